@@ -1,0 +1,101 @@
+# Throwaway PostgreSQL cluster for tests and the demo. Source this file, then:
+#   pg_ensure_binaries   install PostgreSQL server binaries with apt if they are missing
+#   pg_start             start a cluster on a Unix socket and a free loopback port;
+#                        sets PG_URL (superuser, password auth over TCP)
+#   pg_stop              stop it and delete its data directory
+# The cluster never touches a system-wide one: its own data directory, its own port.
+# initdb refuses to run as root, so as root the cluster runs as the `postgres` user.
+
+PG_BIN=""
+PG_DATA=""
+PG_URL=""
+PG_RUN_AS=()
+
+pg_find_bin() {
+  local dir
+  for dir in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+    if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then PG_BIN="$dir"; return 0; fi
+  done
+  if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+    PG_BIN="$(dirname "$(command -v initdb)")"; return 0
+  fi
+  return 1
+}
+
+pg_ensure_binaries() {
+  pg_find_bin && return 0
+  echo "PostgreSQL server binaries not found; installing them with apt-get" >&2
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq postgresql >&2
+  # The Debian package may start a system cluster; ours never uses it.
+  pg_find_bin || { echo "PostgreSQL installation failed: initdb not found" >&2; return 1; }
+}
+
+pg_free_port() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    return
+  fi
+  local port
+  for port in $(seq 54330 54430); do
+    if ! (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# Make a data directory that the cluster's user can reach: under target/ when it can,
+# else a fresh temporary directory.
+pg_make_data_dir() {
+  local preferred="$1"
+  mkdir -p "$preferred" && preferred="$(cd "$preferred" && pwd)"
+  if [ "$(id -u)" -ne 0 ]; then
+    mkdir -p "$preferred" && PG_DATA="$(mktemp -d "$preferred/cluster.XXXXXX")" && return 0
+  else
+    mkdir -p "$preferred"
+    local candidate
+    candidate="$(mktemp -d "$preferred/cluster.XXXXXX")"
+    chown postgres: "$candidate"
+    if runuser -u postgres -- test -w "$candidate"; then PG_DATA="$candidate"; return 0; fi
+    rm -rf "$candidate"
+  fi
+  PG_DATA="$(mktemp -d /tmp/drainctl-pg.XXXXXX)"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PG_DATA"; fi
+}
+
+pg_start() {
+  local root="${1:-target/pg}"
+  pg_ensure_binaries || return 1
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres
+    PG_RUN_AS=(runuser -u postgres --)
+  else
+    PG_RUN_AS=()
+  fi
+  pg_make_data_dir "$root" || return 1
+  local port password
+  port="$(pg_free_port)" || return 1
+  password="$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  printf '%s\n' "$password" > "$PG_DATA/.pwfile"
+  chmod 600 "$PG_DATA/.pwfile"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$PG_DATA/.pwfile"
+  "${PG_RUN_AS[@]}" "$PG_BIN/initdb" -D "$PG_DATA/data" -U postgres --pwfile="$PG_DATA/.pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$PG_DATA/initdb.log" 2>&1 \
+    || { cat "$PG_DATA/initdb.log" >&2; return 1; }
+  rm -f "$PG_DATA/.pwfile"
+  "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA/data" -l "$PG_DATA/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DATA -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    start >/dev/null || { cat "$PG_DATA/server.log" >&2; return 1; }
+  PG_URL="postgres://postgres:${password}@127.0.0.1:${port}/postgres"
+  export PG_URL PG_DATA
+}
+
+pg_stop() {
+  if [ -n "$PG_DATA" ] && [ -d "$PG_DATA/data" ]; then
+    "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA/data" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "$PG_DATA" ]; then rm -rf "$PG_DATA"; fi
+  PG_DATA=""
+}

@@ -1,0 +1,127 @@
+//! The injectable source of "now".
+//!
+//! Nothing in drainctl reads the wall clock except through [`Clock`]. In production it is
+//! the system clock. For tests and demos, `DRAINCTL_NOW` replaces it:
+//! `DRAINCTL_NOW=2026-11-27T10:00:00Z` freezes time at that instant, and
+//! `DRAINCTL_NOW=@/path/to/file` reads the instant from that file every time "now" is asked,
+//! so a test can move time forward while a process runs. Durations of real work (timeouts,
+//! throttles) use `std::time::Instant` and are not affected.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+
+/// The environment variable that injects a clock.
+pub const NOW_ENV: &str = "DRAINCTL_NOW";
+
+#[derive(Debug)]
+pub struct Clock {
+    source: Source,
+    last_from_file: Cell<Option<DateTime<Utc>>>,
+}
+
+#[derive(Debug)]
+enum Source {
+    System,
+    Fixed(DateTime<Utc>),
+    File(PathBuf),
+}
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock { source: Source::System, last_from_file: Cell::new(None) }
+    }
+
+    pub fn fixed(at: DateTime<Utc>) -> Clock {
+        Clock { source: Source::Fixed(at), last_from_file: Cell::new(None) }
+    }
+
+    /// The clock `DRAINCTL_NOW` asks for, or the system clock when it is unset.
+    pub fn from_env() -> Result<Clock> {
+        match std::env::var(NOW_ENV) {
+            Err(_) => Ok(Clock::system()),
+            Ok(value) if value.trim().is_empty() => Ok(Clock::system()),
+            Ok(value) => Clock::parse(value.trim()),
+        }
+    }
+
+    fn parse(value: &str) -> Result<Clock> {
+        if let Some(path) = value.strip_prefix('@') {
+            let clock = Clock { source: Source::File(PathBuf::from(path)), last_from_file: Cell::new(None) };
+            let first = read_instant_file(path.as_ref())?;
+            clock.last_from_file.set(Some(first));
+            return Ok(clock);
+        }
+        parse_instant(value).map(Clock::fixed)
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.source {
+            Source::System => Utc::now(),
+            Source::Fixed(at) => *at,
+            Source::File(path) => match read_instant_file(path) {
+                Ok(at) => {
+                    self.last_from_file.set(Some(at));
+                    at
+                }
+                Err(error) => {
+                    log::warn!("{error}; keeping the last time read");
+                    self.last_from_file.get().unwrap_or_else(Utc::now)
+                }
+            },
+        }
+    }
+
+    /// True when time is injected (tests, demos).
+    pub fn is_injected(&self) -> bool {
+        !matches!(self.source, Source::System)
+    }
+}
+
+fn parse_instant(value: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value).map(|at| at.with_timezone(&Utc)).map_err(|_| {
+        Error::Config(format!(
+            "{NOW_ENV}={value:?} is not an RFC 3339 instant (e.g. 2026-11-27T10:00:00Z) or @FILE"
+        ))
+    })
+}
+
+fn read_instant_file(path: &std::path::Path) -> Result<DateTime<Utc>> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        Error::Config(format!("{NOW_ENV}: cannot read clock file {}: {error}", path.display()))
+    })?;
+    parse_instant(text.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_instant_is_parsed() {
+        let clock = Clock::parse("2026-11-27T10:00:00Z").unwrap();
+        assert_eq!(clock.now().to_rfc3339(), "2026-11-27T10:00:00+00:00");
+        assert!(clock.is_injected());
+    }
+
+    #[test]
+    fn clock_file_is_reread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("now");
+        std::fs::write(&path, "2026-11-27T10:00:00Z\n").unwrap();
+        let clock = Clock::parse(&format!("@{}", path.display())).unwrap();
+        assert_eq!(clock.now().to_rfc3339(), "2026-11-27T10:00:00+00:00");
+        std::fs::write(&path, "2026-11-27T11:30:00Z").unwrap();
+        assert_eq!(clock.now().to_rfc3339(), "2026-11-27T11:30:00+00:00");
+    }
+
+    #[test]
+    fn garbage_is_a_config_error_naming_the_value() {
+        let error = Clock::parse("tomorrow").unwrap_err();
+        assert_eq!(error.exit_code(), 78);
+        assert!(error.to_string().contains("\"tomorrow\""));
+    }
+}

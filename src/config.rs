@@ -1,0 +1,718 @@
+//! Configuration: one TOML file, parsed strictly, then resolved into typed settings.
+//!
+//! [`RawConfig`] mirrors the file (strings, unknown keys refused); [`Config::resolve`]
+//! turns it into [`Config`]: durations parsed, zones checked, regexes compiled, paths made
+//! absolute against the file's folder, every default filled in. Every error names the file,
+//! the line and column, and the bad value, before any database connection is opened.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::parse_duration;
+use crate::error::{register_secret, Error, Result};
+use crate::quota::Profile;
+use crate::window::Window;
+
+/// Environment variables that name the configuration file and the database.
+pub const CONFIG_ENV: &str = "DRAINCTL_CONFIG";
+pub const DATABASE_URL_ENV: &str = "DRAINCTL_DATABASE_URL";
+pub const FALLBACK_DATABASE_URL_ENV: &str = "DATABASE_URL";
+/// Searched in this order when neither `--config` nor `$DRAINCTL_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./drainctl.toml", "/etc/drainctl/drainctl.toml"];
+
+pub const DEFAULT_BURST_UNTIL: &str = "sat 18:00";
+pub const DEFAULT_BURST_MAX: &str = "14d";
+pub const DEFAULT_BACKOFF: &str = "1h";
+pub const DEFAULT_KILL_GRACE: &str = "10s";
+pub const DEFAULT_SUPERVISE_INTERVAL: &str = "15m";
+pub const DEFAULT_MAX_ITEMS_PER_PASS: u32 = 50;
+pub const DEFAULT_MAX_SECONDS_PER_PASS: &str = "55m";
+pub const DEFAULT_ITEM_TIMEOUT: &str = "20m";
+pub const DEFAULT_LIVENESS_TIMEOUT: &str = "15m";
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+pub const DEFAULT_RETRY_BASE: &str = "1m";
+pub const DEFAULT_RETRY_MAX: &str = "6h";
+pub const DEFAULT_CHECKPOINT_PATTERN: &str = "^::checkpoint::";
+pub const DEFAULT_CONCURRENCY: u32 = 1;
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_PROFILE: &str = "claude";
+
+// ---------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default, rename = "drain")]
+    pub drains: Vec<RawDrain>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub timezone: Option<Spanned<String>>,
+    pub burst_default_until: Option<Spanned<String>>,
+    pub burst_max: Option<Spanned<String>>,
+    pub log_dir: Option<String>,
+    pub metrics_textfile: Option<String>,
+    pub notify_command: Option<Spanned<Vec<String>>>,
+    pub default_backoff: Option<Spanned<String>>,
+    pub kill_grace: Option<Spanned<String>>,
+    pub supervise_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrain {
+    pub name: Spanned<String>,
+    pub command: Spanned<Vec<String>>,
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub quota_group: Option<Spanned<String>>,
+    pub quota_profile: Option<Spanned<String>>,
+    pub quota_patterns: Option<Spanned<Vec<String>>>,
+    pub veto_patterns: Option<Spanned<Vec<String>>>,
+    pub window: Option<Spanned<RawWindow>>,
+    pub max_items_per_pass: Option<Spanned<i64>>,
+    pub max_seconds_per_pass: Option<Spanned<String>>,
+    pub item_timeout: Option<Spanned<String>>,
+    pub liveness_timeout: Option<Spanned<String>>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub retry_backoff: Option<Spanned<RawRetryBackoff>>,
+    pub checkpoint_pattern: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub max_result_bytes: Option<Spanned<i64>>,
+    pub stderr_tail_bytes: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub days: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBackoff {
+    pub base: Option<String>,
+    pub max: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The resolved, typed configuration.
+
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    pub database_url: Option<DatabaseUrl>,
+    pub defaults: Defaults,
+    pub drains: Vec<DrainConfig>,
+}
+
+/// The database URL and where it came from (for messages; the URL itself is never shown).
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    pub url: String,
+    pub source: String,
+}
+
+#[derive(Debug)]
+pub struct Defaults {
+    pub timezone: Tz,
+    pub burst_default_until: String,
+    pub burst_max: Duration,
+    pub log_dir: PathBuf,
+    pub metrics_textfile: Option<PathBuf>,
+    pub notify_command: Option<Vec<String>>,
+    pub default_backoff: Duration,
+    pub kill_grace: Duration,
+    pub supervise_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryBackoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug)]
+pub struct DrainConfig {
+    pub name: String,
+    pub command: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub quota_group: String,
+    pub quota_profile: Profile,
+    pub quota_patterns: Vec<String>,
+    pub veto_patterns: Vec<String>,
+    pub window: Option<Window>,
+    pub max_items_per_pass: u32,
+    pub max_seconds_per_pass: Duration,
+    pub item_timeout: Duration,
+    pub liveness_timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_backoff: RetryBackoff,
+    pub checkpoint_pattern: Regex,
+    pub concurrency: u32,
+    pub max_result_bytes: usize,
+    pub stderr_tail_bytes: usize,
+}
+
+impl Config {
+    /// Find and load the configuration. `explicit` is `--config`. When no file is named
+    /// and none of the default paths exists, an empty configuration is returned if
+    /// `file_is_optional` (commands such as `migrate` that need only the database).
+    pub fn discover(explicit: Option<&Path>, file_is_optional: bool) -> Result<Config> {
+        let named = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+        let path = match named {
+            Some(path) => Some(path),
+            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
+        };
+        match path {
+            Some(path) => Config::load(&path),
+            None if file_is_optional => Config::from_text("", None),
+            None => Err(Error::Config(format!(
+                "no configuration file: pass --config PATH, set ${CONFIG_ENV}, or create {}",
+                DEFAULT_CONFIG_PATHS.join(" or ")
+            ))),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Error::Config(format!("cannot read configuration file {}: {error}", path.display()))
+        })?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Config::from_text(&text, Some(&absolute))
+    }
+
+    /// Parse and resolve configuration text. `path` is used for messages and to resolve
+    /// relative paths.
+    pub fn from_text(text: &str, path: Option<&Path>) -> Result<Config> {
+        let source = Source { text, path };
+        let raw: RawConfig = toml::from_str(text).map_err(|error| {
+            let message = error.message().trim().replace('\n', "; ");
+            source.error_at(error.span(), &message)
+        })?;
+        Config::resolve(raw, &source)
+    }
+
+    fn resolve(raw: RawConfig, source: &Source) -> Result<Config> {
+        let base_dir = source.base_dir();
+        let database_url = resolve_database_url(raw.database.url, source);
+        let defaults = resolve_defaults(raw.defaults, source, &base_dir)?;
+        let mut drains = Vec::with_capacity(raw.drains.len());
+        let mut seen = HashSet::new();
+        for raw_drain in raw.drains {
+            let drain = resolve_drain(raw_drain, source, &base_dir, &defaults, &mut seen)?;
+            drains.push(drain);
+        }
+        Ok(Config { path: source.path.map(Path::to_path_buf), database_url, defaults, drains })
+    }
+
+    /// The drain called `name`, or a usage error that lists the known ones.
+    pub fn drain(&self, name: &str) -> Result<&DrainConfig> {
+        self.drains.iter().find(|d| d.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.drains.iter().map(|d| d.name.as_str()).collect();
+            let known = if known.is_empty() {
+                "none are configured".to_string()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            Error::Usage(format!("unknown drain {name:?}; {known}"))
+        })
+    }
+
+    /// The database URL, or a configuration error that says how to provide one.
+    pub fn require_database_url(&self) -> Result<&DatabaseUrl> {
+        self.database_url.as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "no database URL: set [database] url in the configuration, or \
+                 ${DATABASE_URL_ENV} or ${FALLBACK_DATABASE_URL_ENV}"
+            ))
+        })
+    }
+}
+
+/// The configuration text and where it came from, for error locations.
+struct Source<'a> {
+    text: &'a str,
+    path: Option<&'a Path>,
+}
+
+impl Source<'_> {
+    fn name(&self) -> String {
+        self.path.map(|p| p.display().to_string()).unwrap_or_else(|| "<configuration>".into())
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+    }
+
+    /// `file:line:column: message` for a byte span of the text.
+    fn error_at(&self, span: Option<std::ops::Range<usize>>, message: &str) -> Error {
+        let location = match span {
+            Some(span) => {
+                let (line, column) = line_and_column(self.text, span.start);
+                format!("{}:{line}:{column}", self.name())
+            }
+            None => self.name(),
+        };
+        Error::Config(format!("{location}: {message}"))
+    }
+
+    fn error_for<T>(&self, value: &Spanned<T>, message: &str) -> Error {
+        self.error_at(Some(value.span()), message)
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<DatabaseUrl> {
+    let from_env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|url| DatabaseUrl { url, source: format!("${name}") })
+    };
+    let chosen = from_env(DATABASE_URL_ENV)
+        .or_else(|| {
+            from_file.map(|url| DatabaseUrl { url, source: format!("[database] url in {}", source.name()) })
+        })
+        .or_else(|| from_env(FALLBACK_DATABASE_URL_ENV));
+    if let Some(url) = &chosen {
+        if let Some(password) = password_of(&url.url) {
+            register_secret(&password);
+        }
+    }
+    chosen
+}
+
+/// The password inside a URL (`postgres://user:pw@host/db`) or a key/value connection
+/// string (`password=pw`), so it can be scrubbed from every message.
+pub fn password_of(url: &str) -> Option<String> {
+    if let Ok(config) = url.parse::<postgres::Config>() {
+        if let Some(password) = config.get_password() {
+            return Some(String::from_utf8_lossy(password).into_owned());
+        }
+    }
+    // A URL that does not parse may still carry a password: take what sits between the
+    // user's ':' and the '@'.
+    let rest = url.split_once("://").map(|(_, rest)| rest)?;
+    let authority = rest.split_once('@').map(|(authority, _)| authority)?;
+    authority.split_once(':').map(|(_, password)| password.to_string())
+}
+
+fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Result<Defaults> {
+    let timezone = match &raw.timezone {
+        Some(zone) => parse_zone(zone.get_ref())
+            .map_err(|message| source.error_for(zone, &format!("timezone: {message}")))?,
+        None => local_zone(),
+    };
+    let duration = |value: &Option<Spanned<String>>, key: &str, default: &str| -> Result<Duration> {
+        spanned_duration(value, key, default, source)
+    };
+    let burst_default_until = match &raw.burst_default_until {
+        Some(when) => {
+            let probe = chrono::Utc::now();
+            crate::when::parse_when(when.get_ref(), probe, timezone)
+                .map_err(|error| source.error_for(when, &format!("burst_default_until: {error}")))?;
+            when.get_ref().clone()
+        }
+        None => DEFAULT_BURST_UNTIL.to_string(),
+    };
+    let notify_command = match raw.notify_command {
+        Some(command) if command.get_ref().is_empty() => {
+            return Err(source.error_for(&command, "notify_command: must name a program"))
+        }
+        Some(command) => Some(resolve_command(command.into_inner(), base_dir)),
+        None => None,
+    };
+    Ok(Defaults {
+        timezone,
+        burst_default_until,
+        burst_max: duration(&raw.burst_max, "burst_max", DEFAULT_BURST_MAX)?,
+        log_dir: raw.log_dir.map(|dir| base_dir.join(dir)).unwrap_or_else(default_log_dir),
+        metrics_textfile: raw.metrics_textfile.map(|file| base_dir.join(file)),
+        notify_command,
+        default_backoff: duration(&raw.default_backoff, "default_backoff", DEFAULT_BACKOFF)?,
+        kill_grace: duration(&raw.kill_grace, "kill_grace", DEFAULT_KILL_GRACE)?,
+        supervise_interval: duration(
+            &raw.supervise_interval,
+            "supervise_interval",
+            DEFAULT_SUPERVISE_INTERVAL,
+        )?,
+    })
+}
+
+fn resolve_drain(
+    raw: RawDrain,
+    source: &Source,
+    base_dir: &Path,
+    defaults: &Defaults,
+    seen: &mut HashSet<String>,
+) -> Result<DrainConfig> {
+    let name = raw.name.get_ref().clone();
+    if !is_valid_drain_name(&name) {
+        return Err(source.error_for(
+            &raw.name,
+            &format!("invalid drain name {name:?}: use 1 to 64 of a-z, 0-9, '_' and '-'"),
+        ));
+    }
+    if !seen.insert(name.clone()) {
+        return Err(source.error_for(&raw.name, &format!("duplicate drain name {name:?}")));
+    }
+    let context = |key: &str| format!("drain {name:?}: {key}");
+    if raw.command.get_ref().is_empty() || raw.command.get_ref()[0].trim().is_empty() {
+        return Err(source.error_for(
+            &raw.command,
+            &format!("{}: must name a program, e.g. [\"claude\", \"-p\"]", context("command")),
+        ));
+    }
+    let duration = |value: &Option<Spanned<String>>, key: &str, default: &str| {
+        spanned_duration(value, &context(key), default, source)
+    };
+    let count = |value: &Option<Spanned<i64>>, key: &str, default: u32, min: i64, max: i64| {
+        spanned_count(value, &context(key), default, min, max, source)
+    };
+    let quota_group = match &raw.quota_group {
+        Some(group) if !is_valid_drain_name(group.get_ref()) => {
+            return Err(source.error_for(
+                group,
+                &format!(
+                    "{}: invalid name {:?}: use 1 to 64 of a-z, 0-9, '_' and '-'",
+                    context("quota_group"),
+                    group.get_ref()
+                ),
+            ))
+        }
+        Some(group) => group.get_ref().clone(),
+        None => name.clone(),
+    };
+    let quota_profile_text =
+        raw.quota_profile.as_ref().map(|p| p.get_ref().as_str()).unwrap_or(DEFAULT_PROFILE);
+    let quota_profile: Profile =
+        quota_profile_text.parse().map_err(|message: String| match &raw.quota_profile {
+            Some(profile) => source.error_for(profile, &format!("{}: {message}", context("quota_profile"))),
+            None => Error::Internal(message),
+        })?;
+    for (patterns, key) in [(&raw.quota_patterns, "quota_patterns"), (&raw.veto_patterns, "veto_patterns")] {
+        let Some(patterns) = patterns else { continue };
+        for pattern in patterns.get_ref() {
+            if let Err(error) = regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
+                return Err(source
+                    .error_for(patterns, &format!("{}: invalid regex {pattern:?}: {error}", context(key))));
+            }
+        }
+    }
+    let window =
+        match &raw.window {
+            Some(window) => {
+                let w = window.get_ref();
+                Some(Window::parse(&w.days, &w.from, &w.to).map_err(|message| {
+                    source.error_for(window, &format!("{}: {message}", context("window")))
+                })?)
+            }
+            None => None,
+        };
+    let retry_backoff = match &raw.retry_backoff {
+        Some(retry) => {
+            let parse = |value: &Option<String>, key: &str, default: &str| {
+                let text = value.as_deref().unwrap_or(default);
+                parse_duration(text)
+                    .map_err(|message| source.error_for(retry, &format!("{}: {message}", context(key))))
+            };
+            RetryBackoff {
+                base: parse(&retry.get_ref().base, "retry_backoff.base", DEFAULT_RETRY_BASE)?,
+                max: parse(&retry.get_ref().max, "retry_backoff.max", DEFAULT_RETRY_MAX)?,
+            }
+        }
+        None => RetryBackoff {
+            base: parse_duration(DEFAULT_RETRY_BASE).map_err(Error::Internal)?,
+            max: parse_duration(DEFAULT_RETRY_MAX).map_err(Error::Internal)?,
+        },
+    };
+    let checkpoint_pattern = match &raw.checkpoint_pattern {
+        Some(pattern) => Regex::new(pattern.get_ref()).map_err(|error| {
+            source.error_for(
+                pattern,
+                &format!("{}: invalid regex {:?}: {error}", context("checkpoint_pattern"), pattern.get_ref()),
+            )
+        })?,
+        None => Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string()))?,
+    };
+    let item_timeout = duration(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
+    if item_timeout.is_zero() {
+        if let Some(value) = &raw.item_timeout {
+            return Err(
+                source.error_for(value, &format!("{}: must be more than 0s", context("item_timeout")))
+            );
+        }
+    }
+    let liveness_timeout = duration(&raw.liveness_timeout, "liveness_timeout", DEFAULT_LIVENESS_TIMEOUT)?;
+    if liveness_timeout.is_zero() {
+        if let Some(value) = &raw.liveness_timeout {
+            return Err(
+                source.error_for(value, &format!("{}: must be more than 0s", context("liveness_timeout")))
+            );
+        }
+    }
+    let _ = defaults;
+    Ok(DrainConfig {
+        command: resolve_command(raw.command.get_ref().clone(), base_dir),
+        workdir: raw.workdir.map(|dir| base_dir.join(dir)),
+        env: raw.env.into_iter().collect(),
+        quota_group,
+        quota_profile,
+        quota_patterns: raw.quota_patterns.map(Spanned::into_inner).unwrap_or_default(),
+        veto_patterns: raw.veto_patterns.map(Spanned::into_inner).unwrap_or_default(),
+        window,
+        max_items_per_pass: count(
+            &raw.max_items_per_pass,
+            "max_items_per_pass",
+            DEFAULT_MAX_ITEMS_PER_PASS,
+            1,
+            1_000_000,
+        )?,
+        max_seconds_per_pass: duration(
+            &raw.max_seconds_per_pass,
+            "max_seconds_per_pass",
+            DEFAULT_MAX_SECONDS_PER_PASS,
+        )?,
+        item_timeout,
+        liveness_timeout,
+        max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
+        retry_backoff,
+        checkpoint_pattern,
+        concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
+        max_result_bytes: count(&raw.max_result_bytes, "max_result_bytes", 0, 1, 1 << 30).map(|v| {
+            if v == 0 {
+                DEFAULT_MAX_RESULT_BYTES
+            } else {
+                v as usize
+            }
+        })?,
+        stderr_tail_bytes: count(&raw.stderr_tail_bytes, "stderr_tail_bytes", 0, 1, 64 << 20).map(|v| {
+            if v == 0 {
+                DEFAULT_STDERR_TAIL_BYTES
+            } else {
+                v as usize
+            }
+        })?,
+        name,
+    })
+}
+
+fn spanned_duration(
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+    source: &Source,
+) -> Result<Duration> {
+    match value {
+        Some(text) => parse_duration(text.get_ref())
+            .map_err(|message| source.error_for(text, &format!("{key}: {message}"))),
+        None => parse_duration(default).map_err(Error::Internal),
+    }
+}
+
+fn spanned_count(
+    value: &Option<Spanned<i64>>,
+    key: &str,
+    default: u32,
+    min: i64,
+    max: i64,
+    source: &Source,
+) -> Result<u32> {
+    match value {
+        Some(number) => {
+            let n = *number.get_ref();
+            if n < min || n > max {
+                return Err(
+                    source.error_for(number, &format!("{key}: {n} is out of range; use {min} to {max}"))
+                );
+            }
+            u32::try_from(n).map_err(|_| source.error_for(number, &format!("{key}: {n} is too large")))
+        }
+        None => Ok(default),
+    }
+}
+
+/// `[a-z0-9_-]{1,64}`.
+pub fn is_valid_drain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A program given with a slash (`./bin/worker`) is relative to the config's folder; a
+/// bare name (`claude`) is looked up on PATH when the worker starts.
+fn resolve_command(mut command: Vec<String>, base_dir: &Path) -> Vec<String> {
+    if let Some(program) = command.first_mut() {
+        if program.contains('/') && !program.starts_with('/') {
+            *program = base_dir.join(&*program).display().to_string();
+        }
+    }
+    command
+}
+
+/// An IANA zone name, or a one-line message naming it.
+pub fn parse_zone(name: &str) -> std::result::Result<Tz, String> {
+    name.trim().parse::<Tz>().map_err(|_| {
+        format!("unknown time zone {name:?}: use an IANA name such as \"Asia/Jerusalem\" or \"UTC\"")
+    })
+}
+
+/// The machine's zone: `$TZ`, else the `/etc/localtime` link, else `/etc/timezone`, else UTC.
+pub fn local_zone() -> Tz {
+    if let Ok(tz) = std::env::var("TZ") {
+        if let Ok(zone) = tz.trim_start_matches(':').parse::<Tz>() {
+            return zone;
+        }
+    }
+    if let Ok(target) = std::fs::read_link("/etc/localtime") {
+        let target = target.display().to_string();
+        if let Some((_, name)) = target.split_once("zoneinfo/") {
+            if let Ok(zone) = name.parse::<Tz>() {
+                return zone;
+            }
+        }
+    }
+    if let Ok(name) = std::fs::read_to_string("/etc/timezone") {
+        if let Ok(zone) = name.trim().parse::<Tz>() {
+            return zone;
+        }
+    }
+    Tz::UTC
+}
+
+/// `$XDG_STATE_HOME/drainctl/logs`, else `~/.local/state/drainctl/logs`.
+fn default_log_dir() -> PathBuf {
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(state).join("drainctl/logs");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/drainctl/logs"),
+        None => PathBuf::from("/var/log/drainctl"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Config> {
+        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
+    }
+
+    const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+
+    #[test]
+    fn every_drain_setting_has_its_default() {
+        let config = resolve(MINIMAL).unwrap();
+        let drain = &config.drains[0];
+        assert_eq!(drain.quota_group, "halacha");
+        assert_eq!(drain.quota_profile, Profile::Claude);
+        assert_eq!(drain.max_items_per_pass, 50);
+        assert_eq!(drain.max_seconds_per_pass, Duration::from_secs(55 * 60));
+        assert_eq!(drain.item_timeout, Duration::from_secs(20 * 60));
+        assert_eq!(drain.liveness_timeout, Duration::from_secs(15 * 60));
+        assert_eq!(drain.max_attempts, 5);
+        assert_eq!(drain.retry_backoff.base, Duration::from_secs(60));
+        assert_eq!(drain.retry_backoff.max, Duration::from_secs(6 * 3600));
+        assert_eq!(drain.concurrency, 1);
+        assert_eq!(drain.max_result_bytes, 16 << 20);
+        assert_eq!(drain.stderr_tail_bytes, 1 << 20);
+        assert!(drain.checkpoint_pattern.is_match("::checkpoint:: 3"));
+        assert!(drain.window.is_none());
+        assert_eq!(config.defaults.burst_max, Duration::from_secs(14 * 86400));
+        assert_eq!(config.defaults.default_backoff, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_value() {
+        let cases = [
+            ("[[drain]]\nname = \"Bad Name\"\ncommand = [\"x\"]\n", ":2:8:", "\"Bad Name\""),
+            ("[defaults]\ntimezone = \"Mars/Olympus\"\n", ":2:12:", "\"Mars/Olympus\""),
+            ("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nitem_timeout = \"20x\"\n", ":4:16:", "\"20x\""),
+            ("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nwindw = 1\n", ":4:1:", "windw"),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n[[drain]]\nname = \"a\"\ncommand = [\"y\"]\n",
+                ":5:8:",
+                "duplicate drain name \"a\"",
+            ),
+            ("[defaults\n", ":1:", "drainctl.toml"),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nconcurrency = 0\n",
+                ":4:15:",
+                "concurrency: 0 is out of range",
+            ),
+        ];
+        for (text, location, value) in cases {
+            let error = resolve(text).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.exit_code(), 78, "{message}");
+            assert!(message.starts_with("/etc/drainctl/drainctl.toml"), "{message}");
+            assert!(message.contains(location), "{location} not in {message}");
+            assert!(message.contains(value), "{value} not in {message}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let config = resolve(
+            "[defaults]\nlog_dir = \"logs\"\n[[drain]]\nname = \"a\"\ncommand = [\"./bin/w\", \"x\"]\nworkdir = \"work\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.defaults.log_dir, PathBuf::from("/etc/drainctl/logs"));
+        assert_eq!(config.drains[0].command[0], "/etc/drainctl/./bin/w");
+        assert_eq!(config.drains[0].workdir, Some(PathBuf::from("/etc/drainctl/work")));
+    }
+
+    #[test]
+    fn password_is_found_for_scrubbing() {
+        assert_eq!(password_of("postgres://u:pw1@h/db").as_deref(), Some("pw1"));
+        assert_eq!(password_of("host=h user=u password=pw2").as_deref(), Some("pw2"));
+        assert_eq!(password_of("postgres://u@h/db"), None);
+    }
+
+    #[test]
+    fn unknown_drain_lists_known_ones() {
+        let config = resolve(MINIMAL).unwrap();
+        let error = config.drain("halach").unwrap_err();
+        assert_eq!(error.to_string(), "unknown drain \"halach\"; known: halacha");
+    }
+}

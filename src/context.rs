@@ -1,0 +1,30 @@
+//! What every database-backed command runs with: the resolved configuration, the clock,
+//! and the one connection of this invocation (schema already brought up to date).
+
+use std::path::Path;
+use std::time::Duration;
+
+use postgres::Client;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Result;
+
+pub struct Context {
+    pub config: Config,
+    pub clock: Clock,
+    pub client: Client,
+}
+
+impl Context {
+    /// Resolve the configuration and clock (no connection yet), then connect and apply
+    /// any missing migration under the migration lock.
+    pub fn open(config_path: Option<&Path>, needs_config: bool, lock_timeout: Duration) -> Result<Context> {
+        let config = Config::discover(config_path, !needs_config)?;
+        let clock = Clock::from_env()?;
+        let database = config.require_database_url()?;
+        let mut client = crate::db::connect(database)?;
+        crate::migrate::ensure_current(&mut client, lock_timeout, clock.now())?;
+        Ok(Context { config, clock, client })
+    }
+}

@@ -1,0 +1,127 @@
+//! The `drains` table: one control row per drain — pause and burst live here and nowhere
+//! else, so the shell, supervise and any UI agree.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct DrainControls {
+    pub id: i32,
+    pub name: String,
+    pub paused_at: Option<DateTime<Utc>>,
+    pub pause_note: Option<String>,
+    pub burst_until: Option<DateTime<Utc>>,
+    pub burst_note: Option<String>,
+    pub burst_started_at: Option<DateTime<Utc>>,
+}
+
+impl DrainControls {
+    pub fn is_paused(&self) -> bool {
+        self.paused_at.is_some()
+    }
+
+    /// In burst at `now`: a deadline is set and not yet reached.
+    pub fn is_bursting(&self, now: DateTime<Utc>) -> bool {
+        self.burst_until.is_some_and(|until| now < until)
+    }
+}
+
+fn from_row(row: &postgres::Row) -> DrainControls {
+    DrainControls {
+        id: row.get(0),
+        name: row.get(1),
+        paused_at: row.get(2),
+        pause_note: row.get(3),
+        burst_until: row.get(4),
+        burst_note: row.get(5),
+        burst_started_at: row.get(6),
+    }
+}
+
+/// The control row of `name`, created on first sight.
+pub fn ensure_drain(
+    client: &mut impl GenericClient,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<DrainControls> {
+    client.execute(
+        "INSERT INTO drains (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        &[&name, &now],
+    )?;
+    let row = client.query_one(
+        "SELECT id, name, paused_at, pause_note, burst_until, burst_note, burst_started_at
+           FROM drains WHERE name = $1",
+        &[&name],
+    )?;
+    Ok(from_row(&row))
+}
+
+/// Control rows of these drains (missing ones are absent).
+pub fn read_controls(client: &mut impl GenericClient, names: &[String]) -> Result<Vec<DrainControls>> {
+    let rows = client.query(
+        "SELECT id, name, paused_at, pause_note, burst_until, burst_note, burst_started_at
+           FROM drains WHERE name = ANY($1) ORDER BY name",
+        &[&names],
+    )?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub fn set_pause(
+    client: &mut impl GenericClient,
+    name: &str,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE drains SET paused_at = $2, pause_note = $3 WHERE name = $1",
+        &[&name, &now, &note],
+    )?;
+    Ok(())
+}
+
+/// Clear the pause; true when it was paused.
+pub fn clear_pause(client: &mut impl GenericClient, name: &str) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE drains SET paused_at = NULL, pause_note = NULL WHERE name = $1 AND paused_at IS NOT NULL",
+        &[&name],
+    )?;
+    Ok(updated > 0)
+}
+
+pub fn set_burst(
+    client: &mut impl GenericClient,
+    name: &str,
+    until: DateTime<Utc>,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE drains SET burst_until = $2, burst_note = $3, burst_started_at = $4 WHERE name = $1",
+        &[&name, &until, &note, &now],
+    )?;
+    Ok(())
+}
+
+/// Clear the burst of `name`. With `only_if_until`, clear only if the deadline is still
+/// that value (so an expiry never clears a burst that was just moved). True if cleared.
+pub fn clear_burst(
+    client: &mut impl GenericClient,
+    name: &str,
+    only_if_until: Option<DateTime<Utc>>,
+) -> Result<bool> {
+    let updated = match only_if_until {
+        Some(until) => client.execute(
+            "UPDATE drains SET burst_until = NULL, burst_note = NULL, burst_started_at = NULL
+              WHERE name = $1 AND burst_until = $2",
+            &[&name, &until],
+        )?,
+        None => client.execute(
+            "UPDATE drains SET burst_until = NULL, burst_note = NULL, burst_started_at = NULL
+              WHERE name = $1 AND burst_until IS NOT NULL",
+            &[&name],
+        )?,
+    };
+    Ok(updated > 0)
+}

@@ -1,0 +1,85 @@
+//! The append-only `events` table: every state change drainctl makes or survives.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde_json::Value;
+
+use crate::error::Result;
+
+/// One event to record. Build with [`Event::new`] and the `with_*` setters.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: &'static str,
+    pub message: String,
+    pub drain: Option<String>,
+    pub quota_group: Option<String>,
+    pub run_id: Option<i64>,
+    pub item_id: Option<i64>,
+    pub data: Value,
+}
+
+impl Event {
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Event {
+        Event {
+            kind,
+            message: message.into(),
+            drain: None,
+            quota_group: None,
+            run_id: None,
+            item_id: None,
+            data: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn drain(mut self, drain: &str) -> Event {
+        self.drain = Some(drain.to_string());
+        self
+    }
+
+    pub fn quota_group(mut self, group: &str) -> Event {
+        self.quota_group = Some(group.to_string());
+        self
+    }
+
+    pub fn run(mut self, run_id: i64) -> Event {
+        self.run_id = Some(run_id);
+        self
+    }
+
+    pub fn item(mut self, item_id: i64) -> Event {
+        self.item_id = Some(item_id);
+        self
+    }
+
+    pub fn data(mut self, data: Value) -> Event {
+        self.data = data;
+        self
+    }
+}
+
+/// Append an event.
+pub fn record_event(client: &mut impl GenericClient, event: &Event, at: DateTime<Utc>) -> Result<()> {
+    client.execute(
+        "INSERT INTO events (at, kind, drain, quota_group, run_id, item_id, message, data)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &at,
+            &event.kind,
+            &event.drain,
+            &event.quota_group,
+            &event.run_id,
+            &event.item_id,
+            &event.message,
+            &event.data,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Append an event, logging (not failing) when it cannot be written: used on paths that
+/// are already handling another failure.
+pub fn record_event_or_log(client: &mut impl GenericClient, event: &Event, at: DateTime<Utc>) {
+    if let Err(error) = record_event(client, event, at) {
+        log::error!("could not record event {} ({}): {error}", event.kind, event.message);
+    }
+}

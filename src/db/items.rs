@@ -1,0 +1,331 @@
+//! The `items`, `attempts` and `staged_results` tables: the backlog, its claims (fenced
+//! by the claiming run's id), the history of every attempt, and durable result staging.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+
+/// An item as a run holds it after claiming.
+#[derive(Debug, Clone)]
+pub struct ClaimedItem {
+    pub id: i64,
+    pub key: String,
+    pub payload: Value,
+    /// Attempts including this one.
+    pub attempt: i32,
+}
+
+/// One item to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub key: String,
+    pub payload: Value,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, PartialEq, Eq)]
+pub struct EnqueueCounts {
+    pub added: u64,
+    pub duplicates: u64,
+    pub replaced: u64,
+}
+
+/// Insert items; an existing `(drain, key)` is a duplicate, or with `replace` a finished
+/// (done or dead) item is reset to pending with the new payload.
+pub fn insert_items(
+    client: &mut impl GenericClient,
+    drain: &str,
+    items: &[NewItem],
+    replace: bool,
+    now: DateTime<Utc>,
+) -> Result<EnqueueCounts> {
+    let insert = client.prepare(
+        "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+         VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (drain, key) DO NOTHING",
+    )?;
+    let reset = client.prepare(
+        "UPDATE items SET state = 'pending', payload = $3, attempts = 0, available_at = $4,
+                claimed_by = NULL, claimed_at = NULL, last_error = NULL, stderr_tail = NULL,
+                result = NULL, finished_at = NULL, updated_at = $4
+          WHERE drain = $1 AND key = $2 AND state IN ('done', 'dead')",
+    )?;
+    let mut counts = EnqueueCounts::default();
+    for item in items {
+        if client.execute(&insert, &[&drain, &item.key, &item.payload, &now])? == 1 {
+            counts.added += 1;
+        } else if replace && client.execute(&reset, &[&drain, &item.key, &item.payload, &now])? == 1 {
+            counts.replaced += 1;
+        } else {
+            counts.duplicates += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// Claim the oldest available pending item of `drain` for `run_id` (the fencing token),
+/// counting the attempt, and open its attempt row. Concurrent claimers skip locked rows.
+pub fn claim_next_item(
+    client: &mut impl GenericClient,
+    drain: &str,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<ClaimedItem>> {
+    let row = client.query_opt(
+        "UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
+                attempts = attempts + 1, updated_at = $3
+          WHERE id = (SELECT id FROM items
+                       WHERE drain = $1 AND state = 'pending' AND available_at <= $3
+                       ORDER BY available_at, id
+                       LIMIT 1 FOR UPDATE SKIP LOCKED)
+          RETURNING id, key, payload, attempts",
+        &[&drain, &run_id, &now],
+    )?;
+    let Some(row) = row else { return Ok(None) };
+    let item = ClaimedItem { id: row.get(0), key: row.get(1), payload: row.get(2), attempt: row.get(3) };
+    client.execute(
+        "INSERT INTO attempts (item_id, run_id, attempt, started_at) VALUES ($1, $2, $3, $4)",
+        &[&item.id, &run_id, &item.attempt, &now],
+    )?;
+    Ok(Some(item))
+}
+
+/// Close the attempt row of `item_id` by `run_id`.
+pub fn finish_attempt(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    outcome: &str,
+    exit_code: Option<i32>,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE attempts SET finished_at = $3, outcome = $4, exit_code = $5, error = $6
+          WHERE item_id = $1 AND run_id = $2 AND finished_at IS NULL",
+        &[&item_id, &run_id, &now, &outcome, &exit_code, &error],
+    )?;
+    Ok(())
+}
+
+/// Durably stage a result with its length and checksum (its own transaction).
+pub fn stage_result(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    result: &[u8],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let checksum = Sha256::digest(result).to_vec();
+    let length = result.len() as i64;
+    client.execute(
+        "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (item_id, run_id) DO UPDATE
+            SET result = EXCLUDED.result, result_bytes = EXCLUDED.result_bytes,
+                result_sha256 = EXCLUDED.result_sha256, staged_at = EXCLUDED.staged_at",
+        &[&item_id, &run_id, &result, &length, &checksum, &now],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The staged result became the item's result; the item is done.
+    Completed,
+    /// The run no longer holds the item (released, reclaimed): nothing was committed.
+    ClaimLost,
+    /// The staged result is missing or does not match its length/checksum: discarded.
+    StagedResultDamaged,
+}
+
+/// Move the staged result of `run_id` into the item and mark it done — only if `run_id`
+/// still holds the claim (fencing) and the staged bytes are whole. The staged row is
+/// removed in every case. Call inside a transaction.
+pub fn complete_item(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Completion> {
+    let updated = client.execute(
+        "UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
+                last_error = NULL
+           FROM staged_results s
+          WHERE i.id = $1 AND i.claimed_by = $2 AND i.state = 'running'
+            AND s.item_id = i.id AND s.run_id = $2
+            AND length(s.result) = s.result_bytes AND sha256(s.result) = s.result_sha256",
+        &[&item_id, &run_id, &now],
+    )?;
+    let staged = client
+        .execute("DELETE FROM staged_results WHERE item_id = $1 AND run_id = $2", &[&item_id, &run_id])?;
+    if updated == 1 {
+        return Ok(Completion::Completed);
+    }
+    let still_held = client
+        .query_opt(
+            "SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+            &[&item_id, &run_id],
+        )?
+        .is_some();
+    log::debug!("completion of item {item_id} by run {run_id} found {staged} staged row(s)");
+    if still_held {
+        Ok(Completion::StagedResultDamaged)
+    } else {
+        Ok(Completion::ClaimLost)
+    }
+}
+
+/// Put a held item back to pending. `refund_attempt` gives the attempt back (quota hit,
+/// worker not startable, interruption): such a release is not the item's fault.
+pub fn release_item(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    refund_attempt: bool,
+    available_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let refund: i32 = if refund_attempt { 1 } else { 0 };
+    let updated = client.execute(
+        "UPDATE items SET state = 'pending', attempts = greatest(attempts - $3, 0),
+                available_at = $4, claimed_by = NULL, claimed_at = NULL, updated_at = $5
+          WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+        &[&item_id, &run_id, &refund, &available_at, &now],
+    )?;
+    Ok(updated == 1)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Back to pending, available again at this time.
+    Retry(DateTime<Utc>),
+    /// `max_attempts` reached: dead-lettered.
+    Dead,
+    /// The run no longer held the item.
+    ClaimLost,
+}
+
+/// Record a failed attempt on a held item: retry at `retry_at`, or dead-letter it when
+/// its attempts reached `max_attempts`.
+#[allow(clippy::too_many_arguments)]
+pub fn fail_item(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    error: &str,
+    stderr_tail: &[u8],
+    max_attempts: i32,
+    retry_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Failure> {
+    let row = client.query_opt(
+        "UPDATE items SET
+                state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'pending' END,
+                available_at = CASE WHEN attempts >= $5 THEN available_at ELSE $6::timestamptz END,
+                finished_at = CASE WHEN attempts >= $5 THEN $7::timestamptz ELSE NULL END,
+                claimed_by = CASE WHEN attempts >= $5 THEN claimed_by ELSE NULL END,
+                claimed_at = NULL, last_error = $3, stderr_tail = $4, updated_at = $7
+          WHERE id = $1 AND claimed_by = $2 AND state = 'running'
+          RETURNING state",
+        &[&item_id, &run_id, &error, &stderr_tail, &max_attempts, &retry_at, &now],
+    )?;
+    Ok(match row {
+        None => Failure::ClaimLost,
+        Some(row) if row.get::<_, String>(0) == "dead" => Failure::Dead,
+        Some(_) => Failure::Retry(retry_at),
+    })
+}
+
+/// An item a dead or hung run still held, as released by [`release_run_items`].
+#[derive(Debug, Clone)]
+pub struct ReleasedItem {
+    pub id: i64,
+    pub key: String,
+    pub is_dead: bool,
+}
+
+/// Release every item `run_id` still holds: back to pending (the attempt stays counted),
+/// or dead when the item has used `max_attempts`.
+pub fn release_run_items(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    error: &str,
+    max_attempts: i32,
+    now: DateTime<Utc>,
+) -> Result<Vec<ReleasedItem>> {
+    let rows = client.query(
+        "UPDATE items SET
+                state = CASE WHEN attempts >= $3 THEN 'dead' ELSE 'pending' END,
+                finished_at = CASE WHEN attempts >= $3 THEN $4::timestamptz ELSE NULL END,
+                claimed_by = CASE WHEN attempts >= $3 THEN claimed_by ELSE NULL END,
+                available_at = $4, claimed_at = NULL, last_error = $2, updated_at = $4
+          WHERE claimed_by = $1 AND state = 'running'
+          RETURNING id, key, state",
+        &[&run_id, &error, &max_attempts, &now],
+    )?;
+    client.execute(
+        "UPDATE attempts SET finished_at = $2, outcome = 'released', error = $3
+          WHERE run_id = $1 AND finished_at IS NULL",
+        &[&run_id, &now, &error],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| ReleasedItem {
+            id: row.get(0),
+            key: row.get(1),
+            is_dead: row.get::<_, String>(2) == "dead",
+        })
+        .collect())
+}
+
+/// Results staged by `run_id` that were never completed.
+pub fn staged_item_ids(client: &mut impl GenericClient, run_id: i64) -> Result<Vec<i64>> {
+    let rows =
+        client.query("SELECT item_id FROM staged_results WHERE run_id = $1 ORDER BY item_id", &[&run_id])?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Is an item of `drain` available now? Index-backed EXISTS, never a count.
+pub fn has_available_item(client: &mut impl GenericClient, drain: &str, now: DateTime<Utc>) -> Result<bool> {
+    let row = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM items WHERE drain = $1 AND state = 'pending' AND available_at <= $2)",
+        &[&drain, &now],
+    )?;
+    Ok(row.get(0))
+}
+
+/// When the next pending item of `drain` becomes available (None: no pending item).
+pub fn next_available_at(client: &mut impl GenericClient, drain: &str) -> Result<Option<DateTime<Utc>>> {
+    let row = client
+        .query_one("SELECT min(available_at) FROM items WHERE drain = $1 AND state = 'pending'", &[&drain])?;
+    Ok(row.get(0))
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct StateCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub done: i64,
+    pub dead: i64,
+}
+
+/// Items of `drain` per state (index-only scans of `items_drain_state`).
+pub fn count_by_state(client: &mut impl GenericClient, drain: &str) -> Result<StateCounts> {
+    let rows =
+        client.query("SELECT state, count(*) FROM items WHERE drain = $1 GROUP BY state", &[&drain])?;
+    let mut counts = StateCounts::default();
+    for row in rows {
+        let state: String = row.get(0);
+        let count: i64 = row.get(1);
+        match state.as_str() {
+            "pending" => counts.pending = count,
+            "running" => counts.running = count,
+            "done" => counts.done = count,
+            "dead" => counts.dead = count,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,41 @@
+//! The `supervisor_passes` table: one row per `supervise` invocation with every decision.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde_json::Value;
+
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct PassRecord<'a> {
+    pub fired_at: DateTime<Utc>,
+    pub scheduled_for: DateTime<Utc>,
+    pub host: &'a str,
+    pub pid: i32,
+    pub status: &'a str,
+    pub duration_ms: i32,
+    pub decisions: Value,
+}
+
+pub fn insert_pass(client: &mut impl GenericClient, pass: &PassRecord) -> Result<i64> {
+    let row = client.query_one(
+        "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms, decisions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        &[
+            &pass.fired_at,
+            &pass.scheduled_for,
+            &pass.host,
+            &pass.pid,
+            &pass.status,
+            &pass.duration_ms,
+            &pass.decisions,
+        ],
+    )?;
+    Ok(row.get(0))
+}
+
+/// When the last acting pass fired.
+pub fn last_pass_at(client: &mut impl GenericClient) -> Result<Option<DateTime<Utc>>> {
+    let row = client.query_one("SELECT max(fired_at) FROM supervisor_passes WHERE status = 'done'", &[])?;
+    Ok(row.get(0))
+}

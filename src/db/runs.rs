@@ -1,0 +1,186 @@
+//! The `runs` table: one row per `drain` invocation, its liveness (checkpoints, the
+//! worker it is running) and how it ended.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use crate::error::Result;
+
+/// What a new run row records about the process.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub drain: &'a str,
+    pub trigger: &'a str,
+    pub host: &'a str,
+    pub pid: i32,
+    pub process_start_time: Option<i64>,
+    pub log_path: Option<&'a str>,
+}
+
+pub fn insert_run(client: &mut impl GenericClient, run: &NewRun, now: DateTime<Utc>) -> Result<i64> {
+    let row = client.query_one(
+        "INSERT INTO runs (drain, trigger, host, pid, process_start_time, started_at,
+                           last_checkpoint_at, status, log_path)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, 'running', $7) RETURNING id",
+        &[&run.drain, &run.trigger, &run.host, &run.pid, &run.process_start_time, &now, &run.log_path],
+    )?;
+    Ok(row.get(0))
+}
+
+/// A run that never started work because every concurrency slot was taken.
+pub fn insert_lock_skipped_run(
+    client: &mut impl GenericClient,
+    run: &NewRun,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let row = client.query_one(
+        "INSERT INTO runs (drain, trigger, host, pid, process_start_time, started_at,
+                           last_checkpoint_at, status, finished_at, note, log_path)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, 'lock_skipped', $6, $7, $8) RETURNING id",
+        &[&run.drain, &run.trigger, &run.host, &run.pid, &run.process_start_time, &now, &note, &run.log_path],
+    )?;
+    Ok(row.get(0))
+}
+
+/// Record proof of progress: `checkpoints` more checkpoints at `now`.
+pub fn record_checkpoint(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    checkpoints: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE runs SET last_checkpoint_at = greatest(last_checkpoint_at, $2),
+                checkpoints = checkpoints + $3
+          WHERE id = $1 AND status = 'running'",
+        &[&run_id, &now, &checkpoints],
+    )?;
+    Ok(())
+}
+
+/// Record (or clear) the worker process the run is waiting on.
+pub fn set_worker(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    worker: Option<(i32, Option<i64>)>,
+) -> Result<()> {
+    let (pid, start_time) = match worker {
+        Some((pid, start_time)) => (Some(pid), start_time),
+        None => (None, None),
+    };
+    client.execute(
+        "UPDATE runs SET worker_pid = $2, worker_start_time = $3 WHERE id = $1",
+        &[&run_id, &pid, &start_time],
+    )?;
+    Ok(())
+}
+
+/// Count one finished item on the run.
+pub fn count_item(client: &mut impl GenericClient, run_id: i64, succeeded: bool) -> Result<()> {
+    let sql = if succeeded {
+        "UPDATE runs SET items_done = items_done + 1 WHERE id = $1"
+    } else {
+        "UPDATE runs SET items_failed = items_failed + 1 WHERE id = $1"
+    };
+    client.execute(sql, &[&run_id])?;
+    Ok(())
+}
+
+/// End a run that is still `running`; false when someone else (supervise) already ended it.
+pub fn finish_run(
+    client: &mut impl GenericClient,
+    run_id: i64,
+    status: &str,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE runs SET status = $2, note = $3, finished_at = $4, worker_pid = NULL,
+                worker_start_time = NULL
+          WHERE id = $1 AND status = 'running'",
+        &[&run_id, &status, &note, &now],
+    )?;
+    Ok(updated == 1)
+}
+
+/// A run row as the reaper and status see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub drain: String,
+    pub trigger: String,
+    pub host: String,
+    pub pid: i32,
+    pub process_start_time: Option<i64>,
+    pub worker_pid: Option<i32>,
+    pub worker_start_time: Option<i64>,
+    pub started_at: DateTime<Utc>,
+    pub last_checkpoint_at: DateTime<Utc>,
+    pub checkpoints: i64,
+    pub items_done: i32,
+    pub items_failed: i32,
+    pub status: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub note: Option<String>,
+    pub log_path: Option<String>,
+}
+
+fn run_from_row(row: &postgres::Row) -> RunRow {
+    RunRow {
+        id: row.get(0),
+        drain: row.get(1),
+        trigger: row.get(2),
+        host: row.get(3),
+        pid: row.get(4),
+        process_start_time: row.get(5),
+        worker_pid: row.get(6),
+        worker_start_time: row.get(7),
+        started_at: row.get(8),
+        last_checkpoint_at: row.get(9),
+        checkpoints: row.get(10),
+        items_done: row.get(11),
+        items_failed: row.get(12),
+        status: row.get(13),
+        finished_at: row.get(14),
+        note: row.get(15),
+        log_path: row.get(16),
+    }
+}
+
+/// Runs still marked `running` (of one drain, or all).
+pub fn running_runs(client: &mut impl GenericClient, drain: Option<&str>) -> Result<Vec<RunRow>> {
+    let rows = client.query(
+        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
+                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
+                finished_at, note, log_path
+           FROM runs WHERE status = 'running' AND ($1::text IS NULL OR drain = $1)
+          ORDER BY id",
+        &[&drain],
+    )?;
+    Ok(rows.iter().map(run_from_row).collect())
+}
+
+/// The latest finished-or-running run of `drain` that did real work (not lock_skipped).
+pub fn last_run(client: &mut impl GenericClient, drain: &str) -> Result<Option<RunRow>> {
+    let row = client.query_opt(
+        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
+                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
+                finished_at, note, log_path
+           FROM runs WHERE drain = $1 AND status <> 'lock_skipped'
+          ORDER BY started_at DESC, id DESC LIMIT 1",
+        &[&drain],
+    )?;
+    Ok(row.as_ref().map(run_from_row))
+}
+
+pub fn get_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<RunRow>> {
+    let row = client.query_opt(
+        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
+                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
+                finished_at, note, log_path
+           FROM runs WHERE id = $1",
+        &[&run_id],
+    )?;
+    Ok(row.as_ref().map(run_from_row))
+}

@@ -1,0 +1,598 @@
+//! `drainctl drain NAME`: one pass of one drain.
+//!
+//! The pass takes a free concurrency slot (non-blocking advisory lock), records a run,
+//! then claims items one at a time — re-reading pause, burst, backoff, window and budget
+//! before each — runs the worker on each, classifies the outcome and settles the item:
+//! a success is staged durably and then completed under the run's fencing token; a quota
+//! hit gives the attempt back and backs the quota group off; a failure is retried with
+//! exponential backoff or dead-lettered at `max_attempts`.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde_json::json;
+
+use crate::cli::{DrainArgs, Trigger};
+use crate::clock::Clock;
+use crate::config::{Config, DrainConfig};
+use crate::context::Context;
+use crate::db::drains::{ensure_drain, DrainControls};
+use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::db::items::{self, ClaimedItem, Completion, Failure};
+use crate::db::runs::{self, NewRun};
+use crate::db::{backoffs, drain_slot_key, in_transaction, try_advisory_lock};
+use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
+use crate::output::Report;
+use crate::quota::{Classifier, Outcome};
+use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerReport, WorkerSpec};
+
+/// How often checkpoint lines may be written to the run row.
+const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
+/// result and completing the item, so a test can `kill -9` it exactly there.
+pub const FAULT_ENV: &str = "DRAINCTL_FAULT";
+
+/// How a pass ended.
+#[derive(Debug, Clone)]
+struct Stop {
+    status: &'static str,
+    note: String,
+    exit_code: u8,
+}
+
+impl Stop {
+    fn normal(status: &'static str, note: impl Into<String>) -> Stop {
+        Stop { status, note: note.into(), exit_code: EXIT_OK }
+    }
+}
+
+pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
+    let Context { config, clock, client } = ctx;
+    let drain = config.drain(&args.name)?;
+    let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns)
+        .map_err(|message| Error::Config(format!("drain {:?}: {message}", drain.name)))?;
+    crate::signals::install_termination_handlers()
+        .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
+    let now = clock.now();
+    let controls = ensure_drain(client, &drain.name, now)?;
+    crate::reap::reap_crashed_runs(client, config, clock, Some(&drain.name))?;
+
+    let host = crate::process::host_name();
+    let pid = std::process::id();
+    let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
+    let new_run = NewRun {
+        drain: &drain.name,
+        trigger: args.trigger.as_str(),
+        host: &host,
+        pid: pid as i32,
+        process_start_time: crate::process::process_start_time(pid).map(|t| t as i64),
+        log_path: log_path.as_deref(),
+    };
+    if take_slot(client, &controls, drain.concurrency)?.is_none() {
+        let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
+        let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
+        return Ok(Report::new(
+            format!("{}: lock_skipped: {note}", drain.name),
+            json!({ "drain": drain.name, "run_id": run_id, "status": "lock_skipped", "note": note }),
+        ));
+    }
+    let run_id = in_transaction(client, |tx| {
+        let run_id = runs::insert_run(tx, &new_run, now)?;
+        let event = Event::new("run_started", format!("run {run_id} started ({})", args.trigger.as_str()))
+            .drain(&drain.name)
+            .run(run_id)
+            .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
+        record_event(tx, &event, now)?;
+        Ok(run_id)
+    })?;
+    log::info!("drain {}: run {run_id} started", drain.name);
+
+    let mut pass = Pass {
+        config,
+        drain,
+        clock,
+        client,
+        classifier,
+        run_id,
+        trigger: args.trigger,
+        started_at: now,
+        done: 0,
+        failed: 0,
+    };
+    let stop = match pass.work() {
+        Ok(stop) => stop,
+        Err(error) => {
+            // Record what we can, then report the error. If the database itself is gone the
+            // run stays `running` and the next pass or supervise reaps it as crashed.
+            let note = format!("stopped by an error: {}", error.display_scrubbed());
+            let at = pass.clock.now();
+            let event = finished_event(&pass, "failed", &note);
+            if let Err(release_error) = items_release_all(pass.client, run_id, &note, at)
+                .and_then(|_| runs::finish_run(pass.client, run_id, "failed", Some(&note), at))
+            {
+                log::error!("run {run_id}: could not release items after an error: {release_error}");
+            }
+            record_event_or_log(pass.client, &event, at);
+            return Err(error);
+        }
+    };
+    let at = pass.clock.now();
+    let event = finished_event(&pass, stop.status, &stop.note);
+    in_transaction(pass.client, |tx| {
+        runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)?;
+        record_event(tx, &event, at)
+    })?;
+    log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
+    let human = format!(
+        "{}: run {run_id} {}: {} done, {} failed — {}",
+        pass.drain.name, stop.status, pass.done, pass.failed, stop.note
+    );
+    let report = Report::new(
+        human,
+        json!({
+            "drain": pass.drain.name,
+            "run_id": run_id,
+            "status": stop.status,
+            "note": stop.note,
+            "items_done": pass.done,
+            "items_failed": pass.failed,
+        }),
+    );
+    if stop.exit_code != EXIT_OK {
+        // Non-zero outcomes also say why on stderr, in the one-line form.
+        eprintln!("drainctl: drain {}: {}", pass.drain.name, stop.note);
+    }
+    Ok(report.with_exit_code(stop.exit_code))
+}
+
+fn items_release_all(client: &mut Client, run_id: i64, note: &str, at: DateTime<Utc>) -> Result<()> {
+    // Interrupted by an error, not the item's fault: give the attempt back.
+    client.execute(
+        "UPDATE items SET state = 'pending', attempts = greatest(attempts - 1, 0), claimed_by = NULL,
+                claimed_at = NULL, last_error = $2, updated_at = $3
+          WHERE claimed_by = $1 AND state = 'running'",
+        &[&run_id, &note, &at],
+    )?;
+    Ok(())
+}
+
+fn finished_event(pass: &Pass, status: &str, note: &str) -> Event {
+    Event::new("run_finished", format!("run {} finished: {status} ({note})", pass.run_id))
+        .drain(&pass.drain.name)
+        .run(pass.run_id)
+        .data(json!({ "status": status, "items_done": pass.done, "items_failed": pass.failed, "note": note }))
+}
+
+/// Take the first free concurrency slot of the drain; the lock lives as long as the
+/// connection, so a crashed pass frees its slot automatically.
+fn take_slot(client: &mut Client, controls: &DrainControls, concurrency: u32) -> Result<Option<u32>> {
+    for slot in 0..concurrency {
+        if try_advisory_lock(client, drain_slot_key(controls.id, slot))? {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+struct Pass<'a> {
+    config: &'a Config,
+    drain: &'a DrainConfig,
+    clock: &'a Clock,
+    client: &'a mut Client,
+    classifier: Classifier,
+    run_id: i64,
+    trigger: Trigger,
+    started_at: DateTime<Utc>,
+    done: u32,
+    failed: u32,
+}
+
+impl Pass<'_> {
+    fn work(&mut self) -> Result<Stop> {
+        loop {
+            if let Some(stop) = self.reason_to_stop()? {
+                return Ok(stop);
+            }
+            let now = self.clock.now();
+            let claimed = in_transaction(self.client, |tx| {
+                items::claim_next_item(tx, &self.drain.name, self.run_id, now)
+            })?;
+            let Some(item) = claimed else {
+                return Ok(Stop::normal("drained", "no item is available now"));
+            };
+            runs::record_checkpoint(self.client, self.run_id, 1, now)?;
+            if let Some(stop) = self.process(&item)? {
+                return Ok(stop);
+            }
+            runs::record_checkpoint(self.client, self.run_id, 1, self.clock.now())?;
+        }
+    }
+
+    /// Checks made before every item: signals, pause, burst, backoff, window, budget.
+    fn reason_to_stop(&mut self) -> Result<Option<Stop>> {
+        if let Some(signal) = crate::signals::termination_signal() {
+            return Ok(Some(Stop {
+                status: "failed",
+                note: format!("interrupted by signal {signal}"),
+                exit_code: EXIT_TEMPORARY,
+            }));
+        }
+        let now = self.clock.now();
+        let controls = ensure_drain(self.client, &self.drain.name, now)?;
+        if controls.is_paused() {
+            let note = controls.pause_note.as_deref().unwrap_or("no note");
+            return Ok(Some(Stop::normal("window_closed", format!("drain paused ({note})"))));
+        }
+        let is_bursting = controls.is_bursting(now);
+        if self.trigger == Trigger::Burst && !is_bursting {
+            return Ok(Some(Stop::normal("burst_ended", "the burst ended (deadline passed or turned off)")));
+        }
+        let backoff = backoffs::read_backoff(self.client, &self.drain.quota_group)?;
+        if let Some(until) = backoff.backoff_until.filter(|until| now < *until) {
+            return Ok(Some(Stop::normal(
+                "rate_limited",
+                format!(
+                    "quota group {} backs off until {}: {}",
+                    self.drain.quota_group,
+                    until.to_rfc3339(),
+                    backoff.reason.unwrap_or_default()
+                ),
+            )));
+        }
+        if is_bursting {
+            return Ok(None);
+        }
+        if self.trigger == Trigger::Supervisor {
+            if let Some(window) = &self.drain.window {
+                if !window.contains(now, self.config.defaults.timezone) {
+                    return Ok(Some(Stop::normal(
+                        "window_closed",
+                        format!("outside window {}", window.describe()),
+                    )));
+                }
+            }
+        }
+        if self.done + self.failed >= self.drain.max_items_per_pass {
+            return Ok(Some(Stop::normal(
+                "budget",
+                format!("max_items_per_pass ({}) reached", self.drain.max_items_per_pass),
+            )));
+        }
+        let elapsed = (now - self.started_at).to_std().unwrap_or_default();
+        if elapsed >= self.drain.max_seconds_per_pass {
+            return Ok(Some(Stop::normal(
+                "budget",
+                format!(
+                    "max_seconds_per_pass ({}) used",
+                    crate::duration::format_duration(self.drain.max_seconds_per_pass)
+                ),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Run the worker on one claimed item and settle it. Some(stop) ends the pass.
+    fn process(&mut self, item: &ClaimedItem) -> Result<Option<Stop>> {
+        let payload = serde_json::to_vec(&item.payload).map_err(|error| {
+            Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
+        })?;
+        let mut env = self.drain.env.clone();
+        env.push(("DRAIN_NAME".into(), self.drain.name.clone()));
+        env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
+        env.push(("DRAIN_RUN_ID".into(), self.run_id.to_string()));
+        env.push(("DRAIN_ATTEMPT".into(), item.attempt.to_string()));
+        let spec = WorkerSpec {
+            argv: &self.drain.command,
+            workdir: self.drain.workdir.as_deref(),
+            env: &env,
+            payload: &payload,
+            item_timeout: self.drain.item_timeout,
+            kill_grace: self.config.defaults.kill_grace,
+            result_cap_bytes: self.drain.max_result_bytes,
+            stderr_tail_bytes: self.drain.stderr_tail_bytes,
+            checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
+        };
+        log::info!("drain {}: item {} attempt {} starting", self.drain.name, item.key, item.attempt);
+        let mut observer = CheckpointRecorder::new(self.client, self.clock, self.run_id);
+        let result = run_worker(&spec, &mut observer);
+        observer.flush();
+        if let Some(error) = observer.error.take() {
+            log::warn!("drain {}: could not record checkpoints: {error}", self.drain.name);
+        }
+        runs::set_worker(self.client, self.run_id, None)?;
+        let report = match result {
+            Ok(report) => report,
+            Err(spawn_error) => return self.worker_not_started(item, &spawn_error.to_string()).map(Some),
+        };
+        let now = self.clock.now();
+        if report.stop_reason == Some(StopReason::Interrupted) {
+            let note = match crate::signals::termination_signal() {
+                Some(signal) => format!("interrupted by signal {signal} while running item {}", item.key),
+                None => format!("interrupted while running item {}", item.key),
+            };
+            self.release(item, "interrupted", &note, now)?;
+            return Ok(Some(Stop { status: "failed", note, exit_code: EXIT_TEMPORARY }));
+        }
+        let exit_code = match report.exit {
+            WorkerExit::Code(code) => Some(code),
+            WorkerExit::Signal(_) => None,
+        };
+        let outcome = self.classifier.classify(
+            &report.stdout_tail,
+            &report.stderr_tail,
+            exit_code,
+            now,
+            self.config.defaults.timezone,
+        );
+        match outcome {
+            Outcome::QuotaHit(hit) => {
+                let group = self.drain.quota_group.clone();
+                let decision = in_transaction(self.client, |tx| {
+                    items::release_item(tx, item.id, self.run_id, true, now, now)?;
+                    items::finish_attempt(
+                        tx,
+                        item.id,
+                        self.run_id,
+                        "quota_hit",
+                        exit_code,
+                        Some(&hit.matched_line),
+                        now,
+                    )?;
+                    crate::ratelimit::record_quota_hit(
+                        tx,
+                        crate::ratelimit::HitSource {
+                            drain: &self.drain.name,
+                            quota_group: &group,
+                            run_id: Some(self.run_id),
+                            item_id: Some(item.id),
+                        },
+                        &hit,
+                        now,
+                        self.config.defaults.default_backoff,
+                    )
+                })?;
+                Ok(Some(Stop::normal(
+                    "rate_limited",
+                    format!(
+                        "quota hit on item {}: group {group} backs off until {} ({})",
+                        item.key,
+                        decision.until.to_rfc3339(),
+                        hit.matched_line
+                    ),
+                )))
+            }
+            Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
+                self.succeed(item, &report, now)?;
+                Ok(None)
+            }
+            Outcome::ServerError { matched_line } => {
+                self.fail(item, &report, "transient", &format!("server error: {matched_line}"), now)?;
+                Ok(None)
+            }
+            Outcome::Other => {
+                let (kind, error) = describe_failure(&report, self.drain);
+                self.fail(item, &report, kind, &error, now)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn worker_not_started(&mut self, item: &ClaimedItem, why: &str) -> Result<Stop> {
+        let now = self.clock.now();
+        let note = format!(
+            "{why}; fix `command` of drain {} in the configuration (item {} keeps its attempts)",
+            self.drain.name, item.key
+        );
+        self.release(item, "not_started", &note, now)?;
+        let event = Event::new("worker_not_started", note.clone())
+            .drain(&self.drain.name)
+            .run(self.run_id)
+            .item(item.id);
+        record_event(self.client, &event, now)?;
+        Ok(Stop { status: "failed", note, exit_code: EXIT_CONFIG })
+    }
+
+    /// Give the item back with its attempt refunded.
+    fn release(&mut self, item: &ClaimedItem, outcome: &str, note: &str, now: DateTime<Utc>) -> Result<()> {
+        in_transaction(self.client, |tx| {
+            items::release_item(tx, item.id, self.run_id, true, now, now)?;
+            items::finish_attempt(tx, item.id, self.run_id, outcome, None, Some(note), now)
+        })
+    }
+
+    fn succeed(&mut self, item: &ClaimedItem, report: &WorkerReport, now: DateTime<Utc>) -> Result<()> {
+        items::stage_result(self.client, item.id, self.run_id, &report.stdout, now)?;
+        if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
+            log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {}", item.key);
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+        let completion = in_transaction(self.client, |tx| {
+            let completion = items::complete_item(tx, item.id, self.run_id, now)?;
+            if completion == Completion::Completed {
+                items::finish_attempt(tx, item.id, self.run_id, "done", Some(0), None, now)?;
+                runs::count_item(tx, self.run_id, true)?;
+                crate::ratelimit::record_success(tx, &self.drain.name, &self.drain.quota_group, now)?;
+            }
+            Ok(completion)
+        })?;
+        match completion {
+            Completion::Completed => {
+                self.done += 1;
+                log::info!("drain {}: item {} done", self.drain.name, item.key);
+            }
+            Completion::ClaimLost => {
+                let message = format!(
+                    "run {} lost its claim on item {} (released by supervise, now owned by another run); result not committed",
+                    self.run_id, item.key
+                );
+                log::warn!("{message}");
+                let event =
+                    Event::new("claim_lost", message).drain(&self.drain.name).run(self.run_id).item(item.id);
+                record_event(self.client, &event, now)?;
+            }
+            Completion::StagedResultDamaged => {
+                let message = format!("staged result of item {} did not verify; item released", item.key);
+                log::error!("{message}");
+                self.release(item, "staging_failed", &message, now)?;
+                let event = Event::new("staged_result_discarded", message)
+                    .drain(&self.drain.name)
+                    .run(self.run_id)
+                    .item(item.id);
+                record_event(self.client, &event, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(
+        &mut self,
+        item: &ClaimedItem,
+        report: &WorkerReport,
+        kind: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let delay = crate::backoff::retry_delay(
+            item.attempt.max(1) as u32,
+            self.drain.retry_backoff.base,
+            self.drain.retry_backoff.max,
+            crate::backoff::jitter_seed(),
+        );
+        let retry_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let exit_code = match report.exit {
+            WorkerExit::Code(code) => Some(code),
+            WorkerExit::Signal(_) => None,
+        };
+        let max_attempts = self.drain.max_attempts as i32;
+        let failure = in_transaction(self.client, |tx| {
+            let failure = items::fail_item(
+                tx,
+                item.id,
+                self.run_id,
+                error,
+                &report.stderr_tail,
+                max_attempts,
+                retry_at,
+                now,
+            )?;
+            items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
+            if failure != Failure::ClaimLost {
+                runs::count_item(tx, self.run_id, false)?;
+            }
+            let event = match failure {
+                Failure::Dead => Some(Event::new(
+                    "item_dead_lettered",
+                    format!("item {} dead after {} attempts: {error}", item.key, item.attempt),
+                )),
+                Failure::ClaimLost => Some(Event::new(
+                    "claim_lost",
+                    format!("run {} lost its claim on item {}; failure not recorded", self.run_id, item.key),
+                )),
+                Failure::Retry(_) => None,
+            };
+            if let Some(event) = event {
+                let event = event.drain(&self.drain.name).run(self.run_id).item(item.id).data(json!({
+                    "attempt": item.attempt,
+                    "outcome": kind,
+                    "error": error,
+                    "stderr_tail": String::from_utf8_lossy(tail(&report.stderr_tail, 2048)),
+                }));
+                record_event(tx, &event, now)?;
+            }
+            Ok(failure)
+        })?;
+        if failure != Failure::ClaimLost {
+            self.failed += 1;
+        }
+        log::info!(
+            "drain {}: item {} attempt {} failed ({kind}): {error}",
+            self.drain.name,
+            item.key,
+            item.attempt
+        );
+        Ok(())
+    }
+}
+
+fn tail(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[bytes.len().saturating_sub(max)..]
+}
+
+/// The outcome kind and error text of a failed attempt.
+fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (&'static str, String) {
+    let last_line = String::from_utf8_lossy(&report.stderr_tail)
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .map(|line| line.trim().chars().take(300).collect::<String>());
+    let with_stderr = |text: String| match &last_line {
+        Some(line) => format!("{text}: {line}"),
+        None => text,
+    };
+    match (report.stop_reason, report.exit) {
+        (Some(StopReason::TimedOut), _) => (
+            "transient",
+            format!("timed out after item_timeout {}", crate::duration::format_duration(drain.item_timeout)),
+        ),
+        (Some(StopReason::OutputCapExceeded), _) => (
+            "failure",
+            format!("output exceeded the {} byte result cap (max_result_bytes)", drain.max_result_bytes),
+        ),
+        (_, WorkerExit::Signal(signal)) => ("transient", with_stderr(format!("killed by signal {signal}"))),
+        (_, WorkerExit::Code(code)) => ("failure", with_stderr(format!("exit code {code}"))),
+    }
+}
+
+/// Records checkpoints while a worker runs, at most one database write per second.
+struct CheckpointRecorder<'a> {
+    client: &'a mut Client,
+    clock: &'a Clock,
+    run_id: i64,
+    unwritten: i64,
+    last_write: Option<Instant>,
+    error: Option<Error>,
+}
+
+impl<'a> CheckpointRecorder<'a> {
+    fn new(client: &'a mut Client, clock: &'a Clock, run_id: i64) -> Self {
+        CheckpointRecorder { client, clock, run_id, unwritten: 0, last_write: None, error: None }
+    }
+
+    fn flush(&mut self) {
+        if self.unwritten == 0 {
+            return;
+        }
+        let result = runs::record_checkpoint(self.client, self.run_id, self.unwritten, self.clock.now());
+        self.unwritten = 0;
+        self.last_write = Some(Instant::now());
+        if let Err(error) = result {
+            self.error.get_or_insert(error);
+        }
+    }
+}
+
+impl WorkerObserver for CheckpointRecorder<'_> {
+    fn started(&mut self, pid: u32) {
+        let start_time = crate::process::process_start_time(pid).map(|t| t as i64);
+        if let Err(error) = runs::set_worker(self.client, self.run_id, Some((pid as i32, start_time))) {
+            self.error.get_or_insert(error);
+        }
+    }
+
+    fn checkpoint(&mut self, _line: &str) {
+        self.unwritten += 1;
+        if self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
+            self.flush();
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        if self.unwritten > 0 && self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
+            self.flush();
+        }
+        crate::signals::termination_requested()
+    }
+}

@@ -1,0 +1,252 @@
+//! Durations as people write them and read them.
+//!
+//! Configuration values and command-line flags spell a length of time as a whole number
+//! with a unit — `"90s"`, `"20m"`, `"6h"`, `"2d"`, `"1w"`, `"500ms"` — or as a compound
+//! of such parts from the largest unit to the smallest (`"1h30m"`, `"2d 3h"`).
+//! [`parse_duration`] turns that text into a [`std::time::Duration`]. Output goes the
+//! other way: [`format_duration`] prints a compact length (`"2d 3h"`, `"4m 10s"`) and
+//! [`format_relative`] a signed distance from now (`"in 2d 3h"`, `"4m ago"`, `"now"`),
+//! both with at most two adjacent units, truncating the rest.
+
+use std::time::Duration;
+
+/// The accepted forms, quoted at the end of every parse error.
+const ACCEPTED_FORMS: &str = "use a number with a unit: ms, s, m, h, d, w (e.g. \"90s\", \"20m\", \"1h30m\")";
+
+/// The units a duration may use, largest first, with their length in milliseconds.
+const UNITS_MILLISECONDS: [(&str, u64); 6] = [
+    ("w", 7 * 24 * 60 * 60 * 1000),
+    ("d", 24 * 60 * 60 * 1000),
+    ("h", 60 * 60 * 1000),
+    ("m", 60 * 1000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
+/// The units used for output, largest first, with their length in seconds.
+const DISPLAY_UNITS_SECONDS: [(&str, u64); 4] = [("d", 24 * 60 * 60), ("h", 60 * 60), ("m", 60), ("s", 1)];
+
+/// Parses `"90s"`, `"20m"`, `"6h"`, `"2d"`, `"1w"`, `"500ms"` and compounds such as
+/// `"1h30m"` or `"2d 3h"` (units from largest to smallest, each at most once).
+/// Whitespace around the value and between parts is tolerated; `"0s"` is allowed.
+/// Units are lower-case. The error is a one-line message naming the bad value and the
+/// accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = |detail: &str| -> String {
+        if detail.is_empty() {
+            format!("invalid duration {text:?}: {ACCEPTED_FORMS}")
+        } else {
+            format!("invalid duration {text:?} ({detail}): {ACCEPTED_FORMS}")
+        }
+    };
+
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let mut total_milliseconds: u64 = 0;
+    // Index into UNITS_MILLISECONDS of the last unit seen; the next must be smaller.
+    let mut previous_unit_index: Option<usize> = None;
+    while !rest.is_empty() {
+        let digits_length = rest.find(|character: char| !character.is_ascii_digit()).unwrap_or(rest.len());
+        if digits_length == 0 {
+            return Err(invalid(""));
+        }
+        let (digits, after_digits) = rest.split_at(digits_length);
+        let after_digits = after_digits.trim_start();
+        let unit_length = after_digits
+            .find(|character: char| !character.is_ascii_alphabetic())
+            .unwrap_or(after_digits.len());
+        let (unit, after_unit) = after_digits.split_at(unit_length);
+        if unit.is_empty() {
+            return Err(invalid("a unit is missing"));
+        }
+        let Some(unit_index) = UNITS_MILLISECONDS.iter().position(|(name, _)| *name == unit) else {
+            return Err(invalid(&format!("unknown unit {unit:?}")));
+        };
+        if previous_unit_index.is_some_and(|previous| unit_index <= previous) {
+            return Err(invalid("give each unit once, from largest to smallest"));
+        }
+        previous_unit_index = Some(unit_index);
+        let unit_milliseconds = UNITS_MILLISECONDS[unit_index].1;
+        let part_milliseconds =
+            digits.parse::<u64>().ok().and_then(|count| count.checked_mul(unit_milliseconds));
+        total_milliseconds = part_milliseconds
+            .and_then(|part| total_milliseconds.checked_add(part))
+            .ok_or_else(|| invalid("it is too large"))?;
+        rest = after_unit.trim_start();
+    }
+    Ok(Duration::from_millis(total_milliseconds))
+}
+
+/// Human relative time: a positive delta reads `"in 2d 3h"`, a negative one `"4m ago"`,
+/// with at most two adjacent units (d h, h m, m s); anything under one second is `"now"`.
+pub fn format_relative(delta: chrono::Duration) -> String {
+    let magnitude = delta.abs();
+    let whole_seconds = magnitude.num_seconds();
+    if whole_seconds < 1 {
+        return "now".to_string();
+    }
+    // `whole_seconds` is at least 1 here, so the conversion cannot fail.
+    let text = format_duration(Duration::from_secs(u64::try_from(whole_seconds).unwrap_or(u64::MAX)));
+    if delta > chrono::Duration::zero() {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+/// Compact duration: `"2d 3h"`, `"4m 10s"`, `"20m"`, `"0s"`; at most two adjacent units
+/// (d h, h m, m s), the rest truncated. A non-zero length under one second prints in
+/// milliseconds (`"500ms"`).
+pub fn format_duration(duration: Duration) -> String {
+    let total_seconds = duration.as_secs();
+    if total_seconds == 0 {
+        let milliseconds = duration.subsec_millis();
+        return if milliseconds == 0 { "0s".to_string() } else { format!("{milliseconds}ms") };
+    }
+    let Some(largest_index) =
+        DISPLAY_UNITS_SECONDS.iter().position(|(_, unit_seconds)| total_seconds >= *unit_seconds)
+    else {
+        return "0s".to_string();
+    };
+    let (largest_name, largest_seconds) = DISPLAY_UNITS_SECONDS[largest_index];
+    let mut text = format!("{}{largest_name}", total_seconds / largest_seconds);
+    if let Some((next_name, next_seconds)) = DISPLAY_UNITS_SECONDS.get(largest_index + 1) {
+        let next_count = (total_seconds % largest_seconds) / next_seconds;
+        if next_count > 0 {
+            text = format!("{text} {next_count}{next_name}");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_single_and_compound_durations() {
+        let cases: &[(&str, u64)] = &[
+            ("90s", 90_000),
+            ("20m", 20 * 60_000),
+            ("6h", 6 * 3_600_000),
+            ("2d", 2 * 86_400_000),
+            ("1w", 7 * 86_400_000),
+            ("14d", 14 * 86_400_000),
+            ("500ms", 500),
+            ("0s", 0),
+            ("0ms", 0),
+            ("1h30m", 90 * 60_000),
+            ("2d3h", (2 * 24 + 3) * 3_600_000),
+            ("2d 3h", (2 * 24 + 3) * 3_600_000),
+            ("1m 30s", 90_000),
+            ("1s500ms", 1_500),
+            ("  20m  ", 20 * 60_000),
+            ("\t6h\n", 6 * 3_600_000),
+            ("90 s", 90_000),
+            ("1w2d3h4m5s6ms", 788_645_006),
+        ];
+        for (text, expected_milliseconds) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(*expected_milliseconds)),
+                "parsing {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_durations_with_a_message_naming_the_value() {
+        let cases: &[(&str, &str)] = &[
+            ("20x", "invalid duration \"20x\" (unknown unit \"x\")"),
+            ("", "invalid duration \"\" (it is empty)"),
+            ("   ", "invalid duration \"   \" (it is empty)"),
+            ("90", "invalid duration \"90\" (a unit is missing)"),
+            ("h", "invalid duration \"h\":"),
+            ("-5m", "invalid duration \"-5m\":"),
+            ("1.5h", "invalid duration \"1.5h\" (a unit is missing)"),
+            ("20M", "invalid duration \"20M\" (unknown unit \"M\")"),
+            ("20 minutes", "invalid duration \"20 minutes\" (unknown unit"),
+            ("30m1h", "(give each unit once, from largest to smallest)"),
+            ("1m1m", "(give each unit once, from largest to smallest)"),
+            ("1h 30m x", "invalid duration \"1h 30m x\":"),
+            ("99999999999999999999s", "invalid duration \"99999999999999999999s\" (it is too large)"),
+            ("9999999999999999w", "(it is too large)"),
+        ];
+        for (text, expected_fragment) in cases {
+            let message = parse_duration(text).expect_err(text);
+            assert!(
+                message.contains(expected_fragment),
+                "parsing {text:?}: {message:?} lacks {expected_fragment:?}"
+            );
+            assert!(
+                message.ends_with(ACCEPTED_FORMS),
+                "parsing {text:?}: {message:?} does not list the accepted forms"
+            );
+            assert!(!message.contains('\n'), "one line: {message:?}");
+        }
+    }
+
+    #[test]
+    fn error_message_matches_the_documented_example() {
+        assert_eq!(
+            parse_duration("20x"),
+            Err("invalid duration \"20x\" (unknown unit \"x\"): use a number with a unit: \
+                 ms, s, m, h, d, w (e.g. \"90s\", \"20m\", \"1h30m\")"
+                .to_string())
+        );
+    }
+
+    #[test]
+    fn formats_compact_durations_with_two_units_at_most() {
+        let cases: &[(Duration, &str)] = &[
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1_999), "1s"),
+            (Duration::from_secs(59), "59s"),
+            (Duration::from_secs(60), "1m"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_secs(4 * 60 + 10), "4m 10s"),
+            (Duration::from_secs(20 * 60), "20m"),
+            (Duration::from_secs(3600 + 30), "1h"),
+            (Duration::from_secs(3600 + 60 + 30), "1h 1m"),
+            (Duration::from_secs(6 * 3600), "6h"),
+            (Duration::from_secs(2 * 86_400 + 3 * 3600 + 59 * 60), "2d 3h"),
+            (Duration::from_secs(2 * 86_400 + 5 * 60), "2d"),
+            (Duration::from_secs(14 * 86_400), "14d"),
+            (Duration::from_secs(20 * 86_400 + 3600), "20d 1h"),
+        ];
+        for (duration, expected) in cases {
+            assert_eq!(format_duration(*duration), *expected, "{duration:?}");
+        }
+    }
+
+    #[test]
+    fn formatted_durations_parse_back_when_exact() {
+        for text in ["2d 3h", "4m 10s", "0s", "500ms", "1h 1m", "14d"] {
+            let duration = parse_duration(text).expect(text);
+            assert_eq!(format_duration(duration), text);
+        }
+    }
+
+    #[test]
+    fn formats_relative_times() {
+        let cases: &[(chrono::Duration, &str)] = &[
+            (chrono::Duration::zero(), "now"),
+            (chrono::Duration::milliseconds(999), "now"),
+            (chrono::Duration::milliseconds(-999), "now"),
+            (chrono::Duration::milliseconds(1_500), "in 1s"),
+            (chrono::Duration::seconds(-4 * 60), "4m ago"),
+            (chrono::Duration::seconds(-(4 * 60 + 10)), "4m 10s ago"),
+            (chrono::Duration::seconds(2 * 86_400 + 3 * 3600 + 20), "in 2d 3h"),
+            (chrono::Duration::seconds(-(3 * 3600 + 15 * 60)), "3h 15m ago"),
+            (chrono::Duration::days(20), "in 20d"),
+            (chrono::Duration::MAX, "in 106751991167d 7h"),
+            (chrono::Duration::MIN, "106751991167d 7h ago"),
+        ];
+        for (delta, expected) in cases {
+            assert_eq!(format_relative(*delta), *expected, "{delta:?}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The one error type of drainctl and the exit-code contract.
+//!
+//! Every failure is turned into an [`Error`] whose variant decides the process exit code
+//! (see the table in `docs/exit-codes.md`) and whose message is the single line printed on
+//! stderr. Secrets that were registered with [`register_secret`] (the database password) are
+//! scrubbed from every message before it is shown.
+
+use std::sync::Mutex;
+
+/// Every normal outcome: work done, nothing to do, lock skipped, rate-limited.
+pub const EXIT_OK: u8 = 0;
+/// The command line was wrong.
+pub const EXIT_USAGE: u8 = 64;
+/// Input data was malformed (an enqueued payload, a JSON line).
+pub const EXIT_DATA: u8 = 65;
+/// The database could not be reached or refused the login.
+pub const EXIT_UNAVAILABLE: u8 = 69;
+/// A bug or an unexpected database error.
+pub const EXIT_INTERNAL: u8 = 70;
+/// Try again later: a lock wait timed out, a serialization retry was exhausted.
+pub const EXIT_TEMPORARY: u8 = 75;
+/// The configuration (or the deployment: schema, worker command) is wrong.
+pub const EXIT_CONFIG: u8 = 78;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Data(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("{0}")]
+    Temporary(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => EXIT_USAGE,
+            Error::Data(_) => EXIT_DATA,
+            Error::Unavailable(_) => EXIT_UNAVAILABLE,
+            Error::Internal(_) => EXIT_INTERNAL,
+            Error::Temporary(_) => EXIT_TEMPORARY,
+            Error::Config(_) => EXIT_CONFIG,
+        }
+    }
+
+    /// The message with every registered secret replaced by `***`.
+    pub fn display_scrubbed(&self) -> String {
+        scrub(&self.to_string())
+    }
+
+    /// Prefix the message with what was being done.
+    pub fn context(self, what: &str) -> Error {
+        let wrap = |message: String| format!("{what}: {message}");
+        match self {
+            Error::Usage(m) => Error::Usage(wrap(m)),
+            Error::Data(m) => Error::Data(wrap(m)),
+            Error::Unavailable(m) => Error::Unavailable(wrap(m)),
+            Error::Internal(m) => Error::Internal(wrap(m)),
+            Error::Temporary(m) => Error::Temporary(wrap(m)),
+            Error::Config(m) => Error::Config(wrap(m)),
+        }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(error: postgres::Error) -> Error {
+        classify_database_error(&error)
+    }
+}
+
+/// Sort a database error into the exit-code classes: a lost or refused connection is
+/// "unavailable", a lock or serialization conflict is "temporary", the rest internal.
+pub fn classify_database_error(error: &postgres::Error) -> Error {
+    use postgres::error::SqlState;
+    if let Some(db) = error.as_db_error() {
+        let code = db.code();
+        let message = format!("database error: {}", db.message());
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            || *code == SqlState::INVALID_CATALOG_NAME
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::ADMIN_SHUTDOWN
+        {
+            return Error::Unavailable(message);
+        }
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+        {
+            return Error::Temporary(message);
+        }
+        return Error::Internal(message);
+    }
+    if error.is_closed() {
+        return Error::Unavailable(format!("database connection lost: {error}"));
+    }
+    // Errors without a server response are I/O or protocol failures: the server is
+    // unreachable or went away.
+    Error::Unavailable(format!("database unreachable: {error}"))
+}
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Remember a secret (the database password) so that it is never printed.
+pub fn register_secret(secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    if let Ok(mut secrets) = SECRETS.lock() {
+        if !secrets.iter().any(|known| known == secret) {
+            secrets.push(secret.to_string());
+        }
+    }
+}
+
+/// Replace every registered secret in `text` by `***`.
+pub fn scrub(text: &str) -> String {
+    let mut scrubbed = text.to_string();
+    if let Ok(secrets) = SECRETS.lock() {
+        for secret in secrets.iter() {
+            scrubbed = scrubbed.replace(secret.as_str(), "***");
+        }
+    }
+    scrubbed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_hides_registered_secrets() {
+        register_secret("s3cr3t-pass");
+        assert_eq!(
+            scrub("connect to postgres://u:s3cr3t-pass@h/db failed"),
+            "connect to postgres://u:***@h/db failed"
+        );
+    }
+
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        assert_eq!(Error::Usage(String::new()).exit_code(), 64);
+        assert_eq!(Error::Data(String::new()).exit_code(), 65);
+        assert_eq!(Error::Unavailable(String::new()).exit_code(), 69);
+        assert_eq!(Error::Internal(String::new()).exit_code(), 70);
+        assert_eq!(Error::Temporary(String::new()).exit_code(), 75);
+        assert_eq!(Error::Config(String::new()).exit_code(), 78);
+    }
+}

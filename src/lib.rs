@@ -1,0 +1,123 @@
+//! drainctl keeps quota-bound backlog work moving.
+//!
+//! A *drain* is a named backlog of items in PostgreSQL plus a worker command that
+//! processes one item at a time. drainctl is a one-shot CLI: each invocation opens one
+//! connection, brings the schema up to date under an advisory lock, does one pass of work
+//! and exits. [`run`] is the whole program: parse, resolve, dispatch, report.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod backoff;
+// pub mod burst;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod controls;
+pub mod db;
+pub mod drain;
+pub mod duration;
+pub mod enqueue;
+pub mod error;
+pub mod migrate;
+pub mod migrate_command;
+pub mod output;
+pub mod process;
+pub mod quota;
+pub mod quota_command;
+pub mod ratelimit;
+pub mod reap;
+pub mod signals;
+// pub mod status;
+// pub mod supervise;
+pub mod when;
+pub mod window;
+pub mod worker;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, EXIT_OK, EXIT_USAGE};
+use crate::output::Report;
+
+/// Run drainctl with these arguments; returns the process exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            let is_info = matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+            // clap prints help to stdout and errors to stderr.
+            let _ = error.print();
+            return if is_info && error.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                EXIT_OK
+            } else {
+                EXIT_USAGE
+            };
+        }
+    };
+    init_logger(cli.verbose);
+    match dispatch(cli) {
+        Ok((report, as_json)) => {
+            report.print(as_json);
+            report.exit_code
+        }
+        Err(error) => {
+            eprintln!("drainctl: {}", error.display_scrubbed());
+            error.exit_code()
+        }
+    }
+}
+
+fn init_logger(verbosity: u8) {
+    let default = match verbosity {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    builder.format(|buf, record| {
+        use std::io::Write;
+        let message = crate::error::scrub(&record.args().to_string());
+        writeln!(buf, "drainctl: {}: {message}", record.level().as_str().to_lowercase())
+    });
+    let _ = builder.try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
+    let lock_timeout = duration::parse_duration(&cli.lock_timeout)
+        .map_err(|message| Error::Usage(format!("--lock-timeout: {message}")))?;
+    let config_path = cli.config.clone();
+    let open =
+        |needs_config: bool| context::Context::open(config_path.as_deref(), needs_config, lock_timeout);
+    match cli.command {
+        Command::Migrate(args) => {
+            let as_json = args.json;
+            migrate_command::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, as_json))
+        }
+        Command::Quota(cli::QuotaCommand::Test(args)) => {
+            let as_json = args.json;
+            quota_command::run(config_path.as_deref(), &args).map(|r| (r, as_json))
+        }
+        Command::Drain(args) => {
+            let mut ctx = open(true)?;
+            drain::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Enqueue(args) => {
+            let mut ctx = open(true)?;
+            enqueue::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        // SUPERVISE-BURST
+        Command::Pause(args) => {
+            let mut ctx = open(true)?;
+            controls::pause(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Resume(args) => {
+            let mut ctx = open(true)?;
+            controls::resume(&mut ctx, &args).map(|r| (r, args.json))
+        } // STATUS
+    }
+}

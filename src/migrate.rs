@@ -1,0 +1,335 @@
+//! Embedded, checksummed migrations applied under a session-level advisory lock.
+//!
+//! Every invocation of drainctl calls [`ensure_current`]: it takes
+//! `pg_advisory_lock(MIGRATION_LOCK_KEY)` (waiting at most the lock timeout), refuses a
+//! database whose applied migrations were edited (checksum changed) or that is newer than
+//! this binary, applies each missing file in its own transaction together with its
+//! `schema_migrations` row, and releases the lock on every path. When nothing is missing
+//! no DDL runs at all.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::error::SqlState;
+use postgres::Client;
+use sha2::{Digest, Sha256};
+
+use crate::db::{advisory_lock_holders, MIGRATION_LOCK_KEY};
+use crate::error::{Error, Result};
+
+/// One migration file, embedded at build time.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration this binary knows, in order. File `migrations/NNNN_name.sql`.
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") }];
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// Hex SHA-256 of a migration's text.
+pub fn checksum(sql: &str) -> String {
+    let digest = Sha256::digest(sql.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// One row of `migrate --status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationStatus {
+    pub version: i32,
+    pub name: String,
+    pub state: &'static str,
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+/// What [`ensure_current`] did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct MigrationReport {
+    pub applied: Vec<i32>,
+    pub current_version: i32,
+}
+
+/// Take the migration lock, run `body`, and release the lock whatever happened.
+pub fn with_migration_lock<T>(
+    client: &mut Client,
+    lock_timeout: Duration,
+    body: impl FnOnce(&mut Client) -> Result<T>,
+) -> Result<T> {
+    acquire_migration_lock(client, lock_timeout)?;
+    let outcome = body(client);
+    let released = client.query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]);
+    match (outcome, released) {
+        (Ok(value), Ok(_)) => Ok(value),
+        (Ok(_), Err(error)) => Err(Error::from(error).context("releasing the migration lock")),
+        (Err(error), _) => Err(error),
+    }
+}
+
+fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result<()> {
+    let millis = lock_timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    client.execute("SELECT set_config('lock_timeout', $1, false)", &[&format!("{millis}ms")])?;
+    let taken = client.query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]);
+    client.batch_execute("RESET lock_timeout")?;
+    match taken {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            let holders = advisory_lock_holders(client, MIGRATION_LOCK_KEY)
+                .map(|h| if h.is_empty() { "unknown".to_string() } else { h.join("; ") })
+                .unwrap_or_else(|e| format!("unknown ({e})"));
+            Err(Error::Temporary(format!(
+                "timed out after {} waiting for the migration lock (advisory key {MIGRATION_LOCK_KEY}); \
+                 held by: {holders}; retry later or raise --lock-timeout",
+                crate::duration::format_duration(lock_timeout)
+            )))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Apply whatever is missing; refuse edited or unknown newer migrations.
+pub fn ensure_current(
+    client: &mut Client,
+    lock_timeout: Duration,
+    now: DateTime<Utc>,
+) -> Result<MigrationReport> {
+    with_migration_lock(client, lock_timeout, |client| apply_missing(client, now))
+}
+
+/// What `ensure_current` would apply, without applying it.
+pub fn pending(client: &mut Client, lock_timeout: Duration) -> Result<Vec<i32>> {
+    with_migration_lock(client, lock_timeout, |client| {
+        let applied = read_applied(client)?;
+        check_applied(&applied)?;
+        Ok(missing(&applied).iter().map(|m| m.version).collect())
+    })
+}
+
+struct Applied {
+    version: i32,
+    name: String,
+    checksum: String,
+    applied_at: DateTime<Utc>,
+}
+
+fn schema_table_exists(client: &mut Client) -> Result<bool> {
+    let row = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?;
+    Ok(row.get(0))
+}
+
+fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
+    if !schema_table_exists(client)? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", &[])?;
+    Ok(rows
+        .iter()
+        .map(|row| Applied {
+            version: row.get(0),
+            name: row.get(1),
+            checksum: row.get(2),
+            applied_at: row.get(3),
+        })
+        .collect())
+}
+
+fn check_applied(applied: &[Applied]) -> Result<()> {
+    for row in applied {
+        match MIGRATIONS.iter().find(|m| m.version == row.version) {
+            None if row.version > latest_version() => {
+                return Err(Error::Config(format!(
+                    "the database schema is at version {} ({}), newer than this drainctl knows \
+                     (up to {}): install the drainctl release that ships migration {:04}",
+                    row.version,
+                    row.name,
+                    latest_version(),
+                    row.version
+                )))
+            }
+            None => {
+                return Err(Error::Config(format!(
+                    "applied migration {:04}_{} is unknown to this drainctl: the database was \
+                     migrated by a different build",
+                    row.version, row.name
+                )))
+            }
+            Some(known) if checksum(known.sql) != row.checksum => {
+                return Err(Error::Config(format!(
+                    "migration {:04}_{}.sql was changed after it was applied (checksum {} in the \
+                     database, {} in this build); restore the file, or if the change is harmless \
+                     (e.g. whitespace) run `drainctl migrate --repair-checksum {}`",
+                    known.version,
+                    known.name,
+                    short(&row.checksum),
+                    short(&checksum(known.sql)),
+                    known.version
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn short(checksum: &str) -> &str {
+    checksum.get(..12).unwrap_or(checksum)
+}
+
+fn missing(applied: &[Applied]) -> Vec<Migration> {
+    MIGRATIONS.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).copied().collect()
+}
+
+fn apply_missing(client: &mut Client, now: DateTime<Utc>) -> Result<MigrationReport> {
+    let applied = read_applied(client)?;
+    check_applied(&applied)?;
+    let to_apply = missing(&applied);
+    let mut report = MigrationReport {
+        applied: Vec::new(),
+        current_version: applied.iter().map(|a| a.version).max().unwrap_or(0),
+    };
+    if to_apply.is_empty() {
+        return Ok(report);
+    }
+    if !schema_table_exists(client)? {
+        client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 checksum   text NOT NULL,
+                 applied_at timestamptz NOT NULL
+             )",
+        )?;
+    }
+    for migration in to_apply {
+        let mut transaction = client.transaction()?;
+        transaction.batch_execute(migration.sql).map_err(|error| {
+            Error::from(error)
+                .context(&format!("applying migration {:04}_{}", migration.version, migration.name))
+        })?;
+        transaction.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+            &[&migration.version, &migration.name, &checksum(migration.sql), &now],
+        )?;
+        transaction.execute(
+            "INSERT INTO events (at, kind, message, data)
+             VALUES ($1, 'migration_applied', $2, jsonb_build_object('version', $3::int, 'name', $4::text))",
+            &[
+                &now,
+                &format!("applied migration {:04}_{}", migration.version, migration.name),
+                &migration.version,
+                &migration.name,
+            ],
+        )?;
+        transaction.commit()?;
+        log::info!("applied migration {:04}_{}", migration.version, migration.name);
+        report.applied.push(migration.version);
+        report.current_version = migration.version;
+    }
+    Ok(report)
+}
+
+/// `migrate --status`: every known or applied version with its state.
+pub fn status(client: &mut Client, lock_timeout: Duration) -> Result<Vec<MigrationStatus>> {
+    with_migration_lock(client, lock_timeout, |client| {
+        let applied = read_applied(client)?;
+        let mut rows = Vec::new();
+        for migration in MIGRATIONS {
+            let row = applied.iter().find(|a| a.version == migration.version);
+            let state = match row {
+                None => "pending",
+                Some(a) if a.checksum != checksum(migration.sql) => "changed",
+                Some(_) => "applied",
+            };
+            rows.push(MigrationStatus {
+                version: migration.version,
+                name: migration.name.to_string(),
+                state,
+                applied_at: row.map(|a| a.applied_at),
+            });
+        }
+        for a in applied.iter().filter(|a| !MIGRATIONS.iter().any(|m| m.version == a.version)) {
+            rows.push(MigrationStatus {
+                version: a.version,
+                name: a.name.clone(),
+                state: "unknown",
+                applied_at: Some(a.applied_at),
+            });
+        }
+        rows.sort_by_key(|r| r.version);
+        Ok(rows)
+    })
+}
+
+/// `migrate --repair-checksum VERSION`: accept the current file's checksum for an
+/// applied migration (after a harmless edit).
+pub fn repair_checksum(
+    client: &mut Client,
+    lock_timeout: Duration,
+    version: i32,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let migration = MIGRATIONS.iter().find(|m| m.version == version).ok_or_else(|| {
+        Error::Usage(format!(
+            "--repair-checksum {version}: no such migration in this build (known: 1 to {})",
+            latest_version()
+        ))
+    })?;
+    with_migration_lock(client, lock_timeout, |client| {
+        let new_checksum = checksum(migration.sql);
+        let mut transaction = client.transaction()?;
+        let updated = transaction.execute(
+            "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+            &[&version, &new_checksum],
+        )?;
+        if updated == 0 {
+            return Err(Error::Usage(format!(
+                "--repair-checksum {version}: migration {version:04}_{} is not applied yet; run `drainctl migrate`",
+                migration.name
+            )));
+        }
+        transaction.execute(
+            "INSERT INTO events (at, kind, message, data)
+             VALUES ($1, 'migration_checksum_repaired', $2, jsonb_build_object('version', $3::int))",
+            &[
+                &now,
+                &format!("accepted the new checksum of migration {version:04}_{}", migration.name),
+                &version,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(format!("migration {version:04}_{}: checksum updated to {}", migration.name, short(&new_checksum)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_from_one() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, index as i32 + 1);
+        }
+    }
+
+    #[test]
+    fn migration_files_on_disk_are_all_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<String> =
+            MIGRATIONS.iter().map(|m| format!("{:04}_{}.sql", m.version, m.name)).collect();
+        assert_eq!(files, embedded);
+    }
+}

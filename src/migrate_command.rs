@@ -1,0 +1,60 @@
+//! `drainctl migrate [--status | --dry-run | --repair-checksum VERSION]`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::MigrateArgs;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Result;
+use crate::migrate;
+use crate::output::{table, Report};
+
+pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArgs) -> Result<Report> {
+    let config = Config::discover(config_path, true)?;
+    let clock = Clock::from_env()?;
+    let mut client = crate::db::connect(config.require_database_url()?)?;
+    if args.status {
+        let rows = migrate::status(&mut client, lock_timeout)?;
+        let human_rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                vec![
+                    format!("{:04}", row.version),
+                    row.name.clone(),
+                    row.state.to_string(),
+                    row.applied_at.map(|at| at.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let human = table(&["VERSION", "NAME", "STATE", "APPLIED"], &human_rows);
+        return Ok(Report::new(
+            human,
+            json!({ "migrations": rows, "binary_version": migrate::latest_version() }),
+        ));
+    }
+    if args.dry_run {
+        let pending = migrate::pending(&mut client, lock_timeout)?;
+        let human = if pending.is_empty() {
+            "schema is current; nothing to apply".to_string()
+        } else {
+            let names: Vec<String> = pending.iter().map(|v| format!("{v:04}")).collect();
+            format!("would apply: {}", names.join(", "))
+        };
+        return Ok(Report::new(human, json!({ "would_apply": pending })));
+    }
+    if let Some(version) = args.repair_checksum {
+        let message = migrate::repair_checksum(&mut client, lock_timeout, version, clock.now())?;
+        return Ok(Report::new(message, json!({ "repaired": version })));
+    }
+    let report = migrate::ensure_current(&mut client, lock_timeout, clock.now())?;
+    let human = if report.applied.is_empty() {
+        format!("schema is current (version {})", report.current_version)
+    } else {
+        let names: Vec<String> = report.applied.iter().map(|v| format!("{v:04}")).collect();
+        format!("applied {}; schema is at version {}", names.join(", "), report.current_version)
+    };
+    Ok(Report::new(human, json!(report)))
+}

@@ -1,0 +1,254 @@
+//! Processes seen from the outside: is a recorded pid still the process that was recorded,
+//! and how to end a whole process group politely and then firmly.
+//!
+//! A run row records a pid together with the process start time (clock ticks since boot,
+//! field 22 of `/proc/<pid>/stat`), so that a pid reused by an unrelated process is not
+//! mistaken for the run. A zombie counts as dead: it does no work and holds no locks.
+//! Ending a group means SIGTERM to every member, a grace period polled every 50 ms, then
+//! SIGKILL to whatever is left. Linux only.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often `terminate_group` checks whether the group has vanished.
+const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What `terminate_group` had to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminateOutcome {
+    /// No live member of the group existed when we looked.
+    AlreadyGone,
+    /// SIGTERM was sent and the group vanished within the grace period.
+    Terminated,
+    /// The group outlived the grace period and was sent SIGKILL.
+    Killed,
+}
+
+/// The two fields of `/proc/<pid>/stat` that liveness checks need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatFields {
+    /// Field 3: R, S, D, Z, X, ...
+    state: char,
+    /// Field 5: the process group id.
+    process_group: i64,
+    /// Field 22: start time in clock ticks since boot.
+    start_time_ticks: u64,
+}
+
+/// Parse the contents of `/proc/<pid>/stat`. The command name (field 2) is wrapped in
+/// parentheses and may itself contain spaces and parentheses, so fields are counted from
+/// the last `)`.
+fn parse_stat(contents: &str) -> Option<StatFields> {
+    let after_command = &contents[contents.rfind(')')? + 1..];
+    // Fields after the command name start at field 3.
+    let fields: Vec<&str> = after_command.split_whitespace().collect();
+    let field = |number: usize| fields.get(number.checked_sub(3)?).copied();
+    let mut state_chars = field(3)?.chars();
+    let state = state_chars.next()?;
+    if state_chars.next().is_some() {
+        return None;
+    }
+    Some(StatFields {
+        state,
+        process_group: field(5)?.parse().ok()?,
+        start_time_ticks: field(22)?.parse().ok()?,
+    })
+}
+
+fn read_stat(path: &Path) -> Option<StatFields> {
+    parse_stat(&std::fs::read_to_string(path).ok()?)
+}
+
+fn is_dead_state(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22),
+/// `None` if the process does not exist.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    if pid == 0 {
+        return None;
+    }
+    read_stat(&Path::new("/proc").join(pid.to_string()).join("stat")).map(|stat| stat.start_time_ticks)
+}
+
+/// True when `pid` is alive and, if `start_time` is given, still has that start time (a
+/// different start time means the pid was reused). A zombie counts as dead.
+pub fn is_process_alive(pid: u32, start_time: Option<u64>) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    match read_stat(&Path::new("/proc").join(pid.to_string()).join("stat")) {
+        None => false,
+        Some(stat) => {
+            !is_dead_state(stat.state) && start_time.is_none_or(|expected| expected == stat.start_time_ticks)
+        }
+    }
+}
+
+/// Send `signal` to every member of process group `pgid`. `Ok(false)` when the group does
+/// not exist (ESRCH); any other failure (EPERM) is an error naming the group.
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) -> io::Result<bool> {
+    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses a group.
+    if unsafe { libc::kill(-pgid, signal) } == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ESRCH) {
+        return Ok(false);
+    }
+    Err(io::Error::new(error.kind(), format!("cannot send signal {signal} to process group {pgid}: {error}")))
+}
+
+/// True while the group has at least one member that is not a zombie. `kill(-pgid, 0)`
+/// also counts zombies (a leader that its parent has not reaped yet), so when it says the
+/// group exists, `/proc` is consulted to see whether any member is still running.
+fn group_has_live_member(pgid: libc::pid_t) -> io::Result<bool> {
+    if !signal_group(pgid, 0)? {
+        return Ok(false);
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // Without /proc the signal probe is all we have.
+        return Ok(true);
+    };
+    let has_live_member = entries.flatten().any(|entry| {
+        let is_pid_directory =
+            entry.file_name().to_str().is_some_and(|name| name.bytes().all(|byte| byte.is_ascii_digit()));
+        is_pid_directory
+            && read_stat(&entry.path().join("stat"))
+                .is_some_and(|stat| stat.process_group == i64::from(pgid) && !is_dead_state(stat.state))
+    });
+    Ok(has_live_member)
+}
+
+/// Poll until the group has no live member or `deadline` passes; true when it vanished.
+fn wait_for_group_to_vanish(pgid: libc::pid_t, deadline: Instant) -> io::Result<bool> {
+    loop {
+        if !group_has_live_member(pgid)? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(GROUP_POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+/// SIGTERM the process group `pgid`, wait up to `grace` (polling every 50 ms) for it to
+/// vanish, then SIGKILL it. A permission error (EPERM) is returned, never swallowed.
+///
+/// # Errors
+/// `InvalidInput` for group ids 0 and 1 (they would address our own group or every
+/// process) and ids beyond `pid_t`; the OS error (typically EPERM) when a signal cannot be
+/// sent, with the group id in the message.
+pub fn terminate_group(pgid: u32, grace: Duration) -> Result<TerminateOutcome, io::Error> {
+    let group = libc::pid_t::try_from(pgid).ok().filter(|group| *group > 1).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "process group id {pgid} cannot be signalled; expected a group id from 2 to {}",
+                libc::pid_t::MAX
+            ),
+        )
+    })?;
+    if !group_has_live_member(group)? {
+        return Ok(TerminateOutcome::AlreadyGone);
+    }
+    if !signal_group(group, libc::SIGTERM)? {
+        return Ok(TerminateOutcome::AlreadyGone);
+    }
+    let now = Instant::now();
+    // A grace too long to represent is capped at a year: effectively "wait for it".
+    let deadline = now.checked_add(grace).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+    let vanished = wait_for_group_to_vanish(group, deadline)?;
+    if vanished || !signal_group(group, libc::SIGKILL)? {
+        return Ok(TerminateOutcome::Terminated);
+    }
+    Ok(TerminateOutcome::Killed)
+}
+
+/// This host's name (`gethostname`), `"unknown-host"` if it cannot be read.
+pub fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the pointer and length describe `buffer`, which outlives the call.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return "unknown-host".to_string();
+    }
+    let length = buffer.iter().position(|byte| *byte == 0).unwrap_or(buffer.len());
+    let name = String::from_utf8_lossy(&buffer[..length]).trim().to_string();
+    if name.is_empty() {
+        "unknown-host".to_string()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_reads_state_group_and_start_time() {
+        // Fields 7 to 21, between the session id and the start time.
+        let tail = "34816 123 4194560 100 0 0 0 1 2 0 0 20 0 1 0";
+        let cases: Vec<(String, Option<StatFields>)> = vec![
+            (
+                format!("123 (bash) S 1 123 123 {tail} 98765 1000 200"),
+                Some(StatFields { state: 'S', process_group: 123, start_time_ticks: 98765 }),
+            ),
+            (
+                format!("77 (a b) c)) R 1 70 70 {tail} 42 1000 200"),
+                Some(StatFields { state: 'R', process_group: 70, start_time_ticks: 42 }),
+            ),
+            (
+                format!("9 ((x)) Z 1 9 9 {tail} 5 0 0"),
+                Some(StatFields { state: 'Z', process_group: 9, start_time_ticks: 5 }),
+            ),
+            ("".to_string(), None),
+            ("12 (short) S 1 2".to_string(), None),
+            ("12 no parenthesis S 1 2 3".to_string(), None),
+            (format!("12 (bad) S 1 notanumber 3 {tail} 5 0 0"), None),
+            (format!("12 (bad) S 1 12 3 {tail} -5 0 0"), None),
+        ];
+        for (contents, expected) in cases {
+            assert_eq!(parse_stat(&contents), expected, "stat line {contents:?}");
+        }
+    }
+
+    #[test]
+    fn dead_states_are_zombie_and_dead() {
+        for (state, expected) in
+            [('Z', true), ('X', true), ('x', true), ('R', false), ('S', false), ('D', false), ('T', false)]
+        {
+            assert_eq!(is_dead_state(state), expected, "state {state}");
+        }
+    }
+
+    #[test]
+    fn own_process_is_alive_with_its_start_time() {
+        let pid = std::process::id();
+        let start_time = process_start_time(pid).expect("own start time");
+        assert!(is_process_alive(pid, None));
+        assert!(is_process_alive(pid, Some(start_time)));
+        assert!(!is_process_alive(pid, Some(start_time + 1)));
+        assert!(!is_process_alive(0, None));
+        assert_eq!(process_start_time(0), None);
+    }
+
+    #[test]
+    fn terminate_group_refuses_our_group_and_everyone() {
+        for pgid in [0u32, 1, u32::MAX] {
+            let error = terminate_group(pgid, Duration::ZERO).expect_err("must refuse");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "pgid {pgid}");
+            assert!(error.to_string().contains(&pgid.to_string()), "{error}");
+        }
+    }
+
+    #[test]
+    fn host_name_is_not_empty() {
+        assert!(!host_name().is_empty());
+    }
+}

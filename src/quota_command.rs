@@ -1,0 +1,94 @@
+//! `drainctl quota test`: classify worker output read from stdin the way a drain pass
+//! would, and print the verdict and the parsed reset — for checking one's own worker's
+//! messages and for bug reports. Needs no database.
+
+use std::io::Read;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::backoff::{decide_backoff, PreviousBackoff};
+use crate::cli::QuotaTestArgs;
+use crate::clock::Clock;
+use crate::config::{parse_zone, Config};
+use crate::error::{Error, Result};
+use crate::output::Report;
+use crate::quota::{Classifier, Outcome, Profile};
+
+pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
+    let profile: Profile =
+        args.profile.parse().map_err(|message: String| Error::Usage(format!("--profile: {message}")))?;
+    let zone = match &args.tz {
+        Some(zone) => parse_zone(zone).map_err(|message| Error::Usage(format!("--tz: {message}")))?,
+        None => Config::discover(config_path, true)
+            .map(|c| c.defaults.timezone)
+            .unwrap_or_else(|_| crate::config::local_zone()),
+    };
+    let now: DateTime<Utc> = match &args.now {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|_| Error::Usage(format!("--now {text:?}: use RFC 3339, e.g. 2026-11-27T10:00:00Z")))?,
+        None => Clock::from_env()?.now(),
+    };
+    let mut output = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut output)
+        .map_err(|error| Error::Data(format!("cannot read stdin: {error}")))?;
+    let classifier = Classifier::new(profile, &[], &[]).map_err(Error::Config)?;
+    let outcome = classifier.classify(&output, &[], args.exit_code, now, zone);
+    Ok(describe(&outcome, now, zone))
+}
+
+fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Report {
+    match outcome {
+        Outcome::QuotaHit(hit) => {
+            let decision = decide_backoff(
+                hit.reset,
+                now,
+                PreviousBackoff::default(),
+                std::time::Duration::from_secs(3600),
+            );
+            let reset_text = match hit.reset {
+                Some(reset) => format!(
+                    "{} ({}, {})",
+                    reset.to_rfc3339(),
+                    reset.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z"),
+                    crate::duration::format_relative(reset - now)
+                ),
+                None => "none stated".to_string(),
+            };
+            let mut human = format!(
+                "quota hit\n  matched: {}\n  reset:   {reset_text}\n  backoff: until {}",
+                hit.matched_line,
+                decision.until.to_rfc3339()
+            );
+            if let Some(why) = &decision.distrusted {
+                human.push_str(&format!(" (reset not trusted: {why})"));
+            }
+            if hit.needs_attention {
+                human.push_str("\n  needs attention: time will not fix this limit");
+            }
+            Report::new(
+                human,
+                json!({
+                    "outcome": "quota_hit",
+                    "matched_line": hit.matched_line,
+                    "reset": hit.reset,
+                    "needs_attention": hit.needs_attention,
+                    "backoff_until": decision.until,
+                    "backoff_rule": decision.rule,
+                    "distrusted": decision.distrusted,
+                }),
+            )
+        }
+        Outcome::ServerError { matched_line } => Report::new(
+            format!("server error (retried with backoff, not a quota hit)\n  matched: {matched_line}"),
+            json!({ "outcome": "server_error", "matched_line": matched_line }),
+        ),
+        Outcome::Other => {
+            Report::new("no quota hit and no server error recognised", json!({ "outcome": "other" }))
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Reaping: runs still marked `running` whose process is gone.
+//!
+//! A run on this host whose pid is dead — or alive but with a different process start
+//! time (the pid was reused) — crashed. Reaping it marks it `crashed`, kills a worker it
+//! left behind, completes any result it staged but never committed (if the staged bytes
+//! verify against their recorded length and checksum) or discards it, and releases every
+//! item it still held (the attempt stays counted; at `max_attempts` the item is dead).
+//! Runs on other hosts cannot be probed and are judged by liveness alone (`supervise`).
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::config::{Config, DEFAULT_MAX_ATTEMPTS};
+use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::db::in_transaction;
+use crate::db::items::{self, Completion};
+use crate::db::runs::{self, RunRow};
+use crate::error::Result;
+use crate::process;
+
+/// What reaping one run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reaped {
+    pub run_id: i64,
+    pub drain: String,
+    pub completed_from_staging: Vec<i64>,
+    pub discarded_staging: Vec<i64>,
+    pub released: Vec<String>,
+    pub dead_lettered: Vec<String>,
+}
+
+/// Is this run's process (on this host) gone?
+pub fn is_crashed(run: &RunRow, this_host: &str) -> bool {
+    if run.host != this_host {
+        return false;
+    }
+    let Ok(pid) = u32::try_from(run.pid) else { return true };
+    !process::is_process_alive(pid, run.process_start_time.map(|t| t as u64))
+}
+
+/// Reap every crashed run of this host (of one drain, or all).
+pub fn reap_crashed_runs(
+    client: &mut Client,
+    config: &Config,
+    clock: &Clock,
+    drain: Option<&str>,
+) -> Result<Vec<Reaped>> {
+    let host = process::host_name();
+    let mut reaped = Vec::new();
+    for run in runs::running_runs(client, drain)? {
+        if is_crashed(&run, &host) {
+            let note = format!("process {} on {} is gone", run.pid, run.host);
+            if let Some(result) = end_run(client, config, clock, &run, "crashed", &note)? {
+                reaped.push(result);
+            }
+        }
+    }
+    Ok(reaped)
+}
+
+fn max_attempts_of(config: &Config, drain: &str) -> i32 {
+    config.drains.iter().find(|d| d.name == drain).map(|d| d.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS)
+        as i32
+}
+
+/// End a `running` run that will never finish by itself (`crashed` or `hung`): settle
+/// staged results, release its items, record events. None if someone else ended it first.
+pub fn end_run(
+    client: &mut Client,
+    config: &Config,
+    clock: &Clock,
+    run: &RunRow,
+    status: &'static str,
+    note: &str,
+) -> Result<Option<Reaped>> {
+    let now = clock.now();
+    let max_attempts = max_attempts_of(config, &run.drain);
+    let result = in_transaction(client, |tx| {
+        if !runs::finish_run(tx, run.id, status, Some(note), now)? {
+            return Ok(None);
+        }
+        let mut reaped = Reaped {
+            run_id: run.id,
+            drain: run.drain.clone(),
+            completed_from_staging: Vec::new(),
+            discarded_staging: Vec::new(),
+            released: Vec::new(),
+            dead_lettered: Vec::new(),
+        };
+        for item_id in items::staged_item_ids(tx, run.id)? {
+            match items::complete_item(tx, item_id, run.id, now)? {
+                Completion::Completed => {
+                    items::finish_attempt(tx, item_id, run.id, "done", Some(0), None, now)?;
+                    runs::count_item(tx, run.id, true)?;
+                    reaped.completed_from_staging.push(item_id);
+                    let event = Event::new(
+                        "staged_result_completed",
+                        format!("run {} ended ({status}) after staging item {item_id}: the staged result verified and was committed", run.id),
+                    )
+                    .drain(&run.drain)
+                    .run(run.id)
+                    .item(item_id);
+                    record_event(tx, &event, now)?;
+                }
+                outcome => {
+                    reaped.discarded_staging.push(item_id);
+                    let why = match outcome {
+                        Completion::ClaimLost => "the run no longer held the item",
+                        _ => "the staged bytes did not match their length and checksum",
+                    };
+                    let event = Event::new(
+                        "staged_result_discarded",
+                        format!(
+                            "run {} ended ({status}): staged result of item {item_id} discarded: {why}",
+                            run.id
+                        ),
+                    )
+                    .drain(&run.drain)
+                    .run(run.id)
+                    .item(item_id);
+                    record_event(tx, &event, now)?;
+                }
+            }
+        }
+        let error = format!("run {} {status}: {note}", run.id);
+        for item in items::release_run_items(tx, run.id, &error, max_attempts, now)? {
+            let (kind, message) = if item.is_dead {
+                reaped.dead_lettered.push(item.key.clone());
+                ("item_dead_lettered", format!("item {} dead: {error} on its last attempt", item.key))
+            } else {
+                reaped.released.push(item.key.clone());
+                ("item_released", format!("item {} released: {error}", item.key))
+            };
+            let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
+            record_event(tx, &event, now)?;
+        }
+        let kind = if status == "hung" { "run_hung" } else { "run_crashed" };
+        let event = Event::new(kind, format!("run {} {status}: {note}", run.id))
+            .drain(&run.drain)
+            .run(run.id)
+            .data(json!({
+                "pid": run.pid,
+                "host": run.host,
+                "last_checkpoint_at": run.last_checkpoint_at,
+                "released": reaped.released,
+                "dead_lettered": reaped.dead_lettered,
+                "completed_from_staging": reaped.completed_from_staging,
+                "discarded_staging": reaped.discarded_staging,
+            }));
+        record_event(tx, &event, now)?;
+        Ok(Some(reaped))
+    })?;
+    if result.is_some() {
+        kill_left_worker(client, config, run, now);
+    }
+    Ok(result)
+}
+
+/// A crashed pass may leave its worker running (it has its own process group): end it.
+fn kill_left_worker(client: &mut Client, config: &Config, run: &RunRow, now: DateTime<Utc>) {
+    if run.host != process::host_name() {
+        return;
+    }
+    let (Some(pid), start_time) = (run.worker_pid, run.worker_start_time) else { return };
+    let Ok(pid) = u32::try_from(pid) else { return };
+    if !process::is_process_alive(pid, start_time.map(|t| t as u64)) {
+        return;
+    }
+    match process::terminate_group(pid, config.defaults.kill_grace) {
+        Ok(outcome) => log::info!("run {}: worker group {pid} ended ({outcome:?})", run.id),
+        Err(error) => {
+            let message = format!("run {}: could not kill worker process group {pid}: {error}", run.id);
+            log::error!("{message}");
+            let event = Event::new("kill_failed", message).drain(&run.drain).run(run.id);
+            record_event_or_log(client, &event, now);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Termination requests: SIGTERM, SIGINT and SIGHUP only set a flag.
+//!
+//! A drain that is asked to stop must not die between staging a result and committing it,
+//! and must not leave its worker running. So the handlers do the one async-signal-safe
+//! thing, recording which signal arrived in an atomic, and the code between items (and the
+//! worker loop, through its stop poll) reads the flag and winds down in an orderly way.
+//! The first signal received is the one reported.
+
+use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The first termination signal received, 0 while none has arrived.
+static TERMINATION_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The signals that request an orderly stop.
+const TERMINATION_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+extern "C" fn record_termination_signal(signal: libc::c_int) {
+    // Only an atomic compare-and-swap: async-signal-safe.
+    let _ = TERMINATION_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Install SIGTERM, SIGINT and SIGHUP handlers that only record the signal. Interrupted
+/// system calls are restarted (`SA_RESTART`), so blocking reads and writes carry on and
+/// the flag is seen at the next check.
+///
+/// # Errors
+/// The OS error of `sigaction`, naming the signal whose handler could not be installed.
+pub fn install_termination_handlers() -> Result<(), io::Error> {
+    for signal in TERMINATION_SIGNALS {
+        // SAFETY: a zeroed sigaction is a valid starting value; sa_mask is then initialised
+        // by sigemptyset, and the handler is an extern "C" fn(c_int) that only touches an
+        // atomic, which is async-signal-safe.
+        let result = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction =
+                record_termination_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if result != 0 {
+            let error = io::Error::last_os_error();
+            return Err(io::Error::new(
+                error.kind(),
+                format!("cannot install a handler for signal {signal}: {error}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// True once SIGTERM, SIGINT or SIGHUP has been received (after the handlers were installed).
+pub fn termination_requested() -> bool {
+    termination_signal().is_some()
+}
+
+/// Which termination signal was received first, if any (for messages).
+pub fn termination_signal() -> Option<i32> {
+    match TERMINATION_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test only: the flag is process-wide and cannot be reset.
+    #[test]
+    fn a_received_signal_is_recorded_and_the_first_one_wins() {
+        install_termination_handlers().expect("install handlers");
+        assert!(!termination_requested());
+        assert_eq!(termination_signal(), None);
+        // SAFETY: raise has no memory-safety preconditions; the handler is installed.
+        unsafe {
+            libc::raise(libc::SIGHUP);
+            libc::raise(libc::SIGTERM);
+        }
+        assert!(termination_requested());
+        assert_eq!(termination_signal(), Some(libc::SIGHUP));
+    }
+}

@@ -1,0 +1,778 @@
+//! Running one worker for one item: the process side of the worker contract.
+//!
+//! The worker command is started directly (never through a shell) in its own process
+//! group, so that stopping it also stops everything it started. The item's payload goes to
+//! its stdin from a helper thread, then stdin is closed; a worker that never reads stdin
+//! does not block us. Two reader threads send stdout and stderr chunks over a bounded
+//! channel; the calling thread splits them into lines, counts checkpoint lines on both
+//! streams, keeps the result (stdout, up to a cap) and bounded tails, and enforces the item
+//! timeout, the output cap and the caller's stop request by sending SIGTERM to the group
+//! and SIGKILL after a grace period. A third thread notices the worker's exit without
+//! reaping it, so that whatever is left of its group can be killed while the group id is
+//! still certainly ours (leftovers holding the pipes open cannot hang us); then the worker
+//! is reaped and the remaining output drained. Memory stays bounded whatever the worker
+//! prints, and output that is not UTF-8 is kept as bytes.
+
+use std::io::{self, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+/// How much of the end of stdout is kept in `WorkerReport::stdout_tail`.
+pub const STDOUT_TAIL_BYTES: usize = 64 * 1024;
+/// Default cap on the result (stdout).
+pub const DEFAULT_RESULT_CAP_BYTES: usize = 16 * 1024 * 1024;
+/// Default size of the kept stderr tail.
+pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
+/// A line longer than this is cut: its first bytes are matched, the rest is skipped.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Size of one read from a worker's pipe.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks in flight between the reader threads and the calling thread.
+const CHANNEL_CAPACITY_CHUNKS: usize = 16;
+/// Longest wait for an event before re-checking deadlines.
+const LOOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the observer is asked whether to stop (the contract promises 200 ms).
+const STOP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// After the worker exited and its group was killed, how long output still in flight is
+/// awaited. Only a descendant that left the group can keep a pipe open that long.
+const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// What to run for one item, and the limits that apply to it.
+pub struct WorkerSpec<'a> {
+    /// The command: `argv[0]` is the program (looked up on PATH), never a shell string.
+    pub argv: &'a [String],
+    /// Working directory of the worker; the current one when `None`.
+    pub workdir: Option<&'a Path>,
+    /// Variables added to the inherited environment.
+    pub env: &'a [(String, String)],
+    /// Written to the worker's stdin, which is then closed.
+    pub payload: &'a [u8],
+    /// After this the group gets SIGTERM, then SIGKILL after `kill_grace`.
+    pub item_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL whenever the worker is stopped.
+    pub kill_grace: Duration,
+    /// Largest accepted result (stdout); over it the worker is stopped.
+    pub result_cap_bytes: usize,
+    /// How much of the end of stderr is kept.
+    pub stderr_tail_bytes: usize,
+    /// Lines (either stream, lossy UTF-8) matching this are checkpoints.
+    pub checkpoint_pattern: Option<&'a regex::Regex>,
+}
+
+/// What the caller hears while a worker runs.
+pub trait WorkerObserver {
+    /// Called once, right after spawn, with the worker's pid (= its process group id).
+    fn started(&mut self, pid: u32);
+    /// Called for every line (either stream) matching the checkpoint pattern.
+    fn checkpoint(&mut self, line: &str);
+    /// Polled at least every 200 ms; true = stop the worker now.
+    fn should_stop(&mut self) -> bool;
+}
+
+/// How the worker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Exited with this code. `Code(-1)` means the status could not be collected.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// Why drainctl stopped the worker, when it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The item timeout passed.
+    TimedOut,
+    /// Stdout grew past the result cap.
+    OutputCapExceeded,
+    /// The observer asked to stop.
+    Interrupted,
+}
+
+/// Everything known about one finished worker.
+#[derive(Debug)]
+pub struct WorkerReport {
+    pub exit: WorkerExit,
+    pub stop_reason: Option<StopReason>,
+    /// The complete stdout when it stayed within the cap; over the cap, only its last
+    /// `STDOUT_TAIL_BYTES` (the same bytes as `stdout_tail`).
+    pub stdout: Vec<u8>,
+    /// The last `STDOUT_TAIL_BYTES` of stdout.
+    pub stdout_tail: Vec<u8>,
+    /// The last `stderr_tail_bytes` of stderr.
+    pub stderr_tail: Vec<u8>,
+    /// Total bytes seen on stdout.
+    pub stdout_bytes: u64,
+    /// Checkpoint lines seen on both streams.
+    pub checkpoints: u64,
+    /// From spawn to the end of output.
+    pub elapsed: Duration,
+}
+
+/// A worker that could not be started: a configuration problem, not an item failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("worker command is empty; expected a program and its arguments, e.g. [\"claude\", \"-p\"]")]
+    EmptyCommand,
+    #[error("worker directory {workdir:?} does not exist or is not a directory")]
+    WorkdirMissing { workdir: PathBuf },
+    #[error("worker command {program:?} not found (not on PATH or no such file)")]
+    NotFound { program: String },
+    #[error("worker command {program:?} is not executable (permission denied)")]
+    PermissionDenied { program: String },
+    #[error("worker command {program:?} could not be started: {source}")]
+    Other { program: String, source: io::Error },
+}
+
+fn spawn_error(program: &str, source: io::Error) -> SpawnError {
+    let program = program.to_string();
+    match source.kind() {
+        io::ErrorKind::NotFound => SpawnError::NotFound { program },
+        io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program },
+        _ => SpawnError::Other { program, source },
+    }
+}
+
+fn worker_exit(status: ExitStatus) -> WorkerExit {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => WorkerExit::Code(code),
+        (None, Some(signal)) => WorkerExit::Signal(signal),
+        (None, None) => WorkerExit::Code(-1),
+    }
+}
+
+/// Run one worker to its end and report what it did.
+///
+/// # Errors
+/// Only when the worker could not be started: an empty command, a missing working
+/// directory, a program not found or not executable, or another spawn failure. Everything
+/// that happens after the start (exit codes, signals, timeouts, caps) is in the report.
+pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Result<WorkerReport, SpawnError> {
+    let program = spec.argv.first().ok_or(SpawnError::EmptyCommand)?;
+    if let Some(workdir) = spec.workdir {
+        if !workdir.is_dir() {
+            return Err(SpawnError::WorkdirMissing { workdir: workdir.to_path_buf() });
+        }
+    }
+    let mut command = Command::new(program);
+    command
+        .args(&spec.argv[1..])
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(workdir) = spec.workdir {
+        command.current_dir(workdir);
+    }
+    let started_at = Instant::now();
+    let mut child = command.spawn().map_err(|source| spawn_error(program, source))?;
+    let pid = child.id();
+    let Ok(group) = libc::pid_t::try_from(pid) else {
+        // Cannot happen on Linux (pids fit in pid_t); never signal a wrapped-around group.
+        let _ = child.kill();
+        let _ = child.wait();
+        let source = io::Error::new(io::ErrorKind::InvalidData, format!("pid {pid} out of range"));
+        return Err(SpawnError::Other { program: program.clone(), source });
+    };
+    let receiver = match start_helper_threads(&mut child, group, spec.payload) {
+        Ok(receiver) => receiver,
+        Err(source) => {
+            signal_group(group, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(SpawnError::Other { program: program.clone(), source });
+        }
+    };
+    observer.started(pid);
+    Ok(supervise(spec, observer, child, group, receiver, started_at))
+}
+
+/// Something that happened to the worker, as seen by a helper thread.
+enum Event {
+    Output(Stream, Vec<u8>),
+    Closed(Stream),
+    /// The worker's main process exited; it has not been reaped yet.
+    Exited,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Start the stdin writer, the two readers and the exit watcher. The threads are never
+/// joined: a descendant that left the group could keep a pipe open forever, and such a
+/// thread then ends on its own once the pipe closes or the receiver is gone.
+fn start_helper_threads(
+    child: &mut Child,
+    group: libc::pid_t,
+    payload: &[u8],
+) -> io::Result<Receiver<Event>> {
+    let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAPACITY_CHUNKS);
+    if let Some(mut stdin) = child.stdin.take() {
+        if !payload.is_empty() {
+            let payload = payload.to_vec();
+            std::thread::Builder::new().name("worker-stdin".to_string()).spawn(move || {
+                block_broken_pipe_signal();
+                // A worker that exits or closes stdin early makes this fail (EPIPE): fine.
+                let _ = stdin.write_all(&payload);
+            })?;
+        }
+    }
+    if let Some(stdout) = child.stdout.take() {
+        spawn_reader(stdout, Stream::Stdout, sender.clone())?;
+    }
+    if let Some(stderr) = child.stderr.take() {
+        spawn_reader(stderr, Stream::Stderr, sender.clone())?;
+    }
+    std::thread::Builder::new().name("worker-exit".to_string()).spawn(move || {
+        wait_without_reaping(group);
+        let _ = sender.send(Event::Exited);
+    })?;
+    Ok(receiver)
+}
+
+/// Block SIGPIPE in the calling thread, so that writing to a pipe whose reader is gone
+/// fails with EPIPE instead of killing the process, even in a host program that did not
+/// ignore SIGPIPE. A SIGPIPE left pending on this thread is discarded when it ends.
+fn block_broken_pipe_signal() {
+    // SAFETY: the set is initialised by sigemptyset before use and outlives the calls.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn spawn_reader(
+    mut source: impl Read + Send + 'static,
+    stream: Stream,
+    sender: SyncSender<Event>,
+) -> io::Result<()> {
+    let name = match stream {
+        Stream::Stdout => "worker-stdout",
+        Stream::Stderr => "worker-stderr",
+    };
+    std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        let mut buffer = vec![0u8; READ_CHUNK_BYTES];
+        loop {
+            match source.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(length) => {
+                    if sender.send(Event::Output(stream, buffer[..length].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = sender.send(Event::Closed(stream));
+    })?;
+    Ok(())
+}
+
+/// Block until the process `pid` (our child) has exited, leaving it unreaped (`WNOWAIT`),
+/// so its pid, and with it its process group id, cannot be reused yet.
+fn wait_without_reaping(pid: libc::pid_t) {
+    let Ok(id) = libc::id_t::try_from(pid) else {
+        return;
+    };
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid output buffer that outlives the call.
+        let result = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if result == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// Signal every member of the group. Failures are ignored: the group may already be gone,
+/// and the worker's own exit is awaited in any case.
+fn signal_group(group: libc::pid_t, signal: libc::c_int) {
+    if group > 1 {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid addresses a group.
+        unsafe {
+            libc::kill(-group, signal);
+        }
+    }
+}
+
+fn remaining(now: Instant, until: Option<Instant>) -> Option<Duration> {
+    until.map(|until| until.saturating_duration_since(now))
+}
+
+/// The calling thread's loop: consume events, enforce limits, reap, drain.
+fn supervise(
+    spec: &WorkerSpec,
+    observer: &mut dyn WorkerObserver,
+    mut child: Child,
+    group: libc::pid_t,
+    receiver: Receiver<Event>,
+    started_at: Instant,
+) -> WorkerReport {
+    let timeout_at = started_at.checked_add(spec.item_timeout);
+    let mut capture = OutputCapture::new(spec);
+    let mut open_streams = [Stream::Stdout, Stream::Stderr].to_vec();
+    let mut exit: Option<WorkerExit> = None;
+    let mut drain_until: Option<Instant> = None;
+    let mut stop_reason: Option<StopReason> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut next_stop_poll = started_at;
+
+    loop {
+        let now = Instant::now();
+        if exit.is_some() {
+            if open_streams.is_empty() || drain_until.is_some_and(|until| now >= until) {
+                break;
+            }
+        } else if stop_reason.is_none() {
+            let reason = if capture.is_over_cap() {
+                Some(StopReason::OutputCapExceeded)
+            } else if timeout_at.is_some_and(|at| now >= at) {
+                Some(StopReason::TimedOut)
+            } else if now >= next_stop_poll {
+                next_stop_poll = now + STOP_POLL_INTERVAL;
+                observer.should_stop().then_some(StopReason::Interrupted)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                stop_reason = Some(reason);
+                signal_group(group, libc::SIGTERM);
+                kill_at = now.checked_add(spec.kill_grace);
+            }
+        } else if kill_at.is_some_and(|at| now >= at) {
+            signal_group(group, libc::SIGKILL);
+            kill_at = None;
+        }
+
+        let next_deadline = if exit.is_some() {
+            drain_until
+        } else if stop_reason.is_none() {
+            Some(timeout_at.map_or(next_stop_poll, |at| at.min(next_stop_poll)))
+        } else {
+            kill_at
+        };
+        let wait =
+            remaining(now, next_deadline).map_or(LOOP_POLL_INTERVAL, |left| left.min(LOOP_POLL_INTERVAL));
+
+        match receiver.recv_timeout(wait) {
+            Ok(Event::Output(stream, bytes)) => capture.accept(stream, &bytes, observer),
+            Ok(Event::Closed(stream)) => {
+                capture.finish(stream, observer);
+                open_streams.retain(|open| *open != stream);
+            }
+            Ok(Event::Exited) => {
+                // The exited leader still holds the group id: kill the leftovers before
+                // reaping, so the group id cannot have been reused by then.
+                signal_group(group, libc::SIGKILL);
+                exit = Some(reap(&mut child));
+                drain_until = Instant::now().checked_add(OUTPUT_DRAIN_LIMIT);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if exit.is_none() {
+                    exit = Some(reap(&mut child));
+                }
+                break;
+            }
+        }
+    }
+    for stream in open_streams {
+        capture.finish(stream, observer);
+    }
+    let exit = exit.unwrap_or(WorkerExit::Code(-1));
+    capture.into_report(exit, stop_reason, started_at.elapsed())
+}
+
+fn reap(child: &mut Child) -> WorkerExit {
+    match child.wait() {
+        Ok(status) => worker_exit(status),
+        Err(error) => {
+            log::warn!("could not collect the exit status of worker pid {}: {error}", child.id());
+            WorkerExit::Code(-1)
+        }
+    }
+}
+
+/// Grow `buffer` so that `needed` bytes fit, never reserving beyond `ceiling` unless
+/// `needed` itself is larger: doubling, but clipped, so capacity stays near the limit.
+fn reserve_within(buffer: &mut Vec<u8>, needed: usize, ceiling: usize) {
+    if needed > buffer.capacity() {
+        let target = buffer.capacity().saturating_mul(2).max(needed).min(ceiling.max(needed));
+        buffer.reserve_exact(target - buffer.len());
+    }
+}
+
+/// The last `limit` bytes of a stream, in at most `2 * limit` bytes of memory.
+#[derive(Debug)]
+struct TailBuffer {
+    limit: usize,
+    bytes: Vec<u8>,
+}
+
+impl TailBuffer {
+    fn new(limit: usize) -> Self {
+        TailBuffer { limit, bytes: Vec::new() }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(self.limit)..];
+        if data.is_empty() {
+            return;
+        }
+        let ceiling = self.limit.saturating_mul(2);
+        if self.bytes.len() + data.len() > ceiling {
+            // data.len() <= limit, so this drains at most all of `bytes`.
+            let excess = self.bytes.len() + data.len() - self.limit;
+            self.bytes.drain(..excess);
+        }
+        let needed = self.bytes.len() + data.len();
+        reserve_within(&mut self.bytes, needed, ceiling);
+        self.bytes.extend_from_slice(data);
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        self.bytes[self.bytes.len().saturating_sub(self.limit)..].to_vec()
+    }
+}
+
+/// Splits a byte stream into lines across chunk boundaries. A line longer than
+/// `max_line_bytes` is reported cut to that length and the rest of it is skipped, so a
+/// newline-free flood cannot grow memory. A trailing `\r` is dropped.
+#[derive(Debug)]
+struct LineSplitter {
+    pending: Vec<u8>,
+    max_line_bytes: usize,
+    is_skipping_rest_of_line: bool,
+}
+
+impl LineSplitter {
+    fn new(max_line_bytes: usize) -> Self {
+        LineSplitter { pending: Vec::new(), max_line_bytes, is_skipping_rest_of_line: false }
+    }
+
+    fn push(&mut self, mut bytes: &[u8], on_line: &mut dyn FnMut(&[u8])) {
+        while let Some(newline) = bytes.iter().position(|byte| *byte == b'\n') {
+            self.append(&bytes[..newline], on_line);
+            if self.is_skipping_rest_of_line {
+                self.is_skipping_rest_of_line = false;
+            } else {
+                self.emit(on_line);
+            }
+            bytes = &bytes[newline + 1..];
+        }
+        self.append(bytes, on_line);
+    }
+
+    /// The stream ended: a last line without newline is still a line.
+    fn finish(&mut self, on_line: &mut dyn FnMut(&[u8])) {
+        if !self.is_skipping_rest_of_line && !self.pending.is_empty() {
+            self.emit(on_line);
+        }
+        self.pending = Vec::new();
+        self.is_skipping_rest_of_line = false;
+    }
+
+    fn append(&mut self, part: &[u8], on_line: &mut dyn FnMut(&[u8])) {
+        if self.is_skipping_rest_of_line || part.is_empty() {
+            return;
+        }
+        let room = self.max_line_bytes.saturating_sub(self.pending.len());
+        if part.len() <= room {
+            self.pending.extend_from_slice(part);
+        } else {
+            self.pending.extend_from_slice(&part[..room]);
+            self.emit(on_line);
+            self.is_skipping_rest_of_line = true;
+        }
+    }
+
+    fn emit(&mut self, on_line: &mut dyn FnMut(&[u8])) {
+        let line = self.pending.strip_suffix(b"\r").unwrap_or(&self.pending);
+        on_line(line);
+        self.pending.clear();
+    }
+}
+
+/// Everything kept from the worker's two streams.
+struct OutputCapture<'a> {
+    checkpoint_pattern: Option<&'a regex::Regex>,
+    result_cap_bytes: usize,
+    /// The whole stdout while within the cap; `None` once over it.
+    stdout: Option<Vec<u8>>,
+    stdout_tail: TailBuffer,
+    stderr_tail: TailBuffer,
+    stdout_bytes: u64,
+    stdout_lines: LineSplitter,
+    stderr_lines: LineSplitter,
+    checkpoints: u64,
+}
+
+impl<'a> OutputCapture<'a> {
+    fn new(spec: &WorkerSpec<'a>) -> Self {
+        OutputCapture {
+            checkpoint_pattern: spec.checkpoint_pattern,
+            result_cap_bytes: spec.result_cap_bytes,
+            stdout: Some(Vec::new()),
+            stdout_tail: TailBuffer::new(STDOUT_TAIL_BYTES),
+            stderr_tail: TailBuffer::new(spec.stderr_tail_bytes),
+            stdout_bytes: 0,
+            stdout_lines: LineSplitter::new(MAX_LINE_BYTES),
+            stderr_lines: LineSplitter::new(MAX_LINE_BYTES),
+            checkpoints: 0,
+        }
+    }
+
+    fn is_over_cap(&self) -> bool {
+        self.stdout.is_none()
+    }
+
+    fn accept(&mut self, stream: Stream, bytes: &[u8], observer: &mut dyn WorkerObserver) {
+        match stream {
+            Stream::Stdout => {
+                self.stdout_bytes = self.stdout_bytes.saturating_add(bytes.len() as u64);
+                if let Some(stdout) = &mut self.stdout {
+                    let needed = stdout.len() + bytes.len();
+                    if needed <= self.result_cap_bytes {
+                        reserve_within(stdout, needed, self.result_cap_bytes);
+                        stdout.extend_from_slice(bytes);
+                    } else {
+                        self.stdout = None;
+                    }
+                }
+                self.stdout_tail.push(bytes);
+            }
+            Stream::Stderr => self.stderr_tail.push(bytes),
+        }
+        let Some(pattern) = self.checkpoint_pattern else {
+            return;
+        };
+        let checkpoints = &mut self.checkpoints;
+        let lines = match stream {
+            Stream::Stdout => &mut self.stdout_lines,
+            Stream::Stderr => &mut self.stderr_lines,
+        };
+        lines.push(bytes, &mut |line| count_checkpoint(pattern, line, checkpoints, observer));
+    }
+
+    fn finish(&mut self, stream: Stream, observer: &mut dyn WorkerObserver) {
+        let Some(pattern) = self.checkpoint_pattern else {
+            return;
+        };
+        let checkpoints = &mut self.checkpoints;
+        let lines = match stream {
+            Stream::Stdout => &mut self.stdout_lines,
+            Stream::Stderr => &mut self.stderr_lines,
+        };
+        lines.finish(&mut |line| count_checkpoint(pattern, line, checkpoints, observer));
+    }
+
+    fn into_report(
+        self,
+        exit: WorkerExit,
+        stop_reason: Option<StopReason>,
+        elapsed: Duration,
+    ) -> WorkerReport {
+        let stdout_tail = self.stdout_tail.to_vec();
+        WorkerReport {
+            exit,
+            stop_reason,
+            stdout: self.stdout.unwrap_or_else(|| stdout_tail.clone()),
+            stdout_tail,
+            stderr_tail: self.stderr_tail.to_vec(),
+            stdout_bytes: self.stdout_bytes,
+            checkpoints: self.checkpoints,
+            elapsed,
+        }
+    }
+}
+
+fn count_checkpoint(
+    pattern: &regex::Regex,
+    line: &[u8],
+    checkpoints: &mut u64,
+    observer: &mut dyn WorkerObserver,
+) {
+    let line = String::from_utf8_lossy(line);
+    if pattern.is_match(&line) {
+        *checkpoints += 1;
+        observer.checkpoint(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max_line_bytes: usize) -> Vec<Vec<u8>> {
+        let mut splitter = LineSplitter::new(max_line_bytes);
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            splitter.push(chunk, &mut |line| lines.push(line.to_vec()));
+        }
+        splitter.finish(&mut |line| lines.push(line.to_vec()));
+        lines
+    }
+
+    /// Chunks pushed, maximum line length, lines expected.
+    type SplitCase = (&'static [&'static [u8]], usize, Vec<&'static [u8]>);
+
+    #[test]
+    fn lines_are_split_across_chunks_and_cut_when_too_long() {
+        let cases: Vec<SplitCase> = vec![
+            (&[b"a\nb\n"], 10, vec![b"a", b"b"]),
+            (&[b"ab", b"c\nd", b"e\n"], 10, vec![b"abc", b"de"]),
+            (&[b"no newline at end"], 100, vec![b"no newline at end"]),
+            (&[b"crlf\r\n", b"x\r"], 10, vec![b"crlf", b"x"]),
+            (&[b"\n\n"], 10, vec![b"", b""]),
+            (&[b""], 10, vec![]),
+            (&[b"abcdefgh\nok\n"], 4, vec![b"abcd", b"ok"]),
+            (&[b"ab", b"cd", b"ef", b"gh", b"\nok"], 4, vec![b"abcd", b"ok"]),
+            (&[b"abcd\n"], 4, vec![b"abcd"]),
+            (&[b"abcdefgh"], 4, vec![b"abcd"]),
+            (&[b"\xff\xfe\n"], 10, vec![b"\xff\xfe"]),
+        ];
+        for (chunks, max_line_bytes, expected) in cases {
+            let expected: Vec<Vec<u8>> = expected.into_iter().map(<[u8]>::to_vec).collect();
+            assert_eq!(split(chunks, max_line_bytes), expected, "chunks {chunks:?} max {max_line_bytes}");
+        }
+    }
+
+    #[test]
+    fn an_endless_line_keeps_memory_bounded() {
+        let mut splitter = LineSplitter::new(8);
+        let mut lines = 0;
+        for _ in 0..1000 {
+            splitter.push(&[b'x'; 1000], &mut |_| lines += 1);
+            assert!(splitter.pending.len() <= 8);
+        }
+        assert_eq!(lines, 1);
+    }
+
+    /// Limit, chunks pushed, tail expected.
+    type TailCase = (usize, Vec<&'static [u8]>, &'static [u8]);
+
+    #[test]
+    fn tail_buffer_keeps_the_last_bytes() {
+        let cases: Vec<TailCase> = vec![
+            (4, vec![b"ab"], b"ab"),
+            (4, vec![b"abc", b"def"], b"cdef"),
+            (4, vec![b"abcdefghij"], b"ghij"),
+            (4, vec![b"ab", b"cd", b"ef", b"gh", b"ij", b"k"], b"hijk"),
+            (0, vec![b"abc"], b""),
+            (3, vec![], b""),
+        ];
+        for (limit, chunks, expected) in cases {
+            let mut tail = TailBuffer::new(limit);
+            for chunk in &chunks {
+                tail.push(chunk);
+                assert!(tail.bytes.len() <= 2 * limit);
+            }
+            assert_eq!(tail.to_vec(), expected, "limit {limit} chunks {chunks:?}");
+        }
+    }
+
+    #[test]
+    fn tail_buffer_capacity_stays_near_twice_the_limit() {
+        let mut tail = TailBuffer::new(1000);
+        for _ in 0..10_000 {
+            tail.push(&[b'y'; 333]);
+        }
+        assert!(tail.bytes.capacity() <= 2000, "capacity {}", tail.bytes.capacity());
+        assert_eq!(tail.to_vec(), vec![b'y'; 1000]);
+    }
+
+    #[test]
+    fn spawn_errors_are_classified_by_kind() {
+        let cases = [
+            (io::ErrorKind::NotFound, "NotFound"),
+            (io::ErrorKind::PermissionDenied, "PermissionDenied"),
+            (io::ErrorKind::InvalidInput, "Other"),
+        ];
+        for (kind, expected) in cases {
+            let error = spawn_error("tool", io::Error::from(kind));
+            let name = format!("{error:?}");
+            assert!(name.starts_with(expected), "{kind:?} gave {name}");
+            assert!(error.to_string().contains("\"tool\""), "{error}");
+        }
+    }
+
+    #[test]
+    fn exit_statuses_map_to_codes_and_signals() {
+        let cases = [
+            (ExitStatus::from_raw(0), WorkerExit::Code(0)),
+            (ExitStatus::from_raw(3 << 8), WorkerExit::Code(3)),
+            (ExitStatus::from_raw(9), WorkerExit::Signal(9)),
+            (ExitStatus::from_raw(15), WorkerExit::Signal(15)),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(worker_exit(status), expected, "{status:?}");
+        }
+    }
+
+    struct Silent;
+    impl WorkerObserver for Silent {
+        fn started(&mut self, _pid: u32) {}
+        fn checkpoint(&mut self, _line: &str) {}
+        fn should_stop(&mut self) -> bool {
+            false
+        }
+    }
+
+    fn spec_with<'a>(argv: &'a [String], pattern: Option<&'a regex::Regex>) -> WorkerSpec<'a> {
+        WorkerSpec {
+            argv,
+            workdir: None,
+            env: &[],
+            payload: b"",
+            item_timeout: Duration::from_secs(5),
+            kill_grace: Duration::from_secs(1),
+            result_cap_bytes: 10,
+            stderr_tail_bytes: 4,
+            checkpoint_pattern: pattern,
+        }
+    }
+
+    #[test]
+    fn capture_counts_checkpoints_and_drops_the_result_over_the_cap() {
+        let pattern = regex::Regex::new("^cp").expect("pattern");
+        let argv = ["unused".to_string()];
+        let spec = spec_with(&argv, Some(&pattern));
+        let mut capture = OutputCapture::new(&spec);
+        capture.accept(Stream::Stdout, b"cp 1\nxx", &mut Silent);
+        capture.accept(Stream::Stderr, b"cp 2\nstderr", &mut Silent);
+        assert!(!capture.is_over_cap());
+        capture.accept(Stream::Stdout, b"\ncp 3", &mut Silent);
+        assert!(capture.is_over_cap());
+        capture.finish(Stream::Stdout, &mut Silent);
+        capture.finish(Stream::Stderr, &mut Silent);
+        let report = capture.into_report(WorkerExit::Code(0), None, Duration::ZERO);
+        assert_eq!(report.checkpoints, 3);
+        assert_eq!(report.stdout_bytes, 12);
+        assert_eq!(report.stdout, b"cp 1\nxx\ncp 3");
+        assert_eq!(report.stdout_tail, b"cp 1\nxx\ncp 3");
+        assert_eq!(report.stderr_tail, b"derr");
+    }
+
+    #[test]
+    fn empty_command_and_missing_workdir_are_refused_before_spawning() {
+        let error = run_worker(&spec_with(&[], None), &mut Silent).expect_err("empty");
+        assert!(matches!(error, SpawnError::EmptyCommand), "{error:?}");
+        let argv = ["true".to_string()];
+        let missing = Path::new("/nonexistent/drainctl-workdir");
+        let spec = WorkerSpec { workdir: Some(missing), ..spec_with(&argv, None) };
+        let error = run_worker(&spec, &mut Silent).expect_err("missing workdir");
+        assert!(matches!(error, SpawnError::WorkdirMissing { .. }), "{error:?}");
+        assert!(error.to_string().contains("/nonexistent/drainctl-workdir"), "{error}");
+    }
+}

@@ -1,0 +1,88 @@
+//! Bad configuration: exit 78, one line naming the file, line, column and the value.
+
+use crate::support::*;
+
+fn check(config: &str, expected: &[&str]) {
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    let result = fixture.drainctl(&["resume", "a"]).run();
+    result.assert_code(78);
+    assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    let path = fixture.config_path.display().to_string();
+    assert!(result.stderr.contains(&path), "{path} not in {}", result.stderr);
+    for part in expected {
+        assert!(result.stderr.contains(part), "{part:?} not in {}", result.stderr);
+    }
+}
+
+#[test]
+fn malformed_toml() {
+    check("[[drain]\nname = \"a\"\n", &["drainctl.toml:1:"]);
+}
+
+#[test]
+fn unknown_key() {
+    check("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nitem_timout = \"5m\"\n", &[":4:1:", "item_timout"]);
+}
+
+#[test]
+fn duplicate_drain_name() {
+    check(
+        "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n[[drain]]\nname = \"a\"\ncommand = [\"y\"]\n",
+        &[":5:8:", "duplicate drain name \"a\""],
+    );
+}
+
+#[test]
+fn invalid_drain_name() {
+    check("[[drain]]\nname = \"Halacha!\"\ncommand = [\"x\"]\n", &[":2:8:", "\"Halacha!\""]);
+}
+
+#[test]
+fn unknown_time_zone() {
+    check(
+        "[defaults]\ntimezone = \"Asia/Jerusalm\"\n[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n",
+        &[":2:12:", "\"Asia/Jerusalm\""],
+    );
+}
+
+#[test]
+fn bad_duration() {
+    check(
+        "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nliveness_timeout = \"15 mins\"\n",
+        &[":4:20:", "\"15 mins\""],
+    );
+}
+
+#[test]
+fn bad_window() {
+    check(
+        "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nwindow = { days = \"sun-xyz\", from = \"22:00\", to = \"06:00\" }\n",
+        &[":4:10:", "sun-xyz"],
+    );
+}
+
+#[test]
+fn unknown_drain_on_the_command_line_lists_known_ones() {
+    let fixture = Fixture::new("[[drain]]\nname = \"halacha\"\ncommand = [\"x\"]\n", "2026-11-27T10:00:00Z");
+    let result = fixture.drainctl(&["resume", "halach"]).run();
+    result.assert_code(64);
+    assert!(result.stderr.contains("unknown drain \"halach\"; known: halacha"), "{}", result.stderr);
+}
+
+#[test]
+fn a_missing_config_file_says_how_to_provide_one() {
+    let fixture = Fixture::new("", "2026-11-27T10:00:00Z");
+    let result =
+        fixture.drainctl(&["resume", "a"]).env("DRAINCTL_CONFIG", "/nonexistent/drainctl.toml").run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("/nonexistent/drainctl.toml"), "{}", result.stderr);
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let result = Drainctl::new(&["drain"]).run();
+    result.assert_code(64);
+    let result = Drainctl::new(&["no-such-command"]).run();
+    result.assert_code(64);
+    Drainctl::new(&["--help"]).run().assert_code(0);
+}

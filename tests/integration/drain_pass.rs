@@ -1,0 +1,316 @@
+//! `drain NAME`: the worker contract, crash safety, fencing, retries and dead letters,
+//! through the real binary, real processes and a real PostgreSQL.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn config(extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n{extra}"
+    )
+}
+
+fn steps(steps: serde_json::Value) -> serde_json::Value {
+    json!({ "steps": steps })
+}
+
+#[test]
+fn two_concurrent_passes_do_two_hundred_items_exactly_once() {
+    let fixture = Fixture::new(&config("concurrency = 2\nmax_items_per_pass = 1000\n"), NOW);
+    let items: Vec<(String, serde_json::Value)> = (0..200)
+        .map(|i| (format!("item-{i:03}"), json!({ "n": i, "text": format!("payload {i} ✓") })))
+        .collect();
+    fixture.enqueue("docs", &items);
+    let passes: Vec<_> = (0..2).map(|_| fixture.drainctl(&["drain", "docs", "--json"]).spawn()).collect();
+    let mut done_by_pass = Vec::new();
+    for pass in passes {
+        let result = finished(pass.wait_with_output().unwrap());
+        result.assert_code(0);
+        let json = result.json();
+        assert_eq!(json["status"], "drained", "{json}");
+        done_by_pass.push(json["items_done"].as_i64().unwrap());
+    }
+    assert_eq!(done_by_pass.iter().sum::<i64>(), 200);
+    assert!(done_by_pass.iter().all(|&n| n > 0), "both passes worked: {done_by_pass:?}");
+    let mut client = fixture.client();
+    for row in client.query("SELECT key, payload, result, attempts FROM items", &[]).unwrap() {
+        let payload: serde_json::Value = row.get(1);
+        let result: Vec<u8> = row.get(2);
+        let echoed: serde_json::Value = serde_json::from_slice(&result).unwrap();
+        assert_eq!(echoed, payload, "result of {}", row.get::<_, String>(0));
+        assert_eq!(row.get::<_, i32>(3), 1);
+    }
+    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM items WHERE state = 'done'"), 200);
+    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM attempts WHERE outcome = 'done'"), 200);
+    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM staged_results"), 0);
+    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM runs WHERE status = 'drained'"), 2);
+}
+
+#[test]
+fn kill_nine_during_an_item_loses_nothing() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }])),
+            ),
+            ("b".into(), json!({ "plain": "b" })),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    signal(pass.id(), libc::SIGKILL);
+    let _ = finished(pass.wait_with_output().unwrap());
+    assert_eq!(fixture.item("docs", "a").0, "running");
+    std::fs::write(&go, "").unwrap();
+    // The next pass reaps the crashed run (and its orphaned worker), then does both items.
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    next.assert_code(0);
+    assert_eq!(next.json()["items_done"], 2);
+    wait_until("the orphaned worker to be gone", Duration::from_secs(10), || !pid_alive(worker_pid));
+    let (state, attempts, _) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("done", 2));
+    let result: Vec<u8> =
+        fixture.client().query_one("SELECT result FROM items WHERE key = 'a'", &[]).unwrap().get(0);
+    assert_eq!(result, b"result a\n");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'crashed'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_crashed'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 2);
+}
+
+#[test]
+fn kill_nine_between_staging_and_completion_commits_the_staged_result_once() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({ "big": "x".repeat(100_000) }))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "hang_after_stage").spawn();
+    wait_until("the result to be staged", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM staged_results") == 1
+    });
+    signal(pass.id(), libc::SIGKILL);
+    let _ = finished(pass.wait_with_output().unwrap());
+    assert_eq!(fixture.item("docs", "a").0, "running");
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    next.assert_code(0);
+    // Completed from staging by the reaper, not run again.
+    assert_eq!(next.json()["items_done"], 0);
+    let (state, attempts, _) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("done", 1));
+    let result: Vec<u8> =
+        fixture.client().query_one("SELECT result FROM items WHERE key = 'a'", &[]).unwrap().get(0);
+    let echoed: serde_json::Value = serde_json::from_slice(&result).unwrap();
+    assert_eq!(echoed["big"].as_str().map(str::len), Some(100_000));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'staged_result_completed'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+}
+
+#[test]
+fn a_damaged_staged_result_is_discarded_and_the_item_runs_again() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({ "v": 1 }))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "hang_after_stage").spawn();
+    wait_until("the result to be staged", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM staged_results") == 1
+    });
+    signal(pass.id(), libc::SIGKILL);
+    let _ = finished(pass.wait_with_output().unwrap());
+    // Cut the staged bytes short, as a torn write would.
+    fixture
+        .client()
+        .execute("UPDATE staged_results SET result = substring(result from 1 for 3)", &[])
+        .unwrap();
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    next.assert_code(0);
+    assert_eq!(next.json()["items_done"], 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'staged_result_discarded'"), 1);
+    let result: Vec<u8> =
+        fixture.client().query_one("SELECT result FROM items WHERE key = 'a'", &[]).unwrap().get(0);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&result).unwrap(), json!({ "v": 1 }));
+}
+
+#[test]
+fn a_run_that_lost_its_claim_cannot_commit() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "docs",
+        &[(
+            "a".into(),
+            steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "stale result" }])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // Another run (id 424242) took the item over, as after a hung-run release.
+    fixture.client().execute("UPDATE items SET claimed_by = 424242 WHERE key = 'a'", &[]).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 0);
+    let row = fixture
+        .client()
+        .query_one("SELECT state, claimed_by, result FROM items WHERE key = 'a'", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "running");
+    assert_eq!(row.get::<_, Option<i64>>(1), Some(424242));
+    assert_eq!(row.get::<_, Option<Vec<u8>>>(2), None);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'claim_lost'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+}
+
+#[test]
+fn item_timeout_kills_the_whole_process_group_including_a_term_ignoring_child() {
+    let fixture = Fixture::new(&config("item_timeout = \"1s\"\n"), NOW);
+    fixture
+        .enqueue("docs", &[("a".into(), steps(json!([{ "child_ignoring_term": 300 }, { "hang": true }])))]);
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["items_failed"], 1);
+    let row = fixture
+        .client()
+        .query_one("SELECT state, last_error, stderr_tail FROM items WHERE key = 'a'", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "pending");
+    assert!(row.get::<_, String>(1).contains("timed out after item_timeout 1s"));
+    let stderr = String::from_utf8(row.get::<_, Vec<u8>>(2)).unwrap();
+    let child: i32 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("child_pid="))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no child_pid in {stderr}"));
+    wait_until("the TERM-ignoring child to die", Duration::from_secs(5), || !pid_alive(child));
+    let outcome: String = fixture.client().query_one("SELECT outcome FROM attempts", &[]).unwrap().get(0);
+    assert_eq!(outcome, "transient");
+}
+
+#[test]
+fn twenty_mib_of_output_fails_the_item_with_bounded_memory() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "mib": 20 }])))]);
+    let (result, peak_kib) = wait_with_peak_memory(fixture.drainctl(&["drain", "docs", "--json"]).spawn());
+    result.assert_code(0);
+    let (state, _, error) = fixture.item("docs", "a");
+    assert_eq!(state, "pending");
+    assert!(error.unwrap().contains("output exceeded the 16777216 byte result cap"));
+    // Default cap is 16 MiB; the pass must not have held the 20 MiB.
+    assert!(peak_kib < 40 * 1024, "peak RSS {peak_kib} KiB");
+}
+
+#[test]
+fn non_utf8_output_is_kept_as_bytes() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "binary": true }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let result: Vec<u8> =
+        fixture.client().query_one("SELECT result FROM items WHERE key = 'a'", &[]).unwrap().get(0);
+    assert_eq!(result, vec![0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, 0x0a]);
+}
+
+#[test]
+fn a_missing_worker_binary_exits_78_and_the_item_keeps_its_attempts() {
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"docs\"\ncommand = [\"/nonexistent/worker-bin\", \"-p\"]\n", NOW);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let result = fixture.drainctl(&["drain", "docs"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("/nonexistent/worker-bin"), "{}", result.stderr);
+    assert!(result.stderr.contains("not found"), "{}", result.stderr);
+    let (state, attempts, _) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    let status: String = fixture.client().query_one("SELECT status FROM runs", &[]).unwrap().get(0);
+    assert_eq!(status, "failed");
+}
+
+#[test]
+fn failures_retry_on_the_backoff_schedule_then_dead_letter() {
+    let fixture =
+        Fixture::new(&config("max_attempts = 3\nretry_backoff = { base = \"1m\", max = \"90s\" }\n"), NOW);
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "err": "boom: bad input" }, { "exit": 3 }])))]);
+    let available_after = |fixture: &Fixture| -> i64 {
+        fixture.count("SELECT extract(epoch FROM available_at - '2026-11-27T10:00:00Z'::timestamptz)::bigint FROM items")
+    };
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let first = available_after(&fixture);
+    assert!((48..=60).contains(&first), "first retry after {first}s");
+    // Not available yet: the next pass finds nothing.
+    let idle = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    assert_eq!(idle.json()["items_failed"], 0);
+    fixture.set_now("2026-11-27T10:01:00Z");
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let second = available_after(&fixture) - 60;
+    assert!((72..=90).contains(&second), "second retry after {second}s (capped at 90s)");
+    fixture.set_now("2026-11-27T10:03:00Z");
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("dead", 3));
+    assert_eq!(error.as_deref(), Some("exit code 3: boom: bad input"));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'item_dead_lettered'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 3);
+}
+
+#[test]
+fn a_second_pass_with_no_free_slot_is_lock_skipped() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "touch": started }, { "wait_for_file": go }])))]);
+    let first = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let second = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    second.assert_code(0);
+    assert_eq!(second.json()["status"], "lock_skipped");
+    std::fs::write(&go, "").unwrap();
+    finished(first.wait_with_output().unwrap()).assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'lock_skipped'"), 1);
+}
+
+#[test]
+fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "touch": started }, { "hang": true }])))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("interrupted by signal 15"), "{}", result.stderr);
+    assert!(!pid_alive(worker_pid), "worker still alive");
+    let (state, attempts, _) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    let row = fixture.client().query_one("SELECT status, note FROM runs", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).contains("interrupted"));
+}
+
+#[test]
+fn the_worker_gets_payload_on_stdin_and_the_drain_environment() {
+    let fixture = Fixture::new(&config("env = { EXTRA = \"yes\" }\n"), NOW);
+    fixture.enqueue(
+        "docs",
+        &[(
+            "k1".into(),
+            steps(json!([{ "env": "DRAIN_NAME" }, { "env": "DRAIN_ITEM_KEY" }, { "env": "DRAIN_ATTEMPT" }, { "env": "EXTRA" }, { "checkpoints": { "count": 3, "every": 0.0 } }])),
+        )],
+    );
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let result: Vec<u8> = fixture.client().query_one("SELECT result FROM items", &[]).unwrap().get(0);
+    let text = String::from_utf8(result).unwrap();
+    for expected in ["DRAIN_NAME=docs", "DRAIN_ITEM_KEY=k1", "DRAIN_ATTEMPT=1", "EXTRA=yes"] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    // Item start + finish + at least the first checkpoint line (writes are throttled).
+    let checkpoints: i64 = fixture.client().query_one("SELECT checkpoints FROM runs", &[]).unwrap().get(0);
+    assert!(checkpoints >= 3, "checkpoints {checkpoints}");
+}

@@ -1,0 +1,78 @@
+//! `enqueue`: single items, JSON lines, duplicates, --replace, all-or-nothing batches.
+
+use crate::support::*;
+
+const CONFIG: &str = "[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n";
+
+#[test]
+fn json_lines_are_enqueued_and_duplicates_counted() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let lines = "{\"key\": \"a\", \"payload\": {\"n\": 1}}\n{\"key\": \"b\", \"payload\": [1, 2]}\n\n{\"key\": 3, \"payload\": \"x\"}\n";
+    let first = fixture.drainctl(&["enqueue", "docs", "--json"]).stdin(lines).run();
+    first.assert_code(0);
+    assert_eq!(first.json()["added"], 3);
+    let again = fixture.drainctl(&["enqueue", "docs"]).stdin(lines).run();
+    again.assert_code(0);
+    assert!(again.stdout.contains("0 added, 3 duplicates"), "{}", again.stdout);
+    let single = fixture.drainctl(&["enqueue", "docs", "--key", "c", "--payload", "{\"q\": true}"]).run();
+    single.assert_code(0);
+    assert!(single.stdout.contains("1 added"), "{}", single.stdout);
+    let mut client = fixture.client();
+    assert_eq!(
+        query_i64(&mut client, "SELECT count(*) FROM items WHERE drain = 'docs' AND state = 'pending'"),
+        4
+    );
+    let payload: serde_json::Value =
+        client.query_one("SELECT payload FROM items WHERE key = 'b'", &[]).unwrap().get(0);
+    assert_eq!(payload, serde_json::json!([1, 2]));
+}
+
+#[test]
+fn a_malformed_line_exits_65_with_its_number_and_inserts_nothing() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let lines = "{\"key\": \"a\", \"payload\": 1}\n{\"key\": \"b\", \"payload\": 2}\n{\"key\": \"c\", \"payload\": {oops}\n";
+    let result = fixture.drainctl(&["enqueue", "docs"]).stdin(lines).run();
+    result.assert_code(65);
+    assert!(result.stderr.contains("stdin:3: invalid JSON"), "{}", result.stderr);
+    assert!(result.stderr.contains("nothing was enqueued"), "{}", result.stderr);
+    assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 0);
+    // The same from a file names the file.
+    let file = fixture.path("batch.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let result = fixture.drainctl(&["enqueue", "docs", "--file", file.to_str().unwrap()]).run();
+    result.assert_code(65);
+    assert!(result.stderr.contains("batch.jsonl:3:"), "{}", result.stderr);
+    let bad_payload = fixture.drainctl(&["enqueue", "docs", "--key", "k", "--payload", "{nope"]).run();
+    bad_payload.assert_code(65);
+}
+
+#[test]
+fn replace_resets_a_finished_item_only() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", "1"]).run().assert_code(0);
+    fixture.drainctl(&["enqueue", "docs", "--key", "b", "--payload", "1"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client.execute("UPDATE items SET state = 'dead', attempts = 5 WHERE key = 'a'", &[]).unwrap();
+    let result = fixture
+        .drainctl(&["enqueue", "docs", "--replace", "--json"])
+        .stdin("{\"key\": \"a\", \"payload\": 2}\n{\"key\": \"b\", \"payload\": 2}\n")
+        .run();
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(
+        (json["added"].as_i64(), json["replaced"].as_i64(), json["duplicates"].as_i64()),
+        (Some(0), Some(1), Some(1))
+    );
+    let row = client.query_one("SELECT state, attempts, payload FROM items WHERE key = 'a'", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), "pending");
+    assert_eq!(row.get::<_, i32>(1), 0);
+    assert_eq!(row.get::<_, serde_json::Value>(2), serde_json::json!(2));
+}
+
+#[test]
+fn enqueue_to_an_unknown_drain_is_refused() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let result = fixture.drainctl(&["enqueue", "doc", "--key", "a", "--payload", "1"]).run();
+    result.assert_code(64);
+    assert!(result.stderr.contains("unknown drain \"doc\"; known: docs"), "{}", result.stderr);
+}

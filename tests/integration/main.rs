@@ -1,0 +1,8 @@
+//! The integration tests: the real binary against a real PostgreSQL.
+
+mod support;
+
+mod config_errors;
+mod drain_pass;
+mod enqueue;
+mod migrations;

@@ -1,0 +1,154 @@
+//! Migrations: concurrent first runs, checksums, schema newer than the binary, lock wait.
+
+use crate::support::*;
+
+const TABLES: [&str; 8] = [
+    "drains",
+    "items",
+    "runs",
+    "attempts",
+    "staged_results",
+    "quota_backoffs",
+    "events",
+    "supervisor_passes",
+];
+
+fn migrate(db: &TestDb, args: &[&str]) -> Drainctl {
+    let mut all = vec!["migrate"];
+    all.extend_from_slice(args);
+    Drainctl::new(&all).env("DATABASE_URL", &db.url).current_dir(std::env::temp_dir().as_path())
+}
+
+fn assert_schema_complete(db: &TestDb) {
+    let mut client = db.client();
+    for table in TABLES {
+        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).unwrap().get(0);
+        assert!(exists, "table {table} missing");
+    }
+    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM schema_migrations"), 1);
+}
+
+/// 16 processes started at the same instant must all succeed on an empty database.
+fn sixteen_at_once(args: &[&str]) {
+    for round in 0..10 {
+        let db = TestDb::new();
+        let children: Vec<_> = (0..16).map(|_| migrate(&db, args).spawn()).collect();
+        for child in children {
+            let result = finished(child.wait_with_output().unwrap());
+            assert_eq!(result.code, 0, "round {round}: {result:?}");
+            for bad in ["deadlock", "already exists", "duplicate"] {
+                assert!(!result.stderr.contains(bad), "round {round}: {bad} in {}", result.stderr);
+            }
+        }
+        assert_schema_complete(&db);
+    }
+}
+
+#[test]
+fn sixteen_concurrent_migrates_on_an_empty_database_all_succeed() {
+    sixteen_at_once(&[]);
+}
+
+#[test]
+fn sixteen_concurrent_other_subcommands_on_an_empty_database_all_succeed() {
+    // Every database command migrates first; `migrate --status` only reports.
+    let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\n";
+    for round in 0..10 {
+        let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+        let children: Vec<_> = (0..16)
+            .map(|i| {
+                let key = format!("k{i}");
+                let args: Vec<&str> = match i % 4 {
+                    0 => vec!["migrate", "--status"],
+                    1 => vec!["resume", "a"],
+                    2 => vec!["pause", "a", "--note", "x"],
+                    _ => vec!["enqueue", "a", "--key", &key, "--payload", "{}"],
+                };
+                fixture.drainctl(&args).spawn()
+            })
+            .collect();
+        for child in children {
+            let result = finished(child.wait_with_output().unwrap());
+            assert_eq!(result.code, 0, "round {round}: {result:?}");
+            for bad in ["deadlock", "already exists", "duplicate key"] {
+                assert!(!result.stderr.contains(bad), "round {round}: {bad} in {}", result.stderr);
+            }
+        }
+        assert_schema_complete(&fixture.db);
+        assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 4);
+    }
+}
+
+#[test]
+fn a_current_schema_runs_no_ddl_and_status_lists_versions() {
+    let db = TestDb::new();
+    migrate(&db, &[]).run().assert_code(0);
+    let second = migrate(&db, &[]).run();
+    second.assert_code(0);
+    assert!(second.stdout.contains("schema is current (version 1)"), "{}", second.stdout);
+    let status = migrate(&db, &["--status", "--json"]).run();
+    status.assert_code(0);
+    let json = status.json();
+    assert_eq!(json["migrations"][0]["version"], 1);
+    assert_eq!(json["migrations"][0]["state"], "applied");
+    let mut client = db.client();
+    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM events WHERE kind = 'migration_applied'"), 1);
+}
+
+#[test]
+fn a_tampered_applied_migration_is_refused_with_exit_78_naming_it() {
+    let db = TestDb::new();
+    migrate(&db, &[]).run().assert_code(0);
+    db.client().execute("UPDATE schema_migrations SET checksum = 'abc123' WHERE version = 1", &[]).unwrap();
+    let result = migrate(&db, &[]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("0001_init.sql was changed after it was applied"), "{}", result.stderr);
+    assert!(result.stderr.contains("--repair-checksum 1"), "{}", result.stderr);
+    assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    // The explicit way out.
+    migrate(&db, &["--repair-checksum", "1"]).run().assert_code(0);
+    migrate(&db, &[]).run().assert_code(0);
+}
+
+#[test]
+fn a_schema_newer_than_the_binary_is_refused() {
+    let db = TestDb::new();
+    migrate(&db, &[]).run().assert_code(0);
+    db.client().execute("INSERT INTO schema_migrations VALUES (99, 'future', 'x', now())", &[]).unwrap();
+    let result = migrate(&db, &[]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("schema is at version 99"), "{}", result.stderr);
+    assert!(result.stderr.contains("migration 0099"), "{}", result.stderr);
+}
+
+#[test]
+fn a_held_migration_lock_times_out_with_exit_75_naming_the_holder() {
+    let db = TestDb::new();
+    let mut holder = db.client();
+    holder.batch_execute("SET application_name = 'lock-holder-test'").unwrap();
+    holder.execute("SELECT pg_advisory_lock($1)", &[&0x4452_4149_0000_0000_i64]).unwrap();
+    let result = migrate(&db, &["--lock-timeout", "300ms"]).run();
+    result.assert_code(75);
+    assert!(result.stderr.contains("waiting for the migration lock"), "{}", result.stderr);
+    assert!(result.stderr.contains("lock-holder-test"), "{}", result.stderr);
+}
+
+#[test]
+fn an_unreachable_database_exits_69_without_the_password() {
+    let db = TestDb::new();
+    let password = db.password();
+    // Wrong password on the real server.
+    let wrong = db.url.replace(&password, "not-the-password-Zq9");
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &wrong).run();
+    result.assert_code(69);
+    assert!(!result.stderr.contains("not-the-password-Zq9"), "{}", result.stderr);
+    assert!(result.stderr.contains("password authentication failed"), "{}", result.stderr);
+    // Nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = format!("postgres://someone:hunter2-secret@127.0.0.1:{port}/x");
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &down).run();
+    result.assert_code(69);
+    assert!(!result.stderr.contains("hunter2-secret"), "{}", result.stderr);
+    assert!(result.stderr.contains("cannot connect to the database"), "{}", result.stderr);
+    assert!(result.stderr.contains("$DATABASE_URL"), "{}", result.stderr);
+}

@@ -1,0 +1,303 @@
+//! Test support: a throwaway database per test (dropped on `Drop`), a fixture with a
+//! config file and an injectable clock, and a small builder around the real binary.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const DRAINCTL: &str = env!("CARGO_BIN_EXE_drainctl");
+pub const FAKE_WORKER: &str = env!("CARGO_BIN_EXE_drainctl-fake-worker");
+
+/// The superuser URL of the throwaway cluster `./scripts/test` starts.
+pub fn admin_url() -> String {
+    std::env::var("DRAINCTL_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!("DRAINCTL_TEST_DATABASE_URL is not set: run the tests with ./scripts/test, which starts a throwaway PostgreSQL")
+    })
+}
+
+fn url_with_database(url: &str, database: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("URL has a database part");
+    format!("{base}/{database}")
+}
+
+/// A fresh, empty database that is dropped when the value goes out of scope.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let admin = admin_url();
+        let name = format!(
+            "drainctl_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+        );
+        let mut client =
+            postgres::Client::connect(&admin, postgres::NoTls).expect("connect to the test cluster");
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        let url = url_with_database(&admin, &name);
+        TestDb { name, url, admin }
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+
+    /// The password of the test cluster's URL (to prove it is never printed).
+    pub fn password(&self) -> String {
+        let config: postgres::Config = self.url.parse().unwrap();
+        String::from_utf8(config.get_password().unwrap().to_vec()).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// A database, a folder with `drainctl.toml`, and a clock file.
+pub struct Fixture {
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub clock_path: PathBuf,
+}
+
+impl Fixture {
+    /// A fixture whose config is `config` (TOML); the clock starts at `now` (RFC 3339).
+    pub fn new(config: &str, now: &str) -> Fixture {
+        let db = TestDb::new();
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("drainctl.toml");
+        let clock_path = dir.path().join("now");
+        let fixture = Fixture { db, dir, config_path, clock_path };
+        fixture.write_config(config);
+        fixture.set_now(now);
+        fixture
+    }
+
+    pub fn write_config(&self, config: &str) {
+        let text = config
+            .replace("FAKE_WORKER", FAKE_WORKER)
+            .replace("TMPDIR", &self.dir.path().display().to_string());
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    pub fn set_now(&self, now: &str) {
+        std::fs::write(&self.clock_path, now).unwrap();
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `drainctl ARGS` with this fixture's config, database and clock.
+    pub fn drainctl(&self, args: &[&str]) -> Drainctl {
+        Drainctl::new(args)
+            .env("DRAINCTL_CONFIG", self.config_path.to_str().unwrap())
+            .env("DRAINCTL_DATABASE_URL", &self.db.url)
+            .env("DRAINCTL_NOW", &format!("@{}", self.clock_path.display()))
+            .env("XDG_STATE_HOME", self.dir.path().join("state").to_str().unwrap())
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        self.db.client()
+    }
+}
+
+/// A command line for the real binary.
+pub struct Drainctl {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn assert_code(&self, code: i32) -> &Finished {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (wanted {code})\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Drainctl {
+    pub fn new(args: &[&str]) -> Drainctl {
+        let mut command = Command::new(DRAINCTL);
+        command.args(args);
+        for var in [
+            "DATABASE_URL",
+            "DRAINCTL_DATABASE_URL",
+            "DRAINCTL_CONFIG",
+            "DRAINCTL_NOW",
+            "DRAINCTL_FAULT",
+            "RUST_LOG",
+        ] {
+            command.env_remove(var);
+        }
+        command.env("TZ", "UTC");
+        Drainctl { command, stdin: None }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Drainctl {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Drainctl {
+        self.command.env_remove(key);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Drainctl {
+        self.command.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Drainctl {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn spawn(mut self) -> std::process::Child {
+        self.command.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("spawn drainctl");
+        if let Some(bytes) = self.stdin.take() {
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
+        child
+    }
+
+    pub fn run(self) -> Finished {
+        let child = self.spawn();
+        finished(child.wait_with_output().expect("wait for drainctl"))
+    }
+}
+
+pub fn finished(output: Output) -> Finished {
+    Finished {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Poll `condition` every 20 ms until it holds; panic with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A one-value query on a test database.
+pub fn query_i64(client: &mut postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get::<_, i64>(0)
+}
+
+/// Is process `pid` alive (and not a zombie)?
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false)
+        }
+        Err(_) => false,
+    }
+}
+
+impl Fixture {
+    /// Enqueue items (key, payload) through the real binary.
+    pub fn enqueue(&self, drain: &str, items: &[(String, serde_json::Value)]) {
+        let lines: String = items
+            .iter()
+            .map(|(key, payload)| format!("{}\n", serde_json::json!({ "key": key, "payload": payload })))
+            .collect();
+        self.drainctl(&["enqueue", drain]).stdin(lines).run().assert_code(0);
+    }
+
+    /// (state, attempts, last_error) of one item.
+    pub fn item(&self, drain: &str, key: &str) -> (String, i32, Option<String>) {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT state, attempts, last_error FROM items WHERE drain = $1 AND key = $2",
+                &[&drain, &key],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        query_i64(&mut self.client(), sql)
+    }
+}
+
+/// Wait for a child and return what it did plus its peak resident memory in KiB.
+pub fn wait_with_peak_memory(mut child: std::process::Child) -> (Finished, i64) {
+    use std::io::Read;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stdout.read_to_end(&mut buffer);
+        buffer
+    });
+    let err = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stderr.read_to_end(&mut buffer);
+        buffer
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let finished = Finished {
+        code,
+        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    };
+    (finished, usage.ru_maxrss)
+}
+
+/// Send a signal to a process.
+pub fn signal(pid: u32, signal: i32) {
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
