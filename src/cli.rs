@@ -37,10 +37,17 @@ pub enum Command {
     Drain(DrainArgs),
     /// Add items to a drain's backlog
     Enqueue(EnqueueArgs),
+    /// One supervisor pass over every drain: reap, kill hung runs, start idle drains
+    Supervise(SuperviseArgs),
+    /// Run a drain flat out until a deadline, regardless of its window
+    #[command(subcommand)]
+    Burst(BurstCommand),
     /// Stop a drain from starting new items until `resume`
     Pause(PauseArgs),
     /// Undo `pause`
     Resume(NameArg),
+    /// Show every drain: state, backlog, burst, backoff, last run
+    Status(JsonArg),
     /// Tools for rate-limit classification
     #[command(subcommand)]
     Quota(QuotaCommand),

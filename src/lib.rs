@@ -8,7 +8,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod backoff;
-// pub mod burst;
+pub mod burst;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -28,8 +28,8 @@ pub mod quota_command;
 pub mod ratelimit;
 pub mod reap;
 pub mod signals;
-// pub mod status;
-// pub mod supervise;
+pub mod status;
+pub mod supervise;
 pub mod when;
 pub mod window;
 pub mod worker;
@@ -110,7 +110,14 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
             let mut ctx = open(true)?;
             enqueue::run(&mut ctx, &args).map(|r| (r, args.json))
         }
-        // SUPERVISE-BURST
+        Command::Supervise(args) => {
+            let mut ctx = open(true)?;
+            supervise::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Burst(command) => {
+            let mut ctx = open(true)?;
+            burst::run(&mut ctx, &command)
+        }
         Command::Pause(args) => {
             let mut ctx = open(true)?;
             controls::pause(&mut ctx, &args).map(|r| (r, args.json))
@@ -118,6 +125,10 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
         Command::Resume(args) => {
             let mut ctx = open(true)?;
             controls::resume(&mut ctx, &args).map(|r| (r, args.json))
-        } // STATUS
+        }
+        Command::Status(args) => {
+            let mut ctx = open(true)?;
+            status::run(&mut ctx).map(|r| (r, args.json))
+        }
     }
 }

@@ -74,6 +74,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// An instant as the operator reads it: `Sat 2026-11-28 18:00 IST`.
+pub fn local_time(at: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> String {
+    at.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

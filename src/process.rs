@@ -169,6 +169,48 @@ pub fn terminate_group(pgid: u32, grace: Duration) -> Result<TerminateOutcome, i
     Ok(TerminateOutcome::Killed)
 }
 
+/// SIGTERM one process (checked against its recorded start time, so a reused pid is
+/// never signalled), wait up to `grace` for it to exit, then SIGKILL it.
+pub fn terminate_process(
+    pid: u32,
+    start_time: Option<u64>,
+    grace: Duration,
+) -> Result<TerminateOutcome, io::Error> {
+    let target = libc::pid_t::try_from(pid).ok().filter(|pid| *pid > 1).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("process id {pid} cannot be signalled"))
+    })?;
+    let send = |signal: libc::c_int| -> Result<bool, io::Error> {
+        if !is_process_alive(pid, start_time) {
+            return Ok(false);
+        }
+        // SAFETY: kill(2) with a positive pid and a valid signal number has no memory effects.
+        if unsafe { libc::kill(target, signal) } == 0 {
+            return Ok(true);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::ESRCH) {
+            Ok(false)
+        } else {
+            Err(io::Error::new(error.kind(), format!("cannot signal process {pid}: {error}")))
+        }
+    };
+    if !send(libc::SIGTERM)? {
+        return Ok(TerminateOutcome::AlreadyGone);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !is_process_alive(pid, start_time) {
+            return Ok(TerminateOutcome::Terminated);
+        }
+        std::thread::sleep(GROUP_POLL_INTERVAL);
+    }
+    if send(libc::SIGKILL)? {
+        Ok(TerminateOutcome::Killed)
+    } else {
+        Ok(TerminateOutcome::Terminated)
+    }
+}
+
 /// This host's name (`gethostname`), `"unknown-host"` if it cannot be read.
 pub fn host_name() -> String {
     let mut buffer = [0u8; 256];

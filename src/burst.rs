@@ -1,0 +1,153 @@
+//! `drainctl burst on|off|status`: run a drain flat out until a deadline.
+//!
+//! A burst is one row in the database (`drains.burst_until`): the single source of truth
+//! for the shell, `supervise` and any UI. While it lasts, `supervise` starts the drain
+//! whenever it is idle regardless of its window, and a pass keeps taking items past its
+//! item and time budgets until the deadline, an empty backlog, a quota hit or `burst off`.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+
+use crate::cli::{BurstCommand, BurstOnArgs, BurstStatusArgs, NameArg};
+use crate::context::Context;
+use crate::db::drains::{clear_burst, ensure_drain, read_controls, set_burst};
+use crate::db::events::{record_event, Event};
+use crate::db::in_transaction;
+use crate::duration::format_relative;
+use crate::error::{Error, Result};
+use crate::output::{local_time as local, table, Report};
+use crate::when::{check_deadline, parse_when};
+
+pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<(Report, bool)> {
+    match command {
+        BurstCommand::On(args) => on(ctx, args).map(|r| (r, args.json)),
+        BurstCommand::Off(args) => off(ctx, args).map(|r| (r, args.json)),
+        BurstCommand::Status(args) => status(ctx, args).map(|r| (r, args.json)),
+    }
+}
+
+/// The deadline for `--until WHEN` (or the configured default), checked against
+/// `burst_max`. Errors are usage errors naming the value.
+pub fn resolve_deadline(
+    until: Option<&str>,
+    default_until: &str,
+    now: DateTime<Utc>,
+    zone: Tz,
+    max_ahead: std::time::Duration,
+) -> Result<DateTime<Utc>> {
+    let (text, source) = match until {
+        Some(text) => (text, "--until"),
+        None => (default_until, "burst_default_until"),
+    };
+    let deadline = parse_when(text, now, zone).map_err(|error| Error::Usage(format!("{source}: {error}")))?;
+    check_deadline(deadline, now, zone, max_ahead)
+        .map_err(|error| Error::Usage(format!("{source}: {error}")))?;
+    Ok(deadline)
+}
+
+fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
+    let name = ctx.config.drain(&args.name)?.name.clone();
+    let defaults = &ctx.config.defaults;
+    let now = ctx.clock.now();
+    let zone = defaults.timezone;
+    let deadline = resolve_deadline(
+        args.until.as_deref(),
+        &defaults.burst_default_until,
+        now,
+        zone,
+        defaults.burst_max,
+    )?;
+    let previous = in_transaction(&mut ctx.client, |tx| {
+        let previous = ensure_drain(tx, &name, now)?.burst_until.filter(|until| *until > now);
+        set_burst(tx, &name, deadline, args.note.as_deref(), now)?;
+        let (kind, message) = match previous {
+            Some(old) => (
+                "burst_moved",
+                format!("burst of {name} moved from {} to {}", local(old, zone), local(deadline, zone)),
+            ),
+            None => ("burst_on", format!("burst of {name} on until {}", local(deadline, zone))),
+        };
+        let event = Event::new(kind, message)
+            .drain(&name)
+            .data(json!({ "burst_until": deadline, "previous_until": previous, "note": args.note }));
+        record_event(tx, &event, now)?;
+        Ok(previous)
+    })?;
+    let human = format!(
+        "{name}: burst on until {} ({}){}; the next supervise pass starts it if idle",
+        local(deadline, zone),
+        format_relative(deadline - now),
+        previous.map(|old| format!(", moved from {}", local(old, zone))).unwrap_or_default()
+    );
+    Ok(Report::new(
+        human,
+        json!({ "drain": name, "burst_until": deadline, "previous_until": previous, "note": args.note }),
+    ))
+}
+
+fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
+    let name = ctx.config.drain(&args.name)?.name.clone();
+    let now = ctx.clock.now();
+    let zone = ctx.config.defaults.timezone;
+    let was = in_transaction(&mut ctx.client, |tx| {
+        let was = ensure_drain(tx, &name, now)?.burst_until;
+        if clear_burst(tx, &name, None)? {
+            let until = was.map(|at| local(at, zone)).unwrap_or_default();
+            let event = Event::new("burst_off", format!("burst of {name} turned off (was until {until})"))
+                .drain(&name)
+                .data(json!({ "burst_until": was }));
+            record_event(tx, &event, now)?;
+            Ok(was)
+        } else {
+            Ok(None)
+        }
+    })?;
+    let human = match was {
+        Some(until) => format!(
+            "{name}: burst off (was until {}); a running burst pass stops before its next item",
+            local(until, zone)
+        ),
+        None => format!("{name}: no burst was on"),
+    };
+    Ok(Report::new(human, json!({ "drain": name, "was_until": was })))
+}
+
+fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
+    let names: Vec<String> = match &args.name {
+        Some(name) => vec![ctx.config.drain(name)?.name.clone()],
+        None => ctx.config.drains.iter().map(|d| d.name.clone()).collect(),
+    };
+    let now = ctx.clock.now();
+    let zone = ctx.config.defaults.timezone;
+    let controls = read_controls(&mut ctx.client, &names)?;
+    let mut rows = Vec::new();
+    let mut json_rows = Vec::new();
+    for name in &names {
+        let control = controls.iter().find(|c| &c.name == name);
+        let until = control.and_then(|c| c.burst_until);
+        let active = until.is_some_and(|until| until > now);
+        let note = control.and_then(|c| c.burst_note.clone());
+        rows.push(vec![
+            name.clone(),
+            match until {
+                Some(until) if active => {
+                    format!("until {} ({})", local(until, zone), format_relative(until - now))
+                }
+                Some(until) => {
+                    format!("expired {} (cleared by the next supervise)", format_relative(until - now))
+                }
+                None => "off".to_string(),
+            },
+            note.clone().unwrap_or_default(),
+        ]);
+        json_rows.push(json!({
+            "drain": name,
+            "active": active,
+            "burst_until": until,
+            "started_at": control.and_then(|c| c.burst_started_at),
+            "note": note,
+        }));
+    }
+    Ok(Report::new(table(&["DRAIN", "BURST", "NOTE"], &rows), json!({ "bursts": json_rows })))
+}

@@ -1,0 +1,560 @@
+//! `drainctl supervise`: one short pass over every configured drain — the command cron
+//! runs every 15 minutes. It spends no worker quota.
+//!
+//! The pass takes a snapshot (controls, backoff, running runs and whether each run's
+//! process is alive, whether an item is available — all index-backed, never counting the
+//! backlog), turns it into a list of [`Decision`]s with a pure [`plan`], then applies them:
+//! expire bursts, reap crashed runs, end hung runs (TERM, then KILL), and start idle drains
+//! as detached `drainctl drain` processes. `--dry-run` prints the plan and changes nothing.
+//! Two overlapping passes never both act: the second records `lock_skipped`.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use chrono::{DateTime, DurationRound, Utc};
+use chrono_tz::Tz;
+use postgres::Client;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::SuperviseArgs;
+use crate::config::{Config, DrainConfig};
+use crate::context::Context;
+use crate::db::backoffs::{read_backoff, BackoffRow};
+use crate::db::drains::{clear_burst, ensure_drain, read_controls, DrainControls};
+use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::db::items::has_available_item;
+use crate::db::passes::{insert_pass, PassRecord};
+use crate::db::runs::{running_runs, RunRow};
+use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
+use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
+use crate::output::{local_time as local, table, Report};
+use crate::process;
+
+/// What the pass does (or would do) about one drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    ExpireBurst,
+    ReapCrashed,
+    KillHung,
+    Start,
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub drain: String,
+    pub action: Action,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<&'static str>,
+    /// Filled in when applied: the started process, or what went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Decision {
+    fn new(drain: &str, action: Action, reason: impl Into<String>) -> Decision {
+        Decision {
+            drain: drain.to_string(),
+            action,
+            reason: reason.into(),
+            run_id: None,
+            trigger: None,
+            pid: None,
+            log_path: None,
+            error: None,
+        }
+    }
+}
+
+/// A `running` run and whether its process is known to be gone.
+#[derive(Debug, Clone)]
+pub struct RunSnapshot {
+    pub run: RunRow,
+    pub is_process_gone: bool,
+}
+
+/// Everything the plan needs about one drain.
+#[derive(Debug)]
+pub struct DrainSnapshot<'a> {
+    pub drain: &'a DrainConfig,
+    pub controls: Option<DrainControls>,
+    pub backoff: BackoffRow,
+    pub runs: Vec<RunSnapshot>,
+    pub has_available_item: bool,
+}
+
+/// Decide, without side effects, what to do about every drain at `now`.
+pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
+    let mut decisions = Vec::new();
+    for snapshot in snapshots {
+        let drain = snapshot.drain;
+        let name = drain.name.as_str();
+        let controls = snapshot.controls.as_ref();
+        if let Some(until) = controls.and_then(|c| c.burst_until).filter(|until| *until <= now) {
+            decisions.push(Decision::new(
+                name,
+                Action::ExpireBurst,
+                format!("burst deadline {} passed", local(until, zone)),
+            ));
+        }
+        let mut busy = 0;
+        for run in &snapshot.runs {
+            let silent_for = now - run.run.last_checkpoint_at;
+            let liveness =
+                chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
+            if run.is_process_gone {
+                let mut decision = Decision::new(
+                    name,
+                    Action::ReapCrashed,
+                    format!("run {}: process {} on {} is gone", run.run.id, run.run.pid, run.run.host),
+                );
+                decision.run_id = Some(run.run.id);
+                decisions.push(decision);
+            } else if silent_for > liveness {
+                let mut decision = Decision::new(
+                    name,
+                    Action::KillHung,
+                    format!(
+                        "run {}: no checkpoint for {} (liveness_timeout {})",
+                        run.run.id,
+                        crate::duration::format_duration(silent_for.to_std().unwrap_or_default()),
+                        crate::duration::format_duration(drain.liveness_timeout)
+                    ),
+                );
+                decision.run_id = Some(run.run.id);
+                decisions.push(decision);
+            } else {
+                busy += 1;
+            }
+        }
+        decisions.push(start_decision(snapshot, busy, now, zone));
+    }
+    decisions
+}
+
+fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone: Tz) -> Decision {
+    let drain = snapshot.drain;
+    let name = drain.name.as_str();
+    let controls = snapshot.controls.as_ref();
+    let skip = |reason: String| Decision::new(name, Action::Skip, reason);
+    if let Some(controls) = controls.filter(|c| c.is_paused()) {
+        return skip(format!("paused ({})", controls.pause_note.as_deref().unwrap_or("no note")));
+    }
+    if let Some(until) = snapshot.backoff.backoff_until.filter(|until| now < *until) {
+        return skip(format!(
+            "quota group {} backs off until {} ({})",
+            drain.quota_group,
+            local(until, zone),
+            snapshot.backoff.reason.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
+    if !snapshot.has_available_item {
+        return skip("no item available now".to_string());
+    }
+    if busy >= drain.concurrency {
+        return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
+    }
+    let start = |trigger: &'static str, reason: String| {
+        let mut decision = Decision::new(name, Action::Start, reason);
+        decision.trigger = Some(trigger);
+        decision
+    };
+    if let Some(until) = controls.and_then(|c| c.burst_until).filter(|until| now < *until) {
+        return start("burst", format!("in burst until {}", local(until, zone)));
+    }
+    match &drain.window {
+        None => start("supervisor", "items available; no window configured".to_string()),
+        Some(window) if window.contains(now, zone) => {
+            start("supervisor", format!("items available inside window {}", window.describe()))
+        }
+        Some(window) => {
+            let opens = window
+                .next_opening(now, zone)
+                .map(|at| format!("; opens {}", local(at, zone)))
+                .unwrap_or_default();
+            skip(format!("outside window {}{opens}", window.describe()))
+        }
+    }
+}
+
+pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
+    let started = Instant::now();
+    let Context { config, clock, client } = ctx;
+    let fired_at = clock.now();
+    let scheduled_for = match &args.slot {
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|_| Error::Usage(format!("--slot {text:?}: use RFC 3339, e.g. 2026-11-27T10:15:00Z")))?,
+        None => {
+            let interval = chrono::Duration::from_std(config.defaults.supervise_interval)
+                .unwrap_or(chrono::Duration::minutes(15));
+            fired_at.duration_trunc(interval).unwrap_or(fired_at)
+        }
+    };
+    let host = process::host_name();
+    let pid = std::process::id();
+    if !args.dry_run && !try_advisory_lock(client, SUPERVISE_LOCK_KEY)? {
+        insert_pass(
+            client,
+            &PassRecord {
+                fired_at,
+                scheduled_for,
+                host: &host,
+                pid: pid as i32,
+                status: "lock_skipped",
+                duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+                decisions: json!([]),
+            },
+        )?;
+        return Ok(Report::new(
+            "supervise: lock_skipped: another supervise pass is running",
+            json!({ "status": "lock_skipped", "fired_at": fired_at, "scheduled_for": scheduled_for }),
+        ));
+    }
+    let zone = config.defaults.timezone;
+    let snapshots = take_snapshot(client, config, fired_at, &host, args.dry_run)?;
+    let mut decisions = plan(&snapshots, fired_at, zone);
+    drop(snapshots);
+    let mut had_error = false;
+    if !args.dry_run {
+        let runs = running_runs(client, None)?;
+        for decision in decisions.iter_mut() {
+            if let Err(error) = apply(client, config, clock, &runs, decision, fired_at) {
+                had_error = true;
+                let message = error.display_scrubbed();
+                log::error!("supervise: {} {:?}: {message}", decision.drain, decision.action);
+                let event = Event::new(
+                    "supervise_error",
+                    format!("could not {:?} drain {}: {message}", decision.action, decision.drain),
+                )
+                .drain(&decision.drain);
+                record_event_or_log(client, &event, clock.now());
+                decision.error = Some(message);
+            }
+        }
+        let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let pass_id = insert_pass(
+            client,
+            &PassRecord {
+                fired_at,
+                scheduled_for,
+                host: &host,
+                pid: pid as i32,
+                status: "done",
+                duration_ms,
+                decisions: serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
+            },
+        )?;
+        advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
+        log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
+    }
+    let rows: Vec<Vec<String>> = decisions
+        .iter()
+        .map(|d| {
+            let mut reason = d.reason.clone();
+            if let Some(pid) = d.pid {
+                reason.push_str(&format!(" [pid {pid}]"));
+            }
+            if let Some(error) = &d.error {
+                reason.push_str(&format!(" — FAILED: {error}"));
+            }
+            let action = serde_json::to_value(d.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            vec![d.drain.clone(), action, reason]
+        })
+        .collect();
+    let mut human = if args.dry_run { "dry run: nothing was changed\n".to_string() } else { String::new() };
+    human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
+    let report = Report::new(
+        human,
+        json!({
+            "status": if args.dry_run { "dry_run" } else { "done" },
+            "fired_at": fired_at,
+            "scheduled_for": scheduled_for,
+            "decisions": decisions,
+        }),
+    );
+    Ok(report.with_exit_code(if had_error { EXIT_INTERNAL } else { EXIT_OK }))
+}
+
+fn take_snapshot<'a>(
+    client: &mut Client,
+    config: &'a Config,
+    now: DateTime<Utc>,
+    host: &str,
+    dry_run: bool,
+) -> Result<Vec<DrainSnapshot<'a>>> {
+    let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
+    if !dry_run {
+        for name in &names {
+            ensure_drain(client, name, now)?;
+        }
+    }
+    let controls = read_controls(client, &names)?;
+    let runs = running_runs(client, None)?;
+    let mut snapshots = Vec::with_capacity(config.drains.len());
+    for drain in &config.drains {
+        snapshots.push(DrainSnapshot {
+            drain,
+            controls: controls.iter().find(|c| c.name == drain.name).cloned(),
+            backoff: read_backoff(client, &drain.quota_group)?,
+            runs: runs
+                .iter()
+                .filter(|run| run.drain == drain.name)
+                .map(|run| RunSnapshot {
+                    run: run.clone(),
+                    is_process_gone: crate::reap::is_crashed(run, host),
+                })
+                .collect(),
+            has_available_item: has_available_item(client, &drain.name, now)?,
+        });
+    }
+    Ok(snapshots)
+}
+
+fn apply(
+    client: &mut Client,
+    config: &Config,
+    clock: &crate::clock::Clock,
+    runs: &[RunRow],
+    decision: &mut Decision,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let find_run = |run_id: Option<i64>| runs.iter().find(|run| Some(run.id) == run_id);
+    match decision.action {
+        Action::Skip => Ok(()),
+        Action::ExpireBurst => expire_burst(client, config, &decision.drain, now),
+        Action::ReapCrashed => {
+            if let Some(run) = find_run(decision.run_id) {
+                crate::reap::end_run(client, config, clock, run, "crashed", &decision.reason)?;
+            }
+            Ok(())
+        }
+        Action::KillHung => {
+            if let Some(run) = find_run(decision.run_id) {
+                end_hung_run(client, config, clock, run, &decision.reason)?;
+            }
+            Ok(())
+        }
+        Action::Start => {
+            let (pid, log_path) =
+                start_drain(config, &decision.drain, decision.trigger.unwrap_or("supervisor"), now)?;
+            decision.pid = Some(pid);
+            decision.log_path = Some(log_path.display().to_string());
+            Ok(())
+        }
+    }
+}
+
+fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime<Utc>) -> Result<()> {
+    let controls = ensure_drain(client, drain, now)?;
+    let Some(until) = controls.burst_until.filter(|until| *until <= now) else { return Ok(()) };
+    let mut transaction = client.transaction()?;
+    if clear_burst(&mut transaction, drain, Some(until))? {
+        let event = Event::new(
+            "burst_expired",
+            format!("burst of {drain} expired at {}", local(until, config.defaults.timezone)),
+        )
+        .drain(drain)
+        .data(json!({ "burst_until": until, "note": controls.burst_note }));
+        record_event(&mut transaction, &event, now)?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Mark a hung run `hung` and release its items (fencing refuses its late commits), then
+/// stop its worker group and its own process if they are on this host.
+fn end_hung_run(
+    client: &mut Client,
+    config: &Config,
+    clock: &crate::clock::Clock,
+    run: &RunRow,
+    reason: &str,
+) -> Result<()> {
+    if crate::reap::end_run(client, config, clock, run, "hung", reason)?.is_none() {
+        return Ok(());
+    }
+    if run.host != process::host_name() {
+        return Ok(());
+    }
+    let Ok(pid) = u32::try_from(run.pid) else { return Ok(()) };
+    match process::terminate_process(
+        pid,
+        run.process_start_time.map(|t| t as u64),
+        config.defaults.kill_grace,
+    ) {
+        Ok(outcome) => log::info!("hung run {}: drain process {pid} {outcome:?}", run.id),
+        Err(error) => {
+            let message = format!("hung run {}: could not stop drain process {pid}: {error}", run.id);
+            log::error!("{message}");
+            let event = Event::new("kill_failed", message).drain(&run.drain).run(run.id);
+            record_event_or_log(client, &event, clock.now());
+        }
+    }
+    Ok(())
+}
+
+/// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the
+/// supervisor's process group does not reach it), stdin from /dev/null, stdout and stderr
+/// to an owner-only log file. Returns at once with its pid.
+fn start_drain(config: &Config, drain: &str, trigger: &str, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
+    let log_path = create_log_file_path(config, drain, now)?;
+    let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(|error| {
+        Error::Config(format!("cannot create log file {}: {error}; check log_dir", log_path.display()))
+    })?;
+    let log_for_stderr = log
+        .try_clone()
+        .map_err(|error| Error::Internal(format!("cannot duplicate log file handle: {error}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|error| Error::Internal(format!("cannot find the drainctl executable: {error}")))?;
+    let mut command = Command::new(exe);
+    if let Some(path) = &config.path {
+        command.arg("--config").arg(path);
+    }
+    command
+        .args(["drain", drain, "--trigger", trigger, "--log-file"])
+        .arg(&log_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_for_stderr));
+    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(|error| Error::Internal(format!("cannot start `drainctl drain {drain}`: {error}")))?;
+    let pid = child.id();
+    // Not waited for: the drain outlives this pass and is reparented when we exit.
+    drop(child);
+    log::info!("started drain {drain} ({trigger}) as pid {pid}, log {}", log_path.display());
+    Ok((pid, log_path))
+}
+
+/// `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`, folders created owner-only.
+fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Result<PathBuf> {
+    let dir = config.defaults.log_dir.join(drain);
+    DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
+        Error::Config(format!("cannot create log folder {}: {error}; check log_dir", dir.display()))
+    })?;
+    Ok(dir.join(format!("{}-{}.log", now.format("%Y%m%dT%H%M%SZ"), std::process::id())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn config() -> Config {
+        Config::from_text(
+            "[defaults]\ntimezone = \"Asia/Jerusalem\"\n\
+             [[drain]]\nname = \"a\"\ncommand = [\"w\"]\nwindow = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n",
+            None,
+        )
+        .unwrap()
+    }
+
+    fn snapshot(drain: &DrainConfig) -> DrainSnapshot<'_> {
+        DrainSnapshot {
+            drain,
+            controls: None,
+            backoff: BackoffRow::default(),
+            runs: Vec::new(),
+            has_available_item: true,
+        }
+    }
+
+    fn controls(burst_until: Option<DateTime<Utc>>, paused: bool) -> DrainControls {
+        DrainControls {
+            id: 1,
+            name: "a".into(),
+            paused_at: paused.then(Utc::now),
+            pause_note: paused.then(|| "maintenance".into()),
+            burst_until,
+            burst_note: None,
+            burst_started_at: None,
+        }
+    }
+
+    // Thursday 2026-11-26 23:00 Jerusalem (UTC+2) = 21:00Z: inside sun-thu 22:00-06:00.
+    fn inside() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 21, 0, 0).unwrap()
+    }
+    // Friday 2026-11-27 12:00 Jerusalem: outside.
+    fn outside() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap()
+    }
+
+    fn only(decisions: Vec<Decision>) -> Decision {
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        decisions.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn window_decides_when_not_in_burst() {
+        let config = config();
+        let zone = config.defaults.timezone;
+        let start = only(plan(&[snapshot(&config.drains[0])], inside(), zone));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some("supervisor")));
+        let skip = only(plan(&[snapshot(&config.drains[0])], outside(), zone));
+        assert_eq!(skip.action, Action::Skip);
+        assert!(
+            skip.reason.contains("outside window sun-thu 22:00-06:00; opens Sun 2026-11-29 22:00 IST"),
+            "{}",
+            skip.reason
+        );
+    }
+
+    #[test]
+    fn burst_overrides_the_window_until_its_deadline() {
+        let config = config();
+        let zone = config.defaults.timezone;
+        let mut s = snapshot(&config.drains[0]);
+        s.controls = Some(controls(Some(outside() + chrono::Duration::hours(1)), false));
+        let start = only(plan(&[s], outside(), zone));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some("burst")));
+        let mut s = snapshot(&config.drains[0]);
+        s.controls = Some(controls(Some(outside() - chrono::Duration::minutes(1)), false));
+        let decisions = plan(&[s], outside(), zone);
+        assert_eq!(decisions[0].action, Action::ExpireBurst);
+        assert_eq!(decisions[1].action, Action::Skip);
+    }
+
+    #[test]
+    fn paused_backing_off_empty_and_busy_drains_are_skipped_with_reasons() {
+        let config = config();
+        let zone = config.defaults.timezone;
+        let drain = &config.drains[0];
+        let mut paused = snapshot(drain);
+        paused.controls = Some(controls(None, true));
+        assert!(only(plan(&[paused], inside(), zone)).reason.starts_with("paused (maintenance)"));
+        let mut backing_off = snapshot(drain);
+        backing_off.backoff.backoff_until = Some(inside() + chrono::Duration::minutes(30));
+        backing_off.backoff.reason = Some("usage limit reached".into());
+        assert!(only(plan(&[backing_off], inside(), zone)).reason.contains("backs off until"));
+        let mut empty = snapshot(drain);
+        empty.has_available_item = false;
+        assert_eq!(only(plan(&[empty], inside(), zone)).reason, "no item available now");
+    }
+}

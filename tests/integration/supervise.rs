@@ -1,0 +1,378 @@
+//! `supervise`, `burst`, `pause`/`resume` and `status` with an injected clock and real
+//! processes.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// Thursday 2026-11-26 23:00 in Jerusalem (UTC+2): inside `sun-thu 22:00-06:00`.
+const INSIDE: &str = "2026-11-26T21:00:00Z";
+/// Friday 2026-11-27 12:00 in Jerusalem: outside.
+const OUTSIDE: &str = "2026-11-27T10:00:00Z";
+
+fn config(extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"Asia/Jerusalem\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n\
+         window = {{ days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }}\n{extra}"
+    )
+}
+
+fn decisions(fixture: &Fixture, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["supervise", "--json"];
+    all.extend_from_slice(args);
+    let result = fixture.drainctl(&all).run();
+    result.assert_code(0);
+    result.json()["decisions"].as_array().cloned().unwrap_or_default()
+}
+
+fn action_for<'a>(decisions: &'a [Value], drain: &str, action: &str) -> Option<&'a Value> {
+    decisions.iter().find(|d| d["drain"] == drain && d["action"] == action)
+}
+
+fn start_reason(decisions: &[Value]) -> (String, String) {
+    let d = decisions.iter().find(|d| d["action"] == "start" || d["action"] == "skip").unwrap();
+    (d["action"].as_str().unwrap().to_string(), d["reason"].as_str().unwrap().to_string())
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+}
+
+#[test]
+fn the_window_burst_pause_and_backoff_decide_whether_a_drain_starts() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    // Inside the window with a backlog: started.
+    let (action, reason) = start_reason(&decisions(&fixture, &["--dry-run"]));
+    assert_eq!(action, "start", "{reason}");
+    // Outside: not started, and the reason names the next opening.
+    fixture.set_now(OUTSIDE);
+    let (action, reason) = start_reason(&decisions(&fixture, &["--dry-run"]));
+    assert_eq!(action, "skip");
+    assert!(
+        reason.contains("outside window sun-thu 22:00-06:00; opens Sun 2026-11-29 22:00 IST"),
+        "{reason}"
+    );
+    // In burst outside the window: started with the burst trigger.
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run().assert_code(0);
+    let plan = decisions(&fixture, &["--dry-run"]);
+    let start = action_for(&plan, "docs", "start").expect("start in burst");
+    assert_eq!(start["trigger"], "burst");
+    // After the deadline: the burst is cleared and the drain is not started.
+    fixture.set_now("2026-11-27T12:00:01Z");
+    let plan = decisions(&fixture, &["--dry-run"]);
+    assert!(action_for(&plan, "docs", "expire_burst").is_some(), "{plan:?}");
+    assert!(action_for(&plan, "docs", "skip").is_some(), "{plan:?}");
+    // --dry-run changed nothing; a real pass clears the burst and records it.
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 1);
+    decisions(&fixture, &[]);
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_expired'"), 1);
+    // Paused: not started, even inside the window.
+    fixture.set_now(INSIDE);
+    fixture.drainctl(&["pause", "docs", "--note", "maintenance"]).run().assert_code(0);
+    let (action, reason) = start_reason(&decisions(&fixture, &["--dry-run"]));
+    assert_eq!((action.as_str(), reason.as_str()), ("skip", "paused (maintenance)"));
+    fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
+    // Backing off: not started until the reset.
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
+             VALUES ('docs', '2026-11-26T21:31:00Z', 'usage limit reached', now())",
+            &[],
+        )
+        .unwrap();
+    let (action, reason) = start_reason(&decisions(&fixture, &["--dry-run"]));
+    assert_eq!(action, "skip");
+    assert!(reason.contains("backs off until Thu 2026-11-26 23:31 IST"), "{reason}");
+    fixture.set_now("2026-11-26T21:31:00Z");
+    assert_eq!(start_reason(&decisions(&fixture, &["--dry-run"])).0, "start");
+    // An empty backlog: nothing to start.
+    fixture.client().execute("UPDATE items SET state = 'done'", &[]).unwrap();
+    assert_eq!(start_reason(&decisions(&fixture, &["--dry-run"])).1, "no item available now");
+}
+
+#[test]
+fn supervise_starts_a_detached_drain_that_does_the_work() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), json!({ "steps": [{ "wait_for_file": go }, { "out": "ok" }] })),
+            ("b".into(), json!(2)),
+        ],
+    );
+    let plan = decisions(&fixture, &[]);
+    let start = action_for(&plan, "docs", "start").expect("started");
+    let pid = start["pid"].as_u64().unwrap() as i32;
+    let log_path = std::path::PathBuf::from(start["log_path"].as_str().unwrap());
+    // Its own session, so killing the supervisor's process group cannot reach it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let session: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert_eq!(session, pid, "the drain leads its own session");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777, 0o600);
+    std::fs::write(&go, "").unwrap();
+    wait_until("both items done", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE state = 'done'") == 2
+    });
+    wait_until("the run to finish", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'") == 1
+    });
+    let row = fixture.client().query_one("SELECT trigger, log_path FROM runs", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), "supervisor");
+    assert_eq!(row.get::<_, String>(1), log_path.display().to_string());
+    let passes = fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'");
+    assert_eq!(passes, 1);
+    let scheduled: String = fixture
+        .client()
+        .query_one("SELECT to_char(scheduled_for AT TIME ZONE 'UTC', 'HH24:MI') FROM supervisor_passes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(scheduled, "21:00");
+}
+
+#[test]
+fn a_hung_run_is_killed_with_its_children_and_its_item_released() {
+    let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
+    let started = fixture.path("started");
+    fixture.enqueue(
+        "docs",
+        &[(
+            "a".into(),
+            json!({ "steps": [{ "touch": started }, { "child_ignoring_term": 300 }, { "hang": true }] }),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    // Keep the supervisor from starting the item again once it is released.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    fixture.set_now("2026-11-26T21:16:00Z");
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "kill_hung").is_some(), "{plan:?}");
+    let _ = finished(pass.wait_with_output().unwrap());
+    wait_until("the worker group to be gone", Duration::from_secs(10), || !pid_alive(worker_pid));
+    let status: String = fixture.client().query_one("SELECT status FROM runs", &[]).unwrap().get(0);
+    assert_eq!(status, "hung");
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert!(error.unwrap().contains("hung"));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_hung'"), 1);
+    // The child that ignored SIGTERM was in the worker's group and died with it.
+    let children = fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL");
+    assert_eq!(children, 0);
+}
+
+#[test]
+fn a_worker_that_checkpoints_is_not_hung_however_long_it_runs() {
+    let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
+    let started = fixture.path("started");
+    fixture.enqueue(
+        "docs",
+        &[(
+            "a".into(),
+            json!({ "steps": [{ "touch": started }, { "checkpoints": { "count": 2000, "every": 0.05 } }] }),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let checkpoint_at = |fixture: &Fixture| -> String {
+        fixture
+            .client()
+            .query_one("SELECT to_char(last_checkpoint_at AT TIME ZONE 'UTC', 'HH24:MI') FROM runs", &[])
+            .unwrap()
+            .get(0)
+    };
+    for (now, hh_mm) in [("2026-11-26T21:10:00Z", "21:10"), ("2026-11-26T21:20:00Z", "21:20")] {
+        fixture.set_now(now);
+        wait_until("a checkpoint at the new time", Duration::from_secs(10), || {
+            checkpoint_at(&fixture) == hh_mm
+        });
+    }
+    // 20 minutes after the start, more than liveness_timeout: not hung.
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "kill_hung").is_none(), "{plan:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 1);
+    signal(pass.id(), libc::SIGTERM);
+    let _ = finished(pass.wait_with_output().unwrap());
+}
+
+#[test]
+fn a_crashed_run_is_reaped_and_its_items_released() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    // A run whose process is gone: a pid that has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id() as i32;
+    gone.wait().unwrap();
+    let mut client = fixture.client();
+    let run_id: i64 = client
+        .query_one(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status)
+             VALUES ('docs', 'supervisor', $1, $2, now(), now(), 'running') RETURNING id",
+            &[&this_host(), &dead_pid],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE items SET state = 'running', claimed_by = $1, attempts = 1 WHERE key = 'a'",
+            &[&run_id],
+        )
+        .unwrap();
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
+    let (state, attempts, _) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    let status: String =
+        client.query_one("SELECT status FROM runs WHERE id = $1", &[&run_id]).unwrap().get(0);
+    assert_eq!(status, "crashed");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_crashed'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'item_released'"), 1);
+}
+
+#[test]
+fn an_overlapping_supervise_records_lock_skipped_and_exits_zero() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut holder = fixture.client();
+    holder.execute("SELECT pg_advisory_lock($1)", &[&(0x4452_4149_0000_0000_i64 + 1)]).unwrap();
+    let second = fixture.drainctl(&["supervise", "--json"]).run();
+    second.assert_code(0);
+    assert_eq!(second.json()["status"], "lock_skipped");
+    drop(holder);
+    let first = fixture.drainctl(&["supervise", "--json"]).run();
+    first.assert_code(0);
+    assert_eq!(first.json()["status"], "done");
+    let statuses: Vec<String> = fixture
+        .client()
+        .query("SELECT status FROM supervisor_passes ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statuses, ["lock_skipped", "done"]);
+}
+
+#[test]
+fn burst_on_defaults_to_the_upcoming_saturday_1800_across_dst() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    let cases = [
+        // Thursday 2026-10-22 10:00 IDT (UTC+3) -> Saturday 2026-10-24 18:00 IDT.
+        ("2026-10-22T07:00:00Z", "2026-10-24T15:00:00Z"),
+        // Saturday 10:00 -> the same day.
+        ("2026-10-24T07:00:00Z", "2026-10-24T15:00:00Z"),
+        // Saturday 19:00 IDT -> next Saturday, after the change to IST (UTC+2).
+        ("2026-10-24T16:00:00Z", "2026-10-31T16:00:00Z"),
+    ];
+    for (now, expected) in cases {
+        fixture.set_now(now);
+        let result = fixture.drainctl(&["burst", "on", "docs", "--json"]).run();
+        result.assert_code(0);
+        assert_eq!(result.json()["burst_until"], expected, "at {now}");
+    }
+}
+
+#[test]
+fn burst_on_refuses_bad_deadlines_with_clear_errors() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    for (until, expected) in [
+        ("2026-11-20 18:00", "in the past"),
+        ("2026-12-30 18:00", "beyond burst_max 14d"),
+        ("next tuesday-ish", "invalid time"),
+    ] {
+        let result = fixture.drainctl(&["burst", "on", "docs", "--until", until]).run();
+        result.assert_code(64);
+        assert!(result.stderr.contains(expected), "{until}: {}", result.stderr);
+        assert!(result.stderr.contains("--until"), "{}", result.stderr);
+    }
+    let result = fixture.drainctl(&["burst", "on", "doc"]).run();
+    result.assert_code(64);
+    assert!(result.stderr.contains("unknown drain \"doc\""), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 0);
+}
+
+#[test]
+fn burst_status_and_off_read_and_clear_the_one_row() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture
+        .drainctl(&["burst", "on", "docs", "--until", "sat 18:00", "--note", "deadline"])
+        .run()
+        .assert_code(0);
+    let status = fixture.drainctl(&["burst", "status", "--json"]).run();
+    status.assert_code(0);
+    let burst = &status.json()["bursts"][0];
+    assert_eq!(burst["active"], true);
+    assert_eq!(burst["note"], "deadline");
+    let human = fixture.drainctl(&["burst", "status"]).run();
+    assert!(human.stdout.contains("until Sat 2026-11-28 18:00 IST (in 1d 19h)"), "{}", human.stdout);
+    fixture.drainctl(&["burst", "off", "docs"]).run().assert_code(0);
+    let status = fixture.drainctl(&["burst", "status", "docs", "--json"]).run();
+    assert_eq!(status.json()["bursts"][0]["active"], false);
+    let kinds: Vec<String> = fixture
+        .client()
+        .query("SELECT kind FROM events WHERE kind LIKE 'burst%' ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kinds, ["burst_on", "burst_off"]);
+}
+
+#[test]
+fn a_burst_pass_ignores_the_budget_and_stops_when_the_burst_is_turned_off() {
+    let fixture = Fixture::new(&config("max_items_per_pass = 2\n"), OUTSIDE);
+    let items: Vec<(String, Value)> = (0..5).map(|i| (format!("i{i}"), json!(i))).collect();
+    fixture.enqueue("docs", &items);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+6h"]).run().assert_code(0);
+    let result = fixture.drainctl(&["drain", "docs", "--trigger", "burst", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 5);
+    // A burst pass stops before the next item once the burst is off.
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("j0".into(), json!({ "steps": [{ "touch": started }, { "wait_for_file": go }] })),
+            ("j1".into(), json!(1)),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--trigger", "burst", "--json"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    fixture.drainctl(&["burst", "off", "docs"]).run().assert_code(0);
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "burst_ended");
+    assert_eq!(result.json()["items_done"], 1);
+    assert_eq!(fixture.item("docs", "j1").0, "pending");
+}
+
+#[test]
+fn status_shows_state_counts_burst_backoff_and_next_opening() {
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
+    fixture.client().execute("UPDATE items SET state = 'dead' WHERE key = 'b'", &[]).unwrap();
+    let result = fixture.drainctl(&["status", "--json"]).run();
+    result.assert_code(0);
+    let drain = &result.json()["drains"][0];
+    assert_eq!(drain["state"], "out-of-window");
+    assert_eq!(drain["counts"]["pending"], 1);
+    assert_eq!(drain["counts"]["dead"], 1);
+    assert_eq!(drain["next_window_opening"], "2026-11-29T20:00:00Z");
+    let human = fixture.drainctl(&["status"]).run();
+    assert!(human.stdout.contains("out-of-window"), "{}", human.stdout);
+    assert!(human.stdout.contains("opens in 2d 10h"), "{}", human.stdout);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+3h"]).run().assert_code(0);
+    let drain = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0].clone();
+    assert_eq!(drain["state"], "burst");
+    assert_eq!(drain["burst_until"], "2026-11-27T13:00:00Z");
+}
