@@ -24,10 +24,10 @@ use serde_json::json;
 use crate::cli::SuperviseArgs;
 use crate::config::{Config, DrainConfig};
 use crate::context::Context;
-use crate::db::backoffs::{read_backoff, BackoffRow};
-use crate::db::drains::{clear_burst, ensure_drain, read_controls, DrainControls};
+use crate::db::backoffs::{read_backoffs, BackoffRow};
+use crate::db::drains::{clear_burst, ensure_drain, ensure_drains, read_controls, DrainControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
-use crate::db::items::has_available_item;
+use crate::db::items::drains_with_available_items;
 use crate::db::passes::{insert_pass, PassRecord};
 use crate::db::runs::{running_runs, RunRow};
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
@@ -301,18 +301,19 @@ fn take_snapshot<'a>(
 ) -> Result<Vec<DrainSnapshot<'a>>> {
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
     if !dry_run {
-        for name in &names {
-            ensure_drain(client, name, now)?;
-        }
+        ensure_drains(client, &names, now)?;
     }
     let controls = read_controls(client, &names)?;
     let runs = running_runs(client, None)?;
+    let groups: Vec<String> = config.drains.iter().map(|d| d.quota_group.clone()).collect();
+    let backoffs = read_backoffs(client, &groups)?;
+    let available = drains_with_available_items(client, &names, now)?;
     let mut snapshots = Vec::with_capacity(config.drains.len());
-    for drain in &config.drains {
+    for (drain, backoff) in config.drains.iter().zip(backoffs) {
         snapshots.push(DrainSnapshot {
             drain,
             controls: controls.iter().find(|c| c.name == drain.name).cloned(),
-            backoff: read_backoff(client, &drain.quota_group)?,
+            backoff,
             runs: runs
                 .iter()
                 .filter(|run| run.drain == drain.name)
@@ -321,7 +322,7 @@ fn take_snapshot<'a>(
                     is_process_gone: crate::reap::is_crashed(run, host),
                 })
                 .collect(),
-            has_available_item: has_available_item(client, &drain.name, now)?,
+            has_available_item: available.contains(&drain.name),
         });
     }
     Ok(snapshots)

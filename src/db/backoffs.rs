@@ -79,11 +79,28 @@ pub fn clear_suspected(client: &mut impl GenericClient, group: &str, now: DateTi
     Ok(updated > 0)
 }
 
-/// Backoff rows of these groups.
+/// Backoff rows of these groups (one query; groups without a row get an empty one).
 pub fn read_backoffs(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<BackoffRow>> {
-    let mut rows = Vec::with_capacity(groups.len());
-    for group in groups {
-        rows.push(read_backoff(client, group)?);
-    }
-    Ok(rows)
+    let rows = client.query(
+        "SELECT quota_group, backoff_until, reset_at, reason, observed_at, suspected_at, needs_attention
+           FROM quota_backoffs WHERE quota_group = ANY($1) AND account = ''",
+        &[&groups],
+    )?;
+    Ok(groups
+        .iter()
+        .map(|group| {
+            rows.iter()
+                .find(|row| row.get::<_, &str>(0) == group)
+                .map(|row| BackoffRow {
+                    quota_group: group.clone(),
+                    backoff_until: row.get(1),
+                    reset_at: row.get(2),
+                    reason: row.get(3),
+                    observed_at: row.get(4),
+                    suspected_at: row.get(5),
+                    needs_attention: row.get(6),
+                })
+                .unwrap_or_else(|| BackoffRow { quota_group: group.clone(), ..BackoffRow::default() })
+        })
+        .collect())
 }

@@ -58,6 +58,15 @@ pub fn ensure_drain(
     Ok(from_row(&row))
 }
 
+/// Create the control rows of these drains that do not exist yet (one statement).
+pub fn ensure_drains(client: &mut impl GenericClient, names: &[String], now: DateTime<Utc>) -> Result<()> {
+    client.execute(
+        "INSERT INTO drains (name, created_at) SELECT unnest($1::text[]), $2 ON CONFLICT (name) DO NOTHING",
+        &[&names, &now],
+    )?;
+    Ok(())
+}
+
 /// Control rows of these drains (missing ones are absent).
 pub fn read_controls(client: &mut impl GenericClient, names: &[String]) -> Result<Vec<DrainControls>> {
     let rows = client.query(

@@ -287,20 +287,19 @@ pub fn staged_item_ids(client: &mut impl GenericClient, run_id: i64) -> Result<V
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Is an item of `drain` available now? Index-backed EXISTS, never a count.
-pub fn has_available_item(client: &mut impl GenericClient, drain: &str, now: DateTime<Utc>) -> Result<bool> {
-    let row = client.query_one(
-        "SELECT EXISTS (SELECT 1 FROM items WHERE drain = $1 AND state = 'pending' AND available_at <= $2)",
-        &[&drain, &now],
+/// Which of these drains have an item available now: one index-backed EXISTS per drain,
+/// in a single statement.
+pub fn drains_with_available_items(
+    client: &mut impl GenericClient,
+    drains: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let rows = client.query(
+        "SELECT name FROM unnest($1::text[]) AS name
+          WHERE EXISTS (SELECT 1 FROM items WHERE drain = name AND state = 'pending' AND available_at <= $2)",
+        &[&drains, &now],
     )?;
-    Ok(row.get(0))
-}
-
-/// When the next pending item of `drain` becomes available (None: no pending item).
-pub fn next_available_at(client: &mut impl GenericClient, drain: &str) -> Result<Option<DateTime<Utc>>> {
-    let row = client
-        .query_one("SELECT min(available_at) FROM items WHERE drain = $1 AND state = 'pending'", &[&drain])?;
-    Ok(row.get(0))
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
