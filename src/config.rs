@@ -432,6 +432,12 @@ fn resolve_drain(
     for (patterns, key) in [(&raw.quota_patterns, "quota_patterns"), (&raw.veto_patterns, "veto_patterns")] {
         let Some(patterns) = patterns else { continue };
         for pattern in patterns.get_ref() {
+            if pattern.trim().is_empty() {
+                return Err(source.error_for(
+                    patterns,
+                    &format!("{}: an empty pattern would match every line; remove it", context(key)),
+                ));
+            }
             if let Err(error) = regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
                 return Err(source
                     .error_for(patterns, &format!("{}: invalid regex {pattern:?}: {error}", context(key))));
@@ -675,6 +681,11 @@ mod tests {
                 "duplicate drain name \"a\"",
             ),
             ("[defaults\n", ":1:", "drainctl.toml"),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nquota_patterns = [\"\"]\n",
+                ":4:18:",
+                "empty pattern",
+            ),
             (
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nconcurrency = 0\n",
                 ":4:15:",

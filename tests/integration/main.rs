@@ -6,4 +6,5 @@ mod config_errors;
 mod drain_pass;
 mod enqueue;
 mod migrations;
+mod rate_limits;
 mod supervise;

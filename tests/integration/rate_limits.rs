@@ -1,0 +1,148 @@
+//! Rate limits end to end: a quota hit returns the item without using an attempt and
+//! backs the whole quota group off until the parsed reset; no reset means a short,
+//! suspected backoff that a second hit confirms; a success clears the suspicion.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn config() -> String {
+    "[defaults]\ntimezone = \"Europe/Paris\"\ndefault_backoff = \"1h\"\n\n\
+     [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"claude\"\n\n\
+     [[drain]]\nname = \"beta\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"claude\"\n"
+        .to_string()
+}
+
+fn limit(message: &str) -> serde_json::Value {
+    json!({ "steps": [{ "err": message }, { "exit": 1 }] })
+}
+
+fn backoff_until(fixture: &Fixture) -> String {
+    fixture
+        .client()
+        .query_one(
+            "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM quota_backoffs WHERE quota_group = 'shared'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_429_with_a_reset_backs_off_the_whole_group_until_reset_plus_a_minute() {
+    let fixture = Fixture::new(&config(), NOW);
+    let body = r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your rate limit. Resets in 30 minutes."}}"#;
+    fixture.enqueue("alpha", &[("a1".into(), limit(body)), ("a2".into(), json!(2))]);
+    fixture.enqueue("beta", &[("b1".into(), json!(1))]);
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "rate_limited", "{}", result.stdout);
+    // The item is back, its attempt not used; the pass stopped before a2.
+    let (state, attempts, _) = fixture.item("alpha", "a1");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    assert_eq!(fixture.item("alpha", "a2").0, "pending");
+    assert_eq!(backoff_until(&fixture), "2026-11-27T10:31:00Z");
+    let reason: String = fixture.client().query_one("SELECT reason FROM quota_backoffs", &[]).unwrap().get(0);
+    assert!(reason.contains("rate_limit_error") || reason.to_lowercase().contains("rate limit"), "{reason}");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 1);
+    // Another drain of the same group refuses to start until then...
+    fixture.set_now("2026-11-27T10:30:59Z");
+    let refused = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    refused.assert_code(0);
+    assert_eq!(refused.json()["status"], "rate_limited");
+    assert_eq!(fixture.item("beta", "b1").0, "pending");
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    let skipped: Vec<&serde_json::Value> =
+        plan["decisions"].as_array().unwrap().iter().filter(|d| d["action"] == "skip").collect();
+    assert_eq!(skipped.len(), 2, "{plan}");
+    // ...and starts after.
+    fixture.set_now("2026-11-27T10:31:00Z");
+    let after = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    after.assert_code(0);
+    assert_eq!(after.json()["items_done"], 1);
+}
+
+#[test]
+fn hits_without_a_reset_back_off_five_minutes_then_the_default() {
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue("alpha", &[("a1".into(), limit("Claude AI usage limit reached"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(backoff_until(&fixture), "2026-11-27T10:05:00Z");
+    fixture.set_now("2026-11-27T10:06:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    // A second hit within 30 minutes confirms: default_backoff (1h).
+    assert_eq!(backoff_until(&fixture), "2026-11-27T11:06:00Z");
+    assert_eq!(fixture.item("alpha", "a1").1, 0, "quota hits never use attempts");
+    let rules: Vec<String> = fixture
+        .client()
+        .query("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rules, ["suspected", "confirmed"]);
+}
+
+#[test]
+fn a_success_after_a_suspected_hit_clears_the_suspicion() {
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue("alpha", &[("a1".into(), limit("Claude AI usage limit reached"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    fixture.client().execute("UPDATE items SET state = 'done' WHERE key = 'a1'", &[]).unwrap();
+    fixture.enqueue("alpha", &[("a2".into(), json!("fine"))]);
+    fixture.set_now("2026-11-27T10:06:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE suspected_at IS NULL"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_cleared'"), 1);
+    // A later hit is a first, suspected one again: 5 minutes, not the default.
+    fixture.enqueue("alpha", &[("a3".into(), limit("Claude AI usage limit reached"))]);
+    fixture.set_now("2026-11-27T10:10:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(backoff_until(&fixture), "2026-11-27T10:15:00Z");
+}
+
+#[test]
+fn a_server_error_that_mentions_rate_limits_is_a_transient_failure_not_a_quota_hit() {
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue(
+        "alpha",
+        &[("a1".into(), limit("API Error: 500 {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"Internal server error (not your usage limit) · Rate limited\"}}"))],
+    );
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    let (state, attempts, error) = fixture.item("alpha", "a1");
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert!(error.unwrap().starts_with("server error"));
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+    let outcome: String = fixture.client().query_one("SELECT outcome FROM attempts", &[]).unwrap().get(0);
+    assert_eq!(outcome, "transient");
+}
+
+#[test]
+fn a_reset_in_the_past_is_distrusted_and_the_event_says_why() {
+    let fixture = Fixture::new(&config(), NOW);
+    // An epoch reset an hour before now.
+    let past = chrono::DateTime::parse_from_rfc3339("2026-11-27T09:00:00Z").unwrap().timestamp();
+    fixture.enqueue("alpha", &[("a1".into(), limit(&format!("Claude AI usage limit reached|{past}")))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(backoff_until(&fixture), "2026-11-27T10:05:00Z");
+    let why: String = fixture
+        .client()
+        .query_one("SELECT message FROM events WHERE kind = 'backoff_distrusted'", &[])
+        .unwrap()
+        .get(0);
+    assert!(why.contains("in the past"), "{why}");
+}
+
+#[test]
+fn quota_test_prints_the_classification_and_the_reset() {
+    let result = Drainctl::new(&["quota", "test", "--tz", "UTC", "--now", "2026-11-27T10:00:00Z", "--json"])
+        .stdin("You've hit your session limit · resets 12:50am (America/Los_Angeles)\n")
+        .run();
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(json["outcome"], "quota_hit");
+    // 00:50 in Los Angeles (UTC-8 in November) is 08:50Z on the next day.
+    assert_eq!(json["reset"], "2026-11-28T08:50:00Z");
+}
