@@ -17,11 +17,11 @@ use crate::cli::{DrainArgs, Trigger};
 use crate::clock::Clock;
 use crate::config::{Config, DrainConfig};
 use crate::context::Context;
-use crate::db::drains::{ensure_drain, DrainControls};
+use crate::db::drains::{ensure_drain, DrainControls, PassControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::items::{self, ClaimedItem, Completion, Failure};
 use crate::db::runs::{self, NewRun};
-use crate::db::{backoffs, drain_slot_key, in_transaction, try_advisory_lock};
+use crate::db::{drain_slot_key, in_transaction, try_advisory_lock};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
 use crate::output::Report;
 use crate::quota::{Classifier, Outcome};
@@ -99,6 +99,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         started_at: now,
         done: 0,
         failed: 0,
+        is_group_suspected: false,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -175,6 +176,16 @@ fn take_slot(client: &mut Client, controls: &DrainControls, concurrency: u32) ->
     Ok(None)
 }
 
+/// How one item ended, for the pass loop.
+enum ItemEnd {
+    /// Done; the completion already recorded the item's end on the run.
+    Completed,
+    /// Failed, released or lost: the pass goes on.
+    Settled,
+    /// The pass must stop.
+    Stop(Stop),
+}
+
 struct Pass<'a> {
     config: &'a Config,
     drain: &'a DrainConfig,
@@ -186,94 +197,115 @@ struct Pass<'a> {
     started_at: DateTime<Utc>,
     done: u32,
     failed: u32,
+    /// The quota group carries a suspected mark that the next success clears.
+    is_group_suspected: bool,
 }
 
 impl Pass<'_> {
     fn work(&mut self) -> Result<Stop> {
         loop {
-            if let Some(stop) = self.reason_to_stop()? {
-                return Ok(stop);
+            if let Some(signal) = crate::signals::termination_signal() {
+                return Ok(Stop {
+                    status: "failed",
+                    note: format!("interrupted by signal {signal}"),
+                    exit_code: EXIT_TEMPORARY,
+                });
             }
             let now = self.clock.now();
-            let claimed = in_transaction(self.client, |tx| {
-                items::claim_next_item(tx, &self.drain.name, self.run_id, now)
-            })?;
+            let (controls, claimed) = items::claim_next_item(
+                self.client,
+                &self.drain.name,
+                &self.drain.quota_group,
+                self.run_id,
+                now,
+                self.trigger == Trigger::Burst,
+                self.local_limit(now).is_none(),
+            )?;
+            self.is_group_suspected = controls.is_suspected;
+            if let Some(stop) = self.reason_to_stop(controls, now) {
+                if let Some(item) = claimed {
+                    // Cannot happen (the claim checks the same conditions); never keep it.
+                    self.release(&item, "not_started", &stop.note, now)?;
+                }
+                return Ok(stop);
+            }
             let Some(item) = claimed else {
                 return Ok(Stop::normal("drained", "no item is available now"));
             };
-            runs::record_checkpoint(self.client, self.run_id, 1, now)?;
-            if let Some(stop) = self.process(&item)? {
-                return Ok(stop);
+            match self.process(&item)? {
+                // A completion records the item's end on the run in the same statement.
+                ItemEnd::Completed => {}
+                ItemEnd::Settled => runs::item_finished(self.client, self.run_id, self.clock.now())?,
+                ItemEnd::Stop(stop) => {
+                    runs::item_finished(self.client, self.run_id, self.clock.now())?;
+                    return Ok(stop);
+                }
             }
-            runs::record_checkpoint(self.client, self.run_id, 1, self.clock.now())?;
         }
     }
 
-    /// Checks made before every item: signals, pause, burst, backoff, window, budget.
-    fn reason_to_stop(&mut self) -> Result<Option<Stop>> {
-        if let Some(signal) = crate::signals::termination_signal() {
-            return Ok(Some(Stop {
-                status: "failed",
-                note: format!("interrupted by signal {signal}"),
-                exit_code: EXIT_TEMPORARY,
-            }));
-        }
-        let now = self.clock.now();
-        let controls = ensure_drain(self.client, &self.drain.name, now)?;
-        if controls.is_paused() {
+    /// Why the pass must stop before the next item, given the controls read with the
+    /// claim: pause, end of burst, backoff, then (outside a burst) window and budget.
+    fn reason_to_stop(&self, controls: PassControls, now: DateTime<Utc>) -> Option<Stop> {
+        if controls.paused_at.is_some() {
             let note = controls.pause_note.as_deref().unwrap_or("no note");
-            return Ok(Some(Stop::normal("window_closed", format!("drain paused ({note})"))));
+            return Some(Stop::normal("window_closed", format!("drain paused ({note})")));
         }
-        let is_bursting = controls.is_bursting(now);
+        let is_bursting = controls.burst_until.is_some_and(|until| now < until);
         if self.trigger == Trigger::Burst && !is_bursting {
-            return Ok(Some(Stop::normal("burst_ended", "the burst ended (deadline passed or turned off)")));
+            return Some(Stop::normal("burst_ended", "the burst ended (deadline passed or turned off)"));
         }
-        let backoff = backoffs::read_backoff(self.client, &self.drain.quota_group)?;
-        if let Some(until) = backoff.backoff_until.filter(|until| now < *until) {
-            return Ok(Some(Stop::normal(
+        if let Some(until) = controls.backoff_until.filter(|until| now < *until) {
+            return Some(Stop::normal(
                 "rate_limited",
                 format!(
                     "quota group {} backs off until {}: {}",
                     self.drain.quota_group,
                     until.to_rfc3339(),
-                    backoff.reason.unwrap_or_default()
+                    controls.backoff_reason.unwrap_or_default()
                 ),
-            )));
+            ));
         }
         if is_bursting {
-            return Ok(None);
+            return None;
         }
+        self.local_limit(now)
+    }
+
+    /// The limits checked without the database: the window (for supervisor passes) and
+    /// the item and time budgets. Not applied during a burst.
+    fn local_limit(&self, now: DateTime<Utc>) -> Option<Stop> {
         if self.trigger == Trigger::Supervisor {
             if let Some(window) = &self.drain.window {
                 if !window.contains(now, self.config.defaults.timezone) {
-                    return Ok(Some(Stop::normal(
+                    return Some(Stop::normal(
                         "window_closed",
                         format!("outside window {}", window.describe()),
-                    )));
+                    ));
                 }
             }
         }
         if self.done + self.failed >= self.drain.max_items_per_pass {
-            return Ok(Some(Stop::normal(
+            return Some(Stop::normal(
                 "budget",
                 format!("max_items_per_pass ({}) reached", self.drain.max_items_per_pass),
-            )));
+            ));
         }
         let elapsed = (now - self.started_at).to_std().unwrap_or_default();
         if elapsed >= self.drain.max_seconds_per_pass {
-            return Ok(Some(Stop::normal(
+            return Some(Stop::normal(
                 "budget",
                 format!(
                     "max_seconds_per_pass ({}) used",
                     crate::duration::format_duration(self.drain.max_seconds_per_pass)
                 ),
-            )));
+            ));
         }
-        Ok(None)
+        None
     }
 
-    /// Run the worker on one claimed item and settle it. Some(stop) ends the pass.
-    fn process(&mut self, item: &ClaimedItem) -> Result<Option<Stop>> {
+    /// Run the worker on one claimed item and settle it.
+    fn process(&mut self, item: &ClaimedItem) -> Result<ItemEnd> {
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
             Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
         })?;
@@ -300,10 +332,11 @@ impl Pass<'_> {
         if let Some(error) = observer.error.take() {
             log::warn!("drain {}: could not record checkpoints: {error}", self.drain.name);
         }
-        runs::set_worker(self.client, self.run_id, None)?;
         let report = match result {
             Ok(report) => report,
-            Err(spawn_error) => return self.worker_not_started(item, &spawn_error.to_string()).map(Some),
+            Err(spawn_error) => {
+                return self.worker_not_started(item, &spawn_error.to_string()).map(ItemEnd::Stop)
+            }
         };
         let now = self.clock.now();
         if report.stop_reason == Some(StopReason::Interrupted) {
@@ -312,7 +345,7 @@ impl Pass<'_> {
                 None => format!("interrupted while running item {}", item.key),
             };
             self.release(item, "interrupted", &note, now)?;
-            return Ok(Some(Stop { status: "failed", note, exit_code: EXIT_TEMPORARY }));
+            return Ok(ItemEnd::Stop(Stop { status: "failed", note, exit_code: EXIT_TEMPORARY }));
         }
         let exit_code = match report.exit {
             WorkerExit::Code(code) => Some(code),
@@ -352,7 +385,7 @@ impl Pass<'_> {
                         self.config.defaults.default_backoff,
                     )
                 })?;
-                Ok(Some(Stop::normal(
+                Ok(ItemEnd::Stop(Stop::normal(
                     "rate_limited",
                     format!(
                         "quota hit on item {}: group {group} backs off until {} ({})",
@@ -363,17 +396,16 @@ impl Pass<'_> {
                 )))
             }
             Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
-                self.succeed(item, &report, now)?;
-                Ok(None)
+                self.succeed(item, &report, now)
             }
             Outcome::ServerError { matched_line } => {
                 self.fail(item, &report, "transient", &format!("server error: {matched_line}"), now)?;
-                Ok(None)
+                Ok(ItemEnd::Settled)
             }
             Outcome::Other => {
                 let (kind, error) = describe_failure(&report, self.drain);
                 self.fail(item, &report, kind, &error, now)?;
-                Ok(None)
+                Ok(ItemEnd::Settled)
             }
         }
     }
@@ -401,7 +433,7 @@ impl Pass<'_> {
         })
     }
 
-    fn succeed(&mut self, item: &ClaimedItem, report: &WorkerReport, now: DateTime<Utc>) -> Result<()> {
+    fn succeed(&mut self, item: &ClaimedItem, report: &WorkerReport, now: DateTime<Utc>) -> Result<ItemEnd> {
         items::stage_result(self.client, item.id, self.run_id, &report.stdout, now)?;
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
             log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {}", item.key);
@@ -409,19 +441,18 @@ impl Pass<'_> {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
         }
-        let completion = in_transaction(self.client, |tx| {
-            let completion = items::complete_item(tx, item.id, self.run_id, now)?;
-            if completion == Completion::Completed {
-                items::finish_attempt(tx, item.id, self.run_id, "done", Some(0), None, now)?;
-                runs::count_item(tx, self.run_id, true)?;
-                crate::ratelimit::record_success(tx, &self.drain.name, &self.drain.quota_group, now)?;
-            }
-            Ok(completion)
-        })?;
+        let completion = items::complete_item(self.client, item.id, self.run_id, now)?;
+        if completion == Completion::Completed && self.is_group_suspected {
+            in_transaction(self.client, |tx| {
+                crate::ratelimit::record_success(tx, &self.drain.name, &self.drain.quota_group, now)
+            })?;
+            self.is_group_suspected = false;
+        }
         match completion {
             Completion::Completed => {
                 self.done += 1;
                 log::info!("drain {}: item {} done", self.drain.name, item.key);
+                return Ok(ItemEnd::Completed);
             }
             Completion::ClaimLost => {
                 let message = format!(
@@ -444,7 +475,7 @@ impl Pass<'_> {
                 record_event(self.client, &event, now)?;
             }
         }
-        Ok(())
+        Ok(ItemEnd::Settled)
     }
 
     fn fail(
@@ -480,7 +511,7 @@ impl Pass<'_> {
             )?;
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
             if failure != Failure::ClaimLost {
-                runs::count_item(tx, self.run_id, false)?;
+                runs::count_failed_item(tx, self.run_id)?;
             }
             let event = match failure {
                 Failure::Dead => Some(Event::new(
@@ -577,7 +608,7 @@ impl<'a> CheckpointRecorder<'a> {
 impl WorkerObserver for CheckpointRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let start_time = crate::process::process_start_time(pid).map(|t| t as i64);
-        if let Err(error) = runs::set_worker(self.client, self.run_id, Some((pid as i32, start_time))) {
+        if let Err(error) = runs::set_worker(self.client, self.run_id, pid as i32, start_time) {
             self.error.get_or_insert(error);
         }
     }

@@ -92,8 +92,6 @@ pub fn end_run(
         for item_id in items::staged_item_ids(tx, run.id)? {
             match items::complete_item(tx, item_id, run.id, now)? {
                 Completion::Completed => {
-                    items::finish_attempt(tx, item_id, run.id, "done", Some(0), None, now)?;
-                    runs::count_item(tx, run.id, true)?;
                     reaped.completed_from_staging.push(item_id);
                     let event = Event::new(
                         "staged_result_completed",

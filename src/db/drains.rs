@@ -58,6 +58,19 @@ pub fn ensure_drain(
     Ok(from_row(&row))
 }
 
+/// What a running pass re-reads before every item (with its claim, see
+/// `items::claim_next_item`): its drain's pause and burst and its quota group's backoff.
+#[derive(Debug, Clone, Default)]
+pub struct PassControls {
+    pub paused_at: Option<DateTime<Utc>>,
+    pub pause_note: Option<String>,
+    pub burst_until: Option<DateTime<Utc>>,
+    pub backoff_until: Option<DateTime<Utc>>,
+    pub backoff_reason: Option<String>,
+    /// The group carries a suspected mark (or needs attention) that a success clears.
+    pub is_suspected: bool,
+}
+
 /// Create the control rows of these drains that do not exist yet (one statement).
 pub fn ensure_drains(client: &mut impl GenericClient, names: &[String], now: DateTime<Utc>) -> Result<()> {
     client.execute(

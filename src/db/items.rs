@@ -2,10 +2,12 @@
 //! by the claiming run's id), the history of every attempt, and durable result staging.
 
 use chrono::{DateTime, Utc};
+use postgres::types::Type;
 use postgres::GenericClient;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::db::drains::PassControls;
 use crate::error::Result;
 
 /// An item as a run holds it after claiming.
@@ -64,31 +66,79 @@ pub fn insert_items(
     Ok(counts)
 }
 
-/// Claim the oldest available pending item of `drain` for `run_id` (the fencing token),
-/// counting the attempt, and open its attempt row. Concurrent claimers skip locked rows.
+/// Re-read the pass's controls and, when they allow it, claim the oldest available
+/// pending item of `drain` for `run_id` (the fencing token) — one statement, one round
+/// trip, so the check and the claim see the same state. A claim counts the attempt, opens
+/// its attempt row and records the item-start checkpoint on the run. An item may be
+/// claimed when the drain is not paused, its quota group is not backing off, and either a
+/// burst is on or (`is_burst_trigger` is false and) `local_limits_allow` (window and
+/// budget, checked by the caller). Concurrent claimers skip locked rows.
+#[allow(clippy::too_many_arguments)]
 pub fn claim_next_item(
     client: &mut impl GenericClient,
     drain: &str,
+    quota_group: &str,
     run_id: i64,
     now: DateTime<Utc>,
-) -> Result<Option<ClaimedItem>> {
-    let row = client.query_opt(
-        "UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
-                attempts = attempts + 1, updated_at = $3
-          WHERE id = (SELECT id FROM items
-                       WHERE drain = $1 AND state = 'pending' AND available_at <= $3
-                       ORDER BY available_at, id
-                       LIMIT 1 FOR UPDATE SKIP LOCKED)
-          RETURNING id, key, payload, attempts",
-        &[&drain, &run_id, &now],
+    is_burst_trigger: bool,
+    local_limits_allow: bool,
+) -> Result<(PassControls, Option<ClaimedItem>)> {
+    let rows = client.query_typed(
+        "WITH controls AS (
+             SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
+                    coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected
+               FROM drains d
+               LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = ''
+              WHERE d.name = $1),
+         allowed AS (
+             SELECT 1 FROM controls
+              WHERE paused_at IS NULL
+                AND (backoff_until IS NULL OR backoff_until <= $3)
+                AND (burst_until > $3 OR (NOT $5 AND $6))),
+         claimed AS (
+             UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
+                    attempts = attempts + 1, updated_at = $3
+              WHERE id = (SELECT id FROM items
+                           WHERE drain = $1 AND state = 'pending' AND available_at <= $3
+                             AND EXISTS (SELECT 1 FROM allowed)
+                           ORDER BY available_at, id
+                           LIMIT 1 FOR UPDATE SKIP LOCKED)
+          RETURNING id, key, payload, attempts),
+         attempt AS (
+             INSERT INTO attempts (item_id, run_id, attempt, started_at)
+             SELECT id, $2, attempts, $3 FROM claimed),
+         checkpoint AS (
+             UPDATE runs SET last_checkpoint_at = greatest(last_checkpoint_at, $3),
+                    checkpoints = checkpoints + 1
+              WHERE id = $2 AND status = 'running' AND EXISTS (SELECT 1 FROM claimed))
+         SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
+                c.is_suspected, k.id, k.key, k.payload, k.attempts
+           FROM controls c LEFT JOIN claimed k ON true",
+        &[
+            (&drain, Type::TEXT),
+            (&run_id, Type::INT8),
+            (&now, Type::TIMESTAMPTZ),
+            (&quota_group, Type::TEXT),
+            (&is_burst_trigger, Type::BOOL),
+            (&local_limits_allow, Type::BOOL),
+        ],
     )?;
-    let Some(row) = row else { return Ok(None) };
-    let item = ClaimedItem { id: row.get(0), key: row.get(1), payload: row.get(2), attempt: row.get(3) };
-    client.execute(
-        "INSERT INTO attempts (item_id, run_id, attempt, started_at) VALUES ($1, $2, $3, $4)",
-        &[&item.id, &run_id, &item.attempt, &now],
-    )?;
-    Ok(Some(item))
+    let Some(row) = rows.first() else { return Ok((PassControls::default(), None)) };
+    let controls = PassControls {
+        paused_at: row.get(0),
+        pause_note: row.get(1),
+        burst_until: row.get(2),
+        backoff_until: row.get(3),
+        backoff_reason: row.get(4),
+        is_suspected: row.get(5),
+    };
+    let item = row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
+        id,
+        key: row.get(7),
+        payload: row.get(8),
+        attempt: row.get(9),
+    });
+    Ok((controls, item))
 }
 
 /// Close the attempt row of `item_id` by `run_id`.
@@ -109,7 +159,7 @@ pub fn finish_attempt(
     Ok(())
 }
 
-/// Durably stage a result with its length and checksum (its own transaction).
+/// Durably stage a result with its length and checksum (its own statement, committed).
 pub fn stage_result(
     client: &mut impl GenericClient,
     item_id: i64,
@@ -119,13 +169,20 @@ pub fn stage_result(
 ) -> Result<()> {
     let checksum = Sha256::digest(result).to_vec();
     let length = result.len() as i64;
-    client.execute(
+    client.query_typed(
         "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (item_id, run_id) DO UPDATE
             SET result = EXCLUDED.result, result_bytes = EXCLUDED.result_bytes,
                 result_sha256 = EXCLUDED.result_sha256, staged_at = EXCLUDED.staged_at",
-        &[&item_id, &run_id, &result, &length, &checksum, &now],
+        &[
+            (&item_id, Type::INT8),
+            (&run_id, Type::INT8),
+            (&result, Type::BYTEA),
+            (&length, Type::INT8),
+            (&checksum, Type::BYTEA),
+            (&now, Type::TIMESTAMPTZ),
+        ],
     )?;
     Ok(())
 }
@@ -141,40 +198,48 @@ pub enum Completion {
 }
 
 /// Move the staged result of `run_id` into the item and mark it done — only if `run_id`
-/// still holds the claim (fencing) and the staged bytes are whole. The staged row is
-/// removed in every case. Call inside a transaction.
+/// still holds the claim (fencing) and the staged bytes verify against their recorded
+/// length and SHA-256. In the same statement: the staged row is removed (in every case),
+/// the attempt is closed, and the run counts the item and records a checkpoint.
 pub fn complete_item(
     client: &mut impl GenericClient,
     item_id: i64,
     run_id: i64,
     now: DateTime<Utc>,
 ) -> Result<Completion> {
-    let updated = client.execute(
-        "UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
-                last_error = NULL
-           FROM staged_results s
-          WHERE i.id = $1 AND i.claimed_by = $2 AND i.state = 'running'
-            AND s.item_id = i.id AND s.run_id = $2
-            AND length(s.result) = s.result_bytes AND sha256(s.result) = s.result_sha256",
-        &[&item_id, &run_id, &now],
+    let row = client.query_typed_one(
+        "WITH done AS (
+             UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
+                    last_error = NULL
+               FROM staged_results s
+              WHERE i.id = $1 AND i.claimed_by = $2 AND i.state = 'running'
+                AND s.item_id = i.id AND s.run_id = $2
+                AND length(s.result) = s.result_bytes AND sha256(s.result) = s.result_sha256
+          RETURNING i.id),
+         dropped AS (
+             DELETE FROM staged_results WHERE item_id = $1 AND run_id = $2),
+         attempt AS (
+             UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
+              WHERE item_id IN (SELECT id FROM done) AND run_id = $2 AND finished_at IS NULL),
+         run AS (
+             UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
+                    worker_pid = NULL, worker_start_time = NULL,
+                    last_checkpoint_at = CASE WHEN status = 'running'
+                        THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
+                    checkpoints = checkpoints + CASE WHEN status = 'running' THEN 1 ELSE 0 END
+              WHERE id = $2)
+         SELECT (SELECT count(*) FROM done),
+                EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running')",
+        &[(&item_id, Type::INT8), (&run_id, Type::INT8), (&now, Type::TIMESTAMPTZ)],
     )?;
-    let staged = client
-        .execute("DELETE FROM staged_results WHERE item_id = $1 AND run_id = $2", &[&item_id, &run_id])?;
-    if updated == 1 {
-        return Ok(Completion::Completed);
-    }
-    let still_held = client
-        .query_opt(
-            "SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-            &[&item_id, &run_id],
-        )?
-        .is_some();
-    log::debug!("completion of item {item_id} by run {run_id} found {staged} staged row(s)");
-    if still_held {
-        Ok(Completion::StagedResultDamaged)
-    } else {
-        Ok(Completion::ClaimLost)
-    }
+    let completed: i64 = row.get(0);
+    // The EXISTS sees the snapshot before this statement: whether the run held the item.
+    let was_held: bool = row.get(1);
+    Ok(match (completed, was_held) {
+        (1.., _) => Completion::Completed,
+        (_, true) => Completion::StagedResultDamaged,
+        (_, false) => Completion::ClaimLost,
+    })
 }
 
 /// Put a held item back to pending. `refund_attempt` gives the attempt back (quota hit,

@@ -2,6 +2,7 @@
 //! worker it is running) and how it ended.
 
 use chrono::{DateTime, Utc};
+use postgres::types::Type;
 use postgres::GenericClient;
 
 use crate::error::Result;
@@ -50,40 +51,47 @@ pub fn record_checkpoint(
     checkpoints: i64,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    client.execute(
+    client.query_typed(
         "UPDATE runs SET last_checkpoint_at = greatest(last_checkpoint_at, $2),
                 checkpoints = checkpoints + $3
           WHERE id = $1 AND status = 'running'",
-        &[&run_id, &now, &checkpoints],
+        &[(&run_id, Type::INT8), (&now, Type::TIMESTAMPTZ), (&checkpoints, Type::INT8)],
     )?;
     Ok(())
 }
 
-/// Record (or clear) the worker process the run is waiting on.
+/// Record the worker process the run is waiting on (pid = process group id).
 pub fn set_worker(
     client: &mut impl GenericClient,
     run_id: i64,
-    worker: Option<(i32, Option<i64>)>,
+    pid: i32,
+    start_time: Option<i64>,
 ) -> Result<()> {
-    let (pid, start_time) = match worker {
-        Some((pid, start_time)) => (Some(pid), start_time),
-        None => (None, None),
-    };
-    client.execute(
+    client.query_typed(
         "UPDATE runs SET worker_pid = $2, worker_start_time = $3 WHERE id = $1",
-        &[&run_id, &pid, &start_time],
+        &[(&run_id, Type::INT8), (&pid, Type::INT4), (&start_time, Type::INT8)],
     )?;
     Ok(())
 }
 
-/// Count one finished item on the run.
-pub fn count_item(client: &mut impl GenericClient, run_id: i64, succeeded: bool) -> Result<()> {
-    let sql = if succeeded {
-        "UPDATE runs SET items_done = items_done + 1 WHERE id = $1"
-    } else {
-        "UPDATE runs SET items_failed = items_failed + 1 WHERE id = $1"
-    };
-    client.execute(sql, &[&run_id])?;
+/// After an item that did not complete: the worker is gone, and the item's end is a
+/// checkpoint.
+pub fn item_finished(client: &mut impl GenericClient, run_id: i64, now: DateTime<Utc>) -> Result<()> {
+    client.query_typed(
+        "UPDATE runs SET worker_pid = NULL, worker_start_time = NULL,
+                last_checkpoint_at = greatest(last_checkpoint_at, $2), checkpoints = checkpoints + 1
+          WHERE id = $1 AND status = 'running'",
+        &[(&run_id, Type::INT8), (&now, Type::TIMESTAMPTZ)],
+    )?;
+    Ok(())
+}
+
+/// Count one failed item on the run.
+pub fn count_failed_item(client: &mut impl GenericClient, run_id: i64) -> Result<()> {
+    client.query_typed(
+        "UPDATE runs SET items_failed = items_failed + 1 WHERE id = $1",
+        &[(&run_id, Type::INT8)],
+    )?;
     Ok(())
 }
 
