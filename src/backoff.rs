@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// Added to a parsed reset time.
-pub const RESET_MARGIN: Duration = Duration::from_secs(60);
-/// Backoff after a first hit without a (trusted) reset.
-pub const SUSPECTED_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// Added to a parsed reset time (the default of `reset_margin`).
+pub const DEFAULT_RESET_MARGIN: Duration = Duration::from_secs(60);
+/// Backoff after a first hit without a (trusted) reset (the default of `suspected_backoff`).
+pub const DEFAULT_SUSPECTED_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// A second hit within this long after a suspected one confirms the limit.
 pub const CONFIRM_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// A parsed reset further ahead than this is not trusted.
@@ -57,12 +57,21 @@ fn chrono(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
+/// How long to wait: the configured `reset_margin`, `suspected_backoff` and
+/// `default_backoff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub reset_margin: Duration,
+    pub suspected_backoff: Duration,
+    pub default_backoff: Duration,
+}
+
 /// Decide the group's backoff after a quota hit observed at `now`.
 pub fn decide_backoff(
     stated_reset: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     previous: PreviousBackoff,
-    default_backoff: Duration,
+    policy: BackoffPolicy,
 ) -> BackoffDecision {
     let mut distrusted = None;
     if let Some(reset) = stated_reset {
@@ -80,7 +89,7 @@ pub fn decide_backoff(
             ));
         } else {
             return BackoffDecision {
-                until: reset + chrono(RESET_MARGIN),
+                until: reset + chrono(policy.reset_margin),
                 rule: BackoffRule::ParsedReset,
                 reset_at: Some(reset),
                 suspected_at: None,
@@ -93,7 +102,7 @@ pub fn decide_backoff(
         .is_some_and(|suspected| suspected <= now && now - suspected <= chrono(CONFIRM_WINDOW));
     if confirms {
         BackoffDecision {
-            until: now + chrono(default_backoff),
+            until: now + chrono(policy.default_backoff),
             rule: BackoffRule::Confirmed,
             reset_at: None,
             suspected_at: None,
@@ -101,7 +110,7 @@ pub fn decide_backoff(
         }
     } else {
         BackoffDecision {
-            until: now + chrono(SUSPECTED_BACKOFF),
+            until: now + chrono(policy.suspected_backoff),
             rule: BackoffRule::Suspected,
             reset_at: None,
             suspected_at: Some(now),
@@ -143,7 +152,11 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 27, hour, minute, 0).unwrap()
     }
 
-    const HOUR: Duration = Duration::from_secs(3600);
+    const HOUR: BackoffPolicy = BackoffPolicy {
+        reset_margin: DEFAULT_RESET_MARGIN,
+        suspected_backoff: DEFAULT_SUSPECTED_BACKOFF,
+        default_backoff: Duration::from_secs(3600),
+    };
 
     #[test]
     fn parsed_reset_gets_a_one_minute_margin() {

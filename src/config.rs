@@ -29,6 +29,8 @@ pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./drainctl.toml", "/etc/drainctl/d
 pub const DEFAULT_BURST_UNTIL: &str = "sat 18:00";
 pub const DEFAULT_BURST_MAX: &str = "14d";
 pub const DEFAULT_BACKOFF: &str = "1h";
+pub const DEFAULT_RESET_MARGIN: &str = "1m";
+pub const DEFAULT_SUSPECTED_BACKOFF: &str = "5m";
 pub const DEFAULT_KILL_GRACE: &str = "10s";
 pub const DEFAULT_SUPERVISE_INTERVAL: &str = "15m";
 pub const DEFAULT_MAX_ITEMS_PER_PASS: u32 = 50;
@@ -74,6 +76,8 @@ pub struct RawDefaults {
     pub metrics_textfile: Option<String>,
     pub notify_command: Option<Spanned<Vec<String>>>,
     pub default_backoff: Option<Spanned<String>>,
+    pub reset_margin: Option<Spanned<String>>,
+    pub suspected_backoff: Option<Spanned<String>>,
     pub kill_grace: Option<Spanned<String>>,
     pub supervise_interval: Option<Spanned<String>>,
 }
@@ -146,8 +150,21 @@ pub struct Defaults {
     pub metrics_textfile: Option<PathBuf>,
     pub notify_command: Option<Vec<String>>,
     pub default_backoff: Duration,
+    pub reset_margin: Duration,
+    pub suspected_backoff: Duration,
     pub kill_grace: Duration,
     pub supervise_interval: Duration,
+}
+
+impl Defaults {
+    /// How long a quota group waits after a hit (see `backoff`).
+    pub fn backoff_policy(&self) -> crate::backoff::BackoffPolicy {
+        crate::backoff::BackoffPolicy {
+            reset_margin: self.reset_margin,
+            suspected_backoff: self.suspected_backoff,
+            default_backoff: self.default_backoff,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -369,6 +386,8 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         metrics_textfile: raw.metrics_textfile.map(|file| base_dir.join(file)),
         notify_command,
         default_backoff: duration(&raw.default_backoff, "default_backoff", DEFAULT_BACKOFF)?,
+        reset_margin: duration(&raw.reset_margin, "reset_margin", DEFAULT_RESET_MARGIN)?,
+        suspected_backoff: duration(&raw.suspected_backoff, "suspected_backoff", DEFAULT_SUSPECTED_BACKOFF)?,
         kill_grace: duration(&raw.kill_grace, "kill_grace", DEFAULT_KILL_GRACE)?,
         supervise_interval: duration(
             &raw.supervise_interval,

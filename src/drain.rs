@@ -109,20 +109,26 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             let note = format!("stopped by an error: {}", error.display_scrubbed());
             let at = pass.clock.now();
             let event = finished_event(&pass, "failed", &note);
-            if let Err(release_error) = items_release_all(pass.client, run_id, &note, at)
+            match items_release_all(pass.client, run_id, &note, at)
                 .and_then(|_| runs::finish_run(pass.client, run_id, "failed", Some(&note), at))
             {
-                log::error!("run {run_id}: could not release items after an error: {release_error}");
+                Ok(true) => record_event_or_log(pass.client, &event, at),
+                Ok(false) => {}
+                Err(release_error) => {
+                    log::error!("run {run_id}: could not release items after an error: {release_error}")
+                }
             }
-            record_event_or_log(pass.client, &event, at);
             return Err(error);
         }
     };
     let at = pass.clock.now();
     let event = finished_event(&pass, stop.status, &stop.note);
     in_transaction(pass.client, |tx| {
-        runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)?;
-        record_event(tx, &event, at)
+        // Supervise may have ended this run already (hung): then it told the story.
+        if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
+            record_event(tx, &event, at)?;
+        }
+        Ok(())
     })?;
     log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
     let human = format!(
@@ -382,7 +388,7 @@ impl Pass<'_> {
                         },
                         &hit,
                         now,
-                        self.config.defaults.default_backoff,
+                        self.config.defaults.backoff_policy(),
                     )
                 })?;
                 Ok(ItemEnd::Stop(Stop::normal(

@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::backoff::{decide_backoff, PreviousBackoff};
+use crate::backoff::{decide_backoff, BackoffPolicy, PreviousBackoff};
 use crate::cli::QuotaTestArgs;
 use crate::clock::Clock;
 use crate::config::{parse_zone, Config};
@@ -19,11 +19,10 @@ use crate::quota::{Classifier, Outcome, Profile};
 pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     let profile: Profile =
         args.profile.parse().map_err(|message: String| Error::Usage(format!("--profile: {message}")))?;
+    let config = Config::discover(config_path, true)?;
     let zone = match &args.tz {
         Some(zone) => parse_zone(zone).map_err(|message| Error::Usage(format!("--tz: {message}")))?,
-        None => Config::discover(config_path, true)
-            .map(|c| c.defaults.timezone)
-            .unwrap_or_else(|_| crate::config::local_zone()),
+        None => config.defaults.timezone,
     };
     let now: DateTime<Utc> = match &args.now {
         Some(text) => DateTime::parse_from_rfc3339(text)
@@ -38,18 +37,13 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
         .map_err(|error| Error::Data(format!("cannot read stdin: {error}")))?;
     let classifier = Classifier::new(profile, &[], &[]).map_err(Error::Config)?;
     let outcome = classifier.classify(&output, &[], args.exit_code, now, zone);
-    Ok(describe(&outcome, now, zone))
+    Ok(describe(&outcome, now, zone, config.defaults.backoff_policy()))
 }
 
-fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Report {
+fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: BackoffPolicy) -> Report {
     match outcome {
         Outcome::QuotaHit(hit) => {
-            let decision = decide_backoff(
-                hit.reset,
-                now,
-                PreviousBackoff::default(),
-                std::time::Duration::from_secs(3600),
-            );
+            let decision = decide_backoff(hit.reset, now, PreviousBackoff::default(), policy);
             let reset_text = match hit.reset {
                 Some(reset) => format!(
                     "{} ({}, {})",

@@ -1,13 +1,11 @@
 //! Applying a quota hit to its quota group: decide the backoff (see [`crate::backoff`]),
 //! store it, and record every change as an event carrying the matched line.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 use serde_json::json;
 
-use crate::backoff::{decide_backoff, BackoffDecision, PreviousBackoff};
+use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBackoff};
 use crate::db::backoffs::{read_backoff, write_backoff, BackoffRow};
 use crate::db::events::{record_event, Event};
 use crate::error::Result;
@@ -29,7 +27,7 @@ pub fn record_quota_hit(
     source: HitSource,
     hit: &QuotaHit,
     now: DateTime<Utc>,
-    default_backoff: Duration,
+    policy: BackoffPolicy,
 ) -> Result<BackoffDecision> {
     client.execute(
         "INSERT INTO quota_backoffs (quota_group, account, updated_at) VALUES ($1, '', $2)
@@ -45,7 +43,7 @@ pub fn record_quota_hit(
         hit.reset,
         now,
         PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at },
-        default_backoff,
+        policy,
     );
     // Never shorten a backoff another pass of the group set a moment ago.
     let until = match previous.backoff_until {

@@ -23,6 +23,10 @@
 //! - `{"env": "VAR"}`: `VAR=<value>` on stdout (empty when unset)
 //! - `{"echo_args": true}`: the arguments after the program name, as a JSON array
 //! - `{"echo_payload": true}`: the payload, byte for byte
+//! - `{"choose": {"seed": 7, "options": [{"weight": 3, "steps": [...]}, ...]}}`: run the
+//!   steps of one option, picked by weight from a hash of the seed, `DRAIN_ITEM_KEY`,
+//!   `DRAIN_ATTEMPT` and `DRAIN_RUN_ID` — random-looking, but the same for the same item,
+//!   attempt and run
 //!
 //! An unknown or malformed step prints a message on stderr and exits 2. When
 //! `FAKE_WORKER_LOG=/path` is set, the `log` step runs first, before stdin is read.
@@ -43,7 +47,7 @@ const FILE_POLL_INTERVAL: Duration = Duration::from_millis(20);
 const MIB_BYTES: usize = 1024 * 1024;
 const MIB_LINE_BYTES: usize = 1024;
 const STEP_NAMES: &str = "out, err, sleep, checkpoints, mib, binary, child_ignoring_term, hang, \
-                          wait_for_file, touch, exit, signal, cut_off, log, env, echo_args, echo_payload";
+                          wait_for_file, touch, exit, signal, cut_off, log, env, echo_args, echo_payload, choose";
 
 fn main() {
     if let Some(path) = std::env::var_os("FAKE_WORKER_LOG") {
@@ -181,6 +185,11 @@ fn run_step(step: &serde_json::Value, payload: &[u8]) -> Result<(), String> {
             write_stdout(&text_line(&json));
         }
         "echo_payload" => write_stdout(payload),
+        "choose" => {
+            for step in choose_option(value)? {
+                run_step(step, payload)?;
+            }
+        }
         other => return Err(format!("unknown step {other:?}; known steps: {STEP_NAMES}")),
     }
     Ok(())
@@ -222,6 +231,43 @@ fn spawn_child_ignoring_term(sleep: Duration) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The steps of the option `{"choose": ...}` picks for this item and attempt.
+fn choose_option(value: &serde_json::Value) -> Result<&Vec<serde_json::Value>, String> {
+    let seed = value.get("seed").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let options = value
+        .get("options")
+        .and_then(serde_json::Value::as_array)
+        .filter(|options| !options.is_empty())
+        .ok_or("choose needs a non-empty \"options\" array")?;
+    let weight_of =
+        |option: &serde_json::Value| option.get("weight").and_then(serde_json::Value::as_u64).unwrap_or(1);
+    let total: u64 = options.iter().map(weight_of).sum();
+    if total == 0 {
+        return Err("choose: the weights add up to 0".to_string());
+    }
+    // FNV-1a over the seed, the item key, the attempt and the run.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let variable = |name: &str| std::env::var(name).unwrap_or_default();
+    let text =
+        format!("{}/{}/{}", variable("DRAIN_ITEM_KEY"), variable("DRAIN_ATTEMPT"), variable("DRAIN_RUN_ID"));
+    for byte in seed.to_le_bytes().iter().chain(text.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut pick = hash % total;
+    for option in options {
+        let weight = weight_of(option);
+        if pick < weight {
+            return option
+                .get("steps")
+                .and_then(serde_json::Value::as_array)
+                .ok_or_else(|| "choose: every option needs a \"steps\" array".to_string());
+        }
+        pick -= weight;
+    }
+    Err("choose: no option picked".to_string())
 }
 
 /// Append one `start ...` line describing this invocation, in a single append write.

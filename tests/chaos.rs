@@ -1,0 +1,357 @@
+//! The chaos test: 1,000 items over 3 drains (two share a quota group) while a driver runs
+//! `supervise` in a loop and kills, at random, drain and worker processes it started.
+//! The fake worker randomly succeeds, fails, prints a usage limit with a reset a second
+//! ahead, prints a server error that mentions rate limits, hangs, or exits mid-output.
+//! After a final quiet phase every item must be done exactly once with its full result,
+//! or dead with an attempt history that explains it; no run may be left running; and no
+//! item may have been claimed, nor a worker started, while its quota group backed off.
+//!
+//! Randomness is seeded; the seed is printed, and `CHAOS_SEED=N` repeats its choices
+//! (process timing still varies from run to run).
+
+#[path = "integration/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use support::*;
+
+const DRAINS: [(&str, usize); 3] = [("alpha", 400), ("beta", 350), ("gamma", 250)];
+const CHAOS_PHASE: Duration = Duration::from_secs(45);
+const QUIET_PHASE_LIMIT: Duration = Duration::from_secs(180);
+
+/// xorshift64*: small, seeded, good enough to pick victims.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn config(dir: &Path) -> String {
+    let log = dir.join("workers.log");
+    let mut text = format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"500ms\"\nreset_margin = \"1s\"\n\
+         suspected_backoff = \"2s\"\ndefault_backoff = \"3s\"\nlog_dir = \"{}\"\n",
+        dir.join("logs").display()
+    );
+    for (name, _) in DRAINS {
+        let group = if name == "gamma" { "solo" } else { "shared" };
+        text.push_str(&format!(
+            "\n[[drain]]\nname = \"{name}\"\ncommand = [\"{FAKE_WORKER}\"]\nquota_group = \"{group}\"\n\
+             env = {{ FAKE_WORKER_LOG = \"{}\" }}\nconcurrency = 2\nmax_items_per_pass = 40\n\
+             item_timeout = \"2s\"\nliveness_timeout = \"4s\"\nmax_attempts = 4\n\
+             retry_backoff = {{ base = \"200ms\", max = \"1s\" }}\n",
+            log.display()
+        ));
+    }
+    text
+}
+
+fn expected_result(key: &str) -> String {
+    format!("result:{key}:{}\n", key.repeat(40))
+}
+
+fn payload(seed: u64, key: &str) -> Value {
+    let result = expected_result(key);
+    let result = result.trim_end();
+    let limit = r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Rate limited. Please try again in 1s."}}"#;
+    let server = r#"API Error: 500 {"type":"error","error":{"type":"api_error","message":"Internal server error (not your usage limit) · Rate limited"}}"#;
+    json!({ "steps": [{ "choose": { "seed": seed, "options": [
+        { "weight": 140, "steps": [{ "out": result }] },
+        { "weight": 14, "steps": [{ "checkpoints": { "count": 2, "every": 0.1 } }, { "sleep": 0.2 }, { "out": result }] },
+        { "weight": 16, "steps": [{ "err": "worker failed: bad input" }, { "exit": 3 }] },
+        { "weight": 3, "steps": [{ "err": limit }, { "exit": 1 }] },
+        { "weight": 12, "steps": [{ "err": server }, { "exit": 1 }] },
+        { "weight": 5, "steps": [{ "hang": true }] },
+        { "weight": 10, "steps": [{ "out": "half a resu" }, { "cut_off": true }] },
+    ] } }] })
+}
+
+/// Is `pid` a process of this program (so the driver never kills anything else)?
+fn is_ours(pid: i32, program: &str) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == Path::new(program))
+}
+
+fn run_supervise(fixture: &Fixture) {
+    let mut child = fixture.drainctl(&["supervise"]).env_remove("DRAINCTL_NOW").spawn();
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let output = child.wait_with_output().map(finished);
+                assert!(status.success(), "supervise failed: {output:?}");
+                return;
+            }
+            Ok(None) if started.elapsed() > Duration::from_secs(10) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("a supervise pass took more than 10 s");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(error) => panic!("waiting for supervise: {error}"),
+        }
+    }
+}
+
+#[test]
+fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
+    let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    println!("chaos seed: CHAOS_SEED={seed}");
+    let mut random = Random(seed);
+    let fixture = Fixture::new("", "2026-11-27T10:00:00Z");
+    std::fs::write(&fixture.config_path, config(fixture.dir.path())).unwrap();
+    // Real time: liveness and backoffs are measured on the wall clock here.
+    let fixture_env = |args: &[&str]| fixture.drainctl(args).env_remove("DRAINCTL_NOW");
+    for (drain, count) in DRAINS {
+        let lines: String = (0..count)
+            .map(|i| {
+                let key = format!("{drain}-{i:04}");
+                format!("{}\n", json!({ "key": key, "payload": payload(seed, &key) }))
+            })
+            .collect();
+        fixture_env(&["enqueue", drain]).stdin(lines).run().assert_code(0);
+    }
+    std::fs::remove_file(&fixture.clock_path).unwrap();
+    let mut fixture = ChaosFixture(fixture, 0);
+
+    // Chaos: supervise in a loop; kill -9 drains and workers; freeze drains (hung).
+    let mut kills = HashMap::from([("drain", 0), ("worker", 0), ("freeze", 0)]);
+    let chaos_until = Instant::now() + CHAOS_PHASE;
+    while Instant::now() < chaos_until && !fixture.settled() {
+        run_supervise(&fixture.0);
+        std::thread::sleep(Duration::from_millis(50 + random.below(300) as u64));
+        let running: Vec<(i32, Option<i32>)> = fixture
+            .0
+            .client()
+            .query("SELECT pid, worker_pid FROM runs WHERE status = 'running'", &[])
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        if running.is_empty() {
+            continue;
+        }
+        let (pid, worker_pid) = running[random.below(running.len())];
+        if random.chance(20) && is_ours(pid, DRAINCTL) {
+            signal(pid as u32, libc::SIGKILL);
+            *kills.get_mut("drain").unwrap() += 1;
+        } else if random.chance(25) {
+            if let Some(worker) = worker_pid.filter(|w| is_ours(*w, FAKE_WORKER)) {
+                signal(worker as u32, libc::SIGKILL);
+                *kills.get_mut("worker").unwrap() += 1;
+            }
+        } else if random.chance(5) && is_ours(pid, DRAINCTL) {
+            // A frozen drain stops checkpointing: supervise must find it hung.
+            signal(pid as u32, libc::SIGSTOP);
+            *kills.get_mut("freeze").unwrap() += 1;
+        }
+    }
+    println!("chaos: {kills:?}");
+    fixture.1 = i64::from(kills["drain"] + kills["worker"] + kills["freeze"]);
+
+    // Quiet: no more kills; supervise until every item is settled.
+    let quiet_until = Instant::now() + QUIET_PHASE_LIMIT;
+    while !fixture.settled() {
+        assert!(Instant::now() < quiet_until, "not settled after the quiet phase: {}", fixture.summary());
+        run_supervise(&fixture.0);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("settled: {}", fixture.summary());
+    fixture.check_every_item();
+    fixture.check_no_run_left_running();
+    fixture.check_no_claim_during_a_backoff();
+    fixture.check_events_tell_the_story(&kills);
+}
+
+struct ChaosFixture(Fixture, i64);
+
+impl ChaosFixture {
+    fn count(&self, sql: &str) -> i64 {
+        self.0.count(sql)
+    }
+
+    fn settled(&self) -> bool {
+        self.count("SELECT count(*) FROM items WHERE state IN ('pending', 'running')") == 0
+            && self.count("SELECT count(*) FROM runs WHERE status = 'running'") == 0
+    }
+
+    fn summary(&self) -> String {
+        let mut client = self.0.client();
+        let rows =
+            client.query("SELECT state, count(*) FROM items GROUP BY state ORDER BY state", &[]).unwrap();
+        let items: Vec<String> =
+            rows.iter().map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, i64>(1))).collect();
+        let rows =
+            client.query("SELECT status, count(*) FROM runs GROUP BY status ORDER BY status", &[]).unwrap();
+        let runs: Vec<String> =
+            rows.iter().map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, i64>(1))).collect();
+        let decisions: Option<Value> = client
+            .query_opt("SELECT decisions FROM supervisor_passes ORDER BY id DESC LIMIT 1", &[])
+            .unwrap()
+            .map(|r| r.get(0));
+        let backoffs: Vec<String> = client
+            .query("SELECT quota_group, backoff_until::text, coalesce(reason, '') FROM quota_backoffs", &[])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {} {}",
+                    r.get::<_, String>(0),
+                    r.get::<_, Option<String>>(1).unwrap_or_default(),
+                    r.get::<_, String>(2)
+                )
+            })
+            .collect();
+        format!(
+            "items {}; runs {}; backoffs {backoffs:?}; last decisions {}",
+            items.join(" "),
+            runs.join(" "),
+            decisions.unwrap_or(Value::Null)
+        )
+    }
+
+    fn check_every_item(&self) {
+        let mut client = self.0.client();
+        let total: usize = DRAINS.iter().map(|(_, n)| n).sum();
+        let rows = client
+            .query(
+                "SELECT i.key, i.state, i.result, i.attempts, i.last_error,
+                        (SELECT count(*) FROM attempts a WHERE a.item_id = i.id AND a.outcome = 'done'),
+                        (SELECT count(*) FROM attempts a WHERE a.item_id = i.id AND a.outcome IS NOT NULL
+                            AND a.outcome NOT IN ('done', 'quota_hit', 'interrupted', 'not_started')),
+                        (SELECT count(*) FROM attempts a WHERE a.item_id = i.id AND a.finished_at IS NULL)
+                   FROM items i",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(rows.len(), total);
+        for row in rows {
+            let key: String = row.get(0);
+            let state: String = row.get(1);
+            let done_attempts: i64 = row.get(5);
+            let failed_attempts: i64 = row.get(6);
+            let open_attempts: i64 = row.get(7);
+            assert_eq!(open_attempts, 0, "{key}: an attempt was never closed");
+            match state.as_str() {
+                "done" => {
+                    let result: Vec<u8> = row.get(2);
+                    // Checkpoint lines on stdout are part of the result; the rest must be whole.
+                    let result: String = String::from_utf8_lossy(&result)
+                        .lines()
+                        .filter(|line| !line.starts_with("::checkpoint::"))
+                        .map(|line| format!("{line}\n"))
+                        .collect();
+                    assert_eq!(result, expected_result(&key), "{key}: result");
+                    assert_eq!(done_attempts, 1, "{key}: committed {done_attempts} times");
+                }
+                "dead" => {
+                    let attempts: i32 = row.get(3);
+                    let error: Option<String> = row.get(4);
+                    assert_eq!(done_attempts, 0, "{key}: dead but committed");
+                    assert_eq!(attempts, 4, "{key}: dead after {attempts} attempts");
+                    assert!(failed_attempts >= 1, "{key}: dead without a failed attempt on record");
+                    assert!(error.is_some_and(|e| !e.is_empty()), "{key}: dead without a last error");
+                }
+                other => panic!("{key}: left {other}"),
+            }
+        }
+        assert_eq!(self.count("SELECT count(*) FROM staged_results"), 0, "staged results left over");
+    }
+
+    fn check_no_run_left_running(&self) {
+        assert_eq!(self.count("SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+        assert_eq!(self.count("SELECT count(*) FROM runs WHERE finished_at IS NULL"), 0);
+    }
+
+    /// No item of a group was claimed, and no worker of a group started, while the group
+    /// backed off. A claim already in flight when the hit was recorded may still land, so
+    /// the check starts a moment after each backoff was set.
+    fn check_no_claim_during_a_backoff(&self) {
+        let mut client = self.0.client();
+        let backoffs: Vec<(String, f64, f64)> = client
+            .query(
+                "SELECT quota_group, extract(epoch FROM at)::float8,
+                        extract(epoch FROM (data->>'backoff_until')::timestamptz)::float8
+                   FROM events WHERE kind = 'backoff_set'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert!(!backoffs.is_empty(), "no quota hit happened: the chaos was too tame");
+        let group_of = |drain: &str| if drain == "gamma" { "solo" } else { "shared" };
+        let violates = |group: &str, at: f64, slack: f64| {
+            backoffs.iter().find(|(g, set, until)| g == group && at > set + slack && at < *until)
+        };
+        let claims = client
+            .query(
+                "SELECT i.drain, i.key, a.attempt, extract(epoch FROM a.started_at)::float8
+                   FROM attempts a JOIN items i ON i.id = a.item_id",
+                &[],
+            )
+            .unwrap();
+        for row in &claims {
+            let drain: String = row.get(0);
+            let at: f64 = row.get(3);
+            if let Some(backoff) = violates(group_of(&drain), at, 0.5) {
+                panic!(
+                    "{} attempt {} claimed at {at} during backoff {backoff:?}",
+                    row.get::<_, String>(1),
+                    row.get::<_, i32>(2)
+                );
+            }
+        }
+        let log = std::fs::read_to_string(self.0.path("workers.log")).unwrap();
+        let mut starts = 0;
+        for line in log.lines() {
+            let mut fields = line.split_whitespace();
+            assert_eq!(fields.next(), Some("start"), "{line}");
+            let at: f64 = fields.next().unwrap().parse().unwrap();
+            let drain = fields.find_map(|f| f.strip_prefix("drain=")).unwrap();
+            starts += 1;
+            if let Some(backoff) = violates(group_of(drain), at, 2.0) {
+                panic!("worker started during backoff {backoff:?}: {line}");
+            }
+        }
+        // A claim whose drain was killed before the worker logged its start has no line.
+        let claims = claims.len() as i64;
+        assert!(starts <= claims, "{starts} worker starts for {claims} claims");
+        assert!(claims - starts <= self.1, "{claims} claims but only {starts} worker starts");
+    }
+
+    fn check_events_tell_the_story(&self, kills: &HashMap<&str, i32>) {
+        let kinds = |kind: &str| self.count(&format!("SELECT count(*) FROM events WHERE kind = '{kind}'"));
+        assert!(kinds("run_started") > 0);
+        assert_eq!(kinds("run_started"), kinds("run_finished") + kinds("run_crashed") + kinds("run_hung"));
+        if kills["drain"] > 0 {
+            assert!(kinds("run_crashed") > 0, "drains were killed but no run_crashed event");
+        }
+        if kills["freeze"] > 0 {
+            assert!(kinds("run_hung") > 0, "drains were frozen but no run_hung event");
+        }
+        assert_eq!(
+            kinds("item_dead_lettered"),
+            self.count("SELECT count(*) FROM items WHERE state = 'dead'")
+        );
+    }
+}
