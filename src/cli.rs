@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "drainctl",
     version,
     about = "Keeps quota-bound backlog work moving: one-shot passes over drains of work items in PostgreSQL",
-    propagate_version = true
+    propagate_version = true,
+    color = clap::ColorChoice::Never
 )]
 pub struct Cli {
     /// Configuration file [default: $DRAINCTL_CONFIG, ./drainctl.toml, /etc/drainctl/drainctl.toml]
