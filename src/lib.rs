@@ -10,6 +10,7 @@
 pub mod backoff;
 // pub mod burst;
 pub mod cli;
+pub mod cli_docs;
 pub mod clock;
 pub mod config;
 pub mod context;
@@ -119,5 +120,6 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
             let mut ctx = open(true)?;
             controls::resume(&mut ctx, &args).map(|r| (r, args.json))
         } // STATUS
+        Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
     }
 }

@@ -6,3 +6,4 @@ mod config_errors;
 mod drain_pass;
 mod enqueue;
 mod migrations;
+mod operator;
