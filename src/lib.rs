@@ -20,6 +20,8 @@ pub mod drain;
 pub mod duration;
 pub mod enqueue;
 pub mod error;
+pub mod events;
+pub mod items;
 pub mod migrate;
 pub mod migrate_command;
 pub mod output;
@@ -28,6 +30,8 @@ pub mod quota;
 pub mod quota_command;
 pub mod ratelimit;
 pub mod reap;
+pub mod retry;
+pub mod runs;
 pub mod signals;
 // pub mod status;
 // pub mod supervise;
@@ -120,6 +124,30 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
             let mut ctx = open(true)?;
             controls::resume(&mut ctx, &args).map(|r| (r, args.json))
         } // STATUS
+        Command::Events(args) => {
+            let mut ctx = open(true)?;
+            events::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Runs(args) => {
+            let as_json = match &args.command {
+                Some(cli::RunsCommand::Show(show)) => show.json,
+                None => args.json,
+            };
+            let mut ctx = open(true)?;
+            runs::run(&mut ctx, &args).map(|r| (r, as_json))
+        }
+        Command::Items(args) => {
+            let as_json = match &args.command {
+                Some(cli::ItemsCommand::Show(show)) => show.json,
+                None => args.json,
+            };
+            let mut ctx = open(true)?;
+            items::run(&mut ctx, &args).map(|r| (r, as_json))
+        }
+        Command::Retry(args) => {
+            let mut ctx = open(true)?;
+            retry::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
         Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
     }
 }

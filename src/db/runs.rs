@@ -184,3 +184,16 @@ pub fn get_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<Ru
     )?;
     Ok(row.as_ref().map(run_from_row))
 }
+
+/// The latest runs (of one drain, or all), newest first, at most `limit`.
+pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
+    let rows = client.query(
+        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
+                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
+                finished_at, note, log_path
+           FROM runs WHERE ($1::text IS NULL OR drain = $1)
+          ORDER BY started_at DESC, id DESC LIMIT $2",
+        &[&drain, &limit],
+    )?;
+    Ok(rows.iter().map(run_from_row).collect())
+}

@@ -1,20 +1,60 @@
-//! Operator-facing output of every command: shell completions, the command reference
-//! generated from the clap definitions, and the JSON fields documented in docs/json.md.
+//! The operator commands — `events`, `runs`, `items`, `retry`, `completions` — on a
+//! seeded database through the real binary. JSON outputs are checked against the fields
+//! documented in docs/json.md, and docs/cli.md against the clap definitions.
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
 /// 10:00 UTC is 12:00 in Asia/Jerusalem in November (IST, UTC+2).
 const NOW: &str = "2026-11-27T10:00:00Z";
+const BINARY_BYTES: &[u8] = &[0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n'];
 
 fn config(defaults: &str, drain: &str) -> String {
     format!(
         "[defaults]\ntimezone = \"Asia/Jerusalem\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n{defaults}\n\
          [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nmax_attempts = 1\n{drain}"
     )
+}
+
+fn steps(steps: Value) -> Value {
+    json!({ "steps": steps })
+}
+
+/// A database with history: at 10:00 items a (done), b (dead: exit 3 with "boom" on
+/// stderr), c (done, binary result) went through one run; d was enqueued at 10:01 and is
+/// pending. The clock then stands at 10:05.
+fn seeded() -> Fixture {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), steps(json!([{ "out": "result a" }]))),
+            ("b".into(), steps(json!([{ "err": "boom" }, { "exit": 3 }]))),
+            ("c".into(), steps(json!([{ "binary": true }]))),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T10:01:00Z");
+    fixture.enqueue("docs", &[("d".into(), json!({ "plain": "d" }))]);
+    fixture.set_now("2026-11-27T10:05:00Z");
+    fixture
+}
+
+/// Every line of human output fits the documented 100 columns.
+fn assert_fits(text: &str) {
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "line wider than 100 columns: {line:?}");
+    }
+}
+
+/// The rows of the table in `text` whose first cell is `first`.
+fn row<'a>(text: &'a str, first: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row starting with {first:?} in\n{text}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -79,6 +119,284 @@ fn assert_path(value: &Value, path: &str, full: &str, heading: &str) {
 }
 
 // ---------------------------------------------------------------------------------------
+// events
+
+#[test]
+fn events_are_listed_newest_first_with_age_and_local_time() {
+    let fixture = seeded();
+    let result = fixture.drainctl(&["events"]).run();
+    result.assert_code(0);
+    assert_fits(&result.stdout);
+    let lines: Vec<&str> = result.stdout.lines().collect();
+    assert!(lines[0].starts_with("AGE") && lines[0].contains("MESSAGE"), "{}", result.stdout);
+    assert!(lines[1].starts_with("4m ago") && lines[1].contains("items_enqueued"), "{}", result.stdout);
+    assert!(lines[1].contains("2026-11-27 12:01 IST"), "{}", result.stdout);
+    let dead = lines.iter().find(|line| line.contains("item_dead_lettered")).unwrap();
+    assert!(dead.starts_with("5m ago") && dead.contains("2026-11-27 12:00 IST"), "{dead}");
+    assert!(dead.contains("item b dead after 1 attempts"), "{dead}");
+
+    let json = fixture.drainctl(&["events", "--json"]).run();
+    json.assert_code(0);
+    let events = json.json();
+    assert_documented("drainctl events", &events);
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "items_enqueued");
+    assert!(kinds.contains(&"run_started") && kinds.contains(&"run_finished"), "{kinds:?}");
+    let ids: Vec<i64> =
+        events["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let mut newest_first = ids.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, newest_first, "same-instant events come newest id first");
+}
+
+#[test]
+fn events_filter_by_kind_drain_age_and_count() {
+    let fixture = seeded();
+    let dead = fixture.drainctl(&["events", "--kind", "item_dead_lettered", "--json"]).run();
+    dead.assert_code(0);
+    let dead = dead.json();
+    assert_eq!(dead["events"].as_array().unwrap().len(), 1);
+    let event = &dead["events"][0];
+    assert_eq!(event["drain"], "docs");
+    assert_eq!(event["at"], "2026-11-27T10:00:00Z");
+    assert!(event["item_id"].as_i64().is_some() && event["run_id"].as_i64().is_some(), "{event}");
+    assert_eq!(event["data"]["outcome"], "failure");
+
+    let recent = fixture.drainctl(&["events", "--since", "4m", "--json"]).run().json();
+    let kinds: Vec<&str> =
+        recent["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["items_enqueued"]);
+    let none = fixture.drainctl(&["events", "--since", "2m"]).run();
+    none.assert_code(0);
+    assert_eq!(none.stdout.trim(), "no events match");
+
+    let two = fixture.drainctl(&["events", "--limit", "2", "--drain", "docs", "--json"]).run().json();
+    assert_eq!(two["events"].as_array().unwrap().len(), 2);
+
+    let unknown = fixture.drainctl(&["events", "--drain", "doc"]).run();
+    unknown.assert_code(64);
+    assert!(unknown.stderr.contains("unknown drain \"doc\"; known: docs"), "{}", unknown.stderr);
+    let bad_since = fixture.drainctl(&["events", "--since", "yesterday"]).run();
+    bad_since.assert_code(64);
+    assert!(bad_since.stderr.contains("--since: invalid duration \"yesterday\""), "{}", bad_since.stderr);
+    fixture.drainctl(&["events", "--limit", "0"]).run().assert_code(64);
+}
+
+// ---------------------------------------------------------------------------------------
+// runs
+
+#[test]
+fn runs_list_and_show_one_run() {
+    let fixture = seeded();
+    let list = fixture.drainctl(&["runs"]).run();
+    list.assert_code(0);
+    assert_fits(&list.stdout);
+    assert!(list.stdout.starts_with("ID"), "{}", list.stdout);
+    let line = list.stdout.lines().nth(1).unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["docs", "drained", "manual"], "{line}");
+    assert!(line.contains("5m ago"), "{line}");
+
+    let json = fixture.drainctl(&["runs", "--json", "--drain", "docs"]).run().json();
+    assert_documented("drainctl runs --json", &json);
+    let run = &json["runs"][0];
+    assert_eq!((run["items_done"].as_i64(), run["items_failed"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(run["status"], "drained");
+    let id = run["id"].as_i64().unwrap().to_string();
+
+    let show = fixture.drainctl(&["runs", "show", &id]).run();
+    show.assert_code(0);
+    for expected in [
+        format!("run              {id} of drain docs\n"),
+        "status           drained\n".to_string(),
+        "trigger          manual\n".to_string(),
+        "started          2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
+        "finished         2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
+        "duration         0s\n".to_string(),
+        "items            2 done, 1 failed\n".to_string(),
+        "checkpoints      6\n".to_string(),
+        "last checkpoint  2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
+        "note             no item is available now\n".to_string(),
+        "log file         - (not started by supervise)\n".to_string(),
+    ] {
+        assert!(show.stdout.contains(&expected), "{expected:?} not in\n{}", show.stdout);
+    }
+    let show_json = fixture.drainctl(&["runs", "show", &id, "--json"]).run().json();
+    assert_documented("drainctl runs show", &show_json);
+    assert_eq!(show_json["last_checkpoint_age_seconds"], 300.0);
+
+    let missing = fixture.drainctl(&["runs", "show", "999999"]).run();
+    missing.assert_code(65);
+    assert!(missing.stderr.contains("no run with id 999999"), "{}", missing.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// items
+
+#[test]
+fn items_are_listed_with_counts_and_filtered_by_state() {
+    let fixture = seeded();
+    let list = fixture.drainctl(&["items", "docs"]).run();
+    list.assert_code(0);
+    assert_fits(&list.stdout);
+    assert!(list.stdout.starts_with("docs: 1 pending, 0 running, 2 done, 1 dead\n"), "{}", list.stdout);
+    assert!(row(&list.stdout, "b").contains("dead"), "{}", list.stdout);
+    assert!(row(&list.stdout, "b").contains("exit code 3: boom"), "{}", list.stdout);
+    assert!(row(&list.stdout, "d").contains("pending"), "{}", list.stdout);
+    assert!(row(&list.stdout, "d").contains("now"), "{}", list.stdout);
+    // Most recently changed first: d (10:01) before the items of the 10:00 run.
+    assert_eq!(list.stdout.lines().nth(2).unwrap().split_whitespace().next(), Some("d"));
+
+    let dead = fixture.drainctl(&["items", "docs", "--state", "dead", "--json"]).run().json();
+    assert_documented("drainctl items NAME", &dead);
+    let keys: Vec<&str> =
+        dead["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["b"]);
+    assert_eq!(dead["counts"], json!({ "pending": 1, "running": 0, "done": 2, "dead": 1 }));
+    let none = fixture.drainctl(&["items", "docs", "--state", "running"]).run();
+    none.assert_code(0);
+    assert!(none.stdout.ends_with("no running items\n"), "{}", none.stdout);
+    fixture.drainctl(&["items", "docs", "--state", "zombie"]).run().assert_code(64);
+}
+
+#[test]
+fn items_show_has_payload_error_stderr_result_and_attempt_history() {
+    let fixture = seeded();
+    let show = fixture.drainctl(&["items", "show", "docs", "b"]).run();
+    show.assert_code(0);
+    assert_fits(&show.stdout);
+    for expected in [
+        "state       dead",
+        "attempts    1 of max_attempts 1",
+        "last error  exit code 3: boom",
+        "\npayload\n  {\n    \"steps\": [",
+        "\nstderr tail, 5 bytes\n  boom\n",
+        "\nresult: none\n",
+        "\nattempts\n  #  RUN",
+        "failure  3     exit code 3: boom",
+    ] {
+        assert!(show.stdout.contains(expected), "{expected:?} not in\n{}", show.stdout);
+    }
+    let json = fixture.drainctl(&["items", "show", "docs", "b", "--json"]).run().json();
+    assert_documented("drainctl items show", &json);
+    assert_eq!(json["stderr_tail"], "boom\n");
+    assert_eq!(json["attempt_history"][0]["outcome"], "failure");
+    assert_eq!(json["attempt_history"][0]["exit_code"], 3);
+    assert!(json["result"].is_null() && json["result_encoding"].is_null());
+
+    let text = fixture.drainctl(&["items", "show", "docs", "a", "--json"]).run().json();
+    assert_eq!(
+        (text["result_encoding"].as_str(), text["result"].as_str()),
+        (Some("utf-8"), Some("result a\n"))
+    );
+    let binary = fixture.drainctl(&["items", "show", "docs", "c", "--json"]).run().json();
+    assert_eq!(binary["result_encoding"], "base64");
+    assert_eq!(binary["result_bytes"], BINARY_BYTES.len());
+    use base64::Engine;
+    let decoded =
+        base64::engine::general_purpose::STANDARD.decode(binary["result"].as_str().unwrap()).unwrap();
+    assert_eq!(decoded, BINARY_BYTES);
+    let human = fixture.drainctl(&["items", "show", "docs", "c"]).run();
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("result, 7 bytes\n  \u{fffd}\u{fffd}\\u{0}\u{fffd}\u{fffd}("),
+        "{}",
+        human.stdout
+    );
+
+    let missing = fixture.drainctl(&["items", "show", "docs", "zz"]).run();
+    missing.assert_code(65);
+    assert!(missing.stderr.contains("no item with key \"zz\""), "{}", missing.stderr);
+}
+
+#[test]
+fn a_long_result_is_cut_for_humans_and_whole_in_json() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let long = "word ".repeat(1000);
+    fixture.enqueue("docs", &[("long".into(), steps(json!([{ "out": long }, { "err": "x".repeat(400) }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let human = fixture.drainctl(&["items", "show", "docs", "long"]).run();
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("result, 5001 bytes (its first 2000 characters; --json has all)"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("payload (its first 2000 characters; --json has all)"), "{}", human.stdout);
+    assert!(human.stdout.len() < 6000, "{}", human.stdout.len());
+    let json = fixture.drainctl(&["items", "show", "docs", "long", "--json"]).run().json();
+    assert_eq!(json["result"].as_str().unwrap().len(), 5001);
+}
+
+// ---------------------------------------------------------------------------------------
+// retry
+
+#[test]
+fn retry_dead_puts_dead_letters_back_with_attempts_reset_and_one_event() {
+    let fixture = seeded();
+    let result = fixture.drainctl(&["retry", "docs", "--dead", "--json"]).run();
+    result.assert_code(0);
+    let json = result.json();
+    assert_documented("drainctl retry", &json);
+    assert_eq!(json["retried"], 1);
+    assert_eq!(json["items"][0]["key"], "b");
+    assert_eq!(json["items"][0]["previous_state"], "dead");
+    let row = fixture
+        .client()
+        .query_one(
+            "SELECT state, attempts, available_at = $1::timestamptz, finished_at FROM items WHERE key = 'b'",
+            &[&chrono::DateTime::parse_from_rfc3339("2026-11-27T10:05:00Z").unwrap()],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "pending");
+    assert_eq!(row.get::<_, i32>(1), 0);
+    assert!(row.get::<_, bool>(2), "available now");
+    assert!(row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3).is_none());
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'items_retried'"), 1);
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'items_retried'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data, json!({ "count": 1, "keys": ["b"], "keys_truncated": false, "mode": "dead" }));
+
+    let again = fixture.drainctl(&["retry", "docs", "--dead"]).run();
+    again.assert_code(0);
+    assert_eq!(again.stdout.trim(), "docs: no dead items");
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'items_retried'"),
+        1,
+        "no event for nothing"
+    );
+}
+
+#[test]
+fn retry_key_takes_dead_or_pending_items_and_names_a_missing_key() {
+    let fixture = seeded();
+    let dead = fixture.drainctl(&["retry", "docs", "--key", "b"]).run();
+    dead.assert_code(0);
+    assert_eq!(dead.stdout.trim(), "docs: item \"b\" back to pending, attempts reset, available now");
+    assert_eq!(fixture.item("docs", "b"), ("pending".to_string(), 0, Some("exit code 3: boom".to_string())));
+    fixture.drainctl(&["retry", "docs", "--key", "d"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'items_retried'"), 2);
+
+    let done = fixture.drainctl(&["retry", "docs", "--key", "a", "--json"]).run();
+    done.assert_code(0);
+    let done = done.json();
+    assert_eq!(done["retried"], 0);
+    assert_eq!(done["skipped"], json!({ "key": "a", "state": "done" }));
+    assert_eq!(fixture.item("docs", "a").0, "done");
+
+    let missing = fixture.drainctl(&["retry", "docs", "--key", "no-such-key"]).run();
+    missing.assert_code(65);
+    assert!(missing.stderr.contains("no item with key \"no-such-key\""), "{}", missing.stderr);
+    assert_eq!(missing.stderr.lines().count(), 1);
+    fixture.drainctl(&["retry", "docs"]).run().assert_code(64);
+    fixture.drainctl(&["retry", "docs", "--dead", "--key", "b"]).run().assert_code(64);
+}
+
+// ---------------------------------------------------------------------------------------
 // completions and the generated reference
 
 #[test]
@@ -135,4 +453,23 @@ fn existing_commands_print_their_documented_json() {
     assert_documented("drainctl pause", &pause.json());
     let resume = fixture.drainctl(&["resume", "docs", "--json"]).run();
     assert_documented("drainctl resume", &resume.json());
+}
+
+#[test]
+fn long_cells_are_cut_so_tables_fit_100_columns() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let long_key = format!("k-{}", "x".repeat(150));
+    fixture.enqueue("docs", &[(long_key.clone(), steps(json!([{ "err": "e".repeat(300) }, { "exit": 1 }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    for args in [vec!["items", "docs"], vec!["events"]] {
+        let result = fixture.drainctl(&args).run();
+        result.assert_code(0);
+        assert_fits(&result.stdout);
+        assert!(result.stdout.contains('…'), "{args:?}: nothing was cut:\n{}", result.stdout);
+    }
+    let runs = fixture.drainctl(&["runs"]).run();
+    runs.assert_code(0);
+    assert_fits(&runs.stdout);
+    let json = fixture.drainctl(&["items", "docs", "--json"]).run().json();
+    assert_eq!(json["items"][0]["key"], long_key, "JSON is never cut");
 }
