@@ -24,6 +24,7 @@ pub mod events;
 pub mod items;
 pub mod migrate;
 pub mod migrate_command;
+pub mod notify;
 pub mod output;
 pub mod process;
 pub mod quota;

@@ -1,8 +1,10 @@
-//! The operator commands — `events`, `runs`, `items`, `retry`, `completions` — on a
-//! seeded database through the real binary. JSON outputs are checked against the fields
-//! documented in docs/json.md, and docs/cli.md against the clap definitions.
+//! The operator commands — `events`, `runs`, `items`, `retry`, `completions` — and
+//! notifications, on a seeded database through the real binary. JSON outputs are checked
+//! against the fields documented in docs/json.md, and docs/cli.md against the clap
+//! definitions.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -394,6 +396,97 @@ fn retry_key_takes_dead_or_pending_items_and_names_a_missing_key() {
     assert_eq!(missing.stderr.lines().count(), 1);
     fixture.drainctl(&["retry", "docs"]).run().assert_code(64);
     fixture.drainctl(&["retry", "docs", "--dead", "--key", "b"]).run().assert_code(64);
+}
+
+// ---------------------------------------------------------------------------------------
+// notifications
+
+fn dead_letter_with_notifier(notifier: &str, extra_defaults: &str) -> (Fixture, Finished, Duration) {
+    let fixture = Fixture::new(&config(&format!("notify_command = {notifier}\n{extra_defaults}"), ""), NOW);
+    fixture.enqueue("docs", &[("bad".into(), steps(json!([{ "err": "no good" }, { "exit": 4 }])))]);
+    let started = Instant::now();
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    (fixture, result, started.elapsed())
+}
+
+#[test]
+fn the_notifier_gets_the_dead_letter_event_as_json_on_stdin() {
+    let (fixture, result, _) = dead_letter_with_notifier(r#"["sh", "-c", "cat > TMPDIR/notified.json"]"#, "");
+    result.assert_code(0);
+    let text = std::fs::read_to_string(fixture.path("notified.json")).unwrap();
+    assert_eq!(text.lines().count(), 1, "one JSON object on one line: {text}");
+    let event: Value = serde_json::from_str(&text).unwrap();
+    assert_documented("Notifier input", &event);
+    assert_eq!(event["kind"], "item_dead_lettered");
+    assert_eq!(event["drain"], "docs");
+    assert_eq!(event["at"], "2026-11-27T10:00:00Z");
+    assert_eq!(event["message"], "item bad dead after 1 attempts: exit code 4: no good");
+    assert_eq!(event["data"]["attempt"], 1);
+    let (item_id, run_id): (i64, i64) = {
+        let row =
+            fixture.client().query_one("SELECT id, claimed_by FROM items WHERE key = 'bad'", &[]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((event["item_id"].as_i64(), event["run_id"].as_i64()), (Some(item_id), Some(run_id)));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'notify_failed'"), 0);
+}
+
+#[test]
+fn events_not_in_notify_on_are_not_sent() {
+    let (fixture, result, _) = dead_letter_with_notifier(
+        r#"["sh", "-c", "cat >> TMPDIR/notified.json"]"#,
+        "notify_on = [\"run_hung\"]\n",
+    );
+    result.assert_code(0);
+    assert!(!fixture.path("notified.json").exists());
+}
+
+#[test]
+fn a_failing_notifier_is_recorded_and_does_not_fail_the_pass() {
+    let (fixture, result, _) =
+        dead_letter_with_notifier(r#"["sh", "-c", "echo pager down >&2; exit 7"]"#, "");
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "drained");
+    assert_eq!(fixture.item("docs", "bad").0, "dead");
+    let row = fixture
+        .client()
+        .query_one("SELECT message, data, drain, item_id FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap();
+    let message: String = row.get(0);
+    let data: Value = row.get(1);
+    assert_eq!(message, "notify_command failed for event item_dead_lettered: exit code 7: pager down");
+    assert_eq!(data["reason"], "exit_code");
+    assert_eq!(data["exit_code"], 7);
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("docs"));
+    assert!(row.get::<_, Option<i64>>(3).is_some());
+
+    let (fixture, result, _) = dead_letter_with_notifier(r#"["/nonexistent/notifier"]"#, "");
+    result.assert_code(0);
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["reason"], "not_started");
+}
+
+#[test]
+fn a_hanging_notifier_is_killed_after_notify_timeout() {
+    let (fixture, result, elapsed) = dead_letter_with_notifier(
+        r#"["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]"#,
+        "notify_timeout = \"1s\"\n",
+    );
+    result.assert_code(0);
+    assert!(elapsed < Duration::from_secs(15), "the pass took {elapsed:?}");
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["reason"], "timed_out");
+    let pid: i32 = std::fs::read_to_string(fixture.path("notifier.pid")).unwrap().trim().parse().unwrap();
+    wait_until("the notifier to be gone", Duration::from_secs(10), || !pid_alive(pid));
+    assert!(!fixture.path("late").exists());
 }
 
 // ---------------------------------------------------------------------------------------
