@@ -53,6 +53,8 @@ pub enum Command {
     Items(ItemsArgs),
     /// Put dead items (or one dead or pending item) back to pending, attempts reset, available now
     Retry(RetryArgs),
+    /// Check configuration, database, schema, workers, folders and clock
+    Doctor(DoctorArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -359,6 +361,13 @@ pub struct RetryArgs {
     /// Retry this one item (dead or pending)
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

@@ -193,20 +193,25 @@ impl Config {
     /// and none of the default paths exists, an empty configuration is returned if
     /// `file_is_optional` (commands such as `migrate` that need only the database).
     pub fn discover(explicit: Option<&Path>, file_is_optional: bool) -> Result<Config> {
-        let named = explicit
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
-        let path = match named {
-            Some(path) => Some(path),
-            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
-        };
-        match path {
+        match Config::locate(explicit) {
             Some(path) => Config::load(&path),
             None if file_is_optional => Config::from_text("", None),
             None => Err(Error::Config(format!(
                 "no configuration file: pass --config PATH, set ${CONFIG_ENV}, or create {}",
                 DEFAULT_CONFIG_PATHS.join(" or ")
             ))),
+        }
+    }
+
+    /// The file [`Config::discover`] would read: `explicit`, else `$DRAINCTL_CONFIG`, else
+    /// the first default path that exists.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        let named = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+        match named {
+            Some(path) => Some(path),
+            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod config;
 pub mod context;
 pub mod controls;
 pub mod db;
+pub mod doctor;
 pub mod drain;
 pub mod duration;
 pub mod enqueue;
@@ -148,6 +149,9 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
         Command::Retry(args) => {
             let mut ctx = open(true)?;
             retry::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Doctor(args) => {
+            doctor::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, args.json))
         }
         Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
     }

@@ -1,6 +1,6 @@
-//! The operator commands — `events`, `runs`, `items`, `retry`, `completions` — and
-//! notifications, on a seeded database through the real binary. JSON outputs are checked
-//! against the fields documented in docs/json.md, and docs/cli.md against the clap
+//! The operator commands — `events`, `runs`, `items`, `retry`, `doctor`, `completions` —
+//! and notifications, on a seeded database through the real binary. JSON outputs are
+//! checked against the fields documented in docs/json.md, and docs/cli.md against the clap
 //! definitions.
 
 use std::path::Path;
@@ -487,6 +487,114 @@ fn a_hanging_notifier_is_killed_after_notify_timeout() {
     let pid: i32 = std::fs::read_to_string(fixture.path("notifier.pid")).unwrap().trim().parse().unwrap();
     wait_until("the notifier to be gone", Duration::from_secs(10), || !pid_alive(pid));
     assert!(!fixture.path("late").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// doctor
+
+#[test]
+fn doctor_passes_on_a_healthy_setup_and_applies_nothing() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(0);
+    for expected in [
+        "ok    config: configuration ",
+        "ok    database: database reachable (PostgreSQL ",
+        "warn  schema: migration(s) 0001_init not applied yet",
+        &format!("ok    worker: drain docs: worker {FAKE_WORKER}"),
+        "ok    timezone: time zone Asia/Jerusalem (from [defaults] timezone)",
+        "ok    log_dir: ",
+        "(created, mode 0700)",
+        "ok    clock_skew: clock within ",
+        "warn  injected_clock: DRAINCTL_NOW is set",
+        "healthy, with 2 warning(s)",
+    ] {
+        assert!(result.stdout.contains(expected), "{expected:?} not in\n{}", result.stdout);
+    }
+    assert!(result.stderr.is_empty(), "{}", result.stderr);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(fixture.path("logs")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"),
+        0,
+        "doctor reports, it does not migrate"
+    );
+
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let json = fixture.drainctl(&["doctor", "--json"]).run();
+    json.assert_code(0);
+    let json = json.json();
+    assert_documented("drainctl doctor", &json);
+    assert_eq!(json["healthy"], true);
+    assert_eq!(json["exit_code"], 0);
+    let schema = json["checks"].as_array().unwrap().iter().find(|c| c["check"] == "schema").unwrap().clone();
+    assert_eq!(schema["status"], "ok");
+    let worker = json["checks"].as_array().unwrap().iter().find(|c| c["check"] == "worker").unwrap().clone();
+    assert_eq!(worker["drain"], "docs");
+}
+
+#[test]
+fn doctor_reports_a_missing_worker_binary_with_exit_78() {
+    let fixture = Fixture::new(
+        &config("", "\n[[drain]]\nname = \"gone\"\ncommand = [\"no-such-worker-xyz\", \"-p\"]\nworkdir = \"missing\"\n"),
+        NOW,
+    );
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(78);
+    assert!(
+        result.stdout.contains(
+            "fail  worker: drain gone: worker \"no-such-worker-xyz\" not found on PATH; fix `command` in the configuration"
+        ),
+        "{}",
+        result.stdout
+    );
+    assert!(result.stdout.contains("fail  workdir: drain gone: workdir "), "{}", result.stdout);
+    assert!(
+        result.stdout.contains("ok    worker: drain docs"),
+        "other drains are still checked: {}",
+        result.stdout
+    );
+    assert!(result.stdout.ends_with("2 check(s) failed\n"), "{}", result.stdout);
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    assert!(result.stderr.contains("no-such-worker-xyz"), "{}", result.stderr);
+    let json = fixture.drainctl(&["doctor", "--json"]).run();
+    json.assert_code(78);
+    assert_eq!(json.json()["healthy"], false);
+}
+
+#[test]
+fn doctor_reports_an_unknown_zone_with_exit_78() {
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"Mars/Olympus\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n",
+        NOW,
+    );
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(78);
+    assert!(result.stdout.contains("fail  config: "), "{}", result.stdout);
+    assert!(
+        result.stdout.contains("fail  timezone: [defaults] timezone: unknown time zone \"Mars/Olympus\""),
+        "{}",
+        result.stdout
+    );
+    // The database is still checked, from the environment's URL.
+    assert!(result.stdout.contains("ok    database: "), "{}", result.stdout);
+}
+
+#[test]
+fn doctor_exits_69_when_the_database_is_unreachable_and_hides_the_password() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let result = fixture
+        .drainctl(&["doctor"])
+        .env(
+            "DRAINCTL_DATABASE_URL",
+            "postgres://drainctl:hunter2-secret@127.0.0.1:1/drainctl?connect_timeout=2",
+        )
+        .run();
+    result.assert_code(69);
+    assert!(result.stdout.contains("fail  database: cannot connect to the database"), "{}", result.stdout);
+    assert!(result.stdout.contains("skip  schema"), "{}", result.stdout);
+    assert!(!result.stdout.contains("hunter2") && !result.stderr.contains("hunter2"));
 }
 
 // ---------------------------------------------------------------------------------------
