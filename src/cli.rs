@@ -55,6 +55,8 @@ pub enum Command {
     Retry(RetryArgs),
     /// Check configuration, database, schema, workers, folders and clock
     Doctor(DoctorArgs),
+    /// Print Prometheus metrics, or write them to a node_exporter textfile
+    Metrics(MetricsArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -371,6 +373,13 @@ pub struct DoctorArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Write to this textfile atomically instead of stdout; without PATH, to [defaults] metrics_textfile
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub mod enqueue;
 pub mod error;
 pub mod events;
 pub mod items;
+pub mod metrics;
 pub mod migrate;
 pub mod migrate_command;
 pub mod notify;
@@ -152,6 +153,10 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
         }
         Command::Doctor(args) => {
             doctor::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, args.json))
+        }
+        Command::Metrics(args) => {
+            let mut ctx = open(true)?;
+            metrics::run(&mut ctx, &args).map(|r| (r, false))
         }
         Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
     }

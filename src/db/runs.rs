@@ -197,3 +197,30 @@ pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i6
     )?;
     Ok(rows.iter().map(run_from_row).collect())
 }
+
+/// Status and end of the latest finished run of `drain` that did real work (not
+/// `lock_skipped`); index `runs_drain_started`.
+pub fn last_finished_run(
+    client: &mut impl GenericClient,
+    drain: &str,
+) -> Result<Option<(String, DateTime<Utc>)>> {
+    let row = client.query_opt(
+        "SELECT status, finished_at FROM runs
+          WHERE drain = $1 AND finished_at IS NOT NULL AND status <> 'lock_skipped'
+          ORDER BY started_at DESC, id DESC LIMIT 1",
+        &[&drain],
+    )?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
+/// When the latest run of `drain` that completed at least one item ended (its last
+/// checkpoint while it is still running); index `runs_drain_started`.
+pub fn last_success_at(client: &mut impl GenericClient, drain: &str) -> Result<Option<DateTime<Utc>>> {
+    let row = client.query_opt(
+        "SELECT coalesce(finished_at, last_checkpoint_at) FROM runs
+          WHERE drain = $1 AND items_done > 0
+          ORDER BY started_at DESC, id DESC LIMIT 1",
+        &[&drain],
+    )?;
+    Ok(row.map(|row| row.get(0)))
+}

@@ -1,8 +1,9 @@
-//! The operator commands — `events`, `runs`, `items`, `retry`, `doctor`, `completions` —
-//! and notifications, on a seeded database through the real binary. JSON outputs are
-//! checked against the fields documented in docs/json.md, and docs/cli.md against the clap
-//! definitions.
+//! The operator commands — `events`, `runs`, `items`, `retry`, `doctor`, `metrics`,
+//! `completions` — and notifications, on a seeded database through the real binary. JSON
+//! outputs are checked against the fields documented in docs/json.md, and docs/cli.md
+//! against the clap definitions.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -396,6 +397,140 @@ fn retry_key_takes_dead_or_pending_items_and_names_a_missing_key() {
     assert_eq!(missing.stderr.lines().count(), 1);
     fixture.drainctl(&["retry", "docs"]).run().assert_code(64);
     fixture.drainctl(&["retry", "docs", "--dead", "--key", "b"]).run().assert_code(64);
+}
+
+// ---------------------------------------------------------------------------------------
+// metrics
+
+/// A small checker of the Prometheus text exposition format: every sample line is
+/// `name{labels} value` with a known family, every family has HELP and TYPE before its
+/// samples, and no series appears twice. Returns the samples (series -> value).
+fn check_exposition(text: &str) -> std::collections::HashMap<String, f64> {
+    let name = regex::Regex::new(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$").unwrap();
+    let sample = regex::Regex::new(
+        r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\})? (\S+)$"#,
+    )
+    .unwrap();
+    let mut help = HashSet::new();
+    let mut kind = HashSet::new();
+    let mut series = std::collections::HashMap::new();
+    assert!(text.ends_with('\n'), "exposition ends with a line feed");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let family = rest.split(' ').next().unwrap();
+            assert!(name.is_match(family), "bad family name in {line:?}");
+            assert!(help.insert(family.to_string()), "HELP twice for {family}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind_name) = rest.split_once(' ').unwrap();
+            assert!(["gauge", "counter", "untyped", "histogram", "summary"].contains(&kind_name), "{line}");
+            assert!(help.contains(family), "TYPE before HELP for {family}");
+            assert!(kind.insert(family.to_string()), "TYPE twice for {family}");
+        } else {
+            let captures = sample.captures(line).unwrap_or_else(|| panic!("bad sample line {line:?}"));
+            let family = &captures[1];
+            assert!(help.contains(family) && kind.contains(family), "{family} has no HELP/TYPE before it");
+            let value = captures.get(5).unwrap().as_str();
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            let key = line.rsplit_once(' ').unwrap().0.to_string();
+            assert!(series.insert(key, value).is_none(), "duplicate series {line:?}");
+        }
+    }
+    for family in &help {
+        assert!(kind.contains(family), "{family} has HELP but no TYPE");
+    }
+    series
+}
+
+#[test]
+fn the_exposition_checker_rejects_bad_text() {
+    for bad in [
+        "drainctl_x 1\n",
+        "# HELP a h\n# TYPE a gauge\na{b=\"c\"} 1\na{b=\"c\"} 2\n",
+        "# HELP a h\n# TYPE a gauge\na{b=c} 1\n",
+        "# HELP a h\n# TYPE a gauge\na 1 2 3\n",
+    ] {
+        assert!(std::panic::catch_unwind(|| check_exposition(bad)).is_err(), "{bad:?} passed");
+    }
+}
+
+#[test]
+fn metrics_describe_every_drain_in_valid_exposition_format() {
+    let fixture = Fixture::new(
+        &config(
+            "metrics_textfile = \"TMPDIR/textfile/drainctl.prom\"\n",
+            "quota_group = \"claude-chair\"\n\n[[drain]]\nname = \"idle\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"claude-chair\"\n",
+        ),
+        NOW,
+    );
+    fixture.enqueue(
+        "docs",
+        &[("a".into(), json!("a")), ("b".into(), steps(json!([{ "exit": 1 }]))), ("c".into(), json!("c"))],
+    );
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.drainctl(&["pause", "idle", "--note", "maintenance"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client
+        .execute(
+            "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
+             VALUES ('claude-chair', '2026-11-27T13:00:00Z', 'usage limit \"reached\"', now())",
+            &[],
+        )
+        .unwrap();
+    client
+        .execute("UPDATE drains SET burst_until = '2026-11-28T16:00:00Z' WHERE name = 'docs'", &[])
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
+             VALUES ('2026-11-27T09:50:00Z', '2026-11-27T09:50:00Z', 'h', 1, 'done', 1500)",
+            &[],
+        )
+        .unwrap();
+
+    let result = fixture.drainctl(&["metrics"]).run();
+    result.assert_code(0);
+    let series = check_exposition(&result.stdout);
+    let expect = |key: &str, value: f64| {
+        assert_eq!(series.get(key), Some(&value), "{key} in\n{}", result.stdout);
+    };
+    let ten_o_clock = 1_795_773_600.0; // 2026-11-27T10:00:00Z
+    expect("drainctl_items{drain=\"docs\",state=\"done\"}", 2.0);
+    expect("drainctl_items{drain=\"docs\",state=\"dead\"}", 1.0);
+    expect("drainctl_items{drain=\"docs\",state=\"pending\"}", 0.0);
+    expect("drainctl_items{drain=\"idle\",state=\"pending\"}", 0.0);
+    expect(
+        "drainctl_backoff_until_timestamp_seconds{quota_group=\"claude-chair\"}",
+        ten_o_clock + 3.0 * 3600.0,
+    );
+    expect("drainctl_burst_until_timestamp_seconds{drain=\"docs\"}", ten_o_clock + 30.0 * 3600.0);
+    expect("drainctl_burst_until_timestamp_seconds{drain=\"idle\"}", 0.0);
+    expect("drainctl_paused{drain=\"idle\"}", 1.0);
+    expect("drainctl_paused{drain=\"docs\"}", 0.0);
+    expect("drainctl_last_run_finished_timestamp_seconds{drain=\"docs\",status=\"drained\"}", ten_o_clock);
+    expect("drainctl_last_success_timestamp_seconds{drain=\"docs\"}", ten_o_clock);
+    expect("drainctl_last_success_timestamp_seconds{drain=\"idle\"}", 0.0);
+    expect("drainctl_supervisor_last_pass_timestamp_seconds", ten_o_clock - 600.0);
+    expect("drainctl_supervisor_last_pass_duration_seconds", 1.5);
+    assert!(
+        !series.keys().any(|key| key.contains("last_run_finished") && key.contains("idle")),
+        "no run, no series"
+    );
+
+    // --textfile without a value writes the configured file atomically, world-readable.
+    let written = fixture.drainctl(&["metrics", "--textfile"]).run();
+    written.assert_code(78);
+    assert!(written.stderr.contains("drainctl.prom"), "the missing folder is named: {}", written.stderr);
+    std::fs::create_dir(fixture.path("textfile")).unwrap();
+    let written = fixture.drainctl(&["metrics", "--textfile"]).run();
+    written.assert_code(0);
+    let path = fixture.path("textfile/drainctl.prom");
+    assert!(written.stdout.contains(&path.display().to_string()), "{}", written.stdout);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), result.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+    let other = fixture.path("other.prom");
+    fixture.drainctl(&["metrics", "--textfile", other.to_str().unwrap()]).run().assert_code(0);
+    check_exposition(&std::fs::read_to_string(&other).unwrap());
 }
 
 // ---------------------------------------------------------------------------------------
