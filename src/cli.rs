@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "drainctl",
     version,
     about = "Keeps quota-bound backlog work moving: one-shot passes over drains of work items in PostgreSQL",
-    propagate_version = true
+    propagate_version = true,
+    color = clap::ColorChoice::Never
 )]
 pub struct Cli {
     /// Configuration file [default: $DRAINCTL_CONFIG, ./drainctl.toml, /etc/drainctl/drainctl.toml]
@@ -51,6 +52,20 @@ pub enum Command {
     /// Tools for rate-limit classification
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Show recorded events, newest first
+    Events(EventsArgs),
+    /// List runs (passes of drains), newest first; `runs show ID` for one
+    Runs(RunsArgs),
+    /// List a drain's items; `items show NAME KEY` for one
+    Items(ItemsArgs),
+    /// Put dead items (or one dead or pending item) back to pending, attempts reset, available now
+    Retry(RetryArgs),
+    /// Check configuration, database, schema, workers, folders and clock
+    Doctor(DoctorArgs),
+    /// Print Prometheus metrics, or write them to a node_exporter textfile
+    Metrics(MetricsArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -220,4 +235,170 @@ pub struct QuotaTestArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// Most rows a list command prints.
+pub const MAX_LIST_LIMIT: i64 = 10_000;
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events of this drain
+    #[arg(long, value_name = "NAME")]
+    pub drain: Option<String>,
+    /// Only events from the last DURATION (e.g. "1d", "6h")
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Only events of this kind (e.g. item_dead_lettered)
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Show at most this many events
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "50",
+        value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
+    )]
+    pub limit: i64,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// Only runs of this drain
+    #[arg(long, value_name = "NAME")]
+    pub drain: Option<String>,
+    /// Show at most this many runs
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "20",
+        value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
+    )]
+    pub limit: i64,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Everything recorded about one run
+    Show(RunsShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsShowArgs {
+    /// Run id (from `drainctl runs`)
+    pub id: i64,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ItemsArgs {
+    #[command(subcommand)]
+    pub command: Option<ItemsCommand>,
+    /// Drain name
+    #[arg(required = true)]
+    pub name: Option<String>,
+    /// Only items in this state
+    #[arg(long, value_enum)]
+    pub state: Option<ItemState>,
+    /// Show at most this many items
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "50",
+        value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
+    )]
+    pub limit: i64,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ItemState {
+    Pending,
+    Running,
+    Done,
+    Dead,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Pending => "pending",
+            ItemState::Running => "running",
+            ItemState::Done => "done",
+            ItemState::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ItemsCommand {
+    /// Everything recorded about one item, with its attempt history
+    Show(ItemsShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ItemsShowArgs {
+    /// Drain name
+    pub name: String,
+    /// Item key
+    pub key: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Drain name
+    pub name: String,
+    /// Retry every dead item of the drain
+    #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+    pub dead: bool,
+    /// Retry this one item (dead or pending)
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Write to this textfile atomically instead of stdout; without PATH, to [defaults] metrics_textfile
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<Option<PathBuf>>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

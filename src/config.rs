@@ -45,6 +45,9 @@ pub const DEFAULT_CONCURRENCY: u32 = 1;
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PROFILE: &str = "claude";
+pub const DEFAULT_NOTIFY_ON: [&str; 5] =
+    ["run_hung", "run_crashed", "item_dead_lettered", "burst_expired", "backoff_set"];
+pub const DEFAULT_NOTIFY_TIMEOUT: &str = "10s";
 
 // ---------------------------------------------------------------------------------------
 // The file as written.
@@ -80,6 +83,8 @@ pub struct RawDefaults {
     pub suspected_backoff: Option<Spanned<String>>,
     pub kill_grace: Option<Spanned<String>>,
     pub supervise_interval: Option<Spanned<String>>,
+    pub notify_on: Option<Spanned<Vec<String>>>,
+    pub notify_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +159,10 @@ pub struct Defaults {
     pub suspected_backoff: Duration,
     pub kill_grace: Duration,
     pub supervise_interval: Duration,
+    /// Event kinds that run `notify_command`.
+    pub notify_on: Vec<String>,
+    /// The notifier's process group is killed after this.
+    pub notify_timeout: Duration,
 }
 
 impl Defaults {
@@ -201,20 +210,25 @@ impl Config {
     /// and none of the default paths exists, an empty configuration is returned if
     /// `file_is_optional` (commands such as `migrate` that need only the database).
     pub fn discover(explicit: Option<&Path>, file_is_optional: bool) -> Result<Config> {
-        let named = explicit
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
-        let path = match named {
-            Some(path) => Some(path),
-            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
-        };
-        match path {
+        match Config::locate(explicit) {
             Some(path) => Config::load(&path),
             None if file_is_optional => Config::from_text("", None),
             None => Err(Error::Config(format!(
                 "no configuration file: pass --config PATH, set ${CONFIG_ENV}, or create {}",
                 DEFAULT_CONFIG_PATHS.join(" or ")
             ))),
+        }
+    }
+
+    /// The file [`Config::discover`] would read: `explicit`, else `$DRAINCTL_CONFIG`, else
+    /// the first default path that exists.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        let named = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+        match named {
+            Some(path) => Some(path),
+            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
         }
     }
 
@@ -378,7 +392,34 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         Some(command) => Some(resolve_command(command.into_inner(), base_dir)),
         None => None,
     };
+    let notify_on = match &raw.notify_on {
+        Some(kinds) => {
+            let mut list = Vec::with_capacity(kinds.get_ref().len());
+            for kind in kinds.get_ref() {
+                if !crate::notify::KNOWN_EVENT_KINDS.contains(&kind.as_str()) {
+                    return Err(source.error_for(
+                        kinds,
+                        &format!(
+                            "notify_on: unknown event kind {kind:?}; known: {}",
+                            crate::notify::KNOWN_EVENT_KINDS.join(", ")
+                        ),
+                    ));
+                }
+                if !list.contains(kind) {
+                    list.push(kind.clone());
+                }
+            }
+            list
+        }
+        None => DEFAULT_NOTIFY_ON.iter().map(|kind| kind.to_string()).collect(),
+    };
+    let notify_timeout = duration(&raw.notify_timeout, "notify_timeout", DEFAULT_NOTIFY_TIMEOUT)?;
+    if let Some(value) = raw.notify_timeout.as_ref().filter(|_| notify_timeout.is_zero()) {
+        return Err(source.error_for(value, "notify_timeout: must be more than 0s"));
+    }
     Ok(Defaults {
+        notify_on,
+        notify_timeout,
         timezone,
         burst_default_until,
         burst_max: duration(&raw.burst_max, "burst_max", DEFAULT_BURST_MAX)?,
@@ -685,6 +726,30 @@ mod tests {
         assert!(drain.window.is_none());
         assert_eq!(config.defaults.burst_max, Duration::from_secs(14 * 86400));
         assert_eq!(config.defaults.default_backoff, Duration::from_secs(3600));
+        assert_eq!(config.defaults.notify_on, DEFAULT_NOTIFY_ON.map(String::from).to_vec());
+        assert_eq!(config.defaults.notify_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn notify_settings_are_checked() {
+        let config = resolve(
+            "[defaults]\nnotify_command = [\"notify\"]\nnotify_on = [\"run_hung\", \"run_hung\", \"notify_failed\"]\nnotify_timeout = \"3s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.defaults.notify_on, ["run_hung", "notify_failed"]);
+        assert_eq!(config.defaults.notify_timeout, Duration::from_secs(3));
+        for (text, location, fragment) in [
+            (
+                "[defaults]\nnotify_on = [\"run_hang\"]\n",
+                ":2:13:",
+                "unknown event kind \"run_hang\"; known: ",
+            ),
+            ("[defaults]\nnotify_timeout = \"0s\"\n", ":2:18:", "notify_timeout: must be more than 0s"),
+            ("[defaults]\nnotify_timeout = \"soon\"\n", ":2:18:", "invalid duration \"soon\""),
+        ] {
+            let message = resolve(text).unwrap_err().to_string();
+            assert!(message.contains(location) && message.contains(fragment), "{message}");
+        }
     }
 
     #[test]

@@ -28,3 +28,20 @@ impl Context {
         Ok(Context { config, clock, client })
     }
 }
+
+impl Context {
+    /// A `--drain NAME` filter of a history command: a configured drain, or one that has
+    /// left the configuration but still has rows; otherwise the usual "unknown drain" error.
+    pub fn history_drain(&mut self, name: &str) -> Result<String> {
+        match self.config.drain(name) {
+            Ok(drain) => Ok(drain.name.clone()),
+            Err(error) => {
+                if crate::db::drains::drain_row_exists(&mut self.client, name)? {
+                    Ok(name.to_string())
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+}

@@ -504,7 +504,7 @@ impl Pass<'_> {
             WorkerExit::Signal(_) => None,
         };
         let max_attempts = self.drain.max_attempts as i32;
-        let failure = in_transaction(self.client, |tx| {
+        let (failure, recorded) = in_transaction(self.client, |tx| {
             let failure = items::fail_item(
                 tx,
                 item.id,
@@ -530,17 +530,23 @@ impl Pass<'_> {
                 )),
                 Failure::Retry(_) => None,
             };
-            if let Some(event) = event {
-                let event = event.drain(&self.drain.name).run(self.run_id).item(item.id).data(json!({
+            let event = event.map(|event| {
+                event.drain(&self.drain.name).run(self.run_id).item(item.id).data(json!({
                     "attempt": item.attempt,
                     "outcome": kind,
                     "error": error,
                     "stderr_tail": String::from_utf8_lossy(tail(&report.stderr_tail, 2048)),
-                }));
-                record_event(tx, &event, now)?;
+                }))
+            });
+            if let Some(event) = &event {
+                record_event(tx, event, now)?;
             }
-            Ok(failure)
+            Ok((failure, event))
         })?;
+        if let Some(event) = &recorded {
+            // After the commit: the notifier must never hold the transaction open.
+            crate::notify::notify(self.config, self.client, event, now);
+        }
         if failure != Failure::ClaimLost {
             self.failed += 1;
         }

@@ -10,23 +10,31 @@
 pub mod backoff;
 pub mod burst;
 pub mod cli;
+pub mod cli_docs;
 pub mod clock;
 pub mod config;
 pub mod context;
 pub mod controls;
 pub mod db;
+pub mod doctor;
 pub mod drain;
 pub mod duration;
 pub mod enqueue;
 pub mod error;
+pub mod events;
+pub mod items;
+pub mod metrics;
 pub mod migrate;
 pub mod migrate_command;
+pub mod notify;
 pub mod output;
 pub mod process;
 pub mod quota;
 pub mod quota_command;
 pub mod ratelimit;
 pub mod reap;
+pub mod retry;
+pub mod runs;
 pub mod signals;
 pub mod status;
 pub mod supervise;
@@ -130,5 +138,37 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
             let mut ctx = open(true)?;
             status::run(&mut ctx).map(|r| (r, args.json))
         }
+        Command::Events(args) => {
+            let mut ctx = open(true)?;
+            events::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Runs(args) => {
+            let as_json = match &args.command {
+                Some(cli::RunsCommand::Show(show)) => show.json,
+                None => args.json,
+            };
+            let mut ctx = open(true)?;
+            runs::run(&mut ctx, &args).map(|r| (r, as_json))
+        }
+        Command::Items(args) => {
+            let as_json = match &args.command {
+                Some(cli::ItemsCommand::Show(show)) => show.json,
+                None => args.json,
+            };
+            let mut ctx = open(true)?;
+            items::run(&mut ctx, &args).map(|r| (r, as_json))
+        }
+        Command::Retry(args) => {
+            let mut ctx = open(true)?;
+            retry::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Doctor(args) => {
+            doctor::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, args.json))
+        }
+        Command::Metrics(args) => {
+            let mut ctx = open(true)?;
+            metrics::run(&mut ctx, &args).map(|r| (r, false))
+        }
+        Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
     }
 }

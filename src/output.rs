@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
 
 /// The result of a command: human text, the same data as JSON, and the exit code.
@@ -43,24 +45,35 @@ impl Report {
     }
 }
 
-/// Render rows as an aligned table with a header; the last column is not padded.
+/// Widest line a table may print; wider cells are cut with "…".
+pub const TABLE_WIDTH: usize = 100;
+/// Columns never shrink below this (or their header), however wide the table.
+const MIN_COLUMN_WIDTH: usize = 6;
+/// Spaces between columns.
+const COLUMN_GAP: usize = 2;
+
+/// Render rows as an aligned table with a header, at most [`TABLE_WIDTH`] columns wide:
+/// the widest columns are narrowed first and their cells cut with "…". Line breaks and
+/// tabs inside a cell become spaces. The last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let columns = header.len();
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|row| row.iter().take(columns).map(|cell| one_line(cell)).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (index, cell) in row.iter().enumerate().take(columns) {
+    for row in &rows {
+        for (index, cell) in row.iter().enumerate() {
             widths[index] = widths[index].max(cell.chars().count());
         }
     }
+    fit_widths(&mut widths, header, TABLE_WIDTH);
     let mut out = String::new();
     let mut push_row = |cells: Vec<&str>| {
         let mut line = String::new();
         for (index, cell) in cells.iter().enumerate() {
-            if index + 1 == cells.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                let pad = widths[index].saturating_sub(cell.chars().count()) + 2;
+            let cell = truncate(cell, widths[index]);
+            line.push_str(&cell);
+            if index + 1 < cells.len() {
+                let pad = widths[index].saturating_sub(cell.chars().count()) + COLUMN_GAP;
                 line.push_str(&" ".repeat(pad));
             }
         }
@@ -68,15 +81,92 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     push_row(header.to_vec());
-    for row in rows {
+    for row in &rows {
         push_row(row.iter().map(String::as_str).collect());
     }
     out
 }
 
 /// An instant as the operator reads it: `Sat 2026-11-28 18:00 IST`.
-pub fn local_time(at: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> String {
+pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
     at.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// Narrow the widest column, one character at a time, until the line fits `limit` or no
+/// column can shrink any further.
+fn fit_widths(widths: &mut [usize], header: &[&str], limit: usize) {
+    let total = |widths: &[usize]| widths.iter().sum::<usize>() + COLUMN_GAP * widths.len().saturating_sub(1);
+    let floor: Vec<usize> = header
+        .iter()
+        .zip(widths.iter())
+        .map(|(h, w)| (*w).min(h.chars().count().max(MIN_COLUMN_WIDTH)))
+        .collect();
+    while total(widths) > limit {
+        let widest = widths
+            .iter()
+            .enumerate()
+            .filter(|(index, width)| **width > floor[*index])
+            .max_by_key(|(index, width)| (**width, std::cmp::Reverse(*index)))
+            .map(|(index, _)| index);
+        match widest {
+            Some(index) => widths[index] -= 1,
+            None => break,
+        }
+    }
+}
+
+/// `key  value` lines with the values aligned; values are made one line each.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(key, _)| key.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in pairs {
+        let line = format!("{key:<width$}  {}", one_line(value));
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` cut to `width` characters, ending in "…" when it was cut.
+pub fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Text for one table cell or one `key: value` line: line breaks, tabs and other
+/// control characters become spaces.
+pub fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// An instant as humans read it in a table: `2026-11-27 12:00 IST` in `zone`.
+pub fn local_minute(at: DateTime<Utc>, zone: Tz) -> String {
+    at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// An instant with seconds, for detail views: `2026-11-27 12:00:05 IST`.
+pub fn local_second(at: DateTime<Utc>, zone: Tz) -> String {
+    at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+/// `4m ago` / `in 2d 3h` for `at` seen from `now`.
+pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    crate::duration::format_relative(at - now)
+}
+
+/// `2026-11-27 12:00:05 IST (4m ago)`, or `-` when there is no instant.
+pub fn instant_and_age(at: Option<DateTime<Utc>>, now: DateTime<Utc>, zone: Tz) -> String {
+    match at {
+        Some(at) => format!("{} ({})", local_second(at, zone), relative(at, now)),
+        None => "-".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +183,39 @@ mod tests {
             ],
         );
         assert_eq!(text, "DRAIN    STATE    NOTE\nhalacha  idle     x\nm        running\n");
+    }
+
+    #[test]
+    fn wide_tables_fit_by_cutting_the_widest_cells() {
+        let long = "x".repeat(300);
+        let text = table(
+            &["ID", "KIND", "MESSAGE"],
+            &[
+                vec!["1".into(), "item_dead_lettered".into(), long.clone()],
+                vec!["22".into(), "k".into(), "short\nline".into()],
+            ],
+        );
+        for line in text.lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH, "{line:?} is too wide");
+        }
+        assert!(text.contains("item_dead_lettered"), "{text}");
+        assert!(text.lines().nth(1).unwrap().ends_with('…'), "{text}");
+        assert!(text.contains("short line"), "{text}");
+    }
+
+    #[test]
+    fn narrow_columns_keep_their_header_width() {
+        let mut widths = vec![2, 200, 200];
+        fit_widths(&mut widths, &["ID", "A", "BBBBBBBBBB"], 40);
+        assert_eq!(widths[0], 2);
+        assert!(widths[2] >= 10);
+        assert_eq!(widths.iter().sum::<usize>() + 4, 40);
+    }
+
+    #[test]
+    fn truncate_marks_the_cut() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("שלום עולם", 5), "שלום…");
     }
 }

@@ -51,16 +51,11 @@ pub struct Decision {
     pub drain: String,
     pub action: Action,
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<&'static str>,
     /// Filled in when applied: the started process, or what went wrong.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -221,7 +216,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         )?;
         return Ok(Report::new(
             "supervise: lock_skipped: another supervise pass is running",
-            json!({ "status": "lock_skipped", "fired_at": fired_at, "scheduled_for": scheduled_for }),
+            json!({
+                "status": "lock_skipped",
+                "fired_at": fired_at,
+                "scheduled_for": scheduled_for,
+                "decisions": [],
+            }),
         ));
     }
     let zone = config.defaults.timezone;
@@ -258,6 +258,20 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                 decisions: serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
             },
         )?;
+        if let Some(path) = &config.defaults.metrics_textfile {
+            let written = crate::metrics::render_metrics(client, config, clock.now())
+                .and_then(|text| crate::metrics::write_textfile(path, &text));
+            if let Err(error) = written {
+                had_error = true;
+                let message = format!(
+                    "could not write metrics_textfile {}: {}",
+                    path.display(),
+                    error.display_scrubbed()
+                );
+                log::error!("{message}");
+                record_event_or_log(client, &Event::new("supervise_error", message), clock.now());
+            }
+        }
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
         log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
     }
@@ -366,16 +380,18 @@ fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime
     let controls = ensure_drain(client, drain, now)?;
     let Some(until) = controls.burst_until.filter(|until| *until <= now) else { return Ok(()) };
     let mut transaction = client.transaction()?;
-    if clear_burst(&mut transaction, drain, Some(until))? {
-        let event = Event::new(
-            "burst_expired",
-            format!("burst of {drain} expired at {}", local(until, config.defaults.timezone)),
-        )
-        .drain(drain)
-        .data(json!({ "burst_until": until, "note": controls.burst_note }));
-        record_event(&mut transaction, &event, now)?;
+    if !clear_burst(&mut transaction, drain, Some(until))? {
+        return Ok(());
     }
+    let event = Event::new(
+        "burst_expired",
+        format!("burst of {drain} expired at {}", local(until, config.defaults.timezone)),
+    )
+    .drain(drain)
+    .data(json!({ "burst_until": until, "note": controls.burst_note }));
+    record_event(&mut transaction, &event, now)?;
     transaction.commit()?;
+    crate::notify::notify(config, client, &event, now);
     Ok(())
 }
 

@@ -147,3 +147,9 @@ pub fn clear_burst(
     };
     Ok(updated > 0)
 }
+
+/// Has drainctl ever seen a drain called `name` (it may have left the configuration)?
+pub fn drain_row_exists(client: &mut impl GenericClient, name: &str) -> Result<bool> {
+    let row = client.query_one("SELECT EXISTS (SELECT 1 FROM drains WHERE name = $1)", &[&name])?;
+    Ok(row.get(0))
+}

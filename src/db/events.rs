@@ -83,3 +83,58 @@ pub fn record_event_or_log(client: &mut impl GenericClient, event: &Event, at: D
         log::error!("could not record event {} ({}): {error}", event.kind, event.message);
     }
 }
+
+/// A recorded event, as `events` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub drain: Option<String>,
+    pub quota_group: Option<String>,
+    pub run_id: Option<i64>,
+    pub item_id: Option<i64>,
+    pub message: String,
+    pub data: Value,
+}
+
+/// Which events [`list_events`] returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter<'a> {
+    pub drain: Option<&'a str>,
+    pub since: Option<DateTime<Utc>>,
+    pub kind: Option<&'a str>,
+}
+
+/// Events matching `filter`, newest first, at most `limit` (index `events_at` or
+/// `events_drain_at`).
+pub fn list_events(
+    client: &mut impl GenericClient,
+    filter: &EventFilter,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    let rows = client.query(
+        "SELECT id, at, kind, drain, quota_group, run_id, item_id, message, data
+           FROM events
+          WHERE ($1::text IS NULL OR drain = $1)
+            AND ($2::timestamptz IS NULL OR at >= $2)
+            AND ($3::text IS NULL OR kind = $3)
+          ORDER BY at DESC, id DESC
+          LIMIT $4",
+        &[&filter.drain, &filter.since, &filter.kind, &limit],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| EventRow {
+            id: row.get(0),
+            at: row.get(1),
+            kind: row.get(2),
+            drain: row.get(3),
+            quota_group: row.get(4),
+            run_id: row.get(5),
+            item_id: row.get(6),
+            message: row.get(7),
+            data: row.get(8),
+        })
+        .collect())
+}

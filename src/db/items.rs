@@ -393,3 +393,202 @@ pub fn count_by_state(client: &mut impl GenericClient, drain: &str) -> Result<St
     }
     Ok(counts)
 }
+
+/// One line of `items NAME`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemRow {
+    pub id: i64,
+    pub key: String,
+    pub state: String,
+    pub attempts: i32,
+    pub available_at: DateTime<Utc>,
+    pub claimed_by: Option<i64>,
+    pub last_error: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn item_row_from(row: &postgres::Row) -> ItemRow {
+    ItemRow {
+        id: row.get(0),
+        key: row.get(1),
+        state: row.get(2),
+        attempts: row.get(3),
+        available_at: row.get(4),
+        claimed_by: row.get(5),
+        last_error: row.get(6),
+        enqueued_at: row.get(7),
+        updated_at: row.get(8),
+        finished_at: row.get(9),
+    }
+}
+
+/// Items of `drain`, at most `limit`. Pending items come in claim order (index
+/// `items_pending_available`); any other listing shows the most recently changed first.
+pub fn list_items(
+    client: &mut impl GenericClient,
+    drain: &str,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ItemRow>> {
+    let rows = if state == Some("pending") {
+        client.query(
+            "SELECT id, key, state, attempts, available_at, claimed_by, last_error, enqueued_at,
+                    updated_at, finished_at
+               FROM items WHERE drain = $1 AND state = 'pending'
+              ORDER BY available_at, id LIMIT $2",
+            &[&drain, &limit],
+        )?
+    } else {
+        client.query(
+            "SELECT id, key, state, attempts, available_at, claimed_by, last_error, enqueued_at,
+                    updated_at, finished_at
+               FROM items WHERE drain = $1 AND ($2::text IS NULL OR state = $2)
+              ORDER BY updated_at DESC, id DESC LIMIT $3",
+            &[&drain, &state, &limit],
+        )?
+    };
+    Ok(rows.iter().map(item_row_from).collect())
+}
+
+/// Everything stored about one item.
+#[derive(Debug, Clone)]
+pub struct ItemDetail {
+    pub row: ItemRow,
+    pub payload: Value,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub stderr_tail: Option<Vec<u8>>,
+    pub result: Option<Vec<u8>>,
+}
+
+/// The item `key` of `drain`, if there is one.
+pub fn get_item(client: &mut impl GenericClient, drain: &str, key: &str) -> Result<Option<ItemDetail>> {
+    let row = client.query_opt(
+        "SELECT id, key, state, attempts, available_at, claimed_by, last_error, enqueued_at,
+                updated_at, finished_at, payload, claimed_at, stderr_tail, result
+           FROM items WHERE drain = $1 AND key = $2",
+        &[&drain, &key],
+    )?;
+    Ok(row.map(|row| ItemDetail {
+        row: item_row_from(&row),
+        payload: row.get(10),
+        claimed_at: row.get(11),
+        stderr_tail: row.get(12),
+        result: row.get(13),
+    }))
+}
+
+/// One attempt of an item, from the `attempts` table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    pub run_id: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// Every attempt of `item_id`, oldest first (index `attempts_item`).
+pub fn list_attempts(client: &mut impl GenericClient, item_id: i64) -> Result<Vec<AttemptRow>> {
+    let rows = client.query(
+        "SELECT attempt, run_id, started_at, finished_at, outcome, exit_code, error
+           FROM attempts WHERE item_id = $1 ORDER BY id",
+        &[&item_id],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| AttemptRow {
+            attempt: row.get(0),
+            run_id: row.get(1),
+            started_at: row.get(2),
+            finished_at: row.get(3),
+            outcome: row.get(4),
+            exit_code: row.get(5),
+            error: row.get(6),
+        })
+        .collect())
+}
+
+/// An item put back to pending by `retry`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetriedItem {
+    pub id: i64,
+    pub key: String,
+    pub previous_state: String,
+    pub previous_attempts: i32,
+}
+
+/// Every dead item of `drain` back to pending, attempts 0, available at `now`. The last
+/// error stays until the next attempt replaces it.
+pub fn retry_dead_items(
+    client: &mut impl GenericClient,
+    drain: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<RetriedItem>> {
+    let rows = client.query(
+        "WITH old AS (SELECT id, attempts FROM items WHERE drain = $1 AND state = 'dead' FOR UPDATE)
+         UPDATE items i SET state = 'pending', attempts = 0, available_at = $2, claimed_by = NULL,
+                claimed_at = NULL, finished_at = NULL, updated_at = $2
+           FROM old WHERE i.id = old.id
+         RETURNING i.id, i.key, old.attempts",
+        &[&drain, &now],
+    )?;
+    let mut retried: Vec<RetriedItem> = rows
+        .iter()
+        .map(|row| RetriedItem {
+            id: row.get(0),
+            key: row.get(1),
+            previous_state: "dead".to_string(),
+            previous_attempts: row.get(2),
+        })
+        .collect();
+    retried.sort_by_key(|item| item.id);
+    Ok(retried)
+}
+
+/// What [`retry_item`] found.
+#[derive(Debug, Clone)]
+pub enum RetryOne {
+    Retried(RetriedItem),
+    /// The item is running or done: left alone.
+    NotRetryable {
+        state: String,
+    },
+    Missing,
+}
+
+/// The item `key` back to pending (attempts 0, available at `now`) if it is dead or pending.
+pub fn retry_item(
+    client: &mut impl GenericClient,
+    drain: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<RetryOne> {
+    let Some(current) = client.query_opt(
+        "SELECT id, state, attempts FROM items WHERE drain = $1 AND key = $2 FOR UPDATE",
+        &[&drain, &key],
+    )?
+    else {
+        return Ok(RetryOne::Missing);
+    };
+    let id: i64 = current.get(0);
+    let state: String = current.get(1);
+    if state != "dead" && state != "pending" {
+        return Ok(RetryOne::NotRetryable { state });
+    }
+    client.execute(
+        "UPDATE items SET state = 'pending', attempts = 0, available_at = $2, claimed_by = NULL,
+                claimed_at = NULL, finished_at = NULL, updated_at = $2
+          WHERE id = $1",
+        &[&id, &now],
+    )?;
+    Ok(RetryOne::Retried(RetriedItem {
+        id,
+        key: key.to_string(),
+        previous_state: state,
+        previous_attempts: current.get(2),
+    }))
+}

@@ -101,3 +101,15 @@ pub fn in_transaction<T>(
     transaction.commit()?;
     Ok(value)
 }
+
+/// The database server's clock (`now()`), for the clock-skew check of `doctor`.
+pub fn server_now(client: &mut Client) -> Result<chrono::DateTime<chrono::Utc>> {
+    let row = client.query_one("SELECT now()", &[])?;
+    Ok(row.get(0))
+}
+
+/// The server's version string (`server_version`), e.g. `16.4`.
+pub fn server_version(client: &mut Client) -> Result<String> {
+    let row = client.query_one("SELECT current_setting('server_version')", &[])?;
+    Ok(row.get(0))
+}

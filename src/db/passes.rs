@@ -39,3 +39,13 @@ pub fn last_pass_at(client: &mut impl GenericClient) -> Result<Option<DateTime<U
     let row = client.query_one("SELECT max(fired_at) FROM supervisor_passes WHERE status = 'done'", &[])?;
     Ok(row.get(0))
 }
+
+/// When the last acting pass fired and how long it took (index `supervisor_passes_fired`).
+pub fn last_pass(client: &mut impl GenericClient) -> Result<Option<(DateTime<Utc>, i32)>> {
+    let row = client.query_opt(
+        "SELECT fired_at, duration_ms FROM supervisor_passes WHERE status = 'done'
+          ORDER BY fired_at DESC, id DESC LIMIT 1",
+        &[],
+    )?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}

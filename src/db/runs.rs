@@ -192,3 +192,43 @@ pub fn get_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<Ru
     )?;
     Ok(row.as_ref().map(run_from_row))
 }
+
+/// The latest runs (of one drain, or all), newest first, at most `limit`.
+pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
+    let rows = client.query(
+        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
+                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
+                finished_at, note, log_path
+           FROM runs WHERE ($1::text IS NULL OR drain = $1)
+          ORDER BY started_at DESC, id DESC LIMIT $2",
+        &[&drain, &limit],
+    )?;
+    Ok(rows.iter().map(run_from_row).collect())
+}
+
+/// Status and end of the latest finished run of `drain` that did real work (not
+/// `lock_skipped`); index `runs_drain_started`.
+pub fn last_finished_run(
+    client: &mut impl GenericClient,
+    drain: &str,
+) -> Result<Option<(String, DateTime<Utc>)>> {
+    let row = client.query_opt(
+        "SELECT status, finished_at FROM runs
+          WHERE drain = $1 AND finished_at IS NOT NULL AND status <> 'lock_skipped'
+          ORDER BY started_at DESC, id DESC LIMIT 1",
+        &[&drain],
+    )?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
+/// When the latest run of `drain` that completed at least one item ended (its last
+/// checkpoint while it is still running); index `runs_drain_started`.
+pub fn last_success_at(client: &mut impl GenericClient, drain: &str) -> Result<Option<DateTime<Utc>>> {
+    let row = client.query_opt(
+        "SELECT coalesce(finished_at, last_checkpoint_at) FROM runs
+          WHERE drain = $1 AND items_done > 0
+          ORDER BY started_at DESC, id DESC LIMIT 1",
+        &[&drain],
+    )?;
+    Ok(row.map(|row| row.get(0)))
+}

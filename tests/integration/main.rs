@@ -6,5 +6,6 @@ mod config_errors;
 mod drain_pass;
 mod enqueue;
 mod migrations;
+mod operator;
 mod rate_limits;
 mod supervise;

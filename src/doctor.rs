@@ -1,0 +1,497 @@
+//! `drainctl doctor`: is this deployment able to work? One line per check.
+//!
+//! Unlike every other command, doctor opens nothing in advance: it loads the configuration
+//! itself (so a bad file is a failed check, not an early exit), connects, reads the schema
+//! state without applying anything, and looks at what the drains need on this machine:
+//! worker programs on PATH (the worker's own PATH when its `env` sets one), working
+//! folders, the time zone, a writable log folder (created owner-only when missing), the
+//! metrics textfile folder, and the clock compared with the database's. The exit code is
+//! that of the first failed check in the order shown: 78 for configuration, workers, zone
+//! and folders, 69 when the database cannot be reached; 0 when nothing failed (warnings,
+//! such as a pending migration or clock skew, do not fail).
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::DoctorArgs;
+use crate::clock::Clock;
+use crate::config::{local_zone, parse_zone, Config};
+use crate::error::{EXIT_CONFIG, EXIT_OK};
+use crate::output::Report;
+
+/// More clock difference than this between drainctl and the database is a warning.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skip,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Check {
+    name: &'static str,
+    drain: Option<String>,
+    status: Status,
+    message: String,
+    /// The exit code this check asks for when it failed.
+    exit_code: u8,
+}
+
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn push(&mut self, name: &'static str, status: Status, message: impl Into<String>) {
+        self.0.push(Check { name, drain: None, status, message: message.into(), exit_code: EXIT_OK });
+    }
+
+    fn fail(&mut self, name: &'static str, exit_code: u8, message: impl Into<String>) {
+        self.0.push(Check { name, drain: None, status: Status::Fail, message: message.into(), exit_code });
+    }
+
+    fn for_drain(&mut self, drain: &str) {
+        if let Some(last) = self.0.last_mut() {
+            last.drain = Some(drain.to_string());
+        }
+    }
+}
+
+pub fn run(
+    config_path: Option<&Path>,
+    lock_timeout: Duration,
+    _args: &DoctorArgs,
+) -> crate::error::Result<Report> {
+    let mut checks = Checks::default();
+    let clock = match Clock::from_env() {
+        Ok(clock) => clock,
+        Err(error) => {
+            checks.fail("clock", error.exit_code(), error.to_string());
+            Clock::system()
+        }
+    };
+
+    let loaded = Config::discover(config_path, false);
+    let config = match loaded {
+        Ok(config) => {
+            let source = config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            checks.push(
+                "config",
+                Status::Ok,
+                format!("configuration {source} is valid ({} drain(s))", config.drains.len()),
+            );
+            Some(config)
+        }
+        Err(error) => {
+            checks.fail("config", error.exit_code(), error.display_scrubbed());
+            None
+        }
+    };
+
+    // Without a usable file, the database URL may still come from the environment.
+    let database_url = match &config {
+        Some(config) => config.require_database_url().cloned(),
+        None => Config::from_text("", None).and_then(|empty| empty.require_database_url().cloned()),
+    };
+    let mut client = match database_url {
+        Err(error) => {
+            checks.fail("database", error.exit_code(), error.display_scrubbed());
+            None
+        }
+        Ok(url) => match crate::db::connect(&url) {
+            Ok(mut client) => {
+                let version = crate::db::server_version(&mut client).unwrap_or_else(|_| "unknown".into());
+                checks.push(
+                    "database",
+                    Status::Ok,
+                    format!("database reachable (PostgreSQL {version}, URL from {})", url.source),
+                );
+                Some(client)
+            }
+            Err(error) => {
+                checks.fail("database", error.exit_code(), error.display_scrubbed());
+                None
+            }
+        },
+    };
+
+    match client.as_mut() {
+        Some(client) => check_schema(&mut checks, client, lock_timeout),
+        None => checks.push("schema", Status::Skip, "schema not checked: no database connection"),
+    }
+
+    match &config {
+        Some(config) => {
+            for drain in &config.drains {
+                let path_override = drain
+                    .env
+                    .iter()
+                    .find(|(name, _)| name == "PATH")
+                    .map(|(_, value)| OsStr::new(value.as_str()));
+                let program = drain.command.first().map(String::as_str).unwrap_or_default();
+                match find_program(program, path_override) {
+                    Ok(found) => checks.push(
+                        "worker",
+                        Status::Ok,
+                        format!("drain {}: worker {}", drain.name, found.display()),
+                    ),
+                    Err(problem) => checks.fail(
+                        "worker",
+                        EXIT_CONFIG,
+                        format!("drain {}: worker {problem}; fix `command` in the configuration", drain.name),
+                    ),
+                }
+                checks.for_drain(&drain.name);
+                if let Some(workdir) = &drain.workdir {
+                    if workdir.is_dir() {
+                        checks.push(
+                            "workdir",
+                            Status::Ok,
+                            format!("drain {}: workdir {}", drain.name, workdir.display()),
+                        );
+                    } else {
+                        checks.fail(
+                            "workdir",
+                            EXIT_CONFIG,
+                            format!(
+                                "drain {}: workdir {} does not exist or is not a folder",
+                                drain.name,
+                                workdir.display()
+                            ),
+                        );
+                    }
+                    checks.for_drain(&drain.name);
+                }
+            }
+            if config.drains.is_empty() {
+                checks.push("worker", Status::Warn, "no [[drain]] is configured");
+            }
+            if let Some(command) = &config.defaults.notify_command {
+                let program = command.first().map(String::as_str).unwrap_or_default();
+                match find_program(program, None) {
+                    Ok(found) => checks.push(
+                        "notify_command",
+                        Status::Ok,
+                        format!("notify_command {}", found.display()),
+                    ),
+                    Err(problem) => {
+                        checks.fail("notify_command", EXIT_CONFIG, format!("notify_command {problem}"))
+                    }
+                }
+            }
+        }
+        None => checks.push("worker", Status::Skip, "workers not checked: the configuration did not load"),
+    }
+
+    check_zone(&mut checks, config_path);
+
+    match &config {
+        Some(config) => {
+            check_log_dir(&mut checks, &config.defaults.log_dir);
+            if let Some(textfile) = &config.defaults.metrics_textfile {
+                check_textfile_folder(&mut checks, textfile);
+            }
+        }
+        None => checks.push("log_dir", Status::Skip, "log_dir not checked: the configuration did not load"),
+    }
+
+    match client.as_mut() {
+        Some(client) => check_clock(&mut checks, client),
+        None => checks.push("clock_skew", Status::Skip, "clock not compared: no database connection"),
+    }
+    if clock.is_injected() {
+        checks.push(
+            "injected_clock",
+            Status::Warn,
+            format!(
+                "{} is set: drainctl's time is injected; never set it in production",
+                crate::clock::NOW_ENV
+            ),
+        );
+    }
+
+    Ok(report(checks))
+}
+
+fn report(checks: Checks) -> Report {
+    let checks = checks.0;
+    let failed: Vec<&Check> = checks.iter().filter(|check| check.status == Status::Fail).collect();
+    let exit_code = failed.first().map(|check| check.exit_code).unwrap_or(EXIT_OK);
+    let mut human = String::new();
+    for check in &checks {
+        human.push_str(&format!("{:<4}  {}: {}\n", check.status.as_str(), check.name, check.message));
+    }
+    let warnings = checks.iter().filter(|check| check.status == Status::Warn).count();
+    human.push_str(&match (failed.len(), warnings) {
+        (0, 0) => "healthy\n".to_string(),
+        (0, warnings) => format!("healthy, with {warnings} warning(s)\n"),
+        (failures, _) => format!("{failures} check(s) failed\n"),
+    });
+    if let Some(first) = failed.first() {
+        // The one stderr line of a non-zero exit.
+        eprintln!(
+            "drainctl: doctor: {} check(s) failed; first: {}: {}",
+            failed.len(),
+            first.name,
+            first.message
+        );
+    }
+    let json_checks: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|check| {
+            json!({ "check": check.name, "drain": check.drain, "status": check.status.as_str(), "message": check.message })
+        })
+        .collect();
+    Report::new(human, json!({ "healthy": failed.is_empty(), "exit_code": exit_code, "checks": json_checks }))
+        .with_exit_code(exit_code)
+}
+
+fn check_schema(checks: &mut Checks, client: &mut postgres::Client, lock_timeout: Duration) {
+    let rows = match crate::migrate::status(client, lock_timeout) {
+        Ok(rows) => rows,
+        Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),
+    };
+    let named = |state: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|row| row.state == state)
+            .map(|row| format!("{:04}_{}", row.version, row.name))
+            .collect()
+    };
+    let (changed, unknown, pending) = (named("changed"), named("unknown"), named("pending"));
+    if !changed.is_empty() {
+        checks.fail(
+            "schema",
+            EXIT_CONFIG,
+            format!(
+                "applied migration(s) {} changed since they were applied; restore the file(s) or run `drainctl migrate --repair-checksum VERSION`",
+                changed.join(", ")
+            ),
+        );
+    } else if !unknown.is_empty() {
+        checks.fail(
+            "schema",
+            EXIT_CONFIG,
+            format!(
+                "the database has migration(s) {} this drainctl does not know: install a newer drainctl",
+                unknown.join(", ")
+            ),
+        );
+    } else if !pending.is_empty() {
+        checks.push(
+            "schema",
+            Status::Warn,
+            format!(
+                "migration(s) {} not applied yet; `drainctl migrate` (or any other command) applies them",
+                pending.join(", ")
+            ),
+        );
+    } else {
+        checks.push(
+            "schema",
+            Status::Ok,
+            format!("schema current (version {})", crate::migrate::latest_version()),
+        );
+    }
+}
+
+/// Find `program` as the worker would: a name with a slash is a path, a bare name is
+/// looked up on `path_variable` (the worker's own PATH) or drainctl's PATH. The error says
+/// what is wrong with it.
+fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf, String> {
+    if program.is_empty() {
+        return Err("command is empty".to_string());
+    }
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return match executable(&path) {
+            Some(true) => Ok(path),
+            Some(false) => Err(format!("{program:?} is not an executable file")),
+            None => Err(format!("{program:?} does not exist")),
+        };
+    }
+    let search =
+        path_variable.map(OsStr::to_os_string).or_else(|| std::env::var_os("PATH")).unwrap_or_default();
+    let mut not_executable = None;
+    for folder in std::env::split_paths(&search) {
+        let candidate = folder.join(program);
+        match executable(&candidate) {
+            Some(true) => return Ok(candidate),
+            Some(false) => not_executable = not_executable.or(Some(candidate)),
+            None => {}
+        }
+    }
+    match not_executable {
+        Some(path) => Err(format!("{program:?} found as {} but it is not executable", path.display())),
+        None => Err(format!("{program:?} not found on PATH")),
+    }
+}
+
+/// Some(true) for an executable regular file, Some(false) for another existing entry,
+/// None when nothing is there.
+fn executable(path: &Path) -> Option<bool> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some(metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+}
+
+/// The configured zone, read from the file on its own so that an unknown zone is reported
+/// here even when it made the whole configuration fail.
+fn check_zone(checks: &mut Checks, config_path: Option<&Path>) {
+    let raw = Config::locate(config_path)
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| text.parse::<toml::Table>().ok());
+    let Some(raw) = raw else {
+        return checks.push(
+            "timezone",
+            Status::Skip,
+            "time zone not checked: the configuration file did not parse",
+        );
+    };
+    let configured = raw.get("defaults").and_then(|defaults| defaults.get("timezone"));
+    match configured {
+        Some(toml::Value::String(name)) => match parse_zone(name) {
+            Ok(zone) => {
+                checks.push("timezone", Status::Ok, format!("time zone {zone} (from [defaults] timezone)"))
+            }
+            Err(message) => checks.fail("timezone", EXIT_CONFIG, format!("[defaults] timezone: {message}")),
+        },
+        Some(_) => checks.fail(
+            "timezone",
+            EXIT_CONFIG,
+            "[defaults] timezone must be a string such as \"Asia/Jerusalem\"",
+        ),
+        None => checks.push(
+            "timezone",
+            Status::Ok,
+            format!("time zone {} (the machine's; set [defaults] timezone to be explicit)", local_zone()),
+        ),
+    }
+}
+
+/// The log folder exists (created owner-only when missing) and a file can be made in it.
+fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
+    let created = if log_dir.is_dir() {
+        false
+    } else {
+        match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(log_dir) {
+            Ok(()) => true,
+            Err(error) => {
+                return checks.fail(
+                    "log_dir",
+                    EXIT_CONFIG,
+                    format!(
+                        "log_dir {} cannot be created: {error}; create it or change log_dir",
+                        log_dir.display()
+                    ),
+                )
+            }
+        }
+    };
+    match probe_writable(log_dir) {
+        Ok(()) => checks.push(
+            "log_dir",
+            Status::Ok,
+            format!(
+                "log_dir {} is writable{}",
+                log_dir.display(),
+                if created { " (created, mode 0700)" } else { "" }
+            ),
+        ),
+        Err(error) => checks.fail(
+            "log_dir",
+            EXIT_CONFIG,
+            format!(
+                "log_dir {} is not writable: {error}; fix its owner or mode, or change log_dir",
+                log_dir.display()
+            ),
+        ),
+    }
+}
+
+fn check_textfile_folder(checks: &mut Checks, textfile: &Path) {
+    let folder = textfile.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match probe_writable(folder) {
+        Ok(()) => checks.push(
+            "metrics_textfile",
+            Status::Ok,
+            format!("metrics_textfile {} can be written", textfile.display()),
+        ),
+        Err(error) => checks.fail(
+            "metrics_textfile",
+            EXIT_CONFIG,
+            format!("metrics_textfile {}: its folder is not writable: {error}", textfile.display()),
+        ),
+    }
+}
+
+/// Create and remove a file in `folder`.
+fn probe_writable(folder: &Path) -> std::io::Result<()> {
+    let probe = folder.join(format!(".drainctl-doctor-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// The system clock (not an injected one) against the database's `now()`.
+fn check_clock(checks: &mut Checks, client: &mut postgres::Client) {
+    let system = Clock::system();
+    let before = system.now();
+    let server = match crate::db::server_now(client) {
+        Ok(server) => server,
+        Err(error) => return checks.fail("clock_skew", error.exit_code(), error.display_scrubbed()),
+    };
+    let after = system.now();
+    let local = before + (after - before) / 2;
+    let skew = server - local;
+    let size = crate::duration::format_duration(skew.abs().to_std().unwrap_or_default());
+    let direction = if skew > chrono::Duration::zero() { "behind" } else { "ahead of" };
+    let limit = chrono::Duration::from_std(MAX_CLOCK_SKEW).unwrap_or(chrono::Duration::MAX);
+    if skew.abs() > limit {
+        checks.push(
+            "clock_skew",
+            Status::Warn,
+            format!(
+                "this machine's clock is {size} {direction} the database's (more than {}); fix NTP on one of them",
+                crate::duration::format_duration(MAX_CLOCK_SKEW)
+            ),
+        );
+    } else {
+        checks.push("clock_skew", Status::Ok, format!("clock within {size} of the database's"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_on_the_given_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let path = dir.path().as_os_str();
+        assert_eq!(find_program("tool", Some(path)).unwrap(), tool);
+        assert!(find_program("plain", Some(path)).unwrap_err().contains("not executable"));
+        assert!(find_program("nope", Some(path)).unwrap_err().contains("not found on PATH"));
+        assert_eq!(find_program(tool.to_str().unwrap(), None).unwrap(), tool);
+        assert!(find_program("/nonexistent/x", None).unwrap_err().contains("does not exist"));
+    }
+}

@@ -1,0 +1,59 @@
+//! `drainctl events`: the append-only audit log, newest first.
+//!
+//! Every state change drainctl makes or survives is an event (runs started and finished,
+//! items dead-lettered, backoffs set, bursts, pauses, migrations, notifier failures). This
+//! command filters them by drain, age and kind and shows each with its age and its instant
+//! in the configured time zone; `--json` gives the rows as stored.
+
+use serde_json::json;
+
+use crate::cli::EventsArgs;
+use crate::context::Context;
+use crate::db::events::{list_events, EventFilter};
+use crate::duration::parse_duration;
+use crate::error::{Error, Result};
+use crate::output::{local_minute, relative, table, Report};
+
+pub fn run(ctx: &mut Context, args: &EventsArgs) -> Result<Report> {
+    let now = ctx.clock.now();
+    let since = match &args.since {
+        Some(text) => {
+            let length =
+                parse_duration(text).map_err(|message| Error::Usage(format!("--since: {message}")))?;
+            let length = chrono::Duration::from_std(length)
+                .map_err(|_| Error::Usage(format!("--since: {text:?} is too long")))?;
+            Some(
+                now.checked_sub_signed(length)
+                    .ok_or_else(|| Error::Usage(format!("--since: {text:?} is too long")))?,
+            )
+        }
+        None => None,
+    };
+    let drain = match &args.drain {
+        Some(name) => Some(ctx.history_drain(name)?),
+        None => None,
+    };
+    let kind = args.kind.as_deref().map(str::trim).filter(|kind| !kind.is_empty());
+    let filter = EventFilter { drain: drain.as_deref(), since, kind };
+    let events = list_events(&mut ctx.client, &filter, args.limit)?;
+
+    let zone = ctx.config.defaults.timezone;
+    let human = if events.is_empty() {
+        "no events match".to_string()
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|event| {
+                vec![
+                    relative(event.at, now),
+                    local_minute(event.at, zone),
+                    event.kind.clone(),
+                    event.drain.clone().unwrap_or_else(|| "-".into()),
+                    event.message.clone(),
+                ]
+            })
+            .collect();
+        table(&["AGE", "AT", "KIND", "DRAIN", "MESSAGE"], &rows)
+    };
+    Ok(Report::new(human, json!({ "events": events })))
+}

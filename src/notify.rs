@@ -1,0 +1,233 @@
+//! Notifications: run `[defaults] notify_command` for the events an operator must hear of.
+//!
+//! When an event whose kind is listed in `notify_on` is recorded, [`notify`] runs the
+//! notifier directly (argv, never a shell) in its own process group, with the event as one
+//! JSON object on stdin (`kind`, `at`, `drain`, `quota_group`, `run_id`, `item_id`,
+//! `message`, `data`). The notifier gets `notify_timeout`; then its whole process group is
+//! killed. A notifier that cannot be started, exits non-zero, dies by a signal or times out
+//! is logged and recorded as a `notify_failed` event — never returned as an error: a
+//! broken pager must not break the pass that noticed the problem. Call it after the
+//! transaction that recorded the event has committed, never inside one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::db::events::{record_event_or_log, Event};
+use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
+
+/// Every event kind drainctl records; `notify_on` may list only these.
+pub const KNOWN_EVENT_KINDS: &[&str] = &[
+    "backoff_cleared",
+    "backoff_distrusted",
+    "backoff_set",
+    "burst_expired",
+    "burst_moved",
+    "burst_off",
+    "burst_on",
+    "claim_lost",
+    "drain_paused",
+    "drain_resumed",
+    "item_dead_lettered",
+    "item_released",
+    "items_enqueued",
+    "items_retried",
+    "kill_failed",
+    "migration_applied",
+    "migration_checksum_repaired",
+    "notify_failed",
+    "run_crashed",
+    "run_finished",
+    "run_hung",
+    "run_started",
+    "staged_result_completed",
+    "staged_result_discarded",
+    "supervise_error",
+    "worker_not_started",
+];
+
+/// Most of the notifier's stdout that is read (and ignored); beyond it the notifier is
+/// stopped, so a runaway notifier cannot fill memory.
+const STDOUT_CAP_BYTES: usize = 1024 * 1024;
+/// How much of the end of the notifier's stderr goes into a `notify_failed` event.
+const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Run the notifier for `event` (recorded at `at`) if one is configured and the event's
+/// kind is in `notify_on`. Never fails: a failure becomes a `notify_failed` event.
+pub fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>) {
+    let defaults = &config.defaults;
+    let Some(command) = &defaults.notify_command else { return };
+    if !defaults.notify_on.iter().any(|kind| kind == event.kind) {
+        return;
+    }
+    let program = command.first().map(String::as_str).unwrap_or_default();
+    let Err(failure) = run_notifier(command, defaults.notify_timeout, &event_json(event, at)) else {
+        log::debug!("notified {program} of event {}", event.kind);
+        return;
+    };
+    log::warn!("notify_command {program:?} failed for event {}: {}", event.kind, failure.message);
+    let mut failed = Event::new(
+        "notify_failed",
+        format!("notify_command failed for event {}: {}", event.kind, failure.message),
+    )
+    .data(json!({
+        "event_kind": event.kind,
+        "event_message": event.message,
+        "program": program,
+        "reason": failure.reason,
+        "exit_code": failure.exit_code,
+        "stderr_tail": failure.stderr_tail,
+    }));
+    failed.drain = event.drain.clone();
+    failed.quota_group = event.quota_group.clone();
+    failed.run_id = event.run_id;
+    failed.item_id = event.item_id;
+    record_event_or_log(client, &failed, at);
+}
+
+/// The one JSON object a notifier reads on stdin.
+pub fn event_json(event: &Event, at: DateTime<Utc>) -> Value {
+    json!({
+        "kind": event.kind,
+        "at": at,
+        "drain": event.drain,
+        "quota_group": event.quota_group,
+        "run_id": event.run_id,
+        "item_id": event.item_id,
+        "message": event.message,
+        "data": event.data,
+    })
+}
+
+/// Why a notifier failed, for the log and the `notify_failed` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    /// `not_started`, `exit_code`, `signal`, `timed_out` or `output_too_large`.
+    reason: &'static str,
+    message: String,
+    exit_code: Option<i32>,
+    stderr_tail: Option<String>,
+}
+
+fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<(), Failure> {
+    let mut payload = event.to_string().into_bytes();
+    payload.push(b'\n');
+    let spec = WorkerSpec {
+        argv: command,
+        workdir: None,
+        env: &[],
+        payload: &payload,
+        item_timeout: timeout,
+        // Past the timeout there is nothing to wait for: the group is killed at once.
+        kill_grace: Duration::ZERO,
+        result_cap_bytes: STDOUT_CAP_BYTES,
+        stderr_tail_bytes: STDERR_TAIL_BYTES,
+        checkpoint_pattern: None,
+    };
+    let report = run_worker(&spec, &mut Unobserved).map_err(|error| Failure {
+        reason: "not_started",
+        message: error.to_string(),
+        exit_code: None,
+        stderr_tail: None,
+    })?;
+    let stderr_tail = Some(String::from_utf8_lossy(&report.stderr_tail).trim_end().to_string())
+        .filter(|text| !text.is_empty());
+    let failure = |reason, message: String, exit_code| Failure {
+        reason,
+        message,
+        exit_code,
+        stderr_tail: stderr_tail.clone(),
+    };
+    match (report.stop_reason, report.exit) {
+        (Some(StopReason::TimedOut), _) => Err(failure(
+            "timed_out",
+            format!(
+                "no exit within notify_timeout {}; its process group was killed",
+                crate::duration::format_duration(timeout)
+            ),
+            None,
+        )),
+        (Some(_), _) => Err(failure(
+            "output_too_large",
+            format!("printed more than {STDOUT_CAP_BYTES} bytes on stdout; stopped"),
+            None,
+        )),
+        (None, WorkerExit::Code(0)) => Ok(()),
+        (None, WorkerExit::Code(code)) => {
+            let detail = stderr_tail.as_deref().and_then(|text| text.lines().last()).unwrap_or("");
+            let message = if detail.is_empty() {
+                format!("exit code {code}")
+            } else {
+                format!("exit code {code}: {}", detail.chars().take(300).collect::<String>())
+            };
+            Err(failure("exit_code", message, Some(code)))
+        }
+        (None, WorkerExit::Signal(signal)) => {
+            Err(failure("signal", format!("killed by signal {signal}"), None))
+        }
+    }
+}
+
+/// A notifier has no checkpoints and is never asked to stop early.
+struct Unobserved;
+
+impl WorkerObserver for Unobserved {
+    fn started(&mut self, _pid: u32) {}
+    fn checkpoint(&mut self, _line: &str) {}
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Value {
+        event_json(&Event::new("run_hung", "run 3 hung").drain("docs").run(3), Utc::now())
+    }
+
+    #[test]
+    fn default_kinds_are_known() {
+        for kind in crate::config::DEFAULT_NOTIFY_ON {
+            assert!(KNOWN_EVENT_KINDS.contains(&kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn the_event_is_one_json_object_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("got");
+        let command = vec!["sh".to_string(), "-c".to_string(), format!("cat > {}", file.display())];
+        run_notifier(&command, Duration::from_secs(10), &event()).unwrap();
+        let got: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(got["kind"], "run_hung");
+        assert_eq!(got["drain"], "docs");
+        assert_eq!(got["run_id"], 3);
+        assert!(got["item_id"].is_null());
+        for field in ["kind", "at", "drain", "quota_group", "run_id", "item_id", "message", "data"] {
+            assert!(got.get(field).is_some(), "{field} missing");
+        }
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        let failure =
+            run_notifier(&sh("echo nope >&2; exit 3"), Duration::from_secs(10), &event()).unwrap_err();
+        assert_eq!((failure.reason, failure.exit_code), ("exit_code", Some(3)));
+        assert_eq!(failure.message, "exit code 3: nope");
+        let started = std::time::Instant::now();
+        let failure = run_notifier(&sh("sleep 30"), Duration::from_millis(300), &event()).unwrap_err();
+        assert_eq!(failure.reason, "timed_out");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let missing = vec!["/nonexistent/notifier".to_string()];
+        assert_eq!(
+            run_notifier(&missing, Duration::from_secs(1), &event()).unwrap_err().reason,
+            "not_started"
+        );
+    }
+}

@@ -1,0 +1,831 @@
+//! The operator commands — `events`, `runs`, `items`, `retry`, `doctor`, `metrics`,
+//! `completions` — and notifications, on a seeded database through the real binary. JSON
+//! outputs are checked against the fields documented in docs/json.md, and docs/cli.md
+//! against the clap definitions.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// 10:00 UTC is 12:00 in Asia/Jerusalem in November (IST, UTC+2).
+const NOW: &str = "2026-11-27T10:00:00Z";
+const BINARY_BYTES: &[u8] = &[0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n'];
+
+fn config(defaults: &str, drain: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"Asia/Jerusalem\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n{defaults}\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nmax_attempts = 1\n{drain}"
+    )
+}
+
+fn steps(steps: Value) -> Value {
+    json!({ "steps": steps })
+}
+
+/// A database with history: at 10:00 items a (done), b (dead: exit 3 with "boom" on
+/// stderr), c (done, binary result) went through one run; d was enqueued at 10:01 and is
+/// pending. The clock then stands at 10:05.
+fn seeded() -> Fixture {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), steps(json!([{ "out": "result a" }]))),
+            ("b".into(), steps(json!([{ "err": "boom" }, { "exit": 3 }]))),
+            ("c".into(), steps(json!([{ "binary": true }]))),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T10:01:00Z");
+    fixture.enqueue("docs", &[("d".into(), json!({ "plain": "d" }))]);
+    fixture.set_now("2026-11-27T10:05:00Z");
+    fixture
+}
+
+/// Every line of human output fits the documented 100 columns.
+fn assert_fits(text: &str) {
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "line wider than 100 columns: {line:?}");
+    }
+}
+
+/// The rows of the table in `text` whose first cell is `first`.
+fn row<'a>(text: &'a str, first: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row starting with {first:?} in\n{text}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// docs/json.md: the documented fields of each command.
+
+/// Field paths (`events[].kind`) listed in the table under the docs/json.md heading that
+/// contains `heading`.
+fn documented_fields(heading: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md")).unwrap();
+    let mut in_section = false;
+    let mut fields = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            in_section = line.contains(heading);
+            continue;
+        }
+        if in_section && line.starts_with("| `") {
+            let field = line.trim_start_matches("| `").split('`').next().unwrap();
+            fields.push(field.to_string());
+        }
+    }
+    assert!(!fields.is_empty(), "docs/json.md has no field table under a heading with {heading:?}");
+    fields
+}
+
+/// Assert that every documented field of `heading` is present in `value` (null allowed).
+/// `a[].b` looks into every element of array `a`, which must not be empty.
+fn assert_documented(heading: &str, value: &Value) {
+    for path in documented_fields(heading) {
+        assert_path(value, &path, &path, heading);
+    }
+}
+
+fn assert_path(value: &Value, path: &str, full: &str, heading: &str) {
+    let (head, rest) = match path.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path, None),
+    };
+    let (name, is_array) = match head.strip_suffix("[]") {
+        Some(name) => (name, true),
+        None => (head, false),
+    };
+    let child = value.get(name).unwrap_or_else(|| panic!("{heading}: field {full} is missing in {value:#}"));
+    match (is_array, rest) {
+        (true, rest) => {
+            let elements =
+                child.as_array().unwrap_or_else(|| panic!("{heading}: {full}: {name} is not an array"));
+            assert!(!elements.is_empty(), "{heading}: {full}: {name} is empty; seed it");
+            if let Some(rest) = rest {
+                for element in elements {
+                    assert_path(element, rest, full, heading);
+                }
+            }
+        }
+        (false, Some(rest)) => {
+            if !child.is_null() {
+                assert_path(child, rest, full, heading);
+            }
+        }
+        (false, None) => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// events
+
+#[test]
+fn events_are_listed_newest_first_with_age_and_local_time() {
+    let fixture = seeded();
+    let result = fixture.drainctl(&["events"]).run();
+    result.assert_code(0);
+    assert_fits(&result.stdout);
+    let lines: Vec<&str> = result.stdout.lines().collect();
+    assert!(lines[0].starts_with("AGE") && lines[0].contains("MESSAGE"), "{}", result.stdout);
+    assert!(lines[1].starts_with("4m ago") && lines[1].contains("items_enqueued"), "{}", result.stdout);
+    assert!(lines[1].contains("2026-11-27 12:01 IST"), "{}", result.stdout);
+    let dead = lines.iter().find(|line| line.contains("item_dead_lettered")).unwrap();
+    assert!(dead.starts_with("5m ago") && dead.contains("2026-11-27 12:00 IST"), "{dead}");
+    assert!(dead.contains("item b dead after 1 attempts"), "{dead}");
+
+    let json = fixture.drainctl(&["events", "--json"]).run();
+    json.assert_code(0);
+    let events = json.json();
+    assert_documented("drainctl events", &events);
+    let kinds: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "items_enqueued");
+    assert!(kinds.contains(&"run_started") && kinds.contains(&"run_finished"), "{kinds:?}");
+    let ids: Vec<i64> =
+        events["events"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let mut newest_first = ids.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, newest_first, "same-instant events come newest id first");
+}
+
+#[test]
+fn events_filter_by_kind_drain_age_and_count() {
+    let fixture = seeded();
+    let dead = fixture.drainctl(&["events", "--kind", "item_dead_lettered", "--json"]).run();
+    dead.assert_code(0);
+    let dead = dead.json();
+    assert_eq!(dead["events"].as_array().unwrap().len(), 1);
+    let event = &dead["events"][0];
+    assert_eq!(event["drain"], "docs");
+    assert_eq!(event["at"], "2026-11-27T10:00:00Z");
+    assert!(event["item_id"].as_i64().is_some() && event["run_id"].as_i64().is_some(), "{event}");
+    assert_eq!(event["data"]["outcome"], "failure");
+
+    let recent = fixture.drainctl(&["events", "--since", "4m", "--json"]).run().json();
+    let kinds: Vec<&str> =
+        recent["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["items_enqueued"]);
+    let none = fixture.drainctl(&["events", "--since", "2m"]).run();
+    none.assert_code(0);
+    assert_eq!(none.stdout.trim(), "no events match");
+
+    let two = fixture.drainctl(&["events", "--limit", "2", "--drain", "docs", "--json"]).run().json();
+    assert_eq!(two["events"].as_array().unwrap().len(), 2);
+
+    let unknown = fixture.drainctl(&["events", "--drain", "doc"]).run();
+    unknown.assert_code(64);
+    assert!(unknown.stderr.contains("unknown drain \"doc\"; known: docs"), "{}", unknown.stderr);
+    let bad_since = fixture.drainctl(&["events", "--since", "yesterday"]).run();
+    bad_since.assert_code(64);
+    assert!(bad_since.stderr.contains("--since: invalid duration \"yesterday\""), "{}", bad_since.stderr);
+    fixture.drainctl(&["events", "--limit", "0"]).run().assert_code(64);
+}
+
+// ---------------------------------------------------------------------------------------
+// runs
+
+#[test]
+fn runs_list_and_show_one_run() {
+    let fixture = seeded();
+    let list = fixture.drainctl(&["runs"]).run();
+    list.assert_code(0);
+    assert_fits(&list.stdout);
+    assert!(list.stdout.starts_with("ID"), "{}", list.stdout);
+    let line = list.stdout.lines().nth(1).unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["docs", "drained", "manual"], "{line}");
+    assert!(line.contains("5m ago"), "{line}");
+
+    let json = fixture.drainctl(&["runs", "--json", "--drain", "docs"]).run().json();
+    assert_documented("drainctl runs --json", &json);
+    let run = &json["runs"][0];
+    assert_eq!((run["items_done"].as_i64(), run["items_failed"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(run["status"], "drained");
+    let id = run["id"].as_i64().unwrap().to_string();
+
+    let show = fixture.drainctl(&["runs", "show", &id]).run();
+    show.assert_code(0);
+    for expected in [
+        format!("run              {id} of drain docs\n"),
+        "status           drained\n".to_string(),
+        "trigger          manual\n".to_string(),
+        "started          2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
+        "finished         2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
+        "duration         0s\n".to_string(),
+        "items            2 done, 1 failed\n".to_string(),
+        "checkpoints      6\n".to_string(),
+        "last checkpoint  2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
+        "note             no item is available now\n".to_string(),
+        "log file         - (not started by supervise)\n".to_string(),
+    ] {
+        assert!(show.stdout.contains(&expected), "{expected:?} not in\n{}", show.stdout);
+    }
+    let show_json = fixture.drainctl(&["runs", "show", &id, "--json"]).run().json();
+    assert_documented("drainctl runs show", &show_json);
+    assert_eq!(show_json["last_checkpoint_age_seconds"], 300.0);
+
+    let missing = fixture.drainctl(&["runs", "show", "999999"]).run();
+    missing.assert_code(65);
+    assert!(missing.stderr.contains("no run with id 999999"), "{}", missing.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// items
+
+#[test]
+fn items_are_listed_with_counts_and_filtered_by_state() {
+    let fixture = seeded();
+    let list = fixture.drainctl(&["items", "docs"]).run();
+    list.assert_code(0);
+    assert_fits(&list.stdout);
+    assert!(list.stdout.starts_with("docs: 1 pending, 0 running, 2 done, 1 dead\n"), "{}", list.stdout);
+    assert!(row(&list.stdout, "b").contains("dead"), "{}", list.stdout);
+    assert!(row(&list.stdout, "b").contains("exit code 3: boom"), "{}", list.stdout);
+    assert!(row(&list.stdout, "d").contains("pending"), "{}", list.stdout);
+    assert!(row(&list.stdout, "d").contains("now"), "{}", list.stdout);
+    // Most recently changed first: d (10:01) before the items of the 10:00 run.
+    assert_eq!(list.stdout.lines().nth(2).unwrap().split_whitespace().next(), Some("d"));
+
+    let dead = fixture.drainctl(&["items", "docs", "--state", "dead", "--json"]).run().json();
+    assert_documented("drainctl items NAME", &dead);
+    let keys: Vec<&str> =
+        dead["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["b"]);
+    assert_eq!(dead["counts"], json!({ "pending": 1, "running": 0, "done": 2, "dead": 1 }));
+    let none = fixture.drainctl(&["items", "docs", "--state", "running"]).run();
+    none.assert_code(0);
+    assert!(none.stdout.ends_with("no running items\n"), "{}", none.stdout);
+    fixture.drainctl(&["items", "docs", "--state", "zombie"]).run().assert_code(64);
+}
+
+#[test]
+fn items_show_has_payload_error_stderr_result_and_attempt_history() {
+    let fixture = seeded();
+    let show = fixture.drainctl(&["items", "show", "docs", "b"]).run();
+    show.assert_code(0);
+    assert_fits(&show.stdout);
+    for expected in [
+        "state       dead",
+        "attempts    1 of max_attempts 1",
+        "last error  exit code 3: boom",
+        "\npayload\n  {\n    \"steps\": [",
+        "\nstderr tail, 5 bytes\n  boom\n",
+        "\nresult: none\n",
+        "\nattempts\n  #  RUN",
+        "failure  3     exit code 3: boom",
+    ] {
+        assert!(show.stdout.contains(expected), "{expected:?} not in\n{}", show.stdout);
+    }
+    let json = fixture.drainctl(&["items", "show", "docs", "b", "--json"]).run().json();
+    assert_documented("drainctl items show", &json);
+    assert_eq!(json["stderr_tail"], "boom\n");
+    assert_eq!(json["attempt_history"][0]["outcome"], "failure");
+    assert_eq!(json["attempt_history"][0]["exit_code"], 3);
+    assert!(json["result"].is_null() && json["result_encoding"].is_null());
+
+    let text = fixture.drainctl(&["items", "show", "docs", "a", "--json"]).run().json();
+    assert_eq!(
+        (text["result_encoding"].as_str(), text["result"].as_str()),
+        (Some("utf-8"), Some("result a\n"))
+    );
+    let binary = fixture.drainctl(&["items", "show", "docs", "c", "--json"]).run().json();
+    assert_eq!(binary["result_encoding"], "base64");
+    assert_eq!(binary["result_bytes"], BINARY_BYTES.len());
+    use base64::Engine;
+    let decoded =
+        base64::engine::general_purpose::STANDARD.decode(binary["result"].as_str().unwrap()).unwrap();
+    assert_eq!(decoded, BINARY_BYTES);
+    let human = fixture.drainctl(&["items", "show", "docs", "c"]).run();
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("result, 7 bytes\n  \u{fffd}\u{fffd}\\u{0}\u{fffd}\u{fffd}("),
+        "{}",
+        human.stdout
+    );
+
+    let missing = fixture.drainctl(&["items", "show", "docs", "zz"]).run();
+    missing.assert_code(65);
+    assert!(missing.stderr.contains("no item with key \"zz\""), "{}", missing.stderr);
+}
+
+#[test]
+fn a_long_result_is_cut_for_humans_and_whole_in_json() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let long = "word ".repeat(1000);
+    fixture.enqueue("docs", &[("long".into(), steps(json!([{ "out": long }, { "err": "x".repeat(400) }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let human = fixture.drainctl(&["items", "show", "docs", "long"]).run();
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("result, 5001 bytes (its first 2000 characters; --json has all)"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("payload (its first 2000 characters; --json has all)"), "{}", human.stdout);
+    assert!(human.stdout.len() < 6000, "{}", human.stdout.len());
+    let json = fixture.drainctl(&["items", "show", "docs", "long", "--json"]).run().json();
+    assert_eq!(json["result"].as_str().unwrap().len(), 5001);
+}
+
+// ---------------------------------------------------------------------------------------
+// retry
+
+#[test]
+fn retry_dead_puts_dead_letters_back_with_attempts_reset_and_one_event() {
+    let fixture = seeded();
+    let result = fixture.drainctl(&["retry", "docs", "--dead", "--json"]).run();
+    result.assert_code(0);
+    let json = result.json();
+    assert_documented("drainctl retry", &json);
+    assert_eq!(json["retried"], 1);
+    assert_eq!(json["items"][0]["key"], "b");
+    assert_eq!(json["items"][0]["previous_state"], "dead");
+    let row = fixture
+        .client()
+        .query_one(
+            "SELECT state, attempts, available_at = $1::timestamptz, finished_at FROM items WHERE key = 'b'",
+            &[&chrono::DateTime::parse_from_rfc3339("2026-11-27T10:05:00Z").unwrap()],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "pending");
+    assert_eq!(row.get::<_, i32>(1), 0);
+    assert!(row.get::<_, bool>(2), "available now");
+    assert!(row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3).is_none());
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'items_retried'"), 1);
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'items_retried'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data, json!({ "count": 1, "keys": ["b"], "keys_truncated": false, "mode": "dead" }));
+
+    let again = fixture.drainctl(&["retry", "docs", "--dead"]).run();
+    again.assert_code(0);
+    assert_eq!(again.stdout.trim(), "docs: no dead items");
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'items_retried'"),
+        1,
+        "no event for nothing"
+    );
+}
+
+#[test]
+fn retry_key_takes_dead_or_pending_items_and_names_a_missing_key() {
+    let fixture = seeded();
+    let dead = fixture.drainctl(&["retry", "docs", "--key", "b"]).run();
+    dead.assert_code(0);
+    assert_eq!(dead.stdout.trim(), "docs: item \"b\" back to pending, attempts reset, available now");
+    assert_eq!(fixture.item("docs", "b"), ("pending".to_string(), 0, Some("exit code 3: boom".to_string())));
+    fixture.drainctl(&["retry", "docs", "--key", "d"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'items_retried'"), 2);
+
+    let done = fixture.drainctl(&["retry", "docs", "--key", "a", "--json"]).run();
+    done.assert_code(0);
+    let done = done.json();
+    assert_eq!(done["retried"], 0);
+    assert_eq!(done["skipped"], json!({ "key": "a", "state": "done" }));
+    assert_eq!(fixture.item("docs", "a").0, "done");
+
+    let missing = fixture.drainctl(&["retry", "docs", "--key", "no-such-key"]).run();
+    missing.assert_code(65);
+    assert!(missing.stderr.contains("no item with key \"no-such-key\""), "{}", missing.stderr);
+    assert_eq!(missing.stderr.lines().count(), 1);
+    fixture.drainctl(&["retry", "docs"]).run().assert_code(64);
+    fixture.drainctl(&["retry", "docs", "--dead", "--key", "b"]).run().assert_code(64);
+}
+
+// ---------------------------------------------------------------------------------------
+// metrics
+
+/// A small checker of the Prometheus text exposition format: every sample line is
+/// `name{labels} value` with a known family, every family has HELP and TYPE before its
+/// samples, and no series appears twice. Returns the samples (series -> value).
+fn check_exposition(text: &str) -> std::collections::HashMap<String, f64> {
+    let name = regex::Regex::new(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$").unwrap();
+    let sample = regex::Regex::new(
+        r#"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\})? (\S+)$"#,
+    )
+    .unwrap();
+    let mut help = HashSet::new();
+    let mut kind = HashSet::new();
+    let mut series = std::collections::HashMap::new();
+    assert!(text.ends_with('\n'), "exposition ends with a line feed");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let family = rest.split(' ').next().unwrap();
+            assert!(name.is_match(family), "bad family name in {line:?}");
+            assert!(help.insert(family.to_string()), "HELP twice for {family}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind_name) = rest.split_once(' ').unwrap();
+            assert!(["gauge", "counter", "untyped", "histogram", "summary"].contains(&kind_name), "{line}");
+            assert!(help.contains(family), "TYPE before HELP for {family}");
+            assert!(kind.insert(family.to_string()), "TYPE twice for {family}");
+        } else {
+            let captures = sample.captures(line).unwrap_or_else(|| panic!("bad sample line {line:?}"));
+            let family = &captures[1];
+            assert!(help.contains(family) && kind.contains(family), "{family} has no HELP/TYPE before it");
+            let value = captures.get(5).unwrap().as_str();
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            let key = line.rsplit_once(' ').unwrap().0.to_string();
+            assert!(series.insert(key, value).is_none(), "duplicate series {line:?}");
+        }
+    }
+    for family in &help {
+        assert!(kind.contains(family), "{family} has HELP but no TYPE");
+    }
+    series
+}
+
+#[test]
+fn the_exposition_checker_rejects_bad_text() {
+    for bad in [
+        "drainctl_x 1\n",
+        "# HELP a h\n# TYPE a gauge\na{b=\"c\"} 1\na{b=\"c\"} 2\n",
+        "# HELP a h\n# TYPE a gauge\na{b=c} 1\n",
+        "# HELP a h\n# TYPE a gauge\na 1 2 3\n",
+    ] {
+        assert!(std::panic::catch_unwind(|| check_exposition(bad)).is_err(), "{bad:?} passed");
+    }
+}
+
+#[test]
+fn metrics_describe_every_drain_in_valid_exposition_format() {
+    let fixture = Fixture::new(
+        &config(
+            "metrics_textfile = \"TMPDIR/textfile/drainctl.prom\"\n",
+            "quota_group = \"claude-chair\"\n\n[[drain]]\nname = \"idle\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"claude-chair\"\n",
+        ),
+        NOW,
+    );
+    fixture.enqueue(
+        "docs",
+        &[("a".into(), json!("a")), ("b".into(), steps(json!([{ "exit": 1 }]))), ("c".into(), json!("c"))],
+    );
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.drainctl(&["pause", "idle", "--note", "maintenance"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client
+        .execute(
+            "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
+             VALUES ('claude-chair', '2026-11-27T13:00:00Z', 'usage limit \"reached\"', now())",
+            &[],
+        )
+        .unwrap();
+    client
+        .execute("UPDATE drains SET burst_until = '2026-11-28T16:00:00Z' WHERE name = 'docs'", &[])
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
+             VALUES ('2026-11-27T09:50:00Z', '2026-11-27T09:50:00Z', 'h', 1, 'done', 1500)",
+            &[],
+        )
+        .unwrap();
+
+    let result = fixture.drainctl(&["metrics"]).run();
+    result.assert_code(0);
+    let series = check_exposition(&result.stdout);
+    let expect = |key: &str, value: f64| {
+        assert_eq!(series.get(key), Some(&value), "{key} in\n{}", result.stdout);
+    };
+    let ten_o_clock = 1_795_773_600.0; // 2026-11-27T10:00:00Z
+    expect("drainctl_items{drain=\"docs\",state=\"done\"}", 2.0);
+    expect("drainctl_items{drain=\"docs\",state=\"dead\"}", 1.0);
+    expect("drainctl_items{drain=\"docs\",state=\"pending\"}", 0.0);
+    expect("drainctl_items{drain=\"idle\",state=\"pending\"}", 0.0);
+    expect(
+        "drainctl_backoff_until_timestamp_seconds{quota_group=\"claude-chair\"}",
+        ten_o_clock + 3.0 * 3600.0,
+    );
+    expect("drainctl_burst_until_timestamp_seconds{drain=\"docs\"}", ten_o_clock + 30.0 * 3600.0);
+    expect("drainctl_burst_until_timestamp_seconds{drain=\"idle\"}", 0.0);
+    expect("drainctl_paused{drain=\"idle\"}", 1.0);
+    expect("drainctl_paused{drain=\"docs\"}", 0.0);
+    expect("drainctl_last_run_finished_timestamp_seconds{drain=\"docs\",status=\"drained\"}", ten_o_clock);
+    expect("drainctl_last_success_timestamp_seconds{drain=\"docs\"}", ten_o_clock);
+    expect("drainctl_last_success_timestamp_seconds{drain=\"idle\"}", 0.0);
+    expect("drainctl_supervisor_last_pass_timestamp_seconds", ten_o_clock - 600.0);
+    expect("drainctl_supervisor_last_pass_duration_seconds", 1.5);
+    assert!(
+        !series.keys().any(|key| key.contains("last_run_finished") && key.contains("idle")),
+        "no run, no series"
+    );
+
+    // --textfile without a value writes the configured file atomically, world-readable.
+    let written = fixture.drainctl(&["metrics", "--textfile"]).run();
+    written.assert_code(78);
+    assert!(written.stderr.contains("drainctl.prom"), "the missing folder is named: {}", written.stderr);
+    std::fs::create_dir(fixture.path("textfile")).unwrap();
+    let written = fixture.drainctl(&["metrics", "--textfile"]).run();
+    written.assert_code(0);
+    let path = fixture.path("textfile/drainctl.prom");
+    assert!(written.stdout.contains(&path.display().to_string()), "{}", written.stdout);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), result.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+    let other = fixture.path("other.prom");
+    fixture.drainctl(&["metrics", "--textfile", other.to_str().unwrap()]).run().assert_code(0);
+    check_exposition(&std::fs::read_to_string(&other).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// notifications
+
+fn dead_letter_with_notifier(notifier: &str, extra_defaults: &str) -> (Fixture, Finished, Duration) {
+    let fixture = Fixture::new(&config(&format!("notify_command = {notifier}\n{extra_defaults}"), ""), NOW);
+    fixture.enqueue("docs", &[("bad".into(), steps(json!([{ "err": "no good" }, { "exit": 4 }])))]);
+    let started = Instant::now();
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    (fixture, result, started.elapsed())
+}
+
+#[test]
+fn the_notifier_gets_the_dead_letter_event_as_json_on_stdin() {
+    let (fixture, result, _) = dead_letter_with_notifier(r#"["sh", "-c", "cat > TMPDIR/notified.json"]"#, "");
+    result.assert_code(0);
+    let text = std::fs::read_to_string(fixture.path("notified.json")).unwrap();
+    assert_eq!(text.lines().count(), 1, "one JSON object on one line: {text}");
+    let event: Value = serde_json::from_str(&text).unwrap();
+    assert_documented("Notifier input", &event);
+    assert_eq!(event["kind"], "item_dead_lettered");
+    assert_eq!(event["drain"], "docs");
+    assert_eq!(event["at"], "2026-11-27T10:00:00Z");
+    assert_eq!(event["message"], "item bad dead after 1 attempts: exit code 4: no good");
+    assert_eq!(event["data"]["attempt"], 1);
+    let (item_id, run_id): (i64, i64) = {
+        let row =
+            fixture.client().query_one("SELECT id, claimed_by FROM items WHERE key = 'bad'", &[]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((event["item_id"].as_i64(), event["run_id"].as_i64()), (Some(item_id), Some(run_id)));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'notify_failed'"), 0);
+}
+
+#[test]
+fn events_not_in_notify_on_are_not_sent() {
+    let (fixture, result, _) = dead_letter_with_notifier(
+        r#"["sh", "-c", "cat >> TMPDIR/notified.json"]"#,
+        "notify_on = [\"run_hung\"]\n",
+    );
+    result.assert_code(0);
+    assert!(!fixture.path("notified.json").exists());
+}
+
+#[test]
+fn a_failing_notifier_is_recorded_and_does_not_fail_the_pass() {
+    let (fixture, result, _) =
+        dead_letter_with_notifier(r#"["sh", "-c", "echo pager down >&2; exit 7"]"#, "");
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "drained");
+    assert_eq!(fixture.item("docs", "bad").0, "dead");
+    let row = fixture
+        .client()
+        .query_one("SELECT message, data, drain, item_id FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap();
+    let message: String = row.get(0);
+    let data: Value = row.get(1);
+    assert_eq!(message, "notify_command failed for event item_dead_lettered: exit code 7: pager down");
+    assert_eq!(data["reason"], "exit_code");
+    assert_eq!(data["exit_code"], 7);
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("docs"));
+    assert!(row.get::<_, Option<i64>>(3).is_some());
+
+    let (fixture, result, _) = dead_letter_with_notifier(r#"["/nonexistent/notifier"]"#, "");
+    result.assert_code(0);
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["reason"], "not_started");
+}
+
+#[test]
+fn a_hanging_notifier_is_killed_after_notify_timeout() {
+    let (fixture, result, elapsed) = dead_letter_with_notifier(
+        r#"["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]"#,
+        "notify_timeout = \"1s\"\n",
+    );
+    result.assert_code(0);
+    assert!(elapsed < Duration::from_secs(15), "the pass took {elapsed:?}");
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["reason"], "timed_out");
+    let pid: i32 = std::fs::read_to_string(fixture.path("notifier.pid")).unwrap().trim().parse().unwrap();
+    wait_until("the notifier to be gone", Duration::from_secs(10), || !pid_alive(pid));
+    assert!(!fixture.path("late").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// doctor
+
+#[test]
+fn doctor_passes_on_a_healthy_setup_and_applies_nothing() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(0);
+    for expected in [
+        "ok    config: configuration ",
+        "ok    database: database reachable (PostgreSQL ",
+        "warn  schema: migration(s) 0001_init not applied yet",
+        &format!("ok    worker: drain docs: worker {FAKE_WORKER}"),
+        "ok    timezone: time zone Asia/Jerusalem (from [defaults] timezone)",
+        "ok    log_dir: ",
+        "(created, mode 0700)",
+        "ok    clock_skew: clock within ",
+        "warn  injected_clock: DRAINCTL_NOW is set",
+        "healthy, with 2 warning(s)",
+    ] {
+        assert!(result.stdout.contains(expected), "{expected:?} not in\n{}", result.stdout);
+    }
+    assert!(result.stderr.is_empty(), "{}", result.stderr);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(fixture.path("logs")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"),
+        0,
+        "doctor reports, it does not migrate"
+    );
+
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let json = fixture.drainctl(&["doctor", "--json"]).run();
+    json.assert_code(0);
+    let json = json.json();
+    assert_documented("drainctl doctor", &json);
+    assert_eq!(json["healthy"], true);
+    assert_eq!(json["exit_code"], 0);
+    let schema = json["checks"].as_array().unwrap().iter().find(|c| c["check"] == "schema").unwrap().clone();
+    assert_eq!(schema["status"], "ok");
+    let worker = json["checks"].as_array().unwrap().iter().find(|c| c["check"] == "worker").unwrap().clone();
+    assert_eq!(worker["drain"], "docs");
+}
+
+#[test]
+fn doctor_reports_a_missing_worker_binary_with_exit_78() {
+    let fixture = Fixture::new(
+        &config("", "\n[[drain]]\nname = \"gone\"\ncommand = [\"no-such-worker-xyz\", \"-p\"]\nworkdir = \"missing\"\n"),
+        NOW,
+    );
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(78);
+    assert!(
+        result.stdout.contains(
+            "fail  worker: drain gone: worker \"no-such-worker-xyz\" not found on PATH; fix `command` in the configuration"
+        ),
+        "{}",
+        result.stdout
+    );
+    assert!(result.stdout.contains("fail  workdir: drain gone: workdir "), "{}", result.stdout);
+    assert!(
+        result.stdout.contains("ok    worker: drain docs"),
+        "other drains are still checked: {}",
+        result.stdout
+    );
+    assert!(result.stdout.ends_with("2 check(s) failed\n"), "{}", result.stdout);
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    assert!(result.stderr.contains("no-such-worker-xyz"), "{}", result.stderr);
+    let json = fixture.drainctl(&["doctor", "--json"]).run();
+    json.assert_code(78);
+    assert_eq!(json.json()["healthy"], false);
+}
+
+#[test]
+fn doctor_reports_an_unknown_zone_with_exit_78() {
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"Mars/Olympus\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n",
+        NOW,
+    );
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(78);
+    assert!(result.stdout.contains("fail  config: "), "{}", result.stdout);
+    assert!(
+        result.stdout.contains("fail  timezone: [defaults] timezone: unknown time zone \"Mars/Olympus\""),
+        "{}",
+        result.stdout
+    );
+    // The database is still checked, from the environment's URL.
+    assert!(result.stdout.contains("ok    database: "), "{}", result.stdout);
+}
+
+#[test]
+fn doctor_exits_69_when_the_database_is_unreachable_and_hides_the_password() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let result = fixture
+        .drainctl(&["doctor"])
+        .env(
+            "DRAINCTL_DATABASE_URL",
+            "postgres://drainctl:hunter2-secret@127.0.0.1:1/drainctl?connect_timeout=2",
+        )
+        .run();
+    result.assert_code(69);
+    assert!(result.stdout.contains("fail  database: cannot connect to the database"), "{}", result.stdout);
+    assert!(result.stdout.contains("skip  schema"), "{}", result.stdout);
+    assert!(!result.stdout.contains("hunter2") && !result.stderr.contains("hunter2"));
+}
+
+// ---------------------------------------------------------------------------------------
+// completions and the generated reference
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let result = Drainctl::new(&["completions", shell]).run();
+        result.assert_code(0);
+        assert!(result.stdout.contains("enqueue") && result.stdout.contains("lock-timeout"), "{shell}");
+        assert!(!result.stdout.contains('\u{1b}'), "no terminal colour");
+    }
+    Drainctl::new(&["completions", "tcsh"]).run().assert_code(64);
+}
+
+#[test]
+fn cli_reference_is_up_to_date() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+    let generated = drainctl::cli_docs::markdown();
+    if std::env::var_os("DRAINCTL_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == generated,
+        "docs/cli.md is out of date with the clap definitions; regenerate it with\n  \
+         DRAINCTL_UPDATE_DOCS=1 cargo test --test integration cli_reference"
+    );
+}
+
+#[test]
+fn help_has_no_colour() {
+    let result = Drainctl::new(&["--help"]).env("CLICOLOR_FORCE", "1").run();
+    result.assert_code(0);
+    assert!(!result.stdout.contains('\u{1b}'), "{}", result.stdout);
+}
+
+// ---------------------------------------------------------------------------------------
+// documented JSON of the commands that existed before
+
+#[test]
+fn existing_commands_print_their_documented_json() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let migrate = fixture.drainctl(&["migrate", "--json"]).run();
+    migrate.assert_code(0);
+    assert_documented("drainctl migrate --json", &migrate.json());
+    let status = fixture.drainctl(&["migrate", "--status", "--json"]).run();
+    assert_documented("drainctl migrate --status", &status.json());
+    let dry_run = fixture.drainctl(&["migrate", "--dry-run", "--json"]).run();
+    assert_documented("drainctl migrate --dry-run", &dry_run.json());
+    let enqueue = fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", "{}", "--json"]).run();
+    assert_documented("drainctl enqueue", &enqueue.json());
+    let drain = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    assert_documented("drainctl drain", &drain.json());
+    let pause = fixture.drainctl(&["pause", "docs", "--note", "x", "--json"]).run();
+    assert_documented("drainctl pause", &pause.json());
+    let resume = fixture.drainctl(&["resume", "docs", "--json"]).run();
+    assert_documented("drainctl resume", &resume.json());
+}
+
+#[test]
+fn supervise_status_and_burst_print_their_documented_json() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let burst_on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run();
+    burst_on.assert_code(0);
+    assert_documented("drainctl burst on", &burst_on.json());
+    let burst_status = fixture.drainctl(&["burst", "status", "--json"]).run();
+    assert_documented("drainctl burst status", &burst_status.json());
+    let supervise = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    supervise.assert_code(0);
+    assert_documented("drainctl supervise", &supervise.json());
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let status = fixture.drainctl(&["status", "--json"]).run();
+    status.assert_code(0);
+    assert_documented("drainctl status", &status.json());
+    let burst_off = fixture.drainctl(&["burst", "off", "docs", "--json"]).run();
+    assert_documented("drainctl burst off", &burst_off.json());
+}
+
+#[test]
+fn long_cells_are_cut_so_tables_fit_100_columns() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let long_key = format!("k-{}", "x".repeat(150));
+    fixture.enqueue("docs", &[(long_key.clone(), steps(json!([{ "err": "e".repeat(300) }, { "exit": 1 }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    for args in [vec!["items", "docs"], vec!["events"]] {
+        let result = fixture.drainctl(&args).run();
+        result.assert_code(0);
+        assert_fits(&result.stdout);
+        assert!(result.stdout.contains('…'), "{args:?}: nothing was cut:\n{}", result.stdout);
+    }
+    let runs = fixture.drainctl(&["runs"]).run();
+    runs.assert_code(0);
+    assert_fits(&runs.stdout);
+    let json = fixture.drainctl(&["items", "docs", "--json"]).run().json();
+    assert_eq!(json["items"][0]["key"], long_key, "JSON is never cut");
+}
