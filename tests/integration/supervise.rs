@@ -357,6 +357,34 @@ fn a_burst_pass_ignores_the_budget_and_stops_when_the_burst_is_turned_off() {
 }
 
 #[test]
+fn a_burst_pass_never_runs_past_the_deadline() {
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("k0".into(), json!({ "steps": [{ "touch": started }, { "wait_for_file": go }] })),
+            ("k1".into(), json!(1)),
+        ],
+    );
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+1h"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["drain", "docs", "--trigger", "burst", "--json"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // The deadline passes while the first item runs: no further item is taken.
+    fixture.set_now("2026-11-27T11:00:00Z");
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "burst_ended");
+    assert_eq!(fixture.item("docs", "k1").0, "pending");
+    // And supervise neither restarts it in burst nor (outside the window) at all.
+    let plan = decisions(&fixture, &["--dry-run"]);
+    assert!(action_for(&plan, "docs", "expire_burst").is_some(), "{plan:?}");
+    assert!(action_for(&plan, "docs", "start").is_none(), "{plan:?}");
+}
+
+#[test]
 fn status_shows_state_counts_burst_backoff_and_next_opening() {
     let fixture = Fixture::new(&config(""), OUTSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
