@@ -15,13 +15,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
-use chrono::offset::LocalResult;
 use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
-    Weekday,
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
 };
 use chrono_tz::{OffsetName, Tz};
 use regex::{Match, Regex};
+
+use crate::when::resolve_local;
 
 /// Only this many bytes at the end of each stream are examined.
 pub const TAIL_BYTES: usize = 64 * 1024;
@@ -1855,27 +1855,6 @@ impl Zone {
             Zone::Fixed(offset) => resolve_local(&offset, local),
         }
     }
-}
-
-fn resolve_local<Z: TimeZone>(zone: &Z, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    let earliest = |result: LocalResult<DateTime<Z>>| match result {
-        LocalResult::Single(instant) => Some(instant.with_timezone(&Utc)),
-        LocalResult::Ambiguous(first, second) => {
-            Some(first.with_timezone(&Utc).min(second.with_timezone(&Utc)))
-        }
-        LocalResult::None => None,
-    };
-    if let Some(instant) = earliest(zone.from_local_datetime(&local)) {
-        return Some(instant);
-    }
-    let mut probe = local.with_second(0)?.with_nanosecond(0)?;
-    for _ in 0..(48 * 60) {
-        probe = probe.checked_add_signed(Duration::minutes(1))?;
-        if let Some(instant) = earliest(zone.from_local_datetime(&probe)) {
-            return Some(instant);
-        }
-    }
-    None
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -99,12 +99,12 @@ pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<U
                 return Err(unparseable(Some(format!("a day needs a time, e.g. \"{single} 18:00\""))));
             }
             let time = parse_clock(single).map_err(|reason| unparseable(Some(reason)))?;
-            let today = resolve_local(zone, local_today.and_time(time));
+            let today = resolve_local(&zone, local_today.and_time(time));
             match today {
                 Some(instant) if instant > now => Ok(instant),
                 _ => local_today
                     .checked_add_days(Days::new(1))
-                    .and_then(|tomorrow| resolve_local(zone, tomorrow.and_time(time)))
+                    .and_then(|tomorrow| resolve_local(&zone, tomorrow.and_time(time)))
                     .ok_or_else(|| unparseable(None)),
             }
         }
@@ -123,7 +123,7 @@ pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<U
                     "{day:?} is not a weekday, a date, \"today\" or \"tomorrow\""
                 ))));
             };
-            resolve_local(zone, date.and_time(time)).ok_or_else(|| unparseable(None))
+            resolve_local(&zone, date.and_time(time)).ok_or_else(|| unparseable(None))
         }
         _ => Err(unparseable(None)),
     }
@@ -258,27 +258,31 @@ fn upcoming_weekday_at(
     let today = now.with_timezone(&zone).date_naive();
     let days_ahead = (7 + weekday.num_days_from_sunday() - today.weekday().num_days_from_sunday()) % 7;
     let date = today.checked_add_days(Days::new(u64::from(days_ahead)))?;
-    let instant = resolve_local(zone, date.and_time(time))?;
+    let instant = resolve_local(&zone, date.and_time(time))?;
     if instant > now {
         return Some(instant);
     }
     let next_week = date.checked_add_days(Days::new(7))?;
-    resolve_local(zone, next_week.and_time(time))
+    resolve_local(&zone, next_week.and_time(time))
 }
 
 /// The instant of a wall-clock time in `zone`: the earlier one when the time occurs
 /// twice, the first valid instant after the gap when it does not occur at all.
-fn resolve_local(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn resolve_local<Z: TimeZone>(zone: &Z, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let earliest = |result: LocalResult<DateTime<Z>>| match result {
+        LocalResult::Single(instant) => Some(instant.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, second) => {
+            Some(first.with_timezone(&Utc).min(second.with_timezone(&Utc)))
+        }
+        LocalResult::None => None,
+    };
     let mut candidate = local;
     for _ in 0..=MAX_GAP_MINUTES {
-        match zone.from_local_datetime(&candidate) {
-            LocalResult::Single(instant) => return Some(instant.with_timezone(&Utc)),
-            LocalResult::Ambiguous(earlier, _) => return Some(earlier.with_timezone(&Utc)),
-            LocalResult::None => {
-                let whole_minute = candidate.with_second(0)?.with_nanosecond(0)?;
-                candidate = whole_minute.checked_add_signed(TimeDelta::minutes(1))?;
-            }
+        if let Some(instant) = earliest(zone.from_local_datetime(&candidate)) {
+            return Some(instant);
         }
+        let whole_minute = candidate.with_second(0)?.with_nanosecond(0)?;
+        candidate = whole_minute.checked_add_signed(TimeDelta::minutes(1))?;
     }
     None
 }

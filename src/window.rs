@@ -12,11 +12,10 @@
 //! `mon-fri 00:00-00:00`) read as one stretch: the window opens when it goes from
 //! closed to open and closes when it goes from open to closed.
 
-use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone,
-    Timelike, Utc, Weekday,
-};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
+
+use crate::when::resolve_local;
 
 /// The accepted day forms, quoted at the end of a day-list error.
 const ACCEPTED_DAYS: &str = "use day names or ranges such as \"sun-thu\", \"mon,wed,fri\", \
@@ -27,10 +26,6 @@ const ACCEPTED_TIME: &str = "use HH:MM in 24-hour time, e.g. \"22:00\" or \"06:0
 
 /// Short day names, indexed by days from Sunday.
 const DAY_NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-/// The longest DST gap searched for the first valid local time after it (some zones
-/// have skipped a whole calendar day).
-const MAX_GAP_MINUTES: u32 = 48 * 60;
 
 /// How many days after `at` to look for the end of a stretch of touching occurrences
 /// before deciding the window never closes.
@@ -185,8 +180,8 @@ impl Window {
             return None;
         }
         let close_date = if self.to > self.from { date } else { date.checked_add_days(Days::new(1))? };
-        let open = resolve_local(zone, date.and_time(self.from))?;
-        let close = resolve_local(zone, close_date.and_time(self.to))?;
+        let open = resolve_local(&zone, date.and_time(self.from))?;
+        let close = resolve_local(&zone, close_date.and_time(self.to))?;
         (open < close).then_some(Occurrence { open, close })
     }
 }
@@ -270,26 +265,10 @@ fn parse_time(field: &str, text: &str, is_end: bool) -> Result<NaiveTime, String
     NaiveTime::from_hms_opt(hour, minute, 0).ok_or_else(not_a_time)
 }
 
-/// The instant of a wall-clock time in `zone`: the earlier one when the time occurs
-/// twice, the first valid instant after the gap when it does not occur at all.
-fn resolve_local(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    let mut candidate = local;
-    for _ in 0..=MAX_GAP_MINUTES {
-        match zone.from_local_datetime(&candidate) {
-            LocalResult::Single(instant) => return Some(instant.with_timezone(&Utc)),
-            LocalResult::Ambiguous(earlier, _) => return Some(earlier.with_timezone(&Utc)),
-            LocalResult::None => {
-                let whole_minute = candidate.with_second(0)?.with_nanosecond(0)?;
-                candidate = whole_minute.checked_add_signed(TimeDelta::minutes(1))?;
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{NaiveDateTime, TimeZone};
     use chrono_tz::{America::New_York, Asia::Jerusalem, Europe::London};
 
     fn utc(text: &str) -> DateTime<Utc> {
