@@ -4,8 +4,13 @@
 //! then claims items one at a time — re-reading pause, burst, backoff, window and budget
 //! before each — runs the worker on each, classifies the outcome and settles the item:
 //! a success is staged durably and then completed under the run's fencing token; a quota
-//! hit gives the attempt back and backs the quota group off; a failure is retried with
-//! exponential backoff or dead-lettered at `max_attempts`.
+//! hit gives the attempt back and backs off the account of the quota group it ran on; a
+//! failure is retried with exponential backoff or dead-lettered at `max_attempts`.
+//!
+//! In a quota group with several accounts every claim first chooses the account (see
+//! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's
+//! environment. A hit with a stated reset, or a confirmed one, lets the pass go on with the
+//! next account; the item hit goes back to pending and is retried there.
 
 use std::time::Instant;
 
@@ -13,13 +18,15 @@ use chrono::{DateTime, Utc};
 use postgres::Client;
 use serde_json::json;
 
+use crate::accounts::{GroupView, Selection, Switch};
+use crate::backoff::BackoffRule;
 use crate::cli::{DrainArgs, Trigger};
 use crate::clock::Clock;
-use crate::config::{Config, DrainConfig};
+use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig};
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
-use crate::db::items::{self, ClaimedItem, Completion, Failure};
+use crate::db::items::{self, ClaimAccount, ClaimedItem, Completion, Failure};
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
@@ -50,6 +57,7 @@ impl Stop {
 pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let Context { config, clock, client } = ctx;
     let drain = config.drain(&args.name)?;
+    let group = config.quota_group(&drain.quota_group)?;
     let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns)
         .map_err(|message| Error::Config(format!("drain {:?}: {message}", drain.name)))?;
     crate::signals::install_termination_handlers()
@@ -91,6 +99,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let mut pass = Pass {
         config,
         drain,
+        group,
         clock,
         client,
         classifier,
@@ -99,7 +108,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         started_at: now,
         done: 0,
         failed: 0,
-        is_group_suspected: false,
+        is_account_suspected: false,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -189,6 +198,7 @@ enum ItemEnd {
 struct Pass<'a> {
     config: &'a Config,
     drain: &'a DrainConfig,
+    group: &'a QuotaGroupConfig,
     clock: &'a Clock,
     client: &'a mut Client,
     classifier: Classifier,
@@ -197,8 +207,8 @@ struct Pass<'a> {
     started_at: DateTime<Utc>,
     done: u32,
     failed: u32,
-    /// The quota group carries a suspected mark that the next success clears.
-    is_group_suspected: bool,
+    /// The account of the current item carries a suspected mark that a success clears.
+    is_account_suspected: bool,
 }
 
 impl Pass<'_> {
@@ -212,16 +222,8 @@ impl Pass<'_> {
                 });
             }
             let now = self.clock.now();
-            let (controls, claimed) = items::claim_next_item(
-                self.client,
-                &self.drain.name,
-                &self.drain.quota_group,
-                self.run_id,
-                now,
-                self.trigger == Trigger::Burst,
-                self.local_limit(now).is_none(),
-            )?;
-            self.is_group_suspected = controls.is_suspected;
+            let (controls, claimed, account) = self.claim_next_item(now)?;
+            self.is_account_suspected = controls.is_suspected;
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
                     // Cannot happen (the claim checks the same conditions); never keep it.
@@ -232,7 +234,7 @@ impl Pass<'_> {
             let Some(item) = claimed else {
                 return Ok(Stop::normal("drained", "no item is available now"));
             };
-            match self.process(&item)? {
+            match self.process(&item, account)? {
                 // A completion records the item's end on the run in the same statement.
                 ItemEnd::Completed => {}
                 ItemEnd::Settled => runs::item_finished(self.client, self.run_id, self.clock.now())?,
@@ -242,6 +244,61 @@ impl Pass<'_> {
                 }
             }
         }
+    }
+
+    /// Choose the account (in a group with several), then re-read the controls and claim
+    /// the next item on it. Returns the controls — their backoff is the group's wait when
+    /// no account may be used — the item, and the account's index in the group.
+    fn claim_next_item(&mut self, now: DateTime<Utc>) -> Result<(PassControls, Option<ClaimedItem>, usize)> {
+        let is_burst_trigger = self.trigger == Trigger::Burst;
+        let local_limits_allow = self.local_limit(now).is_none();
+        let (drain, group, run_id) = (self.drain, self.group, self.run_id);
+        if !group.has_accounts_to_switch() {
+            let account =
+                ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
+            let (controls, item) = items::claim_next_item(
+                self.client,
+                &drain.name,
+                account,
+                run_id,
+                now,
+                is_burst_trigger,
+                local_limits_allow,
+            )?;
+            return Ok((controls, item, 0));
+        }
+        in_transaction(self.client, |tx| {
+            let state = crate::db::quota_groups::lock_group(tx, &group.name, now)?;
+            let rows = crate::db::backoffs::read_group_backoffs(tx, std::slice::from_ref(&group.name))?;
+            let view = GroupView::new(group, &rows, state);
+            let selection = view.select(now);
+            let (index, wait) = match selection {
+                Selection::Use { account, .. } => (account, None),
+                Selection::Wait { until, cause } => (view.active(), Some((until, view.describe_wait(cause)))),
+            };
+            let account = ClaimAccount {
+                quota_group: &group.name,
+                account: &group.accounts[index].name,
+                is_allowed: wait.is_none(),
+            };
+            let (mut controls, item) = items::claim_next_item(
+                tx,
+                &drain.name,
+                account,
+                run_id,
+                now,
+                is_burst_trigger,
+                local_limits_allow,
+            )?;
+            if let Some((until, reason)) = wait {
+                controls.backoff_until = Some(until);
+                controls.backoff_reason = Some(reason);
+            }
+            if let (Some(item), Selection::Use { account, switch: Some(switch) }) = (&item, selection) {
+                record_switch(tx, &view, switch, account, item, drain, run_id, now)?;
+            }
+            Ok((controls, item, index))
+        })
     }
 
     /// Why the pass must stop before the next item, given the controls read with the
@@ -304,20 +361,29 @@ impl Pass<'_> {
         None
     }
 
-    /// Run the worker on one claimed item and settle it.
-    fn process(&mut self, item: &ClaimedItem) -> Result<ItemEnd> {
+    /// Run the worker on one claimed item, on account number `account_index` of the
+    /// group, and settle it.
+    fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
+        let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
             Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
         })?;
-        let mut env = self.drain.env.clone();
+        let mut env = merged_env(&self.drain.env, &account.env);
         env.push(("DRAIN_NAME".into(), self.drain.name.clone()));
         env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
         env.push(("DRAIN_RUN_ID".into(), self.run_id.to_string()));
         env.push(("DRAIN_ATTEMPT".into(), item.attempt.to_string()));
+        let mut env_remove = Vec::new();
+        if account.is_implicit() {
+            env_remove.push("DRAIN_ACCOUNT");
+        } else {
+            env.push(("DRAIN_ACCOUNT".into(), account.name.clone()));
+        }
         let spec = WorkerSpec {
             argv: &self.drain.command,
             workdir: self.drain.workdir.as_deref(),
             env: &env,
+            env_remove: &env_remove,
             payload: &payload,
             item_timeout: self.drain.item_timeout,
             kill_grace: self.config.defaults.kill_grace,
@@ -325,7 +391,13 @@ impl Pass<'_> {
             stderr_tail_bytes: self.drain.stderr_tail_bytes,
             checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
         };
-        log::info!("drain {}: item {} attempt {} starting", self.drain.name, item.key, item.attempt);
+        log::info!(
+            "drain {}: item {} attempt {} starting{}",
+            self.drain.name,
+            item.key,
+            item.attempt,
+            if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) }
+        );
         let mut observer = CheckpointRecorder::new(self.client, self.clock, self.run_id);
         let result = run_worker(&spec, &mut observer);
         observer.flush();
@@ -361,6 +433,7 @@ impl Pass<'_> {
         match outcome {
             Outcome::QuotaHit(hit) => {
                 let group = self.drain.quota_group.clone();
+                let account_name = account.name.clone();
                 let decision = in_transaction(self.client, |tx| {
                     items::release_item(tx, item.id, self.run_id, true, now, now)?;
                     items::finish_attempt(
@@ -377,6 +450,7 @@ impl Pass<'_> {
                         crate::ratelimit::HitSource {
                             drain: &self.drain.name,
                             quota_group: &group,
+                            account: &account_name,
                             run_id: Some(self.run_id),
                             item_id: Some(item.id),
                         },
@@ -385,10 +459,27 @@ impl Pass<'_> {
                         self.config.defaults.default_backoff,
                     )
                 })?;
+                if self.group.has_accounts_to_switch() && decision.rule != BackoffRule::Suspected {
+                    // The next claim chooses another account, or stops the pass.
+                    log::info!(
+                        "drain {}: quota hit on item {} on account {}: it backs off until {} ({}); going on",
+                        self.drain.name,
+                        item.key,
+                        account.name,
+                        decision.until.to_rfc3339(),
+                        hit.matched_line
+                    );
+                    return Ok(ItemEnd::Settled);
+                }
+                let subject = if account.is_implicit() {
+                    format!("group {group}")
+                } else {
+                    format!("account {} of group {group}", account.name)
+                };
                 Ok(ItemEnd::Stop(Stop::normal(
                     "rate_limited",
                     format!(
-                        "quota hit on item {}: group {group} backs off until {} ({})",
+                        "quota hit on item {}: {subject} backs off until {} ({})",
                         item.key,
                         decision.until.to_rfc3339(),
                         hit.matched_line
@@ -396,7 +487,7 @@ impl Pass<'_> {
                 )))
             }
             Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
-                self.succeed(item, &report, now)
+                self.succeed(item, &account, &report, now)
             }
             Outcome::ServerError { matched_line } => {
                 self.fail(item, &report, "transient", &format!("server error: {matched_line}"), now)?;
@@ -433,7 +524,13 @@ impl Pass<'_> {
         })
     }
 
-    fn succeed(&mut self, item: &ClaimedItem, report: &WorkerReport, now: DateTime<Utc>) -> Result<ItemEnd> {
+    fn succeed(
+        &mut self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+        report: &WorkerReport,
+        now: DateTime<Utc>,
+    ) -> Result<ItemEnd> {
         items::stage_result(self.client, item.id, self.run_id, &report.stdout, now)?;
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
             log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {}", item.key);
@@ -442,11 +539,17 @@ impl Pass<'_> {
             }
         }
         let completion = items::complete_item(self.client, item.id, self.run_id, now)?;
-        if completion == Completion::Completed && self.is_group_suspected {
+        if completion == Completion::Completed && self.is_account_suspected {
             in_transaction(self.client, |tx| {
-                crate::ratelimit::record_success(tx, &self.drain.name, &self.drain.quota_group, now)
+                crate::ratelimit::record_success(
+                    tx,
+                    &self.drain.name,
+                    &self.drain.quota_group,
+                    &account.name,
+                    now,
+                )
             })?;
-            self.is_group_suspected = false;
+            self.is_account_suspected = false;
         }
         match completion {
             Completion::Completed => {
@@ -548,6 +651,58 @@ impl Pass<'_> {
     }
 }
 
+/// Record that the group now uses account `to`, with an `account_switched` event.
+#[allow(clippy::too_many_arguments)]
+fn record_switch(
+    client: &mut impl postgres::GenericClient,
+    view: &GroupView,
+    switch: Switch,
+    to: usize,
+    item: &ClaimedItem,
+    drain: &DrainConfig,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let group = view.group;
+    let (from, to) = (&group.accounts[switch.from].name, &group.accounts[to].name);
+    crate::db::quota_groups::record_switch(client, &group.name, to, now)?;
+    let matched_line = match switch.cause {
+        crate::accounts::SwitchCause::BackoffEnded => None,
+        _ => view.backoffs.get(switch.from).and_then(|row| row.reason.clone()),
+    };
+    let why = match switch.cause {
+        crate::accounts::SwitchCause::StatedReset => "it stated when its limit resets",
+        crate::accounts::SwitchCause::ConfirmedLimit => "its limit was confirmed",
+        crate::accounts::SwitchCause::BackoffEnded => "the preferred account's backoff ended",
+    };
+    let message = format!(
+        "quota group {} switched from account {from} to {to}: {why}{}",
+        group.name,
+        matched_line.as_deref().map(|line| format!(" ({line})")).unwrap_or_default()
+    );
+    log::info!("{message}");
+    let event = Event::new("account_switched", message)
+        .drain(&drain.name)
+        .quota_group(&group.name)
+        .run(run_id)
+        .item(item.id)
+        .data(json!({
+            "from": from,
+            "to": to,
+            "cause": switch.cause,
+            "matched_line": matched_line,
+        }));
+    record_event(client, &event, now)
+}
+
+/// The drain's environment with the account's merged over it (the account wins).
+fn merged_env(drain: &[(String, String)], account: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        drain.iter().filter(|(name, _)| !account.iter().any(|(other, _)| other == name)).cloned().collect();
+    env.extend(account.iter().cloned());
+    env
+}
+
 fn tail(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[bytes.len().saturating_sub(max)..]
 }
@@ -625,5 +780,20 @@ impl WorkerObserver for CheckpointRecorder<'_> {
             self.flush();
         }
         crate::signals::termination_requested()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_env_wins_over_the_drain_env() {
+        let pair = |name: &str, value: &str| (name.to_string(), value.to_string());
+        let merged = merged_env(
+            &[pair("CLAUDE_CONFIG_DIR", "/drain"), pair("OTHER", "kept")],
+            &[pair("CLAUDE_CONFIG_DIR", "/account")],
+        );
+        assert_eq!(merged, [pair("OTHER", "kept"), pair("CLAUDE_CONFIG_DIR", "/account")]);
     }
 }

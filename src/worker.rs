@@ -48,6 +48,8 @@ pub struct WorkerSpec<'a> {
     pub workdir: Option<&'a Path>,
     /// Variables added to the inherited environment.
     pub env: &'a [(String, String)],
+    /// Variables removed from the inherited environment (before `env` is added).
+    pub env_remove: &'a [&'a str],
     /// Written to the worker's stdin, which is then closed.
     pub payload: &'a [u8],
     /// After this the group gets SIGTERM, then SIGKILL after `kill_grace`.
@@ -158,6 +160,9 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         }
     }
     let mut command = Command::new(program);
+    for name in spec.env_remove {
+        command.env_remove(name);
+    }
     command
         .args(&spec.argv[1..])
         .envs(spec.env.iter().map(|(name, value)| (name, value)))
@@ -734,6 +739,7 @@ mod tests {
             argv,
             workdir: None,
             env: &[],
+            env_remove: &[],
             payload: b"",
             item_timeout: Duration::from_secs(5),
             kill_grace: Duration::from_secs(1),

@@ -66,18 +66,29 @@ pub fn insert_items(
     Ok(counts)
 }
 
+/// Which account of the quota group a claim is for, and whether the group may start an
+/// item on it at all (see [`crate::accounts::select`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimAccount<'a> {
+    pub quota_group: &'a str,
+    /// `""` for the group's only, implicit account.
+    pub account: &'a str,
+    /// False when the group as a whole must wait: nothing is claimed.
+    pub is_allowed: bool,
+}
+
 /// Re-read the pass's controls and, when they allow it, claim the oldest available
 /// pending item of `drain` for `run_id` (the fencing token) — one statement, one round
 /// trip, so the check and the claim see the same state. A claim counts the attempt, opens
-/// its attempt row and records the item-start checkpoint on the run. An item may be
-/// claimed when the drain is not paused, its quota group is not backing off, and either a
-/// burst is on or (`is_burst_trigger` is false and) `local_limits_allow` (window and
-/// budget, checked by the caller). Concurrent claimers skip locked rows.
-#[allow(clippy::too_many_arguments)]
+/// its attempt row (recording the account) and records the item-start checkpoint on the
+/// run. An item may be claimed when the drain is not paused, the account is allowed and
+/// not backing off, and either a burst is on or (`is_burst_trigger` is false and)
+/// `local_limits_allow` (window and budget, checked by the caller). Concurrent claimers
+/// skip locked rows.
 pub fn claim_next_item(
     client: &mut impl GenericClient,
     drain: &str,
-    quota_group: &str,
+    account: ClaimAccount,
     run_id: i64,
     now: DateTime<Utc>,
     is_burst_trigger: bool,
@@ -88,11 +99,11 @@ pub fn claim_next_item(
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
                     coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected
                FROM drains d
-               LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = ''
+               LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $7
               WHERE d.name = $1),
          allowed AS (
              SELECT 1 FROM controls
-              WHERE paused_at IS NULL
+              WHERE paused_at IS NULL AND $8
                 AND (backoff_until IS NULL OR backoff_until <= $3)
                 AND (burst_until > $3 OR (NOT $5 AND $6))),
          claimed AS (
@@ -105,8 +116,8 @@ pub fn claim_next_item(
                            LIMIT 1 FOR UPDATE SKIP LOCKED)
           RETURNING id, key, payload, attempts),
          attempt AS (
-             INSERT INTO attempts (item_id, run_id, attempt, started_at)
-             SELECT id, $2, attempts, $3 FROM claimed),
+             INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
+             SELECT id, $2, attempts, $3, $7 FROM claimed),
          checkpoint AS (
              UPDATE runs SET last_checkpoint_at = greatest(last_checkpoint_at, $3),
                     checkpoints = checkpoints + 1
@@ -118,9 +129,11 @@ pub fn claim_next_item(
             (&drain, Type::TEXT),
             (&run_id, Type::INT8),
             (&now, Type::TIMESTAMPTZ),
-            (&quota_group, Type::TEXT),
+            (&account.quota_group, Type::TEXT),
             (&is_burst_trigger, Type::BOOL),
             (&local_limits_allow, Type::BOOL),
+            (&account.account, Type::TEXT),
+            (&account.is_allowed, Type::BOOL),
         ],
     )?;
     let Some(row) = rows.first() else { return Ok((PassControls::default(), None)) };
