@@ -44,6 +44,12 @@ pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PROFILE: &str = "claude";
 pub const DEFAULT_SWITCH_COOLDOWN: &str = "15m";
+pub const DEFAULT_RESUME_PATTERN: &str = r"^::resume::\s*(\S+)";
+/// A UUID: 36 characters of hex digits and dashes in 8-4-4-4-12 form.
+pub const DEFAULT_RESUME_TOKEN_FORMAT: &str =
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+/// What `{token}` in `resume_args` is replaced with.
+pub const RESUME_TOKEN_PLACEHOLDER: &str = "{token}";
 
 // ---------------------------------------------------------------------------------------
 // The file as written.
@@ -118,6 +124,9 @@ pub struct RawDrain {
     pub max_attempts: Option<Spanned<i64>>,
     pub retry_backoff: Option<Spanned<RawRetryBackoff>>,
     pub checkpoint_pattern: Option<Spanned<String>>,
+    pub resume_pattern: Option<Spanned<String>>,
+    pub resume_token_format: Option<Spanned<String>>,
+    pub resume_args: Option<Spanned<Vec<String>>>,
     pub concurrency: Option<Spanned<i64>>,
     pub max_result_bytes: Option<Spanned<i64>>,
     pub stderr_tail_bytes: Option<Spanned<i64>>,
@@ -259,6 +268,12 @@ pub struct DrainConfig {
     pub max_attempts: u32,
     pub retry_backoff: RetryBackoff,
     pub checkpoint_pattern: Regex,
+    /// Worker output lines that carry a resume token in their first capture group.
+    pub resume_pattern: Regex,
+    /// A token is used only when it matches this whole (anchored here).
+    pub resume_token_format: Regex,
+    /// Appended to `command` when the item resumes, `{token}` replaced.
+    pub resume_args: Vec<String>,
     pub concurrency: u32,
     pub max_result_bytes: usize,
     pub stderr_tail_bytes: usize,
@@ -625,6 +640,41 @@ fn resolve_drain(
         })?,
         None => Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string()))?,
     };
+    let resume_pattern = match &raw.resume_pattern {
+        Some(pattern) => {
+            let compiled = Regex::new(pattern.get_ref()).map_err(|error| {
+                source.error_for(
+                    pattern,
+                    &format!("{}: invalid regex {:?}: {error}", context("resume_pattern"), pattern.get_ref()),
+                )
+            })?;
+            if compiled.captures_len() < 2 {
+                return Err(source.error_for(
+                    pattern,
+                    &format!(
+                        "{}: {:?} has no capture group; put the token in parentheses, e.g. '^::resume::\\s*(\\S+)'",
+                        context("resume_pattern"),
+                        pattern.get_ref()
+                    ),
+                ));
+            }
+            compiled
+        }
+        None => Regex::new(DEFAULT_RESUME_PATTERN).map_err(|e| Error::Internal(e.to_string()))?,
+    };
+    let resume_token_format = {
+        let text = raw.resume_token_format.as_ref().map(|f| f.get_ref().as_str());
+        let text = text.unwrap_or(DEFAULT_RESUME_TOKEN_FORMAT);
+        // Anchored: a token must match as a whole, never just contain a match.
+        Regex::new(&format!("^(?:{text})$")).map_err(|error| match &raw.resume_token_format {
+            Some(format) => source.error_for(
+                format,
+                &format!("{}: invalid regex {text:?}: {error}", context("resume_token_format")),
+            ),
+            None => Error::Internal(error.to_string()),
+        })?
+    };
+    let resume_args = raw.resume_args.map(Spanned::into_inner).unwrap_or_default();
     let item_timeout = duration(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
     if item_timeout.is_zero() {
         if let Some(value) = &raw.item_timeout {
@@ -668,6 +718,9 @@ fn resolve_drain(
         max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
         retry_backoff,
         checkpoint_pattern,
+        resume_pattern,
+        resume_token_format,
+        resume_args,
         concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
         max_result_bytes: count(&raw.max_result_bytes, "max_result_bytes", 0, 1, 1 << 30).map(|v| {
             if v == 0 {
@@ -916,12 +969,40 @@ mod tests {
                 "duplicate quota group name \"g\"",
             ),
             ("[[quota_group]]\nname = \"G!\"\n".to_string(), ":2:8:", "invalid quota group name \"G!\""),
+            (format!("{MINIMAL}resume_pattern = '^::resume::\\s*\\S+'\n"), ":4:18:", "has no capture group"),
+            (
+                format!("{MINIMAL}resume_token_format = '[a-'\n"),
+                ":4:23:",
+                "resume_token_format: invalid regex",
+            ),
+            (format!("{MINIMAL}resume_args = \"--resume\"\n"), ":4:15:", "expected a sequence"),
         ];
         for (text, location, value) in cases {
             let message = resolve(&text).unwrap_err().to_string();
             assert!(message.contains(location), "{location} not in {message}");
             assert!(message.contains(value), "{value} not in {message}");
         }
+    }
+
+    #[test]
+    fn resume_settings_default_to_a_uuid_token_line_and_no_arguments() {
+        let config = resolve(MINIMAL).unwrap();
+        let drain = &config.drains[0];
+        let token = "123e4567-e89b-12d3-a456-426614174000";
+        let line = format!("::resume:: {token}");
+        assert_eq!(&drain.resume_pattern.captures(&line).unwrap()[1], token);
+        assert!(drain.resume_token_format.is_match(token));
+        for bad in ["x; rm -rf /", "--config=/etc/passwd", "123e4567-e89b-12d3-a456-4266141740001", ""] {
+            assert!(!drain.resume_token_format.is_match(bad), "{bad}");
+        }
+        assert!(drain.resume_args.is_empty());
+        let config = resolve(&format!(
+            "{MINIMAL}resume_args = [\"--resume\", \"{{token}}\"]\nresume_token_format = '[a-z]+'\n"
+        ))
+        .unwrap();
+        assert_eq!(config.drains[0].resume_args, ["--resume", "{token}"]);
+        assert!(config.drains[0].resume_token_format.is_match("abc"));
+        assert!(!config.drains[0].resume_token_format.is_match("abc-"), "anchored at both ends");
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's
 //! environment. A hit with a stated reset, or a confirmed one, lets the pass go on with the
 //! next account; the item hit goes back to pending and is retried there.
+//!
+//! Resume tokens a worker prints are checked against `resume_token_format` and stored on
+//! the item as they arrive; when the item runs again after an interruption the worker gets
+//! `DRAIN_RESUME_TOKEN` and `resume_args`.
 
 use std::time::Instant;
 
@@ -22,7 +26,7 @@ use crate::accounts::{GroupView, Selection, Switch};
 use crate::backoff::BackoffRule;
 use crate::cli::{DrainArgs, Trigger};
 use crate::clock::Clock;
-use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig};
+use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
@@ -34,6 +38,11 @@ use crate::output::Report;
 use crate::quota::{Classifier, Outcome};
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerReport, WorkerSpec};
 
+/// A resume token longer than this is never used, whatever `resume_token_format` allows.
+const MAX_RESUME_TOKEN_CHARS: usize = 256;
+/// Rejected resume tokens reported (event and log line) per item run; more are ignored
+/// silently, so a worker that prints many cannot flood the events table.
+const MAX_REJECTED_TOKENS_REPORTED: u32 = 5;
 /// How often checkpoint lines may be written to the run row.
 const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
@@ -368,6 +377,7 @@ impl Pass<'_> {
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
             Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
         })?;
+        let resume_token = self.usable_resume_token(item)?;
         let mut env = merged_env(&self.drain.env, &account.env);
         env.push(("DRAIN_NAME".into(), self.drain.name.clone()));
         env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
@@ -379,8 +389,18 @@ impl Pass<'_> {
         } else {
             env.push(("DRAIN_ACCOUNT".into(), account.name.clone()));
         }
+        let mut argv = self.drain.command.clone();
+        match &resume_token {
+            Some(token) => {
+                env.push(("DRAIN_RESUME_TOKEN".into(), token.clone()));
+                argv.extend(
+                    self.drain.resume_args.iter().map(|arg| arg.replace(RESUME_TOKEN_PLACEHOLDER, token)),
+                );
+            }
+            None => env_remove.push("DRAIN_RESUME_TOKEN"),
+        }
         let spec = WorkerSpec {
-            argv: &self.drain.command,
+            argv: &argv,
             workdir: self.drain.workdir.as_deref(),
             env: &env,
             env_remove: &env_remove,
@@ -390,19 +410,22 @@ impl Pass<'_> {
             result_cap_bytes: self.drain.max_result_bytes,
             stderr_tail_bytes: self.drain.stderr_tail_bytes,
             checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
+            resume_pattern: Some(&self.drain.resume_pattern),
         };
         log::info!(
-            "drain {}: item {} attempt {} starting{}",
+            "drain {}: item {} attempt {} starting{}{}",
             self.drain.name,
             item.key,
             item.attempt,
-            if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) }
+            if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) },
+            if resume_token.is_some() { " (resuming)" } else { "" }
         );
-        let mut observer = CheckpointRecorder::new(self.client, self.clock, self.run_id);
+        let mut observer =
+            WorkerRecorder::new(self.client, self.clock, self.drain, self.run_id, item, resume_token);
         let result = run_worker(&spec, &mut observer);
         observer.flush();
         if let Some(error) = observer.error.take() {
-            log::warn!("drain {}: could not record checkpoints: {error}", self.drain.name);
+            log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
         }
         let report = match result {
             Ok(report) => report,
@@ -499,6 +522,20 @@ impl Pass<'_> {
                 Ok(ItemEnd::Settled)
             }
         }
+    }
+
+    /// The item's stored resume token when it may be used now; a stored token that no
+    /// longer passes the checks (the configuration changed) is dropped with an event.
+    fn usable_resume_token(&mut self, item: &ClaimedItem) -> Result<Option<String>> {
+        let Some(token) = &item.resume_token else { return Ok(None) };
+        let Err(why) = check_resume_token(token, self.drain) else { return Ok(Some(token.clone())) };
+        let now = self.clock.now();
+        in_transaction(self.client, |tx| {
+            items::clear_resume_token(tx, item.id)?;
+            let event = rejected_token_event(self.drain, self.run_id, item, token, &why);
+            record_event(tx, &event, now)
+        })?;
+        Ok(None)
     }
 
     fn worker_not_started(&mut self, item: &ClaimedItem, why: &str) -> Result<Stop> {
@@ -615,6 +652,10 @@ impl Pass<'_> {
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
             if failure != Failure::ClaimLost {
                 runs::count_failed_item(tx, self.run_id)?;
+                if kind == "failure" {
+                    // The worker failed by itself: its session is not worth resuming.
+                    items::clear_resume_token(tx, item.id)?;
+                }
             }
             let event = match failure {
                 Failure::Dead => Some(Event::new(
@@ -703,6 +744,35 @@ fn merged_env(drain: &[(String, String)], account: &[(String, String)]) -> Vec<(
     env
 }
 
+/// Why a resume token printed by a worker may not be used, if it may not. Beyond the
+/// drain's `resume_token_format`, a token never starts with `-` (it would read as an
+/// option) and never holds whitespace or control characters.
+pub fn check_resume_token(token: &str, drain: &DrainConfig) -> std::result::Result<(), String> {
+    if token.is_empty() {
+        return Err("it is empty".into());
+    }
+    if token.chars().count() > MAX_RESUME_TOKEN_CHARS {
+        return Err(format!("it is longer than {MAX_RESUME_TOKEN_CHARS} characters"));
+    }
+    if token.starts_with('-') {
+        return Err("it starts with '-' and would read as an option".into());
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains whitespace or control characters".into());
+    }
+    if !drain.resume_token_format.is_match(token) {
+        return Err("it does not match resume_token_format".into());
+    }
+    Ok(())
+}
+
+/// A token as it may appear in a message: at most 80 characters, escaped.
+fn shown_token(token: &str) -> String {
+    let short: String = token.chars().take(80).collect();
+    let ellipsis = if token.chars().count() > 80 { "…" } else { "" };
+    format!("{:?}{ellipsis}", short)
+}
+
 fn tail(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[bytes.len().saturating_sub(max)..]
 }
@@ -732,22 +802,72 @@ fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (&'static str
     }
 }
 
-/// Records checkpoints while a worker runs, at most one database write per second.
-struct CheckpointRecorder<'a> {
+fn rejected_token_event(
+    drain: &DrainConfig,
+    run_id: i64,
+    item: &ClaimedItem,
+    token: &str,
+    why: &str,
+) -> Event {
+    Event::new(
+        "resume_token_rejected",
+        format!("resume token {} of item {} ignored: {why}", shown_token(token), item.key),
+    )
+    .drain(&drain.name)
+    .run(run_id)
+    .item(item.id)
+    .data(json!({ "token": token.chars().take(MAX_RESUME_TOKEN_CHARS).collect::<String>(), "why": why }))
+}
+
+/// Records what a running worker reports: checkpoints and resume tokens, each at most
+/// one database write per second. A valid new token is stored at once or, right after
+/// another write, within a second — while the worker still runs, so a token printed
+/// before a crash or a kill survives it.
+struct WorkerRecorder<'a> {
     client: &'a mut Client,
     clock: &'a Clock,
+    drain: &'a DrainConfig,
     run_id: i64,
+    item: &'a ClaimedItem,
     unwritten: i64,
     last_write: Option<Instant>,
+    /// The token stored on the item now.
+    resume_token: Option<String>,
+    /// A checked token not stored yet.
+    unwritten_token: Option<String>,
+    last_token_write: Option<Instant>,
+    rejected_tokens: u32,
     error: Option<Error>,
 }
 
-impl<'a> CheckpointRecorder<'a> {
-    fn new(client: &'a mut Client, clock: &'a Clock, run_id: i64) -> Self {
-        CheckpointRecorder { client, clock, run_id, unwritten: 0, last_write: None, error: None }
+impl<'a> WorkerRecorder<'a> {
+    fn new(
+        client: &'a mut Client,
+        clock: &'a Clock,
+        drain: &'a DrainConfig,
+        run_id: i64,
+        item: &'a ClaimedItem,
+        resume_token: Option<String>,
+    ) -> Self {
+        WorkerRecorder {
+            client,
+            clock,
+            drain,
+            run_id,
+            item,
+            unwritten: 0,
+            last_write: None,
+            resume_token,
+            unwritten_token: None,
+            last_token_write: None,
+            rejected_tokens: 0,
+            error: None,
+        }
     }
 
+    /// Write what is not written yet.
     fn flush(&mut self) {
+        self.flush_token();
         if self.unwritten == 0 {
             return;
         }
@@ -758,9 +878,39 @@ impl<'a> CheckpointRecorder<'a> {
             self.error.get_or_insert(error);
         }
     }
+
+    fn flush_token(&mut self) {
+        let Some(token) = self.unwritten_token.take() else { return };
+        self.last_token_write = Some(Instant::now());
+        match items::set_resume_token(self.client, self.item.id, self.run_id, &token) {
+            Ok(_) => {
+                log::info!("drain {}: item {}: resume token stored", self.drain.name, self.item.key);
+                self.resume_token = Some(token);
+            }
+            Err(error) => {
+                self.error.get_or_insert(error);
+            }
+        }
+    }
+
+    fn reject_token(&mut self, token: &str, why: &str) {
+        self.rejected_tokens += 1;
+        if self.rejected_tokens > MAX_REJECTED_TOKENS_REPORTED {
+            return;
+        }
+        let (drain, key) = (&self.drain.name, &self.item.key);
+        log::warn!("drain {drain}: item {key}: resume token {} ignored: {why}", shown_token(token));
+        if self.rejected_tokens == MAX_REJECTED_TOKENS_REPORTED {
+            log::warn!("drain {drain}: item {key}: further rejected resume tokens are not reported");
+        }
+        let event = rejected_token_event(self.drain, self.run_id, self.item, token, why);
+        if let Err(error) = record_event(self.client, &event, self.clock.now()) {
+            self.error.get_or_insert(error);
+        }
+    }
 }
 
-impl WorkerObserver for CheckpointRecorder<'_> {
+impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let start_time = crate::process::process_start_time(pid).map(|t| t as i64);
         if let Err(error) = runs::set_worker(self.client, self.run_id, pid as i32, start_time) {
@@ -775,9 +925,28 @@ impl WorkerObserver for CheckpointRecorder<'_> {
         }
     }
 
+    fn resume_token(&mut self, token: &str) {
+        let latest = self.unwritten_token.as_ref().or(self.resume_token.as_ref());
+        if latest.is_some_and(|latest| latest == token) {
+            return;
+        }
+        if let Err(why) = check_resume_token(token, self.drain) {
+            return self.reject_token(token, &why);
+        }
+        self.unwritten_token = Some(token.to_string());
+        if self.last_token_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
+            self.flush_token();
+        }
+    }
+
     fn should_stop(&mut self) -> bool {
         if self.unwritten > 0 && self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
             self.flush();
+        }
+        if self.unwritten_token.is_some()
+            && self.last_token_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL)
+        {
+            self.flush_token();
         }
         crate::signals::termination_requested()
     }
@@ -786,6 +955,36 @@ impl WorkerObserver for CheckpointRecorder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn drain(extra: &str) -> Config {
+        Config::from_text(&format!("[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n{extra}"), None).unwrap()
+    }
+
+    #[test]
+    fn resume_tokens_must_match_the_format_and_never_read_as_options() {
+        let config = drain("");
+        let uuid = "123e4567-e89b-12d3-a456-426614174000";
+        assert_eq!(check_resume_token(uuid, &config.drains[0]), Ok(()));
+        assert_eq!(check_resume_token(&uuid.to_uppercase(), &config.drains[0]), Ok(()));
+        for bad in ["x; rm -rf /", "--config=/etc/passwd", "123e4567e89b12d3a456426614174000", "", "$(id)"] {
+            assert!(check_resume_token(bad, &config.drains[0]).is_err(), "{bad:?}");
+        }
+        // Even a format that allows anything refuses options, whitespace and control
+        // characters, and overlong tokens.
+        let config = drain("resume_token_format = '.*'\n");
+        let permissive = &config.drains[0];
+        assert_eq!(check_resume_token("session-7", permissive), Ok(()));
+        for (bad, why) in [
+            ("--config=/etc/passwd", "starts with '-'"),
+            ("-x", "starts with '-'"),
+            ("a b", "whitespace"),
+            ("a\u{1b}[2J", "control"),
+            (&"x".repeat(257), "longer than 256"),
+        ] {
+            let error = check_resume_token(bad, permissive).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+    }
 
     #[test]
     fn account_env_wins_over_the_drain_env() {

@@ -18,6 +18,8 @@ pub struct ClaimedItem {
     pub payload: Value,
     /// Attempts including this one.
     pub attempt: i32,
+    /// The latest resume token a worker printed for this item (unchecked).
+    pub resume_token: Option<String>,
 }
 
 /// One item to enqueue.
@@ -50,7 +52,7 @@ pub fn insert_items(
     let reset = client.prepare(
         "UPDATE items SET state = 'pending', payload = $3, attempts = 0, available_at = $4,
                 claimed_by = NULL, claimed_at = NULL, last_error = NULL, stderr_tail = NULL,
-                result = NULL, finished_at = NULL, updated_at = $4
+                result = NULL, finished_at = NULL, resume_token = NULL, updated_at = $4
           WHERE drain = $1 AND key = $2 AND state IN ('done', 'dead')",
     )?;
     let mut counts = EnqueueCounts::default();
@@ -114,7 +116,7 @@ pub fn claim_next_item(
                              AND EXISTS (SELECT 1 FROM allowed)
                            ORDER BY available_at, id
                            LIMIT 1 FOR UPDATE SKIP LOCKED)
-          RETURNING id, key, payload, attempts),
+          RETURNING id, key, payload, attempts, resume_token),
          attempt AS (
              INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
              SELECT id, $2, attempts, $3, $7 FROM claimed),
@@ -123,7 +125,7 @@ pub fn claim_next_item(
                     checkpoints = checkpoints + 1
               WHERE id = $2 AND status = 'running' AND EXISTS (SELECT 1 FROM claimed))
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
-                c.is_suspected, k.id, k.key, k.payload, k.attempts
+                c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token
            FROM controls c LEFT JOIN claimed k ON true",
         &[
             (&drain, Type::TEXT),
@@ -150,8 +152,32 @@ pub fn claim_next_item(
         key: row.get(7),
         payload: row.get(8),
         attempt: row.get(9),
+        resume_token: row.get(10),
     });
     Ok((controls, item))
+}
+
+/// Remember the latest resume token of an item while `run_id` holds it.
+pub fn set_resume_token(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    token: &str,
+) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE items SET resume_token = $3 WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+        &[&item_id, &run_id, &token],
+    )?;
+    Ok(updated == 1)
+}
+
+/// Forget an item's resume token (its next run starts afresh).
+pub fn clear_resume_token(client: &mut impl GenericClient, item_id: i64) -> Result<()> {
+    client.execute(
+        "UPDATE items SET resume_token = NULL WHERE id = $1 AND resume_token IS NOT NULL",
+        &[&item_id],
+    )?;
+    Ok(())
 }
 
 /// Close the attempt row of `item_id` by `run_id`.
@@ -223,7 +249,7 @@ pub fn complete_item(
     let row = client.query_typed_one(
         "WITH done AS (
              UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
-                    last_error = NULL
+                    last_error = NULL, resume_token = NULL
                FROM staged_results s
               WHERE i.id = $1 AND i.claimed_by = $2 AND i.state = 'running'
                 AND s.item_id = i.id AND s.run_id = $2

@@ -1,11 +1,16 @@
-//! Accounts of a quota group, end to end: a hit backs off the account in use; a stated
-//! reset switches to the next account at once and the pass goes on; hits without a reset
-//! switch only when confirmed and at most once per switch_cooldown; the group waits only
-//! when no account is usable.
+//! Accounts of a quota group and resume tokens, end to end: a hit backs off the account
+//! in use; a stated reset switches to the next account at once and the pass goes on; hits
+//! without a reset switch only when confirmed and at most once per switch_cooldown; the
+//! group waits only when no account is usable; a resume token printed before a quota hit
+//! or a crash reaches the next run, and a token that could smuggle arguments never does.
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::*;
+
+const UUID: &str = "123e4567-e89b-12d3-a456-426614174000";
 
 /// Unix seconds of an RFC 3339 instant.
 fn epoch(at: &str) -> i64 {
@@ -278,4 +283,110 @@ fn hits_without_a_reset_switch_only_when_confirmed_and_once_per_switch_cooldown(
         .map(|row| row.get(0))
         .collect();
     assert_eq!(rules, ["a suspected", "a confirmed", "b suspected", "b confirmed"]);
+}
+
+fn resume_config(extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\", \"-p\"]\n\
+         resume_args = [\"--resume\", \"{{token}}\"]\n{extra}"
+    )
+}
+
+/// Prints its arguments and the resume token it got; then, unless it got [`UUID`], prints
+/// `token` as a resume line and runs the steps `then`.
+fn resumable(token: &str, then: Value) -> Value {
+    let mut first_run = vec![json!({ "out": format!("::resume:: {token}") })];
+    first_run.extend(then.as_array().unwrap().iter().cloned());
+    json!({ "steps": [
+        { "echo_args": true },
+        { "env": "DRAIN_RESUME_TOKEN" },
+        { "if_env": { "var": "DRAIN_RESUME_TOKEN", "equals": UUID, "else": first_run } },
+    ]})
+}
+
+fn resume_token(fixture: &Fixture, key: &str) -> Option<String> {
+    fixture.client().query_one("SELECT resume_token FROM items WHERE key = $1", &[&key]).unwrap().get(0)
+}
+
+#[test]
+fn an_item_cut_off_by_a_quota_hit_resumes_with_its_token() {
+    let fixture = Fixture::new(&resume_config(""), "2026-11-27T10:00:00Z");
+    let limit = format!("Claude AI usage limit reached|{}", epoch("2026-11-27T11:00:00Z"));
+    fixture.enqueue("alpha", &[("i1".into(), resumable(UUID, json!([{ "err": limit }, { "exit": 1 }])))]);
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(resume_token(&fixture, "i1").as_deref(), Some(UUID));
+
+    fixture.set_now("2026-11-27T11:01:00Z");
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    let result = result_of(&fixture, "i1");
+    let lines: Vec<&str> = result.lines().collect();
+    assert_eq!(lines, [format!("[\"-p\",\"--resume\",\"{UUID}\"]"), format!("DRAIN_RESUME_TOKEN={UUID}")]);
+    assert_eq!(resume_token(&fixture, "i1"), None, "a success clears the token");
+}
+
+#[test]
+fn tokens_that_could_smuggle_arguments_are_ignored_with_an_event() {
+    // A permissive pattern takes the whole rest of the line as the token.
+    let fixture =
+        Fixture::new(&resume_config("resume_pattern = '^::resume::\\s*(.+)$'\n"), "2026-11-27T10:00:00Z");
+    let limit = format!("Claude AI usage limit reached|{}", epoch("2026-11-27T11:00:00Z"));
+    let payload = json!({ "steps": [
+        { "echo_args": true },
+        { "env": "DRAIN_RESUME_TOKEN" },
+        { "if_env": { "var": "DRAIN_RUN_ID", "equals": "1", "then": [
+            { "out": "::resume:: x; rm -rf /" },
+            { "err": "::resume:: --config=/etc/passwd" },
+            { "out": "::resume:: 123e4567-e89b-12d3-a456-42661417400" },
+            { "err": limit },
+            { "exit": 1 },
+        ] } },
+    ]});
+    fixture.enqueue("alpha", &[("i1".into(), payload)]);
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(resume_token(&fixture, "i1"), None);
+    // Both streams are read; their relative order is not defined.
+    let mut rejected: Vec<String> = fixture
+        .client()
+        .query("SELECT data->>'token' FROM events WHERE kind = 'resume_token_rejected'", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    rejected.sort();
+    assert_eq!(rejected, ["--config=/etc/passwd", "123e4567-e89b-12d3-a456-42661417400", "x; rm -rf /"]);
+
+    fixture.set_now("2026-11-27T11:01:00Z");
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    assert_eq!(result_of(&fixture, "i1"), "[\"-p\"]\nDRAIN_RESUME_TOKEN=\n");
+}
+
+#[test]
+fn a_token_printed_before_a_crash_survives_it_and_a_failure_forgets_it() {
+    let fixture = Fixture::new(&resume_config(""), "2026-11-27T10:00:00Z");
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "alpha",
+        &[(
+            "i1".into(),
+            resumable(UUID, json!([{ "touch": started }, { "wait_for_file": go }, { "exit": 1 }])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "alpha"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // Stored as soon as it was printed, while the worker still runs.
+    wait_until("the token to be stored", Duration::from_secs(20), || resume_token(&fixture, "i1").is_some());
+    signal(pass.id(), libc::SIGKILL);
+    let _ = finished(pass.wait_with_output().unwrap());
+    assert_eq!(resume_token(&fixture, "i1").as_deref(), Some(UUID));
+    std::fs::write(&go, "").unwrap();
+    // The next pass reaps the crashed run and resumes the item.
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    assert!(result_of(&fixture, "i1").contains(&format!("\"--resume\",\"{UUID}\"")));
+
+    // A worker that fails by itself (exit 1, not a limit or a crash) starts afresh next time.
+    let other = "223e4567-e89b-12d3-a456-426614174000";
+    fixture.enqueue("alpha", &[("i2".into(), resumable(other, json!([{ "exit": 1 }])))]);
+    assert_eq!(drain(&fixture)["items_failed"], 1);
+    assert_eq!(resume_token(&fixture, "i2"), None);
 }
