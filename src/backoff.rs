@@ -41,6 +41,23 @@ pub enum BackoffRule {
     Confirmed,
 }
 
+impl BackoffRule {
+    /// The name stored in `quota_backoffs.rule` and shown in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackoffRule::ParsedReset => "parsed_reset",
+            BackoffRule::Suspected => "suspected",
+            BackoffRule::Confirmed => "confirmed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BackoffRule> {
+        [BackoffRule::ParsedReset, BackoffRule::Suspected, BackoffRule::Confirmed]
+            .into_iter()
+            .find(|rule| rule.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackoffDecision {
     pub until: DateTime<Utc>,

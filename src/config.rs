@@ -48,6 +48,13 @@ pub const DEFAULT_PROFILE: &str = "claude";
 pub const DEFAULT_NOTIFY_ON: [&str; 5] =
     ["run_hung", "run_crashed", "item_dead_lettered", "burst_expired", "backoff_set"];
 pub const DEFAULT_NOTIFY_TIMEOUT: &str = "10s";
+pub const DEFAULT_SWITCH_COOLDOWN: &str = "15m";
+pub const DEFAULT_RESUME_PATTERN: &str = r"^::resume::\s*(\S+)";
+/// A UUID: 36 characters of hex digits and dashes in 8-4-4-4-12 form.
+pub const DEFAULT_RESUME_TOKEN_FORMAT: &str =
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+/// What `{token}` in `resume_args` is replaced with.
+pub const RESUME_TOKEN_PLACEHOLDER: &str = "{token}";
 
 // ---------------------------------------------------------------------------------------
 // The file as written.
@@ -59,8 +66,27 @@ pub struct RawConfig {
     pub database: RawDatabase,
     #[serde(default)]
     pub defaults: RawDefaults,
+    #[serde(default, rename = "quota_group")]
+    pub quota_groups: Vec<RawQuotaGroup>,
     #[serde(default, rename = "drain")]
     pub drains: Vec<RawDrain>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuotaGroup {
+    pub name: Spanned<String>,
+    pub switch_cooldown: Option<Spanned<String>>,
+    #[serde(default)]
+    pub accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +133,9 @@ pub struct RawDrain {
     pub max_attempts: Option<Spanned<i64>>,
     pub retry_backoff: Option<Spanned<RawRetryBackoff>>,
     pub checkpoint_pattern: Option<Spanned<String>>,
+    pub resume_pattern: Option<Spanned<String>>,
+    pub resume_token_format: Option<Spanned<String>>,
+    pub resume_args: Option<Spanned<Vec<String>>>,
     pub concurrency: Option<Spanned<i64>>,
     pub max_result_bytes: Option<Spanned<i64>>,
     pub stderr_tail_bytes: Option<Spanned<i64>>,
@@ -136,7 +165,72 @@ pub struct Config {
     pub path: Option<PathBuf>,
     pub database_url: Option<DatabaseUrl>,
     pub defaults: Defaults,
+    /// Every quota group a drain names, declared (`[[quota_group]]`) or implicit, in the
+    /// order declared, then the implicit ones in the order of their first drain.
+    pub quota_groups: Vec<QuotaGroupConfig>,
     pub drains: Vec<DrainConfig>,
+}
+
+/// A quota group: the drains that share it share its accounts' backoffs.
+#[derive(Debug)]
+pub struct QuotaGroupConfig {
+    pub name: String,
+    /// At most one switch to another account per this long, unless a stated reset forces it.
+    pub switch_cooldown: Duration,
+    /// In order of preference; never empty. A group without declared accounts has the one
+    /// implicit account `""`.
+    pub accounts: Vec<AccountConfig>,
+    /// Declared with `[[quota_group]]` (else implied by a drain's `quota_group`).
+    pub is_declared: bool,
+}
+
+impl QuotaGroupConfig {
+    fn implicit(name: String) -> QuotaGroupConfig {
+        QuotaGroupConfig {
+            name,
+            switch_cooldown: parse_duration(DEFAULT_SWITCH_COOLDOWN).unwrap_or(Duration::from_secs(900)),
+            accounts: vec![AccountConfig::implicit()],
+            is_declared: false,
+        }
+    }
+
+    /// The group has several accounts to switch between.
+    pub fn has_accounts_to_switch(&self) -> bool {
+        self.accounts.len() > 1
+    }
+
+    /// Position of the account called `name`, if it is configured.
+    pub fn account_index(&self, name: &str) -> Option<usize> {
+        self.accounts.iter().position(|account| account.name == name)
+    }
+}
+
+/// One account of a quota group: its name and the environment that selects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// `""` for the implicit account of a group that declares none.
+    pub name: String,
+    /// Merged over the drain's `env` for every item run on this account.
+    pub env: Vec<(String, String)>,
+}
+
+impl AccountConfig {
+    pub fn implicit() -> AccountConfig {
+        AccountConfig { name: String::new(), env: Vec::new() }
+    }
+
+    pub fn is_implicit(&self) -> bool {
+        self.name.is_empty()
+    }
+
+    /// The name for messages: `"(default)"` for the implicit account.
+    pub fn display_name(&self) -> &str {
+        if self.is_implicit() {
+            "(default)"
+        } else {
+            &self.name
+        }
+    }
 }
 
 /// The database URL and where it came from (for messages; the URL itself is never shown).
@@ -200,6 +294,12 @@ pub struct DrainConfig {
     pub max_attempts: u32,
     pub retry_backoff: RetryBackoff,
     pub checkpoint_pattern: Regex,
+    /// Worker output lines that carry a resume token in their first capture group.
+    pub resume_pattern: Regex,
+    /// A token is used only when it matches this whole (anchored here).
+    pub resume_token_format: Regex,
+    /// Appended to `command` when the item resumes, `{token}` replaced.
+    pub resume_args: Vec<String>,
     pub concurrency: u32,
     pub max_result_bytes: usize,
     pub stderr_tail_bytes: usize,
@@ -255,13 +355,27 @@ impl Config {
         let base_dir = source.base_dir();
         let database_url = resolve_database_url(raw.database.url, source);
         let defaults = resolve_defaults(raw.defaults, source, &base_dir)?;
+        let mut quota_groups = Vec::with_capacity(raw.quota_groups.len());
+        for raw_group in raw.quota_groups {
+            quota_groups.push(resolve_quota_group(raw_group, source, &quota_groups)?);
+        }
         let mut drains = Vec::with_capacity(raw.drains.len());
         let mut seen = HashSet::new();
         for raw_drain in raw.drains {
             let drain = resolve_drain(raw_drain, source, &base_dir, &defaults, &mut seen)?;
+            if !quota_groups.iter().any(|group| group.name == drain.quota_group) {
+                quota_groups.push(QuotaGroupConfig::implicit(drain.quota_group.clone()));
+            }
             drains.push(drain);
         }
-        Ok(Config { path: source.path.map(Path::to_path_buf), database_url, defaults, drains })
+        Ok(Config { path: source.path.map(Path::to_path_buf), database_url, defaults, quota_groups, drains })
+    }
+
+    /// The quota group called `name` (every drain's group is there, declared or implicit).
+    pub fn quota_group(&self, name: &str) -> Result<&QuotaGroupConfig> {
+        self.quota_groups.iter().find(|group| group.name == name).ok_or_else(|| {
+            Error::Internal(format!("quota group {name:?} is not in the resolved configuration"))
+        })
     }
 
     /// The drain called `name`, or a usage error that lists the known ones.
@@ -438,6 +552,52 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
     })
 }
 
+fn resolve_quota_group(
+    raw: RawQuotaGroup,
+    source: &Source,
+    earlier: &[QuotaGroupConfig],
+) -> Result<QuotaGroupConfig> {
+    let name = raw.name.get_ref().clone();
+    if !is_valid_drain_name(&name) {
+        return Err(source.error_for(
+            &raw.name,
+            &format!("invalid quota group name {name:?}: use 1 to 64 of a-z, 0-9, '_' and '-'"),
+        ));
+    }
+    if earlier.iter().any(|group| group.name == name) {
+        return Err(source.error_for(&raw.name, &format!("duplicate quota group name {name:?}")));
+    }
+    let switch_cooldown = spanned_duration(
+        &raw.switch_cooldown,
+        &format!("quota group {name:?}: switch_cooldown"),
+        DEFAULT_SWITCH_COOLDOWN,
+        source,
+    )?;
+    let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw.accounts.len());
+    for account in raw.accounts {
+        let account_name = account.name.get_ref().clone();
+        if !is_valid_drain_name(&account_name) {
+            return Err(source.error_for(
+                &account.name,
+                &format!(
+                    "quota group {name:?}: invalid account name {account_name:?}: use 1 to 64 of a-z, 0-9, '_' and '-'"
+                ),
+            ));
+        }
+        if accounts.iter().any(|earlier| earlier.name == account_name) {
+            return Err(source.error_for(
+                &account.name,
+                &format!("quota group {name:?}: duplicate account name {account_name:?}"),
+            ));
+        }
+        accounts.push(AccountConfig { name: account_name, env: account.env.into_iter().collect() });
+    }
+    if accounts.is_empty() {
+        accounts.push(AccountConfig::implicit());
+    }
+    Ok(QuotaGroupConfig { name, switch_cooldown, accounts, is_declared: true })
+}
+
 fn resolve_drain(
     raw: RawDrain,
     source: &Source,
@@ -540,6 +700,41 @@ fn resolve_drain(
         })?,
         None => Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string()))?,
     };
+    let resume_pattern = match &raw.resume_pattern {
+        Some(pattern) => {
+            let compiled = Regex::new(pattern.get_ref()).map_err(|error| {
+                source.error_for(
+                    pattern,
+                    &format!("{}: invalid regex {:?}: {error}", context("resume_pattern"), pattern.get_ref()),
+                )
+            })?;
+            if compiled.captures_len() < 2 {
+                return Err(source.error_for(
+                    pattern,
+                    &format!(
+                        "{}: {:?} has no capture group; put the token in parentheses, e.g. '^::resume::\\s*(\\S+)'",
+                        context("resume_pattern"),
+                        pattern.get_ref()
+                    ),
+                ));
+            }
+            compiled
+        }
+        None => Regex::new(DEFAULT_RESUME_PATTERN).map_err(|e| Error::Internal(e.to_string()))?,
+    };
+    let resume_token_format = {
+        let text = raw.resume_token_format.as_ref().map(|f| f.get_ref().as_str());
+        let text = text.unwrap_or(DEFAULT_RESUME_TOKEN_FORMAT);
+        // Anchored: a token must match as a whole, never just contain a match.
+        Regex::new(&format!("^(?:{text})$")).map_err(|error| match &raw.resume_token_format {
+            Some(format) => source.error_for(
+                format,
+                &format!("{}: invalid regex {text:?}: {error}", context("resume_token_format")),
+            ),
+            None => Error::Internal(error.to_string()),
+        })?
+    };
+    let resume_args = raw.resume_args.map(Spanned::into_inner).unwrap_or_default();
     let item_timeout = duration(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
     if item_timeout.is_zero() {
         if let Some(value) = &raw.item_timeout {
@@ -583,6 +778,9 @@ fn resolve_drain(
         max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
         retry_backoff,
         checkpoint_pattern,
+        resume_pattern,
+        resume_token_format,
+        resume_args,
         concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
         max_result_bytes: count(&raw.max_result_bytes, "max_result_bytes", 0, 1, 1 << 30).map(|v| {
             if v == 0 {
@@ -802,6 +1000,93 @@ mod tests {
         assert_eq!(password_of("postgres://u:pw1@h/db").as_deref(), Some("pw1"));
         assert_eq!(password_of("host=h user=u password=pw2").as_deref(), Some("pw2"));
         assert_eq!(password_of("postgres://u@h/db"), None);
+    }
+
+    const TWO_ACCOUNTS: &str = "[[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"5m\"\naccounts = [\n  { name = \"chair\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude\" } },\n  { name = \"backup\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude-backup\" } },\n]\n\n[[drain]]\nname = \"halacha\"\ncommand = [\"claude\"]\nquota_group = \"claude-chair\"\n\n[[drain]]\nname = \"other\"\ncommand = [\"claude\"]\nquota_group = \"solo\"\n";
+
+    #[test]
+    fn quota_groups_are_declared_with_accounts_or_implied_by_drains() {
+        let config = resolve(TWO_ACCOUNTS).unwrap();
+        let group = config.quota_group("claude-chair").unwrap();
+        assert!(group.is_declared && group.has_accounts_to_switch());
+        assert_eq!(group.switch_cooldown, Duration::from_secs(300));
+        let names: Vec<&str> = group.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["chair", "backup"]);
+        assert_eq!(
+            group.accounts[1].env,
+            [("CLAUDE_CONFIG_DIR".to_string(), "/home/chair/.claude-backup".to_string())]
+        );
+        let solo = config.quota_group("solo").unwrap();
+        assert!(!solo.is_declared && !solo.has_accounts_to_switch());
+        assert_eq!(solo.accounts, [AccountConfig::implicit()]);
+        assert_eq!(solo.switch_cooldown, Duration::from_secs(15 * 60));
+        // A drain without quota_group is its own implicit group.
+        let config = resolve(MINIMAL).unwrap();
+        assert_eq!(config.quota_group("halacha").unwrap().accounts, [AccountConfig::implicit()]);
+        // A declared group without accounts behaves as an implicit one.
+        let config = resolve(&format!("[[quota_group]]\nname = \"halacha\"\n{MINIMAL}")).unwrap();
+        let group = config.quota_group("halacha").unwrap();
+        assert!(group.is_declared && !group.has_accounts_to_switch());
+        assert_eq!(config.quota_groups.len(), 1);
+    }
+
+    #[test]
+    fn quota_group_and_account_errors_name_the_place() {
+        let group = |body: &str| format!("[[quota_group]]\nname = \"g\"\n{body}{MINIMAL}");
+        let cases = [
+            (
+                group("accounts = [{ name = \"a\" }, { name = \"a\" }]\n"),
+                ":3:38:",
+                "duplicate account name \"a\"",
+            ),
+            (
+                group("accounts = [{ name = \"Main Account\" }]\n"),
+                ":3:22:",
+                "invalid account name \"Main Account\"",
+            ),
+            (group("accounts = [{ name = \"a\", envv = {} }]\n"), ":3:", "envv"),
+            (group("switch_cooldown = \"5 minutes\"\n"), ":3:19:", "switch_cooldown"),
+            (group("acounts = []\n"), ":3:1:", "acounts"),
+            (
+                "[[quota_group]]\nname = \"g\"\n[[quota_group]]\nname = \"g\"\n".to_string(),
+                ":4:8:",
+                "duplicate quota group name \"g\"",
+            ),
+            ("[[quota_group]]\nname = \"G!\"\n".to_string(), ":2:8:", "invalid quota group name \"G!\""),
+            (format!("{MINIMAL}resume_pattern = '^::resume::\\s*\\S+'\n"), ":4:18:", "has no capture group"),
+            (
+                format!("{MINIMAL}resume_token_format = '[a-'\n"),
+                ":4:23:",
+                "resume_token_format: invalid regex",
+            ),
+            (format!("{MINIMAL}resume_args = \"--resume\"\n"), ":4:15:", "expected a sequence"),
+        ];
+        for (text, location, value) in cases {
+            let message = resolve(&text).unwrap_err().to_string();
+            assert!(message.contains(location), "{location} not in {message}");
+            assert!(message.contains(value), "{value} not in {message}");
+        }
+    }
+
+    #[test]
+    fn resume_settings_default_to_a_uuid_token_line_and_no_arguments() {
+        let config = resolve(MINIMAL).unwrap();
+        let drain = &config.drains[0];
+        let token = "123e4567-e89b-12d3-a456-426614174000";
+        let line = format!("::resume:: {token}");
+        assert_eq!(&drain.resume_pattern.captures(&line).unwrap()[1], token);
+        assert!(drain.resume_token_format.is_match(token));
+        for bad in ["x; rm -rf /", "--config=/etc/passwd", "123e4567-e89b-12d3-a456-4266141740001", ""] {
+            assert!(!drain.resume_token_format.is_match(bad), "{bad}");
+        }
+        assert!(drain.resume_args.is_empty());
+        let config = resolve(&format!(
+            "{MINIMAL}resume_args = [\"--resume\", \"{{token}}\"]\nresume_token_format = '[a-z]+'\n"
+        ))
+        .unwrap();
+        assert_eq!(config.drains[0].resume_args, ["--resume", "{token}"]);
+        assert!(config.drains[0].resume_token_format.is_match("abc"));
+        assert!(!config.drains[0].resume_token_format.is_match("abc-"), "anchored at both ends");
     }
 
     #[test]

@@ -4,8 +4,17 @@
 //! then claims items one at a time — re-reading pause, burst, backoff, window and budget
 //! before each — runs the worker on each, classifies the outcome and settles the item:
 //! a success is staged durably and then completed under the run's fencing token; a quota
-//! hit gives the attempt back and backs the quota group off; a failure is retried with
-//! exponential backoff or dead-lettered at `max_attempts`.
+//! hit gives the attempt back and backs off the account of the quota group it ran on; a
+//! failure is retried with exponential backoff or dead-lettered at `max_attempts`.
+//!
+//! In a quota group with several accounts every claim first chooses the account (see
+//! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's
+//! environment. A hit with a stated reset, or a confirmed one, lets the pass go on with the
+//! next account; the item hit goes back to pending and is retried there.
+//!
+//! Resume tokens a worker prints are checked against `resume_token_format` and stored on
+//! the item as they arrive; when the item runs again after an interruption the worker gets
+//! `DRAIN_RESUME_TOKEN` and `resume_args`.
 
 use std::time::Instant;
 
@@ -13,13 +22,15 @@ use chrono::{DateTime, Utc};
 use postgres::Client;
 use serde_json::json;
 
+use crate::accounts::{GroupView, Selection, Switch};
+use crate::backoff::BackoffRule;
 use crate::cli::{DrainArgs, Trigger};
 use crate::clock::Clock;
-use crate::config::{Config, DrainConfig};
+use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
-use crate::db::items::{self, ClaimedItem, Completion, Failure};
+use crate::db::items::{self, ClaimAccount, ClaimedItem, Completion, Failure};
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
@@ -27,6 +38,11 @@ use crate::output::Report;
 use crate::quota::{Classifier, Outcome};
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerReport, WorkerSpec};
 
+/// A resume token longer than this is never used, whatever `resume_token_format` allows.
+const MAX_RESUME_TOKEN_CHARS: usize = 256;
+/// Rejected resume tokens reported (event and log line) per item run; more are ignored
+/// silently, so a worker that prints many cannot flood the events table.
+const MAX_REJECTED_TOKENS_REPORTED: u32 = 5;
 /// How often checkpoint lines may be written to the run row.
 const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
@@ -50,6 +66,7 @@ impl Stop {
 pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let Context { config, clock, client } = ctx;
     let drain = config.drain(&args.name)?;
+    let group = config.quota_group(&drain.quota_group)?;
     let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns)
         .map_err(|message| Error::Config(format!("drain {:?}: {message}", drain.name)))?;
     crate::signals::install_termination_handlers()
@@ -91,6 +108,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let mut pass = Pass {
         config,
         drain,
+        group,
         clock,
         client,
         classifier,
@@ -99,7 +117,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         started_at: now,
         done: 0,
         failed: 0,
-        is_group_suspected: false,
+        is_account_suspected: false,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -195,6 +213,7 @@ enum ItemEnd {
 struct Pass<'a> {
     config: &'a Config,
     drain: &'a DrainConfig,
+    group: &'a QuotaGroupConfig,
     clock: &'a Clock,
     client: &'a mut Client,
     classifier: Classifier,
@@ -203,8 +222,8 @@ struct Pass<'a> {
     started_at: DateTime<Utc>,
     done: u32,
     failed: u32,
-    /// The quota group carries a suspected mark that the next success clears.
-    is_group_suspected: bool,
+    /// The account of the current item carries a suspected mark that a success clears.
+    is_account_suspected: bool,
 }
 
 impl Pass<'_> {
@@ -218,16 +237,8 @@ impl Pass<'_> {
                 });
             }
             let now = self.clock.now();
-            let (controls, claimed) = items::claim_next_item(
-                self.client,
-                &self.drain.name,
-                &self.drain.quota_group,
-                self.run_id,
-                now,
-                self.trigger == Trigger::Burst,
-                self.local_limit(now).is_none(),
-            )?;
-            self.is_group_suspected = controls.is_suspected;
+            let (controls, claimed, account) = self.claim_next_item(now)?;
+            self.is_account_suspected = controls.is_suspected;
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
                     // Cannot happen (the claim checks the same conditions); never keep it.
@@ -238,7 +249,7 @@ impl Pass<'_> {
             let Some(item) = claimed else {
                 return Ok(Stop::normal("drained", "no item is available now"));
             };
-            match self.process(&item)? {
+            match self.process(&item, account)? {
                 // A completion records the item's end on the run in the same statement.
                 ItemEnd::Completed => {}
                 ItemEnd::Settled => runs::item_finished(self.client, self.run_id, self.clock.now())?,
@@ -248,6 +259,61 @@ impl Pass<'_> {
                 }
             }
         }
+    }
+
+    /// Choose the account (in a group with several), then re-read the controls and claim
+    /// the next item on it. Returns the controls — their backoff is the group's wait when
+    /// no account may be used — the item, and the account's index in the group.
+    fn claim_next_item(&mut self, now: DateTime<Utc>) -> Result<(PassControls, Option<ClaimedItem>, usize)> {
+        let is_burst_trigger = self.trigger == Trigger::Burst;
+        let local_limits_allow = self.local_limit(now).is_none();
+        let (drain, group, run_id) = (self.drain, self.group, self.run_id);
+        if !group.has_accounts_to_switch() {
+            let account =
+                ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
+            let (controls, item) = items::claim_next_item(
+                self.client,
+                &drain.name,
+                account,
+                run_id,
+                now,
+                is_burst_trigger,
+                local_limits_allow,
+            )?;
+            return Ok((controls, item, 0));
+        }
+        in_transaction(self.client, |tx| {
+            let state = crate::db::quota_groups::lock_group(tx, &group.name, now)?;
+            let rows = crate::db::backoffs::read_group_backoffs(tx, std::slice::from_ref(&group.name))?;
+            let view = GroupView::new(group, &rows, state);
+            let selection = view.select(now);
+            let (index, wait) = match selection {
+                Selection::Use { account, .. } => (account, None),
+                Selection::Wait { until, cause } => (view.active(), Some((until, view.describe_wait(cause)))),
+            };
+            let account = ClaimAccount {
+                quota_group: &group.name,
+                account: &group.accounts[index].name,
+                is_allowed: wait.is_none(),
+            };
+            let (mut controls, item) = items::claim_next_item(
+                tx,
+                &drain.name,
+                account,
+                run_id,
+                now,
+                is_burst_trigger,
+                local_limits_allow,
+            )?;
+            if let Some((until, reason)) = wait {
+                controls.backoff_until = Some(until);
+                controls.backoff_reason = Some(reason);
+            }
+            if let (Some(item), Selection::Use { account, switch: Some(switch) }) = (&item, selection) {
+                record_switch(tx, &view, switch, account, item, drain, run_id, now)?;
+            }
+            Ok((controls, item, index))
+        })
     }
 
     /// Why the pass must stop before the next item, given the controls read with the
@@ -310,33 +376,62 @@ impl Pass<'_> {
         None
     }
 
-    /// Run the worker on one claimed item and settle it.
-    fn process(&mut self, item: &ClaimedItem) -> Result<ItemEnd> {
+    /// Run the worker on one claimed item, on account number `account_index` of the
+    /// group, and settle it.
+    fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
+        let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
             Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
         })?;
-        let mut env = self.drain.env.clone();
+        let resume_token = self.usable_resume_token(item)?;
+        let mut env = merged_env(&self.drain.env, &account.env);
         env.push(("DRAIN_NAME".into(), self.drain.name.clone()));
         env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
         env.push(("DRAIN_RUN_ID".into(), self.run_id.to_string()));
         env.push(("DRAIN_ATTEMPT".into(), item.attempt.to_string()));
+        let mut env_remove = Vec::new();
+        if account.is_implicit() {
+            env_remove.push("DRAIN_ACCOUNT");
+        } else {
+            env.push(("DRAIN_ACCOUNT".into(), account.name.clone()));
+        }
+        let mut argv = self.drain.command.clone();
+        match &resume_token {
+            Some(token) => {
+                env.push(("DRAIN_RESUME_TOKEN".into(), token.clone()));
+                argv.extend(
+                    self.drain.resume_args.iter().map(|arg| arg.replace(RESUME_TOKEN_PLACEHOLDER, token)),
+                );
+            }
+            None => env_remove.push("DRAIN_RESUME_TOKEN"),
+        }
         let spec = WorkerSpec {
-            argv: &self.drain.command,
+            argv: &argv,
             workdir: self.drain.workdir.as_deref(),
             env: &env,
+            env_remove: &env_remove,
             payload: &payload,
             item_timeout: self.drain.item_timeout,
             kill_grace: self.config.defaults.kill_grace,
             result_cap_bytes: self.drain.max_result_bytes,
             stderr_tail_bytes: self.drain.stderr_tail_bytes,
             checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
+            resume_pattern: Some(&self.drain.resume_pattern),
         };
-        log::info!("drain {}: item {} attempt {} starting", self.drain.name, item.key, item.attempt);
-        let mut observer = CheckpointRecorder::new(self.client, self.clock, self.run_id);
+        log::info!(
+            "drain {}: item {} attempt {} starting{}{}",
+            self.drain.name,
+            item.key,
+            item.attempt,
+            if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) },
+            if resume_token.is_some() { " (resuming)" } else { "" }
+        );
+        let mut observer =
+            WorkerRecorder::new(self.client, self.clock, self.drain, self.run_id, item, resume_token);
         let result = run_worker(&spec, &mut observer);
         observer.flush();
         if let Some(error) = observer.error.take() {
-            log::warn!("drain {}: could not record checkpoints: {error}", self.drain.name);
+            log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
         }
         let report = match result {
             Ok(report) => report,
@@ -367,7 +462,8 @@ impl Pass<'_> {
         match outcome {
             Outcome::QuotaHit(hit) => {
                 let group = self.drain.quota_group.clone();
-                let decision = in_transaction(self.client, |tx| {
+                let account_name = account.name.clone();
+                let (decision, backoff_event) = in_transaction(self.client, |tx| {
                     items::release_item(tx, item.id, self.run_id, true, now, now)?;
                     items::finish_attempt(
                         tx,
@@ -383,6 +479,7 @@ impl Pass<'_> {
                         crate::ratelimit::HitSource {
                             drain: &self.drain.name,
                             quota_group: &group,
+                            account: &account_name,
                             run_id: Some(self.run_id),
                             item_id: Some(item.id),
                         },
@@ -391,10 +488,28 @@ impl Pass<'_> {
                         self.config.defaults.backoff_policy(),
                     )
                 })?;
+                crate::notify::notify(self.config, self.client, &backoff_event, now);
+                if self.group.has_accounts_to_switch() && decision.rule != BackoffRule::Suspected {
+                    // The next claim chooses another account, or stops the pass.
+                    log::info!(
+                        "drain {}: quota hit on item {} on account {}: it backs off until {} ({}); going on",
+                        self.drain.name,
+                        item.key,
+                        account.name,
+                        decision.until.to_rfc3339(),
+                        hit.matched_line
+                    );
+                    return Ok(ItemEnd::Settled);
+                }
+                let subject = if account.is_implicit() {
+                    format!("group {group}")
+                } else {
+                    format!("account {} of group {group}", account.name)
+                };
                 Ok(ItemEnd::Stop(Stop::normal(
                     "rate_limited",
                     format!(
-                        "quota hit on item {}: group {group} backs off until {} ({})",
+                        "quota hit on item {}: {subject} backs off until {} ({})",
                         item.key,
                         decision.until.to_rfc3339(),
                         hit.matched_line
@@ -402,7 +517,7 @@ impl Pass<'_> {
                 )))
             }
             Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
-                self.succeed(item, &report, now)
+                self.succeed(item, &account, &report, now)
             }
             Outcome::ServerError { matched_line } => {
                 self.fail(item, &report, "transient", &format!("server error: {matched_line}"), now)?;
@@ -414,6 +529,20 @@ impl Pass<'_> {
                 Ok(ItemEnd::Settled)
             }
         }
+    }
+
+    /// The item's stored resume token when it may be used now; a stored token that no
+    /// longer passes the checks (the configuration changed) is dropped with an event.
+    fn usable_resume_token(&mut self, item: &ClaimedItem) -> Result<Option<String>> {
+        let Some(token) = &item.resume_token else { return Ok(None) };
+        let Err(why) = check_resume_token(token, self.drain) else { return Ok(Some(token.clone())) };
+        let now = self.clock.now();
+        in_transaction(self.client, |tx| {
+            items::clear_resume_token(tx, item.id)?;
+            let event = rejected_token_event(self.drain, self.run_id, item, token, &why);
+            record_event(tx, &event, now)
+        })?;
+        Ok(None)
     }
 
     fn worker_not_started(&mut self, item: &ClaimedItem, why: &str) -> Result<Stop> {
@@ -439,7 +568,13 @@ impl Pass<'_> {
         })
     }
 
-    fn succeed(&mut self, item: &ClaimedItem, report: &WorkerReport, now: DateTime<Utc>) -> Result<ItemEnd> {
+    fn succeed(
+        &mut self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+        report: &WorkerReport,
+        now: DateTime<Utc>,
+    ) -> Result<ItemEnd> {
         items::stage_result(self.client, item.id, self.run_id, &report.stdout, now)?;
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
             log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {}", item.key);
@@ -448,11 +583,17 @@ impl Pass<'_> {
             }
         }
         let completion = items::complete_item(self.client, item.id, self.run_id, now)?;
-        if completion == Completion::Completed && self.is_group_suspected {
+        if completion == Completion::Completed && self.is_account_suspected {
             in_transaction(self.client, |tx| {
-                crate::ratelimit::record_success(tx, &self.drain.name, &self.drain.quota_group, now)
+                crate::ratelimit::record_success(
+                    tx,
+                    &self.drain.name,
+                    &self.drain.quota_group,
+                    &account.name,
+                    now,
+                )
             })?;
-            self.is_group_suspected = false;
+            self.is_account_suspected = false;
         }
         match completion {
             Completion::Completed => {
@@ -518,6 +659,10 @@ impl Pass<'_> {
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
             if failure != Failure::ClaimLost {
                 runs::count_failed_item(tx, self.run_id)?;
+                if kind == "failure" {
+                    // The worker failed by itself: its session is not worth resuming.
+                    items::clear_resume_token(tx, item.id)?;
+                }
             }
             let event = match failure {
                 Failure::Dead => Some(Event::new(
@@ -560,6 +705,87 @@ impl Pass<'_> {
     }
 }
 
+/// Record that the group now uses account `to`, with an `account_switched` event.
+#[allow(clippy::too_many_arguments)]
+fn record_switch(
+    client: &mut impl postgres::GenericClient,
+    view: &GroupView,
+    switch: Switch,
+    to: usize,
+    item: &ClaimedItem,
+    drain: &DrainConfig,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let group = view.group;
+    let (from, to) = (&group.accounts[switch.from].name, &group.accounts[to].name);
+    crate::db::quota_groups::record_switch(client, &group.name, to, now)?;
+    let matched_line = match switch.cause {
+        crate::accounts::SwitchCause::BackoffEnded => None,
+        _ => view.backoffs.get(switch.from).and_then(|row| row.reason.clone()),
+    };
+    let why = match switch.cause {
+        crate::accounts::SwitchCause::StatedReset => "it stated when its limit resets",
+        crate::accounts::SwitchCause::ConfirmedLimit => "its limit was confirmed",
+        crate::accounts::SwitchCause::BackoffEnded => "the preferred account's backoff ended",
+    };
+    let message = format!(
+        "quota group {} switched from account {from} to {to}: {why}{}",
+        group.name,
+        matched_line.as_deref().map(|line| format!(" ({line})")).unwrap_or_default()
+    );
+    log::info!("{message}");
+    let event = Event::new("account_switched", message)
+        .drain(&drain.name)
+        .quota_group(&group.name)
+        .run(run_id)
+        .item(item.id)
+        .data(json!({
+            "from": from,
+            "to": to,
+            "cause": switch.cause,
+            "matched_line": matched_line,
+        }));
+    record_event(client, &event, now)
+}
+
+/// The drain's environment with the account's merged over it (the account wins).
+fn merged_env(drain: &[(String, String)], account: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        drain.iter().filter(|(name, _)| !account.iter().any(|(other, _)| other == name)).cloned().collect();
+    env.extend(account.iter().cloned());
+    env
+}
+
+/// Why a resume token printed by a worker may not be used, if it may not. Beyond the
+/// drain's `resume_token_format`, a token never starts with `-` (it would read as an
+/// option) and never holds whitespace or control characters.
+pub fn check_resume_token(token: &str, drain: &DrainConfig) -> std::result::Result<(), String> {
+    if token.is_empty() {
+        return Err("it is empty".into());
+    }
+    if token.chars().count() > MAX_RESUME_TOKEN_CHARS {
+        return Err(format!("it is longer than {MAX_RESUME_TOKEN_CHARS} characters"));
+    }
+    if token.starts_with('-') {
+        return Err("it starts with '-' and would read as an option".into());
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains whitespace or control characters".into());
+    }
+    if !drain.resume_token_format.is_match(token) {
+        return Err("it does not match resume_token_format".into());
+    }
+    Ok(())
+}
+
+/// A token as it may appear in a message: at most 80 characters, escaped.
+fn shown_token(token: &str) -> String {
+    let short: String = token.chars().take(80).collect();
+    let ellipsis = if token.chars().count() > 80 { "…" } else { "" };
+    format!("{:?}{ellipsis}", short)
+}
+
 fn tail(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[bytes.len().saturating_sub(max)..]
 }
@@ -589,22 +815,72 @@ fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (&'static str
     }
 }
 
-/// Records checkpoints while a worker runs, at most one database write per second.
-struct CheckpointRecorder<'a> {
+fn rejected_token_event(
+    drain: &DrainConfig,
+    run_id: i64,
+    item: &ClaimedItem,
+    token: &str,
+    why: &str,
+) -> Event {
+    Event::new(
+        "resume_token_rejected",
+        format!("resume token {} of item {} ignored: {why}", shown_token(token), item.key),
+    )
+    .drain(&drain.name)
+    .run(run_id)
+    .item(item.id)
+    .data(json!({ "token": token.chars().take(MAX_RESUME_TOKEN_CHARS).collect::<String>(), "why": why }))
+}
+
+/// Records what a running worker reports: checkpoints and resume tokens, each at most
+/// one database write per second. A valid new token is stored at once or, right after
+/// another write, within a second — while the worker still runs, so a token printed
+/// before a crash or a kill survives it.
+struct WorkerRecorder<'a> {
     client: &'a mut Client,
     clock: &'a Clock,
+    drain: &'a DrainConfig,
     run_id: i64,
+    item: &'a ClaimedItem,
     unwritten: i64,
     last_write: Option<Instant>,
+    /// The token stored on the item now.
+    resume_token: Option<String>,
+    /// A checked token not stored yet.
+    unwritten_token: Option<String>,
+    last_token_write: Option<Instant>,
+    rejected_tokens: u32,
     error: Option<Error>,
 }
 
-impl<'a> CheckpointRecorder<'a> {
-    fn new(client: &'a mut Client, clock: &'a Clock, run_id: i64) -> Self {
-        CheckpointRecorder { client, clock, run_id, unwritten: 0, last_write: None, error: None }
+impl<'a> WorkerRecorder<'a> {
+    fn new(
+        client: &'a mut Client,
+        clock: &'a Clock,
+        drain: &'a DrainConfig,
+        run_id: i64,
+        item: &'a ClaimedItem,
+        resume_token: Option<String>,
+    ) -> Self {
+        WorkerRecorder {
+            client,
+            clock,
+            drain,
+            run_id,
+            item,
+            unwritten: 0,
+            last_write: None,
+            resume_token,
+            unwritten_token: None,
+            last_token_write: None,
+            rejected_tokens: 0,
+            error: None,
+        }
     }
 
+    /// Write what is not written yet.
     fn flush(&mut self) {
+        self.flush_token();
         if self.unwritten == 0 {
             return;
         }
@@ -615,9 +891,39 @@ impl<'a> CheckpointRecorder<'a> {
             self.error.get_or_insert(error);
         }
     }
+
+    fn flush_token(&mut self) {
+        let Some(token) = self.unwritten_token.take() else { return };
+        self.last_token_write = Some(Instant::now());
+        match items::set_resume_token(self.client, self.item.id, self.run_id, &token) {
+            Ok(_) => {
+                log::info!("drain {}: item {}: resume token stored", self.drain.name, self.item.key);
+                self.resume_token = Some(token);
+            }
+            Err(error) => {
+                self.error.get_or_insert(error);
+            }
+        }
+    }
+
+    fn reject_token(&mut self, token: &str, why: &str) {
+        self.rejected_tokens += 1;
+        if self.rejected_tokens > MAX_REJECTED_TOKENS_REPORTED {
+            return;
+        }
+        let (drain, key) = (&self.drain.name, &self.item.key);
+        log::warn!("drain {drain}: item {key}: resume token {} ignored: {why}", shown_token(token));
+        if self.rejected_tokens == MAX_REJECTED_TOKENS_REPORTED {
+            log::warn!("drain {drain}: item {key}: further rejected resume tokens are not reported");
+        }
+        let event = rejected_token_event(self.drain, self.run_id, self.item, token, why);
+        if let Err(error) = record_event(self.client, &event, self.clock.now()) {
+            self.error.get_or_insert(error);
+        }
+    }
 }
 
-impl WorkerObserver for CheckpointRecorder<'_> {
+impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let start_time = crate::process::process_start_time(pid).map(|t| t as i64);
         if let Err(error) = runs::set_worker(self.client, self.run_id, pid as i32, start_time) {
@@ -632,10 +938,74 @@ impl WorkerObserver for CheckpointRecorder<'_> {
         }
     }
 
+    fn resume_token(&mut self, token: &str) {
+        let latest = self.unwritten_token.as_ref().or(self.resume_token.as_ref());
+        if latest.is_some_and(|latest| latest == token) {
+            return;
+        }
+        if let Err(why) = check_resume_token(token, self.drain) {
+            return self.reject_token(token, &why);
+        }
+        self.unwritten_token = Some(token.to_string());
+        if self.last_token_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
+            self.flush_token();
+        }
+    }
+
     fn should_stop(&mut self) -> bool {
         if self.unwritten > 0 && self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
             self.flush();
         }
+        if self.unwritten_token.is_some()
+            && self.last_token_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL)
+        {
+            self.flush_token();
+        }
         crate::signals::termination_requested()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(extra: &str) -> Config {
+        Config::from_text(&format!("[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n{extra}"), None).unwrap()
+    }
+
+    #[test]
+    fn resume_tokens_must_match_the_format_and_never_read_as_options() {
+        let config = drain("");
+        let uuid = "123e4567-e89b-12d3-a456-426614174000";
+        assert_eq!(check_resume_token(uuid, &config.drains[0]), Ok(()));
+        assert_eq!(check_resume_token(&uuid.to_uppercase(), &config.drains[0]), Ok(()));
+        for bad in ["x; rm -rf /", "--config=/etc/passwd", "123e4567e89b12d3a456426614174000", "", "$(id)"] {
+            assert!(check_resume_token(bad, &config.drains[0]).is_err(), "{bad:?}");
+        }
+        // Even a format that allows anything refuses options, whitespace and control
+        // characters, and overlong tokens.
+        let config = drain("resume_token_format = '.*'\n");
+        let permissive = &config.drains[0];
+        assert_eq!(check_resume_token("session-7", permissive), Ok(()));
+        for (bad, why) in [
+            ("--config=/etc/passwd", "starts with '-'"),
+            ("-x", "starts with '-'"),
+            ("a b", "whitespace"),
+            ("a\u{1b}[2J", "control"),
+            (&"x".repeat(257), "longer than 256"),
+        ] {
+            let error = check_resume_token(bad, permissive).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn account_env_wins_over_the_drain_env() {
+        let pair = |name: &str, value: &str| (name.to_string(), value.to_string());
+        let merged = merged_env(
+            &[pair("CLAUDE_CONFIG_DIR", "/drain"), pair("OTHER", "kept")],
+            &[pair("CLAUDE_CONFIG_DIR", "/account")],
+        );
+        assert_eq!(merged, [pair("OTHER", "kept"), pair("CLAUDE_CONFIG_DIR", "/account")]);
     }
 }

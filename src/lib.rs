@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod backoff;
 pub mod burst;
 pub mod cli;

@@ -141,15 +141,20 @@ pub fn render_metrics(
         last_success.sample(vec![("drain", name.clone())], timestamp(runs::last_success_at(client, name)?));
     }
 
-    let mut groups: Vec<String> = config.drains.iter().map(|drain| drain.quota_group.clone()).collect();
-    groups.sort();
-    groups.dedup();
+    let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
+    let rows = backoffs::read_group_backoffs(client, &groups)?;
     let mut backoff = Family::new(
         "drainctl_backoff_until_timestamp_seconds",
-        "Until when the quota group backs off (Unix seconds; may be past); 0 when it never did.",
+        "Until when the account of the quota group backs off (Unix seconds; may be past); 0 when it never did.",
     );
-    for row in backoffs::read_backoffs(client, &groups)? {
-        backoff.sample(vec![("quota_group", row.quota_group.clone())], timestamp(row.backoff_until));
+    for group in &config.quota_groups {
+        let accounts = group.accounts.iter().map(|account| account.name.as_str());
+        for row in backoffs::rows_for_accounts(&rows, &group.name, accounts) {
+            backoff.sample(
+                vec![("quota_group", row.quota_group.clone()), ("account", row.account.clone())],
+                timestamp(row.backoff_until),
+            );
+        }
     }
 
     let last_pass = passes::last_pass(client)?;

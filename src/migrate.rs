@@ -26,8 +26,10 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order. File `migrations/NNNN_name.sql`.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") },
+    Migration { version: 2, name: "accounts", sql: include_str!("../migrations/0002_accounts.sql") },
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i32 {

@@ -21,6 +21,7 @@ use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerSp
 
 /// Every event kind drainctl records; `notify_on` may list only these.
 pub const KNOWN_EVENT_KINDS: &[&str] = &[
+    "account_switched",
     "backoff_cleared",
     "backoff_distrusted",
     "backoff_set",
@@ -38,6 +39,7 @@ pub const KNOWN_EVENT_KINDS: &[&str] = &[
     "kill_failed",
     "migration_applied",
     "migration_checksum_repaired",
+    "resume_token_rejected",
     "notify_failed",
     "run_crashed",
     "run_finished",
@@ -119,6 +121,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         argv: command,
         workdir: None,
         env: &[],
+        env_remove: &[],
         payload: &payload,
         item_timeout: timeout,
         // Past the timeout there is nothing to wait for: the group is killed at once.
@@ -126,6 +129,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         result_cap_bytes: STDOUT_CAP_BYTES,
         stderr_tail_bytes: STDERR_TAIL_BYTES,
         checkpoint_pattern: None,
+        resume_pattern: None,
     };
     let report = run_worker(&spec, &mut Unobserved).map_err(|error| Failure {
         reason: "not_started",

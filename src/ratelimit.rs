@@ -1,12 +1,13 @@
-//! Applying a quota hit to its quota group: decide the backoff (see [`crate::backoff`]),
-//! store it, and record every change as an event carrying the matched line.
+//! Applying a quota hit to the account of its quota group that was in use: decide the
+//! account's backoff (see [`crate::backoff`]), store it, and record every change as an
+//! event carrying the matched line.
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 use serde_json::json;
 
 use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBackoff};
-use crate::db::backoffs::{read_backoff, write_backoff, BackoffRow};
+use crate::db::backoffs::{lock_backoff, read_backoff, write_backoff, BackoffRow};
 use crate::db::events::{record_event, Event};
 use crate::error::Result;
 use crate::quota::QuotaHit;
@@ -16,43 +17,43 @@ use crate::quota::QuotaHit;
 pub struct HitSource<'a> {
     pub drain: &'a str,
     pub quota_group: &'a str,
+    /// The account the worker ran on (`""`: the group's only, implicit account).
+    pub account: &'a str,
     pub run_id: Option<i64>,
     pub item_id: Option<i64>,
 }
 
-/// Record a quota hit on its group and return the decision. Call inside a transaction:
-/// the group row is locked so two drains of one group that hit at once agree.
+/// Record a quota hit on its account and return the decision with its `backoff_set` event
+/// (to notify once committed). Call inside a transaction:
+/// the group's row and then the account's row are locked, so that two drains of one group
+/// that hit at once agree, and a claim of the group never sees half of it.
 pub fn record_quota_hit(
     client: &mut impl GenericClient,
     source: HitSource,
     hit: &QuotaHit,
     now: DateTime<Utc>,
     policy: BackoffPolicy,
-) -> Result<BackoffDecision> {
-    client.execute(
-        "INSERT INTO quota_backoffs (quota_group, account, updated_at) VALUES ($1, '', $2)
-         ON CONFLICT (quota_group, account) DO NOTHING",
-        &[&source.quota_group, &now],
-    )?;
-    client.execute(
-        "SELECT 1 FROM quota_backoffs WHERE quota_group = $1 AND account = '' FOR UPDATE",
-        &[&source.quota_group],
-    )?;
-    let previous = read_backoff(client, source.quota_group)?;
+) -> Result<(BackoffDecision, Event)> {
+    crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
+    lock_backoff(client, source.quota_group, source.account, now)?;
+    let previous = read_backoff(client, source.quota_group, source.account)?;
     let decision = decide_backoff(
         hit.reset,
         now,
         PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at },
         policy,
     );
-    // Never shorten a backoff another pass of the group set a moment ago.
-    let until = match previous.backoff_until {
-        Some(existing) if existing > decision.until => existing,
-        _ => decision.until,
+    // Never shorten a backoff another pass of the group set a moment ago; the rule in
+    // force is the one of the backoff kept.
+    let (until, rule) = match previous.backoff_until {
+        Some(existing) if existing > decision.until => (existing, previous.rule),
+        _ => (decision.until, Some(decision.rule)),
     };
     let row = BackoffRow {
         quota_group: source.quota_group.to_string(),
+        account: source.account.to_string(),
         backoff_until: Some(until),
+        rule,
         reset_at: decision.reset_at,
         reason: Some(hit.matched_line.clone()),
         observed_at: Some(now),
@@ -79,8 +80,8 @@ pub fn record_quota_hit(
         record_event(client, &event, now)?;
     }
     let message = format!(
-        "quota group {} backs off until {} ({}){}: {}",
-        source.quota_group,
+        "{} backs off until {} ({}){}: {}",
+        subject(source),
         until.to_rfc3339(),
         rule_text(&decision),
         if hit.needs_attention { "; needs attention: time will not fix this" } else { "" },
@@ -93,9 +94,19 @@ pub fn record_quota_hit(
         "trusted_reset": decision.reset_at,
         "matched_line": hit.matched_line,
         "needs_attention": hit.needs_attention,
+        "account": source.account,
     }));
     record_event(client, &event, now)?;
-    Ok(BackoffDecision { until, ..decision })
+    Ok((BackoffDecision { until, ..decision }, event))
+}
+
+/// "quota group G" for a group without accounts, else "account A of quota group G".
+fn subject(source: HitSource) -> String {
+    if source.account.is_empty() {
+        format!("quota group {}", source.quota_group)
+    } else {
+        format!("account {} of quota group {}", source.account, source.quota_group)
+    }
 }
 
 fn rule_text(decision: &BackoffDecision) -> &'static str {
@@ -106,20 +117,23 @@ fn rule_text(decision: &BackoffDecision) -> &'static str {
     }
 }
 
-/// A successful item clears the group's suspected mark (with an event when there was one).
+/// A successful item clears its account's suspected mark (with an event when there was one).
 pub fn record_success(
     client: &mut impl GenericClient,
     drain: &str,
     quota_group: &str,
+    account: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    if crate::db::backoffs::clear_suspected(client, quota_group, now)? {
+    if crate::db::backoffs::clear_suspected(client, quota_group, account, now)? {
+        let source = HitSource { drain, quota_group, account, run_id: None, item_id: None };
         let event = Event::new(
             "backoff_cleared",
-            format!("an item succeeded: quota group {quota_group} is no longer suspected"),
+            format!("an item succeeded: {} is no longer suspected", subject(source)),
         )
         .drain(drain)
-        .quota_group(quota_group);
+        .quota_group(quota_group)
+        .data(json!({ "account": account }));
         record_event(client, &event, now)?;
     }
     Ok(())

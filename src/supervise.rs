@@ -21,10 +21,11 @@ use postgres::Client;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::accounts::GroupView;
 use crate::cli::SuperviseArgs;
 use crate::config::{Config, DrainConfig};
 use crate::context::Context;
-use crate::db::backoffs::{read_backoffs, BackoffRow};
+use crate::db::backoffs::{read_group_backoffs, BackoffRow};
 use crate::db::drains::{clear_burst, ensure_drain, ensure_drains, read_controls, DrainControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::items::drains_with_available_items;
@@ -86,6 +87,8 @@ pub struct RunSnapshot {
 pub struct DrainSnapshot<'a> {
     pub drain: &'a DrainConfig,
     pub controls: Option<DrainControls>,
+    /// The quota group's backoff as the plan sees it: until when no account of the group
+    /// may be used, and why (empty when one may).
     pub backoff: BackoffRow,
     pub runs: Vec<RunSnapshot>,
     pub has_available_item: bool,
@@ -319,11 +322,27 @@ fn take_snapshot<'a>(
     }
     let controls = read_controls(client, &names)?;
     let runs = running_runs(client, None)?;
-    let groups: Vec<String> = config.drains.iter().map(|d| d.quota_group.clone()).collect();
-    let backoffs = read_backoffs(client, &groups)?;
+    let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
+    let backoff_rows = read_group_backoffs(client, &groups)?;
+    // Only groups with accounts to switch between have a choice of account to read.
+    let switching: Vec<String> =
+        config.quota_groups.iter().filter(|g| g.has_accounts_to_switch()).map(|g| g.name.clone()).collect();
+    let group_states = if switching.is_empty() {
+        Vec::new()
+    } else {
+        crate::db::quota_groups::read_groups(client, &switching)?
+    };
     let available = drains_with_available_items(client, &names, now)?;
     let mut snapshots = Vec::with_capacity(config.drains.len());
-    for (drain, backoff) in config.drains.iter().zip(backoffs) {
+    for drain in &config.drains {
+        let group = config.quota_group(&drain.quota_group)?;
+        let state = group_states.iter().find(|(name, _)| *name == group.name).map(|(_, s)| s.clone());
+        let view = GroupView::new(group, &backoff_rows, state.unwrap_or_default());
+        let mut backoff = BackoffRow { quota_group: group.name.clone(), ..BackoffRow::default() };
+        if let Some((until, reason)) = view.wait(now) {
+            backoff.backoff_until = Some(until);
+            backoff.reason = Some(reason);
+        }
         snapshots.push(DrainSnapshot {
             drain,
             controls: controls.iter().find(|c| c.name == drain.name).cloned(),

@@ -4,8 +4,8 @@
 //! group, so that stopping it also stops everything it started. The item's payload goes to
 //! its stdin from a helper thread, then stdin is closed; a worker that never reads stdin
 //! does not block us. Two reader threads send stdout and stderr chunks over a bounded
-//! channel; the calling thread splits them into lines, counts checkpoint lines on both
-//! streams, keeps the result (stdout, up to a cap) and bounded tails, and enforces the item
+//! channel; the calling thread splits them into lines, counts checkpoint lines and picks
+//! out resume tokens on both streams, keeps the result (stdout, up to a cap) and bounded tails, and enforces the item
 //! timeout, the output cap and the caller's stop request by sending SIGTERM to the group
 //! and SIGKILL after a grace period. A third thread notices the worker's exit without
 //! reaping it, so that whatever is left of its group can be killed while the group id is
@@ -48,6 +48,8 @@ pub struct WorkerSpec<'a> {
     pub workdir: Option<&'a Path>,
     /// Variables added to the inherited environment.
     pub env: &'a [(String, String)],
+    /// Variables removed from the inherited environment (before `env` is added).
+    pub env_remove: &'a [&'a str],
     /// Written to the worker's stdin, which is then closed.
     pub payload: &'a [u8],
     /// After this the group gets SIGTERM, then SIGKILL after `kill_grace`.
@@ -60,6 +62,9 @@ pub struct WorkerSpec<'a> {
     pub stderr_tail_bytes: usize,
     /// Lines (either stream, lossy UTF-8) matching this are checkpoints.
     pub checkpoint_pattern: Option<&'a regex::Regex>,
+    /// Lines (either stream, lossy UTF-8) matching this carry a resume token in the
+    /// pattern's first capture group.
+    pub resume_pattern: Option<&'a regex::Regex>,
 }
 
 /// What the caller hears while a worker runs.
@@ -68,6 +73,9 @@ pub trait WorkerObserver {
     fn started(&mut self, pid: u32);
     /// Called for every line (either stream) matching the checkpoint pattern.
     fn checkpoint(&mut self, line: &str);
+    /// Called, as the line arrives, with the token of every line matching the resume
+    /// pattern (unchecked: it is worker output).
+    fn resume_token(&mut self, _token: &str) {}
     /// Polled at least every 200 ms; true = stop the worker now.
     fn should_stop(&mut self) -> bool;
 }
@@ -158,6 +166,9 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         }
     }
     let mut command = Command::new(program);
+    for name in spec.env_remove {
+        command.env_remove(name);
+    }
     command
         .args(&spec.argv[1..])
         .envs(spec.env.iter().map(|(name, value)| (name, value)))
@@ -506,7 +517,7 @@ impl LineSplitter {
 
 /// Everything kept from the worker's two streams.
 struct OutputCapture<'a> {
-    checkpoint_pattern: Option<&'a regex::Regex>,
+    patterns: LinePatterns<'a>,
     result_cap_bytes: usize,
     /// The whole stdout while within the cap; `None` once over it.
     stdout: Option<Vec<u8>>,
@@ -521,7 +532,7 @@ struct OutputCapture<'a> {
 impl<'a> OutputCapture<'a> {
     fn new(spec: &WorkerSpec<'a>) -> Self {
         OutputCapture {
-            checkpoint_pattern: spec.checkpoint_pattern,
+            patterns: LinePatterns { checkpoint: spec.checkpoint_pattern, resume: spec.resume_pattern },
             result_cap_bytes: spec.result_cap_bytes,
             stdout: Some(Vec::new()),
             stdout_tail: TailBuffer::new(STDOUT_TAIL_BYTES),
@@ -554,27 +565,27 @@ impl<'a> OutputCapture<'a> {
             }
             Stream::Stderr => self.stderr_tail.push(bytes),
         }
-        let Some(pattern) = self.checkpoint_pattern else {
+        if self.patterns.is_empty() {
             return;
-        };
-        let checkpoints = &mut self.checkpoints;
+        }
+        let (patterns, checkpoints) = (&self.patterns, &mut self.checkpoints);
         let lines = match stream {
             Stream::Stdout => &mut self.stdout_lines,
             Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.push(bytes, &mut |line| count_checkpoint(pattern, line, checkpoints, observer));
+        lines.push(bytes, &mut |line| patterns.check(line, checkpoints, observer));
     }
 
     fn finish(&mut self, stream: Stream, observer: &mut dyn WorkerObserver) {
-        let Some(pattern) = self.checkpoint_pattern else {
+        if self.patterns.is_empty() {
             return;
-        };
-        let checkpoints = &mut self.checkpoints;
+        }
+        let (patterns, checkpoints) = (&self.patterns, &mut self.checkpoints);
         let lines = match stream {
             Stream::Stdout => &mut self.stdout_lines,
             Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.finish(&mut |line| count_checkpoint(pattern, line, checkpoints, observer));
+        lines.finish(&mut |line| patterns.check(line, checkpoints, observer));
     }
 
     fn into_report(
@@ -597,16 +608,27 @@ impl<'a> OutputCapture<'a> {
     }
 }
 
-fn count_checkpoint(
-    pattern: &regex::Regex,
-    line: &[u8],
-    checkpoints: &mut u64,
-    observer: &mut dyn WorkerObserver,
-) {
-    let line = String::from_utf8_lossy(line);
-    if pattern.is_match(&line) {
-        *checkpoints += 1;
-        observer.checkpoint(&line);
+/// The patterns every output line is matched against.
+struct LinePatterns<'a> {
+    checkpoint: Option<&'a regex::Regex>,
+    resume: Option<&'a regex::Regex>,
+}
+
+impl LinePatterns<'_> {
+    fn is_empty(&self) -> bool {
+        self.checkpoint.is_none() && self.resume.is_none()
+    }
+
+    /// Count a checkpoint line and hand on a resume token.
+    fn check(&self, line: &[u8], checkpoints: &mut u64, observer: &mut dyn WorkerObserver) {
+        let line = String::from_utf8_lossy(line);
+        if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
+            *checkpoints += 1;
+            observer.checkpoint(&line);
+        }
+        if let Some(token) = self.resume.and_then(|pattern| pattern.captures(&line)).and_then(|c| c.get(1)) {
+            observer.resume_token(token.as_str());
+        }
     }
 }
 
@@ -734,12 +756,14 @@ mod tests {
             argv,
             workdir: None,
             env: &[],
+            env_remove: &[],
             payload: b"",
             item_timeout: Duration::from_secs(5),
             kill_grace: Duration::from_secs(1),
             result_cap_bytes: 10,
             stderr_tail_bytes: 4,
             checkpoint_pattern: pattern,
+            resume_pattern: None,
         }
     }
 
@@ -762,6 +786,38 @@ mod tests {
         assert_eq!(report.stdout, b"cp 1\nxx\ncp 3");
         assert_eq!(report.stdout_tail, b"cp 1\nxx\ncp 3");
         assert_eq!(report.stderr_tail, b"derr");
+    }
+
+    #[derive(Default)]
+    struct Tokens(Vec<String>);
+    impl WorkerObserver for Tokens {
+        fn started(&mut self, _pid: u32) {}
+        fn checkpoint(&mut self, _line: &str) {}
+        fn resume_token(&mut self, token: &str) {
+            self.0.push(token.to_string());
+        }
+        fn should_stop(&mut self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn resume_tokens_are_handed_on_as_their_lines_arrive() {
+        let resume = regex::Regex::new(r"^::resume::\s*(\S+)").expect("pattern");
+        let argv = ["unused".to_string()];
+        let spec =
+            WorkerSpec { resume_pattern: Some(&resume), result_cap_bytes: 1024, ..spec_with(&argv, None) };
+        let mut capture = OutputCapture::new(&spec);
+        let mut tokens = Tokens::default();
+        capture.accept(Stream::Stdout, b"work\n::resume:: abc", &mut tokens);
+        assert!(tokens.0.is_empty(), "not before the line is complete");
+        capture.accept(Stream::Stdout, b"-1\n", &mut tokens);
+        assert_eq!(tokens.0, ["abc-1"]);
+        capture.accept(Stream::Stderr, b"say ::resume:: no\n::resume::\n::resume:: x; rm -rf /", &mut tokens);
+        capture.finish(Stream::Stderr, &mut tokens);
+        assert_eq!(tokens.0, ["abc-1", "x;"]);
+        let report = capture.into_report(WorkerExit::Code(0), None, Duration::ZERO);
+        assert_eq!(report.checkpoints, 0);
     }
 
     #[test]

@@ -27,6 +27,9 @@
 //!   steps of one option, picked by weight from a hash of the seed, `DRAIN_ITEM_KEY`,
 //!   `DRAIN_ATTEMPT` and `DRAIN_RUN_ID` — random-looking, but the same for the same item,
 //!   attempt and run
+//! - `{"if_env": {"var": "DRAIN_ACCOUNT", "equals": "a", "then": [...], "else": [...]}}`:
+//!   run the `then` steps when the variable is set to exactly that value, else the `else`
+//!   steps (optional); e.g. a quota hit on one account only
 //!
 //! An unknown or malformed step prints a message on stderr and exits 2. When
 //! `FAKE_WORKER_LOG=/path` is set, the `log` step runs first, before stdin is read.
@@ -47,7 +50,8 @@ const FILE_POLL_INTERVAL: Duration = Duration::from_millis(20);
 const MIB_BYTES: usize = 1024 * 1024;
 const MIB_LINE_BYTES: usize = 1024;
 const STEP_NAMES: &str = "out, err, sleep, checkpoints, mib, binary, child_ignoring_term, hang, \
-                          wait_for_file, touch, exit, signal, cut_off, log, env, echo_args, echo_payload, choose";
+                          wait_for_file, touch, exit, signal, cut_off, log, env, echo_args, echo_payload, choose, \
+                          if_env";
 
 fn main() {
     if let Some(path) = std::env::var_os("FAKE_WORKER_LOG") {
@@ -187,6 +191,23 @@ fn run_step(step: &serde_json::Value, payload: &[u8]) -> Result<(), String> {
         "echo_payload" => write_stdout(payload),
         "choose" => {
             for step in choose_option(value)? {
+                run_step(step, payload)?;
+            }
+        }
+        "if_env" => {
+            let field = |key: &str| value.get(key).ok_or_else(|| format!("step \"if_env\" needs {key:?}"));
+            let variable = string_value("if_env.var", field("var")?)?;
+            let expected = string_value("if_env.equals", field("equals")?)?;
+            let is_equal = std::env::var_os(variable).is_some_and(|actual| actual == expected);
+            let branch = if is_equal { value.get("then") } else { value.get("else") };
+            let steps = match branch {
+                None => &[][..],
+                Some(serde_json::Value::Array(steps)) => steps.as_slice(),
+                Some(other) => {
+                    return Err(format!("bad value {other} in step \"if_env\"; expected a list of steps"))
+                }
+            };
+            for step in steps {
                 run_step(step, payload)?;
             }
         }

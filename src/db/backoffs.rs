@@ -1,15 +1,20 @@
-//! The `quota_backoffs` table: per quota group, until when no item may start, why, and
-//! the "suspected" mark of a hit without a reset time.
+//! The `quota_backoffs` table: per quota group and account, until when no item may start
+//! on that account, why, the rule that set it, and the "suspected" mark of a hit without a
+//! reset time. The account `''` is the one account of a group that declares none.
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
+use crate::backoff::BackoffRule;
 use crate::error::Result;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct BackoffRow {
     pub quota_group: String,
+    pub account: String,
     pub backoff_until: Option<DateTime<Utc>>,
+    /// The rule that set `backoff_until` (None on rows written before accounts existed).
+    pub rule: Option<BackoffRule>,
     pub reset_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
     pub observed_at: Option<DateTime<Utc>>,
@@ -18,46 +23,78 @@ pub struct BackoffRow {
 }
 
 impl BackoffRow {
+    fn empty(group: &str, account: &str) -> BackoffRow {
+        BackoffRow { quota_group: group.to_string(), account: account.to_string(), ..BackoffRow::default() }
+    }
+
     pub fn is_backing_off(&self, now: DateTime<Utc>) -> bool {
         self.backoff_until.is_some_and(|until| now < until)
     }
 }
 
-/// The backoff row of `group` (a default, empty row when there is none).
-pub fn read_backoff(client: &mut impl GenericClient, group: &str) -> Result<BackoffRow> {
-    let row = client.query_opt(
-        "SELECT backoff_until, reset_at, reason, observed_at, suspected_at, needs_attention
-           FROM quota_backoffs WHERE quota_group = $1 AND account = ''",
-        &[&group],
-    )?;
-    Ok(match row {
-        Some(row) => BackoffRow {
-            quota_group: group.to_string(),
-            backoff_until: row.get(0),
-            reset_at: row.get(1),
-            reason: row.get(2),
-            observed_at: row.get(3),
-            suspected_at: row.get(4),
-            needs_attention: row.get(5),
-        },
-        None => BackoffRow { quota_group: group.to_string(), ..BackoffRow::default() },
-    })
+/// Reads a row selected as `quota_group, account, backoff_until, rule, reset_at, reason,
+/// observed_at, suspected_at, needs_attention`.
+fn from_row(row: &postgres::Row) -> BackoffRow {
+    BackoffRow {
+        quota_group: row.get(0),
+        account: row.get(1),
+        backoff_until: row.get(2),
+        rule: row.get::<_, Option<&str>>(3).and_then(BackoffRule::parse),
+        reset_at: row.get(4),
+        reason: row.get(5),
+        observed_at: row.get(6),
+        suspected_at: row.get(7),
+        needs_attention: row.get(8),
+    }
 }
 
-/// Write the group's backoff after a quota hit.
+/// The backoff row of one account of `group` (a default, empty row when there is none).
+pub fn read_backoff(client: &mut impl GenericClient, group: &str, account: &str) -> Result<BackoffRow> {
+    let row = client.query_opt(
+        "SELECT quota_group, account, backoff_until, rule, reset_at, reason, observed_at, suspected_at,
+                needs_attention
+           FROM quota_backoffs WHERE quota_group = $1 AND account = $2",
+        &[&group, &account],
+    )?;
+    Ok(row.as_ref().map(from_row).unwrap_or_else(|| BackoffRow::empty(group, account)))
+}
+
+/// Create the row of one account if missing and lock it until the transaction ends, so
+/// that two passes hitting the same account at once agree.
+pub fn lock_backoff(
+    client: &mut impl GenericClient,
+    group: &str,
+    account: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "INSERT INTO quota_backoffs (quota_group, account, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (quota_group, account) DO NOTHING",
+        &[&group, &account, &now],
+    )?;
+    client.execute(
+        "SELECT 1 FROM quota_backoffs WHERE quota_group = $1 AND account = $2 FOR UPDATE",
+        &[&group, &account],
+    )?;
+    Ok(())
+}
+
+/// Write an account's backoff after a quota hit.
 pub fn write_backoff(client: &mut impl GenericClient, row: &BackoffRow, now: DateTime<Utc>) -> Result<()> {
     client.execute(
-        "INSERT INTO quota_backoffs (quota_group, account, backoff_until, reset_at, reason,
+        "INSERT INTO quota_backoffs (quota_group, account, backoff_until, rule, reset_at, reason,
                                      observed_at, suspected_at, needs_attention, updated_at)
-         VALUES ($1, '', $2, $3, $4, $5, $6, $7, $8)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (quota_group, account) DO UPDATE SET
-             backoff_until = EXCLUDED.backoff_until, reset_at = EXCLUDED.reset_at,
-             reason = EXCLUDED.reason, observed_at = EXCLUDED.observed_at,
-             suspected_at = EXCLUDED.suspected_at, needs_attention = EXCLUDED.needs_attention,
-             updated_at = EXCLUDED.updated_at",
+             backoff_until = EXCLUDED.backoff_until, rule = EXCLUDED.rule,
+             reset_at = EXCLUDED.reset_at, reason = EXCLUDED.reason,
+             observed_at = EXCLUDED.observed_at, suspected_at = EXCLUDED.suspected_at,
+             needs_attention = EXCLUDED.needs_attention, updated_at = EXCLUDED.updated_at",
         &[
             &row.quota_group,
+            &row.account,
             &row.backoff_until,
+            &row.rule.map(BackoffRule::as_str),
             &row.reset_at,
             &row.reason,
             &row.observed_at,
@@ -69,38 +106,45 @@ pub fn write_backoff(client: &mut impl GenericClient, row: &BackoffRow, now: Dat
     Ok(())
 }
 
-/// A successful item clears the suspected mark; true when there was one.
-pub fn clear_suspected(client: &mut impl GenericClient, group: &str, now: DateTime<Utc>) -> Result<bool> {
+/// A successful item clears its account's suspected mark; true when there was one.
+pub fn clear_suspected(
+    client: &mut impl GenericClient,
+    group: &str,
+    account: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let updated = client.execute(
-        "UPDATE quota_backoffs SET suspected_at = NULL, needs_attention = false, updated_at = $2
-          WHERE quota_group = $1 AND account = '' AND (suspected_at IS NOT NULL OR needs_attention)",
-        &[&group, &now],
+        "UPDATE quota_backoffs SET suspected_at = NULL, needs_attention = false, updated_at = $3
+          WHERE quota_group = $1 AND account = $2 AND (suspected_at IS NOT NULL OR needs_attention)",
+        &[&group, &account, &now],
     )?;
     Ok(updated > 0)
 }
 
-/// Backoff rows of these groups (one query; groups without a row get an empty one).
-pub fn read_backoffs(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<BackoffRow>> {
+/// Every backoff row of these groups, all accounts (one query).
+pub fn read_group_backoffs(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<BackoffRow>> {
     let rows = client.query(
-        "SELECT quota_group, backoff_until, reset_at, reason, observed_at, suspected_at, needs_attention
-           FROM quota_backoffs WHERE quota_group = ANY($1) AND account = ''",
+        "SELECT quota_group, account, backoff_until, rule, reset_at, reason, observed_at, suspected_at,
+                needs_attention
+           FROM quota_backoffs WHERE quota_group = ANY($1) ORDER BY quota_group, account",
         &[&groups],
     )?;
-    Ok(groups
-        .iter()
-        .map(|group| {
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// The rows of `group`'s configured `accounts`, in that order (empty rows where missing).
+pub fn rows_for_accounts<'a>(
+    rows: &[BackoffRow],
+    group: &str,
+    accounts: impl IntoIterator<Item = &'a str>,
+) -> Vec<BackoffRow> {
+    accounts
+        .into_iter()
+        .map(|account| {
             rows.iter()
-                .find(|row| row.get::<_, &str>(0) == group)
-                .map(|row| BackoffRow {
-                    quota_group: group.clone(),
-                    backoff_until: row.get(1),
-                    reset_at: row.get(2),
-                    reason: row.get(3),
-                    observed_at: row.get(4),
-                    suspected_at: row.get(5),
-                    needs_attention: row.get(6),
-                })
-                .unwrap_or_else(|| BackoffRow { quota_group: group.clone(), ..BackoffRow::default() })
+                .find(|row| row.quota_group == group && row.account == account)
+                .cloned()
+                .unwrap_or_else(|| BackoffRow::empty(group, account))
         })
-        .collect())
+        .collect()
 }

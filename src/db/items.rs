@@ -18,6 +18,8 @@ pub struct ClaimedItem {
     pub payload: Value,
     /// Attempts including this one.
     pub attempt: i32,
+    /// The latest resume token a worker printed for this item (unchecked).
+    pub resume_token: Option<String>,
 }
 
 /// One item to enqueue.
@@ -50,7 +52,7 @@ pub fn insert_items(
     let reset = client.prepare(
         "UPDATE items SET state = 'pending', payload = $3, attempts = 0, available_at = $4,
                 claimed_by = NULL, claimed_at = NULL, last_error = NULL, stderr_tail = NULL,
-                result = NULL, finished_at = NULL, updated_at = $4
+                result = NULL, finished_at = NULL, resume_token = NULL, updated_at = $4
           WHERE drain = $1 AND key = $2 AND state IN ('done', 'dead')",
     )?;
     let mut counts = EnqueueCounts::default();
@@ -66,18 +68,29 @@ pub fn insert_items(
     Ok(counts)
 }
 
+/// Which account of the quota group a claim is for, and whether the group may start an
+/// item on it at all (see [`crate::accounts::select`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimAccount<'a> {
+    pub quota_group: &'a str,
+    /// `""` for the group's only, implicit account.
+    pub account: &'a str,
+    /// False when the group as a whole must wait: nothing is claimed.
+    pub is_allowed: bool,
+}
+
 /// Re-read the pass's controls and, when they allow it, claim the oldest available
 /// pending item of `drain` for `run_id` (the fencing token) — one statement, one round
 /// trip, so the check and the claim see the same state. A claim counts the attempt, opens
-/// its attempt row and records the item-start checkpoint on the run. An item may be
-/// claimed when the drain is not paused, its quota group is not backing off, and either a
-/// burst is on or (`is_burst_trigger` is false and) `local_limits_allow` (window and
-/// budget, checked by the caller). Concurrent claimers skip locked rows.
-#[allow(clippy::too_many_arguments)]
+/// its attempt row (recording the account) and records the item-start checkpoint on the
+/// run. An item may be claimed when the drain is not paused, the account is allowed and
+/// not backing off, and either a burst is on or (`is_burst_trigger` is false and)
+/// `local_limits_allow` (window and budget, checked by the caller). Concurrent claimers
+/// skip locked rows.
 pub fn claim_next_item(
     client: &mut impl GenericClient,
     drain: &str,
-    quota_group: &str,
+    account: ClaimAccount,
     run_id: i64,
     now: DateTime<Utc>,
     is_burst_trigger: bool,
@@ -88,11 +101,11 @@ pub fn claim_next_item(
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
                     coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected
                FROM drains d
-               LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = ''
+               LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $7
               WHERE d.name = $1),
          allowed AS (
              SELECT 1 FROM controls
-              WHERE paused_at IS NULL
+              WHERE paused_at IS NULL AND $8
                 AND (backoff_until IS NULL OR backoff_until <= $3)
                 AND (burst_until > $3 OR (NOT $5 AND $6))),
          claimed AS (
@@ -103,24 +116,26 @@ pub fn claim_next_item(
                              AND EXISTS (SELECT 1 FROM allowed)
                            ORDER BY available_at, id
                            LIMIT 1 FOR UPDATE SKIP LOCKED)
-          RETURNING id, key, payload, attempts),
+          RETURNING id, key, payload, attempts, resume_token),
          attempt AS (
-             INSERT INTO attempts (item_id, run_id, attempt, started_at)
-             SELECT id, $2, attempts, $3 FROM claimed),
+             INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
+             SELECT id, $2, attempts, $3, $7 FROM claimed),
          checkpoint AS (
              UPDATE runs SET last_checkpoint_at = greatest(last_checkpoint_at, $3),
                     checkpoints = checkpoints + 1
               WHERE id = $2 AND status = 'running' AND EXISTS (SELECT 1 FROM claimed))
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
-                c.is_suspected, k.id, k.key, k.payload, k.attempts
+                c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token
            FROM controls c LEFT JOIN claimed k ON true",
         &[
             (&drain, Type::TEXT),
             (&run_id, Type::INT8),
             (&now, Type::TIMESTAMPTZ),
-            (&quota_group, Type::TEXT),
+            (&account.quota_group, Type::TEXT),
             (&is_burst_trigger, Type::BOOL),
             (&local_limits_allow, Type::BOOL),
+            (&account.account, Type::TEXT),
+            (&account.is_allowed, Type::BOOL),
         ],
     )?;
     let Some(row) = rows.first() else { return Ok((PassControls::default(), None)) };
@@ -137,8 +152,32 @@ pub fn claim_next_item(
         key: row.get(7),
         payload: row.get(8),
         attempt: row.get(9),
+        resume_token: row.get(10),
     });
     Ok((controls, item))
+}
+
+/// Remember the latest resume token of an item while `run_id` holds it.
+pub fn set_resume_token(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    token: &str,
+) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE items SET resume_token = $3 WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+        &[&item_id, &run_id, &token],
+    )?;
+    Ok(updated == 1)
+}
+
+/// Forget an item's resume token (its next run starts afresh).
+pub fn clear_resume_token(client: &mut impl GenericClient, item_id: i64) -> Result<()> {
+    client.execute(
+        "UPDATE items SET resume_token = NULL WHERE id = $1 AND resume_token IS NOT NULL",
+        &[&item_id],
+    )?;
+    Ok(())
 }
 
 /// Close the attempt row of `item_id` by `run_id`.
@@ -210,7 +249,7 @@ pub fn complete_item(
     let row = client.query_typed_one(
         "WITH done AS (
              UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
-                    last_error = NULL
+                    last_error = NULL, resume_token = NULL
                FROM staged_results s
               WHERE i.id = $1 AND i.claimed_by = $2 AND i.state = 'running'
                 AND s.item_id = i.id AND s.run_id = $2
@@ -531,7 +570,7 @@ pub fn retry_dead_items(
     let rows = client.query(
         "WITH old AS (SELECT id, attempts FROM items WHERE drain = $1 AND state = 'dead' FOR UPDATE)
          UPDATE items i SET state = 'pending', attempts = 0, available_at = $2, claimed_by = NULL,
-                claimed_at = NULL, finished_at = NULL, updated_at = $2
+                claimed_at = NULL, finished_at = NULL, resume_token = NULL, updated_at = $2
            FROM old WHERE i.id = old.id
          RETURNING i.id, i.key, old.attempts",
         &[&drain, &now],
@@ -581,7 +620,7 @@ pub fn retry_item(
     }
     client.execute(
         "UPDATE items SET state = 'pending', attempts = 0, available_at = $2, claimed_by = NULL,
-                claimed_at = NULL, finished_at = NULL, updated_at = $2
+                claimed_at = NULL, finished_at = NULL, resume_token = NULL, updated_at = $2
           WHERE id = $1",
         &[&id, &now],
     )?;

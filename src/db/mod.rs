@@ -7,6 +7,7 @@ pub mod drains;
 pub mod events;
 pub mod items;
 pub mod passes;
+pub mod quota_groups;
 pub mod runs;
 
 use std::time::Duration;

@@ -62,6 +62,23 @@ fn bad_window() {
 }
 
 #[test]
+fn duplicate_account_of_a_quota_group() {
+    check(
+        "[[quota_group]]\nname = \"g\"\naccounts = [\n  { name = \"chair\" },\n  { name = \"chair\" },\n]\n\
+         [[drain]]\nname = \"a\"\ncommand = [\"x\"]\nquota_group = \"g\"\n",
+        &[":5:12:", "quota group \"g\": duplicate account name \"chair\""],
+    );
+}
+
+#[test]
+fn unknown_key_in_an_account() {
+    check(
+        "[[quota_group]]\nname = \"g\"\naccounts = [{ name = \"chair\", environment = {} }]\n",
+        &[":3:", "environment"],
+    );
+}
+
+#[test]
 fn unknown_drain_on_the_command_line_lists_known_ones() {
     let fixture = Fixture::new("[[drain]]\nname = \"halacha\"\ncommand = [\"x\"]\n", "2026-11-27T10:00:00Z");
     let result = fixture.drainctl(&["resume", "halach"]).run();

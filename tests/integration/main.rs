@@ -2,6 +2,7 @@
 
 mod support;
 
+mod accounts;
 mod config_errors;
 mod drain_pass;
 mod enqueue;

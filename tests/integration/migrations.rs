@@ -2,7 +2,7 @@
 
 use crate::support::*;
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "drains",
     "items",
     "runs",
@@ -11,7 +11,10 @@ const TABLES: [&str; 8] = [
     "quota_backoffs",
     "events",
     "supervisor_passes",
+    "quota_groups",
 ];
+/// Migrations this build ships.
+const LATEST_VERSION: i64 = 2;
 
 fn migrate(db: &TestDb, args: &[&str]) -> Drainctl {
     let mut all = vec!["migrate"];
@@ -25,7 +28,7 @@ fn assert_schema_complete(db: &TestDb) {
         let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).unwrap().get(0);
         assert!(exists, "table {table} missing");
     }
-    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM schema_migrations"), 1);
+    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM schema_migrations"), LATEST_VERSION);
 }
 
 /// 16 processes started at the same instant must all succeed on an empty database.
@@ -85,14 +88,17 @@ fn a_current_schema_runs_no_ddl_and_status_lists_versions() {
     migrate(&db, &[]).run().assert_code(0);
     let second = migrate(&db, &[]).run();
     second.assert_code(0);
-    assert!(second.stdout.contains("schema is current (version 1)"), "{}", second.stdout);
+    assert!(second.stdout.contains("schema is current (version 2)"), "{}", second.stdout);
     let status = migrate(&db, &["--status", "--json"]).run();
     status.assert_code(0);
     let json = status.json();
     assert_eq!(json["migrations"][0]["version"], 1);
     assert_eq!(json["migrations"][0]["state"], "applied");
     let mut client = db.client();
-    assert_eq!(query_i64(&mut client, "SELECT count(*) FROM events WHERE kind = 'migration_applied'"), 1);
+    assert_eq!(
+        query_i64(&mut client, "SELECT count(*) FROM events WHERE kind = 'migration_applied'"),
+        LATEST_VERSION
+    );
 }
 
 #[test]
@@ -151,4 +157,40 @@ fn an_unreachable_database_exits_69_without_the_password() {
     assert!(!result.stderr.contains("hunter2-secret"), "{}", result.stderr);
     assert!(result.stderr.contains("cannot connect to the database"), "{}", result.stderr);
     assert!(result.stderr.contains("$DATABASE_URL"), "{}", result.stderr);
+}
+
+#[test]
+fn a_version_1_database_keeps_its_backoffs_when_upgraded_to_accounts() {
+    let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\nquota_group = \"g\"\n";
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    let init = include_str!("../../migrations/0001_init.sql");
+    let checksum: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(init.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    };
+    let mut client = fixture.client();
+    client.batch_execute(init).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                             checksum text NOT NULL, applied_at timestamptz NOT NULL)",
+        )
+        .unwrap();
+    client.execute("INSERT INTO schema_migrations VALUES (1, 'init', $1, now())", &[&checksum]).unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
+             VALUES ('g', '2026-11-27T11:00:00Z', 'usage limit reached', now());
+             INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             VALUES ('a', 'k', '{}', now() - interval '1 day', now(), now())",
+        )
+        .unwrap();
+    let migrated = fixture.drainctl(&["migrate"]).run();
+    migrated.assert_code(0);
+    assert!(migrated.stdout.contains("0002"), "{}", migrated.stdout);
+    // The group's backoff still holds: nothing is claimed before 11:00.
+    let pass = fixture.drainctl(&["drain", "a", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["status"], "rate_limited", "{}", pass.stdout);
+    assert_eq!(fixture.item("a", "k").0, "pending");
 }

@@ -499,7 +499,7 @@ fn metrics_describe_every_drain_in_valid_exposition_format() {
     expect("drainctl_items{drain=\"docs\",state=\"pending\"}", 0.0);
     expect("drainctl_items{drain=\"idle\",state=\"pending\"}", 0.0);
     expect(
-        "drainctl_backoff_until_timestamp_seconds{quota_group=\"claude-chair\"}",
+        "drainctl_backoff_until_timestamp_seconds{quota_group=\"claude-chair\",account=\"\"}",
         ten_o_clock + 3.0 * 3600.0,
     );
     expect("drainctl_burst_until_timestamp_seconds{drain=\"docs\"}", ten_o_clock + 30.0 * 3600.0);
@@ -635,7 +635,7 @@ fn doctor_passes_on_a_healthy_setup_and_applies_nothing() {
     for expected in [
         "ok    config: configuration ",
         "ok    database: database reachable (PostgreSQL ",
-        "warn  schema: migration(s) 0001_init not applied yet",
+        "warn  schema: migration(s) 0001_init, 0002_accounts not applied yet",
         &format!("ok    worker: drain docs: worker {FAKE_WORKER}"),
         "ok    timezone: time zone Asia/Jerusalem (from [defaults] timezone)",
         "ok    log_dir: ",

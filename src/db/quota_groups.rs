@@ -1,0 +1,63 @@
+//! The `quota_groups` table: which account each quota group uses and when it last
+//! switched. Claims and quota hits of a group with accounts lock its row first.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use crate::error::Result;
+
+/// A group's choice of account as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupState {
+    /// The account in use; `None` means the group's first account.
+    pub account: Option<String>,
+    /// When the group last switched accounts.
+    pub switched_at: Option<DateTime<Utc>>,
+}
+
+/// Create the row of `group` if missing, lock it until the transaction ends and return it.
+pub fn lock_group(client: &mut impl GenericClient, group: &str, now: DateTime<Utc>) -> Result<GroupState> {
+    client.execute(
+        "INSERT INTO quota_groups (quota_group, updated_at) VALUES ($1, $2)
+         ON CONFLICT (quota_group) DO NOTHING",
+        &[&group, &now],
+    )?;
+    let row = client.query_one(
+        "SELECT account, switched_at FROM quota_groups WHERE quota_group = $1 FOR UPDATE",
+        &[&group],
+    )?;
+    Ok(GroupState { account: row.get(0), switched_at: row.get(1) })
+}
+
+/// Record that `group` now uses `account`.
+pub fn record_switch(
+    client: &mut impl GenericClient,
+    group: &str,
+    account: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE quota_groups SET account = $2, switched_at = $3, updated_at = $3 WHERE quota_group = $1",
+        &[&group, &account, &now],
+    )?;
+    Ok(())
+}
+
+/// The stored state of these groups (groups without a row get the default).
+pub fn read_groups(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<(String, GroupState)>> {
+    let rows = client.query(
+        "SELECT quota_group, account, switched_at FROM quota_groups WHERE quota_group = ANY($1)",
+        &[&groups],
+    )?;
+    Ok(groups
+        .iter()
+        .map(|group| {
+            let state = rows
+                .iter()
+                .find(|row| row.get::<_, &str>(0) == group)
+                .map(|row| GroupState { account: row.get(1), switched_at: row.get(2) })
+                .unwrap_or_default();
+            (group.clone(), state)
+        })
+        .collect())
+}

@@ -1,0 +1,392 @@
+//! Accounts of a quota group and resume tokens, end to end: a hit backs off the account
+//! in use; a stated reset switches to the next account at once and the pass goes on; hits
+//! without a reset switch only when confirmed and at most once per switch_cooldown; the
+//! group waits only when no account is usable; a resume token printed before a quota hit
+//! or a crash reaches the next run, and a token that could smuggle arguments never does.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const UUID: &str = "123e4567-e89b-12d3-a456-426614174000";
+
+/// Unix seconds of an RFC 3339 instant.
+fn epoch(at: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp()
+}
+
+fn accounts_config(accounts: &[&str], switch_cooldown: &str, account_extra_env: &str) -> String {
+    let accounts: Vec<String> = accounts
+        .iter()
+        .map(|name| {
+            format!("  {{ name = \"{name}\", env = {{ CLAUDE_CONFIG_DIR = \"TMPDIR/{name}\"{account_extra_env} }} }},\n")
+        })
+        .collect();
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\ndefault_backoff = \"1h\"\n\n\
+         [[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"{switch_cooldown}\"\naccounts = [\n{}]\n\n\
+         [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"claude-chair\"\n\
+         env = {{ CLAUDE_CONFIG_DIR = \"TMPDIR/drain\", OTHER = \"kept\" }}\n",
+        accounts.concat()
+    )
+}
+
+/// Steps that log the start, then hit a limit with `message` when `var` is `value`, and
+/// otherwise print what the worker saw.
+fn hit_when(fixture: &Fixture, var: &str, value: &str, message: &str) -> Value {
+    json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": var, "equals": value, "then": [{ "err": message }, { "exit": 1 }] } },
+        { "env": "DRAIN_ACCOUNT" },
+        { "env": "CLAUDE_CONFIG_DIR" },
+        { "env": "OTHER" },
+    ]})
+}
+
+fn plain(fixture: &Fixture) -> Value {
+    json!({ "steps": [{ "log": fixture.path("log") }, { "env": "DRAIN_ACCOUNT" }] })
+}
+
+/// `key account` for every worker start, in order.
+fn worker_log(fixture: &Fixture) -> Vec<String> {
+    std::fs::read_to_string(fixture.path("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|part| part.strip_prefix(&format!("{name}=")))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            format!("{} {}", field("key"), field("account"))
+        })
+        .collect()
+}
+
+fn result_of(fixture: &Fixture, key: &str) -> String {
+    let result: Option<Vec<u8>> =
+        fixture.client().query_one("SELECT result FROM items WHERE key = $1", &[&key]).unwrap().get(0);
+    String::from_utf8(result.unwrap_or_default()).unwrap()
+}
+
+fn backoff_until(fixture: &Fixture, account: &str) -> String {
+    fixture
+        .client()
+        .query_one(
+            "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'HH24:MI') FROM quota_backoffs
+              WHERE quota_group = 'claude-chair' AND account = $1",
+            &[&account],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// (from, to, cause) of every account_switched event, in order.
+fn switches(fixture: &Fixture) -> Vec<(String, String, String)> {
+    fixture
+        .client()
+        .query(
+            "SELECT data->>'from', data->>'to', data->>'cause' FROM events
+              WHERE kind = 'account_switched' ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
+fn drain(fixture: &Fixture) -> Value {
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    result.json()
+}
+
+/// The supervise decision about `alpha` in a dry run.
+fn supervise_decision(fixture: &Fixture) -> Value {
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    plan.assert_code(0);
+    plan.json()["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["action"] != "expire_burst")
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_stated_reset_switches_at_once_and_the_group_waits_only_when_every_account_is_out() {
+    let fixture =
+        Fixture::new(&accounts_config(&["a", "b"], "30m", ", B_SPENT = \"yes\""), "2026-11-27T09:00:00Z");
+    let a_limit = format!("Claude AI usage limit reached|{}", epoch("2026-11-27T12:00:00Z"));
+    fixture.enqueue(
+        "alpha",
+        &[("i1".into(), hit_when(&fixture, "DRAIN_ACCOUNT", "a", &a_limit)), ("i2".into(), plain(&fixture))],
+    );
+    fixture.set_now("2026-11-27T10:00:00Z");
+    let b_limit = "5-hour limit reached ∙ resets 11am";
+    let on_b_while_spent = json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "b", "then": [
+            { "if_env": { "var": "B_SPENT", "equals": "yes", "then": [{ "err": b_limit }, { "exit": 1 }] } },
+        ] } },
+        { "env": "DRAIN_ACCOUNT" },
+    ]});
+    fixture.enqueue("alpha", &[("i3".into(), on_b_while_spent), ("i4".into(), plain(&fixture))]);
+
+    // One pass: i1 hits on a (reset 12:00), the pass goes on with b: i2, then i1 again,
+    // then i3 hits on b (reset 11:00): every account is out, the pass stops.
+    let pass = drain(&fixture);
+    assert_eq!(pass["status"], "rate_limited", "{pass}");
+    assert_eq!(pass["items_done"], 2, "{pass}");
+    assert!(pass["note"].as_str().unwrap().contains("every account backs off"), "{pass}");
+    assert_eq!(worker_log(&fixture), ["i1 a", "i2 b", "i1 b", "i3 b"]);
+    let (state, attempts, _) = fixture.item("alpha", "i1");
+    assert_eq!((state.as_str(), attempts), ("done", 1), "the hit on a did not use an attempt");
+    let i1 = result_of(&fixture, "i1");
+    let b_dir = fixture.path("b").display().to_string();
+    for line in ["DRAIN_ACCOUNT=b", &format!("CLAUDE_CONFIG_DIR={b_dir}"), "OTHER=kept"] {
+        assert!(i1.lines().any(|l| l == line), "{line:?} not in {i1}");
+    }
+    let attempts: Vec<(String, String)> = fixture
+        .client()
+        .query(
+            "SELECT a.account, a.outcome FROM attempts a JOIN items i ON i.id = a.item_id
+              WHERE i.key = 'i1' ORDER BY a.id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(attempts, [("a".to_string(), "quota_hit".to_string()), ("b".to_string(), "done".to_string())]);
+    assert_eq!(switches(&fixture), [("a".into(), "b".into(), "stated_reset".into())]);
+    let matched: String = fixture
+        .client()
+        .query_one("SELECT data->>'matched_line' FROM events WHERE kind = 'account_switched'", &[])
+        .unwrap()
+        .get(0);
+    assert!(matched.contains("usage limit reached"), "{matched}");
+    assert_eq!(
+        (backoff_until(&fixture, "a"), backoff_until(&fixture, "b")),
+        ("12:01".into(), "11:01".into())
+    );
+
+    // The group waits until the earlier reset: supervise skips it, a pass takes nothing.
+    fixture.set_now("2026-11-27T10:30:00Z");
+    let skip = supervise_decision(&fixture);
+    assert_eq!(skip["action"], "skip", "{skip}");
+    assert!(skip["reason"].as_str().unwrap().contains("every account backs off"), "{skip}");
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let alpha = &status["drains"][0];
+    assert_eq!(alpha["state"], "backing-off", "{alpha}");
+    assert_eq!(alpha["backoff_until"], "2026-11-27T11:01:00Z", "{alpha}");
+    let accounts: Vec<(Value, Value)> = alpha["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["state"].clone(), a["backoff_until"].clone()))
+        .collect();
+    assert_eq!(
+        accounts,
+        [
+            (json!("backing-off"), json!("2026-11-27T12:01:00Z")),
+            (json!("backing-off"), json!("2026-11-27T11:01:00Z"))
+        ]
+    );
+    let human = fixture.drainctl(&["status"]).run();
+    assert!(human.stdout.contains("QUOTA GROUP"), "{}", human.stdout);
+    fixture.set_now("2026-11-27T11:00:59Z");
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(worker_log(&fixture).len(), 4, "nothing ran while every account backs off");
+
+    // After b's reset (and with b's quota back), work resumes on b; a is still out.
+    fixture.write_config(&accounts_config(&["a", "b"], "30m", ""));
+    fixture.set_now("2026-11-27T11:01:00Z");
+    assert_eq!(supervise_decision(&fixture)["action"], "start");
+    let pass = drain(&fixture);
+    assert_eq!((pass["status"].clone(), pass["items_done"].clone()), (json!("drained"), json!(2)), "{pass}");
+    assert_eq!(worker_log(&fixture)[4..], ["i3 b", "i4 b"]);
+    assert_eq!(switches(&fixture).len(), 1, "b was already in use");
+
+    // Once a is back, the group returns to it: the first account in configuration order.
+    fixture.set_now("2026-11-27T12:01:00Z");
+    fixture.enqueue("alpha", &[("i5".into(), plain(&fixture))]);
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    assert_eq!(worker_log(&fixture)[6..], ["i5 a"]);
+    assert_eq!(switches(&fixture)[1], ("b".into(), "a".into(), "backoff_ended".into()));
+}
+
+#[test]
+fn hits_without_a_reset_switch_only_when_confirmed_and_once_per_switch_cooldown() {
+    let fixture = Fixture::new(&accounts_config(&["a", "b", "c"], "30m", ""), "2026-11-27T09:00:00Z");
+    // Out of quota everywhere but on c, with no reset time in the message.
+    let payload = json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "c", "else": [
+            { "err": "Claude AI usage limit reached" }, { "exit": 1 },
+        ] } },
+        { "env": "DRAIN_ACCOUNT" },
+    ]});
+    fixture.enqueue("alpha", &[("i1".into(), payload)]);
+
+    // A first hit only suspects a: 5 minutes, the pass stops, no switch.
+    fixture.set_now("2026-11-27T10:00:00Z");
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(backoff_until(&fixture, "a"), "10:05");
+    fixture.set_now("2026-11-27T10:02:00Z");
+    let skip = supervise_decision(&fixture);
+    assert_eq!(skip["action"], "skip");
+    assert!(skip["reason"].as_str().unwrap().contains("account a is suspected"), "{skip}");
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(worker_log(&fixture), ["i1 a"], "b is not used while a is only suspected");
+    assert!(switches(&fixture).is_empty());
+
+    // A second hit confirms a (1h) and switches to b; b's first hit only suspects b.
+    fixture.set_now("2026-11-27T10:05:00Z");
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(worker_log(&fixture), ["i1 a", "i1 a", "i1 b"]);
+    assert_eq!(switches(&fixture), [("a".into(), "b".into(), "confirmed_limit".into())]);
+    assert_eq!(
+        (backoff_until(&fixture, "a"), backoff_until(&fixture, "b")),
+        ("11:05".into(), "10:10".into())
+    );
+
+    // b confirmed at 10:10: the switch to c waits for the cooldown (switched at 10:05).
+    fixture.set_now("2026-11-27T10:10:00Z");
+    let pass = drain(&fixture);
+    assert_eq!(pass["status"], "rate_limited");
+    assert!(pass["note"].as_str().unwrap().contains("switch_cooldown"), "{pass}");
+    assert_eq!(worker_log(&fixture).len(), 4);
+    assert_eq!(switches(&fixture).len(), 1, "no second switch within switch_cooldown");
+    fixture.set_now("2026-11-27T10:34:59Z");
+    assert!(supervise_decision(&fixture)["reason"].as_str().unwrap().contains("switch_cooldown"));
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(worker_log(&fixture).len(), 4);
+
+    // After it, c takes over and the item succeeds; its quota hits used no attempt.
+    fixture.set_now("2026-11-27T10:35:00Z");
+    let pass = drain(&fixture);
+    assert_eq!(pass["items_done"], 1, "{pass}");
+    assert_eq!(worker_log(&fixture)[4..], ["i1 c"]);
+    assert_eq!(switches(&fixture)[1], ("b".into(), "c".into(), "confirmed_limit".into()));
+    assert_eq!(fixture.item("alpha", "i1"), ("done".into(), 1, None));
+    let rules: Vec<String> = fixture
+        .client()
+        .query("SELECT data->>'account' || ' ' || (data->>'rule') FROM events WHERE kind = 'backoff_set' ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(rules, ["a suspected", "a confirmed", "b suspected", "b confirmed"]);
+}
+
+fn resume_config(extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\", \"-p\"]\n\
+         resume_args = [\"--resume\", \"{{token}}\"]\n{extra}"
+    )
+}
+
+/// Prints its arguments and the resume token it got; then, unless it got [`UUID`], prints
+/// `token` as a resume line and runs the steps `then`.
+fn resumable(token: &str, then: Value) -> Value {
+    let mut first_run = vec![json!({ "out": format!("::resume:: {token}") })];
+    first_run.extend(then.as_array().unwrap().iter().cloned());
+    json!({ "steps": [
+        { "echo_args": true },
+        { "env": "DRAIN_RESUME_TOKEN" },
+        { "if_env": { "var": "DRAIN_RESUME_TOKEN", "equals": UUID, "else": first_run } },
+    ]})
+}
+
+fn resume_token(fixture: &Fixture, key: &str) -> Option<String> {
+    fixture.client().query_one("SELECT resume_token FROM items WHERE key = $1", &[&key]).unwrap().get(0)
+}
+
+#[test]
+fn an_item_cut_off_by_a_quota_hit_resumes_with_its_token() {
+    let fixture = Fixture::new(&resume_config(""), "2026-11-27T10:00:00Z");
+    let limit = format!("Claude AI usage limit reached|{}", epoch("2026-11-27T11:00:00Z"));
+    fixture.enqueue("alpha", &[("i1".into(), resumable(UUID, json!([{ "err": limit }, { "exit": 1 }])))]);
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(resume_token(&fixture, "i1").as_deref(), Some(UUID));
+
+    fixture.set_now("2026-11-27T11:01:00Z");
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    let result = result_of(&fixture, "i1");
+    let lines: Vec<&str> = result.lines().collect();
+    assert_eq!(lines, [format!("[\"-p\",\"--resume\",\"{UUID}\"]"), format!("DRAIN_RESUME_TOKEN={UUID}")]);
+    assert_eq!(resume_token(&fixture, "i1"), None, "a success clears the token");
+}
+
+#[test]
+fn tokens_that_could_smuggle_arguments_are_ignored_with_an_event() {
+    // A permissive pattern takes the whole rest of the line as the token.
+    let fixture =
+        Fixture::new(&resume_config("resume_pattern = '^::resume::\\s*(.+)$'\n"), "2026-11-27T10:00:00Z");
+    let limit = format!("Claude AI usage limit reached|{}", epoch("2026-11-27T11:00:00Z"));
+    let payload = json!({ "steps": [
+        { "echo_args": true },
+        { "env": "DRAIN_RESUME_TOKEN" },
+        { "if_env": { "var": "DRAIN_RUN_ID", "equals": "1", "then": [
+            { "out": "::resume:: x; rm -rf /" },
+            { "err": "::resume:: --config=/etc/passwd" },
+            { "out": "::resume:: 123e4567-e89b-12d3-a456-42661417400" },
+            { "err": limit },
+            { "exit": 1 },
+        ] } },
+    ]});
+    fixture.enqueue("alpha", &[("i1".into(), payload)]);
+    assert_eq!(drain(&fixture)["status"], "rate_limited");
+    assert_eq!(resume_token(&fixture, "i1"), None);
+    // Both streams are read; their relative order is not defined.
+    let mut rejected: Vec<String> = fixture
+        .client()
+        .query("SELECT data->>'token' FROM events WHERE kind = 'resume_token_rejected'", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    rejected.sort();
+    assert_eq!(rejected, ["--config=/etc/passwd", "123e4567-e89b-12d3-a456-42661417400", "x; rm -rf /"]);
+
+    fixture.set_now("2026-11-27T11:01:00Z");
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    assert_eq!(result_of(&fixture, "i1"), "[\"-p\"]\nDRAIN_RESUME_TOKEN=\n");
+}
+
+#[test]
+fn a_token_printed_before_a_crash_survives_it_and_a_failure_forgets_it() {
+    let fixture = Fixture::new(&resume_config(""), "2026-11-27T10:00:00Z");
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "alpha",
+        &[(
+            "i1".into(),
+            resumable(UUID, json!([{ "touch": started }, { "wait_for_file": go }, { "exit": 1 }])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "alpha"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // Stored as soon as it was printed, while the worker still runs.
+    wait_until("the token to be stored", Duration::from_secs(20), || resume_token(&fixture, "i1").is_some());
+    signal(pass.id(), libc::SIGKILL);
+    let _ = finished(pass.wait_with_output().unwrap());
+    assert_eq!(resume_token(&fixture, "i1").as_deref(), Some(UUID));
+    std::fs::write(&go, "").unwrap();
+    // The next pass reaps the crashed run and resumes the item.
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    assert!(result_of(&fixture, "i1").contains(&format!("\"--resume\",\"{UUID}\"")));
+
+    // A worker that fails by itself (exit 1, not a limit or a crash) starts afresh next time.
+    let other = "223e4567-e89b-12d3-a456-426614174000";
+    fixture.enqueue("alpha", &[("i2".into(), resumable(other, json!([{ "exit": 1 }])))]);
+    assert_eq!(drain(&fixture)["items_failed"], 1);
+    assert_eq!(resume_token(&fixture, "i2"), None);
+}
