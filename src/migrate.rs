@@ -75,8 +75,7 @@ pub fn with_migration_lock<T>(
 }
 
 fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result<()> {
-    let millis = lock_timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    client.execute("SELECT set_config('lock_timeout', $1, false)", &[&format!("{millis}ms")])?;
+    crate::db::set_lock_timeout(client, lock_timeout)?;
     let taken = client.query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]);
     client.batch_execute("RESET lock_timeout")?;
     match taken {

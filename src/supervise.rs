@@ -36,6 +36,9 @@ use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
 use crate::output::{local_time as local, table, Report};
 use crate::process;
 
+/// The longest a pass waits for a row lock before it gives up on that decision.
+const SUPERVISE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the pass does (or would do) about one drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -227,6 +230,8 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             }),
         ));
     }
+    // Never wait long behind a lock held by a frozen drain: fail that decision instead.
+    crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
     let zone = config.defaults.timezone;
     let snapshots = take_snapshot(client, config, fired_at, &host, args.dry_run)?;
     let mut decisions = plan(&snapshots, fired_at, zone);

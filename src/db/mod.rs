@@ -45,13 +45,28 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name("drainctl");
     }
-    config.connect(NoTls).map_err(|error| {
+    let mut client = config.connect(NoTls).map_err(|error| {
         let detail = match classify_database_error(&error) {
             Error::Internal(message) => message,
             other => other.to_string(),
         };
         Error::Unavailable(format!("cannot connect to the database (URL from {}): {detail}", database.source))
-    })
+    })?;
+    // A process frozen (SIGSTOP, a paused VM) in the middle of a transaction must not hold
+    // its locks for ever: the server ends such a session, and the run is reaped.
+    client.batch_execute(IDLE_IN_TRANSACTION_TIMEOUT_SQL)?;
+    Ok(client)
+}
+
+/// How long a session may sit idle inside a transaction before the server ends it.
+const IDLE_IN_TRANSACTION_TIMEOUT_SQL: &str = "SET idle_in_transaction_session_timeout = '60s'";
+
+/// Make lock waits of this session fail after `timeout` instead of blocking (supervise must
+/// never hang behind a frozen process).
+pub fn set_lock_timeout(client: &mut Client, timeout: Duration) -> Result<()> {
+    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    client.execute("SELECT set_config('lock_timeout', $1, false)", &[&format!("{millis}ms")])?;
+    Ok(())
 }
 
 /// Try to take a session-level advisory lock without waiting.
