@@ -102,11 +102,27 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         return Error::Internal(message);
     }
     if error.is_closed() {
-        return Error::Unavailable(format!("database connection lost: {error}"));
+        return Error::Unavailable(format!("database connection lost: {}", with_causes(error)));
     }
     // Errors without a server response are I/O or protocol failures: the server is
     // unreachable or went away.
-    Error::Unavailable(format!("database unreachable: {error}"))
+    Error::Unavailable(format!("database unreachable: {}", with_causes(error)))
+}
+
+/// An error and its chain of causes on one line: `error connecting to server: Connection
+/// refused (os error 111)`.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
