@@ -38,6 +38,8 @@ pub enum Command {
     Drain(DrainArgs),
     /// Add items to a drain's backlog
     Enqueue(EnqueueArgs),
+    /// Enqueue the new and changed files of a drain's source; settle vanished ones
+    Scan(NameArg),
     /// One supervisor pass over every drain: reap, kill hung runs, start idle drains
     Supervise(SuperviseArgs),
     /// Run a drain flat out until a deadline, regardless of its window
@@ -145,7 +147,7 @@ pub struct EnqueueArgs {
     /// Read JSON lines ({"key": ..., "payload": ...}) from this file instead of stdin
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
-    /// Reset an already finished (done or dead) item with the same key to pending
+    /// Reset an already finished (done, dead or skipped_missing) item with the same key to pending
     #[arg(long)]
     pub replace: bool,
     /// Print JSON instead of text
@@ -330,6 +332,9 @@ pub enum ItemState {
     Running,
     Done,
     Dead,
+    // Its source file vanished before it ran.
+    #[value(name = "skipped_missing")]
+    SkippedMissing,
 }
 
 impl ItemState {
@@ -339,6 +344,7 @@ impl ItemState {
             ItemState::Running => "running",
             ItemState::Done => "done",
             ItemState::Dead => "dead",
+            ItemState::SkippedMissing => "skipped_missing",
         }
     }
 }

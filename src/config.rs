@@ -55,6 +55,8 @@ pub const DEFAULT_RESUME_TOKEN_FORMAT: &str =
     "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
 /// What `{token}` in `resume_args` is replaced with.
 pub const RESUME_TOKEN_PLACEHOLDER: &str = "{token}";
+pub const DEFAULT_SOURCE_GLOB: &str = "**/*";
+pub const DEFAULT_MAX_FILES_PER_SCAN: u32 = 10_000;
 
 // ---------------------------------------------------------------------------------------
 // The file as written.
@@ -139,6 +141,15 @@ pub struct RawDrain {
     pub concurrency: Option<Spanned<i64>>,
     pub max_result_bytes: Option<Spanned<i64>>,
     pub stderr_tail_bytes: Option<Spanned<i64>>,
+    pub source: Option<Spanned<RawSource>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub dir: String,
+    pub glob: Option<String>,
+    pub max_files_per_scan: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,6 +314,17 @@ pub struct DrainConfig {
     pub concurrency: u32,
     pub max_result_bytes: usize,
     pub stderr_tail_bytes: usize,
+    /// Files whose paths become items (`drainctl scan`).
+    pub source: Option<SourceConfig>,
+}
+
+/// A file-backed source: every regular file under `dir` matching `glob` is an item.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Absolute (resolved against the config file's folder).
+    pub dir: PathBuf,
+    pub glob: crate::glob::Glob,
+    pub max_files_per_scan: u32,
 }
 
 impl Config {
@@ -598,6 +620,31 @@ fn resolve_quota_group(
     Ok(QuotaGroupConfig { name, switch_cooldown, accounts, is_declared: true })
 }
 
+fn resolve_source(
+    raw: &Spanned<RawSource>,
+    drain: &str,
+    source: &Source,
+    base_dir: &Path,
+) -> Result<SourceConfig> {
+    let value = raw.get_ref();
+    let error = |key: &str, message: String| {
+        source.error_for(raw, &format!("drain {drain:?}: source.{key}: {message}"))
+    };
+    if value.dir.trim().is_empty() {
+        return Err(error("dir", "is empty; name the folder whose files become items".to_string()));
+    }
+    let glob = crate::glob::Glob::parse(value.glob.as_deref().unwrap_or(DEFAULT_SOURCE_GLOB))
+        .map_err(|message| error("glob", message))?;
+    let max_files_per_scan = match value.max_files_per_scan {
+        None => DEFAULT_MAX_FILES_PER_SCAN,
+        Some(n) if (1..=10_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(error("max_files_per_scan", format!("{n} is out of range; use 1 to 10000000")))
+        }
+    };
+    Ok(SourceConfig { dir: base_dir.join(&value.dir), glob, max_files_per_scan })
+}
+
 fn resolve_drain(
     raw: RawDrain,
     source: &Source,
@@ -752,7 +799,12 @@ fn resolve_drain(
         }
     }
     let _ = defaults;
+    let source_config = match &raw.source {
+        Some(raw_source) => Some(resolve_source(raw_source, &name, source, base_dir)?),
+        None => None,
+    };
     Ok(DrainConfig {
+        source: source_config,
         command: resolve_command(raw.command.get_ref().clone(), base_dir),
         workdir: raw.workdir.map(|dir| base_dir.join(dir)),
         env: raw.env.into_iter().collect(),
@@ -993,6 +1045,40 @@ mod tests {
         assert_eq!(config.defaults.log_dir, PathBuf::from("/etc/drainctl/logs"));
         assert_eq!(config.drains[0].command[0], "/etc/drainctl/./bin/w");
         assert_eq!(config.drains[0].workdir, Some(PathBuf::from("/etc/drainctl/work")));
+    }
+
+    #[test]
+    fn a_source_resolves_against_the_config_folder_with_its_defaults() {
+        let config = resolve(&format!(
+            "{MINIMAL}source = {{ dir = \"sessions\" }}\n\
+             [[drain]]\nname = \"b\"\ncommand = [\"x\"]\n\
+             source = {{ dir = \"/data\", glob = \"*/*.jsonl\", max_files_per_scan = 5 }}\n"
+        ))
+        .unwrap();
+        let source = config.drains[0].source.as_ref().unwrap();
+        assert_eq!(source.dir, PathBuf::from("/etc/drainctl/sessions"));
+        assert_eq!((source.glob.as_str(), source.max_files_per_scan), ("**/*", 10_000));
+        let source = config.drains[1].source.as_ref().unwrap();
+        assert_eq!(
+            (source.dir.as_path(), source.glob.as_str(), source.max_files_per_scan),
+            (Path::new("/data"), "*/*.jsonl", 5)
+        );
+    }
+
+    #[test]
+    fn bad_sources_are_refused_where_they_are_written() {
+        for (text, location, fragment) in [
+            ("source = { dir = \"d\", glob = \"../*\" }\n", ":4:10:", "source.glob: glob \"../*\" must not"),
+            ("source = { dir = \"d\", glob = \"/abs/*\" }\n", ":4:10:", "must be relative to dir"),
+            ("source = { dir = \"\" }\n", ":4:10:", "source.dir: is empty"),
+            ("source = { dir = \"d\", max_files_per_scan = 0 }\n", ":4:10:", "0 is out of range"),
+            ("source = { dir = \"d\", globs = \"*\" }\n", ":4:23:", "unknown field `globs`"),
+        ] {
+            let error = resolve(&format!("{MINIMAL}{text}")).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.exit_code(), 78, "{message}");
+            assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
+        }
     }
 
     #[test]

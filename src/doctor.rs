@@ -4,11 +4,11 @@
 //! itself (so a bad file is a failed check, not an early exit), connects, reads the schema
 //! state without applying anything, and looks at what the drains need on this machine:
 //! worker programs on PATH (the worker's own PATH when its `env` sets one), working
-//! folders, the time zone, a writable log folder (created owner-only when missing), the
-//! metrics textfile folder, and the clock compared with the database's. The exit code is
-//! that of the first failed check in the order shown: 78 for configuration, workers, zone
-//! and folders, 69 when the database cannot be reached; 0 when nothing failed (warnings,
-//! such as a pending migration or clock skew, do not fail).
+//! folders, source folders, the time zone, a writable log folder (created owner-only when
+//! missing), the metrics textfile folder, and the clock compared with the database's. The
+//! exit code is that of the first failed check in the order shown: 78 for configuration,
+//! workers, zone and folders, 69 when the database cannot be reached; 0 when nothing
+//! failed (warnings, such as a pending migration or clock skew, do not fail).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -176,6 +176,25 @@ pub fn run(
                                 workdir.display()
                             ),
                         );
+                    }
+                    checks.for_drain(&drain.name);
+                }
+                if let Some(source) = &drain.source {
+                    match std::fs::read_dir(&source.dir) {
+                        Ok(_) => checks.push(
+                            "source",
+                            Status::Ok,
+                            format!("drain {}: source dir {} is readable", drain.name, source.dir.display()),
+                        ),
+                        Err(error) => checks.fail(
+                            "source",
+                            EXIT_CONFIG,
+                            format!(
+                                "drain {}: source dir {} cannot be read: {error}; create it, fix its permissions or fix source.dir",
+                                drain.name,
+                                source.dir.display()
+                            ),
+                        ),
                     }
                     checks.for_drain(&drain.name);
                 }

@@ -39,9 +39,13 @@ fn list(ctx: &mut Context, args: &ItemsArgs) -> Result<Report> {
     let counts = count_by_state(&mut ctx.client, &drain)?;
     let items = list_items(&mut ctx.client, &drain, state, args.limit)?;
     let mut human = format!(
-        "{drain}: {} pending, {} running, {} done, {} dead\n",
+        "{drain}: {} pending, {} running, {} done, {} dead",
         counts.pending, counts.running, counts.done, counts.dead
     );
+    if counts.skipped_missing > 0 {
+        human.push_str(&format!(", {} skipped (file missing)", counts.skipped_missing));
+    }
+    human.push('\n');
     if items.is_empty() {
         human.push_str(&match state {
             Some(state) => format!("no {state} items\n"),

@@ -23,6 +23,7 @@ pub mod duration;
 pub mod enqueue;
 pub mod error;
 pub mod events;
+pub mod glob;
 pub mod items;
 pub mod metrics;
 pub mod migrate;
@@ -37,6 +38,7 @@ pub mod reap;
 pub mod retry;
 pub mod runs;
 pub mod signals;
+pub mod sources;
 pub mod status;
 pub mod supervise;
 pub mod when;
@@ -118,6 +120,10 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
         Command::Enqueue(args) => {
             let mut ctx = open(true)?;
             enqueue::run(&mut ctx, &args).map(|r| (r, args.json))
+        }
+        Command::Scan(args) => {
+            let mut ctx = open(true)?;
+            sources::run(&mut ctx, &args).map(|r| (r, args.json))
         }
         Command::Supervise(args) => {
             let mut ctx = open(true)?;

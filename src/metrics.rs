@@ -128,6 +128,7 @@ pub fn render_metrics(
             ("running", counts.running),
             ("done", counts.done),
             ("dead", counts.dead),
+            ("skipped_missing", counts.skipped_missing),
         ] {
             items_family.sample(vec![("drain", name.clone()), ("state", state.to_string())], count as f64);
         }

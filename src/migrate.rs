@@ -29,6 +29,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") },
     Migration { version: 2, name: "accounts", sql: include_str!("../migrations/0002_accounts.sql") },
+    Migration { version: 3, name: "sources", sql: include_str!("../migrations/0003_sources.sql") },
 ];
 
 /// The newest schema version this binary knows.

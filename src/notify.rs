@@ -45,6 +45,7 @@ pub const KNOWN_EVENT_KINDS: &[&str] = &[
     "run_finished",
     "run_hung",
     "run_started",
+    "source_scanned",
     "staged_result_completed",
     "staged_result_discarded",
     "supervise_error",

@@ -96,6 +96,9 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         if let Some(at) = next_opening {
             notes.push(format!("opens {}", relative(at)));
         }
+        if counts.skipped_missing > 0 {
+            notes.push(format!("{} skipped (file missing)", counts.skipped_missing));
+        }
         rows.push(vec![
             drain.name.clone(),
             state.to_string(),

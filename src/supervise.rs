@@ -1,12 +1,14 @@
 //! `drainctl supervise`: one short pass over every configured drain — the command cron
 //! runs every 15 minutes. It spends no worker quota.
 //!
-//! The pass takes a snapshot (controls, backoff, running runs and whether each run's
-//! process is alive, whether an item is available — all index-backed, never counting the
-//! backlog), turns it into a list of [`Decision`]s with a pure [`plan`], then applies them:
-//! expire bursts, reap crashed runs, end hung runs (TERM, then KILL), and start idle drains
-//! as detached `drainctl drain` processes. `--dry-run` prints the plan and changes nothing.
-//! Two overlapping passes never both act: the second records `lock_skipped`.
+//! The pass first scans the source of every drain that has one (see `sources`), so the
+//! decisions see the files it enqueued. It then takes a snapshot (controls, backoff,
+//! running runs and whether each run's process is alive, whether an item is available —
+//! all index-backed, never counting the backlog), turns it into a list of [`Decision`]s
+//! with a pure [`plan`], then applies them: expire bursts, reap crashed runs, end hung runs
+//! (TERM, then KILL), and start idle drains as detached `drainctl drain` processes.
+//! `--dry-run` prints the plan and changes nothing (no scan). Two overlapping passes never
+//! both act: the second records `lock_skipped`.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -227,16 +229,36 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                 "fired_at": fired_at,
                 "scheduled_for": scheduled_for,
                 "decisions": [],
+                "scans": [],
             }),
         ));
     }
     // Never wait long behind a lock held by a frozen drain: fail that decision instead.
     crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
     let zone = config.defaults.timezone;
+    let mut had_error = false;
+    // Feed the drains with sources first, so the decisions see what the scans enqueued.
+    let mut scans = Vec::new();
+    if !args.dry_run {
+        for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
+            let scanned = crate::sources::scan(client, config, drain, clock.now());
+            scans.push(scanned.unwrap_or_else(|error| {
+                had_error = true;
+                let message = error.display_scrubbed();
+                log::error!("supervise: scan of {}: {message}", drain.name);
+                let event = Event::new(
+                    "supervise_error",
+                    format!("could not scan the source of drain {}: {message}", drain.name),
+                )
+                .drain(&drain.name);
+                record_event_or_log(client, &event, clock.now());
+                crate::sources::ScanReport::failed(drain, message)
+            }));
+        }
+    }
     let snapshots = take_snapshot(client, config, fired_at, &host, args.dry_run)?;
     let mut decisions = plan(&snapshots, fired_at, zone);
     drop(snapshots);
-    let mut had_error = false;
     if !args.dry_run {
         let runs = running_runs(client, None)?;
         for decision in decisions.iter_mut() {
@@ -302,6 +324,9 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         .collect();
     let mut human = if args.dry_run { "dry run: nothing was changed\n".to_string() } else { String::new() };
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
+    for scan in &scans {
+        human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
+    }
     let report = Report::new(
         human,
         json!({
@@ -309,6 +334,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             "fired_at": fired_at,
             "scheduled_for": scheduled_for,
             "decisions": decisions,
+            "scans": scans,
         }),
     );
     Ok(report.with_exit_code(if had_error { EXIT_INTERNAL } else { EXIT_OK }))

@@ -37,7 +37,7 @@ pub struct EnqueueCounts {
 }
 
 /// Insert items; an existing `(drain, key)` is a duplicate, or with `replace` a finished
-/// (done or dead) item is reset to pending with the new payload.
+/// (done, dead or skipped_missing) item is reset to pending with the new payload.
 pub fn insert_items(
     client: &mut impl GenericClient,
     drain: &str,
@@ -53,7 +53,7 @@ pub fn insert_items(
         "UPDATE items SET state = 'pending', payload = $3, attempts = 0, available_at = $4,
                 claimed_by = NULL, claimed_at = NULL, last_error = NULL, stderr_tail = NULL,
                 result = NULL, finished_at = NULL, resume_token = NULL, updated_at = $4
-          WHERE drain = $1 AND key = $2 AND state IN ('done', 'dead')",
+          WHERE drain = $1 AND key = $2 AND state IN ('done', 'dead', 'skipped_missing')",
     )?;
     let mut counts = EnqueueCounts::default();
     for item in items {
@@ -77,6 +77,49 @@ pub struct ClaimAccount<'a> {
     pub account: &'a str,
     /// False when the group as a whole must wait: nothing is claimed.
     pub is_allowed: bool,
+}
+
+/// Enqueue the item of a source file: a new key is inserted; an existing item that is not
+/// running is reset to pending with the new payload, attempts 0, available now (its
+/// attempt history stays). False when the item is running: it is left alone, and the
+/// caller looks at the file again on its next scan.
+pub fn enqueue_source_item(
+    client: &mut impl GenericClient,
+    drain: &str,
+    key: &str,
+    payload: &Value,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let row = client.query_opt(
+        "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+         VALUES ($1, $2, $3, $4, $4, $4)
+         ON CONFLICT (drain, key) DO UPDATE
+            SET state = 'pending', payload = EXCLUDED.payload, attempts = 0,
+                available_at = EXCLUDED.available_at, claimed_by = NULL, claimed_at = NULL,
+                last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
+                resume_token = NULL, updated_at = EXCLUDED.updated_at
+          WHERE items.state <> 'running'
+         RETURNING id",
+        &[&drain, &key, &payload, &now],
+    )?;
+    Ok(row.is_some())
+}
+
+/// Settle a pending item whose source file vanished before it ran: `skipped_missing`, a
+/// terminal state that is not a failure. False when the item is not pending.
+pub fn settle_skipped_missing(
+    client: &mut impl GenericClient,
+    drain: &str,
+    key: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE items SET state = 'skipped_missing', finished_at = $4, last_error = $3, updated_at = $4
+          WHERE drain = $1 AND key = $2 AND state = 'pending'",
+        &[&drain, &key, &note, &now],
+    )?;
+    Ok(updated == 1)
 }
 
 /// Re-read the pass's controls and, when they allow it, claim the oldest available
@@ -412,6 +455,8 @@ pub struct StateCounts {
     pub running: i64,
     pub done: i64,
     pub dead: i64,
+    /// Settled without running: the source file vanished first.
+    pub skipped_missing: i64,
 }
 
 /// Items of `drain` per state (index-only scans of `items_drain_state`).
@@ -427,6 +472,7 @@ pub fn count_by_state(client: &mut impl GenericClient, drain: &str) -> Result<St
             "running" => counts.running = count,
             "done" => counts.done = count,
             "dead" => counts.dead = count,
+            "skipped_missing" => counts.skipped_missing = count,
             _ => {}
         }
     }

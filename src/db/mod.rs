@@ -9,6 +9,7 @@ pub mod items;
 pub mod passes;
 pub mod quota_groups;
 pub mod runs;
+pub mod sources;
 
 use std::time::Duration;
 
@@ -28,6 +29,12 @@ pub const SUPERVISE_LOCK_KEY: i64 = LOCK_NAMESPACE + 1;
 /// The key of concurrency slot `slot` (0-based) of the drain with numeric id `drain_id`.
 pub fn drain_slot_key(drain_id: i32, slot: u32) -> i64 {
     LOCK_NAMESPACE + ((drain_id as i64) << 16) + slot as i64
+}
+
+/// The key of the lock one scan of the drain's source holds (try-lock): the slot range's
+/// last key, far above the highest concurrency slot.
+pub fn source_scan_key(drain_id: i32) -> i64 {
+    drain_slot_key(drain_id, 0xFFFF)
 }
 
 /// How long to wait for the server to accept the connection.

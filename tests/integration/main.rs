@@ -6,6 +6,7 @@ mod accounts;
 mod config_errors;
 mod drain_pass;
 mod enqueue;
+mod feeding;
 mod migrations;
 mod operator;
 mod rate_limits;

@@ -2,7 +2,7 @@
 
 use crate::support::*;
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 12] = [
     "drains",
     "items",
     "runs",
@@ -12,9 +12,12 @@ const TABLES: [&str; 9] = [
     "events",
     "supervisor_passes",
     "quota_groups",
+    "source_files",
+    "source_scans",
+    "maintenance",
 ];
 /// Migrations this build ships.
-const LATEST_VERSION: i64 = 2;
+const LATEST_VERSION: i64 = 3;
 
 fn migrate(db: &TestDb, args: &[&str]) -> Drainctl {
     let mut all = vec!["migrate"];
@@ -88,7 +91,7 @@ fn a_current_schema_runs_no_ddl_and_status_lists_versions() {
     migrate(&db, &[]).run().assert_code(0);
     let second = migrate(&db, &[]).run();
     second.assert_code(0);
-    assert!(second.stdout.contains("schema is current (version 2)"), "{}", second.stdout);
+    assert!(second.stdout.contains("schema is current (version 3)"), "{}", second.stdout);
     let status = migrate(&db, &["--status", "--json"]).run();
     status.assert_code(0);
     let json = status.json();

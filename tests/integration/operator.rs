@@ -85,7 +85,7 @@ fn documented_fields(heading: &str) -> Vec<String> {
 
 /// Assert that every documented field of `heading` is present in `value` (null allowed).
 /// `a[].b` looks into every element of array `a`, which must not be empty.
-fn assert_documented(heading: &str, value: &Value) {
+pub(crate) fn assert_documented(heading: &str, value: &Value) {
     for path in documented_fields(heading) {
         assert_path(value, &path, &path, heading);
     }
@@ -256,7 +256,10 @@ fn items_are_listed_with_counts_and_filtered_by_state() {
     let keys: Vec<&str> =
         dead["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["b"]);
-    assert_eq!(dead["counts"], json!({ "pending": 1, "running": 0, "done": 2, "dead": 1 }));
+    assert_eq!(
+        dead["counts"],
+        json!({ "pending": 1, "running": 0, "done": 2, "dead": 1, "skipped_missing": 0 })
+    );
     let none = fixture.drainctl(&["items", "docs", "--state", "running"]).run();
     none.assert_code(0);
     assert!(none.stdout.ends_with("no running items\n"), "{}", none.stdout);
@@ -635,7 +638,7 @@ fn doctor_passes_on_a_healthy_setup_and_applies_nothing() {
     for expected in [
         "ok    config: configuration ",
         "ok    database: database reachable (PostgreSQL ",
-        "warn  schema: migration(s) 0001_init, 0002_accounts not applied yet",
+        "warn  schema: migration(s) 0001_init, 0002_accounts, 0003_sources not applied yet",
         &format!("ok    worker: drain docs: worker {FAKE_WORKER}"),
         "ok    timezone: time zone Asia/Jerusalem (from [defaults] timezone)",
         "ok    log_dir: ",

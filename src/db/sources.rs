@@ -1,0 +1,113 @@
+//! The `source_files` and `source_scans` tables: what each file of a drain's source looked
+//! like when it was last hashed, and where a truncated scan stopped.
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use crate::error::Result;
+
+/// A file a previous scan recorded, with the state of its item (None: no such item).
+#[derive(Debug, Clone)]
+pub struct KnownFile {
+    pub path: String,
+    pub size: i64,
+    pub mtime: DateTime<Utc>,
+    pub sha256: String,
+    pub missing_at: Option<DateTime<Utc>>,
+    pub item_state: Option<String>,
+}
+
+/// The recorded files of `drain` among `paths` (primary key lookups).
+pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String]) -> Result<Vec<KnownFile>> {
+    let rows = client.query(
+        "SELECT f.path, f.size, f.mtime, f.sha256, f.missing_at, i.state
+           FROM source_files f
+           LEFT JOIN items i ON i.drain = f.drain AND i.key = f.path
+          WHERE f.drain = $1 AND f.path = ANY($2)",
+        &[&drain, &paths],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| KnownFile {
+            path: row.get(0),
+            size: row.get(1),
+            mtime: row.get(2),
+            sha256: row.get(3),
+            missing_at: row.get(4),
+            item_state: row.get(5),
+        })
+        .collect())
+}
+
+/// Paths of `drain`'s recorded files that were present at their last scan.
+pub fn present_paths(client: &mut impl GenericClient, drain: &str) -> Result<Vec<String>> {
+    let rows = client.query(
+        "SELECT path FROM source_files WHERE drain = $1 AND missing_at IS NULL ORDER BY path",
+        &[&drain],
+    )?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// What a scan found about one file.
+#[derive(Debug, Clone)]
+pub struct FileRecord<'a> {
+    pub path: &'a str,
+    pub size: i64,
+    pub mtime: DateTime<Utc>,
+    pub sha256: &'a str,
+}
+
+/// Record a file as present with this size, mtime and hash. `was_enqueued`: its item was
+/// just (re-)enqueued, so `changed_at` moves.
+pub fn record_file(
+    client: &mut impl GenericClient,
+    drain: &str,
+    file: &FileRecord,
+    was_enqueued: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "INSERT INTO source_files (drain, path, size, mtime, sha256, first_seen_at, changed_at, missing_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, NULL)
+         ON CONFLICT (drain, path) DO UPDATE
+            SET size = EXCLUDED.size, mtime = EXCLUDED.mtime, sha256 = EXCLUDED.sha256,
+                missing_at = NULL,
+                changed_at = CASE WHEN $7 THEN EXCLUDED.changed_at ELSE source_files.changed_at END",
+        &[&drain, &file.path, &file.size, &file.mtime, &file.sha256, &now, &was_enqueued],
+    )?;
+    Ok(())
+}
+
+/// Record that a file is gone.
+pub fn mark_missing(
+    client: &mut impl GenericClient,
+    drain: &str,
+    path: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE source_files SET missing_at = $3 WHERE drain = $1 AND path = $2 AND missing_at IS NULL",
+        &[&drain, &path, &now],
+    )?;
+    Ok(())
+}
+
+/// Where the previous scan of `drain` stopped (None: it covered the rest of the tree).
+pub fn resume_point(client: &mut impl GenericClient, drain: &str) -> Result<Option<String>> {
+    let row = client.query_opt("SELECT resume_after FROM source_scans WHERE drain = $1", &[&drain])?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
+pub fn set_resume_point(
+    client: &mut impl GenericClient,
+    drain: &str,
+    resume_after: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "INSERT INTO source_scans (drain, resume_after, scanned_at) VALUES ($1, $2, $3)
+         ON CONFLICT (drain) DO UPDATE SET resume_after = EXCLUDED.resume_after, scanned_at = EXCLUDED.scanned_at",
+        &[&drain, &resume_after, &now],
+    )?;
+    Ok(())
+}

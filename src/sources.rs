@@ -1,0 +1,674 @@
+//! File-backed sources: `drainctl scan NAME` (and `supervise`, before it decides) turns
+//! the files of a drain's `source` into items.
+//!
+//! A scan walks `dir` in a fixed order (names sorted byte-wise, folder by folder), keeps
+//! the regular files whose path relative to `dir` matches `glob`, and compares each with
+//! what `source_files` recorded: a new path is hashed and enqueued (key = the relative
+//! path, payload = absolute path, size, mtime and SHA-256); a known file whose size and
+//! mtime are unchanged is not even opened; one whose size or mtime changed is hashed, and
+//! re-enqueued only when the hash differs (a touch just updates the recorded mtime). A
+//! recorded file that is gone is marked missing, and its item, if it is still pending, is
+//! settled `skipped_missing`. Paths that would leave `dir` — symbolic links that resolve
+//! outside it, or nowhere — are refused and counted, never opened.
+//!
+//! A scan looks at most `max_files_per_scan` matching files; when it stops there, it
+//! records where, and the next scan goes on after that path (then starts over at the
+//! top), so every file is reached however large the tree. One scan of a drain at a time
+//! (a per-drain try-lock); all I/O happens before the database writes, which are done in
+//! transactions of at most [`BATCH`] files.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
+use postgres::Client;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::cli::NameArg;
+use crate::config::{Config, DrainConfig, SourceConfig};
+use crate::context::Context;
+use crate::db::events::{record_event, Event};
+use crate::db::sources::{self, FileRecord, KnownFile};
+use crate::db::{advisory_unlock, drains::ensure_drain, items, source_scan_key, try_advisory_lock};
+use crate::error::{Error, Result};
+use crate::glob::{Glob, States};
+use crate::output::Report;
+
+/// Files written to the database per transaction, so row locks stay short.
+pub const BATCH: usize = 1000;
+/// Refused paths listed (with their reason) in a scan's report; all are counted.
+pub const MAX_REFUSED_LISTED: usize = 20;
+
+/// What one scan found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanReport {
+    pub drain: String,
+    /// The source folder, symbolic links resolved.
+    pub dir: String,
+    /// `done`, or `lock_skipped` when another scan of the drain was running.
+    pub status: &'static str,
+    /// Matching regular files looked at.
+    pub files: u64,
+    /// Paths seen for the first time, enqueued.
+    pub new: u64,
+    /// Known files re-enqueued: their content changed, or they came back after their item
+    /// was settled skipped_missing.
+    pub changed: u64,
+    /// Known files left alone (including touched files whose content is the same).
+    pub unchanged: u64,
+    /// Known files found gone.
+    pub missing: u64,
+    /// Of those, pending items settled as skipped_missing.
+    pub skipped_missing: u64,
+    /// Files looked at again next scan: their item is running, or they changed while
+    /// being hashed.
+    pub deferred: u64,
+    /// Paths refused: symbolic links resolving outside dir (or nowhere), names that
+    /// cannot be keys, unreadable files or folders.
+    pub refused: u64,
+    /// Files read whole to hash them.
+    pub hashed: u64,
+    /// The scan stopped at max_files_per_scan; the next one goes on after the last file.
+    pub truncated: bool,
+    /// Where this scan started (after the previous truncated scan's last file), if not
+    /// at the top.
+    pub resumed_after: Option<String>,
+    /// The first refused paths and why.
+    pub refused_paths: Vec<Refusal>,
+    /// Why the scan failed (status `failed`; only in `supervise`, which goes on).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ScanReport {
+    fn new(drain: &str, dir: &Path, status: &'static str) -> ScanReport {
+        ScanReport {
+            drain: drain.to_string(),
+            dir: dir.display().to_string(),
+            status,
+            files: 0,
+            new: 0,
+            changed: 0,
+            unchanged: 0,
+            missing: 0,
+            skipped_missing: 0,
+            deferred: 0,
+            refused: 0,
+            hashed: 0,
+            truncated: false,
+            resumed_after: None,
+            refused_paths: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The report of a scan that could not be done.
+    pub fn failed(drain: &DrainConfig, message: String) -> ScanReport {
+        let dir = drain.source.as_ref().map(|source| source.dir.clone()).unwrap_or_default();
+        let mut report = ScanReport::new(&drain.name, &dir, "failed");
+        report.error = Some(message);
+        report
+    }
+
+    /// Did the scan change the backlog?
+    pub fn changed_anything(&self) -> bool {
+        self.new + self.changed + self.missing > 0
+    }
+
+    fn refuse(&mut self, path: String, reason: String) {
+        self.refused += 1;
+        if self.refused_paths.len() < MAX_REFUSED_LISTED {
+            self.refused_paths.push(Refusal { path, reason });
+        }
+    }
+
+    /// One line for humans, without the drain's name.
+    pub fn summary(&self) -> String {
+        if self.status == "lock_skipped" {
+            return "lock_skipped: another scan of this drain is running".to_string();
+        }
+        if let Some(error) = &self.error {
+            return format!("FAILED: {error}");
+        }
+        format!(
+            "{} new, {} changed, {} unchanged, {} missing ({} skipped), {} deferred, {} refused; \
+             {} hashed of {} files{}",
+            self.new,
+            self.changed,
+            self.unchanged,
+            self.missing,
+            self.skipped_missing,
+            self.deferred,
+            self.refused,
+            self.hashed,
+            self.files,
+            if self.truncated { " (truncated)" } else { "" }
+        )
+    }
+}
+
+pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
+    let drain = ctx.config.drain(&args.name)?;
+    let now = ctx.clock.now();
+    let report = scan(&mut ctx.client, &ctx.config, drain, now)?;
+    let mut human = format!("{}: {}\n", report.drain, report.summary());
+    if report.truncated {
+        if let Some(source) = &drain.source {
+            human.push_str(&format!(
+                "  stopped at max_files_per_scan ({}); the next scan goes on from there\n",
+                source.max_files_per_scan
+            ));
+        }
+    }
+    for refusal in &report.refused_paths {
+        human.push_str(&format!("  refused {}: {}\n", refusal.path, refusal.reason));
+    }
+    if report.refused > report.refused_paths.len() as u64 {
+        human.push_str(&format!(
+            "  … and {} more refused\n",
+            report.refused - report.refused_paths.len() as u64
+        ));
+    }
+    let json = serde_json::to_value(&report).map_err(|error| Error::Internal(error.to_string()))?;
+    Ok(Report::new(human, json))
+}
+
+/// Scan the source of `drain` at `now` (an error when it has none).
+pub fn scan(
+    client: &mut Client,
+    config: &Config,
+    drain: &DrainConfig,
+    now: DateTime<Utc>,
+) -> Result<ScanReport> {
+    let source = drain.source.as_ref().ok_or_else(|| {
+        Error::Usage(format!(
+            "drain {} has no source; add `source = {{ dir = \"...\", glob = \"*/*.jsonl\" }}` to its [[drain]] table",
+            drain.name
+        ))
+    })?;
+    let root = resolve_root(drain, source)?;
+    let controls = ensure_drain(client, &drain.name, now)?;
+    let key = source_scan_key(controls.id);
+    if !try_advisory_lock(client, key)? {
+        return Ok(ScanReport::new(&drain.name, &root, "lock_skipped"));
+    }
+    let outcome = scan_locked(client, config, drain, source, &root, now);
+    let unlocked = advisory_unlock(client, key);
+    let report = outcome?;
+    unlocked?;
+    Ok(report)
+}
+
+/// The source folder with symbolic links resolved, or a configuration error.
+fn resolve_root(drain: &DrainConfig, source: &SourceConfig) -> Result<PathBuf> {
+    let problem = |what: String| {
+        Error::Config(format!(
+            "drain {}: source dir {} {what}; create it or fix source.dir",
+            drain.name,
+            source.dir.display()
+        ))
+    };
+    let root = fs::canonicalize(&source.dir).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => problem("does not exist".to_string()),
+        _ => problem(format!("cannot be resolved: {error}")),
+    })?;
+    if !root.is_dir() {
+        return Err(problem("is not a folder".to_string()));
+    }
+    if root.to_str().is_none() {
+        return Err(problem("is not a valid UTF-8 path".to_string()));
+    }
+    Ok(root)
+}
+
+/// What a scan decided about one file, before the database writes.
+enum Plan {
+    Enqueue {
+        is_new: bool,
+        file: Hashed,
+    },
+    /// Same content: record the new mtime (and that it is present again).
+    Touched(Hashed),
+    Unchanged,
+    Deferred,
+    /// Could not be read; already counted as refused.
+    Unreadable,
+    Missing(String),
+}
+
+struct Hashed {
+    key: String,
+    size: i64,
+    mtime: DateTime<Utc>,
+    sha256: String,
+}
+
+fn scan_locked(
+    client: &mut Client,
+    config: &Config,
+    drain: &DrainConfig,
+    source: &SourceConfig,
+    root: &Path,
+    now: DateTime<Utc>,
+) -> Result<ScanReport> {
+    let mut report = ScanReport::new(&drain.name, root, "done");
+    let resume_after = sources::resume_point(client, &drain.name)?;
+    report.resumed_after = resume_after.clone();
+    let after: Option<Vec<String>> = resume_after.as_deref().map(components);
+
+    let mut walker = Walker {
+        glob: &source.glob,
+        root,
+        after: after.clone(),
+        limit: source.max_files_per_scan as usize,
+        found: Vec::new(),
+        report: &mut report,
+    };
+    let start = source.glob.start();
+    if let Err(error) = walker.walk(root, &mut Vec::new(), &start) {
+        return Err(Error::Config(format!(
+            "drain {}: cannot read source dir {}: {error}; fix its permissions or source.dir",
+            drain.name,
+            root.display()
+        )));
+    }
+    let found = std::mem::take(&mut walker.found);
+    report.files = found.len() as u64;
+
+    // What the database knows about the files found.
+    let mut known: HashMap<String, KnownFile> = HashMap::new();
+    for chunk in found.chunks(BATCH) {
+        let keys: Vec<String> = chunk.iter().map(|file| file.key.clone()).collect();
+        for file in sources::known_files(client, &drain.name, &keys)? {
+            known.insert(file.path.clone(), file);
+        }
+    }
+
+    let mut plans = Vec::with_capacity(found.len());
+    for file in &found {
+        plans.push(plan_file(file, known.get(&file.key), &mut report));
+    }
+
+    // Recorded files in the stretch this scan covered that it did not see: gone, or only
+    // no longer matching (then left alone).
+    let seen: HashSet<&str> = found.iter().map(|file| file.key.as_str()).collect();
+    let end: Option<Vec<String>> =
+        if report.truncated { found.last().map(|file| file.components.clone()) } else { None };
+    for path in sources::present_paths(client, &drain.name)? {
+        let parts = components(&path);
+        let is_in_stretch =
+            after.as_ref().is_none_or(|after| parts > *after) && end.as_ref().is_none_or(|end| parts <= *end);
+        if is_in_stretch && !seen.contains(path.as_str()) && is_gone(&root.join(&path)) {
+            plans.push(Plan::Missing(path));
+        }
+    }
+
+    let root_text = root.to_str().unwrap_or_default().to_string();
+    let mut pending = plans.into_iter().peekable();
+    while pending.peek().is_some() {
+        let mut transaction = client.transaction()?;
+        for plan in pending.by_ref().take(BATCH) {
+            apply(&mut transaction, drain, &root_text, plan, &mut report, now)?;
+        }
+        transaction.commit()?;
+    }
+
+    let next = if report.truncated { found.last().map(|file| file.key.as_str()) } else { None };
+    let mut transaction = client.transaction()?;
+    sources::set_resume_point(&mut transaction, &drain.name, next, now)?;
+    let event = report.changed_anything().then(|| {
+        Event::new(
+            "source_scanned",
+            format!(
+                "scan of {}: {} new, {} changed, {} missing ({} skipped)",
+                drain.name, report.new, report.changed, report.missing, report.skipped_missing
+            ),
+        )
+        .drain(&drain.name)
+        .data(json!({
+            "new": report.new,
+            "changed": report.changed,
+            "unchanged": report.unchanged,
+            "missing": report.missing,
+            "skipped_missing": report.skipped_missing,
+            "deferred": report.deferred,
+            "refused": report.refused,
+            "hashed": report.hashed,
+            "truncated": report.truncated,
+        }))
+    });
+    if let Some(event) = &event {
+        record_event(&mut transaction, event, now)?;
+    }
+    transaction.commit()?;
+    if let Some(event) = &event {
+        crate::notify::notify(config, client, event, now);
+    }
+    Ok(report)
+}
+
+/// Decide about one found file (hashing it when needed).
+fn plan_file(file: &Candidate, known: Option<&KnownFile>, report: &mut ScanReport) -> Plan {
+    let is_same_metadata = known.is_some_and(|k| k.size == file.size && k.mtime == file.mtime);
+    if is_same_metadata && known.is_some_and(|k| k.missing_at.is_none()) {
+        // The precheck: same size and mtime, present last time — not opened at all.
+        return Plan::Unchanged;
+    }
+    let hashed = match known {
+        Some(k) if is_same_metadata => {
+            Hashed { key: file.key.clone(), size: file.size, mtime: file.mtime, sha256: k.sha256.clone() }
+        }
+        _ => {
+            report.hashed += 1;
+            match hash_file(file) {
+                Ok(Some(hashed)) => hashed,
+                Ok(None) => return Plan::Deferred,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Plan::Deferred,
+                Err(error) => {
+                    report.refuse(file.key.clone(), format!("cannot read: {error}"));
+                    return Plan::Unreadable;
+                }
+            }
+        }
+    };
+    match known {
+        None => Plan::Enqueue { is_new: true, file: hashed },
+        Some(k) if k.sha256 != hashed.sha256 => Plan::Enqueue { is_new: false, file: hashed },
+        // It came back after its item was settled without running.
+        Some(k) if k.item_state.as_deref() == Some("skipped_missing") => {
+            Plan::Enqueue { is_new: false, file: hashed }
+        }
+        Some(_) => Plan::Touched(hashed),
+    }
+}
+
+fn apply(
+    client: &mut postgres::Transaction<'_>,
+    drain: &DrainConfig,
+    root: &str,
+    plan: Plan,
+    report: &mut ScanReport,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    match plan {
+        Plan::Unchanged => report.unchanged += 1,
+        Plan::Deferred => report.deferred += 1,
+        Plan::Unreadable => {}
+        Plan::Touched(file) => {
+            sources::record_file(client, &drain.name, &record(&file), false, now)?;
+            report.unchanged += 1;
+        }
+        Plan::Enqueue { is_new, file } => {
+            let payload = json!({
+                "path": format!("{root}/{}", file.key),
+                "size": file.size,
+                "mtime": file.mtime.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                "sha256": file.sha256,
+            });
+            if items::enqueue_source_item(client, &drain.name, &file.key, &payload, now)? {
+                sources::record_file(client, &drain.name, &record(&file), true, now)?;
+                if is_new {
+                    report.new += 1;
+                } else {
+                    report.changed += 1;
+                }
+            } else {
+                // Its item is running: leave the recorded state as it was, so the next
+                // scan sees the change again and enqueues it then.
+                report.deferred += 1;
+            }
+        }
+        Plan::Missing(path) => {
+            sources::mark_missing(client, &drain.name, &path, now)?;
+            let note = format!("source file {root}/{path} vanished before the item ran");
+            if items::settle_skipped_missing(client, &drain.name, &path, &note, now)? {
+                report.skipped_missing += 1;
+            }
+            report.missing += 1;
+        }
+    }
+    Ok(())
+}
+
+fn record(file: &Hashed) -> FileRecord<'_> {
+    FileRecord { path: &file.key, size: file.size, mtime: file.mtime, sha256: &file.sha256 }
+}
+
+/// A path's `/`-separated parts, compared part by part: the order of the walk.
+fn components(path: &str) -> Vec<String> {
+    path.split('/').map(str::to_string).collect()
+}
+
+/// Is nothing at `path` any more (it, or a folder above it, is gone)?
+fn is_gone(path: &Path) -> bool {
+    match fs::symlink_metadata(path) {
+        Ok(_) => false,
+        Err(error) => {
+            error.kind() == std::io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ENOTDIR)
+        }
+    }
+}
+
+/// A file's mtime as the database keeps it: to the microsecond.
+fn mtime_of(metadata: &fs::Metadata) -> DateTime<Utc> {
+    let at = metadata.modified().map(DateTime::<Utc>::from).unwrap_or(DateTime::UNIX_EPOCH);
+    at.duration_trunc(chrono::Duration::microseconds(1)).unwrap_or(at)
+}
+
+/// A matching regular file the walk found.
+struct Candidate {
+    key: String,
+    components: Vec<String>,
+    /// What to open: the path itself, or the checked target of a symbolic link.
+    open_path: PathBuf,
+    /// The file the walk checked; a different one at open time is not read.
+    device: u64,
+    inode: u64,
+    size: i64,
+    mtime: DateTime<Utc>,
+}
+
+/// Hash a found file. None when it is no longer the file the walk saw, or it changed
+/// while being read (it is looked at again next scan).
+fn hash_file(file: &Candidate) -> std::io::Result<Option<Hashed>> {
+    let mut handle = fs::OpenOptions::new()
+        .read(true)
+        // Never follow a link swapped in since the walk; never block on a FIFO.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&file.open_path)?;
+    let before = handle.metadata()?;
+    if !before.is_file() || before.dev() != file.device || before.ino() != file.inode {
+        return Ok(None);
+    }
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = handle.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    let after = handle.metadata()?;
+    if after.len() != before.len() || mtime_of(&after) != mtime_of(&before) {
+        return Ok(None);
+    }
+    let sha256 = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(Some(Hashed { key: file.key.clone(), size: before.len() as i64, mtime: mtime_of(&before), sha256 }))
+}
+
+/// The folder walk: sorted, pruned by the glob, resumable, bounded.
+struct Walker<'a> {
+    glob: &'a Glob,
+    root: &'a Path,
+    /// Skip everything up to and including this path (the previous scan's last file).
+    after: Option<Vec<String>>,
+    limit: usize,
+    found: Vec<Candidate>,
+    report: &'a mut ScanReport,
+}
+
+impl Walker<'_> {
+    /// Walk `folder` (whose path below the root is `prefix`). Only the root's own read
+    /// error is returned; a folder below it that cannot be read is refused. Returns
+    /// true when the walk must stop (the limit was passed).
+    fn walk(&mut self, folder: &Path, prefix: &mut Vec<String>, states: &States) -> std::io::Result<bool> {
+        let entries = match fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(error) if prefix.is_empty() => return Err(error),
+            Err(error) => {
+                self.report.refuse(prefix.join("/"), format!("cannot read folder: {error}"));
+                return Ok(false);
+            }
+        };
+        let mut entries: Vec<fs::DirEntry> = entries.filter_map(|entry| entry.ok()).collect();
+        entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+        for entry in entries {
+            let name = entry.file_name();
+            let lossy = name.to_string_lossy().into_owned();
+            let next = self.glob.step(states, &lossy);
+            let is_complete = self.glob.is_complete(&next);
+            let can_go_deeper = self.glob.can_go_deeper(&next);
+            if !is_complete && !can_go_deeper {
+                continue;
+            }
+            prefix.push(lossy);
+            let stop = self.visit(&entry, prefix, &next, is_complete, can_go_deeper);
+            prefix.pop();
+            if stop? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn visit(
+        &mut self,
+        entry: &fs::DirEntry,
+        prefix: &mut Vec<String>,
+        next: &States,
+        is_complete: bool,
+        can_go_deeper: bool,
+    ) -> std::io::Result<bool> {
+        // Already covered by the previous (truncated) scan?
+        let is_file_done = self.after.as_ref().is_some_and(|after| *prefix <= *after);
+        let is_folder_done = self
+            .after
+            .as_ref()
+            .is_some_and(|after| prefix.as_slice() < &after[..prefix.len().min(after.len())]);
+        let wants_file = is_complete && !is_file_done;
+        let wants_folder = can_go_deeper && !is_folder_done;
+        if !wants_file && !wants_folder {
+            return Ok(false);
+        }
+        let key = prefix.join("/");
+        let name = entry.file_name();
+        if name.to_str().is_none() {
+            self.report.refuse(key, "name is not valid UTF-8".to_string());
+            return Ok(false);
+        }
+        if key.chars().any(char::is_control) {
+            self.report
+                .refuse(key.escape_debug().to_string(), "name contains control characters".to_string());
+            return Ok(false);
+        }
+        let Ok(file_type) = entry.file_type() else { return Ok(false) };
+        let path = entry.path();
+        if file_type.is_dir() {
+            if wants_folder {
+                return self.walk(&path, prefix, next);
+            }
+            return Ok(false);
+        }
+        if !wants_file {
+            if file_type.is_symlink() {
+                // A link to a folder is never followed; one that leaves dir is refused.
+                if let Some(reason) = self.escape_reason(&path) {
+                    self.report.refuse(key, reason);
+                }
+            }
+            return Ok(false);
+        }
+        let (open_path, metadata) = if file_type.is_symlink() {
+            if let Some(reason) = self.escape_reason(&path) {
+                self.report.refuse(key, reason);
+                return Ok(false);
+            }
+            let Ok(target) = fs::canonicalize(&path) else { return Ok(false) };
+            match fs::metadata(&target) {
+                Ok(metadata) if metadata.is_file() => (target, metadata),
+                _ => return Ok(false),
+            }
+        } else if file_type.is_file() {
+            match entry.metadata() {
+                Ok(metadata) => (path, metadata),
+                Err(_) => return Ok(false),
+            }
+        } else {
+            return Ok(false);
+        };
+        if key.len() > crate::enqueue::MAX_KEY_BYTES {
+            self.report.refuse(key, format!("path is longer than {} bytes", crate::enqueue::MAX_KEY_BYTES));
+            return Ok(false);
+        }
+        if self.found.len() >= self.limit {
+            self.report.truncated = true;
+            return Ok(true);
+        }
+        self.found.push(Candidate {
+            components: prefix.clone(),
+            key,
+            open_path,
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.len() as i64,
+            mtime: mtime_of(&metadata),
+        });
+        Ok(false)
+    }
+
+    /// Why a symbolic link may not be used: it resolves outside the root, or nowhere.
+    fn escape_reason(&self, link: &Path) -> Option<String> {
+        match fs::canonicalize(link) {
+            Err(_) => Some("symbolic link that resolves to nothing".to_string()),
+            Ok(target) if !target.starts_with(self.root) => {
+                Some(format!("symbolic link resolves outside dir, to {}", target.display()))
+            }
+            Ok(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_compare_part_by_part_as_the_walk_visits_them() {
+        // "a/b" comes before "a.txt" in the walk ("a" < "a.txt"), though not byte-wise.
+        assert!(components("a/b") < components("a.txt"));
+        assert!(components("a/b") > components("a"));
+        assert!(components("a/b/c") < components("a/c"));
+    }
+
+    #[test]
+    fn a_missing_path_or_parent_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "x").unwrap();
+        assert!(!is_gone(&file));
+        assert!(is_gone(&dir.path().join("g")));
+        assert!(is_gone(&file.join("under-a-file")));
+    }
+}

@@ -1,0 +1,310 @@
+//! Feeding drains from files: `scan` and `supervise` over real files in a temporary
+//! folder, a real PostgreSQL and an injected clock.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::operator::assert_documented;
+use crate::support::*;
+
+/// Friday 2026-11-27 12:00 in Jerusalem (UTC+2).
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn config(drain: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"Asia/Jerusalem\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"sessions\"\ncommand = [\"FAKE_WORKER\"]\n{drain}"
+    )
+}
+
+fn source_config(extra: &str) -> String {
+    config(&format!("source = {{ dir = \"data\", glob = \"*/*.jsonl\"{extra} }}\n"))
+}
+
+fn write(fixture: &Fixture, relative: &str, text: &str) {
+    let path = fixture.path("data").join(relative);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn set_mtime(path: &Path, at: SystemTime) {
+    fs::File::options().write(true).open(path).unwrap().set_modified(at).unwrap();
+}
+
+fn scan(fixture: &Fixture) -> Value {
+    let result = fixture.drainctl(&["scan", "sessions", "--json"]).run();
+    result.assert_code(0);
+    result.json()
+}
+
+/// (new, changed, unchanged, missing, refused, hashed) of a scan report.
+fn counts(report: &Value) -> [u64; 6] {
+    ["new", "changed", "unchanged", "missing", "refused", "hashed"]
+        .map(|field| report[field].as_u64().unwrap_or_else(|| panic!("{field} in {report}")))
+}
+
+fn payload(fixture: &Fixture, key: &str) -> Value {
+    fixture
+        .client()
+        .query_one("SELECT payload FROM items WHERE drain = 'sessions' AND key = $1", &[&key])
+        .unwrap()
+        .get(0)
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn events(fixture: &Fixture, kind: &str) -> i64 {
+    fixture.client().query_one("SELECT count(*) FROM events WHERE kind = $1", &[&kind]).unwrap().get(0)
+}
+
+fn supervise(fixture: &Fixture) -> Value {
+    let result = fixture.drainctl(&["supervise", "--json"]).run();
+    result.assert_code(0);
+    result.json()
+}
+
+/// The action and reason of the pass's start-or-skip decision.
+fn start_decision(pass: &Value) -> (String, String) {
+    let decision = pass["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["action"] == "start" || d["action"] == "skip")
+        .unwrap_or_else(|| panic!("no start/skip decision in {pass:#}"));
+    (decision["action"].as_str().unwrap().to_string(), decision["reason"].as_str().unwrap().to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Sources
+
+#[test]
+fn a_scan_enqueues_new_files_once_and_hashes_only_what_changed() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "alice/1.jsonl", "{\"turn\": 1}\n");
+    write(&fixture, "bob/2.jsonl", "{\"turn\": 2}\n");
+    write(&fixture, "bob/notes.txt", "not matched by the glob\n");
+    write(&fixture, "bob/.3.jsonl", "hidden: being written, renamed when complete\n");
+    write(&fixture, "bob/deep/4.jsonl", "too deep for */*.jsonl\n");
+
+    let first = scan(&fixture);
+    assert_eq!(counts(&first), [2, 0, 0, 0, 0, 2], "{first:#}");
+    assert_eq!((first["files"].as_u64(), first["truncated"].as_bool()), (Some(2), Some(false)));
+    let data = fs::canonicalize(fixture.path("data")).unwrap();
+    let alice = payload(&fixture, "alice/1.jsonl");
+    assert_eq!(alice["path"], data.join("alice/1.jsonl").display().to_string());
+    assert_eq!(alice["size"], 12);
+    assert_eq!(alice["sha256"], sha256_hex("{\"turn\": 1}\n"));
+    let mtime = chrono::DateTime::parse_from_rfc3339(alice["mtime"].as_str().unwrap()).unwrap();
+    assert!(alice["mtime"].as_str().unwrap().ends_with('Z'), "{alice}");
+    let on_disk = chrono::DateTime::<chrono::Utc>::from(
+        fs::metadata(data.join("alice/1.jsonl")).unwrap().modified().unwrap(),
+    );
+    assert!((on_disk - mtime.with_timezone(&chrono::Utc)).num_milliseconds().abs() < 1, "{alice}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 2);
+    assert_eq!(events(&fixture, "source_scanned"), 1);
+
+    // Untouched files are not even opened, and nothing is recorded.
+    let again = scan(&fixture);
+    assert_eq!(counts(&again), [0, 0, 2, 0, 0, 0], "{again:#}");
+    assert_eq!(events(&fixture, "source_scanned"), 1, "a scan that changed nothing records no event");
+
+    // A touch without a change: hashed once, not re-enqueued; then not hashed again.
+    let updated_before: String = fixture
+        .client()
+        .query_one("SELECT updated_at::text FROM items WHERE key = 'alice/1.jsonl'", &[])
+        .unwrap()
+        .get(0);
+    set_mtime(&data.join("alice/1.jsonl"), SystemTime::now() + Duration::from_secs(60));
+    let touched = scan(&fixture);
+    assert_eq!(counts(&touched), [0, 0, 2, 0, 0, 1], "{touched:#}");
+    let updated_after: String = fixture
+        .client()
+        .query_one("SELECT updated_at::text FROM items WHERE key = 'alice/1.jsonl'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(updated_before, updated_after, "the item was not touched");
+    assert_eq!(counts(&scan(&fixture)), [0, 0, 2, 0, 0, 0]);
+
+    // The worker runs both; then bob's file grows: re-enqueued, attempts reset.
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 2);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("bob/2.jsonl"))
+        .unwrap()
+        .write_all(b"{\"turn\": 3}\n")
+        .unwrap();
+    let appended = scan(&fixture);
+    assert_eq!(counts(&appended), [0, 1, 1, 0, 0, 1], "{appended:#}");
+    let (state, attempts, _) = fixture.item("sessions", "bob/2.jsonl");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    let bob = payload(&fixture, "bob/2.jsonl");
+    assert_eq!(bob["size"], 24);
+    assert_eq!(bob["sha256"], sha256_hex("{\"turn\": 2}\n{\"turn\": 3}\n"));
+    assert_eq!(fixture.item("sessions", "alice/1.jsonl").0, "done");
+    assert_eq!(events(&fixture, "source_scanned"), 2);
+}
+
+#[test]
+fn a_file_that_vanishes_before_its_item_ran_is_skipped_missing_and_one_that_ran_stays_done() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "alice/1.jsonl", "one\n");
+    scan(&fixture);
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    write(&fixture, "carol/2.jsonl", "two\n");
+    assert_eq!(counts(&scan(&fixture)), [1, 0, 1, 0, 0, 1]);
+
+    fs::remove_file(fixture.path("data/alice/1.jsonl")).unwrap();
+    fs::remove_dir_all(fixture.path("data/carol")).unwrap();
+    let report = scan(&fixture);
+    assert_eq!(counts(&report), [0, 0, 0, 2, 0, 0], "{report:#}");
+    assert_eq!(report["skipped_missing"], 1);
+    assert_eq!(fixture.item("sessions", "alice/1.jsonl").0, "done", "it ran before its file went");
+    let (state, attempts, note) = fixture.item("sessions", "carol/2.jsonl");
+    assert_eq!((state.as_str(), attempts), ("skipped_missing", 0));
+    assert!(note.unwrap().contains("vanished before the item ran"));
+
+    // Reported in the counts, not as a failure; listed by `items --state`.
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let counts_json = &status["drains"][0]["counts"];
+    assert_eq!((counts_json["skipped_missing"].as_i64(), counts_json["dead"].as_i64()), (Some(1), Some(0)));
+    let listed =
+        fixture.drainctl(&["items", "sessions", "--state", "skipped_missing", "--json"]).run().json();
+    assert_eq!(listed["items"][0]["key"], "carol/2.jsonl");
+    let human = fixture.drainctl(&["items", "sessions"]).run();
+    assert!(
+        human.stdout.starts_with("sessions: 0 pending, 0 running, 1 done, 0 dead, 1 skipped (file missing)"),
+        "{}",
+        human.stdout
+    );
+    // Nothing is left to run, and a second scan has nothing new to say.
+    assert_eq!(counts(&scan(&fixture)), [0, 0, 0, 0, 0, 0]);
+
+    // The file comes back: its item never ran, so it is enqueued again.
+    write(&fixture, "carol/2.jsonl", "two\n");
+    let back = scan(&fixture);
+    assert_eq!((back["changed"].as_u64(), back["new"].as_u64()), (Some(1), Some(0)), "{back:#}");
+    assert_eq!(fixture.item("sessions", "carol/2.jsonl").0, "pending");
+}
+
+#[test]
+fn paths_that_leave_the_source_folder_are_refused_and_never_read() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "alice/1.jsonl", "one\n");
+    let secret = fixture.path("secret.jsonl");
+    fs::write(&secret, "outside the source\n").unwrap();
+    fs::create_dir_all(fixture.path("data/mallory")).unwrap();
+    std::os::unix::fs::symlink(&secret, fixture.path("data/mallory/evil.jsonl")).unwrap();
+    std::os::unix::fs::symlink("../../..", fixture.path("data/mallory/up.jsonl")).unwrap();
+    std::os::unix::fs::symlink(fixture.path("nowhere"), fixture.path("data/mallory/dangling.jsonl")).unwrap();
+    // A folder link that leads out is not walked either.
+    std::os::unix::fs::symlink(fixture.dir.path(), fixture.path("data/outside")).unwrap();
+    // A link that stays inside is fine.
+    std::os::unix::fs::symlink("../alice/1.jsonl", fixture.path("data/mallory/inside.jsonl")).unwrap();
+
+    let report = scan(&fixture);
+    assert_documented("drainctl scan", &report);
+    assert_eq!(report["new"], 2, "{report:#}");
+    assert_eq!(report["refused"], 4, "{report:#}");
+    let refused: Vec<(&str, &str)> = report["refused_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["path"].as_str().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    let paths: Vec<&str> = refused.iter().map(|(path, _)| *path).collect();
+    assert_eq!(paths, ["mallory/dangling.jsonl", "mallory/evil.jsonl", "mallory/up.jsonl", "outside"]);
+    assert!(refused[1].1.contains("resolves outside dir"), "{refused:?}");
+    let keys: Vec<String> = fixture
+        .client()
+        .query("SELECT key FROM items ORDER BY key", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(keys, ["alice/1.jsonl", "mallory/inside.jsonl"]);
+    let human = fixture.drainctl(&["scan", "sessions"]).run();
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("refused mallory/evil.jsonl: symbolic link resolves outside dir"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn a_scan_is_bounded_and_the_next_one_goes_on_where_it_stopped() {
+    let fixture = Fixture::new(&source_config(", max_files_per_scan = 2"), NOW);
+    for name in ["a/1.jsonl", "a/2.jsonl", "b/1.jsonl", "c/1.jsonl", "c/2.jsonl"] {
+        write(&fixture, name, name);
+    }
+    let first = scan(&fixture);
+    assert_eq!((first["new"].as_u64(), first["truncated"].as_bool()), (Some(2), Some(true)), "{first:#}");
+    assert_eq!(first["resumed_after"], Value::Null);
+    let second = scan(&fixture);
+    assert_eq!((second["new"].as_u64(), second["truncated"].as_bool()), (Some(2), Some(true)), "{second:#}");
+    assert_eq!(second["resumed_after"], "a/2.jsonl");
+    // A file removed from a stretch already passed is noticed when the walk comes round.
+    fs::remove_file(fixture.path("data/a/1.jsonl")).unwrap();
+    let third = scan(&fixture);
+    assert_eq!((third["new"].as_u64(), third["missing"].as_u64()), (Some(1), Some(0)), "{third:#}");
+    assert_eq!(third["truncated"], false);
+    let fourth = scan(&fixture);
+    assert_eq!(fourth["resumed_after"], Value::Null, "starts over at the top");
+    assert_eq!((fourth["unchanged"].as_u64(), fourth["missing"].as_u64()), (Some(2), Some(1)), "{fourth:#}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 5);
+}
+
+#[test]
+fn scan_errors_say_what_to_fix() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    let missing = fixture.drainctl(&["scan", "sessions"]).run();
+    missing.assert_code(78);
+    assert!(
+        missing.stderr.contains("source dir") && missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+    fixture.write_config(&config(""));
+    let no_source = fixture.drainctl(&["scan", "sessions"]).run();
+    no_source.assert_code(64);
+    assert!(no_source.stderr.contains("drain sessions has no source"), "{}", no_source.stderr);
+    fixture.write_config(&config("source = { dir = \"data\", glob = \"../*\" }\n"));
+    let bad_glob = fixture.drainctl(&["scan", "sessions"]).run();
+    bad_glob.assert_code(78);
+    assert!(bad_glob.stderr.contains(":9:10: drain \"sessions\": source.glob:"), "{}", bad_glob.stderr);
+}
+
+#[test]
+fn supervise_scans_sources_before_it_decides() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "alice/1.jsonl", "one\n");
+    fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
+    let pass = supervise(&fixture);
+    assert_documented("drainctl supervise", &pass);
+    let scans = pass["scans"].as_array().unwrap();
+    assert_eq!(scans.len(), 1, "{pass:#}");
+    assert_eq!((scans[0]["drain"].as_str(), scans[0]["new"].as_u64()), (Some("sessions"), Some(1)));
+    assert_eq!(start_decision(&pass), ("skip".to_string(), "paused (no note)".to_string()));
+    fixture.drainctl(&["resume", "sessions"]).run().assert_code(0);
+    let dry = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    assert_eq!(dry["scans"], serde_json::json!([]), "a dry run does not scan");
+    assert_eq!(start_decision(&dry).0, "start", "the scanned file is available");
+    // A source that cannot be read fails that scan, not the pass: the rest goes on (exit 70).
+    fs::rename(fixture.path("data"), fixture.path("moved")).unwrap();
+    fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
+    let broken = fixture.drainctl(&["supervise", "--json"]).run();
+    broken.assert_code(70);
+    let report = broken.json();
+    assert_eq!(report["scans"][0]["status"], "failed");
+    assert!(report["scans"][0]["error"].as_str().unwrap().contains("does not exist"), "{report:#}");
+    assert_eq!(start_decision(&report).0, "skip");
+    assert_eq!(events(&fixture, "supervise_error"), 1);
+}
