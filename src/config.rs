@@ -142,6 +142,7 @@ pub struct RawDrain {
     pub max_result_bytes: Option<Spanned<i64>>,
     pub stderr_tail_bytes: Option<Spanned<i64>>,
     pub source: Option<Spanned<RawSource>>,
+    pub every: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,6 +317,8 @@ pub struct DrainConfig {
     pub stderr_tail_bytes: usize,
     /// Files whose paths become items (`drainctl scan`).
     pub source: Option<SourceConfig>,
+    /// `supervise` starts the drain at most once per this interval (not in burst).
+    pub every: Option<Duration>,
 }
 
 /// A file-backed source: every regular file under `dir` matching `glob` is an item.
@@ -803,8 +806,20 @@ fn resolve_drain(
         Some(raw_source) => Some(resolve_source(raw_source, &name, source, base_dir)?),
         None => None,
     };
+    let every = match &raw.every {
+        Some(text) => {
+            let every = parse_duration(text.get_ref())
+                .map_err(|message| source.error_for(text, &format!("{}: {message}", context("every"))))?;
+            if every.is_zero() {
+                return Err(source.error_for(text, &format!("{}: must be more than 0s", context("every"))));
+            }
+            Some(every)
+        }
+        None => None,
+    };
     Ok(DrainConfig {
         source: source_config,
+        every,
         command: resolve_command(raw.command.get_ref().clone(), base_dir),
         workdir: raw.workdir.map(|dir| base_dir.join(dir)),
         env: raw.env.into_iter().collect(),
@@ -1078,6 +1093,20 @@ mod tests {
             let message = error.to_string();
             assert_eq!(error.exit_code(), 78, "{message}");
             assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_is_a_duration_of_more_than_zero() {
+        let config = resolve(&format!("{MINIMAL}every = \"1h\"\n")).unwrap();
+        assert_eq!(config.drains[0].every, Some(Duration::from_secs(3600)));
+        assert_eq!(resolve(MINIMAL).unwrap().drains[0].every, None);
+        for (text, fragment) in [
+            ("every = \"0s\"\n", "every: must be more than 0s"),
+            ("every = \"hourly\"\n", "invalid duration \"hourly\""),
+        ] {
+            let message = resolve(&format!("{MINIMAL}{text}")).unwrap_err().to_string();
+            assert!(message.contains(":4:9:") && message.contains(fragment), "{text}: {message}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! `drainctl status`: the operator's snapshot of every drain — state, backlog counts,
-//! burst, backoff, last run, last checkpoint age and the next window opening — and of
-//! every account of the quota groups that declare accounts, with relative times in the
-//! configured zone. Counts come from the `(drain, state)` index.
+//! burst, backoff, last run, last checkpoint age, the next window opening and cadence
+//! start — and of every account of the quota groups that declare accounts, with relative
+//! times in the configured zone. Counts come from the `(drain, state)` index.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -12,7 +12,7 @@ use crate::db::backoffs::read_group_backoffs;
 use crate::db::drains::read_controls;
 use crate::db::items::count_by_state;
 use crate::db::quota_groups::read_groups;
-use crate::db::runs::{last_run, running_runs};
+use crate::db::runs::{last_run, last_run_starts, running_runs};
 use crate::duration::format_relative;
 use crate::error::Result;
 use crate::output::{local_time, table, Report};
@@ -33,6 +33,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         .zip(group_states)
         .map(|(group, (_, state))| GroupView::new(group, &backoff_rows, state))
         .collect();
+    let last_starts = last_run_starts(client, &names)?;
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut rows = Vec::new();
     let mut drains_json = Vec::new();
@@ -77,6 +78,8 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             _ => None,
         };
         let last_checkpoint = runs.iter().map(|r| r.last_checkpoint_at).max();
+        let last_started_at = last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
+        let cadence_next_start = crate::supervise::cadence_next_start(drain, last_started_at);
         let mut notes = Vec::new();
         if let Some(until) = burst_until {
             notes.push(format!("burst until {} ({})", local_time(until, zone), relative(until)));
@@ -95,6 +98,9 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         }
         if let Some(at) = next_opening {
             notes.push(format!("opens {}", relative(at)));
+        }
+        if let Some(at) = cadence_next_start.filter(|at| *at > now && burst_until.is_none()) {
+            notes.push(format!("next start {}", relative(at)));
         }
         if counts.skipped_missing > 0 {
             notes.push(format!("{} skipped (file missing)", counts.skipped_missing));
@@ -140,6 +146,8 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             "window": drain.window.as_ref().map(|w| w.describe()),
             "in_window": in_window,
             "next_window_opening": next_opening,
+            "every_seconds": drain.every.map(|every| every.as_secs_f64()),
+            "cadence_next_start_at": cadence_next_start,
         }));
     }
     let mut human =

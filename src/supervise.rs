@@ -3,12 +3,13 @@
 //!
 //! The pass first scans the source of every drain that has one (see `sources`), so the
 //! decisions see the files it enqueued. It then takes a snapshot (controls, backoff,
-//! running runs and whether each run's process is alive, whether an item is available —
-//! all index-backed, never counting the backlog), turns it into a list of [`Decision`]s
-//! with a pure [`plan`], then applies them: expire bursts, reap crashed runs, end hung runs
-//! (TERM, then KILL), and start idle drains as detached `drainctl drain` processes.
-//! `--dry-run` prints the plan and changes nothing (no scan). Two overlapping passes never
-//! both act: the second records `lock_skipped`.
+//! running runs and whether each run's process is alive, whether an item is available,
+//! when each drain's latest pass started — all index-backed, never counting the backlog),
+//! turns it into a list of [`Decision`]s with a pure [`plan`], then applies them: expire
+//! bursts, reap crashed runs, end hung runs (TERM, then KILL), and start idle drains as
+//! detached `drainctl drain` processes — a drain with `every` at most once per interval
+//! (not in burst). `--dry-run` prints the plan and changes nothing (no scan). Two
+//! overlapping passes never both act: the second records `lock_skipped`.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -32,7 +33,7 @@ use crate::db::drains::{clear_burst, ensure_drain, ensure_drains, read_controls,
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::items::drains_with_available_items;
 use crate::db::passes::{insert_pass, PassRecord};
-use crate::db::runs::{running_runs, RunRow};
+use crate::db::runs::{last_run_starts, running_runs, RunRow};
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
 use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
 use crate::output::{local_time as local, table, Report};
@@ -97,6 +98,8 @@ pub struct DrainSnapshot<'a> {
     pub backoff: BackoffRow,
     pub runs: Vec<RunSnapshot>,
     pub has_available_item: bool,
+    /// When the drain's latest pass (not lock_skipped) started: what `every` counts from.
+    pub last_started_at: Option<DateTime<Utc>>,
 }
 
 /// Decide, without side effects, what to do about every drain at `now`.
@@ -178,19 +181,36 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     if let Some(until) = controls.and_then(|c| c.burst_until).filter(|until| now < *until) {
         return start("burst", format!("in burst until {}", local(until, zone)));
     }
-    match &drain.window {
-        None => start("supervisor", "items available; no window configured".to_string()),
+    let reason = match &drain.window {
+        None => "items available; no window configured".to_string(),
         Some(window) if window.contains(now, zone) => {
-            start("supervisor", format!("items available inside window {}", window.describe()))
+            format!("items available inside window {}", window.describe())
         }
         Some(window) => {
             let opens = window
                 .next_opening(now, zone)
                 .map(|at| format!("; opens {}", local(at, zone)))
                 .unwrap_or_default();
-            skip(format!("outside window {}{opens}", window.describe()))
+            return skip(format!("outside window {}{opens}", window.describe()));
         }
+    };
+    if let Some(next) = cadence_next_start(drain, snapshot.last_started_at).filter(|next| now < *next) {
+        let every = drain.every.map(crate::duration::format_duration).unwrap_or_default();
+        let wait = crate::duration::format_duration((next - now).to_std().unwrap_or_default());
+        return skip(format!("cadence {every}: next start in {wait}"));
     }
+    start("supervisor", reason)
+}
+
+/// The earliest instant `every` allows the drain's next start, counted from the start of
+/// its latest pass (whatever became of that pass); None when it has no cadence or no pass.
+pub fn cadence_next_start(
+    drain: &DrainConfig,
+    last_started_at: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let (every, last) = (drain.every?, last_started_at?);
+    let next = chrono::Duration::from_std(every).ok().and_then(|every| last.checked_add_signed(every));
+    Some(next.unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
@@ -364,6 +384,7 @@ fn take_snapshot<'a>(
         crate::db::quota_groups::read_groups(client, &switching)?
     };
     let available = drains_with_available_items(client, &names, now)?;
+    let last_starts = last_run_starts(client, &names)?;
     let mut snapshots = Vec::with_capacity(config.drains.len());
     for drain in &config.drains {
         let group = config.quota_group(&drain.quota_group)?;
@@ -387,6 +408,7 @@ fn take_snapshot<'a>(
                 })
                 .collect(),
             has_available_item: available.contains(&drain.name),
+            last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
         });
     }
     Ok(snapshots)
@@ -549,6 +571,7 @@ mod tests {
             backoff: BackoffRow::default(),
             runs: Vec::new(),
             has_available_item: true,
+            last_started_at: None,
         }
     }
 
@@ -623,5 +646,46 @@ mod tests {
         let mut empty = snapshot(drain);
         empty.has_available_item = false;
         assert_eq!(only(plan(&[empty], inside(), zone)).reason, "no item available now");
+    }
+
+    #[test]
+    fn cadence_allows_one_start_per_interval_counted_from_the_last_start_except_in_burst() {
+        let config = Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\nevery = \"1h\"\n\
+             [[drain]]\nname = \"b\"\ncommand = [\"w\"]\nevery = \"1h\"\n\
+             window = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n",
+            None,
+        )
+        .unwrap();
+        let zone = config.defaults.timezone;
+        let drain = &config.drains[0];
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let with_last_start = |last: Option<&str>| {
+            let mut s = snapshot(drain);
+            s.last_started_at = last.map(at);
+            s
+        };
+        // Never ran: start.
+        assert_eq!(only(plan(&[with_last_start(None)], inside(), zone)).action, Action::Start);
+        // Started 23:00Z (whatever became of that pass): not again before midnight.
+        for (now, expected) in [
+            ("2026-11-26T23:37:00Z", "cadence 1h: next start in 23m"),
+            ("2026-11-26T23:59:59Z", "cadence 1h: next start in 1s"),
+        ] {
+            let decision = only(plan(&[with_last_start(Some("2026-11-26T23:00:00Z"))], at(now), zone));
+            assert_eq!((decision.action, decision.reason.as_str()), (Action::Skip, expected));
+        }
+        let due =
+            only(plan(&[with_last_start(Some("2026-11-26T23:00:00Z"))], at("2026-11-27T00:00:00Z"), zone));
+        assert_eq!(due.action, Action::Start);
+        // A burst ignores the cadence.
+        let mut burst = with_last_start(Some("2026-11-26T23:00:00Z"));
+        burst.controls = Some(controls(Some(at("2026-11-27T06:00:00Z")), false));
+        let started = only(plan(&[burst], at("2026-11-26T23:10:00Z"), zone));
+        assert_eq!((started.action, started.trigger), (Action::Start, Some("burst")));
+        // A closed window is the reason given, not the cadence.
+        let mut windowed = snapshot(&config.drains[1]);
+        windowed.last_started_at = Some(outside() - chrono::Duration::minutes(5));
+        assert!(only(plan(&[windowed], outside(), zone)).reason.starts_with("outside window"));
     }
 }

@@ -232,3 +232,20 @@ pub fn last_success_at(client: &mut impl GenericClient, drain: &str) -> Result<O
     )?;
     Ok(row.map(|row| row.get(0)))
 }
+
+/// When the latest run (not lock_skipped) of each of these drains started — running,
+/// finished, failed or crashed alike; drains without a run are absent. One index-backed
+/// probe per drain (`runs_drain_started`).
+pub fn last_run_starts(
+    client: &mut impl GenericClient,
+    drains: &[String],
+) -> Result<Vec<(String, DateTime<Utc>)>> {
+    let rows = client.query(
+        "SELECT name, started_at FROM unnest($1::text[]) AS name
+           CROSS JOIN LATERAL (SELECT started_at FROM runs
+                                WHERE drain = name AND status <> 'lock_skipped'
+                                ORDER BY started_at DESC LIMIT 1) AS latest",
+        &[&drains],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}

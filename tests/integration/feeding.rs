@@ -1,5 +1,5 @@
-//! Feeding drains from files: `scan` and `supervise` over real files in a temporary
-//! folder, a real PostgreSQL and an injected clock.
+//! Feeding drains: file-backed sources (`scan`) and cadence (`every`) — real files in a
+//! temporary folder, a real PostgreSQL and an injected clock.
 
 use std::fs;
 use std::io::Write as _;
@@ -307,4 +307,39 @@ fn supervise_scans_sources_before_it_decides() {
     assert!(report["scans"][0]["error"].as_str().unwrap().contains("does not exist"), "{report:#}");
     assert_eq!(start_decision(&report).0, "skip");
     assert_eq!(events(&fixture, "supervise_error"), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Cadence
+
+#[test]
+fn cadence_starts_a_drain_at_most_once_per_interval_even_when_every_pass_fails() {
+    // The worker cannot start: every pass fails at once and the item stays available —
+    // without a cadence, each supervise pass would start it again.
+    let fixture =
+        Fixture::new(&config("every = \"1h\"\n").replace("FAKE_WORKER", "/nonexistent/worker"), NOW);
+    fixture.drainctl(&["enqueue", "sessions", "--key", "k", "--payload", "{}"]).run().assert_code(0);
+    let failed_runs = |fixture: &Fixture| fixture.count("SELECT count(*) FROM runs WHERE status = 'failed'");
+
+    assert_eq!(start_decision(&supervise(&fixture)).0, "start");
+    wait_until("the first pass to fail", Duration::from_secs(30), || failed_runs(&fixture) == 1);
+
+    for (now, wait) in [("2026-11-27T10:15:00Z", "45m"), ("2026-11-27T10:59:59Z", "1s")] {
+        fixture.set_now(now);
+        let (action, reason) = start_decision(&supervise(&fixture));
+        assert_eq!((action.as_str(), reason), ("skip", format!("cadence 1h: next start in {wait}")));
+    }
+    fixture.set_now("2026-11-27T11:00:00Z");
+    assert_eq!(start_decision(&supervise(&fixture)).0, "start");
+    wait_until("the second pass to fail", Duration::from_secs(30), || failed_runs(&fixture) == 2);
+    fixture.set_now("2026-11-27T11:30:00Z");
+    assert_eq!(start_decision(&supervise(&fixture)).0, "skip");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 2, "one start per hour");
+
+    // A burst ignores the cadence.
+    fixture.drainctl(&["burst", "on", "sessions", "--until", "+2h"]).run().assert_code(0);
+    let pass = supervise(&fixture);
+    let start = pass["decisions"].as_array().unwrap().iter().find(|d| d["action"] == "start").cloned();
+    assert_eq!(start.expect("started in burst")["trigger"], "burst");
+    wait_until("the burst pass to fail", Duration::from_secs(30), || failed_runs(&fixture) == 3);
 }
