@@ -2,13 +2,15 @@
 //!
 //! Unlike every other command, doctor opens nothing in advance: it loads the configuration
 //! itself (so a bad file is a failed check, not an early exit), connects, reads the schema
-//! state without applying anything, and looks at what the drains need on this machine:
-//! worker programs on PATH (the worker's own PATH when its `env` sets one), working
-//! folders, source folders, the time zone, a writable log folder (created owner-only when
-//! missing), the metrics textfile folder, and the clock compared with the database's. The
-//! exit code is that of the first failed check in the order shown: 78 for configuration,
-//! workers, zone and folders, 69 when the database cannot be reached; 0 when nothing
-//! failed (warnings, such as a pending migration or clock skew, do not fail).
+//! state without applying anything, checks the supervisor's heartbeat (a warning when the
+//! last `supervise` pass is older than twice `supervise_interval`: a broken crontab), and
+//! looks at what the drains need on this machine: worker programs on PATH (the worker's
+//! own PATH when its `env` sets one), working folders, source folders, the time zone, a
+//! writable log folder (created owner-only when missing), the metrics textfile folder, and
+//! the clock compared with the database's. The exit code is that of the first failed
+//! check in the order shown: 78 for configuration, workers, zone and folders, 69 when the
+//! database cannot be reached; 0 when nothing failed (warnings, such as a pending
+//! migration, a late supervisor or clock skew, do not fail).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -135,6 +137,18 @@ pub fn run(
     match client.as_mut() {
         Some(client) => check_schema(&mut checks, client, lock_timeout),
         None => checks.push("schema", Status::Skip, "schema not checked: no database connection"),
+    }
+    let interval = config.as_ref().map(|config| config.defaults.supervise_interval);
+    let is_schema_current = checks.0.iter().any(|check| check.name == "schema" && check.status == Status::Ok);
+    match (client.as_mut(), interval) {
+        (Some(client), Some(interval)) if is_schema_current => {
+            check_supervisor(&mut checks, client, clock.now(), interval)
+        }
+        _ => checks.push(
+            "supervisor",
+            Status::Skip,
+            "supervisor heartbeat not checked: needs the database, a current schema and the configuration",
+        ),
     }
 
     match &config {
@@ -328,6 +342,29 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client, lock_timeout
             format!("schema current (version {})", crate::migrate::latest_version()),
         );
     }
+}
+
+/// The age of the last acting `supervise` pass: a warning when it is older than twice
+/// `supervise_interval` (cron or pm2 stopped running it), or when there is none.
+fn check_supervisor(
+    checks: &mut Checks,
+    client: &mut postgres::Client,
+    now: chrono::DateTime<chrono::Utc>,
+    interval: Duration,
+) {
+    let last = match crate::db::passes::last_pass_at(client) {
+        Ok(last) => last,
+        Err(error) => {
+            return checks.push(
+                "supervisor",
+                Status::Skip,
+                format!("supervisor heartbeat not checked: {}", error.display_scrubbed()),
+            )
+        }
+    };
+    let heartbeat = crate::supervise::Heartbeat::new(last, now, interval);
+    let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
+    checks.push("supervisor", status, heartbeat.describe(now));
 }
 
 /// Find `program` as the worker would: a name with a slash is a path, a bare name is

@@ -23,6 +23,7 @@ pub mod duration;
 pub mod enqueue;
 pub mod error;
 pub mod events;
+pub mod forecast;
 pub mod glob;
 pub mod items;
 pub mod metrics;

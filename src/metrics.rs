@@ -1,8 +1,9 @@
 //! `drainctl metrics`: the state of every drain in the Prometheus text exposition format.
 //!
 //! [`render_metrics`] reads one snapshot — items per state, quota-group backoffs, bursts,
-//! pauses, the last run and the last successful run of each drain, the last supervisor
-//! pass — with index-backed queries, one small set per configured drain. The text goes to
+//! pauses, the last run and the last successful run of each drain, its throughput and
+//! forecast (see `forecast`), the last supervisor pass — with index-backed queries, one
+//! small set per configured drain. The text goes to
 //! stdout, or [`write_textfile`] replaces a node_exporter textfile atomically (a temporary
 //! file in the same folder, fsynced, renamed over the old one), so the collector never
 //! reads half a file. `supervise` calls both after each pass when `metrics_textfile` is
@@ -120,6 +121,19 @@ pub fn render_metrics(
         "drainctl_last_success_timestamp_seconds",
         "When the drain's latest run that completed at least one item ended; 0 when none did.",
     );
+    let mut throughput = Family::new(
+        "drainctl_throughput_items_per_second",
+        "Items completed per second of running time by the drain's recent finished passes (last 24h, at most 20).",
+    );
+    let mut time_to_empty = Family::new(
+        "drainctl_time_to_empty_seconds",
+        "Running time the drain needs to empty its backlog (pending and running items) at that throughput.",
+    );
+    let mut burst_will_finish = Family::new(
+        "drainctl_burst_will_finish",
+        "During a burst: 1 when the backlog empties before the deadline at that throughput, else 0.",
+    );
+    let since = now - chrono::Duration::from_std(crate::forecast::RECENT_WINDOW).unwrap_or_default();
     for drain in &config.drains {
         let name = &drain.name;
         let counts = items::count_by_state(client, name)?;
@@ -140,6 +154,24 @@ pub fn render_metrics(
             last_run.sample(vec![("drain", name.clone()), ("status", status)], timestamp(Some(finished_at)));
         }
         last_success.sample(vec![("drain", name.clone())], timestamp(runs::last_success_at(client, name)?));
+        let history = runs::recent_history(client, name, since, crate::forecast::RECENT_RUNS)?;
+        let burst_until = control.and_then(|c| c.burst_until);
+        let forecast = crate::forecast::forecast(
+            history,
+            counts.pending + counts.running,
+            drain.concurrency,
+            burst_until,
+            now,
+        );
+        if let Some(rate) = forecast.items_per_hour {
+            throughput.sample(vec![("drain", name.clone())], rate / 3600.0);
+        }
+        if let Some(seconds) = forecast.seconds_to_empty {
+            time_to_empty.sample(vec![("drain", name.clone())], seconds);
+        }
+        if let Some(finishes) = forecast.finishes_before_burst_deadline {
+            burst_will_finish.sample(vec![("drain", name.clone())], if finishes { 1.0 } else { 0.0 });
+        }
     }
 
     let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
@@ -176,9 +208,20 @@ pub fn render_metrics(
     generated.sample(Vec::new(), timestamp(Some(now)));
 
     let mut out = String::new();
-    for family in
-        [items_family, backoff, burst, paused, last_run, last_success, pass_at, pass_duration, generated]
-    {
+    for family in [
+        items_family,
+        backoff,
+        burst,
+        paused,
+        last_run,
+        last_success,
+        throughput,
+        time_to_empty,
+        burst_will_finish,
+        pass_at,
+        pass_duration,
+        generated,
+    ] {
         family.render(&mut out);
     }
     Ok(out)

@@ -1,7 +1,9 @@
 //! `drainctl status`: the operator's snapshot of every drain — state, backlog counts,
 //! burst, backoff, last run, last checkpoint age, the next window opening and cadence
-//! start — and of every account of the quota groups that declare accounts, with relative
-//! times in the configured zone. Counts come from the `(drain, state)` index.
+//! start, and a forecast (throughput of recent passes, time to empty the backlog, whether
+//! a burst finishes in time) — of every account of the quota groups that declare
+//! accounts, and the supervisor's heartbeat, with relative times in the configured zone.
+//! Counts come from the `(drain, state)` index.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -11,8 +13,9 @@ use crate::context::Context;
 use crate::db::backoffs::read_group_backoffs;
 use crate::db::drains::read_controls;
 use crate::db::items::count_by_state;
+use crate::db::passes::last_pass_at;
 use crate::db::quota_groups::read_groups;
-use crate::db::runs::{last_run, last_run_starts, running_runs};
+use crate::db::runs::{last_run, last_run_starts, recent_history, running_runs};
 use crate::duration::format_relative;
 use crate::error::Result;
 use crate::output::{local_time, table, Report};
@@ -34,6 +37,8 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         .map(|(group, (_, state))| GroupView::new(group, &backoff_rows, state))
         .collect();
     let last_starts = last_run_starts(client, &names)?;
+    let since = now - chrono::Duration::from_std(crate::forecast::RECENT_WINDOW).unwrap_or_default();
+    let mut forecast_lines = Vec::new();
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut rows = Vec::new();
     let mut drains_json = Vec::new();
@@ -80,6 +85,18 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         let last_checkpoint = runs.iter().map(|r| r.last_checkpoint_at).max();
         let last_started_at = last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
         let cadence_next_start = crate::supervise::cadence_next_start(drain, last_started_at);
+        let history = recent_history(client, &drain.name, since, crate::forecast::RECENT_RUNS)?;
+        let forecast = crate::forecast::forecast(
+            history,
+            counts.pending + counts.running,
+            drain.concurrency,
+            burst_until,
+            now,
+        );
+        forecast_lines.push(format!("  {}: {}", drain.name, forecast.describe()));
+        if let Some(burst) = forecast.describe_burst() {
+            forecast_lines.push(format!("  {}: {burst}", drain.name));
+        }
         let mut notes = Vec::new();
         if let Some(until) = burst_until {
             notes.push(format!("burst until {} ({})", local_time(until, zone), relative(until)));
@@ -148,10 +165,20 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             "next_window_opening": next_opening,
             "every_seconds": drain.every.map(|every| every.as_secs_f64()),
             "cadence_next_start_at": cadence_next_start,
+            "forecast": forecast,
         }));
     }
+    let heartbeat =
+        crate::supervise::Heartbeat::new(last_pass_at(client)?, now, config.defaults.supervise_interval);
     let mut human =
         table(&["DRAIN", "STATE", "PENDING", "RUNNING", "DONE", "DEAD", "LAST RUN", "NOTES"], &rows);
+    if !forecast_lines.is_empty() {
+        human.push_str("\nforecast (passes finished in the last 24h)\n");
+        for line in forecast_lines {
+            human.push_str(&crate::output::truncate(&line, crate::output::TABLE_WIDTH));
+            human.push('\n');
+        }
+    }
     let mut account_table = Vec::new();
     for view in &views {
         for row in account_rows(view, now) {
@@ -174,7 +201,11 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         human.push('\n');
         human.push_str(&table(&["QUOTA GROUP", "ACCOUNT", "STATE", "BACKOFF"], &account_table));
     }
-    Ok(Report::new(human, json!({ "now": now, "timezone": zone.name(), "drains": drains_json })))
+    human.push_str(&format!("\n{}\n", heartbeat.describe(now)));
+    Ok(Report::new(
+        human,
+        json!({ "now": now, "timezone": zone.name(), "drains": drains_json, "supervisor": heartbeat }),
+    ))
 }
 
 /// One account of a quota group as `status` shows it.

@@ -213,6 +213,48 @@ pub fn cadence_next_start(
     Some(next.unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
+/// The supervisor's heartbeat: when the last acting `supervise` pass fired, and whether
+/// that is longer ago than twice `supervise_interval` — the sign of a broken crontab.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Heartbeat {
+    pub last_pass_at: Option<DateTime<Utc>>,
+    pub age_seconds: Option<f64>,
+    pub interval_seconds: f64,
+    /// No pass recorded, or the last one is older than twice the interval.
+    pub is_late: bool,
+}
+
+impl Heartbeat {
+    pub fn new(
+        last_pass_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> Heartbeat {
+        let age = last_pass_at.map(|at| now - at);
+        let limit = chrono::Duration::from_std(interval.saturating_mul(2)).unwrap_or(chrono::Duration::MAX);
+        Heartbeat {
+            last_pass_at,
+            age_seconds: age.map(|age| age.num_milliseconds() as f64 / 1000.0),
+            interval_seconds: interval.as_secs_f64(),
+            is_late: age.is_none_or(|age| age > limit),
+        }
+    }
+
+    /// `last supervise pass 4m ago`, with what to do when it is late.
+    pub fn describe(&self, now: DateTime<Utc>) -> String {
+        let Some(at) = self.last_pass_at else {
+            return "no supervise pass recorded yet: is its crontab (or pm2) entry installed?".to_string();
+        };
+        let ago = crate::duration::format_relative(at - now);
+        if !self.is_late {
+            return format!("last supervise pass {ago}");
+        }
+        let twice =
+            crate::duration::format_duration(std::time::Duration::from_secs_f64(self.interval_seconds * 2.0));
+        format!("last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab")
+    }
+}
+
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let started = Instant::now();
     let Context { config, clock, client } = ctx;

@@ -249,3 +249,25 @@ pub fn last_run_starts(
     )?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
+
+/// The latest `limit` passes of `drain` that finished at or after `since`, summed: their
+/// count, items done and running time. Passes that crashed or hung are left out (their
+/// end is when they were noticed), and so are lock-skipped ones (no work). Index
+/// `runs_drain_started`.
+pub fn recent_history(
+    client: &mut impl GenericClient,
+    drain: &str,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<crate::forecast::RunHistory> {
+    let row = client.query_one(
+        "SELECT count(*), coalesce(sum(items_done), 0)::bigint,
+                coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8
+           FROM (SELECT items_done, started_at, finished_at FROM runs
+                  WHERE drain = $1 AND finished_at >= $2
+                    AND status NOT IN ('running', 'lock_skipped', 'crashed', 'hung')
+                  ORDER BY started_at DESC LIMIT $3) AS recent",
+        &[&drain, &since, &limit],
+    )?;
+    Ok(crate::forecast::RunHistory { runs: row.get(0), items_done: row.get(1), running_seconds: row.get(2) })
+}

@@ -1,5 +1,6 @@
-//! Feeding drains: file-backed sources (`scan`) and cadence (`every`) — real files in a
-//! temporary folder, a real PostgreSQL and an injected clock.
+//! Feeding and keeping drains: file-backed sources (`scan`), cadence (`every`), forecasts
+//! and the supervisor heartbeat in `status` — real files in a temporary folder, a real
+//! PostgreSQL and an injected clock.
 
 use std::fs;
 use std::io::Write as _;
@@ -342,4 +343,166 @@ fn cadence_starts_a_drain_at_most_once_per_interval_even_when_every_pass_fails()
     let start = pass["decisions"].as_array().unwrap().iter().find(|d| d["action"] == "start").cloned();
     assert_eq!(start.expect("started in burst")["trigger"], "burst");
     wait_until("the burst pass to fail", Duration::from_secs(30), || failed_runs(&fixture) == 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// Forecasts and the supervisor heartbeat
+
+fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&chrono::Utc)
+}
+
+fn days_before_now(days: i64) -> chrono::DateTime<chrono::Utc> {
+    at(NOW) - chrono::Duration::days(days)
+}
+
+/// A run of drain `sessions` as if a pass had recorded it.
+fn seed_run(
+    client: &mut postgres::Client,
+    started: chrono::DateTime<chrono::Utc>,
+    finished: Option<chrono::DateTime<chrono::Utc>>,
+    status: &str,
+    items_done: i32,
+    log_path: Option<&str>,
+) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status,
+                               finished_at, items_done, log_path)
+             VALUES ('sessions', 'supervisor', 'seeded', 1, $1, coalesce($2::timestamptz, $1::timestamptz), $3, $2, $4, $5)
+             RETURNING id",
+            &[&started, &finished, &status, &items_done, &log_path],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn status_and_metrics_forecast_from_recent_runs_and_say_when_a_burst_will_not_finish() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client
+        .execute(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             SELECT 'sessions', 'k' || n, '{}', $1, $1, $1 FROM generate_series(1, 140) AS n",
+            &[&at(NOW)],
+        )
+        .unwrap();
+    // Two passes in the last day: 10 items in 1 hour of running.
+    seed_run(&mut client, at("2026-11-27T06:00:00Z"), Some(at("2026-11-27T06:30:00Z")), "budget", 4, None);
+    seed_run(
+        &mut client,
+        at("2026-11-27T08:00:00Z"),
+        Some(at("2026-11-27T08:30:00Z")),
+        "rate_limited",
+        6,
+        None,
+    );
+    // Left out: older than a day, crashed (its end is when it was noticed), lock-skipped.
+    seed_run(
+        &mut client,
+        days_before_now(2),
+        Some(days_before_now(2) + chrono::Duration::hours(1)),
+        "drained",
+        500,
+        None,
+    );
+    seed_run(&mut client, at("2026-11-27T09:00:00Z"), Some(at("2026-11-27T09:50:00Z")), "crashed", 0, None);
+    seed_run(
+        &mut client,
+        at("2026-11-27T09:55:00Z"),
+        Some(at("2026-11-27T09:55:00Z")),
+        "lock_skipped",
+        0,
+        None,
+    );
+
+    let status = fixture.drainctl(&["status", "--json"]).run();
+    status.assert_code(0);
+    let forecast = status.json()["drains"][0]["forecast"].clone();
+    assert_eq!(
+        forecast,
+        serde_json::json!({
+            "runs": 2, "items_done": 10, "running_seconds": 3600.0, "items_per_hour": 10.0,
+            "backlog": 140, "seconds_to_empty": 50400.0,
+            "burst_seconds_left": null, "finishes_before_burst_deadline": null,
+        })
+    );
+    let human = fixture.drainctl(&["status"]).run().stdout;
+    assert!(human.contains("  sessions: ~10 items/h over 2 runs; 140 left: ~14h of running\n"), "{human}");
+
+    // A burst of 9 hours: 14 hours of work will not fit.
+    fixture.drainctl(&["burst", "on", "sessions", "--until", "+9h"]).run().assert_code(0);
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_documented("drainctl status", &status);
+    let forecast = status["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["burst_seconds_left"], 32400.0);
+    assert_eq!(forecast["finishes_before_burst_deadline"], false);
+    let human = fixture.drainctl(&["status"]).run().stdout;
+    assert!(
+        human.contains("  sessions: burst needs ~14h, 9h left: will not finish before the deadline\n"),
+        "{human}"
+    );
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    for line in [
+        format!("drainctl_throughput_items_per_second{{drain=\"sessions\"}} {}\n", 10.0 / 3600.0),
+        "drainctl_time_to_empty_seconds{drain=\"sessions\"} 50400\n".to_string(),
+        "drainctl_burst_will_finish{drain=\"sessions\"} 0\n".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "{line:?} not in\n{metrics}");
+    }
+    // A longer burst will.
+    fixture.drainctl(&["burst", "on", "sessions", "--until", "+15h"]).run().assert_code(0);
+    let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["finishes_before_burst_deadline"], true);
+}
+
+#[test]
+fn status_and_doctor_show_the_supervisor_heartbeat_and_doctor_warns_when_it_is_late() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let heartbeat =
+        |fixture: &Fixture| fixture.drainctl(&["status", "--json"]).run().json()["supervisor"].clone();
+    let supervisor_check = |fixture: &Fixture| -> Value {
+        let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+        doctor.assert_code(0);
+        doctor.json()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "supervisor")
+            .cloned()
+            .unwrap()
+    };
+    let never = heartbeat(&fixture);
+    assert_eq!((never["last_pass_at"].clone(), never["is_late"].clone()), (Value::Null, Value::Bool(true)));
+    assert!(fixture.drainctl(&["status"]).run().stdout.contains("no supervise pass recorded yet"));
+    assert_eq!(supervisor_check(&fixture)["status"], "warn");
+
+    fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
+    supervise(&fixture);
+    fixture.set_now("2026-11-27T10:20:00Z");
+    let recent = heartbeat(&fixture);
+    assert_eq!(recent["last_pass_at"], NOW);
+    assert_eq!(
+        (recent["age_seconds"].as_f64(), recent["interval_seconds"].as_f64()),
+        (Some(1200.0), Some(900.0))
+    );
+    assert_eq!(recent["is_late"], false);
+    assert!(fixture.drainctl(&["status"]).run().stdout.contains("last supervise pass 20m ago\n"));
+    let check = supervisor_check(&fixture);
+    assert_eq!(
+        (check["status"].as_str(), check["message"].as_str()),
+        (Some("ok"), Some("last supervise pass 20m ago"))
+    );
+
+    // More than twice supervise_interval (15m) without a pass: cron is broken.
+    fixture.set_now("2026-11-27T10:31:00Z");
+    assert_eq!(heartbeat(&fixture)["is_late"], true);
+    let check = supervisor_check(&fixture);
+    assert_eq!(check["status"], "warn");
+    assert_eq!(
+        check["message"],
+        "last supervise pass 31m ago, more than 30m (twice supervise_interval): check its crontab"
+    );
 }

@@ -1,0 +1,221 @@
+//! Forecasts: how fast a drain works through its backlog, and whether a burst will empty
+//! it before its deadline.
+//!
+//! The throughput is items completed per hour of *running* time — the summed duration of
+//! the drain's recent finished passes, so the hours a drain sits out of its window or
+//! waits for a quota reset do not count against it. "Recent" is the latest
+//! [`RECENT_RUNS`] passes that ended within [`RECENT_WINDOW`]; passes that crashed or hung
+//! are left out (their end is when drainctl noticed, not when work stopped). The time to
+//! empty the backlog (pending and running items) is running time at that rate, with
+//! `concurrency` passes at once; during a burst the drain runs continuously, so it is
+//! compared with the time left before the deadline. Pure arithmetic: `status` and
+//! `metrics` read the history and show the result.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// At most this many recent finished passes make up the throughput.
+pub const RECENT_RUNS: i64 = 20;
+/// Only passes that ended this long ago or less count.
+pub const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The recent finished passes of a drain, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunHistory {
+    pub runs: i64,
+    pub items_done: i64,
+    pub running_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forecast {
+    /// Finished passes the throughput is based on.
+    pub runs: i64,
+    /// Items they completed.
+    pub items_done: i64,
+    /// Their summed duration.
+    pub running_seconds: f64,
+    /// Items completed per hour of running time; None without running time to divide by.
+    pub items_per_hour: Option<f64>,
+    /// Pending and running items.
+    pub backlog: i64,
+    /// Running time needed to empty the backlog at that rate (0 when it is empty); None
+    /// when there is no rate, or it is 0 with work waiting.
+    pub seconds_to_empty: Option<f64>,
+    /// Time left before the burst deadline, during a burst.
+    pub burst_seconds_left: Option<f64>,
+    /// During a burst with a forecast: will the backlog be empty before the deadline?
+    pub finishes_before_burst_deadline: Option<bool>,
+}
+
+/// The forecast for a backlog of `backlog` items worked on by `concurrency` passes.
+pub fn forecast(
+    history: RunHistory,
+    backlog: i64,
+    concurrency: u32,
+    burst_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Forecast {
+    let items_per_hour =
+        (history.running_seconds > 0.0).then(|| history.items_done as f64 * 3600.0 / history.running_seconds);
+    let seconds_to_empty = if backlog <= 0 {
+        Some(0.0)
+    } else {
+        items_per_hour
+            .filter(|rate| *rate > 0.0)
+            .map(|rate| backlog as f64 * 3600.0 / (rate * f64::from(concurrency.max(1))))
+    };
+    let burst_seconds_left = burst_until
+        .filter(|until| *until > now)
+        .map(|until| (until - now).num_milliseconds() as f64 / 1000.0);
+    let finishes_before_burst_deadline = match (burst_seconds_left, seconds_to_empty) {
+        (Some(left), Some(needed)) => Some(needed <= left),
+        _ => None,
+    };
+    Forecast {
+        runs: history.runs,
+        items_done: history.items_done,
+        running_seconds: history.running_seconds,
+        items_per_hour,
+        backlog: backlog.max(0),
+        seconds_to_empty,
+        burst_seconds_left,
+        finishes_before_burst_deadline,
+    }
+}
+
+impl Forecast {
+    /// For humans: `~120 items/h over 3 runs; 42 left: ~21m of running`.
+    pub fn describe(&self) -> String {
+        let rate = match self.items_per_hour {
+            Some(rate) => {
+                format!("~{} items/h over {} run{}", round_rate(rate), self.runs, plural(self.runs))
+            }
+            None => "no finished run in the last 24h".to_string(),
+        };
+        match (self.backlog, self.seconds_to_empty) {
+            (0, _) => format!("{rate}; backlog empty"),
+            (backlog, Some(seconds)) => {
+                format!("{rate}; {backlog} left: {} of running", approximately(seconds))
+            }
+            (backlog, None) => format!("{rate}; {backlog} left: no estimate"),
+        }
+    }
+
+    /// During a burst with an estimate: `burst needs ~14h, 9h left: will not finish
+    /// before the deadline`.
+    pub fn describe_burst(&self) -> Option<String> {
+        let (left, needed, finishes) =
+            (self.burst_seconds_left?, self.seconds_to_empty?, self.finishes_before_burst_deadline?);
+        let left = crate::duration::format_duration(std::time::Duration::from_secs_f64(left.max(0.0)));
+        Some(format!(
+            "burst needs {}, {left} left: {}",
+            approximately(needed),
+            if finishes { "finishes before the deadline" } else { "will not finish before the deadline" }
+        ))
+    }
+}
+
+fn plural(count: i64) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// A rate as people read it: `0.4`, `12`, `120`.
+fn round_rate(rate: f64) -> String {
+    if rate < 10.0 {
+        format!("{:.1}", rate)
+    } else {
+        format!("{:.0}", rate)
+    }
+}
+
+/// A rough length of time: `~50m`, `~1h 25m` (to 5 minutes), `~14h`, `~2d 5h`; under a
+/// minute is `<1m`.
+pub fn approximately(seconds: f64) -> String {
+    if seconds < 60.0 {
+        return "<1m".to_string();
+    }
+    let minutes = (seconds / 60.0).round() as u64;
+    if minutes < 60 {
+        return format!("~{minutes}m");
+    }
+    if minutes < 10 * 60 {
+        let five = (seconds / 300.0).round() as u64 * 5;
+        return match five % 60 {
+            0 => format!("~{}h", five / 60),
+            rest => format!("~{}h {rest}m", five / 60),
+        };
+    }
+    let hours = (seconds / 3600.0).round() as u64;
+    if hours < 48 {
+        return format!("~{hours}h");
+    }
+    format!("~{}d {}h", hours / 24, hours % 24)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn throughput_is_per_hour_of_running_time() {
+        // 30 items in 3 passes of 10 minutes: 60 items/h; 84 left: 1h24m of running.
+        let history = RunHistory { runs: 3, items_done: 30, running_seconds: 1800.0 };
+        let forecast = forecast(history, 84, 1, None, now());
+        assert_eq!(forecast.items_per_hour, Some(60.0));
+        assert_eq!(forecast.seconds_to_empty, Some(84.0 * 60.0));
+        assert_eq!(forecast.finishes_before_burst_deadline, None);
+        assert_eq!(forecast.describe(), "~60 items/h over 3 runs; 84 left: ~1h 25m of running");
+        // Two passes at once halve it.
+        assert_eq!(super::forecast(history, 84, 2, None, now()).seconds_to_empty, Some(42.0 * 60.0));
+    }
+
+    #[test]
+    fn a_burst_is_compared_with_its_deadline() {
+        let history = RunHistory { runs: 2, items_done: 10, running_seconds: 3600.0 };
+        let deadline = now() + chrono::Duration::hours(9);
+        let late = forecast(history, 140, 1, Some(deadline), now());
+        assert_eq!(late.seconds_to_empty, Some(14.0 * 3600.0));
+        assert_eq!(late.burst_seconds_left, Some(9.0 * 3600.0));
+        assert_eq!(late.finishes_before_burst_deadline, Some(false));
+        assert_eq!(
+            late.describe_burst().as_deref(),
+            Some("burst needs ~14h, 9h left: will not finish before the deadline")
+        );
+        let in_time = forecast(history, 50, 1, Some(deadline), now());
+        assert_eq!(in_time.finishes_before_burst_deadline, Some(true));
+        assert!(in_time.describe_burst().unwrap().ends_with("finishes before the deadline"));
+        // A burst already over is no burst.
+        let over = forecast(history, 50, 1, Some(now() - chrono::Duration::minutes(1)), now());
+        assert_eq!((over.burst_seconds_left, over.finishes_before_burst_deadline), (None, None));
+    }
+
+    #[test]
+    fn without_history_or_progress_there_is_no_estimate_but_an_empty_backlog_is_done() {
+        let none = forecast(RunHistory::default(), 5, 1, None, now());
+        assert_eq!((none.items_per_hour, none.seconds_to_empty), (None, None));
+        assert_eq!(none.describe(), "no finished run in the last 24h; 5 left: no estimate");
+        let stuck = forecast(RunHistory { runs: 1, items_done: 0, running_seconds: 60.0 }, 5, 1, None, now());
+        assert_eq!((stuck.items_per_hour, stuck.seconds_to_empty), (Some(0.0), None));
+        let empty = forecast(RunHistory::default(), 0, 1, None, now());
+        assert_eq!(empty.seconds_to_empty, Some(0.0));
+    }
+
+    #[test]
+    fn lengths_are_rounded_for_reading() {
+        assert_eq!(approximately(20.0), "<1m");
+        assert_eq!(approximately(50.0 * 60.0), "~50m");
+        assert_eq!(approximately(2.0 * 3600.0 + 100.0), "~2h");
+        assert_eq!(approximately(13.6 * 3600.0), "~14h");
+        assert_eq!(approximately(53.0 * 3600.0), "~2d 5h");
+    }
+}
