@@ -66,6 +66,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print Prometheus metrics, or write them to a node_exporter textfile
     Metrics(MetricsArgs),
+    /// Remove runs, events, logs (and done items) older than [defaults] retention
+    Prune(PruneArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -383,6 +385,16 @@ pub struct RetryArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Count what would be removed; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

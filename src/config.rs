@@ -57,6 +57,9 @@ pub const DEFAULT_RESUME_TOKEN_FORMAT: &str =
 pub const RESUME_TOKEN_PLACEHOLDER: &str = "{token}";
 pub const DEFAULT_SOURCE_GLOB: &str = "**/*";
 pub const DEFAULT_MAX_FILES_PER_SCAN: u32 = 10_000;
+pub const DEFAULT_RETENTION_RUNS: &str = "30d";
+pub const DEFAULT_RETENTION_EVENTS: &str = "90d";
+pub const DEFAULT_RETENTION_LOGS: &str = "14d";
 
 // ---------------------------------------------------------------------------------------
 // The file as written.
@@ -113,6 +116,16 @@ pub struct RawDefaults {
     pub supervise_interval: Option<Spanned<String>>,
     pub notify_on: Option<Spanned<Vec<String>>>,
     pub notify_timeout: Option<Spanned<String>>,
+    pub retention: Option<Spanned<RawRetention>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub runs: Option<String>,
+    pub events: Option<String>,
+    pub logs: Option<String>,
+    pub done_items: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +282,19 @@ pub struct Defaults {
     pub notify_on: Vec<String>,
     /// The notifier's process group is killed after this.
     pub notify_timeout: Duration,
+    pub retention: Retention,
+}
+
+/// How long history is kept (see `prune`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished runs (with their attempts) and supervisor passes older than this go.
+    pub runs: Duration,
+    pub events: Duration,
+    /// Log files under `log_dir` not written to for this long go.
+    pub logs: Duration,
+    /// Done and skipped_missing items finished longer ago than this go; kept when None.
+    pub done_items: Option<Duration>,
 }
 
 impl Defaults {
@@ -556,7 +582,9 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
     if let Some(value) = raw.notify_timeout.as_ref().filter(|_| notify_timeout.is_zero()) {
         return Err(source.error_for(value, "notify_timeout: must be more than 0s"));
     }
+    let retention = resolve_retention(raw.retention.as_ref(), source)?;
     Ok(Defaults {
+        retention,
         notify_on,
         notify_timeout,
         timezone,
@@ -621,6 +649,32 @@ fn resolve_quota_group(
         accounts.push(AccountConfig::implicit());
     }
     Ok(QuotaGroupConfig { name, switch_cooldown, accounts, is_declared: true })
+}
+
+fn resolve_retention(raw: Option<&Spanned<RawRetention>>, source: &Source) -> Result<Retention> {
+    let horizon = |key: &str, value: Option<&String>| -> Result<Option<Duration>> {
+        let (Some(raw), Some(text)) = (raw, value) else { return Ok(None) };
+        let duration = parse_duration(text)
+            .map_err(|message| source.error_for(raw, &format!("retention.{key}: {message}")))?;
+        if duration.is_zero() {
+            return Err(source.error_for(raw, &format!("retention.{key}: must be more than 0s")));
+        }
+        Ok(Some(duration))
+    };
+    let or_default = |value: Option<Duration>, default: &str| match value {
+        Some(duration) => Ok(duration),
+        None => parse_duration(default).map_err(Error::Internal),
+    };
+    let fields = raw.map(Spanned::get_ref);
+    Ok(Retention {
+        runs: or_default(horizon("runs", fields.and_then(|f| f.runs.as_ref()))?, DEFAULT_RETENTION_RUNS)?,
+        events: or_default(
+            horizon("events", fields.and_then(|f| f.events.as_ref()))?,
+            DEFAULT_RETENTION_EVENTS,
+        )?,
+        logs: or_default(horizon("logs", fields.and_then(|f| f.logs.as_ref()))?, DEFAULT_RETENTION_LOGS)?,
+        done_items: horizon("done_items", fields.and_then(|f| f.done_items.as_ref()))?,
+    })
 }
 
 fn resolve_source(
@@ -1107,6 +1161,28 @@ mod tests {
         ] {
             let message = resolve(&format!("{MINIMAL}{text}")).unwrap_err().to_string();
             assert!(message.contains(":4:9:") && message.contains(fragment), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn retention_has_defaults_and_horizons_of_more_than_zero() {
+        let day = Duration::from_secs(86400);
+        assert_eq!(
+            resolve(MINIMAL).unwrap().defaults.retention,
+            Retention { runs: day * 30, events: day * 90, logs: day * 14, done_items: None }
+        );
+        let config = resolve("[defaults]\nretention = { events = \"7d\", done_items = \"1w\" }\n").unwrap();
+        assert_eq!(
+            config.defaults.retention,
+            Retention { runs: day * 30, events: day * 7, logs: day * 14, done_items: Some(day * 7) }
+        );
+        for (text, fragment) in [
+            ("retention = { runs = \"0s\" }", "retention.runs: must be more than 0s"),
+            ("retention = { logs = \"2 weeks\" }", "retention.logs: invalid duration"),
+            ("retention = { items = \"1d\" }", "items"),
+        ] {
+            let message = resolve(&format!("[defaults]\n{text}\n")).unwrap_err().to_string();
+            assert!(message.contains(":2:") && message.contains(fragment), "{text}: {message}");
         }
     }
 

@@ -32,6 +32,7 @@ pub mod migrate_command;
 pub mod notify;
 pub mod output;
 pub mod process;
+pub mod prune;
 pub mod quota;
 pub mod quota_command;
 pub mod ratelimit;
@@ -176,6 +177,10 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
         Command::Metrics(args) => {
             let mut ctx = open(true)?;
             metrics::run(&mut ctx, &args).map(|r| (r, false))
+        }
+        Command::Prune(args) => {
+            let mut ctx = open(true)?;
+            prune::run(&mut ctx, &args).map(|r| (r, args.json))
         }
         Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
     }

@@ -41,6 +41,7 @@ pub const KNOWN_EVENT_KINDS: &[&str] = &[
     "migration_checksum_repaired",
     "resume_token_rejected",
     "notify_failed",
+    "retention_pruned",
     "run_crashed",
     "run_finished",
     "run_hung",

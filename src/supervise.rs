@@ -8,8 +8,9 @@
 //! turns it into a list of [`Decision`]s with a pure [`plan`], then applies them: expire
 //! bursts, reap crashed runs, end hung runs (TERM, then KILL), and start idle drains as
 //! detached `drainctl drain` processes — a drain with `every` at most once per interval
-//! (not in burst). `--dry-run` prints the plan and changes nothing (no scan). Two
-//! overlapping passes never both act: the second records `lock_skipped`.
+//! (not in burst). After recording the pass it prunes old history, at most once a day.
+//! `--dry-run` prints the plan and changes nothing (no scan, no prune). Two overlapping
+//! passes never both act: the second records `lock_skipped`.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -292,6 +293,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                 "scheduled_for": scheduled_for,
                 "decisions": [],
                 "scans": [],
+                "prune": null,
             }),
         ));
     }
@@ -321,6 +323,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let snapshots = take_snapshot(client, config, fired_at, &host, args.dry_run)?;
     let mut decisions = plan(&snapshots, fired_at, zone);
     drop(snapshots);
+    let mut pruned = None;
     if !args.dry_run {
         let runs = running_runs(client, None)?;
         for decision in decisions.iter_mut() {
@@ -350,6 +353,16 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                 decisions: serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
             },
         )?;
+        // Retention, at most once a day.
+        match crate::prune::prune_if_due(client, config, clock.now()) {
+            Ok(report) => pruned = report,
+            Err(error) => {
+                had_error = true;
+                let message = format!("could not prune old history: {}", error.display_scrubbed());
+                log::error!("{message}");
+                record_event_or_log(client, &Event::new("supervise_error", message), clock.now());
+            }
+        }
         if let Some(path) = &config.defaults.metrics_textfile {
             let written = crate::metrics::render_metrics(client, config, clock.now())
                 .and_then(|text| crate::metrics::write_textfile(path, &text));
@@ -389,6 +402,9 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     for scan in &scans {
         human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
     }
+    if let Some(pruned) = &pruned {
+        human.push_str(&format!("prune: {}\n", pruned.summary()));
+    }
     let report = Report::new(
         human,
         json!({
@@ -397,6 +413,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             "scheduled_for": scheduled_for,
             "decisions": decisions,
             "scans": scans,
+            "prune": pruned,
         }),
     );
     Ok(report.with_exit_code(if had_error { EXIT_INTERNAL } else { EXIT_OK }))

@@ -8,6 +8,7 @@ pub mod events;
 pub mod items;
 pub mod passes;
 pub mod quota_groups;
+pub mod retention;
 pub mod runs;
 pub mod sources;
 

@@ -1,6 +1,6 @@
 //! Feeding and keeping drains: file-backed sources (`scan`), cadence (`every`), forecasts
-//! and the supervisor heartbeat in `status` — real files in a temporary folder, a real
-//! PostgreSQL and an injected clock.
+//! and the supervisor heartbeat in `status`, and retention (`prune`) — real files in a
+//! temporary folder, a real PostgreSQL and an injected clock.
 
 use std::fs;
 use std::io::Write as _;
@@ -505,4 +505,173 @@ fn status_and_doctor_show_the_supervisor_heartbeat_and_doctor_warns_when_it_is_l
         check["message"],
         "last supervise pass 31m ago, more than 30m (twice supervise_interval): check its crontab"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention
+
+fn seed_item(
+    client: &mut postgres::Client,
+    key: &str,
+    state: &str,
+    finished: Option<chrono::DateTime<chrono::Utc>>,
+) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO items (drain, key, payload, state, attempts, available_at, enqueued_at, updated_at, finished_at)
+             VALUES ('sessions', $1, '{}', $2, 1, $3, $3, $3, $4) RETURNING id",
+            &[&key, &state, &days_before_now(100), &finished],
+        )
+        .unwrap()
+        .get(0)
+}
+
+fn seed_attempt(client: &mut postgres::Client, item: i64, run: i64) {
+    client
+        .execute(
+            "INSERT INTO attempts (item_id, run_id, attempt, started_at, finished_at, outcome)
+             SELECT $1, $2, 1, started_at, finished_at, 'done' FROM runs WHERE id = $2",
+            &[&item, &run],
+        )
+        .unwrap();
+}
+
+#[test]
+fn prune_removes_only_what_is_older_than_its_horizon_and_a_dry_run_removes_nothing() {
+    let fixture = Fixture::new(
+        &format!(
+            "{}\n",
+            config("").replace(
+                "log_dir = \"TMPDIR/logs\"\n",
+                "log_dir = \"TMPDIR/logs\"\nretention = { runs = \"30d\", events = \"90d\", logs = \"14d\", done_items = \"60d\" }\n"
+            )
+        ),
+        NOW,
+    );
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut client = fixture.client();
+    let logs = fixture.path("logs/sessions");
+    fs::create_dir_all(&logs).unwrap();
+    let running_log = logs.join("20261001T000000Z-3.log");
+    let running_log_text = running_log.display().to_string();
+
+    // Runs older than 30 days: prunable unless something live refers to them.
+    let old_done = seed_run(&mut client, days_before_now(40), Some(days_before_now(40)), "drained", 1, None);
+    let old_dead = seed_run(&mut client, days_before_now(40), Some(days_before_now(40)), "drained", 0, None);
+    let old_pending =
+        seed_run(&mut client, days_before_now(40), Some(days_before_now(40)), "failed", 0, None);
+    let old_running = seed_run(&mut client, days_before_now(40), None, "running", 0, Some(&running_log_text));
+    let recent = seed_run(&mut client, days_before_now(10), Some(days_before_now(10)), "drained", 1, None);
+    let ancient = seed_run(&mut client, days_before_now(70), Some(days_before_now(70)), "drained", 1, None);
+    let done_recently = seed_item(&mut client, "done-40d", "done", Some(days_before_now(40)));
+    seed_attempt(&mut client, done_recently, old_done);
+    let dead = seed_item(&mut client, "dead", "dead", Some(days_before_now(40)));
+    seed_attempt(&mut client, dead, old_dead);
+    let pending = seed_item(&mut client, "pending", "pending", None);
+    seed_attempt(&mut client, pending, old_pending);
+    client
+        .execute(
+            "UPDATE items SET available_at = $1 WHERE id = $2",
+            &[&(at(NOW) + chrono::Duration::days(9)), &pending],
+        )
+        .unwrap();
+    // Done items older than 60 days go, with their attempts; younger ones stay.
+    let done_old = seed_item(&mut client, "done-70d", "done", Some(days_before_now(70)));
+    seed_attempt(&mut client, done_old, ancient);
+    seed_item(&mut client, "skipped-61d", "skipped_missing", Some(days_before_now(61)));
+    seed_item(&mut client, "done-59d", "done", Some(days_before_now(59)));
+    for (days, kind) in [(100, "old_event"), (80, "kept_event")] {
+        client
+            .execute(
+                "INSERT INTO events (at, kind, message) VALUES ($1, $2, 'seeded')",
+                &[&days_before_now(days), &kind],
+            )
+            .unwrap();
+    }
+    for days in [45, 40] {
+        client
+            .execute(
+                "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
+                 VALUES ($1, $1, 'seeded', 1, 'done', 10)",
+                &[&days_before_now(days)],
+            )
+            .unwrap();
+    }
+    // Log files: old and new drain logs, the running run's log, files drainctl did not write.
+    let old_log = logs.join("20261001T000000Z-1.log");
+    let new_log = logs.join("20261120T000000Z-2.log");
+    let foreign = logs.join("notes.txt");
+    let supervise_log = fixture.path("logs/supervise.log");
+    for (path, days) in
+        [(&old_log, 20), (&new_log, 5), (&running_log, 20), (&foreign, 20), (&supervise_log, 20)]
+    {
+        fs::write(path, "log\n").unwrap();
+        set_mtime(path, days_before_now(days).into());
+    }
+
+    let table_counts = |client: &mut postgres::Client| -> Vec<i64> {
+        ["runs", "attempts", "items", "events", "supervisor_passes"]
+            .iter()
+            .map(|table| {
+                client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap().get::<_, i64>(0)
+            })
+            .collect()
+    };
+    let before = table_counts(&mut client);
+    let expected = |dry_run: bool| {
+        serde_json::json!({
+            "dry_run": dry_run,
+            "runs_before": "2026-10-28T10:00:00Z",
+            "events_before": "2026-08-29T10:00:00Z",
+            "logs_before": "2026-11-13T10:00:00Z",
+            "done_items_before": "2026-09-28T10:00:00Z",
+            "runs": 2, "attempts": 2, "supervisor_passes": 1, "events": 1, "done_items": 2, "log_files": 1,
+        })
+    };
+
+    let dry = fixture.drainctl(&["prune", "--dry-run", "--json"]).run();
+    dry.assert_code(0);
+    assert_documented("drainctl prune", &dry.json());
+    assert_eq!(dry.json(), expected(true));
+    assert_eq!(table_counts(&mut client), before, "a dry run removes nothing");
+    assert!(old_log.exists());
+    let human = fixture.drainctl(&["prune", "--dry-run"]).run().stdout;
+    assert!(human.starts_with("dry run: nothing was removed\nwould remove 2 runs (2 attempts)"), "{human}");
+
+    let real = fixture.drainctl(&["prune", "--json"]).run();
+    real.assert_code(0);
+    assert_eq!(real.json(), expected(false));
+    let remaining_runs: Vec<i64> =
+        client.query("SELECT id FROM runs ORDER BY id", &[]).unwrap().iter().map(|row| row.get(0)).collect();
+    assert_eq!(remaining_runs, [old_dead, old_pending, old_running, recent]);
+    let remaining_items: Vec<String> = client
+        .query("SELECT key FROM items ORDER BY key", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(remaining_items, ["dead", "done-40d", "done-59d", "pending"]);
+    let attempts_left = client.query_one("SELECT count(*) FROM attempts", &[]).unwrap().get::<_, i64>(0);
+    assert_eq!(attempts_left, 2, "the dead and the pending item keep theirs");
+    assert_eq!(events(&fixture, "old_event"), 0);
+    assert_eq!(events(&fixture, "kept_event"), 1);
+    assert_eq!(events(&fixture, "retention_pruned"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM supervisor_passes"), 1, "the latest pass stays");
+    assert!(!old_log.exists());
+    for kept in [&new_log, &running_log, &foreign, &supervise_log] {
+        assert!(kept.exists(), "{} was removed", kept.display());
+    }
+
+    // Nothing left to remove; and supervise prunes at most once a day.
+    let again = fixture.drainctl(&["prune", "--json"]).run().json();
+    assert_eq!((again["runs"].as_u64(), again["events"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(events(&fixture, "retention_pruned"), 1, "nothing removed, nothing recorded");
+    fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T20:00:00Z");
+    assert_eq!(supervise(&fixture)["prune"], Value::Null, "pruned less than a day ago");
+    fixture.set_now("2026-11-28T10:00:00Z");
+    let pass = supervise(&fixture);
+    assert_eq!(pass["prune"]["dry_run"], false, "{pass:#}");
+    fixture.set_now("2026-11-28T10:15:00Z");
+    assert_eq!(supervise(&fixture)["prune"], Value::Null);
 }

@@ -1,0 +1,148 @@
+//! Retention: delete history older than its horizon, one bounded batch per statement (and
+//! so per transaction), and the `maintenance` table that remembers when it last ran.
+//!
+//! Every function takes a `limit` and `dry_run`. The same statement picks the candidates
+//! and deletes them, so a dry run counts exactly what a real one would remove; it returns
+//! (candidates, deleted, related rows: the attempts that go with deleted runs).
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+
+use crate::error::Result;
+
+/// What one batch statement found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub candidates: i64,
+    pub deleted: i64,
+    /// Attempts deleted with their runs (counted, not deleted, in a dry run).
+    pub related: i64,
+}
+
+fn batch_from(row: &postgres::Row) -> Batch {
+    Batch { candidates: row.get(0), deleted: row.get(1), related: row.get(2) }
+}
+
+/// Finished runs that started before `before`, with their attempts — except a run that
+/// still has a staged result, holds a running item, or made an attempt of an item that is
+/// pending, running or dead (a dead letter's history explains it until `retry`).
+pub fn prune_runs(
+    client: &mut impl GenericClient,
+    before: DateTime<Utc>,
+    limit: i64,
+    dry_run: bool,
+) -> Result<Batch> {
+    let row = client.query_one(
+        "WITH candidates AS (
+             SELECT r.id FROM runs r
+              WHERE r.started_at < $1 AND r.status <> 'running'
+                AND NOT EXISTS (SELECT 1 FROM staged_results s WHERE s.run_id = r.id)
+                AND NOT EXISTS (SELECT 1 FROM items i WHERE i.claimed_by = r.id AND i.state = 'running')
+                AND NOT EXISTS (SELECT 1 FROM attempts a JOIN items i ON i.id = a.item_id
+                                 WHERE a.run_id = r.id AND i.state IN ('pending', 'running', 'dead'))
+              ORDER BY r.started_at, r.id
+              LIMIT $2),
+         gone_attempts AS (
+             DELETE FROM attempts WHERE run_id IN (SELECT id FROM candidates) AND NOT $3),
+         gone AS (
+             DELETE FROM runs WHERE id IN (SELECT id FROM candidates) AND status <> 'running' AND NOT $3
+             RETURNING 1)
+         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone),
+                (SELECT count(*) FROM attempts WHERE run_id IN (SELECT id FROM candidates))",
+        &[&before, &limit, &dry_run],
+    )?;
+    Ok(batch_from(&row))
+}
+
+/// Supervisor passes that fired before `before`, except the latest acting one (the
+/// heartbeat `status` and `doctor` read).
+pub fn prune_supervisor_passes(
+    client: &mut impl GenericClient,
+    before: DateTime<Utc>,
+    limit: i64,
+    dry_run: bool,
+) -> Result<Batch> {
+    let row = client.query_one(
+        "WITH latest AS (
+             SELECT id FROM supervisor_passes WHERE status = 'done' ORDER BY fired_at DESC, id DESC LIMIT 1),
+         candidates AS (
+             SELECT id FROM supervisor_passes
+              WHERE fired_at < $1 AND id NOT IN (SELECT id FROM latest)
+              ORDER BY fired_at, id
+              LIMIT $2),
+         gone AS (
+             DELETE FROM supervisor_passes WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING 1)
+         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
+        &[&before, &limit, &dry_run],
+    )?;
+    Ok(batch_from(&row))
+}
+
+/// Events recorded before `before` (index `events_at`).
+pub fn prune_events(
+    client: &mut impl GenericClient,
+    before: DateTime<Utc>,
+    limit: i64,
+    dry_run: bool,
+) -> Result<Batch> {
+    let row = client.query_one(
+        "WITH candidates AS (
+             SELECT id FROM events WHERE at < $1 ORDER BY at, id LIMIT $2),
+         gone AS (
+             DELETE FROM events WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING 1)
+         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
+        &[&before, &limit, &dry_run],
+    )?;
+    Ok(batch_from(&row))
+}
+
+/// Done and skipped_missing items that finished before `before`, with their attempts
+/// (index `items_finished`). The state is checked again as each row is deleted, so an
+/// item reset to pending meanwhile stays.
+pub fn prune_done_items(
+    client: &mut impl GenericClient,
+    before: DateTime<Utc>,
+    limit: i64,
+    dry_run: bool,
+) -> Result<Batch> {
+    let row = client.query_one(
+        "WITH candidates AS (
+             SELECT id FROM items
+              WHERE state IN ('done', 'skipped_missing') AND finished_at < $1
+              ORDER BY finished_at, id
+              LIMIT $2),
+         gone AS (
+             DELETE FROM items
+              WHERE id IN (SELECT id FROM candidates)
+                AND state IN ('done', 'skipped_missing') AND finished_at < $1 AND NOT $3
+             RETURNING 1)
+         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
+        &[&before, &limit, &dry_run],
+    )?;
+    Ok(batch_from(&row))
+}
+
+/// Log files of runs still running (never removed, however old).
+pub fn running_log_paths(client: &mut impl GenericClient) -> Result<Vec<String>> {
+    let rows =
+        client.query("SELECT log_path FROM runs WHERE status = 'running' AND log_path IS NOT NULL", &[])?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Claim housekeeping `task` if it last ran at or before `due_if_before` (or never):
+/// records `now` as its last run and returns true; false when it ran more recently.
+pub fn claim_task(
+    client: &mut impl GenericClient,
+    task: &str,
+    due_if_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let row = client.query_opt(
+        "INSERT INTO maintenance (task, last_run_at) VALUES ($1, $2)
+         ON CONFLICT (task) DO UPDATE SET last_run_at = EXCLUDED.last_run_at
+          WHERE maintenance.last_run_at <= $3
+         RETURNING task",
+        &[&task, &now, &due_if_before],
+    )?;
+    Ok(row.is_some())
+}

@@ -1,0 +1,239 @@
+//! `drainctl prune [--dry-run]`: retention — remove history older than the horizons of
+//! `[defaults] retention`, and nothing a live drain still needs.
+//!
+//! Finished runs (with their attempts) and supervisor passes older than `runs`, events
+//! older than `events`, log files under `log_dir` not written to for `logs`, and — only
+//! when `done_items` is set — done and skipped_missing items finished before it. A running
+//! run, a run holding a running item or a staged result, the runs and attempts of items
+//! that are pending, running or dead, the latest supervisor pass and the log of a running
+//! run are never removed. Rows go in batches of [`BATCH`], each its own short transaction.
+//! `--dry-run` counts with the same statements and removes nothing. `supervise` prunes at
+//! most once a day ([`prune_if_due`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::PruneArgs;
+use crate::config::Config;
+use crate::context::Context;
+use crate::db::events::{record_event, Event};
+use crate::db::retention::{self, Batch};
+use crate::error::{Error, Result};
+use crate::output::Report;
+
+/// Rows deleted per statement (and transaction).
+pub const BATCH: i64 = 1000;
+/// The `maintenance` task name of the prune.
+const TASK: &str = "prune";
+
+/// What a prune removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub runs_before: DateTime<Utc>,
+    pub events_before: DateTime<Utc>,
+    pub logs_before: DateTime<Utc>,
+    pub done_items_before: Option<DateTime<Utc>>,
+    pub runs: u64,
+    pub attempts: u64,
+    pub supervisor_passes: u64,
+    pub events: u64,
+    pub done_items: u64,
+    pub log_files: u64,
+}
+
+impl PruneReport {
+    fn removed_anything(&self) -> bool {
+        self.runs + self.attempts + self.supervisor_passes + self.events + self.done_items + self.log_files
+            > 0
+    }
+
+    /// One line for humans.
+    pub fn summary(&self) -> String {
+        let done_items = match self.done_items_before {
+            Some(_) => format!("{} done items", self.done_items),
+            None => "no done items (retention.done_items is not set)".to_string(),
+        };
+        format!(
+            "{} {} runs ({} attempts), {} supervisor passes, {} events, {done_items}, {} log files",
+            if self.dry_run { "would remove" } else { "removed" },
+            self.runs,
+            self.attempts,
+            self.supervisor_passes,
+            self.events,
+            self.log_files
+        )
+    }
+}
+
+pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
+    let now = ctx.clock.now();
+    let report = prune(&mut ctx.client, &ctx.config, now, args.dry_run)?;
+    if !args.dry_run {
+        retention::claim_task(&mut ctx.client, TASK, now, now)?;
+    }
+    let zone = ctx.config.defaults.timezone;
+    let local = |at: DateTime<Utc>| crate::output::local_minute(at, zone);
+    let mut human = String::new();
+    if args.dry_run {
+        human.push_str("dry run: nothing was removed\n");
+    }
+    human.push_str(&format!("{}\n", report.summary()));
+    human.push_str(&format!("  runs and supervisor passes before {}\n", local(report.runs_before)));
+    human.push_str(&format!("  events before {}\n", local(report.events_before)));
+    human.push_str(&format!("  log files last written before {}\n", local(report.logs_before)));
+    if let Some(before) = report.done_items_before {
+        human.push_str(&format!("  done items finished before {}\n", local(before)));
+    }
+    let json = serde_json::to_value(&report).map_err(|error| Error::Internal(error.to_string()))?;
+    Ok(Report::new(human, json))
+}
+
+/// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at
+/// least a day old, else returns None.
+pub fn prune_if_due(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Option<PruneReport>> {
+    let due_if_before = now - chrono::Duration::days(1);
+    if !retention::claim_task(client, TASK, due_if_before, now)? {
+        return Ok(None);
+    }
+    prune(client, config, now, false).map(Some)
+}
+
+/// Apply (or with `dry_run`, count) every retention horizon at `now`.
+pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
+    let retention = &config.defaults.retention;
+    // A horizon too far back for the calendar keeps everything.
+    let horizon = |length: Duration| {
+        chrono::Duration::from_std(length)
+            .ok()
+            .and_then(|length| now.checked_sub_signed(length))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    let mut report = PruneReport {
+        dry_run,
+        runs_before: horizon(retention.runs),
+        events_before: horizon(retention.events),
+        logs_before: horizon(retention.logs),
+        done_items_before: retention.done_items.map(horizon),
+        runs: 0,
+        attempts: 0,
+        supervisor_passes: 0,
+        events: 0,
+        done_items: 0,
+        log_files: 0,
+    };
+    (report.runs, report.attempts) =
+        in_batches(dry_run, |limit, dry| retention::prune_runs(client, report.runs_before, limit, dry))?;
+    (report.supervisor_passes, _) = in_batches(dry_run, |limit, dry| {
+        retention::prune_supervisor_passes(client, report.runs_before, limit, dry)
+    })?;
+    if let Some(before) = report.done_items_before {
+        (report.done_items, _) =
+            in_batches(dry_run, |limit, dry| retention::prune_done_items(client, before, limit, dry))?;
+    }
+    (report.events, _) =
+        in_batches(dry_run, |limit, dry| retention::prune_events(client, report.events_before, limit, dry))?;
+    let keep: Vec<PathBuf> = retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
+    report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
+
+    if !dry_run && report.removed_anything() {
+        let event = Event::new("retention_pruned", report.summary()).data(json!({
+            "runs": report.runs,
+            "attempts": report.attempts,
+            "supervisor_passes": report.supervisor_passes,
+            "events": report.events,
+            "done_items": report.done_items,
+            "log_files": report.log_files,
+        }));
+        record_event(client, &event, now)?;
+        crate::notify::notify(config, client, &event, now);
+    }
+    Ok(report)
+}
+
+/// Run `batch` until it deletes less than a full batch (a dry run counts everything in one
+/// go). Returns (rows, related rows).
+fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) -> Result<(u64, u64)> {
+    if dry_run {
+        let counted = batch(i64::MAX, true)?;
+        return Ok((counted.candidates as u64, counted.related as u64));
+    }
+    let (mut rows, mut related) = (0u64, 0u64);
+    loop {
+        let done = batch(BATCH, false)?;
+        rows += done.deleted as u64;
+        related += done.related as u64;
+        if done.deleted < BATCH {
+            return Ok((rows, related));
+        }
+    }
+}
+
+/// Remove (or count) the log files drainctl wrote — `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`
+/// — last modified before `before`, except those in `keep`. Other files are never touched.
+/// A file that cannot be removed is logged and left.
+fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: bool) -> u64 {
+    let Ok(folders) = std::fs::read_dir(log_dir) else { return 0 };
+    let mut removed = 0;
+    for folder in folders.filter_map(|entry| entry.ok()) {
+        if !folder.file_type().is_ok_and(|kind| kind.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(folder.path()) else { continue };
+        for file in files.filter_map(|entry| entry.ok()) {
+            let path = file.path();
+            let is_drain_log = file.file_name().to_str().is_some_and(is_log_file_name);
+            let is_old = file
+                .metadata()
+                .ok()
+                .filter(|metadata| metadata.is_file())
+                .and_then(|metadata| metadata.modified().ok())
+                .is_some_and(|modified| DateTime::<Utc>::from(modified) < before);
+            if !is_drain_log || !is_old || keep.contains(&path) {
+                continue;
+            }
+            if dry_run {
+                removed += 1;
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(error) => log::warn!("prune: cannot remove log file {}: {error}", path.display()),
+            }
+        }
+    }
+    removed
+}
+
+/// `20261127T100000Z-4711.log`, as `supervise` names a drain's log.
+fn is_log_file_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".log") else { return false };
+    let Some((stamp, pid)) = stem.split_once('-') else { return false };
+    let bytes = stamp.as_bytes();
+    bytes.len() == 16
+        && bytes[8] == b'T'
+        && bytes[15] == b'Z'
+        && bytes.iter().enumerate().all(|(i, b)| i == 8 || i == 15 || b.is_ascii_digit())
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_drainctl_log_names_are_candidates() {
+        assert!(is_log_file_name("20261127T100000Z-4711.log"));
+        for other in
+            ["supervise.log", "20261127T100000Z.log", "20261127T100000Z-47a.log", "notes.txt", "x-1.log"]
+        {
+            assert!(!is_log_file_name(other), "{other}");
+        }
+    }
+}
