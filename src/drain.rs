@@ -316,6 +316,16 @@ impl Pass<'_> {
         })
     }
 
+    /// For a drain fed from a source folder: the item's file, if it no longer exists.
+    fn vanished_source_file(&self, item: &ClaimedItem) -> Option<String> {
+        self.drain.source.as_ref()?;
+        let path = item.payload.get("path")?.as_str()?;
+        match std::fs::symlink_metadata(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(path.to_string()),
+            _ => None,
+        }
+    }
+
     /// Why the pass must stop before the next item, given the controls read with the
     /// claim: pause, end of burst, backoff, then (outside a burst) window and budget.
     fn reason_to_stop(&self, controls: PassControls, now: DateTime<Utc>) -> Option<Stop> {
@@ -379,6 +389,23 @@ impl Pass<'_> {
     /// Run the worker on one claimed item, on account number `account_index` of the
     /// group, and settle it.
     fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
+        if let Some(path) = self.vanished_source_file(item) {
+            let now = self.clock.now();
+            let note = format!("source file {path} vanished before the item ran");
+            let settled = in_transaction(self.client, |tx| {
+                let settled = items::settle_claimed_skipped_missing(tx, item.id, self.run_id, &note, now)?;
+                if settled {
+                    let event = Event::new("item_skipped_missing", format!("item {}: {note}", item.key))
+                        .drain(&self.drain.name)
+                        .run(self.run_id)
+                        .item(item.id);
+                    record_event(tx, &event, now)?;
+                }
+                Ok(settled)
+            })?;
+            log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
+            return Ok(ItemEnd::Settled);
+        }
         let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
             Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))

@@ -34,6 +34,7 @@ pub const KNOWN_EVENT_KINDS: &[&str] = &[
     "drain_resumed",
     "item_dead_lettered",
     "item_released",
+    "item_skipped_missing",
     "items_enqueued",
     "items_retried",
     "kill_failed",

@@ -122,6 +122,29 @@ pub fn settle_skipped_missing(
     Ok(updated == 1)
 }
 
+/// Settle an item this run holds whose source file vanished after it was scanned:
+/// `skipped_missing`, with its attempt given back and closed. False when the run lost it.
+pub fn settle_claimed_skipped_missing(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE items SET state = 'skipped_missing', attempts = greatest(attempts - 1, 0),
+                finished_at = $4, last_error = $3, updated_at = $4
+          WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+        &[&item_id, &run_id, &note, &now],
+    )?;
+    client.execute(
+        "UPDATE attempts SET finished_at = $3, outcome = 'skipped_missing', error = $4
+          WHERE item_id = $1 AND run_id = $2 AND finished_at IS NULL",
+        &[&item_id, &run_id, &now, &note],
+    )?;
+    Ok(updated == 1)
+}
+
 /// Re-read the pass's controls and, when they allow it, claim the oldest available
 /// pending item of `drain` for `run_id` (the fencing token) — one statement, one round
 /// trip, so the check and the claim see the same state. A claim counts the attempt, opens

@@ -154,6 +154,26 @@ fn a_scan_enqueues_new_files_once_and_hashes_only_what_changed() {
 }
 
 #[test]
+fn a_file_deleted_after_the_scan_is_skipped_missing_when_its_item_is_claimed() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "dave/1.jsonl", "one\n");
+    scan(&fixture);
+    // Gone between the scan and the pass: the worker never runs and no attempt is spent.
+    fs::remove_file(fixture.path("data/dave/1.jsonl")).unwrap();
+    let pass = fixture.drainctl(&["drain", "sessions", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(
+        (pass.json()["items_done"].as_i64(), pass.json()["items_failed"].as_i64()),
+        (Some(0), Some(0))
+    );
+    let (state, attempts, note) = fixture.item("sessions", "dave/1.jsonl");
+    assert_eq!((state.as_str(), attempts), ("skipped_missing", 0));
+    assert!(note.unwrap().contains("vanished before the item ran"));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'item_skipped_missing'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'skipped_missing'"), 1);
+}
+
+#[test]
 fn a_file_that_vanishes_before_its_item_ran_is_skipped_missing_and_one_that_ran_stays_done() {
     let fixture = Fixture::new(&source_config(""), NOW);
     write(&fixture, "alice/1.jsonl", "one\n");
