@@ -49,6 +49,19 @@ pub struct Forecast {
 }
 
 /// The forecast for a backlog of `backlog` items worked on by `concurrency` passes.
+/// The forecast of one drain from its recent runs in the database (status and metrics).
+pub fn forecast_drain(
+    client: &mut impl postgres::GenericClient,
+    drain: &crate::config::DrainConfig,
+    backlog: i64,
+    burst_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> crate::error::Result<Forecast> {
+    let since = now - chrono::Duration::from_std(RECENT_WINDOW).unwrap_or_default();
+    let history = crate::db::runs::recent_history(client, &drain.name, since, RECENT_RUNS)?;
+    Ok(forecast(history, backlog, drain.concurrency, burst_until, now))
+}
+
 pub fn forecast(
     history: RunHistory,
     backlog: i64,

@@ -133,7 +133,6 @@ pub fn render_metrics(
         "drainctl_burst_will_finish",
         "During a burst: 1 when the backlog empties before the deadline at that throughput, else 0.",
     );
-    let since = now - chrono::Duration::from_std(crate::forecast::RECENT_WINDOW).unwrap_or_default();
     for drain in &config.drains {
         let name = &drain.name;
         let counts = items::count_by_state(client, name)?;
@@ -154,15 +153,14 @@ pub fn render_metrics(
             last_run.sample(vec![("drain", name.clone()), ("status", status)], timestamp(Some(finished_at)));
         }
         last_success.sample(vec![("drain", name.clone())], timestamp(runs::last_success_at(client, name)?));
-        let history = runs::recent_history(client, name, since, crate::forecast::RECENT_RUNS)?;
         let burst_until = control.and_then(|c| c.burst_until);
-        let forecast = crate::forecast::forecast(
-            history,
+        let forecast = crate::forecast::forecast_drain(
+            client,
+            drain,
             counts.pending + counts.running,
-            drain.concurrency,
             burst_until,
             now,
-        );
+        )?;
         if let Some(rate) = forecast.items_per_hour {
             throughput.sample(vec![("drain", name.clone())], rate / 3600.0);
         }

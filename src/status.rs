@@ -15,7 +15,7 @@ use crate::db::drains::read_controls;
 use crate::db::items::count_by_state;
 use crate::db::passes::last_pass_at;
 use crate::db::quota_groups::read_groups;
-use crate::db::runs::{last_run, last_run_starts, recent_history, running_runs};
+use crate::db::runs::{last_run, last_run_starts, running_runs};
 use crate::duration::format_relative;
 use crate::error::Result;
 use crate::output::{local_time, table, Report};
@@ -37,7 +37,6 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         .map(|(group, (_, state))| GroupView::new(group, &backoff_rows, state))
         .collect();
     let last_starts = last_run_starts(client, &names)?;
-    let since = now - chrono::Duration::from_std(crate::forecast::RECENT_WINDOW).unwrap_or_default();
     let mut forecast_lines = Vec::new();
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut rows = Vec::new();
@@ -85,14 +84,13 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         let last_checkpoint = runs.iter().map(|r| r.last_checkpoint_at).max();
         let last_started_at = last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
         let cadence_next_start = crate::supervise::cadence_next_start(drain, last_started_at);
-        let history = recent_history(client, &drain.name, since, crate::forecast::RECENT_RUNS)?;
-        let forecast = crate::forecast::forecast(
-            history,
+        let forecast = crate::forecast::forecast_drain(
+            client,
+            drain,
             counts.pending + counts.running,
-            drain.concurrency,
             burst_until,
             now,
-        );
+        )?;
         forecast_lines.push(format!("  {}: {}", drain.name, forecast.describe()));
         if let Some(burst) = forecast.describe_burst() {
             forecast_lines.push(format!("  {}: {burst}", drain.name));

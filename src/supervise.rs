@@ -272,19 +272,21 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     };
     let host = process::host_name();
     let pid = std::process::id();
+    let record_pass = |client: &mut Client, status: &str, decisions: serde_json::Value| {
+        let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let record = PassRecord {
+            fired_at,
+            scheduled_for,
+            host: &host,
+            pid: pid as i32,
+            status,
+            duration_ms,
+            decisions,
+        };
+        insert_pass(client, &record).map(|id| (id, duration_ms))
+    };
     if !args.dry_run && !try_advisory_lock(client, SUPERVISE_LOCK_KEY)? {
-        insert_pass(
-            client,
-            &PassRecord {
-                fired_at,
-                scheduled_for,
-                host: &host,
-                pid: pid as i32,
-                status: "lock_skipped",
-                duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
-                decisions: json!([]),
-            },
-        )?;
+        record_pass(client, "lock_skipped", json!([]))?;
         return Ok(Report::new(
             "supervise: lock_skipped: another supervise pass is running",
             json!({
@@ -340,19 +342,8 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                 decision.error = Some(message);
             }
         }
-        let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-        let pass_id = insert_pass(
-            client,
-            &PassRecord {
-                fired_at,
-                scheduled_for,
-                host: &host,
-                pid: pid as i32,
-                status: "done",
-                duration_ms,
-                decisions: serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
-            },
-        )?;
+        let (pass_id, duration_ms) =
+            record_pass(client, "done", serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])))?;
         // Retention, at most once a day.
         match crate::prune::prune_if_due(client, config, clock.now()) {
             Ok(report) => pruned = report,
