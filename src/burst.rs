@@ -59,7 +59,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         defaults.burst_max,
     )?;
     let previous = in_transaction(&mut ctx.client, |tx| {
-        let previous = ensure_drain(tx, &name, now)?.burst_until.filter(|until| *until > now);
+        let previous = ensure_drain(tx, &name, now)?.active_burst(now);
         set_burst(tx, &name, deadline, args.note.as_deref(), now)?;
         let (kind, message) = match previous {
             Some(old) => (

@@ -247,15 +247,6 @@ impl AccountConfig {
     pub fn is_implicit(&self) -> bool {
         self.name.is_empty()
     }
-
-    /// The name for messages: `"(default)"` for the implicit account.
-    pub fn display_name(&self) -> &str {
-        if self.is_implicit() {
-            "(default)"
-        } else {
-            &self.name
-        }
-    }
 }
 
 /// The database URL and where it came from (for messages; the URL itself is never shown).

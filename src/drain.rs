@@ -127,7 +127,9 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             let note = format!("stopped by an error: {}", error.display_scrubbed());
             let at = pass.clock.now();
             let event = finished_event(&pass, "failed", &note);
-            match items_release_all(pass.client, run_id, &note, at)
+            // Stopped by an error, not by the items: give their attempts back.
+            let max_attempts = pass.drain.max_attempts as i32;
+            match items::release_run_items(pass.client, run_id, &note, max_attempts, true, at)
                 .and_then(|_| runs::finish_run(pass.client, run_id, "failed", Some(&note), at))
             {
                 Ok(true) => record_event_or_log(pass.client, &event, at),
@@ -169,17 +171,6 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         eprintln!("drainctl: drain {}: {}", pass.drain.name, stop.note);
     }
     Ok(report.with_exit_code(stop.exit_code))
-}
-
-fn items_release_all(client: &mut Client, run_id: i64, note: &str, at: DateTime<Utc>) -> Result<()> {
-    // Interrupted by an error, not the item's fault: give the attempt back.
-    client.execute(
-        "UPDATE items SET state = 'pending', attempts = greatest(attempts - 1, 0), claimed_by = NULL,
-                claimed_at = NULL, last_error = $2, updated_at = $3
-          WHERE claimed_by = $1 AND state = 'running'",
-        &[&run_id, &note, &at],
-    )?;
-    Ok(())
 }
 
 fn finished_event(pass: &Pass, status: &str, note: &str) -> Event {

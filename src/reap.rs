@@ -125,7 +125,7 @@ pub fn end_run(
             }
         }
         let error = format!("run {} {status}: {note}", run.id);
-        for item in items::release_run_items(tx, run.id, &error, max_attempts, now)? {
+        for item in items::release_run_items(tx, run.id, &error, max_attempts, false, now)? {
             let (kind, message) = if item.is_dead {
                 reaped.dead_lettered.push(item.key.clone());
                 ("item_dead_lettered", format!("item {} dead: {error} on its last attempt", item.key))

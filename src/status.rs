@@ -58,7 +58,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         let runs: Vec<_> = running.iter().filter(|r| r.drain == drain.name).collect();
         let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
         let is_hung = runs.iter().any(|r| now - r.last_checkpoint_at > liveness);
-        let burst_until = control.and_then(|c| c.burst_until).filter(|until| *until > now);
+        let burst_until = control.and_then(|c| c.active_burst(now));
         let is_paused = control.is_some_and(|c| c.is_paused());
         let is_backing_off = wait.is_some();
         let in_window = drain.window.as_ref().is_none_or(|w| w.contains(now, zone));

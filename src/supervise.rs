@@ -110,7 +110,7 @@ pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<De
         let drain = snapshot.drain;
         let name = drain.name.as_str();
         let controls = snapshot.controls.as_ref();
-        if let Some(until) = controls.and_then(|c| c.burst_until).filter(|until| *until <= now) {
+        if let Some(until) = controls.and_then(|c| c.expired_burst(now)) {
             decisions.push(Decision::new(
                 name,
                 Action::ExpireBurst,
@@ -179,7 +179,7 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
         decision.trigger = Some(trigger);
         decision
     };
-    if let Some(until) = controls.and_then(|c| c.burst_until).filter(|until| now < *until) {
+    if let Some(until) = controls.and_then(|c| c.active_burst(now)) {
         return start("burst", format!("in burst until {}", local(until, zone)));
     }
     let reason = match &drain.window {
@@ -500,7 +500,7 @@ fn apply(
 
 fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime<Utc>) -> Result<()> {
     let controls = ensure_drain(client, drain, now)?;
-    let Some(until) = controls.burst_until.filter(|until| *until <= now) else { return Ok(()) };
+    let Some(until) = controls.expired_burst(now) else { return Ok(()) };
     let mut transaction = client.transaction()?;
     if !clear_burst(&mut transaction, drain, Some(until))? {
         return Ok(());

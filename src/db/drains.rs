@@ -22,9 +22,14 @@ impl DrainControls {
         self.paused_at.is_some()
     }
 
-    /// In burst at `now`: a deadline is set and not yet reached.
-    pub fn is_bursting(&self, now: DateTime<Utc>) -> bool {
-        self.burst_until.is_some_and(|until| now < until)
+    /// The deadline of the burst in force at `now`.
+    pub fn active_burst(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.burst_until.filter(|until| now < *until)
+    }
+
+    /// The deadline of a burst that has passed at `now` but is not cleared yet.
+    pub fn expired_burst(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.burst_until.filter(|until| *until <= now)
     }
 }
 

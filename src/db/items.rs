@@ -416,24 +416,29 @@ pub struct ReleasedItem {
     pub is_dead: bool,
 }
 
-/// Release every item `run_id` still holds: back to pending (the attempt stays counted),
-/// or dead when the item has used `max_attempts`.
+/// Release every item `run_id` still holds and close their attempts. With
+/// `refund_attempt` (the run was stopped by an error that is not the items' fault) the
+/// attempt is given back; otherwise (crashed, hung) it stays counted and an item that has
+/// used `max_attempts` is dead.
 pub fn release_run_items(
     client: &mut impl GenericClient,
     run_id: i64,
     error: &str,
     max_attempts: i32,
+    refund_attempt: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<ReleasedItem>> {
+    let refund: i32 = if refund_attempt { 1 } else { 0 };
     let rows = client.query(
         "UPDATE items SET
-                state = CASE WHEN attempts >= $3 THEN 'dead' ELSE 'pending' END,
-                finished_at = CASE WHEN attempts >= $3 THEN $4::timestamptz ELSE NULL END,
-                claimed_by = CASE WHEN attempts >= $3 THEN claimed_by ELSE NULL END,
+                attempts = greatest(attempts - $5, 0),
+                state = CASE WHEN attempts - $5 >= $3 THEN 'dead' ELSE 'pending' END,
+                finished_at = CASE WHEN attempts - $5 >= $3 THEN $4::timestamptz ELSE NULL END,
+                claimed_by = CASE WHEN attempts - $5 >= $3 THEN claimed_by ELSE NULL END,
                 available_at = $4, claimed_at = NULL, last_error = $2, updated_at = $4
           WHERE claimed_by = $1 AND state = 'running'
           RETURNING id, key, state",
-        &[&run_id, &error, &max_attempts, &now],
+        &[&run_id, &error, &max_attempts, &now, &refund],
     )?;
     client.execute(
         "UPDATE attempts SET finished_at = $2, outcome = 'released', error = $3
