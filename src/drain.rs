@@ -32,7 +32,7 @@ use crate::db::drains::{ensure_drain, DrainControls, PassControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::items::{self, ClaimAccount, ClaimedItem, Completion, Failure};
 use crate::db::runs::{self, NewRun};
-use crate::db::{drain_slot_key, in_transaction, try_advisory_lock};
+use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
 use crate::output::Report;
 use crate::quota::{Classifier, Outcome};
@@ -118,6 +118,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         done: 0,
         failed: 0,
         is_account_suspected: false,
+        statements: PreparedStatements::default(),
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -215,6 +216,8 @@ struct Pass<'a> {
     failed: u32,
     /// The account of the current item carries a suspected mark that a success clears.
     is_account_suspected: bool,
+    /// The per-item statements, parsed and planned once per pass.
+    statements: PreparedStatements,
 }
 
 impl Pass<'_> {
@@ -243,9 +246,11 @@ impl Pass<'_> {
             match self.process(&item, account)? {
                 // A completion records the item's end on the run in the same statement.
                 ItemEnd::Completed => {}
-                ItemEnd::Settled => runs::item_finished(self.client, self.run_id, self.clock.now())?,
+                ItemEnd::Settled => {
+                    runs::item_finished(self.client, &mut self.statements, self.run_id, self.clock.now())?
+                }
                 ItemEnd::Stop(stop) => {
-                    runs::item_finished(self.client, self.run_id, self.clock.now())?;
+                    runs::item_finished(self.client, &mut self.statements, self.run_id, self.clock.now())?;
                     return Ok(stop);
                 }
             }
@@ -264,6 +269,7 @@ impl Pass<'_> {
                 ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
             let (controls, item) = items::claim_next_item(
                 self.client,
+                &mut self.statements,
                 &drain.name,
                 account,
                 run_id,
@@ -273,6 +279,7 @@ impl Pass<'_> {
             )?;
             return Ok((controls, item, 0));
         }
+        let statements = &mut self.statements;
         in_transaction(self.client, |tx| {
             let state = crate::db::quota_groups::lock_group(tx, &group.name, now)?;
             let rows = crate::db::backoffs::read_group_backoffs(tx, std::slice::from_ref(&group.name))?;
@@ -289,6 +296,7 @@ impl Pass<'_> {
             };
             let (mut controls, item) = items::claim_next_item(
                 tx,
+                statements,
                 &drain.name,
                 account,
                 run_id,
@@ -444,8 +452,15 @@ impl Pass<'_> {
             if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) },
             if resume_token.is_some() { " (resuming)" } else { "" }
         );
-        let mut observer =
-            WorkerRecorder::new(self.client, self.clock, self.drain, self.run_id, item, resume_token);
+        let mut observer = WorkerRecorder::new(
+            self.client,
+            &mut self.statements,
+            self.clock,
+            self.drain,
+            self.run_id,
+            item,
+            resume_token,
+        );
         let result = run_worker(&spec, &mut observer);
         observer.flush();
         if let Some(error) = observer.error.take() {
@@ -593,14 +608,14 @@ impl Pass<'_> {
         report: &WorkerReport,
         now: DateTime<Utc>,
     ) -> Result<ItemEnd> {
-        items::stage_result(self.client, item.id, self.run_id, &report.stdout, now)?;
+        items::stage_result(self.client, &mut self.statements, item.id, self.run_id, &report.stdout, now)?;
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
             log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {}", item.key);
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
         }
-        let completion = items::complete_item(self.client, item.id, self.run_id, now)?;
+        let completion = items::complete_item(self.client, &mut self.statements, item.id, self.run_id, now)?;
         if completion == Completion::Completed && self.is_account_suspected {
             in_transaction(self.client, |tx| {
                 crate::ratelimit::record_success(
@@ -856,6 +871,7 @@ fn rejected_token_event(
 /// before a crash or a kill survives it.
 struct WorkerRecorder<'a> {
     client: &'a mut Client,
+    statements: &'a mut PreparedStatements,
     clock: &'a Clock,
     drain: &'a DrainConfig,
     run_id: i64,
@@ -872,8 +888,10 @@ struct WorkerRecorder<'a> {
 }
 
 impl<'a> WorkerRecorder<'a> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         client: &'a mut Client,
+        statements: &'a mut PreparedStatements,
         clock: &'a Clock,
         drain: &'a DrainConfig,
         run_id: i64,
@@ -882,6 +900,7 @@ impl<'a> WorkerRecorder<'a> {
     ) -> Self {
         WorkerRecorder {
             client,
+            statements,
             clock,
             drain,
             run_id,
@@ -944,7 +963,9 @@ impl<'a> WorkerRecorder<'a> {
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let start_time = crate::process::process_start_time(pid).map(|t| t as i64);
-        if let Err(error) = runs::set_worker(self.client, self.run_id, pid as i32, start_time) {
+        if let Err(error) =
+            runs::set_worker(self.client, self.statements, self.run_id, pid as i32, start_time)
+        {
             self.error.get_or_insert(error);
         }
     }

@@ -1,23 +1,25 @@
 //! Running one worker for one item: the process side of the worker contract.
 //!
 //! The worker command is started directly (never through a shell) in its own process
-//! group, so that stopping it also stops everything it started. The item's payload goes to
-//! its stdin from a helper thread, then stdin is closed; a worker that never reads stdin
-//! does not block us. Two reader threads send stdout and stderr chunks over a bounded
-//! channel; the calling thread splits them into lines, counts checkpoint lines and picks
-//! out resume tokens on both streams, keeps the result (stdout, up to a cap) and bounded tails, and enforces the item
-//! timeout, the output cap and the caller's stop request by sending SIGTERM to the group
-//! and SIGKILL after a grace period. A third thread notices the worker's exit without
-//! reaping it, so that whatever is left of its group can be killed while the group id is
-//! still certainly ours (leftovers holding the pipes open cannot hang us); then the worker
-//! is reaped and the remaining output drained. Memory stays bounded whatever the worker
-//! prints, and output that is not UTF-8 is kept as bytes.
+//! group, so that stopping it also stops everything it started. Everything else happens
+//! in the calling thread around one `poll`: the item's payload is written to the worker's
+//! stdin as the pipe takes it, then stdin is closed (a worker that never reads stdin does
+//! not block us); stdout and stderr are read as they come, split into lines, checkpoint
+//! lines counted and resume tokens picked out on both streams, and the result (stdout, up
+//! to a cap) and bounded tails kept. The item timeout, the output cap and the caller's
+//! stop request are enforced by sending SIGTERM to the group and SIGKILL after a grace
+//! period. The worker's exit is noticed (through a pidfd) without reaping it, so that
+//! whatever is left of its group can be killed while the group id is still certainly ours
+//! (leftovers holding the pipes open cannot hang us); then the worker is reaped and the
+//! remaining output drained. No helper thread is started, memory stays bounded whatever
+//! the worker prints, and output that is not UTF-8 is kept as bytes.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 /// How much of the end of stdout is kept in `WorkerReport::stdout_tail`.
@@ -30,12 +32,12 @@ pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
 const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Size of one read from a worker's pipe.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks in flight between the reader threads and the calling thread.
-const CHANNEL_CAPACITY_CHUNKS: usize = 16;
 /// Longest wait for an event before re-checking deadlines.
 const LOOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the observer is asked whether to stop (the contract promises 200 ms).
 const STOP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Without a pidfd, how often the worker's exit is checked for.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// After the worker exited and its group was killed, how long output still in flight is
 /// awaited. Only a descendant that left the group can keep a pipe open that long.
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
@@ -189,8 +191,8 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         let source = io::Error::new(io::ErrorKind::InvalidData, format!("pid {pid} out of range"));
         return Err(SpawnError::Other { program: program.clone(), source });
     };
-    let receiver = match start_helper_threads(&mut child, group, spec.payload) {
-        Ok(receiver) => receiver,
+    let pipes = match WorkerPipes::new(&mut child, spec.payload) {
+        Ok(pipes) => pipes,
         Err(source) => {
             signal_group(group, libc::SIGKILL);
             let _ = child.wait();
@@ -198,15 +200,7 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         }
     };
     observer.started(pid);
-    Ok(supervise(spec, observer, child, group, receiver, started_at))
-}
-
-/// Something that happened to the worker, as seen by a helper thread.
-enum Event {
-    Output(Stream, Vec<u8>),
-    Closed(Stream),
-    /// The worker's main process exited; it has not been reaped yet.
-    Exited,
+    Ok(supervise(spec, observer, child, group, pipes, started_at))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,94 +209,200 @@ enum Stream {
     Stderr,
 }
 
-/// Start the stdin writer, the two readers and the exit watcher. The threads are never
-/// joined: a descendant that left the group could keep a pipe open forever, and such a
-/// thread then ends on its own once the pipe closes or the receiver is gone.
-fn start_helper_threads(
-    child: &mut Child,
-    group: libc::pid_t,
-    payload: &[u8],
-) -> io::Result<Receiver<Event>> {
-    let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAPACITY_CHUNKS);
-    if let Some(mut stdin) = child.stdin.take() {
-        if !payload.is_empty() {
-            let payload = payload.to_vec();
-            std::thread::Builder::new().name("worker-stdin".to_string()).spawn(move || {
-                block_broken_pipe_signal();
-                // A worker that exits or closes stdin early makes this fail (EPIPE): fine.
-                let _ = stdin.write_all(&payload);
-            })?;
+impl Stream {
+    fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
         }
     }
-    if let Some(stdout) = child.stdout.take() {
-        spawn_reader(stdout, Stream::Stdout, sender.clone())?;
-    }
-    if let Some(stderr) = child.stderr.take() {
-        spawn_reader(stderr, Stream::Stderr, sender.clone())?;
-    }
-    std::thread::Builder::new().name("worker-exit".to_string()).spawn(move || {
-        wait_without_reaping(group);
-        let _ = sender.send(Event::Exited);
-    })?;
-    Ok(receiver)
 }
 
-/// Block SIGPIPE in the calling thread, so that writing to a pipe whose reader is gone
-/// fails with EPIPE instead of killing the process, even in a host program that did not
-/// ignore SIGPIPE. A SIGPIPE left pending on this thread is discarded when it ends.
-fn block_broken_pipe_signal() {
-    // SAFETY: the set is initialised by sigemptyset before use and outlives the calls.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+/// What one descriptor in the poll set stands for.
+#[derive(Clone, Copy)]
+enum Watched {
+    Stdin,
+    Output(Stream),
+    Exit,
 }
 
-fn spawn_reader(
-    mut source: impl Read + Send + 'static,
-    stream: Stream,
-    sender: SyncSender<Event>,
-) -> io::Result<()> {
-    let name = match stream {
-        Stream::Stdout => "worker-stdout",
-        Stream::Stderr => "worker-stderr",
-    };
-    std::thread::Builder::new().name(name.to_string()).spawn(move || {
-        let mut buffer = vec![0u8; READ_CHUNK_BYTES];
-        loop {
-            match source.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(length) => {
-                    if sender.send(Event::Output(stream, buffer[..length].to_vec())).is_err() {
-                        return;
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+/// The parent's ends of the worker's pipes, all non-blocking, and a descriptor that
+/// becomes readable when the worker exits. One `poll` in the calling thread waits on all
+/// of them, so a worker costs no helper thread, only its own process.
+struct WorkerPipes<'p> {
+    stdin: Option<File>,
+    /// What is still to be written to stdin.
+    payload: &'p [u8],
+    /// The read ends of stdout and stderr (see `Stream::index`), until each ends.
+    outputs: [Option<File>; 2],
+    /// A pidfd of the worker (Linux 5.3 and later); without one, its exit is polled for.
+    exit_fd: Option<OwnedFd>,
+    buffer: Vec<u8>,
+}
+
+impl<'p> WorkerPipes<'p> {
+    fn new(child: &mut Child, payload: &'p [u8]) -> io::Result<Self> {
+        ignore_broken_pipe_signal();
+        let stdin =
+            child.stdin.take().filter(|_| !payload.is_empty()).map(|pipe| File::from(OwnedFd::from(pipe)));
+        let stdout = child.stdout.take().map(|pipe| File::from(OwnedFd::from(pipe)));
+        let stderr = child.stderr.take().map(|pipe| File::from(OwnedFd::from(pipe)));
+        for pipe in [&stdin, &stdout, &stderr].into_iter().flatten() {
+            set_nonblocking(pipe.as_fd())?;
+        }
+        let exit_fd = open_pidfd(child.id());
+        Ok(WorkerPipes {
+            stdin,
+            payload,
+            outputs: [stdout, stderr],
+            exit_fd,
+            buffer: vec![0; READ_CHUNK_BYTES],
+        })
+    }
+
+    fn open_streams(&self) -> impl Iterator<Item = Stream> + '_ {
+        [Stream::Stdout, Stream::Stderr].into_iter().filter(|stream| self.outputs[stream.index()].is_some())
+    }
+
+    /// Stop writing the payload: the worker exited, so nobody reads it any more.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Wait at most `timeout` for output, room in stdin, or (when `watch_exit`) the
+    /// worker's exit. Writes what fits of the payload and hands each chunk read to
+    /// `on_output` (`None`: the stream ended). Returns after the first of these, or on a
+    /// signal; whether the worker exited is for the caller to check.
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        watch_exit: bool,
+        on_output: &mut dyn FnMut(Stream, Option<&[u8]>),
+    ) {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
+        let mut watched: Vec<Watched> = Vec::with_capacity(4);
+        let mut watch = |fd: BorrowedFd<'_>, events: libc::c_short, what: Watched| {
+            fds.push(libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 });
+            watched.push(what);
+        };
+        if let Some(stdin) = &self.stdin {
+            watch(stdin.as_fd(), libc::POLLOUT, Watched::Stdin);
+        }
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if let Some(pipe) = &self.outputs[stream.index()] {
+                watch(pipe.as_fd(), libc::POLLIN, Watched::Output(stream));
             }
         }
-        let _ = sender.send(Event::Closed(stream));
-    })?;
+        let mut timeout = timeout;
+        if watch_exit {
+            match &self.exit_fd {
+                Some(exit_fd) => watch(exit_fd.as_fd(), libc::POLLIN, Watched::Exit),
+                None => timeout = timeout.min(EXIT_POLL_INTERVAL),
+            }
+        }
+        let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfds.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if ready <= 0 {
+            // A timeout, or EINTR (a signal): the caller re-checks its deadlines.
+            return;
+        }
+        for (fd, what) in fds.iter().zip(watched) {
+            if fd.revents == 0 {
+                continue;
+            }
+            match what {
+                Watched::Stdin => self.write_payload(),
+                Watched::Output(stream) => self.read(stream, on_output),
+                Watched::Exit => {}
+            }
+        }
+    }
+
+    fn write_payload(&mut self) {
+        let Some(stdin) = &mut self.stdin else { return };
+        match stdin.write(self.payload) {
+            Ok(written) => {
+                self.payload = &self.payload[written..];
+                if self.payload.is_empty() {
+                    // Closing stdin tells the worker the payload is complete.
+                    self.stdin = None;
+                }
+            }
+            Err(error) if is_retryable(&error) => {}
+            // EPIPE: the worker closed stdin or exited; what it did not read is its business.
+            Err(_) => self.stdin = None,
+        }
+    }
+
+    fn read(&mut self, stream: Stream, on_output: &mut dyn FnMut(Stream, Option<&[u8]>)) {
+        let slot = &mut self.outputs[stream.index()];
+        let Some(pipe) = slot else { return };
+        match pipe.read(&mut self.buffer) {
+            Ok(0) => {}
+            Ok(length) => return on_output(stream, Some(&self.buffer[..length])),
+            Err(error) if is_retryable(&error) => return,
+            Err(_) => {}
+        }
+        *slot = None;
+        on_output(stream, None);
+    }
+}
+
+fn is_retryable(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }
 
-/// Block until the process `pid` (our child) has exited, leaving it unreaped (`WNOWAIT`),
-/// so its pid, and with it its process group id, cannot be reused yet.
-fn wait_without_reaping(pid: libc::pid_t) {
+/// A descriptor that becomes readable when process `pid` (our unreaped child) exits.
+/// `None` where pidfds are not available (before Linux 5.3, or another system).
+#[cfg(target_os = "linux")]
+fn open_pidfd(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_pidfd(_pid: u32) -> Option<OwnedFd> {
+    None
+}
+
+/// Rust programs ignore SIGPIPE from the start; make sure of it, so that writing to a
+/// worker that closed its stdin fails with EPIPE instead of killing drainctl.
+fn ignore_broken_pipe_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Whether process `pid` (our child) has exited, leaving it unreaped (`WNOWAIT`), so its
+/// pid, and with it its process group id, cannot be reused yet.
+fn has_exited(pid: libc::pid_t) -> bool {
     let Ok(id) = libc::id_t::try_from(pid) else {
-        return;
+        return true;
     };
-    loop {
-        // SAFETY: a zeroed siginfo_t is a valid output buffer that outlives the call.
-        let result = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT)
-        };
-        if result == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
+    // SAFETY: a zeroed siginfo_t is a valid output buffer that outlives the call; si_pid is
+    // read only after waitid filled it (it stays 0 when the child has not exited).
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let result = libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        // An error (ECHILD) means there is nothing left to wait for.
+        result != 0 || info.si_pid() != 0
     }
 }
 
@@ -321,18 +421,17 @@ fn remaining(now: Instant, until: Option<Instant>) -> Option<Duration> {
     until.map(|until| until.saturating_duration_since(now))
 }
 
-/// The calling thread's loop: consume events, enforce limits, reap, drain.
+/// The calling thread's loop: move output and payload, enforce limits, reap, drain.
 fn supervise(
     spec: &WorkerSpec,
     observer: &mut dyn WorkerObserver,
     mut child: Child,
     group: libc::pid_t,
-    receiver: Receiver<Event>,
+    mut pipes: WorkerPipes<'_>,
     started_at: Instant,
 ) -> WorkerReport {
     let timeout_at = started_at.checked_add(spec.item_timeout);
     let mut capture = OutputCapture::new(spec);
-    let mut open_streams = [Stream::Stdout, Stream::Stderr].to_vec();
     let mut exit: Option<WorkerExit> = None;
     let mut drain_until: Option<Instant> = None;
     let mut stop_reason: Option<StopReason> = None;
@@ -340,9 +439,17 @@ fn supervise(
     let mut next_stop_poll = started_at;
 
     loop {
+        if exit.is_none() && has_exited(group) {
+            // The exited leader still holds the group id: kill the leftovers before
+            // reaping, so the group id cannot have been reused by then.
+            signal_group(group, libc::SIGKILL);
+            exit = Some(reap(&mut child));
+            pipes.close_stdin();
+            drain_until = Instant::now().checked_add(OUTPUT_DRAIN_LIMIT);
+        }
         let now = Instant::now();
         if exit.is_some() {
-            if open_streams.is_empty() || drain_until.is_some_and(|until| now >= until) {
+            if pipes.open_streams().next().is_none() || drain_until.is_some_and(|until| now >= until) {
                 break;
             }
         } else if stop_reason.is_none() {
@@ -375,30 +482,14 @@ fn supervise(
         };
         let wait =
             remaining(now, next_deadline).map_or(LOOP_POLL_INTERVAL, |left| left.min(LOOP_POLL_INTERVAL));
-
-        match receiver.recv_timeout(wait) {
-            Ok(Event::Output(stream, bytes)) => capture.accept(stream, &bytes, observer),
-            Ok(Event::Closed(stream)) => {
-                capture.finish(stream, observer);
-                open_streams.retain(|open| *open != stream);
-            }
-            Ok(Event::Exited) => {
-                // The exited leader still holds the group id: kill the leftovers before
-                // reaping, so the group id cannot have been reused by then.
-                signal_group(group, libc::SIGKILL);
-                exit = Some(reap(&mut child));
-                drain_until = Instant::now().checked_add(OUTPUT_DRAIN_LIMIT);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                if exit.is_none() {
-                    exit = Some(reap(&mut child));
-                }
-                break;
-            }
-        }
+        pipes.wait(wait, exit.is_none(), &mut |stream, bytes| match bytes {
+            Some(bytes) => capture.accept(stream, bytes, observer),
+            None => capture.finish(stream, observer),
+        });
     }
-    for stream in open_streams {
+    // Streams still open here are held by a descendant that left the group: stop waiting.
+    let still_open: Vec<Stream> = pipes.open_streams().collect();
+    for stream in still_open {
         capture.finish(stream, observer);
     }
     let exit = exit.unwrap_or(WorkerExit::Code(-1));

@@ -8,7 +8,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::db::drains::PassControls;
-use crate::error::Result;
+use crate::db::PreparedStatements;
+use crate::error::{Error, Result};
 
 /// An item as a run holds it after claiming.
 #[derive(Debug, Clone)]
@@ -153,8 +154,10 @@ pub fn settle_claimed_skipped_missing(
 /// not backing off, and either a burst is on or (`is_burst_trigger` is false and)
 /// `local_limits_allow` (window and budget, checked by the caller). Concurrent claimers
 /// skip locked rows.
+#[allow(clippy::too_many_arguments)]
 pub fn claim_next_item(
     client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
     drain: &str,
     account: ClaimAccount,
     run_id: i64,
@@ -162,7 +165,8 @@ pub fn claim_next_item(
     is_burst_trigger: bool,
     local_limits_allow: bool,
 ) -> Result<(PassControls, Option<ClaimedItem>)> {
-    let rows = client.query_typed(
+    let rows = statements.query(
+        client,
         "WITH controls AS (
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
                     coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected
@@ -267,6 +271,7 @@ pub fn finish_attempt(
 /// Durably stage a result with its length and checksum (its own statement, committed).
 pub fn stage_result(
     client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
     item_id: i64,
     run_id: i64,
     result: &[u8],
@@ -274,7 +279,8 @@ pub fn stage_result(
 ) -> Result<()> {
     let checksum = Sha256::digest(result).to_vec();
     let length = result.len() as i64;
-    client.query_typed(
+    statements.query(
+        client,
         "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (item_id, run_id) DO UPDATE
@@ -308,11 +314,13 @@ pub enum Completion {
 /// the attempt is closed, and the run counts the item and records a checkpoint.
 pub fn complete_item(
     client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
     item_id: i64,
     run_id: i64,
     now: DateTime<Utc>,
 ) -> Result<Completion> {
-    let row = client.query_typed_one(
+    let rows = statements.query(
+        client,
         "WITH done AS (
              UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
                     last_error = NULL, resume_token = NULL
@@ -337,6 +345,7 @@ pub fn complete_item(
                 EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running')",
         &[(&item_id, Type::INT8), (&run_id, Type::INT8), (&now, Type::TIMESTAMPTZ)],
     )?;
+    let row = rows.first().ok_or_else(|| Error::Internal("completing an item returned no row".into()))?;
     let completed: i64 = row.get(0);
     // The EXISTS sees the snapshot before this statement: whether the run held the item.
     let was_held: bool = row.get(1);

@@ -12,9 +12,11 @@ pub mod retention;
 pub mod runs;
 pub mod sources;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::types::{ToSql, Type};
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use crate::config::DatabaseUrl;
 use crate::error::{classify_database_error, Error, Result};
@@ -124,6 +126,37 @@ pub fn in_transaction<T>(
     let value = body(&mut transaction)?;
     transaction.commit()?;
     Ok(value)
+}
+
+/// Statements of the drain's per-item path, prepared once on the connection and reused:
+/// the server parses and plans each of them once per pass instead of once per item,
+/// and every later use is still a single round trip. A statement belongs to the
+/// connection it was prepared on, so a cache must never outlive or change its client.
+#[derive(Default)]
+pub struct PreparedStatements {
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl PreparedStatements {
+    /// Run `sql` with `params` (each with its type), preparing it on first use.
+    pub fn query(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>> {
+        let statement = match self.statements.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let types: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
+                let statement = client.prepare_typed(sql, &types)?;
+                self.statements.insert(sql, statement.clone());
+                statement
+            }
+        };
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(value, _)| *value).collect();
+        Ok(client.query(&statement, &values)?)
+    }
 }
 
 /// The database server's clock (`now()`), for the clock-skew check of `doctor`.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use postgres::types::Type;
 use postgres::GenericClient;
 
+use crate::db::PreparedStatements;
 use crate::error::Result;
 
 /// What a new run row records about the process.
@@ -63,11 +64,13 @@ pub fn record_checkpoint(
 /// Record the worker process the run is waiting on (pid = process group id).
 pub fn set_worker(
     client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
     run_id: i64,
     pid: i32,
     start_time: Option<i64>,
 ) -> Result<()> {
-    client.query_typed(
+    statements.query(
+        client,
         "UPDATE runs SET worker_pid = $2, worker_start_time = $3 WHERE id = $1",
         &[(&run_id, Type::INT8), (&pid, Type::INT4), (&start_time, Type::INT8)],
     )?;
@@ -76,8 +79,14 @@ pub fn set_worker(
 
 /// After an item that did not complete: the worker is gone, and the item's end is a
 /// checkpoint.
-pub fn item_finished(client: &mut impl GenericClient, run_id: i64, now: DateTime<Utc>) -> Result<()> {
-    client.query_typed(
+pub fn item_finished(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    statements.query(
+        client,
         "UPDATE runs SET worker_pid = NULL, worker_start_time = NULL,
                 last_checkpoint_at = greatest(last_checkpoint_at, $2), checkpoints = checkpoints + 1
           WHERE id = $1 AND status = 'running'",
