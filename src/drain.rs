@@ -7,6 +7,10 @@
 //! hit gives the attempt back and backs off the account of the quota group it ran on; a
 //! failure is retried with exponential backoff or dead-lettered at `max_attempts`.
 //!
+//! Between two workers there is one database round trip: a success is staged by the
+//! statement that claims the next item, and committed (recording the next worker) while
+//! that worker runs. The per-item statements are prepared once per pass.
+//!
 //! In a quota group with several accounts every claim first chooses the account (see
 //! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's
 //! environment. A hit with a stated reset, or a confirmed one, lets the pass go on with the
@@ -30,7 +34,7 @@ use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
 use crate::db::events::{record_event, record_event_or_log, Event};
-use crate::db::items::{self, ClaimAccount, ClaimedItem, Completion, Failure};
+use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem, Completion, Failure};
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
@@ -119,6 +123,8 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         failed: 0,
         is_account_suspected: false,
         statements: PreparedStatements::default(),
+        unstaged: None,
+        staged: None,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -194,8 +200,9 @@ fn take_slot(client: &mut Client, controls: &DrainControls, concurrency: u32) ->
 
 /// How one item ended, for the pass loop.
 enum ItemEnd {
-    /// Done; the completion already recorded the item's end on the run.
-    Completed,
+    /// Succeeded: its result is staged and committed later, and the commit records the
+    /// item's end on the run.
+    Succeeded,
     /// Failed, released or lost: the pass goes on.
     Settled,
     /// The pass must stop.
@@ -218,10 +225,41 @@ struct Pass<'a> {
     is_account_suspected: bool,
     /// The per-item statements, parsed and planned once per pass.
     statements: PreparedStatements,
+    /// A succeeded item whose result is staged with the next claim.
+    unstaged: Option<SucceededItem>,
+    /// A staged result not committed yet (see `StagedItem`).
+    staged: Option<StagedItem>,
+}
+
+struct SucceededItem {
+    item: StagedItem,
+    result: Vec<u8>,
+}
+
+/// A result this pass staged but has not committed yet. Its commit waits for the next
+/// worker to start and then runs while that worker does, so the database round trip
+/// costs no time of its own; when no worker follows (the pass stops, the next item does
+/// not reach a worker), it is committed before anything else. Staging made it safe: a
+/// crash before the commit leaves it to the reaper, which verifies and commits it.
+struct StagedItem {
+    id: i64,
+    key: String,
+    account: String,
+    /// The account carried a suspected mark when the item was claimed: a success clears it.
+    clears_suspicion: bool,
 }
 
 impl Pass<'_> {
     fn work(&mut self) -> Result<Stop> {
+        let stop = self.work_items();
+        // The last staged result is committed before the pass ends, whatever ended it.
+        let committed = self.commit_staged();
+        let stop = stop?;
+        committed?;
+        Ok(stop)
+    }
+
+    fn work_items(&mut self) -> Result<Stop> {
         loop {
             if let Some(signal) = crate::signals::termination_signal() {
                 return Ok(Stop {
@@ -231,7 +269,7 @@ impl Pass<'_> {
                 });
             }
             let now = self.clock.now();
-            let (controls, claimed, account) = self.claim_next_item(now)?;
+            let (controls, claimed, account) = self.stage_and_claim_next_item(now)?;
             self.is_account_suspected = controls.is_suspected;
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
@@ -244,8 +282,8 @@ impl Pass<'_> {
                 return Ok(Stop::normal("drained", "no item is available now"));
             };
             match self.process(&item, account)? {
-                // A completion records the item's end on the run in the same statement.
-                ItemEnd::Completed => {}
+                // Its commit records the item's end on the run in the same statement.
+                ItemEnd::Succeeded => {}
                 ItemEnd::Settled => {
                     runs::item_finished(self.client, &mut self.statements, self.run_id, self.clock.now())?
                 }
@@ -257,28 +295,48 @@ impl Pass<'_> {
         }
     }
 
-    /// Choose the account (in a group with several), then re-read the controls and claim
-    /// the next item on it. Returns the controls — their backoff is the group's wait when
-    /// no account may be used — the item, and the account's index in the group.
-    fn claim_next_item(&mut self, now: DateTime<Utc>) -> Result<(PassControls, Option<ClaimedItem>, usize)> {
-        let is_burst_trigger = self.trigger == Trigger::Burst;
+    /// Stage the previous item's result, if one waits, then choose the account (in a group
+    /// with several), re-read the controls and claim the next item on it: for a group
+    /// with one account, all in one statement, the one round trip between two workers.
+    /// Returns the controls — their backoff is the group's wait when no account may be
+    /// used — the item, and the account's index in the group.
+    fn stage_and_claim_next_item(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<(PassControls, Option<ClaimedItem>, usize)> {
         let local_limits_allow = self.local_limit(now).is_none();
         let (drain, group, run_id) = (self.drain, self.group, self.run_id);
+        let is_burst_trigger = self.trigger == Trigger::Burst;
+        let request = |account| ClaimRequest {
+            drain: &drain.name,
+            account,
+            run_id,
+            now,
+            is_burst_trigger,
+            local_limits_allow,
+        };
         if !group.has_accounts_to_switch() {
             let account =
                 ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
-            let (controls, item) = items::claim_next_item(
-                self.client,
-                &mut self.statements,
-                &drain.name,
-                account,
-                run_id,
-                now,
-                is_burst_trigger,
-                local_limits_allow,
-            )?;
+            let request = request(account);
+            let (controls, item) = match self.unstaged.take() {
+                Some(succeeded) => {
+                    let claim = items::stage_and_claim_next_item(
+                        self.client,
+                        &mut self.statements,
+                        succeeded.item.id,
+                        &succeeded.result,
+                        &request,
+                    )?;
+                    self.staged = Some(succeeded.item);
+                    self.after_staging();
+                    claim
+                }
+                None => items::claim_next_item(self.client, &mut self.statements, &request)?,
+            };
             return Ok((controls, item, 0));
         }
+        self.stage_unstaged()?;
         let statements = &mut self.statements;
         in_transaction(self.client, |tx| {
             let state = crate::db::quota_groups::lock_group(tx, &group.name, now)?;
@@ -294,16 +352,7 @@ impl Pass<'_> {
                 account: &group.accounts[index].name,
                 is_allowed: wait.is_none(),
             };
-            let (mut controls, item) = items::claim_next_item(
-                tx,
-                statements,
-                &drain.name,
-                account,
-                run_id,
-                now,
-                is_burst_trigger,
-                local_limits_allow,
-            )?;
+            let (mut controls, item) = items::claim_next_item(tx, statements, &request(account))?;
             if let Some((until, reason)) = wait {
                 controls.backoff_until = Some(until);
                 controls.backoff_reason = Some(reason);
@@ -366,7 +415,8 @@ impl Pass<'_> {
                 }
             }
         }
-        if self.done + self.failed >= self.drain.max_items_per_pass {
+        let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some());
+        if self.done + self.failed + waiting >= self.drain.max_items_per_pass {
             return Some(Stop::normal(
                 "budget",
                 format!("max_items_per_pass ({}) reached", self.drain.max_items_per_pass),
@@ -389,6 +439,7 @@ impl Pass<'_> {
     /// group, and settle it.
     fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
         if let Some(path) = self.vanished_source_file(item) {
+            self.commit_staged()?;
             let now = self.clock.now();
             let note = format!("source file {path} vanished before the item ran");
             let settled = in_transaction(self.client, |tx| {
@@ -452,6 +503,7 @@ impl Pass<'_> {
             if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) },
             if resume_token.is_some() { " (resuming)" } else { "" }
         );
+        let staged = self.staged.take();
         let mut observer = WorkerRecorder::new(
             self.client,
             &mut self.statements,
@@ -461,11 +513,19 @@ impl Pass<'_> {
             item,
             resume_token,
         );
+        observer.staged = staged;
         let result = run_worker(&spec, &mut observer);
         observer.flush();
         if let Some(error) = observer.error.take() {
             log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
         }
+        // The previous result was committed when the worker started, or (no start) is now.
+        let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
+        self.staged = not_committed;
+        if let Some((staged, completion)) = committed {
+            self.count_commit(&staged, completion)?;
+        }
+        self.commit_staged()?;
         let report = match result {
             Ok(report) => report,
             Err(spawn_error) => {
@@ -550,7 +610,7 @@ impl Pass<'_> {
                 )))
             }
             Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
-                self.succeed(item, &account, &report, now)
+                self.succeed(item, &account, report)
             }
             Outcome::ServerError { matched_line } => {
                 self.fail(item, &report, "transient", &format!("server error: {matched_line}"), now)?;
@@ -595,67 +655,82 @@ impl Pass<'_> {
 
     /// Give the item back with its attempt refunded.
     fn release(&mut self, item: &ClaimedItem, outcome: &str, note: &str, now: DateTime<Utc>) -> Result<()> {
-        in_transaction(self.client, |tx| {
-            items::release_item(tx, item.id, self.run_id, true, now, now)?;
-            items::finish_attempt(tx, item.id, self.run_id, outcome, None, Some(note), now)
-        })
+        release_refunded(self.client, item.id, self.run_id, outcome, note, now)
     }
 
+    /// Keep the result for staging with the next claim; its commit follows when the next
+    /// worker starts (see `StagedItem`).
     fn succeed(
         &mut self,
         item: &ClaimedItem,
         account: &AccountConfig,
-        report: &WorkerReport,
-        now: DateTime<Utc>,
+        report: WorkerReport,
     ) -> Result<ItemEnd> {
-        items::stage_result(self.client, &mut self.statements, item.id, self.run_id, &report.stdout, now)?;
+        self.commit_staged()?;
+        self.unstaged = Some(SucceededItem {
+            item: StagedItem {
+                id: item.id,
+                key: item.key.clone(),
+                account: account.name.clone(),
+                clears_suspicion: self.is_account_suspected,
+            },
+            result: report.stdout,
+        });
+        Ok(ItemEnd::Succeeded)
+    }
+
+    /// Stage the result that waits for the next claim, on its own.
+    fn stage_unstaged(&mut self) -> Result<()> {
+        let Some(succeeded) = self.unstaged.take() else { return Ok(()) };
+        let now = self.clock.now();
+        items::stage_result(
+            self.client,
+            &mut self.statements,
+            &self.drain.name,
+            succeeded.item.id,
+            self.run_id,
+            &succeeded.result,
+            now,
+        )?;
+        self.staged = Some(succeeded.item);
+        self.after_staging();
+        Ok(())
+    }
+
+    /// The test hook `DRAINCTL_FAULT=hang_after_stage`.
+    fn after_staging(&self) {
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
-            log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {}", item.key);
+            let key = self.staged.as_ref().map_or("", |staged| staged.key.as_str());
+            log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {key}");
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
         }
-        let completion = items::complete_item(self.client, &mut self.statements, item.id, self.run_id, now)?;
-        if completion == Completion::Completed && self.is_account_suspected {
-            in_transaction(self.client, |tx| {
-                crate::ratelimit::record_success(
-                    tx,
-                    &self.drain.name,
-                    &self.drain.quota_group,
-                    &account.name,
-                    now,
-                )
-            })?;
-            self.is_account_suspected = false;
+    }
+
+    /// Stage and commit the waiting result now, if there is one.
+    fn commit_staged(&mut self) -> Result<()> {
+        self.stage_unstaged()?;
+        let Some(staged) = self.staged.take() else { return Ok(()) };
+        let now = self.clock.now();
+        let completion = commit_staged_result(
+            self.client,
+            &mut self.statements,
+            self.drain,
+            self.run_id,
+            &staged,
+            now,
+            None,
+        );
+        self.count_commit(&staged, completion)
+    }
+
+    fn count_commit(&mut self, staged: &StagedItem, completion: Result<Completion>) -> Result<()> {
+        if completion? == Completion::Completed {
+            self.done += 1;
+            log::info!("drain {}: item {} done", self.drain.name, staged.key);
         }
-        match completion {
-            Completion::Completed => {
-                self.done += 1;
-                log::info!("drain {}: item {} done", self.drain.name, item.key);
-                return Ok(ItemEnd::Completed);
-            }
-            Completion::ClaimLost => {
-                let message = format!(
-                    "run {} lost its claim on item {} (released by supervise, now owned by another run); result not committed",
-                    self.run_id, item.key
-                );
-                log::warn!("{message}");
-                let event =
-                    Event::new("claim_lost", message).drain(&self.drain.name).run(self.run_id).item(item.id);
-                record_event(self.client, &event, now)?;
-            }
-            Completion::StagedResultDamaged => {
-                let message = format!("staged result of item {} did not verify; item released", item.key);
-                log::error!("{message}");
-                self.release(item, "staging_failed", &message, now)?;
-                let event = Event::new("staged_result_discarded", message)
-                    .drain(&self.drain.name)
-                    .run(self.run_id)
-                    .item(item.id);
-                record_event(self.client, &event, now)?;
-            }
-        }
-        Ok(ItemEnd::Settled)
+        Ok(())
     }
 
     fn fail(
@@ -739,6 +814,70 @@ impl Pass<'_> {
 }
 
 /// Record that the group now uses account `to`, with an `account_switched` event.
+/// Give an item back with its attempt refunded, closing the attempt with `outcome`.
+fn release_refunded(
+    client: &mut Client,
+    item_id: i64,
+    run_id: i64,
+    outcome: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    in_transaction(client, |tx| {
+        items::release_item(tx, item_id, run_id, true, now, now)?;
+        items::finish_attempt(tx, item_id, run_id, outcome, None, Some(note), now)
+    })
+}
+
+/// Commit a staged result (fenced by the run, verified against its length and checksum).
+/// A success clears the account's suspected mark when it carried one; a result that could
+/// not be committed is recorded as an event (and a damaged one's item released).
+/// `next_worker` (pid, start time) is recorded as the run's worker in the same statement.
+fn commit_staged_result(
+    client: &mut Client,
+    statements: &mut PreparedStatements,
+    drain: &DrainConfig,
+    run_id: i64,
+    staged: &StagedItem,
+    now: DateTime<Utc>,
+    next_worker: Option<(i32, Option<i64>)>,
+) -> Result<Completion> {
+    let completion = items::complete_item(client, statements, staged.id, run_id, now, next_worker)?;
+    match completion {
+        Completion::Completed => {
+            if staged.clears_suspicion {
+                in_transaction(client, |tx| {
+                    crate::ratelimit::record_success(
+                        tx,
+                        &drain.name,
+                        &drain.quota_group,
+                        &staged.account,
+                        now,
+                    )
+                })?;
+            }
+        }
+        Completion::ClaimLost => {
+            let message = format!(
+                "run {run_id} lost its claim on item {} (released by supervise, now owned by another run); result not committed",
+                staged.key
+            );
+            log::warn!("{message}");
+            let event = Event::new("claim_lost", message).drain(&drain.name).run(run_id).item(staged.id);
+            record_event(client, &event, now)?;
+        }
+        Completion::StagedResultDamaged => {
+            let message = format!("staged result of item {} did not verify; item released", staged.key);
+            log::error!("{message}");
+            release_refunded(client, staged.id, run_id, "staging_failed", &message, now)?;
+            let event =
+                Event::new("staged_result_discarded", message).drain(&drain.name).run(run_id).item(staged.id);
+            record_event(client, &event, now)?;
+        }
+    }
+    Ok(completion)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn record_switch(
     client: &mut impl postgres::GenericClient,
@@ -885,6 +1024,10 @@ struct WorkerRecorder<'a> {
     last_token_write: Option<Instant>,
     rejected_tokens: u32,
     error: Option<Error>,
+    /// The pass's staged result, committed as soon as the worker has started.
+    staged: Option<StagedItem>,
+    /// That commit and how it went.
+    committed: Option<(StagedItem, Result<Completion>)>,
 }
 
 impl<'a> WorkerRecorder<'a> {
@@ -912,6 +1055,8 @@ impl<'a> WorkerRecorder<'a> {
             last_token_write: None,
             rejected_tokens: 0,
             error: None,
+            staged: None,
+            committed: None,
         }
     }
 
@@ -962,10 +1107,27 @@ impl<'a> WorkerRecorder<'a> {
 
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
-        let start_time = crate::process::process_start_time(pid).map(|t| t as i64);
-        if let Err(error) =
-            runs::set_worker(self.client, self.statements, self.run_id, pid as i32, start_time)
-        {
+        let worker = (pid as i32, crate::process::process_start_time(pid).map(|t| t as i64));
+        // The previous item's commit, which records this worker in the same statement,
+        // runs while this worker does.
+        if let Some(staged) = self.staged.take() {
+            let now = self.clock.now();
+            let completion = commit_staged_result(
+                self.client,
+                self.statements,
+                self.drain,
+                self.run_id,
+                &staged,
+                now,
+                Some(worker),
+            );
+            let is_recorded = completion.is_ok();
+            self.committed = Some((staged, completion));
+            if is_recorded {
+                return;
+            }
+        }
+        if let Err(error) = runs::set_worker(self.client, self.statements, self.run_id, worker.0, worker.1) {
             self.error.get_or_insert(error);
         }
     }

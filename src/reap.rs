@@ -93,7 +93,7 @@ pub fn end_run(
         };
         let mut statements = crate::db::PreparedStatements::default();
         for item_id in items::staged_item_ids(tx, run.id)? {
-            match items::complete_item(tx, &mut statements, item_id, run.id, now)? {
+            match items::complete_item(tx, &mut statements, item_id, run.id, now, None)? {
                 Completion::Completed => {
                     reaped.completed_from_staging.push(item_id);
                     let event = Event::new(

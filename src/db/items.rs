@@ -2,8 +2,8 @@
 //! by the claiming run's id), the history of every attempt, and durable result staging.
 
 use chrono::{DateTime, Utc};
-use postgres::types::Type;
-use postgres::GenericClient;
+use postgres::types::{ToSql, Type};
+use postgres::{GenericClient, Row};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -146,28 +146,25 @@ pub fn settle_claimed_skipped_missing(
     Ok(updated == 1)
 }
 
-/// Re-read the pass's controls and, when they allow it, claim the oldest available
-/// pending item of `drain` for `run_id` (the fencing token) — one statement, one round
-/// trip, so the check and the claim see the same state. A claim counts the attempt, opens
-/// its attempt row (recording the account) and records the item-start checkpoint on the
-/// run. An item may be claimed when the drain is not paused, the account is allowed and
-/// not backing off, and either a burst is on or (`is_burst_trigger` is false and)
-/// `local_limits_allow` (window and budget, checked by the caller). Concurrent claimers
-/// skip locked rows.
-#[allow(clippy::too_many_arguments)]
-pub fn claim_next_item(
-    client: &mut impl GenericClient,
-    statements: &mut PreparedStatements,
-    drain: &str,
-    account: ClaimAccount,
-    run_id: i64,
-    now: DateTime<Utc>,
-    is_burst_trigger: bool,
-    local_limits_allow: bool,
-) -> Result<(PassControls, Option<ClaimedItem>)> {
-    let rows = statements.query(
-        client,
-        "WITH controls AS (
+/// What a claim needs to know besides the database: whose, for which account, when, and
+/// what the caller's own limits say.
+pub struct ClaimRequest<'a> {
+    pub drain: &'a str,
+    pub account: ClaimAccount<'a>,
+    /// The run that claims (the fencing token).
+    pub run_id: i64,
+    pub now: DateTime<Utc>,
+    /// The pass was started by a burst: it claims only while a burst is on.
+    pub is_burst_trigger: bool,
+    /// Window and budget, checked by the caller, allow another item (ignored in a burst).
+    pub local_limits_allow: bool,
+}
+
+/// The steps of a claim (parameters $1 to $8, see `claim_params`) and its result row,
+/// shared by the plain claim and by the claim that also stages the previous result.
+macro_rules! claim_steps {
+    () => {
+        "controls AS (
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
                     coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected
                FROM drains d
@@ -196,19 +193,78 @@ pub fn claim_next_item(
               WHERE id = $2 AND status = 'running' AND EXISTS (SELECT 1 FROM claimed))
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
                 c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token
-           FROM controls c LEFT JOIN claimed k ON true",
-        &[
-            (&drain, Type::TEXT),
-            (&run_id, Type::INT8),
-            (&now, Type::TIMESTAMPTZ),
-            (&account.quota_group, Type::TEXT),
-            (&is_burst_trigger, Type::BOOL),
-            (&local_limits_allow, Type::BOOL),
-            (&account.account, Type::TEXT),
-            (&account.is_allowed, Type::BOOL),
-        ],
+           FROM controls c LEFT JOIN claimed k ON true"
+    };
+}
+
+/// Staging a result (parameters $2 run, $3 now, $9 to $12), committed with its length and
+/// SHA-256 so that a reaper can verify it.
+macro_rules! stage_step {
+    () => {
+        "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
+         VALUES ($9, $2, $10, $11, $12, $3)
+         ON CONFLICT (item_id, run_id) DO UPDATE
+            SET result = EXCLUDED.result, result_bytes = EXCLUDED.result_bytes,
+                result_sha256 = EXCLUDED.result_sha256, staged_at = EXCLUDED.staged_at"
+    };
+}
+
+fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), Type); 8] {
+    [
+        (&request.drain, Type::TEXT),
+        (&request.run_id, Type::INT8),
+        (&request.now, Type::TIMESTAMPTZ),
+        (&request.account.quota_group, Type::TEXT),
+        (&request.is_burst_trigger, Type::BOOL),
+        (&request.local_limits_allow, Type::BOOL),
+        (&request.account.account, Type::TEXT),
+        (&request.account.is_allowed, Type::BOOL),
+    ]
+}
+
+/// Re-read the pass's controls and, when they allow it, claim the oldest available
+/// pending item of the drain for the run (the fencing token) — one statement, one round
+/// trip, so the check and the claim see the same state. A claim counts the attempt, opens
+/// its attempt row (recording the account) and records the item-start checkpoint on the
+/// run. An item may be claimed when the drain is not paused, the account is allowed and
+/// not backing off, and either a burst is on or (the pass is not a burst's and) the
+/// caller's local limits allow it. Concurrent claimers skip locked rows.
+pub fn claim_next_item(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    request: &ClaimRequest,
+) -> Result<(PassControls, Option<ClaimedItem>)> {
+    let rows = statements.query(client, concat!("WITH ", claim_steps!()), &claim_params(request))?;
+    Ok(read_claim(&rows))
+}
+
+/// Stage `result` for `item_id` (as `stage_result` does) and claim the next item (as
+/// `claim_next_item` does) in one statement: the one round trip between two workers.
+pub fn stage_and_claim_next_item(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    item_id: i64,
+    result: &[u8],
+    request: &ClaimRequest,
+) -> Result<(PassControls, Option<ClaimedItem>)> {
+    let (length, checksum) = staging_check(result);
+    let mut params = claim_params(request).to_vec();
+    params.extend([
+        (&item_id as &(dyn ToSql + Sync), Type::INT8),
+        (&result, Type::BYTEA),
+        (&length, Type::INT8),
+        (&checksum, Type::BYTEA),
+    ]);
+    let rows = statements.query(
+        client,
+        concat!("WITH staged AS (", stage_step!(), "), ", claim_steps!()),
+        &params,
     )?;
-    let Some(row) = rows.first() else { return Ok((PassControls::default(), None)) };
+    Ok(read_claim(&rows))
+}
+
+fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
+    let Some(row) = rows.first() else { return (PassControls::default(), None) };
     let controls = PassControls {
         paused_at: row.get(0),
         pause_note: row.get(1),
@@ -224,7 +280,12 @@ pub fn claim_next_item(
         attempt: row.get(9),
         resume_token: row.get(10),
     });
-    Ok((controls, item))
+    (controls, item)
+}
+
+/// The length and SHA-256 a staged result is verified against.
+fn staging_check(result: &[u8]) -> (i64, Vec<u8>) {
+    (result.len() as i64, Sha256::digest(result).to_vec())
 }
 
 /// Remember the latest resume token of an item while `run_id` holds it.
@@ -268,33 +329,26 @@ pub fn finish_attempt(
     Ok(())
 }
 
-/// Durably stage a result with its length and checksum (its own statement, committed).
+/// Durably stage a result with its length and checksum (its own statement, committed):
+/// the statement of `stage_and_claim_next_item` with a claim that is never allowed.
 pub fn stage_result(
     client: &mut impl GenericClient,
     statements: &mut PreparedStatements,
+    drain: &str,
     item_id: i64,
     run_id: i64,
     result: &[u8],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let checksum = Sha256::digest(result).to_vec();
-    let length = result.len() as i64;
-    statements.query(
-        client,
-        "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (item_id, run_id) DO UPDATE
-            SET result = EXCLUDED.result, result_bytes = EXCLUDED.result_bytes,
-                result_sha256 = EXCLUDED.result_sha256, staged_at = EXCLUDED.staged_at",
-        &[
-            (&item_id, Type::INT8),
-            (&run_id, Type::INT8),
-            (&result, Type::BYTEA),
-            (&length, Type::INT8),
-            (&checksum, Type::BYTEA),
-            (&now, Type::TIMESTAMPTZ),
-        ],
-    )?;
+    let request = ClaimRequest {
+        drain,
+        account: ClaimAccount { quota_group: "", account: "", is_allowed: false },
+        run_id,
+        now,
+        is_burst_trigger: false,
+        local_limits_allow: false,
+    };
+    stage_and_claim_next_item(client, statements, item_id, result, &request)?;
     Ok(())
 }
 
@@ -311,14 +365,18 @@ pub enum Completion {
 /// Move the staged result of `run_id` into the item and mark it done — only if `run_id`
 /// still holds the claim (fencing) and the staged bytes verify against their recorded
 /// length and SHA-256. In the same statement: the staged row is removed (in every case),
-/// the attempt is closed, and the run counts the item and records a checkpoint.
+/// the attempt is closed, and the run counts the item, records a checkpoint and records
+/// `next_worker` (pid and start time of the worker it now waits on) as its worker — none
+/// when `None`.
 pub fn complete_item(
     client: &mut impl GenericClient,
     statements: &mut PreparedStatements,
     item_id: i64,
     run_id: i64,
     now: DateTime<Utc>,
+    next_worker: Option<(i32, Option<i64>)>,
 ) -> Result<Completion> {
+    let (worker_pid, worker_start_time) = next_worker.map_or((None, None), |(pid, start)| (Some(pid), start));
     let rows = statements.query(
         client,
         "WITH done AS (
@@ -336,14 +394,20 @@ pub fn complete_item(
               WHERE item_id IN (SELECT id FROM done) AND run_id = $2 AND finished_at IS NULL),
          run AS (
              UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
-                    worker_pid = NULL, worker_start_time = NULL,
+                    worker_pid = $4, worker_start_time = $5,
                     last_checkpoint_at = CASE WHEN status = 'running'
                         THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
                     checkpoints = checkpoints + CASE WHEN status = 'running' THEN 1 ELSE 0 END
               WHERE id = $2)
          SELECT (SELECT count(*) FROM done),
                 EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running')",
-        &[(&item_id, Type::INT8), (&run_id, Type::INT8), (&now, Type::TIMESTAMPTZ)],
+        &[
+            (&item_id, Type::INT8),
+            (&run_id, Type::INT8),
+            (&now, Type::TIMESTAMPTZ),
+            (&worker_pid, Type::INT4),
+            (&worker_start_time, Type::INT8),
+        ],
     )?;
     let row = rows.first().ok_or_else(|| Error::Internal("completing an item returned no row".into()))?;
     let completed: i64 = row.get(0);

@@ -89,6 +89,83 @@ fn kill_nine_during_an_item_loses_nothing() {
 }
 
 #[test]
+fn a_result_is_committed_while_the_next_worker_runs_and_that_worker_is_recorded() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (log, go) = (fixture.path("starts.log"), fixture.path("go"));
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), steps(json!([{ "out": "result a" }]))),
+            ("b".into(), steps(json!([{ "log": log }, { "wait_for_file": go }, { "out": "result b" }]))),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    // While b's worker waits, a is already done and the run names b's worker.
+    wait_until("a to be done and b's worker recorded", Duration::from_secs(20), || {
+        fixture.item("docs", "a").0 == "done"
+            && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+            && log.exists()
+    });
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let worker_pid: i64 = logged.split("pid=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let recorded: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    assert_eq!(i64::from(recorded), worker_pid);
+    assert_eq!(fixture.item("docs", "b").0, "running");
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 2);
+    assert_eq!(fixture.count("SELECT items_done::bigint FROM runs"), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL"), 0);
+    let results: Vec<Vec<u8>> = fixture
+        .client()
+        .query("SELECT result FROM items ORDER BY key", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(results, vec![b"result a\n".to_vec(), b"result b\n".to_vec()]);
+}
+
+#[test]
+fn kill_nine_while_the_next_worker_runs_loses_nothing() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), steps(json!([{ "out": "result a" }]))),
+            ("b".into(), steps(json!([{ "touch": started }, { "hang": true }]))),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("b's worker to start and be recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    signal(pass.id(), libc::SIGKILL);
+    let _ = finished(pass.wait_with_output().unwrap());
+    // b's worker now runs a quick step instead of hanging.
+    fixture
+        .client()
+        .execute("UPDATE items SET payload = '{\"steps\": [{\"out\": \"result b\"}]}' WHERE key = 'b'", &[])
+        .unwrap();
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    next.assert_code(0);
+    for (key, result) in [("a", "result a\n"), ("b", "result b\n")] {
+        let row =
+            fixture.client().query_one("SELECT state, result FROM items WHERE key = $1", &[&key]).unwrap();
+        assert_eq!(row.get::<_, String>(0), "done", "item {key}");
+        assert_eq!(row.get::<_, Vec<u8>>(1), result.as_bytes(), "item {key}");
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+    // The reaper killed the hanging worker the crashed run had recorded.
+    wait_until("the orphaned worker to be gone", Duration::from_secs(10), || !pid_alive(worker_pid));
+}
+
+#[test]
 fn kill_nine_between_staging_and_completion_commits_the_staged_result_once() {
     let fixture = Fixture::new(&config(""), NOW);
     fixture.enqueue("docs", &[("a".into(), json!({ "big": "x".repeat(100_000) }))]);
