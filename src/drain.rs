@@ -813,7 +813,6 @@ impl Pass<'_> {
     }
 }
 
-/// Record that the group now uses account `to`, with an `account_switched` event.
 /// Give an item back with its attempt refunded, closing the attempt with `outcome`.
 fn release_refunded(
     client: &mut Client,
@@ -878,6 +877,7 @@ fn commit_staged_result(
     Ok(completion)
 }
 
+/// Record that the group now uses account `to`, with an `account_switched` event.
 #[allow(clippy::too_many_arguments)]
 fn record_switch(
     client: &mut impl postgres::GenericClient,
