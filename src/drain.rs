@@ -254,9 +254,17 @@ impl Pass<'_> {
         let stop = self.work_items();
         // The last staged result is committed before the pass ends, whatever ended it.
         let committed = self.commit_staged();
-        let stop = stop?;
-        committed?;
-        Ok(stop)
+        match (stop, committed) {
+            (Ok(stop), Ok(())) => Ok(stop),
+            (Err(error), Ok(())) | (Ok(_), Err(error)) => Err(error),
+            (Err(error), Err(commit_error)) => {
+                log::error!(
+                    "drain {}: could not commit the last staged result: {commit_error}",
+                    self.drain.name
+                );
+                Err(error)
+            }
+        }
     }
 
     fn work_items(&mut self) -> Result<Stop> {
@@ -319,7 +327,7 @@ impl Pass<'_> {
             let account =
                 ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
             let request = request(account);
-            let (controls, item) = match self.unstaged.take() {
+            let (controls, item) = match &self.unstaged {
                 Some(succeeded) => {
                     let claim = items::stage_and_claim_next_item(
                         self.client,
@@ -328,7 +336,8 @@ impl Pass<'_> {
                         &succeeded.result,
                         &request,
                     )?;
-                    self.staged = Some(succeeded.item);
+                    // Only once it is staged: on an error the pass's end still stages it.
+                    self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
                     self.after_staging();
                     claim
                 }
@@ -519,11 +528,12 @@ impl Pass<'_> {
         if let Some(error) = observer.error.take() {
             log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
         }
-        // The previous result was committed when the worker started, or (no start) is now.
+        // The previous result was committed when the worker started; without a start, or
+        // when that commit failed, it is committed now.
         let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
         self.staged = not_committed;
-        if let Some((staged, completion)) = committed {
-            self.count_commit(&staged, completion)?;
+        if let Some((staged, completion, at)) = committed {
+            self.settle_commit(&staged, completion, at)?;
         }
         self.commit_staged()?;
         let report = match result {
@@ -681,7 +691,7 @@ impl Pass<'_> {
 
     /// Stage the result that waits for the next claim, on its own.
     fn stage_unstaged(&mut self) -> Result<()> {
-        let Some(succeeded) = self.unstaged.take() else { return Ok(()) };
+        let Some(succeeded) = &self.unstaged else { return Ok(()) };
         let now = self.clock.now();
         items::stage_result(
             self.client,
@@ -692,7 +702,7 @@ impl Pass<'_> {
             &succeeded.result,
             now,
         )?;
-        self.staged = Some(succeeded.item);
+        self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
         self.after_staging();
         Ok(())
     }
@@ -713,22 +723,56 @@ impl Pass<'_> {
         self.stage_unstaged()?;
         let Some(staged) = self.staged.take() else { return Ok(()) };
         let now = self.clock.now();
-        let completion = commit_staged_result(
-            self.client,
-            &mut self.statements,
-            self.drain,
-            self.run_id,
-            &staged,
-            now,
-            None,
-        );
-        self.count_commit(&staged, completion)
+        let completion =
+            items::complete_item(self.client, &mut self.statements, staged.id, self.run_id, now, None)?;
+        self.settle_commit(&staged, completion, now)
     }
 
-    fn count_commit(&mut self, staged: &StagedItem, completion: Result<Completion>) -> Result<()> {
-        if completion? == Completion::Completed {
-            self.done += 1;
-            log::info!("drain {}: item {} done", self.drain.name, staged.key);
+    /// After the commit of a staged result: count it, clear the account's suspected mark
+    /// when it carried one, or record why it could not be committed (releasing the item of
+    /// a damaged one).
+    fn settle_commit(
+        &mut self,
+        staged: &StagedItem,
+        completion: Completion,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (drain, run_id) = (self.drain, self.run_id);
+        match completion {
+            Completion::Completed => {
+                self.done += 1;
+                log::info!("drain {}: item {} done", drain.name, staged.key);
+                if staged.clears_suspicion {
+                    in_transaction(self.client, |tx| {
+                        crate::ratelimit::record_success(
+                            tx,
+                            &drain.name,
+                            &drain.quota_group,
+                            &staged.account,
+                            now,
+                        )
+                    })?;
+                }
+            }
+            Completion::ClaimLost => {
+                let message = format!(
+                    "run {run_id} lost its claim on item {} (released by supervise, now owned by another run); result not committed",
+                    staged.key
+                );
+                log::warn!("{message}");
+                let event = Event::new("claim_lost", message).drain(&drain.name).run(run_id).item(staged.id);
+                record_event(self.client, &event, now)?;
+            }
+            Completion::StagedResultDamaged => {
+                let message = format!("staged result of item {} did not verify; item released", staged.key);
+                log::error!("{message}");
+                release_refunded(self.client, staged.id, run_id, "staging_failed", &message, now)?;
+                let event = Event::new("staged_result_discarded", message)
+                    .drain(&drain.name)
+                    .run(run_id)
+                    .item(staged.id);
+                record_event(self.client, &event, now)?;
+            }
         }
         Ok(())
     }
@@ -826,55 +870,6 @@ fn release_refunded(
         items::release_item(tx, item_id, run_id, true, now, now)?;
         items::finish_attempt(tx, item_id, run_id, outcome, None, Some(note), now)
     })
-}
-
-/// Commit a staged result (fenced by the run, verified against its length and checksum).
-/// A success clears the account's suspected mark when it carried one; a result that could
-/// not be committed is recorded as an event (and a damaged one's item released).
-/// `next_worker` (pid, start time) is recorded as the run's worker in the same statement.
-fn commit_staged_result(
-    client: &mut Client,
-    statements: &mut PreparedStatements,
-    drain: &DrainConfig,
-    run_id: i64,
-    staged: &StagedItem,
-    now: DateTime<Utc>,
-    next_worker: Option<(i32, Option<i64>)>,
-) -> Result<Completion> {
-    let completion = items::complete_item(client, statements, staged.id, run_id, now, next_worker)?;
-    match completion {
-        Completion::Completed => {
-            if staged.clears_suspicion {
-                in_transaction(client, |tx| {
-                    crate::ratelimit::record_success(
-                        tx,
-                        &drain.name,
-                        &drain.quota_group,
-                        &staged.account,
-                        now,
-                    )
-                })?;
-            }
-        }
-        Completion::ClaimLost => {
-            let message = format!(
-                "run {run_id} lost its claim on item {} (released by supervise, now owned by another run); result not committed",
-                staged.key
-            );
-            log::warn!("{message}");
-            let event = Event::new("claim_lost", message).drain(&drain.name).run(run_id).item(staged.id);
-            record_event(client, &event, now)?;
-        }
-        Completion::StagedResultDamaged => {
-            let message = format!("staged result of item {} did not verify; item released", staged.key);
-            log::error!("{message}");
-            release_refunded(client, staged.id, run_id, "staging_failed", &message, now)?;
-            let event =
-                Event::new("staged_result_discarded", message).drain(&drain.name).run(run_id).item(staged.id);
-            record_event(client, &event, now)?;
-        }
-    }
-    Ok(completion)
 }
 
 /// Record that the group now uses account `to`, with an `account_switched` event.
@@ -1026,8 +1021,8 @@ struct WorkerRecorder<'a> {
     error: Option<Error>,
     /// The pass's staged result, committed as soon as the worker has started.
     staged: Option<StagedItem>,
-    /// That commit and how it went.
-    committed: Option<(StagedItem, Result<Completion>)>,
+    /// That commit, how it went and when; a failed one leaves the item in `staged`.
+    committed: Option<(StagedItem, Completion, DateTime<Utc>)>,
 }
 
 impl<'a> WorkerRecorder<'a> {
@@ -1108,23 +1103,30 @@ impl<'a> WorkerRecorder<'a> {
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let worker = (pid as i32, crate::process::process_start_time(pid).map(|t| t as i64));
-        // The previous item's commit, which records this worker in the same statement,
-        // runs while this worker does.
+        // The previous item's commit, one statement that also records this worker, runs
+        // while this worker does; what follows from it waits until the worker is done.
         if let Some(staged) = self.staged.take() {
             let now = self.clock.now();
-            let completion = commit_staged_result(
+            match items::complete_item(
                 self.client,
                 self.statements,
-                self.drain,
+                staged.id,
                 self.run_id,
-                &staged,
                 now,
                 Some(worker),
-            );
-            let is_recorded = completion.is_ok();
-            self.committed = Some((staged, completion));
-            if is_recorded {
-                return;
+            ) {
+                Ok(completion) => {
+                    self.committed = Some((staged, completion, now));
+                    return;
+                }
+                Err(error) => {
+                    log::warn!(
+                        "drain {}: item {}: commit failed, retried after the running worker: {error}",
+                        self.drain.name,
+                        staged.key
+                    );
+                    self.staged = Some(staged);
+                }
             }
         }
         if let Err(error) = runs::set_worker(self.client, self.statements, self.run_id, worker.0, worker.1) {

@@ -300,7 +300,9 @@ impl<'p> WorkerPipes<'p> {
                 None => timeout = timeout.min(EXIT_POLL_INTERVAL),
             }
         }
-        let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // Rounded up, so that a deadline less than a millisecond away is not polled for in a
+        // busy loop.
+        let millis = libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
         // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfds.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
         if ready <= 0 {

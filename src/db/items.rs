@@ -161,7 +161,9 @@ pub struct ClaimRequest<'a> {
 }
 
 /// The steps of a claim (parameters $1 to $8, see `claim_params`) and its result row,
-/// shared by the plain claim and by the claim that also stages the previous result.
+/// shared by the plain claim and by the claim that also stages the previous result. A
+/// claim is made between two workers, so it also clears the run's worker: the previous
+/// one has exited and been reaped.
 macro_rules! claim_steps {
     () => {
         "controls AS (
@@ -188,9 +190,11 @@ macro_rules! claim_steps {
              INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
              SELECT id, $2, attempts, $3, $7 FROM claimed),
          checkpoint AS (
-             UPDATE runs SET last_checkpoint_at = greatest(last_checkpoint_at, $3),
-                    checkpoints = checkpoints + 1
-              WHERE id = $2 AND status = 'running' AND EXISTS (SELECT 1 FROM claimed))
+             UPDATE runs SET worker_pid = NULL, worker_start_time = NULL,
+                    last_checkpoint_at = CASE WHEN EXISTS (SELECT 1 FROM claimed)
+                        THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
+                    checkpoints = checkpoints + (SELECT count(*) FROM claimed)
+              WHERE id = $2 AND status = 'running')
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
                 c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token
            FROM controls c LEFT JOIN claimed k ON true"
@@ -492,7 +496,8 @@ pub struct ReleasedItem {
 /// Release every item `run_id` still holds and close their attempts. With
 /// `refund_attempt` (the run was stopped by an error that is not the items' fault) the
 /// attempt is given back; otherwise (crashed, hung) it stays counted and an item that has
-/// used `max_attempts` is dead.
+/// used `max_attempts` is dead. A result the run staged for a released item and never
+/// committed is discarded with it (the reaper commits verified ones before releasing).
 pub fn release_run_items(
     client: &mut impl GenericClient,
     run_id: i64,
@@ -503,14 +508,18 @@ pub fn release_run_items(
 ) -> Result<Vec<ReleasedItem>> {
     let refund: i32 = if refund_attempt { 1 } else { 0 };
     let rows = client.query(
-        "UPDATE items SET
-                attempts = greatest(attempts - $5, 0),
-                state = CASE WHEN attempts - $5 >= $3 THEN 'dead' ELSE 'pending' END,
-                finished_at = CASE WHEN attempts - $5 >= $3 THEN $4::timestamptz ELSE NULL END,
-                claimed_by = CASE WHEN attempts - $5 >= $3 THEN claimed_by ELSE NULL END,
-                available_at = $4, claimed_at = NULL, last_error = $2, updated_at = $4
-          WHERE claimed_by = $1 AND state = 'running'
-          RETURNING id, key, state",
+        "WITH released AS (
+             UPDATE items SET
+                    attempts = greatest(attempts - $5, 0),
+                    state = CASE WHEN attempts - $5 >= $3 THEN 'dead' ELSE 'pending' END,
+                    finished_at = CASE WHEN attempts - $5 >= $3 THEN $4::timestamptz ELSE NULL END,
+                    claimed_by = CASE WHEN attempts - $5 >= $3 THEN claimed_by ELSE NULL END,
+                    available_at = $4, claimed_at = NULL, last_error = $2, updated_at = $4
+              WHERE claimed_by = $1 AND state = 'running'
+          RETURNING id, key, state),
+         discarded AS (
+             DELETE FROM staged_results WHERE run_id = $1 AND item_id IN (SELECT id FROM released))
+         SELECT id, key, state FROM released",
         &[&run_id, &error, &max_attempts, &now, &refund],
     )?;
     client.execute(

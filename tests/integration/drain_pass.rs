@@ -355,9 +355,17 @@ fn a_second_pass_with_no_free_slot_is_lock_skipped() {
 fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     let fixture = Fixture::new(&config(""), NOW);
     let started = fixture.path("started");
-    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "touch": started }, { "hang": true }])))]);
+    fixture.enqueue(
+        "docs",
+        &[
+            ("first".into(), steps(json!([{ "out": "result first" }]))),
+            ("a".into(), steps(json!([{ "touch": started }, { "hang": true }]))),
+        ],
+    );
     let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    wait_until("the second worker to start and be recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
     let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
@@ -366,9 +374,14 @@ fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     assert!(!pid_alive(worker_pid), "worker still alive");
     let (state, attempts, _) = fixture.item("docs", "a");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
-    let row = fixture.client().query_one("SELECT status, note FROM runs", &[]).unwrap();
+    // The item before it keeps its result.
+    let (state, attempts, _) = fixture.item("docs", "first");
+    assert_eq!((state.as_str(), attempts), ("done", 1));
+    let row = fixture.client().query_one("SELECT status, note, items_done FROM runs", &[]).unwrap();
     assert_eq!(row.get::<_, String>(0), "failed");
     assert!(row.get::<_, String>(1).contains("interrupted"));
+    assert_eq!(row.get::<_, i32>(2), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
 }
 
 #[test]
