@@ -924,4 +924,58 @@ mod tests {
         assert!(matches!(error, SpawnError::WorkdirMissing { .. }), "{error:?}");
         assert!(error.to_string().contains("/nonexistent/drainctl-workdir"), "{error}");
     }
+
+    fn shell(script: &str) -> Vec<String> {
+        vec!["sh".to_string(), "-c".to_string(), script.to_string()]
+    }
+
+    fn roomy<'a>(argv: &'a [String], payload: &'a [u8]) -> WorkerSpec<'a> {
+        WorkerSpec {
+            payload,
+            result_cap_bytes: DEFAULT_RESULT_CAP_BYTES,
+            stderr_tail_bytes: 1024,
+            item_timeout: Duration::from_secs(30),
+            ..spec_with(argv, None)
+        }
+    }
+
+    #[test]
+    fn a_large_payload_reaches_a_worker_that_reads_it_all() {
+        let payload = vec![b'x'; 1024 * 1024 + 7];
+        let argv = shell("wc -c");
+        let report = run_worker(&roomy(&argv, &payload), &mut Silent).expect("spawn");
+        assert_eq!(report.exit, WorkerExit::Code(0));
+        assert_eq!(String::from_utf8_lossy(&report.stdout).trim(), "1048583");
+    }
+
+    #[test]
+    fn a_worker_that_never_reads_its_large_payload_is_not_waited_for() {
+        // Far more than a pipe holds: a blocking write would never return.
+        let payload = vec![b'x'; 4 * 1024 * 1024];
+        let argv = shell("echo done");
+        let report = run_worker(&roomy(&argv, &payload), &mut Silent).expect("spawn");
+        assert_eq!((report.exit, report.stop_reason), (WorkerExit::Code(0), None));
+        assert_eq!(report.stdout, b"done\n");
+    }
+
+    #[test]
+    fn without_a_pidfd_the_exit_and_all_output_are_still_seen() {
+        let argv = shell("printf 'out\\n'; sleep 0.2; printf 'err\\n' >&2; exit 3");
+        let spec = roomy(&argv, b"");
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let group = libc::pid_t::try_from(child.id()).expect("pid");
+        let mut pipes = WorkerPipes::new(&mut child, spec.payload).expect("pipes");
+        pipes.exit_fd = None;
+        let report = supervise(&spec, &mut Silent, child, group, pipes, Instant::now());
+        assert_eq!(report.exit, WorkerExit::Code(3));
+        assert_eq!(report.stdout, b"out\n");
+        assert_eq!(report.stderr_tail, b"err\n");
+    }
 }
