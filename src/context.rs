@@ -18,9 +18,11 @@ pub struct Context {
 
 impl Context {
     /// Resolve the configuration and clock (no connection yet), then connect and apply
-    /// any missing migration under the migration lock.
-    pub fn open(config_path: Option<&Path>, needs_config: bool, lock_timeout: Duration) -> Result<Context> {
-        let config = Config::discover(config_path, !needs_config)?;
+    /// any missing migration under the migration lock. From here on the events the
+    /// notifier wants are kept as they are recorded (see `crate::notify`).
+    pub fn open(config_path: Option<&Path>, lock_timeout: Duration) -> Result<Context> {
+        let config = Config::discover(config_path, false)?;
+        crate::notify::watch(&config);
         let clock = Clock::from_env()?;
         let database = config.require_database_url()?;
         let mut client = crate::db::connect(database)?;

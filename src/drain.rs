@@ -269,6 +269,8 @@ impl Pass<'_> {
 
     fn work_items(&mut self) -> Result<Stop> {
         loop {
+            // What the last item recorded is notified now, not at the end of the pass.
+            crate::notify::notify_recorded(self.config, self.client, self.clock.now());
             if let Some(signal) = crate::signals::termination_signal() {
                 return Ok(Stop {
                     status: "failed",
@@ -566,7 +568,7 @@ impl Pass<'_> {
             Outcome::QuotaHit(hit) => {
                 let group = self.drain.quota_group.clone();
                 let account_name = account.name.clone();
-                let (decision, backoff_event) = in_transaction(self.client, |tx| {
+                let decision = in_transaction(self.client, |tx| {
                     items::release_item(tx, item.id, self.run_id, true, now, now)?;
                     items::finish_attempt(
                         tx,
@@ -591,7 +593,6 @@ impl Pass<'_> {
                         self.config.defaults.backoff_policy(),
                     )
                 })?;
-                crate::notify::notify(self.config, self.client, &backoff_event, now);
                 if self.group.has_accounts_to_switch() && decision.rule != BackoffRule::Suspected {
                     // The next claim chooses another account, or stops the pass.
                     log::info!(
@@ -797,7 +798,7 @@ impl Pass<'_> {
             WorkerExit::Signal(_) => None,
         };
         let max_attempts = self.drain.max_attempts as i32;
-        let (failure, recorded) = in_transaction(self.client, |tx| {
+        let failure = in_transaction(self.client, |tx| {
             let failure = items::fail_item(
                 tx,
                 item.id,
@@ -827,23 +828,17 @@ impl Pass<'_> {
                 )),
                 Failure::Retry(_) => None,
             };
-            let event = event.map(|event| {
-                event.drain(&self.drain.name).run(self.run_id).item(item.id).data(json!({
+            if let Some(event) = event {
+                let event = event.drain(&self.drain.name).run(self.run_id).item(item.id).data(json!({
                     "attempt": item.attempt,
                     "outcome": kind,
                     "error": error,
                     "stderr_tail": String::from_utf8_lossy(tail(&report.stderr_tail, 2048)),
-                }))
-            });
-            if let Some(event) = &event {
-                record_event(tx, event, now)?;
+                }));
+                record_event(tx, &event, now)?;
             }
-            Ok((failure, event))
+            Ok(failure)
         })?;
-        if let Some(event) = &recorded {
-            // After the commit: the notifier must never hold the transaction open.
-            crate::notify::notify(self.config, self.client, event, now);
-        }
         if failure != Failure::ClaimLost {
             self.failed += 1;
         }

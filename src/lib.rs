@@ -104,8 +104,7 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
     let lock_timeout = duration::parse_duration(&cli.lock_timeout)
         .map_err(|message| Error::Usage(format!("--lock-timeout: {message}")))?;
     let config_path = cli.config.clone();
-    let open =
-        |needs_config: bool| context::Context::open(config_path.as_deref(), needs_config, lock_timeout);
+    let open = Opening { config_path: config_path.as_deref(), lock_timeout };
     match cli.command {
         Command::Migrate(args) => {
             let as_json = args.json;
@@ -115,73 +114,52 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
             let as_json = args.json;
             quota_command::run(config_path.as_deref(), &args).map(|r| (r, as_json))
         }
-        Command::Drain(args) => {
-            let mut ctx = open(true)?;
-            drain::run(&mut ctx, &args).map(|r| (r, args.json))
-        }
-        Command::Enqueue(args) => {
-            let mut ctx = open(true)?;
-            enqueue::run(&mut ctx, &args).map(|r| (r, args.json))
-        }
-        Command::Scan(args) => {
-            let mut ctx = open(true)?;
-            sources::run(&mut ctx, &args).map(|r| (r, args.json))
-        }
-        Command::Supervise(args) => {
-            let mut ctx = open(true)?;
-            supervise::run(&mut ctx, &args).map(|r| (r, args.json))
-        }
-        Command::Burst(command) => {
-            let mut ctx = open(true)?;
-            burst::run(&mut ctx, &command)
-        }
-        Command::Pause(args) => {
-            let mut ctx = open(true)?;
-            controls::pause(&mut ctx, &args).map(|r| (r, args.json))
-        }
-        Command::Resume(args) => {
-            let mut ctx = open(true)?;
-            controls::resume(&mut ctx, &args).map(|r| (r, args.json))
-        }
-        Command::Status(args) => {
-            let mut ctx = open(true)?;
-            status::run(&mut ctx).map(|r| (r, args.json))
-        }
-        Command::Events(args) => {
-            let mut ctx = open(true)?;
-            events::run(&mut ctx, &args).map(|r| (r, args.json))
-        }
+        Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Scan(args) => open.run(|ctx| sources::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
+        Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)).map(|r| (r, args.json)),
+        Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)).map(|r| (r, args.json)),
+        Command::Status(args) => open.run(status::run).map(|r| (r, args.json)),
+        Command::Events(args) => open.run(|ctx| events::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Runs(args) => {
             let as_json = match &args.command {
                 Some(cli::RunsCommand::Show(show)) => show.json,
                 None => args.json,
             };
-            let mut ctx = open(true)?;
-            runs::run(&mut ctx, &args).map(|r| (r, as_json))
+            open.run(|ctx| runs::run(ctx, &args)).map(|r| (r, as_json))
         }
         Command::Items(args) => {
             let as_json = match &args.command {
                 Some(cli::ItemsCommand::Show(show)) => show.json,
                 None => args.json,
             };
-            let mut ctx = open(true)?;
-            items::run(&mut ctx, &args).map(|r| (r, as_json))
+            open.run(|ctx| items::run(ctx, &args)).map(|r| (r, as_json))
         }
-        Command::Retry(args) => {
-            let mut ctx = open(true)?;
-            retry::run(&mut ctx, &args).map(|r| (r, args.json))
-        }
+        Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Doctor(args) => {
             doctor::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, args.json))
         }
-        Command::Metrics(args) => {
-            let mut ctx = open(true)?;
-            metrics::run(&mut ctx, &args).map(|r| (r, false))
-        }
-        Command::Prune(args) => {
-            let mut ctx = open(true)?;
-            prune::run(&mut ctx, &args).map(|r| (r, args.json))
-        }
+        Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)).map(|r| (r, false)),
+        Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
+    }
+}
+
+/// How a database-backed command opens its context.
+struct Opening<'a> {
+    config_path: Option<&'a std::path::Path>,
+    lock_timeout: std::time::Duration,
+}
+
+impl Opening<'_> {
+    /// Open the context, run `command` in it, then notify of the events it recorded —
+    /// whether the command succeeded or not.
+    fn run<T>(&self, command: impl FnOnce(&mut context::Context) -> Result<T, Error>) -> Result<T, Error> {
+        let mut ctx = context::Context::open(self.config_path, self.lock_timeout)?;
+        let result = command(&mut ctx);
+        notify::notify_recorded(&ctx.config, &mut ctx.client, ctx.clock.now());
+        result
     }
 }

@@ -1,13 +1,14 @@
 //! Notifications: run `[defaults] notify_command` for the events an operator must hear of.
 //!
-//! When an event whose kind is listed in `notify_on` is recorded, [`notify`] runs the
-//! notifier directly (argv, never a shell) in its own process group, with the event as one
+//! Every event whose kind is listed in `notify_on` is kept as it is recorded (see
+//! `crate::db::events`); [`notify_recorded`], called after commits and at the end of every
+//! command, runs the notifier for each one that committed, directly (argv, never a shell) in its own process group, with the event as one
 //! JSON object on stdin (`kind`, `at`, `drain`, `quota_group`, `run_id`, `item_id`,
 //! `message`, `data`). The notifier gets `notify_timeout`; then its whole process group is
 //! killed. A notifier that cannot be started, exits non-zero, dies by a signal or times out
 //! is logged and recorded as a `notify_failed` event — never returned as an error: a
-//! broken pager must not break the pass that noticed the problem. Call it after the
-//! transaction that recorded the event has committed, never inside one.
+//! broken pager must not break the pass that noticed the problem. A `notify_failed` event
+//! is never itself notified.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::db::events::{record_event_or_log, Event};
+use crate::db::events::{record_event_or_log, Event, NOTIFY_FAILED};
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
 
 /// Every event kind drainctl records; `notify_on` may list only these.
@@ -60,14 +61,37 @@ const STDOUT_CAP_BYTES: usize = 1024 * 1024;
 /// How much of the end of the notifier's stderr goes into a `notify_failed` event.
 const STDERR_TAIL_BYTES: usize = 4096;
 
-/// Run the notifier for `event` (recorded at `at`) if one is configured and the event's
-/// kind is in `notify_on`. Never fails: a failure becomes a `notify_failed` event.
-pub fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>) {
+/// Have the events of the kinds in `notify_on` kept as they are recorded (nothing is
+/// kept without a `notify_command`). Called once the configuration is known.
+pub fn watch(config: &Config) {
+    if config.defaults.notify_command.is_some() {
+        crate::db::events::keep_for_notification(&config.defaults.notify_on);
+    }
+}
+
+/// Run the notifier for every event of a `notify_on` kind recorded since the last call
+/// whose transaction has committed. Never fails: a notifier that fails becomes a
+/// `notify_failed` event, and not being able to tell which events committed is logged
+/// and recorded the same way.
+pub fn notify_recorded(config: &Config, client: &mut Client, now: DateTime<Utc>) {
+    match crate::db::events::take_committed(client) {
+        Ok(recorded) => {
+            for recorded in recorded {
+                notify(config, client, &recorded.event, recorded.at);
+            }
+        }
+        Err(error) => {
+            let message = format!("could not read the events to notify: {}", error.display_scrubbed());
+            log::error!("{message}");
+            record_event_or_log(client, &Event::new(NOTIFY_FAILED, message), now);
+        }
+    }
+}
+
+/// Run the notifier for `event` (recorded at `at`).
+fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>) {
     let defaults = &config.defaults;
     let Some(command) = &defaults.notify_command else { return };
-    if !defaults.notify_on.iter().any(|kind| kind == event.kind) {
-        return;
-    }
     let program = command.first().map(String::as_str).unwrap_or_default();
     let Err(failure) = run_notifier(command, defaults.notify_timeout, &event_json(event, at)) else {
         log::debug!("notified {program} of event {}", event.kind);
@@ -75,7 +99,7 @@ pub fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<
     };
     log::warn!("notify_command {program:?} failed for event {}: {}", event.kind, failure.message);
     let mut failed = Event::new(
-        "notify_failed",
+        NOTIFY_FAILED,
         format!("notify_command failed for event {}: {}", event.kind, failure.message),
     )
     .data(json!({

@@ -151,7 +151,6 @@ pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: 
             "log_files": report.log_files,
         }));
         record_event(client, &event, now)?;
-        crate::notify::notify(config, client, &event, now);
     }
     Ok(report)
 }

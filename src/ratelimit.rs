@@ -23,8 +23,8 @@ pub struct HitSource<'a> {
     pub item_id: Option<i64>,
 }
 
-/// Record a quota hit on its account and return the decision with its `backoff_set` event
-/// (to notify once committed). Call inside a transaction:
+/// Record a quota hit on its account (with its `backoff_set` event) and return the
+/// decision. Call inside a transaction:
 /// the group's row and then the account's row are locked, so that two drains of one group
 /// that hit at once agree, and a claim of the group never sees half of it.
 pub fn record_quota_hit(
@@ -33,7 +33,7 @@ pub fn record_quota_hit(
     hit: &QuotaHit,
     now: DateTime<Utc>,
     policy: BackoffPolicy,
-) -> Result<(BackoffDecision, Event)> {
+) -> Result<BackoffDecision> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     lock_backoff(client, source.quota_group, source.account, now)?;
     let previous = read_backoff(client, source.quota_group, source.account)?;
@@ -97,7 +97,7 @@ pub fn record_quota_hit(
         "account": source.account,
     }));
     record_event(client, &event, now)?;
-    Ok((BackoffDecision { until, ..decision }, event))
+    Ok(BackoffDecision { until, ..decision })
 }
 
 /// "quota group G" for a group without accounts, else "account A of quota group G".

@@ -77,8 +77,6 @@ pub fn end_run(
 ) -> Result<Option<Reaped>> {
     let now = clock.now();
     let max_attempts = max_attempts_of(config, &run.drain);
-    // Events worth a notification, sent once the transaction has committed.
-    let mut notable = Vec::new();
     let result = in_transaction(client, |tx| {
         if !runs::finish_run(tx, run.id, status, Some(note), now)? {
             return Ok(None);
@@ -136,9 +134,6 @@ pub fn end_run(
             };
             let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
             record_event(tx, &event, now)?;
-            if item.is_dead {
-                notable.push(event);
-            }
         }
         let kind = if status == "hung" { "run_hung" } else { "run_crashed" };
         let event = Event::new(kind, format!("run {} {status}: {note}", run.id))
@@ -154,14 +149,10 @@ pub fn end_run(
                 "discarded_staging": reaped.discarded_staging,
             }));
         record_event(tx, &event, now)?;
-        notable.push(event);
         Ok(Some(reaped))
     })?;
     if result.is_some() {
         kill_left_worker(client, config, run, now);
-    }
-    for event in &notable {
-        crate::notify::notify(config, client, event, now);
     }
     Ok(result)
 }

@@ -31,7 +31,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::cli::NameArg;
-use crate::config::{Config, DrainConfig, SourceConfig};
+use crate::config::{DrainConfig, SourceConfig};
 use crate::context::Context;
 use crate::db::events::{record_event, Event};
 use crate::db::sources::{self, FileRecord, KnownFile};
@@ -161,7 +161,7 @@ impl ScanReport {
 pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
     let drain = ctx.config.drain(&args.name)?;
     let now = ctx.clock.now();
-    let report = scan(&mut ctx.client, &ctx.config, drain, now)?;
+    let report = scan(&mut ctx.client, drain, now)?;
     let mut human = format!("{}: {}\n", report.drain, report.summary());
     if report.truncated {
         if let Some(source) = &drain.source {
@@ -185,12 +185,7 @@ pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
 }
 
 /// Scan the source of `drain` at `now` (an error when it has none).
-pub fn scan(
-    client: &mut Client,
-    config: &Config,
-    drain: &DrainConfig,
-    now: DateTime<Utc>,
-) -> Result<ScanReport> {
+pub fn scan(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Result<ScanReport> {
     let source = drain.source.as_ref().ok_or_else(|| {
         Error::Usage(format!(
             "drain {} has no source; add `source = {{ dir = \"...\", glob = \"*/*.jsonl\" }}` to its [[drain]] table",
@@ -203,7 +198,7 @@ pub fn scan(
     if !try_advisory_lock(client, key)? {
         return Ok(ScanReport::new(&drain.name, &root, "lock_skipped"));
     }
-    let outcome = scan_locked(client, config, drain, source, &root, now);
+    let outcome = scan_locked(client, drain, source, &root, now);
     let unlocked = advisory_unlock(client, key);
     let report = outcome?;
     unlocked?;
@@ -256,7 +251,6 @@ struct Hashed {
 
 fn scan_locked(
     client: &mut Client,
-    config: &Config,
     drain: &DrainConfig,
     source: &SourceConfig,
     root: &Path,
@@ -352,9 +346,6 @@ fn scan_locked(
         record_event(&mut transaction, event, now)?;
     }
     transaction.commit()?;
-    if let Some(event) = &event {
-        crate::notify::notify(config, client, event, now);
-    }
     Ok(report)
 }
 

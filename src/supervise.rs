@@ -307,7 +307,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let mut scans = Vec::new();
     if !args.dry_run {
         for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
-            let scanned = crate::sources::scan(client, config, drain, clock.now());
+            let scanned = crate::sources::scan(client, drain, clock.now());
             scans.push(scanned.unwrap_or_else(|error| {
                 had_error = true;
                 let message = error.display_scrubbed();
@@ -513,7 +513,6 @@ fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime
     .data(json!({ "burst_until": until, "note": controls.burst_note }));
     record_event(&mut transaction, &event, now)?;
     transaction.commit()?;
-    crate::notify::notify(config, client, &event, now);
     Ok(())
 }
 

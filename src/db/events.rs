@@ -1,10 +1,58 @@
 //! The append-only `events` table: every state change drainctl makes or survives.
+//!
+//! Recording is also where notification starts: an event of a kind the notifier wants is
+//! kept (with its id) in this process's outbox, and [`take_committed`] later hands over
+//! those whose insert has committed, so every recorded event of such a kind is notified
+//! once and one rolled back never is. `crate::notify` drains the outbox.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use postgres::{Client, GenericClient};
 use serde_json::Value;
 
 use crate::error::Result;
+
+/// The kind of the event that reports a failed notification: never itself notified.
+pub const NOTIFY_FAILED: &str = "notify_failed";
+
+/// An event this process recorded, as kept for the notifier.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub id: i64,
+    pub event: Event,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct Outbox {
+    kinds: Vec<String>,
+    pending: Vec<RecordedEvent>,
+}
+
+thread_local! {
+    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
+}
+
+/// From now on keep every recorded event of these kinds for [`take_committed`].
+pub fn keep_for_notification(kinds: &[String]) {
+    OUTBOX.with(|outbox| outbox.borrow_mut().kinds = kinds.to_vec());
+}
+
+/// The kept events whose insert has committed, oldest first; the outbox is emptied (an
+/// event whose transaction rolled back is forgotten). Takes a plain client: it must never
+/// run inside the transaction that recorded them.
+pub fn take_committed(client: &mut Client) -> Result<Vec<RecordedEvent>> {
+    let pending = OUTBOX.with(|outbox| std::mem::take(&mut outbox.borrow_mut().pending));
+    if pending.is_empty() {
+        return Ok(pending);
+    }
+    let ids: Vec<i64> = pending.iter().map(|recorded| recorded.id).collect();
+    let rows = client.query("SELECT id FROM events WHERE id = ANY($1)", &[&ids])?;
+    let committed: HashSet<i64> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(pending.into_iter().filter(|recorded| committed.contains(&recorded.id)).collect())
+}
 
 /// One event to record. Build with [`Event::new`] and the `with_*` setters.
 #[derive(Debug, Clone)]
@@ -57,11 +105,12 @@ impl Event {
     }
 }
 
-/// Append an event.
+/// Append an event (and keep it for the notifier when its kind is wanted).
 pub fn record_event(client: &mut impl GenericClient, event: &Event, at: DateTime<Utc>) -> Result<()> {
-    client.execute(
+    let row = client.query_one(
         "INSERT INTO events (at, kind, drain, quota_group, run_id, item_id, message, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         RETURNING id",
         &[
             &at,
             &event.kind,
@@ -73,6 +122,13 @@ pub fn record_event(client: &mut impl GenericClient, event: &Event, at: DateTime
             &event.data,
         ],
     )?;
+    let id: i64 = row.get(0);
+    OUTBOX.with(|outbox| {
+        let mut outbox = outbox.borrow_mut();
+        if event.kind != NOTIFY_FAILED && outbox.kinds.iter().any(|kind| kind == event.kind) {
+            outbox.pending.push(RecordedEvent { id, event: event.clone(), at });
+        }
+    });
     Ok(())
 }
 

@@ -570,6 +570,29 @@ fn the_notifier_gets_the_dead_letter_event_as_json_on_stdin() {
 }
 
 #[test]
+fn every_kind_in_notify_on_is_sent_once_by_whichever_command_records_it() {
+    let notifier = r#"["sh", "-c", "cat >> TMPDIR/notified.jsonl"]"#;
+    let fixture = Fixture::new(
+        &config(
+            &format!("notify_command = {notifier}\nnotify_on = [\"drain_paused\", \"run_finished\", \"item_dead_lettered\"]\n"),
+            "",
+        ),
+        NOW,
+    );
+    fixture.drainctl(&["pause", "docs", "--note", "maintenance"]).run().assert_code(0);
+    fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
+    fixture.enqueue("docs", &[("bad".into(), steps(json!([{ "exit": 4 }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let text = std::fs::read_to_string(fixture.path("notified.jsonl")).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["drain_paused", "item_dead_lettered", "run_finished"], "{text}");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'notify_failed'"), 0);
+}
+
+#[test]
 fn events_not_in_notify_on_are_not_sent() {
     let (fixture, result, _) = dead_letter_with_notifier(
         r#"["sh", "-c", "cat >> TMPDIR/notified.json"]"#,
