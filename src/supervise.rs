@@ -311,34 +311,25 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             scans.push(scanned.unwrap_or_else(|error| {
                 had_error = true;
                 let message = error.display_scrubbed();
-                log::error!("supervise: scan of {}: {message}", drain.name);
-                let event = Event::new(
-                    "supervise_error",
-                    format!("could not scan the source of drain {}: {message}", drain.name),
-                )
-                .drain(&drain.name);
-                record_event_or_log(client, &event, clock.now());
+                let what = format!("could not scan the source of drain {}: {message}", drain.name);
+                record_failure(client, Some(&drain.name), what, clock.now());
                 crate::sources::ScanReport::failed(drain, message)
             }));
         }
     }
     let snapshots = take_snapshot(client, config, fired_at, &host, args.dry_run)?;
     let mut decisions = plan(&snapshots, fired_at, zone);
-    drop(snapshots);
+    // The running runs the decisions were made on are the ones they act on.
+    let runs: Vec<RunRow> =
+        snapshots.into_iter().flat_map(|snapshot| snapshot.runs.into_iter().map(|s| s.run)).collect();
     let mut pruned = None;
     if !args.dry_run {
-        let runs = running_runs(client, None)?;
         for decision in decisions.iter_mut() {
             if let Err(error) = apply(client, config, clock, &runs, decision, fired_at) {
                 had_error = true;
                 let message = error.display_scrubbed();
-                log::error!("supervise: {} {:?}: {message}", decision.drain, decision.action);
-                let event = Event::new(
-                    "supervise_error",
-                    format!("could not {:?} drain {}: {message}", decision.action, decision.drain),
-                )
-                .drain(&decision.drain);
-                record_event_or_log(client, &event, clock.now());
+                let what = format!("could not {:?} drain {}: {message}", decision.action, decision.drain);
+                record_failure(client, Some(&decision.drain), what, clock.now());
                 decision.error = Some(message);
             }
         }
@@ -349,9 +340,8 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             Ok(report) => pruned = report,
             Err(error) => {
                 had_error = true;
-                let message = format!("could not prune old history: {}", error.display_scrubbed());
-                log::error!("{message}");
-                record_event_or_log(client, &Event::new("supervise_error", message), clock.now());
+                let what = format!("could not prune old history: {}", error.display_scrubbed());
+                record_failure(client, None, what, clock.now());
             }
         }
         if let Some(path) = &config.defaults.metrics_textfile {
@@ -359,13 +349,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                 .and_then(|text| crate::metrics::write_textfile(path, &text));
             if let Err(error) = written {
                 had_error = true;
-                let message = format!(
+                let what = format!(
                     "could not write metrics_textfile {}: {}",
                     path.display(),
                     error.display_scrubbed()
                 );
-                log::error!("{message}");
-                record_event_or_log(client, &Event::new("supervise_error", message), clock.now());
+                record_failure(client, None, what, clock.now());
             }
         }
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
@@ -408,6 +397,17 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         }),
     );
     Ok(report.with_exit_code(if had_error { EXIT_INTERNAL } else { EXIT_OK }))
+}
+
+/// A step of the pass that failed: it is logged and recorded as a `supervise_error`
+/// event, and the pass goes on (it exits 70 at the end).
+fn record_failure(client: &mut Client, drain: Option<&str>, message: String, now: DateTime<Utc>) {
+    log::error!("supervise: {message}");
+    let mut event = Event::new("supervise_error", message);
+    if let Some(drain) = drain {
+        event = event.drain(drain);
+    }
+    record_event_or_log(client, &event, now);
 }
 
 fn take_snapshot<'a>(
