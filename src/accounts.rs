@@ -84,16 +84,6 @@ pub enum SwitchCause {
     BackoffEnded,
 }
 
-impl SwitchCause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SwitchCause::StatedReset => "stated_reset",
-            SwitchCause::ConfirmedLimit => "confirmed_limit",
-            SwitchCause::BackoffEnded => "backoff_ended",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Switch {
     /// Index of the account the group used until now.

@@ -404,7 +404,7 @@ impl Config {
         let mut drains = Vec::with_capacity(raw.drains.len());
         let mut seen = HashSet::new();
         for raw_drain in raw.drains {
-            let drain = resolve_drain(raw_drain, source, &base_dir, &defaults, &mut seen)?;
+            let drain = resolve_drain(raw_drain, source, &base_dir, &mut seen)?;
             if !quota_groups.iter().any(|group| group.name == drain.quota_group) {
                 quota_groups.push(QuotaGroupConfig::implicit(drain.quota_group.clone()));
             }
@@ -697,7 +697,6 @@ fn resolve_drain(
     raw: RawDrain,
     source: &Source,
     base_dir: &Path,
-    defaults: &Defaults,
     seen: &mut HashSet<String>,
 ) -> Result<DrainConfig> {
     let name = raw.name.get_ref().clone();
@@ -846,7 +845,6 @@ fn resolve_drain(
             );
         }
     }
-    let _ = defaults;
     let source_config = match &raw.source {
         Some(raw_source) => Some(resolve_source(raw_source, &name, source, base_dir)?),
         None => None,

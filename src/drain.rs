@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
-use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::db::events::{record_event, Event};
 use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem, Completion, Failure};
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
@@ -136,14 +136,15 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             let event = finished_event(&pass, "failed", &note);
             // Stopped by an error, not by the items: give their attempts back.
             let max_attempts = pass.drain.max_attempts as i32;
-            match items::release_run_items(pass.client, run_id, &note, max_attempts, true, at)
-                .and_then(|_| runs::finish_run(pass.client, run_id, "failed", Some(&note), at))
-            {
-                Ok(true) => record_event_or_log(pass.client, &event, at),
-                Ok(false) => {}
-                Err(release_error) => {
-                    log::error!("run {run_id}: could not release items after an error: {release_error}")
+            let released = in_transaction(pass.client, |tx| {
+                items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
+                if runs::finish_run(tx, run_id, "failed", Some(&note), at)? {
+                    record_event(tx, &event, at)?;
                 }
+                Ok(())
+            });
+            if let Err(release_error) = released {
+                log::error!("run {run_id}: could not release items after an error: {release_error}");
             }
             return Err(error);
         }
@@ -514,17 +515,23 @@ impl Pass<'_> {
             if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) },
             if resume_token.is_some() { " (resuming)" } else { "" }
         );
-        let staged = self.staged.take();
-        let mut observer = WorkerRecorder::new(
-            self.client,
-            &mut self.statements,
-            self.clock,
-            self.drain,
-            self.run_id,
+        let mut observer = WorkerRecorder {
+            staged: self.staged.take(),
+            client: self.client,
+            statements: &mut self.statements,
+            clock: self.clock,
+            drain: self.drain,
+            run_id: self.run_id,
             item,
+            unwritten: 0,
+            last_write: None,
             resume_token,
-        );
-        observer.staged = staged;
+            unwritten_token: None,
+            last_token_write: None,
+            rejected_tokens: 0,
+            error: None,
+            committed: None,
+        };
         let result = run_worker(&spec, &mut observer);
         observer.flush();
         if let Some(error) = observer.error.take() {
@@ -569,14 +576,13 @@ impl Pass<'_> {
                 let group = self.drain.quota_group.clone();
                 let account_name = account.name.clone();
                 let decision = in_transaction(self.client, |tx| {
-                    items::release_item(tx, item.id, self.run_id, true, now, now)?;
-                    items::finish_attempt(
+                    release_refunded(
                         tx,
                         item.id,
                         self.run_id,
                         "quota_hit",
                         exit_code,
-                        Some(&hit.matched_line),
+                        &hit.matched_line,
                         now,
                     )?;
                     crate::ratelimit::record_quota_hit(
@@ -655,18 +661,20 @@ impl Pass<'_> {
             "{why}; fix `command` of drain {} in the configuration (item {} keeps its attempts)",
             self.drain.name, item.key
         );
-        self.release(item, "not_started", &note, now)?;
         let event = Event::new("worker_not_started", note.clone())
             .drain(&self.drain.name)
             .run(self.run_id)
             .item(item.id);
-        record_event(self.client, &event, now)?;
+        in_transaction(self.client, |tx| {
+            release_refunded(tx, item.id, self.run_id, "not_started", None, &note, now)?;
+            record_event(tx, &event, now)
+        })?;
         Ok(Stop { status: "failed", note, exit_code: EXIT_CONFIG })
     }
 
     /// Give the item back with its attempt refunded.
     fn release(&mut self, item: &ClaimedItem, outcome: &str, note: &str, now: DateTime<Utc>) -> Result<()> {
-        release_refunded(self.client, item.id, self.run_id, outcome, note, now)
+        in_transaction(self.client, |tx| release_refunded(tx, item.id, self.run_id, outcome, None, note, now))
     }
 
     /// Keep the result for staging with the next claim; its commit follows when the next
@@ -767,12 +775,14 @@ impl Pass<'_> {
             Completion::StagedResultDamaged => {
                 let message = format!("staged result of item {} did not verify; item released", staged.key);
                 log::error!("{message}");
-                release_refunded(self.client, staged.id, run_id, "staging_failed", &message, now)?;
-                let event = Event::new("staged_result_discarded", message)
+                let event = Event::new("staged_result_discarded", message.clone())
                     .drain(&drain.name)
                     .run(run_id)
                     .item(staged.id);
-                record_event(self.client, &event, now)?;
+                in_transaction(self.client, |tx| {
+                    release_refunded(tx, staged.id, run_id, "staging_failed", None, &message, now)?;
+                    record_event(tx, &event, now)
+                })?;
             }
         }
         Ok(())
@@ -852,19 +862,19 @@ impl Pass<'_> {
     }
 }
 
-/// Give an item back with its attempt refunded, closing the attempt with `outcome`.
+/// Give an item back with its attempt refunded and close the attempt with `outcome`, in
+/// the caller's transaction.
 fn release_refunded(
-    client: &mut Client,
+    tx: &mut impl postgres::GenericClient,
     item_id: i64,
     run_id: i64,
     outcome: &str,
+    exit_code: Option<i32>,
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    in_transaction(client, |tx| {
-        items::release_item(tx, item_id, run_id, true, now, now)?;
-        items::finish_attempt(tx, item_id, run_id, outcome, None, Some(note), now)
-    })
+    items::release_item(tx, item_id, run_id, now)?;
+    items::finish_attempt(tx, item_id, run_id, outcome, exit_code, Some(note), now)
 }
 
 /// Record that the group now uses account `to`, with an `account_switched` event.
@@ -1020,36 +1030,7 @@ struct WorkerRecorder<'a> {
     committed: Option<(StagedItem, Completion, DateTime<Utc>)>,
 }
 
-impl<'a> WorkerRecorder<'a> {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        client: &'a mut Client,
-        statements: &'a mut PreparedStatements,
-        clock: &'a Clock,
-        drain: &'a DrainConfig,
-        run_id: i64,
-        item: &'a ClaimedItem,
-        resume_token: Option<String>,
-    ) -> Self {
-        WorkerRecorder {
-            client,
-            statements,
-            clock,
-            drain,
-            run_id,
-            item,
-            unwritten: 0,
-            last_write: None,
-            resume_token,
-            unwritten_token: None,
-            last_token_write: None,
-            rejected_tokens: 0,
-            error: None,
-            staged: None,
-            committed: None,
-        }
-    }
-
+impl WorkerRecorder<'_> {
     /// Write what is not written yet.
     fn flush(&mut self) {
         self.flush_token();

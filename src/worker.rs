@@ -24,10 +24,6 @@ use std::time::{Duration, Instant};
 
 /// How much of the end of stdout is kept in `WorkerReport::stdout_tail`.
 pub const STDOUT_TAIL_BYTES: usize = 64 * 1024;
-/// Default cap on the result (stdout).
-pub const DEFAULT_RESULT_CAP_BYTES: usize = 16 * 1024 * 1024;
-/// Default size of the kept stderr tail.
-pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
 /// A line longer than this is cut: its first bytes are matched, the rest is skipped.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Size of one read from a worker's pipe.
@@ -118,8 +114,6 @@ pub struct WorkerReport {
     pub stdout_bytes: u64,
     /// Checkpoint lines seen on both streams.
     pub checkpoints: u64,
-    /// From spawn to the end of output.
-    pub elapsed: Duration,
 }
 
 /// A worker that could not be started: a configuration problem, not an item failure.
@@ -495,7 +489,7 @@ fn supervise(
         capture.finish(stream, observer);
     }
     let exit = exit.unwrap_or(WorkerExit::Code(-1));
-    capture.into_report(exit, stop_reason, started_at.elapsed())
+    capture.into_report(exit, stop_reason)
 }
 
 fn reap(child: &mut Child) -> WorkerExit {
@@ -681,12 +675,7 @@ impl<'a> OutputCapture<'a> {
         lines.finish(&mut |line| patterns.check(line, checkpoints, observer));
     }
 
-    fn into_report(
-        self,
-        exit: WorkerExit,
-        stop_reason: Option<StopReason>,
-        elapsed: Duration,
-    ) -> WorkerReport {
+    fn into_report(self, exit: WorkerExit, stop_reason: Option<StopReason>) -> WorkerReport {
         let stdout_tail = self.stdout_tail.to_vec();
         WorkerReport {
             exit,
@@ -696,7 +685,6 @@ impl<'a> OutputCapture<'a> {
             stderr_tail: self.stderr_tail.to_vec(),
             stdout_bytes: self.stdout_bytes,
             checkpoints: self.checkpoints,
-            elapsed,
         }
     }
 }
@@ -873,7 +861,7 @@ mod tests {
         assert!(capture.is_over_cap());
         capture.finish(Stream::Stdout, &mut Silent);
         capture.finish(Stream::Stderr, &mut Silent);
-        let report = capture.into_report(WorkerExit::Code(0), None, Duration::ZERO);
+        let report = capture.into_report(WorkerExit::Code(0), None);
         assert_eq!(report.checkpoints, 3);
         assert_eq!(report.stdout_bytes, 12);
         assert_eq!(report.stdout, b"cp 1\nxx\ncp 3");
@@ -909,7 +897,7 @@ mod tests {
         capture.accept(Stream::Stderr, b"say ::resume:: no\n::resume::\n::resume:: x; rm -rf /", &mut tokens);
         capture.finish(Stream::Stderr, &mut tokens);
         assert_eq!(tokens.0, ["abc-1", "x;"]);
-        let report = capture.into_report(WorkerExit::Code(0), None, Duration::ZERO);
+        let report = capture.into_report(WorkerExit::Code(0), None);
         assert_eq!(report.checkpoints, 0);
     }
 
@@ -932,7 +920,7 @@ mod tests {
     fn roomy<'a>(argv: &'a [String], payload: &'a [u8]) -> WorkerSpec<'a> {
         WorkerSpec {
             payload,
-            result_cap_bytes: DEFAULT_RESULT_CAP_BYTES,
+            result_cap_bytes: crate::config::DEFAULT_MAX_RESULT_BYTES,
             stderr_tail_bytes: 1024,
             item_timeout: Duration::from_secs(30),
             ..spec_with(argv, None)

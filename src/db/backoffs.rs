@@ -26,10 +26,6 @@ impl BackoffRow {
     fn empty(group: &str, account: &str) -> BackoffRow {
         BackoffRow { quota_group: group.to_string(), account: account.to_string(), ..BackoffRow::default() }
     }
-
-    pub fn is_backing_off(&self, now: DateTime<Utc>) -> bool {
-        self.backoff_until.is_some_and(|until| now < until)
-    }
 }
 
 /// Reads a row selected as `quota_group, account, backoff_until, rule, reset_at, reason,

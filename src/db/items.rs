@@ -138,11 +138,7 @@ pub fn settle_claimed_skipped_missing(
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
         &[&item_id, &run_id, &note, &now],
     )?;
-    client.execute(
-        "UPDATE attempts SET finished_at = $3, outcome = 'skipped_missing', error = $4
-          WHERE item_id = $1 AND run_id = $2 AND finished_at IS NULL",
-        &[&item_id, &run_id, &now, &note],
-    )?;
+    finish_attempt(client, item_id, run_id, "skipped_missing", None, Some(note), now)?;
     Ok(updated == 1)
 }
 
@@ -424,22 +420,20 @@ pub fn complete_item(
     })
 }
 
-/// Put a held item back to pending. `refund_attempt` gives the attempt back (quota hit,
-/// worker not startable, interruption): such a release is not the item's fault.
+/// Put a held item back to pending, available at once, with its attempt given back: a
+/// release that is not the item's fault (quota hit, worker not startable, interruption,
+/// a staged result that did not verify).
 pub fn release_item(
     client: &mut impl GenericClient,
     item_id: i64,
     run_id: i64,
-    refund_attempt: bool,
-    available_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let refund: i32 = if refund_attempt { 1 } else { 0 };
     let updated = client.execute(
-        "UPDATE items SET state = 'pending', attempts = greatest(attempts - $3, 0),
-                available_at = $4, claimed_by = NULL, claimed_at = NULL, updated_at = $5
+        "UPDATE items SET state = 'pending', attempts = greatest(attempts - 1, 0),
+                available_at = $3, claimed_by = NULL, claimed_at = NULL, updated_at = $3
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-        &[&item_id, &run_id, &refund, &available_at, &now],
+        &[&item_id, &run_id, &now],
     )?;
     Ok(updated == 1)
 }

@@ -19,8 +19,17 @@ pub struct Batch {
     pub related: i64,
 }
 
-fn batch_from(row: &postgres::Row) -> Batch {
-    Batch { candidates: row.get(0), deleted: row.get(1), related: row.get(2) }
+/// Run one batch statement of this file: `$1` the horizon, `$2` the limit, `$3` dry run;
+/// it selects (candidates, deleted, related).
+fn run_batch(
+    client: &mut impl GenericClient,
+    sql: &str,
+    before: DateTime<Utc>,
+    limit: i64,
+    dry_run: bool,
+) -> Result<Batch> {
+    let row = client.query_one(sql, &[&before, &limit, &dry_run])?;
+    Ok(Batch { candidates: row.get(0), deleted: row.get(1), related: row.get(2) })
 }
 
 /// Finished runs that started before `before`, with their attempts — except a run that
@@ -32,7 +41,8 @@ pub fn prune_runs(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    let row = client.query_one(
+    run_batch(
+        client,
         "WITH candidates AS (
              SELECT r.id FROM runs r
               WHERE r.started_at < $1 AND r.status <> 'running'
@@ -49,9 +59,10 @@ pub fn prune_runs(
              RETURNING 1)
          SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone),
                 (SELECT count(*) FROM attempts WHERE run_id IN (SELECT id FROM candidates))",
-        &[&before, &limit, &dry_run],
-    )?;
-    Ok(batch_from(&row))
+        before,
+        limit,
+        dry_run,
+    )
 }
 
 /// Supervisor passes that fired before `before`, except the latest acting one (the
@@ -62,7 +73,8 @@ pub fn prune_supervisor_passes(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    let row = client.query_one(
+    run_batch(
+        client,
         "WITH latest AS (
              SELECT id FROM supervisor_passes WHERE status = 'done' ORDER BY fired_at DESC, id DESC LIMIT 1),
          candidates AS (
@@ -73,9 +85,10 @@ pub fn prune_supervisor_passes(
          gone AS (
              DELETE FROM supervisor_passes WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING 1)
          SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
-        &[&before, &limit, &dry_run],
-    )?;
-    Ok(batch_from(&row))
+        before,
+        limit,
+        dry_run,
+    )
 }
 
 /// Events recorded before `before` (index `events_at`).
@@ -85,15 +98,17 @@ pub fn prune_events(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    let row = client.query_one(
+    run_batch(
+        client,
         "WITH candidates AS (
              SELECT id FROM events WHERE at < $1 ORDER BY at, id LIMIT $2),
          gone AS (
              DELETE FROM events WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING 1)
          SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
-        &[&before, &limit, &dry_run],
-    )?;
-    Ok(batch_from(&row))
+        before,
+        limit,
+        dry_run,
+    )
 }
 
 /// Done and skipped_missing items that finished before `before`, with their attempts
@@ -105,7 +120,8 @@ pub fn prune_done_items(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    let row = client.query_one(
+    run_batch(
+        client,
         "WITH candidates AS (
              SELECT id FROM items
               WHERE state IN ('done', 'skipped_missing') AND finished_at < $1
@@ -117,9 +133,10 @@ pub fn prune_done_items(
                 AND state IN ('done', 'skipped_missing') AND finished_at < $1 AND NOT $3
              RETURNING 1)
          SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
-        &[&before, &limit, &dry_run],
-    )?;
-    Ok(batch_from(&row))
+        before,
+        limit,
+        dry_run,
+    )
 }
 
 /// Log files of runs still running (never removed, however old).
