@@ -352,7 +352,7 @@ fn check_supervisor(
     now: chrono::DateTime<chrono::Utc>,
     interval: Duration,
 ) {
-    let last = match crate::db::passes::last_pass_at(client) {
+    let last = match crate::db::passes::last_pass(client).map(|last| last.map(|(at, _)| at)) {
         Ok(last) => last,
         Err(error) => {
             return checks.push(

@@ -48,7 +48,6 @@ pub struct Forecast {
     pub finishes_before_burst_deadline: Option<bool>,
 }
 
-/// The forecast for a backlog of `backlog` items worked on by `concurrency` passes.
 /// The forecast of one drain from its recent runs in the database (status and metrics).
 pub fn forecast_drain(
     client: &mut impl postgres::GenericClient,
@@ -62,6 +61,7 @@ pub fn forecast_drain(
     Ok(forecast(history, backlog, drain.concurrency, burst_until, now))
 }
 
+/// The forecast for a backlog of `backlog` items worked on by `concurrency` passes.
 pub fn forecast(
     history: RunHistory,
     backlog: i64,

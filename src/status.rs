@@ -13,7 +13,6 @@ use crate::context::Context;
 use crate::db::backoffs::read_group_backoffs;
 use crate::db::drains::read_controls;
 use crate::db::items::count_by_state;
-use crate::db::passes::last_pass_at;
 use crate::db::quota_groups::read_groups;
 use crate::db::runs::{last_run, last_run_starts, running_runs};
 use crate::duration::format_relative;
@@ -166,8 +165,11 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             "forecast": forecast,
         }));
     }
-    let heartbeat =
-        crate::supervise::Heartbeat::new(last_pass_at(client)?, now, config.defaults.supervise_interval);
+    let heartbeat = crate::supervise::Heartbeat::new(
+        crate::db::passes::last_pass(client)?.map(|(at, _)| at),
+        now,
+        config.defaults.supervise_interval,
+    );
     let mut human =
         table(&["DRAIN", "STATE", "PENDING", "RUNNING", "DONE", "DEAD", "LAST RUN", "NOTES"], &rows);
     if !forecast_lines.is_empty() {

@@ -34,12 +34,6 @@ pub fn insert_pass(client: &mut impl GenericClient, pass: &PassRecord) -> Result
     Ok(row.get(0))
 }
 
-/// When the last acting pass fired.
-pub fn last_pass_at(client: &mut impl GenericClient) -> Result<Option<DateTime<Utc>>> {
-    let row = client.query_one("SELECT max(fired_at) FROM supervisor_passes WHERE status = 'done'", &[])?;
-    Ok(row.get(0))
-}
-
 /// When the last acting pass fired and how long it took (index `supervisor_passes_fired`).
 pub fn last_pass(client: &mut impl GenericClient) -> Result<Option<(DateTime<Utc>, i32)>> {
     let row = client.query_opt(
