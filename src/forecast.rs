@@ -48,17 +48,15 @@ pub struct Forecast {
     pub finishes_before_burst_deadline: Option<bool>,
 }
 
-/// The forecast of one drain from its recent runs in the database (status and metrics).
-pub fn forecast_drain(
+/// The recent history of each of `drains` that [`forecast`] works from (status and
+/// metrics), in one statement.
+pub fn recent_histories(
     client: &mut impl postgres::GenericClient,
-    drain: &crate::config::DrainConfig,
-    backlog: i64,
-    burst_until: Option<DateTime<Utc>>,
+    drains: &[String],
     now: DateTime<Utc>,
-) -> crate::error::Result<Forecast> {
+) -> crate::error::Result<std::collections::HashMap<String, RunHistory>> {
     let since = now - chrono::Duration::from_std(RECENT_WINDOW).unwrap_or_default();
-    let history = crate::db::runs::recent_history(client, &drain.name, since, RECENT_RUNS)?;
-    Ok(forecast(history, backlog, drain.concurrency, burst_until, now))
+    crate::db::runs::recent_histories(client, drains, since, RECENT_RUNS)
 }
 
 /// The forecast for a backlog of `backlog` items worked on by `concurrency` passes.

@@ -133,9 +133,12 @@ pub fn render_metrics(
         "drainctl_burst_will_finish",
         "During a burst: 1 when the backlog empties before the deadline at that throughput, else 0.",
     );
+    let all_counts = items::count_by_state_of(client, &names)?;
+    let all_latest = runs::latest_runs(client, &names)?;
+    let histories = crate::forecast::recent_histories(client, &names, now)?;
     for drain in &config.drains {
         let name = &drain.name;
-        let counts = items::count_by_state(client, name)?;
+        let counts = all_counts.get(name).copied().unwrap_or_default();
         for (state, count) in [
             ("pending", counts.pending),
             ("running", counts.running),
@@ -149,18 +152,19 @@ pub fn render_metrics(
         burst.sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.burst_until)));
         let is_paused = control.is_some_and(|c| c.is_paused());
         paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
-        if let Some((status, finished_at)) = runs::last_finished_run(client, name)? {
+        let latest = all_latest.get(name).cloned().unwrap_or_default();
+        if let Some((status, finished_at)) = latest.finished {
             last_run.sample(vec![("drain", name.clone()), ("status", status)], timestamp(Some(finished_at)));
         }
-        last_success.sample(vec![("drain", name.clone())], timestamp(runs::last_success_at(client, name)?));
+        last_success.sample(vec![("drain", name.clone())], timestamp(latest.last_success_at));
         let burst_until = control.and_then(|c| c.burst_until);
-        let forecast = crate::forecast::forecast_drain(
-            client,
-            drain,
+        let forecast = crate::forecast::forecast(
+            histories.get(name).copied().unwrap_or_default(),
             counts.pending + counts.running,
+            drain.concurrency,
             burst_until,
             now,
-        )?;
+        );
         if let Some(rate) = forecast.items_per_hour {
             throughput.sample(vec![("drain", name.clone())], rate / 3600.0);
         }

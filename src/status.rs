@@ -12,7 +12,7 @@ use crate::accounts::{AccountState, GroupView, Selection};
 use crate::context::Context;
 use crate::db::backoffs::read_group_backoffs;
 use crate::db::drains::read_controls;
-use crate::db::items::count_by_state;
+use crate::db::items::count_by_state_of;
 use crate::db::quota_groups::read_groups;
 use crate::db::runs::{last_run, last_run_starts, running_runs};
 use crate::duration::format_relative;
@@ -36,13 +36,15 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         .map(|(group, (_, state))| GroupView::new(group, &backoff_rows, state))
         .collect();
     let last_starts = last_run_starts(client, &names)?;
+    let all_counts = count_by_state_of(client, &names)?;
+    let histories = crate::forecast::recent_histories(client, &names, now)?;
     let mut forecast_lines = Vec::new();
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut rows = Vec::new();
     let mut drains_json = Vec::new();
     for drain in &config.drains {
         let control = controls.iter().find(|c| c.name == drain.name);
-        let counts = count_by_state(client, &drain.name)?;
+        let counts = all_counts.get(&drain.name).copied().unwrap_or_default();
         let Some(view) = views.iter().find(|view| view.group.name == drain.quota_group) else {
             continue;
         };
@@ -83,13 +85,13 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         let last_checkpoint = runs.iter().map(|r| r.last_checkpoint_at).max();
         let last_started_at = last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
         let cadence_next_start = crate::supervise::cadence_next_start(drain, last_started_at);
-        let forecast = crate::forecast::forecast_drain(
-            client,
-            drain,
+        let forecast = crate::forecast::forecast(
+            histories.get(&drain.name).copied().unwrap_or_default(),
             counts.pending + counts.running,
+            drain.concurrency,
             burst_until,
             now,
-        )?;
+        );
         forecast_lines.push(format!("  {}: {}", drain.name, forecast.describe()));
         if let Some(burst) = forecast.describe_burst() {
             forecast_lines.push(format!("  {}: {burst}", drain.name));

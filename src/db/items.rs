@@ -1,6 +1,8 @@
 //! The `items`, `attempts` and `staged_results` tables: the backlog, its claims (fenced
 //! by the claiming run's id), the history of every attempt, and durable result staging.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row};
@@ -563,14 +565,27 @@ pub struct StateCounts {
     pub skipped_missing: i64,
 }
 
-/// Items of `drain` per state (index-only scans of `items_drain_state`).
+/// How many items of `drain` are in each state (index-only scans of `items_drain_state`).
 pub fn count_by_state(client: &mut impl GenericClient, drain: &str) -> Result<StateCounts> {
-    let rows =
-        client.query("SELECT state, count(*) FROM items WHERE drain = $1 GROUP BY state", &[&drain])?;
-    let mut counts = StateCounts::default();
+    let mut counts = count_by_state_of(client, &[drain.to_string()])?;
+    Ok(counts.remove(drain).unwrap_or_default())
+}
+
+/// How many items each of `drains` has in each state, in one statement; a drain without
+/// items is absent.
+pub fn count_by_state_of(
+    client: &mut impl GenericClient,
+    drains: &[String],
+) -> Result<HashMap<String, StateCounts>> {
+    let rows = client.query(
+        "SELECT drain, state, count(*) FROM items WHERE drain = ANY($1) GROUP BY drain, state",
+        &[&drains],
+    )?;
+    let mut all: HashMap<String, StateCounts> = HashMap::new();
     for row in rows {
-        let state: String = row.get(0);
-        let count: i64 = row.get(1);
+        let counts = all.entry(row.get(0)).or_default();
+        let state: String = row.get(1);
+        let count: i64 = row.get(2);
         match state.as_str() {
             "pending" => counts.pending = count,
             "running" => counts.running = count,
@@ -580,7 +595,7 @@ pub fn count_by_state(client: &mut impl GenericClient, drain: &str) -> Result<St
             _ => {}
         }
     }
-    Ok(counts)
+    Ok(all)
 }
 
 /// One line of `items NAME`.

@@ -1,6 +1,8 @@
 //! The `runs` table: one row per `drain` invocation, its liveness (checkpoints, the
 //! worker it is running) and how it ended.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use postgres::types::Type;
 use postgres::GenericClient;
@@ -215,31 +217,42 @@ pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i6
     Ok(rows.iter().map(run_from_row).collect())
 }
 
-/// Status and end of the latest finished run of `drain` that did real work (not
-/// `lock_skipped`); index `runs_drain_started`.
-pub fn last_finished_run(
-    client: &mut impl GenericClient,
-    drain: &str,
-) -> Result<Option<(String, DateTime<Utc>)>> {
-    let row = client.query_opt(
-        "SELECT status, finished_at FROM runs
-          WHERE drain = $1 AND finished_at IS NOT NULL AND status <> 'lock_skipped'
-          ORDER BY started_at DESC, id DESC LIMIT 1",
-        &[&drain],
-    )?;
-    Ok(row.map(|row| (row.get(0), row.get(1))))
+/// What the metrics say of a drain's latest runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatestRuns {
+    /// How the latest finished run (not lock_skipped) ended, and when.
+    pub finished: Option<(String, DateTime<Utc>)>,
+    /// When the latest run that completed at least one item ended (its last checkpoint
+    /// while it still runs).
+    pub last_success_at: Option<DateTime<Utc>>,
 }
 
-/// When the latest run of `drain` that completed at least one item ended (its last
-/// checkpoint while it is still running); index `runs_drain_started`.
-pub fn last_success_at(client: &mut impl GenericClient, drain: &str) -> Result<Option<DateTime<Utc>>> {
-    let row = client.query_opt(
-        "SELECT coalesce(finished_at, last_checkpoint_at) FROM runs
-          WHERE drain = $1 AND items_done > 0
-          ORDER BY started_at DESC, id DESC LIMIT 1",
-        &[&drain],
+/// [`LatestRuns`] of each of `drains`, in one statement: two index-backed probes per drain
+/// (`runs_drain_started`).
+pub fn latest_runs(
+    client: &mut impl GenericClient,
+    drains: &[String],
+) -> Result<HashMap<String, LatestRuns>> {
+    let rows = client.query(
+        "SELECT name, f.status, f.finished_at, s.at
+           FROM unnest($1::text[]) AS name
+           LEFT JOIN LATERAL (SELECT status, finished_at FROM runs
+                               WHERE drain = name AND finished_at IS NOT NULL AND status <> 'lock_skipped'
+                               ORDER BY started_at DESC, id DESC LIMIT 1) AS f ON true
+           LEFT JOIN LATERAL (SELECT coalesce(finished_at, last_checkpoint_at) AS at FROM runs
+                               WHERE drain = name AND items_done > 0
+                               ORDER BY started_at DESC, id DESC LIMIT 1) AS s ON true",
+        &[&drains],
     )?;
-    Ok(row.map(|row| row.get(0)))
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let status: Option<String> = row.get(1);
+            let finished_at: Option<DateTime<Utc>> = row.get(2);
+            let latest = LatestRuns { finished: status.zip(finished_at), last_success_at: row.get(3) };
+            (row.get(0), latest)
+        })
+        .collect())
 }
 
 /// When the latest run (not lock_skipped) of each of these drains started — running,
@@ -259,24 +272,37 @@ pub fn last_run_starts(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-/// The latest `limit` passes of `drain` that finished at or after `since`, summed: their
-/// count, items done and running time. Passes that crashed or hung are left out (their
-/// end is when they were noticed), and so are lock-skipped ones (no work). Index
-/// `runs_drain_started`.
-pub fn recent_history(
+/// For each of `drains`, its latest `limit` passes that finished at or after `since`,
+/// summed: their count, items done and running time — in one statement. Passes that
+/// crashed or hung are left out (their end is when they were noticed), and so are
+/// lock-skipped ones (no work). Index `runs_drain_started`.
+pub fn recent_histories(
     client: &mut impl GenericClient,
-    drain: &str,
+    drains: &[String],
     since: DateTime<Utc>,
     limit: i64,
-) -> Result<crate::forecast::RunHistory> {
-    let row = client.query_one(
-        "SELECT count(*), coalesce(sum(items_done), 0)::bigint,
-                coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8
-           FROM (SELECT items_done, started_at, finished_at FROM runs
-                  WHERE drain = $1 AND finished_at >= $2
-                    AND status NOT IN ('running', 'lock_skipped', 'crashed', 'hung')
-                  ORDER BY started_at DESC LIMIT $3) AS recent",
-        &[&drain, &since, &limit],
+) -> Result<HashMap<String, crate::forecast::RunHistory>> {
+    let rows = client.query(
+        "SELECT name, h.runs, h.items_done, h.running_seconds
+           FROM unnest($1::text[]) AS name
+           CROSS JOIN LATERAL (
+               SELECT count(*) AS runs, coalesce(sum(items_done), 0)::bigint AS items_done,
+                      coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8 AS running_seconds
+                 FROM (SELECT items_done, started_at, finished_at FROM runs
+                        WHERE drain = name AND finished_at >= $2
+                          AND status NOT IN ('running', 'lock_skipped', 'crashed', 'hung')
+                        ORDER BY started_at DESC LIMIT $3) AS recent) AS h",
+        &[&drains, &since, &limit],
     )?;
-    Ok(crate::forecast::RunHistory { runs: row.get(0), items_done: row.get(1), running_seconds: row.get(2) })
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let history = crate::forecast::RunHistory {
+                runs: row.get(1),
+                items_done: row.get(2),
+                running_seconds: row.get(3),
+            };
+            (row.get(0), history)
+        })
+        .collect())
 }
