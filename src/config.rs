@@ -569,10 +569,8 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         }
         None => DEFAULT_NOTIFY_ON.iter().map(|kind| kind.to_string()).collect(),
     };
-    let notify_timeout = duration(&raw.notify_timeout, "notify_timeout", DEFAULT_NOTIFY_TIMEOUT)?;
-    if let Some(value) = raw.notify_timeout.as_ref().filter(|_| notify_timeout.is_zero()) {
-        return Err(source.error_for(value, "notify_timeout: must be more than 0s"));
-    }
+    let notify_timeout =
+        spanned_positive_duration(&raw.notify_timeout, "notify_timeout", DEFAULT_NOTIFY_TIMEOUT, source)?;
     let retention = resolve_retention(raw.retention.as_ref(), source)?;
     Ok(Defaults {
         retention,
@@ -829,35 +827,18 @@ fn resolve_drain(
         })?
     };
     let resume_args = raw.resume_args.map(Spanned::into_inner).unwrap_or_default();
-    let item_timeout = duration(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
-    if item_timeout.is_zero() {
-        if let Some(value) = &raw.item_timeout {
-            return Err(
-                source.error_for(value, &format!("{}: must be more than 0s", context("item_timeout")))
-            );
-        }
-    }
-    let liveness_timeout = duration(&raw.liveness_timeout, "liveness_timeout", DEFAULT_LIVENESS_TIMEOUT)?;
-    if liveness_timeout.is_zero() {
-        if let Some(value) = &raw.liveness_timeout {
-            return Err(
-                source.error_for(value, &format!("{}: must be more than 0s", context("liveness_timeout")))
-            );
-        }
-    }
+    let positive = |value: &Option<Spanned<String>>, key: &str, default: &str| {
+        spanned_positive_duration(value, &context(key), default, source)
+    };
+    let item_timeout = positive(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
+    let liveness_timeout = positive(&raw.liveness_timeout, "liveness_timeout", DEFAULT_LIVENESS_TIMEOUT)?;
     let source_config = match &raw.source {
         Some(raw_source) => Some(resolve_source(raw_source, &name, source, base_dir)?),
         None => None,
     };
+    // Without a value there is no cadence; the default is never used.
     let every = match &raw.every {
-        Some(text) => {
-            let every = parse_duration(text.get_ref())
-                .map_err(|message| source.error_for(text, &format!("{}: {message}", context("every"))))?;
-            if every.is_zero() {
-                return Err(source.error_for(text, &format!("{}: must be more than 0s", context("every"))));
-            }
-            Some(every)
-        }
+        Some(_) => Some(positive(&raw.every, "every", "1s")?),
         None => None,
     };
     Ok(DrainConfig {
@@ -920,6 +901,22 @@ fn spanned_duration(
         Some(text) => parse_duration(text.get_ref())
             .map_err(|message| source.error_for(text, &format!("{key}: {message}"))),
         None => parse_duration(default).map_err(Error::Internal),
+    }
+}
+
+/// As [`spanned_duration`], refusing a zero duration the file states.
+fn spanned_positive_duration(
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: &str,
+    source: &Source,
+) -> Result<Duration> {
+    let duration = spanned_duration(value, key, default, source)?;
+    match value {
+        Some(text) if duration.is_zero() => {
+            Err(source.error_for(text, &format!("{key}: must be more than 0s")))
+        }
+        _ => Ok(duration),
     }
 }
 

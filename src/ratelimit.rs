@@ -7,7 +7,7 @@ use postgres::GenericClient;
 use serde_json::json;
 
 use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBackoff};
-use crate::db::backoffs::{lock_backoff, read_backoff, write_backoff, BackoffRow};
+use crate::db::backoffs::{lock_backoff, write_backoff, BackoffRow};
 use crate::db::events::{record_event, Event};
 use crate::error::Result;
 use crate::quota::QuotaHit;
@@ -35,8 +35,7 @@ pub fn record_quota_hit(
     policy: BackoffPolicy,
 ) -> Result<BackoffDecision> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
-    lock_backoff(client, source.quota_group, source.account, now)?;
-    let previous = read_backoff(client, source.quota_group, source.account)?;
+    let previous = lock_backoff(client, source.quota_group, source.account, now)?;
     let decision = decide_backoff(
         hit.reset,
         now,

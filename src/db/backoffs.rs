@@ -44,35 +44,26 @@ fn from_row(row: &postgres::Row) -> BackoffRow {
     }
 }
 
-/// The backoff row of one account of `group` (a default, empty row when there is none).
-pub fn read_backoff(client: &mut impl GenericClient, group: &str, account: &str) -> Result<BackoffRow> {
-    let row = client.query_opt(
-        "SELECT quota_group, account, backoff_until, rule, reset_at, reason, observed_at, suspected_at,
-                needs_attention
-           FROM quota_backoffs WHERE quota_group = $1 AND account = $2",
-        &[&group, &account],
-    )?;
-    Ok(row.as_ref().map(from_row).unwrap_or_else(|| BackoffRow::empty(group, account)))
-}
-
-/// Create the row of one account if missing and lock it until the transaction ends, so
-/// that two passes hitting the same account at once agree.
+/// Create the row of one account if missing, lock it until the transaction ends (so that
+/// two passes hitting the same account at once agree) and return it.
 pub fn lock_backoff(
     client: &mut impl GenericClient,
     group: &str,
     account: &str,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<BackoffRow> {
     client.execute(
         "INSERT INTO quota_backoffs (quota_group, account, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (quota_group, account) DO NOTHING",
         &[&group, &account, &now],
     )?;
-    client.execute(
-        "SELECT 1 FROM quota_backoffs WHERE quota_group = $1 AND account = $2 FOR UPDATE",
+    let row = client.query_one(
+        "SELECT quota_group, account, backoff_until, rule, reset_at, reason, observed_at, suspected_at,
+                needs_attention
+           FROM quota_backoffs WHERE quota_group = $1 AND account = $2 FOR UPDATE",
         &[&group, &account],
     )?;
-    Ok(())
+    Ok(from_row(&row))
 }
 
 /// Write an account's backoff after a quota hit.
