@@ -275,13 +275,7 @@ fn hits_without_a_reset_switch_only_when_confirmed_and_once_per_switch_cooldown(
     assert_eq!(worker_log(&fixture)[4..], ["i1 c"]);
     assert_eq!(switches(&fixture)[1], ("b".into(), "c".into(), "confirmed_limit".into()));
     assert_eq!(fixture.item("alpha", "i1"), ("done".into(), 1, None));
-    let rules: Vec<String> = fixture
-        .client()
-        .query("SELECT data->>'account' || ' ' || (data->>'rule') FROM events WHERE kind = 'backoff_set' ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let rules: Vec<String> = fixture.column("SELECT data->>'account' || ' ' || (data->>'rule') FROM events WHERE kind = 'backoff_set' ORDER BY id");
     assert_eq!(rules, ["a suspected", "a confirmed", "b suspected", "b confirmed"]);
 }
 

@@ -88,6 +88,25 @@ fn kill_nine_during_an_item_loses_nothing() {
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 2);
 }
 
+/// Start a pass over item `first` (prints "result FIRST") and item `second` (hangs), and
+/// wait until the second worker runs and the run has recorded it; its pid.
+fn hang_in_the_second_item(fixture: &Fixture, first: &str, second: &str) -> (std::process::Child, i32) {
+    let started = fixture.path("started");
+    fixture.enqueue(
+        "docs",
+        &[
+            (first.into(), steps(json!([{ "out": format!("result {first}") }]))),
+            (second.into(), steps(json!([{ "touch": started }, { "hang": true }]))),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the second worker to start and be recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    (pass, worker_pid)
+}
+
 #[test]
 fn a_result_is_committed_while_the_next_worker_runs_and_that_worker_is_recorded() {
     let fixture = Fixture::new(&config(""), NOW);
@@ -118,32 +137,14 @@ fn a_result_is_committed_while_the_next_worker_runs_and_that_worker_is_recorded(
     assert_eq!(result.json()["items_done"], 2);
     assert_eq!(fixture.count("SELECT items_done::bigint FROM runs"), 2);
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL"), 0);
-    let results: Vec<Vec<u8>> = fixture
-        .client()
-        .query("SELECT result FROM items ORDER BY key", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let results: Vec<Vec<u8>> = fixture.column("SELECT result FROM items ORDER BY key");
     assert_eq!(results, vec![b"result a\n".to_vec(), b"result b\n".to_vec()]);
 }
 
 #[test]
 fn kill_nine_while_the_next_worker_runs_loses_nothing() {
     let fixture = Fixture::new(&config(""), NOW);
-    let started = fixture.path("started");
-    fixture.enqueue(
-        "docs",
-        &[
-            ("a".into(), steps(json!([{ "out": "result a" }]))),
-            ("b".into(), steps(json!([{ "touch": started }, { "hang": true }]))),
-        ],
-    );
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("b's worker to start and be recorded", Duration::from_secs(20), || {
-        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
-    });
-    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    let (pass, worker_pid) = hang_in_the_second_item(&fixture, "a", "b");
     signal(pass.id(), libc::SIGKILL);
     let _ = finished(pass.wait_with_output().unwrap());
     // b's worker now runs a quick step instead of hanging.
@@ -354,19 +355,7 @@ fn a_second_pass_with_no_free_slot_is_lock_skipped() {
 #[test]
 fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     let fixture = Fixture::new(&config(""), NOW);
-    let started = fixture.path("started");
-    fixture.enqueue(
-        "docs",
-        &[
-            ("first".into(), steps(json!([{ "out": "result first" }]))),
-            ("a".into(), steps(json!([{ "touch": started }, { "hang": true }]))),
-        ],
-    );
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the second worker to start and be recorded", Duration::from_secs(20), || {
-        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
-    });
-    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    let (pass, worker_pid) = hang_in_the_second_item(&fixture, "first", "a");
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(75);

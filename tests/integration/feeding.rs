@@ -243,13 +243,7 @@ fn paths_that_leave_the_source_folder_are_refused_and_never_read() {
     let paths: Vec<&str> = refused.iter().map(|(path, _)| *path).collect();
     assert_eq!(paths, ["mallory/dangling.jsonl", "mallory/evil.jsonl", "mallory/up.jsonl", "outside"]);
     assert!(refused[1].1.contains("resolves outside dir"), "{refused:?}");
-    let keys: Vec<String> = fixture
-        .client()
-        .query("SELECT key FROM items ORDER BY key", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let keys: Vec<String> = fixture.column("SELECT key FROM items ORDER BY key");
     assert_eq!(keys, ["alice/1.jsonl", "mallory/inside.jsonl"]);
     let human = fixture.drainctl(&["scan", "sessions"]).run();
     human.assert_code(0);

@@ -75,13 +75,8 @@ fn hits_without_a_reset_back_off_five_minutes_then_the_default() {
     // A second hit within 30 minutes confirms: default_backoff (1h).
     assert_eq!(backoff_until(&fixture), "2026-11-27T11:06:00Z");
     assert_eq!(fixture.item("alpha", "a1").1, 0, "quota hits never use attempts");
-    let rules: Vec<String> = fixture
-        .client()
-        .query("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let rules: Vec<String> =
+        fixture.column("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id");
     assert_eq!(rules, ["suspected", "confirmed"]);
 }
 

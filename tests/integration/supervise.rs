@@ -251,13 +251,7 @@ fn an_overlapping_supervise_records_lock_skipped_and_exits_zero() {
     let first = fixture.drainctl(&["supervise", "--json"]).run();
     first.assert_code(0);
     assert_eq!(first.json()["status"], "done");
-    let statuses: Vec<String> = fixture
-        .client()
-        .query("SELECT status FROM supervisor_passes ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let statuses: Vec<String> = fixture.column("SELECT status FROM supervisor_passes ORDER BY id");
     assert_eq!(statuses, ["lock_skipped", "done"]);
 }
 
@@ -316,13 +310,7 @@ fn burst_status_and_off_read_and_clear_the_one_row() {
     fixture.drainctl(&["burst", "off", "docs"]).run().assert_code(0);
     let status = fixture.drainctl(&["burst", "status", "docs", "--json"]).run();
     assert_eq!(status.json()["bursts"][0]["active"], false);
-    let kinds: Vec<String> = fixture
-        .client()
-        .query("SELECT kind FROM events WHERE kind LIKE 'burst%' ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let kinds: Vec<String> = fixture.column("SELECT kind FROM events WHERE kind LIKE 'burst%' ORDER BY id");
     assert_eq!(kinds, ["burst_on", "burst_off"]);
 }
 

@@ -261,6 +261,11 @@ impl Fixture {
         (row.get(0), row.get(1), row.get(2))
     }
 
+    /// The first column of every row `sql` returns.
+    pub fn column<T: postgres::types::FromSqlOwned>(&self, sql: &str) -> Vec<T> {
+        self.client().query(sql, &[]).unwrap().iter().map(|row| row.get(0)).collect()
+    }
+
     pub fn count(&self, sql: &str) -> i64 {
         query_i64(&mut self.client(), sql)
     }
