@@ -34,7 +34,7 @@ use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
 use crate::db::events::{record_event, Event};
-use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem, Completion, Failure};
+use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem, Committer, Completion, Failure};
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
@@ -78,14 +78,17 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let now = clock.now();
     let controls = ensure_drain(client, &drain.name, now)?;
     crate::reap::reap_crashed_runs(client, config, clock, Some(&drain.name))?;
+    crate::reap::release_orphaned_items(client, config, clock, Some(&drain.name))?;
 
     let host = crate::process::host_name();
+    let host_id = crate::process::host_id();
     let pid = std::process::id();
     let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
     let new_run = NewRun {
         drain: &drain.name,
         trigger: args.trigger.as_str(),
         host: &host,
+        host_id: host_id.as_deref(),
         pid: pid as i32,
         process_start_time: crate::process::process_start_time(pid).map(|t| t as i64),
         log_path: log_path.as_deref(),
@@ -387,8 +390,19 @@ impl Pass<'_> {
     }
 
     /// Why the pass must stop before the next item, given the controls read with the
-    /// claim: pause, end of burst, backoff, then (outside a burst) window and budget.
+    /// claim: its run ended by someone else, pause, end of burst, backoff, then (outside a burst) window and budget.
     fn reason_to_stop(&self, controls: PassControls, now: DateTime<Utc>) -> Option<Stop> {
+        if !controls.is_run_live {
+            // Fenced: supervise ended this run (hung, crashed) and released its items.
+            return Some(Stop {
+                status: "failed",
+                note: format!(
+                    "run {} was ended by another process (see `drainctl runs show {}`): it claims and commits nothing more",
+                    self.run_id, self.run_id
+                ),
+                exit_code: EXIT_TEMPORARY,
+            });
+        }
         if controls.paused_at.is_some() {
             let note = controls.pause_note.as_deref().unwrap_or("no note");
             return Some(Stop::normal("window_closed", format!("drain paused ({note})")));
@@ -732,8 +746,15 @@ impl Pass<'_> {
         self.stage_unstaged()?;
         let Some(staged) = self.staged.take() else { return Ok(()) };
         let now = self.clock.now();
-        let completion =
-            items::complete_item(self.client, &mut self.statements, staged.id, self.run_id, now, None)?;
+        let completion = items::complete_item(
+            self.client,
+            &mut self.statements,
+            staged.id,
+            self.run_id,
+            now,
+            None,
+            Committer::Run,
+        )?;
         self.settle_commit(&staged, completion, now)
     }
 
@@ -1090,6 +1111,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
                 self.run_id,
                 now,
                 Some(worker),
+                Committer::Run,
             ) {
                 Ok(completion) => {
                     self.committed = Some((staged, completion, now));

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") },
     Migration { version: 2, name: "accounts", sql: include_str!("../migrations/0002_accounts.sql") },
     Migration { version: 3, name: "sources", sql: include_str!("../migrations/0003_sources.sql") },
+    Migration {
+        version: 4,
+        name: "host_identity",
+        sql: include_str!("../migrations/0004_host_identity.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -211,6 +211,29 @@ pub fn terminate_process(
     }
 }
 
+/// This process's machine and PID namespace, `<boot id>/<pid namespace>` (for example
+/// `afe8…5f39/pid:[4026531836]`): two hosts, or two containers, may share a host name, but
+/// a pid means something only where both of these are the same. None when `/proc` does
+/// not tell.
+pub fn host_id() -> Option<String> {
+    static HOST_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOST_ID
+        .get_or_init(|| {
+            let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+            let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+            Some(format!("{}/{}", boot.trim(), namespace.display()))
+        })
+        .clone()
+}
+
+/// Whether a process recorded as running on `host` (with `host_id`, when recorded) is one
+/// this process can probe and signal: the same host name and, when the record has one, the
+/// same boot and PID namespace. Anything else is another host's, judged by liveness alone
+/// and never signalled (docs/operations.md, "Several hosts").
+pub fn is_this_host(host: &str, host_id: Option<&str>) -> bool {
+    host == host_name() && host_id.is_none_or(|recorded| Some(recorded) == self::host_id().as_deref())
+}
+
 /// This host's name (`gethostname`), `"unknown-host"` if it cannot be read.
 pub fn host_name() -> String {
     let mut buffer = [0u8; 256];
@@ -287,6 +310,16 @@ mod tests {
             assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "pgid {pgid}");
             assert!(error.to_string().contains(&pgid.to_string()), "{error}");
         }
+    }
+
+    #[test]
+    fn a_run_of_another_boot_or_pid_namespace_is_not_this_hosts() {
+        let host = host_name();
+        let this = host_id().expect("/proc tells the boot id and PID namespace");
+        assert!(is_this_host(&host, Some(&this)));
+        assert!(is_this_host(&host, None), "a run recorded without an identity goes by its name");
+        assert!(!is_this_host(&host, Some("another-boot/pid:[4026531836]")));
+        assert!(!is_this_host("another-host", Some(&this)));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::{Config, DEFAULT_MAX_ATTEMPTS};
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::in_transaction;
-use crate::db::items::{self, Completion};
+use crate::db::items::{self, Committer, Completion};
 use crate::db::runs::{self, RunRow};
 use crate::error::Result;
 use crate::process;
@@ -32,12 +32,17 @@ pub struct Reaped {
 }
 
 /// Is this run's process (on this host) gone?
-pub fn is_crashed(run: &RunRow, this_host: &str) -> bool {
-    if run.host != this_host {
+pub fn is_crashed(run: &RunRow) -> bool {
+    if !is_this_hosts(run) {
         return false;
     }
     let Ok(pid) = u32::try_from(run.pid) else { return true };
     !process::is_process_alive(pid, run.process_start_time.map(|t| t as u64))
+}
+
+/// Was this run's process started on this host (and in this PID namespace)?
+pub fn is_this_hosts(run: &RunRow) -> bool {
+    process::is_this_host(&run.host, run.host_id.as_deref())
 }
 
 /// Reap every crashed run of this host (of one drain, or all).
@@ -47,10 +52,9 @@ pub fn reap_crashed_runs(
     clock: &Clock,
     drain: Option<&str>,
 ) -> Result<Vec<Reaped>> {
-    let host = process::host_name();
     let mut reaped = Vec::new();
     for run in runs::running_runs(client, drain)? {
-        if is_crashed(&run, &host) {
+        if is_crashed(&run) {
             let note = format!("process {} on {} is gone", run.pid, run.host);
             if let Some(result) = end_run(client, config, clock, &run, "crashed", &note)? {
                 reaped.push(result);
@@ -58,6 +62,40 @@ pub fn reap_crashed_runs(
         }
     }
     Ok(reaped)
+}
+
+/// Release the items of configured drains (one, or all) that are still `running` under a
+/// run that is no longer `running` — left by a run ended while its process went on, or
+/// one that died between a claim and its ending — with an event for each. Returns how
+/// many were released.
+pub fn release_orphaned_items(
+    client: &mut Client,
+    config: &Config,
+    clock: &Clock,
+    drain: Option<&str>,
+) -> Result<usize> {
+    let mut released = 0;
+    for name in config.drains.iter().map(|d| d.name.as_str()).filter(|name| drain.is_none_or(|d| d == *name))
+    {
+        let now = clock.now();
+        let max_attempts = max_attempts_of(config, name);
+        released += in_transaction(client, |tx| {
+            let orphans = items::release_orphaned_items(tx, name, max_attempts, now)?;
+            for item in &orphans {
+                let run = item.run_id.map_or("(none)".to_string(), |id| id.to_string());
+                let (kind, what) =
+                    if item.is_dead { ("item_dead_lettered", "dead") } else { ("item_released", "released") };
+                let message = format!("item {} {what}: its run {run} is no longer running", item.key);
+                let mut event = Event::new(kind, message).drain(name).item(item.id);
+                if let Some(run_id) = item.run_id {
+                    event = event.run(run_id);
+                }
+                record_event(tx, &event, now)?;
+            }
+            Ok(orphans.len())
+        })?;
+    }
+    Ok(released)
 }
 
 fn max_attempts_of(config: &Config, drain: &str) -> i32 {
@@ -91,7 +129,8 @@ pub fn end_run(
         };
         let mut statements = crate::db::PreparedStatements::default();
         for item_id in items::staged_item_ids(tx, run.id)? {
-            match items::complete_item(tx, &mut statements, item_id, run.id, now, None)? {
+            match items::complete_item(tx, &mut statements, item_id, run.id, now, None, Committer::RunEnder)?
+            {
                 Completion::Completed => {
                     reaped.completed_from_staging.push(item_id);
                     let event = Event::new(
@@ -159,7 +198,7 @@ pub fn end_run(
 
 /// A crashed pass may leave its worker running (it has its own process group): end it.
 fn kill_left_worker(client: &mut Client, config: &Config, run: &RunRow, now: DateTime<Utc>) {
-    if run.host != process::host_name() {
+    if !is_this_hosts(run) {
         return;
     }
     let (Some(pid), start_time) = (run.worker_pid, run.worker_start_time) else { return };

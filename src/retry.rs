@@ -2,7 +2,8 @@
 //!
 //! `--dead` puts every dead item of the drain back to pending; `--key K` does it for one
 //! item that is dead or pending (a pending item waiting out its retry delay becomes
-//! available at once). Either way the item's attempts start again from 0 and it is
+//! available at once), or `running` under a run that is no longer running (its run was
+//! ended as hung or crashed and nobody holds it). Either way the item's attempts start again from 0 and it is
 //! available now; its last error stays visible until the next attempt replaces it. A
 //! running or done item is left alone (`enqueue --replace` runs a done item again). One
 //! `items_retried` event records what was retried, in the same transaction.
@@ -44,7 +45,7 @@ pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
     let (retried, skipped_state) = outcome;
     let human = match (&args.key, &skipped_state) {
         (Some(key), Some(state)) => format!(
-            "{drain}: item {key:?} is {state}, not retried; only dead or pending items are{}",
+            "{drain}: item {key:?} is {state}, not retried; only dead or pending items are (and running ones whose run has ended){}",
             if state == "done" {
                 format!(" (`drainctl enqueue {drain} --replace` runs a done item again)")
             } else {

@@ -103,35 +103,45 @@ pub struct DrainSnapshot<'a> {
     pub last_started_at: Option<DateTime<Utc>>,
 }
 
-/// Decide, without side effects, what to do about every drain at `now`.
+/// Decide, without side effects, what to do about every drain at `now`: first what ends
+/// (expired bursts, crashed and hung runs) for every drain, then what starts.
 pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
+    let mut decisions = plan_recovery(snapshots, now, zone);
+    decisions.extend(plan_starts(snapshots, now, zone));
+    decisions
+}
+
+/// Is this run healthy (its process there, a checkpoint within `liveness_timeout`)?
+fn is_healthy(run: &RunSnapshot, drain: &DrainConfig, now: DateTime<Utc>) -> bool {
+    let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
+    !run.is_process_gone && now - run.run.last_checkpoint_at <= liveness
+}
+
+/// The decisions that end things: expired bursts, crashed runs to reap, hung runs to stop.
+/// They are applied before [`plan_starts`] decides on a fresh view, so that an item a
+/// hung run held is started again in the same pass (docs/guarantees.md).
+pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
     let mut decisions = Vec::new();
     for snapshot in snapshots {
         let drain = snapshot.drain;
         let name = drain.name.as_str();
-        let controls = snapshot.controls.as_ref();
-        if let Some(until) = controls.and_then(|c| c.expired_burst(now)) {
+        if let Some(until) = snapshot.controls.as_ref().and_then(|c| c.expired_burst(now)) {
             decisions.push(Decision::new(
                 name,
                 Action::ExpireBurst,
                 format!("burst deadline {} passed", local(until, zone)),
             ));
         }
-        let mut busy = 0;
-        for run in &snapshot.runs {
-            let silent_for = now - run.run.last_checkpoint_at;
-            let liveness =
-                chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-            if run.is_process_gone {
-                let mut decision = Decision::new(
+        for run in snapshot.runs.iter().filter(|run| !is_healthy(run, drain, now)) {
+            let mut decision = if run.is_process_gone {
+                Decision::new(
                     name,
                     Action::ReapCrashed,
                     format!("run {}: process {} on {} is gone", run.run.id, run.run.pid, run.run.host),
-                );
-                decision.run_id = Some(run.run.id);
-                decisions.push(decision);
-            } else if silent_for > liveness {
-                let mut decision = Decision::new(
+                )
+            } else {
+                let silent_for = now - run.run.last_checkpoint_at;
+                Decision::new(
                     name,
                     Action::KillHung,
                     format!(
@@ -140,16 +150,24 @@ pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<De
                         crate::duration::format_duration(silent_for.to_std().unwrap_or_default()),
                         crate::duration::format_duration(drain.liveness_timeout)
                     ),
-                );
-                decision.run_id = Some(run.run.id);
-                decisions.push(decision);
-            } else {
-                busy += 1;
-            }
+                )
+            };
+            decision.run_id = Some(run.run.id);
+            decisions.push(decision);
         }
-        decisions.push(start_decision(snapshot, busy, now, zone));
     }
     decisions
+}
+
+/// Whether to start each drain, counting only its healthy runs as busy.
+pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
+    snapshots
+        .iter()
+        .map(|snapshot| {
+            let busy = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot.drain, now)).count();
+            start_decision(snapshot, u32::try_from(busy).unwrap_or(u32::MAX), now, zone)
+        })
+        .collect()
 }
 
 fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone: Tz) -> Decision {
@@ -317,22 +335,36 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             }));
         }
     }
-    let snapshots = take_snapshot(client, config, fired_at, &host, args.dry_run)?;
-    let mut decisions = plan(&snapshots, fired_at, zone);
-    // The running runs the decisions were made on are the ones they act on.
-    let runs: Vec<RunRow> =
-        snapshots.into_iter().flat_map(|snapshot| snapshot.runs.into_iter().map(|s| s.run)).collect();
+    let mut snapshots = take_snapshot(client, config, fired_at, args.dry_run)?;
+    // End what must end first, then decide the starts on what that left.
+    let mut decisions = plan_recovery(&snapshots, fired_at, zone);
     let mut pruned = None;
     if !args.dry_run {
-        for decision in decisions.iter_mut() {
-            if let Err(error) = apply(client, config, clock, &runs, decision, fired_at) {
+        // The running runs the decisions were made on are the ones they act on.
+        let runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
+        apply_all(client, config, clock, &runs, &mut decisions, fired_at, &mut had_error);
+        let released =
+            crate::reap::release_orphaned_items(client, config, clock, None).unwrap_or_else(|error| {
                 had_error = true;
-                let message = error.display_scrubbed();
-                let what = format!("could not {:?} drain {}: {message}", decision.action, decision.drain);
-                record_failure(client, Some(&decision.drain), what, clock.now());
-                decision.error = Some(message);
+                let what = format!("could not release orphaned items: {}", error.display_scrubbed());
+                record_failure(client, None, what, clock.now());
+                0
+            });
+        let has_ended_runs =
+            decisions.iter().any(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung));
+        if has_ended_runs || released > 0 {
+            // Items the ended runs held are pending again: see them before deciding starts.
+            let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
+            let available = drains_with_available_items(client, &names, clock.now())?;
+            for snapshot in snapshots.iter_mut() {
+                snapshot.has_available_item = available.contains(&snapshot.drain.name);
             }
         }
+    }
+    let first_start = decisions.len();
+    decisions.extend(plan_starts(&snapshots, fired_at, zone));
+    if !args.dry_run {
+        apply_all(client, config, clock, &[], &mut decisions[first_start..], fired_at, &mut had_error);
         let (pass_id, duration_ms) =
             record_pass(client, "done", serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])))?;
         // Retention, at most once a day.
@@ -414,7 +446,6 @@ fn take_snapshot<'a>(
     client: &mut Client,
     config: &'a Config,
     now: DateTime<Utc>,
-    host: &str,
     dry_run: bool,
 ) -> Result<Vec<DrainSnapshot<'a>>> {
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
@@ -452,16 +483,35 @@ fn take_snapshot<'a>(
             runs: runs
                 .iter()
                 .filter(|run| run.drain == drain.name)
-                .map(|run| RunSnapshot {
-                    run: run.clone(),
-                    is_process_gone: crate::reap::is_crashed(run, host),
-                })
+                .map(|run| RunSnapshot { run: run.clone(), is_process_gone: crate::reap::is_crashed(run) })
                 .collect(),
             has_available_item: available.contains(&drain.name),
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
         });
     }
     Ok(snapshots)
+}
+
+/// Apply `decisions` in order; a failed one is recorded (see `record_failure`) and the
+/// pass goes on.
+fn apply_all(
+    client: &mut Client,
+    config: &Config,
+    clock: &crate::clock::Clock,
+    runs: &[RunRow],
+    decisions: &mut [Decision],
+    now: DateTime<Utc>,
+    had_error: &mut bool,
+) {
+    for decision in decisions.iter_mut() {
+        if let Err(error) = apply(client, config, clock, runs, decision, now) {
+            *had_error = true;
+            let message = error.display_scrubbed();
+            let what = format!("could not {:?} drain {}: {message}", decision.action, decision.drain);
+            record_failure(client, Some(&decision.drain), what, clock.now());
+            decision.error = Some(message);
+        }
+    }
 }
 
 fn apply(
@@ -528,7 +578,7 @@ fn end_hung_run(
     if crate::reap::end_run(client, config, clock, run, "hung", reason)?.is_none() {
         return Ok(());
     }
-    if run.host != process::host_name() {
+    if !crate::reap::is_this_hosts(run) {
         return Ok(());
     }
     let Ok(pid) = u32::try_from(run.pid) else { return Ok(()) };

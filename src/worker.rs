@@ -677,6 +677,13 @@ impl<'a> OutputCapture<'a> {
 
     fn into_report(self, exit: WorkerExit, stop_reason: Option<StopReason>) -> WorkerReport {
         let stdout_tail = self.stdout_tail.to_vec();
+        // Output over the cap fails the item even when the worker exited before the loop
+        // saw the cap crossed (its last bytes and its exit can arrive in one poll): only
+        // the tail is left, and a tail must never pass for the result.
+        let stop_reason = match stop_reason {
+            None if self.is_over_cap() => Some(StopReason::OutputCapExceeded),
+            reason => reason,
+        };
         WorkerReport {
             exit,
             stop_reason,
@@ -862,6 +869,8 @@ mod tests {
         capture.finish(Stream::Stdout, &mut Silent);
         capture.finish(Stream::Stderr, &mut Silent);
         let report = capture.into_report(WorkerExit::Code(0), None);
+        // Exited before the loop saw the cap crossed: still a failure, not a truncated result.
+        assert_eq!(report.stop_reason, Some(StopReason::OutputCapExceeded));
         assert_eq!(report.checkpoints, 3);
         assert_eq!(report.stdout_bytes, 12);
         assert_eq!(report.stdout, b"cp 1\nxx\ncp 3");

@@ -2,6 +2,10 @@
 //! `supervise` in a loop and kills, at random, drain and worker processes it started.
 //! The fake worker randomly succeeds, fails, prints a usage limit with a reset a few
 //! seconds ahead, prints a server error that mentions rate limits, hangs, or exits mid-output.
+//! Some drains run as another host (their own UTS namespace, where the machine allows it):
+//! the driver freezes them, waits until a supervise judges their run hung by liveness (it
+//! may not signal another host's process), then thaws them — the race of a run ended while
+//! its process lives on, which must neither claim nor commit again.
 //! After a final quiet phase every item must be done exactly once with its full result,
 //! or dead with an attempt history that explains it; no run may be left running; and no
 //! item may have been claimed, nor a worker started, while its quota group backed off.
@@ -134,7 +138,11 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
     let mut fixture = ChaosFixture(fixture, 0);
 
     // Chaos: supervise in a loop; kill -9 drains and workers; freeze drains (hung).
-    let mut kills = HashMap::from([("drain", 0), ("worker", 0), ("freeze", 0)]);
+    let mut kills = HashMap::from([("drain", 0), ("worker", 0), ("freeze", 0), ("thawed_after_hung", 0)]);
+    // Drains of "another host", and those of them frozen: (run id, pid, when frozen).
+    let can_use_another_host = can_use_another_host();
+    let mut other_host: Vec<std::process::Child> = Vec::new();
+    let mut frozen_elsewhere: Vec<(i64, i32, f64)> = Vec::new();
     // (run id, when) of every drain killed, and (run id, pid, when) of every one frozen.
     let mut killed: Vec<(i64, f64)> = Vec::new();
     let mut frozen: Vec<(i64, i32, f64)> = Vec::new();
@@ -142,10 +150,13 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
     while Instant::now() < chaos_until && !fixture.settled() {
         run_supervise(&fixture.0);
         std::thread::sleep(Duration::from_millis(50 + random.below(300) as u64));
+        if can_use_another_host {
+            other_host_chaos(&fixture.0, &mut random, &mut other_host, &mut frozen_elsewhere, &mut kills);
+        }
         let running: Vec<(i64, i32, Option<i32>)> = fixture
             .0
             .client()
-            .query("SELECT id, pid, worker_pid FROM runs WHERE status = 'running'", &[])
+            .query("SELECT id, pid, worker_pid FROM runs WHERE status = 'running' AND host <> 'chaos-b'", &[])
             .unwrap()
             .iter()
             .map(|row| (row.get(0), row.get(1), row.get(2)))
@@ -170,6 +181,10 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
             frozen.push((run_id, pid, unix_now()));
             *kills.get_mut("freeze").unwrap() += 1;
         }
+    }
+    // Thaw what is still frozen elsewhere: it is judged hung in the quiet phase, and fenced.
+    for (_, pid, _) in frozen_elsewhere.drain(..) {
+        signal(pid as u32, libc::SIGCONT);
     }
     println!("chaos: {kills:?}");
     fixture.1 = i64::from(kills["drain"] + kills["worker"] + kills["freeze"]);
@@ -196,6 +211,60 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
             signal(pid as u32, libc::SIGKILL);
         }
     }
+    for mut child in other_host {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The other host's part of the chaos: now and then start a drain as host `chaos-b`,
+/// freeze one of its running drains, and thaw a frozen one once a supervise (of this
+/// host, which may not signal it) has judged its run hung.
+fn other_host_chaos(
+    fixture: &Fixture,
+    random: &mut Random,
+    children: &mut Vec<std::process::Child>,
+    frozen: &mut Vec<(i64, i32, f64)>,
+    kills: &mut HashMap<&str, i32>,
+) {
+    children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+    if children.len() < 2 && random.chance(10) {
+        let drain = DRAINS[random.below(DRAINS.len())].0;
+        children.push(
+            fixture.drainctl_on_host("chaos-b", false, &["drain", drain]).env_remove("DRAINCTL_NOW").spawn(),
+        );
+    }
+    let mut client = fixture.client();
+    let running: Vec<(i64, i32)> = client
+        .query("SELECT id, pid FROM runs WHERE status = 'running' AND host = 'chaos-b'", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .filter(|(run, _)| !frozen.iter().any(|(frozen_run, _, _)| frozen_run == run))
+        .collect();
+    if let Some(&(run_id, pid)) = running.get(random.below(running.len().max(1))) {
+        if random.chance(30) && is_ours(pid, DRAINCTL) {
+            signal(pid as u32, libc::SIGSTOP);
+            frozen.push((run_id, pid, unix_now()));
+        }
+    }
+    let ended: Vec<i64> = client
+        .query(
+            "SELECT id FROM runs WHERE id = ANY($1) AND status <> 'running'",
+            &[&frozen.iter().map(|f| f.0).collect::<Vec<i64>>()],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    frozen.retain(|(run_id, pid, _)| {
+        if !ended.contains(run_id) {
+            return true;
+        }
+        signal(*pid as u32, libc::SIGCONT);
+        *kills.get_mut("thawed_after_hung").unwrap() += 1;
+        false
+    });
 }
 
 fn unix_now() -> f64 {

@@ -74,6 +74,9 @@ pub struct PassControls {
     pub backoff_reason: Option<String>,
     /// The group carries a suspected mark (or needs attention) that a success clears.
     pub is_suspected: bool,
+    /// The pass's run is still `running`: false once `supervise` ended it (hung, crashed),
+    /// and then the claim took nothing.
+    pub is_run_live: bool,
 }
 
 /// Create the control rows of these drains that do not exist yet (one statement).

@@ -158,10 +158,21 @@ pub struct ClaimRequest<'a> {
     pub local_limits_allow: bool,
 }
 
+/// The fence of every claim and commit ($2 is the run): the run's row, share-locked, only
+/// while the run is still `running`. A run that `supervise` ended (hung, crashed) can
+/// neither claim nor commit, and the lock orders the two: a statement that saw the run
+/// live finishes before the run is ended (whose release then sees what it claimed), and
+/// one that waits for the ending sees the run ended (docs/guarantees.md).
+macro_rules! fence_step {
+    () => {
+        "fence AS (SELECT id FROM runs WHERE id = $2 AND status = 'running' FOR SHARE)"
+    };
+}
+
 /// The steps of a claim (parameters $1 to $8, see `claim_params`) and its result row,
 /// shared by the plain claim and by the claim that also stages the previous result. A
 /// claim is made between two workers, so it also clears the run's worker: the previous
-/// one has exited and been reaped.
+/// one has exited and been reaped. They follow `fence_step`.
 macro_rules! claim_steps {
     () => {
         "controls AS (
@@ -172,7 +183,7 @@ macro_rules! claim_steps {
               WHERE d.name = $1),
          allowed AS (
              SELECT 1 FROM controls
-              WHERE paused_at IS NULL AND $8
+              WHERE paused_at IS NULL AND $8 AND EXISTS (SELECT 1 FROM fence)
                 AND (backoff_until IS NULL OR backoff_until <= $3)
                 AND (burst_until > $3 OR (NOT $5 AND $6))),
          claimed AS (
@@ -194,17 +205,18 @@ macro_rules! claim_steps {
                     checkpoints = checkpoints + (SELECT count(*) FROM claimed)
               WHERE id = $2 AND status = 'running')
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
-                c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token
+                c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token,
+                EXISTS (SELECT 1 FROM fence)
            FROM controls c LEFT JOIN claimed k ON true"
     };
 }
 
 /// Staging a result (parameters $2 run, $3 now, $9 to $12), committed with its length and
-/// SHA-256 so that a reaper can verify it.
+/// SHA-256 so that a reaper can verify it; only by a run the fence still lets through.
 macro_rules! stage_step {
     () => {
         "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
-         VALUES ($9, $2, $10, $11, $12, $3)
+         SELECT $9, $2, $10, $11, $12, $3 FROM fence
          ON CONFLICT (item_id, run_id) DO UPDATE
             SET result = EXCLUDED.result, result_bytes = EXCLUDED.result_bytes,
                 result_sha256 = EXCLUDED.result_sha256, staged_at = EXCLUDED.staged_at"
@@ -236,7 +248,11 @@ pub fn claim_next_item(
     statements: &mut PreparedStatements,
     request: &ClaimRequest,
 ) -> Result<(PassControls, Option<ClaimedItem>)> {
-    let rows = statements.query(client, concat!("WITH ", claim_steps!()), &claim_params(request))?;
+    let rows = statements.query(
+        client,
+        concat!("WITH ", fence_step!(), ", ", claim_steps!()),
+        &claim_params(request),
+    )?;
     Ok(read_claim(&rows))
 }
 
@@ -259,7 +275,7 @@ pub fn stage_and_claim_next_item(
     ]);
     let rows = statements.query(
         client,
-        concat!("WITH staged AS (", stage_step!(), "), ", claim_steps!()),
+        concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!()),
         &params,
     )?;
     Ok(read_claim(&rows))
@@ -274,6 +290,7 @@ fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
         backoff_until: row.get(3),
         backoff_reason: row.get(4),
         is_suspected: row.get(5),
+        is_run_live: row.get(11),
     };
     let item = row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
         id,
@@ -354,6 +371,16 @@ pub fn stage_result(
     Ok(())
 }
 
+/// Who commits a staged result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committer {
+    /// The run itself: only while it is still `running` (the fence of `fence_step`).
+    Run,
+    /// Whoever ends the run (the reaper, supervise ending a hung run), in the transaction
+    /// that ended it and so holds its row.
+    RunEnder,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
     /// The staged result became the item's result; the item is done.
@@ -365,7 +392,7 @@ pub enum Completion {
 }
 
 /// Move the staged result of `run_id` into the item and mark it done — only if `run_id`
-/// still holds the claim (fencing) and the staged bytes verify against their recorded
+/// still holds the claim and is still `running` or is being ended by `committer` (fencing) and the staged bytes verify against their recorded
 /// length and SHA-256. In the same statement: the staged row is removed (in every case),
 /// the attempt is closed, and the run counts the item, records a checkpoint and records
 /// `next_worker` (pid and start time of the worker it now waits on) as its worker — none
@@ -377,15 +404,19 @@ pub fn complete_item(
     run_id: i64,
     now: DateTime<Utc>,
     next_worker: Option<(i32, Option<i64>)>,
+    committer: Committer,
 ) -> Result<Completion> {
     let (worker_pid, worker_start_time) = next_worker.map_or((None, None), |(pid, start)| (Some(pid), start));
+    let is_run_ender = committer == Committer::RunEnder;
     let rows = statements.query(
         client,
-        "WITH done AS (
+        "WITH fence AS (SELECT id FROM runs WHERE id = $2 AND (status = 'running' OR $6) FOR SHARE),
+         done AS (
              UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
                     last_error = NULL, resume_token = NULL
                FROM staged_results s
               WHERE i.id = $1 AND i.claimed_by = $2 AND i.state = 'running'
+                AND EXISTS (SELECT 1 FROM fence)
                 AND s.item_id = i.id AND s.run_id = $2
                 AND length(s.result) = s.result_bytes AND sha256(s.result) = s.result_sha256
           RETURNING i.id),
@@ -409,6 +440,7 @@ pub fn complete_item(
             (&now, Type::TIMESTAMPTZ),
             (&worker_pid, Type::INT4),
             (&worker_start_time, Type::INT8),
+            (&is_run_ender, Type::BOOL),
         ],
     )?;
     let row = rows.first().ok_or_else(|| Error::Internal("completing an item returned no row".into()))?;
@@ -529,6 +561,66 @@ pub fn release_run_items(
             id: row.get(0),
             key: row.get(1),
             is_dead: row.get::<_, String>(2) == "dead",
+        })
+        .collect())
+}
+
+/// An item left `running` under a run that is no longer `running` (or no longer exists),
+/// as released by [`release_orphaned_items`].
+#[derive(Debug, Clone)]
+pub struct OrphanedItem {
+    pub id: i64,
+    pub key: String,
+    pub run_id: Option<i64>,
+    pub is_dead: bool,
+}
+
+/// Release every item of `drain` still `running` under a run that is not `running`: the
+/// attempt stays counted (its run was judged hung or crashed), and an item that has used
+/// `max_attempts` is dead. Its open attempt is closed and a result its run staged is
+/// discarded. Rows another transaction holds are skipped (the next sweep sees them).
+pub fn release_orphaned_items(
+    client: &mut impl GenericClient,
+    drain: &str,
+    max_attempts: i32,
+    now: DateTime<Utc>,
+) -> Result<Vec<OrphanedItem>> {
+    let rows = client.query(
+        "WITH orphaned AS (
+             SELECT i.id, i.claimed_by FROM items i
+               LEFT JOIN runs r ON r.id = i.claimed_by
+              WHERE i.drain = $1 AND i.state = 'running'
+                AND (r.id IS NULL OR r.status <> 'running')
+                FOR UPDATE OF i SKIP LOCKED),
+         released AS (
+             UPDATE items i SET
+                    state = CASE WHEN i.attempts >= $2 THEN 'dead' ELSE 'pending' END,
+                    finished_at = CASE WHEN i.attempts >= $2 THEN $3::timestamptz ELSE NULL END,
+                    claimed_by = CASE WHEN i.attempts >= $2 THEN i.claimed_by ELSE NULL END,
+                    available_at = $3, claimed_at = NULL, updated_at = $3,
+                    last_error = 'released: its run ' || coalesce(o.claimed_by::text, '(none)')
+                                 || ' is no longer running'
+               FROM orphaned o
+              WHERE i.id = o.id
+          RETURNING i.id, i.key, o.claimed_by, i.state),
+         attempts_closed AS (
+             UPDATE attempts a SET finished_at = $3, outcome = 'released',
+                    error = 'its run is no longer running'
+               FROM released r
+              WHERE a.item_id = r.id AND a.run_id = r.claimed_by AND a.finished_at IS NULL),
+         discarded AS (
+             DELETE FROM staged_results s USING released r
+              WHERE s.item_id = r.id AND s.run_id = r.claimed_by)
+         SELECT id, key, claimed_by, state FROM released ORDER BY id",
+        &[&drain, &max_attempts, &now],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| OrphanedItem {
+            id: row.get(0),
+            key: row.get(1),
+            run_id: row.get(2),
+            is_dead: row.get::<_, String>(3) == "dead",
         })
         .collect())
 }
@@ -772,7 +864,10 @@ pub fn retry_item(
     now: DateTime<Utc>,
 ) -> Result<RetryOne> {
     let Some(current) = client.query_opt(
-        "SELECT id, state, attempts FROM items WHERE drain = $1 AND key = $2 FOR UPDATE",
+        "SELECT i.id, i.state, i.attempts,
+                i.state = 'running' AND (r.id IS NULL OR r.status <> 'running') AS is_orphaned
+           FROM items i LEFT JOIN runs r ON r.id = i.claimed_by
+          WHERE i.drain = $1 AND i.key = $2 FOR UPDATE OF i",
         &[&drain, &key],
     )?
     else {
@@ -780,7 +875,9 @@ pub fn retry_item(
     };
     let id: i64 = current.get(0);
     let state: String = current.get(1);
-    if state != "dead" && state != "pending" {
+    // A running item whose run is no longer running is held by nobody: it may be taken.
+    let is_orphaned: bool = current.get(3);
+    if state != "dead" && state != "pending" && !is_orphaned {
         return Ok(RetryOne::NotRetryable { state });
     }
     client.execute(
@@ -789,6 +886,14 @@ pub fn retry_item(
           WHERE id = $1",
         &[&id, &now],
     )?;
+    if is_orphaned {
+        client.execute(
+            "UPDATE attempts SET finished_at = $2, outcome = 'released', error = 'taken by retry: its run is no longer running'
+              WHERE item_id = $1 AND finished_at IS NULL",
+            &[&id, &now],
+        )?;
+        client.execute("DELETE FROM staged_results WHERE item_id = $1", &[&id])?;
+    }
     Ok(RetryOne::Retried(RetriedItem {
         id,
         key: key.to_string(),

@@ -16,6 +16,8 @@ pub struct NewRun<'a> {
     pub drain: &'a str,
     pub trigger: &'a str,
     pub host: &'a str,
+    /// Boot and PID namespace of the process (see `process::host_id`).
+    pub host_id: Option<&'a str>,
     pub pid: i32,
     pub process_start_time: Option<i64>,
     pub log_path: Option<&'a str>,
@@ -24,9 +26,18 @@ pub struct NewRun<'a> {
 pub fn insert_run(client: &mut impl GenericClient, run: &NewRun, now: DateTime<Utc>) -> Result<i64> {
     let row = client.query_one(
         "INSERT INTO runs (drain, trigger, host, pid, process_start_time, started_at,
-                           last_checkpoint_at, status, log_path)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, 'running', $7) RETURNING id",
-        &[&run.drain, &run.trigger, &run.host, &run.pid, &run.process_start_time, &now, &run.log_path],
+                           last_checkpoint_at, status, log_path, host_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, 'running', $7, $8) RETURNING id",
+        &[
+            &run.drain,
+            &run.trigger,
+            &run.host,
+            &run.pid,
+            &run.process_start_time,
+            &now,
+            &run.log_path,
+            &run.host_id,
+        ],
     )?;
     Ok(row.get(0))
 }
@@ -40,9 +51,19 @@ pub fn insert_lock_skipped_run(
 ) -> Result<i64> {
     let row = client.query_one(
         "INSERT INTO runs (drain, trigger, host, pid, process_start_time, started_at,
-                           last_checkpoint_at, status, finished_at, note, log_path)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, 'lock_skipped', $6, $7, $8) RETURNING id",
-        &[&run.drain, &run.trigger, &run.host, &run.pid, &run.process_start_time, &now, &note, &run.log_path],
+                           last_checkpoint_at, status, finished_at, note, log_path, host_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, 'lock_skipped', $6, $7, $8, $9) RETURNING id",
+        &[
+            &run.drain,
+            &run.trigger,
+            &run.host,
+            &run.pid,
+            &run.process_start_time,
+            &now,
+            &note,
+            &run.log_path,
+            &run.host_id,
+        ],
     )?;
     Ok(row.get(0))
 }
@@ -130,6 +151,8 @@ pub struct RunRow {
     pub drain: String,
     pub trigger: String,
     pub host: String,
+    /// Boot and PID namespace of the run's process; None for runs recorded without one.
+    pub host_id: Option<String>,
     pub pid: i32,
     pub process_start_time: Option<i64>,
     pub worker_pid: Option<i32>,
@@ -164,6 +187,7 @@ fn run_from_row(row: &postgres::Row) -> RunRow {
         finished_at: row.get(14),
         note: row.get(15),
         log_path: row.get(16),
+        host_id: row.get(17),
     }
 }
 
@@ -172,7 +196,7 @@ pub fn running_runs(client: &mut impl GenericClient, drain: Option<&str>) -> Res
     let rows = client.query(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path
+                finished_at, note, log_path, host_id
            FROM runs WHERE status = 'running' AND ($1::text IS NULL OR drain = $1)
           ORDER BY id",
         &[&drain],
@@ -185,7 +209,7 @@ pub fn last_run(client: &mut impl GenericClient, drain: &str) -> Result<Option<R
     let row = client.query_opt(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path
+                finished_at, note, log_path, host_id
            FROM runs WHERE drain = $1 AND status <> 'lock_skipped'
           ORDER BY started_at DESC, id DESC LIMIT 1",
         &[&drain],
@@ -197,7 +221,7 @@ pub fn get_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<Ru
     let row = client.query_opt(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path
+                finished_at, note, log_path, host_id
            FROM runs WHERE id = $1",
         &[&run_id],
     )?;
@@ -209,7 +233,7 @@ pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i6
     let rows = client.query(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path
+                finished_at, note, log_path, host_id
            FROM runs WHERE ($1::text IS NULL OR drain = $1)
           ORDER BY started_at DESC, id DESC LIMIT $2",
         &[&drain, &limit],

@@ -7,6 +7,8 @@ mod config_errors;
 mod drain_pass;
 mod enqueue;
 mod feeding;
+mod hosts;
+mod integrity;
 mod migrations;
 mod operator;
 mod rate_limits;

@@ -106,7 +106,23 @@ impl Fixture {
 
     /// `drainctl ARGS` with this fixture's config, database and clock.
     pub fn drainctl(&self, args: &[&str]) -> Drainctl {
-        Drainctl::new(args)
+        self.with_env(Drainctl::new(args))
+    }
+
+    /// `drainctl ARGS` run as another host named `host`: in its own UTS namespace (and,
+    /// with `own_pids`, its own PID namespace, so that its pids mean nothing here).
+    pub fn drainctl_on_host(&self, host: &str, own_pids: bool, args: &[&str]) -> Drainctl {
+        let mut all: Vec<&str> = vec!["--uts"];
+        if own_pids {
+            all.extend(["--pid", "--fork", "--kill-child", "--mount-proc"]);
+        }
+        all.extend(["sh", "-c", "hostname \"$1\" && shift && exec \"$@\"", "sh", host, DRAINCTL]);
+        all.extend_from_slice(args);
+        self.with_env(Drainctl::program("unshare", &all))
+    }
+
+    fn with_env(&self, command: Drainctl) -> Drainctl {
+        command
             .env("DRAINCTL_CONFIG", self.config_path.to_str().unwrap())
             .env("DRAINCTL_DATABASE_URL", &self.db.url)
             .env("DRAINCTL_NOW", &format!("@{}", self.clock_path.display()))
@@ -150,7 +166,13 @@ impl Finished {
 
 impl Drainctl {
     pub fn new(args: &[&str]) -> Drainctl {
-        let mut command = Command::new(DRAINCTL);
+        Drainctl::program(DRAINCTL, args)
+    }
+
+    /// `program ARGS` with the environment of a drainctl command (for a wrapper such as
+    /// `unshare` that runs drainctl).
+    pub fn program(program: &str, args: &[&str]) -> Drainctl {
+        let mut command = Command::new(program);
         command.args(args);
         for var in [
             "DATABASE_URL",
@@ -298,6 +320,18 @@ pub fn wait_with_peak_memory(mut child: std::process::Child) -> (Finished, i64) 
         stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
     };
     (finished, usage.ru_maxrss)
+}
+
+/// Whether this machine lets the tests run a command as another host (UTS and PID
+/// namespaces, which need root or user namespaces).
+pub fn can_use_another_host() -> bool {
+    Command::new("unshare")
+        .args(["--uts", "--pid", "--fork", "--mount-proc", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
 }
 
 /// Send a signal to a process.

@@ -1,0 +1,141 @@
+//! Several hosts against one database: each `supervise` probes and signals only its own
+//! host's processes (same host name, boot and PID namespace), recovers another host's
+//! hung run by liveness alone, and a host that dies mid-pass loses no item. The other
+//! host is a real process in its own UTS and PID namespaces.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// Thursday 2026-11-26 23:00 in Jerusalem (UTC+2): inside `sun-thu 22:00-06:00`.
+const INSIDE: &str = "2026-11-26T21:00:00Z";
+/// 16 minutes later: past `liveness_timeout`.
+const LATER: &str = "2026-11-26T21:16:00Z";
+
+fn config() -> String {
+    "[defaults]\ntimezone = \"Asia/Jerusalem\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+     [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nliveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n\
+     window = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n"
+        .to_string()
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+}
+
+fn supervise(fixture: &Fixture) -> Vec<Value> {
+    let result = fixture.drainctl(&["supervise", "--json"]).run();
+    result.assert_code(0);
+    result.json()["decisions"].as_array().cloned().unwrap_or_default()
+}
+
+fn actions(decisions: &[Value]) -> Vec<String> {
+    decisions.iter().map(|d| d["action"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+/// Items `a` (waits for `go`, then answers) and `b` (answers at once); returns `go`.
+fn enqueue_waiting_item(fixture: &Fixture) -> std::path::PathBuf {
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                json!({ "steps": [{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }] }),
+            ),
+            ("b".into(), json!({ "steps": [{ "out": "result b" }] })),
+        ],
+    );
+    go
+}
+
+fn wait_for_a_to_start(fixture: &Fixture) {
+    let started = fixture.path("started");
+    wait_until("a's worker to start", Duration::from_secs(30), || started.exists());
+}
+
+#[test]
+fn a_drain_in_another_pid_namespace_under_the_same_host_name_is_not_reaped_while_alive() {
+    if !can_use_another_host() {
+        eprintln!("skipped: this machine cannot create UTS and PID namespaces (unshare)");
+        return;
+    }
+    let fixture = Fixture::new(&config(), INSIDE);
+    let go = enqueue_waiting_item(&fixture);
+    let container = fixture.drainctl_on_host(&this_host(), true, &["drain", "docs"]).spawn();
+    wait_for_a_to_start(&fixture);
+    // Its pid means nothing in this PID namespace: it must not be probed, let alone reaped.
+    let plan = supervise(&fixture);
+    assert!(!actions(&plan).contains(&"reap_crashed".to_string()), "{plan:?}");
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), vec!["running".to_string()]);
+    std::fs::write(&go, "").unwrap();
+    finished(container.wait_with_output().unwrap()).assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 2);
+}
+
+#[test]
+fn a_supervise_never_signals_another_hosts_drain_and_recovers_its_hung_run_by_liveness() {
+    if !can_use_another_host() {
+        eprintln!("skipped: this machine cannot create UTS and PID namespaces (unshare)");
+        return;
+    }
+    let fixture = Fixture::new(&config(), INSIDE);
+    let go = enqueue_waiting_item(&fixture);
+    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
+    wait_for_a_to_start(&fixture);
+    // Within liveness_timeout: another host's run is left alone.
+    let plan = supervise(&fixture);
+    assert!(!actions(&plan).iter().any(|a| a == "reap_crashed" || a == "kill_hung"), "{plan:?}");
+    // Past it: judged hung by liveness alone, its item released, and nothing signalled.
+    fixture.set_now(LATER);
+    let plan = supervise(&fixture);
+    assert!(actions(&plan).contains(&"kill_hung".to_string()), "{plan:?}");
+    assert!(pid_alive(other.id() as i32), "host-b's drain must not have been signalled");
+    assert_eq!(
+        fixture.column::<String>("SELECT status FROM runs ORDER BY id LIMIT 1"),
+        vec!["hung".to_string()]
+    );
+    // host-b's drain, fenced, commits nothing once its worker answers.
+    std::fs::write(&go, "").unwrap();
+    let result = finished(other.wait_with_output().unwrap());
+    result.assert_code(75);
+    // Its concurrency slot is free once it has gone: the next pass starts a drain here.
+    supervise(&fixture);
+    wait_until("this host's drain to finish both items", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE state = 'done'") == 2
+    });
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 2);
+    let hosts = fixture.column::<String>(
+        "SELECT DISTINCT r.host FROM attempts a JOIN runs r ON r.id = a.run_id WHERE a.outcome = 'done'",
+    );
+    assert_eq!(hosts, vec![this_host()]);
+}
+
+#[test]
+fn a_host_that_dies_mid_pass_loses_no_item() {
+    if !can_use_another_host() {
+        eprintln!("skipped: this machine cannot create UTS and PID namespaces (unshare)");
+        return;
+    }
+    let fixture = Fixture::new(&config(), INSIDE);
+    let go = enqueue_waiting_item(&fixture);
+    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
+    wait_for_a_to_start(&fixture);
+    // The whole of host-b goes at once: its drain and its worker.
+    signal(other.id(), libc::SIGKILL);
+    let _ = other.wait_with_output();
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), vec!["running".to_string()]);
+    std::fs::write(&go, "").unwrap();
+    fixture.set_now(LATER);
+    let plan = supervise(&fixture);
+    let actions = actions(&plan);
+    assert!(actions.contains(&"kill_hung".to_string()) && actions.contains(&"start".to_string()), "{plan:?}");
+    wait_until("this host's drain to finish both items", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE state = 'done'") == 2
+    });
+    let results = fixture.column::<Vec<u8>>("SELECT result FROM items ORDER BY key");
+    assert_eq!(results, vec![b"result a\n".to_vec(), b"result b\n".to_vec()]);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 2);
+}
