@@ -10,4 +10,5 @@ mod feeding;
 mod migrations;
 mod operator;
 mod rate_limits;
+mod security;
 mod supervise;
