@@ -85,3 +85,115 @@ fn a_notifier_gets_neither_the_database_url_nor_the_password() {
         assert!(!seen.lines().any(|line| line.starts_with(name)), "{name} reached the notifier: {seen}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// the metrics textfile
+
+/// The names in a folder, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_symlink_planted_at_the_metrics_textfile_is_refused_and_its_victim_unchanged() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let victim = fixture.path("victim");
+    std::fs::write(&victim, "root only\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let textfiles = fixture.path("textfile");
+    std::fs::create_dir(&textfiles).unwrap();
+    let target = textfiles.join("drainctl.prom");
+    std::os::unix::fs::symlink(&victim, &target).unwrap();
+    let result = fixture.drainctl(&["metrics", "--textfile", target.to_str().unwrap()]).run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains(&format!("metrics textfile {} is a symbolic link", target.display())),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root only\n");
+    assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_link(&target).unwrap(), victim, "the link itself is left alone");
+    assert_eq!(names_in(&textfiles), ["drainctl.prom"], "no temporary file is left behind");
+}
+
+#[test]
+fn a_metrics_textfile_that_is_not_a_regular_file_is_refused_with_78() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    // A fifo stands for a device node such as /dev/full: made here, so no system file is
+    // ever at stake.
+    let fifo = fixture.path("metrics.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let result = fixture.drainctl(&["metrics", "--textfile", fifo.to_str().unwrap()]).run();
+    result.assert_code(78);
+    assert!(
+        result
+            .stderr
+            .contains(&format!("metrics textfile {} exists and is not a regular file", fifo.display())),
+        "{}",
+        result.stderr
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the fifo is still there");
+    assert!(!names_in(fixture.dir.path()).iter().any(|name| name.contains(".tmp")), "no temporary file left");
+}
+
+#[test]
+fn a_metrics_textfile_that_is_a_directory_exits_78_saying_to_name_a_file_in_it() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let folder = fixture.path("textfile");
+    std::fs::create_dir(&folder).unwrap();
+    let result = fixture.drainctl(&["metrics", "--textfile", folder.to_str().unwrap()]).run();
+    result.assert_code(78);
+    let wanted = format!(
+        "metrics textfile {} is a directory; set --textfile or metrics_textfile to a file in it, e.g. {}",
+        folder.display(),
+        folder.join("drainctl.prom").display()
+    );
+    assert!(result.stderr.contains(&wanted), "{}", result.stderr);
+    assert!(names_in(&folder).is_empty(), "nothing is left in it: {:?}", names_in(&folder));
+    assert!(!names_in(fixture.dir.path()).iter().any(|name| name.contains(".tmp")), "no temporary file left");
+}
+
+#[test]
+fn a_metrics_textfile_in_a_missing_folder_exits_78_naming_the_folder() {
+    let fixture = Fixture::new(&config("metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n", ""), NOW);
+    let folder = fixture.path("missing");
+    for args in [&["metrics", "--textfile"][..], &["metrics", "--textfile", "missing/other.prom"][..]] {
+        let result = fixture.drainctl(args).current_dir(fixture.dir.path()).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains("does not exist; create it"), "{}", result.stderr);
+        assert!(result.stderr.contains("missing"), "the folder is named: {}", result.stderr);
+        assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    }
+    assert!(!folder.exists());
+    // A folder that is a file is the same mistake.
+    std::fs::write(&folder, "").unwrap();
+    let result = fixture.drainctl(&["metrics", "--textfile"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains(&format!("{} is not a directory", folder.display())), "{}", result.stderr);
+}
+
+#[test]
+fn supervise_with_metrics_textfile_in_a_missing_folder_exits_78_and_records_why() {
+    let fixture = Fixture::new(&config("metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n", ""), NOW);
+    let result = fixture.drainctl(&["supervise"]).run();
+    result.assert_code(78);
+    let folder = fixture.path("missing");
+    assert!(
+        result.stderr.contains(&format!("its folder {} does not exist; create it", folder.display())),
+        "{}",
+        result.stderr
+    );
+    let messages: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'supervise_error'");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].starts_with("could not write metrics_textfile"), "{messages:?}");
+}
