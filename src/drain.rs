@@ -176,7 +176,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     );
     if stop.exit_code != EXIT_OK {
         // Non-zero outcomes also say why on stderr, in the one-line form.
-        eprintln!("drainctl: drain {}: {}", pass.drain.name, stop.note);
+        eprintln!("drainctl: drain {}: {}", pass.drain.name, crate::output::escape_controls(&stop.note));
     }
     Ok(report.with_exit_code(stop.exit_code))
 }
