@@ -23,6 +23,11 @@ use crate::window::Window;
 pub const CONFIG_ENV: &str = "DRAINCTL_CONFIG";
 pub const DATABASE_URL_ENV: &str = "DRAINCTL_DATABASE_URL";
 pub const FALLBACK_DATABASE_URL_ENV: &str = "DATABASE_URL";
+/// Variables that carry drainctl's database credentials: removed from the environment of
+/// every worker and notifier (a drain's own `env` may set them again), so that a child
+/// never sees the password unless the configuration hands it over. See
+/// docs/worker-contract.md.
+pub const WITHHELD_ENV: [&str; 3] = [DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV, "PGPASSWORD"];
 /// Searched in this order when neither `--config` nor `$DRAINCTL_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./drainctl.toml", "/etc/drainctl/drainctl.toml"];
 

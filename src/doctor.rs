@@ -283,7 +283,7 @@ fn report(checks: Checks) -> Report {
             "drainctl: doctor: {} check(s) failed; first: {}: {}",
             failed.len(),
             first.name,
-            first.message
+            crate::output::escape_controls(&first.message)
         );
     }
     let json_checks: Vec<serde_json::Value> = checks

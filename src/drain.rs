@@ -179,7 +179,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     );
     if stop.exit_code != EXIT_OK {
         // Non-zero outcomes also say why on stderr, in the one-line form.
-        eprintln!("drainctl: drain {}: {}", pass.drain.name, stop.note);
+        eprintln!("drainctl: drain {}: {}", pass.drain.name, crate::output::escape_controls(&stop.note));
     }
     Ok(report.with_exit_code(stop.exit_code))
 }
@@ -492,7 +492,8 @@ impl Pass<'_> {
         env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
         env.push(("DRAIN_RUN_ID".into(), self.run_id.to_string()));
         env.push(("DRAIN_ATTEMPT".into(), item.attempt.to_string()));
-        let mut env_remove = Vec::new();
+        // The drain's `env` is added after these removals, so it can set them again.
+        let mut env_remove: Vec<&str> = crate::config::WITHHELD_ENV.to_vec();
         if account.is_implicit() {
             env_remove.push("DRAIN_ACCOUNT");
         } else {

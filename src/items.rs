@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::db::items::{count_by_state, get_item, list_attempts, list_items, ItemRow};
 use crate::duration::format_duration;
 use crate::error::{Error, Result};
-use crate::output::{fields, instant_and_age, local_minute, relative, table, Report};
+use crate::output::{escape_lines, fields, instant_and_age, local_minute, relative, table, Report};
 
 /// How much of the payload (pretty JSON) `items show` prints for humans.
 pub const HUMAN_PAYLOAD_CHARS: usize = 2000;
@@ -132,7 +132,7 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
     human.push_str(&indent(&payload));
 
     if let Some(stderr) = item.stderr_tail.as_deref().filter(|bytes| !bytes.is_empty()) {
-        let text = visible(&String::from_utf8_lossy(stderr));
+        let text = escape_lines(&String::from_utf8_lossy(stderr));
         let shown = last_chars(&text, HUMAN_STDERR_CHARS);
         let note = if shown.len() < text.len() {
             format!(" (its last {HUMAN_STDERR_CHARS} characters; --json has all)")
@@ -145,7 +145,8 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
 
     match item.result.as_deref() {
         Some(result) => {
-            let (shown, note) = first_chars(&visible(&String::from_utf8_lossy(result)), HUMAN_RESULT_CHARS);
+            let (shown, note) =
+                first_chars(&escape_lines(&String::from_utf8_lossy(result)), HUMAN_RESULT_CHARS);
             human.push_str(&format!("\nresult, {} bytes{note}\n", result.len()));
             human.push_str(&indent(&shown));
         }
@@ -222,20 +223,6 @@ fn indent(text: &str) -> String {
     out
 }
 
-/// Worker output made safe for a terminal: line breaks and tabs stay, other control
-/// characters (escape sequences, colours) are shown as `\u{1b}`.
-fn visible(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The first `count` characters of `text`, and a note for the heading when it was cut.
 fn first_chars(text: &str, count: usize) -> (String, String) {
     if text.chars().count() <= count {
@@ -258,11 +245,6 @@ fn last_chars(text: &str, count: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_sequences_are_made_visible() {
-        assert_eq!(visible("a\u{1b}[31mred\r\nb\tc"), "a\\u{1b}[31mred\\u{d}\nb\tc");
-    }
 
     #[test]
     fn last_chars_respects_character_boundaries() {

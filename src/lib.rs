@@ -79,7 +79,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             report.exit_code
         }
         Err(error) => {
-            eprintln!("drainctl: {}", error.display_scrubbed());
+            eprintln!("drainctl: {}", output::escape_controls(&error.display_scrubbed()));
             error.exit_code()
         }
     }
@@ -94,7 +94,9 @@ fn init_logger(verbosity: u8) {
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
     builder.format(|buf, record| {
         use std::io::Write;
+        // Worker output and item keys reach log lines: never let them forge or reorder one.
         let message = crate::error::scrub(&record.args().to_string());
+        let message = crate::output::escape_controls(&message);
         writeln!(buf, "drainctl: {}: {message}", record.level().as_str().to_lowercase())
     });
     let _ = builder.try_init();

@@ -148,7 +148,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         argv: command,
         workdir: None,
         env: &[],
-        env_remove: &[],
+        env_remove: &crate::config::WITHHELD_ENV,
         payload: &payload,
         item_timeout: timeout,
         // Past the timeout there is nothing to wait for: the group is killed at once.

@@ -1,6 +1,11 @@
 //! What a command prints: a [`Report`] carries both the human text and the JSON value,
 //! and [`Report::print`] writes one of them to stdout — the only place commands print.
+//! Human text never carries a control or bidi character raw: [`escape_controls`] is the one
+//! function that makes text from workers, items and the database safe for a terminal and a
+//! log line (see docs/operations.md#what-a-terminal-shows); JSON stays exact.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
@@ -31,7 +36,7 @@ impl Report {
         let text = if as_json {
             serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "null".to_string())
         } else {
-            self.human.clone()
+            escape_lines(&self.human)
         };
         let result = if text.is_empty() || text.ends_with('\n') {
             stdout.write_all(text.as_bytes())
@@ -53,8 +58,9 @@ const MIN_COLUMN_WIDTH: usize = 6;
 const COLUMN_GAP: usize = 2;
 
 /// Render rows as an aligned table with a header, at most [`TABLE_WIDTH`] columns wide:
-/// the widest columns are narrowed first and their cells cut with "…". Line breaks and
-/// tabs inside a cell become spaces. The last column is not padded.
+/// the widest columns are narrowed first and their cells cut with "…". Control characters
+/// inside a cell, line breaks and tabs included, are escaped (see [`one_line`]). The last
+/// column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let columns = header.len();
     let rows: Vec<Vec<String>> =
@@ -140,10 +146,62 @@ pub fn truncate(text: &str, width: usize) -> String {
     cut
 }
 
-/// Text for one table cell or one `key: value` line: line breaks, tabs and other
-/// control characters become spaces.
+/// Text for one table cell or one `key: value` line: line breaks, tabs and every other
+/// character [`escape_controls`] escapes are shown escaped, so a value can neither start a
+/// new line nor reorder or overwrite what surrounds it.
 pub fn one_line(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    escape_controls(text).into_owned()
+}
+
+/// Whether `c` must not reach a terminal or a log line raw: C0 and C1 control characters
+/// (line breaks, `\r`, escape sequences, DEL) and the invisible bidirectional controls
+/// that reorder what a reader sees (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069),
+/// and the Unicode line and paragraph separators.
+pub fn is_unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// `text` safe to show on one line of a terminal or a log: `\r`, `\n` and `\t` become
+/// `\\r`, `\\n` and `\\t`, every other character of [`is_unsafe_to_show`] becomes
+/// `\u{…}` (U+202E is `\u{202e}`); everything else, backslashes included, is unchanged.
+/// The one escaping function of human output and log lines; JSON output is never escaped
+/// this way.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_to_show) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe_to_show(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Text of several lines safe for a terminal: line breaks and tabs stay, everything else
+/// [`escape_controls`] escapes is escaped.
+pub fn escape_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| line.split('\t').map(escape_controls).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// An instant as humans read it in a table: `2026-11-27 12:00 IST` in `zone`.
@@ -200,7 +258,7 @@ mod tests {
         }
         assert!(text.contains("item_dead_lettered"), "{text}");
         assert!(text.lines().nth(1).unwrap().ends_with('…'), "{text}");
-        assert!(text.contains("short line"), "{text}");
+        assert!(text.contains("short\\nline"), "{text}");
     }
 
     #[test]
@@ -210,6 +268,33 @@ mod tests {
         assert_eq!(widths[0], 2);
         assert!(widths[2] >= 10);
         assert_eq!(widths.iter().sum::<usize>() + 4, 40);
+    }
+
+    #[test]
+    fn controls_and_bidi_overrides_are_escaped_and_other_text_is_not() {
+        assert_eq!(escape_controls("real\rFAKE"), "real\\rFAKE");
+        assert_eq!(escape_controls("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(escape_controls("key\u{202e}txt.exe"), "key\\u{202e}txt.exe");
+        assert_eq!(escape_controls("\u{1b}[2J\u{7f}\u{85}\0"), "\\u{1b}[2J\\u{7f}\\u{85}\\u{0}");
+        for c in
+            ['\u{200e}', '\u{200f}', '\u{202a}', '\u{202d}', '\u{2066}', '\u{2069}', '\u{061c}', '\u{2028}']
+        {
+            assert_eq!(escape_controls(&c.to_string()), format!("\\u{{{:x}}}", u32::from(c)));
+        }
+        for plain in ["שלום עולם", "C:\\path", "x → y ✓", "מִשְׁנָה"] {
+            assert!(matches!(escape_controls(plain), Cow::Borrowed(_)), "{plain} is left alone");
+        }
+    }
+
+    #[test]
+    fn several_lines_keep_their_breaks_and_tabs() {
+        assert_eq!(escape_lines("a\tb\nc\r\n\u{202e}d\n"), "a\tb\nc\\r\n\\u{202e}d\n");
+    }
+
+    #[test]
+    fn a_table_cell_cannot_start_a_line_or_reorder_its_row() {
+        let text = table(&["KEY", "STATE"], &[vec!["a\u{202e}b\rc\nd".into(), "pending".into()]]);
+        assert_eq!(text, "KEY               STATE\na\\u{202e}b\\rc\\nd  pending\n");
     }
 
     #[test]

@@ -321,6 +321,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
     let zone = config.defaults.timezone;
     let mut had_error = false;
+    let mut textfile_exit_code = None;
     // Feed the drains with sources first, so the decisions see what the scans enqueued.
     let mut scans = Vec::new();
     if !args.dry_run {
@@ -380,6 +381,11 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             let written = crate::metrics::render_metrics(client, config, clock.now())
                 .and_then(|text| crate::metrics::write_textfile(path, &text));
             if let Err(error) = written {
+                // When nothing else failed, the pass exits with this error's code: 78 for
+                // a missing folder or a path that is not a regular file.
+                if !had_error {
+                    textfile_exit_code = Some(error.exit_code());
+                }
                 had_error = true;
                 let what = format!(
                     "could not write metrics_textfile {}: {}",
@@ -428,11 +434,17 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             "prune": pruned,
         }),
     );
-    Ok(report.with_exit_code(if had_error { EXIT_INTERNAL } else { EXIT_OK }))
+    let exit_code = match (had_error, textfile_exit_code) {
+        (false, _) => EXIT_OK,
+        (true, Some(code)) => code,
+        (true, None) => EXIT_INTERNAL,
+    };
+    Ok(report.with_exit_code(exit_code))
 }
 
 /// A step of the pass that failed: it is logged and recorded as a `supervise_error`
-/// event, and the pass goes on (it exits 70 at the end).
+/// event, and the pass goes on (it exits 70 at the end; when only the metrics textfile
+/// failed, with that error's code).
 fn record_failure(client: &mut Client, drain: Option<&str>, message: String, now: DateTime<Utc>) {
     log::error!("supervise: {message}");
     let mut event = Event::new("supervise_error", message);

@@ -46,7 +46,8 @@ pub struct WorkerSpec<'a> {
     pub workdir: Option<&'a Path>,
     /// Variables added to the inherited environment.
     pub env: &'a [(String, String)],
-    /// Variables removed from the inherited environment (before `env` is added).
+    /// Variables removed from the inherited environment (before `env` is added, so `env`
+    /// can set one of them again).
     pub env_remove: &'a [&'a str],
     /// Written to the worker's stdin, which is then closed.
     pub payload: &'a [u8],

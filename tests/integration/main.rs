@@ -12,4 +12,5 @@ mod integrity;
 mod migrations;
 mod operator;
 mod rate_limits;
+mod security;
 mod supervise;

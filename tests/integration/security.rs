@@ -1,0 +1,282 @@
+//! What drainctl keeps from the programs it starts and the files and terminals it writes:
+//! the database credentials stay out of workers and notifiers, the metrics textfile is
+//! written without following anyone's links, and text from workers and items is escaped
+//! before it reaches a terminal or a log line.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn config(defaults: &str, drain: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n{defaults}\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nmax_attempts = 1\n{drain}"
+    )
+}
+
+/// The stored result of item `key` as text.
+fn result_of(fixture: &Fixture, key: &str) -> String {
+    let row = fixture.client().query_one("SELECT result FROM items WHERE key = $1", &[&key]).unwrap();
+    String::from_utf8_lossy(&row.get::<_, Vec<u8>>(0)).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// the database credentials
+
+/// `drain docs` with the database URL in all three variables drainctl or libpq read, and
+/// without the test harness's own copies of the cluster's URL, which are none of drainctl's
+/// business.
+fn drain_with_credentials_in_the_environment(fixture: &Fixture) -> Finished {
+    let password = fixture.db.password();
+    let mut command = fixture.drainctl(&["drain", "docs", "--json"]);
+    for (name, value) in std::env::vars() {
+        if value.contains(&password) {
+            command = command.env_remove(&name);
+        }
+    }
+    command.env("DATABASE_URL", &fixture.db.url).env("PGPASSWORD", &password).run()
+}
+
+#[test]
+fn a_worker_that_prints_its_environment_stores_neither_the_database_url_nor_the_password() {
+    let fixture = Fixture::new(&config("", "").replace("[\"FAKE_WORKER\"]", "[\"env\"]"), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    drain_with_credentials_in_the_environment(&fixture).assert_code(0);
+    let result = result_of(&fixture, "a");
+    assert!(result.contains("DRAIN_ITEM_KEY=a"), "the worker printed its environment: {result}");
+    let password = fixture.db.password();
+    assert!(!result.contains(&password), "the password reached the worker: {result}");
+    for name in ["DATABASE_URL=", "DRAINCTL_DATABASE_URL=", "PGPASSWORD="] {
+        assert!(!result.lines().any(|line| line.starts_with(name)), "{name} reached the worker: {result}");
+    }
+}
+
+#[test]
+fn a_drain_env_that_sets_the_database_url_hands_it_to_the_worker() {
+    let fixture = Fixture::new(
+        &config(
+            "",
+            "env = { DATABASE_URL = \"postgres://app@db.example/app\", PGPASSWORD = \"given-on-purpose\" }\n",
+        )
+        .replace("[\"FAKE_WORKER\"]", "[\"env\"]"),
+        NOW,
+    );
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    drain_with_credentials_in_the_environment(&fixture).assert_code(0);
+    let result = result_of(&fixture, "a");
+    assert!(result.lines().any(|line| line == "DATABASE_URL=postgres://app@db.example/app"), "{result}");
+    assert!(result.lines().any(|line| line == "PGPASSWORD=given-on-purpose"), "{result}");
+    assert!(!result.contains(&fixture.db.password()), "drainctl's own password leaked: {result}");
+    assert!(!result.lines().any(|line| line.starts_with("DRAINCTL_DATABASE_URL=")), "{result}");
+}
+
+#[test]
+fn a_notifier_gets_neither_the_database_url_nor_the_password() {
+    let fixture =
+        Fixture::new(&config("notify_command = [\"sh\", \"-c\", \"env > TMPDIR/notifier.env\"]\n", ""), NOW);
+    fixture.enqueue("docs", &[("bad".into(), json!({ "steps": [{ "exit": 4 }] }))]);
+    drain_with_credentials_in_the_environment(&fixture).assert_code(0);
+    let seen = std::fs::read_to_string(fixture.path("notifier.env")).expect("the notifier ran");
+    assert!(seen.contains("PATH="), "the notifier printed its environment: {seen}");
+    assert!(!seen.contains(&fixture.db.password()), "the password reached the notifier: {seen}");
+    for name in ["DATABASE_URL=", "DRAINCTL_DATABASE_URL=", "PGPASSWORD="] {
+        assert!(!seen.lines().any(|line| line.starts_with(name)), "{name} reached the notifier: {seen}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the metrics textfile
+
+/// The names in a folder, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_symlink_planted_at_the_metrics_textfile_is_refused_and_its_victim_unchanged() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let victim = fixture.path("victim");
+    std::fs::write(&victim, "root only\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let textfiles = fixture.path("textfile");
+    std::fs::create_dir(&textfiles).unwrap();
+    let target = textfiles.join("drainctl.prom");
+    std::os::unix::fs::symlink(&victim, &target).unwrap();
+    let result = fixture.drainctl(&["metrics", "--textfile", target.to_str().unwrap()]).run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains(&format!("metrics textfile {} is a symbolic link", target.display())),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root only\n");
+    assert_eq!(std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_link(&target).unwrap(), victim, "the link itself is left alone");
+    assert_eq!(names_in(&textfiles), ["drainctl.prom"], "no temporary file is left behind");
+}
+
+#[test]
+fn a_metrics_textfile_that_is_not_a_regular_file_is_refused_with_78() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    // A fifo stands for a device node such as /dev/full: made here, so no system file is
+    // ever at stake.
+    let fifo = fixture.path("metrics.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let result = fixture.drainctl(&["metrics", "--textfile", fifo.to_str().unwrap()]).run();
+    result.assert_code(78);
+    assert!(
+        result
+            .stderr
+            .contains(&format!("metrics textfile {} exists and is not a regular file", fifo.display())),
+        "{}",
+        result.stderr
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the fifo is still there");
+    assert!(!names_in(fixture.dir.path()).iter().any(|name| name.contains(".tmp")), "no temporary file left");
+}
+
+#[test]
+fn a_metrics_textfile_that_is_a_directory_exits_78_saying_to_name_a_file_in_it() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let folder = fixture.path("textfile");
+    std::fs::create_dir(&folder).unwrap();
+    let result = fixture.drainctl(&["metrics", "--textfile", folder.to_str().unwrap()]).run();
+    result.assert_code(78);
+    let wanted = format!(
+        "metrics textfile {} is a directory; set --textfile or metrics_textfile to a file in it, e.g. {}",
+        folder.display(),
+        folder.join("drainctl.prom").display()
+    );
+    assert!(result.stderr.contains(&wanted), "{}", result.stderr);
+    assert!(names_in(&folder).is_empty(), "nothing is left in it: {:?}", names_in(&folder));
+    assert!(!names_in(fixture.dir.path()).iter().any(|name| name.contains(".tmp")), "no temporary file left");
+}
+
+#[test]
+fn a_metrics_textfile_in_a_missing_folder_exits_78_naming_the_folder() {
+    let fixture = Fixture::new(&config("metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n", ""), NOW);
+    let folder = fixture.path("missing");
+    for args in [&["metrics", "--textfile"][..], &["metrics", "--textfile", "missing/other.prom"][..]] {
+        let result = fixture.drainctl(args).current_dir(fixture.dir.path()).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains("does not exist; create it"), "{}", result.stderr);
+        assert!(result.stderr.contains("missing"), "the folder is named: {}", result.stderr);
+        assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    }
+    assert!(!folder.exists());
+    // A folder that is a file is the same mistake.
+    std::fs::write(&folder, "").unwrap();
+    let result = fixture.drainctl(&["metrics", "--textfile"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains(&format!("{} is not a directory", folder.display())), "{}", result.stderr);
+}
+
+#[test]
+fn supervise_with_metrics_textfile_in_a_missing_folder_exits_78_and_records_why() {
+    let fixture = Fixture::new(&config("metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n", ""), NOW);
+    let result = fixture.drainctl(&["supervise"]).run();
+    result.assert_code(78);
+    let folder = fixture.path("missing");
+    assert!(
+        result.stderr.contains(&format!("its folder {} does not exist; create it", folder.display())),
+        "{}",
+        result.stderr
+    );
+    let messages: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'supervise_error'");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(messages[0].starts_with("could not write metrics_textfile"), "{messages:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// what a terminal shows
+
+/// Characters that must never reach a terminal raw: controls other than the line break,
+/// and the bidirectional overrides, embeddings, isolates and marks.
+fn raw_unsafe_characters(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+/// A dead item whose key holds U+202E and a carriage return and whose worker wrote
+/// `real\rFAKE` on stderr; returns the fixture, the raw key and the drain pass.
+fn dead_item_with_hostile_text() -> (Fixture, String, Finished) {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue(
+        "docs",
+        &[("invoice\u{202e}fdp.exe".into(), json!({ "steps": [{ "err": "real\rFAKE" }, { "exit": 3 }] }))],
+    );
+    // enqueue refuses control characters in keys, but keys made by other means (a source
+    // scan of odd file names, an older version) may hold them.
+    fixture.client().execute("UPDATE items SET key = key || E'\\rFAKE'", &[]).unwrap();
+    let key = "invoice\u{202e}fdp.exe\rFAKE".to_string();
+    let pass = fixture.drainctl(&["drain", "docs", "-v"]).run();
+    (fixture, key, pass)
+}
+
+#[test]
+fn worker_stderr_with_a_carriage_return_is_escaped_in_the_drain_log() {
+    let (fixture, key, pass) = dead_item_with_hostile_text();
+    pass.assert_code(0);
+    assert_eq!(fixture.item("docs", &key).0, "dead");
+    assert!(
+        pass.stderr.contains(
+            "item invoice\\u{202e}fdp.exe\\rFAKE attempt 1 failed (failure): exit code 3: real\\rFAKE"
+        ),
+        "{}",
+        pass.stderr
+    );
+    assert_eq!(raw_unsafe_characters(&pass.stderr), [], "{:?}", pass.stderr);
+    // The database keeps what the worker wrote, byte for byte.
+    let (_, _, last_error) = fixture.item("docs", &key);
+    assert_eq!(last_error.as_deref(), Some("exit code 3: real\rFAKE"));
+}
+
+#[test]
+fn an_item_key_with_a_bidi_override_and_a_carriage_return_is_escaped_in_tables_and_exact_in_json() {
+    let (fixture, key, pass) = dead_item_with_hostile_text();
+    pass.assert_code(0);
+    let shown = "invoice\\u{202e}fdp.exe\\rFAKE";
+
+    let items = fixture.drainctl(&["items", "docs"]).run();
+    items.assert_code(0);
+    assert!(items.stdout.contains(shown), "{}", items.stdout);
+    assert!(items.stdout.contains("exit code 3: real\\rFAKE"), "{}", items.stdout);
+    assert_eq!(raw_unsafe_characters(&items.stdout), [], "{:?}", items.stdout);
+
+    let events = fixture.drainctl(&["events"]).run();
+    events.assert_code(0);
+    assert!(events.stdout.contains(&format!("item {shown} dead")), "{}", events.stdout);
+    assert_eq!(raw_unsafe_characters(&events.stdout), [], "{:?}", events.stdout);
+
+    let show = fixture.drainctl(&["items", "show", "docs", &key]).run();
+    show.assert_code(0);
+    assert!(show.stdout.contains(shown), "{}", show.stdout);
+    assert!(show.stdout.contains("  real\\rFAKE"), "the stderr tail is escaped: {}", show.stdout);
+    assert_eq!(raw_unsafe_characters(&show.stdout), [], "{:?}", show.stdout);
+
+    let listed = fixture.drainctl(&["items", "docs", "--json"]).run();
+    listed.assert_code(0);
+    assert_eq!(listed.json()["items"][0]["key"], key.as_str(), "JSON keeps the key exact");
+    let shown_json = fixture.drainctl(&["items", "show", "docs", &key, "--json"]).run();
+    shown_json.assert_code(0);
+    let json = shown_json.json();
+    assert_eq!(json["key"], key.as_str());
+    assert_eq!(json["stderr_tail"], "real\rFAKE\n");
+    let events_json = fixture.drainctl(&["events", "--json"]).run();
+    assert!(events_json.stdout.contains("invoice\u{202e}fdp.exe\\rFAKE"), "{}", events_json.stdout);
+}
