@@ -8,9 +8,11 @@
 //! own PATH when its `env` sets one), working folders, source folders, the time zone, a
 //! writable log folder (created owner-only when missing), the metrics textfile folder, and
 //! the clock compared with the database's. The exit code is that of the first failed
-//! check in the order shown: 78 for configuration, workers, zone and folders, 69 when the
-//! database cannot be reached; 0 when nothing failed (warnings, such as a pending
-//! migration, a late supervisor or clock skew, do not fail).
+//! check in the order shown: 78 for configuration, workers, zone and folders, and for a
+//! server older than supported or a transaction pooler (refused by `db::connect`), 69 when
+//! the database cannot be reached; 0 when nothing failed (warnings, such as a pending
+//! migration, a server newer than tested, a late supervisor or clock skew, do not fail).
+//! The schema is read without waiting for the migration lock (docs/migrations.md).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -76,11 +78,7 @@ impl Checks {
     }
 }
 
-pub fn run(
-    config_path: Option<&Path>,
-    lock_timeout: Duration,
-    _args: &DoctorArgs,
-) -> crate::error::Result<Report> {
+pub fn run(config_path: Option<&Path>, _args: &DoctorArgs) -> crate::error::Result<Report> {
     let mut checks = Checks::default();
     let clock = match Clock::from_env() {
         Ok(clock) => clock,
@@ -119,12 +117,24 @@ pub fn run(
         }
         Ok(url) => match crate::db::connect(&url) {
             Ok(mut client) => {
-                let version = crate::db::server_version(&mut client).unwrap_or_else(|_| "unknown".into());
-                checks.push(
-                    "database",
-                    Status::Ok,
-                    format!("database reachable (PostgreSQL {version}, URL from {})", url.source),
-                );
+                // `connect` already refused a server older than supported (a failed check).
+                match crate::db::server_version(&mut client) {
+                    Ok((version, number)) => {
+                        let newer = crate::db::judge_server_version(number)
+                            == crate::db::ServerVersionVerdict::NewerThanTested;
+                        checks.push(
+                            "database",
+                            if newer { Status::Warn } else { Status::Ok },
+                            format!(
+                                "database reachable (PostgreSQL {version}{}; supported: {}; URL from {})",
+                                if newer { ", newer than drainctl was tested with" } else { "" },
+                                crate::db::supported_versions(),
+                                url.source
+                            ),
+                        );
+                    }
+                    Err(error) => checks.fail("database", error.exit_code(), error.display_scrubbed()),
+                }
                 Some(client)
             }
             Err(error) => {
@@ -135,7 +145,7 @@ pub fn run(
     };
 
     match client.as_mut() {
-        Some(client) => check_schema(&mut checks, client, lock_timeout),
+        Some(client) => check_schema(&mut checks, client),
         None => checks.push("schema", Status::Skip, "schema not checked: no database connection"),
     }
     let interval = config.as_ref().map(|config| config.defaults.supervise_interval);
@@ -296,8 +306,8 @@ fn report(checks: Checks) -> Report {
         .with_exit_code(exit_code)
 }
 
-fn check_schema(checks: &mut Checks, client: &mut postgres::Client, lock_timeout: Duration) {
-    let rows = match crate::migrate::status(client, lock_timeout) {
+fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {
+    let rows = match crate::migrate::status(client) {
         Ok(rows) => rows,
         Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),
     };

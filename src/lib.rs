@@ -140,9 +140,7 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
             open.run(|ctx| items::run(ctx, &args)).map(|r| (r, as_json))
         }
         Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Doctor(args) => {
-            doctor::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, args.json))
-        }
+        Command::Doctor(args) => doctor::run(config_path.as_deref(), &args).map(|r| (r, args.json)),
         Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)).map(|r| (r, false)),
         Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Completions(args) => Ok((cli_docs::completions(&args), false)),

@@ -1,11 +1,17 @@
 //! Embedded, checksummed migrations applied under a session-level advisory lock.
 //!
 //! Every invocation of drainctl calls [`ensure_current`]: it takes
-//! `pg_advisory_lock(MIGRATION_LOCK_KEY)` (waiting at most the lock timeout), refuses a
-//! database whose applied migrations were edited (checksum changed) or that is newer than
-//! this binary, applies each missing file in its own transaction together with its
-//! `schema_migrations` row, and releases the lock on every path. When nothing is missing
-//! no DDL runs at all.
+//! `pg_advisory_lock(MIGRATION_LOCK_KEY)`, refuses a database whose applied migrations
+//! were edited (checksum changed) or that is newer than this binary, applies each missing
+//! file in its own transaction together with its `schema_migrations` row, and releases the
+//! lock on every path. When nothing is missing no DDL runs at all.
+//!
+//! When another session holds the lock, the schema is read without it: each migration
+//! commits with its `schema_migrations` row, so a read sees whole migrations only. If
+//! every migration of this binary is there with its checksum, there is nothing to wait
+//! for and the invocation goes on without the lock — a frozen holder (a stopped process)
+//! blocks nobody on a current schema. Only when migrations are due does it wait for the
+//! lock, at most the lock timeout (see docs/migrations.md).
 
 use std::time::Duration;
 
@@ -71,6 +77,39 @@ pub fn with_migration_lock<T>(
     body: impl FnOnce(&mut Client) -> Result<T>,
 ) -> Result<T> {
     acquire_migration_lock(client, lock_timeout)?;
+    run_and_release(client, body)
+}
+
+/// How [`lock_unless_current`] let the caller go on.
+enum MigrationLock {
+    /// This session holds the migration lock: release it with [`run_and_release`].
+    Held,
+    /// Another session holds the lock, and the schema, read without it, is current.
+    NotNeeded,
+}
+
+/// Take the migration lock if it is free. If another session holds it, read the schema
+/// without the lock: refuse an edited or newer schema at once, go on without the lock when
+/// it is current, and wait for the lock (at most `lock_timeout`) only when migrations are due.
+fn lock_unless_current(client: &mut Client, lock_timeout: Duration) -> Result<MigrationLock> {
+    if crate::db::try_advisory_lock(client, MIGRATION_LOCK_KEY)? {
+        return Ok(MigrationLock::Held);
+    }
+    let applied = read_applied(client)?;
+    check_applied(&applied)?;
+    if missing(&applied).is_empty() {
+        log::info!(
+            "another session holds the migration lock and the schema is current (version {}): going on without the lock",
+            latest_version()
+        );
+        return Ok(MigrationLock::NotNeeded);
+    }
+    acquire_migration_lock(client, lock_timeout)?;
+    Ok(MigrationLock::Held)
+}
+
+/// Run `body` while holding the migration lock, then release it whatever happened.
+fn run_and_release<T>(client: &mut Client, body: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
     let outcome = body(client);
     let released = client.query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]);
     match (outcome, released) {
@@ -106,16 +145,24 @@ pub fn ensure_current(
     lock_timeout: Duration,
     now: DateTime<Utc>,
 ) -> Result<MigrationReport> {
-    with_migration_lock(client, lock_timeout, |client| apply_missing(client, now))
+    match lock_unless_current(client, lock_timeout)? {
+        MigrationLock::NotNeeded => {
+            Ok(MigrationReport { applied: Vec::new(), current_version: latest_version() })
+        }
+        MigrationLock::Held => run_and_release(client, |client| apply_missing(client, now)),
+    }
 }
 
 /// What `ensure_current` would apply, without applying it.
 pub fn pending(client: &mut Client, lock_timeout: Duration) -> Result<Vec<i32>> {
-    with_migration_lock(client, lock_timeout, |client| {
-        let applied = read_applied(client)?;
-        check_applied(&applied)?;
-        Ok(missing(&applied).iter().map(|m| m.version).collect())
-    })
+    match lock_unless_current(client, lock_timeout)? {
+        MigrationLock::NotNeeded => Ok(Vec::new()),
+        MigrationLock::Held => run_and_release(client, |client| {
+            let applied = read_applied(client)?;
+            check_applied(&applied)?;
+            Ok(missing(&applied).iter().map(|m| m.version).collect())
+        }),
+    }
 }
 
 struct Applied {
@@ -242,36 +289,44 @@ fn apply_missing(client: &mut Client, now: DateTime<Utc>) -> Result<MigrationRep
     Ok(report)
 }
 
-/// `migrate --status`: every known or applied version with its state.
-pub fn status(client: &mut Client, lock_timeout: Duration) -> Result<Vec<MigrationStatus>> {
-    with_migration_lock(client, lock_timeout, |client| {
-        let applied = read_applied(client)?;
-        let mut rows = Vec::new();
-        for migration in MIGRATIONS {
-            let row = applied.iter().find(|a| a.version == migration.version);
-            let state = match row {
-                None => "pending",
-                Some(a) if a.checksum != checksum(migration.sql) => "changed",
-                Some(_) => "applied",
-            };
-            rows.push(MigrationStatus {
-                version: migration.version,
-                name: migration.name.to_string(),
-                state,
-                applied_at: row.map(|a| a.applied_at),
-            });
-        }
-        for a in applied.iter().filter(|a| !MIGRATIONS.iter().any(|m| m.version == a.version)) {
-            rows.push(MigrationStatus {
-                version: a.version,
-                name: a.name.clone(),
-                state: "unknown",
-                applied_at: Some(a.applied_at),
-            });
-        }
-        rows.sort_by_key(|r| r.version);
-        Ok(rows)
-    })
+/// `migrate --status`: every known or applied version with its state. Read under the
+/// migration lock, or without it when another session holds it: a read sees whole
+/// migrations only, so a held lock delays nobody here.
+pub fn status(client: &mut Client) -> Result<Vec<MigrationStatus>> {
+    // An edited or newer schema is reported here (`changed`, `unknown`), not refused.
+    if crate::db::try_advisory_lock(client, MIGRATION_LOCK_KEY)? {
+        run_and_release(client, |client| Ok(status_rows(&read_applied(client)?)))
+    } else {
+        Ok(status_rows(&read_applied(client)?))
+    }
+}
+
+fn status_rows(applied: &[Applied]) -> Vec<MigrationStatus> {
+    let mut rows = Vec::new();
+    for migration in MIGRATIONS {
+        let row = applied.iter().find(|a| a.version == migration.version);
+        let state = match row {
+            None => "pending",
+            Some(a) if a.checksum != checksum(migration.sql) => "changed",
+            Some(_) => "applied",
+        };
+        rows.push(MigrationStatus {
+            version: migration.version,
+            name: migration.name.to_string(),
+            state,
+            applied_at: row.map(|a| a.applied_at),
+        });
+    }
+    for a in applied.iter().filter(|a| !MIGRATIONS.iter().any(|m| m.version == a.version)) {
+        rows.push(MigrationStatus {
+            version: a.version,
+            name: a.name.clone(),
+            state: "unknown",
+            applied_at: Some(a.applied_at),
+        });
+    }
+    rows.sort_by_key(|r| r.version);
+    rows
 }
 
 /// `migrate --repair-checksum VERSION`: accept the current file's checksum for an

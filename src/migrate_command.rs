@@ -18,7 +18,7 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
     let clock = Clock::from_env()?;
     let mut client = crate::db::connect(config.require_database_url()?)?;
     if args.status {
-        let rows = migrate::status(&mut client, lock_timeout)?;
+        let rows = migrate::status(&mut client)?;
         let human_rows: Vec<Vec<String>> = rows
             .iter()
             .map(|row| {

@@ -99,3 +99,22 @@ pg_stop() {
   if [ -n "$PG_DATA" ]; then rm -rf "$PG_DATA"; fi
   PG_DATA=""
 }
+
+# pgbouncer for the pooler tests: installed with apt when missing. Never fatal: the tests
+# that need it print why they were skipped. Sets and exports DRAINCTL_TEST_PGBOUNCER.
+pgbouncer_ensure() {
+  local found
+  found="$(command -v pgbouncer 2>/dev/null || ls /usr/sbin/pgbouncer 2>/dev/null || true)"
+  if [ -z "$found" ]; then
+    echo "pgbouncer not found; installing it with apt-get" >&2
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq pgbouncer >&2 \
+      || { "${sudo[@]}" apt-get update -qq >&2 \
+           && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq pgbouncer >&2; } \
+      || echo "pgbouncer could not be installed; the pooler tests will be skipped" >&2
+    found="$(command -v pgbouncer 2>/dev/null || ls /usr/sbin/pgbouncer 2>/dev/null || true)"
+  fi
+  DRAINCTL_TEST_PGBOUNCER="$found"
+  export DRAINCTL_TEST_PGBOUNCER
+}

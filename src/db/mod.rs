@@ -55,17 +55,248 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name("drainctl");
     }
-    let mut client = config.connect(NoTls).map_err(|error| {
+    let unavailable = |error: postgres::Error| {
         let detail = match classify_database_error(&error) {
             Error::Internal(message) => message,
             other => other.to_string(),
         };
         Error::Unavailable(format!("cannot connect to the database (URL from {}): {detail}", database.source))
-    })?;
+    };
+    let mut client = config.connect(NoTls).map_err(unavailable)?;
+    // Until the checks below passed, only the simple query protocol is used: it works
+    // through any pooler, where a prepared statement may not.
+    let identity = backend_identity(&mut client).map_err(unavailable)?;
+    check_server_version(&identity.version, &identity.version_num)?;
+    refuse_transaction_pooler(&config, &identity)?;
     // A process frozen (SIGSTOP, a paused VM) in the middle of a transaction must not hold
     // its locks for ever: the server ends such a session, and the run is reaped.
     client.batch_execute(IDLE_IN_TRANSACTION_TIMEOUT_SQL)?;
     Ok(client)
+}
+
+/// The oldest PostgreSQL major version drainctl runs on: older ones lack functions the
+/// schema and the queries use (`sha256(bytea)` came with 11). See docs/operations.md.
+pub const OLDEST_SUPPORTED_MAJOR: i32 = 11;
+/// The newest PostgreSQL major version drainctl was tested with; newer ones are allowed,
+/// with a warning.
+pub const NEWEST_TESTED_MAJOR: i32 = 18;
+
+/// What drainctl makes of the server's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerVersionVerdict {
+    /// Between [`OLDEST_SUPPORTED_MAJOR`] and [`NEWEST_TESTED_MAJOR`].
+    Supported,
+    /// Newer than [`NEWEST_TESTED_MAJOR`]: allowed, with a warning.
+    NewerThanTested,
+    /// Older than [`OLDEST_SUPPORTED_MAJOR`]: refused.
+    TooOld,
+}
+
+/// Judge a `server_version_num` (e.g. `150004` for 15.4, `100023` for 10.23).
+pub fn judge_server_version(version_num: i32) -> ServerVersionVerdict {
+    let major = version_num / 10_000;
+    if major < OLDEST_SUPPORTED_MAJOR {
+        ServerVersionVerdict::TooOld
+    } else if major > NEWEST_TESTED_MAJOR {
+        ServerVersionVerdict::NewerThanTested
+    } else {
+        ServerVersionVerdict::Supported
+    }
+}
+
+/// The supported range, for messages: `11 through 18`.
+pub fn supported_versions() -> String {
+    format!("{OLDEST_SUPPORTED_MAJOR} through {NEWEST_TESTED_MAJOR}")
+}
+
+/// Refuse a server older than drainctl supports (exit 78); warn about one newer than it
+/// was tested with.
+fn check_server_version(version: &str, version_num: &str) -> Result<()> {
+    let Ok(number) = version_num.parse::<i32>() else {
+        return Err(Error::Config(format!(
+            "the database server reports server_version_num \"{version_num}\" (server_version \
+             \"{version}\"), not a PostgreSQL version number: drainctl needs PostgreSQL {}",
+            supported_versions()
+        )));
+    };
+    match judge_server_version(number) {
+        ServerVersionVerdict::Supported => Ok(()),
+        ServerVersionVerdict::NewerThanTested => {
+            log::warn!(
+                "PostgreSQL {version} is newer than drainctl was tested with (PostgreSQL {}); \
+                 report any problem with the server version",
+                supported_versions()
+            );
+            Ok(())
+        }
+        ServerVersionVerdict::TooOld => Err(Error::Config(format!(
+            "the database server runs PostgreSQL {version} (server_version_num {version_num}), which \
+             drainctl does not support: it needs PostgreSQL {OLDEST_SUPPORTED_MAJOR} or newer \
+             (supported: {}); upgrade the server",
+            supported_versions()
+        ))),
+    }
+}
+
+/// Which server process serves a connection, where the server says the session arrived,
+/// and the server's version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct BackendIdentity {
+    /// `pg_backend_pid()`.
+    pid: String,
+    /// `pg_postmaster_start_time()`: with the pid, unique among the sessions open at one
+    /// instant, across servers too.
+    server_start: String,
+    /// `server_version`, e.g. `15.4`.
+    version: String,
+    /// `server_version_num`, e.g. `150004`.
+    version_num: String,
+    /// The address and port the session arrived at: `inet_server_addr()` and
+    /// `inet_server_port()`, none over a Unix socket.
+    arrived_at: Option<(String, String)>,
+    /// The server's `port` and `unix_socket_directories` settings.
+    port_setting: String,
+    socket_directories: String,
+}
+
+/// Read [`BackendIdentity`] with one simple-protocol query.
+fn backend_identity(client: &mut Client) -> std::result::Result<BackendIdentity, postgres::Error> {
+    let messages = client.simple_query(
+        "SELECT pg_backend_pid(), pg_postmaster_start_time(), \
+                current_setting('server_version'), current_setting('server_version_num'), \
+                host(inet_server_addr()), inet_server_port(), \
+                current_setting('port'), current_setting('unix_socket_directories')",
+    )?;
+    let row = messages.iter().find_map(|message| match message {
+        postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    });
+    let value = |index: usize| row.and_then(|row| row.get(index)).map(str::to_string);
+    let text = |index: usize| value(index).unwrap_or_default();
+    Ok(BackendIdentity {
+        pid: text(0),
+        server_start: text(1),
+        version: text(2),
+        version_num: text(3),
+        arrived_at: value(4).zip(value(5)),
+        port_setting: text(6),
+        socket_directories: text(7),
+    })
+}
+
+/// Could something stand between drainctl and the server? True unless the server saw
+/// the session arrive where drainctl dialled: over TCP at one of the dialled host's
+/// addresses and the dialled port, over a Unix socket in one of the server's socket
+/// folders with the dialled port. A pooler (like any proxy or address translation) makes
+/// the server see its own connection instead, at another address, port or socket. With
+/// several hosts to try, drainctl cannot tell which one answered: true.
+fn may_be_proxied(config: &postgres::Config, server: &BackendIdentity) -> bool {
+    use postgres::config::Host;
+    let ([host], port) = (config.get_hosts(), config.get_ports()) else { return true };
+    let port = match port {
+        [] => 5432,
+        [port] => *port,
+        _ => return true,
+    };
+    match (host, &server.arrived_at) {
+        (Host::Tcp(name), Some((address, arrived_port))) => {
+            let Ok(address) = address.parse::<std::net::IpAddr>() else { return true };
+            let dialled: Vec<std::net::IpAddr> = match config.get_hostaddrs() {
+                [] => match std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port)) {
+                    Ok(found) => found.map(|socket| socket.ip().to_canonical()).collect(),
+                    Err(_) => return true,
+                },
+                [hostaddr] => vec![hostaddr.to_canonical()],
+                _ => return true,
+            };
+            *arrived_port != port.to_string() || !dialled.contains(&address.to_canonical())
+        }
+        (Host::Unix(folder), None) => {
+            let is_server_folder = server
+                .socket_directories
+                .split(',')
+                .map(str::trim)
+                .any(|listed| std::path::Path::new(listed) == folder.as_path());
+            server.port_setting != port.to_string() || !is_server_folder
+        }
+        _ => true,
+    }
+}
+
+/// How long the pooler check waits for its second connection to answer.
+const POOLER_CHECK_WAIT: Duration = Duration::from_secs(3);
+
+/// Refuse a connection through a pooler in transaction (or statement) mode, exit 78.
+///
+/// drainctl needs one server session for the whole invocation: its migration lock,
+/// concurrency slots and scan locks are session-level advisory locks, and its statements
+/// are prepared once per connection. A transaction pooler (pgbouncer `pool_mode =
+/// transaction`) hands each transaction to whichever server connection is free, so locks
+/// stay behind on idle server connections, `lock_timeout` is set on one session and used
+/// on another, and prepared statement names collide.
+///
+/// Poolers do not announce themselves or their mode (pgbouncer sends PostgreSQL's own
+/// parameters and its own cancel key), so the check observes what pooling does: with the
+/// first connection idle and still open, a second connection asks which server process
+/// serves it. Directly and in session mode every open client has its own server process,
+/// so the two always differ. In transaction mode the first connection's server process
+/// went back to the pool when its query finished, and pgbouncer by default reuses the
+/// most recently released server connection first (`server_round_robin = 0`): the second
+/// connection lands on the same process, and the check refuses. Limits: the check
+/// cannot fail a good setup (two open sessions never share a process), but it can miss a
+/// transaction pooler that gives the second connection another server connection —
+/// under load, with `server_round_robin = 1`, or a pooler with other reuse rules. When
+/// the second connection cannot connect or gets no server connection within
+/// [`POOLER_CHECK_WAIT`] (a full session pool) the check passes. The second connection is
+/// opened only when [`may_be_proxied`] says the server saw the session arrive elsewhere
+/// than drainctl dialled, so a direct connection pays nothing (docs/operations.md).
+fn refuse_transaction_pooler(config: &postgres::Config, first: &BackendIdentity) -> Result<()> {
+    if !may_be_proxied(config, first) {
+        return Ok(());
+    }
+    let mut config = config.clone();
+    config.application_name("drainctl pooler check");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    // The thread is not joined: a session pool with no free server connection makes it
+    // wait in the pooler's queue; it ends when it gets one or the process exits.
+    std::thread::spawn(move || {
+        let identity = config.connect(NoTls).and_then(|mut client| {
+            let identity = backend_identity(&mut client);
+            if let Err(error) = client.close() {
+                log::debug!("closing the pooler check's connection: {}", classify_database_error(&error));
+            }
+            identity
+        });
+        // Fails only when the caller stopped waiting: nobody needs the answer any more.
+        let _ = sender.send(identity);
+    });
+    match receiver.recv_timeout(POOLER_CHECK_WAIT) {
+        Ok(Ok(second)) if (&second.pid, &second.server_start) == (&first.pid, &first.server_start) => {
+            Err(Error::Config(format!(
+                "the database connection goes through a connection pooler in transaction mode \
+                 (two open connections were served by the same server process, pid {}): \
+                 drainctl needs a whole server session per invocation for its advisory locks \
+                 and prepared statements; connect directly to PostgreSQL, or through a pool in \
+                 session mode (pgbouncer: pool_mode = session), see docs/operations.md",
+                first.pid
+            )))
+        }
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            log::info!(
+                "pooler check skipped: a second connection failed: {}",
+                classify_database_error(&error)
+            );
+            Ok(())
+        }
+        Err(_) => {
+            log::info!(
+                "pooler check skipped: a second connection got no answer within {}",
+                crate::duration::format_duration(POOLER_CHECK_WAIT)
+            );
+            Ok(())
+        }
+    }
 }
 
 /// How long a session may sit idle inside a transaction before the server ends it.
@@ -91,7 +322,9 @@ pub fn advisory_unlock(client: &mut Client, key: i64) -> Result<()> {
     Ok(())
 }
 
-/// Who holds advisory lock `key`, for a "timed out waiting" message.
+/// Who holds advisory lock `key` in the current database (advisory locks are per database:
+/// the same key held in another database of the cluster blocks nobody here), for a "timed
+/// out waiting" message.
 pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<String>> {
     // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits.
     let classid = (key >> 32) as u32 as i64;
@@ -101,6 +334,7 @@ pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<String
                 coalesce(a.backend_start::text, ''), coalesce(a.state, '')
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.granted
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
             AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1",
         &[&classid, &objid],
     )?;
@@ -165,8 +399,93 @@ pub fn server_now(client: &mut Client) -> Result<chrono::DateTime<chrono::Utc>> 
     Ok(row.get(0))
 }
 
-/// The server's version string (`server_version`), e.g. `16.4`.
-pub fn server_version(client: &mut Client) -> Result<String> {
-    let row = client.query_one("SELECT current_setting('server_version')", &[])?;
-    Ok(row.get(0))
+/// The server's version string (`server_version`, e.g. `16.4`) and number
+/// (`server_version_num`, e.g. `160004`).
+pub fn server_version(client: &mut Client) -> Result<(String, i32)> {
+    let row = client.query_one(
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+        &[],
+    )?;
+    Ok((row.get(0), row.get(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_seen_at(address: Option<&str>, port: &str) -> BackendIdentity {
+        BackendIdentity {
+            arrived_at: address.map(|address| (address.to_string(), port.to_string())),
+            port_setting: "5432".into(),
+            socket_directories: "/var/run/postgresql, /tmp".into(),
+            ..BackendIdentity::default()
+        }
+    }
+
+    #[test]
+    fn a_session_that_arrived_elsewhere_than_dialled_may_be_proxied() {
+        let config = |url: &str| -> postgres::Config { url.parse().unwrap() };
+        // Direct: the server saw the session arrive where drainctl dialled.
+        let direct = config("postgres://u@127.0.0.1:5433/db");
+        assert!(!may_be_proxied(&direct, &server_seen_at(Some("127.0.0.1"), "5433")));
+        assert!(!may_be_proxied(
+            &config("postgres://u@localhost/db"),
+            &server_seen_at(Some("127.0.0.1"), "5432")
+        ));
+        assert!(!may_be_proxied(
+            &config("host=/var/run/postgresql port=5432 user=u"),
+            &server_seen_at(None, "")
+        ));
+        // A pooler on another port, another address, or another socket.
+        let pooler = config("postgres://u@127.0.0.1:6432/db");
+        assert!(may_be_proxied(&pooler, &server_seen_at(Some("127.0.0.1"), "5432")));
+        assert!(may_be_proxied(&direct, &server_seen_at(Some("10.0.0.7"), "5433")));
+        assert!(may_be_proxied(&direct, &server_seen_at(None, "")));
+        assert!(may_be_proxied(
+            &config("host=/var/run/pgbouncer port=5432 user=u"),
+            &server_seen_at(None, "")
+        ));
+        assert!(may_be_proxied(
+            &config("host=/var/run/postgresql port=6432 user=u"),
+            &server_seen_at(None, "")
+        ));
+        assert!(may_be_proxied(
+            &config("host=/var/run/postgresql port=5432 user=u"),
+            &server_seen_at(Some("127.0.0.1"), "5432")
+        ));
+        // Several hosts: which one answered is unknown.
+        assert!(may_be_proxied(&config("host=a,b user=u"), &server_seen_at(Some("127.0.0.1"), "5432")));
+    }
+
+    #[test]
+    fn server_versions_from_11_through_18_are_supported_older_refused_newer_warned() {
+        use ServerVersionVerdict::*;
+        for (version_num, verdict) in [
+            (90_624, TooOld),
+            (100_023, TooOld),
+            (109_999, TooOld),
+            (110_000, Supported),
+            (110_022, Supported),
+            (150_004, Supported),
+            (180_000, Supported),
+            (189_999, Supported),
+            (190_000, NewerThanTested),
+            (200_001, NewerThanTested),
+        ] {
+            assert_eq!(judge_server_version(version_num), verdict, "{version_num}");
+        }
+    }
+
+    #[test]
+    fn an_unsupported_server_version_is_refused_with_78_naming_it_and_the_range() {
+        let error = check_server_version("10.23", "100023").unwrap_err();
+        assert_eq!(error.exit_code(), 78);
+        let message = error.to_string();
+        assert!(message.contains("PostgreSQL 10.23 (server_version_num 100023)"), "{message}");
+        assert!(message.contains("supported: 11 through 18"), "{message}");
+        let error = check_server_version("weird", "x").unwrap_err();
+        assert_eq!(error.exit_code(), 78);
+        assert!(check_server_version("15.4", "150004").is_ok());
+        assert!(check_server_version("19.0", "190000").is_ok());
+    }
 }

@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod config_errors;
+mod connection;
 mod drain_pass;
 mod enqueue;
 mod feeding;

@@ -1,0 +1,232 @@
+//! The connection and what drainctl makes sure of before it works: a frozen holder of the
+//! migration lock, the holders a lock-timeout message names, the server version, and a
+//! connection pooler (the real pgbouncer) in transaction or session mode.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+const MIGRATION_LOCK_KEY: i64 = 0x4452_4149_0000_0000;
+const CONFIG: &str = "[[drain]]\nname = \"a\"\ncommand = [\"FAKE_WORKER\"]\n";
+
+/// A plain client that holds the migration lock, as a stopped drainctl would.
+fn hold_migration_lock(db: &TestDb, application: &str) -> postgres::Client {
+    let mut holder = db.client();
+    holder.batch_execute(&format!("SET application_name = '{application}'")).unwrap();
+    holder.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).unwrap();
+    holder
+}
+
+#[test]
+fn a_frozen_migration_lock_holder_does_not_block_commands_on_a_current_schema() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let _holder = hold_migration_lock(&fixture.db, "frozen-drainctl");
+    // Before, each of these waited the whole --lock-timeout and exited 75.
+    for args in [
+        &["status", "--lock-timeout", "20s"][..],
+        &["supervise", "--lock-timeout", "20s"],
+        &["enqueue", "a", "--key", "k1", "--payload", "{}", "--lock-timeout", "20s"],
+        &["migrate", "--lock-timeout", "20s"],
+        &["migrate", "--status", "--lock-timeout", "20s"],
+        &["migrate", "--dry-run", "--lock-timeout", "20s"],
+        &["doctor", "--lock-timeout", "20s"],
+    ] {
+        let started = Instant::now();
+        let result = fixture.drainctl(args).run();
+        result.assert_code(0);
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} waited {:?}", started.elapsed());
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'k1'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM supervisor_passes"), 1);
+}
+
+#[test]
+fn a_held_migration_lock_still_times_out_with_75_when_migrations_are_due() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // Migration 0003 looks missing: it is due, so the lock must be waited for.
+    fixture.client().execute("DELETE FROM schema_migrations WHERE version = 3", &[]).unwrap();
+    let _holder = hold_migration_lock(&fixture.db, "busy-migrator");
+    let result = fixture.drainctl(&["status", "--lock-timeout", "300ms"]).run();
+    result.assert_code(75);
+    assert!(
+        result.stderr.contains("timed out after 300ms waiting for the migration lock"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.contains("busy-migrator"), "{}", result.stderr);
+    // An edited migration is refused at once (78), whoever holds the lock.
+    fixture
+        .client()
+        .execute("UPDATE schema_migrations SET checksum = 'abc123' WHERE version = 1", &[])
+        .unwrap();
+    let result = fixture.drainctl(&["status", "--lock-timeout", "20s"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("0001_init.sql was changed after it was applied"), "{}", result.stderr);
+}
+
+#[test]
+fn the_lock_timeout_message_names_only_holders_in_this_database() {
+    let here = TestDb::new();
+    let elsewhere = TestDb::new();
+    // Advisory locks are per database: both sessions hold the same key at once.
+    let _other = hold_migration_lock(&elsewhere, "holder-elsewhere");
+    let _holder = hold_migration_lock(&here, "holder-here");
+    let result = Drainctl::new(&["migrate", "--lock-timeout", "300ms"])
+        .env("DATABASE_URL", &here.url)
+        .current_dir(std::env::temp_dir().as_path())
+        .run();
+    result.assert_code(75);
+    assert!(result.stderr.contains("holder-here"), "{}", result.stderr);
+    assert!(!result.stderr.contains("holder-elsewhere"), "{}", result.stderr);
+    assert_eq!(result.stderr.matches("backend pid").count(), 1, "{}", result.stderr);
+}
+
+#[test]
+fn doctor_shows_the_server_version_and_the_supported_range() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(0);
+    let version: String =
+        fixture.client().query_one("SELECT current_setting('server_version')", &[]).unwrap().get(0);
+    let expected = format!(
+        "ok    database: database reachable (PostgreSQL {version}; supported: 11 through 18; URL from "
+    );
+    assert!(result.stdout.contains(&expected), "{expected:?} not in\n{}", result.stdout);
+}
+
+/// A real pgbouncer in front of the test cluster, with two names for one database:
+/// `txn` (pool_mode = transaction) and `sess` (pool_mode = session). Stopped on drop.
+struct Pgbouncer {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+    user: String,
+    password: String,
+}
+
+/// The pgbouncer program: `$DRAINCTL_TEST_PGBOUNCER` (set by `./scripts/test`, which
+/// installs the package when missing), else the usual places.
+fn pgbouncer_program() -> Option<String> {
+    if let Ok(program) = std::env::var("DRAINCTL_TEST_PGBOUNCER") {
+        if !program.is_empty() {
+            return Some(program);
+        }
+    }
+    ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"]
+        .iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .map(|path| path.to_string())
+}
+
+impl Pgbouncer {
+    fn start(db: &TestDb) -> Option<Pgbouncer> {
+        let Some(program) = pgbouncer_program() else {
+            eprintln!("SKIPPED: pgbouncer is not installed and ./scripts/test could not install it");
+            return None;
+        };
+        let server: postgres::Config = db.url.parse().unwrap();
+        let host = match &server.get_hosts()[0] {
+            postgres::config::Host::Tcp(host) => host.clone(),
+            other => panic!("the test cluster is reached over TCP, not {other:?}"),
+        };
+        let server_port = server.get_ports()[0];
+        let user = server.get_user().unwrap().to_string();
+        let password = String::from_utf8(server.get_password().unwrap().to_vec()).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let target = format!("host={host} port={server_port} dbname={}", db.name);
+        std::fs::write(
+            path("pgbouncer.ini"),
+            format!(
+                "[databases]\ntxn = {target} pool_mode=transaction\nsess = {target} pool_mode=session\n\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = scram-sha-256\nauth_file = {}\npidfile = {}\nlogfile = {}\n",
+                path("userlist.txt"),
+                path("pgbouncer.pid"),
+                path("pgbouncer.log"),
+            ),
+        )
+        .unwrap();
+        std::fs::write(path("userlist.txt"), format!("\"{user}\" \"{password}\"\n")).unwrap();
+        // pgbouncer refuses to run as root: run it as the cluster's user.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        let mut command = if is_root {
+            let status = Command::new("chown").args(["-R", "postgres:", &path("")]).status().unwrap();
+            assert!(status.success(), "chown the pgbouncer folder");
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--", &program]);
+            command
+        } else {
+            Command::new(&program)
+        };
+        command.arg(path("pgbouncer.ini")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = command.spawn().expect("start pgbouncer");
+        let bouncer = Pgbouncer { dir, child, port, user, password };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                let log =
+                    std::fs::read_to_string(bouncer.dir.path().join("pgbouncer.log")).unwrap_or_default();
+                panic!("pgbouncer did not listen on port {port} within 10s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(bouncer)
+    }
+
+    /// The URL of pool `name` (`txn` or `sess`).
+    fn url(&self, name: &str) -> String {
+        format!("postgres://{}:{}@127.0.0.1:{}/{name}", self.user, self.password, self.port)
+    }
+}
+
+impl Drop for Pgbouncer {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("pgbouncer.pid")) {
+            if let Ok(pid) = pid.trim().parse::<u32>() {
+                signal(pid, libc::SIGTERM);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_transaction_pooler_is_refused_with_78_and_a_session_pool_works() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let Some(bouncer) = Pgbouncer::start(&fixture.db) else { return };
+    let through = |pool: &str, args: &[&str]| {
+        fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", &bouncer.url(pool)).run()
+    };
+
+    for args in [&["status"][..], &["migrate"], &["supervise"]] {
+        let result = through("txn", args);
+        result.assert_code(78);
+        assert!(result.stderr.contains("connection pooler in transaction mode"), "{}", result.stderr);
+        assert!(result.stderr.contains("pool_mode = session"), "{}", result.stderr);
+        assert!(result.stderr.contains("connect directly to PostgreSQL"), "{}", result.stderr);
+        assert!(!result.stderr.contains(&bouncer.password), "{}", result.stderr);
+        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    }
+    let doctor = through("txn", &["doctor"]);
+    doctor.assert_code(78);
+    assert!(
+        doctor.stdout.contains("fail  database: the database connection goes through a connection pooler"),
+        "{}",
+        doctor.stdout
+    );
+    // Refused before anything was written.
+    assert_eq!(fixture.count("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"), 0);
+
+    through("sess", &["migrate"]).assert_code(0);
+    through("sess", &["enqueue", "a", "--key", "k1", "--payload", "{}"]).assert_code(0);
+    through("sess", &["status"]).assert_code(0);
+    through("sess", &["doctor"]).assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
+}
