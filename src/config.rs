@@ -14,7 +14,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::parse_duration;
+use crate::duration::{parse_bounded_duration, parse_duration};
 use crate::error::{register_secret, Error, Result};
 use crate::quota::Profile;
 use crate::window::Window;
@@ -643,7 +643,7 @@ fn resolve_quota_group(
 fn resolve_retention(raw: Option<&Spanned<RawRetention>>, source: &Source) -> Result<Retention> {
     let horizon = |key: &str, value: Option<&String>| -> Result<Option<Duration>> {
         let (Some(raw), Some(text)) = (raw, value) else { return Ok(None) };
-        let duration = parse_duration(text)
+        let duration = parse_bounded_duration(text)
             .map_err(|message| source.error_for(raw, &format!("retention.{key}: {message}")))?;
         if duration.is_zero() {
             return Err(source.error_for(raw, &format!("retention.{key}: must be more than 0s")));
@@ -770,7 +770,7 @@ fn resolve_drain(
         Some(retry) => {
             let parse = |value: &Option<String>, key: &str, default: &str| {
                 let text = value.as_deref().unwrap_or(default);
-                parse_duration(text)
+                parse_bounded_duration(text)
                     .map_err(|message| source.error_for(retry, &format!("{}: {message}", context(key))))
             };
             RetryBackoff {
@@ -898,7 +898,7 @@ fn spanned_duration(
     source: &Source,
 ) -> Result<Duration> {
     match value {
-        Some(text) => parse_duration(text.get_ref())
+        Some(text) => parse_bounded_duration(text.get_ref())
             .map_err(|message| source.error_for(text, &format!("{key}: {message}"))),
         None => parse_duration(default).map_err(Error::Internal),
     }

@@ -7,6 +7,7 @@ mod config_errors;
 mod drain_pass;
 mod enqueue;
 mod feeding;
+mod inputs;
 mod migrations;
 mod operator;
 mod rate_limits;

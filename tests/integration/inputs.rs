@@ -1,0 +1,144 @@
+//! Inputs at their limits: durations longer than the ceiling, NUL bytes in payloads and
+//! argv settings, an unusable `TZ`, and source entries that cannot be looked at — each
+//! refused with the documented exit code and a message naming the value, never a panic.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+/// A config file in a fresh folder; the command runs without a database, because a
+/// configuration error stops drainctl before it connects.
+fn refused_config(config: &str) -> Finished {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drainctl.toml");
+    std::fs::write(&path, config.replace("FAKE_WORKER", FAKE_WORKER)).unwrap();
+    let result = Drainctl::new(&["status"])
+        .env("DRAINCTL_CONFIG", path.to_str().unwrap())
+        .env("DRAINCTL_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .run();
+    result.assert_code(78);
+    assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    assert!(result.stderr.contains(path.to_str().unwrap()), "{}", result.stderr);
+    result
+}
+
+const DRAIN: &str = "[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n";
+
+#[test]
+fn every_duration_setting_longer_than_a_hundred_years_is_refused_at_load_naming_key_and_maximum() {
+    let huge = "\"100000000w\"";
+    let cases = [
+        (format!("[defaults]\ndefault_backoff = {huge}\n"), ":2:19:", "default_backoff"),
+        (format!("[defaults]\nsuspected_backoff = {huge}\n"), ":2:21:", "suspected_backoff"),
+        (format!("[defaults]\nreset_margin = {huge}\n"), ":2:16:", "reset_margin"),
+        (format!("[defaults]\nkill_grace = {huge}\n"), ":2:14:", "kill_grace"),
+        (format!("[defaults]\nsupervise_interval = {huge}\n"), ":2:22:", "supervise_interval"),
+        (format!("[defaults]\nburst_max = {huge}\n"), ":2:13:", "burst_max"),
+        (format!("[defaults]\nnotify_timeout = {huge}\n"), ":2:18:", "notify_timeout"),
+        (format!("[defaults]\nretention = {{ runs = {huge} }}\n"), ":2:13:", "retention.runs"),
+        (format!("[defaults]\nretention = {{ done_items = {huge} }}\n"), ":2:13:", "retention.done_items"),
+        (format!("{DRAIN}item_timeout = {huge}\n"), ":4:16:", "drain \"docs\": item_timeout"),
+        (format!("{DRAIN}liveness_timeout = {huge}\n"), ":4:20:", "drain \"docs\": liveness_timeout"),
+        (format!("{DRAIN}max_seconds_per_pass = {huge}\n"), ":4:24:", "drain \"docs\": max_seconds_per_pass"),
+        (format!("{DRAIN}every = {huge}\n"), ":4:9:", "drain \"docs\": every"),
+        (
+            format!("{DRAIN}retry_backoff = {{ base = {huge} }}\n"),
+            ":4:17:",
+            "drain \"docs\": retry_backoff.base",
+        ),
+        (
+            format!("{DRAIN}retry_backoff = {{ max = {huge} }}\n"),
+            ":4:17:",
+            "drain \"docs\": retry_backoff.max",
+        ),
+        (
+            format!("[[quota_group]]\nname = \"g\"\nswitch_cooldown = {huge}\n"),
+            ":3:19:",
+            "quota group \"g\": switch_cooldown",
+        ),
+    ];
+    for (config, location, key) in cases {
+        let result = refused_config(&config);
+        for part in [location, key, "\"100000000w\" is too long; the largest allowed is 36500d (100 years)"] {
+            assert!(result.stderr.contains(part), "{part:?} not in {}", result.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_drain_with_the_largest_durations_runs_fails_and_backs_off_without_panic() {
+    let max = "\"36500d\"";
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = {max}\ndefault_backoff = {max}\n\
+         suspected_backoff = {max}\nreset_margin = {max}\nsupervise_interval = {max}\nburst_max = {max}\n\
+         notify_timeout = {max}\n\
+         retention = {{ runs = {max}, events = {max}, logs = {max}, done_items = {max} }}\n\
+         log_dir = \"TMPDIR/logs\"\n\n\
+         {DRAIN}item_timeout = {max}\nliveness_timeout = {max}\nmax_seconds_per_pass = {max}\nevery = {max}\n\
+         retry_backoff = {{ base = {max}, max = {max} }}\n\
+         [[drain]]\nname = \"limited\"\ncommand = [\"FAKE_WORKER\"]\n"
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue(
+        "docs",
+        &[("ok".into(), json!("fine")), ("fails".into(), json!({ "steps": [{ "exit": 3 }] }))],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["status"], "drained", "{}", pass.stdout);
+    assert_eq!(fixture.item("docs", "ok").0, "done");
+    assert_eq!(fixture.item("docs", "fails").0, "pending");
+    // The retry waits 80 to 100 % of a hundred years: still a date PostgreSQL stores.
+    let retry_year =
+        fixture.count("SELECT extract(year FROM available_at)::bigint FROM items WHERE key = 'fails'");
+    assert!((2106..=2126).contains(&retry_year), "{retry_year}");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+
+    // A quota hit without a reset time: the suspected backoff is a hundred years.
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.enqueue("limited", &[("hit".into(), limit)]);
+    let limited = fixture.drainctl(&["drain", "limited", "--json"]).run();
+    limited.assert_code(0);
+    assert_eq!(limited.json()["status"], "rate_limited", "{}", limited.stdout);
+    let until: String = fixture
+        .client()
+        .query_one(
+            "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM quota_backoffs WHERE quota_group = 'limited'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(until, "2126-11-03");
+
+    for command in [&["supervise", "--json"][..], &["prune", "--json"], &["status", "--json"]] {
+        fixture.drainctl(command).run().assert_code(0);
+    }
+}
+
+#[test]
+fn command_line_durations_longer_than_allowed_exit_64_naming_the_flag_and_maximum() {
+    let fixture = Fixture::new(DRAIN, NOW);
+    let lock = fixture.drainctl(&["--lock-timeout", "100000000w", "status"]).run();
+    lock.assert_code(64);
+    assert!(
+        lock.stderr.contains("--lock-timeout: \"100000000w\" is too long; the largest allowed is 24d"),
+        "{}",
+        lock.stderr
+    );
+    fixture.drainctl(&["--lock-timeout", "24d", "status"]).run().assert_code(0);
+    let since = fixture.drainctl(&["events", "--since", "100000000w"]).run();
+    since.assert_code(64);
+    assert!(
+        since
+            .stderr
+            .contains("--since: \"100000000w\" is too long; the largest allowed is 36500d (100 years)"),
+        "{}",
+        since.stderr
+    );
+    fixture.drainctl(&["events", "--since", "36500d"]).run().assert_code(0);
+    let burst = fixture.drainctl(&["burst", "on", "docs", "--until", "+100000000w"]).run();
+    burst.assert_code(64);
+    assert!(burst.stderr.contains("--until"), "{}", burst.stderr);
+}
