@@ -380,6 +380,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
     for scan in &scans {
         human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
+        human.push_str(&scan.refused_lines());
     }
     if let Some(pruned) = &pruned {
         human.push_str(&format!("prune: {}\n", pruned.summary()));

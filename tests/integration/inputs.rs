@@ -142,3 +142,72 @@ fn command_line_durations_longer_than_allowed_exit_64_naming_the_flag_and_maximu
     burst.assert_code(64);
     assert!(burst.stderr.contains("--until"), "{}", burst.stderr);
 }
+
+// ---------------------------------------------------------------------------------------
+// Source entries that cannot be looked at
+
+#[test]
+fn source_entries_that_cannot_be_stated_are_refused_with_the_os_error_not_dropped() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let fixture = Fixture::new(
+        &format!(
+            "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n{DRAIN}\
+             source = {{ dir = \"data\", glob = \"*/*.jsonl\" }}\n"
+        ),
+        NOW,
+    );
+    let data = fixture.path("data");
+    for folder in ["alice", "loop", "locked"] {
+        std::fs::create_dir_all(data.join(folder)).unwrap();
+    }
+    std::fs::write(data.join("alice/1.jsonl"), "one\n").unwrap();
+    // A link to itself: stat fails with ELOOP.
+    symlink("self.jsonl", data.join("loop/self.jsonl")).unwrap();
+    // A folder that can be listed but not searched: its files cannot be stat'ed.
+    std::fs::write(data.join("locked/secret.jsonl"), "two\n").unwrap();
+    std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let scan = fixture.drainctl(&["scan", "docs", "--json"]).without_permission_override().run();
+    scan.assert_code(0);
+    let report = scan.json();
+    assert_eq!(report["new"], 1, "{report:#}");
+    assert_eq!(report["refused"], 2, "{report:#}");
+    let refused: Vec<(&str, &str)> = report["refused_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|refusal| (refusal["path"].as_str().unwrap(), refusal["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(refused[0].0, "locked/secret.jsonl", "{refused:?}");
+    assert!(refused[0].1.starts_with("cannot stat: Permission denied (os error 13)"), "{refused:?}");
+    assert_eq!(refused[1].0, "loop/self.jsonl", "{refused:?}");
+    assert!(refused[1].1.contains("(os error 40)"), "{refused:?}");
+
+    let human = fixture.drainctl(&["scan", "docs"]).without_permission_override().run();
+    human.assert_code(0);
+    assert!(human.stdout.contains(", 2 refused;"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("refused locked/secret.jsonl: cannot stat: Permission denied (os error 13)"),
+        "{}",
+        human.stdout
+    );
+
+    // supervise scans first and reports the same refusals, in its table and its JSON.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["supervise"]).without_permission_override().run();
+    pass.assert_code(0);
+    assert!(pass.stdout.contains("scan docs: 0 new, 0 changed, 1 unchanged"), "{}", pass.stdout);
+    assert!(
+        pass.stdout.contains("refused locked/secret.jsonl: cannot stat: Permission denied"),
+        "{}",
+        pass.stdout
+    );
+    let pass = fixture.drainctl(&["supervise", "--json"]).without_permission_override().run();
+    pass.assert_code(0);
+    let scans = &pass.json()["scans"];
+    assert_eq!(scans[0]["refused"], 2, "{scans:#}");
+    assert_eq!(scans[0]["refused_paths"][0]["path"], "locked/secret.jsonl", "{scans:#}");
+
+    // Let the temporary folder be removed by a user without the override too.
+    std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
