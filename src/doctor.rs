@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::cli::DoctorArgs;
 use crate::clock::Clock;
-use crate::config::{local_zone, parse_zone, Config};
+use crate::config::{machine_zone, parse_zone, Config};
 use crate::error::{EXIT_CONFIG, EXIT_OK};
 use crate::output::Report;
 
@@ -432,11 +432,21 @@ fn check_zone(checks: &mut Checks, config_path: Option<&Path>) {
             EXIT_CONFIG,
             "[defaults] timezone must be a string such as \"Asia/Jerusalem\"",
         ),
-        None => checks.push(
-            "timezone",
-            Status::Ok,
-            format!("time zone {} (the machine's; set [defaults] timezone to be explicit)", local_zone()),
-        ),
+        None => {
+            let machine = machine_zone();
+            match machine.problem {
+                // drainctl still works, in the zone it fell back to: a warning, not a failure.
+                Some(problem) => checks.push("timezone", Status::Warn, problem),
+                None => checks.push(
+                    "timezone",
+                    Status::Ok,
+                    format!(
+                        "time zone {} (the machine's; set [defaults] timezone to be explicit)",
+                        machine.zone
+                    ),
+                ),
+            }
+        }
     }
 }
 

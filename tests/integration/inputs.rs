@@ -211,3 +211,92 @@ fn source_entries_that_cannot_be_stated_are_refused_with_the_os_error_not_droppe
     // Let the temporary folder be removed by a user without the override too.
     std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// NUL characters and the time zone
+
+#[test]
+fn an_enqueued_payload_with_a_nul_character_exits_65_naming_its_line_and_enqueues_nothing() {
+    let fixture = Fixture::new(DRAIN, NOW);
+    let lines = "{\"key\": \"a\", \"payload\": {\"text\": \"fine\"}}\n\
+                 {\"key\": \"b\", \"payload\": {\"text\": [\"ok\", \"nul \\u0000 here\"]}}\n";
+    let result = fixture.drainctl(&["enqueue", "docs"]).stdin(lines).run();
+    result.assert_code(65);
+    assert!(
+        result.stderr.contains("stdin:2: payload has a NUL character (\\u0000) at $.text[1]"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.contains("nothing was enqueued"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0, "the batch is all or nothing");
+    let key = fixture
+        .drainctl(&["enqueue", "docs"])
+        .stdin("{\"key\": \"c\", \"payload\": {\"k\\u0000\": 1}}\n")
+        .run();
+    key.assert_code(65);
+    assert!(
+        key.stderr.contains("stdin:1: payload has a NUL character (\\u0000) at $.k\\0"),
+        "{}",
+        key.stderr
+    );
+    let single = fixture.drainctl(&["enqueue", "docs", "--key", "d", "--payload", "\"\\u0000\""]).run();
+    single.assert_code(65);
+    assert!(single.stderr.contains("--payload: payload has a NUL character"), "{}", single.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+}
+
+#[test]
+fn nul_characters_in_a_drains_command_or_env_or_the_notifier_are_refused_at_load() {
+    let cases = [
+        (
+            format!("{DRAIN}env = {{ TOKEN = \"a\\u0000b\" }}\n"),
+            ":4:7:",
+            "drain \"docs\": env: the value of TOKEN",
+        ),
+        (
+            "[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\", \"--x\\u0000\"]\n".to_string(),
+            ":3:11:",
+            "drain \"docs\": command: argument 2",
+        ),
+        (
+            format!("[defaults]\nnotify_command = [\"notify\\u0000\"]\n{DRAIN}"),
+            ":2:18:",
+            "notify_command: argument 1",
+        ),
+    ];
+    for (config, location, key) in cases {
+        let result = refused_config(&config);
+        for part in [location, key, "has a NUL character"] {
+            assert!(result.stderr.contains(part), "{part:?} not in {}", result.stderr);
+        }
+    }
+}
+
+#[test]
+fn an_unknown_tz_is_a_warning_naming_it_and_doctor_reports_it() {
+    let fixture = Fixture::new(&format!("[defaults]\nlog_dir = \"TMPDIR/logs\"\n{DRAIN}"), NOW);
+    let status = fixture.drainctl(&["status"]).env("TZ", "Bogus/Zone").run();
+    status.assert_code(0);
+    assert!(
+        status.stderr.contains("TZ=\"Bogus/Zone\" is not a known time zone; using "),
+        "{}",
+        status.stderr
+    );
+    let doctor = fixture.drainctl(&["doctor"]).env("TZ", "Bogus/Zone").run();
+    assert!(
+        doctor.stdout.contains("warn  timezone: TZ=\"Bogus/Zone\" is not a known time zone; using "),
+        "{}",
+        doctor.stdout
+    );
+    let json = fixture.drainctl(&["doctor", "--json"]).env("TZ", "Bogus/Zone").run().json();
+    let check =
+        json["checks"].as_array().unwrap().iter().find(|check| check["check"] == "timezone").unwrap().clone();
+    assert_eq!(check["status"], "warn", "{check}");
+    // A zone it knows is fine.
+    let doctor = fixture.drainctl(&["doctor"]).env("TZ", "Asia/Jerusalem").run();
+    assert!(
+        doctor.stdout.contains("ok    timezone: time zone Asia/Jerusalem (the machine's"),
+        "{}",
+        doctor.stdout
+    );
+}
