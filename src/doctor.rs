@@ -10,7 +10,8 @@
 //! the clock compared with the database's. The exit code is that of the first failed
 //! check in the order shown: 78 for configuration, workers, zone and folders, 69 when the
 //! database cannot be reached; 0 when nothing failed (warnings, such as a pending
-//! migration, a late supervisor or clock skew, do not fail).
+//! migration, a late supervisor, clock skew or a `$TZ` that names no known zone, do not
+//! fail).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
