@@ -125,8 +125,7 @@ pub fn select(
         let until = states.iter().filter_map(AccountState::out_until).min().unwrap_or(now);
         return Selection::Wait { until, cause: WaitCause::AllBackingOff };
     };
-    let cooldown = chrono::Duration::from_std(switch_cooldown).unwrap_or(chrono::Duration::MAX);
-    let cooldown_ends = switched_at.and_then(|at| at.checked_add_signed(cooldown));
+    let cooldown_ends = switched_at.map(|at| crate::clock::later(at, switch_cooldown));
     let is_cooling_down = cooldown_ends.is_some_and(|end| now < end);
     let use_candidate = |switch: Option<Switch>| match states[candidate] {
         AccountState::Suspected { until } => {

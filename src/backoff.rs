@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::clock::later;
+
 /// Added to a parsed reset time (the default of `reset_margin`).
 pub const DEFAULT_RESET_MARGIN: Duration = Duration::from_secs(60);
 /// Backoff after a first hit without a (trusted) reset (the default of `suspected_backoff`).
@@ -93,7 +95,7 @@ pub fn decide_backoff(
     let mut distrusted = None;
     if let Some(reset) = stated_reset {
         let recently_reset = previous.reset_at.is_some_and(|previous_reset| {
-            previous_reset <= now && now < previous_reset + chrono(CONFIRM_WINDOW)
+            previous_reset <= now && now < later(previous_reset, CONFIRM_WINDOW)
         });
         if reset <= now {
             distrusted = Some(format!("stated reset {} is already in the past", reset.to_rfc3339()));
@@ -106,7 +108,7 @@ pub fn decide_backoff(
             ));
         } else {
             return BackoffDecision {
-                until: reset + chrono(policy.reset_margin),
+                until: later(reset, policy.reset_margin),
                 rule: BackoffRule::ParsedReset,
                 reset_at: Some(reset),
                 suspected_at: None,
@@ -119,7 +121,7 @@ pub fn decide_backoff(
         .is_some_and(|suspected| suspected <= now && now - suspected <= chrono(CONFIRM_WINDOW));
     if confirms {
         BackoffDecision {
-            until: now + chrono(policy.default_backoff),
+            until: later(now, policy.default_backoff),
             rule: BackoffRule::Confirmed,
             reset_at: None,
             suspected_at: None,
@@ -127,7 +129,7 @@ pub fn decide_backoff(
         }
     } else {
         BackoffDecision {
-            until: now + chrono(policy.suspected_backoff),
+            until: later(now, policy.suspected_backoff),
             rule: BackoffRule::Suspected,
             reset_at: None,
             suspected_at: Some(now),
@@ -217,6 +219,22 @@ mod tests {
         let d = decide_backoff(Some(tomorrow), at(20, 2), previous, HOUR);
         assert_eq!((d.until, d.rule), (at(20, 7), BackoffRule::Suspected));
         assert!(d.distrusted.is_some());
+    }
+
+    #[test]
+    fn backoffs_too_long_for_the_calendar_end_at_the_latest_instant_instead_of_panicking() {
+        let endless = BackoffPolicy {
+            reset_margin: Duration::MAX,
+            suspected_backoff: Duration::MAX,
+            default_backoff: Duration::MAX,
+        };
+        let latest = crate::clock::latest_instant();
+        let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), endless);
+        assert_eq!(first.until, latest);
+        let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at };
+        assert_eq!(decide_backoff(None, at(10, 20), previous, endless).until, latest);
+        let stated = decide_backoff(Some(at(11, 0)), at(10, 0), PreviousBackoff::default(), endless);
+        assert_eq!((stated.until, stated.rule), (latest, BackoffRule::ParsedReset));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Wait at most this long for the migration lock before giving up with exit 75
+    /// Wait at most this long (up to 24d) for the migration lock before giving up with exit 75
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s")]
     pub lock_timeout: String,
 
@@ -249,7 +249,7 @@ pub struct EventsArgs {
     /// Only events of this drain
     #[arg(long, value_name = "NAME")]
     pub drain: Option<String>,
-    /// Only events from the last DURATION (e.g. "1d", "6h")
+    /// Only events from the last DURATION (e.g. "1d", "6h"; at most 36500d)
     #[arg(long, value_name = "DURATION")]
     pub since: Option<String>,
     /// Only events of this kind (e.g. item_dead_lettered)

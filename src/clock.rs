@@ -6,6 +6,9 @@
 //! `DRAINCTL_NOW=@/path/to/file` reads the instant from that file every time "now" is asked,
 //! so a test can move time forward while a process runs. Durations of real work (timeouts,
 //! throttles) use `std::time::Instant` and are not affected.
+//!
+//! [`later`] and [`earlier`] are the one place where a duration meets an instant: they
+//! never overflow, and never leave the calendar PostgreSQL and RFC 3339 can hold.
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -81,6 +84,33 @@ impl Clock {
     }
 }
 
+/// The latest instant drainctl computes: the end of year 9999 (RFC 3339 prints it,
+/// PostgreSQL stores it).
+pub fn latest_instant() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The earliest instant drainctl computes: the start of year 1.
+pub fn earliest_instant() -> DateTime<Utc> {
+    DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// `at` plus `duration`, saturating at [`latest_instant`] instead of overflowing.
+pub fn later(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|delta| at.checked_add_signed(delta))
+        .map_or_else(latest_instant, |later| later.min(latest_instant()))
+}
+
+/// `at` minus `duration`, saturating at [`earliest_instant`] instead of overflowing.
+pub fn earlier(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|delta| at.checked_sub_signed(delta))
+        .map_or_else(earliest_instant, |earlier| earlier.max(earliest_instant()))
+}
+
 fn parse_instant(value: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(value).map(|at| at.with_timezone(&Utc)).map_err(|_| {
         Error::Config(format!(
@@ -116,6 +146,24 @@ mod tests {
         assert_eq!(clock.now().to_rfc3339(), "2026-11-27T10:00:00+00:00");
         std::fs::write(&path, "2026-11-27T11:30:00Z").unwrap();
         assert_eq!(clock.now().to_rfc3339(), "2026-11-27T11:30:00+00:00");
+    }
+
+    #[test]
+    fn durations_meet_instants_without_overflow() {
+        use std::time::Duration;
+        let at = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").unwrap().with_timezone(&Utc);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(later(at, hour).to_rfc3339(), "2026-11-27T11:00:00+00:00");
+        assert_eq!(earlier(at, hour).to_rfc3339(), "2026-11-27T09:00:00+00:00");
+        let century = crate::duration::MAX_DURATION;
+        assert_eq!(later(at, century).to_rfc3339(), "2126-11-03T10:00:00+00:00");
+        assert_eq!(earlier(at, century).to_rfc3339(), "1926-12-22T10:00:00+00:00");
+        for huge in [Duration::from_secs(100_000_000 * 7 * 86_400), Duration::MAX] {
+            assert_eq!(later(at, huge).to_rfc3339(), "9999-12-31T23:59:59+00:00");
+            assert_eq!(earlier(at, huge).to_rfc3339(), "0001-01-01T00:00:00+00:00");
+            assert_eq!(later(DateTime::<Utc>::MAX_UTC, huge), latest_instant());
+            assert_eq!(earlier(DateTime::<Utc>::MIN_UTC, huge), earliest_instant());
+        }
     }
 
     #[test]

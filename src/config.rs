@@ -14,7 +14,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::parse_duration;
+use crate::duration::{parse_bounded_duration, parse_duration};
 use crate::error::{register_secret, Error, Result};
 use crate::quota::Profile;
 use crate::window::Window;
@@ -95,8 +95,7 @@ pub struct RawQuotaGroup {
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
     pub name: Spanned<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,7 +110,7 @@ pub struct RawDefaults {
     pub timezone: Option<Spanned<String>>,
     pub burst_default_until: Option<Spanned<String>>,
     pub burst_max: Option<Spanned<String>>,
-    pub log_dir: Option<String>,
+    pub log_dir: Option<Spanned<String>>,
     pub metrics_textfile: Option<String>,
     pub notify_command: Option<Spanned<Vec<String>>>,
     pub default_backoff: Option<Spanned<String>>,
@@ -138,9 +137,8 @@ pub struct RawRetention {
 pub struct RawDrain {
     pub name: Spanned<String>,
     pub command: Spanned<Vec<String>>,
-    pub workdir: Option<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub workdir: Option<Spanned<String>>,
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
     pub quota_group: Option<Spanned<String>>,
     pub quota_profile: Option<Spanned<String>>,
     pub quota_patterns: Option<Spanned<Vec<String>>>,
@@ -550,7 +548,10 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         Some(command) if command.get_ref().is_empty() => {
             return Err(source.error_for(&command, "notify_command: must name a program"))
         }
-        Some(command) => Some(resolve_command(command.into_inner(), base_dir)),
+        Some(command) => {
+            check_arguments(&command, "notify_command", source)?;
+            Some(resolve_command(command.into_inner(), base_dir))
+        }
         None => None,
     };
     let notify_on = match &raw.notify_on {
@@ -584,7 +585,13 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         timezone,
         burst_default_until,
         burst_max: duration(&raw.burst_max, "burst_max", DEFAULT_BURST_MAX)?,
-        log_dir: raw.log_dir.map(|dir| base_dir.join(dir)).unwrap_or_else(default_log_dir),
+        log_dir: match raw.log_dir {
+            Some(dir) => {
+                check_path(&dir, "log_dir", source)?;
+                base_dir.join(dir.into_inner())
+            }
+            None => default_log_dir(),
+        },
         metrics_textfile: raw.metrics_textfile.map(|file| base_dir.join(file)),
         notify_command,
         default_backoff: duration(&raw.default_backoff, "default_backoff", DEFAULT_BACKOFF)?,
@@ -637,7 +644,18 @@ fn resolve_quota_group(
                 &format!("quota group {name:?}: duplicate account name {account_name:?}"),
             ));
         }
-        accounts.push(AccountConfig { name: account_name, env: account.env.into_iter().collect() });
+        let env = match account.env {
+            Some(env) => {
+                check_environment(
+                    &env,
+                    &format!("quota group {name:?}: account {account_name:?}: env"),
+                    source,
+                )?;
+                env.into_inner().into_iter().collect()
+            }
+            None => Vec::new(),
+        };
+        accounts.push(AccountConfig { name: account_name, env });
     }
     if accounts.is_empty() {
         accounts.push(AccountConfig::implicit());
@@ -648,7 +666,7 @@ fn resolve_quota_group(
 fn resolve_retention(raw: Option<&Spanned<RawRetention>>, source: &Source) -> Result<Retention> {
     let horizon = |key: &str, value: Option<&String>| -> Result<Option<Duration>> {
         let (Some(raw), Some(text)) = (raw, value) else { return Ok(None) };
-        let duration = parse_duration(text)
+        let duration = parse_bounded_duration(text)
             .map_err(|message| source.error_for(raw, &format!("retention.{key}: {message}")))?;
         if duration.is_zero() {
             return Err(source.error_for(raw, &format!("retention.{key}: must be more than 0s")));
@@ -684,6 +702,12 @@ fn resolve_source(
     if value.dir.trim().is_empty() {
         return Err(error("dir", "is empty; name the folder whose files become items".to_string()));
     }
+    if value.dir.contains('\0') {
+        return Err(error(
+            "dir",
+            format!("{:?} has a NUL character, which no path can hold; remove it", value.dir),
+        ));
+    }
     let glob = crate::glob::Glob::parse(value.glob.as_deref().unwrap_or(DEFAULT_SOURCE_GLOB))
         .map_err(|message| error("glob", message))?;
     let max_files_per_scan = match value.max_files_per_scan {
@@ -718,6 +742,16 @@ fn resolve_drain(
             &raw.command,
             &format!("{}: must name a program, e.g. [\"claude\", \"-p\"]", context("command")),
         ));
+    }
+    check_arguments(&raw.command, &context("command"), source)?;
+    if let Some(env) = &raw.env {
+        check_environment(env, &context("env"), source)?;
+    }
+    if let Some(workdir) = &raw.workdir {
+        check_path(workdir, &context("workdir"), source)?;
+    }
+    if let Some(resume_args) = &raw.resume_args {
+        check_arguments(resume_args, &context("resume_args"), source)?;
     }
     let duration = |value: &Option<Spanned<String>>, key: &str, default: &str| {
         spanned_duration(value, &context(key), default, source)
@@ -775,7 +809,7 @@ fn resolve_drain(
         Some(retry) => {
             let parse = |value: &Option<String>, key: &str, default: &str| {
                 let text = value.as_deref().unwrap_or(default);
-                parse_duration(text)
+                parse_bounded_duration(text)
                     .map_err(|message| source.error_for(retry, &format!("{}: {message}", context(key))))
             };
             RetryBackoff {
@@ -850,8 +884,8 @@ fn resolve_drain(
         source: source_config,
         every,
         command: resolve_command(raw.command.get_ref().clone(), base_dir),
-        workdir: raw.workdir.map(|dir| base_dir.join(dir)),
-        env: raw.env.into_iter().collect(),
+        workdir: raw.workdir.map(|dir| base_dir.join(dir.into_inner())),
+        env: raw.env.map(Spanned::into_inner).unwrap_or_default().into_iter().collect(),
         quota_group,
         quota_profile,
         quota_patterns: raw.quota_patterns.map(Spanned::into_inner).unwrap_or_default(),
@@ -903,7 +937,7 @@ fn spanned_duration(
     source: &Source,
 ) -> Result<Duration> {
     match value {
-        Some(text) => parse_duration(text.get_ref())
+        Some(text) => parse_bounded_duration(text.get_ref())
             .map_err(|message| source.error_for(text, &format!("{key}: {message}"))),
         None => parse_duration(default).map_err(Error::Internal),
     }
@@ -947,6 +981,54 @@ fn spanned_count(
     }
 }
 
+/// Refuse an argument no program can receive: one with a NUL character (it would fail
+/// only when the program is started).
+fn check_arguments(arguments: &Spanned<Vec<String>>, key: &str, source: &Source) -> Result<()> {
+    for (index, argument) in arguments.get_ref().iter().enumerate() {
+        if argument.contains('\0') {
+            return Err(source.error_for(
+                arguments,
+                &format!(
+                    "{key}: argument {} {argument:?} has a NUL character, which no program can receive; remove it",
+                    index + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse an environment no program can receive: a variable name that is empty or has
+/// `=` or a NUL character, or a value with a NUL character.
+fn check_environment(env: &Spanned<BTreeMap<String, String>>, key: &str, source: &Source) -> Result<()> {
+    for (name, value) in env.get_ref() {
+        let problem = if name.is_empty() {
+            Some("a variable name is empty".to_string())
+        } else if name.contains('=') || name.contains('\0') {
+            Some(format!("variable name {name:?} has a '=' or NUL character; rename it"))
+        } else if value.contains('\0') {
+            Some(format!("the value of {name} has a NUL character, which no program can receive; remove it"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(source.error_for(env, &format!("{key}: {problem}")));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a path with a NUL character: no file can have one.
+fn check_path(path: &Spanned<String>, key: &str, source: &Source) -> Result<()> {
+    if path.get_ref().contains('\0') {
+        return Err(source.error_for(
+            path,
+            &format!("{key}: {:?} has a NUL character, which no path can hold; remove it", path.get_ref()),
+        ));
+    }
+    Ok(())
+}
+
 /// `[a-z0-9_-]{1,64}`.
 pub fn is_valid_drain_name(name: &str) -> bool {
     !name.is_empty()
@@ -972,27 +1054,68 @@ pub fn parse_zone(name: &str) -> std::result::Result<Tz, String> {
     })
 }
 
-/// The machine's zone: `$TZ`, else the `/etc/localtime` link, else `/etc/timezone`, else UTC.
+/// The machine's zone: `$TZ`, else the `/etc/localtime` link, else `/etc/timezone`, else
+/// UTC. A `$TZ` that names no zone drainctl knows is logged as a warning that says which
+/// zone is used instead (`doctor` reports it too).
 pub fn local_zone() -> Tz {
-    if let Ok(tz) = std::env::var("TZ") {
-        if let Ok(zone) = tz.trim_start_matches(':').parse::<Tz>() {
-            return zone;
+    let machine = machine_zone();
+    if let Some(problem) = &machine.problem {
+        log::warn!("{problem}");
+    }
+    machine.zone
+}
+
+/// The machine's zone, where it came from, and what was wrong with `$TZ`, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineZone {
+    pub zone: Tz,
+    /// `$TZ`, `/etc/localtime`, `/etc/timezone` or `the default`.
+    pub source: &'static str,
+    /// `$TZ` is set but names no known zone: what it says and what is used instead.
+    pub problem: Option<String>,
+}
+
+/// See [`local_zone`]; nothing is logged.
+pub fn machine_zone() -> MachineZone {
+    let tz = std::env::var("TZ").ok();
+    let etc_localtime = std::fs::read_link("/etc/localtime").ok().map(|target| target.display().to_string());
+    let etc_timezone = std::fs::read_to_string("/etc/timezone").ok();
+    machine_zone_from(tz.as_deref(), etc_localtime.as_deref(), etc_timezone.as_deref())
+}
+
+/// [`machine_zone`] from the value of `$TZ`, the target of the `/etc/localtime` link and
+/// the text of `/etc/timezone`.
+fn machine_zone_from(
+    tz: Option<&str>,
+    etc_localtime: Option<&str>,
+    etc_timezone: Option<&str>,
+) -> MachineZone {
+    let in_zoneinfo = |path: &str| path.split_once("zoneinfo/").and_then(|(_, name)| name.parse::<Tz>().ok());
+    // `TZ=:Europe/Paris`, `TZ=Europe/Paris`, or a zoneinfo file; an empty TZ (and one that
+    // names /etc/localtime) means the machine's zone.
+    let mut ignored_tz = None;
+    if let Some(value) = tz.map(str::trim).filter(|value| !value.is_empty()) {
+        let name = value.trim_start_matches(':');
+        match name.parse::<Tz>().ok().or_else(|| in_zoneinfo(name)) {
+            Some(zone) => return MachineZone { zone, source: "$TZ", problem: None },
+            None if name == "/etc/localtime" => {}
+            None => ignored_tz = Some(value.to_string()),
         }
     }
-    if let Ok(target) = std::fs::read_link("/etc/localtime") {
-        let target = target.display().to_string();
-        if let Some((_, name)) = target.split_once("zoneinfo/") {
-            if let Ok(zone) = name.parse::<Tz>() {
-                return zone;
-            }
-        }
-    }
-    if let Ok(name) = std::fs::read_to_string("/etc/timezone") {
-        if let Ok(zone) = name.trim().parse::<Tz>() {
-            return zone;
-        }
-    }
-    Tz::UTC
+    let (zone, source) = if let Some(zone) = etc_localtime.and_then(in_zoneinfo) {
+        (zone, "/etc/localtime")
+    } else if let Some(zone) = etc_timezone.and_then(|name| name.trim().parse::<Tz>().ok()) {
+        (zone, "/etc/timezone")
+    } else {
+        (Tz::UTC, "the default")
+    };
+    let problem = ignored_tz.map(|value| {
+        format!(
+            "TZ={value:?} is not a known time zone; using {zone} (from {source}) instead: set TZ to an IANA \
+             name such as \"Asia/Jerusalem\", or set [defaults] timezone"
+        )
+    });
+    MachineZone { zone, source, problem }
 }
 
 /// `$XDG_STATE_HOME/drainctl/logs`, else `~/.local/state/drainctl/logs`.
@@ -1269,6 +1392,95 @@ mod tests {
         assert_eq!(config.drains[0].resume_args, ["--resume", "{token}"]);
         assert!(config.drains[0].resume_token_format.is_match("abc"));
         assert!(!config.drains[0].resume_token_format.is_match("abc-"), "anchored at both ends");
+    }
+
+    #[test]
+    fn nul_characters_in_what_is_handed_to_the_os_are_refused_where_they_are_written() {
+        let drain = "[[drain]]\nname = \"a\"\n";
+        let cases = [
+            (
+                format!("{drain}command = [\"w\", \"x\\u0000y\"]\n"),
+                ":3:11:",
+                "drain \"a\": command: argument 2 \"x\\0y\" has a NUL character, which no program can receive",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nenv = {{ TOKEN = \"s\\u0000\" }}\n"),
+                ":4:7:",
+                "drain \"a\": env: the value of TOKEN has a NUL character",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nenv = {{ \"A\\u0000B\" = \"1\" }}\n"),
+                ":4:7:",
+                "drain \"a\": env: variable name \"A\\0B\" has a '=' or NUL character",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nenv = {{ \"A=B\" = \"1\" }}\n"),
+                ":4:7:",
+                "drain \"a\": env: variable name \"A=B\"",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nresume_args = [\"--resume\\u0000\"]\n"),
+                ":4:15:",
+                "drain \"a\": resume_args: argument 1",
+            ),
+            (format!("{drain}command = [\"w\"]\nworkdir = \"/srv\\u0000\"\n"), ":4:11:", "drain \"a\": workdir:"),
+            (
+                format!("{drain}command = [\"w\"]\nsource = {{ dir = \"d\\u0000\" }}\n"),
+                ":4:10:",
+                "drain \"a\": source.dir:",
+            ),
+            (
+                "[defaults]\nnotify_command = [\"notify\", \"\\u0000\"]\n".to_string(),
+                ":2:18:",
+                "notify_command: argument 2 \"\\0\" has a NUL character",
+            ),
+            ("[defaults]\nlog_dir = \"logs\\u0000\"\n".to_string(), ":2:11:", "log_dir:"),
+            (
+                "[[quota_group]]\nname = \"g\"\naccounts = [{ name = \"x\", env = { K = \"\\u0000\" } }]\n".to_string(),
+                ":3:33:",
+                "quota group \"g\": account \"x\": env: the value of K has a NUL character",
+            ),
+        ];
+        for (text, location, fragment) in cases {
+            let error = resolve(&text).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.exit_code(), 78, "{message}");
+            assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
+            assert!(!message.contains('\0') && !message.contains('\n'), "one printable line: {message:?}");
+        }
+    }
+
+    #[test]
+    fn the_machine_zone_comes_from_tz_and_a_bad_tz_is_a_problem_naming_what_is_used() {
+        let localtime = Some("/usr/share/zoneinfo/Europe/Paris");
+        let zone = |tz: Option<&str>, localtime: Option<&str>| machine_zone_from(tz, localtime, None);
+        for tz in ["Asia/Jerusalem", ":Asia/Jerusalem", "/usr/share/zoneinfo/Asia/Jerusalem"] {
+            assert_eq!(
+                zone(Some(tz), localtime),
+                MachineZone { zone: chrono_tz::Asia::Jerusalem, source: "$TZ", problem: None },
+                "{tz}"
+            );
+        }
+        for tz in [None, Some(""), Some(":/etc/localtime")] {
+            assert_eq!(
+                zone(tz, localtime),
+                MachineZone { zone: chrono_tz::Europe::Paris, source: "/etc/localtime", problem: None },
+                "{tz:?}"
+            );
+        }
+        assert_eq!(machine_zone_from(None, None, Some("Asia/Tokyo\n")).zone, chrono_tz::Asia::Tokyo);
+        let bogus = zone(Some("Bogus/Zone"), None);
+        assert_eq!((bogus.zone, bogus.source), (Tz::UTC, "the default"));
+        assert_eq!(
+            bogus.problem.as_deref(),
+            Some(
+                "TZ=\"Bogus/Zone\" is not a known time zone; using UTC (from the default) instead: set TZ to an \
+                 IANA name such as \"Asia/Jerusalem\", or set [defaults] timezone"
+            )
+        );
+        let bogus = zone(Some("Bogus/Zone"), localtime);
+        assert_eq!(bogus.zone, chrono_tz::Europe::Paris);
+        assert!(bogus.problem.unwrap().contains("using Europe/Paris (from /etc/localtime) instead"));
     }
 
     #[test]

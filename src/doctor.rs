@@ -11,8 +11,9 @@
 //! check in the order shown: 78 for configuration, workers, zone and folders, and for a
 //! server older than supported or a transaction pooler (refused by `db::connect`), 69 when
 //! the database cannot be reached; 0 when nothing failed (warnings, such as a pending
-//! migration, a server newer than tested, a late supervisor or clock skew, do not fail).
-//! The schema is read without waiting for the migration lock (docs/migrations.md).
+//! migration, a server newer than tested, a late supervisor, clock skew or a `$TZ` that
+//! names no known zone, do not fail). The schema is read without waiting for the migration
+//! lock (docs/migrations.md).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -23,7 +24,7 @@ use serde_json::json;
 
 use crate::cli::DoctorArgs;
 use crate::clock::Clock;
-use crate::config::{local_zone, parse_zone, Config};
+use crate::config::{machine_zone, parse_zone, Config};
 use crate::error::{EXIT_CONFIG, EXIT_OK};
 use crate::output::Report;
 
@@ -442,11 +443,21 @@ fn check_zone(checks: &mut Checks, config_path: Option<&Path>) {
             EXIT_CONFIG,
             "[defaults] timezone must be a string such as \"Asia/Jerusalem\"",
         ),
-        None => checks.push(
-            "timezone",
-            Status::Ok,
-            format!("time zone {} (the machine's; set [defaults] timezone to be explicit)", local_zone()),
-        ),
+        None => {
+            let machine = machine_zone();
+            match machine.problem {
+                // drainctl still works, in the zone it fell back to: a warning, not a failure.
+                Some(problem) => checks.push("timezone", Status::Warn, problem),
+                None => checks.push(
+                    "timezone",
+                    Status::Ok,
+                    format!(
+                        "time zone {} (the machine's; set [defaults] timezone to be explicit)",
+                        machine.zone
+                    ),
+                ),
+            }
+        }
     }
 }
 

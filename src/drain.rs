@@ -824,7 +824,7 @@ impl Pass<'_> {
             self.drain.retry_backoff.max,
             crate::backoff::jitter_seed(),
         );
-        let retry_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let retry_at = crate::clock::later(now, delay);
         let exit_code = match report.exit {
             WorkerExit::Code(code) => Some(code),
             WorkerExit::Signal(_) => None,

@@ -7,8 +7,19 @@
 //! other way: [`format_duration`] prints a compact length (`"2d 3h"`, `"4m 10s"`) and
 //! [`format_relative`] a signed distance from now (`"in 2d 3h"`, `"4m ago"`, `"now"`),
 //! both with at most two adjacent units, truncating the rest.
+//!
+//! Every duration drainctl accepts has a ceiling ([`MAX_DURATION`], and a lower one for
+//! `--lock-timeout`): a duration is added to or subtracted from an instant (a backoff, a
+//! retention horizon, a deadline), and the ceiling keeps the result inside the calendar
+//! PostgreSQL stores. [`check_at_most`] refuses a longer one with a message that names
+//! the largest allowed value; see docs/configuration.md#durations.
 
 use std::time::Duration;
+
+/// The longest duration a setting or a flag may have: 36500 days (100 years).
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
+/// [`MAX_DURATION`] as the configuration and the messages spell it.
+pub const MAX_DURATION_TEXT: &str = "36500d (100 years)";
 
 /// The accepted forms, quoted at the end of every parse error.
 const ACCEPTED_FORMS: &str = "use a number with a unit: ms, s, m, h, d, w (e.g. \"90s\", \"20m\", \"1h30m\")";
@@ -77,6 +88,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = after_unit.trim_start();
     }
     Ok(Duration::from_millis(total_milliseconds))
+}
+
+/// Refuses a duration longer than `max` (spelled `max_text` in the message):
+/// `"100000000w" is too long; the largest allowed is 36500d (100 years)`.
+pub fn check_at_most(
+    text: &str,
+    duration: Duration,
+    max: Duration,
+    max_text: &str,
+) -> Result<Duration, String> {
+    if duration > max {
+        return Err(format!("{:?} is too long; the largest allowed is {max_text}", text.trim()));
+    }
+    Ok(duration)
+}
+
+/// [`parse_duration`], then [`check_at_most`] with [`MAX_DURATION`].
+pub fn parse_bounded_duration(text: &str) -> Result<Duration, String> {
+    check_at_most(text, parse_duration(text)?, MAX_DURATION, MAX_DURATION_TEXT)
 }
 
 /// Human relative time: a positive delta reads `"in 2d 3h"`, a negative one `"4m ago"`,
@@ -186,6 +216,23 @@ mod tests {
             );
             assert!(!message.contains('\n'), "one line: {message:?}");
         }
+    }
+
+    #[test]
+    fn durations_longer_than_the_ceiling_are_refused_naming_the_largest_allowed() {
+        assert_eq!(parse_bounded_duration("36500d"), Ok(MAX_DURATION));
+        assert_eq!(parse_bounded_duration("20m"), Ok(Duration::from_secs(20 * 60)));
+        for text in ["36500d 1ms", "5215w", "100000000w"] {
+            assert_eq!(
+                parse_bounded_duration(text),
+                Err(format!("{text:?} is too long; the largest allowed is 36500d (100 years)")),
+            );
+        }
+        assert!(parse_bounded_duration("20x").unwrap_err().starts_with("invalid duration \"20x\""));
+        assert_eq!(
+            check_at_most("25d", Duration::from_secs(25 * 86_400), Duration::from_secs(24 * 86_400), "24d"),
+            Err("\"25d\" is too long; the largest allowed is 24d".to_string())
+        );
     }
 
     #[test]

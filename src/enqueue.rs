@@ -1,6 +1,10 @@
 //! `drainctl enqueue NAME`: add items to a drain's backlog, one (`--key --payload`) or
 //! many (JSON lines on stdin or `--file`). A batch is all or nothing: a malformed line is
 //! reported with its line number and nothing of that batch is inserted.
+//!
+//! A payload is checked before it is sent against what PostgreSQL's jsonb can store: no
+//! NUL character (`\u0000`) in any string or object key, and at most [`MAX_PAYLOAD_BYTES`]
+//! of JSON. A value the server still refuses is reported the same way, with its line.
 
 use std::io::{BufRead, BufReader};
 
@@ -16,6 +20,9 @@ use crate::output::Report;
 
 /// Longest key accepted.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest payload accepted, as compact JSON: 256 MiB − 1, the most PostgreSQL's jsonb
+/// holds in one string or in the elements of one array or object.
+pub const MAX_PAYLOAD_BYTES: usize = (1 << 28) - 1;
 
 pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     let drain = ctx.config.drain(&args.name)?.name.clone();
@@ -23,7 +30,8 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         (Some(key), Some(payload)) => {
             let payload: Value = serde_json::from_str(payload)
                 .map_err(|error| Error::Data(format!("--payload is not valid JSON: {error}")))?;
-            vec![NewItem { key: check_key(key, None)?, payload }]
+            check_payload(&payload).map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
+            vec![NewItem { key: check_key(key, None)?, payload, origin: "--payload".to_string() }]
         }
         _ => match &args.file {
             Some(path) => {
@@ -114,10 +122,69 @@ pub fn parse_lines(reader: impl BufRead, source: &str) -> Result<Vec<NewItem>> {
         if let Some(extra) = object.keys().next() {
             return Err(bad(format!("unknown field {extra:?}; a line has only \"key\" and \"payload\"")));
         }
+        check_payload(&payload).map_err(bad)?;
         // A key repeated within one batch: the first wins, the rest count as duplicates.
-        items.push(NewItem { key, payload });
+        items.push(NewItem { key, payload, origin: format!("{source}:{number}") });
     }
     Ok(items)
+}
+
+/// Refuse a payload PostgreSQL's jsonb cannot store: a NUL character in a string or an
+/// object key (named by its JSON path), or more than [`MAX_PAYLOAD_BYTES`] of JSON.
+pub fn check_payload(payload: &Value) -> std::result::Result<(), String> {
+    check_payload_within(payload, MAX_PAYLOAD_BYTES)
+}
+
+/// [`check_payload`] with the size limit `max_bytes`.
+fn check_payload_within(payload: &Value, max_bytes: usize) -> std::result::Result<(), String> {
+    if let Some(path) = nul_path(payload, "$") {
+        return Err(format!(
+            "payload has a NUL character (\\u0000) at {path}, which PostgreSQL cannot store; remove it"
+        ));
+    }
+    let mut size = ByteCount(0);
+    serde_json::to_writer(&mut size, payload).map_err(|error| format!("payload: {error}"))?;
+    if size.0 > max_bytes {
+        return Err(format!(
+            "payload is {} bytes of JSON, more than the {max_bytes} an item can hold (jsonb's limit); \
+             put large data in a file and enqueue its path",
+            size.0
+        ));
+    }
+    Ok(())
+}
+
+/// The JSON path (`$.a[2]`) of the first string or object key with a NUL character.
+fn nul_path(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(text) if text.contains('\0') => Some(path.to_string()),
+        Value::Array(values) => {
+            values.iter().enumerate().find_map(|(index, value)| nul_path(value, &format!("{path}[{index}]")))
+        }
+        Value::Object(map) => map.iter().find_map(|(key, value)| {
+            let here = format!("{path}.{}", key.escape_debug());
+            if key.contains('\0') {
+                Some(here)
+            } else {
+                nul_path(value, &here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -140,10 +207,45 @@ mod tests {
             ("[1]\n", "stdin:1: expected an object"),
             ("{\"key\": \"\", \"payload\": 1}\n", "stdin:1: key is empty"),
             ("{\"key\": \"a\", \"payload\": 1, \"x\": 2}\n", "stdin:1: unknown field \"x\""),
+            (
+                "{\"key\": \"a\", \"payload\": 1}\n{\"key\": \"b\", \"payload\": {\"x\": [\"ok\", \"a\\u0000b\"]}}\n",
+                "stdin:2: payload has a NUL character (\\u0000) at $.x[1]",
+            ),
+            ("{\"key\": \"a\", \"payload\": {\"k\\u0000\": 1}}\n", "stdin:1: payload has a NUL character (\\u0000) at $.k\\0"),
+            ("{\"key\": \"a\", \"payload\": \"\\u0000\"}\n", "stdin:1: payload has a NUL character (\\u0000) at $,"),
         ] {
             let error = parse_lines(text.as_bytes(), "stdin").unwrap_err();
             assert_eq!(error.exit_code(), 65);
             assert!(error.to_string().starts_with(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_is_refused_with_its_size() {
+        // ["xxxx",null] is 13 bytes of compact JSON.
+        let payload = serde_json::json!(["xxxx", null]);
+        assert_eq!(check_payload_within(&payload, 13), Ok(()));
+        assert_eq!(
+            check_payload_within(&payload, 12),
+            Err("payload is 13 bytes of JSON, more than the 12 an item can hold (jsonb's limit); \
+                 put large data in a file and enqueue its path"
+                .to_string())
+        );
+        assert_eq!(MAX_PAYLOAD_BYTES, 268_435_455);
+    }
+
+    #[test]
+    fn the_servers_refusals_of_data_are_bad_input() {
+        use postgres::error::SqlState;
+        for refused in
+            [SqlState::UNTRANSLATABLE_CHARACTER, SqlState::PROGRAM_LIMIT_EXCEEDED, SqlState::DATA_EXCEPTION]
+        {
+            assert!(crate::db::items::is_refused_data(&refused), "{refused:?}");
+        }
+        for other in
+            [SqlState::T_R_SERIALIZATION_FAILURE, SqlState::UNDEFINED_TABLE, SqlState::ADMIN_SHUTDOWN]
+        {
+            assert!(!crate::db::items::is_refused_data(&other), "{other:?}");
         }
     }
 }

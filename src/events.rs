@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::cli::EventsArgs;
 use crate::context::Context;
 use crate::db::events::{list_events, EventFilter};
-use crate::duration::parse_duration;
+use crate::duration::parse_bounded_duration;
 use crate::error::{Error, Result};
 use crate::output::{local_minute, relative, table, Report};
 
@@ -18,14 +18,9 @@ pub fn run(ctx: &mut Context, args: &EventsArgs) -> Result<Report> {
     let now = ctx.clock.now();
     let since = match &args.since {
         Some(text) => {
-            let length =
-                parse_duration(text).map_err(|message| Error::Usage(format!("--since: {message}")))?;
-            let length = chrono::Duration::from_std(length)
-                .map_err(|_| Error::Usage(format!("--since: {text:?} is too long")))?;
-            Some(
-                now.checked_sub_signed(length)
-                    .ok_or_else(|| Error::Usage(format!("--since: {text:?} is too long")))?,
-            )
+            let length = parse_bounded_duration(text)
+                .map_err(|message| Error::Usage(format!("--since: {message}")))?;
+            Some(crate::clock::earlier(now, length))
         }
         None => None,
     };

@@ -104,6 +104,14 @@ fn init_logger(verbosity: u8) {
 
 fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
     let lock_timeout = duration::parse_duration(&cli.lock_timeout)
+        .and_then(|timeout| {
+            duration::check_at_most(
+                &cli.lock_timeout,
+                timeout,
+                db::MAX_LOCK_TIMEOUT,
+                db::MAX_LOCK_TIMEOUT_TEXT,
+            )
+        })
         .map_err(|message| Error::Usage(format!("--lock-timeout: {message}")))?;
     let config_path = cli.config.clone();
     let open = Opening { config_path: config_path.as_deref(), lock_timeout };

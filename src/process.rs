@@ -197,7 +197,9 @@ pub fn terminate_process(
     if !send(libc::SIGTERM)? {
         return Ok(TerminateOutcome::AlreadyGone);
     }
-    let deadline = Instant::now() + grace;
+    let now = Instant::now();
+    // A grace too long to represent is capped at a year: effectively "wait for it".
+    let deadline = now.checked_add(grace).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
     while Instant::now() < deadline {
         if !is_process_alive(pid, start_time) {
             return Ok(TerminateOutcome::Terminated);

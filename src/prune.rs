@@ -108,12 +108,7 @@ pub fn prune_if_due(client: &mut Client, config: &Config, now: DateTime<Utc>) ->
 pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
     let retention = &config.defaults.retention;
     // A horizon too far back for the calendar keeps everything.
-    let horizon = |length: Duration| {
-        chrono::Duration::from_std(length)
-            .ok()
-            .and_then(|length| now.checked_sub_signed(length))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
-    };
+    let horizon = |length: Duration| crate::clock::earlier(now, length);
     let mut report = PruneReport {
         dry_run,
         runs_before: horizon(retention.runs),

@@ -9,7 +9,8 @@
 //! re-enqueued only when the hash differs (a touch just updates the recorded mtime). A
 //! recorded file that is gone is marked missing, and its item, if it is still pending, is
 //! settled `skipped_missing`. Paths that would leave `dir` — symbolic links that resolve
-//! outside it, or nowhere — are refused and counted, never opened.
+//! outside it, or nowhere — are refused and counted, never opened; so is an entry that
+//! cannot be looked at (its `stat` fails), with the OS error. Every refusal is logged.
 //!
 //! A scan looks at most `max_files_per_scan` matching files; when it stops there, it
 //! records where, and the next scan goes on after that path (then starts over at the
@@ -70,7 +71,7 @@ pub struct ScanReport {
     /// being hashed.
     pub deferred: u64,
     /// Paths refused: symbolic links resolving outside dir (or nowhere), names that
-    /// cannot be keys, unreadable files or folders.
+    /// cannot be keys, entries that cannot be stat'ed, unreadable files or folders.
     pub refused: u64,
     /// Files read whole to hash them.
     pub hashed: u64,
@@ -129,8 +130,36 @@ impl ScanReport {
     fn refuse(&mut self, path: String, reason: String) {
         self.refused += 1;
         if self.refused_paths.len() < MAX_REFUSED_LISTED {
+            log::warn!("drain {}: source: refused {path}: {reason}", self.drain);
             self.refused_paths.push(Refusal { path, reason });
+        } else if self.refused == MAX_REFUSED_LISTED as u64 + 1 {
+            log::warn!("drain {}: source: more paths refused; the scan report counts them all", self.drain);
         }
+    }
+
+    /// Refuse an entry whose `stat` failed — unless it vanished meanwhile, which is not
+    /// a refusal (a recorded file that is gone is noticed as missing).
+    fn refuse_unstatable(&mut self, path: String, error: &std::io::Error) {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            log::debug!("drain {}: source: {path} vanished during the scan", self.drain);
+            return;
+        }
+        self.refuse(path, format!("cannot stat: {error}"));
+    }
+
+    /// The refused paths listed, one indented line each, then how many more there are.
+    pub fn refused_lines(&self) -> String {
+        let mut lines = String::new();
+        for refusal in &self.refused_paths {
+            lines.push_str(&format!("  refused {}: {}\n", refusal.path, refusal.reason));
+        }
+        if self.refused > self.refused_paths.len() as u64 {
+            lines.push_str(&format!(
+                "  … and {} more refused\n",
+                self.refused - self.refused_paths.len() as u64
+            ));
+        }
+        lines
     }
 
     /// One line for humans, without the drain's name.
@@ -171,15 +200,7 @@ pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
             ));
         }
     }
-    for refusal in &report.refused_paths {
-        human.push_str(&format!("  refused {}: {}\n", refusal.path, refusal.reason));
-    }
-    if report.refused > report.refused_paths.len() as u64 {
-        human.push_str(&format!(
-            "  … and {} more refused\n",
-            report.refused - report.refused_paths.len() as u64
-        ));
-    }
+    human.push_str(&report.refused_lines());
     let json = serde_json::to_value(&report).map_err(|error| Error::Internal(error.to_string()))?;
     Ok(Report::new(human, json))
 }
@@ -523,7 +544,17 @@ impl Walker<'_> {
                 return Ok(false);
             }
         };
-        let mut entries: Vec<fs::DirEntry> = entries.filter_map(|entry| entry.ok()).collect();
+        let mut listed = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => listed.push(entry),
+                Err(error) => {
+                    let folder = if prefix.is_empty() { ".".to_string() } else { prefix.join("/") };
+                    self.report.refuse(folder, format!("cannot read an entry of the folder: {error}"));
+                }
+            }
+        }
+        let mut entries = listed;
         entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
         for entry in entries {
             let name = entry.file_name();
@@ -574,7 +605,13 @@ impl Walker<'_> {
                 .refuse(key.escape_debug().to_string(), "name contains control characters".to_string());
             return Ok(false);
         }
-        let Ok(file_type) = entry.file_type() else { return Ok(false) };
+        let file_type = match entry.file_type() {
+            Ok(file_type) => file_type,
+            Err(error) => {
+                self.report.refuse_unstatable(key, &error);
+                return Ok(false);
+            }
+        };
         let path = entry.path();
         if file_type.is_dir() {
             if wants_folder {
@@ -585,26 +622,36 @@ impl Walker<'_> {
         if !wants_file {
             if file_type.is_symlink() {
                 // A link to a folder is never followed; one that leaves dir is refused.
-                if let Some(reason) = self.escape_reason(&path) {
+                if let Err(reason) = self.link_target(&path) {
                     self.report.refuse(key, reason);
                 }
             }
             return Ok(false);
         }
         let (open_path, metadata) = if file_type.is_symlink() {
-            if let Some(reason) = self.escape_reason(&path) {
-                self.report.refuse(key, reason);
-                return Ok(false);
-            }
-            let Ok(target) = fs::canonicalize(&path) else { return Ok(false) };
+            let target = match self.link_target(&path) {
+                Ok(target) => target,
+                Err(reason) => {
+                    self.report.refuse(key, reason);
+                    return Ok(false);
+                }
+            };
             match fs::metadata(&target) {
                 Ok(metadata) if metadata.is_file() => (target, metadata),
-                _ => return Ok(false),
+                // A link to a folder, a FIFO or a device: not a file to enqueue.
+                Ok(_) => return Ok(false),
+                Err(error) => {
+                    self.report.refuse_unstatable(key, &error);
+                    return Ok(false);
+                }
             }
         } else if file_type.is_file() {
             match entry.metadata() {
                 Ok(metadata) => (path, metadata),
-                Err(_) => return Ok(false),
+                Err(error) => {
+                    self.report.refuse_unstatable(key, &error);
+                    return Ok(false);
+                }
             }
         } else {
             return Ok(false);
@@ -629,14 +676,15 @@ impl Walker<'_> {
         Ok(false)
     }
 
-    /// Why a symbolic link may not be used: it resolves outside the root, or nowhere.
-    fn escape_reason(&self, link: &Path) -> Option<String> {
+    /// Where a symbolic link leads, or why it may not be used: it resolves outside the
+    /// root, or nowhere (dangling, a loop: the OS error says which).
+    fn link_target(&self, link: &Path) -> std::result::Result<PathBuf, String> {
         match fs::canonicalize(link) {
-            Err(_) => Some("symbolic link that resolves to nothing".to_string()),
+            Err(error) => Err(format!("symbolic link that resolves to nothing: {error}")),
             Ok(target) if !target.starts_with(self.root) => {
-                Some(format!("symbolic link resolves outside dir, to {}", target.display()))
+                Err(format!("symbolic link resolves outside dir, to {}", target.display()))
             }
-            Ok(_) => None,
+            Ok(target) => Ok(target),
         }
     }
 }

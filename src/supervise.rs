@@ -228,8 +228,7 @@ pub fn cadence_next_start(
     last_started_at: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
     let (every, last) = (drain.every?, last_started_at?);
-    let next = chrono::Duration::from_std(every).ok().and_then(|every| last.checked_add_signed(every));
-    Some(next.unwrap_or(DateTime::<Utc>::MAX_UTC))
+    Some(crate::clock::later(last, every))
 }
 
 /// The supervisor's heartbeat: when the last acting `supervise` pass fired, and whether
@@ -419,6 +418,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
     for scan in &scans {
         human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
+        human.push_str(&scan.refused_lines());
     }
     if let Some(pruned) = &pruned {
         human.push_str(&format!("prune: {}\n", pruned.summary()));

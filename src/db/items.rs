@@ -30,6 +30,8 @@ pub struct ClaimedItem {
 pub struct NewItem {
     pub key: String,
     pub payload: Value,
+    /// Where it came from, for messages: `stdin:3`, `--payload`.
+    pub origin: String,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize, PartialEq, Eq)]
@@ -60,15 +62,38 @@ pub fn insert_items(
     )?;
     let mut counts = EnqueueCounts::default();
     for item in items {
-        if client.execute(&insert, &[&drain, &item.key, &item.payload, &now])? == 1 {
+        let refused = |error: postgres::Error| refused_item(&item.origin, error);
+        if client.execute(&insert, &[&drain, &item.key, &item.payload, &now]).map_err(refused)? == 1 {
             counts.added += 1;
-        } else if replace && client.execute(&reset, &[&drain, &item.key, &item.payload, &now])? == 1 {
+        } else if replace
+            && client.execute(&reset, &[&drain, &item.key, &item.payload, &now]).map_err(refused)? == 1
+        {
             counts.replaced += 1;
         } else {
             counts.duplicates += 1;
         }
     }
     Ok(counts)
+}
+
+/// The server's refusal of one enqueued item's data (a value jsonb or text cannot hold,
+/// a size over its limits) is bad input naming where the item came from (exit 65); any
+/// other failure keeps its class.
+fn refused_item(origin: &str, error: postgres::Error) -> Error {
+    match error.as_db_error() {
+        Some(db) if is_refused_data(db.code()) => Error::Data(format!(
+            "{origin}: the database refused the item: {}; nothing was enqueued",
+            db.message()
+        )),
+        _ => Error::from(error),
+    }
+}
+
+/// SQLSTATE classes of a value the server cannot take: 22 (data exception, e.g. an
+/// untranslatable character) and 54 (program limit exceeded, e.g. a jsonb too large).
+pub fn is_refused_data(code: &postgres::error::SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("22") || code.starts_with("54")
 }
 
 /// Which account of the quota group a claim is for, and whether the group may start an

@@ -304,6 +304,12 @@ const IDLE_IN_TRANSACTION_TIMEOUT_SQL: &str = "SET idle_in_transaction_session_t
 
 /// Make lock waits of this session fail after `timeout` instead of blocking (supervise must
 /// never hang behind a frozen process).
+/// The longest `--lock-timeout`: PostgreSQL's `lock_timeout` holds at most 2^31 − 1
+/// milliseconds (24d 20h 31m).
+pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 60 * 60);
+/// [`MAX_LOCK_TIMEOUT`] as the messages spell it.
+pub const MAX_LOCK_TIMEOUT_TEXT: &str = "24d";
+
 pub fn set_lock_timeout(client: &mut Client, timeout: Duration) -> Result<()> {
     let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
     client.execute("SELECT set_config('lock_timeout', $1, false)", &[&format!("{millis}ms")])?;

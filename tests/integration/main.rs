@@ -10,6 +10,7 @@ mod enqueue;
 mod feeding;
 mod hosts;
 mod integrity;
+mod inputs;
 mod migrations;
 mod operator;
 mod rate_limits;

@@ -340,3 +340,55 @@ pub fn signal(pid: u32, signal: i32) {
         libc::kill(pid as libc::pid_t, signal);
     }
 }
+
+impl Drainctl {
+    /// Run without the capabilities that let root ignore permission bits
+    /// (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so a test run as root sees the same
+    /// "Permission denied" as anyone else. A no-op for other users.
+    pub fn without_permission_override(mut self) -> Drainctl {
+        use std::os::unix::process::CommandExt;
+        #[repr(C)]
+        struct CapHeader {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct CapData {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+        const DAC_OVERRIDE: u32 = 1;
+        const DAC_READ_SEARCH: u32 = 2;
+        // SAFETY: only async-signal-safe system calls between fork and exec.
+        unsafe {
+            self.command.pre_exec(|| {
+                if libc::geteuid() != 0 {
+                    return Ok(());
+                }
+                for capability in [DAC_OVERRIDE, DAC_READ_SEARCH] {
+                    // Out of the bounding set, or exec as root would give it back.
+                    if libc::prctl(libc::PR_CAPBSET_DROP, capability as libc::c_ulong, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+                let mut data = [CapData::default(); 2];
+                if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let keep = !((1 << DAC_OVERRIDE) | (1 << DAC_READ_SEARCH));
+                data[0].effective &= keep;
+                data[0].permitted &= keep;
+                data[0].inheritable &= keep;
+                if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+}

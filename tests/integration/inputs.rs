@@ -1,0 +1,302 @@
+//! Inputs at their limits: durations longer than the ceiling, NUL bytes in payloads and
+//! argv settings, an unusable `TZ`, and source entries that cannot be looked at — each
+//! refused with the documented exit code and a message naming the value, never a panic.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+/// A config file in a fresh folder; the command runs without a database, because a
+/// configuration error stops drainctl before it connects.
+fn refused_config(config: &str) -> Finished {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drainctl.toml");
+    std::fs::write(&path, config.replace("FAKE_WORKER", FAKE_WORKER)).unwrap();
+    let result = Drainctl::new(&["status"])
+        .env("DRAINCTL_CONFIG", path.to_str().unwrap())
+        .env("DRAINCTL_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .run();
+    result.assert_code(78);
+    assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
+    assert!(result.stderr.contains(path.to_str().unwrap()), "{}", result.stderr);
+    result
+}
+
+const DRAIN: &str = "[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n";
+
+#[test]
+fn every_duration_setting_longer_than_a_hundred_years_is_refused_at_load_naming_key_and_maximum() {
+    let huge = "\"100000000w\"";
+    let cases = [
+        (format!("[defaults]\ndefault_backoff = {huge}\n"), ":2:19:", "default_backoff"),
+        (format!("[defaults]\nsuspected_backoff = {huge}\n"), ":2:21:", "suspected_backoff"),
+        (format!("[defaults]\nreset_margin = {huge}\n"), ":2:16:", "reset_margin"),
+        (format!("[defaults]\nkill_grace = {huge}\n"), ":2:14:", "kill_grace"),
+        (format!("[defaults]\nsupervise_interval = {huge}\n"), ":2:22:", "supervise_interval"),
+        (format!("[defaults]\nburst_max = {huge}\n"), ":2:13:", "burst_max"),
+        (format!("[defaults]\nnotify_timeout = {huge}\n"), ":2:18:", "notify_timeout"),
+        (format!("[defaults]\nretention = {{ runs = {huge} }}\n"), ":2:13:", "retention.runs"),
+        (format!("[defaults]\nretention = {{ done_items = {huge} }}\n"), ":2:13:", "retention.done_items"),
+        (format!("{DRAIN}item_timeout = {huge}\n"), ":4:16:", "drain \"docs\": item_timeout"),
+        (format!("{DRAIN}liveness_timeout = {huge}\n"), ":4:20:", "drain \"docs\": liveness_timeout"),
+        (format!("{DRAIN}max_seconds_per_pass = {huge}\n"), ":4:24:", "drain \"docs\": max_seconds_per_pass"),
+        (format!("{DRAIN}every = {huge}\n"), ":4:9:", "drain \"docs\": every"),
+        (
+            format!("{DRAIN}retry_backoff = {{ base = {huge} }}\n"),
+            ":4:17:",
+            "drain \"docs\": retry_backoff.base",
+        ),
+        (
+            format!("{DRAIN}retry_backoff = {{ max = {huge} }}\n"),
+            ":4:17:",
+            "drain \"docs\": retry_backoff.max",
+        ),
+        (
+            format!("[[quota_group]]\nname = \"g\"\nswitch_cooldown = {huge}\n"),
+            ":3:19:",
+            "quota group \"g\": switch_cooldown",
+        ),
+    ];
+    for (config, location, key) in cases {
+        let result = refused_config(&config);
+        for part in [location, key, "\"100000000w\" is too long; the largest allowed is 36500d (100 years)"] {
+            assert!(result.stderr.contains(part), "{part:?} not in {}", result.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_drain_with_the_largest_durations_runs_fails_and_backs_off_without_panic() {
+    let max = "\"36500d\"";
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = {max}\ndefault_backoff = {max}\n\
+         suspected_backoff = {max}\nreset_margin = {max}\nsupervise_interval = {max}\nburst_max = {max}\n\
+         notify_timeout = {max}\n\
+         retention = {{ runs = {max}, events = {max}, logs = {max}, done_items = {max} }}\n\
+         log_dir = \"TMPDIR/logs\"\n\n\
+         {DRAIN}item_timeout = {max}\nliveness_timeout = {max}\nmax_seconds_per_pass = {max}\nevery = {max}\n\
+         retry_backoff = {{ base = {max}, max = {max} }}\n\
+         [[drain]]\nname = \"limited\"\ncommand = [\"FAKE_WORKER\"]\n"
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue(
+        "docs",
+        &[("ok".into(), json!("fine")), ("fails".into(), json!({ "steps": [{ "exit": 3 }] }))],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["status"], "drained", "{}", pass.stdout);
+    assert_eq!(fixture.item("docs", "ok").0, "done");
+    assert_eq!(fixture.item("docs", "fails").0, "pending");
+    // The retry waits 80 to 100 % of a hundred years: still a date PostgreSQL stores.
+    let retry_year =
+        fixture.count("SELECT extract(year FROM available_at)::bigint FROM items WHERE key = 'fails'");
+    assert!((2106..=2126).contains(&retry_year), "{retry_year}");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+
+    // A quota hit without a reset time: the suspected backoff is a hundred years.
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.enqueue("limited", &[("hit".into(), limit)]);
+    let limited = fixture.drainctl(&["drain", "limited", "--json"]).run();
+    limited.assert_code(0);
+    assert_eq!(limited.json()["status"], "rate_limited", "{}", limited.stdout);
+    let until: String = fixture
+        .client()
+        .query_one(
+            "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM quota_backoffs WHERE quota_group = 'limited'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(until, "2126-11-03");
+
+    for command in [&["supervise", "--json"][..], &["prune", "--json"], &["status", "--json"]] {
+        fixture.drainctl(command).run().assert_code(0);
+    }
+}
+
+#[test]
+fn command_line_durations_longer_than_allowed_exit_64_naming_the_flag_and_maximum() {
+    let fixture = Fixture::new(DRAIN, NOW);
+    let lock = fixture.drainctl(&["--lock-timeout", "100000000w", "status"]).run();
+    lock.assert_code(64);
+    assert!(
+        lock.stderr.contains("--lock-timeout: \"100000000w\" is too long; the largest allowed is 24d"),
+        "{}",
+        lock.stderr
+    );
+    fixture.drainctl(&["--lock-timeout", "24d", "status"]).run().assert_code(0);
+    let since = fixture.drainctl(&["events", "--since", "100000000w"]).run();
+    since.assert_code(64);
+    assert!(
+        since
+            .stderr
+            .contains("--since: \"100000000w\" is too long; the largest allowed is 36500d (100 years)"),
+        "{}",
+        since.stderr
+    );
+    fixture.drainctl(&["events", "--since", "36500d"]).run().assert_code(0);
+    let burst = fixture.drainctl(&["burst", "on", "docs", "--until", "+100000000w"]).run();
+    burst.assert_code(64);
+    assert!(burst.stderr.contains("--until"), "{}", burst.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Source entries that cannot be looked at
+
+#[test]
+fn source_entries_that_cannot_be_stated_are_refused_with_the_os_error_not_dropped() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let fixture = Fixture::new(
+        &format!(
+            "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n{DRAIN}\
+             source = {{ dir = \"data\", glob = \"*/*.jsonl\" }}\n"
+        ),
+        NOW,
+    );
+    let data = fixture.path("data");
+    for folder in ["alice", "loop", "locked"] {
+        std::fs::create_dir_all(data.join(folder)).unwrap();
+    }
+    std::fs::write(data.join("alice/1.jsonl"), "one\n").unwrap();
+    // A link to itself: stat fails with ELOOP.
+    symlink("self.jsonl", data.join("loop/self.jsonl")).unwrap();
+    // A folder that can be listed but not searched: its files cannot be stat'ed.
+    std::fs::write(data.join("locked/secret.jsonl"), "two\n").unwrap();
+    std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let scan = fixture.drainctl(&["scan", "docs", "--json"]).without_permission_override().run();
+    scan.assert_code(0);
+    let report = scan.json();
+    assert_eq!(report["new"], 1, "{report:#}");
+    assert_eq!(report["refused"], 2, "{report:#}");
+    let refused: Vec<(&str, &str)> = report["refused_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|refusal| (refusal["path"].as_str().unwrap(), refusal["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(refused[0].0, "locked/secret.jsonl", "{refused:?}");
+    assert!(refused[0].1.starts_with("cannot stat: Permission denied (os error 13)"), "{refused:?}");
+    assert_eq!(refused[1].0, "loop/self.jsonl", "{refused:?}");
+    assert!(refused[1].1.contains("(os error 40)"), "{refused:?}");
+
+    let human = fixture.drainctl(&["scan", "docs"]).without_permission_override().run();
+    human.assert_code(0);
+    assert!(human.stdout.contains(", 2 refused;"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("refused locked/secret.jsonl: cannot stat: Permission denied (os error 13)"),
+        "{}",
+        human.stdout
+    );
+
+    // supervise scans first and reports the same refusals, in its table and its JSON.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["supervise"]).without_permission_override().run();
+    pass.assert_code(0);
+    assert!(pass.stdout.contains("scan docs: 0 new, 0 changed, 1 unchanged"), "{}", pass.stdout);
+    assert!(
+        pass.stdout.contains("refused locked/secret.jsonl: cannot stat: Permission denied"),
+        "{}",
+        pass.stdout
+    );
+    let pass = fixture.drainctl(&["supervise", "--json"]).without_permission_override().run();
+    pass.assert_code(0);
+    let scans = &pass.json()["scans"];
+    assert_eq!(scans[0]["refused"], 2, "{scans:#}");
+    assert_eq!(scans[0]["refused_paths"][0]["path"], "locked/secret.jsonl", "{scans:#}");
+
+    // Let the temporary folder be removed by a user without the override too.
+    std::fs::set_permissions(data.join("locked"), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// NUL characters and the time zone
+
+#[test]
+fn an_enqueued_payload_with_a_nul_character_exits_65_naming_its_line_and_enqueues_nothing() {
+    let fixture = Fixture::new(DRAIN, NOW);
+    let lines = "{\"key\": \"a\", \"payload\": {\"text\": \"fine\"}}\n\
+                 {\"key\": \"b\", \"payload\": {\"text\": [\"ok\", \"nul \\u0000 here\"]}}\n";
+    let result = fixture.drainctl(&["enqueue", "docs"]).stdin(lines).run();
+    result.assert_code(65);
+    assert!(
+        result.stderr.contains("stdin:2: payload has a NUL character (\\u0000) at $.text[1]"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.contains("nothing was enqueued"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0, "the batch is all or nothing");
+    let key = fixture
+        .drainctl(&["enqueue", "docs"])
+        .stdin("{\"key\": \"c\", \"payload\": {\"k\\u0000\": 1}}\n")
+        .run();
+    key.assert_code(65);
+    assert!(
+        key.stderr.contains("stdin:1: payload has a NUL character (\\u0000) at $.k\\0"),
+        "{}",
+        key.stderr
+    );
+    let single = fixture.drainctl(&["enqueue", "docs", "--key", "d", "--payload", "\"\\u0000\""]).run();
+    single.assert_code(65);
+    assert!(single.stderr.contains("--payload: payload has a NUL character"), "{}", single.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+}
+
+#[test]
+fn nul_characters_in_a_drains_command_or_env_or_the_notifier_are_refused_at_load() {
+    let cases = [
+        (
+            format!("{DRAIN}env = {{ TOKEN = \"a\\u0000b\" }}\n"),
+            ":4:7:",
+            "drain \"docs\": env: the value of TOKEN",
+        ),
+        (
+            "[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\", \"--x\\u0000\"]\n".to_string(),
+            ":3:11:",
+            "drain \"docs\": command: argument 2",
+        ),
+        (
+            format!("[defaults]\nnotify_command = [\"notify\\u0000\"]\n{DRAIN}"),
+            ":2:18:",
+            "notify_command: argument 1",
+        ),
+    ];
+    for (config, location, key) in cases {
+        let result = refused_config(&config);
+        for part in [location, key, "has a NUL character"] {
+            assert!(result.stderr.contains(part), "{part:?} not in {}", result.stderr);
+        }
+    }
+}
+
+#[test]
+fn an_unknown_tz_is_a_warning_naming_it_and_doctor_reports_it() {
+    let fixture = Fixture::new(&format!("[defaults]\nlog_dir = \"TMPDIR/logs\"\n{DRAIN}"), NOW);
+    let status = fixture.drainctl(&["status"]).env("TZ", "Bogus/Zone").run();
+    status.assert_code(0);
+    assert!(
+        status.stderr.contains("TZ=\"Bogus/Zone\" is not a known time zone; using "),
+        "{}",
+        status.stderr
+    );
+    let doctor = fixture.drainctl(&["doctor"]).env("TZ", "Bogus/Zone").run();
+    assert!(
+        doctor.stdout.contains("warn  timezone: TZ=\"Bogus/Zone\" is not a known time zone; using "),
+        "{}",
+        doctor.stdout
+    );
+    let json = fixture.drainctl(&["doctor", "--json"]).env("TZ", "Bogus/Zone").run().json();
+    let check =
+        json["checks"].as_array().unwrap().iter().find(|check| check["check"] == "timezone").unwrap().clone();
+    assert_eq!(check["status"], "warn", "{check}");
+    // A zone it knows is fine.
+    let doctor = fixture.drainctl(&["doctor"]).env("TZ", "Asia/Jerusalem").run();
+    assert!(
+        doctor.stdout.contains("ok    timezone: time zone Asia/Jerusalem (the machine's"),
+        "{}",
+        doctor.stdout
+    );
+}
