@@ -50,7 +50,9 @@ const MAX_REJECTED_TOKENS_REPORTED: u32 = 5;
 /// How often checkpoint lines may be written to the run row.
 const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
-/// result and completing the item, so a test can `kill -9` it exactly there.
+/// result and completing the item, so a test can `kill -9` it exactly there. Compiled only
+/// with the `testing` feature, never into a release build (docs/configuration.md).
+#[cfg(feature = "testing")]
 pub const FAULT_ENV: &str = "DRAINCTL_FAULT";
 
 /// How a pass ended.
@@ -344,6 +346,7 @@ impl Pass<'_> {
                     )?;
                     // Only once it is staged: on an error the pass's end still stages it.
                     self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
+                    #[cfg(feature = "testing")]
                     self.after_staging();
                     claim
                 }
@@ -727,11 +730,13 @@ impl Pass<'_> {
             now,
         )?;
         self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
+        #[cfg(feature = "testing")]
         self.after_staging();
         Ok(())
     }
 
-    /// The test hook `DRAINCTL_FAULT=hang_after_stage`.
+    /// The test hook `DRAINCTL_FAULT=hang_after_stage` (`testing` feature only).
+    #[cfg(feature = "testing")]
     fn after_staging(&self) {
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
             let key = self.staged.as_ref().map_or("", |staged| staged.key.as_str());
