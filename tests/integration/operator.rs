@@ -783,7 +783,7 @@ fn cli_reference_is_up_to_date() {
     assert!(
         current == generated,
         "docs/cli.md is out of date with the clap definitions; regenerate it with\n  \
-         DRAINCTL_UPDATE_DOCS=1 cargo test --test integration cli_reference"
+         DRAINCTL_UPDATE_DOCS=1 cargo test --features testing --test integration cli_reference"
     );
 }
 
