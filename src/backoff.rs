@@ -1,12 +1,13 @@
 //! Backoff arithmetic, pure: how long a quota group waits after a quota hit (SPEC §5),
 //! and when a failed item is retried (exponential with jitter).
 //!
-//! A parsed reset is trusted only when it lies in the future and at most
-//! [`MAX_TRUSTED_RESET_AHEAD`] away, and not when the same group hits again within
-//! [`CONFIRM_WINDOW`] after a stated reset passed (the printed time was an estimate, and a
-//! bare clock time would otherwise roll to tomorrow). An untrusted or missing reset backs
-//! off briefly and marks the group *suspected*; a second such hit within
-//! [`CONFIRM_WINDOW`] confirms it and backs off for `default_backoff`.
+//! A stated reset is trusted when it lies in the future, at most
+//! [`MAX_TRUSTED_RESET_AHEAD`] away, and its form leaves nothing to guess; a bare clock
+//! time is doubted when the group hits again soon after a reset passed (see
+//! [`decide_backoff`]). A trusted reset gets a margin in proportion to the wait
+//! ([`reset_margin_for`]). An untrusted or missing reset backs off briefly and marks the
+//! group *suspected*; a second such hit within [`CONFIRM_WINDOW`] confirms it and backs
+//! off for `default_backoff`.
 
 use std::time::Duration;
 
@@ -85,35 +86,87 @@ pub struct BackoffPolicy {
     pub default_backoff: Duration,
 }
 
+/// How a limit message stated its reset, which decides how far it is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetForm {
+    /// An instant with nothing left to guess: an epoch, a relative duration ("in 2.5s",
+    /// "after 8h44m7s"), a full date and time, a `resetsAt` field.
+    #[default]
+    Exact,
+    /// A bare clock time ("resets 3pm"): resolved to its next occurrence, so a time just
+    /// passed reads as tomorrow.
+    ClockTime,
+    /// No reset stated, but the wording names its window ("requests per minute", "per
+    /// day"): the window's next boundary.
+    WindowBoundary,
+}
+
+/// A reset a limit message stated, and in what form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatedReset {
+    pub at: DateTime<Utc>,
+    pub form: ResetForm,
+}
+
+/// The margin added to a trusted reset never falls below this (or `reset_margin`, when
+/// that is shorter).
+pub const MIN_RESET_MARGIN: Duration = Duration::from_secs(2);
+/// A bare clock time that passed at most this long ago means "just now".
+pub const JUST_PASSED: Duration = Duration::from_secs(10 * 60);
+
+/// The margin added to a reset `wait` away: a tenth of the wait, at least
+/// [`MIN_RESET_MARGIN`] and at most `reset_margin` (docs/rate-limits.md). A 2.5 s wait
+/// gets 2 s, a 30 s wait 3 s, an hour's wait the whole `reset_margin`.
+pub fn reset_margin_for(wait: Duration, reset_margin: Duration) -> Duration {
+    (wait / 10).max(MIN_RESET_MARGIN).min(reset_margin)
+}
+
 /// Decide the group's backoff after a quota hit observed at `now`.
+///
+/// A stated reset in the future (at most [`MAX_TRUSTED_RESET_AHEAD`]) is trusted when its
+/// form leaves nothing to guess (an epoch, a relative duration, a full date, a window
+/// boundary). A bare clock time is doubted when the group hits again within
+/// [`CONFIRM_WINDOW`] after a previously stated reset passed (it may have rolled to
+/// tomorrow); one that passed at most [`JUST_PASSED`] ago — resolved to tomorrow — means
+/// "just now": a short retry, never tomorrow. Anything else falls to the no-reset rule.
 pub fn decide_backoff(
-    stated_reset: Option<DateTime<Utc>>,
+    stated_reset: Option<StatedReset>,
     now: DateTime<Utc>,
     previous: PreviousBackoff,
     policy: BackoffPolicy,
 ) -> BackoffDecision {
     let mut distrusted = None;
-    if let Some(reset) = stated_reset {
+    if let Some(StatedReset { at: reset, form }) = stated_reset {
         let recently_reset = previous.reset_at.is_some_and(|previous_reset| {
             previous_reset <= now && now < later(previous_reset, CONFIRM_WINDOW)
         });
-        if reset <= now {
-            distrusted = Some(format!("stated reset {} is already in the past", reset.to_rfc3339()));
-        } else if reset - now > chrono(MAX_TRUSTED_RESET_AHEAD) {
-            distrusted = Some(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
-        } else if recently_reset {
-            distrusted = Some(format!(
-                "hit again within 30m after the previously stated reset {}; the stated time was an estimate",
-                previous.reset_at.map(|at| at.to_rfc3339()).unwrap_or_default()
-            ));
-        } else {
-            return BackoffDecision {
-                until: later(reset, policy.reset_margin),
+        let trusted = |reset: DateTime<Utc>| {
+            let wait = (reset - now).to_std().unwrap_or_default();
+            BackoffDecision {
+                until: later(reset, reset_margin_for(wait, policy.reset_margin)),
                 rule: BackoffRule::ParsedReset,
                 reset_at: Some(reset),
                 suspected_at: None,
                 distrusted: None,
-            };
+            }
+        };
+        if form == ResetForm::ClockTime {
+            if let Some(passed) = just_passed_clock_time(reset, now) {
+                return trusted(passed.max(now));
+            }
+        }
+        if reset <= now {
+            distrusted = Some(format!("stated reset {} is already in the past", reset.to_rfc3339()));
+        } else if reset - now > chrono(MAX_TRUSTED_RESET_AHEAD) {
+            distrusted = Some(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
+        } else if recently_reset && form == ResetForm::ClockTime {
+            distrusted = Some(format!(
+                "hit again within 30m after the previously stated reset {}; a bare clock time may mean tomorrow",
+                previous.reset_at.map(|at| at.to_rfc3339()).unwrap_or_default()
+            ));
+        } else {
+            return trusted(reset);
         }
     }
     let confirms = previous
@@ -136,6 +189,15 @@ pub fn decide_backoff(
             distrusted,
         }
     }
+}
+
+/// A bare clock time resolved to its next occurrence `reset` that really named a moment
+/// at most [`JUST_PASSED`] ago: that moment (a day earlier — 23 to 25 hours, across a
+/// DST change — than `reset`), else None.
+fn just_passed_clock_time(reset: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    [24, 23, 25].into_iter().map(|hours| reset - chrono::Duration::hours(hours)).find(|earlier| {
+        *earlier <= now && now - *earlier <= chrono(JUST_PASSED)
+    })
 }
 
 /// Delay before retry number `attempt` (1 = after the first failure): `base * 2^(attempt-1)`
@@ -179,7 +241,7 @@ mod tests {
 
     #[test]
     fn parsed_reset_gets_a_one_minute_margin() {
-        let d = decide_backoff(Some(at(20, 0)), at(18, 0), PreviousBackoff::default(), HOUR);
+        let d = decide_backoff(exact(at(20, 0)), at(18, 0), PreviousBackoff::default(), HOUR);
         assert_eq!(d.until, at(20, 1));
         assert_eq!(d.rule, BackoffRule::ParsedReset);
         assert_eq!(d.suspected_at, None);
@@ -198,27 +260,112 @@ mod tests {
 
     #[test]
     fn resets_in_the_past_or_too_far_ahead_are_distrusted() {
-        let past = decide_backoff(Some(at(9, 0)), at(10, 0), PreviousBackoff::default(), HOUR);
+        let past = decide_backoff(exact(at(9, 0)), at(10, 0), PreviousBackoff::default(), HOUR);
         assert_eq!(past.rule, BackoffRule::Suspected);
         assert!(past.distrusted.unwrap().contains("in the past"));
         let far = at(10, 0) + chrono::Duration::days(9);
-        let far = decide_backoff(Some(far), at(10, 0), PreviousBackoff::default(), HOUR);
+        let far = decide_backoff(exact(far), at(10, 0), PreviousBackoff::default(), HOUR);
         assert!(far.distrusted.unwrap().contains("8 days"));
         let eight = at(10, 0) + chrono::Duration::days(8);
         assert_eq!(
-            decide_backoff(Some(eight), at(10, 0), PreviousBackoff::default(), HOUR).rule,
+            decide_backoff(exact(eight), at(10, 0), PreviousBackoff::default(), HOUR).rule,
             BackoffRule::ParsedReset
         );
     }
 
+    fn exact(at: DateTime<Utc>) -> Option<StatedReset> {
+        Some(StatedReset { at, form: ResetForm::Exact })
+    }
+
+    fn stated(at: DateTime<Utc>, form: ResetForm) -> Option<StatedReset> {
+        Some(StatedReset { at, form })
+    }
+
     #[test]
-    fn a_hit_soon_after_the_stated_reset_does_not_wait_for_tomorrow() {
-        // "resets 8pm" hit at 20:02 would mean tomorrow 20:00: use the no-reset rule.
+    fn a_bare_clock_time_just_passed_means_just_now_not_tomorrow() {
+        // "resets 8pm" seen at 20:02 resolves to tomorrow 20:00: it means "just now".
         let previous = PreviousBackoff { reset_at: Some(at(20, 0)), suspected_at: None };
         let tomorrow = at(20, 0) + chrono::Duration::days(1);
-        let d = decide_backoff(Some(tomorrow), at(20, 2), previous, HOUR);
-        assert_eq!((d.until, d.rule), (at(20, 7), BackoffRule::Suspected));
-        assert!(d.distrusted.is_some());
+        for previous in [previous, PreviousBackoff::default()] {
+            let d = decide_backoff(stated(tomorrow, ResetForm::ClockTime), at(20, 2), previous, HOUR);
+            assert_eq!((d.until, d.rule), (at(20, 2) + chrono::Duration::seconds(2), BackoffRule::ParsedReset));
+        }
+        // Eleven minutes past is not "just now": a bare clock time after a recent reset is
+        // doubted; without one, tomorrow is believed.
+        let d = decide_backoff(stated(tomorrow, ResetForm::ClockTime), at(20, 11), previous, HOUR);
+        assert_eq!(d.rule, BackoffRule::Suspected);
+        let d = decide_backoff(stated(tomorrow, ResetForm::ClockTime), at(20, 11), PreviousBackoff::default(), HOUR);
+        assert_eq!((d.until, d.rule), (tomorrow + chrono::Duration::minutes(1), BackoffRule::ParsedReset));
+    }
+
+    #[test]
+    fn the_trust_rule_by_reset_form_and_recent_reset() {
+        let now = at(10, 0);
+        let recent = PreviousBackoff { reset_at: Some(at(9, 55)), suspected_at: None };
+        let long_ago = PreviousBackoff { reset_at: Some(at(8, 0)), suspected_at: None };
+        let in_seconds = now + chrono::Duration::milliseconds(2_500);
+        let in_hours = at(15, 0);
+        // (form, reset, previous, trusted?)
+        let table = [
+            (ResetForm::Exact, in_seconds, recent, true),
+            (ResetForm::Exact, in_seconds, long_ago, true),
+            (ResetForm::Exact, in_hours, recent, true),
+            (ResetForm::WindowBoundary, at(10, 1), recent, true),
+            (ResetForm::WindowBoundary, at(10, 1), PreviousBackoff::default(), true),
+            (ResetForm::ClockTime, in_hours, recent, false),
+            (ResetForm::ClockTime, in_hours, long_ago, true),
+            (ResetForm::ClockTime, in_hours, PreviousBackoff::default(), true),
+        ];
+        for (form, reset, previous, trusted) in table {
+            let d = decide_backoff(stated(reset, form), now, previous, HOUR);
+            assert_eq!(d.rule == BackoffRule::ParsedReset, trusted, "{form:?} {reset} {previous:?}: {d:?}");
+            if trusted {
+                assert_eq!(d.reset_at, Some(reset));
+            }
+        }
+        // An exact reset 2.5 s away waits 2.5 s plus 2 s, not a minute.
+        let d = decide_backoff(exact(in_seconds), now, recent, HOUR);
+        assert_eq!(d.until, in_seconds + chrono::Duration::seconds(2));
+    }
+
+    #[test]
+    fn a_bare_clock_time_just_passed_around_midnight_and_dst() {
+        use chrono_tz::Europe::Warsaw;
+        // "resets 12am" seen at 00:03 local: tomorrow's midnight is 24 h ahead.
+        let midnight = Warsaw.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap().with_timezone(&Utc);
+        let now = midnight + chrono::Duration::minutes(3);
+        let next = Warsaw.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap().with_timezone(&Utc);
+        let d = decide_backoff(stated(next, ResetForm::ClockTime), now, PreviousBackoff::default(), HOUR);
+        assert_eq!((d.until, d.rule), (now + chrono::Duration::seconds(2), BackoffRule::ParsedReset));
+        // Across the autumn change (2026-10-25 in Warsaw) the next 3am is 25 h ahead.
+        let three = Warsaw.with_ymd_and_hms(2026, 10, 24, 3, 0, 0).unwrap().with_timezone(&Utc);
+        let next = Warsaw.with_ymd_and_hms(2026, 10, 25, 3, 0, 0).unwrap().with_timezone(&Utc);
+        assert_eq!(next - three, chrono::Duration::hours(25));
+        let now = three + chrono::Duration::minutes(5);
+        let d = decide_backoff(stated(next, ResetForm::ClockTime), now, PreviousBackoff::default(), HOUR);
+        assert_eq!(d.until, now + chrono::Duration::seconds(2));
+        // And across the spring change (2026-03-29) 23 h ahead.
+        let three = Warsaw.with_ymd_and_hms(2026, 3, 28, 3, 0, 0).unwrap().with_timezone(&Utc);
+        let next = Warsaw.with_ymd_and_hms(2026, 3, 29, 3, 0, 0).unwrap().with_timezone(&Utc);
+        assert_eq!(next - three, chrono::Duration::hours(23));
+        let d = decide_backoff(stated(next, ResetForm::ClockTime), three + chrono::Duration::minutes(1), PreviousBackoff::default(), HOUR);
+        assert_eq!(d.rule, BackoffRule::ParsedReset);
+        assert_eq!(d.until, three + chrono::Duration::minutes(1) + chrono::Duration::seconds(2));
+    }
+
+    #[test]
+    fn the_margin_is_a_tenth_of_the_wait_between_two_seconds_and_reset_margin() {
+        let minute = Duration::from_secs(60);
+        for (wait, margin) in [
+            (Duration::from_millis(500), Duration::from_secs(2)),
+            (Duration::from_millis(2_500), Duration::from_secs(2)),
+            (Duration::from_secs(30), Duration::from_secs(3)),
+            (Duration::from_secs(300), Duration::from_secs(30)),
+            (Duration::from_secs(3_600), minute),
+        ] {
+            assert_eq!(reset_margin_for(wait, minute), margin, "{wait:?}");
+        }
+        assert_eq!(reset_margin_for(Duration::from_secs(30), Duration::from_secs(1)), Duration::from_secs(1));
     }
 
     #[test]
@@ -233,8 +380,12 @@ mod tests {
         assert_eq!(first.until, latest);
         let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at };
         assert_eq!(decide_backoff(None, at(10, 20), previous, endless).until, latest);
-        let stated = decide_backoff(Some(at(11, 0)), at(10, 0), PreviousBackoff::default(), endless);
-        assert_eq!((stated.until, stated.rule), (latest, BackoffRule::ParsedReset));
+        // The margin is a tenth of the wait, however long reset_margin is.
+        let trusted = decide_backoff(exact(at(11, 0)), at(10, 0), PreviousBackoff::default(), endless);
+        assert_eq!((trusted.until, trusted.rule), (at(11, 6), BackoffRule::ParsedReset));
+        let far = latest - chrono::Duration::days(1);
+        let trusted = decide_backoff(exact(far), far - chrono::Duration::days(2), PreviousBackoff::default(), endless);
+        assert_eq!((trusted.until, trusted.rule), (latest, BackoffRule::ParsedReset));
     }
 
     #[test]

@@ -49,6 +49,10 @@ const MAX_RESUME_TOKEN_CHARS: usize = 256;
 const MAX_REJECTED_TOKENS_REPORTED: u32 = 5;
 /// How often checkpoint lines may be written to the run row.
 const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// A pass waiting for a reset beats (and looks for a pause, a burst's end, SIGTERM) at
+/// least this often, and sleeps at least this long between two beats.
+const WAIT_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+const WAIT_POLL_MIN: std::time::Duration = std::time::Duration::from_millis(20);
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
 /// result and completing the item, so a test can `kill -9` it exactly there. Compiled only
 /// with the `testing` feature, never into a release build (docs/configuration.md).
@@ -287,10 +291,19 @@ impl Pass<'_> {
             let now = self.clock.now();
             let (controls, claimed, account) = self.stage_and_claim_next_item(now)?;
             self.is_account_suspected = controls.is_suspected;
+            let backoff_until = controls.backoff_until;
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
                     // Cannot happen (the claim checks the same conditions); never keep it.
                     self.release(&item, "not_started", &stop.note, now)?;
+                }
+                // A reset near enough is waited for inside the pass (docs/rate-limits.md).
+                if let Some(until) = backoff_until.filter(|until| stop.status == "rate_limited" && self.may_wait_until(*until, now)) {
+                    self.commit_staged()?;
+                    match self.wait_for_reset(until, &stop.note)? {
+                        None => continue,
+                        Some(stop) => return Ok(stop),
+                    }
                 }
                 return Ok(stop);
             }
@@ -429,6 +442,73 @@ impl Pass<'_> {
             return None;
         }
         self.local_limit(now)
+    }
+
+    /// The longest a pass waits inside itself for its quota group's reset.
+    fn max_wait(&self) -> std::time::Duration {
+        self.config.defaults.supervise_interval
+    }
+
+    /// Whether the pass may wait for a backoff that ends at `until`: within `max_wait`,
+    /// and (outside a burst, whose budgets do not apply) ending inside
+    /// `max_seconds_per_pass`, which the wait counts against.
+    fn may_wait_until(&self, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let wait = (until - now).to_std().unwrap_or_default();
+        if wait > self.max_wait() {
+            return false;
+        }
+        let pass_ends = crate::clock::later(self.started_at, self.drain.max_seconds_per_pass);
+        self.trigger == Trigger::Burst || until <= pass_ends
+    }
+
+    /// Wait, holding no item, until the quota group's backoff ends at `until` (`why` says
+    /// whose and why): the run records that it waits and beats — a checkpoint about every
+    /// second, so supervise never takes it for hung — and wakes early for SIGTERM, a
+    /// pause, the end of its burst or its run being ended. None when the wait is over and
+    /// the pass goes on claiming; otherwise why it stops.
+    fn wait_for_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
+        log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
+        let reason = format!("waiting for the reset: {why}");
+        loop {
+            let now = self.clock.now();
+            let is_over = now >= until;
+            let interrupted = crate::worker::signals::termination_signal();
+            let waiting = (!is_over && interrupted.is_none()).then_some(until);
+            let beat = runs::beat_while_waiting(
+                self.client,
+                &self.drain.name,
+                self.run_id,
+                now,
+                waiting,
+                waiting.map(|_| reason.as_str()),
+            )?;
+            if let Some(signal) = interrupted {
+                return Ok(Some(Stop {
+                    status: "failed",
+                    note: format!("interrupted by signal {signal} while waiting for the reset"),
+                    exit_code: EXIT_TEMPORARY,
+                }));
+            }
+            let controls = PassControls {
+                paused_at: beat.paused_at,
+                pause_note: beat.pause_note,
+                burst_until: beat.burst_until,
+                is_run_live: beat.is_run_live,
+                ..PassControls::default()
+            };
+            if let Some(stop) = self.reason_to_stop(controls, now).filter(|stop| stop.status != "budget") {
+                let waiting_cleared = runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+                if let Err(error) = waiting_cleared {
+                    log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
+                }
+                return Ok(Some(stop));
+            }
+            if is_over {
+                return Ok(None);
+            }
+            let left = (until - now).to_std().unwrap_or_default();
+            std::thread::sleep(left.clamp(WAIT_POLL_MIN, WAIT_POLL_MAX));
+        }
     }
 
     /// The limits checked without the database: the window (for supervisor passes) and
@@ -617,6 +697,17 @@ impl Pass<'_> {
                         self.config.defaults.backoff_policy(),
                     )
                 })?;
+                if self.may_wait_until(decision.until, now) {
+                    // The next claim sees the backoff and waits for its end.
+                    log::info!(
+                        "drain {}: quota hit on item {}: its group backs off until {} ({})",
+                        self.drain.name,
+                        item.key,
+                        decision.until.to_rfc3339(),
+                        hit.matched_line
+                    );
+                    return Ok(ItemEnd::Settled);
+                }
                 if self.group.has_accounts_to_switch() && decision.rule != BackoffRule::Suspected {
                     // The next claim chooses another account, or stops the pass.
                     log::info!(

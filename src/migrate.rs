@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "host_identity",
         sql: include_str!("../migrations/0004_host_identity.sql"),
     },
+    Migration { version: 5, name: "waiting", sql: include_str!("../migrations/0005_waiting.sql") },
 ];
 
 /// The newest schema version this binary knows.

@@ -101,6 +101,15 @@ pub struct QuotaHit {
     /// Quota that time does not fix: `insufficient_quota`, billing, a monthly spend
     /// limit, `limit: 0`.
     pub needs_attention: bool,
+    /// How the reset was stated (how far to trust it).
+    pub reset_form: crate::backoff::ResetForm,
+}
+
+impl QuotaHit {
+    /// The stated reset and its form, for [`crate::backoff::decide_backoff`].
+    pub fn stated_reset(&self) -> Option<crate::backoff::StatedReset> {
+        self.reset.map(|at| crate::backoff::StatedReset { at, form: self.reset_form })
+    }
 }
 
 /// A compiled profile plus the drain's extra patterns.
@@ -343,6 +352,7 @@ impl Classifier {
             reset: if needs_attention { None } else { reset },
             matched_line: excerpt(&hit.text, hit.matched.start, hit.matched.end),
             needs_attention,
+            reset_form: crate::backoff::ResetForm::ClockTime,
         })
     }
 
@@ -2758,6 +2768,7 @@ mod tests {
                 reset: Some(instant("2025-11-21T17:00:00Z")),
                 matched_line: "Claude AI usage limit reached|1763744400".to_string(),
                 needs_attention: false,
+                reset_form: crate::backoff::ResetForm::ClockTime,
             })
         );
     }

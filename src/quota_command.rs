@@ -43,7 +43,7 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
 fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: BackoffPolicy) -> Report {
     match outcome {
         Outcome::QuotaHit(hit) => {
-            let decision = decide_backoff(hit.reset, now, PreviousBackoff::default(), policy);
+            let decision = decide_backoff(hit.stated_reset(), now, PreviousBackoff::default(), policy);
             let reset_text = match hit.reset {
                 Some(reset) => format!(
                     "{} ({}, {})",

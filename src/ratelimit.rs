@@ -37,7 +37,7 @@ pub fn record_quota_hit(
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
     let decision = decide_backoff(
-        hit.reset,
+        hit.stated_reset(),
         now,
         PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at },
         policy,

@@ -101,6 +101,9 @@ pub struct DrainSnapshot<'a> {
     pub has_available_item: bool,
     /// When the drain's latest pass (not lock_skipped) started: what `every` counts from.
     pub last_started_at: Option<DateTime<Utc>>,
+    /// A backoff ending within this long does not keep the drain from starting: the pass
+    /// waits for the reset itself (the shorter of its `max_wait` and `supervise_interval`).
+    pub wake_within: std::time::Duration,
 }
 
 /// Decide, without side effects, what to do about every drain at `now`: first what ends
@@ -178,13 +181,20 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     if let Some(controls) = controls.filter(|c| c.is_paused()) {
         return skip(format!("paused ({})", controls.pause_note.as_deref().unwrap_or("no note")));
     }
+    // A backoff that ends before the next pass does not wait for that pass: the drain is
+    // started now and waits for the reset itself (docs/rate-limits.md).
+    let mut waits_for_reset = None;
     if let Some(until) = snapshot.backoff.backoff_until.filter(|until| now < *until) {
-        return skip(format!(
-            "quota group {} backs off until {} ({})",
-            drain.quota_group,
-            local(until, zone),
-            snapshot.backoff.reason.as_deref().unwrap_or("no reason recorded")
-        ));
+        let wait = (until - now).to_std().unwrap_or_default();
+        if wait > snapshot.wake_within {
+            return skip(format!(
+                "quota group {} backs off until {} ({})",
+                drain.quota_group,
+                local(until, zone),
+                snapshot.backoff.reason.as_deref().unwrap_or("no reason recorded")
+            ));
+        }
+        waits_for_reset = Some(until);
     }
     if !snapshot.has_available_item {
         return skip("no item available now".to_string());
@@ -193,6 +203,14 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
         return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
     }
     let start = |trigger: &'static str, reason: String| {
+        let reason = match waits_for_reset {
+            Some(until) => format!(
+                "{reason}; quota group {} backs off until {}, before the next pass: it waits for the reset",
+                drain.quota_group,
+                local(until, zone)
+            ),
+            None => reason,
+        };
         let mut decision = Decision::new(name, Action::Start, reason);
         decision.trigger = Some(trigger);
         decision
@@ -499,6 +517,7 @@ fn take_snapshot<'a>(
                 .collect(),
             has_available_item: available.contains(&drain.name),
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
+            wake_within: config.defaults.supervise_interval,
         });
     }
     Ok(snapshots)
@@ -683,6 +702,7 @@ mod tests {
             runs: Vec::new(),
             has_available_item: true,
             last_started_at: None,
+            wake_within: std::time::Duration::ZERO,
         }
     }
 

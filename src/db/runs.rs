@@ -127,6 +127,47 @@ pub fn count_failed_item(client: &mut impl GenericClient, run_id: i64) -> Result
     Ok(())
 }
 
+/// What a pass waiting for its quota group's reset re-reads on every beat.
+#[derive(Debug, Clone, Default)]
+pub struct WaitingBeat {
+    pub paused_at: Option<DateTime<Utc>>,
+    pub pause_note: Option<String>,
+    pub burst_until: Option<DateTime<Utc>>,
+    /// The run is still `running` (not ended by supervise meanwhile).
+    pub is_run_live: bool,
+}
+
+/// One beat of a pass waiting inside itself: record that it waits (`until`, `reason`; None
+/// clears them) and a checkpoint at `now` — so supervise never takes it for hung — and
+/// re-read the drain's pause and burst, in one round trip.
+pub fn beat_while_waiting(
+    client: &mut impl GenericClient,
+    drain: &str,
+    run_id: i64,
+    now: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    reason: Option<&str>,
+) -> Result<WaitingBeat> {
+    let row = client.query_opt(
+        "WITH beat AS (
+             UPDATE runs SET waiting_until = $4, waiting_reason = $5,
+                    last_checkpoint_at = greatest(last_checkpoint_at, $3)
+              WHERE id = $2 AND status = 'running'
+          RETURNING id)
+         SELECT d.paused_at, d.pause_note, d.burst_until, EXISTS (SELECT 1 FROM beat)
+           FROM drains d WHERE d.name = $1",
+        &[&drain, &run_id, &now, &until, &reason],
+    )?;
+    Ok(row
+        .map(|row| WaitingBeat {
+            paused_at: row.get(0),
+            pause_note: row.get(1),
+            burst_until: row.get(2),
+            is_run_live: row.get(3),
+        })
+        .unwrap_or_default())
+}
+
 /// End a run that is still `running`; false when someone else (supervise) already ended it.
 pub fn finish_run(
     client: &mut impl GenericClient,
@@ -137,7 +178,7 @@ pub fn finish_run(
 ) -> Result<bool> {
     let updated = client.execute(
         "UPDATE runs SET status = $2, note = $3, finished_at = $4, worker_pid = NULL,
-                worker_start_time = NULL
+                worker_start_time = NULL, waiting_until = NULL, waiting_reason = NULL
           WHERE id = $1 AND status = 'running'",
         &[&run_id, &status, &note, &now],
     )?;
