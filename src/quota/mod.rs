@@ -2,7 +2,7 @@
 //! anything else in one worker run's output, and reading the reset time out of the
 //! message. The classifier is pure: it sees the tail of stdout and stderr, the exit code,
 //! the instant the output was printed and the configured zone, and returns an
-//! [`Outcome`]. The output is cleaned first (terminal escapes, mojibake, literal `\uXXXX`
+//! `Outcome`. The output is cleaned first (terminal escapes, mojibake, literal `\uXXXX`
 //! and `\n` escapes, separators, gutter glyphs, curly quotes, odd spaces), then matched
 //! line by line, joining a line with the next one when a message was wrapped. A
 //! server-error shape anywhere in a failed run wins over a quota shape; warnings, model
@@ -38,7 +38,7 @@ use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
 
 /// `matched_line` is cut to about this many characters, keeping the match.
-pub const MATCHED_LINE_MAX_CHARS: usize = 500;
+const MATCHED_LINE_MAX_CHARS: usize = 500;
 /// Lines on either side of a hit that may carry its reset or its needs-attention detail.
 const NEIGHBOURHOOD_LINES: usize = 3;
 /// Only the last hits are weighed for the reset and the needs-attention flag.
@@ -56,9 +56,9 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub const ALL: [Profile; 4] = [Profile::Claude, Profile::OpenAi, Profile::Gemini, Profile::Http];
+    pub(crate) const ALL: [Profile; 4] = [Profile::Claude, Profile::OpenAi, Profile::Gemini, Profile::Http];
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Profile::Claude => "claude",
             Profile::OpenAi => "openai",
@@ -95,7 +95,7 @@ impl FromStr for Profile {
 
 /// What one worker run's output says.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     QuotaHit(QuotaHit),
     ServerError { matched_line: String },
     Other,
@@ -105,17 +105,17 @@ pub enum Outcome {
 pub struct QuotaHit {
     /// The reset instant the message states, `None` when it states none (and always
     /// `None` when `needs_attention`: waiting does not help).
-    pub reset: Option<DateTime<Utc>>,
+    pub(crate) reset: Option<DateTime<Utc>>,
     /// The cleaned line that matched, trimmed, at most about 500 characters.
-    pub matched_line: String,
+    pub(crate) matched_line: String,
     /// Quota that time does not fix: `insufficient_quota`, billing, a monthly spend
     /// limit, `limit: 0`.
-    pub needs_attention: bool,
+    pub(crate) needs_attention: bool,
 }
 
 /// A compiled profile plus the drain's extra patterns.
 #[derive(Debug, Clone)]
-pub struct Classifier {
+pub(crate) struct Classifier {
     profile: Profile,
     extra_quota: Vec<Regex>,
     extra_veto: Vec<Regex>,
@@ -125,7 +125,7 @@ impl Classifier {
     /// `extra_quota` / `extra_veto` are user regexes from the config, matched
     /// case-insensitively against cleaned lines. A line matching a veto pattern is
     /// treated as a server error. `Err` names the bad pattern.
-    pub fn new(
+    pub(crate) fn new(
         profile: Profile,
         extra_quota: &[String],
         extra_veto: &[String],
@@ -137,13 +137,9 @@ impl Classifier {
         })
     }
 
-    pub fn profile(&self) -> Profile {
-        self.profile
-    }
-
     /// `now` = when the output was printed (for the next occurrence of clock times),
     /// `zone` = the configured zone, used when the message names none.
-    pub fn classify(
+    pub(crate) fn classify(
         &self,
         stdout: &[u8],
         stderr: &[u8],

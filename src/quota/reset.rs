@@ -27,7 +27,7 @@ struct ResetMatch {
 /// Parse a reset time out of one already-cleaned line: the first one the line states.
 /// Clock times and dates without a year are their next occurrence after `now`, in the
 /// zone the message names, else `zone`.
-pub fn parse_reset(line: &str, now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+pub(super) fn parse_reset(line: &str, now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
     find_resets(line, now, zone).first().map(|found| found.instant)
 }
 
