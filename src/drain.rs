@@ -298,7 +298,9 @@ impl Pass<'_> {
                     self.release(&item, "not_started", &stop.note, now)?;
                 }
                 // A reset near enough is waited for inside the pass (docs/rate-limits.md).
-                if let Some(until) = backoff_until.filter(|until| stop.status == "rate_limited" && self.may_wait_until(*until, now)) {
+                if let Some(until) = backoff_until
+                    .filter(|until| stop.status == "rate_limited" && self.may_wait_until(*until, now))
+                {
                     self.commit_staged()?;
                     match self.wait_for_reset(until, &stop.note)? {
                         None => continue,
@@ -497,7 +499,8 @@ impl Pass<'_> {
                 ..PassControls::default()
             };
             if let Some(stop) = self.reason_to_stop(controls, now).filter(|stop| stop.status != "budget") {
-                let waiting_cleared = runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+                let waiting_cleared =
+                    runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
                 if let Err(error) = waiting_cleared {
                     log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
                 }
