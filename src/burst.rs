@@ -17,7 +17,7 @@ use crate::db::in_transaction;
 use crate::duration::format_relative;
 use crate::error::{Error, Result};
 use crate::output::{local_time as local, table, Report};
-use crate::when::{check_deadline, parse_when};
+use crate::schedule::when::{check_deadline, parse_when};
 
 pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<(Report, bool)> {
     match command {

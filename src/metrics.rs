@@ -135,7 +135,7 @@ pub fn render_metrics(
     );
     let all_counts = items::count_by_state_of(client, &names)?;
     let all_latest = runs::latest_runs(client, &names)?;
-    let histories = crate::forecast::recent_histories(client, &names, now)?;
+    let histories = crate::schedule::forecast::recent_histories(client, &names, now)?;
     for drain in &config.drains {
         let name = &drain.name;
         let counts = all_counts.get(name).copied().unwrap_or_default();
@@ -158,7 +158,7 @@ pub fn render_metrics(
         }
         last_success.sample(vec![("drain", name.clone())], timestamp(latest.last_success_at));
         let burst_until = control.and_then(|c| c.burst_until);
-        let forecast = crate::forecast::forecast(
+        let forecast = crate::schedule::forecast::forecast(
             histories.get(name).copied().unwrap_or_default(),
             counts.pending + counts.running,
             drain.concurrency,

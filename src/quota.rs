@@ -21,7 +21,7 @@ use chrono::{
 use chrono_tz::{OffsetName, Tz};
 use regex::{Match, Regex};
 
-use crate::when::resolve_local;
+use crate::schedule::when::resolve_local;
 
 /// Only this many bytes at the end of each stream are examined.
 pub const TAIL_BYTES: usize = 64 * 1024;

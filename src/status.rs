@@ -37,7 +37,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         .collect();
     let last_starts = last_run_starts(client, &names)?;
     let all_counts = count_by_state_of(client, &names)?;
-    let histories = crate::forecast::recent_histories(client, &names, now)?;
+    let histories = crate::schedule::forecast::recent_histories(client, &names, now)?;
     let mut forecast_lines = Vec::new();
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut rows = Vec::new();
@@ -85,7 +85,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         let last_checkpoint = runs.iter().map(|r| r.last_checkpoint_at).max();
         let last_started_at = last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
         let cadence_next_start = crate::supervise::cadence_next_start(drain, last_started_at);
-        let forecast = crate::forecast::forecast(
+        let forecast = crate::schedule::forecast::forecast(
             histories.get(&drain.name).copied().unwrap_or_default(),
             counts.pending + counts.running,
             drain.concurrency,

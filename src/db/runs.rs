@@ -305,7 +305,7 @@ pub fn recent_histories(
     drains: &[String],
     since: DateTime<Utc>,
     limit: i64,
-) -> Result<HashMap<String, crate::forecast::RunHistory>> {
+) -> Result<HashMap<String, crate::schedule::forecast::RunHistory>> {
     let rows = client.query(
         "SELECT name, h.runs, h.items_done, h.running_seconds
            FROM unnest($1::text[]) AS name
@@ -321,7 +321,7 @@ pub fn recent_histories(
     Ok(rows
         .iter()
         .map(|row| {
-            let history = crate::forecast::RunHistory {
+            let history = crate::schedule::forecast::RunHistory {
                 runs: row.get(1),
                 items_done: row.get(2),
                 running_seconds: row.get(3),

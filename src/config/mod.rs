@@ -17,7 +17,7 @@ use toml::Spanned;
 use crate::duration::{parse_bounded_duration, parse_duration};
 use crate::error::{register_secret, Error, Result};
 use crate::quota::Profile;
-use crate::window::Window;
+use crate::schedule::window::Window;
 
 /// Environment variables that name the configuration file and the database.
 pub const CONFIG_ENV: &str = "DRAINCTL_CONFIG";
@@ -538,7 +538,7 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
     let burst_default_until = match &raw.burst_default_until {
         Some(when) => {
             let probe = chrono::Utc::now();
-            crate::when::parse_when(when.get_ref(), probe, timezone)
+            crate::schedule::when::parse_when(when.get_ref(), probe, timezone)
                 .map_err(|error| source.error_for(when, &format!("burst_default_until: {error}")))?;
             when.get_ref().clone()
         }

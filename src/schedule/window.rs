@@ -15,7 +15,7 @@
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
 
-use crate::when::resolve_local;
+use crate::schedule::when::resolve_local;
 
 /// The accepted day forms, quoted at the end of a day-list error.
 const ACCEPTED_DAYS: &str = "use day names or ranges such as \"sun-thu\", \"mon,wed,fri\", \
