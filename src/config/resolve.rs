@@ -19,7 +19,7 @@ use super::{
     local_zone, parse_zone, AccountConfig, Config, DatabaseUrl, Defaults, DrainConfig, QuotaGroupConfig,
     Retention, RetryBackoff, SourceConfig, DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV,
 };
-use crate::duration::{parse_bounded_duration, parse_duration};
+use crate::duration::parse_bounded_duration;
 use crate::error::{register_secret, Error, Result};
 use crate::quota::Profile;
 use crate::schedule::window::Window;
@@ -51,7 +51,7 @@ impl QuotaGroupConfig {
     fn implicit(name: String) -> QuotaGroupConfig {
         QuotaGroupConfig {
             name,
-            switch_cooldown: parse_duration(DEFAULT_SWITCH_COOLDOWN).unwrap_or(Duration::from_secs(900)),
+            switch_cooldown: DEFAULT_SWITCH_COOLDOWN,
             accounts: vec![AccountConfig::implicit()],
             is_declared: false,
         }
@@ -143,7 +143,7 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
             .map_err(|message| source.error_for(zone, &format!("timezone: {message}")))?,
         None => local_zone(),
     };
-    let duration = |value: &Option<Spanned<String>>, key: &str, default: &str| -> Result<Duration> {
+    let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| -> Result<Duration> {
         spanned_duration(value, key, default, source)
     };
     let burst_default_until = match &raw.burst_default_until {
@@ -284,18 +284,12 @@ fn resolve_retention(raw: Option<&Spanned<RawRetention>>, source: &Source) -> Re
         }
         Ok(Some(duration))
     };
-    let or_default = |value: Option<Duration>, default: &str| match value {
-        Some(duration) => Ok(duration),
-        None => parse_duration(default).map_err(Error::Internal),
-    };
     let fields = raw.map(Spanned::get_ref);
     Ok(Retention {
-        runs: or_default(horizon("runs", fields.and_then(|f| f.runs.as_ref()))?, DEFAULT_RETENTION_RUNS)?,
-        events: or_default(
-            horizon("events", fields.and_then(|f| f.events.as_ref()))?,
-            DEFAULT_RETENTION_EVENTS,
-        )?,
-        logs: or_default(horizon("logs", fields.and_then(|f| f.logs.as_ref()))?, DEFAULT_RETENTION_LOGS)?,
+        runs: horizon("runs", fields.and_then(|f| f.runs.as_ref()))?.unwrap_or(DEFAULT_RETENTION_RUNS),
+        events: horizon("events", fields.and_then(|f| f.events.as_ref()))?
+            .unwrap_or(DEFAULT_RETENTION_EVENTS),
+        logs: horizon("logs", fields.and_then(|f| f.logs.as_ref()))?.unwrap_or(DEFAULT_RETENTION_LOGS),
         done_items: horizon("done_items", fields.and_then(|f| f.done_items.as_ref()))?,
     })
 }
@@ -364,7 +358,7 @@ fn resolve_drain(
     if let Some(resume_args) = &raw.resume_args {
         check_arguments(resume_args, &context("resume_args"), source)?;
     }
-    let duration = |value: &Option<Spanned<String>>, key: &str, default: &str| {
+    let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
         spanned_duration(value, &context(key), default, source)
     };
     let count = |value: &Option<Spanned<i64>>, key: &str, default: u32, min: i64, max: i64| {
@@ -384,13 +378,12 @@ fn resolve_drain(
         Some(group) => group.get_ref().clone(),
         None => name.clone(),
     };
-    let quota_profile_text =
-        raw.quota_profile.as_ref().map(|p| p.get_ref().as_str()).unwrap_or(DEFAULT_PROFILE);
-    let quota_profile: Profile =
-        quota_profile_text.parse().map_err(|message: String| match &raw.quota_profile {
-            Some(profile) => source.error_for(profile, &format!("{}: {message}", context("quota_profile"))),
-            None => Error::Internal(message),
-        })?;
+    let quota_profile: Profile = match &raw.quota_profile {
+        Some(profile) => profile.get_ref().parse().map_err(|message: String| {
+            source.error_for(profile, &format!("{}: {message}", context("quota_profile")))
+        })?,
+        None => DEFAULT_QUOTA_PROFILE,
+    };
     for (patterns, key) in [(&raw.quota_patterns, "quota_patterns"), (&raw.veto_patterns, "veto_patterns")] {
         let Some(patterns) = patterns else { continue };
         for pattern in patterns.get_ref() {
@@ -418,20 +411,17 @@ fn resolve_drain(
         };
     let retry_backoff = match &raw.retry_backoff {
         Some(retry) => {
-            let parse = |value: &Option<String>, key: &str, default: &str| {
-                let text = value.as_deref().unwrap_or(default);
-                parse_bounded_duration(text)
-                    .map_err(|message| source.error_for(retry, &format!("{}: {message}", context(key))))
+            let parse = |value: &Option<String>, key: &str, default: Duration| match value {
+                Some(text) => parse_bounded_duration(text)
+                    .map_err(|message| source.error_for(retry, &format!("{}: {message}", context(key)))),
+                None => Ok(default),
             };
             RetryBackoff {
-                base: parse(&retry.get_ref().base, "retry_backoff.base", DEFAULT_RETRY_BASE)?,
-                max: parse(&retry.get_ref().max, "retry_backoff.max", DEFAULT_RETRY_MAX)?,
+                base: parse(&retry.get_ref().base, "retry_backoff.base", DEFAULT_RETRY_BACKOFF.base)?,
+                max: parse(&retry.get_ref().max, "retry_backoff.max", DEFAULT_RETRY_BACKOFF.max)?,
             }
         }
-        None => RetryBackoff {
-            base: parse_duration(DEFAULT_RETRY_BASE).map_err(Error::Internal)?,
-            max: parse_duration(DEFAULT_RETRY_MAX).map_err(Error::Internal)?,
-        },
+        None => DEFAULT_RETRY_BACKOFF,
     };
     let checkpoint_pattern = match &raw.checkpoint_pattern {
         Some(pattern) => Regex::new(pattern.get_ref()).map_err(|error| {
@@ -477,7 +467,7 @@ fn resolve_drain(
         })?
     };
     let resume_args = raw.resume_args.map(Spanned::into_inner).unwrap_or_default();
-    let positive = |value: &Option<Spanned<String>>, key: &str, default: &str| {
+    let positive = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
         spanned_positive_duration(value, &context(key), default, source)
     };
     let item_timeout = positive(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
@@ -486,11 +476,12 @@ fn resolve_drain(
         Some(raw_source) => Some(resolve_source(raw_source, &name, source, base_dir)?),
         None => None,
     };
-    // Without a value there is no cadence; the default is never used.
-    let every = match &raw.every {
-        Some(_) => Some(positive(&raw.every, "every", "1s")?),
-        None => None,
-    };
+    // Without a value there is no cadence.
+    let every = raw
+        .every
+        .as_ref()
+        .map(|every| parse_spanned_positive_duration(every, &context("every"), source))
+        .transpose()?;
     Ok(DrainConfig {
         source: source_config,
         every,
@@ -523,53 +514,78 @@ fn resolve_drain(
         resume_token_format,
         resume_args,
         concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
-        max_result_bytes: count(&raw.max_result_bytes, "max_result_bytes", 0, 1, 1 << 30).map(|v| {
-            if v == 0 {
-                DEFAULT_MAX_RESULT_BYTES
-            } else {
-                v as usize
-            }
-        })?,
-        stderr_tail_bytes: count(&raw.stderr_tail_bytes, "stderr_tail_bytes", 0, 1, 64 << 20).map(|v| {
-            if v == 0 {
-                DEFAULT_STDERR_TAIL_BYTES
-            } else {
-                v as usize
-            }
-        })?,
+        max_result_bytes: spanned_number(
+            &raw.max_result_bytes,
+            &context("max_result_bytes"),
+            1,
+            1 << 30,
+            source,
+        )?
+        .map_or(DEFAULT_MAX_RESULT_BYTES, |bytes| bytes as usize),
+        stderr_tail_bytes: spanned_number(
+            &raw.stderr_tail_bytes,
+            &context("stderr_tail_bytes"),
+            1,
+            64 << 20,
+            source,
+        )?
+        .map_or(DEFAULT_STDERR_TAIL_BYTES, |bytes| bytes as usize),
         name,
     })
 }
 
+/// A duration the file states, at most the longest one allowed.
+fn parse_spanned_duration(text: &Spanned<String>, key: &str, source: &Source) -> Result<Duration> {
+    parse_bounded_duration(text.get_ref())
+        .map_err(|message| source.error_for(text, &format!("{key}: {message}")))
+}
+
+/// As [`parse_spanned_duration`], refusing a zero duration.
+fn parse_spanned_positive_duration(text: &Spanned<String>, key: &str, source: &Source) -> Result<Duration> {
+    let duration = parse_spanned_duration(text, key, source)?;
+    if duration.is_zero() {
+        return Err(source.error_for(text, &format!("{key}: must be more than 0s")));
+    }
+    Ok(duration)
+}
+
+/// The duration the file states, else `default`.
 fn spanned_duration(
     value: &Option<Spanned<String>>,
     key: &str,
-    default: &str,
+    default: Duration,
     source: &Source,
 ) -> Result<Duration> {
-    match value {
-        Some(text) => parse_bounded_duration(text.get_ref())
-            .map_err(|message| source.error_for(text, &format!("{key}: {message}"))),
-        None => parse_duration(default).map_err(Error::Internal),
-    }
+    value.as_ref().map_or(Ok(default), |text| parse_spanned_duration(text, key, source))
 }
 
 /// As [`spanned_duration`], refusing a zero duration the file states.
 fn spanned_positive_duration(
     value: &Option<Spanned<String>>,
     key: &str,
-    default: &str,
+    default: Duration,
     source: &Source,
 ) -> Result<Duration> {
-    let duration = spanned_duration(value, key, default, source)?;
-    match value {
-        Some(text) if duration.is_zero() => {
-            Err(source.error_for(text, &format!("{key}: must be more than 0s")))
-        }
-        _ => Ok(duration),
-    }
+    value.as_ref().map_or(Ok(default), |text| parse_spanned_positive_duration(text, key, source))
 }
 
+/// The number the file states, from `min` to `max`.
+fn spanned_number(
+    value: &Option<Spanned<i64>>,
+    key: &str,
+    min: i64,
+    max: i64,
+    source: &Source,
+) -> Result<Option<u32>> {
+    let Some(number) = value else { return Ok(None) };
+    let n = *number.get_ref();
+    if n < min || n > max {
+        return Err(source.error_for(number, &format!("{key}: {n} is out of range; use {min} to {max}")));
+    }
+    u32::try_from(n).map(Some).map_err(|_| source.error_for(number, &format!("{key}: {n} is too large")))
+}
+
+/// As [`spanned_number`], else `default`.
 fn spanned_count(
     value: &Option<Spanned<i64>>,
     key: &str,
@@ -578,18 +594,7 @@ fn spanned_count(
     max: i64,
     source: &Source,
 ) -> Result<u32> {
-    match value {
-        Some(number) => {
-            let n = *number.get_ref();
-            if n < min || n > max {
-                return Err(
-                    source.error_for(number, &format!("{key}: {n} is out of range; use {min} to {max}"))
-                );
-            }
-            u32::try_from(n).map_err(|_| source.error_for(number, &format!("{key}: {n} is too large")))
-        }
-        None => Ok(default),
-    }
+    Ok(spanned_number(value, key, min, max, source)?.unwrap_or(default))
 }
 
 /// Refuse an argument no program can receive: one with a NUL character (it would fail
