@@ -14,7 +14,9 @@ use regex::Regex;
 use toml::Spanned;
 
 use super::defaults::*;
-use super::raw::{RawConfig, RawDefaults, RawDrain, RawQuotaGroup, RawRetention, RawSource};
+use super::raw::{
+    RawConfig, RawDefaults, RawDrain, RawQuotaGroup, RawRetention, RawRetryBackoff, RawSource, RawWindow,
+};
 use super::{
     local_zone, parse_zone, AccountConfig, Config, DatabaseUrl, Defaults, DrainConfig, QuotaGroupConfig,
     Retention, RetryBackoff, SourceConfig, DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV,
@@ -325,167 +327,78 @@ fn resolve_source(
     Ok(SourceConfig { dir: base_dir.join(&value.dir), glob, max_files_per_scan })
 }
 
+/// One drain's settings as they are resolved: every message names the drain, then the key.
+struct DrainScope<'a> {
+    name: &'a str,
+    source: &'a Source<'a>,
+}
+
+impl DrainScope<'_> {
+    /// `drain "a": key`.
+    fn key(&self, key: &str) -> String {
+        format!("drain {:?}: {key}", self.name)
+    }
+
+    /// `file:line:column: drain "a": key: message`, at the value.
+    fn error_for<T>(&self, value: &Spanned<T>, key: &str, message: &str) -> Error {
+        self.source.error_for(value, &format!("{}: {message}", self.key(key)))
+    }
+}
+
+/// What one pass of the drain may take on, and how much of a worker's output is kept.
+struct PassLimits {
+    max_items_per_pass: u32,
+    max_seconds_per_pass: Duration,
+    max_attempts: u32,
+    concurrency: u32,
+    max_result_bytes: usize,
+    stderr_tail_bytes: usize,
+}
+
+/// A `[[drain]]`, checked in the order its settings are listed here, so the first bad
+/// one is the one reported.
 fn resolve_drain(
     raw: RawDrain,
     source: &Source,
     base_dir: &Path,
     seen: &mut HashSet<String>,
 ) -> Result<DrainConfig> {
-    let name = raw.name.get_ref().clone();
-    if !is_valid_drain_name(&name) {
-        return Err(source.error_for(
-            &raw.name,
-            &format!("invalid drain name {name:?}: use 1 to 64 of a-z, 0-9, '_' and '-'"),
-        ));
-    }
-    if !seen.insert(name.clone()) {
-        return Err(source.error_for(&raw.name, &format!("duplicate drain name {name:?}")));
-    }
-    let context = |key: &str| format!("drain {name:?}: {key}");
-    if raw.command.get_ref().is_empty() || raw.command.get_ref()[0].trim().is_empty() {
-        return Err(source.error_for(
-            &raw.command,
-            &format!("{}: must name a program, e.g. [\"claude\", \"-p\"]", context("command")),
-        ));
-    }
-    check_arguments(&raw.command, &context("command"), source)?;
-    if let Some(env) = &raw.env {
-        check_environment(env, &context("env"), source)?;
-    }
-    if let Some(workdir) = &raw.workdir {
-        check_path(workdir, &context("workdir"), source)?;
-    }
-    if let Some(resume_args) = &raw.resume_args {
-        check_arguments(resume_args, &context("resume_args"), source)?;
-    }
-    let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
-        spanned_duration(value, &context(key), default, source)
-    };
-    let count = |value: &Option<Spanned<i64>>, key: &str, default: u32, min: i64, max: i64| {
-        spanned_count(value, &context(key), default, min, max, source)
-    };
-    let quota_group = match &raw.quota_group {
-        Some(group) if !is_valid_drain_name(group.get_ref()) => {
-            return Err(source.error_for(
-                group,
-                &format!(
-                    "{}: invalid name {:?}: use 1 to 64 of a-z, 0-9, '_' and '-'",
-                    context("quota_group"),
-                    group.get_ref()
-                ),
-            ))
-        }
-        Some(group) => group.get_ref().clone(),
-        None => name.clone(),
-    };
-    let quota_profile: Profile = match &raw.quota_profile {
-        Some(profile) => profile.get_ref().parse().map_err(|message: String| {
-            source.error_for(profile, &format!("{}: {message}", context("quota_profile")))
-        })?,
-        None => DEFAULT_QUOTA_PROFILE,
-    };
-    for (patterns, key) in [(&raw.quota_patterns, "quota_patterns"), (&raw.veto_patterns, "veto_patterns")] {
-        let Some(patterns) = patterns else { continue };
-        for pattern in patterns.get_ref() {
-            if pattern.trim().is_empty() {
-                return Err(source.error_for(
-                    patterns,
-                    &format!("{}: an empty pattern would match every line; remove it", context(key)),
-                ));
-            }
-            if let Err(error) = regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
-                return Err(source
-                    .error_for(patterns, &format!("{}: invalid regex {pattern:?}: {error}", context(key))));
-            }
-        }
-    }
-    let window =
-        match &raw.window {
-            Some(window) => {
-                let w = window.get_ref();
-                Some(Window::parse(&w.days, &w.from, &w.to).map_err(|message| {
-                    source.error_for(window, &format!("{}: {message}", context("window")))
-                })?)
-            }
-            None => None,
-        };
+    let name = check_drain_name(&raw.name, source, seen)?;
+    let scope = DrainScope { name: &name, source };
+    check_drain_inputs(&raw, &scope)?;
+    let quota_group = resolve_drain_quota_group(&raw, &scope)?;
+    let quota_profile = resolve_quota_profile(&raw, &scope)?;
+    check_user_patterns(&raw.quota_patterns, "quota_patterns", &scope)?;
+    check_user_patterns(&raw.veto_patterns, "veto_patterns", &scope)?;
+    let window = raw.window.as_ref().map(|window| resolve_window(window, &scope)).transpose()?;
     let retry_backoff = match &raw.retry_backoff {
-        Some(retry) => {
-            let parse = |value: &Option<String>, key: &str, default: Duration| match value {
-                Some(text) => parse_bounded_duration(text)
-                    .map_err(|message| source.error_for(retry, &format!("{}: {message}", context(key)))),
-                None => Ok(default),
-            };
-            RetryBackoff {
-                base: parse(&retry.get_ref().base, "retry_backoff.base", DEFAULT_RETRY_BACKOFF.base)?,
-                max: parse(&retry.get_ref().max, "retry_backoff.max", DEFAULT_RETRY_BACKOFF.max)?,
-            }
-        }
+        Some(retry) => resolve_retry_backoff(retry, &scope)?,
         None => DEFAULT_RETRY_BACKOFF,
     };
-    let checkpoint_pattern = match &raw.checkpoint_pattern {
-        Some(pattern) => Regex::new(pattern.get_ref()).map_err(|error| {
-            source.error_for(
-                pattern,
-                &format!("{}: invalid regex {:?}: {error}", context("checkpoint_pattern"), pattern.get_ref()),
-            )
-        })?,
-        None => Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string()))?,
-    };
-    let resume_pattern = match &raw.resume_pattern {
-        Some(pattern) => {
-            let compiled = Regex::new(pattern.get_ref()).map_err(|error| {
-                source.error_for(
-                    pattern,
-                    &format!("{}: invalid regex {:?}: {error}", context("resume_pattern"), pattern.get_ref()),
-                )
-            })?;
-            if compiled.captures_len() < 2 {
-                return Err(source.error_for(
-                    pattern,
-                    &format!(
-                        "{}: {:?} has no capture group; put the token in parentheses, e.g. '^::resume::\\s*(\\S+)'",
-                        context("resume_pattern"),
-                        pattern.get_ref()
-                    ),
-                ));
-            }
-            compiled
-        }
-        None => Regex::new(DEFAULT_RESUME_PATTERN).map_err(|e| Error::Internal(e.to_string()))?,
-    };
-    let resume_token_format = {
-        let text = raw.resume_token_format.as_ref().map(|f| f.get_ref().as_str());
-        let text = text.unwrap_or(DEFAULT_RESUME_TOKEN_FORMAT);
-        // Anchored: a token must match as a whole, never just contain a match.
-        Regex::new(&format!("^(?:{text})$")).map_err(|error| match &raw.resume_token_format {
-            Some(format) => source.error_for(
-                format,
-                &format!("{}: invalid regex {text:?}: {error}", context("resume_token_format")),
-            ),
-            None => Error::Internal(error.to_string()),
-        })?
-    };
-    let resume_args = raw.resume_args.map(Spanned::into_inner).unwrap_or_default();
+    let checkpoint_pattern = compile_checkpoint_pattern(&raw.checkpoint_pattern, &scope)?;
+    let resume_pattern = compile_resume_pattern(&raw.resume_pattern, &scope)?;
+    let resume_token_format = compile_resume_token_format(&raw.resume_token_format, &scope)?;
     let positive = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
-        spanned_positive_duration(value, &context(key), default, source)
+        spanned_positive_duration(value, &scope.key(key), default, source)
     };
     let item_timeout = positive(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
     let liveness_timeout = positive(&raw.liveness_timeout, "liveness_timeout", DEFAULT_LIVENESS_TIMEOUT)?;
-    let source_config = match &raw.source {
-        Some(raw_source) => Some(resolve_source(raw_source, &name, source, base_dir)?),
-        None => None,
-    };
+    let source_config = raw
+        .source
+        .as_ref()
+        .map(|raw_source| resolve_source(raw_source, &name, source, base_dir))
+        .transpose()?;
     // Without a value there is no cadence.
     let every = raw
         .every
         .as_ref()
-        .map(|every| parse_spanned_positive_duration(every, &context("every"), source))
+        .map(|every| parse_spanned_positive_duration(every, &scope.key("every"), source))
         .transpose()?;
+    let limits = resolve_pass_limits(&raw, &scope)?;
     Ok(DrainConfig {
         source: source_config,
         every,
-        command: resolve_command(raw.command.get_ref().clone(), base_dir),
+        command: resolve_command(raw.command.into_inner(), base_dir),
         workdir: raw.workdir.map(|dir| base_dir.join(dir.into_inner())),
         env: raw.env.map(Spanned::into_inner).unwrap_or_default().into_iter().collect(),
         quota_group,
@@ -493,6 +406,168 @@ fn resolve_drain(
         quota_patterns: raw.quota_patterns.map(Spanned::into_inner).unwrap_or_default(),
         veto_patterns: raw.veto_patterns.map(Spanned::into_inner).unwrap_or_default(),
         window,
+        max_items_per_pass: limits.max_items_per_pass,
+        max_seconds_per_pass: limits.max_seconds_per_pass,
+        item_timeout,
+        liveness_timeout,
+        max_attempts: limits.max_attempts,
+        retry_backoff,
+        checkpoint_pattern,
+        resume_pattern,
+        resume_token_format,
+        resume_args: raw.resume_args.map(Spanned::into_inner).unwrap_or_default(),
+        concurrency: limits.concurrency,
+        max_result_bytes: limits.max_result_bytes,
+        stderr_tail_bytes: limits.stderr_tail_bytes,
+        name,
+    })
+}
+
+/// The drain's name: valid, and not taken by an earlier drain.
+fn check_drain_name(name: &Spanned<String>, source: &Source, seen: &mut HashSet<String>) -> Result<String> {
+    let text = name.get_ref();
+    if !is_valid_drain_name(text) {
+        return Err(source
+            .error_for(name, &format!("invalid drain name {text:?}: use 1 to 64 of a-z, 0-9, '_' and '-'")));
+    }
+    if !seen.insert(text.clone()) {
+        return Err(source.error_for(name, &format!("duplicate drain name {text:?}")));
+    }
+    Ok(text.clone())
+}
+
+/// Refuse what the operating system cannot hand a worker: a command without a program,
+/// and NUL characters in the command, `env`, `workdir` or `resume_args`.
+fn check_drain_inputs(raw: &RawDrain, scope: &DrainScope) -> Result<()> {
+    let command = raw.command.get_ref();
+    if command.is_empty() || command[0].trim().is_empty() {
+        return Err(scope.error_for(
+            &raw.command,
+            "command",
+            "must name a program, e.g. [\"claude\", \"-p\"]",
+        ));
+    }
+    check_arguments(&raw.command, &scope.key("command"), scope.source)?;
+    if let Some(env) = &raw.env {
+        check_environment(env, &scope.key("env"), scope.source)?;
+    }
+    if let Some(workdir) = &raw.workdir {
+        check_path(workdir, &scope.key("workdir"), scope.source)?;
+    }
+    if let Some(resume_args) = &raw.resume_args {
+        check_arguments(resume_args, &scope.key("resume_args"), scope.source)?;
+    }
+    Ok(())
+}
+
+/// The quota group the drain names, else its own name.
+fn resolve_drain_quota_group(raw: &RawDrain, scope: &DrainScope) -> Result<String> {
+    match &raw.quota_group {
+        Some(group) if !is_valid_drain_name(group.get_ref()) => Err(scope.error_for(
+            group,
+            "quota_group",
+            &format!("invalid name {:?}: use 1 to 64 of a-z, 0-9, '_' and '-'", group.get_ref()),
+        )),
+        Some(group) => Ok(group.get_ref().clone()),
+        None => Ok(scope.name.to_string()),
+    }
+}
+
+fn resolve_quota_profile(raw: &RawDrain, scope: &DrainScope) -> Result<Profile> {
+    match &raw.quota_profile {
+        Some(profile) => profile
+            .get_ref()
+            .parse()
+            .map_err(|message: String| scope.error_for(profile, "quota_profile", &message)),
+        None => Ok(DEFAULT_QUOTA_PROFILE),
+    }
+}
+
+/// `quota_patterns` or `veto_patterns`: each a regex, matched case-insensitively, that
+/// cannot match every line. The classifier compiles them for the pass.
+fn check_user_patterns(patterns: &Option<Spanned<Vec<String>>>, key: &str, scope: &DrainScope) -> Result<()> {
+    let Some(patterns) = patterns else { return Ok(()) };
+    for pattern in patterns.get_ref() {
+        if pattern.trim().is_empty() {
+            return Err(scope.error_for(patterns, key, "an empty pattern would match every line; remove it"));
+        }
+        if let Err(error) = regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
+            return Err(scope.error_for(patterns, key, &format!("invalid regex {pattern:?}: {error}")));
+        }
+    }
+    Ok(())
+}
+
+fn resolve_window(window: &Spanned<RawWindow>, scope: &DrainScope) -> Result<Window> {
+    let w = window.get_ref();
+    Window::parse(&w.days, &w.from, &w.to).map_err(|message| scope.error_for(window, "window", &message))
+}
+
+/// `retry_backoff = { base, max }`, each defaulted on its own.
+fn resolve_retry_backoff(retry: &Spanned<RawRetryBackoff>, scope: &DrainScope) -> Result<RetryBackoff> {
+    let parse = |value: &Option<String>, key: &str, default: Duration| match value {
+        Some(text) => parse_bounded_duration(text).map_err(|message| scope.error_for(retry, key, &message)),
+        None => Ok(default),
+    };
+    Ok(RetryBackoff {
+        base: parse(&retry.get_ref().base, "retry_backoff.base", DEFAULT_RETRY_BACKOFF.base)?,
+        max: parse(&retry.get_ref().max, "retry_backoff.max", DEFAULT_RETRY_BACKOFF.max)?,
+    })
+}
+
+/// A pattern the file states, compiled once for every pass; an invalid one is refused.
+fn compile_pattern(pattern: &Spanned<String>, key: &str, scope: &DrainScope) -> Result<Regex> {
+    Regex::new(pattern.get_ref()).map_err(|error| {
+        scope.error_for(pattern, key, &format!("invalid regex {:?}: {error}", pattern.get_ref()))
+    })
+}
+
+fn compile_checkpoint_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
+    match pattern {
+        Some(pattern) => compile_pattern(pattern, "checkpoint_pattern", scope),
+        None => Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string())),
+    }
+}
+
+/// The resume pattern, whose first capture group is the token.
+fn compile_resume_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
+    let Some(pattern) = pattern else {
+        return Regex::new(DEFAULT_RESUME_PATTERN).map_err(|e| Error::Internal(e.to_string()));
+    };
+    let compiled = compile_pattern(pattern, "resume_pattern", scope)?;
+    if compiled.captures_len() < 2 {
+        return Err(scope.error_for(
+            pattern,
+            "resume_pattern",
+            &format!(
+                "{:?} has no capture group; put the token in parentheses, e.g. '^::resume::\\s*(\\S+)'",
+                pattern.get_ref()
+            ),
+        ));
+    }
+    Ok(compiled)
+}
+
+fn compile_resume_token_format(format: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
+    let text = format.as_ref().map_or(DEFAULT_RESUME_TOKEN_FORMAT, |format| format.get_ref().as_str());
+    // Anchored: a token must match as a whole, never just contain a match.
+    Regex::new(&format!("^(?:{text})$")).map_err(|error| match format {
+        Some(format) => {
+            scope.error_for(format, "resume_token_format", &format!("invalid regex {text:?}: {error}"))
+        }
+        None => Error::Internal(error.to_string()),
+    })
+}
+
+fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits> {
+    let source = scope.source;
+    let count = |value: &Option<Spanned<i64>>, key: &str, default: u32, min: i64, max: i64| {
+        spanned_count(value, &scope.key(key), default, min, max, source)
+    };
+    let bytes = |value: &Option<Spanned<i64>>, key: &str, default: usize, max: i64| -> Result<usize> {
+        Ok(spanned_number(value, &scope.key(key), 1, max, source)?.map_or(default, |bytes| bytes as usize))
+    };
+    Ok(PassLimits {
         max_items_per_pass: count(
             &raw.max_items_per_pass,
             "max_items_per_pass",
@@ -500,37 +575,26 @@ fn resolve_drain(
             1,
             1_000_000,
         )?,
-        max_seconds_per_pass: duration(
+        max_seconds_per_pass: spanned_duration(
             &raw.max_seconds_per_pass,
-            "max_seconds_per_pass",
+            &scope.key("max_seconds_per_pass"),
             DEFAULT_MAX_SECONDS_PER_PASS,
+            source,
         )?,
-        item_timeout,
-        liveness_timeout,
         max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
-        retry_backoff,
-        checkpoint_pattern,
-        resume_pattern,
-        resume_token_format,
-        resume_args,
         concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
-        max_result_bytes: spanned_number(
+        max_result_bytes: bytes(
             &raw.max_result_bytes,
-            &context("max_result_bytes"),
-            1,
+            "max_result_bytes",
+            DEFAULT_MAX_RESULT_BYTES,
             1 << 30,
-            source,
-        )?
-        .map_or(DEFAULT_MAX_RESULT_BYTES, |bytes| bytes as usize),
-        stderr_tail_bytes: spanned_number(
+        )?,
+        stderr_tail_bytes: bytes(
             &raw.stderr_tail_bytes,
-            &context("stderr_tail_bytes"),
-            1,
+            "stderr_tail_bytes",
+            DEFAULT_STDERR_TAIL_BYTES,
             64 << 20,
-            source,
-        )?
-        .map_or(DEFAULT_STDERR_TAIL_BYTES, |bytes| bytes as usize),
-        name,
+        )?,
     })
 }
 
