@@ -84,7 +84,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         };
         let last_checkpoint = runs.iter().map(|r| r.last_checkpoint_at).max();
         let last_started_at = last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
-        let cadence_next_start = crate::supervise::cadence_next_start(drain, last_started_at);
+        let cadence_next_start = crate::schedule::cadence::next_start(drain.every, last_started_at);
         let forecast = crate::schedule::forecast::forecast(
             histories.get(&drain.name).copied().unwrap_or_default(),
             counts.pending + counts.running,

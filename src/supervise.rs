@@ -39,6 +39,7 @@ use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
 use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
 use crate::output::{local_time as local, table, Report};
 use crate::process;
+use crate::schedule::cadence;
 
 /// The longest a pass waits for a row lock before it gives up on that decision.
 const SUPERVISE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -213,22 +214,13 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
             return skip(format!("outside window {}{opens}", window.describe()));
         }
     };
-    if let Some(next) = cadence_next_start(drain, snapshot.last_started_at).filter(|next| now < *next) {
+    let next_start = cadence::next_start(drain.every, snapshot.last_started_at);
+    if let Some(next) = next_start.filter(|next| now < *next) {
         let every = drain.every.map(crate::duration::format_duration).unwrap_or_default();
         let wait = crate::duration::format_duration((next - now).to_std().unwrap_or_default());
         return skip(format!("cadence {every}: next start in {wait}"));
     }
     start("supervisor", reason)
-}
-
-/// The earliest instant `every` allows the drain's next start, counted from the start of
-/// its latest pass (whatever became of that pass); None when it has no cadence or no pass.
-pub fn cadence_next_start(
-    drain: &DrainConfig,
-    last_started_at: Option<DateTime<Utc>>,
-) -> Option<DateTime<Utc>> {
-    let (every, last) = (drain.every?, last_started_at?);
-    Some(crate::clock::later(last, every))
 }
 
 /// The supervisor's heartbeat: when the last acting `supervise` pass fired, and whether

@@ -8,6 +8,7 @@
 //! burst will finish before its deadline. `supervise` decides with them; `status`,
 //! `metrics` and `burst` show them.
 
+pub mod cadence;
 pub mod forecast;
 pub mod when;
 pub mod window;
