@@ -296,6 +296,15 @@ pub fn last_run_starts(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
+/// The recent finished passes of a drain, summed: what a forecast of its throughput
+/// works from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunHistory {
+    pub runs: i64,
+    pub items_done: i64,
+    pub running_seconds: f64,
+}
+
 /// For each of `drains`, its latest `limit` passes that finished at or after `since`,
 /// summed: their count, items done and running time — in one statement. Passes that
 /// crashed or hung are left out (their end is when they were noticed), and so are
@@ -305,7 +314,7 @@ pub fn recent_histories(
     drains: &[String],
     since: DateTime<Utc>,
     limit: i64,
-) -> Result<HashMap<String, crate::schedule::forecast::RunHistory>> {
+) -> Result<HashMap<String, RunHistory>> {
     let rows = client.query(
         "SELECT name, h.runs, h.items_done, h.running_seconds
            FROM unnest($1::text[]) AS name
@@ -321,11 +330,8 @@ pub fn recent_histories(
     Ok(rows
         .iter()
         .map(|row| {
-            let history = crate::schedule::forecast::RunHistory {
-                runs: row.get(1),
-                items_done: row.get(2),
-                running_seconds: row.get(3),
-            };
+            let history =
+                RunHistory { runs: row.get(1), items_done: row.get(2), running_seconds: row.get(3) };
             (row.get(0), history)
         })
         .collect())
