@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn default_kinds_are_known() {
-        for kind in crate::config::DEFAULT_NOTIFY_ON {
+        for kind in crate::config::defaults::DEFAULT_NOTIFY_ON {
             assert!(KNOWN_EVENT_KINDS.contains(&kind), "{kind}");
         }
     }

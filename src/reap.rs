@@ -12,7 +12,8 @@ use postgres::Client;
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::{Config, DEFAULT_MAX_ATTEMPTS};
+use crate::config::defaults::DEFAULT_MAX_ATTEMPTS;
+use crate::config::Config;
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::in_transaction;
 use crate::db::items::{self, Committer, Completion};

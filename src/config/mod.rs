@@ -7,7 +7,7 @@
 //! connection is opened. This module holds the resolved types and how the file is found
 //! and read.
 
-mod defaults;
+pub(crate) mod defaults;
 mod raw;
 mod resolve;
 
@@ -22,9 +22,6 @@ use crate::quota::Profile;
 use crate::schedule::window::Window;
 use raw::RawConfig;
 use resolve::Source;
-
-pub use defaults::{DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RESULT_BYTES, DEFAULT_NOTIFY_ON};
-pub use resolve::{is_valid_drain_name, password_of};
 
 /// Environment variables that name the configuration file and the database.
 pub const CONFIG_ENV: &str = "DRAINCTL_CONFIG";
@@ -61,8 +58,6 @@ pub struct QuotaGroupConfig {
     /// In order of preference; never empty. A group without declared accounts has the one
     /// implicit account `""`.
     pub accounts: Vec<AccountConfig>,
-    /// Declared with `[[quota_group]]` (else implied by a drain's `quota_group`).
-    pub is_declared: bool,
 }
 
 impl QuotaGroupConfig {

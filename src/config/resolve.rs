@@ -55,7 +55,6 @@ impl QuotaGroupConfig {
             name,
             switch_cooldown: DEFAULT_SWITCH_COOLDOWN,
             accounts: vec![AccountConfig::implicit()],
-            is_declared: false,
         }
     }
 }
@@ -126,7 +125,7 @@ fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<Da
 
 /// The password inside a URL (`postgres://user:pw@host/db`) or a key/value connection
 /// string (`password=pw`), so it can be scrubbed from every message.
-pub fn password_of(url: &str) -> Option<String> {
+fn password_of(url: &str) -> Option<String> {
     if let Ok(config) = url.parse::<postgres::Config>() {
         if let Some(password) = config.get_password() {
             return Some(String::from_utf8_lossy(password).into_owned());
@@ -273,7 +272,7 @@ fn resolve_quota_group(
     if accounts.is_empty() {
         accounts.push(AccountConfig::implicit());
     }
-    Ok(QuotaGroupConfig { name, switch_cooldown, accounts, is_declared: true })
+    Ok(QuotaGroupConfig { name, switch_cooldown, accounts })
 }
 
 fn resolve_retention(raw: Option<&Spanned<RawRetention>>, source: &Source) -> Result<Retention> {
@@ -710,7 +709,7 @@ fn check_path(path: &Spanned<String>, key: &str, source: &Source) -> Result<()> 
 }
 
 /// `[a-z0-9_-]{1,64}`.
-pub fn is_valid_drain_name(name: &str) -> bool {
+fn is_valid_drain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
@@ -887,7 +886,7 @@ mod tests {
     fn quota_groups_are_declared_with_accounts_or_implied_by_drains() {
         let config = resolve(TWO_ACCOUNTS).unwrap();
         let group = config.quota_group("claude-chair").unwrap();
-        assert!(group.is_declared && group.has_accounts_to_switch());
+        assert!(group.has_accounts_to_switch());
         assert_eq!(group.switch_cooldown, Duration::from_secs(300));
         let names: Vec<&str> = group.accounts.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["chair", "backup"]);
@@ -896,16 +895,19 @@ mod tests {
             [("CLAUDE_CONFIG_DIR".to_string(), "/home/chair/.claude-backup".to_string())]
         );
         let solo = config.quota_group("solo").unwrap();
-        assert!(!solo.is_declared && !solo.has_accounts_to_switch());
+        assert!(!solo.has_accounts_to_switch());
         assert_eq!(solo.accounts, [AccountConfig::implicit()]);
         assert_eq!(solo.switch_cooldown, Duration::from_secs(15 * 60));
         // A drain without quota_group is its own implicit group.
         let config = resolve(MINIMAL).unwrap();
         assert_eq!(config.quota_group("halacha").unwrap().accounts, [AccountConfig::implicit()]);
-        // A declared group without accounts behaves as an implicit one.
-        let config = resolve(&format!("[[quota_group]]\nname = \"halacha\"\n{MINIMAL}")).unwrap();
+        // A declared group without accounts behaves as an implicit one, with its own settings.
+        let config =
+            resolve(&format!("[[quota_group]]\nname = \"halacha\"\nswitch_cooldown = \"5m\"\n{MINIMAL}"))
+                .unwrap();
         let group = config.quota_group("halacha").unwrap();
-        assert!(group.is_declared && !group.has_accounts_to_switch());
+        assert_eq!(group.accounts, [AccountConfig::implicit()]);
+        assert_eq!(group.switch_cooldown, Duration::from_secs(300));
         assert_eq!(config.quota_groups.len(), 1);
     }
 
