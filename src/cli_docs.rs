@@ -3,7 +3,8 @@
 //!
 //! [`markdown`] renders the reference; an integration test compares it with the file in the
 //! repository and fails when someone changed a flag without regenerating it
-//! (`DRAINCTL_UPDATE_DOCS=1 cargo test --test integration cli_reference` rewrites it).
+//! (`DRAINCTL_UPDATE_DOCS=1 cargo test --features testing --test integration cli_reference`
+//! rewrites it).
 //! `drainctl completions bash|zsh|fish` prints a completion script made by
 //! `clap_complete`.
 
@@ -33,8 +34,8 @@ pub fn markdown() -> String {
     out.push_str("# Command reference\n\n");
     out.push_str(
         "Generated from drainctl's command-line definitions; do not edit by hand. A test fails\n\
-         when this file is out of date; `DRAINCTL_UPDATE_DOCS=1 cargo test --test integration\n\
-         cli_reference` rewrites it.\n\n",
+         when this file is out of date; `DRAINCTL_UPDATE_DOCS=1 cargo test --features testing\n\
+         --test integration cli_reference` rewrites it.\n\n",
     );
     if let Some(about) = root.get_about() {
         out.push_str(&format!("{about}\n\n"));

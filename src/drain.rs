@@ -50,7 +50,9 @@ const MAX_REJECTED_TOKENS_REPORTED: u32 = 5;
 /// How often checkpoint lines may be written to the run row.
 const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
-/// result and completing the item, so a test can `kill -9` it exactly there.
+/// result and completing the item, so a test can `kill -9` it exactly there. Compiled only
+/// with the `testing` feature, never into a release build (docs/configuration.md).
+#[cfg(feature = "testing")]
 pub const FAULT_ENV: &str = "DRAINCTL_FAULT";
 
 /// How a pass ended.
@@ -73,15 +75,15 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let group = config.quota_group(&drain.quota_group)?;
     let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns)
         .map_err(|message| Error::Config(format!("drain {:?}: {message}", drain.name)))?;
-    crate::signals::install_termination_handlers()
+    crate::worker::signals::install_termination_handlers()
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let now = clock.now();
     let controls = ensure_drain(client, &drain.name, now)?;
     crate::reap::reap_crashed_runs(client, config, clock, Some(&drain.name))?;
     crate::reap::release_orphaned_items(client, config, clock, Some(&drain.name))?;
 
-    let host = crate::process::host_name();
-    let host_id = crate::process::host_id();
+    let host = crate::worker::process::host_name();
+    let host_id = crate::worker::process::host_id();
     let pid = std::process::id();
     let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
     let new_run = NewRun {
@@ -90,7 +92,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         host: &host,
         host_id: host_id.as_deref(),
         pid: pid as i32,
-        process_start_time: crate::process::process_start_time(pid).map(|t| t as i64),
+        process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
         log_path: log_path.as_deref(),
     };
     if take_slot(client, &controls, drain.concurrency)?.is_none() {
@@ -275,7 +277,7 @@ impl Pass<'_> {
         loop {
             // What the last item recorded is notified now, not at the end of the pass.
             crate::notify::notify_recorded(self.config, self.client, self.clock.now());
-            if let Some(signal) = crate::signals::termination_signal() {
+            if let Some(signal) = crate::worker::signals::termination_signal() {
                 return Ok(Stop {
                     status: "failed",
                     note: format!("interrupted by signal {signal}"),
@@ -344,6 +346,7 @@ impl Pass<'_> {
                     )?;
                     // Only once it is staged: on an error the pass's end still stages it.
                     self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
+                    #[cfg(feature = "testing")]
                     self.after_staging();
                     claim
                 }
@@ -568,7 +571,7 @@ impl Pass<'_> {
         };
         let now = self.clock.now();
         if report.stop_reason == Some(StopReason::Interrupted) {
-            let note = match crate::signals::termination_signal() {
+            let note = match crate::worker::signals::termination_signal() {
                 Some(signal) => format!("interrupted by signal {signal} while running item {}", item.key),
                 None => format!("interrupted while running item {}", item.key),
             };
@@ -727,11 +730,13 @@ impl Pass<'_> {
             now,
         )?;
         self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
+        #[cfg(feature = "testing")]
         self.after_staging();
         Ok(())
     }
 
-    /// The test hook `DRAINCTL_FAULT=hang_after_stage`.
+    /// The test hook `DRAINCTL_FAULT=hang_after_stage` (`testing` feature only).
+    #[cfg(feature = "testing")]
     fn after_staging(&self) {
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
             let key = self.staged.as_ref().map_or("", |staged| staged.key.as_str());
@@ -1100,7 +1105,7 @@ impl WorkerRecorder<'_> {
 
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
-        let worker = (pid as i32, crate::process::process_start_time(pid).map(|t| t as i64));
+        let worker = (pid as i32, crate::worker::process::process_start_time(pid).map(|t| t as i64));
         // The previous item's commit, one statement that also records this worker, runs
         // while this worker does; what follows from it waits until the worker is done.
         if let Some(staged) = self.staged.take() {
@@ -1163,7 +1168,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
         {
             self.flush_token();
         }
-        crate::signals::termination_requested()
+        crate::worker::signals::termination_requested()
     }
 }
 

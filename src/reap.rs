@@ -19,7 +19,7 @@ use crate::db::in_transaction;
 use crate::db::items::{self, Committer, Completion};
 use crate::db::runs::{self, RunRow};
 use crate::error::Result;
-use crate::process;
+use crate::worker::process;
 
 /// What reaping one run did.
 #[derive(Debug, Clone, serde::Serialize)]

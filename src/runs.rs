@@ -101,6 +101,7 @@ fn run_json(run: &RunRow, now: DateTime<Utc>) -> Value {
         "status": run.status,
         "trigger": run.trigger,
         "host": run.host,
+        "host_id": run.host_id,
         "pid": run.pid,
         "worker_pid": run.worker_pid,
         "started_at": run.started_at,

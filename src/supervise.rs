@@ -38,8 +38,8 @@ use crate::db::runs::{last_run_starts, running_runs, RunRow};
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
 use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
 use crate::output::{local_time as local, table, Report};
-use crate::process;
 use crate::schedule::cadence;
+use crate::worker::process;
 
 /// The longest a pass waits for a row lock before it gives up on that decision.
 const SUPERVISE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -16,7 +16,7 @@ pub struct NewRun<'a> {
     pub drain: &'a str,
     pub trigger: &'a str,
     pub host: &'a str,
-    /// Boot and PID namespace of the process (see `process::host_id`).
+    /// Boot and PID namespace of the process (see `worker::process::host_id`).
     pub host_id: Option<&'a str>,
     pub pid: i32,
     pub process_start_time: Option<i64>,

@@ -661,7 +661,7 @@ fn doctor_passes_on_a_healthy_setup_and_applies_nothing() {
     for expected in [
         "ok    config: configuration ",
         "ok    database: database reachable (PostgreSQL ",
-        "warn  schema: migration(s) 0001_init, 0002_accounts, 0003_sources not applied yet",
+        "warn  schema: migration(s) 0001_init, 0002_accounts, 0003_sources, 0004_host_identity",
         &format!("ok    worker: drain docs: worker {FAKE_WORKER}"),
         "ok    timezone: time zone Asia/Jerusalem (from [defaults] timezone)",
         "ok    log_dir: ",
@@ -783,7 +783,7 @@ fn cli_reference_is_up_to_date() {
     assert!(
         current == generated,
         "docs/cli.md is out of date with the clap definitions; regenerate it with\n  \
-         DRAINCTL_UPDATE_DOCS=1 cargo test --test integration cli_reference"
+         DRAINCTL_UPDATE_DOCS=1 cargo test --features testing --test integration cli_reference"
     );
 }
 

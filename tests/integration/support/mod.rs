@@ -149,6 +149,7 @@ pub struct Finished {
 }
 
 impl Finished {
+    #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Finished {
         assert_eq!(
             self.code, code,
@@ -158,9 +159,12 @@ impl Finished {
         self
     }
 
+    #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+        match serde_json::from_str(&self.stdout) {
+            Ok(value) => value,
+            Err(e) => panic!("stdout is not JSON ({e}): {}", self.stdout),
+        }
     }
 }
 
@@ -236,6 +240,7 @@ pub fn finished(output: Output) -> Finished {
 }
 
 /// Poll `condition` every 20 ms until it holds; panic with `what` after `limit`.
+#[track_caller]
 pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
@@ -247,6 +252,7 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 }
 
 /// A one-value query on a test database.
+#[track_caller]
 pub fn query_i64(client: &mut postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap().get::<_, i64>(0)
 }
@@ -263,6 +269,7 @@ pub fn pid_alive(pid: i32) -> bool {
 
 impl Fixture {
     /// Enqueue items (key, payload) through the real binary.
+    #[track_caller]
     pub fn enqueue(&self, drain: &str, items: &[(String, serde_json::Value)]) {
         let lines: String = items
             .iter()
@@ -272,6 +279,7 @@ impl Fixture {
     }
 
     /// (state, attempts, last_error) of one item.
+    #[track_caller]
     pub fn item(&self, drain: &str, key: &str) -> (String, i32, Option<String>) {
         let row = self
             .client()
@@ -284,10 +292,12 @@ impl Fixture {
     }
 
     /// The first column of every row `sql` returns.
+    #[track_caller]
     pub fn column<T: postgres::types::FromSqlOwned>(&self, sql: &str) -> Vec<T> {
         self.client().query(sql, &[]).unwrap().iter().map(|row| row.get(0)).collect()
     }
 
+    #[track_caller]
     pub fn count(&self, sql: &str) -> i64 {
         query_i64(&mut self.client(), sql)
     }

@@ -1,4 +1,4 @@
-//! Termination requests: SIGTERM, SIGINT and SIGHUP only set a flag.
+//! drainctl's own termination requests: SIGTERM, SIGINT and SIGHUP only set a flag.
 //!
 //! A drain that is asked to stop must not die between staging a result and committing it,
 //! and must not leave its worker running. So the handlers do the one async-signal-safe

@@ -1,5 +1,6 @@
 //! Processes seen from the outside: is a recorded pid still the process that was recorded,
-//! and how to end a whole process group politely and then firmly.
+//! is a recorded host this one, and how to end a whole process group politely and then
+//! firmly.
 //!
 //! A run row records a pid together with the process start time (clock ticks since boot,
 //! field 22 of `/proc/<pid>/stat`), so that a pid reused by an unrelated process is not

@@ -1,4 +1,7 @@
-//! Running one worker for one item: the process side of the worker contract.
+//! Workers: spawning and watching one worker for one item — the process side of the
+//! worker contract (docs/worker-contract.md). [`process`] tells whether a recorded pid is
+//! still the same process on this host and ends whole process groups; [`signals`] turns
+//! drainctl's own termination signals into a flag the passes poll.
 //!
 //! The worker command is started directly (never through a shell) in its own process
 //! group, so that stopping it also stops everything it started. Everything else happens
@@ -13,6 +16,9 @@
 //! (leftovers holding the pipes open cannot hang us); then the worker is reaped and the
 //! remaining output drained. No helper thread is started, memory stays bounded whatever
 //! the worker prints, and output that is not UTF-8 is kept as bytes.
+
+pub(crate) mod process;
+pub(crate) mod signals;
 
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -1,0 +1,491 @@
+//! Cleaning a worker's output before it is matched: only the tail of each stream is read,
+//! decoded leniently, and split into lines; terminal escapes, literal JSON / Python
+//! escapes, mojibake (`Â·`, `â€™`), HTML entities, separators, quotes, dashes, odd spaces,
+//! gutter glyphs and emoji are brought to one plain spelling, and runs of spaces
+//! collapsed. Each line remembers where it came from in stream-json output (the worker,
+//! the model, or a tool the model ran) and whether it belongs to a client's retry
+//! countdown. A message wrapped across lines is joined back by the helpers at the end.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::patterns::{compile, COUNTDOWN};
+
+/// Only this many bytes at the end of each stream are examined.
+pub(super) const TAIL_BYTES: usize = 64 * 1024;
+
+/// Where a line came from inside structured (stream-json) output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// The worker's own words: results, errors, events.
+    Worker,
+    /// Model text relayed by the worker (assistant messages): may carry the limit
+    /// message itself, never a server error.
+    Conversation,
+    /// Output of tools the model ran: whatever a `curl` printed is not our limit.
+    ToolOutput,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Line {
+    pub(super) text: String,
+    pub(super) origin: Origin,
+    /// The physical line was a JSON object or array.
+    pub(super) structured: bool,
+    /// A client's retry countdown, or the error body printed with it: the client
+    /// went on retrying, so neither counts.
+    pub(super) retried: bool,
+}
+
+fn tail(bytes: &[u8]) -> &[u8] {
+    &bytes[bytes.len().saturating_sub(TAIL_BYTES)..]
+}
+
+pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
+    let decoded = String::from_utf8_lossy(tail(bytes));
+    let stripped = strip_terminal_escapes(&decoded);
+    let mut lines = Vec::new();
+    let mut retry_body_depth: i64 = 0;
+    for physical in stripped.split(['\n', '\r']) {
+        let retried = if retry_body_depth > 0 {
+            retry_body_depth += bracket_balance(physical);
+            true
+        } else if COUNTDOWN.is_match(physical) {
+            retry_body_depth = bracket_balance(physical).max(0);
+            true
+        } else {
+            false
+        };
+        if physical.trim().is_empty() {
+            lines.push(Line {
+                text: String::new(),
+                origin: Origin::Worker,
+                structured: false,
+                retried: false,
+            });
+            continue;
+        }
+        let origin = origin_of(physical);
+        let structured = physical.trim_start().starts_with(['{', '[']);
+        let unescaped = unescape_literal_escapes(physical);
+        let unescaped = unescape_literal_escapes(&unescaped);
+        let unescaped = if unescaped.contains('\u{1b}') {
+            Cow::Owned(strip_terminal_escapes(&unescaped))
+        } else {
+            unescaped
+        };
+        let repaired = repair_mojibake(&unescaped);
+        let repaired = repair_mojibake(&repaired);
+        let decoded_entities = replace_html_entities(&repaired);
+        let normalized = normalize_characters(&decoded_entities);
+        for logical in normalized.split(['\n', '\r']) {
+            lines.push(Line { text: collapse_whitespace(logical), origin, structured, retried });
+        }
+    }
+    lines
+}
+
+/// Opening minus closing brackets: how far a line leaves a JSON body open.
+fn bracket_balance(physical: &str) -> i64 {
+    physical.chars().fold(0, |balance, c| match c {
+        '{' | '[' => balance + 1,
+        '}' | ']' => balance - 1,
+        _ => balance,
+    })
+}
+
+fn origin_of(physical: &str) -> Origin {
+    let Some(captures) = JSON_EVENT_TYPE.captures(physical) else {
+        return Origin::Worker;
+    };
+    let event_type = captures[1].to_ascii_lowercase();
+    match event_type.as_str() {
+        "user" | "tool_result" | "function_call_output" => Origin::ToolOutput,
+        "item.started" | "item.updated" | "item.completed" => {
+            if TOOL_ITEM.is_match(physical) {
+                Origin::ToolOutput
+            } else {
+                Origin::Conversation
+            }
+        }
+        "assistant" | "message" | "tool_use" | "stream_event" | "thinking" | "reasoning" => {
+            Origin::Conversation
+        }
+        _ => Origin::Worker,
+    }
+}
+
+static JSON_EVENT_TYPE: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#"^\s*\{\s*"type"\s*:\s*"([A-Za-z_.]+)""#));
+static TOOL_ITEM: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#""type"\s*:\s*"(?:command_execution|file_change|mcp_tool_call|web_search|tool_call|function_call_output)""#,
+    )
+});
+
+/// Removes CSI (`ESC [ ... final`), OSC / DCS / APC / PM strings (up to BEL or
+/// `ESC \`), charset designations and other two-character escapes, and C0 controls
+/// other than newline, carriage return and tab.
+fn strip_terminal_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.peek().copied() {
+                Some('[') => {
+                    chars.next();
+                    while chars.peek().is_some_and(|&next| ('\u{20}'..='\u{3f}').contains(&next)) {
+                        chars.next();
+                    }
+                    if chars.peek().is_some_and(|&next| ('\u{40}'..='\u{7e}').contains(&next)) {
+                        chars.next();
+                    }
+                }
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    chars.next();
+                    while let Some(&next) = chars.peek() {
+                        if next == '\n' {
+                            break;
+                        }
+                        chars.next();
+                        if next == '\u{7}' {
+                            break;
+                        }
+                        if next == '\u{1b}' {
+                            if chars.peek() == Some(&'\\') {
+                                chars.next();
+                            }
+                            break;
+                        }
+                    }
+                }
+                Some('(' | ')' | '*' | '+' | '-' | '.' | '/' | '#' | '%') => {
+                    chars.next();
+                    chars.next();
+                }
+                Some(next) if next != '\n' => {
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\n' | '\r' | '\t' => out.push(c),
+            c if c.is_ascii_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Decodes the escapes a JSON (or Python repr) string leaves behind when printed raw:
+/// `\n`, `\t`, `\"`, `\\`, `\/`, `\uXXXX` (with surrogate pairs) and `\xHH`.
+fn unescape_literal_escapes(text: &str) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut index = 0;
+    while index < chars.len() {
+        let c = chars[index];
+        if c != '\\' || index + 1 >= chars.len() {
+            out.push(c);
+            index += 1;
+            continue;
+        }
+        let escaped = chars[index + 1];
+        match escaped {
+            'n' | 'r' => {
+                out.push('\n');
+                index += 2;
+            }
+            't' => {
+                out.push(' ');
+                index += 2;
+            }
+            '"' | '\'' | '/' | '\\' => {
+                out.push(escaped);
+                index += 2;
+            }
+            'u' => match hex_value(&chars, index + 2, 4) {
+                Some(high @ 0xD800..=0xDBFF) => {
+                    let low = (chars.get(index + 6) == Some(&'\\') && chars.get(index + 7) == Some(&'u'))
+                        .then(|| hex_value(&chars, index + 8, 4))
+                        .flatten()
+                        .filter(|low| (0xDC00..=0xDFFF).contains(low));
+                    match low {
+                        Some(low) => {
+                            let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                            out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                            index += 12;
+                        }
+                        None => {
+                            out.push('\u{fffd}');
+                            index += 6;
+                        }
+                    }
+                }
+                Some(code) => {
+                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                    index += 6;
+                }
+                None => {
+                    out.push(c);
+                    index += 1;
+                }
+            },
+            'x' => match hex_value(&chars, index + 2, 2) {
+                Some(code) => {
+                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                    index += 4;
+                }
+                None => {
+                    out.push(c);
+                    index += 1;
+                }
+            },
+            _ => {
+                out.push(c);
+                index += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn hex_value(chars: &[char], start: usize, digits: usize) -> Option<u32> {
+    let slice = chars.get(start..start + digits)?;
+    slice.iter().try_fold(0u32, |value, c| Some(value * 16 + c.to_digit(16)?))
+}
+
+/// The byte a character stands for when UTF-8 text was decoded as Windows-1252 (or
+/// Latin-1) by mistake.
+fn mojibake_byte(c: char) -> Option<u8> {
+    let code = u32::from(c);
+    if (0x80..=0xFF).contains(&code) {
+        return u8::try_from(code).ok();
+    }
+    Some(match c {
+        '€' => 0x80,
+        '‚' => 0x82,
+        'ƒ' => 0x83,
+        '„' => 0x84,
+        '…' => 0x85,
+        '†' => 0x86,
+        '‡' => 0x87,
+        'ˆ' => 0x88,
+        '‰' => 0x89,
+        'Š' => 0x8A,
+        '‹' => 0x8B,
+        'Œ' => 0x8C,
+        'Ž' => 0x8E,
+        '‘' => 0x91,
+        '’' => 0x92,
+        '“' => 0x93,
+        '”' => 0x94,
+        '•' => 0x95,
+        '–' => 0x96,
+        '—' => 0x97,
+        '˜' => 0x98,
+        '™' => 0x99,
+        'š' => 0x9A,
+        '›' => 0x9B,
+        'œ' => 0x9C,
+        'ž' => 0x9E,
+        'Ÿ' => 0x9F,
+        _ => return None,
+    })
+}
+
+/// Turns `Â·`, `âˆ™`, `â€™` and friends back into the characters they were.
+fn repair_mojibake(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| ('\u{c2}'..='\u{f4}').contains(&c)) {
+        return Cow::Borrowed(text);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut index = 0;
+    while index < chars.len() {
+        let c = chars[index];
+        let continuation_count = match u32::from(c) {
+            0xC2..=0xDF => 1,
+            0xE0..=0xEF => 2,
+            0xF0..=0xF4 => 3,
+            _ => 0,
+        };
+        if continuation_count > 0 {
+            let mut bytes = Vec::with_capacity(4);
+            bytes.extend(mojibake_byte(c));
+            for offset in 1..=continuation_count {
+                match chars.get(index + offset).and_then(|&next| mojibake_byte(next)) {
+                    Some(byte @ 0x80..=0xBF) => bytes.push(byte),
+                    _ => break,
+                }
+            }
+            if bytes.len() == continuation_count + 1 {
+                if let Ok(repaired) = std::str::from_utf8(&bytes) {
+                    out.push_str(repaired);
+                    index += continuation_count + 1;
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        index += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn replace_html_entities(text: &str) -> Cow<'_, str> {
+    if !text.contains('&') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for (entity, replacement) in [
+        ("&middot;", "·"),
+        ("&#183;", "·"),
+        ("&bull;", "·"),
+        ("&nbsp;", " "),
+        ("&quot;", "\""),
+        ("&#34;", "\""),
+        ("&apos;", "'"),
+        ("&#39;", "'"),
+        ("&#x27;", "'"),
+        ("&rsquo;", "'"),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&amp;", "&"),
+    ] {
+        if out.contains(entity) {
+            out = out.replace(entity, replacement);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One spelling for separators, quotes, dashes and spaces; gutter glyphs, box drawing,
+/// emoji and stray controls become spaces.
+fn normalize_characters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{2219}' | '\u{00b7}' | '\u{2022}' | '\u{2027}' | '\u{22c5}' | '\u{30fb}' | '\u{ff65}'
+            | '\u{2981}' | '\u{2043}' => out.push('·'),
+            '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{201b}' | '\u{2032}' | '\u{02bc}' | '\u{ff07}' => {
+                out.push('\'')
+            }
+            '\u{201c}' | '\u{201d}' | '\u{201e}' | '\u{201f}' | '\u{2033}' | '\u{00ab}' | '\u{00bb}'
+            | '\u{ff02}' => out.push('"'),
+            '\u{2026}' => out.push_str("..."),
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe63}' | '\u{ff0d}' => out.push('-'),
+            '\u{2028}' | '\u{2029}' => out.push('\n'),
+            '\u{00a0}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\t' => {
+                out.push(' ')
+            }
+            '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{fe0e}' | '\u{fe0f}' => {}
+            '\u{2300}'..='\u{23ff}'
+            | '\u{2500}'..='\u{27bf}'
+            | '\u{2b00}'..='\u{2bff}'
+            | '\u{1f000}'..='\u{1faff}' => out.push(' '),
+            '\n' | '\r' => out.push(c),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn collapse_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// The non-empty line after `index`, if it may continue a wrapped message.
+pub(super) fn next_line(lines: &[Line], index: usize, allow_conversation: bool) -> Option<&Line> {
+    lines.get(index + 1).filter(|line| {
+        !line.text.is_empty()
+            && !line.retried
+            && match line.origin {
+                Origin::Worker => true,
+                Origin::Conversation => allow_conversation,
+                Origin::ToolOutput => false,
+            }
+    })
+}
+
+/// A match found in `first + " " + second` or `first + second` (a message wrapped
+/// mid-word or between words) that starts in `first` and ends in `second`.
+pub(super) fn spanning_join<T>(
+    first: &str,
+    second: &str,
+    find: impl Fn(&str) -> Option<(usize, usize, T)>,
+) -> Option<(String, (usize, usize, T))> {
+    for separator in [" ", ""] {
+        let joined = format!("{first}{separator}{second}");
+        if let Some((start, end, value)) = find(&joined) {
+            if start < first.len() && end > first.len() + separator.len() {
+                return Some((joined, (start, end, value)));
+            }
+        }
+    }
+    None
+}
+
+/// Up to two lines after `index` that may continue a wrapped message.
+pub(super) fn following_texts(lines: &[Line], index: usize) -> Vec<&str> {
+    lines
+        .iter()
+        .skip(index + 1)
+        .take(2)
+        .take_while(|line| !line.text.is_empty() && line.origin != Origin::ToolOutput)
+        .map(|line| line.text.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[rustfmt::skip]
+    #[test]
+    fn cleaning_normalises_separators_quotes_and_escapes() {
+        let cases: &[(&[u8], &str)] = &[
+            ("a Â· b".as_bytes(), "a · b"),
+            ("a Ã‚Â· b".as_bytes(), "a · b"),
+            ("a âˆ™ b".as_bytes(), "a · b"),
+            ("a • b ∙ c".as_bytes(), "a · b · c"),
+            (br"a \u00b7 b", "a · b"),
+            (br"a \\u00b7 b", "a · b"),
+            ("You’ve".as_bytes(), "You've"),
+            ("Youâ€™ve".as_bytes(), "You've"),
+            ("⎿ ⏺ ● ■ ✗ │ done".as_bytes(), "done"),
+            ("3:30\u{202f}PM\u{a0}(UTC)".as_bytes(), "3:30 PM (UTC)"),
+            (b"\x1b[1;31mred\x1b[0m \x1b]0;title\x07plain \x1b(Bend", "red plain end"),
+            ("it’s \u{200b}fine…".as_bytes(), "it's fine..."),
+            (b"a &middot; b", "a · b"),
+        ];
+        for &(input, expected) in cases {
+            let lines = clean_lines(input);
+            let texts: Vec<&str> = lines.iter().map(|line| line.text.as_str()).collect();
+            assert_eq!(texts, vec![expected], "{:?}", String::from_utf8_lossy(input));
+        }
+        let texts: Vec<String> = clean_lines(br#"{"result":"first\nsecond"}"#)
+            .into_iter()
+            .map(|line| line.text)
+            .collect();
+        assert_eq!(texts, vec![r#"{"result":"first"#, r#"second"}"#]);
+    }
+
+    #[test]
+    fn built_in_patterns_compile() {
+        let patterns: [&Regex; 2] = [&JSON_EVENT_TYPE, &TOOL_ITEM];
+        assert!(patterns.iter().all(|pattern| !pattern.as_str().is_empty()));
+    }
+}

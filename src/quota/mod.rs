@@ -1,0 +1,941 @@
+//! Quota classification: telling a usage-limit ("quota") hit from a server error from
+//! anything else in one worker run's output, and reading the reset time out of the
+//! message. The classifier is pure: it sees the tail of stdout and stderr, the exit code,
+//! the instant the output was printed and the configured zone, and returns an
+//! `Outcome`. The output is cleaned first (terminal escapes, mojibake, literal `\uXXXX`
+//! and `\n` escapes, separators, gutter glyphs, curly quotes, odd spaces), then matched
+//! line by line, joining a line with the next one when a message was wrapped. A
+//! server-error shape anywhere in a failed run wins over a quota shape; warnings, model
+//! fallbacks, status panels, client retry countdowns and prose that merely mentions rate
+//! limits are not hits. The caller decides what to do with the reset (margin,
+//! fresh-gating); this module reports the instant exactly as the message states it.
+//!
+//! The parts: `clean` turns raw bytes into cleaned lines, `patterns` holds the built-in
+//! shapes, `prose` tells a limit message from a sentence about limits, `reset` reads
+//! relative resets, epochs and headers, and `clock` reads absolute times, dates and zones.
+//! How a worker's output is judged, for users: docs/rate-limits.md.
+
+mod clean;
+mod clock;
+mod patterns;
+mod prose;
+mod reset;
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use regex::Regex;
+
+use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, Origin};
+use self::patterns::{
+    HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, HIT_HINT,
+    IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS, RATE_LIMIT_EVENT,
+    SERVER_ERROR, STATUS_REJECTED, WARNING,
+};
+use self::prose::looks_like_limit_message;
+use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
+
+/// `matched_line` is cut to about this many characters, keeping the match.
+const MATCHED_LINE_MAX_CHARS: usize = 500;
+/// Lines on either side of a hit that may carry its reset or its needs-attention detail.
+const NEIGHBOURHOOD_LINES: usize = 3;
+/// Only the last hits are weighed for the reset and the needs-attention flag.
+const MAX_HITS_CONSIDERED: usize = 16;
+
+/// Which family of worker messages a drain expects. Every profile recognises every
+/// built-in shape (a worker is often a wrapper around several tools); the profile
+/// decides the few rules where the vendors disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Claude,
+    OpenAi,
+    Gemini,
+    Http,
+}
+
+impl Profile {
+    pub(crate) const ALL: [Profile; 4] = [Profile::Claude, Profile::OpenAi, Profile::Gemini, Profile::Http];
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Profile::Claude => "claude",
+            Profile::OpenAi => "openai",
+            Profile::Gemini => "gemini",
+            Profile::Http => "http",
+        }
+    }
+
+    /// OpenAI answers a spent prepaid balance with "You exceeded your current quota,
+    /// please check your plan and billing details" and no reset; Gemini prints the same
+    /// words for an ordinary per-minute or per-day quota, with a retry delay.
+    fn billing_mention_needs_attention(self) -> bool {
+        matches!(self, Profile::OpenAi | Profile::Http)
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Profile, String> {
+        let wanted = text.trim();
+        Profile::ALL
+            .into_iter()
+            .find(|profile| profile.name().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| format!("unknown quota profile {text:?}; accepted: claude, openai, gemini, http"))
+    }
+}
+
+/// What one worker run's output says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    QuotaHit(QuotaHit),
+    ServerError { matched_line: String },
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaHit {
+    /// The reset instant the message states, `None` when it states none (and always
+    /// `None` when `needs_attention`: waiting does not help).
+    pub(crate) reset: Option<DateTime<Utc>>,
+    /// The cleaned line that matched, trimmed, at most about 500 characters.
+    pub(crate) matched_line: String,
+    /// Quota that time does not fix: `insufficient_quota`, billing, a monthly spend
+    /// limit, `limit: 0`.
+    pub(crate) needs_attention: bool,
+}
+
+/// A compiled profile plus the drain's extra patterns.
+#[derive(Debug, Clone)]
+pub(crate) struct Classifier {
+    profile: Profile,
+    extra_quota: Vec<Regex>,
+    extra_veto: Vec<Regex>,
+}
+
+impl Classifier {
+    /// `extra_quota` / `extra_veto` are user regexes from the config, matched
+    /// case-insensitively against cleaned lines. A line matching a veto pattern is
+    /// treated as a server error. `Err` names the bad pattern.
+    pub(crate) fn new(
+        profile: Profile,
+        extra_quota: &[String],
+        extra_veto: &[String],
+    ) -> Result<Classifier, String> {
+        Ok(Classifier {
+            profile,
+            extra_quota: compile_user_patterns("quota_patterns", extra_quota)?,
+            extra_veto: compile_user_patterns("veto_patterns", extra_veto)?,
+        })
+    }
+
+    /// `now` = when the output was printed (for the next occurrence of clock times),
+    /// `zone` = the configured zone, used when the message names none.
+    pub(crate) fn classify(
+        &self,
+        stdout: &[u8],
+        stderr: &[u8],
+        exit_code: Option<i32>,
+        now: DateTime<Utc>,
+        zone: Tz,
+    ) -> Outcome {
+        let stdout_lines = clean_lines(stdout);
+        let stderr_lines = clean_lines(stderr);
+        let failed = exit_code != Some(0);
+        // Whether the output is itself an error object: judged on stdout, or on stderr
+        // when stdout is empty.
+        let stdout_is_empty = stdout_lines.iter().all(|line| line.text.is_empty());
+        let verdict = error_verdict(if stdout_is_empty { &stderr_lines } else { &stdout_lines });
+        let output_is_error = verdict == ErrorVerdict::Error;
+        let stdout_has_result = !failed
+            && !output_is_error
+            && stdout_lines.iter().any(|line| line.origin != Origin::ToolOutput && !line.text.is_empty());
+
+        // A run that exited 0 with a real result on stdout succeeded: what its stderr
+        // says about retries it survived does not matter.
+        let mut streams: Vec<&[Line]> = Vec::with_capacity(2);
+        if !stdout_has_result {
+            streams.push(&stderr_lines);
+        }
+        streams.push(&stdout_lines);
+
+        if failed || output_is_error {
+            if let Some(matched_line) = self.last_server_error(&streams) {
+                return Outcome::ServerError { matched_line };
+            }
+        }
+
+        let successful_result = !failed && verdict == ErrorVerdict::Success;
+        let strict = !failed && !output_is_error;
+        let mut hits = self.collect_hits(&streams, successful_result, strict);
+        if hits.is_empty() {
+            return Outcome::Other;
+        }
+        // A limit message is near the end; output that repeats one thousands of times
+        // need not be read thousands of times.
+        hits.drain(..hits.len().saturating_sub(MAX_HITS_CONSIDERED));
+        self.quota_hit(&streams, &hits, now, zone)
+    }
+
+    fn is_vetoed(&self, text: &str) -> Option<(usize, usize)> {
+        if let Some(found) = SERVER_ERROR.find(text) {
+            return Some((found.start(), found.end()));
+        }
+        self.extra_veto
+            .iter()
+            .find_map(|pattern| pattern.find(text))
+            .map(|found| (found.start(), found.end()))
+    }
+
+    fn server_error_in(&self, text: &str) -> Option<(usize, usize)> {
+        if text.is_empty() || COUNTDOWN.is_match(text) {
+            return None;
+        }
+        self.is_vetoed(text)
+    }
+
+    fn last_server_error(&self, streams: &[&[Line]]) -> Option<String> {
+        let mut found = None;
+        for lines in streams {
+            for (index, line) in lines.iter().enumerate() {
+                if line.origin != Origin::Worker || line.retried {
+                    continue;
+                }
+                if let Some((start, end)) = self.server_error_in(&line.text) {
+                    found = Some(excerpt(&line.text, start, end));
+                    continue;
+                }
+                if let Some(next) = next_line(lines, index, false) {
+                    if let Some((joined, (start, end, ()))) = spanning_join(&line.text, &next.text, |text| {
+                        self.server_error_in(text).map(|(start, end)| (start, end, ()))
+                    }) {
+                        found = Some(excerpt(&joined, start, end));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn find_hit(&self, text: &str) -> Option<HitMatch> {
+        if text.is_empty() || (self.extra_quota.is_empty() && !HIT_HINT.is_match(text)) {
+            return None;
+        }
+        if self.is_vetoed(text).is_some() {
+            return None;
+        }
+        if RATE_LIMIT_EVENT.is_match(text) {
+            // Stream-json: only a rejected request is a hit; allowed and
+            // allowed_warning events are informational.
+            return STATUS_REJECTED.is_match(text).then_some(HitMatch {
+                start: 0,
+                end: text.len(),
+                needs_attention: false,
+                kind: HitKind::StreamEvent,
+            });
+        }
+        if let Some(found) = self.extra_quota.iter().find_map(|pattern| pattern.find(text)) {
+            return Some(HitMatch {
+                start: found.start(),
+                end: found.end(),
+                needs_attention: false,
+                kind: HitKind::UserPattern,
+            });
+        }
+        if COUNTDOWN.is_match(text)
+            || WARNING.is_match(text)
+            || FALLBACK.is_match(text)
+            || OVERSIZED_REQUEST.is_match(text)
+        {
+            return None;
+        }
+        QUOTA_PATTERNS.iter().find_map(|pattern| {
+            pattern.regex.find_iter(text).find(|found| prose::accepts(pattern, text, found)).map(|found| {
+                HitMatch {
+                    start: found.start(),
+                    end: found.end(),
+                    needs_attention: pattern.needs_attention,
+                    kind: pattern.kind,
+                }
+            })
+        })
+    }
+
+    /// Every hit line. `successful_result`: stdout holds a result that says
+    /// `"is_error": false`. `strict`: the run exited 0 without an error object, so a
+    /// phrase counts only in the shape of a real limit message.
+    fn collect_hits(&self, streams: &[&[Line]], successful_result: bool, strict: bool) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        for (stream, lines) in streams.iter().enumerate() {
+            let is_content = |line: &Line| line.origin != Origin::ToolOutput && !line.text.is_empty();
+            let content_lines = lines.iter().filter(|line| is_content(line)).count();
+            let last_content_line = lines.iter().rposition(is_content);
+            for (index, line) in lines.iter().enumerate() {
+                if line.origin == Origin::ToolOutput || line.text.is_empty() || line.retried {
+                    continue;
+                }
+                let found = match self.find_hit(&line.text) {
+                    Some(found) => Some((line.text.clone(), found, index)),
+                    None => next_line(lines, index, true).and_then(|next| {
+                        spanning_join(&line.text, &next.text, |text| {
+                            self.find_hit(text).map(|found| (found.start, found.end, found))
+                        })
+                        .map(|(joined, (_, _, found))| (joined, found, index + 1))
+                    }),
+                };
+                let Some((text, matched, last_line)) = found else {
+                    continue;
+                };
+                if matched.kind == HitKind::StreamEvent && successful_result {
+                    continue;
+                }
+                if matched.kind != HitKind::StreamEvent && fallback_follows(lines, last_line) {
+                    continue;
+                }
+                let needs_shape =
+                    strict && matches!(matched.kind, HitKind::Message | HitKind::Status | HitKind::Token);
+                // A limit message is the whole of a short output, or its last line.
+                let stands_alone = content_lines <= 5 || last_content_line == Some(last_line);
+                if needs_shape
+                    && !looks_like_limit_message(
+                        &text,
+                        matched.start,
+                        matched.end,
+                        line.structured,
+                        stands_alone,
+                    )
+                {
+                    continue;
+                }
+                hits.push(Hit { stream, first_line: index, last_line, text, matched });
+            }
+        }
+        hits
+    }
+
+    fn quota_hit(&self, streams: &[&[Line]], hits: &[Hit], now: DateTime<Utc>, zone: Tz) -> Outcome {
+        let own_resets: Vec<Option<DateTime<Utc>>> = hits
+            .iter()
+            .map(|hit| {
+                let following = following_texts(streams[hit.stream], hit.last_line);
+                reset_with_continuation(&hit.text, &following, now, zone)
+            })
+            .collect();
+        let primary = (0..hits.len())
+            .rev()
+            .find(|&index| own_resets[index].is_some())
+            .or_else(|| {
+                (0..hits.len()).find(|&index| {
+                    matches!(hits[index].matched.kind, HitKind::Message | HitKind::UserPattern)
+                })
+            })
+            .unwrap_or(0);
+
+        let mut reset = own_resets[primary];
+        if reset.is_none() {
+            reset = self.neighbourhood_reset(streams, hits, now, zone);
+        }
+        if reset.is_none() {
+            let texts: Vec<&str> = streams
+                .iter()
+                .flat_map(|lines| lines.iter())
+                .filter(|line| line.origin != Origin::ToolOutput && !line.text.is_empty())
+                .map(|line| line.text.as_str())
+                .collect();
+            reset = header_reset(&texts, now, zone);
+        }
+
+        let context = neighbourhood_texts(streams, hits);
+        let needs_attention = hits.iter().any(|hit| hit.matched.needs_attention)
+            || context.iter().any(|text| NEEDS_ATTENTION.is_match(text))
+            || (self.profile.billing_mention_needs_attention()
+                && reset.is_none()
+                && context.iter().any(|text| BILLING_MENTION.is_match(text)));
+
+        let hit = &hits[primary];
+        Outcome::QuotaHit(QuotaHit {
+            reset: if needs_attention { None } else { reset },
+            matched_line: excerpt(&hit.text, hit.matched.start, hit.matched.end),
+            needs_attention,
+        })
+    }
+
+    fn neighbourhood_reset(
+        &self,
+        streams: &[&[Line]],
+        hits: &[Hit],
+        now: DateTime<Utc>,
+        zone: Tz,
+    ) -> Option<DateTime<Utc>> {
+        hits.iter().rev().find_map(|hit| {
+            let lines = streams[hit.stream];
+            let first = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
+            let last = (hit.last_line + NEIGHBOURHOOD_LINES).min(lines.len().saturating_sub(1));
+            (first..=last).find_map(|index| {
+                let line = &lines[index];
+                let usable = line.origin != Origin::ToolOutput
+                    && !line.text.is_empty()
+                    && !line.retried
+                    && !COUNTDOWN.is_match(&line.text)
+                    && !RATE_LIMIT_EVENT.is_match(&line.text)
+                    && !RATELIMIT_RESET_KIND.is_match(&line.text)
+                    && self.is_vetoed(&line.text).is_none();
+                if usable {
+                    let following = following_texts(lines, index);
+                    reset_with_continuation(&line.text, &following, now, zone)
+                } else {
+                    None
+                }
+            })
+        })
+    }
+}
+
+fn compile_user_patterns(setting: &str, patterns: &[String]) -> Result<Vec<Regex>, String> {
+    patterns
+        .iter()
+        .map(|pattern| {
+            if pattern.trim().is_empty() {
+                return Err(format!(
+                    "empty {setting} entry; expected a regular expression (matched case-insensitively against each output line)"
+                ));
+            }
+            Regex::new(&format!("(?i){pattern}")).map_err(|error| {
+                let reason = error
+                    .to_string()
+                    .lines()
+                    .rev()
+                    .find(|line| !line.trim().is_empty())
+                    .unwrap_or("invalid syntax")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string();
+                format!(
+                    "invalid {setting} entry {pattern:?}: {reason}; expected a regular expression (matched case-insensitively against each output line)"
+                )
+            })
+        })
+        .collect()
+}
+
+fn excerpt(text: &str, start: usize, end: usize) -> String {
+    let total = text.chars().count();
+    if total <= MATCHED_LINE_MAX_CHARS {
+        return text.to_string();
+    }
+    let start_char = text[..start.min(text.len())].chars().count();
+    let end_char = text[..end.min(text.len())].chars().count();
+    let begin = if end_char <= MATCHED_LINE_MAX_CHARS - 3 {
+        0
+    } else {
+        start_char.saturating_sub(100).min(total.saturating_sub(MATCHED_LINE_MAX_CHARS - 6))
+    };
+    let body: String = text.chars().skip(begin).take(MATCHED_LINE_MAX_CHARS - 6).collect();
+    let prefix = if begin > 0 { "..." } else { "" };
+    let suffix = if begin + MATCHED_LINE_MAX_CHARS - 6 < total { "..." } else { "" };
+    format!("{prefix}{}{suffix}", body.trim())
+}
+
+fn fallback_follows(lines: &[Line], last_line: usize) -> bool {
+    lines.iter().skip(last_line + 1).take(2).any(|line| FALLBACK_FOLLOWING.is_match(&line.text))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HitMatch {
+    start: usize,
+    end: usize,
+    needs_attention: bool,
+    kind: HitKind,
+}
+
+#[derive(Debug, Clone)]
+struct Hit {
+    stream: usize,
+    first_line: usize,
+    last_line: usize,
+    text: String,
+    matched: HitMatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorVerdict {
+    /// `"is_error": true`, `{"type":"error"...}`, `API Error: ...` and the like.
+    Error,
+    /// A structured result that says `"is_error": false`.
+    Success,
+    Unknown,
+}
+
+fn error_verdict(lines: &[Line]) -> ErrorVerdict {
+    let worker_lines = || lines.iter().filter(|line| line.origin == Origin::Worker && !line.text.is_empty());
+    if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
+        ErrorVerdict::Error
+    } else if worker_lines().any(|line| IS_ERROR_FALSE.is_match(&line.text)) {
+        ErrorVerdict::Success
+    } else if worker_lines().any(|line| ERROR_OBJECT.is_match(&line.text)) {
+        ErrorVerdict::Error
+    } else {
+        ErrorVerdict::Unknown
+    }
+}
+
+fn neighbourhood_texts<'a>(streams: &[&'a [Line]], hits: &'a [Hit]) -> Vec<&'a str> {
+    let mut texts: Vec<&str> = hits.iter().map(|hit| hit.text.as_str()).collect();
+    for hit in hits {
+        let lines = streams[hit.stream];
+        let first = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
+        let last = (hit.last_line + NEIGHBOURHOOD_LINES).min(lines.len().saturating_sub(1));
+        for line in lines.iter().take(last + 1).skip(first) {
+            if line.origin != Origin::ToolOutput && !line.text.is_empty() {
+                texts.push(&line.text);
+            }
+        }
+    }
+    texts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sunday 2025-11-23 10:00 UTC: 12:00 in Jerusalem, 02:00 in Los Angeles.
+    pub(super) const NOW: &str = "2025-11-23T10:00:00Z";
+    pub(super) const ZONE: Tz = chrono_tz::Asia::Jerusalem;
+
+    pub(super) fn instant(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn now() -> DateTime<Utc> {
+        instant(NOW)
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Expect {
+        /// A hit with exactly this reset (RFC 3339), or none.
+        Hit(Option<&'static str>),
+        /// A hit that time does not fix: no reset, `needs_attention`.
+        Attention,
+        Server,
+        Other,
+    }
+
+    use Expect::{Attention, Hit, Other, Server};
+    use Profile::{Claude, Gemini, Http, OpenAi};
+
+    /// (what, profile, stdout, exit code, expected); stderr stays empty.
+    type Case = (&'static str, Profile, &'static str, Option<i32>, Expect);
+
+    #[rustfmt::skip]
+    const CASES: &[Case] = &[
+        // --- Claude Code and the Anthropic API ---
+        ("claude -p json exits 0 with is_error and an epoch", Claude,
+            r#"{"type":"result","subtype":"success","is_error":true,"duration_ms":812,"result":"Claude AI usage limit reached|1747353600","session_id":"4f1c"}"#,
+            Some(0), Hit(Some("2025-05-16T00:00:00Z"))),
+        ("plain epoch after a pipe", Claude, "Claude AI usage limit reached|1763744400", Some(1),
+            Hit(Some("2025-11-21T17:00:00Z"))),
+        ("epoch in milliseconds", Claude, "Claude AI usage limit reached|1763913600000", Some(1),
+            Hit(Some("2025-11-23T16:00:00Z"))),
+        ("is_error false still carries the limit as its result", Claude,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Claude AI usage limit reached|1763913600"}"#,
+            Some(0), Hit(Some("2025-11-23T16:00:00Z"))),
+        ("zone in parentheses", Claude,
+            "Claude usage limit reached. Your limit will reset at 5pm (Europe/Warsaw).", Some(1),
+            Hit(Some("2025-11-23T16:00:00Z"))),
+        ("5-hour limit, no zone: the configured zone", Claude, "5-hour limit reached ∙ resets 3pm", Some(1),
+            Hit(Some("2025-11-23T13:00:00Z"))),
+        ("12pm is noon", Claude, "5-hour limit reached ∙ resets 12pm (America/New_York)", Some(1),
+            Hit(Some("2025-11-23T17:00:00Z"))),
+        ("12am is midnight, next occurrence", Claude, "Weekly limit reached · resets 12am (UTC)", Some(1),
+            Hit(Some("2025-11-24T00:00:00Z"))),
+        ("clock time already passed today is tomorrow", Claude, "5-hour limit reached ∙ resets 9am", Some(1),
+            Hit(Some("2025-11-24T07:00:00Z"))),
+        ("session limit with minutes, passed today", Claude,
+            "You've hit your session limit · resets 12:50am (America/Los_Angeles)", Some(1),
+            Hit(Some("2025-11-24T08:50:00Z"))),
+        ("24-hour clock", Claude, "Session limit reached ∙ resets 15:00 (Europe/Berlin)", Some(1),
+            Hit(Some("2025-11-23T14:00:00Z"))),
+        ("at h:mm PM", Claude, "Claude usage limit reached · resets at 3:30 PM (Europe/Paris)", Some(1),
+            Hit(Some("2025-11-23T14:30:00Z"))),
+        ("date without a year, this year", Claude, "Opus weekly limit reached ∙ resets Nov 27, 9am", Some(1),
+            Hit(Some("2025-11-27T07:00:00Z"))),
+        ("date without a year already passed: next year", Claude,
+            "Opus weekly limit reached ∙ resets Oct 31, 9am", Some(1), Hit(Some("2026-10-31T07:00:00Z"))),
+        ("out of extra usage with date and zone", Claude,
+            "You're out of extra usage · resets Feb 4, 8pm (Europe/Budapest)", Some(1),
+            Hit(Some("2026-02-04T19:00:00Z"))),
+        ("legacy zone alias", Claude, "You've hit your limit · resets 6pm (Asia/Calcutta)", Some(1),
+            Hit(Some("2025-11-23T12:30:00Z"))),
+        ("Etc/GMT+5 is UTC-5", Claude, "You've hit your limit · resets 8pm (Etc/GMT+5)", Some(1),
+            Hit(Some("2025-11-24T01:00:00Z"))),
+        ("relative minutes", Claude, "Usage limit reached · resets in 45 minutes", Some(1),
+            Hit(Some("2025-11-23T10:45:00Z"))),
+        ("bare limit reached with a reset", Claude,
+            "Limit reached · resets 10pm (UTC) · /upgrade to Max or turn on /extra-usage", Some(1),
+            Hit(Some("2025-11-23T22:00:00Z"))),
+        ("hit without a reset", Claude, "Claude AI usage limit reached", Some(1), Hit(None)),
+        ("stream-json rejected event", Claude,
+            "{\"type\":\"system\",\"subtype\":\"init\",\"model\":\"claude-sonnet-4\"}\n{\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"rejected\",\"resetsAt\":1763917200,\"rateLimitType\":\"five_hour\"}}",
+            Some(1), Hit(Some("2025-11-23T17:00:00Z"))),
+        ("stream-json allowed event, overage rejected", Claude,
+            "{\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"allowed\",\"resetsAt\":1763917200,\"overageStatus\":\"rejected\"}}\n{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"Done.\"}",
+            Some(0), Other),
+        ("stream-json allowed_warning event", Claude,
+            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","resetsAt":1763917200,"utilization":0.91}}"#,
+            Some(0), Other),
+        ("API rate_limit_error body", Claude,
+            r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization (4f1c) of 50,000 input tokens per minute."}}"#,
+            Some(1), Hit(None)),
+        ("Python SDK dict repr", Claude,
+            "anthropic.RateLimitError: Error code: 429 - {'type': 'error', 'error': {'type': 'rate_limit_error', 'message': 'Number of request tokens has exceeded your per-minute rate limit'}}",
+            Some(1), Hit(None)),
+        ("anthropic reset header of the exhausted kind", Claude,
+            "HTTP/1.1 429 Too Many Requests\nanthropic-ratelimit-requests-remaining: 48\nanthropic-ratelimit-tokens-remaining: 0\nanthropic-ratelimit-requests-reset: 2025-11-23T10:00:30Z\nanthropic-ratelimit-tokens-reset: 2025-11-23T10:01:00Z\n\n{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"Rate limited\"}}",
+            Some(22), Hit(Some("2025-11-23T10:01:00Z"))),
+        ("credit balance too low", Claude,
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+            Some(1), Attention),
+        ("monthly spend limit", Claude,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2025-12-01 at 00:00 UTC."}}"#,
+            Some(1), Attention),
+        ("529 overloaded", Claude,
+            r#"API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            Some(1), Server),
+        ("500 that says rate limited", Claude,
+            r#"API Error: 500 {"type":"error","error":{"type":"api_error","message":"Internal server error"}} (not your usage limit) · Rate limited"#,
+            Some(1), Server),
+        ("500 inside an is_error result of an exit-0 run", Claude,
+            r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: 500 {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"Internal server error: rate limit exceeded upstream\"}}"}"#,
+            Some(0), Server),
+        ("pretty-printed 500 whose body mentions the rate limit", Http,
+            "{\n  \"type\": \"error\",\n  \"error\": {\n    \"type\": \"api_error\",\n    \"message\": \"Rate limit exceeded while contacting upstream\"\n  }\n}",
+            Some(1), Server),
+        ("successful result that discusses errors", Claude,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"I fixed the retry loop: on API Error: 500 or a rate_limit_error we now wait, and when the usage limit is reached we stop."}"#,
+            Some(0), Other),
+        ("warning before the limit", Claude, "Approaching usage limit · resets at 5pm", Some(1), Other),
+        ("percentage warning", Claude, "You've used 90% of your weekly limit · resets Oct 31, 9am", Some(1), Other),
+        ("model fallback", Claude, "Opus 4 limit reached, now using Sonnet 4", Some(0), Other),
+        ("status panel", Claude,
+            "Current session\n█████████████████████████ 100% used\nResets 2:20pm (Europe/Paris)\nCurrent week (all models)\n███ 6% used\nResets Oct 31, 9am",
+            Some(0), Other),
+        ("client retry countdown", Claude,
+            r#"  ⎿  API Error (429 {"type":"error","error":{"type":"rate_limit_error","message":"Rate limited"}}) · Retrying in 4 seconds… (attempt 4/10)"#,
+            Some(0), Other),
+        ("prose mentioning rate limits", Http,
+            "I added exponential backoff so the client handles HTTP 429 Too Many Requests and rate limit exceeded responses gracefully.",
+            Some(0), Other),
+        ("prose quoting a limit message", Claude,
+            "When the CLI says \"Claude AI usage limit reached\" the wrapper waits for the reset.", Some(0), Other),
+        ("prose with a quoted log line", Http,
+            "I checked the logs: \"Rate limit exceeded\" appears 14 times yesterday.", Some(0), Other),
+        ("markdown list item in a result", Http, "- Rate limit exceeded → retry with backoff", Some(0), Other),
+        ("prose about a fixed error", Gemini, "Fixed: the quota exceeded error no longer crashes the worker.", Some(0), Other),
+        ("a request too large for the limit is the item's failure", OpenAi,
+            "openai.RateLimitError: Error code: 429 - {'error': {'message': 'Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 45000. The input or output tokens must be reduced in order to run successfully.', 'type': 'tokens', 'param': None, 'code': 'rate_limit_exceeded'}}",
+            Some(1), Other),
+        ("context limit is not quota", Claude, "Context limit reached · /compact or /clear to continue", Some(1), Other),
+        ("mojibake separator", Claude, "5-hour limit reached Â· resets 3pm", Some(1),
+            Hit(Some("2025-11-23T13:00:00Z"))),
+        ("literal \\u00b7 in a JSON string", Claude,
+            r#"{"type":"result","is_error":true,"result":"You\u2019ve hit your limit \u00b7 resets 3pm (Europe/London)"}"#,
+            Some(0), Hit(Some("2025-11-23T15:00:00Z"))),
+        ("ANSI codes and gutter glyphs", Claude,
+            "\u{1b}[31m⏺\u{1b}[0m \u{1b}[1mClaude usage limit reached.\u{1b}[22m Your limit will reset at 5pm (Europe/Warsaw).\u{1b}]8;;\u{7}",
+            Some(1), Hit(Some("2025-11-23T16:00:00Z"))),
+        ("wrapped inside the zone name", Claude,
+            "You've hit your session limit · resets 12:50am (America/Los_\nAngeles)", Some(1),
+            Hit(Some("2025-11-24T08:50:00Z"))),
+        ("wrapped inside the phrase", Claude, "Claude AI usage lim\nit reached|1763744400", Some(1),
+            Hit(Some("2025-11-21T17:00:00Z"))),
+        ("wrapped between keyword and time", Claude, "5-hour limit reached ∙ resets\n3pm", Some(1),
+            Hit(Some("2025-11-23T13:00:00Z"))),
+        ("JSON string with embedded newlines", Claude,
+            r#"{"type":"result","is_error":true,"result":"Claude usage limit reached.\nYour limit will reset at 5pm\n(Europe/Warsaw)."}"#,
+            Some(0), Hit(Some("2025-11-23T16:00:00Z"))),
+        ("curly apostrophe", Claude, "You’ve hit your session limit · resets 8pm", Some(1),
+            Hit(Some("2025-11-23T18:00:00Z"))),
+        // --- OpenAI API, Codex CLI, Copilot CLI ---
+        ("OpenAI TPM limit with a retry delay", OpenAi,
+            "openai.RateLimitError: Error code: 429 - {'error': {'message': 'Rate limit reached for gpt-4o in organization org-abc on tokens per min (TPM): Limit 30000, Used 29500, Requested 1200. Please try again in 1.4s. Visit https://platform.openai.com/account/rate-limits to learn more.', 'type': 'tokens', 'param': None, 'code': 'rate_limit_exceeded'}}",
+            Some(1), Hit(Some("2025-11-23T10:00:01.4Z"))),
+        ("milliseconds", OpenAi,
+            r#"{"error":{"message":"Rate limit reached for requests. Please try again in 644ms.","type":"requests","code":"rate_limit_exceeded"}}"#,
+            Some(1), Hit(Some("2025-11-23T10:00:00.644Z"))),
+        ("fractional seconds", OpenAi,
+            "Error: 429 Rate limit reached for gpt-4.1-mini on requests per min (RPM): Limit 500. Please try again in 3.89s.",
+            Some(1), Hit(Some("2025-11-23T10:00:03.89Z"))),
+        ("insufficient_quota needs attention", OpenAi,
+            "Error code: 429 - {'error': {'message': 'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.', 'type': 'insufficient_quota', 'param': None, 'code': 'insufficient_quota'}}",
+            Some(1), Attention),
+        ("current quota without the code still needs attention on openai", OpenAi,
+            "You exceeded your current quota, please check your plan and billing details.", Some(1), Attention),
+        ("billing hard limit", OpenAi,
+            r#"{"error":{"message":"Billing hard limit has been reached","type":"invalid_request_error","code":"billing_hard_limit_reached"}}"#,
+            Some(1), Attention),
+        ("insufficient credits", OpenAi,
+            "openai.APIStatusError: Error code: 402 - {'error': {'message': 'Insufficient credits. Add more using https://openrouter.ai/settings/credits'}}",
+            Some(1), Attention),
+        ("Codex days hours minutes", OpenAi,
+            "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again in 2 days 17 hours 14 minutes.",
+            Some(1), Hit(Some("2025-11-26T03:14:00Z"))),
+        ("Codex clock time in the host zone", OpenAi,
+            "You've hit your usage limit. Visit https://chatgpt.com/codex/settings/usage to purchase more credits or try again at 6:44 PM.",
+            Some(1), Hit(Some("2025-11-23T16:44:00Z"))),
+        ("Codex date with ordinal and year", OpenAi,
+            "You've hit your usage limit. To get more access now, send a request to your admin or try again at Sep 20th, 2026 4:00 PM.",
+            Some(1), Hit(Some("2026-09-20T13:00:00Z"))),
+        ("Codex structured usage limit", OpenAi,
+            r#"stream error: unexpected status 429 Too Many Requests: {"error":{"type":"usage_limit_reached","message":"The usage limit has been reached","plan_type":"plus","resets_in_seconds":3600}}"#,
+            Some(1), Hit(Some("2025-11-23T11:00:00Z"))),
+        ("Codex retry exhaustion", OpenAi,
+            "ERROR: stream error: exceeded retry limit, last status: 429 Too Many Requests, request id: 9a1f",
+            Some(1), Hit(None)),
+        ("Codex usage warning", OpenAi,
+            "⚠ Heads up, you've used over 75% of your 5h limit. Run /status for a breakdown.", Some(0), Other),
+        ("Codex retrying", OpenAi,
+            "⚠️ stream error: exceeded retry limit, last status: 429 Too Many Requests; retrying 3/5 in 1.6s…",
+            Some(0), Other),
+        ("OpenAI server_error", OpenAi,
+            r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#,
+            Some(1), Server),
+        ("OpenAI overloaded 503", OpenAi,
+            "Error code: 503 - That model is currently overloaded with other requests. You can retry your request.",
+            Some(1), Server),
+        ("Copilot hours and minutes", OpenAi,
+            "Sorry, you've hit a rate limit that restricts the number of Copilot model requests you can make within a specific time period. Please try again in 15 hours 23 minutes.",
+            Some(1), Hit(Some("2025-11-24T01:23:00Z"))),
+        // --- Gemini API and Gemini CLI ---
+        ("Gemini API quota with retry delay", Gemini,
+            "{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10, model: gemini-2.5-flash\\nPlease retry in 38.804097346s.\",\n    \"status\": \"RESOURCE_EXHAUSTED\",\n    \"details\": [\n      {\n        \"@type\": \"type.googleapis.com/google.rpc.RetryInfo\",\n        \"retryDelay\": \"38s\"\n      }\n    ]\n  }\n}",
+            Some(1), Hit(Some("2025-11-23T10:00:38.804097346Z"))),
+        ("Gemini limit: 0 needs attention", Gemini,
+            r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_input_token_count, limit: 0, model: gemini-2.5-pro\nPlease retry in 19.2s.","status":"RESOURCE_EXHAUSTED"}}"#,
+            Some(1), Attention),
+        ("Gemini model capacity is a server error", Gemini,
+            r#"{"error":{"code":429,"message":"No capacity available for model gemini-2.5-pro on the server","errors":[{"message":"No capacity available for model gemini-2.5-pro on the server","domain":"global","reason":"rateLimitExceeded"}],"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"MODEL_CAPACITY_EXHAUSTED","domain":"cloudcode-pa.googleapis.com"}]}}"#,
+            Some(1), Server),
+        ("Gemini 503 overloaded", Gemini,
+            r#"[API Error: got status: 503 Service Unavailable. {"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}]"#,
+            Some(1), Server),
+        ("Gemini CLI quota reset after", Gemini,
+            "✕ [API Error: You have exhausted your capacity on this model. Your quota will reset after 8h44m7s.]",
+            Some(1), Hit(Some("2025-11-23T18:44:07Z"))),
+        ("Gemini CLI access resets with abbreviation", Gemini,
+            "Usage limit reached for all Pro models. Access resets at 2:55 PM PST. /stats for usage details.",
+            Some(1), Hit(Some("2025-11-23T22:55:00Z"))),
+        ("Gemini CLI fallback on the next line", Gemini,
+            "⚡ You have reached your daily gemini-2.5-pro quota limit.\n⚡ Automatically switching from gemini-2.5-pro to gemini-2.5-flash for the remainder of this session.",
+            Some(0), Other),
+        ("gRPC resource exhausted", Gemini,
+            "google.api_core.exceptions.ResourceExhausted: 429 Quota exceeded for quota metric 'Generate Content API requests per minute' and limit 'GenerateContent request limit per minute for a region'",
+            Some(1), Hit(None)),
+        ("Gemini JSON escaped inside an API Error", Gemini,
+            r#"[API Error: {"error":{"message":"{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"Resource has been exhausted (e.g. check quota).\",\n    \"status\": \"RESOURCE_EXHAUSTED\"\n  }\n}\n","code":429,"status":"Too Many Requests"}}]"#,
+            Some(1), Hit(None)),
+        ("billing words are not attention on gemini", Gemini,
+            "You exceeded your current quota, please check your plan and billing details. Please retry in 20s.",
+            Some(1), Hit(Some("2025-11-23T10:00:20Z"))),
+        // --- generic HTTP ---
+        ("429 with Retry-After seconds", Http, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 120\r\n\r\n",
+            Some(22), Hit(Some("2025-11-23T10:02:00Z"))),
+        ("429 with Retry-After HTTP-date", Http,
+            "HTTP/2 429\nretry-after: Sun, 23 Nov 2025 11:00:00 GMT\ncontent-type: application/json",
+            Some(22), Hit(Some("2025-11-23T11:00:00Z"))),
+        ("bare 429", Http, "curl: (22) The requested URL returned error: 429 Too Many Requests", Some(22), Hit(None)),
+        ("GitHub rate limit with an epoch header", Http,
+            "HTTP/2 403\nx-ratelimit-remaining: 0\nx-ratelimit-reset: 1763917200\n\n{\"message\":\"API rate limit exceeded for user ID 1.\"}",
+            Some(1), Hit(Some("2025-11-23T17:00:00Z"))),
+        ("throttled with available in", Http,
+            r#"{"detail":"Request was throttled. Expected available in 37 seconds."}"#, Some(1),
+            Hit(Some("2025-11-23T10:00:37Z"))),
+        ("503 whose body mentions rate limits", Http,
+            "HTTP/1.1 503 Service Unavailable\n\n{\"error\":\"upstream rate limit exceeded\"}", Some(1), Server),
+        ("reset as RFC 3339", Http, "Error: rate limited; reset at 2025-11-23T12:30:00+01:00", Some(1),
+            Hit(Some("2025-11-23T11:30:00Z"))),
+        ("ordinary failure", Http, "Error: ENOENT: no such file or directory, open 'input.json'", Some(1), Other),
+        ("a count of 429 is not a status", Http, "Processed 429 items in 12s", Some(0), Other),
+    ];
+
+    /// `None` when the outcome is what the case expects, else what went wrong.
+    fn mismatch(case: &Case, outcome: &Outcome) -> Option<String> {
+        let &(name, _, _, _, expect) = case;
+        let matches = match (expect, outcome) {
+            (Hit(expected), Outcome::QuotaHit(hit)) => {
+                !hit.needs_attention && hit.reset == expected.map(instant)
+            }
+            (Attention, Outcome::QuotaHit(hit)) => hit.needs_attention && hit.reset.is_none(),
+            (Server, Outcome::ServerError { matched_line }) => !matched_line.is_empty(),
+            (Other, Outcome::Other) => true,
+            _ => false,
+        };
+        let well_formed = match outcome {
+            Outcome::QuotaHit(hit) => {
+                !hit.matched_line.is_empty() && hit.matched_line.chars().count() <= MATCHED_LINE_MAX_CHARS
+            }
+            _ => true,
+        };
+        (!matches || !well_formed).then(|| format!("{name}: expected {expect:?}, got {outcome:?}"))
+    }
+
+    #[test]
+    fn classifies_real_world_messages() {
+        assert!(CASES.len() >= 60, "only {} cases", CASES.len());
+        let mut failures = Vec::new();
+        for case in CASES {
+            let &(_, profile, stdout, exit_code, _) = case;
+            let outcome = Classifier::new(profile, &[], &[]).unwrap().classify(
+                stdout.as_bytes(),
+                b"",
+                exit_code,
+                now(),
+                ZONE,
+            );
+            failures.extend(mismatch(case, &outcome));
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn reads_the_limit_from_stderr_too() {
+        let outcome = classify(Claude, b"", b"Error: Claude AI usage limit reached|1763744400\n", Some(1));
+        assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(reset), .. })
+            if reset == instant("2025-11-21T17:00:00Z")));
+    }
+
+    fn classify(profile: Profile, stdout: &[u8], stderr: &[u8], exit_code: Option<i32>) -> Outcome {
+        Classifier::new(profile, &[], &[]).unwrap().classify(stdout, stderr, exit_code, now(), ZONE)
+    }
+
+    #[test]
+    fn finds_the_hit_at_the_end_of_huge_output() {
+        let mut stdout = Vec::with_capacity(11 << 20);
+        while stdout.len() < 10 << 20 {
+            stdout.extend_from_slice(b"item 429: API Error: 500, rate limits are fine, retrying\n");
+        }
+        stdout.extend_from_slice("Claude AI usage limit reached|1763744400\n".as_bytes());
+        let outcome = classify(Claude, &stdout, b"", Some(1));
+        assert_eq!(
+            outcome,
+            Outcome::QuotaHit(QuotaHit {
+                reset: Some(instant("2025-11-21T17:00:00Z")),
+                matched_line: "Claude AI usage limit reached|1763744400".to_string(),
+                needs_attention: false,
+            })
+        );
+    }
+
+    #[test]
+    fn survives_non_utf8_bytes() {
+        let stdout = b"\xff\xfe\x00garbage \xc3\x28 \x80\n5-hour limit reached \xe2\x88\x99 resets 3pm\xff\n";
+        let outcome = classify(Claude, stdout, b"\xc0\xc1", Some(1));
+        let Outcome::QuotaHit(hit) = outcome else {
+            panic!("expected a hit, got {outcome:?}");
+        };
+        assert_eq!(hit.reset, Some(instant("2025-11-23T13:00:00Z")));
+        assert!(hit.matched_line.starts_with("5-hour limit reached · resets 3pm"));
+    }
+
+    #[test]
+    fn a_retried_server_error_does_not_hide_the_final_quota_error() {
+        let stderr = "Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"No capacity available for model gemini-2.5-pro on the server\",\n    \"status\": \"RESOURCE_EXHAUSTED\",\n    \"details\": [{\"reason\": \"MODEL_CAPACITY_EXHAUSTED\"}]\n  }\n}\n]\nTerminalQuotaError: You have exhausted your daily quota on this model.\n";
+        let outcome = classify(Gemini, b"", stderr.as_bytes(), Some(1));
+        assert!(
+            matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: None, needs_attention: false, .. })),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn a_successful_run_ignores_retries_on_stderr() {
+        let stderr = "Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"Resource has been exhausted (e.g. check quota).\",\n    \"status\": \"RESOURCE_EXHAUSTED\"\n  }\n}\n]\nQuota exceeded for quota metric 'Gemini 2.5 Pro Requests'\n";
+        let outcome = classify(Gemini, b"The summary of the document is ...\n", stderr.as_bytes(), Some(0));
+        assert_eq!(outcome, Outcome::Other);
+    }
+
+    #[test]
+    fn tool_output_inside_stream_json_is_not_our_limit() {
+        let stdout = concat!(
+            r#"{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_1","type":"tool_result","content":"HTTP/1.1 429 Too Many Requests\nRetry-After: 30"}]}}"#,
+            "\n",
+            r#"{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_2","type":"tool_result","content":"HTTP/1.1 500 Internal Server Error"}]}}"#,
+            "\n",
+            r#"{"type":"result","subtype":"error_max_turns","is_error":true,"result":"Reached max turns"}"#,
+        );
+        assert_eq!(classify(Claude, stdout.as_bytes(), b"", Some(1)), Outcome::Other);
+    }
+
+    #[test]
+    fn matched_line_keeps_the_match_of_a_long_line() {
+        let stdout = format!(
+            "{} Error: Claude AI usage limit reached|1763744400 {}",
+            "x".repeat(3000),
+            "y".repeat(3000)
+        );
+        let Outcome::QuotaHit(hit) = classify(Claude, stdout.as_bytes(), b"", Some(1)) else {
+            panic!("expected a hit");
+        };
+        assert!(hit.matched_line.contains("usage limit reached|1763744400"), "{}", hit.matched_line);
+        assert!(hit.matched_line.chars().count() <= MATCHED_LINE_MAX_CHARS);
+    }
+
+    #[test]
+    fn extra_patterns_extend_the_profile() {
+        let classifier = Classifier::new(
+            Http,
+            &[r"credits? (?:are )?exhausted".to_string()],
+            &[r"maintenance window".to_string()],
+        )
+        .unwrap();
+        let classify =
+            |stdout: &str, exit_code| classifier.classify(stdout.as_bytes(), b"", exit_code, now(), ZONE);
+        assert!(matches!(
+            classify("job 12: Credits exhausted, try again in 10 minutes", Some(3)),
+            Outcome::QuotaHit(QuotaHit { reset: Some(reset), .. }) if reset == instant("2025-11-23T10:10:00Z")
+        ));
+        assert!(matches!(
+            classify("Maintenance window: rate limit exceeded, come back later", Some(1)),
+            Outcome::ServerError { .. }
+        ));
+        assert_eq!(classify("Maintenance window: rate limit exceeded", Some(0)), Outcome::Other);
+    }
+
+    #[test]
+    fn bad_extra_patterns_are_named() {
+        let error = Classifier::new(Claude, &["(unclosed".to_string()], &[]).unwrap_err();
+        assert!(error.contains("quota_patterns") && error.contains("\"(unclosed\""), "{error}");
+        let veto = ["maintenance".to_string(), "[z-a]".to_string()];
+        let error = Classifier::new(Claude, &[], &veto).unwrap_err();
+        assert!(error.contains("veto_patterns") && error.contains("\"[z-a]\""), "{error}");
+        let error = Classifier::new(Claude, &["  ".to_string()], &[]).unwrap_err();
+        assert!(error.contains("empty quota_patterns entry"), "{error}");
+    }
+
+    #[test]
+    fn profiles_parse_by_name() {
+        for profile in Profile::ALL {
+            assert_eq!(profile.name().parse::<Profile>(), Ok(profile));
+            assert_eq!(profile.name().to_uppercase().parse::<Profile>(), Ok(profile));
+            assert_eq!(profile.to_string(), profile.name());
+        }
+        assert_eq!(
+            "anthropic".parse::<Profile>(),
+            Err("unknown quota profile \"anthropic\"; accepted: claude, openai, gemini, http".to_string())
+        );
+    }
+
+    #[test]
+    fn only_the_tail_of_each_stream_is_read() {
+        let mut stdout = b"Claude AI usage limit reached|1763744400\n".to_vec();
+        stdout.resize(stdout.len() + clean::TAIL_BYTES, b'.');
+        assert_eq!(classify(Claude, &stdout, b"", Some(1)), Outcome::Other);
+    }
+}

@@ -1,0 +1,337 @@
+//! The built-in shapes of worker messages, compiled once per process: quota-limit
+//! phrases, HTTP statuses and error identifiers, and the shapes that veto or qualify them
+//! — server errors, client retry countdowns, warnings before a limit, model fallbacks,
+//! oversized requests, structured error objects and quota that needs attention
+//! (billing, spend limits). Every profile uses every table; see docs/rate-limits.md.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// A built-in pattern, compiled once into its static; one that does not compile is a bug
+/// the unit tests catch.
+pub(super) fn compile(pattern: &str) -> Regex {
+    Regex::new(pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
+}
+
+/// A cheap first look: a line without any of these words holds no built-in quota shape.
+pub(super) static HIT_HINT: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?i)limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance",
+    )
+});
+
+pub(super) static IS_ERROR_TRUE: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#"(?i)"is_error"\s*:\s*true\b"#));
+pub(super) static IS_ERROR_FALSE: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#"(?i)"is_error"\s*:\s*false\b"#));
+/// Output that is itself an error object, so a server-error shape in it counts even
+/// when the worker exited 0.
+pub(super) static ERROR_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?ix)
+          "type"\s*:\s*"error"
+        | "subtype"\s*:\s*"error
+        | ^\s*[\[{]?\s*["']error["']\s*:\s*[{\[]
+        | ^\s*\[?\s*api\s+error\b
+        | "result"\s*:\s*"\s*\[?\s*api\s+error\b
+        | ^\s*http/\d(?:\.\d)?\s+[45]\d\d\b
+        "#,
+    )
+});
+
+/// Server-side failures: retried as transient, never a quota hit, even when the body
+/// mentions rate limits.
+pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?ix)
+          \bapi_error\b
+        | \boverloaded_error\b
+        | \binternal[\s_]server[\s_]error\b
+        | \bapi\s*error\s*[:(]?\s*\(?\s*5\d\d\b
+        | \b(?:http/\d(?:\.\d)?|status(?:[\s_]?code)?|error[\s_]code|code)["']?\s*[:=]?\s*["']?5\d\d\b
+        | \berror\s+5\d\d\b
+        | \b5\d\d\s*[-:]?\s*(?:internal|bad\s+gateway|service\s+unavailable|gateway\s+time-?out|overloaded|server\s+error)
+        | \bbad\s+gateway\b
+        | \bservice\s+(?:is\s+)?(?:temporarily\s+)?unavailable\b
+        | \bgateway\s+time-?out\b
+        | \bmodel_capacity_exhausted\b
+        | \bno\s+capacity\s+available\b
+        | \bserver_error\b
+        | \bthe\s+server\s+had\s+an\s+error\b
+        | \b(?:engine|server)_overloaded\b
+        | \b(?:is|are|currently|server|servers|model|engine|api|service)\s+(?:currently\s+|temporarily\s+)?overloaded\b
+        | "overloaded"
+        | :\s*overloaded\b
+        | "status"\s*:\s*"(?:internal|unavailable)"
+        | \ban\s+internal\s+error\s+(?:has\s+)?occurred\b
+        | \bupstream\s+connect\s+error\b
+        | \bnot\s+your\s+usage\s+limit\b
+        "#,
+    )
+});
+
+/// A client's own retry loop: its countdown is not a reset and its line is not the
+/// final word.
+pub(super) static COUNTDOWN: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)
+          \bretrying\b
+        | \(\s*attempt\s+\d+\s*(?:/|of)\s*\d+\s*\)
+        | \battempt\s+\d+\s*(?:/\s*\d+\s*|of\s+\d+\s+)?failed\b
+        | \bwill\s+retry\b
+        | \bretry\s+attempt\b
+        | \bretry\s+\d+\s*/\s*\d+\b
+        ",
+    )
+});
+
+/// Warnings before the limit, and usage meters.
+pub(super) static WARNING: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)
+          \bapproaching\b
+        | \b\d{1,3}(?:\.\d+)?\s*%\s*(?:of\b|used\b)
+        | \bused\s+(?:over\s+|about\s+|nearly\s+|almost\s+|more\s+than\s+)?\d{1,3}(?:\.\d+)?\s*%
+        | \bheads\s+up\b
+        | \b(?:almost|nearly|close\s+to)\s+(?:reaching\s+|hitting\s+)?(?:your|the|a)\b
+        | \bwill\s+(?:soon\s+)?(?:be\s+)?(?:reach|hit)
+        ",
+    )
+});
+
+/// Model fallbacks: the work goes on with another model.
+pub(super) static FALLBACK: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)
+          \bnow\s+using\b
+        | \bswitch(?:ing|ed)\s+(?:you\s+)?(?:to|from)\b
+        | \bautomatically\s+switch
+        | \bfall(?:ing|s)?\s*back\b
+        | \bfell\s+back\b
+        | \bfallback\b
+        | \bfor\s+the\s+remainder\s+of\s+(?:this|the)\s+session\b
+        | \busing\s+[\w.\-\s]{1,30}\s+instead\b
+        | \bdowngrad(?:e|ed|ing)\s+to\b
+        ",
+    )
+});
+
+/// A request too big for the limit fails the same way on every retry: it is the
+/// item's failure, not a quota to wait for.
+pub(super) static OVERSIZED_REQUEST: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)
+          \brequest\s+too\s+large\b
+        | \btokens\s+must\s+be\s+reduced\b
+        | \bprompt\s+is\s+too\s+long\b
+        | \bmaximum\s+context\s+length\b
+        ",
+    )
+});
+
+/// The same, looked for on the lines that follow a hit (Gemini CLI prints the
+/// fallback notice on its own line).
+pub(super) static FALLBACK_FOLLOWING: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)
+          \bnow\s+using\b
+        | \bswitching\s+(?:to|from)\b
+        | \bswitched\s+(?:you\s+)?to\b
+        | \bautomatically\s+switch
+        | \bfalling\s+back\b
+        | \bfallback\s+model\b
+        | \bfor\s+the\s+remainder\s+of\s+(?:this|the)\s+session\b
+        ",
+    )
+});
+
+pub(super) static RATE_LIMIT_EVENT: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#"(?i)"type"\s*:\s*"rate_limit_event""#));
+pub(super) static STATUS_REJECTED: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#"(?i)"status"\s*:\s*"rejected""#));
+
+/// Quota that waiting does not fix.
+pub(super) static NEEDS_ATTENTION: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?ix)
+          \binsufficient_quota\b
+        | \bbilling[\s_]hard[\s_]limit
+        | \bcredit\s+balance\s+is\s+too\s+low\b
+        | \bout\s+of\s+credits\b
+        | \bspecified\s+(?:[\w-]+\s+){0,2}usage\s+limits?\b
+        | \bmonthly\s+(?:[\w-]+\s+){0,3}?(?:limit|cap|quota|budget)s?\b
+        | \b(?:spend|spending|budget)\s+limit\b
+        | \blimit["']?\s*:\s*["']?0(?:[^.\d]|$)
+        | \bquota_limit_value["']?\s*:\s*["']?0["']?(?:[^.\d]|$)
+        | \bpayment\s+required\b
+        | \binsufficient\s+(?:credits?|balance|funds)\b
+        "#,
+    )
+});
+pub(super) static BILLING_MENTION: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)\bbilling\b|\bexceeded\s+your\s+current\s+quota\b"));
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// English wording: must start the message (at most `max_prefix_words` words after
+    /// the last separator, none of them prose connectives) and not run on as prose.
+    Phrase { max_prefix_words: usize, requires_reset: bool },
+    /// An error identifier (`rate_limit_error`): must stand as a value, a key or the
+    /// start of a message, never inside a sentence or backticks.
+    Token,
+}
+
+pub(super) struct QuotaPattern {
+    pub(super) regex: Regex,
+    pub(super) shape: Shape,
+    pub(super) kind: HitKind,
+    pub(super) needs_attention: bool,
+}
+
+impl QuotaPattern {
+    fn phrase(pattern: &str, max_prefix_words: usize) -> QuotaPattern {
+        QuotaPattern {
+            regex: compile(pattern),
+            shape: Shape::Phrase { max_prefix_words, requires_reset: false },
+            kind: HitKind::Message,
+            needs_attention: false,
+        }
+    }
+
+    /// An HTTP status shape (`429 Too Many Requests`): a phrase, reported after the
+    /// English message when a run prints both.
+    fn status(pattern: &str, max_prefix_words: usize) -> QuotaPattern {
+        QuotaPattern { kind: HitKind::Status, ..QuotaPattern::phrase(pattern, max_prefix_words) }
+    }
+
+    fn token(pattern: &str, needs_attention: bool) -> QuotaPattern {
+        QuotaPattern { regex: compile(pattern), shape: Shape::Token, kind: HitKind::Token, needs_attention }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HitKind {
+    /// English wording ("usage limit reached").
+    Message,
+    /// An HTTP status shape ("429 Too Many Requests").
+    Status,
+    /// An error identifier (`rate_limit_error`).
+    Token,
+    /// A stream-json `rate_limit_event` with `"status": "rejected"`.
+    StreamEvent,
+    /// A drain's own `quota_patterns` entry.
+    UserPattern,
+}
+
+/// Limits that are not quota: context windows, turns, recursion, timeouts, sizes.
+pub(super) static EXCLUDED_LIMIT_KINDS: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)\b(?:context|length|recursion|turns?|steps?|depth|size|memory|time|timeout|retry|retries|files?|output|input|characters?|payload|upload|storage|disk|stack|iterations?|max_tokens|maximum|conversation|prompt|tools?|loop|budget_tokens)\b",
+    )
+});
+
+pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(|| {
+    vec![
+        // "Claude AI usage limit reached|1763744400", "5-hour limit reached ∙ resets
+        // 12pm", "Opus weekly limit reached", "Rate limit reached for gpt-4o in ...",
+        // "API rate limit exceeded for user ID 1", "Usage limit reached for all Pro models"
+        QuotaPattern::phrase(
+            r"(?i)\b(?:usage|rate|requests?|api|daily|weekly|monthly|hourly|session|(?:\d+|five)[\s-]?(?:hours?|hr|h)|model|quota|plan|account|spend(?:ing)?|opus|sonnet|haiku)(?:\s+[\d.]+)?\s+limits?\s+(?:has\s+been\s+|have\s+been\s+|was\s+|is\s+)?(?:reached|exceeded|hit)\b",
+            3,
+        ),
+        // "You've hit your session limit", "You've hit your usage limit", "You exceeded
+        // your current quota", "you've hit a rate limit", "You have exhausted your
+        // capacity on this model", "You have reached your daily gemini-2.5-pro quota limit"
+        QuotaPattern::phrase(
+            r"(?i)\b(?:hit|reached|exceeded|exhausted|used\s+up|run\s+out\s+of|ran\s+out\s+of)\s+(?:your|the|a|an|its|this|our)\s+(?:[\w.'/-]+\s+){0,4}?(?:limits?|quotas?|capacity|allowance)\b",
+            3,
+        ),
+        // "You're out of extra usage · resets Feb 4, 8pm (Europe/Budapest)"
+        QuotaPattern::phrase(
+            r"(?i)\bout\s+of\s+(?:extra\s+|included\s+|your\s+)?(?:usage|credits?|quota)\b",
+            3,
+        ),
+        // "Quota exceeded for quota metric 'Gemini 2.5 Pro Requests' ..."
+        QuotaPattern::phrase(
+            r"(?i)\bquotas?\s+(?:limit\s+)?(?:has\s+been\s+|was\s+)?(?:exceeded|exhausted|reached|hit)\b",
+            3,
+        ),
+        // "Resource has been exhausted (e.g. check quota)."
+        QuotaPattern::phrase(r"(?i)\bresource\s+(?:has\s+been\s+)?exhausted\b", 3),
+        // "Your quota will reset after 8h44m7s."
+        QuotaPattern::phrase(r"(?i)\bquota\s+will\s+reset\b", 3),
+        // "Your credit balance is too low to access the Anthropic API."
+        QuotaPattern {
+            regex: compile(r"(?i)\bcredit\s+balance\s+is\s+too\s+low\b"),
+            shape: Shape::Phrase { max_prefix_words: 3, requires_reset: false },
+            kind: HitKind::Message,
+            needs_attention: true,
+        },
+        // "Insufficient credits. Add more using ...", "402 Payment Required"
+        QuotaPattern {
+            regex: compile(r"(?i)\binsufficient\s+(?:credits?|balance|funds)\b|\bpayment\s+required\b"),
+            shape: Shape::Phrase { max_prefix_words: 3, requires_reset: false },
+            kind: HitKind::Message,
+            needs_attention: true,
+        },
+        // "429 Too Many Requests"
+        QuotaPattern::status(r"(?i)\btoo\s+many\s+requests\b", 3),
+        // "Request was throttled. Expected available in 37 seconds."
+        QuotaPattern::phrase(
+            r"(?i)\b(?:(?:requests?|calls?)\s+(?:was|were|is|are|has\s+been|have\s+been)\s+|been\s+|being\s+)?throttled\b",
+            0,
+        ),
+        // "Error: rate limited", "You are being rate limited."
+        QuotaPattern::phrase(
+            r"(?i)\b(?:you(?:'re|\s+are|\s+have\s+been)\s+(?:being\s+|currently\s+|temporarily\s+)?)?rate[\s-]limited\b",
+            0,
+        ),
+        // HTTP 429 in its usual spellings.
+        QuotaPattern::status(
+            r#"(?i)(?:\bhttp/\d(?:\.\d)?\s+429\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
+            3,
+        ),
+        // A bare "Limit reached · resets 3pm" at the start of a line, with a reset.
+        QuotaPattern {
+            regex: compile(r"(?i)\blimit\s+reached\b"),
+            shape: Shape::Phrase { max_prefix_words: 0, requires_reset: true },
+            kind: HitKind::Message,
+            needs_attention: false,
+        },
+        QuotaPattern::token(
+            r"(?i)\b(?:rate_limit_error|rate_limit_exceeded|rate_limited|ratelimit(?:ed|error|exceeded(?:error|exception)?)|too_many_requests|toomanyrequests(?:error|exception)?|resource_exhausted|resourceexhausted|quota_exceeded|quotaexceeded|userratelimitexceeded|dailylimitexceeded|terminalquotaerror|retryablequotaerror|usage_limit_(?:reached|exceeded))\b",
+            false,
+        ),
+        QuotaPattern::token(r"(?i)\b(?:insufficient_quota|billing_hard_limit_reached)\b", true),
+    ]
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_patterns_compile() {
+        assert!(!QUOTA_PATTERNS.is_empty());
+        let patterns: [&Regex; 16] = [
+            &HIT_HINT,
+            &IS_ERROR_TRUE,
+            &IS_ERROR_FALSE,
+            &ERROR_OBJECT,
+            &SERVER_ERROR,
+            &COUNTDOWN,
+            &WARNING,
+            &FALLBACK,
+            &FALLBACK_FOLLOWING,
+            &OVERSIZED_REQUEST,
+            &RATE_LIMIT_EVENT,
+            &STATUS_REJECTED,
+            &NEEDS_ATTENTION,
+            &BILLING_MENTION,
+            &EXCLUDED_LIMIT_KINDS,
+            &QUOTA_PATTERNS[0].regex,
+        ];
+        assert!(patterns.iter().all(|pattern| !pattern.as_str().is_empty()));
+    }
+}

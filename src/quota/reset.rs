@@ -1,0 +1,454 @@
+//! Finding the reset a cleaned line states — after a keyword (`resets`, `try again`,
+//! `please wait`), in a header (`Retry-After`, `x-ratelimit-reset-tokens`) or a JSON key
+//! (`resetsAt`, `retryDelay`, `resets_in_seconds`), or as an epoch after a pipe — and
+//! reading it when it is relative or a number: `in 2.5s`, `after 8h44m7s`, `120`, epoch
+//! seconds or milliseconds. Absolute times and zones (`resets 8pm (Europe/Warsaw)`) are
+//! read by `clock`. A client's own retry countdown is never a reset.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use regex::Regex;
+
+use super::clock::{parse_absolute, skip_fillers, skip_spaces, starts_with_ignore_case, ISO_DATETIME};
+use super::patterns::compile;
+
+/// Relative resets longer than this are nonsense and are ignored.
+const MAX_RELATIVE_SECONDS: i64 = 400 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ResetMatch {
+    instant: DateTime<Utc>,
+    start: usize,
+    end: usize,
+}
+
+/// Parse a reset time out of one already-cleaned line: the first one the line states.
+/// Clock times and dates without a year are their next occurrence after `now`, in the
+/// zone the message names, else `zone`.
+pub(super) fn parse_reset(line: &str, now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+    find_resets(line, now, zone).first().map(|found| found.instant)
+}
+
+/// The reset of a line, extended into the following lines when the message was
+/// wrapped inside its reset (`resets 12:50am (America/Los_` + `Angeles)`, or `reset at
+/// 5pm` + `(Europe/Warsaw).`).
+pub(super) fn reset_with_continuation(
+    text: &str,
+    following: &[&str],
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> Option<DateTime<Utc>> {
+    let mut current = text.to_string();
+    let mut own = find_resets(&current, now, zone).first().copied();
+    for next in following {
+        let mut best: Option<(ResetMatch, String, usize)> = None;
+        for separator in [" ", ""] {
+            let joined = format!("{current}{separator}{next}");
+            let boundary = current.len() + separator.len();
+            let spanning = find_resets(&joined, now, zone)
+                .into_iter()
+                .find(|found| found.start < current.len() && found.end > boundary);
+            if let Some(found) = spanning {
+                let extends_own = match own {
+                    Some(own) => found.start <= own.start,
+                    None => true,
+                };
+                let reach = found.end - boundary;
+                let reaches_further = match &best {
+                    Some((_, _, best_reach)) => reach > *best_reach,
+                    None => true,
+                };
+                if extends_own && reaches_further {
+                    best = Some((found, joined, reach));
+                }
+            }
+        }
+        let Some((found, joined, _)) = best else {
+            break;
+        };
+        let reached_end = found.end >= joined.len();
+        own = Some(found);
+        current = joined;
+        if !reached_end {
+            break;
+        }
+    }
+    own.map(|found| found.instant)
+}
+
+/// Every reset the line states, in order of position.
+fn find_resets(line: &str, now: DateTime<Utc>, zone: Tz) -> Vec<ResetMatch> {
+    let mut found = Vec::new();
+    let mut push = |instant: Option<DateTime<Utc>>, start: usize, end: usize| {
+        if let Some(instant) = instant {
+            found.push(ResetMatch { instant, start, end });
+        }
+    };
+
+    // "usage limit reached|1763744400" (seconds or milliseconds)
+    for captures in EPOCH_AFTER_PIPE.captures_iter(line) {
+        if let (Some(whole), Some(digits)) = (captures.get(0), captures.get(1)) {
+            push(epoch_instant(digits.as_str()), whole.start(), whole.end());
+        }
+    }
+    // "resetsAt":1747353600, "reset_at": "2025-11-23T12:00:00Z"
+    for key in RESET_KEY.find_iter(line) {
+        let rest = &line[key.end()..];
+        if let Some((instant, length)) = parse_header_value(rest, now, zone, true) {
+            push(Some(instant), key.start(), key.end() + length);
+        }
+    }
+    // Retry-After: 120 / Retry-After: <HTTP-date> / retry-after-ms: 1500
+    for header in RETRY_AFTER.captures_iter(line) {
+        let Some(whole) = header.get(0) else { continue };
+        let rest = &line[whole.end()..];
+        let parsed = if header.get(1).is_some() {
+            parse_seconds(rest)
+                .and_then(|(nanoseconds, length)| Some((add_nanoseconds(now, nanoseconds / 1000)?, length)))
+        } else {
+            parse_header_value(rest, now, zone, false)
+        };
+        if let Some((instant, length)) = parsed {
+            push(Some(instant), whole.start(), whole.end() + length);
+        }
+    }
+    // x-ratelimit-reset-tokens: 6m0s, anthropic-ratelimit-tokens-reset: <RFC 3339>
+    for header in RATELIMIT_RESET_HEADER.captures_iter(line) {
+        let Some(whole) = header.get(0) else { continue };
+        let rest = &line[whole.end()..];
+        if let Some((instant, length)) = parse_header_value(rest, now, zone, true) {
+            push(Some(instant), whole.start(), whole.end() + length);
+        }
+    }
+    // "resets_in_seconds": 3600
+    for key in RESET_IN_KEY.find_iter(line) {
+        let rest = &line[key.end()..];
+        let parsed = parse_duration(rest).or_else(|| {
+            parse_seconds(rest)
+                .filter(|&(_, length)| !rest[length..].starts_with(|c: char| c.is_alphanumeric()))
+        });
+        if let Some((nanoseconds, length)) = parsed {
+            push(add_nanoseconds(now, nanoseconds), key.start(), key.end() + length);
+        }
+    }
+    // "retryDelay": "38s"
+    for delay in RETRY_DELAY.find_iter(line) {
+        let rest = &line[delay.end()..];
+        if let Some((nanoseconds, length)) = parse_duration(rest) {
+            push(add_nanoseconds(now, nanoseconds), delay.start(), delay.end() + length);
+        }
+    }
+    // "resets 8pm", "try again in 20s", "Access resets at 2:55 PM PST."
+    for keyword in RESET_KEYWORD.find_iter(line) {
+        let rest = &line[keyword.end()..];
+        if let Some((instant, length)) = parse_after_keyword(rest, now, zone) {
+            let after = &line[keyword.end() + length..];
+            if !is_countdown_tail(after) {
+                push(Some(instant), keyword.start(), keyword.end() + length);
+            }
+        }
+    }
+    found.sort_by_key(|found| (found.start, std::cmp::Reverse(found.end)));
+    found
+}
+
+static EPOCH_AFTER_PIPE: LazyLock<Regex> = LazyLock::new(|| compile(r"\|\s*(\d{9,14})(?:[^\d]|$)"));
+static RESET_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r#"(?i)\b(?:resets?_?at|reset_?time(?:stamp)?|reset_?timestamp|resets?_?on)["']?\s*[:=]\s*["']?"#)
+});
+static RETRY_AFTER: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#"(?i)\bretry[-_]?after(?:(-ms|_ms)|_seconds|-seconds)?["']?\s*[:=]\s*["']?"#));
+static RATELIMIT_RESET_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r#"(?i)\b(?:x-|anthropic-)?ratelimit-(?:[a-z]+-){0,3}reset(?:-[a-z]+){0,2}["']?\s*:\s*["']?"#)
+});
+static RESET_IN_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?i)\b(?:resets?_?in(?:_?seconds)?|reset_?after(?:_?seconds)?|retry_?after_?seconds|seconds_?until_?reset)["']?\s*[:=]\s*["']?"#,
+    )
+});
+static RETRY_DELAY: LazyLock<Regex> = LazyLock::new(|| compile(r#"(?i)\bretry_?delay["']?\s*[:=]\s*["']?"#));
+/// Words that introduce a reset in a message.
+pub(super) static RESET_KEYWORD: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?i)\b(?:resets?|try\s+again|retry|available(?:\s+again)?|regains?\s+access|access\s+again|until|renews?|refresh(?:es)?|reset\s+time\s+is|please\s+wait|wait\s+for)\b",
+    )
+});
+
+fn is_countdown_tail(after: &str) -> bool {
+    let window: String = after.chars().take(40).collect::<String>().to_lowercase();
+    window.contains("attempt")
+}
+
+/// After a reset keyword: `in <duration>`, `after <duration>`, or an absolute time.
+fn parse_after_keyword(rest: &str, now: DateTime<Utc>, zone: Tz) -> Option<(DateTime<Utc>, usize)> {
+    let position = skip_fillers(rest, 0, &[":", "-"]);
+    let word_end =
+        rest[position..].find(|c: char| !c.is_alphabetic()).map_or(rest.len(), |offset| position + offset);
+    let word = rest[position..word_end].to_ascii_lowercase();
+    match word.as_str() {
+        "in" | "within" | "after" | "for" => {
+            let after_word = skip_fillers(
+                rest,
+                word_end,
+                &["about", "approximately", "approx.", "approx", "around", "roughly", "~", "another"],
+            );
+            if let Some((nanoseconds, length)) = parse_duration(&rest[after_word..]) {
+                return Some((add_nanoseconds(now, nanoseconds)?, after_word + length));
+            }
+            if word == "after" {
+                return parse_absolute(&rest[word_end..], now, zone)
+                    .map(|(instant, length)| (instant, word_end + length));
+            }
+            None
+        }
+        _ => {
+            if let Some((nanoseconds, length)) = parse_duration(&rest[position..]) {
+                return Some((add_nanoseconds(now, nanoseconds)?, position + length));
+            }
+            parse_absolute(&rest[position..], now, zone).map(|(instant, length)| (instant, position + length))
+        }
+    }
+}
+
+/// A header or JSON value: epoch seconds or milliseconds (when `allow_epoch`), a
+/// number of seconds, a duration (`6m0s`), or a timestamp / HTTP-date.
+fn parse_header_value(
+    rest: &str,
+    now: DateTime<Utc>,
+    zone: Tz,
+    allow_epoch: bool,
+) -> Option<(DateTime<Utc>, usize)> {
+    if let Some(found) = ISO_DATETIME.find(rest) {
+        if let Some((instant, length)) = parse_absolute(rest, now, zone) {
+            if length >= found.end() {
+                return Some((instant, length));
+            }
+        }
+    }
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let after_digits = rest[digits.len()..].chars().next();
+    if allow_epoch && digits.len() >= 9 && !after_digits.is_some_and(|c| c == '.' || c.is_alphabetic()) {
+        return epoch_instant(&digits).map(|instant| (instant, digits.len()));
+    }
+    if let Some((nanoseconds, length)) = parse_duration(rest) {
+        return Some((add_nanoseconds(now, nanoseconds)?, length));
+    }
+    if let Some((nanoseconds, length)) = parse_seconds(rest) {
+        let next = rest[length..].chars().next();
+        if !next.is_some_and(|c| c.is_alphanumeric() || c == ':') {
+            return Some((add_nanoseconds(now, nanoseconds)?, length));
+        }
+    }
+    parse_absolute(rest, now, zone)
+}
+
+fn epoch_instant(digits: &str) -> Option<DateTime<Utc>> {
+    let value: i64 = digits.parse().ok()?;
+    if value >= 100_000_000_000 {
+        DateTime::from_timestamp_millis(value)
+    } else {
+        DateTime::from_timestamp(value, 0)
+    }
+}
+
+fn add_nanoseconds(now: DateTime<Utc>, nanoseconds: i128) -> Option<DateTime<Utc>> {
+    if nanoseconds < 0 || nanoseconds > i128::from(MAX_RELATIVE_SECONDS) * 1_000_000_000 {
+        return None;
+    }
+    let nanoseconds = i64::try_from(nanoseconds).ok()?;
+    now.checked_add_signed(Duration::nanoseconds(nanoseconds))
+}
+
+/// A decimal number of seconds at the start of `text`, as nanoseconds.
+fn parse_seconds(text: &str) -> Option<(i128, usize)> {
+    parse_decimal(text, 1_000_000_000)
+}
+
+/// `digits[.digits]` at the start of `text`, multiplied by `unit` exactly.
+fn parse_decimal(text: &str, unit: i128) -> Option<(i128, usize)> {
+    let integer_length = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if integer_length == 0 || integer_length > 12 {
+        return None;
+    }
+    let integer: i128 = text[..integer_length].parse().ok()?;
+    let mut value = integer * unit;
+    let mut length = integer_length;
+    if text[length..].starts_with('.') {
+        let fraction = &text[length + 1..];
+        let fraction_length = fraction.find(|c: char| !c.is_ascii_digit()).unwrap_or(fraction.len());
+        if fraction_length > 0 {
+            let used = &fraction[..fraction_length.min(12)];
+            let numerator: i128 = used.parse().ok()?;
+            let denominator = 10i128.pow(u32::try_from(used.len()).ok()?);
+            value += numerator * unit / denominator;
+            length += 1 + fraction_length;
+        }
+    }
+    Some((value, length))
+}
+
+/// `20s`, `3.89s`, `644ms`, `8h44m7s`, `45 minutes`, `2 days 17 hours 14 minutes`,
+/// `an hour`: nanoseconds and the length read.
+fn parse_duration(text: &str) -> Option<(i128, usize)> {
+    let mut total: i128 = 0;
+    let mut position = 0;
+    let mut components = 0;
+    loop {
+        let cursor = if components > 0 {
+            skip_fillers(text, position, &[",", "and", "&"])
+        } else {
+            skip_spaces(text, position)
+        };
+        let rest = &text[cursor..];
+        let (amount_length, is_article) = if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            let length = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+            (length, false)
+        } else if components == 0 {
+            match ["an ", "a ", "one "].iter().find(|article| starts_with_ignore_case(rest, article)) {
+                Some(article) => (article.len(), true),
+                None => break,
+            }
+        } else {
+            break;
+        };
+        let unit_position = skip_spaces(text, cursor + amount_length);
+        let unit: String = text[unit_position..].chars().take_while(char::is_ascii_alphabetic).collect();
+        let Some(per_unit) = unit_nanoseconds(&unit.to_ascii_lowercase()) else {
+            break;
+        };
+        let value = if is_article { per_unit } else { parse_decimal(rest, per_unit)?.0 };
+        total = total.checked_add(value)?;
+        position = unit_position + unit.len();
+        components += 1;
+    }
+    (components > 0).then_some((total, position))
+}
+
+fn unit_nanoseconds(unit: &str) -> Option<i128> {
+    const SECOND: i128 = 1_000_000_000;
+    Some(match unit {
+        "ms" | "msec" | "msecs" | "millis" | "millisecond" | "milliseconds" => 1_000_000,
+        "us" | "microsecond" | "microseconds" => 1_000,
+        "s" | "sec" | "secs" | "second" | "seconds" => SECOND,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60 * SECOND,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600 * SECOND,
+        "d" | "day" | "days" => 86_400 * SECOND,
+        "w" | "wk" | "wks" | "week" | "weeks" => 7 * 86_400 * SECOND,
+        _ => return None,
+    })
+}
+
+/// Reset headers anywhere in the output, for a hit whose own message states none:
+/// `Retry-After` first, then the rate-limit reset of the exhausted kind
+/// (`anthropic-ratelimit-tokens-remaining: 0`), else the latest reset header. `lines`:
+/// the output's non-empty lines, tool output left out.
+pub(super) fn header_reset(lines: &[&str], now: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+    let retry_after = lines
+        .iter()
+        .filter(|line| RETRY_AFTER.is_match(line) || RETRY_DELAY.is_match(line))
+        .filter_map(|line| parse_reset(line, now, zone))
+        .next_back();
+    if retry_after.is_some() {
+        return retry_after;
+    }
+    let exhausted: Vec<String> = lines
+        .iter()
+        .filter_map(|line| EXHAUSTED_KIND.captures(line))
+        .filter_map(|captures| captures.get(1).or(captures.get(2)))
+        .map(|kind| kind.as_str().to_ascii_lowercase())
+        .collect();
+    let mut latest: Option<DateTime<Utc>> = None;
+    for line in lines {
+        let Some(captures) = RATELIMIT_RESET_KIND.captures(line) else {
+            continue;
+        };
+        let Some(instant) = parse_reset(line, now, zone) else {
+            continue;
+        };
+        let kind = captures
+            .get(1)
+            .or(captures.get(2))
+            .map(|kind| kind.as_str().to_ascii_lowercase())
+            .unwrap_or_default();
+        if exhausted.contains(&kind) {
+            return Some(instant);
+        }
+        latest = Some(latest.map_or(instant, |latest| latest.max(instant)));
+    }
+    latest
+}
+
+static EXHAUSTED_KIND: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?i)\b(?:x-|anthropic-)?ratelimit-(?:([a-z-]+?)-remaining|remaining-([a-z-]+))["']?\s*:\s*["']?0(?:[^.\d]|$)"#,
+    )
+});
+pub(super) static RATELIMIT_RESET_KIND: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r#"(?i)\b(?:x-|anthropic-)?ratelimit-(?:([a-z-]+?)-reset|reset(?:-([a-z-]+))?)["']?\s*:"#)
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::tests::{instant, NOW, ZONE};
+
+    #[rustfmt::skip]
+    #[test]
+    fn parses_every_relative_reset_form() {
+        let cases: &[(&str, Tz, &str, Option<&str>)] = &[
+            // Relative offsets are added to the instant the output was printed.
+            (NOW, ZONE, "try again in 20s", Some("2025-11-23T10:00:20Z")),
+            (NOW, ZONE, "resets in 45 minutes", Some("2025-11-23T10:45:00Z")),
+            (NOW, ZONE, "retry in 56.2s", Some("2025-11-23T10:00:56.2Z")),
+            (NOW, ZONE, "Please try again in 3.89s.", Some("2025-11-23T10:00:03.89Z")),
+            (NOW, ZONE, "Please try again in 644ms.", Some("2025-11-23T10:00:00.644Z")),
+            (NOW, ZONE, "try again in 2 days 17 hours 14 minutes.", Some("2025-11-26T03:14:00Z")),
+            (NOW, ZONE, "Please try again in 15 hours 23 minutes.", Some("2025-11-24T01:23:00Z")),
+            (NOW, ZONE, "Your quota will reset after 8h44m7s.", Some("2025-11-23T18:44:07Z")),
+            (NOW, ZONE, "Please retry in 38.804097346s.", Some("2025-11-23T10:00:38.804097346Z")),
+            (NOW, ZONE, "try again in an hour", Some("2025-11-23T11:00:00Z")),
+            (NOW, ZONE, "Please wait 60 seconds.", Some("2025-11-23T10:01:00Z")),
+            (NOW, ZONE, "Retry-After: 120", Some("2025-11-23T10:02:00Z")),
+            (NOW, ZONE, "retry-after-ms: 1500", Some("2025-11-23T10:00:01.5Z")),
+            (NOW, ZONE, "x-ratelimit-reset-tokens: 6m0s", Some("2025-11-23T10:06:00Z")),
+            (NOW, ZONE, r#""retryDelay": "38s""#, Some("2025-11-23T10:00:38Z")),
+            (NOW, ZONE, r#"{"type":"usage_limit_reached","resets_in_seconds":3600}"#, Some("2025-11-23T11:00:00Z")),
+            // A client's own countdown is never a reset.
+            (NOW, ZONE, "Retrying in 4 seconds... (attempt 4/10)", None),
+            (NOW, ZONE, "retry in 5 seconds (attempt 2/10)", None),
+            (NOW, ZONE, "resets soon", None),
+            (NOW, ZONE, "Resets: unknown", None),
+            // Epochs, seconds or milliseconds.
+            (NOW, ZONE, "Claude AI usage limit reached|1763744400", Some("2025-11-21T17:00:00Z")),
+            (NOW, ZONE, "Claude AI usage limit reached|1763913600000", Some("2025-11-23T16:00:00Z")),
+            (NOW, ZONE, r#"{"status":"rejected","resetsAt":1763917200}"#, Some("2025-11-23T17:00:00Z")),
+            (NOW, ZONE, "x-ratelimit-reset: 1763917200", Some("2025-11-23T17:00:00Z")),
+        ];
+        let mut failures = Vec::new();
+        for &(printed_at, zone, line, expected) in cases {
+            let parsed = parse_reset(line, instant(printed_at), zone);
+            if parsed != expected.map(instant) {
+                failures.push(format!("{line:?} at {printed_at}: expected {expected:?}, got {parsed:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn built_in_patterns_compile() {
+        let patterns: [&Regex; 9] = [
+            &EPOCH_AFTER_PIPE,
+            &RESET_KEY,
+            &RETRY_AFTER,
+            &RATELIMIT_RESET_HEADER,
+            &RETRY_DELAY,
+            &RESET_KEYWORD,
+            &RESET_IN_KEY,
+            &EXHAUSTED_KIND,
+            &RATELIMIT_RESET_KIND,
+        ];
+        assert!(patterns.iter().all(|pattern| !pattern.as_str().is_empty()));
+    }
+}
