@@ -9,39 +9,29 @@
 
 pub mod accounts;
 pub mod backoff;
-pub mod burst;
 pub mod cli;
 pub mod cli_docs;
 pub mod clock;
+pub(crate) mod commands;
 pub mod config;
 pub mod context;
-pub mod controls;
 pub mod db;
-pub mod doctor;
 pub mod drain;
 pub mod duration;
-pub mod enqueue;
 pub mod error;
-pub mod events;
 pub mod forecast;
 pub mod glob;
-pub mod items;
 pub mod metrics;
 pub mod migrate;
-pub mod migrate_command;
 pub mod notify;
 pub mod output;
 pub mod process;
 pub mod prune;
 pub mod quota;
-pub mod quota_command;
 pub mod ratelimit;
 pub mod reap;
-pub mod retry;
-pub mod runs;
 pub mod signals;
 pub mod sources;
-pub mod status;
 pub mod supervise;
 pub mod when;
 pub mod window;
@@ -118,37 +108,39 @@ fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
     match cli.command {
         Command::Migrate(args) => {
             let as_json = args.json;
-            migrate_command::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, as_json))
+            commands::migrate::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, as_json))
         }
         Command::Quota(cli::QuotaCommand::Test(args)) => {
             let as_json = args.json;
-            quota_command::run(config_path.as_deref(), &args).map(|r| (r, as_json))
+            commands::quota::run(config_path.as_deref(), &args).map(|r| (r, as_json))
         }
         Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Enqueue(args) => open.run(|ctx| commands::enqueue::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Scan(args) => open.run(|ctx| sources::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
-        Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)).map(|r| (r, args.json)),
-        Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)).map(|r| (r, args.json)),
-        Command::Status(args) => open.run(status::run).map(|r| (r, args.json)),
-        Command::Events(args) => open.run(|ctx| events::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Burst(command) => open.run(|ctx| commands::burst::run(ctx, &command)),
+        Command::Pause(args) => open.run(|ctx| commands::controls::pause(ctx, &args)).map(|r| (r, args.json)),
+        Command::Resume(args) => {
+            open.run(|ctx| commands::controls::resume(ctx, &args)).map(|r| (r, args.json))
+        }
+        Command::Status(args) => open.run(commands::status::run).map(|r| (r, args.json)),
+        Command::Events(args) => open.run(|ctx| commands::events::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Runs(args) => {
             let as_json = match &args.command {
                 Some(cli::RunsCommand::Show(show)) => show.json,
                 None => args.json,
             };
-            open.run(|ctx| runs::run(ctx, &args)).map(|r| (r, as_json))
+            open.run(|ctx| commands::runs::run(ctx, &args)).map(|r| (r, as_json))
         }
         Command::Items(args) => {
             let as_json = match &args.command {
                 Some(cli::ItemsCommand::Show(show)) => show.json,
                 None => args.json,
             };
-            open.run(|ctx| items::run(ctx, &args)).map(|r| (r, as_json))
+            open.run(|ctx| commands::items::run(ctx, &args)).map(|r| (r, as_json))
         }
-        Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Doctor(args) => doctor::run(config_path.as_deref(), &args).map(|r| (r, args.json)),
+        Command::Retry(args) => open.run(|ctx| commands::retry::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Doctor(args) => commands::doctor::run(config_path.as_deref(), &args).map(|r| (r, args.json)),
         Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)).map(|r| (r, false)),
         Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)).map(|r| (r, args.json)),
         Command::Completions(args) => Ok((cli_docs::completions(&args), false)),

@@ -656,8 +656,8 @@ impl Walker<'_> {
         } else {
             return Ok(false);
         };
-        if key.len() > crate::enqueue::MAX_KEY_BYTES {
-            self.report.refuse(key, format!("path is longer than {} bytes", crate::enqueue::MAX_KEY_BYTES));
+        if key.len() > items::MAX_KEY_BYTES {
+            self.report.refuse(key, format!("path is longer than {} bytes", items::MAX_KEY_BYTES));
             return Ok(false);
         }
         if self.found.len() >= self.limit {
