@@ -3,7 +3,8 @@
 //! A *drain* is a named backlog of items in PostgreSQL plus a worker command that
 //! processes one item at a time. drainctl is a one-shot CLI: each invocation opens one
 //! connection, brings the schema up to date under an advisory lock, does one pass of work
-//! and exits. [`run`] is the whole program: parse, resolve, dispatch, report.
+//! and exits. [`run`] is the whole program: parse, resolve, dispatch (see `commands`),
+//! report.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -41,9 +42,8 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::error::{Error, EXIT_OK, EXIT_USAGE};
-use crate::output::Report;
+use crate::cli::Cli;
+use crate::error::{EXIT_OK, EXIT_USAGE};
 
 /// Run drainctl with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
@@ -63,7 +63,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     init_logger(cli.verbose);
-    match dispatch(cli) {
+    match commands::dispatch(cli) {
         Ok((report, as_json)) => {
             report.print(as_json);
             report.exit_code
@@ -90,76 +90,4 @@ fn init_logger(verbosity: u8) {
         writeln!(buf, "drainctl: {}: {message}", record.level().as_str().to_lowercase())
     });
     let _ = builder.try_init();
-}
-
-fn dispatch(cli: Cli) -> Result<(Report, bool), Error> {
-    let lock_timeout = duration::parse_duration(&cli.lock_timeout)
-        .and_then(|timeout| {
-            duration::check_at_most(
-                &cli.lock_timeout,
-                timeout,
-                db::MAX_LOCK_TIMEOUT,
-                db::MAX_LOCK_TIMEOUT_TEXT,
-            )
-        })
-        .map_err(|message| Error::Usage(format!("--lock-timeout: {message}")))?;
-    let config_path = cli.config.clone();
-    let open = Opening { config_path: config_path.as_deref(), lock_timeout };
-    match cli.command {
-        Command::Migrate(args) => {
-            let as_json = args.json;
-            commands::migrate::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, as_json))
-        }
-        Command::Quota(cli::QuotaCommand::Test(args)) => {
-            let as_json = args.json;
-            commands::quota::run(config_path.as_deref(), &args).map(|r| (r, as_json))
-        }
-        Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Enqueue(args) => open.run(|ctx| commands::enqueue::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Scan(args) => open.run(|ctx| sources::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Burst(command) => open.run(|ctx| commands::burst::run(ctx, &command)),
-        Command::Pause(args) => open.run(|ctx| commands::controls::pause(ctx, &args)).map(|r| (r, args.json)),
-        Command::Resume(args) => {
-            open.run(|ctx| commands::controls::resume(ctx, &args)).map(|r| (r, args.json))
-        }
-        Command::Status(args) => open.run(commands::status::run).map(|r| (r, args.json)),
-        Command::Events(args) => open.run(|ctx| commands::events::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Runs(args) => {
-            let as_json = match &args.command {
-                Some(cli::RunsCommand::Show(show)) => show.json,
-                None => args.json,
-            };
-            open.run(|ctx| commands::runs::run(ctx, &args)).map(|r| (r, as_json))
-        }
-        Command::Items(args) => {
-            let as_json = match &args.command {
-                Some(cli::ItemsCommand::Show(show)) => show.json,
-                None => args.json,
-            };
-            open.run(|ctx| commands::items::run(ctx, &args)).map(|r| (r, as_json))
-        }
-        Command::Retry(args) => open.run(|ctx| commands::retry::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Doctor(args) => commands::doctor::run(config_path.as_deref(), &args).map(|r| (r, args.json)),
-        Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)).map(|r| (r, false)),
-        Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Completions(args) => Ok((cli_docs::completions(&args), false)),
-    }
-}
-
-/// How a database-backed command opens its context.
-struct Opening<'a> {
-    config_path: Option<&'a std::path::Path>,
-    lock_timeout: std::time::Duration,
-}
-
-impl Opening<'_> {
-    /// Open the context, run `command` in it, then notify of the events it recorded —
-    /// whether the command succeeded or not.
-    fn run<T>(&self, command: impl FnOnce(&mut context::Context) -> Result<T, Error>) -> Result<T, Error> {
-        let mut ctx = context::Context::open(self.config_path, self.lock_timeout)?;
-        let result = command(&mut ctx);
-        notify::notify_recorded(&ctx.config, &mut ctx.client, ctx.clock.now());
-        result
-    }
 }

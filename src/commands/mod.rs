@@ -1,14 +1,102 @@
 //! The subcommands, one file each: parse the arguments, call the domain, render the
-//! result as a [`crate::output::Report`].
+//! result as a [`crate::output::Report`]. [`dispatch`] picks the file for the command line
+//! and opens what it needs: most commands run in a [`Context`] (configuration, clock, one
+//! migrated connection); `migrate`, `quota test`, `doctor` and `completions` open what
+//! they need themselves, or nothing.
 
 pub(crate) mod burst;
+pub(crate) mod completions;
 pub(crate) mod controls;
 pub(crate) mod doctor;
+pub(crate) mod drain;
 pub(crate) mod enqueue;
 pub(crate) mod events;
 pub(crate) mod items;
+pub(crate) mod metrics;
 pub(crate) mod migrate;
+pub(crate) mod prune;
 pub(crate) mod quota;
 pub(crate) mod retry;
 pub(crate) mod runs;
+pub(crate) mod scan;
 pub(crate) mod status;
+pub(crate) mod supervise;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::{self, Cli, Command};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::output::Report;
+
+/// Run the command of `cli`; returns its report and whether to print it as JSON.
+pub(crate) fn dispatch(cli: Cli) -> Result<(Report, bool)> {
+    let lock_timeout = crate::duration::parse_duration(&cli.lock_timeout)
+        .and_then(|timeout| {
+            crate::duration::check_at_most(
+                &cli.lock_timeout,
+                timeout,
+                crate::db::MAX_LOCK_TIMEOUT,
+                crate::db::MAX_LOCK_TIMEOUT_TEXT,
+            )
+        })
+        .map_err(|message| Error::Usage(format!("--lock-timeout: {message}")))?;
+    let config_path = cli.config.clone();
+    let open = Opening { config_path: config_path.as_deref(), lock_timeout };
+    match cli.command {
+        Command::Migrate(args) => {
+            let as_json = args.json;
+            migrate::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, as_json))
+        }
+        Command::Quota(cli::QuotaCommand::Test(args)) => {
+            let as_json = args.json;
+            quota::run(config_path.as_deref(), &args).map(|r| (r, as_json))
+        }
+        Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Scan(args) => open.run(|ctx| scan::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
+        Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)).map(|r| (r, args.json)),
+        Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)).map(|r| (r, args.json)),
+        Command::Status(args) => open.run(status::run).map(|r| (r, args.json)),
+        Command::Events(args) => open.run(|ctx| events::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Runs(args) => {
+            let as_json = match &args.command {
+                Some(cli::RunsCommand::Show(show)) => show.json,
+                None => args.json,
+            };
+            open.run(|ctx| runs::run(ctx, &args)).map(|r| (r, as_json))
+        }
+        Command::Items(args) => {
+            let as_json = match &args.command {
+                Some(cli::ItemsCommand::Show(show)) => show.json,
+                None => args.json,
+            };
+            open.run(|ctx| items::run(ctx, &args)).map(|r| (r, as_json))
+        }
+        Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Doctor(args) => doctor::run(config_path.as_deref(), &args).map(|r| (r, args.json)),
+        Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)).map(|r| (r, false)),
+        Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Completions(args) => Ok((completions::run(&args), false)),
+    }
+}
+
+/// How a database-backed command opens its context.
+struct Opening<'a> {
+    config_path: Option<&'a Path>,
+    lock_timeout: Duration,
+}
+
+impl Opening<'_> {
+    /// Open the context, run `command` in it, then notify of the events it recorded —
+    /// whether the command succeeded or not.
+    fn run<T>(&self, command: impl FnOnce(&mut Context) -> Result<T>) -> Result<T> {
+        let mut ctx = Context::open(self.config_path, self.lock_timeout)?;
+        let result = command(&mut ctx);
+        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, ctx.clock.now());
+        result
+    }
+}
