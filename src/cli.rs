@@ -50,7 +50,7 @@ pub enum Command {
     /// Undo `pause`
     Resume(NameArg),
     /// Show every drain: state, backlog, burst, backoff, last run
-    Status(JsonArg),
+    Status(OutputArgs),
     /// Tools for rate-limit classification
     #[command(subcommand)]
     Quota(QuotaCommand),
@@ -72,20 +72,49 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct JsonArg {
-    /// Print JSON instead of a table
+/// `--json`, of every command that has a JSON form (docs/json.md).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct OutputArgs {
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+impl Command {
+    /// How this command's result is printed: the `--json` of the command (or subcommand)
+    /// given; `metrics` and `completions` print text only.
+    pub fn output(&self) -> OutputArgs {
+        match self {
+            Command::Migrate(args) => args.output,
+            Command::Drain(args) => args.output,
+            Command::Enqueue(args) => args.output,
+            Command::Scan(args) | Command::Resume(args) => args.output,
+            Command::Supervise(args) => args.output,
+            Command::Burst(BurstCommand::On(args)) => args.output,
+            Command::Burst(BurstCommand::Off(args)) => args.output,
+            Command::Burst(BurstCommand::Status(args)) => args.output,
+            Command::Pause(args) => args.output,
+            Command::Status(output) => *output,
+            Command::Quota(QuotaCommand::Test(args)) => args.output,
+            Command::Events(args) => args.output,
+            Command::Runs(RunsArgs { command: Some(RunsCommand::Show(show)), .. }) => show.output,
+            Command::Runs(args) => args.output,
+            Command::Items(ItemsArgs { command: Some(ItemsCommand::Show(show)), .. }) => show.output,
+            Command::Items(args) => args.output,
+            Command::Retry(args) => args.output,
+            Command::Doctor(args) => args.output,
+            Command::Prune(args) => args.output,
+            Command::Metrics(_) | Command::Completions(_) => OutputArgs::default(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct NameArg {
     /// Drain name
     pub name: String,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -99,9 +128,8 @@ pub struct MigrateArgs {
     /// Accept the current file's checksum for an applied migration (after a harmless edit)
     #[arg(long, value_name = "VERSION")]
     pub repair_checksum: Option<i32>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,9 +159,8 @@ pub struct DrainArgs {
     /// Log file this pass writes to (recorded on the run; set by `supervise`)
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -152,9 +179,8 @@ pub struct EnqueueArgs {
     /// Reset an already finished (done, dead or skipped_missing) item with the same key to pending
     #[arg(long)]
     pub replace: bool,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -165,9 +191,8 @@ pub struct SuperviseArgs {
     /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to 15 minutes
     #[arg(long, value_name = "TIME")]
     pub slot: Option<String>,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,18 +215,16 @@ pub struct BurstOnArgs {
     /// Why (shown in status and events)
     #[arg(long)]
     pub note: Option<String>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct BurstStatusArgs {
     /// Drain name (default: every drain)
     pub name: Option<String>,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -211,9 +234,8 @@ pub struct PauseArgs {
     /// Why (shown in status and events)
     #[arg(long)]
     pub note: Option<String>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,9 +258,8 @@ pub struct QuotaTestArgs {
     /// Exit code of the worker, if known
     #[arg(long)]
     pub exit_code: Option<i32>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Most rows a list command prints.
@@ -263,9 +284,8 @@ pub struct EventsArgs {
         value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
     )]
     pub limit: i64,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -284,9 +304,8 @@ pub struct RunsArgs {
         value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
     )]
     pub limit: i64,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,9 +318,8 @@ pub enum RunsCommand {
 pub struct RunsShowArgs {
     /// Run id (from `drainctl runs`)
     pub id: i64,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -323,9 +341,8 @@ pub struct ItemsArgs {
         value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
     )]
     pub limit: i64,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -363,9 +380,8 @@ pub struct ItemsShowArgs {
     pub name: String,
     /// Item key
     pub key: String,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -378,16 +394,14 @@ pub struct RetryArgs {
     /// Retry this one item (dead or pending)
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -395,9 +409,8 @@ pub struct PruneArgs {
     /// Count what would be removed; remove nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

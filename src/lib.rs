@@ -63,9 +63,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     init_logger(cli.verbose);
+    let output = cli.command.output();
     match commands::dispatch(cli) {
-        Ok((report, as_json)) => {
-            report.print(as_json);
+        Ok(report) => {
+            report.print(output.json);
             report.exit_code
         }
         Err(error) => {

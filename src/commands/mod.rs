@@ -30,8 +30,9 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::output::Report;
 
-/// Run the command of `cli`; returns its report and whether to print it as JSON.
-pub(crate) fn dispatch(cli: Cli) -> Result<(Report, bool)> {
+/// Run the command of `cli`; returns its report (the caller prints it as
+/// [`Command::output`] says).
+pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
     let lock_timeout = crate::duration::parse_duration(&cli.lock_timeout)
         .and_then(|timeout| {
             crate::duration::check_at_most(
@@ -45,42 +46,24 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(Report, bool)> {
     let config_path = cli.config.clone();
     let open = Opening { config_path: config_path.as_deref(), lock_timeout };
     match cli.command {
-        Command::Migrate(args) => {
-            let as_json = args.json;
-            migrate::run(config_path.as_deref(), lock_timeout, &args).map(|r| (r, as_json))
-        }
-        Command::Quota(cli::QuotaCommand::Test(args)) => {
-            let as_json = args.json;
-            quota::run(config_path.as_deref(), &args).map(|r| (r, as_json))
-        }
-        Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Scan(args) => open.run(|ctx| scan::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)).map(|r| (r, args.json)),
+        Command::Migrate(args) => migrate::run(config_path.as_deref(), lock_timeout, &args),
+        Command::Quota(cli::QuotaCommand::Test(args)) => quota::run(config_path.as_deref(), &args),
+        Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)),
+        Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)),
+        Command::Scan(args) => open.run(|ctx| scan::run(ctx, &args)),
+        Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)),
         Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
-        Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)).map(|r| (r, args.json)),
-        Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)).map(|r| (r, args.json)),
-        Command::Status(args) => open.run(status::run).map(|r| (r, args.json)),
-        Command::Events(args) => open.run(|ctx| events::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Runs(args) => {
-            let as_json = match &args.command {
-                Some(cli::RunsCommand::Show(show)) => show.json,
-                None => args.json,
-            };
-            open.run(|ctx| runs::run(ctx, &args)).map(|r| (r, as_json))
-        }
-        Command::Items(args) => {
-            let as_json = match &args.command {
-                Some(cli::ItemsCommand::Show(show)) => show.json,
-                None => args.json,
-            };
-            open.run(|ctx| items::run(ctx, &args)).map(|r| (r, as_json))
-        }
-        Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Doctor(args) => doctor::run(config_path.as_deref(), &args).map(|r| (r, args.json)),
-        Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)).map(|r| (r, false)),
-        Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)).map(|r| (r, args.json)),
-        Command::Completions(args) => Ok((completions::run(&args), false)),
+        Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)),
+        Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)),
+        Command::Status(_) => open.run(status::run),
+        Command::Events(args) => open.run(|ctx| events::run(ctx, &args)),
+        Command::Runs(args) => open.run(|ctx| runs::run(ctx, &args)),
+        Command::Items(args) => open.run(|ctx| items::run(ctx, &args)),
+        Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)),
+        Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),
+        Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)),
+        Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)),
+        Command::Completions(args) => Ok(completions::run(&args)),
     }
 }
 
