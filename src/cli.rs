@@ -1,9 +1,17 @@
-//! The command line, as clap derive types. Fields hold what the user typed; checking and
-//! converting (durations, zones, times) happens in the commands' resolve steps.
+//! The command line, as clap derive types. Values are typed as they are parsed: durations,
+//! instants, time zones and quota profiles go through the value parsers at the end of this
+//! file, whose [`InvalidValue`] messages `run` reports as usage errors (exit 64) naming
+//! the flag. What needs the configuration (a drain name, `--until`) is checked by the
+//! command.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::quota::Profile;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,8 +27,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Wait at most this long (up to 24d) for the migration lock before giving up with exit 75
-    #[arg(long, global = true, value_name = "DURATION", default_value = "60s")]
-    pub lock_timeout: String,
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = lock_timeout)]
+    pub lock_timeout: Duration,
 
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -189,8 +197,8 @@ pub struct SuperviseArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to 15 minutes
-    #[arg(long, value_name = "TIME")]
-    pub slot: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = instant)]
+    pub slot: Option<DateTime<Utc>>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -247,14 +255,14 @@ pub enum QuotaCommand {
 #[derive(Debug, Args)]
 pub struct QuotaTestArgs {
     /// Pattern profile: claude, openai, gemini or http
-    #[arg(long, default_value = "claude")]
-    pub profile: String,
+    #[arg(long, default_value = "claude", value_parser = profile)]
+    pub profile: Profile,
     /// Time zone for clock times without a zone [default: the configured one]
-    #[arg(long, value_name = "ZONE")]
-    pub tz: Option<String>,
+    #[arg(long, value_name = "ZONE", value_parser = zone)]
+    pub tz: Option<Tz>,
     /// When the output was printed (RFC 3339) [default: now]
-    #[arg(long, value_name = "TIME")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = instant)]
+    pub now: Option<DateTime<Utc>>,
     /// Exit code of the worker, if known
     #[arg(long)]
     pub exit_code: Option<i32>,
@@ -271,8 +279,8 @@ pub struct EventsArgs {
     #[arg(long, value_name = "NAME")]
     pub drain: Option<String>,
     /// Only events from the last DURATION (e.g. "1d", "6h"; at most 36500d)
-    #[arg(long, value_name = "DURATION")]
-    pub since: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = bounded_duration)]
+    pub since: Option<Duration>,
     /// Only events of this kind (e.g. item_dead_lettered)
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
@@ -432,4 +440,98 @@ pub enum CompletionShell {
     Bash,
     Zsh,
     Fish,
+}
+
+/// A flag value that does not parse; the message names the value and says what to write.
+/// `run` prints it as `drainctl: --flag: message` and exits 64.
+#[derive(Debug)]
+pub struct InvalidValue(pub String);
+
+impl std::fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidValue {}
+
+/// `--lock-timeout`: a duration of at most [`crate::db::MAX_LOCK_TIMEOUT`].
+fn lock_timeout(text: &str) -> Result<Duration, InvalidValue> {
+    let timeout = crate::duration::parse_duration(text).map_err(InvalidValue)?;
+    crate::duration::check_at_most(
+        text,
+        timeout,
+        crate::db::MAX_LOCK_TIMEOUT,
+        crate::db::MAX_LOCK_TIMEOUT_TEXT,
+    )
+    .map_err(InvalidValue)
+}
+
+/// A duration of at most [`crate::duration::MAX_DURATION`] (docs/configuration.md#durations).
+fn bounded_duration(text: &str) -> Result<Duration, InvalidValue> {
+    crate::duration::parse_bounded_duration(text).map_err(InvalidValue)
+}
+
+/// An RFC 3339 instant, in UTC.
+fn instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
+    DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| {
+        InvalidValue(format!("invalid instant {text:?}: use RFC 3339, e.g. 2026-11-27T10:00:00Z"))
+    })
+}
+
+/// An IANA time zone name.
+fn zone(text: &str) -> Result<Tz, InvalidValue> {
+    crate::config::parse_zone(text).map_err(InvalidValue)
+}
+
+/// A quota pattern profile name.
+fn profile(text: &str) -> Result<Profile, InvalidValue> {
+    text.parse().map_err(InvalidValue)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn values_are_typed_as_they_are_parsed() {
+        let cli = Cli::try_parse_from([
+            "drainctl",
+            "--lock-timeout",
+            "1m30s",
+            "quota",
+            "test",
+            "--profile",
+            "OpenAI",
+            "--tz",
+            "Asia/Jerusalem",
+            "--now",
+            "2026-11-27T12:00:00+02:00",
+        ])
+        .unwrap();
+        assert_eq!(cli.lock_timeout, Duration::from_secs(90));
+        let Command::Quota(QuotaCommand::Test(args)) = cli.command else { panic!("not quota test") };
+        assert_eq!(args.profile, Profile::OpenAi);
+        assert_eq!(args.tz, Some(chrono_tz::Asia::Jerusalem));
+        assert_eq!(args.now.map(|at| at.to_rfc3339()), Some("2026-11-27T10:00:00+00:00".to_string()));
+    }
+
+    #[test]
+    fn a_refused_value_says_what_to_write() {
+        for (args, expected) in [
+            (&["--lock-timeout", "25d", "status"][..], "\"25d\" is too long; the largest allowed is 24d"),
+            (&["events", "--since", "yesterday"], "invalid duration \"yesterday\""),
+            (&["supervise", "--slot", "10:15"], "invalid instant \"10:15\": use RFC 3339"),
+            (&["quota", "test", "--tz", "Mars"], "unknown time zone \"Mars\""),
+            (&["quota", "test", "--profile", "nope"], "unknown quota profile \"nope\""),
+        ] {
+            let error =
+                Cli::try_parse_from(std::iter::once("drainctl").chain(args.iter().copied())).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}");
+            let invalid = error.source().and_then(|source| source.downcast_ref::<InvalidValue>());
+            assert!(invalid.is_some_and(|invalid| invalid.0.contains(expected)), "{args:?}: {error}");
+        }
+    }
 }

@@ -43,24 +43,13 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::error::{EXIT_OK, EXIT_USAGE};
+use crate::error::{Error, EXIT_OK, EXIT_USAGE};
 
 /// Run drainctl with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(error) => {
-            use clap::error::ErrorKind;
-            let is_info = matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
-            // clap prints help to stdout and errors to stderr.
-            let _ = error.print();
-            return if is_info && error.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                EXIT_OK
-            } else {
-                EXIT_USAGE
-            };
-        }
+        Err(error) => return parse_failed(&error),
     };
     init_logger(cli.verbose);
     let output = cli.command.output();
@@ -69,10 +58,37 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             report.print(output.json);
             report.exit_code
         }
-        Err(error) => {
-            eprintln!("drainctl: {}", output::escape_controls(&error.display_scrubbed()));
-            error.exit_code()
-        }
+        Err(error) => failed(&error),
+    }
+}
+
+/// Report a failure on stderr, in one line; returns its exit code.
+fn failed(error: &Error) -> u8 {
+    eprintln!("drainctl: {}", output::escape_controls(&error.display_scrubbed()));
+    error.exit_code()
+}
+
+/// The command line did not parse, or asked for help or the version: clap prints help to
+/// stdout and its errors to stderr; a value one of our parsers refused is reported like
+/// every other error, `drainctl: --flag: message`. Help and version exit 0, the rest 64.
+fn parse_failed(error: &clap::Error) -> u8 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use std::error::Error as _;
+    let invalid = error.source().and_then(|source| source.downcast_ref::<cli::InvalidValue>());
+    if let (ErrorKind::ValueValidation, Some(invalid)) = (error.kind(), invalid) {
+        let flag = match error.get(ContextKind::InvalidArg) {
+            // "--lock-timeout <DURATION>"
+            Some(ContextValue::String(arg)) => arg.split_whitespace().next().unwrap_or_default().to_string(),
+            _ => String::new(),
+        };
+        return failed(&Error::Usage(format!("{flag}: {invalid}")));
+    }
+    let is_info = matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    let _ = error.print();
+    if is_info {
+        EXIT_OK
+    } else {
+        EXIT_USAGE
     }
 }
 

@@ -27,22 +27,13 @@ use std::time::Duration;
 
 use crate::cli::{self, Cli, Command};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::Report;
 
 /// Run the command of `cli`; returns its report (the caller prints it as
 /// [`Command::output`] says).
 pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
-    let lock_timeout = crate::duration::parse_duration(&cli.lock_timeout)
-        .and_then(|timeout| {
-            crate::duration::check_at_most(
-                &cli.lock_timeout,
-                timeout,
-                crate::db::MAX_LOCK_TIMEOUT,
-                crate::db::MAX_LOCK_TIMEOUT_TEXT,
-            )
-        })
-        .map_err(|message| Error::Usage(format!("--lock-timeout: {message}")))?;
+    let lock_timeout = cli.lock_timeout;
     let config_path = cli.config.clone();
     let open = Opening { config_path: config_path.as_deref(), lock_timeout };
     match cli.command {
