@@ -1,5 +1,5 @@
-//! `drainctl prune [--dry-run]`: retention — remove history older than the horizons of
-//! `[defaults] retention`, and nothing a live drain still needs.
+//! Retention (`drainctl prune`, and `supervise` once a day): remove history older than the
+//! horizons of `[defaults] retention`, and nothing a live drain still needs.
 //!
 //! Finished runs (with their attempts) and supervisor passes older than `runs`, events
 //! older than `events`, log files under `log_dir` not written to for `logs`, and — only
@@ -18,13 +18,10 @@ use postgres::Client;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::PruneArgs;
 use crate::config::Config;
-use crate::context::Context;
 use crate::db::events::{record_event, Event};
 use crate::db::retention::{self, Batch};
-use crate::error::{Error, Result};
-use crate::output::Report;
+use crate::error::Result;
 
 /// Rows deleted per statement (and transaction).
 pub const BATCH: i64 = 1000;
@@ -71,27 +68,19 @@ impl PruneReport {
     }
 }
 
-pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
-    let now = ctx.clock.now();
-    let report = prune(&mut ctx.client, &ctx.config, now, args.dry_run)?;
-    if !args.dry_run {
-        retention::claim_task(&mut ctx.client, TASK, now, now)?;
+/// `drainctl prune`: [`prune`] at `now`; unless a dry run, it counts as the daily prune
+/// `supervise` would otherwise do.
+pub fn prune_now(
+    client: &mut Client,
+    config: &Config,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport> {
+    let report = prune(client, config, now, dry_run)?;
+    if !dry_run {
+        retention::claim_task(client, TASK, now, now)?;
     }
-    let zone = ctx.config.defaults.timezone;
-    let local = |at: DateTime<Utc>| crate::output::local_minute(at, zone);
-    let mut human = String::new();
-    if args.dry_run {
-        human.push_str("dry run: nothing was removed\n");
-    }
-    human.push_str(&format!("{}\n", report.summary()));
-    human.push_str(&format!("  runs and supervisor passes before {}\n", local(report.runs_before)));
-    human.push_str(&format!("  events before {}\n", local(report.events_before)));
-    human.push_str(&format!("  log files last written before {}\n", local(report.logs_before)));
-    if let Some(before) = report.done_items_before {
-        human.push_str(&format!("  done items finished before {}\n", local(before)));
-    }
-    let json = serde_json::to_value(&report).map_err(|error| Error::Internal(error.to_string()))?;
-    Ok(Report::new(human, json))
+    Ok(report)
 }
 
 /// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at

@@ -31,15 +31,12 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::cli::NameArg;
 use crate::config::{DrainConfig, SourceConfig};
-use crate::context::Context;
 use crate::db::events::{record_event, Event};
 use crate::db::sources::{self, FileRecord, KnownFile};
 use crate::db::{advisory_unlock, drains::ensure_drain, items, source_scan_key, try_advisory_lock};
 use crate::error::{Error, Result};
 use crate::glob::{Glob, States};
-use crate::output::Report;
 
 /// Files written to the database per transaction, so row locks stay short.
 pub const BATCH: usize = 1000;
@@ -185,24 +182,6 @@ impl ScanReport {
             if self.truncated { " (truncated)" } else { "" }
         )
     }
-}
-
-pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
-    let drain = ctx.config.drain(&args.name)?;
-    let now = ctx.clock.now();
-    let report = scan(&mut ctx.client, drain, now)?;
-    let mut human = format!("{}: {}\n", report.drain, report.summary());
-    if report.truncated {
-        if let Some(source) = &drain.source {
-            human.push_str(&format!(
-                "  stopped at max_files_per_scan ({}); the next scan goes on from there\n",
-                source.max_files_per_scan
-            ));
-        }
-    }
-    human.push_str(&report.refused_lines());
-    let json = serde_json::to_value(&report).map_err(|error| Error::Internal(error.to_string()))?;
-    Ok(Report::new(human, json))
 }
 
 /// Scan the source of `drain` at `now` (an error when it has none).
@@ -656,8 +635,8 @@ impl Walker<'_> {
         } else {
             return Ok(false);
         };
-        if key.len() > crate::enqueue::MAX_KEY_BYTES {
-            self.report.refuse(key, format!("path is longer than {} bytes", crate::enqueue::MAX_KEY_BYTES));
+        if key.len() > items::MAX_KEY_BYTES {
+            self.report.refuse(key, format!("path is longer than {} bytes", items::MAX_KEY_BYTES));
             return Ok(false);
         }
         if self.found.len() >= self.limit {

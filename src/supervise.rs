@@ -269,10 +269,8 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let started = Instant::now();
     let Context { config, clock, client } = ctx;
     let fired_at = clock.now();
-    let scheduled_for = match &args.slot {
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| Error::Usage(format!("--slot {text:?}: use RFC 3339, e.g. 2026-11-27T10:15:00Z")))?,
+    let scheduled_for = match args.slot {
+        Some(at) => at,
         None => {
             let interval = chrono::Duration::from_std(config.defaults.supervise_interval)
                 .unwrap_or(chrono::Duration::minutes(15));

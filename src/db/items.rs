@@ -13,6 +13,9 @@ use crate::db::drains::PassControls;
 use crate::db::PreparedStatements;
 use crate::error::{Error, Result};
 
+/// Longest item key accepted (`enqueue`, and the relative paths `scan` turns into keys).
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// An item as a run holds it after claiming.
 #[derive(Debug, Clone)]
 pub struct ClaimedItem {

@@ -19,11 +19,11 @@ use crate::error::{Error, Result};
 use crate::output::{local_time as local, table, Report};
 use crate::schedule::when::{check_deadline, parse_when};
 
-pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<(Report, bool)> {
+pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<Report> {
     match command {
-        BurstCommand::On(args) => on(ctx, args).map(|r| (r, args.json)),
-        BurstCommand::Off(args) => off(ctx, args).map(|r| (r, args.json)),
-        BurstCommand::Status(args) => status(ctx, args).map(|r| (r, args.json)),
+        BurstCommand::On(args) => on(ctx, args),
+        BurstCommand::Off(args) => off(ctx, args),
+        BurstCommand::Status(args) => status(ctx, args),
     }
 }
 

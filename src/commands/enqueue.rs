@@ -13,13 +13,11 @@ use serde_json::{json, Value};
 use crate::cli::EnqueueArgs;
 use crate::context::Context;
 use crate::db::events::{record_event, Event};
-use crate::db::items::{insert_items, NewItem};
+use crate::db::items::{insert_items, NewItem, MAX_KEY_BYTES};
 use crate::db::{drains::ensure_drain, in_transaction};
 use crate::error::{Error, Result};
 use crate::output::Report;
 
-/// Longest key accepted.
-pub const MAX_KEY_BYTES: usize = 1024;
 /// Longest payload accepted, as compact JSON: 256 MiB − 1, the most PostgreSQL's jsonb
 /// holds in one string or in the elements of one array or object.
 pub const MAX_PAYLOAD_BYTES: usize = (1 << 28) - 1;
