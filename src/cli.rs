@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::{ItemState, Trigger};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "drainctl",
@@ -102,23 +104,6 @@ pub struct MigrateArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Trigger {
-    Manual,
-    Supervisor,
-    Burst,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Supervisor => "supervisor",
-            Trigger::Burst => "burst",
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -326,29 +311,6 @@ pub struct ItemsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ItemState {
-    Pending,
-    Running,
-    Done,
-    Dead,
-    // Its source file vanished before it ran.
-    #[value(name = "skipped_missing")]
-    SkippedMissing,
-}
-
-impl ItemState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemState::Pending => "pending",
-            ItemState::Running => "running",
-            ItemState::Done => "done",
-            ItemState::Dead => "dead",
-            ItemState::SkippedMissing => "skipped_missing",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::accounts::{GroupView, Selection, Switch};
 use crate::backoff::BackoffRule;
-use crate::cli::{DrainArgs, Trigger};
+use crate::cli::DrainArgs;
 use crate::clock::Clock;
 use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::context::Context;
@@ -38,6 +38,7 @@ use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem, Committer,
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
+use crate::model::Trigger;
 use crate::output::Report;
 use crate::quota::{Classifier, Outcome};
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerReport, WorkerSpec};

@@ -29,6 +29,7 @@ pub mod items;
 pub mod metrics;
 pub mod migrate;
 pub mod migrate_command;
+pub mod model;
 pub mod notify;
 pub mod output;
 pub mod process;
