@@ -16,6 +16,7 @@ use toml::Spanned;
 
 use crate::duration::{parse_bounded_duration, parse_duration};
 use crate::error::{register_secret, Error, Result};
+use crate::model::EventKind;
 use crate::quota::Profile;
 use crate::window::Window;
 
@@ -50,8 +51,13 @@ pub const DEFAULT_CONCURRENCY: u32 = 1;
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PROFILE: &str = "claude";
-pub const DEFAULT_NOTIFY_ON: [&str; 5] =
-    ["run_hung", "run_crashed", "item_dead_lettered", "burst_expired", "backoff_set"];
+pub const DEFAULT_NOTIFY_ON: [EventKind; 5] = [
+    EventKind::RunHung,
+    EventKind::RunCrashed,
+    EventKind::ItemDeadLettered,
+    EventKind::BurstExpired,
+    EventKind::BackoffSet,
+];
 pub const DEFAULT_NOTIFY_TIMEOUT: &str = "10s";
 pub const DEFAULT_SWITCH_COOLDOWN: &str = "15m";
 pub const DEFAULT_RESUME_PATTERN: &str = r"^::resume::\s*(\S+)";
@@ -273,7 +279,7 @@ pub struct Defaults {
     pub kill_grace: Duration,
     pub supervise_interval: Duration,
     /// Event kinds that run `notify_command`.
-    pub notify_on: Vec<String>,
+    pub notify_on: Vec<EventKind>,
     /// The notifier's process group is killed after this.
     pub notify_timeout: Duration,
     pub retention: Retention,
@@ -558,22 +564,15 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         Some(kinds) => {
             let mut list = Vec::with_capacity(kinds.get_ref().len());
             for kind in kinds.get_ref() {
-                if !crate::notify::KNOWN_EVENT_KINDS.contains(&kind.as_str()) {
-                    return Err(source.error_for(
-                        kinds,
-                        &format!(
-                            "notify_on: unknown event kind {kind:?}; known: {}",
-                            crate::notify::KNOWN_EVENT_KINDS.join(", ")
-                        ),
-                    ));
-                }
-                if !list.contains(kind) {
-                    list.push(kind.clone());
+                let kind: EventKind =
+                    kind.parse().map_err(|error| source.error_for(kinds, &format!("notify_on: {error}")))?;
+                if !list.contains(&kind) {
+                    list.push(kind);
                 }
             }
             list
         }
-        None => DEFAULT_NOTIFY_ON.iter().map(|kind| kind.to_string()).collect(),
+        None => DEFAULT_NOTIFY_ON.to_vec(),
     };
     let notify_timeout =
         spanned_positive_duration(&raw.notify_timeout, "notify_timeout", DEFAULT_NOTIFY_TIMEOUT, source)?;
@@ -1159,7 +1158,7 @@ mod tests {
         assert!(drain.window.is_none());
         assert_eq!(config.defaults.burst_max, Duration::from_secs(14 * 86400));
         assert_eq!(config.defaults.default_backoff, Duration::from_secs(3600));
-        assert_eq!(config.defaults.notify_on, DEFAULT_NOTIFY_ON.map(String::from).to_vec());
+        assert_eq!(config.defaults.notify_on, DEFAULT_NOTIFY_ON.to_vec());
         assert_eq!(config.defaults.notify_timeout, Duration::from_secs(10));
     }
 
@@ -1169,7 +1168,7 @@ mod tests {
             "[defaults]\nnotify_command = [\"notify\"]\nnotify_on = [\"run_hung\", \"run_hung\", \"notify_failed\"]\nnotify_timeout = \"3s\"\n",
         )
         .unwrap();
-        assert_eq!(config.defaults.notify_on, ["run_hung", "notify_failed"]);
+        assert_eq!(config.defaults.notify_on, [EventKind::RunHung, EventKind::NotifyFailed]);
         assert_eq!(config.defaults.notify_timeout, Duration::from_secs(3));
         for (text, location, fragment) in [
             (

@@ -16,6 +16,7 @@ use crate::db::events::{record_event, Event};
 use crate::db::items::{insert_items, NewItem};
 use crate::db::{drains::ensure_drain, in_transaction};
 use crate::error::{Error, Result};
+use crate::model::EventKind;
 use crate::output::Report;
 
 /// Longest key accepted.
@@ -48,7 +49,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         let counts = insert_items(tx, &drain, &items, args.replace, now)?;
         if counts.added + counts.replaced > 0 {
             let event = Event::new(
-                "items_enqueued",
+                EventKind::ItemsEnqueued,
                 format!(
                     "enqueued {} new, {} replaced, {} duplicate",
                     counts.added, counts.replaced, counts.duplicates

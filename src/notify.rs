@@ -17,43 +17,9 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::db::events::{record_event_or_log, Event, NOTIFY_FAILED};
+use crate::db::events::{record_event_or_log, Event};
+use crate::model::EventKind;
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
-
-/// Every event kind drainctl records; `notify_on` may list only these.
-pub const KNOWN_EVENT_KINDS: &[&str] = &[
-    "account_switched",
-    "backoff_cleared",
-    "backoff_distrusted",
-    "backoff_set",
-    "burst_expired",
-    "burst_moved",
-    "burst_off",
-    "burst_on",
-    "claim_lost",
-    "drain_paused",
-    "drain_resumed",
-    "item_dead_lettered",
-    "item_released",
-    "item_skipped_missing",
-    "items_enqueued",
-    "items_retried",
-    "kill_failed",
-    "migration_applied",
-    "migration_checksum_repaired",
-    "resume_token_rejected",
-    "notify_failed",
-    "retention_pruned",
-    "run_crashed",
-    "run_finished",
-    "run_hung",
-    "run_started",
-    "source_scanned",
-    "staged_result_completed",
-    "staged_result_discarded",
-    "supervise_error",
-    "worker_not_started",
-];
 
 /// Most of the notifier's stdout that is read (and ignored); beyond it the notifier is
 /// stopped, so a runaway notifier cannot fill memory.
@@ -83,7 +49,7 @@ pub fn notify_recorded(config: &Config, client: &mut Client, now: DateTime<Utc>)
         Err(error) => {
             let message = format!("could not read the events to notify: {}", error.display_scrubbed());
             log::error!("{message}");
-            record_event_or_log(client, &Event::new(NOTIFY_FAILED, message), now);
+            record_event_or_log(client, &Event::new(EventKind::NotifyFailed, message), now);
         }
     }
 }
@@ -99,7 +65,7 @@ fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>
     };
     log::warn!("notify_command {program:?} failed for event {}: {}", event.kind, failure.message);
     let mut failed = Event::new(
-        NOTIFY_FAILED,
+        EventKind::NotifyFailed,
         format!("notify_command failed for event {}: {}", event.kind, failure.message),
     )
     .data(json!({
@@ -218,14 +184,7 @@ mod tests {
     use super::*;
 
     fn event() -> Value {
-        event_json(&Event::new("run_hung", "run 3 hung").drain("docs").run(3), Utc::now())
-    }
-
-    #[test]
-    fn default_kinds_are_known() {
-        for kind in crate::config::DEFAULT_NOTIFY_ON {
-            assert!(KNOWN_EVENT_KINDS.contains(&kind), "{kind}");
-        }
+        event_json(&Event::new(EventKind::RunHung, "run 3 hung").drain("docs").run(3), Utc::now())
     }
 
     #[test]

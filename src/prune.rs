@@ -24,6 +24,7 @@ use crate::context::Context;
 use crate::db::events::{record_event, Event};
 use crate::db::retention::{self, Batch};
 use crate::error::{Error, Result};
+use crate::model::EventKind;
 use crate::output::Report;
 
 /// Rows deleted per statement (and transaction).
@@ -137,7 +138,7 @@ pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: 
     report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
 
     if !dry_run && report.removed_anything() {
-        let event = Event::new("retention_pruned", report.summary()).data(json!({
+        let event = Event::new(EventKind::RetentionPruned, report.summary()).data(json!({
             "runs": report.runs,
             "attempts": report.attempts,
             "supervisor_passes": report.supervisor_passes,

@@ -10,6 +10,7 @@ use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBac
 use crate::db::backoffs::{lock_backoff, write_backoff, BackoffRow};
 use crate::db::events::{record_event, Event};
 use crate::error::Result;
+use crate::model::EventKind;
 use crate::quota::QuotaHit;
 
 /// Where a hit came from, for the events.
@@ -60,7 +61,7 @@ pub fn record_quota_hit(
         needs_attention: hit.needs_attention,
     };
     write_backoff(client, &row, now)?;
-    let event_for = |kind: &'static str, message: String| {
+    let event_for = |kind: EventKind, message: String| {
         let mut event = Event::new(kind, message).drain(source.drain).quota_group(source.quota_group);
         if let Some(run_id) = source.run_id {
             event = event.run(run_id);
@@ -71,11 +72,12 @@ pub fn record_quota_hit(
         event
     };
     if let Some(why) = &decision.distrusted {
-        let event = event_for("backoff_distrusted", format!("stated reset not trusted: {why}")).data(json!({
-            "stated_reset": hit.reset,
-            "why": why,
-            "matched_line": hit.matched_line,
-        }));
+        let event =
+            event_for(EventKind::BackoffDistrusted, format!("stated reset not trusted: {why}")).data(json!({
+                "stated_reset": hit.reset,
+                "why": why,
+                "matched_line": hit.matched_line,
+            }));
         record_event(client, &event, now)?;
     }
     let message = format!(
@@ -86,7 +88,7 @@ pub fn record_quota_hit(
         if hit.needs_attention { "; needs attention: time will not fix this" } else { "" },
         hit.matched_line
     );
-    let event = event_for("backoff_set", message).data(json!({
+    let event = event_for(EventKind::BackoffSet, message).data(json!({
         "backoff_until": until,
         "rule": decision.rule,
         "stated_reset": hit.reset,
@@ -127,7 +129,7 @@ pub fn record_success(
     if crate::db::backoffs::clear_suspected(client, quota_group, account, now)? {
         let source = HitSource { drain, quota_group, account, run_id: None, item_id: None };
         let event = Event::new(
-            "backoff_cleared",
+            EventKind::BackoffCleared,
             format!("an item succeeded: {} is no longer suspected", subject(source)),
         )
         .drain(drain)

@@ -18,6 +18,7 @@ use crate::db::in_transaction;
 use crate::db::items::{self, Committer, Completion};
 use crate::db::runs::{self, RunRow};
 use crate::error::Result;
+use crate::model::{EventKind, RunStatus};
 use crate::process;
 
 /// What reaping one run did.
@@ -56,7 +57,7 @@ pub fn reap_crashed_runs(
     for run in runs::running_runs(client, drain)? {
         if is_crashed(&run) {
             let note = format!("process {} on {} is gone", run.pid, run.host);
-            if let Some(result) = end_run(client, config, clock, &run, "crashed", &note)? {
+            if let Some(result) = end_run(client, config, clock, &run, RunStatus::Crashed, &note)? {
                 reaped.push(result);
             }
         }
@@ -83,8 +84,11 @@ pub fn release_orphaned_items(
             let orphans = items::release_orphaned_items(tx, name, max_attempts, now)?;
             for item in &orphans {
                 let run = item.run_id.map_or("(none)".to_string(), |id| id.to_string());
-                let (kind, what) =
-                    if item.is_dead { ("item_dead_lettered", "dead") } else { ("item_released", "released") };
+                let (kind, what) = if item.is_dead {
+                    (EventKind::ItemDeadLettered, "dead")
+                } else {
+                    (EventKind::ItemReleased, "released")
+                };
                 let message = format!("item {} {what}: its run {run} is no longer running", item.key);
                 let mut event = Event::new(kind, message).drain(name).item(item.id);
                 if let Some(run_id) = item.run_id {
@@ -110,7 +114,7 @@ pub fn end_run(
     config: &Config,
     clock: &Clock,
     run: &RunRow,
-    status: &'static str,
+    status: RunStatus,
     note: &str,
 ) -> Result<Option<Reaped>> {
     let now = clock.now();
@@ -134,7 +138,7 @@ pub fn end_run(
                 Completion::Completed => {
                     reaped.completed_from_staging.push(item_id);
                     let event = Event::new(
-                        "staged_result_completed",
+                        EventKind::StagedResultCompleted,
                         format!("run {} ended ({status}) after staging item {item_id}: the staged result verified and was committed", run.id),
                     )
                     .drain(&run.drain)
@@ -149,7 +153,7 @@ pub fn end_run(
                         _ => "the staged bytes did not match their length and checksum",
                     };
                     let event = Event::new(
-                        "staged_result_discarded",
+                        EventKind::StagedResultDiscarded,
                         format!(
                             "run {} ended ({status}): staged result of item {item_id} discarded: {why}",
                             run.id
@@ -166,15 +170,15 @@ pub fn end_run(
         for item in items::release_run_items(tx, run.id, &error, max_attempts, false, now)? {
             let (kind, message) = if item.is_dead {
                 reaped.dead_lettered.push(item.key.clone());
-                ("item_dead_lettered", format!("item {} dead: {error} on its last attempt", item.key))
+                (EventKind::ItemDeadLettered, format!("item {} dead: {error} on its last attempt", item.key))
             } else {
                 reaped.released.push(item.key.clone());
-                ("item_released", format!("item {} released: {error}", item.key))
+                (EventKind::ItemReleased, format!("item {} released: {error}", item.key))
             };
             let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
             record_event(tx, &event, now)?;
         }
-        let kind = if status == "hung" { "run_hung" } else { "run_crashed" };
+        let kind = if status == RunStatus::Hung { EventKind::RunHung } else { EventKind::RunCrashed };
         let event = Event::new(kind, format!("run {} {status}: {note}", run.id))
             .drain(&run.drain)
             .run(run.id)
@@ -211,7 +215,7 @@ fn kill_left_worker(client: &mut Client, config: &Config, run: &RunRow, now: Dat
         Err(error) => {
             let message = format!("run {}: could not kill worker process group {pid}: {error}", run.id);
             log::error!("{message}");
-            let event = Event::new("kill_failed", message).drain(&run.drain).run(run.id);
+            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
             record_event_or_log(client, &event, now);
         }
     }

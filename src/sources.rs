@@ -39,6 +39,7 @@ use crate::db::sources::{self, FileRecord, KnownFile};
 use crate::db::{advisory_unlock, drains::ensure_drain, items, source_scan_key, try_advisory_lock};
 use crate::error::{Error, Result};
 use crate::glob::{Glob, States};
+use crate::model::{EventKind, ItemState};
 use crate::output::Report;
 
 /// Files written to the database per transaction, so row locks stay short.
@@ -344,7 +345,7 @@ fn scan_locked(
     sources::set_resume_point(&mut transaction, &drain.name, next, now)?;
     let event = report.changed_anything().then(|| {
         Event::new(
-            "source_scanned",
+            EventKind::SourceScanned,
             format!(
                 "scan of {}: {} new, {} changed, {} missing ({} skipped)",
                 drain.name, report.new, report.changed, report.missing, report.skipped_missing
@@ -398,7 +399,7 @@ fn plan_file(file: &Candidate, known: Option<&KnownFile>, report: &mut ScanRepor
         None => Plan::Enqueue { is_new: true, file: hashed },
         Some(k) if k.sha256 != hashed.sha256 => Plan::Enqueue { is_new: false, file: hashed },
         // It came back after its item was settled without running.
-        Some(k) if k.item_state.as_deref() == Some("skipped_missing") => {
+        Some(k) if k.item_state == Some(ItemState::SkippedMissing) => {
             Plan::Enqueue { is_new: false, file: hashed }
         }
         Some(_) => Plan::Touched(hashed),

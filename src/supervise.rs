@@ -37,6 +37,7 @@ use crate::db::passes::{insert_pass, PassRecord};
 use crate::db::runs::{last_run_starts, running_runs, RunRow};
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
 use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
+use crate::model::{EventKind, PassStatus, RunStatus, Trigger};
 use crate::output::{local_time as local, table, Report};
 use crate::process;
 
@@ -60,7 +61,7 @@ pub struct Decision {
     pub action: Action,
     pub reason: String,
     pub run_id: Option<i64>,
-    pub trigger: Option<&'static str>,
+    pub trigger: Option<Trigger>,
     /// Filled in when applied: the started process, or what went wrong.
     pub pid: Option<u32>,
     pub log_path: Option<String>,
@@ -192,13 +193,13 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     if busy >= drain.concurrency {
         return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
     }
-    let start = |trigger: &'static str, reason: String| {
+    let start = |trigger: Trigger, reason: String| {
         let mut decision = Decision::new(name, Action::Start, reason);
         decision.trigger = Some(trigger);
         decision
     };
     if let Some(until) = controls.and_then(|c| c.active_burst(now)) {
-        return start("burst", format!("in burst until {}", local(until, zone)));
+        return start(Trigger::Burst, format!("in burst until {}", local(until, zone)));
     }
     let reason = match &drain.window {
         None => "items available; no window configured".to_string(),
@@ -218,7 +219,7 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
         let wait = crate::duration::format_duration((next - now).to_std().unwrap_or_default());
         return skip(format!("cadence {every}: next start in {wait}"));
     }
-    start("supervisor", reason)
+    start(Trigger::Supervisor, reason)
 }
 
 /// The earliest instant `every` allows the drain's next start, counted from the start of
@@ -289,7 +290,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     };
     let host = process::host_name();
     let pid = std::process::id();
-    let record_pass = |client: &mut Client, status: &str, decisions: serde_json::Value| {
+    let record_pass = |client: &mut Client, status: PassStatus, decisions: serde_json::Value| {
         let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let record = PassRecord {
             fired_at,
@@ -303,11 +304,11 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         insert_pass(client, &record).map(|id| (id, duration_ms))
     };
     if !args.dry_run && !try_advisory_lock(client, SUPERVISE_LOCK_KEY)? {
-        record_pass(client, "lock_skipped", json!([]))?;
+        record_pass(client, PassStatus::LockSkipped, json!([]))?;
         return Ok(Report::new(
             "supervise: lock_skipped: another supervise pass is running",
             json!({
-                "status": "lock_skipped",
+                "status": PassStatus::LockSkipped,
                 "fired_at": fired_at,
                 "scheduled_for": scheduled_for,
                 "decisions": [],
@@ -365,8 +366,11 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     decisions.extend(plan_starts(&snapshots, fired_at, zone));
     if !args.dry_run {
         apply_all(client, config, clock, &[], &mut decisions[first_start..], fired_at, &mut had_error);
-        let (pass_id, duration_ms) =
-            record_pass(client, "done", serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])))?;
+        let (pass_id, duration_ms) = record_pass(
+            client,
+            PassStatus::Done,
+            serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
+        )?;
         // Retention, at most once a day.
         match crate::prune::prune_if_due(client, config, clock.now()) {
             Ok(report) => pruned = report,
@@ -447,7 +451,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
 /// failed, with that error's code).
 fn record_failure(client: &mut Client, drain: Option<&str>, message: String, now: DateTime<Utc>) {
     log::error!("supervise: {message}");
-    let mut event = Event::new("supervise_error", message);
+    let mut event = Event::new(EventKind::SuperviseError, message);
     if let Some(drain) = drain {
         event = event.drain(drain);
     }
@@ -540,7 +544,7 @@ fn apply(
         Action::ExpireBurst => expire_burst(client, config, &decision.drain, now),
         Action::ReapCrashed => {
             if let Some(run) = find_run(decision.run_id) {
-                crate::reap::end_run(client, config, clock, run, "crashed", &decision.reason)?;
+                crate::reap::end_run(client, config, clock, run, RunStatus::Crashed, &decision.reason)?;
             }
             Ok(())
         }
@@ -552,7 +556,7 @@ fn apply(
         }
         Action::Start => {
             let (pid, log_path) =
-                start_drain(config, &decision.drain, decision.trigger.unwrap_or("supervisor"), now)?;
+                start_drain(config, &decision.drain, decision.trigger.unwrap_or(Trigger::Supervisor), now)?;
             decision.pid = Some(pid);
             decision.log_path = Some(log_path.display().to_string());
             Ok(())
@@ -568,7 +572,7 @@ fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime
         return Ok(());
     }
     let event = Event::new(
-        "burst_expired",
+        EventKind::BurstExpired,
         format!("burst of {drain} expired at {}", local(until, config.defaults.timezone)),
     )
     .drain(drain)
@@ -587,7 +591,7 @@ fn end_hung_run(
     run: &RunRow,
     reason: &str,
 ) -> Result<()> {
-    if crate::reap::end_run(client, config, clock, run, "hung", reason)?.is_none() {
+    if crate::reap::end_run(client, config, clock, run, RunStatus::Hung, reason)?.is_none() {
         return Ok(());
     }
     if !crate::reap::is_this_hosts(run) {
@@ -603,7 +607,7 @@ fn end_hung_run(
         Err(error) => {
             let message = format!("hung run {}: could not stop drain process {pid}: {error}", run.id);
             log::error!("{message}");
-            let event = Event::new("kill_failed", message).drain(&run.drain).run(run.id);
+            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
             record_event_or_log(client, &event, clock.now());
         }
     }
@@ -613,7 +617,7 @@ fn end_hung_run(
 /// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the
 /// supervisor's process group does not reach it), stdin from /dev/null, stdout and stderr
 /// to an owner-only log file. Returns at once with its pid.
-fn start_drain(config: &Config, drain: &str, trigger: &str, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
+fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
     let log_path = create_log_file_path(config, drain, now)?;
     let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(|error| {
         Error::Config(format!("cannot create log file {}: {error}; check log_dir", log_path.display()))
@@ -628,7 +632,7 @@ fn start_drain(config: &Config, drain: &str, trigger: &str, now: DateTime<Utc>) 
         command.arg("--config").arg(path);
     }
     command
-        .args(["drain", drain, "--trigger", trigger, "--log-file"])
+        .args(["drain", drain, "--trigger", trigger.as_str(), "--log-file"])
         .arg(&log_path)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
@@ -717,7 +721,7 @@ mod tests {
         let config = config();
         let zone = config.defaults.timezone;
         let start = only(plan(&[snapshot(&config.drains[0])], inside(), zone));
-        assert_eq!((start.action, start.trigger), (Action::Start, Some("supervisor")));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some(Trigger::Supervisor)));
         let skip = only(plan(&[snapshot(&config.drains[0])], outside(), zone));
         assert_eq!(skip.action, Action::Skip);
         assert!(
@@ -734,7 +738,7 @@ mod tests {
         let mut s = snapshot(&config.drains[0]);
         s.controls = Some(controls(Some(outside() + chrono::Duration::hours(1)), false));
         let start = only(plan(&[s], outside(), zone));
-        assert_eq!((start.action, start.trigger), (Action::Start, Some("burst")));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some(Trigger::Burst)));
         let mut s = snapshot(&config.drains[0]);
         s.controls = Some(controls(Some(outside() - chrono::Duration::minutes(1)), false));
         let decisions = plan(&[s], outside(), zone);
@@ -793,7 +797,7 @@ mod tests {
         let mut burst = with_last_start(Some("2026-11-26T23:00:00Z"));
         burst.controls = Some(controls(Some(at("2026-11-27T06:00:00Z")), false));
         let started = only(plan(&[burst], at("2026-11-26T23:10:00Z"), zone));
-        assert_eq!((started.action, started.trigger), (Action::Start, Some("burst")));
+        assert_eq!((started.action, started.trigger), (Action::Start, Some(Trigger::Burst)));
         // A closed window is the reason given, not the cadence.
         let mut windowed = snapshot(&config.drains[1]);
         windowed.last_started_at = Some(outside() - chrono::Duration::minutes(5));

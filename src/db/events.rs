@@ -13,9 +13,7 @@ use postgres::{Client, GenericClient};
 use serde_json::Value;
 
 use crate::error::Result;
-
-/// The kind of the event that reports a failed notification: never itself notified.
-pub const NOTIFY_FAILED: &str = "notify_failed";
+use crate::model::EventKind;
 
 /// An event this process recorded, as kept for the notifier.
 #[derive(Debug, Clone)]
@@ -27,7 +25,7 @@ pub struct RecordedEvent {
 
 #[derive(Default)]
 struct Outbox {
-    kinds: Vec<String>,
+    kinds: Vec<EventKind>,
     pending: Vec<RecordedEvent>,
 }
 
@@ -36,7 +34,7 @@ thread_local! {
 }
 
 /// From now on keep every recorded event of these kinds for [`take_committed`].
-pub fn keep_for_notification(kinds: &[String]) {
+pub fn keep_for_notification(kinds: &[EventKind]) {
     OUTBOX.with(|outbox| outbox.borrow_mut().kinds = kinds.to_vec());
 }
 
@@ -57,7 +55,7 @@ pub fn take_committed(client: &mut Client) -> Result<Vec<RecordedEvent>> {
 /// One event to record. Build with [`Event::new`] and the `with_*` setters.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub message: String,
     pub drain: Option<String>,
     pub quota_group: Option<String>,
@@ -67,7 +65,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: &'static str, message: impl Into<String>) -> Event {
+    pub fn new(kind: EventKind, message: impl Into<String>) -> Event {
         Event {
             kind,
             message: message.into(),
@@ -125,7 +123,7 @@ pub fn record_event(client: &mut impl GenericClient, event: &Event, at: DateTime
     let id: i64 = row.get(0);
     OUTBOX.with(|outbox| {
         let mut outbox = outbox.borrow_mut();
-        if event.kind != NOTIFY_FAILED && outbox.kinds.iter().any(|kind| kind == event.kind) {
+        if event.kind != EventKind::NotifyFailed && outbox.kinds.contains(&event.kind) {
             outbox.pending.push(RecordedEvent { id, event: event.clone(), at });
         }
     });

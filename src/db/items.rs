@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::db::drains::PassControls;
 use crate::db::PreparedStatements;
 use crate::error::{Error, Result};
+use crate::model::{AttemptOutcome, ItemState};
 
 /// An item as a run holds it after claiming.
 #[derive(Debug, Clone)]
@@ -165,7 +166,7 @@ pub fn settle_claimed_skipped_missing(
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
         &[&item_id, &run_id, &note, &now],
     )?;
-    finish_attempt(client, item_id, run_id, "skipped_missing", None, Some(note), now)?;
+    finish_attempt(client, item_id, run_id, AttemptOutcome::SkippedMissing, None, Some(note), now)?;
     Ok(updated == 1)
 }
 
@@ -360,7 +361,7 @@ pub fn finish_attempt(
     client: &mut impl GenericClient,
     item_id: i64,
     run_id: i64,
-    outcome: &str,
+    outcome: AttemptOutcome,
     exit_code: Option<i32>,
     error: Option<&str>,
     now: DateTime<Utc>,
@@ -533,7 +534,7 @@ pub fn fail_item(
     )?;
     Ok(match row {
         None => Failure::ClaimLost,
-        Some(row) if row.get::<_, String>(0) == "dead" => Failure::Dead,
+        Some(row) if row.get::<_, ItemState>(0) == ItemState::Dead => Failure::Dead,
         Some(_) => Failure::Retry(retry_at),
     })
 }
@@ -585,7 +586,7 @@ pub fn release_run_items(
         .map(|row| ReleasedItem {
             id: row.get(0),
             key: row.get(1),
-            is_dead: row.get::<_, String>(2) == "dead",
+            is_dead: row.get::<_, ItemState>(2) == ItemState::Dead,
         })
         .collect())
 }
@@ -645,7 +646,7 @@ pub fn release_orphaned_items(
             id: row.get(0),
             key: row.get(1),
             run_id: row.get(2),
-            is_dead: row.get::<_, String>(3) == "dead",
+            is_dead: row.get::<_, ItemState>(3) == ItemState::Dead,
         })
         .collect())
 }
@@ -701,15 +702,13 @@ pub fn count_by_state_of(
     let mut all: HashMap<String, StateCounts> = HashMap::new();
     for row in rows {
         let counts = all.entry(row.get(0)).or_default();
-        let state: String = row.get(1);
         let count: i64 = row.get(2);
-        match state.as_str() {
-            "pending" => counts.pending = count,
-            "running" => counts.running = count,
-            "done" => counts.done = count,
-            "dead" => counts.dead = count,
-            "skipped_missing" => counts.skipped_missing = count,
-            _ => {}
+        match row.get::<_, ItemState>(1) {
+            ItemState::Pending => counts.pending = count,
+            ItemState::Running => counts.running = count,
+            ItemState::Done => counts.done = count,
+            ItemState::Dead => counts.dead = count,
+            ItemState::SkippedMissing => counts.skipped_missing = count,
         }
     }
     Ok(all)
@@ -720,7 +719,7 @@ pub fn count_by_state_of(
 pub struct ItemRow {
     pub id: i64,
     pub key: String,
-    pub state: String,
+    pub state: ItemState,
     pub attempts: i32,
     pub available_at: DateTime<Utc>,
     pub claimed_by: Option<i64>,
@@ -750,10 +749,10 @@ fn item_row_from(row: &postgres::Row) -> ItemRow {
 pub fn list_items(
     client: &mut impl GenericClient,
     drain: &str,
-    state: Option<&str>,
+    state: Option<ItemState>,
     limit: i64,
 ) -> Result<Vec<ItemRow>> {
-    let rows = if state == Some("pending") {
+    let rows = if state == Some(ItemState::Pending) {
         client.query(
             "SELECT id, key, state, attempts, available_at, claimed_by, last_error, enqueued_at,
                     updated_at, finished_at
@@ -838,7 +837,7 @@ pub fn list_attempts(client: &mut impl GenericClient, item_id: i64) -> Result<Ve
 pub struct RetriedItem {
     pub id: i64,
     pub key: String,
-    pub previous_state: String,
+    pub previous_state: ItemState,
     pub previous_attempts: i32,
 }
 
@@ -862,7 +861,7 @@ pub fn retry_dead_items(
         .map(|row| RetriedItem {
             id: row.get(0),
             key: row.get(1),
-            previous_state: "dead".to_string(),
+            previous_state: ItemState::Dead,
             previous_attempts: row.get(2),
         })
         .collect();
@@ -876,7 +875,7 @@ pub enum RetryOne {
     Retried(RetriedItem),
     /// The item is running or done: left alone.
     NotRetryable {
-        state: String,
+        state: ItemState,
     },
     Missing,
 }
@@ -899,10 +898,10 @@ pub fn retry_item(
         return Ok(RetryOne::Missing);
     };
     let id: i64 = current.get(0);
-    let state: String = current.get(1);
+    let state: ItemState = current.get(1);
     // A running item whose run is no longer running is held by nobody: it may be taken.
     let is_orphaned: bool = current.get(3);
-    if state != "dead" && state != "pending" && !is_orphaned {
+    if state != ItemState::Dead && state != ItemState::Pending && !is_orphaned {
         return Ok(RetryOne::NotRetryable { state });
     }
     client.execute(

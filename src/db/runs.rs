@@ -9,12 +9,13 @@ use postgres::GenericClient;
 
 use crate::db::PreparedStatements;
 use crate::error::Result;
+use crate::model::{RunStatus, Trigger};
 
 /// What a new run row records about the process.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
     pub drain: &'a str,
-    pub trigger: &'a str,
+    pub trigger: Trigger,
     pub host: &'a str,
     /// Boot and PID namespace of the process (see `process::host_id`).
     pub host_id: Option<&'a str>,
@@ -131,7 +132,7 @@ pub fn count_failed_item(client: &mut impl GenericClient, run_id: i64) -> Result
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,
-    status: &str,
+    status: RunStatus,
     note: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
@@ -149,7 +150,7 @@ pub fn finish_run(
 pub struct RunRow {
     pub id: i64,
     pub drain: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub host: String,
     /// Boot and PID namespace of the run's process; None for runs recorded without one.
     pub host_id: Option<String>,
@@ -162,7 +163,7 @@ pub struct RunRow {
     pub checkpoints: i64,
     pub items_done: i32,
     pub items_failed: i32,
-    pub status: String,
+    pub status: RunStatus,
     pub finished_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
     pub log_path: Option<String>,
@@ -245,7 +246,7 @@ pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i6
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LatestRuns {
     /// How the latest finished run (not lock_skipped) ended, and when.
-    pub finished: Option<(String, DateTime<Utc>)>,
+    pub finished: Option<(RunStatus, DateTime<Utc>)>,
     /// When the latest run that completed at least one item ended (its last checkpoint
     /// while it still runs).
     pub last_success_at: Option<DateTime<Utc>>,
@@ -271,7 +272,7 @@ pub fn latest_runs(
     Ok(rows
         .iter()
         .map(|row| {
-            let status: Option<String> = row.get(1);
+            let status: Option<RunStatus> = row.get(1);
             let finished_at: Option<DateTime<Utc>> = row.get(2);
             let latest = LatestRuns { finished: status.zip(finished_at), last_success_at: row.get(3) };
             (row.get(0), latest)

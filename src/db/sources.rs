@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use crate::error::Result;
+use crate::model::ItemState;
 
 /// A file a previous scan recorded, with the state of its item (None: no such item).
 #[derive(Debug, Clone)]
@@ -14,7 +15,7 @@ pub struct KnownFile {
     pub mtime: DateTime<Utc>,
     pub sha256: String,
     pub missing_at: Option<DateTime<Utc>>,
-    pub item_state: Option<String>,
+    pub item_state: Option<ItemState>,
 }
 
 /// The recorded files of `drain` among `paths` (primary key lookups).
