@@ -72,7 +72,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         let event = Event::new(kind, message)
             .drain(&name)
             .data(json!({ "burst_until": deadline, "previous_until": previous, "note": args.note }));
-        record_event(tx, &event, now)?;
+        record_event(tx, &ctx.outbox, &event, now)?;
         Ok(previous)
     })?;
     let human = format!(
@@ -99,7 +99,7 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
                 Event::new(EventKind::BurstOff, format!("burst of {name} turned off (was until {until})"))
                     .drain(&name)
                     .data(json!({ "burst_until": was }));
-            record_event(tx, &event, now)?;
+            record_event(tx, &ctx.outbox, &event, now)?;
             Ok(was)
         } else {
             Ok(None)

@@ -25,6 +25,7 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
         };
         record_event(
             tx,
+            &ctx.outbox,
             &Event::new(EventKind::DrainPaused, message).drain(&name).data(json!({ "note": args.note })),
             now,
         )
@@ -44,6 +45,7 @@ pub fn resume(ctx: &mut Context, args: &NameArg) -> Result<Report> {
         if was_paused {
             record_event(
                 tx,
+                &ctx.outbox,
                 &Event::new(EventKind::DrainResumed, format!("drain {name} resumed")).drain(&name),
                 now,
             )?;

@@ -33,7 +33,7 @@ use crate::clock::Clock;
 use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem, Committer, Completion, Failure};
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
@@ -70,7 +70,8 @@ impl Stop {
 }
 
 pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
-    let Context { config, clock, client } = ctx;
+    let Context { config, clock, client, outbox } = ctx;
+    let outbox: &Outbox = outbox;
     let drain = config.drain(&args.name)?;
     let group = config.quota_group(&drain.quota_group)?;
     let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns)
@@ -79,8 +80,8 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let now = clock.now();
     let controls = ensure_drain(client, &drain.name, now)?;
-    crate::reap::reap_crashed_runs(client, config, clock, Some(&drain.name))?;
-    crate::reap::release_orphaned_items(client, config, clock, Some(&drain.name))?;
+    crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
+    crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
 
     let host = crate::process::host_name();
     let host_id = crate::process::host_id();
@@ -110,7 +111,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
                 .drain(&drain.name)
                 .run(run_id)
                 .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
-        record_event(tx, &event, now)?;
+        record_event(tx, outbox, &event, now)?;
         Ok(run_id)
     })?;
     log::info!("drain {}: run {run_id} started", drain.name);
@@ -121,6 +122,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         group,
         clock,
         client,
+        outbox,
         classifier,
         run_id,
         trigger: args.trigger,
@@ -145,7 +147,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             let released = in_transaction(pass.client, |tx| {
                 items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
                 if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at)? {
-                    record_event(tx, &event, at)?;
+                    record_event(tx, pass.outbox, &event, at)?;
                 }
                 Ok(())
             });
@@ -160,7 +162,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     in_transaction(pass.client, |tx| {
         // Supervise may have ended this run already (hung): then it told the story.
         if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
-            record_event(tx, &event, at)?;
+            record_event(tx, pass.outbox, &event, at)?;
         }
         Ok(())
     })?;
@@ -222,6 +224,8 @@ struct Pass<'a> {
     group: &'a QuotaGroupConfig,
     clock: &'a Clock,
     client: &'a mut Client,
+    /// Where the events the notifier wants wait for it.
+    outbox: &'a Outbox,
     classifier: Classifier,
     run_id: i64,
     trigger: Trigger,
@@ -277,7 +281,7 @@ impl Pass<'_> {
     fn work_items(&mut self) -> Result<Stop> {
         loop {
             // What the last item recorded is notified now, not at the end of the pass.
-            crate::notify::notify_recorded(self.config, self.client, self.clock.now());
+            crate::notify::notify_recorded(self.config, self.client, self.outbox, self.clock.now());
             if let Some(signal) = crate::signals::termination_signal() {
                 return Ok(Stop {
                     status: RunStatus::Failed,
@@ -355,7 +359,7 @@ impl Pass<'_> {
             return Ok((controls, item, 0));
         }
         self.stage_unstaged()?;
-        let statements = &mut self.statements;
+        let (statements, outbox) = (&mut self.statements, self.outbox);
         in_transaction(self.client, |tx| {
             let state = crate::db::quota_groups::lock_group(tx, &group.name, now)?;
             let rows = crate::db::backoffs::read_group_backoffs(tx, std::slice::from_ref(&group.name))?;
@@ -376,7 +380,7 @@ impl Pass<'_> {
                 controls.backoff_reason = Some(reason);
             }
             if let (Some(item), Selection::Use { account, switch: Some(switch) }) = (&item, selection) {
-                record_switch(tx, &view, switch, account, item, drain, run_id, now)?;
+                record_switch(tx, outbox, &view, switch, account, item, drain, run_id, now)?;
             }
             Ok((controls, item, index))
         })
@@ -482,7 +486,7 @@ impl Pass<'_> {
                             .drain(&self.drain.name)
                             .run(self.run_id)
                             .item(item.id);
-                    record_event(tx, &event, now)?;
+                    record_event(tx, self.outbox, &event, now)?;
                 }
                 Ok(settled)
             })?;
@@ -540,6 +544,7 @@ impl Pass<'_> {
         let mut observer = WorkerRecorder {
             staged: self.staged.take(),
             client: self.client,
+            outbox: self.outbox,
             statements: &mut self.statements,
             clock: self.clock,
             drain: self.drain,
@@ -609,6 +614,7 @@ impl Pass<'_> {
                     )?;
                     crate::ratelimit::record_quota_hit(
                         tx,
+                        self.outbox,
                         crate::ratelimit::HitSource {
                             drain: &self.drain.name,
                             quota_group: &group,
@@ -678,7 +684,7 @@ impl Pass<'_> {
         in_transaction(self.client, |tx| {
             items::clear_resume_token(tx, item.id)?;
             let event = rejected_token_event(self.drain, self.run_id, item, token, &why);
-            record_event(tx, &event, now)
+            record_event(tx, self.outbox, &event, now)
         })?;
         Ok(None)
     }
@@ -695,7 +701,7 @@ impl Pass<'_> {
             .item(item.id);
         in_transaction(self.client, |tx| {
             release_refunded(tx, item.id, self.run_id, AttemptOutcome::NotStarted, None, &note, now)?;
-            record_event(tx, &event, now)
+            record_event(tx, self.outbox, &event, now)
         })?;
         Ok(Stop { status: RunStatus::Failed, note, exit_code: EXIT_CONFIG })
     }
@@ -796,6 +802,7 @@ impl Pass<'_> {
                     in_transaction(self.client, |tx| {
                         crate::ratelimit::record_success(
                             tx,
+                            self.outbox,
                             &drain.name,
                             &drain.quota_group,
                             &staged.account,
@@ -812,7 +819,7 @@ impl Pass<'_> {
                 log::warn!("{message}");
                 let event =
                     Event::new(EventKind::ClaimLost, message).drain(&drain.name).run(run_id).item(staged.id);
-                record_event(self.client, &event, now)?;
+                record_event(self.client, self.outbox, &event, now)?;
             }
             Completion::StagedResultDamaged => {
                 let message = format!("staged result of item {} did not verify; item released", staged.key);
@@ -831,7 +838,7 @@ impl Pass<'_> {
                         &message,
                         now,
                     )?;
-                    record_event(tx, &event, now)
+                    record_event(tx, self.outbox, &event, now)
                 })?;
             }
         }
@@ -895,7 +902,7 @@ impl Pass<'_> {
                     "error": error,
                     "stderr_tail": String::from_utf8_lossy(tail(&report.stderr_tail, 2048)),
                 }));
-                record_event(tx, &event, now)?;
+                record_event(tx, self.outbox, &event, now)?;
             }
             Ok(failure)
         })?;
@@ -931,6 +938,7 @@ fn release_refunded(
 #[allow(clippy::too_many_arguments)]
 fn record_switch(
     client: &mut impl postgres::GenericClient,
+    outbox: &Outbox,
     view: &GroupView,
     switch: Switch,
     to: usize,
@@ -968,7 +976,7 @@ fn record_switch(
             "cause": switch.cause,
             "matched_line": matched_line,
         }));
-    record_event(client, &event, now)
+    record_event(client, outbox, &event, now)
 }
 
 /// The drain's environment with the account's merged over it (the account wins).
@@ -1062,6 +1070,7 @@ fn rejected_token_event(
 /// before a crash or a kill survives it.
 struct WorkerRecorder<'a> {
     client: &'a mut Client,
+    outbox: &'a Outbox,
     statements: &'a mut PreparedStatements,
     clock: &'a Clock,
     drain: &'a DrainConfig,
@@ -1122,7 +1131,7 @@ impl WorkerRecorder<'_> {
             log::warn!("drain {drain}: item {key}: further rejected resume tokens are not reported");
         }
         let event = rejected_token_event(self.drain, self.run_id, self.item, token, why);
-        if let Err(error) = record_event(self.client, &event, self.clock.now()) {
+        if let Err(error) = record_event(self.client, self.outbox, &event, self.clock.now()) {
             self.error.get_or_insert(error);
         }
     }

@@ -57,7 +57,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             )
             .drain(&drain)
             .data(json!(counts));
-            record_event(tx, &event, now)?;
+            record_event(tx, &ctx.outbox, &event, now)?;
         }
         Ok(counts)
     })?;

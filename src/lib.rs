@@ -168,7 +168,7 @@ impl Opening<'_> {
     fn run<T>(&self, command: impl FnOnce(&mut context::Context) -> Result<T, Error>) -> Result<T, Error> {
         let mut ctx = context::Context::open(self.config_path, self.lock_timeout)?;
         let result = command(&mut ctx);
-        notify::notify_recorded(&ctx.config, &mut ctx.client, ctx.clock.now());
+        notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, ctx.clock.now());
         result
     }
 }

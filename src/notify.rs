@@ -1,7 +1,7 @@
 //! Notifications: run `[defaults] notify_command` for the events an operator must hear of.
 //!
-//! Every event whose kind is listed in `notify_on` is kept as it is recorded (see
-//! `crate::db::events`); [`notify_recorded`], called after commits and at the end of every
+//! Every event whose kind is listed in `notify_on` is kept in the invocation's outbox as it
+//! is recorded (see [`outbox`] and `crate::db::events`); [`notify_recorded`], called after commits and at the end of every
 //! command, runs the notifier for each one that committed, directly (argv, never a shell) in its own process group, with the event as one
 //! JSON object on stdin (`kind`, `at`, `drain`, `quota_group`, `run_id`, `item_id`,
 //! `message`, `data`). The notifier gets `notify_timeout`; then its whole process group is
@@ -17,7 +17,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::db::events::{record_event_or_log, Event};
+use crate::db::events::{record_event_or_log, Event, Outbox};
 use crate::model::EventKind;
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
 
@@ -27,11 +27,12 @@ const STDOUT_CAP_BYTES: usize = 1024 * 1024;
 /// How much of the end of the notifier's stderr goes into a `notify_failed` event.
 const STDERR_TAIL_BYTES: usize = 4096;
 
-/// Have the events of the kinds in `notify_on` kept as they are recorded (nothing is
-/// kept without a `notify_command`). Called once the configuration is known.
-pub fn watch(config: &Config) {
-    if config.defaults.notify_command.is_some() {
-        crate::db::events::keep_for_notification(&config.defaults.notify_on);
+/// The outbox of an invocation: it keeps the events of the kinds in `notify_on` as they are
+/// recorded (nothing without a `notify_command`). Made once the configuration is known.
+pub fn outbox(config: &Config) -> Outbox {
+    match config.defaults.notify_command {
+        Some(_) => Outbox::keeping(&config.defaults.notify_on),
+        None => Outbox::unwatched(),
     }
 }
 
@@ -39,23 +40,23 @@ pub fn watch(config: &Config) {
 /// whose transaction has committed. Never fails: a notifier that fails becomes a
 /// `notify_failed` event, and not being able to tell which events committed is logged
 /// and recorded the same way.
-pub fn notify_recorded(config: &Config, client: &mut Client, now: DateTime<Utc>) {
-    match crate::db::events::take_committed(client) {
+pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) {
+    match outbox.take_committed(client) {
         Ok(recorded) => {
             for recorded in recorded {
-                notify(config, client, &recorded.event, recorded.at);
+                notify(config, client, outbox, &recorded.event, recorded.at);
             }
         }
         Err(error) => {
             let message = format!("could not read the events to notify: {}", error.display_scrubbed());
             log::error!("{message}");
-            record_event_or_log(client, &Event::new(EventKind::NotifyFailed, message), now);
+            record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), now);
         }
     }
 }
 
 /// Run the notifier for `event` (recorded at `at`).
-fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>) {
+fn notify(config: &Config, client: &mut Client, outbox: &Outbox, event: &Event, at: DateTime<Utc>) {
     let defaults = &config.defaults;
     let Some(command) = &defaults.notify_command else { return };
     let program = command.first().map(String::as_str).unwrap_or_default();
@@ -80,7 +81,7 @@ fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>
     failed.quota_group = event.quota_group.clone();
     failed.run_id = event.run_id;
     failed.item_id = event.item_id;
-    record_event_or_log(client, &failed, at);
+    record_event_or_log(client, outbox, &failed, at);
 }
 
 /// The one JSON object a notifier reads on stdin.

@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::cli::PruneArgs;
 use crate::config::Config;
 use crate::context::Context;
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::retention::{self, Batch};
 use crate::error::{Error, Result};
 use crate::model::EventKind;
@@ -74,7 +74,7 @@ impl PruneReport {
 
 pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
     let now = ctx.clock.now();
-    let report = prune(&mut ctx.client, &ctx.config, now, args.dry_run)?;
+    let report = prune(&mut ctx.client, &ctx.outbox, &ctx.config, now, args.dry_run)?;
     if !args.dry_run {
         retention::claim_task(&mut ctx.client, TASK, now, now)?;
     }
@@ -97,16 +97,27 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
 
 /// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at
 /// least a day old, else returns None.
-pub fn prune_if_due(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Option<PruneReport>> {
+pub fn prune_if_due(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Option<PruneReport>> {
     let due_if_before = now - chrono::Duration::days(1);
     if !retention::claim_task(client, TASK, due_if_before, now)? {
         return Ok(None);
     }
-    prune(client, config, now, false).map(Some)
+    prune(client, outbox, config, now, false).map(Some)
 }
 
 /// Apply (or with `dry_run`, count) every retention horizon at `now`.
-pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
+pub fn prune(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport> {
     let retention = &config.defaults.retention;
     // A horizon too far back for the calendar keeps everything.
     let horizon = |length: Duration| crate::clock::earlier(now, length);
@@ -146,7 +157,7 @@ pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: 
             "done_items": report.done_items,
             "log_files": report.log_files,
         }));
-        record_event(client, &event, now)?;
+        record_event(client, outbox, &event, now)?;
     }
     Ok(report)
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBackoff};
 use crate::db::backoffs::{lock_backoff, write_backoff, BackoffRow};
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::error::Result;
 use crate::model::EventKind;
 use crate::quota::QuotaHit;
@@ -30,6 +30,7 @@ pub struct HitSource<'a> {
 /// that hit at once agree, and a claim of the group never sees half of it.
 pub fn record_quota_hit(
     client: &mut impl GenericClient,
+    outbox: &Outbox,
     source: HitSource,
     hit: &QuotaHit,
     now: DateTime<Utc>,
@@ -78,7 +79,7 @@ pub fn record_quota_hit(
                 "why": why,
                 "matched_line": hit.matched_line,
             }));
-        record_event(client, &event, now)?;
+        record_event(client, outbox, &event, now)?;
     }
     let message = format!(
         "{} backs off until {} ({}){}: {}",
@@ -97,7 +98,7 @@ pub fn record_quota_hit(
         "needs_attention": hit.needs_attention,
         "account": source.account,
     }));
-    record_event(client, &event, now)?;
+    record_event(client, outbox, &event, now)?;
     Ok(BackoffDecision { until, ..decision })
 }
 
@@ -121,6 +122,7 @@ fn rule_text(decision: &BackoffDecision) -> &'static str {
 /// A successful item clears its account's suspected mark (with an event when there was one).
 pub fn record_success(
     client: &mut impl GenericClient,
+    outbox: &Outbox,
     drain: &str,
     quota_group: &str,
     account: &str,
@@ -135,7 +137,7 @@ pub fn record_success(
         .drain(drain)
         .quota_group(quota_group)
         .data(json!({ "account": account }));
-        record_event(client, &event, now)?;
+        record_event(client, outbox, &event, now)?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::{Config, DEFAULT_MAX_ATTEMPTS};
-use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
 use crate::db::in_transaction;
 use crate::db::items::{self, Committer, Completion};
 use crate::db::runs::{self, RunRow};
@@ -49,6 +49,7 @@ pub fn is_this_hosts(run: &RunRow) -> bool {
 /// Reap every crashed run of this host (of one drain, or all).
 pub fn reap_crashed_runs(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &Clock,
     drain: Option<&str>,
@@ -57,7 +58,7 @@ pub fn reap_crashed_runs(
     for run in runs::running_runs(client, drain)? {
         if is_crashed(&run) {
             let note = format!("process {} on {} is gone", run.pid, run.host);
-            if let Some(result) = end_run(client, config, clock, &run, RunStatus::Crashed, &note)? {
+            if let Some(result) = end_run(client, outbox, config, clock, &run, RunStatus::Crashed, &note)? {
                 reaped.push(result);
             }
         }
@@ -71,6 +72,7 @@ pub fn reap_crashed_runs(
 /// many were released.
 pub fn release_orphaned_items(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &Clock,
     drain: Option<&str>,
@@ -94,7 +96,7 @@ pub fn release_orphaned_items(
                 if let Some(run_id) = item.run_id {
                     event = event.run(run_id);
                 }
-                record_event(tx, &event, now)?;
+                record_event(tx, outbox, &event, now)?;
             }
             Ok(orphans.len())
         })?;
@@ -111,6 +113,7 @@ fn max_attempts_of(config: &Config, drain: &str) -> i32 {
 /// staged results, release its items, record events. None if someone else ended it first.
 pub fn end_run(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &Clock,
     run: &RunRow,
@@ -144,7 +147,7 @@ pub fn end_run(
                     .drain(&run.drain)
                     .run(run.id)
                     .item(item_id);
-                    record_event(tx, &event, now)?;
+                    record_event(tx, outbox, &event, now)?;
                 }
                 outcome => {
                     reaped.discarded_staging.push(item_id);
@@ -162,7 +165,7 @@ pub fn end_run(
                     .drain(&run.drain)
                     .run(run.id)
                     .item(item_id);
-                    record_event(tx, &event, now)?;
+                    record_event(tx, outbox, &event, now)?;
                 }
             }
         }
@@ -176,7 +179,7 @@ pub fn end_run(
                 (EventKind::ItemReleased, format!("item {} released: {error}", item.key))
             };
             let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
-            record_event(tx, &event, now)?;
+            record_event(tx, outbox, &event, now)?;
         }
         let kind = if status == RunStatus::Hung { EventKind::RunHung } else { EventKind::RunCrashed };
         let event = Event::new(kind, format!("run {} {status}: {note}", run.id))
@@ -191,17 +194,17 @@ pub fn end_run(
                 "completed_from_staging": reaped.completed_from_staging,
                 "discarded_staging": reaped.discarded_staging,
             }));
-        record_event(tx, &event, now)?;
+        record_event(tx, outbox, &event, now)?;
         Ok(Some(reaped))
     })?;
     if result.is_some() {
-        kill_left_worker(client, config, run, now);
+        kill_left_worker(client, outbox, config, run, now);
     }
     Ok(result)
 }
 
 /// A crashed pass may leave its worker running (it has its own process group): end it.
-fn kill_left_worker(client: &mut Client, config: &Config, run: &RunRow, now: DateTime<Utc>) {
+fn kill_left_worker(client: &mut Client, outbox: &Outbox, config: &Config, run: &RunRow, now: DateTime<Utc>) {
     if !is_this_hosts(run) {
         return;
     }
@@ -216,7 +219,7 @@ fn kill_left_worker(client: &mut Client, config: &Config, run: &RunRow, now: Dat
             let message = format!("run {}: could not kill worker process group {pid}: {error}", run.id);
             log::error!("{message}");
             let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
-            record_event_or_log(client, &event, now);
+            record_event_or_log(client, outbox, &event, now);
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
             None => (retry_dead_items(tx, &drain, now)?, None),
         };
         if !retried.is_empty() {
-            record_event(tx, &retried_event(&drain, &retried, args.key.is_some()), now)?;
+            record_event(tx, &ctx.outbox, &retried_event(&drain, &retried, args.key.is_some()), now)?;
         }
         Ok((retried, skipped_state))
     })?;

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::cli::NameArg;
 use crate::config::{DrainConfig, SourceConfig};
 use crate::context::Context;
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::sources::{self, FileRecord, KnownFile};
 use crate::db::{advisory_unlock, drains::ensure_drain, items, source_scan_key, try_advisory_lock};
 use crate::error::{Error, Result};
@@ -191,7 +191,7 @@ impl ScanReport {
 pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
     let drain = ctx.config.drain(&args.name)?;
     let now = ctx.clock.now();
-    let report = scan(&mut ctx.client, drain, now)?;
+    let report = scan(&mut ctx.client, &ctx.outbox, drain, now)?;
     let mut human = format!("{}: {}\n", report.drain, report.summary());
     if report.truncated {
         if let Some(source) = &drain.source {
@@ -207,7 +207,12 @@ pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
 }
 
 /// Scan the source of `drain` at `now` (an error when it has none).
-pub fn scan(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Result<ScanReport> {
+pub fn scan(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: &DrainConfig,
+    now: DateTime<Utc>,
+) -> Result<ScanReport> {
     let source = drain.source.as_ref().ok_or_else(|| {
         Error::Usage(format!(
             "drain {} has no source; add `source = {{ dir = \"...\", glob = \"*/*.jsonl\" }}` to its [[drain]] table",
@@ -220,7 +225,7 @@ pub fn scan(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Res
     if !try_advisory_lock(client, key)? {
         return Ok(ScanReport::new(&drain.name, &root, "lock_skipped"));
     }
-    let outcome = scan_locked(client, drain, source, &root, now);
+    let outcome = scan_locked(client, outbox, drain, source, &root, now);
     let unlocked = advisory_unlock(client, key);
     let report = outcome?;
     unlocked?;
@@ -273,6 +278,7 @@ struct Hashed {
 
 fn scan_locked(
     client: &mut Client,
+    outbox: &Outbox,
     drain: &DrainConfig,
     source: &SourceConfig,
     root: &Path,
@@ -365,7 +371,7 @@ fn scan_locked(
         }))
     });
     if let Some(event) = &event {
-        record_event(&mut transaction, event, now)?;
+        record_event(&mut transaction, outbox, event, now)?;
     }
     transaction.commit()?;
     Ok(report)

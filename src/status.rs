@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::output::{local_time, table, Report};
 
 pub fn run(ctx: &mut Context) -> Result<Report> {
-    let Context { config, clock, client } = ctx;
+    let Context { config, clock, client, .. } = ctx;
     let now = clock.now();
     let zone = config.defaults.timezone;
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();

@@ -31,7 +31,7 @@ use crate::config::{Config, DrainConfig};
 use crate::context::Context;
 use crate::db::backoffs::{read_group_backoffs, BackoffRow};
 use crate::db::drains::{clear_burst, ensure_drain, ensure_drains, read_controls, DrainControls};
-use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
 use crate::db::items::drains_with_available_items;
 use crate::db::passes::{insert_pass, PassRecord};
 use crate::db::runs::{last_run_starts, running_runs, RunRow};
@@ -276,7 +276,8 @@ impl Heartbeat {
 
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let started = Instant::now();
-    let Context { config, clock, client } = ctx;
+    let Context { config, clock, client, outbox } = ctx;
+    let outbox: &Outbox = outbox;
     let fired_at = clock.now();
     let scheduled_for = match &args.slot {
         Some(text) => DateTime::parse_from_rfc3339(text)
@@ -326,12 +327,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let mut scans = Vec::new();
     if !args.dry_run {
         for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
-            let scanned = crate::sources::scan(client, drain, clock.now());
+            let scanned = crate::sources::scan(client, outbox, drain, clock.now());
             scans.push(scanned.unwrap_or_else(|error| {
                 had_error = true;
                 let message = error.display_scrubbed();
                 let what = format!("could not scan the source of drain {}: {message}", drain.name);
-                record_failure(client, Some(&drain.name), what, clock.now());
+                record_failure(client, outbox, Some(&drain.name), what, clock.now());
                 crate::sources::ScanReport::failed(drain, message)
             }));
         }
@@ -343,12 +344,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     if !args.dry_run {
         // The running runs the decisions were made on are the ones they act on.
         let runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
-        apply_all(client, config, clock, &runs, &mut decisions, fired_at, &mut had_error);
-        let released =
-            crate::reap::release_orphaned_items(client, config, clock, None).unwrap_or_else(|error| {
+        apply_all(client, outbox, config, clock, &runs, &mut decisions, fired_at, &mut had_error);
+        let released = crate::reap::release_orphaned_items(client, outbox, config, clock, None)
+            .unwrap_or_else(|error| {
                 had_error = true;
                 let what = format!("could not release orphaned items: {}", error.display_scrubbed());
-                record_failure(client, None, what, clock.now());
+                record_failure(client, outbox, None, what, clock.now());
                 0
             });
         let has_ended_runs =
@@ -365,19 +366,28 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, fired_at, zone));
     if !args.dry_run {
-        apply_all(client, config, clock, &[], &mut decisions[first_start..], fired_at, &mut had_error);
+        apply_all(
+            client,
+            outbox,
+            config,
+            clock,
+            &[],
+            &mut decisions[first_start..],
+            fired_at,
+            &mut had_error,
+        );
         let (pass_id, duration_ms) = record_pass(
             client,
             PassStatus::Done,
             serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
         )?;
         // Retention, at most once a day.
-        match crate::prune::prune_if_due(client, config, clock.now()) {
+        match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
             Ok(report) => pruned = report,
             Err(error) => {
                 had_error = true;
                 let what = format!("could not prune old history: {}", error.display_scrubbed());
-                record_failure(client, None, what, clock.now());
+                record_failure(client, outbox, None, what, clock.now());
             }
         }
         if let Some(path) = &config.defaults.metrics_textfile {
@@ -395,7 +405,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                     path.display(),
                     error.display_scrubbed()
                 );
-                record_failure(client, None, what, clock.now());
+                record_failure(client, outbox, None, what, clock.now());
             }
         }
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
@@ -449,13 +459,19 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
 /// A step of the pass that failed: it is logged and recorded as a `supervise_error`
 /// event, and the pass goes on (it exits 70 at the end; when only the metrics textfile
 /// failed, with that error's code).
-fn record_failure(client: &mut Client, drain: Option<&str>, message: String, now: DateTime<Utc>) {
+fn record_failure(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: Option<&str>,
+    message: String,
+    now: DateTime<Utc>,
+) {
     log::error!("supervise: {message}");
     let mut event = Event::new(EventKind::SuperviseError, message);
     if let Some(drain) = drain {
         event = event.drain(drain);
     }
-    record_event_or_log(client, &event, now);
+    record_event_or_log(client, outbox, &event, now);
 }
 
 fn take_snapshot<'a>(
@@ -510,8 +526,10 @@ fn take_snapshot<'a>(
 
 /// Apply `decisions` in order; a failed one is recorded (see `record_failure`) and the
 /// pass goes on.
+#[allow(clippy::too_many_arguments)]
 fn apply_all(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &crate::clock::Clock,
     runs: &[RunRow],
@@ -520,11 +538,11 @@ fn apply_all(
     had_error: &mut bool,
 ) {
     for decision in decisions.iter_mut() {
-        if let Err(error) = apply(client, config, clock, runs, decision, now) {
+        if let Err(error) = apply(client, outbox, config, clock, runs, decision, now) {
             *had_error = true;
             let message = error.display_scrubbed();
             let what = format!("could not {:?} drain {}: {message}", decision.action, decision.drain);
-            record_failure(client, Some(&decision.drain), what, clock.now());
+            record_failure(client, outbox, Some(&decision.drain), what, clock.now());
             decision.error = Some(message);
         }
     }
@@ -532,6 +550,7 @@ fn apply_all(
 
 fn apply(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &crate::clock::Clock,
     runs: &[RunRow],
@@ -541,16 +560,24 @@ fn apply(
     let find_run = |run_id: Option<i64>| runs.iter().find(|run| Some(run.id) == run_id);
     match decision.action {
         Action::Skip => Ok(()),
-        Action::ExpireBurst => expire_burst(client, config, &decision.drain, now),
+        Action::ExpireBurst => expire_burst(client, outbox, config, &decision.drain, now),
         Action::ReapCrashed => {
             if let Some(run) = find_run(decision.run_id) {
-                crate::reap::end_run(client, config, clock, run, RunStatus::Crashed, &decision.reason)?;
+                crate::reap::end_run(
+                    client,
+                    outbox,
+                    config,
+                    clock,
+                    run,
+                    RunStatus::Crashed,
+                    &decision.reason,
+                )?;
             }
             Ok(())
         }
         Action::KillHung => {
             if let Some(run) = find_run(decision.run_id) {
-                end_hung_run(client, config, clock, run, &decision.reason)?;
+                end_hung_run(client, outbox, config, clock, run, &decision.reason)?;
             }
             Ok(())
         }
@@ -564,7 +591,13 @@ fn apply(
     }
 }
 
-fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime<Utc>) -> Result<()> {
+fn expire_burst(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    drain: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let controls = ensure_drain(client, drain, now)?;
     let Some(until) = controls.expired_burst(now) else { return Ok(()) };
     let mut transaction = client.transaction()?;
@@ -577,7 +610,7 @@ fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime
     )
     .drain(drain)
     .data(json!({ "burst_until": until, "note": controls.burst_note }));
-    record_event(&mut transaction, &event, now)?;
+    record_event(&mut transaction, outbox, &event, now)?;
     transaction.commit()?;
     Ok(())
 }
@@ -586,12 +619,13 @@ fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime
 /// stop its worker group and its own process if they are on this host.
 fn end_hung_run(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &crate::clock::Clock,
     run: &RunRow,
     reason: &str,
 ) -> Result<()> {
-    if crate::reap::end_run(client, config, clock, run, RunStatus::Hung, reason)?.is_none() {
+    if crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, reason)?.is_none() {
         return Ok(());
     }
     if !crate::reap::is_this_hosts(run) {
@@ -608,7 +642,7 @@ fn end_hung_run(
             let message = format!("hung run {}: could not stop drain process {pid}: {error}", run.id);
             log::error!("{message}");
             let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
-            record_event_or_log(client, &event, clock.now());
+            record_event_or_log(client, outbox, &event, clock.now());
         }
     }
     Ok(())
