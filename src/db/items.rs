@@ -534,7 +534,7 @@ pub fn fail_item(
     )?;
     Ok(match row {
         None => Failure::ClaimLost,
-        Some(row) if row.get::<_, ItemState>(0) == ItemState::Dead => Failure::Dead,
+        Some(row) if row.try_get::<_, ItemState>(0)? == ItemState::Dead => Failure::Dead,
         Some(_) => Failure::Retry(retry_at),
     })
 }
@@ -581,14 +581,15 @@ pub fn release_run_items(
           WHERE run_id = $1 AND finished_at IS NULL",
         &[&run_id, &now, &error],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| ReleasedItem {
-            id: row.get(0),
-            key: row.get(1),
-            is_dead: row.get::<_, ItemState>(2) == ItemState::Dead,
+    rows.iter()
+        .map(|row| {
+            Ok(ReleasedItem {
+                id: row.get(0),
+                key: row.get(1),
+                is_dead: row.try_get::<_, ItemState>(2)? == ItemState::Dead,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// An item left `running` under a run that is no longer `running` (or no longer exists),
@@ -640,15 +641,16 @@ pub fn release_orphaned_items(
          SELECT id, key, claimed_by, state FROM released ORDER BY id",
         &[&drain, &max_attempts, &now],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| OrphanedItem {
-            id: row.get(0),
-            key: row.get(1),
-            run_id: row.get(2),
-            is_dead: row.get::<_, ItemState>(3) == ItemState::Dead,
+    rows.iter()
+        .map(|row| {
+            Ok(OrphanedItem {
+                id: row.get(0),
+                key: row.get(1),
+                run_id: row.get(2),
+                is_dead: row.try_get::<_, ItemState>(3)? == ItemState::Dead,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Results staged by `run_id` that were never completed.
@@ -703,7 +705,7 @@ pub fn count_by_state_of(
     for row in rows {
         let counts = all.entry(row.get(0)).or_default();
         let count: i64 = row.get(2);
-        match row.get::<_, ItemState>(1) {
+        match row.try_get::<_, ItemState>(1)? {
             ItemState::Pending => counts.pending = count,
             ItemState::Running => counts.running = count,
             ItemState::Done => counts.done = count,
@@ -729,11 +731,11 @@ pub struct ItemRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-fn item_row_from(row: &postgres::Row) -> ItemRow {
-    ItemRow {
+fn item_row_from(row: &postgres::Row) -> Result<ItemRow> {
+    Ok(ItemRow {
         id: row.get(0),
         key: row.get(1),
-        state: row.get(2),
+        state: row.try_get(2)?,
         attempts: row.get(3),
         available_at: row.get(4),
         claimed_by: row.get(5),
@@ -741,7 +743,7 @@ fn item_row_from(row: &postgres::Row) -> ItemRow {
         enqueued_at: row.get(7),
         updated_at: row.get(8),
         finished_at: row.get(9),
-    }
+    })
 }
 
 /// Items of `drain`, at most `limit`. Pending items come in claim order (index
@@ -769,7 +771,7 @@ pub fn list_items(
             &[&drain, &state, &limit],
         )?
     };
-    Ok(rows.iter().map(item_row_from).collect())
+    rows.iter().map(item_row_from).collect()
 }
 
 /// Everything stored about one item.
@@ -790,13 +792,16 @@ pub fn get_item(client: &mut impl GenericClient, drain: &str, key: &str) -> Resu
            FROM items WHERE drain = $1 AND key = $2",
         &[&drain, &key],
     )?;
-    Ok(row.map(|row| ItemDetail {
-        row: item_row_from(&row),
-        payload: row.get(10),
-        claimed_at: row.get(11),
-        stderr_tail: row.get(12),
-        result: row.get(13),
-    }))
+    row.map(|row| {
+        Ok(ItemDetail {
+            row: item_row_from(&row)?,
+            payload: row.get(10),
+            claimed_at: row.get(11),
+            stderr_tail: row.get(12),
+            result: row.get(13),
+        })
+    })
+    .transpose()
 }
 
 /// One attempt of an item, from the `attempts` table.
@@ -898,7 +903,7 @@ pub fn retry_item(
         return Ok(RetryOne::Missing);
     };
     let id: i64 = current.get(0);
-    let state: ItemState = current.get(1);
+    let state: ItemState = current.try_get(1)?;
     // A running item whose run is no longer running is held by nobody: it may be taken.
     let is_orphaned: bool = current.get(3);
     if state != ItemState::Dead && state != ItemState::Pending && !is_orphaned {

@@ -27,17 +27,18 @@ pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String
           WHERE f.drain = $1 AND f.path = ANY($2)",
         &[&drain, &paths],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| KnownFile {
-            path: row.get(0),
-            size: row.get(1),
-            mtime: row.get(2),
-            sha256: row.get(3),
-            missing_at: row.get(4),
-            item_state: row.get(5),
+    rows.iter()
+        .map(|row| {
+            Ok(KnownFile {
+                path: row.get(0),
+                size: row.get(1),
+                mtime: row.get(2),
+                sha256: row.get(3),
+                missing_at: row.get(4),
+                item_state: row.try_get(5)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Paths of `drain`'s recorded files that were present at their last scan.
