@@ -1,8 +1,9 @@
 //! Notifications: run `[defaults] notify_command` for the events an operator must hear of.
 //!
 //! Every event whose kind is listed in `notify_on` is kept in the invocation's outbox as it
-//! is recorded (see [`outbox`] and `crate::db::events`); [`notify_recorded`], called after commits and at the end of every
-//! command, runs the notifier for each one that committed, directly (argv, never a shell) in its own process group, with the event as one
+//! is recorded (see [`outbox`] and `crate::db::events`); [`notify_recorded`], called after
+//! commits and at the end of every command, runs the notifier for each one that committed,
+//! directly (argv, never a shell) in its own process group, with the event as one
 //! JSON object on stdin (`kind`, `at`, `drain`, `quota_group`, `run_id`, `item_id`,
 //! `message`, `data`). The notifier gets `notify_timeout`; then its whole process group is
 //! killed. A notifier that cannot be started, exits non-zero, dies by a signal or times out
