@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::{ItemState, Trigger};
 use crate::quota::Profile;
 
 #[derive(Debug, Parser)]
@@ -138,23 +139,6 @@ pub struct MigrateArgs {
     pub repair_checksum: Option<i32>,
     #[command(flatten)]
     pub output: OutputArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Trigger {
-    Manual,
-    Supervisor,
-    Burst,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Supervisor => "supervisor",
-            Trigger::Burst => "burst",
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -351,29 +335,6 @@ pub struct ItemsArgs {
     pub limit: i64,
     #[command(flatten)]
     pub output: OutputArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ItemState {
-    Pending,
-    Running,
-    Done,
-    Dead,
-    // Its source file vanished before it ran.
-    #[value(name = "skipped_missing")]
-    SkippedMissing,
-}
-
-impl ItemState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemState::Pending => "pending",
-            ItemState::Running => "running",
-            ItemState::Done => "done",
-            ItemState::Dead => "dead",
-            ItemState::SkippedMissing => "skipped_missing",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]

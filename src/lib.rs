@@ -23,6 +23,7 @@ pub mod error;
 pub mod glob;
 pub mod metrics;
 pub mod migrate;
+pub mod model;
 pub mod notify;
 pub mod output;
 pub mod prune;

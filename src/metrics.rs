@@ -129,7 +129,10 @@ pub fn render_metrics(
         paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
         let latest = all_latest.get(name).cloned().unwrap_or_default();
         if let Some((status, finished_at)) = latest.finished {
-            last_run.sample(vec![("drain", name.clone()), ("status", status)], timestamp(Some(finished_at)));
+            last_run.sample(
+                vec![("drain", name.clone()), ("status", status.to_string())],
+                timestamp(Some(finished_at)),
+            );
         }
         last_success.sample(vec![("drain", name.clone())], timestamp(latest.last_success_at));
         let burst_until = control.and_then(|c| c.burst_until);

@@ -19,9 +19,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::retention::{self, Batch};
 use crate::error::Result;
+use crate::model::EventKind;
 
 /// Rows deleted per statement (and transaction).
 pub const BATCH: i64 = 1000;
@@ -72,11 +73,12 @@ impl PruneReport {
 /// `supervise` would otherwise do.
 pub fn prune_now(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport> {
-    let report = prune(client, config, now, dry_run)?;
+    let report = prune(client, outbox, config, now, dry_run)?;
     if !dry_run {
         retention::claim_task(client, TASK, now, now)?;
     }
@@ -85,16 +87,27 @@ pub fn prune_now(
 
 /// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at
 /// least a day old, else returns None.
-pub fn prune_if_due(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Option<PruneReport>> {
+pub fn prune_if_due(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Option<PruneReport>> {
     let due_if_before = now - chrono::Duration::days(1);
     if !retention::claim_task(client, TASK, due_if_before, now)? {
         return Ok(None);
     }
-    prune(client, config, now, false).map(Some)
+    prune(client, outbox, config, now, false).map(Some)
 }
 
 /// Apply (or with `dry_run`, count) every retention horizon at `now`.
-pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
+pub fn prune(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport> {
     let retention = &config.defaults.retention;
     // A horizon too far back for the calendar keeps everything.
     let horizon = |length: Duration| crate::clock::earlier(now, length);
@@ -126,7 +139,7 @@ pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: 
     report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
 
     if !dry_run && report.removed_anything() {
-        let event = Event::new("retention_pruned", report.summary()).data(json!({
+        let event = Event::new(EventKind::RetentionPruned, report.summary()).data(json!({
             "runs": report.runs,
             "attempts": report.attempts,
             "supervisor_passes": report.supervisor_passes,
@@ -134,7 +147,7 @@ pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: 
             "done_items": report.done_items,
             "log_files": report.log_files,
         }));
-        record_event(client, &event, now)?;
+        record_event(client, outbox, &event, now)?;
     }
     Ok(report)
 }

@@ -16,6 +16,7 @@ use crate::db::events::{record_event, Event};
 use crate::db::items::{insert_items, NewItem, MAX_KEY_BYTES};
 use crate::db::{drains::ensure_drain, in_transaction};
 use crate::error::{Error, Result};
+use crate::model::EventKind;
 use crate::output::Report;
 
 /// Longest payload accepted, as compact JSON: 256 MiB − 1, the most PostgreSQL's jsonb
@@ -46,7 +47,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         let counts = insert_items(tx, &drain, &items, args.replace, now)?;
         if counts.added + counts.replaced > 0 {
             let event = Event::new(
-                "items_enqueued",
+                EventKind::ItemsEnqueued,
                 format!(
                     "enqueued {} new, {} replaced, {} duplicate",
                     counts.added, counts.replaced, counts.duplicates
@@ -54,7 +55,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             )
             .drain(&drain)
             .data(json!(counts));
-            record_event(tx, &event, now)?;
+            record_event(tx, &ctx.outbox, &event, now)?;
         }
         Ok(counts)
     })?;

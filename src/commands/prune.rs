@@ -11,7 +11,7 @@ use crate::prune::{prune_now, PruneReport};
 
 pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
     let now = ctx.clock.now();
-    let report = prune_now(&mut ctx.client, &ctx.config, now, args.dry_run)?;
+    let report = prune_now(&mut ctx.client, &ctx.outbox, &ctx.config, now, args.dry_run)?;
     render(&report, ctx.config.defaults.timezone)
 }
 

@@ -38,8 +38,8 @@ fn list(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
                 vec![
                     run.id.to_string(),
                     run.drain.clone(),
-                    run.status.clone(),
-                    run.trigger.clone(),
+                    run.status.to_string(),
+                    run.trigger.to_string(),
                     relative(run.started_at, now),
                     format_duration(elapsed(run, now)),
                     run.items_done.to_string(),
@@ -62,8 +62,8 @@ fn show(ctx: &mut Context, args: &RunsShowArgs) -> Result<Report> {
     let duration = format_duration(elapsed(&run, now));
     let mut pairs: Vec<(&str, String)> = vec![
         ("run", format!("{} of drain {}", run.id, run.drain)),
-        ("status", run.status.clone()),
-        ("trigger", run.trigger.clone()),
+        ("status", run.status.to_string()),
+        ("trigger", run.trigger.to_string()),
         ("host", run.host.clone()),
         ("pid", run.pid.to_string()),
         ("started", instant_and_age(Some(run.started_at), now, zone)),

@@ -10,7 +10,7 @@ use crate::sources::scan;
 pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
     let drain = ctx.config.drain(&args.name)?;
     let now = ctx.clock.now();
-    let report = scan(&mut ctx.client, drain, now)?;
+    let report = scan(&mut ctx.client, &ctx.outbox, drain, now)?;
     let mut human = format!("{}: {}\n", report.drain, report.summary());
     if report.truncated {
         if let Some(source) = &drain.source {

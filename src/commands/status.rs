@@ -53,7 +53,7 @@ struct Snapshot {
 }
 
 fn gather(ctx: &mut Context) -> Result<Snapshot> {
-    let Context { config, clock, client } = ctx;
+    let Context { config, clock, client, .. } = ctx;
     let now = clock.now();
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
     let group_names: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
@@ -123,7 +123,7 @@ struct DrainView {
 #[derive(Debug, Serialize)]
 struct LastRunView {
     id: i64,
-    status: String,
+    status: crate::model::RunStatus,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
     items_done: i32,
@@ -243,7 +243,7 @@ fn decide(config: &Config, snapshot: Snapshot) -> StatusView {
             running_runs: runs.iter().map(|r| r.id).collect(),
             last_run: snapshot.last_runs.get(&drain.name).map(|r| LastRunView {
                 id: r.id,
-                status: r.status.clone(),
+                status: r.status,
                 started_at: r.started_at,
                 finished_at: r.finished_at,
                 items_done: r.items_done,

@@ -3,6 +3,7 @@
 //! Each is what [`super::Config::resolve`] fills in when its key is absent; the reference
 //! of the file (docs/configuration.md) states the same values.
 
+use crate::model::EventKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,8 +23,13 @@ pub const DEFAULT_RESET_MARGIN: Duration = crate::backoff::DEFAULT_RESET_MARGIN;
 pub const DEFAULT_SUSPECTED_BACKOFF: Duration = crate::backoff::DEFAULT_SUSPECTED_BACKOFF;
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SUPERVISE_INTERVAL: Duration = MINUTE.saturating_mul(15);
-pub const DEFAULT_NOTIFY_ON: [&str; 5] =
-    ["run_hung", "run_crashed", "item_dead_lettered", "burst_expired", "backoff_set"];
+pub const DEFAULT_NOTIFY_ON: [EventKind; 5] = [
+    EventKind::RunHung,
+    EventKind::RunCrashed,
+    EventKind::ItemDeadLettered,
+    EventKind::BurstExpired,
+    EventKind::BackoffSet,
+];
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETENTION_RUNS: Duration = DAY.saturating_mul(30);
 pub const DEFAULT_RETENTION_EVENTS: Duration = DAY.saturating_mul(90);
@@ -98,7 +104,7 @@ mod tests {
         assert!(drain.window.is_none());
         assert_eq!(config.defaults.burst_max, Duration::from_secs(14 * 86400));
         assert_eq!(config.defaults.default_backoff, Duration::from_secs(3600));
-        assert_eq!(config.defaults.notify_on, DEFAULT_NOTIFY_ON.map(String::from).to_vec());
+        assert_eq!(config.defaults.notify_on, DEFAULT_NOTIFY_ON.to_vec());
         assert_eq!(config.defaults.notify_timeout, Duration::from_secs(10));
     }
 

@@ -112,7 +112,7 @@ pub struct Defaults {
     pub kill_grace: Duration,
     pub supervise_interval: Duration,
     /// Event kinds that run `notify_command`.
-    pub notify_on: Vec<String>,
+    pub notify_on: Vec<crate::model::EventKind>,
     /// The notifier's process group is killed after this.
     pub notify_timeout: Duration,
     pub retention: Retention,

@@ -170,22 +170,15 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         Some(kinds) => {
             let mut list = Vec::with_capacity(kinds.get_ref().len());
             for kind in kinds.get_ref() {
-                if !crate::notify::KNOWN_EVENT_KINDS.contains(&kind.as_str()) {
-                    return Err(source.error_for(
-                        kinds,
-                        &format!(
-                            "notify_on: unknown event kind {kind:?}; known: {}",
-                            crate::notify::KNOWN_EVENT_KINDS.join(", ")
-                        ),
-                    ));
-                }
-                if !list.contains(kind) {
-                    list.push(kind.clone());
+                let kind: crate::model::EventKind =
+                    kind.parse().map_err(|error| source.error_for(kinds, &format!("notify_on: {error}")))?;
+                if !list.contains(&kind) {
+                    list.push(kind);
                 }
             }
             list
         }
-        None => DEFAULT_NOTIFY_ON.iter().map(|kind| kind.to_string()).collect(),
+        None => DEFAULT_NOTIFY_ON.to_vec(),
     };
     let notify_timeout =
         spanned_positive_duration(&raw.notify_timeout, "notify_timeout", DEFAULT_NOTIFY_TIMEOUT, source)?;
@@ -742,7 +735,10 @@ mod tests {
             "[defaults]\nnotify_command = [\"notify\"]\nnotify_on = [\"run_hung\", \"run_hung\", \"notify_failed\"]\nnotify_timeout = \"3s\"\n",
         )
         .unwrap();
-        assert_eq!(config.defaults.notify_on, ["run_hung", "notify_failed"]);
+        assert_eq!(
+            config.defaults.notify_on,
+            [crate::model::EventKind::RunHung, crate::model::EventKind::NotifyFailed]
+        );
         assert_eq!(config.defaults.notify_timeout, Duration::from_secs(3));
         for (text, location, fragment) in [
             (
