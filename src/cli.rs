@@ -1,9 +1,18 @@
-//! The command line, as clap derive types. Fields hold what the user typed; checking and
-//! converting (durations, zones, times) happens in the commands' resolve steps.
+//! The command line, as clap derive types. Values are typed as they are parsed: durations,
+//! instants, time zones and quota profiles go through the value parsers at the end of this
+//! file, whose [`InvalidValue`] messages `run` reports as usage errors (exit 64) naming
+//! the flag. What needs the configuration (a drain name, `--until`) is checked by the
+//! command.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::{ItemState, Trigger};
+use crate::quota::Profile;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,8 +28,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Wait at most this long (up to 24d) for the migration lock before giving up with exit 75
-    #[arg(long, global = true, value_name = "DURATION", default_value = "60s")]
-    pub lock_timeout: String,
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = lock_timeout)]
+    pub lock_timeout: Duration,
 
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -50,7 +59,7 @@ pub enum Command {
     /// Undo `pause`
     Resume(NameArg),
     /// Show every drain: state, backlog, burst, backoff, last run
-    Status(JsonArg),
+    Status(OutputArgs),
     /// Tools for rate-limit classification
     #[command(subcommand)]
     Quota(QuotaCommand),
@@ -72,20 +81,49 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct JsonArg {
-    /// Print JSON instead of a table
+/// `--json`, of every command that has a JSON form (docs/json.md).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct OutputArgs {
+    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+impl Command {
+    /// How this command's result is printed: the `--json` of the command (or subcommand)
+    /// given; `metrics` and `completions` print text only.
+    pub fn output(&self) -> OutputArgs {
+        match self {
+            Command::Migrate(args) => args.output,
+            Command::Drain(args) => args.output,
+            Command::Enqueue(args) => args.output,
+            Command::Scan(args) | Command::Resume(args) => args.output,
+            Command::Supervise(args) => args.output,
+            Command::Burst(BurstCommand::On(args)) => args.output,
+            Command::Burst(BurstCommand::Off(args)) => args.output,
+            Command::Burst(BurstCommand::Status(args)) => args.output,
+            Command::Pause(args) => args.output,
+            Command::Status(output) => *output,
+            Command::Quota(QuotaCommand::Test(args)) => args.output,
+            Command::Events(args) => args.output,
+            Command::Runs(RunsArgs { command: Some(RunsCommand::Show(show)), .. }) => show.output,
+            Command::Runs(args) => args.output,
+            Command::Items(ItemsArgs { command: Some(ItemsCommand::Show(show)), .. }) => show.output,
+            Command::Items(args) => args.output,
+            Command::Retry(args) => args.output,
+            Command::Doctor(args) => args.output,
+            Command::Prune(args) => args.output,
+            Command::Metrics(_) | Command::Completions(_) => OutputArgs::default(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct NameArg {
     /// Drain name
     pub name: String,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -99,26 +137,8 @@ pub struct MigrateArgs {
     /// Accept the current file's checksum for an applied migration (after a harmless edit)
     #[arg(long, value_name = "VERSION")]
     pub repair_checksum: Option<i32>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Trigger {
-    Manual,
-    Supervisor,
-    Burst,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Supervisor => "supervisor",
-            Trigger::Burst => "burst",
-        }
-    }
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -131,9 +151,8 @@ pub struct DrainArgs {
     /// Log file this pass writes to (recorded on the run; set by `supervise`)
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -152,9 +171,8 @@ pub struct EnqueueArgs {
     /// Reset an already finished (done, dead or skipped_missing) item with the same key to pending
     #[arg(long)]
     pub replace: bool,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -163,11 +181,10 @@ pub struct SuperviseArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to 15 minutes
-    #[arg(long, value_name = "TIME")]
-    pub slot: Option<String>,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[arg(long, value_name = "TIME", value_parser = instant)]
+    pub slot: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,18 +207,16 @@ pub struct BurstOnArgs {
     /// Why (shown in status and events)
     #[arg(long)]
     pub note: Option<String>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct BurstStatusArgs {
     /// Drain name (default: every drain)
     pub name: Option<String>,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -211,9 +226,8 @@ pub struct PauseArgs {
     /// Why (shown in status and events)
     #[arg(long)]
     pub note: Option<String>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,20 +239,19 @@ pub enum QuotaCommand {
 #[derive(Debug, Args)]
 pub struct QuotaTestArgs {
     /// Pattern profile: claude, openai, gemini or http
-    #[arg(long, default_value = "claude")]
-    pub profile: String,
+    #[arg(long, default_value = "claude", value_parser = profile)]
+    pub profile: Profile,
     /// Time zone for clock times without a zone [default: the configured one]
-    #[arg(long, value_name = "ZONE")]
-    pub tz: Option<String>,
+    #[arg(long, value_name = "ZONE", value_parser = zone)]
+    pub tz: Option<Tz>,
     /// When the output was printed (RFC 3339) [default: now]
-    #[arg(long, value_name = "TIME")]
-    pub now: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = instant)]
+    pub now: Option<DateTime<Utc>>,
     /// Exit code of the worker, if known
     #[arg(long)]
     pub exit_code: Option<i32>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Most rows a list command prints.
@@ -250,8 +263,8 @@ pub struct EventsArgs {
     #[arg(long, value_name = "NAME")]
     pub drain: Option<String>,
     /// Only events from the last DURATION (e.g. "1d", "6h"; at most 36500d)
-    #[arg(long, value_name = "DURATION")]
-    pub since: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = bounded_duration)]
+    pub since: Option<Duration>,
     /// Only events of this kind (e.g. item_dead_lettered)
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
@@ -263,9 +276,8 @@ pub struct EventsArgs {
         value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
     )]
     pub limit: i64,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -284,9 +296,8 @@ pub struct RunsArgs {
         value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
     )]
     pub limit: i64,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,9 +310,8 @@ pub enum RunsCommand {
 pub struct RunsShowArgs {
     /// Run id (from `drainctl runs`)
     pub id: i64,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -323,32 +333,8 @@ pub struct ItemsArgs {
         value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
     )]
     pub limit: i64,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ItemState {
-    Pending,
-    Running,
-    Done,
-    Dead,
-    // Its source file vanished before it ran.
-    #[value(name = "skipped_missing")]
-    SkippedMissing,
-}
-
-impl ItemState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemState::Pending => "pending",
-            ItemState::Running => "running",
-            ItemState::Done => "done",
-            ItemState::Dead => "dead",
-            ItemState::SkippedMissing => "skipped_missing",
-        }
-    }
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,9 +349,8 @@ pub struct ItemsShowArgs {
     pub name: String,
     /// Item key
     pub key: String,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -378,16 +363,14 @@ pub struct RetryArgs {
     /// Retry this one item (dead or pending)
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -395,9 +378,8 @@ pub struct PruneArgs {
     /// Count what would be removed; remove nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -419,4 +401,98 @@ pub enum CompletionShell {
     Bash,
     Zsh,
     Fish,
+}
+
+/// A flag value that does not parse; the message names the value and says what to write.
+/// `run` prints it as `drainctl: --flag: message` and exits 64.
+#[derive(Debug)]
+pub struct InvalidValue(pub String);
+
+impl std::fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidValue {}
+
+/// `--lock-timeout`: a duration of at most [`crate::db::MAX_LOCK_TIMEOUT`].
+fn lock_timeout(text: &str) -> Result<Duration, InvalidValue> {
+    let timeout = crate::duration::parse_duration(text).map_err(InvalidValue)?;
+    crate::duration::check_at_most(
+        text,
+        timeout,
+        crate::db::MAX_LOCK_TIMEOUT,
+        crate::db::MAX_LOCK_TIMEOUT_TEXT,
+    )
+    .map_err(InvalidValue)
+}
+
+/// A duration of at most [`crate::duration::MAX_DURATION`] (docs/configuration.md#durations).
+fn bounded_duration(text: &str) -> Result<Duration, InvalidValue> {
+    crate::duration::parse_bounded_duration(text).map_err(InvalidValue)
+}
+
+/// An RFC 3339 instant, in UTC.
+fn instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
+    DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| {
+        InvalidValue(format!("invalid instant {text:?}: use RFC 3339, e.g. 2026-11-27T10:00:00Z"))
+    })
+}
+
+/// An IANA time zone name.
+fn zone(text: &str) -> Result<Tz, InvalidValue> {
+    crate::config::parse_zone(text).map_err(InvalidValue)
+}
+
+/// A quota pattern profile name.
+fn profile(text: &str) -> Result<Profile, InvalidValue> {
+    text.parse().map_err(InvalidValue)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn values_are_typed_as_they_are_parsed() {
+        let cli = Cli::try_parse_from([
+            "drainctl",
+            "--lock-timeout",
+            "1m30s",
+            "quota",
+            "test",
+            "--profile",
+            "OpenAI",
+            "--tz",
+            "Asia/Jerusalem",
+            "--now",
+            "2026-11-27T12:00:00+02:00",
+        ])
+        .unwrap();
+        assert_eq!(cli.lock_timeout, Duration::from_secs(90));
+        let Command::Quota(QuotaCommand::Test(args)) = cli.command else { panic!("not quota test") };
+        assert_eq!(args.profile, Profile::OpenAi);
+        assert_eq!(args.tz, Some(chrono_tz::Asia::Jerusalem));
+        assert_eq!(args.now.map(|at| at.to_rfc3339()), Some("2026-11-27T10:00:00+00:00".to_string()));
+    }
+
+    #[test]
+    fn a_refused_value_says_what_to_write() {
+        for (args, expected) in [
+            (&["--lock-timeout", "25d", "status"][..], "\"25d\" is too long; the largest allowed is 24d"),
+            (&["events", "--since", "yesterday"], "invalid duration \"yesterday\""),
+            (&["supervise", "--slot", "10:15"], "invalid instant \"10:15\": use RFC 3339"),
+            (&["quota", "test", "--tz", "Mars"], "unknown time zone \"Mars\""),
+            (&["quota", "test", "--profile", "nope"], "unknown quota profile \"nope\""),
+        ] {
+            let error =
+                Cli::try_parse_from(std::iter::once("drainctl").chain(args.iter().copied())).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{args:?}");
+            let invalid = error.source().and_then(|source| source.downcast_ref::<InvalidValue>());
+            assert!(invalid.is_some_and(|invalid| invalid.0.contains(expected)), "{args:?}: {error}");
+        }
+    }
 }

@@ -1,30 +1,17 @@
-//! The command reference (`docs/cli.md`) and shell completions, both generated from the
-//! clap definitions in [`crate::cli`], so they cannot drift from what the binary accepts.
+//! The command reference (`docs/cli.md`), generated from the clap definitions in
+//! [`crate::cli`] like the shell completions, so neither can drift from what the binary
+//! accepts.
 //!
 //! [`markdown`] renders the reference; an integration test compares it with the file in the
 //! repository and fails when someone changed a flag without regenerating it
 //! (`DRAINCTL_UPDATE_DOCS=1 cargo test --features testing --test integration cli_reference`
 //! rewrites it).
-//! `drainctl completions bash|zsh|fish` prints a completion script made by
-//! `clap_complete`.
+//! `drainctl completions bash|zsh|fish` (in `commands/completions.rs`) prints a completion
+//! script made by `clap_complete`.
 
 use clap::{Arg, Command, CommandFactory};
 
-use crate::cli::{Cli, CompletionShell, CompletionsArgs};
-use crate::output::Report;
-
-/// `drainctl completions SHELL`: the completion script on stdout.
-pub fn completions(args: &CompletionsArgs) -> Report {
-    let shell = match args.shell {
-        CompletionShell::Bash => clap_complete::Shell::Bash,
-        CompletionShell::Zsh => clap_complete::Shell::Zsh,
-        CompletionShell::Fish => clap_complete::Shell::Fish,
-    };
-    let mut command = Cli::command();
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut command, "drainctl", &mut script);
-    Report::new(String::from_utf8_lossy(&script).into_owned(), serde_json::Value::Null)
-}
+use crate::cli::Cli;
 
 /// `docs/cli.md`: every visible command with its usage and arguments.
 pub fn markdown() -> String {
@@ -149,11 +136,5 @@ mod tests {
             assert!(text.contains(&format!("### `{command}`")), "{command} missing");
         }
         assert!(!text.contains('\u{1b}'), "no terminal styling");
-    }
-
-    #[test]
-    fn completions_name_the_commands() {
-        let report = completions(&CompletionsArgs { shell: CompletionShell::Bash });
-        assert!(report.human.contains("enqueue"));
     }
 }

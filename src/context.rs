@@ -8,26 +8,30 @@ use postgres::Client;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::db::events::Outbox;
 use crate::error::Result;
 
 pub struct Context {
     pub config: Config,
     pub clock: Clock,
     pub client: Client,
+    /// The recorded events that wait for the notifier: every `record_event` gets it.
+    pub outbox: Outbox,
 }
 
 impl Context {
     /// Resolve the configuration and clock (no connection yet), then connect and apply
     /// any missing migration under the migration lock. From here on the events the
-    /// notifier wants are kept as they are recorded (see `crate::notify`).
+    /// notifier wants — the migrations' among them — are kept in the outbox as they are
+    /// recorded (see `crate::notify`).
     pub fn open(config_path: Option<&Path>, lock_timeout: Duration) -> Result<Context> {
         let config = Config::discover(config_path, false)?;
-        crate::notify::watch(&config);
+        let outbox = crate::notify::outbox(&config);
         let clock = Clock::from_env()?;
         let database = config.require_database_url()?;
         let mut client = crate::db::connect(database)?;
-        crate::migrate::ensure_current(&mut client, lock_timeout, clock.now())?;
-        Ok(Context { config, clock, client })
+        crate::migrate::ensure_current(&mut client, &outbox, lock_timeout, clock.now())?;
+        Ok(Context { config, clock, client, outbox })
     }
 }
 

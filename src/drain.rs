@@ -28,16 +28,18 @@ use serde_json::json;
 
 use crate::accounts::{GroupView, Selection, Switch};
 use crate::backoff::BackoffRule;
-use crate::cli::{DrainArgs, Trigger};
+use crate::cli::DrainArgs;
 use crate::clock::Clock;
 use crate::config::{AccountConfig, Config, DrainConfig, QuotaGroupConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::context::Context;
 use crate::db::drains::{ensure_drain, DrainControls, PassControls};
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem, Committer, Completion, Failure};
 use crate::db::runs::{self, NewRun};
 use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
+use crate::model::EventKind;
+use crate::model::{AttemptOutcome, RunStatus, Trigger};
 use crate::output::Report;
 use crate::quota::{Classifier, Outcome};
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerReport, WorkerSpec};
@@ -62,19 +64,20 @@ pub const FAULT_ENV: &str = "DRAINCTL_FAULT";
 /// How a pass ended.
 #[derive(Debug, Clone)]
 struct Stop {
-    status: &'static str,
+    status: RunStatus,
     note: String,
     exit_code: u8,
 }
 
 impl Stop {
-    fn normal(status: &'static str, note: impl Into<String>) -> Stop {
+    fn normal(status: RunStatus, note: impl Into<String>) -> Stop {
         Stop { status, note: note.into(), exit_code: EXIT_OK }
     }
 }
 
 pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
-    let Context { config, clock, client } = ctx;
+    let Context { config, clock, client, outbox } = ctx;
+    let outbox: &Outbox = outbox;
     let drain = config.drain(&args.name)?;
     let group = config.quota_group(&drain.quota_group)?;
     let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns)
@@ -83,8 +86,8 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let now = clock.now();
     let controls = ensure_drain(client, &drain.name, now)?;
-    crate::reap::reap_crashed_runs(client, config, clock, Some(&drain.name))?;
-    crate::reap::release_orphaned_items(client, config, clock, Some(&drain.name))?;
+    crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
+    crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
 
     let host = crate::worker::process::host_name();
     let host_id = crate::worker::process::host_id();
@@ -92,7 +95,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
     let new_run = NewRun {
         drain: &drain.name,
-        trigger: args.trigger.as_str(),
+        trigger: args.trigger,
         host: &host,
         host_id: host_id.as_deref(),
         pid: pid as i32,
@@ -104,16 +107,17 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
         return Ok(Report::new(
             format!("{}: lock_skipped: {note}", drain.name),
-            json!({ "drain": drain.name, "run_id": run_id, "status": "lock_skipped", "note": note }),
+            json!({ "drain": drain.name, "run_id": run_id, "status": RunStatus::LockSkipped, "note": note }),
         ));
     }
     let run_id = in_transaction(client, |tx| {
         let run_id = runs::insert_run(tx, &new_run, now)?;
-        let event = Event::new("run_started", format!("run {run_id} started ({})", args.trigger.as_str()))
-            .drain(&drain.name)
-            .run(run_id)
-            .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
-        record_event(tx, &event, now)?;
+        let event =
+            Event::new(EventKind::RunStarted, format!("run {run_id} started ({})", args.trigger.as_str()))
+                .drain(&drain.name)
+                .run(run_id)
+                .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
+        record_event(tx, outbox, &event, now)?;
         Ok(run_id)
     })?;
     log::info!("drain {}: run {run_id} started", drain.name);
@@ -124,6 +128,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         group,
         clock,
         client,
+        outbox,
         classifier,
         run_id,
         trigger: args.trigger,
@@ -142,13 +147,13 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             // run stays `running` and the next pass or supervise reaps it as crashed.
             let note = format!("stopped by an error: {}", error.display_scrubbed());
             let at = pass.clock.now();
-            let event = finished_event(&pass, "failed", &note);
+            let event = finished_event(&pass, RunStatus::Failed, &note);
             // Stopped by an error, not by the items: give their attempts back.
             let max_attempts = pass.drain.max_attempts as i32;
             let released = in_transaction(pass.client, |tx| {
                 items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
-                if runs::finish_run(tx, run_id, "failed", Some(&note), at)? {
-                    record_event(tx, &event, at)?;
+                if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at)? {
+                    record_event(tx, pass.outbox, &event, at)?;
                 }
                 Ok(())
             });
@@ -163,7 +168,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     in_transaction(pass.client, |tx| {
         // Supervise may have ended this run already (hung): then it told the story.
         if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
-            record_event(tx, &event, at)?;
+            record_event(tx, pass.outbox, &event, at)?;
         }
         Ok(())
     })?;
@@ -190,8 +195,8 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     Ok(report.with_exit_code(stop.exit_code))
 }
 
-fn finished_event(pass: &Pass, status: &str, note: &str) -> Event {
-    Event::new("run_finished", format!("run {} finished: {status} ({note})", pass.run_id))
+fn finished_event(pass: &Pass, status: RunStatus, note: &str) -> Event {
+    Event::new(EventKind::RunFinished, format!("run {} finished: {status} ({note})", pass.run_id))
         .drain(&pass.drain.name)
         .run(pass.run_id)
         .data(json!({ "status": status, "items_done": pass.done, "items_failed": pass.failed, "note": note }))
@@ -225,6 +230,8 @@ struct Pass<'a> {
     group: &'a QuotaGroupConfig,
     clock: &'a Clock,
     client: &'a mut Client,
+    /// Where the events the notifier wants wait for it.
+    outbox: &'a Outbox,
     classifier: Classifier,
     run_id: i64,
     trigger: Trigger,
@@ -280,10 +287,10 @@ impl Pass<'_> {
     fn work_items(&mut self) -> Result<Stop> {
         loop {
             // What the last item recorded is notified now, not at the end of the pass.
-            crate::notify::notify_recorded(self.config, self.client, self.clock.now());
+            crate::notify::notify_recorded(self.config, self.client, self.outbox, self.clock.now());
             if let Some(signal) = crate::worker::signals::termination_signal() {
                 return Ok(Stop {
-                    status: "failed",
+                    status: RunStatus::Failed,
                     note: format!("interrupted by signal {signal}"),
                     exit_code: EXIT_TEMPORARY,
                 });
@@ -295,11 +302,11 @@ impl Pass<'_> {
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
                     // Cannot happen (the claim checks the same conditions); never keep it.
-                    self.release(&item, "not_started", &stop.note, now)?;
+                    self.release(&item, AttemptOutcome::NotStarted, &stop.note, now)?;
                 }
                 // A reset near enough is waited for inside the pass (docs/rate-limits.md).
                 if let Some(until) = backoff_until
-                    .filter(|until| stop.status == "rate_limited" && self.may_wait_until(*until, now))
+                    .filter(|until| stop.status == RunStatus::RateLimited && self.may_wait_until(*until, now))
                 {
                     self.commit_staged()?;
                     match self.wait_for_reset(until, &stop.note)? {
@@ -310,7 +317,7 @@ impl Pass<'_> {
                 return Ok(stop);
             }
             let Some(item) = claimed else {
-                return Ok(Stop::normal("drained", "no item is available now"));
+                return Ok(Stop::normal(RunStatus::Drained, "no item is available now"));
             };
             match self.process(&item, account)? {
                 // Its commit records the item's end on the run in the same statement.
@@ -370,7 +377,7 @@ impl Pass<'_> {
             return Ok((controls, item, 0));
         }
         self.stage_unstaged()?;
-        let statements = &mut self.statements;
+        let (statements, outbox) = (&mut self.statements, self.outbox);
         in_transaction(self.client, |tx| {
             let state = crate::db::quota_groups::lock_group(tx, &group.name, now)?;
             let rows = crate::db::backoffs::read_group_backoffs(tx, std::slice::from_ref(&group.name))?;
@@ -391,7 +398,7 @@ impl Pass<'_> {
                 controls.backoff_reason = Some(reason);
             }
             if let (Some(item), Selection::Use { account, switch: Some(switch) }) = (&item, selection) {
-                record_switch(tx, &view, switch, account, item, drain, run_id, now)?;
+                record_switch(tx, outbox, &view, switch, account, item, drain, run_id, now)?;
             }
             Ok((controls, item, index))
         })
@@ -413,7 +420,7 @@ impl Pass<'_> {
         if !controls.is_run_live {
             // Fenced: supervise ended this run (hung, crashed) and released its items.
             return Some(Stop {
-                status: "failed",
+                status: RunStatus::Failed,
                 note: format!(
                     "run {} was ended by another process (see `drainctl runs show {}`): it claims and commits nothing more",
                     self.run_id, self.run_id
@@ -423,15 +430,18 @@ impl Pass<'_> {
         }
         if controls.paused_at.is_some() {
             let note = controls.pause_note.as_deref().unwrap_or("no note");
-            return Some(Stop::normal("window_closed", format!("drain paused ({note})")));
+            return Some(Stop::normal(RunStatus::WindowClosed, format!("drain paused ({note})")));
         }
         let is_bursting = controls.burst_until.is_some_and(|until| now < until);
         if self.trigger == Trigger::Burst && !is_bursting {
-            return Some(Stop::normal("burst_ended", "the burst ended (deadline passed or turned off)"));
+            return Some(Stop::normal(
+                RunStatus::BurstEnded,
+                "the burst ended (deadline passed or turned off)",
+            ));
         }
         if let Some(until) = controls.backoff_until.filter(|until| now < *until) {
             return Some(Stop::normal(
-                "rate_limited",
+                RunStatus::RateLimited,
                 format!(
                     "quota group {} backs off until {}: {}",
                     self.drain.quota_group,
@@ -448,7 +458,7 @@ impl Pass<'_> {
 
     /// The longest a pass waits inside itself for its quota group's reset.
     fn max_wait(&self) -> std::time::Duration {
-        self.config.defaults.supervise_interval
+        self.drain.max_wait
     }
 
     /// Whether the pass may wait for a backoff that ends at `until`: within `max_wait`,
@@ -486,7 +496,7 @@ impl Pass<'_> {
             )?;
             if let Some(signal) = interrupted {
                 return Ok(Some(Stop {
-                    status: "failed",
+                    status: RunStatus::Failed,
                     note: format!("interrupted by signal {signal} while waiting for the reset"),
                     exit_code: EXIT_TEMPORARY,
                 }));
@@ -498,7 +508,9 @@ impl Pass<'_> {
                 is_run_live: beat.is_run_live,
                 ..PassControls::default()
             };
-            if let Some(stop) = self.reason_to_stop(controls, now).filter(|stop| stop.status != "budget") {
+            if let Some(stop) =
+                self.reason_to_stop(controls, now).filter(|stop| stop.status != RunStatus::Budget)
+            {
                 let waiting_cleared =
                     runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
                 if let Err(error) = waiting_cleared {
@@ -521,7 +533,7 @@ impl Pass<'_> {
             if let Some(window) = &self.drain.window {
                 if !window.contains(now, self.config.defaults.timezone) {
                     return Some(Stop::normal(
-                        "window_closed",
+                        RunStatus::WindowClosed,
                         format!("outside window {}", window.describe()),
                     ));
                 }
@@ -530,14 +542,14 @@ impl Pass<'_> {
         let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some());
         if self.done + self.failed + waiting >= self.drain.max_items_per_pass {
             return Some(Stop::normal(
-                "budget",
+                RunStatus::Budget,
                 format!("max_items_per_pass ({}) reached", self.drain.max_items_per_pass),
             ));
         }
         let elapsed = (now - self.started_at).to_std().unwrap_or_default();
         if elapsed >= self.drain.max_seconds_per_pass {
             return Some(Stop::normal(
-                "budget",
+                RunStatus::Budget,
                 format!(
                     "max_seconds_per_pass ({}) used",
                     crate::duration::format_duration(self.drain.max_seconds_per_pass)
@@ -557,11 +569,12 @@ impl Pass<'_> {
             let settled = in_transaction(self.client, |tx| {
                 let settled = items::settle_claimed_skipped_missing(tx, item.id, self.run_id, &note, now)?;
                 if settled {
-                    let event = Event::new("item_skipped_missing", format!("item {}: {note}", item.key))
-                        .drain(&self.drain.name)
-                        .run(self.run_id)
-                        .item(item.id);
-                    record_event(tx, &event, now)?;
+                    let event =
+                        Event::new(EventKind::ItemSkippedMissing, format!("item {}: {note}", item.key))
+                            .drain(&self.drain.name)
+                            .run(self.run_id)
+                            .item(item.id);
+                    record_event(tx, self.outbox, &event, now)?;
                 }
                 Ok(settled)
             })?;
@@ -619,6 +632,7 @@ impl Pass<'_> {
         let mut observer = WorkerRecorder {
             staged: self.staged.take(),
             client: self.client,
+            outbox: self.outbox,
             statements: &mut self.statements,
             clock: self.clock,
             drain: self.drain,
@@ -658,8 +672,8 @@ impl Pass<'_> {
                 Some(signal) => format!("interrupted by signal {signal} while running item {}", item.key),
                 None => format!("interrupted while running item {}", item.key),
             };
-            self.release(item, "interrupted", &note, now)?;
-            return Ok(ItemEnd::Stop(Stop { status: "failed", note, exit_code: EXIT_TEMPORARY }));
+            self.release(item, AttemptOutcome::Interrupted, &note, now)?;
+            return Ok(ItemEnd::Stop(Stop { status: RunStatus::Failed, note, exit_code: EXIT_TEMPORARY }));
         }
         let exit_code = match report.exit {
             WorkerExit::Code(code) => Some(code),
@@ -681,13 +695,14 @@ impl Pass<'_> {
                         tx,
                         item.id,
                         self.run_id,
-                        "quota_hit",
+                        AttemptOutcome::QuotaHit,
                         exit_code,
                         &hit.matched_line,
                         now,
                     )?;
                     crate::ratelimit::record_quota_hit(
                         tx,
+                        self.outbox,
                         crate::ratelimit::HitSource {
                             drain: &self.drain.name,
                             quota_group: &group,
@@ -729,7 +744,7 @@ impl Pass<'_> {
                     format!("account {} of group {group}", account.name)
                 };
                 Ok(ItemEnd::Stop(Stop::normal(
-                    "rate_limited",
+                    RunStatus::RateLimited,
                     format!(
                         "quota hit on item {}: {subject} backs off until {} ({})",
                         item.key,
@@ -742,7 +757,13 @@ impl Pass<'_> {
                 self.succeed(item, &account, report)
             }
             Outcome::ServerError { matched_line } => {
-                self.fail(item, &report, "transient", &format!("server error: {matched_line}"), now)?;
+                self.fail(
+                    item,
+                    &report,
+                    AttemptOutcome::Transient,
+                    &format!("server error: {matched_line}"),
+                    now,
+                )?;
                 Ok(ItemEnd::Settled)
             }
             Outcome::Other => {
@@ -762,7 +783,7 @@ impl Pass<'_> {
         in_transaction(self.client, |tx| {
             items::clear_resume_token(tx, item.id)?;
             let event = rejected_token_event(self.drain, self.run_id, item, token, &why);
-            record_event(tx, &event, now)
+            record_event(tx, self.outbox, &event, now)
         })?;
         Ok(None)
     }
@@ -773,19 +794,25 @@ impl Pass<'_> {
             "{why}; fix `command` of drain {} in the configuration (item {} keeps its attempts)",
             self.drain.name, item.key
         );
-        let event = Event::new("worker_not_started", note.clone())
+        let event = Event::new(EventKind::WorkerNotStarted, note.clone())
             .drain(&self.drain.name)
             .run(self.run_id)
             .item(item.id);
         in_transaction(self.client, |tx| {
-            release_refunded(tx, item.id, self.run_id, "not_started", None, &note, now)?;
-            record_event(tx, &event, now)
+            release_refunded(tx, item.id, self.run_id, AttemptOutcome::NotStarted, None, &note, now)?;
+            record_event(tx, self.outbox, &event, now)
         })?;
-        Ok(Stop { status: "failed", note, exit_code: EXIT_CONFIG })
+        Ok(Stop { status: RunStatus::Failed, note, exit_code: EXIT_CONFIG })
     }
 
     /// Give the item back with its attempt refunded.
-    fn release(&mut self, item: &ClaimedItem, outcome: &str, note: &str, now: DateTime<Utc>) -> Result<()> {
+    fn release(
+        &mut self,
+        item: &ClaimedItem,
+        outcome: AttemptOutcome,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         in_transaction(self.client, |tx| release_refunded(tx, item.id, self.run_id, outcome, None, note, now))
     }
 
@@ -876,6 +903,7 @@ impl Pass<'_> {
                     in_transaction(self.client, |tx| {
                         crate::ratelimit::record_success(
                             tx,
+                            self.outbox,
                             &drain.name,
                             &drain.quota_group,
                             &staged.account,
@@ -890,19 +918,28 @@ impl Pass<'_> {
                     staged.key
                 );
                 log::warn!("{message}");
-                let event = Event::new("claim_lost", message).drain(&drain.name).run(run_id).item(staged.id);
-                record_event(self.client, &event, now)?;
+                let event =
+                    Event::new(EventKind::ClaimLost, message).drain(&drain.name).run(run_id).item(staged.id);
+                record_event(self.client, self.outbox, &event, now)?;
             }
             Completion::StagedResultDamaged => {
                 let message = format!("staged result of item {} did not verify; item released", staged.key);
                 log::error!("{message}");
-                let event = Event::new("staged_result_discarded", message.clone())
+                let event = Event::new(EventKind::StagedResultDiscarded, message.clone())
                     .drain(&drain.name)
                     .run(run_id)
                     .item(staged.id);
                 in_transaction(self.client, |tx| {
-                    release_refunded(tx, staged.id, run_id, "staging_failed", None, &message, now)?;
-                    record_event(tx, &event, now)
+                    release_refunded(
+                        tx,
+                        staged.id,
+                        run_id,
+                        AttemptOutcome::StagingFailed,
+                        None,
+                        &message,
+                        now,
+                    )?;
+                    record_event(tx, self.outbox, &event, now)
                 })?;
             }
         }
@@ -913,7 +950,7 @@ impl Pass<'_> {
         &mut self,
         item: &ClaimedItem,
         report: &WorkerReport,
-        kind: &str,
+        kind: AttemptOutcome,
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -943,18 +980,18 @@ impl Pass<'_> {
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
             if failure != Failure::ClaimLost {
                 runs::count_failed_item(tx, self.run_id)?;
-                if kind == "failure" {
+                if kind == AttemptOutcome::Failure {
                     // The worker failed by itself: its session is not worth resuming.
                     items::clear_resume_token(tx, item.id)?;
                 }
             }
             let event = match failure {
                 Failure::Dead => Some(Event::new(
-                    "item_dead_lettered",
+                    EventKind::ItemDeadLettered,
                     format!("item {} dead after {} attempts: {error}", item.key, item.attempt),
                 )),
                 Failure::ClaimLost => Some(Event::new(
-                    "claim_lost",
+                    EventKind::ClaimLost,
                     format!("run {} lost its claim on item {}; failure not recorded", self.run_id, item.key),
                 )),
                 Failure::Retry(_) => None,
@@ -966,7 +1003,7 @@ impl Pass<'_> {
                     "error": error,
                     "stderr_tail": String::from_utf8_lossy(tail(&report.stderr_tail, 2048)),
                 }));
-                record_event(tx, &event, now)?;
+                record_event(tx, self.outbox, &event, now)?;
             }
             Ok(failure)
         })?;
@@ -989,7 +1026,7 @@ fn release_refunded(
     tx: &mut impl postgres::GenericClient,
     item_id: i64,
     run_id: i64,
-    outcome: &str,
+    outcome: AttemptOutcome,
     exit_code: Option<i32>,
     note: &str,
     now: DateTime<Utc>,
@@ -1002,6 +1039,7 @@ fn release_refunded(
 #[allow(clippy::too_many_arguments)]
 fn record_switch(
     client: &mut impl postgres::GenericClient,
+    outbox: &Outbox,
     view: &GroupView,
     switch: Switch,
     to: usize,
@@ -1028,7 +1066,7 @@ fn record_switch(
         matched_line.as_deref().map(|line| format!(" ({line})")).unwrap_or_default()
     );
     log::info!("{message}");
-    let event = Event::new("account_switched", message)
+    let event = Event::new(EventKind::AccountSwitched, message)
         .drain(&drain.name)
         .quota_group(&group.name)
         .run(run_id)
@@ -1039,7 +1077,7 @@ fn record_switch(
             "cause": switch.cause,
             "matched_line": matched_line,
         }));
-    record_event(client, &event, now)
+    record_event(client, outbox, &event, now)
 }
 
 /// The drain's environment with the account's merged over it (the account wins).
@@ -1084,7 +1122,7 @@ fn tail(bytes: &[u8], max: usize) -> &[u8] {
 }
 
 /// The outcome kind and error text of a failed attempt.
-fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (&'static str, String) {
+fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutcome, String) {
     let last_line = String::from_utf8_lossy(&report.stderr_tail)
         .lines()
         .rev()
@@ -1096,15 +1134,17 @@ fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (&'static str
     };
     match (report.stop_reason, report.exit) {
         (Some(StopReason::TimedOut), _) => (
-            "transient",
+            AttemptOutcome::Transient,
             format!("timed out after item_timeout {}", crate::duration::format_duration(drain.item_timeout)),
         ),
         (Some(StopReason::OutputCapExceeded), _) => (
-            "failure",
+            AttemptOutcome::Failure,
             format!("output exceeded the {} byte result cap (max_result_bytes)", drain.max_result_bytes),
         ),
-        (_, WorkerExit::Signal(signal)) => ("transient", with_stderr(format!("killed by signal {signal}"))),
-        (_, WorkerExit::Code(code)) => ("failure", with_stderr(format!("exit code {code}"))),
+        (_, WorkerExit::Signal(signal)) => {
+            (AttemptOutcome::Transient, with_stderr(format!("killed by signal {signal}")))
+        }
+        (_, WorkerExit::Code(code)) => (AttemptOutcome::Failure, with_stderr(format!("exit code {code}"))),
     }
 }
 
@@ -1116,7 +1156,7 @@ fn rejected_token_event(
     why: &str,
 ) -> Event {
     Event::new(
-        "resume_token_rejected",
+        EventKind::ResumeTokenRejected,
         format!("resume token {} of item {} ignored: {why}", shown_token(token), item.key),
     )
     .drain(&drain.name)
@@ -1131,6 +1171,7 @@ fn rejected_token_event(
 /// before a crash or a kill survives it.
 struct WorkerRecorder<'a> {
     client: &'a mut Client,
+    outbox: &'a Outbox,
     statements: &'a mut PreparedStatements,
     clock: &'a Clock,
     drain: &'a DrainConfig,
@@ -1191,7 +1232,7 @@ impl WorkerRecorder<'_> {
             log::warn!("drain {drain}: item {key}: further rejected resume tokens are not reported");
         }
         let event = rejected_token_event(self.drain, self.run_id, self.item, token, why);
-        if let Err(error) = record_event(self.client, &event, self.clock.now()) {
+        if let Err(error) = record_event(self.client, self.outbox, &event, self.clock.now()) {
             self.error.get_or_insert(error);
         }
     }

@@ -1,4 +1,4 @@
-//! `drainctl metrics`: the state of every drain in the Prometheus text exposition format.
+//! The state of every drain in the Prometheus text exposition format (`drainctl metrics`).
 //!
 //! [`render_metrics`] reads one snapshot — items per state, quota-group backoffs, bursts,
 //! pauses, the last run and the last successful run of each drain, its throughput and
@@ -17,39 +17,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
-use serde_json::json;
 
-use crate::cli::MetricsArgs;
 use crate::config::Config;
-use crate::context::Context;
 use crate::db::{backoffs, drains, items, passes, runs};
 use crate::error::{Error, Result};
-use crate::output::Report;
 
 /// The textfile is world-readable, unlike drainctl's other files (0600): node_exporter
 /// runs as its own user and must read it, and it holds only counts and timestamps.
 pub const TEXTFILE_MODE: u32 = 0o644;
-
-pub fn run(ctx: &mut Context, args: &MetricsArgs) -> Result<Report> {
-    let text = render_metrics(&mut ctx.client, &ctx.config, ctx.clock.now())?;
-    let path: PathBuf = match &args.textfile {
-        None => return Ok(Report::new(text, serde_json::Value::Null)),
-        Some(None) => ctx.config.defaults.metrics_textfile.clone().ok_or_else(|| {
-            Error::Usage(
-                "--textfile without PATH writes to [defaults] metrics_textfile, which is not set; \
-                     give a PATH or set it in the configuration"
-                    .to_string(),
-            )
-        })?,
-        Some(Some(path)) => path.clone(),
-    };
-    write_textfile(&path, &text)?;
-    let samples = text.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).count();
-    Ok(Report::new(
-        format!("wrote {samples} samples to {}", path.display()),
-        json!({ "textfile": path, "samples": samples }),
-    ))
-}
 
 /// One metric family: its name, help text and samples (labels, value).
 struct Family {
@@ -135,7 +110,7 @@ pub fn render_metrics(
     );
     let all_counts = items::count_by_state_of(client, &names)?;
     let all_latest = runs::latest_runs(client, &names)?;
-    let histories = crate::forecast::recent_histories(client, &names, now)?;
+    let histories = crate::schedule::forecast::recent_histories(client, &names, now)?;
     for drain in &config.drains {
         let name = &drain.name;
         let counts = all_counts.get(name).copied().unwrap_or_default();
@@ -154,11 +129,14 @@ pub fn render_metrics(
         paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
         let latest = all_latest.get(name).cloned().unwrap_or_default();
         if let Some((status, finished_at)) = latest.finished {
-            last_run.sample(vec![("drain", name.clone()), ("status", status)], timestamp(Some(finished_at)));
+            last_run.sample(
+                vec![("drain", name.clone()), ("status", status.to_string())],
+                timestamp(Some(finished_at)),
+            );
         }
         last_success.sample(vec![("drain", name.clone())], timestamp(latest.last_success_at));
         let burst_until = control.and_then(|c| c.burst_until);
-        let forecast = crate::forecast::forecast(
+        let forecast = crate::schedule::forecast::forecast(
             histories.get(name).copied().unwrap_or_default(),
             counts.pending + counts.running,
             drain.concurrency,

@@ -20,8 +20,10 @@ use postgres::error::SqlState;
 use postgres::Client;
 use sha2::{Digest, Sha256};
 
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::{advisory_lock_holders, MIGRATION_LOCK_KEY};
 use crate::error::{Error, Result};
+use crate::model::EventKind;
 
 /// One migration file, embedded at build time.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +145,7 @@ fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result
 /// Apply whatever is missing; refuse edited or unknown newer migrations.
 pub fn ensure_current(
     client: &mut Client,
+    outbox: &Outbox,
     lock_timeout: Duration,
     now: DateTime<Utc>,
 ) -> Result<MigrationReport> {
@@ -150,7 +153,7 @@ pub fn ensure_current(
         MigrationLock::NotNeeded => {
             Ok(MigrationReport { applied: Vec::new(), current_version: latest_version() })
         }
-        MigrationLock::Held => run_and_release(client, |client| apply_missing(client, now)),
+        MigrationLock::Held => run_and_release(client, |client| apply_missing(client, outbox, now)),
     }
 }
 
@@ -241,7 +244,7 @@ fn missing(applied: &[Applied]) -> Vec<Migration> {
     MIGRATIONS.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).copied().collect()
 }
 
-fn apply_missing(client: &mut Client, now: DateTime<Utc>) -> Result<MigrationReport> {
+fn apply_missing(client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) -> Result<MigrationReport> {
     let applied = read_applied(client)?;
     check_applied(&applied)?;
     let to_apply = missing(&applied);
@@ -263,6 +266,8 @@ fn apply_missing(client: &mut Client, now: DateTime<Utc>) -> Result<MigrationRep
         )?;
     }
     for migration in to_apply {
+        // Its event is recorded like every other (see `record_event`), in the schema this
+        // migration leaves: a migration may add a column to `events` only with a default.
         let mut transaction = client.transaction()?;
         transaction.batch_execute(migration.sql).map_err(|error| {
             Error::from(error)
@@ -272,16 +277,12 @@ fn apply_missing(client: &mut Client, now: DateTime<Utc>) -> Result<MigrationRep
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
             &[&migration.version, &migration.name, &checksum(migration.sql), &now],
         )?;
-        transaction.execute(
-            "INSERT INTO events (at, kind, message, data)
-             VALUES ($1, 'migration_applied', $2, jsonb_build_object('version', $3::int, 'name', $4::text))",
-            &[
-                &now,
-                &format!("applied migration {:04}_{}", migration.version, migration.name),
-                &migration.version,
-                &migration.name,
-            ],
-        )?;
+        let event = Event::new(
+            EventKind::MigrationApplied,
+            format!("applied migration {:04}_{}", migration.version, migration.name),
+        )
+        .data(serde_json::json!({ "version": migration.version, "name": migration.name }));
+        record_event(&mut transaction, outbox, &event, now)?;
         transaction.commit()?;
         log::info!("applied migration {:04}_{}", migration.version, migration.name);
         report.applied.push(migration.version);
@@ -334,6 +335,7 @@ fn status_rows(applied: &[Applied]) -> Vec<MigrationStatus> {
 /// applied migration (after a harmless edit).
 pub fn repair_checksum(
     client: &mut Client,
+    outbox: &Outbox,
     lock_timeout: Duration,
     version: i32,
     now: DateTime<Utc>,
@@ -357,15 +359,12 @@ pub fn repair_checksum(
                 migration.name
             )));
         }
-        transaction.execute(
-            "INSERT INTO events (at, kind, message, data)
-             VALUES ($1, 'migration_checksum_repaired', $2, jsonb_build_object('version', $3::int))",
-            &[
-                &now,
-                &format!("accepted the new checksum of migration {version:04}_{}", migration.name),
-                &version,
-            ],
-        )?;
+        let event = Event::new(
+            EventKind::MigrationChecksumRepaired,
+            format!("accepted the new checksum of migration {version:04}_{}", migration.name),
+        )
+        .data(serde_json::json!({ "version": version }));
+        record_event(&mut transaction, outbox, &event, now)?;
         transaction.commit()?;
         Ok(format!("migration {version:04}_{}: checksum updated to {}", migration.name, short(&new_checksum)))
     })

@@ -1,8 +1,9 @@
 //! Notifications: run `[defaults] notify_command` for the events an operator must hear of.
 //!
-//! Every event whose kind is listed in `notify_on` is kept as it is recorded (see
-//! `crate::db::events`); [`notify_recorded`], called after commits and at the end of every
-//! command, runs the notifier for each one that committed, directly (argv, never a shell) in its own process group, with the event as one
+//! Every event whose kind is listed in `notify_on` is kept in the invocation's outbox as it
+//! is recorded (see [`outbox`] and `crate::db::events`); [`notify_recorded`], called after
+//! commits and at the end of every command, runs the notifier for each one that committed,
+//! directly (argv, never a shell) in its own process group, with the event as one
 //! JSON object on stdin (`kind`, `at`, `drain`, `quota_group`, `run_id`, `item_id`,
 //! `message`, `data`). The notifier gets `notify_timeout`; then its whole process group is
 //! killed. A notifier that cannot be started, exits non-zero, dies by a signal or times out
@@ -17,43 +18,9 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::db::events::{record_event_or_log, Event, NOTIFY_FAILED};
+use crate::db::events::{record_event_or_log, Event, Outbox};
+use crate::model::EventKind;
 use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
-
-/// Every event kind drainctl records; `notify_on` may list only these.
-pub const KNOWN_EVENT_KINDS: &[&str] = &[
-    "account_switched",
-    "backoff_cleared",
-    "backoff_distrusted",
-    "backoff_set",
-    "burst_expired",
-    "burst_moved",
-    "burst_off",
-    "burst_on",
-    "claim_lost",
-    "drain_paused",
-    "drain_resumed",
-    "item_dead_lettered",
-    "item_released",
-    "item_skipped_missing",
-    "items_enqueued",
-    "items_retried",
-    "kill_failed",
-    "migration_applied",
-    "migration_checksum_repaired",
-    "resume_token_rejected",
-    "notify_failed",
-    "retention_pruned",
-    "run_crashed",
-    "run_finished",
-    "run_hung",
-    "run_started",
-    "source_scanned",
-    "staged_result_completed",
-    "staged_result_discarded",
-    "supervise_error",
-    "worker_not_started",
-];
 
 /// Most of the notifier's stdout that is read (and ignored); beyond it the notifier is
 /// stopped, so a runaway notifier cannot fill memory.
@@ -61,11 +28,12 @@ const STDOUT_CAP_BYTES: usize = 1024 * 1024;
 /// How much of the end of the notifier's stderr goes into a `notify_failed` event.
 const STDERR_TAIL_BYTES: usize = 4096;
 
-/// Have the events of the kinds in `notify_on` kept as they are recorded (nothing is
-/// kept without a `notify_command`). Called once the configuration is known.
-pub fn watch(config: &Config) {
-    if config.defaults.notify_command.is_some() {
-        crate::db::events::keep_for_notification(&config.defaults.notify_on);
+/// The outbox of an invocation: it keeps the events of the kinds in `notify_on` as they are
+/// recorded (nothing without a `notify_command`). Made once the configuration is known.
+pub fn outbox(config: &Config) -> Outbox {
+    match config.defaults.notify_command {
+        Some(_) => Outbox::keeping(&config.defaults.notify_on),
+        None => Outbox::unwatched(),
     }
 }
 
@@ -73,23 +41,23 @@ pub fn watch(config: &Config) {
 /// whose transaction has committed. Never fails: a notifier that fails becomes a
 /// `notify_failed` event, and not being able to tell which events committed is logged
 /// and recorded the same way.
-pub fn notify_recorded(config: &Config, client: &mut Client, now: DateTime<Utc>) {
-    match crate::db::events::take_committed(client) {
+pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) {
+    match outbox.take_committed(client) {
         Ok(recorded) => {
             for recorded in recorded {
-                notify(config, client, &recorded.event, recorded.at);
+                notify(config, client, outbox, &recorded.event, recorded.at);
             }
         }
         Err(error) => {
             let message = format!("could not read the events to notify: {}", error.display_scrubbed());
             log::error!("{message}");
-            record_event_or_log(client, &Event::new(NOTIFY_FAILED, message), now);
+            record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), now);
         }
     }
 }
 
 /// Run the notifier for `event` (recorded at `at`).
-fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>) {
+fn notify(config: &Config, client: &mut Client, outbox: &Outbox, event: &Event, at: DateTime<Utc>) {
     let defaults = &config.defaults;
     let Some(command) = &defaults.notify_command else { return };
     let program = command.first().map(String::as_str).unwrap_or_default();
@@ -99,7 +67,7 @@ fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>
     };
     log::warn!("notify_command {program:?} failed for event {}: {}", event.kind, failure.message);
     let mut failed = Event::new(
-        NOTIFY_FAILED,
+        EventKind::NotifyFailed,
         format!("notify_command failed for event {}: {}", event.kind, failure.message),
     )
     .data(json!({
@@ -114,7 +82,7 @@ fn notify(config: &Config, client: &mut Client, event: &Event, at: DateTime<Utc>
     failed.quota_group = event.quota_group.clone();
     failed.run_id = event.run_id;
     failed.item_id = event.item_id;
-    record_event_or_log(client, &failed, at);
+    record_event_or_log(client, outbox, &failed, at);
 }
 
 /// The one JSON object a notifier reads on stdin.
@@ -218,14 +186,7 @@ mod tests {
     use super::*;
 
     fn event() -> Value {
-        event_json(&Event::new("run_hung", "run 3 hung").drain("docs").run(3), Utc::now())
-    }
-
-    #[test]
-    fn default_kinds_are_known() {
-        for kind in crate::config::DEFAULT_NOTIFY_ON {
-            assert!(KNOWN_EVENT_KINDS.contains(&kind), "{kind}");
-        }
+        event_json(&Event::new(EventKind::RunHung, "run 3 hung").drain("docs").run(3), Utc::now())
     }
 
     #[test]

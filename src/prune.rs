@@ -1,5 +1,5 @@
-//! `drainctl prune [--dry-run]`: retention — remove history older than the horizons of
-//! `[defaults] retention`, and nothing a live drain still needs.
+//! Retention (`drainctl prune`, and `supervise` once a day): remove history older than the
+//! horizons of `[defaults] retention`, and nothing a live drain still needs.
 //!
 //! Finished runs (with their attempts) and supervisor passes older than `runs`, events
 //! older than `events`, log files under `log_dir` not written to for `logs`, and — only
@@ -18,13 +18,11 @@ use postgres::Client;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::PruneArgs;
 use crate::config::Config;
-use crate::context::Context;
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::retention::{self, Batch};
-use crate::error::{Error, Result};
-use crate::output::Report;
+use crate::error::Result;
+use crate::model::EventKind;
 
 /// Rows deleted per statement (and transaction).
 pub const BATCH: i64 = 1000;
@@ -71,41 +69,45 @@ impl PruneReport {
     }
 }
 
-pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
-    let now = ctx.clock.now();
-    let report = prune(&mut ctx.client, &ctx.config, now, args.dry_run)?;
-    if !args.dry_run {
-        retention::claim_task(&mut ctx.client, TASK, now, now)?;
+/// `drainctl prune`: [`prune`] at `now`; unless a dry run, it counts as the daily prune
+/// `supervise` would otherwise do.
+pub fn prune_now(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport> {
+    let report = prune(client, outbox, config, now, dry_run)?;
+    if !dry_run {
+        retention::claim_task(client, TASK, now, now)?;
     }
-    let zone = ctx.config.defaults.timezone;
-    let local = |at: DateTime<Utc>| crate::output::local_minute(at, zone);
-    let mut human = String::new();
-    if args.dry_run {
-        human.push_str("dry run: nothing was removed\n");
-    }
-    human.push_str(&format!("{}\n", report.summary()));
-    human.push_str(&format!("  runs and supervisor passes before {}\n", local(report.runs_before)));
-    human.push_str(&format!("  events before {}\n", local(report.events_before)));
-    human.push_str(&format!("  log files last written before {}\n", local(report.logs_before)));
-    if let Some(before) = report.done_items_before {
-        human.push_str(&format!("  done items finished before {}\n", local(before)));
-    }
-    let json = serde_json::to_value(&report).map_err(|error| Error::Internal(error.to_string()))?;
-    Ok(Report::new(human, json))
+    Ok(report)
 }
 
 /// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at
 /// least a day old, else returns None.
-pub fn prune_if_due(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Option<PruneReport>> {
+pub fn prune_if_due(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Option<PruneReport>> {
     let due_if_before = now - chrono::Duration::days(1);
     if !retention::claim_task(client, TASK, due_if_before, now)? {
         return Ok(None);
     }
-    prune(client, config, now, false).map(Some)
+    prune(client, outbox, config, now, false).map(Some)
 }
 
 /// Apply (or with `dry_run`, count) every retention horizon at `now`.
-pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
+pub fn prune(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<PruneReport> {
     let retention = &config.defaults.retention;
     // A horizon too far back for the calendar keeps everything.
     let horizon = |length: Duration| crate::clock::earlier(now, length);
@@ -137,7 +139,7 @@ pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: 
     report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
 
     if !dry_run && report.removed_anything() {
-        let event = Event::new("retention_pruned", report.summary()).data(json!({
+        let event = Event::new(EventKind::RetentionPruned, report.summary()).data(json!({
             "runs": report.runs,
             "attempts": report.attempts,
             "supervisor_passes": report.supervisor_passes,
@@ -145,7 +147,7 @@ pub fn prune(client: &mut Client, config: &Config, now: DateTime<Utc>, dry_run: 
             "done_items": report.done_items,
             "log_files": report.log_files,
         }));
-        record_event(client, &event, now)?;
+        record_event(client, outbox, &event, now)?;
     }
     Ok(report)
 }

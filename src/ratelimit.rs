@@ -8,8 +8,9 @@ use serde_json::json;
 
 use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBackoff};
 use crate::db::backoffs::{lock_backoff, write_backoff, BackoffRow};
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::error::Result;
+use crate::model::EventKind;
 use crate::quota::QuotaHit;
 
 /// Where a hit came from, for the events.
@@ -29,6 +30,7 @@ pub struct HitSource<'a> {
 /// that hit at once agree, and a claim of the group never sees half of it.
 pub fn record_quota_hit(
     client: &mut impl GenericClient,
+    outbox: &Outbox,
     source: HitSource,
     hit: &QuotaHit,
     now: DateTime<Utc>,
@@ -60,7 +62,7 @@ pub fn record_quota_hit(
         needs_attention: hit.needs_attention,
     };
     write_backoff(client, &row, now)?;
-    let event_for = |kind: &'static str, message: String| {
+    let event_for = |kind: EventKind, message: String| {
         let mut event = Event::new(kind, message).drain(source.drain).quota_group(source.quota_group);
         if let Some(run_id) = source.run_id {
             event = event.run(run_id);
@@ -71,12 +73,13 @@ pub fn record_quota_hit(
         event
     };
     if let Some(why) = &decision.distrusted {
-        let event = event_for("backoff_distrusted", format!("stated reset not trusted: {why}")).data(json!({
-            "stated_reset": hit.reset,
-            "why": why,
-            "matched_line": hit.matched_line,
-        }));
-        record_event(client, &event, now)?;
+        let event =
+            event_for(EventKind::BackoffDistrusted, format!("stated reset not trusted: {why}")).data(json!({
+                "stated_reset": hit.reset,
+                "why": why,
+                "matched_line": hit.matched_line,
+            }));
+        record_event(client, outbox, &event, now)?;
     }
     let message = format!(
         "{} backs off until {} ({}){}: {}",
@@ -86,7 +89,7 @@ pub fn record_quota_hit(
         if hit.needs_attention { "; needs attention: time will not fix this" } else { "" },
         hit.matched_line
     );
-    let event = event_for("backoff_set", message).data(json!({
+    let event = event_for(EventKind::BackoffSet, message).data(json!({
         "backoff_until": until,
         "rule": decision.rule,
         "stated_reset": hit.reset,
@@ -95,7 +98,7 @@ pub fn record_quota_hit(
         "needs_attention": hit.needs_attention,
         "account": source.account,
     }));
-    record_event(client, &event, now)?;
+    record_event(client, outbox, &event, now)?;
     Ok(BackoffDecision { until, ..decision })
 }
 
@@ -119,6 +122,7 @@ fn rule_text(decision: &BackoffDecision) -> &'static str {
 /// A successful item clears its account's suspected mark (with an event when there was one).
 pub fn record_success(
     client: &mut impl GenericClient,
+    outbox: &Outbox,
     drain: &str,
     quota_group: &str,
     account: &str,
@@ -127,13 +131,13 @@ pub fn record_success(
     if crate::db::backoffs::clear_suspected(client, quota_group, account, now)? {
         let source = HitSource { drain, quota_group, account, run_id: None, item_id: None };
         let event = Event::new(
-            "backoff_cleared",
+            EventKind::BackoffCleared,
             format!("an item succeeded: {} is no longer suspected", subject(source)),
         )
         .drain(drain)
         .quota_group(quota_group)
         .data(json!({ "account": account }));
-        record_event(client, &event, now)?;
+        record_event(client, outbox, &event, now)?;
     }
     Ok(())
 }

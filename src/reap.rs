@@ -12,12 +12,14 @@ use postgres::Client;
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::{Config, DEFAULT_MAX_ATTEMPTS};
-use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::config::defaults::DEFAULT_MAX_ATTEMPTS;
+use crate::config::Config;
+use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
 use crate::db::in_transaction;
 use crate::db::items::{self, Committer, Completion};
 use crate::db::runs::{self, RunRow};
 use crate::error::Result;
+use crate::model::{EventKind, RunStatus};
 use crate::worker::process;
 
 /// What reaping one run did.
@@ -48,6 +50,7 @@ pub fn is_this_hosts(run: &RunRow) -> bool {
 /// Reap every crashed run of this host (of one drain, or all).
 pub fn reap_crashed_runs(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &Clock,
     drain: Option<&str>,
@@ -56,7 +59,7 @@ pub fn reap_crashed_runs(
     for run in runs::running_runs(client, drain)? {
         if is_crashed(&run) {
             let note = format!("process {} on {} is gone", run.pid, run.host);
-            if let Some(result) = end_run(client, config, clock, &run, "crashed", &note)? {
+            if let Some(result) = end_run(client, outbox, config, clock, &run, RunStatus::Crashed, &note)? {
                 reaped.push(result);
             }
         }
@@ -70,6 +73,7 @@ pub fn reap_crashed_runs(
 /// many were released.
 pub fn release_orphaned_items(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &Clock,
     drain: Option<&str>,
@@ -83,14 +87,17 @@ pub fn release_orphaned_items(
             let orphans = items::release_orphaned_items(tx, name, max_attempts, now)?;
             for item in &orphans {
                 let run = item.run_id.map_or("(none)".to_string(), |id| id.to_string());
-                let (kind, what) =
-                    if item.is_dead { ("item_dead_lettered", "dead") } else { ("item_released", "released") };
+                let (kind, what) = if item.is_dead {
+                    (EventKind::ItemDeadLettered, "dead")
+                } else {
+                    (EventKind::ItemReleased, "released")
+                };
                 let message = format!("item {} {what}: its run {run} is no longer running", item.key);
                 let mut event = Event::new(kind, message).drain(name).item(item.id);
                 if let Some(run_id) = item.run_id {
                     event = event.run(run_id);
                 }
-                record_event(tx, &event, now)?;
+                record_event(tx, outbox, &event, now)?;
             }
             Ok(orphans.len())
         })?;
@@ -107,10 +114,11 @@ fn max_attempts_of(config: &Config, drain: &str) -> i32 {
 /// staged results, release its items, record events. None if someone else ended it first.
 pub fn end_run(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &Clock,
     run: &RunRow,
-    status: &'static str,
+    status: RunStatus,
     note: &str,
 ) -> Result<Option<Reaped>> {
     let now = clock.now();
@@ -134,13 +142,13 @@ pub fn end_run(
                 Completion::Completed => {
                     reaped.completed_from_staging.push(item_id);
                     let event = Event::new(
-                        "staged_result_completed",
+                        EventKind::StagedResultCompleted,
                         format!("run {} ended ({status}) after staging item {item_id}: the staged result verified and was committed", run.id),
                     )
                     .drain(&run.drain)
                     .run(run.id)
                     .item(item_id);
-                    record_event(tx, &event, now)?;
+                    record_event(tx, outbox, &event, now)?;
                 }
                 outcome => {
                     reaped.discarded_staging.push(item_id);
@@ -149,7 +157,7 @@ pub fn end_run(
                         _ => "the staged bytes did not match their length and checksum",
                     };
                     let event = Event::new(
-                        "staged_result_discarded",
+                        EventKind::StagedResultDiscarded,
                         format!(
                             "run {} ended ({status}): staged result of item {item_id} discarded: {why}",
                             run.id
@@ -158,7 +166,7 @@ pub fn end_run(
                     .drain(&run.drain)
                     .run(run.id)
                     .item(item_id);
-                    record_event(tx, &event, now)?;
+                    record_event(tx, outbox, &event, now)?;
                 }
             }
         }
@@ -166,15 +174,15 @@ pub fn end_run(
         for item in items::release_run_items(tx, run.id, &error, max_attempts, false, now)? {
             let (kind, message) = if item.is_dead {
                 reaped.dead_lettered.push(item.key.clone());
-                ("item_dead_lettered", format!("item {} dead: {error} on its last attempt", item.key))
+                (EventKind::ItemDeadLettered, format!("item {} dead: {error} on its last attempt", item.key))
             } else {
                 reaped.released.push(item.key.clone());
-                ("item_released", format!("item {} released: {error}", item.key))
+                (EventKind::ItemReleased, format!("item {} released: {error}", item.key))
             };
             let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
-            record_event(tx, &event, now)?;
+            record_event(tx, outbox, &event, now)?;
         }
-        let kind = if status == "hung" { "run_hung" } else { "run_crashed" };
+        let kind = if status == RunStatus::Hung { EventKind::RunHung } else { EventKind::RunCrashed };
         let event = Event::new(kind, format!("run {} {status}: {note}", run.id))
             .drain(&run.drain)
             .run(run.id)
@@ -187,17 +195,17 @@ pub fn end_run(
                 "completed_from_staging": reaped.completed_from_staging,
                 "discarded_staging": reaped.discarded_staging,
             }));
-        record_event(tx, &event, now)?;
+        record_event(tx, outbox, &event, now)?;
         Ok(Some(reaped))
     })?;
     if result.is_some() {
-        kill_left_worker(client, config, run, now);
+        kill_left_worker(client, outbox, config, run, now);
     }
     Ok(result)
 }
 
 /// A crashed pass may leave its worker running (it has its own process group): end it.
-fn kill_left_worker(client: &mut Client, config: &Config, run: &RunRow, now: DateTime<Utc>) {
+fn kill_left_worker(client: &mut Client, outbox: &Outbox, config: &Config, run: &RunRow, now: DateTime<Utc>) {
     if !is_this_hosts(run) {
         return;
     }
@@ -211,8 +219,8 @@ fn kill_left_worker(client: &mut Client, config: &Config, run: &RunRow, now: Dat
         Err(error) => {
             let message = format!("run {}: could not kill worker process group {pid}: {error}", run.id);
             log::error!("{message}");
-            let event = Event::new("kill_failed", message).drain(&run.drain).run(run.id);
-            record_event_or_log(client, &event, now);
+            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
+            record_event_or_log(client, outbox, &event, now);
         }
     }
 }

@@ -31,15 +31,13 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::cli::NameArg;
 use crate::config::{DrainConfig, SourceConfig};
-use crate::context::Context;
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::sources::{self, FileRecord, KnownFile};
 use crate::db::{advisory_unlock, drains::ensure_drain, items, source_scan_key, try_advisory_lock};
 use crate::error::{Error, Result};
 use crate::glob::{Glob, States};
-use crate::output::Report;
+use crate::model::{EventKind, ItemState};
 
 /// Files written to the database per transaction, so row locks stay short.
 pub const BATCH: usize = 1000;
@@ -187,26 +185,13 @@ impl ScanReport {
     }
 }
 
-pub fn run(ctx: &mut Context, args: &NameArg) -> Result<Report> {
-    let drain = ctx.config.drain(&args.name)?;
-    let now = ctx.clock.now();
-    let report = scan(&mut ctx.client, drain, now)?;
-    let mut human = format!("{}: {}\n", report.drain, report.summary());
-    if report.truncated {
-        if let Some(source) = &drain.source {
-            human.push_str(&format!(
-                "  stopped at max_files_per_scan ({}); the next scan goes on from there\n",
-                source.max_files_per_scan
-            ));
-        }
-    }
-    human.push_str(&report.refused_lines());
-    let json = serde_json::to_value(&report).map_err(|error| Error::Internal(error.to_string()))?;
-    Ok(Report::new(human, json))
-}
-
 /// Scan the source of `drain` at `now` (an error when it has none).
-pub fn scan(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Result<ScanReport> {
+pub fn scan(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: &DrainConfig,
+    now: DateTime<Utc>,
+) -> Result<ScanReport> {
     let source = drain.source.as_ref().ok_or_else(|| {
         Error::Usage(format!(
             "drain {} has no source; add `source = {{ dir = \"...\", glob = \"*/*.jsonl\" }}` to its [[drain]] table",
@@ -219,7 +204,7 @@ pub fn scan(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Res
     if !try_advisory_lock(client, key)? {
         return Ok(ScanReport::new(&drain.name, &root, "lock_skipped"));
     }
-    let outcome = scan_locked(client, drain, source, &root, now);
+    let outcome = scan_locked(client, outbox, drain, source, &root, now);
     let unlocked = advisory_unlock(client, key);
     let report = outcome?;
     unlocked?;
@@ -272,6 +257,7 @@ struct Hashed {
 
 fn scan_locked(
     client: &mut Client,
+    outbox: &Outbox,
     drain: &DrainConfig,
     source: &SourceConfig,
     root: &Path,
@@ -344,7 +330,7 @@ fn scan_locked(
     sources::set_resume_point(&mut transaction, &drain.name, next, now)?;
     let event = report.changed_anything().then(|| {
         Event::new(
-            "source_scanned",
+            EventKind::SourceScanned,
             format!(
                 "scan of {}: {} new, {} changed, {} missing ({} skipped)",
                 drain.name, report.new, report.changed, report.missing, report.skipped_missing
@@ -364,7 +350,7 @@ fn scan_locked(
         }))
     });
     if let Some(event) = &event {
-        record_event(&mut transaction, event, now)?;
+        record_event(&mut transaction, outbox, event, now)?;
     }
     transaction.commit()?;
     Ok(report)
@@ -398,7 +384,7 @@ fn plan_file(file: &Candidate, known: Option<&KnownFile>, report: &mut ScanRepor
         None => Plan::Enqueue { is_new: true, file: hashed },
         Some(k) if k.sha256 != hashed.sha256 => Plan::Enqueue { is_new: false, file: hashed },
         // It came back after its item was settled without running.
-        Some(k) if k.item_state.as_deref() == Some("skipped_missing") => {
+        Some(k) if k.item_state == Some(ItemState::SkippedMissing) => {
             Plan::Enqueue { is_new: false, file: hashed }
         }
         Some(_) => Plan::Touched(hashed),
@@ -656,8 +642,8 @@ impl Walker<'_> {
         } else {
             return Ok(false);
         };
-        if key.len() > crate::enqueue::MAX_KEY_BYTES {
-            self.report.refuse(key, format!("path is longer than {} bytes", crate::enqueue::MAX_KEY_BYTES));
+        if key.len() > items::MAX_KEY_BYTES {
+            self.report.refuse(key, format!("path is longer than {} bytes", items::MAX_KEY_BYTES));
             return Ok(false);
         }
         if self.found.len() >= self.limit {

@@ -31,13 +31,15 @@ use crate::config::{Config, DrainConfig};
 use crate::context::Context;
 use crate::db::backoffs::{read_group_backoffs, BackoffRow};
 use crate::db::drains::{clear_burst, ensure_drain, ensure_drains, read_controls, DrainControls};
-use crate::db::events::{record_event, record_event_or_log, Event};
+use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
 use crate::db::items::drains_with_available_items;
 use crate::db::passes::{insert_pass, PassRecord};
 use crate::db::runs::{last_run_starts, running_runs, RunRow};
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
 use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
+use crate::model::{EventKind, PassStatus, RunStatus, Trigger};
 use crate::output::{local_time as local, table, Report};
+use crate::schedule::cadence;
 use crate::worker::process;
 
 /// The longest a pass waits for a row lock before it gives up on that decision.
@@ -60,7 +62,7 @@ pub struct Decision {
     pub action: Action,
     pub reason: String,
     pub run_id: Option<i64>,
-    pub trigger: Option<&'static str>,
+    pub trigger: Option<Trigger>,
     /// Filled in when applied: the started process, or what went wrong.
     pub pid: Option<u32>,
     pub log_path: Option<String>,
@@ -202,7 +204,7 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     if busy >= drain.concurrency {
         return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
     }
-    let start = |trigger: &'static str, reason: String| {
+    let start = |trigger: Trigger, reason: String| {
         let reason = match waits_for_reset {
             Some(until) => format!(
                 "{reason}; quota group {} backs off until {}, before the next pass: it waits for the reset",
@@ -216,7 +218,7 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
         decision
     };
     if let Some(until) = controls.and_then(|c| c.active_burst(now)) {
-        return start("burst", format!("in burst until {}", local(until, zone)));
+        return start(Trigger::Burst, format!("in burst until {}", local(until, zone)));
     }
     let reason = match &drain.window {
         None => "items available; no window configured".to_string(),
@@ -231,22 +233,13 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
             return skip(format!("outside window {}{opens}", window.describe()));
         }
     };
-    if let Some(next) = cadence_next_start(drain, snapshot.last_started_at).filter(|next| now < *next) {
+    let next_start = cadence::next_start(drain.every, snapshot.last_started_at);
+    if let Some(next) = next_start.filter(|next| now < *next) {
         let every = drain.every.map(crate::duration::format_duration).unwrap_or_default();
         let wait = crate::duration::format_duration((next - now).to_std().unwrap_or_default());
         return skip(format!("cadence {every}: next start in {wait}"));
     }
-    start("supervisor", reason)
-}
-
-/// The earliest instant `every` allows the drain's next start, counted from the start of
-/// its latest pass (whatever became of that pass); None when it has no cadence or no pass.
-pub fn cadence_next_start(
-    drain: &DrainConfig,
-    last_started_at: Option<DateTime<Utc>>,
-) -> Option<DateTime<Utc>> {
-    let (every, last) = (drain.every?, last_started_at?);
-    Some(crate::clock::later(last, every))
+    start(Trigger::Supervisor, reason)
 }
 
 /// The supervisor's heartbeat: when the last acting `supervise` pass fired, and whether
@@ -293,12 +286,11 @@ impl Heartbeat {
 
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let started = Instant::now();
-    let Context { config, clock, client } = ctx;
+    let Context { config, clock, client, outbox } = ctx;
+    let outbox: &Outbox = outbox;
     let fired_at = clock.now();
-    let scheduled_for = match &args.slot {
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| Error::Usage(format!("--slot {text:?}: use RFC 3339, e.g. 2026-11-27T10:15:00Z")))?,
+    let scheduled_for = match args.slot {
+        Some(at) => at,
         None => {
             let interval = chrono::Duration::from_std(config.defaults.supervise_interval)
                 .unwrap_or(chrono::Duration::minutes(15));
@@ -307,7 +299,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     };
     let host = process::host_name();
     let pid = std::process::id();
-    let record_pass = |client: &mut Client, status: &str, decisions: serde_json::Value| {
+    let record_pass = |client: &mut Client, status: PassStatus, decisions: serde_json::Value| {
         let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
         let record = PassRecord {
             fired_at,
@@ -321,11 +313,11 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         insert_pass(client, &record).map(|id| (id, duration_ms))
     };
     if !args.dry_run && !try_advisory_lock(client, SUPERVISE_LOCK_KEY)? {
-        record_pass(client, "lock_skipped", json!([]))?;
+        record_pass(client, PassStatus::LockSkipped, json!([]))?;
         return Ok(Report::new(
             "supervise: lock_skipped: another supervise pass is running",
             json!({
-                "status": "lock_skipped",
+                "status": PassStatus::LockSkipped,
                 "fired_at": fired_at,
                 "scheduled_for": scheduled_for,
                 "decisions": [],
@@ -343,12 +335,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let mut scans = Vec::new();
     if !args.dry_run {
         for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
-            let scanned = crate::sources::scan(client, drain, clock.now());
+            let scanned = crate::sources::scan(client, outbox, drain, clock.now());
             scans.push(scanned.unwrap_or_else(|error| {
                 had_error = true;
                 let message = error.display_scrubbed();
                 let what = format!("could not scan the source of drain {}: {message}", drain.name);
-                record_failure(client, Some(&drain.name), what, clock.now());
+                record_failure(client, outbox, Some(&drain.name), what, clock.now());
                 crate::sources::ScanReport::failed(drain, message)
             }));
         }
@@ -360,12 +352,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     if !args.dry_run {
         // The running runs the decisions were made on are the ones they act on.
         let runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
-        apply_all(client, config, clock, &runs, &mut decisions, fired_at, &mut had_error);
-        let released =
-            crate::reap::release_orphaned_items(client, config, clock, None).unwrap_or_else(|error| {
+        apply_all(client, outbox, config, clock, &runs, &mut decisions, fired_at, &mut had_error);
+        let released = crate::reap::release_orphaned_items(client, outbox, config, clock, None)
+            .unwrap_or_else(|error| {
                 had_error = true;
                 let what = format!("could not release orphaned items: {}", error.display_scrubbed());
-                record_failure(client, None, what, clock.now());
+                record_failure(client, outbox, None, what, clock.now());
                 0
             });
         let has_ended_runs =
@@ -382,16 +374,28 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, fired_at, zone));
     if !args.dry_run {
-        apply_all(client, config, clock, &[], &mut decisions[first_start..], fired_at, &mut had_error);
-        let (pass_id, duration_ms) =
-            record_pass(client, "done", serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])))?;
+        apply_all(
+            client,
+            outbox,
+            config,
+            clock,
+            &[],
+            &mut decisions[first_start..],
+            fired_at,
+            &mut had_error,
+        );
+        let (pass_id, duration_ms) = record_pass(
+            client,
+            PassStatus::Done,
+            serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
+        )?;
         // Retention, at most once a day.
-        match crate::prune::prune_if_due(client, config, clock.now()) {
+        match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
             Ok(report) => pruned = report,
             Err(error) => {
                 had_error = true;
                 let what = format!("could not prune old history: {}", error.display_scrubbed());
-                record_failure(client, None, what, clock.now());
+                record_failure(client, outbox, None, what, clock.now());
             }
         }
         if let Some(path) = &config.defaults.metrics_textfile {
@@ -409,7 +413,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
                     path.display(),
                     error.display_scrubbed()
                 );
-                record_failure(client, None, what, clock.now());
+                record_failure(client, outbox, None, what, clock.now());
             }
         }
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
@@ -463,13 +467,19 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
 /// A step of the pass that failed: it is logged and recorded as a `supervise_error`
 /// event, and the pass goes on (it exits 70 at the end; when only the metrics textfile
 /// failed, with that error's code).
-fn record_failure(client: &mut Client, drain: Option<&str>, message: String, now: DateTime<Utc>) {
+fn record_failure(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: Option<&str>,
+    message: String,
+    now: DateTime<Utc>,
+) {
     log::error!("supervise: {message}");
-    let mut event = Event::new("supervise_error", message);
+    let mut event = Event::new(EventKind::SuperviseError, message);
     if let Some(drain) = drain {
         event = event.drain(drain);
     }
-    record_event_or_log(client, &event, now);
+    record_event_or_log(client, outbox, &event, now);
 }
 
 fn take_snapshot<'a>(
@@ -517,7 +527,7 @@ fn take_snapshot<'a>(
                 .collect(),
             has_available_item: available.contains(&drain.name),
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
-            wake_within: config.defaults.supervise_interval,
+            wake_within: drain.max_wait.min(config.defaults.supervise_interval),
         });
     }
     Ok(snapshots)
@@ -525,8 +535,10 @@ fn take_snapshot<'a>(
 
 /// Apply `decisions` in order; a failed one is recorded (see `record_failure`) and the
 /// pass goes on.
+#[allow(clippy::too_many_arguments)]
 fn apply_all(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &crate::clock::Clock,
     runs: &[RunRow],
@@ -535,11 +547,11 @@ fn apply_all(
     had_error: &mut bool,
 ) {
     for decision in decisions.iter_mut() {
-        if let Err(error) = apply(client, config, clock, runs, decision, now) {
+        if let Err(error) = apply(client, outbox, config, clock, runs, decision, now) {
             *had_error = true;
             let message = error.display_scrubbed();
             let what = format!("could not {:?} drain {}: {message}", decision.action, decision.drain);
-            record_failure(client, Some(&decision.drain), what, clock.now());
+            record_failure(client, outbox, Some(&decision.drain), what, clock.now());
             decision.error = Some(message);
         }
     }
@@ -547,6 +559,7 @@ fn apply_all(
 
 fn apply(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &crate::clock::Clock,
     runs: &[RunRow],
@@ -556,22 +569,30 @@ fn apply(
     let find_run = |run_id: Option<i64>| runs.iter().find(|run| Some(run.id) == run_id);
     match decision.action {
         Action::Skip => Ok(()),
-        Action::ExpireBurst => expire_burst(client, config, &decision.drain, now),
+        Action::ExpireBurst => expire_burst(client, outbox, config, &decision.drain, now),
         Action::ReapCrashed => {
             if let Some(run) = find_run(decision.run_id) {
-                crate::reap::end_run(client, config, clock, run, "crashed", &decision.reason)?;
+                crate::reap::end_run(
+                    client,
+                    outbox,
+                    config,
+                    clock,
+                    run,
+                    RunStatus::Crashed,
+                    &decision.reason,
+                )?;
             }
             Ok(())
         }
         Action::KillHung => {
             if let Some(run) = find_run(decision.run_id) {
-                end_hung_run(client, config, clock, run, &decision.reason)?;
+                end_hung_run(client, outbox, config, clock, run, &decision.reason)?;
             }
             Ok(())
         }
         Action::Start => {
             let (pid, log_path) =
-                start_drain(config, &decision.drain, decision.trigger.unwrap_or("supervisor"), now)?;
+                start_drain(config, &decision.drain, decision.trigger.unwrap_or(Trigger::Supervisor), now)?;
             decision.pid = Some(pid);
             decision.log_path = Some(log_path.display().to_string());
             Ok(())
@@ -579,7 +600,13 @@ fn apply(
     }
 }
 
-fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime<Utc>) -> Result<()> {
+fn expire_burst(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    drain: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let controls = ensure_drain(client, drain, now)?;
     let Some(until) = controls.expired_burst(now) else { return Ok(()) };
     let mut transaction = client.transaction()?;
@@ -587,12 +614,12 @@ fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime
         return Ok(());
     }
     let event = Event::new(
-        "burst_expired",
+        EventKind::BurstExpired,
         format!("burst of {drain} expired at {}", local(until, config.defaults.timezone)),
     )
     .drain(drain)
     .data(json!({ "burst_until": until, "note": controls.burst_note }));
-    record_event(&mut transaction, &event, now)?;
+    record_event(&mut transaction, outbox, &event, now)?;
     transaction.commit()?;
     Ok(())
 }
@@ -601,12 +628,13 @@ fn expire_burst(client: &mut Client, config: &Config, drain: &str, now: DateTime
 /// stop its worker group and its own process if they are on this host.
 fn end_hung_run(
     client: &mut Client,
+    outbox: &Outbox,
     config: &Config,
     clock: &crate::clock::Clock,
     run: &RunRow,
     reason: &str,
 ) -> Result<()> {
-    if crate::reap::end_run(client, config, clock, run, "hung", reason)?.is_none() {
+    if crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, reason)?.is_none() {
         return Ok(());
     }
     if !crate::reap::is_this_hosts(run) {
@@ -622,8 +650,8 @@ fn end_hung_run(
         Err(error) => {
             let message = format!("hung run {}: could not stop drain process {pid}: {error}", run.id);
             log::error!("{message}");
-            let event = Event::new("kill_failed", message).drain(&run.drain).run(run.id);
-            record_event_or_log(client, &event, clock.now());
+            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
+            record_event_or_log(client, outbox, &event, clock.now());
         }
     }
     Ok(())
@@ -632,7 +660,7 @@ fn end_hung_run(
 /// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the
 /// supervisor's process group does not reach it), stdin from /dev/null, stdout and stderr
 /// to an owner-only log file. Returns at once with its pid.
-fn start_drain(config: &Config, drain: &str, trigger: &str, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
+fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
     let log_path = create_log_file_path(config, drain, now)?;
     let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(|error| {
         Error::Config(format!("cannot create log file {}: {error}; check log_dir", log_path.display()))
@@ -647,7 +675,7 @@ fn start_drain(config: &Config, drain: &str, trigger: &str, now: DateTime<Utc>) 
         command.arg("--config").arg(path);
     }
     command
-        .args(["drain", drain, "--trigger", trigger, "--log-file"])
+        .args(["drain", drain, "--trigger", trigger.as_str(), "--log-file"])
         .arg(&log_path)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
@@ -737,7 +765,7 @@ mod tests {
         let config = config();
         let zone = config.defaults.timezone;
         let start = only(plan(&[snapshot(&config.drains[0])], inside(), zone));
-        assert_eq!((start.action, start.trigger), (Action::Start, Some("supervisor")));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some(Trigger::Supervisor)));
         let skip = only(plan(&[snapshot(&config.drains[0])], outside(), zone));
         assert_eq!(skip.action, Action::Skip);
         assert!(
@@ -754,7 +782,7 @@ mod tests {
         let mut s = snapshot(&config.drains[0]);
         s.controls = Some(controls(Some(outside() + chrono::Duration::hours(1)), false));
         let start = only(plan(&[s], outside(), zone));
-        assert_eq!((start.action, start.trigger), (Action::Start, Some("burst")));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some(Trigger::Burst)));
         let mut s = snapshot(&config.drains[0]);
         s.controls = Some(controls(Some(outside() - chrono::Duration::minutes(1)), false));
         let decisions = plan(&[s], outside(), zone);
@@ -813,7 +841,7 @@ mod tests {
         let mut burst = with_last_start(Some("2026-11-26T23:00:00Z"));
         burst.controls = Some(controls(Some(at("2026-11-27T06:00:00Z")), false));
         let started = only(plan(&[burst], at("2026-11-26T23:10:00Z"), zone));
-        assert_eq!((started.action, started.trigger), (Action::Start, Some("burst")));
+        assert_eq!((started.action, started.trigger), (Action::Start, Some(Trigger::Burst)));
         // A closed window is the reason given, not the cadence.
         let mut windowed = snapshot(&config.drains[1]);
         windowed.last_started_at = Some(outside() - chrono::Duration::minutes(5));

@@ -30,6 +30,8 @@
 //! - `{"if_env": {"var": "DRAIN_ACCOUNT", "equals": "a", "then": [...], "else": [...]}}`:
 //!   run the `then` steps when the variable is set to exactly that value, else the `else`
 //!   steps (optional); e.g. a quota hit on one account only
+//! - `{"if_file": {"path": "/path", "then": [...], "else": [...]}}`: the `then` steps when
+//!   the file exists, else the `else` steps; with `touch`, a hit on the first call only
 //!
 //! An unknown or malformed step prints a message on stderr and exits 2. When
 //! `FAKE_WORKER_LOG=/path` is set, the `log` step runs first, before stdin is read.
@@ -51,7 +53,7 @@ const MIB_BYTES: usize = 1024 * 1024;
 const MIB_LINE_BYTES: usize = 1024;
 const STEP_NAMES: &str = "out, err, sleep, checkpoints, mib, binary, child_ignoring_term, hang, \
                           wait_for_file, touch, exit, signal, cut_off, log, env, echo_args, echo_payload, choose, \
-                          if_env";
+                          if_env, if_file";
 
 fn main() {
     if let Some(path) = std::env::var_os("FAKE_WORKER_LOG") {
@@ -199,19 +201,27 @@ fn run_step(step: &serde_json::Value, payload: &[u8]) -> Result<(), String> {
             let variable = string_value("if_env.var", field("var")?)?;
             let expected = string_value("if_env.equals", field("equals")?)?;
             let is_equal = std::env::var_os(variable).is_some_and(|actual| actual == expected);
-            let branch = if is_equal { value.get("then") } else { value.get("else") };
-            let steps = match branch {
-                None => &[][..],
-                Some(serde_json::Value::Array(steps)) => steps.as_slice(),
-                Some(other) => {
-                    return Err(format!("bad value {other} in step \"if_env\"; expected a list of steps"))
-                }
-            };
-            for step in steps {
-                run_step(step, payload)?;
-            }
+            run_branch(name, value.get(if is_equal { "then" } else { "else" }), payload)?;
+        }
+        "if_file" => {
+            let path = value.get("path").ok_or("step \"if_file\" needs \"path\"")?;
+            let exists = Path::new(string_value("if_file.path", path)?).exists();
+            run_branch(name, value.get(if exists { "then" } else { "else" }), payload)?;
         }
         other => return Err(format!("unknown step {other:?}; known steps: {STEP_NAMES}")),
+    }
+    Ok(())
+}
+
+/// Run the steps of one branch of `if_env` / `if_file` (none when it is missing).
+fn run_branch(name: &str, branch: Option<&serde_json::Value>, payload: &[u8]) -> Result<(), String> {
+    let steps = match branch {
+        None => &[][..],
+        Some(serde_json::Value::Array(steps)) => steps.as_slice(),
+        Some(other) => return Err(format!("bad value {other} in step {name:?}; expected a list of steps")),
+    };
+    for step in steps {
+        run_step(step, payload)?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The append-only `events` table: every state change drainctl makes or survives.
 //!
-//! Recording is also where notification starts: an event of a kind the notifier wants is
-//! kept (with its id) in this process's outbox, and [`take_committed`] later hands over
-//! those whose insert has committed, so every recorded event of such a kind is notified
-//! once and one rolled back never is. `crate::notify` drains the outbox.
+//! Recording is also where notification starts: every event goes through [`record_event`],
+//! which keeps one of a kind the notifier wants (with its id) in the invocation's
+//! [`Outbox`]; [`Outbox::take_committed`] later hands over those whose insert has
+//! committed, so every recorded event of such a kind is notified once and one rolled back
+//! never is. `crate::notify` drains the outbox.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -13,9 +14,7 @@ use postgres::{Client, GenericClient};
 use serde_json::Value;
 
 use crate::error::Result;
-
-/// The kind of the event that reports a failed notification: never itself notified.
-pub const NOTIFY_FAILED: &str = "notify_failed";
+use crate::model::EventKind;
 
 /// An event this process recorded, as kept for the notifier.
 #[derive(Debug, Clone)]
@@ -25,39 +24,52 @@ pub struct RecordedEvent {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Default)]
-struct Outbox {
-    kinds: Vec<String>,
-    pending: Vec<RecordedEvent>,
+/// The events of one invocation that wait for the notifier: owned by the invocation's
+/// `Context` and passed to every [`record_event`]. Shared (`&Outbox`) so that it travels
+/// next to a borrowed client or transaction; one thread uses it.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// The kinds to keep; empty keeps nothing.
+    kinds: Vec<EventKind>,
+    pending: RefCell<Vec<RecordedEvent>>,
 }
 
-thread_local! {
-    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox::default());
-}
-
-/// From now on keep every recorded event of these kinds for [`take_committed`].
-pub fn keep_for_notification(kinds: &[String]) {
-    OUTBOX.with(|outbox| outbox.borrow_mut().kinds = kinds.to_vec());
-}
-
-/// The kept events whose insert has committed, oldest first; the outbox is emptied (an
-/// event whose transaction rolled back is forgotten). Takes a plain client: it must never
-/// run inside the transaction that recorded them.
-pub fn take_committed(client: &mut Client) -> Result<Vec<RecordedEvent>> {
-    let pending = OUTBOX.with(|outbox| std::mem::take(&mut outbox.borrow_mut().pending));
-    if pending.is_empty() {
-        return Ok(pending);
+impl Outbox {
+    /// An outbox that keeps every recorded event of these kinds (never `notify_failed`).
+    pub fn keeping(kinds: &[EventKind]) -> Outbox {
+        Outbox { kinds: kinds.to_vec(), pending: RefCell::default() }
     }
-    let ids: Vec<i64> = pending.iter().map(|recorded| recorded.id).collect();
-    let rows = client.query("SELECT id FROM events WHERE id = ANY($1)", &[&ids])?;
-    let committed: HashSet<i64> = rows.iter().map(|row| row.get(0)).collect();
-    Ok(pending.into_iter().filter(|recorded| committed.contains(&recorded.id)).collect())
+
+    /// An outbox that keeps nothing: for an invocation without a notifier.
+    pub fn unwatched() -> Outbox {
+        Outbox::default()
+    }
+
+    fn keep(&self, id: i64, event: &Event, at: DateTime<Utc>) {
+        if event.kind != EventKind::NotifyFailed && self.kinds.contains(&event.kind) {
+            self.pending.borrow_mut().push(RecordedEvent { id, event: event.clone(), at });
+        }
+    }
+
+    /// The kept events whose insert has committed, oldest first; the outbox is emptied (an
+    /// event whose transaction rolled back is forgotten). Takes a plain client: it must
+    /// never run inside the transaction that recorded them.
+    pub fn take_committed(&self, client: &mut Client) -> Result<Vec<RecordedEvent>> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            return Ok(pending);
+        }
+        let ids: Vec<i64> = pending.iter().map(|recorded| recorded.id).collect();
+        let rows = client.query("SELECT id FROM events WHERE id = ANY($1)", &[&ids])?;
+        let committed: HashSet<i64> = rows.iter().map(|row| row.get(0)).collect();
+        Ok(pending.into_iter().filter(|recorded| committed.contains(&recorded.id)).collect())
+    }
 }
 
 /// One event to record. Build with [`Event::new`] and the `with_*` setters.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub message: String,
     pub drain: Option<String>,
     pub quota_group: Option<String>,
@@ -67,7 +79,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: &'static str, message: impl Into<String>) -> Event {
+    pub fn new(kind: EventKind, message: impl Into<String>) -> Event {
         Event {
             kind,
             message: message.into(),
@@ -105,8 +117,14 @@ impl Event {
     }
 }
 
-/// Append an event (and keep it for the notifier when its kind is wanted).
-pub fn record_event(client: &mut impl GenericClient, event: &Event, at: DateTime<Utc>) -> Result<()> {
+/// Append an event, and keep it in `outbox` for the notifier when its kind is wanted: the
+/// one way an event is recorded.
+pub fn record_event(
+    client: &mut impl GenericClient,
+    outbox: &Outbox,
+    event: &Event,
+    at: DateTime<Utc>,
+) -> Result<()> {
     let row = client.query_one(
         "INSERT INTO events (at, kind, drain, quota_group, run_id, item_id, message, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -122,20 +140,19 @@ pub fn record_event(client: &mut impl GenericClient, event: &Event, at: DateTime
             &event.data,
         ],
     )?;
-    let id: i64 = row.get(0);
-    OUTBOX.with(|outbox| {
-        let mut outbox = outbox.borrow_mut();
-        if event.kind != NOTIFY_FAILED && outbox.kinds.iter().any(|kind| kind == event.kind) {
-            outbox.pending.push(RecordedEvent { id, event: event.clone(), at });
-        }
-    });
+    outbox.keep(row.get(0), event, at);
     Ok(())
 }
 
 /// Append an event, logging (not failing) when it cannot be written: used on paths that
 /// are already handling another failure.
-pub fn record_event_or_log(client: &mut impl GenericClient, event: &Event, at: DateTime<Utc>) {
-    if let Err(error) = record_event(client, event, at) {
+pub fn record_event_or_log(
+    client: &mut impl GenericClient,
+    outbox: &Outbox,
+    event: &Event,
+    at: DateTime<Utc>,
+) {
+    if let Err(error) = record_event(client, outbox, event, at) {
         log::error!("could not record event {} ({}): {error}", event.kind, event.message);
     }
 }

@@ -12,6 +12,10 @@ use sha2::{Digest, Sha256};
 use crate::db::drains::PassControls;
 use crate::db::PreparedStatements;
 use crate::error::{Error, Result};
+use crate::model::{AttemptOutcome, ItemState};
+
+/// Longest item key accepted (`enqueue`, and the relative paths `scan` turns into keys).
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// An item as a run holds it after claiming.
 #[derive(Debug, Clone)]
@@ -165,7 +169,7 @@ pub fn settle_claimed_skipped_missing(
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
         &[&item_id, &run_id, &note, &now],
     )?;
-    finish_attempt(client, item_id, run_id, "skipped_missing", None, Some(note), now)?;
+    finish_attempt(client, item_id, run_id, AttemptOutcome::SkippedMissing, None, Some(note), now)?;
     Ok(updated == 1)
 }
 
@@ -360,7 +364,7 @@ pub fn finish_attempt(
     client: &mut impl GenericClient,
     item_id: i64,
     run_id: i64,
-    outcome: &str,
+    outcome: AttemptOutcome,
     exit_code: Option<i32>,
     error: Option<&str>,
     now: DateTime<Utc>,
@@ -533,7 +537,7 @@ pub fn fail_item(
     )?;
     Ok(match row {
         None => Failure::ClaimLost,
-        Some(row) if row.get::<_, String>(0) == "dead" => Failure::Dead,
+        Some(row) if row.try_get::<_, ItemState>(0)? == ItemState::Dead => Failure::Dead,
         Some(_) => Failure::Retry(retry_at),
     })
 }
@@ -580,14 +584,15 @@ pub fn release_run_items(
           WHERE run_id = $1 AND finished_at IS NULL",
         &[&run_id, &now, &error],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| ReleasedItem {
-            id: row.get(0),
-            key: row.get(1),
-            is_dead: row.get::<_, String>(2) == "dead",
+    rows.iter()
+        .map(|row| {
+            Ok(ReleasedItem {
+                id: row.get(0),
+                key: row.get(1),
+                is_dead: row.try_get::<_, ItemState>(2)? == ItemState::Dead,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// An item left `running` under a run that is no longer `running` (or no longer exists),
@@ -639,15 +644,16 @@ pub fn release_orphaned_items(
          SELECT id, key, claimed_by, state FROM released ORDER BY id",
         &[&drain, &max_attempts, &now],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| OrphanedItem {
-            id: row.get(0),
-            key: row.get(1),
-            run_id: row.get(2),
-            is_dead: row.get::<_, String>(3) == "dead",
+    rows.iter()
+        .map(|row| {
+            Ok(OrphanedItem {
+                id: row.get(0),
+                key: row.get(1),
+                run_id: row.get(2),
+                is_dead: row.try_get::<_, ItemState>(3)? == ItemState::Dead,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Results staged by `run_id` that were never completed.
@@ -701,15 +707,13 @@ pub fn count_by_state_of(
     let mut all: HashMap<String, StateCounts> = HashMap::new();
     for row in rows {
         let counts = all.entry(row.get(0)).or_default();
-        let state: String = row.get(1);
         let count: i64 = row.get(2);
-        match state.as_str() {
-            "pending" => counts.pending = count,
-            "running" => counts.running = count,
-            "done" => counts.done = count,
-            "dead" => counts.dead = count,
-            "skipped_missing" => counts.skipped_missing = count,
-            _ => {}
+        match row.try_get::<_, ItemState>(1)? {
+            ItemState::Pending => counts.pending = count,
+            ItemState::Running => counts.running = count,
+            ItemState::Done => counts.done = count,
+            ItemState::Dead => counts.dead = count,
+            ItemState::SkippedMissing => counts.skipped_missing = count,
         }
     }
     Ok(all)
@@ -720,7 +724,7 @@ pub fn count_by_state_of(
 pub struct ItemRow {
     pub id: i64,
     pub key: String,
-    pub state: String,
+    pub state: ItemState,
     pub attempts: i32,
     pub available_at: DateTime<Utc>,
     pub claimed_by: Option<i64>,
@@ -730,11 +734,11 @@ pub struct ItemRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-fn item_row_from(row: &postgres::Row) -> ItemRow {
-    ItemRow {
+fn item_row_from(row: &postgres::Row) -> Result<ItemRow> {
+    Ok(ItemRow {
         id: row.get(0),
         key: row.get(1),
-        state: row.get(2),
+        state: row.try_get(2)?,
         attempts: row.get(3),
         available_at: row.get(4),
         claimed_by: row.get(5),
@@ -742,7 +746,7 @@ fn item_row_from(row: &postgres::Row) -> ItemRow {
         enqueued_at: row.get(7),
         updated_at: row.get(8),
         finished_at: row.get(9),
-    }
+    })
 }
 
 /// Items of `drain`, at most `limit`. Pending items come in claim order (index
@@ -750,10 +754,10 @@ fn item_row_from(row: &postgres::Row) -> ItemRow {
 pub fn list_items(
     client: &mut impl GenericClient,
     drain: &str,
-    state: Option<&str>,
+    state: Option<ItemState>,
     limit: i64,
 ) -> Result<Vec<ItemRow>> {
-    let rows = if state == Some("pending") {
+    let rows = if state == Some(ItemState::Pending) {
         client.query(
             "SELECT id, key, state, attempts, available_at, claimed_by, last_error, enqueued_at,
                     updated_at, finished_at
@@ -770,7 +774,7 @@ pub fn list_items(
             &[&drain, &state, &limit],
         )?
     };
-    Ok(rows.iter().map(item_row_from).collect())
+    rows.iter().map(item_row_from).collect()
 }
 
 /// Everything stored about one item.
@@ -791,13 +795,16 @@ pub fn get_item(client: &mut impl GenericClient, drain: &str, key: &str) -> Resu
            FROM items WHERE drain = $1 AND key = $2",
         &[&drain, &key],
     )?;
-    Ok(row.map(|row| ItemDetail {
-        row: item_row_from(&row),
-        payload: row.get(10),
-        claimed_at: row.get(11),
-        stderr_tail: row.get(12),
-        result: row.get(13),
-    }))
+    row.map(|row| {
+        Ok(ItemDetail {
+            row: item_row_from(&row)?,
+            payload: row.get(10),
+            claimed_at: row.get(11),
+            stderr_tail: row.get(12),
+            result: row.get(13),
+        })
+    })
+    .transpose()
 }
 
 /// One attempt of an item, from the `attempts` table.
@@ -838,7 +845,7 @@ pub fn list_attempts(client: &mut impl GenericClient, item_id: i64) -> Result<Ve
 pub struct RetriedItem {
     pub id: i64,
     pub key: String,
-    pub previous_state: String,
+    pub previous_state: ItemState,
     pub previous_attempts: i32,
 }
 
@@ -862,7 +869,7 @@ pub fn retry_dead_items(
         .map(|row| RetriedItem {
             id: row.get(0),
             key: row.get(1),
-            previous_state: "dead".to_string(),
+            previous_state: ItemState::Dead,
             previous_attempts: row.get(2),
         })
         .collect();
@@ -876,7 +883,7 @@ pub enum RetryOne {
     Retried(RetriedItem),
     /// The item is running or done: left alone.
     NotRetryable {
-        state: String,
+        state: ItemState,
     },
     Missing,
 }
@@ -899,10 +906,10 @@ pub fn retry_item(
         return Ok(RetryOne::Missing);
     };
     let id: i64 = current.get(0);
-    let state: String = current.get(1);
+    let state: ItemState = current.try_get(1)?;
     // A running item whose run is no longer running is held by nobody: it may be taken.
     let is_orphaned: bool = current.get(3);
-    if state != "dead" && state != "pending" && !is_orphaned {
+    if state != ItemState::Dead && state != ItemState::Pending && !is_orphaned {
         return Ok(RetryOne::NotRetryable { state });
     }
     client.execute(

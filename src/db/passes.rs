@@ -5,6 +5,7 @@ use postgres::GenericClient;
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::model::PassStatus;
 
 #[derive(Debug, Clone)]
 pub struct PassRecord<'a> {
@@ -12,7 +13,7 @@ pub struct PassRecord<'a> {
     pub scheduled_for: DateTime<Utc>,
     pub host: &'a str,
     pub pid: i32,
-    pub status: &'a str,
+    pub status: PassStatus,
     pub duration_ms: i32,
     pub decisions: Value,
 }

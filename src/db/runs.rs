@@ -9,12 +9,13 @@ use postgres::GenericClient;
 
 use crate::db::PreparedStatements;
 use crate::error::Result;
+use crate::model::{RunStatus, Trigger};
 
 /// What a new run row records about the process.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
     pub drain: &'a str,
-    pub trigger: &'a str,
+    pub trigger: Trigger,
     pub host: &'a str,
     /// Boot and PID namespace of the process (see `worker::process::host_id`).
     pub host_id: Option<&'a str>,
@@ -172,7 +173,7 @@ pub fn beat_while_waiting(
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,
-    status: &str,
+    status: RunStatus,
     note: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
@@ -190,7 +191,7 @@ pub fn finish_run(
 pub struct RunRow {
     pub id: i64,
     pub drain: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub host: String,
     /// Boot and PID namespace of the run's process; None for runs recorded without one.
     pub host_id: Option<String>,
@@ -203,17 +204,20 @@ pub struct RunRow {
     pub checkpoints: i64,
     pub items_done: i32,
     pub items_failed: i32,
-    pub status: String,
+    pub status: RunStatus,
     pub finished_at: Option<DateTime<Utc>>,
     pub note: Option<String>,
     pub log_path: Option<String>,
+    /// While the pass waits inside itself for its quota group's reset: until when, and why.
+    pub waiting_until: Option<DateTime<Utc>>,
+    pub waiting_reason: Option<String>,
 }
 
-fn run_from_row(row: &postgres::Row) -> RunRow {
-    RunRow {
+fn run_from_row(row: &postgres::Row) -> Result<RunRow> {
+    Ok(RunRow {
         id: row.get(0),
         drain: row.get(1),
-        trigger: row.get(2),
+        trigger: row.try_get(2)?,
         host: row.get(3),
         pid: row.get(4),
         process_start_time: row.get(5),
@@ -224,12 +228,14 @@ fn run_from_row(row: &postgres::Row) -> RunRow {
         checkpoints: row.get(10),
         items_done: row.get(11),
         items_failed: row.get(12),
-        status: row.get(13),
+        status: row.try_get(13)?,
         finished_at: row.get(14),
         note: row.get(15),
         log_path: row.get(16),
         host_id: row.get(17),
-    }
+        waiting_until: row.get(18),
+        waiting_reason: row.get(19),
+    })
 }
 
 /// Runs still marked `running` (of one drain, or all).
@@ -237,12 +243,12 @@ pub fn running_runs(client: &mut impl GenericClient, drain: Option<&str>) -> Res
     let rows = client.query(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id
+                finished_at, note, log_path, host_id, waiting_until, waiting_reason
            FROM runs WHERE status = 'running' AND ($1::text IS NULL OR drain = $1)
           ORDER BY id",
         &[&drain],
     )?;
-    Ok(rows.iter().map(run_from_row).collect())
+    rows.iter().map(run_from_row).collect()
 }
 
 /// The latest finished-or-running run of `drain` that did real work (not lock_skipped).
@@ -250,23 +256,23 @@ pub fn last_run(client: &mut impl GenericClient, drain: &str) -> Result<Option<R
     let row = client.query_opt(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id
+                finished_at, note, log_path, host_id, waiting_until, waiting_reason
            FROM runs WHERE drain = $1 AND status <> 'lock_skipped'
           ORDER BY started_at DESC, id DESC LIMIT 1",
         &[&drain],
     )?;
-    Ok(row.as_ref().map(run_from_row))
+    row.as_ref().map(run_from_row).transpose()
 }
 
 pub fn get_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<RunRow>> {
     let row = client.query_opt(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id
+                finished_at, note, log_path, host_id, waiting_until, waiting_reason
            FROM runs WHERE id = $1",
         &[&run_id],
     )?;
-    Ok(row.as_ref().map(run_from_row))
+    row.as_ref().map(run_from_row).transpose()
 }
 
 /// The latest runs (of one drain, or all), newest first, at most `limit`.
@@ -274,19 +280,19 @@ pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i6
     let rows = client.query(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id
+                finished_at, note, log_path, host_id, waiting_until, waiting_reason
            FROM runs WHERE ($1::text IS NULL OR drain = $1)
           ORDER BY started_at DESC, id DESC LIMIT $2",
         &[&drain, &limit],
     )?;
-    Ok(rows.iter().map(run_from_row).collect())
+    rows.iter().map(run_from_row).collect()
 }
 
 /// What the metrics say of a drain's latest runs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LatestRuns {
     /// How the latest finished run (not lock_skipped) ended, and when.
-    pub finished: Option<(String, DateTime<Utc>)>,
+    pub finished: Option<(RunStatus, DateTime<Utc>)>,
     /// When the latest run that completed at least one item ended (its last checkpoint
     /// while it still runs).
     pub last_success_at: Option<DateTime<Utc>>,
@@ -309,15 +315,14 @@ pub fn latest_runs(
                                ORDER BY started_at DESC, id DESC LIMIT 1) AS s ON true",
         &[&drains],
     )?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| {
-            let status: Option<String> = row.get(1);
+            let status: Option<RunStatus> = row.try_get(1)?;
             let finished_at: Option<DateTime<Utc>> = row.get(2);
             let latest = LatestRuns { finished: status.zip(finished_at), last_success_at: row.get(3) };
-            (row.get(0), latest)
+            Ok((row.get(0), latest))
         })
-        .collect())
+        .collect()
 }
 
 /// When the latest run (not lock_skipped) of each of these drains started — running,
@@ -337,6 +342,15 @@ pub fn last_run_starts(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
+/// The recent finished passes of a drain, summed: what a forecast of its throughput
+/// works from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunHistory {
+    pub runs: i64,
+    pub items_done: i64,
+    pub running_seconds: f64,
+}
+
 /// For each of `drains`, its latest `limit` passes that finished at or after `since`,
 /// summed: their count, items done and running time — in one statement. Passes that
 /// crashed or hung are left out (their end is when they were noticed), and so are
@@ -346,7 +360,7 @@ pub fn recent_histories(
     drains: &[String],
     since: DateTime<Utc>,
     limit: i64,
-) -> Result<HashMap<String, crate::forecast::RunHistory>> {
+) -> Result<HashMap<String, RunHistory>> {
     let rows = client.query(
         "SELECT name, h.runs, h.items_done, h.running_seconds
            FROM unnest($1::text[]) AS name
@@ -362,11 +376,8 @@ pub fn recent_histories(
     Ok(rows
         .iter()
         .map(|row| {
-            let history = crate::forecast::RunHistory {
-                runs: row.get(1),
-                items_done: row.get(2),
-                running_seconds: row.get(3),
-            };
+            let history =
+                RunHistory { runs: row.get(1), items_done: row.get(2), running_seconds: row.get(3) };
             (row.get(0), history)
         })
         .collect())

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use crate::error::Result;
+use crate::model::ItemState;
 
 /// A file a previous scan recorded, with the state of its item (None: no such item).
 #[derive(Debug, Clone)]
@@ -14,7 +15,7 @@ pub struct KnownFile {
     pub mtime: DateTime<Utc>,
     pub sha256: String,
     pub missing_at: Option<DateTime<Utc>>,
-    pub item_state: Option<String>,
+    pub item_state: Option<ItemState>,
 }
 
 /// The recorded files of `drain` among `paths` (primary key lookups).
@@ -26,17 +27,18 @@ pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String
           WHERE f.drain = $1 AND f.path = ANY($2)",
         &[&drain, &paths],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| KnownFile {
-            path: row.get(0),
-            size: row.get(1),
-            mtime: row.get(2),
-            sha256: row.get(3),
-            missing_at: row.get(4),
-            item_state: row.get(5),
+    rows.iter()
+        .map(|row| {
+            Ok(KnownFile {
+                path: row.get(0),
+                size: row.get(1),
+                mtime: row.get(2),
+                sha256: row.get(3),
+                missing_at: row.get(4),
+                item_state: row.try_get(5)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Paths of `drain`'s recorded files that were present at their last scan.

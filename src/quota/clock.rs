@@ -15,7 +15,7 @@ use chrono_tz::{OffsetName, Tz};
 use regex::Regex;
 
 use super::patterns::compile;
-use crate::when::resolve_local;
+use crate::schedule::when::resolve_local;
 
 #[derive(Debug, Clone, Copy)]
 enum Zone {

@@ -936,7 +936,7 @@ mod tests {
     fn roomy<'a>(argv: &'a [String], payload: &'a [u8]) -> WorkerSpec<'a> {
         WorkerSpec {
             payload,
-            result_cap_bytes: crate::config::DEFAULT_MAX_RESULT_BYTES,
+            result_cap_bytes: crate::config::defaults::DEFAULT_MAX_RESULT_BYTES,
             stderr_tail_bytes: 1024,
             item_timeout: Duration::from_secs(30),
             ..spec_with(argv, None)

@@ -27,7 +27,7 @@ fn accounts_config(accounts: &[&str], switch_cooldown: &str, account_extra_env: 
     format!(
         "[defaults]\ntimezone = \"UTC\"\ndefault_backoff = \"1h\"\n\n\
          [[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"{switch_cooldown}\"\naccounts = [\n{}]\n\n\
-         [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"claude-chair\"\n\
+         [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"claude-chair\"\nmax_wait = \"0s\"\n\
          env = {{ CLAUDE_CONFIG_DIR = \"TMPDIR/drain\", OTHER = \"kept\" }}\n",
         accounts.concat()
     )
@@ -281,7 +281,7 @@ fn hits_without_a_reset_switch_only_when_confirmed_and_once_per_switch_cooldown(
 
 fn resume_config(extra: &str) -> String {
     format!(
-        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\", \"-p\"]\n\
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\", \"-p\"]\nmax_wait = \"0s\"\n\
          resume_args = [\"--resume\", \"{{token}}\"]\n{extra}"
     )
 }

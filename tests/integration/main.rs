@@ -16,3 +16,4 @@ mod operator;
 mod rate_limits;
 mod security;
 mod supervise;
+mod waiting;

@@ -592,6 +592,45 @@ fn every_kind_in_notify_on_is_sent_once_by_whichever_command_records_it() {
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'notify_failed'"), 0);
 }
 
+/// Migration events were inserted past `record_event`: `notify_on` accepted them, but
+/// they were never sent.
+#[test]
+fn migration_events_in_notify_on_are_sent() {
+    let notifier = r#"["sh", "-c", "cat >> TMPDIR/notified.jsonl"]"#;
+    let fixture = Fixture::new(
+        &config(
+            &format!(
+                "notify_command = {notifier}\nnotify_on = [\"migration_applied\", \"migration_checksum_repaired\"]\n"
+            ),
+            "",
+        ),
+        NOW,
+    );
+    let notified = || -> Vec<Value> {
+        std::fs::read_to_string(fixture.path("notified.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    // Any command brings the schema up to date, and notifies of what it applied.
+    fixture.drainctl(&["status"]).run().assert_code(0);
+    let applied = fixture.count("SELECT count(*) FROM schema_migrations");
+    let sent = notified();
+    assert_eq!(sent.len() as i64, applied, "{sent:?}");
+    for (index, event) in sent.iter().enumerate() {
+        assert_eq!(event["kind"], "migration_applied");
+        assert_eq!(event["data"]["version"], index as i64 + 1);
+    }
+    fixture.drainctl(&["migrate", "--repair-checksum", "1"]).run().assert_code(0);
+    let sent = notified();
+    assert_eq!(sent.len() as i64, applied + 1, "{sent:?}");
+    assert_eq!(sent[sent.len() - 1]["kind"], "migration_checksum_repaired");
+    assert_eq!(sent[sent.len() - 1]["data"], json!({ "version": 1 }));
+    fixture.drainctl(&["status"]).run().assert_code(0);
+    assert_eq!(notified().len() as i64, applied + 1);
+}
+
 #[test]
 fn events_not_in_notify_on_are_not_sent() {
     let (fixture, result, _) = dead_letter_with_notifier(

@@ -8,10 +8,11 @@ use crate::support::*;
 
 const NOW: &str = "2026-11-27T10:00:00Z";
 
+/// The tests here look at the backoff a hit sets: the pass must not wait for its end.
 fn config() -> String {
     "[defaults]\ntimezone = \"Europe/Paris\"\ndefault_backoff = \"1h\"\n\n\
-     [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"claude\"\n\n\
-     [[drain]]\nname = \"beta\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"claude\"\n"
+     [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"claude\"\nmax_wait = \"0s\"\n\n\
+     [[drain]]\nname = \"beta\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"claude\"\nmax_wait = \"0s\"\n"
         .to_string()
 }
 

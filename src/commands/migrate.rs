@@ -14,7 +14,7 @@ use crate::output::{table, Report};
 
 pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArgs) -> Result<Report> {
     let config = Config::discover(config_path, true)?;
-    crate::notify::watch(&config);
+    let outbox = crate::notify::outbox(&config);
     let clock = Clock::from_env()?;
     let mut client = crate::db::connect(config.require_database_url()?)?;
     if args.status {
@@ -47,12 +47,12 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
         return Ok(Report::new(human, json!({ "would_apply": pending })));
     }
     if let Some(version) = args.repair_checksum {
-        let message = migrate::repair_checksum(&mut client, lock_timeout, version, clock.now())?;
-        crate::notify::notify_recorded(&config, &mut client, clock.now());
+        let message = migrate::repair_checksum(&mut client, &outbox, lock_timeout, version, clock.now())?;
+        crate::notify::notify_recorded(&config, &mut client, &outbox, clock.now());
         return Ok(Report::new(message, json!({ "repaired": version })));
     }
-    let report = migrate::ensure_current(&mut client, lock_timeout, clock.now())?;
-    crate::notify::notify_recorded(&config, &mut client, clock.now());
+    let report = migrate::ensure_current(&mut client, &outbox, lock_timeout, clock.now())?;
+    crate::notify::notify_recorded(&config, &mut client, &outbox, clock.now());
     let human = if report.applied.is_empty() {
         format!("schema is current (version {})", report.current_version)
     } else {

@@ -38,8 +38,8 @@ fn list(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
                 vec![
                     run.id.to_string(),
                     run.drain.clone(),
-                    run.status.clone(),
-                    run.trigger.clone(),
+                    run.status.to_string(),
+                    run.trigger.to_string(),
                     relative(run.started_at, now),
                     format_duration(elapsed(run, now)),
                     run.items_done.to_string(),
@@ -62,8 +62,8 @@ fn show(ctx: &mut Context, args: &RunsShowArgs) -> Result<Report> {
     let duration = format_duration(elapsed(&run, now));
     let mut pairs: Vec<(&str, String)> = vec![
         ("run", format!("{} of drain {}", run.id, run.drain)),
-        ("status", run.status.clone()),
-        ("trigger", run.trigger.clone()),
+        ("status", run.status.to_string()),
+        ("trigger", run.trigger.to_string()),
         ("host", run.host.clone()),
         ("pid", run.pid.to_string()),
         ("started", instant_and_age(Some(run.started_at), now, zone)),
@@ -80,6 +80,9 @@ fn show(ctx: &mut Context, args: &RunsShowArgs) -> Result<Report> {
         pairs.push(("worker pid", worker_pid.to_string()));
     }
     pairs.push(("note", run.note.clone().unwrap_or_else(|| "-".into())));
+    if let (Some(until), Some(reason)) = (run.waiting_until, &run.waiting_reason) {
+        pairs.push(("waiting", format!("until {} ({reason})", instant_and_age(Some(until), now, zone))));
+    }
     pairs.push(("log file", run.log_path.clone().unwrap_or_else(|| "- (not started by supervise)".into())));
     Ok(Report::new(fields(&pairs), run_json(&run, now)))
 }
@@ -114,5 +117,7 @@ fn run_json(run: &RunRow, now: DateTime<Utc>) -> Value {
         "last_checkpoint_age_seconds": seconds(now - run.last_checkpoint_at),
         "note": run.note,
         "log_path": run.log_path,
+        "waiting_until": run.waiting_until,
+        "waiting_reason": run.waiting_reason,
     })
 }

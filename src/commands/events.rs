@@ -10,20 +10,12 @@ use serde_json::json;
 use crate::cli::EventsArgs;
 use crate::context::Context;
 use crate::db::events::{list_events, EventFilter};
-use crate::duration::parse_bounded_duration;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{local_minute, relative, table, Report};
 
 pub fn run(ctx: &mut Context, args: &EventsArgs) -> Result<Report> {
     let now = ctx.clock.now();
-    let since = match &args.since {
-        Some(text) => {
-            let length = parse_bounded_duration(text)
-                .map_err(|message| Error::Usage(format!("--since: {message}")))?;
-            Some(crate::clock::earlier(now, length))
-        }
-        None => None,
-    };
+    let since = args.since.map(|length| crate::clock::earlier(now, length));
     let drain = match &args.drain {
         Some(name) => Some(ctx.history_drain(name)?),
         None => None,

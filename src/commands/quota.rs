@@ -11,23 +11,16 @@ use serde_json::json;
 use crate::backoff::{decide_backoff, BackoffPolicy, PreviousBackoff};
 use crate::cli::QuotaTestArgs;
 use crate::clock::Clock;
-use crate::config::{parse_zone, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::output::Report;
-use crate::quota::{Classifier, Outcome, Profile};
+use crate::quota::{Classifier, Outcome};
 
 pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
-    let profile: Profile =
-        args.profile.parse().map_err(|message: String| Error::Usage(format!("--profile: {message}")))?;
     let config = Config::discover(config_path, true)?;
-    let zone = match &args.tz {
-        Some(zone) => parse_zone(zone).map_err(|message| Error::Usage(format!("--tz: {message}")))?,
-        None => config.defaults.timezone,
-    };
-    let now: DateTime<Utc> = match &args.now {
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| Error::Usage(format!("--now {text:?}: use RFC 3339, e.g. 2026-11-27T10:00:00Z")))?,
+    let zone = args.tz.unwrap_or(config.defaults.timezone);
+    let now: DateTime<Utc> = match args.now {
+        Some(at) => at,
         None => Clock::from_env()?.now(),
     };
     let mut output = Vec::new();
@@ -35,7 +28,7 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
         .lock()
         .read_to_end(&mut output)
         .map_err(|error| Error::Data(format!("cannot read stdin: {error}")))?;
-    let classifier = Classifier::new(profile, &[], &[]).map_err(Error::Config)?;
+    let classifier = Classifier::new(args.profile, &[], &[]).map_err(Error::Config)?;
     let outcome = classifier.classify(&output, &[], args.exit_code, now, zone);
     Ok(describe(&outcome, now, zone, config.defaults.backoff_policy()))
 }

@@ -14,18 +14,12 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::db::runs::RunHistory;
+
 /// At most this many recent finished passes make up the throughput.
 pub const RECENT_RUNS: i64 = 20;
 /// Only passes that ended this long ago or less count.
 pub const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// The recent finished passes of a drain, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RunHistory {
-    pub runs: i64,
-    pub items_done: i64,
-    pub running_seconds: f64,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Forecast {

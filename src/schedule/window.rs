@@ -15,7 +15,7 @@
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
 
-use crate::when::resolve_local;
+use crate::schedule::when::resolve_local;
 
 /// The accepted day forms, quoted at the end of a day-list error.
 const ACCEPTED_DAYS: &str = "use day names or ranges such as \"sun-thu\", \"mon,wed,fri\", \
@@ -27,8 +27,8 @@ const ACCEPTED_TIME: &str = "use HH:MM in 24-hour time, e.g. \"22:00\" or \"06:0
 /// Short day names, indexed by days from Sunday.
 const DAY_NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
-/// How many days after `at` to look for the end of a stretch of touching occurrences
-/// before deciding the window never closes.
+/// How many days ahead to look for the next opening before deciding the window never
+/// opens, or never closes (a stretch of touching occurrences that outlasts a week).
 const HORIZON_DAYS: usize = 9;
 
 /// A weekly schedule window (see the module documentation).
@@ -94,31 +94,6 @@ impl Window {
             })
             .map(|occurrence| occurrence.open)
             .min()
-    }
-
-    /// When the stretch of the window that holds `at` closes. `None` if `at` is outside
-    /// the window, or if the window never closes (every day with `from == to`).
-    pub fn current_closing(&self, at: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
-        let local_date = at.with_timezone(&zone).date_naive();
-        let occurrences = self.occurrences(local_date, 2, HORIZON_DAYS, zone);
-        let mut closing = occurrences
-            .iter()
-            .filter(|occurrence| occurrence.contains(at))
-            .map(|occurrence| occurrence.close)
-            .max()?;
-        // Follow occurrences that start before the current one closes. They are in
-        // opening order, so one pass extends the stretch as far as it goes.
-        for occurrence in &occurrences {
-            if occurrence.open <= closing && occurrence.close > closing {
-                closing = occurrence.close;
-            }
-        }
-        let last_close = occurrences.last().map(|occurrence| occurrence.close)?;
-        if closing >= last_close {
-            // The stretch runs to the end of the horizon: the window never closes.
-            return None;
-        }
-        Some(closing)
     }
 
     /// Human description in canonical form, e.g. `"sun-thu 22:00-06:00"`,
@@ -285,6 +260,13 @@ mod tests {
         Window::parse(days, from, to).expect(days)
     }
 
+    /// The window is open at `at` and until just before `closing`, and shut at `closing`.
+    fn assert_open_until(window: &Window, at: DateTime<Utc>, closing: DateTime<Utc>, zone: Tz) {
+        assert!(window.contains(at, zone), "open at {at}");
+        assert!(window.contains(closing - chrono::Duration::minutes(1), zone), "open just before {closing}");
+        assert!(!window.contains(closing, zone), "shut at {closing}");
+    }
+
     // 2026-11-22 is a Sunday, so 2026-11-26 is a Thursday and 2026-11-28 a Saturday.
 
     #[test]
@@ -354,7 +336,6 @@ mod tests {
         let at = local(Jerusalem, "2026-11-26 12:00");
         assert!(always.contains(at, Jerusalem));
         assert_eq!(always.next_opening(at, Jerusalem), None);
-        assert_eq!(always.current_closing(at, Jerusalem), None);
     }
 
     #[test]
@@ -455,7 +436,7 @@ mod tests {
         assert_eq!(weekend.next_opening(after_monday, London), Some(local(London, "2026-11-27 00:00")));
         let inside_friday = local(London, "2026-11-27 12:00");
         assert_eq!(weekend.next_opening(inside_friday, London), Some(local(London, "2026-12-04 00:00")));
-        assert_eq!(weekend.current_closing(inside_friday, London), Some(local(London, "2026-11-29 00:00")));
+        assert_open_until(&weekend, inside_friday, local(London, "2026-11-29 00:00"), London);
     }
 
     #[test]
@@ -466,7 +447,7 @@ mod tests {
         let thursday_night = utc("2026-10-22T22:00:00Z"); // Fri 01:00 IDT, inside
         assert!(night.contains(thursday_night, Jerusalem));
         assert_eq!(night.next_opening(thursday_night, Jerusalem), Some(utc("2026-10-25T20:00:00Z")));
-        assert_eq!(night.current_closing(thursday_night, Jerusalem), Some(utc("2026-10-23T03:00:00Z")));
+        assert_open_until(&night, thursday_night, utc("2026-10-23T03:00:00Z"), Jerusalem);
         // Israel enters DST on Friday 2026-03-27 02:00: Thu 26 Mar opens in winter time,
         // Sun 29 Mar in summer time.
         assert_eq!(
@@ -478,10 +459,7 @@ mod tests {
             Some(utc("2026-03-29T19:00:00Z"))
         );
         // Thursday's night spans the spring-forward gap: 22:00 IST to 06:00 IDT is 7 h.
-        assert_eq!(
-            night.current_closing(utc("2026-03-26T23:00:00Z"), Jerusalem),
-            Some(utc("2026-03-27T03:00:00Z"))
-        );
+        assert_open_until(&night, utc("2026-03-26T23:00:00Z"), utc("2026-03-27T03:00:00Z"), Jerusalem);
 
         // London leaves BST on Sunday 2026-10-25 02:00 (back to 01:00).
         let evenings = window("sat-sun", "18:00", "23:00");
@@ -497,21 +475,15 @@ mod tests {
         let saturday_night = window("sat", "22:00", "06:00");
         let opening = utc("2026-10-24T21:00:00Z"); // 22:00 BST
         assert_eq!(saturday_night.next_opening(utc("2026-10-24T12:00:00Z"), London), Some(opening));
-        assert_eq!(
-            saturday_night.current_closing(opening, London),
-            Some(utc("2026-10-25T06:00:00Z")) // 06:00 GMT: 9 h later
-        );
-        assert!(saturday_night.contains(utc("2026-10-25T05:59:00Z"), London));
-        assert!(!saturday_night.contains(utc("2026-10-25T06:00:00Z"), London));
+        // It closes at 06:00 GMT: 9 h later.
+        assert_open_until(&saturday_night, opening, utc("2026-10-25T06:00:00Z"), London);
         // London enters BST on Sunday 2026-03-29 01:00 (to 02:00).
         assert_eq!(
             saturday_night.next_opening(utc("2026-03-28T12:00:00Z"), London),
             Some(utc("2026-03-28T22:00:00Z"))
         );
-        assert_eq!(
-            saturday_night.current_closing(utc("2026-03-28T22:00:00Z"), London),
-            Some(utc("2026-03-29T05:00:00Z")) // 06:00 BST: 7 h later
-        );
+        // It closes at 06:00 BST: 7 h later.
+        assert_open_until(&saturday_night, utc("2026-03-28T22:00:00Z"), utc("2026-03-29T05:00:00Z"), London);
     }
 
     #[test]
@@ -533,24 +505,7 @@ mod tests {
         // A whole-day window on the 23-hour day.
         let sunday = window("sun", "00:00", "00:00");
         let midday = utc("2026-03-08T16:00:00Z");
-        assert_eq!(
-            sunday.current_closing(midday, New_York),
-            Some(utc("2026-03-09T04:00:00Z")) // Monday 00:00 EDT
-        );
-    }
-
-    #[test]
-    fn current_closing_is_none_outside() {
-        let night = window("sun-thu", "22:00", "06:00");
-        assert_eq!(night.current_closing(local(Jerusalem, "2026-11-26 12:00"), Jerusalem), None);
-        assert_eq!(
-            night.current_closing(local(Jerusalem, "2026-11-26 23:00"), Jerusalem),
-            Some(local(Jerusalem, "2026-11-27 06:00"))
-        );
-        let weekdays = window("mon-fri", "00:00", "00:00");
-        assert_eq!(
-            weekdays.current_closing(local(Jerusalem, "2026-11-23 12:00"), Jerusalem),
-            Some(local(Jerusalem, "2026-11-28 00:00"))
-        );
+        // It closes on Monday 00:00 EDT.
+        assert_open_until(&sunday, midday, utc("2026-03-09T04:00:00Z"), New_York);
     }
 }

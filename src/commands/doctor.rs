@@ -14,13 +14,17 @@
 //! migration, a server newer than tested, a late supervisor, clock skew or a `$TZ` that
 //! names no known zone, do not fail). The schema is read without waiting for the migration
 //! lock (docs/migrations.md).
+//!
+//! [`gather`] runs the checks in that order, each judging what it found; [`Verdict`]
+//! decides what they add up to; [`render`] prints the lines and the summary, or the JSON
+//! of docs/json.md.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::DoctorArgs;
 use crate::clock::Clock;
@@ -31,7 +35,8 @@ use crate::output::Report;
 /// More clock difference than this between drainctl and the database is a warning.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Status {
     Ok,
     Warn,
@@ -80,71 +85,22 @@ impl Checks {
 }
 
 pub fn run(config_path: Option<&Path>, _args: &DoctorArgs) -> crate::error::Result<Report> {
+    let checks = gather(config_path);
+    let verdict = Verdict::of(&checks);
+    if let Some(line) = verdict.failure_line(&checks) {
+        // The one stderr line of a non-zero exit.
+        eprintln!("drainctl: {}", crate::output::escape_controls(&line));
+    }
+    render(&checks, &verdict)
+}
+
+/// Run every check, in the order shown. A check that needs what an earlier one could not
+/// provide (the configuration, the connection, a current schema) is skipped, saying why.
+fn gather(config_path: Option<&Path>) -> Vec<Check> {
     let mut checks = Checks::default();
-    let clock = match Clock::from_env() {
-        Ok(clock) => clock,
-        Err(error) => {
-            checks.fail("clock", error.exit_code(), error.to_string());
-            Clock::system()
-        }
-    };
-
-    let loaded = Config::discover(config_path, false);
-    let config = match loaded {
-        Ok(config) => {
-            let source = config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            checks.push(
-                "config",
-                Status::Ok,
-                format!("configuration {source} is valid ({} drain(s))", config.drains.len()),
-            );
-            Some(config)
-        }
-        Err(error) => {
-            checks.fail("config", error.exit_code(), error.display_scrubbed());
-            None
-        }
-    };
-
-    // Without a usable file, the database URL may still come from the environment.
-    let database_url = match &config {
-        Some(config) => config.require_database_url().cloned(),
-        None => Config::from_text("", None).and_then(|empty| empty.require_database_url().cloned()),
-    };
-    let mut client = match database_url {
-        Err(error) => {
-            checks.fail("database", error.exit_code(), error.display_scrubbed());
-            None
-        }
-        Ok(url) => match crate::db::connect(&url) {
-            Ok(mut client) => {
-                // `connect` already refused a server older than supported (a failed check).
-                match crate::db::server_version(&mut client) {
-                    Ok((version, number)) => {
-                        let newer = crate::db::judge_server_version(number)
-                            == crate::db::ServerVersionVerdict::NewerThanTested;
-                        checks.push(
-                            "database",
-                            if newer { Status::Warn } else { Status::Ok },
-                            format!(
-                                "database reachable (PostgreSQL {version}{}; supported: {}; URL from {})",
-                                if newer { ", newer than drainctl was tested with" } else { "" },
-                                crate::db::supported_versions(),
-                                url.source
-                            ),
-                        );
-                    }
-                    Err(error) => checks.fail("database", error.exit_code(), error.display_scrubbed()),
-                }
-                Some(client)
-            }
-            Err(error) => {
-                checks.fail("database", error.exit_code(), error.display_scrubbed());
-                None
-            }
-        },
-    };
-
+    let clock = check_clock_source(&mut checks);
+    let config = check_config(&mut checks, config_path);
+    let mut client = check_database(&mut checks, config.as_ref());
     match client.as_mut() {
         Some(client) => check_schema(&mut checks, client),
         None => checks.push("schema", Status::Skip, "schema not checked: no database connection"),
@@ -161,91 +117,11 @@ pub fn run(config_path: Option<&Path>, _args: &DoctorArgs) -> crate::error::Resu
             "supervisor heartbeat not checked: needs the database, a current schema and the configuration",
         ),
     }
-
     match &config {
-        Some(config) => {
-            for drain in &config.drains {
-                let path_override = drain
-                    .env
-                    .iter()
-                    .find(|(name, _)| name == "PATH")
-                    .map(|(_, value)| OsStr::new(value.as_str()));
-                let program = drain.command.first().map(String::as_str).unwrap_or_default();
-                match find_program(program, path_override) {
-                    Ok(found) => checks.push(
-                        "worker",
-                        Status::Ok,
-                        format!("drain {}: worker {}", drain.name, found.display()),
-                    ),
-                    Err(problem) => checks.fail(
-                        "worker",
-                        EXIT_CONFIG,
-                        format!("drain {}: worker {problem}; fix `command` in the configuration", drain.name),
-                    ),
-                }
-                checks.for_drain(&drain.name);
-                if let Some(workdir) = &drain.workdir {
-                    if workdir.is_dir() {
-                        checks.push(
-                            "workdir",
-                            Status::Ok,
-                            format!("drain {}: workdir {}", drain.name, workdir.display()),
-                        );
-                    } else {
-                        checks.fail(
-                            "workdir",
-                            EXIT_CONFIG,
-                            format!(
-                                "drain {}: workdir {} does not exist or is not a folder",
-                                drain.name,
-                                workdir.display()
-                            ),
-                        );
-                    }
-                    checks.for_drain(&drain.name);
-                }
-                if let Some(source) = &drain.source {
-                    match std::fs::read_dir(&source.dir) {
-                        Ok(_) => checks.push(
-                            "source",
-                            Status::Ok,
-                            format!("drain {}: source dir {} is readable", drain.name, source.dir.display()),
-                        ),
-                        Err(error) => checks.fail(
-                            "source",
-                            EXIT_CONFIG,
-                            format!(
-                                "drain {}: source dir {} cannot be read: {error}; create it, fix its permissions or fix source.dir",
-                                drain.name,
-                                source.dir.display()
-                            ),
-                        ),
-                    }
-                    checks.for_drain(&drain.name);
-                }
-            }
-            if config.drains.is_empty() {
-                checks.push("worker", Status::Warn, "no [[drain]] is configured");
-            }
-            if let Some(command) = &config.defaults.notify_command {
-                let program = command.first().map(String::as_str).unwrap_or_default();
-                match find_program(program, None) {
-                    Ok(found) => checks.push(
-                        "notify_command",
-                        Status::Ok,
-                        format!("notify_command {}", found.display()),
-                    ),
-                    Err(problem) => {
-                        checks.fail("notify_command", EXIT_CONFIG, format!("notify_command {problem}"))
-                    }
-                }
-            }
-        }
+        Some(config) => check_programs_and_folders(&mut checks, config),
         None => checks.push("worker", Status::Skip, "workers not checked: the configuration did not load"),
     }
-
     check_zone(&mut checks, config_path);
-
     match &config {
         Some(config) => {
             check_log_dir(&mut checks, &config.defaults.log_dir);
@@ -255,7 +131,6 @@ pub fn run(config_path: Option<&Path>, _args: &DoctorArgs) -> crate::error::Resu
         }
         None => checks.push("log_dir", Status::Skip, "log_dir not checked: the configuration did not load"),
     }
-
     match client.as_mut() {
         Some(client) => check_clock(&mut checks, client),
         None => checks.push("clock_skew", Status::Skip, "clock not compared: no database connection"),
@@ -270,41 +145,227 @@ pub fn run(config_path: Option<&Path>, _args: &DoctorArgs) -> crate::error::Resu
             ),
         );
     }
-
-    Ok(report(checks))
+    checks.0
 }
 
-fn report(checks: Checks) -> Report {
-    let checks = checks.0;
-    let failed: Vec<&Check> = checks.iter().filter(|check| check.status == Status::Fail).collect();
-    let exit_code = failed.first().map(|check| check.exit_code).unwrap_or(EXIT_OK);
+/// The clock `DRAINCTL_NOW` asks for; the system clock (and a failed check) when it is bad.
+fn check_clock_source(checks: &mut Checks) -> Clock {
+    match Clock::from_env() {
+        Ok(clock) => clock,
+        Err(error) => {
+            checks.fail("clock", error.exit_code(), error.to_string());
+            Clock::system()
+        }
+    }
+}
+
+fn check_config(checks: &mut Checks, config_path: Option<&Path>) -> Option<Config> {
+    match Config::discover(config_path, false) {
+        Ok(config) => {
+            let source = config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            checks.push(
+                "config",
+                Status::Ok,
+                format!("configuration {source} is valid ({} drain(s))", config.drains.len()),
+            );
+            Some(config)
+        }
+        Err(error) => {
+            checks.fail("config", error.exit_code(), error.display_scrubbed());
+            None
+        }
+    }
+}
+
+/// Connect (refused for a server older than supported) and judge the server's version.
+fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgres::Client> {
+    // Without a usable file, the database URL may still come from the environment.
+    let database_url = match config {
+        Some(config) => config.require_database_url().cloned(),
+        None => Config::from_text("", None).and_then(|empty| empty.require_database_url().cloned()),
+    };
+    let url = match database_url {
+        Ok(url) => url,
+        Err(error) => {
+            checks.fail("database", error.exit_code(), error.display_scrubbed());
+            return None;
+        }
+    };
+    let mut client = match crate::db::connect(&url) {
+        Ok(client) => client,
+        Err(error) => {
+            checks.fail("database", error.exit_code(), error.display_scrubbed());
+            return None;
+        }
+    };
+    match crate::db::server_version(&mut client) {
+        Ok((version, number)) => {
+            let newer =
+                crate::db::judge_server_version(number) == crate::db::ServerVersionVerdict::NewerThanTested;
+            checks.push(
+                "database",
+                if newer { Status::Warn } else { Status::Ok },
+                format!(
+                    "database reachable (PostgreSQL {version}{}; supported: {}; URL from {})",
+                    if newer { ", newer than drainctl was tested with" } else { "" },
+                    crate::db::supported_versions(),
+                    url.source
+                ),
+            );
+        }
+        Err(error) => checks.fail("database", error.exit_code(), error.display_scrubbed()),
+    }
+    Some(client)
+}
+
+/// Each drain's worker program, workdir and source folder, and the notifier's program.
+fn check_programs_and_folders(checks: &mut Checks, config: &Config) {
+    for drain in &config.drains {
+        let path_override =
+            drain.env.iter().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
+        let program = drain.command.first().map(String::as_str).unwrap_or_default();
+        match find_program(program, path_override) {
+            Ok(found) => {
+                checks.push("worker", Status::Ok, format!("drain {}: worker {}", drain.name, found.display()))
+            }
+            Err(problem) => checks.fail(
+                "worker",
+                EXIT_CONFIG,
+                format!("drain {}: worker {problem}; fix `command` in the configuration", drain.name),
+            ),
+        }
+        checks.for_drain(&drain.name);
+        if let Some(workdir) = &drain.workdir {
+            if workdir.is_dir() {
+                checks.push(
+                    "workdir",
+                    Status::Ok,
+                    format!("drain {}: workdir {}", drain.name, workdir.display()),
+                );
+            } else {
+                checks.fail(
+                    "workdir",
+                    EXIT_CONFIG,
+                    format!(
+                        "drain {}: workdir {} does not exist or is not a folder",
+                        drain.name,
+                        workdir.display()
+                    ),
+                );
+            }
+            checks.for_drain(&drain.name);
+        }
+        if let Some(source) = &drain.source {
+            match std::fs::read_dir(&source.dir) {
+                Ok(_) => checks.push(
+                    "source",
+                    Status::Ok,
+                    format!("drain {}: source dir {} is readable", drain.name, source.dir.display()),
+                ),
+                Err(error) => checks.fail(
+                    "source",
+                    EXIT_CONFIG,
+                    format!(
+                        "drain {}: source dir {} cannot be read: {error}; create it, fix its permissions or fix source.dir",
+                        drain.name,
+                        source.dir.display()
+                    ),
+                ),
+            }
+            checks.for_drain(&drain.name);
+        }
+    }
+    if config.drains.is_empty() {
+        checks.push("worker", Status::Warn, "no [[drain]] is configured");
+    }
+    if let Some(command) = &config.defaults.notify_command {
+        let program = command.first().map(String::as_str).unwrap_or_default();
+        match find_program(program, None) {
+            Ok(found) => {
+                checks.push("notify_command", Status::Ok, format!("notify_command {}", found.display()))
+            }
+            Err(problem) => checks.fail("notify_command", EXIT_CONFIG, format!("notify_command {problem}")),
+        }
+    }
+}
+
+/// What the checks add up to: healthy unless one failed, and then the exit code of the
+/// first failure.
+struct Verdict {
+    failures: usize,
+    warnings: usize,
+    exit_code: u8,
+}
+
+impl Verdict {
+    fn of(checks: &[Check]) -> Verdict {
+        let failed = checks.iter().filter(|check| check.status == Status::Fail);
+        Verdict {
+            failures: failed.clone().count(),
+            warnings: checks.iter().filter(|check| check.status == Status::Warn).count(),
+            exit_code: failed.map(|check| check.exit_code).next().unwrap_or(EXIT_OK),
+        }
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.failures == 0
+    }
+
+    /// The summary under the checks.
+    fn summary(&self) -> String {
+        match (self.failures, self.warnings) {
+            (0, 0) => "healthy".to_string(),
+            (0, warnings) => format!("healthy, with {warnings} warning(s)"),
+            (failures, _) => format!("{failures} check(s) failed"),
+        }
+    }
+
+    /// The stderr line when a check failed: how many, and the first.
+    fn failure_line(&self, checks: &[Check]) -> Option<String> {
+        let first = checks.iter().find(|check| check.status == Status::Fail)?;
+        Some(format!("doctor: {} check(s) failed; first: {}: {}", self.failures, first.name, first.message))
+    }
+}
+
+/// `doctor --json`.
+#[derive(Serialize)]
+struct DoctorView<'a> {
+    healthy: bool,
+    exit_code: u8,
+    checks: Vec<CheckView<'a>>,
+}
+
+#[derive(Serialize)]
+struct CheckView<'a> {
+    check: &'static str,
+    drain: Option<&'a str>,
+    status: Status,
+    message: &'a str,
+}
+
+fn render(checks: &[Check], verdict: &Verdict) -> crate::error::Result<Report> {
     let mut human = String::new();
-    for check in &checks {
+    for check in checks {
         human.push_str(&format!("{:<4}  {}: {}\n", check.status.as_str(), check.name, check.message));
     }
-    let warnings = checks.iter().filter(|check| check.status == Status::Warn).count();
-    human.push_str(&match (failed.len(), warnings) {
-        (0, 0) => "healthy\n".to_string(),
-        (0, warnings) => format!("healthy, with {warnings} warning(s)\n"),
-        (failures, _) => format!("{failures} check(s) failed\n"),
-    });
-    if let Some(first) = failed.first() {
-        // The one stderr line of a non-zero exit.
-        eprintln!(
-            "drainctl: doctor: {} check(s) failed; first: {}: {}",
-            failed.len(),
-            first.name,
-            crate::output::escape_controls(&first.message)
-        );
-    }
-    let json_checks: Vec<serde_json::Value> = checks
-        .iter()
-        .map(|check| {
-            json!({ "check": check.name, "drain": check.drain, "status": check.status.as_str(), "message": check.message })
-        })
-        .collect();
-    Report::new(human, json!({ "healthy": failed.is_empty(), "exit_code": exit_code, "checks": json_checks }))
-        .with_exit_code(exit_code)
+    human.push_str(&verdict.summary());
+    human.push('\n');
+    let view = DoctorView {
+        healthy: verdict.is_healthy(),
+        exit_code: verdict.exit_code,
+        checks: checks
+            .iter()
+            .map(|check| CheckView {
+                check: check.name,
+                drain: check.drain.as_deref(),
+                status: check.status,
+                message: &check.message,
+            })
+            .collect(),
+    };
+    let json =
+        serde_json::to_value(&view).map_err(|error| crate::error::Error::Internal(error.to_string()))?;
+    Ok(Report::new(human, json).with_exit_code(verdict.exit_code))
 }
 
 fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {

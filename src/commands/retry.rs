@@ -16,6 +16,7 @@ use crate::db::events::{record_event, Event};
 use crate::db::in_transaction;
 use crate::db::items::{retry_dead_items, retry_item, RetriedItem, RetryOne};
 use crate::error::{Error, Result};
+use crate::model::{EventKind, ItemState};
 use crate::output::Report;
 
 /// Keys listed in one `items_retried` event; the count is always complete.
@@ -38,7 +39,7 @@ pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
             None => (retry_dead_items(tx, &drain, now)?, None),
         };
         if !retried.is_empty() {
-            record_event(tx, &retried_event(&drain, &retried, args.key.is_some()), now)?;
+            record_event(tx, &ctx.outbox, &retried_event(&drain, &retried, args.key.is_some()), now)?;
         }
         Ok((retried, skipped_state))
     })?;
@@ -46,7 +47,7 @@ pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
     let human = match (&args.key, &skipped_state) {
         (Some(key), Some(state)) => format!(
             "{drain}: item {key:?} is {state}, not retried; only dead or pending items are (and running ones whose run has ended){}",
-            if state == "done" {
+            if *state == ItemState::Done {
                 format!(" (`drainctl enqueue {drain} --replace` runs a done item again)")
             } else {
                 String::new()
@@ -79,7 +80,7 @@ fn retried_event(drain: &str, retried: &[RetriedItem], by_key: bool) -> Event {
         }
         _ => format!("{} dead item(s) retried by the operator", retried.len()),
     };
-    let mut event = Event::new("items_retried", message).drain(drain).data(json!({
+    let mut event = Event::new(EventKind::ItemsRetried, message).drain(drain).data(json!({
         "count": retried.len(),
         "keys": keys,
         "keys_truncated": retried.len() > EVENT_KEY_LIMIT,

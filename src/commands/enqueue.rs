@@ -13,13 +13,12 @@ use serde_json::{json, Value};
 use crate::cli::EnqueueArgs;
 use crate::context::Context;
 use crate::db::events::{record_event, Event};
-use crate::db::items::{insert_items, NewItem};
+use crate::db::items::{insert_items, NewItem, MAX_KEY_BYTES};
 use crate::db::{drains::ensure_drain, in_transaction};
 use crate::error::{Error, Result};
+use crate::model::EventKind;
 use crate::output::Report;
 
-/// Longest key accepted.
-pub const MAX_KEY_BYTES: usize = 1024;
 /// Longest payload accepted, as compact JSON: 256 MiB − 1, the most PostgreSQL's jsonb
 /// holds in one string or in the elements of one array or object.
 pub const MAX_PAYLOAD_BYTES: usize = (1 << 28) - 1;
@@ -48,7 +47,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         let counts = insert_items(tx, &drain, &items, args.replace, now)?;
         if counts.added + counts.replaced > 0 {
             let event = Event::new(
-                "items_enqueued",
+                EventKind::ItemsEnqueued,
                 format!(
                     "enqueued {} new, {} replaced, {} duplicate",
                     counts.added, counts.replaced, counts.duplicates
@@ -56,7 +55,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             )
             .drain(&drain)
             .data(json!(counts));
-            record_event(tx, &event, now)?;
+            record_event(tx, &ctx.outbox, &event, now)?;
         }
         Ok(counts)
     })?;

@@ -10,6 +10,7 @@ use crate::db::drains::{clear_pause, ensure_drain, set_pause};
 use crate::db::events::{record_event, Event};
 use crate::db::in_transaction;
 use crate::error::Result;
+use crate::model::EventKind;
 use crate::output::Report;
 
 pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
@@ -24,7 +25,8 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
         };
         record_event(
             tx,
-            &Event::new("drain_paused", message).drain(&name).data(json!({ "note": args.note })),
+            &ctx.outbox,
+            &Event::new(EventKind::DrainPaused, message).drain(&name).data(json!({ "note": args.note })),
             now,
         )
     })?;
@@ -43,7 +45,8 @@ pub fn resume(ctx: &mut Context, args: &NameArg) -> Result<Report> {
         if was_paused {
             record_event(
                 tx,
-                &Event::new("drain_resumed", format!("drain {name} resumed")).drain(&name),
+                &ctx.outbox,
+                &Event::new(EventKind::DrainResumed, format!("drain {name} resumed")).drain(&name),
                 now,
             )?;
         }

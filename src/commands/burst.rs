@@ -16,14 +16,15 @@ use crate::db::events::{record_event, Event};
 use crate::db::in_transaction;
 use crate::duration::format_relative;
 use crate::error::{Error, Result};
+use crate::model::EventKind;
 use crate::output::{local_time as local, table, Report};
-use crate::when::{check_deadline, parse_when};
+use crate::schedule::when::{check_deadline, parse_when};
 
-pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<(Report, bool)> {
+pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<Report> {
     match command {
-        BurstCommand::On(args) => on(ctx, args).map(|r| (r, args.json)),
-        BurstCommand::Off(args) => off(ctx, args).map(|r| (r, args.json)),
-        BurstCommand::Status(args) => status(ctx, args).map(|r| (r, args.json)),
+        BurstCommand::On(args) => on(ctx, args),
+        BurstCommand::Off(args) => off(ctx, args),
+        BurstCommand::Status(args) => status(ctx, args),
     }
 }
 
@@ -63,15 +64,15 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         set_burst(tx, &name, deadline, args.note.as_deref(), now)?;
         let (kind, message) = match previous {
             Some(old) => (
-                "burst_moved",
+                EventKind::BurstMoved,
                 format!("burst of {name} moved from {} to {}", local(old, zone), local(deadline, zone)),
             ),
-            None => ("burst_on", format!("burst of {name} on until {}", local(deadline, zone))),
+            None => (EventKind::BurstOn, format!("burst of {name} on until {}", local(deadline, zone))),
         };
         let event = Event::new(kind, message)
             .drain(&name)
             .data(json!({ "burst_until": deadline, "previous_until": previous, "note": args.note }));
-        record_event(tx, &event, now)?;
+        record_event(tx, &ctx.outbox, &event, now)?;
         Ok(previous)
     })?;
     let human = format!(
@@ -94,10 +95,11 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
         let was = ensure_drain(tx, &name, now)?.burst_until;
         if clear_burst(tx, &name, None)? {
             let until = was.map(|at| local(at, zone)).unwrap_or_default();
-            let event = Event::new("burst_off", format!("burst of {name} turned off (was until {until})"))
-                .drain(&name)
-                .data(json!({ "burst_until": was }));
-            record_event(tx, &event, now)?;
+            let event =
+                Event::new(EventKind::BurstOff, format!("burst of {name} turned off (was until {until})"))
+                    .drain(&name)
+                    .data(json!({ "burst_until": was }));
+            record_event(tx, &ctx.outbox, &event, now)?;
             Ok(was)
         } else {
             Ok(None)

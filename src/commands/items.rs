@@ -15,6 +15,7 @@ use crate::context::Context;
 use crate::db::items::{count_by_state, get_item, list_attempts, list_items, ItemRow};
 use crate::duration::format_duration;
 use crate::error::{Error, Result};
+use crate::model::ItemState;
 use crate::output::{escape_lines, fields, instant_and_age, local_minute, relative, table, Report};
 
 /// How much of the payload (pretty JSON) `items show` prints for humans.
@@ -35,7 +36,7 @@ fn list(ctx: &mut Context, args: &ItemsArgs) -> Result<Report> {
     let name = args.name.as_deref().ok_or_else(|| Error::Usage("items: give a drain name".into()))?;
     let drain = ctx.history_drain(name)?;
     let now = ctx.clock.now();
-    let state = args.state.map(|state| state.as_str());
+    let state = args.state;
     let counts = count_by_state(&mut ctx.client, &drain)?;
     let items = list_items(&mut ctx.client, &drain, state, args.limit)?;
     let mut human = format!(
@@ -57,7 +58,7 @@ fn list(ctx: &mut Context, args: &ItemsArgs) -> Result<Report> {
             .map(|item| {
                 vec![
                     item.key.clone(),
-                    item.state.clone(),
+                    item.state.to_string(),
                     item.attempts.to_string(),
                     availability(item, now),
                     relative(item.updated_at, now),
@@ -72,9 +73,9 @@ fn list(ctx: &mut Context, args: &ItemsArgs) -> Result<Report> {
 
 /// When a pending item may be claimed: `now` once it is due, else `in 4m`.
 fn availability(item: &ItemRow, now: DateTime<Utc>) -> String {
-    match item.state.as_str() {
-        "pending" if item.available_at <= now => "now".to_string(),
-        "pending" => relative(item.available_at, now),
+    match item.state {
+        ItemState::Pending if item.available_at <= now => "now".to_string(),
+        ItemState::Pending => relative(item.available_at, now),
         _ => "-".to_string(),
     }
 }
@@ -95,7 +96,7 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
 
     let mut pairs: Vec<(&str, String)> = vec![
         ("item", format!("{} (id {}) of drain {drain}", row.key, row.id)),
-        ("state", row.state.clone()),
+        ("state", row.state.to_string()),
         (
             "attempts",
             match max_attempts {
@@ -105,7 +106,7 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
         ),
         (
             "available",
-            if row.state == "pending" {
+            if row.state == ItemState::Pending {
                 instant_and_age(Some(row.available_at), now, zone)
             } else {
                 "-".into()
@@ -115,7 +116,7 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
         ("updated", instant_and_age(Some(row.updated_at), now, zone)),
         ("finished", instant_and_age(row.finished_at, now, zone)),
     ];
-    if row.state == "running" {
+    if row.state == ItemState::Running {
         if let Some(run_id) = row.claimed_by {
             pairs.push((
                 "claimed by",

@@ -1,0 +1,33 @@
+//! `drainctl metrics [--textfile [PATH]]`: the metrics of [`crate::metrics`] on stdout, or
+//! written atomically to a node_exporter textfile.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::cli::MetricsArgs;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics::{render_metrics, write_textfile};
+use crate::output::Report;
+
+pub fn run(ctx: &mut Context, args: &MetricsArgs) -> Result<Report> {
+    let text = render_metrics(&mut ctx.client, &ctx.config, ctx.clock.now())?;
+    let path: PathBuf = match &args.textfile {
+        None => return Ok(Report::new(text, serde_json::Value::Null)),
+        Some(None) => ctx.config.defaults.metrics_textfile.clone().ok_or_else(|| {
+            Error::Usage(
+                "--textfile without PATH writes to [defaults] metrics_textfile, which is not set; \
+                     give a PATH or set it in the configuration"
+                    .to_string(),
+            )
+        })?,
+        Some(Some(path)) => path.clone(),
+    };
+    write_textfile(&path, &text)?;
+    let samples = text.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).count();
+    Ok(Report::new(
+        format!("wrote {samples} samples to {}", path.display()),
+        json!({ "textfile": path, "samples": samples }),
+    ))
+}

@@ -1,0 +1,76 @@
+//! The subcommands, one file each: parse the arguments, call the domain, render the
+//! result as a [`crate::output::Report`]. [`dispatch`] picks the file for the command line
+//! and opens what it needs: most commands run in a [`Context`] (configuration, clock, one
+//! migrated connection); `migrate`, `quota test`, `doctor` and `completions` open what
+//! they need themselves, or nothing.
+
+pub(crate) mod burst;
+pub(crate) mod completions;
+pub(crate) mod controls;
+pub(crate) mod doctor;
+pub(crate) mod drain;
+pub(crate) mod enqueue;
+pub(crate) mod events;
+pub(crate) mod items;
+pub(crate) mod metrics;
+pub(crate) mod migrate;
+pub(crate) mod prune;
+pub(crate) mod quota;
+pub(crate) mod retry;
+pub(crate) mod runs;
+pub(crate) mod scan;
+pub(crate) mod status;
+pub(crate) mod supervise;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::{self, Cli, Command};
+use crate::context::Context;
+use crate::error::Result;
+use crate::output::Report;
+
+/// Run the command of `cli`; returns its report (the caller prints it as
+/// [`Command::output`] says).
+pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
+    let lock_timeout = cli.lock_timeout;
+    let config_path = cli.config.clone();
+    let open = Opening { config_path: config_path.as_deref(), lock_timeout };
+    match cli.command {
+        Command::Migrate(args) => migrate::run(config_path.as_deref(), lock_timeout, &args),
+        Command::Quota(cli::QuotaCommand::Test(args)) => quota::run(config_path.as_deref(), &args),
+        Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)),
+        Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)),
+        Command::Scan(args) => open.run(|ctx| scan::run(ctx, &args)),
+        Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)),
+        Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
+        Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)),
+        Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)),
+        Command::Status(_) => open.run(status::run),
+        Command::Events(args) => open.run(|ctx| events::run(ctx, &args)),
+        Command::Runs(args) => open.run(|ctx| runs::run(ctx, &args)),
+        Command::Items(args) => open.run(|ctx| items::run(ctx, &args)),
+        Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)),
+        Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),
+        Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)),
+        Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)),
+        Command::Completions(args) => Ok(completions::run(&args)),
+    }
+}
+
+/// How a database-backed command opens its context.
+struct Opening<'a> {
+    config_path: Option<&'a Path>,
+    lock_timeout: Duration,
+}
+
+impl Opening<'_> {
+    /// Open the context, run `command` in it, then notify of the events it recorded —
+    /// whether the command succeeded or not.
+    fn run<T>(&self, command: impl FnOnce(&mut Context) -> Result<T>) -> Result<T> {
+        let mut ctx = Context::open(self.config_path, self.lock_timeout)?;
+        let result = command(&mut ctx);
+        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, ctx.clock.now());
+        result
+    }
+}

@@ -1,0 +1,392 @@
+//! `drainctl status`: the operator's snapshot of every drain — state, backlog counts,
+//! burst, backoff, last run, last checkpoint age, the next window opening and cadence
+//! start, and a forecast (throughput of recent passes, time to empty the backlog, whether
+//! a burst finishes in time) — of every account of the quota groups that declare
+//! accounts, and the supervisor's heartbeat, with relative times in the configured zone.
+//! Counts come from the `(drain, state)` index.
+//!
+//! [`gather`] reads the database once, [`decide`] works out each drain's state from that
+//! snapshot (no I/O), and [`render`] prints the result: a table for humans, or the
+//! [`StatusView`] itself as the JSON of docs/json.md.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::accounts::{AccountState, GroupView, Selection};
+use crate::backoff::BackoffRule;
+use crate::config::Config;
+use crate::context::Context;
+use crate::db::backoffs::{read_group_backoffs, BackoffRow};
+use crate::db::drains::{read_controls, DrainControls};
+use crate::db::items::{count_by_state_of, StateCounts};
+use crate::db::quota_groups::{read_groups, GroupState};
+use crate::db::runs::RunHistory;
+use crate::db::runs::{last_run, last_run_starts, running_runs, RunRow};
+use crate::duration::format_relative;
+use crate::error::{Error, Result};
+use crate::output::{local_time, table, Report};
+use crate::schedule::forecast::Forecast;
+use crate::supervise::Heartbeat;
+
+pub fn run(ctx: &mut Context) -> Result<Report> {
+    let snapshot = gather(ctx)?;
+    let view = decide(&ctx.config, snapshot);
+    render(&view, ctx.config.defaults.timezone)
+}
+
+/// What `status` reads from the database, all of it before deciding anything.
+struct Snapshot {
+    now: DateTime<Utc>,
+    controls: Vec<DrainControls>,
+    running: Vec<RunRow>,
+    backoff_rows: Vec<BackoffRow>,
+    group_states: Vec<(String, GroupState)>,
+    last_starts: Vec<(String, DateTime<Utc>)>,
+    counts: HashMap<String, StateCounts>,
+    histories: HashMap<String, RunHistory>,
+    /// The latest run of each drain that has one.
+    last_runs: HashMap<String, RunRow>,
+    last_pass_at: Option<DateTime<Utc>>,
+}
+
+fn gather(ctx: &mut Context) -> Result<Snapshot> {
+    let Context { config, clock, client, .. } = ctx;
+    let now = clock.now();
+    let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
+    let group_names: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
+    let mut last_runs = HashMap::new();
+    for name in &names {
+        if let Some(run) = last_run(client, name)? {
+            last_runs.insert(name.clone(), run);
+        }
+    }
+    Ok(Snapshot {
+        now,
+        controls: read_controls(client, &names)?,
+        running: running_runs(client, None)?,
+        backoff_rows: read_group_backoffs(client, &group_names)?,
+        group_states: read_groups(client, &group_names)?,
+        last_starts: last_run_starts(client, &names)?,
+        counts: count_by_state_of(client, &names)?,
+        histories: crate::schedule::forecast::recent_histories(client, &names, now)?,
+        last_runs,
+        last_pass_at: crate::db::passes::last_pass(client)?.map(|(at, _)| at),
+    })
+}
+
+/// Everything `status` shows; serialized, it is the JSON of `status --json`.
+#[derive(Debug, Serialize)]
+struct StatusView {
+    now: DateTime<Utc>,
+    timezone: &'static str,
+    drains: Vec<DrainView>,
+    supervisor: Heartbeat,
+    /// The declared accounts of each quota group that has some (also under each drain).
+    #[serde(skip)]
+    groups: Vec<(String, Vec<AccountView>)>,
+}
+
+/// One drain as `status` shows it.
+#[derive(Debug, Serialize)]
+struct DrainView {
+    drain: String,
+    /// `paused`, `hung`, `running`, `backing-off`, `burst`, `out-of-window` or `idle`.
+    state: &'static str,
+    quota_group: String,
+    counts: StateCounts,
+    paused: bool,
+    pause_note: Option<String>,
+    burst_until: Option<DateTime<Utc>>,
+    burst_note: Option<String>,
+    backoff_until: Option<DateTime<Utc>>,
+    backoff_reason: Option<String>,
+    /// The account whose suspected mark a success would clear is suspected.
+    backoff_suspected: bool,
+    needs_attention: bool,
+    /// The declared account the next item runs on.
+    account: Option<String>,
+    accounts: Vec<AccountView>,
+    running_runs: Vec<i64>,
+    /// A running pass waits inside itself for the group's reset until then.
+    waiting_until: Option<DateTime<Utc>>,
+    last_run: Option<LastRunView>,
+    last_checkpoint_at: Option<DateTime<Utc>>,
+    window: Option<String>,
+    in_window: bool,
+    next_window_opening: Option<DateTime<Utc>>,
+    every_seconds: Option<f64>,
+    cadence_next_start_at: Option<DateTime<Utc>>,
+    forecast: Forecast,
+}
+
+#[derive(Debug, Serialize)]
+struct LastRunView {
+    id: i64,
+    status: crate::model::RunStatus,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    items_done: i32,
+    items_failed: i32,
+    note: Option<String>,
+}
+
+/// One account of a quota group as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+struct AccountView {
+    name: String,
+    /// `in-use` (the next item runs on it), `available`, `suspected` or `backing-off`.
+    state: &'static str,
+    backoff_until: Option<DateTime<Utc>>,
+    backoff_reason: Option<String>,
+    backoff_rule: Option<BackoffRule>,
+    suspected: bool,
+    needs_attention: bool,
+}
+
+/// The state a drain is in, the first that applies.
+fn drain_state(
+    is_paused: bool,
+    is_hung: bool,
+    is_running: bool,
+    is_backing_off: bool,
+    is_bursting: bool,
+    in_window: bool,
+) -> &'static str {
+    if is_paused {
+        "paused"
+    } else if is_hung {
+        "hung"
+    } else if is_running {
+        "running"
+    } else if is_backing_off {
+        "backing-off"
+    } else if is_bursting {
+        "burst"
+    } else if !in_window {
+        "out-of-window"
+    } else {
+        "idle"
+    }
+}
+
+fn decide(config: &Config, snapshot: Snapshot) -> StatusView {
+    let now = snapshot.now;
+    let zone = config.defaults.timezone;
+    let views: Vec<GroupView> = config
+        .quota_groups
+        .iter()
+        .zip(snapshot.group_states)
+        .map(|(group, (_, state))| GroupView::new(group, &snapshot.backoff_rows, state))
+        .collect();
+    let groups: Vec<(String, Vec<AccountView>)> =
+        views.iter().map(|view| (view.group.name.clone(), accounts(view, now))).collect();
+    let mut drains = Vec::new();
+    for drain in &config.drains {
+        let Some((view, group_accounts)) =
+            views.iter().zip(&groups).find(|(view, _)| view.group.name == drain.quota_group)
+        else {
+            continue;
+        };
+        let control = snapshot.controls.iter().find(|c| c.name == drain.name);
+        let counts = snapshot.counts.get(&drain.name).copied().unwrap_or_default();
+        let wait = view.wait(now);
+        let next_account = match view.select(now) {
+            Selection::Use { account, .. } => view.group.accounts.get(account),
+            Selection::Wait { .. } => None,
+        };
+        // The account whose suspected mark a success would clear.
+        let current = view.backoffs.get(view.active());
+        let runs: Vec<&RunRow> = snapshot.running.iter().filter(|r| r.drain == drain.name).collect();
+        let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
+        let is_hung = runs.iter().any(|r| now - r.last_checkpoint_at > liveness);
+        let burst_until = control.and_then(|c| c.active_burst(now));
+        let is_paused = control.is_some_and(|c| c.is_paused());
+        let in_window = drain.window.as_ref().is_none_or(|w| w.contains(now, zone));
+        let state = drain_state(
+            is_paused,
+            is_hung,
+            !runs.is_empty(),
+            wait.is_some(),
+            burst_until.is_some(),
+            in_window,
+        );
+        let next_window_opening = match &drain.window {
+            Some(window) if !in_window => window.next_opening(now, zone),
+            _ => None,
+        };
+        let last_started_at =
+            snapshot.last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
+        let forecast = crate::schedule::forecast::forecast(
+            snapshot.histories.get(&drain.name).copied().unwrap_or_default(),
+            counts.pending + counts.running,
+            drain.concurrency,
+            burst_until,
+            now,
+        );
+        let (backoff_until, backoff_reason) = wait.unzip();
+        drains.push(DrainView {
+            drain: drain.name.clone(),
+            state,
+            quota_group: drain.quota_group.clone(),
+            counts,
+            paused: is_paused,
+            pause_note: control.and_then(|c| c.pause_note.clone()),
+            burst_until,
+            burst_note: control.and_then(|c| c.burst_note.clone()),
+            backoff_until,
+            backoff_reason,
+            backoff_suspected: current.is_some_and(|row| row.suspected_at.is_some()),
+            needs_attention: view.backoffs.iter().any(|row| row.needs_attention),
+            account: next_account.filter(|a| !a.is_implicit()).map(|a| a.name.clone()),
+            accounts: group_accounts.1.clone(),
+            running_runs: runs.iter().map(|r| r.id).collect(),
+            waiting_until: runs.iter().filter_map(|r| r.waiting_until).min(),
+            last_run: snapshot.last_runs.get(&drain.name).map(|r| LastRunView {
+                id: r.id,
+                status: r.status,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                items_done: r.items_done,
+                items_failed: r.items_failed,
+                note: r.note.clone(),
+            }),
+            last_checkpoint_at: runs.iter().map(|r| r.last_checkpoint_at).max(),
+            window: drain.window.as_ref().map(|w| w.describe()),
+            in_window,
+            next_window_opening,
+            every_seconds: drain.every.map(|every| every.as_secs_f64()),
+            cadence_next_start_at: crate::schedule::cadence::next_start(drain.every, last_started_at),
+            forecast,
+        });
+    }
+    StatusView {
+        now,
+        timezone: zone.name(),
+        drains,
+        supervisor: Heartbeat::new(snapshot.last_pass_at, now, config.defaults.supervise_interval),
+        groups: groups.into_iter().filter(|(_, accounts)| !accounts.is_empty()).collect(),
+    }
+}
+
+/// The declared accounts of a group (none for a group without accounts).
+fn accounts(view: &GroupView, now: DateTime<Utc>) -> Vec<AccountView> {
+    if view.group.accounts.iter().all(|account| account.is_implicit()) {
+        return Vec::new();
+    }
+    let in_use = match view.select(now) {
+        Selection::Use { account, .. } => Some(account),
+        Selection::Wait { .. } => None,
+    };
+    view.group
+        .accounts
+        .iter()
+        .zip(&view.backoffs)
+        .zip(view.states(now))
+        .enumerate()
+        .map(|(index, ((account, row), state))| {
+            let state = if in_use == Some(index) { "in-use" } else { state.as_str() };
+            let is_backing_off = !matches!(AccountState::of(row, now), AccountState::Usable);
+            AccountView {
+                name: account.name.clone(),
+                state,
+                backoff_until: row.backoff_until.filter(|_| is_backing_off),
+                backoff_reason: row.reason.clone().filter(|_| is_backing_off),
+                backoff_rule: row.rule.filter(|_| is_backing_off),
+                suspected: row.suspected_at.is_some(),
+                needs_attention: row.needs_attention,
+            }
+        })
+        .collect()
+}
+
+fn render(view: &StatusView, zone: Tz) -> Result<Report> {
+    let now = view.now;
+    let relative = |at: DateTime<Utc>| format_relative(at - now);
+    let mut rows = Vec::new();
+    let mut forecast_lines = Vec::new();
+    for drain in &view.drains {
+        forecast_lines.push(format!("  {}: {}", drain.drain, drain.forecast.describe()));
+        if let Some(burst) = drain.forecast.describe_burst() {
+            forecast_lines.push(format!("  {}: {burst}", drain.drain));
+        }
+        let mut notes = Vec::new();
+        if let Some(until) = drain.burst_until {
+            notes.push(format!("burst until {} ({})", local_time(until, zone), relative(until)));
+        }
+        if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
+            notes.push(format!("backoff {} ({reason})", relative(until)));
+        }
+        if let Some(until) = drain.waiting_until {
+            notes.push(format!("waiting for the reset {}", relative(until)));
+        }
+        if let Some(account) = &drain.account {
+            notes.push(format!("account {account}"));
+        }
+        if drain.paused {
+            notes.push(format!("paused: {}", drain.pause_note.clone().unwrap_or_default()));
+        }
+        if let Some(at) = drain.last_checkpoint_at {
+            notes.push(format!("checkpoint {}", relative(at)));
+        }
+        if let Some(at) = drain.next_window_opening {
+            notes.push(format!("opens {}", relative(at)));
+        }
+        if let Some(at) = drain.cadence_next_start_at.filter(|at| *at > now && drain.burst_until.is_none()) {
+            notes.push(format!("next start {}", relative(at)));
+        }
+        if drain.counts.skipped_missing > 0 {
+            notes.push(format!("{} skipped (file missing)", drain.counts.skipped_missing));
+        }
+        rows.push(vec![
+            drain.drain.clone(),
+            drain.state.to_string(),
+            drain.counts.pending.to_string(),
+            drain.counts.running.to_string(),
+            drain.counts.done.to_string(),
+            drain.counts.dead.to_string(),
+            drain
+                .last_run
+                .as_ref()
+                .map(|r| format!("{} {}", r.status, relative(r.finished_at.unwrap_or(r.started_at))))
+                .unwrap_or_else(|| "-".into()),
+            notes.join("; "),
+        ]);
+    }
+    let mut human =
+        table(&["DRAIN", "STATE", "PENDING", "RUNNING", "DONE", "DEAD", "LAST RUN", "NOTES"], &rows);
+    if !forecast_lines.is_empty() {
+        human.push_str("\nforecast (passes finished in the last 24h)\n");
+        for line in forecast_lines {
+            human.push_str(&crate::output::truncate(&line, crate::output::TABLE_WIDTH));
+            human.push('\n');
+        }
+    }
+    let mut account_table = Vec::new();
+    for (group, accounts) in &view.groups {
+        for account in accounts {
+            let backoff = match account.backoff_until {
+                Some(until) => format!(
+                    "until {} ({}): {}",
+                    local_time(until, zone),
+                    relative(until),
+                    account.backoff_reason.clone().unwrap_or_default()
+                ),
+                None => "-".to_string(),
+            };
+            account_table.push(vec![group.clone(), account.name.clone(), account.state.to_string(), backoff]);
+        }
+    }
+    if !account_table.is_empty() {
+        if !human.ends_with('\n') {
+            human.push('\n');
+        }
+        human.push('\n');
+        human.push_str(&table(&["QUOTA GROUP", "ACCOUNT", "STATE", "BACKOFF"], &account_table));
+    }
+    human.push_str(&format!("\n{}\n", view.supervisor.describe(now)));
+    let json = serde_json::to_value(view).map_err(|error| Error::Internal(error.to_string()))?;
+    Ok(Report::new(human, json))
+}

@@ -1,0 +1,118 @@
+//! Defaults: the value of every setting the file leaves out.
+//!
+//! Each is what [`super::Config::resolve`] fills in when its key is absent; the reference
+//! of the file (docs/configuration.md) states the same values.
+
+use crate::model::EventKind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::RetryBackoff;
+use crate::quota::Profile;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+// [defaults]
+/// A `--until` WHEN, read when `burst on` runs (relative to that moment), so it stays text.
+pub const DEFAULT_BURST_UNTIL: &str = "sat 18:00";
+pub const DEFAULT_BURST_MAX: Duration = DAY.saturating_mul(14);
+pub const DEFAULT_BACKOFF: Duration = HOUR;
+pub const DEFAULT_RESET_MARGIN: Duration = crate::backoff::DEFAULT_RESET_MARGIN;
+pub const DEFAULT_SUSPECTED_BACKOFF: Duration = crate::backoff::DEFAULT_SUSPECTED_BACKOFF;
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_SUPERVISE_INTERVAL: Duration = MINUTE.saturating_mul(15);
+pub const DEFAULT_NOTIFY_ON: [EventKind; 5] = [
+    EventKind::RunHung,
+    EventKind::RunCrashed,
+    EventKind::ItemDeadLettered,
+    EventKind::BurstExpired,
+    EventKind::BackoffSet,
+];
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETENTION_RUNS: Duration = DAY.saturating_mul(30);
+pub const DEFAULT_RETENTION_EVENTS: Duration = DAY.saturating_mul(90);
+pub const DEFAULT_RETENTION_LOGS: Duration = DAY.saturating_mul(14);
+
+// [[quota_group]]
+pub const DEFAULT_SWITCH_COOLDOWN: Duration = MINUTE.saturating_mul(15);
+
+// [[drain]]
+pub const DEFAULT_QUOTA_PROFILE: Profile = Profile::Claude;
+pub const DEFAULT_MAX_ITEMS_PER_PASS: u32 = 50;
+pub const DEFAULT_MAX_SECONDS_PER_PASS: Duration = MINUTE.saturating_mul(55);
+pub const DEFAULT_ITEM_TIMEOUT: Duration = MINUTE.saturating_mul(20);
+pub const DEFAULT_LIVENESS_TIMEOUT: Duration = MINUTE.saturating_mul(15);
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+pub const DEFAULT_RETRY_BACKOFF: RetryBackoff = RetryBackoff { base: MINUTE, max: HOUR.saturating_mul(6) };
+pub const DEFAULT_CONCURRENCY: u32 = 1;
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_SOURCE_GLOB: &str = "**/*";
+pub const DEFAULT_MAX_FILES_PER_SCAN: u32 = 10_000;
+// Patterns are compiled once, when the configuration is resolved; a `Regex` cannot be a
+// constant, so these stay text (the unit tests below compile each).
+pub const DEFAULT_CHECKPOINT_PATTERN: &str = "^::checkpoint::";
+pub const DEFAULT_RESUME_PATTERN: &str = r"^::resume::\s*(\S+)";
+/// A UUID: 36 characters of hex digits and dashes in 8-4-4-4-12 form.
+pub const DEFAULT_RESUME_TOKEN_FORMAT: &str =
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+
+/// `$XDG_STATE_HOME/drainctl/logs`, else `~/.local/state/drainctl/logs`.
+pub(super) fn default_log_dir() -> PathBuf {
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(state).join("drainctl/logs");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/drainctl/logs"),
+        None => PathBuf::from("/var/log/drainctl"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::error::Result;
+
+    fn resolve(text: &str) -> Result<Config> {
+        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
+    }
+
+    const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+
+    #[test]
+    fn every_drain_setting_has_its_default() {
+        let config = resolve(MINIMAL).unwrap();
+        let drain = &config.drains[0];
+        assert_eq!(drain.quota_group, "halacha");
+        assert_eq!(drain.quota_profile, Profile::Claude);
+        assert_eq!(drain.max_items_per_pass, 50);
+        assert_eq!(drain.max_seconds_per_pass, Duration::from_secs(55 * 60));
+        assert_eq!(drain.item_timeout, Duration::from_secs(20 * 60));
+        assert_eq!(drain.liveness_timeout, Duration::from_secs(15 * 60));
+        assert_eq!(drain.max_attempts, 5);
+        assert_eq!(drain.retry_backoff.base, Duration::from_secs(60));
+        assert_eq!(drain.retry_backoff.max, Duration::from_secs(6 * 3600));
+        assert_eq!(drain.concurrency, 1);
+        assert_eq!(drain.max_result_bytes, 16 << 20);
+        assert_eq!(drain.stderr_tail_bytes, 1 << 20);
+        assert!(drain.checkpoint_pattern.is_match("::checkpoint:: 3"));
+        assert!(drain.window.is_none());
+        assert_eq!(config.defaults.burst_max, Duration::from_secs(14 * 86400));
+        assert_eq!(config.defaults.default_backoff, Duration::from_secs(3600));
+        assert_eq!(config.defaults.notify_on, DEFAULT_NOTIFY_ON.to_vec());
+        assert_eq!(config.defaults.notify_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_default_patterns_compile_and_the_resume_pattern_captures_the_token() {
+        assert!(regex::Regex::new(DEFAULT_CHECKPOINT_PATTERN).is_ok());
+        assert!(regex::Regex::new(DEFAULT_RESUME_TOKEN_FORMAT).is_ok());
+        let resume = regex::Regex::new(DEFAULT_RESUME_PATTERN).unwrap();
+        assert_eq!(&resume.captures("::resume:: abc").unwrap()[1], "abc");
+    }
+}

@@ -1,0 +1,392 @@
+//! Configuration: one TOML file, parsed strictly, then resolved into typed settings.
+//!
+//! [`raw`] mirrors the file (strings, unknown keys refused); [`resolve`] turns it into
+//! [`Config`]: durations parsed, zones checked, regexes compiled, paths made absolute
+//! against the file's folder, every default (from [`defaults`]) filled in. Every error
+//! names the file, the line and column, and the bad value, before any database
+//! connection is opened. This module holds the resolved types and how the file is found
+//! and read.
+
+pub(crate) mod defaults;
+mod raw;
+mod resolve;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use regex::Regex;
+
+use crate::error::{Error, Result};
+use crate::quota::Profile;
+use crate::schedule::window::Window;
+use raw::RawConfig;
+use resolve::Source;
+
+/// Environment variables that name the configuration file and the database.
+pub const CONFIG_ENV: &str = "DRAINCTL_CONFIG";
+pub const DATABASE_URL_ENV: &str = "DRAINCTL_DATABASE_URL";
+pub const FALLBACK_DATABASE_URL_ENV: &str = "DATABASE_URL";
+/// Variables that carry drainctl's database credentials: removed from the environment of
+/// every worker and notifier (a drain's own `env` may set them again), so that a child
+/// never sees the password unless the configuration hands it over. See
+/// docs/worker-contract.md.
+pub const WITHHELD_ENV: [&str; 3] = [DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV, "PGPASSWORD"];
+/// Searched in this order when neither `--config` nor `$DRAINCTL_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./drainctl.toml", "/etc/drainctl/drainctl.toml"];
+/// What `{token}` in `resume_args` is replaced with.
+pub const RESUME_TOKEN_PLACEHOLDER: &str = "{token}";
+
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    pub database_url: Option<DatabaseUrl>,
+    pub defaults: Defaults,
+    /// Every quota group a drain names, declared (`[[quota_group]]`) or implicit, in the
+    /// order declared, then the implicit ones in the order of their first drain.
+    pub quota_groups: Vec<QuotaGroupConfig>,
+    pub drains: Vec<DrainConfig>,
+}
+
+/// A quota group: the drains that share it share its accounts' backoffs.
+#[derive(Debug)]
+pub struct QuotaGroupConfig {
+    pub name: String,
+    /// At most one switch to another account per this long, unless a stated reset forces it.
+    pub switch_cooldown: Duration,
+    /// In order of preference; never empty. A group without declared accounts has the one
+    /// implicit account `""`.
+    pub accounts: Vec<AccountConfig>,
+}
+
+impl QuotaGroupConfig {
+    /// The group has several accounts to switch between.
+    pub fn has_accounts_to_switch(&self) -> bool {
+        self.accounts.len() > 1
+    }
+
+    /// Position of the account called `name`, if it is configured.
+    pub fn account_index(&self, name: &str) -> Option<usize> {
+        self.accounts.iter().position(|account| account.name == name)
+    }
+}
+
+/// One account of a quota group: its name and the environment that selects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// `""` for the implicit account of a group that declares none.
+    pub name: String,
+    /// Merged over the drain's `env` for every item run on this account.
+    pub env: Vec<(String, String)>,
+}
+
+impl AccountConfig {
+    pub fn implicit() -> AccountConfig {
+        AccountConfig { name: String::new(), env: Vec::new() }
+    }
+
+    pub fn is_implicit(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
+/// The database URL and where it came from (for messages; the URL itself is never shown).
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    pub url: String,
+    pub source: String,
+}
+
+#[derive(Debug)]
+pub struct Defaults {
+    pub timezone: Tz,
+    pub burst_default_until: String,
+    pub burst_max: Duration,
+    pub log_dir: PathBuf,
+    pub metrics_textfile: Option<PathBuf>,
+    pub notify_command: Option<Vec<String>>,
+    pub default_backoff: Duration,
+    pub reset_margin: Duration,
+    pub suspected_backoff: Duration,
+    pub kill_grace: Duration,
+    pub supervise_interval: Duration,
+    /// Event kinds that run `notify_command`.
+    pub notify_on: Vec<crate::model::EventKind>,
+    /// The notifier's process group is killed after this.
+    pub notify_timeout: Duration,
+    pub retention: Retention,
+}
+
+/// How long history is kept (see `prune`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished runs (with their attempts) and supervisor passes older than this go.
+    pub runs: Duration,
+    pub events: Duration,
+    /// Log files under `log_dir` not written to for this long go.
+    pub logs: Duration,
+    /// Done and skipped_missing items finished longer ago than this go; kept when None.
+    pub done_items: Option<Duration>,
+}
+
+impl Defaults {
+    /// How long a quota group waits after a hit (see `backoff`).
+    pub fn backoff_policy(&self) -> crate::backoff::BackoffPolicy {
+        crate::backoff::BackoffPolicy {
+            reset_margin: self.reset_margin,
+            suspected_backoff: self.suspected_backoff,
+            default_backoff: self.default_backoff,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryBackoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug)]
+pub struct DrainConfig {
+    pub name: String,
+    pub command: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub quota_group: String,
+    pub quota_profile: Profile,
+    pub quota_patterns: Vec<String>,
+    pub veto_patterns: Vec<String>,
+    pub window: Option<Window>,
+    pub max_items_per_pass: u32,
+    pub max_seconds_per_pass: Duration,
+    pub item_timeout: Duration,
+    pub liveness_timeout: Duration,
+    /// The longest a pass waits inside itself for its quota group's reset
+    /// (docs/rate-limits.md); `0s` never waits.
+    pub max_wait: Duration,
+    pub max_attempts: u32,
+    pub retry_backoff: RetryBackoff,
+    pub checkpoint_pattern: Regex,
+    /// Worker output lines that carry a resume token in their first capture group.
+    pub resume_pattern: Regex,
+    /// A token is used only when it matches this whole (anchored here).
+    pub resume_token_format: Regex,
+    /// Appended to `command` when the item resumes, `{token}` replaced.
+    pub resume_args: Vec<String>,
+    pub concurrency: u32,
+    pub max_result_bytes: usize,
+    pub stderr_tail_bytes: usize,
+    /// Files whose paths become items (`drainctl scan`).
+    pub source: Option<SourceConfig>,
+    /// `supervise` starts the drain at most once per this interval (not in burst).
+    pub every: Option<Duration>,
+}
+
+/// A file-backed source: every regular file under `dir` matching `glob` is an item.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Absolute (resolved against the config file's folder).
+    pub dir: PathBuf,
+    pub glob: crate::glob::Glob,
+    pub max_files_per_scan: u32,
+}
+
+impl Config {
+    /// Find and load the configuration. `explicit` is `--config`. When no file is named
+    /// and none of the default paths exists, an empty configuration is returned if
+    /// `file_is_optional` (commands such as `migrate` that need only the database).
+    pub fn discover(explicit: Option<&Path>, file_is_optional: bool) -> Result<Config> {
+        match Config::locate(explicit) {
+            Some(path) => Config::load(&path),
+            None if file_is_optional => Config::from_text("", None),
+            None => Err(Error::Config(format!(
+                "no configuration file: pass --config PATH, set ${CONFIG_ENV}, or create {}",
+                DEFAULT_CONFIG_PATHS.join(" or ")
+            ))),
+        }
+    }
+
+    /// The file [`Config::discover`] would read: `explicit`, else `$DRAINCTL_CONFIG`, else
+    /// the first default path that exists.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        let named = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+        match named {
+            Some(path) => Some(path),
+            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Error::Config(format!("cannot read configuration file {}: {error}", path.display()))
+        })?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Config::from_text(&text, Some(&absolute))
+    }
+
+    /// Parse and resolve configuration text. `path` is used for messages and to resolve
+    /// relative paths.
+    pub fn from_text(text: &str, path: Option<&Path>) -> Result<Config> {
+        let source = Source { text, path };
+        let raw: RawConfig = toml::from_str(text).map_err(|error| {
+            let message = error.message().trim().replace('\n', "; ");
+            source.error_at(error.span(), &message)
+        })?;
+        Config::resolve(raw, &source)
+    }
+
+    /// The quota group called `name` (every drain's group is there, declared or implicit).
+    pub fn quota_group(&self, name: &str) -> Result<&QuotaGroupConfig> {
+        self.quota_groups.iter().find(|group| group.name == name).ok_or_else(|| {
+            Error::Internal(format!("quota group {name:?} is not in the resolved configuration"))
+        })
+    }
+
+    /// The drain called `name`, or a usage error that lists the known ones.
+    pub fn drain(&self, name: &str) -> Result<&DrainConfig> {
+        self.drains.iter().find(|d| d.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.drains.iter().map(|d| d.name.as_str()).collect();
+            let known = if known.is_empty() {
+                "none are configured".to_string()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            Error::Usage(format!("unknown drain {name:?}; {known}"))
+        })
+    }
+
+    /// The database URL, or a configuration error that says how to provide one.
+    pub fn require_database_url(&self) -> Result<&DatabaseUrl> {
+        self.database_url.as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "no database URL: set [database] url in the configuration, or \
+                 ${DATABASE_URL_ENV} or ${FALLBACK_DATABASE_URL_ENV}"
+            ))
+        })
+    }
+}
+
+/// An IANA zone name, or a one-line message naming it.
+pub fn parse_zone(name: &str) -> std::result::Result<Tz, String> {
+    name.trim().parse::<Tz>().map_err(|_| {
+        format!("unknown time zone {name:?}: use an IANA name such as \"Asia/Jerusalem\" or \"UTC\"")
+    })
+}
+
+/// The machine's zone: `$TZ`, else the `/etc/localtime` link, else `/etc/timezone`, else
+/// UTC. A `$TZ` that names no zone drainctl knows is logged as a warning that says which
+/// zone is used instead (`doctor` reports it too).
+pub fn local_zone() -> Tz {
+    let machine = machine_zone();
+    if let Some(problem) = &machine.problem {
+        log::warn!("{problem}");
+    }
+    machine.zone
+}
+
+/// The machine's zone, where it came from, and what was wrong with `$TZ`, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineZone {
+    pub zone: Tz,
+    /// `$TZ`, `/etc/localtime`, `/etc/timezone` or `the default`.
+    pub source: &'static str,
+    /// `$TZ` is set but names no known zone: what it says and what is used instead.
+    pub problem: Option<String>,
+}
+
+/// See [`local_zone`]; nothing is logged.
+pub fn machine_zone() -> MachineZone {
+    let tz = std::env::var("TZ").ok();
+    let etc_localtime = std::fs::read_link("/etc/localtime").ok().map(|target| target.display().to_string());
+    let etc_timezone = std::fs::read_to_string("/etc/timezone").ok();
+    machine_zone_from(tz.as_deref(), etc_localtime.as_deref(), etc_timezone.as_deref())
+}
+
+/// [`machine_zone`] from the value of `$TZ`, the target of the `/etc/localtime` link and
+/// the text of `/etc/timezone`.
+fn machine_zone_from(
+    tz: Option<&str>,
+    etc_localtime: Option<&str>,
+    etc_timezone: Option<&str>,
+) -> MachineZone {
+    let in_zoneinfo = |path: &str| path.split_once("zoneinfo/").and_then(|(_, name)| name.parse::<Tz>().ok());
+    // `TZ=:Europe/Paris`, `TZ=Europe/Paris`, or a zoneinfo file; an empty TZ (and one that
+    // names /etc/localtime) means the machine's zone.
+    let mut ignored_tz = None;
+    if let Some(value) = tz.map(str::trim).filter(|value| !value.is_empty()) {
+        let name = value.trim_start_matches(':');
+        match name.parse::<Tz>().ok().or_else(|| in_zoneinfo(name)) {
+            Some(zone) => return MachineZone { zone, source: "$TZ", problem: None },
+            None if name == "/etc/localtime" => {}
+            None => ignored_tz = Some(value.to_string()),
+        }
+    }
+    let (zone, source) = if let Some(zone) = etc_localtime.and_then(in_zoneinfo) {
+        (zone, "/etc/localtime")
+    } else if let Some(zone) = etc_timezone.and_then(|name| name.trim().parse::<Tz>().ok()) {
+        (zone, "/etc/timezone")
+    } else {
+        (Tz::UTC, "the default")
+    };
+    let problem = ignored_tz.map(|value| {
+        format!(
+            "TZ={value:?} is not a known time zone; using {zone} (from {source}) instead: set TZ to an IANA \
+             name such as \"Asia/Jerusalem\", or set [defaults] timezone"
+        )
+    });
+    MachineZone { zone, source, problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Config> {
+        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
+    }
+
+    const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+
+    #[test]
+    fn the_machine_zone_comes_from_tz_and_a_bad_tz_is_a_problem_naming_what_is_used() {
+        let localtime = Some("/usr/share/zoneinfo/Europe/Paris");
+        let zone = |tz: Option<&str>, localtime: Option<&str>| machine_zone_from(tz, localtime, None);
+        for tz in ["Asia/Jerusalem", ":Asia/Jerusalem", "/usr/share/zoneinfo/Asia/Jerusalem"] {
+            assert_eq!(
+                zone(Some(tz), localtime),
+                MachineZone { zone: chrono_tz::Asia::Jerusalem, source: "$TZ", problem: None },
+                "{tz}"
+            );
+        }
+        for tz in [None, Some(""), Some(":/etc/localtime")] {
+            assert_eq!(
+                zone(tz, localtime),
+                MachineZone { zone: chrono_tz::Europe::Paris, source: "/etc/localtime", problem: None },
+                "{tz:?}"
+            );
+        }
+        assert_eq!(machine_zone_from(None, None, Some("Asia/Tokyo\n")).zone, chrono_tz::Asia::Tokyo);
+        let bogus = zone(Some("Bogus/Zone"), None);
+        assert_eq!((bogus.zone, bogus.source), (Tz::UTC, "the default"));
+        assert_eq!(
+            bogus.problem.as_deref(),
+            Some(
+                "TZ=\"Bogus/Zone\" is not a known time zone; using UTC (from the default) instead: set TZ to an \
+                 IANA name such as \"Asia/Jerusalem\", or set [defaults] timezone"
+            )
+        );
+        let bogus = zone(Some("Bogus/Zone"), localtime);
+        assert_eq!(bogus.zone, chrono_tz::Europe::Paris);
+        assert!(bogus.problem.unwrap().contains("using Europe/Paris (from /etc/localtime) instead"));
+    }
+
+    #[test]
+    fn unknown_drain_lists_known_ones() {
+        let config = resolve(MINIMAL).unwrap();
+        let error = config.drain("halach").unwrap_err();
+        assert_eq!(error.to_string(), "unknown drain \"halach\"; known: halacha");
+    }
+}

@@ -1,0 +1,127 @@
+//! The configuration file as written: serde structs that mirror the TOML.
+//!
+//! Values stay as the file states them (strings for durations, zones and patterns),
+//! wrapped in [`Spanned`] where an error must point at them, and every struct refuses
+//! unknown keys (`deny_unknown_fields`), so a typo in a setting fails instead of being
+//! ignored. [`super::resolve`] turns them into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default, rename = "quota_group")]
+    pub quota_groups: Vec<RawQuotaGroup>,
+    #[serde(default, rename = "drain")]
+    pub drains: Vec<RawDrain>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuotaGroup {
+    pub name: Spanned<String>,
+    pub switch_cooldown: Option<Spanned<String>>,
+    #[serde(default)]
+    pub accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub name: Spanned<String>,
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub timezone: Option<Spanned<String>>,
+    pub burst_default_until: Option<Spanned<String>>,
+    pub burst_max: Option<Spanned<String>>,
+    pub log_dir: Option<Spanned<String>>,
+    pub metrics_textfile: Option<String>,
+    pub notify_command: Option<Spanned<Vec<String>>>,
+    pub default_backoff: Option<Spanned<String>>,
+    pub reset_margin: Option<Spanned<String>>,
+    pub suspected_backoff: Option<Spanned<String>>,
+    pub kill_grace: Option<Spanned<String>>,
+    pub supervise_interval: Option<Spanned<String>>,
+    pub notify_on: Option<Spanned<Vec<String>>>,
+    pub notify_timeout: Option<Spanned<String>>,
+    pub retention: Option<Spanned<RawRetention>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub runs: Option<String>,
+    pub events: Option<String>,
+    pub logs: Option<String>,
+    pub done_items: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrain {
+    pub name: Spanned<String>,
+    pub command: Spanned<Vec<String>>,
+    pub workdir: Option<Spanned<String>>,
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    pub quota_group: Option<Spanned<String>>,
+    pub quota_profile: Option<Spanned<String>>,
+    pub quota_patterns: Option<Spanned<Vec<String>>>,
+    pub veto_patterns: Option<Spanned<Vec<String>>>,
+    pub window: Option<Spanned<RawWindow>>,
+    pub max_items_per_pass: Option<Spanned<i64>>,
+    pub max_seconds_per_pass: Option<Spanned<String>>,
+    pub item_timeout: Option<Spanned<String>>,
+    pub liveness_timeout: Option<Spanned<String>>,
+    pub max_wait: Option<Spanned<String>>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub retry_backoff: Option<Spanned<RawRetryBackoff>>,
+    pub checkpoint_pattern: Option<Spanned<String>>,
+    pub resume_pattern: Option<Spanned<String>>,
+    pub resume_token_format: Option<Spanned<String>>,
+    pub resume_args: Option<Spanned<Vec<String>>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub max_result_bytes: Option<Spanned<i64>>,
+    pub stderr_tail_bytes: Option<Spanned<i64>>,
+    pub source: Option<Spanned<RawSource>>,
+    pub every: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub dir: String,
+    pub glob: Option<String>,
+    pub max_files_per_scan: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    pub days: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBackoff {
+    pub base: Option<String>,
+    pub max: Option<String>,
+}

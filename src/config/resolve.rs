@@ -1,0 +1,1028 @@
+//! Resolution: the file as written becomes the typed configuration, checked.
+//!
+//! Durations are parsed and bounded, zones looked up, regexes compiled, names checked,
+//! paths made absolute against the file's folder, and whatever the file leaves out taken
+//! from [`super::defaults`]. Every error names the file, the line and column, the key and
+//! the bad value (see docs/configuration.md), and exits 78 before any database connection
+//! is opened.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use toml::Spanned;
+
+use super::defaults::*;
+use super::raw::{
+    RawConfig, RawDefaults, RawDrain, RawQuotaGroup, RawRetention, RawRetryBackoff, RawSource, RawWindow,
+};
+use super::{
+    local_zone, parse_zone, AccountConfig, Config, DatabaseUrl, Defaults, DrainConfig, QuotaGroupConfig,
+    Retention, RetryBackoff, SourceConfig, DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV,
+};
+use crate::duration::parse_bounded_duration;
+use crate::error::{register_secret, Error, Result};
+use crate::quota::Profile;
+use crate::schedule::window::Window;
+
+impl Config {
+    pub(super) fn resolve(raw: RawConfig, source: &Source) -> Result<Config> {
+        let base_dir = source.base_dir();
+        let database_url = resolve_database_url(raw.database.url, source);
+        let defaults = resolve_defaults(raw.defaults, source, &base_dir)?;
+        let mut quota_groups = Vec::with_capacity(raw.quota_groups.len());
+        for raw_group in raw.quota_groups {
+            quota_groups.push(resolve_quota_group(raw_group, source, &quota_groups)?);
+        }
+        let mut drains = Vec::with_capacity(raw.drains.len());
+        let mut seen = HashSet::new();
+        for raw_drain in raw.drains {
+            let drain = resolve_drain(raw_drain, source, &base_dir, &mut seen, defaults.supervise_interval)?;
+            if !quota_groups.iter().any(|group| group.name == drain.quota_group) {
+                quota_groups.push(QuotaGroupConfig::implicit(drain.quota_group.clone()));
+            }
+            drains.push(drain);
+        }
+        Ok(Config { path: source.path.map(Path::to_path_buf), database_url, defaults, quota_groups, drains })
+    }
+}
+
+impl QuotaGroupConfig {
+    /// The group a drain names without a `[[quota_group]]`: one implicit account.
+    fn implicit(name: String) -> QuotaGroupConfig {
+        QuotaGroupConfig {
+            name,
+            switch_cooldown: DEFAULT_SWITCH_COOLDOWN,
+            accounts: vec![AccountConfig::implicit()],
+        }
+    }
+}
+
+/// The configuration text and where it came from, for error locations.
+pub(super) struct Source<'a> {
+    pub(super) text: &'a str,
+    pub(super) path: Option<&'a Path>,
+}
+
+impl Source<'_> {
+    fn name(&self) -> String {
+        self.path.map(|p| p.display().to_string()).unwrap_or_else(|| "<configuration>".into())
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+    }
+
+    /// `file:line:column: message` for a byte span of the text.
+    pub(super) fn error_at(&self, span: Option<std::ops::Range<usize>>, message: &str) -> Error {
+        let location = match span {
+            Some(span) => {
+                let (line, column) = line_and_column(self.text, span.start);
+                format!("{}:{line}:{column}", self.name())
+            }
+            None => self.name(),
+        };
+        Error::Config(format!("{location}: {message}"))
+    }
+
+    fn error_for<T>(&self, value: &Spanned<T>, message: &str) -> Error {
+        self.error_at(Some(value.span()), message)
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<DatabaseUrl> {
+    let from_env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|url| DatabaseUrl { url, source: format!("${name}") })
+    };
+    let chosen = from_env(DATABASE_URL_ENV)
+        .or_else(|| {
+            from_file.map(|url| DatabaseUrl { url, source: format!("[database] url in {}", source.name()) })
+        })
+        .or_else(|| from_env(FALLBACK_DATABASE_URL_ENV));
+    if let Some(url) = &chosen {
+        if let Some(password) = password_of(&url.url) {
+            register_secret(&password);
+        }
+    }
+    chosen
+}
+
+/// The password inside a URL (`postgres://user:pw@host/db`) or a key/value connection
+/// string (`password=pw`), so it can be scrubbed from every message.
+fn password_of(url: &str) -> Option<String> {
+    if let Ok(config) = url.parse::<postgres::Config>() {
+        if let Some(password) = config.get_password() {
+            return Some(String::from_utf8_lossy(password).into_owned());
+        }
+    }
+    // A URL that does not parse may still carry a password: take what sits between the
+    // user's ':' and the '@'.
+    let rest = url.split_once("://").map(|(_, rest)| rest)?;
+    let authority = rest.split_once('@').map(|(authority, _)| authority)?;
+    authority.split_once(':').map(|(_, password)| password.to_string())
+}
+
+fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Result<Defaults> {
+    let timezone = match &raw.timezone {
+        Some(zone) => parse_zone(zone.get_ref())
+            .map_err(|message| source.error_for(zone, &format!("timezone: {message}")))?,
+        None => local_zone(),
+    };
+    let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| -> Result<Duration> {
+        spanned_duration(value, key, default, source)
+    };
+    let burst_default_until = match &raw.burst_default_until {
+        Some(when) => {
+            let probe = chrono::Utc::now();
+            crate::schedule::when::parse_when(when.get_ref(), probe, timezone)
+                .map_err(|error| source.error_for(when, &format!("burst_default_until: {error}")))?;
+            when.get_ref().clone()
+        }
+        None => DEFAULT_BURST_UNTIL.to_string(),
+    };
+    let notify_command = match raw.notify_command {
+        Some(command) if command.get_ref().is_empty() => {
+            return Err(source.error_for(&command, "notify_command: must name a program"))
+        }
+        Some(command) => {
+            check_arguments(&command, "notify_command", source)?;
+            Some(resolve_command(command.into_inner(), base_dir))
+        }
+        None => None,
+    };
+    let notify_on = match &raw.notify_on {
+        Some(kinds) => {
+            let mut list = Vec::with_capacity(kinds.get_ref().len());
+            for kind in kinds.get_ref() {
+                let kind: crate::model::EventKind =
+                    kind.parse().map_err(|error| source.error_for(kinds, &format!("notify_on: {error}")))?;
+                if !list.contains(&kind) {
+                    list.push(kind);
+                }
+            }
+            list
+        }
+        None => DEFAULT_NOTIFY_ON.to_vec(),
+    };
+    let notify_timeout =
+        spanned_positive_duration(&raw.notify_timeout, "notify_timeout", DEFAULT_NOTIFY_TIMEOUT, source)?;
+    let retention = resolve_retention(raw.retention.as_ref(), source)?;
+    Ok(Defaults {
+        retention,
+        notify_on,
+        notify_timeout,
+        timezone,
+        burst_default_until,
+        burst_max: duration(&raw.burst_max, "burst_max", DEFAULT_BURST_MAX)?,
+        log_dir: match raw.log_dir {
+            Some(dir) => {
+                check_path(&dir, "log_dir", source)?;
+                base_dir.join(dir.into_inner())
+            }
+            None => default_log_dir(),
+        },
+        metrics_textfile: raw.metrics_textfile.map(|file| base_dir.join(file)),
+        notify_command,
+        default_backoff: duration(&raw.default_backoff, "default_backoff", DEFAULT_BACKOFF)?,
+        reset_margin: duration(&raw.reset_margin, "reset_margin", DEFAULT_RESET_MARGIN)?,
+        suspected_backoff: duration(&raw.suspected_backoff, "suspected_backoff", DEFAULT_SUSPECTED_BACKOFF)?,
+        kill_grace: duration(&raw.kill_grace, "kill_grace", DEFAULT_KILL_GRACE)?,
+        supervise_interval: duration(
+            &raw.supervise_interval,
+            "supervise_interval",
+            DEFAULT_SUPERVISE_INTERVAL,
+        )?,
+    })
+}
+
+fn resolve_quota_group(
+    raw: RawQuotaGroup,
+    source: &Source,
+    earlier: &[QuotaGroupConfig],
+) -> Result<QuotaGroupConfig> {
+    let name = raw.name.get_ref().clone();
+    if !is_valid_drain_name(&name) {
+        return Err(source.error_for(
+            &raw.name,
+            &format!("invalid quota group name {name:?}: use 1 to 64 of a-z, 0-9, '_' and '-'"),
+        ));
+    }
+    if earlier.iter().any(|group| group.name == name) {
+        return Err(source.error_for(&raw.name, &format!("duplicate quota group name {name:?}")));
+    }
+    let switch_cooldown = spanned_duration(
+        &raw.switch_cooldown,
+        &format!("quota group {name:?}: switch_cooldown"),
+        DEFAULT_SWITCH_COOLDOWN,
+        source,
+    )?;
+    let mut accounts: Vec<AccountConfig> = Vec::with_capacity(raw.accounts.len());
+    for account in raw.accounts {
+        let account_name = account.name.get_ref().clone();
+        if !is_valid_drain_name(&account_name) {
+            return Err(source.error_for(
+                &account.name,
+                &format!(
+                    "quota group {name:?}: invalid account name {account_name:?}: use 1 to 64 of a-z, 0-9, '_' and '-'"
+                ),
+            ));
+        }
+        if accounts.iter().any(|earlier| earlier.name == account_name) {
+            return Err(source.error_for(
+                &account.name,
+                &format!("quota group {name:?}: duplicate account name {account_name:?}"),
+            ));
+        }
+        let env = match account.env {
+            Some(env) => {
+                check_environment(
+                    &env,
+                    &format!("quota group {name:?}: account {account_name:?}: env"),
+                    source,
+                )?;
+                env.into_inner().into_iter().collect()
+            }
+            None => Vec::new(),
+        };
+        accounts.push(AccountConfig { name: account_name, env });
+    }
+    if accounts.is_empty() {
+        accounts.push(AccountConfig::implicit());
+    }
+    Ok(QuotaGroupConfig { name, switch_cooldown, accounts })
+}
+
+fn resolve_retention(raw: Option<&Spanned<RawRetention>>, source: &Source) -> Result<Retention> {
+    let horizon = |key: &str, value: Option<&String>| -> Result<Option<Duration>> {
+        let (Some(raw), Some(text)) = (raw, value) else { return Ok(None) };
+        let duration = parse_bounded_duration(text)
+            .map_err(|message| source.error_for(raw, &format!("retention.{key}: {message}")))?;
+        if duration.is_zero() {
+            return Err(source.error_for(raw, &format!("retention.{key}: must be more than 0s")));
+        }
+        Ok(Some(duration))
+    };
+    let fields = raw.map(Spanned::get_ref);
+    Ok(Retention {
+        runs: horizon("runs", fields.and_then(|f| f.runs.as_ref()))?.unwrap_or(DEFAULT_RETENTION_RUNS),
+        events: horizon("events", fields.and_then(|f| f.events.as_ref()))?
+            .unwrap_or(DEFAULT_RETENTION_EVENTS),
+        logs: horizon("logs", fields.and_then(|f| f.logs.as_ref()))?.unwrap_or(DEFAULT_RETENTION_LOGS),
+        done_items: horizon("done_items", fields.and_then(|f| f.done_items.as_ref()))?,
+    })
+}
+
+fn resolve_source(
+    raw: &Spanned<RawSource>,
+    drain: &str,
+    source: &Source,
+    base_dir: &Path,
+) -> Result<SourceConfig> {
+    let value = raw.get_ref();
+    let error = |key: &str, message: String| {
+        source.error_for(raw, &format!("drain {drain:?}: source.{key}: {message}"))
+    };
+    if value.dir.trim().is_empty() {
+        return Err(error("dir", "is empty; name the folder whose files become items".to_string()));
+    }
+    if value.dir.contains('\0') {
+        return Err(error(
+            "dir",
+            format!("{:?} has a NUL character, which no path can hold; remove it", value.dir),
+        ));
+    }
+    let glob = crate::glob::Glob::parse(value.glob.as_deref().unwrap_or(DEFAULT_SOURCE_GLOB))
+        .map_err(|message| error("glob", message))?;
+    let max_files_per_scan = match value.max_files_per_scan {
+        None => DEFAULT_MAX_FILES_PER_SCAN,
+        Some(n) if (1..=10_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(error("max_files_per_scan", format!("{n} is out of range; use 1 to 10000000")))
+        }
+    };
+    Ok(SourceConfig { dir: base_dir.join(&value.dir), glob, max_files_per_scan })
+}
+
+/// One drain's settings as they are resolved: every message names the drain, then the key.
+struct DrainScope<'a> {
+    name: &'a str,
+    source: &'a Source<'a>,
+}
+
+impl DrainScope<'_> {
+    /// `drain "a": key`.
+    fn key(&self, key: &str) -> String {
+        format!("drain {:?}: {key}", self.name)
+    }
+
+    /// `file:line:column: drain "a": key: message`, at the value.
+    fn error_for<T>(&self, value: &Spanned<T>, key: &str, message: &str) -> Error {
+        self.source.error_for(value, &format!("{}: {message}", self.key(key)))
+    }
+}
+
+/// What one pass of the drain may take on, and how much of a worker's output is kept.
+struct PassLimits {
+    max_items_per_pass: u32,
+    max_seconds_per_pass: Duration,
+    max_attempts: u32,
+    concurrency: u32,
+    max_result_bytes: usize,
+    stderr_tail_bytes: usize,
+}
+
+/// A `[[drain]]`, checked in the order its settings are listed here, so the first bad
+/// one is the one reported.
+/// `default_max_wait`: `supervise_interval`, the default of `max_wait`.
+fn resolve_drain(
+    raw: RawDrain,
+    source: &Source,
+    base_dir: &Path,
+    seen: &mut HashSet<String>,
+    default_max_wait: Duration,
+) -> Result<DrainConfig> {
+    let name = check_drain_name(&raw.name, source, seen)?;
+    let scope = DrainScope { name: &name, source };
+    check_drain_inputs(&raw, &scope)?;
+    let quota_group = resolve_drain_quota_group(&raw, &scope)?;
+    let quota_profile = resolve_quota_profile(&raw, &scope)?;
+    check_user_patterns(&raw.quota_patterns, "quota_patterns", &scope)?;
+    check_user_patterns(&raw.veto_patterns, "veto_patterns", &scope)?;
+    let window = raw.window.as_ref().map(|window| resolve_window(window, &scope)).transpose()?;
+    let retry_backoff = match &raw.retry_backoff {
+        Some(retry) => resolve_retry_backoff(retry, &scope)?,
+        None => DEFAULT_RETRY_BACKOFF,
+    };
+    let checkpoint_pattern = compile_checkpoint_pattern(&raw.checkpoint_pattern, &scope)?;
+    let resume_pattern = compile_resume_pattern(&raw.resume_pattern, &scope)?;
+    let resume_token_format = compile_resume_token_format(&raw.resume_token_format, &scope)?;
+    let positive = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
+        spanned_positive_duration(value, &scope.key(key), default, source)
+    };
+    let item_timeout = positive(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
+    let liveness_timeout = positive(&raw.liveness_timeout, "liveness_timeout", DEFAULT_LIVENESS_TIMEOUT)?;
+    let max_wait = spanned_duration(&raw.max_wait, &scope.key("max_wait"), default_max_wait, source)?;
+    let source_config = raw
+        .source
+        .as_ref()
+        .map(|raw_source| resolve_source(raw_source, &name, source, base_dir))
+        .transpose()?;
+    // Without a value there is no cadence.
+    let every = raw
+        .every
+        .as_ref()
+        .map(|every| parse_spanned_positive_duration(every, &scope.key("every"), source))
+        .transpose()?;
+    let limits = resolve_pass_limits(&raw, &scope)?;
+    Ok(DrainConfig {
+        source: source_config,
+        every,
+        command: resolve_command(raw.command.into_inner(), base_dir),
+        workdir: raw.workdir.map(|dir| base_dir.join(dir.into_inner())),
+        env: raw.env.map(Spanned::into_inner).unwrap_or_default().into_iter().collect(),
+        quota_group,
+        quota_profile,
+        quota_patterns: raw.quota_patterns.map(Spanned::into_inner).unwrap_or_default(),
+        veto_patterns: raw.veto_patterns.map(Spanned::into_inner).unwrap_or_default(),
+        window,
+        max_items_per_pass: limits.max_items_per_pass,
+        max_seconds_per_pass: limits.max_seconds_per_pass,
+        item_timeout,
+        liveness_timeout,
+        max_wait,
+        max_attempts: limits.max_attempts,
+        retry_backoff,
+        checkpoint_pattern,
+        resume_pattern,
+        resume_token_format,
+        resume_args: raw.resume_args.map(Spanned::into_inner).unwrap_or_default(),
+        concurrency: limits.concurrency,
+        max_result_bytes: limits.max_result_bytes,
+        stderr_tail_bytes: limits.stderr_tail_bytes,
+        name,
+    })
+}
+
+/// The drain's name: valid, and not taken by an earlier drain.
+fn check_drain_name(name: &Spanned<String>, source: &Source, seen: &mut HashSet<String>) -> Result<String> {
+    let text = name.get_ref();
+    if !is_valid_drain_name(text) {
+        return Err(source
+            .error_for(name, &format!("invalid drain name {text:?}: use 1 to 64 of a-z, 0-9, '_' and '-'")));
+    }
+    if !seen.insert(text.clone()) {
+        return Err(source.error_for(name, &format!("duplicate drain name {text:?}")));
+    }
+    Ok(text.clone())
+}
+
+/// Refuse what the operating system cannot hand a worker: a command without a program,
+/// and NUL characters in the command, `env`, `workdir` or `resume_args`.
+fn check_drain_inputs(raw: &RawDrain, scope: &DrainScope) -> Result<()> {
+    let command = raw.command.get_ref();
+    if command.is_empty() || command[0].trim().is_empty() {
+        return Err(scope.error_for(
+            &raw.command,
+            "command",
+            "must name a program, e.g. [\"claude\", \"-p\"]",
+        ));
+    }
+    check_arguments(&raw.command, &scope.key("command"), scope.source)?;
+    if let Some(env) = &raw.env {
+        check_environment(env, &scope.key("env"), scope.source)?;
+    }
+    if let Some(workdir) = &raw.workdir {
+        check_path(workdir, &scope.key("workdir"), scope.source)?;
+    }
+    if let Some(resume_args) = &raw.resume_args {
+        check_arguments(resume_args, &scope.key("resume_args"), scope.source)?;
+    }
+    Ok(())
+}
+
+/// The quota group the drain names, else its own name.
+fn resolve_drain_quota_group(raw: &RawDrain, scope: &DrainScope) -> Result<String> {
+    match &raw.quota_group {
+        Some(group) if !is_valid_drain_name(group.get_ref()) => Err(scope.error_for(
+            group,
+            "quota_group",
+            &format!("invalid name {:?}: use 1 to 64 of a-z, 0-9, '_' and '-'", group.get_ref()),
+        )),
+        Some(group) => Ok(group.get_ref().clone()),
+        None => Ok(scope.name.to_string()),
+    }
+}
+
+fn resolve_quota_profile(raw: &RawDrain, scope: &DrainScope) -> Result<Profile> {
+    match &raw.quota_profile {
+        Some(profile) => profile
+            .get_ref()
+            .parse()
+            .map_err(|message: String| scope.error_for(profile, "quota_profile", &message)),
+        None => Ok(DEFAULT_QUOTA_PROFILE),
+    }
+}
+
+/// `quota_patterns` or `veto_patterns`: each a regex, matched case-insensitively, that
+/// cannot match every line. The classifier compiles them for the pass.
+fn check_user_patterns(patterns: &Option<Spanned<Vec<String>>>, key: &str, scope: &DrainScope) -> Result<()> {
+    let Some(patterns) = patterns else { return Ok(()) };
+    for pattern in patterns.get_ref() {
+        if pattern.trim().is_empty() {
+            return Err(scope.error_for(patterns, key, "an empty pattern would match every line; remove it"));
+        }
+        if let Err(error) = regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
+            return Err(scope.error_for(patterns, key, &format!("invalid regex {pattern:?}: {error}")));
+        }
+    }
+    Ok(())
+}
+
+fn resolve_window(window: &Spanned<RawWindow>, scope: &DrainScope) -> Result<Window> {
+    let w = window.get_ref();
+    Window::parse(&w.days, &w.from, &w.to).map_err(|message| scope.error_for(window, "window", &message))
+}
+
+/// `retry_backoff = { base, max }`, each defaulted on its own.
+fn resolve_retry_backoff(retry: &Spanned<RawRetryBackoff>, scope: &DrainScope) -> Result<RetryBackoff> {
+    let parse = |value: &Option<String>, key: &str, default: Duration| match value {
+        Some(text) => parse_bounded_duration(text).map_err(|message| scope.error_for(retry, key, &message)),
+        None => Ok(default),
+    };
+    Ok(RetryBackoff {
+        base: parse(&retry.get_ref().base, "retry_backoff.base", DEFAULT_RETRY_BACKOFF.base)?,
+        max: parse(&retry.get_ref().max, "retry_backoff.max", DEFAULT_RETRY_BACKOFF.max)?,
+    })
+}
+
+/// A pattern the file states, compiled once for every pass; an invalid one is refused.
+fn compile_pattern(pattern: &Spanned<String>, key: &str, scope: &DrainScope) -> Result<Regex> {
+    Regex::new(pattern.get_ref()).map_err(|error| {
+        scope.error_for(pattern, key, &format!("invalid regex {:?}: {error}", pattern.get_ref()))
+    })
+}
+
+fn compile_checkpoint_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
+    match pattern {
+        Some(pattern) => compile_pattern(pattern, "checkpoint_pattern", scope),
+        None => Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string())),
+    }
+}
+
+/// The resume pattern, whose first capture group is the token.
+fn compile_resume_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
+    let Some(pattern) = pattern else {
+        return Regex::new(DEFAULT_RESUME_PATTERN).map_err(|e| Error::Internal(e.to_string()));
+    };
+    let compiled = compile_pattern(pattern, "resume_pattern", scope)?;
+    if compiled.captures_len() < 2 {
+        return Err(scope.error_for(
+            pattern,
+            "resume_pattern",
+            &format!(
+                "{:?} has no capture group; put the token in parentheses, e.g. '^::resume::\\s*(\\S+)'",
+                pattern.get_ref()
+            ),
+        ));
+    }
+    Ok(compiled)
+}
+
+fn compile_resume_token_format(format: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
+    let text = format.as_ref().map_or(DEFAULT_RESUME_TOKEN_FORMAT, |format| format.get_ref().as_str());
+    // Anchored: a token must match as a whole, never just contain a match.
+    Regex::new(&format!("^(?:{text})$")).map_err(|error| match format {
+        Some(format) => {
+            scope.error_for(format, "resume_token_format", &format!("invalid regex {text:?}: {error}"))
+        }
+        None => Error::Internal(error.to_string()),
+    })
+}
+
+fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits> {
+    let source = scope.source;
+    let count = |value: &Option<Spanned<i64>>, key: &str, default: u32, min: i64, max: i64| {
+        spanned_count(value, &scope.key(key), default, min, max, source)
+    };
+    let bytes = |value: &Option<Spanned<i64>>, key: &str, default: usize, max: i64| -> Result<usize> {
+        Ok(spanned_number(value, &scope.key(key), 1, max, source)?.map_or(default, |bytes| bytes as usize))
+    };
+    Ok(PassLimits {
+        max_items_per_pass: count(
+            &raw.max_items_per_pass,
+            "max_items_per_pass",
+            DEFAULT_MAX_ITEMS_PER_PASS,
+            1,
+            1_000_000,
+        )?,
+        max_seconds_per_pass: spanned_duration(
+            &raw.max_seconds_per_pass,
+            &scope.key("max_seconds_per_pass"),
+            DEFAULT_MAX_SECONDS_PER_PASS,
+            source,
+        )?,
+        max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
+        concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
+        max_result_bytes: bytes(
+            &raw.max_result_bytes,
+            "max_result_bytes",
+            DEFAULT_MAX_RESULT_BYTES,
+            1 << 30,
+        )?,
+        stderr_tail_bytes: bytes(
+            &raw.stderr_tail_bytes,
+            "stderr_tail_bytes",
+            DEFAULT_STDERR_TAIL_BYTES,
+            64 << 20,
+        )?,
+    })
+}
+
+/// A duration the file states, at most the longest one allowed.
+fn parse_spanned_duration(text: &Spanned<String>, key: &str, source: &Source) -> Result<Duration> {
+    parse_bounded_duration(text.get_ref())
+        .map_err(|message| source.error_for(text, &format!("{key}: {message}")))
+}
+
+/// As [`parse_spanned_duration`], refusing a zero duration.
+fn parse_spanned_positive_duration(text: &Spanned<String>, key: &str, source: &Source) -> Result<Duration> {
+    let duration = parse_spanned_duration(text, key, source)?;
+    if duration.is_zero() {
+        return Err(source.error_for(text, &format!("{key}: must be more than 0s")));
+    }
+    Ok(duration)
+}
+
+/// The duration the file states, else `default`.
+fn spanned_duration(
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+    source: &Source,
+) -> Result<Duration> {
+    value.as_ref().map_or(Ok(default), |text| parse_spanned_duration(text, key, source))
+}
+
+/// As [`spanned_duration`], refusing a zero duration the file states.
+fn spanned_positive_duration(
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+    source: &Source,
+) -> Result<Duration> {
+    value.as_ref().map_or(Ok(default), |text| parse_spanned_positive_duration(text, key, source))
+}
+
+/// The number the file states, from `min` to `max`.
+fn spanned_number(
+    value: &Option<Spanned<i64>>,
+    key: &str,
+    min: i64,
+    max: i64,
+    source: &Source,
+) -> Result<Option<u32>> {
+    let Some(number) = value else { return Ok(None) };
+    let n = *number.get_ref();
+    if n < min || n > max {
+        return Err(source.error_for(number, &format!("{key}: {n} is out of range; use {min} to {max}")));
+    }
+    u32::try_from(n).map(Some).map_err(|_| source.error_for(number, &format!("{key}: {n} is too large")))
+}
+
+/// As [`spanned_number`], else `default`.
+fn spanned_count(
+    value: &Option<Spanned<i64>>,
+    key: &str,
+    default: u32,
+    min: i64,
+    max: i64,
+    source: &Source,
+) -> Result<u32> {
+    Ok(spanned_number(value, key, min, max, source)?.unwrap_or(default))
+}
+
+/// Refuse an argument no program can receive: one with a NUL character (it would fail
+/// only when the program is started).
+fn check_arguments(arguments: &Spanned<Vec<String>>, key: &str, source: &Source) -> Result<()> {
+    for (index, argument) in arguments.get_ref().iter().enumerate() {
+        if argument.contains('\0') {
+            return Err(source.error_for(
+                arguments,
+                &format!(
+                    "{key}: argument {} {argument:?} has a NUL character, which no program can receive; remove it",
+                    index + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse an environment no program can receive: a variable name that is empty or has
+/// `=` or a NUL character, or a value with a NUL character.
+fn check_environment(env: &Spanned<BTreeMap<String, String>>, key: &str, source: &Source) -> Result<()> {
+    for (name, value) in env.get_ref() {
+        let problem = if name.is_empty() {
+            Some("a variable name is empty".to_string())
+        } else if name.contains('=') || name.contains('\0') {
+            Some(format!("variable name {name:?} has a '=' or NUL character; rename it"))
+        } else if value.contains('\0') {
+            Some(format!("the value of {name} has a NUL character, which no program can receive; remove it"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(source.error_for(env, &format!("{key}: {problem}")));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a path with a NUL character: no file can have one.
+fn check_path(path: &Spanned<String>, key: &str, source: &Source) -> Result<()> {
+    if path.get_ref().contains('\0') {
+        return Err(source.error_for(
+            path,
+            &format!("{key}: {:?} has a NUL character, which no path can hold; remove it", path.get_ref()),
+        ));
+    }
+    Ok(())
+}
+
+/// `[a-z0-9_-]{1,64}`.
+fn is_valid_drain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A program given with a slash (`./bin/worker`) is relative to the config's folder; a
+/// bare name (`claude`) is looked up on PATH when the worker starts.
+fn resolve_command(mut command: Vec<String>, base_dir: &Path) -> Vec<String> {
+    if let Some(program) = command.first_mut() {
+        if program.contains('/') && !program.starts_with('/') {
+            *program = base_dir.join(&*program).display().to_string();
+        }
+    }
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Config> {
+        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
+    }
+
+    const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+
+    #[test]
+    fn notify_settings_are_checked() {
+        let config = resolve(
+            "[defaults]\nnotify_command = [\"notify\"]\nnotify_on = [\"run_hung\", \"run_hung\", \"notify_failed\"]\nnotify_timeout = \"3s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.defaults.notify_on,
+            [crate::model::EventKind::RunHung, crate::model::EventKind::NotifyFailed]
+        );
+        assert_eq!(config.defaults.notify_timeout, Duration::from_secs(3));
+        for (text, location, fragment) in [
+            (
+                "[defaults]\nnotify_on = [\"run_hang\"]\n",
+                ":2:13:",
+                "unknown event kind \"run_hang\"; known: ",
+            ),
+            ("[defaults]\nnotify_timeout = \"0s\"\n", ":2:18:", "notify_timeout: must be more than 0s"),
+            ("[defaults]\nnotify_timeout = \"soon\"\n", ":2:18:", "invalid duration \"soon\""),
+        ] {
+            let message = resolve(text).unwrap_err().to_string();
+            assert!(message.contains(location) && message.contains(fragment), "{message}");
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_value() {
+        let cases = [
+            ("[[drain]]\nname = \"Bad Name\"\ncommand = [\"x\"]\n", ":2:8:", "\"Bad Name\""),
+            ("[defaults]\ntimezone = \"Mars/Olympus\"\n", ":2:12:", "\"Mars/Olympus\""),
+            ("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nitem_timeout = \"20x\"\n", ":4:16:", "\"20x\""),
+            ("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nwindw = 1\n", ":4:1:", "windw"),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n[[drain]]\nname = \"a\"\ncommand = [\"y\"]\n",
+                ":5:8:",
+                "duplicate drain name \"a\"",
+            ),
+            ("[defaults\n", ":1:", "drainctl.toml"),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nquota_patterns = [\"\"]\n",
+                ":4:18:",
+                "empty pattern",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nconcurrency = 0\n",
+                ":4:15:",
+                "concurrency: 0 is out of range",
+            ),
+        ];
+        for (text, location, value) in cases {
+            let error = resolve(text).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.exit_code(), 78, "{message}");
+            assert!(message.starts_with("/etc/drainctl/drainctl.toml"), "{message}");
+            assert!(message.contains(location), "{location} not in {message}");
+            assert!(message.contains(value), "{value} not in {message}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let config = resolve(
+            "[defaults]\nlog_dir = \"logs\"\n[[drain]]\nname = \"a\"\ncommand = [\"./bin/w\", \"x\"]\nworkdir = \"work\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.defaults.log_dir, PathBuf::from("/etc/drainctl/logs"));
+        assert_eq!(config.drains[0].command[0], "/etc/drainctl/./bin/w");
+        assert_eq!(config.drains[0].workdir, Some(PathBuf::from("/etc/drainctl/work")));
+    }
+
+    #[test]
+    fn a_source_resolves_against_the_config_folder_with_its_defaults() {
+        let config = resolve(&format!(
+            "{MINIMAL}source = {{ dir = \"sessions\" }}\n\
+             [[drain]]\nname = \"b\"\ncommand = [\"x\"]\n\
+             source = {{ dir = \"/data\", glob = \"*/*.jsonl\", max_files_per_scan = 5 }}\n"
+        ))
+        .unwrap();
+        let source = config.drains[0].source.as_ref().unwrap();
+        assert_eq!(source.dir, PathBuf::from("/etc/drainctl/sessions"));
+        assert_eq!((source.glob.as_str(), source.max_files_per_scan), ("**/*", 10_000));
+        let source = config.drains[1].source.as_ref().unwrap();
+        assert_eq!(
+            (source.dir.as_path(), source.glob.as_str(), source.max_files_per_scan),
+            (Path::new("/data"), "*/*.jsonl", 5)
+        );
+    }
+
+    #[test]
+    fn bad_sources_are_refused_where_they_are_written() {
+        for (text, location, fragment) in [
+            ("source = { dir = \"d\", glob = \"../*\" }\n", ":4:10:", "source.glob: glob \"../*\" must not"),
+            ("source = { dir = \"d\", glob = \"/abs/*\" }\n", ":4:10:", "must be relative to dir"),
+            ("source = { dir = \"\" }\n", ":4:10:", "source.dir: is empty"),
+            ("source = { dir = \"d\", max_files_per_scan = 0 }\n", ":4:10:", "0 is out of range"),
+            ("source = { dir = \"d\", globs = \"*\" }\n", ":4:23:", "unknown field `globs`"),
+        ] {
+            let error = resolve(&format!("{MINIMAL}{text}")).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.exit_code(), 78, "{message}");
+            assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_is_a_duration_of_more_than_zero() {
+        let config = resolve(&format!("{MINIMAL}every = \"1h\"\n")).unwrap();
+        assert_eq!(config.drains[0].every, Some(Duration::from_secs(3600)));
+        assert_eq!(resolve(MINIMAL).unwrap().drains[0].every, None);
+        for (text, fragment) in [
+            ("every = \"0s\"\n", "every: must be more than 0s"),
+            ("every = \"hourly\"\n", "invalid duration \"hourly\""),
+        ] {
+            let message = resolve(&format!("{MINIMAL}{text}")).unwrap_err().to_string();
+            assert!(message.contains(":4:9:") && message.contains(fragment), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn retention_has_defaults_and_horizons_of_more_than_zero() {
+        let day = Duration::from_secs(86400);
+        assert_eq!(
+            resolve(MINIMAL).unwrap().defaults.retention,
+            Retention { runs: day * 30, events: day * 90, logs: day * 14, done_items: None }
+        );
+        let config = resolve("[defaults]\nretention = { events = \"7d\", done_items = \"1w\" }\n").unwrap();
+        assert_eq!(
+            config.defaults.retention,
+            Retention { runs: day * 30, events: day * 7, logs: day * 14, done_items: Some(day * 7) }
+        );
+        for (text, fragment) in [
+            ("retention = { runs = \"0s\" }", "retention.runs: must be more than 0s"),
+            ("retention = { logs = \"2 weeks\" }", "retention.logs: invalid duration"),
+            ("retention = { items = \"1d\" }", "items"),
+        ] {
+            let message = resolve(&format!("[defaults]\n{text}\n")).unwrap_err().to_string();
+            assert!(message.contains(":2:") && message.contains(fragment), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn password_is_found_for_scrubbing() {
+        assert_eq!(password_of("postgres://u:pw1@h/db").as_deref(), Some("pw1"));
+        assert_eq!(password_of("host=h user=u password=pw2").as_deref(), Some("pw2"));
+        assert_eq!(password_of("postgres://u@h/db"), None);
+    }
+
+    const TWO_ACCOUNTS: &str = "[[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"5m\"\naccounts = [\n  { name = \"chair\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude\" } },\n  { name = \"backup\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude-backup\" } },\n]\n\n[[drain]]\nname = \"halacha\"\ncommand = [\"claude\"]\nquota_group = \"claude-chair\"\n\n[[drain]]\nname = \"other\"\ncommand = [\"claude\"]\nquota_group = \"solo\"\n";
+
+    #[test]
+    fn quota_groups_are_declared_with_accounts_or_implied_by_drains() {
+        let config = resolve(TWO_ACCOUNTS).unwrap();
+        let group = config.quota_group("claude-chair").unwrap();
+        assert!(group.has_accounts_to_switch());
+        assert_eq!(group.switch_cooldown, Duration::from_secs(300));
+        let names: Vec<&str> = group.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["chair", "backup"]);
+        assert_eq!(
+            group.accounts[1].env,
+            [("CLAUDE_CONFIG_DIR".to_string(), "/home/chair/.claude-backup".to_string())]
+        );
+        let solo = config.quota_group("solo").unwrap();
+        assert!(!solo.has_accounts_to_switch());
+        assert_eq!(solo.accounts, [AccountConfig::implicit()]);
+        assert_eq!(solo.switch_cooldown, Duration::from_secs(15 * 60));
+        // A drain without quota_group is its own implicit group.
+        let config = resolve(MINIMAL).unwrap();
+        assert_eq!(config.quota_group("halacha").unwrap().accounts, [AccountConfig::implicit()]);
+        // A declared group without accounts behaves as an implicit one, with its own settings.
+        let config =
+            resolve(&format!("[[quota_group]]\nname = \"halacha\"\nswitch_cooldown = \"5m\"\n{MINIMAL}"))
+                .unwrap();
+        let group = config.quota_group("halacha").unwrap();
+        assert_eq!(group.accounts, [AccountConfig::implicit()]);
+        assert_eq!(group.switch_cooldown, Duration::from_secs(300));
+        assert_eq!(config.quota_groups.len(), 1);
+    }
+
+    #[test]
+    fn quota_group_and_account_errors_name_the_place() {
+        let group = |body: &str| format!("[[quota_group]]\nname = \"g\"\n{body}{MINIMAL}");
+        let cases = [
+            (
+                group("accounts = [{ name = \"a\" }, { name = \"a\" }]\n"),
+                ":3:38:",
+                "duplicate account name \"a\"",
+            ),
+            (
+                group("accounts = [{ name = \"Main Account\" }]\n"),
+                ":3:22:",
+                "invalid account name \"Main Account\"",
+            ),
+            (group("accounts = [{ name = \"a\", envv = {} }]\n"), ":3:", "envv"),
+            (group("switch_cooldown = \"5 minutes\"\n"), ":3:19:", "switch_cooldown"),
+            (group("acounts = []\n"), ":3:1:", "acounts"),
+            (
+                "[[quota_group]]\nname = \"g\"\n[[quota_group]]\nname = \"g\"\n".to_string(),
+                ":4:8:",
+                "duplicate quota group name \"g\"",
+            ),
+            ("[[quota_group]]\nname = \"G!\"\n".to_string(), ":2:8:", "invalid quota group name \"G!\""),
+            (format!("{MINIMAL}resume_pattern = '^::resume::\\s*\\S+'\n"), ":4:18:", "has no capture group"),
+            (
+                format!("{MINIMAL}resume_token_format = '[a-'\n"),
+                ":4:23:",
+                "resume_token_format: invalid regex",
+            ),
+            (format!("{MINIMAL}resume_args = \"--resume\"\n"), ":4:15:", "expected a sequence"),
+        ];
+        for (text, location, value) in cases {
+            let message = resolve(&text).unwrap_err().to_string();
+            assert!(message.contains(location), "{location} not in {message}");
+            assert!(message.contains(value), "{value} not in {message}");
+        }
+    }
+
+    #[test]
+    fn resume_settings_default_to_a_uuid_token_line_and_no_arguments() {
+        let config = resolve(MINIMAL).unwrap();
+        let drain = &config.drains[0];
+        let token = "123e4567-e89b-12d3-a456-426614174000";
+        let line = format!("::resume:: {token}");
+        assert_eq!(&drain.resume_pattern.captures(&line).unwrap()[1], token);
+        assert!(drain.resume_token_format.is_match(token));
+        for bad in ["x; rm -rf /", "--config=/etc/passwd", "123e4567-e89b-12d3-a456-4266141740001", ""] {
+            assert!(!drain.resume_token_format.is_match(bad), "{bad}");
+        }
+        assert!(drain.resume_args.is_empty());
+        let config = resolve(&format!(
+            "{MINIMAL}resume_args = [\"--resume\", \"{{token}}\"]\nresume_token_format = '[a-z]+'\n"
+        ))
+        .unwrap();
+        assert_eq!(config.drains[0].resume_args, ["--resume", "{token}"]);
+        assert!(config.drains[0].resume_token_format.is_match("abc"));
+        assert!(!config.drains[0].resume_token_format.is_match("abc-"), "anchored at both ends");
+    }
+
+    #[test]
+    fn nul_characters_in_what_is_handed_to_the_os_are_refused_where_they_are_written() {
+        let drain = "[[drain]]\nname = \"a\"\n";
+        let cases = [
+            (
+                format!("{drain}command = [\"w\", \"x\\u0000y\"]\n"),
+                ":3:11:",
+                "drain \"a\": command: argument 2 \"x\\0y\" has a NUL character, which no program can receive",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nenv = {{ TOKEN = \"s\\u0000\" }}\n"),
+                ":4:7:",
+                "drain \"a\": env: the value of TOKEN has a NUL character",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nenv = {{ \"A\\u0000B\" = \"1\" }}\n"),
+                ":4:7:",
+                "drain \"a\": env: variable name \"A\\0B\" has a '=' or NUL character",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nenv = {{ \"A=B\" = \"1\" }}\n"),
+                ":4:7:",
+                "drain \"a\": env: variable name \"A=B\"",
+            ),
+            (
+                format!("{drain}command = [\"w\"]\nresume_args = [\"--resume\\u0000\"]\n"),
+                ":4:15:",
+                "drain \"a\": resume_args: argument 1",
+            ),
+            (format!("{drain}command = [\"w\"]\nworkdir = \"/srv\\u0000\"\n"), ":4:11:", "drain \"a\": workdir:"),
+            (
+                format!("{drain}command = [\"w\"]\nsource = {{ dir = \"d\\u0000\" }}\n"),
+                ":4:10:",
+                "drain \"a\": source.dir:",
+            ),
+            (
+                "[defaults]\nnotify_command = [\"notify\", \"\\u0000\"]\n".to_string(),
+                ":2:18:",
+                "notify_command: argument 2 \"\\0\" has a NUL character",
+            ),
+            ("[defaults]\nlog_dir = \"logs\\u0000\"\n".to_string(), ":2:11:", "log_dir:"),
+            (
+                "[[quota_group]]\nname = \"g\"\naccounts = [{ name = \"x\", env = { K = \"\\u0000\" } }]\n".to_string(),
+                ":3:33:",
+                "quota group \"g\": account \"x\": env: the value of K has a NUL character",
+            ),
+        ];
+        for (text, location, fragment) in cases {
+            let error = resolve(&text).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.exit_code(), 78, "{message}");
+            assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
+            assert!(!message.contains('\0') && !message.contains('\n'), "one printable line: {message:?}");
+        }
+    }
+}

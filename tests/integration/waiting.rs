@@ -1,0 +1,167 @@
+//! Waiting for a reset inside the pass: a pass whose quota group backs off for less than
+//! `max_wait` holds no item, records that it waits, beats so that supervise never takes
+//! it for hung, wakes early for a pause, the end of its burst or SIGTERM, and goes on
+//! claiming at the reset; supervise starts a drain to wait for a reset that comes before
+//! its next pass. The clock is injected: the wait ends when the test moves it.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+/// The limit answer: a reset 30 s ahead, so the wait ends at 10:00:33 (a tenth of the
+/// wait as margin).
+const LIMIT: &str = r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Rate limited. Please try again in 30s."}}"#;
+
+fn config(extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n{extra}"
+    )
+}
+
+/// Item `a` hits the limit on its first call only; `b` answers at once.
+fn enqueue_limited_then_fine(fixture: &Fixture) {
+    let marker = fixture.path("called-once");
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                json!({ "steps": [{ "if_file": {
+                    "path": marker,
+                    "then": [{ "out": "result a" }],
+                    "else": [{ "touch": marker }, { "err": LIMIT }, { "exit": 1 }],
+                } }] }),
+            ),
+            ("b".into(), json!({ "steps": [{ "out": "result b" }] })),
+        ],
+    );
+}
+
+fn waiting_until(fixture: &Fixture) -> Option<String> {
+    fixture
+        .client()
+        .query_one("SELECT waiting_until::text FROM runs ORDER BY id DESC LIMIT 1", &[])
+        .ok()
+        .and_then(|row| row.get(0))
+}
+
+fn wait_for_the_wait(fixture: &Fixture) {
+    wait_until("the pass to wait for the reset", Duration::from_secs(30), || {
+        waiting_until(fixture).is_some()
+    });
+}
+
+#[test]
+fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_alone() {
+    let fixture = Fixture::new(&config("liveness_timeout = \"10s\"\n"), NOW);
+    enqueue_limited_then_fine(&fixture);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_for_the_wait(&fixture);
+    assert_eq!(waiting_until(&fixture).as_deref(), Some("2026-11-27 10:00:33+00"));
+    // It holds nothing while it waits, and says so.
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'running'"), 0);
+    let status = fixture.drainctl(&["status", "--json"]).run();
+    status.assert_code(0);
+    assert_eq!(status.json()["drains"][0]["waiting_until"], "2026-11-27T10:00:33Z");
+    let runs = fixture.drainctl(&["runs", "--json"]).run().json();
+    assert!(
+        runs["runs"][0]["waiting_reason"].as_str().unwrap_or_default().contains("backs off until"),
+        "{runs}"
+    );
+    // Twenty seconds later, past liveness_timeout, supervise neither calls the waiting run
+    // hung nor starts a second one: the wait beats.
+    fixture.set_now("2026-11-27T10:00:20Z");
+    std::thread::sleep(Duration::from_millis(1500));
+    let plan = fixture.drainctl(&["supervise", "--json", "--dry-run"]).run().json();
+    let decisions = plan["decisions"].as_array().cloned().unwrap_or_default();
+    assert!(decisions.iter().all(|d| d["action"] != "kill_hung" && d["action"] != "start"), "{decisions:?}");
+    // At the reset it goes on: a again (its attempt was given back), then b.
+    fixture.set_now("2026-11-27T10:00:34Z");
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "drained", "{}", result.stdout);
+    assert_eq!(result.json()["items_done"], 2);
+    assert_eq!(fixture.item("docs", "a"), ("done".to_string(), 1, None));
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'quota_hit'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE waiting_until IS NOT NULL"), 0);
+}
+
+#[test]
+fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
+    // A pause: the pass ends at once, its item pending.
+    let fixture = Fixture::new(&config(""), NOW);
+    enqueue_limited_then_fine(&fixture);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_for_the_wait(&fixture);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "window_closed", "{}", result.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
+
+    // SIGTERM: exit 75, nothing held.
+    let fixture = Fixture::new(&config(""), NOW);
+    enqueue_limited_then_fine(&fixture);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_for_the_wait(&fixture);
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("while waiting for the reset"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
+
+    // A burst turned off: a burst pass stops.
+    let fixture = Fixture::new(&config(""), NOW);
+    enqueue_limited_then_fine(&fixture);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["drain", "docs", "--trigger", "burst", "--json"]).spawn();
+    wait_for_the_wait(&fixture);
+    fixture.drainctl(&["burst", "off", "docs"]).run().assert_code(0);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "burst_ended", "{}", result.stdout);
+}
+
+#[test]
+fn a_reset_beyond_max_wait_ends_the_pass_as_before() {
+    let fixture = Fixture::new(&config("max_wait = \"10s\"\n"), NOW);
+    enqueue_limited_then_fine(&fixture);
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "rate_limited", "{}", result.stdout);
+    assert_eq!(fixture.item("docs", "a").0, "pending");
+}
+
+fn supervise_plan(fixture: &Fixture) -> Vec<Value> {
+    let result = fixture.drainctl(&["supervise", "--json", "--dry-run"]).run();
+    result.assert_code(0);
+    result.json()["decisions"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn supervise_starts_a_drain_to_wait_for_a_reset_that_comes_before_its_next_pass() {
+    // `probe` shares the group and never waits: its hit sets the group's backoff.
+    let extra = "quota_group = \"shared\"\n\n[[drain]]\nname = \"probe\"\ncommand = [\"FAKE_WORKER\"]\n\
+                 quota_group = \"shared\"\nmax_wait = \"0s\"\n";
+    let fixture = Fixture::new(&config(extra), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "result a" }] }))]);
+    let five_minutes = LIMIT.replace("30s", "5m");
+    fixture.enqueue("probe", &[("p".into(), json!({ "steps": [{ "err": five_minutes }, { "exit": 1 }] }))]);
+    fixture.drainctl(&["drain", "probe"]).run().assert_code(0);
+    // The group backs off until 10:05:30, before the next pass (15 minutes away).
+    let plan = supervise_plan(&fixture);
+    let docs = plan.iter().find(|d| d["drain"] == "docs").cloned().unwrap_or_default();
+    assert_eq!(docs["action"], "start", "{plan:?}");
+    assert!(docs["reason"].as_str().unwrap_or_default().contains("waits for the reset"), "{docs}");
+    // A reset after the next pass is that pass's business.
+    fixture.drainctl(&["pause", "probe"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T09:45:00Z");
+    let plan = supervise_plan(&fixture);
+    let docs = plan.iter().find(|d| d["drain"] == "docs").cloned().unwrap_or_default();
+    assert_eq!(docs["action"], "skip", "{plan:?}");
+    assert!(docs["reason"].as_str().unwrap_or_default().contains("backs off until"), "{docs}");
+}
