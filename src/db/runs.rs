@@ -25,22 +25,7 @@ pub struct NewRun<'a> {
 }
 
 pub fn insert_run(client: &mut impl GenericClient, run: &NewRun, now: DateTime<Utc>) -> Result<i64> {
-    let row = client.query_one(
-        "INSERT INTO runs (drain, trigger, host, pid, process_start_time, started_at,
-                           last_checkpoint_at, status, log_path, host_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, 'running', $7, $8) RETURNING id",
-        &[
-            &run.drain,
-            &run.trigger,
-            &run.host,
-            &run.pid,
-            &run.process_start_time,
-            &now,
-            &run.log_path,
-            &run.host_id,
-        ],
-    )?;
-    Ok(row.get(0))
+    insert(client, run, RunStatus::Running, None, now)
 }
 
 /// A run that never started work because every concurrency slot was taken.
@@ -50,10 +35,22 @@ pub fn insert_lock_skipped_run(
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<i64> {
+    insert(client, run, RunStatus::LockSkipped, Some(note), now)
+}
+
+/// A new run row with `status`: finished at once unless it is `running`.
+fn insert(
+    client: &mut impl GenericClient,
+    run: &NewRun,
+    status: RunStatus,
+    note: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let finished_at = (status != RunStatus::Running).then_some(now);
     let row = client.query_one(
         "INSERT INTO runs (drain, trigger, host, pid, process_start_time, started_at,
                            last_checkpoint_at, status, finished_at, note, log_path, host_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, 'lock_skipped', $6, $7, $8, $9) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11) RETURNING id",
         &[
             &run.drain,
             &run.trigger,
@@ -61,6 +58,8 @@ pub fn insert_lock_skipped_run(
             &run.pid,
             &run.process_start_time,
             &now,
+            &status,
+            &finished_at,
             &note,
             &run.log_path,
             &run.host_id,

@@ -51,6 +51,18 @@ fn enqueue_waiting_item(fixture: &Fixture) -> std::path::PathBuf {
     go
 }
 
+/// A fixture with [`enqueue_waiting_item`] done, or None (with the reason printed) when
+/// this machine cannot run a second host.
+fn fixture_for_two_hosts() -> Option<(Fixture, std::path::PathBuf)> {
+    if !can_use_another_host() {
+        eprintln!("skipped: this machine cannot create UTS and PID namespaces (unshare)");
+        return None;
+    }
+    let fixture = Fixture::new(&config(), INSIDE);
+    let go = enqueue_waiting_item(&fixture);
+    Some((fixture, go))
+}
+
 fn wait_for_a_to_start(fixture: &Fixture) {
     let started = fixture.path("started");
     wait_until("a's worker to start", Duration::from_secs(30), || started.exists());
@@ -58,12 +70,7 @@ fn wait_for_a_to_start(fixture: &Fixture) {
 
 #[test]
 fn a_drain_in_another_pid_namespace_under_the_same_host_name_is_not_reaped_while_alive() {
-    if !can_use_another_host() {
-        eprintln!("skipped: this machine cannot create UTS and PID namespaces (unshare)");
-        return;
-    }
-    let fixture = Fixture::new(&config(), INSIDE);
-    let go = enqueue_waiting_item(&fixture);
+    let Some((fixture, go)) = fixture_for_two_hosts() else { return };
     let container = fixture.drainctl_on_host(&this_host(), true, &["drain", "docs"]).spawn();
     wait_for_a_to_start(&fixture);
     // Its pid means nothing in this PID namespace: it must not be probed, let alone reaped.
@@ -77,12 +84,7 @@ fn a_drain_in_another_pid_namespace_under_the_same_host_name_is_not_reaped_while
 
 #[test]
 fn a_supervise_never_signals_another_hosts_drain_and_recovers_its_hung_run_by_liveness() {
-    if !can_use_another_host() {
-        eprintln!("skipped: this machine cannot create UTS and PID namespaces (unshare)");
-        return;
-    }
-    let fixture = Fixture::new(&config(), INSIDE);
-    let go = enqueue_waiting_item(&fixture);
+    let Some((fixture, go)) = fixture_for_two_hosts() else { return };
     let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
     wait_for_a_to_start(&fixture);
     // Within liveness_timeout: another host's run is left alone.
@@ -115,12 +117,7 @@ fn a_supervise_never_signals_another_hosts_drain_and_recovers_its_hung_run_by_li
 
 #[test]
 fn a_host_that_dies_mid_pass_loses_no_item() {
-    if !can_use_another_host() {
-        eprintln!("skipped: this machine cannot create UTS and PID namespaces (unshare)");
-        return;
-    }
-    let fixture = Fixture::new(&config(), INSIDE);
-    let go = enqueue_waiting_item(&fixture);
+    let Some((fixture, go)) = fixture_for_two_hosts() else { return };
     let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
     wait_for_a_to_start(&fixture);
     // The whole of host-b goes at once: its drain and its worker.

@@ -7,18 +7,7 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// Thursday 2026-11-26 23:00 in Jerusalem (UTC+2): inside `sun-thu 22:00-06:00`.
-const INSIDE: &str = "2026-11-26T21:00:00Z";
-/// Friday 2026-11-27 12:00 in Jerusalem: outside.
-const OUTSIDE: &str = "2026-11-27T10:00:00Z";
-
-fn config(extra: &str) -> String {
-    format!(
-        "[defaults]\ntimezone = \"Asia/Jerusalem\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
-         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n\
-         window = {{ days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }}\n{extra}"
-    )
-}
+use crate::support::windowed::{config, INSIDE, OUTSIDE};
 
 fn decisions(fixture: &Fixture, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["supervise", "--json"];
