@@ -188,14 +188,13 @@ impl Classifier {
             }
         }
 
-        let successful_result = !failed && verdict == ErrorVerdict::Success;
-        if successful_result {
+        if !failed && verdict == ErrorVerdict::Success {
             // A structured result that says it succeeded is the item's content: whatever
             // it quotes about limits must never stall the group.
             return Outcome::Other;
         }
         let strict = !failed && !output_is_error;
-        let mut hits = self.collect_hits(&streams, successful_result, strict);
+        let mut hits = self.collect_hits(&streams, strict);
         if hits.is_empty() {
             return Outcome::Other;
         }
@@ -289,10 +288,9 @@ impl Classifier {
         })
     }
 
-    /// Every hit line. `successful_result`: stdout holds a result that says
-    /// `"is_error": false`. `strict`: the run exited 0 without an error object, so a
-    /// phrase counts only in the shape of a real limit message.
-    fn collect_hits(&self, streams: &[&[Line]], successful_result: bool, strict: bool) -> Vec<Hit> {
+    /// Every hit line. `strict`: the run exited 0 without an error object, so a phrase
+    /// counts only in the shape of a real limit message.
+    fn collect_hits(&self, streams: &[&[Line]], strict: bool) -> Vec<Hit> {
         let mut hits = Vec::new();
         for (stream, lines) in streams.iter().enumerate() {
             let is_content = |line: &Line| line.origin != Origin::ToolOutput && !line.text.is_empty();
@@ -314,9 +312,6 @@ impl Classifier {
                 let Some((text, matched, last_line)) = found else {
                     continue;
                 };
-                if matched.kind == HitKind::StreamEvent && successful_result {
-                    continue;
-                }
                 if matched.kind != HitKind::StreamEvent && fallback_follows(lines, last_line) {
                     continue;
                 }
