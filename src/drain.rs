@@ -620,6 +620,7 @@ impl Pass<'_> {
             stderr_tail_bytes: self.drain.stderr_tail_bytes,
             checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
             resume_pattern: Some(&self.drain.resume_pattern),
+            announced_wait: Some(crate::quota::announced_wait),
         };
         log::info!(
             "drain {}: item {} attempt {} starting{}{}",
@@ -679,13 +680,17 @@ impl Pass<'_> {
             WorkerExit::Code(code) => Some(code),
             WorkerExit::Signal(_) => None,
         };
-        let outcome = self.classifier.classify(
-            &report.stdout_tail,
-            &report.stderr_tail,
-            exit_code,
-            now,
-            self.config.defaults.timezone,
-        );
+        let zone = crate::quota::worker_zone(&env, self.config.defaults.timezone);
+        let outcome =
+            self.classifier.classify(&report.stdout_tail, &report.stderr_tail, exit_code, now, zone);
+        // A client stopped while it announced a long wait hit its quota: see
+        // docs/rate-limits.md, "Clients that wait for the reset".
+        let outcome = match (report.stop_reason, &report.client_wait_line) {
+            (Some(StopReason::ClientWaits(wait)), Some(line)) => {
+                Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, now, zone))
+            }
+            _ => outcome,
+        };
         match outcome {
             Outcome::QuotaHit(hit) => {
                 let group = self.drain.quota_group.clone();

@@ -125,6 +125,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         stderr_tail_bytes: STDERR_TAIL_BYTES,
         checkpoint_pattern: None,
         resume_pattern: None,
+        announced_wait: None,
     };
     let report = run_worker(&spec, &mut Unobserved).map_err(|error| Failure {
         reason: "not_started",

@@ -7,19 +7,24 @@
 //! line by line, joining a line with the next one when a message was wrapped. A
 //! server-error shape anywhere in a failed run wins over a quota shape; warnings, model
 //! fallbacks, status panels, client retry countdowns and prose that merely mentions rate
-//! limits are not hits. The caller decides what to do with the reset (margin,
+//! limits are not hits, and a structured result that says it succeeded is a success
+//! whatever it quotes. The caller decides what to do with the reset (margin,
 //! fresh-gating); this module reports the instant exactly as the message states it.
 //!
 //! The parts: `clean` turns raw bytes into cleaned lines, `patterns` holds the built-in
 //! shapes, `prose` tells a limit message from a sentence about limits, `reset` reads
-//! relative resets, epochs and headers, and `clock` reads absolute times, dates and zones.
+//! relative resets, epochs and headers, `clock` reads absolute times, dates and zones, and
+//! `waits` reads the waits a client announces before retrying by itself.
 //! How a worker's output is judged, for users: docs/rate-limits.md.
 
 mod clean;
 mod clock;
 mod patterns;
 mod prose;
+#[cfg(test)]
+mod real_clients;
 mod reset;
+mod waits;
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,10 +37,11 @@ use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, 
 use self::patterns::{
     HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, HIT_HINT,
     IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS, RATE_LIMIT_EVENT,
-    SERVER_ERROR, STATUS_REJECTED, WARNING,
+    SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED, WARNING, WORKSPACE_LIMIT_WITH_RETURN,
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
+pub(crate) use self::waits::{announced_wait, client_wait_hit, worker_zone};
 
 /// `matched_line` is cut to about this many characters, keeping the match.
 const MATCHED_LINE_MAX_CHARS: usize = 500;
@@ -182,9 +188,13 @@ impl Classifier {
             }
         }
 
-        let successful_result = !failed && verdict == ErrorVerdict::Success;
+        if !failed && verdict == ErrorVerdict::Success {
+            // A structured result that says it succeeded is the item's content: whatever
+            // it quotes about limits must never stall the group.
+            return Outcome::Other;
+        }
         let strict = !failed && !output_is_error;
-        let mut hits = self.collect_hits(&streams, successful_result, strict);
+        let mut hits = self.collect_hits(&streams, strict);
         if hits.is_empty() {
             return Outcome::Other;
         }
@@ -278,10 +288,9 @@ impl Classifier {
         })
     }
 
-    /// Every hit line. `successful_result`: stdout holds a result that says
-    /// `"is_error": false`. `strict`: the run exited 0 without an error object, so a
-    /// phrase counts only in the shape of a real limit message.
-    fn collect_hits(&self, streams: &[&[Line]], successful_result: bool, strict: bool) -> Vec<Hit> {
+    /// Every hit line. `strict`: the run exited 0 without an error object, so a phrase
+    /// counts only in the shape of a real limit message.
+    fn collect_hits(&self, streams: &[&[Line]], strict: bool) -> Vec<Hit> {
         let mut hits = Vec::new();
         for (stream, lines) in streams.iter().enumerate() {
             let is_content = |line: &Line| line.origin != Origin::ToolOutput && !line.text.is_empty();
@@ -303,9 +312,6 @@ impl Classifier {
                 let Some((text, matched, last_line)) = found else {
                     continue;
                 };
-                if matched.kind == HitKind::StreamEvent && successful_result {
-                    continue;
-                }
                 if matched.kind != HitKind::StreamEvent && fallback_follows(lines, last_line) {
                     continue;
                 }
@@ -370,6 +376,9 @@ impl Classifier {
                 && context.iter().any(|text| BILLING_MENTION.is_match(text)));
 
         let hit = &hits[primary];
+        // A limit that names the day access returns is lifted by time.
+        let needs_attention = needs_attention
+            && !(reset.is_some() && context.iter().any(|text| WORKSPACE_LIMIT_WITH_RETURN.is_match(text)));
         let reset = reset.filter(|_| !needs_attention);
         Outcome::QuotaHit(QuotaHit {
             reset: reset.map(|stated| stated.at),
@@ -486,10 +495,17 @@ enum ErrorVerdict {
 }
 
 fn error_verdict(lines: &[Line]) -> ErrorVerdict {
-    let worker_lines = || lines.iter().filter(|line| line.origin == Origin::Worker && !line.text.is_empty());
+    // A client's notice of a retry it is making is not the run's verdict.
+    let worker_lines = || {
+        lines.iter().filter(|line| {
+            line.origin == Origin::Worker && !line.text.is_empty() && !COUNTDOWN.is_match(&line.text)
+        })
+    };
     if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
         ErrorVerdict::Error
-    } else if worker_lines().any(|line| IS_ERROR_FALSE.is_match(&line.text)) {
+    } else if worker_lines()
+        .any(|line| IS_ERROR_FALSE.is_match(&line.text) || TURN_COMPLETED.is_match(&line.text))
+    {
         ErrorVerdict::Success
     } else if worker_lines().any(|line| ERROR_OBJECT.is_match(&line.text)) {
         ErrorVerdict::Error
@@ -555,9 +571,9 @@ mod tests {
             Hit(Some("2025-11-21T17:00:00Z"))),
         ("epoch in milliseconds", Claude, "Claude AI usage limit reached|1763913600000", Some(1),
             Hit(Some("2025-11-23T16:00:00Z"))),
-        ("is_error false still carries the limit as its result", Claude,
+        ("a result that says is_error false is a success whatever it quotes", Claude,
             r#"{"type":"result","subtype":"success","is_error":false,"result":"Claude AI usage limit reached|1763913600"}"#,
-            Some(0), Hit(Some("2025-11-23T16:00:00Z"))),
+            Some(0), Other),
         ("zone in parentheses", Claude,
             "Claude usage limit reached. Your limit will reset at 5pm (Europe/Warsaw).", Some(1),
             Hit(Some("2025-11-23T16:00:00Z"))),
@@ -614,9 +630,9 @@ mod tests {
         ("credit balance too low", Claude,
             "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
             Some(1), Attention),
-        ("monthly spend limit", Claude,
+        ("workspace limit keeps the day access returns", Claude,
             r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2025-12-01 at 00:00 UTC."}}"#,
-            Some(1), Attention),
+            Some(1), Hit(Some("2025-12-01T00:00:00Z"))),
         ("529 overloaded", Claude,
             r#"API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
             Some(1), Server),

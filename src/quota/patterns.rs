@@ -67,6 +67,9 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
         | \ban\s+internal\s+error\s+(?:has\s+)?occurred\b
         | \bupstream\s+connect\s+error\b
         | \bnot\s+your\s+usage\s+limit\b
+        | \bcurrently\s+experiencing\s+high\s+demand\b
+        | \bselected\s+model\s+is\s+at\s+capacity\b
+        | \bserver_is_overloaded\b
         "#,
     )
 });
@@ -82,6 +85,7 @@ pub(super) static COUNTDOWN: LazyLock<Regex> = LazyLock::new(|| {
         | \bwill\s+retry\b
         | \bretry\s+attempt\b
         | \bretry\s+\d+\s*/\s*\d+\b
+        | \breconnecting\b\W*\d+\s*/\s*\d+
         ",
     )
 });
@@ -144,6 +148,17 @@ pub(super) static FALLBACK_FOLLOWING: LazyLock<Regex> = LazyLock::new(|| {
         | \bfor\s+the\s+remainder\s+of\s+(?:this|the)\s+session\b
         ",
     )
+});
+
+/// A structured run that reports its own success (codex `exec --json` ends a finished
+/// turn with `turn.completed`): like `"is_error": false`.
+pub(super) static TURN_COMPLETED: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#"(?i)"type"\s*:\s*"turn\.completed""#));
+
+/// Anthropic's workspace spend limit, which names the day access returns: time fixes it,
+/// so the stated reset is kept (docs/rate-limits.md, "Needs attention").
+pub(super) static WORKSPACE_LIMIT_WITH_RETURN: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"(?i)\bspecified\s+(?:[\w-]+\s+){0,2}usage\s+limits?\b.*\bregain\s+access\s+on\b")
 });
 
 pub(super) static RATE_LIMIT_EVENT: LazyLock<Regex> =
@@ -314,7 +329,9 @@ mod tests {
     #[test]
     fn built_in_patterns_compile() {
         assert!(!QUOTA_PATTERNS.is_empty());
-        let patterns: [&Regex; 16] = [
+        let patterns: [&Regex; 18] = [
+            &TURN_COMPLETED,
+            &WORKSPACE_LIMIT_WITH_RETURN,
             &HIT_HINT,
             &IS_ERROR_TRUE,
             &IS_ERROR_FALSE,

@@ -43,6 +43,10 @@ const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// After the worker exited and its group was killed, how long output still in flight is
 /// awaited. Only a descendant that left the group can keep a pipe open that long.
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// A client announcing a wait longer than this (or longer than what is left of the item
+/// timeout) for its own retry is stopped at once: waiting is the drain's job
+/// (docs/rate-limits.md, "Clients that wait for the reset").
+pub const MAX_CLIENT_WAIT: Duration = Duration::from_secs(60);
 
 /// What to run for one item, and the limits that apply to it.
 pub struct WorkerSpec<'a> {
@@ -70,6 +74,10 @@ pub struct WorkerSpec<'a> {
     /// Lines (either stream, lossy UTF-8) matching this carry a resume token in the
     /// pattern's first capture group.
     pub resume_pattern: Option<&'a regex::Regex>,
+    /// Reads, from one output line, a wait the client announces before retrying by
+    /// itself; a wait beyond [`MAX_CLIENT_WAIT`] or the item timeout stops the worker
+    /// with [`StopReason::ClientWaits`].
+    pub announced_wait: Option<fn(&str) -> Option<Duration>>,
 }
 
 /// What the caller hears while a worker runs.
@@ -103,6 +111,8 @@ pub enum StopReason {
     OutputCapExceeded,
     /// The observer asked to stop.
     Interrupted,
+    /// The client announced it would wait this long before retrying by itself.
+    ClientWaits(Duration),
 }
 
 /// Everything known about one finished worker.
@@ -121,6 +131,8 @@ pub struct WorkerReport {
     pub stdout_bytes: u64,
     /// Checkpoint lines seen on both streams.
     pub checkpoints: u64,
+    /// The line that announced the wait, when the worker was stopped for it.
+    pub client_wait_line: Option<String>,
 }
 
 /// A worker that could not be started: a configuration problem, not an item failure.
@@ -458,6 +470,8 @@ fn supervise(
         } else if stop_reason.is_none() {
             let reason = if capture.is_over_cap() {
                 Some(StopReason::OutputCapExceeded)
+            } else if let Some(wait) = capture.long_client_wait(remaining(now, timeout_at)) {
+                Some(StopReason::ClientWaits(wait))
             } else if timeout_at.is_some_and(|at| now >= at) {
                 Some(StopReason::TimedOut)
             } else if now >= next_stop_poll {
@@ -621,12 +635,19 @@ struct OutputCapture<'a> {
     stdout_lines: LineSplitter,
     stderr_lines: LineSplitter,
     checkpoints: u64,
+    /// Waits announced by the client, in order, with their lines.
+    client_waits: Vec<(String, Duration)>,
+    wait_line: Option<String>,
 }
 
 impl<'a> OutputCapture<'a> {
     fn new(spec: &WorkerSpec<'a>) -> Self {
         OutputCapture {
-            patterns: LinePatterns { checkpoint: spec.checkpoint_pattern, resume: spec.resume_pattern },
+            patterns: LinePatterns {
+                checkpoint: spec.checkpoint_pattern,
+                resume: spec.resume_pattern,
+                announced_wait: spec.announced_wait,
+            },
             result_cap_bytes: spec.result_cap_bytes,
             stdout: Some(Vec::new()),
             stdout_tail: TailBuffer::new(STDOUT_TAIL_BYTES),
@@ -635,7 +656,19 @@ impl<'a> OutputCapture<'a> {
             stdout_lines: LineSplitter::new(MAX_LINE_BYTES),
             stderr_lines: LineSplitter::new(MAX_LINE_BYTES),
             checkpoints: 0,
+            client_waits: Vec::new(),
+            wait_line: None,
         }
+    }
+
+    /// The first announced wait longer than [`MAX_CLIENT_WAIT`] or than `time_left`;
+    /// shorter ones are forgotten (the client's retry is worth waiting for).
+    fn long_client_wait(&mut self, time_left: Option<Duration>) -> Option<Duration> {
+        let limit = time_left.map_or(MAX_CLIENT_WAIT, |left| left.min(MAX_CLIENT_WAIT));
+        let found = self.client_waits.drain(..).find(|(_, wait)| *wait > limit)?;
+        self.client_waits.clear();
+        self.wait_line = Some(found.0);
+        Some(found.1)
     }
 
     fn is_over_cap(&self) -> bool {
@@ -662,24 +695,24 @@ impl<'a> OutputCapture<'a> {
         if self.patterns.is_empty() {
             return;
         }
-        let (patterns, checkpoints) = (&self.patterns, &mut self.checkpoints);
+        let (patterns, checkpoints, waits) = (&self.patterns, &mut self.checkpoints, &mut self.client_waits);
         let lines = match stream {
             Stream::Stdout => &mut self.stdout_lines,
             Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.push(bytes, &mut |line| patterns.check(line, checkpoints, observer));
+        lines.push(bytes, &mut |line| patterns.check(line, checkpoints, waits, observer));
     }
 
     fn finish(&mut self, stream: Stream, observer: &mut dyn WorkerObserver) {
         if self.patterns.is_empty() {
             return;
         }
-        let (patterns, checkpoints) = (&self.patterns, &mut self.checkpoints);
+        let (patterns, checkpoints, waits) = (&self.patterns, &mut self.checkpoints, &mut self.client_waits);
         let lines = match stream {
             Stream::Stdout => &mut self.stdout_lines,
             Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.finish(&mut |line| patterns.check(line, checkpoints, observer));
+        lines.finish(&mut |line| patterns.check(line, checkpoints, waits, observer));
     }
 
     fn into_report(self, exit: WorkerExit, stop_reason: Option<StopReason>) -> WorkerReport {
@@ -699,6 +732,7 @@ impl<'a> OutputCapture<'a> {
             stderr_tail: self.stderr_tail.to_vec(),
             stdout_bytes: self.stdout_bytes,
             checkpoints: self.checkpoints,
+            client_wait_line: self.wait_line,
         }
     }
 }
@@ -707,16 +741,26 @@ impl<'a> OutputCapture<'a> {
 struct LinePatterns<'a> {
     checkpoint: Option<&'a regex::Regex>,
     resume: Option<&'a regex::Regex>,
+    announced_wait: Option<fn(&str) -> Option<Duration>>,
 }
 
 impl LinePatterns<'_> {
     fn is_empty(&self) -> bool {
-        self.checkpoint.is_none() && self.resume.is_none()
+        self.checkpoint.is_none() && self.resume.is_none() && self.announced_wait.is_none()
     }
 
-    /// Count a checkpoint line and hand on a resume token.
-    fn check(&self, line: &[u8], checkpoints: &mut u64, observer: &mut dyn WorkerObserver) {
+    /// Count a checkpoint line, hand on a resume token and note an announced wait.
+    fn check(
+        &self,
+        line: &[u8],
+        checkpoints: &mut u64,
+        waits: &mut Vec<(String, Duration)>,
+        observer: &mut dyn WorkerObserver,
+    ) {
         let line = String::from_utf8_lossy(line);
+        if let Some(wait) = self.announced_wait.and_then(|read| read(&line)) {
+            waits.push((line.trim().to_string(), wait));
+        }
         if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
             *checkpoints += 1;
             observer.checkpoint(&line);
@@ -859,6 +903,7 @@ mod tests {
             stderr_tail_bytes: 4,
             checkpoint_pattern: pattern,
             resume_pattern: None,
+            announced_wait: None,
         }
     }
 

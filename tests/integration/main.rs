@@ -14,6 +14,7 @@ mod integrity;
 mod migrations;
 mod operator;
 mod rate_limits;
+mod real_clients;
 mod security;
 mod supervise;
 mod waiting;

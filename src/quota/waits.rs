@@ -1,0 +1,156 @@
+//! Clients that wait for a reset by themselves. gemini-cli, told its quota resets in
+//! hours, prints `Retrying after 31733994ms...` and sleeps; codex prints `Reconnecting...
+//! 1/2 (… Please try again in 1.662s …)` before a retry. The worker watches every output
+//! line with [`announced_wait`] while the client runs and stops a client announcing a
+//! long wait at once; [`client_wait_hit`] turns that stop into a quota hit. The zone a
+//! zone-less wall-clock time is read in is the worker's own ([`worker_zone`]).
+//! For users: docs/rate-limits.md, "Clients that wait for the reset".
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use regex::Regex;
+
+use super::patterns::compile;
+use super::reset::parse_stated_reset;
+use super::{Outcome, QuotaHit};
+use crate::backoff::ResetForm;
+
+/// A retry notice with its wait: `Retrying after 31733994ms...`, `Retrying in 4
+/// seconds… (attempt 4/10)`, `Reconnecting... 1/2 (… Please try again in 1.662s …)`.
+/// The notice must open the line or a sentence, so prose ("we kept waiting for 5
+/// minutes") is not taken for one.
+static ANNOUNCED_WAIT: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?ix)
+          (?: ^ | [.:;!?…"(·] ) \s* (?:retrying|reconnecting)\b .*?
+          \b(?:after|in|for)\s+
+          (\d{1,12}(?:\.\d{1,9})?)\s*
+          (milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b
+        "#,
+    )
+});
+
+/// Lines that carry the item's content (a result, an assistant message, a tool's output)
+/// never announce the client's own wait.
+static CONTENT_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r#"(?i)"type"\s*:\s*"(?:assistant|user|result|item\.completed|tool_result|message)""#)
+});
+
+/// The wait a client announces on `line` before retrying by itself, if it names one.
+pub(crate) fn announced_wait(line: &str) -> Option<Duration> {
+    if CONTENT_LINE.is_match(line) {
+        return None;
+    }
+    let captures = ANNOUNCED_WAIT.captures_iter(line).last()?;
+    let amount: f64 = captures.get(1)?.as_str().parse().ok()?;
+    let unit = captures.get(2)?.as_str().to_ascii_lowercase();
+    let seconds_per_unit = match unit.as_str() {
+        "ms" | "millisecond" | "milliseconds" => 0.001,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+        _ => 3600.0,
+    };
+    Duration::try_from_secs_f64(amount * seconds_per_unit).ok()
+}
+
+/// The quota hit for a client stopped while it announced a `wait` (on `line`) before
+/// retrying: the output's own limit message and reset when it states one, else the reset
+/// the announcing line itself states (gemini-cli quotes "Your quota will reset after
+/// 8h44m7s" before its own, longer, countdown), else the announced wait from `now`;
+/// `zone` reads a clock time without one. A stop for a wait is always a quota hit: a client does not
+/// sleep for minutes on a server error.
+pub(crate) fn client_wait_hit(
+    outcome: Outcome,
+    line: &str,
+    wait: Duration,
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> QuotaHit {
+    match outcome {
+        Outcome::QuotaHit(hit) if hit.reset.is_some() || hit.needs_attention => hit,
+        other => {
+            let matched_line = match other {
+                Outcome::QuotaHit(hit) => hit.matched_line,
+                _ => line.chars().take(super::MATCHED_LINE_MAX_CHARS).collect(),
+            };
+            if let Some(stated) = parse_stated_reset(line, now, zone) {
+                return QuotaHit {
+                    reset: Some(stated.at),
+                    matched_line,
+                    needs_attention: false,
+                    reset_form: stated.form,
+                };
+            }
+            let reset = chrono::Duration::from_std(wait).ok().and_then(|wait| now.checked_add_signed(wait));
+            QuotaHit { reset, matched_line, needs_attention: false, reset_form: ResetForm::Exact }
+        }
+    }
+}
+
+/// The zone a worker reads wall-clock times in: the `TZ` its environment sets (a tz
+/// database name, with or without the leading `:`), else the configured zone.
+pub(crate) fn worker_zone(env: &[(String, String)], configured: Tz) -> Tz {
+    env.iter()
+        .rev()
+        .find(|(name, _)| name == "TZ")
+        .and_then(|(_, value)| value.trim().trim_start_matches(':').parse::<Tz>().ok())
+        .unwrap_or(configured)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_waits_clients_announce() {
+        let cases = [
+            (
+                "Attempt 1 failed: You have exhausted your capacity on this model. Your quota will reset after 8h44m7s.. Retrying after 31733994ms...",
+                Some(Duration::from_millis(31_733_994)),
+            ),
+            ("API Error (429 …) · Retrying in 4 seconds… (attempt 4/10)", Some(Duration::from_secs(4))),
+            (
+                r#"{"type":"error","message":"Reconnecting... 1/2 (rate limit exceeded: Please try again in 1.662s. Visit …)"}"#,
+                Some(Duration::from_millis(1662)),
+            ),
+            ("Retrying in 2 minutes", Some(Duration::from_secs(120))),
+            ("Rate limit reached. Please try again in 20s.", None),
+            ("Retrying the request", None),
+            ("We kept retrying for 5 minutes before it worked.", None),
+            (r#"{"type":"result","is_error":false,"result":"Done. Retrying in 10 minutes is advised."}"#, None),
+            ("ok: waiting for 2 hours", None),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(announced_wait(line), expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_worker_zone_comes_from_its_tz() {
+        let configured = chrono_tz::UTC;
+        let env = |value: &str| vec![("TZ".to_string(), value.to_string())];
+        assert_eq!(worker_zone(&env("Europe/Warsaw"), configured), chrono_tz::Europe::Warsaw);
+        assert_eq!(worker_zone(&env(":America/New_York"), configured), chrono_tz::America::New_York);
+        assert_eq!(worker_zone(&env("CET-1CEST"), configured), configured);
+        assert_eq!(worker_zone(&[], chrono_tz::Asia::Tokyo), chrono_tz::Asia::Tokyo);
+    }
+
+    #[test]
+    fn a_stop_without_a_stated_reset_waits_the_announced_time() {
+        let now =
+            DateTime::parse_from_rfc3339("2026-12-02T01:00:00Z").map(|at| at.with_timezone(&Utc)).unwrap();
+        let hit = client_wait_hit(
+            Outcome::Other,
+            "Retrying after 120000ms...",
+            Duration::from_secs(120),
+            now,
+            chrono_tz::UTC,
+        );
+        assert_eq!(hit.reset, Some(now + chrono::Duration::seconds(120)));
+        assert_eq!(hit.matched_line, "Retrying after 120000ms...");
+        assert!(!hit.needs_attention);
+    }
+}

@@ -1,0 +1,89 @@
+//! What real clients do that the classifier alone cannot see: a client that announces a
+//! long wait for its quota and sleeps is stopped at once and recorded as a quota hit;
+//! a zone-less wall-clock reset is read in the worker's own `TZ`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn config(item_timeout: &str, env: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"Europe/Paris\"\n\n\
+         [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"gemini\"\n\
+         max_wait = \"0s\"\nitem_timeout = \"{item_timeout}\"\n{env}"
+    )
+}
+
+fn backoff_until(fixture: &Fixture) -> String {
+    fixture
+        .client()
+        .query_one(
+            "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM quota_backoffs WHERE quota_group = 'shared'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+fn attempt_outcomes(fixture: &Fixture) -> Vec<String> {
+    fixture.column("SELECT outcome FROM attempts ORDER BY id")
+}
+
+#[test]
+fn a_client_sleeping_until_its_quota_resets_is_stopped_and_backs_the_group_off() {
+    let fixture = Fixture::new(&config("2m", ""), NOW);
+    let announcement = "Attempt 1 failed: You have exhausted your capacity on this model. Your quota will reset after 8h44m7s.. Retrying after 31733994ms...";
+    fixture
+        .enqueue("alpha", &[("a1".into(), json!({ "steps": [{ "err": announcement }, { "hang": true }] }))]);
+    let started = Instant::now();
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert!(started.elapsed() < Duration::from_secs(30), "waited {:?} for the client", started.elapsed());
+    assert_eq!(result.json()["status"], "rate_limited", "{}", result.stdout);
+    let (state, attempts, _) = fixture.item("alpha", "a1");
+    assert_eq!((state.as_str(), attempts), ("pending", 0), "the attempt is refunded");
+    // The client's own reset (8h44m7s) plus the one-minute margin.
+    assert_eq!(backoff_until(&fixture), "2026-11-27T18:45:07Z");
+    assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
+}
+
+#[test]
+fn a_client_waiting_beyond_the_item_timeout_is_stopped_with_that_wait_as_the_reset() {
+    let fixture = Fixture::new(&config("5s", ""), NOW);
+    let steps =
+        json!({ "steps": [{ "err": "Request failed. Retrying in 30 seconds..." }, { "hang": true }] });
+    fixture.enqueue("alpha", &[("a1".into(), steps)]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.item("alpha", "a1").1, 0);
+    // 30 s from now, plus a tenth of the wait as margin.
+    assert_eq!(backoff_until(&fixture), "2026-11-27T10:00:33Z");
+    assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
+}
+
+#[test]
+fn a_short_retry_the_client_sits_through_is_a_success() {
+    let fixture = Fixture::new(&config("2m", ""), NOW);
+    let steps = json!({ "steps": [
+        { "err": "Attempt 1 failed with status 429. Retrying in 0.2 seconds..." },
+        { "sleep": 0.2 },
+        { "out": "The summary." },
+    ] });
+    fixture.enqueue("alpha", &[("a1".into(), steps)]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.item("alpha", "a1").0, "done");
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+}
+
+#[test]
+fn a_zone_less_wall_clock_reset_is_read_in_the_worker_tz() {
+    let fixture = Fixture::new(&config("2m", "env = { TZ = \"America/New_York\" }\n"), NOW);
+    let message = "ERROR: You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again at 6:44 PM.";
+    fixture.enqueue("alpha", &[("a1".into(), json!({ "steps": [{ "err": message }, { "exit": 1 }] }))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    // 18:44 in New York (UTC-5), not in the configured Paris, plus the minute's margin.
+    assert_eq!(backoff_until(&fixture), "2026-11-27T23:45:00Z");
+}
