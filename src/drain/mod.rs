@@ -18,6 +18,11 @@
 //!
 //! Resume tokens a worker prints are checked against `resume_token_format` and stored on
 //! the item as they arrive; when the item runs again after an interruption the worker gets
+//! `DRAIN_RESUME_TOKEN` and `resume_args`.
+//!
+//! Here the run is opened and closed; `pass` is the loop over the items, `item` runs the
+//! worker on one and settles it, `staging` stages and commits successes, `wait` waits for
+//! a reset inside the pass and `recorder` records what a running worker reports.
 
 mod item;
 mod pass;
