@@ -73,8 +73,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let outbox: &Outbox = outbox;
     let drain = config.drain(&args.name)?;
     let group = config.quota_group(&drain.quota_group)?;
-    let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns)
-        .map_err(|message| Error::Config(format!("drain {:?}: {message}", drain.name)))?;
+    let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns);
     crate::worker::signals::install_termination_handlers()
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let now = clock.now();
