@@ -8,10 +8,9 @@
 //! turns it into a list of [`Decision`]s with the pure functions of `plan`, then applies
 //! them (`apply`): expire bursts, reap crashed runs, end hung runs (TERM, then KILL), and
 //! start idle drains as detached `drainctl drain` processes — a drain with `every` at most
-//! once per interval
-//! (not in burst). After recording the pass it prunes old history, at most once a day.
-//! `--dry-run` prints the plan and changes nothing (no scan, no prune). Two overlapping
-//! passes never both act: the second records `lock_skipped`.
+//! once per interval (not in burst). After recording the pass it prunes old history, at
+//! most once a day. `--dry-run` prints the plan and changes nothing (no scan, no prune).
+//! Two overlapping passes never both act: the second records `lock_skipped`.
 
 mod apply;
 mod plan;
