@@ -97,9 +97,6 @@ pub enum ResetForm {
     /// A bare clock time ("resets 3pm"): resolved to its next occurrence, so a time just
     /// passed reads as tomorrow.
     ClockTime,
-    /// No reset stated, but the wording names its window ("requests per minute", "per
-    /// day"): the window's next boundary.
-    WindowBoundary,
 }
 
 /// A reset a limit message stated, and in what form.
@@ -319,8 +316,6 @@ mod tests {
             (ResetForm::Exact, in_seconds, recent, true),
             (ResetForm::Exact, in_seconds, long_ago, true),
             (ResetForm::Exact, in_hours, recent, true),
-            (ResetForm::WindowBoundary, at(10, 1), recent, true),
-            (ResetForm::WindowBoundary, at(10, 1), PreviousBackoff::default(), true),
             (ResetForm::ClockTime, in_hours, recent, false),
             (ResetForm::ClockTime, in_hours, long_ago, true),
             (ResetForm::ClockTime, in_hours, PreviousBackoff::default(), true),

@@ -85,6 +85,7 @@ impl Glob {
         Ok(Glob { text: text.to_string(), segments })
     }
 
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -119,6 +120,7 @@ impl Glob {
     }
 
     /// Does the relative path `path` (segments separated by `/`) match?
+    #[cfg(test)]
     pub fn matches(&self, path: &str) -> bool {
         let mut states = self.start();
         for name in path.split('/') {

@@ -8,32 +8,32 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod accounts;
-pub mod backoff;
-pub mod cli;
+pub(crate) mod accounts;
+pub(crate) mod backoff;
+pub(crate) mod cli;
 pub mod cli_docs;
-pub mod clock;
+pub(crate) mod clock;
 pub(crate) mod commands;
 pub(crate) mod config;
-pub mod context;
-pub mod db;
-pub mod drain;
-pub mod duration;
-pub mod error;
-pub mod glob;
-pub mod metrics;
-pub mod migrate;
-pub mod model;
-pub mod notify;
-pub mod output;
-pub mod prune;
-pub mod quota;
-pub mod ratelimit;
-pub mod reap;
+pub(crate) mod context;
+pub(crate) mod db;
+pub(crate) mod drain;
+pub(crate) mod duration;
+pub(crate) mod error;
+pub(crate) mod glob;
+pub(crate) mod metrics;
+pub(crate) mod migrate;
+pub(crate) mod model;
+pub(crate) mod notify;
+pub(crate) mod output;
+pub(crate) mod prune;
+pub(crate) mod quota;
+pub(crate) mod ratelimit;
+pub(crate) mod reap;
 pub(crate) mod schedule;
-pub mod sources;
-pub mod supervise;
-pub mod worker;
+pub(crate) mod sources;
+pub(crate) mod supervise;
+pub(crate) mod worker;
 
 use std::ffi::OsString;
 

@@ -28,7 +28,7 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
         .lock()
         .read_to_end(&mut output)
         .map_err(|error| Error::Data(format!("cannot read stdin: {error}")))?;
-    let classifier = Classifier::new(args.profile, &[], &[]).map_err(Error::Config)?;
+    let classifier = Classifier::new(args.profile, &[], &[]);
     let outcome = classifier.classify(&output, &[], args.exit_code, now, zone);
     Ok(describe(&outcome, now, zone, config.defaults.backoff_policy()))
 }

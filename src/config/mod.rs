@@ -155,8 +155,9 @@ pub struct DrainConfig {
     pub env: Vec<(String, String)>,
     pub quota_group: String,
     pub quota_profile: Profile,
-    pub quota_patterns: Vec<String>,
-    pub veto_patterns: Vec<String>,
+    /// Compiled case-insensitively, checked when the configuration is read.
+    pub quota_patterns: Vec<Regex>,
+    pub veto_patterns: Vec<Regex>,
     pub window: Option<Window>,
     pub max_items_per_pass: u32,
     pub max_seconds_per_pass: Duration,

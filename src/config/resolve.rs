@@ -362,8 +362,8 @@ fn resolve_drain(
     check_drain_inputs(&raw, &scope)?;
     let quota_group = resolve_drain_quota_group(&raw, &scope)?;
     let quota_profile = resolve_quota_profile(&raw, &scope)?;
-    check_user_patterns(&raw.quota_patterns, "quota_patterns", &scope)?;
-    check_user_patterns(&raw.veto_patterns, "veto_patterns", &scope)?;
+    let quota_patterns = compile_user_patterns(&raw.quota_patterns, "quota_patterns", &scope)?;
+    let veto_patterns = compile_user_patterns(&raw.veto_patterns, "veto_patterns", &scope)?;
     let window = raw.window.as_ref().map(|window| resolve_window(window, &scope)).transpose()?;
     let retry_backoff = match &raw.retry_backoff {
         Some(retry) => resolve_retry_backoff(retry, &scope)?,
@@ -398,8 +398,8 @@ fn resolve_drain(
         env: raw.env.map(Spanned::into_inner).unwrap_or_default().into_iter().collect(),
         quota_group,
         quota_profile,
-        quota_patterns: raw.quota_patterns.map(Spanned::into_inner).unwrap_or_default(),
-        veto_patterns: raw.veto_patterns.map(Spanned::into_inner).unwrap_or_default(),
+        quota_patterns,
+        veto_patterns,
         window,
         max_items_per_pass: limits.max_items_per_pass,
         max_seconds_per_pass: limits.max_seconds_per_pass,
@@ -480,18 +480,26 @@ fn resolve_quota_profile(raw: &RawDrain, scope: &DrainScope) -> Result<Profile> 
 }
 
 /// `quota_patterns` or `veto_patterns`: each a regex, matched case-insensitively, that
-/// cannot match every line. The classifier compiles them for the pass.
-fn check_user_patterns(patterns: &Option<Spanned<Vec<String>>>, key: &str, scope: &DrainScope) -> Result<()> {
-    let Some(patterns) = patterns else { return Ok(()) };
+/// cannot match every line; compiled once here for every pass's classifier.
+fn compile_user_patterns(
+    patterns: &Option<Spanned<Vec<String>>>,
+    key: &str,
+    scope: &DrainScope,
+) -> Result<Vec<Regex>> {
+    let Some(patterns) = patterns else { return Ok(Vec::new()) };
+    let mut compiled = Vec::with_capacity(patterns.get_ref().len());
     for pattern in patterns.get_ref() {
         if pattern.trim().is_empty() {
             return Err(scope.error_for(patterns, key, "an empty pattern would match every line; remove it"));
         }
-        if let Err(error) = regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
-            return Err(scope.error_for(patterns, key, &format!("invalid regex {pattern:?}: {error}")));
+        match regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
+            Ok(regex) => compiled.push(regex),
+            Err(error) => {
+                return Err(scope.error_for(patterns, key, &format!("invalid regex {pattern:?}: {error}")))
+            }
         }
     }
-    Ok(())
+    Ok(compiled)
 }
 
 fn resolve_window(window: &Spanned<RawWindow>, scope: &DrainScope) -> Result<Window> {
@@ -775,6 +783,11 @@ mod tests {
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nquota_patterns = [\"\"]\n",
                 ":4:18:",
                 "empty pattern",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nveto_patterns = [\"maintenance\", \"[z-a]\"]\n",
+                ":4:17:",
+                "invalid regex \"[z-a]\"",
             ),
             (
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nconcurrency = 0\n",

@@ -54,7 +54,7 @@ fn mismatch(dir: &Path) -> Option<String> {
     let stdout = std::fs::read(dir.join("stdout")).unwrap();
     let stderr = std::fs::read(dir.join("stderr")).unwrap();
     let zone: Tz = meta.zone.parse().unwrap();
-    let classifier = Classifier::new(profile_of(&meta.client), &[], &[]).unwrap();
+    let classifier = Classifier::new(profile_of(&meta.client), &[], &[]);
     let mut outcome = classifier.classify(&stdout, &stderr, meta.exit_code, meta.now, zone);
     if let Some(line) = &meta.announced_wait {
         // The worker was stopped on the line announcing the wait.

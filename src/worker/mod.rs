@@ -127,10 +127,6 @@ pub struct WorkerReport {
     pub stdout_tail: Vec<u8>,
     /// The last `stderr_tail_bytes` of stderr.
     pub stderr_tail: Vec<u8>,
-    /// Total bytes seen on stdout.
-    pub stdout_bytes: u64,
-    /// Checkpoint lines seen on both streams.
-    pub checkpoints: u64,
     /// The line that announced the wait, when the worker was stopped for it.
     pub client_wait_line: Option<String>,
 }
@@ -631,10 +627,8 @@ struct OutputCapture<'a> {
     stdout: Option<Vec<u8>>,
     stdout_tail: TailBuffer,
     stderr_tail: TailBuffer,
-    stdout_bytes: u64,
     stdout_lines: LineSplitter,
     stderr_lines: LineSplitter,
-    checkpoints: u64,
     /// Waits announced by the client, in order, with their lines.
     client_waits: Vec<(String, Duration)>,
     wait_line: Option<String>,
@@ -652,10 +646,8 @@ impl<'a> OutputCapture<'a> {
             stdout: Some(Vec::new()),
             stdout_tail: TailBuffer::new(STDOUT_TAIL_BYTES),
             stderr_tail: TailBuffer::new(spec.stderr_tail_bytes),
-            stdout_bytes: 0,
             stdout_lines: LineSplitter::new(MAX_LINE_BYTES),
             stderr_lines: LineSplitter::new(MAX_LINE_BYTES),
-            checkpoints: 0,
             client_waits: Vec::new(),
             wait_line: None,
         }
@@ -678,7 +670,6 @@ impl<'a> OutputCapture<'a> {
     fn accept(&mut self, stream: Stream, bytes: &[u8], observer: &mut dyn WorkerObserver) {
         match stream {
             Stream::Stdout => {
-                self.stdout_bytes = self.stdout_bytes.saturating_add(bytes.len() as u64);
                 if let Some(stdout) = &mut self.stdout {
                     let needed = stdout.len() + bytes.len();
                     if needed <= self.result_cap_bytes {
@@ -695,24 +686,24 @@ impl<'a> OutputCapture<'a> {
         if self.patterns.is_empty() {
             return;
         }
-        let (patterns, checkpoints, waits) = (&self.patterns, &mut self.checkpoints, &mut self.client_waits);
+        let (patterns, waits) = (&self.patterns, &mut self.client_waits);
         let lines = match stream {
             Stream::Stdout => &mut self.stdout_lines,
             Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.push(bytes, &mut |line| patterns.check(line, checkpoints, waits, observer));
+        lines.push(bytes, &mut |line| patterns.check(line, waits, observer));
     }
 
     fn finish(&mut self, stream: Stream, observer: &mut dyn WorkerObserver) {
         if self.patterns.is_empty() {
             return;
         }
-        let (patterns, checkpoints, waits) = (&self.patterns, &mut self.checkpoints, &mut self.client_waits);
+        let (patterns, waits) = (&self.patterns, &mut self.client_waits);
         let lines = match stream {
             Stream::Stdout => &mut self.stdout_lines,
             Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.finish(&mut |line| patterns.check(line, checkpoints, waits, observer));
+        lines.finish(&mut |line| patterns.check(line, waits, observer));
     }
 
     fn into_report(self, exit: WorkerExit, stop_reason: Option<StopReason>) -> WorkerReport {
@@ -730,8 +721,6 @@ impl<'a> OutputCapture<'a> {
             stdout: self.stdout.unwrap_or_else(|| stdout_tail.clone()),
             stdout_tail,
             stderr_tail: self.stderr_tail.to_vec(),
-            stdout_bytes: self.stdout_bytes,
-            checkpoints: self.checkpoints,
             client_wait_line: self.wait_line,
         }
     }
@@ -749,20 +738,13 @@ impl LinePatterns<'_> {
         self.checkpoint.is_none() && self.resume.is_none() && self.announced_wait.is_none()
     }
 
-    /// Count a checkpoint line, hand on a resume token and note an announced wait.
-    fn check(
-        &self,
-        line: &[u8],
-        checkpoints: &mut u64,
-        waits: &mut Vec<(String, Duration)>,
-        observer: &mut dyn WorkerObserver,
-    ) {
+    /// Hand on a checkpoint line and a resume token, and note an announced wait.
+    fn check(&self, line: &[u8], waits: &mut Vec<(String, Duration)>, observer: &mut dyn WorkerObserver) {
         let line = String::from_utf8_lossy(line);
         if let Some(wait) = self.announced_wait.and_then(|read| read(&line)) {
             waits.push((line.trim().to_string(), wait));
         }
         if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
-            *checkpoints += 1;
             observer.checkpoint(&line);
         }
         if let Some(token) = self.resume.and_then(|pattern| pattern.captures(&line)).and_then(|c| c.get(1)) {
@@ -907,24 +889,36 @@ mod tests {
         }
     }
 
+    #[derive(Default)]
+    struct Checkpoints(u64);
+    impl WorkerObserver for Checkpoints {
+        fn started(&mut self, _pid: u32) {}
+        fn checkpoint(&mut self, _line: &str) {
+            self.0 += 1;
+        }
+        fn should_stop(&mut self) -> bool {
+            false
+        }
+    }
+
     #[test]
     fn capture_counts_checkpoints_and_drops_the_result_over_the_cap() {
         let pattern = regex::Regex::new("^cp").expect("pattern");
         let argv = ["unused".to_string()];
         let spec = spec_with(&argv, Some(&pattern));
         let mut capture = OutputCapture::new(&spec);
-        capture.accept(Stream::Stdout, b"cp 1\nxx", &mut Silent);
-        capture.accept(Stream::Stderr, b"cp 2\nstderr", &mut Silent);
+        let mut checkpoints = Checkpoints::default();
+        capture.accept(Stream::Stdout, b"cp 1\nxx", &mut checkpoints);
+        capture.accept(Stream::Stderr, b"cp 2\nstderr", &mut checkpoints);
         assert!(!capture.is_over_cap());
-        capture.accept(Stream::Stdout, b"\ncp 3", &mut Silent);
+        capture.accept(Stream::Stdout, b"\ncp 3", &mut checkpoints);
         assert!(capture.is_over_cap());
-        capture.finish(Stream::Stdout, &mut Silent);
-        capture.finish(Stream::Stderr, &mut Silent);
+        capture.finish(Stream::Stdout, &mut checkpoints);
+        capture.finish(Stream::Stderr, &mut checkpoints);
         let report = capture.into_report(WorkerExit::Code(0), None);
         // Exited before the loop saw the cap crossed: still a failure, not a truncated result.
         assert_eq!(report.stop_reason, Some(StopReason::OutputCapExceeded));
-        assert_eq!(report.checkpoints, 3);
-        assert_eq!(report.stdout_bytes, 12);
+        assert_eq!(checkpoints.0, 3);
         assert_eq!(report.stdout, b"cp 1\nxx\ncp 3");
         assert_eq!(report.stdout_tail, b"cp 1\nxx\ncp 3");
         assert_eq!(report.stderr_tail, b"derr");
@@ -958,8 +952,6 @@ mod tests {
         capture.accept(Stream::Stderr, b"say ::resume:: no\n::resume::\n::resume:: x; rm -rf /", &mut tokens);
         capture.finish(Stream::Stderr, &mut tokens);
         assert_eq!(tokens.0, ["abc-1", "x;"]);
-        let report = capture.into_report(WorkerExit::Code(0), None);
-        assert_eq!(report.checkpoints, 0);
     }
 
     #[test]

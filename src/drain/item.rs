@@ -1,0 +1,513 @@
+//! One claimed item: run the worker on it, classify what it reported and settle it — a
+//! success waits to be staged with the next claim, a quota hit gives the attempt back and
+//! backs off, a failure is retried later or dead-lettered.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::backoff::BackoffRule;
+use crate::config::{AccountConfig, DrainConfig, RESUME_TOKEN_PLACEHOLDER};
+use crate::db::events::{record_event, Event};
+use crate::db::in_transaction;
+use crate::db::items::{self, ClaimedItem, Failure};
+use crate::db::runs;
+use crate::error::{Error, Result, EXIT_CONFIG, EXIT_TEMPORARY};
+use crate::model::{AttemptOutcome, EventKind, RunStatus};
+use crate::quota::{Outcome, QuotaHit};
+use crate::worker::{run_worker, SpawnError, StopReason, WorkerExit, WorkerReport, WorkerSpec};
+
+use super::recorder::{check_resume_token, rejected_token_event, WorkerRecorder};
+use super::{ItemEnd, Pass, StagedItem, Stop, SucceededItem};
+
+impl Pass<'_> {
+    /// Run the worker on one claimed item, on account number `account_index` of the
+    /// group, and settle it.
+    pub(super) fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
+        if let Some(path) = self.vanished_source_file(item) {
+            return self.skip_vanished(item, &path);
+        }
+        let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);
+        let report = match self.run_worker_on(item, &account)? {
+            Ok(report) => report,
+            Err(spawn_error) => {
+                return self.worker_not_started(item, &spawn_error.to_string()).map(ItemEnd::Stop)
+            }
+        };
+        self.settle(item, &account, report)
+    }
+
+    /// The item's source file is gone: settle it as skipped without running the worker.
+    fn skip_vanished(&mut self, item: &ClaimedItem, path: &str) -> Result<ItemEnd> {
+        self.commit_staged()?;
+        let now = self.clock.now();
+        let note = format!("source file {path} vanished before the item ran");
+        let settled = in_transaction(self.client, |tx| {
+            let settled = items::settle_claimed_skipped_missing(tx, item.id, self.run_id, &note, now)?;
+            if settled {
+                let event = Event::new(EventKind::ItemSkippedMissing, format!("item {}: {note}", item.key))
+                    .drain(&self.drain.name)
+                    .run(self.run_id)
+                    .item(item.id);
+                record_event(tx, self.outbox, &event, now)?;
+            }
+            Ok(settled)
+        })?;
+        log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
+        Ok(ItemEnd::Settled)
+    }
+
+    /// Run the worker on the item with the account's environment, resuming its session
+    /// when it has a usable resume token. While it runs, its checkpoints and resume tokens
+    /// are recorded and the previous result is committed; the error is the worker's that
+    /// did not start.
+    fn run_worker_on(
+        &mut self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+    ) -> Result<std::result::Result<WorkerReport, SpawnError>> {
+        let payload = serde_json::to_vec(&item.payload).map_err(|error| {
+            Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
+        })?;
+        let resume_token = self.usable_resume_token(item)?;
+        let (argv, env, env_remove) = self.worker_command(item, account, resume_token.as_deref());
+        let spec = WorkerSpec {
+            argv: &argv,
+            workdir: self.drain.workdir.as_deref(),
+            env: &env,
+            env_remove: &env_remove,
+            payload: &payload,
+            item_timeout: self.drain.item_timeout,
+            kill_grace: self.config.defaults.kill_grace,
+            result_cap_bytes: self.drain.max_result_bytes,
+            stderr_tail_bytes: self.drain.stderr_tail_bytes,
+            checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
+            resume_pattern: Some(&self.drain.resume_pattern),
+            announced_wait: Some(crate::quota::announced_wait),
+        };
+        log::info!(
+            "drain {}: item {} attempt {} starting{}{}",
+            self.drain.name,
+            item.key,
+            item.attempt,
+            if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) },
+            if resume_token.is_some() { " (resuming)" } else { "" }
+        );
+        let mut observer = WorkerRecorder {
+            staged: self.staged.take(),
+            client: self.client,
+            outbox: self.outbox,
+            statements: &mut self.statements,
+            clock: self.clock,
+            drain: self.drain,
+            run_id: self.run_id,
+            item,
+            unwritten: 0,
+            last_write: None,
+            resume_token,
+            unwritten_token: None,
+            last_token_write: None,
+            rejected_tokens: 0,
+            error: None,
+            committed: None,
+        };
+        let result = run_worker(&spec, &mut observer);
+        observer.flush();
+        if let Some(error) = observer.error.take() {
+            log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
+        }
+        // The previous result was committed when the worker started; without a start, or
+        // when that commit failed, it is committed now.
+        let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
+        self.staged = not_committed;
+        if let Some((staged, completion, at)) = committed {
+            self.settle_commit(&staged, completion, at)?;
+        }
+        self.commit_staged()?;
+        Ok(result)
+    }
+
+    /// The worker's command line, environment and the variables removed from the
+    /// environment it inherits.
+    fn worker_command(
+        &self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+        resume_token: Option<&str>,
+    ) -> (Vec<String>, Vec<(String, String)>, Vec<&'static str>) {
+        let mut env = merged_env(&self.drain.env, &account.env);
+        env.push(("DRAIN_NAME".into(), self.drain.name.clone()));
+        env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
+        env.push(("DRAIN_RUN_ID".into(), self.run_id.to_string()));
+        env.push(("DRAIN_ATTEMPT".into(), item.attempt.to_string()));
+        // The drain's `env` is added after these removals, so it can set them again.
+        let mut env_remove: Vec<&str> = crate::config::WITHHELD_ENV.to_vec();
+        if account.is_implicit() {
+            env_remove.push("DRAIN_ACCOUNT");
+        } else {
+            env.push(("DRAIN_ACCOUNT".into(), account.name.clone()));
+        }
+        let mut argv = self.drain.command.clone();
+        match resume_token {
+            Some(token) => {
+                env.push(("DRAIN_RESUME_TOKEN".into(), token.to_string()));
+                argv.extend(
+                    self.drain.resume_args.iter().map(|arg| arg.replace(RESUME_TOKEN_PLACEHOLDER, token)),
+                );
+            }
+            None => env_remove.push("DRAIN_RESUME_TOKEN"),
+        }
+        (argv, env, env_remove)
+    }
+
+    /// Classify what the worker reported and settle the item: interrupted, a quota hit, a
+    /// success, a server error or another failure.
+    fn settle(
+        &mut self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+        report: WorkerReport,
+    ) -> Result<ItemEnd> {
+        let now = self.clock.now();
+        if report.stop_reason == Some(StopReason::Interrupted) {
+            let note = match crate::worker::signals::termination_signal() {
+                Some(signal) => format!("interrupted by signal {signal} while running item {}", item.key),
+                None => format!("interrupted while running item {}", item.key),
+            };
+            self.release(item, AttemptOutcome::Interrupted, &note, now)?;
+            return Ok(ItemEnd::Stop(Stop { status: RunStatus::Failed, note, exit_code: EXIT_TEMPORARY }));
+        }
+        let exit_code = exit_code(report.exit);
+        let zone = crate::quota::worker_zone(
+            &merged_env(&self.drain.env, &account.env),
+            self.config.defaults.timezone,
+        );
+        let outcome =
+            self.classifier.classify(&report.stdout_tail, &report.stderr_tail, exit_code, now, zone);
+        // A client stopped while it announced a long wait hit its quota: see
+        // docs/rate-limits.md, "Clients that wait for the reset".
+        let outcome = match (report.stop_reason, &report.client_wait_line) {
+            (Some(StopReason::ClientWaits(wait)), Some(line)) => {
+                Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, now, zone))
+            }
+            _ => outcome,
+        };
+        match outcome {
+            Outcome::QuotaHit(hit) => self.settle_quota_hit(item, account, &hit, exit_code, now),
+            Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
+                self.succeed(item, account, report)
+            }
+            Outcome::ServerError { matched_line } => {
+                self.fail(
+                    item,
+                    &report,
+                    AttemptOutcome::Transient,
+                    &format!("server error: {matched_line}"),
+                    now,
+                )?;
+                Ok(ItemEnd::Settled)
+            }
+            Outcome::Other => {
+                let (kind, error) = describe_failure(&report, self.drain);
+                self.fail(item, &report, kind, &error, now)?;
+                Ok(ItemEnd::Settled)
+            }
+        }
+    }
+
+    /// A quota hit: give the attempt back and back off the account it ran on. The pass
+    /// goes on when it may wait for the reset or another account may be chosen; otherwise
+    /// it stops.
+    fn settle_quota_hit(
+        &mut self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+        hit: &QuotaHit,
+        exit_code: Option<i32>,
+        now: DateTime<Utc>,
+    ) -> Result<ItemEnd> {
+        let group = self.drain.quota_group.clone();
+        let account_name = account.name.clone();
+        let decision = in_transaction(self.client, |tx| {
+            release_refunded(
+                tx,
+                item.id,
+                self.run_id,
+                AttemptOutcome::QuotaHit,
+                exit_code,
+                &hit.matched_line,
+                now,
+            )?;
+            crate::ratelimit::record_quota_hit(
+                tx,
+                self.outbox,
+                crate::ratelimit::HitSource {
+                    drain: &self.drain.name,
+                    quota_group: &group,
+                    account: &account_name,
+                    run_id: Some(self.run_id),
+                    item_id: Some(item.id),
+                },
+                hit,
+                now,
+                self.config.defaults.backoff_policy(),
+            )
+        })?;
+        if self.may_wait_until(decision.until, now) {
+            // The next claim sees the backoff and waits for its end.
+            log::info!(
+                "drain {}: quota hit on item {}: its group backs off until {} ({})",
+                self.drain.name,
+                item.key,
+                decision.until.to_rfc3339(),
+                hit.matched_line
+            );
+            return Ok(ItemEnd::Settled);
+        }
+        if self.group.has_accounts_to_switch() && decision.rule != BackoffRule::Suspected {
+            // The next claim chooses another account, or stops the pass.
+            log::info!(
+                "drain {}: quota hit on item {} on account {}: it backs off until {} ({}); going on",
+                self.drain.name,
+                item.key,
+                account.name,
+                decision.until.to_rfc3339(),
+                hit.matched_line
+            );
+            return Ok(ItemEnd::Settled);
+        }
+        let subject = if account.is_implicit() {
+            format!("group {group}")
+        } else {
+            format!("account {} of group {group}", account.name)
+        };
+        Ok(ItemEnd::Stop(Stop::normal(
+            RunStatus::RateLimited,
+            format!(
+                "quota hit on item {}: {subject} backs off until {} ({})",
+                item.key,
+                decision.until.to_rfc3339(),
+                hit.matched_line
+            ),
+        )))
+    }
+
+    /// For a drain fed from a source folder: the item's file, if it no longer exists.
+    fn vanished_source_file(&self, item: &ClaimedItem) -> Option<String> {
+        self.drain.source.as_ref()?;
+        let path = item.payload.get("path")?.as_str()?;
+        match std::fs::symlink_metadata(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(path.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The item's stored resume token when it may be used now; a stored token that no
+    /// longer passes the checks (the configuration changed) is dropped with an event.
+    fn usable_resume_token(&mut self, item: &ClaimedItem) -> Result<Option<String>> {
+        let Some(token) = &item.resume_token else { return Ok(None) };
+        let Err(why) = check_resume_token(token, self.drain) else { return Ok(Some(token.clone())) };
+        let now = self.clock.now();
+        in_transaction(self.client, |tx| {
+            items::clear_resume_token(tx, item.id)?;
+            let event = rejected_token_event(self.drain, self.run_id, item, token, &why);
+            record_event(tx, self.outbox, &event, now)
+        })?;
+        Ok(None)
+    }
+
+    fn worker_not_started(&mut self, item: &ClaimedItem, why: &str) -> Result<Stop> {
+        let now = self.clock.now();
+        let note = format!(
+            "{why}; fix `command` of drain {} in the configuration (item {} keeps its attempts)",
+            self.drain.name, item.key
+        );
+        let event = Event::new(EventKind::WorkerNotStarted, note.clone())
+            .drain(&self.drain.name)
+            .run(self.run_id)
+            .item(item.id);
+        in_transaction(self.client, |tx| {
+            release_refunded(tx, item.id, self.run_id, AttemptOutcome::NotStarted, None, &note, now)?;
+            record_event(tx, self.outbox, &event, now)
+        })?;
+        Ok(Stop { status: RunStatus::Failed, note, exit_code: EXIT_CONFIG })
+    }
+
+    /// Give the item back with its attempt refunded.
+    pub(super) fn release(
+        &mut self,
+        item: &ClaimedItem,
+        outcome: AttemptOutcome,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        in_transaction(self.client, |tx| release_refunded(tx, item.id, self.run_id, outcome, None, note, now))
+    }
+
+    /// Keep the result for staging with the next claim; its commit follows when the next
+    /// worker starts (see `StagedItem`).
+    fn succeed(
+        &mut self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+        report: WorkerReport,
+    ) -> Result<ItemEnd> {
+        self.commit_staged()?;
+        self.unstaged = Some(SucceededItem {
+            item: StagedItem {
+                id: item.id,
+                key: item.key.clone(),
+                account: account.name.clone(),
+                clears_suspicion: self.is_account_suspected,
+            },
+            result: report.stdout,
+        });
+        Ok(ItemEnd::Succeeded)
+    }
+
+    fn fail(
+        &mut self,
+        item: &ClaimedItem,
+        report: &WorkerReport,
+        kind: AttemptOutcome,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let delay = crate::backoff::retry_delay(
+            item.attempt.max(1) as u32,
+            self.drain.retry_backoff.base,
+            self.drain.retry_backoff.max,
+            crate::backoff::jitter_seed(),
+        );
+        let retry_at = crate::clock::later(now, delay);
+        let exit_code = exit_code(report.exit);
+        let max_attempts = self.drain.max_attempts as i32;
+        let failure = in_transaction(self.client, |tx| {
+            let failure = items::fail_item(
+                tx,
+                item.id,
+                self.run_id,
+                error,
+                &report.stderr_tail,
+                max_attempts,
+                retry_at,
+                now,
+            )?;
+            items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
+            if failure != Failure::ClaimLost {
+                runs::count_failed_item(tx, self.run_id)?;
+                if kind == AttemptOutcome::Failure {
+                    // The worker failed by itself: its session is not worth resuming.
+                    items::clear_resume_token(tx, item.id)?;
+                }
+            }
+            let event = match failure {
+                Failure::Dead => Some(Event::new(
+                    EventKind::ItemDeadLettered,
+                    format!("item {} dead after {} attempts: {error}", item.key, item.attempt),
+                )),
+                Failure::ClaimLost => Some(Event::new(
+                    EventKind::ClaimLost,
+                    format!("run {} lost its claim on item {}; failure not recorded", self.run_id, item.key),
+                )),
+                Failure::Retry(_) => None,
+            };
+            if let Some(event) = event {
+                let event = event.drain(&self.drain.name).run(self.run_id).item(item.id).data(json!({
+                    "attempt": item.attempt,
+                    "outcome": kind,
+                    "error": error,
+                    "stderr_tail": String::from_utf8_lossy(tail(&report.stderr_tail, 2048)),
+                }));
+                record_event(tx, self.outbox, &event, now)?;
+            }
+            Ok(failure)
+        })?;
+        if failure != Failure::ClaimLost {
+            self.failed += 1;
+        }
+        log::info!(
+            "drain {}: item {} attempt {} failed ({kind}): {error}",
+            self.drain.name,
+            item.key,
+            item.attempt
+        );
+        Ok(())
+    }
+}
+
+/// Give an item back with its attempt refunded and close the attempt with `outcome`, in
+/// the caller's transaction.
+pub(super) fn release_refunded(
+    tx: &mut impl postgres::GenericClient,
+    item_id: i64,
+    run_id: i64,
+    outcome: AttemptOutcome,
+    exit_code: Option<i32>,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    items::release_item(tx, item_id, run_id, now)?;
+    items::finish_attempt(tx, item_id, run_id, outcome, exit_code, Some(note), now)
+}
+
+/// The drain's environment with the account's merged over it (the account wins).
+fn merged_env(drain: &[(String, String)], account: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        drain.iter().filter(|(name, _)| !account.iter().any(|(other, _)| other == name)).cloned().collect();
+    env.extend(account.iter().cloned());
+    env
+}
+
+fn tail(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[bytes.len().saturating_sub(max)..]
+}
+
+/// The outcome kind and error text of a failed attempt.
+fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutcome, String) {
+    let last_line = String::from_utf8_lossy(&report.stderr_tail)
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .map(|line| line.trim().chars().take(300).collect::<String>());
+    let with_stderr = |text: String| match &last_line {
+        Some(line) => format!("{text}: {line}"),
+        None => text,
+    };
+    match (report.stop_reason, report.exit) {
+        (Some(StopReason::TimedOut), _) => (
+            AttemptOutcome::Transient,
+            format!("timed out after item_timeout {}", crate::duration::format_duration(drain.item_timeout)),
+        ),
+        (Some(StopReason::OutputCapExceeded), _) => (
+            AttemptOutcome::Failure,
+            format!("output exceeded the {} byte result cap (max_result_bytes)", drain.max_result_bytes),
+        ),
+        (_, WorkerExit::Signal(signal)) => {
+            (AttemptOutcome::Transient, with_stderr(format!("killed by signal {signal}")))
+        }
+        (_, WorkerExit::Code(code)) => (AttemptOutcome::Failure, with_stderr(format!("exit code {code}"))),
+    }
+}
+
+/// The exit code of a worker that exited by itself; none when a signal killed it.
+fn exit_code(exit: WorkerExit) -> Option<i32> {
+    match exit {
+        WorkerExit::Code(code) => Some(code),
+        WorkerExit::Signal(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_env_wins_over_the_drain_env() {
+        let pair = |name: &str, value: &str| (name.to_string(), value.to_string());
+        let merged = merged_env(
+            &[pair("CLAUDE_CONFIG_DIR", "/drain"), pair("OTHER", "kept")],
+            &[pair("CLAUDE_CONFIG_DIR", "/account")],
+        );
+        assert_eq!(merged, [pair("OTHER", "kept"), pair("CLAUDE_CONFIG_DIR", "/account")]);
+    }
+}

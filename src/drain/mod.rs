@@ -1,0 +1,259 @@
+//! `drainctl drain NAME`: one pass of one drain.
+//!
+//! The pass takes a free concurrency slot (non-blocking advisory lock), records a run,
+//! then claims items one at a time — re-reading pause, burst, backoff, window and budget
+//! before each — runs the worker on each, classifies the outcome and settles the item:
+//! a success is staged durably and then completed under the run's fencing token; a quota
+//! hit gives the attempt back and backs off the account of the quota group it ran on; a
+//! failure is retried with exponential backoff or dead-lettered at `max_attempts`.
+//!
+//! Between two workers there is one database round trip: a success is staged by the
+//! statement that claims the next item, and committed (recording the next worker) while
+//! that worker runs. The per-item statements are prepared once per pass.
+//!
+//! In a quota group with several accounts every claim first chooses the account (see
+//! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's
+//! environment. A hit with a stated reset, or a confirmed one, lets the pass go on with the
+//! next account; the item hit goes back to pending and is retried there.
+//!
+//! Resume tokens a worker prints are checked against `resume_token_format` and stored on
+//! the item as they arrive; when the item runs again after an interruption the worker gets
+//! `DRAIN_RESUME_TOKEN` and `resume_args`.
+//!
+//! Here the run is opened and closed; `pass` is the loop over the items, `item` runs the
+//! worker on one and settles it, `staging` stages and commits successes, `wait` waits for
+//! a reset inside the pass and `recorder` records what a running worker reports.
+
+mod item;
+mod pass;
+mod recorder;
+mod staging;
+mod wait;
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde_json::json;
+
+use crate::cli::DrainArgs;
+use crate::clock::Clock;
+use crate::config::{Config, DrainConfig, QuotaGroupConfig};
+use crate::context::Context;
+use crate::db::drains::{ensure_drain, DrainControls};
+use crate::db::events::{record_event, Event, Outbox};
+use crate::db::items;
+use crate::db::runs::{self, NewRun};
+use crate::db::{drain_slot_key, in_transaction, try_advisory_lock, PreparedStatements};
+use crate::error::{Error, Result, EXIT_OK};
+use crate::model::{EventKind, RunStatus, Trigger};
+use crate::output::Report;
+use crate::quota::Classifier;
+
+/// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
+/// result and completing the item, so a test can `kill -9` it exactly there. Compiled only
+/// with the `testing` feature, never into a release build (docs/configuration.md).
+#[cfg(feature = "testing")]
+pub const FAULT_ENV: &str = "DRAINCTL_FAULT";
+
+/// How a pass ended.
+#[derive(Debug, Clone)]
+struct Stop {
+    status: RunStatus,
+    note: String,
+    exit_code: u8,
+}
+
+impl Stop {
+    fn normal(status: RunStatus, note: impl Into<String>) -> Stop {
+        Stop { status, note: note.into(), exit_code: EXIT_OK }
+    }
+}
+
+pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
+    let Context { config, clock, client, outbox } = ctx;
+    let outbox: &Outbox = outbox;
+    let drain = config.drain(&args.name)?;
+    let group = config.quota_group(&drain.quota_group)?;
+    let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns);
+    crate::worker::signals::install_termination_handlers()
+        .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
+    let now = clock.now();
+    let controls = ensure_drain(client, &drain.name, now)?;
+    crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
+    crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
+
+    let host = crate::worker::process::host_name();
+    let host_id = crate::worker::process::host_id();
+    let pid = std::process::id();
+    let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
+    let new_run = NewRun {
+        drain: &drain.name,
+        trigger: args.trigger,
+        host: &host,
+        host_id: host_id.as_deref(),
+        pid: pid as i32,
+        process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
+        log_path: log_path.as_deref(),
+    };
+    if take_slot(client, &controls, drain.concurrency)?.is_none() {
+        let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
+        let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
+        return Ok(Report::new(
+            format!("{}: lock_skipped: {note}", drain.name),
+            json!({ "drain": drain.name, "run_id": run_id, "status": RunStatus::LockSkipped, "note": note }),
+        ));
+    }
+    let run_id = in_transaction(client, |tx| {
+        let run_id = runs::insert_run(tx, &new_run, now)?;
+        let event =
+            Event::new(EventKind::RunStarted, format!("run {run_id} started ({})", args.trigger.as_str()))
+                .drain(&drain.name)
+                .run(run_id)
+                .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
+        record_event(tx, outbox, &event, now)?;
+        Ok(run_id)
+    })?;
+    log::info!("drain {}: run {run_id} started", drain.name);
+
+    let mut pass = Pass {
+        config,
+        drain,
+        group,
+        clock,
+        client,
+        outbox,
+        classifier,
+        run_id,
+        trigger: args.trigger,
+        started_at: now,
+        done: 0,
+        failed: 0,
+        is_account_suspected: false,
+        statements: PreparedStatements::default(),
+        unstaged: None,
+        staged: None,
+    };
+    let stop = match pass.work() {
+        Ok(stop) => stop,
+        Err(error) => {
+            // Record what we can, then report the error. If the database itself is gone the
+            // run stays `running` and the next pass or supervise reaps it as crashed.
+            let note = format!("stopped by an error: {}", error.display_scrubbed());
+            let at = pass.clock.now();
+            let event = finished_event(&pass, RunStatus::Failed, &note);
+            // Stopped by an error, not by the items: give their attempts back.
+            let max_attempts = pass.drain.max_attempts as i32;
+            let released = in_transaction(pass.client, |tx| {
+                items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
+                if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at)? {
+                    record_event(tx, pass.outbox, &event, at)?;
+                }
+                Ok(())
+            });
+            if let Err(release_error) = released {
+                log::error!("run {run_id}: could not release items after an error: {release_error}");
+            }
+            return Err(error);
+        }
+    };
+    let at = pass.clock.now();
+    let event = finished_event(&pass, stop.status, &stop.note);
+    in_transaction(pass.client, |tx| {
+        // Supervise may have ended this run already (hung): then it told the story.
+        if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
+            record_event(tx, pass.outbox, &event, at)?;
+        }
+        Ok(())
+    })?;
+    log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
+    let human = format!(
+        "{}: run {run_id} {}: {} done, {} failed — {}",
+        pass.drain.name, stop.status, pass.done, pass.failed, stop.note
+    );
+    let report = Report::new(
+        human,
+        json!({
+            "drain": pass.drain.name,
+            "run_id": run_id,
+            "status": stop.status,
+            "note": stop.note,
+            "items_done": pass.done,
+            "items_failed": pass.failed,
+        }),
+    );
+    if stop.exit_code != EXIT_OK {
+        // Non-zero outcomes also say why on stderr, in the one-line form.
+        eprintln!("drainctl: drain {}: {}", pass.drain.name, crate::output::escape_controls(&stop.note));
+    }
+    Ok(report.with_exit_code(stop.exit_code))
+}
+
+fn finished_event(pass: &Pass, status: RunStatus, note: &str) -> Event {
+    Event::new(EventKind::RunFinished, format!("run {} finished: {status} ({note})", pass.run_id))
+        .drain(&pass.drain.name)
+        .run(pass.run_id)
+        .data(json!({ "status": status, "items_done": pass.done, "items_failed": pass.failed, "note": note }))
+}
+
+/// Take the first free concurrency slot of the drain; the lock lives as long as the
+/// connection, so a crashed pass frees its slot automatically.
+fn take_slot(client: &mut Client, controls: &DrainControls, concurrency: u32) -> Result<Option<u32>> {
+    for slot in 0..concurrency {
+        if try_advisory_lock(client, drain_slot_key(controls.id, slot))? {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+/// How one item ended, for the pass loop.
+enum ItemEnd {
+    /// Succeeded: its result is staged and committed later, and the commit records the
+    /// item's end on the run.
+    Succeeded,
+    /// Failed, released or lost: the pass goes on.
+    Settled,
+    /// The pass must stop.
+    Stop(Stop),
+}
+
+struct Pass<'a> {
+    config: &'a Config,
+    drain: &'a DrainConfig,
+    group: &'a QuotaGroupConfig,
+    clock: &'a Clock,
+    client: &'a mut Client,
+    /// Where the events the notifier wants wait for it.
+    outbox: &'a Outbox,
+    classifier: Classifier,
+    run_id: i64,
+    trigger: Trigger,
+    started_at: DateTime<Utc>,
+    done: u32,
+    failed: u32,
+    /// The account of the current item carries a suspected mark that a success clears.
+    is_account_suspected: bool,
+    /// The per-item statements, parsed and planned once per pass.
+    statements: PreparedStatements,
+    /// A succeeded item whose result is staged with the next claim.
+    unstaged: Option<SucceededItem>,
+    /// A staged result not committed yet (see `StagedItem`).
+    staged: Option<StagedItem>,
+}
+
+struct SucceededItem {
+    item: StagedItem,
+    result: Vec<u8>,
+}
+
+/// A result this pass staged but has not committed yet. Its commit waits for the next
+/// worker to start and then runs while that worker does, so the database round trip
+/// costs no time of its own; when no worker follows (the pass stops, the next item does
+/// not reach a worker), it is committed before anything else. Staging made it safe: a
+/// crash before the commit leaves it to the reaper, which verifies and commits it.
+struct StagedItem {
+    id: i64,
+    key: String,
+    account: String,
+    /// The account carried a suspected mark when the item was claimed: a success clears it.
+    clears_suspicion: bool,
+}

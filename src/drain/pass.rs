@@ -1,0 +1,277 @@
+//! The pass loop: before each item, stage the last success, choose the account, claim
+//! the next item and re-read the controls; stop for the first reason there is, or wait
+//! for a reset near enough (see `wait`).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::accounts::{GroupView, Selection, Switch};
+use crate::config::DrainConfig;
+use crate::db::drains::PassControls;
+use crate::db::events::{record_event, Event, Outbox};
+use crate::db::in_transaction;
+use crate::db::items::{self, ClaimAccount, ClaimRequest, ClaimedItem};
+use crate::db::runs;
+use crate::error::{Result, EXIT_TEMPORARY};
+use crate::model::{AttemptOutcome, EventKind, RunStatus, Trigger};
+
+use super::{ItemEnd, Pass, Stop};
+
+impl Pass<'_> {
+    pub(super) fn work(&mut self) -> Result<Stop> {
+        let stop = self.work_items();
+        // The last staged result is committed before the pass ends, whatever ended it.
+        let committed = self.commit_staged();
+        match (stop, committed) {
+            (Ok(stop), Ok(())) => Ok(stop),
+            (Err(error), Ok(())) | (Ok(_), Err(error)) => Err(error),
+            (Err(error), Err(commit_error)) => {
+                log::error!(
+                    "drain {}: could not commit the last staged result: {commit_error}",
+                    self.drain.name
+                );
+                Err(error)
+            }
+        }
+    }
+
+    fn work_items(&mut self) -> Result<Stop> {
+        loop {
+            // What the last item recorded is notified now, not at the end of the pass.
+            crate::notify::notify_recorded(self.config, self.client, self.outbox, self.clock.now());
+            if let Some(signal) = crate::worker::signals::termination_signal() {
+                return Ok(Stop {
+                    status: RunStatus::Failed,
+                    note: format!("interrupted by signal {signal}"),
+                    exit_code: EXIT_TEMPORARY,
+                });
+            }
+            let now = self.clock.now();
+            let (controls, claimed, account) = self.stage_and_claim_next_item(now)?;
+            self.is_account_suspected = controls.is_suspected;
+            let backoff_until = controls.backoff_until;
+            if let Some(stop) = self.reason_to_stop(controls, now) {
+                if let Some(item) = claimed {
+                    // Cannot happen (the claim checks the same conditions); never keep it.
+                    self.release(&item, AttemptOutcome::NotStarted, &stop.note, now)?;
+                }
+                // A reset near enough is waited for inside the pass (docs/rate-limits.md).
+                if let Some(until) = backoff_until
+                    .filter(|until| stop.status == RunStatus::RateLimited && self.may_wait_until(*until, now))
+                {
+                    self.commit_staged()?;
+                    match self.wait_for_reset(until, &stop.note)? {
+                        None => continue,
+                        Some(stop) => return Ok(stop),
+                    }
+                }
+                return Ok(stop);
+            }
+            let Some(item) = claimed else {
+                return Ok(Stop::normal(RunStatus::Drained, "no item is available now"));
+            };
+            match self.process(&item, account)? {
+                // Its commit records the item's end on the run in the same statement.
+                ItemEnd::Succeeded => {}
+                ItemEnd::Settled => {
+                    runs::item_finished(self.client, &mut self.statements, self.run_id, self.clock.now())?
+                }
+                ItemEnd::Stop(stop) => {
+                    runs::item_finished(self.client, &mut self.statements, self.run_id, self.clock.now())?;
+                    return Ok(stop);
+                }
+            }
+        }
+    }
+
+    /// Stage the previous item's result, if one waits, then choose the account (in a group
+    /// with several), re-read the controls and claim the next item on it: for a group
+    /// with one account, all in one statement, the one round trip between two workers.
+    /// Returns the controls — their backoff is the group's wait when no account may be
+    /// used — the item, and the account's index in the group.
+    fn stage_and_claim_next_item(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<(PassControls, Option<ClaimedItem>, usize)> {
+        let local_limits_allow = self.local_limit(now).is_none();
+        let (drain, group, run_id) = (self.drain, self.group, self.run_id);
+        let is_burst_trigger = self.trigger == Trigger::Burst;
+        let request = |account| ClaimRequest {
+            drain: &drain.name,
+            account,
+            run_id,
+            now,
+            is_burst_trigger,
+            local_limits_allow,
+        };
+        if !group.has_accounts_to_switch() {
+            let account =
+                ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
+            let request = request(account);
+            let (controls, item) = match &self.unstaged {
+                Some(succeeded) => {
+                    let claim = items::stage_and_claim_next_item(
+                        self.client,
+                        &mut self.statements,
+                        succeeded.item.id,
+                        &succeeded.result,
+                        &request,
+                    )?;
+                    // Only once it is staged: on an error the pass's end still stages it.
+                    self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
+                    #[cfg(feature = "testing")]
+                    self.after_staging();
+                    claim
+                }
+                None => items::claim_next_item(self.client, &mut self.statements, &request)?,
+            };
+            return Ok((controls, item, 0));
+        }
+        self.stage_unstaged()?;
+        let (statements, outbox) = (&mut self.statements, self.outbox);
+        in_transaction(self.client, |tx| {
+            let state = crate::db::quota_groups::lock_group(tx, &group.name, now)?;
+            let rows = crate::db::backoffs::read_group_backoffs(tx, std::slice::from_ref(&group.name))?;
+            let view = GroupView::new(group, &rows, state);
+            let selection = view.select(now);
+            let (index, wait) = match selection {
+                Selection::Use { account, .. } => (account, None),
+                Selection::Wait { until, cause } => (view.active(), Some((until, view.describe_wait(cause)))),
+            };
+            let account = ClaimAccount {
+                quota_group: &group.name,
+                account: &group.accounts[index].name,
+                is_allowed: wait.is_none(),
+            };
+            let (mut controls, item) = items::claim_next_item(tx, statements, &request(account))?;
+            if let Some((until, reason)) = wait {
+                controls.backoff_until = Some(until);
+                controls.backoff_reason = Some(reason);
+            }
+            if let (Some(item), Selection::Use { account, switch: Some(switch) }) = (&item, selection) {
+                record_switch(tx, outbox, &view, switch, account, item, drain, run_id, now)?;
+            }
+            Ok((controls, item, index))
+        })
+    }
+
+    /// Why the pass must stop before the next item, given the controls read with the
+    /// claim: its run ended by someone else, pause, end of burst, backoff, then (outside a burst) window and budget.
+    pub(super) fn reason_to_stop(&self, controls: PassControls, now: DateTime<Utc>) -> Option<Stop> {
+        if !controls.is_run_live {
+            // Fenced: supervise ended this run (hung, crashed) and released its items.
+            return Some(Stop {
+                status: RunStatus::Failed,
+                note: format!(
+                    "run {} was ended by another process (see `drainctl runs show {}`): it claims and commits nothing more",
+                    self.run_id, self.run_id
+                ),
+                exit_code: EXIT_TEMPORARY,
+            });
+        }
+        if controls.paused_at.is_some() {
+            let note = controls.pause_note.as_deref().unwrap_or("no note");
+            return Some(Stop::normal(RunStatus::WindowClosed, format!("drain paused ({note})")));
+        }
+        let is_bursting = controls.burst_until.is_some_and(|until| now < until);
+        if self.trigger == Trigger::Burst && !is_bursting {
+            return Some(Stop::normal(
+                RunStatus::BurstEnded,
+                "the burst ended (deadline passed or turned off)",
+            ));
+        }
+        if let Some(until) = controls.backoff_until.filter(|until| now < *until) {
+            return Some(Stop::normal(
+                RunStatus::RateLimited,
+                format!(
+                    "quota group {} backs off until {}: {}",
+                    self.drain.quota_group,
+                    until.to_rfc3339(),
+                    controls.backoff_reason.unwrap_or_default()
+                ),
+            ));
+        }
+        if is_bursting {
+            return None;
+        }
+        self.local_limit(now)
+    }
+
+    /// The limits checked without the database: the window (for supervisor passes) and
+    /// the item and time budgets. Not applied during a burst.
+    fn local_limit(&self, now: DateTime<Utc>) -> Option<Stop> {
+        if self.trigger == Trigger::Supervisor {
+            if let Some(window) = &self.drain.window {
+                if !window.contains(now, self.config.defaults.timezone) {
+                    return Some(Stop::normal(
+                        RunStatus::WindowClosed,
+                        format!("outside window {}", window.describe()),
+                    ));
+                }
+            }
+        }
+        let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some());
+        if self.done + self.failed + waiting >= self.drain.max_items_per_pass {
+            return Some(Stop::normal(
+                RunStatus::Budget,
+                format!("max_items_per_pass ({}) reached", self.drain.max_items_per_pass),
+            ));
+        }
+        let elapsed = (now - self.started_at).to_std().unwrap_or_default();
+        if elapsed >= self.drain.max_seconds_per_pass {
+            return Some(Stop::normal(
+                RunStatus::Budget,
+                format!(
+                    "max_seconds_per_pass ({}) used",
+                    crate::duration::format_duration(self.drain.max_seconds_per_pass)
+                ),
+            ));
+        }
+        None
+    }
+}
+
+/// Record that the group now uses account `to`, with an `account_switched` event.
+#[allow(clippy::too_many_arguments)]
+fn record_switch(
+    client: &mut impl postgres::GenericClient,
+    outbox: &Outbox,
+    view: &GroupView,
+    switch: Switch,
+    to: usize,
+    item: &ClaimedItem,
+    drain: &DrainConfig,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let group = view.group;
+    let (from, to) = (&group.accounts[switch.from].name, &group.accounts[to].name);
+    crate::db::quota_groups::record_switch(client, &group.name, to, now)?;
+    let matched_line = match switch.cause {
+        crate::accounts::SwitchCause::BackoffEnded => None,
+        _ => view.backoffs.get(switch.from).and_then(|row| row.reason.clone()),
+    };
+    let why = match switch.cause {
+        crate::accounts::SwitchCause::StatedReset => "it stated when its limit resets",
+        crate::accounts::SwitchCause::ConfirmedLimit => "its limit was confirmed",
+        crate::accounts::SwitchCause::BackoffEnded => "the preferred account's backoff ended",
+    };
+    let message = format!(
+        "quota group {} switched from account {from} to {to}: {why}{}",
+        group.name,
+        matched_line.as_deref().map(|line| format!(" ({line})")).unwrap_or_default()
+    );
+    log::info!("{message}");
+    let event = Event::new(EventKind::AccountSwitched, message)
+        .drain(&drain.name)
+        .quota_group(&group.name)
+        .run(run_id)
+        .item(item.id)
+        .data(json!({
+            "from": from,
+            "to": to,
+            "cause": switch.cause,
+            "matched_line": matched_line,
+        }));
+    record_event(client, outbox, &event, now)
+}

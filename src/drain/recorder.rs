@@ -1,0 +1,252 @@
+//! What a running worker reports — checkpoints and resume tokens — recorded while it
+//! runs, and the checks a resume token must pass before it is used.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::config::DrainConfig;
+use crate::db::events::{record_event, Event, Outbox};
+use crate::db::items::{self, ClaimedItem, Committer, Completion};
+use crate::db::runs;
+use crate::db::PreparedStatements;
+use crate::error::Error;
+use crate::model::EventKind;
+use crate::worker::WorkerObserver;
+
+use super::StagedItem;
+
+/// A resume token longer than this is never used, whatever `resume_token_format` allows.
+const MAX_RESUME_TOKEN_CHARS: usize = 256;
+/// Rejected resume tokens reported (event and log line) per item run; more are ignored
+/// silently, so a worker that prints many cannot flood the events table.
+const MAX_REJECTED_TOKENS_REPORTED: u32 = 5;
+/// How often checkpoint lines may be written to the run row.
+const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why a resume token printed by a worker may not be used, if it may not. Beyond the
+/// drain's `resume_token_format`, a token never starts with `-` (it would read as an
+/// option) and never holds whitespace or control characters.
+pub(super) fn check_resume_token(token: &str, drain: &DrainConfig) -> std::result::Result<(), String> {
+    if token.is_empty() {
+        return Err("it is empty".into());
+    }
+    if token.chars().count() > MAX_RESUME_TOKEN_CHARS {
+        return Err(format!("it is longer than {MAX_RESUME_TOKEN_CHARS} characters"));
+    }
+    if token.starts_with('-') {
+        return Err("it starts with '-' and would read as an option".into());
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains whitespace or control characters".into());
+    }
+    if !drain.resume_token_format.is_match(token) {
+        return Err("it does not match resume_token_format".into());
+    }
+    Ok(())
+}
+
+/// A token as it may appear in a message: at most 80 characters, escaped.
+fn shown_token(token: &str) -> String {
+    let short: String = token.chars().take(80).collect();
+    let ellipsis = if token.chars().count() > 80 { "…" } else { "" };
+    format!("{:?}{ellipsis}", short)
+}
+
+pub(super) fn rejected_token_event(
+    drain: &DrainConfig,
+    run_id: i64,
+    item: &ClaimedItem,
+    token: &str,
+    why: &str,
+) -> Event {
+    Event::new(
+        EventKind::ResumeTokenRejected,
+        format!("resume token {} of item {} ignored: {why}", shown_token(token), item.key),
+    )
+    .drain(&drain.name)
+    .run(run_id)
+    .item(item.id)
+    .data(json!({ "token": token.chars().take(MAX_RESUME_TOKEN_CHARS).collect::<String>(), "why": why }))
+}
+
+/// Records what a running worker reports: checkpoints and resume tokens, each at most
+/// one database write per second. A valid new token is stored at once or, right after
+/// another write, within a second — while the worker still runs, so a token printed
+/// before a crash or a kill survives it.
+pub(super) struct WorkerRecorder<'a> {
+    pub(super) client: &'a mut Client,
+    pub(super) outbox: &'a Outbox,
+    pub(super) statements: &'a mut PreparedStatements,
+    pub(super) clock: &'a Clock,
+    pub(super) drain: &'a DrainConfig,
+    pub(super) run_id: i64,
+    pub(super) item: &'a ClaimedItem,
+    pub(super) unwritten: i64,
+    pub(super) last_write: Option<Instant>,
+    /// The token stored on the item now.
+    pub(super) resume_token: Option<String>,
+    /// A checked token not stored yet.
+    pub(super) unwritten_token: Option<String>,
+    pub(super) last_token_write: Option<Instant>,
+    pub(super) rejected_tokens: u32,
+    pub(super) error: Option<Error>,
+    /// The pass's staged result, committed as soon as the worker has started.
+    pub(super) staged: Option<StagedItem>,
+    /// That commit, how it went and when; a failed one leaves the item in `staged`.
+    pub(super) committed: Option<(StagedItem, Completion, DateTime<Utc>)>,
+}
+
+impl WorkerRecorder<'_> {
+    /// Write what is not written yet.
+    pub(super) fn flush(&mut self) {
+        self.flush_token();
+        if self.unwritten == 0 {
+            return;
+        }
+        let result = runs::record_checkpoint(self.client, self.run_id, self.unwritten, self.clock.now());
+        self.unwritten = 0;
+        self.last_write = Some(Instant::now());
+        if let Err(error) = result {
+            self.error.get_or_insert(error);
+        }
+    }
+
+    fn flush_token(&mut self) {
+        let Some(token) = self.unwritten_token.take() else { return };
+        self.last_token_write = Some(Instant::now());
+        match items::set_resume_token(self.client, self.item.id, self.run_id, &token) {
+            Ok(_) => {
+                log::info!("drain {}: item {}: resume token stored", self.drain.name, self.item.key);
+                self.resume_token = Some(token);
+            }
+            Err(error) => {
+                self.error.get_or_insert(error);
+            }
+        }
+    }
+
+    fn reject_token(&mut self, token: &str, why: &str) {
+        self.rejected_tokens += 1;
+        if self.rejected_tokens > MAX_REJECTED_TOKENS_REPORTED {
+            return;
+        }
+        let (drain, key) = (&self.drain.name, &self.item.key);
+        log::warn!("drain {drain}: item {key}: resume token {} ignored: {why}", shown_token(token));
+        if self.rejected_tokens == MAX_REJECTED_TOKENS_REPORTED {
+            log::warn!("drain {drain}: item {key}: further rejected resume tokens are not reported");
+        }
+        let event = rejected_token_event(self.drain, self.run_id, self.item, token, why);
+        if let Err(error) = record_event(self.client, self.outbox, &event, self.clock.now()) {
+            self.error.get_or_insert(error);
+        }
+    }
+}
+
+impl WorkerObserver for WorkerRecorder<'_> {
+    fn started(&mut self, pid: u32) {
+        let worker = (pid as i32, crate::worker::process::process_start_time(pid).map(|t| t as i64));
+        // The previous item's commit, one statement that also records this worker, runs
+        // while this worker does; what follows from it waits until the worker is done.
+        if let Some(staged) = self.staged.take() {
+            let now = self.clock.now();
+            match items::complete_item(
+                self.client,
+                self.statements,
+                staged.id,
+                self.run_id,
+                now,
+                Some(worker),
+                Committer::Run,
+            ) {
+                Ok(completion) => {
+                    self.committed = Some((staged, completion, now));
+                    return;
+                }
+                Err(error) => {
+                    log::warn!(
+                        "drain {}: item {}: commit failed, retried after the running worker: {error}",
+                        self.drain.name,
+                        staged.key
+                    );
+                    self.staged = Some(staged);
+                }
+            }
+        }
+        if let Err(error) = runs::set_worker(self.client, self.statements, self.run_id, worker.0, worker.1) {
+            self.error.get_or_insert(error);
+        }
+    }
+
+    fn checkpoint(&mut self, _line: &str) {
+        self.unwritten += 1;
+        if self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
+            self.flush();
+        }
+    }
+
+    fn resume_token(&mut self, token: &str) {
+        let latest = self.unwritten_token.as_ref().or(self.resume_token.as_ref());
+        if latest.is_some_and(|latest| latest == token) {
+            return;
+        }
+        if let Err(why) = check_resume_token(token, self.drain) {
+            return self.reject_token(token, &why);
+        }
+        self.unwritten_token = Some(token.to_string());
+        if self.last_token_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
+            self.flush_token();
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        if self.unwritten > 0 && self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
+            self.flush();
+        }
+        if self.unwritten_token.is_some()
+            && self.last_token_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL)
+        {
+            self.flush_token();
+        }
+        crate::worker::signals::termination_requested()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn drain(extra: &str) -> Config {
+        Config::from_text(&format!("[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n{extra}"), None).unwrap()
+    }
+
+    #[test]
+    fn resume_tokens_must_match_the_format_and_never_read_as_options() {
+        let config = drain("");
+        let uuid = "123e4567-e89b-12d3-a456-426614174000";
+        assert_eq!(check_resume_token(uuid, &config.drains[0]), Ok(()));
+        assert_eq!(check_resume_token(&uuid.to_uppercase(), &config.drains[0]), Ok(()));
+        for bad in ["x; rm -rf /", "--config=/etc/passwd", "123e4567e89b12d3a456426614174000", "", "$(id)"] {
+            assert!(check_resume_token(bad, &config.drains[0]).is_err(), "{bad:?}");
+        }
+        // Even a format that allows anything refuses options, whitespace and control
+        // characters, and overlong tokens.
+        let config = drain("resume_token_format = '.*'\n");
+        let permissive = &config.drains[0];
+        assert_eq!(check_resume_token("session-7", permissive), Ok(()));
+        for (bad, why) in [
+            ("--config=/etc/passwd", "starts with '-'"),
+            ("-x", "starts with '-'"),
+            ("a b", "whitespace"),
+            ("a\u{1b}[2J", "control"),
+            (&"x".repeat(257), "longer than 256"),
+        ] {
+            let error = check_resume_token(bad, permissive).unwrap_err();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+    }
+}

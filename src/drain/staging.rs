@@ -1,0 +1,127 @@
+//! A success is staged durably with the next claim and committed under the run's fencing
+//! token while the next worker runs; whatever is left is committed before the pass ends.
+
+use chrono::{DateTime, Utc};
+
+use crate::db::events::{record_event, Event};
+use crate::db::in_transaction;
+use crate::db::items::{self, Committer, Completion};
+use crate::error::Result;
+use crate::model::AttemptOutcome;
+use crate::model::EventKind;
+
+use super::item::release_refunded;
+#[cfg(feature = "testing")]
+use super::FAULT_ENV;
+use super::{Pass, StagedItem};
+
+impl Pass<'_> {
+    /// Stage the result that waits for the next claim, on its own.
+    pub(super) fn stage_unstaged(&mut self) -> Result<()> {
+        let Some(succeeded) = &self.unstaged else { return Ok(()) };
+        let now = self.clock.now();
+        items::stage_result(
+            self.client,
+            &mut self.statements,
+            &self.drain.name,
+            succeeded.item.id,
+            self.run_id,
+            &succeeded.result,
+            now,
+        )?;
+        self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
+        #[cfg(feature = "testing")]
+        self.after_staging();
+        Ok(())
+    }
+
+    /// The test hook `DRAINCTL_FAULT=hang_after_stage` (`testing` feature only).
+    #[cfg(feature = "testing")]
+    pub(super) fn after_staging(&self) {
+        if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
+            let key = self.staged.as_ref().map_or("", |staged| staged.key.as_str());
+            log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {key}");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+
+    /// Stage and commit the waiting result now, if there is one.
+    pub(super) fn commit_staged(&mut self) -> Result<()> {
+        self.stage_unstaged()?;
+        let Some(staged) = self.staged.take() else { return Ok(()) };
+        let now = self.clock.now();
+        let completion = items::complete_item(
+            self.client,
+            &mut self.statements,
+            staged.id,
+            self.run_id,
+            now,
+            None,
+            Committer::Run,
+        )?;
+        self.settle_commit(&staged, completion, now)
+    }
+
+    /// After the commit of a staged result: count it, clear the account's suspected mark
+    /// when it carried one, or record why it could not be committed (releasing the item of
+    /// a damaged one).
+    pub(super) fn settle_commit(
+        &mut self,
+        staged: &StagedItem,
+        completion: Completion,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let (drain, run_id) = (self.drain, self.run_id);
+        match completion {
+            Completion::Completed => {
+                self.done += 1;
+                log::info!("drain {}: item {} done", drain.name, staged.key);
+                if staged.clears_suspicion {
+                    in_transaction(self.client, |tx| {
+                        crate::ratelimit::record_success(
+                            tx,
+                            self.outbox,
+                            &drain.name,
+                            &drain.quota_group,
+                            &staged.account,
+                            now,
+                        )
+                    })?;
+                }
+            }
+            Completion::ClaimLost => {
+                let message = format!(
+                    "run {run_id} lost its claim on item {} (released by supervise, now owned by another run); result not committed",
+                    staged.key
+                );
+                log::warn!("{message}");
+                let event =
+                    Event::new(EventKind::ClaimLost, message).drain(&drain.name).run(run_id).item(staged.id);
+                record_event(self.client, self.outbox, &event, now)?;
+            }
+            Completion::StagedResultDamaged => {
+                let message = format!("staged result of item {} did not verify; item released", staged.key);
+                log::error!("{message}");
+                let event = Event::new(EventKind::StagedResultDiscarded, message.clone())
+                    .drain(&drain.name)
+                    .run(run_id)
+                    .item(staged.id);
+                in_transaction(self.client, |tx| {
+                    release_refunded(
+                        tx,
+                        staged.id,
+                        run_id,
+                        AttemptOutcome::StagingFailed,
+                        None,
+                        &message,
+                        now,
+                    )?;
+                    record_event(tx, self.outbox, &event, now)
+                })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Waiting inside the pass for the quota group's reset (docs/rate-limits.md).
+
+use chrono::{DateTime, Utc};
+
+use crate::db::drains::PassControls;
+use crate::db::runs;
+use crate::error::{Result, EXIT_TEMPORARY};
+use crate::model::{RunStatus, Trigger};
+
+use super::{Pass, Stop};
+
+/// A pass waiting for a reset beats (and looks for a pause, a burst's end, SIGTERM) at
+/// least this often, and sleeps at least this long between two beats.
+const WAIT_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+const WAIT_POLL_MIN: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Pass<'_> {
+    /// The longest a pass waits inside itself for its quota group's reset.
+    fn max_wait(&self) -> std::time::Duration {
+        self.drain.max_wait
+    }
+
+    /// Whether the pass may wait for a backoff that ends at `until`: within `max_wait`,
+    /// and (outside a burst, whose budgets do not apply) ending inside
+    /// `max_seconds_per_pass`, which the wait counts against.
+    pub(super) fn may_wait_until(&self, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let wait = (until - now).to_std().unwrap_or_default();
+        if wait > self.max_wait() {
+            return false;
+        }
+        let pass_ends = crate::clock::later(self.started_at, self.drain.max_seconds_per_pass);
+        self.trigger == Trigger::Burst || until <= pass_ends
+    }
+
+    /// Wait, holding no item, until the quota group's backoff ends at `until` (`why` says
+    /// whose and why): the run records that it waits and beats — a checkpoint about every
+    /// second, so supervise never takes it for hung — and wakes early for SIGTERM, a
+    /// pause, the end of its burst or its run being ended. None when the wait is over and
+    /// the pass goes on claiming; otherwise why it stops.
+    pub(super) fn wait_for_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
+        log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
+        let reason = format!("waiting for the reset: {why}");
+        loop {
+            let now = self.clock.now();
+            let is_over = now >= until;
+            let interrupted = crate::worker::signals::termination_signal();
+            let waiting = (!is_over && interrupted.is_none()).then_some(until);
+            let beat = runs::beat_while_waiting(
+                self.client,
+                &self.drain.name,
+                self.run_id,
+                now,
+                waiting,
+                waiting.map(|_| reason.as_str()),
+            )?;
+            if let Some(signal) = interrupted {
+                return Ok(Some(Stop {
+                    status: RunStatus::Failed,
+                    note: format!("interrupted by signal {signal} while waiting for the reset"),
+                    exit_code: EXIT_TEMPORARY,
+                }));
+            }
+            let controls = PassControls {
+                paused_at: beat.paused_at,
+                pause_note: beat.pause_note,
+                burst_until: beat.burst_until,
+                is_run_live: beat.is_run_live,
+                ..PassControls::default()
+            };
+            if let Some(stop) =
+                self.reason_to_stop(controls, now).filter(|stop| stop.status != RunStatus::Budget)
+            {
+                let waiting_cleared =
+                    runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+                if let Err(error) = waiting_cleared {
+                    log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
+                }
+                return Ok(Some(stop));
+            }
+            if is_over {
+                return Ok(None);
+            }
+            let left = (until - now).to_std().unwrap_or_default();
+            std::thread::sleep(left.clamp(WAIT_POLL_MIN, WAIT_POLL_MAX));
+        }
+    }
+}

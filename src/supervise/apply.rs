@@ -1,0 +1,198 @@
+//! Carrying out decisions: expire a burst, reap a crashed run, end a hung one, start a
+//! drain as a detached process. A decision that fails is recorded and the pass goes on.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::db::drains::{clear_burst, ensure_drain};
+use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
+use crate::db::runs::RunRow;
+use crate::error::{Error, Result};
+use crate::model::{EventKind, RunStatus, Trigger};
+use crate::output::local_time as local;
+use crate::worker::process;
+
+use super::{record_failure, Action, Decision};
+
+/// Apply `decisions` in order; a failed one is recorded (see `record_failure`) and the
+/// pass goes on.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn apply_all(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &crate::clock::Clock,
+    runs: &[RunRow],
+    decisions: &mut [Decision],
+    now: DateTime<Utc>,
+    had_error: &mut bool,
+) {
+    for decision in decisions.iter_mut() {
+        if let Err(error) = apply(client, outbox, config, clock, runs, decision, now) {
+            *had_error = true;
+            let message = error.display_scrubbed();
+            let what = format!("could not {:?} drain {}: {message}", decision.action, decision.drain);
+            record_failure(client, outbox, Some(&decision.drain), what, clock.now());
+            decision.error = Some(message);
+        }
+    }
+}
+
+fn apply(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &crate::clock::Clock,
+    runs: &[RunRow],
+    decision: &mut Decision,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let find_run = |run_id: Option<i64>| runs.iter().find(|run| Some(run.id) == run_id);
+    match decision.action {
+        Action::Skip => Ok(()),
+        Action::ExpireBurst => expire_burst(client, outbox, config, &decision.drain, now),
+        Action::ReapCrashed => {
+            if let Some(run) = find_run(decision.run_id) {
+                crate::reap::end_run(
+                    client,
+                    outbox,
+                    config,
+                    clock,
+                    run,
+                    RunStatus::Crashed,
+                    &decision.reason,
+                )?;
+            }
+            Ok(())
+        }
+        Action::KillHung => {
+            if let Some(run) = find_run(decision.run_id) {
+                end_hung_run(client, outbox, config, clock, run, &decision.reason)?;
+            }
+            Ok(())
+        }
+        Action::Start => {
+            let (pid, log_path) =
+                start_drain(config, &decision.drain, decision.trigger.unwrap_or(Trigger::Supervisor), now)?;
+            decision.pid = Some(pid);
+            decision.log_path = Some(log_path.display().to_string());
+            Ok(())
+        }
+    }
+}
+
+fn expire_burst(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    drain: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let controls = ensure_drain(client, drain, now)?;
+    let Some(until) = controls.expired_burst(now) else { return Ok(()) };
+    let mut transaction = client.transaction()?;
+    if !clear_burst(&mut transaction, drain, Some(until))? {
+        return Ok(());
+    }
+    let event = Event::new(
+        EventKind::BurstExpired,
+        format!("burst of {drain} expired at {}", local(until, config.defaults.timezone)),
+    )
+    .drain(drain)
+    .data(json!({ "burst_until": until, "note": controls.burst_note }));
+    record_event(&mut transaction, outbox, &event, now)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Mark a hung run `hung` and release its items (fencing refuses its late commits), then
+/// stop its worker group and its own process if they are on this host.
+fn end_hung_run(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &crate::clock::Clock,
+    run: &RunRow,
+    reason: &str,
+) -> Result<()> {
+    if crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, reason)?.is_none() {
+        return Ok(());
+    }
+    if !crate::reap::is_this_hosts(run) {
+        return Ok(());
+    }
+    let Ok(pid) = u32::try_from(run.pid) else { return Ok(()) };
+    match process::terminate_process(
+        pid,
+        run.process_start_time.map(|t| t as u64),
+        config.defaults.kill_grace,
+    ) {
+        Ok(outcome) => log::info!("hung run {}: drain process {pid} {outcome:?}", run.id),
+        Err(error) => {
+            let message = format!("hung run {}: could not stop drain process {pid}: {error}", run.id);
+            log::error!("{message}");
+            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
+            record_event_or_log(client, outbox, &event, clock.now());
+        }
+    }
+    Ok(())
+}
+
+/// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the
+/// supervisor's process group does not reach it), stdin from /dev/null, stdout and stderr
+/// to an owner-only log file. Returns at once with its pid.
+fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
+    let log_path = create_log_file_path(config, drain, now)?;
+    let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(|error| {
+        Error::Config(format!("cannot create log file {}: {error}; check log_dir", log_path.display()))
+    })?;
+    let log_for_stderr = log
+        .try_clone()
+        .map_err(|error| Error::Internal(format!("cannot duplicate log file handle: {error}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|error| Error::Internal(format!("cannot find the drainctl executable: {error}")))?;
+    let mut command = Command::new(exe);
+    if let Some(path) = &config.path {
+        command.arg("--config").arg(path);
+    }
+    command
+        .args(["drain", drain, "--trigger", trigger.as_str(), "--log-file"])
+        .arg(&log_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_for_stderr));
+    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(|error| Error::Internal(format!("cannot start `drainctl drain {drain}`: {error}")))?;
+    let pid = child.id();
+    // Not waited for: the drain outlives this pass and is reparented when we exit.
+    drop(child);
+    log::info!("started drain {drain} ({trigger}) as pid {pid}, log {}", log_path.display());
+    Ok((pid, log_path))
+}
+
+/// `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`, folders created owner-only.
+fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Result<PathBuf> {
+    let dir = config.defaults.log_dir.join(drain);
+    DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
+        Error::Config(format!("cannot create log folder {}: {error}; check log_dir", dir.display()))
+    })?;
+    Ok(dir.join(format!("{}-{}.log", now.format("%Y%m%dT%H%M%SZ"), std::process::id())))
+}

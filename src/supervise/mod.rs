@@ -1,0 +1,284 @@
+//! `drainctl supervise`: one short pass over every configured drain — the command cron
+//! runs every 15 minutes. It spends no worker quota.
+//!
+//! The pass first scans the source of every drain that has one (see `sources`), so the
+//! decisions see the files it enqueued. It then takes a snapshot (controls, backoff,
+//! running runs and whether each run's process is alive, whether an item is available,
+//! when each drain's latest pass started — all index-backed, never counting the backlog),
+//! turns it into a list of [`Decision`]s with the pure functions of `plan`, then applies
+//! them (`apply`): expire bursts, reap crashed runs, end hung runs (TERM, then KILL), and
+//! start idle drains as detached `drainctl drain` processes — a drain with `every` at most
+//! once per interval (not in burst). After recording the pass it prunes old history, at
+//! most once a day. `--dry-run` prints the plan and changes nothing (no scan, no prune).
+//! Two overlapping passes never both act: the second records `lock_skipped`.
+
+mod apply;
+mod plan;
+mod snapshot;
+
+use std::time::Instant;
+
+use chrono::{DateTime, DurationRound, Utc};
+use postgres::Client;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::SuperviseArgs;
+use crate::context::Context;
+use crate::db::events::{record_event_or_log, Event, Outbox};
+use crate::db::items::drains_with_available_items;
+use crate::db::passes::{insert_pass, PassRecord};
+use crate::db::runs::RunRow;
+use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
+use crate::error::{Result, EXIT_INTERNAL, EXIT_OK};
+use crate::model::{EventKind, PassStatus};
+use crate::output::{table, Report};
+use crate::worker::process;
+
+use apply::apply_all;
+use plan::{plan_recovery, plan_starts};
+pub use plan::{Action, Decision};
+use snapshot::take_snapshot;
+
+/// The longest a pass waits for a row lock before it gives up on that decision.
+const SUPERVISE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The supervisor's heartbeat: when the last acting `supervise` pass fired, and whether
+/// that is longer ago than twice `supervise_interval` — the sign of a broken crontab.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Heartbeat {
+    pub last_pass_at: Option<DateTime<Utc>>,
+    pub age_seconds: Option<f64>,
+    pub interval_seconds: f64,
+    /// No pass recorded, or the last one is older than twice the interval.
+    pub is_late: bool,
+}
+
+impl Heartbeat {
+    pub fn new(
+        last_pass_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> Heartbeat {
+        let age = last_pass_at.map(|at| now - at);
+        let limit = chrono::Duration::from_std(interval.saturating_mul(2)).unwrap_or(chrono::Duration::MAX);
+        Heartbeat {
+            last_pass_at,
+            age_seconds: age.map(|age| age.num_milliseconds() as f64 / 1000.0),
+            interval_seconds: interval.as_secs_f64(),
+            is_late: age.is_none_or(|age| age > limit),
+        }
+    }
+
+    /// `last supervise pass 4m ago`, with what to do when it is late.
+    pub fn describe(&self, now: DateTime<Utc>) -> String {
+        let Some(at) = self.last_pass_at else {
+            return "no supervise pass recorded yet: is its crontab (or pm2) entry installed?".to_string();
+        };
+        let ago = crate::duration::format_relative(at - now);
+        if !self.is_late {
+            return format!("last supervise pass {ago}");
+        }
+        let twice =
+            crate::duration::format_duration(std::time::Duration::from_secs_f64(self.interval_seconds * 2.0));
+        format!("last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab")
+    }
+}
+
+pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
+    let started = Instant::now();
+    let Context { config, clock, client, outbox } = ctx;
+    let outbox: &Outbox = outbox;
+    let fired_at = clock.now();
+    let scheduled_for = match args.slot {
+        Some(at) => at,
+        None => {
+            let interval = chrono::Duration::from_std(config.defaults.supervise_interval)
+                .unwrap_or(chrono::Duration::minutes(15));
+            fired_at.duration_trunc(interval).unwrap_or(fired_at)
+        }
+    };
+    let host = process::host_name();
+    let pid = std::process::id();
+    let record_pass = |client: &mut Client, status: PassStatus, decisions: serde_json::Value| {
+        let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let record = PassRecord {
+            fired_at,
+            scheduled_for,
+            host: &host,
+            pid: pid as i32,
+            status,
+            duration_ms,
+            decisions,
+        };
+        insert_pass(client, &record).map(|id| (id, duration_ms))
+    };
+    if !args.dry_run && !try_advisory_lock(client, SUPERVISE_LOCK_KEY)? {
+        record_pass(client, PassStatus::LockSkipped, json!([]))?;
+        return Ok(Report::new(
+            "supervise: lock_skipped: another supervise pass is running",
+            json!({
+                "status": PassStatus::LockSkipped,
+                "fired_at": fired_at,
+                "scheduled_for": scheduled_for,
+                "decisions": [],
+                "scans": [],
+                "prune": null,
+            }),
+        ));
+    }
+    // Never wait long behind a lock held by a frozen drain: fail that decision instead.
+    crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
+    let zone = config.defaults.timezone;
+    let mut had_error = false;
+    let mut textfile_exit_code = None;
+    // Feed the drains with sources first, so the decisions see what the scans enqueued.
+    let mut scans = Vec::new();
+    if !args.dry_run {
+        for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
+            let scanned = crate::sources::scan(client, outbox, drain, clock.now());
+            scans.push(scanned.unwrap_or_else(|error| {
+                had_error = true;
+                let message = error.display_scrubbed();
+                let what = format!("could not scan the source of drain {}: {message}", drain.name);
+                record_failure(client, outbox, Some(&drain.name), what, clock.now());
+                crate::sources::ScanReport::failed(drain, message)
+            }));
+        }
+    }
+    let mut snapshots = take_snapshot(client, config, fired_at, args.dry_run)?;
+    // End what must end first, then decide the starts on what that left.
+    let mut decisions = plan_recovery(&snapshots, fired_at, zone);
+    let mut pruned = None;
+    if !args.dry_run {
+        // The running runs the decisions were made on are the ones they act on.
+        let runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
+        apply_all(client, outbox, config, clock, &runs, &mut decisions, fired_at, &mut had_error);
+        let released = crate::reap::release_orphaned_items(client, outbox, config, clock, None)
+            .unwrap_or_else(|error| {
+                had_error = true;
+                let what = format!("could not release orphaned items: {}", error.display_scrubbed());
+                record_failure(client, outbox, None, what, clock.now());
+                0
+            });
+        let has_ended_runs =
+            decisions.iter().any(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung));
+        if has_ended_runs || released > 0 {
+            // Items the ended runs held are pending again: see them before deciding starts.
+            let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
+            let available = drains_with_available_items(client, &names, clock.now())?;
+            for snapshot in snapshots.iter_mut() {
+                snapshot.has_available_item = available.contains(&snapshot.drain.name);
+            }
+        }
+    }
+    let first_start = decisions.len();
+    decisions.extend(plan_starts(&snapshots, fired_at, zone));
+    if !args.dry_run {
+        apply_all(
+            client,
+            outbox,
+            config,
+            clock,
+            &[],
+            &mut decisions[first_start..],
+            fired_at,
+            &mut had_error,
+        );
+        let (pass_id, duration_ms) = record_pass(
+            client,
+            PassStatus::Done,
+            serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
+        )?;
+        // Retention, at most once a day.
+        match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
+            Ok(report) => pruned = report,
+            Err(error) => {
+                had_error = true;
+                let what = format!("could not prune old history: {}", error.display_scrubbed());
+                record_failure(client, outbox, None, what, clock.now());
+            }
+        }
+        if let Some(path) = &config.defaults.metrics_textfile {
+            let written = crate::metrics::render_metrics(client, config, clock.now())
+                .and_then(|text| crate::metrics::write_textfile(path, &text));
+            if let Err(error) = written {
+                // When nothing else failed, the pass exits with this error's code: 78 for
+                // a missing folder or a path that is not a regular file.
+                if !had_error {
+                    textfile_exit_code = Some(error.exit_code());
+                }
+                had_error = true;
+                let what = format!(
+                    "could not write metrics_textfile {}: {}",
+                    path.display(),
+                    error.display_scrubbed()
+                );
+                record_failure(client, outbox, None, what, clock.now());
+            }
+        }
+        advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
+        log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
+    }
+    let rows: Vec<Vec<String>> = decisions
+        .iter()
+        .map(|d| {
+            let mut reason = d.reason.clone();
+            if let Some(pid) = d.pid {
+                reason.push_str(&format!(" [pid {pid}]"));
+            }
+            if let Some(error) = &d.error {
+                reason.push_str(&format!(" — FAILED: {error}"));
+            }
+            let action = serde_json::to_value(d.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            vec![d.drain.clone(), action, reason]
+        })
+        .collect();
+    let mut human = if args.dry_run { "dry run: nothing was changed\n".to_string() } else { String::new() };
+    human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
+    for scan in &scans {
+        human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
+        human.push_str(&scan.refused_lines());
+    }
+    if let Some(pruned) = &pruned {
+        human.push_str(&format!("prune: {}\n", pruned.summary()));
+    }
+    let report = Report::new(
+        human,
+        json!({
+            "status": if args.dry_run { "dry_run" } else { "done" },
+            "fired_at": fired_at,
+            "scheduled_for": scheduled_for,
+            "decisions": decisions,
+            "scans": scans,
+            "prune": pruned,
+        }),
+    );
+    let exit_code = match (had_error, textfile_exit_code) {
+        (false, _) => EXIT_OK,
+        (true, Some(code)) => code,
+        (true, None) => EXIT_INTERNAL,
+    };
+    Ok(report.with_exit_code(exit_code))
+}
+
+/// A step of the pass that failed: it is logged and recorded as a `supervise_error`
+/// event, and the pass goes on (it exits 70 at the end; when only the metrics textfile
+/// failed, with that error's code).
+fn record_failure(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: Option<&str>,
+    message: String,
+    now: DateTime<Utc>,
+) {
+    log::error!("supervise: {message}");
+    let mut event = Event::new(EventKind::SuperviseError, message);
+    if let Some(drain) = drain {
+        event = event.drain(drain);
+    }
+    record_event_or_log(client, outbox, &event, now);
+}

@@ -1,0 +1,332 @@
+//! The pure half of the pass: from a snapshot and the time, the list of decisions —
+//! what ends (expired bursts, crashed and hung runs), then what starts.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::config::DrainConfig;
+use crate::model::Trigger;
+use crate::output::local_time as local;
+use crate::schedule::cadence;
+
+use super::snapshot::{DrainSnapshot, RunSnapshot};
+
+/// What the pass does (or would do) about one drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    ExpireBurst,
+    ReapCrashed,
+    KillHung,
+    Start,
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub drain: String,
+    pub action: Action,
+    pub reason: String,
+    pub run_id: Option<i64>,
+    pub trigger: Option<Trigger>,
+    /// Filled in when applied: the started process, or what went wrong.
+    pub pid: Option<u32>,
+    pub log_path: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Decision {
+    fn new(drain: &str, action: Action, reason: impl Into<String>) -> Decision {
+        Decision {
+            drain: drain.to_string(),
+            action,
+            reason: reason.into(),
+            run_id: None,
+            trigger: None,
+            pid: None,
+            log_path: None,
+            error: None,
+        }
+    }
+}
+
+/// Decide, without side effects, what to do about every drain at `now`: first what ends
+/// (expired bursts, crashed and hung runs) for every drain, then what starts. The pass
+/// itself applies the recovery before it plans the starts; the tests plan both at once.
+#[cfg(test)]
+pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
+    let mut decisions = plan_recovery(snapshots, now, zone);
+    decisions.extend(plan_starts(snapshots, now, zone));
+    decisions
+}
+
+/// Is this run healthy (its process there, a checkpoint within `liveness_timeout`)?
+fn is_healthy(run: &RunSnapshot, drain: &DrainConfig, now: DateTime<Utc>) -> bool {
+    let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
+    !run.is_process_gone && now - run.run.last_checkpoint_at <= liveness
+}
+
+/// The decisions that end things: expired bursts, crashed runs to reap, hung runs to stop.
+/// They are applied before [`plan_starts`] decides on a fresh view, so that an item a
+/// hung run held is started again in the same pass (docs/guarantees.md).
+pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
+    let mut decisions = Vec::new();
+    for snapshot in snapshots {
+        let drain = snapshot.drain;
+        let name = drain.name.as_str();
+        if let Some(until) = snapshot.controls.as_ref().and_then(|c| c.expired_burst(now)) {
+            decisions.push(Decision::new(
+                name,
+                Action::ExpireBurst,
+                format!("burst deadline {} passed", local(until, zone)),
+            ));
+        }
+        for run in snapshot.runs.iter().filter(|run| !is_healthy(run, drain, now)) {
+            let mut decision = if run.is_process_gone {
+                Decision::new(
+                    name,
+                    Action::ReapCrashed,
+                    format!("run {}: process {} on {} is gone", run.run.id, run.run.pid, run.run.host),
+                )
+            } else {
+                let silent_for = now - run.run.last_checkpoint_at;
+                Decision::new(
+                    name,
+                    Action::KillHung,
+                    format!(
+                        "run {}: no checkpoint for {} (liveness_timeout {})",
+                        run.run.id,
+                        crate::duration::format_duration(silent_for.to_std().unwrap_or_default()),
+                        crate::duration::format_duration(drain.liveness_timeout)
+                    ),
+                )
+            };
+            decision.run_id = Some(run.run.id);
+            decisions.push(decision);
+        }
+    }
+    decisions
+}
+
+/// Whether to start each drain, counting only its healthy runs as busy.
+pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
+    snapshots
+        .iter()
+        .map(|snapshot| {
+            let busy = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot.drain, now)).count();
+            start_decision(snapshot, u32::try_from(busy).unwrap_or(u32::MAX), now, zone)
+        })
+        .collect()
+}
+
+fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone: Tz) -> Decision {
+    let drain = snapshot.drain;
+    let name = drain.name.as_str();
+    let controls = snapshot.controls.as_ref();
+    let skip = |reason: String| Decision::new(name, Action::Skip, reason);
+    if let Some(controls) = controls.filter(|c| c.is_paused()) {
+        return skip(format!("paused ({})", controls.pause_note.as_deref().unwrap_or("no note")));
+    }
+    // A backoff that ends before the next pass does not wait for that pass: the drain is
+    // started now and waits for the reset itself (docs/rate-limits.md).
+    let mut waits_for_reset = None;
+    if let Some(until) = snapshot.backoff.backoff_until.filter(|until| now < *until) {
+        let wait = (until - now).to_std().unwrap_or_default();
+        if wait > snapshot.wake_within {
+            return skip(format!(
+                "quota group {} backs off until {} ({})",
+                drain.quota_group,
+                local(until, zone),
+                snapshot.backoff.reason.as_deref().unwrap_or("no reason recorded")
+            ));
+        }
+        waits_for_reset = Some(until);
+    }
+    if !snapshot.has_available_item {
+        return skip("no item available now".to_string());
+    }
+    if busy >= drain.concurrency {
+        return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
+    }
+    let start = |trigger: Trigger, reason: String| {
+        let reason = match waits_for_reset {
+            Some(until) => format!(
+                "{reason}; quota group {} backs off until {}, before the next pass: it waits for the reset",
+                drain.quota_group,
+                local(until, zone)
+            ),
+            None => reason,
+        };
+        let mut decision = Decision::new(name, Action::Start, reason);
+        decision.trigger = Some(trigger);
+        decision
+    };
+    if let Some(until) = controls.and_then(|c| c.active_burst(now)) {
+        return start(Trigger::Burst, format!("in burst until {}", local(until, zone)));
+    }
+    let reason = match &drain.window {
+        None => "items available; no window configured".to_string(),
+        Some(window) if window.contains(now, zone) => {
+            format!("items available inside window {}", window.describe())
+        }
+        Some(window) => {
+            let opens = window
+                .next_opening(now, zone)
+                .map(|at| format!("; opens {}", local(at, zone)))
+                .unwrap_or_default();
+            return skip(format!("outside window {}{opens}", window.describe()));
+        }
+    };
+    let next_start = cadence::next_start(drain.every, snapshot.last_started_at);
+    if let Some(next) = next_start.filter(|next| now < *next) {
+        let every = drain.every.map(crate::duration::format_duration).unwrap_or_default();
+        let wait = crate::duration::format_duration((next - now).to_std().unwrap_or_default());
+        return skip(format!("cadence {every}: next start in {wait}"));
+    }
+    start(Trigger::Supervisor, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::db::backoffs::BackoffRow;
+    use crate::db::drains::DrainControls;
+    use chrono::TimeZone;
+
+    fn config() -> Config {
+        Config::from_text(
+            "[defaults]\ntimezone = \"Asia/Jerusalem\"\n\
+             [[drain]]\nname = \"a\"\ncommand = [\"w\"]\nwindow = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n",
+            None,
+        )
+        .unwrap()
+    }
+
+    fn snapshot(drain: &DrainConfig) -> DrainSnapshot<'_> {
+        DrainSnapshot {
+            drain,
+            controls: None,
+            backoff: BackoffRow::default(),
+            runs: Vec::new(),
+            has_available_item: true,
+            last_started_at: None,
+            wake_within: std::time::Duration::ZERO,
+        }
+    }
+
+    fn controls(burst_until: Option<DateTime<Utc>>, paused: bool) -> DrainControls {
+        DrainControls {
+            id: 1,
+            name: "a".into(),
+            paused_at: paused.then(Utc::now),
+            pause_note: paused.then(|| "maintenance".into()),
+            burst_until,
+            burst_note: None,
+            burst_started_at: None,
+        }
+    }
+
+    // Thursday 2026-11-26 23:00 Jerusalem (UTC+2) = 21:00Z: inside sun-thu 22:00-06:00.
+    fn inside() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 21, 0, 0).unwrap()
+    }
+    // Friday 2026-11-27 12:00 Jerusalem: outside.
+    fn outside() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap()
+    }
+
+    fn only(decisions: Vec<Decision>) -> Decision {
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        decisions.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn window_decides_when_not_in_burst() {
+        let config = config();
+        let zone = config.defaults.timezone;
+        let start = only(plan(&[snapshot(&config.drains[0])], inside(), zone));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some(Trigger::Supervisor)));
+        let skip = only(plan(&[snapshot(&config.drains[0])], outside(), zone));
+        assert_eq!(skip.action, Action::Skip);
+        assert!(
+            skip.reason.contains("outside window sun-thu 22:00-06:00; opens Sun 2026-11-29 22:00 IST"),
+            "{}",
+            skip.reason
+        );
+    }
+
+    #[test]
+    fn burst_overrides_the_window_until_its_deadline() {
+        let config = config();
+        let zone = config.defaults.timezone;
+        let mut s = snapshot(&config.drains[0]);
+        s.controls = Some(controls(Some(outside() + chrono::Duration::hours(1)), false));
+        let start = only(plan(&[s], outside(), zone));
+        assert_eq!((start.action, start.trigger), (Action::Start, Some(Trigger::Burst)));
+        let mut s = snapshot(&config.drains[0]);
+        s.controls = Some(controls(Some(outside() - chrono::Duration::minutes(1)), false));
+        let decisions = plan(&[s], outside(), zone);
+        assert_eq!(decisions[0].action, Action::ExpireBurst);
+        assert_eq!(decisions[1].action, Action::Skip);
+    }
+
+    #[test]
+    fn paused_backing_off_empty_and_busy_drains_are_skipped_with_reasons() {
+        let config = config();
+        let zone = config.defaults.timezone;
+        let drain = &config.drains[0];
+        let mut paused = snapshot(drain);
+        paused.controls = Some(controls(None, true));
+        assert!(only(plan(&[paused], inside(), zone)).reason.starts_with("paused (maintenance)"));
+        let mut backing_off = snapshot(drain);
+        backing_off.backoff.backoff_until = Some(inside() + chrono::Duration::minutes(30));
+        backing_off.backoff.reason = Some("usage limit reached".into());
+        assert!(only(plan(&[backing_off], inside(), zone)).reason.contains("backs off until"));
+        let mut empty = snapshot(drain);
+        empty.has_available_item = false;
+        assert_eq!(only(plan(&[empty], inside(), zone)).reason, "no item available now");
+    }
+
+    #[test]
+    fn cadence_allows_one_start_per_interval_counted_from_the_last_start_except_in_burst() {
+        let config = Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\nevery = \"1h\"\n\
+             [[drain]]\nname = \"b\"\ncommand = [\"w\"]\nevery = \"1h\"\n\
+             window = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n",
+            None,
+        )
+        .unwrap();
+        let zone = config.defaults.timezone;
+        let drain = &config.drains[0];
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let with_last_start = |last: Option<&str>| {
+            let mut s = snapshot(drain);
+            s.last_started_at = last.map(at);
+            s
+        };
+        // Never ran: start.
+        assert_eq!(only(plan(&[with_last_start(None)], inside(), zone)).action, Action::Start);
+        // Started 23:00Z (whatever became of that pass): not again before midnight.
+        for (now, expected) in [
+            ("2026-11-26T23:37:00Z", "cadence 1h: next start in 23m"),
+            ("2026-11-26T23:59:59Z", "cadence 1h: next start in 1s"),
+        ] {
+            let decision = only(plan(&[with_last_start(Some("2026-11-26T23:00:00Z"))], at(now), zone));
+            assert_eq!((decision.action, decision.reason.as_str()), (Action::Skip, expected));
+        }
+        let due =
+            only(plan(&[with_last_start(Some("2026-11-26T23:00:00Z"))], at("2026-11-27T00:00:00Z"), zone));
+        assert_eq!(due.action, Action::Start);
+        // A burst ignores the cadence.
+        let mut burst = with_last_start(Some("2026-11-26T23:00:00Z"));
+        burst.controls = Some(controls(Some(at("2026-11-27T06:00:00Z")), false));
+        let started = only(plan(&[burst], at("2026-11-26T23:10:00Z"), zone));
+        assert_eq!((started.action, started.trigger), (Action::Start, Some(Trigger::Burst)));
+        // A closed window is the reason given, not the cadence.
+        let mut windowed = snapshot(&config.drains[1]);
+        windowed.last_started_at = Some(outside() - chrono::Duration::minutes(5));
+        assert!(only(plan(&[windowed], outside(), zone)).reason.starts_with("outside window"));
+    }
+}

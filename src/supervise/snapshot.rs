@@ -1,0 +1,88 @@
+//! What the plan sees: one index-backed read of every drain's controls, backoff,
+//! running runs, available items and latest start.
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+
+use crate::accounts::GroupView;
+use crate::config::{Config, DrainConfig};
+use crate::db::backoffs::{read_group_backoffs, BackoffRow};
+use crate::db::drains::{ensure_drains, read_controls, DrainControls};
+use crate::db::items::drains_with_available_items;
+use crate::db::runs::{last_run_starts, running_runs, RunRow};
+use crate::error::Result;
+
+/// A `running` run and whether its process is known to be gone.
+#[derive(Debug, Clone)]
+pub struct RunSnapshot {
+    pub run: RunRow,
+    pub is_process_gone: bool,
+}
+
+/// Everything the plan needs about one drain.
+#[derive(Debug)]
+pub struct DrainSnapshot<'a> {
+    pub drain: &'a DrainConfig,
+    pub controls: Option<DrainControls>,
+    /// The quota group's backoff as the plan sees it: until when no account of the group
+    /// may be used, and why (empty when one may).
+    pub backoff: BackoffRow,
+    pub runs: Vec<RunSnapshot>,
+    pub has_available_item: bool,
+    /// When the drain's latest pass (not lock_skipped) started: what `every` counts from.
+    pub last_started_at: Option<DateTime<Utc>>,
+    /// A backoff ending within this long does not keep the drain from starting: the pass
+    /// waits for the reset itself (the shorter of its `max_wait` and `supervise_interval`).
+    pub wake_within: std::time::Duration,
+}
+
+pub(super) fn take_snapshot<'a>(
+    client: &mut Client,
+    config: &'a Config,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Vec<DrainSnapshot<'a>>> {
+    let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
+    if !dry_run {
+        ensure_drains(client, &names, now)?;
+    }
+    let controls = read_controls(client, &names)?;
+    let runs = running_runs(client, None)?;
+    let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
+    let backoff_rows = read_group_backoffs(client, &groups)?;
+    // Only groups with accounts to switch between have a choice of account to read.
+    let switching: Vec<String> =
+        config.quota_groups.iter().filter(|g| g.has_accounts_to_switch()).map(|g| g.name.clone()).collect();
+    let group_states = if switching.is_empty() {
+        Vec::new()
+    } else {
+        crate::db::quota_groups::read_groups(client, &switching)?
+    };
+    let available = drains_with_available_items(client, &names, now)?;
+    let last_starts = last_run_starts(client, &names)?;
+    let mut snapshots = Vec::with_capacity(config.drains.len());
+    for drain in &config.drains {
+        let group = config.quota_group(&drain.quota_group)?;
+        let state = group_states.iter().find(|(name, _)| *name == group.name).map(|(_, s)| s.clone());
+        let view = GroupView::new(group, &backoff_rows, state.unwrap_or_default());
+        let mut backoff = BackoffRow { quota_group: group.name.clone(), ..BackoffRow::default() };
+        if let Some((until, reason)) = view.wait(now) {
+            backoff.backoff_until = Some(until);
+            backoff.reason = Some(reason);
+        }
+        snapshots.push(DrainSnapshot {
+            drain,
+            controls: controls.iter().find(|c| c.name == drain.name).cloned(),
+            backoff,
+            runs: runs
+                .iter()
+                .filter(|run| run.drain == drain.name)
+                .map(|run| RunSnapshot { run: run.clone(), is_process_gone: crate::reap::is_crashed(run) })
+                .collect(),
+            has_available_item: available.contains(&drain.name),
+            last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
+            wake_within: drain.max_wait.min(config.defaults.supervise_interval),
+        });
+    }
+    Ok(snapshots)
+}
