@@ -183,6 +183,10 @@ pub struct SuperviseArgs {
     /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to 15 minutes
     #[arg(long, value_name = "TIME", value_parser = instant)]
     pub slot: Option<DateTime<Utc>>,
+    /// Append this pass's output and dated log lines to PATH (created owner-only, with its
+    /// folder) instead of stdout and stderr: a crontab line that works on a fresh machine
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -369,6 +373,10 @@ pub struct RetryArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Look workers up as cron starts them: on cron's minimal PATH (/usr/bin:/bin) unless a
+    /// drain's `env` sets PATH
+    #[arg(long)]
+    pub cron: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
