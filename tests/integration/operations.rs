@@ -86,3 +86,67 @@ fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_
     let fixed = fixture.drainctl(&["doctor", "--cron", "--json"]).env("PATH", &path).run();
     assert!(workers(&fixed)[0].starts_with("ok "), "{:?}", workers(&fixed));
 }
+
+/// The value of one series in exposition text, if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|value| value.parse().unwrap())
+}
+
+#[test]
+fn every_drain_pass_rewrites_the_textfile_and_counters_survive_pruning() {
+    let fixture = Fixture::new(
+        &config(
+            "FAKE_WORKER",
+            "metrics_textfile = \"TMPDIR/drainctl.prom\"\n[defaults.retention]\ndone_items = \"1d\"\n",
+        )
+        .replace("command = [", "quota_group = \"chair\"\ncommand = ["),
+        NOW,
+    );
+    let textfile = fixture.path("drainctl.prom");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), json!({"steps": [{"out": "ok"}]})),
+            ("b".into(), json!({"steps": [{"out": "ok"}]})),
+            (
+                "limit".into(),
+                json!({"steps": [{"err": "Claude usage limit reached. Your limit will reset at 5pm (UTC)."}, {"exit": 1}]}),
+            ),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).run();
+    // Written by the drain pass itself, with no supervise in between.
+    let text = std::fs::read_to_string(&textfile).expect("the drain pass wrote the textfile");
+    assert_eq!(sample(&text, "drainctl_items{drain=\"docs\",state=\"done\"}"), Some(2.0), "{text}");
+    assert_eq!(sample(&text, "drainctl_items_finished_total{drain=\"docs\",outcome=\"done\"}"), Some(2.0));
+    assert_eq!(sample(&text, "drainctl_worker_starts_total{drain=\"docs\"}"), Some(3.0), "{text}");
+    assert_eq!(sample(&text, "drainctl_quota_hits_total{group=\"chair\"}"), Some(1.0), "{text}");
+    assert!(text.contains("# TYPE drainctl_items_finished_total counter"), "{text}");
+    // Pruning the done items lowers the gauge, never the counter.
+    fixture.set_now("2026-12-05T21:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    let after = fixture.drainctl(&["metrics"]).run();
+    after.assert_code(0);
+    assert_eq!(
+        sample(&after.stdout, "drainctl_items{drain=\"docs\",state=\"done\"}"),
+        Some(0.0),
+        "{}",
+        after.stdout
+    );
+    assert_eq!(
+        sample(&after.stdout, "drainctl_items_finished_total{drain=\"docs\",outcome=\"done\"}"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&after.stdout, "drainctl_worker_starts_total{drain=\"docs\"}"), Some(3.0));
+    // Every declared family has samples.
+    for line in after.stdout.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+        let family = line.split(' ').next().unwrap();
+        assert!(
+            after.stdout.lines().any(|l| !l.starts_with('#') && l.starts_with(family)),
+            "{family} has no sample:\n{}",
+            after.stdout
+        );
+    }
+}
