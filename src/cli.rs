@@ -57,7 +57,7 @@ pub enum Command {
     /// Stop a drain from starting new items until `resume`
     Pause(PauseArgs),
     /// Undo `pause`
-    Resume(NameArg),
+    Resume(ResumeArgs),
     /// Show every drain: state, backlog, burst, backoff, last run
     Status(OutputArgs),
     /// Tools for rate-limit classification
@@ -97,7 +97,8 @@ impl Command {
             Command::Migrate(args) => args.output,
             Command::Drain(args) => args.output,
             Command::Enqueue(args) => args.output,
-            Command::Scan(args) | Command::Resume(args) => args.output,
+            Command::Scan(args) => args.output,
+            Command::Resume(args) => args.output,
             Command::Supervise(args) => args.output,
             Command::Burst(BurstCommand::On(args)) => args.output,
             Command::Burst(BurstCommand::Off(args)) => args.output,
@@ -226,10 +227,26 @@ pub struct BurstStatusArgs {
 #[derive(Debug, Args)]
 pub struct PauseArgs {
     /// Drain name
-    pub name: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every configured drain (a maintenance switch)
+    #[arg(long)]
+    pub all: bool,
     /// Why (shown in status and events)
     #[arg(long)]
     pub note: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Drain name
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every configured drain
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -150,3 +150,36 @@ fn every_drain_pass_rewrites_the_textfile_and_counters_survive_pruning() {
         );
     }
 }
+
+#[test]
+fn pause_all_and_resume_all_switch_every_drain_for_maintenance() {
+    let fixture = Fixture::new(
+        &format!("{}\n[[drain]]\nname = \"other\"\ncommand = [\"FAKE_WORKER\"]\n", config("FAKE_WORKER", "")),
+        NOW,
+    );
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    fixture.enqueue("other", &[("b".into(), json!(1))]);
+    let paused = fixture.drainctl(&["pause", "--all", "--note", "database upgrade", "--json"]).run();
+    paused.assert_code(0);
+    let drains = paused.json()["drains"].as_array().unwrap().clone();
+    assert_eq!(drains.len(), 2, "{drains:?}");
+    assert!(drains.iter().all(|d| d["paused"] == true && d["note"] == "database upgrade"), "{drains:?}");
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    plan.assert_code(0);
+    let decisions = plan.json()["decisions"].as_array().unwrap().clone();
+    for drain in ["docs", "other"] {
+        let decision = decisions.iter().find(|d| d["drain"] == drain).unwrap();
+        assert_eq!(decision["action"], "skip", "{decision}");
+        assert_eq!(decision["reason"], "paused (database upgrade)", "{decision}");
+    }
+    let resumed = fixture.drainctl(&["resume", "--all", "--json"]).run();
+    resumed.assert_code(0);
+    let drains = resumed.json()["drains"].as_array().unwrap().clone();
+    assert!(drains.iter().all(|d| d["was_paused"] == true && d["paused"] == false), "{drains:?}");
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    let decisions = plan.json()["decisions"].as_array().unwrap().clone();
+    assert!(decisions.iter().all(|d| d["action"] == "start"), "{decisions:?}");
+    // A name or --all, not both, not neither.
+    fixture.drainctl(&["pause"]).run().assert_code(64);
+    fixture.drainctl(&["resume", "docs", "--all"]).run().assert_code(64);
+}
