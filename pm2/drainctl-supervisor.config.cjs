@@ -3,9 +3,15 @@
 //   pm2 start pm2/drainctl-supervisor.config.cjs && pm2 save
 //
 // pm2 starts `drainctl supervise` on the cron schedule and never restarts it when it
-// exits (autorestart: false): each pass is one short invocation. The drains it starts
-// run detached in their own sessions, so pm2 killing a stuck pass at the next
-// cron_restart does not kill them.
+// exits (autorestart: false): each pass is one short invocation. Stop the schedule with
+// `pm2 delete drainctl-supervisor`: `pm2 stop` leaves the cron_restart running.
+//
+// The drains a pass starts are re-parented away from it before it goes on, and
+// treekill: false makes pm2 signal only supervise itself, so neither a stop, a restart,
+// a delete nor the next cron_restart takes a running drain down.
+//
+// No secrets here: `pm2 save` writes this environment to a world-readable dump. Keep the
+// database URL in the configuration file (mode 0600) — see docs/operations.md.
 module.exports = {
   apps: [
     {
@@ -15,6 +21,7 @@ module.exports = {
       interpreter: "none",
       cron_restart: "5,20,35,50 * * * *",
       autorestart: false,
+      treekill: false,
       env: {
         DRAINCTL_CONFIG: "/etc/drainctl/drainctl.toml",
       },

@@ -57,7 +57,7 @@ pub enum Command {
     /// Stop a drain from starting new items until `resume`
     Pause(PauseArgs),
     /// Undo `pause`
-    Resume(NameArg),
+    Resume(ResumeArgs),
     /// Show every drain: state, backlog, burst, backoff, last run
     Status(OutputArgs),
     /// Tools for rate-limit classification
@@ -97,7 +97,8 @@ impl Command {
             Command::Migrate(args) => args.output,
             Command::Drain(args) => args.output,
             Command::Enqueue(args) => args.output,
-            Command::Scan(args) | Command::Resume(args) => args.output,
+            Command::Scan(args) => args.output,
+            Command::Resume(args) => args.output,
             Command::Supervise(args) => args.output,
             Command::Burst(BurstCommand::On(args)) => args.output,
             Command::Burst(BurstCommand::Off(args)) => args.output,
@@ -183,6 +184,10 @@ pub struct SuperviseArgs {
     /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to 15 minutes
     #[arg(long, value_name = "TIME", value_parser = instant)]
     pub slot: Option<DateTime<Utc>>,
+    /// Append this pass's output and dated log lines to PATH (created owner-only, with its
+    /// folder) instead of stdout and stderr: a crontab line that works on a fresh machine
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -222,10 +227,26 @@ pub struct BurstStatusArgs {
 #[derive(Debug, Args)]
 pub struct PauseArgs {
     /// Drain name
-    pub name: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every configured drain (a maintenance switch)
+    #[arg(long)]
+    pub all: bool,
     /// Why (shown in status and events)
     #[arg(long)]
     pub note: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Drain name
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every configured drain
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -369,6 +390,10 @@ pub struct RetryArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Look workers up as cron starts them: on cron's minimal PATH (/usr/bin:/bin) unless a
+    /// drain's `env` sets PATH
+    #[arg(long)]
+    pub cron: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -48,7 +48,21 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(cli) => cli,
         Err(error) => return parse_failed(&error),
     };
-    init_logger(cli.verbose);
+    // A pass writing to its own log file dates its log lines, and logs its summary.
+    let (log_file, verbose) = match &cli.command {
+        cli::Command::Supervise(args) => {
+            (args.log_file.as_deref(), cli.verbose.max(u8::from(args.log_file.is_some())))
+        }
+        cli::Command::Drain(args) => (args.log_file.as_deref(), cli.verbose),
+        _ => (None, cli.verbose),
+    };
+    init_logger(verbose, log_file.is_some());
+    if let (cli::Command::Supervise(_), Some(path)) = (&cli.command, log_file) {
+        if let Err(error) = output::redirect_stdio_to_log_file(path) {
+            return failed(&error);
+        }
+        log::info!("supervise started as pid {}", std::process::id());
+    }
     let output = cli.command.output();
     match commands::dispatch(cli) {
         Ok(report) => {
@@ -89,19 +103,27 @@ fn parse_failed(error: &clap::Error) -> u8 {
     }
 }
 
-fn init_logger(verbosity: u8) {
+/// Log lines go to stderr as `drainctl: LEVEL: message`; with `is_dated` (a pass writing to
+/// its own log file), prefixed with the UTC time.
+fn init_logger(verbosity: u8, is_dated: bool) {
     let default = match verbosity {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
-    builder.format(|buf, record| {
+    builder.format(move |buf, record| {
         use std::io::Write;
         // Worker output and item keys reach log lines: never let them forge or reorder one.
         let message = crate::error::scrub(&record.args().to_string());
         let message = crate::output::escape_controls(&message);
-        writeln!(buf, "drainctl: {}: {message}", record.level().as_str().to_lowercase())
+        let level = record.level().as_str().to_lowercase();
+        if is_dated {
+            let at = crate::clock::Clock::system().now().format("%Y-%m-%dT%H:%M:%SZ");
+            writeln!(buf, "{at} drainctl: {level}: {message}")
+        } else {
+            writeln!(buf, "drainctl: {level}: {message}")
+        }
     });
     let _ = builder.try_init();
 }

@@ -6,8 +6,8 @@
 //! small set per configured drain. The text goes to
 //! stdout, or [`write_textfile`] replaces a node_exporter textfile atomically (a temporary
 //! file in the same folder, fsynced, renamed over the old one), so the collector never
-//! reads half a file. `supervise` calls both after each pass when `metrics_textfile` is
-//! set. Timestamps are Unix seconds; 0 means "never" or "none".
+//! reads half a file. `supervise` and every `drain` pass write it at their end when
+//! `metrics_textfile` is set. Timestamps are Unix seconds; 0 means "never" or "none".
 
 use std::fmt::Write as _;
 use std::fs::{OpenOptions, Permissions};
@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use crate::config::Config;
-use crate::db::{backoffs, drains, items, passes, runs};
+use crate::db::{backoffs, counters, drains, items, passes, runs};
 use crate::error::{Error, Result};
 
 /// The textfile is world-readable, unlike drainctl's other files (0600): node_exporter
@@ -30,21 +30,40 @@ pub const TEXTFILE_MODE: u32 = 0o644;
 struct Family {
     name: &'static str,
     help: &'static str,
+    /// `gauge` or `counter`.
+    kind: &'static str,
     samples: Vec<(Vec<(&'static str, String)>, f64)>,
 }
 
 impl Family {
     fn new(name: &'static str, help: &'static str) -> Family {
-        Family { name, help, samples: Vec::new() }
+        Family { name, help, kind: "gauge", samples: Vec::new() }
+    }
+
+    /// A monotonic counter: its name ends in `_total`.
+    fn counter(name: &'static str, help: &'static str) -> Family {
+        Family { name, help, kind: "counter", samples: Vec::new() }
+    }
+
+    /// Set the sample with exactly these labels, adding it when missing.
+    fn set(&mut self, labels: Vec<(&'static str, String)>, value: f64) {
+        match self.samples.iter_mut().find(|(existing, _)| *existing == labels) {
+            Some(sample) => sample.1 = value,
+            None => self.samples.push((labels, value)),
+        }
     }
 
     fn sample(&mut self, labels: Vec<(&'static str, String)>, value: f64) {
         self.samples.push((labels, value));
     }
 
+    /// A family without samples is left out whole: every declared metric has samples.
     fn render(&self, out: &mut String) {
+        if self.samples.is_empty() {
+            return;
+        }
         let _ = writeln!(out, "# HELP {} {}", self.name, escape_help(self.help));
-        let _ = writeln!(out, "# TYPE {} gauge", self.name);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
         for (labels, value) in &self.samples {
             out.push_str(self.name);
             if !labels.is_empty() {
@@ -90,7 +109,7 @@ pub fn render_metrics(
     let mut paused = Family::new("drainctl_paused", "1 when the drain is paused, else 0.");
     let mut last_run = Family::new(
         "drainctl_last_run_finished_timestamp_seconds",
-        "When the drain's latest finished run (not lock_skipped) ended, labelled with how it ended.",
+        "When the drain's latest finished run (not lock_skipped) ended (Unix seconds).",
     );
     let mut last_success = Family::new(
         "drainctl_last_success_timestamp_seconds",
@@ -128,11 +147,9 @@ pub fn render_metrics(
         let is_paused = control.is_some_and(|c| c.is_paused());
         paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
         let latest = all_latest.get(name).cloned().unwrap_or_default();
-        if let Some((status, finished_at)) = latest.finished {
-            last_run.sample(
-                vec![("drain", name.clone()), ("status", status.to_string())],
-                timestamp(Some(finished_at)),
-            );
+        // No label for how it ended: a label whose value changes makes a new series.
+        if let Some((_, finished_at)) = latest.finished {
+            last_run.sample(vec![("drain", name.clone())], timestamp(Some(finished_at)));
         }
         last_success.sample(vec![("drain", name.clone())], timestamp(latest.last_success_at));
         let burst_until = control.and_then(|c| c.burst_until);
@@ -160,13 +177,20 @@ pub fn render_metrics(
         "drainctl_backoff_until_timestamp_seconds",
         "Until when the account of the quota group backs off (Unix seconds; may be past); 0 when it never did.",
     );
+    let mut attention = Family::new(
+        "drainctl_quota_needs_attention",
+        "1 when the account of the quota group backs off for a reason time will not fix (billing, login), else 0.",
+    );
     for group in &config.quota_groups {
         let accounts = group.accounts.iter().map(|account| account.name.as_str());
         for row in backoffs::rows_for_accounts(&rows, &group.name, accounts) {
-            backoff.sample(
-                vec![("quota_group", row.quota_group.clone()), ("account", row.account.clone())],
-                timestamp(row.backoff_until),
-            );
+            // A group without accounts has no `account` label rather than an empty one.
+            let mut labels = vec![("quota_group", row.quota_group.clone())];
+            if !row.account.is_empty() {
+                labels.push(("account", row.account.clone()));
+            }
+            attention.sample(labels.clone(), if row.needs_attention { 1.0 } else { 0.0 });
+            backoff.sample(labels, timestamp(row.backoff_until));
         }
     }
 
@@ -187,10 +211,13 @@ pub fn render_metrics(
     );
     generated.sample(Vec::new(), timestamp(Some(now)));
 
+    let [finished, starts, hits] = counter_families(client, config)?;
+
     let mut out = String::new();
     for family in [
         items_family,
         backoff,
+        attention,
         burst,
         paused,
         last_run,
@@ -201,10 +228,64 @@ pub fn render_metrics(
         pass_at,
         pass_duration,
         generated,
+        finished,
+        starts,
+        hits,
     ] {
         family.render(&mut out);
     }
     Ok(out)
+}
+
+/// The monotonic counters: zero for every configured drain, outcome and quota group, then
+/// what the `counters` table holds (also for drains and groups no longer configured, so a
+/// counter never goes back).
+fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<[Family; 3]> {
+    let mut finished = Family::counter(
+        "drainctl_items_finished_total",
+        "Items that became done, dead or skipped_missing; pruning does not lower it.",
+    );
+    let mut starts = Family::counter(
+        "drainctl_worker_starts_total",
+        "Attempts that started a worker, counted when they end; pruning does not lower it.",
+    );
+    let mut hits = Family::counter(
+        "drainctl_quota_hits_total",
+        "Quota hits that set a backoff of the quota group; pruning does not lower it.",
+    );
+    for drain in &config.drains {
+        for outcome in ["done", "dead", "skipped_missing"] {
+            finished.set(vec![("drain", drain.name.clone()), ("outcome", outcome.to_string())], 0.0);
+        }
+        starts.set(vec![("drain", drain.name.clone())], 0.0);
+    }
+    for group in &config.quota_groups {
+        hits.set(vec![("group", group.name.clone())], 0.0);
+    }
+    let label = |row: &counters::CounterRow, name: &str| row.labels.get(name).cloned().unwrap_or_default();
+    for row in counters::read_counters(client)? {
+        let value = row.value as f64;
+        match row.metric.as_str() {
+            "items_finished_total" => finished
+                .set(vec![("drain", label(&row, "drain")), ("outcome", label(&row, "outcome"))], value),
+            "worker_starts_total" => starts.set(vec![("drain", label(&row, "drain"))], value),
+            "quota_hits_total" => hits.set(vec![("group", label(&row, "group"))], value),
+            other => log::debug!("counter {other} is not exported"),
+        }
+    }
+    Ok([finished, starts, hits])
+}
+
+/// At the end of a drain pass, replace `metrics_textfile` (when set) so it does not show
+/// the pass's items as pending until the next `supervise`. A failure is logged to the
+/// pass's log and does not change how the pass ended: the items are committed, and the
+/// next `supervise` reports a textfile it cannot write as a `supervise_error`.
+pub fn write_textfile_after_drain_pass(client: &mut impl GenericClient, config: &Config, now: DateTime<Utc>) {
+    let Some(path) = &config.defaults.metrics_textfile else { return };
+    let written = render_metrics(client, config, now).and_then(|text| write_textfile(path, &text));
+    if let Err(error) = written {
+        log::warn!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
+    }
 }
 
 /// How many unpredictable temporary names are tried before giving up: another process

@@ -227,6 +227,45 @@ pub fn instant_and_age(at: Option<DateTime<Utc>>, now: DateTime<Utc>, zone: Tz) 
     }
 }
 
+/// Send this process's stdout and stderr to `path`, opened for appending and created
+/// owner-only (0600), its folder created owner-only (0700) when missing — what
+/// `supervise --log-file` does so that a crontab line needs no shell redirect into a
+/// folder that may not exist (docs/operations.md). An error names the path and what to
+/// do; it is reported on the original stderr.
+pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Result<()> {
+    use crate::error::Error;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).map_err(|error| {
+            Error::Config(format!(
+                "cannot create the folder of --log-file {}: {error}; create it or choose another path",
+                path.display()
+            ))
+        })?;
+    }
+    let file =
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(|error| {
+            Error::Config(format!(
+                "cannot open --log-file {}: {error}; check its folder and owner",
+                path.display()
+            ))
+        })?;
+    for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: dup2 onto the standard descriptors of this process; `file` stays open
+        // for the call.
+        if unsafe { libc::dup2(file.as_raw_fd(), target) } == -1 {
+            let error = std::io::Error::last_os_error();
+            return Err(Error::Internal(format!(
+                "cannot send output to --log-file {}: {error}",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,11 @@
 //! `drainctl pause NAME --note TEXT` and `drainctl resume NAME`: the operator's switch.
 //! A paused drain is not started by `supervise`, and a running pass stops before its
-//! next item.
+//! next item. With `--all` instead of a name, every configured drain, in one transaction:
+//! the maintenance switch.
 
 use serde_json::json;
 
-use crate::cli::{NameArg, PauseArgs};
+use crate::cli::{PauseArgs, ResumeArgs};
 use crate::context::Context;
 use crate::db::drains::{clear_pause, ensure_drain, set_pause};
 use crate::db::events::{record_event, Event};
@@ -13,45 +14,88 @@ use crate::error::Result;
 use crate::model::EventKind;
 use crate::output::Report;
 
-pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
-    let name = ctx.config.drain(&args.name)?.name.clone();
-    let now = ctx.clock.now();
-    in_transaction(&mut ctx.client, |tx| {
-        ensure_drain(tx, &name, now)?;
-        set_pause(tx, &name, args.note.as_deref(), now)?;
-        let message = match &args.note {
-            Some(note) => format!("drain {name} paused: {note}"),
-            None => format!("drain {name} paused"),
-        };
-        record_event(
-            tx,
-            &ctx.outbox,
-            &Event::new(EventKind::DrainPaused, message).drain(&name).data(json!({ "note": args.note })),
-            now,
-        )
-    })?;
-    Ok(Report::new(
-        format!("{name}: paused; `drainctl resume {name}` undoes it"),
-        json!({ "drain": name, "paused": true, "note": args.note }),
-    ))
+/// The drains a command acts on: the one named, or with `--all` every configured one.
+fn chosen_drains(ctx: &Context, name: Option<&str>, is_all: bool) -> Result<Vec<String>> {
+    match name {
+        Some(name) if !is_all => Ok(vec![ctx.config.drain(name)?.name.clone()]),
+        _ => Ok(ctx.config.drains.iter().map(|drain| drain.name.clone()).collect()),
+    }
 }
 
-pub fn resume(ctx: &mut Context, args: &NameArg) -> Result<Report> {
-    let name = ctx.config.drain(&args.name)?.name.clone();
+/// One report, or with `--all` a line per drain and `{"drains": [...]}`.
+fn combined(is_all: bool, reports: Vec<(String, serde_json::Value)>) -> Report {
+    if !is_all {
+        if let Some((human, json)) = reports.into_iter().next() {
+            return Report::new(human, json);
+        }
+        return Report::new(String::new(), json!({}));
+    }
+    let human = reports.iter().map(|(line, _)| format!("{line}\n")).collect::<String>();
+    let drains: Vec<serde_json::Value> = reports.into_iter().map(|(_, json)| json).collect();
+    Report::new(human.trim_end().to_string(), json!({ "drains": drains }))
+}
+
+pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
+    let names = chosen_drains(ctx, args.name.as_deref(), args.all)?;
     let now = ctx.clock.now();
-    let was_paused = in_transaction(&mut ctx.client, |tx| {
-        ensure_drain(tx, &name, now)?;
-        let was_paused = clear_pause(tx, &name)?;
-        if was_paused {
+    in_transaction(&mut ctx.client, |tx| {
+        for name in &names {
+            ensure_drain(tx, name, now)?;
+            set_pause(tx, name, args.note.as_deref(), now)?;
+            let message = match &args.note {
+                Some(note) => format!("drain {name} paused: {note}"),
+                None => format!("drain {name} paused"),
+            };
             record_event(
                 tx,
                 &ctx.outbox,
-                &Event::new(EventKind::DrainResumed, format!("drain {name} resumed")).drain(&name),
+                &Event::new(EventKind::DrainPaused, message).drain(name).data(json!({ "note": args.note })),
                 now,
             )?;
         }
-        Ok(was_paused)
+        Ok(())
     })?;
-    let human = if was_paused { format!("{name}: resumed") } else { format!("{name}: was not paused") };
-    Ok(Report::new(human, json!({ "drain": name, "paused": false, "was_paused": was_paused })))
+    let reports = names
+        .into_iter()
+        .map(|name| {
+            let undo = if args.all { "--all".to_string() } else { name.clone() };
+            (
+                format!("{name}: paused; `drainctl resume {undo}` undoes it"),
+                json!({ "drain": name, "paused": true, "note": args.note }),
+            )
+        })
+        .collect();
+    Ok(combined(args.all, reports))
+}
+
+pub fn resume(ctx: &mut Context, args: &ResumeArgs) -> Result<Report> {
+    let names = chosen_drains(ctx, args.name.as_deref(), args.all)?;
+    let now = ctx.clock.now();
+    let were_paused = in_transaction(&mut ctx.client, |tx| {
+        let mut were_paused = Vec::new();
+        for name in &names {
+            ensure_drain(tx, name, now)?;
+            let was_paused = clear_pause(tx, name)?;
+            if was_paused {
+                record_event(
+                    tx,
+                    &ctx.outbox,
+                    &Event::new(EventKind::DrainResumed, format!("drain {name} resumed")).drain(name),
+                    now,
+                )?;
+            }
+            were_paused.push(was_paused);
+        }
+        Ok(were_paused)
+    })?;
+    let reports = names
+        .into_iter()
+        .zip(were_paused)
+        .map(|(name, was_paused)| {
+            let human =
+                if was_paused { format!("{name}: resumed") } else { format!("{name}: was not paused") };
+            (human, json!({ "drain": name, "paused": false, "was_paused": was_paused }))
+        })
+        .collect();
+    Ok(combined(args.all, reports))
 }

@@ -23,12 +23,16 @@ pub const DEFAULT_RESET_MARGIN: Duration = crate::backoff::DEFAULT_RESET_MARGIN;
 pub const DEFAULT_SUSPECTED_BACKOFF: Duration = crate::backoff::DEFAULT_SUSPECTED_BACKOFF;
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SUPERVISE_INTERVAL: Duration = MINUTE.saturating_mul(15);
-pub const DEFAULT_NOTIFY_ON: [EventKind; 5] = [
+/// Also the errors a pass survives and reports to nobody else: a supervise step that
+/// failed, and a worker that could not be started (under cron, often a PATH problem).
+pub const DEFAULT_NOTIFY_ON: [EventKind; 7] = [
     EventKind::RunHung,
     EventKind::RunCrashed,
     EventKind::ItemDeadLettered,
     EventKind::BurstExpired,
     EventKind::BackoffSet,
+    EventKind::SuperviseError,
+    EventKind::WorkerNotStarted,
 ];
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETENTION_RUNS: Duration = DAY.saturating_mul(30);
@@ -105,6 +109,9 @@ mod tests {
         assert_eq!(config.defaults.burst_max, Duration::from_secs(14 * 86400));
         assert_eq!(config.defaults.default_backoff, Duration::from_secs(3600));
         assert_eq!(config.defaults.notify_on, DEFAULT_NOTIFY_ON.to_vec());
+        // The errors a pass survives reach the operator by default.
+        assert!(config.defaults.notify_on.contains(&EventKind::SuperviseError));
+        assert!(config.defaults.notify_on.contains(&EventKind::WorkerNotStarted));
         assert_eq!(config.defaults.notify_timeout, Duration::from_secs(10));
     }
 

@@ -3,6 +3,7 @@
 //! is always parameterized.
 
 pub mod backoffs;
+pub mod counters;
 pub mod drains;
 pub mod events;
 pub mod items;

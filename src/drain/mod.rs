@@ -165,6 +165,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         Ok(())
     })?;
     log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
+    crate::metrics::write_textfile_after_drain_pass(pass.client, pass.config, at);
     let human = format!(
         "{}: run {run_id} {}: {} done, {} failed — {}",
         pass.drain.name, stop.status, pass.done, pass.failed, stop.note

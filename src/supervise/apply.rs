@@ -3,7 +3,6 @@
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -169,21 +168,9 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_for_stderr));
-    // SAFETY: setsid() is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = command
-        .spawn()
+    // Detached twice over: re-parented away from this pass before it goes on.
+    let pid = process::spawn_detached(&mut command)
         .map_err(|error| Error::Internal(format!("cannot start `drainctl drain {drain}`: {error}")))?;
-    let pid = child.id();
-    // Not waited for: the drain outlives this pass and is reparented when we exit.
-    drop(child);
     log::info!("started drain {drain} ({trigger}) as pid {pid}, log {}", log_path.display());
     Ok((pid, log_path))
 }

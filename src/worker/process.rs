@@ -15,6 +15,69 @@ use std::time::{Duration, Instant};
 /// How often `terminate_group` checks whether the group has vanished.
 const GROUP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Start `command` so that no supervisor of ours can take it down with it: a short-lived
+/// intermediate child calls `setsid()` and forks the real process, which calls `setsid()`
+/// again (so its pid is its own session and process group) and execs; the intermediate
+/// writes the grandchild's pid into a pipe and exits at once, and is reaped here. The
+/// started process is re-parented to init (or the nearest subreaper) before this returns,
+/// so a tool that kills a process tree by parent pid (pm2's treekill) or a cgroup of ours
+/// does not find it among our descendants (docs/operations.md). Returns the started
+/// process's pid; an exec failure is reported as an error, as with `Command::spawn`.
+pub fn spawn_detached(command: &mut std::process::Command) -> io::Result<u32> {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let write_fd = fds[1];
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (setsid, fork, write, _exit); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            match libc::fork() {
+                -1 => Err(io::Error::last_os_error()),
+                0 => {
+                    // The grandchild: its own session again, then exec. The pipe's write
+                    // end closes on exec.
+                    if libc::setsid() == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                }
+                grandchild => {
+                    let bytes = grandchild.to_ne_bytes();
+                    let written = libc::write(write_fd, bytes.as_ptr().cast(), bytes.len());
+                    libc::_exit(if written == bytes.len() as isize { 0 } else { 1 });
+                }
+            }
+        });
+    }
+    let spawned = command.spawn();
+    // Our copy of the write end must be closed before reading, or the read never ends.
+    drop(write_end);
+    let mut intermediate = spawned?;
+    let status = intermediate.wait()?;
+    let mut bytes = [0u8; std::mem::size_of::<libc::pid_t>()];
+    let mut reader = std::fs::File::from(read_end);
+    reader.read_exact(&mut bytes).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("the detached process did not report its pid ({status}): {error}"),
+        )
+    })?;
+    let pid = libc::pid_t::from_ne_bytes(bytes);
+    u32::try_from(pid).map_err(|_| io::Error::other(format!("the detached process reported pid {pid}")))
+}
+
 /// What `terminate_group` had to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TerminateOutcome {
@@ -323,6 +386,30 @@ mod tests {
         assert!(is_this_host(&host, None), "a run recorded without an identity goes by its name");
         assert!(!is_this_host(&host, Some("another-boot/pid:[4026531836]")));
         assert!(!is_this_host("another-host", Some(&this)));
+    }
+
+    #[test]
+    fn a_detached_process_is_not_our_child_and_reports_its_own_pid() {
+        let mut command = std::process::Command::new("sleep");
+        command.arg("5");
+        let pid = spawn_detached(&mut command).unwrap();
+        assert!(is_process_alive(pid, None));
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let parent: u32 = fields[1].parse().unwrap();
+        let group: u32 = fields[2].parse().unwrap();
+        let session: u32 = fields[3].parse().unwrap();
+        assert_ne!(parent, std::process::id(), "the detached process is still our child");
+        assert_eq!((group, session), (pid, pid), "its own process group and session");
+        // SAFETY: plain kill of the pid we started.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+
+    #[test]
+    fn a_detached_program_that_does_not_exist_is_an_error() {
+        let mut command = std::process::Command::new("/nonexistent/drainctl-test-program");
+        assert!(spawn_detached(&mut command).is_err());
     }
 
     #[test]

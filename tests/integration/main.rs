@@ -12,6 +12,7 @@ mod hosts;
 mod inputs;
 mod integrity;
 mod migrations;
+mod operations;
 mod operator;
 mod rate_limits;
 mod real_clients;

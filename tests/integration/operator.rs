@@ -502,14 +502,14 @@ fn metrics_describe_every_drain_in_valid_exposition_format() {
     expect("drainctl_items{drain=\"docs\",state=\"pending\"}", 0.0);
     expect("drainctl_items{drain=\"idle\",state=\"pending\"}", 0.0);
     expect(
-        "drainctl_backoff_until_timestamp_seconds{quota_group=\"claude-chair\",account=\"\"}",
+        "drainctl_backoff_until_timestamp_seconds{quota_group=\"claude-chair\"}",
         ten_o_clock + 3.0 * 3600.0,
     );
     expect("drainctl_burst_until_timestamp_seconds{drain=\"docs\"}", ten_o_clock + 30.0 * 3600.0);
     expect("drainctl_burst_until_timestamp_seconds{drain=\"idle\"}", 0.0);
     expect("drainctl_paused{drain=\"idle\"}", 1.0);
     expect("drainctl_paused{drain=\"docs\"}", 0.0);
-    expect("drainctl_last_run_finished_timestamp_seconds{drain=\"docs\",status=\"drained\"}", ten_o_clock);
+    expect("drainctl_last_run_finished_timestamp_seconds{drain=\"docs\"}", ten_o_clock);
     expect("drainctl_last_success_timestamp_seconds{drain=\"docs\"}", ten_o_clock);
     expect("drainctl_last_success_timestamp_seconds{drain=\"idle\"}", 0.0);
     expect("drainctl_supervisor_last_pass_timestamp_seconds", ten_o_clock - 600.0);
@@ -518,6 +518,13 @@ fn metrics_describe_every_drain_in_valid_exposition_format() {
         !series.keys().any(|key| key.contains("last_run_finished") && key.contains("idle")),
         "no run, no series"
     );
+    assert!(!result.stdout.contains("=\"\""), "no empty label: {}", result.stdout);
+    expect("drainctl_items_finished_total{drain=\"docs\",outcome=\"done\"}", 2.0);
+    expect("drainctl_items_finished_total{drain=\"docs\",outcome=\"dead\"}", 1.0);
+    expect("drainctl_items_finished_total{drain=\"idle\",outcome=\"done\"}", 0.0);
+    expect("drainctl_worker_starts_total{drain=\"docs\"}", 3.0);
+    expect("drainctl_worker_starts_total{drain=\"idle\"}", 0.0);
+    expect("drainctl_quota_hits_total{group=\"claude-chair\"}", 0.0);
 
     // --textfile without a value writes the configured file atomically, world-readable.
     let written = fixture.drainctl(&["metrics", "--textfile"]).run();
@@ -618,9 +625,10 @@ fn migration_events_in_notify_on_are_sent() {
     let applied = fixture.count("SELECT count(*) FROM schema_migrations");
     let sent = notified();
     assert_eq!(sent.len() as i64, applied, "{sent:?}");
-    for (index, event) in sent.iter().enumerate() {
+    let versions: Vec<i32> = fixture.column("SELECT version FROM schema_migrations ORDER BY version");
+    for (event, version) in sent.iter().zip(versions) {
         assert_eq!(event["kind"], "migration_applied");
-        assert_eq!(event["data"]["version"], index as i64 + 1);
+        assert_eq!(event["data"]["version"], version);
     }
     fixture.drainctl(&["migrate", "--repair-checksum", "1"]).run().assert_code(0);
     let sent = notified();

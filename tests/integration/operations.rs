@@ -1,0 +1,185 @@
+//! Running under cron, pm2 and systemd: what a scheduler's environment needs from
+//! drainctl (its own log file, workers found on cron's PATH).
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-26T21:00:00Z";
+
+fn config(command: &str, extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n{extra}\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"{command}\"]\n"
+    )
+}
+
+#[test]
+fn supervise_log_file_creates_its_folder_owner_only_and_appends_dated_lines() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let log = fixture.path("var/log/drainctl/supervise.log");
+    let first = fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run();
+    first.assert_code(0);
+    assert_eq!(first.stdout, "", "the pass's output goes to the log file");
+    let folder = log.parent().unwrap();
+    assert_eq!(std::fs::metadata(folder).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("docs") && text.contains("start"), "the decisions are in the log: {text}");
+    let dated =
+        text.lines().filter(|line| line.starts_with("20") && line.contains("Z drainctl: info:")).count();
+    assert!(dated >= 2, "dated start and summary lines: {text}");
+    // A second pass appends.
+    fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run().assert_code(0);
+    let again = std::fs::read_to_string(&log).unwrap();
+    assert!(again.starts_with(&text) && again.len() > text.len(), "appended, not replaced");
+}
+
+#[test]
+fn supervise_log_file_that_cannot_be_created_fails_with_78_on_stderr() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    let blocker = fixture.path("not-a-folder");
+    std::fs::write(&blocker, "").unwrap();
+    let log = blocker.join("supervise.log");
+    let result = fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("--log-file") && result.stderr.contains("not-a-folder"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_has() {
+    // A worker found on the login PATH (like ~/.local/bin/claude) but not on /usr/bin:/bin.
+    let fixture = Fixture::new(&config("my-llm-worker", ""), NOW);
+    let bin = fixture.path("home/.local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let worker = bin.join("my-llm-worker");
+    std::fs::write(&worker, "#!/bin/sh\ncat\n").unwrap();
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let interactive = fixture.drainctl(&["doctor", "--json"]).env("PATH", &path).run();
+    let workers = |result: &Finished| -> Vec<String> {
+        result.json()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|check| check["check"] == "worker")
+            .map(|check| {
+                format!("{} {}", check["status"].as_str().unwrap(), check["message"].as_str().unwrap())
+            })
+            .collect()
+    };
+    assert!(workers(&interactive)[0].starts_with("ok "), "{:?}", workers(&interactive));
+    let cron = fixture.drainctl(&["doctor", "--cron", "--json"]).env("PATH", &path).run();
+    cron.assert_code(78);
+    let found = workers(&cron);
+    assert!(found[0].starts_with("fail "), "{found:?}");
+    assert!(found[0].contains("under cron (PATH=/usr/bin:/bin)"), "{found:?}");
+    // An absolute path in `command` works under cron too.
+    fixture.write_config(&config(worker.to_str().unwrap(), ""));
+    let fixed = fixture.drainctl(&["doctor", "--cron", "--json"]).env("PATH", &path).run();
+    assert!(workers(&fixed)[0].starts_with("ok "), "{:?}", workers(&fixed));
+}
+
+/// The value of one series in exposition text, if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|value| value.parse().unwrap())
+}
+
+#[test]
+fn every_drain_pass_rewrites_the_textfile_and_counters_survive_pruning() {
+    let fixture = Fixture::new(
+        &config(
+            "FAKE_WORKER",
+            "metrics_textfile = \"TMPDIR/drainctl.prom\"\n[defaults.retention]\ndone_items = \"1d\"\n",
+        )
+        .replace("command = [", "quota_group = \"chair\"\ncommand = ["),
+        NOW,
+    );
+    let textfile = fixture.path("drainctl.prom");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), json!({"steps": [{"out": "ok"}]})),
+            ("b".into(), json!({"steps": [{"out": "ok"}]})),
+            (
+                "limit".into(),
+                json!({"steps": [{"err": "Claude usage limit reached. Your limit will reset at 5pm (UTC)."}, {"exit": 1}]}),
+            ),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).run();
+    // Written by the drain pass itself, with no supervise in between.
+    let text = std::fs::read_to_string(&textfile).expect("the drain pass wrote the textfile");
+    assert_eq!(sample(&text, "drainctl_items{drain=\"docs\",state=\"done\"}"), Some(2.0), "{text}");
+    assert_eq!(sample(&text, "drainctl_items_finished_total{drain=\"docs\",outcome=\"done\"}"), Some(2.0));
+    assert_eq!(sample(&text, "drainctl_worker_starts_total{drain=\"docs\"}"), Some(3.0), "{text}");
+    assert_eq!(sample(&text, "drainctl_quota_hits_total{group=\"chair\"}"), Some(1.0), "{text}");
+    assert!(text.contains("# TYPE drainctl_items_finished_total counter"), "{text}");
+    // Pruning the done items lowers the gauge, never the counter.
+    fixture.set_now("2026-12-05T21:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    let after = fixture.drainctl(&["metrics"]).run();
+    after.assert_code(0);
+    assert_eq!(
+        sample(&after.stdout, "drainctl_items{drain=\"docs\",state=\"done\"}"),
+        Some(0.0),
+        "{}",
+        after.stdout
+    );
+    assert_eq!(
+        sample(&after.stdout, "drainctl_items_finished_total{drain=\"docs\",outcome=\"done\"}"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&after.stdout, "drainctl_worker_starts_total{drain=\"docs\"}"), Some(3.0));
+    // Every declared family has samples.
+    for line in after.stdout.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+        let family = line.split(' ').next().unwrap();
+        assert!(
+            after.stdout.lines().any(|l| !l.starts_with('#') && l.starts_with(family)),
+            "{family} has no sample:\n{}",
+            after.stdout
+        );
+    }
+}
+
+#[test]
+fn pause_all_and_resume_all_switch_every_drain_for_maintenance() {
+    let fixture = Fixture::new(
+        &format!("{}\n[[drain]]\nname = \"other\"\ncommand = [\"FAKE_WORKER\"]\n", config("FAKE_WORKER", "")),
+        NOW,
+    );
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    fixture.enqueue("other", &[("b".into(), json!(1))]);
+    let paused = fixture.drainctl(&["pause", "--all", "--note", "database upgrade", "--json"]).run();
+    paused.assert_code(0);
+    let drains = paused.json()["drains"].as_array().unwrap().clone();
+    assert_eq!(drains.len(), 2, "{drains:?}");
+    assert!(drains.iter().all(|d| d["paused"] == true && d["note"] == "database upgrade"), "{drains:?}");
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    plan.assert_code(0);
+    let decisions = plan.json()["decisions"].as_array().unwrap().clone();
+    for drain in ["docs", "other"] {
+        let decision = decisions.iter().find(|d| d["drain"] == drain).unwrap();
+        assert_eq!(decision["action"], "skip", "{decision}");
+        assert_eq!(decision["reason"], "paused (database upgrade)", "{decision}");
+    }
+    let resumed = fixture.drainctl(&["resume", "--all", "--json"]).run();
+    resumed.assert_code(0);
+    let drains = resumed.json()["drains"].as_array().unwrap().clone();
+    assert!(drains.iter().all(|d| d["was_paused"] == true && d["paused"] == false), "{drains:?}");
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    let decisions = plan.json()["decisions"].as_array().unwrap().clone();
+    assert!(decisions.iter().all(|d| d["action"] == "start"), "{decisions:?}");
+    // A name or --all, not both, not neither.
+    fixture.drainctl(&["pause"]).run().assert_code(64);
+    fixture.drainctl(&["resume", "docs", "--all"]).run().assert_code(64);
+}
