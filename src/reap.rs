@@ -135,73 +135,113 @@ pub fn end_run(
             released: Vec::new(),
             dead_lettered: Vec::new(),
         };
-        let mut statements = crate::db::PreparedStatements::default();
-        for item_id in items::staged_item_ids(tx, run.id)? {
-            match items::complete_item(tx, &mut statements, item_id, run.id, now, None, Committer::RunEnder)?
-            {
-                Completion::Completed => {
-                    reaped.completed_from_staging.push(item_id);
-                    let event = Event::new(
-                        EventKind::StagedResultCompleted,
-                        format!("run {} ended ({status}) after staging item {item_id}: the staged result verified and was committed", run.id),
-                    )
-                    .drain(&run.drain)
-                    .run(run.id)
-                    .item(item_id);
-                    record_event(tx, outbox, &event, now)?;
-                }
-                outcome => {
-                    reaped.discarded_staging.push(item_id);
-                    let why = match outcome {
-                        Completion::ClaimLost => "the run no longer held the item",
-                        _ => "the staged bytes did not match their length and checksum",
-                    };
-                    let event = Event::new(
-                        EventKind::StagedResultDiscarded,
-                        format!(
-                            "run {} ended ({status}): staged result of item {item_id} discarded: {why}",
-                            run.id
-                        ),
-                    )
-                    .drain(&run.drain)
-                    .run(run.id)
-                    .item(item_id);
-                    record_event(tx, outbox, &event, now)?;
-                }
-            }
-        }
+        settle_staged(tx, outbox, run, status, now, &mut reaped)?;
         let error = format!("run {} {status}: {note}", run.id);
-        for item in items::release_run_items(tx, run.id, &error, max_attempts, false, now)? {
-            let (kind, message) = if item.is_dead {
-                reaped.dead_lettered.push(item.key.clone());
-                (EventKind::ItemDeadLettered, format!("item {} dead: {error} on its last attempt", item.key))
-            } else {
-                reaped.released.push(item.key.clone());
-                (EventKind::ItemReleased, format!("item {} released: {error}", item.key))
-            };
-            let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
-            record_event(tx, outbox, &event, now)?;
-        }
-        let kind = if status == RunStatus::Hung { EventKind::RunHung } else { EventKind::RunCrashed };
-        let event = Event::new(kind, format!("run {} {status}: {note}", run.id))
-            .drain(&run.drain)
-            .run(run.id)
-            .data(json!({
-                "pid": run.pid,
-                "host": run.host,
-                "last_checkpoint_at": run.last_checkpoint_at,
-                "released": reaped.released,
-                "dead_lettered": reaped.dead_lettered,
-                "completed_from_staging": reaped.completed_from_staging,
-                "discarded_staging": reaped.discarded_staging,
-            }));
-        record_event(tx, outbox, &event, now)?;
+        release_items(tx, outbox, run, &error, max_attempts, now, &mut reaped)?;
+        record_run_ended(tx, outbox, run, status, note, &reaped, now)?;
         Ok(Some(reaped))
     })?;
     if result.is_some() {
         kill_left_worker(client, outbox, config, run, now);
     }
     Ok(result)
+}
+
+/// Commit the run's staged results that verify, discard the others, with an event each.
+fn settle_staged(
+    tx: &mut postgres::Transaction<'_>,
+    outbox: &Outbox,
+    run: &RunRow,
+    status: RunStatus,
+    now: DateTime<Utc>,
+    reaped: &mut Reaped,
+) -> Result<()> {
+    let mut statements = crate::db::PreparedStatements::default();
+    for item_id in items::staged_item_ids(tx, run.id)? {
+        match items::complete_item(tx, &mut statements, item_id, run.id, now, None, Committer::RunEnder)? {
+            Completion::Completed => {
+                reaped.completed_from_staging.push(item_id);
+                let event = Event::new(
+                    EventKind::StagedResultCompleted,
+                    format!("run {} ended ({status}) after staging item {item_id}: the staged result verified and was committed", run.id),
+                )
+                .drain(&run.drain)
+                .run(run.id)
+                .item(item_id);
+                record_event(tx, outbox, &event, now)?;
+            }
+            outcome => {
+                reaped.discarded_staging.push(item_id);
+                let why = match outcome {
+                    Completion::ClaimLost => "the run no longer held the item",
+                    _ => "the staged bytes did not match their length and checksum",
+                };
+                let event = Event::new(
+                    EventKind::StagedResultDiscarded,
+                    format!(
+                        "run {} ended ({status}): staged result of item {item_id} discarded: {why}",
+                        run.id
+                    ),
+                )
+                .drain(&run.drain)
+                .run(run.id)
+                .item(item_id);
+                record_event(tx, outbox, &event, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Give the run's items back (dead-lettered on their last attempt), with an event each.
+fn release_items(
+    tx: &mut postgres::Transaction<'_>,
+    outbox: &Outbox,
+    run: &RunRow,
+    error: &str,
+    max_attempts: i32,
+    now: DateTime<Utc>,
+    reaped: &mut Reaped,
+) -> Result<()> {
+    for item in items::release_run_items(tx, run.id, error, max_attempts, false, now)? {
+        let (kind, message) = if item.is_dead {
+            reaped.dead_lettered.push(item.key.clone());
+            (EventKind::ItemDeadLettered, format!("item {} dead: {error} on its last attempt", item.key))
+        } else {
+            reaped.released.push(item.key.clone());
+            (EventKind::ItemReleased, format!("item {} released: {error}", item.key))
+        };
+        let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
+        record_event(tx, outbox, &event, now)?;
+    }
+    Ok(())
+}
+
+/// The `run_hung` or `run_crashed` event, with what ending the run did.
+fn record_run_ended(
+    tx: &mut postgres::Transaction<'_>,
+    outbox: &Outbox,
+    run: &RunRow,
+    status: RunStatus,
+    note: &str,
+    reaped: &Reaped,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let kind = if status == RunStatus::Hung { EventKind::RunHung } else { EventKind::RunCrashed };
+    let event = Event::new(kind, format!("run {} {status}: {note}", run.id))
+        .drain(&run.drain)
+        .run(run.id)
+        .data(json!({
+            "pid": run.pid,
+            "host": run.host,
+            "last_checkpoint_at": run.last_checkpoint_at,
+            "released": reaped.released,
+            "dead_lettered": reaped.dead_lettered,
+            "completed_from_staging": reaped.completed_from_staging,
+            "discarded_staging": reaped.discarded_staging,
+        }));
+    record_event(tx, outbox, &event, now)?;
+    Ok(())
 }
 
 /// A crashed pass may leave its worker running (it has its own process group): end it.

@@ -268,13 +268,29 @@ fn scan_locked(
     report.resumed_after = resume_after.clone();
     let after: Option<Vec<String>> = resume_after.as_deref().map(components);
 
+    let found = find_files(drain, source, root, &after, &mut report)?;
+    let plans = plan_files(client, drain, root, &found, &after, &mut report)?;
+    apply_plans(client, drain, root, plans, &mut report, now)?;
+    finish_scan(client, outbox, drain, &found, &report, now)?;
+    Ok(report)
+}
+
+/// Walk the source folder from where the previous scan stopped: the files the glob
+/// matches, at most `max_files_per_scan` of them.
+fn find_files(
+    drain: &DrainConfig,
+    source: &SourceConfig,
+    root: &Path,
+    after: &Option<Vec<String>>,
+    report: &mut ScanReport,
+) -> Result<Vec<Candidate>> {
     let mut walker = Walker {
         glob: &source.glob,
         root,
         after: after.clone(),
         limit: source.max_files_per_scan as usize,
         found: Vec::new(),
-        report: &mut report,
+        report,
     };
     let start = source.glob.start();
     if let Err(error) = walker.walk(root, &mut Vec::new(), &start) {
@@ -286,7 +302,18 @@ fn scan_locked(
     }
     let found = std::mem::take(&mut walker.found);
     report.files = found.len() as u64;
+    Ok(found)
+}
 
+/// Decide about every file found, then about the recorded files the walk did not see.
+fn plan_files(
+    client: &mut Client,
+    drain: &DrainConfig,
+    root: &Path,
+    found: &[Candidate],
+    after: &Option<Vec<String>>,
+    report: &mut ScanReport,
+) -> Result<Vec<Plan>> {
     // What the database knows about the files found.
     let mut known: HashMap<String, KnownFile> = HashMap::new();
     for chunk in found.chunks(BATCH) {
@@ -297,8 +324,8 @@ fn scan_locked(
     }
 
     let mut plans = Vec::with_capacity(found.len());
-    for file in &found {
-        plans.push(plan_file(file, known.get(&file.key), &mut report));
+    for file in found {
+        plans.push(plan_file(file, known.get(&file.key), report));
     }
 
     // Recorded files in the stretch this scan covered that it did not see: gone, or only
@@ -314,17 +341,40 @@ fn scan_locked(
             plans.push(Plan::Missing(path));
         }
     }
+    Ok(plans)
+}
 
+/// Write the plans, a transaction per batch.
+fn apply_plans(
+    client: &mut Client,
+    drain: &DrainConfig,
+    root: &Path,
+    plans: Vec<Plan>,
+    report: &mut ScanReport,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let root_text = root.to_str().unwrap_or_default().to_string();
     let mut pending = plans.into_iter().peekable();
     while pending.peek().is_some() {
         let mut transaction = client.transaction()?;
         for plan in pending.by_ref().take(BATCH) {
-            apply(&mut transaction, drain, &root_text, plan, &mut report, now)?;
+            apply(&mut transaction, drain, &root_text, plan, report, now)?;
         }
         transaction.commit()?;
     }
+    Ok(())
+}
 
+/// Record where the next scan resumes and, when the scan changed anything, a
+/// `source_scanned` event.
+fn finish_scan(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: &DrainConfig,
+    found: &[Candidate],
+    report: &ScanReport,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let next = if report.truncated { found.last().map(|file| file.key.as_str()) } else { None };
     let mut transaction = client.transaction()?;
     sources::set_resume_point(&mut transaction, &drain.name, next, now)?;
@@ -353,7 +403,7 @@ fn scan_locked(
         record_event(&mut transaction, outbox, event, now)?;
     }
     transaction.commit()?;
-    Ok(report)
+    Ok(())
 }
 
 /// Decide about one found file (hashing it when needed).
@@ -614,6 +664,19 @@ impl Walker<'_> {
             }
             return Ok(false);
         }
+        self.take_file(entry, prefix, key, file_type, path)
+    }
+
+    /// A file (or a link to one) the walk wants: found, unless it cannot be used; true
+    /// when the limit was passed.
+    fn take_file(
+        &mut self,
+        entry: &fs::DirEntry,
+        prefix: &[String],
+        key: String,
+        file_type: fs::FileType,
+        path: PathBuf,
+    ) -> std::io::Result<bool> {
         let (open_path, metadata) = if file_type.is_symlink() {
             let target = match self.link_target(&path) {
                 Ok(target) => target,
@@ -651,7 +714,7 @@ impl Walker<'_> {
             return Ok(true);
         }
         self.found.push(Candidate {
-            components: prefix.clone(),
+            components: prefix.to_vec(),
             key,
             open_path,
             device: metadata.dev(),

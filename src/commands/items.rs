@@ -8,11 +8,14 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use crate::cli::{ItemsArgs, ItemsCommand, ItemsShowArgs};
 use crate::context::Context;
-use crate::db::items::{count_by_state, get_item, list_attempts, list_items, ItemRow};
+use crate::db::items::{
+    count_by_state, get_item, list_attempts, list_items, AttemptRow, ItemDetail, ItemRow,
+};
 use crate::duration::format_duration;
 use crate::error::{Error, Result};
 use crate::model::ItemState;
@@ -81,9 +84,26 @@ fn availability(item: &ItemRow, now: DateTime<Utc>) -> String {
 }
 
 fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
-    let drain = ctx.history_drain(&args.name)?;
+    let shown = gather(ctx, args)?;
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
+    let mut human = render_fields(&shown, now, zone);
+    human.push_str(&render_output(&shown.item));
+    human.push_str(&render_attempts(&shown.attempts, zone));
+    Ok(Report::new(human, render_json(&shown)))
+}
+
+/// One item whole, as `items show` reads it.
+struct ShownItem {
+    drain: String,
+    item: ItemDetail,
+    attempts: Vec<AttemptRow>,
+    /// `None` when the drain has left the configuration.
+    max_attempts: Option<u32>,
+}
+
+fn gather(ctx: &mut Context, args: &ItemsShowArgs) -> Result<ShownItem> {
+    let drain = ctx.history_drain(&args.name)?;
     let item = get_item(&mut ctx.client, &drain, &args.key)?.ok_or_else(|| {
         Error::Data(format!(
             "drain {drain} has no item with key {:?}; `drainctl items {drain}` lists them",
@@ -91,9 +111,14 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
         ))
     })?;
     let attempts = list_attempts(&mut ctx.client, item.row.id)?;
-    let row = &item.row;
     let max_attempts = ctx.config.drain(&drain).ok().map(|d| d.max_attempts);
+    Ok(ShownItem { drain, item, attempts, max_attempts })
+}
 
+/// The item's state and times, one field a line, ending with its last error.
+fn render_fields(shown: &ShownItem, now: DateTime<Utc>, zone: Tz) -> String {
+    let ShownItem { drain, item, max_attempts, .. } = shown;
+    let row = &item.row;
     let mut pairs: Vec<(&str, String)> = vec![
         ("item", format!("{} (id {}) of drain {drain}", row.key, row.id)),
         ("state", row.state.to_string()),
@@ -125,8 +150,12 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
         }
     }
     pairs.push(("last error", row.last_error.clone().unwrap_or_else(|| "-".into())));
-    let mut human = fields(&pairs);
+    fields(&pairs)
+}
 
+/// The payload, the end of the kept stderr and the result, each cut for a terminal.
+fn render_output(item: &ItemDetail) -> String {
+    let mut human = String::new();
     let payload = serde_json::to_string_pretty(&item.payload).unwrap_or_else(|_| item.payload.to_string());
     let (payload, note) = first_chars(&payload, HUMAN_PAYLOAD_CHARS);
     human.push_str(&format!("\npayload{note}\n"));
@@ -153,7 +182,12 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
         }
         None => human.push_str("\nresult: none\n"),
     }
+    human
+}
 
+/// Every attempt of the item, as an indented table.
+fn render_attempts(attempts: &[AttemptRow], zone: Tz) -> String {
+    let mut human = String::new();
     human.push_str("\nattempts\n");
     if attempts.is_empty() {
         human.push_str("  none\n");
@@ -179,7 +213,13 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
             .collect();
         human.push_str(&indent(&table(&["#", "RUN", "STARTED", "TOOK", "OUTCOME", "EXIT", "ERROR"], &rows)));
     }
+    human
+}
 
+/// The item whole as JSON: the result exact, as UTF-8 text or base64.
+fn render_json(shown: &ShownItem) -> Value {
+    let ShownItem { drain, item, attempts, max_attempts } = shown;
+    let row = &item.row;
     let (result_encoding, result_text) = match item.result.as_deref() {
         Some(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => (Value::from("utf-8"), Value::from(text)),
@@ -189,7 +229,7 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
         },
         None => (Value::Null, Value::Null),
     };
-    let json = json!({
+    json!({
         "drain": drain,
         "id": row.id,
         "key": row.key,
@@ -209,8 +249,7 @@ fn show(ctx: &mut Context, args: &ItemsShowArgs) -> Result<Report> {
         "result_encoding": result_encoding,
         "result": result_text,
         "attempt_history": attempts,
-    });
-    Ok(Report::new(human, json))
+    })
 }
 
 /// Every line indented by two spaces.

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::accounts::{AccountState, GroupView, Selection};
 use crate::backoff::BackoffRule;
-use crate::config::Config;
+use crate::config::{Config, DrainConfig};
 use crate::context::Context;
 use crate::db::backoffs::{read_group_backoffs, BackoffRow};
 use crate::db::drains::{read_controls, DrainControls};
@@ -172,13 +172,14 @@ fn drain_state(
     }
 }
 
-fn decide(config: &Config, snapshot: Snapshot) -> StatusView {
+fn decide(config: &Config, mut snapshot: Snapshot) -> StatusView {
     let now = snapshot.now;
     let zone = config.defaults.timezone;
+    let group_states = std::mem::take(&mut snapshot.group_states);
     let views: Vec<GroupView> = config
         .quota_groups
         .iter()
-        .zip(snapshot.group_states)
+        .zip(group_states)
         .map(|(group, (_, state))| GroupView::new(group, &snapshot.backoff_rows, state))
         .collect();
     let groups: Vec<(String, Vec<AccountView>)> =
@@ -190,77 +191,7 @@ fn decide(config: &Config, snapshot: Snapshot) -> StatusView {
         else {
             continue;
         };
-        let control = snapshot.controls.iter().find(|c| c.name == drain.name);
-        let counts = snapshot.counts.get(&drain.name).copied().unwrap_or_default();
-        let wait = view.wait(now);
-        let next_account = match view.select(now) {
-            Selection::Use { account, .. } => view.group.accounts.get(account),
-            Selection::Wait { .. } => None,
-        };
-        // The account whose suspected mark a success would clear.
-        let current = view.backoffs.get(view.active());
-        let runs: Vec<&RunRow> = snapshot.running.iter().filter(|r| r.drain == drain.name).collect();
-        let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-        let is_hung = runs.iter().any(|r| now - r.last_checkpoint_at > liveness);
-        let burst_until = control.and_then(|c| c.active_burst(now));
-        let is_paused = control.is_some_and(|c| c.is_paused());
-        let in_window = drain.window.as_ref().is_none_or(|w| w.contains(now, zone));
-        let state = drain_state(
-            is_paused,
-            is_hung,
-            !runs.is_empty(),
-            wait.is_some(),
-            burst_until.is_some(),
-            in_window,
-        );
-        let next_window_opening = match &drain.window {
-            Some(window) if !in_window => window.next_opening(now, zone),
-            _ => None,
-        };
-        let last_started_at =
-            snapshot.last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
-        let forecast = crate::schedule::forecast::forecast(
-            snapshot.histories.get(&drain.name).copied().unwrap_or_default(),
-            counts.pending + counts.running,
-            drain.concurrency,
-            burst_until,
-            now,
-        );
-        let (backoff_until, backoff_reason) = wait.unzip();
-        drains.push(DrainView {
-            drain: drain.name.clone(),
-            state,
-            quota_group: drain.quota_group.clone(),
-            counts,
-            paused: is_paused,
-            pause_note: control.and_then(|c| c.pause_note.clone()),
-            burst_until,
-            burst_note: control.and_then(|c| c.burst_note.clone()),
-            backoff_until,
-            backoff_reason,
-            backoff_suspected: current.is_some_and(|row| row.suspected_at.is_some()),
-            needs_attention: view.backoffs.iter().any(|row| row.needs_attention),
-            account: next_account.filter(|a| !a.is_implicit()).map(|a| a.name.clone()),
-            accounts: group_accounts.1.clone(),
-            running_runs: runs.iter().map(|r| r.id).collect(),
-            waiting_until: runs.iter().filter_map(|r| r.waiting_until).min(),
-            last_run: snapshot.last_runs.get(&drain.name).map(|r| LastRunView {
-                id: r.id,
-                status: r.status,
-                started_at: r.started_at,
-                finished_at: r.finished_at,
-                items_done: r.items_done,
-                items_failed: r.items_failed,
-                note: r.note.clone(),
-            }),
-            last_checkpoint_at: runs.iter().map(|r| r.last_checkpoint_at).max(),
-            window: drain.window.as_ref().map(|w| w.describe()),
-            in_window,
-            next_window_opening,
-            every_seconds: drain.every.map(|every| every.as_secs_f64()),
-            cadence_next_start_at: crate::schedule::cadence::next_start(drain.every, last_started_at),
-            forecast,
-        });
+        drains.push(decide_drain(drain, view, group_accounts, &snapshot, zone));
     }
     StatusView {
         now,
@@ -268,6 +199,86 @@ fn decide(config: &Config, snapshot: Snapshot) -> StatusView {
         drains,
         supervisor: Heartbeat::new(snapshot.last_pass_at, now, config.defaults.supervise_interval),
         groups: groups.into_iter().filter(|(_, accounts)| !accounts.is_empty()).collect(),
+    }
+}
+
+/// One drain's state, backlog, backoff, runs, window, cadence and forecast.
+fn decide_drain(
+    drain: &DrainConfig,
+    view: &GroupView,
+    group_accounts: &(String, Vec<AccountView>),
+    snapshot: &Snapshot,
+    zone: Tz,
+) -> DrainView {
+    let now = snapshot.now;
+    let control = snapshot.controls.iter().find(|c| c.name == drain.name);
+    let counts = snapshot.counts.get(&drain.name).copied().unwrap_or_default();
+    let wait = view.wait(now);
+    let next_account = match view.select(now) {
+        Selection::Use { account, .. } => view.group.accounts.get(account),
+        Selection::Wait { .. } => None,
+    };
+    // The account whose suspected mark a success would clear.
+    let current = view.backoffs.get(view.active());
+    let runs: Vec<&RunRow> = snapshot.running.iter().filter(|r| r.drain == drain.name).collect();
+    let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
+    let is_hung = runs.iter().any(|r| now - r.last_checkpoint_at > liveness);
+    let burst_until = control.and_then(|c| c.active_burst(now));
+    let is_paused = control.is_some_and(|c| c.is_paused());
+    let in_window = drain.window.as_ref().is_none_or(|w| w.contains(now, zone));
+    let state =
+        drain_state(is_paused, is_hung, !runs.is_empty(), wait.is_some(), burst_until.is_some(), in_window);
+    let next_window_opening = match &drain.window {
+        Some(window) if !in_window => window.next_opening(now, zone),
+        _ => None,
+    };
+    let last_started_at =
+        snapshot.last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
+    let forecast = crate::schedule::forecast::forecast(
+        snapshot.histories.get(&drain.name).copied().unwrap_or_default(),
+        counts.pending + counts.running,
+        drain.concurrency,
+        burst_until,
+        now,
+    );
+    let (backoff_until, backoff_reason) = wait.unzip();
+    DrainView {
+        drain: drain.name.clone(),
+        state,
+        quota_group: drain.quota_group.clone(),
+        counts,
+        paused: is_paused,
+        pause_note: control.and_then(|c| c.pause_note.clone()),
+        burst_until,
+        burst_note: control.and_then(|c| c.burst_note.clone()),
+        backoff_until,
+        backoff_reason,
+        backoff_suspected: current.is_some_and(|row| row.suspected_at.is_some()),
+        needs_attention: view.backoffs.iter().any(|row| row.needs_attention),
+        account: next_account.filter(|a| !a.is_implicit()).map(|a| a.name.clone()),
+        accounts: group_accounts.1.clone(),
+        running_runs: runs.iter().map(|r| r.id).collect(),
+        waiting_until: runs.iter().filter_map(|r| r.waiting_until).min(),
+        last_run: snapshot.last_runs.get(&drain.name).map(last_run_view),
+        last_checkpoint_at: runs.iter().map(|r| r.last_checkpoint_at).max(),
+        window: drain.window.as_ref().map(|w| w.describe()),
+        in_window,
+        next_window_opening,
+        every_seconds: drain.every.map(|every| every.as_secs_f64()),
+        cadence_next_start_at: crate::schedule::cadence::next_start(drain.every, last_started_at),
+        forecast,
+    }
+}
+
+fn last_run_view(r: &RunRow) -> LastRunView {
+    LastRunView {
+        id: r.id,
+        status: r.status,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        items_done: r.items_done,
+        items_failed: r.items_failed,
+        note: r.note.clone(),
     }
 }
 
@@ -304,6 +315,32 @@ fn accounts(view: &GroupView, now: DateTime<Utc>) -> Vec<AccountView> {
 
 fn render(view: &StatusView, zone: Tz) -> Result<Report> {
     let now = view.now;
+    let (rows, forecast_lines) = drain_rows(view, zone);
+    let mut human =
+        table(&["DRAIN", "STATE", "PENDING", "RUNNING", "DONE", "DEAD", "LAST RUN", "NOTES"], &rows);
+    if !forecast_lines.is_empty() {
+        human.push_str("\nforecast (passes finished in the last 24h)\n");
+        for line in forecast_lines {
+            human.push_str(&crate::output::truncate(&line, crate::output::TABLE_WIDTH));
+            human.push('\n');
+        }
+    }
+    let account_table = account_rows(view, zone);
+    if !account_table.is_empty() {
+        if !human.ends_with('\n') {
+            human.push('\n');
+        }
+        human.push('\n');
+        human.push_str(&table(&["QUOTA GROUP", "ACCOUNT", "STATE", "BACKOFF"], &account_table));
+    }
+    human.push_str(&format!("\n{}\n", view.supervisor.describe(now)));
+    let json = serde_json::to_value(view).map_err(|error| Error::Internal(error.to_string()))?;
+    Ok(Report::new(human, json))
+}
+
+/// A table row per drain, and its forecast lines.
+fn drain_rows(view: &StatusView, zone: Tz) -> (Vec<Vec<String>>, Vec<String>) {
+    let now = view.now;
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut rows = Vec::new();
     let mut forecast_lines = Vec::new();
@@ -312,34 +349,7 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
         if let Some(burst) = drain.forecast.describe_burst() {
             forecast_lines.push(format!("  {}: {burst}", drain.drain));
         }
-        let mut notes = Vec::new();
-        if let Some(until) = drain.burst_until {
-            notes.push(format!("burst until {} ({})", local_time(until, zone), relative(until)));
-        }
-        if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
-            notes.push(format!("backoff {} ({reason})", relative(until)));
-        }
-        if let Some(until) = drain.waiting_until {
-            notes.push(format!("waiting for the reset {}", relative(until)));
-        }
-        if let Some(account) = &drain.account {
-            notes.push(format!("account {account}"));
-        }
-        if drain.paused {
-            notes.push(format!("paused: {}", drain.pause_note.clone().unwrap_or_default()));
-        }
-        if let Some(at) = drain.last_checkpoint_at {
-            notes.push(format!("checkpoint {}", relative(at)));
-        }
-        if let Some(at) = drain.next_window_opening {
-            notes.push(format!("opens {}", relative(at)));
-        }
-        if let Some(at) = drain.cadence_next_start_at.filter(|at| *at > now && drain.burst_until.is_none()) {
-            notes.push(format!("next start {}", relative(at)));
-        }
-        if drain.counts.skipped_missing > 0 {
-            notes.push(format!("{} skipped (file missing)", drain.counts.skipped_missing));
-        }
+        let notes = drain_notes(drain, now, zone);
         rows.push(vec![
             drain.drain.clone(),
             drain.state.to_string(),
@@ -355,15 +365,48 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
             notes.join("; "),
         ]);
     }
-    let mut human =
-        table(&["DRAIN", "STATE", "PENDING", "RUNNING", "DONE", "DEAD", "LAST RUN", "NOTES"], &rows);
-    if !forecast_lines.is_empty() {
-        human.push_str("\nforecast (passes finished in the last 24h)\n");
-        for line in forecast_lines {
-            human.push_str(&crate::output::truncate(&line, crate::output::TABLE_WIDTH));
-            human.push('\n');
-        }
+    (rows, forecast_lines)
+}
+
+/// The NOTES cell of a drain: burst, backoff, wait, account, pause, checkpoint, window,
+/// cadence and skipped files.
+fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
+    let relative = |at: DateTime<Utc>| format_relative(at - now);
+    let mut notes = Vec::new();
+    if let Some(until) = drain.burst_until {
+        notes.push(format!("burst until {} ({})", local_time(until, zone), relative(until)));
     }
+    if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
+        notes.push(format!("backoff {} ({reason})", relative(until)));
+    }
+    if let Some(until) = drain.waiting_until {
+        notes.push(format!("waiting for the reset {}", relative(until)));
+    }
+    if let Some(account) = &drain.account {
+        notes.push(format!("account {account}"));
+    }
+    if drain.paused {
+        notes.push(format!("paused: {}", drain.pause_note.clone().unwrap_or_default()));
+    }
+    if let Some(at) = drain.last_checkpoint_at {
+        notes.push(format!("checkpoint {}", relative(at)));
+    }
+    if let Some(at) = drain.next_window_opening {
+        notes.push(format!("opens {}", relative(at)));
+    }
+    if let Some(at) = drain.cadence_next_start_at.filter(|at| *at > now && drain.burst_until.is_none()) {
+        notes.push(format!("next start {}", relative(at)));
+    }
+    if drain.counts.skipped_missing > 0 {
+        notes.push(format!("{} skipped (file missing)", drain.counts.skipped_missing));
+    }
+    notes
+}
+
+/// A table row per declared account of every quota group that has some.
+fn account_rows(view: &StatusView, zone: Tz) -> Vec<Vec<String>> {
+    let now = view.now;
+    let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut account_table = Vec::new();
     for (group, accounts) in &view.groups {
         for account in accounts {
@@ -379,14 +422,5 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
             account_table.push(vec![group.clone(), account.name.clone(), account.state.to_string(), backoff]);
         }
     }
-    if !account_table.is_empty() {
-        if !human.ends_with('\n') {
-            human.push('\n');
-        }
-        human.push('\n');
-        human.push_str(&table(&["QUOTA GROUP", "ACCOUNT", "STATE", "BACKOFF"], &account_table));
-    }
-    human.push_str(&format!("\n{}\n", view.supervisor.describe(now)));
-    let json = serde_json::to_value(view).map_err(|error| Error::Internal(error.to_string()))?;
-    Ok(Report::new(human, json))
+    account_table
 }

@@ -81,37 +81,10 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
     crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
 
-    let host = crate::worker::process::host_name();
-    let host_id = crate::worker::process::host_id();
-    let pid = std::process::id();
-    let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
-    let new_run = NewRun {
-        drain: &drain.name,
-        trigger: args.trigger,
-        host: &host,
-        host_id: host_id.as_deref(),
-        pid: pid as i32,
-        process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
-        log_path: log_path.as_deref(),
+    let run_id = match open_run(client, outbox, drain, &controls, args, now)? {
+        Opened::Run(run_id) => run_id,
+        Opened::LockSkipped(report) => return Ok(report),
     };
-    if take_slot(client, &controls, drain.concurrency)?.is_none() {
-        let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
-        let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
-        return Ok(Report::new(
-            format!("{}: lock_skipped: {note}", drain.name),
-            json!({ "drain": drain.name, "run_id": run_id, "status": RunStatus::LockSkipped, "note": note }),
-        ));
-    }
-    let run_id = in_transaction(client, |tx| {
-        let run_id = runs::insert_run(tx, &new_run, now)?;
-        let event =
-            Event::new(EventKind::RunStarted, format!("run {run_id} started ({})", args.trigger.as_str()))
-                .drain(&drain.name)
-                .run(run_id)
-                .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
-        record_event(tx, outbox, &event, now)?;
-        Ok(run_id)
-    })?;
     log::info!("drain {}: run {run_id} started", drain.name);
 
     let mut pass = Pass {
@@ -134,29 +107,91 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
-        Err(error) => {
-            // Record what we can, then report the error. If the database itself is gone the
-            // run stays `running` and the next pass or supervise reaps it as crashed.
-            let note = format!("stopped by an error: {}", error.display_scrubbed());
-            let at = pass.clock.now();
-            let event = finished_event(&pass, RunStatus::Failed, &note);
-            // Stopped by an error, not by the items: give their attempts back.
-            let max_attempts = pass.drain.max_attempts as i32;
-            let released = in_transaction(pass.client, |tx| {
-                items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
-                if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at)? {
-                    record_event(tx, pass.outbox, &event, at)?;
-                }
-                Ok(())
-            });
-            if let Err(release_error) = released {
-                log::error!("run {run_id}: could not release items after an error: {release_error}");
-            }
-            return Err(error);
-        }
+        Err(error) => return Err(fail_run(&mut pass, error)),
     };
+    close_run(&mut pass, &stop)?;
+    Ok(render(&pass, stop))
+}
+
+/// How opening a run went: a run was recorded, or every concurrency slot was taken.
+enum Opened {
+    Run(i64),
+    LockSkipped(Report),
+}
+
+/// Take a concurrency slot and record the run with its `run_started` event; when no
+/// slot is free, record a `lock_skipped` run instead and report that.
+fn open_run(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: &DrainConfig,
+    controls: &DrainControls,
+    args: &DrainArgs,
+    now: DateTime<Utc>,
+) -> Result<Opened> {
+    let host = crate::worker::process::host_name();
+    let host_id = crate::worker::process::host_id();
+    let pid = std::process::id();
+    let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
+    let new_run = NewRun {
+        drain: &drain.name,
+        trigger: args.trigger,
+        host: &host,
+        host_id: host_id.as_deref(),
+        pid: pid as i32,
+        process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
+        log_path: log_path.as_deref(),
+    };
+    if take_slot(client, controls, drain.concurrency)?.is_none() {
+        let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
+        let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
+        return Ok(Opened::LockSkipped(Report::new(
+            format!("{}: lock_skipped: {note}", drain.name),
+            json!({ "drain": drain.name, "run_id": run_id, "status": RunStatus::LockSkipped, "note": note }),
+        )));
+    }
+    let run_id = in_transaction(client, |tx| {
+        let run_id = runs::insert_run(tx, &new_run, now)?;
+        let event =
+            Event::new(EventKind::RunStarted, format!("run {run_id} started ({})", args.trigger.as_str()))
+                .drain(&drain.name)
+                .run(run_id)
+                .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
+        record_event(tx, outbox, &event, now)?;
+        Ok(run_id)
+    })?;
+    Ok(Opened::Run(run_id))
+}
+
+/// The pass stopped on an error: give its items back and finish the run as failed;
+/// returns the error.
+fn fail_run(pass: &mut Pass, error: Error) -> Error {
+    let run_id = pass.run_id;
+    // Record what we can, then report the error. If the database itself is gone the
+    // run stays `running` and the next pass or supervise reaps it as crashed.
+    let note = format!("stopped by an error: {}", error.display_scrubbed());
     let at = pass.clock.now();
-    let event = finished_event(&pass, stop.status, &stop.note);
+    let event = finished_event(pass, RunStatus::Failed, &note);
+    // Stopped by an error, not by the items: give their attempts back.
+    let max_attempts = pass.drain.max_attempts as i32;
+    let released = in_transaction(pass.client, |tx| {
+        items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
+        if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at)? {
+            record_event(tx, pass.outbox, &event, at)?;
+        }
+        Ok(())
+    });
+    if let Err(release_error) = released {
+        log::error!("run {run_id}: could not release items after an error: {release_error}");
+    }
+    error
+}
+
+/// Record how the pass ended, with its `run_finished` event.
+fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
+    let run_id = pass.run_id;
+    let at = pass.clock.now();
+    let event = finished_event(pass, stop.status, &stop.note);
     in_transaction(pass.client, |tx| {
         // Supervise may have ended this run already (hung): then it told the story.
         if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
@@ -166,6 +201,12 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     })?;
     log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
     crate::metrics::write_textfile_after_drain_pass(pass.client, pass.config, at);
+    Ok(())
+}
+
+/// The finished pass as a line and as JSON; a non-zero outcome also says why on stderr.
+fn render(pass: &Pass, stop: Stop) -> Report {
+    let run_id = pass.run_id;
     let human = format!(
         "{}: run {run_id} {}: {} done, {} failed — {}",
         pass.drain.name, stop.status, pass.done, pass.failed, stop.note
@@ -185,7 +226,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         // Non-zero outcomes also say why on stderr, in the one-line form.
         eprintln!("drainctl: drain {}: {}", pass.drain.name, crate::output::escape_controls(&stop.note));
     }
-    Ok(report.with_exit_code(stop.exit_code))
+    report.with_exit_code(stop.exit_code)
 }
 
 fn finished_event(pass: &Pass, status: RunStatus, note: &str) -> Event {

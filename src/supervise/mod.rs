@@ -24,13 +24,15 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::SuperviseArgs;
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::context::Context;
 use crate::db::events::{record_event_or_log, Event, Outbox};
 use crate::db::items::drains_with_available_items;
 use crate::db::passes::{insert_pass, PassRecord};
 use crate::db::runs::RunRow;
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
-use crate::error::{Result, EXIT_INTERNAL, EXIT_OK};
+use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
 use crate::model::{EventKind, PassStatus};
 use crate::output::{table, Report};
 use crate::worker::process;
@@ -90,42 +92,17 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let Context { config, clock, client, outbox } = ctx;
     let outbox: &Outbox = outbox;
     let fired_at = clock.now();
-    let scheduled_for = match args.slot {
-        Some(at) => at,
-        None => {
-            let interval = chrono::Duration::from_std(config.defaults.supervise_interval)
-                .unwrap_or(chrono::Duration::minutes(15));
-            fired_at.duration_trunc(interval).unwrap_or(fired_at)
-        }
-    };
-    let host = process::host_name();
-    let pid = std::process::id();
-    let record_pass = |client: &mut Client, status: PassStatus, decisions: serde_json::Value| {
-        let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
-        let record = PassRecord {
-            fired_at,
-            scheduled_for,
-            host: &host,
-            pid: pid as i32,
-            status,
-            duration_ms,
-            decisions,
-        };
-        insert_pass(client, &record).map(|id| (id, duration_ms))
+    let scheduled_for = scheduled_slot(config, args, fired_at);
+    let recorder = PassRecorder {
+        started,
+        fired_at,
+        scheduled_for,
+        host: process::host_name(),
+        pid: std::process::id(),
     };
     if !args.dry_run && !try_advisory_lock(client, SUPERVISE_LOCK_KEY)? {
-        record_pass(client, PassStatus::LockSkipped, json!([]))?;
-        return Ok(Report::new(
-            "supervise: lock_skipped: another supervise pass is running",
-            json!({
-                "status": PassStatus::LockSkipped,
-                "fired_at": fired_at,
-                "scheduled_for": scheduled_for,
-                "decisions": [],
-                "scans": [],
-                "prune": null,
-            }),
-        ));
+        recorder.record(client, PassStatus::LockSkipped, json!([]))?;
+        return lock_skipped_report(fired_at, scheduled_for);
     }
     // Never wait long behind a lock held by a frozen drain: fail that decision instead.
     crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
@@ -135,42 +112,14 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // Feed the drains with sources first, so the decisions see what the scans enqueued.
     let mut scans = Vec::new();
     if !args.dry_run {
-        for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
-            let scanned = crate::sources::scan(client, outbox, drain, clock.now());
-            scans.push(scanned.unwrap_or_else(|error| {
-                had_error = true;
-                let message = error.display_scrubbed();
-                let what = format!("could not scan the source of drain {}: {message}", drain.name);
-                record_failure(client, outbox, Some(&drain.name), what, clock.now());
-                crate::sources::ScanReport::failed(drain, message)
-            }));
-        }
+        scans = scan_sources(client, outbox, config, clock, &mut had_error);
     }
     let mut snapshots = take_snapshot(client, config, fired_at, args.dry_run)?;
     // End what must end first, then decide the starts on what that left.
     let mut decisions = plan_recovery(&snapshots, fired_at, zone);
     let mut pruned = None;
     if !args.dry_run {
-        // The running runs the decisions were made on are the ones they act on.
-        let runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
-        apply_all(client, outbox, config, clock, &runs, &mut decisions, fired_at, &mut had_error);
-        let released = crate::reap::release_orphaned_items(client, outbox, config, clock, None)
-            .unwrap_or_else(|error| {
-                had_error = true;
-                let what = format!("could not release orphaned items: {}", error.display_scrubbed());
-                record_failure(client, outbox, None, what, clock.now());
-                0
-            });
-        let has_ended_runs =
-            decisions.iter().any(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung));
-        if has_ended_runs || released > 0 {
-            // Items the ended runs held are pending again: see them before deciding starts.
-            let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
-            let available = drains_with_available_items(client, &names, clock.now())?;
-            for snapshot in snapshots.iter_mut() {
-                snapshot.has_available_item = available.contains(&snapshot.drain.name);
-            }
-        }
+        recover(client, outbox, config, clock, &mut snapshots, &mut decisions, fired_at, &mut had_error)?;
     }
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, fired_at, zone));
@@ -185,41 +134,207 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             fired_at,
             &mut had_error,
         );
-        let (pass_id, duration_ms) = record_pass(
-            client,
-            PassStatus::Done,
-            serde_json::to_value(&decisions).unwrap_or_else(|_| json!([])),
-        )?;
-        // Retention, at most once a day.
-        match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
-            Ok(report) => pruned = report,
-            Err(error) => {
-                had_error = true;
-                let what = format!("could not prune old history: {}", error.display_scrubbed());
-                record_failure(client, outbox, None, what, clock.now());
-            }
-        }
-        if let Some(path) = &config.defaults.metrics_textfile {
-            let written = crate::metrics::render_metrics(client, config, clock.now())
-                .and_then(|text| crate::metrics::write_textfile(path, &text));
-            if let Err(error) = written {
-                // When nothing else failed, the pass exits with this error's code: 78 for
-                // a missing folder or a path that is not a regular file.
-                if !had_error {
-                    textfile_exit_code = Some(error.exit_code());
-                }
-                had_error = true;
-                let what = format!(
-                    "could not write metrics_textfile {}: {}",
-                    path.display(),
-                    error.display_scrubbed()
-                );
-                record_failure(client, outbox, None, what, clock.now());
-            }
-        }
-        advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
-        log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
+        (pruned, textfile_exit_code) =
+            finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut had_error)?;
     }
+    let report = render(args, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
+    let exit_code = match (had_error, textfile_exit_code) {
+        (false, _) => EXIT_OK,
+        (true, Some(code)) => code,
+        (true, None) => EXIT_INTERNAL,
+    };
+    Ok(report.with_exit_code(exit_code))
+}
+
+/// The slot the pass stands for: `--slot`, or the start of the `supervise_interval`
+/// the pass fired in.
+fn scheduled_slot(config: &Config, args: &SuperviseArgs, fired_at: DateTime<Utc>) -> DateTime<Utc> {
+    match args.slot {
+        Some(at) => at,
+        None => {
+            let interval = chrono::Duration::from_std(config.defaults.supervise_interval)
+                .unwrap_or(chrono::Duration::minutes(15));
+            fired_at.duration_trunc(interval).unwrap_or(fired_at)
+        }
+    }
+}
+
+/// What a pass records of itself in `supervise_passes`: when it fired, for which slot, where.
+struct PassRecorder {
+    started: Instant,
+    fired_at: DateTime<Utc>,
+    scheduled_for: DateTime<Utc>,
+    host: String,
+    pid: u32,
+}
+
+impl PassRecorder {
+    /// Record the pass; returns its id and how long it took.
+    fn record(
+        &self,
+        client: &mut Client,
+        status: PassStatus,
+        decisions: serde_json::Value,
+    ) -> Result<(i64, i32)> {
+        let duration_ms = self.started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let record = PassRecord {
+            fired_at: self.fired_at,
+            scheduled_for: self.scheduled_for,
+            host: &self.host,
+            pid: self.pid as i32,
+            status,
+            duration_ms,
+            decisions,
+        };
+        insert_pass(client, &record).map(|id| (id, duration_ms))
+    }
+}
+
+/// The JSON of a pass: the same fields whether it acted, only planned, or was skipped.
+#[derive(Serialize)]
+struct PassView<'a, S: Serialize> {
+    status: S,
+    fired_at: DateTime<Utc>,
+    scheduled_for: DateTime<Utc>,
+    decisions: &'a [Decision],
+    scans: &'a [crate::sources::ScanReport],
+    prune: &'a Option<crate::prune::PruneReport>,
+}
+
+impl<S: Serialize> PassView<'_, S> {
+    fn to_json(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self).map_err(|error| Error::Internal(error.to_string()))
+    }
+}
+
+/// Another pass holds the lock: this one only says so.
+fn lock_skipped_report(fired_at: DateTime<Utc>, scheduled_for: DateTime<Utc>) -> Result<Report> {
+    let view = PassView {
+        status: PassStatus::LockSkipped,
+        fired_at,
+        scheduled_for,
+        decisions: &[],
+        scans: &[],
+        prune: &None,
+    };
+    Ok(Report::new("supervise: lock_skipped: another supervise pass is running", view.to_json()?))
+}
+
+/// Scan the source of every drain that has one; a failed scan is recorded and reported,
+/// and the pass goes on.
+fn scan_sources(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &Clock,
+    had_error: &mut bool,
+) -> Vec<crate::sources::ScanReport> {
+    let mut scans = Vec::new();
+    for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
+        let scanned = crate::sources::scan(client, outbox, drain, clock.now());
+        scans.push(scanned.unwrap_or_else(|error| {
+            *had_error = true;
+            let message = error.display_scrubbed();
+            let what = format!("could not scan the source of drain {}: {message}", drain.name);
+            record_failure(client, outbox, Some(&drain.name), what, clock.now());
+            crate::sources::ScanReport::failed(drain, message)
+        }));
+    }
+    scans
+}
+
+/// Apply the recovery decisions (reap crashed runs, end hung ones), release orphaned
+/// items, and refresh which drains have an available item when that changed anything.
+#[allow(clippy::too_many_arguments)]
+fn recover(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &Clock,
+    snapshots: &mut [snapshot::DrainSnapshot<'_>],
+    decisions: &mut [Decision],
+    fired_at: DateTime<Utc>,
+    had_error: &mut bool,
+) -> Result<()> {
+    // The running runs the decisions were made on are the ones they act on.
+    let runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
+    apply_all(client, outbox, config, clock, &runs, decisions, fired_at, had_error);
+    let released =
+        crate::reap::release_orphaned_items(client, outbox, config, clock, None).unwrap_or_else(|error| {
+            *had_error = true;
+            let what = format!("could not release orphaned items: {}", error.display_scrubbed());
+            record_failure(client, outbox, None, what, clock.now());
+            0
+        });
+    let has_ended_runs = decisions.iter().any(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung));
+    if has_ended_runs || released > 0 {
+        // Items the ended runs held are pending again: see them before deciding starts.
+        let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
+        let available = drains_with_available_items(client, &names, clock.now())?;
+        for snapshot in snapshots.iter_mut() {
+            snapshot.has_available_item = available.contains(&snapshot.drain.name);
+        }
+    }
+    Ok(())
+}
+
+/// After the decisions: record the pass, prune history when due, write the metrics
+/// textfile, release the lock. Returns what was pruned and, when the textfile failed
+/// first, the exit code of that failure.
+fn finish_pass(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &Clock,
+    recorder: &PassRecorder,
+    decisions: &[Decision],
+    had_error: &mut bool,
+) -> Result<(Option<crate::prune::PruneReport>, Option<u8>)> {
+    let mut pruned = None;
+    let mut textfile_exit_code = None;
+    let (pass_id, duration_ms) = recorder.record(
+        client,
+        PassStatus::Done,
+        serde_json::to_value(decisions).unwrap_or_else(|_| json!([])),
+    )?;
+    // Retention, at most once a day.
+    match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
+        Ok(report) => pruned = report,
+        Err(error) => {
+            *had_error = true;
+            let what = format!("could not prune old history: {}", error.display_scrubbed());
+            record_failure(client, outbox, None, what, clock.now());
+        }
+    }
+    if let Some(path) = &config.defaults.metrics_textfile {
+        let written = crate::metrics::render_metrics(client, config, clock.now())
+            .and_then(|text| crate::metrics::write_textfile(path, &text));
+        if let Err(error) = written {
+            // When nothing else failed, the pass exits with this error's code: 78 for
+            // a missing folder or a path that is not a regular file.
+            if !*had_error {
+                textfile_exit_code = Some(error.exit_code());
+            }
+            *had_error = true;
+            let what =
+                format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
+            record_failure(client, outbox, None, what, clock.now());
+        }
+    }
+    advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
+    log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
+    Ok((pruned, textfile_exit_code))
+}
+
+/// The pass as a table of decisions, then the scans and the prune, and as JSON.
+fn render(
+    args: &SuperviseArgs,
+    fired_at: DateTime<Utc>,
+    scheduled_for: DateTime<Utc>,
+    decisions: &[Decision],
+    scans: &[crate::sources::ScanReport],
+    pruned: &Option<crate::prune::PruneReport>,
+) -> Result<Report> {
     let rows: Vec<Vec<String>> = decisions
         .iter()
         .map(|d| {
@@ -239,30 +354,22 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         .collect();
     let mut human = if args.dry_run { "dry run: nothing was changed\n".to_string() } else { String::new() };
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
-    for scan in &scans {
+    for scan in scans {
         human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
         human.push_str(&scan.refused_lines());
     }
-    if let Some(pruned) = &pruned {
+    if let Some(pruned) = pruned {
         human.push_str(&format!("prune: {}\n", pruned.summary()));
     }
-    let report = Report::new(
-        human,
-        json!({
-            "status": if args.dry_run { "dry_run" } else { "done" },
-            "fired_at": fired_at,
-            "scheduled_for": scheduled_for,
-            "decisions": decisions,
-            "scans": scans,
-            "prune": pruned,
-        }),
-    );
-    let exit_code = match (had_error, textfile_exit_code) {
-        (false, _) => EXIT_OK,
-        (true, Some(code)) => code,
-        (true, None) => EXIT_INTERNAL,
+    let view = PassView {
+        status: if args.dry_run { "dry_run" } else { "done" },
+        fired_at,
+        scheduled_for,
+        decisions,
+        scans,
+        prune: pruned,
     };
-    Ok(report.with_exit_code(exit_code))
+    Ok(Report::new(human, view.to_json()?))
 }
 
 /// A step of the pass that failed: it is logged and recorded as a `supervise_error`
