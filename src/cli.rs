@@ -56,8 +56,8 @@ pub enum Command {
     Burst(BurstCommand),
     /// Stop a drain from starting new items until `resume`
     Pause(PauseArgs),
-    /// Undo `pause`
-    Resume(NameArg),
+    /// Undo `pause`; with `--group`, clear a parked quota group
+    Resume(ResumeArgs),
     /// Show every drain: state, backlog, burst, backoff, last run
     Status(OutputArgs),
     /// Tools for rate-limit classification
@@ -97,7 +97,8 @@ impl Command {
             Command::Migrate(args) => args.output,
             Command::Drain(args) => args.output,
             Command::Enqueue(args) => args.output,
-            Command::Scan(args) | Command::Resume(args) => args.output,
+            Command::Scan(args) => args.output,
+            Command::Resume(args) => args.output,
             Command::Supervise(args) => args.output,
             Command::Burst(BurstCommand::On(args)) => args.output,
             Command::Burst(BurstCommand::Off(args)) => args.output,
@@ -122,6 +123,19 @@ impl Command {
 pub struct NameArg {
     /// Drain name
     pub name: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["name", "group"])))]
+pub struct ResumeArgs {
+    /// Drain name: undo its `pause`
+    pub name: Option<String>,
+    /// Clear the park of this quota group (set by a hit that needs attention) once the
+    /// cause is fixed
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

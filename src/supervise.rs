@@ -106,6 +106,8 @@ pub struct DrainSnapshot<'a> {
     /// A backoff ending within this long does not keep the drain from starting: the pass
     /// waits for the reset itself (the shorter of its `max_wait` and `supervise_interval`).
     pub wake_within: std::time::Duration,
+    /// The quota group is parked until an operator clears it (docs/rate-limits.md).
+    pub parked: Option<crate::db::quota_groups::Parked>,
 }
 
 /// Decide, without side effects, what to do about every drain at `now`: first what ends
@@ -182,6 +184,9 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     let skip = |reason: String| Decision::new(name, Action::Skip, reason);
     if let Some(controls) = controls.filter(|c| c.is_paused()) {
         return skip(format!("paused ({})", controls.pause_note.as_deref().unwrap_or("no note")));
+    }
+    if let Some(parked) = &snapshot.parked {
+        return skip(parked_reason(parked, zone));
     }
     // A backoff that ends before the next pass does not wait for that pass: the drain is
     // started now and waits for the reset itself (docs/rate-limits.md).
@@ -505,6 +510,7 @@ fn take_snapshot<'a>(
         crate::db::quota_groups::read_groups(client, &switching)?
     };
     let available = drains_with_available_items(client, &names, now)?;
+    let parked = crate::db::quota_groups::read_parked(client, &groups)?;
     let last_starts = last_run_starts(client, &names)?;
     let mut snapshots = Vec::with_capacity(config.drains.len());
     for drain in &config.drains {
@@ -528,6 +534,7 @@ fn take_snapshot<'a>(
             has_available_item: available.contains(&drain.name),
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
             wake_within: drain.max_wait.min(config.defaults.supervise_interval),
+            parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
         });
     }
     Ok(snapshots)
@@ -708,6 +715,17 @@ fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Res
     Ok(dir.join(format!("{}-{}.log", now.format("%Y%m%dT%H%M%SZ"), std::process::id())))
 }
 
+/// Why a drain of a parked group is not started.
+fn parked_reason(parked: &crate::db::quota_groups::Parked, zone: Tz) -> String {
+    format!(
+        "quota group {} is parked since {} (needs attention: {}); `drainctl resume --group {}` once it is fixed",
+        parked.quota_group,
+        local(parked.parked_at, zone),
+        parked.reason,
+        parked.quota_group
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -731,6 +749,7 @@ mod tests {
             has_available_item: true,
             last_started_at: None,
             wake_within: std::time::Duration::ZERO,
+            parked: None,
         }
     }
 
@@ -805,6 +824,16 @@ mod tests {
         let mut empty = snapshot(drain);
         empty.has_available_item = false;
         assert_eq!(only(plan(&[empty], inside(), zone)).reason, "no item available now");
+        let mut parked = snapshot(drain);
+        parked.parked = Some(crate::db::quota_groups::Parked {
+            quota_group: drain.quota_group.clone(),
+            parked_at: inside(),
+            reason: "insufficient_quota".into(),
+        });
+        let decision = only(plan(&[parked], inside(), zone));
+        assert_eq!(decision.action, Action::Skip);
+        assert!(decision.reason.starts_with("quota group a is parked since"), "{}", decision.reason);
+        assert!(decision.reason.contains("resume --group a"), "{}", decision.reason);
     }
 
     #[test]

@@ -23,12 +23,13 @@ pub const DEFAULT_RESET_MARGIN: Duration = crate::backoff::DEFAULT_RESET_MARGIN;
 pub const DEFAULT_SUSPECTED_BACKOFF: Duration = crate::backoff::DEFAULT_SUSPECTED_BACKOFF;
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SUPERVISE_INTERVAL: Duration = MINUTE.saturating_mul(15);
-pub const DEFAULT_NOTIFY_ON: [EventKind; 5] = [
+pub const DEFAULT_NOTIFY_ON: [EventKind; 6] = [
     EventKind::RunHung,
     EventKind::RunCrashed,
     EventKind::ItemDeadLettered,
     EventKind::BurstExpired,
     EventKind::BackoffSet,
+    EventKind::GroupParked,
 ];
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETENTION_RUNS: Duration = DAY.saturating_mul(30);

@@ -206,14 +206,17 @@ macro_rules! claim_steps {
     () => {
         "controls AS (
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
-                    coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected
+                    coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected,
+                    g.parked_at, g.parked_reason
                FROM drains d
                LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $7
+               LEFT JOIN quota_groups g ON g.quota_group = $4
               WHERE d.name = $1),
          allowed AS (
              SELECT 1 FROM controls
               WHERE paused_at IS NULL AND $8 AND EXISTS (SELECT 1 FROM fence)
                 AND (backoff_until IS NULL OR backoff_until <= $3)
+                AND parked_at IS NULL
                 AND (burst_until > $3 OR (NOT $5 AND $6))),
          claimed AS (
              UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
@@ -235,7 +238,7 @@ macro_rules! claim_steps {
               WHERE id = $2 AND status = 'running')
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
                 c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token,
-                EXISTS (SELECT 1 FROM fence)
+                EXISTS (SELECT 1 FROM fence), c.parked_at, c.parked_reason
            FROM controls c LEFT JOIN claimed k ON true"
     };
 }
@@ -269,8 +272,8 @@ fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), 
 /// pending item of the drain for the run (the fencing token) — one statement, one round
 /// trip, so the check and the claim see the same state. A claim counts the attempt, opens
 /// its attempt row (recording the account) and records the item-start checkpoint on the
-/// run. An item may be claimed when the drain is not paused, the account is allowed and
-/// not backing off, and either a burst is on or (the pass is not a burst's and) the
+/// run. An item may be claimed when the drain is not paused, its quota group not parked,
+/// the account is allowed and not backing off, and either a burst is on or (the pass is not a burst's and) the
 /// caller's local limits allow it. Concurrent claimers skip locked rows.
 pub fn claim_next_item(
     client: &mut impl GenericClient,
@@ -320,6 +323,8 @@ fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
         backoff_reason: row.get(4),
         is_suspected: row.get(5),
         is_run_live: row.get(11),
+        parked_at: row.get(12),
+        parked_reason: row.get(13),
     };
     let item = row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
         id,

@@ -13,6 +13,7 @@ mod inputs;
 mod integrity;
 mod migrations;
 mod operator;
+mod quota_utilisation;
 mod rate_limits;
 mod security;
 mod supervise;
