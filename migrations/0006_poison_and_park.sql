@@ -5,7 +5,7 @@ ALTER TABLE quota_groups ADD COLUMN parked_at timestamptz, ADD COLUMN parked_rea
 
 -- An item whose output reads as a limit again and again while other items of its group
 -- succeed is charged an attempt for its hits (docs/rate-limits.md, "Poison items"):
--- how many such hits in a row, and when the last one was.
+-- how many such hits in a row, and the attempt of the last one.
 ALTER TABLE items
     ADD COLUMN quota_hit_streak integer NOT NULL DEFAULT 0,
-    ADD COLUMN last_quota_hit_at timestamptz;
+    ADD COLUMN last_quota_hit_attempt bigint;

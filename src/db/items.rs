@@ -938,3 +938,40 @@ pub fn retry_item(
         previous_attempts: current.get(2),
     }))
 }
+
+/// Count a quota hit of `item_id` by `run_id` towards its streak (docs/rate-limits.md,
+/// "Poison items") and return the streak: one more than before when the item's previous
+/// attempt was its previous hit and an item of another of `group_drains` (or of its own
+/// drain) succeeded since, else 1. Call in the transaction that settles the hit.
+pub fn count_quota_hit(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    group_drains: &[String],
+) -> Result<i32> {
+    let row = client.query_one(
+        "WITH current AS (
+             SELECT max(id) AS id FROM attempts WHERE item_id = $1 AND run_id = $2),
+         previous AS (
+             SELECT i.quota_hit_streak, i.last_quota_hit_attempt FROM items i WHERE i.id = $1),
+         continues AS (
+             SELECT p.last_quota_hit_attempt IS NOT NULL
+                    -- in a row: no other attempt of the item since its previous hit
+                    AND NOT EXISTS (
+                        SELECT 1 FROM attempts a, current c
+                         WHERE a.item_id = $1 AND a.id > p.last_quota_hit_attempt AND a.id < c.id)
+                    -- and the rest of the group worked after it
+                    AND EXISTS (
+                        SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
+                         WHERE o.drain = ANY($3) AND o.id <> $1 AND a.outcome = 'done'
+                           AND a.id > p.last_quota_hit_attempt) AS yes
+               FROM previous p)
+         UPDATE items SET
+                quota_hit_streak = CASE WHEN (SELECT yes FROM continues) THEN quota_hit_streak + 1 ELSE 1 END,
+                last_quota_hit_attempt = (SELECT id FROM current)
+          WHERE id = $1
+         RETURNING quota_hit_streak",
+        &[&item_id, &run_id, &group_drains],
+    )?;
+    Ok(row.get(0))
+}

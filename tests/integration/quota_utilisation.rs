@@ -86,3 +86,74 @@ fn resume_group_names_an_unknown_group() {
     result.assert_code(64);
     assert!(result.stderr.contains("unknown quota group \"shraed\"; known: shared"), "{}", result.stderr);
 }
+
+fn poison_config() -> String {
+    "[defaults]\ntimezone = \"UTC\"\n\n\
+     [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nmax_wait = \"0s\"\n\n\
+     [[drain]]\nname = \"beta\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nmax_wait = \"0s\"\n"
+        .to_string()
+}
+
+/// Move the clock just past the group's backoff.
+fn after_backoff(fixture: &Fixture) {
+    let until: String = fixture
+        .client()
+        .query_one(
+            "SELECT to_char((max(backoff_until) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM quota_backoffs",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    fixture.set_now(&until);
+}
+
+fn poison(fixture: &Fixture) {
+    let steps = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.set_now("2026-11-27T09:00:00Z");
+    fixture.enqueue("alpha", &[("p".into(), steps)]);
+    fixture.set_now(NOW);
+}
+
+#[test]
+fn an_item_that_hits_while_the_group_works_is_charged_from_the_third_hit() {
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    let charged = || fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'");
+    for round in 1..=3 {
+        let pass = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+        pass.assert_code(0);
+        if round < 3 {
+            // Refunded, and the group backs off as for any hit.
+            assert_eq!(pass.json()["status"], "rate_limited", "round {round}: {}", pass.stdout);
+            assert_eq!(fixture.item("alpha", "p").1, 0, "round {round}");
+            assert_eq!(charged(), 0, "round {round}");
+            // The rest of the group works after the hit.
+            after_backoff(&fixture);
+            fixture.enqueue("beta", &[(format!("b{round}"), json!("fine"))]);
+            let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+            assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+        }
+    }
+    // The third hit in a row, with successes after each, uses an attempt and backs nothing off.
+    let (state, attempts, _) = fixture.item("alpha", "p");
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert_eq!(charged(), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 1);
+    let message: String =
+        fixture.column("SELECT message FROM events WHERE kind = 'quota_hit_charged'").remove(0);
+    assert!(message.contains("3 times in a row"), "{message}");
+}
+
+#[test]
+fn hits_while_the_rest_of_the_group_does_not_work_are_never_charged() {
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    for round in 1..=4 {
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        assert_eq!(fixture.item("alpha", "p").1, 0, "round {round}");
+        after_backoff(&fixture);
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 4);
+}
