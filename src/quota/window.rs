@@ -24,10 +24,14 @@ pub(super) enum Window {
     Day,
 }
 
-static PER_MINUTE: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?i)per[ _-]?min(?:ute)?s?\b|perminute|\b[rti]pm\b|\bminutely\b"));
-static PER_HOUR: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)per[ _-]?hour|\b[rt]ph\b|\bhourly\b"));
-static PER_DAY: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)per[ _-]?day|\b[rt]pd\b|\bdaily\b"));
+// "per minute" as words, or inside a CamelCase quota id ("RequestsPerMinutePerProject").
+static PER_MINUTE: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"(?i)(?:\b|_)per[ _-]?min(?:ute)?s?(?:\b|_)|(?-i:PerMinute)|\b[rti]pm\b|\bminutely\b")
+});
+static PER_HOUR: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)(?:\b|_)per[ _-]?hour|(?-i:PerHour)|\b[rt]ph\b|\bhourly\b"));
+static PER_DAY: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)(?:\b|_)per[ _-]?day|(?-i:PerDay)|\b[rt]pd\b|\bdaily\b"));
 
 /// The longest window one text names (a message naming several limits waits for the
 /// longest: retrying every minute against a spent daily quota only wastes calls).
@@ -101,6 +105,10 @@ mod tests {
         ("limits: 60 requests per minute and 1000 per day", Some(Window::Day)),
         ("Quota exceeded for quota metric 'Gemini 2.5 Pro Requests'", None),
         ("the RPMs of the motor", None),
+        ("the paper day planner", None),
+        ("upper hour hand", None),
+        ("quota metric input_tokens_per_day exhausted", Some(Window::Day)),
+        ("limit tokens_per_minute_limit reached", Some(Window::Minute)),
         ("429 Too Many Requests", None),
     ];
 

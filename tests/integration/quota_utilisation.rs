@@ -69,6 +69,8 @@ fn a_parked_group_makes_no_worker_calls_until_resume_group() {
     // Clearing it lets the group work again.
     let resumed = fixture.drainctl(&["resume", "--group", "shared", "--json"]).run();
     resumed.assert_code(0);
+    crate::operator::assert_documented("drainctl resume --group", &resumed.json());
+    crate::operator::assert_documented("drainctl status", &status);
     assert_eq!(resumed.json()["was_parked"], true);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_resumed'"), 1);
     let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
