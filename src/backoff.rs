@@ -97,6 +97,9 @@ pub enum ResetForm {
     /// A bare clock time ("resets 3pm"): resolved to its next occurrence, so a time just
     /// passed reads as tomorrow.
     ClockTime,
+    /// No reset stated, but the wording names its window ("requests per minute", "per
+    /// day"): the window's next boundary (docs/rate-limits.md, "Per-window limits").
+    WindowBoundary,
 }
 
 /// A reset a limit message stated, and in what form.
@@ -109,6 +112,10 @@ pub struct StatedReset {
 /// The margin added to a trusted reset never falls below this (or `reset_margin`, when
 /// that is shorter).
 pub const MIN_RESET_MARGIN: Duration = Duration::from_secs(2);
+/// A bare clock time resolved further ahead than this may have rolled over to tomorrow:
+/// only such a one is doubted after a recent reset. One due within hours cannot mean
+/// tomorrow.
+pub const ROLLED_OVER: Duration = Duration::from_secs(20 * 3600);
 /// A bare clock time that passed at most this long ago means "just now".
 pub const JUST_PASSED: Duration = Duration::from_secs(10 * 60);
 
@@ -123,9 +130,9 @@ pub fn reset_margin_for(wait: Duration, reset_margin: Duration) -> Duration {
 ///
 /// A stated reset in the future (at most [`MAX_TRUSTED_RESET_AHEAD`]) is trusted when its
 /// form leaves nothing to guess (an epoch, a relative duration, a full date, a window
-/// boundary). A bare clock time is doubted when the group hits again within
-/// [`CONFIRM_WINDOW`] after a previously stated reset passed (it may have rolled to
-/// tomorrow); one that passed at most [`JUST_PASSED`] ago — resolved to tomorrow — means
+/// boundary). A bare clock time resolved more than [`ROLLED_OVER`] ahead is doubted when
+/// the group hits again within [`CONFIRM_WINDOW`] after a previously stated reset passed
+/// (it may have rolled to tomorrow); one that passed at most [`JUST_PASSED`] ago — resolved to tomorrow — means
 /// "just now": a short retry, never tomorrow. Anything else falls to the no-reset rule.
 pub fn decide_backoff(
     stated_reset: Option<StatedReset>,
@@ -157,7 +164,7 @@ pub fn decide_backoff(
             distrusted = Some(format!("stated reset {} is already in the past", reset.to_rfc3339()));
         } else if reset - now > chrono(MAX_TRUSTED_RESET_AHEAD) {
             distrusted = Some(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
-        } else if recently_reset && form == ResetForm::ClockTime {
+        } else if recently_reset && form == ResetForm::ClockTime && reset - now > chrono(ROLLED_OVER) {
             distrusted = Some(format!(
                 "hit again within 30m after the previously stated reset {}; a bare clock time may mean tomorrow",
                 previous.reset_at.map(|at| at.to_rfc3339()).unwrap_or_default()
@@ -316,7 +323,11 @@ mod tests {
             (ResetForm::Exact, in_seconds, recent, true),
             (ResetForm::Exact, in_seconds, long_ago, true),
             (ResetForm::Exact, in_hours, recent, true),
-            (ResetForm::ClockTime, in_hours, recent, false),
+            (ResetForm::WindowBoundary, at(10, 1), recent, true),
+            (ResetForm::WindowBoundary, at(10, 1), PreviousBackoff::default(), true),
+            (ResetForm::ClockTime, in_hours, recent, true),
+            (ResetForm::ClockTime, now + chrono::Duration::minutes(23 * 60 + 40), recent, false),
+            (ResetForm::ClockTime, now + chrono::Duration::minutes(23 * 60 + 40), long_ago, true),
             (ResetForm::ClockTime, in_hours, long_ago, true),
             (ResetForm::ClockTime, in_hours, PreviousBackoff::default(), true),
         ];

@@ -56,7 +56,7 @@ pub enum Command {
     Burst(BurstCommand),
     /// Stop a drain from starting new items until `resume`
     Pause(PauseArgs),
-    /// Undo `pause`
+    /// Undo `pause`; with `--group`, clear a parked quota group
     Resume(ResumeArgs),
     /// Show every drain: state, backlog, burst, backoff, last run
     Status(OutputArgs),
@@ -240,13 +240,17 @@ pub struct PauseArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["name", "all", "group"])))]
 pub struct ResumeArgs {
-    /// Drain name
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    /// Drain name: undo its `pause`
     pub name: Option<String>,
     /// Every configured drain
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["name", "group"])]
     pub all: bool,
+    /// Clear the park of this quota group (set by a hit that needs attention) once the
+    /// cause is fixed
+    #[arg(long, value_name = "GROUP", conflicts_with = "name")]
+    pub group: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

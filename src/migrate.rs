@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0004_host_identity.sql"),
     },
     Migration { version: 5, name: "waiting", sql: include_str!("../migrations/0005_waiting.sql") },
+    Migration {
+        version: 6,
+        name: "poison_and_park",
+        sql: include_str!("../migrations/0006_poison_and_park.sql"),
+    },
     Migration { version: 7, name: "counters", sql: include_str!("../migrations/0007_counters.sql") },
 ];
 

@@ -195,6 +195,10 @@ vocabulary! {
         ClaimLost = "claim_lost",
         DrainPaused = "drain_paused",
         DrainResumed = "drain_resumed",
+        /// A `needs_attention` hit parked the quota group until `resume --group`.
+        GroupParked = "group_parked",
+        /// An operator cleared a parked quota group.
+        GroupResumed = "group_resumed",
         ItemDeadLettered = "item_dead_lettered",
         ItemReleased = "item_released",
         ItemSkippedMissing = "item_skipped_missing",
@@ -203,6 +207,8 @@ vocabulary! {
         KillFailed = "kill_failed",
         MigrationApplied = "migration_applied",
         MigrationChecksumRepaired = "migration_checksum_repaired",
+        /// A poison item's quota hit was charged as a failure attempt.
+        QuotaHitCharged = "quota_hit_charged",
         ResumeTokenRejected = "resume_token_rejected",
         /// A notifier failed: never itself notified.
         NotifyFailed = "notify_failed",
@@ -271,7 +277,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 31);
+        assert_eq!(EventKind::ALL.len(), 34);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());

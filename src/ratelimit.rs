@@ -99,7 +99,43 @@ pub fn record_quota_hit(
         "account": source.account,
     }));
     record_event(client, outbox, &event, now)?;
+    if hit.needs_attention {
+        park_group(client, outbox, source, hit, now)?;
+    }
     Ok(BackoffDecision { until, ..decision })
+}
+
+/// A hit that waiting does not fix parks the whole quota group until an operator clears
+/// it (docs/rate-limits.md, "Parked groups"), with a `group_parked` event the first time.
+/// Call with the group's row locked.
+fn park_group(
+    client: &mut impl GenericClient,
+    outbox: &Outbox,
+    source: HitSource,
+    hit: &QuotaHit,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if !crate::db::quota_groups::park_group(client, source.quota_group, &hit.matched_line, now)? {
+        return Ok(());
+    }
+    let group = source.quota_group;
+    let mut event = Event::new(
+        EventKind::GroupParked,
+        format!(
+            "quota group {group} parked: no drain of it calls a worker until `drainctl resume --group {group}`; needs attention: {}",
+            hit.matched_line
+        ),
+    )
+    .drain(source.drain)
+    .quota_group(group)
+    .data(json!({ "matched_line": hit.matched_line, "account": source.account }));
+    if let Some(run_id) = source.run_id {
+        event = event.run(run_id);
+    }
+    if let Some(item_id) = source.item_id {
+        event = event.item(item_id);
+    }
+    record_event(client, outbox, &event, now)
 }
 
 /// "quota group G" for a group without accounts, else "account A of quota group G".
@@ -113,7 +149,7 @@ fn subject(source: HitSource) -> String {
 
 fn rule_text(decision: &BackoffDecision) -> &'static str {
     match decision.rule {
-        crate::backoff::BackoffRule::ParsedReset => "stated reset + 1m",
+        crate::backoff::BackoffRule::ParsedReset => "stated reset + margin",
         crate::backoff::BackoffRule::Suspected => "no trusted reset: suspected, short backoff",
         crate::backoff::BackoffRule::Confirmed => "no trusted reset, confirmed: default_backoff",
     }

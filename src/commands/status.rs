@@ -50,6 +50,7 @@ struct Snapshot {
     /// The latest run of each drain that has one.
     last_runs: HashMap<String, RunRow>,
     last_pass_at: Option<DateTime<Utc>>,
+    parked: Vec<crate::db::quota_groups::Parked>,
 }
 
 fn gather(ctx: &mut Context) -> Result<Snapshot> {
@@ -74,6 +75,7 @@ fn gather(ctx: &mut Context) -> Result<Snapshot> {
         histories: crate::schedule::forecast::recent_histories(client, &names, now)?,
         last_runs,
         last_pass_at: crate::db::passes::last_pass(client)?.map(|(at, _)| at),
+        parked: crate::db::quota_groups::read_parked(client, &group_names)?,
     })
 }
 
@@ -93,7 +95,8 @@ struct StatusView {
 #[derive(Debug, Serialize)]
 struct DrainView {
     drain: String,
-    /// `paused`, `hung`, `running`, `backing-off`, `burst`, `out-of-window` or `idle`.
+    /// `paused`, `hung`, `parked`, `running`, `backing-off`, `burst`, `out-of-window` or
+    /// `idle`.
     state: &'static str,
     quota_group: String,
     counts: StateCounts,
@@ -106,6 +109,10 @@ struct DrainView {
     /// The account whose suspected mark a success would clear is suspected.
     backoff_suspected: bool,
     needs_attention: bool,
+    /// The quota group is parked since then until `resume --group` (docs/rate-limits.md).
+    parked_at: Option<DateTime<Utc>>,
+    /// The line that parked it.
+    parked_reason: Option<String>,
     /// The declared account the next item runs on.
     account: Option<String>,
     accounts: Vec<AccountView>,
@@ -228,6 +235,8 @@ fn decide_drain(
     let in_window = drain.window.as_ref().is_none_or(|w| w.contains(now, zone));
     let state =
         drain_state(is_paused, is_hung, !runs.is_empty(), wait.is_some(), burst_until.is_some(), in_window);
+    let parked = snapshot.parked.iter().find(|parked| parked.quota_group == drain.quota_group);
+    let state = if parked.is_some() && !is_paused && !is_hung { "parked" } else { state };
     let next_window_opening = match &drain.window {
         Some(window) if !in_window => window.next_opening(now, zone),
         _ => None,
@@ -255,6 +264,8 @@ fn decide_drain(
         backoff_reason,
         backoff_suspected: current.is_some_and(|row| row.suspected_at.is_some()),
         needs_attention: view.backoffs.iter().any(|row| row.needs_attention),
+        parked_at: parked.map(|parked| parked.parked_at),
+        parked_reason: parked.map(|parked| parked.reason.clone()),
         account: next_account.filter(|a| !a.is_implicit()).map(|a| a.name.clone()),
         accounts: group_accounts.1.clone(),
         running_runs: runs.iter().map(|r| r.id).collect(),
@@ -325,6 +336,25 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
             human.push('\n');
         }
     }
+    // Parked groups, each once, with what to do: a line of its own, never cut to fit.
+    let mut parked_groups: Vec<&DrainView> = Vec::new();
+    for drain in view.drains.iter().filter(|drain| drain.parked_at.is_some()) {
+        if parked_groups.iter().all(|seen| seen.quota_group != drain.quota_group) {
+            parked_groups.push(drain);
+        }
+    }
+    if !parked_groups.is_empty() {
+        human.push('\n');
+    }
+    for drain in parked_groups {
+        human.push_str(&format!(
+            "quota group {} is parked since {} and calls no worker until `drainctl resume --group {}` (needs attention: {})\n",
+            drain.quota_group,
+            drain.parked_at.map(|at| local_time(at, zone)).unwrap_or_default(),
+            drain.quota_group,
+            drain.parked_reason.as_deref().unwrap_or_default()
+        ));
+    }
     let account_table = account_rows(view, zone);
     if !account_table.is_empty() {
         if !human.ends_with('\n') {
@@ -381,6 +411,9 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     }
     if let Some(until) = drain.waiting_until {
         notes.push(format!("waiting for the reset {}", relative(until)));
+    }
+    if let Some(at) = drain.parked_at {
+        notes.insert(0, format!("quota group parked {}", relative(at)));
     }
     if let Some(account) = &drain.account {
         notes.push(format!("account {account}"));

@@ -25,7 +25,7 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SUPERVISE_INTERVAL: Duration = MINUTE.saturating_mul(15);
 /// Also the errors a pass survives and reports to nobody else: a supervise step that
 /// failed, and a worker that could not be started (under cron, often a PATH problem).
-pub const DEFAULT_NOTIFY_ON: [EventKind; 7] = [
+pub const DEFAULT_NOTIFY_ON: [EventKind; 8] = [
     EventKind::RunHung,
     EventKind::RunCrashed,
     EventKind::ItemDeadLettered,
@@ -33,6 +33,7 @@ pub const DEFAULT_NOTIFY_ON: [EventKind; 7] = [
     EventKind::BackoffSet,
     EventKind::SuperviseError,
     EventKind::WorkerNotStarted,
+    EventKind::GroupParked,
 ];
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETENTION_RUNS: Duration = DAY.saturating_mul(30);
@@ -49,6 +50,9 @@ pub const DEFAULT_MAX_SECONDS_PER_PASS: Duration = MINUTE.saturating_mul(55);
 pub const DEFAULT_ITEM_TIMEOUT: Duration = MINUTE.saturating_mul(20);
 pub const DEFAULT_LIVENESS_TIMEOUT: Duration = MINUTE.saturating_mul(15);
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Quota hits in a row, while the rest of the group succeeds, after which an item's hits
+/// are charged as failures (docs/rate-limits.md, "Poison items").
+pub const DEFAULT_POISON_AFTER: u32 = 3;
 pub const DEFAULT_RETRY_BACKOFF: RetryBackoff = RetryBackoff { base: MINUTE, max: HOUR.saturating_mul(6) };
 pub const DEFAULT_CONCURRENCY: u32 = 1;
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
@@ -99,6 +103,7 @@ mod tests {
         assert_eq!(drain.item_timeout, Duration::from_secs(20 * 60));
         assert_eq!(drain.liveness_timeout, Duration::from_secs(15 * 60));
         assert_eq!(drain.max_attempts, 5);
+        assert_eq!(drain.poison_after, 3);
         assert_eq!(drain.retry_backoff.base, Duration::from_secs(60));
         assert_eq!(drain.retry_backoff.max, Duration::from_secs(6 * 3600));
         assert_eq!(drain.concurrency, 1);

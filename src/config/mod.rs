@@ -167,6 +167,10 @@ pub struct DrainConfig {
     /// (docs/rate-limits.md); `0s` never waits.
     pub max_wait: Duration,
     pub max_attempts: u32,
+    /// An item whose output reads as a limit this many times in a row, while other items
+    /// of its quota group succeed, is charged an attempt for its hits (docs/rate-limits.md,
+    /// "Poison items"); 0 never charges.
+    pub poison_after: u32,
     pub retry_backoff: RetryBackoff,
     pub checkpoint_pattern: Regex,
     /// Worker output lines that carry a resume token in their first capture group.

@@ -342,6 +342,7 @@ struct PassLimits {
     max_items_per_pass: u32,
     max_seconds_per_pass: Duration,
     max_attempts: u32,
+    poison_after: u32,
     concurrency: u32,
     max_result_bytes: usize,
     stderr_tail_bytes: usize,
@@ -407,6 +408,7 @@ fn resolve_drain(
         liveness_timeout,
         max_wait,
         max_attempts: limits.max_attempts,
+        poison_after: limits.poison_after,
         retry_backoff,
         checkpoint_pattern,
         resume_pattern,
@@ -586,6 +588,7 @@ fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits>
             source,
         )?,
         max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
+        poison_after: count(&raw.poison_after, "poison_after", DEFAULT_POISON_AFTER, 0, 1000)?,
         concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
         max_result_bytes: bytes(
             &raw.max_result_bytes,

@@ -77,6 +77,9 @@ pub struct PassControls {
     /// The pass's run is still `running`: false once `supervise` ended it (hung, crashed),
     /// and then the claim took nothing.
     pub is_run_live: bool,
+    /// The quota group is parked until an operator clears it (docs/rate-limits.md).
+    pub parked_at: Option<DateTime<Utc>>,
+    pub parked_reason: Option<String>,
 }
 
 /// Create the control rows of these drains that do not exist yet (one statement).

@@ -206,14 +206,17 @@ macro_rules! claim_steps {
     () => {
         "controls AS (
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
-                    coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected
+                    coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected,
+                    g.parked_at, g.parked_reason
                FROM drains d
                LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $7
+               LEFT JOIN quota_groups g ON g.quota_group = $4
               WHERE d.name = $1),
          allowed AS (
              SELECT 1 FROM controls
               WHERE paused_at IS NULL AND $8 AND EXISTS (SELECT 1 FROM fence)
                 AND (backoff_until IS NULL OR backoff_until <= $3)
+                AND parked_at IS NULL
                 AND (burst_until > $3 OR (NOT $5 AND $6))),
          claimed AS (
              UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
@@ -235,7 +238,7 @@ macro_rules! claim_steps {
               WHERE id = $2 AND status = 'running')
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
                 c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token,
-                EXISTS (SELECT 1 FROM fence)
+                EXISTS (SELECT 1 FROM fence), c.parked_at, c.parked_reason
            FROM controls c LEFT JOIN claimed k ON true"
     };
 }
@@ -269,8 +272,8 @@ fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), 
 /// pending item of the drain for the run (the fencing token) — one statement, one round
 /// trip, so the check and the claim see the same state. A claim counts the attempt, opens
 /// its attempt row (recording the account) and records the item-start checkpoint on the
-/// run. An item may be claimed when the drain is not paused, the account is allowed and
-/// not backing off, and either a burst is on or (the pass is not a burst's and) the
+/// run. An item may be claimed when the drain is not paused, its quota group not parked,
+/// the account is allowed and not backing off, and either a burst is on or (the pass is not a burst's and) the
 /// caller's local limits allow it. Concurrent claimers skip locked rows.
 pub fn claim_next_item(
     client: &mut impl GenericClient,
@@ -320,6 +323,8 @@ fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
         backoff_reason: row.get(4),
         is_suspected: row.get(5),
         is_run_live: row.get(11),
+        parked_at: row.get(12),
+        parked_reason: row.get(13),
     };
     let item = row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
         id,
@@ -932,4 +937,41 @@ pub fn retry_item(
         previous_state: state,
         previous_attempts: current.get(2),
     }))
+}
+
+/// Count a quota hit of `item_id` by `run_id` towards its streak (docs/rate-limits.md,
+/// "Poison items") and return the streak: one more than before when the item's previous
+/// attempt was its previous hit and an item of another of `group_drains` (or of its own
+/// drain) succeeded since, else 1. Call in the transaction that settles the hit.
+pub fn count_quota_hit(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    group_drains: &[String],
+) -> Result<i32> {
+    let row = client.query_one(
+        "WITH current AS (
+             SELECT max(id) AS id FROM attempts WHERE item_id = $1 AND run_id = $2),
+         previous AS (
+             SELECT i.quota_hit_streak, i.last_quota_hit_attempt FROM items i WHERE i.id = $1),
+         continues AS (
+             SELECT p.last_quota_hit_attempt IS NOT NULL
+                    -- in a row: no other attempt of the item since its previous hit
+                    AND NOT EXISTS (
+                        SELECT 1 FROM attempts a, current c
+                         WHERE a.item_id = $1 AND a.id > p.last_quota_hit_attempt AND a.id < c.id)
+                    -- and the rest of the group worked after it
+                    AND EXISTS (
+                        SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
+                         WHERE o.drain = ANY($3) AND o.id <> $1 AND a.outcome = 'done'
+                           AND a.id > p.last_quota_hit_attempt) AS yes
+               FROM previous p)
+         UPDATE items SET
+                quota_hit_streak = CASE WHEN (SELECT yes FROM continues) THEN quota_hit_streak + 1 ELSE 1 END,
+                last_quota_hit_attempt = (SELECT id FROM current)
+          WHERE id = $1
+         RETURNING quota_hit_streak",
+        &[&item_id, &run_id, &group_drains],
+    )?;
+    Ok(row.get(0))
 }

@@ -61,3 +61,65 @@ pub fn read_groups(client: &mut impl GenericClient, groups: &[String]) -> Result
         })
         .collect())
 }
+
+/// A parked quota group: since when and the line that parked it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Parked {
+    pub quota_group: String,
+    pub parked_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// Park `group` (docs/rate-limits.md, "Parked groups"); true when it was not parked yet.
+/// Call with the group's row locked ([`lock_group`]).
+pub fn park_group(
+    client: &mut impl GenericClient,
+    group: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let parked = client.execute(
+        "UPDATE quota_groups SET parked_at = $2, parked_reason = $3, updated_at = $2
+          WHERE quota_group = $1 AND parked_at IS NULL",
+        &[&group, &now, &reason],
+    )?;
+    Ok(parked == 1)
+}
+
+/// Clear the park of `group`; what it was, or None when it was not parked.
+pub fn clear_park(
+    client: &mut impl GenericClient,
+    group: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Parked>> {
+    let row = client.query_opt(
+        "UPDATE quota_groups g SET parked_at = NULL, parked_reason = NULL, updated_at = $2
+           FROM (SELECT quota_group, parked_at, parked_reason FROM quota_groups
+                  WHERE quota_group = $1 AND parked_at IS NOT NULL FOR UPDATE) old
+          WHERE g.quota_group = old.quota_group
+         RETURNING old.parked_at, old.parked_reason",
+        &[&group, &now],
+    )?;
+    Ok(row.map(|row| Parked {
+        quota_group: group.to_string(),
+        parked_at: row.get(0),
+        reason: row.get::<_, Option<String>>(1).unwrap_or_default(),
+    }))
+}
+
+/// The parked groups among `groups`.
+pub fn read_parked(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<Parked>> {
+    let rows = client.query(
+        "SELECT quota_group, parked_at, parked_reason FROM quota_groups
+          WHERE quota_group = ANY($1) AND parked_at IS NOT NULL ORDER BY quota_group",
+        &[&groups],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| Parked {
+            quota_group: row.get(0),
+            parked_at: row.get(1),
+            reason: row.get::<_, Option<String>>(2).unwrap_or_default(),
+        })
+        .collect())
+}

@@ -192,7 +192,12 @@ impl Pass<'_> {
             _ => outcome,
         };
         match outcome {
-            Outcome::QuotaHit(hit) => self.settle_quota_hit(item, account, &hit, exit_code, now),
+            Outcome::QuotaHit(hit) => {
+                if self.charge_poison_hit(item, &report, &hit, now)? {
+                    return Ok(ItemEnd::Settled);
+                }
+                self.settle_quota_hit(item, account, &hit, exit_code, now)
+            }
             Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
                 self.succeed(item, account, report)
             }
@@ -494,6 +499,57 @@ fn exit_code(exit: WorkerExit) -> Option<i32> {
     match exit {
         WorkerExit::Code(code) => Some(code),
         WorkerExit::Signal(_) => None,
+    }
+}
+
+/// Poison items (docs/rate-limits.md): an item whose own output reads as a limit while the
+/// rest of its quota group works must not stall the group.
+impl Pass<'_> {
+    /// Count the quota hit towards the item's streak; once the streak reaches
+    /// `poison_after`, charge the hit as a failure attempt (with a `quota_hit_charged`
+    /// event) instead of refunding it and backing the group off. True when charged.
+    fn charge_poison_hit(
+        &mut self,
+        item: &ClaimedItem,
+        report: &WorkerReport,
+        hit: &crate::quota::QuotaHit,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let poison_after = self.drain.poison_after;
+        let group_drains: Vec<String> = self
+            .config
+            .drains
+            .iter()
+            .filter(|drain| drain.quota_group == self.drain.quota_group)
+            .map(|drain| drain.name.clone())
+            .collect();
+        let (drain, run_id, outbox) = (self.drain, self.run_id, self.outbox);
+        let charged = in_transaction(self.client, |tx| {
+            let streak = items::count_quota_hit(tx, item.id, run_id, &group_drains)?;
+            let charged = poison_after > 0 && i64::from(streak) >= i64::from(poison_after);
+            if charged {
+                let event = Event::new(
+                    EventKind::QuotaHitCharged,
+                    format!(
+                        "item {} read as a quota hit {streak} times in a row while other items of quota group {} succeeded: this hit uses an attempt ({})",
+                        item.key, drain.quota_group, hit.matched_line
+                    ),
+                )
+                .drain(&drain.name)
+                .quota_group(&drain.quota_group)
+                .run(run_id)
+                .item(item.id)
+                .data(json!({ "streak": streak, "poison_after": poison_after, "matched_line": hit.matched_line }));
+                record_event(tx, outbox, &event, now)?;
+            }
+            Ok(charged)
+        })?;
+        if charged {
+            let error =
+                format!("quota hit charged as a failure (poison_after {poison_after}): {}", hit.matched_line);
+            self.fail(item, report, AttemptOutcome::Failure, &error, now)?;
+        }
+        Ok(charged)
     }
 }
 

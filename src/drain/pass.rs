@@ -49,7 +49,8 @@ impl Pass<'_> {
             let now = self.clock.now();
             let (controls, claimed, account) = self.stage_and_claim_next_item(now)?;
             self.is_account_suspected = controls.is_suspected;
-            let backoff_until = controls.backoff_until;
+            // A parked group is not waited for: only an operator clears it.
+            let backoff_until = controls.backoff_until.filter(|_| controls.parked_at.is_none());
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
                     // Cannot happen (the claim checks the same conditions); never keep it.
@@ -173,6 +174,9 @@ impl Pass<'_> {
             let note = controls.pause_note.as_deref().unwrap_or("no note");
             return Some(Stop::normal(RunStatus::WindowClosed, format!("drain paused ({note})")));
         }
+        if let Some(stop) = parked_stop(&self.drain.quota_group, &controls) {
+            return Some(stop);
+        }
         let is_bursting = controls.burst_until.is_some_and(|until| now < until);
         if self.trigger == Trigger::Burst && !is_bursting {
             return Some(Stop::normal(
@@ -274,4 +278,17 @@ fn record_switch(
             "matched_line": matched_line,
         }));
     record_event(client, outbox, &event, now)
+}
+
+/// The stop of a pass whose quota group is parked (docs/rate-limits.md, "Parked groups").
+fn parked_stop(quota_group: &str, controls: &PassControls) -> Option<Stop> {
+    let parked_at = controls.parked_at?;
+    Some(Stop::normal(
+        RunStatus::RateLimited,
+        format!(
+            "quota group {quota_group} is parked since {} (needs attention: {}); `drainctl resume --group {quota_group}` once it is fixed",
+            parked_at.to_rfc3339(),
+            controls.parked_reason.as_deref().unwrap_or("no reason recorded")
+        ),
+    ))
 }

@@ -25,6 +25,7 @@ mod prose;
 mod real_clients;
 mod reset;
 mod waits;
+mod window;
 
 use std::fmt;
 use std::str::FromStr;
@@ -367,6 +368,13 @@ impl Classifier {
                 && reset.is_none()
                 && context.iter().any(|text| BILLING_MENTION.is_match(text)));
 
+        // No reset stated: a per-window limit ("requests per minute", "daily") lifts at
+        // the window's next boundary.
+        if reset.is_none() && !needs_attention {
+            let own: Vec<&str> = hits.iter().map(|hit| hit.text.as_str()).collect();
+            reset = self::window::window_reset(&own, &context, now, self.profile);
+        }
+
         let hit = &hits[primary];
         // A limit that names the day access returns is lifted by time.
         let needs_attention = needs_attention
@@ -585,10 +593,10 @@ mod tests {
             Some(0), Other),
         ("API rate_limit_error body", Claude,
             r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization (4f1c) of 50,000 input tokens per minute."}}"#,
-            Some(1), Hit(None)),
+            Some(1), Hit(Some("2025-11-23T10:01:00Z"))),
         ("Python SDK dict repr", Claude,
             "anthropic.RateLimitError: Error code: 429 - {'type': 'error', 'error': {'type': 'rate_limit_error', 'message': 'Number of request tokens has exceeded your per-minute rate limit'}}",
-            Some(1), Hit(None)),
+            Some(1), Hit(Some("2025-11-23T10:01:00Z"))),
         ("anthropic reset header of the exhausted kind", Claude,
             "HTTP/1.1 429 Too Many Requests\nanthropic-ratelimit-requests-remaining: 48\nanthropic-ratelimit-tokens-remaining: 0\nanthropic-ratelimit-requests-reset: 2025-11-23T10:00:30Z\nanthropic-ratelimit-tokens-reset: 2025-11-23T10:01:00Z\n\n{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"Rate limited\"}}",
             Some(22), Hit(Some("2025-11-23T10:01:00Z"))),
@@ -729,13 +737,32 @@ mod tests {
             Some(0), Other),
         ("gRPC resource exhausted", Gemini,
             "google.api_core.exceptions.ResourceExhausted: 429 Quota exceeded for quota metric 'Generate Content API requests per minute' and limit 'GenerateContent request limit per minute for a region'",
-            Some(1), Hit(None)),
+            Some(1), Hit(Some("2025-11-23T10:01:00Z"))),
         ("Gemini JSON escaped inside an API Error", Gemini,
             r#"[API Error: {"error":{"message":"{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"Resource has been exhausted (e.g. check quota).\",\n    \"status\": \"RESOURCE_EXHAUSTED\"\n  }\n}\n","code":429,"status":"Too Many Requests"}}]"#,
             Some(1), Hit(None)),
         ("billing words are not attention on gemini", Gemini,
             "You exceeded your current quota, please check your plan and billing details. Please retry in 20s.",
             Some(1), Hit(Some("2025-11-23T10:00:20Z"))),
+        // --- per-window limits without a stated reset: the window's next boundary ---
+        ("OpenAI requests per day: next midnight UTC", OpenAi,
+            "Error code: 429 - Rate limit reached for gpt-4o-mini in organization org-x on requests per day (RPD): Limit 200, Used 200, Requested 1.",
+            Some(1), Hit(Some("2025-11-24T00:00:00Z"))),
+        ("OpenAI tokens per minute: next whole minute", OpenAi,
+            "Error code: 429 - Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 30000, Requested 900.",
+            Some(1), Hit(Some("2025-11-23T10:01:00Z"))),
+        ("a stated reset wins over the window", OpenAi,
+            "Error code: 429 - Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 30000, Requested 900. Please try again in 1.8s.",
+            Some(1), Hit(Some("2025-11-23T10:00:01.8Z"))),
+        ("Gemini daily quota: next midnight Pacific", Gemini,
+            "TerminalQuotaError: You have exhausted your daily quota on this model.",
+            Some(1), Hit(Some("2025-11-24T08:00:00Z"))),
+        ("hourly limit over HTTP: next whole hour", Http,
+            "HTTP/1.1 429 Too Many Requests\n\n{\"error\":\"hourly request limit exceeded\"}",
+            Some(1), Hit(Some("2025-11-23T11:00:00Z"))),
+        ("limit: 0 needs attention whatever the window", Gemini,
+            r#"{"error":{"code":429,"message":"Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro, quotaId: GenerateRequestsPerDayPerProjectPerModel-FreeTier","status":"RESOURCE_EXHAUSTED"}}"#,
+            Some(1), Attention),
         // --- generic HTTP ---
         ("429 with Retry-After seconds", Http, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 120\r\n\r\n",
             Some(22), Hit(Some("2025-11-23T10:02:00Z"))),
@@ -822,6 +849,20 @@ mod tests {
     }
 
     #[test]
+    fn a_window_boundary_is_marked_as_such() {
+        let stdout = "Error code: 429 - Rate limit reached for gpt-4o on requests per minute (RPM): Limit 3, Used 3, Requested 1.";
+        let Outcome::QuotaHit(hit) = classify(OpenAi, stdout.as_bytes(), b"", Some(1)) else {
+            panic!("expected a hit");
+        };
+        assert_eq!(hit.reset_form, crate::backoff::ResetForm::WindowBoundary);
+        let stated = "Claude AI usage limit reached|1763744400";
+        let Outcome::QuotaHit(hit) = classify(Claude, stated.as_bytes(), b"", Some(1)) else {
+            panic!("expected a hit");
+        };
+        assert_eq!(hit.reset_form, crate::backoff::ResetForm::Exact);
+    }
+
+    #[test]
     fn survives_non_utf8_bytes() {
         let stdout = b"\xff\xfe\x00garbage \xc3\x28 \x80\n5-hour limit reached \xe2\x88\x99 resets 3pm\xff\n";
         let outcome = classify(Claude, stdout, b"\xc0\xc1", Some(1));
@@ -836,8 +877,10 @@ mod tests {
     fn a_retried_server_error_does_not_hide_the_final_quota_error() {
         let stderr = "Attempt 1 failed with status 429. Retrying with backoff... GaxiosError: [{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"No capacity available for model gemini-2.5-pro on the server\",\n    \"status\": \"RESOURCE_EXHAUSTED\",\n    \"details\": [{\"reason\": \"MODEL_CAPACITY_EXHAUSTED\"}]\n  }\n}\n]\nTerminalQuotaError: You have exhausted your daily quota on this model.\n";
         let outcome = classify(Gemini, b"", stderr.as_bytes(), Some(1));
+        // The daily quota lifts at midnight Pacific (docs/rate-limits.md).
         assert!(
-            matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: None, needs_attention: false, .. })),
+            matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(reset), needs_attention: false, .. })
+                if reset == instant("2025-11-24T08:00:00Z")),
             "{outcome:?}"
         );
     }

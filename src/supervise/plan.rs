@@ -54,6 +54,17 @@ impl Decision {
 /// Decide, without side effects, what to do about every drain at `now`: first what ends
 /// (expired bursts, crashed and hung runs) for every drain, then what starts. The pass
 /// itself applies the recovery before it plans the starts; the tests plan both at once.
+/// Why a drain of a parked group is not started.
+fn parked_reason(parked: &crate::db::quota_groups::Parked, zone: Tz) -> String {
+    format!(
+        "quota group {} is parked since {} (needs attention: {}); `drainctl resume --group {}` once it is fixed",
+        parked.quota_group,
+        local(parked.parked_at, zone),
+        parked.reason,
+        parked.quota_group
+    )
+}
+
 #[cfg(test)]
 pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
     let mut decisions = plan_recovery(snapshots, now, zone);
@@ -127,6 +138,9 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     let skip = |reason: String| Decision::new(name, Action::Skip, reason);
     if let Some(controls) = controls.filter(|c| c.is_paused()) {
         return skip(format!("paused ({})", controls.pause_note.as_deref().unwrap_or("no note")));
+    }
+    if let Some(parked) = &snapshot.parked {
+        return skip(parked_reason(parked, zone));
     }
     // A backoff that ends before the next pass does not wait for that pass: the drain is
     // started now and waits for the reset itself (docs/rate-limits.md).
@@ -213,6 +227,7 @@ mod tests {
             has_available_item: true,
             last_started_at: None,
             wake_within: std::time::Duration::ZERO,
+            parked: None,
         }
     }
 
@@ -287,6 +302,16 @@ mod tests {
         let mut empty = snapshot(drain);
         empty.has_available_item = false;
         assert_eq!(only(plan(&[empty], inside(), zone)).reason, "no item available now");
+        let mut parked = snapshot(drain);
+        parked.parked = Some(crate::db::quota_groups::Parked {
+            quota_group: drain.quota_group.clone(),
+            parked_at: inside(),
+            reason: "insufficient_quota".into(),
+        });
+        let decision = only(plan(&[parked], inside(), zone));
+        assert_eq!(decision.action, Action::Skip);
+        assert!(decision.reason.starts_with("quota group a is parked since"), "{}", decision.reason);
+        assert!(decision.reason.contains("resume --group a"), "{}", decision.reason);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct DrainSnapshot<'a> {
     /// A backoff ending within this long does not keep the drain from starting: the pass
     /// waits for the reset itself (the shorter of its `max_wait` and `supervise_interval`).
     pub wake_within: std::time::Duration,
+    /// The quota group is parked until an operator clears it (docs/rate-limits.md).
+    pub parked: Option<crate::db::quota_groups::Parked>,
 }
 
 pub(super) fn take_snapshot<'a>(
@@ -59,6 +61,7 @@ pub(super) fn take_snapshot<'a>(
         crate::db::quota_groups::read_groups(client, &switching)?
     };
     let available = drains_with_available_items(client, &names, now)?;
+    let parked = crate::db::quota_groups::read_parked(client, &groups)?;
     let last_starts = last_run_starts(client, &names)?;
     let mut snapshots = Vec::with_capacity(config.drains.len());
     for drain in &config.drains {
@@ -82,6 +85,7 @@ pub(super) fn take_snapshot<'a>(
             has_available_item: available.contains(&drain.name),
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
             wake_within: drain.max_wait.min(config.defaults.supervise_interval),
+            parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
         });
     }
     Ok(snapshots)

@@ -861,7 +861,7 @@ fn existing_commands_print_their_documented_json() {
     let pause = fixture.drainctl(&["pause", "docs", "--note", "x", "--json"]).run();
     assert_documented("drainctl pause", &pause.json());
     let resume = fixture.drainctl(&["resume", "docs", "--json"]).run();
-    assert_documented("drainctl resume", &resume.json());
+    assert_documented("drainctl resume NAME", &resume.json());
 }
 
 #[test]

@@ -1,0 +1,161 @@
+//! Quota utilisation end to end: a hit that needs a person parks its quota group until an
+//! operator clears it; an item whose own output reads as a limit while the rest of its
+//! group works is charged attempts instead of stalling the group (docs/rate-limits.md).
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn config() -> String {
+    "[defaults]\ntimezone = \"UTC\"\n\n\
+     [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"openai\"\nmax_wait = \"0s\"\n\n\
+     [[drain]]\nname = \"beta\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nquota_profile = \"openai\"\nmax_wait = \"0s\"\n"
+        .to_string()
+}
+
+/// Worker starts so far (one `log` line each).
+fn calls(fixture: &Fixture) -> usize {
+    std::fs::read_to_string(fixture.path("log")).unwrap_or_default().lines().count()
+}
+
+fn logged(fixture: &Fixture, steps: serde_json::Value) -> serde_json::Value {
+    let mut all = vec![json!({ "log": fixture.path("log") })];
+    all.extend(steps.as_array().cloned().unwrap_or_default());
+    json!({ "steps": all })
+}
+
+const INSUFFICIENT_QUOTA: &str = r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+
+#[test]
+fn a_parked_group_makes_no_worker_calls_until_resume_group() {
+    let fixture = Fixture::new(&config(), NOW);
+    let spent = logged(&fixture, json!([{ "err": INSUFFICIENT_QUOTA }, { "exit": 1 }]));
+    let fine = logged(&fixture, json!([{ "out": "done" }]));
+    fixture.enqueue("alpha", &[("a1".into(), spent), ("a2".into(), fine.clone())]);
+    fixture.enqueue("beta", &[("b1".into(), fine)]);
+    let hit = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    hit.assert_code(0);
+    assert_eq!(hit.json()["status"], "rate_limited", "{}", hit.stdout);
+    assert_eq!(calls(&fixture), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_parked'"), 1);
+
+    // Long after any backoff, no drain of the group calls a worker.
+    fixture.set_now("2026-11-28T10:00:00Z");
+    for drain in ["alpha", "beta"] {
+        let refused = fixture.drainctl(&["drain", drain, "--json"]).run();
+        refused.assert_code(0);
+        assert_eq!(refused.json()["status"], "rate_limited", "{}", refused.stdout);
+        let note = refused.json()["note"].as_str().unwrap_or_default().to_string();
+        assert!(note.contains("parked") && note.contains("resume --group shared"), "{note}");
+    }
+    assert_eq!(calls(&fixture), 1, "a parked group called a worker");
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    let decisions = plan["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2, "{plan}");
+    for decision in decisions {
+        assert_eq!(decision["action"], "skip", "{plan}");
+        assert!(decision["reason"].as_str().unwrap().contains("quota group shared is parked"), "{plan}");
+    }
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    for drain in status["drains"].as_array().unwrap() {
+        assert_eq!(drain["state"], "parked", "{status}");
+        assert!(drain["parked_reason"].as_str().unwrap().contains("insufficient_quota"), "{status}");
+    }
+    let human = fixture.drainctl(&["status"]).run();
+    assert!(human.stdout.contains("resume --group shared"), "{}", human.stdout);
+
+    // Clearing it lets the group work again.
+    let resumed = fixture.drainctl(&["resume", "--group", "shared", "--json"]).run();
+    resumed.assert_code(0);
+    crate::operator::assert_documented("drainctl resume --group", &resumed.json());
+    crate::operator::assert_documented("drainctl status", &status);
+    assert_eq!(resumed.json()["was_parked"], true);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_resumed'"), 1);
+    let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    worked.assert_code(0);
+    assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+    assert_eq!(calls(&fixture), 2);
+    let again = fixture.drainctl(&["resume", "--group", "shared", "--json"]).run();
+    assert_eq!(again.json()["was_parked"], false);
+}
+
+#[test]
+fn resume_group_names_an_unknown_group() {
+    let fixture = Fixture::new(&config(), NOW);
+    let result = fixture.drainctl(&["resume", "--group", "shraed"]).run();
+    result.assert_code(64);
+    assert!(result.stderr.contains("unknown quota group \"shraed\"; known: shared"), "{}", result.stderr);
+}
+
+fn poison_config() -> String {
+    "[defaults]\ntimezone = \"UTC\"\n\n\
+     [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nmax_wait = \"0s\"\n\n\
+     [[drain]]\nname = \"beta\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nmax_wait = \"0s\"\n"
+        .to_string()
+}
+
+/// Move the clock just past the group's backoff.
+fn after_backoff(fixture: &Fixture) {
+    let until: String = fixture
+        .client()
+        .query_one(
+            "SELECT to_char((max(backoff_until) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM quota_backoffs",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    fixture.set_now(&until);
+}
+
+fn poison(fixture: &Fixture) {
+    let steps = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.set_now("2026-11-27T09:00:00Z");
+    fixture.enqueue("alpha", &[("p".into(), steps)]);
+    fixture.set_now(NOW);
+}
+
+#[test]
+fn an_item_that_hits_while_the_group_works_is_charged_from_the_third_hit() {
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    let charged = || fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'");
+    for round in 1..=3 {
+        let pass = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+        pass.assert_code(0);
+        if round < 3 {
+            // Refunded, and the group backs off as for any hit.
+            assert_eq!(pass.json()["status"], "rate_limited", "round {round}: {}", pass.stdout);
+            assert_eq!(fixture.item("alpha", "p").1, 0, "round {round}");
+            assert_eq!(charged(), 0, "round {round}");
+            // The rest of the group works after the hit.
+            after_backoff(&fixture);
+            fixture.enqueue("beta", &[(format!("b{round}"), json!("fine"))]);
+            let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+            assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+        }
+    }
+    // The third hit in a row, with successes after each, uses an attempt and backs nothing off.
+    let (state, attempts, _) = fixture.item("alpha", "p");
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert_eq!(charged(), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 1);
+    let message: String =
+        fixture.column("SELECT message FROM events WHERE kind = 'quota_hit_charged'").remove(0);
+    assert!(message.contains("3 times in a row"), "{message}");
+}
+
+#[test]
+fn hits_while_the_rest_of_the_group_does_not_work_are_never_charged() {
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    for round in 1..=4 {
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        assert_eq!(fixture.item("alpha", "p").1, 0, "round {round}");
+        after_backoff(&fixture);
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 4);
+}
