@@ -175,10 +175,8 @@ fn supervise_starts_a_drain_to_wait_for_a_reset_that_comes_before_its_next_pass(
 fn one_pass_uses_two_consecutive_windows_with_one_limit_answer_between_them() {
     const WINDOW_SECONDS: u64 = 3;
     let fixture = Fixture::new(
-        &format!(
-            "[defaults]\ntimezone = \"UTC\"\nreset_margin = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
-             [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nquota_profile = \"openai\"\n"
-        ),
+        "[defaults]\ntimezone = \"UTC\"\nreset_margin = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nquota_profile = \"openai\"\n",
         "2020-01-01T00:00:00Z",
     );
     let state = fixture.path("vendor.state");
