@@ -32,6 +32,17 @@
 //!   steps (optional); e.g. a quota hit on one account only
 //! - `{"if_file": {"path": "/path", "then": [...], "else": [...]}}`: the `then` steps when
 //!   the file exists, else the `else` steps; with `touch`, a hit on the first call only
+//! - `{"vendor": {"state": "/path", "calls": 5, "window": 10, "shape": "openai"}}`: one call
+//!   to a simulated vendor with a fixed-window limit of `calls` calls per `window` seconds,
+//!   windows aligned to the Unix epoch, shared by every process that names the same state
+//!   file (locked with `flock`). A call inside the allowance prints `vendor call N of M in
+//!   window W` and goes on; a call over it prints the vendor's limit message stating the
+//!   window's end and exits 1. Shapes: `openai` (`… Please try again in 2.500s.`, on
+//!   stderr), `claude_epoch` (`Claude AI usage limit reached|<epoch>`, on stdout),
+//!   `claude_clock` (`You've hit your session limit · resets 10:15am (UTC)`, on stdout;
+//!   minutes only, so `window` must be a multiple of 60), `gemini` (`… Your quota will
+//!   reset after 7s.`, whole seconds rounded up, on stderr). The state file holds one line
+//!   per window: `<window start> <calls answered> <limit answers>`
 //!
 //! An unknown or malformed step prints a message on stderr and exits 2. When
 //! `FAKE_WORKER_LOG=/path` is set, the `log` step runs first, before stdin is read.
@@ -53,7 +64,7 @@ const MIB_BYTES: usize = 1024 * 1024;
 const MIB_LINE_BYTES: usize = 1024;
 const STEP_NAMES: &str = "out, err, sleep, checkpoints, mib, binary, child_ignoring_term, hang, \
                           wait_for_file, touch, exit, signal, cut_off, log, env, echo_args, echo_payload, choose, \
-                          if_env, if_file";
+                          if_env, if_file, vendor";
 
 fn main() {
     if let Some(path) = std::env::var_os("FAKE_WORKER_LOG") {
@@ -208,6 +219,7 @@ fn run_step(step: &serde_json::Value, payload: &[u8]) -> Result<(), String> {
             let exists = Path::new(string_value("if_file.path", path)?).exists();
             run_branch(name, value.get(if exists { "then" } else { "else" }), payload)?;
         }
+        "vendor" => vendor_call(value)?,
         other => return Err(format!("unknown step {other:?}; known steps: {STEP_NAMES}")),
     }
     Ok(())
@@ -322,4 +334,204 @@ fn append_start_line(path: &Path) -> Result<(), String> {
         .open(path)
         .map_err(|error| format!("cannot open log {path:?}: {error}"))?;
     file.write_all(line.as_bytes()).map_err(|error| format!("cannot append to log {path:?}: {error}"))
+}
+
+/// The limit message shapes the `vendor` step can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VendorShape {
+    OpenAi,
+    ClaudeEpoch,
+    ClaudeClock,
+    Gemini,
+}
+
+impl VendorShape {
+    fn parse(text: &str) -> Result<VendorShape, String> {
+        match text {
+            "openai" => Ok(VendorShape::OpenAi),
+            "claude_epoch" => Ok(VendorShape::ClaudeEpoch),
+            "claude_clock" => Ok(VendorShape::ClaudeClock),
+            "gemini" => Ok(VendorShape::Gemini),
+            other => Err(format!(
+                "unknown vendor shape {other:?}; known shapes: openai, claude_epoch, claude_clock, gemini"
+            )),
+        }
+    }
+
+    /// The vendor's limit message for a window ending at `window_end` (Unix seconds), seen
+    /// at `now` (since the epoch), and whether it goes to stdout.
+    fn limit_message(self, calls: u64, now: Duration, window_end: u64) -> (String, bool) {
+        let remaining = Duration::from_secs(window_end).saturating_sub(now);
+        match self {
+            VendorShape::OpenAi => {
+                let millis = remaining.as_nanos().div_ceil(1_000_000);
+                let message = format!(
+                    "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): \
+                     Limit {calls}, Used {calls}, Requested 1. Please try again in {}.{:03}s.",
+                    millis / 1000,
+                    millis % 1000
+                );
+                (message, false)
+            }
+            VendorShape::ClaudeEpoch => (format!("Claude AI usage limit reached|{window_end}"), true),
+            VendorShape::ClaudeClock => {
+                let minute_end = window_end.div_ceil(60) * 60;
+                let minutes_of_day = minute_end % 86_400 / 60;
+                let (hour, minute) = (minutes_of_day / 60, minutes_of_day % 60);
+                let hour_12 = if hour % 12 == 0 { 12 } else { hour % 12 };
+                let half = if hour < 12 { "am" } else { "pm" };
+                (format!("You've hit your session limit · resets {hour_12}:{minute:02}{half} (UTC)"), true)
+            }
+            VendorShape::Gemini => {
+                let seconds = remaining.as_nanos().div_ceil(1_000_000_000);
+                let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+                let mut after = String::new();
+                if hours > 0 {
+                    after.push_str(&format!("{hours}h"));
+                }
+                if hours > 0 || minutes > 0 {
+                    after.push_str(&format!("{minutes}m"));
+                }
+                after.push_str(&format!("{seconds}s"));
+                let message = format!(
+                    "You have exhausted your capacity on this model. Your quota will reset after {after}."
+                );
+                (message, false)
+            }
+        }
+    }
+}
+
+/// One line of the vendor's state file: a window and what it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VendorWindow {
+    start: u64,
+    answered: u64,
+    limited: u64,
+}
+
+fn parse_vendor_state(text: &str) -> Result<Vec<VendorWindow>, String> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<u64> = line.split_whitespace().filter_map(|field| field.parse().ok()).collect();
+            match fields[..] {
+                [start, answered, limited] if line.split_whitespace().count() == 3 => {
+                    Ok(VendorWindow { start, answered, limited })
+                }
+                _ => Err(format!(
+                    "bad vendor state line {line:?}; expected <window start> <calls> <limit answers>"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// One call to the simulated vendor (see the module documentation).
+fn vendor_call(value: &serde_json::Value) -> Result<(), String> {
+    use std::io::Seek;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+
+    let field = |key: &str| value.get(key).ok_or_else(|| format!("step \"vendor\" needs {key:?}"));
+    let state_path = string_value("vendor.state", field("state")?)?;
+    let calls = count_value("vendor.calls", field("calls")?)?;
+    let window = count_value("vendor.window", field("window")?)?;
+    let shape = VendorShape::parse(string_value("vendor.shape", field("shape")?)?)?;
+    if window == 0 {
+        return Err("bad value 0 for \"vendor.window\"; expected seconds >= 1".to_string());
+    }
+    if shape == VendorShape::ClaudeClock && window % 60 != 0 {
+        return Err(format!(
+            "bad value {window} for \"vendor.window\"; the claude_clock shape states minutes, so use a multiple of 60"
+        ));
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(state_path)
+        .map_err(|error| format!("cannot open vendor state {state_path:?}: {error}"))?;
+    // SAFETY: flock on a descriptor this function owns; the lock ends when `file` is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(format!("cannot lock vendor state {state_path:?}: {}", io::Error::last_os_error()));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let start = now.as_secs() / window * window;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|error| format!("cannot read vendor state {state_path:?}: {error}"))?;
+    let mut windows = parse_vendor_state(&text).map_err(|error| format!("{state_path:?}: {error}"))?;
+    if windows.last().is_none_or(|last| last.start != start) {
+        windows.push(VendorWindow { start, answered: 0, limited: 0 });
+    }
+    let current = windows.last_mut().ok_or("vendor state has no window")?;
+    let is_allowed = current.answered < calls;
+    if is_allowed {
+        current.answered += 1;
+    } else {
+        current.limited += 1;
+    }
+    let answered = current.answered;
+    let text: String = windows
+        .iter()
+        .map(|window| format!("{} {} {}\n", window.start, window.answered, window.limited))
+        .collect();
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(text.as_bytes()))
+        .map_err(|error| format!("cannot write vendor state {state_path:?}: {error}"))?;
+    drop(file);
+    if is_allowed {
+        write_stdout(&text_line(&format!("vendor call {answered} of {calls} in window {start}")));
+        return Ok(());
+    }
+    let (message, is_stdout) = shape.limit_message(calls, now, start + window);
+    if is_stdout {
+        write_stdout(&text_line(&message));
+    } else {
+        write_stderr(&text_line(&message));
+    }
+    std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shape_states_the_end_of_the_window() {
+        // 2026-11-27T10:14:57.5Z, in a window ending at 10:15:00.
+        let end = 1_795_774_500;
+        let now = Duration::from_millis(end * 1000 - 2500);
+        let message = |shape| VendorShape::limit_message(shape, 5, now, end).0;
+        assert!(message(VendorShape::OpenAi)
+            .ends_with("Limit 5, Used 5, Requested 1. Please try again in 2.500s."));
+        assert_eq!(message(VendorShape::ClaudeEpoch), "Claude AI usage limit reached|1795774500");
+        assert_eq!(message(VendorShape::ClaudeClock), "You've hit your session limit · resets 10:15am (UTC)");
+        assert_eq!(
+            message(VendorShape::Gemini),
+            "You have exhausted your capacity on this model. Your quota will reset after 3s."
+        );
+        let midnight = 1_795_824_000;
+        assert_eq!(
+            VendorShape::ClaudeClock.limit_message(5, Duration::from_secs(midnight - 30), midnight).0,
+            "You've hit your session limit · resets 12:00am (UTC)"
+        );
+    }
+
+    #[test]
+    fn the_state_file_is_read_back_and_a_bad_line_is_refused() {
+        assert_eq!(
+            parse_vendor_state("10 5 1\n20 2 0\n"),
+            Ok(vec![
+                VendorWindow { start: 10, answered: 5, limited: 1 },
+                VendorWindow { start: 20, answered: 2, limited: 0 }
+            ])
+        );
+        assert!(parse_vendor_state("10 5\n").is_err());
+        assert!(parse_vendor_state("10 5 x\n").is_err());
+    }
 }

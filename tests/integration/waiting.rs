@@ -165,3 +165,48 @@ fn supervise_starts_a_drain_to_wait_for_a_reset_that_comes_before_its_next_pass(
     assert_eq!(docs["action"], "skip", "{plan:?}");
     assert!(docs["reason"].as_str().unwrap_or_default().contains("backs off until"), "{docs}");
 }
+
+/// A real vendor, not the injected clock: the fake worker's `vendor` step allows 2 calls
+/// per 3 s window (windows aligned to the Unix epoch) and answers the third with OpenAI's
+/// limit message stating the window's end. One pass of 4 items makes 2 calls, gets one
+/// limit answer, waits for the reset (`reset_margin = "1s"`, so the wait ends inside the
+/// next window) and makes the other 2 calls in that next window.
+#[test]
+fn one_pass_uses_two_consecutive_windows_with_one_limit_answer_between_them() {
+    const WINDOW_SECONDS: u64 = 3;
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"UTC\"\nreset_margin = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nquota_profile = \"openai\"\n",
+        "2020-01-01T00:00:00Z",
+    );
+    let state = fixture.path("vendor.state");
+    let call = json!({ "steps": [{ "vendor": {
+        "state": state, "calls": 2, "window": WINDOW_SECONDS, "shape": "openai",
+    } }] });
+    fixture.enqueue("docs", &(1..=4).map(|number| (format!("k{number}"), call.clone())).collect::<Vec<_>>());
+    // The vendor keeps real time, so the pass starts just after a window begins: its first
+    // two calls and the limit answer then fall in one window.
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let next_window = Duration::from_secs((since_epoch.as_secs() / WINDOW_SECONDS + 1) * WINDOW_SECONDS);
+    std::thread::sleep(next_window - since_epoch + Duration::from_millis(20));
+
+    let pass = fixture.drainctl(&["drain", "docs"]).env_remove("DRAINCTL_NOW").run();
+
+    pass.assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 4);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
+    let windows: Vec<Vec<u64>> = std::fs::read_to_string(&state)
+        .unwrap()
+        .lines()
+        .map(|line| line.split_whitespace().map(|field| field.parse().unwrap()).collect())
+        .collect();
+    // [window start, calls answered, limit answers] per window.
+    assert_eq!(windows.len(), 2, "{windows:?}");
+    assert_eq!(windows[1][0], windows[0][0] + WINDOW_SECONDS, "consecutive windows: {windows:?}");
+    assert_eq!((windows[0][1], windows[0][2]), (2, 1), "{windows:?}");
+    assert_eq!((windows[1][1], windows[1][2]), (2, 0), "{windows:?}");
+    assert_eq!(
+        fixture.column::<String>("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set'"),
+        ["parsed_reset"]
+    );
+}
