@@ -1,4 +1,4 @@
-//! Backoff arithmetic, pure: how long a quota group waits after a quota hit (SPEC §5),
+//! Backoff arithmetic, pure: how long a quota group waits after a quota hit (docs/rate-limits.md, "Backoff"),
 //! and when a failed item is retried (exponential with jitter).
 //!
 //! A stated reset is trusted when it lies in the future, at most

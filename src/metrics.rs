@@ -9,6 +9,7 @@
 //! reads half a file. `supervise` and every `drain` pass write it at their end when
 //! `metrics_textfile` is set. Timestamps are Unix seconds; 0 means "never" or "none".
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{OpenOptions, Permissions};
 use std::io::Write as _;
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
-use crate::config::Config;
+use crate::config::{Config, DrainConfig};
 use crate::db::{backoffs, counters, drains, items, passes, runs};
 use crate::error::{Error, Result};
 
@@ -99,120 +100,25 @@ pub fn render_metrics(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
-    let controls = drains::read_controls(client, &names)?;
-
-    let mut items_family = Family::new("drainctl_items", "Items of a drain per state.");
-    let mut burst = Family::new(
-        "drainctl_burst_until_timestamp_seconds",
-        "Deadline of the drain's burst (Unix seconds); 0 when none is set.",
-    );
-    let mut paused = Family::new("drainctl_paused", "1 when the drain is paused, else 0.");
-    let mut last_run = Family::new(
-        "drainctl_last_run_finished_timestamp_seconds",
-        "When the drain's latest finished run (not lock_skipped) ended (Unix seconds).",
-    );
-    let mut last_success = Family::new(
-        "drainctl_last_success_timestamp_seconds",
-        "When the drain's latest run that completed at least one item ended; 0 when none did.",
-    );
-    let mut throughput = Family::new(
-        "drainctl_throughput_items_per_second",
-        "Items completed per second of running time by the drain's recent finished passes (last 24h, at most 20).",
-    );
-    let mut time_to_empty = Family::new(
-        "drainctl_time_to_empty_seconds",
-        "Running time the drain needs to empty its backlog (pending and running items) at that throughput.",
-    );
-    let mut burst_will_finish = Family::new(
-        "drainctl_burst_will_finish",
-        "During a burst: 1 when the backlog empties before the deadline at that throughput, else 0.",
-    );
-    let all_counts = items::count_by_state_of(client, &names)?;
-    let all_latest = runs::latest_runs(client, &names)?;
-    let histories = crate::schedule::forecast::recent_histories(client, &names, now)?;
+    let snapshot = DrainSnapshot::read(client, &names, now)?;
+    let mut drain_families = DrainFamilies::new();
     for drain in &config.drains {
-        let name = &drain.name;
-        let counts = all_counts.get(name).copied().unwrap_or_default();
-        for (state, count) in [
-            ("pending", counts.pending),
-            ("running", counts.running),
-            ("done", counts.done),
-            ("dead", counts.dead),
-            ("skipped_missing", counts.skipped_missing),
-        ] {
-            items_family.sample(vec![("drain", name.clone()), ("state", state.to_string())], count as f64);
-        }
-        let control = controls.iter().find(|control| &control.name == name);
-        burst.sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.burst_until)));
-        let is_paused = control.is_some_and(|c| c.is_paused());
-        paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
-        let latest = all_latest.get(name).cloned().unwrap_or_default();
-        // No label for how it ended: a label whose value changes makes a new series.
-        if let Some((_, finished_at)) = latest.finished {
-            last_run.sample(vec![("drain", name.clone())], timestamp(Some(finished_at)));
-        }
-        last_success.sample(vec![("drain", name.clone())], timestamp(latest.last_success_at));
-        let burst_until = control.and_then(|c| c.burst_until);
-        let forecast = crate::schedule::forecast::forecast(
-            histories.get(name).copied().unwrap_or_default(),
-            counts.pending + counts.running,
-            drain.concurrency,
-            burst_until,
-            now,
-        );
-        if let Some(rate) = forecast.items_per_hour {
-            throughput.sample(vec![("drain", name.clone())], rate / 3600.0);
-        }
-        if let Some(seconds) = forecast.seconds_to_empty {
-            time_to_empty.sample(vec![("drain", name.clone())], seconds);
-        }
-        if let Some(finishes) = forecast.finishes_before_burst_deadline {
-            burst_will_finish.sample(vec![("drain", name.clone())], if finishes { 1.0 } else { 0.0 });
-        }
+        drain_families.sample(drain, &snapshot, now);
     }
-
-    let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
-    let rows = backoffs::read_group_backoffs(client, &groups)?;
-    let mut backoff = Family::new(
-        "drainctl_backoff_until_timestamp_seconds",
-        "Until when the account of the quota group backs off (Unix seconds; may be past); 0 when it never did.",
-    );
-    let mut attention = Family::new(
-        "drainctl_quota_needs_attention",
-        "1 when the account of the quota group backs off for a reason time will not fix (billing, login), else 0.",
-    );
-    for group in &config.quota_groups {
-        let accounts = group.accounts.iter().map(|account| account.name.as_str());
-        for row in backoffs::rows_for_accounts(&rows, &group.name, accounts) {
-            // A group without accounts has no `account` label rather than an empty one.
-            let mut labels = vec![("quota_group", row.quota_group.clone())];
-            if !row.account.is_empty() {
-                labels.push(("account", row.account.clone()));
-            }
-            attention.sample(labels.clone(), if row.needs_attention { 1.0 } else { 0.0 });
-            backoff.sample(labels, timestamp(row.backoff_until));
-        }
-    }
-
-    let last_pass = passes::last_pass(client)?;
-    let mut pass_at = Family::new(
-        "drainctl_supervisor_last_pass_timestamp_seconds",
-        "When the last supervise pass that acted fired (Unix seconds); 0 when none has.",
-    );
-    pass_at.sample(Vec::new(), timestamp(last_pass.map(|(at, _)| at)));
-    let mut pass_duration = Family::new(
-        "drainctl_supervisor_last_pass_duration_seconds",
-        "How long the last supervise pass that acted took.",
-    );
-    pass_duration.sample(Vec::new(), last_pass.map(|(_, ms)| f64::from(ms) / 1000.0).unwrap_or(0.0));
-    let mut generated = Family::new(
-        "drainctl_metrics_generated_timestamp_seconds",
-        "When drainctl rendered these metrics (Unix seconds).",
-    );
-    generated.sample(Vec::new(), timestamp(Some(now)));
-
+    let [backoff, attention] = group_families(client, config)?;
+    let [pass_at, pass_duration, generated] = supervisor_families(client, now)?;
     let [finished, starts, hits] = counter_families(client, config)?;
 
+    let DrainFamilies {
+        items: items_family,
+        burst,
+        paused,
+        last_run,
+        last_success,
+        throughput,
+        time_to_empty,
+        burst_will_finish,
+    } = drain_families;
     let mut out = String::new();
     for family in [
         items_family,
@@ -235,6 +141,159 @@ pub fn render_metrics(
         family.render(&mut out);
     }
     Ok(out)
+}
+
+/// What the database holds of the configured drains, read once for all of them.
+struct DrainSnapshot {
+    controls: Vec<drains::DrainControls>,
+    counts: HashMap<String, items::StateCounts>,
+    latest: HashMap<String, runs::LatestRuns>,
+    histories: HashMap<String, runs::RunHistory>,
+}
+
+impl DrainSnapshot {
+    fn read(client: &mut impl GenericClient, names: &[String], now: DateTime<Utc>) -> Result<DrainSnapshot> {
+        let controls = drains::read_controls(client, names)?;
+        let counts = items::count_by_state_of(client, names)?;
+        let latest = runs::latest_runs(client, names)?;
+        let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
+        Ok(DrainSnapshot { controls, counts, latest, histories })
+    }
+}
+
+/// The metric families with one series (or several, for items) per drain.
+struct DrainFamilies {
+    items: Family,
+    burst: Family,
+    paused: Family,
+    last_run: Family,
+    last_success: Family,
+    throughput: Family,
+    time_to_empty: Family,
+    burst_will_finish: Family,
+}
+
+impl DrainFamilies {
+    fn new() -> DrainFamilies {
+        DrainFamilies {
+            items: Family::new("drainctl_items", "Items of a drain per state."),
+            burst: Family::new(
+                "drainctl_burst_until_timestamp_seconds",
+                "Deadline of the drain's burst (Unix seconds); 0 when none is set.",
+            ),
+            paused: Family::new("drainctl_paused", "1 when the drain is paused, else 0."),
+            last_run: Family::new(
+                "drainctl_last_run_finished_timestamp_seconds",
+                "When the drain's latest finished run (not lock_skipped) ended (Unix seconds).",
+            ),
+            last_success: Family::new(
+                "drainctl_last_success_timestamp_seconds",
+                "When the drain's latest run that completed at least one item ended; 0 when none did.",
+            ),
+            throughput: Family::new(
+                "drainctl_throughput_items_per_second",
+                "Items completed per second of running time by the drain's recent finished passes (last 24h, at most 20).",
+            ),
+            time_to_empty: Family::new(
+                "drainctl_time_to_empty_seconds",
+                "Running time the drain needs to empty its backlog (pending and running items) at that throughput.",
+            ),
+            burst_will_finish: Family::new(
+                "drainctl_burst_will_finish",
+                "During a burst: 1 when the backlog empties before the deadline at that throughput, else 0.",
+            ),
+        }
+    }
+
+    /// Append the samples of one configured drain.
+    fn sample(&mut self, drain: &DrainConfig, snapshot: &DrainSnapshot, now: DateTime<Utc>) {
+        let name = &drain.name;
+        let counts = snapshot.counts.get(name).copied().unwrap_or_default();
+        for (state, count) in [
+            ("pending", counts.pending),
+            ("running", counts.running),
+            ("done", counts.done),
+            ("dead", counts.dead),
+            ("skipped_missing", counts.skipped_missing),
+        ] {
+            self.items.sample(vec![("drain", name.clone()), ("state", state.to_string())], count as f64);
+        }
+        let control = snapshot.controls.iter().find(|control| &control.name == name);
+        self.burst.sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.burst_until)));
+        let is_paused = control.is_some_and(|c| c.is_paused());
+        self.paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
+        let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
+        // No label for how it ended: a label whose value changes makes a new series.
+        if let Some((_, finished_at)) = latest.finished {
+            self.last_run.sample(vec![("drain", name.clone())], timestamp(Some(finished_at)));
+        }
+        self.last_success.sample(vec![("drain", name.clone())], timestamp(latest.last_success_at));
+        let burst_until = control.and_then(|c| c.burst_until);
+        let forecast = crate::schedule::forecast::forecast(
+            snapshot.histories.get(name).copied().unwrap_or_default(),
+            counts.pending + counts.running,
+            drain.concurrency,
+            burst_until,
+            now,
+        );
+        if let Some(rate) = forecast.items_per_hour {
+            self.throughput.sample(vec![("drain", name.clone())], rate / 3600.0);
+        }
+        if let Some(seconds) = forecast.seconds_to_empty {
+            self.time_to_empty.sample(vec![("drain", name.clone())], seconds);
+        }
+        if let Some(finishes) = forecast.finishes_before_burst_deadline {
+            self.burst_will_finish.sample(vec![("drain", name.clone())], if finishes { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// The backoff and needs-attention families: one series per account of each quota group.
+fn group_families(client: &mut impl GenericClient, config: &Config) -> Result<[Family; 2]> {
+    let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
+    let rows = backoffs::read_group_backoffs(client, &groups)?;
+    let mut backoff = Family::new(
+        "drainctl_backoff_until_timestamp_seconds",
+        "Until when the account of the quota group backs off (Unix seconds; may be past); 0 when it never did.",
+    );
+    let mut attention = Family::new(
+        "drainctl_quota_needs_attention",
+        "1 when the account of the quota group backs off for a reason time will not fix (billing, login), else 0.",
+    );
+    for group in &config.quota_groups {
+        let accounts = group.accounts.iter().map(|account| account.name.as_str());
+        for row in backoffs::rows_for_accounts(&rows, &group.name, accounts) {
+            // A group without accounts has no `account` label rather than an empty one.
+            let mut labels = vec![("quota_group", row.quota_group.clone())];
+            if !row.account.is_empty() {
+                labels.push(("account", row.account.clone()));
+            }
+            attention.sample(labels.clone(), if row.needs_attention { 1.0 } else { 0.0 });
+            backoff.sample(labels, timestamp(row.backoff_until));
+        }
+    }
+    Ok([backoff, attention])
+}
+
+/// The families without labels: the last supervisor pass and when these metrics were rendered.
+fn supervisor_families(client: &mut impl GenericClient, now: DateTime<Utc>) -> Result<[Family; 3]> {
+    let last_pass = passes::last_pass(client)?;
+    let mut pass_at = Family::new(
+        "drainctl_supervisor_last_pass_timestamp_seconds",
+        "When the last supervise pass that acted fired (Unix seconds); 0 when none has.",
+    );
+    pass_at.sample(Vec::new(), timestamp(last_pass.map(|(at, _)| at)));
+    let mut pass_duration = Family::new(
+        "drainctl_supervisor_last_pass_duration_seconds",
+        "How long the last supervise pass that acted took.",
+    );
+    pass_duration.sample(Vec::new(), last_pass.map(|(_, ms)| f64::from(ms) / 1000.0).unwrap_or(0.0));
+    let mut generated = Family::new(
+        "drainctl_metrics_generated_timestamp_seconds",
+        "When drainctl rendered these metrics (Unix seconds).",
+    );
+    generated.sample(Vec::new(), timestamp(Some(now)));
+    Ok([pass_at, pass_duration, generated])
 }
 
 /// The monotonic counters: zero for every configured drain, outcome and quota group, then

@@ -124,105 +124,140 @@ fn run_step(step: &serde_json::Value, payload: &[u8]) -> Result<(), String> {
         "out" => write_stdout(&text_line(string_value(name, value)?)),
         "err" => write_stderr(&text_line(string_value(name, value)?)),
         "sleep" => std::thread::sleep(seconds_value(name, value)?),
-        "checkpoints" => {
-            let count = value.get("count").map_or(Ok(1), |count| count_value("checkpoints.count", count))?;
-            let every = value
-                .get("every")
-                .map_or(Ok(Duration::ZERO), |every| seconds_value("checkpoints.every", every))?;
-            for number in 1..=count {
-                if number > 1 {
-                    std::thread::sleep(every);
-                }
-                write_stdout(&text_line(&format!("::checkpoint:: {number}")));
-            }
-        }
-        "mib" => {
-            let mut chunk = vec![b'x'; MIB_BYTES];
-            for line_end in (MIB_LINE_BYTES - 1..MIB_BYTES).step_by(MIB_LINE_BYTES) {
-                chunk[line_end] = b'\n';
-            }
-            for _ in 0..count_value(name, value)? {
-                write_stdout(&chunk);
-            }
-        }
+        "checkpoints" => run_checkpoints(value)?,
+        "mib" => run_mib(name, value)?,
         "binary" => write_stdout(BINARY_BYTES),
         "child_ignoring_term" => spawn_child_ignoring_term(seconds_value(name, value)?)?,
         "hang" => loop {
             std::thread::sleep(Duration::from_secs(3600));
         },
-        "wait_for_file" => {
-            let path = Path::new(string_value(name, value)?);
-            while !path.exists() {
-                std::thread::sleep(FILE_POLL_INTERVAL);
-            }
-        }
-        "touch" => {
-            let path = string_value(name, value)?;
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|error| format!("cannot create {path:?}: {error}"))?;
-        }
-        "exit" => {
-            let code = value
-                .as_i64()
-                .and_then(|code| i32::try_from(code).ok())
-                .ok_or_else(|| format!("bad exit code {value}; expected an integer"))?;
-            std::process::exit(code);
-        }
-        "signal" => {
-            let signal = value
-                .as_i64()
-                .and_then(|signal| i32::try_from(signal).ok())
-                .ok_or_else(|| format!("bad signal {value}; expected a signal number such as 9"))?;
-            // SAFETY: resetting a disposition and raising a signal have no memory-safety
-            // preconditions; the default is restored because Rust programs ignore SIGPIPE.
-            unsafe {
-                libc::signal(signal, libc::SIG_DFL);
-                libc::raise(signal);
-            }
-            return Err(format!("signal {signal} did not end the process"));
-        }
+        "wait_for_file" => run_wait_for_file(name, value)?,
+        "touch" => run_touch(name, value)?,
+        "exit" => run_exit(value)?,
+        "signal" => run_signal(value)?,
         "cut_off" => {
             write_stdout(CUT_OFF_TEXT);
             std::process::exit(1);
         }
         "log" => append_start_line(Path::new(string_value(name, value)?))?,
-        "env" => {
-            let variable = string_value(name, value)?;
-            let value = std::env::var_os(variable).unwrap_or_default();
-            write_stdout(&text_line(&format!("{variable}={}", value.to_string_lossy())));
-        }
-        "echo_args" => {
-            let arguments: Vec<String> =
-                std::env::args_os().skip(1).map(|argument| argument.to_string_lossy().into_owned()).collect();
-            let json = serde_json::to_string(&arguments)
-                .map_err(|error| format!("cannot encode arguments: {error}"))?;
-            write_stdout(&text_line(&json));
-        }
+        "env" => run_env(name, value)?,
+        "echo_args" => run_echo_args()?,
         "echo_payload" => write_stdout(payload),
         "choose" => {
             for step in choose_option(value)? {
                 run_step(step, payload)?;
             }
         }
-        "if_env" => {
-            let field = |key: &str| value.get(key).ok_or_else(|| format!("step \"if_env\" needs {key:?}"));
-            let variable = string_value("if_env.var", field("var")?)?;
-            let expected = string_value("if_env.equals", field("equals")?)?;
-            let is_equal = std::env::var_os(variable).is_some_and(|actual| actual == expected);
-            run_branch(name, value.get(if is_equal { "then" } else { "else" }), payload)?;
-        }
-        "if_file" => {
-            let path = value.get("path").ok_or("step \"if_file\" needs \"path\"")?;
-            let exists = Path::new(string_value("if_file.path", path)?).exists();
-            run_branch(name, value.get(if exists { "then" } else { "else" }), payload)?;
-        }
+        "if_env" => run_if_env(name, value, payload)?,
+        "if_file" => run_if_file(name, value, payload)?,
         "vendor" => vendor_call(value)?,
         other => return Err(format!("unknown step {other:?}; known steps: {STEP_NAMES}")),
     }
     Ok(())
+}
+
+/// `{"checkpoints": {"count": N, "every": S}}`: N checkpoint lines, S seconds apart.
+fn run_checkpoints(value: &serde_json::Value) -> Result<(), String> {
+    let count = value.get("count").map_or(Ok(1), |count| count_value("checkpoints.count", count))?;
+    let every =
+        value.get("every").map_or(Ok(Duration::ZERO), |every| seconds_value("checkpoints.every", every))?;
+    for number in 1..=count {
+        if number > 1 {
+            std::thread::sleep(every);
+        }
+        write_stdout(&text_line(&format!("::checkpoint:: {number}")));
+    }
+    Ok(())
+}
+
+/// `{"mib": N}`: N mebibytes of text lines on stdout.
+fn run_mib(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    let mut chunk = vec![b'x'; MIB_BYTES];
+    for line_end in (MIB_LINE_BYTES - 1..MIB_BYTES).step_by(MIB_LINE_BYTES) {
+        chunk[line_end] = b'\n';
+    }
+    for _ in 0..count_value(name, value)? {
+        write_stdout(&chunk);
+    }
+    Ok(())
+}
+
+/// `{"wait_for_file": PATH}`: poll until PATH exists.
+fn run_wait_for_file(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    let path = Path::new(string_value(name, value)?);
+    while !path.exists() {
+        std::thread::sleep(FILE_POLL_INTERVAL);
+    }
+    Ok(())
+}
+
+/// `{"touch": PATH}`: create PATH when it does not exist.
+fn run_touch(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    let path = string_value(name, value)?;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|error| format!("cannot create {path:?}: {error}"))?;
+    Ok(())
+}
+
+/// `{"exit": CODE}`: end the process with CODE.
+fn run_exit(value: &serde_json::Value) -> Result<(), String> {
+    let code = value
+        .as_i64()
+        .and_then(|code| i32::try_from(code).ok())
+        .ok_or_else(|| format!("bad exit code {value}; expected an integer"))?;
+    std::process::exit(code);
+}
+
+/// `{"signal": NUMBER}`: end the process by that signal, with its default disposition.
+fn run_signal(value: &serde_json::Value) -> Result<(), String> {
+    let signal = value
+        .as_i64()
+        .and_then(|signal| i32::try_from(signal).ok())
+        .ok_or_else(|| format!("bad signal {value}; expected a signal number such as 9"))?;
+    // SAFETY: resetting a disposition and raising a signal have no memory-safety
+    // preconditions; the default is restored because Rust programs ignore SIGPIPE.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+    Err(format!("signal {signal} did not end the process"))
+}
+
+/// `{"env": VARIABLE}`: print `VARIABLE=value` (empty when unset).
+fn run_env(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    let variable = string_value(name, value)?;
+    let value = std::env::var_os(variable).unwrap_or_default();
+    write_stdout(&text_line(&format!("{variable}={}", value.to_string_lossy())));
+    Ok(())
+}
+
+/// `{"echo_args": true}`: print the worker's arguments as a JSON array.
+fn run_echo_args() -> Result<(), String> {
+    let arguments: Vec<String> =
+        std::env::args_os().skip(1).map(|argument| argument.to_string_lossy().into_owned()).collect();
+    let json =
+        serde_json::to_string(&arguments).map_err(|error| format!("cannot encode arguments: {error}"))?;
+    write_stdout(&text_line(&json));
+    Ok(())
+}
+
+/// `{"if_env": {"var", "equals", "then", "else"}}`: run a branch by an environment variable.
+fn run_if_env(name: &str, value: &serde_json::Value, payload: &[u8]) -> Result<(), String> {
+    let field = |key: &str| value.get(key).ok_or_else(|| format!("step \"if_env\" needs {key:?}"));
+    let variable = string_value("if_env.var", field("var")?)?;
+    let expected = string_value("if_env.equals", field("equals")?)?;
+    let is_equal = std::env::var_os(variable).is_some_and(|actual| actual == expected);
+    run_branch(name, value.get(if is_equal { "then" } else { "else" }), payload)
+}
+
+/// `{"if_file": {"path", "then", "else"}}`: run a branch by whether a file exists.
+fn run_if_file(name: &str, value: &serde_json::Value, payload: &[u8]) -> Result<(), String> {
+    let path = value.get("path").ok_or("step \"if_file\" needs \"path\"")?;
+    let exists = Path::new(string_value("if_file.path", path)?).exists();
+    run_branch(name, value.get(if exists { "then" } else { "else" }), payload)
 }
 
 /// Run the steps of one branch of `if_env` / `if_file` (none when it is missing).

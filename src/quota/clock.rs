@@ -363,99 +363,128 @@ pub(super) fn parse_absolute(
     configured: Tz,
 ) -> Option<(DateTime<Utc>, usize)> {
     let fillers = ["at", "on", "around", "about", "approximately", "approx.", "~", ":"];
-    let mut position = skip_fillers(text, 0, &fillers);
-    let mut date = DateSpec::Unspecified;
-    let mut time: Option<NaiveTime> = None;
-    let mut zone: Option<Zone> = None;
-
-    if let Some(captures) = ISO_DATETIME.captures(&text[position..]) {
-        let number = |index: usize| -> Option<u32> { captures.get(index)?.as_str().parse().ok() };
-        let year: i32 = captures[1].parse().ok()?;
-        date = DateSpec::Full(NaiveDate::from_ymd_opt(year, number(2)?, number(3)?)?);
-        if captures.get(4).is_some() {
-            let nanosecond = match captures.get(7) {
-                Some(fraction) => {
-                    let digits = fraction.as_str();
-                    let value: u32 = digits.parse().ok()?;
-                    value * 10u32.pow(9 - u32::try_from(digits.len()).ok()?)
-                }
-                None => 0,
-            };
-            time = Some(NaiveTime::from_hms_nano_opt(
-                number(4)?,
-                number(5)?,
-                number(6).unwrap_or(0),
-                nanosecond,
-            )?);
-        }
-        if let Some(offset) = captures.get(8) {
-            let written = offset.as_str();
-            zone = if written.eq_ignore_ascii_case("z") {
-                Some(Zone::Fixed(FixedOffset::east_opt(0)?))
-            } else {
-                let digits: String = written[1..].chars().filter(char::is_ascii_digit).collect();
-                let minutes = (digits.len() == 4).then(|| &digits[2..]);
-                fixed_offset(&written[..1], &digits[..2], minutes)
-            };
-        }
-        position += captures.get(0)?.end();
-    } else {
-        if let Some((weekday, length)) = parse_weekday(&text[position..]) {
-            date = DateSpec::Weekday(weekday);
-            position = skip_fillers(text, position + length, &[","]);
-        }
-        if let Some((days, length)) = parse_relative_day(&text[position..]) {
-            date = DateSpec::DaysFromToday(days);
-            position += length;
-        } else if let Some((calendar, length)) = parse_calendar_date(&text[position..]) {
-            date = calendar;
-            position += length;
-        }
+    let position = skip_fillers(text, 0, &fillers);
+    let mut parts = parse_leading_date(text, position)?;
+    parse_clock_and_zone(text, &mut parts, now, configured);
+    if parts.time.is_some() && matches!(parts.date, DateSpec::Unspecified) {
+        parse_trailing_date(text, &mut parts, now, configured);
     }
-
-    if time.is_none() {
-        let start = skip_fillers(text, position, &[",", "at", "@"]);
-        if let Some((clock, length)) = parse_clock(&text[start..]) {
-            time = Some(clock);
-            position = start + length;
-        }
-    }
-    if zone.is_none() {
-        if let Some((found, length)) = parse_zone(&text[position..], now, configured) {
-            zone = Some(found);
-            position += length;
-        }
-    }
-    if time.is_some() && matches!(date, DateSpec::Unspecified) {
-        let start = skip_fillers(text, position, &[",", "on"]);
-        let rest = &text[start..];
-        let trailing_date = if let Some((days, length)) = parse_relative_day(rest) {
-            Some((DateSpec::DaysFromToday(days), length))
-        } else if let Some((weekday, length)) = parse_weekday(rest) {
-            Some((DateSpec::Weekday(weekday), length))
-        } else {
-            parse_calendar_date(rest)
-        };
-        if let Some((found, length)) = trailing_date {
-            date = found;
-            position = start + length;
-            if zone.is_none() {
-                if let Some((found, length)) = parse_zone(&text[position..], now, configured) {
-                    zone = Some(found);
-                    position += length;
-                }
-            }
-        }
-    }
-    if matches!(date, DateSpec::Unspecified) && time.is_none() {
+    if matches!(parts.date, DateSpec::Unspecified) && parts.time.is_none() {
         return None;
     }
+    let instant = resolve_parts(&parts, now, configured)?;
+    Some((instant, parts.position))
+}
 
-    let zone = zone.unwrap_or(Zone::Named(configured));
-    let time = time.unwrap_or(NaiveTime::MIN);
+/// What [`parse_absolute`] has read so far, and the byte offset where it stopped.
+struct Parts {
+    date: DateSpec,
+    time: Option<NaiveTime>,
+    zone: Option<Zone>,
+    position: usize,
+}
+
+/// An ISO date-time at `position`, else a weekday, a relative day or a calendar date
+/// (each optional); `None` when an ISO date-time names no valid date, time or offset.
+fn parse_leading_date(text: &str, position: usize) -> Option<Parts> {
+    if let Some(captures) = ISO_DATETIME.captures(&text[position..]) {
+        return parse_iso(&captures, position);
+    }
+    let mut parts = Parts { date: DateSpec::Unspecified, time: None, zone: None, position };
+    if let Some((weekday, length)) = parse_weekday(&text[parts.position..]) {
+        parts.date = DateSpec::Weekday(weekday);
+        parts.position = skip_fillers(text, parts.position + length, &[","]);
+    }
+    if let Some((days, length)) = parse_relative_day(&text[parts.position..]) {
+        parts.date = DateSpec::DaysFromToday(days);
+        parts.position += length;
+    } else if let Some((calendar, length)) = parse_calendar_date(&text[parts.position..]) {
+        parts.date = calendar;
+        parts.position += length;
+    }
+    Some(parts)
+}
+
+/// The date, optional time and optional offset of an ISO date-time matched at `position`.
+fn parse_iso(captures: &regex::Captures<'_>, position: usize) -> Option<Parts> {
+    let number = |index: usize| -> Option<u32> { captures.get(index)?.as_str().parse().ok() };
+    let year: i32 = captures[1].parse().ok()?;
+    let date = DateSpec::Full(NaiveDate::from_ymd_opt(year, number(2)?, number(3)?)?);
+    let mut time = None;
+    if captures.get(4).is_some() {
+        let nanosecond = match captures.get(7) {
+            Some(fraction) => {
+                let digits = fraction.as_str();
+                let value: u32 = digits.parse().ok()?;
+                value * 10u32.pow(9 - u32::try_from(digits.len()).ok()?)
+            }
+            None => 0,
+        };
+        time =
+            Some(NaiveTime::from_hms_nano_opt(number(4)?, number(5)?, number(6).unwrap_or(0), nanosecond)?);
+    }
+    let mut zone = None;
+    if let Some(offset) = captures.get(8) {
+        let written = offset.as_str();
+        zone = if written.eq_ignore_ascii_case("z") {
+            Some(Zone::Fixed(FixedOffset::east_opt(0)?))
+        } else {
+            let digits: String = written[1..].chars().filter(char::is_ascii_digit).collect();
+            let minutes = (digits.len() == 4).then(|| &digits[2..]);
+            fixed_offset(&written[..1], &digits[..2], minutes)
+        };
+    }
+    Some(Parts { date, time, zone, position: position + captures.get(0)?.end() })
+}
+
+/// A clock time (when the date-time gave none), then a zone (when it gave none).
+fn parse_clock_and_zone(text: &str, parts: &mut Parts, now: DateTime<Utc>, configured: Tz) {
+    if parts.time.is_none() {
+        let start = skip_fillers(text, parts.position, &[",", "at", "@"]);
+        if let Some((clock, length)) = parse_clock(&text[start..]) {
+            parts.time = Some(clock);
+            parts.position = start + length;
+        }
+    }
+    parse_missing_zone(text, parts, now, configured);
+}
+
+/// A zone at the current position, when none was read yet.
+fn parse_missing_zone(text: &str, parts: &mut Parts, now: DateTime<Utc>, configured: Tz) {
+    if parts.zone.is_none() {
+        if let Some((found, length)) = parse_zone(&text[parts.position..], now, configured) {
+            parts.zone = Some(found);
+            parts.position += length;
+        }
+    }
+}
+
+/// A date after the clock time (`9am tomorrow`, `3pm on Friday`), then a zone.
+fn parse_trailing_date(text: &str, parts: &mut Parts, now: DateTime<Utc>, configured: Tz) {
+    let start = skip_fillers(text, parts.position, &[",", "on"]);
+    let rest = &text[start..];
+    let trailing_date = if let Some((days, length)) = parse_relative_day(rest) {
+        Some((DateSpec::DaysFromToday(days), length))
+    } else if let Some((weekday, length)) = parse_weekday(rest) {
+        Some((DateSpec::Weekday(weekday), length))
+    } else {
+        parse_calendar_date(rest)
+    };
+    if let Some((found, length)) = trailing_date {
+        parts.date = found;
+        parts.position = start + length;
+        parse_missing_zone(text, parts, now, configured);
+    }
+}
+
+/// The first instant at or after `now` that matches the parts read (a full date gives
+/// exactly one); the zone defaults to `configured`, the time to midnight.
+fn resolve_parts(parts: &Parts, now: DateTime<Utc>, configured: Tz) -> Option<DateTime<Utc>> {
+    let zone = parts.zone.unwrap_or(Zone::Named(configured));
+    let time = parts.time.unwrap_or(NaiveTime::MIN);
     let today = zone.local(now).date();
     let at = |date: NaiveDate| zone.resolve(date.and_time(time));
-    let instant = match date {
+    match parts.date {
         DateSpec::Full(date) => at(date),
         DateSpec::MonthDay(month, day) => (today.year()..=today.year() + 8).find_map(|year| {
             let instant = at(NaiveDate::from_ymd_opt(year, month, day)?)?;
@@ -474,8 +503,7 @@ pub(super) fn parse_absolute(
             let instant = at(today.checked_add_signed(Duration::days(days))?)?;
             (instant >= now).then_some(instant)
         }),
-    }?;
-    Some((instant, position))
+    }
 }
 
 // --- scanning helpers, shared with reset.rs ------------------------------------
