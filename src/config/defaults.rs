@@ -80,17 +80,9 @@ pub(super) fn default_log_dir() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::config::Config;
-    use crate::error::Result;
 
-    fn resolve(text: &str) -> Result<Config> {
-        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
-    }
-
-    const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+    use crate::config::testing::{resolve, MINIMAL};
 
     #[test]
     fn every_drain_setting_has_its_default() {

@@ -345,15 +345,27 @@ fn machine_zone_from(
     MachineZone { zone, source, problem }
 }
 
+/// What the unit tests of the configuration share: reading a file's text as if it were
+/// `/etc/drainctl/drainctl.toml`, and the smallest configuration there is.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    use super::Config;
+    use crate::error::Result;
+
+    pub(crate) fn resolve(text: &str) -> Result<Config> {
+        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
+    }
+
+    pub(crate) const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn resolve(text: &str) -> Result<Config> {
-        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
-    }
-
-    const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+    use crate::config::testing::{resolve, MINIMAL};
 
     #[test]
     fn the_machine_zone_comes_from_tz_and_a_bad_tz_is_a_problem_naming_what_is_used() {

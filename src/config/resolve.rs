@@ -738,11 +738,7 @@ fn resolve_command(mut command: Vec<String>, base_dir: &Path) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn resolve(text: &str) -> Result<Config> {
-        Config::from_text(text, Some(Path::new("/etc/drainctl/drainctl.toml")))
-    }
-
-    const MINIMAL: &str = "[[drain]]\nname = \"halacha\"\ncommand = [\"claude\", \"-p\"]\n";
+    use crate::config::testing::{resolve, MINIMAL};
 
     #[test]
     fn notify_settings_are_checked() {
