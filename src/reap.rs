@@ -16,7 +16,7 @@ use crate::config::defaults::DEFAULT_MAX_ATTEMPTS;
 use crate::config::Config;
 use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
 use crate::db::in_transaction;
-use crate::db::items::{self, Committer, Completion};
+use crate::db::items::{self, Completion};
 use crate::db::runs::{self, RunRow};
 use crate::error::Result;
 use crate::model::{EventKind, RunStatus};
@@ -69,8 +69,8 @@ pub fn reap_crashed_runs(
 
 /// Release the items of configured drains (one, or all) that are still `running` under a
 /// run that is no longer `running` — left by a run ended while its process went on, or
-/// one that died between a claim and its ending — with an event for each. Returns how
-/// many were released.
+/// one that died between a claim and its ending — with an event for each, in one
+/// statement and one transaction. Returns how many were released.
 pub fn release_orphaned_items(
     client: &mut Client,
     outbox: &Outbox,
@@ -78,31 +78,28 @@ pub fn release_orphaned_items(
     clock: &Clock,
     drain: Option<&str>,
 ) -> Result<usize> {
-    let mut released = 0;
-    for name in config.drains.iter().map(|d| d.name.as_str()).filter(|name| drain.is_none_or(|d| d == *name))
-    {
-        let now = clock.now();
-        let max_attempts = max_attempts_of(config, name);
-        released += in_transaction(client, |tx| {
-            let orphans = items::release_orphaned_items(tx, name, max_attempts, now)?;
-            for item in &orphans {
-                let run = item.run_id.map_or("(none)".to_string(), |id| id.to_string());
-                let (kind, what) = if item.is_dead {
-                    (EventKind::ItemDeadLettered, "dead")
-                } else {
-                    (EventKind::ItemReleased, "released")
-                };
-                let message = format!("item {} {what}: its run {run} is no longer running", item.key);
-                let mut event = Event::new(kind, message).drain(name).item(item.id);
-                if let Some(run_id) = item.run_id {
-                    event = event.run(run_id);
-                }
-                record_event(tx, outbox, &event, now)?;
+    let chosen: Vec<_> = config.drains.iter().filter(|d| drain.is_none_or(|name| name == d.name)).collect();
+    let names: Vec<String> = chosen.iter().map(|d| d.name.clone()).collect();
+    let max_attempts: Vec<i32> = chosen.iter().map(|d| d.max_attempts as i32).collect();
+    let now = clock.now();
+    in_transaction(client, |tx| {
+        let orphans = items::release_orphaned_items(tx, &names, &max_attempts, now)?;
+        for item in &orphans {
+            let run = item.run_id.map_or("(none)".to_string(), |id| id.to_string());
+            let (kind, what) = if item.is_dead {
+                (EventKind::ItemDeadLettered, "dead")
+            } else {
+                (EventKind::ItemReleased, "released")
+            };
+            let message = format!("item {} {what}: its run {run} is no longer running", item.key);
+            let mut event = Event::new(kind, message).drain(&item.drain).item(item.id);
+            if let Some(run_id) = item.run_id {
+                event = event.run(run_id);
             }
-            Ok(orphans.len())
-        })?;
-    }
-    Ok(released)
+            record_event(tx, outbox, &event, now)?;
+        }
+        Ok(orphans.len())
+    })
 }
 
 fn max_attempts_of(config: &Config, drain: &str) -> i32 {
@@ -124,7 +121,9 @@ pub fn end_run(
     let now = clock.now();
     let max_attempts = max_attempts_of(config, &run.drain);
     let result = in_transaction(client, |tx| {
-        if !runs::finish_run(tx, run.id, status, Some(note), now)? {
+        // Held to the end: the staged results commit under the run's own fence, and a
+        // second ender waits, then finds the run ended.
+        if !runs::lock_running_run(tx, run.id)? {
             return Ok(None);
         }
         let mut reaped = Reaped {
@@ -138,6 +137,7 @@ pub fn end_run(
         settle_staged(tx, outbox, run, status, now, &mut reaped)?;
         let error = format!("run {} {status}: {note}", run.id);
         release_items(tx, outbox, run, &error, max_attempts, now, &mut reaped)?;
+        runs::finish_run(tx, run.id, status, Some(note), now)?;
         record_run_ended(tx, outbox, run, status, note, &reaped, now)?;
         Ok(Some(reaped))
     })?;
@@ -158,7 +158,7 @@ fn settle_staged(
 ) -> Result<()> {
     let mut statements = crate::db::PreparedStatements::default();
     for item_id in items::staged_item_ids(tx, run.id)? {
-        match items::complete_item(tx, &mut statements, item_id, run.id, now, None, Committer::RunEnder)? {
+        match items::complete_item(tx, &mut statements, item_id, run.id, now, None)? {
             Completion::Completed => {
                 reaped.completed_from_staging.push(item_id);
                 let event = Event::new(

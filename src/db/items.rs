@@ -405,16 +405,6 @@ pub fn stage_result(
     Ok(())
 }
 
-/// Who commits a staged result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committer {
-    /// The run itself: only while it is still `running` (the fence of `fence_step`).
-    Run,
-    /// Whoever ends the run (the reaper, supervise ending a hung run), in the transaction
-    /// that ended it and so holds its row.
-    RunEnder,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
     /// The staged result became the item's result; the item is done.
@@ -426,7 +416,7 @@ pub enum Completion {
 }
 
 /// Move the staged result of `run_id` into the item and mark it done — only if `run_id`
-/// still holds the claim and is still `running` or is being ended by `committer` (fencing) and the staged bytes verify against their recorded
+/// still holds the claim and is still `running` (fencing) and the staged bytes verify against their recorded
 /// length and SHA-256. In the same statement: the staged row is removed (in every case),
 /// the attempt is closed, and the run counts the item, records a checkpoint and records
 /// `next_worker` (pid and start time of the worker it now waits on) as its worker — none
@@ -438,14 +428,14 @@ pub fn complete_item(
     run_id: i64,
     now: DateTime<Utc>,
     next_worker: Option<(i32, Option<i64>)>,
-    committer: Committer,
 ) -> Result<Completion> {
     let (worker_pid, worker_start_time) = next_worker.map_or((None, None), |(pid, start)| (Some(pid), start));
-    let is_run_ender = committer == Committer::RunEnder;
     let rows = statements.query(
         client,
-        "WITH fence AS (SELECT id FROM runs WHERE id = $2 AND (status = 'running' OR $6) FOR SHARE),
-         done AS (
+        concat!(
+            "WITH ",
+            fence_step!(),
+            ", done AS (
              UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
                     last_error = NULL, resume_token = NULL
                FROM staged_results s
@@ -467,14 +457,14 @@ pub fn complete_item(
                     checkpoints = checkpoints + CASE WHEN status = 'running' THEN 1 ELSE 0 END
               WHERE id = $2)
          SELECT (SELECT count(*) FROM done),
-                EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running')",
+                EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running')"
+        ),
         &[
             (&item_id, Type::INT8),
             (&run_id, Type::INT8),
             (&now, Type::TIMESTAMPTZ),
             (&worker_pid, Type::INT4),
             (&worker_start_time, Type::INT8),
-            (&is_run_ender, Type::BOOL),
         ],
     )?;
     let row = rows.first().ok_or_else(|| Error::Internal("completing an item returned no row".into()))?;
@@ -605,39 +595,41 @@ pub fn release_run_items(
 #[derive(Debug, Clone)]
 pub struct OrphanedItem {
     pub id: i64,
+    pub drain: String,
     pub key: String,
     pub run_id: Option<i64>,
     pub is_dead: bool,
 }
 
-/// Release every item of `drain` still `running` under a run that is not `running`: the
-/// attempt stays counted (its run was judged hung or crashed), and an item that has used
+/// Release every item of these drains (each with its `max_attempts`, in the same order)
+/// still `running` under a run that is not `running`, in one statement: the attempt
+/// stays counted (its run was judged hung or crashed), and an item that has used
 /// `max_attempts` is dead. Its open attempt is closed and a result its run staged is
 /// discarded. Rows another transaction holds are skipped (the next sweep sees them).
 pub fn release_orphaned_items(
     client: &mut impl GenericClient,
-    drain: &str,
-    max_attempts: i32,
+    drains: &[String],
+    max_attempts: &[i32],
     now: DateTime<Utc>,
 ) -> Result<Vec<OrphanedItem>> {
     let rows = client.query(
         "WITH orphaned AS (
-             SELECT i.id, i.claimed_by FROM items i
+             SELECT i.id, i.claimed_by, l.max_attempts FROM items i
+               JOIN unnest($1::text[], $2::int[]) AS l(drain, max_attempts) ON l.drain = i.drain
                LEFT JOIN runs r ON r.id = i.claimed_by
-              WHERE i.drain = $1 AND i.state = 'running'
-                AND (r.id IS NULL OR r.status <> 'running')
+              WHERE i.state = 'running' AND (r.id IS NULL OR r.status <> 'running')
                 FOR UPDATE OF i SKIP LOCKED),
          released AS (
              UPDATE items i SET
-                    state = CASE WHEN i.attempts >= $2 THEN 'dead' ELSE 'pending' END,
-                    finished_at = CASE WHEN i.attempts >= $2 THEN $3::timestamptz ELSE NULL END,
-                    claimed_by = CASE WHEN i.attempts >= $2 THEN i.claimed_by ELSE NULL END,
+                    state = CASE WHEN i.attempts >= o.max_attempts THEN 'dead' ELSE 'pending' END,
+                    finished_at = CASE WHEN i.attempts >= o.max_attempts THEN $3::timestamptz ELSE NULL END,
+                    claimed_by = CASE WHEN i.attempts >= o.max_attempts THEN i.claimed_by ELSE NULL END,
                     available_at = $3, claimed_at = NULL, updated_at = $3,
                     last_error = 'released: its run ' || coalesce(o.claimed_by::text, '(none)')
                                  || ' is no longer running'
                FROM orphaned o
               WHERE i.id = o.id
-          RETURNING i.id, i.key, o.claimed_by, i.state),
+          RETURNING i.id, i.drain, i.key, o.claimed_by, i.state),
          attempts_closed AS (
              UPDATE attempts a SET finished_at = $3, outcome = 'released',
                     error = 'its run is no longer running'
@@ -646,16 +638,17 @@ pub fn release_orphaned_items(
          discarded AS (
              DELETE FROM staged_results s USING released r
               WHERE s.item_id = r.id AND s.run_id = r.claimed_by)
-         SELECT id, key, claimed_by, state FROM released ORDER BY id",
-        &[&drain, &max_attempts, &now],
+         SELECT id, drain, key, claimed_by, state FROM released ORDER BY id",
+        &[&drains, &max_attempts, &now],
     )?;
     rows.iter()
         .map(|row| {
             Ok(OrphanedItem {
                 id: row.get(0),
-                key: row.get(1),
-                run_id: row.get(2),
-                is_dead: row.try_get::<_, ItemState>(3)? == ItemState::Dead,
+                drain: row.get(1),
+                key: row.get(2),
+                run_id: row.get(3),
+                is_dead: row.try_get::<_, ItemState>(4)? == ItemState::Dead,
             })
         })
         .collect()

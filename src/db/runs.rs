@@ -168,6 +168,14 @@ pub fn beat_while_waiting(
         .unwrap_or_default())
 }
 
+/// Lock the row of a run that is still `running` until the transaction ends; false when
+/// it is not (someone ended it first).
+pub fn lock_running_run(client: &mut impl GenericClient, run_id: i64) -> Result<bool> {
+    let row =
+        client.query_opt("SELECT 1 FROM runs WHERE id = $1 AND status = 'running' FOR UPDATE", &[&run_id])?;
+    Ok(row.is_some())
+}
+
 /// End a run that is still `running`; false when someone else (supervise) already ended it.
 pub fn finish_run(
     client: &mut impl GenericClient,

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::DrainConfig;
 use crate::db::events::{record_event, Event, Outbox};
-use crate::db::items::{self, ClaimedItem, Committer, Completion};
+use crate::db::items::{self, ClaimedItem, Completion};
 use crate::db::runs;
 use crate::db::PreparedStatements;
 use crate::error::Error;
@@ -160,7 +160,6 @@ impl WorkerObserver for WorkerRecorder<'_> {
                 self.run_id,
                 now,
                 Some(worker),
-                Committer::Run,
             ) {
                 Ok(completion) => {
                     self.committed = Some((staged, completion, now));

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::db::events::{record_event, Event};
 use crate::db::in_transaction;
-use crate::db::items::{self, Committer, Completion};
+use crate::db::items::{self, Completion};
 use crate::error::Result;
 use crate::model::AttemptOutcome;
 use crate::model::EventKind;
@@ -52,15 +52,8 @@ impl Pass<'_> {
         self.stage_unstaged()?;
         let Some(staged) = self.staged.take() else { return Ok(()) };
         let now = self.clock.now();
-        let completion = items::complete_item(
-            self.client,
-            &mut self.statements,
-            staged.id,
-            self.run_id,
-            now,
-            None,
-            Committer::Run,
-        )?;
+        let completion =
+            items::complete_item(self.client, &mut self.statements, staged.id, self.run_id, now, None)?;
         self.settle_commit(&staged, completion, now)
     }
 

@@ -20,17 +20,6 @@ fn limit(message: &str) -> serde_json::Value {
     json!({ "steps": [{ "err": message }, { "exit": 1 }] })
 }
 
-fn backoff_until(fixture: &Fixture) -> String {
-    fixture
-        .client()
-        .query_one(
-            "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM quota_backoffs WHERE quota_group = 'shared'",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-}
-
 #[test]
 fn a_429_with_a_reset_backs_off_the_whole_group_until_reset_plus_a_minute() {
     let fixture = Fixture::new(&config(), NOW);
@@ -44,7 +33,7 @@ fn a_429_with_a_reset_backs_off_the_whole_group_until_reset_plus_a_minute() {
     let (state, attempts, _) = fixture.item("alpha", "a1");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
     assert_eq!(fixture.item("alpha", "a2").0, "pending");
-    assert_eq!(backoff_until(&fixture), "2026-11-27T10:31:00Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:31:00Z");
     let reason: String = fixture.client().query_one("SELECT reason FROM quota_backoffs", &[]).unwrap().get(0);
     assert!(reason.contains("rate_limit_error") || reason.to_lowercase().contains("rate limit"), "{reason}");
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 1);
@@ -70,11 +59,11 @@ fn hits_without_a_reset_back_off_five_minutes_then_the_default() {
     let fixture = Fixture::new(&config(), NOW);
     fixture.enqueue("alpha", &[("a1".into(), limit("Claude AI usage limit reached"))]);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
-    assert_eq!(backoff_until(&fixture), "2026-11-27T10:05:00Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:05:00Z");
     fixture.set_now("2026-11-27T10:06:00Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     // A second hit within 30 minutes confirms: default_backoff (1h).
-    assert_eq!(backoff_until(&fixture), "2026-11-27T11:06:00Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T11:06:00Z");
     assert_eq!(fixture.item("alpha", "a1").1, 0, "quota hits never use attempts");
     let rules: Vec<String> =
         fixture.column("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id");
@@ -96,7 +85,7 @@ fn a_success_after_a_suspected_hit_clears_the_suspicion() {
     fixture.enqueue("alpha", &[("a3".into(), limit("Claude AI usage limit reached"))]);
     fixture.set_now("2026-11-27T10:10:00Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
-    assert_eq!(backoff_until(&fixture), "2026-11-27T10:15:00Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:15:00Z");
 }
 
 #[test]
@@ -122,7 +111,7 @@ fn a_reset_in_the_past_is_distrusted_and_the_event_says_why() {
     let past = chrono::DateTime::parse_from_rfc3339("2026-11-27T09:00:00Z").unwrap().timestamp();
     fixture.enqueue("alpha", &[("a1".into(), limit(&format!("Claude AI usage limit reached|{past}")))]);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
-    assert_eq!(backoff_until(&fixture), "2026-11-27T10:05:00Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:05:00Z");
     let why: String = fixture
         .client()
         .query_one("SELECT message FROM events WHERE kind = 'backoff_distrusted'", &[])

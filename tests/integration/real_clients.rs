@@ -18,17 +18,6 @@ fn config(item_timeout: &str, env: &str) -> String {
     )
 }
 
-fn backoff_until(fixture: &Fixture) -> String {
-    fixture
-        .client()
-        .query_one(
-            "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM quota_backoffs WHERE quota_group = 'shared'",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-}
-
 fn attempt_outcomes(fixture: &Fixture) -> Vec<String> {
     fixture.column("SELECT outcome FROM attempts ORDER BY id")
 }
@@ -47,7 +36,7 @@ fn a_client_sleeping_until_its_quota_resets_is_stopped_and_backs_the_group_off()
     let (state, attempts, _) = fixture.item("alpha", "a1");
     assert_eq!((state.as_str(), attempts), ("pending", 0), "the attempt is refunded");
     // The client's own reset (8h44m7s) plus the one-minute margin.
-    assert_eq!(backoff_until(&fixture), "2026-11-27T18:45:07Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T18:45:07Z");
     assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
 }
 
@@ -60,7 +49,7 @@ fn a_client_waiting_beyond_the_item_timeout_is_stopped_with_that_wait_as_the_res
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.item("alpha", "a1").1, 0);
     // 30 s from now, plus a tenth of the wait as margin.
-    assert_eq!(backoff_until(&fixture), "2026-11-27T10:00:33Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:33Z");
     assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
 }
 
@@ -85,5 +74,5 @@ fn a_zone_less_wall_clock_reset_is_read_in_the_worker_tz() {
     fixture.enqueue("alpha", &[("a1".into(), json!({ "steps": [{ "err": message }, { "exit": 1 }] }))]);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     // 18:44 in New York (UTC-5), not in the configured Paris, plus the minute's margin.
-    assert_eq!(backoff_until(&fixture), "2026-11-27T23:45:00Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T23:45:00Z");
 }

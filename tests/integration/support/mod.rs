@@ -299,6 +299,19 @@ impl Fixture {
         self.client().query(sql, &[]).unwrap().iter().map(|row| row.get(0)).collect()
     }
 
+    /// Until when quota group `group` backs off, as `YYYY-MM-DDTHH:MM:SSZ`.
+    #[track_caller]
+    pub fn backoff_until(&self, group: &str) -> String {
+        self.client()
+            .query_one(
+                "SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                   FROM quota_backoffs WHERE quota_group = $1",
+                &[&group],
+            )
+            .unwrap()
+            .get(0)
+    }
+
     #[track_caller]
     pub fn count(&self, sql: &str) -> i64 {
         query_i64(&mut self.client(), sql)
