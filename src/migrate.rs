@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0006_poison_and_park.sql"),
     },
     Migration { version: 7, name: "counters", sql: include_str!("../migrations/0007_counters.sql") },
+    Migration { version: 8, name: "usage", sql: include_str!("../migrations/0008_usage.sql") },
 ];
 
 /// The newest schema version this binary knows.

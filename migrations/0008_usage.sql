@@ -1,0 +1,63 @@
+-- What a worker reported its attempt cost (docs/results.md): usage read from the worker's
+-- own output (`claude -p` JSON, codex `--json`, gemini `--output-format json`). A column is
+-- NULL when the output reported nothing for it: drainctl never guesses.
+ALTER TABLE attempts
+    ADD COLUMN cost_usd           numeric,
+    ADD COLUMN input_tokens       bigint,
+    ADD COLUMN output_tokens      bigint,
+    ADD COLUMN cache_read_tokens  bigint,
+    ADD COLUMN cache_write_tokens bigint,
+    ADD COLUMN turns              integer,
+    ADD COLUMN api_ms             bigint;
+
+-- Sums over the last 24 h / 7 d read only the attempts that reported usage.
+CREATE INDEX attempts_usage_finished ON attempts (finished_at)
+    WHERE cost_usd IS NOT NULL OR input_tokens IS NOT NULL OR output_tokens IS NOT NULL;
+
+-- Monotonic cost and token counters for Prometheus, kept by a trigger like the others in
+-- 0007: cost in micro-dollars (the metric divides), tokens by kind.
+CREATE FUNCTION counters_add(p_metric text, p_labels jsonb, p_amount bigint) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO counters (metric, labels, value) VALUES (p_metric, p_labels, p_amount)
+    ON CONFLICT (metric, labels) DO UPDATE SET value = counters.value + p_amount
+$$;
+
+CREATE FUNCTION counters_attempt_usage() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    d text;
+BEGIN
+    IF OLD.cost_usd IS NULL AND NEW.cost_usd IS NULL
+       AND OLD.input_tokens IS NULL AND NEW.input_tokens IS NULL
+       AND OLD.output_tokens IS NULL AND NEW.output_tokens IS NULL
+       AND OLD.cache_read_tokens IS NULL AND NEW.cache_read_tokens IS NULL
+       AND OLD.cache_write_tokens IS NULL AND NEW.cache_write_tokens IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT drain INTO d FROM items WHERE id = NEW.item_id;
+    IF NEW.cost_usd IS DISTINCT FROM OLD.cost_usd THEN
+        PERFORM counters_add('cost_microusd_total', jsonb_build_object('drain', d),
+            round((coalesce(NEW.cost_usd, 0) - coalesce(OLD.cost_usd, 0)) * 1000000)::bigint);
+    END IF;
+    IF NEW.input_tokens IS DISTINCT FROM OLD.input_tokens THEN
+        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'input'),
+            coalesce(NEW.input_tokens, 0) - coalesce(OLD.input_tokens, 0));
+    END IF;
+    IF NEW.output_tokens IS DISTINCT FROM OLD.output_tokens THEN
+        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'output'),
+            coalesce(NEW.output_tokens, 0) - coalesce(OLD.output_tokens, 0));
+    END IF;
+    IF NEW.cache_read_tokens IS DISTINCT FROM OLD.cache_read_tokens THEN
+        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'cache_read'),
+            coalesce(NEW.cache_read_tokens, 0) - coalesce(OLD.cache_read_tokens, 0));
+    END IF;
+    IF NEW.cache_write_tokens IS DISTINCT FROM OLD.cache_write_tokens THEN
+        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'cache_write'),
+            coalesce(NEW.cache_write_tokens, 0) - coalesce(OLD.cache_write_tokens, 0));
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER attempts_usage_counter
+    AFTER UPDATE OF cost_usd, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
+    ON attempts FOR EACH ROW EXECUTE FUNCTION counters_attempt_usage();
