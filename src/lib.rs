@@ -26,6 +26,7 @@ pub(crate) mod migrate;
 pub(crate) mod model;
 pub(crate) mod notify;
 pub(crate) mod output;
+pub(crate) mod priority;
 pub(crate) mod prune;
 pub(crate) mod quota;
 pub(crate) mod ratelimit;

@@ -53,6 +53,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// Quota hits in a row, while the rest of the group succeeds, after which an item's hits
 /// are charged as failures (docs/rate-limits.md, "Poison items").
 pub const DEFAULT_POISON_AFTER: u32 = 3;
+/// Every drain has the same rank unless its file says otherwise.
+pub const DEFAULT_PRIORITY: i32 = 0;
+/// The range of `priority` (docs/configuration.md).
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
 pub const DEFAULT_RETRY_BACKOFF: RetryBackoff = RetryBackoff { base: MINUTE, max: HOUR.saturating_mul(6) };
 pub const DEFAULT_CONCURRENCY: u32 = 1;
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
@@ -96,6 +100,7 @@ mod tests {
         assert_eq!(drain.liveness_timeout, Duration::from_secs(15 * 60));
         assert_eq!(drain.max_attempts, 5);
         assert_eq!(drain.poison_after, 3);
+        assert_eq!(drain.priority, 0);
         assert_eq!(drain.retry_backoff.base, Duration::from_secs(60));
         assert_eq!(drain.retry_backoff.max, Duration::from_secs(6 * 3600));
         assert_eq!(drain.concurrency, 1);

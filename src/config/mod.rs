@@ -171,6 +171,9 @@ pub struct DrainConfig {
     /// of its quota group succeed, is charged an attempt for its hits (docs/rate-limits.md,
     /// "Poison items"); 0 never charges.
     pub poison_after: u32,
+    /// Which drain of a shared quota group goes first when its quota returns: the higher
+    /// (docs/rate-limits.md, "Priority within a group"); a drain in burst goes before all.
+    pub priority: i32,
     pub retry_backoff: RetryBackoff,
     pub checkpoint_pattern: Regex,
     /// Worker output lines that carry a resume token in their first capture group.

@@ -92,6 +92,7 @@ pub struct RawDrain {
     pub max_wait: Option<Spanned<String>>,
     pub max_attempts: Option<Spanned<i64>>,
     pub poison_after: Option<Spanned<i64>>,
+    pub priority: Option<Spanned<i64>>,
     pub retry_backoff: Option<Spanned<RawRetryBackoff>>,
     pub checkpoint_pattern: Option<Spanned<String>>,
     pub resume_pattern: Option<Spanned<String>>,

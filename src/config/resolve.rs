@@ -391,6 +391,7 @@ fn resolve_drain(
         .map(|every| parse_spanned_positive_duration(every, &scope.key("every"), source))
         .transpose()?;
     let limits = resolve_pass_limits(&raw, &scope)?;
+    let priority = resolve_priority(&raw.priority, &scope)?;
     Ok(DrainConfig {
         source: source_config,
         every,
@@ -409,6 +410,7 @@ fn resolve_drain(
         max_wait,
         max_attempts: limits.max_attempts,
         poison_after: limits.poison_after,
+        priority,
         retry_backoff,
         checkpoint_pattern,
         resume_pattern,
@@ -563,6 +565,24 @@ fn compile_resume_token_format(format: &Option<Spanned<String>>, scope: &DrainSc
         }
         None => Error::Internal(error.to_string()),
     })
+}
+
+/// `priority`: an integer in [`PRIORITY_RANGE`], higher goes first.
+fn resolve_priority(value: &Option<Spanned<i64>>, scope: &DrainScope) -> Result<i32> {
+    let Some(priority) = value else { return Ok(DEFAULT_PRIORITY) };
+    let n = *priority.get_ref();
+    match i32::try_from(n) {
+        Ok(valid) if PRIORITY_RANGE.contains(&n) => Ok(valid),
+        _ => Err(scope.error_for(
+            priority,
+            "priority",
+            &format!(
+                "{n} is out of range; use {} to {} (higher goes first, default {DEFAULT_PRIORITY})",
+                PRIORITY_RANGE.start(),
+                PRIORITY_RANGE.end()
+            ),
+        )),
+    }
 }
 
 fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits> {
@@ -792,6 +812,15 @@ mod tests {
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nconcurrency = 0\n",
                 ":4:15:",
                 "concurrency: 0 is out of range",
+            ),            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\npriority = 5000\n",
+                ":4:12:",
+                "drain \"a\": priority: 5000 is out of range; use -1000 to 1000",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\npriority = -9999999999\n",
+                ":4:12:",
+                "priority: -9999999999 is out of range",
             ),
         ];
         for (text, location, value) in cases {

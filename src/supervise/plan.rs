@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::config::DrainConfig;
 use crate::model::Trigger;
 use crate::output::local_time as local;
+use crate::priority::Rank;
 use crate::schedule::cadence;
 
 use super::snapshot::{DrainSnapshot, RunSnapshot};
@@ -120,15 +121,72 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
     decisions
 }
 
-/// Whether to start each drain, counting only its healthy runs as busy.
+/// Whether to start each drain, counting only its healthy runs as busy. The drains of
+/// one quota group are decided in rank order (burst, then priority, then name), so the
+/// highest-ranking one is started first; a drain started while a higher-ranking drain of
+/// its group works and has items says that it will yield to it (docs/rate-limits.md,
+/// "Priority within a group").
 pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
-    snapshots
+    let busy: Vec<u32> = snapshots
         .iter()
         .map(|snapshot| {
             let busy = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot.drain, now)).count();
-            start_decision(snapshot, u32::try_from(busy).unwrap_or(u32::MAX), now, zone)
+            u32::try_from(busy).unwrap_or(u32::MAX)
         })
-        .collect()
+        .collect();
+    let mut decisions: Vec<Decision> = snapshots
+        .iter()
+        .zip(&busy)
+        .map(|(snapshot, busy)| start_decision(snapshot, *busy, now, zone))
+        .collect();
+    let ranks: Vec<Rank> = snapshots.iter().map(|snapshot| rank(snapshot, now)).collect();
+    // A drain that works now: started by this plan, or with a healthy run.
+    let works: Vec<bool> =
+        decisions.iter().zip(&busy).map(|(decision, busy)| decision.action == Action::Start || *busy > 0).collect();
+    let same_group = |a: usize, b: usize| snapshots[a].drain.quota_group == snapshots[b].drain.quota_group;
+    for (index, decision) in decisions.iter_mut().enumerate().filter(|(_, d)| d.action == Action::Start) {
+        let ahead = (0..snapshots.len())
+            .filter(|&other| same_group(index, other) && ranks[other].outranks(&ranks[index]))
+            .filter(|&other| works[other] && snapshots[other].has_available_item)
+            .max_by_key(|&other| ranks[other]);
+        if let Some(ahead) = ahead {
+            decision.reason.push_str(&format!(
+                "; {} in quota group {}: it yields while that drain has items",
+                ranks[ahead].describe_over(&ranks[index]),
+                snapshots[index].drain.quota_group
+            ));
+        }
+    }
+    in_rank_order(snapshots, &ranks, decisions)
+}
+
+/// A drain's rank in its quota group at `now`.
+fn rank<'a>(snapshot: &'a DrainSnapshot, now: DateTime<Utc>) -> Rank<'a> {
+    Rank {
+        is_bursting: snapshot.controls.as_ref().and_then(|c| c.active_burst(now)).is_some(),
+        priority: snapshot.drain.priority,
+        name: &snapshot.drain.name,
+    }
+}
+
+/// The decisions with each quota group's drains in rank order, highest first, in the
+/// places the group's drains hold in the configuration (other groups do not move).
+fn in_rank_order(snapshots: &[DrainSnapshot], ranks: &[Rank], decisions: Vec<Decision>) -> Vec<Decision> {
+    let group = |index: usize| snapshots[index].drain.quota_group.as_str();
+    let mut order: Vec<usize> = (0..decisions.len()).collect();
+    for first in 0..decisions.len() {
+        if (0..first).any(|earlier| group(earlier) == group(first)) {
+            continue;
+        }
+        let places: Vec<usize> = (first..decisions.len()).filter(|&i| group(i) == group(first)).collect();
+        let mut members = places.clone();
+        members.sort_by(|a, b| ranks[*b].cmp(&ranks[*a]));
+        for (place, member) in places.into_iter().zip(members) {
+            order[place] = member;
+        }
+    }
+    let mut decisions: Vec<Option<Decision>> = decisions.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|index| decisions[index].take()).collect()
 }
 
 fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone: Tz) -> Decision {
@@ -353,5 +411,88 @@ mod tests {
         let mut windowed = snapshot(&config.drains[1]);
         windowed.last_started_at = Some(outside() - chrono::Duration::minutes(5));
         assert!(only(plan(&[windowed], outside(), zone)).reason.starts_with("outside window"));
+    }
+
+    fn shared_config(priorities: &str) -> Config {
+        // `low`, `other` (its own group) and `high`, in that order; `priorities` sets them.
+        let [low, high]: [&str; 2] = match priorities.split_once(',') {
+            Some((low, high)) => [low, high],
+            None => ["", ""],
+        };
+        Config::from_text(
+            &format!(
+                "[defaults]\ntimezone = \"UTC\"\n\
+                 [[drain]]\nname = \"low\"\ncommand = [\"w\"]\nquota_group = \"g\"\n{low}\n\
+                 [[drain]]\nname = \"other\"\ncommand = [\"w\"]\n\
+                 [[drain]]\nname = \"high\"\ncommand = [\"w\"]\nquota_group = \"g\"\n{high}\n"
+            ),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn names(decisions: &[Decision]) -> Vec<&str> {
+        decisions.iter().map(|d| d.drain.as_str()).collect()
+    }
+
+    #[test]
+    fn the_drains_of_a_group_are_started_highest_rank_first_in_the_group_s_places() {
+        let config = shared_config("priority = 0,priority = 5");
+        let zone = config.defaults.timezone;
+        let snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+        let decisions = plan_starts(&snapshots, inside(), zone);
+        // `other` keeps its place; `high` takes the group's first place.
+        assert_eq!(names(&decisions), ["high", "other", "low"]);
+        assert!(decisions.iter().all(|d| d.action == Action::Start), "{decisions:?}");
+        let low = &decisions[2];
+        assert!(
+            low.reason.ends_with(
+                "; drain high has priority 5 (this drain 0) in quota group g: it yields while that drain has items"
+            ),
+            "{}",
+            low.reason
+        );
+        assert!(!decisions[0].reason.contains("yields"), "{}", decisions[0].reason);
+        assert!(!decisions[1].reason.contains("yields"), "{}", decisions[1].reason);
+    }
+
+    #[test]
+    fn a_drain_in_burst_is_started_before_a_higher_priority() {
+        let config = shared_config("priority = 0,priority = 5");
+        let zone = config.defaults.timezone;
+        let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+        snapshots[0].controls = Some(controls(Some(inside() + chrono::Duration::hours(1)), false));
+        let decisions = plan_starts(&snapshots, inside(), zone);
+        assert_eq!(names(&decisions), ["low", "other", "high"]);
+        assert!(decisions[2].reason.contains("drain low is in burst in quota group g"), "{}", decisions[2].reason);
+    }
+
+    #[test]
+    fn equal_priorities_are_ordered_by_name_and_nobody_yields() {
+        let config = shared_config("priority = 3,priority = 3");
+        let zone = config.defaults.timezone;
+        let snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+        let decisions = plan_starts(&snapshots, inside(), zone);
+        assert_eq!(names(&decisions), ["high", "other", "low"]);
+        assert!(decisions.iter().all(|d| d.action == Action::Start && !d.reason.contains("yields")));
+    }
+
+    #[test]
+    fn a_higher_rank_without_items_or_work_holds_nobody_back() {
+        let config = shared_config("priority = 0,priority = 5");
+        let zone = config.defaults.timezone;
+        // `high` has nothing to do: `low` starts with no yield note.
+        let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+        snapshots[2].has_available_item = false;
+        let decisions = plan_starts(&snapshots, inside(), zone);
+        let low = decisions.iter().find(|d| d.drain == "low").unwrap();
+        assert_eq!(low.action, Action::Start);
+        assert!(!low.reason.contains("yields"), "{}", low.reason);
+        // `high` is paused (not started, no run): nobody yields to it.
+        let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+        snapshots[2].controls = Some(controls(None, true));
+        let decisions = plan_starts(&snapshots, inside(), zone);
+        let low = decisions.iter().find(|d| d.drain == "low").unwrap();
+        assert!(!low.reason.contains("yields"), "{}", low.reason);
     }
 }
