@@ -81,8 +81,7 @@ mod tests {
 
     #[test]
     fn sorting_by_rank_is_total_and_stable() {
-        let mut ranks =
-            vec![rank("c", false, 0), rank("a", false, 0), rank("z", true, -5), rank("b", false, 7)];
+        let mut ranks = [rank("c", false, 0), rank("a", false, 0), rank("z", true, -5), rank("b", false, 7)];
         ranks.sort_by(|x, y| y.cmp(x));
         let names: Vec<&str> = ranks.iter().map(|r| r.name).collect();
         assert_eq!(names, ["z", "b", "a", "c"]);

@@ -99,6 +99,9 @@ struct DrainView {
     /// `idle`.
     state: &'static str,
     quota_group: String,
+    /// Which drain of the quota group goes first when its quota returns (higher first;
+    /// a drain in burst before all; docs/rate-limits.md).
+    priority: i32,
     counts: StateCounts,
     paused: bool,
     pause_note: Option<String>,
@@ -255,6 +258,7 @@ fn decide_drain(
         drain: drain.name.clone(),
         state,
         quota_group: drain.quota_group.clone(),
+        priority: drain.priority,
         counts,
         paused: is_paused,
         pause_note: control.and_then(|c| c.pause_note.clone()),
@@ -398,8 +402,8 @@ fn drain_rows(view: &StatusView, zone: Tz) -> (Vec<Vec<String>>, Vec<String>) {
     (rows, forecast_lines)
 }
 
-/// The NOTES cell of a drain: burst, backoff, wait, account, pause, checkpoint, window,
-/// cadence and skipped files.
+/// The NOTES cell of a drain: burst, backoff, wait, account, priority, pause, checkpoint,
+/// window, cadence and skipped files.
 fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut notes = Vec::new();
@@ -417,6 +421,9 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     }
     if let Some(account) = &drain.account {
         notes.push(format!("account {account}"));
+    }
+    if drain.priority != 0 {
+        notes.push(format!("priority {} in quota group {}", drain.priority, drain.quota_group));
     }
     if drain.paused {
         notes.push(format!("paused: {}", drain.pause_note.clone().unwrap_or_default()));

@@ -812,7 +812,8 @@ mod tests {
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nconcurrency = 0\n",
                 ":4:15:",
                 "concurrency: 0 is out of range",
-            ),            (
+            ),
+            (
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\npriority = 5000\n",
                 ":4:12:",
                 "drain \"a\": priority: 5000 is out of range; use -1000 to 1000",

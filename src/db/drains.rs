@@ -80,6 +80,17 @@ pub struct PassControls {
     /// The quota group is parked until an operator clears it (docs/rate-limits.md).
     pub parked_at: Option<DateTime<Utc>>,
     pub parked_reason: Option<String>,
+    /// A higher-ranking drain of the quota group works and has items: the claim took
+    /// nothing and the pass yields to it (docs/rate-limits.md, "Priority within a group").
+    pub yields_to: Option<Ahead>,
+}
+
+/// The drain of the quota group a claim yielded to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ahead {
+    pub name: String,
+    pub priority: i32,
+    pub is_bursting: bool,
 }
 
 /// Create the control rows of these drains that do not exist yet (one statement).

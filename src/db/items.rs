@@ -9,7 +9,7 @@ use postgres::{GenericClient, Row};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::db::drains::PassControls;
+use crate::db::drains::{Ahead, PassControls};
 use crate::db::PreparedStatements;
 use crate::error::{Error, Result};
 use crate::model::{AttemptOutcome, ItemState};
@@ -185,6 +185,34 @@ pub struct ClaimRequest<'a> {
     pub is_burst_trigger: bool,
     /// Window and budget, checked by the caller, allow another item (ignored in a burst).
     pub local_limits_allow: bool,
+    /// The claimer's priority and the other drains of its quota group.
+    pub rivals: &'a GroupRivals,
+}
+
+/// A drain's priority and the other drains of its quota group, from the configuration:
+/// what the claim needs to yield to a higher-ranking drain (docs/rate-limits.md,
+/// "Priority within a group").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupRivals {
+    pub priority: i32,
+    pub names: Vec<String>,
+    pub priorities: Vec<i32>,
+    pub liveness_seconds: Vec<f64>,
+}
+
+impl GroupRivals {
+    /// The other drains of `drain`'s quota group in `config`.
+    pub fn of(config: &crate::config::Config, drain: &crate::config::DrainConfig) -> GroupRivals {
+        let others =
+            config.drains.iter().filter(|d| d.quota_group == drain.quota_group && d.name != drain.name);
+        let mut rivals = GroupRivals { priority: drain.priority, ..GroupRivals::default() };
+        for other in others {
+            rivals.names.push(other.name.clone());
+            rivals.priorities.push(other.priority);
+            rivals.liveness_seconds.push(other.liveness_timeout.as_secs_f64());
+        }
+        rivals
+    }
 }
 
 /// The fence of every claim and commit ($2 is the run): the run's row, share-locked, only
@@ -198,10 +226,18 @@ macro_rules! fence_step {
     };
 }
 
-/// The steps of a claim (parameters $1 to $8, see `claim_params`) and its result row,
+/// The steps of a claim (parameters $1 to $12, see `claim_params`) and its result row,
 /// shared by the plain claim and by the claim that also stages the previous result. A
 /// claim is made between two workers, so it also clears the run's worker: the previous
 /// one has exited and been reaped. They follow `fence_step`.
+///
+/// `ahead` is the drain of the same quota group the claimer yields to (docs/rate-limits.md,
+/// "Priority within a group"): one that ranks higher — in burst when the claimer is not,
+/// else the same burst state and a higher priority ($9 the claimer's, $10 to $12 the other
+/// drains of the group with their priorities and liveness timeouts, from the
+/// configuration) — is not paused, has a live run (running or waiting for the reset, with
+/// a checkpoint within its liveness timeout) and an available item, while the claimer has
+/// one too.
 macro_rules! claim_steps {
     () => {
         "controls AS (
@@ -212,12 +248,29 @@ macro_rules! claim_steps {
                LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $7
                LEFT JOIN quota_groups g ON g.quota_group = $4
               WHERE d.name = $1),
+         ahead AS (
+             SELECT r.name, r.priority, coalesce(od.burst_until > $3, false) AS is_bursting
+               FROM unnest($10::text[], $11::int4[], $12::float8[]) AS r (name, priority, liveness_seconds)
+               JOIN drains od ON od.name = r.name
+              WHERE od.paused_at IS NULL
+                AND (coalesce(od.burst_until > $3, false), r.priority)
+                    > ((SELECT coalesce(burst_until > $3, false) FROM controls), $9)
+                AND EXISTS (SELECT 1 FROM runs o
+                             WHERE o.drain = r.name AND o.status = 'running'
+                               AND o.last_checkpoint_at >= $3 - make_interval(secs => r.liveness_seconds))
+                AND EXISTS (SELECT 1 FROM items i
+                             WHERE i.drain = r.name AND i.state = 'pending' AND i.available_at <= $3)
+                AND EXISTS (SELECT 1 FROM items i
+                             WHERE i.drain = $1 AND i.state = 'pending' AND i.available_at <= $3)
+              ORDER BY 3 DESC, 2 DESC, 1
+              LIMIT 1),
          allowed AS (
              SELECT 1 FROM controls
               WHERE paused_at IS NULL AND $8 AND EXISTS (SELECT 1 FROM fence)
                 AND (backoff_until IS NULL OR backoff_until <= $3)
                 AND parked_at IS NULL
-                AND (burst_until > $3 OR (NOT $5 AND $6))),
+                AND (burst_until > $3 OR (NOT $5 AND $6))
+                AND NOT EXISTS (SELECT 1 FROM ahead)),
          claimed AS (
              UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
                     attempts = attempts + 1, updated_at = $3
@@ -238,24 +291,26 @@ macro_rules! claim_steps {
               WHERE id = $2 AND status = 'running')
          SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
                 c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token,
-                EXISTS (SELECT 1 FROM fence), c.parked_at, c.parked_reason
-           FROM controls c LEFT JOIN claimed k ON true"
+                EXISTS (SELECT 1 FROM fence), c.parked_at, c.parked_reason,
+                a.name, a.priority, a.is_bursting
+           FROM controls c LEFT JOIN claimed k ON true LEFT JOIN ahead a ON true"
     };
 }
 
-/// Staging a result (parameters $2 run, $3 now, $9 to $12), committed with its length and
+/// Staging a result (parameters $2 run, $3 now, $13 to $16), committed with its length and
 /// SHA-256 so that a reaper can verify it; only by a run the fence still lets through.
 macro_rules! stage_step {
     () => {
         "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
-         SELECT $9, $2, $10, $11, $12, $3 FROM fence
+         SELECT $13, $2, $14, $15, $16, $3 FROM fence
          ON CONFLICT (item_id, run_id) DO UPDATE
             SET result = EXCLUDED.result, result_bytes = EXCLUDED.result_bytes,
                 result_sha256 = EXCLUDED.result_sha256, staged_at = EXCLUDED.staged_at"
     };
 }
 
-fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), Type); 8] {
+fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), Type); 12] {
+    let rivals = request.rivals;
     [
         (&request.drain, Type::TEXT),
         (&request.run_id, Type::INT8),
@@ -265,6 +320,10 @@ fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), 
         (&request.local_limits_allow, Type::BOOL),
         (&request.account.account, Type::TEXT),
         (&request.account.is_allowed, Type::BOOL),
+        (&rivals.priority, Type::INT4),
+        (&rivals.names, Type::TEXT_ARRAY),
+        (&rivals.priorities, Type::INT4_ARRAY),
+        (&rivals.liveness_seconds, Type::FLOAT8_ARRAY),
     ]
 }
 
@@ -325,6 +384,11 @@ fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
         is_run_live: row.get(11),
         parked_at: row.get(12),
         parked_reason: row.get(13),
+        yields_to: row.get::<_, Option<String>>(14).map(|name| Ahead {
+            name,
+            priority: row.get::<_, Option<i32>>(15).unwrap_or_default(),
+            is_bursting: row.get::<_, Option<bool>>(16).unwrap_or_default(),
+        }),
     };
     let item = row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
         id,
@@ -400,6 +464,7 @@ pub fn stage_result(
         now,
         is_burst_trigger: false,
         local_limits_allow: false,
+        rivals: &GroupRivals::default(),
     };
     stage_and_claim_next_item(client, statements, item_id, result, &request)?;
     Ok(())

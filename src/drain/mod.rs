@@ -104,6 +104,8 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         statements: PreparedStatements::default(),
         unstaged: None,
         staged: None,
+        rivals: items::GroupRivals::of(config, drain),
+        yielding_since: None,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -280,6 +282,10 @@ struct Pass<'a> {
     unstaged: Option<SucceededItem>,
     /// A staged result not committed yet (see `StagedItem`).
     staged: Option<StagedItem>,
+    /// The drain's priority and the other drains of its quota group, for the claim.
+    rivals: items::GroupRivals,
+    /// Since when the pass yields to a higher-ranking drain of its group (see `wait`).
+    yielding_since: Option<DateTime<Utc>>,
 }
 
 struct SucceededItem {

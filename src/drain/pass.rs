@@ -51,6 +51,7 @@ impl Pass<'_> {
             self.is_account_suspected = controls.is_suspected;
             // A parked group is not waited for: only an operator clears it.
             let backoff_until = controls.backoff_until.filter(|_| controls.parked_at.is_none());
+            let yields_to = controls.yields_to.clone();
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
                     // Cannot happen (the claim checks the same conditions); never keep it.
@@ -69,8 +70,16 @@ impl Pass<'_> {
                 return Ok(stop);
             }
             let Some(item) = claimed else {
+                // A higher-ranking drain of the group goes first (docs/rate-limits.md).
+                if let Some(ahead) = yields_to {
+                    match self.yield_to(&ahead, now)? {
+                        None => continue,
+                        Some(stop) => return Ok(stop),
+                    }
+                }
                 return Ok(Stop::normal(RunStatus::Drained, "no item is available now"));
             };
+            self.yielding_since = None;
             match self.process(&item, account)? {
                 // Its commit records the item's end on the run in the same statement.
                 ItemEnd::Succeeded => {}
@@ -97,6 +106,7 @@ impl Pass<'_> {
         let local_limits_allow = self.local_limit(now).is_none();
         let (drain, group, run_id) = (self.drain, self.group, self.run_id);
         let is_burst_trigger = self.trigger == Trigger::Burst;
+        let rivals = &self.rivals.clone();
         let request = |account| ClaimRequest {
             drain: &drain.name,
             account,
@@ -104,6 +114,7 @@ impl Pass<'_> {
             now,
             is_burst_trigger,
             local_limits_allow,
+            rivals,
         };
         if !group.has_accounts_to_switch() {
             let account =

@@ -1,8 +1,9 @@
-//! Waiting inside the pass for the quota group's reset (docs/rate-limits.md).
+//! Waiting inside the pass for the quota group's reset, or for a higher-ranking drain
+//! of the group to run out of items (docs/rate-limits.md).
 
 use chrono::{DateTime, Utc};
 
-use crate::db::drains::PassControls;
+use crate::db::drains::{Ahead, PassControls};
 use crate::db::runs;
 use crate::error::{Result, EXIT_TEMPORARY};
 use crate::model::{RunStatus, Trigger};
@@ -83,5 +84,36 @@ impl Pass<'_> {
             let left = (until - now).to_std().unwrap_or_default();
             std::thread::sleep(left.clamp(WAIT_POLL_MIN, WAIT_POLL_MAX));
         }
+    }
+
+    /// The claim took nothing because `ahead`, a higher-ranking drain of the quota group,
+    /// works and has items. Holding no item, the pass beats (so supervise never takes it
+    /// for hung), sleeps about a second and claims again — None — so that it takes over
+    /// the moment `ahead` has nothing left. It stops once it has yielded for `max_wait`
+    /// (at once with `0s`); pause, burst, budget and signals are checked by the next claim.
+    pub(super) fn yield_to(&mut self, ahead: &Ahead, now: DateTime<Utc>) -> Result<Option<Stop>> {
+        let why = if ahead.is_bursting {
+            format!(
+                "drain {} of quota group {} is in burst and has items",
+                ahead.name, self.drain.quota_group
+            )
+        } else {
+            format!(
+                "drain {} of quota group {} has priority {} (this drain {}) and has items",
+                ahead.name, self.drain.quota_group, ahead.priority, self.drain.priority
+            )
+        };
+        let is_first = self.yielding_since.is_none();
+        let since = *self.yielding_since.get_or_insert(now);
+        if (now - since).to_std().unwrap_or_default() >= self.max_wait() {
+            return Ok(Some(Stop::normal(RunStatus::Drained, format!("{why}: this pass yields to it"))));
+        }
+        if is_first {
+            log::info!("drain {}: yields: {why}", self.drain.name);
+        }
+        self.commit_staged()?;
+        runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None)?;
+        std::thread::sleep(WAIT_POLL_MAX);
+        Ok(None)
     }
 }

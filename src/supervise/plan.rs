@@ -141,8 +141,11 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
         .collect();
     let ranks: Vec<Rank> = snapshots.iter().map(|snapshot| rank(snapshot, now)).collect();
     // A drain that works now: started by this plan, or with a healthy run.
-    let works: Vec<bool> =
-        decisions.iter().zip(&busy).map(|(decision, busy)| decision.action == Action::Start || *busy > 0).collect();
+    let works: Vec<bool> = decisions
+        .iter()
+        .zip(&busy)
+        .map(|(decision, busy)| decision.action == Action::Start || *busy > 0)
+        .collect();
     let same_group = |a: usize, b: usize| snapshots[a].drain.quota_group == snapshots[b].drain.quota_group;
     for (index, decision) in decisions.iter_mut().enumerate().filter(|(_, d)| d.action == Action::Start) {
         let ahead = (0..snapshots.len())
@@ -464,7 +467,11 @@ mod tests {
         snapshots[0].controls = Some(controls(Some(inside() + chrono::Duration::hours(1)), false));
         let decisions = plan_starts(&snapshots, inside(), zone);
         assert_eq!(names(&decisions), ["low", "other", "high"]);
-        assert!(decisions[2].reason.contains("drain low is in burst in quota group g"), "{}", decisions[2].reason);
+        assert!(
+            decisions[2].reason.contains("drain low is in burst in quota group g"),
+            "{}",
+            decisions[2].reason
+        );
     }
 
     #[test]
