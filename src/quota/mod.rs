@@ -38,7 +38,7 @@ use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, 
 use self::patterns::{
     HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, HIT_HINT,
     IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS, RATE_LIMIT_EVENT,
-    SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED, WARNING, WORKSPACE_LIMIT_WITH_RETURN,
+    RESULT_METADATA, SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED, WARNING, WORKSPACE_LIMIT_WITH_RETURN,
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
@@ -198,7 +198,10 @@ impl Classifier {
     }
 
     fn is_vetoed(&self, text: &str) -> Option<(usize, usize)> {
-        if let Some(found) = SERVER_ERROR.find(text) {
+        // Blanked to spaces of the same length, so that offsets still point into `text`.
+        let text_without_metadata =
+            RESULT_METADATA.replace_all(text, |found: &regex::Captures<'_>| " ".repeat(found[0].len()));
+        if let Some(found) = SERVER_ERROR.find(&text_without_metadata) {
             return Some((found.start(), found.end()));
         }
         self.extra_veto
@@ -846,6 +849,29 @@ mod tests {
                 reset_form: crate::backoff::ResetForm::Exact,
             })
         );
+    }
+
+    #[test]
+    fn a_claude_result_ending_on_an_api_error_is_judged_by_its_status_and_text() {
+        // Claude Code 2.1.332 names every failed request's end `api_error`, a 429 included.
+        let result = r#"{"type":"result","subtype":"success","is_error":true,"terminal_reason":"api_error","api_error_status":429,"api_error_type":"rate_limit_error","api_error":"usage_limit_reached","result":"You've hit your 5-hour limit · resets 6am (UTC)"}"#;
+        let Outcome::QuotaHit(hit) = classify(Claude, result.as_bytes(), b"", Some(1)) else {
+            panic!("expected a quota hit, not a server error");
+        };
+        assert_eq!(hit.reset.map(|at| at.format("%H:%M").to_string()).as_deref(), Some("06:00"));
+        let overloaded = r#"{"type":"result","is_error":true,"terminal_reason":"api_error","api_error_status":529,"api_error_type":"overloaded_error","result":"API Error: 529 Overloaded."}"#;
+        assert!(matches!(classify(Claude, overloaded.as_bytes(), b"", Some(1)), Outcome::ServerError { .. }));
+    }
+
+    #[test]
+    fn an_answer_reporting_a_limit_after_a_colon_is_a_success() {
+        let answer = "The ticket reports: usage limit reached, resets 8pm";
+        assert_eq!(classify(Claude, answer.as_bytes(), b"", Some(0)), Outcome::Other);
+        let gemini = r#"{"session_id":"1","response":"The ticket reports: usage limit reached, resets 8pm","stats":{}}"#;
+        assert_eq!(classify(Gemini, gemini.as_bytes(), b"", Some(0)), Outcome::Other);
+        // A client's own label before the colon is still its message.
+        let labelled = "Error: usage limit reached, resets 8pm";
+        assert!(matches!(classify(Claude, labelled.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
     }
 
     #[test]

@@ -42,6 +42,14 @@ pub(super) static ERROR_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Server-side failures: retried as transient, never a quota hit, even when the body
 /// mentions rate limits.
+/// Fields of a Claude Code result that name *why* the run ended, not what the server
+/// answered: Claude Code 2.1.332 writes `"terminal_reason":"api_error"` and an
+/// `"api_error":"usage_limit_reached"` field on every failed request, a 429 included (its
+/// `api_error_status` and `result` say what happened). Blanked before [`SERVER_ERROR`] is
+/// looked for.
+pub(super) static RESULT_METADATA: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#""terminal_reason"\s*:\s*"[a-z_]*"|"api_error"\s*:"#));
+
 pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#"(?ix)

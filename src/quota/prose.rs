@@ -268,7 +268,23 @@ pub(super) fn looks_like_limit_message(
     };
     let trimmed = message.trim_start();
     let is_list_item = MARKDOWN_ITEM.is_match(trimmed);
-    message.chars().count() <= 300 && !is_list_item
+    message.chars().count() <= 300 && !is_list_item && !reported_after_lead_in(text, message, start)
+}
+
+/// A limit phrase that a sentence introduces with a colon — `The ticket reports: usage
+/// limit reached, resets 8pm` — is the item's content reporting a limit, not the client's
+/// own message. A one-word or error label before the colon (`Error:`, `API Error:`,
+/// `codex:`) is how a client prints its own.
+fn reported_after_lead_in(text: &str, message: &str, start: usize) -> bool {
+    let message_start = message.as_ptr() as usize - text.as_ptr() as usize;
+    let Some(before) = start.checked_sub(message_start).and_then(|offset| message.get(..offset)) else {
+        return false;
+    };
+    let Some((lead_in, _)) = before.rsplit_once(':') else {
+        return false;
+    };
+    let words = lead_in.split_whitespace().filter(|word| word.chars().any(char::is_alphabetic)).count();
+    words >= 2 && !lead_in.to_ascii_lowercase().contains("error")
 }
 
 fn apostrophe_inside_word(text: &str, offset: usize) -> bool {

@@ -18,6 +18,7 @@ mod priority;
 mod quota_utilisation;
 mod rate_limits;
 mod real_clients;
+mod real_clients_e2e;
 mod security;
 mod supervise;
 mod waiting;
