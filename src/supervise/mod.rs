@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, DurationRound, Utc};
 use postgres::Client;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::cli::SuperviseArgs;
@@ -47,7 +47,7 @@ const SUPERVISE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 /// The supervisor's heartbeat: when the last acting `supervise` pass fired, and whether
 /// that is longer ago than twice `supervise_interval` — the sign of a broken crontab.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub last_pass_at: Option<DateTime<Utc>>,
     pub age_seconds: Option<f64>,
@@ -279,8 +279,8 @@ fn recover(
 }
 
 /// After the decisions: record the pass, prune history when due, write the metrics
-/// textfile, release the lock. Returns what was pruned and, when the textfile failed
-/// first, the exit code of that failure.
+/// textfile and the operations page, release the lock. Returns what was pruned and, when
+/// the textfile or the page failed first, the exit code of that failure.
 fn finish_pass(
     client: &mut Client,
     outbox: &Outbox,
@@ -318,6 +318,20 @@ fn finish_pass(
             *had_error = true;
             let what =
                 format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
+            record_failure(client, outbox, None, what, clock.now());
+        }
+    }
+    if let Some(path) = &config.defaults.report_html {
+        // The page shows this pass as the heartbeat: it is recorded above.
+        let written = crate::report::render_page(client, config, clock.now())
+            .and_then(|html| crate::report::write_page(path, &html));
+        if let Err(error) = written {
+            if !*had_error {
+                textfile_exit_code = Some(error.exit_code());
+            }
+            *had_error = true;
+            let what =
+                format!("could not write report_html {}: {}", path.display(), error.display_scrubbed());
             record_failure(client, outbox, None, what, clock.now());
         }
     }
@@ -374,7 +388,7 @@ fn render(
 
 /// A step of the pass that failed: it is logged and recorded as a `supervise_error`
 /// event, and the pass goes on (it exits 70 at the end; when only the metrics textfile
-/// failed, with that error's code).
+/// or the operations page failed, with that error's code).
 fn record_failure(
     client: &mut Client,
     outbox: &Outbox,
