@@ -10,8 +10,10 @@
 //! `html` renders it, with the charts drawn as inline SVG by `svg`. Nothing on the page
 //! loads anything: no script, stylesheet, font or image from anywhere, and every string
 //! from the configuration or the database is escaped. [`write_page`] replaces the file
-//! atomically, owner-only. `drainctl report --html FILE` writes it on demand, and every
-//! `supervise` pass rewrites `[defaults] report_html` at its end.
+//! atomically, owner-only. `drainctl report --html FILE` writes it on demand, and
+//! `supervise`'s command rewrites `[defaults] report_html` after every pass that acted.
+//! The page is drawn from `status`'s view, so this module sits with the commands
+//! (docs/architecture.md).
 
 mod html;
 mod svg;

@@ -279,8 +279,8 @@ fn recover(
 }
 
 /// After the decisions: record the pass, prune history when due, write the metrics
-/// textfile and the operations page, release the lock. Returns what was pruned and, when
-/// the textfile or the page failed first, the exit code of that failure.
+/// textfile, release the lock. Returns what was pruned and, when the textfile failed
+/// first, the exit code of that failure.
 fn finish_pass(
     client: &mut Client,
     outbox: &Outbox,
@@ -318,20 +318,6 @@ fn finish_pass(
             *had_error = true;
             let what =
                 format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
-            record_failure(client, outbox, None, what, clock.now());
-        }
-    }
-    if let Some(path) = &config.defaults.report_html {
-        // The page shows this pass as the heartbeat: it is recorded above.
-        let written = crate::report::render_page(client, config, clock.now())
-            .and_then(|html| crate::report::write_page(path, &html));
-        if let Err(error) = written {
-            if !*had_error {
-                textfile_exit_code = Some(error.exit_code());
-            }
-            *had_error = true;
-            let what =
-                format!("could not write report_html {}: {}", path.display(), error.display_scrubbed());
             record_failure(client, outbox, None, what, clock.now());
         }
     }
@@ -388,7 +374,7 @@ fn render(
 
 /// A step of the pass that failed: it is logged and recorded as a `supervise_error`
 /// event, and the pass goes on (it exits 70 at the end; when only the metrics textfile
-/// or the operations page failed, with that error's code).
+/// failed, with that error's code).
 fn record_failure(
     client: &mut Client,
     outbox: &Outbox,

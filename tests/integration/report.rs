@@ -224,6 +224,8 @@ fn the_burndown_draws_the_forecast_line_to_the_burst_deadline() {
 fn every_supervise_pass_rewrites_report_html_with_its_heartbeat() {
     let fixture = Fixture::new(&config("report_html = \"page.html\"\n"), NOW);
     let path = fixture.path("page.html");
+    fixture.drainctl(&["supervise", "--dry-run"]).run().assert_code(0);
+    assert!(!path.exists(), "a dry run changes nothing");
     fixture.drainctl(&["supervise"]).run().assert_code(0);
     assert_eq!(mode_of(&path), 0o600);
     let page = std::fs::read_to_string(&path).unwrap();
