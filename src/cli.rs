@@ -75,6 +75,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print Prometheus metrics, or write them to a node_exporter textfile
     Metrics(MetricsArgs),
+    /// Write the operations page: one self-contained HTML file with every drain's state,
+    /// charts and cost, readable offline
+    Report(ReportArgs),
     /// Remove runs, events, logs (and done items) older than [defaults] retention
     Prune(PruneArgs),
     /// Print a shell completion script
@@ -114,7 +117,7 @@ impl Command {
             Command::Retry(args) => args.output,
             Command::Doctor(args) => args.output,
             Command::Prune(args) => args.output,
-            Command::Metrics(_) | Command::Completions(_) => OutputArgs::default(),
+            Command::Metrics(_) | Command::Report(_) | Command::Completions(_) => OutputArgs::default(),
         }
     }
 }
@@ -416,6 +419,14 @@ pub struct MetricsArgs {
     /// Write to this textfile atomically instead of stdout; without PATH, to [defaults] metrics_textfile
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<Option<PathBuf>>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the page to FILE atomically (owner-only) instead of stdout; without FILE, to
+    /// [defaults] report_html
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Args)]

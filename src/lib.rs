@@ -31,6 +31,7 @@ pub(crate) mod prune;
 pub(crate) mod quota;
 pub(crate) mod ratelimit;
 pub(crate) mod reap;
+pub(crate) mod report;
 pub(crate) mod schedule;
 pub(crate) mod sources;
 pub(crate) mod supervise;

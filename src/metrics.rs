@@ -369,8 +369,8 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
     };
     check_textfile_target(path, &folder)?;
     let fail = |what: &str, error: std::io::Error| textfile_error(path, what, error);
-    let (mut file, temporary) =
-        create_temporary(&folder, file_name).map_err(|error| fail("create a temporary file for", error))?;
+    let (mut file, temporary) = create_temporary(&folder, file_name, TEXTFILE_MODE)
+        .map_err(|error| fail("create a temporary file for", error))?;
     let written = (|| -> std::io::Result<()> {
         // The umask may have narrowed the mode given at creation; fchmod, never by path.
         file.set_permissions(Permissions::from_mode(TEXTFILE_MODE))?;
@@ -462,13 +462,13 @@ fn textfile_error(path: &Path, what: &str, error: std::io::Error) -> Error {
 }
 
 /// A temporary file that is removed when dropped, unless it was renamed into place.
-struct Temporary {
-    path: PathBuf,
+pub(crate) struct Temporary {
+    pub(crate) path: PathBuf,
     is_renamed: bool,
 }
 
 impl Temporary {
-    fn renamed(mut self) {
+    pub(crate) fn renamed(mut self) {
         self.is_renamed = true;
     }
 }
@@ -479,16 +479,18 @@ impl Drop for Temporary {
             return;
         }
         if let Err(error) = std::fs::remove_file(&self.path) {
-            log::warn!("could not remove temporary metrics file {}: {error}", self.path.display());
+            log::warn!("could not remove temporary file {}: {error}", self.path.display());
         }
     }
 }
 
-/// Create `.NAME.tmp-RANDOM` in `folder` exclusively, never through a link; another name
-/// is tried when one exists.
-fn create_temporary(
+/// Create `.NAME.tmp-RANDOM` in `folder` exclusively with `mode`, never through a link;
+/// another name is tried when one exists. The operations page (`crate::report`) is
+/// written the same way, owner-only.
+pub(crate) fn create_temporary(
     folder: &Path,
     file_name: &std::ffi::OsStr,
+    mode: u32,
 ) -> std::io::Result<(std::fs::File, Temporary)> {
     let mut collision = None;
     for _ in 0..TEMPORARY_NAME_ATTEMPTS {
@@ -497,7 +499,7 @@ fn create_temporary(
             .write(true)
             .create_new(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .mode(TEXTFILE_MODE)
+            .mode(mode)
             .open(&path);
         match opened {
             Ok(file) => return Ok((file, Temporary { path, is_renamed: false })),
@@ -585,8 +587,10 @@ mod tests {
     #[test]
     fn temporary_names_are_unpredictable_and_not_prom_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, first) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom")).unwrap();
-        let (_, second) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom")).unwrap();
+        let (_, first) =
+            create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), TEXTFILE_MODE).unwrap();
+        let (_, second) =
+            create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), TEXTFILE_MODE).unwrap();
         assert_ne!(first.path, second.path);
         for temporary in [&first, &second] {
             let name = temporary.path.file_name().unwrap().to_str().unwrap().to_string();

@@ -16,6 +16,7 @@ pub(crate) mod metrics;
 pub(crate) mod migrate;
 pub(crate) mod prune;
 pub(crate) mod quota;
+pub(crate) mod report;
 pub(crate) mod retry;
 pub(crate) mod runs;
 pub(crate) mod scan;
@@ -54,6 +55,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
         Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),
         Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)),
         Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)),
+        Command::Report(args) => open.run(|ctx| report::run(ctx, &args)),
         Command::Completions(args) => Ok(completions::run(&args)),
     }
 }

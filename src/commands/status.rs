@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use postgres::Client;
 use serde::Serialize;
 
 use crate::accounts::{AccountState, GroupView, Selection};
@@ -32,9 +33,21 @@ use crate::schedule::forecast::Forecast;
 use crate::supervise::Heartbeat;
 
 pub fn run(ctx: &mut Context) -> Result<Report> {
-    let snapshot = gather(ctx)?;
+    let snapshot = gather(&mut ctx.client, &ctx.config, ctx.clock.now())?;
     let view = decide(&ctx.config, snapshot);
     render(&view, ctx.config.defaults.timezone)
+}
+
+/// The status of every drain at `now` as `status --json` prints it (docs/json.md): what
+/// the operations page (`crate::report`) shows of each drain, so that it and `status`
+/// never disagree.
+pub(crate) fn status_json(
+    client: &mut Client,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value> {
+    let view = decide(config, gather(client, config, now)?);
+    serde_json::to_value(view).map_err(|error| Error::Internal(error.to_string()))
 }
 
 /// What `status` reads from the database, all of it before deciding anything.
@@ -53,9 +66,7 @@ struct Snapshot {
     parked: Vec<crate::db::quota_groups::Parked>,
 }
 
-fn gather(ctx: &mut Context) -> Result<Snapshot> {
-    let Context { config, clock, client, .. } = ctx;
-    let now = clock.now();
+fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Snapshot> {
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
     let group_names: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
     let mut last_runs = HashMap::new();

@@ -1,11 +1,38 @@
 //! `drainctl supervise`: one supervisor pass over every drain, run by
-//! [`crate::supervise::run`].
+//! [`crate::supervise::run`]; after a pass that acted, the operations page of
+//! [`crate::report`] is rewritten when `[defaults] report_html` is set.
+
+use std::path::Path;
 
 use crate::cli::SuperviseArgs;
 use crate::context::Context;
-use crate::error::Result;
+use crate::db::events::{record_event_or_log, Event};
+use crate::error::{Result, EXIT_OK};
+use crate::model::{EventKind, PassStatus};
 use crate::output::Report;
 
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
-    crate::supervise::run(ctx, args)
+    let report = crate::supervise::run(ctx, args)?;
+    let has_acted = !args.dry_run
+        && report.json.get("status").and_then(|status| status.as_str()) == Some(PassStatus::Done.as_str());
+    match ctx.config.defaults.report_html.clone() {
+        Some(path) if has_acted => Ok(rewrite_page(ctx, &path, report)),
+        _ => Ok(report),
+    }
+}
+
+/// Rewrite the operations page after the pass, which it shows as the supervisor's
+/// heartbeat. A page that cannot be written is logged and recorded as a
+/// `supervise_error` event; when nothing else failed, the pass exits with that error's
+/// code (78 for a missing folder), as for the metrics textfile.
+fn rewrite_page(ctx: &mut Context, path: &Path, report: Report) -> Report {
+    let now = ctx.clock.now();
+    let written = crate::report::render_page(&mut ctx.client, &ctx.config, now)
+        .and_then(|html| crate::report::write_page(path, &html));
+    let Err(error) = written else { return report };
+    let message = format!("could not write report_html {}: {}", path.display(), error.display_scrubbed());
+    log::error!("supervise: {message}");
+    record_event_or_log(&mut ctx.client, &ctx.outbox, &Event::new(EventKind::SuperviseError, message), now);
+    let exit_code = if report.exit_code == EXIT_OK { error.exit_code() } else { report.exit_code };
+    report.with_exit_code(exit_code)
 }

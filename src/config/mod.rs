@@ -105,6 +105,8 @@ pub struct Defaults {
     pub burst_max: Duration,
     pub log_dir: PathBuf,
     pub metrics_textfile: Option<PathBuf>,
+    /// The operations page every `supervise` pass rewrites (docs/results.md).
+    pub report_html: Option<PathBuf>,
     pub notify_command: Option<Vec<String>>,
     pub default_backoff: Duration,
     pub reset_margin: Duration,

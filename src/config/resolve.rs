@@ -198,6 +198,13 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
             None => default_log_dir(),
         },
         metrics_textfile: raw.metrics_textfile.map(|file| base_dir.join(file)),
+        report_html: match raw.report_html {
+            Some(file) => {
+                check_path(&file, "report_html", source)?;
+                Some(base_dir.join(file.into_inner()))
+            }
+            None => None,
+        },
         notify_command,
         default_backoff: duration(&raw.default_backoff, "default_backoff", DEFAULT_BACKOFF)?,
         reset_margin: duration(&raw.reset_margin, "reset_margin", DEFAULT_RESET_MARGIN)?,

@@ -741,7 +741,7 @@ pub fn drains_with_available_items(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct StateCounts {
     pub pending: i64,
     pub running: i64,

@@ -9,6 +9,7 @@ pub mod events;
 pub mod items;
 pub mod passes;
 pub mod quota_groups;
+pub mod report;
 pub mod retention;
 pub mod runs;
 pub mod sources;

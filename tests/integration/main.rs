@@ -19,6 +19,7 @@ mod quota_utilisation;
 mod rate_limits;
 mod real_clients;
 mod real_clients_e2e;
+mod report;
 mod security;
 mod supervise;
 mod waiting;
