@@ -14,6 +14,7 @@ mod integrity;
 mod migrations;
 mod operations;
 mod operator;
+mod passes;
 mod quota_utilisation;
 mod rate_limits;
 mod real_clients;
