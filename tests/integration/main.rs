@@ -18,6 +18,7 @@ mod passes;
 mod quota_utilisation;
 mod rate_limits;
 mod real_clients;
+mod schedulers;
 mod security;
 mod supervise;
 mod waiting;
