@@ -10,6 +10,10 @@
 // treekill: false makes pm2 signal only supervise itself, so neither a stop, a restart,
 // a delete nor the next cron_restart takes a running drain down.
 //
+// time: true dates every line pm2 writes to ~/.pm2/logs/drainctl-supervisor-*.log;
+// rotate those with pm2-logrotate. The drains' own logs under log_dir are not pm2's:
+// retention prunes them, never rotate them.
+//
 // No secrets here: `pm2 save` writes this environment to a world-readable dump. Keep the
 // database URL in the configuration file (mode 0600) — see docs/operations.md.
 module.exports = {
@@ -22,6 +26,7 @@ module.exports = {
       cron_restart: "5,20,35,50 * * * *",
       autorestart: false,
       treekill: false,
+      time: true,
       env: {
         DRAINCTL_CONFIG: "/etc/drainctl/drainctl.toml",
       },

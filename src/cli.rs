@@ -67,6 +67,9 @@ pub enum Command {
     Events(EventsArgs),
     /// List runs (passes of drains), newest first; `runs show ID` for one
     Runs(RunsArgs),
+    /// The supervise history, newest first: each pass's decisions (what it started,
+    /// ended and skipped, and why), errors and duration
+    Passes(PassesArgs),
     /// List a drain's items; `items show NAME KEY` for one
     Items(ItemsArgs),
     /// Put dead items (or one dead or pending item) back to pending, attempts reset, available now
@@ -112,6 +115,7 @@ impl Command {
             Command::Events(args) => args.output,
             Command::Runs(RunsArgs { command: Some(RunsCommand::Show(show)), .. }) => show.output,
             Command::Runs(args) => args.output,
+            Command::Passes(args) => args.output,
             Command::Items(ItemsArgs { command: Some(ItemsCommand::Show(show)), .. }) => show.output,
             Command::Items(args) => args.output,
             Command::Retry(args) => args.output,
@@ -152,7 +156,9 @@ pub struct DrainArgs {
     /// Who started this pass (recorded on the run)
     #[arg(long, value_enum, default_value = "manual")]
     pub trigger: Trigger,
-    /// Log file this pass writes to (recorded on the run; set by `supervise`)
+    /// Log file this pass writes to, its lines dated (set by `supervise`): a
+    /// `YYYYmmddTHHMMSSZ-PID.log` name is renamed after this process's pid, and the run
+    /// records the renamed path
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     #[command(flatten)]
@@ -328,6 +334,15 @@ pub struct RunsArgs {
     pub output: OutputArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct PassesArgs {
+    /// Show at most this many passes (1 to 10000)
+    #[arg(long, value_name = "N", default_value = "20", allow_negative_numbers = true, value_parser = list_limit)]
+    pub limit: i64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Everything recorded about one run
@@ -473,6 +488,13 @@ fn bounded_duration(text: &str) -> Result<Duration, InvalidValue> {
     crate::duration::parse_bounded_duration(text).map_err(InvalidValue)
 }
 
+/// How many rows a list shows: a whole number from 1 to [`MAX_LIST_LIMIT`].
+fn list_limit(text: &str) -> Result<i64, InvalidValue> {
+    text.trim().parse::<i64>().ok().filter(|limit| (1..=MAX_LIST_LIMIT).contains(limit)).ok_or_else(|| {
+        InvalidValue(format!("invalid limit {text:?}: use a whole number from 1 to {MAX_LIST_LIMIT}"))
+    })
+}
+
 /// An RFC 3339 instant, in UTC.
 fn instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
     DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| {
@@ -527,6 +549,10 @@ mod tests {
             (&["supervise", "--slot", "10:15"], "invalid instant \"10:15\": use RFC 3339"),
             (&["quota", "test", "--tz", "Mars"], "unknown time zone \"Mars\""),
             (&["quota", "test", "--profile", "nope"], "unknown quota profile \"nope\""),
+            (&["passes", "--limit", "0"], "invalid limit \"0\": use a whole number from 1 to 10000"),
+            (&["passes", "--limit", "-3"], "invalid limit \"-3\": use a whole number"),
+            (&["passes", "--limit", "ten"], "invalid limit \"ten\": use a whole number"),
+            (&["passes", "--limit", "10001"], "invalid limit \"10001\""),
         ] {
             let error =
                 Cli::try_parse_from(std::iter::once("drainctl").chain(args.iter().copied())).unwrap_err();

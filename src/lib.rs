@@ -46,7 +46,7 @@ use crate::error::{Error, EXIT_OK, EXIT_USAGE};
 
 /// Run drainctl with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
-    let cli = match Cli::try_parse_from(args) {
+    let mut cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => return parse_failed(&error),
     };
@@ -59,11 +59,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         _ => (None, cli.verbose),
     };
     init_logger(verbose, log_file.is_some());
+    output::set_dated_lines(log_file.is_some());
     if let (cli::Command::Supervise(_), Some(path)) = (&cli.command, log_file) {
         if let Err(error) = output::redirect_stdio_to_log_file(path) {
             return failed(&error);
         }
         log::info!("supervise started as pid {}", std::process::id());
+    }
+    if let cli::Command::Drain(args) = &mut cli.command {
+        claim_drain_log(args);
     }
     let output = cli.command.output();
     match commands::dispatch(cli) {
@@ -75,9 +79,21 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     }
 }
 
+/// A drain `supervise` started writes to a log file named after supervise's pid until
+/// one of them renames it after the drain's own pid; the run records the renamed path
+/// (see `drain::log_file`). A rename that fails leaves the name, with a warning.
+fn claim_drain_log(args: &mut cli::DrainArgs) {
+    let Some(path) = args.log_file.take() else { return };
+    let pid = std::process::id();
+    args.log_file = Some(drain::log_file::rename_after(&path, pid).unwrap_or_else(|error| {
+        log::warn!("cannot rename log file {} after drain pid {pid}: {error}", path.display());
+        path
+    }));
+}
+
 /// Report a failure on stderr, in one line; returns its exit code.
 fn failed(error: &Error) -> u8 {
-    eprintln!("drainctl: {}", output::escape_controls(&error.display_scrubbed()));
+    eprintln!("{}drainctl: {}", output::line_date(), output::escape_controls(&error.display_scrubbed()));
     error.exit_code()
 }
 
@@ -121,8 +137,7 @@ fn init_logger(verbosity: u8, is_dated: bool) {
         let message = crate::output::escape_controls(&message);
         let level = record.level().as_str().to_lowercase();
         if is_dated {
-            let at = crate::clock::Clock::system().now().format("%Y-%m-%dT%H:%M:%SZ");
-            writeln!(buf, "{at} drainctl: {level}: {message}")
+            writeln!(buf, "{} drainctl: {level}: {message}", crate::output::utc_now_stamp())
         } else {
             writeln!(buf, "drainctl: {level}: {message}")
         }

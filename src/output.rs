@@ -35,6 +35,8 @@ impl Report {
         let mut stdout = std::io::stdout().lock();
         let text = if as_json {
             serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "null".to_string())
+        } else if is_dated_lines() {
+            date_lines(&escape_lines(&self.human), &utc_now_stamp())
         } else {
             escape_lines(&self.human)
         };
@@ -48,6 +50,42 @@ impl Report {
             log::debug!("could not write to stdout: {error}");
         }
     }
+}
+
+/// Whether output goes to a log file, where every line carries its UTC time.
+static IS_DATED_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Date every human line from now on: the command writes to its own log file
+/// (`supervise --log-file`, or a drain `supervise` started; docs/operations.md).
+pub fn set_dated_lines(is_dated: bool) {
+    IS_DATED_LINES.store(is_dated, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn is_dated_lines() -> bool {
+    IS_DATED_LINES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The wall-clock time in UTC as log lines show it: `2026-11-27T10:00:05Z`.
+pub fn utc_now_stamp() -> String {
+    crate::clock::Clock::system().now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// What starts a line on stderr: the time and a space when lines are dated, else nothing.
+pub fn line_date() -> String {
+    if is_dated_lines() {
+        format!("{} ", utc_now_stamp())
+    } else {
+        String::new()
+    }
+}
+
+/// Every line of `text` prefixed with `stamp` and a space.
+fn date_lines(text: &str, stamp: &str) -> String {
+    let mut dated = String::with_capacity(text.len() + 24);
+    for line in text.lines() {
+        let _ = writeln!(dated, "{stamp} {line}");
+    }
+    dated
 }
 
 /// Widest line a table may print; wider cells are cut with "…".
@@ -269,6 +307,13 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dated_lines_carry_the_stamp_on_every_line() {
+        let text = date_lines("DRAIN  ACTION\ndocs   start\n", "2026-11-27T10:00:05Z");
+        assert_eq!(text, "2026-11-27T10:00:05Z DRAIN  ACTION\n2026-11-27T10:00:05Z docs   start\n");
+        assert_eq!(date_lines("one line", "T"), "T one line\n");
+    }
 
     #[test]
     fn table_aligns_columns() {

@@ -14,6 +14,7 @@ pub(crate) mod events;
 pub(crate) mod items;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
+pub(crate) mod passes;
 pub(crate) mod prune;
 pub(crate) mod quota;
 pub(crate) mod report;
@@ -50,6 +51,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
         Command::Status(_) => open.run(status::run),
         Command::Events(args) => open.run(|ctx| events::run(ctx, &args)),
         Command::Runs(args) => open.run(|ctx| runs::run(ctx, &args)),
+        Command::Passes(args) => open.run(|ctx| passes::run(ctx, &args)),
         Command::Items(args) => open.run(|ctx| items::run(ctx, &args)),
         Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)),
         Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),

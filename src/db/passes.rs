@@ -44,3 +44,39 @@ pub fn last_pass(client: &mut impl GenericClient) -> Result<Option<(DateTime<Utc
     )?;
     Ok(row.map(|row| (row.get(0), row.get(1))))
 }
+
+/// One recorded pass, as `drainctl passes` shows it.
+#[derive(Debug, Clone)]
+pub struct PassRow {
+    pub id: i64,
+    pub fired_at: DateTime<Utc>,
+    pub scheduled_for: DateTime<Utc>,
+    pub host: String,
+    pub pid: i32,
+    pub status: PassStatus,
+    pub duration_ms: i32,
+    /// The decisions as the pass recorded them (`supervise --json`'s `decisions`).
+    pub decisions: Value,
+}
+
+/// The latest `limit` passes, newest first (index `supervisor_passes_fired`).
+pub fn list_passes(client: &mut impl GenericClient, limit: i64) -> Result<Vec<PassRow>> {
+    let rows = client.query(
+        "SELECT id, fired_at, scheduled_for, host, pid, status, duration_ms, decisions
+           FROM supervisor_passes ORDER BY fired_at DESC, id DESC LIMIT $1",
+        &[&limit],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| PassRow {
+            id: row.get(0),
+            fired_at: row.get(1),
+            scheduled_for: row.get(2),
+            host: row.get(3),
+            pid: row.get(4),
+            status: row.get(5),
+            duration_ms: row.get(6),
+            decisions: row.get(7),
+        })
+        .collect())
+}

@@ -25,6 +25,7 @@
 //! a reset inside the pass and `recorder` records what a running worker reports.
 
 mod item;
+pub mod log_file;
 mod pass;
 mod recorder;
 mod staging;
@@ -226,7 +227,12 @@ fn render(pass: &Pass, stop: Stop) -> Report {
     );
     if stop.exit_code != EXIT_OK {
         // Non-zero outcomes also say why on stderr, in the one-line form.
-        eprintln!("drainctl: drain {}: {}", pass.drain.name, crate::output::escape_controls(&stop.note));
+        eprintln!(
+            "{}drainctl: drain {}: {}",
+            crate::output::line_date(),
+            pass.drain.name,
+            crate::output::escape_controls(&stop.note)
+        );
     }
     report.with_exit_code(stop.exit_code)
 }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::db::drains::{clear_burst, ensure_drain};
 use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
 use crate::db::runs::RunRow;
+use crate::drain::log_file;
 use crate::error::{Error, Result};
 use crate::model::{EventKind, RunStatus, Trigger};
 use crate::output::local_time as local;
@@ -171,15 +172,22 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
     // Detached twice over: re-parented away from this pass before it goes on.
     let pid = process::spawn_detached(&mut command)
         .map_err(|error| Error::Internal(format!("cannot start `drainctl drain {drain}`: {error}")))?;
+    // The file was named after this process; it carries the drain's own pid from now on
+    // (the drain renames it too when it starts first: see `drain::log_file`).
+    let log_path = log_file::rename_after(&log_path, pid).unwrap_or_else(|error| {
+        log::warn!("cannot rename log file {} after drain pid {pid}: {error}", log_path.display());
+        log_path
+    });
     log::info!("started drain {drain} ({trigger}) as pid {pid}, log {}", log_path.display());
     Ok((pid, log_path))
 }
 
-/// `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`, folders created owner-only.
+/// `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log` with this process's pid until the drain's is
+/// known, folders created owner-only.
 fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Result<PathBuf> {
     let dir = config.defaults.log_dir.join(drain);
     DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
         Error::Config(format!("cannot create log folder {}: {error}; check log_dir", dir.display()))
     })?;
-    Ok(dir.join(format!("{}-{}.log", now.format("%Y%m%dT%H%M%SZ"), std::process::id())))
+    Ok(dir.join(log_file::file_name(now, std::process::id())))
 }
