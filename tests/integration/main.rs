@@ -3,6 +3,7 @@
 mod support;
 
 mod accounts;
+mod bounded_scans;
 mod config_errors;
 mod connection;
 mod drain_pass;
