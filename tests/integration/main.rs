@@ -10,6 +10,7 @@ mod drain_pass;
 mod enqueue;
 mod feeding;
 mod hosts;
+mod hot_path;
 mod inputs;
 mod integrity;
 mod migrations;
