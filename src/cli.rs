@@ -48,7 +48,7 @@ pub enum Command {
     /// Add items to a drain's backlog
     Enqueue(EnqueueArgs),
     /// Enqueue the new and changed files of a drain's source; settle vanished ones
-    Scan(NameArg),
+    Scan(ScanArgs),
     /// One supervisor pass over every drain: reap, kill hung runs, start idle drains
     Supervise(SuperviseArgs),
     /// Run a drain flat out until a deadline, regardless of its window
@@ -130,6 +130,19 @@ impl Command {
 pub struct NameArg {
     /// Drain name
     pub name: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Drain name
+    pub name: String,
+    /// Hash every file whole now, ignoring the source's max_hash_bytes_per_scan and
+    /// max_hash_seconds_per_scan (for a file larger than the budget, without waiting for
+    /// the scans that would hash it bit by bit)
+    #[arg(long)]
+    pub no_budget: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

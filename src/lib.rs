@@ -21,6 +21,7 @@ pub(crate) mod drain;
 pub(crate) mod duration;
 pub(crate) mod error;
 pub(crate) mod glob;
+pub(crate) mod hashing;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
 pub(crate) mod model;

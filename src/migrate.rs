@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 7, name: "counters", sql: include_str!("../migrations/0007_counters.sql") },
     Migration { version: 8, name: "usage", sql: include_str!("../migrations/0008_usage.sql") },
+    Migration {
+        version: 10,
+        name: "hash_progress",
+        sql: include_str!("../migrations/0010_hash_progress.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -12,6 +12,14 @@
 //! outside it, or nowhere — are refused and counted, never opened; so is an entry that
 //! cannot be looked at (its `stat` fails), with the OS error. Every refusal is logged.
 //!
+//! Hashing is bounded (see [`crate::hashing`]): a scan reads at most
+//! `max_hash_bytes_per_scan` bytes and hashes for at most `max_hash_seconds_per_scan`. It
+//! hashes the files with the least left to read first, so the larger ones get what the
+//! others leave; a file it cannot finish keeps its SHA-256 state in
+//! `source_hash_progress`, so the next scans go on from there instead of starting over. A
+//! file not finished is deferred, listed in the report with how far it got; `scan
+//! --no-budget` hashes everything at once.
+//!
 //! A scan looks at most `max_files_per_scan` matching files; when it stops there, it
 //! records where, and the next scan goes on after that path (then starts over at the
 //! top), so every file is reached however large the tree. One scan of a drain at a time
@@ -20,7 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -29,20 +37,24 @@ use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
 use postgres::Client;
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::config::{DrainConfig, SourceConfig};
 use crate::db::events::{record_event, Event, Outbox};
-use crate::db::sources::{self, FileRecord, KnownFile};
+use crate::db::sources::{self, FileRecord, HashProgress, KnownFile};
 use crate::db::{advisory_unlock, drains::ensure_drain, items, source_scan_key, try_advisory_lock};
 use crate::error::{Error, Result};
 use crate::glob::{Glob, States};
+use crate::hashing::{HashAllowance, Sha256State, BLOCK_BYTES};
 use crate::model::{EventKind, ItemState};
 
 /// Files written to the database per transaction, so row locks stay short.
 pub const BATCH: usize = 1000;
 /// Refused paths listed (with their reason) in a scan's report; all are counted.
 pub const MAX_REFUSED_LISTED: usize = 20;
+/// Deferred files listed in a scan's report; all are counted.
+pub const MAX_DEFERRED_LISTED: usize = 20;
+/// How much of a file is read at a time to hash it (a multiple of the SHA-256 block).
+const HASH_CHUNK_BYTES: u64 = 1 << 20;
 
 /// What one scan found and did.
 #[derive(Debug, Clone, Serialize)]
@@ -65,14 +77,24 @@ pub struct ScanReport {
     pub missing: u64,
     /// Of those, pending items settled as skipped_missing.
     pub skipped_missing: u64,
-    /// Files looked at again next scan: their item is running, or they changed while
-    /// being hashed.
+    /// Files looked at again next scan: their item is running, they changed while being
+    /// hashed, or the hash budget did not reach their end.
     pub deferred: u64,
+    /// Of those, files the hash budget did not reach the end of.
+    pub deferred_by_budget: u64,
     /// Paths refused: symbolic links resolving outside dir (or nowhere), names that
     /// cannot be keys, entries that cannot be stat'ed, unreadable files or folders.
     pub refused: u64,
-    /// Files read whole to hash them.
+    /// Files opened to hash them (whole, or as far as the hash budget reached).
     pub hashed: u64,
+    /// What the scan may spend on hashing; null for `scan --no-budget`.
+    pub hash_budget: Option<HashBudget>,
+    /// Bytes read to hash files.
+    pub hashed_bytes: u64,
+    /// Time spent hashing, by the clock (first read to last).
+    pub hash_seconds: f64,
+    /// The first deferred files, with why and how far their hashing got.
+    pub deferred_files: Vec<Deferral>,
     /// The scan stopped at max_files_per_scan; the next one goes on after the last file.
     pub truncated: bool,
     /// Where this scan started (after the previous truncated scan's last file), if not
@@ -82,6 +104,24 @@ pub struct ScanReport {
     pub refused_paths: Vec<Refusal>,
     /// Why the scan failed (status `failed`; only in `supervise`, which goes on).
     pub error: Option<String>,
+}
+
+/// A scan's hash budget: `max_hash_bytes_per_scan` and `max_hash_seconds_per_scan`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HashBudget {
+    pub max_bytes: u64,
+    pub max_seconds: f64,
+}
+
+/// A file looked at again by the next scan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deferral {
+    pub path: String,
+    pub size: i64,
+    /// How far its hash got (kept for the next scan when the budget stopped it).
+    pub hashed_bytes: i64,
+    /// `hash_budget`, `item_running` or `changed_while_hashing`.
+    pub reason: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,8 +143,13 @@ impl ScanReport {
             missing: 0,
             skipped_missing: 0,
             deferred: 0,
+            deferred_by_budget: 0,
             refused: 0,
             hashed: 0,
+            hash_budget: None,
+            hashed_bytes: 0,
+            hash_seconds: 0.0,
+            deferred_files: Vec::new(),
             truncated: false,
             resumed_after: None,
             refused_paths: Vec::new(),
@@ -145,6 +190,43 @@ impl ScanReport {
         self.refuse(path, format!("cannot stat: {error}"));
     }
 
+    fn defer(&mut self, deferral: Deferral) {
+        self.deferred += 1;
+        if deferral.reason == DEFERRED_BY_BUDGET {
+            self.deferred_by_budget += 1;
+        }
+        if self.deferred_files.len() < MAX_DEFERRED_LISTED {
+            log::info!(
+                "drain {}: source: deferred {} ({}, {} of {} bytes hashed)",
+                self.drain,
+                deferral.path,
+                deferral.reason,
+                deferral.hashed_bytes,
+                deferral.size
+            );
+            self.deferred_files.push(deferral);
+        }
+    }
+
+    /// The files deferred by the hash budget, one indented line each.
+    pub fn deferred_lines(&self) -> String {
+        let mut lines = String::new();
+        for deferral in self.deferred_files.iter().filter(|deferral| deferral.reason == DEFERRED_BY_BUDGET) {
+            lines.push_str(&format!(
+                "  deferred {}: hash budget used up ({} of {} bytes hashed; the next scan goes on)\n",
+                deferral.path, deferral.hashed_bytes, deferral.size
+            ));
+        }
+        let listed = self.deferred_files.iter().filter(|d| d.reason == DEFERRED_BY_BUDGET).count() as u64;
+        if self.deferred_by_budget > listed {
+            lines.push_str(&format!(
+                "  … and {} more deferred by the hash budget\n",
+                self.deferred_by_budget - listed
+            ));
+        }
+        lines
+    }
+
     /// The refused paths listed, one indented line each, then how many more there are.
     pub fn refused_lines(&self) -> String {
         let mut lines = String::new();
@@ -170,7 +252,7 @@ impl ScanReport {
         }
         format!(
             "{} new, {} changed, {} unchanged, {} missing ({} skipped), {} deferred, {} refused; \
-             {} hashed of {} files{}",
+             {} hashed of {} files ({} bytes{}){}",
             self.new,
             self.changed,
             self.unchanged,
@@ -180,18 +262,29 @@ impl ScanReport {
             self.refused,
             self.hashed,
             self.files,
+            self.hashed_bytes,
+            match self.hash_budget {
+                Some(budget) => format!(" of a {}-byte budget", budget.max_bytes),
+                None => String::new(),
+            },
             if self.truncated { " (truncated)" } else { "" }
         )
     }
 }
 
-/// Scan the source of `drain` at `now` (an error when it has none).
+/// The `reason` of a file deferred because the hash budget did not reach its end.
+pub const DEFERRED_BY_BUDGET: &str = "hash_budget";
+
+/// Scan the source of `drain` (an error when it has none), within the source's hash
+/// budget when `is_bounded` (`scan --no-budget` is not). `clock` times the hashing.
 pub fn scan(
     client: &mut Client,
     outbox: &Outbox,
     drain: &DrainConfig,
-    now: DateTime<Utc>,
+    clock: &crate::clock::Clock,
+    is_bounded: bool,
 ) -> Result<ScanReport> {
+    let now = clock.now();
     let source = drain.source.as_ref().ok_or_else(|| {
         Error::Usage(format!(
             "drain {} has no source; add `source = {{ dir = \"...\", glob = \"*/*.jsonl\" }}` to its [[drain]] table",
@@ -204,7 +297,23 @@ pub fn scan(
     if !try_advisory_lock(client, key)? {
         return Ok(ScanReport::new(&drain.name, &root, "lock_skipped"));
     }
-    let outcome = scan_locked(client, outbox, drain, source, &root, now);
+    let read_clock = || clock.now();
+    let mut allowance = if is_bounded {
+        HashAllowance::new(
+            Some(source.max_hash_bytes_per_scan),
+            Some(source.max_hash_seconds_per_scan),
+            &read_clock,
+        )
+    } else {
+        HashAllowance::new(None, None, &read_clock)
+    };
+    let outcome = scan_locked(client, outbox, drain, source, &root, &mut allowance, now).map(|mut report| {
+        report.hash_budget = is_bounded.then_some(HashBudget {
+            max_bytes: source.max_hash_bytes_per_scan,
+            max_seconds: source.max_hash_seconds_per_scan.as_secs_f64(),
+        });
+        report
+    });
     let unlocked = advisory_unlock(client, key);
     let report = outcome?;
     unlocked?;
@@ -242,10 +351,13 @@ enum Plan {
     /// Same content: record the new mtime (and that it is present again).
     Touched(Hashed),
     Unchanged,
-    Deferred,
+    /// Looked at again by the next scan; what to do with its saved hashing progress.
+    Deferred(Deferral, ProgressChange),
     /// Could not be read; already counted as refused.
     Unreadable,
     Missing(String),
+    /// Drop the hashing progress kept for a path that is gone.
+    ForgetProgress(String),
 }
 
 struct Hashed {
@@ -253,6 +365,15 @@ struct Hashed {
     size: i64,
     mtime: DateTime<Utc>,
     sha256: String,
+    /// A previous scan left hashing progress for it, now no longer needed.
+    had_progress: bool,
+}
+
+/// What becomes of a deferred file's row in `source_hash_progress`.
+enum ProgressChange {
+    Keep,
+    Save(HashProgress),
+    Forget,
 }
 
 fn scan_locked(
@@ -261,6 +382,7 @@ fn scan_locked(
     drain: &DrainConfig,
     source: &SourceConfig,
     root: &Path,
+    allowance: &mut HashAllowance,
     now: DateTime<Utc>,
 ) -> Result<ScanReport> {
     let mut report = ScanReport::new(&drain.name, root, "done");
@@ -269,7 +391,9 @@ fn scan_locked(
     let after: Option<Vec<String>> = resume_after.as_deref().map(components);
 
     let found = find_files(drain, source, root, &after, &mut report)?;
-    let plans = plan_files(client, drain, root, &found, &after, &mut report)?;
+    let plans = plan_files(client, drain, root, &found, &after, allowance, &mut report)?;
+    report.hashed_bytes = allowance.spent_bytes();
+    report.hash_seconds = allowance.elapsed().as_secs_f64();
     apply_plans(client, drain, root, plans, &mut report, now)?;
     finish_scan(client, outbox, drain, &found, &report, now)?;
     Ok(report)
@@ -312,6 +436,7 @@ fn plan_files(
     root: &Path,
     found: &[Candidate],
     after: &Option<Vec<String>>,
+    allowance: &mut HashAllowance,
     report: &mut ScanReport,
 ) -> Result<Vec<Plan>> {
     // What the database knows about the files found.
@@ -323,9 +448,28 @@ fn plan_files(
         }
     }
 
+    let progress: HashMap<String, HashProgress> = sources::hash_progress(client, &drain.name)?
+        .into_iter()
+        .map(|progress| (progress.path.clone(), progress))
+        .collect();
+
+    // The files to hash go smallest rest first (ties in walk order), so a large file takes
+    // only what the others leave of the budget and never holds them up.
     let mut plans = Vec::with_capacity(found.len());
+    let mut to_hash = Vec::new();
     for file in found {
-        plans.push(plan_file(file, known.get(&file.key), report));
+        let known_file = known.get(&file.key);
+        if needs_hashing(file, known_file) {
+            let done = resume_point_of(file, progress.get(&file.key)).map_or(0, |p| p.hashed_bytes);
+            to_hash.push((file.size.saturating_sub(done), plans.len(), file));
+            plans.push(Plan::Unchanged);
+        } else {
+            plans.push(plan_file(file, known_file, None, allowance, report));
+        }
+    }
+    to_hash.sort_by_key(|(rest, index, _)| (*rest, *index));
+    for (_, index, file) in to_hash {
+        plans[index] = plan_file(file, known.get(&file.key), progress.get(&file.key), allowance, report);
     }
 
     // Recorded files in the stretch this scan covered that it did not see: gone, or only
@@ -339,6 +483,12 @@ fn plan_files(
             after.as_ref().is_none_or(|after| parts > *after) && end.as_ref().is_none_or(|end| parts <= *end);
         if is_in_stretch && !seen.contains(path.as_str()) && is_gone(&root.join(&path)) {
             plans.push(Plan::Missing(path));
+        }
+    }
+    // Progress kept for a file that is gone or no longer matches: never needed again.
+    for path in progress.keys().filter(|path| !seen.contains(path.as_str())) {
+        if is_gone(&root.join(path)) {
+            plans.push(Plan::ForgetProgress(path.clone()));
         }
     }
     Ok(plans)
@@ -378,12 +528,19 @@ fn finish_scan(
     let next = if report.truncated { found.last().map(|file| file.key.as_str()) } else { None };
     let mut transaction = client.transaction()?;
     sources::set_resume_point(&mut transaction, &drain.name, next, now)?;
-    let event = report.changed_anything().then(|| {
+    // A file the budget deferred is recorded too, so a pass that could not finish it
+    // leaves a trace (docs/operations.md).
+    let event = (report.changed_anything() || report.deferred_by_budget > 0).then(|| {
         Event::new(
             EventKind::SourceScanned,
             format!(
-                "scan of {}: {} new, {} changed, {} missing ({} skipped)",
-                drain.name, report.new, report.changed, report.missing, report.skipped_missing
+                "scan of {}: {} new, {} changed, {} missing ({} skipped), {} deferred by the hash budget",
+                drain.name,
+                report.new,
+                report.changed,
+                report.missing,
+                report.skipped_missing,
+                report.deferred_by_budget
             ),
         )
         .drain(&drain.name)
@@ -394,8 +551,12 @@ fn finish_scan(
             "missing": report.missing,
             "skipped_missing": report.skipped_missing,
             "deferred": report.deferred,
+            "deferred_by_budget": report.deferred_by_budget,
+            "deferred_files": report.deferred_files,
             "refused": report.refused,
             "hashed": report.hashed,
+            "hashed_bytes": report.hashed_bytes,
+            "hash_budget": report.hash_budget,
             "truncated": report.truncated,
         }))
     });
@@ -406,23 +567,73 @@ fn finish_scan(
     Ok(())
 }
 
-/// Decide about one found file (hashing it when needed).
-fn plan_file(file: &Candidate, known: Option<&KnownFile>, report: &mut ScanReport) -> Plan {
-    let is_same_metadata = known.is_some_and(|k| k.size == file.size && k.mtime == file.mtime);
+/// Must the file be read: it is new, or its size or mtime changed?
+fn needs_hashing(file: &Candidate, known: Option<&KnownFile>) -> bool {
+    !known.is_some_and(|k| k.size == file.size && k.mtime == file.mtime)
+}
+
+/// The saved progress of `file`, if it is for this very file as the walk saw it.
+fn resume_point_of<'p>(file: &Candidate, saved: Option<&'p HashProgress>) -> Option<&'p HashProgress> {
+    saved.filter(|p| {
+        p.device as u64 == file.device
+            && p.inode as u64 == file.inode
+            && p.size == file.size
+            && p.mtime == file.mtime
+            && p.hashed_bytes <= p.size
+    })
+}
+
+/// Decide about one found file, hashing it (as far as the allowance reaches) when needed.
+fn plan_file(
+    file: &Candidate,
+    known: Option<&KnownFile>,
+    saved: Option<&HashProgress>,
+    allowance: &mut HashAllowance,
+    report: &mut ScanReport,
+) -> Plan {
+    let is_same_metadata = !needs_hashing(file, known);
     if is_same_metadata && known.is_some_and(|k| k.missing_at.is_none()) {
         // The precheck: same size and mtime, present last time — not opened at all.
         return Plan::Unchanged;
     }
     let hashed = match known {
-        Some(k) if is_same_metadata => {
-            Hashed { key: file.key.clone(), size: file.size, mtime: file.mtime, sha256: k.sha256.clone() }
-        }
+        Some(k) if is_same_metadata => Hashed {
+            key: file.key.clone(),
+            size: file.size,
+            mtime: file.mtime,
+            sha256: k.sha256.clone(),
+            had_progress: false,
+        },
         _ => {
+            let resume = resume_point_of(file, saved);
+            let deferral = |reason, hashed_bytes| Deferral {
+                path: file.key.clone(),
+                size: file.size,
+                hashed_bytes,
+                reason,
+            };
+            if allowance.is_exhausted() {
+                let hashed_bytes = resume.map_or(0, |p| p.hashed_bytes);
+                return Plan::Deferred(deferral(DEFERRED_BY_BUDGET, hashed_bytes), ProgressChange::Keep);
+            }
             report.hashed += 1;
-            match hash_file(file) {
-                Ok(Some(hashed)) => hashed,
-                Ok(None) => return Plan::Deferred,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Plan::Deferred,
+            let forget = if saved.is_some() { ProgressChange::Forget } else { ProgressChange::Keep };
+            match hash_file(file, resume, allowance) {
+                Ok(HashStep::Done(mut hashed)) => {
+                    hashed.had_progress = saved.is_some();
+                    hashed
+                }
+                Ok(HashStep::Unfinished(progress)) => {
+                    let hashed_bytes = progress.hashed_bytes;
+                    let change = if hashed_bytes > 0 { ProgressChange::Save(progress) } else { forget };
+                    return Plan::Deferred(deferral(DEFERRED_BY_BUDGET, hashed_bytes), change);
+                }
+                Ok(HashStep::Changed) => {
+                    return Plan::Deferred(deferral("changed_while_hashing", 0), forget);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    return Plan::Deferred(deferral("changed_while_hashing", 0), forget);
+                }
                 Err(error) => {
                     report.refuse(file.key.clone(), format!("cannot read: {error}"));
                     return Plan::Unreadable;
@@ -451,13 +662,29 @@ fn apply(
 ) -> Result<()> {
     match plan {
         Plan::Unchanged => report.unchanged += 1,
-        Plan::Deferred => report.deferred += 1,
+        Plan::Deferred(deferral, change) => {
+            match change {
+                ProgressChange::Keep => {}
+                ProgressChange::Save(progress) => {
+                    sources::save_hash_progress(client, &drain.name, &progress, now)?
+                }
+                ProgressChange::Forget => sources::forget_hash_progress(client, &drain.name, &deferral.path)?,
+            }
+            report.defer(deferral);
+        }
+        Plan::ForgetProgress(path) => sources::forget_hash_progress(client, &drain.name, &path)?,
         Plan::Unreadable => {}
         Plan::Touched(file) => {
+            if file.had_progress {
+                sources::forget_hash_progress(client, &drain.name, &file.key)?;
+            }
             sources::record_file(client, &drain.name, &record(&file), false, now)?;
             report.unchanged += 1;
         }
         Plan::Enqueue { is_new, file } => {
+            if file.had_progress {
+                sources::forget_hash_progress(client, &drain.name, &file.key)?;
+            }
             let payload = json!({
                 "path": format!("{root}/{}", file.key),
                 "size": file.size,
@@ -474,7 +701,12 @@ fn apply(
             } else {
                 // Its item is running: leave the recorded state as it was, so the next
                 // scan sees the change again and enqueues it then.
-                report.deferred += 1;
+                report.defer(Deferral {
+                    path: file.key.clone(),
+                    size: file.size,
+                    hashed_bytes: file.size,
+                    reason: "item_running",
+                });
             }
         }
         Plan::Missing(path) => {
@@ -527,9 +759,23 @@ struct Candidate {
     mtime: DateTime<Utc>,
 }
 
-/// Hash a found file. None when it is no longer the file the walk saw, or it changed
-/// while being read (it is looked at again next scan).
-fn hash_file(file: &Candidate) -> std::io::Result<Option<Hashed>> {
+/// How far hashing a file got.
+enum HashStep {
+    Done(Hashed),
+    /// The allowance ran out first: where to go on from.
+    Unfinished(HashProgress),
+    /// It is no longer the file the walk saw, or it changed while being read (it is looked
+    /// at again next scan).
+    Changed,
+}
+
+/// Hash a found file, from `resume` when a previous scan got that far, as far as the
+/// allowance reaches.
+fn hash_file(
+    file: &Candidate,
+    resume: Option<&HashProgress>,
+    allowance: &mut HashAllowance,
+) -> std::io::Result<HashStep> {
     let mut handle = fs::OpenOptions::new()
         .read(true)
         // Never follow a link swapped in since the walk; never block on a FIFO.
@@ -537,23 +783,82 @@ fn hash_file(file: &Candidate) -> std::io::Result<Option<Hashed>> {
         .open(&file.open_path)?;
     let before = handle.metadata()?;
     if !before.is_file() || before.dev() != file.device || before.ino() != file.inode {
-        return Ok(None);
+        return Ok(HashStep::Changed);
     }
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = handle.read(&mut buffer)?;
-        if read == 0 {
-            break;
+    let size = before.len();
+    let mtime = mtime_of(&before);
+    let resume = resume.filter(|p| p.size as u64 == size && p.mtime == mtime);
+    let mut state =
+        resume.and_then(|p| Sha256State::from_bytes(&p.state, p.hashed_bytes as u64)).unwrap_or_default();
+    let mut position = state.hashed_bytes();
+    if position > 0 {
+        handle.seek(SeekFrom::Start(position))?;
+    }
+    allowance.start();
+    let mut buffer = vec![0u8; HASH_CHUNK_BYTES.min(size.saturating_sub(position)).max(1) as usize];
+    let digest = loop {
+        if allowance.is_out_of_time() {
+            break None;
         }
-        hasher.update(&buffer[..read]);
-    }
+        let rest = size - position;
+        if rest <= HASH_CHUNK_BYTES && rest <= allowance.bytes_left() {
+            // The end of the file: read it and finish.
+            let read = read_full(&mut handle, &mut buffer[..rest as usize])?;
+            allowance.spend(read as u64);
+            if read as u64 != rest {
+                return Ok(HashStep::Changed);
+            }
+            break Some(std::mem::take(&mut state).finish(&buffer[..read]));
+        }
+        // Whole blocks, never the last byte: the end is read by the branch above.
+        let want = HASH_CHUNK_BYTES.min(allowance.bytes_left()).min(rest - 1) / BLOCK_BYTES * BLOCK_BYTES;
+        if want == 0 {
+            break None;
+        }
+        let read = read_full(&mut handle, &mut buffer[..want as usize])?;
+        allowance.spend(read as u64);
+        if read as u64 != want {
+            return Ok(HashStep::Changed);
+        }
+        state.update_blocks(&buffer[..read]);
+        position += want;
+    };
     let after = handle.metadata()?;
-    if after.len() != before.len() || mtime_of(&after) != mtime_of(&before) {
-        return Ok(None);
+    if after.len() != size || mtime_of(&after) != mtime {
+        return Ok(HashStep::Changed);
     }
-    let sha256 = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
-    Ok(Some(Hashed { key: file.key.clone(), size: before.len() as i64, mtime: mtime_of(&before), sha256 }))
+    Ok(match digest {
+        Some(digest) => HashStep::Done(Hashed {
+            key: file.key.clone(),
+            size: size as i64,
+            mtime,
+            sha256: digest.iter().map(|byte| format!("{byte:02x}")).collect(),
+            had_progress: false,
+        }),
+        None => HashStep::Unfinished(HashProgress {
+            path: file.key.clone(),
+            device: file.device as i64,
+            inode: file.inode as i64,
+            size: size as i64,
+            mtime,
+            hashed_bytes: state.hashed_bytes() as i64,
+            state: state.to_bytes(),
+        }),
+    })
+}
+
+/// Read until `buffer` is full or the file ends; how many bytes were read.
+fn read_full(handle: &mut fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match handle.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
 }
 
 /// The folder walk: sorted, pruned by the glob, resumable, bounded.

@@ -63,6 +63,9 @@ pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_SOURCE_GLOB: &str = "**/*";
 pub const DEFAULT_MAX_FILES_PER_SCAN: u32 = 10_000;
+/// What a scan may read to hash files (docs/configuration.md, "File-backed sources").
+pub const DEFAULT_MAX_HASH_BYTES_PER_SCAN: u64 = 256 << 20;
+pub const DEFAULT_MAX_HASH_SECONDS_PER_SCAN: Duration = Duration::from_secs(5);
 // Patterns are compiled once, when the configuration is resolved; a `Regex` cannot be a
 // constant, so these stay text (the unit tests below compile each).
 pub const DEFAULT_CHECKPOINT_PATTERN: &str = "^::checkpoint::";

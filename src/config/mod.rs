@@ -200,6 +200,11 @@ pub struct SourceConfig {
     pub dir: PathBuf,
     pub glob: crate::glob::Glob,
     pub max_files_per_scan: u32,
+    /// A scan reads at most this many bytes to hash files; a file it could not finish is
+    /// hashed on by the next scans (docs/configuration.md, "File-backed sources").
+    pub max_hash_bytes_per_scan: u64,
+    /// And hashes for at most this long.
+    pub max_hash_seconds_per_scan: Duration,
 }
 
 impl Config {

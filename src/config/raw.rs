@@ -112,6 +112,8 @@ pub struct RawSource {
     pub dir: String,
     pub glob: Option<String>,
     pub max_files_per_scan: Option<i64>,
+    pub max_hash_bytes_per_scan: Option<i64>,
+    pub max_hash_seconds_per_scan: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

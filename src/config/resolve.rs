@@ -323,7 +323,31 @@ fn resolve_source(
             return Err(error("max_files_per_scan", format!("{n} is out of range; use 1 to 10000000")))
         }
     };
-    Ok(SourceConfig { dir: base_dir.join(&value.dir), glob, max_files_per_scan })
+    let max_hash_bytes_per_scan = match value.max_hash_bytes_per_scan {
+        None => DEFAULT_MAX_HASH_BYTES_PER_SCAN,
+        Some(n) if n >= 64 => n as u64,
+        Some(n) => {
+            return Err(error(
+                "max_hash_bytes_per_scan",
+                format!("{n} is out of range; use at least 64 (bytes; 268435456 is 256 MiB)"),
+            ))
+        }
+    };
+    let max_hash_seconds_per_scan = match &value.max_hash_seconds_per_scan {
+        None => DEFAULT_MAX_HASH_SECONDS_PER_SCAN,
+        Some(text) => match parse_bounded_duration(text) {
+            Ok(duration) if !duration.is_zero() => duration,
+            Ok(_) => return Err(error("max_hash_seconds_per_scan", "must be more than 0s".to_string())),
+            Err(message) => return Err(error("max_hash_seconds_per_scan", message)),
+        },
+    };
+    Ok(SourceConfig {
+        dir: base_dir.join(&value.dir),
+        glob,
+        max_files_per_scan,
+        max_hash_bytes_per_scan,
+        max_hash_seconds_per_scan,
+    })
 }
 
 /// One drain's settings as they are resolved: every message names the drain, then the key.
@@ -857,16 +881,25 @@ mod tests {
         let config = resolve(&format!(
             "{MINIMAL}source = {{ dir = \"sessions\" }}\n\
              [[drain]]\nname = \"b\"\ncommand = [\"x\"]\n\
-             source = {{ dir = \"/data\", glob = \"*/*.jsonl\", max_files_per_scan = 5 }}\n"
+             source = {{ dir = \"/data\", glob = \"*/*.jsonl\", max_files_per_scan = 5, \
+             max_hash_bytes_per_scan = 1024, max_hash_seconds_per_scan = \"1m\" }}\n"
         ))
         .unwrap();
         let source = config.drains[0].source.as_ref().unwrap();
         assert_eq!(source.dir, PathBuf::from("/etc/drainctl/sessions"));
         assert_eq!((source.glob.as_str(), source.max_files_per_scan), ("**/*", 10_000));
+        assert_eq!(
+            (source.max_hash_bytes_per_scan, source.max_hash_seconds_per_scan),
+            (256 << 20, Duration::from_secs(5))
+        );
         let source = config.drains[1].source.as_ref().unwrap();
         assert_eq!(
             (source.dir.as_path(), source.glob.as_str(), source.max_files_per_scan),
             (Path::new("/data"), "*/*.jsonl", 5)
+        );
+        assert_eq!(
+            (source.max_hash_bytes_per_scan, source.max_hash_seconds_per_scan),
+            (1024, Duration::from_secs(60))
         );
     }
 
@@ -878,6 +911,13 @@ mod tests {
             ("source = { dir = \"\" }\n", ":4:10:", "source.dir: is empty"),
             ("source = { dir = \"d\", max_files_per_scan = 0 }\n", ":4:10:", "0 is out of range"),
             ("source = { dir = \"d\", globs = \"*\" }\n", ":4:23:", "unknown field `globs`"),
+            ("source = { dir = \"d\", max_hash_bytes_per_scan = 63 }\n", ":4:10:", "63 is out of range"),
+            ("source = { dir = \"d\", max_hash_seconds_per_scan = \"0s\" }\n", ":4:10:", "more than 0s"),
+            (
+                "source = { dir = \"d\", max_hash_seconds_per_scan = \"soon\" }\n",
+                ":4:10:",
+                "max_hash_seconds_per_scan",
+            ),
         ] {
             let error = resolve(&format!("{MINIMAL}{text}")).unwrap_err();
             let message = error.to_string();

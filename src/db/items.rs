@@ -226,10 +226,9 @@ macro_rules! fence_step {
     };
 }
 
-/// The steps of a claim (parameters $1 to $12, see `claim_params`) and its result row,
-/// shared by the plain claim and by the claim that also stages the previous result. A
-/// claim is made between two workers, so it also clears the run's worker: the previous
-/// one has exited and been reaped. They follow `fence_step`.
+/// The steps of a claim (parameters $1 to $12, see `claim_params`) up to its attempt row,
+/// shared by the plain claim, the claim that also stages the previous result and the one
+/// that commits it. They follow `fence_step`.
 ///
 /// `ahead` is the drain of the same quota group the claimer yields to (docs/rate-limits.md,
 /// "Priority within a group"): one that ranks higher — in burst when the claimer is not,
@@ -238,7 +237,7 @@ macro_rules! fence_step {
 /// configuration) — is not paused, has a live run (running or waiting for the reset, with
 /// a checkpoint within its liveness timeout) and an available item, while the claimer has
 /// one too.
-macro_rules! claim_steps {
+macro_rules! claim_core_steps {
     () => {
         "controls AS (
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
@@ -282,18 +281,45 @@ macro_rules! claim_steps {
           RETURNING id, key, payload, attempts, resume_token),
          attempt AS (
              INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
-             SELECT id, $2, attempts, $3, $7 FROM claimed),
+             SELECT id, $2, attempts, $3, $7 FROM claimed)"
+    };
+}
+
+/// The result row of a claim: the controls, the claimed item, whether the run is live,
+/// the drain it yields to. Followed by the caller's columns, then `claim_from`.
+macro_rules! claim_select {
+    () => {
+        " SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
+                c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token,
+                EXISTS (SELECT 1 FROM fence), c.parked_at, c.parked_reason,
+                a.name, a.priority, a.is_bursting"
+    };
+}
+
+/// The rows `claim_select` reads from.
+macro_rules! claim_from {
+    () => {
+        "
+           FROM controls c LEFT JOIN claimed k ON true LEFT JOIN ahead a ON true"
+    };
+}
+
+/// The whole claim after `fence_step`. A claim is made between two workers, so it also
+/// clears the run's worker: the previous one has exited and been reaped.
+macro_rules! claim_steps {
+    () => {
+        concat!(
+            claim_core_steps!(),
+            ",
          checkpoint AS (
              UPDATE runs SET worker_pid = NULL, worker_start_time = NULL,
                     last_checkpoint_at = CASE WHEN EXISTS (SELECT 1 FROM claimed)
                         THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
                     checkpoints = checkpoints + (SELECT count(*) FROM claimed)
-              WHERE id = $2 AND status = 'running')
-         SELECT c.paused_at, c.pause_note, c.burst_until, c.backoff_until, c.backoff_reason,
-                c.is_suspected, k.id, k.key, k.payload, k.attempts, k.resume_token,
-                EXISTS (SELECT 1 FROM fence), c.parked_at, c.parked_reason,
-                a.name, a.priority, a.is_bursting
-           FROM controls c LEFT JOIN claimed k ON true LEFT JOIN ahead a ON true"
+              WHERE id = $2 AND status = 'running')",
+            claim_select!(),
+            claim_from!()
+        )
     };
 }
 
@@ -370,6 +396,63 @@ pub fn stage_and_claim_next_item(
         &params,
     )?;
     Ok(read_claim(&rows))
+}
+
+/// Commit `result` as the result of `item_id` (as `complete_item` does with a staged one,
+/// without staging it first) and claim the next item (as `claim_next_item` does) in one
+/// statement and one transaction: the one round trip between two workers whose result is
+/// small enough to send at once. The commit needs the claim and the fence like every
+/// commit; the claim re-reads the controls after the previous worker ended.
+pub fn complete_and_claim_next_item(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    item_id: i64,
+    result: &[u8],
+    request: &ClaimRequest,
+) -> Result<(PassControls, Option<ClaimedItem>, Completion)> {
+    let mut params = claim_params(request).to_vec();
+    params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
+    let rows = statements.query(
+        client,
+        concat!(
+            "WITH ",
+            fence_step!(),
+            ", done AS (
+             UPDATE items SET state = 'done', result = $14, finished_at = $3, updated_at = $3,
+                    last_error = NULL, resume_token = NULL
+              WHERE id = $13 AND claimed_by = $2 AND state = 'running' AND EXISTS (SELECT 1 FROM fence)
+          RETURNING id),
+         done_attempt AS (
+             UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
+              WHERE item_id IN (SELECT id FROM done) AND run_id = $2 AND finished_at IS NULL), ",
+            claim_core_steps!(),
+            ",
+         run AS (
+             UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
+                    worker_pid = NULL, worker_start_time = NULL,
+                    last_checkpoint_at = CASE WHEN EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM claimed)
+                        THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
+                    checkpoints = checkpoints + (SELECT count(*) FROM done) + (SELECT count(*) FROM claimed)
+              WHERE id = $2 AND status = 'running')",
+            claim_select!(),
+            ",
+                (SELECT count(*) FROM done),
+                EXISTS (SELECT 1 FROM items WHERE id = $13 AND claimed_by = $2 AND state = 'running')",
+            claim_from!()
+        ),
+        &params,
+    )?;
+    let (controls, item) = read_claim(&rows);
+    // No controls row (the drain row is gone): nothing was claimed, and the commit is
+    // judged by whether the run held the item.
+    let completion = match rows.first() {
+        Some(row) => match (row.get::<_, i64>(17), row.get::<_, bool>(18)) {
+            (1.., _) => Completion::Completed,
+            _ => Completion::ClaimLost,
+        },
+        None => Completion::ClaimLost,
+    };
+    Ok((controls, item, completion))
 }
 
 fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {

@@ -113,3 +113,74 @@ pub fn set_resume_point(
     )?;
     Ok(())
 }
+
+/// How far a scan got hashing a file it could not finish within its budget
+/// (`source_hash_progress`): the SHA-256 state after `hashed_bytes` (whole 64-byte
+/// blocks) of the file that had this device, inode, size and mtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashProgress {
+    pub path: String,
+    pub device: i64,
+    pub inode: i64,
+    pub size: i64,
+    pub mtime: DateTime<Utc>,
+    pub hashed_bytes: i64,
+    pub state: Vec<u8>,
+}
+
+/// Every file of `drain` whose hashing a scan left unfinished.
+pub fn hash_progress(client: &mut impl GenericClient, drain: &str) -> Result<Vec<HashProgress>> {
+    let rows = client.query(
+        "SELECT path, device, inode, size, mtime, hashed_bytes, state
+           FROM source_hash_progress WHERE drain = $1",
+        &[&drain],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| HashProgress {
+            path: row.get(0),
+            device: row.get(1),
+            inode: row.get(2),
+            size: row.get(3),
+            mtime: row.get(4),
+            hashed_bytes: row.get(5),
+            state: row.get(6),
+        })
+        .collect())
+}
+
+/// Keep how far hashing a file got, for the next scan.
+pub fn save_hash_progress(
+    client: &mut impl GenericClient,
+    drain: &str,
+    progress: &HashProgress,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "INSERT INTO source_hash_progress
+                (drain, path, device, inode, size, mtime, hashed_bytes, state, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (drain, path) DO UPDATE
+            SET device = EXCLUDED.device, inode = EXCLUDED.inode, size = EXCLUDED.size,
+                mtime = EXCLUDED.mtime, hashed_bytes = EXCLUDED.hashed_bytes,
+                state = EXCLUDED.state, updated_at = EXCLUDED.updated_at",
+        &[
+            &drain,
+            &progress.path,
+            &progress.device,
+            &progress.inode,
+            &progress.size,
+            &progress.mtime,
+            &progress.hashed_bytes,
+            &progress.state,
+            &now,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Forget the unfinished hashing of a file: it was finished, it changed, or it is gone.
+pub fn forget_hash_progress(client: &mut impl GenericClient, drain: &str, path: &str) -> Result<()> {
+    client.execute("DELETE FROM source_hash_progress WHERE drain = $1 AND path = $2", &[&drain, &path])?;
+    Ok(())
+}

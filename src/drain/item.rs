@@ -109,6 +109,7 @@ impl Pass<'_> {
             rejected_tokens: 0,
             error: None,
             committed: None,
+            unrecorded_worker: None,
         };
         let result = run_worker(&spec, &mut observer);
         observer.flush();

@@ -7,9 +7,11 @@
 //! hit gives the attempt back and backs off the account of the quota group it ran on; a
 //! failure is retried with exponential backoff or dead-lettered at `max_attempts`.
 //!
-//! Between two workers there is one database round trip: a success is staged by the
-//! statement that claims the next item, and committed (recording the next worker) while
-//! that worker runs. The per-item statements are prepared once per pass.
+//! Between two workers there is one database round trip: a success of at most 64 KiB is
+//! committed by the statement that claims the next item (one transaction); a larger one
+//! is staged by it and committed (recording the next worker) while that worker runs. A
+//! worker still running 2 ms after its start is recorded on the run; a quicker one costs
+//! no statement of its own. The per-item statements are prepared once per pass.
 //!
 //! In a quota group with several accounts every claim first chooses the account (see
 //! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's

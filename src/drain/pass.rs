@@ -94,9 +94,10 @@ impl Pass<'_> {
         }
     }
 
-    /// Stage the previous item's result, if one waits, then choose the account (in a group
-    /// with several), re-read the controls and claim the next item on it: for a group
-    /// with one account, all in one statement, the one round trip between two workers.
+    /// Commit (or, when large, stage) the previous item's result, if one waits, then choose
+    /// the account (in a group with several), re-read the controls and claim the next
+    /// item on it: for a group with one account, all in one statement and one transaction,
+    /// the one round trip between two workers.
     /// Returns the controls — their backoff is the group's wait when no account may be
     /// used — the item, and the account's index in the group.
     fn stage_and_claim_next_item(
@@ -121,6 +122,19 @@ impl Pass<'_> {
                 ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
             let request = request(account);
             let (controls, item) = match &self.unstaged {
+                Some(succeeded) if !must_stage(&succeeded.result) => {
+                    let (controls, item, completion) = items::complete_and_claim_next_item(
+                        self.client,
+                        &mut self.statements,
+                        succeeded.item.id,
+                        &succeeded.result,
+                        &request,
+                    )?;
+                    if let Some(succeeded) = self.unstaged.take() {
+                        self.settle_commit(&succeeded.item, completion, now)?;
+                    }
+                    (controls, item)
+                }
                 Some(succeeded) => {
                     let claim = items::stage_and_claim_next_item(
                         self.client,
@@ -244,6 +258,22 @@ impl Pass<'_> {
         }
         None
     }
+}
+
+/// Results up to this size are committed by the statement that claims the next item;
+/// larger ones are staged with it and committed while the next worker runs, so the
+/// commit's copy of the bytes costs the pass no time of its own (docs/benchmarks.md).
+const MAX_DIRECT_COMMIT_BYTES: usize = 64 * 1024;
+
+/// Must this result be staged (and committed while the next worker runs) rather than
+/// committed by the next claim? The test hook `hang_after_stage` stages every result so
+/// that a test can stop the pass between staging and commit.
+fn must_stage(result: &[u8]) -> bool {
+    #[cfg(feature = "testing")]
+    if std::env::var(super::FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
+        return true;
+    }
+    result.len() > MAX_DIRECT_COMMIT_BYTES
 }
 
 /// Record that the group now uses account `to`, with an `account_switched` event.

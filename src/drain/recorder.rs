@@ -98,6 +98,8 @@ pub(super) struct WorkerRecorder<'a> {
     pub(super) staged: Option<StagedItem>,
     /// That commit, how it went and when; a failed one leaves the item in `staged`.
     pub(super) committed: Option<(StagedItem, Completion, DateTime<Utc>)>,
+    /// The worker (pid, start time), until it is recorded on the run.
+    pub(super) unrecorded_worker: Option<(i32, Option<i64>)>,
 }
 
 impl WorkerRecorder<'_> {
@@ -175,9 +177,10 @@ impl WorkerObserver for WorkerRecorder<'_> {
                 }
             }
         }
-        if let Err(error) = runs::set_worker(self.client, self.statements, self.run_id, worker.0, worker.1) {
-            self.error.get_or_insert(error);
-        }
+        // Nothing to commit: the worker is recorded at the first look at it while it
+        // runs (see `WORKER_FIRST_LOOK` in `worker`); one that is done before is never
+        // recorded, which spares the round trip between two quick workers.
+        self.unrecorded_worker = Some(worker);
     }
 
     fn checkpoint(&mut self, _line: &str) {
@@ -202,6 +205,11 @@ impl WorkerObserver for WorkerRecorder<'_> {
     }
 
     fn should_stop(&mut self) -> bool {
+        if let Some((pid, start_time)) = self.unrecorded_worker.take() {
+            if let Err(error) = runs::set_worker(self.client, self.statements, self.run_id, pid, start_time) {
+                self.error.get_or_insert(error);
+            }
+        }
         if self.unwritten > 0 && self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
             self.flush();
         }

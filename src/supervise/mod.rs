@@ -231,7 +231,7 @@ fn scan_sources(
 ) -> Vec<crate::sources::ScanReport> {
     let mut scans = Vec::new();
     for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
-        let scanned = crate::sources::scan(client, outbox, drain, clock.now());
+        let scanned = crate::sources::scan(client, outbox, drain, clock, true);
         scans.push(scanned.unwrap_or_else(|error| {
             *had_error = true;
             let message = error.display_scrubbed();
@@ -356,6 +356,7 @@ fn render(
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
     for scan in scans {
         human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
+        human.push_str(&scan.deferred_lines());
         human.push_str(&scan.refused_lines());
     }
     if let Some(pruned) = pruned {

@@ -38,6 +38,9 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 const LOOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the observer is asked whether to stop (the contract promises 200 ms).
 const STOP_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// When the observer is first asked [`WorkerObserver::should_stop`] after the start: a
+/// worker that is done sooner is never looked at while it runs.
+pub const WORKER_FIRST_LOOK: Duration = Duration::from_millis(2);
 /// Without a pidfd, how often the worker's exit is checked for.
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// After the worker exited and its group was killed, how long output still in flight is
@@ -447,7 +450,7 @@ fn supervise(
     let mut drain_until: Option<Instant> = None;
     let mut stop_reason: Option<StopReason> = None;
     let mut kill_at: Option<Instant> = None;
-    let mut next_stop_poll = started_at;
+    let mut next_stop_poll = started_at + WORKER_FIRST_LOOK;
 
     loop {
         if exit.is_none() && has_exited(group) {

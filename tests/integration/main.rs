@@ -3,12 +3,14 @@
 mod support;
 
 mod accounts;
+mod bounded_scans;
 mod config_errors;
 mod connection;
 mod drain_pass;
 mod enqueue;
 mod feeding;
 mod hosts;
+mod hot_path;
 mod inputs;
 mod integrity;
 mod migrations;

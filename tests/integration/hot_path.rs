@@ -1,0 +1,101 @@
+//! The drain hot path: a small result is committed by the statement that claims the next
+//! item (one round trip and one transaction between two workers), a large one is still
+//! staged first, and the controls read by that statement still stop the pass before the
+//! next worker starts.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+fn config() -> String {
+    "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n\
+     max_items_per_pass = 1000\n"
+        .to_string()
+}
+
+/// Rows inserted into `table` as the statistics see them, once the pass's backend has
+/// reported them (it does when it ends): waits until `attempts` shows `attempts` rows.
+fn inserted_rows(fixture: &Fixture, table: &str, attempts: i64) -> i64 {
+    let inserted = |table: &str| {
+        fixture.count(&format!("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = '{table}'"))
+    };
+    wait_until("the pass's statistics to be reported", Duration::from_secs(20), || {
+        inserted("attempts") >= attempts
+    });
+    inserted(table)
+}
+
+#[test]
+fn small_results_are_committed_by_the_next_claim_without_staging_and_large_ones_are_staged() {
+    let fixture = Fixture::new(&config(), NOW);
+    let items: Vec<(String, serde_json::Value)> = (0..20)
+        .map(|i| (format!("item-{i:02}"), json!({ "steps": [{ "out": format!("result {i}") }] })))
+        .collect();
+    fixture.enqueue("docs", &items);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["items_done"], 20);
+    let results: Vec<Vec<u8>> = fixture.column("SELECT result FROM items ORDER BY key");
+    let expected: Vec<Vec<u8>> = (0..20).map(|i| format!("result {i}\n").into_bytes()).collect();
+    assert_eq!(results, expected);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 20);
+    assert_eq!(fixture.count("SELECT items_done::bigint FROM runs"), 20);
+    assert_eq!(inserted_rows(&fixture, "staged_results", 20), 0, "no small result was staged");
+
+    // A result over 64 KiB is staged, then committed while the next worker runs.
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue(
+        "docs",
+        &[
+            ("big".into(), json!({ "steps": [{ "mib": 1 }] })),
+            ("small".into(), json!({ "steps": [{ "out": "small" }] })),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["items_done"], 2);
+    assert_eq!(fixture.count("SELECT length(result)::bigint FROM items WHERE key = 'big'"), 1 << 20);
+    assert_eq!(inserted_rows(&fixture, "staged_results", 2), 1, "the large result was staged");
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+}
+
+#[test]
+fn a_pause_while_a_worker_runs_stops_the_pass_before_the_next_worker_and_keeps_the_result() {
+    let fixture = Fixture::new(&config(), NOW);
+    let (started, go, log) = (fixture.path("started"), fixture.path("go"), fixture.path("starts.log"));
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                json!({ "steps": [{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }] }),
+            ),
+            ("b".into(), json!({ "steps": [{ "log": log }, { "out": "result b" }] })),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    // The running worker is recorded on the run, for the reaper.
+    wait_until("a's worker to be recorded", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    fixture.drainctl(&["pause", "docs", "--note", "maintenance"]).run().assert_code(0);
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(
+        (json["status"].as_str(), json["items_done"].as_i64()),
+        (Some("window_closed"), Some(1)),
+        "{json}"
+    );
+    assert!(json["note"].as_str().unwrap_or_default().contains("drain paused (maintenance)"), "{json}");
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    let (state, attempts, _) = fixture.item("docs", "b");
+    assert_eq!((state.as_str(), attempts), ("pending", 0), "b was never claimed");
+    assert!(!log.exists(), "b's worker never started");
+}
