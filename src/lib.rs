@@ -33,6 +33,7 @@ pub(crate) mod reap;
 pub(crate) mod schedule;
 pub(crate) mod sources;
 pub(crate) mod supervise;
+pub(crate) mod usage;
 pub(crate) mod worker;
 
 use std::ffi::OsString;

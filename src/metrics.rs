@@ -107,7 +107,7 @@ pub fn render_metrics(
     }
     let [backoff, attention] = group_families(client, config)?;
     let [pass_at, pass_duration, generated] = supervisor_families(client, now)?;
-    let [finished, starts, hits] = counter_families(client, config)?;
+    let [finished, starts, hits, cost, tokens] = counter_families(client, config)?;
 
     let DrainFamilies {
         items: items_family,
@@ -137,6 +137,8 @@ pub fn render_metrics(
         finished,
         starts,
         hits,
+        cost,
+        tokens,
     ] {
         family.render(&mut out);
     }
@@ -298,8 +300,9 @@ fn supervisor_families(client: &mut impl GenericClient, now: DateTime<Utc>) -> R
 
 /// The monotonic counters: zero for every configured drain, outcome and quota group, then
 /// what the `counters` table holds (also for drains and groups no longer configured, so a
-/// counter never goes back).
-fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<[Family; 3]> {
+/// counter never goes back). Cost and tokens have no zero series: a drain has them once a
+/// worker of it reported usage, so "nothing reported" never reads as "cost nothing".
+fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<[Family; 5]> {
     let mut finished = Family::counter(
         "drainctl_items_finished_total",
         "Items that became done, dead or skipped_missing; pruning does not lower it.",
@@ -311,6 +314,14 @@ fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<
     let mut hits = Family::counter(
         "drainctl_quota_hits_total",
         "Quota hits that set a backoff of the quota group; pruning does not lower it.",
+    );
+    let mut cost = Family::counter(
+        "drainctl_cost_usd_total",
+        "US dollars the drain's workers reported their attempts cost (docs/results.md); pruning does not lower it.",
+    );
+    let mut tokens = Family::counter(
+        "drainctl_tokens_total",
+        "Tokens the drain's workers reported, by kind: input, output, cache_read, cache_write; pruning does not lower it.",
     );
     for drain in &config.drains {
         for outcome in ["done", "dead", "skipped_missing"] {
@@ -329,10 +340,15 @@ fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<
                 .set(vec![("drain", label(&row, "drain")), ("outcome", label(&row, "outcome"))], value),
             "worker_starts_total" => starts.set(vec![("drain", label(&row, "drain"))], value),
             "quota_hits_total" => hits.set(vec![("group", label(&row, "group"))], value),
+            // Kept in micro-dollars so that the trigger adds integers.
+            "cost_microusd_total" => cost.set(vec![("drain", label(&row, "drain"))], value / 1_000_000.0),
+            "tokens_total" => {
+                tokens.set(vec![("drain", label(&row, "drain")), ("kind", label(&row, "kind"))], value)
+            }
             other => log::debug!("counter {other} is not exported"),
         }
     }
-    Ok([finished, starts, hits])
+    Ok([finished, starts, hits, cost, tokens])
 }
 
 /// At the end of a drain pass, replace `metrics_textfile` (when set) so it does not show
@@ -369,8 +385,8 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
     };
     check_textfile_target(path, &folder)?;
     let fail = |what: &str, error: std::io::Error| textfile_error(path, what, error);
-    let (mut file, temporary) =
-        create_temporary(&folder, file_name).map_err(|error| fail("create a temporary file for", error))?;
+    let (mut file, temporary) = create_temporary(&folder, file_name, TEXTFILE_MODE)
+        .map_err(|error| fail("create a temporary file for", error))?;
     let written = (|| -> std::io::Result<()> {
         // The umask may have narrowed the mode given at creation; fchmod, never by path.
         file.set_permissions(Permissions::from_mode(TEXTFILE_MODE))?;
@@ -462,13 +478,13 @@ fn textfile_error(path: &Path, what: &str, error: std::io::Error) -> Error {
 }
 
 /// A temporary file that is removed when dropped, unless it was renamed into place.
-struct Temporary {
-    path: PathBuf,
+pub(crate) struct Temporary {
+    pub(crate) path: PathBuf,
     is_renamed: bool,
 }
 
 impl Temporary {
-    fn renamed(mut self) {
+    pub(crate) fn renamed(mut self) {
         self.is_renamed = true;
     }
 }
@@ -479,16 +495,17 @@ impl Drop for Temporary {
             return;
         }
         if let Err(error) = std::fs::remove_file(&self.path) {
-            log::warn!("could not remove temporary metrics file {}: {error}", self.path.display());
+            log::warn!("could not remove temporary file {}: {error}", self.path.display());
         }
     }
 }
 
-/// Create `.NAME.tmp-RANDOM` in `folder` exclusively, never through a link; another name
-/// is tried when one exists.
-fn create_temporary(
+/// Create `.NAME.tmp-RANDOM` in `folder` exclusively with `mode`, never through a link;
+/// another name is tried when one exists.
+pub(crate) fn create_temporary(
     folder: &Path,
     file_name: &std::ffi::OsStr,
+    mode: u32,
 ) -> std::io::Result<(std::fs::File, Temporary)> {
     let mut collision = None;
     for _ in 0..TEMPORARY_NAME_ATTEMPTS {
@@ -497,7 +514,7 @@ fn create_temporary(
             .write(true)
             .create_new(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .mode(TEXTFILE_MODE)
+            .mode(mode)
             .open(&path);
         match opened {
             Ok(file) => return Ok((file, Temporary { path, is_renamed: false })),
@@ -585,8 +602,10 @@ mod tests {
     #[test]
     fn temporary_names_are_unpredictable_and_not_prom_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, first) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom")).unwrap();
-        let (_, second) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom")).unwrap();
+        let (_, first) =
+            create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), TEXTFILE_MODE).unwrap();
+        let (_, second) =
+            create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), TEXTFILE_MODE).unwrap();
         assert_ne!(first.path, second.path);
         for temporary in [&first, &second] {
             let name = temporary.path.file_name().unwrap().to_str().unwrap().to_string();
