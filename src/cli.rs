@@ -74,6 +74,8 @@ pub enum Command {
     Items(ItemsArgs),
     /// Put dead items (or one dead or pending item) back to pending, attempts reset, available now
     Retry(RetryArgs),
+    /// Write a drain's items with their results and cost as JSON lines or CSV, streamed
+    Export(ExportArgs),
     /// Check configuration, database, schema, workers, folders and clock
     Doctor(DoctorArgs),
     /// Print Prometheus metrics, or write them to a node_exporter textfile
@@ -121,7 +123,9 @@ impl Command {
             Command::Retry(args) => args.output,
             Command::Doctor(args) => args.output,
             Command::Prune(args) => args.output,
-            Command::Metrics(_) | Command::Report(_) | Command::Completions(_) => OutputArgs::default(),
+            Command::Metrics(_) | Command::Report(_) | Command::Completions(_) | Command::Export(_) => {
+                OutputArgs::default()
+            }
         }
     }
 }
@@ -424,6 +428,52 @@ pub struct RetryArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Drain name
+    pub name: String,
+    /// Only items in this state
+    #[arg(long, value_enum)]
+    pub state: Option<ItemState>,
+    /// Only items that finished at or after WHEN: a duration ago ("7d", "6h") or an RFC 3339
+    /// instant; pending and running items have not finished and are left out
+    #[arg(long, value_name = "WHEN", value_parser = since)]
+    pub since: Option<Since>,
+    /// Only items whose id is above ID: resume after the last item a previous export wrote
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(0..))]
+    pub after_id: Option<i64>,
+    /// jsonl: one JSON object a line; csv: a header line, then one record an item
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: ExportFormat,
+    /// Write to this file (created owner-only, replaced atomically when complete) instead of stdout
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+/// How `export` writes items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+/// `export --since`: a length of time back from now, or an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Duration),
+    At(DateTime<Utc>),
+}
+
+impl Since {
+    /// The instant it names, `now` being now.
+    pub fn instant(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Since::Ago(duration) => crate::clock::earlier(now, duration),
+            Since::At(at) => at,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Look workers up as cron starts them: on cron's minimal PATH (/usr/bin:/bin) unless a
     /// drain's `env` sets PATH
@@ -515,6 +565,18 @@ fn instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
     })
 }
 
+/// `--since`: a duration ("7d") or an RFC 3339 instant.
+fn since(text: &str) -> Result<Since, InvalidValue> {
+    if let Ok(duration) = crate::duration::parse_bounded_duration(text) {
+        return Ok(Since::Ago(duration));
+    }
+    DateTime::parse_from_rfc3339(text).map(|at| Since::At(at.with_timezone(&Utc))).map_err(|_| {
+        InvalidValue(format!(
+            "invalid --since {text:?}: give a duration such as 7d or 6h, or an RFC 3339 instant such as 2026-11-27T10:00:00Z"
+        ))
+    })
+}
+
 /// An IANA time zone name.
 fn zone(text: &str) -> Result<Tz, InvalidValue> {
     crate::config::parse_zone(text).map_err(InvalidValue)
@@ -566,6 +628,7 @@ mod tests {
             (&["passes", "--limit", "-3"], "invalid limit \"-3\": use a whole number"),
             (&["passes", "--limit", "ten"], "invalid limit \"ten\": use a whole number"),
             (&["passes", "--limit", "10001"], "invalid limit \"10001\""),
+            (&["export", "docs", "--since", "last week"], "invalid --since \"last week\": give a duration"),
         ] {
             let error =
                 Cli::try_parse_from(std::iter::once("drainctl").chain(args.iter().copied())).unwrap_err();

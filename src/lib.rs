@@ -36,6 +36,7 @@ pub(crate) mod report;
 pub(crate) mod schedule;
 pub(crate) mod sources;
 pub(crate) mod supervise;
+pub(crate) mod usage;
 pub(crate) mod worker;
 
 use std::ffi::OsString;

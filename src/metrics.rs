@@ -107,7 +107,7 @@ pub fn render_metrics(
     }
     let [backoff, attention] = group_families(client, config)?;
     let [pass_at, pass_duration, generated] = supervisor_families(client, now)?;
-    let [finished, starts, hits] = counter_families(client, config)?;
+    let [finished, starts, hits, cost, tokens] = counter_families(client, config)?;
 
     let DrainFamilies {
         items: items_family,
@@ -137,6 +137,8 @@ pub fn render_metrics(
         finished,
         starts,
         hits,
+        cost,
+        tokens,
     ] {
         family.render(&mut out);
     }
@@ -298,8 +300,9 @@ fn supervisor_families(client: &mut impl GenericClient, now: DateTime<Utc>) -> R
 
 /// The monotonic counters: zero for every configured drain, outcome and quota group, then
 /// what the `counters` table holds (also for drains and groups no longer configured, so a
-/// counter never goes back).
-fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<[Family; 3]> {
+/// counter never goes back). Cost and tokens have no zero series: a drain has them once a
+/// worker of it reported usage, so "nothing reported" never reads as "cost nothing".
+fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<[Family; 5]> {
     let mut finished = Family::counter(
         "drainctl_items_finished_total",
         "Items that became done, dead or skipped_missing; pruning does not lower it.",
@@ -311,6 +314,14 @@ fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<
     let mut hits = Family::counter(
         "drainctl_quota_hits_total",
         "Quota hits that set a backoff of the quota group; pruning does not lower it.",
+    );
+    let mut cost = Family::counter(
+        "drainctl_cost_usd_total",
+        "US dollars the drain's workers reported their attempts cost (docs/results.md); pruning does not lower it.",
+    );
+    let mut tokens = Family::counter(
+        "drainctl_tokens_total",
+        "Tokens the drain's workers reported, by kind: input, output, cache_read, cache_write; pruning does not lower it.",
     );
     for drain in &config.drains {
         for outcome in ["done", "dead", "skipped_missing"] {
@@ -329,10 +340,15 @@ fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<
                 .set(vec![("drain", label(&row, "drain")), ("outcome", label(&row, "outcome"))], value),
             "worker_starts_total" => starts.set(vec![("drain", label(&row, "drain"))], value),
             "quota_hits_total" => hits.set(vec![("group", label(&row, "group"))], value),
+            // Kept in micro-dollars so that the trigger adds integers.
+            "cost_microusd_total" => cost.set(vec![("drain", label(&row, "drain"))], value / 1_000_000.0),
+            "tokens_total" => {
+                tokens.set(vec![("drain", label(&row, "drain")), ("kind", label(&row, "kind"))], value)
+            }
             other => log::debug!("counter {other} is not exported"),
         }
     }
-    Ok([finished, starts, hits])
+    Ok([finished, starts, hits, cost, tokens])
 }
 
 /// At the end of a drain pass, replace `metrics_textfile` (when set) so it does not show

@@ -188,6 +188,9 @@ vocabulary! {
         BackoffCleared = "backoff_cleared",
         BackoffDistrusted = "backoff_distrusted",
         BackoffSet = "backoff_set",
+        /// A cost budget (`max_cost_per_pass`, `max_cost_per_day`) stopped a pass or kept
+        /// `supervise` from starting a drain (docs/results.md).
+        BudgetReached = "budget_reached",
         BurstExpired = "burst_expired",
         BurstMoved = "burst_moved",
         BurstOff = "burst_off",
@@ -277,7 +280,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 34);
+        assert_eq!(EventKind::ALL.len(), 35);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());

@@ -11,6 +11,7 @@ pub(crate) mod doctor;
 pub(crate) mod drain;
 pub(crate) mod enqueue;
 pub(crate) mod events;
+pub(crate) mod export;
 pub(crate) mod items;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
@@ -54,6 +55,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
         Command::Passes(args) => open.run(|ctx| passes::run(ctx, &args)),
         Command::Items(args) => open.run(|ctx| items::run(ctx, &args)),
         Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)),
+        Command::Export(args) => open.run(|ctx| export::run(ctx, &args)),
         Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),
         Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)),
         Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)),

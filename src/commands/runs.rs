@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::cli::{RunsArgs, RunsCommand, RunsShowArgs};
 use crate::context::Context;
 use crate::db::runs::{get_run, list_runs, RunRow};
+use crate::db::usage::usage_of_run;
 use crate::duration::format_duration;
 use crate::error::{Error, Result};
 use crate::output::{fields, instant_and_age, relative, table, Report};
@@ -84,7 +85,18 @@ fn show(ctx: &mut Context, args: &RunsShowArgs) -> Result<Report> {
         pairs.push(("waiting", format!("until {} ({reason})", instant_and_age(Some(until), now, zone))));
     }
     pairs.push(("log file", run.log_path.clone().unwrap_or_else(|| "- (not started by supervise)".into())));
-    Ok(Report::new(fields(&pairs), run_json(&run, now)))
+    // Only what the workers reported: a run whose workers reported nothing shows nothing.
+    let usage = usage_of_run(&mut ctx.client, run.id)?;
+    if let Some(text) = usage.describe() {
+        pairs.push(("usage", text));
+    }
+    let mut json = run_json(&run, now);
+    json["usage"] = if usage.attempts > 0 {
+        serde_json::to_value(&usage).map_err(|error| Error::Internal(error.to_string()))?
+    } else {
+        Value::Null
+    };
+    Ok(Report::new(fields(&pairs), json))
 }
 
 /// From start to finish, or to `now` while the run is still open.

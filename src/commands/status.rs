@@ -26,6 +26,7 @@ use crate::db::items::{count_by_state_of, StateCounts};
 use crate::db::quota_groups::{read_groups, GroupState};
 use crate::db::runs::RunHistory;
 use crate::db::runs::{last_run, last_run_starts, running_runs, RunRow};
+use crate::db::usage::{cost_since, format_usd, usage_by_drain_since, UsageSums};
 use crate::duration::format_relative;
 use crate::error::{Error, Result};
 use crate::output::{local_time, table, Report};
@@ -64,6 +65,11 @@ struct Snapshot {
     last_runs: HashMap<String, RunRow>,
     last_pass_at: Option<DateTime<Utc>>,
     parked: Vec<crate::db::quota_groups::Parked>,
+    /// Usage the workers reported, per drain: the last 24 hours and the last 7 days.
+    usage_24h: HashMap<String, UsageSums>,
+    usage_7d: HashMap<String, UsageSums>,
+    /// What each drain with a `max_cost_per_day` spent today.
+    cost_today: HashMap<String, f64>,
 }
 
 fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Snapshot> {
@@ -74,6 +80,11 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         if let Some(run) = last_run(client, name)? {
             last_runs.insert(name.clone(), run);
         }
+    }
+    let (day_start, _) = crate::usage::budget_day(now, config.defaults.timezone);
+    let mut cost_today = HashMap::new();
+    for drain in config.drains.iter().filter(|drain| drain.max_cost_per_day.is_some()) {
+        cost_today.insert(drain.name.clone(), cost_since(client, &drain.name, day_start)?);
     }
     Ok(Snapshot {
         now,
@@ -87,6 +98,9 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         last_runs,
         last_pass_at: crate::db::passes::last_pass(client)?.map(|(at, _)| at),
         parked: crate::db::quota_groups::read_parked(client, &group_names)?,
+        usage_24h: usage_by_drain_since(client, &names, now - chrono::Duration::hours(24))?,
+        usage_7d: usage_by_drain_since(client, &names, now - chrono::Duration::days(7))?,
+        cost_today,
     })
 }
 
@@ -96,6 +110,8 @@ struct StatusView {
     now: DateTime<Utc>,
     timezone: &'static str,
     drains: Vec<DrainView>,
+    /// Usage per quota group: the sums of its drains.
+    quota_groups: Vec<GroupUsageView>,
     supervisor: Heartbeat,
     /// The declared accounts of each quota group that has some (also under each drain).
     #[serde(skip)]
@@ -141,6 +157,47 @@ struct DrainView {
     every_seconds: Option<f64>,
     cadence_next_start_at: Option<DateTime<Utc>>,
     forecast: Forecast,
+    /// What the drain's workers reported they used (docs/results.md).
+    usage: UsageView,
+    max_cost_per_pass: Option<f64>,
+    max_cost_per_day: Option<f64>,
+    /// With `max_cost_per_day`: what the drain's attempts cost since midnight in
+    /// `[defaults] timezone`.
+    cost_today_usd: Option<f64>,
+    /// With `max_cost_per_day`: when the budget's day ends (the next midnight there).
+    budget_day_ends_at: Option<DateTime<Utc>>,
+}
+
+/// Usage sums over the last 24 hours and 7 days; each null when no attempt reported any.
+#[derive(Debug, Clone, Default, Serialize)]
+struct UsageView {
+    last_24h: Option<UsageSums>,
+    last_7d: Option<UsageSums>,
+}
+
+impl UsageView {
+    fn of(last_24h: Option<&UsageSums>, last_7d: Option<&UsageSums>) -> UsageView {
+        let reported = |sums: Option<&UsageSums>| sums.filter(|sums| sums.attempts > 0).cloned();
+        UsageView { last_24h: reported(last_24h), last_7d: reported(last_7d) }
+    }
+
+    /// `last 24h $0.0362 · …; last 7d …`, or none when nothing was reported.
+    fn describe(&self) -> Option<String> {
+        let parts: Vec<String> = [("last 24h", &self.last_24h), ("last 7d", &self.last_7d)]
+            .iter()
+            .filter_map(|(label, sums)| {
+                sums.as_ref().and_then(UsageSums::describe).map(|text| format!("{label} {text}"))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// One quota group's usage in `status`.
+#[derive(Debug, Serialize)]
+struct GroupUsageView {
+    quota_group: String,
+    usage: UsageView,
 }
 
 #[derive(Debug, Serialize)]
@@ -214,10 +271,31 @@ fn decide(config: &Config, mut snapshot: Snapshot) -> StatusView {
         };
         drains.push(decide_drain(drain, view, group_accounts, &snapshot, zone));
     }
+    let quota_groups = config
+        .quota_groups
+        .iter()
+        .map(|group| {
+            let mut last_24h = UsageSums::default();
+            let mut last_7d = UsageSums::default();
+            for drain in config.drains.iter().filter(|drain| drain.quota_group == group.name) {
+                if let Some(sums) = snapshot.usage_24h.get(&drain.name) {
+                    last_24h.add(sums);
+                }
+                if let Some(sums) = snapshot.usage_7d.get(&drain.name) {
+                    last_7d.add(sums);
+                }
+            }
+            GroupUsageView {
+                quota_group: group.name.clone(),
+                usage: UsageView::of(Some(&last_24h), Some(&last_7d)),
+            }
+        })
+        .collect();
     StatusView {
         now,
         timezone: zone.name(),
         drains,
+        quota_groups,
         supervisor: Heartbeat::new(snapshot.last_pass_at, now, config.defaults.supervise_interval),
         groups: groups.into_iter().filter(|(_, accounts)| !accounts.is_empty()).collect(),
     }
@@ -293,6 +371,11 @@ fn decide_drain(
         every_seconds: drain.every.map(|every| every.as_secs_f64()),
         cadence_next_start_at: crate::schedule::cadence::next_start(drain.every, last_started_at),
         forecast,
+        usage: UsageView::of(snapshot.usage_24h.get(&drain.name), snapshot.usage_7d.get(&drain.name)),
+        max_cost_per_pass: drain.max_cost_per_pass,
+        max_cost_per_day: drain.max_cost_per_day,
+        cost_today_usd: snapshot.cost_today.get(&drain.name).copied(),
+        budget_day_ends_at: drain.max_cost_per_day.map(|_| crate::usage::budget_day(now, zone).1),
     }
 }
 
@@ -348,6 +431,25 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
         human.push_str("\nforecast (passes finished in the last 24h)\n");
         for line in forecast_lines {
             human.push_str(&crate::output::truncate(&line, crate::output::TABLE_WIDTH));
+            human.push('\n');
+        }
+    }
+    // Usage only where a worker reported some: never a guess, never a row of zeros.
+    let mut usage_lines: Vec<String> = view
+        .drains
+        .iter()
+        .filter_map(|drain| drain.usage.describe().map(|text| format!("  {}: {text}", drain.drain)))
+        .collect();
+    let shared_groups = view.quota_groups.iter().filter(|group| {
+        view.drains.iter().filter(|drain| drain.quota_group == group.quota_group).count() > 1
+    });
+    usage_lines.extend(shared_groups.filter_map(|group| {
+        group.usage.describe().map(|text| format!("  quota group {}: {text}", group.quota_group))
+    }));
+    if !usage_lines.is_empty() {
+        human.push_str("\nusage reported by the workers\n");
+        for line in usage_lines {
+            human.push_str(&line);
             human.push('\n');
         }
     }
@@ -450,6 +552,17 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     }
     if drain.counts.skipped_missing > 0 {
         notes.push(format!("{} skipped (file missing)", drain.counts.skipped_missing));
+    }
+    if let (Some(max), Some(spent)) = (drain.max_cost_per_day, drain.cost_today_usd) {
+        if spent >= max {
+            let until = drain.budget_day_ends_at.map(|at| format!(" until {}", local_time(at, zone)));
+            notes.push(format!(
+                "daily budget spent ({} of {}){}",
+                format_usd(spent),
+                format_usd(max),
+                until.unwrap_or_default()
+            ));
+        }
     }
     notes
 }

@@ -191,6 +191,11 @@ pub struct DrainConfig {
     pub source: Option<SourceConfig>,
     /// `supervise` starts the drain at most once per this interval (not in burst).
     pub every: Option<Duration>,
+    /// A pass stops once its attempts cost this many US dollars (docs/results.md).
+    pub max_cost_per_pass: Option<f64>,
+    /// No item starts once the drain's attempts cost this many US dollars since midnight
+    /// in `[defaults] timezone` (docs/results.md).
+    pub max_cost_per_day: Option<f64>,
 }
 
 /// A file-backed source: every regular file under `dir` matching `glob` is an item.

@@ -104,6 +104,8 @@ pub struct RawDrain {
     pub stderr_tail_bytes: Option<Spanned<i64>>,
     pub source: Option<Spanned<RawSource>>,
     pub every: Option<Spanned<String>>,
+    pub max_cost_per_pass: Option<Spanned<f64>>,
+    pub max_cost_per_day: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -423,7 +423,11 @@ fn resolve_drain(
         .transpose()?;
     let limits = resolve_pass_limits(&raw, &scope)?;
     let priority = resolve_priority(&raw.priority, &scope)?;
+    let max_cost_per_pass = resolve_cost(&raw.max_cost_per_pass, "max_cost_per_pass", &scope)?;
+    let max_cost_per_day = resolve_cost(&raw.max_cost_per_day, "max_cost_per_day", &scope)?;
     Ok(DrainConfig {
+        max_cost_per_pass,
+        max_cost_per_day,
         source: source_config,
         every,
         command: resolve_command(raw.command.into_inner(), base_dir),
@@ -654,6 +658,26 @@ fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits>
             64 << 20,
         )?,
     })
+}
+
+/// Largest cost budget accepted, in US dollars.
+const MAX_COST_USD: f64 = 1_000_000.0;
+
+/// A cost budget in US dollars (`max_cost_per_pass`, `max_cost_per_day`): more than 0, at
+/// most [`MAX_COST_USD`].
+fn resolve_cost(value: &Option<Spanned<f64>>, key: &str, scope: &DrainScope) -> Result<Option<f64>> {
+    let Some(cost) = value else { return Ok(None) };
+    let usd = *cost.get_ref();
+    if !(usd.is_finite() && usd > 0.0 && usd <= MAX_COST_USD) {
+        return Err(scope.error_for(
+            cost,
+            key,
+            &format!(
+                "{usd} is out of range; give US dollars above 0 and at most {MAX_COST_USD}, e.g. 25 or 2.5"
+            ),
+        ));
+    }
+    Ok(Some(usd))
 }
 
 /// A duration the file states, at most the longest one allowed.

@@ -6,6 +6,7 @@ pub mod backoffs;
 pub mod counters;
 pub mod drains;
 pub mod events;
+pub mod export;
 pub mod items;
 pub mod passes;
 pub mod quota_groups;
@@ -13,6 +14,7 @@ pub mod report;
 pub mod retention;
 pub mod runs;
 pub mod sources;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::time::Duration;

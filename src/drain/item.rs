@@ -168,6 +168,8 @@ impl Pass<'_> {
         account: &AccountConfig,
         report: WorkerReport,
     ) -> Result<ItemEnd> {
+        // Every attempt that ran a worker costs what it reports, whatever its outcome.
+        self.record_usage(item, &report)?;
         let now = self.clock.now();
         if report.stop_reason == Some(StopReason::Interrupted) {
             let note = match crate::worker::signals::termination_signal() {
@@ -218,6 +220,14 @@ impl Pass<'_> {
                 Ok(ItemEnd::Settled)
             }
         }
+    }
+
+    /// Record the usage the worker's output reports on its attempt (nothing when it
+    /// reports none) and count its cost towards the pass's budget (docs/results.md).
+    fn record_usage(&mut self, item: &ClaimedItem, report: &WorkerReport) -> Result<()> {
+        let Some(usage) = crate::usage::read_usage(&report.stdout) else { return Ok(()) };
+        self.cost_usd += usage.cost_usd.unwrap_or(0.0);
+        crate::db::usage::record_usage(self.client, item.id, self.run_id, &usage)
     }
 
     /// A quota hit: give the attempt back and back off the account it ran on. The pass

@@ -109,6 +109,8 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         staged: None,
         rivals: items::GroupRivals::of(config, drain),
         yielding_since: None,
+        cost_usd: 0.0,
+        cost_stop: None,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -197,9 +199,18 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
     let run_id = pass.run_id;
     let at = pass.clock.now();
     let event = finished_event(pass, stop.status, &stop.note);
+    // A pass stopped by a cost budget says so in its own event (docs/results.md).
+    let budget_event = pass
+        .cost_stop
+        .as_ref()
+        .filter(|(cost_stop, _)| cost_stop.status == stop.status && cost_stop.note == stop.note)
+        .map(|(_, event)| event.clone().run(run_id));
     in_transaction(pass.client, |tx| {
         // Supervise may have ended this run already (hung): then it told the story.
         if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
+            if let Some(budget_event) = &budget_event {
+                record_event(tx, pass.outbox, budget_event, at)?;
+            }
             record_event(tx, pass.outbox, &event, at)?;
         }
         Ok(())
@@ -294,6 +305,11 @@ struct Pass<'a> {
     rivals: items::GroupRivals,
     /// Since when the pass yields to a higher-ranking drain of its group (see `wait`).
     yielding_since: Option<DateTime<Utc>>,
+    /// What this pass's attempts cost, as their workers reported it (US dollars).
+    cost_usd: f64,
+    /// The cost budget reached before the latest claim, with the `budget_reached` event
+    /// recorded when the pass ends for it (docs/results.md).
+    cost_stop: Option<(Stop, Event)>,
 }
 
 struct SucceededItem {

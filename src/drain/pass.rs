@@ -105,6 +105,9 @@ impl Pass<'_> {
         now: DateTime<Utc>,
     ) -> Result<(PassControls, Option<ClaimedItem>, usize)> {
         let local_limits_allow = self.local_limit(now).is_none();
+        // Cost budgets hold in a burst too: a burst spends quota, not money.
+        self.cost_stop = self.cost_budget(now)?;
+        let cost_allows = self.cost_stop.is_none();
         let (drain, group, run_id) = (self.drain, self.group, self.run_id);
         let is_burst_trigger = self.trigger == Trigger::Burst;
         let rivals = &self.rivals.clone();
@@ -118,8 +121,11 @@ impl Pass<'_> {
             rivals,
         };
         if !group.has_accounts_to_switch() {
-            let account =
-                ClaimAccount { quota_group: &group.name, account: &group.accounts[0].name, is_allowed: true };
+            let account = ClaimAccount {
+                quota_group: &group.name,
+                account: &group.accounts[0].name,
+                is_allowed: cost_allows,
+            };
             let request = request(account);
             let (controls, item) = match &self.unstaged {
                 Some(succeeded) if !must_stage(&succeeded.result) => {
@@ -167,7 +173,7 @@ impl Pass<'_> {
             let account = ClaimAccount {
                 quota_group: &group.name,
                 account: &group.accounts[index].name,
-                is_allowed: wait.is_none(),
+                is_allowed: wait.is_none() && cost_allows,
             };
             let (mut controls, item) = items::claim_next_item(tx, statements, &request(account))?;
             if let Some((until, reason)) = wait {
@@ -220,10 +226,55 @@ impl Pass<'_> {
                 ),
             ));
         }
+        if let Some((stop, _)) = &self.cost_stop {
+            return Some(stop.clone());
+        }
         if is_bursting {
             return None;
         }
         self.local_limit(now)
+    }
+
+    /// The cost budget that keeps the pass from starting another item, with its
+    /// `budget_reached` event: `max_cost_per_pass` against what this pass's attempts cost,
+    /// `max_cost_per_day` against what the drain's attempts cost since midnight in
+    /// `[defaults] timezone` (docs/results.md). Only reported costs count.
+    fn cost_budget(&mut self, now: DateTime<Utc>) -> Result<Option<(Stop, Event)>> {
+        use crate::db::usage::format_usd;
+        let drain = self.drain;
+        if let Some(max) = drain.max_cost_per_pass.filter(|max| self.cost_usd >= *max) {
+            let note = format!(
+                "max_cost_per_pass ({}) reached: this pass's attempts cost {}",
+                format_usd(max),
+                format_usd(self.cost_usd)
+            );
+            let event =
+                crate::usage::budget_event(drain, "max_cost_per_pass", max, self.cost_usd, &note, None);
+            return Ok(Some((Stop::normal(RunStatus::Budget, note), event)));
+        }
+        let Some(max) = drain.max_cost_per_day else { return Ok(None) };
+        let zone = self.config.defaults.timezone;
+        let (day_start, day_end) = crate::usage::budget_day(now, zone);
+        let spent = crate::db::usage::cost_since(self.client, &drain.name, day_start)?;
+        if spent < max {
+            return Ok(None);
+        }
+        let note = format!(
+            "max_cost_per_day ({}) reached: the drain's attempts cost {} since {}; items start again from {}",
+            format_usd(max),
+            format_usd(spent),
+            crate::output::local_time(day_start, zone),
+            crate::output::local_time(day_end, zone)
+        );
+        let event = crate::usage::budget_event(
+            drain,
+            "max_cost_per_day",
+            max,
+            spent,
+            &note,
+            Some((day_start, day_end)),
+        );
+        Ok(Some((Stop::normal(RunStatus::Budget, note), event)))
     }
 
     /// The limits checked without the database: the window (for supervisor passes) and

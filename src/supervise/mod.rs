@@ -124,6 +124,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, fired_at, zone));
     if !args.dry_run {
+        record_spent_budgets(client, outbox, &snapshots, fired_at, zone);
         apply_all(
             client,
             outbox,
@@ -144,6 +145,46 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         (true, None) => EXIT_INTERNAL,
     };
     Ok(report.with_exit_code(exit_code))
+}
+
+/// Record a `budget_reached` event for each drain kept from starting by its spent daily
+/// budget, once per drain and day (docs/results.md). A failure is logged: it does not
+/// change what the pass decided.
+fn record_spent_budgets(
+    client: &mut postgres::Client,
+    outbox: &Outbox,
+    snapshots: &[snapshot::DrainSnapshot],
+    now: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+) {
+    for snapshot in snapshots {
+        let Some(spent) = &snapshot.budget_spent else { continue };
+        let drain = snapshot.drain;
+        let recorded = crate::db::usage::has_event_since(
+            client,
+            crate::model::EventKind::BudgetReached,
+            &drain.name,
+            spent.day_start,
+        );
+        match recorded {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(error) => {
+                log::warn!("drain {}: could not look for a budget_reached event: {error}", drain.name);
+                continue;
+            }
+        }
+        let note = plan::budget_reason(spent, zone);
+        let event = crate::usage::budget_event(
+            drain,
+            "max_cost_per_day",
+            spent.max_usd,
+            spent.spent_usd,
+            &note,
+            Some((spent.day_start, spent.day_end)),
+        );
+        record_event_or_log(client, outbox, &event, now);
+    }
 }
 
 /// The slot the pass stands for: `--slot`, or the start of the `supervise_interval`

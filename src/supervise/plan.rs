@@ -66,6 +66,18 @@ fn parked_reason(parked: &crate::db::quota_groups::Parked, zone: Tz) -> String {
     )
 }
 
+/// Why a drain whose daily budget is spent is not started.
+pub fn budget_reason(spent: &super::snapshot::BudgetSpent, zone: Tz) -> String {
+    use crate::db::usage::format_usd;
+    format!(
+        "max_cost_per_day ({}) reached: the drain's attempts cost {} since {}; starts again from {}",
+        format_usd(spent.max_usd),
+        format_usd(spent.spent_usd),
+        local(spent.day_start, zone),
+        local(spent.day_end, zone)
+    )
+}
+
 #[cfg(test)]
 pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
     let mut decisions = plan_recovery(snapshots, now, zone);
@@ -203,6 +215,10 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     if let Some(parked) = &snapshot.parked {
         return skip(parked_reason(parked, zone));
     }
+    // A spent daily budget holds in a burst too (docs/results.md).
+    if let Some(spent) = &snapshot.budget_spent {
+        return skip(budget_reason(spent, zone));
+    }
     // A backoff that ends before the next pass does not wait for that pass: the drain is
     // started now and waits for the reset itself (docs/rate-limits.md).
     let mut waits_for_reset = None;
@@ -289,6 +305,7 @@ mod tests {
             last_started_at: None,
             wake_within: std::time::Duration::ZERO,
             parked: None,
+            budget_spent: None,
         }
     }
 

@@ -36,6 +36,18 @@ pub struct DrainSnapshot<'a> {
     pub wake_within: std::time::Duration,
     /// The quota group is parked until an operator clears it (docs/rate-limits.md).
     pub parked: Option<crate::db::quota_groups::Parked>,
+    /// The drain's `max_cost_per_day` is spent for today (docs/results.md).
+    pub budget_spent: Option<BudgetSpent>,
+}
+
+/// A daily cost budget spent: its limit, what the day's attempts cost, and the day (from
+/// midnight to midnight in `[defaults] timezone`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSpent {
+    pub max_usd: f64,
+    pub spent_usd: f64,
+    pub day_start: DateTime<Utc>,
+    pub day_end: DateTime<Utc>,
 }
 
 pub(super) fn take_snapshot<'a>(
@@ -63,8 +75,16 @@ pub(super) fn take_snapshot<'a>(
     let available = drains_with_available_items(client, &names, now)?;
     let parked = crate::db::quota_groups::read_parked(client, &groups)?;
     let last_starts = last_run_starts(client, &names)?;
+    let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
     let mut snapshots = Vec::with_capacity(config.drains.len());
     for drain in &config.drains {
+        let budget_spent = match drain.max_cost_per_day {
+            Some(max_usd) => {
+                let spent_usd = crate::db::usage::cost_since(client, &drain.name, day_start)?;
+                (spent_usd >= max_usd).then_some(BudgetSpent { max_usd, spent_usd, day_start, day_end })
+            }
+            None => None,
+        };
         let group = config.quota_group(&drain.quota_group)?;
         let state = group_states.iter().find(|(name, _)| *name == group.name).map(|(_, s)| s.clone());
         let view = GroupView::new(group, &backoff_rows, state.unwrap_or_default());
@@ -86,6 +106,7 @@ pub(super) fn take_snapshot<'a>(
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
             wake_within: drain.max_wait.min(config.defaults.supervise_interval),
             parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
+            budget_spent,
         });
     }
     Ok(snapshots)

@@ -23,6 +23,7 @@ mod rate_limits;
 mod real_clients;
 mod real_clients_e2e;
 mod report;
+mod results;
 mod schedulers;
 mod security;
 mod supervise;

@@ -1,0 +1,345 @@
+//! `drainctl export NAME`: every item of a drain — key, state, payload, result, attempts,
+//! finished time and the usage its attempts reported — as JSON lines or CSV
+//! (docs/results.md#export, docs/json.md).
+//!
+//! Items are written as they are read, in id order, from one snapshot: memory holds one
+//! fetch of rows, never the export. Each line names its item's `id`, and the summary names
+//! the last one, so `--after-id` resumes exactly after what was written. With `--output`
+//! the file is written beside its target under a temporary name (owner-only) and renamed
+//! over it only when complete; on any error nothing is left behind.
+
+use std::borrow::Cow;
+use std::fs::Permissions;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use chrono::SecondsFormat;
+use serde::Serialize;
+
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::context::Context;
+use crate::db::export::{for_each_item, ExportFilter, ExportRow};
+use crate::error::{Error, Result};
+use crate::model::ItemState;
+use crate::output::Report;
+
+/// Mode of an `--output` file: results may be private.
+const OUTPUT_MODE: u32 = 0o600;
+/// Buffer between the rows and the file or pipe.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// The CSV columns, in order; the JSON lines carry the same fields.
+const CSV_HEADER: &str = "id,key,state,attempts,enqueued_at,finished_at,last_error,payload,result_encoding,\
+                          result_bytes,result,cost_usd,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens";
+
+pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
+    let drain = ctx.history_drain(&args.name)?;
+    let now = ctx.clock.now();
+    let filter = ExportFilter {
+        drain: &drain,
+        state: args.state,
+        finished_since: args.since.map(|since| since.instant(now)),
+        after_id: args.after_id.unwrap_or(0),
+    };
+    let target = args.output.as_deref().map(OutputTarget::check).transpose()?;
+    // SIGTERM and SIGINT end the export between two items, through the error path that
+    // removes an unfinished --output file.
+    crate::worker::signals::install_termination_handlers()
+        .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
+    let mut progress = Progress { items: 0, last_id: None, after_id: filter.after_id };
+    match &target {
+        Some(target) => {
+            let (file, temporary) =
+                crate::metrics::create_temporary(&target.folder, &target.file_name, OUTPUT_MODE)
+                    .map_err(|error| target.error("create a temporary file beside", error))?;
+            // The umask may only have narrowed the mode; set it through the descriptor.
+            file.set_permissions(Permissions::from_mode(OUTPUT_MODE))
+                .map_err(|error| target.error("set the mode of the temporary file for", error))?;
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+            write_items(&mut ctx.client, &filter, args.format, &mut out, &mut progress).map_err(|error| {
+                error.context(&format!(
+                    "export of drain {drain} to {} (nothing was written; {} is left as it was)",
+                    target.path.display(),
+                    target.path.display()
+                ))
+            })?;
+            let file = out.into_inner().map_err(|error| target.error("write", error.into_error()))?;
+            file.sync_all().map_err(|error| target.error("write", error))?;
+            drop(file);
+            std::fs::rename(&temporary.path, &target.path).map_err(|error| target.error("replace", error))?;
+            temporary.renamed();
+            if let Err(error) = std::fs::File::open(&target.folder).and_then(|dir| dir.sync_all()) {
+                log::debug!("could not fsync folder {}: {error}", target.folder.display());
+            }
+            Ok(Report::new(
+                progress.describe(&drain, &format!(" to {}", target.path.display())),
+                serde_json::Value::Null,
+            ))
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stdout.lock());
+            let written = write_items(&mut ctx.client, &filter, args.format, &mut out, &mut progress)
+                .and_then(|()| out.flush().map_err(write_error));
+            written.map_err(|error| {
+                let resume = progress.resume_id();
+                error.context(&format!(
+                    "export of drain {drain} stopped after item id {resume} (--after-id {resume} resumes there)"
+                ))
+            })?;
+            // The summary is not data: it goes to stderr, stdout carries only items.
+            eprintln!("drainctl: {}", progress.describe(&drain, ""));
+            Ok(Report::new(String::new(), serde_json::Value::Null))
+        }
+    }
+}
+
+/// How far an export got: what a resume needs.
+struct Progress {
+    items: u64,
+    last_id: Option<i64>,
+    after_id: i64,
+}
+
+impl Progress {
+    /// `exported 3 items of drain docs PLACE (ids up to 42; --after-id 42 resumes after them)`.
+    fn describe(&self, drain: &str, place: &str) -> String {
+        let noun = if self.items == 1 { "item" } else { "items" };
+        let resume = match self.last_id {
+            Some(last) => format!("ids up to {last}; --after-id {last} resumes after them"),
+            None => format!("none after id {}", self.after_id),
+        };
+        format!("exported {} {noun} of drain {drain}{place} ({resume})", self.items)
+    }
+
+    /// Where a resume starts: after the last item written, else where this one started.
+    fn resume_id(&self) -> i64 {
+        self.last_id.unwrap_or(self.after_id)
+    }
+}
+
+/// Write the header (CSV), then every item, as they are read.
+fn write_items(
+    client: &mut postgres::Client,
+    filter: &ExportFilter,
+    format: ExportFormat,
+    out: &mut impl Write,
+    progress: &mut Progress,
+) -> Result<()> {
+    if format == ExportFormat::Csv {
+        write!(out, "{CSV_HEADER}\r\n").map_err(write_error)?;
+    }
+    let result = for_each_item(client, filter, |row| {
+        if let Some(signal) = crate::worker::signals::termination_signal() {
+            return Err(Error::Temporary(format!("interrupted by signal {signal}")));
+        }
+        let written = match format {
+            ExportFormat::Jsonl => write_json_line(out, &row),
+            ExportFormat::Csv => write_csv_record(out, &row),
+        };
+        written.map_err(write_error)?;
+        progress.items += 1;
+        progress.last_id = Some(row.id);
+        Ok(())
+    });
+    result
+}
+
+/// A failed write: a closed pipe or a full disk is worth another try (exit 75).
+fn write_error(error: std::io::Error) -> Error {
+    Error::Temporary(format!("cannot write: {error}"))
+}
+
+/// A result as it is exported: UTF-8 text as is, anything else as standard base64.
+fn encoded_result(result: Option<&[u8]>) -> (Option<&'static str>, Option<Cow<'_, str>>) {
+    match result {
+        None => (None, None),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => (Some("utf-8"), Some(Cow::Borrowed(text))),
+            Err(_) => {
+                (Some("base64"), Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(bytes))))
+            }
+        },
+    }
+}
+
+/// One exported item as JSON (docs/json.md#drainctl-export-name).
+#[derive(Serialize)]
+struct ExportLine<'a> {
+    id: i64,
+    key: &'a str,
+    state: ItemState,
+    attempts: i32,
+    enqueued_at: chrono::DateTime<chrono::Utc>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_error: Option<&'a str>,
+    payload: &'a serde_json::Value,
+    result_encoding: Option<&'static str>,
+    result_bytes: Option<usize>,
+    result: Option<Cow<'a, str>>,
+    cost_usd: Option<f64>,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    cache_read_tokens: Option<i64>,
+    cache_write_tokens: Option<i64>,
+}
+
+impl<'a> ExportLine<'a> {
+    fn of(row: &'a ExportRow) -> ExportLine<'a> {
+        let (result_encoding, result) = encoded_result(row.result.as_deref());
+        ExportLine {
+            id: row.id,
+            key: &row.key,
+            state: row.state,
+            attempts: row.attempts,
+            enqueued_at: row.enqueued_at,
+            finished_at: row.finished_at,
+            last_error: row.last_error.as_deref(),
+            payload: &row.payload,
+            result_encoding,
+            result_bytes: row.result.as_ref().map(Vec::len),
+            result,
+            cost_usd: row.usage.cost_usd,
+            input_tokens: row.usage.input_tokens,
+            output_tokens: row.usage.output_tokens,
+            cache_read_tokens: row.usage.cache_read_tokens,
+            cache_write_tokens: row.usage.cache_write_tokens,
+        }
+    }
+}
+
+fn write_json_line(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, &ExportLine::of(row)).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+fn write_csv_record(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()> {
+    let line = ExportLine::of(row);
+    let instant = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let number = |value: Option<i64>| value.map(|n| n.to_string()).unwrap_or_default();
+    let fields: [Cow<str>; 16] = [
+        Cow::Owned(line.id.to_string()),
+        Cow::Borrowed(line.key),
+        Cow::Borrowed(line.state.as_str()),
+        Cow::Owned(line.attempts.to_string()),
+        Cow::Owned(instant(line.enqueued_at)),
+        Cow::Owned(line.finished_at.map(instant).unwrap_or_default()),
+        Cow::Borrowed(line.last_error.unwrap_or_default()),
+        Cow::Owned(line.payload.to_string()),
+        Cow::Borrowed(line.result_encoding.unwrap_or_default()),
+        Cow::Owned(line.result_bytes.map(|n| n.to_string()).unwrap_or_default()),
+        line.result.clone().unwrap_or_default(),
+        Cow::Owned(line.cost_usd.map(|cost| cost.to_string()).unwrap_or_default()),
+        Cow::Owned(number(line.input_tokens)),
+        Cow::Owned(number(line.output_tokens)),
+        Cow::Owned(number(line.cache_read_tokens)),
+        Cow::Owned(number(line.cache_write_tokens)),
+    ];
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            out.write_all(b",")?;
+        }
+        write_csv_field(out, field)?;
+    }
+    out.write_all(b"\r\n")
+}
+
+/// A CSV field (RFC 4180): quoted, with its quotes doubled, when it holds a comma, a
+/// quote, a line break or leading or trailing space; as is otherwise.
+fn write_csv_field(out: &mut impl Write, field: &str) -> std::io::Result<()> {
+    let needs_quotes = field.contains([',', '"', '\n', '\r'])
+        || field.starts_with(char::is_whitespace)
+        || field.ends_with(char::is_whitespace);
+    if !needs_quotes {
+        return out.write_all(field.as_bytes());
+    }
+    out.write_all(b"\"")?;
+    for (index, part) in field.split('"').enumerate() {
+        if index > 0 {
+            out.write_all(b"\"\"")?;
+        }
+        out.write_all(part.as_bytes())?;
+    }
+    out.write_all(b"\"")
+}
+
+/// A checked `--output` path: its folder exists and it is not something other than a
+/// regular file (a link, a folder), which would never be replaced.
+struct OutputTarget {
+    path: PathBuf,
+    folder: PathBuf,
+    file_name: std::ffi::OsString,
+}
+
+impl OutputTarget {
+    fn check(path: &Path) -> Result<OutputTarget> {
+        let shown = path.display();
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| Error::Usage(format!("--output {shown} does not name a file; give a file path")))?
+            .to_os_string();
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !folder.is_dir() {
+            return Err(Error::Usage(format!(
+                "--output {shown}: its folder {} does not exist or is not a directory; create it or choose another path",
+                folder.display()
+            )));
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => Err(Error::Usage(format!(
+                "--output {shown} is a symbolic link, and drainctl never writes through links; give the real path"
+            ))),
+            Ok(metadata) if !metadata.file_type().is_file() => Err(Error::Usage(format!(
+                "--output {shown} exists and is not a regular file; choose another path"
+            ))),
+            _ => Ok(OutputTarget { path: path.to_path_buf(), folder, file_name }),
+        }
+    }
+
+    /// A failed file operation: the folder's permissions are the command line's to fix
+    /// (64), anything else (a full disk) worth another try (75).
+    fn error(&self, what: &str, error: std::io::Error) -> Error {
+        use std::io::ErrorKind;
+        let message = format!("cannot {what} {}: {error}", self.path.display());
+        match error.kind() {
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+                Error::Usage(format!("{message}; choose a folder you may write to"))
+            }
+            _ => Error::Temporary(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv(field: &str) -> String {
+        let mut out = Vec::new();
+        write_csv_field(&mut out, field).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        assert_eq!(csv("plain"), "plain");
+        assert_eq!(csv(""), "");
+        assert_eq!(csv("a,b"), "\"a,b\"");
+        assert_eq!(csv("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv(" padded"), "\" padded\"");
+    }
+
+    #[test]
+    fn results_are_text_when_they_are_utf8_and_base64_otherwise() {
+        assert_eq!(encoded_result(None), (None, None));
+        let (encoding, text) = encoded_result(Some("résumé\n".as_bytes()));
+        assert_eq!((encoding, text.as_deref()), (Some("utf-8"), Some("résumé\n")));
+        let (encoding, text) = encoded_result(Some(&[0xff, 0xfe, 0x00, 0x80]));
+        assert_eq!((encoding, text.as_deref()), (Some("base64"), Some("//4AgA==")));
+    }
+}

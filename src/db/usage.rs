@@ -1,0 +1,265 @@
+//! The usage columns of `attempts` (migrations/0008_usage.sql): what each attempt's
+//! worker reported it used, recorded when the worker exits, and the sums `status`, `runs
+//! show`, `export` and the budgets read (docs/results.md). A sum counts only attempts that
+//! reported something; a sum of nothing is NULL, never 0.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// What one attempt's worker reported it used. Every field is `None` when the output did
+/// not report it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// US dollars, as the client states them (Claude only).
+    pub cost_usd: Option<f64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cache_read_tokens: Option<i64>,
+    pub cache_write_tokens: Option<i64>,
+    /// Agent turns (Claude's `num_turns`, codex's `turn.completed` lines).
+    pub turns: Option<i32>,
+    /// Time spent in the vendor's API, in milliseconds.
+    pub api_ms: Option<i64>,
+}
+
+impl Usage {
+    /// Whether any figure was reported.
+    pub fn is_reported(&self) -> bool {
+        *self != Usage::default()
+    }
+
+    /// `cost_usd` as the text PostgreSQL's `numeric` reads exactly: the shortest decimal
+    /// that is the same number (`0.03617865`, never `3.617865e-2` rounded).
+    pub fn cost_text(&self) -> Option<String> {
+        self.cost_usd.map(|cost| cost.to_string())
+    }
+}
+
+/// Record what the worker of `item_id`'s latest attempt by `run_id` reported, whether that
+/// attempt is still open or already closed (a failed, hit or released one costs too). The
+/// counters `cost_microusd_total` and `tokens_total` follow by trigger.
+pub fn record_usage(client: &mut impl GenericClient, item_id: i64, run_id: i64, usage: &Usage) -> Result<()> {
+    let cost = usage.cost_text();
+    client.execute(
+        "UPDATE attempts SET cost_usd = $3::text::numeric, input_tokens = $4, output_tokens = $5,
+                cache_read_tokens = $6, cache_write_tokens = $7, turns = $8, api_ms = $9
+          WHERE id = (SELECT max(id) FROM attempts WHERE item_id = $1 AND run_id = $2)",
+        &[
+            &item_id,
+            &run_id,
+            &cost,
+            &usage.input_tokens,
+            &usage.output_tokens,
+            &usage.cache_read_tokens,
+            &usage.cache_write_tokens,
+            &usage.turns,
+            &usage.api_ms,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Sums over attempts that reported usage. A field is null when none of them reported it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsageSums {
+    /// Attempts that reported any usage.
+    pub attempts: i64,
+    pub cost_usd: Option<f64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cache_read_tokens: Option<i64>,
+    pub cache_write_tokens: Option<i64>,
+}
+
+impl UsageSums {
+    /// Add `other` to these sums (null plus null stays null).
+    pub fn add(&mut self, other: &UsageSums) {
+        fn plus<T: std::ops::Add<Output = T> + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            }
+        }
+        self.attempts += other.attempts;
+        self.cost_usd = plus(self.cost_usd, other.cost_usd);
+        self.input_tokens = plus(self.input_tokens, other.input_tokens);
+        self.output_tokens = plus(self.output_tokens, other.output_tokens);
+        self.cache_read_tokens = plus(self.cache_read_tokens, other.cache_read_tokens);
+        self.cache_write_tokens = plus(self.cache_write_tokens, other.cache_write_tokens);
+    }
+
+    /// `$0.1566 · 230,107 tokens (38 in, 2,849 out, 209,457 cache read, 13,833 cache
+    /// write) over 2 attempts`, or none when nothing was reported.
+    pub fn describe(&self) -> Option<String> {
+        if self.attempts == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if let Some(cost) = self.cost_usd {
+            parts.push(format_usd(cost));
+        }
+        let kinds: Vec<String> = [
+            (self.input_tokens, "in"),
+            (self.output_tokens, "out"),
+            (self.cache_read_tokens, "cache read"),
+            (self.cache_write_tokens, "cache write"),
+        ]
+        .iter()
+        .filter_map(|(count, kind)| count.map(|count| format!("{} {kind}", group_digits(count))))
+        .collect();
+        if !kinds.is_empty() {
+            let total: i64 =
+                [self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens]
+                    .iter()
+                    .flatten()
+                    .sum();
+            parts.push(format!("{} tokens ({})", group_digits(total), kinds.join(", ")));
+        }
+        let attempts = if self.attempts == 1 { "attempt".to_string() } else { "attempts".to_string() };
+        Some(format!("{} over {} {attempts}", parts.join(" · "), self.attempts))
+    }
+}
+
+/// `$12.34`, with four decimals below a dollar (`$0.0362`).
+pub fn format_usd(cost: f64) -> String {
+    if cost.abs() < 1.0 {
+        format!("${cost:.4}")
+    } else {
+        format!("${cost:.2}")
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn group_digits(count: i64) -> String {
+    let digits = count.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if count < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// The sum columns of a query over `attempts a`, in [`UsageSums`] order.
+macro_rules! sum_columns {
+    () => {
+        "count(*), sum(a.cost_usd)::float8, sum(a.input_tokens)::int8, sum(a.output_tokens)::int8,
+         sum(a.cache_read_tokens)::int8, sum(a.cache_write_tokens)::int8"
+    };
+}
+
+/// Only attempts that reported something (the predicate of index `attempts_usage_finished`).
+macro_rules! reported {
+    () => {
+        "(a.cost_usd IS NOT NULL OR a.input_tokens IS NOT NULL OR a.output_tokens IS NOT NULL)"
+    };
+}
+
+fn sums_from(row: &postgres::Row, first: usize) -> UsageSums {
+    UsageSums {
+        attempts: row.get(first),
+        cost_usd: row.get(first + 1),
+        input_tokens: row.get(first + 2),
+        output_tokens: row.get(first + 3),
+        cache_read_tokens: row.get(first + 4),
+        cache_write_tokens: row.get(first + 5),
+    }
+}
+
+/// Per drain of `drains`, the usage of its attempts that finished at or after `since`; a
+/// drain without any is absent.
+pub fn usage_by_drain_since(
+    client: &mut impl GenericClient,
+    drains: &[String],
+    since: DateTime<Utc>,
+) -> Result<HashMap<String, UsageSums>> {
+    let rows = client.query(
+        concat!(
+            "SELECT i.drain, ",
+            sum_columns!(),
+            " FROM attempts a JOIN items i ON i.id = a.item_id
+              WHERE a.finished_at >= $2 AND ",
+            reported!(),
+            " AND i.drain = ANY($1)
+              GROUP BY i.drain"
+        ),
+        &[&drains, &since],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), sums_from(row, 1))).collect())
+}
+
+/// The usage of every attempt of run `run_id`.
+pub fn usage_of_run(client: &mut impl GenericClient, run_id: i64) -> Result<UsageSums> {
+    let row = client.query_one(
+        concat!("SELECT ", sum_columns!(), " FROM attempts a WHERE a.run_id = $1 AND ", reported!()),
+        &[&run_id],
+    )?;
+    Ok(sums_from(&row, 0))
+}
+
+/// What the attempts of `drain` cost since `since` (those still open included): what a
+/// daily budget counts. 0 when none reported a cost.
+pub fn cost_since(client: &mut impl GenericClient, drain: &str, since: DateTime<Utc>) -> Result<f64> {
+    let row = client.query_one(
+        "SELECT coalesce(sum(a.cost_usd), 0)::float8
+           FROM attempts a JOIN items i ON i.id = a.item_id
+          WHERE (a.finished_at >= $2 OR a.finished_at IS NULL) AND a.cost_usd IS NOT NULL
+            AND i.drain = $1",
+        &[&drain, &since],
+    )?;
+    Ok(row.get(0))
+}
+
+/// Whether an event of `kind` about `drain` was recorded at or after `since`.
+pub fn has_event_since(
+    client: &mut impl GenericClient,
+    kind: crate::model::EventKind,
+    drain: &str,
+    since: DateTime<Utc>,
+) -> Result<bool> {
+    let row = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE drain = $1 AND at >= $2 AND kind = $3)",
+        &[&drain, &since, &kind.as_str()],
+    )?;
+    Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_describe_what_was_reported_and_nothing_else() {
+        assert_eq!(UsageSums::default().describe(), None);
+        let codex = UsageSums {
+            attempts: 1,
+            input_tokens: Some(5563),
+            output_tokens: Some(1211),
+            cache_read_tokens: Some(19200),
+            ..UsageSums::default()
+        };
+        assert_eq!(
+            codex.describe().as_deref(),
+            Some("25,974 tokens (5,563 in, 1,211 out, 19,200 cache read) over 1 attempt")
+        );
+        let mut both = codex.clone();
+        both.add(&UsageSums { attempts: 2, cost_usd: Some(1.5), ..UsageSums::default() });
+        assert_eq!(both.cost_usd, Some(1.5));
+        assert_eq!(
+            both.describe().as_deref().map(|text| text.starts_with("$1.50 · 25,974 tokens")),
+            Some(true)
+        );
+        assert_eq!(format_usd(0.03617865), "$0.0362");
+        assert_eq!(group_digits(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,361 @@
+//! What a worker's own output says its attempt cost (docs/results.md): the usage report of
+//! `claude -p --output-format json` (or `stream-json`'s final `result` line), of `codex
+//! exec --json` (its last `turn.completed`) and of `gemini --output-format json` (`stats`).
+//!
+//! [`read_usage`] is pure: it reads the bytes the worker printed on stdout and returns
+//! what they state, or `None` when they state nothing. A field the client does not report
+//! stays `None` — drainctl never estimates a price or a token count. The token kinds never
+//! overlap: `input` is input not read from a cache (codex and gemini count cached input
+//! inside their input figure, so the cached part is subtracted), `cache_read` is input read
+//! from a cache, `cache_write` input written to one (Claude only), `output` everything
+//! generated (gemini's thoughts included).
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+pub use crate::db::usage::Usage;
+
+/// The usage the worker's stdout reports, if it reports any.
+pub fn read_usage(stdout: &[u8]) -> Option<Usage> {
+    let text = String::from_utf8_lossy(stdout);
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        // One JSON document: claude's `json` (an object, or an array of every message
+        // with `--verbose`), gemini's `json` (pretty-printed over many lines).
+        if let Ok(document) = serde_json::from_str::<Value>(trimmed) {
+            if let Some(usage) = from_document(&document) {
+                return Some(usage);
+            }
+        }
+    }
+    from_lines(trimmed)
+}
+
+/// A whole-output JSON document of claude or gemini.
+fn from_document(document: &Value) -> Option<Usage> {
+    match document {
+        Value::Array(messages) => {
+            messages.iter().rev().find(|message| is_claude_result(message)).and_then(claude)
+        }
+        Value::Object(_) if is_claude_result(document) => claude(document),
+        Value::Object(object) => object.get("stats").and_then(gemini),
+        _ => None,
+    }
+}
+
+/// JSON lines: claude's `stream-json` (the last `result` line) or codex's `exec --json`
+/// (the last `turn.completed`, whose usage is the thread's total so far).
+fn from_lines(text: &str) -> Option<Usage> {
+    let mut last_codex: Option<Value> = None;
+    let mut codex_turns: i32 = 0;
+    let mut last_claude: Option<Value> = None;
+    for line in text.lines().map(str::trim).filter(|line| line.starts_with('{')) {
+        // Only lines that name a type worth reading are parsed whole.
+        if !line.contains("\"result\"") && !line.contains("\"turn.completed\"") {
+            continue;
+        }
+        let Ok(value) = serde_json::from_str::<Value>(line) else { continue };
+        match value.get("type").and_then(Value::as_str) {
+            Some("turn.completed") => {
+                codex_turns = codex_turns.saturating_add(1);
+                last_codex = Some(value);
+            }
+            Some("result") if is_claude_result(&value) => last_claude = Some(value),
+            _ => {}
+        }
+    }
+    if let Some(result) = last_claude {
+        return claude(&result);
+    }
+    let completed = last_codex?;
+    codex(completed.get("usage")?, codex_turns)
+}
+
+/// A claude `result` message that carries usage figures.
+fn is_claude_result(value: &Value) -> bool {
+    value.get("type").and_then(Value::as_str) == Some("result")
+        && (value.get("usage").is_some() || value.get("total_cost_usd").is_some())
+}
+
+fn claude(result: &Value) -> Option<Usage> {
+    let usage = result.get("usage");
+    let tokens = |name: &str| usage.and_then(|usage| count(usage.get(name)));
+    let reported = Usage {
+        cost_usd: result
+            .get("total_cost_usd")
+            .and_then(Value::as_f64)
+            .filter(|cost| cost.is_finite() && *cost >= 0.0),
+        input_tokens: tokens("input_tokens"),
+        output_tokens: tokens("output_tokens"),
+        cache_read_tokens: tokens("cache_read_input_tokens"),
+        cache_write_tokens: tokens("cache_creation_input_tokens"),
+        turns: count(result.get("num_turns")).and_then(|turns| i32::try_from(turns).ok()),
+        api_ms: count(result.get("duration_api_ms")),
+    };
+    reported.is_reported().then_some(reported)
+}
+
+fn codex(usage: &Value, turns: i32) -> Option<Usage> {
+    let input = count(usage.get("input_tokens"));
+    let cached = count(usage.get("cached_input_tokens"));
+    let reported = Usage {
+        // codex counts cached input inside `input_tokens`.
+        input_tokens: input.map(|input| input.saturating_sub(cached.unwrap_or(0)).max(0)),
+        output_tokens: count(usage.get("output_tokens")),
+        cache_read_tokens: cached,
+        turns: Some(turns),
+        ..Usage::default()
+    };
+    (reported.input_tokens.is_some() || reported.output_tokens.is_some()).then_some(reported)
+}
+
+/// gemini's `stats`: per model, `tokens` (`prompt` includes `cached`; `tool` is the
+/// tool-use prompt, `thoughts` generated reasoning) and `api.totalLatencyMs`, summed.
+fn gemini(stats: &Value) -> Option<Usage> {
+    let models = stats.get("models")?.as_object()?;
+    if models.is_empty() {
+        return None;
+    }
+    let mut usage = Usage::default();
+    let add = |total: &mut Option<i64>, value: Option<i64>| {
+        if let Some(value) = value {
+            *total = Some(total.unwrap_or(0).saturating_add(value));
+        }
+    };
+    for model in models.values() {
+        let tokens = model.get("tokens");
+        let token = |name: &str| tokens.and_then(|tokens| count(tokens.get(name)));
+        let (prompt, cached, tool) = (token("prompt"), token("cached"), token("tool"));
+        let input = prompt.map(|prompt| {
+            prompt.saturating_sub(cached.unwrap_or(0)).max(0).saturating_add(tool.unwrap_or(0))
+        });
+        add(&mut usage.input_tokens, input);
+        add(&mut usage.cache_read_tokens, cached);
+        let output = match (token("candidates"), token("thoughts")) {
+            (None, None) => None,
+            (candidates, thoughts) => Some(candidates.unwrap_or(0).saturating_add(thoughts.unwrap_or(0))),
+        };
+        add(&mut usage.output_tokens, output);
+        add(&mut usage.api_ms, model.get("api").and_then(|api| count(api.get("totalLatencyMs"))));
+    }
+    usage.is_reported().then_some(usage)
+}
+
+/// A non-negative whole number, else nothing.
+fn count(value: Option<&Value>) -> Option<i64> {
+    let value = value?;
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && f.is_finite()).map(|f| f as i64))
+        .filter(|n| *n >= 0)
+}
+
+/// The day a daily budget counts (`max_cost_per_day`): from midnight to midnight in
+/// `zone` (`[defaults] timezone`). Returns the day's start and the next day's start.
+pub fn budget_day(now: DateTime<Utc>, zone: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let date = now.with_timezone(&zone).date_naive();
+    let next = date.checked_add_days(Days::new(1)).unwrap_or(date);
+    (start_of(date, zone, now), start_of(next, zone, now + chrono::Duration::days(1)))
+}
+
+/// The first instant of `date` in `zone`: its midnight, or (in a zone whose clocks skip
+/// midnight for summer time) the first hour after it that exists.
+fn start_of(date: NaiveDate, zone: Tz, fallback: DateTime<Utc>) -> DateTime<Utc> {
+    (0..=3)
+        .filter_map(|hour| NaiveTime::from_hms_opt(hour, 0, 0))
+        .find_map(|time| zone.from_local_datetime(&date.and_time(time)).earliest())
+        .map(|at| at.with_timezone(&Utc))
+        .unwrap_or(fallback)
+}
+
+/// The `budget_reached` event of a cost budget: which one, its limit, what was spent and,
+/// for a daily one, the day it counts.
+pub fn budget_event(
+    drain: &crate::config::DrainConfig,
+    budget: &str,
+    max_usd: f64,
+    spent_usd: f64,
+    note: &str,
+    day: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> crate::db::events::Event {
+    crate::db::events::Event::new(
+        crate::model::EventKind::BudgetReached,
+        format!("drain {}: {note}", drain.name),
+    )
+    .drain(&drain.name)
+    .data(serde_json::json!({
+        "budget": budget,
+        "max_usd": max_usd,
+        "spent_usd": spent_usd,
+        "day_start": day.map(|(start, _)| start),
+        "day_end": day.map(|(_, end)| end),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    /// `meta.toml` of a folder in tests/fixtures/usage/: the client, how it was run, and
+    /// what drainctl must read from its `stdout` (absent: nothing).
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Meta {
+        client: String,
+        version: String,
+        mode: String,
+        exit_code: i32,
+        cost_usd: Option<f64>,
+        input_tokens: Option<i64>,
+        output_tokens: Option<i64>,
+        cache_read_tokens: Option<i64>,
+        cache_write_tokens: Option<i64>,
+        turns: Option<i32>,
+        api_ms: Option<i64>,
+        /// The client's own total of tokens, when it states one: the kinds add up to it.
+        total_tokens: Option<i64>,
+    }
+
+    fn fixtures() -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/usage");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.join("meta.toml").is_file())
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn every_usage_fixture_reads_as_its_client_reported() {
+        let all = fixtures();
+        assert!(all.len() >= 7, "only {} fixtures", all.len());
+        for dir in all {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let meta: Meta = toml::from_str(&std::fs::read_to_string(dir.join("meta.toml")).unwrap())
+                .unwrap_or_else(|error| panic!("{name}/meta.toml: {error}"));
+            assert!(!meta.client.is_empty() && !meta.version.is_empty() && !meta.mode.is_empty(), "{name}");
+            let expected = Usage {
+                cost_usd: meta.cost_usd,
+                input_tokens: meta.input_tokens,
+                output_tokens: meta.output_tokens,
+                cache_read_tokens: meta.cache_read_tokens,
+                cache_write_tokens: meta.cache_write_tokens,
+                turns: meta.turns,
+                api_ms: meta.api_ms,
+            };
+            let read = read_usage(&std::fs::read(dir.join("stdout")).unwrap());
+            let expected = expected.is_reported().then_some(expected);
+            assert_eq!(read, expected, "{name} ({} {}, exit {})", meta.client, meta.mode, meta.exit_code);
+            if let (Some(total), Some(read)) = (meta.total_tokens, &read) {
+                let kinds =
+                    [read.input_tokens, read.output_tokens, read.cache_read_tokens, read.cache_write_tokens];
+                assert_eq!(
+                    kinds.iter().flatten().sum::<i64>(),
+                    total,
+                    "{name}: the kinds add up to the total"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_real_client_captures_read_as_they_report() {
+        // The real clients' captures (tests/fixtures/real-clients/, scripts/real-clients):
+        // each success reports the usage the mock API answered with; a limit reports none.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-clients");
+        let read = |name: &str| match std::fs::read(root.join(name).join("stdout")) {
+            Ok(stdout) => read_usage(&stdout),
+            Err(error) => panic!("fixture {name}: {error}"),
+        };
+        for name in ["claude-json-success", "claude-stream-json-success"] {
+            let claude = read(name).unwrap_or_default();
+            assert_eq!(claude.cost_usd, Some(0.00034), "{name}");
+            assert_eq!(
+                (
+                    claude.input_tokens,
+                    claude.output_tokens,
+                    claude.cache_read_tokens,
+                    claude.cache_write_tokens
+                ),
+                (Some(25), Some(12), Some(0), Some(0)),
+                "{name}"
+            );
+            assert_eq!(claude.turns, Some(1), "{name}");
+        }
+        let codex = read("codex-json-success").unwrap_or_default();
+        assert_eq!(
+            (codex.input_tokens, codex.cache_read_tokens, codex.output_tokens),
+            (Some(1890), Some(0), Some(12))
+        );
+        assert_eq!((codex.cost_usd, codex.turns), (None, Some(1)));
+        let gemini = read("gemini-json-success").unwrap_or_default();
+        assert_eq!(
+            (gemini.input_tokens, gemini.cache_read_tokens, gemini.output_tokens, gemini.cost_usd),
+            (Some(25), Some(0), Some(12), None)
+        );
+        assert_eq!(read("codex-json-server-503"), None);
+        assert_eq!(read("claude-text-subscription-limit"), None);
+        assert_eq!(read("claude-text-success"), None, "text mode reports no usage");
+    }
+
+    #[test]
+    fn output_without_usage_reports_nothing() {
+        for text in [
+            "",
+            "plain text result\n",
+            "{\"summary\": \"a JSON result of the item itself\"}",
+            "[1, 2, 3]",
+            "{\"type\":\"result\",\"result\":\"no usage figures\"}",
+            "{\"stats\": {\"models\": {}}}",
+            "{\"type\":\"turn.completed\"}\n",
+        ] {
+            assert_eq!(read_usage(text.as_bytes()), None, "{text:?}");
+        }
+        // Bytes that are not UTF-8 are no usage either, and do not fail.
+        assert_eq!(read_usage(&[0xff, 0xfe, 0x00, 0x80]), None);
+    }
+
+    #[test]
+    fn nonsense_figures_are_left_out_not_guessed() {
+        let usage = read_usage(
+            br#"{"type":"result","total_cost_usd":-1,"num_turns":"3","usage":{"input_tokens":-5,"output_tokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(usage, Usage { output_tokens: Some(7), ..Usage::default() });
+    }
+
+    #[test]
+    fn the_budget_day_runs_from_midnight_to_midnight_in_the_zone() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let warsaw = chrono_tz::Europe::Warsaw;
+        // 23:30 UTC on 27 November is already 28 November in Warsaw (UTC+1).
+        assert_eq!(
+            budget_day(at("2026-11-27T23:30:00Z"), warsaw),
+            (at("2026-11-27T23:00:00Z"), at("2026-11-28T23:00:00Z"))
+        );
+        // The day summer time starts has 23 hours.
+        assert_eq!(
+            budget_day(at("2026-03-29T12:00:00Z"), warsaw),
+            (at("2026-03-28T23:00:00Z"), at("2026-03-29T22:00:00Z"))
+        );
+        // Where clocks skip midnight itself, the day starts at the first hour that exists.
+        let santiago = chrono_tz::America::Santiago;
+        let (start, _) = budget_day(at("2026-09-06T12:00:00Z"), santiago);
+        assert_eq!(start, at("2026-09-06T04:00:00Z"));
+    }
+
+    #[test]
+    fn the_cost_is_written_as_the_exact_decimal() {
+        let usage = Usage { cost_usd: Some(0.03617865), ..Usage::default() };
+        assert_eq!(usage.cost_text().as_deref(), Some("0.03617865"));
+        let tiny = Usage { cost_usd: Some(1e-9), ..Usage::default() };
+        assert_eq!(tiny.cost_text().as_deref(), Some("0.000000001"));
+    }
+}

@@ -1,0 +1,600 @@
+//! Results out and cost in (docs/results.md): usage and cost recorded per attempt from
+//! what the real clients print (tests/fixtures/usage/), their sums in `status`, `runs
+//! show` and the metrics, the cost budgets, and `export`.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+
+/// The `stdout` of a usage fixture, as the client printed it.
+fn fixture_output(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/usage/{name}/stdout", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// The `meta.toml` of a usage fixture.
+fn fixture_meta(name: &str) -> toml::Table {
+    let path = format!("{}/tests/fixtures/usage/{name}/meta.toml", env!("CARGO_MANIFEST_DIR"));
+    toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A payload whose worker prints the fixture's output (without its last newline, which
+/// `out` adds back) and exits with `exit`.
+fn printing(name: &str, exit: i32) -> serde_json::Value {
+    let text = fixture_output(name);
+    json!({ "steps": [{ "out": text.strip_suffix('\n').unwrap_or(&text) }, { "exit": exit }] })
+}
+
+/// A decimal such as `0.03617865` in units of 10⁻¹² dollars, to add costs exactly.
+fn picodollars(text: &str) -> i128 {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let fraction = format!("{fraction:0<12}");
+    whole.parse::<i128>().unwrap() * 1_000_000_000_000 + fraction[..12].parse::<i128>().unwrap()
+}
+
+fn config(extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"chair\"\nmax_attempts = 1\nmax_items_per_pass = 100\n{extra}\n\
+         [[drain]]\nname = \"plain\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"chair\"\n"
+    )
+}
+
+const REPORTING: [(&str, i32); 6] = [
+    ("claude-json-success", 0),
+    ("claude-json-error-max-turns", 1),
+    ("claude-stream-json-success", 0),
+    ("claude-json-verbose", 0),
+    ("codex-exec-json-success", 0),
+    ("gemini-json-success", 0),
+];
+
+#[test]
+fn usage_of_every_client_is_recorded_per_attempt_and_summed_exactly() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let mut items: Vec<(String, serde_json::Value)> =
+        REPORTING.iter().map(|(name, exit)| (name.to_string(), printing(name, *exit))).collect();
+    items.push(("claude-text".into(), printing("claude-text", 0)));
+    // Last: a quota hit stops the pass, and it costs what it reports too.
+    items.push(("claude-json-usage-limit".into(), printing("claude-json-usage-limit", 1)));
+    fixture.enqueue("docs", &items);
+    fixture.enqueue("plain", &[("p1".into(), json!({ "plain": 1 }))]);
+    // First the drain whose worker reports nothing: the quota hit below backs the group off.
+    fixture.drainctl(&["drain", "plain"]).run().assert_code(0);
+    assert_eq!(fixture.item("plain", "p1").0, "done");
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["status"], "rate_limited", "{}", pass.stdout);
+
+    // Each attempt carries exactly what its client reported; NULL where it reported nothing.
+    let mut client = fixture.client();
+    let columns = [
+        "cost_usd",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "turns",
+        "api_ms",
+    ];
+    let mut expected_cost: i128 = 0;
+    let mut expected_tokens = [0i64; 4];
+    for name in REPORTING.iter().map(|(name, _)| *name).chain(["claude-text", "claude-json-usage-limit"]) {
+        let meta = fixture_meta(name);
+        let row = client
+            .query_one(
+                "SELECT a.cost_usd::text, a.input_tokens, a.output_tokens, a.cache_read_tokens,
+                        a.cache_write_tokens, a.turns::int8, a.api_ms, a.outcome
+                   FROM attempts a JOIN items i ON i.id = a.item_id WHERE i.key = $1",
+                &[&name],
+            )
+            .unwrap();
+        let cost: Option<String> = row.get(0);
+        let wanted_cost = meta.get("cost_usd").map(|value| value.to_string());
+        assert_eq!(
+            cost.as_deref().map(picodollars),
+            wanted_cost.as_deref().map(picodollars),
+            "{name}: cost_usd"
+        );
+        expected_cost += cost.as_deref().map(picodollars).unwrap_or(0);
+        for (index, column) in columns.iter().enumerate().skip(1) {
+            let value: Option<i64> = row.get(index);
+            assert_eq!(value, meta.get(*column).and_then(toml::Value::as_integer), "{name}: {column}");
+            if index <= 4 {
+                expected_tokens[index - 1] += value.unwrap_or(0);
+            }
+        }
+        let outcome: String = row.get(7);
+        let wanted_outcome = match name {
+            "claude-json-error-max-turns" => "failure",
+            "claude-json-usage-limit" => "quota_hit",
+            _ => "done",
+        };
+        assert_eq!(outcome, wanted_outcome, "{name}");
+    }
+    // The exact sum of the captured costs: 0.03617865 + 0.1204731 + 0.0290421 + 0.0112308.
+    assert_eq!(expected_cost, picodollars("0.19692465"));
+    let stored: String = client.query_one("SELECT sum(cost_usd)::text FROM attempts", &[]).unwrap().get(0);
+    assert_eq!(picodollars(&stored), expected_cost);
+    let expected_usd = 0.19692465;
+
+    // status: the drain's and the quota group's sums; the drain without usage shows none.
+    let status = fixture.drainctl(&["status", "--json"]).run();
+    status.assert_code(0);
+    let status = status.json();
+    let drain = |name: &str| {
+        status["drains"].as_array().unwrap().iter().find(|d| d["drain"] == name).unwrap().clone()
+    };
+    let docs = drain("docs");
+    for window in ["last_24h", "last_7d"] {
+        let sums = &docs["usage"][window];
+        assert_eq!(sums["cost_usd"].as_f64(), Some(expected_usd), "{window}: {sums}");
+        assert_eq!(sums["attempts"], 7, "{window}: the six reporting attempts and the quota hit");
+        assert_eq!(sums["input_tokens"], expected_tokens[0]);
+        assert_eq!(sums["output_tokens"], expected_tokens[1]);
+        assert_eq!(sums["cache_read_tokens"], expected_tokens[2]);
+        assert_eq!(sums["cache_write_tokens"], expected_tokens[3]);
+    }
+    assert_eq!(drain("plain")["usage"], json!({ "last_24h": null, "last_7d": null }));
+    let group =
+        status["quota_groups"].as_array().unwrap().iter().find(|g| g["quota_group"] == "chair").unwrap();
+    assert_eq!(group["usage"]["last_24h"]["cost_usd"].as_f64(), Some(expected_usd));
+    let human = fixture.drainctl(&["status"]).run();
+    assert!(
+        human.stdout.contains("usage reported by the workers\n  docs: last 24h $0.1969 · "),
+        "{}",
+        human.stdout
+    );
+    assert!(!human.stdout.contains("  plain: last"), "a drain without usage shows nothing: {}", human.stdout);
+
+    // runs show: the run's own sums; the run of the drain without usage has none.
+    let run_of = |drain: &str| -> i64 {
+        fixture.client().query_one("SELECT id FROM runs WHERE drain = $1", &[&drain]).unwrap().get(0)
+    };
+    let shown = fixture.drainctl(&["runs", "show", &run_of("docs").to_string(), "--json"]).run();
+    shown.assert_code(0);
+    assert_eq!(shown.json()["usage"]["cost_usd"].as_f64(), Some(expected_usd));
+    assert_eq!(shown.json()["usage"]["output_tokens"], expected_tokens[1]);
+    let plain = fixture.drainctl(&["runs", "show", &run_of("plain").to_string(), "--json"]).run();
+    assert_eq!(plain.json()["usage"], serde_json::Value::Null);
+    let plain_human = fixture.drainctl(&["runs", "show", &run_of("plain").to_string()]).run();
+    assert!(!plain_human.stdout.contains("usage"), "{}", plain_human.stdout);
+
+    // Metrics: the counters the trigger kept; no series for the drain without usage.
+    let metrics = fixture.drainctl(&["metrics"]).run();
+    metrics.assert_code(0);
+    let sample = |line: &str| -> f64 {
+        let found = metrics
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line} in {}", metrics.stdout));
+        found.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    assert_eq!(
+        sample("drainctl_cost_usd_total{drain=\"docs\"}"),
+        0.196925,
+        "micro-dollars, rounded per attempt"
+    );
+    assert_eq!(sample("drainctl_tokens_total{drain=\"docs\",kind=\"input\"}"), expected_tokens[0] as f64);
+    assert_eq!(
+        sample("drainctl_tokens_total{drain=\"docs\",kind=\"cache_write\"}"),
+        expected_tokens[3] as f64
+    );
+    assert!(!metrics.stdout.contains("drainctl_cost_usd_total{drain=\"plain\"}"), "{}", metrics.stdout);
+    assert!(!metrics.stdout.contains("drainctl_tokens_total{drain=\"plain\""), "{}", metrics.stdout);
+}
+
+#[test]
+fn max_cost_per_pass_stops_the_pass_with_budget_and_an_event() {
+    let fixture = Fixture::new(&config("max_cost_per_pass = 0.05"), NOW);
+    let items: Vec<(String, serde_json::Value)> =
+        (0..4).map(|i| (format!("t{i}"), printing("claude-json-success", 0))).collect();
+    fixture.enqueue("docs", &items);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    let json = pass.json();
+    // 0.0362 after the first item, 0.0724 after the second: no third item starts.
+    assert_eq!(json["status"], "budget", "{json}");
+    assert_eq!(json["items_done"], 2);
+    assert_eq!(json["note"], "max_cost_per_pass ($0.0500) reached: this pass's attempts cost $0.0724");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
+    let event = fixture.drainctl(&["events", "--kind", "budget_reached", "--json"]).run().json();
+    let event = &event["events"][0];
+    assert_eq!(event["drain"], "docs");
+    assert_eq!(event["data"]["budget"], "max_cost_per_pass");
+    assert_eq!(event["data"]["max_usd"].as_f64(), Some(0.05));
+    let spent = event["data"]["spent_usd"].as_f64().unwrap();
+    assert!((spent - 0.0723573).abs() < 1e-9, "{spent}");
+    // The next pass has a budget of its own.
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    assert_eq!(next["items_done"], 2, "{next}");
+}
+
+#[test]
+fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() {
+    let text = config("max_cost_per_day = 0.1").replace("timezone = \"UTC\"", "timezone = \"Europe/Warsaw\"");
+    // 22:30 UTC is 23:30 in Warsaw: the budget's day ends in half an hour.
+    let fixture = Fixture::new(&text, "2026-11-27T22:30:00Z");
+    let items: Vec<(String, serde_json::Value)> =
+        (0..6).map(|i| (format!("t{i}"), printing("claude-json-success", 0))).collect();
+    fixture.enqueue("docs", &items);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    // 0.0362, 0.0724, 0.1085: the third item reaches the budget.
+    assert_eq!(pass["status"], "budget", "{pass}");
+    assert_eq!(pass["items_done"], 3);
+    assert_eq!(
+        pass["note"],
+        "max_cost_per_day ($0.1000) reached: the drain's attempts cost $0.1085 since Fri 2026-11-27 00:00 CET; \
+         items start again from Sat 2026-11-28 00:00 CET"
+    );
+    // Another pass starts nothing.
+    let again = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    assert_eq!((again["status"].as_str(), again["items_done"].as_i64()), (Some("budget"), Some(0)));
+
+    // supervise does not start the drain, says until when, and records one event a day.
+    fixture.client().execute("DELETE FROM events WHERE kind = 'budget_reached'", &[]).unwrap();
+    for _ in 0..2 {
+        let supervise = fixture.drainctl(&["supervise", "--json"]).run();
+        supervise.assert_code(0);
+        let json = supervise.json();
+        let decision =
+            json["decisions"].as_array().unwrap().iter().find(|d| d["drain"] == "docs").unwrap().clone();
+        assert_eq!(decision["action"], "skip", "{decision}");
+        assert_eq!(
+            decision["reason"],
+            "max_cost_per_day ($0.1000) reached: the drain's attempts cost $0.1085 since Fri 2026-11-27 00:00 CET; \
+             starts again from Sat 2026-11-28 00:00 CET"
+        );
+    }
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'budget_reached' AND drain = 'docs'"),
+        1
+    );
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let docs = &status["drains"][0];
+    assert_eq!(docs["cost_today_usd"].as_f64(), Some(0.10853595));
+    assert_eq!(docs["budget_day_ends_at"], "2026-11-27T23:00:00Z");
+
+    // Midnight in Warsaw: a new day, a new budget.
+    fixture.set_now("2026-11-27T23:00:01Z");
+    let supervise = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    let decision =
+        supervise["decisions"].as_array().unwrap().iter().find(|d| d["drain"] == "docs").unwrap().clone();
+    assert_eq!(decision["action"], "start", "{decision}");
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    assert_eq!(next["items_done"], 3, "{next}");
+}
+
+#[test]
+fn a_cost_budget_holds_during_a_burst() {
+    let fixture = Fixture::new(&config("max_cost_per_pass = 0.05"), NOW);
+    let items: Vec<(String, serde_json::Value)> =
+        (0..4).map(|i| (format!("t{i}"), printing("claude-json-success", 0))).collect();
+    fixture.enqueue("docs", &items);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["drain", "docs", "--trigger", "burst", "--json"]).run().json();
+    assert_eq!((pass["status"].as_str(), pass["items_done"].as_i64()), (Some("budget"), Some(2)), "{pass}");
+}
+
+#[test]
+fn a_bad_cost_budget_is_a_configuration_error() {
+    for (value, shown) in [("0", "0"), ("-2.5", "-2.5"), ("1e12", "1000000000000")] {
+        let fixture = Fixture::new(&config(&format!("max_cost_per_day = {value}")), NOW);
+        let result = fixture.drainctl(&["status"]).run();
+        result.assert_code(78);
+        assert!(
+            result.stderr.contains(&format!(
+                "drain \"docs\": max_cost_per_day: {shown} is out of range; give US dollars above 0"
+            )),
+            "{}",
+            result.stderr
+        );
+    }
+}
+
+/// The result bytes of seeded item `n`: UTF-8 text of several shapes, bytes that are not
+/// UTF-8, an empty result, and none.
+fn seeded_result(n: i64) -> Option<Vec<u8>> {
+    match n % 7 {
+        0 => Some(vec![0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, b'\n', (n % 251) as u8]),
+        1 => Some(format!("line one of {n}\nline \"two\", with a comma\r\n").into_bytes()),
+        2 => Some(format!("résumé ✓ {n}\u{0}nul inside").into_bytes()),
+        3 => Some(Vec::new()),
+        4 => None,
+        5 => Some((0..300).map(|i| ((i * 7 + n) % 256) as u8).collect()),
+        _ => Some(format!(" padded {n} ").into_bytes()),
+    }
+}
+
+/// 10,000 items of drain `docs` straight in the database (a third pending, the rest done
+/// or dead), and usage on the attempts of a few.
+fn seed_items(fixture: &Fixture, count: i64) {
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut client = fixture.client();
+    let mut transaction = client.transaction().unwrap();
+    let insert = transaction
+        .prepare(
+            "INSERT INTO items (drain, key, payload, state, attempts, available_at, enqueued_at, updated_at,
+                                finished_at, last_error, result)
+             VALUES ('docs', $1, $2, $3, $4, '2026-11-27T09:00:00Z', '2026-11-27T09:00:00Z', '2026-11-27T09:00:00Z',
+                     $5, $6, $7)",
+        )
+        .unwrap();
+    for n in 0..count {
+        let (state, finished): (&str, Option<chrono::DateTime<chrono::Utc>>) = match n % 3 {
+            0 => ("pending", None),
+            1 => ("done", Some(chrono::DateTime::parse_from_rfc3339("2026-11-27T09:30:00Z").unwrap().into())),
+            _ => ("dead", Some(chrono::DateTime::parse_from_rfc3339("2026-11-26T09:30:00Z").unwrap().into())),
+        };
+        let result = if state == "pending" { None } else { seeded_result(n) };
+        let error = (state == "dead").then(|| format!("exit code {}", n % 5));
+        let payload = json!({ "n": n, "text": format!("payload {n}, \"quoted\"\nnext line ✓") });
+        transaction
+            .execute(
+                &insert,
+                &[&format!("key-{n:05},x"), &payload, &state, &((n % 4) as i32), &finished, &error, &result],
+            )
+            .unwrap();
+    }
+    transaction
+        .batch_execute(
+            "INSERT INTO attempts (item_id, run_id, attempt, started_at, finished_at, outcome)
+             SELECT id, 0, 1, '2026-11-27T09:10:00Z', '2026-11-27T09:20:00Z', 'failure' FROM items WHERE key LIKE 'key-0000_,x';
+             UPDATE attempts SET cost_usd = 0.03617865, input_tokens = 12, output_tokens = 642;",
+        )
+        .unwrap();
+    transaction.commit().unwrap();
+}
+
+/// What the database holds of every item of `docs`: id → (key, state, payload, result,
+/// attempts, finished_at).
+fn stored_items(fixture: &Fixture) -> std::collections::BTreeMap<i64, serde_json::Value> {
+    fixture
+        .client()
+        .query(
+            "SELECT id, key, state, payload, result, attempts,
+                    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+               FROM items WHERE drain = 'docs' ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let result: Option<Vec<u8>> = row.get(4);
+            let value = json!({
+                "key": row.get::<_, String>(1),
+                "state": row.get::<_, String>(2),
+                "payload": row.get::<_, serde_json::Value>(3),
+                "result": result.map(|bytes| bytes.iter().map(|b| json!(b)).collect::<Vec<_>>()),
+                "attempts": row.get::<_, i32>(5),
+                "finished_at": row.get::<_, Option<String>>(6),
+            });
+            (row.get(0), value)
+        })
+        .collect()
+}
+
+/// The same view of one exported JSON line, its result decoded.
+fn decoded_line(line: &serde_json::Value) -> (i64, serde_json::Value) {
+    use base64::Engine;
+    let result = match (line["result_encoding"].as_str(), line["result"].as_str()) {
+        (Some("utf-8"), Some(text)) => Some(text.as_bytes().to_vec()),
+        (Some("base64"), Some(text)) => Some(base64::engine::general_purpose::STANDARD.decode(text).unwrap()),
+        (None, None) => None,
+        other => panic!("bad result encoding {other:?} in {line}"),
+    };
+    if let Some(bytes) = &result {
+        assert_eq!(line["result_bytes"].as_u64(), Some(bytes.len() as u64), "{line}");
+    }
+    let value = json!({
+        "key": line["key"],
+        "state": line["state"],
+        "payload": line["payload"],
+        "result": result.map(|bytes| bytes.iter().map(|b| json!(b)).collect::<Vec<_>>()),
+        "attempts": line["attempts"],
+        "finished_at": line["finished_at"],
+    });
+    (line["id"].as_i64().unwrap(), value)
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+}
+
+#[test]
+fn export_round_trips_ten_thousand_items_byte_for_byte_and_resumes_exactly() {
+    let fixture = Fixture::new(&config(""), NOW);
+    seed_items(&fixture, 10_000);
+    let stored = stored_items(&fixture);
+    assert_eq!(stored.len(), 10_000);
+
+    let export = fixture.drainctl(&["export", "docs"]).run();
+    export.assert_code(0);
+    let lines = json_lines(&export.stdout);
+    crate::operator::assert_documented("drainctl export NAME", &lines[0]);
+    let exported: std::collections::BTreeMap<i64, serde_json::Value> =
+        lines.iter().map(decoded_line).collect();
+    assert_eq!(exported.len(), 10_000);
+    assert!(exported == stored, "the export differs from the database");
+    let ids: Vec<i64> = lines.iter().map(|line| line["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "in id order");
+    assert!(lines.iter().any(|line| line["result_encoding"] == "base64"));
+    let last_id = *ids.last().unwrap();
+    assert!(export.stderr.contains(&format!("--after-id {last_id} resumes after them")), "{}", export.stderr);
+
+    // Per-item usage: the sums of the item's attempts; null for an item without any.
+    let with_usage = lines.iter().find(|line| line["key"] == "key-00001,x").unwrap();
+    assert_eq!(with_usage["cost_usd"].as_f64(), Some(0.03617865));
+    assert_eq!(
+        (with_usage["input_tokens"].as_i64(), with_usage["output_tokens"].as_i64()),
+        (Some(12), Some(642))
+    );
+    let without = lines.iter().find(|line| line["key"] == "key-09999,x").unwrap();
+    assert_eq!((without["cost_usd"].is_null(), without["input_tokens"].is_null()), (true, true), "{without}");
+
+    // Resume after the 4,321st item: exactly the rest, nothing twice.
+    let cut = ids[4320].to_string();
+    let rest = fixture.drainctl(&["export", "docs", "--after-id", &cut]).run();
+    rest.assert_code(0);
+    let rest_ids: Vec<i64> =
+        json_lines(&rest.stdout).iter().map(|line| line["id"].as_i64().unwrap()).collect();
+    assert_eq!(rest_ids, ids[4321..]);
+    let none = fixture.drainctl(&["export", "docs", "--after-id", &last_id.to_string()]).run();
+    none.assert_code(0);
+    assert_eq!(none.stdout, "");
+
+    // Filters: a state, and the items finished since an instant or a duration ago.
+    let done = json_lines(&fixture.drainctl(&["export", "docs", "--state", "done"]).run().stdout);
+    assert_eq!(done.len(), 3333);
+    assert!(done.iter().all(|line| line["state"] == "done"));
+    let since = fixture.drainctl(&["export", "docs", "--since", "2026-11-27T00:00:00Z"]).run();
+    assert_eq!(json_lines(&since.stdout).len(), 3333, "only the done items finished on the 27th");
+    let last_two_days = fixture.drainctl(&["export", "docs", "--since", "2d"]).run();
+    assert_eq!(json_lines(&last_two_days.stdout).len(), 6666, "done and dead; pending items never finished");
+}
+
+/// A small RFC 4180 reader: records of fields, quoted fields may hold anything.
+fn read_csv(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(field.is_empty() && record.is_empty(), "the CSV ends with a line break");
+    records
+}
+
+#[test]
+fn export_as_csv_carries_the_same_items() {
+    use base64::Engine;
+    let fixture = Fixture::new(&config(""), NOW);
+    seed_items(&fixture, 700);
+    let stored = stored_items(&fixture);
+    let export = fixture.drainctl(&["export", "docs", "--format", "csv"]).run();
+    export.assert_code(0);
+    let records = read_csv(&export.stdout);
+    let header = &records[0];
+    assert_eq!(header.join(","), "id,key,state,attempts,enqueued_at,finished_at,last_error,payload,result_encoding,result_bytes,result,cost_usd,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens");
+    assert_eq!(records.len(), 701);
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for record in &records[1..] {
+        let id: i64 = record[column("id")].parse().unwrap();
+        let result = match record[column("result_encoding")].as_str() {
+            "utf-8" => Some(record[column("result")].as_bytes().to_vec()),
+            "base64" => {
+                Some(base64::engine::general_purpose::STANDARD.decode(&record[column("result")]).unwrap())
+            }
+            "" => None,
+            other => panic!("encoding {other}"),
+        };
+        let finished = &record[column("finished_at")];
+        let value = json!({
+            "key": record[column("key")],
+            "state": record[column("state")],
+            "payload": serde_json::from_str::<serde_json::Value>(&record[column("payload")]).unwrap(),
+            "result": result.map(|bytes| bytes.iter().map(|b| json!(b)).collect::<Vec<_>>()),
+            "attempts": record[column("attempts")].parse::<i32>().unwrap(),
+            "finished_at": if finished.is_empty() { serde_json::Value::Null } else { json!(finished) },
+        });
+        assert_eq!(stored[&id], value, "item {id}");
+    }
+    let with_usage = records.iter().find(|r| r[column("key")] == "key-00001,x").unwrap();
+    assert_eq!(with_usage[column("cost_usd")], "0.03617865");
+    assert_eq!(with_usage[column("cache_read_tokens")], "", "not reported: empty, not 0");
+}
+
+#[test]
+fn export_to_a_file_is_atomic_and_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config(""), NOW);
+    seed_items(&fixture, 10_000);
+    let target = fixture.path("out/export.jsonl");
+    std::fs::create_dir(fixture.path("out")).unwrap();
+    std::fs::write(&target, "the previous export\n").unwrap();
+    let stdout = fixture.drainctl(&["export", "docs"]).run().stdout;
+
+    // Interrupted while it writes: the previous file is untouched and nothing is left over.
+    let folder = fixture.path("out");
+    let temporaries = || -> Vec<String> {
+        std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "export.jsonl")
+            .collect()
+    };
+    let child = fixture.drainctl(&["export", "docs", "--output", target.to_str().unwrap()]).spawn();
+    wait_until("the temporary file", std::time::Duration::from_secs(20), || !temporaries().is_empty());
+    let temporary = folder.join(&temporaries()[0]);
+    assert_eq!(std::fs::metadata(&temporary).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600), 0o600);
+    signal(child.id(), libc::SIGTERM);
+    let interrupted = finished(child.wait_with_output().unwrap());
+    eprintln!("interrupted export: exit {}", interrupted.code);
+    if interrupted.code == 0 {
+        // The export won the race: it must then be complete.
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), stdout);
+    } else {
+        interrupted.assert_code(75);
+        assert!(interrupted.stderr.contains("interrupted by signal 15"), "{}", interrupted.stderr);
+        assert!(interrupted.stderr.contains("is left as it was"), "{}", interrupted.stderr);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "the previous export\n");
+    }
+    assert_eq!(temporaries(), Vec::<String>::new(), "no temporary file left behind");
+
+    // Complete: the same bytes as stdout, owner-only, and a summary that names the last id.
+    let done = fixture.drainctl(&["export", "docs", "-o", target.to_str().unwrap()]).run();
+    done.assert_code(0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), stdout);
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(done.stdout.starts_with("exported 10000 items of drain docs to "), "{}", done.stdout);
+    assert_eq!(temporaries(), Vec::<String>::new());
+}
+
+#[test]
+fn export_refuses_bad_arguments_with_one_line() {
+    let fixture = Fixture::new(&config(""), NOW);
+    for (args, code, message) in [
+        (&["export", "nope"][..], 64, "unknown drain \"nope\""),
+        (&["export", "docs", "--state", "finished"], 64, "invalid value 'finished' for '--state <STATE>'"),
+        (
+            &["export", "docs", "--since", "last week"],
+            64,
+            "--since: invalid --since \"last week\": give a duration such as 7d",
+        ),
+        (&["export", "docs", "--after-id", "x"], 64, "invalid value 'x' for '--after-id <ID>'"),
+        (
+            &["export", "docs", "--output", "/nonexistent-folder/x.jsonl"],
+            64,
+            "its folder /nonexistent-folder does not exist",
+        ),
+    ] {
+        let result = fixture.drainctl(args).run();
+        result.assert_code(code);
+        assert!(result.stderr.contains(message), "{args:?}: {}", result.stderr);
+        assert_eq!(result.stdout, "", "{args:?}");
+    }
+    let broken = Fixture::new("[[drain]]\nname = \"docs\"\ncommand = []\n", NOW);
+    let result = broken.drainctl(&["export", "docs"]).run();
+    result.assert_code(78);
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+}
