@@ -8,11 +8,14 @@ ALTER TABLE attempts
     ADD COLUMN cache_read_tokens  bigint,
     ADD COLUMN cache_write_tokens bigint,
     ADD COLUMN turns              integer,
-    ADD COLUMN api_ms             bigint;
+    ADD COLUMN api_ms             bigint,
+    ADD COLUMN usage_at           timestamptz;
 
--- Sums over the last 24 h / 7 d read only the attempts that reported usage.
-CREATE INDEX attempts_usage_finished ON attempts (finished_at)
-    WHERE cost_usd IS NOT NULL OR input_tokens IS NOT NULL OR output_tokens IS NOT NULL;
+-- When the usage was recorded (the worker's exit): sums over the last 24 h / 7 d, the
+-- daily budget and the page's cost per day read only the attempts that reported usage.
+-- Its own column, not finished_at: an index on finished_at would make every attempt's
+-- closing update a non-HOT one, on the drain's hot path, for workers that report nothing.
+CREATE INDEX attempts_usage_at ON attempts (usage_at) WHERE usage_at IS NOT NULL;
 
 -- Monotonic cost and token counters for Prometheus, kept by a trigger like the others in
 -- 0007: cost in micro-dollars (the metric divides), tokens by kind.

@@ -112,7 +112,7 @@ pub struct DayCost {
 
 /// The sum of `attempts.cost_usd` per drain of `drains` and day, the days being
 /// `[day_starts[i], day_starts[i + 1])`; attempts that reported no cost are left out, and
-/// a day without any has no entry (index `attempts_usage_finished`).
+/// a day without any has no entry (index `attempts_usage_at`).
 pub fn cost_per_day(
     client: &mut impl GenericClient,
     drains: &[String],
@@ -122,9 +122,9 @@ pub fn cost_per_day(
         return Ok(HashMap::new());
     };
     let rows = client.query(
-        "SELECT i.drain, width_bucket(a.finished_at, $2::timestamptz[]), sum(a.cost_usd)::float8, count(*)
+        "SELECT i.drain, width_bucket(a.usage_at, $2::timestamptz[]), sum(a.cost_usd)::float8, count(*)
            FROM attempts a JOIN items i ON i.id = a.item_id
-          WHERE a.cost_usd IS NOT NULL AND a.finished_at >= $3 AND a.finished_at < $4
+          WHERE a.cost_usd IS NOT NULL AND a.usage_at >= $3 AND a.usage_at < $4
             AND i.drain = ANY($1)
           GROUP BY 1, 2",
         &[&drains, &day_starts, first, end],

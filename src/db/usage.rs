@@ -43,11 +43,18 @@ impl Usage {
 /// Record what the worker of `item_id`'s latest attempt by `run_id` reported, whether that
 /// attempt is still open or already closed (a failed, hit or released one costs too). The
 /// counters `cost_microusd_total` and `tokens_total` follow by trigger.
-pub fn record_usage(client: &mut impl GenericClient, item_id: i64, run_id: i64, usage: &Usage) -> Result<()> {
+pub fn record_usage(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    usage: &Usage,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let cost = usage.cost_text();
     client.execute(
         "UPDATE attempts SET cost_usd = $3::text::numeric, input_tokens = $4, output_tokens = $5,
-                cache_read_tokens = $6, cache_write_tokens = $7, turns = $8, api_ms = $9
+                cache_read_tokens = $6, cache_write_tokens = $7, turns = $8, api_ms = $9,
+                usage_at = $10
           WHERE id = (SELECT max(id) FROM attempts WHERE item_id = $1 AND run_id = $2)",
         &[
             &item_id,
@@ -59,6 +66,7 @@ pub fn record_usage(client: &mut impl GenericClient, item_id: i64, run_id: i64, 
             &usage.cache_write_tokens,
             &usage.turns,
             &usage.api_ms,
+            &now,
         ],
     )?;
     Ok(())
@@ -158,10 +166,10 @@ macro_rules! sum_columns {
     };
 }
 
-/// Only attempts that reported something (the predicate of index `attempts_usage_finished`).
+/// Only attempts that reported something (the predicate of index `attempts_usage_at`).
 macro_rules! reported {
     () => {
-        "(a.cost_usd IS NOT NULL OR a.input_tokens IS NOT NULL OR a.output_tokens IS NOT NULL)"
+        "a.usage_at IS NOT NULL"
     };
 }
 
@@ -176,8 +184,8 @@ fn sums_from(row: &postgres::Row, first: usize) -> UsageSums {
     }
 }
 
-/// Per drain of `drains`, the usage of its attempts that finished at or after `since`; a
-/// drain without any is absent.
+/// Per drain of `drains`, the usage its attempts reported at or after `since` (when their
+/// workers exited); a drain without any is absent.
 pub fn usage_by_drain_since(
     client: &mut impl GenericClient,
     drains: &[String],
@@ -188,7 +196,7 @@ pub fn usage_by_drain_since(
             "SELECT i.drain, ",
             sum_columns!(),
             " FROM attempts a JOIN items i ON i.id = a.item_id
-              WHERE a.finished_at >= $2 AND ",
+              WHERE a.usage_at >= $2 AND ",
             reported!(),
             " AND i.drain = ANY($1)
               GROUP BY i.drain"
@@ -207,13 +215,13 @@ pub fn usage_of_run(client: &mut impl GenericClient, run_id: i64) -> Result<Usag
     Ok(sums_from(&row, 0))
 }
 
-/// What the attempts of `drain` cost since `since` (those still open included): what a
-/// daily budget counts. 0 when none reported a cost.
+/// What the attempts of `drain` reported they cost since `since` (those whose item is
+/// still open included): what a daily budget counts. 0 when none reported a cost.
 pub fn cost_since(client: &mut impl GenericClient, drain: &str, since: DateTime<Utc>) -> Result<f64> {
     let row = client.query_one(
         "SELECT coalesce(sum(a.cost_usd), 0)::float8
            FROM attempts a JOIN items i ON i.id = a.item_id
-          WHERE (a.finished_at >= $2 OR a.finished_at IS NULL) AND a.cost_usd IS NOT NULL
+          WHERE a.usage_at >= $2 AND a.cost_usd IS NOT NULL
             AND i.drain = $1",
         &[&drain, &since],
     )?;

@@ -227,7 +227,7 @@ impl Pass<'_> {
     fn record_usage(&mut self, item: &ClaimedItem, report: &WorkerReport) -> Result<()> {
         let Some(usage) = crate::usage::read_usage(&report.stdout) else { return Ok(()) };
         self.cost_usd += usage.cost_usd.unwrap_or(0.0);
-        crate::db::usage::record_usage(self.client, item.id, self.run_id, &usage)
+        crate::db::usage::record_usage(self.client, item.id, self.run_id, &usage, self.clock.now())
     }
 
     /// A quota hit: give the attempt back and back off the account it ran on. The pass

@@ -145,8 +145,8 @@ fn every_chart_has_one_point_per_datum_of_the_database() {
     fixture
         .client()
         .batch_execute(
-            "UPDATE attempts SET cost_usd = 0.25 WHERE outcome = 'done';
-             UPDATE attempts SET finished_at = '2026-11-23T12:00:00Z'
+            "UPDATE attempts SET cost_usd = 0.25, usage_at = finished_at WHERE outcome = 'done';
+             UPDATE attempts SET finished_at = '2026-11-23T12:00:00Z', usage_at = '2026-11-23T12:00:00Z'
               WHERE id = (SELECT min(id) FROM attempts WHERE outcome = 'done');",
         )
         .unwrap();

@@ -343,7 +343,7 @@ fn seed_items(fixture: &Fixture, count: i64) {
         .batch_execute(
             "INSERT INTO attempts (item_id, run_id, attempt, started_at, finished_at, outcome)
              SELECT id, 0, 1, '2026-11-27T09:10:00Z', '2026-11-27T09:20:00Z', 'failure' FROM items WHERE key LIKE 'key-0000_,x';
-             UPDATE attempts SET cost_usd = 0.03617865, input_tokens = 12, output_tokens = 642;",
+             UPDATE attempts SET cost_usd = 0.03617865, input_tokens = 12, output_tokens = 642, usage_at = finished_at;",
         )
         .unwrap();
     transaction.commit().unwrap();
