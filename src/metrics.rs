@@ -353,13 +353,26 @@ fn counter_families(client: &mut impl GenericClient, config: &Config) -> Result<
 
 /// At the end of a drain pass, replace `metrics_textfile` (when set) so it does not show
 /// the pass's items as pending until the next `supervise`. A failure is logged to the
-/// pass's log and does not change how the pass ended: the items are committed, and the
-/// next `supervise` reports a textfile it cannot write as a `supervise_error`.
-pub fn write_textfile_after_drain_pass(client: &mut impl GenericClient, config: &Config, now: DateTime<Utc>) {
+/// pass's log and recorded as a `metrics_write_failed` event, and does not change how the
+/// pass ended: the items are committed (docs/operations.md#metrics).
+pub fn write_textfile_after_drain_pass(
+    client: &mut impl GenericClient,
+    outbox: &crate::db::events::Outbox,
+    config: &Config,
+    drain: &str,
+    now: DateTime<Utc>,
+) {
     let Some(path) = &config.defaults.metrics_textfile else { return };
     let written = render_metrics(client, config, now).and_then(|text| write_textfile(path, &text));
     if let Err(error) = written {
-        log::warn!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
+        // The pass's work is done and stays done; the failure is said, not swallowed.
+        let message =
+            format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
+        log::warn!("{message}");
+        let event = crate::db::events::Event::new(crate::model::EventKind::MetricsWriteFailed, message)
+            .drain(drain)
+            .data(serde_json::json!({ "path": path.display().to_string() }));
+        crate::db::events::record_event_or_log(client, outbox, &event, now);
     }
 }
 

@@ -208,6 +208,7 @@ vocabulary! {
         ItemsEnqueued = "items_enqueued",
         ItemsRetried = "items_retried",
         KillFailed = "kill_failed",
+        MetricsWriteFailed = "metrics_write_failed",
         MigrationApplied = "migration_applied",
         MigrationChecksumRepaired = "migration_checksum_repaired",
         /// A poison item's quota hit was charged as a failure attempt.
@@ -280,7 +281,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 35);
+        assert_eq!(EventKind::ALL.len(), 36);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());

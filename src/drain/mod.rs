@@ -216,7 +216,13 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
         Ok(())
     })?;
     log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
-    crate::metrics::write_textfile_after_drain_pass(pass.client, pass.config, at);
+    crate::metrics::write_textfile_after_drain_pass(
+        pass.client,
+        pass.outbox,
+        pass.config,
+        &pass.drain.name,
+        at,
+    );
     Ok(())
 }
 

@@ -95,6 +95,23 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 #[test]
+fn a_drain_pass_that_cannot_write_the_textfile_keeps_its_items_and_records_why() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", "metrics_textfile = \"TMPDIR/drainctl.prom\"\n"), NOW);
+    // A folder where the file should be: the write is refused, the work is not.
+    std::fs::create_dir(fixture.path("drainctl.prom")).unwrap();
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).run();
+    pass.assert_code(0);
+    assert!(pass.stderr.contains("could not write metrics_textfile"), "{}", pass.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 1);
+    let events = fixture.drainctl(&["events", "--kind", "metrics_write_failed", "--json"]).run().json();
+    let events = events["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["drain"], "docs");
+    assert!(events[0]["message"].as_str().unwrap().contains("drainctl.prom"), "{events:?}");
+}
+
+#[test]
 fn every_drain_pass_rewrites_the_textfile_and_counters_survive_pruning() {
     let fixture = Fixture::new(
         &config(
