@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub(crate) mod accounts;
+pub(crate) mod atomic_file;
 pub(crate) mod backoff;
 pub(crate) mod cli;
 pub mod cli_docs;

@@ -11,17 +11,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::{OpenOptions, Permissions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use crate::config::{Config, DrainConfig};
 use crate::db::{backoffs, counters, drains, items, passes, runs};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The textfile is world-readable, unlike drainctl's other files (0600): node_exporter
 /// runs as its own user and must read it, and it holds only counts and timestamps.
@@ -376,183 +373,28 @@ pub fn write_textfile_after_drain_pass(
     }
 }
 
-/// How many unpredictable temporary names are tried before giving up: another process
-/// would have to guess 64 random bits this many times in a row.
-const TEMPORARY_NAME_ATTEMPTS: u32 = 16;
+/// How the textfile is replaced (crate::atomic_file): readable by node_exporter.
+const TEXTFILE: crate::atomic_file::Target<'static> = crate::atomic_file::Target {
+    what: "metrics textfile",
+    named_by: "--textfile or metrics_textfile",
+    example: "drainctl.prom",
+    mode: TEXTFILE_MODE,
+};
 
-/// Replace `path` atomically with `text`: create a temporary file in the same folder
-/// exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW`, an unpredictable name, mode
-/// [`TEXTFILE_MODE`]), write and fsync it through its descriptor, rename it over `path`,
-/// fsync the folder. The temporary name does not end in `.prom`, so node_exporter never
-/// reads it, and it is removed on every error. No link is ever followed: a `path` that
-/// exists and is not a regular file (a symbolic link, a directory, a device, a fifo) is
-/// refused, as is a missing folder, with a configuration error (exit 78) that names the
-/// path. See docs/operations.md#metrics.
+/// Replace `path` atomically with `text` (crate::atomic_file): a temporary file in the
+/// same folder whose name does not end in `.prom`, so node_exporter never reads it, then
+/// a rename. No link is ever followed: a `path` that exists and is not a regular file, or
+/// whose folder is missing, is refused with a configuration error (exit 78) that names
+/// the path. See docs/operations.md#metrics.
 pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Config(format!("metrics textfile {} does not name a file", path.display())))?;
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    check_textfile_target(path, &folder)?;
-    let fail = |what: &str, error: std::io::Error| textfile_error(path, what, error);
-    let (mut file, temporary) = create_temporary(&folder, file_name, TEXTFILE_MODE)
-        .map_err(|error| fail("create a temporary file for", error))?;
-    let written = (|| -> std::io::Result<()> {
-        // The umask may have narrowed the mode given at creation; fchmod, never by path.
-        file.set_permissions(Permissions::from_mode(TEXTFILE_MODE))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()
-    })();
-    drop(file);
-    written.map_err(|error| fail("write", error))?;
-    std::fs::rename(&temporary.path, path).map_err(|error| fail("replace", error))?;
-    temporary.renamed();
-    // Make the rename itself durable; a failure here loses nothing already visible.
-    if let Err(error) = std::fs::File::open(&folder).and_then(|dir| dir.sync_all()) {
-        log::debug!("could not fsync folder {}: {error}", folder.display());
-    }
-    Ok(())
-}
-
-/// Refuse a textfile that exists and is not a regular file, or whose folder is missing,
-/// before anything is created.
-fn check_textfile_target(path: &Path, folder: &Path) -> Result<()> {
-    let shown = path.display();
-    let metadata = match std::fs::symlink_metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error)
-            if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) =>
-        {
-            return check_textfile_folder(path, folder)
-        }
-        Err(error) => return Err(textfile_error(path, "inspect", error)),
-    };
-    let file_type = metadata.file_type();
-    if file_type.is_file() {
-        return Ok(());
-    }
-    let what = if file_type.is_symlink() {
-        "is a symbolic link, and drainctl never writes through links; remove it, or set --textfile or \
-         metrics_textfile to the real file"
-            .to_string()
-    } else if file_type.is_dir() {
-        format!(
-            "is a directory; set --textfile or metrics_textfile to a file in it, e.g. {}",
-            path.join("drainctl.prom").display()
-        )
-    } else {
-        "exists and is not a regular file (a device, fifo or socket), and drainctl replaces only regular \
-         files; set --textfile or metrics_textfile to another path"
-            .to_string()
-    };
-    Err(Error::Config(format!("metrics textfile {shown} {what}")))
-}
-
-fn check_textfile_folder(path: &Path, folder: &Path) -> Result<()> {
-    match std::fs::metadata(folder) {
-        Ok(metadata) if metadata.is_dir() => Ok(()),
-        Ok(_) => Err(Error::Config(format!(
-            "metrics textfile {}: {} is not a directory; set --textfile or metrics_textfile to a file in a folder",
-            path.display(),
-            folder.display()
-        ))),
-        Err(error)
-            if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) =>
-        {
-            Err(Error::Config(format!(
-                "metrics textfile {}: its folder {} does not exist; create it (node_exporter's textfile \
-                 directory) or set --textfile or metrics_textfile to a file in another folder",
-                path.display(),
-                folder.display()
-            )))
-        }
-        Err(error) => Err(textfile_error(path, "inspect the folder of", error)),
-    }
-}
-
-/// A failed file operation on the textfile: the deployment's fault (exit 78) when the
-/// folder is missing, not writable or read-only, else worth another try (75).
-fn textfile_error(path: &Path, what: &str, error: std::io::Error) -> Error {
-    use std::io::ErrorKind;
-    let message = format!("cannot {what} metrics textfile {}: {error}", path.display());
-    match error.kind() {
-        ErrorKind::NotFound
-        | ErrorKind::PermissionDenied
-        | ErrorKind::ReadOnlyFilesystem
-        | ErrorKind::NotADirectory
-        | ErrorKind::IsADirectory => Error::Config(format!(
-            "{message}; check that its folder exists and is writable, or change --textfile or metrics_textfile"
-        )),
-        _ => Error::Temporary(message),
-    }
-}
-
-/// A temporary file that is removed when dropped, unless it was renamed into place.
-pub(crate) struct Temporary {
-    pub(crate) path: PathBuf,
-    is_renamed: bool,
-}
-
-impl Temporary {
-    pub(crate) fn renamed(mut self) {
-        self.is_renamed = true;
-    }
-}
-
-impl Drop for Temporary {
-    fn drop(&mut self) {
-        if self.is_renamed {
-            return;
-        }
-        if let Err(error) = std::fs::remove_file(&self.path) {
-            log::warn!("could not remove temporary file {}: {error}", self.path.display());
-        }
-    }
-}
-
-/// Create `.NAME.tmp-RANDOM` in `folder` exclusively with `mode`, never through a link;
-/// another name is tried when one exists. The operations page (`crate::report`) is
-/// written the same way, owner-only.
-pub(crate) fn create_temporary(
-    folder: &Path,
-    file_name: &std::ffi::OsStr,
-    mode: u32,
-) -> std::io::Result<(std::fs::File, Temporary)> {
-    let mut collision = None;
-    for _ in 0..TEMPORARY_NAME_ATTEMPTS {
-        let path = folder.join(format!(".{}.tmp-{:016x}", file_name.to_string_lossy(), unpredictable_u64()));
-        let opened = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(mode)
-            .open(&path);
-        match opened {
-            Ok(file) => return Ok((file, Temporary { path, is_renamed: false })),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => collision = Some(error),
-            Err(error) => return Err(error),
-        }
-    }
-    Err(collision.unwrap_or_else(|| std::io::Error::other("no temporary name was free")))
-}
-
-/// 64 bits another process cannot predict: the standard library seeds every
-/// `RandomState` from the operating system's random source.
-fn unpredictable_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
-    );
-    hasher.finish()
+    crate::atomic_file::replace(path, text.as_bytes(), &TEXTFILE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn label_values_are_escaped() {
@@ -611,23 +453,5 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, [planted.file_name().unwrap().to_str().unwrap(), "drainctl.prom"]);
-    }
-
-    #[test]
-    fn temporary_names_are_unpredictable_and_not_prom_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, first) =
-            create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), TEXTFILE_MODE).unwrap();
-        let (_, second) =
-            create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), TEXTFILE_MODE).unwrap();
-        assert_ne!(first.path, second.path);
-        for temporary in [&first, &second] {
-            let name = temporary.path.file_name().unwrap().to_str().unwrap().to_string();
-            assert!(name.starts_with(".drainctl.prom.tmp-") && !name.ends_with(".prom"), "{name}");
-            let suffix = name.trim_start_matches(".drainctl.prom.tmp-");
-            assert!(suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
-        }
-        drop((first, second));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "dropped temporaries are removed");
     }
 }

@@ -51,7 +51,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
     match &target {
         Some(target) => {
             let (file, temporary) =
-                crate::metrics::create_temporary(&target.folder, &target.file_name, OUTPUT_MODE)
+                crate::atomic_file::create_temporary(&target.folder, &target.file_name, OUTPUT_MODE)
                     .map_err(|error| target.error("create a temporary file beside", error))?;
             // The umask may only have narrowed the mode; set it through the descriptor.
             file.set_permissions(Permissions::from_mode(OUTPUT_MODE))

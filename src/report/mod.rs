@@ -18,9 +18,7 @@
 mod html;
 mod svg;
 
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -308,90 +306,25 @@ fn local_midnight(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
         .unwrap_or_else(|| day.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
-/// Replace `path` with `html` atomically: a temporary file created exclusively in the same
-/// folder (owner-only, never through a link), fsynced and renamed over `path`. A `path`
-/// that exists and is not a regular file, or whose folder is missing, is refused with a
-/// configuration error (exit 78) naming it; the temporary file is removed on every error.
+/// How the page is replaced (crate::atomic_file): owner-only.
+const PAGE: crate::atomic_file::Target<'static> = crate::atomic_file::Target {
+    what: "report page",
+    named_by: "report --html or report_html",
+    example: "drainctl.html",
+    mode: PAGE_MODE,
+};
+
+/// Replace `path` with `html` atomically, owner-only, never through a link; a `path` that
+/// exists and is not a regular file, or whose folder is missing, is refused with a
+/// configuration error (exit 78) naming it.
 pub(crate) fn write_page(path: &Path, html: &str) -> Result<()> {
-    let shown = path.display();
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::Config(format!(
-            "report page {shown} does not name a file; give a file name such as drainctl.html"
-        ))
-    })?;
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    check_target(path, &folder)?;
-    let fail = |what: &str, error: std::io::Error| page_error(path, what, error);
-    let (mut file, temporary) = crate::metrics::create_temporary(&folder, file_name, PAGE_MODE)
-        .map_err(|error| fail("create a temporary file for", error))?;
-    let written = (|| -> std::io::Result<()> {
-        // The umask may have narrowed the mode given at creation; fchmod, never by path.
-        file.set_permissions(std::fs::Permissions::from_mode(PAGE_MODE))?;
-        file.write_all(html.as_bytes())?;
-        file.sync_all()
-    })();
-    drop(file);
-    written.map_err(|error| fail("write", error))?;
-    std::fs::rename(&temporary.path, path).map_err(|error| fail("replace", error))?;
-    temporary.renamed();
-    if let Err(error) = std::fs::File::open(&folder).and_then(|dir| dir.sync_all()) {
-        log::debug!("could not fsync folder {}: {error}", folder.display());
-    }
-    Ok(())
-}
-
-/// Refuse a page path that exists and is not a regular file, or whose folder is missing.
-fn check_target(path: &Path, folder: &Path) -> Result<()> {
-    use std::io::ErrorKind;
-    let shown = path.display();
-    match std::fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.file_type().is_file() => Ok(()),
-        Ok(metadata) => {
-            let what = if metadata.file_type().is_symlink() {
-                "is a symbolic link, and drainctl never writes through links; remove it or name the real file"
-            } else if metadata.is_dir() {
-                "is a directory; name a file in it, e.g. drainctl.html"
-            } else {
-                "exists and is not a regular file; name another path"
-            };
-            Err(Error::Config(format!("report page {shown} {what} (report --html or report_html)")))
-        }
-        Err(error) if matches!(error.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-            match std::fs::metadata(folder) {
-                Ok(metadata) if metadata.is_dir() => Ok(()),
-                _ => Err(Error::Config(format!(
-                    "report page {shown}: its folder {} does not exist; create it or change report --html or report_html",
-                    folder.display()
-                ))),
-            }
-        }
-        Err(error) => Err(page_error(path, "inspect", error)),
-    }
-}
-
-/// A failed file operation on the page: the deployment's fault (exit 78) when the folder
-/// is missing, not writable or read-only, else worth another try (75).
-fn page_error(path: &Path, what: &str, error: std::io::Error) -> Error {
-    use std::io::ErrorKind;
-    let message = format!("cannot {what} report page {}: {error}", path.display());
-    match error.kind() {
-        ErrorKind::NotFound
-        | ErrorKind::PermissionDenied
-        | ErrorKind::ReadOnlyFilesystem
-        | ErrorKind::NotADirectory
-        | ErrorKind::IsADirectory => Error::Config(format!(
-            "{message}; check that its folder exists and is writable, or change report --html or report_html"
-        )),
-        _ => Error::Temporary(message),
-    }
+    crate::atomic_file::replace(path, html.as_bytes(), &PAGE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)

@@ -1,0 +1,230 @@
+//! Files drainctl replaces whole: the metrics textfile, the operations page, an export's
+//! `--output`. A reader sees the old file or the new one, never half of either, and no
+//! link is ever followed (docs/operations.md#metrics, docs/results.md).
+//!
+//! The new content goes to a temporary file created exclusively in the same folder
+//! (`O_CREAT|O_EXCL|O_NOFOLLOW`, an unpredictable name), is fsynced through its descriptor
+//! and renamed over the target; the folder is fsynced after. The temporary file is
+//! removed on every error.
+
+use std::fs::{OpenOptions, Permissions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Which file is replaced, for its checks and messages.
+pub struct Target<'a> {
+    /// What the file is, as messages name it: "metrics textfile", "report page".
+    pub what: &'a str,
+    /// The option or setting that names it: "--textfile or metrics_textfile".
+    pub named_by: &'a str,
+    /// A file name to suggest when a directory was named: "drainctl.prom".
+    pub example: &'a str,
+    /// The file's mode; the umask cannot narrow it.
+    pub mode: u32,
+}
+
+/// Replace `path` atomically with `bytes`. A `path` that exists and is not a regular file
+/// (a symbolic link, a directory, a device, a fifo), or whose folder is missing, is refused
+/// with a configuration error (exit 78) naming it, before anything is created.
+pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
+    let shown = path.display();
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::Config(format!(
+            "{} {shown} does not name a file; set {} to a file such as {}",
+            target.what, target.named_by, target.example
+        ))
+    })?;
+    let folder = folder_of(path);
+    check_target(path, &folder, target)?;
+    let fail = |action: &str, error: std::io::Error| io_error(path, action, error, target);
+    let (mut file, temporary) = create_temporary(&folder, file_name, target.mode)
+        .map_err(|error| fail("create a temporary file for", error))?;
+    let written = (|| -> std::io::Result<()> {
+        // The umask may have narrowed the mode given at creation; fchmod, never by path.
+        file.set_permissions(Permissions::from_mode(target.mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    drop(file);
+    written.map_err(|error| fail("write", error))?;
+    std::fs::rename(&temporary.path, path).map_err(|error| fail("replace", error))?;
+    temporary.renamed();
+    sync_folder(&folder);
+    Ok(())
+}
+
+/// The folder a file of `path` is created in.
+pub fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Make a rename in `folder` durable; a failure loses nothing already visible.
+pub fn sync_folder(folder: &Path) {
+    if let Err(error) = std::fs::File::open(folder).and_then(|dir| dir.sync_all()) {
+        log::debug!("could not fsync folder {}: {error}", folder.display());
+    }
+}
+
+/// Refuse a target that exists and is not a regular file, or whose folder is missing.
+fn check_target(path: &Path, folder: &Path, target: &Target) -> Result<()> {
+    let shown = path.display();
+    let (what, named_by) = (target.what, target.named_by);
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error)
+            if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) =>
+        {
+            return check_folder(path, folder, target)
+        }
+        Err(error) => return Err(io_error(path, "inspect", error, target)),
+    };
+    let file_type = metadata.file_type();
+    if file_type.is_file() {
+        return Ok(());
+    }
+    let why = if file_type.is_symlink() {
+        format!(
+            "is a symbolic link, and drainctl never writes through links; remove it, or set {named_by} to the real file"
+        )
+    } else if file_type.is_dir() {
+        format!(
+            "is a directory; set {named_by} to a file in it, e.g. {}",
+            path.join(target.example).display()
+        )
+    } else {
+        format!(
+            "exists and is not a regular file (a device, fifo or socket), and drainctl replaces only regular \
+             files; set {named_by} to another path"
+        )
+    };
+    Err(Error::Config(format!("{what} {shown} {why}")))
+}
+
+fn check_folder(path: &Path, folder: &Path, target: &Target) -> Result<()> {
+    let (what, named_by) = (target.what, target.named_by);
+    match std::fs::metadata(folder) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Config(format!(
+            "{what} {}: {} is not a directory; set {named_by} to a file in a folder",
+            path.display(),
+            folder.display()
+        ))),
+        Err(error) if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Err(Error::Config(format!(
+                "{what} {}: its folder {} does not exist; create it or set {named_by} to a file in another folder",
+                path.display(),
+                folder.display()
+            )))
+        }
+        Err(error) => Err(io_error(path, "inspect the folder of", error, target)),
+    }
+}
+
+/// A failed file operation: the deployment's fault (exit 78) when the folder is missing,
+/// not writable or read-only, else worth another try (75).
+fn io_error(path: &Path, action: &str, error: std::io::Error, target: &Target) -> Error {
+    use std::io::ErrorKind;
+    let message = format!("cannot {action} {} {}: {error}", target.what, path.display());
+    match error.kind() {
+        ErrorKind::NotFound
+        | ErrorKind::PermissionDenied
+        | ErrorKind::ReadOnlyFilesystem
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory => Error::Config(format!(
+            "{message}; check that its folder exists and is writable, or change {}",
+            target.named_by
+        )),
+        _ => Error::Temporary(message),
+    }
+}
+
+/// How many unpredictable temporary names are tried before giving up: another process
+/// would have to guess 64 random bits this many times in a row.
+const TEMPORARY_NAME_ATTEMPTS: u32 = 16;
+
+/// A temporary file that is removed when dropped, unless it was renamed into place.
+pub(crate) struct Temporary {
+    pub(crate) path: PathBuf,
+    is_renamed: bool,
+}
+
+impl Temporary {
+    pub(crate) fn renamed(mut self) {
+        self.is_renamed = true;
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if self.is_renamed {
+            return;
+        }
+        if let Err(error) = std::fs::remove_file(&self.path) {
+            log::warn!("could not remove temporary file {}: {error}", self.path.display());
+        }
+    }
+}
+
+/// Create `.NAME.tmp-RANDOM` in `folder` exclusively with `mode`, never through a link;
+/// another name is tried when one exists. The name does not end in NAME's extension, so
+/// a collector reading `*.prom` never reads it.
+pub(crate) fn create_temporary(
+    folder: &Path,
+    file_name: &std::ffi::OsStr,
+    mode: u32,
+) -> std::io::Result<(std::fs::File, Temporary)> {
+    let mut collision = None;
+    for _ in 0..TEMPORARY_NAME_ATTEMPTS {
+        let path = folder.join(format!(".{}.tmp-{:016x}", file_name.to_string_lossy(), unpredictable_u64()));
+        let opened = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(mode)
+            .open(&path);
+        match opened {
+            Ok(file) => return Ok((file, Temporary { path, is_renamed: false })),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => collision = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(collision.unwrap_or_else(|| std::io::Error::other("no temporary name was free")))
+}
+
+/// 64 bits another process cannot predict: the standard library seeds every
+/// `RandomState` from the operating system's random source.
+fn unpredictable_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_are_unpredictable_and_not_prom_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, first) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), 0o644).unwrap();
+        let (_, second) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), 0o644).unwrap();
+        assert_ne!(first.path, second.path);
+        for temporary in [&first, &second] {
+            let name = temporary.path.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(name.starts_with(".drainctl.prom.tmp-") && !name.ends_with(".prom"), "{name}");
+            let suffix = name.trim_start_matches(".drainctl.prom.tmp-");
+            assert!(suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+        }
+        drop((first, second));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "dropped temporaries are removed");
+    }
+}
