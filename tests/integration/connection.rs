@@ -230,3 +230,45 @@ fn a_transaction_pooler_is_refused_with_78_and_a_session_pool_works() {
     through("sess", &["doctor"]).assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
 }
+
+#[test]
+fn a_drain_pass_and_a_supervise_pass_work_through_a_session_pool() {
+    // No URL in the configuration file: every process, the drain that supervise starts
+    // included (it inherits the environment), can reach the database only through the pool.
+    let fixture = Fixture::new(CONFIG, NOW);
+    let Some(bouncer) = Pgbouncer::start(&fixture.db) else { return };
+    let pool = bouncer.url("sess");
+    let through = |args: &[&str]| fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", &pool).run();
+    let enqueue = |keys: &[&str]| {
+        for key in keys {
+            let payload = r#"{"steps": [{"out": "ok"}]}"#;
+            through(&["enqueue", "a", "--key", key, "--payload", payload]).assert_code(0);
+        }
+    };
+
+    through(&["migrate"]).assert_code(0);
+    enqueue(&["d1", "d2", "d3"]);
+    through(&["drain", "a"]).assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 3);
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM runs WHERE trigger = 'manual' AND status = 'drained' AND items_done = 3"
+        ),
+        1
+    );
+
+    enqueue(&["s1", "s2"]);
+    through(&["supervise"]).assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'"), 1);
+    wait_until("the drain supervise started to finish its items", Duration::from_secs(30), || {
+        fixture.count(
+            "SELECT count(*) FROM runs WHERE trigger = 'supervisor' AND status = 'drained' AND items_done = 2",
+        ) == 1
+    });
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 5);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status <> 'drained'"), 0);
+    // Every one of them logged in to the session pool.
+    let log = std::fs::read_to_string(bouncer.dir.path().join("pgbouncer.log")).unwrap_or_default();
+    assert!(log.contains("login attempt: db=sess"), "no login through the session pool in:\n{log}");
+    assert!(!log.contains("db=txn"), "{log}");
+}
