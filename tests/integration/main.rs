@@ -17,6 +17,7 @@ mod operator;
 mod quota_utilisation;
 mod rate_limits;
 mod real_clients;
+mod scale;
 mod security;
 mod supervise;
 mod waiting;
