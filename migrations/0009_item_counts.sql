@@ -22,75 +22,86 @@ CREATE TABLE item_counts (
     PRIMARY KEY (drain, slot)
 );
 
--- Add per-(drain, state) deltas to this backend's slot rows, in drain order (two
--- statements that touch several drains lock their rows in the same order).
-CREATE FUNCTION item_counts_apply(p_drains text[], p_states text[], p_deltas bigint[]) RETURNS void
-LANGUAGE sql AS $$
+-- Each trigger adds its statement's moves, per drain, to this backend's slot row, in drain
+-- order (two statements that touch several drains lock their rows in the same order). A
+-- drain whose moves net to nothing (an update that changes no state: a resume token, a
+-- payload) writes nothing.
+CREATE FUNCTION item_counts_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO item_counts AS c (drain, slot, pending, running, done, dead, skipped_missing)
-    SELECT d.drain, (pg_backend_pid() % 16)::smallint,
-           coalesce(sum(d.delta) FILTER (WHERE d.state = 'pending'), 0),
-           coalesce(sum(d.delta) FILTER (WHERE d.state = 'running'), 0),
-           coalesce(sum(d.delta) FILTER (WHERE d.state = 'done'), 0),
-           coalesce(sum(d.delta) FILTER (WHERE d.state = 'dead'), 0),
-           coalesce(sum(d.delta) FILTER (WHERE d.state = 'skipped_missing'), 0)
-      FROM unnest(p_drains, p_states, p_deltas) AS d (drain, state, delta)
-     GROUP BY d.drain
-     ORDER BY d.drain
+    SELECT drain, (pg_backend_pid() % 16)::smallint,
+           coalesce(sum(n) FILTER (WHERE state = 'pending'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'running'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'done'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'dead'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0)
+      FROM (SELECT drain, state, 1::bigint FROM new_items) AS moves (drain, state, n)
+     GROUP BY drain
+    HAVING coalesce(sum(n) FILTER (WHERE state = 'pending'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'running'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'done'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'dead'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0) <> 0
+     ORDER BY drain
     ON CONFLICT (drain, slot) DO UPDATE
        SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
            done = c.done + EXCLUDED.done, dead = c.dead + EXCLUDED.dead,
-           skipped_missing = c.skipped_missing + EXCLUDED.skipped_missing
-$$;
-
-CREATE FUNCTION item_counts_inserted() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_drains text[]; v_states text[]; v_deltas bigint[];
-BEGIN
-    SELECT array_agg(drain), array_agg(state), array_agg(n)
-      INTO v_drains, v_states, v_deltas
-      FROM (SELECT drain, state, count(*) AS n FROM new_items GROUP BY drain, state) d;
-    IF v_drains IS NOT NULL THEN
-        PERFORM item_counts_apply(v_drains, v_states, v_deltas);
-    END IF;
+           skipped_missing = c.skipped_missing + EXCLUDED.skipped_missing;
     RETURN NULL;
 END
 $$;
 
 CREATE FUNCTION item_counts_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_drains text[]; v_states text[]; v_deltas bigint[];
 BEGIN
-    SELECT array_agg(drain), array_agg(state), array_agg(-n)
-      INTO v_drains, v_states, v_deltas
-      FROM (SELECT drain, state, count(*) AS n FROM old_items GROUP BY drain, state) d;
-    IF v_drains IS NOT NULL THEN
-        PERFORM item_counts_apply(v_drains, v_states, v_deltas);
-    END IF;
+    INSERT INTO item_counts AS c (drain, slot, pending, running, done, dead, skipped_missing)
+    SELECT drain, (pg_backend_pid() % 16)::smallint,
+           coalesce(sum(n) FILTER (WHERE state = 'pending'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'running'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'done'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'dead'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0)
+      FROM (SELECT drain, state, -1::bigint FROM old_items) AS moves (drain, state, n)
+     GROUP BY drain
+    HAVING coalesce(sum(n) FILTER (WHERE state = 'pending'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'running'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'done'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'dead'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0) <> 0
+     ORDER BY drain
+    ON CONFLICT (drain, slot) DO UPDATE
+       SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
+           done = c.done + EXCLUDED.done, dead = c.dead + EXCLUDED.dead,
+           skipped_missing = c.skipped_missing + EXCLUDED.skipped_missing;
     RETURN NULL;
 END
 $$;
 
--- An update moves an item between states: +1 for its new state, −1 for its old one; an
--- update that changes no state (a resume token, a payload) nets to nothing and writes
--- nothing.
+-- An update moves an item between states: +1 for its new state, −1 for its old one.
 CREATE FUNCTION item_counts_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_drains text[]; v_states text[]; v_deltas bigint[];
 BEGIN
-    SELECT array_agg(drain), array_agg(state), array_agg(n)
-      INTO v_drains, v_states, v_deltas
-      FROM (SELECT drain, state, sum(n)::bigint AS n
-              FROM (SELECT drain, state, 1 AS n FROM new_items
-                    UNION ALL
-                    SELECT drain, state, -1 FROM old_items) AS moves
-             GROUP BY drain, state
-            HAVING sum(n) <> 0) d;
-    IF v_drains IS NOT NULL THEN
-        PERFORM item_counts_apply(v_drains, v_states, v_deltas);
-    END IF;
+    INSERT INTO item_counts AS c (drain, slot, pending, running, done, dead, skipped_missing)
+    SELECT drain, (pg_backend_pid() % 16)::smallint,
+           coalesce(sum(n) FILTER (WHERE state = 'pending'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'running'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'done'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'dead'), 0),
+           coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0)
+      FROM (SELECT drain, state, 1::bigint FROM new_items
+            UNION ALL SELECT drain, state, -1::bigint FROM old_items) AS moves (drain, state, n)
+     GROUP BY drain
+    HAVING coalesce(sum(n) FILTER (WHERE state = 'pending'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'running'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'done'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'dead'), 0) <> 0
+        OR coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0) <> 0
+     ORDER BY drain
+    ON CONFLICT (drain, slot) DO UPDATE
+       SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
+           done = c.done + EXCLUDED.done, dead = c.dead + EXCLUDED.dead,
+           skipped_missing = c.skipped_missing + EXCLUDED.skipped_missing;
     RETURN NULL;
 END
 $$;
