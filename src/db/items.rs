@@ -151,6 +151,14 @@ fn move_staged(
     } else {
         0
     };
+    // What the drain already has stays as it is (a duplicate): its lines leave the
+    // staging table first, so that the insert below never reads the table it writes (an
+    // anti-join inside the insert would be planned against the rows it has just added).
+    tx.execute(
+        "DELETE FROM enqueue_staging s USING items i
+          WHERE i.drain = $1 AND i.key = convert_from(s.key, 'UTF8')",
+        &[&drain],
+    )?;
     // New keys in input order (item ids follow it, and so does the claim order). A key
     // repeated in the batch, or inserted meanwhile by another session, makes this plain
     // insert fail; then the slower insert that skips conflicts one by one does the work.
@@ -158,10 +166,9 @@ fn move_staged(
         let mut fast = tx.savepoint("enqueue_new_keys")?;
         let result = fast.execute(
             "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
-             SELECT $1, s.key, convert_from(s.payload, 'UTF8')::jsonb, $2, $2, $2
-               FROM (SELECT line, convert_from(key, 'UTF8') AS key, payload FROM enqueue_staging) s
-              WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.drain = $1 AND i.key = s.key)
-              ORDER BY s.line",
+             SELECT $1, convert_from(key, 'UTF8'), convert_from(payload, 'UTF8')::jsonb, $2, $2, $2
+               FROM enqueue_staging
+              ORDER BY line",
             &[&drain, &now],
         );
         match result {
