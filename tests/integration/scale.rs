@@ -206,3 +206,29 @@ fn wait_with_own_peak_memory(mut child: std::process::Child) -> (Finished, i64) 
     }
     (finished(child.wait_with_output().unwrap()), peak_kib)
 }
+
+/// Each prune batch reads its done items from an index in the order it deletes them: no
+/// batch sorts every done item (which, over millions finished at the same instant, made a
+/// batch of 1000 cost a scan of them all).
+#[test]
+fn a_prune_batch_reads_done_items_in_index_order_without_sorting_them() {
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.drainctl(&["status"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client.batch_execute("SET enable_seqscan = off; SET enable_sort = off").unwrap();
+    let plan: serde_json::Value = client
+        .query_one(
+            "EXPLAIN (FORMAT JSON)
+             SELECT id FROM items
+              WHERE state IN ('done', 'skipped_missing') AND finished_at < now()
+              ORDER BY finished_at, id
+              LIMIT 1000",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let text = plan.to_string();
+    // Neither a Sort nor an Incremental Sort node.
+    assert!(!text.contains("Sort\""), "{plan:#}");
+    assert!(text.contains("items_finished_id"), "{plan:#}");
+}
