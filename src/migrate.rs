@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 7, name: "counters", sql: include_str!("../migrations/0007_counters.sql") },
     Migration { version: 8, name: "usage", sql: include_str!("../migrations/0008_usage.sql") },
+    Migration { version: 9, name: "item_counts", sql: include_str!("../migrations/0009_item_counts.sql") },
     Migration {
         version: 10,
         name: "hash_progress",

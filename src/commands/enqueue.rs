@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 use crate::cli::EnqueueArgs;
 use crate::context::Context;
 use crate::db::events::{record_event, Event};
-use crate::db::items::{insert_items, NewItem, MAX_KEY_BYTES};
+use crate::db::items::{
+    apply_staged_items, finish_staging, stage_item, start_staging, NewItem, MAX_KEY_BYTES,
+};
 use crate::db::{drains::ensure_drain, in_transaction};
 use crate::error::{Error, Result};
 use crate::model::EventKind;
@@ -25,26 +27,34 @@ pub const MAX_PAYLOAD_BYTES: usize = (1 << 28) - 1;
 
 pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     let drain = ctx.config.drain(&args.name)?.name.clone();
-    let items = match (&args.key, &args.payload) {
+    let input = match (&args.key, &args.payload) {
         (Some(key), Some(payload)) => {
             let payload: Value = serde_json::from_str(payload)
                 .map_err(|error| Error::Data(format!("--payload is not valid JSON: {error}")))?;
             check_payload(&payload).map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
-            vec![NewItem { key: check_key(key, None)?, payload, origin: "--payload".to_string() }]
+            Input::One(NewItem { key: check_key(key, None)?, payload })
         }
         _ => match &args.file {
             Some(path) => {
                 let file = std::fs::File::open(path)
                     .map_err(|error| Error::Data(format!("cannot read {}: {error}", path.display())))?;
-                parse_lines(BufReader::new(file), &path.display().to_string())?
+                Input::Lines(Box::new(BufReader::with_capacity(1 << 16, file)), path.display().to_string())
             }
-            None => parse_lines(BufReader::new(std::io::stdin().lock()), "stdin")?,
+            None => Input::Lines(
+                Box::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock())),
+                "stdin".to_string(),
+            ),
         },
     };
     let now = ctx.clock.now();
     let counts = in_transaction(&mut ctx.client, |tx| {
         ensure_drain(tx, &drain, now)?;
-        let counts = insert_items(tx, &drain, &items, args.replace, now)?;
+        let (staged, source) = stage(tx, input)?;
+        let origin = |line: i64| match &source {
+            Some(source) => format!("{source}:{line}"),
+            None => "--payload".to_string(),
+        };
+        let counts = apply_staged_items(tx, &drain, staged, args.replace, now, &origin)?;
         if counts.added + counts.replaced > 0 {
             let event = Event::new(
                 EventKind::ItemsEnqueued,
@@ -72,6 +82,46 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     ))
 }
 
+/// What `enqueue` reads: one item from the command line, or JSON lines from a reader
+/// named `source` in messages.
+enum Input<'a> {
+    One(NewItem),
+    Lines(Box<dyn BufRead + 'a>, String),
+}
+
+/// Stream the input into the staging table, checking each line as it goes: memory stays
+/// that of one line whatever the input's size. The first bad line ends the batch (the
+/// COPY is abandoned and the transaction rolls back). Returns how many items were staged,
+/// and the source name that line numbers belong to.
+fn stage(tx: &mut postgres::Transaction<'_>, input: Input<'_>) -> Result<(u64, Option<String>)> {
+    let mut writer = start_staging(tx)?;
+    let mut encoded = Vec::new();
+    match input {
+        Input::One(item) => {
+            encode_payload(&item.payload, MAX_PAYLOAD_BYTES, &mut encoded)
+                .map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
+            stage_item(&mut writer, 1, &item.key, &encoded)?;
+            Ok((finish_staging(writer)?, None))
+        }
+        Input::Lines(reader, source) => {
+            for (index, line) in reader.split(b'\n').enumerate() {
+                let number = index + 1;
+                let line =
+                    line.map_err(|error| bad_line(&source, number, format!("cannot read: {error}")))?;
+                let Some((key, payload)) = parse_line(&line, &source, number)? else { continue };
+                encode_payload(&payload, MAX_PAYLOAD_BYTES, &mut encoded)
+                    .map_err(|problem| bad_line(&source, number, problem))?;
+                stage_item(&mut writer, number as i64, &key, &encoded)?;
+            }
+            Ok((finish_staging(writer)?, Some(source)))
+        }
+    }
+}
+
+fn bad_line(source: &str, number: usize, problem: String) -> Error {
+    Error::Data(format!("{source}:{number}: {problem}; nothing was enqueued"))
+}
+
 fn check_key(key: &str, line: Option<(&str, usize)>) -> Result<String> {
     let problem = if key.is_empty() {
         Some("key is empty".to_string())
@@ -93,39 +143,45 @@ fn check_key(key: &str, line: Option<(&str, usize)>) -> Result<String> {
 
 /// Parse JSON lines `{"key": "...", "payload": ...}`; blank lines are skipped. The key may
 /// be a string or an integer. Any bad line fails the whole batch with its line number.
+#[cfg(test)]
 pub fn parse_lines(reader: impl BufRead, source: &str) -> Result<Vec<NewItem>> {
     let mut items = Vec::new();
     for (index, line) in reader.split(b'\n').enumerate() {
         let number = index + 1;
-        let bad =
-            |problem: String| Error::Data(format!("{source}:{number}: {problem}; nothing was enqueued"));
-        let line = line.map_err(|error| bad(format!("cannot read: {error}")))?;
-        let line = String::from_utf8(line).map_err(|_| bad("not valid UTF-8".to_string()))?;
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
+        let line = line.map_err(|error| bad_line(source, number, format!("cannot read: {error}")))?;
+        if let Some((key, payload)) = parse_line(&line, source, number)? {
+            check_payload(&payload).map_err(|problem| bad_line(source, number, problem))?;
+            items.push(NewItem { key, payload });
         }
-        let value: Value =
-            serde_json::from_str(line).map_err(|error| bad(format!("invalid JSON: {error}")))?;
-        let Value::Object(mut object) = value else {
-            return Err(bad("expected an object {\"key\": ..., \"payload\": ...}".to_string()));
-        };
-        let key = match object.remove("key") {
-            Some(Value::String(key)) => key,
-            Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number.to_string(),
-            Some(_) => return Err(bad("\"key\" must be a string or an integer".to_string())),
-            None => return Err(bad("missing \"key\"".to_string())),
-        };
-        let key = check_key(&key, Some((source, number)))?;
-        let payload = object.remove("payload").ok_or_else(|| bad("missing \"payload\"".to_string()))?;
-        if let Some(extra) = object.keys().next() {
-            return Err(bad(format!("unknown field {extra:?}; a line has only \"key\" and \"payload\"")));
-        }
-        check_payload(&payload).map_err(bad)?;
-        // A key repeated within one batch: the first wins, the rest count as duplicates.
-        items.push(NewItem { key, payload, origin: format!("{source}:{number}") });
     }
     Ok(items)
+}
+
+/// One JSON line: its key (checked) and payload (not yet checked against jsonb's limits),
+/// or `None` for a blank line. A repeated key is not an error here: the first line wins.
+fn parse_line(line: &[u8], source: &str, number: usize) -> Result<Option<(String, Value)>> {
+    let bad = |problem: String| bad_line(source, number, problem);
+    let line = std::str::from_utf8(line).map_err(|_| bad("not valid UTF-8".to_string()))?;
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(line).map_err(|error| bad(format!("invalid JSON: {error}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(bad("expected an object {\"key\": ..., \"payload\": ...}".to_string()));
+    };
+    let key = match object.remove("key") {
+        Some(Value::String(key)) => key,
+        Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number.to_string(),
+        Some(_) => return Err(bad("\"key\" must be a string or an integer".to_string())),
+        None => return Err(bad("missing \"key\"".to_string())),
+    };
+    let key = check_key(&key, Some((source, number)))?;
+    let payload = object.remove("payload").ok_or_else(|| bad("missing \"payload\"".to_string()))?;
+    if let Some(extra) = object.keys().next() {
+        return Err(bad(format!("unknown field {extra:?}; a line has only \"key\" and \"payload\"")));
+    }
+    Ok(Some((key, payload)))
 }
 
 /// Refuse a payload PostgreSQL's jsonb cannot store: a NUL character in a string or an
@@ -137,17 +193,32 @@ pub fn check_payload(payload: &Value) -> std::result::Result<(), String> {
 /// [`check_payload`] with the size limit `max_bytes`.
 fn check_payload_within(payload: &Value, max_bytes: usize) -> std::result::Result<(), String> {
     if let Some(path) = nul_path(payload, "$") {
-        return Err(format!(
-            "payload has a NUL character (\\u0000) at {path}, which PostgreSQL cannot store; remove it"
-        ));
+        return Err(nul_problem(&path));
     }
     let mut size = ByteCount(0);
     serde_json::to_writer(&mut size, payload).map_err(|error| format!("payload: {error}"))?;
-    if size.0 > max_bytes {
+    size_problem(size.0, max_bytes)
+}
+
+/// Check `payload` as [`check_payload_within`] does and leave its compact JSON in `out`.
+fn encode_payload(payload: &Value, max_bytes: usize, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    if let Some(path) = nul_path(payload, "$") {
+        return Err(nul_problem(&path));
+    }
+    out.clear();
+    serde_json::to_writer(&mut *out, payload).map_err(|error| format!("payload: {error}"))?;
+    size_problem(out.len(), max_bytes)
+}
+
+fn nul_problem(path: &str) -> String {
+    format!("payload has a NUL character (\\u0000) at {path}, which PostgreSQL cannot store; remove it")
+}
+
+fn size_problem(bytes: usize, max_bytes: usize) -> std::result::Result<(), String> {
+    if bytes > max_bytes {
         return Err(format!(
-            "payload is {} bytes of JSON, more than the {max_bytes} an item can hold (jsonb's limit); \
-             put large data in a file and enqueue its path",
-            size.0
+            "payload is {bytes} bytes of JSON, more than the {max_bytes} an item can hold (jsonb's limit); \
+             put large data in a file and enqueue its path"
         ));
     }
     Ok(())

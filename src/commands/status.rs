@@ -3,7 +3,7 @@
 //! start, and a forecast (throughput of recent passes, time to empty the backlog, whether
 //! a burst finishes in time) — of every account of the quota groups that declare
 //! accounts, and the supervisor's heartbeat, with relative times in the configured zone.
-//! Counts come from the `(drain, state)` index.
+//! Counts come from `item_counts` (kept by triggers, at most 16 rows per drain).
 //!
 //! [`gather`] reads the database once, [`decide`] works out each drain's state from that
 //! snapshot (no I/O), and [`render`] prints the result: a table for humans, or the

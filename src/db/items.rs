@@ -34,8 +34,6 @@ pub struct ClaimedItem {
 pub struct NewItem {
     pub key: String,
     pub payload: Value,
-    /// Where it came from, for messages: `stdin:3`, `--payload`.
-    pub origin: String,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize, PartialEq, Eq)]
@@ -45,52 +43,192 @@ pub struct EnqueueCounts {
     pub replaced: u64,
 }
 
-/// Insert items; an existing `(drain, key)` is a duplicate, or with `replace` a finished
-/// (done, dead or skipped_missing) item is reset to pending with the new payload.
-pub fn insert_items(
-    client: &mut impl GenericClient,
-    drain: &str,
-    items: &[NewItem],
-    replace: bool,
-    now: DateTime<Utc>,
-) -> Result<EnqueueCounts> {
-    let insert = client.prepare(
-        "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
-         VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT (drain, key) DO NOTHING",
-    )?;
-    let reset = client.prepare(
-        "UPDATE items SET state = 'pending', payload = $3, attempts = 0, available_at = $4,
-                claimed_by = NULL, claimed_at = NULL, last_error = NULL, stderr_tail = NULL,
-                result = NULL, finished_at = NULL, resume_token = NULL, updated_at = $4
-          WHERE drain = $1 AND key = $2 AND state IN ('done', 'dead', 'skipped_missing')",
-    )?;
-    let mut counts = EnqueueCounts::default();
-    for item in items {
-        let refused = |error: postgres::Error| refused_item(&item.origin, error);
-        if client.execute(&insert, &[&drain, &item.key, &item.payload, &now]).map_err(refused)? == 1 {
-            counts.added += 1;
-        } else if replace
-            && client.execute(&reset, &[&drain, &item.key, &item.payload, &now]).map_err(refused)? == 1
-        {
-            counts.replaced += 1;
-        } else {
-            counts.duplicates += 1;
-        }
-    }
-    Ok(counts)
+/// The temporary table a batch is streamed into with COPY before it meets `items`:
+/// `line` numbers the input (the first occurrence of a key wins), `key` and `payload`
+/// travel as bytes, so the COPY itself can refuse nothing and every refusal of the server
+/// is found again with its line (see [`apply_staged_items`]).
+const STAGING: &str = "CREATE TEMPORARY TABLE enqueue_staging (
+                           line bigint PRIMARY KEY, key bytea NOT NULL, payload bytea NOT NULL
+                       ) ON COMMIT DROP";
+
+/// Open a batch: the staging table and a binary COPY into it. Write each item with
+/// [`stage_item`], then [`finish_staging`]; dropping the writer aborts the COPY (and the
+/// caller's transaction rolls back).
+pub fn start_staging<'a>(
+    client: &'a mut postgres::Transaction<'_>,
+) -> Result<postgres::binary_copy::BinaryCopyInWriter<'a>> {
+    client.batch_execute(STAGING)?;
+    let writer = client.copy_in("COPY enqueue_staging (line, key, payload) FROM STDIN (FORMAT binary)")?;
+    Ok(postgres::binary_copy::BinaryCopyInWriter::new(writer, &[Type::INT8, Type::BYTEA, Type::BYTEA]))
 }
 
-/// The server's refusal of one enqueued item's data (a value jsonb or text cannot hold,
-/// a size over its limits) is bad input naming where the item came from (exit 65); any
-/// other failure keeps its class.
-fn refused_item(origin: &str, error: postgres::Error) -> Error {
-    match error.as_db_error() {
-        Some(db) if is_refused_data(db.code()) => Error::Data(format!(
-            "{origin}: the database refused the item: {}; nothing was enqueued",
-            db.message()
-        )),
-        _ => Error::from(error),
+/// Stream one item of a batch: its input line, key and compact JSON payload.
+pub fn stage_item(
+    writer: &mut postgres::binary_copy::BinaryCopyInWriter<'_>,
+    line: i64,
+    key: &str,
+    payload_json: &[u8],
+) -> Result<()> {
+    writer.write(&[&line, &key.as_bytes(), &payload_json])?;
+    Ok(())
+}
+
+/// End the COPY; the number of items staged.
+pub fn finish_staging(writer: postgres::binary_copy::BinaryCopyInWriter<'_>) -> Result<u64> {
+    let staged = writer.finish()?;
+    Ok(staged)
+}
+
+/// Move a staged batch into `drain`'s backlog: an existing `(drain, key)` is a duplicate,
+/// or with `replace` a finished (done, dead or skipped_missing) item is reset to pending
+/// with the new payload; a key repeated in the batch counts once, its first line wins.
+/// When the server refuses a value (class 22 or 54), the batch is searched for the first
+/// line it refuses and that line is named (`origin` turns a line into `stdin:3`).
+pub fn apply_staged_items(
+    tx: &mut postgres::Transaction<'_>,
+    drain: &str,
+    staged: u64,
+    replace: bool,
+    now: DateTime<Utc>,
+    origin: &dyn Fn(i64) -> String,
+) -> Result<EnqueueCounts> {
+    if staged == 0 {
+        return Ok(EnqueueCounts::default());
     }
+    // Without statistics a temporary table is planned blind; a sample is cheap.
+    tx.batch_execute("ANALYZE enqueue_staging")?;
+    let applied = {
+        let mut attempt = tx.savepoint("enqueue_apply")?;
+        match move_staged(&mut attempt, drain, replace, now) {
+            Ok(counts) => {
+                attempt.commit()?;
+                Ok(counts)
+            }
+            Err(error) => Err(error),
+        }
+    };
+    let (added, replaced) = match applied {
+        Ok(counts) => counts,
+        Err(error) => {
+            let refused = error
+                .as_db_error()
+                .filter(|db| is_refused_data(db.code()))
+                .map(|db| db.message().to_string());
+            let Some(message) = refused else { return Err(Error::from(error)) };
+            return Err(match first_refused_line(tx)? {
+                Some((line, message)) => Error::Data(format!(
+                    "{}: the database refused the item: {message}; nothing was enqueued",
+                    origin(line)
+                )),
+                None => {
+                    Error::Data(format!("the database refused the batch: {message}; nothing was enqueued"))
+                }
+            });
+        }
+    };
+    Ok(EnqueueCounts { added, replaced, duplicates: staged.saturating_sub(added + replaced) })
+}
+
+/// The statements of [`apply_staged_items`] (inside its savepoint): (added, replaced).
+fn move_staged(
+    tx: &mut postgres::Transaction<'_>,
+    drain: &str,
+    replace: bool,
+    now: DateTime<Utc>,
+) -> std::result::Result<(u64, u64), postgres::Error> {
+    let replaced = if replace {
+        tx.execute(
+            "UPDATE items i SET state = 'pending', payload = convert_from(s.payload, 'UTF8')::jsonb,
+                    attempts = 0, available_at = $2, claimed_by = NULL, claimed_at = NULL,
+                    last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
+                    resume_token = NULL, updated_at = $2
+               FROM (SELECT DISTINCT ON (key) key, line FROM enqueue_staging ORDER BY key, line) f
+               JOIN enqueue_staging s ON s.line = f.line
+              WHERE i.drain = $1 AND i.key = convert_from(f.key, 'UTF8')
+                AND i.state IN ('done', 'dead', 'skipped_missing')",
+            &[&drain, &now],
+        )?
+    } else {
+        0
+    };
+    // What the drain already has stays as it is (a duplicate): its lines leave the
+    // staging table first, so that the insert below never reads the table it writes (an
+    // anti-join inside the insert would be planned against the rows it has just added).
+    tx.execute(
+        "DELETE FROM enqueue_staging s USING items i
+          WHERE i.drain = $1 AND i.key = convert_from(s.key, 'UTF8')",
+        &[&drain],
+    )?;
+    // New keys in input order (item ids follow it, and so does the claim order). A key
+    // repeated in the batch, or inserted meanwhile by another session, makes this plain
+    // insert fail; then the slower insert that skips conflicts one by one does the work.
+    let added = {
+        let mut fast = tx.savepoint("enqueue_new_keys")?;
+        let result = fast.execute(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             SELECT $1, convert_from(key, 'UTF8'), convert_from(payload, 'UTF8')::jsonb, $2, $2, $2
+               FROM enqueue_staging
+              ORDER BY line",
+            &[&drain, &now],
+        );
+        match result {
+            Ok(added) => {
+                fast.commit()?;
+                Some(added)
+            }
+            Err(error) if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => None,
+            Err(error) => return Err(error),
+        }
+    };
+    let added = match added {
+        Some(added) => added,
+        None => tx.execute(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             SELECT $1, convert_from(key, 'UTF8'), convert_from(payload, 'UTF8')::jsonb, $2, $2, $2
+               FROM enqueue_staging
+              ORDER BY line
+             ON CONFLICT (drain, key) DO NOTHING",
+            &[&drain, &now],
+        )?,
+    };
+    Ok((added, replaced))
+}
+
+/// The first staged line whose key or payload the server refuses, and its message: a
+/// bisection over line ranges, each probe in its own savepoint (a refusal aborts it).
+fn first_refused_line(tx: &mut postgres::Transaction<'_>) -> Result<Option<(i64, String)>> {
+    let bounds = tx.query_one("SELECT min(line), max(line) FROM enqueue_staging", &[])?;
+    let (Some(mut low), Some(mut high)) = (bounds.get::<_, Option<i64>>(0), bounds.get::<_, Option<i64>>(1))
+    else {
+        return Ok(None);
+    };
+    let probe = |tx: &mut postgres::Transaction<'_>, from: i64, to: i64| -> Result<Option<String>> {
+        let mut savepoint = tx.savepoint("enqueue_probe")?;
+        let result = savepoint.query_one(
+            "SELECT count(convert_from(key, 'UTF8')) + count(convert_from(payload, 'UTF8')::jsonb)
+               FROM enqueue_staging WHERE line BETWEEN $1 AND $2",
+            &[&from, &to],
+        );
+        match result {
+            Ok(_) => Ok(None),
+            Err(error) => match error.as_db_error() {
+                Some(db) if is_refused_data(db.code()) => Ok(Some(db.message().to_string())),
+                _ => Err(Error::from(error)),
+            },
+        }
+    };
+    if probe(tx, low, high)?.is_none() {
+        return Ok(None);
+    }
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if probe(tx, low, middle)?.is_some() {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Ok(probe(tx, low, low)?.map(|message| (low, message)))
 }
 
 /// SQLSTATE classes of a value the server cannot take: 22 (data exception, e.g. an
@@ -834,35 +972,41 @@ pub struct StateCounts {
     pub skipped_missing: i64,
 }
 
-/// How many items of `drain` are in each state (index-only scans of `items_drain_state`).
+/// How many items of `drain` are in each state (from `item_counts`, see
+/// [`count_by_state_of`]).
 pub fn count_by_state(client: &mut impl GenericClient, drain: &str) -> Result<StateCounts> {
     let mut counts = count_by_state_of(client, &[drain.to_string()])?;
     Ok(counts.remove(drain).unwrap_or_default())
 }
 
 /// How many items each of `drains` has in each state, in one statement; a drain without
-/// items is absent.
+/// items is absent. The counts are kept exact by triggers in the transactions that change
+/// items (migrations/0009_item_counts.sql): at most 16 rows per drain are read, whatever
+/// the size of the backlog.
 pub fn count_by_state_of(
     client: &mut impl GenericClient,
     drains: &[String],
 ) -> Result<HashMap<String, StateCounts>> {
     let rows = client.query(
-        "SELECT drain, state, count(*) FROM items WHERE drain = ANY($1) GROUP BY drain, state",
+        "SELECT drain, sum(pending)::bigint, sum(running)::bigint, sum(done)::bigint, sum(dead)::bigint,
+                sum(skipped_missing)::bigint
+           FROM item_counts WHERE drain = ANY($1) GROUP BY drain
+         HAVING sum(pending) + sum(running) + sum(done) + sum(dead) + sum(skipped_missing) > 0",
         &[&drains],
     )?;
-    let mut all: HashMap<String, StateCounts> = HashMap::new();
-    for row in rows {
-        let counts = all.entry(row.get(0)).or_default();
-        let count: i64 = row.get(2);
-        match row.try_get::<_, ItemState>(1)? {
-            ItemState::Pending => counts.pending = count,
-            ItemState::Running => counts.running = count,
-            ItemState::Done => counts.done = count,
-            ItemState::Dead => counts.dead = count,
-            ItemState::SkippedMissing => counts.skipped_missing = count,
-        }
-    }
-    Ok(all)
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let counts = StateCounts {
+                pending: row.get(1),
+                running: row.get(2),
+                done: row.get(3),
+                dead: row.get(4),
+                skipped_missing: row.get(5),
+            };
+            (row.get(0), counts)
+        })
+        .collect())
 }
 
 /// One line of `items NAME`.
@@ -912,12 +1056,22 @@ pub fn list_items(
             &[&drain, &limit],
         )?
     } else {
+        // Per state, the latest `limit` from `items_drain_state_updated` read backwards,
+        // then the latest of those: `limit` rows read per state, whatever the backlog.
+        let states: Vec<&str> = match state {
+            Some(state) => vec![state.as_str()],
+            None => ItemState::NAMES.to_vec(),
+        };
         client.query(
-            "SELECT id, key, state, attempts, available_at, claimed_by, last_error, enqueued_at,
-                    updated_at, finished_at
-               FROM items WHERE drain = $1 AND ($2::text IS NULL OR state = $2)
-              ORDER BY updated_at DESC, id DESC LIMIT $3",
-            &[&drain, &state, &limit],
+            "SELECT i.id, i.key, i.state, i.attempts, i.available_at, i.claimed_by, i.last_error,
+                    i.enqueued_at, i.updated_at, i.finished_at
+               FROM unnest($2::text[]) AS s (state)
+               CROSS JOIN LATERAL (
+                   SELECT * FROM items
+                    WHERE drain = $1 AND state = s.state
+                    ORDER BY updated_at DESC, id DESC LIMIT $3) AS i
+              ORDER BY i.updated_at DESC, i.id DESC LIMIT $3",
+            &[&drain, &states, &limit],
         )?
     };
     rows.iter().map(item_row_from).collect()

@@ -112,7 +112,7 @@ pub fn prune_events(
 }
 
 /// Done and skipped_missing items that finished before `before`, with their attempts
-/// (index `items_finished`). The state is checked again as each row is deleted, so an
+/// (index `items_finished_id`, in its order). The state is checked again as each row is deleted, so an
 /// item reset to pending meanwhile stays.
 pub fn prune_done_items(
     client: &mut impl GenericClient,

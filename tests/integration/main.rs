@@ -24,6 +24,7 @@ mod real_clients;
 mod real_clients_e2e;
 mod report;
 mod results;
+mod scale;
 mod schedulers;
 mod security;
 mod supervise;
