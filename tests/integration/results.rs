@@ -42,7 +42,11 @@ fn config(extra: &str) -> String {
     )
 }
 
-const REPORTING: [(&str, i32); 6] = [
+const REPORTING: [(&str, i32); 10] = [
+    ("real-claude-json-success", 0),
+    ("real-claude-stream-json-success", 0),
+    ("real-codex-json-success", 0),
+    ("real-gemini-json-success", 0),
     ("claude-json-success", 0),
     ("claude-json-error-max-turns", 1),
     ("claude-stream-json-success", 0),
@@ -114,11 +118,12 @@ fn usage_of_every_client_is_recorded_per_attempt_and_summed_exactly() {
         };
         assert_eq!(outcome, wanted_outcome, "{name}");
     }
-    // The exact sum of the captured costs: 0.03617865 + 0.1204731 + 0.0290421 + 0.0112308.
-    assert_eq!(expected_cost, picodollars("0.19692465"));
+    // The exact sum of the reported costs: the real clients' 0.00034 twice, then
+    // 0.03617865 + 0.1204731 + 0.0290421 + 0.0112308.
+    assert_eq!(expected_cost, picodollars("0.19760465"));
     let stored: String = client.query_one("SELECT sum(cost_usd)::text FROM attempts", &[]).unwrap().get(0);
     assert_eq!(picodollars(&stored), expected_cost);
-    let expected_usd = 0.19692465;
+    let expected_usd = 0.19760465;
 
     // status: the drain's and the quota group's sums; the drain without usage shows none.
     let status = fixture.drainctl(&["status", "--json"]).run();
@@ -131,7 +136,7 @@ fn usage_of_every_client_is_recorded_per_attempt_and_summed_exactly() {
     for window in ["last_24h", "last_7d"] {
         let sums = &docs["usage"][window];
         assert_eq!(sums["cost_usd"].as_f64(), Some(expected_usd), "{window}: {sums}");
-        assert_eq!(sums["attempts"], 7, "{window}: the six reporting attempts and the quota hit");
+        assert_eq!(sums["attempts"], 11, "{window}: the ten reporting attempts and the quota hit");
         assert_eq!(sums["input_tokens"], expected_tokens[0]);
         assert_eq!(sums["output_tokens"], expected_tokens[1]);
         assert_eq!(sums["cache_read_tokens"], expected_tokens[2]);
@@ -143,7 +148,7 @@ fn usage_of_every_client_is_recorded_per_attempt_and_summed_exactly() {
     assert_eq!(group["usage"]["last_24h"]["cost_usd"].as_f64(), Some(expected_usd));
     let human = fixture.drainctl(&["status"]).run();
     assert!(
-        human.stdout.contains("usage reported by the workers\n  docs: last 24h $0.1969 · "),
+        human.stdout.contains("usage reported by the workers\n  docs: last 24h $0.1976 · "),
         "{}",
         human.stdout
     );
@@ -175,7 +180,7 @@ fn usage_of_every_client_is_recorded_per_attempt_and_summed_exactly() {
     };
     assert_eq!(
         sample("drainctl_cost_usd_total{drain=\"docs\"}"),
-        0.196925,
+        0.197605,
         "micro-dollars, rounded per attempt"
     );
     assert_eq!(sample("drainctl_tokens_total{drain=\"docs\",kind=\"input\"}"), expected_tokens[0] as f64);
