@@ -18,46 +18,30 @@ ALTER TABLE attempts
 CREATE INDEX attempts_usage_at ON attempts (usage_at) WHERE usage_at IS NOT NULL;
 
 -- Monotonic cost and token counters for Prometheus, kept by a trigger like the others in
--- 0007: cost in micro-dollars (the metric divides), tokens by kind.
-CREATE FUNCTION counters_add(p_metric text, p_labels jsonb, p_amount bigint) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO counters (metric, labels, value) VALUES (p_metric, p_labels, p_amount)
-    ON CONFLICT (metric, labels) DO UPDATE SET value = counters.value + p_amount
-$$;
-
+-- 0007: cost in micro-dollars (the metric divides), tokens by kind. One statement adds
+-- every figure the update changed; a figure first reported (even as 0) starts its series.
 CREATE FUNCTION counters_attempt_usage() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    d text;
 BEGIN
-    IF OLD.cost_usd IS NULL AND NEW.cost_usd IS NULL
-       AND OLD.input_tokens IS NULL AND NEW.input_tokens IS NULL
-       AND OLD.output_tokens IS NULL AND NEW.output_tokens IS NULL
-       AND OLD.cache_read_tokens IS NULL AND NEW.cache_read_tokens IS NULL
-       AND OLD.cache_write_tokens IS NULL AND NEW.cache_write_tokens IS NULL THEN
-        RETURN NULL;
-    END IF;
-    SELECT drain INTO d FROM items WHERE id = NEW.item_id;
-    IF NEW.cost_usd IS DISTINCT FROM OLD.cost_usd THEN
-        PERFORM counters_add('cost_microusd_total', jsonb_build_object('drain', d),
-            round((coalesce(NEW.cost_usd, 0) - coalesce(OLD.cost_usd, 0)) * 1000000)::bigint);
-    END IF;
-    IF NEW.input_tokens IS DISTINCT FROM OLD.input_tokens THEN
-        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'input'),
-            coalesce(NEW.input_tokens, 0) - coalesce(OLD.input_tokens, 0));
-    END IF;
-    IF NEW.output_tokens IS DISTINCT FROM OLD.output_tokens THEN
-        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'output'),
-            coalesce(NEW.output_tokens, 0) - coalesce(OLD.output_tokens, 0));
-    END IF;
-    IF NEW.cache_read_tokens IS DISTINCT FROM OLD.cache_read_tokens THEN
-        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'cache_read'),
-            coalesce(NEW.cache_read_tokens, 0) - coalesce(OLD.cache_read_tokens, 0));
-    END IF;
-    IF NEW.cache_write_tokens IS DISTINCT FROM OLD.cache_write_tokens THEN
-        PERFORM counters_add('tokens_total', jsonb_build_object('drain', d, 'kind', 'cache_write'),
-            coalesce(NEW.cache_write_tokens, 0) - coalesce(OLD.cache_write_tokens, 0));
-    END IF;
+    INSERT INTO counters (metric, labels, value)
+    SELECT v.metric, v.labels || jsonb_build_object('drain', i.drain), v.amount
+      FROM items i,
+           (VALUES
+              ('cost_microusd_total', '{}'::jsonb, NEW.cost_usd IS DISTINCT FROM OLD.cost_usd,
+               round((coalesce(NEW.cost_usd, 0) - coalesce(OLD.cost_usd, 0)) * 1000000)::bigint),
+              ('tokens_total', '{"kind": "input"}'::jsonb, NEW.input_tokens IS DISTINCT FROM OLD.input_tokens,
+               coalesce(NEW.input_tokens, 0) - coalesce(OLD.input_tokens, 0)),
+              ('tokens_total', '{"kind": "output"}'::jsonb, NEW.output_tokens IS DISTINCT FROM OLD.output_tokens,
+               coalesce(NEW.output_tokens, 0) - coalesce(OLD.output_tokens, 0)),
+              ('tokens_total', '{"kind": "cache_read"}'::jsonb,
+               NEW.cache_read_tokens IS DISTINCT FROM OLD.cache_read_tokens,
+               coalesce(NEW.cache_read_tokens, 0) - coalesce(OLD.cache_read_tokens, 0)),
+              ('tokens_total', '{"kind": "cache_write"}'::jsonb,
+               NEW.cache_write_tokens IS DISTINCT FROM OLD.cache_write_tokens,
+               coalesce(NEW.cache_write_tokens, 0) - coalesce(OLD.cache_write_tokens, 0))
+           ) AS v (metric, labels, changed, amount)
+     WHERE i.id = NEW.item_id AND v.changed
+    ON CONFLICT (metric, labels) DO UPDATE SET value = counters.value + EXCLUDED.value;
     RETURN NULL;
 END
 $$;

@@ -38,11 +38,6 @@ BEGIN
            coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0)
       FROM (SELECT drain, state, 1::bigint FROM new_items) AS moves (drain, state, n)
      GROUP BY drain
-    HAVING coalesce(sum(n) FILTER (WHERE state = 'pending'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'running'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'done'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'dead'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0) <> 0
      ORDER BY drain
     ON CONFLICT (drain, slot) DO UPDATE
        SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
@@ -64,11 +59,6 @@ BEGIN
            coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0)
       FROM (SELECT drain, state, -1::bigint FROM old_items) AS moves (drain, state, n)
      GROUP BY drain
-    HAVING coalesce(sum(n) FILTER (WHERE state = 'pending'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'running'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'done'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'dead'), 0) <> 0
-        OR coalesce(sum(n) FILTER (WHERE state = 'skipped_missing'), 0) <> 0
      ORDER BY drain
     ON CONFLICT (drain, slot) DO UPDATE
        SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,

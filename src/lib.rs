@@ -21,6 +21,8 @@ pub(crate) mod db;
 pub(crate) mod drain;
 pub(crate) mod duration;
 pub(crate) mod error;
+#[cfg(test)]
+mod fixtures;
 pub(crate) mod glob;
 pub(crate) mod hashing;
 pub(crate) mod metrics;

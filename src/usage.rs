@@ -195,7 +195,7 @@ pub fn budget_event(
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use serde::Deserialize;
 
@@ -221,20 +221,9 @@ mod tests {
         total_tokens: Option<i64>,
     }
 
-    fn fixtures() -> Vec<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/usage");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.join("meta.toml").is_file())
-            .collect();
-        found.sort();
-        found
-    }
-
     #[test]
     fn every_usage_fixture_reads_as_its_client_reported() {
-        let all = fixtures();
+        let all = crate::fixtures::folders("usage");
         assert!(all.len() >= 7, "only {} fixtures", all.len());
         for dir in all {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();

@@ -2,7 +2,7 @@
 //! its README and in docs/rate-limits.md) fed through the classifier, and its verdict
 //! checked against what the vendor meant.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -23,17 +23,6 @@ struct Meta {
     expect: String,
     reset: Option<DateTime<Utc>>,
     announced_wait: Option<String>,
-}
-
-fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-clients");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.join("meta.toml").is_file())
-        .collect();
-    found.sort();
-    found
 }
 
 fn profile_of(client: &str) -> Profile {
@@ -86,7 +75,7 @@ fn mismatch(dir: &Path) -> Option<String> {
 
 #[test]
 fn every_real_client_fixture_is_classified_as_the_vendor_meant() {
-    let all = fixtures();
+    let all = crate::fixtures::folders("real-clients");
     assert!(all.len() >= 18, "only {} fixtures", all.len());
     let failures: Vec<String> = all.iter().filter_map(|dir| mismatch(dir)).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
