@@ -107,7 +107,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         statements: PreparedStatements::default(),
         unstaged: None,
         staged: None,
-        rivals: items::GroupRivals::of(config, drain),
+        rivals: std::rc::Rc::new(items::GroupRivals::of(config, drain)),
         yielding_since: None,
         cost_usd: 0.0,
         cost_stop: None,
@@ -308,7 +308,7 @@ struct Pass<'a> {
     /// A staged result not committed yet (see `StagedItem`).
     staged: Option<StagedItem>,
     /// The drain's priority and the other drains of its quota group, for the claim.
-    rivals: items::GroupRivals,
+    rivals: std::rc::Rc<items::GroupRivals>,
     /// Since when the pass yields to a higher-ranking drain of its group (see `wait`).
     yielding_since: Option<DateTime<Utc>>,
     /// What this pass's attempts cost, as their workers reported it (US dollars).

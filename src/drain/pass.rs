@@ -110,7 +110,8 @@ impl Pass<'_> {
         let cost_allows = self.cost_stop.is_none();
         let (drain, group, run_id) = (self.drain, self.group, self.run_id);
         let is_burst_trigger = self.trigger == Trigger::Burst;
-        let rivals = &self.rivals.clone();
+        // Shared, not copied: the claim between two workers reads it (docs/rate-limits.md).
+        let rivals = &std::rc::Rc::clone(&self.rivals);
         let request = |account| ClaimRequest {
             drain: &drain.name,
             account,
