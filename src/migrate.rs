@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "hash_progress",
         sql: include_str!("../migrations/0010_hash_progress.sql"),
     },
+    Migration {
+        version: 11,
+        name: "counted_with_states",
+        sql: include_str!("../migrations/0011_counted_with_states.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

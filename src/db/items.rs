@@ -374,7 +374,8 @@ macro_rules! fence_step {
 /// drains of the group with their priorities and liveness timeouts, from the
 /// configuration) — is not paused, has a live run (running or waiting for the reset, with
 /// a checkpoint within its liveness timeout) and an available item, while the claimer has
-/// one too.
+/// one too. The claimer's own check names the rival's row, so that it runs only for a
+/// rival: a drain alone in its group pays nothing for it between two workers.
 macro_rules! claim_core_steps {
     () => {
         "controls AS (
@@ -398,7 +399,8 @@ macro_rules! claim_core_steps {
                 AND EXISTS (SELECT 1 FROM items i
                              WHERE i.drain = r.name AND i.state = 'pending' AND i.available_at <= $3)
                 AND EXISTS (SELECT 1 FROM items i
-                             WHERE i.drain = $1 AND i.state = 'pending' AND i.available_at <= $3)
+                             WHERE i.drain = $1 AND i.state = 'pending' AND i.available_at <= $3
+                               AND r.name IS NOT NULL)
               ORDER BY 3 DESC, 2 DESC, 1
               LIMIT 1),
          allowed AS (
@@ -562,7 +564,7 @@ pub fn complete_and_claim_next_item(
           RETURNING id),
          done_attempt AS (
              UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
-              WHERE item_id IN (SELECT id FROM done) AND run_id = $2 AND finished_at IS NULL), ",
+              WHERE item_id = $13 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done)), ",
             claim_core_steps!(),
             ",
          run AS (
@@ -734,7 +736,7 @@ pub fn complete_item(
              DELETE FROM staged_results WHERE item_id = $1 AND run_id = $2),
          attempt AS (
              UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
-              WHERE item_id IN (SELECT id FROM done) AND run_id = $2 AND finished_at IS NULL),
+              WHERE item_id = $1 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done)),
          run AS (
              UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
                     worker_pid = $4, worker_start_time = $5,

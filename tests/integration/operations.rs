@@ -168,6 +168,86 @@ fn every_drain_pass_rewrites_the_textfile_and_counters_survive_pruning() {
     }
 }
 
+/// The migrations before 0011, applied by hand as an older drainctl applied them.
+const BEFORE_COUNTED_WITH_STATES: [(i32, &str, &str); 10] = [
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (2, "accounts", include_str!("../../migrations/0002_accounts.sql")),
+    (3, "sources", include_str!("../../migrations/0003_sources.sql")),
+    (4, "host_identity", include_str!("../../migrations/0004_host_identity.sql")),
+    (5, "waiting", include_str!("../../migrations/0005_waiting.sql")),
+    (6, "poison_and_park", include_str!("../../migrations/0006_poison_and_park.sql")),
+    (7, "counters", include_str!("../../migrations/0007_counters.sql")),
+    (8, "usage", include_str!("../../migrations/0008_usage.sql")),
+    (9, "item_counts", include_str!("../../migrations/0009_item_counts.sql")),
+    (10, "hash_progress", include_str!("../../migrations/0010_hash_progress.sql")),
+];
+
+#[test]
+fn finished_items_and_worker_starts_keep_what_was_counted_before_0011_and_never_go_back() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", "[defaults.retention]\ndone_items = \"1d\"\n"), NOW);
+    let mut client = fixture.client();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                             checksum text NOT NULL, applied_at timestamptz NOT NULL)",
+        )
+        .unwrap();
+    for (version, name, sql) in BEFORE_COUNTED_WITH_STATES {
+        use sha2::Digest;
+        let checksum: String =
+            sha2::Sha256::digest(sql.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        client.batch_execute(sql).unwrap();
+        client
+            .execute(
+                "INSERT INTO schema_migrations VALUES ($1, $2, $3, now())",
+                &[&version, &name, &checksum],
+            )
+            .unwrap();
+    }
+    // What the row triggers of 0007 had counted, its items long pruned.
+    client
+        .batch_execute(
+            "INSERT INTO counters (metric, labels, value) VALUES
+                 ('items_finished_total', '{\"drain\": \"docs\", \"outcome\": \"done\"}', 5),
+                 ('items_finished_total', '{\"drain\": \"docs\", \"outcome\": \"dead\"}', 1),
+                 ('worker_starts_total', '{\"drain\": \"docs\"}', 7)",
+        )
+        .unwrap();
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let ok = json!({"steps": [{"out": "ok"}]});
+    fixture.enqueue("docs", &[("a".into(), ok.clone()), ("b".into(), ok.clone())]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let finished = "drainctl_items_finished_total{drain=\"docs\",outcome=\"done\"}";
+    let dead = "drainctl_items_finished_total{drain=\"docs\",outcome=\"dead\"}";
+    let starts = "drainctl_worker_starts_total{drain=\"docs\"}";
+    let expect = |step: &str, want: [f64; 3]| {
+        let metrics = fixture.drainctl(&["metrics"]).run();
+        metrics.assert_code(0);
+        let got = [finished, dead, starts].map(|series| sample(&metrics.stdout, series).unwrap_or(-1.0));
+        assert_eq!(got, want, "{step}:\n{}", metrics.stdout);
+    };
+    expect("after two items", [7.0, 1.0, 9.0]);
+    // A retried item finishes again and counts again; an update that keeps the state,
+    // and a release that started no worker, count nothing.
+    client
+        .execute(
+            "UPDATE items SET state = 'pending', available_at = '2026-11-01T00:00:00Z' WHERE key = 'a'",
+            &[],
+        )
+        .unwrap();
+    client.execute("UPDATE items SET payload = '{\"steps\": []}' WHERE key = 'b'", &[]).unwrap();
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    expect("after a retry", [8.0, 1.0, 10.0]);
+    // Pruning and emptying the table lower the items, never the counters.
+    fixture.set_now("2026-12-05T21:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    client.batch_execute("TRUNCATE items CASCADE").unwrap();
+    expect("after prune and truncate", [8.0, 1.0, 10.0]);
+    let status = fixture.drainctl(&["status", "--json"]).run();
+    status.assert_code(0);
+    assert_eq!(status.json()["drains"][0]["counts"]["done"], 0, "{}", status.stdout);
+}
+
 #[test]
 fn pause_all_and_resume_all_switch_every_drain_for_maintenance() {
     let fixture = Fixture::new(
