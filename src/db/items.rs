@@ -325,6 +325,9 @@ pub struct ClaimRequest<'a> {
     pub local_limits_allow: bool,
     /// The claimer's priority and the other drains of its quota group.
     pub rivals: &'a GroupRivals,
+    /// Claim an item; when false, the statement only reads the controls (and commits what
+    /// it commits): the pass already holds its next item.
+    pub claims: bool,
 }
 
 /// A drain's priority and the other drains of its quota group, from the configuration:
@@ -378,6 +381,14 @@ macro_rules! fence_step {
 /// rival: a drain alone in its group pays nothing for it between two workers.
 macro_rules! claim_core_steps {
     () => {
+        concat!(controls_step!(), ",", claim_after_controls_steps!())
+    };
+}
+
+/// The controls a claim re-reads: pause, burst, the account's backoff, the group's park
+/// ($1 drain, $4 quota group, $7 account).
+macro_rules! controls_step {
+    () => {
         "controls AS (
              SELECT d.paused_at, d.pause_note, d.burst_until, b.backoff_until, b.reason AS backoff_reason,
                     coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected,
@@ -385,7 +396,15 @@ macro_rules! claim_core_steps {
                FROM drains d
                LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $7
                LEFT JOIN quota_groups g ON g.quota_group = $4
-              WHERE d.name = $1),
+              WHERE d.name = $1)"
+    };
+}
+
+/// What `claim_core_steps` does after reading the controls: yield, check, claim, open the
+/// attempt.
+macro_rules! claim_after_controls_steps {
+    () => {
+        "
          ahead AS (
              SELECT r.name, r.priority, coalesce(od.burst_until > $3, false) AS is_bursting
                FROM unnest($10::text[], $11::int4[], $12::float8[]) AS r (name, priority, liveness_seconds)
@@ -538,35 +557,28 @@ pub fn stage_and_claim_next_item(
     Ok(read_claim(&rows))
 }
 
-/// Commit `result` as the result of `item_id` (as `complete_item` does with a staged one,
-/// without staging it first) and claim the next item (as `claim_next_item` does) in one
-/// statement and one transaction: the one round trip between two workers whose result is
-/// small enough to send at once. The commit needs the claim and the fence like every
-/// commit; the claim re-reads the controls after the previous worker ended.
-pub fn complete_and_claim_next_item(
-    client: &mut impl GenericClient,
-    statements: &mut PreparedStatements,
-    item_id: i64,
-    result: &[u8],
-    request: &ClaimRequest,
-) -> Result<(PassControls, Option<ClaimedItem>, Completion)> {
-    let mut params = claim_params(request).to_vec();
-    params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
-    let rows = statements.query(
-        client,
-        concat!(
-            "WITH ",
-            fence_step!(),
-            ", done AS (
+/// Committing a small result ($13 the item, $14 the result) after `fence_step`: the item,
+/// its attempt. The completion statements follow them with the controls, a claim (or
+/// nothing claimed), then `complete_run_step`.
+macro_rules! complete_steps {
+    () => {
+        "done AS (
              UPDATE items SET state = 'done', result = $14, finished_at = $3, updated_at = $3,
                     last_error = NULL, resume_token = NULL
               WHERE id = $13 AND claimed_by = $2 AND state = 'running' AND EXISTS (SELECT 1 FROM fence)
           RETURNING id),
          done_attempt AS (
              UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
-              WHERE item_id = $13 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done)), ",
-            claim_core_steps!(),
-            ",
+              WHERE item_id = $13 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done))"
+    };
+}
+
+/// The run's side of a completion, and the statement's result: the claim's columns, then
+/// whether the item was completed and whether the run still holds it.
+macro_rules! complete_run_step {
+    () => {
+        concat!(
+            "
          run AS (
              UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
                     worker_pid = NULL, worker_start_time = NULL,
@@ -579,9 +591,61 @@ pub fn complete_and_claim_next_item(
                 (SELECT count(*) FROM done),
                 EXISTS (SELECT 1 FROM items WHERE id = $13 AND claimed_by = $2 AND state = 'running')",
             claim_from!()
-        ),
-        &params,
-    )?;
+        )
+    };
+}
+
+/// A claim that claims nothing, in the shape `claim_select` reads: for a completion whose
+/// pass already holds its next item (claimed ahead, docs/benchmarks.md).
+macro_rules! nothing_claimed_steps {
+    () => {
+        "
+         ahead AS (SELECT NULL::text AS name, NULL::int4 AS priority, NULL::bool AS is_bursting WHERE false),
+         claimed AS (SELECT id, key, payload, attempts, resume_token FROM items WHERE false)"
+    };
+}
+
+/// Commit `result` as the result of `item_id` (as `complete_item` does with a staged one,
+/// without staging it first) and claim the next item (as `claim_next_item` does) in one
+/// statement and one transaction: the one round trip between two workers whose result is
+/// small enough to send at once. The commit needs the claim and the fence like every
+/// commit; the claim re-reads the controls after the previous worker ended. A request that
+/// does not claim (`claims` false) reads the controls with the commit and nothing else.
+pub fn complete_and_claim_next_item(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    item_id: i64,
+    result: &[u8],
+    request: &ClaimRequest,
+) -> Result<(PassControls, Option<ClaimedItem>, Completion)> {
+    let mut params = claim_params(request).to_vec();
+    params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
+    let statement = if request.claims {
+        concat!(
+            "WITH ",
+            fence_step!(),
+            ", ",
+            complete_steps!(),
+            ", ",
+            claim_core_steps!(),
+            ",",
+            complete_run_step!()
+        )
+    } else {
+        concat!(
+            "WITH ",
+            fence_step!(),
+            ", ",
+            complete_steps!(),
+            ", ",
+            controls_step!(),
+            ",",
+            nothing_claimed_steps!(),
+            ",",
+            complete_run_step!()
+        )
+    };
+    let rows = statements.query(client, statement, &params)?;
     let (controls, item) = read_claim(&rows);
     // No controls row (the drain row is gone): nothing was claimed, and the commit is
     // judged by whether the run held the item.
@@ -688,6 +752,7 @@ pub fn stage_result(
         is_burst_trigger: false,
         local_limits_allow: false,
         rivals: &GroupRivals::default(),
+        claims: false,
     };
     stage_and_claim_next_item(client, statements, item_id, result, &request)?;
     Ok(())

@@ -92,7 +92,11 @@ impl Pass<'_> {
             if account.is_implicit() { String::new() } else { format!(" on account {}", account.name) },
             if resume_token.is_some() { " (resuming)" } else { "" }
         );
+        let rivals = std::rc::Rc::clone(&self.rivals);
+        let next_claim = self.claim_ahead(&rivals, self.clock.now());
         let mut observer = WorkerRecorder {
+            next_claim,
+            claimed_ahead: None,
             staged: self.staged.take(),
             client: self.client,
             outbox: self.outbox,
@@ -111,7 +115,9 @@ impl Pass<'_> {
             committed: None,
             unrecorded_worker: None,
         };
+        let started = std::time::Instant::now();
         let result = run_worker(&spec, &mut observer);
+        let took = started.elapsed();
         observer.flush();
         if let Some(error) = observer.error.take() {
             log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
@@ -119,7 +125,11 @@ impl Pass<'_> {
         // The previous result was committed when the worker started; without a start, or
         // when that commit failed, it is committed now.
         let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
+        self.claimed_ahead = observer.claimed_ahead.take();
         self.staged = not_committed;
+        if result.is_ok() {
+            self.last_worker_took = Some(took);
+        }
         if let Some((staged, completion, at)) = committed {
             self.settle_commit(&staged, completion, at)?;
         }

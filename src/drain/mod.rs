@@ -11,7 +11,10 @@
 //! committed by the statement that claims the next item (one transaction); a larger one
 //! is staged by it and committed (recording the next worker) while that worker runs. A
 //! worker still running 2 ms after its start is recorded on the run; a quicker one costs
-//! no statement of its own. The per-item statements are prepared once per pass.
+//! no statement of its own. After a worker quicker than 100 ms the next item is claimed
+//! while the current worker runs (see `Pass::claim_ahead`), and the statement between two
+//! workers commits and re-reads the controls only. The per-item statements are prepared
+//! once per pass.
 //!
 //! In a quota group with several accounts every claim first chooses the account (see
 //! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's
@@ -111,6 +114,8 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         yielding_since: None,
         cost_usd: 0.0,
         cost_stop: None,
+        last_worker_took: None,
+        claimed_ahead: None,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -316,6 +321,10 @@ struct Pass<'a> {
     /// The cost budget reached before the latest claim, with the `budget_reached` event
     /// recorded when the pass ends for it (docs/results.md).
     cost_stop: Option<(Stop, Event)>,
+    /// How long the pass's latest worker ran, from its start to its end.
+    last_worker_took: Option<std::time::Duration>,
+    /// The next item, claimed while the latest worker ran (see `Pass::claim_ahead`).
+    claimed_ahead: Option<items::ClaimedItem>,
 }
 
 struct SucceededItem {

@@ -17,9 +17,17 @@ use crate::model::{AttemptOutcome, EventKind, RunStatus, Trigger};
 
 use super::{ItemEnd, Pass, Stop};
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
     pub(super) fn work(&mut self) -> Result<Stop> {
         let stop = self.work_items();
+        // An item claimed ahead whose worker did not start goes back, attempt refunded.
+        if let Some(item) = self.claimed_ahead.take() {
+            let note = "claimed ahead; the pass ended before its worker started";
+            if let Err(error) = self.release(&item, AttemptOutcome::NotStarted, note, self.clock.now()) {
+                // The run's end (or, if that fails too, the orphan sweep) releases it.
+                log::error!("drain {}: could not give back item {}: {error}", self.drain.name, item.key);
+            }
+        }
         // The last staged result is committed before the pass ends, whatever ended it.
         let committed = self.commit_staged();
         match (stop, committed) {
@@ -47,14 +55,19 @@ impl Pass<'_> {
                 });
             }
             let now = self.clock.now();
-            let (controls, claimed, account) = self.stage_and_claim_next_item(now)?;
+            // An item claimed ahead still needs the controls read after the last worker
+            // ended: the same statement, claiming nothing.
+            let ahead = self.claimed_ahead.take();
+            let (controls, claimed, account) = self.stage_and_claim_next_item(now, ahead.is_none())?;
+            let is_claimed_ahead = ahead.is_some();
+            let claimed = ahead.or(claimed);
             self.is_account_suspected = controls.is_suspected;
             // A parked group is not waited for: only an operator clears it.
             let backoff_until = controls.backoff_until.filter(|_| controls.parked_at.is_none());
             let yields_to = controls.yields_to.clone();
             if let Some(stop) = self.reason_to_stop(controls, now) {
                 if let Some(item) = claimed {
-                    // Cannot happen (the claim checks the same conditions); never keep it.
+                    // Claimed ahead before pause, burst's end or backoff: never started.
                     self.release(&item, AttemptOutcome::NotStarted, &stop.note, now)?;
                 }
                 // A reset near enough is waited for inside the pass (docs/rate-limits.md).
@@ -68,6 +81,12 @@ impl Pass<'_> {
                     }
                 }
                 return Ok(stop);
+            }
+            if let (true, Some(ahead), Some(item)) = (is_claimed_ahead, &yields_to, &claimed) {
+                // A higher-ranking drain of the group has work now: it goes first.
+                let note = format!("claimed ahead; drain {} of the group ranks higher", ahead.name);
+                self.release(item, AttemptOutcome::NotStarted, &note, now)?;
+                continue;
             }
             let Some(item) = claimed else {
                 // A higher-ranking drain of the group goes first (docs/rate-limits.md).
@@ -100,14 +119,17 @@ impl Pass<'_> {
     /// the one round trip between two workers.
     /// Returns the controls — their backoff is the group's wait when no account may be
     /// used — the item, and the account's index in the group.
+    /// With `claim` false the statement claims nothing: the controls for an item claimed
+    /// ahead.
     fn stage_and_claim_next_item(
         &mut self,
         now: DateTime<Utc>,
+        claim: bool,
     ) -> Result<(PassControls, Option<ClaimedItem>, usize)> {
-        let local_limits_allow = self.local_limit(now).is_none();
+        let local_limits_allow = self.local_limit(now, 0).is_none();
         // Cost budgets hold in a burst too: a burst spends quota, not money.
         self.cost_stop = self.cost_budget(now)?;
-        let cost_allows = self.cost_stop.is_none();
+        let cost_allows = self.cost_stop.is_none() && claim;
         let (drain, group, run_id) = (self.drain, self.group, self.run_id);
         let is_burst_trigger = self.trigger == Trigger::Burst;
         // Shared, not copied: the claim between two workers reads it (docs/rate-limits.md).
@@ -120,6 +142,7 @@ impl Pass<'_> {
             is_burst_trigger,
             local_limits_allow,
             rivals,
+            claims: claim,
         };
         if !group.has_accounts_to_switch() {
             let account = ClaimAccount {
@@ -233,7 +256,7 @@ impl Pass<'_> {
         if is_bursting {
             return None;
         }
-        self.local_limit(now)
+        self.local_limit(now, 0)
     }
 
     /// The cost budget that keeps the pass from starting another item, with its
@@ -278,9 +301,49 @@ impl Pass<'_> {
         Ok(Some((Stop::normal(RunStatus::Budget, note), event)))
     }
 
+    /// The claim of the next item to make as soon as the current worker has started, while
+    /// it runs (docs/benchmarks.md, "Claiming ahead"): only when the pass's previous worker
+    /// took less than `CLAIM_AHEAD_BELOW`, the group has one account, no cost budget is
+    /// reached and the window and the item and time budgets allow one item more. A slow
+    /// worker's pass claims after it, so an item never waits claimed for a long worker.
+    /// The controls are read again after the worker ended, before the claimed item's
+    /// worker starts.
+    pub(super) fn claim_ahead<'r>(
+        &self,
+        rivals: &'r items::GroupRivals,
+        now: DateTime<Utc>,
+    ) -> Option<ClaimRequest<'r>>
+    where
+        'a: 'r,
+    {
+        let is_quick = self.last_worker_took.is_some_and(|took| took < claim_ahead_below());
+        if !is_quick || self.group.has_accounts_to_switch() || self.cost_stop.is_some() {
+            return None;
+        }
+        if self.local_limit(now, 1).is_some() {
+            return None;
+        }
+        let (drain, group): (&'a DrainConfig, &'a crate::config::QuotaGroupConfig) = (self.drain, self.group);
+        Some(ClaimRequest {
+            drain: &drain.name,
+            account: ClaimAccount {
+                quota_group: &group.name,
+                account: &group.accounts[0].name,
+                is_allowed: true,
+            },
+            run_id: self.run_id,
+            now,
+            is_burst_trigger: self.trigger == Trigger::Burst,
+            local_limits_allow: true,
+            rivals,
+            claims: true,
+        })
+    }
+
     /// The limits checked without the database: the window (for supervisor passes) and
-    /// the item and time budgets. Not applied during a burst.
-    fn local_limit(&self, now: DateTime<Utc>) -> Option<Stop> {
+    /// the item and time budgets, with `more` items besides those begun. Not applied
+    /// during a burst.
+    fn local_limit(&self, now: DateTime<Utc>, more: u32) -> Option<Stop> {
         if self.trigger == Trigger::Supervisor {
             if let Some(window) = &self.drain.window {
                 if !window.contains(now, self.config.defaults.timezone) {
@@ -291,7 +354,7 @@ impl Pass<'_> {
                 }
             }
         }
-        let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some());
+        let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some()) + more;
         if self.done + self.failed + waiting >= self.drain.max_items_per_pass {
             return Some(Stop::normal(
                 RunStatus::Budget,
@@ -311,6 +374,25 @@ impl Pass<'_> {
         None
     }
 }
+
+/// A pass whose previous worker took less than this claims the next item while the
+/// current worker runs (see `Pass::claim_ahead`).
+const CLAIM_AHEAD_BELOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `CLAIM_AHEAD_BELOW`, or in a test build `DRAINCTL_CLAIM_AHEAD_BELOW_MS` when set, so that
+/// a test can make every worker count as quick (docs/configuration.md).
+fn claim_ahead_below() -> std::time::Duration {
+    #[cfg(feature = "testing")]
+    if let Some(ms) = std::env::var(CLAIM_AHEAD_ENV).ok().and_then(|ms| ms.parse().ok()) {
+        return std::time::Duration::from_millis(ms);
+    }
+    CLAIM_AHEAD_BELOW
+}
+
+/// Test hook: overrides `CLAIM_AHEAD_BELOW` (milliseconds). Compiled only with the
+/// `testing` feature, never into a release build.
+#[cfg(feature = "testing")]
+const CLAIM_AHEAD_ENV: &str = "DRAINCTL_CLAIM_AHEAD_BELOW_MS";
 
 /// Results up to this size are committed by the statement that claims the next item;
 /// larger ones are staged with it and committed while the next worker runs, so the

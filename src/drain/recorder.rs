@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::DrainConfig;
 use crate::db::events::{record_event, Event, Outbox};
-use crate::db::items::{self, ClaimedItem, Completion};
+use crate::db::items::{self, ClaimRequest, ClaimedItem, Completion};
 use crate::db::runs;
 use crate::db::PreparedStatements;
 use crate::error::Error;
@@ -100,6 +100,10 @@ pub(super) struct WorkerRecorder<'a> {
     pub(super) committed: Option<(StagedItem, Completion, DateTime<Utc>)>,
     /// The worker (pid, start time), until it is recorded on the run.
     pub(super) unrecorded_worker: Option<(i32, Option<i64>)>,
+    /// The claim of the next item, made as soon as this worker has started when the pass
+    /// claims ahead (see `Pass::claim_ahead`), and what it claimed.
+    pub(super) next_claim: Option<ClaimRequest<'a>>,
+    pub(super) claimed_ahead: Option<ClaimedItem>,
 }
 
 impl WorkerRecorder<'_> {
@@ -151,6 +155,19 @@ impl WorkerRecorder<'_> {
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let worker = (pid as i32, crate::worker::process::process_start_time(pid).map(|t| t as i64));
+        // Claimed ahead first: the claim clears the run's worker, which the commit below
+        // or the first look then records.
+        if let Some(request) = self.next_claim.take() {
+            match items::claim_next_item(self.client, self.statements, &request) {
+                Ok((_, item)) => self.claimed_ahead = item,
+                Err(error) => {
+                    log::warn!(
+                        "drain {}: could not claim ahead, claiming after the worker: {error}",
+                        self.drain.name
+                    )
+                }
+            }
+        }
         // The previous item's commit, one statement that also records this worker, runs
         // while this worker does; what follows from it waits until the worker is done.
         if let Some(staged) = self.staged.take() {

@@ -99,3 +99,67 @@ fn a_pause_while_a_worker_runs_stops_the_pass_before_the_next_worker_and_keeps_t
     assert_eq!((state.as_str(), attempts), ("pending", 0), "b was never claimed");
     assert!(!log.exists(), "b's worker never started");
 }
+
+/// Items a (quick), b (waits for the file `go`, then reports `b_output`) and c (touches
+/// `c-ran` if its worker ever starts), on a drain that claims ahead after every worker.
+fn claimed_ahead_fixture(b_output: serde_json::Value) -> (Fixture, std::process::Child) {
+    let fixture =
+        Fixture::new(&config().replace("max_items_per_pass", "max_wait = \"0s\"\nmax_items_per_pass"), NOW);
+    let go = fixture.path("go");
+    let c_ran = fixture.path("c-ran");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), json!({ "steps": [{ "out": "a" }] })),
+            ("b".into(), json!({ "steps": [{ "wait_for_file": go }, b_output] })),
+            ("c".into(), json!({ "steps": [{ "touch": c_ran }, { "out": "c" }] })),
+        ],
+    );
+    let pass =
+        fixture.drainctl(&["drain", "docs", "--json"]).env("DRAINCTL_CLAIM_AHEAD_BELOW_MS", "600000").spawn();
+    // c is claimed while b's worker runs: the pass claims ahead.
+    wait_until("c to be claimed ahead while b runs", Duration::from_secs(20), || {
+        fixture.item("docs", "c").0 == "running" && fixture.item("docs", "b").0 == "running"
+    });
+    (fixture, pass)
+}
+
+/// The item claimed ahead went back unstarted: pending, its attempt refunded and recorded
+/// as not started, its worker never run.
+#[track_caller]
+fn assert_given_back_unstarted(fixture: &Fixture) {
+    assert_eq!(fixture.item("docs", "c").0, "pending");
+    assert_eq!(fixture.item("docs", "c").1, 0, "the attempt is refunded");
+    let outcomes: Vec<String> = fixture.column(
+        "SELECT a.outcome FROM attempts a JOIN items i ON i.id = a.item_id WHERE i.key = 'c' ORDER BY a.id",
+    );
+    assert_eq!(outcomes, vec!["not_started".to_string()]);
+    assert!(!fixture.path("c-ran").exists(), "c's worker never started");
+}
+
+#[test]
+fn a_pause_during_a_worker_stops_the_pass_before_the_item_claimed_ahead_starts() {
+    let (fixture, pass) = claimed_ahead_fixture(json!({ "out": "b" }));
+    fixture.drainctl(&["pause", "docs", "--note", "chair"]).run().assert_code(0);
+    std::fs::write(fixture.path("go"), "").unwrap();
+    let pass = finished(pass.wait_with_output().unwrap());
+    pass.assert_code(0);
+    let json = pass.json();
+    assert_eq!(json["status"], "window_closed", "{json}");
+    assert!(json["note"].as_str().unwrap().contains("paused"), "{json}");
+    assert_eq!(json["items_done"], 2);
+    assert_eq!(fixture.item("docs", "b").0, "done");
+    assert_given_back_unstarted(&fixture);
+}
+
+#[test]
+fn a_quota_hit_stops_the_pass_before_the_item_claimed_ahead_starts() {
+    let hit = json!({ "err": "Claude usage limit reached. Your limit will reset at 5pm (UTC)." });
+    let (fixture, pass) = claimed_ahead_fixture(hit);
+    std::fs::write(fixture.path("go"), "").unwrap();
+    let pass = finished(pass.wait_with_output().unwrap());
+    let json = pass.json();
+    assert_eq!(json["status"], "rate_limited", "{json}");
+    assert_eq!(fixture.item("docs", "b").0, "pending", "the hit item goes back");
+    assert_given_back_unstarted(&fixture);
+}
