@@ -595,6 +595,14 @@ macro_rules! complete_run_step {
     };
 }
 
+/// The whole statement of a completion: fence, commit, the given controls and claim steps,
+/// the run.
+macro_rules! completion_statement {
+    ($($claim:expr),+) => {
+        concat!("WITH ", fence_step!(), ", ", complete_steps!(), ", ", $($claim),+, ",", complete_run_step!())
+    };
+}
+
 /// A claim that claims nothing, in the shape `claim_select` reads: for a completion whose
 /// pass already holds its next item (claimed ahead, docs/benchmarks.md).
 macro_rules! nothing_claimed_steps {
@@ -621,29 +629,9 @@ pub fn complete_and_claim_next_item(
     let mut params = claim_params(request).to_vec();
     params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
     let statement = if request.claims {
-        concat!(
-            "WITH ",
-            fence_step!(),
-            ", ",
-            complete_steps!(),
-            ", ",
-            claim_core_steps!(),
-            ",",
-            complete_run_step!()
-        )
+        completion_statement!(claim_core_steps!())
     } else {
-        concat!(
-            "WITH ",
-            fence_step!(),
-            ", ",
-            complete_steps!(),
-            ", ",
-            controls_step!(),
-            ",",
-            nothing_claimed_steps!(),
-            ",",
-            complete_run_step!()
-        )
+        completion_statement!(controls_step!(), ",", nothing_claimed_steps!())
     };
     let rows = statements.query(client, statement, &params)?;
     let (controls, item) = read_claim(&rows);

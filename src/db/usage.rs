@@ -218,13 +218,22 @@ pub fn usage_of_run(client: &mut impl GenericClient, run_id: i64) -> Result<Usag
 /// What the attempts of `drain` reported they cost since `since` (those whose item is
 /// still open included): what a daily budget counts. 0 when none reported a cost.
 pub fn cost_since(client: &mut impl GenericClient, drain: &str, since: DateTime<Utc>) -> Result<f64> {
-    let row = client.query_one(
+    // Planned for this `since` (today's attempts through `attempts_usage_at`), also in a
+    // drain pass, whose session plans generically (docs/architecture.md).
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)
+          WHERE current_setting('server_version_num')::int >= 120000",
+        &[],
+    )?;
+    let row = tx.query_one(
         "SELECT coalesce(sum(a.cost_usd), 0)::float8
            FROM attempts a JOIN items i ON i.id = a.item_id
           WHERE a.usage_at >= $2 AND a.cost_usd IS NOT NULL
             AND i.drain = $1",
         &[&drain, &since],
     )?;
+    tx.commit()?;
     Ok(row.get(0))
 }
 

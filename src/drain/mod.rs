@@ -93,6 +93,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     };
     log::info!("drain {}: run {run_id} started", drain.name);
 
+    crate::db::use_generic_plans(client)?;
     let mut pass = Pass {
         config,
         drain,
