@@ -325,8 +325,10 @@ pub struct ClaimRequest<'a> {
     pub local_limits_allow: bool,
     /// The claimer's priority and the other drains of its quota group.
     pub rivals: &'a GroupRivals,
-    /// Claim an item; when false, the statement only reads the controls (and commits what
-    /// it commits): the pass already holds its next item.
+    /// Claim an item; when false, `complete_and_claim_next_item` commits and reads the
+    /// controls only, without the claim's steps: the pass already holds its next item. (The
+    /// other claims are kept from claiming by `account.is_allowed`, which the caller then
+    /// sets false too.)
     pub claims: bool,
 }
 

@@ -302,7 +302,7 @@ impl<'a> Pass<'a> {
     }
 
     /// The claim of the next item to make as soon as the current worker has started, while
-    /// it runs (docs/benchmarks.md, "Claiming ahead"): only when the pass's previous worker
+    /// it runs (docs/worker-contract.md): only when the pass's previous worker
     /// took less than `CLAIM_AHEAD_BELOW`, the group has one account, no cost budget is
     /// reached and the window and the item and time budgets allow one item more. A slow
     /// worker's pass claims after it, so an item never waits claimed for a long worker.
