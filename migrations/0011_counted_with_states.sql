@@ -30,6 +30,10 @@ DROP FUNCTION counters_worker_started();
 CREATE OR REPLACE FUNCTION item_counts_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    WITH moved AS (
+        SELECT n.drain AS new_drain, n.state AS new_state, o.drain AS old_drain, o.state AS old_state
+          FROM new_items n JOIN old_items o ON o.id = n.id
+         WHERE n.state IS DISTINCT FROM o.state OR n.drain IS DISTINCT FROM o.drain)
     INSERT INTO item_counts AS c (drain, slot, pending, running, done, dead, skipped_missing,
                                   finished_done, finished_dead, finished_skipped_missing)
     SELECT drain, (pg_backend_pid() % 16)::smallint,
@@ -41,14 +45,9 @@ BEGIN
            count(*) FILTER (WHERE entered AND state = 'done'),
            count(*) FILTER (WHERE entered AND state = 'dead'),
            count(*) FILTER (WHERE entered AND state = 'skipped_missing')
-      FROM (SELECT n.drain, n.state, 1::bigint, n.state IS DISTINCT FROM o.state
-              FROM new_items n JOIN old_items o ON o.id = n.id
-             WHERE n.state IS DISTINCT FROM o.state OR n.drain IS DISTINCT FROM o.drain
+      FROM (SELECT new_drain, new_state, 1::bigint, new_state IS DISTINCT FROM old_state FROM moved
             UNION ALL
-            SELECT o.drain, o.state, -1::bigint, false
-              FROM new_items n JOIN old_items o ON o.id = n.id
-             WHERE n.state IS DISTINCT FROM o.state OR n.drain IS DISTINCT FROM o.drain)
-           AS moves (drain, state, n, entered)
+            SELECT old_drain, old_state, -1::bigint, false FROM moved) AS moves (drain, state, n, entered)
      GROUP BY drain
      ORDER BY drain
     ON CONFLICT (drain, slot) DO UPDATE

@@ -39,16 +39,11 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
     render(&view, ctx.config.defaults.timezone)
 }
 
-/// The status of every drain at `now` as `status --json` prints it (docs/json.md): what
+/// The status of every drain at `now`, as `status --json` prints it (docs/json.md): what
 /// the operations page (`crate::report`) shows of each drain, so that it and `status`
 /// never disagree.
-pub(crate) fn status_json(
-    client: &mut Client,
-    config: &Config,
-    now: DateTime<Utc>,
-) -> Result<serde_json::Value> {
-    let view = decide(config, gather(client, config, now)?);
-    serde_json::to_value(view).map_err(|error| Error::Internal(error.to_string()))
+pub(crate) fn status_view(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<StatusView> {
+    Ok(decide(config, gather(client, config, now)?))
 }
 
 /// What `status` reads from the database, all of it before deciding anything.
@@ -106,13 +101,13 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
 
 /// Everything `status` shows; serialized, it is the JSON of `status --json`.
 #[derive(Debug, Serialize)]
-struct StatusView {
+pub(crate) struct StatusView {
     now: DateTime<Utc>,
     timezone: &'static str,
-    drains: Vec<DrainView>,
+    pub(crate) drains: Vec<DrainView>,
     /// Usage per quota group: the sums of its drains.
     quota_groups: Vec<GroupUsageView>,
-    supervisor: Heartbeat,
+    pub(crate) supervisor: Heartbeat,
     /// The declared accounts of each quota group that has some (also under each drain).
     #[serde(skip)]
     groups: Vec<(String, Vec<AccountView>)>,
@@ -120,43 +115,43 @@ struct StatusView {
 
 /// One drain as `status` shows it.
 #[derive(Debug, Serialize)]
-struct DrainView {
-    drain: String,
+pub(crate) struct DrainView {
+    pub(crate) drain: String,
     /// `paused`, `hung`, `parked`, `running`, `backing-off`, `burst`, `out-of-window` or
     /// `idle`.
-    state: &'static str,
-    quota_group: String,
+    pub(crate) state: &'static str,
+    pub(crate) quota_group: String,
     /// Which drain of the quota group goes first when its quota returns (higher first;
     /// a drain in burst before all; docs/rate-limits.md).
     priority: i32,
-    counts: StateCounts,
+    pub(crate) counts: StateCounts,
     paused: bool,
-    pause_note: Option<String>,
-    burst_until: Option<DateTime<Utc>>,
-    burst_note: Option<String>,
-    backoff_until: Option<DateTime<Utc>>,
-    backoff_reason: Option<String>,
+    pub(crate) pause_note: Option<String>,
+    pub(crate) burst_until: Option<DateTime<Utc>>,
+    pub(crate) burst_note: Option<String>,
+    pub(crate) backoff_until: Option<DateTime<Utc>>,
+    pub(crate) backoff_reason: Option<String>,
     /// The account whose suspected mark a success would clear is suspected.
     backoff_suspected: bool,
     needs_attention: bool,
     /// The quota group is parked since then until `resume --group` (docs/rate-limits.md).
-    parked_at: Option<DateTime<Utc>>,
+    pub(crate) parked_at: Option<DateTime<Utc>>,
     /// The line that parked it.
-    parked_reason: Option<String>,
+    pub(crate) parked_reason: Option<String>,
     /// The declared account the next item runs on.
-    account: Option<String>,
+    pub(crate) account: Option<String>,
     accounts: Vec<AccountView>,
     running_runs: Vec<i64>,
     /// A running pass waits inside itself for the group's reset until then.
-    waiting_until: Option<DateTime<Utc>>,
-    last_run: Option<LastRunView>,
+    pub(crate) waiting_until: Option<DateTime<Utc>>,
+    pub(crate) last_run: Option<LastRunView>,
     last_checkpoint_at: Option<DateTime<Utc>>,
-    window: Option<String>,
+    pub(crate) window: Option<String>,
     in_window: bool,
-    next_window_opening: Option<DateTime<Utc>>,
+    pub(crate) next_window_opening: Option<DateTime<Utc>>,
     every_seconds: Option<f64>,
     cadence_next_start_at: Option<DateTime<Utc>>,
-    forecast: Forecast,
+    pub(crate) forecast: Forecast,
     /// What the drain's workers reported they used (docs/results.md).
     usage: UsageView,
     max_cost_per_pass: Option<f64>,
@@ -201,13 +196,13 @@ struct GroupUsageView {
 }
 
 #[derive(Debug, Serialize)]
-struct LastRunView {
-    id: i64,
-    status: crate::model::RunStatus,
-    started_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-    items_done: i32,
-    items_failed: i32,
+pub(crate) struct LastRunView {
+    pub(crate) id: i64,
+    pub(crate) status: crate::model::RunStatus,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
+    pub(crate) items_done: i32,
+    pub(crate) items_failed: i32,
     note: Option<String>,
 }
 

@@ -325,11 +325,6 @@ pub struct ClaimRequest<'a> {
     pub local_limits_allow: bool,
     /// The claimer's priority and the other drains of its quota group.
     pub rivals: &'a GroupRivals,
-    /// Claim an item; when false, `complete_and_claim_next_item` commits and reads the
-    /// controls only, without the claim's steps: the pass already holds its next item. (The
-    /// other claims are kept from claiming by `account.is_allowed`, which the caller then
-    /// sets false too.)
-    pub claims: bool,
 }
 
 /// A drain's priority and the other drains of its quota group, from the configuration:
@@ -619,8 +614,10 @@ macro_rules! nothing_claimed_steps {
 /// without staging it first) and claim the next item (as `claim_next_item` does) in one
 /// statement and one transaction: the one round trip between two workers whose result is
 /// small enough to send at once. The commit needs the claim and the fence like every
-/// commit; the claim re-reads the controls after the previous worker ended. A request that
-/// does not claim (`claims` false) reads the controls with the commit and nothing else.
+/// commit; the claim re-reads the controls after the previous worker ended. A request
+/// whose account may not be used claims nothing, so the statement then leaves the claim's
+/// steps out and reads the controls with the commit only (an item claimed ahead, a cost
+/// budget reached).
 pub fn complete_and_claim_next_item(
     client: &mut impl GenericClient,
     statements: &mut PreparedStatements,
@@ -630,7 +627,7 @@ pub fn complete_and_claim_next_item(
 ) -> Result<(PassControls, Option<ClaimedItem>, Completion)> {
     let mut params = claim_params(request).to_vec();
     params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
-    let statement = if request.claims {
+    let statement = if request.account.is_allowed {
         completion_statement!(claim_core_steps!())
     } else {
         completion_statement!(controls_step!(), ",", nothing_claimed_steps!())
@@ -742,7 +739,6 @@ pub fn stage_result(
         is_burst_trigger: false,
         local_limits_allow: false,
         rivals: &GroupRivals::default(),
-        claims: false,
     };
     stage_and_claim_next_item(client, statements, item_id, result, &request)?;
     Ok(())
@@ -1019,7 +1015,7 @@ pub fn drains_with_available_items(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct StateCounts {
     pub pending: i64,
     pub running: i64,

@@ -142,7 +142,6 @@ impl<'a> Pass<'a> {
             is_burst_trigger,
             local_limits_allow,
             rivals,
-            claims: claim,
         };
         if !group.has_accounts_to_switch() {
             let account = ClaimAccount {
@@ -336,7 +335,6 @@ impl<'a> Pass<'a> {
             is_burst_trigger: self.trigger == Trigger::Burst,
             local_limits_allow: true,
             rivals,
-            claims: true,
         })
     }
 

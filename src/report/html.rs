@@ -149,7 +149,7 @@ fn summary(out: &mut String, page: &Page) {
             status.counts.dead,
             escape(&status.quota_group),
             name = escape(&status.drain),
-            state = escape(&status.state),
+            state = escape(status.state),
         );
     }
     out.push_str("</tbody></table></section>\n");
@@ -162,7 +162,7 @@ fn drain_section(out: &mut String, page: &Page, drain: &DrainPage) {
         out,
         "<section class=\"card drain\" id=\"drain-{name}\" data-drain=\"{name}\">\
          <h2>{name} <span class=\"state state-{state}\" data-state=\"{state}\">{state}</span></h2>",
-        state = escape(&status.state),
+        state = escape(status.state),
     );
     out.push_str("<dl>");
     for (term, definition) in facts(page, drain) {

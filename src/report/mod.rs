@@ -23,13 +23,12 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use postgres::Client;
-use serde::Deserialize;
 
 use crate::accounts::AccountState;
+use crate::commands::status::DrainView;
 use crate::config::Config;
-use crate::db::items::StateCounts;
 use crate::db::report::{BacklogSpan, DayCost, QuotaEvent};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::schedule::forecast::Forecast;
 use crate::supervise::Heartbeat;
 
@@ -58,50 +57,12 @@ pub(crate) struct Page {
 /// One drain: its status, and the history its charts draw.
 #[derive(Debug)]
 struct DrainPage {
-    status: DrainStatus,
+    status: DrainView,
     burndown: Burndown,
     /// The hits and backoffs of the drain's quota group, oldest first.
     quota_events: Vec<QuotaEvent>,
     /// The days of the cost chart, oldest first, each with what was reported that day.
     cost_days: Vec<(NaiveDate, Option<DayCost>)>,
-}
-
-/// The part of `status --json` (docs/json.md) the page shows of a drain.
-#[derive(Debug, Deserialize)]
-struct DrainStatus {
-    drain: String,
-    state: String,
-    quota_group: String,
-    counts: StateCounts,
-    pause_note: Option<String>,
-    burst_until: Option<DateTime<Utc>>,
-    burst_note: Option<String>,
-    backoff_until: Option<DateTime<Utc>>,
-    backoff_reason: Option<String>,
-    parked_at: Option<DateTime<Utc>>,
-    parked_reason: Option<String>,
-    account: Option<String>,
-    waiting_until: Option<DateTime<Utc>>,
-    last_run: Option<LastRun>,
-    window: Option<String>,
-    next_window_opening: Option<DateTime<Utc>>,
-    forecast: Forecast,
-}
-
-#[derive(Debug, Deserialize)]
-struct LastRun {
-    id: i64,
-    status: String,
-    started_at: DateTime<Utc>,
-    finished_at: Option<DateTime<Utc>>,
-    items_done: i32,
-    items_failed: i32,
-}
-
-#[derive(Debug, Deserialize)]
-struct StatusJson {
-    drains: Vec<DrainStatus>,
-    supervisor: Heartbeat,
 }
 
 /// The backlog at every step of the last days, and the forecast from now.
@@ -152,9 +113,7 @@ pub(crate) fn render_page(client: &mut Client, config: &Config, now: DateTime<Ut
 
 fn read_page(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Page> {
     let zone = config.defaults.timezone;
-    let status = crate::commands::status::status_json(client, config, now)?;
-    let status: StatusJson = serde_json::from_value(status)
-        .map_err(|error| Error::Internal(format!("the status of the drains did not read back: {error}")))?;
+    let status = crate::commands::status::status_view(client, config, now)?;
     let names: Vec<String> = status.drains.iter().map(|drain| drain.drain.clone()).collect();
     let start = now - chrono::Duration::days(HISTORY_DAYS);
     let steps = (HISTORY_DAYS * 24 * 3600 / BURNDOWN_STEP_SECONDS) as usize;
@@ -211,7 +170,7 @@ fn read_page(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result
 fn read_groups(
     client: &mut Client,
     config: &Config,
-    drains: &[DrainStatus],
+    drains: &[DrainView],
     now: DateTime<Utc>,
 ) -> Result<Vec<GroupPage>> {
     let names: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
@@ -221,7 +180,7 @@ fn read_groups(
         .quota_groups
         .iter()
         .map(|group| {
-            let members: Vec<&DrainStatus> =
+            let members: Vec<&DrainView> =
                 drains.iter().filter(|drain| drain.quota_group == group.name).collect();
             let in_use = members.iter().find_map(|drain| drain.account.clone());
             let accounts = group.accounts.iter().map(|account| account.name.as_str());

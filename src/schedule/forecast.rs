@@ -12,7 +12,7 @@
 //! `metrics` read the history and show the result.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::db::runs::RunHistory;
 
@@ -21,7 +21,7 @@ pub const RECENT_RUNS: i64 = 20;
 /// Only passes that ended this long ago or less count.
 pub const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Forecast {
     /// Finished passes the throughput is based on.
     pub runs: i64,

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, DurationRound, Utc};
 use postgres::Client;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::SuperviseArgs;
@@ -47,7 +47,7 @@ const SUPERVISE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(
 
 /// The supervisor's heartbeat: when the last acting `supervise` pass fired, and whether
 /// that is longer ago than twice `supervise_interval` — the sign of a broken crontab.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Heartbeat {
     pub last_pass_at: Option<DateTime<Utc>>,
     pub age_seconds: Option<f64>,
