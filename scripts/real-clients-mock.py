@@ -237,49 +237,49 @@ def retry_info(delay):
     return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
 
 
+GEMINI_HELP_URL = "https://ai.google.dev/gemini-api/docs/rate-limits"
+
+
+def gemini_quota_exceeded(now, per, limit, retry_seconds):
+    """Gemini's 429 for an exhausted free-tier request quota per minute or per day."""
+    message = ("You exceeded your current quota, please check your plan and billing details. For more "
+               f"information on this error, head to: {GEMINI_HELP_URL}.\n* Quota exceeded for metric: "
+               f"generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: {limit}, "
+               f"model: gemini-2.5-pro\nPlease retry in {retry_seconds}s.")
+    details = [quota_failure(f"GenerateRequestsPer{per}PerProjectPerModel-FreeTier",
+                             "generate_content_free_tier_requests"), retry_info(f"{int(retry_seconds)}s")]
+    return {"status": 429, "reset": now + dt.timedelta(seconds=retry_seconds),
+            "body": gemini_error(429, "RESOURCE_EXHAUSTED", message, details)}
+
+
 def plan_gemini(scenario, now):
-    help_url = "https://ai.google.dev/gemini-api/docs/rate-limits"
     if scenario == "success":
         return {"status": 200, "text": ANSWER}
     if scenario == "success-quoting-a-limit":
         return {"status": 200, "text": QUOTING}
     if scenario in ("rate-limit-reset", "rate-limit-then-success"):
-        message = ("You exceeded your current quota, please check your plan and billing details. For more "
-                   f"information on this error, head to: {help_url}.\n* Quota exceeded for metric: "
-                   "generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 5, "
-                   "model: gemini-2.5-pro\nPlease retry in 2.5s.")
-        details = [quota_failure("GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-                                 "generate_content_free_tier_requests"), retry_info("2s")]
-        return {"status": 429, "reset": now + dt.timedelta(seconds=2.5),
-                "body": gemini_error(429, "RESOURCE_EXHAUSTED", message, details),
+        return {**gemini_quota_exceeded(now, "Minute", 5, 2.5),
                 "then": {"status": 200, "text": ANSWER} if scenario == "rate-limit-then-success" else None}
     if scenario == "rate-limit-no-reset":
         return {"status": 429, "body": gemini_error(
             429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).")}
     if scenario == "subscription-limit":
         # The free tier's daily request quota.
-        message = ("You exceeded your current quota, please check your plan and billing details. For more "
-                   f"information on this error, head to: {help_url}.\n* Quota exceeded for metric: "
-                   "generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 250, "
-                   "model: gemini-2.5-pro\nPlease retry in 33415.2s.")
-        details = [quota_failure("GenerateRequestsPerDayPerProjectPerModel-FreeTier",
-                                 "generate_content_free_tier_requests"), retry_info("33415s")]
-        return {"status": 429, "reset": now + dt.timedelta(seconds=33415.2),
-                "body": gemini_error(429, "RESOURCE_EXHAUSTED", message, details)}
+        return gemini_quota_exceeded(now, "Day", 250, 33415.2)
     if scenario == "capacity-exhausted":
         message = ("You have exhausted your capacity on this model. Your quota will reset after 8h44m7s.")
         return {"status": 429, "reset": now + dt.timedelta(hours=8, minutes=44, seconds=7),
                 "body": gemini_error(429, "RESOURCE_EXHAUSTED", message, [retry_info("31447s")])}
     if scenario == "long-retry":
         message = ("You exceeded your current quota, please check your plan and billing details. For more "
-                   f"information on this error, head to: {help_url}.\n* Quota exceeded for metric: "
+                   f"information on this error, head to: {GEMINI_HELP_URL}.\n* Quota exceeded for metric: "
                    "generativelanguage.googleapis.com/generate_content_paid_tier_input_token_count, "
                    "limit: 1000000, model: gemini-2.5-pro\nPlease retry in 240s.")
         return {"status": 429, "reset": now + dt.timedelta(seconds=240),
                 "body": gemini_error(429, "RESOURCE_EXHAUSTED", message)}
     if scenario == "credit":
         message = ("You exceeded your current quota, please check your plan and billing details. For more "
-                   f"information on this error, head to: {help_url}.\n* Quota exceeded for metric: "
+                   f"information on this error, head to: {GEMINI_HELP_URL}.\n* Quota exceeded for metric: "
                    "generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, "
                    "model: gemini-2.5-pro")
         return {"status": 429, "body": gemini_error(429, "RESOURCE_EXHAUSTED", message)}
