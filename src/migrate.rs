@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "counted_with_states",
         sql: include_str!("../migrations/0011_counted_with_states.sql"),
     },
+    Migration {
+        version: 12,
+        name: "attempts_by_run_and_item",
+        sql: include_str!("../migrations/0012_attempts_by_run_and_item.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

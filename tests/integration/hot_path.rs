@@ -163,3 +163,64 @@ fn a_quota_hit_stops_the_pass_before_the_item_claimed_ahead_starts() {
     assert_eq!(fixture.item("docs", "b").0, "pending", "the hit item goes back");
     assert_given_back_unstarted(&fixture);
 }
+
+/// Every completion finds the run's attempt of its item (`item_id = $1 AND run_id = $2`)
+/// with a plan made once per pass. Whichever index that plan takes, it reads that one
+/// attempt: here the run's index alone, after 1,000 attempts of the same run, as a pass
+/// finds it at its 1,000th item. Read by the run alone, every completion read every
+/// attempt of its run, and a pass slowed with every item it finished.
+#[test]
+fn a_completion_reads_one_attempt_however_many_its_run_has_made() {
+    let fixture = Fixture::new(&config(), NOW);
+    let items: Vec<(String, serde_json::Value)> =
+        (0..1000).map(|i| (format!("item-{i:04}"), json!({}))).collect();
+    fixture.enqueue("docs", &items);
+    let mut client = fixture.client();
+    client
+        .batch_execute(
+            "INSERT INTO attempts (item_id, run_id, attempt, started_at, finished_at, outcome)
+             SELECT id, 7, 1, now(), CASE WHEN key <> 'item-0999' THEN now() END,
+                    CASE WHEN key <> 'item-0999' THEN 'done' END
+               FROM items;
+             ANALYZE attempts",
+        )
+        .unwrap();
+    let last: i64 = client.query_one("SELECT id FROM items WHERE key = 'item-0999'", &[]).unwrap().get(0);
+    let mut tx = client.transaction().unwrap();
+    tx.batch_execute(
+        "DROP INDEX attempts_item;
+         SET LOCAL plan_cache_mode = force_generic_plan;
+         PREPARE finish (bigint, bigint) AS
+             UPDATE attempts SET finished_at = now(), outcome = 'done'
+              WHERE item_id = $1 AND run_id = $2 AND finished_at IS NULL",
+    )
+    .unwrap();
+    let plan: serde_json::Value = tx
+        .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE finish({last}, 7)"), &[])
+        .unwrap()
+        .get(0);
+    tx.rollback().unwrap();
+    let mut scans = Vec::new();
+    collect_scans(&plan, &mut scans);
+    assert!(!scans.is_empty(), "the attempt was not found through an index: {plan:#}");
+    let read: f64 = scans.iter().sum();
+    assert_eq!(read, 1.0, "{read} index entries read to find one attempt: {plan:#}");
+}
+
+/// The rows each index scan node of an EXPLAIN (ANALYZE, FORMAT JSON) plan returned.
+fn collect_scans(node: &serde_json::Value, rows: &mut Vec<f64>) {
+    match node {
+        serde_json::Value::Object(map) => {
+            let index_scan = map
+                .get("Node Type")
+                .and_then(|kind| kind.as_str())
+                .is_some_and(|kind| kind == "Index Scan" || kind == "Bitmap Index Scan");
+            if index_scan {
+                rows.push(map.get("Actual Rows").and_then(|n| n.as_f64()).unwrap_or(f64::NAN));
+            }
+            map.values().for_each(|value| collect_scans(value, rows));
+        }
+        serde_json::Value::Array(values) => values.iter().for_each(|value| collect_scans(value, rows)),
+        _ => {}
+    }
+}
