@@ -377,8 +377,8 @@ macro_rules! fence_step {
 /// one too. The claimer's own check names the rival's row, so that it runs only for a
 /// rival: a drain alone in its group pays nothing for it between two workers.
 macro_rules! claim_core_steps {
-    () => {
-        concat!(controls_step!(), ",", claim_after_controls_steps!())
+    ($limit:literal) => {
+        concat!(controls_step!(), ",", claim_after_controls_steps!($limit))
     };
 }
 
@@ -397,10 +397,11 @@ macro_rules! controls_step {
     };
 }
 
-/// What `claim_core_steps` does after reading the controls: yield, check, claim, open the
-/// attempt.
+/// What `claim_core_steps` does after reading the controls: yield, check, claim at most
+/// `$limit` items (in claim order), open their attempts.
 macro_rules! claim_after_controls_steps {
-    () => {
+    ($limit:literal) => {
+        concat!(
         "
          ahead AS (
              SELECT r.name, r.priority, coalesce(od.burst_until > $3, false) AS is_bursting
@@ -429,15 +430,16 @@ macro_rules! claim_after_controls_steps {
          claimed AS (
              UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
                     attempts = attempts + 1, updated_at = $3
-              WHERE id = (SELECT id FROM items
+              WHERE id = ANY (ARRAY(SELECT id FROM items
                            WHERE drain = $1 AND state = 'pending' AND available_at <= $3
                              AND EXISTS (SELECT 1 FROM allowed)
                            ORDER BY available_at, id
-                           LIMIT 1 FOR UPDATE SKIP LOCKED)
-          RETURNING id, key, payload, attempts, resume_token),
+                           LIMIT ", $limit, " FOR UPDATE SKIP LOCKED))
+          RETURNING id, key, payload, attempts, resume_token, available_at),
          attempt AS (
              INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
              SELECT id, $2, attempts, $3, $7 FROM claimed)"
+        )
     };
 }
 
@@ -463,9 +465,9 @@ macro_rules! claim_from {
 /// The whole claim after `fence_step`. A claim is made between two workers, so it also
 /// clears the run's worker: the previous one has exited and been reaped.
 macro_rules! claim_steps {
-    () => {
+    ($limit:literal) => {
         concat!(
-            claim_core_steps!(),
+            claim_core_steps!($limit),
             ",
          checkpoint AS (
              UPDATE runs SET worker_pid = NULL, worker_start_time = NULL,
@@ -562,10 +564,28 @@ pub fn claim_next_item(
 ) -> Result<(PassControls, Option<ClaimedItem>)> {
     let rows = statements.query(
         client,
-        concat!("WITH ", fence_step!(), ", ", claim_steps!()),
+        concat!("WITH ", fence_step!(), ", ", claim_steps!("1")),
         &claim_params(request),
     )?;
     Ok(read_claim(&rows))
+}
+
+/// Claim up to `limit` items at once, in claim order, as `claim_next_item` claims one:
+/// the items a pass claims ahead while a quick worker runs (docs/worker-contract.md).
+pub fn claim_items_ahead(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    request: &ClaimRequest,
+    limit: i64,
+) -> Result<(PassControls, Vec<ClaimedItem>)> {
+    let mut params = claim_params(request).to_vec();
+    params.push((&limit as &(dyn ToSql + Sync), Type::INT8));
+    let rows = statements.query(
+        client,
+        concat!("WITH ", fence_step!(), ", ", claim_steps!("$13"), " ORDER BY k.available_at, k.id"),
+        &params,
+    )?;
+    Ok(read_claims(&rows))
 }
 
 /// Stage `result` for `item_id` (as `stage_result` does) and claim the next item (as
@@ -587,7 +607,7 @@ pub fn stage_and_claim_next_item(
     ]);
     let rows = statements.query(
         client,
-        concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!()),
+        concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!("1")),
         &params,
     )?;
     Ok(read_claim(&rows))
@@ -669,7 +689,7 @@ pub fn complete_and_claim_next_item(
     let mut params = claim_params(request).to_vec();
     params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
     let statement = if request.account.is_allowed {
-        completion_statement!(claim_core_steps!())
+        completion_statement!(claim_core_steps!("1"))
     } else {
         completion_statement!(controls_step!(), ",", nothing_claimed_steps!())
     };
@@ -688,7 +708,13 @@ pub fn complete_and_claim_next_item(
 }
 
 fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
-    let Some(row) = rows.first() else { return (PassControls::default(), None) };
+    let (controls, items) = read_claims(&rows[..rows.len().min(1)]);
+    (controls, items.into_iter().next())
+}
+
+/// The controls (the same in every row) and every item a claim took, in row order.
+fn read_claims(rows: &[Row]) -> (PassControls, Vec<ClaimedItem>) {
+    let Some(row) = rows.first() else { return (PassControls::default(), Vec::new()) };
     let controls = PassControls {
         paused_at: row.get(0),
         pause_note: row.get(1),
@@ -705,14 +731,19 @@ fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
             is_bursting: row.get::<_, Option<bool>>(16).unwrap_or_default(),
         }),
     };
-    let item = row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
-        id,
-        key: row.get(7),
-        payload: row.get(8),
-        attempt: row.get(9),
-        resume_token: row.get(10),
-    });
-    (controls, item)
+    let items = rows
+        .iter()
+        .filter_map(|row| {
+            row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
+                id,
+                key: row.get(7),
+                payload: row.get(8),
+                attempt: row.get(9),
+                resume_token: row.get(10),
+            })
+        })
+        .collect();
+    (controls, items)
 }
 
 /// The length and SHA-256 a staged result is verified against.
