@@ -9,11 +9,22 @@
 -- make to a table reach its statement-level trigger together, once. Every other writer is
 -- counted by the triggers, as before.
 
+-- Whether the statement being counted marked itself as counted; the mark is spent.
+CREATE FUNCTION count_mark_spent(mark text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting(mark, true) = 'on' THEN
+        PERFORM set_config(mark, 'off', true);
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION item_counts_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('drainctl.items_counted', true) = 'on' THEN
-        PERFORM set_config('drainctl.items_counted', 'off', true);
+    IF count_mark_spent('drainctl.items_counted') THEN
         RETURN NULL;
     END IF;
     WITH moved AS (
@@ -50,8 +61,7 @@ $$;
 CREATE OR REPLACE FUNCTION item_counts_worker_started() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('drainctl.attempts_counted', true) = 'on' THEN
-        PERFORM set_config('drainctl.attempts_counted', 'off', true);
+    IF count_mark_spent('drainctl.attempts_counted') THEN
         RETURN NULL;
     END IF;
     INSERT INTO item_counts AS c (drain, slot, worker_starts)
