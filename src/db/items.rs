@@ -377,8 +377,8 @@ macro_rules! fence_step {
 /// one too. The claimer's own check names the rival's row, so that it runs only for a
 /// rival: a drain alone in its group pays nothing for it between two workers.
 macro_rules! claim_core_steps {
-    ($limit:literal) => {
-        concat!(controls_step!(), ",", claim_after_controls_steps!($limit))
+    () => {
+        concat!(controls_step!(), ",", claim_after_controls_steps!())
     };
 }
 
@@ -397,11 +397,10 @@ macro_rules! controls_step {
     };
 }
 
-/// What `claim_core_steps` does after reading the controls: yield, check, claim at most
-/// `$limit` items (in claim order), open their attempts.
+/// What `claim_core_steps` does after reading the controls: yield, check, claim, open the
+/// attempt.
 macro_rules! claim_after_controls_steps {
-    ($limit:literal) => {
-        concat!(
+    () => {
         "
          ahead AS (
              SELECT r.name, r.priority, coalesce(od.burst_until > $3, false) AS is_bursting
@@ -430,16 +429,15 @@ macro_rules! claim_after_controls_steps {
          claimed AS (
              UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
                     attempts = attempts + 1, updated_at = $3
-              WHERE id = ANY (ARRAY(SELECT id FROM items
+              WHERE id = (SELECT id FROM items
                            WHERE drain = $1 AND state = 'pending' AND available_at <= $3
                              AND EXISTS (SELECT 1 FROM allowed)
                            ORDER BY available_at, id
-                           LIMIT ", $limit, " FOR UPDATE SKIP LOCKED))
-          RETURNING id, key, payload, attempts, resume_token, available_at),
+                           LIMIT 1 FOR UPDATE SKIP LOCKED)
+          RETURNING id, key, payload, attempts, resume_token),
          attempt AS (
              INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
              SELECT id, $2, attempts, $3, $7 FROM claimed)"
-        )
     };
 }
 
@@ -465,9 +463,9 @@ macro_rules! claim_from {
 /// The whole claim after `fence_step`. A claim is made between two workers, so it also
 /// clears the run's worker: the previous one has exited and been reaped.
 macro_rules! claim_steps {
-    ($limit:literal) => {
+    () => {
         concat!(
-            claim_core_steps!($limit),
+            claim_core_steps!(),
             ",
          checkpoint AS (
              UPDATE runs SET worker_pid = NULL, worker_start_time = NULL,
@@ -564,28 +562,10 @@ pub fn claim_next_item(
 ) -> Result<(PassControls, Option<ClaimedItem>)> {
     let rows = statements.query(
         client,
-        concat!("WITH ", fence_step!(), ", ", claim_steps!("1")),
+        concat!("WITH ", fence_step!(), ", ", claim_steps!()),
         &claim_params(request),
     )?;
     Ok(read_claim(&rows))
-}
-
-/// Claim up to `limit` items at once, in claim order, as `claim_next_item` claims one:
-/// the items a pass claims ahead while a quick worker runs (docs/worker-contract.md).
-pub fn claim_items_ahead(
-    client: &mut impl GenericClient,
-    statements: &mut PreparedStatements,
-    request: &ClaimRequest,
-    limit: i64,
-) -> Result<(PassControls, Vec<ClaimedItem>)> {
-    let mut params = claim_params(request).to_vec();
-    params.push((&limit as &(dyn ToSql + Sync), Type::INT8));
-    let rows = statements.query(
-        client,
-        concat!("WITH ", fence_step!(), ", ", claim_steps!("$13"), " ORDER BY k.available_at, k.id"),
-        &params,
-    )?;
-    Ok(read_claims(&rows))
 }
 
 /// Stage `result` for `item_id` (as `stage_result` does) and claim the next item (as
@@ -607,7 +587,7 @@ pub fn stage_and_claim_next_item(
     ]);
     let rows = statements.query(
         client,
-        concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!("1")),
+        concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!()),
         &params,
     )?;
     Ok(read_claim(&rows))
@@ -689,7 +669,7 @@ pub fn complete_and_claim_next_item(
     let mut params = claim_params(request).to_vec();
     params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
     let statement = if request.account.is_allowed {
-        completion_statement!(claim_core_steps!("1"))
+        completion_statement!(claim_core_steps!())
     } else {
         completion_statement!(controls_step!(), ",", nothing_claimed_steps!())
     };
@@ -708,13 +688,7 @@ pub fn complete_and_claim_next_item(
 }
 
 fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
-    let (controls, items) = read_claims(&rows[..rows.len().min(1)]);
-    (controls, items.into_iter().next())
-}
-
-/// The controls (the same in every row) and every item a claim took, in row order.
-fn read_claims(rows: &[Row]) -> (PassControls, Vec<ClaimedItem>) {
-    let Some(row) = rows.first() else { return (PassControls::default(), Vec::new()) };
+    let Some(row) = rows.first() else { return (PassControls::default(), None) };
     let controls = PassControls {
         paused_at: row.get(0),
         pause_note: row.get(1),
@@ -731,19 +705,14 @@ fn read_claims(rows: &[Row]) -> (PassControls, Vec<ClaimedItem>) {
             is_bursting: row.get::<_, Option<bool>>(16).unwrap_or_default(),
         }),
     };
-    let items = rows
-        .iter()
-        .filter_map(|row| {
-            row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
-                id,
-                key: row.get(7),
-                payload: row.get(8),
-                attempt: row.get(9),
-                resume_token: row.get(10),
-            })
-        })
-        .collect();
-    (controls, items)
+    let item = row.get::<_, Option<i64>>(6).map(|id| ClaimedItem {
+        id,
+        key: row.get(7),
+        payload: row.get(8),
+        attempt: row.get(9),
+        resume_token: row.get(10),
+    });
+    (controls, item)
 }
 
 /// The length and SHA-256 a staged result is verified against.

@@ -96,7 +96,7 @@ impl Pass<'_> {
         let next_claim = self.claim_ahead(&rivals, self.clock.now());
         let mut observer = WorkerRecorder {
             next_claim,
-            claimed_ahead: Vec::new(),
+            claimed_ahead: None,
             staged: self.staged.take(),
             client: self.client,
             outbox: self.outbox,
@@ -125,7 +125,7 @@ impl Pass<'_> {
         // The previous result was committed when the worker started; without a start, or
         // when that commit failed, it is committed now.
         let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
-        self.claimed_ahead.extend(observer.claimed_ahead.drain(..));
+        self.claimed_ahead = observer.claimed_ahead.take();
         self.staged = not_committed;
         if result.is_ok() {
             self.last_worker_took = Some(took);

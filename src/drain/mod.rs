@@ -116,7 +116,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         cost_usd: 0.0,
         cost_stop: None,
         last_worker_took: None,
-        claimed_ahead: std::collections::VecDeque::new(),
+        claimed_ahead: None,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -324,9 +324,8 @@ struct Pass<'a> {
     cost_stop: Option<(Stop, Event)>,
     /// How long the pass's latest worker ran, from its start to its end.
     last_worker_took: Option<std::time::Duration>,
-    /// The next items, in claim order, claimed while a recent worker ran (see
-    /// `Pass::claim_ahead`).
-    claimed_ahead: std::collections::VecDeque<items::ClaimedItem>,
+    /// The next item, claimed while the latest worker ran (see `Pass::claim_ahead`).
+    claimed_ahead: Option<items::ClaimedItem>,
 }
 
 struct SucceededItem {

@@ -20,8 +20,8 @@ use super::{ItemEnd, Pass, Stop};
 impl<'a> Pass<'a> {
     pub(super) fn work(&mut self) -> Result<Stop> {
         let stop = self.work_items();
-        // Items claimed ahead whose workers did not start go back, attempts refunded.
-        while let Some(item) = self.claimed_ahead.pop_front() {
+        // An item claimed ahead whose worker did not start goes back, attempt refunded.
+        if let Some(item) = self.claimed_ahead.take() {
             let note = "claimed ahead; the pass ended before its worker started";
             if let Err(error) = self.release(&item, AttemptOutcome::NotStarted, note, self.clock.now()) {
                 // The run's end (or, if that fails too, the orphan sweep) releases it.
@@ -57,7 +57,7 @@ impl<'a> Pass<'a> {
             let now = self.clock.now();
             // An item claimed ahead still needs the controls read after the last worker
             // ended: the same statement, claiming nothing.
-            let ahead = self.claimed_ahead.pop_front();
+            let ahead = self.claimed_ahead.take();
             let (controls, claimed, account) = self.stage_and_claim_next_item(now, ahead.is_none())?;
             let is_claimed_ahead = ahead.is_some();
             let claimed = ahead.or(claimed);
@@ -66,8 +66,10 @@ impl<'a> Pass<'a> {
             let backoff_until = controls.backoff_until.filter(|_| controls.parked_at.is_none());
             let yields_to = controls.yields_to.clone();
             if let Some(stop) = self.reason_to_stop(controls, now) {
-                // Claimed ahead before pause, burst's end or backoff: never started.
-                self.release_claimed_ahead(claimed, &stop.note, now)?;
+                if let Some(item) = claimed {
+                    // Claimed ahead before pause, burst's end or backoff: never started.
+                    self.release(&item, AttemptOutcome::NotStarted, &stop.note, now)?;
+                }
                 // A reset near enough is waited for inside the pass (docs/rate-limits.md).
                 if let Some(until) = backoff_until
                     .filter(|until| stop.status == RunStatus::RateLimited && self.may_wait_until(*until, now))
@@ -83,7 +85,7 @@ impl<'a> Pass<'a> {
             if let (true, Some(ahead), Some(item)) = (is_claimed_ahead, &yields_to, &claimed) {
                 // A higher-ranking drain of the group has work now: it goes first.
                 let note = format!("claimed ahead; drain {} of the group ranks higher", ahead.name);
-                self.release_claimed_ahead(Some(item.clone()), &note, now)?;
+                self.release(item, AttemptOutcome::NotStarted, &note, now)?;
                 continue;
             }
             let Some(item) = claimed else {
@@ -109,20 +111,6 @@ impl<'a> Pass<'a> {
                 }
             }
         }
-    }
-
-    /// Give back `item` and every other item claimed ahead, none of them started: pending
-    /// again, attempts refunded and recorded as not started.
-    fn release_claimed_ahead(
-        &mut self,
-        item: Option<ClaimedItem>,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        for item in item.into_iter().chain(std::mem::take(&mut self.claimed_ahead)) {
-            self.release(&item, AttemptOutcome::NotStarted, note, now)?;
-        }
-        Ok(())
     }
 
     /// Commit (or, when large, stage) the previous item's result, if one waits, then choose
@@ -312,37 +300,30 @@ impl<'a> Pass<'a> {
         Ok(Some((Stop::normal(RunStatus::Budget, note), event)))
     }
 
-    /// The claim of the next items to make as soon as the current worker has started,
-    /// while it runs (docs/worker-contract.md), and how many at most: only when the pass
-    /// holds no item claimed ahead, its previous worker took less than
-    /// `CLAIM_AHEAD_BELOW`, the group has one account, no cost budget is reached and the
-    /// window and the item and time budgets allow one item more; after a worker quicker
-    /// than a tenth of that, up to `CLAIM_AHEAD_ITEMS` as far as the item budget allows. A slow worker's pass claims
-    /// after it, so items never wait claimed for a worker known to be long. The controls
-    /// are read again after each worker ended, before the next claimed item's worker
-    /// starts.
+    /// The claim of the next item to make as soon as the current worker has started, while
+    /// it runs (docs/worker-contract.md): only when the pass's previous worker
+    /// took less than `CLAIM_AHEAD_BELOW`, the group has one account, no cost budget is
+    /// reached and the window and the item and time budgets allow one item more. A slow
+    /// worker's pass claims after it, so an item never waits claimed for a long worker.
+    /// The controls are read again after the worker ended, before the claimed item's
+    /// worker starts.
     pub(super) fn claim_ahead<'r>(
         &self,
         rivals: &'r items::GroupRivals,
         now: DateTime<Utc>,
-    ) -> Option<(ClaimRequest<'r>, i64)>
+    ) -> Option<ClaimRequest<'r>>
     where
         'a: 'r,
     {
         let is_quick = self.last_worker_took.is_some_and(|took| took < claim_ahead_below());
-        if !is_quick || !self.claimed_ahead.is_empty() {
+        if !is_quick || self.group.has_accounts_to_switch() || self.cost_stop.is_some() {
             return None;
         }
-        if self.group.has_accounts_to_switch() || self.cost_stop.is_some() {
+        if self.local_limit(now, 1).is_some() {
             return None;
         }
-        // Several at once only where the claim would cost a noticeable share of each
-        // worker's time: so few items wait behind a worker that turns out slow.
-        let is_very_quick = self.last_worker_took.is_some_and(|took| took < claim_ahead_below() / 10);
-        let most = if is_very_quick { CLAIM_AHEAD_ITEMS } else { 1 };
-        let limit = (1..=most).rev().find(|more| self.local_limit(now, *more).is_none())?;
         let (drain, group): (&'a DrainConfig, &'a crate::config::QuotaGroupConfig) = (self.drain, self.group);
-        let request = ClaimRequest {
+        Some(ClaimRequest {
             drain: &drain.name,
             account: ClaimAccount {
                 quota_group: &group.name,
@@ -354,8 +335,7 @@ impl<'a> Pass<'a> {
             is_burst_trigger: self.trigger == Trigger::Burst,
             local_limits_allow: true,
             rivals,
-        };
-        Some((request, i64::from(limit)))
+        })
     }
 
     /// The limits checked without the database: the window (for supervisor passes) and
@@ -396,12 +376,6 @@ impl<'a> Pass<'a> {
 /// A pass whose previous worker took less than this claims the next item while the
 /// current worker runs (see `Pass::claim_ahead`).
 const CLAIM_AHEAD_BELOW: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// How many items a pass claims ahead at once, in one statement, after a worker quicker
-/// than a tenth of `CLAIM_AHEAD_BELOW` (10 ms): the claim's cost is shared by that many
-/// very quick workers (docs/benchmarks.md), and no more than that many wait claimed
-/// behind a worker that turns out slow.
-const CLAIM_AHEAD_ITEMS: u32 = 4;
 
 /// `CLAIM_AHEAD_BELOW`, or in a test build `DRAINCTL_CLAIM_AHEAD_BELOW_MS` when set, so that
 /// a test can make every worker count as quick (docs/configuration.md).

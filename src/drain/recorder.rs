@@ -100,11 +100,10 @@ pub(super) struct WorkerRecorder<'a> {
     pub(super) committed: Option<(StagedItem, Completion, DateTime<Utc>)>,
     /// The worker (pid, start time), until it is recorded on the run.
     pub(super) unrecorded_worker: Option<(i32, Option<i64>)>,
-    /// The claim of the next items (the request and how many at most), made as soon as
-    /// this worker has started when the pass claims ahead (see `Pass::claim_ahead`), and
-    /// what it claimed, in claim order.
-    pub(super) next_claim: Option<(ClaimRequest<'a>, i64)>,
-    pub(super) claimed_ahead: Vec<ClaimedItem>,
+    /// The claim of the next item, made as soon as this worker has started when the pass
+    /// claims ahead (see `Pass::claim_ahead`), and what it claimed.
+    pub(super) next_claim: Option<ClaimRequest<'a>>,
+    pub(super) claimed_ahead: Option<ClaimedItem>,
 }
 
 impl WorkerRecorder<'_> {
@@ -158,9 +157,9 @@ impl WorkerObserver for WorkerRecorder<'_> {
         let worker = (pid as i32, crate::worker::process::process_start_time(pid).map(|t| t as i64));
         // Claimed ahead first: the claim clears the run's worker, which the commit below
         // or the first look then records.
-        if let Some((request, limit)) = self.next_claim.take() {
-            match items::claim_items_ahead(self.client, self.statements, &request, limit) {
-                Ok((_, items)) => self.claimed_ahead = items,
+        if let Some(request) = self.next_claim.take() {
+            match items::claim_next_item(self.client, self.statements, &request) {
+                Ok((_, item)) => self.claimed_ahead = item,
                 Err(error) => {
                     log::warn!(
                         "drain {}: could not claim ahead, claiming after the worker: {error}",
