@@ -224,3 +224,20 @@ fn collect_scans(node: &serde_json::Value, rows: &mut Vec<f64>) {
         _ => {}
     }
 }
+
+/// Claiming ahead stays inside the item budget: a pass allowed 3 items does 3, and claims
+/// none of the others, not even to give them back.
+#[test]
+fn items_claimed_ahead_never_exceed_max_items_per_pass() {
+    let fixture = Fixture::new(&config().replace("max_items_per_pass = 1000", "max_items_per_pass = 3"), NOW);
+    let items: Vec<(String, serde_json::Value)> =
+        (0..7).map(|i| (format!("item-{i}"), json!({ "steps": [{ "out": "ok" }] }))).collect();
+    fixture.enqueue("docs", &items);
+    let pass =
+        fixture.drainctl(&["drain", "docs", "--json"]).env("DRAINCTL_CLAIM_AHEAD_BELOW_MS", "600000").run();
+    pass.assert_code(0);
+    let json = pass.json();
+    assert_eq!((json["status"].as_str(), json["items_done"].as_i64()), (Some("budget"), Some(3)), "{json}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 3);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts"), 3, "no item beyond the budget was claimed");
+}
