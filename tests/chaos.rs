@@ -7,7 +7,8 @@
 //! may not signal another host's process), then thaws them — the race of a run ended while
 //! its process lives on, which must neither claim nor commit again.
 //! After a final quiet phase every item must be done exactly once with its full result,
-//! or dead with an attempt history that explains it; no run may be left running; and no
+//! or dead with an attempt history that explains it; no run may be left running; the
+//! counts kept in `item_counts` must equal a count of the items and attempts; and no
 //! item may have been claimed, nor a worker started, while its quota group backed off.
 //!
 //! Randomness is seeded; the seed is printed, and `CHAOS_SEED=N` repeats its choices
@@ -199,6 +200,7 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
     println!("settled: {}", fixture.summary());
     fixture.check_every_item();
     fixture.check_no_run_left_running();
+    fixture.check_counts_exact();
     fixture.check_no_claim_during_a_backoff();
     fixture.check_events_tell_the_story();
     // A killed drain's run crashed, a frozen one's hung — unless it had finished just
@@ -364,6 +366,38 @@ impl ChaosFixture {
             }
         }
         assert_eq!(self.count("SELECT count(*) FROM staged_results"), 0, "staged results left over");
+    }
+
+    /// The counts kept while passes were killed mid-statement agree with the items: per
+    /// drain and state, and the worker starts and finished items only ever added.
+    fn check_counts_exact(&self) {
+        let mismatches = self.count(
+            "WITH kept AS (
+                 SELECT drain, sum(pending) AS pending, sum(running) AS running, sum(done) AS done,
+                        sum(dead) AS dead, sum(skipped_missing) AS skipped_missing,
+                        sum(finished_done) AS finished_done, sum(finished_dead) AS finished_dead,
+                        sum(worker_starts) AS worker_starts
+                   FROM item_counts GROUP BY drain),
+             truth AS (
+                 SELECT drain, count(*) FILTER (WHERE state = 'pending') AS pending,
+                        count(*) FILTER (WHERE state = 'running') AS running,
+                        count(*) FILTER (WHERE state = 'done') AS done,
+                        count(*) FILTER (WHERE state = 'dead') AS dead,
+                        count(*) FILTER (WHERE state = 'skipped_missing') AS skipped_missing
+                   FROM items GROUP BY drain),
+             started AS (
+                 SELECT i.drain, count(*) AS worker_starts
+                   FROM attempts a JOIN items i ON i.id = a.item_id
+                  WHERE a.outcome IS NOT NULL AND a.outcome NOT IN ('not_started', 'skipped_missing')
+                  GROUP BY i.drain)
+             SELECT count(*) FROM truth t
+               LEFT JOIN kept k USING (drain) LEFT JOIN started s USING (drain)
+              WHERE (k.pending, k.running, k.done, k.dead, k.skipped_missing)
+                        IS DISTINCT FROM (t.pending, t.running, t.done, t.dead, t.skipped_missing)
+                 OR (k.finished_done, k.finished_dead) IS DISTINCT FROM (t.done, t.dead)
+                 OR k.worker_starts IS DISTINCT FROM coalesce(s.worker_starts, 0)",
+        );
+        assert_eq!(mismatches, 0, "item_counts disagree with the items: {}", self.summary());
     }
 
     fn check_no_run_left_running(&self) {
