@@ -67,11 +67,6 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "attempts_by_run_and_item",
         sql: include_str!("../migrations/0012_attempts_by_run_and_item.sql"),
     },
-    Migration {
-        version: 13,
-        name: "counted_inline",
-        sql: include_str!("../migrations/0013_counted_inline.sql"),
-    },
 ];
 
 /// The newest schema version this binary knows.

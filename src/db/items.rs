@@ -472,49 +472,10 @@ macro_rules! claim_steps {
                     last_checkpoint_at = CASE WHEN EXISTS (SELECT 1 FROM claimed)
                         THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
                     checkpoints = checkpoints + (SELECT count(*) FROM claimed)
-              WHERE id = $2 AND status = 'running'),",
-            claim_counted_step!(),
+              WHERE id = $2 AND status = 'running')",
             claim_select!(),
             claim_from!()
         )
-    };
-}
-
-/// The claim counts its own move of an item from pending to running into its slot row of
-/// `item_counts`, and marks its transaction so that the trigger that would count it does
-/// not (migrations/0013_counted_inline.sql; docs/architecture.md).
-macro_rules! claim_counted_step {
-    () => {
-        "
-         counted AS (
-             INSERT INTO item_counts AS c (drain, slot, pending, running)
-             SELECT $1, (pg_backend_pid() % 16)::smallint, -k.claimed, k.claimed
-               FROM (SELECT count(*) AS claimed,
-                            set_config('drainctl.items_counted', 'on', true) AS items_marked
-                       FROM claimed) AS k
-              WHERE k.claimed > 0 AND k.items_marked IS NOT NULL
-             ON CONFLICT (drain, slot) DO UPDATE
-                SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running)"
-    };
-}
-
-/// A completion's count, as `claim_counted_step` counts a claim: the item it finished
-/// (running to done), the worker start its attempt ended, and the item it claimed.
-macro_rules! completion_counted_step {
-    () => {
-        "
-         counted AS (
-             INSERT INTO item_counts AS c (drain, slot, pending, running, done, finished_done, worker_starts)
-             SELECT $1, (pg_backend_pid() % 16)::smallint, -k.claimed, k.claimed - k.done, k.done, k.done, k.started
-               FROM (SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT count(*) FROM done) AS done,
-                            (SELECT count(*) FROM done_attempt) AS started,
-                            set_config('drainctl.items_counted', 'on', true) AS items_marked,
-                            set_config('drainctl.attempts_counted', 'on', true) AS attempts_marked) AS k
-              WHERE k.items_marked IS NOT NULL AND k.attempts_marked IS NOT NULL
-             ON CONFLICT (drain, slot) DO UPDATE
-                SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
-                    done = c.done + EXCLUDED.done, finished_done = c.finished_done + EXCLUDED.finished_done,
-                    worker_starts = c.worker_starts + EXCLUDED.worker_starts)"
     };
 }
 
@@ -605,8 +566,7 @@ macro_rules! complete_steps {
           RETURNING id),
          done_attempt AS (
              UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
-              WHERE item_id = $13 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done)
-          RETURNING id)"
+              WHERE item_id = $13 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done))"
     };
 }
 
@@ -622,8 +582,7 @@ macro_rules! complete_run_step {
                     last_checkpoint_at = CASE WHEN EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM claimed)
                         THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
                     checkpoints = checkpoints + (SELECT count(*) FROM done) + (SELECT count(*) FROM claimed)
-              WHERE id = $2 AND status = 'running'),",
-            completion_counted_step!(),
+              WHERE id = $2 AND status = 'running')",
             claim_select!(),
             ",
                 (SELECT count(*) FROM done),

@@ -126,49 +126,6 @@ fn item_counts_stay_exact_through_enqueue_claim_done_dead_retry_prune_replace_de
     assert_counts_exact(&fixture, "failed batch");
 }
 
-/// A drain pass's claim and commit count their own changes and mark their transaction
-/// (migrations/0013_counted_inline.sql): the trigger then counts that statement's changes
-/// not a second time, and spends the mark, so the next statement of the same transaction
-/// is counted by the trigger as every other writer is.
-#[test]
-fn a_statement_that_counts_itself_is_counted_once_and_the_next_one_by_the_trigger() {
-    let fixture = Fixture::new(&config(), NOW);
-    let ok = json!({"steps": [{"out": "ok"}]});
-    fixture.enqueue("docs", &[("a".into(), ok.clone()), ("b".into(), ok.clone()), ("c".into(), ok)]);
-    let mut client = fixture.client();
-    let mut tx = client.transaction().unwrap();
-    tx.batch_execute(
-        "WITH moved AS (
-             UPDATE items SET state = 'running' WHERE key = 'a' RETURNING id)
-         INSERT INTO item_counts AS c (drain, slot, pending, running)
-         SELECT 'docs', 0, -count(*), count(*)
-           FROM moved, (SELECT set_config('drainctl.items_counted', 'on', true)) AS marked
-         ON CONFLICT (drain, slot) DO UPDATE
-            SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running",
-    )
-    .unwrap();
-    tx.batch_execute("UPDATE items SET state = 'running' WHERE key = 'b'").unwrap();
-    tx.commit().unwrap();
-    assert_counts_exact(&fixture, "a statement counted by itself, then one by the trigger");
-    // The drain's own statements, claimed ahead and committed, count every item once.
-    fixture.client().execute("UPDATE items SET state = 'pending' WHERE state = 'running'", &[]).unwrap();
-    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
-    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 3);
-    assert_counts_exact(&fixture, "a drain pass");
-    let metrics = fixture.drainctl(&["metrics"]).run();
-    metrics.assert_code(0);
-    assert!(
-        metrics.stdout.contains("drainctl_items_finished_total{drain=\"docs\",outcome=\"done\"} 3\n"),
-        "{}",
-        metrics.stdout
-    );
-    assert!(
-        metrics.stdout.contains("drainctl_worker_starts_total{drain=\"docs\"} 3\n"),
-        "{}",
-        metrics.stdout
-    );
-}
-
 #[test]
 fn a_repeated_key_in_one_batch_keeps_its_first_line_and_counts_the_rest_as_duplicates() {
     let fixture = Fixture::new(&config(), NOW);
