@@ -85,7 +85,8 @@ pub struct WorkerSpec<'a> {
 
 /// What the caller hears while a worker runs.
 pub trait WorkerObserver {
-    /// Called once, right after spawn, with the worker's pid (= its process group id).
+    /// Called once, right after spawn, with the worker's pid (= its process group id),
+    /// once the payload (all of it when it fits the pipe) has been written to its stdin.
     fn started(&mut self, pid: u32);
     /// Called for every line (either stream) matching the checkpoint pattern.
     fn checkpoint(&mut self, line: &str);
@@ -203,7 +204,7 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         let source = io::Error::new(io::ErrorKind::InvalidData, format!("pid {pid} out of range"));
         return Err(SpawnError::Other { program: program.clone(), source });
     };
-    let pipes = match WorkerPipes::new(&mut child, spec.payload) {
+    let mut pipes = match WorkerPipes::new(&mut child, spec.payload) {
         Ok(pipes) => pipes,
         Err(source) => {
             signal_group(group, libc::SIGKILL);
@@ -211,6 +212,12 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
             return Err(SpawnError::Other { program: program.clone(), source });
         }
     };
+    // The payload goes into the pipe before the observer hears of the start: what the
+    // observer does then (the next claim, the previous commit: a round trip each) runs
+    // while the worker works on its payload, not while it waits for it. A payload that
+    // fits the pipe is written whole here and stdin closed; the rest follows as the
+    // worker reads.
+    pipes.write_payload();
     observer.started(pid);
     Ok(supervise(spec, observer, child, group, pipes, started_at))
 }
@@ -990,6 +997,50 @@ mod tests {
         let report = run_worker(&roomy(&argv, &payload), &mut Silent).expect("spawn");
         assert_eq!(report.exit, WorkerExit::Code(0));
         assert_eq!(String::from_utf8_lossy(&report.stdout).trim(), "1048583");
+    }
+
+    /// Waits in `started`, as a pass does for its round trip between two workers, until
+    /// the worker has read its whole payload and written it to `copy` (at most 10 s).
+    struct WaitsForTheCopy {
+        copy: std::path::PathBuf,
+        seen: Option<Vec<u8>>,
+    }
+    impl WorkerObserver for WaitsForTheCopy {
+        fn started(&mut self, _pid: u32) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(copy) = std::fs::read(&self.copy) {
+                    self.seen = Some(copy);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        fn checkpoint(&mut self, _line: &str) {}
+        fn should_stop(&mut self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn the_worker_has_its_payload_while_the_observer_handles_its_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = dir.path().join("copy");
+        // The copy appears (renamed into place) once stdin is read to its end.
+        let argv = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            r#"cat > "$0.part" && mv "$0.part" "$0""#.to_string(),
+            copy.display().to_string(),
+        ];
+        let mut observer = WaitsForTheCopy { copy, seen: None };
+        let report = run_worker(&roomy(&argv, b"{\"n\": 1}"), &mut observer).expect("spawn");
+        assert_eq!(report.exit, WorkerExit::Code(0));
+        assert_eq!(
+            observer.seen.as_deref(),
+            Some(&b"{\"n\": 1}"[..]),
+            "payload not delivered before `started`"
+        );
     }
 
     #[test]
