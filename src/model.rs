@@ -196,6 +196,9 @@ vocabulary! {
         BurstOff = "burst_off",
         BurstOn = "burst_on",
         ClaimLost = "claim_lost",
+        /// A pass opened a new database session after the server ended its own while a
+        /// worker ran (docs/operations.md).
+        DatabaseReconnected = "database_reconnected",
         DrainPaused = "drain_paused",
         DrainResumed = "drain_resumed",
         /// A `needs_attention` hit parked the quota group until `resume --group`.
@@ -281,7 +284,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 36);
+        assert_eq!(EventKind::ALL.len(), 37);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());

@@ -118,7 +118,13 @@ impl Pass<'_> {
         let started = std::time::Instant::now();
         let result = run_worker(&spec, &mut observer);
         let took = started.elapsed();
-        observer.flush();
+        // A session the server ended while the worker ran is replaced below, before the
+        // first statement that settles the worker (see `reconnect`); the beats it could not
+        // write are not worth writing then.
+        let is_session_lost = super::reconnect::is_session_lost(observer.client, took);
+        if !is_session_lost {
+            observer.flush();
+        }
         if let Some(error) = observer.error.take() {
             log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
         }
@@ -129,6 +135,9 @@ impl Pass<'_> {
         self.staged = not_committed;
         if result.is_ok() {
             self.last_worker_took = Some(took);
+        }
+        if is_session_lost {
+            self.reconnect()?;
         }
         if let Some((staged, completion, at)) = committed {
             self.settle_commit(&staged, completion, at)?;

@@ -27,11 +27,13 @@
 //!
 //! Here the run is opened and closed; `pass` is the loop over the items, `item` runs the
 //! worker on one and settles it, `staging` stages and commits successes, `wait` waits for
-//! a reset inside the pass and `recorder` records what a running worker reports.
+//! a reset inside the pass, `recorder` records what a running worker reports and
+//! `reconnect` opens a new session when the server ended the pass's own while a worker ran.
 
 mod item;
 pub mod log_file;
 mod pass;
+mod reconnect;
 mod recorder;
 mod staging;
 mod wait;
@@ -87,6 +89,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
     crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
 
+    let drain_id = controls.id;
     let run_id = match open_run(client, outbox, drain, &controls, args, now)? {
         Opened::Run(run_id) => run_id,
         Opened::LockSkipped(report) => return Ok(report),
@@ -103,6 +106,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         outbox,
         classifier,
         run_id,
+        drain_id,
         trigger: args.trigger,
         started_at: now,
         done: 0,
@@ -117,6 +121,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         cost_stop: None,
         last_worker_took: None,
         claimed_ahead: None,
+        stop_after_item: None,
     };
     let stop = match pass.work() {
         Ok(stop) => stop,
@@ -155,7 +160,7 @@ fn open_run(
         process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
         log_path: log_path.as_deref(),
     };
-    if take_slot(client, controls, drain.concurrency)?.is_none() {
+    if take_slot(client, controls.id, drain.concurrency)?.is_none() {
         let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
         let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
         return Ok(Opened::LockSkipped(Report::new(
@@ -271,9 +276,9 @@ fn finished_event(pass: &Pass, status: RunStatus, note: &str) -> Event {
 
 /// Take the first free concurrency slot of the drain; the lock lives as long as the
 /// connection, so a crashed pass frees its slot automatically.
-fn take_slot(client: &mut Client, controls: &DrainControls, concurrency: u32) -> Result<Option<u32>> {
+fn take_slot(client: &mut Client, drain_id: i32, concurrency: u32) -> Result<Option<u32>> {
     for slot in 0..concurrency {
-        if try_advisory_lock(client, drain_slot_key(controls.id, slot))? {
+        if try_advisory_lock(client, drain_slot_key(drain_id, slot))? {
             return Ok(Some(slot));
         }
     }
@@ -301,6 +306,8 @@ struct Pass<'a> {
     outbox: &'a Outbox,
     classifier: Classifier,
     run_id: i64,
+    /// The drain's row id: the keys of its concurrency slots.
+    drain_id: i32,
     trigger: Trigger,
     started_at: DateTime<Utc>,
     done: u32,
@@ -326,6 +333,8 @@ struct Pass<'a> {
     last_worker_took: Option<std::time::Duration>,
     /// The next item, claimed while the latest worker ran (see `Pass::claim_ahead`).
     claimed_ahead: Option<items::ClaimedItem>,
+    /// Why the pass stops once the item it holds is settled (see `reconnect`).
+    stop_after_item: Option<Stop>,
 }
 
 struct SucceededItem {

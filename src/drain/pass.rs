@@ -54,6 +54,10 @@ impl<'a> Pass<'a> {
                     exit_code: EXIT_TEMPORARY,
                 });
             }
+            // The pass's end commits the result it holds (see `work`).
+            if let Some(stop) = self.stop_after_item.take() {
+                return Ok(stop);
+            }
             let now = self.clock.now();
             // An item claimed ahead still needs the controls read after the last worker
             // ended: the same statement, claiming nothing.

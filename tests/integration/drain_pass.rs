@@ -393,3 +393,96 @@ fn the_worker_gets_payload_on_stdin_and_the_drain_environment() {
     let checkpoints: i64 = fixture.client().query_one("SELECT checkpoints FROM runs", &[]).unwrap().get(0);
     assert!(checkpoints >= 3, "checkpoints {checkpoints}");
 }
+
+/// End every drainctl session of the fixture's database from the server side, as a
+/// restart, a failover or `pg_terminate_backend` does, and wait until they are gone.
+fn end_drainctl_sessions(fixture: &Fixture) {
+    let sessions = "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND application_name = 'drainctl'";
+    fixture
+        .client()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'drainctl'",
+            &[],
+        )
+        .unwrap();
+    wait_until("the sessions to end", Duration::from_secs(10), || fixture.count(sessions) == 0);
+}
+
+/// Item `a` touches `started`, runs over a second and waits for `go`; item `b` is quick.
+fn slow_first_item(fixture: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                steps(json!([{ "touch": started }, { "sleep": 1.2 }, { "wait_for_file": go }, { "out": "result a" }])),
+            ),
+            ("b".into(), steps(json!([{ "out": "result b" }]))),
+        ],
+    );
+    (started, go)
+}
+
+#[test]
+fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps_the_result() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = slow_first_item(&fixture);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    end_drainctl_sessions(&fixture);
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before, the pass died with 69 and the worker's result with it.
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
+    assert!(result.stderr.contains("reconnected to the database"), "{}", result.stderr);
+    let mut client = fixture.client();
+    for (key, expected) in [("a", &b"result a\n"[..]), ("b", b"result b\n")] {
+        let row =
+            client.query_one("SELECT state, attempts, result FROM items WHERE key = $1", &[&key]).unwrap();
+        assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("done".to_string(), 1), "item {key}");
+        assert_eq!(row.get::<_, Vec<u8>>(2), expected, "item {key}");
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'"), 1);
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM events WHERE kind = 'database_reconnected'
+                AND (data->>'slot_taken_again')::boolean AND run_id = 1"
+        ),
+        1
+    );
+}
+
+#[test]
+fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_stops() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = slow_first_item(&fixture);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    end_drainctl_sessions(&fixture);
+    // Another session takes the drain's only concurrency slot meanwhile.
+    let mut holder = fixture.client();
+    let drain_id: i32 = holder.query_one("SELECT id FROM drains WHERE name = 'docs'", &[]).unwrap().get(0);
+    let slot_key = 0x4452_4149_0000_0000_i64 + (i64::from(drain_id) << 16);
+    assert!(holder.query_one("SELECT pg_try_advisory_lock($1)", &[&slot_key]).unwrap().get::<_, bool>(0));
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("every concurrency slot of drain docs was taken"), "{}", result.stderr);
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    let kept: Vec<u8> = holder.query_one("SELECT result FROM items WHERE key = 'a'", &[]).unwrap().get(0);
+    assert_eq!(kept, b"result a\n");
+    // Nothing more was claimed without a slot.
+    assert_eq!(fixture.item("docs", "b"), ("pending".to_string(), 0, None));
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'failed'"), 1);
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM events WHERE kind = 'database_reconnected'
+                AND NOT (data->>'slot_taken_again')::boolean"
+        ),
+        1
+    );
+}
