@@ -94,6 +94,7 @@ impl Pass<'_> {
         );
         let rivals = std::rc::Rc::clone(&self.rivals);
         let next_claim = self.claim_ahead(&rivals, self.clock.now());
+        let session = self.session()?;
         let mut observer = WorkerRecorder {
             next_claim,
             claimed_ahead: None,
@@ -114,17 +115,14 @@ impl Pass<'_> {
             error: None,
             committed: None,
             unrecorded_worker: None,
+            session,
+            while_working: Default::default(),
+            stop_after_item: None,
         };
         let started = std::time::Instant::now();
         let result = run_worker(&spec, &mut observer);
         let took = started.elapsed();
-        // A session the server ended while the worker ran is replaced below, before the
-        // first statement that settles the worker (see `reconnect`); the beats it could not
-        // write are not worth writing then.
-        let is_session_lost = super::reconnect::is_session_lost(observer.client, took);
-        if !is_session_lost {
-            observer.flush();
-        }
+        observer.flush();
         if let Some(error) = observer.error.take() {
             log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
         }
@@ -132,13 +130,14 @@ impl Pass<'_> {
         // when that commit failed, it is committed now.
         let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
         self.claimed_ahead = observer.claimed_ahead.take();
+        self.stop_after_item = self.stop_after_item.take().or(observer.stop_after_item.take());
         self.staged = not_committed;
         if result.is_ok() {
             self.last_worker_took = Some(took);
         }
-        if is_session_lost {
-            self.reconnect()?;
-        }
+        // A session the server ended while the worker ran is replaced before the first
+        // statement that settles the worker (see `reconnect`).
+        self.reconnect_if_lost(took)?;
         if let Some((staged, completion, at)) = committed {
             self.settle_commit(&staged, completion, at)?;
         }

@@ -28,7 +28,7 @@
 //! Here the run is opened and closed; `pass` is the loop over the items, `item` runs the
 //! worker on one and settles it, `staging` stages and commits successes, `wait` waits for
 //! a reset inside the pass, `recorder` records what a running worker reports and
-//! `reconnect` opens a new session when the server ended the pass's own while a worker ran.
+//! `reconnect` opens a new session when the server ended the pass's own.
 
 mod item;
 pub mod log_file;

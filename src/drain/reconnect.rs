@@ -1,20 +1,25 @@
-//! A pass whose database session ended while a worker ran — the server restarted, failed
-//! over, or an administrator ended the session — opens a new one and goes on, so that
-//! the worker's result is committed instead of thrown away (docs/operations.md, "When
-//! the database goes away").
+//! A pass whose database session ended — the server restarted, failed over, or an
+//! administrator ended the session — opens a new one and goes on, so that the result of
+//! the worker it ran is committed instead of thrown away (docs/operations.md, "When the
+//! database goes away").
 //!
 //! Everything a pass holds lives in the database, not in its session: the run, the
 //! claim, a staged result. Only two things die with the session: the prepared
 //! statements, prepared again on the new one, and the concurrency slot (an advisory
 //! lock), taken again; when another pass took every slot meanwhile, this pass settles
 //! the item it holds and stops.
+//!
+//! While a worker runs, the recorder tries once a second once a write found the session
+//! gone, so that the worker's checkpoints are written again; after a worker of at least a
+//! second the pass looks at the connection and waits up to `RECONNECT_FOR` for a new one.
 
 use std::time::{Duration, Instant};
 
 use postgres::Client;
 use serde_json::json;
 
-use crate::db::events::{record_event, Event};
+use crate::config::{DatabaseUrl, DrainConfig};
+use crate::db::events::Event;
 use crate::db::PreparedStatements;
 use crate::error::{Error, Result, EXIT_TEMPORARY};
 use crate::model::{EventKind, RunStatus};
@@ -30,25 +35,98 @@ const CHECK_AFTER_WORKER: Duration = Duration::from_secs(1);
 /// answer in time is left alone: only a session the server ended is replaced.
 const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a pass tries to open a new session, and how often.
-pub const RECONNECT_FOR: Duration = Duration::from_secs(60);
+/// How long a pass waits for a new session after its worker, and how often it tries.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
-impl Pass<'_> {
-    /// Replace the session the server ended while a worker ran: open a new one (trying for
-    /// `RECONNECT_FOR`), prepare the statements again and take a concurrency slot again,
-    /// with a `database_reconnected` event. Fails when no new session could be opened.
-    pub(super) fn reconnect(&mut self) -> Result<()> {
-        let lost_at = Instant::now();
+/// What opening a new session for a pass needs.
+#[derive(Clone, Copy)]
+pub(super) struct Session<'a> {
+    pub(super) database: &'a DatabaseUrl,
+    pub(super) drain: &'a DrainConfig,
+    /// The drain's row id: the keys of its concurrency slots.
+    pub(super) drain_id: i32,
+    pub(super) run_id: i64,
+}
+
+/// A new session in place of the ended one: the event that records it, and the pass's
+/// stop when it could not take a concurrency slot again.
+pub(super) struct Reopened {
+    pub(super) event: Event,
+    pub(super) stop: Option<Stop>,
+}
+
+impl Session<'_> {
+    /// One attempt: connect, and on success put the new session in `client`, forget the
+    /// statements prepared on the old one and take a concurrency slot again. `lost_at`:
+    /// when the old session was found gone.
+    pub(super) fn reopen(
+        &self,
+        client: &mut Client,
+        statements: &mut PreparedStatements,
+        lost_at: Instant,
+    ) -> Result<Reopened> {
+        *client = crate::db::connect(self.database)?;
+        *statements = PreparedStatements::default();
+        crate::db::use_generic_plans(client)?;
+        let slot = take_slot(client, self.drain_id, self.drain.concurrency)?;
+        let seconds = lost_at.elapsed().as_secs_f64();
+        let mut message = format!(
+            "run {} reconnected to the database after {seconds:.1} s: the server had ended its session while a worker ran",
+            self.run_id
+        );
+        let stop = slot.is_none().then(|| {
+            message
+                .push_str("; every concurrency slot was taken meanwhile, so the pass stops after this item");
+            Stop {
+                status: RunStatus::Failed,
+                note: format!(
+                    "every concurrency slot of drain {} was taken while the database session was lost",
+                    self.drain.name
+                ),
+                exit_code: EXIT_TEMPORARY,
+            }
+        });
+        log::warn!("drain {}: {message}", self.drain.name);
+        let event = Event::new(EventKind::DatabaseReconnected, message)
+            .drain(&self.drain.name)
+            .run(self.run_id)
+            .data(json!({ "seconds": seconds, "slot_taken_again": slot.is_some() }));
+        Ok(Reopened { event, stop })
+    }
+
+    pub(super) fn warn_lost(&self) {
         log::warn!(
             "drain {}: run {}: the database ended this pass's session while the worker ran; reconnecting",
             self.drain.name,
             self.run_id
         );
-        let database = self.config.require_database_url()?;
-        let client = loop {
-            match crate::db::connect(database) {
-                Ok(client) => break client,
+    }
+}
+
+impl<'a> Pass<'a> {
+    /// What a new session of this pass needs.
+    pub(super) fn session(&self) -> Result<Session<'a>> {
+        Ok(Session {
+            database: self.config.require_database_url()?,
+            drain: self.drain,
+            drain_id: self.drain_id,
+            run_id: self.run_id,
+        })
+    }
+
+    /// After a worker that ran `took`: when the server ended the session meanwhile, open a
+    /// new one, trying for `RECONNECT_FOR`, and record it. Fails when none could be opened.
+    pub(super) fn reconnect_if_lost(&mut self, took: Duration) -> Result<()> {
+        if took < CHECK_AFTER_WORKER || !is_session_lost(self.client) {
+            return Ok(());
+        }
+        let lost_at = Instant::now();
+        let session = self.session()?;
+        session.warn_lost();
+        let reopened = loop {
+            match session.reopen(self.client, &mut self.statements, lost_at) {
+                Ok(reopened) => break reopened,
                 Err(Error::Unavailable(why))
                     if lost_at.elapsed() < RECONNECT_FOR
                         && crate::worker::signals::termination_signal().is_none() =>
@@ -65,38 +143,58 @@ impl Pass<'_> {
                 }
             }
         };
-        *self.client = client;
-        self.statements = PreparedStatements::default();
-        crate::db::use_generic_plans(self.client)?;
-        let slot = take_slot(self.client, self.drain_id, self.drain.concurrency)?;
-        let seconds = lost_at.elapsed().as_secs_f64();
-        let mut message = format!(
-            "run {} reconnected to the database after {seconds:.1} s: the server had ended its session while a worker ran",
-            self.run_id
-        );
-        if slot.is_none() {
-            message
-                .push_str("; every concurrency slot was taken meanwhile, so the pass stops after this item");
-            self.stop_after_item = Some(Stop {
-                status: RunStatus::Failed,
-                note: format!(
-                    "every concurrency slot of drain {} was taken while the database session was lost",
-                    self.drain.name
-                ),
-                exit_code: EXIT_TEMPORARY,
-            });
+        self.settle_reopened(reopened)
+    }
+
+    /// Record a new session and, when it came without a slot, stop after the item held.
+    fn settle_reopened(&mut self, reopened: Reopened) -> Result<()> {
+        if let Some(stop) = reopened.stop {
+            self.stop_after_item = Some(stop);
         }
-        log::warn!("drain {}: {message}", self.drain.name);
-        let event = Event::new(EventKind::DatabaseReconnected, message)
-            .drain(&self.drain.name)
-            .run(self.run_id)
-            .data(json!({ "seconds": seconds, "slot_taken_again": slot.is_some() }));
-        record_event(self.client, self.outbox, &event, self.clock.now())
+        crate::db::events::record_event(self.client, self.outbox, &reopened.event, self.clock.now())
     }
 }
 
-/// After a worker that ran `took`: did the server end the session meanwhile? A look that
-/// fails on a connection still open (a slow server) is not a lost session.
-pub(super) fn is_session_lost(client: &mut Client, took: Duration) -> bool {
-    took >= CHECK_AFTER_WORKER && client.is_valid(LOOK_TIMEOUT).is_err() && client.is_closed()
+/// Did the server end the session? A look that fails on a connection still open (a slow
+/// server) is not a lost session.
+fn is_session_lost(client: &mut Client) -> bool {
+    client.is_closed() || (client.is_valid(LOOK_TIMEOUT).is_err() && client.is_closed())
+}
+
+/// While a worker runs: once a write found the session gone, try a new one at most every
+/// `RECONNECT_EVERY`, one attempt each, so that the worker's output and deadlines wait
+/// for at most one connection attempt.
+#[derive(Default)]
+pub(super) struct WhileWorking {
+    lost_at: Option<Instant>,
+    last_attempt: Option<Instant>,
+}
+
+impl WhileWorking {
+    /// A new session in `client` when the old one is gone and an attempt is due and works.
+    pub(super) fn retry(
+        &mut self,
+        session: &Session,
+        client: &mut Client,
+        statements: &mut PreparedStatements,
+    ) -> Option<Reopened> {
+        if !client.is_closed() || self.last_attempt.is_some_and(|at| at.elapsed() < RECONNECT_EVERY) {
+            return None;
+        }
+        let lost_at = *self.lost_at.get_or_insert_with(|| {
+            session.warn_lost();
+            Instant::now()
+        });
+        self.last_attempt = Some(Instant::now());
+        match session.reopen(client, statements, lost_at) {
+            Ok(reopened) => {
+                self.lost_at = None;
+                Some(reopened)
+            }
+            Err(why) => {
+                log::debug!("drain {}: not reconnected yet: {why}", session.drain.name);
+                None
+            }
+        }
+    }
 }

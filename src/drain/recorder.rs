@@ -17,7 +17,8 @@ use crate::error::Error;
 use crate::model::EventKind;
 use crate::worker::WorkerObserver;
 
-use super::StagedItem;
+use super::reconnect::{Session, WhileWorking};
+use super::{StagedItem, Stop};
 
 /// A resume token longer than this is never used, whatever `resume_token_format` allows.
 const MAX_RESUME_TOKEN_CHARS: usize = 256;
@@ -104,6 +105,11 @@ pub(super) struct WorkerRecorder<'a> {
     /// claims ahead (see `Pass::claim_ahead`), and what it claimed.
     pub(super) next_claim: Option<ClaimRequest<'a>>,
     pub(super) claimed_ahead: Option<ClaimedItem>,
+    /// What a new session needs when the server ends this one while the worker runs.
+    pub(super) session: Session<'a>,
+    pub(super) while_working: WhileWorking,
+    /// The pass's stop when a new session came without a concurrency slot.
+    pub(super) stop_after_item: Option<Stop>,
 }
 
 impl WorkerRecorder<'_> {
@@ -222,6 +228,14 @@ impl WorkerObserver for WorkerRecorder<'_> {
     }
 
     fn should_stop(&mut self) -> bool {
+        // A session the server ended is replaced while the worker runs, so that its
+        // checkpoints are written again (see `reconnect`).
+        if let Some(reopened) = self.while_working.retry(&self.session, self.client, self.statements) {
+            self.stop_after_item = self.stop_after_item.take().or(reopened.stop);
+            if let Err(error) = record_event(self.client, self.outbox, &reopened.event, self.clock.now()) {
+                self.error.get_or_insert(error);
+            }
+        }
         if let Some((pid, start_time)) = self.unrecorded_worker.take() {
             if let Err(error) = runs::set_worker(self.client, self.statements, self.run_id, pid, start_time) {
                 self.error.get_or_insert(error);

@@ -486,3 +486,37 @@ fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_st
         1
     );
 }
+
+#[test]
+fn a_worker_that_checkpoints_gets_its_checkpoints_written_again_on_a_new_session_while_it_runs() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    fixture.enqueue(
+        "docs",
+        &[(
+            "a".into(),
+            steps(json!([
+                { "touch": started },
+                { "checkpoints": { "count": 40, "every": 0.1 } },
+                { "wait_for_file": go },
+                { "checkpoints": { "count": 1, "every": 0 } },
+                { "out": "result a" }
+            ])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    end_drainctl_sessions(&fixture);
+    // The worker still runs (it waits for `go`) when the pass has its new session.
+    wait_until("a new session while the worker runs", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'") == 1
+    });
+    assert_eq!(fixture.item("docs", "a").0, "running");
+    let beats = fixture.count("SELECT checkpoints FROM runs");
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert!(fixture.count("SELECT checkpoints FROM runs") > beats, "the last checkpoint was written");
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"), 1);
+}
