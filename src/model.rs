@@ -196,8 +196,8 @@ vocabulary! {
         BurstOff = "burst_off",
         BurstOn = "burst_on",
         ClaimLost = "claim_lost",
-        /// A pass opened a new database session after the server ended its own while a
-        /// worker ran (docs/operations.md).
+        /// A pass opened a new database session after the server ended its own
+        /// (docs/operations.md, "When the database goes away").
         DatabaseReconnected = "database_reconnected",
         DrainPaused = "drain_paused",
         DrainResumed = "drain_resumed",

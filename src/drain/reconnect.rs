@@ -1,7 +1,7 @@
 //! A pass whose database session ended — the server restarted, failed over, or an
 //! administrator ended the session — opens a new one and goes on, so that the result of
-//! the worker it ran is committed instead of thrown away (docs/operations.md, "When the
-//! database goes away").
+//! the worker it ran is committed instead of thrown away, and a wait for a reset goes on
+//! (docs/operations.md, "When the database goes away").
 //!
 //! Everything a pass holds lives in the database, not in its session: the run, the
 //! claim, a staged result. Only two things die with the session: the prepared
@@ -11,7 +11,8 @@
 //!
 //! While a worker runs, the recorder tries once a second once a write found the session
 //! gone, so that the worker's checkpoints are written again; after a worker of at least a
-//! second the pass looks at the connection and waits up to `RECONNECT_FOR` for a new one.
+//! second the pass looks at the connection and waits up to `RECONNECT_FOR` for a new one;
+//! a waiting pass does the same when a beat finds the session gone.
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,7 @@ impl Session<'_> {
         let slot = take_slot(client, self.drain_id, self.drain.concurrency)?;
         let seconds = lost_at.elapsed().as_secs_f64();
         let mut message = format!(
-            "run {} reconnected to the database after {seconds:.1} s: the server had ended its session while a worker ran",
+            "run {} reconnected to the database after {seconds:.1} s: the server had ended its session",
             self.run_id
         );
         let stop = slot.is_none().then(|| {
@@ -97,7 +98,7 @@ impl Session<'_> {
 
     pub(super) fn warn_lost(&self) {
         log::warn!(
-            "drain {}: run {}: the database ended this pass's session while the worker ran; reconnecting",
+            "drain {}: run {}: the database ended this pass's session; reconnecting",
             self.drain.name,
             self.run_id
         );
@@ -116,11 +117,33 @@ impl<'a> Pass<'a> {
     }
 
     /// After a worker that ran `took`: when the server ended the session meanwhile, open a
-    /// new one, trying for `RECONNECT_FOR`, and record it. Fails when none could be opened.
+    /// new one (see `reconnect`).
     pub(super) fn reconnect_if_lost(&mut self, took: Duration) -> Result<()> {
         if took < CHECK_AFTER_WORKER || !is_session_lost(self.client) {
             return Ok(());
         }
+        self.reconnect()
+    }
+
+    /// What a statement of a waiting pass gave: its value, or — when it failed because the
+    /// server ended the session — nothing, once a new session is open (see `reconnect`),
+    /// so that the wait goes on.
+    pub(super) fn unless_session_lost<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if self.client.is_closed() => {
+                log::debug!("drain {}: {error}", self.drain.name);
+                self.reconnect()?;
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Open a new session in place of the one the server ended, trying every
+    /// `RECONNECT_EVERY` for `RECONNECT_FOR`, and record it. Fails when none could be
+    /// opened.
+    fn reconnect(&mut self) -> Result<()> {
         let lost_at = Instant::now();
         let session = self.session()?;
         session.warn_lost();

@@ -53,7 +53,9 @@ impl Pass<'_> {
                 now,
                 waiting,
                 waiting.map(|_| reason.as_str()),
-            )?;
+            );
+            // A session the server ended is replaced and the wait goes on (see `reconnect`).
+            let Some(beat) = self.unless_session_lost(beat)? else { continue };
             if let Some(signal) = interrupted {
                 return Ok(Some(Stop {
                     status: RunStatus::Failed,
@@ -112,7 +114,11 @@ impl Pass<'_> {
             log::info!("drain {}: yields: {why}", self.drain.name);
         }
         self.commit_staged()?;
-        runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None)?;
+        let beat = runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+        // A session the server ended is replaced and the pass claims again (see `reconnect`).
+        if self.unless_session_lost(beat)?.is_none() {
+            return Ok(None);
+        }
         std::thread::sleep(WAIT_POLL_MAX);
         Ok(None)
     }

@@ -91,6 +91,34 @@ fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_a
 }
 
 #[test]
+fn a_pass_whose_session_the_server_ends_while_it_waits_reconnects_and_goes_on_at_the_reset() {
+    let fixture = Fixture::new(&config(""), NOW);
+    enqueue_limited_then_fine(&fixture);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_for_the_wait(&fixture);
+    let ended = fixture
+        .client()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'drainctl'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended, 1);
+    // Its next beat finds the session gone: a new one, and the wait goes on.
+    wait_until("the new session", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'") == 1
+    });
+    assert_eq!(waiting_until(&fixture).as_deref(), Some("2026-11-27 10:00:33+00"));
+    fixture.set_now("2026-11-27T10:00:34Z");
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before, the beat's error ended the pass with 69 and the wait with it.
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
+}
+
+#[test]
 fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     // A pause: the pass ends at once, its item pending.
     let fixture = Fixture::new(&config(""), NOW);
