@@ -272,3 +272,40 @@ fn a_drain_pass_and_a_supervise_pass_work_through_a_session_pool() {
     assert!(log.contains("login attempt: db=sess"), "no login through the session pool in:\n{log}");
     assert!(!log.contains("db=txn"), "{log}");
 }
+
+#[test]
+fn a_pass_through_a_session_pool_reconnects_when_the_server_ends_its_session() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let Some(bouncer) = Pgbouncer::start(&fixture.db) else { return };
+    let pool = bouncer.url("sess");
+    fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &pool).run().assert_code(0);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    let slow = serde_json::json!({ "steps": [
+        { "touch": started }, { "sleep": 1.2 }, { "wait_for_file": go }, { "out": "result s" }
+    ] });
+    fixture.enqueue(
+        "a",
+        &[("s".into(), slow), ("t".into(), serde_json::json!({ "steps": [{ "out": "result t" }] }))],
+    );
+    let pass = fixture.drainctl(&["drain", "a"]).env("DRAINCTL_DATABASE_URL", &pool).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // The server ends the pass's session behind the pool; the pool drops the client.
+    let sessions = "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND application_name = 'drainctl'";
+    assert_eq!(fixture.count(sessions), 1);
+    fixture
+        .client()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'drainctl'",
+            &[],
+        )
+        .unwrap();
+    wait_until("the session to end", Duration::from_secs(10), || fixture.count(sessions) == 0);
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert!(result.stderr.contains("reconnected to the database"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"), 1);
+}
