@@ -129,6 +129,7 @@ impl Pass<'_> {
         // The previous result was committed when the worker started; without a start, or
         // when that commit failed, it is committed now.
         let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
+        let while_working = std::mem::take(&mut observer.while_working);
         self.claimed_ahead = observer.claimed_ahead.take();
         self.stop_after_item = self.stop_after_item.take().or(observer.stop_after_item.take());
         self.staged = not_committed;
@@ -137,7 +138,7 @@ impl Pass<'_> {
         }
         // A session the server ended while the worker ran is replaced before the first
         // statement that settles the worker (see `reconnect`).
-        self.reconnect_if_lost(took)?;
+        self.reconnect_if_lost(took, &while_working)?;
         if let Some((staged, completion, at)) = committed {
             self.settle_commit(&staged, completion, at)?;
         }

@@ -117,12 +117,12 @@ impl<'a> Pass<'a> {
     }
 
     /// After a worker that ran `took`: when the server ended the session meanwhile, open a
-    /// new one (see `reconnect`).
-    pub(super) fn reconnect_if_lost(&mut self, took: Duration) -> Result<()> {
+    /// new one (see `reconnect`). `while_working`: what the recorder tried meanwhile.
+    pub(super) fn reconnect_if_lost(&mut self, took: Duration, while_working: &WhileWorking) -> Result<()> {
         if took < CHECK_AFTER_WORKER || !is_session_lost(self.client) {
             return Ok(());
         }
-        self.reconnect()
+        self.reconnect(while_working.lost_at)
     }
 
     /// What a statement of a waiting pass gave: its value, or — when it failed because the
@@ -133,7 +133,7 @@ impl<'a> Pass<'a> {
             Ok(value) => Ok(Some(value)),
             Err(error) if self.client.is_closed() => {
                 log::debug!("drain {}: {error}", self.drain.name);
-                self.reconnect()?;
+                self.reconnect(None)?;
                 Ok(None)
             }
             Err(error) => Err(error),
@@ -141,17 +141,20 @@ impl<'a> Pass<'a> {
     }
 
     /// Open a new session in place of the one the server ended, trying every
-    /// `RECONNECT_EVERY` for `RECONNECT_FOR`, and record it. Fails when none could be
-    /// opened.
-    fn reconnect(&mut self) -> Result<()> {
-        let lost_at = Instant::now();
+    /// `RECONNECT_EVERY` for `RECONNECT_FOR` from now, and record it. `lost_at`: when the
+    /// loss was found and said, if it was before. Fails when none could be opened.
+    fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
         let session = self.session()?;
-        session.warn_lost();
+        let since = Instant::now();
+        let lost_at = lost_at.unwrap_or_else(|| {
+            session.warn_lost();
+            since
+        });
         let reopened = loop {
             match session.reopen(self.client, &mut self.statements, lost_at) {
                 Ok(reopened) => break reopened,
                 Err(Error::Unavailable(why))
-                    if lost_at.elapsed() < RECONNECT_FOR
+                    if since.elapsed() < RECONNECT_FOR
                         && crate::worker::signals::termination_signal().is_none() =>
                 {
                     log::debug!("drain {}: not reconnected yet: {why}", self.drain.name);
