@@ -290,18 +290,7 @@ fn a_pass_through_a_session_pool_reconnects_when_the_server_ends_its_session() {
     let pass = fixture.drainctl(&["drain", "a"]).env("DRAINCTL_DATABASE_URL", &pool).spawn();
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
     // The server ends the pass's session behind the pool; the pool drops the client.
-    let sessions = "SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND application_name = 'drainctl'";
-    assert_eq!(fixture.count(sessions), 1);
-    fixture
-        .client()
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'drainctl'",
-            &[],
-        )
-        .unwrap();
-    wait_until("the session to end", Duration::from_secs(10), || fixture.count(sessions) == 0);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
     std::fs::write(&go, "").unwrap();
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);

@@ -394,22 +394,6 @@ fn the_worker_gets_payload_on_stdin_and_the_drain_environment() {
     assert!(checkpoints >= 3, "checkpoints {checkpoints}");
 }
 
-/// End every drainctl session of the fixture's database from the server side, as a
-/// restart, a failover or `pg_terminate_backend` does, and wait until they are gone.
-fn end_drainctl_sessions(fixture: &Fixture) {
-    let sessions = "SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND application_name = 'drainctl'";
-    fixture
-        .client()
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'drainctl'",
-            &[],
-        )
-        .unwrap();
-    wait_until("the sessions to end", Duration::from_secs(10), || fixture.count(sessions) == 0);
-}
-
 /// Item `a` touches `started`, runs over a second and waits for `go`; item `b` is quick.
 fn slow_first_item(fixture: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
     let (started, go) = (fixture.path("started"), fixture.path("go"));
@@ -432,7 +416,7 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
     let (started, go) = slow_first_item(&fixture);
     let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
-    end_drainctl_sessions(&fixture);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
     std::fs::write(&go, "").unwrap();
     let result = finished(pass.wait_with_output().unwrap());
     // Before, the pass died with 69 and the worker's result with it.
@@ -462,7 +446,7 @@ fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_st
     let (started, go) = slow_first_item(&fixture);
     let pass = fixture.drainctl(&["drain", "docs"]).spawn();
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
-    end_drainctl_sessions(&fixture);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
     // Another session takes the drain's only concurrency slot meanwhile.
     let mut holder = fixture.client();
     let drain_id: i32 = holder.query_one("SELECT id FROM drains WHERE name = 'docs'", &[]).unwrap().get(0);
@@ -506,7 +490,7 @@ fn a_worker_that_checkpoints_gets_its_checkpoints_written_again_on_a_new_session
     );
     let pass = fixture.drainctl(&["drain", "docs"]).spawn();
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
-    end_drainctl_sessions(&fixture);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
     // The worker still runs (it waits for `go`) when the pass has its new session.
     wait_until("a new session while the worker runs", Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'") == 1

@@ -96,15 +96,7 @@ fn a_pass_whose_session_the_server_ends_while_it_waits_reconnects_and_goes_on_at
     enqueue_limited_then_fine(&fixture);
     let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
     wait_for_the_wait(&fixture);
-    let ended = fixture
-        .client()
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'drainctl'",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(ended, 1);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
     // Its next beat finds the session gone: a new one, and the wait goes on.
     wait_until("the new session", Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'") == 1

@@ -316,6 +316,30 @@ impl Fixture {
     pub fn count(&self, sql: &str) -> i64 {
         query_i64(&mut self.client(), sql)
     }
+
+    /// End every drainctl session of the fixture's database from the server side, as a
+    /// restart, a failover or `pg_terminate_backend` does; wait until they are gone and
+    /// return how many there were.
+    #[track_caller]
+    pub fn end_drainctl_sessions(&self) -> usize {
+        let ended: Vec<i32> = self.column(
+            "SELECT pid FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'drainctl'",
+        );
+        // Apart from the selection: in one query the planner may call the function on
+        // rows of other databases before it filters them out.
+        self.client()
+            .execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid", &[&ended])
+            .unwrap();
+        // Those sessions: a new one the pass opens at once is not waited for.
+        wait_until("the sessions to end", Duration::from_secs(10), || {
+            self.client()
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", &[&ended])
+                .map(|row| row.get::<_, i64>(0) == 0)
+                .unwrap_or(false)
+        });
+        ended.len()
+    }
 }
 
 /// Wait for a child and return what it did plus its peak resident memory in KiB.
