@@ -28,8 +28,9 @@ use crate::model::{EventKind, RunStatus};
 use super::{take_slot, Pass, Stop};
 
 /// A worker that ran at least this long is followed by a look at the connection (one
-/// round trip); a quicker one is not worth it, and a session lost then ends the pass as
-/// before (the run is reaped, the item runs again).
+/// round trip); a quicker one is not worth it: a session lost then is found only when a
+/// statement made while the worker ran failed on it, else it ends the pass (the run is
+/// reaped, the item runs again).
 const CHECK_AFTER_WORKER: Duration = Duration::from_secs(1);
 
 /// How long the look at the connection may wait for the server. A server that does not
@@ -117,9 +118,11 @@ impl<'a> Pass<'a> {
     }
 
     /// After a worker that ran `took`: when the server ended the session meanwhile, open a
-    /// new one (see `reconnect`). `while_working`: what the recorder tried meanwhile.
+    /// new one (see `reconnect`). `while_working`: what the recorder tried meanwhile. A
+    /// session a statement found gone while the worker ran is replaced whatever `took`.
     pub(super) fn reconnect_if_lost(&mut self, took: Duration, while_working: &WhileWorking) -> Result<()> {
-        if took < CHECK_AFTER_WORKER || !is_session_lost(self.client) {
+        let is_lost = self.client.is_closed() || (took >= CHECK_AFTER_WORKER && is_session_lost(self.client));
+        if !is_lost {
             return Ok(());
         }
         self.reconnect(while_working.lost_at)
@@ -184,7 +187,7 @@ impl<'a> Pass<'a> {
 /// Did the server end the session? A look that fails on a connection still open (a slow
 /// server) is not a lost session.
 fn is_session_lost(client: &mut Client) -> bool {
-    client.is_closed() || (client.is_valid(LOOK_TIMEOUT).is_err() && client.is_closed())
+    client.is_valid(LOOK_TIMEOUT).is_err() && client.is_closed()
 }
 
 /// While a worker runs: once a write found the session gone, try a new one at most every
