@@ -137,6 +137,10 @@ impl WorkerRecorder<'_> {
             }
             Err(error) => {
                 self.error.get_or_insert(error);
+                // With the session gone, kept for the new one (see `reconnect`).
+                if self.client.is_closed() {
+                    self.unwritten_token = Some(token);
+                }
             }
         }
     }

@@ -472,15 +472,19 @@ fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_st
 }
 
 #[test]
-fn a_worker_that_checkpoints_gets_its_checkpoints_written_again_on_a_new_session_while_it_runs() {
+fn a_worker_s_checkpoints_and_resume_token_are_written_on_a_new_session_while_it_runs() {
     let fixture = Fixture::new(&config(""), NOW);
-    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    let (started, ended, go) = (fixture.path("started"), fixture.path("ended"), fixture.path("go"));
+    let token = "123e4567-e89b-12d3-a456-426614174000";
     fixture.enqueue(
         "docs",
         &[(
             "a".into(),
             steps(json!([
                 { "touch": started },
+                { "wait_for_file": ended },
+                // Printed while the session is gone: kept for the new one.
+                { "out": format!("::resume:: {token}") },
                 { "checkpoints": { "count": 40, "every": 0.1 } },
                 { "wait_for_file": go },
                 { "checkpoints": { "count": 1, "every": 0 } },
@@ -491,9 +495,14 @@ fn a_worker_that_checkpoints_gets_its_checkpoints_written_again_on_a_new_session
     let pass = fixture.drainctl(&["drain", "docs"]).spawn();
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
     assert_eq!(fixture.end_drainctl_sessions(), 1);
+    std::fs::write(&ended, "").unwrap();
     // The worker still runs (it waits for `go`) when the pass has its new session.
     wait_until("a new session while the worker runs", Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'") == 1
+    });
+    wait_until("the resume token on the new session", Duration::from_secs(10), || {
+        fixture.column::<Option<String>>("SELECT resume_token FROM items WHERE key = 'a'")
+            == [Some(token.to_string())]
     });
     assert_eq!(fixture.item("docs", "a").0, "running");
     let beats = fixture.count("SELECT checkpoints FROM runs");
