@@ -16,11 +16,12 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use postgres::Client;
 use serde_json::json;
 
 use crate::config::{DatabaseUrl, DrainConfig};
-use crate::db::events::Event;
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::PreparedStatements;
 use crate::error::{Error, Result, EXIT_TEMPORARY};
 use crate::model::{EventKind, RunStatus};
@@ -54,8 +55,25 @@ pub(super) struct Session<'a> {
 /// A new session in place of the ended one: the event that records it, and the pass's
 /// stop when it could not take a concurrency slot again.
 pub(super) struct Reopened {
-    pub(super) event: Event,
-    pub(super) stop: Option<Stop>,
+    event: Event,
+    stop: Option<Stop>,
+}
+
+impl Reopened {
+    /// Record the new session on it and, when it came without a slot, make `stop_after_item`
+    /// the pass's stop once the item it holds is settled.
+    pub(super) fn record(
+        self,
+        client: &mut Client,
+        outbox: &Outbox,
+        now: DateTime<Utc>,
+        stop_after_item: &mut Option<Stop>,
+    ) -> Result<()> {
+        if let Some(stop) = self.stop {
+            *stop_after_item = Some(stop);
+        }
+        record_event(client, outbox, &self.event, now)
+    }
 }
 
 impl Session<'_> {
@@ -172,15 +190,7 @@ impl<'a> Pass<'a> {
                 }
             }
         };
-        self.settle_reopened(reopened)
-    }
-
-    /// Record a new session and, when it came without a slot, stop after the item held.
-    fn settle_reopened(&mut self, reopened: Reopened) -> Result<()> {
-        if let Some(stop) = reopened.stop {
-            self.stop_after_item = Some(stop);
-        }
-        crate::db::events::record_event(self.client, self.outbox, &reopened.event, self.clock.now())
+        reopened.record(self.client, self.outbox, self.clock.now(), &mut self.stop_after_item)
     }
 }
 

@@ -235,8 +235,9 @@ impl WorkerObserver for WorkerRecorder<'_> {
         // A session the server ended is replaced while the worker runs, so that its
         // checkpoints are written again (see `reconnect`).
         if let Some(reopened) = self.while_working.retry(&self.session, self.client, self.statements) {
-            self.stop_after_item = self.stop_after_item.take().or(reopened.stop);
-            if let Err(error) = record_event(self.client, self.outbox, &reopened.event, self.clock.now()) {
+            let recorded =
+                reopened.record(self.client, self.outbox, self.clock.now(), &mut self.stop_after_item);
+            if let Err(error) = recorded {
                 self.error.get_or_insert(error);
             }
         }

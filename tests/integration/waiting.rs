@@ -55,12 +55,19 @@ fn wait_for_the_wait(fixture: &Fixture) {
     });
 }
 
+/// A fixture with `extra` in its drain, `a` limited and `b` fine, and `drainctl ARGS`
+/// started and waiting for the reset.
+fn waiting_pass(extra: &str, args: &[&str]) -> (Fixture, std::process::Child) {
+    let fixture = Fixture::new(&config(extra), NOW);
+    enqueue_limited_then_fine(&fixture);
+    let pass = fixture.drainctl(args).spawn();
+    wait_for_the_wait(&fixture);
+    (fixture, pass)
+}
+
 #[test]
 fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_alone() {
-    let fixture = Fixture::new(&config("liveness_timeout = \"10s\"\n"), NOW);
-    enqueue_limited_then_fine(&fixture);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
-    wait_for_the_wait(&fixture);
+    let (fixture, pass) = waiting_pass("liveness_timeout = \"10s\"\n", &["drain", "docs", "--json"]);
     assert_eq!(waiting_until(&fixture).as_deref(), Some("2026-11-27 10:00:33+00"));
     // It holds nothing while it waits, and says so.
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'running'"), 0);
@@ -92,10 +99,7 @@ fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_a
 
 #[test]
 fn a_pass_whose_session_the_server_ends_while_it_waits_reconnects_and_goes_on_at_the_reset() {
-    let fixture = Fixture::new(&config(""), NOW);
-    enqueue_limited_then_fine(&fixture);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
-    wait_for_the_wait(&fixture);
+    let (fixture, pass) = waiting_pass("", &["drain", "docs", "--json"]);
     assert_eq!(fixture.end_drainctl_sessions(), 1);
     // Its next beat finds the session gone: a new one, and the wait goes on.
     wait_until("the new session", Duration::from_secs(20), || {
@@ -113,10 +117,7 @@ fn a_pass_whose_session_the_server_ends_while_it_waits_reconnects_and_goes_on_at
 #[test]
 fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     // A pause: the pass ends at once, its item pending.
-    let fixture = Fixture::new(&config(""), NOW);
-    enqueue_limited_then_fine(&fixture);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
-    wait_for_the_wait(&fixture);
+    let (fixture, pass) = waiting_pass("", &["drain", "docs", "--json"]);
     fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);
@@ -124,10 +125,7 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
 
     // SIGTERM: exit 75, nothing held.
-    let fixture = Fixture::new(&config(""), NOW);
-    enqueue_limited_then_fine(&fixture);
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_for_the_wait(&fixture);
+    let (fixture, pass) = waiting_pass("", &["drain", "docs"]);
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(75);
