@@ -16,7 +16,7 @@ use crate::model::{AttemptOutcome, EventKind, RunStatus};
 use crate::quota::{Outcome, QuotaHit};
 use crate::worker::{run_worker, SpawnError, StopReason, WorkerExit, WorkerReport, WorkerSpec};
 
-use super::recorder::{check_resume_token, rejected_token_event, WorkerRecorder};
+use super::recorder::{check_resume_token, rejected_token_event, store_resume_token, WorkerRecorder};
 use super::{ItemEnd, Pass, StagedItem, Stop, SucceededItem};
 
 impl Pass<'_> {
@@ -130,6 +130,7 @@ impl Pass<'_> {
         // when that commit failed, it is committed now.
         let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
         let while_working = std::mem::take(&mut observer.while_working);
+        let unwritten_token = observer.unwritten_token.take();
         self.claimed_ahead = observer.claimed_ahead.take();
         self.stop_after_item = self.stop_after_item.take().or(observer.stop_after_item.take());
         self.staged = not_committed;
@@ -139,6 +140,17 @@ impl Pass<'_> {
         // A session the server ended while the worker ran is replaced before the first
         // statement that settles the worker (see `reconnect`).
         self.reconnect_if_lost(took, &while_working)?;
+        // A resume token printed while the session was gone, kept for the new one: the
+        // item's next run resumes from it (a quota hit, a timeout).
+        if let Some(token) = unwritten_token {
+            if let Err(error) = store_resume_token(self.client, self.drain, item, self.run_id, &token) {
+                log::warn!(
+                    "drain {}: item {}: could not store its resume token: {error}",
+                    self.drain.name,
+                    item.key
+                );
+            }
+        }
         if let Some((staged, completion, at)) = committed {
             self.settle_commit(&staged, completion, at)?;
         }

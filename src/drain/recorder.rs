@@ -50,6 +50,19 @@ pub(super) fn check_resume_token(token: &str, drain: &DrainConfig) -> std::resul
     Ok(())
 }
 
+/// Store a checked resume token on the item `run_id` holds.
+pub(super) fn store_resume_token(
+    client: &mut Client,
+    drain: &DrainConfig,
+    item: &ClaimedItem,
+    run_id: i64,
+    token: &str,
+) -> Result<(), Error> {
+    items::set_resume_token(client, item.id, run_id, token)?;
+    log::info!("drain {}: item {}: resume token stored", drain.name, item.key);
+    Ok(())
+}
+
 /// A token as it may appear in a message: at most 80 characters, escaped.
 fn shown_token(token: &str) -> String {
     let short: String = token.chars().take(80).collect();
@@ -130,11 +143,8 @@ impl WorkerRecorder<'_> {
     fn flush_token(&mut self) {
         let Some(token) = self.unwritten_token.take() else { return };
         self.last_token_write = Some(Instant::now());
-        match items::set_resume_token(self.client, self.item.id, self.run_id, &token) {
-            Ok(_) => {
-                log::info!("drain {}: item {}: resume token stored", self.drain.name, self.item.key);
-                self.resume_token = Some(token);
-            }
+        match store_resume_token(self.client, self.drain, self.item, self.run_id, &token) {
+            Ok(()) => self.resume_token = Some(token),
             Err(error) => {
                 self.error.get_or_insert(error);
                 // With the session gone, kept for the new one (see `reconnect`).

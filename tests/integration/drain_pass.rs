@@ -472,6 +472,54 @@ fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_st
 }
 
 #[test]
+fn a_resume_token_printed_while_the_database_is_away_is_stored_once_it_is_back() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (log, started, ended) = (fixture.path("log"), fixture.path("started"), fixture.path("ended"));
+    let token = "123e4567-e89b-12d3-a456-426614174000";
+    let reset = chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z").unwrap().timestamp();
+    fixture.enqueue(
+        "docs",
+        &[(
+            "a".into(),
+            steps(json!([
+                { "log": log },
+                { "touch": started },
+                { "wait_for_file": ended },
+                // The session the worker started with is gone, and no new one can be
+                // opened: the token, then the limit that makes it worth keeping.
+                { "out": format!("::resume:: {token}") },
+                { "err": format!("Claude AI usage limit reached|{reset}") },
+                { "exit": 1 }
+            ])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let pid = logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().to_string();
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    fixture.db.allow_connections(false);
+    std::fs::write(&ended, "").unwrap();
+    // The worker has ended and the pass has reaped it while the database refused it.
+    wait_until("the worker to be reaped", Duration::from_secs(20), || {
+        !std::path::Path::new("/proc").join(&pid).exists()
+    });
+    fixture.db.allow_connections(true);
+    let result = finished(pass.wait_with_output().unwrap());
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"),
+        1,
+        "{result:?}"
+    );
+    assert_eq!(fixture.item("docs", "a").0, "pending", "{result:?}");
+    assert_eq!(
+        fixture.column::<Option<String>>("SELECT resume_token FROM items WHERE key = 'a'"),
+        [Some(token.to_string())],
+        "{result:?}"
+    );
+}
+
+#[test]
 fn a_worker_s_checkpoints_and_resume_token_are_written_on_a_new_session_while_it_runs() {
     let fixture = Fixture::new(&config(""), NOW);
     let (started, ended, go) = (fixture.path("started"), fixture.path("ended"), fixture.path("go"));

@@ -60,6 +60,15 @@ impl TestDb {
         let config: postgres::Config = self.url.parse().unwrap();
         String::from_utf8(config.get_password().unwrap().to_vec()).unwrap()
     }
+
+    /// Let sessions into the database, or refuse every new one (those open stay): a
+    /// server that is down for new sessions, as during a restart, for this database only.
+    pub fn allow_connections(&self, allow: bool) {
+        let mut client = postgres::Client::connect(&self.admin, postgres::NoTls).expect("connect as admin");
+        client
+            .batch_execute(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}", self.name))
+            .unwrap();
+    }
 }
 
 impl Drop for TestDb {
