@@ -173,9 +173,9 @@ pub struct DrainArgs {
     /// Who started this pass (recorded on the run)
     #[arg(long, value_enum, default_value = "manual")]
     pub trigger: Trigger,
-    /// Log file this pass writes to, its lines dated (set by `supervise`): a
-    /// `YYYYmmddTHHMMSSZ-PID.log` name is renamed after this process's pid, and the run
-    /// records the renamed path
+    /// Append this pass's output and dated log lines to PATH (created owner-only, with its
+    /// folder), as `supervise` sets it: a `YYYYmmddTHHMMSSZ-PID.log` name is renamed (or
+    /// created) after this process's pid, and the run records the path
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     #[command(flatten)]

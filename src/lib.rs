@@ -51,9 +51,10 @@ use crate::error::{Error, EXIT_OK, EXIT_USAGE};
 
 /// Run drainctl with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
-    let mut cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(error) => return parse_failed(&error),
+        Err(error) => return parse_failed(&error, &args),
     };
     // A pass writing to its own log file dates its log lines, and logs its summary.
     let (log_file, verbose) = match &cli.command {
@@ -65,14 +66,22 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     };
     init_logger(verbose, log_file.is_some());
     output::set_dated_lines(log_file.is_some());
-    if let (cli::Command::Supervise(_), Some(path)) = (&cli.command, log_file) {
+    if let cli::Command::Drain(args) = &mut cli.command {
+        claim_drain_log(args);
+    }
+    // A drain that `supervise` started writes there already; one started by hand opens it.
+    let log_file = match &cli.command {
+        cli::Command::Supervise(args) => args.log_file.as_deref(),
+        cli::Command::Drain(args) => args.log_file.as_deref(),
+        _ => None,
+    };
+    if let Some(path) = log_file {
         if let Err(error) = output::redirect_stdio_to_log_file(path) {
             return failed(&error);
         }
-        log::info!("supervise started as pid {}", std::process::id());
-    }
-    if let cli::Command::Drain(args) = &mut cli.command {
-        claim_drain_log(args);
+        if let cli::Command::Supervise(_) = &cli.command {
+            log::info!("supervise started as pid {}", std::process::id());
+        }
     }
     let output = cli.command.output();
     match commands::dispatch(cli) {
@@ -86,26 +95,34 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
 
 /// A drain `supervise` started writes to a log file named after supervise's pid until
 /// one of them renames it after the drain's own pid; the run records the renamed path
-/// (see `drain::log_file`). A rename that fails leaves the name, with a warning.
+/// (see `drain::log_file`). A drain started by hand with a name of that form that does
+/// not exist yet creates it under its own pid. A rename that fails leaves the name, with
+/// a warning.
 fn claim_drain_log(args: &mut cli::DrainArgs) {
     let Some(path) = args.log_file.take() else { return };
     let pid = std::process::id();
-    args.log_file = Some(drain::log_file::rename_after(&path, pid).unwrap_or_else(|error| {
-        log::warn!("cannot rename log file {} after drain pid {pid}: {error}", path.display());
-        path
-    }));
+    args.log_file = Some(match drain::log_file::rename_after(&path, pid) {
+        Ok(renamed) => renamed,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            drain::log_file::named_after(&path, pid)
+        }
+        Err(error) => {
+            log::warn!("cannot rename log file {} after drain pid {pid}: {error}", path.display());
+            path
+        }
+    });
 }
 
 /// Report a failure on stderr, in one line; returns its exit code.
 fn failed(error: &Error) -> u8 {
-    eprintln!("{}drainctl: {}", output::line_date(), output::escape_controls(&error.display_scrubbed()));
+    output::say_on_stderr(&format!("{}drainctl: {}", output::line_date(), error.display_scrubbed()));
     error.exit_code()
 }
 
 /// The command line did not parse, or asked for help or the version: clap prints help to
 /// stdout and its errors to stderr; a value one of our parsers refused is reported like
 /// every other error, `drainctl: --flag: message`. Help and version exit 0, the rest 64.
-fn parse_failed(error: &clap::Error) -> u8 {
+fn parse_failed(error: &clap::Error, args: &[OsString]) -> u8 {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     use std::error::Error as _;
     let invalid = error.source().and_then(|source| source.downcast_ref::<cli::InvalidValue>());
@@ -117,13 +134,67 @@ fn parse_failed(error: &clap::Error) -> u8 {
         };
         return failed(&Error::Usage(format!("{flag}: {invalid}")));
     }
-    let is_info = matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
-    let _ = error.print();
-    if is_info {
-        EXIT_OK
-    } else {
-        EXIT_USAGE
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = error.print();
+        return EXIT_OK;
     }
+    output::say_on_stderr(&format!("drainctl: {}", usage_error_line(error, args)));
+    EXIT_USAGE
+}
+
+/// The command that `args` name (`drainctl burst on`): their words that name a
+/// subcommand of the command before them.
+fn command_named(args: &[OsString]) -> String {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut path = vec!["drainctl".to_string()];
+    for arg in args.iter().skip(1).filter_map(|arg| arg.to_str()) {
+        if let Some(sub) = command.find_subcommand(arg).cloned() {
+            path.push(sub.get_name().to_string());
+            command = sub;
+        }
+    }
+    path.join(" ")
+}
+
+/// clap's error as one line (docs/exit-codes.md): its message and tips, then where the
+/// help is — `the following required arguments were not provided: <NAME>; see \`drainctl
+/// drain --help\``. A command given without its subcommand names the subcommands.
+fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
+    let text = error.render().to_string();
+    let mut lines = text.lines().map(str::trim);
+    let mut message = String::new();
+    let mut command = command_named(args);
+    let mut subcommands = Vec::new();
+    // The message runs to the first blank line; after it, only its tips join it.
+    let mut in_message = true;
+    while let Some(line) = lines.next() {
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            let words = usage.split_whitespace().take_while(|word| !word.starts_with(['[', '<', '-']));
+            command = words.collect::<Vec<_>>().join(" ");
+        } else if line == "Commands:" {
+            let names = lines.by_ref().take_while(|line| !line.is_empty());
+            subcommands = names
+                .filter_map(|line| line.split_whitespace().next())
+                .filter(|name| *name != "help")
+                .collect();
+        } else if line.is_empty() {
+            in_message = message.is_empty();
+        } else if in_message || line.starts_with("tip:") {
+            let part = line.strip_prefix("error: ").unwrap_or(line);
+            let separator = match message.chars().last() {
+                None => "",
+                Some(':') => " ",
+                Some(_) if in_message => ", ",
+                Some(_) => "; ",
+            };
+            message = format!("{message}{separator}{part}");
+        }
+    }
+    if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        message = format!("`{command}` needs a command: {}", subcommands.join(", "));
+    }
+    format!("{message}; see `{command} --help`")
 }
 
 /// Log lines go to stderr as `drainctl: LEVEL: message`; with `is_dated` (a pass writing to

@@ -214,6 +214,14 @@ pub fn is_unsafe_to_show(c: char) -> bool {
 /// `\u{…}` (U+202E is `\u{202e}`); everything else, backslashes included, is unchanged.
 /// The one escaping function of human output and log lines; JSON output is never escaped
 /// this way.
+/// Write `line` (and a newline) to stderr, with its control characters escaped. A stderr
+/// that cannot take it — closed, or a log file on a full disk — loses the line, never the
+/// exit code: nothing is left to tell.
+pub fn say_on_stderr(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(line));
+}
+
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe_to_show) {
         return Cow::Borrowed(text);
@@ -265,6 +273,58 @@ pub fn instant_and_age(at: Option<DateTime<Utc>>, now: DateTime<Utc>, zone: Tz) 
     }
 }
 
+/// Open the log file at `path` for appending, created owner-only (0600); a file that
+/// exists keeps its mode. Never through a symbolic link, and only a regular file: a link,
+/// a directory, a fifo or a device is refused (exit 78), as every file drainctl writes.
+/// `named_by`: the option or setting that names it, for the message.
+pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Result<std::fs::File> {
+    use crate::error::Error;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt};
+
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        // Not blocking on a fifo: it is refused below.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => Error::Config(format!(
+                "log file {shown} is a symbolic link, and drainctl never writes through links; \
+                 remove it, or give {named_by} the real file"
+            )),
+            Some(libc::EISDIR) => {
+                Error::Config(format!("log file {shown} is a directory; give {named_by} the path of a file"))
+            }
+            _ => Error::Config(format!("cannot open log file {shown}: {error}; check its folder and owner")),
+        })?;
+    let file_type = file
+        .metadata()
+        .map_err(|error| Error::Config(format!("cannot inspect log file {shown}: {error}")))?
+        .file_type();
+    if !file_type.is_file() {
+        let what = if file_type.is_fifo() || file_type.is_socket() { "a fifo or socket" } else { "a device" };
+        return Err(Error::Config(format!(
+            "log file {shown} is {what}, and drainctl appends only to regular files; give {named_by} another path"
+        )));
+    }
+    set_blocking(&file).map_err(|error| Error::Config(format!("cannot open log file {shown}: {error}")))?;
+    Ok(file)
+}
+
+/// Clear `O_NONBLOCK` on a file opened with it.
+fn set_blocking(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `file` owns for the call.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Send this process's stdout and stderr to `path`, opened for appending and created
 /// owner-only (0600), its folder created owner-only (0700) when missing — what
 /// `supervise --log-file` does so that a crontab line needs no shell redirect into a
@@ -273,7 +333,7 @@ pub fn instant_and_age(at: Option<DateTime<Utc>>, now: DateTime<Utc>, zone: Tz) 
 pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Result<()> {
     use crate::error::Error;
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
 
     if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).map_err(|error| {
@@ -283,13 +343,7 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
             ))
         })?;
     }
-    let file =
-        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(|error| {
-            Error::Config(format!(
-                "cannot open --log-file {}: {error}; check its folder and owner",
-                path.display()
-            ))
-        })?;
+    let file = open_log_file(path, "--log-file")?;
     for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
         // SAFETY: dup2 onto the standard descriptors of this process; `file` stays open
         // for the call.

@@ -90,7 +90,7 @@ pub fn run(config_path: Option<&Path>, args: &DoctorArgs) -> crate::error::Resul
     let verdict = Verdict::of(&checks);
     if let Some(line) = verdict.failure_line(&checks) {
         // The one stderr line of a non-zero exit.
-        eprintln!("drainctl: {}", crate::output::escape_controls(&line));
+        crate::output::say_on_stderr(&format!("drainctl: {line}"));
     }
     render(&checks, &verdict)
 }

@@ -103,11 +103,10 @@ fn stage(tx: &mut postgres::Transaction<'_>, input: Input<'_>) -> Result<(u64, O
             stage_item(&mut writer, 1, &item.key, &encoded)?;
             Ok((finish_staging(writer)?, None))
         }
-        Input::Lines(reader, source) => {
-            for (index, line) in reader.split(b'\n').enumerate() {
-                let number = index + 1;
-                let line =
-                    line.map_err(|error| bad_line(&source, number, format!("cannot read: {error}")))?;
+        Input::Lines(mut reader, source) => {
+            let mut line = Vec::new();
+            let mut number = 0;
+            while next_line(&mut reader, &mut line, &mut number, &source)? {
                 let Some((key, payload)) = parse_line(&line, &source, number)? else { continue };
                 encode_payload(&payload, MAX_PAYLOAD_BYTES, &mut encoded)
                     .map_err(|problem| bad_line(&source, number, problem))?;
@@ -144,17 +143,120 @@ fn check_key(key: &str, line: Option<(&str, usize)>) -> Result<String> {
 /// Parse JSON lines `{"key": "...", "payload": ...}`; blank lines are skipped. The key may
 /// be a string or an integer. Any bad line fails the whole batch with its line number.
 #[cfg(test)]
-pub fn parse_lines(reader: impl BufRead, source: &str) -> Result<Vec<NewItem>> {
+pub fn parse_lines(mut reader: impl BufRead, source: &str) -> Result<Vec<NewItem>> {
     let mut items = Vec::new();
-    for (index, line) in reader.split(b'\n').enumerate() {
-        let number = index + 1;
-        let line = line.map_err(|error| bad_line(source, number, format!("cannot read: {error}")))?;
+    let (mut line, mut number) = (Vec::new(), 0);
+    while next_line(&mut reader, &mut line, &mut number, source)? {
         if let Some((key, payload)) = parse_line(&line, source, number)? {
             check_payload(&payload).map_err(|problem| bad_line(source, number, problem))?;
             items.push(NewItem { key, payload });
         }
     }
     Ok(items)
+}
+
+/// Longest line read: a payload at its limit, its key, and room for the line's own
+/// whitespace. A longer line is refused when this much of it has been read, never held
+/// whole.
+const MAX_LINE_BYTES: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
+
+/// Read the next line of `reader` into `line`, without its `\n`, and count it in
+/// `number`; false at the end of the input. The first line loses a UTF-8 byte order mark.
+fn next_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    number: &mut usize,
+    source: &str,
+) -> Result<bool> {
+    next_line_within(reader, line, number, source, MAX_LINE_BYTES)
+}
+
+/// [`next_line`] with the longest line `max_bytes`.
+fn next_line_within(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    number: &mut usize,
+    source: &str,
+    max_bytes: usize,
+) -> Result<bool> {
+    line.clear();
+    *number += 1;
+    let bad = |problem: String| bad_line(source, *number, problem);
+    let read = std::io::Read::take(reader, max_bytes as u64 + 1)
+        .read_until(b'\n', line)
+        .map_err(|error| bad(format!("cannot read: {error}")))?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > max_bytes {
+        return Err(bad(format!("the line is longer than {max_bytes} bytes, more than an item can hold")));
+    }
+    if *number == 1 && line.starts_with(b"\xEF\xBB\xBF") {
+        line.drain(..3);
+    }
+    Ok(true)
+}
+
+/// The fields of a line's object as given; a field given twice is refused.
+struct LineFields {
+    key: Option<Value>,
+    payload: Option<Value>,
+    unknown: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for LineFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = LineFields;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str(LINE_SHAPE)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<LineFields, A::Error> {
+                use serde::de::Error as _;
+                let mut fields = LineFields { key: None, payload: None, unknown: None };
+                while let Some(name) = map.next_key::<String>()? {
+                    let slot = match name.as_str() {
+                        "key" => &mut fields.key,
+                        "payload" => &mut fields.payload,
+                        _ => {
+                            fields.unknown.get_or_insert(name);
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(A::Error::custom(format!("{name:?} is given twice")));
+                    }
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// What a line holds.
+const LINE_SHAPE: &str = "an object {\"key\": ..., \"payload\": ...}";
+
+/// What is wrong with a line serde_json refused, without its "line 1" (the line is named
+/// by its number in the input).
+fn json_problem(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(message, _)| message);
+    match error.classify() {
+        serde_json::error::Category::Data if message.starts_with("invalid type") => {
+            format!("expected {LINE_SHAPE}")
+        }
+        serde_json::error::Category::Data => message.to_string(),
+        _ => format!("invalid JSON: {message} at column {}", error.column()),
+    }
 }
 
 /// One JSON line: its key (checked) and payload (not yet checked against jsonb's limits),
@@ -166,19 +268,16 @@ fn parse_line(line: &[u8], source: &str, number: usize) -> Result<Option<(String
     if line.is_empty() {
         return Ok(None);
     }
-    let value: Value = serde_json::from_str(line).map_err(|error| bad(format!("invalid JSON: {error}")))?;
-    let Value::Object(mut object) = value else {
-        return Err(bad("expected an object {\"key\": ..., \"payload\": ...}".to_string()));
-    };
-    let key = match object.remove("key") {
+    let fields: LineFields = serde_json::from_str(line).map_err(|error| bad(json_problem(&error)))?;
+    let key = match fields.key {
         Some(Value::String(key)) => key,
         Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number.to_string(),
         Some(_) => return Err(bad("\"key\" must be a string or an integer".to_string())),
         None => return Err(bad("missing \"key\"".to_string())),
     };
     let key = check_key(&key, Some((source, number)))?;
-    let payload = object.remove("payload").ok_or_else(|| bad("missing \"payload\"".to_string()))?;
-    if let Some(extra) = object.keys().next() {
+    let payload = fields.payload.ok_or_else(|| bad("missing \"payload\"".to_string()))?;
+    if let Some(extra) = fields.unknown {
         return Err(bad(format!("unknown field {extra:?}; a line has only \"key\" and \"payload\"")));
     }
     Ok(Some((key, payload)))
@@ -277,6 +376,9 @@ mod tests {
             ("[1]\n", "stdin:1: expected an object"),
             ("{\"key\": \"\", \"payload\": 1}\n", "stdin:1: key is empty"),
             ("{\"key\": \"a\", \"payload\": 1, \"x\": 2}\n", "stdin:1: unknown field \"x\""),
+            ("{\"key\": \"a\", \"key\": \"b\", \"payload\": 1}\n", "stdin:1: \"key\" is given twice"),
+            ("\"text\"\n", "stdin:1: expected an object {\"key\": ..., \"payload\": ...}"),
+            ("{\"key\": \"a\", \"payload\": tru}\n", "stdin:1: invalid JSON: expected ident at column 28;"),
             (
                 "{\"key\": \"a\", \"payload\": 1}\n{\"key\": \"b\", \"payload\": {\"x\": [\"ok\", \"a\\u0000b\"]}}\n",
                 "stdin:2: payload has a NUL character (\\u0000) at $.x[1]",
@@ -288,6 +390,37 @@ mod tests {
             assert_eq!(error.exit_code(), 65);
             assert!(error.to_string().starts_with(expected), "{error}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_opens_the_first_line_only() {
+        let text = "\u{feff}{\"key\": \"a\", \"payload\": 1}\r\n{\"key\": \"b\", \"payload\": 2}\n";
+        let items = parse_lines(text.as_bytes(), "stdin").unwrap();
+        assert_eq!(items.iter().map(|item| item.key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let error =
+            parse_lines("{\"key\": \"a\", \"payload\": 1}\n\u{feff}{}\n".as_bytes(), "stdin").unwrap_err();
+        assert!(error.to_string().starts_with("stdin:2: invalid JSON"), "{error}");
+    }
+
+    #[test]
+    fn a_line_longer_than_any_item_is_refused_without_being_read_whole() {
+        let text = format!("{{\"key\": \"a\", \"payload\": 1}}\n{}\nnot read\n", "x".repeat(100));
+        let mut reader = text.as_bytes();
+        let (mut line, mut number) = (Vec::new(), 0);
+        assert!(next_line_within(&mut reader, &mut line, &mut number, "stdin", 40).unwrap());
+        let error = next_line_within(&mut reader, &mut line, &mut number, "stdin", 40).unwrap_err();
+        assert_eq!(error.exit_code(), 65);
+        assert_eq!(
+            error.to_string(),
+            "stdin:2: the line is longer than 40 bytes, more than an item can hold; nothing was enqueued"
+        );
+        assert_eq!(line.len(), 41, "read no further than the limit");
+        assert!(reader.starts_with(b"x"), "the rest of the line is left unread");
+        // A line of exactly the limit is read.
+        let exact = format!("{}\n", "y".repeat(40));
+        let (mut reader, mut number) = (exact.as_bytes(), 0);
+        assert!(next_line_within(&mut reader, &mut line, &mut number, "stdin", 40).unwrap());
+        assert_eq!(line.len(), 40);
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
                 ))
             })?;
             // The summary is not data: it goes to stderr, stdout carries only items.
-            eprintln!("drainctl: {}", progress.describe(&drain, ""));
+            crate::output::say_on_stderr(&format!("drainctl: {}", progress.describe(&drain, "")));
             Ok(Report::new(String::new(), serde_json::Value::Null))
         }
     }

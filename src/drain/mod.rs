@@ -257,12 +257,12 @@ fn render(pass: &Pass, stop: Stop) -> Report {
     );
     if stop.exit_code != EXIT_OK {
         // Non-zero outcomes also say why on stderr, in the one-line form.
-        eprintln!(
+        crate::output::say_on_stderr(&format!(
             "{}drainctl: drain {}: {}",
             crate::output::line_date(),
             pass.drain.name,
-            crate::output::escape_controls(&stop.note)
-        );
+            stop.note
+        ));
     }
     report.with_exit_code(stop.exit_code)
 }

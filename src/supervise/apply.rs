@@ -1,8 +1,8 @@
 //! Carrying out decisions: expire a burst, reap a crashed run, end a hung one, start a
 //! drain as a detached process. A decision that fails is recorded and the pass goes on.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -151,9 +151,7 @@ fn end_hung_run(
 /// to an owner-only log file. Returns at once with its pid.
 fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
     let log_path = create_log_file_path(config, drain, now)?;
-    let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path).map_err(|error| {
-        Error::Config(format!("cannot create log file {}: {error}; check log_dir", log_path.display()))
-    })?;
+    let log = crate::output::open_log_file(&log_path, "log_dir")?;
     let log_for_stderr = log
         .try_clone()
         .map_err(|error| Error::Internal(format!("cannot duplicate log file handle: {error}")))?;

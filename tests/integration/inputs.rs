@@ -300,3 +300,48 @@ fn an_unknown_tz_is_a_warning_naming_it_and_doctor_reports_it() {
         doctor.stdout
     );
 }
+
+#[test]
+fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_read() {
+    for (args, says) in [
+        (&[][..], "`drainctl` needs a command: migrate, drain,"),
+        (&["burst"][..], "`drainctl burst` needs a command: on, off, status; see `drainctl burst --help`"),
+        (&["drain"][..], "not provided: <NAME>; see `drainctl drain --help`"),
+        (&["burst", "on"][..], "not provided: <NAME>; see `drainctl burst on --help`"),
+        (
+            &["--lock-timeout", "1s", "events", "--limit", "0"][..],
+            "0 is not in 1..=10000; see `drainctl events --help`",
+        ),
+        (
+            &["drain", "docs", "--foo"][..],
+            "unexpected argument '--foo' found; tip: to pass '--foo' as a value",
+        ),
+        (&["nosuch"][..], "unrecognized subcommand 'nosuch'; see `drainctl --help`"),
+    ] {
+        let result = Drainctl::new(args).run();
+        result.assert_code(64);
+        assert_eq!(result.stderr.lines().count(), 1, "{args:?}: {}", result.stderr);
+        assert!(
+            result.stderr.starts_with("drainctl: ") && result.stderr.contains(says),
+            "{args:?}: {}",
+            result.stderr
+        );
+        assert_eq!(result.stdout, "", "{args:?}");
+    }
+    let help = Drainctl::new(&["burst", "--help"]).run();
+    help.assert_code(0);
+    assert!(help.stdout.contains("Usage: drainctl burst"), "help is still the whole page: {}", help.stdout);
+}
+
+#[test]
+fn an_error_that_stderr_cannot_take_still_exits_with_its_code() {
+    // A log file on a full disk, as /dev/full is: the line is lost, the code is not.
+    let fixture = Fixture::new(DRAIN, NOW);
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    assert_eq!(fixture.drainctl(&["drain", "nosuch"]).code_with_stderr_to(full()), Some(64));
+    assert_eq!(fixture.drainctl(&["drain"]).code_with_stderr_to(full()), Some(64));
+    let bad = fixture.drainctl(&["enqueue", "docs", "--key", "k", "--payload", "{bad"]);
+    assert_eq!(bad.code_with_stderr_to(full()), Some(65));
+    let away = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", "postgres://a:b@127.0.0.1:1/x");
+    assert_eq!(away.code_with_stderr_to(full()), Some(69));
+}

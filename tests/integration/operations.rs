@@ -54,6 +54,61 @@ fn supervise_log_file_that_cannot_be_created_fails_with_78_on_stderr() {
 }
 
 #[test]
+fn a_log_file_that_is_a_link_a_fifo_or_a_folder_is_refused_and_nothing_is_written_through_it() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    let victim = fixture.path("victim");
+    std::fs::write(&victim, "victim\n").unwrap();
+    let link = fixture.path("link.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let fifo = fixture.path("fifo.log");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path the test owns.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let folder = fixture.path("folder.log");
+    std::fs::create_dir(&folder).unwrap();
+    for (path, why) in [(&link, "symbolic link"), (&fifo, "fifo"), (&folder, "directory")] {
+        for command in ["supervise", "drain"] {
+            let mut args = vec![command];
+            if command == "drain" {
+                args.push("docs");
+            }
+            args.extend(["--log-file", path.to_str().unwrap()]);
+            let result = fixture.drainctl(&args).run();
+            result.assert_code(78);
+            assert!(result.stderr.contains(why) && result.stderr.lines().count() == 1, "{}", result.stderr);
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim\n", "nothing written through the link");
+}
+
+#[test]
+fn a_drain_started_by_hand_with_a_log_file_writes_there_and_its_run_records_it() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let log = fixture.path("by-hand/docs.log");
+    let result = fixture.drainctl(&["drain", "docs", "--log-file", log.to_str().unwrap()]).run();
+    result.assert_code(0);
+    assert_eq!(result.stdout, "", "the pass's output goes to the log file");
+    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Z docs: run 1 drained: 1 done"), "the dated summary is in the log: {text}");
+    assert_eq!(
+        fixture.column::<Option<String>>("SELECT log_path FROM runs"),
+        [Some(log.display().to_string())]
+    );
+    // A name of the form supervise gives, not there yet: created under the pass's own pid.
+    fixture.enqueue("docs", &[("b".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let named = fixture.path("by-hand/20261126T210000Z-1.log");
+    fixture.drainctl(&["drain", "docs", "--log-file", named.to_str().unwrap()]).run().assert_code(0);
+    let recorded = fixture.column::<Option<String>>("SELECT log_path FROM runs WHERE id = 2");
+    let recorded = std::path::PathBuf::from(recorded[0].clone().unwrap());
+    assert_ne!(recorded, named, "named after the drain's pid");
+    assert_eq!(recorded.parent(), named.parent());
+    assert!(std::fs::read_to_string(&recorded).unwrap().contains("run 2 drained: 1 done"));
+    assert!(!named.exists());
+}
+
+#[test]
 fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_has() {
     // A worker found on the login PATH (like ~/.local/bin/claude) but not on /usr/bin:/bin.
     let fixture = Fixture::new(&config("my-llm-worker", ""), NOW);

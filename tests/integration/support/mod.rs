@@ -223,6 +223,12 @@ impl Drainctl {
         self
     }
 
+    /// Run with stderr going to `stderr` (such as `/dev/full`); the exit code.
+    pub fn code_with_stderr_to(mut self, stderr: std::fs::File) -> Option<i32> {
+        self.command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        self.command.status().expect("run drainctl").code()
+    }
+
     pub fn spawn(mut self) -> std::process::Child {
         self.command.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
