@@ -38,7 +38,7 @@ use crate::output::{table, Report};
 use crate::worker::process;
 
 use apply::apply_all;
-use plan::{plan_recovery, plan_starts};
+use plan::{plan_recovery, plan_starts, plan_unconfigured};
 pub use plan::{Action, Decision};
 use snapshot::take_snapshot;
 
@@ -114,12 +114,24 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     if !args.dry_run {
         scans = scan_sources(client, outbox, config, clock, &mut had_error);
     }
-    let mut snapshots = take_snapshot(client, config, fired_at, args.dry_run)?;
+    let (mut snapshots, unconfigured) = take_snapshot(client, config, fired_at, args.dry_run)?;
     // End what must end first, then decide the starts on what that left.
     let mut decisions = plan_recovery(&snapshots, fired_at, zone);
+    decisions.extend(plan_unconfigured(&unconfigured));
     let mut pruned = None;
     if !args.dry_run {
-        recover(client, outbox, config, clock, &mut snapshots, &mut decisions, fired_at, &mut had_error)?;
+        let unconfigured: Vec<RunRow> = unconfigured.into_iter().map(|run| run.run).collect();
+        recover(
+            client,
+            outbox,
+            config,
+            clock,
+            &mut snapshots,
+            &unconfigured,
+            &mut decisions,
+            fired_at,
+            &mut had_error,
+        )?;
     }
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, fired_at, zone));
@@ -293,12 +305,14 @@ fn recover(
     config: &Config,
     clock: &Clock,
     snapshots: &mut [snapshot::DrainSnapshot<'_>],
+    unconfigured: &[RunRow],
     decisions: &mut [Decision],
     fired_at: DateTime<Utc>,
     had_error: &mut bool,
 ) -> Result<()> {
     // The running runs the decisions were made on are the ones they act on.
-    let runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
+    let mut runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
+    runs.extend_from_slice(unconfigured);
     apply_all(client, outbox, config, clock, &runs, decisions, fired_at, had_error);
     let released =
         crate::reap::release_orphaned_items(client, outbox, config, clock, None).unwrap_or_else(|error| {

@@ -91,6 +91,27 @@ fn is_healthy(run: &RunSnapshot, drain: &DrainConfig, now: DateTime<Utc>) -> boo
     !run.is_process_gone && now - run.run.last_checkpoint_at <= liveness
 }
 
+/// Why a crashed run is reaped.
+fn process_gone(run: &RunSnapshot) -> String {
+    format!("run {}: process {} on {} is gone", run.run.id, run.run.pid, run.run.host)
+}
+
+/// Reap the crashed runs of drains the configuration no longer names: their items would
+/// otherwise stay `running` for ever. A live one is left to finish; one on another host
+/// cannot be judged without its drain's `liveness_timeout` (docs/operations.md).
+pub fn plan_unconfigured(runs: &[RunSnapshot]) -> Vec<Decision> {
+    let crashed = runs.iter().filter(|run| run.is_process_gone);
+    crashed
+        .map(|run| {
+            let reason = format!("{} (the drain is no longer configured)", process_gone(run));
+            Decision {
+                run_id: Some(run.run.id),
+                ..Decision::new(&run.run.drain, Action::ReapCrashed, reason)
+            }
+        })
+        .collect()
+}
+
 /// The decisions that end things: expired bursts, crashed runs to reap, hung runs to stop.
 /// They are applied before [`plan_starts`] decides on a fresh view, so that an item a
 /// hung run held is started again in the same pass (docs/guarantees.md).
@@ -108,11 +129,7 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
         }
         for run in snapshot.runs.iter().filter(|run| !is_healthy(run, drain, now)) {
             let mut decision = if run.is_process_gone {
-                Decision::new(
-                    name,
-                    Action::ReapCrashed,
-                    format!("run {}: process {} on {} is gone", run.run.id, run.run.pid, run.run.host),
-                )
+                Decision::new(name, Action::ReapCrashed, process_gone(run))
             } else {
                 let silent_for = now - run.run.last_checkpoint_at;
                 Decision::new(

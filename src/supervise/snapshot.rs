@@ -50,12 +50,14 @@ pub struct BudgetSpent {
     pub day_end: DateTime<Utc>,
 }
 
+/// Every configured drain's snapshot, and the running runs of drains the configuration no
+/// longer names (a drain removed while its pass ran, or before its crashed run was reaped).
 pub(super) fn take_snapshot<'a>(
     client: &mut Client,
     config: &'a Config,
     now: DateTime<Utc>,
     dry_run: bool,
-) -> Result<Vec<DrainSnapshot<'a>>> {
+) -> Result<(Vec<DrainSnapshot<'a>>, Vec<RunSnapshot>)> {
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
     if !dry_run {
         ensure_drains(client, &names, now)?;
@@ -109,5 +111,10 @@ pub(super) fn take_snapshot<'a>(
             budget_spent,
         });
     }
-    Ok(snapshots)
+    let unconfigured = runs
+        .into_iter()
+        .filter(|run| !names.contains(&run.drain))
+        .map(|run| RunSnapshot { is_process_gone: crate::reap::is_crashed(&run), run })
+        .collect();
+    Ok((snapshots, unconfigured))
 }

@@ -228,6 +228,38 @@ fn a_crashed_run_is_reaped_and_its_items_released() {
 }
 
 #[test]
+fn a_crashed_run_of_a_drain_no_longer_configured_is_reaped_and_its_item_released() {
+    let gone = "\n[[drain]]\nname = \"gone\"\ncommand = [\"FAKE_WORKER\"]\n";
+    let fixture = Fixture::new(&config(gone), INSIDE);
+    let (log, started) = (fixture.path("log"), fixture.path("started"));
+    let steps = json!({"steps": [{"log": log}, {"touch": started}, {"hang": true}]});
+    fixture.enqueue("gone", &[("a".into(), steps)]);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let mut pass = fixture.drainctl(&["drain", "gone"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let worker = logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().to_string();
+    // Recorded as the run's worker at its first look.
+    wait_until("the worker recorded", Duration::from_secs(10), || {
+        fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    pass.kill().unwrap();
+    pass.wait().unwrap();
+    // The drain leaves the configuration while its crashed run still holds the item.
+    fixture.write_config(&config(""));
+    let plan = decisions(&fixture, &[]);
+    let reaped = action_for(&plan, "gone", "reap_crashed").unwrap_or_else(|| panic!("{plan:?}"));
+    assert!(reaped["reason"].as_str().unwrap().contains("no longer configured"), "{reaped}");
+    assert_eq!(fixture.item("gone", "a").0, "pending");
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["crashed"]);
+    wait_until("the worker it left to be killed", Duration::from_secs(10), || {
+        !std::path::Path::new("/proc").join(&worker).exists()
+    });
+    // Nothing is left for the next pass.
+    assert!(action_for(&decisions(&fixture, &[]), "gone", "reap_crashed").is_none());
+}
+
+#[test]
 fn an_overlapping_supervise_records_lock_skipped_and_exits_zero() {
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
