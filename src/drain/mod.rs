@@ -199,8 +199,15 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
         }
         Ok(())
     });
-    if let Err(release_error) = released {
-        log::error!("run {run_id}: could not release items after an error: {release_error}");
+    match released {
+        // The error says so: the run stays `running` until it is reaped.
+        Err(release_error) if pass.client.is_closed() => {
+            log::debug!("run {run_id}: could not release items after an error: {release_error}")
+        }
+        Err(release_error) => {
+            log::error!("run {run_id}: could not release items after an error: {release_error}")
+        }
+        Ok(()) => {}
     }
     error
 }

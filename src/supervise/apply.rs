@@ -39,7 +39,7 @@ pub(super) fn apply_all(
         if let Err(error) = apply(client, outbox, config, clock, runs, decision, now) {
             *had_error = true;
             let message = error.display_scrubbed();
-            let what = format!("could not {:?} drain {}: {message}", decision.action, decision.drain);
+            let what = format!("could not {} drain {}: {message}", decision.action.verb(), decision.drain);
             record_failure(client, outbox, Some(&decision.drain), what, clock.now());
             decision.error = Some(message);
         }

@@ -24,6 +24,19 @@ pub enum Action {
     Skip,
 }
 
+impl Action {
+    /// What the action does to a drain, as a message says it: "could not {verb} drain docs".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::ExpireBurst => "expire the burst of",
+            Action::ReapCrashed => "reap the crashed run of",
+            Action::KillHung => "end the hung run of",
+            Action::Start => "start",
+            Action::Skip => "skip",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub drain: String,

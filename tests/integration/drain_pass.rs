@@ -520,6 +520,39 @@ fn a_resume_token_printed_while_the_database_is_away_is_stored_once_it_is_back()
 }
 
 #[test]
+fn sigterm_while_a_pass_waits_for_the_database_exits_75_saying_so() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (log, started, ended) = (fixture.path("log"), fixture.path("started"), fixture.path("ended"));
+    let worker = json!([{ "log": log }, { "touch": started }, { "wait_for_file": ended }, { "sleep": 1.0 }]);
+    fixture.enqueue("docs", &[("a".into(), steps(worker))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let pid = logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().to_string();
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    fixture.db.allow_connections(false);
+    std::fs::write(&ended, "").unwrap();
+    // A worker of a second: the pass looks at its session after it, finds it gone and
+    // tries every second for a new one, which the database refuses.
+    wait_until("the worker to be reaped", Duration::from_secs(20), || {
+        !std::path::Path::new("/proc").join(&pid).exists()
+    });
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    fixture.db.allow_connections(true);
+    result.assert_code(75);
+    let last = result.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("interrupted by signal 15 while reconnecting to the database")
+            && last.contains("run 1 stays running until supervise reaps it"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains("within 1m"), "{}", result.stderr);
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["running"], "left for supervise");
+}
+
+#[test]
 fn a_worker_s_checkpoints_and_resume_token_are_written_on_a_new_session_while_it_runs() {
     let fixture = Fixture::new(&config(""), NOW);
     let (started, ended, go) = (fixture.path("started"), fixture.path("ended"), fixture.path("go"));
