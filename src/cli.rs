@@ -317,14 +317,15 @@ pub struct EventsArgs {
     #[arg(long, value_name = "DURATION", value_parser = bounded_duration)]
     pub since: Option<Duration>,
     /// Only events of this kind (e.g. item_dead_lettered)
-    #[arg(long, value_name = "KIND")]
+    #[arg(long, value_name = "KIND", value_parser = event_kind)]
     pub kind: Option<String>,
     /// Show at most this many events
     #[arg(
         long,
         value_name = "N",
         default_value = "50",
-        value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
+        allow_negative_numbers = true,
+        value_parser = list_limit
     )]
     pub limit: i64,
     #[command(flatten)]
@@ -344,7 +345,8 @@ pub struct RunsArgs {
         long,
         value_name = "N",
         default_value = "20",
-        value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
+        allow_negative_numbers = true,
+        value_parser = list_limit
     )]
     pub limit: i64,
     #[command(flatten)]
@@ -390,7 +392,8 @@ pub struct ItemsArgs {
         long,
         value_name = "N",
         default_value = "50",
-        value_parser = clap::value_parser!(i64).range(1..=MAX_LIST_LIMIT)
+        allow_negative_numbers = true,
+        value_parser = list_limit
     )]
     pub limit: i64,
     #[command(flatten)]
@@ -567,14 +570,26 @@ fn instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
 
 /// `--since`: a duration ("7d") or an RFC 3339 instant.
 fn since(text: &str) -> Result<Since, InvalidValue> {
-    if let Ok(duration) = crate::duration::parse_bounded_duration(text) {
-        return Ok(Since::Ago(duration));
-    }
+    let not_a_duration = match crate::duration::parse_bounded_duration(text) {
+        Ok(duration) => return Ok(Since::Ago(duration)),
+        Err(why) => why,
+    };
     DateTime::parse_from_rfc3339(text).map(|at| Since::At(at.with_timezone(&Utc))).map_err(|_| {
+        // Digits and units only: meant as a duration, and what is wrong with it says more.
+        if text.trim().starts_with(|c: char| c.is_ascii_digit()) && !text.contains(['-', ':']) {
+            return InvalidValue(not_a_duration);
+        }
         InvalidValue(format!(
-            "invalid --since {text:?}: give a duration such as 7d or 6h, or an RFC 3339 instant such as 2026-11-27T10:00:00Z"
+            "{text:?} is neither a duration such as 7d or 6h nor an RFC 3339 instant such as 2026-11-27T10:00:00Z"
         ))
     })
+}
+
+/// An event kind drainctl records (docs/configuration.md lists them).
+fn event_kind(text: &str) -> Result<String, InvalidValue> {
+    let kind: crate::model::EventKind =
+        text.trim().parse().map_err(|error| InvalidValue(format!("{error}")))?;
+    Ok(kind.as_str().to_string())
 }
 
 /// An IANA time zone name.
@@ -628,7 +643,14 @@ mod tests {
             (&["passes", "--limit", "-3"], "invalid limit \"-3\": use a whole number"),
             (&["passes", "--limit", "ten"], "invalid limit \"ten\": use a whole number"),
             (&["passes", "--limit", "10001"], "invalid limit \"10001\""),
-            (&["export", "docs", "--since", "last week"], "invalid --since \"last week\": give a duration"),
+            (&["events", "--kind", "item_deadlettered"], "unknown event kind \"item_deadlettered\""),
+            (&["events", "--limit", "-1"], "invalid limit \"-1\": use a whole number from 1 to 10000"),
+            (&["items", "docs", "--limit", "0"], "invalid limit \"0\""),
+            (
+                &["export", "docs", "--since", "36501d"],
+                "\"36501d\" is too long; the largest allowed is 36500d",
+            ),
+            (&["export", "docs", "--since", "last week"], "\"last week\" is neither a duration such as 7d"),
         ] {
             let error =
                 Cli::try_parse_from(std::iter::once("drainctl").chain(args.iter().copied())).unwrap_err();

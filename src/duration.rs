@@ -69,6 +69,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|character: char| !character.is_ascii_alphabetic())
             .unwrap_or(after_digits.len());
         let (unit, after_unit) = after_digits.split_at(unit_length);
+        if unit.is_empty() && after_digits.starts_with(['.', ',']) {
+            return Err(invalid("use whole numbers of a smaller unit, e.g. 90m for 1.5h"));
+        }
         if unit.is_empty() {
             return Err(invalid("a unit is missing"));
         }
@@ -195,7 +198,7 @@ mod tests {
             ("90", "invalid duration \"90\" (a unit is missing)"),
             ("h", "invalid duration \"h\":"),
             ("-5m", "invalid duration \"-5m\":"),
-            ("1.5h", "invalid duration \"1.5h\" (a unit is missing)"),
+            ("1.5h", "invalid duration \"1.5h\" (use whole numbers of a smaller unit, e.g. 90m for 1.5h)"),
             ("20M", "invalid duration \"20M\" (unknown unit \"M\")"),
             ("20 minutes", "invalid duration \"20 minutes\" (unknown unit"),
             ("30m1h", "(give each unit once, from largest to smallest)"),

@@ -460,6 +460,30 @@ fn check_supervisor(
 /// looked up on `path_variable` (the worker's own PATH) or drainctl's PATH. The error says
 /// what is wrong with it.
 fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf, String> {
+    let path = locate_program(program, path_variable)?;
+    match interpreter_of(&path) {
+        Some(interpreter) if interpreter.ends_with("/env") => Ok(path),
+        Some(interpreter) if executable(Path::new(&interpreter)) != Some(true) => Err(format!(
+            "{program:?} names {interpreter:?} on its #! line, which is not an executable file; install it \
+             or fix the #! line"
+        )),
+        _ => Ok(path),
+    }
+}
+
+/// The interpreter a script's `#!` line names, if the file starts with one.
+fn interpreter_of(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read(&mut head)).ok()?;
+    let line = head[..read].strip_prefix(b"#!")?;
+    let line = line.split(|byte| *byte == b'\n').next()?;
+    let interpreter = std::str::from_utf8(line).ok()?.split_whitespace().next()?;
+    Some(interpreter.to_string())
+}
+
+/// `find_program` without the look at a script's interpreter.
+fn locate_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf, String> {
     if program.is_empty() {
         return Err("command is empty".to_string());
     }
@@ -648,5 +672,15 @@ mod tests {
         assert!(find_program("nope", Some(path)).unwrap_err().contains("not found on PATH"));
         assert_eq!(find_program(tool.to_str().unwrap(), None).unwrap(), tool);
         assert!(find_program("/nonexistent/x", None).unwrap_err().contains("does not exist"));
+        // A script whose interpreter is missing cannot run either; `env` is not followed.
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/nonexistent/interpreter -x\necho\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let error = find_program(script.to_str().unwrap(), None).unwrap_err();
+        assert!(error.contains("names \"/nonexistent/interpreter\" on its #! line"), "{error}");
+        std::fs::write(&script, "#!/bin/sh\necho\n").unwrap();
+        assert_eq!(find_program(script.to_str().unwrap(), None).unwrap(), script);
+        std::fs::write(&script, "#!/usr/bin/env some-interpreter\n").unwrap();
+        assert_eq!(find_program(script.to_str().unwrap(), None).unwrap(), script);
     }
 }

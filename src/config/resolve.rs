@@ -210,10 +210,12 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         reset_margin: duration(&raw.reset_margin, "reset_margin", DEFAULT_RESET_MARGIN)?,
         suspected_backoff: duration(&raw.suspected_backoff, "suspected_backoff", DEFAULT_SUSPECTED_BACKOFF)?,
         kill_grace: duration(&raw.kill_grace, "kill_grace", DEFAULT_KILL_GRACE)?,
-        supervise_interval: duration(
+        // The slot a pass belongs to and the heartbeat's age are counted in it.
+        supervise_interval: spanned_positive_duration(
             &raw.supervise_interval,
             "supervise_interval",
             DEFAULT_SUPERVISE_INTERVAL,
+            source,
         )?,
     })
 }
@@ -833,6 +835,11 @@ mod tests {
                 "unknown event kind \"run_hang\"; known: ",
             ),
             ("[defaults]\nnotify_timeout = \"0s\"\n", ":2:18:", "notify_timeout: must be more than 0s"),
+            (
+                "[defaults]\nsupervise_interval = \"0s\"\n",
+                ":2:22:",
+                "supervise_interval: must be more than 0s",
+            ),
             ("[defaults]\nnotify_timeout = \"soon\"\n", ":2:18:", "invalid duration \"soon\""),
         ] {
             let message = resolve(text).unwrap_err().to_string();

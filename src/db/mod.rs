@@ -49,9 +49,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Open the one connection of this invocation.
 pub fn connect(database: &DatabaseUrl) -> Result<Client> {
-    let mut config: postgres::Config = database.url.parse().map_err(|error| {
-        // The parser's message never includes the URL, but scrub anyway.
-        Error::Config(format!("invalid database URL (from {}): {error}", database.source))
+    let mut config: postgres::Config = database.url.parse().map_err(|error: postgres::Error| {
+        // The parser names the option or the character it refused, never the URL's
+        // values; the message is scrubbed of the password all the same when printed.
+        let why = std::error::Error::source(&error).map(|cause| format!(": {cause}")).unwrap_or_default();
+        Error::Config(format!(
+            "invalid database URL (from {}): {error}{why}; give postgres://USER:PASSWORD@HOST:PORT/DATABASE \
+             or key=value settings such as \"host=HOST dbname=DATABASE user=USER\"",
+            database.source
+        ))
     })?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);

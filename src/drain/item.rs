@@ -30,7 +30,8 @@ impl Pass<'_> {
         let report = match self.run_worker_on(item, &account)? {
             Ok(report) => report,
             Err(spawn_error) => {
-                return self.worker_not_started(item, &spawn_error.to_string()).map(ItemEnd::Stop)
+                let (why, setting) = (spawn_error.to_string(), spawn_error.setting());
+                return self.worker_not_started(item, &why, setting).map(ItemEnd::Stop);
             }
         };
         self.settle(item, &account, report)
@@ -362,10 +363,10 @@ impl Pass<'_> {
         Ok(None)
     }
 
-    fn worker_not_started(&mut self, item: &ClaimedItem, why: &str) -> Result<Stop> {
+    fn worker_not_started(&mut self, item: &ClaimedItem, why: &str, setting: &str) -> Result<Stop> {
         let now = self.clock.now();
         let note = format!(
-            "{why}; fix `command` of drain {} in the configuration (item {} keeps its attempts)",
+            "{why}; fix `{setting}` of drain {} in the configuration (item {} keeps its attempts)",
             self.drain.name, item.key
         );
         let event = Event::new(EventKind::WorkerNotStarted, note.clone())

@@ -144,19 +144,47 @@ pub enum SpawnError {
     WorkdirMissing { workdir: PathBuf },
     #[error("worker command {program:?} not found (not on PATH or no such file)")]
     NotFound { program: String },
+    #[error(
+        "worker command {program:?} exists but cannot be run: the interpreter its #! line names, or a \
+         library it needs, is missing"
+    )]
+    InterpreterMissing { program: String },
     #[error("worker command {program:?} is not executable (permission denied)")]
     PermissionDenied { program: String },
     #[error("worker command {program:?} could not be started: {source}")]
     Other { program: String, source: io::Error },
 }
 
-fn spawn_error(program: &str, source: io::Error) -> SpawnError {
+impl SpawnError {
+    /// The drain setting to fix.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            SpawnError::WorkdirMissing { .. } => "workdir",
+            _ => "command",
+        }
+    }
+}
+
+/// Why `program` could not be started. "No such file" for a program that is there means
+/// that what it needs to run is not: the interpreter of its `#!` line, or its loader.
+fn spawn_error(program: &str, source: io::Error, env: &[(String, String)]) -> SpawnError {
     let program = program.to_string();
     match source.kind() {
+        io::ErrorKind::NotFound if is_there(&program, env) => SpawnError::InterpreterMissing { program },
         io::ErrorKind::NotFound => SpawnError::NotFound { program },
         io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program },
         _ => SpawnError::Other { program, source },
     }
+}
+
+/// Is `program` a file — as a path, or on the PATH the worker gets (its `env`'s, else ours)?
+fn is_there(program: &str, env: &[(String, String)]) -> bool {
+    if program.contains('/') {
+        return std::path::Path::new(program).is_file();
+    }
+    let path = env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| value.into());
+    let Some(path) = path.or_else(|| std::env::var_os("PATH")) else { return false };
+    std::env::split_paths(&path).any(|folder| folder.join(program).is_file())
 }
 
 fn worker_exit(status: ExitStatus) -> WorkerExit {
@@ -195,7 +223,7 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         command.current_dir(workdir);
     }
     let started_at = Instant::now();
-    let mut child = command.spawn().map_err(|source| spawn_error(program, source))?;
+    let mut child = command.spawn().map_err(|source| spawn_error(program, source, spec.env))?;
     let pid = child.id();
     let Ok(group) = libc::pid_t::try_from(pid) else {
         // Cannot happen on Linux (pids fit in pid_t); never signal a wrapped-around group.
@@ -853,11 +881,30 @@ mod tests {
             (io::ErrorKind::InvalidInput, "Other"),
         ];
         for (kind, expected) in cases {
-            let error = spawn_error("tool", io::Error::from(kind));
+            let error = spawn_error("tool-that-is-nowhere", io::Error::from(kind), &[]);
             let name = format!("{error:?}");
             assert!(name.starts_with(expected), "{kind:?} gave {name}");
-            assert!(error.to_string().contains("\"tool\""), "{error}");
+            assert!(error.to_string().contains("\"tool-that-is-nowhere\""), "{error}");
         }
+    }
+
+    #[test]
+    fn a_worker_whose_interpreter_is_missing_is_not_called_missing_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("worker.sh");
+        std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let argv = vec![script.display().to_string()];
+        let error = run_worker(&spec_with(&argv, None), &mut Silent).unwrap_err();
+        assert!(matches!(error, SpawnError::InterpreterMissing { .. }), "{error:?}");
+        assert!(error.to_string().contains("the interpreter its #! line names"), "{error}");
+        assert_eq!(error.setting(), "command");
+        // On the worker's own PATH, by name.
+        let env = vec![("PATH".to_string(), dir.path().display().to_string())];
+        let by_name = spawn_error("worker.sh", io::Error::from(io::ErrorKind::NotFound), &env);
+        assert!(matches!(by_name, SpawnError::InterpreterMissing { .. }), "{by_name:?}");
+        let workdir = SpawnError::WorkdirMissing { workdir: dir.path().join("gone") };
+        assert_eq!(workdir.setting(), "workdir");
     }
 
     #[test]

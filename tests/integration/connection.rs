@@ -298,3 +298,24 @@ fn a_pass_through_a_session_pool_reconnects_when_the_server_ends_its_session() {
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 2);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"), 1);
 }
+
+#[test]
+fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() {
+    for (url, says) in [
+        ("postgres://u:Secret-7x@127.0.0.1:99999/x", "invalid value for option `port`"),
+        ("postgres://u:Secret-7x@127.0.0.1/x?sslmode=bogus", "invalid value for option `sslmode`"),
+        ("postgres://u:Secret-7x@127.0.0.1/x?bogusparam=1", "unknown option `bogusparam`"),
+        ("host=h bogus=1 password=Secret-7x", "unknown option `bogus`"),
+    ] {
+        let result = Drainctl::new(&["migrate"]).env("DRAINCTL_DATABASE_URL", url).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains(says), "{url}: {}", result.stderr);
+        assert!(
+            result.stderr.contains("give postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
+            "{}",
+            result.stderr
+        );
+        assert!(!result.stderr.contains("Secret-7x"), "{}", result.stderr);
+        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    }
+}

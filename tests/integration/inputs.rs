@@ -310,8 +310,9 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
         (&["burst", "on"][..], "not provided: <NAME>; see `drainctl burst on --help`"),
         (
             &["--lock-timeout", "1s", "events", "--limit", "0"][..],
-            "0 is not in 1..=10000; see `drainctl events --help`",
+            "--limit: invalid limit \"0\": use a whole number from 1",
         ),
+        (&["runs", "show", "x"][..], "invalid value 'x' for '<ID>'"),
         (
             &["drain", "docs", "--foo"][..],
             "unexpected argument '--foo' found; tip: to pass '--foo' as a value",

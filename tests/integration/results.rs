@@ -584,7 +584,7 @@ fn export_refuses_bad_arguments_with_one_line() {
         (
             &["export", "docs", "--since", "last week"],
             64,
-            "--since: invalid --since \"last week\": give a duration such as 7d",
+            "--since: \"last week\" is neither a duration such as 7d",
         ),
         (&["export", "docs", "--after-id", "x"], 64, "invalid value 'x' for '--after-id <ID>'"),
         (
