@@ -471,6 +471,25 @@ fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_st
     );
 }
 
+/// `drain docs`, whose worker logs to `log`, touches `started` and waits for `ended`:
+/// once the worker runs, the pass's session is ended and new ones refused, the worker
+/// goes on, and the pass has reaped it on return, the database still refusing it.
+fn a_pass_whose_worker_ends_while_the_database_refuses_it(
+    fixture: &Fixture,
+    log: &std::path::Path,
+    started: &std::path::Path,
+    ended: &std::path::Path,
+) -> std::process::Child {
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let worker = logged_pid(log);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    fixture.db.allow_connections(false);
+    std::fs::write(ended, "").unwrap();
+    wait_until_gone("the worker", worker);
+    pass
+}
+
 #[test]
 fn a_resume_token_printed_while_the_database_is_away_is_stored_once_it_is_back() {
     let fixture = Fixture::new(&config(""), NOW);
@@ -493,17 +512,7 @@ fn a_resume_token_printed_while_the_database_is_away_is_stored_once_it_is_back()
             ])),
         )],
     );
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
-    let logged = std::fs::read_to_string(&log).unwrap();
-    let pid = logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().to_string();
-    assert_eq!(fixture.end_drainctl_sessions(), 1);
-    fixture.db.allow_connections(false);
-    std::fs::write(&ended, "").unwrap();
-    // The worker has ended and the pass has reaped it while the database refused it.
-    wait_until("the worker to be reaped", Duration::from_secs(20), || {
-        !std::path::Path::new("/proc").join(&pid).exists()
-    });
+    let pass = a_pass_whose_worker_ends_while_the_database_refuses_it(&fixture, &log, &started, &ended);
     fixture.db.allow_connections(true);
     let result = finished(pass.wait_with_output().unwrap());
     assert_eq!(
@@ -525,18 +534,9 @@ fn sigterm_while_a_pass_waits_for_the_database_exits_75_saying_so() {
     let (log, started, ended) = (fixture.path("log"), fixture.path("started"), fixture.path("ended"));
     let worker = json!([{ "log": log }, { "touch": started }, { "wait_for_file": ended }, { "sleep": 1.0 }]);
     fixture.enqueue("docs", &[("a".into(), steps(worker))]);
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
-    let logged = std::fs::read_to_string(&log).unwrap();
-    let pid = logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().to_string();
-    assert_eq!(fixture.end_drainctl_sessions(), 1);
-    fixture.db.allow_connections(false);
-    std::fs::write(&ended, "").unwrap();
     // A worker of a second: the pass looks at its session after it, finds it gone and
     // tries every second for a new one, which the database refuses.
-    wait_until("the worker to be reaped", Duration::from_secs(20), || {
-        !std::path::Path::new("/proc").join(&pid).exists()
-    });
+    let pass = a_pass_whose_worker_ends_while_the_database_refuses_it(&fixture, &log, &started, &ended);
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
     fixture.db.allow_connections(true);

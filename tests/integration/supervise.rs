@@ -237,8 +237,7 @@ fn a_crashed_run_of_a_drain_no_longer_configured_is_reaped_and_its_item_released
     fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
     let mut pass = fixture.drainctl(&["drain", "gone"]).spawn();
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
-    let logged = std::fs::read_to_string(&log).unwrap();
-    let worker = logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().to_string();
+    let worker = logged_pid(&log);
     // Recorded as the run's worker at its first look.
     wait_until("the worker recorded", Duration::from_secs(10), || {
         fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
@@ -252,9 +251,7 @@ fn a_crashed_run_of_a_drain_no_longer_configured_is_reaped_and_its_item_released
     assert!(reaped["reason"].as_str().unwrap().contains("no longer configured"), "{reaped}");
     assert_eq!(fixture.item("gone", "a").0, "pending");
     assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["crashed"]);
-    wait_until("the worker it left to be killed", Duration::from_secs(10), || {
-        !std::path::Path::new("/proc").join(&worker).exists()
-    });
+    wait_until_gone("the worker it left", worker);
     // Nothing is left for the next pass.
     assert!(action_for(&decisions(&fixture, &[]), "gone", "reap_crashed").is_none());
 }

@@ -256,6 +256,20 @@ pub fn finished(output: Output) -> Finished {
     }
 }
 
+/// The pid of a fake worker that logged its start to `log` (its `{"log": PATH}` step).
+#[track_caller]
+pub fn logged_pid(log: &Path) -> u32 {
+    let logged = std::fs::read_to_string(log).unwrap();
+    logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().parse().unwrap()
+}
+
+/// Wait until process `pid` is gone and reaped (no `/proc` entry, not even a zombie).
+#[track_caller]
+pub fn wait_until_gone(what: &str, pid: u32) {
+    let entry = Path::new("/proc").join(pid.to_string());
+    wait_until(&format!("{what} (pid {pid}) to be gone"), Duration::from_secs(20), || !entry.exists());
+}
+
 /// Poll `condition` every 20 ms until it holds; panic with `what` after `limit`.
 #[track_caller]
 pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
