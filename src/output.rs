@@ -209,11 +209,6 @@ pub fn is_unsafe_to_show(c: char) -> bool {
         )
 }
 
-/// `text` safe to show on one line of a terminal or a log: `\r`, `\n` and `\t` become
-/// `\\r`, `\\n` and `\\t`, every other character of [`is_unsafe_to_show`] becomes
-/// `\u{…}` (U+202E is `\u{202e}`); everything else, backslashes included, is unchanged.
-/// The one escaping function of human output and log lines; JSON output is never escaped
-/// this way.
 /// Write `line` (and a newline) to stderr, with its control characters escaped. A stderr
 /// that cannot take it — closed, or a log file on a full disk — loses the line, never the
 /// exit code: nothing is left to tell.
@@ -222,6 +217,11 @@ pub fn say_on_stderr(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(line));
 }
 
+/// `text` safe to show on one line of a terminal or a log: `\r`, `\n` and `\t` become
+/// `\\r`, `\\n` and `\\t`, every other character of [`is_unsafe_to_show`] becomes
+/// `\u{…}` (U+202E is `\u{202e}`); everything else, backslashes included, is unchanged.
+/// The one escaping function of human output and log lines; JSON output is never escaped
+/// this way.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe_to_show) {
         return Cow::Borrowed(text);
@@ -297,6 +297,11 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
             Some(libc::EISDIR) => {
                 Error::Config(format!("log file {shown} is a directory; give {named_by} the path of a file"))
             }
+            // A fifo nobody reads (one that is read is refused below).
+            Some(libc::ENXIO) => Error::Config(format!(
+                "log file {shown} is a fifo or socket, and drainctl appends only to regular files; give \
+                 {named_by} another path"
+            )),
             _ => Error::Config(format!("cannot open log file {shown}: {error}; check its folder and owner")),
         })?;
     let file_type = file

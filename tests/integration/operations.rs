@@ -60,13 +60,15 @@ fn a_log_file_that_is_a_link_a_fifo_or_a_folder_is_refused_and_nothing_is_writte
     std::fs::write(&victim, "victim\n").unwrap();
     let link = fixture.path("link.log");
     std::os::unix::fs::symlink(&victim, &link).unwrap();
-    let fifo = fixture.path("fifo.log");
+    let fifo = fixture.path("pipe.log");
     let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo on a path the test owns.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
     let folder = fixture.path("folder.log");
     std::fs::create_dir(&folder).unwrap();
-    for (path, why) in [(&link, "symbolic link"), (&fifo, "fifo"), (&folder, "directory")] {
+    for (path, why) in
+        [(&link, "is a symbolic link"), (&fifo, "is a fifo or socket"), (&folder, "is a directory")]
+    {
         for command in ["supervise", "drain"] {
             let mut args = vec![command];
             if command == "drain" {
