@@ -439,6 +439,11 @@ fn record_failure(
     now: DateTime<Utc>,
 ) {
     log::error!("supervise: {message}");
+    if client.is_closed() {
+        // The session is gone: the line above is all that can be said, not a second one
+        // about the event that could not be written.
+        return;
+    }
     let mut event = Event::new(EventKind::SuperviseError, message);
     if let Some(drain) = drain {
         event = event.drain(drain);
