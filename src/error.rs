@@ -58,15 +58,24 @@ impl Error {
     }
 
     /// Prefix the message with what was being done.
+    /// The same error with `note` after its message: `…; note`.
+    pub fn noted(self, note: &str) -> Error {
+        self.map_message(|message| format!("{message}; {note}"))
+    }
+
     pub fn context(self, what: &str) -> Error {
-        let wrap = |message: String| format!("{what}: {message}");
+        self.map_message(|message| format!("{what}: {message}"))
+    }
+
+    /// The same kind of error with its message rewritten.
+    fn map_message(self, rewrite: impl FnOnce(String) -> String) -> Error {
         match self {
-            Error::Usage(m) => Error::Usage(wrap(m)),
-            Error::Data(m) => Error::Data(wrap(m)),
-            Error::Unavailable(m) => Error::Unavailable(wrap(m)),
-            Error::Internal(m) => Error::Internal(wrap(m)),
-            Error::Temporary(m) => Error::Temporary(wrap(m)),
-            Error::Config(m) => Error::Config(wrap(m)),
+            Error::Usage(m) => Error::Usage(rewrite(m)),
+            Error::Data(m) => Error::Data(rewrite(m)),
+            Error::Unavailable(m) => Error::Unavailable(rewrite(m)),
+            Error::Internal(m) => Error::Internal(rewrite(m)),
+            Error::Temporary(m) => Error::Temporary(rewrite(m)),
+            Error::Config(m) => Error::Config(rewrite(m)),
         }
     }
 }

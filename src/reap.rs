@@ -12,7 +12,6 @@ use postgres::Client;
 use serde_json::json;
 
 use crate::clock::Clock;
-use crate::config::defaults::DEFAULT_MAX_ATTEMPTS;
 use crate::config::Config;
 use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
 use crate::db::in_transaction;
@@ -102,9 +101,10 @@ pub fn release_orphaned_items(
     })
 }
 
+/// The drain's `max_attempts`; for a drain the configuration no longer names its limit is
+/// unknown, so an item it held is never dead-lettered by a reap, only given back.
 fn max_attempts_of(config: &Config, drain: &str) -> i32 {
-    config.drains.iter().find(|d| d.name == drain).map(|d| d.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS)
-        as i32
+    config.drains.iter().find(|d| d.name == drain).map_or(i32::MAX, |d| d.max_attempts as i32)
 }
 
 /// End a `running` run that will never finish by itself (`crashed` or `hung`): settle

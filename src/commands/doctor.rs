@@ -462,6 +462,10 @@ fn check_supervisor(
 fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf, String> {
     let path = locate_program(program, path_variable)?;
     match interpreter_of(&path) {
+        Some(interpreter) if interpreter.ends_with('\r') => Err(format!(
+            "{program:?} has Windows line endings: its #! line names {interpreter:?}, which the system cannot \
+             find; convert it to Unix line endings (e.g. sed -i 's/\\r$//')"
+        )),
         Some(interpreter) if interpreter.ends_with("/env") => Ok(path),
         Some(interpreter) if executable(Path::new(&interpreter)) != Some(true) => Err(format!(
             "{program:?} names {interpreter:?} on its #! line, which is not an executable file; install it \
@@ -478,7 +482,8 @@ fn interpreter_of(path: &Path) -> Option<String> {
     let read = std::fs::File::open(path).and_then(|mut file| file.read(&mut head)).ok()?;
     let line = head[..read].strip_prefix(b"#!")?;
     let line = line.split(|byte| *byte == b'\n').next()?;
-    let interpreter = std::str::from_utf8(line).ok()?.split_whitespace().next()?;
+    // Split as the kernel does: on spaces and tabs only, so a Windows line end stays.
+    let interpreter = std::str::from_utf8(line).ok()?.split([' ', '\t']).find(|word| !word.is_empty())?;
     Some(interpreter.to_string())
 }
 
@@ -682,5 +687,8 @@ mod tests {
         assert_eq!(find_program(script.to_str().unwrap(), None).unwrap(), script);
         std::fs::write(&script, "#!/usr/bin/env some-interpreter\n").unwrap();
         assert_eq!(find_program(script.to_str().unwrap(), None).unwrap(), script);
+        std::fs::write(&script, "#!/bin/sh\r\necho\r\n").unwrap();
+        let error = find_program(script.to_str().unwrap(), None).unwrap_err();
+        assert!(error.contains("Windows line endings"), "{error}");
     }
 }

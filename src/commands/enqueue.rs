@@ -182,7 +182,8 @@ fn next_line_within(
     line.clear();
     *number += 1;
     let bad = |problem: String| bad_line(source, *number, problem);
-    let read = std::io::Read::take(reader, max_bytes as u64 + 1)
+    // Room for the limit and a CRLF line end.
+    let read = std::io::Read::take(reader, max_bytes as u64 + 2)
         .read_until(b'\n', line)
         .map_err(|error| bad(format!("cannot read: {error}")))?;
     if read == 0 {
@@ -190,8 +191,10 @@ fn next_line_within(
     }
     if line.last() == Some(&b'\n') {
         line.pop();
-    } else if line.len() > max_bytes {
-        return Err(bad(format!("the line is longer than {max_bytes} bytes, more than an item can hold")));
+    }
+    let content = line.len() - usize::from(line.last() == Some(&b'\r'));
+    if content > max_bytes {
+        return Err(bad(format!("the line is longer than {max_bytes} bytes, the most a line may hold")));
     }
     if *number == 1 && line.starts_with(b"\xEF\xBB\xBF") {
         line.drain(..3);
@@ -412,15 +415,22 @@ mod tests {
         assert_eq!(error.exit_code(), 65);
         assert_eq!(
             error.to_string(),
-            "stdin:2: the line is longer than 40 bytes, more than an item can hold; nothing was enqueued"
+            "stdin:2: the line is longer than 40 bytes, the most a line may hold; nothing was enqueued"
         );
-        assert_eq!(line.len(), 41, "read no further than the limit");
+        assert_eq!(line.len(), 42, "read no further than the limit and a line end");
         assert!(reader.starts_with(b"x"), "the rest of the line is left unread");
         // A line of exactly the limit is read.
         let exact = format!("{}\n", "y".repeat(40));
         let (mut reader, mut number) = (exact.as_bytes(), 0);
         assert!(next_line_within(&mut reader, &mut line, &mut number, "stdin", 40).unwrap());
         assert_eq!(line.len(), 40);
+        let crlf = format!("{}\r\n{}\r\n", "z".repeat(40), "z".repeat(41));
+        let (mut reader, mut number) = (crlf.as_bytes(), 0);
+        assert!(
+            next_line_within(&mut reader, &mut line, &mut number, "stdin", 40).unwrap(),
+            "CRLF at the limit"
+        );
+        assert!(next_line_within(&mut reader, &mut line, &mut number, "stdin", 40).is_err());
     }
 
     #[test]

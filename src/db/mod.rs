@@ -50,9 +50,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open the one connection of this invocation.
 pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     let mut config: postgres::Config = database.url.parse().map_err(|error: postgres::Error| {
-        // The parser names the option or the character it refused, never the URL's
-        // values; the message is scrubbed of the password all the same when printed.
-        let why = std::error::Error::source(&error).map(|cause| format!(": {cause}")).unwrap_or_default();
+        // Only a known option whose value is refused is named: any other text of the
+        // parser's (an unknown option, an unexpected character) may be a piece of an
+        // unquoted password.
+        let cause = std::error::Error::source(&error).map(|cause| cause.to_string()).unwrap_or_default();
+        let why = if cause.starts_with("invalid value for option `") {
+            format!(": {cause}")
+        } else {
+            ": an unknown option, or a value with a space or & that is not quoted or percent-encoded"
+                .to_string()
+        };
         Error::Config(format!(
             "invalid database URL (from {}): {error}{why}; give postgres://USER:PASSWORD@HOST:PORT/DATABASE \
              or key=value settings such as \"host=HOST dbname=DATABASE user=USER\"",

@@ -200,9 +200,11 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
         Ok(())
     });
     match released {
-        // The error says so: the run stays `running` until it is reaped.
+        // Without a session nothing can be released: the error's one line says what
+        // happens to the run instead of a line of its own.
         Err(release_error) if pass.client.is_closed() => {
-            log::debug!("run {run_id}: could not release items after an error: {release_error}")
+            log::debug!("run {run_id}: could not release items after an error: {release_error}");
+            return error.noted(&format!("run {run_id} stays running until supervise reaps it"));
         }
         Err(release_error) => {
             log::error!("run {run_id}: could not release items after an error: {release_error}")

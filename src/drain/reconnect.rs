@@ -171,21 +171,20 @@ impl<'a> Pass<'a> {
             session.warn_lost();
             since
         });
-        // Said when the pass gives up: what happens to the run it leaves.
-        let left = format!("run {} stays running until supervise reaps it", self.run_id);
         let reopened = loop {
+            // Before each attempt: one may wait for the connect timeout.
+            if let Some(signal) = crate::worker::signals::termination_signal() {
+                return Err(Error::Temporary(format!(
+                    "interrupted by signal {signal} while reconnecting to the database"
+                )));
+            }
             match session.reopen(self.client, &mut self.statements, lost_at) {
                 Ok(reopened) => break reopened,
                 Err(Error::Unavailable(why)) => {
-                    if let Some(signal) = crate::worker::signals::termination_signal() {
-                        return Err(Error::Temporary(format!(
-                            "interrupted by signal {signal} while reconnecting to the database ({why}); {left}"
-                        )));
-                    }
                     if since.elapsed() >= RECONNECT_FOR {
                         return Err(Error::Unavailable(format!(
                             "the database ended the session of run {} and no new one could be opened within {} \
-                             ({why}); {left}",
+                             ({why})",
                             self.run_id,
                             crate::duration::format_duration(RECONNECT_FOR)
                         )));

@@ -50,7 +50,8 @@ pub(super) fn check_resume_token(token: &str, drain: &DrainConfig) -> std::resul
     Ok(())
 }
 
-/// Store a checked resume token on the item `run_id` holds.
+/// Store a checked resume token on the item `run_id` holds; a run that no longer holds it
+/// (ended as hung meanwhile) stores nothing, and says so.
 pub(super) fn store_resume_token(
     client: &mut Client,
     drain: &DrainConfig,
@@ -58,8 +59,15 @@ pub(super) fn store_resume_token(
     run_id: i64,
     token: &str,
 ) -> Result<(), Error> {
-    items::set_resume_token(client, item.id, run_id, token)?;
-    log::info!("drain {}: item {}: resume token stored", drain.name, item.key);
+    if items::set_resume_token(client, item.id, run_id, token)? {
+        log::info!("drain {}: item {}: resume token stored", drain.name, item.key);
+    } else {
+        log::warn!(
+            "drain {}: item {}: resume token not stored: run {run_id} no longer holds it",
+            drain.name,
+            item.key
+        );
+    }
     Ok(())
 }
 

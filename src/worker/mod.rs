@@ -167,22 +167,23 @@ impl SpawnError {
 
 /// Why `program` could not be started. "No such file" for a program that is there means
 /// that what it needs to run is not: the interpreter of its `#!` line, or its loader.
-fn spawn_error(program: &str, source: io::Error, env: &[(String, String)]) -> SpawnError {
+fn spawn_error(program: &str, source: io::Error, spec: &WorkerSpec) -> SpawnError {
     let program = program.to_string();
     match source.kind() {
-        io::ErrorKind::NotFound if is_there(&program, env) => SpawnError::InterpreterMissing { program },
+        io::ErrorKind::NotFound if is_there(&program, spec) => SpawnError::InterpreterMissing { program },
         io::ErrorKind::NotFound => SpawnError::NotFound { program },
         io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program },
         _ => SpawnError::Other { program, source },
     }
 }
 
-/// Is `program` a file — as a path, or on the PATH the worker gets (its `env`'s, else ours)?
-fn is_there(program: &str, env: &[(String, String)]) -> bool {
+/// Is `program` a file — as a path (from the worker's `workdir`), or on the PATH the
+/// worker gets (its `env`'s, else ours)?
+fn is_there(program: &str, spec: &WorkerSpec) -> bool {
     if program.contains('/') {
-        return std::path::Path::new(program).is_file();
+        return spec.workdir.unwrap_or(Path::new(".")).join(program).is_file();
     }
-    let path = env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| value.into());
+    let path = spec.env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| value.into());
     let Some(path) = path.or_else(|| std::env::var_os("PATH")) else { return false };
     std::env::split_paths(&path).any(|folder| folder.join(program).is_file())
 }
@@ -223,7 +224,7 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         command.current_dir(workdir);
     }
     let started_at = Instant::now();
-    let mut child = command.spawn().map_err(|source| spawn_error(program, source, spec.env))?;
+    let mut child = command.spawn().map_err(|source| spawn_error(program, source, spec))?;
     let pid = child.id();
     let Ok(group) = libc::pid_t::try_from(pid) else {
         // Cannot happen on Linux (pids fit in pid_t); never signal a wrapped-around group.
@@ -881,7 +882,8 @@ mod tests {
             (io::ErrorKind::InvalidInput, "Other"),
         ];
         for (kind, expected) in cases {
-            let error = spawn_error("tool-that-is-nowhere", io::Error::from(kind), &[]);
+            let argv = ["tool-that-is-nowhere".to_string()];
+            let error = spawn_error(&argv[0], io::Error::from(kind), &spec_with(&argv, None));
             let name = format!("{error:?}");
             assert!(name.starts_with(expected), "{kind:?} gave {name}");
             assert!(error.to_string().contains("\"tool-that-is-nowhere\""), "{error}");
@@ -901,8 +903,18 @@ mod tests {
         assert_eq!(error.setting(), "command");
         // On the worker's own PATH, by name.
         let env = vec![("PATH".to_string(), dir.path().display().to_string())];
-        let by_name = spawn_error("worker.sh", io::Error::from(io::ErrorKind::NotFound), &env);
-        assert!(matches!(by_name, SpawnError::InterpreterMissing { .. }), "{by_name:?}");
+        let by_name = ["worker.sh".to_string()];
+        let spec = WorkerSpec { env: &env, ..spec_with(&by_name, None) };
+        let error = spawn_error("worker.sh", io::Error::from(io::ErrorKind::NotFound), &spec);
+        assert!(matches!(error, SpawnError::InterpreterMissing { .. }), "{error:?}");
+        // A relative path is looked for from the worker's folder, not drainctl's.
+        let relative = ["./worker.sh".to_string()];
+        let elsewhere = WorkerSpec { workdir: Some(dir.path()), ..spec_with(&relative, None) };
+        let error = spawn_error("./worker.sh", io::Error::from(io::ErrorKind::NotFound), &elsewhere);
+        assert!(matches!(error, SpawnError::InterpreterMissing { .. }), "{error:?}");
+        let error =
+            spawn_error("./worker.sh", io::Error::from(io::ErrorKind::NotFound), &spec_with(&relative, None));
+        assert!(matches!(error, SpawnError::NotFound { .. }), "{error:?}");
         let workdir = SpawnError::WorkdirMissing { workdir: dir.path().join("gone") };
         assert_eq!(workdir.setting(), "workdir");
     }

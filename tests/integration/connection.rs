@@ -304,8 +304,12 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
     for (url, says) in [
         ("postgres://u:Secret-7x@127.0.0.1:99999/x", "invalid value for option `port`"),
         ("postgres://u:Secret-7x@127.0.0.1/x?sslmode=bogus", "invalid value for option `sslmode`"),
-        ("postgres://u:Secret-7x@127.0.0.1/x?bogusparam=1", "unknown option `bogusparam`"),
-        ("host=h bogus=1 password=Secret-7x", "unknown option `bogus`"),
+        ("postgres://u:Secret-7x@127.0.0.1/x?bogusparam=1", "an unknown option, or a value with a space"),
+        ("host=h bogus=1 password=Secret-7x", "an unknown option, or a value with a space"),
+        // An unquoted password with a space: the parser's "unknown option `7x`" would
+        // show a piece of it.
+        ("host=h user=u password=Secret 7x=1", "an unknown option, or a value with a space"),
+        ("postgres://u@127.0.0.1/x?password=Secret&7x=1", "an unknown option, or a value with a space"),
     ] {
         let result = Drainctl::new(&["migrate"]).env("DRAINCTL_DATABASE_URL", url).run();
         result.assert_code(78);
@@ -315,7 +319,7 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
             "{}",
             result.stderr
         );
-        assert!(!result.stderr.contains("Secret-7x"), "{}", result.stderr);
+        assert!(!result.stderr.contains("Secret") && !result.stderr.contains("7x"), "{}", result.stderr);
         assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
     }
 }

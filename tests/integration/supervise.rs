@@ -244,12 +244,14 @@ fn a_crashed_run_of_a_drain_no_longer_configured_is_reaped_and_its_item_released
     });
     pass.kill().unwrap();
     pass.wait().unwrap();
-    // The drain leaves the configuration while its crashed run still holds the item.
+    // The drain leaves the configuration while its crashed run still holds the item, on
+    // an attempt past the default max_attempts: its own limit is unknown now.
+    fixture.client().execute("UPDATE items SET attempts = 9 WHERE key = 'a'", &[]).unwrap();
     fixture.write_config(&config(""));
     let plan = decisions(&fixture, &[]);
     let reaped = action_for(&plan, "gone", "reap_crashed").unwrap_or_else(|| panic!("{plan:?}"));
     assert!(reaped["reason"].as_str().unwrap().contains("no longer configured"), "{reaped}");
-    assert_eq!(fixture.item("gone", "a").0, "pending");
+    assert_eq!(fixture.item("gone", "a").0, "pending", "given back, never dead-lettered");
     assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["crashed"]);
     wait_until_gone("the worker it left", worker);
     // Nothing is left for the next pass.
