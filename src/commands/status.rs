@@ -510,7 +510,7 @@ fn drain_rows(view: &StatusView, zone: Tz) -> (Vec<Vec<String>>, Vec<String>) {
     (rows, forecast_lines)
 }
 
-/// The NOTES cell of a drain: burst, backoff, wait, account, priority, pause, checkpoint,
+/// The NOTES cell of a drain: burst, wait, backoff, account, priority, pause, checkpoint,
 /// window, cadence and skipped files.
 fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     let relative = |at: DateTime<Utc>| format_relative(at - now);
@@ -518,11 +518,13 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     if let Some(until) = drain.burst_until {
         notes.push(format!("burst until {} ({})", local_time(until, zone), relative(until)));
     }
-    if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
-        notes.push(format!("backoff {} ({reason})", relative(until)));
-    }
+    // The wait first: the backoff's note carries the whole limit message, and the cell is
+    // cut at its width.
     if let Some(until) = drain.waiting_until {
         notes.push(format!("waiting for the reset {}", relative(until)));
+    }
+    if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
+        notes.push(format!("backoff {} ({reason})", relative(until)));
     }
     if let Some(at) = drain.parked_at {
         notes.insert(0, format!("quota group parked {}", relative(at)));

@@ -254,7 +254,11 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     let mut waits_for_reset = None;
     if let Some(until) = snapshot.backoff.backoff_until.filter(|until| now < *until) {
         let wait = (until - now).to_std().unwrap_or_default();
-        if wait > snapshot.wake_within {
+        // Outside a burst a pass waits only within its time budget (`may_wait_until`):
+        // one started for a reset beyond it would end at once, holding nothing.
+        let is_bursting = controls.and_then(|c| c.active_burst(now)).is_some();
+        let budget = if is_bursting { snapshot.wake_within } else { drain.max_seconds_per_pass };
+        if wait > snapshot.wake_within.min(budget) {
             return skip(format!(
                 "quota group {} backs off until {} ({})",
                 drain.quota_group,
@@ -393,6 +397,33 @@ mod tests {
         let decisions = plan(&[s], outside(), zone);
         assert_eq!(decisions[0].action, Action::ExpireBurst);
         assert_eq!(decisions[1].action, Action::Skip);
+    }
+
+    #[test]
+    fn a_reset_beyond_the_pass_s_time_budget_is_not_waited_for_except_in_a_burst() {
+        let config = Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\nmax_seconds_per_pass = \"1m\"\n",
+            None,
+        )
+        .unwrap();
+        let (zone, drain) = (config.defaults.timezone, &config.drains[0]);
+        let backing_off = |minutes: i64, burst: Option<DateTime<Utc>>| {
+            let mut s = snapshot(drain);
+            s.wake_within = std::time::Duration::from_secs(15 * 60);
+            s.backoff.backoff_until = Some(inside() + chrono::Duration::minutes(minutes));
+            s.backoff.reason = Some("usage limit reached".into());
+            s.controls = Some(controls(burst, false));
+            only(plan(&[s], inside(), zone))
+        };
+        // A pass may spend one minute: a reset in five is the next pass's, not this one's.
+        let skip = backing_off(5, None);
+        assert_eq!(skip.action, Action::Skip, "{}", skip.reason);
+        assert!(skip.reason.contains("backs off until"), "{}", skip.reason);
+        assert!(backing_off(1, None).reason.contains("it waits for the reset"));
+        // A burst pass waits whatever its time budget.
+        let burst = backing_off(5, Some(inside() + chrono::Duration::hours(2)));
+        assert_eq!(burst.action, Action::Start);
+        assert!(burst.reason.contains("it waits for the reset"), "{}", burst.reason);
     }
 
     #[test]
