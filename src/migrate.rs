@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "attempts_by_run_and_item",
         sql: include_str!("../migrations/0012_attempts_by_run_and_item.sql"),
     },
+    Migration {
+        version: 13,
+        name: "run_idle_seconds",
+        sql: include_str!("../migrations/0013_run_idle_seconds.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

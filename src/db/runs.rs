@@ -177,6 +177,15 @@ pub fn lock_running_run(client: &mut impl GenericClient, run_id: i64) -> Result<
 }
 
 /// End a run that is still `running`; false when someone else (supervise) already ended it.
+/// Record the seconds a pass held no item (waiting for a reset, yielding), which its
+/// throughput does not count; nothing to write when there were none.
+pub fn record_idle(client: &mut impl GenericClient, run_id: i64, seconds: f64) -> Result<()> {
+    if seconds > 0.0 {
+        client.execute("UPDATE runs SET idle_seconds = $2 WHERE id = $1", &[&run_id, &seconds])?;
+    }
+    Ok(())
+}
+
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,
@@ -373,8 +382,9 @@ pub fn recent_histories(
            FROM unnest($1::text[]) AS name
            CROSS JOIN LATERAL (
                SELECT count(*) AS runs, coalesce(sum(items_done), 0)::bigint AS items_done,
-                      coalesce(sum(extract(epoch FROM finished_at - started_at)), 0)::float8 AS running_seconds
-                 FROM (SELECT items_done, started_at, finished_at FROM runs
+                      coalesce(sum(greatest(extract(epoch FROM finished_at - started_at) - idle_seconds, 0)), 0)::float8
+                          AS running_seconds
+                 FROM (SELECT items_done, started_at, finished_at, idle_seconds FROM runs
                         WHERE drain = name AND finished_at >= $2
                           AND status NOT IN ('running', 'lock_skipped', 'crashed', 'hung')
                         ORDER BY started_at DESC LIMIT $3) AS recent) AS h",

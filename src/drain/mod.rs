@@ -117,6 +117,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         staged: None,
         rivals: std::rc::Rc::new(items::GroupRivals::of(config, drain)),
         yielding_since: None,
+        idle_seconds: 0.0,
         cost_usd: 0.0,
         cost_stop: None,
         last_worker_took: None,
@@ -194,6 +195,7 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     let max_attempts = pass.drain.max_attempts as i32;
     let released = in_transaction(pass.client, |tx| {
         items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
+        runs::record_idle(tx, run_id, pass.idle_seconds)?;
         if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at)? {
             record_event(tx, pass.outbox, &event, at)?;
         }
@@ -227,6 +229,7 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
         .map(|(_, event)| event.clone().run(run_id));
     in_transaction(pass.client, |tx| {
         // Supervise may have ended this run already (hung): then it told the story.
+        runs::record_idle(tx, run_id, pass.idle_seconds)?;
         if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
             if let Some(budget_event) = &budget_event {
                 record_event(tx, pass.outbox, budget_event, at)?;
@@ -333,6 +336,8 @@ struct Pass<'a> {
     rivals: std::rc::Rc<items::GroupRivals>,
     /// Since when the pass yields to a higher-ranking drain of its group (see `wait`).
     yielding_since: Option<DateTime<Utc>>,
+    /// Seconds spent holding no item: waiting for a reset, yielding (see `wait`).
+    idle_seconds: f64,
     /// What this pass's attempts cost, as their workers reported it (US dollars).
     cost_usd: f64,
     /// The cost budget reached before the latest claim, with the `budget_reached` event

@@ -39,6 +39,18 @@ impl Pass<'_> {
     /// pause, the end of its burst or its run being ended. None when the wait is over and
     /// the pass goes on claiming; otherwise why it stops.
     pub(super) fn wait_for_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
+        let entered = self.clock.now();
+        let waited = self.wait_until_the_reset(until, why);
+        self.count_idle_since(entered);
+        waited
+    }
+
+    /// Time from `since` to now held no item: not counted in the run's throughput.
+    fn count_idle_since(&mut self, since: DateTime<Utc>) {
+        self.idle_seconds += (self.clock.now() - since).to_std().unwrap_or_default().as_secs_f64();
+    }
+
+    fn wait_until_the_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
         log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
         let reason = format!("waiting for the reset: {why}");
         loop {
@@ -120,6 +132,7 @@ impl Pass<'_> {
             return Ok(None);
         }
         std::thread::sleep(WAIT_POLL_MAX);
+        self.count_idle_since(now);
         Ok(None)
     }
 }

@@ -99,6 +99,13 @@ fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_a
     assert_eq!(fixture.item("docs", "a"), ("done".to_string(), 1, None));
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'quota_hit'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE waiting_until IS NOT NULL"), 0);
+    // The 34 s of its run it held nothing do not count as running time (the clock stood
+    // still while the workers ran): not 2 items in 34 s, 212 an hour.
+    let idle = fixture.column::<f64>("SELECT idle_seconds FROM runs");
+    assert!((33.0..=35.0).contains(&idle[0]), "{idle:?}");
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let forecast = &status["drains"][0]["forecast"];
+    assert!(forecast["running_seconds"].as_f64().is_some_and(|seconds| seconds < 1.0), "{forecast}");
 }
 
 #[test]
