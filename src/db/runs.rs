@@ -176,7 +176,6 @@ pub fn lock_running_run(client: &mut impl GenericClient, run_id: i64) -> Result<
     Ok(row.is_some())
 }
 
-/// End a run that is still `running`; false when someone else (supervise) already ended it.
 /// Record the seconds a pass held no item (waiting for a reset, yielding), which its
 /// throughput does not count; nothing to write when there were none.
 pub fn record_idle(client: &mut impl GenericClient, run_id: i64, seconds: f64) -> Result<()> {
@@ -186,6 +185,7 @@ pub fn record_idle(client: &mut impl GenericClient, run_id: i64, seconds: f64) -
     Ok(())
 }
 
+/// End a run that is still `running`; false when someone else (supervise) already ended it.
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,

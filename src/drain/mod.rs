@@ -228,8 +228,8 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
         .filter(|(cost_stop, _)| cost_stop.status == stop.status && cost_stop.note == stop.note)
         .map(|(_, event)| event.clone().run(run_id));
     in_transaction(pass.client, |tx| {
-        // Supervise may have ended this run already (hung): then it told the story.
         runs::record_idle(tx, run_id, pass.idle_seconds)?;
+        // Supervise may have ended this run already (hung): then it told the story.
         if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
             if let Some(budget_event) = &budget_event {
                 record_event(tx, pass.outbox, budget_event, at)?;
