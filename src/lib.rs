@@ -56,30 +56,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(cli) => cli,
         Err(error) => return parse_failed(&error, &args),
     };
-    // A pass writing to its own log file dates its log lines, and logs its summary.
-    let (log_file, verbose) = match &cli.command {
-        cli::Command::Supervise(args) => {
-            (args.log_file.as_deref(), cli.verbose.max(u8::from(args.log_file.is_some())))
-        }
-        cli::Command::Drain(args) => (args.log_file.as_deref(), cli.verbose),
-        _ => (None, cli.verbose),
-    };
-    init_logger(verbose, log_file.is_some());
-    output::set_dated_lines(log_file.is_some());
+    // A pass writing to its own log file dates its log lines, and supervise logs its summary.
+    let is_logged = log_file_of(&cli.command).is_some();
+    let is_supervise = matches!(cli.command, cli::Command::Supervise(_));
+    init_logger(cli.verbose.max(u8::from(is_logged && is_supervise)), is_logged);
+    output::set_dated_lines(is_logged);
     if let cli::Command::Drain(args) = &mut cli.command {
         claim_drain_log(args);
     }
     // A drain that `supervise` started writes there already; one started by hand opens it.
-    let log_file = match &cli.command {
-        cli::Command::Supervise(args) => args.log_file.as_deref(),
-        cli::Command::Drain(args) => args.log_file.as_deref(),
-        _ => None,
-    };
-    if let Some(path) = log_file {
+    if let Some(path) = log_file_of(&cli.command) {
         if let Err(error) = output::redirect_stdio_to_log_file(path) {
             return failed(&error);
         }
-        if let cli::Command::Supervise(_) = &cli.command {
+        if is_supervise {
             log::info!("supervise started as pid {}", std::process::id());
         }
     }
@@ -90,6 +80,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             report.exit_code
         }
         Err(error) => failed(&error),
+    }
+}
+
+/// The log file a pass writes to (`--log-file` of `supervise` and `drain`).
+fn log_file_of(command: &cli::Command) -> Option<&std::path::Path> {
+    match command {
+        cli::Command::Supervise(args) => args.log_file.as_deref(),
+        cli::Command::Drain(args) => args.log_file.as_deref(),
+        _ => None,
     }
 }
 

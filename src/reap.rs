@@ -137,7 +137,8 @@ pub fn end_run(
         settle_staged(tx, outbox, run, status, now, &mut reaped)?;
         let error = format!("run {} {status}: {note}", run.id);
         release_items(tx, outbox, run, &error, max_attempts, now, &mut reaped)?;
-        runs::finish_run(tx, run.id, status, Some(note), now)?;
+        // A crashed or hung run is left out of throughput: its idle time does not matter.
+        runs::finish_run(tx, run.id, status, Some(note), now, 0.0)?;
         record_run_ended(tx, outbox, run, status, note, &reaped, now)?;
         Ok(Some(reaped))
     })?;

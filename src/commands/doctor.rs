@@ -21,7 +21,7 @@
 //! of docs/json.md.
 
 use std::ffi::OsStr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use crate::clock::Clock;
 use crate::config::{machine_zone, parse_zone, Config};
 use crate::error::{EXIT_CONFIG, EXIT_OK};
 use crate::output::Report;
+use crate::worker::program;
 
 /// More clock difference than this between drainctl and the database is a warning.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
@@ -460,68 +461,19 @@ fn check_supervisor(
 /// looked up on `path_variable` (the worker's own PATH) or drainctl's PATH. The error says
 /// what is wrong with it.
 fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf, String> {
-    let path = locate_program(program, path_variable)?;
-    match interpreter_of(&path) {
+    let path = program::locate(program, path_variable, None)?;
+    match program::interpreter_of(&path) {
         Some(interpreter) if interpreter.ends_with('\r') => Err(format!(
             "{program:?} has Windows line endings: its #! line names {interpreter:?}, which the system cannot \
              find; convert it to Unix line endings (e.g. sed -i 's/\\r$//')"
         )),
         Some(interpreter) if interpreter.ends_with("/env") => Ok(path),
-        Some(interpreter) if executable(Path::new(&interpreter)) != Some(true) => Err(format!(
+        Some(interpreter) if program::executable(Path::new(&interpreter)) != Some(true) => Err(format!(
             "{program:?} names {interpreter:?} on its #! line, which is not an executable file; install it \
              or fix the #! line"
         )),
         _ => Ok(path),
     }
-}
-
-/// The interpreter a script's `#!` line names, if the file starts with one.
-fn interpreter_of(path: &Path) -> Option<String> {
-    use std::io::Read as _;
-    let mut head = [0u8; 256];
-    let read = std::fs::File::open(path).and_then(|mut file| file.read(&mut head)).ok()?;
-    let line = head[..read].strip_prefix(b"#!")?;
-    let line = line.split(|byte| *byte == b'\n').next()?;
-    // Split as the kernel does: on spaces and tabs only, so a Windows line end stays.
-    let interpreter = std::str::from_utf8(line).ok()?.split([' ', '\t']).find(|word| !word.is_empty())?;
-    Some(interpreter.to_string())
-}
-
-/// `find_program` without the look at a script's interpreter.
-fn locate_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf, String> {
-    if program.is_empty() {
-        return Err("command is empty".to_string());
-    }
-    if program.contains('/') {
-        let path = PathBuf::from(program);
-        return match executable(&path) {
-            Some(true) => Ok(path),
-            Some(false) => Err(format!("{program:?} is not an executable file")),
-            None => Err(format!("{program:?} does not exist")),
-        };
-    }
-    let search =
-        path_variable.map(OsStr::to_os_string).or_else(|| std::env::var_os("PATH")).unwrap_or_default();
-    let mut not_executable = None;
-    for folder in std::env::split_paths(&search) {
-        let candidate = folder.join(program);
-        match executable(&candidate) {
-            Some(true) => return Ok(candidate),
-            Some(false) => not_executable = not_executable.or(Some(candidate)),
-            None => {}
-        }
-    }
-    match not_executable {
-        Some(path) => Err(format!("{program:?} found as {} but it is not executable", path.display())),
-        None => Err(format!("{program:?} not found on PATH")),
-    }
-}
-
-/// Some(true) for an executable regular file, Some(false) for another existing entry,
-/// None when nothing is there.
-fn executable(path: &Path) -> Option<bool> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some(metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
 
 /// The configured zone, read from the file on its own so that an unknown zone is reported
@@ -662,6 +614,7 @@ fn check_clock(checks: &mut Checks, client: &mut postgres::Client) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn programs_are_found_on_the_given_path() {

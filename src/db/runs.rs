@@ -176,28 +176,22 @@ pub fn lock_running_run(client: &mut impl GenericClient, run_id: i64) -> Result<
     Ok(row.is_some())
 }
 
-/// Record the seconds a pass held no item (waiting for a reset, yielding), which its
-/// throughput does not count; nothing to write when there were none.
-pub fn record_idle(client: &mut impl GenericClient, run_id: i64, seconds: f64) -> Result<()> {
-    if seconds > 0.0 {
-        client.execute("UPDATE runs SET idle_seconds = $2 WHERE id = $1", &[&run_id, &seconds])?;
-    }
-    Ok(())
-}
-
-/// End a run that is still `running`; false when someone else (supervise) already ended it.
+/// End a run that is still `running`, with the seconds its pass held no item (waiting for
+/// a reset, yielding), which its throughput does not count; false when someone else
+/// (supervise) already ended it.
 pub fn finish_run(
     client: &mut impl GenericClient,
     run_id: i64,
     status: RunStatus,
     note: Option<&str>,
     now: DateTime<Utc>,
+    idle_seconds: f64,
 ) -> Result<bool> {
     let updated = client.execute(
         "UPDATE runs SET status = $2, note = $3, finished_at = $4, worker_pid = NULL,
-                worker_start_time = NULL, waiting_until = NULL, waiting_reason = NULL
+                worker_start_time = NULL, waiting_until = NULL, waiting_reason = NULL, idle_seconds = $5
           WHERE id = $1 AND status = 'running'",
-        &[&run_id, &status, &note, &now],
+        &[&run_id, &status, &note, &now, &idle_seconds],
     )?;
     Ok(updated == 1)
 }

@@ -195,8 +195,7 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     let max_attempts = pass.drain.max_attempts as i32;
     let released = in_transaction(pass.client, |tx| {
         items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
-        runs::record_idle(tx, run_id, pass.idle_seconds)?;
-        if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at)? {
+        if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at, pass.idle_seconds)? {
             record_event(tx, pass.outbox, &event, at)?;
         }
         Ok(())
@@ -228,9 +227,8 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
         .filter(|(cost_stop, _)| cost_stop.status == stop.status && cost_stop.note == stop.note)
         .map(|(_, event)| event.clone().run(run_id));
     in_transaction(pass.client, |tx| {
-        runs::record_idle(tx, run_id, pass.idle_seconds)?;
         // Supervise may have ended this run already (hung): then it told the story.
-        if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at)? {
+        if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at, pass.idle_seconds)? {
             if let Some(budget_event) = &budget_event {
                 record_event(tx, pass.outbox, budget_event, at)?;
             }

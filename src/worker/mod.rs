@@ -18,8 +18,10 @@
 //! the worker prints, and output that is not UTF-8 is kept as bytes.
 
 pub(crate) mod process;
+pub(crate) mod program;
 pub(crate) mod signals;
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -177,15 +179,12 @@ fn spawn_error(program: &str, source: io::Error, spec: &WorkerSpec) -> SpawnErro
     }
 }
 
-/// Is `program` a file — as a path (from the worker's `workdir`), or on the PATH the
-/// worker gets (its `env`'s, else ours)?
+/// Is `program` there, as the worker's start looked for it: a path from its `workdir`, or
+/// on the PATH it gets (its `env`'s, else ours)?
 fn is_there(program: &str, spec: &WorkerSpec) -> bool {
-    if program.contains('/') {
-        return spec.workdir.unwrap_or(Path::new(".")).join(program).is_file();
-    }
-    let path = spec.env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| value.into());
-    let Some(path) = path.or_else(|| std::env::var_os("PATH")) else { return false };
-    std::env::split_paths(&path).any(|folder| folder.join(program).is_file())
+    let path =
+        spec.env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
+    self::program::locate(program, path, spec.workdir).is_ok()
 }
 
 fn worker_exit(status: ExitStatus) -> WorkerExit {
