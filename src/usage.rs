@@ -16,8 +16,56 @@ use serde_json::Value;
 
 pub use crate::db::usage::Usage;
 
-/// The usage the worker's stdout reports, if it reports any.
+/// The most one attempt is taken to have cost, in US dollars: a larger reported figure is
+/// counted as this much (docs/results.md), so that it stops every budget without
+/// overflowing the totals.
+pub const MAX_REPORTED_COST_USD: f64 = 1_000_000.0;
+/// The most tokens of one kind (and API milliseconds) one attempt is taken to have used.
+pub const MAX_REPORTED_COUNT: i64 = 1_000_000_000_000;
+/// Pico-dollars in a dollar: the unit a pass adds its costs up in.
+pub const PICOUSD_PER_USD: i128 = 1_000_000_000_000;
+
+/// `usd` in whole pico-dollars.
+pub fn usd_to_picousd(usd: f64) -> i128 {
+    (usd * PICOUSD_PER_USD as f64).round() as i128
+}
+
+/// The usage the worker's stdout reports, if it reports any, each figure at most its
+/// ceiling.
 pub fn read_usage(stdout: &[u8]) -> Option<Usage> {
+    let usage = reported_usage(stdout)?;
+    let capped = usage.clone().within_ceilings();
+    if capped != usage {
+        log::warn!(
+            "a worker reported usage beyond what one attempt can use ({usage:?}); counted as {capped:?}"
+        );
+    }
+    Some(capped)
+}
+
+impl Usage {
+    /// Each figure at most its ceiling ([`MAX_REPORTED_COST_USD`], [`MAX_REPORTED_COUNT`]).
+    fn within_ceilings(self) -> Usage {
+        let count = |value: Option<i64>| value.map(|value| value.min(MAX_REPORTED_COUNT));
+        Usage {
+            cost_usd: self.cost_usd.map(|cost| cost.min(MAX_REPORTED_COST_USD)),
+            input_tokens: count(self.input_tokens),
+            output_tokens: count(self.output_tokens),
+            cache_read_tokens: count(self.cache_read_tokens),
+            cache_write_tokens: count(self.cache_write_tokens),
+            turns: self.turns,
+            api_ms: count(self.api_ms),
+        }
+    }
+
+    /// `cost_usd` in whole pico-dollars (10⁻¹² $): every price a client states, to the
+    /// digit, so that costs add up exactly (ten times $0.10 is $1.00).
+    pub fn cost_picousd(&self) -> i128 {
+        self.cost_usd.map_or(0, usd_to_picousd)
+    }
+}
+
+fn reported_usage(stdout: &[u8]) -> Option<Usage> {
     let text = String::from_utf8_lossy(stdout);
     let trimmed = text.trim();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -219,6 +267,30 @@ mod tests {
         api_ms: Option<i64>,
         /// The client's own total of tokens, when it states one: the kinds add up to it.
         total_tokens: Option<i64>,
+    }
+
+    #[test]
+    fn a_figure_beyond_what_one_attempt_can_use_is_counted_at_its_ceiling() {
+        // Beyond these, the totals (bigint micro-dollars and tokens) would overflow and
+        // fail the record of the attempt, so the item would run again on every pass.
+        let stdout = br#"{"type":"result","total_cost_usd":1e300,"num_turns":2,
+            "usage":{"input_tokens":9223372036854775807,"output_tokens":1e30,"cache_read_input_tokens":7}}"#;
+        let usage = read_usage(stdout).unwrap();
+        assert_eq!(usage.cost_usd, Some(MAX_REPORTED_COST_USD));
+        assert_eq!(usage.input_tokens, Some(MAX_REPORTED_COUNT));
+        assert_eq!(usage.output_tokens, Some(MAX_REPORTED_COUNT));
+        assert_eq!((usage.cache_read_tokens, usage.turns), (Some(7), Some(2)));
+        assert_eq!(usage.cost_picousd(), 1_000_000 * PICOUSD_PER_USD);
+    }
+
+    #[test]
+    fn costs_add_up_in_pico_dollars_without_a_rounding_shortfall() {
+        let tenth = Usage { cost_usd: Some(0.1), ..Usage::default() };
+        let total: i128 = (0..10).map(|_| tenth.cost_picousd()).sum();
+        assert_eq!(total, usd_to_picousd(1.0), "ten times $0.10 is $1.00, not $0.9999999999999999");
+        let claude = Usage { cost_usd: Some(0.03617865), ..Usage::default() };
+        assert_eq!(claude.cost_picousd() * 2, 72_357_300_000);
+        assert_eq!(Usage::default().cost_picousd(), 0);
     }
 
     #[test]

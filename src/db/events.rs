@@ -125,6 +125,8 @@ pub fn record_event(
     event: &Event,
     at: DateTime<Utc>,
 ) -> Result<()> {
+    // A message or data quoting a worker may hold U+0000, which neither column takes.
+    let (message, data) = (super::storable_text(&event.message), super::storable_json(&event.data));
     let row = client.query_one(
         "INSERT INTO events (at, kind, drain, quota_group, run_id, item_id, message, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -136,8 +138,8 @@ pub fn record_event(
             &event.quota_group,
             &event.run_id,
             &event.item_id,
-            &event.message,
-            &event.data,
+            &message.as_ref(),
+            &data.as_ref(),
         ],
     )?;
     outbox.keep(row.get(0), event, at);

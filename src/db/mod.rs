@@ -25,6 +25,45 @@ use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use crate::config::DatabaseUrl;
 use crate::error::{classify_database_error, Error, Result};
 
+/// `text` as PostgreSQL can store it: a `text` column, and a string in a `jsonb` one,
+/// cannot hold U+0000, which a worker may print; it becomes U+FFFD, as an invalid byte of
+/// its output already does (docs/json.md). Everything else is unchanged.
+pub fn storable_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// `value` with [`storable_text`] applied to every string in it, keys included.
+pub fn storable_json(value: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
+    use serde_json::Value;
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(values) => values.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(key, value)| key.contains('\0') || has_nul(value)),
+            _ => false,
+        }
+    }
+    fn cleaned(value: &Value) -> Value {
+        match value {
+            Value::String(text) => Value::String(storable_text(text).into_owned()),
+            Value::Array(values) => Value::Array(values.iter().map(cleaned).collect()),
+            Value::Object(map) => {
+                map.iter().map(|(key, value)| (storable_text(key).into_owned(), cleaned(value))).collect()
+            }
+            other => other.clone(),
+        }
+    }
+    if has_nul(value) {
+        std::borrow::Cow::Owned(cleaned(value))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
 /// Every advisory lock of drainctl lives in one 64-bit key space whose high 32 bits spell
 /// "DRAI" (0x44524149), so it cannot collide with another application's small keys.
 pub const LOCK_NAMESPACE: i64 = 0x4452_4149_0000_0000;

@@ -258,7 +258,8 @@ impl Pass<'_> {
     /// reports none) and count its cost towards the pass's budget (docs/results.md).
     fn record_usage(&mut self, item: &ClaimedItem, report: &WorkerReport) -> Result<()> {
         let Some(usage) = crate::usage::read_usage(&report.stdout) else { return Ok(()) };
-        self.cost_usd += usage.cost_usd.unwrap_or(0.0);
+        // Summed in pico-dollars: ten attempts of $0.10 make $1.00 exactly.
+        self.cost_picousd = self.cost_picousd.saturating_add(usage.cost_picousd());
         crate::db::usage::record_usage(self.client, item.id, self.run_id, &usage, self.clock.now())
     }
 
@@ -512,7 +513,9 @@ fn tail(bytes: &[u8], max: usize) -> &[u8] {
 
 /// The outcome kind and error text of a failed attempt.
 fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutcome, String) {
-    let last_line = String::from_utf8_lossy(&report.stderr_tail)
+    // The error is stored as text: a NUL the worker printed must not fail its record.
+    let stderr = String::from_utf8_lossy(&report.stderr_tail);
+    let last_line = crate::db::storable_text(&stderr)
         .lines()
         .rev()
         .find(|line| !line.trim().is_empty())

@@ -118,7 +118,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         rivals: std::rc::Rc::new(items::GroupRivals::of(config, drain)),
         yielding_since: None,
         idle_seconds: 0.0,
-        cost_usd: 0.0,
+        cost_picousd: 0,
         cost_stop: None,
         last_worker_took: None,
         claimed_ahead: None,
@@ -336,8 +336,8 @@ struct Pass<'a> {
     yielding_since: Option<DateTime<Utc>>,
     /// Seconds spent holding no item: waiting for a reset, yielding (see `wait`).
     idle_seconds: f64,
-    /// What this pass's attempts cost, as their workers reported it (US dollars).
-    cost_usd: f64,
+    /// What this pass's attempts cost, as their workers reported it, in pico-dollars.
+    cost_picousd: i128,
     /// The cost budget reached before the latest claim, with the `budget_reached` event
     /// recorded when the pass ends for it (docs/results.md).
     cost_stop: Option<(Stop, Event)>,

@@ -269,14 +269,15 @@ impl<'a> Pass<'a> {
     fn cost_budget(&mut self, now: DateTime<Utc>) -> Result<Option<(Stop, Event)>> {
         use crate::db::usage::format_usd;
         let drain = self.drain;
-        if let Some(max) = drain.max_cost_per_pass.filter(|max| self.cost_usd >= *max) {
+        let spent = self.cost_picousd as f64 / crate::usage::PICOUSD_PER_USD as f64;
+        let reached = |max: &f64| self.cost_picousd >= crate::usage::usd_to_picousd(*max);
+        if let Some(max) = drain.max_cost_per_pass.filter(reached) {
             let note = format!(
                 "max_cost_per_pass ({}) reached: this pass's attempts cost {}",
                 format_usd(max),
-                format_usd(self.cost_usd)
+                format_usd(spent)
             );
-            let event =
-                crate::usage::budget_event(drain, "max_cost_per_pass", max, self.cost_usd, &note, None);
+            let event = crate::usage::budget_event(drain, "max_cost_per_pass", max, spent, &note, None);
             return Ok(Some((Stop::normal(RunStatus::Budget, note), event)));
         }
         let Some(max) = drain.max_cost_per_day else { return Ok(None) };

@@ -45,6 +45,8 @@ fn tail(bytes: &[u8]) -> &[u8] {
 
 pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
     let decoded = String::from_utf8_lossy(tail(bytes));
+    // A limit message is stored with its backoff: as text, which cannot hold U+0000.
+    let decoded = crate::db::storable_text(&decoded);
     let stripped = strip_terminal_escapes(&decoded);
     let mut lines = Vec::new();
     let mut retry_body_depth: i64 = 0;

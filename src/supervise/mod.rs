@@ -114,9 +114,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     if !args.dry_run {
         scans = scan_sources(client, outbox, config, clock, &mut had_error);
     }
-    let (mut snapshots, unconfigured) = take_snapshot(client, config, fired_at, args.dry_run)?;
+    // Decided as of the scans' end: an item they enqueued is available by then, and is
+    // started by this pass (docs/operations.md).
+    let decided_at = if scans.is_empty() { fired_at } else { clock.now().max(fired_at) };
+    let (mut snapshots, unconfigured) = take_snapshot(client, config, decided_at, args.dry_run)?;
     // End what must end first, then decide the starts on what that left.
-    let mut decisions = plan_recovery(&snapshots, fired_at, zone);
+    let mut decisions = plan_recovery(&snapshots, decided_at, zone);
     decisions.extend(plan_unconfigured(&unconfigured));
     let mut pruned = None;
     if !args.dry_run {
@@ -129,14 +132,14 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             &mut snapshots,
             &unconfigured,
             &mut decisions,
-            fired_at,
+            decided_at,
             &mut had_error,
         )?;
     }
     let first_start = decisions.len();
-    decisions.extend(plan_starts(&snapshots, fired_at, zone));
+    decisions.extend(plan_starts(&snapshots, decided_at, zone));
     if !args.dry_run {
-        record_spent_budgets(client, outbox, &snapshots, fired_at, zone);
+        record_spent_budgets(client, outbox, &snapshots, decided_at, zone);
         apply_all(
             client,
             outbox,
@@ -144,7 +147,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             clock,
             &[],
             &mut decisions[first_start..],
-            fired_at,
+            decided_at,
             &mut had_error,
         );
         (pruned, textfile_exit_code) =

@@ -337,6 +337,33 @@ fn failures_retry_on_the_backoff_schedule_then_dead_letter() {
 }
 
 #[test]
+fn a_worker_that_prints_a_nul_byte_is_dead_lettered_not_rerun_for_ever() {
+    // PostgreSQL's text and jsonb take no U+0000; a failure quoting one used to fail its
+    // own record, so the item went back and the worker ran again on every pass.
+    let script = r#"if [ "$DRAIN_ITEM_KEY" = a ]; then printf 'a\000b\nlast\000line\n' >&2;
+        else printf 'Claude AI usage limit reached\000|1764237600\n' >&2; fi; exit 1"#;
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"/bin/sh\", \"-c\", {}]\nmax_attempts = 1\nmax_wait = \"0s\"\n",
+        serde_json::to_string(script).unwrap()
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
+    let first = fixture.drainctl(&["drain", "docs"]).run();
+    first.assert_code(0);
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("dead", 1), "{}", first.stderr);
+    assert_eq!(error.as_deref(), Some("exit code 1: last\u{fffd}line"));
+    let tails: Vec<String> =
+        fixture.column("SELECT data->>'stderr_tail' FROM events WHERE kind = 'item_dead_lettered'");
+    assert_eq!(tails, vec!["a\u{fffd}b\nlast\u{fffd}line\n".to_string()]);
+    // The quota hit quoting a NUL is recorded as one, with its backoff.
+    let reasons: Vec<String> = fixture.column("SELECT reason FROM quota_backoffs");
+    assert_eq!(reasons.len(), 1, "{}", first.stderr);
+    assert!(reasons[0].contains('\u{fffd}'), "{reasons:?}");
+    assert_eq!(fixture.item("docs", "b").0, "pending");
+}
+
+#[test]
 fn a_second_pass_with_no_free_slot_is_lock_skipped() {
     let fixture = Fixture::new(&config(""), NOW);
     let started = fixture.path("started");

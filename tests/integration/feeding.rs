@@ -324,6 +324,22 @@ fn supervise_scans_sources_before_it_decides() {
     assert_eq!(events(&fixture, "supervise_error"), 1);
 }
 
+#[test]
+fn a_file_supervise_scans_in_is_started_by_the_same_pass_on_the_real_clock() {
+    // On the real clock the scan runs after the pass fired, so its items became available
+    // a moment after the instant the pass decided at: they waited for the next pass.
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "alice/1.jsonl", "one\n");
+    let pass = fixture.drainctl(&["supervise", "--json"]).env_remove("DRAINCTL_NOW").run();
+    pass.assert_code(0);
+    let pass = pass.json();
+    assert_eq!(pass["scans"][0]["new"], 1, "{pass:#}");
+    assert_eq!(start_decision(&pass).0, "start", "{pass:#}");
+    wait_until("the started pass to finish its item", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE state = 'done'") == 1
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Cadence
 

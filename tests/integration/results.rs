@@ -219,6 +219,37 @@ fn max_cost_per_pass_stops_the_pass_with_budget_and_an_event() {
 }
 
 #[test]
+fn max_cost_per_pass_counts_ten_dimes_as_a_dollar() {
+    let fixture = Fixture::new(&config("max_cost_per_pass = 1.0"), NOW);
+    let dime = json!({ "steps": [{ "out": r#"{"type":"result","total_cost_usd":0.1,"usage":{"input_tokens":1}}"# }] });
+    let items: Vec<(String, serde_json::Value)> =
+        (0..15).map(|i| (format!("t{i:02}"), dime.clone())).collect();
+    fixture.enqueue("docs", &items);
+    let json = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    assert_eq!((json["status"].as_str(), json["items_done"].as_i64()), (Some("budget"), Some(10)), "{json}");
+    assert_eq!(json["note"], "max_cost_per_pass ($1.00) reached: this pass's attempts cost $1.00");
+}
+
+#[test]
+fn an_absurd_usage_report_is_counted_at_its_ceiling_and_the_item_is_done_once() {
+    // A cost or token count too large for the totals used to fail the attempt's record:
+    // the item went back and its worker ran (and was billed) again on every pass.
+    let absurd = r#"{"type":"result","total_cost_usd":1e300,"usage":{"input_tokens":9223372036854775807}}"#;
+    let fixture = Fixture::new(&config(""), NOW);
+    let item = json!({ "steps": [{ "out": absurd }] });
+    fixture.enqueue("docs", &[("a".into(), item.clone()), ("b".into(), item)]);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["items_done"], 2, "{}", pass.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts"), 2);
+    let costs: Vec<String> = fixture.column("SELECT cost_usd::text FROM attempts");
+    assert_eq!(costs, vec!["1000000".to_string(), "1000000".to_string()]);
+    assert_eq!(fixture.count("SELECT sum(input_tokens)::bigint FROM attempts"), 2_000_000_000_000);
+    let status = fixture.drainctl(&["status", "--json"]).run();
+    status.assert_code(0);
+}
+
+#[test]
 fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() {
     let text = config("max_cost_per_day = 0.1").replace("timezone = \"UTC\"", "timezone = \"Europe/Warsaw\"");
     // 22:30 UTC is 23:30 in Warsaw: the budget's day ends in half an hour.
