@@ -2,9 +2,10 @@
 //! and when a failed item is retried (exponential with jitter).
 //!
 //! A stated reset is trusted when it lies in the future, at most
-//! [`MAX_TRUSTED_RESET_AHEAD`] away, and its form leaves nothing to guess; a bare clock
-//! time is doubted when the group hits again soon after a reset passed (see
-//! [`decide_backoff`]). A trusted reset gets a margin in proportion to the wait
+//! [`MAX_TRUSTED_RESET_AHEAD`] away, and its form leaves nothing to guess (one at most
+//! [`CLOCK_SKEW_TOLERANCE`] in the past means now); a clock time is doubted when the
+//! group hits again soon after a reset passed, and one just passed gets a single short
+//! retry (see [`decide_backoff`]). A trusted reset gets a margin in proportion to the wait
 //! ([`reset_margin_for`]). An untrusted or missing reset backs off briefly and marks the
 //! group *suspected*; a second such hit within [`CONFIRM_WINDOW`] confirms it and backs
 //! off for `default_backoff`.
@@ -67,6 +68,10 @@ pub struct BackoffDecision {
     pub rule: BackoffRule,
     /// The reset the message stated and that was trusted.
     pub reset_at: Option<DateTime<Utc>>,
+    /// The reset to store for the next hit: the trusted one, else a previous reset that
+    /// passed within [`CONFIRM_WINDOW`] (so that the doubt and the "just now" rules still
+    /// see it after a hit without a trusted reset).
+    pub remembered_reset: Option<DateTime<Utc>>,
     /// The suspected mark to store (None clears it).
     pub suspected_at: Option<DateTime<Utc>>,
     /// Why a stated reset was not trusted, for the event.
@@ -97,9 +102,24 @@ pub enum ResetForm {
     /// A bare clock time ("resets 3pm"): resolved to its next occurrence, so a time just
     /// passed reads as tomorrow.
     ClockTime,
+    /// A weekday and a clock time ("resets Wed 5am"): resolved to its next occurrence, so
+    /// a time just passed reads as next week.
+    WeekdayTime,
     /// No reset stated, but the wording names its window ("requests per minute", "per
     /// day"): the window's next boundary (docs/rate-limits.md, "Per-window limits").
     WindowBoundary,
+}
+
+impl ResetForm {
+    /// How far ahead a time just passed is pushed by "next occurrence": a day for a bare
+    /// clock time, a week for a weekday; None for the forms that state their instant.
+    fn period(self) -> Option<chrono::Duration> {
+        match self {
+            ResetForm::ClockTime => Some(chrono::Duration::days(1)),
+            ResetForm::WeekdayTime => Some(chrono::Duration::days(7)),
+            ResetForm::Exact | ResetForm::WindowBoundary => None,
+        }
+    }
 }
 
 /// A reset a limit message stated, and in what form.
@@ -112,12 +132,16 @@ pub struct StatedReset {
 /// The margin added to a trusted reset never falls below this (or `reset_margin`, when
 /// that is shorter).
 pub const MIN_RESET_MARGIN: Duration = Duration::from_secs(2);
-/// A bare clock time resolved further ahead than this may have rolled over to tomorrow:
-/// only such a one is doubted after a recent reset. One due within hours cannot mean
-/// tomorrow.
-pub const ROLLED_OVER: Duration = Duration::from_secs(20 * 3600);
-/// A bare clock time that passed at most this long ago means "just now".
+/// A clock time resolved further ahead than its period less this (20 hours for a bare
+/// clock time, 6 days 20 hours for a weekday) may have rolled over to the next day or
+/// week: only such a one is doubted after a recent reset. One due sooner cannot mean the
+/// next period.
+pub const ROLLED_OVER_SLACK: Duration = Duration::from_secs(4 * 3600);
+/// A clock time that passed at most this long ago means "just now".
 pub const JUST_PASSED: Duration = Duration::from_secs(10 * 60);
+/// A stated reset at most this long before the hit means "now": the vendor's clock and
+/// ours differ by a few seconds, and `Retry-After: 0` is now.
+pub const CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
 
 /// The margin added to a reset `wait` away: a tenth of the wait, at least
 /// [`MIN_RESET_MARGIN`] and at most `reset_margin` (docs/rate-limits.md). A 2.5 s wait
@@ -128,80 +152,98 @@ pub fn reset_margin_for(wait: Duration, reset_margin: Duration) -> Duration {
 
 /// Decide the group's backoff after a quota hit observed at `now`.
 ///
-/// A stated reset in the future (at most [`MAX_TRUSTED_RESET_AHEAD`]) is trusted when its
-/// form leaves nothing to guess (an epoch, a relative duration, a full date, a window
-/// boundary). A bare clock time resolved more than [`ROLLED_OVER`] ahead is doubted when
-/// the group hits again within [`CONFIRM_WINDOW`] after a previously stated reset passed
-/// (it may have rolled to tomorrow); one that passed at most [`JUST_PASSED`] ago — resolved to tomorrow — means
-/// "just now": a short retry, never tomorrow. Anything else falls to the no-reset rule.
+/// A stated reset in the future (at most [`MAX_TRUSTED_RESET_AHEAD`]), or at most
+/// [`CLOCK_SKEW_TOLERANCE`] in the past (then: now), is trusted when its form leaves
+/// nothing to guess (an epoch, a relative duration, a full date, a window boundary). A
+/// clock time (bare or with a weekday) resolved about a period ahead is doubted when the
+/// group hits again within [`CONFIRM_WINDOW`] after a previously stated reset passed (it
+/// may have rolled over); one that passed at most [`JUST_PASSED`] ago means "just now": a
+/// short retry, once — a group that already retried after that moment falls to the
+/// no-reset rule. Anything else falls to the no-reset rule, which remembers a recent
+/// reset so that the doubt holds for the whole window.
 pub fn decide_backoff(
     stated_reset: Option<StatedReset>,
     now: DateTime<Utc>,
     previous: PreviousBackoff,
     policy: BackoffPolicy,
 ) -> BackoffDecision {
+    let recent_reset = previous.reset_at.filter(|&reset| reset <= now && now < later(reset, CONFIRM_WINDOW));
     let mut distrusted = None;
-    if let Some(StatedReset { at: reset, form }) = stated_reset {
-        let recently_reset = previous.reset_at.is_some_and(|previous_reset| {
-            previous_reset <= now && now < later(previous_reset, CONFIRM_WINDOW)
-        });
-        let trusted = |reset: DateTime<Utc>| {
-            let wait = (reset - now).to_std().unwrap_or_default();
-            BackoffDecision {
-                until: later(reset, reset_margin_for(wait, policy.reset_margin)),
-                rule: BackoffRule::ParsedReset,
-                reset_at: Some(reset),
-                suspected_at: None,
-                distrusted: None,
+    if let Some(stated) = stated_reset {
+        match judge_reset(stated, now, recent_reset) {
+            Ok(reset) => {
+                let wait = (reset - now).to_std().unwrap_or_default();
+                return BackoffDecision {
+                    until: later(reset, reset_margin_for(wait, policy.reset_margin)),
+                    rule: BackoffRule::ParsedReset,
+                    reset_at: Some(reset),
+                    remembered_reset: Some(reset),
+                    suspected_at: None,
+                    distrusted: None,
+                };
             }
-        };
-        if form == ResetForm::ClockTime {
-            if let Some(passed) = just_passed_clock_time(reset, now) {
-                return trusted(passed.max(now));
-            }
-        }
-        if reset <= now {
-            distrusted = Some(format!("stated reset {} is already in the past", reset.to_rfc3339()));
-        } else if reset - now > chrono(MAX_TRUSTED_RESET_AHEAD) {
-            distrusted = Some(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
-        } else if recently_reset && form == ResetForm::ClockTime && reset - now > chrono(ROLLED_OVER) {
-            distrusted = Some(format!(
-                "hit again within 30m after the previously stated reset {}; a bare clock time may mean tomorrow",
-                previous.reset_at.map(|at| at.to_rfc3339()).unwrap_or_default()
-            ));
-        } else {
-            return trusted(reset);
+            Err(why) => distrusted = Some(why),
         }
     }
     let confirms = previous
         .suspected_at
         .is_some_and(|suspected| suspected <= now && now - suspected <= chrono(CONFIRM_WINDOW));
-    if confirms {
-        BackoffDecision {
-            until: later(now, policy.default_backoff),
-            rule: BackoffRule::Confirmed,
-            reset_at: None,
-            suspected_at: None,
-            distrusted,
-        }
+    let (until, rule, suspected_at) = if confirms {
+        (later(now, policy.default_backoff), BackoffRule::Confirmed, None)
     } else {
-        BackoffDecision {
-            until: later(now, policy.suspected_backoff),
-            rule: BackoffRule::Suspected,
-            reset_at: None,
-            suspected_at: Some(now),
-            distrusted,
-        }
-    }
+        (later(now, policy.suspected_backoff), BackoffRule::Suspected, Some(now))
+    };
+    BackoffDecision { until, rule, reset_at: None, remembered_reset: recent_reset, suspected_at, distrusted }
 }
 
-/// A bare clock time resolved to its next occurrence `reset` that really named a moment
-/// at most [`JUST_PASSED`] ago: that moment (a day earlier — 23 to 25 hours, across a
-/// DST change — than `reset`), else None.
-fn just_passed_clock_time(reset: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    [24, 23, 25]
+/// The instant to wait for when `stated` is trusted (now, for a reset just passed), else
+/// why not. `recent_reset`: the group's previous reset, when it passed within
+/// [`CONFIRM_WINDOW`].
+fn judge_reset(
+    StatedReset { at: reset, form }: StatedReset,
+    now: DateTime<Utc>,
+    recent_reset: Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, String> {
+    if let Some(period) = form.period() {
+        if let Some(passed) = just_passed(reset, now, period) {
+            return match recent_reset {
+                // The group already retried after that moment and hit again.
+                Some(retried) if retried > passed => Err(format!(
+                    "the stated reset {} passed just now, and the group already retried at {} and hit again",
+                    passed.to_rfc3339(),
+                    retried.to_rfc3339()
+                )),
+                _ => Ok(now),
+            };
+        }
+        let rolled_over = period - chrono(ROLLED_OVER_SLACK);
+        if let Some(previous) = recent_reset.filter(|_| reset - now > rolled_over && reset > now) {
+            return Err(format!(
+                "hit again within 30m after the previously stated reset {}; a clock time may mean the next {}",
+                previous.to_rfc3339(),
+                if form == ResetForm::WeekdayTime { "week" } else { "day" }
+            ));
+        }
+    }
+    if reset <= now {
+        if now - reset <= chrono(CLOCK_SKEW_TOLERANCE) {
+            return Ok(now);
+        }
+        return Err(format!("stated reset {} is already in the past", reset.to_rfc3339()));
+    }
+    if reset - now > chrono(MAX_TRUSTED_RESET_AHEAD) {
+        return Err(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
+    }
+    Ok(reset)
+}
+
+/// A clock time resolved to its next occurrence `reset` that really named a moment at
+/// most [`JUST_PASSED`] ago: that moment (a `period` earlier, give or take an hour
+/// across a DST change, than `reset`), else None.
+fn just_passed(reset: DateTime<Utc>, now: DateTime<Utc>, period: chrono::Duration) -> Option<DateTime<Utc>> {
+    [0, -1, 1]
         .into_iter()
-        .map(|hours| reset - chrono::Duration::hours(hours))
+        .map(|hours| reset - period + chrono::Duration::hours(hours))
         .find(|earlier| *earlier <= now && now - *earlier <= chrono(JUST_PASSED))
 }
 
@@ -371,6 +413,113 @@ mod tests {
         );
         assert_eq!(d.rule, BackoffRule::ParsedReset);
         assert_eq!(d.until, three + chrono::Duration::minutes(1) + chrono::Duration::seconds(2));
+    }
+
+    /// Each hit decided with what the previous one stored, as `record_quota_hit` does.
+    fn hits_in_a_row(hits: &[(Option<StatedReset>, DateTime<Utc>)]) -> Vec<BackoffDecision> {
+        let mut previous = PreviousBackoff::default();
+        hits.iter()
+            .map(|&(stated, now)| {
+                let decision = decide_backoff(stated, now, previous, HOUR);
+                previous = PreviousBackoff {
+                    reset_at: decision.remembered_reset,
+                    suspected_at: decision.suspected_at,
+                };
+                decision
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_doubted_clock_time_after_a_suspected_hit_confirms_instead_of_waiting_a_day() {
+        // "resets 8pm" (18:00Z) seen at 12:00, 18:20 and 18:26.
+        let eight = at(18, 0);
+        let tomorrow = eight + chrono::Duration::days(1);
+        let decisions = hits_in_a_row(&[
+            (stated(eight, ResetForm::ClockTime), at(12, 0)),
+            (stated(tomorrow, ResetForm::ClockTime), at(18, 20)),
+            (stated(tomorrow, ResetForm::ClockTime), at(18, 26)),
+        ]);
+        let got: Vec<_> = decisions.iter().map(|d| (d.until, d.rule)).collect();
+        assert_eq!(
+            got,
+            [
+                (at(18, 1), BackoffRule::ParsedReset),
+                (at(18, 25), BackoffRule::Suspected),
+                (at(19, 26), BackoffRule::Confirmed),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reset_of_now_or_a_few_seconds_ago_is_now() {
+        let now = at(10, 0);
+        for reset in [now, now - chrono::Duration::seconds(10), now - chrono::Duration::seconds(30)] {
+            let d = decide_backoff(exact(reset), now, PreviousBackoff::default(), HOUR);
+            assert_eq!(
+                (d.until, d.rule),
+                (now + chrono::Duration::seconds(2), BackoffRule::ParsedReset),
+                "{reset}"
+            );
+            assert_eq!(d.distrusted, None);
+        }
+        // Twice in a row too: a vendor that says "now" is believed.
+        let twice = hits_in_a_row(&[(exact(now), now), (exact(at(10, 1)), at(10, 1))]);
+        assert_eq!(twice[1].until, at(10, 1) + chrono::Duration::seconds(2));
+        let stale =
+            decide_backoff(exact(now - chrono::Duration::seconds(31)), now, PreviousBackoff::default(), HOUR);
+        assert_eq!(stale.rule, BackoffRule::Suspected);
+        assert!(stale.distrusted.unwrap().contains("in the past"));
+    }
+
+    #[test]
+    fn repeated_just_now_hits_follow_the_no_reset_rule_after_the_first() {
+        // "resets 8pm" (20:00Z here) seen again and again from 20:05.
+        let tomorrow = at(20, 0) + chrono::Duration::days(1);
+        let second = |minute: u32, seconds: i64| at(20, minute) + chrono::Duration::seconds(seconds);
+        let decisions = hits_in_a_row(&[
+            (stated(tomorrow, ResetForm::ClockTime), second(5, 0)),
+            (stated(tomorrow, ResetForm::ClockTime), second(5, 2)),
+            (stated(tomorrow, ResetForm::ClockTime), second(10, 2)),
+        ]);
+        let got: Vec<_> = decisions.iter().map(|d| (d.until, d.rule)).collect();
+        assert_eq!(
+            got,
+            [
+                (second(5, 2), BackoffRule::ParsedReset),
+                (second(10, 2), BackoffRule::Suspected),
+                (second(10, 2) + chrono::Duration::hours(1), BackoffRule::Confirmed),
+            ]
+        );
+        assert!(decisions[1].distrusted.as_deref().unwrap_or_default().contains("already retried"));
+        // After waiting for the reset itself, one short retry is still made.
+        let waited = hits_in_a_row(&[
+            (stated(at(20, 0), ResetForm::ClockTime), at(18, 0)),
+            (stated(tomorrow, ResetForm::ClockTime), second(1, 0)),
+            (stated(tomorrow, ResetForm::ClockTime), second(1, 2)),
+        ]);
+        let got: Vec<_> = waited.iter().map(|d| d.rule).collect();
+        assert_eq!(got, [BackoffRule::ParsedReset, BackoffRule::ParsedReset, BackoffRule::Suspected]);
+    }
+
+    #[test]
+    fn a_weekday_time_just_passed_means_just_now_not_next_week() {
+        // "resets Wed 5am" seen at Wed 05:05: its next occurrence is a week ahead.
+        let now = at(5, 5);
+        let next_week = at(5, 0) + chrono::Duration::days(7);
+        let d =
+            decide_backoff(stated(next_week, ResetForm::WeekdayTime), now, PreviousBackoff::default(), HOUR);
+        assert_eq!((d.until, d.rule), (now + chrono::Duration::seconds(2), BackoffRule::ParsedReset));
+        // Hit again within 30 minutes after a reset, a week ahead is doubted; a few days is not.
+        let recent = PreviousBackoff { reset_at: Some(at(5, 10)), suspected_at: None };
+        let later = at(5, 30);
+        let doubted = decide_backoff(stated(next_week, ResetForm::WeekdayTime), later, recent, HOUR);
+        assert_eq!(doubted.rule, BackoffRule::Suspected);
+        let in_days = at(5, 0) + chrono::Duration::days(3);
+        assert_eq!(
+            decide_backoff(stated(in_days, ResetForm::WeekdayTime), later, recent, HOUR).rule,
+            BackoffRule::ParsedReset
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn record_quota_hit(
         account: source.account.to_string(),
         backoff_until: Some(until),
         rule,
-        reset_at: decision.reset_at,
+        reset_at: decision.remembered_reset,
         reason: Some(hit.matched_line.clone()),
         observed_at: Some(now),
         suspected_at: decision.suspected_at,

@@ -40,6 +40,23 @@ impl Zone {
             Zone::Fixed(offset) => resolve_local(&offset, local),
         }
     }
+
+    /// The first instant at or after `now` at which the local clock reads `local`: of a
+    /// time that happens twice (clocks going back), the earlier one when it is still
+    /// ahead, else the later one; None when every instant of it has passed.
+    fn resolve_ahead(self, local: NaiveDateTime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let earlier = self.resolve(local)?;
+        if earlier >= now {
+            return Some(earlier);
+        }
+        let later = match self {
+            Zone::Named(tz) => tz.from_local_datetime(&local).latest().map(|at| at.with_timezone(&Utc)),
+            Zone::Fixed(offset) => {
+                offset.from_local_datetime(&local).latest().map(|at| at.with_timezone(&Utc))
+            }
+        };
+        later.filter(|later| *later >= now)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -364,6 +381,9 @@ pub(super) fn parse_absolute(
 ) -> Option<(DateTime<Utc>, usize)> {
     let fillers = ["at", "on", "around", "about", "approximately", "approx.", "~", ":"];
     let position = skip_fillers(text, 0, &fillers);
+    if let Some((instant, length)) = parse_obsolete_http_date(&text[position..], now) {
+        return Some((instant, position + length));
+    }
     let mut parts = parse_leading_date(text, position)?;
     parse_clock_and_zone(text, &mut parts, now, configured);
     if parts.time.is_some() && matches!(parts.date, DateSpec::Unspecified) {
@@ -375,6 +395,49 @@ pub(super) fn parse_absolute(
     let instant = resolve_parts(&parts, now, configured)?;
     Some((instant, parts.position))
 }
+
+/// The two obsolete HTTP-date forms RFC 9110 (section 5.6.7) asks recipients to accept,
+/// always in GMT: RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT` — a two-digit year more than
+/// 50 years ahead of `now` is the most recent past year with those digits — and asctime
+/// `Sun Nov  6 08:49:37 1994`.
+fn parse_obsolete_http_date(text: &str, now: DateTime<Utc>) -> Option<(DateTime<Utc>, usize)> {
+    let (captures, day, month, year, first_time_group) = if let Some(captures) = RFC850_DATE.captures(text) {
+        let two_digits: i32 = captures[3].parse().ok()?;
+        let mut year = now.year() / 100 * 100 + two_digits;
+        if year > now.year() + 50 {
+            year -= 100;
+        }
+        let day: u32 = captures[1].parse().ok()?;
+        let month = month_number(&captures[2], "")?;
+        (captures, day, month, year, 4)
+    } else if let Some(captures) = ASCTIME_DATE.captures(text) {
+        let month = month_number(&captures[1], "")?;
+        let day: u32 = captures[2].parse().ok()?;
+        let year: i32 = captures[6].parse().ok()?;
+        (captures, day, month, year, 3)
+    } else {
+        return None;
+    };
+    let number = |index: usize| -> Option<u32> { captures.get(index)?.as_str().parse().ok() };
+    let time = NaiveTime::from_hms_opt(
+        number(first_time_group)?,
+        number(first_time_group + 1)?,
+        number(first_time_group + 2)?,
+    )?;
+    let instant = NaiveDate::from_ymd_opt(year, month, day)?.and_time(time).and_utc();
+    Some((instant, captures.get(0)?.end()))
+}
+
+static RFC850_DATE: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?i)^(?:mon|tues|wednes|thurs|fri|satur|sun)day,\s*(\d{2})-(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)-(\d{2})\s+(\d{2}):(\d{2}):(\d{2})\s+gmt\b",
+    )
+});
+static ASCTIME_DATE: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?i)^(?:mon|tue|wed|thu|fri|sat|sun)\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\s+(\d{1,2})\s+(\d{2}):(\d{2}):(\d{2})\s+(\d{4})\b",
+    )
+});
 
 /// What [`parse_absolute`] has read so far, and the byte offset where it stopped.
 struct Parts {
@@ -478,31 +541,29 @@ fn parse_trailing_date(text: &str, parts: &mut Parts, now: DateTime<Utc>, config
 }
 
 /// The first instant at or after `now` that matches the parts read (a full date gives
-/// exactly one); the zone defaults to `configured`, the time to midnight.
+/// exactly one: the first of its instants still ahead, else its earlier one); the zone
+/// defaults to `configured`, the time to midnight.
 fn resolve_parts(parts: &Parts, now: DateTime<Utc>, configured: Tz) -> Option<DateTime<Utc>> {
     let zone = parts.zone.unwrap_or(Zone::Named(configured));
     let time = parts.time.unwrap_or(NaiveTime::MIN);
     let today = zone.local(now).date();
-    let at = |date: NaiveDate| zone.resolve(date.and_time(time));
+    let ahead = |date: NaiveDate| zone.resolve_ahead(date.and_time(time), now);
+    let at = |date: NaiveDate| ahead(date).or_else(|| zone.resolve(date.and_time(time)));
     match parts.date {
         DateSpec::Full(date) => at(date),
-        DateSpec::MonthDay(month, day) => (today.year()..=today.year() + 8).find_map(|year| {
-            let instant = at(NaiveDate::from_ymd_opt(year, month, day)?)?;
-            (instant >= now).then_some(instant)
-        }),
+        DateSpec::MonthDay(month, day) => (today.year()..=today.year() + 8)
+            .find_map(|year| ahead(NaiveDate::from_ymd_opt(year, month, day)?)),
         DateSpec::DaysFromToday(days) => at(today.checked_add_signed(Duration::days(days))?),
         DateSpec::Weekday(weekday) => (0..=7).find_map(|days| {
             let date = today.checked_add_signed(Duration::days(days))?;
             if date.weekday() != weekday {
                 return None;
             }
-            let instant = at(date)?;
-            (instant >= now).then_some(instant)
+            ahead(date)
         }),
-        DateSpec::Unspecified => (0..=2).find_map(|days| {
-            let instant = at(today.checked_add_signed(Duration::days(days))?)?;
-            (instant >= now).then_some(instant)
-        }),
+        DateSpec::Unspecified => {
+            (0..=2).find_map(|days| ahead(today.checked_add_signed(Duration::days(days))?))
+        }
     }
 }
 
@@ -549,6 +610,11 @@ mod tests {
             (NOW, ZONE, "anthropic-ratelimit-tokens-reset: 2025-11-23T10:01:00Z", Some("2025-11-23T10:01:00Z")),
             (NOW, ZONE, "rate limited until 2025-11-23T12:00:00.5+01:00", Some("2025-11-23T11:00:00.5Z")),
             (NOW, ZONE, "Retry-After: Sun, 23 Nov 2025 11:00:00 GMT", Some("2025-11-23T11:00:00Z")),
+            // The obsolete HTTP-date forms (RFC 9110): RFC 850 and asctime, in GMT.
+            ("2026-06-10T12:00:00Z", ZONE, "Retry-After: Wednesday, 10-Jun-26 13:00:00 GMT", Some("2026-06-10T13:00:00Z")),
+            ("2026-06-10T12:00:00Z", ZONE, "Retry-After: Wed Jun 10 13:00:00 2026", Some("2026-06-10T13:00:00Z")),
+            ("2026-06-10T12:00:00Z", ZONE, "Retry-After: Wed Jun  9 13:00:00 2026", Some("2026-06-09T13:00:00Z")),
+            ("2026-06-10T12:00:00Z", ZONE, "Retry-After: Sunday, 06-Nov-94 08:49:37 GMT", Some("1994-11-06T08:49:37Z")),
             (NOW, ZONE, "You will regain access on 2025-12-01 at 00:00 UTC.", Some("2025-12-01T00:00:00Z")),
             // Clock times: next occurrence, in the configured zone unless the message names one.
             (NOW, ZONE, "resets 8pm", Some("2025-11-23T18:00:00Z")),
@@ -593,6 +659,11 @@ mod tests {
             ("2025-03-29T23:30:00Z", ZONE, "resets 2:30am (Europe/Paris)", Some("2025-03-30T01:00:00Z")),
             // 02:30 happens twice on 2025-10-26 in Paris: the earlier one.
             ("2025-10-25T22:00:00Z", ZONE, "resets 2:30am (Europe/Paris)", Some("2025-10-26T00:30:00Z")),
+            // After the first 02:30 passed, the second one (an hour later) is still ahead.
+            ("2026-10-25T01:05:00Z", chrono_tz::Europe::Warsaw, "resets 2:30am", Some("2026-10-25T01:30:00Z")),
+            ("2026-11-01T09:10:00Z", ZONE, "resets 1:30am (America/Los_Angeles)", Some("2026-11-01T09:30:00Z")),
+            // A weekday time just passed is its next occurrence (the backoff reads it as "just now").
+            ("2026-06-10T03:05:00Z", chrono_tz::Europe::Warsaw, "resets Wed 5am", Some("2026-06-17T03:00:00Z")),
         ];
         let mut failures = Vec::new();
         for &(printed_at, zone, line, expected) in cases {
@@ -606,7 +677,9 @@ mod tests {
 
     #[test]
     fn built_in_patterns_compile() {
-        let patterns: [&Regex; 12] = [
+        let patterns: [&Regex; 14] = [
+            &RFC850_DATE,
+            &ASCTIME_DATE,
             &ISO_DATETIME,
             &MONTH_DAY,
             &DAY_MONTH,

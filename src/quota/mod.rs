@@ -340,9 +340,16 @@ impl Classifier {
                 reset_with_continuation(&hit.text, &following, now, zone)
             })
             .collect();
-        let primary = (0..hits.len())
-            .rev()
-            .find(|&index| own_resets[index].is_some())
+        // Several limits reported as spent (a weekly and a 5-hour one): the work resumes
+        // only when all of them have reset, so the latest reset wins; of equal ones, an
+        // exact instant over a clock time (a `rate_limit_event` and its text).
+        let latest = (0..hits.len())
+            .filter_map(|index| own_resets[index].map(|stated| (index, stated)))
+            .max_by_key(|(index, stated)| {
+                (stated.at, stated.form != crate::backoff::ResetForm::ClockTime, *index)
+            })
+            .map(|(index, _)| index);
+        let primary = latest
             .or_else(|| {
                 (0..hits.len()).find(|&index| {
                     matches!(hits[index].matched.kind, HitKind::Message | HitKind::UserPattern)
@@ -773,6 +780,24 @@ mod tests {
             "HTTP/2 429\nretry-after: Sun, 23 Nov 2025 11:00:00 GMT\ncontent-type: application/json",
             Some(22), Hit(Some("2025-11-23T11:00:00Z"))),
         ("bare 429", Http, "curl: (22) The requested URL returned error: 429 Too Many Requests", Some(22), Hit(None)),
+        ("curl 8 prints no reason phrase", Http, "curl: (22) The requested URL returned error: 429", Some(22), Hit(None)),
+        ("curl 8 with the Retry-After it saw", Http, "< retry-after: 30\ncurl: (22) The requested URL returned error: 429", Some(22),
+            Hit(Some("2025-11-23T10:00:30Z"))),
+        ("a weekly and a 5-hour limit: the later reset", Claude,
+            "Opus weekly limit reached ∙ resets Nov 26, 9am\n5-hour limit reached ∙ resets 3pm", Some(1),
+            Hit(Some("2025-11-26T07:00:00Z"))),
+        ("a 5-hour and a weekly limit: the later reset", Claude,
+            "5-hour limit reached ∙ resets 3pm\nOpus weekly limit reached ∙ resets Nov 26, 9am", Some(1),
+            Hit(Some("2025-11-26T07:00:00Z"))),
+        ("two spent OpenAI limits: the later reset", OpenAi,
+            "HTTP/1.1 429 Too Many Requests\nx-ratelimit-remaining-requests: 0\nx-ratelimit-reset-requests: 20s\nx-ratelimit-remaining-tokens: 0\nx-ratelimit-reset-tokens: 6m0s", Some(1),
+            Hit(Some("2025-11-23T10:06:00Z"))),
+        ("Retry-After of zero is now", Http, "HTTP/1.1 429 Too Many Requests\nRetry-After: 0", Some(1),
+            Hit(Some("2025-11-23T10:00:00Z"))),
+        ("an RFC 850 Retry-After", Http, "HTTP/1.1 429 Too Many Requests\nRetry-After: Sunday, 23-Nov-25 11:00:00 GMT", Some(1),
+            Hit(Some("2025-11-23T11:00:00Z"))),
+        ("an asctime Retry-After", Http, "HTTP/1.1 429 Too Many Requests\nRetry-After: Sun Nov 23 11:00:00 2025", Some(1),
+            Hit(Some("2025-11-23T11:00:00Z"))),
         ("GitHub rate limit with an epoch header", Http,
             "HTTP/2 403\nx-ratelimit-remaining: 0\nx-ratelimit-reset: 1763917200\n\n{\"message\":\"API rate limit exceeded for user ID 1.\"}",
             Some(1), Hit(Some("2025-11-23T17:00:00Z"))),

@@ -47,17 +47,24 @@ fn mismatch(dir: &Path) -> Option<String> {
     let mut outcome = classifier.classify(&stdout, &stderr, meta.exit_code, meta.now, zone);
     if let Some(line) = &meta.announced_wait {
         // The worker was stopped on the line announcing the wait.
-        let text = String::from_utf8_lossy(&stdout).into_owned() + &String::from_utf8_lossy(&stderr);
-        let (line, wait) = text
-            .lines()
-            .find_map(|candidate| {
-                announced_wait(candidate)
-                    .filter(|_| candidate.contains(line.as_str()))
-                    .map(|wait| (candidate, wait))
+        // Each stream's lines, each with the lines of its stream just before it.
+        let streams =
+            [String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned()];
+        let (line, wait) = streams
+            .iter()
+            .find_map(|text| {
+                let lines: Vec<String> = text.lines().map(str::to_string).collect();
+                lines.iter().enumerate().find_map(|(index, candidate)| {
+                    let before =
+                        &lines[index.saturating_sub(crate::worker::CLIENT_WAIT_CONTEXT_LINES)..index];
+                    announced_wait(candidate, before)
+                        .filter(|_| candidate.contains(line.as_str()))
+                        .map(|wait| (candidate.clone(), wait))
+                })
             })
             .unwrap_or_else(|| panic!("{name}: no line announces {line:?}"));
         assert!(wait > crate::worker::MAX_CLIENT_WAIT, "{name}: a wait the worker sits through");
-        outcome = Outcome::QuotaHit(client_wait_hit(outcome, line, wait, meta.now, zone));
+        outcome = Outcome::QuotaHit(client_wait_hit(outcome, &line, wait, meta.now, zone));
     }
     let matches = match (meta.expect.as_str(), &outcome) {
         // A client that drops the reset leaves a hit without one (the fallback backoff).

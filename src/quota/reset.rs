@@ -33,16 +33,22 @@ impl ResetMatch {
 }
 
 /// How a reset was written: a clock time that names no date ("resets 8pm", "at 2:55 PM
-/// PST") is a bare clock time, resolved to its next occurrence; everything else (an
-/// epoch, a duration, a date) states its instant exactly.
+/// PST") is a bare clock time, resolved to its next occurrence, and one after a weekday
+/// ("resets Wed 5am") its next occurrence in the week; everything else (an epoch, a
+/// duration, a date) states its instant exactly.
 fn form_of(text: &str) -> ResetForm {
-    if CLOCK_TIME.is_match(text) && !NAMES_A_DATE.is_match(text) {
-        ResetForm::ClockTime
-    } else {
+    if !CLOCK_TIME.is_match(text) || NAMES_A_DATE.is_match(text) {
         ResetForm::Exact
+    } else if NAMES_A_WEEKDAY.is_match(text) {
+        ResetForm::WeekdayTime
+    } else {
+        ResetForm::ClockTime
     }
 }
 
+static NAMES_A_WEEKDAY: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"(?i)\b(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|nesday|sday|urday|rsday)?\b\.?")
+});
 static CLOCK_TIME: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)\b\d{1,2}(?::\d{2})?\s*[ap]\.?m\b|\b\d{1,2}:\d{2}\b|\bnoon\b|\bmidnight\b")
 });
@@ -375,9 +381,10 @@ fn unit_nanoseconds(unit: &str) -> Option<i128> {
 }
 
 /// Reset headers anywhere in the output, for a hit whose own message states none:
-/// `Retry-After` first, then the rate-limit reset of the exhausted kind
-/// (`anthropic-ratelimit-tokens-remaining: 0`), else the latest reset header. `lines`:
-/// the output's non-empty lines, tool output left out.
+/// `Retry-After` first, then the rate-limit resets of the exhausted kinds
+/// (`anthropic-ratelimit-tokens-remaining: 0`) — the latest of them, as work resumes only
+/// when every spent limit has reset — else the latest reset header. `lines`: the
+/// output's non-empty lines, tool output left out.
 pub(super) fn header_reset(lines: &[&str], now: DateTime<Utc>, zone: Tz) -> Option<StatedReset> {
     let retry_after = lines
         .iter()
@@ -393,7 +400,11 @@ pub(super) fn header_reset(lines: &[&str], now: DateTime<Utc>, zone: Tz) -> Opti
         .filter_map(|captures| captures.get(1).or(captures.get(2)))
         .map(|kind| kind.as_str().to_ascii_lowercase())
         .collect();
+    let later = |latest: Option<StatedReset>, found: StatedReset| {
+        Some(latest.map_or(found, |latest| if found.at > latest.at { found } else { latest }))
+    };
     let mut latest: Option<StatedReset> = None;
+    let mut latest_exhausted: Option<StatedReset> = None;
     for line in lines {
         let Some(captures) = RATELIMIT_RESET_KIND.captures(line) else {
             continue;
@@ -407,11 +418,11 @@ pub(super) fn header_reset(lines: &[&str], now: DateTime<Utc>, zone: Tz) -> Opti
             .map(|kind| kind.as_str().to_ascii_lowercase())
             .unwrap_or_default();
         if exhausted.contains(&kind) {
-            return Some(instant);
+            latest_exhausted = later(latest_exhausted, instant);
         }
-        latest = Some(latest.map_or(instant, |latest| if instant.at > latest.at { instant } else { latest }));
+        latest = later(latest, instant);
     }
-    latest
+    latest_exhausted.or(latest)
 }
 
 static EXHAUSTED_KIND: LazyLock<Regex> = LazyLock::new(|| {
@@ -459,6 +470,9 @@ mod tests {
             (NOW, ZONE, "Claude AI usage limit reached|1763913600000", Some("2025-11-23T16:00:00Z")),
             (NOW, ZONE, r#"{"status":"rejected","resetsAt":1763917200}"#, Some("2025-11-23T17:00:00Z")),
             (NOW, ZONE, "x-ratelimit-reset: 1763917200", Some("2025-11-23T17:00:00Z")),
+            // A wait of zero is now.
+            (NOW, ZONE, "Retry-After: 0", Some("2025-11-23T10:00:00Z")),
+            (NOW, ZONE, "Please try again in 0s.", Some("2025-11-23T10:00:00Z")),
         ];
         let mut failures = Vec::new();
         for &(printed_at, zone, line, expected) in cases {
@@ -472,12 +486,14 @@ mod tests {
 
     #[test]
     fn a_bare_clock_time_is_told_from_resets_that_state_their_instant() {
-        use crate::backoff::ResetForm::{ClockTime, Exact};
+        use crate::backoff::ResetForm::{ClockTime, Exact, WeekdayTime};
         let now = instant(NOW);
         for (line, form) in [
             ("You've hit your session limit · resets 2am (Europe/Warsaw)", ClockTime),
             ("Claude usage limit reached. Your limit will reset at 5pm (Europe/Warsaw).", ClockTime),
             ("Access resets at 2:55 PM PST.", ClockTime),
+            ("Opus weekly limit reached ∙ resets Wed 5am", WeekdayTime),
+            ("resets Monday at 9:00", WeekdayTime),
             ("You've hit your session limit · resets Dec 5, 5am (Europe/Warsaw)", Exact),
             ("You will regain access on 2027-01-01 at 00:00 UTC.", Exact),
             ("Claude AI usage limit reached|1763744400", Exact),
@@ -493,8 +509,30 @@ mod tests {
     }
 
     #[test]
+    fn several_spent_limits_wait_for_the_latest_reset() {
+        let now = instant(NOW);
+        let openai = [
+            "x-ratelimit-remaining-requests: 0",
+            "x-ratelimit-reset-requests: 20s",
+            "x-ratelimit-remaining-tokens: 0",
+            "x-ratelimit-reset-tokens: 6m0s",
+        ];
+        assert_eq!(header_reset(&openai, now, ZONE).map(|r| r.at), Some(instant("2025-11-23T10:06:00Z")));
+        let anthropic = [
+            "anthropic-ratelimit-tokens-remaining: 0",
+            "anthropic-ratelimit-tokens-reset: 2025-11-23T12:05:00Z",
+            "anthropic-ratelimit-input-tokens-remaining: 0",
+            "anthropic-ratelimit-input-tokens-reset: 2025-11-23T12:10:00Z",
+            "anthropic-ratelimit-requests-remaining: 40",
+            "anthropic-ratelimit-requests-reset: 2025-11-23T12:30:00Z",
+        ];
+        assert_eq!(header_reset(&anthropic, now, ZONE).map(|r| r.at), Some(instant("2025-11-23T12:10:00Z")));
+    }
+
+    #[test]
     fn built_in_patterns_compile() {
-        let patterns: [&Regex; 9] = [
+        let patterns: [&Regex; 10] = [
+            &NAMES_A_WEEKDAY,
             &EPOCH_AFTER_PIPE,
             &RESET_KEY,
             &RETRY_AFTER,

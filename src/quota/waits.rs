@@ -39,12 +39,38 @@ static CONTENT_LINE: LazyLock<Regex> = LazyLock::new(|| {
     compile(r#"(?i)"type"\s*:\s*"(?:assistant|user|result|item\.completed|tool_result|message)""#)
 });
 
-/// The wait a client announces on `line` before retrying by itself, if it names one.
-pub(crate) fn announced_wait(line: &str) -> Option<Duration> {
+/// Words of a limit: a retry notice counts as the client waiting for its quota only
+/// when it, or a line just before it, says so. `database is locked. Retrying in 2
+/// minutes.` is not a limit.
+static LIMIT_WORDING: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)
+          \b429\b
+        | quota
+        | rate[\s_-]?limit
+        | \blimit\s+(?:reached|exceeded|hit)\b
+        | \b(?:usage|session|weekly|daily|hourly|request|token)s?[\s_-]limits?\b
+        | too[\s_]many[\s_]requests
+        | throttl
+        | resource[\s_]?exhausted
+        | \bexhausted\s+(?:your|the|its)\b
+        ",
+    )
+});
+
+/// The wait a client announces on `line` before retrying by itself, if it names one and
+/// `line` or one of the `before` lines (the lines of its stream just before it) has limit
+/// wording (docs/rate-limits.md, "Clients that wait for the reset").
+pub(crate) fn announced_wait(line: &str, before: &[String]) -> Option<Duration> {
     if CONTENT_LINE.is_match(line) {
         return None;
     }
     let captures = ANNOUNCED_WAIT.captures_iter(line).last()?;
+    let names_a_limit = LIMIT_WORDING.is_match(line)
+        || before.iter().any(|earlier| !CONTENT_LINE.is_match(earlier) && LIMIT_WORDING.is_match(earlier));
+    if !names_a_limit {
+        return None;
+    }
     let amount: f64 = captures.get(1)?.as_str().parse().ok()?;
     let unit = captures.get(2)?.as_str().to_ascii_lowercase();
     let seconds_per_unit = match unit.as_str() {
@@ -116,7 +142,7 @@ mod tests {
                 r#"{"type":"error","message":"Reconnecting... 1/2 (rate limit exceeded: Please try again in 1.662s. Visit …)"}"#,
                 Some(Duration::from_millis(1662)),
             ),
-            ("Retrying in 2 minutes", Some(Duration::from_secs(120))),
+            ("Rate limited. Retrying in 2 minutes", Some(Duration::from_secs(120))),
             ("Rate limit reached. Please try again in 20s.", None),
             ("Retrying the request", None),
             ("We kept retrying for 5 minutes before it worked.", None),
@@ -124,8 +150,35 @@ mod tests {
             ("ok: waiting for 2 hours", None),
         ];
         for (line, expected) in cases {
-            assert_eq!(announced_wait(line), expected, "{line}");
+            assert_eq!(announced_wait(line, &[]), expected, "{line}");
         }
+    }
+
+    #[test]
+    fn a_retry_notice_without_limit_wording_around_it_is_not_a_limit() {
+        let none: &[String] = &[];
+        for line in [
+            "ConnectionError: database is locked. Retrying in 2 minutes.",
+            "Retrying in 90 seconds...",
+            "Request failed. Retrying in 30 seconds...",
+        ] {
+            assert_eq!(announced_wait(line, none), None, "{line}");
+        }
+        // The limit named on one of the lines just before counts (gemini-cli).
+        let before = vec![
+            "Attempt 1 failed: You exceeded your current quota, please check your plan and billing details."
+                .to_string(),
+            "* Quota exceeded for metric: generate_content_paid_tier_input_token_count, limit: 1000000"
+                .to_string(),
+        ];
+        assert_eq!(
+            announced_wait("Please retry in 240s.. Retrying after 254571ms...", &before),
+            Some(Duration::from_millis(254_571))
+        );
+        assert_eq!(
+            announced_wait("Retrying in 2 minutes", &["HTTP 429 Too Many Requests".to_string()]),
+            Some(Duration::from_secs(120))
+        );
     }
 
     #[test]

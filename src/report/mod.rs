@@ -194,7 +194,10 @@ fn read_groups(
                     AccountPage {
                         state: if is_in_use { "in-use" } else { state.as_str() },
                         backoff_until: row.backoff_until.filter(|_| is_backing_off),
-                        reset_at: row.reset_at.filter(|_| is_backing_off),
+                        // A reset kept only for the doubt rule is not what the account waits for.
+                        reset_at: row.reset_at.filter(|_| {
+                            is_backing_off && row.rule == Some(crate::backoff::BackoffRule::ParsedReset)
+                        }),
                         reason: row.reason.clone().filter(|_| is_backing_off),
                         needs_attention: row.needs_attention,
                         name: row.account,

@@ -52,6 +52,12 @@ const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// timeout) for its own retry is stopped at once: waiting is the drain's job
 /// (docs/rate-limits.md, "Clients that wait for the reset").
 pub const MAX_CLIENT_WAIT: Duration = Duration::from_secs(60);
+/// How many lines of the same stream before a line the announced-wait reader sees with
+/// it: a retry notice counts only when it or the lines just before it name a limit.
+pub const CLIENT_WAIT_CONTEXT_LINES: usize = 3;
+/// Reads the wait a client announces on a line, given the lines of its stream just
+/// before it (see [`WorkerSpec::announced_wait`]).
+pub type AnnouncedWaitReader = fn(&str, &[String]) -> Option<Duration>;
 
 /// What to run for one item, and the limits that apply to it.
 pub struct WorkerSpec<'a> {
@@ -79,10 +85,11 @@ pub struct WorkerSpec<'a> {
     /// Lines (either stream, lossy UTF-8) matching this carry a resume token in the
     /// pattern's first capture group.
     pub resume_pattern: Option<&'a regex::Regex>,
-    /// Reads, from one output line, a wait the client announces before retrying by
+    /// Reads, from one output line and the (at most [`CLIENT_WAIT_CONTEXT_LINES`]) lines
+    /// of its stream just before it, a wait the client announces before retrying by
     /// itself; a wait beyond [`MAX_CLIENT_WAIT`] or the item timeout stops the worker
     /// with [`StopReason::ClientWaits`].
-    pub announced_wait: Option<fn(&str) -> Option<Duration>>,
+    pub announced_wait: Option<AnnouncedWaitReader>,
 }
 
 /// What the caller hears while a worker runs.
@@ -667,6 +674,9 @@ struct OutputCapture<'a> {
     stderr_tail: TailBuffer,
     stdout_lines: LineSplitter,
     stderr_lines: LineSplitter,
+    /// The last lines of each stream, for the announced-wait reader.
+    stdout_recent: Vec<String>,
+    stderr_recent: Vec<String>,
     /// Waits announced by the client, in order, with their lines.
     client_waits: Vec<(String, Duration)>,
     wait_line: Option<String>,
@@ -686,6 +696,8 @@ impl<'a> OutputCapture<'a> {
             stderr_tail: TailBuffer::new(spec.stderr_tail_bytes),
             stdout_lines: LineSplitter::new(MAX_LINE_BYTES),
             stderr_lines: LineSplitter::new(MAX_LINE_BYTES),
+            stdout_recent: Vec::new(),
+            stderr_recent: Vec::new(),
             client_waits: Vec::new(),
             wait_line: None,
         }
@@ -725,11 +737,11 @@ impl<'a> OutputCapture<'a> {
             return;
         }
         let (patterns, waits) = (&self.patterns, &mut self.client_waits);
-        let lines = match stream {
-            Stream::Stdout => &mut self.stdout_lines,
-            Stream::Stderr => &mut self.stderr_lines,
+        let (lines, recent) = match stream {
+            Stream::Stdout => (&mut self.stdout_lines, &mut self.stdout_recent),
+            Stream::Stderr => (&mut self.stderr_lines, &mut self.stderr_recent),
         };
-        lines.push(bytes, &mut |line| patterns.check(line, waits, observer));
+        lines.push(bytes, &mut |line| patterns.check(line, recent, waits, observer));
     }
 
     fn finish(&mut self, stream: Stream, observer: &mut dyn WorkerObserver) {
@@ -737,11 +749,11 @@ impl<'a> OutputCapture<'a> {
             return;
         }
         let (patterns, waits) = (&self.patterns, &mut self.client_waits);
-        let lines = match stream {
-            Stream::Stdout => &mut self.stdout_lines,
-            Stream::Stderr => &mut self.stderr_lines,
+        let (lines, recent) = match stream {
+            Stream::Stdout => (&mut self.stdout_lines, &mut self.stdout_recent),
+            Stream::Stderr => (&mut self.stderr_lines, &mut self.stderr_recent),
         };
-        lines.finish(&mut |line| patterns.check(line, waits, observer));
+        lines.finish(&mut |line| patterns.check(line, recent, waits, observer));
     }
 
     fn into_report(self, exit: WorkerExit, stop_reason: Option<StopReason>) -> WorkerReport {
@@ -768,7 +780,7 @@ impl<'a> OutputCapture<'a> {
 struct LinePatterns<'a> {
     checkpoint: Option<&'a regex::Regex>,
     resume: Option<&'a regex::Regex>,
-    announced_wait: Option<fn(&str) -> Option<Duration>>,
+    announced_wait: Option<AnnouncedWaitReader>,
 }
 
 impl LinePatterns<'_> {
@@ -776,11 +788,24 @@ impl LinePatterns<'_> {
         self.checkpoint.is_none() && self.resume.is_none() && self.announced_wait.is_none()
     }
 
-    /// Hand on a checkpoint line and a resume token, and note an announced wait.
-    fn check(&self, line: &[u8], waits: &mut Vec<(String, Duration)>, observer: &mut dyn WorkerObserver) {
+    /// Hand on a checkpoint line and a resume token, and note an announced wait
+    /// (`recent`: the stream's lines before this one, kept up to date here).
+    fn check(
+        &self,
+        line: &[u8],
+        recent: &mut Vec<String>,
+        waits: &mut Vec<(String, Duration)>,
+        observer: &mut dyn WorkerObserver,
+    ) {
         let line = String::from_utf8_lossy(line);
-        if let Some(wait) = self.announced_wait.and_then(|read| read(&line)) {
-            waits.push((line.trim().to_string(), wait));
+        if let Some(read) = self.announced_wait {
+            if let Some(wait) = read(&line, recent) {
+                waits.push((line.trim().to_string(), wait));
+            }
+            if recent.len() == CLIENT_WAIT_CONTEXT_LINES {
+                recent.remove(0);
+            }
+            recent.push(line.trim().to_string());
         }
         if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
             observer.checkpoint(&line);

@@ -131,3 +131,61 @@ fn quota_test_prints_the_classification_and_the_reset() {
     // 00:50 in Los Angeles (UTC-8 in November) is 08:50Z on the next day.
     assert_eq!(json["reset"], "2026-11-28T08:50:00Z");
 }
+
+/// The rules of the `backoff_set` events, in order.
+fn backoff_rules(fixture: &Fixture) -> Vec<String> {
+    fixture.column("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id")
+}
+
+#[test]
+fn a_doubted_clock_time_hit_again_within_thirty_minutes_confirms_instead_of_waiting_a_day() {
+    // 8pm in Paris is 19:00Z.
+    let fixture = Fixture::new(&config(), "2026-11-27T12:00:00Z");
+    fixture.enqueue("alpha", &[("a1".into(), limit("5-hour limit reached ∙ resets 8pm"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:01:00Z");
+    // Hit again 20 minutes after the reset: "8pm" now reads as tomorrow and is doubted.
+    fixture.set_now("2026-11-27T19:20:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:25:00Z");
+    // And again: still within 30 minutes of the reset, so the no-reset rule confirms.
+    fixture.set_now("2026-11-27T19:26:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T20:26:00Z");
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "suspected", "confirmed"]);
+}
+
+#[test]
+fn a_retry_after_of_zero_means_now_every_time() {
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue("alpha", &[("a1".into(), limit("HTTP/1.1 429 Too Many Requests\nRetry-After: 0"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:02Z");
+    fixture.set_now("2026-11-27T10:00:02Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:04Z");
+    // An epoch reset ten seconds ago (clock skew) is now too.
+    let skewed = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").unwrap().timestamp();
+    fixture.enqueue("beta", &[("b1".into(), limit(&format!("Claude AI usage limit reached|{skewed}")))]);
+    fixture.set_now("2026-11-27T10:00:10Z");
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:12Z");
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset", "parsed_reset"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_distrusted'"), 0);
+}
+
+#[test]
+fn a_clock_time_just_passed_is_retried_once_then_backs_off_by_the_no_reset_rule() {
+    // "resets 8pm" (19:00Z) seen from 20:05 Paris time on.
+    let fixture = Fixture::new(&config(), "2026-11-27T19:05:00Z");
+    fixture.enqueue("alpha", &[("a1".into(), limit("5-hour limit reached ∙ resets 8pm"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:05:02Z");
+    fixture.set_now("2026-11-27T19:05:02Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:10:02Z");
+    fixture.set_now("2026-11-27T19:10:02Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T20:10:02Z");
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "suspected", "confirmed"]);
+}

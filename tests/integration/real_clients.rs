@@ -43,14 +43,36 @@ fn a_client_sleeping_until_its_quota_resets_is_stopped_and_backs_the_group_off()
 #[test]
 fn a_client_waiting_beyond_the_item_timeout_is_stopped_with_that_wait_as_the_reset() {
     let fixture = Fixture::new(&config("5s", ""), NOW);
-    let steps =
-        json!({ "steps": [{ "err": "Request failed. Retrying in 30 seconds..." }, { "hang": true }] });
+    let steps = json!({ "steps": [
+        { "err": "Request failed: 429 Too Many Requests" },
+        { "err": "Retrying in 30 seconds..." },
+        { "hang": true },
+    ] });
     fixture.enqueue("alpha", &[("a1".into(), steps)]);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.item("alpha", "a1").1, 0);
     // 30 s from now, plus a tenth of the wait as margin.
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:33Z");
     assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
+}
+
+#[test]
+fn a_retry_notice_without_limit_wording_leaves_a_healthy_worker_alone() {
+    let fixture = Fixture::new(&config("2m", ""), NOW);
+    let steps = json!({ "steps": [
+        { "err": "ConnectionError: database is locked. Retrying in 2 minutes." },
+        { "sleep": 0.5 },
+        { "err": "Retrying in 90 seconds..." },
+        { "sleep": 0.5 },
+        { "out": "The summary." },
+    ] });
+    fixture.enqueue("alpha", &[("a1".into(), steps)]);
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "drained", "{}", result.stdout);
+    assert_eq!(fixture.item("alpha", "a1").0, "done");
+    assert_eq!(attempt_outcomes(&fixture), ["done"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
 }
 
 #[test]
