@@ -478,10 +478,13 @@ impl Since {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Look workers up as cron starts them: on cron's minimal PATH (/usr/bin:/bin) unless a
-    /// drain's `env` sets PATH
+    /// Look workers up as cron starts them: on cron's minimal PATH (/usr/bin:/bin), or the
+    /// crontab's `--cron-path`, unless a drain's `env` sets PATH
     #[arg(long)]
     pub cron: bool,
+    /// The PATH your crontab sets (e.g. /usr/local/bin:/usr/bin:/bin); implies --cron
+    #[arg(long, value_name = "PATH")]
+    pub cron_path: Option<std::ffi::OsString>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -8,7 +8,8 @@
 //! own PATH when its `env` sets one), working folders, source folders, the time zone, a
 //! writable log folder (created owner-only when missing), the metrics textfile folder, and
 //! the clock compared with the database's. With `--cron`, workers are looked up on cron's
-//! minimal PATH (`/usr/bin:/bin`), as a crontab line that sets no PATH starts them. The exit code is that of the first failed
+//! minimal PATH (`/usr/bin:/bin`), as a crontab that sets no PATH starts them; with
+//! `--cron-path PATH`, on the PATH the crontab sets. The exit code is that of the first failed
 //! check in the order shown: 78 for configuration, workers, zone and folders, and for a
 //! server older than supported or a transaction pooler (refused by `db::connect`), 69 when
 //! the database cannot be reached; 0 when nothing failed (warnings, such as a pending
@@ -87,7 +88,11 @@ impl Checks {
 }
 
 pub fn run(config_path: Option<&Path>, args: &DoctorArgs) -> crate::error::Result<Report> {
-    let checks = gather(config_path, args.cron.then_some(OsStr::new(CRON_PATH)));
+    let cron_path = match &args.cron_path {
+        Some(path) => Some(CronPath { path: path.as_os_str(), is_the_crontabs: true }),
+        None => args.cron.then_some(CronPath { path: OsStr::new(CRON_PATH), is_the_crontabs: false }),
+    };
+    let checks = gather(config_path, cron_path);
     let verdict = Verdict::of(&checks);
     if let Some(line) = verdict.failure_line(&checks) {
         // The one stderr line of a non-zero exit.
@@ -99,9 +104,9 @@ pub fn run(config_path: Option<&Path>, args: &DoctorArgs) -> crate::error::Resul
 /// Run every check, in the order shown. A check that needs what an earlier one could not
 /// provide (the configuration, the connection, a current schema) is skipped, saying why.
 ///
-/// With `search_path` (`--cron`), workers are looked up as cron would start them: on
-/// that PATH unless the drain's `env` sets its own.
-fn gather(config_path: Option<&Path>, search_path: Option<&OsStr>) -> Vec<Check> {
+/// With `cron_path` (`--cron`, `--cron-path`), workers are looked up as cron would start
+/// them: on that PATH unless the drain's `env` sets its own.
+fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check> {
     let mut checks = Checks::default();
     let clock = check_clock_source(&mut checks);
     let config = check_config(&mut checks, config_path);
@@ -123,7 +128,7 @@ fn gather(config_path: Option<&Path>, search_path: Option<&OsStr>) -> Vec<Check>
         ),
     }
     match &config {
-        Some(config) => check_programs_and_folders(&mut checks, config, search_path),
+        Some(config) => check_programs_and_folders(&mut checks, config, cron_path),
         None => checks.push("worker", Status::Skip, "workers not checked: the configuration did not load"),
     }
     check_zone(&mut checks, config_path);
@@ -153,10 +158,18 @@ fn gather(config_path: Option<&Path>, search_path: Option<&OsStr>) -> Vec<Check>
     checks.0
 }
 
-/// The clock `DRAINCTL_NOW` asks for; the system clock (and a failed check) when it is bad.
 /// The PATH cron gives a job that sets none (Debian's cron, Vixie cron, cronie).
 const CRON_PATH: &str = "/usr/bin:/bin";
 
+/// The PATH workers are looked up on under cron: cron's own, or the one the crontab sets
+/// (`--cron-path`).
+#[derive(Clone, Copy)]
+struct CronPath<'a> {
+    path: &'a OsStr,
+    is_the_crontabs: bool,
+}
+
+/// The clock `DRAINCTL_NOW` asks for; the system clock (and a failed check) when it is bad.
 fn check_clock_source(checks: &mut Checks) -> Clock {
     match Clock::from_env() {
         Ok(clock) => clock,
@@ -227,24 +240,32 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
 }
 
 /// Each drain's worker program, workdir and source folder, and the notifier's program.
-fn check_programs_and_folders(checks: &mut Checks, config: &Config, search_path: Option<&OsStr>) {
+fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: Option<CronPath>) {
     for drain in &config.drains {
         let path_override =
             drain.env.iter().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
         let program = drain.command.first().map(String::as_str).unwrap_or_default();
-        match find_program(program, path_override.or(search_path)) {
+        match find_program(program, path_override.or(cron_path.map(|cron| cron.path))) {
             Ok(found) => {
                 checks.push("worker", Status::Ok, format!("drain {}: worker {}", drain.name, found.display()))
             }
             Err(problem) => checks.fail(
                 "worker",
                 EXIT_CONFIG,
-                match search_path.filter(|_| path_override.is_none()) {
-                    Some(path) => format!(
-                        "drain {}: worker {problem} under cron (PATH={}); give `command` an absolute path, \
-                         or set PATH in the drain's `env` or in the crontab",
+                match cron_path.filter(|_| path_override.is_none()) {
+                    Some(cron) if cron.is_the_crontabs => format!(
+                        "drain {}: worker {problem} under cron (PATH={}, from --cron-path); give `command` an \
+                         absolute path, or add its folder to PATH in the crontab (and to --cron-path) or in \
+                         the drain's `env`",
                         drain.name,
-                        path.to_string_lossy()
+                        cron.path.to_string_lossy()
+                    ),
+                    Some(cron) => format!(
+                        "drain {}: worker {problem} under cron (PATH={}); give `command` an absolute path, \
+                         or set PATH in the drain's `env` or in the crontab (then check with \
+                         `drainctl doctor --cron-path` and the crontab's PATH)",
+                        drain.name,
+                        cron.path.to_string_lossy()
                     ),
                     None => {
                         format!("drain {}: worker {problem}; fix `command` in the configuration", drain.name)

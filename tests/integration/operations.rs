@@ -144,6 +144,37 @@ fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_
     assert!(workers(&fixed)[0].starts_with("ok "), "{:?}", workers(&fixed));
 }
 
+#[test]
+fn doctor_cron_path_looks_workers_up_on_the_path_the_crontab_sets() {
+    // The crontab sets PATH=<folder>:/usr/bin:/bin, as crontab.example sets /usr/local/bin.
+    let fixture = Fixture::new(&config("my-llm-worker", ""), NOW);
+    let bin = fixture.path("usr-local-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let worker = bin.join("my-llm-worker");
+    std::fs::write(&worker, "#!/bin/sh\ncat\n").unwrap();
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let worker_check = |result: &Finished| -> String {
+        let checks = result.json()["checks"].as_array().unwrap().clone();
+        let check = checks.iter().find(|check| check["check"] == "worker").unwrap();
+        format!("{} {}", check["status"].as_str().unwrap(), check["message"].as_str().unwrap())
+    };
+    // Without it, cron's own PATH: the message says how to tell doctor the crontab's.
+    let plain = fixture.drainctl(&["doctor", "--cron", "--json"]).run();
+    plain.assert_code(78);
+    let failed = worker_check(&plain);
+    assert!(failed.starts_with("fail ") && failed.contains("under cron (PATH=/usr/bin:/bin)"), "{failed}");
+    assert!(failed.contains("`drainctl doctor --cron-path`"), "{failed}");
+    // With the crontab's PATH (implying --cron), the worker is found.
+    let crontab_path = format!("{}:/usr/bin:/bin", bin.display());
+    let found = fixture.drainctl(&["doctor", "--cron-path", &crontab_path, "--json"]).run();
+    assert_eq!(worker_check(&found), format!("ok drain docs: worker {}", worker.display()));
+    // A crontab PATH that lacks it: the message names the PATH and where it came from.
+    let missing = fixture.drainctl(&["doctor", "--cron-path", "/usr/bin:/bin", "--json"]).run();
+    missing.assert_code(78);
+    let failed = worker_check(&missing);
+    assert!(failed.contains("under cron (PATH=/usr/bin:/bin, from --cron-path)"), "{failed}");
+}
+
 /// The value of one series in exposition text, if present.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -27,6 +27,24 @@ fn crontab_example() -> (Vec<(String, String)>, String) {
 }
 
 #[test]
+fn the_doctor_line_in_crontab_example_checks_on_the_path_the_crontab_sets() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("crontab.example")).unwrap();
+    let doctor = text
+        .lines()
+        .find_map(|line| line.strip_prefix('#').map(str::trim).filter(|line| line.contains("doctor")))
+        .filter(|line| line.starts_with("drainctl "))
+        .expect("a `drainctl ... doctor` command line in crontab.example's comments");
+    let words: Vec<&str> = doctor.split_whitespace().collect();
+    let cron_path = words.iter().position(|word| *word == "--cron-path").map(|at| words[at + 1]);
+    let (variables, _) = crontab_example();
+    let path = variables.iter().find(|(key, _)| key == "PATH").map(|(_, value)| value.as_str());
+    assert!(path.is_some() && cron_path == path, "{doctor:?} checks on the crontab's PATH {path:?}");
+    let config = variables.iter().find(|(key, _)| key == "DRAINCTL_CONFIG").map(|(_, value)| value.as_str());
+    assert!(config.is_some_and(|config| doctor.contains(config)), "{doctor:?} reads {config:?}");
+}
+
+#[test]
 fn the_shipped_crontab_line_works_first_time_under_crons_minimal_environment() {
     let fixture = Fixture::new("", "2026-11-26T21:00:00Z");
     // The URL lives in the configuration file (0600), not in cron's environment.
