@@ -6,7 +6,8 @@
 //! last `supervise` pass is older than twice `supervise_interval`: a broken crontab), and
 //! looks at what the drains need on this machine: worker programs on PATH (the worker's
 //! own PATH when its `env` sets one), working folders, source folders, the time zone, a
-//! writable log folder (created owner-only when missing), the metrics textfile folder, and
+//! writable log folder (created owner-only when missing), the folders of the metrics
+//! textfile and of the operations page (`report_html`), and
 //! the clock compared with the database's. With `--cron`, workers are looked up on cron's
 //! minimal PATH (`/usr/bin:/bin`), as a crontab that sets no PATH starts them; with
 //! `--cron-path PATH`, on the PATH the crontab sets. The exit code is that of the first failed
@@ -136,7 +137,10 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         Some(config) => {
             check_log_dir(&mut checks, &config.defaults.log_dir);
             if let Some(textfile) = &config.defaults.metrics_textfile {
-                check_textfile_folder(&mut checks, textfile);
+                check_file_folder(&mut checks, "metrics_textfile", textfile);
+            }
+            if let Some(page) = &config.defaults.report_html {
+                check_file_folder(&mut checks, "report_html", page);
             }
         }
         None => checks.push("log_dir", Status::Skip, "log_dir not checked: the configuration did not load"),
@@ -581,18 +585,29 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
     }
 }
 
-fn check_textfile_folder(checks: &mut Checks, textfile: &Path) {
-    let folder = textfile.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+/// A file drainctl replaces atomically (`metrics_textfile`, `report_html`, named by `key`):
+/// its folder must exist and be writable, as drainctl does not create it.
+fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path) {
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     match probe_writable(folder) {
-        Ok(()) => checks.push(
-            "metrics_textfile",
-            Status::Ok,
-            format!("metrics_textfile {} can be written", textfile.display()),
+        Ok(()) => checks.push(key, Status::Ok, format!("{key} {} can be written", file.display())),
+        Err(_) if !folder.is_dir() => checks.fail(
+            key,
+            EXIT_CONFIG,
+            format!(
+                "{key} {}: its folder {} does not exist; create it or change {key}",
+                file.display(),
+                folder.display()
+            ),
         ),
         Err(error) => checks.fail(
-            "metrics_textfile",
+            key,
             EXIT_CONFIG,
-            format!("metrics_textfile {}: its folder is not writable: {error}", textfile.display()),
+            format!(
+                "{key} {}: its folder {} is not writable: {error}; create it, fix its owner or mode, or change {key}",
+                file.display(),
+                folder.display()
+            ),
         ),
     }
 }

@@ -262,3 +262,37 @@ fn supervise_that_cannot_write_report_html_exits_78_and_records_why() {
     // The pass itself was recorded: the heartbeat does not depend on the page.
     assert_eq!(fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'"), 1);
 }
+
+#[test]
+fn doctor_fails_when_the_folder_of_report_html_is_missing_as_supervise_would() {
+    let fixture = Fixture::new(&config("report_html = \"TMPDIR/missing/page.html\"\n"), NOW);
+    let report_check = |result: &Finished| -> Option<(String, String)> {
+        let checks = result.json()["checks"].as_array().unwrap().clone();
+        checks.iter().find(|check| check["check"] == "report_html").map(|check| {
+            (check["status"].as_str().unwrap().to_string(), check["message"].as_str().unwrap().to_string())
+        })
+    };
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    doctor.assert_code(78);
+    let folder = fixture.path("missing");
+    let page = folder.join("page.html");
+    assert_eq!(
+        report_check(&doctor),
+        Some((
+            "fail".to_string(),
+            format!(
+                "report_html {}: its folder {} does not exist; create it or change report_html",
+                page.display(),
+                folder.display()
+            )
+        ))
+    );
+    fixture.drainctl(&["supervise"]).run().assert_code(78);
+    std::fs::create_dir(&folder).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    assert_eq!(
+        report_check(&doctor),
+        Some(("ok".to_string(), format!("report_html {} can be written", page.display())))
+    );
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+}
