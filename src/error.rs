@@ -24,6 +24,29 @@ pub const EXIT_CONFIG: u8 = 78;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Of two exit codes, the worse — for a command that goes on after a failed step
+/// (`supervise`) and exits with the worst class of what failed (docs/exit-codes.md): a
+/// bug (70) over an unreachable database (69) over the configuration (78) over "try
+/// again later" (75) over bad data (65) over usage (64) over ok.
+pub fn worse_exit_code(a: u8, b: u8) -> u8 {
+    let rank = |code: u8| match code {
+        EXIT_INTERNAL => 6,
+        EXIT_UNAVAILABLE => 5,
+        EXIT_CONFIG => 4,
+        EXIT_TEMPORARY => 3,
+        EXIT_DATA => 2,
+        EXIT_USAGE => 1,
+        EXIT_OK => 0,
+        // A code outside the table is as bad as a bug.
+        _ => 7,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -162,6 +185,20 @@ pub fn scrub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worst_class_of_failed_steps_wins() {
+        let worst = |codes: &[u8]| codes.iter().fold(EXIT_OK, |worst, code| worse_exit_code(worst, *code));
+        assert_eq!(worst(&[]), EXIT_OK);
+        assert_eq!(worst(&[EXIT_CONFIG]), EXIT_CONFIG);
+        assert_eq!(worst(&[EXIT_CONFIG, EXIT_CONFIG]), EXIT_CONFIG);
+        assert_eq!(worst(&[EXIT_CONFIG, EXIT_INTERNAL]), EXIT_INTERNAL);
+        assert_eq!(worst(&[EXIT_INTERNAL, EXIT_CONFIG]), EXIT_INTERNAL);
+        assert_eq!(worst(&[EXIT_TEMPORARY, EXIT_CONFIG]), EXIT_CONFIG);
+        assert_eq!(worst(&[EXIT_CONFIG, EXIT_UNAVAILABLE]), EXIT_UNAVAILABLE);
+        assert_eq!(worst(&[EXIT_UNAVAILABLE, EXIT_INTERNAL]), EXIT_INTERNAL);
+        assert_eq!(worst(&[EXIT_USAGE, EXIT_DATA, EXIT_TEMPORARY]), EXIT_TEMPORARY);
+    }
 
     #[test]
     fn scrub_hides_registered_secrets() {

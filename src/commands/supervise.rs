@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::cli::SuperviseArgs;
 use crate::context::Context;
 use crate::db::events::{record_event_or_log, Event};
-use crate::error::{Result, EXIT_OK};
+use crate::error::{worse_exit_code, Result};
 use crate::model::{EventKind, PassStatus};
 use crate::output::Report;
 
@@ -23,8 +23,8 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
 
 /// Rewrite the operations page after the pass, which it shows as the supervisor's
 /// heartbeat. A page that cannot be written is logged and recorded as a
-/// `supervise_error` event; when nothing else failed, the pass exits with that error's
-/// code (78 for a missing folder), as for the metrics textfile.
+/// `supervise_error` event, and the pass exits with the worse of its own code and that
+/// error's (78 for a missing folder), as for the metrics textfile (docs/exit-codes.md).
 fn rewrite_page(ctx: &mut Context, path: &Path, report: Report) -> Report {
     let now = ctx.clock.now();
     let written = crate::report::render_page(&mut ctx.client, &ctx.config, now)
@@ -33,6 +33,6 @@ fn rewrite_page(ctx: &mut Context, path: &Path, report: Report) -> Report {
     let message = format!("could not write report_html {}: {}", path.display(), error.display_scrubbed());
     log::error!("supervise: {message}");
     record_event_or_log(&mut ctx.client, &ctx.outbox, &Event::new(EventKind::SuperviseError, message), now);
-    let exit_code = if report.exit_code == EXIT_OK { error.exit_code() } else { report.exit_code };
+    let exit_code = worse_exit_code(report.exit_code, error.exit_code());
     report.with_exit_code(exit_code)
 }

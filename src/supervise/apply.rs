@@ -20,7 +20,7 @@ use crate::model::{EventKind, RunStatus, Trigger};
 use crate::output::local_time as local;
 use crate::worker::process;
 
-use super::{record_failure, Action, Decision};
+use super::{record_failure, Action, Decision, StepFailures};
 
 /// Apply `decisions` in order; a failed one is recorded (see `record_failure`) and the
 /// pass goes on.
@@ -33,11 +33,11 @@ pub(super) fn apply_all(
     runs: &[RunRow],
     decisions: &mut [Decision],
     now: DateTime<Utc>,
-    had_error: &mut bool,
+    failures: &mut StepFailures,
 ) {
     for decision in decisions.iter_mut() {
         if let Err(error) = apply(client, outbox, config, clock, runs, decision, now) {
-            *had_error = true;
+            failures.add(&error);
             let message = error.display_scrubbed();
             let what = format!("could not {} drain {}: {message}", decision.action.verb(), decision.drain);
             record_failure(client, outbox, Some(&decision.drain), what, clock.now());

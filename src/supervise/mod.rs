@@ -32,7 +32,7 @@ use crate::db::items::drains_with_available_items;
 use crate::db::passes::{insert_pass, PassRecord};
 use crate::db::runs::RunRow;
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
-use crate::error::{Error, Result, EXIT_INTERNAL, EXIT_OK};
+use crate::error::{worse_exit_code, Error, Result};
 use crate::model::{EventKind, PassStatus};
 use crate::output::{table, Report};
 use crate::worker::process;
@@ -107,12 +107,11 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // Never wait long behind a lock held by a frozen drain: fail that decision instead.
     crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
     let zone = config.defaults.timezone;
-    let mut had_error = false;
-    let mut textfile_exit_code = None;
+    let mut failures = StepFailures::default();
     // Feed the drains with sources first, so the decisions see what the scans enqueued.
     let mut scans = Vec::new();
     if !args.dry_run {
-        scans = scan_sources(client, outbox, config, clock, &mut had_error);
+        scans = scan_sources(client, outbox, config, clock, &mut failures);
     }
     // Decided as of the scans' end: an item they enqueued is available by then, and is
     // started by this pass (docs/operations.md).
@@ -133,7 +132,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             &unconfigured,
             &mut decisions,
             decided_at,
-            &mut had_error,
+            &mut failures,
         )?;
     }
     let first_start = decisions.len();
@@ -148,18 +147,27 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             &[],
             &mut decisions[first_start..],
             decided_at,
-            &mut had_error,
+            &mut failures,
         );
-        (pruned, textfile_exit_code) =
-            finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut had_error)?;
+        pruned = finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures)?;
     }
     let report = render(args, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
-    let exit_code = match (had_error, textfile_exit_code) {
-        (false, _) => EXIT_OK,
-        (true, Some(code)) => code,
-        (true, None) => EXIT_INTERNAL,
-    };
-    Ok(report.with_exit_code(exit_code))
+    Ok(report.with_exit_code(failures.exit_code))
+}
+
+/// The steps of a pass that failed, each recorded and gone past: the pass exits with the
+/// worst class among them (docs/exit-codes.md) — 78 when only configuration problems
+/// failed (a missing source folder, an unwritable textfile or log folder), 70 when one
+/// was a bug or an unexpected database error — and 0 when none failed.
+#[derive(Debug, Default)]
+struct StepFailures {
+    exit_code: u8,
+}
+
+impl StepFailures {
+    fn add(&mut self, error: &Error) {
+        self.exit_code = worse_exit_code(self.exit_code, error.exit_code());
+    }
 }
 
 /// Record a `budget_reached` event for each drain kept from starting by its spent daily
@@ -283,13 +291,13 @@ fn scan_sources(
     outbox: &Outbox,
     config: &Config,
     clock: &Clock,
-    had_error: &mut bool,
+    failures: &mut StepFailures,
 ) -> Vec<crate::sources::ScanReport> {
     let mut scans = Vec::new();
     for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
         let scanned = crate::sources::scan(client, outbox, drain, clock, true);
         scans.push(scanned.unwrap_or_else(|error| {
-            *had_error = true;
+            failures.add(&error);
             let message = error.display_scrubbed();
             let what = format!("could not scan the source of drain {}: {message}", drain.name);
             record_failure(client, outbox, Some(&drain.name), what, clock.now());
@@ -311,15 +319,15 @@ fn recover(
     unconfigured: &[RunRow],
     decisions: &mut [Decision],
     fired_at: DateTime<Utc>,
-    had_error: &mut bool,
+    failures: &mut StepFailures,
 ) -> Result<()> {
     // The running runs the decisions were made on are the ones they act on.
     let mut runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
     runs.extend_from_slice(unconfigured);
-    apply_all(client, outbox, config, clock, &runs, decisions, fired_at, had_error);
+    apply_all(client, outbox, config, clock, &runs, decisions, fired_at, failures);
     let released =
         crate::reap::release_orphaned_items(client, outbox, config, clock, None).unwrap_or_else(|error| {
-            *had_error = true;
+            failures.add(&error);
             let what = format!("could not release orphaned items: {}", error.display_scrubbed());
             record_failure(client, outbox, None, what, clock.now());
             0
@@ -337,8 +345,7 @@ fn recover(
 }
 
 /// After the decisions: record the pass, prune history when due, write the metrics
-/// textfile, release the lock. Returns what was pruned and, when the textfile failed
-/// first, the exit code of that failure.
+/// textfile, release the lock. Returns what was pruned.
 fn finish_pass(
     client: &mut Client,
     outbox: &Outbox,
@@ -346,10 +353,9 @@ fn finish_pass(
     clock: &Clock,
     recorder: &PassRecorder,
     decisions: &[Decision],
-    had_error: &mut bool,
-) -> Result<(Option<crate::prune::PruneReport>, Option<u8>)> {
+    failures: &mut StepFailures,
+) -> Result<Option<crate::prune::PruneReport>> {
     let mut pruned = None;
-    let mut textfile_exit_code = None;
     let (pass_id, duration_ms) = recorder.record(
         client,
         PassStatus::Done,
@@ -359,7 +365,7 @@ fn finish_pass(
     match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
         Ok(report) => pruned = report,
         Err(error) => {
-            *had_error = true;
+            failures.add(&error);
             let what = format!("could not prune old history: {}", error.display_scrubbed());
             record_failure(client, outbox, None, what, clock.now());
         }
@@ -368,12 +374,8 @@ fn finish_pass(
         let written = crate::metrics::render_metrics(client, config, clock.now())
             .and_then(|text| crate::metrics::write_textfile(path, &text));
         if let Err(error) = written {
-            // When nothing else failed, the pass exits with this error's code: 78 for
-            // a missing folder or a path that is not a regular file.
-            if !*had_error {
-                textfile_exit_code = Some(error.exit_code());
-            }
-            *had_error = true;
+            // 78 for a missing folder or a path that is not a regular file.
+            failures.add(&error);
             let what =
                 format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
             record_failure(client, outbox, None, what, clock.now());
@@ -381,7 +383,7 @@ fn finish_pass(
     }
     advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
-    Ok((pruned, textfile_exit_code))
+    Ok(pruned)
 }
 
 /// The pass as a table of decisions, then the scans and the prune, and as JSON.
@@ -432,8 +434,8 @@ fn render(
 }
 
 /// A step of the pass that failed: it is logged and recorded as a `supervise_error`
-/// event, and the pass goes on (it exits 70 at the end; when only the metrics textfile
-/// failed, with that error's code).
+/// event, and the pass goes on (it exits with the worst class of what failed: see
+/// [`StepFailures`]).
 fn record_failure(
     client: &mut Client,
     outbox: &Outbox,

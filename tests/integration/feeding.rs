@@ -312,11 +312,13 @@ fn supervise_scans_sources_before_it_decides() {
     let dry = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
     assert_eq!(dry["scans"], serde_json::json!([]), "a dry run does not scan");
     assert_eq!(start_decision(&dry).0, "start", "the scanned file is available");
-    // A source that cannot be read fails that scan, not the pass: the rest goes on (exit 70).
+    // A source that cannot be read fails that scan, not the pass: the rest goes on, and
+    // the pass exits 78 as `scan` does for the same configuration problem, not 70.
     fs::rename(fixture.path("data"), fixture.path("moved")).unwrap();
     fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
     let broken = fixture.drainctl(&["supervise", "--json"]).run();
-    broken.assert_code(70);
+    broken.assert_code(78);
+    fixture.drainctl(&["scan", "sessions"]).run().assert_code(78);
     let report = broken.json();
     assert_eq!(report["scans"][0]["status"], "failed");
     assert!(report["scans"][0]["error"].as_str().unwrap().contains("does not exist"), "{report:#}");
