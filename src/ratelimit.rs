@@ -35,6 +35,7 @@ pub fn record_quota_hit(
     hit: &QuotaHit,
     now: DateTime<Utc>,
     policy: BackoffPolicy,
+    zone: chrono_tz::Tz,
 ) -> Result<BackoffDecision> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
@@ -84,7 +85,7 @@ pub fn record_quota_hit(
     let message = format!(
         "{} backs off until {} ({}){}: {}",
         subject(source),
-        until.to_rfc3339(),
+        crate::output::local_time(until, zone),
         rule_text(&decision),
         if hit.needs_attention { "; needs attention: time will not fix this" } else { "" },
         hit.matched_line

@@ -524,7 +524,8 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
         notes.push(format!("waiting for the reset {}", relative(until)));
     }
     if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
-        notes.push(format!("backoff {} ({reason})", relative(until)));
+        let left = (until - now).to_std().unwrap_or_default();
+        notes.push(format!("backs off for {} more ({reason})", crate::duration::format_duration(left)));
     }
     if let Some(at) = drain.parked_at {
         notes.insert(0, format!("quota group parked {}", relative(at)));

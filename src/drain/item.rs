@@ -299,6 +299,7 @@ impl Pass<'_> {
                 hit,
                 now,
                 self.config.defaults.backoff_policy(),
+                self.config.defaults.timezone,
             )
         })?;
         if self.may_wait_until(decision.until, now) {
@@ -307,7 +308,7 @@ impl Pass<'_> {
                 "drain {}: quota hit on item {}: its group backs off until {} ({})",
                 self.drain.name,
                 item.key,
-                decision.until.to_rfc3339(),
+                crate::output::local_time(decision.until, self.config.defaults.timezone),
                 hit.matched_line
             );
             return Ok(ItemEnd::Settled);
@@ -319,7 +320,7 @@ impl Pass<'_> {
                 self.drain.name,
                 item.key,
                 account.name,
-                decision.until.to_rfc3339(),
+                crate::output::local_time(decision.until, self.config.defaults.timezone),
                 hit.matched_line
             );
             return Ok(ItemEnd::Settled);
@@ -334,7 +335,7 @@ impl Pass<'_> {
             format!(
                 "quota hit on item {}: {subject} backs off until {} ({})",
                 item.key,
-                decision.until.to_rfc3339(),
+                crate::output::local_time(decision.until, self.config.defaults.timezone),
                 hit.matched_line
             ),
         )))

@@ -232,7 +232,7 @@ impl<'a> Pass<'a> {
             let note = controls.pause_note.as_deref().unwrap_or("no note");
             return Some(Stop::normal(RunStatus::WindowClosed, format!("drain paused ({note})")));
         }
-        if let Some(stop) = parked_stop(&self.drain.quota_group, &controls) {
+        if let Some(stop) = parked_stop(&self.drain.quota_group, &controls, self.config.defaults.timezone) {
             return Some(stop);
         }
         let is_bursting = controls.burst_until.is_some_and(|until| now < until);
@@ -248,7 +248,7 @@ impl<'a> Pass<'a> {
                 format!(
                     "quota group {} backs off until {}: {}",
                     self.drain.quota_group,
-                    until.to_rfc3339(),
+                    crate::output::local_time(until, self.config.defaults.timezone),
                     controls.backoff_reason.unwrap_or_default()
                 ),
             ));
@@ -459,13 +459,13 @@ fn record_switch(
 }
 
 /// The stop of a pass whose quota group is parked (docs/rate-limits.md, "Parked groups").
-fn parked_stop(quota_group: &str, controls: &PassControls) -> Option<Stop> {
+fn parked_stop(quota_group: &str, controls: &PassControls, zone: chrono_tz::Tz) -> Option<Stop> {
     let parked_at = controls.parked_at?;
     Some(Stop::normal(
         RunStatus::RateLimited,
         format!(
             "quota group {quota_group} is parked since {} (needs attention: {}); `drainctl resume --group {quota_group}` once it is fixed",
-            parked_at.to_rfc3339(),
+            crate::output::local_time(parked_at, zone),
             controls.parked_reason.as_deref().unwrap_or("no reason recorded")
         ),
     ))

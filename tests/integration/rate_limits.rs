@@ -55,6 +55,35 @@ fn a_429_with_a_reset_backs_off_the_whole_group_until_reset_plus_a_minute() {
 }
 
 #[test]
+fn backoff_messages_show_the_instant_in_the_configured_zone() {
+    let fixture = Fixture::new(&config(), NOW);
+    let body = r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your rate limit. Resets in 30 minutes."}}"#;
+    fixture.enqueue("alpha", &[("a1".into(), limit(body))]);
+    fixture.enqueue("beta", &[("b1".into(), json!(1))]);
+    // 10:31 UTC is 11:31 in Europe/Paris.
+    let local = "backs off until Fri 2026-11-27 11:31 CET";
+    let hit = fixture.drainctl(&["drain", "alpha"]).run();
+    hit.assert_code(0);
+    assert!(hit.stdout.contains(local), "{}", hit.stdout);
+    let refused = fixture.drainctl(&["drain", "beta"]).run();
+    assert!(refused.stdout.contains(&format!("quota group shared {local}")), "{}", refused.stdout);
+    for run in ["1", "2"] {
+        let shown = fixture.drainctl(&["runs", "show", run]).run();
+        assert!(shown.stdout.contains(local) && !shown.stdout.contains("+00:00"), "{}", shown.stdout);
+    }
+    let events = fixture.drainctl(&["events", "--kind", "backoff_set", "--json"]).run().json();
+    let message = events["events"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains(local), "{events}");
+    // JSON keeps the instant in RFC 3339 UTC.
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_eq!(status["drains"][0]["backoff_until"], "2026-11-27T10:31:00Z", "{status}");
+    // The status note says how much of the backoff is left, not when one starts.
+    let table = fixture.drainctl(&["status"]).run().stdout;
+    assert!(table.contains("backs off for 31m more ("), "{table}");
+    assert!(!table.contains("backoff in"), "{table}");
+}
+
+#[test]
 fn hits_without_a_reset_back_off_five_minutes_then_the_default() {
     let fixture = Fixture::new(&config(), NOW);
     fixture.enqueue("alpha", &[("a1".into(), limit("Claude AI usage limit reached"))]);
