@@ -8,6 +8,7 @@
 //! and read.
 
 pub(crate) mod defaults;
+mod key_path;
 mod raw;
 mod resolve;
 
@@ -253,6 +254,12 @@ impl Config {
         let source = Source { text, path };
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
             let message = error.message().trim().replace('\n', "; ");
+            // A value of the wrong type or out of range fails here, before `resolve` can
+            // name its key: name it from the text at the value.
+            let message = match error.span().and_then(|span| key_path::describe(text, span.start)) {
+                Some(key) => format!("{key}: {}", message.replace("expected i64", "expected an integer")),
+                None => message,
+            };
             source.error_at(error.span(), &message)
         })?;
         Config::resolve(raw, &source)
@@ -413,6 +420,28 @@ mod tests {
         let bogus = zone(Some("Bogus/Zone"), localtime);
         assert_eq!(bogus.zone, chrono_tz::Europe::Paris);
         assert!(bogus.problem.unwrap().contains("using Europe/Paris (from /etc/localtime) instead"));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_or_too_large_names_its_drain_and_key() {
+        let path = Path::new("/etc/drainctl/c.toml");
+        let drain = |line: &str| format!("[[drain]]\nname = \"halacha\"\ncommand = [\"x\"]\n{line}\n");
+        let message = |text: &str| Config::from_text(text, Some(path)).unwrap_err().to_string();
+        assert_eq!(
+            message(&drain("max_items_per_pass = \"50\"")),
+            "/etc/drainctl/c.toml:4:22: drain \"halacha\": max_items_per_pass: invalid type: string \"50\", \
+             expected an integer"
+        );
+        let too_large = message(&drain("max_attempts = 99999999999999999999"));
+        assert!(
+            too_large.starts_with("/etc/drainctl/c.toml:4:16: drain \"halacha\": max_attempts: "),
+            "{too_large}"
+        );
+        let defaults = message("[defaults]\nkill_grace = 30\n");
+        assert!(
+            defaults.starts_with("/etc/drainctl/c.toml:2:14: kill_grace: invalid type: integer"),
+            "{defaults}"
+        );
     }
 
     #[test]

@@ -1,0 +1,135 @@
+//! Which setting a TOML error points at, read from the text around its position.
+//!
+//! A value of the wrong type (`max_items_per_pass = "50"`) or a number too large for 64
+//! bits fails while the file is parsed, before [`super::resolve`] can name the key, and
+//! the parser's message names only the value. Its position does: the key is written on
+//! the same line before the value (`KEY = `, or `KEY = { INNER = ` in an inline table),
+//! and the table is the last `[header]` above it — for a `[[drain]]` or a
+//! `[[quota_group]]`, named by its `name = "..."` line. The result reads like the
+//! messages of `resolve` (docs/configuration.md): `drain "halacha": max_items_per_pass`,
+//! `quota group "g": switch_cooldown`, `retention.runs`. When the text is not written
+//! that way (a value on a line of its own inside a multi-line array), nothing is named.
+
+/// The setting at byte `offset` of `text`, as the messages of `resolve` name it.
+pub(super) fn describe(text: &str, offset: usize) -> Option<String> {
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
+    let key = key_before_value(&text[line_start..offset])?;
+    let (header, header_end) = match last_header(&text[..line_start]) {
+        Some((header, end)) => (header, end),
+        None => (String::new(), 0),
+    };
+    let table_name = || name_in_table(&text[header_end..]);
+    let (scope, path) = match header.split_once('.') {
+        Some((top, rest)) => (top.to_string(), format!("{rest}.{key}")),
+        None => (header.clone(), key),
+    };
+    Some(match scope.as_str() {
+        "" | "defaults" => path,
+        "drain" => match table_name() {
+            Some(name) => format!("drain {name:?}: {path}"),
+            None => format!("[[drain]] {path}"),
+        },
+        "quota_group" => match table_name() {
+            Some(name) => format!("quota group {name:?}: {path}"),
+            None => format!("[[quota_group]] {path}"),
+        },
+        other => format!("{other}.{path}"),
+    })
+}
+
+/// `KEY` from `KEY = ` (the value follows), `KEY = [...` (an element of its array) or
+/// `OUTER = { ..., KEY = ` (`OUTER.KEY`).
+fn key_before_value(prefix: &str) -> Option<String> {
+    let (outer, rest) = prefix.split_once('=')?;
+    let outer = bare_key(outer)?;
+    let rest = rest.trim_start();
+    if rest.is_empty() || rest.starts_with('[') && !rest.contains('{') {
+        return Some(outer);
+    }
+    if rest.starts_with('{') {
+        let inner = rest.trim_end().strip_suffix('=')?;
+        let inner = inner.rsplit(['{', ',']).next()?;
+        return Some(format!("{outer}.{}", bare_key(inner)?));
+    }
+    None
+}
+
+/// A bare or dotted key, surrounding spaces removed; quotes are kept out.
+fn bare_key(text: &str) -> Option<String> {
+    let key = text.trim().trim_matches('"');
+    let is_key = !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
+    is_key.then(|| key.replace(' ', ""))
+}
+
+/// The last `[table]` or `[[array]]` header in `text`, without brackets, and where the
+/// line after it starts.
+fn last_header(text: &str) -> Option<(String, usize)> {
+    let mut found = None;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        at += line.len();
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            let name = trimmed.split('#').next().unwrap_or_default().trim();
+            let name = name.trim_start_matches('[').trim_end_matches(']').trim();
+            found = Some((name.replace([' ', '"'], ""), at));
+        }
+    }
+    found
+}
+
+/// The `name = "..."` of the table whose lines start `text`, up to the next header.
+fn name_in_table(text: &str) -> Option<String> {
+    text.lines().take_while(|line| !line.trim_start().starts_with('[')).find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if key.trim() != "name" {
+            return None;
+        }
+        let value = value.trim().strip_prefix('"')?;
+        Some(value[..value.find('"')?].to_string())
+    })
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str, value: &str) -> Option<String> {
+        describe(text, text.find(value).unwrap())
+    }
+
+    #[test]
+    fn the_key_and_the_table_of_a_value_are_named_as_resolve_names_them() {
+        let drain = "[[drain]]\nname = \"halacha\"\ncommand = [\"x\", 5]\nmax_items_per_pass = \"50\"\n\
+                     window = { days = \"mon\", from = 7 }\n";
+        assert_eq!(at(drain, "\"50\"").as_deref(), Some("drain \"halacha\": max_items_per_pass"));
+        assert_eq!(at(drain, "5]").as_deref(), Some("drain \"halacha\": command"));
+        assert_eq!(at(drain, "7 }").as_deref(), Some("drain \"halacha\": window.from"));
+        // The name may come after the bad value.
+        let late = "[[drain]]\nmax_items_per_pass = \"50\"\nname = \"late\"\n[[drain]]\nname = \"other\"\n";
+        assert_eq!(at(late, "\"50\"").as_deref(), Some("drain \"late\": max_items_per_pass"));
+        assert_eq!(
+            at("[[drain]]\nmax_items_per_pass = true\n", "true").as_deref(),
+            Some("[[drain]] max_items_per_pass")
+        );
+        let defaults =
+            "[database]\nurl = 5\n[defaults]\nburst_max = 3 # hours\n[defaults.retention]\nruns = 30\n";
+        assert_eq!(at(defaults, "5").as_deref(), Some("database.url"));
+        assert_eq!(at(defaults, "3 #").as_deref(), Some("burst_max"));
+        assert_eq!(at(defaults, "30").as_deref(), Some("retention.runs"));
+        let group = "[[quota_group]]\nname = \"g\"\nswitch_cooldown = 10\n";
+        assert_eq!(at(group, "10").as_deref(), Some("quota group \"g\": switch_cooldown"));
+        // Not written as `KEY = value` on one line: nothing is named.
+        assert_eq!(at("[[drain]]\nname = \"a\"\ncommand = [\n  \"x\",\n  5,\n]\n", "5,"), None);
+        assert_eq!(at("[[drain]]\nnme = \"a\"\n", "nme"), None);
+    }
+}
