@@ -416,12 +416,14 @@ pub struct ItemsShowArgs {
     pub output: OutputArgs,
 }
 
+// Either `--dead` or `--key KEY`: the error for neither names both.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("items").required(true).args(["dead", "key"])))]
 pub struct RetryArgs {
     /// Drain name
     pub name: String,
     /// Retry every dead item of the drain
-    #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+    #[arg(long)]
     pub dead: bool,
     /// Retry this one item (dead or pending)
     #[arg(long, value_name = "KEY")]

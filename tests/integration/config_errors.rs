@@ -103,3 +103,13 @@ fn usage_errors_exit_64() {
     result.assert_code(64);
     Drainctl::new(&["--help"]).run().assert_code(0);
 }
+
+#[test]
+fn retry_without_what_to_retry_names_both_choices() {
+    let result = Drainctl::new(&["retry", "okd"]).run();
+    result.assert_code(64);
+    assert!(result.stderr.contains("<--dead|--key <KEY>>"), "{}", result.stderr);
+    let both = Drainctl::new(&["retry", "okd", "--dead", "--key", "a"]).run();
+    both.assert_code(64);
+    assert!(both.stderr.contains("cannot be used with"), "{}", both.stderr);
+}
