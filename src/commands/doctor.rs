@@ -502,16 +502,19 @@ fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf,
 }
 
 /// The configured zone, read from the file on its own so that an unknown zone is reported
-/// here even when it made the whole configuration fail.
+/// here even when it made the whole configuration fail. Without a file to read, the zone
+/// drainctl would use — the machine's — is checked; only a file that is not TOML leaves
+/// the zone unknown.
 fn check_zone(checks: &mut Checks, config_path: Option<&Path>) {
-    let raw = Config::locate(config_path)
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .and_then(|text| text.parse::<toml::Table>().ok());
-    let Some(raw) = raw else {
+    let text = Config::locate(config_path).and_then(|path| std::fs::read_to_string(path).ok());
+    let Some(text) = text else {
+        return check_machine_zone(checks, "no configuration file was read");
+    };
+    let Ok(raw) = text.parse::<toml::Table>() else {
         return checks.push(
             "timezone",
             Status::Skip,
-            "time zone not checked: the configuration file did not parse",
+            "time zone not checked: the configuration file is not valid TOML, so its [defaults] timezone is unknown",
         );
     };
     let configured = raw.get("defaults").and_then(|defaults| defaults.get("timezone"));
@@ -527,21 +530,22 @@ fn check_zone(checks: &mut Checks, config_path: Option<&Path>) {
             EXIT_CONFIG,
             "[defaults] timezone must be a string such as \"Asia/Jerusalem\"",
         ),
-        None => {
-            let machine = machine_zone();
-            match machine.problem {
-                // drainctl still works, in the zone it fell back to: a warning, not a failure.
-                Some(problem) => checks.push("timezone", Status::Warn, problem),
-                None => checks.push(
-                    "timezone",
-                    Status::Ok,
-                    format!(
-                        "time zone {} (the machine's; set [defaults] timezone to be explicit)",
-                        machine.zone
-                    ),
-                ),
-            }
-        }
+        None => check_machine_zone(checks, "set [defaults] timezone to be explicit"),
+    }
+}
+
+/// The machine's zone (`$TZ`, `/etc/localtime`, `/etc/timezone`), which drainctl uses
+/// without `[defaults] timezone`; `note` says why it is the one checked.
+fn check_machine_zone(checks: &mut Checks, note: &str) {
+    let machine = machine_zone();
+    match machine.problem {
+        // drainctl still works, in the zone it fell back to: a warning, not a failure.
+        Some(problem) => checks.push("timezone", Status::Warn, problem),
+        None => checks.push(
+            "timezone",
+            Status::Ok,
+            format!("time zone {} (the machine's, from {}; {note})", machine.zone, machine.source),
+        ),
     }
 }
 

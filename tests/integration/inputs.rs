@@ -302,6 +302,37 @@ fn an_unknown_tz_is_a_warning_naming_it_and_doctor_reports_it() {
 }
 
 #[test]
+fn doctor_without_a_configuration_file_checks_the_machines_zone() {
+    let fixture = Fixture::new(DRAIN, NOW);
+    let missing = fixture.path("nowhere/drainctl.toml");
+    let missing = missing.to_str().unwrap();
+    let zone_check = |result: &Finished| -> String {
+        let checks = result.json()["checks"].as_array().unwrap().clone();
+        let check = checks.iter().find(|check| check["check"] == "timezone").unwrap().clone();
+        format!("{} {}", check["status"].as_str().unwrap(), check["message"].as_str().unwrap())
+    };
+    let doctor = fixture.drainctl(&["--config", missing, "doctor", "--json"]).env("TZ", "Asia/Tokyo").run();
+    doctor.assert_code(78);
+    assert_eq!(
+        zone_check(&doctor),
+        "ok time zone Asia/Tokyo (the machine's, from $TZ; no configuration file was read)"
+    );
+    let bogus = fixture.drainctl(&["--config", missing, "doctor", "--json"]).env("TZ", "Bogus/Zone").run();
+    assert!(
+        zone_check(&bogus).starts_with("warn TZ=\"Bogus/Zone\" is not a known time zone"),
+        "{}",
+        zone_check(&bogus)
+    );
+    // A file that is not TOML: its zone cannot be known, and the line says why.
+    fixture.write_config("[[drain]\n");
+    let broken = fixture.drainctl(&["doctor", "--json"]).env("TZ", "Asia/Tokyo").run();
+    assert_eq!(
+        zone_check(&broken),
+        "skip time zone not checked: the configuration file is not valid TOML, so its [defaults] timezone is unknown"
+    );
+}
+
+#[test]
 fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_read() {
     for (args, says) in [
         (&[][..], "`drainctl` needs a command: migrate, drain,"),
