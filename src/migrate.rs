@@ -360,7 +360,8 @@ fn status_rows(applied: &[Applied]) -> Vec<MigrationStatus> {
 }
 
 /// `migrate --repair-checksum VERSION`: accept the current file's checksum for an
-/// applied migration (after a harmless edit).
+/// applied migration (after a harmless edit). One whose checksum already matches is left
+/// alone, and the message says so.
 pub fn repair_checksum(
     client: &mut Client,
     outbox: &Outbox,
@@ -377,16 +378,29 @@ pub fn repair_checksum(
     with_migration_lock(client, lock_timeout, |client| {
         let new_checksum = checksum(migration.sql);
         let mut transaction = client.transaction()?;
-        let updated = transaction.execute(
+        let recorded: Option<String> = transaction
+            .query_opt("SELECT checksum FROM schema_migrations WHERE version = $1 FOR UPDATE", &[&version])?
+            .map(|row| row.get(0));
+        match recorded {
+            None => {
+                return Err(Error::Usage(format!(
+                    "--repair-checksum {version}: migration {version:04}_{} is not applied yet; run `drainctl migrate`",
+                    migration.name
+                )))
+            }
+            Some(recorded) if recorded == new_checksum => {
+                return Ok(format!(
+                    "migration {version:04}_{}: checksum {} already matches this build; nothing changed",
+                    migration.name,
+                    short(&new_checksum)
+                ))
+            }
+            Some(_) => {}
+        }
+        transaction.execute(
             "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
             &[&version, &new_checksum],
         )?;
-        if updated == 0 {
-            return Err(Error::Usage(format!(
-                "--repair-checksum {version}: migration {version:04}_{} is not applied yet; run `drainctl migrate`",
-                migration.name
-            )));
-        }
         let event = Event::new(
             EventKind::MigrationChecksumRepaired,
             format!("accepted the new checksum of migration {version:04}_{}", migration.name),

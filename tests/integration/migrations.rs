@@ -140,8 +140,17 @@ fn a_tampered_applied_migration_is_refused_with_exit_78_naming_it() {
     assert!(result.stderr.contains("--repair-checksum 1"), "{}", result.stderr);
     assert_eq!(result.stderr.lines().count(), 1, "one line: {}", result.stderr);
     // The explicit way out.
-    migrate(&db, &["--repair-checksum", "1"]).run().assert_code(0);
+    let repaired = migrate(&db, &["--repair-checksum", "1"]).run();
+    repaired.assert_code(0);
+    assert!(repaired.stdout.contains("checksum updated to"), "{}", repaired.stdout);
     migrate(&db, &[]).run().assert_code(0);
+    // Again, on a checksum that is right: nothing to change, and it says so.
+    let again = migrate(&db, &["--repair-checksum", "1"]).run();
+    again.assert_code(0);
+    assert!(again.stdout.contains("already matches this build; nothing changed"), "{}", again.stdout);
+    let repairs =
+        query_i64(&mut db.client(), "SELECT count(*) FROM events WHERE kind = 'migration_checksum_repaired'");
+    assert_eq!(repairs, 1);
 }
 
 #[test]

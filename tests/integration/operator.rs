@@ -630,6 +630,11 @@ fn migration_events_in_notify_on_are_sent() {
         assert_eq!(event["kind"], "migration_applied");
         assert_eq!(event["data"]["version"], version);
     }
+    // A repair is recorded only when the checksum needed one.
+    fixture
+        .client()
+        .execute("UPDATE schema_migrations SET checksum = 'abc123' WHERE version = 1", &[])
+        .unwrap();
     fixture.drainctl(&["migrate", "--repair-checksum", "1"]).run().assert_code(0);
     let sent = notified();
     assert_eq!(sent.len() as i64, applied + 1, "{sent:?}");
