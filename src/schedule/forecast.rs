@@ -94,7 +94,7 @@ impl Forecast {
     pub fn describe(&self) -> String {
         let rate = match self.items_per_hour {
             Some(rate) => {
-                format!("~{} items/h over {} run{}", round_rate(rate), self.runs, plural(self.runs))
+                format!("{} items/h over {} run{}", round_rate(rate), self.runs, plural(self.runs))
             }
             None => "no finished run in the last 24h".to_string(),
         };
@@ -129,12 +129,17 @@ fn plural(count: i64) -> &'static str {
     }
 }
 
-/// A rate as people read it: `0.4`, `12`, `120`.
+/// A rate as people read it: `~0.4`, `~12`, `~120`. No item is `0`, and a rate that
+/// would round to `0.0` is `<0.1`, not `~0.0`.
 fn round_rate(rate: f64) -> String {
-    if rate < 10.0 {
-        format!("{:.1}", rate)
+    if rate <= 0.0 {
+        "0".to_string()
+    } else if rate < 0.05 {
+        "<0.1".to_string()
+    } else if rate < 10.0 {
+        format!("~{:.1}", rate)
     } else {
-        format!("{:.0}", rate)
+        format!("~{:.0}", rate)
     }
 }
 
@@ -182,6 +187,18 @@ mod tests {
         assert_eq!(forecast.describe(), "~60 items/h over 3 runs; 84 left: ~1h 25m of running");
         // Two passes at once halve it.
         assert_eq!(super::forecast(history, 84, 2, None, now()).seconds_to_empty, Some(42.0 * 60.0));
+    }
+
+    #[test]
+    fn a_rate_too_small_to_show_is_below_a_tenth_not_zero() {
+        let slow = RunHistory { runs: 1, items_done: 1, running_seconds: 30.0 * 3600.0 };
+        assert!(forecast(slow, 5, 1, None, now())
+            .describe()
+            .starts_with("<0.1 items/h over 1 run; 5 left: "));
+        let none = RunHistory { runs: 1, items_done: 0, running_seconds: 3600.0 };
+        assert!(forecast(none, 5, 1, None, now()).describe().starts_with("0 items/h over 1 run; 5 left"));
+        let some = RunHistory { runs: 2, items_done: 1, running_seconds: 7200.0 };
+        assert!(forecast(some, 5, 1, None, now()).describe().starts_with("~0.5 items/h over 2 runs"));
     }
 
     #[test]
