@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::db::events::{record_event_or_log, Event, Outbox};
 use crate::model::EventKind;
-use crate::worker::{run_worker, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
+use crate::worker::{run_worker, OutputDrain, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
 
 /// Most of the notifier's stdout that is read (and ignored); beyond it the notifier is
 /// stopped, so a runaway notifier cannot fill memory.
@@ -126,10 +126,13 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         checkpoint_pattern: None,
         resume_pattern: None,
         announced_wait: None,
+        // A descendant that left the group and holds the pipes is not waited for past the
+        // timeout either: the whole call takes at most `notify_timeout`.
+        output_drain: OutputDrain::WithinTimeout,
     };
     let report = run_worker(&spec, &mut Unobserved).map_err(|error| Failure {
         reason: "not_started",
-        message: error.to_string(),
+        message: error.describe("notify_command"),
         exit_code: None,
         stderr_tail: None,
     })?;
@@ -218,9 +221,26 @@ mod tests {
         assert_eq!(failure.reason, "timed_out");
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         let missing = vec!["/nonexistent/notifier".to_string()];
+        let failure = run_notifier(&missing, Duration::from_secs(1), &event()).unwrap_err();
+        assert_eq!(failure.reason, "not_started");
         assert_eq!(
-            run_notifier(&missing, Duration::from_secs(1), &event()).unwrap_err().reason,
-            "not_started"
+            failure.message,
+            "notify_command \"/nonexistent/notifier\" not found (not on PATH or no such file)"
         );
+    }
+
+    #[test]
+    fn a_notifier_that_leaves_a_detached_child_holding_its_pipes_takes_no_longer_than_its_timeout() {
+        let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        let timeout = Duration::from_secs(1);
+        // Times out, and the child that left its group keeps stdout and stderr open.
+        let started = std::time::Instant::now();
+        let failure = run_notifier(&sh("setsid sleep 6 & sleep 30"), timeout, &event()).unwrap_err();
+        assert_eq!(failure.reason, "timed_out");
+        assert!(started.elapsed() < timeout + Duration::from_millis(500), "{:?}", started.elapsed());
+        // Exits at once, and the child that left its group keeps the pipes open.
+        let started = std::time::Instant::now();
+        run_notifier(&sh("setsid sleep 6 & exit 0"), timeout, &event()).unwrap();
+        assert!(started.elapsed() < timeout + Duration::from_millis(500), "{:?}", started.elapsed());
     }
 }

@@ -14,7 +14,7 @@ use crate::db::runs;
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_TEMPORARY};
 use crate::model::{AttemptOutcome, EventKind, RunStatus};
 use crate::quota::{Outcome, QuotaHit};
-use crate::worker::{run_worker, SpawnError, StopReason, WorkerExit, WorkerReport, WorkerSpec};
+use crate::worker::{run_worker, OutputDrain, SpawnError, StopReason, WorkerExit, WorkerReport, WorkerSpec};
 
 use super::recorder::{check_resume_token, rejected_token_event, store_resume_token, WorkerRecorder};
 use super::{ItemEnd, Pass, StagedItem, Stop, SucceededItem};
@@ -84,6 +84,7 @@ impl Pass<'_> {
             checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
             resume_pattern: Some(&self.drain.resume_pattern),
             announced_wait: Some(crate::quota::announced_wait),
+            output_drain: OutputDrain::AfterExit,
         };
         log::info!(
             "drain {}: item {} attempt {} starting{}{}",

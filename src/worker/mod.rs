@@ -90,6 +90,21 @@ pub struct WorkerSpec<'a> {
     /// itself; a wait beyond [`MAX_CLIENT_WAIT`] or the item timeout stops the worker
     /// with [`StopReason::ClientWaits`].
     pub announced_wait: Option<AnnouncedWaitReader>,
+    /// How long output is still awaited once the worker exited.
+    pub output_drain: OutputDrain,
+}
+
+/// After the worker exited and its group was killed, how long output still in flight is
+/// awaited: only a descendant that left the group can keep a pipe open past the exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputDrain {
+    /// Up to [`OUTPUT_DRAIN_LIMIT`] after the exit, even past `item_timeout` (a worker:
+    /// the end of its result is worth the wait).
+    AfterExit,
+    /// As `AfterExit`, but never past `item_timeout` after the start, so that the whole
+    /// call takes no longer than its timeout (the notifier: docs/configuration.md,
+    /// "Notifications").
+    WithinTimeout,
 }
 
 /// What the caller hears while a worker runs.
@@ -145,22 +160,13 @@ pub struct WorkerReport {
 }
 
 /// A worker that could not be started: a configuration problem, not an item failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum SpawnError {
-    #[error("worker command is empty; expected a program and its arguments, e.g. [\"claude\", \"-p\"]")]
     EmptyCommand,
-    #[error("worker directory {workdir:?} does not exist or is not a directory")]
     WorkdirMissing { workdir: PathBuf },
-    #[error("worker command {program:?} not found (not on PATH or no such file)")]
     NotFound { program: String },
-    #[error(
-        "worker command {program:?} exists but cannot be run: the interpreter its #! line names, or a \
-         library it needs, is missing"
-    )]
     InterpreterMissing { program: String },
-    #[error("worker command {program:?} is not executable (permission denied)")]
     PermissionDenied { program: String },
-    #[error("worker command {program:?} could not be started: {source}")]
     Other { program: String, source: io::Error },
 }
 
@@ -170,6 +176,47 @@ impl SpawnError {
         match self {
             SpawnError::WorkdirMissing { .. } => "workdir",
             _ => "command",
+        }
+    }
+
+    /// What went wrong, naming the command as `what` (`worker command` for a drain's
+    /// worker, `notify_command` for the notifier).
+    pub fn describe(&self, what: &str) -> String {
+        match self {
+            SpawnError::EmptyCommand => {
+                format!("{what} is empty; expected a program and its arguments, e.g. [\"claude\", \"-p\"]")
+            }
+            SpawnError::WorkdirMissing { workdir } => {
+                format!("worker directory {workdir:?} does not exist or is not a directory")
+            }
+            SpawnError::NotFound { program } => {
+                format!("{what} {program:?} not found (not on PATH or no such file)")
+            }
+            SpawnError::InterpreterMissing { program } => format!(
+                "{what} {program:?} exists but cannot be run: the interpreter its #! line names, or a \
+                 library it needs, is missing"
+            ),
+            SpawnError::PermissionDenied { program } => {
+                format!("{what} {program:?} is not executable (permission denied)")
+            }
+            SpawnError::Other { program, source } => {
+                format!("{what} {program:?} could not be started: {source}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.describe("worker command"))
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnError::Other { source, .. } => Some(source),
+            _ => None,
         }
     }
 }
@@ -502,6 +549,12 @@ fn supervise(
             exit = Some(reap(&mut child));
             pipes.close_stdin();
             drain_until = Instant::now().checked_add(OUTPUT_DRAIN_LIMIT);
+            if spec.output_drain == OutputDrain::WithinTimeout {
+                drain_until = match (drain_until, timeout_at) {
+                    (Some(until), Some(at)) => Some(until.min(at)),
+                    (until, at) => until.or(at),
+                };
+            }
         }
         let now = Instant::now();
         if exit.is_some() {
@@ -979,6 +1032,7 @@ mod tests {
             checkpoint_pattern: pattern,
             resume_pattern: None,
             announced_wait: None,
+            output_drain: OutputDrain::AfterExit,
         }
     }
 
