@@ -6,7 +6,8 @@
 //! fetch of rows, never the export. Each line names its item's `id`, and the summary names
 //! the last one, so `--after-id` resumes exactly after what was written. With `--output`
 //! the file is written beside its target under a temporary name (owner-only) and renamed
-//! over it only when complete; on any error nothing is left behind.
+//! over it only when complete; on any error nothing is left behind. A CSV never holds a
+//! cell a spreadsheet would run as a formula, nor a NUL byte; JSON lines are exact.
 
 use std::borrow::Cow;
 use std::fs::Permissions;
@@ -152,14 +153,14 @@ fn write_error(error: std::io::Error) -> Error {
 }
 
 /// A result as it is exported: UTF-8 text as is, anything else as standard base64.
-fn encoded_result(result: Option<&[u8]>) -> (Option<&'static str>, Option<Cow<'_, str>>) {
+/// `is_nul_text` says whether UTF-8 text holding a NUL character is text (JSON lines,
+/// where it is escaped) or base64 too (CSV, whose readers may cut a cell at a NUL).
+fn encoded_result(result: Option<&[u8]>, is_nul_text: bool) -> (Option<&'static str>, Option<Cow<'_, str>>) {
     match result {
         None => (None, None),
         Some(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => (Some("utf-8"), Some(Cow::Borrowed(text))),
-            Err(_) => {
-                (Some("base64"), Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(bytes))))
-            }
+            Ok(text) if is_nul_text || !text.contains('\0') => (Some("utf-8"), Some(Cow::Borrowed(text))),
+            _ => (Some("base64"), Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(bytes)))),
         },
     }
 }
@@ -186,8 +187,9 @@ struct ExportLine<'a> {
 }
 
 impl<'a> ExportLine<'a> {
-    fn of(row: &'a ExportRow) -> ExportLine<'a> {
-        let (result_encoding, result) = encoded_result(row.result.as_deref());
+    /// The line of `row`; `format` decides only how a result holding a NUL is encoded.
+    fn of(row: &'a ExportRow, format: ExportFormat) -> ExportLine<'a> {
+        let (result_encoding, result) = encoded_result(row.result.as_deref(), format == ExportFormat::Jsonl);
         ExportLine {
             id: row.id,
             key: &row.key,
@@ -210,26 +212,29 @@ impl<'a> ExportLine<'a> {
 }
 
 fn write_json_line(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, &ExportLine::of(row)).map_err(std::io::Error::from)?;
+    serde_json::to_writer(&mut *out, &ExportLine::of(row, ExportFormat::Jsonl))
+        .map_err(std::io::Error::from)?;
     out.write_all(b"\n")
 }
 
+/// One CSV record (docs/json.md#drainctl-export-name): numbers as they are, every other
+/// cell through [`csv_text`].
 fn write_csv_record(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()> {
-    let line = ExportLine::of(row);
+    let line = ExportLine::of(row, ExportFormat::Csv);
     let instant = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let number = |value: Option<i64>| value.map(|n| n.to_string()).unwrap_or_default();
     let fields: [Cow<str>; 16] = [
         Cow::Owned(line.id.to_string()),
-        Cow::Borrowed(line.key),
-        Cow::Borrowed(line.state.as_str()),
+        csv_text(Cow::Borrowed(line.key)),
+        csv_text(Cow::Borrowed(line.state.as_str())),
         Cow::Owned(line.attempts.to_string()),
-        Cow::Owned(instant(line.enqueued_at)),
-        Cow::Owned(line.finished_at.map(instant).unwrap_or_default()),
-        Cow::Borrowed(line.last_error.unwrap_or_default()),
-        Cow::Owned(line.payload.to_string()),
-        Cow::Borrowed(line.result_encoding.unwrap_or_default()),
+        csv_text(Cow::Owned(instant(line.enqueued_at))),
+        csv_text(Cow::Owned(line.finished_at.map(instant).unwrap_or_default())),
+        csv_text(Cow::Borrowed(line.last_error.unwrap_or_default())),
+        csv_text(Cow::Owned(line.payload.to_string())),
+        csv_text(Cow::Borrowed(line.result_encoding.unwrap_or_default())),
         Cow::Owned(line.result_bytes.map(|n| n.to_string()).unwrap_or_default()),
-        line.result.clone().unwrap_or_default(),
+        csv_text(line.result.clone().unwrap_or_default()),
         Cow::Owned(line.cost_usd.map(|cost| cost.to_string()).unwrap_or_default()),
         Cow::Owned(number(line.input_tokens)),
         Cow::Owned(number(line.output_tokens)),
@@ -243,6 +248,18 @@ fn write_csv_record(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()
         write_csv_field(out, field)?;
     }
     out.write_all(b"\r\n")
+}
+
+/// A CSV text cell that a spreadsheet would not run as a formula (OWASP, "CSV
+/// Injection"): one that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+/// leading `'`. So does one that starts with `'` itself, so that the rule can be undone:
+/// a text cell that starts with `'` lost exactly that first `'` (docs/json.md).
+fn csv_text(text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
+        Cow::Owned(format!("'{text}"))
+    } else {
+        text
+    }
 }
 
 /// A CSV field (RFC 4180): quoted, with its quotes doubled, when it holds a comma, a
@@ -317,6 +334,7 @@ impl OutputTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn csv(field: &str) -> String {
         let mut out = Vec::new();
@@ -336,10 +354,73 @@ mod tests {
 
     #[test]
     fn results_are_text_when_they_are_utf8_and_base64_otherwise() {
-        assert_eq!(encoded_result(None), (None, None));
-        let (encoding, text) = encoded_result(Some("résumé\n".as_bytes()));
-        assert_eq!((encoding, text.as_deref()), (Some("utf-8"), Some("résumé\n")));
-        let (encoding, text) = encoded_result(Some(&[0xff, 0xfe, 0x00, 0x80]));
-        assert_eq!((encoding, text.as_deref()), (Some("base64"), Some("//4AgA==")));
+        for is_nul_text in [true, false] {
+            assert_eq!(encoded_result(None, is_nul_text), (None, None));
+            let (encoding, text) = encoded_result(Some("résumé\n".as_bytes()), is_nul_text);
+            assert_eq!((encoding, text.as_deref()), (Some("utf-8"), Some("résumé\n")));
+            let (encoding, text) = encoded_result(Some(&[0xff, 0xfe, 0x00, 0x80]), is_nul_text);
+            assert_eq!((encoding, text.as_deref()), (Some("base64"), Some("//4AgA==")));
+        }
+        // A NUL is text in JSON (escaped), base64 in CSV.
+        let (encoding, text) = encoded_result(Some(b"a\0b"), true);
+        assert_eq!((encoding, text.as_deref()), (Some("utf-8"), Some("a\0b")));
+        let (encoding, text) = encoded_result(Some(b"a\0b"), false);
+        assert_eq!((encoding, text.as_deref()), (Some("base64"), Some("YQBi")));
+    }
+
+    fn row(key: &str, result: &[u8], payload: serde_json::Value) -> ExportRow {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-27T09:00:00Z").unwrap().to_utc();
+        ExportRow {
+            id: 7,
+            key: key.to_string(),
+            state: ItemState::Done,
+            attempts: 1,
+            enqueued_at: at,
+            finished_at: Some(at),
+            last_error: Some("-bash: x: command not found".to_string()),
+            payload,
+            result: Some(result.to_vec()),
+            usage: crate::db::usage::UsageSums { cost_usd: Some(-0.5), ..Default::default() },
+        }
+    }
+
+    fn csv_record(row: &ExportRow) -> String {
+        let mut out = Vec::new();
+        write_csv_record(&mut out, row).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_as_formulas_start_with_a_quote() {
+        assert_eq!(
+            csv_record(&row("=cmd|' /C calc'!A0", b"=HYPERLINK(\"http://evil\",\"x\")", json!(-1))),
+            "7,'=cmd|' /C calc'!A0,done,1,2026-11-27T09:00:00Z,2026-11-27T09:00:00Z,\
+             '-bash: x: command not found,'-1,utf-8,29,\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",-0.5,,,,\r\n"
+        );
+        assert_eq!(
+            csv_record(&row("+1+1", b"@SUM(1+1)", json!({"a": 1}))),
+            "7,'+1+1,done,1,2026-11-27T09:00:00Z,2026-11-27T09:00:00Z,\
+             '-bash: x: command not found,\"{\"\"a\"\":1}\",utf-8,9,'@SUM(1+1),-0.5,,,,\r\n"
+        );
+        // A tab or carriage return first, and a quote first (so that the rule can be undone).
+        assert_eq!(csv_text(Cow::Borrowed("\t=1")), "'\t=1");
+        assert_eq!(csv_text(Cow::Borrowed("\r=1")), "'\r=1");
+        assert_eq!(csv_text(Cow::Borrowed("'=1")), "''=1");
+        for harmless in ["", "plain", "1+1", " =1", "a=b", "{\"n\":-1}"] {
+            assert_eq!(csv_text(Cow::Borrowed(harmless)), harmless);
+        }
+    }
+
+    #[test]
+    fn a_result_with_a_nul_is_base64_in_csv_and_escaped_text_in_json() {
+        let row = row("k", b"a\0b", json!(null));
+        assert!(csv_record(&row).contains(",base64,3,YQBi,"), "{}", csv_record(&row));
+        let mut out = Vec::new();
+        write_json_line(&mut out, &row).unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (line["result_encoding"].as_str(), line["result"].as_str()),
+            (Some("utf-8"), Some("a\0b"))
+        );
     }
 }

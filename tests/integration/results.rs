@@ -534,21 +534,24 @@ fn export_as_csv_carries_the_same_items() {
     assert_eq!(header.join(","), "id,key,state,attempts,enqueued_at,finished_at,last_error,payload,result_encoding,result_bytes,result,cost_usd,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens");
     assert_eq!(records.len(), 701);
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    // A text cell that starts with `'` lost exactly that quote (docs/json.md): the seeded
+    // item 250's result is base64 that starts with `+`.
+    let quoted = records[1..].iter().filter(|r| r[column("result")].starts_with("'+")).count();
+    assert_eq!(quoted, 1, "one result cell starts with '+");
     for record in &records[1..] {
+        let text = |name: &str| record[column(name)].strip_prefix('\'').unwrap_or(&record[column(name)]);
         let id: i64 = record[column("id")].parse().unwrap();
-        let result = match record[column("result_encoding")].as_str() {
-            "utf-8" => Some(record[column("result")].as_bytes().to_vec()),
-            "base64" => {
-                Some(base64::engine::general_purpose::STANDARD.decode(&record[column("result")]).unwrap())
-            }
+        let result = match text("result_encoding") {
+            "utf-8" => Some(text("result").as_bytes().to_vec()),
+            "base64" => Some(base64::engine::general_purpose::STANDARD.decode(text("result")).unwrap()),
             "" => None,
             other => panic!("encoding {other}"),
         };
-        let finished = &record[column("finished_at")];
+        let finished = text("finished_at");
         let value = json!({
-            "key": record[column("key")],
-            "state": record[column("state")],
-            "payload": serde_json::from_str::<serde_json::Value>(&record[column("payload")]).unwrap(),
+            "key": text("key"),
+            "state": text("state"),
+            "payload": serde_json::from_str::<serde_json::Value>(text("payload")).unwrap(),
             "result": result.map(|bytes| bytes.iter().map(|b| json!(b)).collect::<Vec<_>>()),
             "attempts": record[column("attempts")].parse::<i32>().unwrap(),
             "finished_at": if finished.is_empty() { serde_json::Value::Null } else { json!(finished) },
@@ -558,6 +561,41 @@ fn export_as_csv_carries_the_same_items() {
     let with_usage = records.iter().find(|r| r[column("key")] == "key-00001,x").unwrap();
     assert_eq!(with_usage[column("cost_usd")], "0.03617865");
     assert_eq!(with_usage[column("cache_read_tokens")], "", "not reported: empty, not 0");
+}
+
+#[test]
+fn export_as_csv_writes_no_cell_a_spreadsheet_would_run_as_a_formula() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    for (key, result) in [("=cmd|' /C calc'!A0", "=HYPERLINK(\"http://evil\",\"x\")"), ("+1+1", "@SUM(1+1)")]
+    {
+        fixture.drainctl(&["enqueue", "docs", "--key", key, "--payload=-1"]).run().assert_code(0);
+        fixture
+            .client()
+            .execute(
+                "UPDATE items SET state = 'done', result = $2, finished_at = enqueued_at WHERE key = $1",
+                &[&key, &result.as_bytes()],
+            )
+            .unwrap();
+    }
+    let export = fixture.drainctl(&["export", "docs", "--format", "csv"]).run();
+    export.assert_code(0);
+    let records = read_csv(&export.stdout);
+    let cells: Vec<[&str; 3]> =
+        records[1..].iter().map(|r| [r[1].as_str(), r[7].as_str(), r[10].as_str()]).collect();
+    assert_eq!(
+        cells,
+        [
+            ["'=cmd|' /C calc'!A0", "'-1", "'=HYPERLINK(\"http://evil\",\"x\")"],
+            ["'+1+1", "'-1", "'@SUM(1+1)"]
+        ]
+    );
+    // JSON lines carry the exact values.
+    let lines = json_lines(&fixture.drainctl(&["export", "docs"]).run().stdout);
+    assert_eq!(
+        (lines[0]["key"].as_str(), lines[1]["result"].as_str()),
+        (Some("=cmd|' /C calc'!A0"), Some("@SUM(1+1)"))
+    );
 }
 
 #[test]
