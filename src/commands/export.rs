@@ -4,14 +4,18 @@
 //!
 //! Items are written as they are read, in id order, from one snapshot: memory holds one
 //! fetch of rows, never the export. Each line names its item's `id`, and the summary names
-//! the last one, so `--after-id` resumes exactly after what was written. With `--output`
+//! the last one, so `--after-id` resumes exactly after what was written. When the output
+//! fails, the error names the last item whose line the output accepted whole — not the
+//! last one put in the buffer in front of it. With `--output`
 //! the file is written beside its target under a temporary name (owner-only) and renamed
 //! over it only when complete; on any error nothing is left behind. A CSV never holds a
 //! cell a spreadsheet would run as a formula, nor a NUL byte; JSON lines are exact.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fs::Permissions;
 use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +52,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
     // removes an unfinished --output file.
     crate::worker::signals::install_termination_handlers()
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
-    let mut progress = Progress { items: 0, last_id: None, after_id: filter.after_id };
+    let mut progress = Progress::new(filter.after_id);
     match &target {
         Some(target) => {
             let (file, temporary) =
@@ -57,7 +61,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
             // The umask may only have narrowed the mode; set it through the descriptor.
             file.set_permissions(Permissions::from_mode(OUTPUT_MODE))
                 .map_err(|error| target.error("set the mode of the temporary file for", error))?;
-            let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+            let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, Accepted::new(file));
             write_items(&mut ctx.client, &filter, args.format, &mut out, &mut progress).map_err(|error| {
                 error.context(&format!(
                     "export of drain {drain} to {} (nothing was written; {} is left as it was)",
@@ -65,7 +69,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
                     target.path.display()
                 ))
             })?;
-            let file = out.into_inner().map_err(|error| target.error("write", error.into_error()))?;
+            let file = out.into_inner().map_err(|error| target.error("write", error.into_error()))?.output;
             file.sync_all().map_err(|error| target.error("write", error))?;
             drop(file);
             std::fs::rename(&temporary.path, &target.path).map_err(|error| target.error("replace", error))?;
@@ -79,10 +83,23 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
             ))
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stdout.lock());
+            // Straight to descriptor 1, not through Rust's line-buffered stdout, whose own
+            // buffer would count as written what never reached the output.
+            let stdout = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|error| Error::Temporary(format!("cannot write to stdout: {error}")))?;
+            let mut out =
+                BufWriter::with_capacity(WRITE_BUFFER_BYTES, Accepted::new(std::fs::File::from(stdout)));
             let written = write_items(&mut ctx.client, &filter, args.format, &mut out, &mut progress)
                 .and_then(|()| out.flush().map_err(write_error));
+            if written.is_err() {
+                // What the output still takes is delivered (the database went away, a
+                // signal); after a failed write this fails again at once.
+                let _ = out.flush();
+            }
+            let (accepted, _unwritten) = out.into_parts();
+            progress.accepted(accepted.bytes);
             written.map_err(|error| {
                 let resume = progress.resume_id();
                 error.context(&format!(
@@ -98,12 +115,42 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
 
 /// How far an export got: what a resume needs.
 struct Progress {
+    /// Items put in the buffer.
     items: u64,
+    /// The last item put in the buffer.
     last_id: Option<i64>,
     after_id: i64,
+    /// Items in the buffer whose line the output has not accepted whole yet: the offset
+    /// in the output where each line ends, and its id, in order.
+    in_flight: VecDeque<(u64, i64)>,
+    /// The last item whose line the output accepted whole.
+    delivered_id: Option<i64>,
 }
 
 impl Progress {
+    fn new(after_id: i64) -> Progress {
+        Progress { items: 0, last_id: None, after_id, in_flight: VecDeque::new(), delivered_id: None }
+    }
+
+    /// Item `id` is in the buffer; its line ends at offset `line_end` of the output.
+    fn queued(&mut self, id: i64, line_end: u64) {
+        self.items += 1;
+        self.last_id = Some(id);
+        self.in_flight.push_back((line_end, id));
+    }
+
+    /// The output has accepted its first `bytes` bytes: every line that ends within them
+    /// is delivered; a line cut by a partial write is not.
+    fn accepted(&mut self, bytes: u64) {
+        while let Some(&(line_end, id)) = self.in_flight.front() {
+            if line_end > bytes {
+                break;
+            }
+            self.delivered_id = Some(id);
+            self.in_flight.pop_front();
+        }
+    }
+
     /// `exported 3 items of drain docs PLACE (ids up to 42; --after-id 42 resumes after them)`.
     fn describe(&self, drain: &str, place: &str) -> String {
         let noun = if self.items == 1 { "item" } else { "items" };
@@ -114,18 +161,45 @@ impl Progress {
         format!("exported {} {noun} of drain {drain}{place} ({resume})", self.items)
     }
 
-    /// Where a resume starts: after the last item written, else where this one started.
+    /// Where a resume starts: after the last item the output accepted whole, else where
+    /// this export started.
     fn resume_id(&self) -> i64 {
-        self.last_id.unwrap_or(self.after_id)
+        self.delivered_id.unwrap_or(self.after_id)
     }
 }
 
-/// Write the header (CSV), then every item, as they are read.
-fn write_items(
+/// The output under the buffer, counting the bytes it accepted: a write returns how many
+/// it took, a partial one included.
+struct Accepted<W> {
+    output: W,
+    bytes: u64,
+}
+
+impl<W> Accepted<W> {
+    fn new(output: W) -> Accepted<W> {
+        Accepted { output, bytes: 0 }
+    }
+}
+
+impl<W: Write> Write for Accepted<W> {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let written = self.output.write(buffer)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.output.flush()
+    }
+}
+
+/// Write the header (CSV), then every item, as they are read, noting in `progress` where
+/// each line ends and how much of the output was accepted.
+fn write_items<W: Write>(
     client: &mut postgres::Client,
     filter: &ExportFilter,
     format: ExportFormat,
-    out: &mut impl Write,
+    out: &mut BufWriter<Accepted<W>>,
     progress: &mut Progress,
 ) -> Result<()> {
     if format == ExportFormat::Csv {
@@ -139,9 +213,10 @@ fn write_items(
             ExportFormat::Jsonl => write_json_line(out, &row),
             ExportFormat::Csv => write_csv_record(out, &row),
         };
+        let accepted = out.get_ref().bytes;
+        progress.accepted(accepted);
         written.map_err(write_error)?;
-        progress.items += 1;
-        progress.last_id = Some(row.id);
+        progress.queued(row.id, accepted + out.buffer().len() as u64);
         Ok(())
     });
     result
@@ -350,6 +425,25 @@ mod tests {
         assert_eq!(csv("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv("two\nlines"), "\"two\nlines\"");
         assert_eq!(csv(" padded"), "\" padded\"");
+    }
+
+    #[test]
+    fn the_resume_id_is_the_last_line_the_output_accepted_whole() {
+        let mut progress = Progress::new(40);
+        assert_eq!(progress.resume_id(), 40);
+        // Lines of 10 bytes after a 5-byte header: items 41, 42, 43 end at 15, 25, 35.
+        for (id, end) in [(41, 15), (42, 25), (43, 35)] {
+            progress.queued(id, end);
+        }
+        progress.accepted(14);
+        assert_eq!(progress.resume_id(), 40, "line 41 cut by a partial write");
+        progress.accepted(25);
+        assert_eq!(progress.resume_id(), 42);
+        progress.accepted(34);
+        assert_eq!(progress.resume_id(), 42);
+        assert_eq!((progress.items, progress.last_id), (3, Some(43)), "the summary counts what was queued");
+        progress.accepted(35);
+        assert_eq!(progress.resume_id(), 43);
     }
 
     #[test]

@@ -598,6 +598,83 @@ fn export_as_csv_writes_no_cell_a_spreadsheet_would_run_as_a_formula() {
     );
 }
 
+/// The id of the last complete line of (the beginning of) an export, and where it ends.
+fn last_complete_line(export: &[u8]) -> (i64, usize) {
+    let end = export.iter().rposition(|&b| b == b'\n').expect("a complete line") + 1;
+    let start = export[..end - 1].iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1);
+    let line: serde_json::Value = serde_json::from_slice(&export[start..end]).unwrap();
+    (line["id"].as_i64().unwrap(), end)
+}
+
+/// The id an interrupted export names in `stopped after item id ID (--after-id ID resumes there)`.
+fn named_resume_id(stderr: &str) -> i64 {
+    let (_, after) = stderr.split_once("stopped after item id ").unwrap_or_else(|| panic!("{stderr}"));
+    after.split_once(' ').unwrap().0.parse().unwrap()
+}
+
+#[test]
+fn export_names_the_last_item_the_output_accepted_when_a_write_fails() {
+    let fixture = Fixture::new(&config(""), NOW);
+    seed_items(&fixture, 10_000);
+    let whole = fixture.drainctl(&["export", "docs"]).run();
+    whole.assert_code(0);
+    assert!(whole.stdout.len() > 3_000_000, "{} bytes", whole.stdout.len());
+
+    // Stdout is a file that takes 1,000,000 bytes, then fails (as a full disk does), in
+    // the middle of a line: the named id is exactly that of its last complete line, and
+    // resuming after it gives exactly the rest.
+    let path = fixture.path("cut.jsonl");
+    let file = std::fs::File::create(&path).unwrap();
+    let cut = fixture.drainctl(&["export", "docs"]).run_with_stdout_limited_to(file, 1_000_000);
+    cut.assert_code(75);
+    let written = std::fs::read(&path).unwrap();
+    assert_eq!(written.len(), 1_000_000);
+    assert_eq!(written, whole.stdout.as_bytes()[..1_000_000]);
+    let (last, end) = last_complete_line(&written);
+    assert!(end < 1_000_000, "the limit cuts a line");
+    assert!(
+        cut.stderr.contains(&format!("stopped after item id {last} (--after-id {last} resumes there)")),
+        "{}",
+        cut.stderr
+    );
+    let rest = fixture.drainctl(&["export", "docs", "--after-id", &last.to_string()]).run();
+    rest.assert_code(0);
+    assert_eq!(
+        [&written[..end], rest.stdout.as_bytes()].concat(),
+        whole.stdout.as_bytes(),
+        "nothing lost, nothing twice"
+    );
+
+    // Stdout is a pipe whose reader reads 1,000,000 bytes and closes it. What the pipe
+    // held unread is lost to the reader and cannot be known to drainctl: the named id is
+    // at or after the reader's last complete line, and at most the pipe's capacity past
+    // what the reader read (not the 256 KiB buffer in front of it as well).
+    let mut child = fixture.drainctl(&["export", "docs"]).spawn();
+    let mut stdout = child.stdout.take().unwrap();
+    let capacity = {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+        unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_GETPIPE_SZ) }
+    };
+    assert!(capacity > 0);
+    let mut received = vec![0; 1_000_000];
+    std::io::Read::read_exact(&mut stdout, &mut received).unwrap();
+    drop(stdout);
+    let closed = finished(child.wait_with_output().unwrap());
+    closed.assert_code(75);
+    assert!(closed.stderr.contains("Broken pipe"), "{}", closed.stderr);
+    let named = named_resume_id(&closed.stderr);
+    let (read, _) = last_complete_line(&received);
+    let start = whole.stdout.find(&format!("{{\"id\":{named},")).unwrap();
+    let named_end = start + whole.stdout[start..].find('\n').unwrap() + 1;
+    assert!(named >= read, "named {named}, read up to {read}");
+    assert!(
+        named_end <= received.len() + capacity as usize,
+        "named {named} ends at byte {named_end}, past the {} read and the pipe's {capacity}",
+        received.len()
+    );
+}
+
 #[test]
 fn export_to_a_file_is_atomic_and_owner_only() {
     use std::os::unix::fs::PermissionsExt;

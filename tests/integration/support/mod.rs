@@ -229,6 +229,26 @@ impl Drainctl {
         self.command.status().expect("run drainctl").code()
     }
 
+    /// Run with stdout going to `stdout` (a file), of which the process may write only
+    /// the first `max_bytes` bytes (RLIMIT_FSIZE, with SIGXFSZ ignored): the write that
+    /// crosses the limit writes what fits, the next fails with EFBIG, as on a full disk.
+    pub fn run_with_stdout_limited_to(mut self, stdout: std::fs::File, max_bytes: u64) -> Finished {
+        use std::os::unix::process::CommandExt;
+        self.command.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+        // SAFETY: setrlimit and signal are async-signal-safe; nothing is allocated.
+        unsafe {
+            self.command.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: max_bytes, rlim_max: max_bytes };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        finished(self.command.output().expect("run drainctl"))
+    }
+
     pub fn spawn(mut self) -> std::process::Child {
         self.command.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
