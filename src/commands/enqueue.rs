@@ -5,6 +5,8 @@
 //! A payload is checked before it is sent against what PostgreSQL's jsonb can store: no
 //! NUL character (`\u0000`) in any string or object key, and at most [`MAX_PAYLOAD_BYTES`]
 //! of JSON. A value the server still refuses is reported the same way, with its line.
+//! Numbers keep their digits, however many (serde_json's `arbitrary_precision`): jsonb
+//! stores them as `numeric`, exactly as enqueued (docs/json.md).
 
 use std::io::{BufRead, BufReader};
 

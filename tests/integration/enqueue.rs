@@ -76,3 +76,51 @@ fn enqueue_to_an_unknown_drain_is_refused() {
     result.assert_code(64);
     assert!(result.stderr.contains("unknown drain \"doc\"; known: docs"), "{}", result.stderr);
 }
+
+#[test]
+fn numbers_too_large_for_64_bits_are_kept_exactly_from_enqueue_to_export_and_the_worker() {
+    // `cat` as the worker: its result is the payload as the worker got it.
+    let fixture = Fixture::new("[[drain]]\nname = \"docs\"\ncommand = [\"cat\"]\n", "2026-11-27T10:00:00Z");
+    let exact = r#"{"n": 12345678901234567890123, "negative": -98765432109876543210987, "decimal": 0.1000000000000000000000000001}"#;
+    let expected: serde_json::Value = serde_json::from_str(exact).unwrap();
+    fixture.drainctl(&["enqueue", "docs", "--key", "n2", "--payload", exact]).run().assert_code(0);
+    fixture
+        .drainctl(&["enqueue", "docs"])
+        .stdin(format!("{{\"key\": \"stdin\", \"payload\": {exact}}}\n"))
+        .run()
+        .assert_code(0);
+    let file = fixture.path("batch.jsonl");
+    std::fs::write(&file, format!("{{\"key\": \"file\", \"payload\": {exact}}}\n")).unwrap();
+    fixture.drainctl(&["enqueue", "docs", "--file", file.to_str().unwrap()]).run().assert_code(0);
+
+    let mut client = fixture.client();
+    for row in client.query("SELECT key, payload::text FROM items ORDER BY id", &[]).unwrap() {
+        let (key, text): (String, String) = (row.get(0), row.get(1));
+        assert!(text.contains("\"n\": 12345678901234567890123"), "{key}: {text}");
+        assert!(text.contains("-98765432109876543210987"), "{key}: {text}");
+        assert!(text.contains("0.1000000000000000000000000001"), "{key}: {text}");
+    }
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let export = fixture.drainctl(&["export", "docs"]).run();
+    export.assert_code(0);
+    assert_eq!(export.stdout.matches("\"n\":12345678901234567890123").count(), 3, "{}", export.stdout);
+    for line in export.stdout.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["payload"], expected, "{line}");
+        assert_eq!(line["state"], "done", "{line}");
+        let worker_got: serde_json::Value = serde_json::from_str(line["result"].as_str().unwrap()).unwrap();
+        assert_eq!(worker_got, expected, "what the worker read");
+    }
+
+    // A number beyond what PostgreSQL's numeric holds is refused with its line.
+    let result = fixture
+        .drainctl(&["enqueue", "docs"])
+        .stdin("{\"key\": \"ok\", \"payload\": 1}\n{\"key\": \"huge\", \"payload\": {\"n\": 1e1000000}}\n")
+        .run();
+    result.assert_code(65);
+    assert!(
+        result.stderr.contains("stdin:2: the database refused the item: value overflows numeric format"),
+        "{}",
+        result.stderr
+    );
+}
