@@ -169,6 +169,11 @@ impl Pass<'_> {
         resume_token: Option<&str>,
     ) -> (Vec<String>, Vec<(String, String)>, Vec<&'static str>) {
         let mut env = merged_env(&self.drain.env, &account.env);
+        // The worker prints wall-clock times in the zone its limit messages are read in:
+        // `[defaults] timezone`, unless its `env` sets TZ (docs/rate-limits.md).
+        if !env.iter().any(|(name, _)| name == "TZ") {
+            env.push(("TZ".into(), self.config.defaults.timezone.name().into()));
+        }
         env.push(("DRAIN_NAME".into(), self.drain.name.clone()));
         env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
         env.push(("DRAIN_RUN_ID".into(), self.run_id.to_string()));

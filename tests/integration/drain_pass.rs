@@ -364,6 +364,24 @@ fn a_worker_that_prints_a_nul_byte_is_dead_lettered_not_rerun_for_ever() {
 }
 
 #[test]
+fn a_worker_runs_in_the_configured_zone_unless_its_env_sets_tz() {
+    // drainctl reads a limit message's bare clock time ("try again at 6:44 PM") in that
+    // zone, so the worker must print it there, whatever zone drainctl itself runs in.
+    let text = config("").replace("timezone = \"UTC\"", "timezone = \"Europe/Warsaw\"")
+        + "\n[[drain]]\nname = \"ny\"\ncommand = [\"FAKE_WORKER\"]\nenv = { TZ = \"America/New_York\" }\n";
+    let fixture = Fixture::new(&text, NOW);
+    let item = steps(json!([{ "env": "TZ" }]));
+    fixture.enqueue("docs", &[("a".into(), item.clone())]);
+    fixture.enqueue("ny", &[("a".into(), item)]);
+    for drain in ["docs", "ny"] {
+        fixture.drainctl(&["drain", drain]).env("TZ", "Asia/Tokyo").run().assert_code(0);
+    }
+    let results: Vec<String> =
+        fixture.column("SELECT drain || ' ' || convert_from(result, 'UTF8') FROM items ORDER BY drain");
+    assert_eq!(results, vec!["docs TZ=Europe/Warsaw\n".to_string(), "ny TZ=America/New_York\n".to_string()]);
+}
+
+#[test]
 fn a_second_pass_with_no_free_slot_is_lock_skipped() {
     let fixture = Fixture::new(&config(""), NOW);
     let started = fixture.path("started");
