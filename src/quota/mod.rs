@@ -155,9 +155,13 @@ impl Classifier {
         now: DateTime<Utc>,
         zone: Tz,
     ) -> Outcome {
+        let failed = exit_code != Some(0);
+        if !failed && is_json_answer(stdout) {
+            // gemini prints its errors on stderr only: its answer is the item's content.
+            return Outcome::Other;
+        }
         let stdout_lines = clean_lines(stdout);
         let stderr_lines = clean_lines(stderr);
-        let failed = exit_code != Some(0);
         // Whether the output is itself an error object: judged on stdout, or on stderr
         // when stdout is empty.
         let stdout_is_empty = stdout_lines.iter().all(|line| line.text.is_empty());
@@ -477,6 +481,16 @@ enum ErrorVerdict {
     Unknown,
 }
 
+/// Whether `stdout` is one JSON object with a `response` and no `error`: gemini-cli's
+/// `--output-format json` answer (docs/rate-limits.md, "How the output is read").
+fn is_json_answer(stdout: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(stdout.trim_ascii()).is_ok_and(|document| {
+        document
+            .as_object()
+            .is_some_and(|object| object.contains_key("response") && !object.contains_key("error"))
+    })
+}
+
 fn error_verdict(lines: &[Line]) -> ErrorVerdict {
     // A client's notice of a retry it is making is not the run's verdict.
     let worker_lines = || {
@@ -649,6 +663,14 @@ mod tests {
             "I checked the logs: \"Rate limit exceeded\" appears 14 times yesterday.", Some(0), Other),
         ("markdown list item in a result", Http, "- Rate limit exceeded → retry with backoff", Some(0), Other),
         ("prose about a fixed error", Gemini, "Fixed: the quota exceeded error no longer crashes the worker.", Some(0), Other),
+        ("a gemini json answer that is a limit's wording is the item's content", Gemini,
+            r#"{"session_id":"x","response":"Quota exceeded for quota metric requests per minute","stats":{}}"#,
+            Some(0), Other),
+        ("a gemini json answer of one error code word is the item's content", Gemini,
+            "{\n  \"response\": \"RESOURCE_EXHAUSTED\"\n}", Some(0), Other),
+        ("a json object with a response and an error is not an answer", Gemini,
+            r#"{"response":null,"error":{"code":429,"message":"Quota exceeded for quota metric requests per minute"}}"#,
+            Some(0), Hit(Some("2025-11-23T10:01:00Z"))),
         ("a request too large for the limit is the item's failure", OpenAi,
             "openai.RateLimitError: Error code: 429 - {'error': {'message': 'Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 45000. The input or output tokens must be reduced in order to run successfully.', 'type': 'tokens', 'param': None, 'code': 'rate_limit_exceeded'}}",
             Some(1), Other),
