@@ -222,8 +222,15 @@ impl Pass<'_> {
             &merged_env(&self.drain.env, &account.env),
             self.config.defaults.timezone,
         );
-        let outcome =
-            self.classifier.classify(&report.stdout_tail, &report.stderr_tail, exit_code, now, zone);
+        let input = worker_input(&item.payload, &self.drain.command);
+        let outcome = self.classifier.classify_given(
+            &input,
+            &report.stdout_tail,
+            &report.stderr_tail,
+            exit_code,
+            now,
+            zone,
+        );
         // A client stopped while it announced a long wait hit its quota: see
         // docs/rate-limits.md, "Clients that wait for the reset".
         let outcome = match (report.stop_reason, &report.client_wait_line) {
@@ -504,6 +511,28 @@ pub(super) fn release_refunded(
 ) -> Result<()> {
     items::release_item(tx, item_id, run_id, now)?;
     items::finish_attempt(tx, item_id, run_id, outcome, exit_code, Some(note), now)
+}
+
+/// What the worker was given, which it may echo (codex prints its prompt): the payload
+/// as it was sent, each of its strings (a prompt is often built from one), and the
+/// command's arguments, a line each.
+fn worker_input(payload: &serde_json::Value, command: &[String]) -> Vec<u8> {
+    fn strings<'v>(value: &'v serde_json::Value, found: &mut Vec<&'v str>) {
+        match value {
+            serde_json::Value::String(text) => found.push(text),
+            serde_json::Value::Array(values) => values.iter().for_each(|value| strings(value, found)),
+            serde_json::Value::Object(map) => map.values().for_each(|value| strings(value, found)),
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    strings(payload, &mut texts);
+    let mut input = serde_json::to_vec(payload).unwrap_or_default();
+    for text in texts.into_iter().chain(command.iter().map(String::as_str)) {
+        input.push(b'\n');
+        input.extend_from_slice(text.as_bytes());
+    }
+    input
 }
 
 /// The drain's environment with the account's merged over it (the account wins).

@@ -24,7 +24,8 @@ pub(super) enum Origin {
     /// Model text relayed by the worker (assistant messages): may carry the limit
     /// message itself, never a server error.
     Conversation,
-    /// Output of tools the model ran: whatever a `curl` printed is not our limit.
+    /// Output of tools the model ran: whatever a `curl` printed is not our limit. Also a
+    /// line that repeats the worker's own input (its prompt, its payload).
     ToolOutput,
 }
 

@@ -129,6 +129,10 @@ impl QuotaHit {
     }
 }
 
+/// A line of the worker's input shorter than this is not looked for in its output: a
+/// brace or a word of the payload may well be the client's too.
+const MIN_ECHOED_CHARS: usize = 12;
+
 /// A compiled profile plus the drain's extra patterns.
 #[derive(Debug, Clone)]
 pub(crate) struct Classifier {
@@ -155,13 +159,41 @@ impl Classifier {
         now: DateTime<Utc>,
         zone: Tz,
     ) -> Outcome {
+        self.classify_given(b"", stdout, stderr, exit_code, now, zone)
+    }
+
+    /// As [`Classifier::classify`], knowing the `input` the worker was given (its payload
+    /// and its arguments): an output line that only repeats a line of it (codex echoes
+    /// its prompt on stderr) is the item's content, never the client's message
+    /// (docs/rate-limits.md, "How the output is read").
+    pub(crate) fn classify_given(
+        &self,
+        input: &[u8],
+        stdout: &[u8],
+        stderr: &[u8],
+        exit_code: Option<i32>,
+        now: DateTime<Utc>,
+        zone: Tz,
+    ) -> Outcome {
         let failed = exit_code != Some(0);
         if !failed && is_json_answer(stdout) {
             // gemini prints its errors on stderr only: its answer is the item's content.
             return Outcome::Other;
         }
-        let stdout_lines = clean_lines(stdout);
-        let stderr_lines = clean_lines(stderr);
+        let mut stdout_lines = clean_lines(stdout);
+        let mut stderr_lines = clean_lines(stderr);
+        if !input.is_empty() {
+            let echoed: std::collections::HashSet<String> = clean_lines(input)
+                .into_iter()
+                .map(|line| line.text)
+                .filter(|text| text.chars().count() >= MIN_ECHOED_CHARS)
+                .collect();
+            for line in stdout_lines.iter_mut().chain(stderr_lines.iter_mut()) {
+                if echoed.contains(&line.text) {
+                    line.origin = Origin::ToolOutput;
+                }
+            }
+        }
         // Whether the output is itself an error object: judged on stdout, or on stderr
         // when stdout is empty.
         let stdout_is_empty = stdout_lines.iter().all(|line| line.text.is_empty());
@@ -866,6 +898,40 @@ mod tests {
             failures.extend(mismatch(case, &outcome));
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn a_line_that_repeats_the_workers_own_input_is_neither_a_server_error_nor_a_limit() {
+        // codex text mode echoes its prompt (the payload) on stderr before its own errors.
+        let echo = |ticket: &str, error: &str| {
+            format!("OpenAI Codex v0.171.0\n--------\nuser\nSummarise the item on stdin.\n\n<stdin>\n{ticket}\n</stdin>\n{error}\n{error}\n")
+        };
+        let classify_given = |input: &str, stderr: &str| {
+            Classifier::new(OpenAi, &[], &[]).classify_given(
+                input.as_bytes(),
+                b"",
+                stderr.as_bytes(),
+                Some(1),
+                now(),
+                ZONE,
+            )
+        };
+        let ticket = "Ticket 4711: checkout returns 502 Bad Gateway after the deploy.";
+        let limit = "ERROR: You've hit your usage limit. Upgrade to Pro or try again at 7:44 AM.";
+        let stderr = echo(ticket, limit);
+        assert!(matches!(classify(OpenAi, b"", stderr.as_bytes(), Some(1)), Outcome::ServerError { .. }));
+        let outcome = classify_given(&format!("{ticket}\n"), &stderr);
+        assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
+        // A limit quoted by the item is not the client's: the run failed for its own reason.
+        let quoted = "Claude usage limit reached. Your limit will reset at 5pm.";
+        let stderr =
+            echo(&format!("{{\"text\": \"{quoted}\"}}"), "ERROR: unexpected status 401 Unauthorized");
+        assert!(matches!(classify(OpenAi, b"", stderr.as_bytes(), Some(1)), Outcome::QuotaHit(_)));
+        assert!(matches!(classify_given(&format!("{{\"text\": \"{quoted}\"}}"), &stderr), Outcome::Other));
+        // Short lines of the input are the client's too: `}` or `Error` stay in play.
+        let outcome =
+            classify_given("Error\n", "Error\nRate limit reached for gpt-4o. Please try again in 20s.\n");
+        assert!(matches!(outcome, Outcome::QuotaHit(_)), "{outcome:?}");
     }
 
     #[test]

@@ -218,3 +218,40 @@ fn a_clock_time_just_passed_is_retried_once_then_backs_off_by_the_no_reset_rule(
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T20:10:02Z");
     assert_eq!(backoff_rules(&fixture), ["parsed_reset", "suspected", "confirmed"]);
 }
+
+#[test]
+fn a_worker_that_echoes_its_item_is_judged_by_its_own_words_not_the_items() {
+    // codex text mode prints its prompt (built from the item) on stderr before its error:
+    // a ticket about a 502 made a real limit look like a server error (every item spent
+    // its attempts during the limit), and a ticket quoting a limit invented one.
+    // It echoes the payload as it got it, then the prompt a template would build from it.
+    let script = r#"p=$(cat); { printf 'user\n%s\n' "$p"; printf '%s\n' "$p" | sed -e 's/^{"text":"//' -e 's/"}$//';
+        printf 'ERROR: %s\n' "$ERROR"; } >&2; exit 1"#;
+    let drain = |name: &str, error: &str| {
+        format!(
+            "[[drain]]\nname = \"{name}\"\ncommand = [\"/bin/sh\", \"-c\", {}]\nquota_group = \"{name}\"\nquota_profile = \"openai\"\nmax_wait = \"0s\"\nmax_attempts = 1\nenv = {{ ERROR = {} }}\n",
+            serde_json::to_string(script).unwrap(),
+            serde_json::to_string(error).unwrap()
+        )
+    };
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n{}\n{}",
+        drain("limited", "You've hit your usage limit. Upgrade to Pro or try again at 7:44 PM."),
+        drain("unauthorised", "unexpected status 401 Unauthorized")
+    );
+    let fixture = Fixture::new(&config, NOW);
+    let ticket = json!({ "text": "Ticket 4711: checkout returns 502 Bad Gateway after the deploy." });
+    let quoting = json!({ "text": "Claude usage limit reached. Your limit will reset at 5pm." });
+    fixture.enqueue("limited", &[("t".into(), ticket)]);
+    fixture.enqueue("unauthorised", &[("t".into(), quoting)]);
+    for drain in ["limited", "unauthorised"] {
+        fixture.drainctl(&["drain", drain]).run().assert_code(0);
+    }
+    // The limit is the client's: the item is back, its attempt not used, the group waits.
+    assert_eq!(fixture.item("limited", "t").0, "pending");
+    assert_eq!(fixture.backoff_until("limited"), "2026-11-27T19:45:00Z");
+    // The 401 is a failure of the item; the limit it quotes backs nothing off.
+    let (state, _, error) = fixture.item("unauthorised", "t");
+    assert_eq!(state, "dead", "{error:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE quota_group = 'unauthorised'"), 0);
+}
