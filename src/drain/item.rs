@@ -513,24 +513,14 @@ pub(super) fn release_refunded(
     items::finish_attempt(tx, item_id, run_id, outcome, exit_code, Some(note), now)
 }
 
-/// What the worker was given, which it may echo (codex prints its prompt): the payload
-/// as it was sent, each of its strings (a prompt is often built from one), and the
-/// command's arguments, a line each.
+/// What the worker was given, which it may echo (codex prints its prompt and its stdin):
+/// the payload as it was sent, then the command's arguments, a line each. Not the
+/// strings inside the payload: a worker may well print one of those as its own message.
 fn worker_input(payload: &serde_json::Value, command: &[String]) -> Vec<u8> {
-    fn strings<'v>(value: &'v serde_json::Value, found: &mut Vec<&'v str>) {
-        match value {
-            serde_json::Value::String(text) => found.push(text),
-            serde_json::Value::Array(values) => values.iter().for_each(|value| strings(value, found)),
-            serde_json::Value::Object(map) => map.values().for_each(|value| strings(value, found)),
-            _ => {}
-        }
-    }
-    let mut texts = Vec::new();
-    strings(payload, &mut texts);
     let mut input = serde_json::to_vec(payload).unwrap_or_default();
-    for text in texts.into_iter().chain(command.iter().map(String::as_str)) {
+    for arg in command {
         input.push(b'\n');
-        input.extend_from_slice(text.as_bytes());
+        input.extend_from_slice(arg.as_bytes());
     }
     input
 }

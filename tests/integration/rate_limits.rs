@@ -224,9 +224,9 @@ fn a_worker_that_echoes_its_item_is_judged_by_its_own_words_not_the_items() {
     // codex text mode prints its prompt (built from the item) on stderr before its error:
     // a ticket about a 502 made a real limit look like a server error (every item spent
     // its attempts during the limit), and a ticket quoting a limit invented one.
-    // It echoes the payload as it got it, then the prompt a template would build from it.
-    let script = r#"p=$(cat); { printf 'user\n%s\n' "$p"; printf '%s\n' "$p" | sed -e 's/^{"text":"//' -e 's/"}$//';
-        printf 'ERROR: %s\n' "$ERROR"; } >&2; exit 1"#;
+    // It echoes its stdin as it got it, as codex does inside its prompt.
+    let script =
+        r#"{ printf 'user\n<stdin>\n'; cat; printf '\n</stdin>\nERROR: %s\n' "$ERROR"; } >&2; exit 1"#;
     let drain = |name: &str, error: &str| {
         format!(
             "[[drain]]\nname = \"{name}\"\ncommand = [\"/bin/sh\", \"-c\", {}]\nquota_group = \"{name}\"\nquota_profile = \"openai\"\nmax_wait = \"0s\"\nmax_attempts = 1\nenv = {{ ERROR = {} }}\n",
