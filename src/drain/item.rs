@@ -27,14 +27,17 @@ impl Pass<'_> {
             return self.skip_vanished(item, &path);
         }
         let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);
-        let report = match self.run_worker_on(item, &account)? {
+        let payload = serde_json::to_vec(&item.payload).map_err(|error| {
+            Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
+        })?;
+        let report = match self.run_worker_on(item, &account, &payload)? {
             Ok(report) => report,
             Err(spawn_error) => {
                 let (why, setting) = (spawn_error.to_string(), spawn_error.setting());
                 return self.worker_not_started(item, &why, setting).map(ItemEnd::Stop);
             }
         };
-        self.settle(item, &account, report)
+        self.settle(item, &account, &payload, report)
     }
 
     /// The item's source file is gone: settle it as skipped without running the worker.
@@ -65,10 +68,8 @@ impl Pass<'_> {
         &mut self,
         item: &ClaimedItem,
         account: &AccountConfig,
+        payload: &[u8],
     ) -> Result<std::result::Result<WorkerReport, SpawnError>> {
-        let payload = serde_json::to_vec(&item.payload).map_err(|error| {
-            Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
-        })?;
         let resume_token = self.usable_resume_token(item)?;
         let (argv, env, env_remove) = self.worker_command(item, account, resume_token.as_deref());
         let spec = WorkerSpec {
@@ -76,7 +77,7 @@ impl Pass<'_> {
             workdir: self.drain.workdir.as_deref(),
             env: &env,
             env_remove: &env_remove,
-            payload: &payload,
+            payload,
             item_timeout: self.drain.item_timeout,
             kill_grace: self.config.defaults.kill_grace,
             result_cap_bytes: self.drain.max_result_bytes,
@@ -160,6 +161,18 @@ impl Pass<'_> {
         Ok(result)
     }
 
+    /// The environment the worker gets from the configuration: the drain's `env` with the
+    /// account's merged over it, and `TZ` = `[defaults] timezone` when neither sets it, so
+    /// that the worker prints wall-clock times in the zone its limit messages are read in
+    /// (docs/rate-limits.md, "Reset times").
+    fn worker_env(&self, account: &AccountConfig) -> Vec<(String, String)> {
+        let mut env = merged_env(&self.drain.env, &account.env);
+        if !env.iter().any(|(name, _)| name == "TZ") {
+            env.push(("TZ".into(), self.config.defaults.timezone.name().into()));
+        }
+        env
+    }
+
     /// The worker's command line, environment and the variables removed from the
     /// environment it inherits.
     fn worker_command(
@@ -168,12 +181,7 @@ impl Pass<'_> {
         account: &AccountConfig,
         resume_token: Option<&str>,
     ) -> (Vec<String>, Vec<(String, String)>, Vec<&'static str>) {
-        let mut env = merged_env(&self.drain.env, &account.env);
-        // The worker prints wall-clock times in the zone its limit messages are read in:
-        // `[defaults] timezone`, unless its `env` sets TZ (docs/rate-limits.md).
-        if !env.iter().any(|(name, _)| name == "TZ") {
-            env.push(("TZ".into(), self.config.defaults.timezone.name().into()));
-        }
+        let mut env = self.worker_env(account);
         env.push(("DRAIN_NAME".into(), self.drain.name.clone()));
         env.push(("DRAIN_ITEM_KEY".into(), item.key.clone()));
         env.push(("DRAIN_RUN_ID".into(), self.run_id.to_string()));
@@ -199,11 +207,13 @@ impl Pass<'_> {
     }
 
     /// Classify what the worker reported and settle the item: interrupted, a quota hit, a
-    /// success, a server error or another failure.
+    /// success, a server error or another failure. `payload` is what the worker got on
+    /// stdin, which it may echo.
     fn settle(
         &mut self,
         item: &ClaimedItem,
         account: &AccountConfig,
+        payload: &[u8],
         report: WorkerReport,
     ) -> Result<ItemEnd> {
         // Every attempt that ran a worker costs what it reports, whatever its outcome.
@@ -218,11 +228,8 @@ impl Pass<'_> {
             return Ok(ItemEnd::Stop(Stop { status: RunStatus::Failed, note, exit_code: EXIT_TEMPORARY }));
         }
         let exit_code = exit_code(report.exit);
-        let zone = crate::quota::worker_zone(
-            &merged_env(&self.drain.env, &account.env),
-            self.config.defaults.timezone,
-        );
-        let input = worker_input(&item.payload, &self.drain.command);
+        let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
+        let input = worker_input(payload, &self.drain.command);
         let outcome = self.classifier.classify_given(
             &input,
             &report.stdout_tail,
@@ -516,8 +523,8 @@ pub(super) fn release_refunded(
 /// What the worker was given, which it may echo (codex prints its prompt and its stdin):
 /// the payload as it was sent, then the command's arguments, a line each. Not the
 /// strings inside the payload: a worker may well print one of those as its own message.
-fn worker_input(payload: &serde_json::Value, command: &[String]) -> Vec<u8> {
-    let mut input = serde_json::to_vec(payload).unwrap_or_default();
+fn worker_input(payload: &[u8], command: &[String]) -> Vec<u8> {
+    let mut input = payload.to_vec();
     for arg in command {
         input.push(b'\n');
         input.extend_from_slice(arg.as_bytes());

@@ -269,9 +269,9 @@ impl<'a> Pass<'a> {
     fn cost_budget(&mut self, now: DateTime<Utc>) -> Result<Option<(Stop, Event)>> {
         use crate::db::usage::format_usd;
         let drain = self.drain;
-        let spent = self.cost_picousd as f64 / crate::usage::PICOUSD_PER_USD as f64;
         let reached = |max: &f64| self.cost_picousd >= crate::usage::usd_to_picousd(*max);
         if let Some(max) = drain.max_cost_per_pass.filter(reached) {
+            let spent = self.cost_picousd as f64 / crate::usage::PICOUSD_PER_USD as f64;
             let note = format!(
                 "max_cost_per_pass ({}) reached: this pass's attempts cost {}",
                 format_usd(max),
