@@ -147,6 +147,10 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
     let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| -> Result<Duration> {
         spanned_duration(value, key, default, source)
     };
+    // A zero backoff would have a pass call a spent limit again at once, for ever.
+    let backoff = |value: &Option<Spanned<String>>, key: &str, default: Duration| -> Result<Duration> {
+        spanned_positive_duration(value, key, default, source)
+    };
     let burst_default_until = match &raw.burst_default_until {
         Some(when) => {
             let probe = chrono::Utc::now();
@@ -206,9 +210,9 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
             None => None,
         },
         notify_command,
-        default_backoff: duration(&raw.default_backoff, "default_backoff", DEFAULT_BACKOFF)?,
+        default_backoff: backoff(&raw.default_backoff, "default_backoff", DEFAULT_BACKOFF)?,
         reset_margin: duration(&raw.reset_margin, "reset_margin", DEFAULT_RESET_MARGIN)?,
-        suspected_backoff: duration(&raw.suspected_backoff, "suspected_backoff", DEFAULT_SUSPECTED_BACKOFF)?,
+        suspected_backoff: backoff(&raw.suspected_backoff, "suspected_backoff", DEFAULT_SUSPECTED_BACKOFF)?,
         kill_grace: duration(&raw.kill_grace, "kill_grace", DEFAULT_KILL_GRACE)?,
         // The slot a pass belongs to and the heartbeat's age are counted in it.
         supervise_interval: spanned_positive_duration(
@@ -638,7 +642,8 @@ fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits>
             1,
             1_000_000,
         )?,
-        max_seconds_per_pass: spanned_duration(
+        // A pass with no time would start, stop at once and be started again.
+        max_seconds_per_pass: spanned_positive_duration(
             &raw.max_seconds_per_pass,
             &scope.key("max_seconds_per_pass"),
             DEFAULT_MAX_SECONDS_PER_PASS,
@@ -841,6 +846,8 @@ mod tests {
                 "supervise_interval: must be more than 0s",
             ),
             ("[defaults]\nnotify_timeout = \"soon\"\n", ":2:18:", "invalid duration \"soon\""),
+            ("[defaults]\ndefault_backoff = \"0s\"\n", ":2:19:", "default_backoff: must be more than 0s"),
+            ("[defaults]\nsuspected_backoff = \"0m\"\n", ":2:21:", "suspected_backoff: must be more than 0s"),
         ] {
             let message = resolve(text).unwrap_err().to_string();
             assert!(message.contains(location) && message.contains(fragment), "{message}");
@@ -955,6 +962,17 @@ mod tests {
             assert_eq!(error.exit_code(), 78, "{message}");
             assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn a_pass_with_no_time_is_refused() {
+        let error = resolve(&format!("{MINIMAL}max_seconds_per_pass = \"0s\"\n")).unwrap_err();
+        let message = error.to_string();
+        assert_eq!(error.exit_code(), 78, "{message}");
+        assert!(
+            message.contains(":4:24:") && message.contains("max_seconds_per_pass: must be more than 0s"),
+            "{message}"
+        );
     }
 
     #[test]
