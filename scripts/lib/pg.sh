@@ -3,6 +3,12 @@
 #   pg_start             start a cluster on a Unix socket and a free loopback port;
 #                        sets PG_URL (superuser, password auth over TCP)
 #   pg_stop              stop it and delete its data directory
+#   build_deps_ensure    install the TLS library's headers drainctl builds against
+#                        (libssl-dev, pkg-config) with apt if they are missing
+#   PG_TLS=1 pg_start    the same cluster, also offering TLS with a certificate for
+#                        localhost and 127.0.0.1 signed by a throwaway authority:
+#                        PG_TLS_ROOT is that authority's certificate, PG_TLS_OTHER_ROOT
+#                        one of another authority that signed nothing
 # The cluster never touches a system-wide one: its own data directory, its own port.
 # initdb refuses to run as root, so as root the cluster runs as the `postgres` user.
 
@@ -22,13 +28,44 @@ pg_find_bin() {
   return 1
 }
 
-pg_ensure_binaries() {
-  pg_find_bin && return 0
-  echo "PostgreSQL server binaries not found; installing them with apt-get" >&2
+apt_install() {
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq postgresql >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >&2
+}
+
+build_deps_ensure() {
+  if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; then return 0; fi
+  echo "the TLS library's headers (libssl-dev, pkg-config) not found; installing them with apt-get" >&2
+  apt_install libssl-dev pkg-config
+}
+
+# A throwaway certificate authority and a server certificate it signed, in folder $1.
+pg_make_certificates() {
+  local dir="$1"
+  command -v openssl >/dev/null 2>&1 || { echo "openssl not found; installing it with apt-get" >&2; apt_install openssl; }
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -days 30 -subj "/CN=drainctl test authority" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$dir/root.key" -out "$dir/root.crt" 2>/dev/null || return 1
+  openssl req -x509 "${ec[@]}" -days 30 -subj "/CN=drainctl other authority" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$dir/other-root.key" -out "$dir/other-root.crt" 2>/dev/null || return 1
+  openssl req "${ec[@]}" -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null || return 1
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' \
+    > "$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/root.crt" -CAkey "$dir/root.key" -CAcreateserial \
+    -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null || return 1
+  chmod 600 "$dir/server.key" "$dir/root.key" "$dir/other-root.key"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/server.key" "$dir/server.crt"
+  return 0
+}
+
+pg_ensure_binaries() {
+  pg_find_bin && return 0
+  echo "PostgreSQL server binaries not found; installing them with apt-get" >&2
+  apt_install postgresql
   # The Debian package may start a system cluster; ours never uses it.
   pg_find_bin || { echo "PostgreSQL installation failed: initdb not found" >&2; return 1; }
 }
@@ -85,8 +122,16 @@ pg_start() {
     --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$PG_DATA/initdb.log" 2>&1 \
     || { cat "$PG_DATA/initdb.log" >&2; return 1; }
   rm -f "$PG_DATA/.pwfile"
+  local tls=""
+  if [ "${PG_TLS:-0}" = 1 ]; then
+    pg_make_certificates "$PG_DATA" || { echo "making the test certificates failed" >&2; return 1; }
+    tls="-c ssl=on -c ssl_cert_file=$PG_DATA/server.crt -c ssl_key_file=$PG_DATA/server.key"
+    PG_TLS_ROOT="$PG_DATA/root.crt"
+    PG_TLS_OTHER_ROOT="$PG_DATA/other-root.crt"
+    export PG_TLS_ROOT PG_TLS_OTHER_ROOT
+  fi
   "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA/data" -l "$PG_DATA/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DATA -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DATA -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $tls" \
     start >/dev/null || { cat "$PG_DATA/server.log" >&2; return 1; }
   PG_URL="postgres://postgres:${password}@127.0.0.1:${port}/postgres"
   export PG_URL PG_DATA

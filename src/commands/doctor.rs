@@ -224,16 +224,20 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
         }
     };
     match crate::db::server_version(&mut client) {
-        Ok((version, number)) => {
+        Ok((version, number, tls)) => {
             let newer =
                 crate::db::judge_server_version(number) == crate::db::ServerVersionVerdict::NewerThanTested;
             checks.push(
                 "database",
                 if newer { Status::Warn } else { Status::Ok },
                 format!(
-                    "database reachable (PostgreSQL {version}{}; supported: {}; URL from {})",
+                    "database reachable (PostgreSQL {version}{}; supported: {}; {}; URL from {})",
                     if newer { ", newer than drainctl was tested with" } else { "" },
                     crate::db::supported_versions(),
+                    match tls {
+                        Some(protocol) => format!("encrypted with {protocol}"),
+                        None => "not encrypted".to_string(),
+                    },
                     url.source
                 ),
             );

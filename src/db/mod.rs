@@ -14,13 +14,15 @@ pub mod report;
 pub mod retention;
 pub mod runs;
 pub mod sources;
+pub mod tls;
 pub mod usage;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
-use postgres::{Client, GenericClient, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, Row, Statement};
+use postgres_native_tls::MakeTlsConnector;
 
 use crate::config::DatabaseUrl;
 use crate::error::{classify_database_error, Error, Result};
@@ -88,7 +90,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Open the one connection of this invocation.
 pub fn connect(database: &DatabaseUrl) -> Result<Client> {
-    let mut config: postgres::Config = database.url.parse().map_err(|error: postgres::Error| {
+    let (url, tls) = tls::split_tls_settings(&database.url, &database.source)?;
+    let mut config: postgres::Config = url.parse().map_err(|error: postgres::Error| {
         // Only a known option whose value is refused is named: any other text of the
         // parser's (an unknown option, an unexpected character) may be a piece of an
         // unquoted password.
@@ -111,6 +114,8 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name("drainctl");
     }
+    config.ssl_mode(tls.crate_mode());
+    let connector = tls.connector(&database.source)?;
     let unavailable = |error: postgres::Error| {
         let detail = match classify_database_error(&error) {
             Error::Internal(message) => message,
@@ -118,12 +123,12 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         };
         Error::Unavailable(format!("cannot connect to the database (URL from {}): {detail}", database.source))
     };
-    let mut client = config.connect(NoTls).map_err(unavailable)?;
+    let mut client = config.connect(connector.clone()).map_err(unavailable)?;
     // Until the checks below passed, only the simple query protocol is used: it works
     // through any pooler, where a prepared statement may not.
     let identity = backend_identity(&mut client).map_err(unavailable)?;
     check_server_version(&identity.version, &identity.version_num)?;
-    refuse_transaction_pooler(&config, &identity)?;
+    refuse_transaction_pooler(&config, connector, &identity)?;
     // A process frozen (SIGSTOP, a paused VM) in the middle of a transaction must not hold
     // its locks for ever: the server ends such a session, and the run is reaped.
     client.batch_execute(IDLE_IN_TRANSACTION_TIMEOUT_SQL)?;
@@ -306,7 +311,11 @@ const POOLER_CHECK_WAIT: Duration = Duration::from_secs(3);
 /// [`POOLER_CHECK_WAIT`] (a full session pool) the check passes. The second connection is
 /// opened only when [`may_be_proxied`] says the server saw the session arrive elsewhere
 /// than drainctl dialled, so a direct connection pays nothing (docs/operations.md).
-fn refuse_transaction_pooler(config: &postgres::Config, first: &BackendIdentity) -> Result<()> {
+fn refuse_transaction_pooler(
+    config: &postgres::Config,
+    connector: MakeTlsConnector,
+    first: &BackendIdentity,
+) -> Result<()> {
     if !may_be_proxied(config, first) {
         return Ok(());
     }
@@ -316,7 +325,7 @@ fn refuse_transaction_pooler(config: &postgres::Config, first: &BackendIdentity)
     // The thread is not joined: a session pool with no free server connection makes it
     // wait in the pooler's queue; it ends when it gets one or the process exits.
     std::thread::spawn(move || {
-        let identity = config.connect(NoTls).and_then(|mut client| {
+        let identity = config.connect(connector).and_then(|mut client| {
             let identity = backend_identity(&mut client);
             if let Err(error) = client.close() {
                 log::debug!("closing the pooler check's connection: {}", classify_database_error(&error));
@@ -478,12 +487,13 @@ pub fn server_now(client: &mut Client) -> Result<chrono::DateTime<chrono::Utc>> 
 
 /// The server's version string (`server_version`, e.g. `16.4`) and number
 /// (`server_version_num`, e.g. `160004`).
-pub fn server_version(client: &mut Client) -> Result<(String, i32)> {
+pub fn server_version(client: &mut Client) -> Result<(String, i32, Option<String>)> {
     let row = client.query_one(
-        "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int, \
+                (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl)",
         &[],
     )?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 #[cfg(test)]

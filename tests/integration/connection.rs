@@ -92,8 +92,9 @@ fn doctor_shows_the_server_version_and_the_supported_range() {
     result.assert_code(0);
     let version: String =
         fixture.client().query_one("SELECT current_setting('server_version')", &[]).unwrap().get(0);
+    // The test cluster offers TLS (tests/integration/tls.rs).
     let expected = format!(
-        "ok    database: database reachable (PostgreSQL {version}; supported: 11 through 18; URL from "
+        "ok    database: database reachable (PostgreSQL {version}; supported: 11 through 18; encrypted with TLSv1."
     );
     assert!(result.stdout.contains(&expected), "{expected:?} not in\n{}", result.stdout);
 }

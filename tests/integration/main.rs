@@ -28,4 +28,5 @@ mod scale;
 mod schedulers;
 mod security;
 mod supervise;
+mod tls;
 mod waiting;

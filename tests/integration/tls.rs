@@ -1,0 +1,101 @@
+//! TLS to the database (docs/operations.md, "TLS to the database"). `./scripts/test`
+//! starts the cluster with TLS on: a certificate for localhost and 127.0.0.1, signed by a
+//! throwaway authority (`DRAINCTL_TEST_TLS_ROOT`); `DRAINCTL_TEST_TLS_OTHER_ROOT` is
+//! another authority's, which signed nothing.
+
+use crate::support::*;
+
+const NOW: &str = "2026-11-27T10:00:00Z";
+const CONFIG: &str = "[[drain]]\nname = \"a\"\ncommand = [\"FAKE_WORKER\"]\n";
+
+fn authority(variable: &str) -> String {
+    std::env::var(variable).ok().filter(|path| !path.is_empty()).unwrap_or_else(|| {
+        panic!("{variable} is not set: run the tests with ./scripts/test, which starts the cluster with TLS")
+    })
+}
+
+/// The fixture's database URL with `query` added (and `localhost` for the host when asked).
+fn url_with(fixture: &Fixture, query: &str, localhost: bool) -> String {
+    let url =
+        if localhost { fixture.db.url.replace("@127.0.0.1:", "@localhost:") } else { fixture.db.url.clone() };
+    format!("{url}{}{query}", if url.contains('?') { '&' } else { '?' })
+}
+
+fn database_line(stdout: &str) -> &str {
+    stdout.lines().find(|line| line.contains("database:")).unwrap_or("")
+}
+
+#[test]
+fn drainctl_encrypts_when_the_server_offers_tls_and_not_when_told_not_to() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(0);
+    assert!(database_line(&result.stdout).contains("; encrypted with TLSv1."), "{}", result.stdout);
+    let result = fixture
+        .drainctl(&["doctor"])
+        .env("DRAINCTL_DATABASE_URL", &url_with(&fixture, "sslmode=disable", false))
+        .run();
+    result.assert_code(0);
+    assert!(database_line(&result.stdout).contains("; not encrypted;"), "{}", result.stdout);
+    // `require` with a certificate nobody vouches for connects, as libpq's does.
+    let result = fixture
+        .drainctl(&["status"])
+        .env("DRAINCTL_DATABASE_URL", &url_with(&fixture, "sslmode=require", false))
+        .run();
+    result.assert_code(0);
+}
+
+#[test]
+fn verify_full_accepts_the_servers_certificate_only_from_the_trusted_authority_and_for_its_host() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let root = authority("DRAINCTL_TEST_TLS_ROOT");
+    for localhost in [false, true] {
+        let url = url_with(&fixture, &format!("sslmode=verify-full&sslrootcert={root}"), localhost);
+        let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &url).run();
+        result.assert_code(0);
+        assert!(database_line(&result.stdout).contains("; encrypted with TLSv1."), "{}", result.stdout);
+    }
+    // The key=value form reads the same settings.
+    let parsed: postgres::Config = fixture.db.url.parse().unwrap();
+    let key_values = format!(
+        "host=127.0.0.1 port={} user=postgres password='{}' dbname={} sslmode=verify-full sslrootcert='{root}'",
+        parsed.get_ports()[0],
+        fixture.db.password(),
+        fixture.db.name,
+    );
+    fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &key_values).run().assert_code(0);
+
+    // Another authority: the handshake fails, the reason is named, the password is not.
+    let other = authority("DRAINCTL_TEST_TLS_OTHER_ROOT");
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let url = url_with(&fixture, &format!("sslmode={mode}&sslrootcert={other}"), false);
+        let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &url).run();
+        result.assert_code(69);
+        assert!(result.stderr.contains("certificate verify failed"), "{mode}: {}", result.stderr);
+        assert!(!result.stderr.contains(&fixture.db.password()), "{}", result.stderr);
+    }
+    // Verified by the system's authorities, which do not know the throwaway one.
+    let result = fixture
+        .drainctl(&["status"])
+        .env("DRAINCTL_DATABASE_URL", &url_with(&fixture, "sslmode=verify-ca", false))
+        .run();
+    result.assert_code(69);
+    assert!(result.stderr.contains("certificate verify failed"), "{}", result.stderr);
+}
+
+#[test]
+fn a_wrong_tls_setting_is_a_configuration_error_naming_it() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let missing = fixture.path("missing-ca.pem");
+    for (query, fragment) in [
+        ("sslmode=verify_full".to_string(), "sslmode \"verify_full\" is not one of disable, allow, prefer"),
+        (format!("sslmode=verify-full&sslrootcert={}", missing.display()), "sslrootcert"),
+    ] {
+        let url = url_with(&fixture, &query, false);
+        let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &url).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains(fragment), "{query}: {}", result.stderr);
+        assert!(!result.stderr.contains(&fixture.db.password()), "{}", result.stderr);
+        assert_eq!(result.stderr.trim().lines().count(), 1, "{}", result.stderr);
+    }
+}
