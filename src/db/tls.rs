@@ -209,12 +209,13 @@ fn split_key_values(text: &str) -> Option<(String, Vec<(String, String)>)> {
     let mut kept = String::new();
     let mut copied_to = 0;
     let mut found = Vec::new();
+    // Where the last pair ended: a pair taken out takes the white space before it along.
+    let mut last_end = 0;
     loop {
         while at(index).is_some_and(char::is_whitespace) {
             index += 1;
         }
         let Some(_) = at(index) else { break };
-        let pair_start = index;
         let key_start = index;
         while at(index).is_some_and(|c| c != '=' && !c.is_whitespace()) {
             index += 1;
@@ -261,10 +262,11 @@ fn split_key_values(text: &str) -> Option<(String, Vec<(String, String)>)> {
             }
         }
         if is_tls_key(&key) {
-            kept.push_str(&text[copied_to..offset(pair_start)]);
+            kept.push_str(&text[copied_to..last_end.max(copied_to)]);
             copied_to = offset(index);
             found.push((key, value));
         }
+        last_end = offset(index);
     }
     kept.push_str(&text[copied_to..]);
     Some((kept, found))
