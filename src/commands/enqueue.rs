@@ -49,8 +49,11 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         },
     };
     let now = ctx.clock.now();
+    // The drain's control row is committed on its own, before the batch: created inside
+    // a long batch (a slow producer on stdin), it would hold every `supervise` pass,
+    // which creates the rows of all configured drains, until the batch ends.
+    ensure_drain(&mut ctx.client, &drain, now)?;
     let counts = in_transaction(&mut ctx.client, |tx| {
-        ensure_drain(tx, &drain, now)?;
         let (staged, source) = stage(tx, input)?;
         let origin = |line: i64| match &source {
             Some(source) => format!("{source}:{line}"),

@@ -124,3 +124,36 @@ fn numbers_too_large_for_64_bits_are_kept_exactly_from_enqueue_to_export_and_the
         result.stderr
     );
 }
+
+#[test]
+fn a_slow_batch_into_a_new_drain_does_not_hold_supervise() {
+    let fixture = Fixture::new(
+        "[[drain]]\nname = \"old\"\ncommand = [\"FAKE_WORKER\"]\n\n[[drain]]\nname = \"new\"\ncommand = [\"FAKE_WORKER\"]\n",
+        "2026-11-27T10:00:00Z",
+    );
+    fixture.drainctl(&["enqueue", "old", "--key", "a", "--payload", "{}"]).run().assert_code(0);
+    fixture.client().execute("DELETE FROM drains WHERE name = 'new'", &[]).unwrap();
+    // A producer that sends one line and then keeps the batch open.
+    let mut producer = fixture.drainctl(&["enqueue", "new"]).spawn_with_open_stdin();
+    let mut stdin = producer.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"{\"key\": \"x\", \"payload\": {}}\n").unwrap();
+    std::io::Write::flush(&mut stdin).unwrap();
+    wait_until("the batch to be open", std::time::Duration::from_secs(30), || {
+        fixture.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'drainctl' \
+               AND xact_start IS NOT NULL AND query ILIKE 'COPY%'",
+        ) == 1
+    });
+    // Before, the pass waited 10 s on the batch's uncommitted row of `new` and exited 75,
+    // starting nothing.
+    let pass = fixture.drainctl(&["supervise"]).run();
+    pass.assert_code(0);
+    assert!(pass.stdout.contains("old    start"), "{}", pass.stdout);
+    wait_until("the started pass of old to do its item", std::time::Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE drain = 'old' AND state = 'done'") == 1
+    });
+    drop(stdin);
+    let enqueued = finished(producer.wait_with_output().unwrap());
+    enqueued.assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE drain = 'new'"), 1);
+}

@@ -262,6 +262,12 @@ impl Drainctl {
         child
     }
 
+    /// Start drainctl with its stdin a pipe the caller writes to and closes.
+    pub fn spawn_with_open_stdin(mut self) -> std::process::Child {
+        self.command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.command.spawn().expect("spawn drainctl")
+    }
+
     pub fn run(self) -> Finished {
         let child = self.spawn();
         finished(child.wait_with_output().expect("wait for drainctl"))
