@@ -38,6 +38,40 @@ pub(super) fn describe(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// An error the parser places on a table's header line (`[drain]`, `[[defaults]]`, a
+/// `[[drain]]` missing a field) said with the table named and, for a header written with
+/// the wrong number of brackets, how to write it.
+pub(super) fn explain_at_header(text: &str, offset: usize, message: &str) -> Option<String> {
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |at| line_start + at);
+    let written = text[line_start..line_end].split('#').next().unwrap_or_default().trim();
+    if !written.starts_with('[') {
+        return None;
+    }
+    let is_array = written.starts_with("[[");
+    let name = written.trim_start_matches('[').trim_end_matches(']').trim().replace([' ', '"'], "");
+    let table_name = || name_in_table(&text[line_end.min(text.len())..]);
+    Some(match (name.as_str(), is_array) {
+        ("defaults" | "database", true) => {
+            format!("{written}: write [{name}] with one pair of brackets: there is one {name} table")
+        }
+        ("drain" | "quota_group", false) => format!(
+            "{written}: write [[{name}]] with two pairs of brackets: each {} is a table of its own",
+            name.replace('_', " ")
+        ),
+        ("drain", true) => match table_name() {
+            Some(table) => format!("drain {table:?}: {message}"),
+            None => format!("a [[drain]] without a name: {message}"),
+        },
+        ("quota_group", true) => match table_name() {
+            Some(table) => format!("quota group {table:?}: {message}"),
+            None => format!("a [[quota_group]] without a name: {message}"),
+        },
+        _ => return None,
+    })
+}
+
 /// `KEY` from `KEY = ` (the value follows), `KEY = [...` (an element of its array) or
 /// `OUTER = { ..., KEY = ` (`OUTER.KEY`).
 fn key_before_value(prefix: &str) -> Option<String> {
@@ -102,6 +136,28 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_with_the_wrong_brackets_says_how_to_write_it() {
+        let explain = |text: &str| explain_at_header(text, 0, "invalid type: map, expected a sequence");
+        assert_eq!(
+            explain("[drain]\nname = \"a\"\n").unwrap(),
+            "[drain]: write [[drain]] with two pairs of brackets: each drain is a table of its own"
+        );
+        assert_eq!(
+            explain("[[defaults]]\ntimezone = \"UTC\"\n").unwrap(),
+            "[[defaults]]: write [defaults] with one pair of brackets: there is one defaults table"
+        );
+        assert_eq!(
+            explain_at_header("[[drain]]\nname = \"a\"\n", 0, "missing field `command`").unwrap(),
+            "drain \"a\": missing field `command`"
+        );
+        assert_eq!(
+            explain_at_header("[[drain]]\ncommand = [\"x\"]\n", 0, "missing field `name`").unwrap(),
+            "a [[drain]] without a name: missing field `name`"
+        );
+        assert_eq!(explain_at_header("x = 1\n", 0, "m"), None);
+    }
 
     fn at(text: &str, value: &str) -> Option<String> {
         describe(text, text.find(value).unwrap())

@@ -253,11 +253,20 @@ impl Config {
     pub fn from_text(text: &str, path: Option<&Path>) -> Result<Config> {
         let source = Source { text, path };
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
-            let message = error.message().trim().replace('\n', "; ");
+            let message = error
+                .message()
+                .trim()
+                .replace('\n', "; ")
+                .replace("expected i64", "expected an integer")
+                .replace("expected f64", "expected a number")
+                .replace("expected a sequence", "expected an array ([...])");
             // A value of the wrong type or out of range fails here, before `resolve` can
-            // name its key: name it from the text at the value.
-            let message = match error.span().and_then(|span| key_path::describe(text, span.start)) {
-                Some(key) => format!("{key}: {}", message.replace("expected i64", "expected an integer")),
+            // name its key: name it from the text at the value, or the table from its header.
+            let message = match error.span() {
+                Some(span) => match key_path::describe(text, span.start) {
+                    Some(key) => format!("{key}: {message}"),
+                    None => key_path::explain_at_header(text, span.start, &message).unwrap_or(message),
+                },
                 None => message,
             };
             source.error_at(error.span(), &message)

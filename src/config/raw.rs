@@ -24,7 +24,7 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[quota_group]] table with a name")]
 pub struct RawQuotaGroup {
     pub name: Spanned<String>,
     pub switch_cooldown: Option<Spanned<String>>,
@@ -33,20 +33,23 @@ pub struct RawQuotaGroup {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an account table such as { name = \"work\", env = { KEY = \"value\" } }"
+)]
 pub struct RawAccount {
     pub name: Spanned<String>,
     pub env: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [database] table with a url")]
 pub struct RawDatabase {
     pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [defaults] table")]
 pub struct RawDefaults {
     pub timezone: Option<Spanned<String>>,
     pub burst_default_until: Option<Spanned<String>>,
@@ -66,7 +69,7 @@ pub struct RawDefaults {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table such as { runs = \"30d\", events = \"90d\" }")]
 pub struct RawRetention {
     pub runs: Option<String>,
     pub events: Option<String>,
@@ -75,7 +78,7 @@ pub struct RawRetention {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[drain]] table with a name and a command")]
 pub struct RawDrain {
     pub name: Spanned<String>,
     pub command: Spanned<Vec<String>>,
@@ -109,7 +112,7 @@ pub struct RawDrain {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table such as { dir = \"/data/inbox\", glob = \"*/*.jsonl\" }")]
 pub struct RawSource {
     pub dir: String,
     pub glob: Option<String>,
@@ -119,7 +122,10 @@ pub struct RawSource {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { days = \"mon-fri\", from = \"09:00\", to = \"17:00\" }"
+)]
 pub struct RawWindow {
     pub days: String,
     pub from: String,
@@ -127,7 +133,7 @@ pub struct RawWindow {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table such as { base = \"1m\", max = \"1h\" }")]
 pub struct RawRetryBackoff {
     pub base: Option<String>,
     pub max: Option<String>,

@@ -1078,7 +1078,7 @@ mod tests {
                 ":4:23:",
                 "resume_token_format: invalid regex",
             ),
-            (format!("{MINIMAL}resume_args = \"--resume\"\n"), ":4:15:", "expected a sequence"),
+            (format!("{MINIMAL}resume_args = \"--resume\"\n"), ":4:15:", "expected an array ([...])"),
         ];
         for (text, location, value) in cases {
             let message = resolve(&text).unwrap_err().to_string();

@@ -113,3 +113,27 @@ fn retry_without_what_to_retry_names_both_choices() {
     both.assert_code(64);
     assert!(both.stderr.contains("cannot be used with"), "{}", both.stderr);
 }
+
+#[test]
+fn a_table_written_wrong_is_named_with_how_to_write_it_and_no_internal_type_names() {
+    let drain = "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n";
+    check(
+        "[drain]\nname = \"a\"\ncommand = [\"x\"]\n",
+        &[":1:1:", "write [[drain]] with two pairs of brackets"],
+    );
+    check(
+        &format!("[[defaults]]\ntimezone = \"UTC\"\n{drain}"),
+        &[":1:1:", "write [defaults] with one pair"],
+    );
+    check("[[drain]]\nname = \"a\"\n", &[":1:1:", "drain \"a\": missing field `command`"]);
+    check(&format!("{drain}window = 5\n"), &["drain \"a\": window:", "expected a table such as { days = "]);
+    check(&format!("{drain}max_cost_per_pass = \"5\"\n"), &["max_cost_per_pass:", "expected a number"]);
+    check(
+        &format!("[defaults]\nretention = 5\n{drain}"),
+        &["retention:", "expected a table such as { runs = "],
+    );
+    check(
+        "[[drain]]\nname = \"a\"\ncommand = \"x\"\n",
+        &["drain \"a\": command:", "expected an array ([...])"],
+    );
+}
