@@ -128,6 +128,11 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
             "supervisor heartbeat not checked: needs the database, a current schema and the configuration",
         ),
     }
+    if let (Some(client), Some(config)) = (client.as_mut(), config.as_ref()) {
+        if is_schema_current {
+            check_unconfigured_drains(&mut checks, client, config);
+        }
+    }
     match &config {
         Some(config) => check_programs_and_folders(&mut checks, config, cron_path),
         None => checks.push("worker", Status::Skip, "workers not checked: the configuration did not load"),
@@ -484,6 +489,22 @@ fn check_supervisor(
     let heartbeat = crate::supervise::Heartbeat::new(last, now, interval);
     let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
     checks.push("supervisor", status, heartbeat.describe(now));
+}
+
+/// A warning per drain whose items wait in the database with no `[[drain]]` to run them.
+fn check_unconfigured_drains(checks: &mut Checks, client: &mut postgres::Client, config: &Config) {
+    match crate::commands::status::unconfigured_drains(client, config) {
+        Ok(drains) => {
+            for drain in drains {
+                checks.push("drains", Status::Warn, drain.describe());
+            }
+        }
+        Err(error) => checks.push(
+            "drains",
+            Status::Skip,
+            format!("drains not in the configuration not checked: {}", error.display_scrubbed()),
+        ),
+    }
 }
 
 /// Find `program` as the worker would: a name with a slash is a path, a bare name is

@@ -65,6 +65,7 @@ struct Snapshot {
     usage_7d: HashMap<String, UsageSums>,
     /// What each drain with a `max_cost_per_day` spent today.
     cost_today: HashMap<String, f64>,
+    unconfigured: Vec<UnconfiguredDrain>,
 }
 
 fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Snapshot> {
@@ -96,6 +97,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         usage_24h: usage_by_drain_since(client, &names, now - chrono::Duration::hours(24))?,
         usage_7d: usage_by_drain_since(client, &names, now - chrono::Duration::days(7))?,
         cost_today,
+        unconfigured: unconfigured_drains(client, config)?,
     })
 }
 
@@ -108,9 +110,46 @@ pub(crate) struct StatusView {
     /// Usage per quota group: the sums of its drains.
     quota_groups: Vec<GroupUsageView>,
     pub(crate) supervisor: Heartbeat,
+    /// Drains in the database with pending or running items and no `[[drain]]` in the
+    /// configuration (renamed or removed): nothing runs their items.
+    unconfigured_drains: Vec<UnconfiguredDrain>,
     /// The declared accounts of each quota group that has some (also under each drain).
     #[serde(skip)]
     groups: Vec<(String, Vec<AccountView>)>,
+}
+
+/// A drain with work in the database and none in the configuration.
+#[derive(Debug, Serialize)]
+pub(crate) struct UnconfiguredDrain {
+    drain: String,
+    pending: i64,
+    running: i64,
+}
+
+impl UnconfiguredDrain {
+    /// `orph has 2 pending items and no [[drain]] table in the configuration: …`, what
+    /// `status` and `doctor` say.
+    pub(crate) fn describe(&self) -> String {
+        let mut counts = vec![format!("{} pending", self.pending)];
+        if self.running > 0 {
+            counts.push(format!("{} running", self.running));
+        }
+        format!(
+            "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
+             nothing runs them until a [[drain]] table of that name is added back",
+            self.drain,
+            counts.join(", ")
+        )
+    }
+}
+
+/// The drains with work in the database that the configuration lacks.
+pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Result<Vec<UnconfiguredDrain>> {
+    let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
+    Ok(crate::db::items::unconfigured_with_work(client, &names)?
+        .into_iter()
+        .map(|(drain, counts)| UnconfiguredDrain { drain, pending: counts.pending, running: counts.running })
+        .collect())
 }
 
 /// One drain as `status` shows it.
@@ -292,6 +331,7 @@ fn decide(config: &Config, mut snapshot: Snapshot) -> StatusView {
         drains,
         quota_groups,
         supervisor: Heartbeat::new(snapshot.last_pass_at, now, config.defaults.supervise_interval),
+        unconfigured_drains: std::mem::take(&mut snapshot.unconfigured),
         groups: groups.into_iter().filter(|(_, accounts)| !accounts.is_empty()).collect(),
     }
 }
@@ -474,6 +514,13 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
         }
         human.push('\n');
         human.push_str(&table(&["QUOTA GROUP", "ACCOUNT", "STATE", "BACKOFF"], &account_table));
+    }
+    if !view.unconfigured_drains.is_empty() {
+        human.push('\n');
+    }
+    for drain in &view.unconfigured_drains {
+        human.push_str(&drain.describe());
+        human.push('\n');
     }
     human.push_str(&format!("\n{}\n", view.supervisor.describe(now)));
     let json = serde_json::to_value(view).map_err(|error| Error::Internal(error.to_string()))?;

@@ -1047,19 +1047,35 @@ pub fn count_by_state_of(
          HAVING sum(pending) + sum(running) + sum(done) + sum(dead) + sum(skipped_missing) > 0",
         &[&drains],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let counts = StateCounts {
-                pending: row.get(1),
-                running: row.get(2),
-                done: row.get(3),
-                dead: row.get(4),
-                skipped_missing: row.get(5),
-            };
-            (row.get(0), counts)
-        })
-        .collect())
+    Ok(rows.iter().map(drain_and_counts).collect())
+}
+
+/// A row of `drain` and its five state sums, in [`StateCounts`]'s order.
+fn drain_and_counts(row: &Row) -> (String, StateCounts) {
+    let counts = StateCounts {
+        pending: row.get(1),
+        running: row.get(2),
+        done: row.get(3),
+        dead: row.get(4),
+        skipped_missing: row.get(5),
+    };
+    (row.get(0), counts)
+}
+
+/// Drains with items waiting (pending or running) that are not among `configured`: a
+/// drain renamed or removed from the configuration, whose backlog nothing will run.
+pub fn unconfigured_with_work(
+    client: &mut impl GenericClient,
+    configured: &[String],
+) -> Result<Vec<(String, StateCounts)>> {
+    let rows = client.query(
+        "SELECT drain, sum(pending)::bigint, sum(running)::bigint, sum(done)::bigint, sum(dead)::bigint,
+                sum(skipped_missing)::bigint
+           FROM item_counts WHERE drain <> ALL($1) GROUP BY drain
+         HAVING sum(pending) + sum(running) > 0 ORDER BY drain",
+        &[&configured],
+    )?;
+    Ok(rows.iter().map(drain_and_counts).collect())
 }
 
 /// One line of `items NAME`.

@@ -907,3 +907,37 @@ fn long_cells_are_cut_so_tables_fit_100_columns() {
     let json = fixture.drainctl(&["items", "docs", "--json"]).run().json();
     assert_eq!(json["items"][0]["key"], long_key, "JSON is never cut");
 }
+
+#[test]
+fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configuration() {
+    let with_old = format!("{}\n[[drain]]\nname = \"old\"\ncommand = [\"FAKE_WORKER\"]\n", config("", ""));
+    let fixture = Fixture::new(&with_old, NOW);
+    fixture.drainctl(&["enqueue", "old", "--key", "a", "--payload", "{}"]).run().assert_code(0);
+    fixture.drainctl(&["enqueue", "old", "--key", "b", "--payload", "{}"]).run().assert_code(0);
+    fixture.drainctl(&["enqueue", "docs", "--key", "c", "--payload", "{}"]).run().assert_code(0);
+    let status = fixture.drainctl(&["status"]).run();
+    status.assert_code(0);
+    assert!(!status.stdout.contains("no [[drain]] table"), "{}", status.stdout);
+    // `old` renamed away: before, its two items vanished from every view.
+    fixture.write_config(&config("", ""));
+    let status = fixture.drainctl(&["status"]).run();
+    status.assert_code(0);
+    let expected =
+        "drain old has 2 pending item(s) in the database and no [[drain]] table in the configuration";
+    assert!(status.stdout.contains(expected), "{}", status.stdout);
+    let json = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_eq!(
+        json["unconfigured_drains"],
+        serde_json::json!([{"drain": "old", "pending": 2, "running": 0}])
+    );
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(0);
+    assert!(doctor.stdout.contains(&format!("warn  drains: {expected}")), "{}", doctor.stdout);
+    // Done items are history, not a backlog: no warning for them.
+    fixture
+        .client()
+        .execute("UPDATE items SET state = 'done', finished_at = now() WHERE drain = 'old'", &[])
+        .unwrap();
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(!doctor.stdout.contains("drains:"), "{}", doctor.stdout);
+}
