@@ -99,6 +99,8 @@ fn log_file_of(command: &cli::Command) -> Option<&std::path::Path> {
 /// a warning.
 fn claim_drain_log(args: &mut cli::DrainArgs) {
     let Some(path) = args.log_file.take() else { return };
+    // The run records the path: relative, it would mean nothing away from this folder.
+    let path = std::path::absolute(&path).unwrap_or(path);
     let pid = std::process::id();
     args.log_file = Some(match drain::log_file::rename_after(&path, pid) {
         Ok(renamed) => renamed,

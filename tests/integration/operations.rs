@@ -108,6 +108,15 @@ fn a_drain_started_by_hand_with_a_log_file_writes_there_and_its_run_records_it()
     assert_eq!(recorded.parent(), named.parent());
     assert!(std::fs::read_to_string(&recorded).unwrap().contains("run 2 drained: 1 done"));
     assert!(!named.exists());
+    // A relative path is recorded whole: the run's log is found from anywhere.
+    fixture.enqueue("docs", &[("c".into(), json!({"steps": [{"out": "ok"}]}))]);
+    fixture
+        .drainctl(&["drain", "docs", "--log-file", "by-hand/relative.log"])
+        .current_dir(fixture.dir.path())
+        .run()
+        .assert_code(0);
+    let recorded = fixture.column::<Option<String>>("SELECT log_path FROM runs WHERE id = 3");
+    assert_eq!(recorded, [Some(fixture.path("by-hand/relative.log").display().to_string())]);
 }
 
 #[test]
