@@ -38,8 +38,10 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         }
         _ => match &args.file {
             Some(path) => {
-                let file = std::fs::File::open(path)
-                    .map_err(|error| Error::Data(format!("cannot read {}: {error}", path.display())))?;
+                // A path it cannot open is a wrong command line, not bad data (docs/exit-codes.md).
+                let file = std::fs::File::open(path).map_err(|error| {
+                    Error::Usage(format!("--file {}: cannot be opened: {error}", path.display()))
+                })?;
                 Input::Lines(Box::new(BufReader::with_capacity(1 << 16, file)), path.display().to_string())
             }
             None => Input::Lines(

@@ -157,3 +157,16 @@ fn a_slow_batch_into_a_new_drain_does_not_hold_supervise() {
     enqueued.assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE drain = 'new'"), 1);
 }
+
+#[test]
+fn a_file_that_cannot_be_opened_is_a_wrong_command_line() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let missing = fixture.path("no-such.jsonl");
+    let result = fixture.drainctl(&["enqueue", "docs", "--file", missing.to_str().unwrap()]).run();
+    result.assert_code(64);
+    assert!(
+        result.stderr.contains("--file") && result.stderr.contains("cannot be opened"),
+        "{}",
+        result.stderr
+    );
+}
