@@ -77,11 +77,10 @@ impl TlsSettings {
             _ => None,
         };
         let checks_chain = matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull) || roots.is_some();
-        if let Some(roots) = roots {
-            builder.disable_built_in_roots(true);
-            for root in roots {
-                builder.add_root_certificate(root);
-            }
+        // The system's store is read only when it is what a certificate is checked against.
+        builder.disable_built_in_roots(roots.is_some() || !checks_chain);
+        for root in roots.into_iter().flatten() {
+            builder.add_root_certificate(root);
         }
         builder.danger_accept_invalid_certs(!checks_chain);
         builder.danger_accept_invalid_hostnames(self.mode != SslMode::VerifyFull);
@@ -136,7 +135,9 @@ pub fn split_tls_settings(url: &str, source: &str) -> Result<(String, TlsSetting
         if key == "sslmode" {
             settings.mode = SslMode::parse(&value).ok_or_else(|| {
                 Error::Config(format!(
-                    "invalid database URL (from {source}): sslmode {value:?} is not one of {}",
+                    "invalid database URL (from {source}): invalid value for option `sslmode`: {value:?} is not \
+                     one of {}; give postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=verify-full or \
+                     key=value settings such as \"host=HOST dbname=DATABASE user=USER sslmode=require\"",
                     SslMode::NAMES
                 ))
             })?;
@@ -319,7 +320,10 @@ mod tests {
         let error = split_tls_settings("postgres://db/app?sslmode=verify_full", "DATABASE_URL").unwrap_err();
         assert_eq!(error.exit_code(), 78);
         let message = error.to_string();
-        assert!(message.contains("sslmode \"verify_full\"") && message.contains("verify-full"), "{message}");
+        assert!(
+            message.contains("`sslmode`: \"verify_full\"") && message.contains("verify-full"),
+            "{message}"
+        );
     }
 
     #[test]

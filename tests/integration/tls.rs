@@ -88,7 +88,10 @@ fn a_wrong_tls_setting_is_a_configuration_error_naming_it() {
     let fixture = Fixture::new(CONFIG, NOW);
     let missing = fixture.path("missing-ca.pem");
     for (query, fragment) in [
-        ("sslmode=verify_full".to_string(), "sslmode \"verify_full\" is not one of disable, allow, prefer"),
+        (
+            "sslmode=verify_full".to_string(),
+            "`sslmode`: \"verify_full\" is not one of disable, allow, prefer",
+        ),
         (format!("sslmode=verify-full&sslrootcert={}", missing.display()), "sslrootcert"),
     ] {
         let url = url_with(&fixture, &query, false);
