@@ -15,7 +15,7 @@ use chrono_tz::{OffsetName, Tz};
 use regex::Regex;
 
 use super::patterns::compile;
-use crate::schedule::when::resolve_local;
+use crate::schedule::when::{resolve_local, resolve_local_ahead};
 
 #[derive(Debug, Clone, Copy)]
 enum Zone {
@@ -45,17 +45,10 @@ impl Zone {
     /// time that happens twice (clocks going back), the earlier one when it is still
     /// ahead, else the later one; None when every instant of it has passed.
     fn resolve_ahead(self, local: NaiveDateTime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let earlier = self.resolve(local)?;
-        if earlier >= now {
-            return Some(earlier);
+        match self {
+            Zone::Named(tz) => resolve_local_ahead(&tz, local, now),
+            Zone::Fixed(offset) => resolve_local_ahead(&offset, local, now),
         }
-        let later = match self {
-            Zone::Named(tz) => tz.from_local_datetime(&local).latest().map(|at| at.with_timezone(&Utc)),
-            Zone::Fixed(offset) => {
-                offset.from_local_datetime(&local).latest().map(|at| at.with_timezone(&Utc))
-            }
-        };
-        later.filter(|later| *later >= now)
     }
 }
 

@@ -6,7 +6,8 @@
 //! and time (`sat 18:00`: the upcoming such weekday, today if the time is still ahead),
 //! `today`/`tomorrow` and a time, or a distance from now (`+6h`, `+1h30m`). Local times
 //! are DST-correct: one that falls in a DST gap moves forward to the first valid instant
-//! after the gap, and an ambiguous one (the repeated hour) takes the earlier instant.
+//! after the gap, and an ambiguous one (the repeated hour) is the first of its two
+//! instants that is still ahead (docs/configuration.md, as resets in docs/rate-limits.md).
 //! [`parse_when`] only reads the text; [`check_deadline`] refuses a deadline that is
 //! already past or further away than the configured maximum.
 
@@ -99,10 +100,9 @@ pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<U
                 return Err(unparseable(Some(format!("a day needs a time, e.g. \"{single} 18:00\""))));
             }
             let time = parse_clock(single).map_err(|reason| unparseable(Some(reason)))?;
-            let today = resolve_local(&zone, local_today.and_time(time));
-            match today {
-                Some(instant) if instant > now => Ok(instant),
-                _ => local_today
+            match resolve_after(&zone, local_today.and_time(time), now) {
+                Some(instant) => Ok(instant),
+                None => local_today
                     .checked_add_days(Days::new(1))
                     .and_then(|tomorrow| resolve_local(&zone, tomorrow.and_time(time)))
                     .ok_or_else(|| unparseable(None)),
@@ -123,7 +123,9 @@ pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<U
                     "{day:?} is not a weekday, a date, \"today\" or \"tomorrow\""
                 ))));
             };
-            resolve_local(&zone, date.and_time(time)).ok_or_else(|| unparseable(None))
+            resolve_after(&zone, date.and_time(time), now)
+                .or_else(|| resolve_local(&zone, date.and_time(time)))
+                .ok_or_else(|| unparseable(None))
         }
         _ => Err(unparseable(None)),
     }
@@ -258,12 +260,34 @@ fn upcoming_weekday_at(
     let today = now.with_timezone(&zone).date_naive();
     let days_ahead = (7 + weekday.num_days_from_sunday() - today.weekday().num_days_from_sunday()) % 7;
     let date = today.checked_add_days(Days::new(u64::from(days_ahead)))?;
-    let instant = resolve_local(&zone, date.and_time(time))?;
-    if instant > now {
+    if let Some(instant) = resolve_after(&zone, date.and_time(time), now) {
         return Some(instant);
     }
     let next_week = date.checked_add_days(Days::new(7))?;
     resolve_local(&zone, next_week.and_time(time))
+}
+
+/// The first instant strictly after `now` at which the clock in `zone` reads `local` (see
+/// [`resolve_local_ahead`]); None when every instant of it is at or before `now`.
+fn resolve_after(zone: &Tz, local: NaiveDateTime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    resolve_local_ahead(zone, local, now + TimeDelta::nanoseconds(1))
+}
+
+/// The first instant at or after `now` at which the local clock in `zone` reads `local`:
+/// of a time that happens twice (clocks going back), the earlier one when it is still
+/// ahead, else the later one; a time in a gap moves to the first valid instant after it
+/// (docs/rate-limits.md). None when every instant of it has passed.
+pub(crate) fn resolve_local_ahead<Z: TimeZone>(
+    zone: &Z,
+    local: NaiveDateTime,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let earlier = resolve_local(zone, local)?;
+    if earlier >= now {
+        return Some(earlier);
+    }
+    let later = zone.from_local_datetime(&local).latest().map(|at| at.with_timezone(&Utc));
+    later.filter(|later| *later >= now)
 }
 
 /// The instant of a wall-clock time in `zone`: the earlier one when the time occurs
@@ -434,6 +458,41 @@ mod tests {
         // The clock time "02:30" on the morning of the gap resolves to the gap's end.
         let before_gap = utc("2026-03-08T05:00:00Z"); // 00:00 EST
         assert_resolves(&[("02:30", before_gap, New_York, "2026-03-08T07:00:00Z")]);
+    }
+
+    #[test]
+    fn a_time_in_the_repeated_hour_is_its_first_instant_still_ahead() {
+        // New York falls back on Sunday 2026-11-01 at 02:00 EDT: 01:00-01:59 happens
+        // twice, first in EDT (UTC-4), then in EST (UTC-5).
+        let after_the_change = utc("2026-11-01T06:10:00Z"); // 01:10 EST, the second pass
+        let second_half_hour = "2026-11-01T06:30:00Z"; // 01:30 EST, 20 minutes ahead
+        assert_resolves(&[
+            ("01:30", after_the_change, New_York, second_half_hour),
+            ("1:30am", after_the_change, New_York, second_half_hour),
+            ("sun 1:30am", after_the_change, New_York, second_half_hour),
+            ("today 1:30am", after_the_change, New_York, second_half_hour),
+            ("2026-11-01 01:30", after_the_change, New_York, second_half_hour),
+            // 01:05 has passed in both offsets: tomorrow, next week.
+            ("01:05", after_the_change, New_York, "2026-11-02T06:05:00Z"),
+            ("sun 01:05", after_the_change, New_York, "2026-11-08T06:05:00Z"),
+        ]);
+        // At 01:40 EDT the first 01:30 has passed, the second (EST) is 50 minutes ahead.
+        let in_the_first_pass = utc("2026-11-01T05:40:00Z");
+        assert_resolves(&[
+            ("01:30", in_the_first_pass, New_York, second_half_hour),
+            ("today 01:30", in_the_first_pass, New_York, second_half_hour),
+            // Still ahead in the first pass: the earlier instant.
+            ("01:50", in_the_first_pass, New_York, "2026-11-01T05:50:00Z"),
+        ]);
+        // Exactly at the first 01:30 the deadline is the second one, never "now".
+        assert_resolves(&[("01:30", utc("2026-11-01T05:30:00Z"), New_York, second_half_hour)]);
+        // Both passed: the past-deadline error still shows the day's time.
+        let later = utc("2026-11-01T07:00:00Z");
+        let past = parse_when("today 01:30", later, New_York).expect("a time");
+        assert!(matches!(
+            check_deadline(past, later, New_York, Duration::from_secs(86_400)),
+            Err(WhenError::InPast { .. })
+        ));
     }
 
     #[test]
