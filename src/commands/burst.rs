@@ -3,7 +3,8 @@
 //! A burst is one row in the database (`drains.burst_until`): the single source of truth
 //! for the shell, `supervise` and any UI. While it lasts, `supervise` starts the drain
 //! whenever it is idle regardless of its window, and a pass keeps taking items past its
-//! item and time budgets until the deadline, an empty backlog, a quota hit or `burst off`.
+//! item and time budgets until the deadline, an empty backlog, a quota hit or `burst off`;
+//! then it goes on as a supervise pass would (docs/operations.md).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -107,7 +108,7 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
     })?;
     let human = match was {
         Some(until) => format!(
-            "{name}: burst off (was until {}); a running burst pass stops before its next item",
+            "{name}: burst off (was until {}); a running burst pass goes on only inside the window and budgets",
             local(until, zone)
         ),
         None => format!("{name}: no burst was on"),

@@ -319,9 +319,8 @@ pub struct ClaimRequest<'a> {
     /// The run that claims (the fencing token).
     pub run_id: i64,
     pub now: DateTime<Utc>,
-    /// The pass was started by a burst: it claims only while a burst is on.
-    pub is_burst_trigger: bool,
-    /// Window and budget, checked by the caller, allow another item (ignored in a burst).
+    /// Window and budget, checked by the caller, allow another item (ignored while a burst
+    /// is on; a pass a burst started is held to them once it ends, docs/operations.md).
     pub local_limits_allow: bool,
     /// The claimer's priority and the other drains of its quota group.
     pub rivals: &'a GroupRivals,
@@ -364,13 +363,13 @@ macro_rules! fence_step {
     };
 }
 
-/// The steps of a claim (parameters $1 to $12, see `claim_params`) up to its attempt row,
+/// The steps of a claim (parameters $1 to $11, see `claim_params`) up to its attempt row,
 /// shared by the plain claim, the claim that also stages the previous result and the one
 /// that commits it. They follow `fence_step`.
 ///
 /// `ahead` is the drain of the same quota group the claimer yields to (docs/rate-limits.md,
 /// "Priority within a group"): one that ranks higher — in burst when the claimer is not,
-/// else the same burst state and a higher priority ($9 the claimer's, $10 to $12 the other
+/// else the same burst state and a higher priority ($8 the claimer's, $9 to $11 the other
 /// drains of the group with their priorities and liveness timeouts, from the
 /// configuration) — is not paused, has a live run (running or waiting for the reset, with
 /// a checkpoint within its liveness timeout) and an available item, while the claimer has
@@ -383,7 +382,7 @@ macro_rules! claim_core_steps {
 }
 
 /// The controls a claim re-reads: pause, burst, the account's backoff, the group's park
-/// ($1 drain, $4 quota group, $7 account).
+/// ($1 drain, $4 quota group, $6 account).
 macro_rules! controls_step {
     () => {
         "controls AS (
@@ -391,7 +390,7 @@ macro_rules! controls_step {
                     coalesce(b.suspected_at IS NOT NULL OR b.needs_attention, false) AS is_suspected,
                     g.parked_at, g.parked_reason
                FROM drains d
-               LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $7
+               LEFT JOIN quota_backoffs b ON b.quota_group = $4 AND b.account = $6
                LEFT JOIN quota_groups g ON g.quota_group = $4
               WHERE d.name = $1)"
     };
@@ -404,11 +403,11 @@ macro_rules! claim_after_controls_steps {
         "
          ahead AS (
              SELECT r.name, r.priority, coalesce(od.burst_until > $3, false) AS is_bursting
-               FROM unnest($10::text[], $11::int4[], $12::float8[]) AS r (name, priority, liveness_seconds)
+               FROM unnest($9::text[], $10::int4[], $11::float8[]) AS r (name, priority, liveness_seconds)
                JOIN drains od ON od.name = r.name
               WHERE od.paused_at IS NULL
                 AND (coalesce(od.burst_until > $3, false), r.priority)
-                    > ((SELECT coalesce(burst_until > $3, false) FROM controls), $9)
+                    > ((SELECT coalesce(burst_until > $3, false) FROM controls), $8)
                 AND EXISTS (SELECT 1 FROM runs o
                              WHERE o.drain = r.name AND o.status = 'running'
                                AND o.last_checkpoint_at >= $3 - make_interval(secs => r.liveness_seconds))
@@ -421,10 +420,10 @@ macro_rules! claim_after_controls_steps {
               LIMIT 1),
          allowed AS (
              SELECT 1 FROM controls
-              WHERE paused_at IS NULL AND $8 AND EXISTS (SELECT 1 FROM fence)
+              WHERE paused_at IS NULL AND $7 AND EXISTS (SELECT 1 FROM fence)
                 AND (backoff_until IS NULL OR backoff_until <= $3)
                 AND parked_at IS NULL
-                AND (burst_until > $3 OR (NOT $5 AND $6))
+                AND (burst_until > $3 OR $5)
                 AND NOT EXISTS (SELECT 1 FROM ahead)),
          claimed AS (
              UPDATE items SET state = 'running', claimed_by = $2, claimed_at = $3,
@@ -437,7 +436,7 @@ macro_rules! claim_after_controls_steps {
           RETURNING id, key, payload, attempts, resume_token),
          attempt AS (
              INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
-             SELECT id, $2, attempts, $3, $7 FROM claimed)"
+             SELECT id, $2, attempts, $3, $6 FROM claimed)"
     };
 }
 
@@ -479,26 +478,25 @@ macro_rules! claim_steps {
     };
 }
 
-/// Staging a result (parameters $2 run, $3 now, $13 to $16), committed with its length and
+/// Staging a result (parameters $2 run, $3 now, $12 to $15), committed with its length and
 /// SHA-256 so that a reaper can verify it; only by a run the fence still lets through.
 macro_rules! stage_step {
     () => {
         "INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
-         SELECT $13, $2, $14, $15, $16, $3 FROM fence
+         SELECT $12, $2, $13, $14, $15, $3 FROM fence
          ON CONFLICT (item_id, run_id) DO UPDATE
             SET result = EXCLUDED.result, result_bytes = EXCLUDED.result_bytes,
                 result_sha256 = EXCLUDED.result_sha256, staged_at = EXCLUDED.staged_at"
     };
 }
 
-fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), Type); 12] {
+fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), Type); 11] {
     let rivals = request.rivals;
     [
         (&request.drain, Type::TEXT),
         (&request.run_id, Type::INT8),
         (&request.now, Type::TIMESTAMPTZ),
         (&request.account.quota_group, Type::TEXT),
-        (&request.is_burst_trigger, Type::BOOL),
         (&request.local_limits_allow, Type::BOOL),
         (&request.account.account, Type::TEXT),
         (&request.account.is_allowed, Type::BOOL),
@@ -514,8 +512,8 @@ fn claim_params<'a>(request: &'a ClaimRequest<'a>) -> [(&'a (dyn ToSql + Sync), 
 /// trip, so the check and the claim see the same state. A claim counts the attempt, opens
 /// its attempt row (recording the account) and records the item-start checkpoint on the
 /// run. An item may be claimed when the drain is not paused, its quota group not parked,
-/// the account is allowed and not backing off, and either a burst is on or (the pass is not a burst's and) the
-/// caller's local limits allow it. Concurrent claimers skip locked rows.
+/// the account is allowed and not backing off, and either a burst is on or the caller's
+/// local limits allow it. Concurrent claimers skip locked rows.
 pub fn claim_next_item(
     client: &mut impl GenericClient,
     statements: &mut PreparedStatements,
@@ -554,19 +552,19 @@ pub fn stage_and_claim_next_item(
     Ok(read_claim(&rows))
 }
 
-/// Committing a small result ($13 the item, $14 the result) after `fence_step`: the item,
+/// Committing a small result ($12 the item, $13 the result) after `fence_step`: the item,
 /// its attempt. The completion statements follow them with the controls, a claim (or
 /// nothing claimed), then `complete_run_step`.
 macro_rules! complete_steps {
     () => {
         "done AS (
-             UPDATE items SET state = 'done', result = $14, finished_at = $3, updated_at = $3,
+             UPDATE items SET state = 'done', result = $13, finished_at = $3, updated_at = $3,
                     last_error = NULL, resume_token = NULL
-              WHERE id = $13 AND claimed_by = $2 AND state = 'running' AND EXISTS (SELECT 1 FROM fence)
+              WHERE id = $12 AND claimed_by = $2 AND state = 'running' AND EXISTS (SELECT 1 FROM fence)
           RETURNING id),
          done_attempt AS (
              UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
-              WHERE item_id = $13 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done))"
+              WHERE item_id = $12 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done))"
     };
 }
 
@@ -586,7 +584,7 @@ macro_rules! complete_run_step {
             claim_select!(),
             ",
                 (SELECT count(*) FROM done),
-                EXISTS (SELECT 1 FROM items WHERE id = $13 AND claimed_by = $2 AND state = 'running')",
+                EXISTS (SELECT 1 FROM items WHERE id = $12 AND claimed_by = $2 AND state = 'running')",
             claim_from!()
         )
     };
@@ -736,7 +734,6 @@ pub fn stage_result(
         account: ClaimAccount { quota_group: "", account: "", is_allowed: false },
         run_id,
         now,
-        is_burst_trigger: false,
         local_limits_allow: false,
         rivals: &GroupRivals::default(),
     };

@@ -135,18 +135,10 @@ impl<'a> Pass<'a> {
         self.cost_stop = self.cost_budget(now)?;
         let cost_allows = self.cost_stop.is_none() && claim;
         let (drain, group, run_id) = (self.drain, self.group, self.run_id);
-        let is_burst_trigger = self.trigger == Trigger::Burst;
         // Shared, not copied: the claim between two workers reads it (docs/rate-limits.md).
         let rivals = &std::rc::Rc::clone(&self.rivals);
-        let request = |account| ClaimRequest {
-            drain: &drain.name,
-            account,
-            run_id,
-            now,
-            is_burst_trigger,
-            local_limits_allow,
-            rivals,
-        };
+        let request =
+            |account| ClaimRequest { drain: &drain.name, account, run_id, now, local_limits_allow, rivals };
         if !group.has_accounts_to_switch() {
             let account = ClaimAccount {
                 quota_group: &group.name,
@@ -216,6 +208,9 @@ impl<'a> Pass<'a> {
 
     /// Why the pass must stop before the next item, given the controls read with the
     /// claim: its run ended by someone else, pause, end of burst, backoff, then (outside a burst) window and budget.
+    /// A pass a burst started goes on after the burst ends as a supervise pass would, so
+    /// it stops then only when the window or its budgets (counted from the pass's start)
+    /// would stop one (docs/operations.md, "Burst").
     pub(super) fn reason_to_stop(&self, controls: PassControls, now: DateTime<Utc>) -> Option<Stop> {
         if !controls.is_run_live {
             // Fenced: supervise ended this run (hung, crashed) and released its items.
@@ -237,10 +232,12 @@ impl<'a> Pass<'a> {
         }
         let is_bursting = controls.burst_until.is_some_and(|until| now < until);
         if self.trigger == Trigger::Burst && !is_bursting {
-            return Some(Stop::normal(
-                RunStatus::BurstEnded,
-                "the burst ended (deadline passed or turned off)",
-            ));
+            if let Some(limit) = self.local_limit(now, 0) {
+                return Some(Stop::normal(
+                    RunStatus::BurstEnded,
+                    format!("the burst ended (deadline passed or turned off) and {}", limit.note),
+                ));
+            }
         }
         if let Some(until) = controls.backoff_until.filter(|until| now < *until) {
             return Some(Stop::normal(
@@ -324,7 +321,13 @@ impl<'a> Pass<'a> {
         if !is_quick || self.group.has_accounts_to_switch() || self.cost_stop.is_some() {
             return None;
         }
-        if self.local_limit(now, 1).is_some() {
+        if self.budget_limit(now, 1).is_some() {
+            return None;
+        }
+        // A burst's pass claims ahead outside its window: the claim takes an item only while
+        // the burst is on, or once it has ended while the window allows it.
+        let is_window_open = self.window_limit(now).is_none();
+        if !is_window_open && self.trigger != Trigger::Burst {
             return None;
         }
         let (drain, group): (&'a DrainConfig, &'a crate::config::QuotaGroupConfig) = (self.drain, self.group);
@@ -337,26 +340,34 @@ impl<'a> Pass<'a> {
             },
             run_id: self.run_id,
             now,
-            is_burst_trigger: self.trigger == Trigger::Burst,
-            local_limits_allow: true,
+            local_limits_allow: is_window_open,
             rivals,
         })
     }
 
-    /// The limits checked without the database: the window (for supervisor passes) and
-    /// the item and time budgets, with `more` items besides those begun. Not applied
-    /// during a burst.
+    /// The limits checked without the database: the window (for passes `supervise`
+    /// started) and the item and time budgets, with `more` items besides those begun. Not
+    /// applied during a burst.
     fn local_limit(&self, now: DateTime<Utc>, more: u32) -> Option<Stop> {
-        if self.trigger == Trigger::Supervisor {
-            if let Some(window) = &self.drain.window {
-                if !window.contains(now, self.config.defaults.timezone) {
-                    return Some(Stop::normal(
-                        RunStatus::WindowClosed,
-                        format!("outside window {}", window.describe()),
-                    ));
-                }
-            }
+        self.window_limit(now).or_else(|| self.budget_limit(now, more))
+    }
+
+    /// The window of a pass `supervise` started (for a supervise pass, or for a burst's
+    /// once the burst has ended), when it is closed at `now`.
+    fn window_limit(&self, now: DateTime<Utc>) -> Option<Stop> {
+        if !matches!(self.trigger, Trigger::Supervisor | Trigger::Burst) {
+            return None;
         }
+        let window = self.drain.window.as_ref()?;
+        if window.contains(now, self.config.defaults.timezone) {
+            return None;
+        }
+        Some(Stop::normal(RunStatus::WindowClosed, format!("outside window {}", window.describe())))
+    }
+
+    /// The item and time budgets, with `more` items besides those begun; the time counted
+    /// from the pass's start.
+    fn budget_limit(&self, now: DateTime<Utc>, more: u32) -> Option<Stop> {
         let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some()) + more;
         if self.done + self.failed + waiting >= self.drain.max_items_per_pass {
             return Some(Stop::normal(

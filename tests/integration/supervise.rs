@@ -364,6 +364,69 @@ fn a_burst_pass_ignores_the_budget_and_stops_when_the_burst_is_turned_off() {
     assert_eq!(fixture.item("docs", "j1").0, "pending");
 }
 
+/// A drain `docs` of the fake worker, open every day 09:00-17:00 UTC, with `extra` lines.
+fn day_window_config(extra: &str) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n\
+         window = {{ days = \"*\", from = \"09:00\", to = \"17:00\" }}\n{extra}"
+    )
+}
+
+/// A burst pass on `fixture` over `before`, then an item that waits until the burst's
+/// deadline has passed (the clock moved to `after`), then `items`; returns the pass's JSON.
+fn burst_pass_across_its_deadline(
+    fixture: &Fixture,
+    before: &[(String, Value)],
+    items: &[(String, Value)],
+    after: &str,
+) -> Value {
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    let mut all = before.to_vec();
+    all.push(("w0".to_string(), json!({ "steps": [{ "touch": started }, { "wait_for_file": go }] })));
+    all.extend_from_slice(items);
+    fixture.enqueue("docs", &all);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "10:00"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["drain", "docs", "--trigger", "burst", "--json"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    fixture.set_now(after);
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    result.json()
+}
+
+#[test]
+fn a_burst_pass_goes_on_as_a_normal_pass_when_its_burst_ends_inside_the_window() {
+    // Before, the pass ended `burst_ended` after the first item, the rest pending until
+    // the next supervise, although the window was open.
+    let fixture = Fixture::new(&day_window_config(""), "2026-11-27T09:30:00Z");
+    let items: Vec<(String, Value)> = (1..5).map(|i| (format!("i{i}"), json!(i))).collect();
+    let pass = burst_pass_across_its_deadline(&fixture, &[], &items, "2026-11-27T10:00:00Z");
+    assert_eq!(pass["status"], "drained", "{pass}");
+    assert_eq!(pass["items_done"], 5, "{pass}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 0);
+
+    // Its budgets count from the pass's start: the burst took it past max_items_per_pass,
+    // so it stops.
+    let fixture = Fixture::new(&day_window_config("max_items_per_pass = 2\n"), "2026-11-27T09:30:00Z");
+    let before: Vec<(String, Value)> = (0..2).map(|i| (format!("b{i}"), json!(i))).collect();
+    let pass = burst_pass_across_its_deadline(&fixture, &before, &items, "2026-11-27T10:00:00Z");
+    assert_eq!(pass["status"], "burst_ended", "{pass}");
+    assert_eq!(pass["items_done"], 3, "{pass}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 4);
+    assert!(pass["note"].as_str().unwrap_or_default().contains("max_items_per_pass (2)"), "{pass}");
+
+    // A burst that ends after the window closed still stops the pass.
+    let fixture = Fixture::new(&day_window_config(""), "2026-11-27T09:30:00Z");
+    let pass = burst_pass_across_its_deadline(&fixture, &[], &items, "2026-11-27T17:00:00Z");
+    assert_eq!(pass["status"], "burst_ended", "{pass}");
+    assert_eq!(pass["items_done"], 1, "{pass}");
+    assert!(pass["note"].as_str().unwrap_or_default().contains("outside window daily 09:00-17:00"), "{pass}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 4);
+}
+
 #[test]
 fn a_burst_pass_never_runs_past_the_deadline() {
     let fixture = Fixture::new(&config(""), OUTSIDE);

@@ -143,8 +143,9 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     assert!(result.stderr.contains("while waiting for the reset"), "{}", result.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
 
-    // A burst turned off: a burst pass stops.
-    let fixture = Fixture::new(&config(""), NOW);
+    // A burst turned off while the window is closed: a burst pass stops.
+    let closed_window = "window = { days = \"*\", from = \"00:00\", to = \"01:00\" }\n";
+    let fixture = Fixture::new(&config(closed_window), NOW);
     enqueue_limited_then_fine(&fixture);
     fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run().assert_code(0);
     let pass = fixture.drainctl(&["drain", "docs", "--trigger", "burst", "--json"]).spawn();
