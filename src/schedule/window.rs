@@ -28,8 +28,10 @@ const ACCEPTED_TIME: &str = "use HH:MM in 24-hour time, e.g. \"22:00\" or \"06:0
 const DAY_NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 /// How many days ahead to look for the next opening before deciding the window never
-/// opens, or never closes (a stretch of touching occurrences that outlasts a week).
-const HORIZON_DAYS: usize = 9;
+/// opens, or never closes (a stretch of touching occurrences that outlasts a week). Two
+/// weeks and a day: a window of one day a week whose occurrence this week lies wholly in
+/// a DST gap (and so is empty) opens next on the same day a week later.
+const HORIZON_DAYS: usize = 15;
 
 /// A weekly schedule window (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +246,7 @@ fn parse_time(field: &str, text: &str, is_end: bool) -> Result<NaiveTime, String
 mod tests {
     use super::*;
     use chrono::{NaiveDateTime, TimeZone};
-    use chrono_tz::{America::New_York, Asia::Jerusalem, Europe::London};
+    use chrono_tz::{America::New_York, Asia::Jerusalem, Europe::Berlin, Europe::London};
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).expect(text).with_timezone(&Utc)
@@ -501,6 +503,18 @@ mod tests {
         assert_eq!(
             lost.next_opening(utc("2026-03-07T12:00:00Z"), New_York),
             Some(utc("2026-03-15T06:00:00Z")) // the next Sunday, 02:00 EDT
+        );
+        // Seen from Thursday, that Sunday's occurrence is empty: the next is a week later.
+        assert_eq!(
+            lost.next_opening(utc("2026-03-05T12:00:00Z"), New_York),
+            Some(utc("2026-03-15T06:00:00Z"))
+        );
+        // Berlin skips 02:00-03:00 on Sunday 2026-03-29: `sun 02:00-03:00` lies in the gap,
+        // so from Thursday 26 March it next opens on Sunday 5 April, 02:00 CEST.
+        let berlin = window("sun", "02:00", "03:00");
+        assert_eq!(
+            berlin.next_opening(utc("2026-03-26T12:00:00Z"), Berlin),
+            Some(utc("2026-04-05T00:00:00Z"))
         );
         // A whole-day window on the 23-hour day.
         let sunday = window("sun", "00:00", "00:00");
