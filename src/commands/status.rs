@@ -188,6 +188,8 @@ pub(crate) struct DrainView {
     pub(crate) window: Option<String>,
     in_window: bool,
     pub(crate) next_window_opening: Option<DateTime<Utc>>,
+    /// When the window closes, if it is open now (docs/configuration.md).
+    window_closes: Option<DateTime<Utc>>,
     every_seconds: Option<f64>,
     cadence_next_start_at: Option<DateTime<Utc>>,
     pub(crate) forecast: Forecast,
@@ -368,6 +370,7 @@ fn decide_drain(
         Some(window) if !in_window => window.next_opening(now, zone),
         _ => None,
     };
+    let window_closes = drain.window.as_ref().and_then(|window| window.closes_at(now, zone));
     let last_started_at =
         snapshot.last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
     let forecast = crate::schedule::forecast::forecast(
@@ -403,6 +406,7 @@ fn decide_drain(
         window: drain.window.as_ref().map(|w| w.describe()),
         in_window,
         next_window_opening,
+        window_closes,
         every_seconds: drain.every.map(|every| every.as_secs_f64()),
         cadence_next_start_at: crate::schedule::cadence::next_start(drain.every, last_started_at),
         forecast,
@@ -591,6 +595,10 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     }
     if let Some(at) = drain.next_window_opening {
         notes.push(format!("opens {}", relative(at)));
+    }
+    if let Some(at) = drain.window_closes {
+        let local = at.with_timezone(&zone).format("%a %H:%M");
+        notes.push(format!("window closes {local} ({})", relative(at)));
     }
     if let Some(at) = drain.cadence_next_start_at.filter(|at| *at > now && drain.burst_until.is_none()) {
         notes.push(format!("next start {}", relative(at)));

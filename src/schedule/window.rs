@@ -98,6 +98,25 @@ impl Window {
             .min()
     }
 
+    /// When the window closes (goes from open to closed) if `at` is inside it: the end of
+    /// the stretch of touching occurrences that holds `at`. `None` outside the window, or
+    /// when it does not close within the horizon (every day with `from == to`).
+    pub fn closes_at(&self, at: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        let local_date = at.with_timezone(&zone).date_naive();
+        let occurrences = self.occurrences(local_date, 2, HORIZON_DAYS, zone);
+        let mut close =
+            occurrences.iter().filter(|occurrence| occurrence.contains(at)).map(|o| o.close).max()?;
+        // Occurrences are in opening order: one that opens before (or as) the stretch
+        // closes carries it on.
+        for occurrence in &occurrences {
+            if occurrence.open <= close && occurrence.close > close {
+                close = occurrence.close;
+            }
+        }
+        // Still open at the end of the horizon: it does not close within it.
+        (!self.contains(close, zone)).then_some(close)
+    }
+
     /// Human description in canonical form, e.g. `"sun-thu 22:00-06:00"`,
     /// `"fri-mon 09:00-17:00"`, `"daily 00:00-00:00"`.
     pub fn describe(&self) -> String {
@@ -486,6 +505,23 @@ mod tests {
         );
         // It closes at 06:00 BST: 7 h later.
         assert_open_until(&saturday_night, utc("2026-03-28T22:00:00Z"), utc("2026-03-29T05:00:00Z"), London);
+    }
+
+    #[test]
+    fn closes_at_is_the_end_of_the_stretch_that_holds_the_instant() {
+        let night = window("sun-thu", "22:00", "06:00");
+        // Thursday 26 March 23:00 CET in Berlin: Thursday's night closes Friday 06:00 CET.
+        assert_eq!(night.closes_at(utc("2026-03-26T22:00:00Z"), Berlin), Some(utc("2026-03-27T05:00:00Z")));
+        assert_eq!(night.closes_at(utc("2026-03-27T05:00:00Z"), Berlin), None, "closed at 06:00");
+        assert_eq!(night.closes_at(utc("2026-03-27T12:00:00Z"), Berlin), None, "outside");
+        // Touching occurrences read as one stretch: Monday 00:00 to Saturday 00:00.
+        let weekdays = window("mon-fri", "00:00", "00:00");
+        assert_eq!(
+            weekdays.closes_at(local(Jerusalem, "2026-11-24 12:00"), Jerusalem),
+            Some(local(Jerusalem, "2026-11-28 00:00"))
+        );
+        // A window that is always open never closes.
+        assert_eq!(window("*", "00:00", "00:00").closes_at(utc("2026-11-24T12:00:00Z"), Jerusalem), None);
     }
 
     #[test]

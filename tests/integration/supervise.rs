@@ -456,6 +456,28 @@ fn a_burst_pass_never_runs_past_the_deadline() {
 }
 
 #[test]
+fn status_shows_when_an_open_window_closes() {
+    let config = "[defaults]\ntimezone = \"Europe/Berlin\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+                  [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n\
+                  window = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n";
+    // Thursday 26 March 23:00 CET: inside Thursday's night, which closes Friday 06:00.
+    let fixture = Fixture::new(config, "2026-03-26T22:00:00Z");
+    let result = fixture.drainctl(&["status", "--json"]).run();
+    result.assert_code(0);
+    let drain = &result.json()["drains"][0];
+    assert_eq!(drain["in_window"], true);
+    assert_eq!(drain["next_window_opening"], Value::Null);
+    assert_eq!(drain["window_closes"], "2026-03-27T05:00:00Z");
+    let human = fixture.drainctl(&["status"]).run();
+    assert!(human.stdout.contains("window closes Fri 06:00 (in 7h)"), "{}", human.stdout);
+    // Outside the window there is no closing, only the next opening.
+    fixture.set_now("2026-03-27T12:00:00Z");
+    let drain = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0].clone();
+    assert_eq!(drain["window_closes"], Value::Null);
+    assert_eq!(drain["next_window_opening"], "2026-03-29T20:00:00Z");
+}
+
+#[test]
 fn status_shows_state_counts_burst_backoff_and_next_opening() {
     let fixture = Fixture::new(&config(""), OUTSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
