@@ -207,7 +207,7 @@ pub struct SuperviseArgs {
     /// Print the decisions and change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to 15 minutes
+    /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to `supervise_interval` (15 minutes unless set) on the wall clock of `[defaults] timezone`
     #[arg(long, value_name = "TIME", value_parser = instant)]
     pub slot: Option<DateTime<Utc>>,
     /// Append this pass's output and dated log lines to PATH (created owner-only, with its

@@ -218,9 +218,28 @@ fn scheduled_slot(config: &Config, args: &SuperviseArgs, fired_at: DateTime<Utc>
         None => {
             let interval = chrono::Duration::from_std(config.defaults.supervise_interval)
                 .unwrap_or(chrono::Duration::minutes(15));
-            fired_at.duration_trunc(interval).unwrap_or(fired_at)
+            local_slot(fired_at, interval, config.defaults.timezone)
         }
     }
+}
+
+/// `fired_at` rounded down to `interval` on the wall clock of `zone`, where cron counts
+/// its slots (docs/cli.md, `supervise --slot`): 10:05 IST with `1h` is 10:00 IST. In the
+/// hour repeated when the clocks go back, the slot is the instant of that wall-clock
+/// time at or before `fired_at`; one in a skipped hour moves to the gap's end.
+fn local_slot(fired_at: DateTime<Utc>, interval: chrono::Duration, zone: chrono_tz::Tz) -> DateTime<Utc> {
+    use chrono::{LocalResult, TimeZone};
+    let local = fired_at.with_timezone(&zone).naive_local();
+    let Ok(start) = local.duration_trunc(interval) else { return fired_at };
+    let slot = match zone.from_local_datetime(&start) {
+        LocalResult::Single(at) => Some(at.with_timezone(&Utc)),
+        LocalResult::Ambiguous(earlier, later) => {
+            let (earlier, later) = (earlier.with_timezone(&Utc), later.with_timezone(&Utc));
+            Some(if later <= fired_at { later } else { earlier })
+        }
+        LocalResult::None => crate::schedule::when::resolve_local(&zone, start),
+    };
+    slot.filter(|slot| *slot <= fired_at).unwrap_or(fired_at)
 }
 
 /// What a pass records of itself in `supervise_passes`: when it fired, for which slot, where.
@@ -454,4 +473,40 @@ fn record_failure(
         event = event.drain(drain);
     }
     record_event_or_log(client, outbox, &event, now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::{America::New_York, Asia::Kolkata, Europe::Berlin};
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).expect(text).with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_default_slot_is_rounded_down_on_the_local_wall_clock() {
+        let hour = chrono::Duration::hours(1);
+        let quarter = chrono::Duration::minutes(15);
+        let cases = [
+            // 10:05 IST (UTC+5:30): the 10:00 IST slot, not 09:30 IST (04:00 UTC).
+            ("2026-03-25T04:35:00Z", hour, Kolkata, "2026-03-25T04:30:00Z"),
+            ("2026-03-25T04:35:00Z", quarter, Kolkata, "2026-03-25T04:30:00Z"),
+            ("2026-03-25T04:29:00Z", hour, Kolkata, "2026-03-25T03:30:00Z"),
+            // New York falls back on 2026-11-01: 01:10 EDT and 01:10 EST each belong to
+            // their own 01:00.
+            ("2026-11-01T05:10:00Z", hour, New_York, "2026-11-01T05:00:00Z"),
+            ("2026-11-01T06:10:00Z", hour, New_York, "2026-11-01T06:00:00Z"),
+            // Berlin springs forward on 2026-03-29 at 02:00: 03:10 CEST is the 03:00 slot.
+            ("2026-03-29T01:10:00Z", hour, Berlin, "2026-03-29T01:00:00Z"),
+            ("2026-03-29T00:59:00Z", hour, Berlin, "2026-03-29T00:00:00Z"),
+        ];
+        for (fired, interval, zone, expected) in cases {
+            assert_eq!(local_slot(utc(fired), interval, zone), utc(expected), "{fired} in {zone}");
+        }
+        // A slot of 2h whose start lies in the gap (02:00 on 2026-03-29 in Berlin) moves to
+        // the gap's end, never after the pass.
+        let two_hours = chrono::Duration::hours(2);
+        assert_eq!(local_slot(utc("2026-03-29T01:10:00Z"), two_hours, Berlin), utc("2026-03-29T01:00:00Z"));
+    }
 }

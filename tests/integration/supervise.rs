@@ -127,6 +127,21 @@ fn supervise_starts_a_detached_drain_that_does_the_work() {
 }
 
 #[test]
+fn the_default_slot_is_rounded_down_on_the_local_wall_clock() {
+    let config = "[defaults]\ntimezone = \"Asia/Kolkata\"\nsupervise_interval = \"1h\"\n\
+                  log_dir = \"TMPDIR/logs\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n";
+    // 10:05 IST: cron fired for 10:00 IST (04:30 UTC); before, the slot was 09:30 IST.
+    let fixture = Fixture::new(config, "2026-03-25T04:35:00Z");
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    let scheduled: String = fixture
+        .client()
+        .query_one("SELECT to_char(scheduled_for AT TIME ZONE 'UTC', 'HH24:MI') FROM supervisor_passes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(scheduled, "04:30");
+}
+
+#[test]
 fn a_hung_run_is_killed_with_its_children_and_its_item_released() {
     let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
     let started = fixture.path("started");
