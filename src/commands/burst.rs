@@ -60,8 +60,9 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         zone,
         defaults.burst_max,
     )?;
-    let previous = in_transaction(&mut ctx.client, |tx| {
-        let previous = ensure_drain(tx, &name, now)?.active_burst(now);
+    let (previous, is_paused) = in_transaction(&mut ctx.client, |tx| {
+        let controls = ensure_drain(tx, &name, now)?;
+        let previous = controls.active_burst(now);
         set_burst(tx, &name, deadline, args.note.as_deref(), now)?;
         let (kind, message) = match previous {
             Some(old) => (
@@ -74,17 +75,29 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             .drain(&name)
             .data(json!({ "burst_until": deadline, "previous_until": previous, "note": args.note }));
         record_event(tx, &ctx.outbox, &event, now)?;
-        Ok(previous)
+        Ok((previous, controls.is_paused()))
     })?;
+    // A paused drain is not started, burst or not (docs/operations.md, "Pause and resume").
+    let start = if is_paused {
+        format!("the drain is paused: `drainctl resume {name}` lets supervise start it")
+    } else {
+        "the next supervise pass starts it if idle".to_string()
+    };
     let human = format!(
-        "{name}: burst on until {} ({}){}; the next supervise pass starts it if idle",
+        "{name}: burst on until {} ({}){}; {start}",
         local(deadline, zone),
         format_relative(deadline - now),
         previous.map(|old| format!(", moved from {}", local(old, zone))).unwrap_or_default()
     );
     Ok(Report::new(
         human,
-        json!({ "drain": name, "burst_until": deadline, "previous_until": previous, "note": args.note }),
+        json!({
+            "drain": name,
+            "burst_until": deadline,
+            "previous_until": previous,
+            "note": args.note,
+            "paused": is_paused,
+        }),
     ))
 }
 
@@ -131,9 +144,15 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
         let until = control.and_then(|c| c.burst_until);
         let active = until.is_some_and(|until| until > now);
         let note = control.and_then(|c| c.burst_note.clone());
+        let is_paused = control.is_some_and(|c| c.is_paused());
         rows.push(vec![
             name.clone(),
             match until {
+                Some(until) if active && is_paused => format!(
+                    "until {} ({}); drain paused: resume to start",
+                    local(until, zone),
+                    format_relative(until - now)
+                ),
                 Some(until) if active => {
                     format!("until {} ({})", local(until, zone), format_relative(until - now))
                 }
@@ -150,6 +169,7 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
             "burst_until": until,
             "started_at": control.and_then(|c| c.burst_started_at),
             "note": note,
+            "paused": is_paused,
         }));
     }
     Ok(Report::new(table(&["DRAIN", "BURST", "NOTE"], &rows), json!({ "bursts": json_rows })))

@@ -443,6 +443,27 @@ fn a_burst_pass_goes_on_as_a_normal_pass_when_its_burst_ends_inside_the_window()
 }
 
 #[test]
+fn burst_on_a_paused_drain_says_it_needs_resume_to_start() {
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    fixture.drainctl(&["pause", "docs", "--note", "db migration"]).run().assert_code(0);
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    on.assert_code(0);
+    // Before, it said "the next supervise pass starts it if idle", and supervise skipped it.
+    assert!(!on.stdout.contains("starts it if idle"), "{}", on.stdout);
+    assert!(on.stdout.contains("the drain is paused: `drainctl resume docs`"), "{}", on.stdout);
+    let json = fixture.drainctl(&["burst", "on", "docs", "--until", "+3h", "--json"]).run().json();
+    assert_eq!(json["paused"], true);
+    let status = fixture.drainctl(&["burst", "status"]).run();
+    assert!(status.stdout.contains("(in 3h); drain paused: resume to start"), "{}", status.stdout);
+    let status = fixture.drainctl(&["burst", "status", "--json"]).run().json();
+    assert_eq!(status["bursts"][0]["paused"], true);
+    // Resumed: the usual message, and supervise starts it.
+    fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+3h"]).run();
+    assert!(on.stdout.contains("the next supervise pass starts it if idle"), "{}", on.stdout);
+}
+
+#[test]
 fn a_burst_pass_never_runs_past_the_deadline() {
     let fixture = Fixture::new(&config(""), OUTSIDE);
     let started = fixture.path("started");
