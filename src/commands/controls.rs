@@ -43,7 +43,7 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
         for name in &names {
             ensure_drain(tx, name, now)?;
             set_pause(tx, name, args.note.as_deref(), now)?;
-            let message = match &args.note {
+            let message = match args.note.as_deref().filter(|note| !note.trim().is_empty()) {
                 Some(note) => format!("drain {name} paused: {note}"),
                 None => format!("drain {name} paused"),
             };

@@ -588,7 +588,10 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
         notes.push(format!("priority {} in quota group {}", drain.priority, drain.quota_group));
     }
     if drain.paused {
-        notes.push(format!("paused: {}", drain.pause_note.clone().unwrap_or_default()));
+        match drain.pause_note.as_deref().filter(|note| !note.trim().is_empty()) {
+            Some(note) => notes.push(format!("paused: {note}")),
+            None => notes.push("paused".to_string()),
+        }
     }
     if let Some(at) = drain.last_checkpoint_at {
         notes.push(format!("checkpoint {}", relative(at)));

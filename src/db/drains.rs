@@ -112,15 +112,21 @@ pub fn read_controls(client: &mut impl GenericClient, names: &[String]) -> Resul
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// Pause the drain. A drain already paused stays paused since its first pause, and keeps
+/// its note unless `note` is given (an empty one clears it) (docs/operations.md).
 pub fn set_pause(
     client: &mut impl GenericClient,
     name: &str,
     note: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let is_note_given = note.is_some();
+    let note = note.filter(|note| !note.trim().is_empty());
     client.execute(
-        "UPDATE drains SET paused_at = $2, pause_note = $3 WHERE name = $1",
-        &[&name, &now, &note],
+        "UPDATE drains SET paused_at = coalesce(paused_at, $2),
+                pause_note = CASE WHEN $4 OR paused_at IS NULL THEN $3 ELSE pause_note END
+          WHERE name = $1",
+        &[&name, &now, &note, &is_note_given],
     )?;
     Ok(())
 }

@@ -443,6 +443,37 @@ fn a_burst_pass_goes_on_as_a_normal_pass_when_its_burst_ends_inside_the_window()
 }
 
 #[test]
+fn pausing_a_paused_drain_keeps_its_note_and_when_it_was_paused() {
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    let note_and_since = || -> (Option<String>, String) {
+        let row = fixture
+            .client()
+            .query_one("SELECT pause_note, paused_at::text FROM drains WHERE name = 'docs'", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    fixture.drainctl(&["pause", "docs", "--note", "db migration"]).run().assert_code(0);
+    let (_, since) = note_and_since();
+    // Before, a second pause without --note erased the note and moved paused_at.
+    fixture.set_now("2026-11-27T11:00:00Z");
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    assert_eq!(note_and_since(), (Some("db migration".to_string()), since.clone()));
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(status.stdout.contains("paused: db migration"), "{}", status.stdout);
+    // --note replaces the note; the drain is still paused since the first pause.
+    fixture.drainctl(&["pause", "docs", "--note", "reindexing"]).run().assert_code(0);
+    assert_eq!(note_and_since(), (Some("reindexing".to_string()), since.clone()));
+    // An empty note leaves none, and nothing prints a dangling colon.
+    fixture.drainctl(&["pause", "docs", "--note", ""]).run().assert_code(0);
+    assert_eq!(note_and_since(), (None, since));
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(!status.stdout.contains("paused:"), "{}", status.stdout);
+    let messages: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'drain_paused' ORDER BY id");
+    assert_eq!(messages.last().map(String::as_str), Some("drain docs paused"), "{messages:?}");
+}
+
+#[test]
 fn burst_on_a_paused_drain_says_it_needs_resume_to_start() {
     let fixture = Fixture::new(&config(""), OUTSIDE);
     fixture.drainctl(&["pause", "docs", "--note", "db migration"]).run().assert_code(0);
