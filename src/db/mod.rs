@@ -485,6 +485,13 @@ pub fn server_now(client: &mut Client) -> Result<chrono::DateTime<chrono::Utc>> 
     Ok(row.get(0))
 }
 
+/// When the database server started (`pg_postmaster_start_time()`): `supervise` counts
+/// no run's silence from before it (docs/operations.md, "When the database goes away").
+pub fn server_started_at(client: &mut Client) -> Result<chrono::DateTime<chrono::Utc>> {
+    let row = client.query_one("SELECT pg_postmaster_start_time()", &[])?;
+    Ok(row.get(0))
+}
+
 /// The server's version string (`server_version`, e.g. `16.4`) and number
 /// (`server_version_num`, e.g. `160004`).
 pub fn server_version(client: &mut Client) -> Result<(String, i32, Option<String>)> {

@@ -98,10 +98,25 @@ pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<De
     decisions
 }
 
-/// Is this run healthy (its process there, a checkpoint within `liveness_timeout`)?
-fn is_healthy(run: &RunSnapshot, drain: &DrainConfig, now: DateTime<Utc>) -> bool {
+/// Since when a run counts as silent: its last checkpoint, or the database server's start
+/// when that is later — no run can record a checkpoint while the server is down, so that
+/// time does not count against it (docs/operations.md, "When the database goes away").
+/// A server start later than `now` (this host's clock behind the server's, or a clock set
+/// with DRAINCTL_NOW) is not counted. The flag says whether the server start was used.
+fn silent_since(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>) -> (DateTime<Utc>, bool) {
+    let last_checkpoint = run.run.last_checkpoint_at;
+    match snapshot.server_started_at {
+        Some(started) if started > last_checkpoint && started <= now => (started, true),
+        _ => (last_checkpoint, false),
+    }
+}
+
+/// Is this run healthy (its process there, silent for no longer than `liveness_timeout`
+/// while the database server was up)?
+fn is_healthy(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>) -> bool {
+    let drain: &DrainConfig = snapshot.drain;
     let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-    !run.is_process_gone && now - run.run.last_checkpoint_at <= liveness
+    !run.is_process_gone && now - silent_since(run, snapshot, now).0 <= liveness
 }
 
 /// Why a crashed run is reaped.
@@ -140,20 +155,28 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
                 format!("burst deadline {} passed", local(until, zone)),
             ));
         }
-        for run in snapshot.runs.iter().filter(|run| !is_healthy(run, drain, now)) {
+        for run in snapshot.runs.iter().filter(|run| !is_healthy(run, snapshot, now)) {
             let mut decision = if run.is_process_gone {
                 Decision::new(name, Action::ReapCrashed, process_gone(run))
             } else {
-                let silent_for = now - run.run.last_checkpoint_at;
+                let format = |since: DateTime<Utc>| {
+                    crate::duration::format_duration((now - since).to_std().unwrap_or_default())
+                };
+                let (since, is_server_start) = silent_since(run, snapshot, now);
+                let liveness = crate::duration::format_duration(drain.liveness_timeout);
+                let detail = if is_server_start {
+                    format!(
+                        " since the database server started at {} (last checkpoint {} ago; liveness_timeout {liveness})",
+                        local(since, zone),
+                        format(run.run.last_checkpoint_at)
+                    )
+                } else {
+                    format!(" (liveness_timeout {liveness})")
+                };
                 Decision::new(
                     name,
                     Action::KillHung,
-                    format!(
-                        "run {}: no checkpoint for {} (liveness_timeout {})",
-                        run.run.id,
-                        crate::duration::format_duration(silent_for.to_std().unwrap_or_default()),
-                        crate::duration::format_duration(drain.liveness_timeout)
-                    ),
+                    format!("run {}: no checkpoint for {}{detail}", run.run.id, format(since)),
                 )
             };
             decision.run_id = Some(run.run.id);
@@ -172,7 +195,7 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
     let busy: Vec<u32> = snapshots
         .iter()
         .map(|snapshot| {
-            let busy = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot.drain, now)).count();
+            let busy = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count();
             u32::try_from(busy).unwrap_or(u32::MAX)
         })
         .collect();
@@ -340,6 +363,7 @@ mod tests {
             wake_within: std::time::Duration::ZERO,
             parked: None,
             budget_spent: None,
+            server_started_at: None,
         }
     }
 
@@ -397,6 +421,76 @@ mod tests {
         let decisions = plan(&[s], outside(), zone);
         assert_eq!(decisions[0].action, Action::ExpireBurst);
         assert_eq!(decisions[1].action, Action::Skip);
+    }
+
+    fn running_run(last_checkpoint_at: DateTime<Utc>) -> RunSnapshot {
+        RunSnapshot {
+            run: crate::db::runs::RunRow {
+                id: 7,
+                drain: "a".into(),
+                trigger: Trigger::Supervisor,
+                host: "h".into(),
+                host_id: None,
+                pid: 1,
+                process_start_time: None,
+                worker_pid: None,
+                worker_start_time: None,
+                started_at: last_checkpoint_at,
+                last_checkpoint_at,
+                checkpoints: 3,
+                items_done: 0,
+                items_failed: 0,
+                status: crate::model::RunStatus::Running,
+                finished_at: None,
+                note: None,
+                log_path: None,
+                waiting_until: None,
+                waiting_reason: None,
+            },
+            is_process_gone: false,
+        }
+    }
+
+    #[test]
+    fn time_the_database_server_was_down_does_not_count_against_a_run() {
+        let config = Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\nliveness_timeout = \"20s\"\n",
+            None,
+        )
+        .unwrap();
+        let (zone, drain) = (config.defaults.timezone, &config.drains[0]);
+        let seconds = |s: i64| inside() + chrono::Duration::seconds(s);
+        // Last checkpoint at 0 s; the server went down and started again at 28 s.
+        let judged = |now: i64, server_started_at: Option<i64>| {
+            let mut s = snapshot(drain);
+            s.has_available_item = false;
+            s.runs = vec![running_run(seconds(0))];
+            s.server_started_at = server_started_at.map(seconds);
+            plan_recovery(&[s], seconds(now), zone)
+        };
+        // Supervise at once after the start (29 s after the checkpoint): not hung.
+        assert_eq!(judged(29, Some(28)), []);
+        // Nor while the server has been up for liveness_timeout or less.
+        assert_eq!(judged(48, Some(28)), []);
+        // Silent for longer than that while the server was up: hung, and the reason says
+        // what the silence was counted from.
+        let hung = only(judged(49, Some(28)));
+        assert_eq!(hung.action, Action::KillHung);
+        assert_eq!(
+            hung.reason,
+            "run 7: no checkpoint for 21s since the database server started at Thu 2026-11-26 21:00 UTC \
+             (last checkpoint 49s ago; liveness_timeout 20s)"
+        );
+        // A server that started before the last checkpoint changes nothing.
+        assert_eq!(only(judged(29, Some(-60))).reason, "run 7: no checkpoint for 29s (liveness_timeout 20s)");
+        assert_eq!(only(judged(29, None)).action, Action::KillHung);
+        // A server start after now (a host clock behind the server's) is not counted.
+        assert_eq!(only(judged(29, Some(30))).action, Action::KillHung);
+        // A run judged healthy that way takes its concurrency slot.
+        let mut s = snapshot(drain);
+        s.runs = vec![running_run(seconds(0))];
+        s.server_started_at = Some(seconds(28));
+        assert_eq!(only(plan_starts(&[s], seconds(29), zone)).reason, "all 1 concurrency slot(s) busy");
     }
 
     #[test]

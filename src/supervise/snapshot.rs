@@ -38,6 +38,10 @@ pub struct DrainSnapshot<'a> {
     pub parked: Option<crate::db::quota_groups::Parked>,
     /// The drain's `max_cost_per_day` is spent for today (docs/results.md).
     pub budget_spent: Option<BudgetSpent>,
+    /// When the database server started: a run's silence is counted from no earlier than
+    /// this, since no run could record a checkpoint while the server was down
+    /// (docs/operations.md, "When the database goes away").
+    pub server_started_at: Option<DateTime<Utc>>,
 }
 
 /// A daily cost budget spent: its limit, what the day's attempts cost, and the day (from
@@ -64,6 +68,7 @@ pub(super) fn take_snapshot<'a>(
     }
     let controls = read_controls(client, &names)?;
     let runs = running_runs(client, None)?;
+    let server_started_at = crate::db::server_started_at(client)?;
     let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
     let backoff_rows = read_group_backoffs(client, &groups)?;
     // Only groups with accounts to switch between have a choice of account to read.
@@ -109,6 +114,7 @@ pub(super) fn take_snapshot<'a>(
             wake_within: drain.max_wait.min(config.defaults.supervise_interval),
             parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
             budget_spent,
+            server_started_at: Some(server_started_at),
         });
     }
     let unconfigured = runs

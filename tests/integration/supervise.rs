@@ -208,6 +208,49 @@ fn a_worker_that_checkpoints_is_not_hung_however_long_it_runs() {
 }
 
 #[test]
+fn time_the_database_server_was_down_does_not_count_against_a_run() {
+    let fixture = Fixture::new(&config("liveness_timeout = \"20s\"\nitem_timeout = \"1h\"\n"), INSIDE);
+    // The clock is set from the test server's real start, the instant supervise reads.
+    let after_server_start = |seconds: i32| -> String {
+        fixture
+            .client()
+            .query_one(
+                "SELECT to_char((date_trunc('second', pg_postmaster_start_time()) + make_interval(secs => $1))
+                                AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+                &[&f64::from(seconds)],
+            )
+            .unwrap()
+            .get(0)
+    };
+    fixture.set_now(&after_server_start(10));
+    let started = fixture.path("started");
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "touch": started }, { "hang": true }] }))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    // Its last checkpoint was an hour before the server started: a run that checkpointed
+    // until the server went down, and whose next checkpoint could not be written until
+    // it came back.
+    fixture
+        .client()
+        .execute("UPDATE runs SET last_checkpoint_at = pg_postmaster_start_time() - interval '1 hour'", &[])
+        .unwrap();
+    // 10 s after the start: silent for 10 s while the server was up, within liveness_timeout.
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "kill_hung").is_none(), "{plan:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 1);
+    // 25 s after it: hung, and the reason says the silence counts from the server's start.
+    fixture.set_now(&after_server_start(25));
+    let plan = decisions(&fixture, &[]);
+    let hung = action_for(&plan, "docs", "kill_hung").expect("judged hung");
+    let reason = hung["reason"].as_str().unwrap();
+    assert!(reason.contains("since the database server started at"), "{reason}");
+    assert!(reason.contains("(last checkpoint 1h"), "{reason}");
+    let _ = finished(pass.wait_with_output().unwrap());
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'hung'"), 1);
+}
+
+#[test]
 fn a_crashed_run_is_reaped_and_its_items_released() {
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
