@@ -16,7 +16,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let has_acted = !args.dry_run
         && report.json.get("status").and_then(|status| status.as_str()) == Some(PassStatus::Done.as_str());
     match ctx.config.defaults.report_html.clone() {
-        Some(path) if has_acted => Ok(rewrite_page(ctx, &path, report)),
+        Some(path) if has_acted => {
+            // A termination signal leaves the page to the next pass (docs/operations.md).
+            let interrupted = crate::supervise::Interruption { dry_run: args.dry_run };
+            interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, "it rewrote report_html")?;
+            Ok(rewrite_page(ctx, &path, report))
+        }
         _ => Ok(report),
     }
 }

@@ -23,7 +23,8 @@ use crate::worker::process;
 use super::{record_failure, Action, Decision, StepFailures};
 
 /// Apply `decisions` in order; a failed one is recorded (see `record_failure`) and the
-/// pass goes on.
+/// pass goes on. Once SIGTERM or SIGINT arrived the rest are not applied, and say so: the
+/// pass stops at its next step boundary (see `Interruption`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn apply_all(
     client: &mut Client,
@@ -36,6 +37,13 @@ pub(super) fn apply_all(
     failures: &mut StepFailures,
 ) {
     for decision in decisions.iter_mut() {
+        if let Some(signal) = crate::worker::signals::termination_signal() {
+            if decision.action != Action::Skip {
+                let signal = crate::worker::signals::signal_name(signal);
+                decision.error = Some(format!("not applied: the pass was interrupted by {signal}"));
+            }
+            continue;
+        }
         if let Err(error) = apply(client, outbox, config, clock, runs, decision, now) {
             failures.add(&error);
             let message = error.display_scrubbed();

@@ -35,7 +35,7 @@ use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
 use crate::error::{worse_exit_code, Error, Result};
 use crate::model::{EventKind, PassStatus};
 use crate::output::{table, Report};
-use crate::worker::process;
+use crate::worker::{process, signals};
 
 use apply::apply_all;
 use plan::{plan_recovery, plan_starts, plan_unconfigured};
@@ -93,6 +93,10 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let outbox: &Outbox = outbox;
     let fired_at = clock.now();
     let scheduled_for = scheduled_slot(config, args, fired_at);
+    // SIGTERM and SIGINT (cron, pm2, systemd stopping the pass) end it at the next step
+    // boundary, recorded, with exit 75 (docs/operations.md, "Stopping a pass").
+    signals::install_termination_handlers()
+        .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let recorder = PassRecorder {
         started,
         fired_at,
@@ -111,12 +115,15 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // Feed the drains with sources first, so the decisions see what the scans enqueued.
     let mut scans = Vec::new();
     if !args.dry_run {
-        scans = scan_sources(client, outbox, config, clock, &mut failures);
+        scans = scan_sources(client, outbox, config, clock, &mut failures)?;
     }
+    let interrupted = Interruption { dry_run: args.dry_run };
+    interrupted.check(client, outbox, clock, "it decided anything")?;
     // Decided as of the scans' end: an item they enqueued is available by then, and is
     // started by this pass (docs/operations.md).
     let decided_at = if scans.is_empty() { fired_at } else { clock.now().max(fired_at) };
     let (mut snapshots, unconfigured) = take_snapshot(client, config, decided_at, args.dry_run)?;
+    interrupted.check(client, outbox, clock, "it ended crashed and hung runs and started drains")?;
     // End what must end first, then decide the starts on what that left.
     let mut decisions = plan_recovery(&snapshots, decided_at, zone);
     decisions.extend(plan_unconfigured(&unconfigured));
@@ -134,6 +141,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             decided_at,
             &mut failures,
         )?;
+        interrupted.check(client, outbox, clock, "it started drains")?;
     }
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, decided_at, zone));
@@ -149,10 +157,47 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             decided_at,
             &mut failures,
         );
-        pruned = finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures)?;
+        pruned =
+            finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures, &interrupted)?;
     }
     let report = render(args, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
     Ok(report.with_exit_code(failures.exit_code))
+}
+
+/// SIGTERM or SIGINT ends a pass at the next step boundary: a step under way (a statement
+/// blocked on a lock, a decision being applied) finishes first, what is left is the next
+/// pass's. The interruption is recorded as a `supervise_error` event (not by `--dry-run`,
+/// which changes nothing) and the pass exits 75 with one line saying so
+/// (docs/operations.md, "Stopping a pass"; docs/exit-codes.md).
+pub(crate) struct Interruption {
+    pub(crate) dry_run: bool,
+}
+
+impl Interruption {
+    /// Err (exit 75) once a termination signal arrived; `left` says what the pass had not
+    /// done yet: "before {left}".
+    pub(crate) fn check(
+        &self,
+        client: &mut Client,
+        outbox: &Outbox,
+        clock: &Clock,
+        left: &str,
+    ) -> Result<()> {
+        let Some(signal) = signals::termination_signal() else { return Ok(()) };
+        let message = format!(
+            "pass interrupted by {} before {left}; the next pass does the rest",
+            signals::signal_name(signal)
+        );
+        if !self.dry_run && !client.is_closed() {
+            record_event_or_log(
+                client,
+                outbox,
+                &Event::new(EventKind::SuperviseError, message.clone()),
+                clock.now(),
+            );
+        }
+        Err(Error::Temporary(format!("supervise: {message}")))
+    }
 }
 
 /// The steps of a pass that failed, each recorded and gone past: the pass exits with the
@@ -311,9 +356,16 @@ fn scan_sources(
     config: &Config,
     clock: &Clock,
     failures: &mut StepFailures,
-) -> Vec<crate::sources::ScanReport> {
+) -> Result<Vec<crate::sources::ScanReport>> {
     let mut scans = Vec::new();
+    let interrupted = Interruption { dry_run: false };
     for drain in config.drains.iter().filter(|drain| drain.source.is_some()) {
+        interrupted.check(
+            client,
+            outbox,
+            clock,
+            &format!("it scanned the source of drain {}", drain.name),
+        )?;
         let scanned = crate::sources::scan(client, outbox, drain, clock, true);
         scans.push(scanned.unwrap_or_else(|error| {
             failures.add(&error);
@@ -323,7 +375,7 @@ fn scan_sources(
             crate::sources::ScanReport::failed(drain, message)
         }));
     }
-    scans
+    Ok(scans)
 }
 
 /// Apply the recovery decisions (reap crashed runs, end hung ones), release orphaned
@@ -364,7 +416,9 @@ fn recover(
 }
 
 /// After the decisions: record the pass, prune history when due, write the metrics
-/// textfile, release the lock. Returns what was pruned.
+/// textfile, release the lock. Returns what was pruned. Once the pass is recorded, a
+/// termination signal leaves the prune and the textfile to the next pass.
+#[allow(clippy::too_many_arguments)]
 fn finish_pass(
     client: &mut Client,
     outbox: &Outbox,
@@ -373,6 +427,7 @@ fn finish_pass(
     recorder: &PassRecorder,
     decisions: &[Decision],
     failures: &mut StepFailures,
+    interrupted: &Interruption,
 ) -> Result<Option<crate::prune::PruneReport>> {
     let mut pruned = None;
     let (pass_id, duration_ms) = recorder.record(
@@ -380,6 +435,7 @@ fn finish_pass(
         PassStatus::Done,
         serde_json::to_value(decisions).unwrap_or_else(|_| json!([])),
     )?;
+    interrupted.check(client, outbox, clock, "it pruned old history and wrote the metrics textfile")?;
     // Retention, at most once a day.
     match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
         Ok(report) => pruned = report,
@@ -389,6 +445,7 @@ fn finish_pass(
             record_failure(client, outbox, None, what, clock.now());
         }
     }
+    interrupted.check(client, outbox, clock, "it wrote the metrics textfile")?;
     if let Some(path) = &config.defaults.metrics_textfile {
         let written = crate::metrics::render_metrics(client, config, clock.now())
             .and_then(|text| crate::metrics::write_textfile(path, &text));

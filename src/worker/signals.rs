@@ -63,6 +63,16 @@ pub fn termination_signal() -> Option<i32> {
     }
 }
 
+/// `SIGTERM`, `SIGINT` or `SIGHUP`, as a message names a termination signal.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGTERM => "SIGTERM".to_string(),
+        libc::SIGINT => "SIGINT".to_string(),
+        libc::SIGHUP => "SIGHUP".to_string(),
+        other => format!("signal {other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +90,6 @@ mod tests {
         }
         assert!(termination_requested());
         assert_eq!(termination_signal(), Some(libc::SIGHUP));
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
     }
 }

@@ -251,6 +251,43 @@ fn time_the_database_server_was_down_does_not_count_against_a_run() {
 }
 
 #[test]
+fn sigterm_mid_pass_ends_supervise_at_the_next_step_with_75_and_records_it() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    // Another session holds `runs`: the pass blocks in its snapshot's statement.
+    let mut locker = fixture.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE").unwrap();
+    let pass = fixture.drainctl(&["supervise"]).spawn();
+    wait_until("supervise to wait for the lock", Duration::from_secs(20), || {
+        fixture.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND application_name = 'drainctl' AND wait_event_type = 'Lock'",
+        ) == 1
+    });
+    signal(pass.id(), libc::SIGTERM);
+    lock.commit().unwrap();
+    // The blocked statement finishes; the pass stops before its next step.
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert_eq!(
+        result.stderr.trim_end(),
+        "drainctl: supervise: pass interrupted by SIGTERM before it ended crashed and hung runs \
+         and started drains; the next pass does the rest"
+    );
+    let recorded: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'supervise_error'");
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(recorded[0].starts_with("pass interrupted by SIGTERM before"), "{recorded:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 0);
+    // The next pass does the rest.
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "start").is_some(), "{plan:?}");
+    wait_until("the item done", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'") == 1
+    });
+}
+
+#[test]
 fn a_crashed_run_is_reaped_and_its_items_released() {
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
