@@ -28,16 +28,14 @@ impl<'a> Pass<'a> {
                 log::error!("drain {}: could not give back item {}: {error}", self.drain.name, item.key);
             }
         }
-        // The last staged result is committed before the pass ends, whatever ended it.
+        // The last result is committed before the pass ends, whatever ended it; when it
+        // cannot be, the error says whether it is lost or stays staged for the reaper.
         let committed = self.commit_staged();
         match (stop, committed) {
             (Ok(stop), Ok(())) => Ok(stop),
             (Err(error), Ok(())) | (Ok(_), Err(error)) => Err(error),
             (Err(error), Err(commit_error)) => {
-                log::error!(
-                    "drain {}: could not commit the last staged result: {commit_error}",
-                    self.drain.name
-                );
+                log::error!("drain {}: {commit_error}", self.drain.name);
                 Err(error)
             }
         }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::db::events::{record_event, Event};
 use crate::db::in_transaction;
 use crate::db::items::{self, Completion};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::AttemptOutcome;
 use crate::model::EventKind;
 
@@ -47,13 +47,19 @@ impl Pass<'_> {
         }
     }
 
-    /// Stage and commit the waiting result now, if there is one.
+    /// Stage and commit the waiting result now, if there is one. A failure says what
+    /// became of the result: one still held in memory is lost, one staged is committed
+    /// by the reaper (see [`uncommitted`]).
     pub(super) fn commit_staged(&mut self) -> Result<()> {
-        self.stage_unstaged()?;
+        if let Some(unstaged) = &self.unstaged {
+            let (key, bytes) = (unstaged.item.key.clone(), unstaged.result.len());
+            self.stage_unstaged().map_err(|error| uncommitted(error, &key, Some(bytes), self.run_id))?;
+        }
         let Some(staged) = self.staged.take() else { return Ok(()) };
         let now = self.clock.now();
         let completion =
-            items::complete_item(self.client, &mut self.statements, staged.id, self.run_id, now, None)?;
+            items::complete_item(self.client, &mut self.statements, staged.id, self.run_id, now, None)
+                .map_err(|error| uncommitted(error, &staged.key, None, self.run_id))?;
         self.settle_commit(&staged, completion, now)
     }
 
@@ -116,5 +122,47 @@ impl Pass<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The error of a result that could not be written or committed, saying what became of
+/// it: one held only in memory (`bytes`: it waited for the next claim to stage it) is
+/// lost and its item runs again; one staged is kept, and the reaper commits it
+/// (docs/operations.md, "When the database goes away").
+fn uncommitted(error: Error, key: &str, bytes: Option<usize>, run_id: i64) -> Error {
+    let reaped = format!("supervise or the drain's next pass reaps run {run_id}");
+    match bytes {
+        Some(bytes) => error
+            .context(&format!("could not write the result of item {key} ({bytes} bytes) to the database"))
+            .noted(&format!(
+                "it was held only in memory: it is lost, and item {key} runs again once {reaped}"
+            )),
+        None => error
+            .context(&format!("could not commit the staged result of item {key}"))
+            .noted(&format!("it stays staged in the database: it is committed once {reaped}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_that_could_not_be_committed_says_whether_it_is_lost_or_kept() {
+        let lost = || Error::Unavailable("database connection lost: connection closed".into());
+        assert_eq!(
+            uncommitted(lost(), "a", Some(11), 4).to_string(),
+            "could not write the result of item a (11 bytes) to the database: database connection lost: \
+             connection closed; it was held only in memory: it is lost, and item a runs again once \
+             supervise or the drain's next pass reaps run 4"
+        );
+        let kept = uncommitted(lost(), "b", None, 4);
+        assert_eq!(kept.exit_code(), lost().exit_code());
+        assert_eq!(
+            kept.to_string(),
+            "could not commit the staged result of item b: database connection lost: connection closed; \
+             it stays staged in the database: it is committed once supervise or the drain's next pass \
+             reaps run 4"
+        );
     }
 }

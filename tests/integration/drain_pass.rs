@@ -490,6 +490,58 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
     );
 }
 
+/// A worker quicker than a second that ends the pass's database session on its way
+/// (as a restart would) and prints `result`: no statement of the pass finds the session
+/// gone while it runs.
+fn config_with_a_worker_ending_the_session(fixture: &Fixture) -> String {
+    let script = fixture.path("end-session.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 0.2\n\
+             psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | head -n 1)\n\
+             \"$psql\" -qAt '{}' -c \"SELECT pg_terminate_backend(pid, 10000) FROM (SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'drainctl' OFFSET 0) AS s\" >/dev/null || exit 9\n\
+             printf 'result a'\n",
+            fixture.db.url
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
+        script.display()
+    )
+}
+
+#[test]
+fn a_small_result_lost_with_the_session_between_workers_is_said_to_be_lost() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.write_config(&config_with_a_worker_ending_the_session(&fixture));
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let result = fixture.drainctl(&["drain", "docs"]).run();
+    result.assert_code(69);
+    // Before: "could not commit the last staged result", as if the reaper would commit it.
+    assert!(!result.stderr.contains("staged result"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains(
+            "drainctl: error: drain docs: could not write the result of item a (8 bytes) to the database: "
+        ) && result.stderr.contains(
+            "; it was held only in memory: it is lost, and item a runs again once supervise or the \
+                 drain's next pass reaps run 1"
+        ),
+        "{}",
+        result.stderr
+    );
+    // It is: the run is reaped as crashed and the item is pending again, its result gone.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    let (state, _, _) = fixture.item("docs", "a");
+    assert_eq!(state, "pending");
+    assert_eq!(fixture.column::<Option<Vec<u8>>>("SELECT result FROM items"), [None]);
+}
+
 #[test]
 fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_stops() {
     let fixture = Fixture::new(&config(""), NOW);
