@@ -116,6 +116,8 @@ impl Pass<'_> {
             last_token_write: None,
             rejected_tokens: 0,
             error: None,
+            lost_checkpoints: 0,
+            resumed_after_error: false,
             committed: None,
             unrecorded_worker: None,
             session,
@@ -126,8 +128,8 @@ impl Pass<'_> {
         let result = run_worker(&spec, &mut observer);
         let took = started.elapsed();
         observer.flush();
-        if let Some(error) = observer.error.take() {
-            log::warn!("drain {}: could not record checkpoints or resume tokens: {error}", self.drain.name);
+        if let Some(failed) = observer.failed_writes() {
+            log::warn!("drain {}: item {}: {failed}", self.drain.name, item.key);
         }
         // The previous result was committed when the worker started; without a start, or
         // when that commit failed, it is committed now.

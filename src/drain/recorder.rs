@@ -115,7 +115,13 @@ pub(super) struct WorkerRecorder<'a> {
     pub(super) unwritten_token: Option<String>,
     pub(super) last_token_write: Option<Instant>,
     pub(super) rejected_tokens: u32,
+    /// The first write that failed while the worker ran.
     pub(super) error: Option<Error>,
+    /// Checkpoint lines whose write failed: never recorded.
+    pub(super) lost_checkpoints: i64,
+    /// A checkpoint or resume token was written after `error`: recording resumed (on a
+    /// new session, after the server ended the old one: see `reconnect`).
+    pub(super) resumed_after_error: bool,
     /// The pass's staged result, committed as soon as the worker has started.
     pub(super) staged: Option<StagedItem>,
     /// That commit, how it went and when; a failed one leaves the item in `staged`.
@@ -141,18 +147,31 @@ impl WorkerRecorder<'_> {
             return;
         }
         let result = runs::record_checkpoint(self.client, self.run_id, self.unwritten, self.clock.now());
-        self.unwritten = 0;
+        let written = std::mem::take(&mut self.unwritten);
         self.last_write = Some(Instant::now());
-        if let Err(error) = result {
-            self.error.get_or_insert(error);
+        match result {
+            Ok(()) => self.resumed_after_error |= self.error.is_some(),
+            Err(error) => {
+                self.lost_checkpoints += written;
+                self.error.get_or_insert(error);
+            }
         }
+    }
+
+    /// What the log says, once the worker ended, of the writes that failed while it ran
+    /// (see [`failed_writes`]).
+    pub(super) fn failed_writes(&self) -> Option<String> {
+        failed_writes(self.error.as_ref(), self.lost_checkpoints, self.resumed_after_error)
     }
 
     fn flush_token(&mut self) {
         let Some(token) = self.unwritten_token.take() else { return };
         self.last_token_write = Some(Instant::now());
         match store_resume_token(self.client, self.drain, self.item, self.run_id, &token) {
-            Ok(()) => self.resume_token = Some(token),
+            Ok(()) => {
+                self.resume_token = Some(token);
+                self.resumed_after_error |= self.error.is_some();
+            }
             Err(error) => {
                 self.error.get_or_insert(error);
                 // With the session gone, kept for the new one (see `reconnect`).
@@ -276,6 +295,26 @@ impl WorkerObserver for WorkerRecorder<'_> {
     }
 }
 
+/// What the log says of the writes that failed while a worker ran (none when none did):
+/// how many checkpoints were lost, and whether recording resumed after them — on a new
+/// session, after the server ended the old one — or not (docs/operations.md, "When the
+/// database goes away").
+fn failed_writes(error: Option<&Error>, lost_checkpoints: i64, resumed: bool) -> Option<String> {
+    let error = error?;
+    let checkpoints = match lost_checkpoints {
+        1 => "1 checkpoint".to_string(),
+        lost => format!("{lost} checkpoints"),
+    };
+    Some(match (resumed, lost_checkpoints > 0) {
+        (true, true) => format!("could not record {checkpoints} ({error}); recording resumed after them"),
+        (true, false) => {
+            format!("a write of the worker's progress failed ({error}); recording resumed after it")
+        }
+        (false, true) => format!("could not record {checkpoints}, nor any after them: {error}"),
+        (false, false) => format!("could not record checkpoints or resume tokens: {error}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +322,22 @@ mod tests {
 
     fn drain(extra: &str) -> Config {
         Config::from_text(&format!("[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n{extra}"), None).unwrap()
+    }
+
+    #[test]
+    fn failed_writes_say_what_was_lost_and_whether_recording_resumed() {
+        let lost = Error::Unavailable("database connection lost: connection closed".into());
+        assert_eq!(failed_writes(None, 0, false), None);
+        assert_eq!(
+            failed_writes(Some(&lost), 3, true).unwrap(),
+            "could not record 3 checkpoints (database connection lost: connection closed); \
+             recording resumed after them"
+        );
+        assert_eq!(
+            failed_writes(Some(&lost), 1, false).unwrap(),
+            "could not record 1 checkpoint, nor any after them: database connection lost: connection closed"
+        );
+        assert!(failed_writes(Some(&lost), 0, true).unwrap().ends_with("recording resumed after it"));
     }
 
     #[test]

@@ -543,6 +543,37 @@ fn a_small_result_lost_with_the_session_between_workers_is_said_to_be_lost() {
 }
 
 #[test]
+fn checkpoints_recorded_again_after_a_reconnect_are_not_reported_as_lost_for_good() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, ended) = (fixture.path("started"), fixture.path("ended"));
+    let worker = json!([
+        { "touch": started },
+        { "wait_for_file": ended },
+        { "checkpoints": { "count": 40, "every": 0.1 } },
+        { "out": "result a" }
+    ]);
+    fixture.enqueue("docs", &[("a".into(), steps(worker))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    std::fs::write(&ended, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert!(result.stderr.contains("reconnected to the database"), "{}", result.stderr);
+    // Before: "could not record checkpoints or resume tokens", as if none were after.
+    assert!(!result.stderr.contains("could not record checkpoints or resume tokens"), "{}", result.stderr);
+    let said = result.stderr.lines().find(|line| line.contains("drain docs: item a: could not record"));
+    assert!(
+        said.is_some_and(
+            |line| line.contains(" checkpoint") && line.ends_with("recording resumed after them")
+        ),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(fixture.item("docs", "a").0, "done");
+}
+
+#[test]
 fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_stops() {
     let fixture = Fixture::new(&config(""), NOW);
     let (started, go) = slow_first_item(&fixture);
