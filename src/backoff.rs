@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 use crate::clock::later;
 
@@ -157,9 +157,10 @@ pub fn reset_margin_for(wait: Duration, reset_margin: Duration) -> Duration {
 /// nothing to guess (an epoch, a relative duration, a full date, a window boundary). A
 /// clock time (bare or with a weekday) resolved about a period ahead is doubted when the
 /// group hits again within [`CONFIRM_WINDOW`] after a previously stated reset passed (it
-/// may have rolled over); one that passed at most [`JUST_PASSED`] ago means "just now": a
-/// short retry, once — a group that already retried after that moment falls to the
-/// no-reset rule. Anything else falls to the no-reset rule, which remembers a recent
+/// may have rolled over); one without seconds hit while its minute lasts waits for the
+/// end of that minute (a client may have truncated the reset); one that passed at most
+/// [`JUST_PASSED`] ago means "just now": a short retry, once — a group that already
+/// retried after that moment falls to the no-reset rule. Anything else falls to the no-reset rule, which remembers a recent
 /// reset so that the doubt holds for the whole window.
 pub fn decide_backoff(
     stated_reset: Option<StatedReset>,
@@ -206,6 +207,13 @@ fn judge_reset(
 ) -> Result<DateTime<Utc>, String> {
     if let Some(period) = form.period() {
         if let Some(passed) = just_passed(reset, now, period) {
+            // A time without seconds ("try again at 6:06 AM" for 6:06:28) names a whole
+            // minute: while it lasts, the reset may still be ahead. Wait for its end
+            // (docs/rate-limits.md, "Clock times").
+            let minute_over = later(passed, WHOLE_MINUTE);
+            if names_a_whole_minute(passed) && now < minute_over {
+                return Ok(minute_over);
+            }
             return match recent_reset {
                 // The group already retried after that moment and hit again.
                 Some(retried) if retried > passed => Err(format!(
@@ -235,6 +243,15 @@ fn judge_reset(
         return Err(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
     }
     Ok(reset)
+}
+
+/// What a clock time without seconds names: any moment of that minute.
+const WHOLE_MINUTE: Duration = Duration::from_secs(60);
+
+/// Whether a clock time names a whole minute (`6:06 AM`, no seconds), which a client
+/// may have truncated (docs/rate-limits.md, "Clock times").
+fn names_a_whole_minute(instant: DateTime<Utc>) -> bool {
+    instant.second() == 0 && instant.nanosecond() == 0
 }
 
 /// A clock time resolved to its next occurrence `reset` that really named a moment at
@@ -500,6 +517,50 @@ mod tests {
         ]);
         let got: Vec<_> = waited.iter().map(|d| d.rule).collect();
         assert_eq!(got, [BackoffRule::ParsedReset, BackoffRule::ParsedReset, BackoffRule::Suspected]);
+    }
+
+    #[test]
+    fn a_clock_time_without_seconds_hit_within_its_minute_waits_for_the_minute_to_end() {
+        // codex says "try again at 12:24 AM" for a reset at 00:24:28: it truncates.
+        let stated_at = |minute: u32, seconds: i64| at(0, minute) + chrono::Duration::seconds(seconds);
+        let tomorrow = at(0, 24) + chrono::Duration::days(1);
+        let decisions = hits_in_a_row(&[
+            (stated(at(0, 24), ResetForm::ClockTime), stated_at(23, 20)),
+            (stated(tomorrow, ResetForm::ClockTime), stated_at(24, 4)),
+            (stated(tomorrow, ResetForm::ClockTime), stated_at(25, 6)),
+        ]);
+        let got: Vec<_> = decisions.iter().map(|d| (d.until, d.rule)).collect();
+        assert_eq!(
+            got,
+            [
+                // The first retry stays at the stated time + margin (a rounded-up time
+                // has reset by then).
+                (stated_at(24, 4), BackoffRule::ParsedReset),
+                // Still within 00:24: the end of the minute + a tenth of the 56 s wait.
+                (stated_at(25, 0) + chrono::Duration::milliseconds(5_600), BackoffRule::ParsedReset),
+                // After the minute is over: the group already retried, no-reset rule.
+                (stated_at(30, 6), BackoffRule::Suspected),
+            ]
+        );
+        assert_eq!(decisions[1].distrusted, None);
+        assert_eq!(decisions[1].reset_at, Some(at(0, 25)));
+        // The first hit seen within the minute waits for its end too.
+        let d = decide_backoff(
+            stated(tomorrow, ResetForm::ClockTime),
+            stated_at(24, 50),
+            PreviousBackoff::default(),
+            HOUR,
+        );
+        assert_eq!((d.until, d.rule), (stated_at(25, 2), BackoffRule::ParsedReset));
+        // A time stated to the second is not a whole minute: the short "just now" retry.
+        let seconds = tomorrow + chrono::Duration::seconds(30);
+        let d = decide_backoff(
+            stated(seconds, ResetForm::ClockTime),
+            stated_at(24, 40),
+            PreviousBackoff::default(),
+            HOUR,
+        );
+        assert_eq!((d.until, d.rule), (stated_at(24, 42), BackoffRule::ParsedReset));
     }
 
     #[test]

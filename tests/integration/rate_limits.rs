@@ -255,3 +255,26 @@ fn a_worker_that_echoes_its_item_is_judged_by_its_own_words_not_the_items() {
     assert_eq!(state, "dead", "{error:?}");
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE quota_group = 'unauthorised'"), 0);
 }
+
+#[test]
+fn a_clock_time_without_seconds_hit_within_its_minute_waits_for_the_minute_to_end() {
+    // codex truncates: "try again at 1:24 AM" (00:24Z in Paris) for a reset at 00:24:28Z.
+    let fixture = Fixture::new(&config(), "2026-12-03T00:23:20Z");
+    let message = "You've hit your usage limit. Upgrade to Pro or try again at 1:24 AM.";
+    fixture.enqueue("alpha", &[("a1".into(), limit(message))]);
+    // The first retry: the stated time + a tenth of the 40 s wait.
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:24:04Z");
+    // Limited again at 00:24:10 with the same stated minute: it is not over yet, so the
+    // group waits for its end (+ 5 s), not 2 s and then the suspected 5 minutes.
+    fixture.set_now("2026-12-03T00:24:10Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:25:05Z");
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_distrusted'"), 0);
+    // Limited once more after the minute is over: the no-reset rule, as before.
+    fixture.set_now("2026-12-03T00:25:05Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:30:05Z");
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset", "suspected"]);
+}
