@@ -352,10 +352,11 @@ impl Pass<'_> {
         } else {
             format!("account {} of group {group}", account.name)
         };
+        let budget_cut = self.budget_cut_wait(decision.until, now);
         Ok(ItemEnd::Stop(Stop::normal(
             RunStatus::RateLimited,
             format!(
-                "quota hit on item {}: {subject} backs off until {} ({})",
+                "quota hit on item {}: {subject} backs off until {} ({}){budget_cut}",
                 item.key,
                 crate::output::local_time(decision.until, self.config.defaults.timezone),
                 hit.matched_line

@@ -90,46 +90,66 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
 
     let drain_id = controls.id;
-    let run_id = match open_run(client, outbox, drain, &controls, args, now)? {
+    let mut run_id = match open_run(client, outbox, drain, &controls, args, now)? {
         Opened::Run(run_id) => run_id,
         Opened::LockSkipped(report) => return Ok(report),
     };
-    log::info!("drain {}: run {run_id} started", drain.name);
-
     crate::db::use_generic_plans(client)?;
-    let mut pass = Pass {
-        config,
-        drain,
-        group,
-        clock,
-        client,
-        outbox,
-        classifier,
-        run_id,
-        drain_id,
-        trigger: args.trigger,
-        started_at: now,
-        done: 0,
-        failed: 0,
-        is_account_suspected: false,
-        statements: PreparedStatements::default(),
-        unstaged: None,
-        staged: None,
-        rivals: std::rc::Rc::new(items::GroupRivals::of(config, drain)),
-        yielding_since: None,
-        idle_seconds: 0.0,
-        cost_picousd: 0,
-        cost_stop: None,
-        last_worker_took: None,
-        claimed_ahead: None,
-        stop_after_item: None,
-    };
-    let stop = match pass.work() {
-        Ok(stop) => stop,
-        Err(error) => return Err(fail_run(&mut pass, error)),
-    };
-    close_run(&mut pass, &stop)?;
-    Ok(render(&pass, stop))
+    let mut previous_runs = Vec::new();
+    let (mut started_at, mut is_continuation) = (now, false);
+    loop {
+        log::info!("drain {}: run {run_id} started", drain.name);
+        let mut pass = Pass {
+            config,
+            drain,
+            group,
+            clock,
+            client,
+            outbox,
+            classifier: classifier.clone(),
+            run_id,
+            drain_id,
+            trigger: args.trigger,
+            started_at,
+            done: 0,
+            failed: 0,
+            is_account_suspected: false,
+            statements: PreparedStatements::default(),
+            unstaged: None,
+            staged: None,
+            rivals: std::rc::Rc::new(items::GroupRivals::of(config, drain)),
+            yielding_since: None,
+            idle_seconds: 0.0,
+            cost_picousd: 0,
+            cost_stop: None,
+            last_worker_took: None,
+            claimed_ahead: None,
+            stop_after_item: None,
+            is_continuation,
+            has_waited: false,
+            continues_at: None,
+        };
+        let stop = match pass.work() {
+            Ok(stop) => stop,
+            Err(error) => return Err(fail_run(&mut pass, error)),
+        };
+        close_run(&mut pass, &stop)?;
+        // The pass's time budget ended before a reset it could otherwise wait for: the
+        // process goes on as a new pass that waits for it (docs/rate-limits.md, "Waiting
+        // for the reset"), in the concurrency slot it holds. One that lost its slot (see
+        // `reconnect`) or was told to stop does not.
+        let continues = pass.continues_at.is_some()
+            && pass.stop_after_item.is_none()
+            && crate::worker::signals::termination_signal().is_none();
+        if !continues {
+            return Ok(render(&pass, stop, previous_runs));
+        }
+        previous_runs.push(pass_json(&pass, &stop));
+        let (finished_run, now) = (pass.run_id, pass.clock.now());
+        drop(pass);
+        run_id = record_run(client, outbox, drain, args, Some(finished_run), now)?;
+        (started_at, is_continuation) = (now, true);
+    }
 }
 
 /// How opening a run went: a run was recorded, or every concurrency slot was taken.
@@ -169,17 +189,50 @@ fn open_run(
             json!({ "drain": drain.name, "run_id": run_id, "status": RunStatus::LockSkipped, "note": note }),
         )));
     }
-    let run_id = in_transaction(client, |tx| {
+    record_run(client, outbox, drain, args, None, now).map(Opened::Run)
+}
+
+/// Record a run of this process, which holds a concurrency slot of the drain, with its
+/// `run_started` event; `continues`: the run whose time budget ended before the reset
+/// this one waits for (docs/rate-limits.md, "Waiting for the reset").
+fn record_run(
+    client: &mut Client,
+    outbox: &Outbox,
+    drain: &DrainConfig,
+    args: &DrainArgs,
+    continues: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let host = crate::worker::process::host_name();
+    let host_id = crate::worker::process::host_id();
+    let pid = std::process::id();
+    let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
+    let new_run = NewRun {
+        drain: &drain.name,
+        trigger: args.trigger,
+        host: &host,
+        host_id: host_id.as_deref(),
+        pid: pid as i32,
+        process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
+        log_path: log_path.as_deref(),
+    };
+    in_transaction(client, |tx| {
         let run_id = runs::insert_run(tx, &new_run, now)?;
-        let event =
-            Event::new(EventKind::RunStarted, format!("run {run_id} started ({})", args.trigger.as_str()))
-                .drain(&drain.name)
-                .run(run_id)
-                .data(json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid }));
+        let continuing = continues
+            .map(|previous| format!(", continuing run {previous}, whose time budget ended before the reset"))
+            .unwrap_or_default();
+        let event = Event::new(
+            EventKind::RunStarted,
+            format!("run {run_id} started ({}){continuing}", args.trigger.as_str()),
+        )
+        .drain(&drain.name)
+        .run(run_id)
+        .data(
+            json!({ "trigger": args.trigger.as_str(), "host": host, "pid": pid, "continues_run": continues }),
+        );
         record_event(tx, outbox, &event, now)?;
         Ok(run_id)
-    })?;
-    Ok(Opened::Run(run_id))
+    })
 }
 
 /// The pass stopped on an error: give its items back and finish the run as failed;
@@ -247,24 +300,36 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
     Ok(())
 }
 
-/// The finished pass as a line and as JSON; a non-zero outcome also says why on stderr.
-fn render(pass: &Pass, stop: Stop) -> Report {
-    let run_id = pass.run_id;
-    let human = format!(
-        "{}: run {run_id} {}: {} done, {} failed — {}",
-        pass.drain.name, stop.status, pass.done, pass.failed, stop.note
-    );
-    let report = Report::new(
-        human,
-        json!({
-            "drain": pass.drain.name,
-            "run_id": run_id,
-            "status": stop.status,
-            "note": stop.note,
-            "items_done": pass.done,
-            "items_failed": pass.failed,
-        }),
-    );
+/// A finished pass as JSON.
+fn pass_json(pass: &Pass, stop: &Stop) -> serde_json::Value {
+    json!({
+        "drain": pass.drain.name,
+        "run_id": pass.run_id,
+        "status": stop.status,
+        "note": stop.note,
+        "items_done": pass.done,
+        "items_failed": pass.failed,
+    })
+}
+
+/// The finished pass as a line and as JSON, after the passes this process made before it
+/// (`previous_runs`, see `run`); a non-zero outcome also says why on stderr.
+fn render(pass: &Pass, stop: Stop, previous_runs: Vec<serde_json::Value>) -> Report {
+    let line = |run: &serde_json::Value| {
+        format!(
+            "{}: run {} {}: {} done, {} failed — {}",
+            pass.drain.name,
+            run["run_id"],
+            run["status"].as_str().unwrap_or_default(),
+            run["items_done"],
+            run["items_failed"],
+            run["note"].as_str().unwrap_or_default()
+        )
+    };
+    let mut json = pass_json(pass, &stop);
+    let human: Vec<String> = previous_runs.iter().chain([&json]).map(line).collect();
+    json["previous_runs"] = serde_json::Value::Array(previous_runs);
+    let report = Report::new(human.join("\n"), json);
     if stop.exit_code != EXIT_OK {
         // Non-zero outcomes also say why on stderr, in the one-line form.
         crate::output::say_on_stderr(&format!(
@@ -347,6 +412,13 @@ struct Pass<'a> {
     claimed_ahead: Option<items::ClaimedItem>,
     /// Why the pass stops once the item it holds is settled (see `reconnect`).
     stop_after_item: Option<Stop>,
+    /// This pass continues one whose time budget ended before the reset (see `run`).
+    is_continuation: bool,
+    /// The pass waited for a reset (see `wait`).
+    has_waited: bool,
+    /// The reset a new pass of this process waits for once this one ends: its time budget
+    /// ended before it (see `wait`).
+    continues_at: Option<DateTime<Utc>>,
 }
 
 struct SucceededItem {

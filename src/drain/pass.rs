@@ -82,6 +82,10 @@ impl<'a> Pass<'a> {
                         Some(stop) => return Ok(stop),
                     }
                 }
+                let mut stop = stop;
+                if let Some(until) = backoff_until.filter(|_| stop.status == RunStatus::RateLimited) {
+                    stop.note.push_str(&self.budget_cut_wait(until, now));
+                }
                 return Ok(stop);
             }
             if let (true, Some(ahead), Some(item)) = (is_claimed_ahead, &yields_to, &claimed) {

@@ -25,12 +25,43 @@ impl Pass<'_> {
     /// and (outside a burst, whose budgets do not apply) ending inside
     /// `max_seconds_per_pass`, which the wait counts against.
     pub(super) fn may_wait_until(&self, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.could_wait_until(until, now, self.started_at)
+    }
+
+    /// [`Pass::may_wait_until`] for a pass of this drain and trigger started at `started_at`.
+    fn could_wait_until(&self, until: DateTime<Utc>, now: DateTime<Utc>, started_at: DateTime<Utc>) -> bool {
         let wait = (until - now).to_std().unwrap_or_default();
         if wait > self.max_wait() {
             return false;
         }
-        let pass_ends = crate::clock::later(self.started_at, self.drain.max_seconds_per_pass);
+        let pass_ends = crate::clock::later(started_at, self.drain.max_seconds_per_pass);
         self.trigger == Trigger::Burst || until <= pass_ends
+    }
+
+    /// The pass ends without waiting for a backoff that ends at `until`. When only its
+    /// `max_seconds_per_pass` kept it from waiting (the reset is within `max_wait`), say
+    /// so in the run's note, which this returns the end of; and when a new pass started
+    /// now could wait for the reset, the process goes on as one (see `run`) — unless this
+    /// pass is such a continuation that neither waited nor settled an item, so that the
+    /// chain never goes round without waiting (docs/rate-limits.md, "Waiting for the
+    /// reset"). Empty when the budget is not what keeps it from waiting.
+    pub(super) fn budget_cut_wait(&mut self, until: DateTime<Utc>, now: DateTime<Utc>) -> String {
+        let wait = (until - now).to_std().unwrap_or_default();
+        if self.trigger == Trigger::Burst || wait > self.max_wait() || self.may_wait_until(until, now) {
+            return String::new();
+        }
+        let budget = crate::duration::format_duration(self.drain.max_seconds_per_pass);
+        let has_gone_round = self.is_continuation && !self.has_waited && self.done + self.failed == 0;
+        if self.could_wait_until(until, now, now) && !has_gone_round {
+            self.continues_at = Some(until);
+            format!(
+                "; the reset is beyond this pass's max_seconds_per_pass ({budget}): a new pass waits for it"
+            )
+        } else {
+            format!(
+                "; the wait does not fit in max_seconds_per_pass ({budget}): a later pass picks up the work"
+            )
+        }
     }
 
     /// Wait, holding no item, until the quota group's backoff ends at `until` (`why` says
@@ -40,6 +71,7 @@ impl Pass<'_> {
     /// the pass goes on claiming; otherwise why it stops.
     pub(super) fn wait_for_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
         let entered = self.clock.now();
+        self.has_waited = true;
         let waited = self.wait_until_the_reset(until, why);
         self.count_idle_since(entered);
         waited

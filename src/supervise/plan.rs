@@ -278,7 +278,9 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     if let Some(until) = snapshot.backoff.backoff_until.filter(|until| now < *until) {
         let wait = (until - now).to_std().unwrap_or_default();
         // Outside a burst a pass waits only within its time budget (`may_wait_until`):
-        // one started for a reset beyond it would end at once, holding nothing.
+        // one started for a reset beyond it would end at once, holding nothing. A pass
+        // whose budget ends before such a reset goes on as a new pass by the same rule
+        // (`budget_cut_wait`, docs/rate-limits.md).
         let is_bursting = controls.and_then(|c| c.active_burst(now)).is_some();
         let budget = if is_bursting { snapshot.wake_within } else { drain.max_seconds_per_pass };
         if wait > snapshot.wake_within.min(budget) {

@@ -166,6 +166,77 @@ fn a_reset_beyond_max_wait_ends_the_pass_as_before() {
     assert_eq!(fixture.item("docs", "a").0, "pending");
 }
 
+#[test]
+fn a_pass_whose_time_budget_ends_before_a_near_reset_goes_on_as_a_new_pass_that_waits_for_it() {
+    let fixture = Fixture::new(&config("max_seconds_per_pass = \"60s\"\n"), NOW);
+    // `a` is limited 30 s into the pass, 40 s before the reset: the pass's budget ends at
+    // 10:01:00, the backoff at 10:01:14.
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    let limit = LIMIT.replace("30s", "40s");
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                json!({ "steps": [{ "if_file": {
+                    "path": started,
+                    "then": [{ "out": "result a" }],
+                    "else": [{ "touch": started }, { "wait_for_file": go }, { "err": limit }, { "exit": 1 }],
+                } }] }),
+            ),
+            ("b".into(), json!({ "steps": [{ "out": "result b" }] })),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--trigger", "supervisor", "--json"]).spawn();
+    wait_until("the first worker", Duration::from_secs(30), || started.exists());
+    fixture.set_now("2026-11-27T10:00:30Z");
+    std::fs::write(&go, "").unwrap();
+    // The first run ends, saying why; a new run (fresh budget) waits for the reset.
+    wait_for_the_wait(&fixture);
+    assert_eq!(waiting_until(&fixture).as_deref(), Some("2026-11-27 10:01:14+00"));
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 2);
+    fixture.set_now("2026-11-27T10:01:14Z");
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!((json["status"].as_str(), json["items_done"].as_i64()), (Some("drained"), Some(2)), "{json}");
+    let first = &json["previous_runs"][0];
+    assert_eq!(first["status"], "rate_limited", "{json}");
+    assert!(
+        first["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_seconds_per_pass (1m): a new pass waits for it"),
+        "{json}"
+    );
+    let triggers = fixture.column::<String>("SELECT trigger FROM runs ORDER BY id");
+    assert_eq!(triggers, ["supervisor", "supervisor"]);
+    let continues = fixture.column::<Option<i64>>(
+        "SELECT (data->>'continues_run')::bigint FROM events WHERE kind = 'run_started' ORDER BY id",
+    );
+    assert_eq!(continues, [None, Some(first["run_id"].as_i64().unwrap_or_default())]);
+}
+
+#[test]
+fn a_reset_beyond_a_whole_time_budget_ends_the_pass_and_its_note_says_so() {
+    // A 40 s wait, a 30 s budget: no pass can wait for it, so a later one picks up the work.
+    let fixture = Fixture::new(&config("max_seconds_per_pass = \"30s\"\n"), NOW);
+    let limit = LIMIT.replace("30s", "40s");
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "err": limit }, { "exit": 1 }] }))]);
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(json["status"], "rate_limited", "{json}");
+    assert!(
+        json["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_seconds_per_pass (30s): a later pass picks up the work"),
+        "{json}"
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
+}
+
 fn supervise_plan(fixture: &Fixture) -> Vec<Value> {
     let result = fixture.drainctl(&["supervise", "--json", "--dry-run"]).run();
     result.assert_code(0);
