@@ -76,6 +76,22 @@ pub struct BackoffDecision {
     pub suspected_at: Option<DateTime<Utc>>,
     /// Why a stated reset was not trusted, for the event.
     pub distrusted: Option<String>,
+    /// The moment the message named: for a clock time that passed just now, that moment,
+    /// not its next occurrence a day or a week later.
+    pub stated_reset: Option<DateTime<Utc>>,
+    /// What a trusted reset's wait was reckoned from (None when none was trusted).
+    pub basis: Option<WaitBasis>,
+}
+
+/// What the wait after a trusted reset was reckoned from, for the event's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitBasis {
+    /// The stated reset (now, for one at most [`CLOCK_SKEW_TOLERANCE`] ago), + margin.
+    StatedReset,
+    /// A clock time that passed just now: one short retry.
+    JustNow,
+    /// A clock time without seconds whose minute is not over: its end, + margin.
+    EndOfMinute,
 }
 
 fn chrono(duration: Duration) -> chrono::Duration {
@@ -169,10 +185,13 @@ pub fn decide_backoff(
     policy: BackoffPolicy,
 ) -> BackoffDecision {
     let recent_reset = previous.reset_at.filter(|&reset| reset <= now && now < later(reset, CONFIRM_WINDOW));
+    let named = stated_reset.map(|StatedReset { at, form }| {
+        form.period().and_then(|period| just_passed(at, now, period)).unwrap_or(at)
+    });
     let mut distrusted = None;
     if let Some(stated) = stated_reset {
         match judge_reset(stated, now, recent_reset) {
-            Ok(reset) => {
+            Ok((reset, basis)) => {
                 let wait = (reset - now).to_std().unwrap_or_default();
                 return BackoffDecision {
                     until: later(reset, reset_margin_for(wait, policy.reset_margin)),
@@ -181,6 +200,8 @@ pub fn decide_backoff(
                     remembered_reset: Some(reset),
                     suspected_at: None,
                     distrusted: None,
+                    stated_reset: named,
+                    basis: Some(basis),
                 };
             }
             Err(why) => distrusted = Some(why),
@@ -194,17 +215,26 @@ pub fn decide_backoff(
     } else {
         (later(now, policy.suspected_backoff), BackoffRule::Suspected, Some(now))
     };
-    BackoffDecision { until, rule, reset_at: None, remembered_reset: recent_reset, suspected_at, distrusted }
+    BackoffDecision {
+        until,
+        rule,
+        reset_at: None,
+        remembered_reset: recent_reset,
+        suspected_at,
+        distrusted,
+        stated_reset: named,
+        basis: None,
+    }
 }
 
-/// The instant to wait for when `stated` is trusted (now, for a reset just passed), else
-/// why not. `recent_reset`: the group's previous reset, when it passed within
-/// [`CONFIRM_WINDOW`].
+/// The instant to wait for when `stated` is trusted (now, for a reset just passed), and
+/// what it was reckoned from; else why not. `recent_reset`: the group's previous reset,
+/// when it passed within [`CONFIRM_WINDOW`].
 fn judge_reset(
     StatedReset { at: reset, form }: StatedReset,
     now: DateTime<Utc>,
     recent_reset: Option<DateTime<Utc>>,
-) -> Result<DateTime<Utc>, String> {
+) -> Result<(DateTime<Utc>, WaitBasis), String> {
     if let Some(period) = form.period() {
         if let Some(passed) = just_passed(reset, now, period) {
             // A time without seconds ("try again at 6:06 AM" for 6:06:28) names a whole
@@ -212,7 +242,7 @@ fn judge_reset(
             // (docs/rate-limits.md, "Clock times").
             let minute_over = later(passed, WHOLE_MINUTE);
             if names_a_whole_minute(passed) && now < minute_over {
-                return Ok(minute_over);
+                return Ok((minute_over, WaitBasis::EndOfMinute));
             }
             return match recent_reset {
                 // The group already retried after that moment and hit again.
@@ -221,7 +251,7 @@ fn judge_reset(
                     passed.to_rfc3339(),
                     retried.to_rfc3339()
                 )),
-                _ => Ok(now),
+                _ => Ok((now, WaitBasis::JustNow)),
             };
         }
         let rolled_over = period - chrono(ROLLED_OVER_SLACK);
@@ -235,14 +265,14 @@ fn judge_reset(
     }
     if reset <= now {
         if now - reset <= chrono(CLOCK_SKEW_TOLERANCE) {
-            return Ok(now);
+            return Ok((now, WaitBasis::StatedReset));
         }
         return Err(format!("stated reset {} is already in the past", reset.to_rfc3339()));
     }
     if reset - now > chrono(MAX_TRUSTED_RESET_AHEAD) {
         return Err(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
     }
-    Ok(reset)
+    Ok((reset, WaitBasis::StatedReset))
 }
 
 /// What a clock time without seconds names: any moment of that minute.
@@ -509,6 +539,12 @@ mod tests {
             ]
         );
         assert!(decisions[1].distrusted.as_deref().unwrap_or_default().contains("already retried"));
+        // What the message stated is 20:00 today, not tomorrow's next occurrence.
+        assert_eq!(
+            (decisions[0].stated_reset, decisions[0].basis),
+            (Some(at(20, 0)), Some(WaitBasis::JustNow))
+        );
+        assert_eq!((decisions[1].stated_reset, decisions[1].basis), (Some(at(20, 0)), None));
         // After waiting for the reset itself, one short retry is still made.
         let waited = hits_in_a_row(&[
             (stated(at(20, 0), ResetForm::ClockTime), at(18, 0)),
@@ -544,6 +580,11 @@ mod tests {
         );
         assert_eq!(decisions[1].distrusted, None);
         assert_eq!(decisions[1].reset_at, Some(at(0, 25)));
+        assert_eq!(
+            (decisions[1].stated_reset, decisions[1].basis),
+            (Some(at(0, 24)), Some(WaitBasis::EndOfMinute))
+        );
+        assert_eq!(decisions[0].basis, Some(WaitBasis::StatedReset));
         // The first hit seen within the minute waits for its end too.
         let d = decide_backoff(
             stated(tomorrow, ResetForm::ClockTime),

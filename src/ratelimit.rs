@@ -76,7 +76,7 @@ pub fn record_quota_hit(
     if let Some(why) = &decision.distrusted {
         let event =
             event_for(EventKind::BackoffDistrusted, format!("stated reset not trusted: {why}")).data(json!({
-                "stated_reset": hit.reset,
+                "stated_reset": decision.stated_reset,
                 "why": why,
                 "matched_line": hit.matched_line,
             }));
@@ -93,7 +93,7 @@ pub fn record_quota_hit(
     let event = event_for(EventKind::BackoffSet, message).data(json!({
         "backoff_until": until,
         "rule": decision.rule,
-        "stated_reset": hit.reset,
+        "stated_reset": decision.stated_reset,
         "trusted_reset": decision.reset_at,
         "matched_line": hit.matched_line,
         "needs_attention": hit.needs_attention,
@@ -149,8 +149,13 @@ fn subject(source: HitSource) -> String {
 }
 
 fn rule_text(decision: &BackoffDecision) -> &'static str {
+    use crate::backoff::WaitBasis;
     match decision.rule {
-        crate::backoff::BackoffRule::ParsedReset => "stated reset + margin",
+        crate::backoff::BackoffRule::ParsedReset => match decision.basis {
+            Some(WaitBasis::JustNow) => "the stated reset passed just now: one short retry",
+            Some(WaitBasis::EndOfMinute) => "the stated minute is not over: its end + margin",
+            _ => "stated reset + margin",
+        },
         crate::backoff::BackoffRule::Suspected => "no trusted reset: suspected, short backoff",
         crate::backoff::BackoffRule::Confirmed => "no trusted reset, confirmed: default_backoff",
     }

@@ -278,3 +278,30 @@ fn a_clock_time_without_seconds_hit_within_its_minute_waits_for_the_minute_to_en
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:30:05Z");
     assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset", "suspected"]);
 }
+
+#[test]
+fn the_events_of_a_just_now_retry_show_the_moment_stated_and_say_it_is_a_short_retry() {
+    // "resets 8pm" (19:00Z) seen at 20:05 Paris time: it passed just now.
+    let fixture = Fixture::new(&config(), "2026-11-27T19:05:00Z");
+    fixture.enqueue("alpha", &[("a1".into(), limit("5-hour limit reached ∙ resets 8pm"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T19:05:02Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    let stated = fixture.column::<String>(
+        "SELECT kind || ' ' || (data->>'stated_reset') FROM events \
+         WHERE kind IN ('backoff_set', 'backoff_distrusted') ORDER BY id",
+    );
+    // Not tomorrow's 8pm, the next occurrence the clock time resolves to.
+    assert_eq!(
+        stated,
+        [
+            "backoff_set 2026-11-27T19:00:00Z",
+            "backoff_distrusted 2026-11-27T19:00:00Z",
+            "backoff_set 2026-11-27T19:00:00Z"
+        ]
+    );
+    let messages =
+        fixture.column::<String>("SELECT message FROM events WHERE kind = 'backoff_set' ORDER BY id");
+    assert!(messages[0].contains("(the stated reset passed just now: one short retry)"), "{messages:?}");
+    assert!(!messages[0].contains("stated reset + margin"), "{messages:?}");
+}
