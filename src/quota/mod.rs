@@ -394,8 +394,13 @@ impl Classifier {
             .unwrap_or(0);
 
         let mut reset = own_resets[primary];
+        // The line the reset was read from when it is not the hit's own: what the
+        // backoff shows (docs/rate-limits.md, "How the output is read").
+        let mut reset_line: Option<&str> = None;
         if reset.is_none() {
-            reset = self.neighbourhood_reset(streams, hits, now, zone);
+            if let Some((found, line)) = self.neighbourhood_reset(streams, hits, now, zone) {
+                (reset, reset_line) = (Some(found), Some(line));
+            }
         }
         if reset.is_none() {
             let texts: Vec<&str> = streams
@@ -404,7 +409,9 @@ impl Classifier {
                 .filter(|line| line.origin != Origin::ToolOutput && !line.text.is_empty())
                 .map(|line| line.text.as_str())
                 .collect();
-            reset = header_reset(&texts, now, zone);
+            if let Some((found, line)) = header_reset(&texts, now, zone) {
+                (reset, reset_line) = (Some(found), Some(line));
+            }
         }
 
         let context = neighbourhood_texts(streams, hits);
@@ -426,21 +433,26 @@ impl Classifier {
         let needs_attention = needs_attention
             && !(reset.is_some() && context.iter().any(|text| WORKSPACE_LIMIT_WITH_RETURN.is_match(text)));
         let reset = reset.filter(|_| !needs_attention);
+        let matched_line = match reset_line.filter(|_| reset.is_some()) {
+            Some(line) => excerpt(line, 0, 0),
+            None => excerpt(&hit.text, hit.matched.start, hit.matched.end),
+        };
         Outcome::QuotaHit(QuotaHit {
             reset: reset.map(|stated| stated.at),
-            matched_line: excerpt(&hit.text, hit.matched.start, hit.matched.end),
+            matched_line,
             needs_attention,
             reset_form: reset.map(|stated| stated.form).unwrap_or_default(),
         })
     }
 
-    fn neighbourhood_reset(
+    /// The reset stated on a line around the hits, and that line.
+    fn neighbourhood_reset<'l>(
         &self,
-        streams: &[&[Line]],
+        streams: &[&'l [Line]],
         hits: &[Hit],
         now: DateTime<Utc>,
         zone: Tz,
-    ) -> Option<crate::backoff::StatedReset> {
+    ) -> Option<(crate::backoff::StatedReset, &'l str)> {
         hits.iter().rev().find_map(|hit| {
             let lines = streams[hit.stream];
             let first = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
@@ -457,6 +469,7 @@ impl Classifier {
                 if usable {
                     let following = following_texts(lines, index);
                     reset_with_continuation(&line.text, &following, now, zone)
+                        .map(|reset| (reset, line.text.as_str()))
                 } else {
                     None
                 }

@@ -385,11 +385,15 @@ fn unit_nanoseconds(unit: &str) -> Option<i128> {
 /// (`anthropic-ratelimit-tokens-remaining: 0`) — the latest of them, as work resumes only
 /// when every spent limit has reset — else the latest reset header. `lines`: the
 /// output's non-empty lines, tool output left out.
-pub(super) fn header_reset(lines: &[&str], now: DateTime<Utc>, zone: Tz) -> Option<StatedReset> {
+pub(super) fn header_reset<'a>(
+    lines: &[&'a str],
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> Option<(StatedReset, &'a str)> {
     let retry_after = lines
         .iter()
         .filter(|line| RETRY_AFTER.is_match(line) || RETRY_DELAY.is_match(line))
-        .filter_map(|line| parse_stated_reset(line, now, zone))
+        .filter_map(|line| parse_stated_reset(line, now, zone).map(|reset| (reset, *line)))
         .next_back();
     if retry_after.is_some() {
         return retry_after;
@@ -400,11 +404,12 @@ pub(super) fn header_reset(lines: &[&str], now: DateTime<Utc>, zone: Tz) -> Opti
         .filter_map(|captures| captures.get(1).or(captures.get(2)))
         .map(|kind| kind.as_str().to_ascii_lowercase())
         .collect();
-    let later = |latest: Option<StatedReset>, found: StatedReset| {
-        Some(latest.map_or(found, |latest| if found.at > latest.at { found } else { latest }))
+    type Found<'a> = Option<(StatedReset, &'a str)>;
+    let later = |latest: Found<'a>, found: (StatedReset, &'a str)| {
+        Some(latest.map_or(found, |latest| if found.0.at > latest.0.at { found } else { latest }))
     };
-    let mut latest: Option<StatedReset> = None;
-    let mut latest_exhausted: Option<StatedReset> = None;
+    let mut latest: Found<'a> = None;
+    let mut latest_exhausted: Found<'a> = None;
     for line in lines {
         let Some(captures) = RATELIMIT_RESET_KIND.captures(line) else {
             continue;
@@ -418,9 +423,9 @@ pub(super) fn header_reset(lines: &[&str], now: DateTime<Utc>, zone: Tz) -> Opti
             .map(|kind| kind.as_str().to_ascii_lowercase())
             .unwrap_or_default();
         if exhausted.contains(&kind) {
-            latest_exhausted = later(latest_exhausted, instant);
+            latest_exhausted = later(latest_exhausted, (instant, line));
         }
-        latest = later(latest, instant);
+        latest = later(latest, (instant, line));
     }
     latest_exhausted.or(latest)
 }
@@ -517,7 +522,10 @@ mod tests {
             "x-ratelimit-remaining-tokens: 0",
             "x-ratelimit-reset-tokens: 6m0s",
         ];
-        assert_eq!(header_reset(&openai, now, ZONE).map(|r| r.at), Some(instant("2025-11-23T10:06:00Z")));
+        assert_eq!(
+            header_reset(&openai, now, ZONE).map(|(r, _)| r.at),
+            Some(instant("2025-11-23T10:06:00Z"))
+        );
         let anthropic = [
             "anthropic-ratelimit-tokens-remaining: 0",
             "anthropic-ratelimit-tokens-reset: 2025-11-23T12:05:00Z",
@@ -526,7 +534,10 @@ mod tests {
             "anthropic-ratelimit-requests-remaining: 40",
             "anthropic-ratelimit-requests-reset: 2025-11-23T12:30:00Z",
         ];
-        assert_eq!(header_reset(&anthropic, now, ZONE).map(|r| r.at), Some(instant("2025-11-23T12:10:00Z")));
+        assert_eq!(
+            header_reset(&anthropic, now, ZONE).map(|(r, _)| r.at),
+            Some(instant("2025-11-23T12:10:00Z"))
+        );
     }
 
     #[test]

@@ -305,3 +305,47 @@ fn the_events_of_a_just_now_retry_show_the_moment_stated_and_say_it_is_a_short_r
     assert!(messages[0].contains("(the stated reset passed just now: one short retry)"), "{messages:?}");
     assert!(!messages[0].contains("stated reset + margin"), "{messages:?}");
 }
+
+#[test]
+fn the_backoff_shows_the_line_its_reset_was_read_from() {
+    // The messages come from the worker's environment: a payload line is never its own.
+    let drain = |name: &str, profile: &str, error: &str| {
+        format!(
+            "[[drain]]\nname = \"{name}\"\ncommand = [\"/bin/sh\", \"-c\", 'printf \"%s\\n\" \"$ERROR\" >&2; exit 1']\n\
+             quota_group = \"{name}\"\nquota_profile = \"{profile}\"\nmax_wait = \"0s\"\nenv = {{ ERROR = {} }}\n",
+            serde_json::to_string(error).unwrap()
+        )
+    };
+    let http = "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 30\r\n\r\n\
+                {\"error\":{\"message\":\"rate limited\"}}\r";
+    let gemini = r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10\nPlease retry in 38.8s.","status":"RESOURCE_EXHAUSTED"}}"#;
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n{}\n{}",
+        drain("http", "http", http),
+        drain("gemini", "gemini", gemini)
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue("http", &[("a".into(), json!(1))]);
+    fixture.enqueue("gemini", &[("b".into(), json!(2))]);
+    let matched = |group: &str| {
+        let reason: String = fixture
+            .client()
+            .query_one("SELECT reason FROM quota_backoffs WHERE quota_group = $1", &[&group])
+            .unwrap()
+            .get(0);
+        let event = fixture.column::<String>(&format!(
+            "SELECT data->>'matched_line' FROM events WHERE kind = 'backoff_set' AND quota_group = '{group}'"
+        ));
+        (reason, event[0].clone())
+    };
+    for drain in ["http", "gemini"] {
+        fixture.drainctl(&["drain", drain]).run().assert_code(0);
+    }
+    // Not the body `{"error":{"message":"rate limited"}}`.
+    assert_eq!(fixture.backoff_until("http"), "2026-11-27T10:00:33Z");
+    assert_eq!(matched("http"), ("retry-after: 30".to_string(), "retry-after: 30".to_string()));
+    // Not "… please check your plan and billing details.", cut at the message's `\n`.
+    let (reason, event) = matched("gemini");
+    assert!(reason.starts_with("Please retry in 38.8s."), "{reason}");
+    assert_eq!(reason, event);
+}
