@@ -19,7 +19,7 @@ use crate::duration::format_relative;
 use crate::error::{Error, Result};
 use crate::model::EventKind;
 use crate::output::{local_time as local, table, Report};
-use crate::schedule::when::{check_deadline, parse_when};
+use crate::schedule::when::{check_deadline, parse_when, WhenError};
 
 pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<Report> {
     match command {
@@ -43,8 +43,17 @@ pub fn resolve_deadline(
         None => (default_until, "burst_default_until"),
     };
     let deadline = parse_when(text, now, zone).map_err(|error| Error::Usage(format!("{source}: {error}")))?;
-    check_deadline(deadline, now, zone, max_ahead)
-        .map_err(|error| Error::Usage(format!("{source}: {error}")))?;
+    check_deadline(deadline, now, zone, max_ahead).map_err(|error| {
+        let fix = match (&error, until.is_some()) {
+            (WhenError::TooFar { .. }, true) => "pick an earlier --until or raise burst_max",
+            (WhenError::TooFar { .. }, false) => {
+                "give --until WHEN, or change burst_default_until or burst_max"
+            }
+            (_, true) => "pick a later --until",
+            (_, false) => "give --until WHEN, or change burst_default_until",
+        };
+        Error::Usage(format!("{source}: {error}; {fix}"))
+    })?;
     Ok(deadline)
 }
 
@@ -78,10 +87,22 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         Ok((previous, controls.is_paused()))
     })?;
     // A paused drain is not started, burst or not (docs/operations.md, "Pause and resume").
-    let start = if is_paused {
-        format!("the drain is paused: `drainctl resume {name}` lets supervise start it")
-    } else {
-        "the next supervise pass starts it if idle".to_string()
+    // Nor is one whose quota group backs off: the burst waits for the reset
+    // (docs/operations.md, "Burst").
+    let backoff_until = crate::commands::status::status_view(&mut ctx.client, &ctx.config, now)?
+        .drains
+        .into_iter()
+        .find(|drain| drain.drain == name)
+        .and_then(|drain| drain.backoff_until)
+        .filter(|until| *until > now);
+    let start = match backoff_until {
+        _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
+        Some(until) => format!(
+            "its quota group backs off until {} ({}): the first supervise pass after that starts it",
+            local(until, zone),
+            format_relative(until - now)
+        ),
+        None => "the next supervise pass starts it if idle".to_string(),
     };
     let human = format!(
         "{name}: burst on until {} ({}){}; {start}",
@@ -97,6 +118,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             "previous_until": previous,
             "note": args.note,
             "paused": is_paused,
+            "backoff_until": backoff_until,
         }),
     ))
 }

@@ -36,17 +36,14 @@ pub enum WhenError {
     #[error("invalid time {text:?}{}: {}", reason_suffix(.reason.as_deref()), ACCEPTED_FORMS)]
     Unparseable { text: String, reason: Option<String> },
     /// The deadline is not after now.
-    #[error(
-        "deadline {} is in the past ({}); pick a later --until",
-        local_label(.deadline, .zone),
-        format_relative(*.deadline - *.now)
-    )]
+    #[error("deadline {} is in the past ({})", local_label(.deadline, .zone), format_relative(*.deadline - *.now))]
     InPast { deadline: DateTime<Utc>, now: DateTime<Utc>, zone: Tz },
     /// The deadline is further ahead than the configured maximum.
     #[error(
-        "deadline {} is {} away, beyond burst_max {}; pick an earlier --until or raise burst_max",
+        "deadline {} is {} away, {} more than burst_max {}",
         local_label(.deadline, .zone),
         format_duration(*.away),
+        format_duration(.away.saturating_sub(*.max_ahead)),
         format_duration(*.max_ahead)
     )]
     TooFar { deadline: DateTime<Utc>, zone: Tz, away: std::time::Duration, max_ahead: std::time::Duration },
@@ -557,10 +554,7 @@ mod tests {
 
         let past = parse_when("2026-11-20 18:00", now, Jerusalem).expect("a date");
         let error = check_deadline(past, now, Jerusalem, fourteen_days).expect_err("past");
-        assert_eq!(
-            error.to_string(),
-            "deadline Fri 2026-11-20 18:00 IST is in the past (5d 16h ago); pick a later --until"
-        );
+        assert_eq!(error.to_string(), "deadline Fri 2026-11-20 18:00 IST is in the past (5d 16h ago)");
         assert!(matches!(error, WhenError::InPast { .. }));
 
         let today_earlier = parse_when("today 09:00", now, Jerusalem).expect("today");
@@ -574,8 +568,7 @@ mod tests {
         let error = check_deadline(far, now, Jerusalem, fourteen_days).expect_err("far");
         assert_eq!(
             error.to_string(),
-            "deadline Wed 2026-12-16 10:00 IST is 20d away, beyond burst_max 14d; \
-             pick an earlier --until or raise burst_max"
+            "deadline Wed 2026-12-16 10:00 IST is 20d away, 6d more than burst_max 14d"
         );
 
         let summer = parse_when("2026-06-01 10:00", utc("2026-05-20T00:00:00Z"), Jerusalem).expect("a date");
@@ -589,9 +582,9 @@ mod tests {
             assert_eq!(check_deadline(deadline, now, Jerusalem, fourteen_days), Ok(()), "{text}");
         }
         let just_beyond = parse_when("+14d1s", now, Jerusalem).expect("+14d1s");
-        assert!(matches!(
-            check_deadline(just_beyond, now, Jerusalem, fourteen_days),
-            Err(WhenError::TooFar { .. })
-        ));
+        let error = check_deadline(just_beyond, now, Jerusalem, fourteen_days).expect_err("just beyond");
+        assert!(matches!(error, WhenError::TooFar { .. }));
+        // Rounded to two units both would read "14d": the excess says why it is refused.
+        assert!(error.to_string().ends_with("is 14d away, 1s more than burst_max 14d"), "{error}");
     }
 }

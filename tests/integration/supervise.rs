@@ -393,8 +393,8 @@ fn burst_on_defaults_to_the_upcoming_saturday_1800_across_dst() {
 fn burst_on_refuses_bad_deadlines_with_clear_errors() {
     let fixture = Fixture::new(&config(""), INSIDE);
     for (until, expected) in [
-        ("2026-11-20 18:00", "in the past"),
-        ("2026-12-30 18:00", "beyond burst_max 14d"),
+        ("2026-11-20 18:00", "in the past (6d 5h ago); pick a later --until"),
+        ("2026-12-30 18:00", "more than burst_max 14d; pick an earlier --until or raise burst_max"),
         ("next tuesday-ish", "invalid time"),
     ] {
         let result = fixture.drainctl(&["burst", "on", "docs", "--until", until]).run();
@@ -402,6 +402,16 @@ fn burst_on_refuses_bad_deadlines_with_clear_errors() {
         assert!(result.stderr.contains(expected), "{until}: {}", result.stderr);
         assert!(result.stderr.contains("--until"), "{}", result.stderr);
     }
+    // Without --until the configured default is at fault, and the fix says so.
+    fixture.write_config(&config("").replace("[defaults]\n", "[defaults]\nburst_default_until = \"+15d\"\n"));
+    let result = fixture.drainctl(&["burst", "on", "docs"]).run();
+    result.assert_code(64);
+    assert!(
+        result.stderr.contains("burst_default_until: deadline")
+            && result.stderr.contains("give --until WHEN, or change burst_default_until or burst_max"),
+        "{}",
+        result.stderr
+    );
     let result = fixture.drainctl(&["burst", "on", "doc"]).run();
     result.assert_code(64);
     assert!(result.stderr.contains("unknown drain \"doc\""), "{}", result.stderr);
@@ -572,6 +582,35 @@ fn burst_on_a_paused_drain_says_it_needs_resume_to_start() {
     fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+3h"]).run();
     assert!(on.stdout.contains("the next supervise pass starts it if idle"), "{}", on.stdout);
+}
+
+#[test]
+fn burst_on_during_a_backoff_says_when_it_can_start() {
+    let fixture = Fixture::new(&config(""), "2026-11-26T21:00:00Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
+             VALUES ('docs', '2026-11-26T21:31:00Z', 'usage limit reached', now())",
+            &[],
+        )
+        .unwrap();
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    on.assert_code(0);
+    // Before, it promised a start at the next pass, which skipped it for the backoff.
+    assert!(
+        on.stdout.contains(
+            "its quota group backs off until Thu 2026-11-26 23:31 IST (in 31m): the first supervise pass after that starts it"
+        ),
+        "{}",
+        on.stdout
+    );
+    let json = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run().json();
+    assert_eq!(json["backoff_until"], "2026-11-26T21:31:00Z");
+    fixture.set_now("2026-11-26T21:31:00Z");
+    let json = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run().json();
+    assert_eq!(json["backoff_until"], serde_json::Value::Null);
 }
 
 #[test]
