@@ -59,6 +59,11 @@ pub enum Error {
     Internal(String),
     #[error("{0}")]
     Temporary(String),
+    /// A deadlock or serialization failure: the database gave up one side of a conflict
+    /// between concurrent transactions; running the same step again usually succeeds
+    /// ([`crate::db::retry_conflicts`]). Exits 75 like [`Error::Temporary`].
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Config(String),
 }
@@ -70,7 +75,7 @@ impl Error {
             Error::Data(_) => EXIT_DATA,
             Error::Unavailable(_) => EXIT_UNAVAILABLE,
             Error::Internal(_) => EXIT_INTERNAL,
-            Error::Temporary(_) => EXIT_TEMPORARY,
+            Error::Temporary(_) | Error::Conflict(_) => EXIT_TEMPORARY,
             Error::Config(_) => EXIT_CONFIG,
         }
     }
@@ -98,6 +103,7 @@ impl Error {
             Error::Unavailable(m) => Error::Unavailable(rewrite(m)),
             Error::Internal(m) => Error::Internal(rewrite(m)),
             Error::Temporary(m) => Error::Temporary(rewrite(m)),
+            Error::Conflict(m) => Error::Conflict(rewrite(m)),
             Error::Config(m) => Error::Config(rewrite(m)),
         }
     }
@@ -125,10 +131,10 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         {
             return Error::Unavailable(message);
         }
-        if *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::LOCK_NOT_AVAILABLE
-        {
+        if is_conflict(code) {
+            return Error::Conflict(message);
+        }
+        if *code == SqlState::LOCK_NOT_AVAILABLE {
             return Error::Temporary(message);
         }
         return Error::Internal(message);
@@ -139,6 +145,13 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
     // Errors without a server response are I/O or protocol failures: the server is
     // unreachable or went away.
     Error::Unavailable(format!("database unreachable: {}", with_causes(error)))
+}
+
+/// A deadlock (40P01) or serialization failure (40001): the server ended one of two
+/// conflicting transactions, and the same work run again usually goes through.
+pub fn is_conflict(code: &postgres::error::SqlState) -> bool {
+    use postgres::error::SqlState;
+    *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
 }
 
 /// An error and its chain of causes on one line: `error connecting to server: Connection
@@ -216,6 +229,7 @@ mod tests {
         assert_eq!(Error::Unavailable(String::new()).exit_code(), 69);
         assert_eq!(Error::Internal(String::new()).exit_code(), 70);
         assert_eq!(Error::Temporary(String::new()).exit_code(), 75);
+        assert_eq!(Error::Conflict(String::new()).exit_code(), 75);
         assert_eq!(Error::Config(String::new()).exit_code(), 78);
     }
 }

@@ -153,7 +153,8 @@ pub fn prune(
 }
 
 /// Run `batch` until it deletes less than a full batch (a dry run counts everything in one
-/// go). Returns (rows, related rows).
+/// go); a batch that lost a deadlock is run again (docs/guarantees.md). Returns (rows,
+/// related rows).
 fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) -> Result<(u64, u64)> {
     if dry_run {
         let counted = batch(i64::MAX, true)?;
@@ -161,7 +162,12 @@ fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) 
     }
     let (mut rows, mut related) = (0u64, 0u64);
     loop {
-        let done = batch(BATCH, false)?;
+        // A batch that loses a deadlock with another command (an `enqueue --replace` of
+        // the done items it deletes) was rolled back whole, and is run again.
+        let done = crate::db::retry_conflicts(
+            "this batch removed nothing (earlier batches stay removed); it is safe to prune again",
+            || batch(BATCH, false),
+        )?;
         rows += done.deleted as u64;
         related += done.related as u64;
         if done.deleted < BATCH {

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::cli::RetryArgs;
 use crate::context::Context;
 use crate::db::events::{record_event, Event};
-use crate::db::in_transaction;
+use crate::db::in_transaction_retrying;
 use crate::db::items::{retry_dead_items, retry_item, RetriedItem, RetryOne};
 use crate::error::{Error, Result};
 use crate::model::{EventKind, ItemState};
@@ -25,7 +25,10 @@ pub const EVENT_KEY_LIMIT: usize = 100;
 pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
     let drain = ctx.config.drain(&args.name)?.name.clone();
     let now = ctx.clock.now();
-    let outcome = in_transaction(&mut ctx.client, |tx| {
+    // Losing a deadlock to another command (an `enqueue --replace` locking the same items
+    // in another order) rolls the whole retry back; it is run again (docs/guarantees.md).
+    let gave_up = "no item was changed; it is safe to run the same retry again";
+    let outcome = in_transaction_retrying(&mut ctx.client, gave_up, |tx| {
         let (retried, skipped_state) = match &args.key {
             Some(key) => match retry_item(tx, &drain, key, now)? {
                 RetryOne::Retried(item) => (vec![item], None),

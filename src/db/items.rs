@@ -97,14 +97,32 @@ pub fn apply_staged_items(
     }
     // Without statistics a temporary table is planned blind; a sample is cheap.
     tx.batch_execute("ANALYZE enqueue_staging")?;
-    let applied = {
+    // The move runs under a savepoint: when it loses a deadlock or a serialization
+    // conflict with another session (two batches of overlapping keys in other orders, a
+    // prune deleting the done items this batch replaces), only the move is rolled back and
+    // run again; the staged rows stay, as the input (stdin) cannot be read twice
+    // (docs/guarantees.md, "Concurrent commands").
+    let mut retry = 0;
+    let applied = loop {
         let mut attempt = tx.savepoint("enqueue_apply")?;
         match move_staged(&mut attempt, drain, replace, now) {
             Ok(counts) => {
                 attempt.commit()?;
-                Ok(counts)
+                break Ok(counts);
             }
-            Err(error) => Err(error),
+            Err(error) if error.code().is_some_and(crate::error::is_conflict) => {
+                // Dropping the savepoint rolls it back before anything else is sent.
+                drop(attempt);
+                if retry == crate::db::CONFLICT_RETRIES {
+                    return Err(Error::from(error).noted(&format!(
+                        "retried {retry} times; nothing was enqueued, it is safe to run the same enqueue again"
+                    )));
+                }
+                log::info!("{}; moving the batch again", Error::from(error));
+                std::thread::sleep(crate::db::conflict_pause(retry));
+                retry += 1;
+            }
+            Err(error) => break Err(error),
         }
     };
     let (added, replaced) = match applied {

@@ -437,6 +437,54 @@ pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<String
         .collect())
 }
 
+/// How many times a step that lost a deadlock or a serialization conflict is run again
+/// before the error is given up (docs/guarantees.md, "Concurrent commands").
+pub const CONFLICT_RETRIES: u32 = 4;
+
+/// The pause before retry `retry` (0-based) of a step that lost a conflict: 50 ms,
+/// doubling, plus up to as much again at random so that two losers do not meet again
+/// in step.
+pub fn conflict_pause(retry: u32) -> Duration {
+    let base = 50u64 << retry.min(6);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::from(elapsed.subsec_nanos()) ^ u64::from(std::process::id()))
+        .unwrap_or(0)
+        % base.max(1);
+    Duration::from_millis(base + jitter)
+}
+
+/// Run `step` again while it fails with [`Error::Conflict`] (a deadlock or serialization
+/// failure), at most [`CONFLICT_RETRIES`] times; each run must be a whole transaction,
+/// rolled back when it failed. When the last run still fails, `gave_up` (what was left
+/// unchanged, and that it is safe to run the command again) is added to the error.
+pub fn retry_conflicts<T>(gave_up: &str, mut step: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut retry = 0;
+    loop {
+        match step() {
+            Err(Error::Conflict(message)) if retry < CONFLICT_RETRIES => {
+                log::info!("{message}; trying again (retry {} of {CONFLICT_RETRIES})", retry + 1);
+                std::thread::sleep(conflict_pause(retry));
+                retry += 1;
+            }
+            Err(error @ Error::Conflict(_)) => {
+                return Err(error.noted(&format!("retried {CONFLICT_RETRIES} times; {gave_up}")))
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`in_transaction`], run again by [`retry_conflicts`] while it loses a deadlock or a
+/// serialization conflict.
+pub fn in_transaction_retrying<T>(
+    client: &mut Client,
+    gave_up: &str,
+    mut body: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    retry_conflicts(gave_up, || in_transaction(client, &mut body))
+}
+
 /// Run `body` in a transaction and commit it.
 pub fn in_transaction<T>(
     client: &mut Client,
@@ -549,6 +597,30 @@ mod tests {
         ));
         // Several hosts: which one answered is unknown.
         assert!(may_be_proxied(&config("host=a,b user=u"), &server_seen_at(Some("127.0.0.1"), "5432")));
+    }
+
+    #[test]
+    fn a_step_that_keeps_losing_conflicts_is_retried_then_says_it_is_safe_to_run_again() {
+        let mut runs = 0;
+        let error = retry_conflicts("nothing changed", || -> Result<()> {
+            runs += 1;
+            Err(Error::Conflict("database error: deadlock detected".into()))
+        })
+        .unwrap_err();
+        assert_eq!(runs, CONFLICT_RETRIES + 1);
+        assert_eq!(error.exit_code(), 75);
+        assert_eq!(
+            error.to_string(),
+            format!("database error: deadlock detected; retried {CONFLICT_RETRIES} times; nothing changed")
+        );
+        // Anything else is not run again.
+        let mut runs = 0;
+        let error = retry_conflicts("x", || -> Result<()> {
+            runs += 1;
+            Err(Error::Temporary("lock timeout".into()))
+        })
+        .unwrap_err();
+        assert_eq!((runs, error.to_string()), (1, "lock timeout".to_string()));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod bounded_scans;
+mod concurrency;
 mod config_errors;
 mod connection;
 mod drain_pass;

@@ -496,3 +496,33 @@ impl Drainctl {
         self
     }
 }
+
+impl Fixture {
+    /// Run `command` into a deadlock it must lose, and what it did. Another session takes
+    /// the row locks of `first_lock` (SQL), then — once the command waits for one of them —
+    /// those of `second_lock`, which the command already holds. The command's session
+    /// checks for the deadlock first (its `deadlock_timeout` is 2s, the other session's an
+    /// hour), so the server ends the command's statement, not the other session's; the
+    /// other session then commits.
+    #[track_caller]
+    pub fn lose_a_deadlock(&self, first_lock: &str, command: Drainctl, second_lock: &str) -> Finished {
+        let mut admin = self.client();
+        admin.batch_execute(&format!("ALTER DATABASE {} SET deadlock_timeout = '2s'", self.db.name)).unwrap();
+        let mut other = self.client();
+        other.batch_execute("SET deadlock_timeout = '1h'; BEGIN").unwrap();
+        other.batch_execute(first_lock).unwrap();
+        let child = command.spawn();
+        wait_until("the command to wait for a row lock", Duration::from_secs(20), || {
+            query_i64(
+                &mut admin,
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name = 'drainctl'
+                    AND wait_event_type = 'Lock'",
+            ) > 0
+        });
+        // Waits until the server ended the command's side of the deadlock.
+        other.batch_execute(second_lock).unwrap();
+        other.batch_execute("COMMIT").unwrap();
+        finished(child.wait_with_output().expect("wait for drainctl"))
+    }
+}
