@@ -158,7 +158,13 @@ fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result
         Ok(_) => Ok(()),
         Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
             let holders = advisory_lock_holders(client, MIGRATION_LOCK_KEY)
-                .map(|h| if h.is_empty() { "unknown".to_string() } else { h.join("; ") })
+                .map(|h| {
+                    if h.is_empty() {
+                        "unknown".to_string()
+                    } else {
+                        h.iter().map(crate::db::LockHolder::describe).collect::<Vec<_>>().join("; ")
+                    }
+                })
                 .unwrap_or_else(|e| format!("unknown ({e})"));
             Err(Error::Temporary(format!(
                 "timed out after {} waiting for the migration lock (advisory key {MIGRATION_LOCK_KEY}); \

@@ -486,7 +486,17 @@ fn check_supervisor(
             )
         }
     };
-    let heartbeat = crate::supervise::Heartbeat::new(last, now, interval);
+    let lock_held = match crate::supervise::LockHeld::read(client) {
+        Ok(held) => held,
+        Err(error) => {
+            return checks.push(
+                "supervisor",
+                Status::Skip,
+                format!("supervisor heartbeat not checked: {}", error.display_scrubbed()),
+            )
+        }
+    };
+    let heartbeat = crate::supervise::Heartbeat::new(last, now, interval).with_lock_held(lock_held);
     let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
     checks.push("supervisor", status, heartbeat.describe(now));
 }

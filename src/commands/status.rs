@@ -59,6 +59,8 @@ struct Snapshot {
     /// The latest run of each drain that has one.
     last_runs: HashMap<String, RunRow>,
     last_pass_at: Option<DateTime<Utc>>,
+    /// Another pass holding the supervise lock, when passes were skipped for it.
+    lock_held: Option<crate::supervise::LockHeld>,
     parked: Vec<crate::db::quota_groups::Parked>,
     /// Usage the workers reported, per drain: the last 24 hours and the last 7 days.
     usage_24h: HashMap<String, UsageSums>,
@@ -93,6 +95,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         histories: crate::schedule::forecast::recent_histories(client, &names, now)?,
         last_runs,
         last_pass_at: crate::db::passes::last_pass(client)?.map(|(at, _)| at),
+        lock_held: crate::supervise::LockHeld::read(client)?,
         parked: crate::db::quota_groups::read_parked(client, &group_names)?,
         usage_24h: usage_by_drain_since(client, &names, now - chrono::Duration::hours(24))?,
         usage_7d: usage_by_drain_since(client, &names, now - chrono::Duration::days(7))?,
@@ -332,7 +335,8 @@ fn decide(config: &Config, mut snapshot: Snapshot) -> StatusView {
         timezone: zone.name(),
         drains,
         quota_groups,
-        supervisor: Heartbeat::new(snapshot.last_pass_at, now, config.defaults.supervise_interval),
+        supervisor: Heartbeat::new(snapshot.last_pass_at, now, config.defaults.supervise_interval)
+            .with_lock_held(snapshot.lock_held.clone()),
         unconfigured_drains: std::mem::take(&mut snapshot.unconfigured),
         groups: groups.into_iter().filter(|(_, accounts)| !accounts.is_empty()).collect(),
     }

@@ -408,31 +408,65 @@ pub fn advisory_unlock(client: &mut Client, key: i64) -> Result<()> {
     Ok(())
 }
 
+/// A session holding an advisory lock, as `pg_locks` and `pg_stat_activity` show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LockHolder {
+    /// The server process (backend) of the session.
+    pub pid: i32,
+    /// Its `application_name` (`drainctl` for drainctl's own sessions); None when not shown.
+    pub application: Option<String>,
+    /// Its client address (`local` for a Unix socket); None when not shown.
+    pub client: Option<String>,
+    /// When the session connected; None when not shown (another role's session without
+    /// `pg_read_all_stats`).
+    pub connected_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `active`, `idle`, `idle in transaction`…
+    pub state: Option<String>,
+}
+
+impl LockHolder {
+    /// `backend pid 4242 (drainctl from local, connected 2026-11-27 10:00:00 UTC, idle)`.
+    pub fn describe(&self) -> String {
+        let unknown = || "?".to_string();
+        format!(
+            "backend pid {} ({} from {}, connected {}, {})",
+            self.pid,
+            self.application.clone().unwrap_or_else(unknown),
+            self.client.clone().unwrap_or_else(unknown),
+            self.connected_at
+                .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(unknown),
+            self.state.clone().unwrap_or_else(unknown),
+        )
+    }
+}
+
 /// Who holds advisory lock `key` in the current database (advisory locks are per database:
 /// the same key held in another database of the cluster blocks nobody here), for a "timed
-/// out waiting" message.
-pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<String>> {
+/// out waiting" or "skipped" message.
+pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<LockHolder>> {
     // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits.
     let classid = (key >> 32) as u32 as i64;
     let objid = key as u32 as i64;
     let rows = client.query(
-        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'),
-                coalesce(a.backend_start::text, ''), coalesce(a.state, '')
+        "SELECT a.pid, a.application_name,
+                coalesce(a.client_addr::text, CASE WHEN a.client_port = -1 THEN 'local' END),
+                a.backend_start, a.state
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.granted
             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1",
+            AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
+          ORDER BY l.pid",
         &[&classid, &objid],
     )?;
     Ok(rows
         .iter()
-        .map(|row| {
-            let pid: i32 = row.get(0);
-            let application: String = row.get(1);
-            let client: String = row.get(2);
-            let since: String = row.get(3);
-            let state: String = row.get(4);
-            format!("backend pid {pid} ({application} from {client}, connected {since}, {state})")
+        .map(|row| LockHolder {
+            pid: row.get(0),
+            application: row.get(1),
+            client: row.get(2),
+            connected_at: row.get(3),
+            state: row.get(4),
         })
         .collect())
 }

@@ -80,3 +80,17 @@ pub fn list_passes(client: &mut impl GenericClient, limit: i64) -> Result<Vec<Pa
         })
         .collect())
 }
+
+/// The `lock_skipped` passes since the last acting one: how many, and when the first of
+/// them fired (None when there are none).
+pub fn skipped_since_last_done(client: &mut impl GenericClient) -> Result<Option<(i64, DateTime<Utc>)>> {
+    let row = client.query_one(
+        "SELECT count(*), min(fired_at) FROM supervisor_passes
+          WHERE status = 'lock_skipped'
+            AND fired_at > coalesce((SELECT fired_at FROM supervisor_passes WHERE status = 'done'
+                                      ORDER BY fired_at DESC, id DESC LIMIT 1), '-infinity')",
+        &[],
+    )?;
+    let first: Option<DateTime<Utc>> = row.get(1);
+    Ok(first.map(|first| (row.get(0), first)))
+}

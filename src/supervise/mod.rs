@@ -10,7 +10,8 @@
 //! start idle drains as detached `drainctl drain` processes — a drain with `every` at most
 //! once per interval (not in burst). After recording the pass it prunes old history, at
 //! most once a day. `--dry-run` prints the plan and changes nothing (no scan, no prune).
-//! Two overlapping passes never both act: the second records `lock_skipped`.
+//! Two overlapping passes never both act: the second records `lock_skipped`, naming the
+//! holder, and reports one holding the lock too long (docs/operations.md).
 
 mod apply;
 mod plan;
@@ -54,6 +55,63 @@ pub struct Heartbeat {
     pub interval_seconds: f64,
     /// No pass recorded, or the last one is older than twice the interval.
     pub is_late: bool,
+    /// The passes since the last acting one were skipped because another pass holds the
+    /// supervise lock (None when none was skipped, or nobody holds the lock now).
+    pub lock_held: Option<LockHeld>,
+}
+
+/// Another `supervise` pass holds the supervise lock, and the passes since the last
+/// acting one were skipped for it (docs/operations.md, "A stuck supervise pass").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockHeld {
+    /// The session holding the lock.
+    pub holder: crate::db::LockHolder,
+    /// Since when it holds the lock at the latest: when the first pass skipped since the
+    /// last acting one fired (drainctl's clock, as the heartbeat; the holder's session
+    /// may have connected earlier, on the server's clock: see `holder`).
+    pub since: DateTime<Utc>,
+    /// How many passes were skipped since the last acting one.
+    pub skipped_passes: i64,
+}
+
+impl LockHeld {
+    /// Read who holds the supervise lock and the passes skipped since the last acting
+    /// one; None when nobody holds it or no pass was skipped.
+    pub fn read(client: &mut Client) -> Result<Option<LockHeld>> {
+        let Some((skipped_passes, first_skipped)) = crate::db::passes::skipped_since_last_done(client)?
+        else {
+            return Ok(None);
+        };
+        let holders = crate::db::advisory_lock_holders(client, SUPERVISE_LOCK_KEY)?;
+        let Some(holder) = holders.into_iter().next() else { return Ok(None) };
+        Ok(Some(LockHeld { holder, since: first_skipped, skipped_passes }))
+    }
+
+    /// Has it held the lock longer than twice `interval` (it is stuck: stopped, frozen)?
+    pub fn is_stuck(&self, now: DateTime<Utc>, interval: std::time::Duration) -> bool {
+        let limit = chrono::Duration::from_std(interval.saturating_mul(2)).unwrap_or(chrono::Duration::MAX);
+        now - self.since > limit
+    }
+
+    /// What to do about it once it is stuck.
+    fn advice(&self) -> String {
+        format!(
+            "it is stuck (a stopped or frozen process?): end that process, or its session with \
+             SELECT pg_terminate_backend({}), and the next pass acts (docs/operations.md)",
+            self.holder.pid
+        )
+    }
+
+    /// `backend pid 4242 (…) has held the supervise lock since at least 2026-11-27 10:00:00
+    /// UTC (3h ago)`.
+    pub fn describe(&self, now: DateTime<Utc>) -> String {
+        format!(
+            "{} has held the supervise lock since at least {} ({})",
+            self.holder.describe(),
+            self.since.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::duration::format_relative(self.since - now)
+        )
+    }
 }
 
 impl Heartbeat {
@@ -69,7 +127,15 @@ impl Heartbeat {
             age_seconds: age.map(|age| age.num_milliseconds() as f64 / 1000.0),
             interval_seconds: interval.as_secs_f64(),
             is_late: age.is_none_or(|age| age > limit),
+            lock_held: None,
         }
+    }
+
+    /// The same heartbeat, knowing that the passes since the last acting one were skipped
+    /// for another pass holding the lock.
+    pub fn with_lock_held(mut self, lock_held: Option<LockHeld>) -> Heartbeat {
+        self.lock_held = lock_held;
+        self
     }
 
     /// `last supervise pass 4m ago`, with what to do when it is late.
@@ -83,7 +149,18 @@ impl Heartbeat {
         }
         let twice =
             crate::duration::format_duration(std::time::Duration::from_secs_f64(self.interval_seconds * 2.0));
-        format!("last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab")
+        match &self.lock_held {
+            Some(held) => format!(
+                "last supervise pass {ago}, more than {twice} (twice supervise_interval): the {} passes since \
+                 were skipped because another supervise pass holds the lock: {}; {}",
+                held.skipped_passes,
+                held.describe(now),
+                held.advice()
+            ),
+            None => format!(
+                "last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab"
+            ),
+        }
     }
 }
 
@@ -106,7 +183,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     };
     if !args.dry_run && !try_advisory_lock(client, SUPERVISE_LOCK_KEY)? {
         recorder.record(client, PassStatus::LockSkipped, json!([]))?;
-        return lock_skipped_report(fired_at, scheduled_for);
+        return lock_skipped(client, outbox, config, fired_at, scheduled_for);
     }
     // Never wait long behind a lock held by a frozen drain: fail that decision instead.
     crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
@@ -327,6 +404,8 @@ struct PassView<'a, S: Serialize> {
     decisions: &'a [Decision],
     scans: &'a [crate::sources::ScanReport],
     prune: &'a Option<crate::prune::PruneReport>,
+    /// For `lock_skipped`: who holds the lock (None otherwise, or when it was gone).
+    lock_holder: Option<&'a LockHeld>,
 }
 
 impl<S: Serialize> PassView<'_, S> {
@@ -335,8 +414,18 @@ impl<S: Serialize> PassView<'_, S> {
     }
 }
 
-/// Another pass holds the lock: this one only says so.
-fn lock_skipped_report(fired_at: DateTime<Utc>, scheduled_for: DateTime<Utc>) -> Result<Report> {
+/// Another pass holds the lock: this one says who, and since when. When the holder has
+/// held it longer than twice `supervise_interval` nothing has been supervised since: the
+/// pass records a `supervise_error` event (so a notification goes out) and exits 75
+/// (docs/exit-codes.md); else it exits 0.
+fn lock_skipped(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    fired_at: DateTime<Utc>,
+    scheduled_for: DateTime<Utc>,
+) -> Result<Report> {
+    let held = LockHeld::read(client)?;
     let view = PassView {
         status: PassStatus::LockSkipped,
         fired_at,
@@ -344,8 +433,29 @@ fn lock_skipped_report(fired_at: DateTime<Utc>, scheduled_for: DateTime<Utc>) ->
         decisions: &[],
         scans: &[],
         prune: &None,
+        lock_holder: held.as_ref(),
     };
-    Ok(Report::new("supervise: lock_skipped: another supervise pass is running", view.to_json()?))
+    let json = view.to_json()?;
+    let Some(held) = held else {
+        return Ok(Report::new("supervise: lock_skipped: another supervise pass is running", json));
+    };
+    if !held.is_stuck(fired_at, config.defaults.supervise_interval) {
+        let human = format!(
+            "supervise: lock_skipped: another supervise pass is running: {}",
+            held.describe(fired_at)
+        );
+        return Ok(Report::new(human, json));
+    }
+    let twice = crate::duration::format_duration(config.defaults.supervise_interval.saturating_mul(2));
+    let message = format!(
+        "{} passes skipped since the last acting one: {}, more than {twice} (twice supervise_interval); {}",
+        held.skipped_passes,
+        held.describe(fired_at),
+        held.advice()
+    );
+    record_failure(client, outbox, None, message.clone(), fired_at);
+    let human = format!("supervise: lock_skipped: {message}");
+    Ok(Report::new(human, json).with_exit_code(crate::error::EXIT_TEMPORARY))
 }
 
 /// Scan the source of every drain that has one; a failed scan is recorded and reported,
@@ -505,6 +615,7 @@ fn render(
         decisions,
         scans,
         prune: pruned,
+        lock_holder: None,
     };
     Ok(Report::new(human, view.to_json()?))
 }

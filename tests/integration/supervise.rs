@@ -371,6 +371,71 @@ fn an_overlapping_supervise_records_lock_skipped_and_exits_zero() {
 }
 
 #[test]
+fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
+    let fixture = Fixture::new(&config(""), "2026-11-26T21:00:00Z");
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    // A pass held inside itself (the drains table locked), then stopped there.
+    let mut table = fixture.client();
+    table.batch_execute("BEGIN; LOCK TABLE drains IN ACCESS EXCLUSIVE MODE").unwrap();
+    let mut frozen = fixture.drainctl(&["supervise"]).spawn();
+    let mut watcher = fixture.client();
+    wait_until("the pass to hold the lock and wait inside itself", Duration::from_secs(20), || {
+        query_i64(
+            &mut watcher,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                AND application_name = 'drainctl' AND wait_event_type = 'Lock'",
+        ) > 0
+    });
+    signal(frozen.id(), libc::SIGSTOP);
+    table.batch_execute("COMMIT").unwrap();
+    let holder_pid: i32 = watcher
+        .query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 1
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let holder = format!("backend pid {holder_pid} (drainctl from ");
+
+    // Cron goes on firing: the first passes name the holder and exit 0.
+    fixture.set_now("2026-11-26T22:00:00Z");
+    let first = fixture.drainctl(&["supervise", "--json"]).run();
+    first.assert_code(0);
+    assert_eq!(first.json()["status"], "lock_skipped");
+    assert_eq!(first.json()["lock_holder"]["holder"]["pid"], holder_pid);
+    let first = fixture.drainctl(&["supervise"]).run();
+    assert!(first.stdout.contains(&holder), "{}", first.stdout);
+    assert!(first.stdout.contains("since at least 2026-11-26 22:00:00 UTC"), "{}", first.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 0);
+    // Held longer than twice supervise_interval: an event (and notification), exit 75.
+    for now in ["2026-11-26T23:00:00Z", "2026-11-27T00:00:00Z"] {
+        fixture.set_now(now);
+        let stuck = fixture.drainctl(&["supervise"]).run();
+        stuck.assert_code(75);
+        assert!(stuck.stdout.contains(&holder), "{}", stuck.stdout);
+        assert!(stuck.stdout.contains("it is stuck"), "{}", stuck.stdout);
+    }
+    let events: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'supervise_error' ORDER BY id");
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events[1].contains(&holder) && events[1].contains("4 passes skipped"), "{}", events[1]);
+    // status and doctor say why the heartbeat is late, not "check its crontab".
+    for command in ["status", "doctor"] {
+        let shown = fixture.drainctl(&[command]).run();
+        assert!(
+            shown.stdout.contains("skipped because another supervise pass holds the lock")
+                && shown.stdout.contains(&holder)
+                && !shown.stdout.contains("check its crontab"),
+            "{command}: {}",
+            shown.stdout
+        );
+    }
+    signal(frozen.id(), libc::SIGKILL);
+    frozen.wait().unwrap();
+}
+
+#[test]
 fn burst_on_defaults_to_the_upcoming_saturday_1800_across_dst() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let cases = [
