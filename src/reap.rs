@@ -174,7 +174,7 @@ fn settle_staged(
             outcome => {
                 reaped.discarded_staging.push(item_id);
                 let why = match outcome {
-                    Completion::ClaimLost => "the run no longer held the item",
+                    Completion::ClaimLost(_) => "the run no longer held the item",
                     _ => "the staged bytes did not match their length and checksum",
                 };
                 let event = Event::new(

@@ -602,7 +602,8 @@ macro_rules! complete_run_step {
             claim_select!(),
             ",
                 (SELECT count(*) FROM done),
-                EXISTS (SELECT 1 FROM items WHERE id = $12 AND claimed_by = $2 AND state = 'running')",
+                EXISTS (SELECT 1 FROM items WHERE id = $12 AND claimed_by = $2 AND state = 'running'),
+                (SELECT state FROM items WHERE id = $12), (SELECT claimed_by FROM items WHERE id = $12)",
             claim_from!()
         )
     };
@@ -655,9 +656,9 @@ pub fn complete_and_claim_next_item(
     let completion = match rows.first() {
         Some(row) => match (row.get::<_, i64>(17), row.get::<_, bool>(18)) {
             (1.., _) => Completion::Completed,
-            _ => Completion::ClaimLost,
+            _ => Completion::ClaimLost(HeldNow::read(row, 19, 20)?),
         },
-        None => Completion::ClaimLost,
+        None => Completion::ClaimLost(HeldNow { state: None, claimed_by: None }),
     };
     Ok((controls, item, completion))
 }
@@ -764,9 +765,47 @@ pub enum Completion {
     /// The staged result became the item's result; the item is done.
     Completed,
     /// The run no longer holds the item (released, reclaimed): nothing was committed.
-    ClaimLost,
+    ClaimLost(HeldNow),
     /// The staged result is missing or does not match its length/checksum: discarded.
     StagedResultDamaged,
+}
+
+/// Where an item a run lost its claim on was when the commit looked: its state and the
+/// run that claims it (None when the item is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldNow {
+    pub state: Option<ItemState>,
+    pub claimed_by: Option<i64>,
+}
+
+impl HeldNow {
+    /// Read from two columns of a commit statement: the item's state and `claimed_by`
+    /// as the statement's snapshot saw them.
+    fn read(row: &Row, state: usize, claimed_by: usize) -> Result<HeldNow> {
+        let unreadable =
+            |error: postgres::Error| Error::Internal(format!("reading who holds the item: {error}"));
+        Ok(HeldNow {
+            state: row.try_get(state).map_err(unreadable)?,
+            claimed_by: row.try_get(claimed_by).map_err(unreadable)?,
+        })
+    }
+
+    /// Who has the item now, for run `run_id`'s `claim_lost` message: `now held by run
+    /// 12`, `now pending, held by nobody`…
+    pub fn describe(&self, run_id: i64) -> String {
+        match (self.state, self.claimed_by) {
+            (None, _) => "the item no longer exists".to_string(),
+            (Some(ItemState::Running), Some(other)) if other != run_id => format!("now held by run {other}"),
+            (Some(ItemState::Running), _) => {
+                "still marked running under this run, which is no longer running (ended as hung or crashed)"
+                    .to_string()
+            }
+            (Some(state), Some(other)) if other != run_id => {
+                format!("now {state}, last claimed by run {other}")
+            }
+            (Some(state), _) => format!("now {state}, held by nobody"),
+        }
+    }
 }
 
 /// Move the staged result of `run_id` into the item and mark it done — only if `run_id`
@@ -811,7 +850,8 @@ pub fn complete_item(
                     checkpoints = checkpoints + CASE WHEN status = 'running' THEN 1 ELSE 0 END
               WHERE id = $2)
          SELECT (SELECT count(*) FROM done),
-                EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running')"
+                EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running'),
+                (SELECT state FROM items WHERE id = $1), (SELECT claimed_by FROM items WHERE id = $1)"
         ),
         &[
             (&item_id, Type::INT8),
@@ -828,7 +868,7 @@ pub fn complete_item(
     Ok(match (completed, was_held) {
         (1.., _) => Completion::Completed,
         (_, true) => Completion::StagedResultDamaged,
-        (_, false) => Completion::ClaimLost,
+        (_, false) => Completion::ClaimLost(HeldNow::read(row, 2, 3)?),
     })
 }
 

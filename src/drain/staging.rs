@@ -90,10 +90,11 @@ impl Pass<'_> {
                     })?;
                 }
             }
-            Completion::ClaimLost => {
+            Completion::ClaimLost(held_now) => {
                 let message = format!(
-                    "run {run_id} lost its claim on item {} (released by supervise, now owned by another run); result not committed",
-                    staged.key
+                    "run {run_id} lost its claim on item {} ({}); result not committed",
+                    staged.key,
+                    held_now.describe(run_id)
                 );
                 log::warn!("{message}");
                 let event =

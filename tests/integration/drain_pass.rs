@@ -244,6 +244,49 @@ fn a_run_that_lost_its_claim_cannot_commit() {
     assert_eq!(row.get::<_, Option<Vec<u8>>>(2), None);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'claim_lost'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+    let message: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'claim_lost'");
+    assert!(message[0].contains("lost its claim on item a (now held by run 424242)"), "{}", message[0]);
+}
+
+#[test]
+fn a_lost_claim_says_nobody_holds_an_item_released_to_pending() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    // A large result (over 64 KiB) is staged, then committed on its own.
+    for (round, (key, out)) in
+        [("small", "stale result".to_string()), ("large", "x".repeat(70_000))].into_iter().enumerate()
+    {
+        let _ = std::fs::remove_file(&started);
+        let _ = std::fs::remove_file(&go);
+        fixture.enqueue(
+            "docs",
+            &[(key.into(), steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": out }])))],
+        );
+        let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+        wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+        // Released by supervise after its run was judged hung: pending, claimed by nobody
+        // (and not available before the pass ends, so that it does not take it again).
+        fixture
+            .client()
+            .execute(
+                "UPDATE items SET state = 'pending', claimed_by = NULL, available_at = 'infinity' WHERE key = $1",
+                &[&key],
+            )
+            .unwrap();
+        std::fs::write(&go, "").unwrap();
+        let result = finished(pass.wait_with_output().unwrap());
+        result.assert_code(0);
+        let message: Vec<String> =
+            fixture.column("SELECT message FROM events WHERE kind = 'claim_lost' ORDER BY id");
+        assert_eq!(message.len(), round + 1, "{key}: {message:?}");
+        assert!(
+            message[round].contains(&format!("lost its claim on item {key} (now pending, held by nobody)")),
+            "{}",
+            message[round]
+        );
+        fixture.client().execute("DELETE FROM items WHERE key = $1", &[&key]).unwrap();
+    }
 }
 
 #[test]
