@@ -30,15 +30,8 @@ pub struct Target<'a> {
 /// (a symbolic link, a directory, a device, a fifo), or whose folder is missing, is refused
 /// with a configuration error (exit 78) naming it, before anything is created.
 pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
-    let shown = path.display();
-    let file_name = path.file_name().ok_or_else(|| {
-        Error::Config(format!(
-            "{} {shown} does not name a file; set {} to a file such as {}",
-            target.what, target.named_by, target.example
-        ))
-    })?;
+    let file_name = check(path, target)?;
     let folder = folder_of(path);
-    check_target(path, &folder, target)?;
     let fail = |action: &str, error: std::io::Error| io_error(path, action, error, target);
     let (mut file, temporary) = create_temporary(&folder, file_name, target.mode)
         .map_err(|error| fail("create a temporary file for", error))?;
@@ -54,6 +47,23 @@ pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
     temporary.renamed();
     sync_folder(&folder);
     Ok(())
+}
+
+/// The refusals of [`replace`], without writing anything (`doctor` runs them): a `path`
+/// that names no file, exists and is not a regular file, or whose folder is missing is a
+/// configuration error (exit 78) naming it. Returns the file name.
+pub fn check<'a>(path: &'a Path, target: &Target) -> Result<&'a std::ffi::OsStr> {
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::Config(format!(
+            "{} {} does not name a file; set {} to a file such as {}",
+            target.what,
+            path.display(),
+            target.named_by,
+            target.example
+        ))
+    })?;
+    check_target(path, &folder_of(path), target)?;
+    Ok(file_name)
 }
 
 /// The folder a file of `path` is created in.

@@ -390,6 +390,11 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
     crate::atomic_file::replace(path, text.as_bytes(), &TEXTFILE)
 }
 
+/// What [`write_textfile`] would refuse about `path`, without writing (for `doctor`).
+pub fn check_textfile(path: &Path) -> Result<()> {
+    crate::atomic_file::check(path, &TEXTFILE).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

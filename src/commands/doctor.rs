@@ -142,10 +142,12 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         Some(config) => {
             check_log_dir(&mut checks, &config.defaults.log_dir);
             if let Some(textfile) = &config.defaults.metrics_textfile {
-                check_file_folder(&mut checks, "metrics_textfile", textfile);
+                let refused = crate::metrics::check_textfile(textfile);
+                check_file_folder(&mut checks, "metrics_textfile", textfile, refused);
             }
             if let Some(page) = &config.defaults.report_html {
-                check_file_folder(&mut checks, "report_html", page);
+                let refused = crate::report::check_page(page);
+                check_file_folder(&mut checks, "report_html", page, refused);
             }
         }
         None => checks.push("log_dir", Status::Skip, "log_dir not checked: the configuration did not load"),
@@ -588,6 +590,16 @@ fn check_machine_zone(checks: &mut Checks, note: &str) {
 fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
     let created = if log_dir.is_dir() {
         false
+    } else if let Ok(metadata) = std::fs::metadata(log_dir) {
+        let what = if metadata.is_file() { "a file" } else { "not a directory (a device, fifo or socket)" };
+        return checks.fail(
+            "log_dir",
+            EXIT_CONFIG,
+            format!(
+                "log_dir {} is {what}, not a folder; remove it, or change log_dir to a folder",
+                log_dir.display()
+            ),
+        );
     } else {
         match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(log_dir) {
             Ok(()) => true,
@@ -625,11 +637,15 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
 }
 
 /// A file drainctl replaces atomically (`metrics_textfile`, `report_html`, named by `key`):
-/// its folder must exist and be writable, as drainctl does not create it.
-fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path) {
+/// its folder must exist and be writable, as drainctl does not create it, and the write's
+/// own refusals (`refused`: a symbolic link, a directory) must not apply.
+fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path, refused: crate::error::Result<()>) {
     let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     match probe_writable(folder) {
-        Ok(()) => checks.push(key, Status::Ok, format!("{key} {} can be written", file.display())),
+        Ok(()) => match refused {
+            Ok(()) => checks.push(key, Status::Ok, format!("{key} {} can be written", file.display())),
+            Err(error) => checks.fail(key, error.exit_code(), error.display_scrubbed()),
+        },
         Err(_) if !folder.is_dir() => checks.fail(
             key,
             EXIT_CONFIG,

@@ -283,6 +283,11 @@ pub(crate) fn write_page(path: &Path, html: &str) -> Result<()> {
     crate::atomic_file::replace(path, html.as_bytes(), &PAGE)
 }
 
+/// What [`write_page`] would refuse about `path`, without writing (for `doctor`).
+pub fn check_page(path: &Path) -> Result<()> {
+    crate::atomic_file::check(path, &PAGE).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,6 +264,55 @@ fn supervise_that_cannot_write_report_html_exits_78_and_records_why() {
 }
 
 #[test]
+fn doctor_refuses_a_link_or_a_directory_at_the_output_paths_as_supervise_would() {
+    let fixture = Fixture::new(
+        &config("report_html = \"TMPDIR/page.html\"\nmetrics_textfile = \"TMPDIR/drainctl.prom\"\n"),
+        NOW,
+    );
+    let check = |result: &Finished, key: &str| -> (String, String) {
+        let checks = result.json()["checks"].as_array().unwrap().clone();
+        let found = checks.iter().find(|check| check["check"] == key).unwrap();
+        (found["status"].as_str().unwrap().to_string(), found["message"].as_str().unwrap().to_string())
+    };
+    let (page, textfile) = (fixture.path("page.html"), fixture.path("drainctl.prom"));
+    std::os::unix::fs::symlink(fixture.path("elsewhere.html"), &page).unwrap();
+    std::fs::create_dir(&textfile).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    doctor.assert_code(78);
+    let (status, message) = check(&doctor, "report_html");
+    assert_eq!(status, "fail");
+    assert!(message.contains("is a symbolic link"), "{message}");
+    let (status, message) = check(&doctor, "metrics_textfile");
+    assert_eq!(status, "fail");
+    assert!(message.contains("is a directory"), "{message}");
+    fixture.drainctl(&["supervise"]).run().assert_code(78);
+    // Both fixed: doctor and supervise agree again.
+    std::fs::remove_file(&page).unwrap();
+    std::fs::remove_dir(&textfile).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    assert_eq!(check(&doctor, "report_html").0, "ok");
+    assert_eq!(check(&doctor, "metrics_textfile").0, "ok");
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+}
+
+#[test]
+fn doctor_says_a_log_dir_that_is_a_file_is_a_file() {
+    let fixture = Fixture::new(&config(""), NOW);
+    std::fs::write(fixture.path("logs"), "").unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    doctor.assert_code(78);
+    let checks = doctor.json()["checks"].as_array().unwrap().clone();
+    let found = checks.iter().find(|check| check["check"] == "log_dir").unwrap();
+    assert_eq!(
+        found["message"],
+        format!(
+            "log_dir {} is a file, not a folder; remove it, or change log_dir to a folder",
+            fixture.path("logs").display()
+        )
+    );
+}
+
+#[test]
 fn doctor_fails_when_the_folder_of_report_html_is_missing_as_supervise_would() {
     let fixture = Fixture::new(&config("report_html = \"TMPDIR/missing/page.html\"\n"), NOW);
     let report_check = |result: &Finished| -> Option<(String, String)> {
