@@ -136,21 +136,41 @@ fn check_folder(path: &Path, folder: &Path, target: &Target) -> Result<()> {
     }
 }
 
-/// A failed file operation: the deployment's fault (exit 78) when the folder is missing,
-/// not writable or read-only, else worth another try (75).
-fn io_error(path: &Path, action: &str, error: std::io::Error, target: &Target) -> Error {
+/// Can a file operation that failed with `kind` not succeed by trying again later: the
+/// path or its folder is wrong (missing, not writable, read-only, a name too long, a loop
+/// of links, a file system that cannot do it)? Such an error is never "try again later"
+/// (75, docs/exit-codes.md); a full disk or an interrupted write is.
+pub fn is_permanent(error: &std::io::Error) -> bool {
     use std::io::ErrorKind;
+    // A loop of symbolic links has no stable ErrorKind yet.
+    error.raw_os_error() == Some(libc::ELOOP)
+        || matches!(
+            error.kind(),
+            ErrorKind::NotFound
+                | ErrorKind::PermissionDenied
+                | ErrorKind::ReadOnlyFilesystem
+                | ErrorKind::NotADirectory
+                | ErrorKind::IsADirectory
+                | ErrorKind::InvalidFilename
+                | ErrorKind::InvalidInput
+                | ErrorKind::Unsupported
+                | ErrorKind::CrossesDevices
+                | ErrorKind::TooManyLinks
+                | ErrorKind::NotSeekable
+        )
+}
+
+/// A failed file operation: the deployment's fault (exit 78) when the path or its folder
+/// is wrong ([`is_permanent`]), else worth another try (75).
+fn io_error(path: &Path, action: &str, error: std::io::Error, target: &Target) -> Error {
     let message = format!("cannot {action} {} {}: {error}", target.what, path.display());
-    match error.kind() {
-        ErrorKind::NotFound
-        | ErrorKind::PermissionDenied
-        | ErrorKind::ReadOnlyFilesystem
-        | ErrorKind::NotADirectory
-        | ErrorKind::IsADirectory => Error::Config(format!(
+    if is_permanent(&error) {
+        Error::Config(format!(
             "{message}; check that its folder exists and is writable, or change {}",
             target.named_by
-        )),
-        _ => Error::Temporary(message),
+        ))
+    } else {
+        Error::Temporary(message)
     }
 }
 
@@ -181,9 +201,32 @@ impl Drop for Temporary {
     }
 }
 
+/// The longest file name the usual file systems take (NAME_MAX), in bytes.
+const MAX_NAME_BYTES: usize = 255;
+/// What a temporary name adds to the part of NAME it keeps: `.`, `.tmp-` and 16 digits.
+const TEMPORARY_NAME_EXTRA: usize = 1 + 5 + 16;
+
+/// `.NAME.tmp-RANDOM`, with NAME cut short (at a character boundary) so that the whole
+/// name fits in [`MAX_NAME_BYTES`] however long a valid NAME is.
+fn temporary_name(file_name: &std::ffi::OsStr, random: u64) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let name = file_name.as_bytes();
+    let mut keep = name.len().min(MAX_NAME_BYTES - TEMPORARY_NAME_EXTRA);
+    // Never split a UTF-8 character: back off over its continuation bytes.
+    while keep < name.len() && keep > 0 && name[keep] & 0xC0 == 0x80 {
+        keep -= 1;
+    }
+    let mut temporary = Vec::with_capacity(keep + TEMPORARY_NAME_EXTRA);
+    temporary.push(b'.');
+    temporary.extend_from_slice(&name[..keep]);
+    temporary.extend_from_slice(format!(".tmp-{random:016x}").as_bytes());
+    std::ffi::OsString::from_vec(temporary)
+}
+
 /// Create `.NAME.tmp-RANDOM` in `folder` exclusively with `mode`, never through a link;
 /// another name is tried when one exists. The name does not end in NAME's extension, so
-/// a collector reading `*.prom` never reads it.
+/// a collector reading `*.prom` never reads it, and a long NAME is cut short so that it
+/// fits ([`temporary_name`]).
 pub(crate) fn create_temporary(
     folder: &Path,
     file_name: &std::ffi::OsStr,
@@ -191,7 +234,7 @@ pub(crate) fn create_temporary(
 ) -> std::io::Result<(std::fs::File, Temporary)> {
     let mut collision = None;
     for _ in 0..TEMPORARY_NAME_ATTEMPTS {
-        let path = folder.join(format!(".{}.tmp-{:016x}", file_name.to_string_lossy(), unpredictable_u64()));
+        let path = folder.join(temporary_name(file_name, unpredictable_u64()));
         let opened = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -236,5 +279,36 @@ mod tests {
         }
         drop((first, second));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "dropped temporaries are removed");
+    }
+
+    #[test]
+    fn the_temporary_name_of_the_longest_valid_name_fits() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a".repeat(245), "b".repeat(255), format!("{}.prom", "é".repeat(124))] {
+            assert!(name.len() <= 255);
+            let (_, temporary) = create_temporary(dir.path(), std::ffi::OsStr::new(&name), 0o600).unwrap();
+            let made = temporary.path.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(made.len() <= 255, "{} bytes", made.len());
+            assert!(made.starts_with('.') && made.contains(".tmp-"), "{made}");
+        }
+        // A short name is kept whole.
+        let name = temporary_name(std::ffi::OsStr::new("drainctl.prom"), 0xab);
+        assert_eq!(name, ".drainctl.prom.tmp-00000000000000ab");
+    }
+
+    #[test]
+    fn errors_retrying_cannot_fix_are_never_temporary() {
+        let target =
+            Target { what: "metrics textfile", named_by: "metrics_textfile", example: "x", mode: 0o600 };
+        let path = Path::new("/x/y");
+        for errno in [libc::ENAMETOOLONG, libc::ELOOP, libc::EACCES, libc::EROFS, libc::ENOENT, libc::EINVAL]
+        {
+            let error = io_error(path, "create", std::io::Error::from_raw_os_error(errno), &target);
+            assert_eq!(error.exit_code(), 78, "errno {errno}: {error}");
+        }
+        for errno in [libc::ENOSPC, libc::EINTR] {
+            let error = io_error(path, "write", std::io::Error::from_raw_os_error(errno), &target);
+            assert_eq!(error.exit_code(), 75, "errno {errno}: {error}");
+        }
     }
 }

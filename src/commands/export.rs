@@ -392,16 +392,15 @@ impl OutputTarget {
         }
     }
 
-    /// A failed file operation: the folder's permissions are the command line's to fix
-    /// (64), anything else (a full disk) worth another try (75).
+    /// A failed file operation: one retrying cannot fix (the folder's permissions, a
+    /// read-only file system, a name too long: crate::atomic_file::is_permanent) is the
+    /// command line's to fix (64), anything else (a full disk) worth another try (75).
     fn error(&self, what: &str, error: std::io::Error) -> Error {
-        use std::io::ErrorKind;
         let message = format!("cannot {what} {}: {error}", self.path.display());
-        match error.kind() {
-            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
-                Error::Usage(format!("{message}; choose a folder you may write to"))
-            }
-            _ => Error::Temporary(message),
+        if crate::atomic_file::is_permanent(&error) {
+            Error::Usage(format!("{message}; choose a folder you may write to, or another path"))
+        } else {
+            Error::Temporary(message)
         }
     }
 }

@@ -345,3 +345,31 @@ fn doctor_fails_when_the_folder_of_report_html_is_missing_as_supervise_would() {
     );
     fixture.drainctl(&["supervise"]).run().assert_code(0);
 }
+
+#[test]
+fn an_output_with_the_longest_valid_name_is_written() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.enqueue("docs", &[ok("a")]);
+    for (args, extension) in [
+        (vec!["export", "docs", "--output"], "jsonl"),
+        (vec!["report", "--html"], "html"),
+        (vec!["metrics", "--textfile"], "prom"),
+    ] {
+        // 245 bytes: a valid name, whose temporary sibling would not fit uncut.
+        let name = format!("{}.{extension}", "n".repeat(244 - extension.len()));
+        assert_eq!(name.len(), 245);
+        let path = fixture.path(&name);
+        let mut all = args.clone();
+        all.push(path.to_str().unwrap());
+        let result = fixture.drainctl(&all).run();
+        result.assert_code(0);
+        assert!(path.is_file(), "{name}");
+    }
+    // Nothing was left behind.
+    let names: Vec<String> = std::fs::read_dir(fixture.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".tmp-"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
