@@ -142,6 +142,12 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
     if error.is_closed() {
         return Error::Unavailable(format!("database connection lost: {}", with_causes(error)));
     }
+    // The client refused its own settings before or while connecting (no host, no
+    // password where the server asks for one): the configuration is wrong, not the
+    // server away (docs/exit-codes.md). The client names such an error only by its text.
+    if error.to_string().starts_with("invalid configuration") {
+        return Error::Config(format!("database settings: {}", with_causes(error)));
+    }
     // Errors without a server response are I/O or protocol failures: the server is
     // unreachable or went away.
     Error::Unavailable(format!("database unreachable: {}", with_causes(error)))

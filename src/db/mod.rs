@@ -118,6 +118,20 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     let connector = tls.connector(&database.source)?;
     let unavailable = |error: postgres::Error| {
         let detail = match classify_database_error(&error) {
+            // Settings the client cannot use are the configuration's fault (78).
+            Error::Config(message) => {
+                let hint = if message.contains("password missing") {
+                    "; the server asks for a password and drainctl takes it from the database URL \
+                     only (PGPASSWORD and ~/.pgpass are not read): give postgres://USER:PASSWORD@HOST/DATABASE \
+                     or password=... (docs/configuration.md)"
+                } else {
+                    "; give postgres://USER:PASSWORD@HOST:PORT/DATABASE or key=value settings with a host"
+                };
+                return Error::Config(format!(
+                    "cannot connect to the database (URL from {}): {message}{hint}",
+                    database.source
+                ));
+            }
             Error::Internal(message) => message,
             other => other.to_string(),
         };

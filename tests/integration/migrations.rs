@@ -197,6 +197,26 @@ fn an_unreachable_database_exits_69_without_the_password() {
 }
 
 #[test]
+fn a_database_url_without_a_host_or_a_needed_password_exits_78() {
+    for url in ["postgres://u:S3CRET-no-host@", "password=S3CRET-no-host"] {
+        let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", url).run();
+        result.assert_code(78);
+        assert!(!result.stderr.contains("S3CRET-no-host"), "{}", result.stderr);
+        assert!(result.stderr.contains("host and hostaddr are missing"), "{}", result.stderr);
+    }
+    // The server asks for a password; PGPASSWORD is not read.
+    let db = TestDb::new();
+    let password = db.password();
+    let without = db.url.replace(&format!(":{password}@"), "@");
+    assert_ne!(without, db.url);
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &without).env("PGPASSWORD", &password).run();
+    result.assert_code(78);
+    assert!(!result.stderr.contains(&password), "{}", result.stderr);
+    assert!(result.stderr.contains("password missing"), "{}", result.stderr);
+    assert!(result.stderr.contains("PGPASSWORD and ~/.pgpass are not read"), "{}", result.stderr);
+}
+
+#[test]
 fn a_version_1_database_keeps_its_backoffs_when_upgraded_to_accounts() {
     let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\nquota_group = \"g\"\n";
     let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
