@@ -85,12 +85,24 @@ impl Error {
         scrub(&self.to_string())
     }
 
-    /// Prefix the message with what was being done.
+    /// The line a command that failed ends with: the message, and for a session the
+    /// server closed what that left and what to do (docs/exit-codes.md).
+    pub fn final_line(&self) -> String {
+        let mut line = self.display_scrubbed();
+        if matches!(self, Error::Unavailable(message) if message.contains(CONNECTION_LOST)) {
+            line.push_str(
+                "; what the command had not committed was rolled back: run it again once the database answers",
+            );
+        }
+        line
+    }
+
     /// The same error with `note` after its message: `…; note`.
     pub fn noted(self, note: &str) -> Error {
         self.map_message(|message| format!("{message}; {note}"))
     }
 
+    /// Prefix the message with what was being done.
     pub fn context(self, what: &str) -> Error {
         self.map_message(|message| format!("{what}: {message}"))
     }
@@ -137,10 +149,19 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         if *code == SqlState::LOCK_NOT_AVAILABLE {
             return Error::Temporary(message);
         }
+        // A standby after a failover, or `default_transaction_read_only`: the database
+        // cannot be used for now, which is no bug of drainctl's (docs/exit-codes.md).
+        if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            return Error::Unavailable(format!(
+                "{message}: the database is read-only (a standby, for instance after a failover, or \
+                 default_transaction_read_only = on); nothing was written: point the database URL at \
+                 the primary"
+            ));
+        }
         return Error::Internal(message);
     }
     if error.is_closed() {
-        return Error::Unavailable(format!("database connection lost: {}", with_causes(error)));
+        return Error::Unavailable(format!("{CONNECTION_LOST}: {}", with_causes(error)));
     }
     // The client refused its own settings before or while connecting (no host, no
     // password where the server asks for one): the configuration is wrong, not the
@@ -152,6 +173,9 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
     // unreachable or went away.
     Error::Unavailable(format!("database unreachable: {}", with_causes(error)))
 }
+
+/// How a session the server closed is named; [`Error::final_line`] adds what to do.
+pub const CONNECTION_LOST: &str = "database connection lost";
 
 /// A deadlock (40P01) or serialization failure (40001): the server ended one of two
 /// conflicting transactions, and the same work run again usually goes through.

@@ -324,3 +324,55 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
         assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
     }
 }
+
+#[test]
+fn a_session_the_server_ends_mid_command_says_what_was_kept_and_what_to_do() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut producer = fixture.drainctl(&["enqueue", "a"]).spawn_with_open_stdin();
+    let mut stdin = producer.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"{\"key\": \"x\", \"payload\": {}}\n").unwrap();
+    std::io::Write::flush(&mut stdin).unwrap();
+    wait_until("the batch to be open", Duration::from_secs(30), || {
+        fixture.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'drainctl' AND query ILIKE 'COPY%'",
+        ) == 1
+    });
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    std::io::Write::write_all(&mut stdin, b"{\"key\": \"y\", \"payload\": {}}\n").unwrap_or(());
+    drop(stdin);
+    let result = finished(producer.wait_with_output().unwrap());
+    result.assert_code(69);
+    assert!(result.stderr.contains("database connection lost"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("what the command had not committed was rolled back: run it again"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.stderr.trim().lines().count(), 1, "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+}
+
+#[test]
+fn a_read_only_database_is_unavailable_not_a_bug() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    fixture
+        .client()
+        .batch_execute(&format!("ALTER DATABASE {} SET default_transaction_read_only = on", fixture.db.name))
+        .unwrap();
+    let result = fixture.drainctl(&["enqueue", "a", "--key", "k", "--payload", "{}"]).run();
+    // Before: 70, "a bug or an unexpected database error".
+    result.assert_code(69);
+    assert!(
+        result.stderr.contains("the database is read-only")
+            && result.stderr.contains("point the database URL at the primary"),
+        "{}",
+        result.stderr
+    );
+    let mut admin = fixture.client();
+    admin.batch_execute("SET default_transaction_read_only = off").unwrap();
+    admin
+        .batch_execute(&format!("ALTER DATABASE {} SET default_transaction_read_only = off", fixture.db.name))
+        .unwrap();
+}
