@@ -35,11 +35,13 @@ pub fn insert_pass(client: &mut impl GenericClient, pass: &PassRecord) -> Result
     Ok(row.get(0))
 }
 
-/// When the last acting pass fired and how long it took (index `supervisor_passes_fired`).
+/// When the acting pass recorded last fired and how long it took. The last recorded, not
+/// the latest `fired_at`: after the clock went back, a pass recorded earlier can carry a
+/// later instant, and it must not stand for the heartbeat (docs/operations.md, "Status").
 pub fn last_pass(client: &mut impl GenericClient) -> Result<Option<(DateTime<Utc>, i32)>> {
     let row = client.query_opt(
         "SELECT fired_at, duration_ms FROM supervisor_passes WHERE status = 'done'
-          ORDER BY fired_at DESC, id DESC LIMIT 1",
+          ORDER BY id DESC LIMIT 1",
         &[],
     )?;
     Ok(row.map(|row| (row.get(0), row.get(1))))

@@ -114,6 +114,10 @@ impl LockHeld {
     }
 }
 
+/// How far ahead of the clock the last pass may be before the heartbeat no longer trusts
+/// it: beyond the skew of two hosts' clocks.
+const FUTURE_PASS_TOLERANCE: chrono::Duration = chrono::Duration::seconds(60);
+
 impl Heartbeat {
     pub fn new(
         last_pass_at: Option<DateTime<Utc>>,
@@ -126,7 +130,9 @@ impl Heartbeat {
             last_pass_at,
             age_seconds: age.map(|age| age.num_milliseconds() as f64 / 1000.0),
             interval_seconds: interval.as_secs_f64(),
-            is_late: age.is_none_or(|age| age > limit),
+            // A last pass ahead of this clock (it went back) tells nothing of whether cron
+            // still runs supervise: late until a pass is recorded on this clock.
+            is_late: age.is_none_or(|age| age > limit || -age > FUTURE_PASS_TOLERANCE),
             lock_held: None,
         }
     }
@@ -146,6 +152,14 @@ impl Heartbeat {
         let ago = crate::duration::format_relative(at - now);
         if !self.is_late {
             return format!("last supervise pass {ago}");
+        }
+        if at - now > FUTURE_PASS_TOLERANCE {
+            return format!(
+                "last supervise pass recorded at {}, {} ahead of this clock: the clock went back; \
+                 the heartbeat counts again from the next pass (check its crontab if none comes)",
+                at.format("%Y-%m-%d %H:%M:%S UTC"),
+                crate::duration::format_duration((at - now).to_std().unwrap_or_default())
+            );
         }
         let twice =
             crate::duration::format_duration(std::time::Duration::from_secs_f64(self.interval_seconds * 2.0));

@@ -537,6 +537,29 @@ fn status_and_doctor_show_the_supervisor_heartbeat_and_doctor_warns_when_it_is_l
         check["message"],
         "last supervise pass 31m ago, more than 30m (twice supervise_interval): check its crontab"
     );
+
+    // The clock goes back an hour: the pass recorded at 10:00 lies ahead of it. Before,
+    // the heartbeat read "last supervise pass in 20m" and stayed healthy for the whole
+    // step, whether cron ran or not.
+    fixture.set_now("2026-11-27T09:40:00Z");
+    assert_eq!(heartbeat(&fixture)["is_late"], true);
+    let check = supervisor_check(&fixture);
+    assert_eq!(check["status"], "warn");
+    assert!(
+        check["message"].as_str().unwrap().starts_with(
+            "last supervise pass recorded at 2026-11-27 10:00:00 UTC, 20m ahead of this clock: the clock went back"
+        ),
+        "{check}"
+    );
+    // A pass on the new clock is the heartbeat again, though an earlier instant.
+    fixture.set_now("2026-11-27T09:41:00Z");
+    supervise(&fixture);
+    fixture.set_now("2026-11-27T09:45:00Z");
+    let after = heartbeat(&fixture);
+    assert_eq!(
+        (after["last_pass_at"].as_str(), after["is_late"].as_bool()),
+        (Some("2026-11-27T09:41:00Z"), Some(false))
+    );
 }
 
 // ---------------------------------------------------------------------------------------
