@@ -394,7 +394,8 @@ fn decide_drain(
         paused: is_paused,
         pause_note: control.and_then(|c| c.pause_note.clone()),
         burst_until,
-        burst_note: control.and_then(|c| c.burst_note.clone()),
+        // The note of a burst that ended belongs to it, not to the drain now.
+        burst_note: control.filter(|_| burst_until.is_some()).and_then(|c| c.burst_note.clone()),
         backoff_until,
         backoff_reason,
         backoff_suspected: current.is_some_and(|row| row.suspected_at.is_some()),
