@@ -577,7 +577,8 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     // The wait first: the backoff's note carries the whole limit message, and the cell is
     // cut at its width.
     if let Some(until) = drain.waiting_until {
-        notes.push(format!("waiting for the reset {}", relative(until)));
+        // Its instant first: with many drains the cell is cut to a few words.
+        notes.push(format!("waiting: reset {}", relative(until)));
     }
     if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
         let left = (until - now).to_std().unwrap_or_default();

@@ -77,7 +77,7 @@ fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_a
     // First in its notes, before the backoff's long limit message that the cell cuts.
     let table = fixture.drainctl(&["status"]).run().stdout;
     let row = table.lines().find(|line| line.starts_with("docs")).unwrap_or_default();
-    assert!(row.contains("waiting for the reset in 33s; backs off"), "{table}");
+    assert!(row.contains("waiting: reset in 33s; backs off"), "{table}");
     let runs = fixture.drainctl(&["runs", "--json"]).run().json();
     assert!(
         runs["runs"][0]["waiting_reason"].as_str().unwrap_or_default().contains("backs off until"),
