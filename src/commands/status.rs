@@ -68,6 +68,8 @@ struct Snapshot {
     /// What each drain with a `max_cost_per_day` spent today.
     cost_today: HashMap<String, f64>,
     unconfigured: Vec<UnconfiguredDrain>,
+    /// When the database server started: no run is hung for its silence before that.
+    server_started_at: Option<DateTime<Utc>>,
 }
 
 fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Snapshot> {
@@ -101,6 +103,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         usage_7d: usage_by_drain_since(client, &names, now - chrono::Duration::days(7))?,
         cost_today,
         unconfigured: unconfigured_drains(client, config)?,
+        server_started_at: Some(crate::db::server_started_at(client)?),
     })
 }
 
@@ -362,7 +365,11 @@ fn decide_drain(
     let current = view.backoffs.get(view.active());
     let runs: Vec<&RunRow> = snapshot.running.iter().filter(|r| r.drain == drain.name).collect();
     let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-    let is_hung = runs.iter().any(|r| now - r.last_checkpoint_at > liveness);
+    let is_hung = runs.iter().any(|r| {
+        let (since, _) =
+            crate::supervise::silence_started_at(r.last_checkpoint_at, snapshot.server_started_at, now);
+        now - since > liveness
+    });
     let burst_until = control.and_then(|c| c.active_burst(now));
     let is_paused = control.is_some_and(|c| c.is_paused());
     let in_window = drain.window.as_ref().is_none_or(|w| w.contains(now, zone));

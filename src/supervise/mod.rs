@@ -15,6 +15,7 @@
 
 mod apply;
 mod plan;
+pub(crate) use plan::silence_started_at;
 mod snapshot;
 
 use std::time::Instant;

@@ -104,8 +104,17 @@ pub fn plan(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<De
 /// A server start later than `now` (this host's clock behind the server's, or a clock set
 /// with DRAINCTL_NOW) is not counted. The flag says whether the server start was used.
 fn silent_since(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>) -> (DateTime<Utc>, bool) {
-    let last_checkpoint = run.run.last_checkpoint_at;
-    match snapshot.server_started_at {
+    silence_started_at(run.run.last_checkpoint_at, snapshot.server_started_at, now)
+}
+
+/// [`silent_since`] from a run's last checkpoint and the server's start: what `status`
+/// judges a hung run by too, so that the two never disagree.
+pub(crate) fn silence_started_at(
+    last_checkpoint: DateTime<Utc>,
+    server_started_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, bool) {
+    match server_started_at {
         Some(started) if started > last_checkpoint && started <= now => (started, true),
         _ => (last_checkpoint, false),
     }

@@ -236,11 +236,21 @@ fn time_the_database_server_was_down_does_not_count_against_a_run() {
         .execute("UPDATE runs SET last_checkpoint_at = pg_postmaster_start_time() - interval '1 hour'", &[])
         .unwrap();
     // 10 s after the start: silent for 10 s while the server was up, within liveness_timeout.
+    // status judges it as supervise does (a paused drain shows as paused: for a moment,
+    // not).
+    let state = |fixture: &Fixture| {
+        fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
+        let status = fixture.drainctl(&["status", "--json"]).run().json();
+        fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+        status["drains"][0]["state"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(state(&fixture), "running");
     let plan = decisions(&fixture, &[]);
     assert!(action_for(&plan, "docs", "kill_hung").is_none(), "{plan:?}");
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 1);
     // 25 s after it: hung, and the reason says the silence counts from the server's start.
     fixture.set_now(&after_server_start(25));
+    assert_eq!(state(&fixture), "hung");
     let plan = decisions(&fixture, &[]);
     let hung = action_for(&plan, "docs", "kill_hung").expect("judged hung");
     let reason = hung["reason"].as_str().unwrap();
