@@ -941,3 +941,25 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let doctor = fixture.drainctl(&["doctor"]).run();
     assert!(!doctor.stdout.contains("drains:"), "{}", doctor.stdout);
 }
+
+#[test]
+fn doctor_warns_when_a_file_others_can_read_holds_the_database_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let with_url = format!("[database]\nurl = \"{}\"\n{}", fixture.db.url, config("", ""));
+    fixture.write_config(&with_url);
+    let doctor =
+        |fixture: &Fixture| fixture.drainctl(&["doctor"]).env_remove("DRAINCTL_DATABASE_URL").run().stdout;
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor(&fixture);
+    let path = fixture.config_path.display().to_string();
+    assert!(
+        out.contains(&format!(
+            "warn  config: {path} holds the database password and others may read it (mode 0644): chmod 600 {path}"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(&fixture.db.password()), "{out}");
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!doctor(&fixture).contains("others may read it"));
+}
