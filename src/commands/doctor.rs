@@ -506,18 +506,11 @@ fn check_supervisor(
     now: chrono::DateTime<chrono::Utc>,
     interval: Duration,
 ) {
-    let last = match crate::db::passes::last_pass(client).map(|last| last.map(|(at, _)| at)) {
-        Ok(last) => last,
-        Err(error) => {
-            return checks.push(
-                "supervisor",
-                Status::Skip,
-                format!("supervisor heartbeat not checked: {}", error.display_scrubbed()),
-            )
-        }
-    };
-    let lock_held = match crate::supervise::LockHeld::read(client) {
-        Ok(held) => held,
+    let read = crate::db::passes::last_pass(client)
+        .map(|last| last.map(|(at, _)| at))
+        .and_then(|last| Ok((last, crate::supervise::LockHeld::read(client)?)));
+    let (last, lock_held) = match read {
+        Ok(read) => read,
         Err(error) => {
             return checks.push(
                 "supervisor",

@@ -158,6 +158,37 @@ enum Opened {
     LockSkipped(Report),
 }
 
+/// What a run records of the process that makes it.
+struct ThisProcess {
+    host: String,
+    host_id: Option<String>,
+    pid: u32,
+    log_path: Option<String>,
+}
+
+impl ThisProcess {
+    fn of(args: &DrainArgs) -> ThisProcess {
+        ThisProcess {
+            host: crate::worker::process::host_name(),
+            host_id: crate::worker::process::host_id(),
+            pid: std::process::id(),
+            log_path: args.log_file.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+
+    fn new_run<'a>(&'a self, drain: &'a DrainConfig, args: &DrainArgs) -> NewRun<'a> {
+        NewRun {
+            drain: &drain.name,
+            trigger: args.trigger,
+            host: &self.host,
+            host_id: self.host_id.as_deref(),
+            pid: self.pid as i32,
+            process_start_time: crate::worker::process::process_start_time(self.pid).map(|t| t as i64),
+            log_path: self.log_path.as_deref(),
+        }
+    }
+}
+
 /// Take a concurrency slot and record the run with its `run_started` event; when no
 /// slot is free, record a `lock_skipped` run instead and report that.
 fn open_run(
@@ -168,19 +199,8 @@ fn open_run(
     args: &DrainArgs,
     now: DateTime<Utc>,
 ) -> Result<Opened> {
-    let host = crate::worker::process::host_name();
-    let host_id = crate::worker::process::host_id();
-    let pid = std::process::id();
-    let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
-    let new_run = NewRun {
-        drain: &drain.name,
-        trigger: args.trigger,
-        host: &host,
-        host_id: host_id.as_deref(),
-        pid: pid as i32,
-        process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
-        log_path: log_path.as_deref(),
-    };
+    let process = ThisProcess::of(args);
+    let new_run = process.new_run(drain, args);
     if take_slot(client, controls.id, drain.concurrency)?.is_none() {
         let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
         let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
@@ -203,19 +223,9 @@ fn record_run(
     continues: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let host = crate::worker::process::host_name();
-    let host_id = crate::worker::process::host_id();
-    let pid = std::process::id();
-    let log_path = args.log_file.as_ref().map(|p| p.display().to_string());
-    let new_run = NewRun {
-        drain: &drain.name,
-        trigger: args.trigger,
-        host: &host,
-        host_id: host_id.as_deref(),
-        pid: pid as i32,
-        process_start_time: crate::worker::process::process_start_time(pid).map(|t| t as i64),
-        log_path: log_path.as_deref(),
-    };
+    let process = ThisProcess::of(args);
+    let new_run = process.new_run(drain, args);
+    let (host, pid) = (&process.host, process.pid);
     in_transaction(client, |tx| {
         let run_id = runs::insert_run(tx, &new_run, now)?;
         let continuing = continues
