@@ -134,6 +134,11 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
     if let Some(db) = error.as_db_error() {
         let code = db.code();
         let message = format!("database error: {}", db.message());
+        // The server ended the session (`pg_terminate_backend`, a shutdown): as lost as a
+        // closed connection, and said the same way.
+        if *code == SqlState::ADMIN_SHUTDOWN {
+            return Error::Unavailable(format!("{CONNECTION_LOST}: {message}"));
+        }
         if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
             || *code == SqlState::INVALID_CATALOG_NAME

@@ -97,6 +97,11 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         .filter(|until| *until > now);
     let start = match backoff_until {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
+        Some(until) if until >= deadline => format!(
+            "its quota group backs off until {} ({}), after the burst's end: no pass starts during this burst",
+            local(until, zone),
+            format_relative(until - now)
+        ),
         Some(until) => format!(
             "its quota group backs off until {} ({}): the first supervise pass after that starts it",
             local(until, zone),

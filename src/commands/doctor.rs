@@ -214,17 +214,10 @@ fn check_config(checks: &mut Checks, config_path: Option<&Path>) -> Option<Confi
 /// (docs/operations.md: keep such a file at mode 0600).
 fn check_config_secrecy(checks: &mut Checks, config: &Config) {
     use std::os::unix::fs::PermissionsExt;
-    let (Some(url), Some(path)) = (&config.database_url, &config.path) else { return };
-    if !url.source.starts_with("[database] url") {
-        return;
-    }
-    let has_password = crate::db::tls::split_tls_settings(&url.url, &url.source)
-        .ok()
-        .and_then(|(rest, _)| rest.parse::<postgres::Config>().ok())
-        .is_some_and(|parsed| parsed.get_password().is_some());
+    let Some(path) = config.path.as_ref().filter(|_| config.file_holds_password) else { return };
     let Ok(metadata) = std::fs::metadata(path) else { return };
     let mode = metadata.permissions().mode() & 0o777;
-    if has_password && mode & 0o077 != 0 {
+    if mode & 0o077 != 0 {
         checks.push(
             "config",
             Status::Warn,

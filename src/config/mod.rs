@@ -43,6 +43,8 @@ pub struct Config {
     /// The file it came from, if any.
     pub path: Option<PathBuf>,
     pub database_url: Option<DatabaseUrl>,
+    /// The file's `[database] url` carries a password (used or overridden).
+    pub file_holds_password: bool,
     pub defaults: Defaults,
     /// Every quota group a drain names, declared (`[[quota_group]]`) or implicit, in the
     /// order declared, then the implicit ones in the order of their first drain.

@@ -29,6 +29,9 @@ use crate::schedule::window::Window;
 impl Config {
     pub(super) fn resolve(raw: RawConfig, source: &Source) -> Result<Config> {
         let base_dir = source.base_dir();
+        // Whatever URL is used, the file's own may hold a password (doctor warns when
+        // others may read the file).
+        let file_holds_password = raw.database.url.as_deref().and_then(password_of).is_some();
         let database_url = resolve_database_url(raw.database.url, source);
         let defaults = resolve_defaults(raw.defaults, source, &base_dir)?;
         let mut quota_groups = Vec::with_capacity(raw.quota_groups.len());
@@ -44,7 +47,14 @@ impl Config {
             }
             drains.push(drain);
         }
-        Ok(Config { path: source.path.map(Path::to_path_buf), database_url, defaults, quota_groups, drains })
+        Ok(Config {
+            path: source.path.map(Path::to_path_buf),
+            database_url,
+            file_holds_password,
+            defaults,
+            quota_groups,
+            drains,
+        })
     }
 }
 
@@ -126,7 +136,10 @@ fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<Da
 /// The password inside a URL (`postgres://user:pw@host/db`) or a key/value connection
 /// string (`password=pw`), so it can be scrubbed from every message.
 fn password_of(url: &str) -> Option<String> {
-    if let Ok(config) = url.parse::<postgres::Config>() {
+    // The postgres crate refuses `sslmode=verify-full` and `sslrootcert`, which drainctl
+    // reads itself (docs/operations.md, "TLS to the database"): parse without them.
+    let without_tls = crate::db::tls::split_tls_settings(url, "").map(|(rest, _)| rest);
+    if let Ok(config) = without_tls.as_deref().unwrap_or(url).parse::<postgres::Config>() {
         if let Some(password) = config.get_password() {
             return Some(String::from_utf8_lossy(password).into_owned());
         }

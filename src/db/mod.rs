@@ -486,14 +486,15 @@ pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<LockHo
 }
 
 /// How many times a step that lost a deadlock or a serialization conflict is run again
-/// before the error is given up (docs/guarantees.md, "Concurrent commands").
-pub const CONFLICT_RETRIES: u32 = 4;
+/// before the error is given up (docs/guarantees.md, "Concurrent commands"): enough for
+/// four producers of the same keys in opposite orders, which lost with 4.
+pub const CONFLICT_RETRIES: u32 = 10;
 
 /// The pause before retry `retry` (0-based) of a step that lost a conflict: 50 ms,
-/// doubling, plus up to as much again at random so that two losers do not meet again
-/// in step.
+/// doubling up to 800 ms, plus up to as much again at random so that two losers do not
+/// meet again in step.
 pub fn conflict_pause(retry: u32) -> Duration {
-    let base = 50u64 << retry.min(6);
+    let base = 50u64 << retry.min(4);
     let jitter = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| u64::from(elapsed.subsec_nanos()) ^ u64::from(std::process::id()))

@@ -87,10 +87,11 @@ pub fn list_passes(client: &mut impl GenericClient, limit: i64) -> Result<Vec<Pa
 /// them fired (None when there are none).
 pub fn skipped_since_last_done(client: &mut impl GenericClient) -> Result<Option<(i64, DateTime<Utc>)>> {
     let row = client.query_one(
+        // Recorded after the last acting pass (by id, as `last_pass`): after the clock
+        // went back, an acting pass with a later instant must not hide them.
         "SELECT count(*), min(fired_at) FROM supervisor_passes
           WHERE status = 'lock_skipped'
-            AND fired_at > coalesce((SELECT fired_at FROM supervisor_passes WHERE status = 'done'
-                                      ORDER BY fired_at DESC, id DESC LIMIT 1), '-infinity')",
+            AND id > coalesce((SELECT max(id) FROM supervisor_passes WHERE status = 'done'), 0)",
         &[],
     )?;
     let first: Option<DateTime<Utc>> = row.get(1);

@@ -72,8 +72,11 @@ impl TlsSettings {
     /// that cannot be read or holds no certificate is a configuration error (78).
     pub fn connector(&self, source: &str) -> Result<MakeTlsConnector> {
         let mut builder = native_tls::TlsConnector::builder();
+        // With TLS off, as with libpq, a `sslrootcert` is not read.
         let roots = match &self.root_cert {
-            Some(path) if path.as_os_str() != "system" => Some(read_root_certificates(path, source)?),
+            Some(path) if path.as_os_str() != "system" && self.mode != SslMode::Disable => {
+                Some(read_root_certificates(path, source)?)
+            }
             _ => None,
         };
         let checks_chain = matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull) || roots.is_some();

@@ -960,6 +960,20 @@ fn doctor_warns_when_a_file_others_can_read_holds_the_database_password() {
         "{out}"
     );
     assert!(!out.contains(&fixture.db.password()), "{out}");
+    // Overridden by $DRAINCTL_DATABASE_URL, or with a TLS setting the postgres crate does
+    // not know, the file still holds the password.
+    let verify_full = format!(
+        "[database]\nurl = \"{}?sslmode=verify-full&sslrootcert=/nonexistent.pem\"\n{}",
+        fixture.db.url,
+        config("", "")
+    );
+    for text in [&with_url, &verify_full] {
+        fixture.write_config(text);
+        std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = fixture.drainctl(&["doctor"]).run().stdout;
+        assert!(out.contains("holds the database password and others may read it"), "{out}");
+    }
+    fixture.write_config(&with_url);
     std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(!doctor(&fixture).contains("others may read it"));
 }

@@ -382,7 +382,11 @@ fn an_overlapping_supervise_records_lock_skipped_and_exits_zero() {
 
 #[test]
 fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
-    let fixture = Fixture::new(&config(""), "2026-11-26T21:00:00Z");
+    let fixture = Fixture::new(&config(""), "2026-11-27T06:00:00Z");
+    // A pass recorded before the clock went back: it must not hide the skipped passes
+    // recorded after it (before, nothing below was reported).
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    fixture.set_now("2026-11-26T21:00:00Z");
     fixture.drainctl(&["supervise"]).run().assert_code(0);
     // A pass held inside itself (the drains table locked), then stopped there.
     let mut table = fixture.client();
@@ -683,6 +687,9 @@ fn burst_on_during_a_backoff_says_when_it_can_start() {
     );
     let json = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run().json();
     assert_eq!(json["backoff_until"], "2026-11-26T21:31:00Z");
+    // A burst that ends before the backoff does gets no start at all.
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+10m"]).run();
+    assert!(on.stdout.contains("after the burst's end: no pass starts during this burst"), "{}", on.stdout);
     fixture.set_now("2026-11-26T21:31:00Z");
     let json = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run().json();
     assert_eq!(json["backoff_until"], serde_json::Value::Null);
