@@ -499,11 +499,8 @@ fn check_supervisor(
     now: chrono::DateTime<chrono::Utc>,
     interval: Duration,
 ) {
-    let read = crate::db::passes::last_pass(client)
-        .map(|last| last.map(|(at, _)| at))
-        .and_then(|last| Ok((last, crate::supervise::LockHeld::read(client)?)));
-    let (last, lock_held) = match read {
-        Ok(read) => read,
+    let heartbeat = match crate::supervise::Heartbeat::read(client, now, interval) {
+        Ok(heartbeat) => heartbeat,
         Err(error) => {
             return checks.push(
                 "supervisor",
@@ -512,7 +509,6 @@ fn check_supervisor(
             )
         }
     };
-    let heartbeat = crate::supervise::Heartbeat::new(last, now, interval).with_lock_held(lock_held);
     let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
     checks.push("supervisor", status, heartbeat.describe(now));
 }

@@ -58,9 +58,7 @@ struct Snapshot {
     histories: HashMap<String, RunHistory>,
     /// The latest run of each drain that has one.
     last_runs: HashMap<String, RunRow>,
-    last_pass_at: Option<DateTime<Utc>>,
-    /// Another pass holding the supervise lock, when passes were skipped for it.
-    lock_held: Option<crate::supervise::LockHeld>,
+    supervisor: Heartbeat,
     parked: Vec<crate::db::quota_groups::Parked>,
     /// Usage the workers reported, per drain: the last 24 hours and the last 7 days.
     usage_24h: HashMap<String, UsageSums>,
@@ -86,24 +84,27 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
     for drain in config.drains.iter().filter(|drain| drain.max_cost_per_day.is_some()) {
         cost_today.insert(drain.name.clone(), cost_since(client, &drain.name, day_start)?);
     }
+    let running = running_runs(client, None)?;
+    // Only a running run is judged hung by it (`silence_started_at`).
+    let server_started_at =
+        if running.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     Ok(Snapshot {
         now,
         controls: read_controls(client, &names)?,
-        running: running_runs(client, None)?,
+        running,
         backoff_rows: read_group_backoffs(client, &group_names)?,
         group_states: read_groups(client, &group_names)?,
         last_starts: last_run_starts(client, &names)?,
         counts: count_by_state_of(client, &names)?,
         histories: crate::schedule::forecast::recent_histories(client, &names, now)?,
         last_runs,
-        last_pass_at: crate::db::passes::last_pass(client)?.map(|(at, _)| at),
-        lock_held: crate::supervise::LockHeld::read(client)?,
+        supervisor: Heartbeat::read(client, now, config.defaults.supervise_interval)?,
         parked: crate::db::quota_groups::read_parked(client, &group_names)?,
         usage_24h: usage_by_drain_since(client, &names, now - chrono::Duration::hours(24))?,
         usage_7d: usage_by_drain_since(client, &names, now - chrono::Duration::days(7))?,
         cost_today,
         unconfigured: unconfigured_drains(client, config)?,
-        server_started_at: Some(crate::db::server_started_at(client)?),
+        server_started_at,
     })
 }
 
@@ -338,8 +339,7 @@ fn decide(config: &Config, mut snapshot: Snapshot) -> StatusView {
         timezone: zone.name(),
         drains,
         quota_groups,
-        supervisor: Heartbeat::new(snapshot.last_pass_at, now, config.defaults.supervise_interval)
-            .with_lock_held(snapshot.lock_held.clone()),
+        supervisor: snapshot.supervisor.clone(),
         unconfigured_drains: std::mem::take(&mut snapshot.unconfigured),
         groups: groups.into_iter().filter(|(_, accounts)| !accounts.is_empty()).collect(),
     }

@@ -138,11 +138,16 @@ impl Heartbeat {
         }
     }
 
-    /// The same heartbeat, knowing that the passes since the last acting one were skipped
-    /// for another pass holding the lock.
-    pub fn with_lock_held(mut self, lock_held: Option<LockHeld>) -> Heartbeat {
-        self.lock_held = lock_held;
-        self
+    /// The heartbeat as the database has it: the last acting pass and, only when that is
+    /// late, who holds the supervise lock the passes since were skipped for (what
+    /// `status`, `doctor` and the page show).
+    pub fn read(client: &mut Client, now: DateTime<Utc>, interval: std::time::Duration) -> Result<Heartbeat> {
+        let last = crate::db::passes::last_pass(client)?.map(|(at, _)| at);
+        let mut heartbeat = Heartbeat::new(last, now, interval);
+        if heartbeat.is_late {
+            heartbeat.lock_held = LockHeld::read(client)?;
+        }
+        Ok(heartbeat)
     }
 
     /// `last supervise pass 4m ago`, with what to do when it is late.

@@ -68,7 +68,8 @@ pub(super) fn take_snapshot<'a>(
     }
     let controls = read_controls(client, &names)?;
     let runs = running_runs(client, None)?;
-    let server_started_at = crate::db::server_started_at(client)?;
+    // Only a running run is judged by it: no round trip for a pass with none.
+    let server_started_at = if runs.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
     let backoff_rows = read_group_backoffs(client, &groups)?;
     // Only groups with accounts to switch between have a choice of account to read.
@@ -114,7 +115,7 @@ pub(super) fn take_snapshot<'a>(
             wake_within: drain.max_wait.min(config.defaults.supervise_interval),
             parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
             budget_spent,
-            server_started_at: Some(server_started_at),
+            server_started_at,
         });
     }
     let unconfigured = runs

@@ -67,14 +67,7 @@ fn the_window_burst_pause_and_backoff_decide_whether_a_drain_starts() {
     assert_eq!((action.as_str(), reason.as_str()), ("skip", "paused (maintenance)"));
     fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
     // Backing off: not started until the reset.
-    fixture
-        .client()
-        .execute(
-            "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
-             VALUES ('docs', '2026-11-26T21:31:00Z', 'usage limit reached', now())",
-            &[],
-        )
-        .unwrap();
+    back_off_until(&fixture, "2026-11-26T21:31:00Z");
     let (action, reason) = start_reason(&decisions(&fixture, &["--dry-run"]));
     assert_eq!(action, "skip");
     assert!(reason.contains("backs off until Thu 2026-11-26 23:31 IST"), "{reason}");
@@ -663,18 +656,23 @@ fn burst_on_a_paused_drain_says_it_needs_resume_to_start() {
     assert!(on.stdout.contains("the next supervise pass starts it if idle"), "{}", on.stdout);
 }
 
-#[test]
-fn burst_on_during_a_backoff_says_when_it_can_start() {
-    let fixture = Fixture::new(&config(""), "2026-11-26T21:00:00Z");
-    fixture.drainctl(&["migrate"]).run().assert_code(0);
+/// The drain's quota group backs off until `until` (a usage limit).
+fn back_off_until(fixture: &Fixture, until: &str) {
     fixture
         .client()
         .execute(
             "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
-             VALUES ('docs', '2026-11-26T21:31:00Z', 'usage limit reached', now())",
-            &[],
+             VALUES ('docs', $1::text::timestamptz, 'usage limit reached', now())",
+            &[&until],
         )
         .unwrap();
+}
+
+#[test]
+fn burst_on_during_a_backoff_says_when_it_can_start() {
+    let fixture = Fixture::new(&config(""), "2026-11-26T21:00:00Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    back_off_until(&fixture, "2026-11-26T21:31:00Z");
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
     on.assert_code(0);
     // Before, it promised a start at the next pass, which skipped it for the backoff.
