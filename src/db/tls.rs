@@ -340,5 +340,8 @@ mod tests {
             assert_eq!(error.exit_code(), 78);
             assert!(error.to_string().contains(&path.display().to_string()), "{error}");
         }
+        // With TLS off, as with libpq, the file is not read at all.
+        let off = TlsSettings { mode: SslMode::Disable, root_cert: Some(folder.path().join("missing.pem")) };
+        assert!(off.connector("DATABASE_URL").is_ok());
     }
 }
