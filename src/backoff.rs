@@ -129,7 +129,7 @@ pub enum ResetForm {
 impl ResetForm {
     /// How far ahead a time just passed is pushed by "next occurrence": a day for a bare
     /// clock time, a week for a weekday; None for the forms that state their instant.
-    fn period(self) -> Option<chrono::Duration> {
+    pub(crate) fn period(self) -> Option<chrono::Duration> {
         match self {
             ResetForm::ClockTime => Some(chrono::Duration::days(1)),
             ResetForm::WeekdayTime => Some(chrono::Duration::days(7)),
@@ -143,6 +143,11 @@ impl ResetForm {
 pub struct StatedReset {
     pub at: DateTime<Utc>,
     pub form: ResetForm,
+    /// For a clock time (bare or with a weekday): the occurrence of it at most
+    /// [`JUST_PASSED`] before the message was read, found in the message's own zone
+    /// (so across a DST change too), when there is one. `at` is then the next
+    /// occurrence, a day or a week later.
+    pub just_passed: Option<DateTime<Utc>>,
 }
 
 /// The margin added to a trusted reset never falls below this (or `reset_margin`, when
@@ -185,9 +190,7 @@ pub fn decide_backoff(
     policy: BackoffPolicy,
 ) -> BackoffDecision {
     let recent_reset = previous.reset_at.filter(|&reset| reset <= now && now < later(reset, CONFIRM_WINDOW));
-    let named = stated_reset.map(|StatedReset { at, form }| {
-        form.period().and_then(|period| just_passed(at, now, period)).unwrap_or(at)
-    });
+    let named = stated_reset.map(|stated| just_passed(stated, now).unwrap_or(stated.at));
     let mut distrusted = None;
     if let Some(stated) = stated_reset {
         match judge_reset(stated, now, recent_reset) {
@@ -231,12 +234,13 @@ pub fn decide_backoff(
 /// what it was reckoned from; else why not. `recent_reset`: the group's previous reset,
 /// when it passed within [`CONFIRM_WINDOW`].
 fn judge_reset(
-    StatedReset { at: reset, form }: StatedReset,
+    stated: StatedReset,
     now: DateTime<Utc>,
     recent_reset: Option<DateTime<Utc>>,
 ) -> Result<(DateTime<Utc>, WaitBasis), String> {
+    let StatedReset { at: reset, form, .. } = stated;
     if let Some(period) = form.period() {
-        if let Some(passed) = just_passed(reset, now, period) {
+        if let Some(passed) = just_passed(stated, now) {
             // A time without seconds ("try again at 6:06 AM" for 6:06:28) names a whole
             // minute: while it lasts, the reset may still be ahead. Wait for its end
             // (docs/rate-limits.md, "Clock times").
@@ -284,14 +288,10 @@ fn names_a_whole_minute(instant: DateTime<Utc>) -> bool {
     instant.second() == 0 && instant.nanosecond() == 0
 }
 
-/// A clock time resolved to its next occurrence `reset` that really named a moment at
-/// most [`JUST_PASSED`] ago: that moment (a `period` earlier, give or take an hour
-/// across a DST change, than `reset`), else None.
-fn just_passed(reset: DateTime<Utc>, now: DateTime<Utc>, period: chrono::Duration) -> Option<DateTime<Utc>> {
-    [0, -1, 1]
-        .into_iter()
-        .map(|hours| reset - period + chrono::Duration::hours(hours))
-        .find(|earlier| *earlier <= now && now - *earlier <= chrono(JUST_PASSED))
+/// A clock time resolved to its next occurrence that really named a moment at most
+/// [`JUST_PASSED`] before `now`: that moment, else None.
+fn just_passed(stated: StatedReset, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    stated.just_passed.filter(|&passed| passed <= now && now - passed <= chrono(JUST_PASSED))
 }
 
 /// Delay before retry number `attempt` (1 = after the first failure): `base * 2^(attempt-1)`
@@ -368,11 +368,13 @@ mod tests {
     }
 
     fn exact(at: DateTime<Utc>) -> Option<StatedReset> {
-        Some(StatedReset { at, form: ResetForm::Exact })
+        Some(StatedReset { at, form: ResetForm::Exact, just_passed: None })
     }
 
+    /// A clock time as the parser reads it in a zone without DST: its occurrence a
+    /// period before `at` (which `decide_backoff` takes only when it passed just now).
     fn stated(at: DateTime<Utc>, form: ResetForm) -> Option<StatedReset> {
-        Some(StatedReset { at, form })
+        Some(StatedReset { at, form, just_passed: form.period().map(|period| at - period) })
     }
 
     #[test]
@@ -433,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_clock_time_just_passed_around_midnight_and_dst() {
+    fn a_bare_clock_time_just_passed_around_midnight() {
         use chrono_tz::Europe::Warsaw;
         // "resets 12am" seen at 00:03 local: tomorrow's midnight is 24 h ahead.
         let midnight = Warsaw.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap().with_timezone(&Utc);
@@ -441,25 +443,8 @@ mod tests {
         let next = Warsaw.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap().with_timezone(&Utc);
         let d = decide_backoff(stated(next, ResetForm::ClockTime), now, PreviousBackoff::default(), HOUR);
         assert_eq!((d.until, d.rule), (now + chrono::Duration::seconds(2), BackoffRule::ParsedReset));
-        // Across the autumn change (2026-10-25 in Warsaw) the next 3am is 25 h ahead.
-        let three = Warsaw.with_ymd_and_hms(2026, 10, 24, 3, 0, 0).unwrap().with_timezone(&Utc);
-        let next = Warsaw.with_ymd_and_hms(2026, 10, 25, 3, 0, 0).unwrap().with_timezone(&Utc);
-        assert_eq!(next - three, chrono::Duration::hours(25));
-        let now = three + chrono::Duration::minutes(5);
-        let d = decide_backoff(stated(next, ResetForm::ClockTime), now, PreviousBackoff::default(), HOUR);
-        assert_eq!(d.until, now + chrono::Duration::seconds(2));
-        // And across the spring change (2026-03-29) 23 h ahead.
-        let three = Warsaw.with_ymd_and_hms(2026, 3, 28, 3, 0, 0).unwrap().with_timezone(&Utc);
-        let next = Warsaw.with_ymd_and_hms(2026, 3, 29, 3, 0, 0).unwrap().with_timezone(&Utc);
-        assert_eq!(next - three, chrono::Duration::hours(23));
-        let d = decide_backoff(
-            stated(next, ResetForm::ClockTime),
-            three + chrono::Duration::minutes(1),
-            PreviousBackoff::default(),
-            HOUR,
-        );
-        assert_eq!(d.rule, BackoffRule::ParsedReset);
-        assert_eq!(d.until, three + chrono::Duration::minutes(1) + chrono::Duration::seconds(2));
+        // Across a DST change the occurrence just passed is found by the parser, in the
+        // message's zone (quota::reset's tests).
     }
 
     /// Each hit decided with what the previous one stored, as `record_quota_hit` does.

@@ -37,7 +37,10 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
     match outcome {
         Outcome::QuotaHit(hit) => {
             let decision = decide_backoff(hit.stated_reset(), now, PreviousBackoff::default(), policy);
-            let reset_text = match hit.reset {
+            // The moment the message named: a clock time that passed just now is that
+            // moment, not tomorrow's (docs/rate-limits.md, "Clock times").
+            let reset = decision.stated_reset;
+            let reset_text = match reset {
                 Some(reset) => format!(
                     "{} ({}, {})",
                     reset.to_rfc3339(),
@@ -62,7 +65,7 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
                 json!({
                     "outcome": "quota_hit",
                     "matched_line": hit.matched_line,
-                    "reset": hit.reset,
+                    "reset": reset,
                     "needs_attention": hit.needs_attention,
                     "backoff_until": decision.until,
                     "backoff_rule": decision.rule,

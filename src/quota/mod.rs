@@ -110,22 +110,27 @@ pub(crate) enum Outcome {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuotaHit {
-    /// The reset instant the message states, `None` when it states none (and always
-    /// `None` when `needs_attention`: waiting does not help).
-    pub(crate) reset: Option<DateTime<Utc>>,
+    /// The reset the message states, and how it was written (which decides how far it
+    /// is trusted); `None` when it states none (and always `None` when
+    /// `needs_attention`: waiting does not help).
+    pub(crate) reset: Option<crate::backoff::StatedReset>,
     /// The cleaned line that matched, trimmed, at most about 500 characters.
     pub(crate) matched_line: String,
     /// Quota that time does not fix: `insufficient_quota`, billing, a monthly spend
     /// limit, `limit: 0`.
     pub(crate) needs_attention: bool,
-    /// How the reset was written, which decides how far it is trusted.
-    pub(crate) reset_form: crate::backoff::ResetForm,
 }
 
 impl QuotaHit {
     /// The stated reset and its form, for [`crate::backoff::decide_backoff`].
     pub(crate) fn stated_reset(&self) -> Option<crate::backoff::StatedReset> {
-        self.reset.map(|at| crate::backoff::StatedReset { at, form: self.reset_form })
+        self.reset
+    }
+
+    /// The instant the stated reset resolves to (a clock time: its next occurrence).
+    #[cfg(test)]
+    pub(crate) fn reset_at(&self) -> Option<DateTime<Utc>> {
+        self.reset.map(|stated| stated.at)
     }
 }
 
@@ -437,12 +442,7 @@ impl Classifier {
             Some(line) => excerpt(line, 0, 0),
             None => excerpt(&hit.text, hit.matched.start, hit.matched.end),
         };
-        Outcome::QuotaHit(QuotaHit {
-            reset: reset.map(|stated| stated.at),
-            matched_line,
-            needs_attention,
-            reset_form: reset.map(|stated| stated.form).unwrap_or_default(),
-        })
+        Outcome::QuotaHit(QuotaHit { reset, matched_line, needs_attention })
     }
 
     /// The reset stated on a line around the hits, and that line.
@@ -884,7 +884,7 @@ mod tests {
         let &(name, _, _, _, expect) = case;
         let matches = match (expect, outcome) {
             (Hit(expected), Outcome::QuotaHit(hit)) => {
-                !hit.needs_attention && hit.reset == expected.map(instant)
+                !hit.needs_attention && hit.reset_at() == expected.map(instant)
             }
             (Attention, Outcome::QuotaHit(hit)) => hit.needs_attention && hit.reset.is_none(),
             (Server, Outcome::ServerError { matched_line }) => !matched_line.is_empty(),
@@ -951,7 +951,7 @@ mod tests {
     fn reads_the_limit_from_stderr_too() {
         let outcome = classify(Claude, b"", b"Error: Claude AI usage limit reached|1763744400\n", Some(1));
         assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(reset), .. })
-            if reset == instant("2025-11-21T17:00:00Z")));
+            if reset.at == instant("2025-11-21T17:00:00Z")));
     }
 
     fn classify(profile: Profile, stdout: &[u8], stderr: &[u8], exit_code: Option<i32>) -> Outcome {
@@ -969,10 +969,13 @@ mod tests {
         assert_eq!(
             outcome,
             Outcome::QuotaHit(QuotaHit {
-                reset: Some(instant("2025-11-21T17:00:00Z")),
+                reset: Some(crate::backoff::StatedReset {
+                    at: instant("2025-11-21T17:00:00Z"),
+                    form: crate::backoff::ResetForm::Exact,
+                    just_passed: None,
+                }),
                 matched_line: "Claude AI usage limit reached|1763744400".to_string(),
                 needs_attention: false,
-                reset_form: crate::backoff::ResetForm::Exact,
             })
         );
     }
@@ -984,7 +987,7 @@ mod tests {
         let Outcome::QuotaHit(hit) = classify(Claude, result.as_bytes(), b"", Some(1)) else {
             panic!("expected a quota hit, not a server error");
         };
-        assert_eq!(hit.reset.map(|at| at.format("%H:%M").to_string()).as_deref(), Some("06:00"));
+        assert_eq!(hit.reset_at().map(|at| at.format("%H:%M").to_string()).as_deref(), Some("06:00"));
         let overloaded = r#"{"type":"result","is_error":true,"terminal_reason":"api_error","api_error_status":529,"api_error_type":"overloaded_error","result":"API Error: 529 Overloaded."}"#;
         assert!(matches!(classify(Claude, overloaded.as_bytes(), b"", Some(1)), Outcome::ServerError { .. }));
     }
@@ -1006,12 +1009,12 @@ mod tests {
         let Outcome::QuotaHit(hit) = classify(OpenAi, stdout.as_bytes(), b"", Some(1)) else {
             panic!("expected a hit");
         };
-        assert_eq!(hit.reset_form, crate::backoff::ResetForm::WindowBoundary);
+        assert_eq!(hit.reset.map(|stated| stated.form), Some(crate::backoff::ResetForm::WindowBoundary));
         let stated = "Claude AI usage limit reached|1763744400";
         let Outcome::QuotaHit(hit) = classify(Claude, stated.as_bytes(), b"", Some(1)) else {
             panic!("expected a hit");
         };
-        assert_eq!(hit.reset_form, crate::backoff::ResetForm::Exact);
+        assert_eq!(hit.reset.map(|stated| stated.form), Some(crate::backoff::ResetForm::Exact));
     }
 
     #[test]
@@ -1021,7 +1024,7 @@ mod tests {
         let Outcome::QuotaHit(hit) = outcome else {
             panic!("expected a hit, got {outcome:?}");
         };
-        assert_eq!(hit.reset, Some(instant("2025-11-23T13:00:00Z")));
+        assert_eq!(hit.reset_at(), Some(instant("2025-11-23T13:00:00Z")));
         assert!(hit.matched_line.starts_with("5-hour limit reached · resets 3pm"));
     }
 
@@ -1032,7 +1035,7 @@ mod tests {
         // The daily quota lifts at midnight Pacific (docs/rate-limits.md).
         assert!(
             matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(reset), needs_attention: false, .. })
-                if reset == instant("2025-11-24T08:00:00Z")),
+                if reset.at == instant("2025-11-24T08:00:00Z")),
             "{outcome:?}"
         );
     }
@@ -1079,7 +1082,7 @@ mod tests {
             |stdout: &str, exit_code| classifier.classify(stdout.as_bytes(), b"", exit_code, now(), ZONE);
         assert!(matches!(
             classify("job 12: Credits exhausted, try again in 10 minutes", Some(3)),
-            Outcome::QuotaHit(QuotaHit { reset: Some(reset), .. }) if reset == instant("2025-11-23T10:10:00Z")
+            Outcome::QuotaHit(QuotaHit { reset: Some(reset), .. }) if reset.at == instant("2025-11-23T10:10:00Z")
         ));
         assert!(matches!(
             classify("Maintenance window: rate limit exceeded, come back later", Some(1)),

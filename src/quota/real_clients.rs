@@ -68,7 +68,7 @@ fn mismatch(dir: &Path) -> Option<String> {
     }
     let matches = match (meta.expect.as_str(), &outcome) {
         // A client that drops the reset leaves a hit without one (the fallback backoff).
-        ("quota_hit", Outcome::QuotaHit(hit)) => hit.reset == meta.reset && !hit.needs_attention,
+        ("quota_hit", Outcome::QuotaHit(hit)) => hit.reset_at() == meta.reset && !hit.needs_attention,
         ("needs_attention", Outcome::QuotaHit(hit)) => hit.needs_attention,
         ("server_error", Outcome::ServerError { .. }) => true,
         ("success", Outcome::Other) => meta.exit_code == Some(0),

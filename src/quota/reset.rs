@@ -13,7 +13,7 @@ use regex::Regex;
 
 use super::clock::{parse_absolute, skip_fillers, skip_spaces, starts_with_ignore_case, ISO_DATETIME};
 use super::patterns::compile;
-use crate::backoff::{ResetForm, StatedReset};
+use crate::backoff::{ResetForm, StatedReset, JUST_PASSED};
 
 /// Relative resets longer than this are nonsense and are ignored.
 const MAX_RELATIVE_SECONDS: i64 = 400 * 24 * 3600;
@@ -27,8 +27,20 @@ struct ResetMatch {
 }
 
 impl ResetMatch {
-    fn stated(self) -> StatedReset {
-        StatedReset { at: self.instant, form: self.form }
+    /// The reset as stated in `text` (the line this match was found in, read at `now` in
+    /// `zone`). A clock time is its next occurrence; the one before it counts when it
+    /// passed at most [`JUST_PASSED`] ago: the same words read that much earlier name
+    /// it, in their own zone, so a DST change between the two is no guess.
+    fn stated(self, text: &str, now: DateTime<Utc>, zone: Tz) -> StatedReset {
+        let just_passed = self.form.period().and_then(|_| {
+            let earlier = now.checked_sub_signed(Duration::from_std(JUST_PASSED).ok()?)?;
+            let words = text.get(self.start..self.end)?;
+            find_resets(words, earlier, zone)
+                .first()
+                .map(|found| found.instant)
+                .filter(|&passed| passed <= now && passed < self.instant)
+        });
+        StatedReset { at: self.instant, form: self.form, just_passed }
     }
 }
 
@@ -68,7 +80,7 @@ pub(super) fn parse_reset(line: &str, now: DateTime<Utc>, zone: Tz) -> Option<Da
 
 /// [`parse_reset`] with the form the reset was written in.
 pub(super) fn parse_stated_reset(line: &str, now: DateTime<Utc>, zone: Tz) -> Option<StatedReset> {
-    find_resets(line, now, zone).first().map(|found| found.stated())
+    find_resets(line, now, zone).first().map(|found| found.stated(line, now, zone))
 }
 
 /// The reset of a line, extended into the following lines when the message was
@@ -115,7 +127,7 @@ pub(super) fn reset_with_continuation(
             break;
         }
     }
-    own.map(ResetMatch::stated)
+    own.map(|found| found.stated(&current, now, zone))
 }
 
 /// Every reset the line states, in order of position.
@@ -510,6 +522,41 @@ mod tests {
             let spans: Vec<&str> =
                 find_resets(line, now, ZONE).iter().map(|f| &line[f.start..f.end]).collect();
             assert_eq!(stated.form, form, "{line}: {spans:?}");
+        }
+    }
+
+    #[test]
+    fn a_clock_time_just_passed_is_found_in_its_own_zone_across_dst() {
+        use chrono_tz::America::Los_Angeles;
+        use chrono_tz::Europe::Warsaw;
+        // (read at, zone, line, the occurrence just passed, or none)
+        let cases: &[(&str, Tz, &str, Option<&str>)] = &[
+            // 12:50am in Los Angeles was 08:50Z, 70 minutes before 10:00Z: not "just now",
+            // though the next one (tomorrow) is 23 hours 50 minutes ahead.
+            ("2026-12-03T10:00:00Z", Warsaw, "resets 12:50am (America/Los_Angeles)", None),
+            (
+                "2026-12-03T08:55:00Z",
+                Warsaw,
+                "resets 12:50am (America/Los_Angeles)",
+                Some("2026-12-03T08:50:00Z"),
+            ),
+            // Autumn change in Warsaw (2026-10-25): 3am on the 24th, read at 03:05; the
+            // next one is 25 hours later.
+            ("2026-10-24T01:05:00Z", Warsaw, "resets 3am", Some("2026-10-24T01:00:00Z")),
+            // Spring change (2026-03-29): the next 3am is 23 hours later.
+            ("2026-03-28T02:01:00Z", Warsaw, "resets 3am", Some("2026-03-28T02:00:00Z")),
+            // Ten minutes is the bound.
+            ("2026-10-26T01:10:00Z", Warsaw, "resets 2am", Some("2026-10-26T01:00:00Z")),
+            ("2026-10-26T01:10:01Z", Warsaw, "resets 2am", None),
+            ("2026-11-25T05:04:00Z", Los_Angeles, "resets Tue 9pm", Some("2026-11-25T05:00:00Z")),
+            ("2026-11-25T05:11:00Z", Los_Angeles, "resets Tue 9pm", None),
+            // A time that states its instant has nothing just passed.
+            ("2026-12-03T10:00:00Z", Warsaw, "try again in 20s", None),
+        ];
+        for &(read_at, zone, line, expected) in cases {
+            let stated = parse_stated_reset(line, instant(read_at), zone).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(stated.just_passed, expected.map(instant), "{line:?} read at {read_at}");
+            assert!(stated.at > instant(read_at), "{line:?}: {stated:?}");
         }
     }
 

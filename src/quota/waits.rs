@@ -16,7 +16,7 @@ use regex::Regex;
 use super::patterns::compile;
 use super::reset::parse_stated_reset;
 use super::{Outcome, QuotaHit};
-use crate::backoff::ResetForm;
+use crate::backoff::{ResetForm, StatedReset};
 
 /// A retry notice with its wait: `Retrying after 31733994ms...`, `Retrying in 4
 /// seconds… (attempt 4/10)`, `Reconnecting... 1/2 (… Please try again in 1.662s …)`.
@@ -103,15 +103,11 @@ pub(crate) fn client_wait_hit(
                 _ => line.chars().take(super::MATCHED_LINE_MAX_CHARS).collect(),
             };
             if let Some(stated) = parse_stated_reset(line, now, zone) {
-                return QuotaHit {
-                    reset: Some(stated.at),
-                    matched_line,
-                    needs_attention: false,
-                    reset_form: stated.form,
-                };
+                return QuotaHit { reset: Some(stated), matched_line, needs_attention: false };
             }
             let reset = chrono::Duration::from_std(wait).ok().and_then(|wait| now.checked_add_signed(wait));
-            QuotaHit { reset, matched_line, needs_attention: false, reset_form: ResetForm::Exact }
+            let reset = reset.map(|at| StatedReset { at, form: ResetForm::Exact, just_passed: None });
+            QuotaHit { reset, matched_line, needs_attention: false }
         }
     }
 }
@@ -202,7 +198,7 @@ mod tests {
             now,
             chrono_tz::UTC,
         );
-        assert_eq!(hit.reset, Some(now + chrono::Duration::seconds(120)));
+        assert_eq!(hit.reset_at(), Some(now + chrono::Duration::seconds(120)));
         assert_eq!(hit.matched_line, "Retrying after 120000ms...");
         assert!(!hit.needs_attention);
     }

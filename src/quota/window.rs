@@ -82,7 +82,11 @@ pub(super) fn window_reset(
 ) -> Option<StatedReset> {
     let longest = |texts: &[&str]| texts.iter().filter_map(|text| window_named(text)).max();
     let window = longest(own).or_else(|| longest(around))?;
-    Some(StatedReset { at: next_boundary(window, now, profile), form: ResetForm::WindowBoundary })
+    Some(StatedReset {
+        at: next_boundary(window, now, profile),
+        form: ResetForm::WindowBoundary,
+        just_passed: None,
+    })
 }
 
 #[cfg(test)]
@@ -153,7 +157,11 @@ mod tests {
         let reset = window_reset(&["requests per minute"], &["daily"], now, Profile::Http).unwrap();
         assert_eq!(
             reset,
-            StatedReset { at: instant("2025-11-23T10:01:00Z"), form: ResetForm::WindowBoundary }
+            StatedReset {
+                at: instant("2025-11-23T10:01:00Z"),
+                form: ResetForm::WindowBoundary,
+                just_passed: None
+            }
         );
         assert_eq!(window_reset(&["429"], &[], now, Profile::Http), None);
     }

@@ -157,8 +157,21 @@ fn quota_test_prints_the_classification_and_the_reset() {
     result.assert_code(0);
     let json = result.json();
     assert_eq!(json["outcome"], "quota_hit");
-    // 00:50 in Los Angeles (UTC-8 in November) is 08:50Z on the next day.
+    // 00:50 in Los Angeles (UTC-8 in November) is 08:50Z on the next day. Today's
+    // passed 70 minutes ago: not "just now", whatever a DST change could make of it.
     assert_eq!(json["reset"], "2026-11-28T08:50:00Z");
+    assert_eq!(
+        (&json["backoff_rule"], &json["backoff_until"]),
+        (&json!("parsed_reset"), &json!("2026-11-28T08:51:00Z"))
+    );
+    // Five minutes after it, the message names the moment just passed: a short retry.
+    let result = Drainctl::new(&["quota", "test", "--tz", "UTC", "--now", "2026-11-27T08:55:00Z", "--json"])
+        .stdin("You've hit your session limit · resets 12:50am (America/Los_Angeles)\n")
+        .run();
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(json["reset"], "2026-11-27T08:50:00Z");
+    assert_eq!(json["backoff_until"], "2026-11-27T08:55:02Z");
 }
 
 /// The rules of the `backoff_set` events, in order.
