@@ -190,8 +190,15 @@ pub fn is_conflict(code: &postgres::error::SqlState) -> bool {
 }
 
 /// An error and its chain of causes on one line: `error connecting to server: Connection
-/// refused (os error 111)`.
+/// refused (os error 111)`. OpenSSL's source locations (`../ssl/statem/statem_clnt.c:1889:`)
+/// are left out: they say nothing to an operator.
 fn with_causes(error: &dyn std::error::Error) -> String {
+    static SOURCE_LOCATION: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| crate::quota::patterns::compile(r":[\w./-]+\.c:\d+:"));
+    SOURCE_LOCATION.replace_all(&chain_of_causes(error), "").into_owned()
+}
+
+fn chain_of_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -103,6 +103,12 @@ fn read_root_certificates(path: &std::path::Path, source: &str) -> Result<Vec<na
             path.display()
         ))
     };
+    if path.as_os_str().is_empty() {
+        return Err(Error::Config(format!(
+            "sslrootcert is empty (database URL from {source}); give a PEM file of the certificate \
+             authorities to trust, or sslrootcert=system"
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|error| refuse(format!("cannot be read: {error}")))?;
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";

@@ -19,7 +19,7 @@
 
 mod clean;
 mod clock;
-mod patterns;
+pub(crate) mod patterns;
 mod prose;
 #[cfg(test)]
 mod real_clients;

@@ -10,7 +10,7 @@ use regex::Regex;
 
 /// A built-in pattern, compiled once into its static; one that does not compile is a bug
 /// the unit tests catch.
-pub(super) fn compile(pattern: &str) -> Regex {
+pub(crate) fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
 }
 
