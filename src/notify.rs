@@ -130,7 +130,9 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         // timeout either: the whole call takes at most `notify_timeout`.
         output_drain: OutputDrain::WithinTimeout,
     };
-    let report = run_worker(&spec, &mut Unobserved).map_err(|error| Failure {
+    let mut observer =
+        NotifierObserver { signalled_before: crate::worker::signals::termination_signal().is_some() };
+    let report = run_worker(&spec, &mut observer).map_err(|error| Failure {
         reason: "not_started",
         message: error.describe("notify_command"),
         exit_code: None,
@@ -150,6 +152,15 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
             format!(
                 "no exit within notify_timeout {}; its process group was killed",
                 crate::duration::format_duration(timeout)
+            ),
+            None,
+        )),
+        (Some(StopReason::Interrupted), _) => Err(failure(
+            "interrupted",
+            format!(
+                "stopped: drainctl received {} while it ran; its process group was killed",
+                crate::worker::signals::termination_signal()
+                    .map_or_else(|| "a termination signal".to_string(), crate::worker::signals::signal_name)
             ),
             None,
         )),
@@ -174,14 +185,18 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
     }
 }
 
-/// A notifier has no checkpoints and is never asked to stop early.
-struct Unobserved;
+/// A notifier has no checkpoints. It is stopped when SIGTERM, SIGINT or SIGHUP reaches
+/// drainctl while it runs (a stop does not wait for `notify_timeout`); one started after
+/// the signal — the notice of the interruption itself — runs its course.
+struct NotifierObserver {
+    signalled_before: bool,
+}
 
-impl WorkerObserver for Unobserved {
+impl WorkerObserver for NotifierObserver {
     fn started(&mut self, _pid: u32) {}
     fn checkpoint(&mut self, _line: &str) {}
     fn should_stop(&mut self) -> bool {
-        false
+        !self.signalled_before && crate::worker::signals::termination_signal().is_some()
     }
 }
 

@@ -207,7 +207,10 @@ fn write_items<W: Write>(
     }
     let result = for_each_item(client, filter, |row| {
         if let Some(signal) = crate::worker::signals::termination_signal() {
-            return Err(Error::Temporary(format!("interrupted by signal {signal}")));
+            return Err(Error::Temporary(format!(
+                "interrupted by {}",
+                crate::worker::signals::signal_name(signal)
+            )));
         }
         let written = match format {
             ExportFormat::Jsonl => write_json_line(out, &row),

@@ -223,7 +223,11 @@ impl Pass<'_> {
         let now = self.clock.now();
         if report.stop_reason == Some(StopReason::Interrupted) {
             let note = match crate::worker::signals::termination_signal() {
-                Some(signal) => format!("interrupted by signal {signal} while running item {}", item.key),
+                Some(signal) => format!(
+                    "interrupted by {} while running item {}",
+                    crate::worker::signals::signal_name(signal),
+                    item.key
+                ),
                 None => format!("interrupted while running item {}", item.key),
             };
             self.release(item, AttemptOutcome::Interrupted, &note, now)?;

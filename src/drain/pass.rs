@@ -48,7 +48,7 @@ impl<'a> Pass<'a> {
             if let Some(signal) = crate::worker::signals::termination_signal() {
                 return Ok(Stop {
                     status: RunStatus::Failed,
-                    note: format!("interrupted by signal {signal}"),
+                    note: format!("interrupted by {}", crate::worker::signals::signal_name(signal)),
                     exit_code: EXIT_TEMPORARY,
                 });
             }

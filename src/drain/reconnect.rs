@@ -175,7 +175,8 @@ impl<'a> Pass<'a> {
             // Before each attempt: one may wait for the connect timeout.
             if let Some(signal) = crate::worker::signals::termination_signal() {
                 return Err(Error::Temporary(format!(
-                    "interrupted by signal {signal} while reconnecting to the database"
+                    "interrupted by {} while reconnecting to the database",
+                    crate::worker::signals::signal_name(signal)
                 )));
             }
             match session.reopen(self.client, &mut self.statements, lost_at) {

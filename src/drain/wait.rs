@@ -103,7 +103,10 @@ impl Pass<'_> {
             if let Some(signal) = interrupted {
                 return Ok(Some(Stop {
                     status: RunStatus::Failed,
-                    note: format!("interrupted by signal {signal} while waiting for the reset"),
+                    note: format!(
+                        "interrupted by {} while waiting for the reset",
+                        crate::worker::signals::signal_name(signal)
+                    ),
                     exit_code: EXIT_TEMPORARY,
                 }));
             }

@@ -452,7 +452,7 @@ fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(75);
-    assert!(result.stderr.contains("interrupted by signal 15"), "{}", result.stderr);
+    assert!(result.stderr.contains("interrupted by SIGTERM"), "{}", result.stderr);
     assert!(!pid_alive(worker_pid), "worker still alive");
     let (state, attempts, _) = fixture.item("docs", "a");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
@@ -719,7 +719,7 @@ fn sigterm_while_a_pass_waits_for_the_database_exits_75_saying_so() {
     result.assert_code(75);
     let last = result.stderr.lines().last().unwrap_or_default();
     assert!(
-        last.contains("interrupted by signal 15 while reconnecting to the database")
+        last.contains("interrupted by SIGTERM while reconnecting to the database")
             && last.contains("run 1 stays running until supervise reaps it"),
         "{}",
         result.stderr

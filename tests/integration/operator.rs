@@ -702,6 +702,47 @@ fn a_hanging_notifier_is_killed_after_notify_timeout() {
     assert!(!fixture.path("late").exists());
 }
 
+#[test]
+fn a_notifier_running_when_drainctl_is_told_to_stop_is_stopped_with_it() {
+    let fixture = Fixture::new(
+        &config(
+            r#"notify_command = ["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]
+notify_timeout = "10m"
+"#,
+            "",
+        ),
+        NOW,
+    );
+    fixture.enqueue("docs", &[("bad".into(), steps(json!([{ "exit": 4 }])))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    let pid_file = fixture.path("notifier.pid");
+    wait_until("the notifier to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|text| text.ends_with('\n'))
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    signal(pass.id(), libc::SIGTERM);
+    // Not the notifier's 10 minutes: the pass ends at once, the notifier's group killed.
+    let result = finished(pass.wait_with_output().unwrap());
+    assert!(!pid_alive(pid), "the notifier {pid} still runs");
+    assert!(!fixture.path("late").exists());
+    let (message, data): (String, Value) = {
+        let row = fixture
+            .client()
+            .query_one("SELECT message, data FROM events WHERE kind = 'notify_failed'", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(data["reason"], "interrupted", "{message}");
+    assert_eq!(
+        message,
+        "notify_command failed for event item_dead_lettered: stopped: drainctl received SIGTERM while it \
+         ran; its process group was killed"
+    );
+    assert_eq!(fixture.item("docs", "bad").0, "dead", "{}", result.stderr);
+    result.assert_code(75);
+    assert!(result.stderr.ends_with("drainctl: drain docs: interrupted by SIGTERM\n"), "{}", result.stderr);
+}
+
 // ---------------------------------------------------------------------------------------
 // doctor
 

@@ -706,7 +706,7 @@ fn export_to_a_file_is_atomic_and_owner_only() {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), stdout);
     } else {
         interrupted.assert_code(75);
-        assert!(interrupted.stderr.contains("interrupted by signal 15"), "{}", interrupted.stderr);
+        assert!(interrupted.stderr.contains("interrupted by SIGTERM"), "{}", interrupted.stderr);
         assert!(interrupted.stderr.contains("is left as it was"), "{}", interrupted.stderr);
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "the previous export\n");
     }
