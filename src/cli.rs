@@ -289,10 +289,19 @@ pub enum QuotaCommand {
 
 #[derive(Debug, Args)]
 pub struct QuotaTestArgs {
-    /// Pattern profile: claude, openai, gemini or http
-    #[arg(long, default_value = "claude", value_parser = profile)]
-    pub profile: Profile,
-    /// Time zone for clock times without a zone [default: the configured one]
+    /// Read the output as this drain does: its quota_profile, quota_patterns,
+    /// veto_patterns, the TZ of its env, and its command's arguments as input
+    #[arg(long, value_name = "NAME")]
+    pub drain: Option<String>,
+    /// Pattern profile: claude, openai, gemini or http [default: the drain's, else claude]
+    #[arg(long, value_parser = profile)]
+    pub profile: Option<Profile>,
+    /// The payload the worker was given on stdin: a line of output that only repeats it is
+    /// not the client's message
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<std::path::PathBuf>,
+    /// Time zone for clock times without a zone [default: the drain's TZ, else the
+    /// configured one]
     #[arg(long, value_name = "ZONE", value_parser = zone)]
     pub tz: Option<Tz>,
     /// When the output was printed (RFC 3339) [default: now]
@@ -631,7 +640,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.lock_timeout, Duration::from_secs(90));
         let Command::Quota(QuotaCommand::Test(args)) = cli.command else { panic!("not quota test") };
-        assert_eq!(args.profile, Profile::OpenAi);
+        assert_eq!(args.profile, Some(Profile::OpenAi));
         assert_eq!(args.tz, Some(chrono_tz::Asia::Jerusalem));
         assert_eq!(args.now.map(|at| at.to_rfc3339()), Some("2026-11-27T10:00:00+00:00".to_string()));
     }

@@ -18,18 +18,39 @@ use crate::quota::{Classifier, Outcome};
 
 pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     let config = Config::discover(config_path, true)?;
-    let zone = args.tz.unwrap_or(config.defaults.timezone);
+    let drain = args.drain.as_deref().map(|name| config.drain(name)).transpose()?;
+    let configured_zone = match drain {
+        Some(drain) => crate::quota::worker_zone(&drain.env, config.defaults.timezone),
+        None => config.defaults.timezone,
+    };
+    let zone = args.tz.unwrap_or(configured_zone);
     let now: DateTime<Utc> = match args.now {
         Some(at) => at,
         None => Clock::from_env()?.now(),
+    };
+    let payload = match &args.input {
+        // A path it cannot read is a wrong command line (docs/exit-codes.md).
+        Some(path) => std::fs::read(path)
+            .map_err(|error| Error::Usage(format!("--input {}: cannot be read: {error}", path.display())))?,
+        None => Vec::new(),
     };
     let mut output = Vec::new();
     std::io::stdin()
         .lock()
         .read_to_end(&mut output)
         .map_err(|error| Error::Data(format!("cannot read stdin: {error}")))?;
-    let classifier = Classifier::new(args.profile, &[], &[]);
-    let outcome = classifier.classify(&output, &[], args.exit_code, now, zone);
+    // Classified as a drain pass classifies its worker's output (src/drain/item.rs).
+    let classifier = match drain {
+        Some(drain) => Classifier::new(
+            args.profile.unwrap_or(drain.quota_profile),
+            &drain.quota_patterns,
+            &drain.veto_patterns,
+        ),
+        None => Classifier::new(args.profile.unwrap_or(crate::quota::Profile::Claude), &[], &[]),
+    };
+    let command = drain.map(|drain| drain.command.as_slice()).unwrap_or_default();
+    let input = crate::drain::worker_input(&payload, command);
+    let outcome = classifier.classify_given(&input, &output, &[], args.exit_code, now, zone);
     Ok(describe(&outcome, now, zone, config.defaults.backoff_policy()))
 }
 

@@ -530,7 +530,7 @@ pub(super) fn release_refunded(
 /// What the worker was given, which it may echo (codex prints its prompt and its stdin):
 /// the payload as it was sent, then the command's arguments, a line each. Not the
 /// strings inside the payload: a worker may well print one of those as its own message.
-fn worker_input(payload: &[u8], command: &[String]) -> Vec<u8> {
+pub(crate) fn worker_input(payload: &[u8], command: &[String]) -> Vec<u8> {
     let mut input = payload.to_vec();
     for arg in command {
         input.push(b'\n');

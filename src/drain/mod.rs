@@ -31,6 +31,7 @@
 //! `reconnect` opens a new session when the server ended the pass's own.
 
 mod item;
+pub(crate) use item::worker_input;
 pub mod log_file;
 mod pass;
 mod reconnect;

@@ -156,6 +156,7 @@ impl Classifier {
 
     /// `now` = when the output was printed (for the next occurrence of clock times),
     /// `zone` = the configured zone, used when the message names none.
+    #[cfg(test)]
     pub(crate) fn classify(
         &self,
         stdout: &[u8],

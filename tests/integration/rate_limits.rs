@@ -174,6 +174,56 @@ fn quota_test_prints_the_classification_and_the_reset() {
     assert_eq!(json["backoff_until"], "2026-11-27T08:55:02Z");
 }
 
+#[test]
+fn quota_test_reads_the_output_as_the_named_drain_does() {
+    let config = "[defaults]\ntimezone = \"UTC\"\n\n\
+                  [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\", \"--ticket-note=upstream 502 Bad Gateway\"]\n\
+                  quota_profile = \"openai\"\nquota_patterns = [\"credits? exhausted\"]\n\
+                  veto_patterns = [\"maintenance window\"]\nenv = { TZ = \"America/New_York\" }\n";
+    let fixture = Fixture::new(config, NOW);
+    let outcome = |args: &[&str], output: &str| -> serde_json::Value {
+        let mut argv = vec!["quota", "test", "--now", NOW, "--json"];
+        argv.extend_from_slice(args);
+        let result = fixture.drainctl(&argv).stdin(output).run();
+        result.assert_code(0);
+        result.json()
+    };
+    // The drain's own patterns: a quota hit by its quota_patterns, a server error by its
+    // veto_patterns; neither means anything to the built-in profile alone.
+    assert_eq!(outcome(&["--drain", "alpha"], "error: credits exhausted\n")["outcome"], "quota_hit");
+    assert_eq!(outcome(&[], "error: credits exhausted\n")["outcome"], "other");
+    let vetoed = "Rate limit reached for gpt-4o. Please try again in 20s. (maintenance window)\n";
+    assert_eq!(outcome(&["--drain", "alpha"], vetoed)["outcome"], "server_error");
+    assert_eq!(outcome(&[], vetoed)["outcome"], "quota_hit");
+    // Its zone: 5pm is New York's (22:00Z), not the configured UTC.
+    let json = outcome(&["--drain", "alpha"], "Rate limit reached. Your limit resets 5pm.\n");
+    assert_eq!(json["reset"], "2026-11-27T22:00:00Z");
+    assert_eq!(
+        outcome(&["--drain", "alpha", "--tz", "UTC"], "Rate limit reached. Your limit resets 5pm.\n")
+            ["reset"],
+        "2026-11-27T17:00:00Z"
+    );
+    // A line that only repeats the worker's input (its payload, its command's arguments)
+    // is not the client's message.
+    let ticket = "Customer says: usage limit reached, please try again in 20s.";
+    let payload = fixture.path("payload.json");
+    std::fs::write(&payload, format!("{ticket}\n")).unwrap();
+    let echoed = format!("{ticket}\nERROR: the ticket has no attachment\n");
+    assert_eq!(outcome(&[], &echoed)["outcome"], "quota_hit");
+    assert_eq!(outcome(&["--input", payload.to_str().unwrap()], &echoed)["outcome"], "other");
+    let argument_echoed =
+        "--ticket-note=upstream 502 Bad Gateway\nRate limit reached for gpt-4o. Please try again in 20s.\n";
+    assert_eq!(outcome(&[], argument_echoed)["outcome"], "server_error");
+    assert_eq!(outcome(&["--drain", "alpha"], argument_echoed)["outcome"], "quota_hit");
+    // A wrong drain or input file: usage errors naming it.
+    let unknown = fixture.drainctl(&["quota", "test", "--drain", "gamma"]).stdin("").run();
+    unknown.assert_code(64);
+    assert!(unknown.stderr.contains("unknown drain \"gamma\"; known: alpha"), "{}", unknown.stderr);
+    let missing = fixture.drainctl(&["quota", "test", "--input", "/nonexistent/payload"]).stdin("").run();
+    missing.assert_code(64);
+    assert!(missing.stderr.contains("--input /nonexistent/payload: cannot be read"), "{}", missing.stderr);
+}
+
 /// The rules of the `backoff_set` events, in order.
 fn backoff_rules(fixture: &Fixture) -> Vec<String> {
     fixture.column("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id")
