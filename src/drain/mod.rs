@@ -58,7 +58,8 @@ use crate::output::Report;
 use crate::quota::Classifier;
 
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
-/// result and completing the item, so a test can `kill -9` it exactly there. Compiled only
+/// result and completing the item, so a test can `kill -9` it exactly there;
+/// `slow_run_start` makes a drain wait 1.5 s before it records its run. Compiled only
 /// with the `testing` feature, never into a release build (docs/configuration.md).
 #[cfg(feature = "testing")]
 pub const FAULT_ENV: &str = "DRAINCTL_FAULT";
@@ -200,6 +201,11 @@ fn open_run(
     args: &DrainArgs,
     now: DateTime<Utc>,
 ) -> Result<Opened> {
+    // Test hook: a drain slow to record its run (see `FAULT_ENV`).
+    #[cfg(feature = "testing")]
+    if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "slow_run_start") {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
     let process = ThisProcess::of(args);
     let new_run = process.new_run(drain, args);
     if take_slot(client, controls.id, drain.concurrency)?.is_none() {

@@ -97,6 +97,54 @@ fn apply(
     }
 }
 
+/// How long a pass waits, at most, for the drains it started to record their runs.
+const STARTED_RUNS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Wait until every drain this pass started has recorded its run, or has ended: the
+/// supervise lock is held until then, so a pass that follows at once (another host's, or
+/// cron's and pm2's on the same minute) sees the drain busy instead of starting it again
+/// (docs/operations.md, "Two passes at once"). Bounded by [`STARTED_RUNS_WAIT`] and
+/// SIGTERM; a drain still unseen then is logged and left to its slot lock.
+pub(super) fn await_started_runs(client: &mut Client, decisions: &[Decision]) {
+    let mut unseen: Vec<i32> = decisions
+        .iter()
+        .filter(|decision| decision.action == Action::Start && decision.error.is_none())
+        .filter_map(|decision| decision.pid.and_then(|pid| i32::try_from(pid).ok()))
+        .collect();
+    let host = process::host_name();
+    let deadline = std::time::Instant::now() + STARTED_RUNS_WAIT;
+    loop {
+        unseen.retain(|&pid| process::is_process_alive(pid as u32, None));
+        if unseen.is_empty() {
+            return;
+        }
+        match client.query(
+            "SELECT pid FROM runs WHERE host = $1 AND pid = ANY($2) AND status = 'running'",
+            &[&host, &unseen],
+        ) {
+            Ok(rows) => {
+                let seen: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
+                unseen.retain(|pid| !seen.contains(pid));
+            }
+            Err(error) => {
+                log::warn!("cannot tell whether the drains started have recorded their runs: {error}");
+                return;
+            }
+        }
+        if unseen.is_empty() || crate::worker::signals::termination_signal().is_some() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            log::warn!(
+                "drain process(es) {unseen:?} started by this pass have not recorded a run after {}s",
+                STARTED_RUNS_WAIT.as_secs()
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn expire_burst(
     client: &mut Client,
     outbox: &Outbox,

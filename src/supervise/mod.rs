@@ -256,6 +256,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         );
         pruned =
             finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures, &interrupted)?;
+        apply::await_started_runs(client, &decisions[first_start..]);
     }
     let report = render(args, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
     Ok(report.with_exit_code(failures.exit_code))

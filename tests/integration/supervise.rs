@@ -167,6 +167,29 @@ fn a_hung_run_is_killed_with_its_children_and_its_item_released() {
 }
 
 #[test]
+fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    let started = fixture.path("started");
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "touch": started }, { "hang": true }] }))]);
+    // Two passes back to back (cron's and pm2's on the same minute, or two hosts'), the
+    // drain slow to record its run: the first pass holds the supervise lock until it has.
+    let pass = |fixture: &Fixture| {
+        let result = fixture.drainctl(&["supervise", "--json"]).env("DRAINCTL_FAULT", "slow_run_start").run();
+        result.assert_code(0);
+        result.json()["decisions"].as_array().cloned().unwrap_or_default()
+    };
+    let first = pass(&fixture);
+    assert!(action_for(&first, "docs", "start").is_some(), "{first:?}");
+    let second = pass(&fixture);
+    assert!(action_for(&second, "docs", "start").is_none(), "started twice: {second:?}");
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
+    let pid: i32 = fixture.client().query_one("SELECT pid FROM runs", &[]).unwrap().get(0);
+    signal(pid as u32, libc::SIGTERM);
+    wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+}
+
+#[test]
 fn a_worker_that_checkpoints_is_not_hung_however_long_it_runs() {
     let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
     let started = fixture.path("started");
