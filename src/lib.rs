@@ -73,6 +73,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             log::info!("supervise started as pid {}", std::process::id());
         }
     }
+    crate::worker::process::keep_inherited_descriptors_from_children();
     let output = cli.command.output();
     match commands::dispatch(cli) {
         Ok(report) => {

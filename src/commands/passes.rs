@@ -22,7 +22,9 @@ pub fn run(ctx: &mut Context, args: &PassesArgs) -> Result<Report> {
     let zone = ctx.config.defaults.timezone;
     let passes = list_passes(&mut ctx.client, args.limit)?;
     let human = if passes.is_empty() {
-        "no supervise pass recorded yet: is its crontab, timer or pm2 entry installed?".to_string()
+        "no supervise pass recorded yet: is its crontab, timer or pm2 entry installed, and does it reach the \
+         database (see its --log-file)?"
+            .to_string()
     } else {
         passes
             .iter()

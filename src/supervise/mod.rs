@@ -153,7 +153,9 @@ impl Heartbeat {
     /// `last supervise pass 4m ago`, with what to do when it is late.
     pub fn describe(&self, now: DateTime<Utc>) -> String {
         let Some(at) = self.last_pass_at else {
-            return "no supervise pass recorded yet: is its crontab (or pm2) entry installed?".to_string();
+            return "no supervise pass recorded yet: is its crontab (or pm2) entry installed, and does it reach \
+                    the database (see its --log-file)?"
+                .to_string();
         };
         let ago = crate::duration::format_relative(at - now);
         if !self.is_late {
@@ -178,7 +180,8 @@ impl Heartbeat {
                 held.advice()
             ),
             None => format!(
-                "last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab"
+                "last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab \
+                 and its --log-file"
             ),
         }
     }

@@ -129,6 +129,38 @@ fn is_dead_state(state: char) -> bool {
 }
 
 /// Start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22),
+/// Mark every descriptor this process inherited beyond stdin, stdout and stderr (pm2's IPC
+/// socket, a pipe of the calling shell) close-on-exec, so that neither a drain started by
+/// `supervise`, nor a worker, nor a notifier receives it (docs/worker-contract.md). A
+/// descriptor that cannot be read or marked is logged and left as it is.
+pub fn keep_inherited_descriptors_from_children() {
+    let entries = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries,
+        Err(error) => {
+            log::debug!("cannot list the inherited descriptors: {error}");
+            return;
+        }
+    };
+    let descriptors: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in descriptors {
+        // SAFETY: F_GETFD/F_SETFD on a descriptor number; one that closed meanwhile (the
+        // listing's own) fails with EBADF, which is ignored.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+            continue;
+        }
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+            log::warn!(
+                "cannot keep inherited descriptor {fd} from child processes: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// `None` if the process does not exist.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 {

@@ -535,7 +535,7 @@ fn status_and_doctor_show_the_supervisor_heartbeat_and_doctor_warns_when_it_is_l
     assert_eq!(check["status"], "warn");
     assert_eq!(
         check["message"],
-        "last supervise pass 31m ago, more than 30m (twice supervise_interval): check its crontab"
+        "last supervise pass 31m ago, more than 30m (twice supervise_interval): check its crontab and its --log-file"
     );
 
     // The clock goes back an hour: the pass recorded at 10:00 lies ahead of it. Before,

@@ -280,3 +280,31 @@ fn an_item_key_with_a_bidi_override_and_a_carriage_return_is_escaped_in_tables_a
     let events_json = fixture.drainctl(&["events", "--json"]).run();
     assert!(events_json.stdout.contains("invoice\u{202e}fdp.exe\\rFAKE"), "{}", events_json.stdout);
 }
+
+// ---------------------------------------------------------------------------------------
+// descriptors
+
+#[test]
+fn descriptors_drainctl_inherited_reach_neither_its_drains_nor_their_workers() {
+    let check = r#"a=clean; [ -e /proc/$$/fd/200 ] && a=worker-has-it; [ -e /proc/$PPID/fd/200 ] && a="$a drain-has-it"; echo $a"#;
+    let fixture = Fixture::new(
+        &format!(
+            "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+             [[drain]]\nname = \"docs\"\ncommand = [\"sh\", \"-c\", {}]\n",
+            serde_json::to_string(check).unwrap()
+        ),
+        NOW,
+    );
+    fixture.enqueue("docs", &[("by-hand".into(), json!(1))]);
+    // A drain run by hand from a shell that left descriptor 200 open.
+    fixture.drainctl(&["drain", "docs"]).with_inherited_descriptor(200).run().assert_code(0);
+    // The drain holds what its shell gave it; its worker gets none of it.
+    assert_eq!(result_of(&fixture, "by-hand").trim(), "clean drain-has-it");
+    // A drain that supervise started, supervise run by pm2 with its IPC socket open.
+    fixture.enqueue("docs", &[("supervised".into(), json!(2))]);
+    fixture.drainctl(&["supervise"]).with_inherited_descriptor(200).run().assert_code(0);
+    wait_until("the item done", std::time::Duration::from_secs(30), || {
+        fixture.item("docs", "supervised").0 == "done"
+    });
+    assert_eq!(result_of(&fixture, "supervised").trim(), "clean");
+}

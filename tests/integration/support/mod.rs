@@ -497,6 +497,27 @@ impl Drainctl {
     }
 }
 
+impl Drainctl {
+    /// Start drainctl with descriptor `fd` open (the read end of a pipe, not
+    /// close-on-exec), as pm2 or a shell may leave one open in what it starts.
+    pub fn with_inherited_descriptor(mut self, fd: i32) -> Drainctl {
+        use std::os::unix::process::CommandExt;
+        let mut ends = [0; 2];
+        // SAFETY: a pipe whose two ends this process owns, both close-on-exec; the child
+        // gets a copy of the read end at `fd` (dup2 clears close-on-exec on the copy).
+        unsafe {
+            assert_eq!(libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            self.command.pre_exec(move || {
+                if libc::dup2(ends[0], fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+}
+
 impl Fixture {
     /// Run `command` into a deadlock it must lose, and what it did. Another session takes
     /// the row locks of `first_lock` (SQL), then — once the command waits for one of them —
