@@ -128,7 +128,6 @@ fn is_dead_state(state: char) -> bool {
     matches!(state, 'Z' | 'X' | 'x')
 }
 
-/// Start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22),
 /// Mark every descriptor this process inherited beyond stdin, stdout and stderr (pm2's IPC
 /// socket, a pipe of the calling shell) close-on-exec, so that neither a drain started by
 /// `supervise`, nor a worker, nor a notifier receives it (docs/worker-contract.md). A
@@ -161,6 +160,7 @@ pub fn keep_inherited_descriptors_from_children() {
     }
 }
 
+/// Start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22),
 /// `None` if the process does not exist.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 {
