@@ -245,14 +245,18 @@ fn record_run_ended(
     Ok(())
 }
 
-/// A crashed pass may leave its worker running (it has its own process group): end it.
+/// A crashed pass may leave its worker running (it has its own process group): end the
+/// group, whether or not the worker's main process still lives — a child it started in
+/// the background lives on after it (docs/worker-contract.md, "Crashes are reaped"). The
+/// group is left alone only when its id now belongs to another process (the pid was
+/// reused: see `process::is_recorded_group`).
 fn kill_left_worker(client: &mut Client, outbox: &Outbox, config: &Config, run: &RunRow, now: DateTime<Utc>) {
     if !is_this_hosts(run) {
         return;
     }
     let (Some(pid), start_time) = (run.worker_pid, run.worker_start_time) else { return };
     let Ok(pid) = u32::try_from(pid) else { return };
-    if !process::is_process_alive(pid, start_time.map(|t| t as u64)) {
+    if !process::is_recorded_group(pid, start_time.map(|t| t as u64)) {
         return;
     }
     match process::terminate_group(pid, config.defaults.kill_grace) {

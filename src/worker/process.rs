@@ -169,6 +169,22 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     read_stat(&Path::new("/proc").join(pid.to_string()).join("stat")).map(|stat| stat.start_time_ticks)
 }
 
+/// Whether process group `pgid`, recorded as the group of the process `pgid` started at
+/// `start_time`, can only be that process's group: its leader is still that process (alive
+/// or a zombie), or it is gone — the kernel hands out no pid while it is still a process
+/// group's id, so live members of a group whose leader is gone are the original group's.
+/// False when a process with that pid but another start time exists: the pid was reused,
+/// and the group, if any, is someone else's (docs/worker-contract.md, "Crashes are reaped").
+pub fn is_recorded_group(pgid: u32, start_time: Option<u64>) -> bool {
+    if pgid == 0 {
+        return false;
+    }
+    match read_stat(&Path::new("/proc").join(pgid.to_string()).join("stat")) {
+        None => true,
+        Some(stat) => start_time.is_none_or(|expected| expected == stat.start_time_ticks),
+    }
+}
+
 /// True when `pid` is alive and, if `start_time` is given, still has that start time (a
 /// different start time means the pid was reused). A zombie counts as dead.
 pub fn is_process_alive(pid: u32, start_time: Option<u64>) -> bool {
@@ -399,6 +415,21 @@ mod tests {
         assert!(!is_process_alive(pid, Some(start_time + 1)));
         assert!(!is_process_alive(0, None));
         assert_eq!(process_start_time(0), None);
+    }
+
+    #[test]
+    fn a_group_is_the_recorded_ones_unless_its_pid_was_reused() {
+        let pid = std::process::id();
+        let start_time = process_start_time(pid).expect("own start time");
+        assert!(is_recorded_group(pid, Some(start_time)));
+        assert!(is_recorded_group(pid, None));
+        assert!(!is_recorded_group(pid, Some(start_time + 1)), "a reused pid leads another group");
+        // A pid no process has: its group, if it has members, is the original one.
+        let mut gone = std::process::Command::new("true").spawn().expect("spawn true");
+        let gone_pid = gone.id();
+        gone.wait().expect("wait for true");
+        assert!(is_recorded_group(gone_pid, Some(start_time)));
+        assert!(!is_recorded_group(0, None));
     }
 
     #[test]

@@ -349,6 +349,32 @@ fn a_crashed_run_is_reaped_and_its_items_released() {
 }
 
 #[test]
+fn a_crashed_runs_worker_group_is_killed_after_its_main_process_ended() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    // The worker leaves a child in its group, then ends after its drain was killed.
+    let steps = json!({"steps": [{"child_ignoring_term": 300}, {"touch": started}, {"wait_for_file": go}]});
+    fixture.enqueue("docs", &[("a".into(), steps)]);
+    let mut pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    // Keep the supervisor from starting the item again once it is released.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let worker: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    pass.kill().unwrap();
+    pass.wait().unwrap();
+    std::fs::write(&go, "").unwrap();
+    wait_until("the worker's main process to end", Duration::from_secs(10), || !pid_alive(worker));
+    assert!(!live_processes_with(5, worker).is_empty(), "the worker's child lives on in its group");
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
+    wait_until("the worker group to be gone", Duration::from_secs(10), || {
+        live_processes_with(5, worker).is_empty()
+    });
+}
+
+#[test]
 fn a_crashed_run_of_a_drain_no_longer_configured_is_reaped_and_its_item_released() {
     let gone = "\n[[drain]]\nname = \"gone\"\ncommand = [\"FAKE_WORKER\"]\n";
     let fixture = Fixture::new(&config(gone), INSIDE);

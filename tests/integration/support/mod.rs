@@ -324,6 +324,22 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// The live (not zombie) processes whose `/proc/PID/stat` field `field` (5: process group,
+/// 6: session) is `id`.
+pub fn live_processes_with(field: usize, id: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let matches = fields.get(field - 3)?.parse::<i32>().ok()? == id && fields.first()? != &"Z";
+            matches.then_some(pid)
+        })
+        .collect()
+}
+
 impl Fixture {
     /// Enqueue items (key, payload) through the real binary.
     #[track_caller]
