@@ -249,20 +249,57 @@ fn record_run_ended(
 /// group, whether or not the worker's main process still lives — a child it started in
 /// the background lives on after it (docs/worker-contract.md, "Crashes are reaped"). The
 /// group is left alone only when its id now belongs to another process (the pid was
-/// reused: see `process::is_recorded_group`).
+/// reused: see `process::is_recorded_group`). Then, the drain being gone, end every group
+/// left in its session (see `kill_orphaned_session`).
 fn kill_left_worker(client: &mut Client, outbox: &Outbox, config: &Config, run: &RunRow, now: DateTime<Utc>) {
     if !is_this_hosts(run) {
         return;
     }
-    let (Some(pid), start_time) = (run.worker_pid, run.worker_start_time) else { return };
-    let Ok(pid) = u32::try_from(pid) else { return };
-    if !process::is_recorded_group(pid, start_time.map(|t| t as u64)) {
+    if let (Some(pid), start_time) = (run.worker_pid, run.worker_start_time) {
+        if let Ok(pid) = u32::try_from(pid) {
+            if process::is_recorded_group(pid, start_time.map(|t| t as u64)) {
+                terminate_left_group(client, outbox, config, run, pid, now);
+            }
+        }
+    }
+    kill_orphaned_session(client, outbox, config, run, now);
+}
+
+/// A drain started by `supervise` leads its own session, and its workers' groups are in
+/// it: once the drain process is gone, end every group still alive in that session — a
+/// worker whose pid the run had not recorded yet (it is written a round trip after the
+/// worker starts) included (docs/operations.md). Nothing for a drain still alive, for a
+/// pid reused since, or for a drain started from a shell (it leads no session).
+pub fn kill_orphaned_session(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    run: &RunRow,
+    now: DateTime<Utc>,
+) {
+    if !is_this_hosts(run) {
         return;
     }
-    match process::terminate_group(pid, config.defaults.kill_grace) {
-        Ok(outcome) => log::info!("run {}: worker group {pid} ended ({outcome:?})", run.id),
+    let Ok(pid) = u32::try_from(run.pid) else { return };
+    for group in process::orphaned_session_groups(pid, run.process_start_time.map(|t| t as u64)) {
+        terminate_left_group(client, outbox, config, run, group, now);
+    }
+}
+
+/// SIGTERM process group `pgid` left by the run, SIGKILL after `kill_grace`; a failure is
+/// logged and recorded as a `kill_failed` event.
+fn terminate_left_group(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    run: &RunRow,
+    pgid: u32,
+    now: DateTime<Utc>,
+) {
+    match process::terminate_group(pgid, config.defaults.kill_grace) {
+        Ok(outcome) => log::info!("run {}: process group {pgid} ended ({outcome:?})", run.id),
         Err(error) => {
-            let message = format!("run {}: could not kill worker process group {pid}: {error}", run.id);
+            let message = format!("run {}: could not kill process group {pgid}: {error}", run.id);
             log::error!("{message}");
             let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
             record_event_or_log(client, outbox, &event, now);

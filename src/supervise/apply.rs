@@ -199,6 +199,8 @@ fn end_hung_run(
             record_event_or_log(client, outbox, &event, clock.now());
         }
     }
+    // A worker the run had not recorded yet is still in the drain's session.
+    crate::reap::kill_orphaned_session(client, outbox, config, run, clock.now());
     Ok(())
 }
 

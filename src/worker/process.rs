@@ -96,6 +96,8 @@ struct StatFields {
     state: char,
     /// Field 5: the process group id.
     process_group: i64,
+    /// Field 6: the session id.
+    session: i64,
     /// Field 22: start time in clock ticks since boot.
     start_time_ticks: u64,
 }
@@ -116,6 +118,7 @@ fn parse_stat(contents: &str) -> Option<StatFields> {
     Some(StatFields {
         state,
         process_group: field(5)?.parse().ok()?,
+        session: field(6)?.parse().ok()?,
         start_time_ticks: field(22)?.parse().ok()?,
     })
 }
@@ -183,6 +186,39 @@ pub fn is_recorded_group(pgid: u32, start_time: Option<u64>) -> bool {
         None => true,
         Some(stat) => start_time.is_none_or(|expected| expected == stat.start_time_ticks),
     }
+}
+
+/// The process groups with a live member in the session whose leader was the process
+/// `sid` started at `start_time`, once that leader is gone (no process has the pid, or
+/// only its zombie): the kernel hands out no pid while it is still a session's id, so
+/// those members are the leader's — a drain started by `supervise` leads its own session,
+/// and its workers' groups are in it. Empty while a live process has that pid (the leader
+/// itself, or the pid reused) or a zombie of another start time does, and for a process
+/// that never led a session (no process has a session id equal to its pid).
+pub fn orphaned_session_groups(sid: u32, start_time: Option<u64>) -> Vec<u32> {
+    if sid <= 1 {
+        return Vec::new();
+    }
+    if let Some(stat) = read_stat(&Path::new("/proc").join(sid.to_string()).join("stat")) {
+        let is_leaders_zombie =
+            is_dead_state(stat.state) && start_time.is_none_or(|expected| expected == stat.start_time_ticks);
+        if !is_leaders_zombie {
+            return Vec::new();
+        }
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut groups: Vec<u32> = entries
+        .flatten()
+        .filter(|entry| {
+            entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|entry| read_stat(&entry.path().join("stat")))
+        .filter(|stat| stat.session == i64::from(sid) && !is_dead_state(stat.state))
+        .filter_map(|stat| u32::try_from(stat.process_group).ok().filter(|group| *group > 1))
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 /// True when `pid` is alive and, if `start_time` is given, still has that start time (a
@@ -370,21 +406,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_stat_reads_state_group_and_start_time() {
+    fn parse_stat_reads_state_group_session_and_start_time() {
         // Fields 7 to 21, between the session id and the start time.
         let tail = "34816 123 4194560 100 0 0 0 1 2 0 0 20 0 1 0";
         let cases: Vec<(String, Option<StatFields>)> = vec![
             (
                 format!("123 (bash) S 1 123 123 {tail} 98765 1000 200"),
-                Some(StatFields { state: 'S', process_group: 123, start_time_ticks: 98765 }),
+                Some(StatFields { state: 'S', process_group: 123, session: 123, start_time_ticks: 98765 }),
             ),
             (
                 format!("77 (a b) c)) R 1 70 70 {tail} 42 1000 200"),
-                Some(StatFields { state: 'R', process_group: 70, start_time_ticks: 42 }),
+                Some(StatFields { state: 'R', process_group: 70, session: 70, start_time_ticks: 42 }),
             ),
             (
                 format!("9 ((x)) Z 1 9 9 {tail} 5 0 0"),
-                Some(StatFields { state: 'Z', process_group: 9, start_time_ticks: 5 }),
+                Some(StatFields { state: 'Z', process_group: 9, session: 9, start_time_ticks: 5 }),
             ),
             ("".to_string(), None),
             ("12 (short) S 1 2".to_string(), None),
@@ -430,6 +466,15 @@ mod tests {
         gone.wait().expect("wait for true");
         assert!(is_recorded_group(gone_pid, Some(start_time)));
         assert!(!is_recorded_group(0, None));
+    }
+
+    #[test]
+    fn a_live_or_reused_session_leader_has_no_orphaned_groups() {
+        let pid = std::process::id();
+        let start_time = process_start_time(pid).expect("own start time");
+        assert!(orphaned_session_groups(pid, Some(start_time)).is_empty(), "the leader lives");
+        assert!(orphaned_session_groups(pid, Some(start_time + 1)).is_empty(), "the pid was reused");
+        assert!(orphaned_session_groups(1, None).is_empty());
     }
 
     #[test]

@@ -375,6 +375,33 @@ fn a_crashed_runs_worker_group_is_killed_after_its_main_process_ended() {
 }
 
 #[test]
+fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_recorded() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    let (log, started) = (fixture.path("log"), fixture.path("started"));
+    let steps =
+        json!({"steps": [{"log": log}, {"child_ignoring_term": 300}, {"touch": started}, {"hang": true}]});
+    fixture.enqueue("docs", &[("a".into(), steps)]);
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "start").is_some(), "{plan:?}");
+    wait_until("the worker recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    let worker = logged_pid(&log) as i32;
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    // The drain dies before it recorded its worker: only its session tells.
+    let drain: i32 = fixture.client().query_one("SELECT pid FROM runs", &[]).unwrap().get(0);
+    fixture.client().execute("UPDATE runs SET worker_pid = NULL, worker_start_time = NULL", &[]).unwrap();
+    signal(drain as u32, libc::SIGKILL);
+    wait_until("the drain to die", Duration::from_secs(10), || !pid_alive(drain));
+    assert!(!live_processes_with(6, drain).is_empty(), "the worker lives on in the drain's session");
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
+    wait_until("the worker group to be gone", Duration::from_secs(10), || {
+        live_processes_with(5, worker).is_empty() && live_processes_with(6, drain).is_empty()
+    });
+}
+
+#[test]
 fn a_crashed_run_of_a_drain_no_longer_configured_is_reaped_and_its_item_released() {
     let gone = "\n[[drain]]\nname = \"gone\"\ncommand = [\"FAKE_WORKER\"]\n";
     let fixture = Fixture::new(&config(gone), INSIDE);
