@@ -223,6 +223,9 @@ vocabulary! {
         RunCrashed = "run_crashed",
         RunFinished = "run_finished",
         RunHung = "run_hung",
+        /// A later `supervise` killed what a hung or crashed run left alive: its drain
+        /// process, worker group or session (docs/operations.md).
+        RunProcessesKilled = "run_processes_killed",
         RunStarted = "run_started",
         SourceScanned = "source_scanned",
         StagedResultCompleted = "staged_result_completed",
@@ -284,7 +287,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 37);
+        assert_eq!(EventKind::ALL.len(), 38);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());

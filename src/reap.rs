@@ -245,6 +245,119 @@ fn record_run_ended(
     Ok(())
 }
 
+/// How many recently ended runs a `supervise` pass looks at, at most, for processes left
+/// alive (see [`finish_ended_runs`]).
+const ENDED_RUNS_LIMIT: i64 = 50;
+
+/// A hung or crashed run ended less than this (plus the longest `item_timeout`) ago is
+/// looked at again; a drain that lives on fenced stops on its own within `item_timeout`.
+const ENDED_RUNS_MARGIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Finish the kill of runs of this host that were ended `hung` or `crashed` while
+/// something of theirs lives on — the drain process (same pid and start time), the
+/// recorded worker group, or a group in the drain's session — because the process that
+/// ended them died before it killed them (a `supervise` SIGKILLed between ending a hung
+/// run and signalling it), or the kill failed. Looks at the recent ones only (ended within
+/// the longest `item_timeout` plus an hour, at most 50). Each kill is recorded as a
+/// `run_processes_killed` event; a kill that fails as `kill_failed` (docs/operations.md).
+/// Returns how many runs had something to kill.
+pub fn finish_ended_runs(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &Clock,
+) -> Result<usize> {
+    let longest = config.drains.iter().map(|d| d.item_timeout).max().unwrap_or_default();
+    let since = crate::clock::earlier(clock.now(), longest.saturating_add(ENDED_RUNS_MARGIN));
+    let ended = runs::recently_ended_abnormally(client, &process::host_name(), since, ENDED_RUNS_LIMIT)?;
+    let mut killed = 0;
+    for run in ended.iter().filter(|run| is_this_hosts(run)) {
+        let start_time = run.process_start_time.map(|t| t as u64);
+        // Without its start time a live pid may be anyone's: the drain is left alone.
+        let drain = u32::try_from(run.pid)
+            .ok()
+            .filter(|pid| start_time.is_some() && process::is_process_alive(*pid, start_time));
+        let worker = run
+            .worker_pid
+            .and_then(|pid| u32::try_from(pid).ok())
+            .filter(|pid| process::is_recorded_group(*pid, run.worker_start_time.map(|t| t as u64)));
+        let worker_alive = match worker.map(process::group_is_alive).transpose() {
+            Ok(alive) => alive.unwrap_or(false),
+            Err(error) => {
+                let message = format!("run {}: cannot probe worker process group: {error}", run.id);
+                log::error!("{message}");
+                let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
+                record_event_or_log(client, outbox, &event, clock.now());
+                false
+            }
+        };
+        let session = u32::try_from(run.pid)
+            .map_or_else(|_| Vec::new(), |pid| process::orphaned_session_groups(pid, start_time));
+        if drain.is_none() && !worker_alive && session.is_empty() {
+            continue;
+        }
+        killed += 1;
+        let mut left = Vec::new();
+        if let Some(pid) = drain {
+            left.push(format!("drain process {pid}"));
+        }
+        if let (true, Some(pid)) = (worker_alive, worker) {
+            left.push(format!("worker process group {pid}"));
+        }
+        if !session.is_empty() {
+            left.push(format!("process group(s) {session:?} of its drain's session"));
+        }
+        let message = format!(
+            "run {} ({}) had ended, but its {} still ran: killed now",
+            run.id,
+            run.status,
+            left.join(", ")
+        );
+        log::warn!("{message}");
+        let event = Event::new(EventKind::RunProcessesKilled, message)
+            .drain(&run.drain)
+            .run(run.id)
+            .data(json!({ "drain_pid": drain, "worker_pid": worker.filter(|_| worker_alive), "session_groups": session }));
+        record_event(client, outbox, &event, clock.now())?;
+        kill_run_processes(client, outbox, config, run, drain.is_some(), clock.now());
+    }
+    Ok(killed)
+}
+
+/// Stop the run's drain process when `stop_drain` (checked against its start time, so a
+/// reused pid is never signalled: SIGTERM, SIGKILL after `kill_grace`), then what it left:
+/// its worker group and the groups of its session.
+pub fn kill_run_processes(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    run: &RunRow,
+    stop_drain: bool,
+    now: DateTime<Utc>,
+) {
+    if !is_this_hosts(run) {
+        return;
+    }
+    if let Ok(pid) = u32::try_from(run.pid) {
+        if stop_drain {
+            match process::terminate_process(
+                pid,
+                run.process_start_time.map(|t| t as u64),
+                config.defaults.kill_grace,
+            ) {
+                Ok(outcome) => log::info!("run {}: drain process {pid} {outcome:?}", run.id),
+                Err(error) => {
+                    let message = format!("run {}: could not stop drain process {pid}: {error}", run.id);
+                    log::error!("{message}");
+                    let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
+                    record_event_or_log(client, outbox, &event, now);
+                }
+            }
+        }
+    }
+    kill_left_worker(client, outbox, config, run, now);
+}
+
 /// A crashed pass may leave its worker running (it has its own process group): end the
 /// group, whether or not the worker's main process still lives — a child it started in
 /// the background lives on after it (docs/worker-contract.md, "Crashes are reaped"). The

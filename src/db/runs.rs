@@ -188,8 +188,10 @@ pub fn finish_run(
     idle_seconds: f64,
 ) -> Result<bool> {
     let updated = client.execute(
-        "UPDATE runs SET status = $2, note = $3, finished_at = $4, worker_pid = NULL,
-                worker_start_time = NULL, waiting_until = NULL, waiting_reason = NULL, idle_seconds = $5
+        "UPDATE runs SET status = $2, note = $3, finished_at = $4,
+                worker_pid = CASE WHEN $2 IN ('hung', 'crashed') THEN worker_pid END,
+                worker_start_time = CASE WHEN $2 IN ('hung', 'crashed') THEN worker_start_time END,
+                waiting_until = NULL, waiting_reason = NULL, idle_seconds = $5
           WHERE id = $1 AND status = 'running'",
         &[&run_id, &status, &note, &now, &idle_seconds],
     )?;
@@ -257,6 +259,26 @@ pub fn running_runs(client: &mut impl GenericClient, drain: Option<&str>) -> Res
            FROM runs WHERE status = 'running' AND ($1::text IS NULL OR drain = $1)
           ORDER BY id",
         &[&drain],
+    )?;
+    rows.iter().map(run_from_row).collect()
+}
+
+/// The runs of `host` ended `hung` or `crashed` at `since` or later, newest first, at most
+/// `limit`: those whose processes a later `supervise` may still have to kill (their worker
+/// stays recorded for it).
+pub fn recently_ended_abnormally(
+    client: &mut impl GenericClient,
+    host: &str,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<RunRow>> {
+    let rows = client.query(
+        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
+                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
+                finished_at, note, log_path, host_id, waiting_until, waiting_reason
+           FROM runs WHERE status IN ('hung', 'crashed') AND host = $1 AND finished_at >= $2
+          ORDER BY finished_at DESC, id DESC LIMIT $3",
+        &[&host, &since, &limit],
     )?;
     rows.iter().map(run_from_row).collect()
 }

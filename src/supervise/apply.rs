@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::db::drains::{clear_burst, ensure_drain};
-use crate::db::events::{record_event, record_event_or_log, Event, Outbox};
+use crate::db::events::{record_event, Event, Outbox};
 use crate::db::runs::RunRow;
 use crate::drain::log_file;
 use crate::error::{Error, Result};
@@ -170,7 +170,9 @@ fn expire_burst(
 }
 
 /// Mark a hung run `hung` and release its items (fencing refuses its late commits), then
-/// stop its worker group and its own process if they are on this host.
+/// stop its worker group and its own process if they are on this host, and what is left
+/// in its session. A pass that dies before it signalled them leaves that to the next pass
+/// (`reap::finish_ended_runs`).
 fn end_hung_run(
     client: &mut Client,
     outbox: &Outbox,
@@ -179,28 +181,9 @@ fn end_hung_run(
     run: &RunRow,
     reason: &str,
 ) -> Result<()> {
-    if crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, reason)?.is_none() {
-        return Ok(());
+    if crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, reason)?.is_some() {
+        crate::reap::kill_run_processes(client, outbox, config, run, true, clock.now());
     }
-    if !crate::reap::is_this_hosts(run) {
-        return Ok(());
-    }
-    let Ok(pid) = u32::try_from(run.pid) else { return Ok(()) };
-    match process::terminate_process(
-        pid,
-        run.process_start_time.map(|t| t as u64),
-        config.defaults.kill_grace,
-    ) {
-        Ok(outcome) => log::info!("hung run {}: drain process {pid} {outcome:?}", run.id),
-        Err(error) => {
-            let message = format!("hung run {}: could not stop drain process {pid}: {error}", run.id);
-            log::error!("{message}");
-            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
-            record_event_or_log(client, outbox, &event, clock.now());
-        }
-    }
-    // A worker the run had not recorded yet is still in the drain's session.
-    crate::reap::kill_orphaned_session(client, outbox, config, run, clock.now());
     Ok(())
 }
 

@@ -512,8 +512,8 @@ fn scan_sources(
     Ok(scans)
 }
 
-/// Apply the recovery decisions (reap crashed runs, end hung ones), release orphaned
-/// items, and refresh which drains have an available item when that changed anything.
+/// Finish killing what runs ended earlier left alive, apply the recovery decisions (reap
+/// crashed runs, end hung ones), release orphaned items, and refresh which drains have an available item when that changed anything.
 #[allow(clippy::too_many_arguments)]
 fn recover(
     client: &mut Client,
@@ -529,6 +529,13 @@ fn recover(
     // The running runs the decisions were made on are the ones they act on.
     let mut runs: Vec<RunRow> = snapshots.iter().flat_map(|s| s.runs.iter().map(|r| r.run.clone())).collect();
     runs.extend_from_slice(unconfigured);
+    // Runs ended earlier whose kill never finished (the pass that ended them died first).
+    let killed = crate::reap::finish_ended_runs(client, outbox, config, clock).unwrap_or_else(|error| {
+        failures.add(&error);
+        let what = format!("could not kill what ended runs left alive: {}", error.display_scrubbed());
+        record_failure(client, outbox, None, what, clock.now());
+        0
+    });
     apply_all(client, outbox, config, clock, &runs, decisions, fired_at, failures);
     let released =
         crate::reap::release_orphaned_items(client, outbox, config, clock, None).unwrap_or_else(|error| {
@@ -538,8 +545,9 @@ fn recover(
             0
         });
     let has_ended_runs = decisions.iter().any(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung));
-    if has_ended_runs || released > 0 {
-        // Items the ended runs held are pending again: see them before deciding starts.
+    if has_ended_runs || released > 0 || killed > 0 {
+        // Items the ended runs held (or a killed drain gave back) are pending again: see
+        // them before deciding starts.
         let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
         let available = drains_with_available_items(client, &names, clock.now())?;
         for snapshot in snapshots.iter_mut() {

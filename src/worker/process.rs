@@ -270,6 +270,15 @@ fn group_has_live_member(pgid: libc::pid_t) -> io::Result<bool> {
     Ok(has_live_member)
 }
 
+/// True while process group `pgid` has a member that is not a zombie; an error (EPERM)
+/// when it cannot be probed.
+pub fn group_is_alive(pgid: u32) -> io::Result<bool> {
+    match libc::pid_t::try_from(pgid) {
+        Ok(group) if group > 1 => group_has_live_member(group),
+        _ => Ok(false),
+    }
+}
+
 /// Poll until the group has no live member or `deadline` passes; true when it vanished.
 fn wait_for_group_to_vanish(pgid: libc::pid_t, deadline: Instant) -> io::Result<bool> {
     loop {

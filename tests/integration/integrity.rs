@@ -188,3 +188,40 @@ fn the_item_of_a_hung_run_is_started_again_in_the_same_supervise_pass() {
     });
     assert_eq!(fixture.item("docs", "a").1, 2);
 }
+
+#[test]
+fn a_hung_run_whose_drain_and_worker_outlived_the_pass_that_ended_it_is_killed_by_the_next() {
+    let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
+    let started = fixture.path("started");
+    let first_try = json!([{ "child_ignoring_term": 300 }, { "touch": started }, { "hang": true }]);
+    let branch = json!({ "path": started, "then": [{ "out": "result a" }], "else": first_try });
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "if_file": branch }])))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    let worker: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    // The pass that judged the run hung was killed after it ended the run and before it
+    // signalled anything: the drain (holding the only slot) and its worker run on.
+    fixture
+        .client()
+        .execute(
+            "UPDATE runs SET status = 'hung', note = 'hung', finished_at = $1::text::timestamptz",
+            &[&INSIDE],
+        )
+        .unwrap();
+    let plan = supervise(fixture.drainctl(&["supervise", "--json"]));
+    wait_until("the drain to be killed", Duration::from_secs(10), || !pid_alive(pass.id() as i32));
+    let _ = finished(pass.wait_with_output().unwrap());
+    assert!(live_processes_with(5, worker).is_empty(), "the worker group lives on");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_processes_killed'"), 1);
+    // The item, given back, starts in the freed slot in the same pass.
+    assert!(has_action(&plan, "start"), "{plan:?}");
+    wait_until("the started drain to finish a", Duration::from_secs(30), || {
+        fixture.item("docs", "a").0 == "done"
+    });
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'lock_skipped'"), 0);
+    // Nothing is left for the pass after.
+    supervise(fixture.drainctl(&["supervise", "--json"]));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_processes_killed'"), 1);
+}
