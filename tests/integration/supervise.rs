@@ -376,6 +376,32 @@ fn a_crashed_runs_worker_group_is_killed_after_its_main_process_ended() {
 }
 
 #[test]
+fn a_hung_runs_worker_group_is_killed_after_its_main_process_died() {
+    let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
+    let started = fixture.path("started");
+    let steps = json!({"steps": [{"child_ignoring_term": 300}, {"touch": started}, {"hang": true}]});
+    fixture.enqueue("docs", &[("a".into(), steps)]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    let worker: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    // The drain is frozen and the worker's main process dies: only its child is left.
+    signal(pass.id(), libc::SIGSTOP);
+    signal(worker as u32, libc::SIGKILL);
+    wait_until("the worker's main process to die", Duration::from_secs(10), || !pid_alive(worker));
+    assert!(!live_processes_with(5, worker).is_empty(), "the worker's child lives on in its group");
+    fixture.set_now("2026-11-26T21:16:00Z");
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "kill_hung").is_some(), "{plan:?}");
+    let _ = finished(pass.wait_with_output().unwrap());
+    wait_until("the worker group to be gone", Duration::from_secs(10), || {
+        live_processes_with(5, worker).is_empty()
+    });
+}
+
+#[test]
 fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_recorded() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let (log, started) = (fixture.path("log"), fixture.path("started"));
