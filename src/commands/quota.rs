@@ -98,6 +98,10 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
             format!("server error (retried with backoff, not a quota hit)\n  matched: {matched_line}"),
             json!({ "outcome": "server_error", "matched_line": matched_line }),
         ),
+        Outcome::NoAnswer { error } => Report::new(
+            format!("no answer: a failure, retried with backoff (not a quota hit)\n  error:   {error}"),
+            json!({ "outcome": "no_answer", "error": error }),
+        ),
         Outcome::Other => {
             Report::new("no quota hit and no server error recognised", json!({ "outcome": "other" }))
         }

@@ -272,6 +272,10 @@ impl Pass<'_> {
                 )?;
                 Ok(ItemEnd::Settled)
             }
+            Outcome::NoAnswer { error } => {
+                self.fail(item, &report, AttemptOutcome::Transient, &error, now)?;
+                Ok(ItemEnd::Settled)
+            }
             Outcome::Other => {
                 let (kind, error) = describe_failure(&report, self.drain);
                 self.fail(item, &report, kind, &error, now)?;

@@ -14,11 +14,13 @@
 //! The parts: `clean` turns raw bytes into cleaned lines, `patterns` holds the built-in
 //! shapes, `prose` tells a limit message from a sentence about limits, `reset` reads
 //! relative resets, epochs and headers, `clock` reads absolute times, dates and zones, and
-//! `waits` reads the waits a client announces before retrying by itself.
+//! `waits` reads the waits a client announces before retrying by itself, `empty_answer`
+//! tells a gemini-cli exit 0 without an answer.
 //! How a worker's output is judged, for users: docs/rate-limits.md.
 
 mod clean;
 mod clock;
+mod empty_answer;
 pub(crate) mod patterns;
 mod prose;
 #[cfg(test)]
@@ -104,7 +106,14 @@ impl FromStr for Profile {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
     QuotaHit(QuotaHit),
-    ServerError { matched_line: String },
+    ServerError {
+        matched_line: String,
+    },
+    /// The worker exited 0 without an answer and reported an error beside it (gemini-cli
+    /// on an empty or malformed reply): a transient failure with that `error`.
+    NoAnswer {
+        error: String,
+    },
     Other,
 }
 
@@ -173,6 +182,27 @@ impl Classifier {
     /// its prompt on stderr) is the item's content, never the client's message
     /// (docs/rate-limits.md, "How the output is read").
     pub(crate) fn classify_given(
+        &self,
+        input: &[u8],
+        stdout: &[u8],
+        stderr: &[u8],
+        exit_code: Option<i32>,
+        now: DateTime<Utc>,
+        zone: Tz,
+    ) -> Outcome {
+        let outcome = self.classify_output(input, stdout, stderr, exit_code, now, zone);
+        if outcome != Outcome::Other || exit_code != Some(0) || self.profile != Profile::Gemini {
+            return outcome;
+        }
+        // gemini-cli exits 0 without an answer on an empty or malformed reply
+        // (docs/rate-limits.md, "How the output is read").
+        match empty_answer::gemini_failed_answer(stdout, stderr) {
+            Some(error) => Outcome::NoAnswer { error },
+            None => outcome,
+        }
+    }
+
+    fn classify_output(
         &self,
         input: &[u8],
         stdout: &[u8],

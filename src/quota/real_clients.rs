@@ -73,6 +73,7 @@ fn mismatch(dir: &Path) -> Option<String> {
         ("server_error", Outcome::ServerError { .. }) => true,
         ("success", Outcome::Other) => meta.exit_code == Some(0),
         ("failure", Outcome::Other) => meta.exit_code != Some(0),
+        ("failure", Outcome::NoAnswer { .. }) => meta.exit_code == Some(0),
         _ => false,
     };
     (!matches).then(|| {

@@ -98,3 +98,31 @@ fn a_zone_less_wall_clock_reset_is_read_in_the_worker_tz() {
     // 18:44 in New York (UTC-5), not in the configured Paris, plus the minute's margin.
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T23:45:00Z");
 }
+
+#[test]
+fn gemini_exiting_0_without_an_answer_is_a_transient_failure_not_done() {
+    let fixture = Fixture::new(&config("2m", "retry_backoff = { base = \"10s\", max = \"10s\" }\n"), NOW);
+    let error = "Model stream ended without a finish reason.";
+    let text_mode = json!({ "steps": [{ "err": "Ripgrep is not available. Falling back to GrepTool." }, { "err": format!("[ERROR] {error}") }] });
+    let json_mode = json!({ "steps": [{ "out": serde_json::to_string_pretty(&json!({
+        "session_id": "34c20603-1b94-42fa-8145-6798ce6e6411",
+        "response": "",
+        "stats": { "models": { "gemini-2.5-pro": { "api": {
+            "totalRequests": 1, "totalErrors": 1, "totalLatencyMs": 41, "errorsByType": { "NO_FINISH_REASON": 1 }
+        } } } },
+        "error": { "type": "INVALID_STREAM", "message": error },
+    })).unwrap() }] });
+    let answered =
+        json!({ "steps": [{ "out": "The item is summarised." }, { "err": format!("[ERROR] {error}") }] });
+    fixture.enqueue(
+        "alpha",
+        &[("text".into(), text_mode), ("json".into(), json_mode), ("answered".into(), answered)],
+    );
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    for key in ["text", "json"] {
+        let (state, attempts, last_error) = fixture.item("alpha", key);
+        assert_eq!((state.as_str(), attempts, last_error.as_deref()), ("pending", 1, Some(error)), "{key}");
+    }
+    assert_eq!(fixture.item("alpha", "answered").0, "done");
+    assert_eq!(attempt_outcomes(&fixture), ["transient", "transient", "done"]);
+}

@@ -1,0 +1,191 @@
+//! gemini-cli answering with nothing: on an empty or malformed HTTP 200 (a stream without
+//! a finish reason, a blocked or empty answer) it exits 0 without an answer and reports
+//! the error beside it — `[ERROR] Model stream ended without a finish reason.` on stderr
+//! in text mode, `"response": ""` with an `"error"` object or errors counted in its
+//! `stats` in `--output-format json`, a `result` with `"status": "error"` in
+//! `stream-json`. Such a run is a failed attempt, never a success
+//! (docs/rate-limits.md, "How the output is read").
+
+use serde_json::Value;
+
+/// The error of a gemini-cli run that exited 0 without an answer; `None` for any run
+/// that has one (however it reads).
+pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stdout);
+    let text = text.trim();
+    if text.is_empty() {
+        return String::from_utf8_lossy(stderr)
+            .lines()
+            .rev()
+            .find_map(|line| line.trim().strip_prefix("[ERROR]").map(str::trim).map(str::to_string))
+            .filter(|error| !error.is_empty());
+    }
+    if let Ok(Value::Object(answer)) = serde_json::from_str::<Value>(text) {
+        return json_failed_answer(&answer);
+    }
+    stream_failed_answer(text)
+}
+
+/// `--output-format json`: an empty `response` with an `error` or errors in `stats`.
+fn json_failed_answer(answer: &serde_json::Map<String, Value>) -> Option<String> {
+    let response = answer.get("response")?.as_str()?;
+    if !response.trim().is_empty() {
+        return None;
+    }
+    if let Some(error) = answer.get("error").filter(|error| !error.is_null()) {
+        let message = error.get("message").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+        return Some(if message.is_empty() {
+            format!("gemini answered nothing: {error}")
+        } else {
+            message.into()
+        });
+    }
+    let mut types: Vec<&str> = Vec::new();
+    let mut errors = 0;
+    for model in answer.get("stats")?.get("models")?.as_object()?.values() {
+        let Some(api) = model.get("api") else { continue };
+        errors += api.get("totalErrors").and_then(Value::as_u64).unwrap_or(0);
+        if let Some(by_type) = api.get("errorsByType").and_then(Value::as_object) {
+            types.extend(by_type.keys().map(String::as_str));
+        }
+    }
+    (errors > 0).then(|| match types.is_empty() {
+        true => format!("gemini answered nothing ({errors} errors reported)"),
+        false => format!("gemini answered nothing ({errors} errors reported: {})", types.join(", ")),
+    })
+}
+
+/// `--output-format stream-json`: a `result` with `"status": "error"` and no assistant
+/// text before it; the error is the last `error` event's message.
+fn stream_failed_answer(text: &str) -> Option<String> {
+    let events: Vec<Value> = text.lines().filter_map(|line| serde_json::from_str(line.trim()).ok()).collect();
+    let kind = |event: &Value| event.get("type").and_then(Value::as_str).map(str::to_string);
+    let result = events.iter().rev().find(|event| kind(event).as_deref() == Some("result"))?;
+    if result.get("status").and_then(Value::as_str) != Some("error") {
+        return None;
+    }
+    let answered = events.iter().any(|event| {
+        kind(event).as_deref() == Some("message")
+            && event.get("role").and_then(Value::as_str) == Some("assistant")
+            && event.get("content").and_then(Value::as_str).is_some_and(|content| !content.trim().is_empty())
+    });
+    if answered {
+        return None;
+    }
+    let message = events
+        .iter()
+        .rev()
+        .filter(|event| kind(event).as_deref() == Some("error"))
+        .find_map(|event| event.get("message").and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|message| !message.is_empty());
+    Some(message.map_or_else(|| "gemini answered nothing (its result says error)".into(), str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NO_FINISH: &str = "Model stream ended without a finish reason.";
+
+    /// stderr of gemini-cli 0.61.0 `-p` as captured before its `[ERROR]` line.
+    const BANNER: &str = "Warning: Basic terminal detected (TERM=dumb). Visual rendering will be limited. For the best experience, use a terminal emulator with truecolor support.\n\
+        Warning: 256-color support not detected. Using a terminal with at least 256-color support is recommended for a better visual experience.\n\
+        Ripgrep is not available. Falling back to GrepTool.\n";
+
+    /// gemini-cli 0.61.0 `--output-format json` (its `JsonFormatter`) for `response`,
+    /// with `error` and one counted error of `error_type` when given.
+    fn json_answer(response: &str, error: Option<&str>, error_type: Option<&str>) -> String {
+        let errors_by_type = error_type.map_or(json!({}), |kind| json!({ kind: 1 }));
+        let total_errors = u64::from(error_type.is_some());
+        let mut answer = json!({
+            "session_id": "34c20603-1b94-42fa-8145-6798ce6e6411",
+            "response": response,
+            "stats": {
+                "models": { "gemini-2.5-pro": {
+                    "api": { "totalRequests": 1, "totalErrors": total_errors, "totalLatencyMs": 41, "errorsByType": errors_by_type },
+                    "tokens": { "input": 0, "prompt": 0, "candidates": 0, "total": 0, "cached": 0, "thoughts": 0, "tool": 0 },
+                    "roles": {}
+                } },
+                "tools": { "totalCalls": 0, "totalSuccess": 0, "totalFail": 0, "totalDurationMs": 0,
+                    "totalDecisions": { "accept": 0, "reject": 0, "modify": 0, "auto_accept": 0 }, "byName": {} },
+                "files": { "totalLinesAdded": 0, "totalLinesRemoved": 0 }
+            }
+        });
+        if let Some(message) = error {
+            answer["error"] = json!({ "type": "INVALID_STREAM", "message": message });
+        }
+        serde_json::to_string_pretty(&answer).unwrap()
+    }
+
+    #[test]
+    fn text_mode_without_an_answer_fails_with_its_error_line() {
+        let stderr = format!("{BANNER}[ERROR] {NO_FINISH}\n");
+        assert_eq!(gemini_failed_answer(b"", stderr.as_bytes()).as_deref(), Some(NO_FINISH));
+        assert_eq!(gemini_failed_answer(b"\n", stderr.as_bytes()).as_deref(), Some(NO_FINISH));
+        // An answer is an answer, whatever stderr says; no error line, nothing to report.
+        assert_eq!(gemini_failed_answer(b"The item is summarised.\n", stderr.as_bytes()), None);
+        assert_eq!(gemini_failed_answer(b"", BANNER.as_bytes()), None);
+    }
+
+    #[test]
+    fn json_mode_with_an_empty_response_and_errors_fails() {
+        let with_error = json_answer("", Some(NO_FINISH), Some("NO_FINISH_REASON"));
+        assert_eq!(gemini_failed_answer(with_error.as_bytes(), b"").as_deref(), Some(NO_FINISH));
+        let counted_only = json_answer("", None, Some("NO_FINISH_REASON"));
+        assert_eq!(
+            gemini_failed_answer(counted_only.as_bytes(), b"").as_deref(),
+            Some("gemini answered nothing (1 errors reported: NO_FINISH_REASON)")
+        );
+        // An answer, or an empty one nobody reported an error for, is left alone.
+        let answered = json_answer("The item is summarised.", None, Some("NO_FINISH_REASON"));
+        assert_eq!(gemini_failed_answer(answered.as_bytes(), b""), None);
+        assert_eq!(gemini_failed_answer(json_answer("", None, None).as_bytes(), b""), None);
+        assert_eq!(gemini_failed_answer(br#"{"result": ""}"#, b""), None);
+    }
+
+    #[test]
+    fn stream_json_mode_with_an_error_result_and_no_answer_fails() {
+        let stream = format!(
+            "{}\n{}\n{}\n",
+            r#"{"type":"init","timestamp":"2026-12-02T03:42:59.788Z","session_id":"3bf93f84","model":"gemini-2.5-pro"}"#,
+            json!({"type": "error", "timestamp": "2026-12-02T03:43:00.140Z", "severity": "error", "message": NO_FINISH}),
+            r#"{"type":"result","timestamp":"2026-12-02T03:43:00.447Z","status":"error","stats":{"total_tokens":0}}"#,
+        );
+        assert_eq!(gemini_failed_answer(stream.as_bytes(), b"").as_deref(), Some(NO_FINISH));
+    }
+
+    #[test]
+    fn every_captured_success_has_its_answer() {
+        for dir in crate::fixtures::folders("real-clients") {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("gemini-") || !name.contains("success") {
+                continue;
+            }
+            let stdout = std::fs::read(dir.join("stdout")).unwrap();
+            let stderr = std::fs::read(dir.join("stderr")).unwrap();
+            assert_eq!(gemini_failed_answer(&stdout, &stderr), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_the_gemini_profile_reads_an_exit_0_without_an_answer_as_a_failure() {
+        use crate::quota::{Classifier, Outcome, Profile};
+        let now = chrono::Utc::now();
+        let stderr = format!("{BANNER}[ERROR] {NO_FINISH}\n");
+        let classify = |profile, exit_code| {
+            Classifier::new(profile, &[], &[]).classify(
+                b"",
+                stderr.as_bytes(),
+                exit_code,
+                now,
+                chrono_tz::UTC,
+            )
+        };
+        assert_eq!(classify(Profile::Gemini, Some(0)), Outcome::NoAnswer { error: NO_FINISH.into() });
+        assert_eq!(classify(Profile::Claude, Some(0)), Outcome::Other);
+        assert_eq!(classify(Profile::Gemini, Some(1)), Outcome::Other);
+    }
+}
