@@ -557,13 +557,8 @@ fn tail(bytes: &[u8], max: usize) -> &[u8] {
 
 /// The outcome kind and error text of a failed attempt.
 fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutcome, String) {
-    // The error is stored as text: a NUL the worker printed must not fail its record.
-    let stderr = String::from_utf8_lossy(&report.stderr_tail);
-    let last_line = crate::db::storable_text(&stderr)
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .map(|line| line.trim().chars().take(300).collect::<String>());
+    // The line that says what went wrong (docs/worker-contract.md).
+    let last_line = super::failure_line::failure_line(&report.stdout_tail, &report.stderr_tail);
     let with_stderr = |text: String| match &last_line {
         Some(line) => format!("{text}: {line}"),
         None => text,

@@ -30,6 +30,7 @@
 //! a reset inside the pass, `recorder` records what a running worker reports and
 //! `reconnect` opens a new session when the server ended the pass's own.
 
+mod failure_line;
 mod item;
 pub(crate) use item::worker_input;
 pub mod log_file;

@@ -1,0 +1,132 @@
+//! The line of a failed run's output that says what went wrong, for the item's error
+//! (docs/worker-contract.md, "How an outcome is classified"): the last stderr line that
+//! is not noise, else the last stdout line that is not (`claude -p` prints its errors on
+//! stdout). Noise is what a client prints after its message: a bare number (codex's
+//! `tokens used` count, with that label), `[object Object]`, a stack frame, a brace, a
+//! field of a dumped object holding no words (`status: 429`, `reason: undefined,`).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::quota::patterns::compile;
+
+/// The error text is cut to this many characters.
+pub(super) const MAX_CHARS: usize = 300;
+
+/// `at f (file:///…:12:5)`, `at process.processTicksAndRejections (node:internal/…)`.
+static STACK_FRAME: LazyLock<Regex> = LazyLock::new(|| compile(r"^at\s+\S.*(?:\)|:\d+:\d+)$"));
+
+/// A field of a dumped object whose value holds no words: `status: 429`, `cause: {`,
+/// `reason: 'API_KEY_INVALID',`, `"code": 429`, `details: [ [Object], [Object] ]`.
+static DUMPED_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?x)^
+          (?: ["']?[@A-Za-z_$][\w$@.-]*["']? ) \s*:\s*
+          (?: undefined | null | true | false | -?\d[\d.,_]* | [\[{] | \{\} | \[(?:Object|Array)\]
+            | \[ (?: \s* \[(?:Object|Array)\] \s* ,? )* \s* \]
+            | '[^\s']*' | "[^\s"]*" )
+          \s*,?$"#,
+    )
+});
+
+/// A word or two of letters: the label of the number printed on the line after it
+/// (codex's `tokens used`).
+static NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| compile(r"^[A-Za-z]+(?: [A-Za-z]+){0,2}:?$"));
+
+/// The line of a failed run's output that says what went wrong, trimmed and cut to
+/// [`MAX_CHARS`]; `None` when neither stream has one.
+pub(super) fn failure_line(stdout: &[u8], stderr: &[u8]) -> Option<String> {
+    telling_line(stderr).or_else(|| telling_line(stdout)).map(|line| line.chars().take(MAX_CHARS).collect())
+}
+
+/// The last line of `bytes` that is not noise.
+fn telling_line(bytes: &[u8]) -> Option<String> {
+    // The error is stored as text: a NUL the worker printed must not fail its record.
+    let text = String::from_utf8_lossy(bytes);
+    let text = crate::db::storable_text(&text);
+    let mut after_number = false;
+    for line in text.lines().rev().map(str::trim).filter(|line| !line.is_empty()) {
+        let is_number = !line.chars().any(char::is_alphabetic);
+        if is_number || is_noise(line) || (after_number && NUMBER_LABEL.is_match(line)) {
+            after_number = is_number && line.chars().any(|c| c.is_ascii_digit());
+            continue;
+        }
+        return Some(line.to_string());
+    }
+    None
+}
+
+fn is_noise(line: &str) -> bool {
+    line.contains("[object Object]") || STACK_FRAME.is_match(line) || DUMPED_FIELD.is_match(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> (Vec<u8>, Vec<u8>) {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-clients").join(name);
+        (std::fs::read(dir.join("stdout")).unwrap(), std::fs::read(dir.join("stderr")).unwrap())
+    }
+
+    fn line_of(name: &str) -> String {
+        let (stdout, stderr) = fixture(name);
+        failure_line(&stdout, &stderr).unwrap_or_else(|| panic!("{name}: no line"))
+    }
+
+    #[test]
+    fn claude_text_prints_its_error_on_stdout() {
+        assert_eq!(line_of("claude-text-credit"), "Credit balance is too low");
+        assert!(
+            line_of("claude-text-server-500").starts_with("API Error: 500"),
+            "{}",
+            line_of("claude-text-server-500")
+        );
+        assert_eq!(
+            failure_line(b"Invalid API key \xc2\xb7 Fix external API key\n", b"").as_deref(),
+            Some("Invalid API key · Fix external API key")
+        );
+    }
+
+    #[test]
+    fn gemini_errors_are_read_above_its_object_dump() {
+        let line = line_of("gemini-text-credit");
+        assert!(line.contains("Quota exceeded for metric"), "{line}");
+        let line = line_of("gemini-stream-json-server-503");
+        assert_eq!(line, "message: 'The model is overloaded. Please try again later.',");
+        let line = line_of("gemini-json-credit");
+        assert!(line.starts_with(r#""message": "You exceeded your current quota"#), "{line}");
+        // An invalid key, as gemini-cli 0.61.0 dumps it.
+        let stderr = "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error.json ApiError: API key not valid.\n    at classifyGoogleError (file:///x/chunk-JDPZ4CE3.js:307307:12)\n    at async main (file:///x/gemini-3HFX2LNT.js:17627:5) {\n  cause: {\n    code: 400,\n    message: 'API key not valid. Please pass a valid API key.',\n    details: [ [Object], [Object] ]\n  },\n  reason: 'API_KEY_INVALID',\n  status: 400\n}\nAn unexpected critical error occurred:[object Object]\n";
+        assert_eq!(
+            failure_line(b"", stderr.as_bytes()).as_deref(),
+            Some("message: 'API key not valid. Please pass a valid API key.',")
+        );
+    }
+
+    #[test]
+    fn codex_token_count_is_not_the_error() {
+        let stderr = "ERROR: Your input exceeds the context window of this model. Please adjust your input and try again.\ntokens used\n0\n";
+        assert_eq!(
+            failure_line(b"", stderr.as_bytes()).as_deref(),
+            Some("ERROR: Your input exceeds the context window of this model. Please adjust your input and try again.")
+        );
+        let line = line_of("codex-text-credit");
+        assert_eq!(line, "ERROR: Quota exceeded. Check your plan and billing details.");
+    }
+
+    #[test]
+    fn a_plain_last_line_is_kept_and_cut() {
+        assert_eq!(
+            failure_line(b"partial result\n", b"fatal: cannot open x\n").as_deref(),
+            Some("fatal: cannot open x")
+        );
+        assert_eq!(failure_line(b"", b"Error: ECONNREFUSED\n").as_deref(), Some("Error: ECONNREFUSED"));
+        assert_eq!(failure_line(b"", b"").as_deref(), None);
+        assert_eq!(failure_line(b"42\n", b"}\n").as_deref(), None);
+        let long = "x".repeat(1000);
+        assert_eq!(failure_line(b"", long.as_bytes()).map(|line| line.chars().count()), Some(MAX_CHARS));
+    }
+}
