@@ -51,6 +51,18 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     let command = drain.map(|drain| drain.command.as_slice()).unwrap_or_default();
     let input = crate::drain::worker_input(&payload, command);
     let outcome = classifier.classify_given(&input, &output, &[], args.exit_code, now, zone);
+    // A drain stops a client announcing a wait longer than a minute (or than its
+    // item_timeout) and counts a quota hit: docs/rate-limits.md, "Clients that wait for
+    // the reset".
+    let limit = drain.map_or(crate::worker::MAX_CLIENT_WAIT, |drain| {
+        crate::worker::MAX_CLIENT_WAIT.min(drain.item_timeout)
+    });
+    let outcome = match crate::quota::long_announced_wait(&output, limit) {
+        Some((line, wait)) => {
+            Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, &line, wait, now, zone))
+        }
+        None => outcome,
+    };
     Ok(describe(&outcome, now, zone, config.defaults.backoff_policy()))
 }
 

@@ -82,6 +82,25 @@ pub(crate) fn announced_wait(line: &str, before: &[String]) -> Option<Duration> 
     Duration::try_from_secs_f64(amount * seconds_per_unit).ok()
 }
 
+/// The first wait longer than `limit` announced in a captured `output`, with its line:
+/// the output read line by line as the worker runner reads a running client's stream,
+/// each line with the [`crate::worker::CLIENT_WAIT_CONTEXT_LINES`] lines before it
+/// (`drainctl quota test`; docs/rate-limits.md, "Clients that wait for the reset").
+pub(crate) fn long_announced_wait(output: &[u8], limit: Duration) -> Option<(String, Duration)> {
+    let text = String::from_utf8_lossy(output);
+    let mut recent: Vec<String> = Vec::new();
+    for line in text.split('\n') {
+        if let Some(wait) = announced_wait(line, &recent).filter(|wait| *wait > limit) {
+            return Some((line.trim().to_string(), wait));
+        }
+        if recent.len() == crate::worker::CLIENT_WAIT_CONTEXT_LINES {
+            recent.remove(0);
+        }
+        recent.push(line.trim().to_string());
+    }
+    None
+}
+
 /// The quota hit for a client stopped while it announced a `wait` (on `line`) before
 /// retrying: the output's own limit message and reset when it states one, else the reset
 /// the announcing line itself states (gemini-cli quotes "Your quota will reset after

@@ -224,6 +224,48 @@ fn quota_test_reads_the_output_as_the_named_drain_does() {
     assert!(missing.stderr.contains("--input /nonexistent/payload: cannot be read"), "{}", missing.stderr);
 }
 
+#[test]
+fn quota_test_stops_a_client_announcing_a_long_wait_as_a_drain_does() {
+    // Captured runs of gemini-cli that a drain stopped while they announced a wait of
+    // hours and of four minutes: quota hits with the reset the drain reads.
+    for (name, now, reset) in [
+        ("gemini-text-capacity-exhausted", "2026-12-02T03:42:08Z", "2026-12-02T12:26:15Z"),
+        ("gemini-text-long-retry", "2026-12-02T03:42:09Z", "2026-12-02T03:46:09Z"),
+    ] {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-clients").join(name);
+        let mut output = std::fs::read(dir.join("stdout")).unwrap();
+        output.extend(std::fs::read(dir.join("stderr")).unwrap());
+        let result =
+            Drainctl::new(&["quota", "test", "--profile", "gemini", "--tz", "UTC", "--now", now, "--json"])
+                .stdin(output)
+                .run();
+        result.assert_code(0);
+        let json = result.json();
+        assert_eq!(
+            (&json["outcome"], &json["reset"]),
+            (&json!("quota_hit"), &json!(reset)),
+            "{name}: {json}"
+        );
+    }
+    // A wait the client is left to sit through is no hit, unless the drain's
+    // item_timeout is shorter than it.
+    let short = "Attempt 1 failed with status 429. Too many requests.\nRetrying in 30 seconds...\n";
+    let result =
+        Drainctl::new(&["quota", "test", "--profile", "gemini", "--now", NOW, "--json"]).stdin(short).run();
+    assert_eq!(result.json()["outcome"], "other", "{}", result.stdout);
+    let config = "[[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\"]\nquota_profile = \"gemini\"\nitem_timeout = \"20s\"\n";
+    let fixture = Fixture::new(config, NOW);
+    let result =
+        fixture.drainctl(&["quota", "test", "--drain", "alpha", "--now", NOW, "--json"]).stdin(short).run();
+    let json = result.json();
+    assert_eq!(
+        (&json["outcome"], &json["reset"]),
+        (&json!("quota_hit"), &json!("2026-11-27T10:00:30Z")),
+        "{json}"
+    );
+}
+
 /// The rules of the `backoff_set` events, in order.
 fn backoff_rules(fixture: &Fixture) -> Vec<String> {
     fixture.column("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id")
