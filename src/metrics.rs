@@ -233,6 +233,8 @@ impl DrainFamilies {
             counts.pending + counts.running,
             drain.concurrency,
             burst_until,
+            // Neither backoff nor daily budget: the gauge is the throughput's verdict.
+            None,
             now,
         );
         if let Some(rate) = forecast.items_per_hour {

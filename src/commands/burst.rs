@@ -19,6 +19,7 @@ use crate::duration::format_relative;
 use crate::error::{Error, Result};
 use crate::model::EventKind;
 use crate::output::{local_time as local, table, Report};
+use crate::schedule::forecast::HoldReason;
 use crate::schedule::when::{check_deadline, parse_when, WhenError};
 
 pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<Report> {
@@ -87,26 +88,33 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         Ok((previous, controls.is_paused()))
     })?;
     // A paused drain is not started, burst or not (docs/operations.md, "Pause and resume").
-    // Nor is one whose quota group backs off: the burst waits for the reset
-    // (docs/operations.md, "Burst").
-    let backoff_until = crate::commands::status::status_view(&mut ctx.client, &ctx.config, now)?
+    // Nor is one whose quota group backs off, or whose daily cost budget is spent: the
+    // burst waits for the reset or the budget's next day (docs/operations.md, "Burst").
+    let drain = crate::commands::status::status_view(&mut ctx.client, &ctx.config, now)?
         .drains
         .into_iter()
-        .find(|drain| drain.drain == name)
-        .and_then(|drain| drain.backoff_until)
-        .filter(|until| *until > now);
-    let start = match backoff_until {
+        .find(|drain| drain.drain == name);
+    let backoff_until = drain.as_ref().and_then(|drain| drain.backoff_until).filter(|until| *until > now);
+    // The hold that ends last, as the burst's forecast counts it.
+    let hold =
+        drain.as_ref().and_then(|drain| drain.forecast.burst_held_until.zip(drain.forecast.burst_held_by));
+    let budget_spent_until =
+        drain.as_ref().and_then(|drain| drain.budget_spent_until()).filter(|until| *until > now);
+    let start = match hold {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
-        Some(until) if until >= deadline => format!(
-            "its quota group backs off until {} ({}), after the burst's end: no pass starts during this burst",
-            local(until, zone),
-            format_relative(until - now)
-        ),
-        Some(until) => format!(
-            "its quota group backs off until {} ({}): the first supervise pass after that starts it",
-            local(until, zone),
-            format_relative(until - now)
-        ),
+        Some((until, reason)) => {
+            let what = match reason {
+                HoldReason::Backoff => "its quota group backs off",
+                HoldReason::DailyBudget => "its daily cost budget (max_cost_per_day) is spent",
+            };
+            let then = if until >= deadline {
+                "after the burst's end: no pass starts during this burst"
+            } else {
+                "the first supervise pass after that starts it"
+            };
+            let joint = if until >= deadline { ", " } else { ": " };
+            format!("{what} until {} ({}){joint}{then}", local(until, zone), format_relative(until - now))
+        }
         None => "the next supervise pass starts it if idle".to_string(),
     };
     let human = format!(
@@ -124,6 +132,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             "note": args.note,
             "paused": is_paused,
             "backoff_until": backoff_until,
+            "daily_budget_spent_until": budget_spent_until,
         }),
     ))
 }

@@ -384,14 +384,26 @@ fn decide_drain(
     let window_closes = drain.window.as_ref().and_then(|window| window.closes_at(now, zone));
     let last_started_at =
         snapshot.last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
+    let (backoff_until, backoff_reason) = wait.unzip();
+    let cost_today_usd = snapshot.cost_today.get(&drain.name).copied();
+    let budget_day_ends_at = drain.max_cost_per_day.map(|_| crate::usage::budget_day(now, zone).1);
+    let budget_spent =
+        matches!((drain.max_cost_per_day, cost_today_usd), (Some(max), Some(spent)) if spent >= max);
+    // A burst's drain works only once its backoff is over and its daily budget starts
+    // afresh (docs/operations.md, "Status").
+    let hold = crate::schedule::forecast::Hold::latest(
+        backoff_until,
+        budget_day_ends_at.filter(|_| budget_spent),
+        now,
+    );
     let forecast = crate::schedule::forecast::forecast(
         snapshot.histories.get(&drain.name).copied().unwrap_or_default(),
         counts.pending + counts.running,
         drain.concurrency,
         burst_until,
+        hold,
         now,
     );
-    let (backoff_until, backoff_reason) = wait.unzip();
     DrainView {
         drain: drain.name.clone(),
         state,
@@ -425,8 +437,18 @@ fn decide_drain(
         usage: UsageView::of(snapshot.usage_24h.get(&drain.name), snapshot.usage_7d.get(&drain.name)),
         max_cost_per_pass: drain.max_cost_per_pass,
         max_cost_per_day: drain.max_cost_per_day,
-        cost_today_usd: snapshot.cost_today.get(&drain.name).copied(),
-        budget_day_ends_at: drain.max_cost_per_day.map(|_| crate::usage::budget_day(now, zone).1),
+        cost_today_usd,
+        budget_day_ends_at,
+    }
+}
+
+impl DrainView {
+    /// With `max_cost_per_day` spent for today: when the budget's day ends.
+    pub(crate) fn budget_spent_until(&self) -> Option<DateTime<Utc>> {
+        match (self.max_cost_per_day, self.cost_today_usd) {
+            (Some(max), Some(spent)) if spent >= max => self.budget_day_ends_at,
+            _ => None,
+        }
     }
 }
 
@@ -553,6 +575,9 @@ fn drain_rows(view: &StatusView, zone: Tz) -> (Vec<Vec<String>>, Vec<String>) {
         forecast_lines.push(format!("  {}: {}", drain.drain, drain.forecast.describe()));
         if let Some(burst) = drain.forecast.describe_burst() {
             forecast_lines.push(format!("  {}: {burst}", drain.drain));
+        }
+        if let Some(hold) = drain.forecast.describe_burst_hold(zone) {
+            forecast_lines.push(format!("  {}: {hold}", drain.drain));
         }
         let notes = drain_notes(drain, now, zone);
         rows.push(vec![

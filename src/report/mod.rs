@@ -233,7 +233,9 @@ fn backlog_points(spans: &[BacklogSpan], steps: usize) -> Vec<i64> {
 
 /// Where the forecast line from now ends during a burst: when the backlog empties at the
 /// forecast's rate, if that is before `deadline`, else at the deadline with what is left
-/// then. None without an estimate (no recent pass, or none that finished an item).
+/// then. The drain works only from the end of the forecast's hold (a backoff, a spent
+/// daily budget; docs/operations.md, "Status"): held past the deadline, the whole backlog
+/// is left. None without an estimate (no recent pass, or none that finished an item).
 fn forecast_line_end(
     forecast: &Forecast,
     now: DateTime<Utc>,
@@ -241,9 +243,14 @@ fn forecast_line_end(
 ) -> Option<(DateTime<Utc>, f64)> {
     let needed = forecast.seconds_to_empty?;
     let backlog = forecast.backlog as f64;
-    let left = (deadline - now).num_milliseconds() as f64 / 1000.0;
-    if needed <= left {
-        let empty_at = now + chrono::Duration::milliseconds((needed * 1000.0) as i64);
+    let starts = forecast.burst_held_until.filter(|until| *until > now).unwrap_or(now);
+    let left = (deadline - starts).num_milliseconds() as f64 / 1000.0;
+    if needed <= 0.0 {
+        Some((now, 0.0))
+    } else if left <= 0.0 {
+        Some((deadline, backlog))
+    } else if needed <= left {
+        let empty_at = starts + chrono::Duration::milliseconds((needed * 1000.0) as i64);
         Some((empty_at, 0.0))
     } else {
         Some((deadline, backlog * (1.0 - left / needed)))
@@ -323,6 +330,9 @@ mod tests {
             seconds_to_empty,
             burst_seconds_left: None,
             finishes_before_burst_deadline: None,
+            burst_held_until: None,
+            burst_held_by: None,
+            held_past_burst_deadline: false,
         }
     }
 
@@ -341,6 +351,18 @@ mod tests {
             Some((deadline, 50.0))
         );
         assert_eq!(forecast_line_end(&forecast(100, None), now, deadline), None);
+        // Backing off until 11:00: 5 hours of work from then, empty at 16:00.
+        let held = Forecast {
+            burst_held_until: Some(at("2026-11-27T11:00:00Z")),
+            ..forecast(100, Some(5.0 * 3600.0))
+        };
+        assert_eq!(forecast_line_end(&held, now, deadline), Some((at("2026-11-27T16:00:00Z"), 0.0)));
+        // Backing off past the deadline: all of it is left then.
+        let held = Forecast {
+            burst_held_until: Some(at("2026-11-28T11:00:00Z")),
+            ..forecast(100, Some(5.0 * 3600.0))
+        };
+        assert_eq!(forecast_line_end(&held, now, deadline), Some((deadline, 100.0)));
     }
 
     #[test]

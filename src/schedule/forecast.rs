@@ -8,7 +8,9 @@
 //! are left out (their end is when drainctl noticed, not when work stopped). The time to
 //! empty the backlog (pending and running items) is running time at that rate, with
 //! `concurrency` passes at once; during a burst the drain runs continuously, so it is
-//! compared with the time left before the deadline. Pure arithmetic: `status` and
+//! compared with the time left before the deadline — from when the drain can work: not
+//! before its quota group's backoff ends, nor, when its daily cost budget is spent, before
+//! the budget's day ends (docs/operations.md, "Status"). Pure arithmetic: `status` and
 //! `metrics` read the history and show the result.
 
 use chrono::{DateTime, Utc};
@@ -40,6 +42,58 @@ pub struct Forecast {
     pub burst_seconds_left: Option<f64>,
     /// During a burst with a forecast: will the backlog be empty before the deadline?
     pub finishes_before_burst_deadline: Option<bool>,
+    /// During a burst whose drain cannot work now: until when it cannot.
+    pub burst_held_until: Option<DateTime<Utc>>,
+    /// Why: its quota group backs off, or its daily cost budget is spent.
+    pub burst_held_by: Option<HoldReason>,
+    /// The hold lasts to the deadline or past it: no item runs in this burst.
+    #[serde(skip)]
+    pub held_past_burst_deadline: bool,
+}
+
+/// Why a drain cannot work before some instant, whatever its burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    /// Its quota group backs off (docs/rate-limits.md).
+    Backoff,
+    /// Its `max_cost_per_day` is spent until the budget's day ends (docs/results.md).
+    DailyBudget,
+}
+
+/// The drain cannot start an item before `until`, for `reason`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hold {
+    pub until: DateTime<Utc>,
+    pub reason: HoldReason,
+}
+
+impl Hold {
+    /// The hold that ends last of the quota group's backoff (until `backoff_until`) and
+    /// the spent daily budget (until `budget_spent_until`); None when neither lasts past `now`.
+    pub fn latest(
+        backoff_until: Option<DateTime<Utc>>,
+        budget_spent_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<Hold> {
+        let backoff = backoff_until.map(|until| Hold { until, reason: HoldReason::Backoff });
+        let budget = budget_spent_until.map(|until| Hold { until, reason: HoldReason::DailyBudget });
+        [backoff, budget].into_iter().flatten().filter(|hold| hold.until > now).reduce(|latest, hold| {
+            if hold.until > latest.until {
+                hold
+            } else {
+                latest
+            }
+        })
+    }
+
+    fn describe(&self, zone: chrono_tz::Tz) -> String {
+        let until = crate::output::local_time(self.until, zone);
+        match self.reason {
+            HoldReason::Backoff => format!("its quota group backs off until {until}"),
+            HoldReason::DailyBudget => format!("its daily budget is spent until {until}"),
+        }
+    }
 }
 
 /// The recent history of each of `drains` that [`forecast`] works from (status and
@@ -53,12 +107,14 @@ pub fn recent_histories(
     crate::db::runs::recent_histories(client, drains, since, RECENT_RUNS)
 }
 
-/// The forecast for a backlog of `backlog` items worked on by `concurrency` passes.
+/// The forecast for a backlog of `backlog` items worked on by `concurrency` passes; during
+/// a burst, from the end of `hold` (when the drain cannot work before then) to the deadline.
 pub fn forecast(
     history: RunHistory,
     backlog: i64,
     concurrency: u32,
     burst_until: Option<DateTime<Utc>>,
+    hold: Option<Hold>,
     now: DateTime<Utc>,
 ) -> Forecast {
     let items_per_hour =
@@ -73,8 +129,17 @@ pub fn forecast(
     let burst_seconds_left = burst_until
         .filter(|until| *until > now)
         .map(|until| (until - now).num_milliseconds() as f64 / 1000.0);
-    let finishes_before_burst_deadline = match (burst_seconds_left, seconds_to_empty) {
-        (Some(left), Some(needed)) => Some(needed <= left),
+    let hold = hold.filter(|hold| hold.until > now && burst_seconds_left.is_some());
+    // The drain works toward the deadline only once the hold is over.
+    let working_seconds = burst_seconds_left.map(|left| {
+        let held = hold.map_or(0.0, |hold| (hold.until - now).num_milliseconds() as f64 / 1000.0);
+        left - held
+    });
+    let finishes_before_burst_deadline = match (working_seconds, seconds_to_empty) {
+        (Some(_), Some(needed)) if needed <= 0.0 => Some(true),
+        // Held past the deadline: no item runs in this burst, estimate or not.
+        (Some(working), _) if working <= 0.0 => Some(false),
+        (Some(working), Some(needed)) => Some(needed <= working),
         _ => None,
     };
     Forecast {
@@ -86,6 +151,9 @@ pub fn forecast(
         seconds_to_empty,
         burst_seconds_left,
         finishes_before_burst_deadline,
+        burst_held_until: hold.map(|hold| hold.until),
+        burst_held_by: hold.map(|hold| hold.reason),
+        held_past_burst_deadline: hold.is_some() && working_seconds.is_some_and(|working| working <= 0.0),
     }
 }
 
@@ -107,17 +175,30 @@ impl Forecast {
         }
     }
 
-    /// During a burst with an estimate: `burst needs ~14h, 9h left: will not finish
+    /// During a burst with a verdict: `burst needs ~14h, 9h left: will not finish
     /// before the deadline`.
     pub fn describe_burst(&self) -> Option<String> {
-        let (left, needed, finishes) =
-            (self.burst_seconds_left?, self.seconds_to_empty?, self.finishes_before_burst_deadline?);
+        let (left, finishes) = (self.burst_seconds_left?, self.finishes_before_burst_deadline?);
+        let needs = match self.seconds_to_empty {
+            Some(needed) => format!("burst needs {}, ", approximately(needed)),
+            None => "burst: ".to_string(),
+        };
         let left = crate::duration::format_duration(std::time::Duration::from_secs_f64(left.max(0.0)));
         Some(format!(
-            "burst needs {}, {left} left: {}",
-            approximately(needed),
+            "{needs}{left} left: {}",
             if finishes { "finishes before the deadline" } else { "will not finish before the deadline" }
         ))
+    }
+
+    /// During a burst whose drain cannot work now, what holds it, with its end in `zone`:
+    /// `its quota group backs off until Mon 2027-01-11 12:01 UTC, after the deadline`.
+    pub fn describe_burst_hold(&self, zone: chrono_tz::Tz) -> Option<String> {
+        let hold = Hold { until: self.burst_held_until?, reason: self.burst_held_by? }.describe(zone);
+        Some(if self.held_past_burst_deadline {
+            format!("{hold}, after the deadline")
+        } else {
+            format!("{hold}: the burst works from then")
+        })
     }
 }
 
@@ -180,32 +261,34 @@ mod tests {
     fn throughput_is_per_hour_of_running_time() {
         // 30 items in 3 passes of 10 minutes: 60 items/h; 84 left: 1h24m of running.
         let history = RunHistory { runs: 3, items_done: 30, running_seconds: 1800.0 };
-        let forecast = forecast(history, 84, 1, None, now());
+        let forecast = forecast(history, 84, 1, None, None, now());
         assert_eq!(forecast.items_per_hour, Some(60.0));
         assert_eq!(forecast.seconds_to_empty, Some(84.0 * 60.0));
         assert_eq!(forecast.finishes_before_burst_deadline, None);
         assert_eq!(forecast.describe(), "~60 items/h over 3 runs; 84 left: ~1h 25m of running");
         // Two passes at once halve it.
-        assert_eq!(super::forecast(history, 84, 2, None, now()).seconds_to_empty, Some(42.0 * 60.0));
+        assert_eq!(super::forecast(history, 84, 2, None, None, now()).seconds_to_empty, Some(42.0 * 60.0));
     }
 
     #[test]
     fn a_rate_too_small_to_show_is_below_a_tenth_not_zero() {
         let slow = RunHistory { runs: 1, items_done: 1, running_seconds: 30.0 * 3600.0 };
-        assert!(forecast(slow, 5, 1, None, now())
+        assert!(forecast(slow, 5, 1, None, None, now())
             .describe()
             .starts_with("<0.1 items/h over 1 run; 5 left: "));
         let none = RunHistory { runs: 1, items_done: 0, running_seconds: 3600.0 };
-        assert!(forecast(none, 5, 1, None, now()).describe().starts_with("0 items/h over 1 run; 5 left"));
+        assert!(forecast(none, 5, 1, None, None, now())
+            .describe()
+            .starts_with("0 items/h over 1 run; 5 left"));
         let some = RunHistory { runs: 2, items_done: 1, running_seconds: 7200.0 };
-        assert!(forecast(some, 5, 1, None, now()).describe().starts_with("~0.5 items/h over 2 runs"));
+        assert!(forecast(some, 5, 1, None, None, now()).describe().starts_with("~0.5 items/h over 2 runs"));
     }
 
     #[test]
     fn a_burst_is_compared_with_its_deadline() {
         let history = RunHistory { runs: 2, items_done: 10, running_seconds: 3600.0 };
         let deadline = now() + chrono::Duration::hours(9);
-        let late = forecast(history, 140, 1, Some(deadline), now());
+        let late = forecast(history, 140, 1, Some(deadline), None, now());
         assert_eq!(late.seconds_to_empty, Some(14.0 * 3600.0));
         assert_eq!(late.burst_seconds_left, Some(9.0 * 3600.0));
         assert_eq!(late.finishes_before_burst_deadline, Some(false));
@@ -213,22 +296,76 @@ mod tests {
             late.describe_burst().as_deref(),
             Some("burst needs ~14h, 9h left: will not finish before the deadline")
         );
-        let in_time = forecast(history, 50, 1, Some(deadline), now());
+        let in_time = forecast(history, 50, 1, Some(deadline), None, now());
         assert_eq!(in_time.finishes_before_burst_deadline, Some(true));
         assert!(in_time.describe_burst().unwrap().ends_with("finishes before the deadline"));
         // A burst already over is no burst.
-        let over = forecast(history, 50, 1, Some(now() - chrono::Duration::minutes(1)), now());
+        let over = forecast(history, 50, 1, Some(now() - chrono::Duration::minutes(1)), None, now());
         assert_eq!((over.burst_seconds_left, over.finishes_before_burst_deadline), (None, None));
     }
 
     #[test]
+    fn a_burst_counts_only_the_time_after_a_backoff_or_a_spent_daily_budget() {
+        // 5 hours of work, 10 hours left before the deadline.
+        let history = RunHistory { runs: 2, items_done: 10, running_seconds: 3600.0 };
+        let deadline = now() + chrono::Duration::hours(10);
+        let hold = |hours: i64, reason| Some(Hold { until: now() + chrono::Duration::hours(hours), reason });
+        // A backoff past the deadline: nothing runs in this burst.
+        let late = forecast(history, 50, 1, Some(deadline), hold(27, HoldReason::Backoff), now());
+        assert_eq!(late.finishes_before_burst_deadline, Some(false));
+        assert_eq!(
+            (late.burst_held_until, late.burst_held_by),
+            (Some(now() + chrono::Duration::hours(27)), Some(HoldReason::Backoff))
+        );
+        assert_eq!(
+            late.describe_burst().as_deref(),
+            Some("burst needs ~5h, 10h left: will not finish before the deadline")
+        );
+        assert_eq!(
+            late.describe_burst_hold(chrono_tz::UTC).as_deref(),
+            Some("its quota group backs off until Sat 2026-11-28 12:00 UTC, after the deadline")
+        );
+        // A spent budget until 3 hours before the deadline: 5 hours do not fit in 3.
+        let budget = forecast(history, 50, 1, Some(deadline), hold(7, HoldReason::DailyBudget), now());
+        assert_eq!(budget.finishes_before_burst_deadline, Some(false));
+        assert_eq!(
+            budget.describe_burst_hold(chrono_tz::UTC).as_deref(),
+            Some("its daily budget is spent until Fri 2026-11-27 16:00 UTC: the burst works from then")
+        );
+        // A short backoff leaves time enough.
+        let short = forecast(history, 50, 1, Some(deadline), hold(2, HoldReason::Backoff), now());
+        assert_eq!(short.finishes_before_burst_deadline, Some(true));
+        // Without an estimate, a hold past the deadline still says it will not finish.
+        let unknown =
+            forecast(RunHistory::default(), 50, 1, Some(deadline), hold(11, HoldReason::Backoff), now());
+        assert_eq!(unknown.finishes_before_burst_deadline, Some(false));
+        assert_eq!(
+            unknown.describe_burst().as_deref(),
+            Some("burst: 10h left: will not finish before the deadline")
+        );
+        assert_eq!(
+            short.describe_burst_hold(chrono_tz::UTC).map(|text| text.ends_with("works from then")),
+            Some(true)
+        );
+        // The later of the two holds counts; one already over does not.
+        let backoff = now() + chrono::Duration::hours(3);
+        let day_end = now() + chrono::Duration::hours(15);
+        assert_eq!(
+            Hold::latest(Some(backoff), Some(day_end), now()).map(|h| h.reason),
+            Some(HoldReason::DailyBudget)
+        );
+        assert_eq!(Hold::latest(Some(now()), None, now()), None);
+    }
+
+    #[test]
     fn without_history_or_progress_there_is_no_estimate_but_an_empty_backlog_is_done() {
-        let none = forecast(RunHistory::default(), 5, 1, None, now());
+        let none = forecast(RunHistory::default(), 5, 1, None, None, now());
         assert_eq!((none.items_per_hour, none.seconds_to_empty), (None, None));
         assert_eq!(none.describe(), "no finished run in the last 24h; 5 left: no estimate");
-        let stuck = forecast(RunHistory { runs: 1, items_done: 0, running_seconds: 60.0 }, 5, 1, None, now());
+        let stuck =
+            forecast(RunHistory { runs: 1, items_done: 0, running_seconds: 60.0 }, 5, 1, None, None, now());
         assert_eq!((stuck.items_per_hour, stuck.seconds_to_empty), (Some(0.0), None));
-        let empty = forecast(RunHistory::default(), 0, 1, None, now());
+        let empty = forecast(RunHistory::default(), 0, 1, None, None, now());
         assert_eq!(empty.seconds_to_empty, Some(0.0));
     }
 

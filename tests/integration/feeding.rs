@@ -459,6 +459,7 @@ fn status_and_metrics_forecast_from_recent_runs_and_say_when_a_burst_will_not_fi
             "runs": 2, "items_done": 10, "running_seconds": 3600.0, "items_per_hour": 10.0,
             "backlog": 140, "seconds_to_empty": 50400.0,
             "burst_seconds_left": null, "finishes_before_burst_deadline": null,
+            "burst_held_until": null, "burst_held_by": null,
         })
     );
     let human = fixture.drainctl(&["status"]).run().stdout;
@@ -486,6 +487,70 @@ fn status_and_metrics_forecast_from_recent_runs_and_say_when_a_burst_will_not_fi
     }
     // A longer burst will.
     fixture.drainctl(&["burst", "on", "sessions", "--until", "+15h"]).run().assert_code(0);
+    let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["finishes_before_burst_deadline"], true);
+    assert_eq!(
+        (forecast["burst_held_until"].clone(), forecast["burst_held_by"].clone()),
+        (Value::Null, Value::Null)
+    );
+}
+
+#[test]
+fn a_burst_whose_quota_group_backs_off_past_the_deadline_does_not_finish() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client
+        .execute(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             SELECT 'sessions', 'k' || n, '{}', $1, $1, $1 FROM generate_series(1, 50) AS n",
+            &[&at(NOW)],
+        )
+        .unwrap();
+    // 10 items per hour: 5 hours of work, 11 hours before the deadline.
+    seed_run(&mut client, at("2026-11-27T06:00:00Z"), Some(at("2026-11-27T07:00:00Z")), "drained", 10, None);
+    fixture.drainctl(&["burst", "on", "sessions", "--until", "+11h"]).run().assert_code(0);
+    let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["finishes_before_burst_deadline"], true);
+    // The quota group backs off until a day later: nothing runs before the deadline.
+    client
+        .execute(
+            "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
+             VALUES ('sessions', '2026-11-28T12:01:00Z', 'usage limit reached', now())",
+            &[],
+        )
+        .unwrap();
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_documented("drainctl status", &status);
+    let forecast = status["drains"][0]["forecast"].clone();
+    // Before, it said the burst finishes before the deadline.
+    assert_eq!(forecast["finishes_before_burst_deadline"], false);
+    assert_eq!(forecast["burst_held_until"], "2026-11-28T12:01:00Z");
+    assert_eq!(forecast["burst_held_by"], "backoff");
+    let human = fixture.drainctl(&["status"]).run().stdout;
+    assert!(
+        human.contains(
+            "  sessions: burst needs ~5h, 11h left: will not finish before the deadline\n  \
+             sessions: its quota group backs off until Sat 2026-11-28 14:01 IST, after the deadline\n"
+        ),
+        "{human}"
+    );
+    let page = fixture.drainctl(&["report"]).run().stdout;
+    assert!(page.contains("will not finish before the deadline"), "{page}");
+    assert!(page.contains("backs off until Sat 2026-11-28 14:01 IST, after the deadline"), "{page}");
+    assert!(!page.contains("finishes before the deadline</span>"), "{page}");
+    // A backoff that ends 7 hours before the deadline leaves 4 hours: not enough for 5.
+    client.execute("UPDATE quota_backoffs SET backoff_until = '2026-11-27T17:00:00Z'", &[]).unwrap();
+    let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["finishes_before_burst_deadline"], false);
+    let human = fixture.drainctl(&["status"]).run().stdout;
+    assert!(human.contains("11h left: will not finish before the deadline\n"), "{human}");
+    assert!(
+        human.contains("backs off until Fri 2026-11-27 19:00 IST: the burst works from then\n"),
+        "{human}"
+    );
+    // One that ends in an hour leaves time enough.
+    client.execute("UPDATE quota_backoffs SET backoff_until = '2026-11-27T11:00:00Z'", &[]).unwrap();
     let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
     assert_eq!(forecast["finishes_before_burst_deadline"], true);
 }

@@ -305,6 +305,47 @@ fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() 
 }
 
 #[test]
+fn a_burst_of_a_drain_whose_daily_budget_is_spent_says_it_waits_for_the_next_day() {
+    let text = config("max_cost_per_day = 0.1").replace("timezone = \"UTC\"", "timezone = \"Europe/Warsaw\"");
+    // 22:30 UTC is 23:30 in Warsaw: the budget's day ends in half an hour.
+    let fixture = Fixture::new(&text, "2026-11-27T22:30:00Z");
+    let items: Vec<(String, serde_json::Value)> =
+        (0..6).map(|i| (format!("t{i}"), printing("claude-json-success", 0))).collect();
+    fixture.enqueue("docs", &items);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    assert_eq!(pass["status"], "budget", "{pass}");
+    // A burst that ends before the budget's day: no pass starts in it.
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+20m"]).run();
+    on.assert_code(0);
+    // Before, it said "the next supervise pass starts it if idle", and supervise skipped it.
+    assert!(!on.stdout.contains("starts it if idle"), "{}", on.stdout);
+    assert!(
+        on.stdout.contains(
+            "its daily cost budget (max_cost_per_day) is spent until Sat 2026-11-28 00:00 CET (in 30m), \
+             after the burst's end: no pass starts during this burst"
+        ),
+        "{}",
+        on.stdout
+    );
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let forecast = &status["drains"][0]["forecast"];
+    assert_eq!(forecast["finishes_before_burst_deadline"], false, "{forecast}");
+    assert_eq!(forecast["burst_held_by"], "daily_budget");
+    assert_eq!(forecast["burst_held_until"], "2026-11-27T23:00:00Z");
+    // A longer one starts after midnight.
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run().json();
+    assert_eq!(on["daily_budget_spent_until"], "2026-11-27T23:00:00Z");
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    assert!(
+        on.stdout.contains(
+            "spent until Sat 2026-11-28 00:00 CET (in 30m): the first supervise pass after that starts it"
+        ),
+        "{}",
+        on.stdout
+    );
+}
+
+#[test]
 fn a_cost_budget_holds_during_a_burst() {
     let fixture = Fixture::new(&config("max_cost_per_pass = 0.05"), NOW);
     let items: Vec<(String, serde_json::Value)> =
