@@ -110,6 +110,29 @@ pub struct DayCost {
     pub attempts: i64,
 }
 
+/// The tokens of every kind (input, output, cache read and cache write) the attempts of
+/// each of `drains` reported between `start` and `end`, whether or not they reported a
+/// cost (codex and gemini report tokens only; docs/results.md). A drain whose attempts
+/// reported none has no entry (index `attempts_usage_at`).
+pub fn tokens_between(
+    client: &mut impl GenericClient,
+    drains: &[String],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<HashMap<String, i64>> {
+    let rows = client.query(
+        "SELECT i.drain,
+                sum(coalesce(a.input_tokens, 0) + coalesce(a.output_tokens, 0)
+                    + coalesce(a.cache_read_tokens, 0) + coalesce(a.cache_write_tokens, 0))::int8
+           FROM attempts a JOIN items i ON i.id = a.item_id
+          WHERE a.usage_at >= $2 AND a.usage_at < $3 AND i.drain = ANY($1)
+            AND num_nonnulls(a.input_tokens, a.output_tokens, a.cache_read_tokens, a.cache_write_tokens) > 0
+          GROUP BY 1",
+        &[&drains, &start, &end],
+    )?;
+    Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 /// The sum of `attempts.cost_usd` per drain of `drains` and day, the days being
 /// `[day_starts[i], day_starts[i + 1])`; attempts that reported no cost are left out, and
 /// a day without any has no entry (index `attempts_usage_at`).

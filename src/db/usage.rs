@@ -143,7 +143,7 @@ pub fn format_usd(cost: f64) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-fn group_digits(count: i64) -> String {
+pub(crate) fn group_digits(count: i64) -> String {
     let digits = count.unsigned_abs().to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {

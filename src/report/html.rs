@@ -191,6 +191,17 @@ fn drain_section(out: &mut String, page: &Page, drain: &DrainPage) {
             );
             out.push_str(&chart);
         }
+        // Workers that report tokens and no price (codex, gemini): the page never guesses
+        // a cost, but says they reported usage (docs/results.md).
+        None if drain.tokens > 0 => {
+            let _ = writeln!(
+                out,
+                "<p class=\"muted\" data-no-chart=\"cost\" data-tokens=\"{tokens}\">No cost reported by the workers \
+                 (tokens only: {} tokens in the last {HISTORY_DAYS} days).</p>",
+                crate::db::usage::group_digits(drain.tokens),
+                tokens = drain.tokens,
+            );
+        }
         None => {
             let _ = writeln!(
                 out,

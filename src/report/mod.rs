@@ -63,6 +63,8 @@ struct DrainPage {
     quota_events: Vec<QuotaEvent>,
     /// The days of the cost chart, oldest first, each with what was reported that day.
     cost_days: Vec<(NaiveDate, Option<DayCost>)>,
+    /// The tokens the workers reported over those days (0 when none), cost or not.
+    tokens: i64,
 }
 
 /// The backlog at every step of the last days, and the forecast from now.
@@ -126,6 +128,10 @@ fn read_page(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result
         .map(|day| local_midnight(day, zone))
         .collect();
     let mut costs = crate::db::report::cost_per_day(client, &names, &day_starts)?;
+    let mut tokens = match (day_starts.first(), day_starts.last()) {
+        (Some(first), Some(end)) => crate::db::report::tokens_between(client, &names, *first, *end)?,
+        _ => std::collections::HashMap::new(),
+    };
     let mut group_events = std::collections::HashMap::new();
     for group in &config.quota_groups {
         let events = crate::db::report::quota_events(
@@ -156,6 +162,7 @@ fn read_page(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result
                 .map(|(index, day)| (*day, costs.iter().find(|cost| cost.day == index).copied()))
                 .collect();
             DrainPage {
+                tokens: tokens.remove(&status.drain).unwrap_or(0),
                 quota_events: group_events.get(&status.quota_group).cloned().unwrap_or_default(),
                 burndown: Burndown { start, step_seconds: BURNDOWN_STEP_SECONDS, backlog, burst },
                 cost_days,

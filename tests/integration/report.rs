@@ -197,6 +197,30 @@ fn every_chart_has_one_point_per_datum_of_the_database() {
 }
 
 #[test]
+fn a_drain_whose_workers_report_tokens_but_no_cost_says_so() {
+    let fixture = Fixture::new(&config(""), "2026-11-26T10:00:00Z");
+    fixture.enqueue("docs", &[ok("a"), ok("b")]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    // What codex and gemini report: tokens, never a price.
+    fixture
+        .client()
+        .batch_execute(
+            "UPDATE attempts SET input_tokens = 1200, cache_read_tokens = 34, output_tokens = 500,
+                    usage_at = finished_at",
+        )
+        .unwrap();
+    fixture.set_now(NOW);
+    let page = fixture.drainctl(&["report"]).run().stdout;
+    let docs = section_of(&page, "docs");
+    // Before, it said "No usage reported by the workers", although status showed the tokens.
+    assert!(!docs.contains("No usage reported"), "{docs}");
+    assert!(docs.contains("No cost reported by the workers (tokens only: 3,468 tokens in the "), "{docs}");
+    assert!(docs.contains("data-tokens=\"3468\""), "{docs}");
+    assert!(!docs.contains("data-chart=\"cost\""), "never a guessed cost: {docs}");
+    assert!(section_of(&page, "idle-drain").contains("No usage reported"));
+}
+
+#[test]
 fn the_burndown_draws_the_forecast_line_to_the_burst_deadline() {
     let fixture = Fixture::new(&config(""), "2026-11-27T06:00:00Z");
     let items: Vec<_> = (0..6).map(|i| ok(&format!("k{i}"))).collect();
