@@ -106,6 +106,9 @@ pub struct DayCost {
     /// 0-based: the day that starts at `day_starts[day]`.
     pub day: usize,
     pub usd: f64,
+    /// The same sum in whole pico-dollars, as the database adds it up (exactly), so that
+    /// days add up exactly too (docs/results.md).
+    pub picousd: i128,
     /// Attempts that reported a cost.
     pub attempts: i64,
 }
@@ -145,7 +148,8 @@ pub fn cost_per_day(
         return Ok(HashMap::new());
     };
     let rows = client.query(
-        "SELECT i.drain, width_bucket(a.usage_at, $2::timestamptz[]), sum(a.cost_usd)::float8, count(*)
+        "SELECT i.drain, width_bucket(a.usage_at, $2::timestamptz[]), sum(a.cost_usd)::float8, count(*),
+                round(sum(a.cost_usd) * 1000000000000)::text
            FROM attempts a JOIN items i ON i.id = a.item_id
           WHERE a.cost_usd IS NOT NULL AND a.usage_at >= $3 AND a.usage_at < $4
             AND i.drain = ANY($1)
@@ -159,7 +163,11 @@ pub fn cost_per_day(
         let Some(day) = usize::try_from(bucket).ok().and_then(|bucket| bucket.checked_sub(1)) else {
             continue;
         };
-        let cost = DayCost { day, usd: row.get(2), attempts: row.get(3) };
+        let picousd: String = row.get(4);
+        let picousd = picousd.parse::<i128>().map_err(|error| {
+            crate::error::Error::Internal(format!("a day's cost of {picousd} pico-dollars: {error}"))
+        })?;
+        let cost = DayCost { day, usd: row.get(2), picousd, attempts: row.get(3) };
         costs.entry(row.get(0)).or_default().push(cost);
     }
     for days in costs.values_mut() {

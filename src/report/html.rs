@@ -181,13 +181,26 @@ fn drain_section(out: &mut String, page: &Page, drain: &DrainPage) {
         out.push_str(&svg::timeline(&drain.quota_events, drain.burndown.start, page.now, page.zone));
     }
     out.push_str("\n<h3>Cost per day</h3>\n");
+    // The chart's days are local calendar days, today the seventh: not the 168 hours of
+    // `status`'s "last 7d", so the page says which (docs/results.md).
+    let since = drain
+        .cost_days
+        .first()
+        .map(|(day, _)| format!("in the {HISTORY_DAYS} days since {}", day.format("%a %-d %b")))
+        .unwrap_or_else(|| format!("in the last {HISTORY_DAYS} days"));
     match svg::cost_per_day(&drain.cost_days) {
         Some(chart) => {
-            let total: f64 = drain.cost_days.iter().filter_map(|(_, cost)| cost.map(|cost| cost.usd)).sum();
+            // Added up in pico-dollars, as the database adds each day: exact.
+            let total = drain
+                .cost_days
+                .iter()
+                .filter_map(|(_, cost)| cost.map(|cost| cost.picousd))
+                .fold(0i128, i128::saturating_add);
             let _ = writeln!(
                 out,
-                "<p class=\"muted\" data-cost-total=\"{total}\">{} in the last {HISTORY_DAYS} days, as the workers reported it.</p>",
-                escape(&svg::usd(total)),
+                "<p class=\"muted\" data-cost-total=\"{}\">{} {since}, as the workers reported it.</p>",
+                exact_usd(total),
+                escape(&svg::usd(total as f64 / crate::usage::PICOUSD_PER_USD as f64)),
             );
             out.push_str(&chart);
         }
@@ -197,7 +210,7 @@ fn drain_section(out: &mut String, page: &Page, drain: &DrainPage) {
             let _ = writeln!(
                 out,
                 "<p class=\"muted\" data-no-chart=\"cost\" data-tokens=\"{tokens}\">No cost reported by the workers \
-                 (tokens only: {} tokens in the last {HISTORY_DAYS} days).</p>",
+                 (tokens only: {} tokens {since}).</p>",
                 crate::db::usage::group_digits(drain.tokens),
                 tokens = drain.tokens,
             );
@@ -205,7 +218,7 @@ fn drain_section(out: &mut String, page: &Page, drain: &DrainPage) {
         None => {
             let _ = writeln!(
                 out,
-                "<p class=\"muted\" data-no-chart=\"cost\">No usage reported by the workers in the last {HISTORY_DAYS} days.</p>"
+                "<p class=\"muted\" data-no-chart=\"cost\">No usage reported by the workers {since}.</p>"
             );
         }
     }
@@ -314,6 +327,18 @@ fn facts(page: &Page, drain: &DrainPage) -> Vec<(&'static str, String)> {
     facts
 }
 
+/// Pico-dollars as an exact decimal number of dollars: `3.6`, `0.000000000001`, `12`.
+fn exact_usd(picousd: i128) -> String {
+    let unit = crate::usage::PICOUSD_PER_USD;
+    let sign = if picousd < 0 { "-" } else { "" };
+    let (whole, fraction) = (picousd.unsigned_abs() / unit as u128, picousd.unsigned_abs() % unit as u128);
+    if fraction == 0 {
+        return format!("{sign}{whole}");
+    }
+    let fraction = format!("{fraction:012}");
+    format!("{sign}{whole}.{}", fraction.trim_end_matches('0'))
+}
+
 /// Every quota group with its drains and accounts.
 fn groups(out: &mut String, page: &Page) {
     out.push_str(
@@ -364,5 +389,13 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
         );
         assert_eq!(escape("a\r\nb\u{202e}c"), "a\\r\\nb\\u{202e}c");
+    }
+
+    #[test]
+    fn costs_are_written_exactly() {
+        assert_eq!(exact_usd(9 * 400_000_000_000), "3.6");
+        assert_eq!(exact_usd(1), "0.000000000001");
+        assert_eq!(exact_usd(12_000_000_000_000), "12");
+        assert_eq!(exact_usd(0), "0");
     }
 }

@@ -385,8 +385,8 @@ mod tests {
         let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
         let days = [
             (day(25), None),
-            (day(26), Some(DayCost { day: 1, usd: 0.25, attempts: 2 })),
-            (day(27), Some(DayCost { day: 2, usd: 1.5, attempts: 1 })),
+            (day(26), Some(DayCost { day: 1, usd: 0.25, picousd: 250_000_000_000, attempts: 2 })),
+            (day(27), Some(DayCost { day: 2, usd: 1.5, picousd: 1_500_000_000_000, attempts: 1 })),
         ];
         let chart = cost_per_day(&days).unwrap();
         assert_eq!(chart.matches("data-point ").count(), 2);

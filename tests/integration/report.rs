@@ -183,7 +183,8 @@ fn every_chart_has_one_point_per_datum_of_the_database() {
     let days: Vec<(&str, &str)> =
         days.iter().map(|day| (attribute(day, "data-day"), attribute(day, "data-usd"))).collect();
     assert_eq!(days, [("2026-11-23", "0.25"), ("2026-11-25", "0.25")]);
-    assert!(section_of(&page, "docs").contains("$0.50 in the last 7 days"));
+    // The page's days are local calendar days, not status's 168 hours: it says which.
+    assert!(section_of(&page, "docs").contains("$0.50 in the 7 days since Sat 21 Nov"), "{page}");
 
     // A drain without history has a flat burn-down, and shows no hit and no cost at all.
     let idle = section_of(&page, "idle-drain");
@@ -218,6 +219,33 @@ fn a_drain_whose_workers_report_tokens_but_no_cost_says_so() {
     assert!(docs.contains("data-tokens=\"3468\""), "{docs}");
     assert!(!docs.contains("data-chart=\"cost\""), "never a guessed cost: {docs}");
     assert!(section_of(&page, "idle-drain").contains("No usage reported"));
+}
+
+#[test]
+fn the_weekly_cost_total_is_added_up_exactly() {
+    let fixture = Fixture::new(&config(""), "2026-11-26T10:00:00Z");
+    let items: Vec<_> = (0..9).map(|i| ok(&format!("k{i}"))).collect();
+    fixture.enqueue("docs", &items);
+    for _ in 0..5 {
+        fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 9);
+    // $0.40 each, spread over the seven days: $0.80 on the last two, $0.40 on the others.
+    fixture
+        .client()
+        .batch_execute(
+            "UPDATE attempts a SET cost_usd = 0.40,
+                    usage_at = '2026-11-27T01:00:00Z'::timestamptz - (r.rank % 7) * interval '1 day'
+               FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS rank FROM attempts) r
+              WHERE r.id = a.id",
+        )
+        .unwrap();
+    fixture.set_now(NOW);
+    let page = fixture.drainctl(&["report"]).run().stdout;
+    let docs = section_of(&page, "docs");
+    assert_eq!(chart_points(&page, "docs", "cost").len(), 7);
+    // Before, the days were added as floats: 3.5999999999999996.
+    assert!(docs.contains("data-cost-total=\"3.6\">$3.60 in the 7 days since Sat 21 Nov"), "{docs}");
 }
 
 #[test]
