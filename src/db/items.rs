@@ -1000,6 +1000,31 @@ pub struct OrphanedItem {
 /// stays counted (its run was judged hung or crashed), and an item that has used
 /// `max_attempts` is dead. Its open attempt is closed and a result its run staged is
 /// discarded. Rows another transaction holds are skipped (the next sweep sees them).
+/// The drains of `drains` (each with its `max_attempts`) that would have an item pending
+/// again once `ending_runs` are ended and orphaned items released, as a supervise pass
+/// does before it decides starts — read only, for `supervise --dry-run`: an item held by
+/// an ending run without a staged result (one with a staged result is settled from it),
+/// or by a run no longer `running`, and not on its last attempt (that one is dead-lettered).
+pub fn drains_recovery_would_free(
+    client: &mut impl GenericClient,
+    drains: &[String],
+    max_attempts: &[i32],
+    ending_runs: &[i64],
+) -> Result<Vec<String>> {
+    let rows = client.query(
+        "SELECT DISTINCT i.drain FROM items i
+           JOIN unnest($1::text[], $2::int[]) AS l(drain, max_attempts) ON l.drain = i.drain
+           LEFT JOIN runs r ON r.id = i.claimed_by
+          WHERE i.state = 'running' AND i.attempts < l.max_attempts
+            AND (r.id IS NULL OR r.status <> 'running'
+                 OR (i.claimed_by = ANY($3)
+                     AND NOT EXISTS (SELECT 1 FROM staged_results s
+                                      WHERE s.item_id = i.id AND s.run_id = i.claimed_by)))",
+        &[&drains, &max_attempts, &ending_runs],
+    )?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 pub fn release_orphaned_items(
     client: &mut impl GenericClient,
     drains: &[String],

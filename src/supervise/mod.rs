@@ -242,6 +242,8 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             &mut failures,
         )?;
         interrupted.check(client, outbox, clock, "it started drains")?;
+    } else {
+        preview_recovery(client, config, &mut snapshots, &decisions)?;
     }
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, decided_at, zone));
@@ -553,6 +555,31 @@ fn recover(
         for snapshot in snapshots.iter_mut() {
             snapshot.has_available_item = available.contains(&snapshot.drain.name);
         }
+    }
+    Ok(())
+}
+
+/// What [`recover`] would change in the snapshots, without writing anything (a dry run):
+/// the runs it would end already leave their slots free (the plan counts only healthy
+/// runs), and the items they or ended runs hold, and would give back, are available — so
+/// the dry run plans the starts the real pass would (docs/operations.md).
+fn preview_recovery(
+    client: &mut Client,
+    config: &Config,
+    snapshots: &mut [snapshot::DrainSnapshot<'_>],
+    decisions: &[Decision],
+) -> Result<()> {
+    let ending: Vec<i64> = decisions
+        .iter()
+        .filter(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung))
+        .filter_map(|d| d.run_id)
+        .collect();
+    let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
+    let max_attempts: Vec<i32> =
+        config.drains.iter().map(|d| i32::try_from(d.max_attempts).unwrap_or(i32::MAX)).collect();
+    let freed = crate::db::items::drains_recovery_would_free(client, &names, &max_attempts, &ending)?;
+    for snapshot in snapshots.iter_mut().filter(|snapshot| freed.contains(&snapshot.drain.name)) {
+        snapshot.has_available_item = true;
     }
     Ok(())
 }

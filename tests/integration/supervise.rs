@@ -426,6 +426,45 @@ fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_record
     wait_until("the worker group to be gone", Duration::from_secs(10), || {
         live_processes_with(5, worker).is_empty() && live_processes_with(6, drain).is_empty()
     });
+
+fn a_dry_run_after_a_crash_plans_the_start_the_real_pass_makes() {
+    let fixture = Fixture::new(&config("max_attempts = 3\n"), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id() as i32;
+    gone.wait().unwrap();
+    let mut client = fixture.client();
+    let run_id: i64 = client
+        .query_one(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status)
+             VALUES ('docs', 'supervisor', $1, $2, now(), now(), 'running') RETURNING id",
+            &[&this_host(), &dead_pid],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE items SET state = 'running', claimed_by = $1, attempts = 1 WHERE key = 'a'",
+            &[&run_id],
+        )
+        .unwrap();
+    let plan = decisions(&fixture, &["--dry-run"]);
+    assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
+    // Before, it said "skip: no item available now", and the real pass started the drain.
+    let start = action_for(&plan, "docs", "start").unwrap_or_else(|| panic!("{plan:?}"));
+    assert!(start["reason"].as_str().unwrap().starts_with("items available"), "{start}");
+    // Nothing was written.
+    assert_eq!(fixture.item("docs", "a").0, "running");
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["running"]);
+    // An item on its last attempt is dead-lettered by the reap, not started again.
+    client.execute("UPDATE items SET attempts = 3 WHERE key = 'a'", &[]).unwrap();
+    let plan = decisions(&fixture, &["--dry-run"]);
+    assert!(action_for(&plan, "docs", "skip").is_some(), "{plan:?}");
+    client.execute("UPDATE items SET attempts = 1 WHERE key = 'a'", &[]).unwrap();
+    // The real pass: the same plan.
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
+    assert!(action_for(&plan, "docs", "start").is_some(), "{plan:?}");
 }
 
 #[test]
