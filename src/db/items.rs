@@ -896,8 +896,8 @@ pub enum Failure {
     Retry(DateTime<Utc>),
     /// `max_attempts` reached: dead-lettered.
     Dead,
-    /// The run no longer held the item.
-    ClaimLost,
+    /// The run no longer held the item: who did as the statement saw it.
+    ClaimLost(HeldNow),
 }
 
 /// Record a failed attempt on a held item: retry at `retry_at`, or dead-letter it when
@@ -913,20 +913,25 @@ pub fn fail_item(
     retry_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Failure> {
-    let row = client.query_opt(
-        "UPDATE items SET
-                state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'pending' END,
-                available_at = CASE WHEN attempts >= $5 THEN available_at ELSE $6::timestamptz END,
-                finished_at = CASE WHEN attempts >= $5 THEN $7::timestamptz ELSE NULL END,
-                claimed_by = CASE WHEN attempts >= $5 THEN claimed_by ELSE NULL END,
-                claimed_at = NULL, last_error = $3, stderr_tail = $4, updated_at = $7
-          WHERE id = $1 AND claimed_by = $2 AND state = 'running'
-          RETURNING state",
+    // The outer SELECT sees the snapshot before the UPDATE: when the run no longer held
+    // the item, who did (docs/worker-contract.md, "Claims are fenced").
+    let row = client.query_one(
+        "WITH failed AS (
+             UPDATE items SET
+                    state = CASE WHEN attempts >= $5 THEN 'dead' ELSE 'pending' END,
+                    available_at = CASE WHEN attempts >= $5 THEN available_at ELSE $6::timestamptz END,
+                    finished_at = CASE WHEN attempts >= $5 THEN $7::timestamptz ELSE NULL END,
+                    claimed_by = CASE WHEN attempts >= $5 THEN claimed_by ELSE NULL END,
+                    claimed_at = NULL, last_error = $3, stderr_tail = $4, updated_at = $7
+              WHERE id = $1 AND claimed_by = $2 AND state = 'running'
+          RETURNING state)
+         SELECT (SELECT state FROM failed),
+                (SELECT state FROM items WHERE id = $1), (SELECT claimed_by FROM items WHERE id = $1)",
         &[&item_id, &run_id, &error, &stderr_tail, &max_attempts, &retry_at, &now],
     )?;
-    Ok(match row {
-        None => Failure::ClaimLost,
-        Some(row) if row.try_get::<_, ItemState>(0)? == ItemState::Dead => Failure::Dead,
+    Ok(match row.try_get::<_, Option<ItemState>>(0)? {
+        None => Failure::ClaimLost(HeldNow::read(&row, 1, 2)?),
+        Some(ItemState::Dead) => Failure::Dead,
         Some(_) => Failure::Retry(retry_at),
     })
 }

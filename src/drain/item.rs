@@ -474,7 +474,7 @@ impl Pass<'_> {
                 now,
             )?;
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
-            if failure != Failure::ClaimLost {
+            if !matches!(failure, Failure::ClaimLost(_)) {
                 runs::count_failed_item(tx, self.run_id)?;
                 if kind == AttemptOutcome::Failure {
                     // The worker failed by itself: its session is not worth resuming.
@@ -486,9 +486,14 @@ impl Pass<'_> {
                     EventKind::ItemDeadLettered,
                     format!("item {} dead after {} attempts: {error}", item.key, item.attempt),
                 )),
-                Failure::ClaimLost => Some(Event::new(
+                Failure::ClaimLost(held_now) => Some(Event::new(
                     EventKind::ClaimLost,
-                    format!("run {} lost its claim on item {}; failure not recorded", self.run_id, item.key),
+                    format!(
+                        "run {} lost its claim on item {} ({}); failure not recorded",
+                        self.run_id,
+                        item.key,
+                        held_now.describe(self.run_id)
+                    ),
                 )),
                 Failure::Retry(_) => None,
             };
@@ -503,7 +508,7 @@ impl Pass<'_> {
             }
             Ok(failure)
         })?;
-        if failure != Failure::ClaimLost {
+        if !matches!(failure, Failure::ClaimLost(_)) {
             self.failed += 1;
         }
         log::info!(

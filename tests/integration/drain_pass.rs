@@ -290,6 +290,50 @@ fn a_lost_claim_says_nobody_holds_an_item_released_to_pending() {
 }
 
 #[test]
+fn a_failure_after_a_lost_claim_says_who_holds_the_item() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let go = fixture.path("go");
+    for (round, (key, taken_over, holder)) in [
+        ("a", "UPDATE items SET claimed_by = 424242 WHERE key = $1", "now held by run 424242"),
+        (
+            "b",
+            "UPDATE items SET state = 'pending', claimed_by = NULL, available_at = 'infinity' WHERE key = $1",
+            "now pending, held by nobody",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = std::fs::remove_file(&started);
+        let _ = std::fs::remove_file(&go);
+        fixture.enqueue(
+            "docs",
+            &[(key.into(), steps(json!([{ "touch": started }, { "wait_for_file": go }, { "exit": 1 }])))],
+        );
+        let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+        wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+        // Its run was judged hung and the item given to another run, or back to pending.
+        fixture.client().execute(taken_over, &[&key]).unwrap();
+        std::fs::write(&go, "").unwrap();
+        let result = finished(pass.wait_with_output().unwrap());
+        result.assert_code(0);
+        assert_eq!(result.json()["items_failed"], 0, "{key}: the failure is not recorded");
+        let message: Vec<String> =
+            fixture.column("SELECT message FROM events WHERE kind = 'claim_lost' ORDER BY id");
+        assert_eq!(message.len(), round + 1, "{key}: {message:?}");
+        // Before, it said only "lost its claim on item a; failure not recorded".
+        assert!(
+            message[round]
+                .contains(&format!("lost its claim on item {key} ({holder}); failure not recorded")),
+            "{}",
+            message[round]
+        );
+        fixture.client().execute("DELETE FROM items WHERE key = $1", &[&key]).unwrap();
+    }
+}
+
+#[test]
 fn item_timeout_kills_the_whole_process_group_including_a_term_ignoring_child() {
     let fixture = Fixture::new(&config("item_timeout = \"1s\"\n"), NOW);
     fixture
