@@ -19,6 +19,7 @@ use postgres::GenericClient;
 use crate::config::{Config, DrainConfig};
 use crate::db::{backoffs, counters, drains, items, passes, runs};
 use crate::error::Result;
+use crate::schedule::forecast::Hold;
 
 /// The textfile is world-readable, unlike drainctl's other files (0600): node_exporter
 /// runs as its own user and must read it, and it holds only counts and timestamps.
@@ -97,7 +98,7 @@ pub fn render_metrics(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
-    let snapshot = DrainSnapshot::read(client, &names, now)?;
+    let snapshot = DrainSnapshot::read(client, config, &names, now)?;
     let mut drain_families = DrainFamilies::new();
     for drain in &config.drains {
         drain_families.sample(drain, &snapshot, now);
@@ -148,16 +149,66 @@ struct DrainSnapshot {
     counts: HashMap<String, items::StateCounts>,
     latest: HashMap<String, runs::LatestRuns>,
     histories: HashMap<String, runs::RunHistory>,
+    /// What keeps each drain in a burst from working now (a backoff, a spent daily
+    /// budget), as `status`'s forecast counts it.
+    holds: HashMap<String, Hold>,
 }
 
 impl DrainSnapshot {
-    fn read(client: &mut impl GenericClient, names: &[String], now: DateTime<Utc>) -> Result<DrainSnapshot> {
+    fn read(
+        client: &mut impl GenericClient,
+        config: &Config,
+        names: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<DrainSnapshot> {
         let controls = drains::read_controls(client, names)?;
         let counts = items::count_by_state_of(client, names)?;
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories })
+        let holds = burst_holds(client, config, &controls, now)?;
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds })
     }
+}
+
+/// The [`Hold`] of each drain in a burst that cannot work now: its quota group backs off,
+/// or its `max_cost_per_day` is spent (docs/operations.md, "Status"). Read only when a
+/// burst is on: no query otherwise.
+fn burst_holds(
+    client: &mut impl GenericClient,
+    config: &Config,
+    controls: &[drains::DrainControls],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Hold>> {
+    let bursting: Vec<&DrainConfig> = config
+        .drains
+        .iter()
+        .filter(|drain| controls.iter().any(|c| c.name == drain.name && c.active_burst(now).is_some()))
+        .collect();
+    let mut holds = HashMap::new();
+    if bursting.is_empty() {
+        return Ok(holds);
+    }
+    let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
+    let rows = backoffs::read_group_backoffs(client, &groups)?;
+    let states = crate::db::quota_groups::read_groups(client, &groups)?;
+    let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
+    for drain in bursting {
+        let group = config.quota_group(&drain.quota_group)?;
+        let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
+        let backoff_until = crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default())
+            .wait(now)
+            .map(|(until, _)| until);
+        let budget_spent_until = match drain.max_cost_per_day {
+            Some(max) if crate::db::usage::cost_since(client, &drain.name, day_start)? >= max => {
+                Some(day_end)
+            }
+            _ => None,
+        };
+        if let Some(hold) = Hold::latest(backoff_until, budget_spent_until, now) {
+            holds.insert(drain.name.clone(), hold);
+        }
+    }
+    Ok(holds)
 }
 
 /// The metric families with one series (or several, for items) per drain.
@@ -199,7 +250,7 @@ impl DrainFamilies {
             ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
-                "During a burst: 1 when the backlog empties before the deadline at that throughput, else 0.",
+                "During a burst: 1 when the backlog empties before the deadline at that throughput, counting only the time after a backoff or a spent daily budget, else 0.",
             ),
         }
     }
@@ -233,8 +284,7 @@ impl DrainFamilies {
             counts.pending + counts.running,
             drain.concurrency,
             burst_until,
-            // Neither backoff nor daily budget: the gauge is the throughput's verdict.
-            None,
+            snapshot.holds.get(name).copied(),
             now,
         );
         if let Some(rate) = forecast.items_per_hour {

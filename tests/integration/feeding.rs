@@ -539,6 +539,8 @@ fn a_burst_whose_quota_group_backs_off_past_the_deadline_does_not_finish() {
     assert!(page.contains("will not finish before the deadline"), "{page}");
     assert!(page.contains("backs off until Sat 2026-11-28 14:01 IST, after the deadline"), "{page}");
     assert!(!page.contains("finishes before the deadline</span>"), "{page}");
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    assert!(metrics.contains("drainctl_burst_will_finish{drain=\"sessions\"} 0\n"), "{metrics}");
     // A backoff that ends 7 hours before the deadline leaves 4 hours: not enough for 5.
     client.execute("UPDATE quota_backoffs SET backoff_until = '2026-11-27T17:00:00Z'", &[]).unwrap();
     let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
@@ -553,6 +555,8 @@ fn a_burst_whose_quota_group_backs_off_past_the_deadline_does_not_finish() {
     client.execute("UPDATE quota_backoffs SET backoff_until = '2026-11-27T11:00:00Z'", &[]).unwrap();
     let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
     assert_eq!(forecast["finishes_before_burst_deadline"], true);
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    assert!(metrics.contains("drainctl_burst_will_finish{drain=\"sessions\"} 1\n"), "{metrics}");
 }
 
 #[test]
