@@ -426,7 +426,9 @@ fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_record
     wait_until("the worker group to be gone", Duration::from_secs(10), || {
         live_processes_with(5, worker).is_empty() && live_processes_with(6, drain).is_empty()
     });
+}
 
+#[test]
 fn a_dry_run_after_a_crash_plans_the_start_the_real_pass_makes() {
     let fixture = Fixture::new(&config("max_attempts = 3\n"), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1))]);
