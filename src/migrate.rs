@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "run_idle_seconds",
         sql: include_str!("../migrations/0013_run_idle_seconds.sql"),
     },
+    Migration {
+        version: 14,
+        name: "runs_kill_unconfirmed",
+        sql: include_str!("../migrations/0014_runs_kill_unconfirmed.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

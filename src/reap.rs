@@ -108,7 +108,9 @@ fn max_attempts_of(config: &Config, drain: &str) -> i32 {
 }
 
 /// End a `running` run that will never finish by itself (`crashed` or `hung`): settle
-/// staged results, release its items, record events. None if someone else ended it first.
+/// staged results, release its items, record events, then end what it left alive (a hung
+/// run's drain process too: see [`kill_run_processes`]). A pass that dies before that
+/// leaves it to the next (see [`finish_ended_runs`]). None if someone else ended it first.
 pub fn end_run(
     client: &mut Client,
     outbox: &Outbox,
@@ -143,7 +145,7 @@ pub fn end_run(
         Ok(Some(reaped))
     })?;
     if result.is_some() {
-        kill_left_worker(client, outbox, config, run, now);
+        kill_run_processes(client, outbox, config, run, status == RunStatus::Hung, now);
     }
     Ok(result)
 }
@@ -258,7 +260,8 @@ const ENDED_RUNS_MARGIN: std::time::Duration = std::time::Duration::from_secs(36
 /// recorded worker group, or a group in the drain's session — because the process that
 /// ended them died before it killed them (a `supervise` SIGKILLed between ending a hung
 /// run and signalling it), or the kill failed. Looks at the recent ones only (ended within
-/// the longest `item_timeout` plus an hour, at most 50). Each kill is recorded as a
+/// the longest `item_timeout` plus an hour, at most 50) whose worker is still recorded:
+/// one whose kill was seen through forgets it (see [`kill_run_processes`]). Each kill is recorded as a
 /// `run_processes_killed` event; a kill that fails as `kill_failed` (docs/operations.md).
 /// Returns how many runs had something to kill.
 pub fn finish_ended_runs(
@@ -324,10 +327,17 @@ pub fn finish_ended_runs(
     Ok(killed)
 }
 
-/// Stop the run's drain process when `stop_drain` (checked against its start time, so a
-/// reused pid is never signalled: SIGTERM, SIGKILL after `kill_grace`), then what it left:
-/// its worker group and the groups of its session.
-pub fn kill_run_processes(
+/// End what an ended run left alive, once: when `stop_drain` (a hung run), its drain
+/// process (checked against its start time, so a reused pid is never signalled), then its
+/// worker group — whether or not the worker's main process still lives, as a child it
+/// started in the background outlives it — then, the drain being gone, every group left in the
+/// drain's session: a drain started by `supervise` leads one, and a worker whose pid the
+/// run had not recorded yet (it is written a round trip after the worker starts) is in it
+/// (docs/worker-contract.md, "Crashes are reaped"; docs/operations.md). Each is SIGTERM,
+/// then SIGKILL after `kill_grace`; a failure is logged and recorded as `kill_failed`.
+/// When everything ended, the run's worker is forgotten: no later pass looks at the run
+/// again (see [`finish_ended_runs`]).
+fn kill_run_processes(
     client: &mut Client,
     outbox: &Outbox,
     config: &Config,
@@ -338,84 +348,43 @@ pub fn kill_run_processes(
     if !is_this_hosts(run) {
         return;
     }
-    if let Ok(pid) = u32::try_from(run.pid) {
-        if stop_drain {
-            match process::terminate_process(
-                pid,
-                run.process_start_time.map(|t| t as u64),
-                config.defaults.kill_grace,
-            ) {
-                Ok(outcome) => log::info!("run {}: drain process {pid} {outcome:?}", run.id),
-                Err(error) => {
-                    let message = format!("run {}: could not stop drain process {pid}: {error}", run.id);
-                    log::error!("{message}");
-                    let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
-                    record_event_or_log(client, outbox, &event, now);
-                }
-            }
-        }
-    }
-    kill_left_worker(client, outbox, config, run, now);
-}
-
-/// A crashed pass may leave its worker running (it has its own process group): end the
-/// group, whether or not the worker's main process still lives — a child it started in
-/// the background lives on after it (docs/worker-contract.md, "Crashes are reaped"). The
-/// group is left alone only when its id now belongs to another process (the pid was
-/// reused: see `process::is_recorded_group`). Then, the drain being gone, end every group
-/// left in its session (see `kill_orphaned_session`).
-fn kill_left_worker(client: &mut Client, outbox: &Outbox, config: &Config, run: &RunRow, now: DateTime<Utc>) {
-    if !is_this_hosts(run) {
-        return;
-    }
-    if let (Some(pid), start_time) = (run.worker_pid, run.worker_start_time) {
-        if let Ok(pid) = u32::try_from(pid) {
-            if process::is_recorded_group(pid, start_time.map(|t| t as u64)) {
-                terminate_left_group(client, outbox, config, run, pid, now);
-            }
-        }
-    }
-    kill_orphaned_session(client, outbox, config, run, now);
-}
-
-/// A drain started by `supervise` leads its own session, and its workers' groups are in
-/// it: once the drain process is gone, end every group still alive in that session — a
-/// worker whose pid the run had not recorded yet (it is written a round trip after the
-/// worker starts) included (docs/operations.md). Nothing for a drain still alive, for a
-/// pid reused since, or for a drain started from a shell (it leads no session).
-pub fn kill_orphaned_session(
-    client: &mut Client,
-    outbox: &Outbox,
-    config: &Config,
-    run: &RunRow,
-    now: DateTime<Utc>,
-) {
-    if !is_this_hosts(run) {
-        return;
-    }
-    let Ok(pid) = u32::try_from(run.pid) else { return };
-    for group in process::orphaned_session_groups(pid, run.process_start_time.map(|t| t as u64)) {
-        terminate_left_group(client, outbox, config, run, group, now);
-    }
-}
-
-/// SIGTERM process group `pgid` left by the run, SIGKILL after `kill_grace`; a failure is
-/// logged and recorded as a `kill_failed` event.
-fn terminate_left_group(
-    client: &mut Client,
-    outbox: &Outbox,
-    config: &Config,
-    run: &RunRow,
-    pgid: u32,
-    now: DateTime<Utc>,
-) {
-    match process::terminate_group(pgid, config.defaults.kill_grace) {
+    let grace = config.defaults.kill_grace;
+    let mut failures = Vec::new();
+    let group = |pgid: u32, failures: &mut Vec<String>| match process::terminate_group(pgid, grace) {
         Ok(outcome) => log::info!("run {}: process group {pgid} ended ({outcome:?})", run.id),
-        Err(error) => {
-            let message = format!("run {}: could not kill process group {pgid}: {error}", run.id);
-            log::error!("{message}");
-            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
-            record_event_or_log(client, outbox, &event, now);
+        Err(error) => failures.push(format!("could not kill process group {pgid}: {error}")),
+    };
+    let drain = u32::try_from(run.pid).ok().map(|pid| (pid, run.process_start_time.map(|t| t as u64)));
+    if let Some((pid, start_time)) = drain.filter(|_| stop_drain) {
+        match process::terminate_process(pid, start_time, grace) {
+            Ok(outcome) => log::info!("run {}: drain process {pid} {outcome:?}", run.id),
+            Err(error) => failures.push(format!("could not stop drain process {pid}: {error}")),
+        }
+    }
+    let worker = run.worker_pid.and_then(|pid| u32::try_from(pid).ok());
+    let worker_start_time = run.worker_start_time.map(|t| t as u64);
+    if let Some(pgid) = worker.filter(|&pgid| process::is_recorded_group(pgid, worker_start_time)) {
+        group(pgid, &mut failures);
+    }
+    if let Some((pid, start_time)) = drain {
+        for pgid in process::orphaned_session_groups(pid, start_time) {
+            group(pgid, &mut failures);
+        }
+    }
+    for failure in &failures {
+        let message = format!("run {}: {failure}", run.id);
+        log::error!("{message}");
+        let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
+        record_event_or_log(client, outbox, &event, now);
+    }
+    if failures.is_empty() && worker.is_some() {
+        if let Err(error) = runs::forget_worker(client, run.id) {
+            // The next pass looks at the run again and finds nothing left: no harm.
+            log::warn!(
+                "run {}: cannot record that its processes ended: {}",
+                run.id,
+                error.display_scrubbed()
+            );
         }
     }
 }

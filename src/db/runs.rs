@@ -263,9 +263,10 @@ pub fn running_runs(client: &mut impl GenericClient, drain: Option<&str>) -> Res
     rows.iter().map(run_from_row).collect()
 }
 
-/// The runs of `host` ended `hung` or `crashed` at `since` or later, newest first, at most
-/// `limit`: those whose processes a later `supervise` may still have to kill (their worker
-/// stays recorded for it).
+/// The runs of `host` ended `hung` or `crashed` at `since` or later whose processes were
+/// not seen ended (their worker stays recorded until then: see [`forget_worker`]), newest
+/// first, at most `limit`: what a later `supervise` may still have to kill. Read through
+/// the partial index `runs_kill_unconfirmed` (migration 0014), nearly always empty.
 pub fn recently_ended_abnormally(
     client: &mut impl GenericClient,
     host: &str,
@@ -276,11 +277,21 @@ pub fn recently_ended_abnormally(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
                 finished_at, note, log_path, host_id, waiting_until, waiting_reason
-           FROM runs WHERE status IN ('hung', 'crashed') AND host = $1 AND finished_at >= $2
+           FROM runs WHERE status IN ('hung', 'crashed') AND worker_pid IS NOT NULL
+            AND host = $1 AND finished_at >= $2
           ORDER BY finished_at DESC, id DESC LIMIT $3",
         &[&host, &since, &limit],
     )?;
     rows.iter().map(run_from_row).collect()
+}
+
+/// Forget the worker of an ended run once everything it left was seen ended.
+pub fn forget_worker(client: &mut impl GenericClient, run_id: i64) -> Result<()> {
+    client.execute(
+        "UPDATE runs SET worker_pid = NULL, worker_start_time = NULL WHERE id = $1 AND status <> 'running'",
+        &[&run_id],
+    )?;
+    Ok(())
 }
 
 /// The latest finished-or-running run of `drain` that did real work (not lock_skipped).

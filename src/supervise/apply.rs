@@ -81,9 +81,12 @@ fn apply(
             }
             Ok(())
         }
+        // Marked `hung` and its items released (fencing refuses its late commits), then
+        // its worker group, its drain process and what is left in its session are stopped
+        // (`reap::end_run`).
         Action::KillHung => {
             if let Some(run) = find_run(decision.run_id) {
-                end_hung_run(client, outbox, config, clock, run, &decision.reason)?;
+                crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, &decision.reason)?;
             }
             Ok(())
         }
@@ -166,24 +169,6 @@ fn expire_burst(
     .data(json!({ "burst_until": until, "note": controls.burst_note }));
     record_event(&mut transaction, outbox, &event, now)?;
     transaction.commit()?;
-    Ok(())
-}
-
-/// Mark a hung run `hung` and release its items (fencing refuses its late commits), then
-/// stop its worker group and its own process if they are on this host, and what is left
-/// in its session. A pass that dies before it signalled them leaves that to the next pass
-/// (`reap::finish_ended_runs`).
-fn end_hung_run(
-    client: &mut Client,
-    outbox: &Outbox,
-    config: &Config,
-    clock: &crate::clock::Clock,
-    run: &RunRow,
-    reason: &str,
-) -> Result<()> {
-    if crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, reason)?.is_some() {
-        crate::reap::kill_run_processes(client, outbox, config, run, true, clock.now());
-    }
     Ok(())
 }
 
