@@ -191,20 +191,19 @@ fn burst_holds(
     let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
     let rows = backoffs::read_group_backoffs(client, &groups)?;
     let states = crate::db::quota_groups::read_groups(client, &groups)?;
-    let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
+    let zone = config.defaults.timezone;
+    let (day_start, _) = crate::usage::budget_day(now, zone);
     for drain in bursting {
         let group = config.quota_group(&drain.quota_group)?;
         let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
         let backoff_until = crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default())
             .wait(now)
             .map(|(until, _)| until);
-        let budget_spent_until = match drain.max_cost_per_day {
-            Some(max) if crate::db::usage::cost_since(client, &drain.name, day_start)? >= max => {
-                Some(day_end)
-            }
-            _ => None,
+        let cost_today = match drain.max_cost_per_day {
+            Some(_) => Some(crate::db::usage::cost_since(client, &drain.name, day_start)?),
+            None => None,
         };
-        if let Some(hold) = Hold::latest(backoff_until, budget_spent_until, now) {
+        if let Some(hold) = Hold::of_drain(backoff_until, drain.max_cost_per_day, cost_today, now, zone) {
             holds.insert(drain.name.clone(), hold);
         }
     }

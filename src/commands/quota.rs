@@ -54,9 +54,7 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     // A drain stops a client announcing a wait longer than a minute (or than its
     // item_timeout) and counts a quota hit: docs/rate-limits.md, "Clients that wait for
     // the reset".
-    let limit = drain.map_or(crate::worker::MAX_CLIENT_WAIT, |drain| {
-        crate::worker::MAX_CLIENT_WAIT.min(drain.item_timeout)
-    });
+    let limit = crate::worker::client_wait_limit(drain.map(|drain| drain.item_timeout));
     let outcome = match crate::quota::long_announced_wait(&output, limit) {
         Some((line, wait)) => {
             Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, &line, wait, now, zone))

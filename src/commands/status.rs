@@ -387,14 +387,14 @@ fn decide_drain(
     let (backoff_until, backoff_reason) = wait.unzip();
     let cost_today_usd = snapshot.cost_today.get(&drain.name).copied();
     let budget_day_ends_at = drain.max_cost_per_day.map(|_| crate::usage::budget_day(now, zone).1);
-    let budget_spent =
-        matches!((drain.max_cost_per_day, cost_today_usd), (Some(max), Some(spent)) if spent >= max);
     // A burst's drain works only once its backoff is over and its daily budget starts
     // afresh (docs/operations.md, "Status").
-    let hold = crate::schedule::forecast::Hold::latest(
+    let hold = crate::schedule::forecast::Hold::of_drain(
         backoff_until,
-        budget_day_ends_at.filter(|_| budget_spent),
+        drain.max_cost_per_day,
+        cost_today_usd,
         now,
+        zone,
     );
     let forecast = crate::schedule::forecast::forecast(
         snapshot.histories.get(&drain.name).copied().unwrap_or_default(),

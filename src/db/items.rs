@@ -1000,11 +1000,6 @@ pub struct OrphanedItem {
     pub is_dead: bool,
 }
 
-/// Release every item of these drains (each with its `max_attempts`, in the same order)
-/// still `running` under a run that is not `running`, in one statement: the attempt
-/// stays counted (its run was judged hung or crashed), and an item that has used
-/// `max_attempts` is dead. Its open attempt is closed and a result its run staged is
-/// discarded. Rows another transaction holds are skipped (the next sweep sees them).
 /// The drains of `drains` (each with its `max_attempts`) that would have an item pending
 /// again once `ending_runs` are ended and orphaned items released, as a supervise pass
 /// does before it decides starts — read only, for `supervise --dry-run`: an item held by
@@ -1030,6 +1025,11 @@ pub fn drains_recovery_would_free(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// Release every item of these drains (each with its `max_attempts`, in the same order)
+/// still `running` under a run that is not `running`, in one statement: the attempt
+/// stays counted (its run was judged hung or crashed), and an item that has used
+/// `max_attempts` is dead. Its open attempt is closed and a result its run staged is
+/// discarded. Rows another transaction holds are skipped (the next sweep sees them).
 pub fn release_orphaned_items(
     client: &mut impl GenericClient,
     drains: &[String],

@@ -93,10 +93,7 @@ pub(crate) fn long_announced_wait(output: &[u8], limit: Duration) -> Option<(Str
         if let Some(wait) = announced_wait(line, &recent).filter(|wait| *wait > limit) {
             return Some((line.trim().to_string(), wait));
         }
-        if recent.len() == crate::worker::CLIENT_WAIT_CONTEXT_LINES {
-            recent.remove(0);
-        }
-        recent.push(line.trim().to_string());
+        crate::worker::remember_recent(&mut recent, line);
     }
     None
 }

@@ -87,6 +87,22 @@ impl Hold {
         })
     }
 
+    /// What keeps a drain from working now, as `status`, `metrics` and `burst on` count it
+    /// (docs/operations.md, "Status"): its quota group's backoff (until `backoff_until`),
+    /// and its `max_cost_per_day` when today's cost (`cost_today`) reached it, until the
+    /// budget day ends in `zone`.
+    pub fn of_drain(
+        backoff_until: Option<DateTime<Utc>>,
+        max_cost_per_day: Option<f64>,
+        cost_today: Option<f64>,
+        now: DateTime<Utc>,
+        zone: chrono_tz::Tz,
+    ) -> Option<Hold> {
+        let spent = matches!((max_cost_per_day, cost_today), (Some(max), Some(spent)) if spent >= max);
+        let budget_spent_until = spent.then(|| crate::usage::budget_day(now, zone).1);
+        Hold::latest(backoff_until, budget_spent_until, now)
+    }
+
     fn describe(&self, zone: chrono_tz::Tz) -> String {
         let until = crate::output::local_time(self.until, zone);
         match self.reason {

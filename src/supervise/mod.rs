@@ -515,7 +515,8 @@ fn scan_sources(
 }
 
 /// Finish killing what runs ended earlier left alive, apply the recovery decisions (reap
-/// crashed runs, end hung ones), release orphaned items, and refresh which drains have an available item when that changed anything.
+/// crashed runs, end hung ones), release orphaned items, and refresh which drains have an
+/// available item when that changed anything.
 #[allow(clippy::too_many_arguments)]
 fn recover(
     client: &mut Client,

@@ -52,6 +52,22 @@ const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// timeout) for its own retry is stopped at once: waiting is the drain's job
 /// (docs/rate-limits.md, "Clients that wait for the reset").
 pub const MAX_CLIENT_WAIT: Duration = Duration::from_secs(60);
+
+/// The longest announced wait a client is left to sit through: [`MAX_CLIENT_WAIT`], or
+/// the item's `time_left` when that is shorter (docs/rate-limits.md, "Clients that wait
+/// for the reset").
+pub(crate) fn client_wait_limit(time_left: Option<Duration>) -> Duration {
+    time_left.map_or(MAX_CLIENT_WAIT, |left| left.min(MAX_CLIENT_WAIT))
+}
+
+/// Keep `line` among a stream's last [`CLIENT_WAIT_CONTEXT_LINES`] lines, which an
+/// announced wait is read with.
+pub(crate) fn remember_recent(recent: &mut Vec<String>, line: &str) {
+    if recent.len() == CLIENT_WAIT_CONTEXT_LINES {
+        recent.remove(0);
+    }
+    recent.push(line.trim().to_string());
+}
 /// How many lines of the same stream before a line the announced-wait reader sees with
 /// it: a retry notice counts only when it or the lines just before it name a limit.
 pub const CLIENT_WAIT_CONTEXT_LINES: usize = 3;
@@ -759,7 +775,7 @@ impl<'a> OutputCapture<'a> {
     /// The first announced wait longer than [`MAX_CLIENT_WAIT`] or than `time_left`;
     /// shorter ones are forgotten (the client's retry is worth waiting for).
     fn long_client_wait(&mut self, time_left: Option<Duration>) -> Option<Duration> {
-        let limit = time_left.map_or(MAX_CLIENT_WAIT, |left| left.min(MAX_CLIENT_WAIT));
+        let limit = client_wait_limit(time_left);
         let found = self.client_waits.drain(..).find(|(_, wait)| *wait > limit)?;
         self.client_waits.clear();
         self.wait_line = Some(found.0);
@@ -855,10 +871,7 @@ impl LinePatterns<'_> {
             if let Some(wait) = read(&line, recent) {
                 waits.push((line.trim().to_string(), wait));
             }
-            if recent.len() == CLIENT_WAIT_CONTEXT_LINES {
-                recent.remove(0);
-            }
-            recent.push(line.trim().to_string());
+            remember_recent(recent, &line);
         }
         if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
             observer.checkpoint(&line);

@@ -409,18 +409,23 @@ fn seed_run(
         .get(0)
 }
 
+/// `count` pending items of `sessions`, enqueued at NOW.
+fn seed_pending(client: &mut postgres::Client, count: i32) {
+    client
+        .execute(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             SELECT 'sessions', 'k' || n, '{}', $1, $1, $1 FROM generate_series(1, $2) AS n",
+            &[&at(NOW), &count],
+        )
+        .unwrap();
+}
+
 #[test]
 fn status_and_metrics_forecast_from_recent_runs_and_say_when_a_burst_will_not_finish() {
     let fixture = Fixture::new(&config(""), NOW);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
     let mut client = fixture.client();
-    client
-        .execute(
-            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
-             SELECT 'sessions', 'k' || n, '{}', $1, $1, $1 FROM generate_series(1, 140) AS n",
-            &[&at(NOW)],
-        )
-        .unwrap();
+    seed_pending(&mut client, 140);
     // Two passes in the last day: 10 items in 1 hour of running.
     seed_run(&mut client, at("2026-11-27T06:00:00Z"), Some(at("2026-11-27T06:30:00Z")), "budget", 4, None);
     seed_run(
@@ -500,13 +505,7 @@ fn a_burst_whose_quota_group_backs_off_past_the_deadline_does_not_finish() {
     let fixture = Fixture::new(&config(""), NOW);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
     let mut client = fixture.client();
-    client
-        .execute(
-            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
-             SELECT 'sessions', 'k' || n, '{}', $1, $1, $1 FROM generate_series(1, 50) AS n",
-            &[&at(NOW)],
-        )
-        .unwrap();
+    seed_pending(&mut client, 50);
     // 10 items per hour: 5 hours of work, 11 hours before the deadline.
     seed_run(&mut client, at("2026-11-27T06:00:00Z"), Some(at("2026-11-27T07:00:00Z")), "drained", 10, None);
     fixture.drainctl(&["burst", "on", "sessions", "--until", "+11h"]).run().assert_code(0);

@@ -249,8 +249,9 @@ fn an_absurd_usage_report_is_counted_at_its_ceiling_and_the_item_is_done_once() 
     status.assert_code(0);
 }
 
-#[test]
-fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() {
+/// Six $0.036 items of `docs` with `max_cost_per_day = 0.1`, at 22:30 UTC (23:30 in
+/// Warsaw, where the budget's day ends in half an hour), and the pass that ran them.
+fn a_pass_that_spends_the_daily_budget_at_2330_in_warsaw() -> (Fixture, serde_json::Value) {
     let text = config("max_cost_per_day = 0.1").replace("timezone = \"UTC\"", "timezone = \"Europe/Warsaw\"");
     // 22:30 UTC is 23:30 in Warsaw: the budget's day ends in half an hour.
     let fixture = Fixture::new(&text, "2026-11-27T22:30:00Z");
@@ -258,6 +259,12 @@ fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() 
         (0..6).map(|i| (format!("t{i}"), printing("claude-json-success", 0))).collect();
     fixture.enqueue("docs", &items);
     let pass = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    (fixture, pass)
+}
+
+#[test]
+fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() {
+    let (fixture, pass) = a_pass_that_spends_the_daily_budget_at_2330_in_warsaw();
     // 0.0362, 0.0724, 0.1085: the third item reaches the budget.
     assert_eq!(pass["status"], "budget", "{pass}");
     assert_eq!(pass["items_done"], 3);
@@ -306,13 +313,7 @@ fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() 
 
 #[test]
 fn a_burst_of_a_drain_whose_daily_budget_is_spent_says_it_waits_for_the_next_day() {
-    let text = config("max_cost_per_day = 0.1").replace("timezone = \"UTC\"", "timezone = \"Europe/Warsaw\"");
-    // 22:30 UTC is 23:30 in Warsaw: the budget's day ends in half an hour.
-    let fixture = Fixture::new(&text, "2026-11-27T22:30:00Z");
-    let items: Vec<(String, serde_json::Value)> =
-        (0..6).map(|i| (format!("t{i}"), printing("claude-json-success", 0))).collect();
-    fixture.enqueue("docs", &items);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    let (fixture, pass) = a_pass_that_spends_the_daily_budget_at_2330_in_warsaw();
     assert_eq!(pass["status"], "budget", "{pass}");
     // A burst that ends before the budget's day: no pass starts in it.
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+20m"]).run();

@@ -314,12 +314,9 @@ fn sigterm_mid_pass_ends_supervise_at_the_next_step_with_75_and_records_it() {
     });
 }
 
-#[test]
-fn a_crashed_run_is_reaped_and_its_items_released() {
-    let fixture = Fixture::new(&config(""), INSIDE);
-    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
-    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
-    // A run whose process is gone: a pid that has exited.
+/// A `running` run of `docs` on this host whose process is gone (a pid that has exited),
+/// holding item `a` on its first attempt.
+fn crashed_run_holding_a(fixture: &Fixture) -> i64 {
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = gone.id() as i32;
     gone.wait().unwrap();
@@ -338,6 +335,16 @@ fn a_crashed_run_is_reaped_and_its_items_released() {
             &[&run_id],
         )
         .unwrap();
+    run_id
+}
+
+#[test]
+fn a_crashed_run_is_reaped_and_its_items_released() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let mut client = fixture.client();
+    let run_id = crashed_run_holding_a(&fixture);
     let plan = decisions(&fixture, &[]);
     assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
     let (state, attempts, _) = fixture.item("docs", "a");
@@ -432,24 +439,8 @@ fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_record
 fn a_dry_run_after_a_crash_plans_the_start_the_real_pass_makes() {
     let fixture = Fixture::new(&config("max_attempts = 3\n"), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1))]);
-    let mut gone = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = gone.id() as i32;
-    gone.wait().unwrap();
     let mut client = fixture.client();
-    let run_id: i64 = client
-        .query_one(
-            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status)
-             VALUES ('docs', 'supervisor', $1, $2, now(), now(), 'running') RETURNING id",
-            &[&this_host(), &dead_pid],
-        )
-        .unwrap()
-        .get(0);
-    client
-        .execute(
-            "UPDATE items SET state = 'running', claimed_by = $1, attempts = 1 WHERE key = 'a'",
-            &[&run_id],
-        )
-        .unwrap();
+    crashed_run_holding_a(&fixture);
     let plan = decisions(&fixture, &["--dry-run"]);
     assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
     // Before, it said "skip: no item available now", and the real pass started the drain.
