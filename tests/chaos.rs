@@ -150,6 +150,8 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
     let can_use_another_host = can_use_another_host();
     let mut other_host: Vec<std::process::Child> = Vec::new();
     let mut frozen_elsewhere: Vec<(i64, i32, f64)> = Vec::new();
+    // (run id, when) of every drain of the other host thawed.
+    let mut thawed: Vec<(i64, f64)> = Vec::new();
     // (run id, when) of every drain killed, and (run id, pid, when) of every one frozen.
     let mut killed: Vec<(i64, f64)> = Vec::new();
     let mut frozen: Vec<(i64, i32, f64)> = Vec::new();
@@ -158,7 +160,13 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
         run_supervise(&fixture.0);
         std::thread::sleep(Duration::from_millis(50 + random.below(300) as u64));
         if can_use_another_host {
-            other_host_chaos(&fixture.0, &mut random, &mut other_host, &mut frozen_elsewhere, &mut kills);
+            other_host_chaos(
+                &fixture.0,
+                &mut random,
+                &mut other_host,
+                (&mut frozen_elsewhere, &mut thawed),
+                &mut kills,
+            );
         }
         let running: Vec<(i64, i32, Option<i32>)> = fixture
             .0
@@ -190,8 +198,9 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
         }
     }
     // Thaw what is still frozen elsewhere: it is judged hung in the quiet phase, and fenced.
-    for (_, pid, _) in frozen_elsewhere.drain(..) {
+    for (run_id, pid, _) in frozen_elsewhere.drain(..) {
         signal(pid as u32, libc::SIGCONT);
+        thawed.push((run_id, unix_now()));
     }
     println!("chaos: {kills:?}");
     fixture.1 = i64::from(kills["drain"] + kills["worker"] + kills["freeze"]);
@@ -207,7 +216,7 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
     fixture.check_every_item();
     fixture.check_no_run_left_running();
     fixture.check_counts_exact();
-    fixture.check_no_claim_during_a_backoff();
+    fixture.check_no_claim_during_a_backoff(&thawed);
     fixture.check_events_tell_the_story();
     // A killed drain's run crashed, a frozen one's hung — unless it had finished just
     // before the signal landed.
@@ -232,7 +241,7 @@ fn other_host_chaos(
     fixture: &Fixture,
     random: &mut Random,
     children: &mut Vec<std::process::Child>,
-    frozen: &mut Vec<(i64, i32, f64)>,
+    (frozen, thawed): (&mut Vec<(i64, i32, f64)>, &mut Vec<(i64, f64)>),
     kills: &mut HashMap<&str, i32>,
 ) {
     children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
@@ -270,6 +279,7 @@ fn other_host_chaos(
             return true;
         }
         signal(*pid as u32, libc::SIGCONT);
+        thawed.push((*run_id, unix_now()));
         *kills.get_mut("thawed_after_hung").unwrap() += 1;
         false
     });
@@ -412,24 +422,57 @@ impl ChaosFixture {
     }
 
     /// No item of a group was claimed, and no worker of a group started, while the group
-    /// backed off. The hit's event carries the time the hit was observed; its transaction
-    /// commits a moment later (on a loaded machine, up to a second or so), and another
-    /// pass may claim in between, so the check starts 1.5 s after each backoff was observed
-    /// (2.5 s for worker starts, which follow their claims). Backoffs here last 4 to 6 s.
-    fn check_no_claim_during_a_backoff(&self) {
+    /// backed off. A backoff counts from when its transaction committed (the cluster the
+    /// test scripts start tracks commit timestamps), give or take 0.5 s between its commit
+    /// record and its being visible on a loaded machine; a worker starts a moment after its
+    /// claim, so 2.5 s for those. Without commit timestamps, a backoff counts from when its
+    /// hit was observed (its event's time), and the hit's transaction may commit a while
+    /// later — longer still for a drain of the other host frozen in between and thawed
+    /// (`thawed`, by run) — so 1.5 s more. Backoffs here last 4 to 6 s.
+    fn check_no_claim_during_a_backoff(&self, thawed: &[(i64, f64)]) {
         let mut client = self.0.client();
+        let has_commit_times: bool =
+            client.query_one("SELECT current_setting('track_commit_timestamp') = 'on'", &[]).unwrap().get(0);
+        let known_from = if has_commit_times {
+            "extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8"
+        } else {
+            "extract(epoch FROM at)::float8"
+        };
+        let (claim_slack, start_slack) = if has_commit_times { (0.5, 2.5) } else { (1.5, 2.5) };
         let backoffs: Vec<(String, f64, f64)> = client
             .query(
-                "SELECT quota_group, extract(epoch FROM at)::float8,
-                        extract(epoch FROM (data->>'backoff_until')::timestamptz)::float8
-                   FROM events WHERE kind = 'backoff_set'",
+                &format!(
+                    "SELECT quota_group, {known_from},
+                            extract(epoch FROM (data->>'backoff_until')::timestamptz)::float8, run_id
+                       FROM events WHERE kind = 'backoff_set'"
+                ),
                 &[],
             )
             .unwrap()
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| {
+                let run_id: Option<i64> = r.get(3);
+                let known: f64 = r.get(1);
+                let known = thawed
+                    .iter()
+                    .filter(|(run, _)| !has_commit_times && Some(*run) == run_id)
+                    .map(|(_, at)| *at)
+                    .fold(known, f64::max);
+                (r.get(0), known, r.get(2))
+            })
             .collect();
         assert!(!backoffs.is_empty(), "no quota hit happened: the chaos was too tame");
+        if has_commit_times {
+            let longest: f64 = client
+                .query_one(
+                    "SELECT coalesce(max(extract(epoch FROM pg_xact_commit_timestamp(xmin) - at)), 0)::float8
+                       FROM events WHERE kind = 'backoff_set'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            println!("{} backoffs; the longest from its hit to its commit: {longest:.3} s", backoffs.len());
+        }
         let group_of = |drain: &str| if drain == "gamma" { "solo" } else { "shared" };
         let violates = |group: &str, at: f64, slack: f64| {
             backoffs.iter().find(|(g, set, until)| g == group && at > set + slack && at < *until)
@@ -445,7 +488,7 @@ impl ChaosFixture {
         for row in &claims {
             let drain: String = row.get(0);
             let at: f64 = row.get(3);
-            if let Some(backoff) = violates(group_of(&drain), at, 1.5) {
+            if let Some(backoff) = violates(group_of(&drain), at, claim_slack) {
                 panic!(
                     "{} attempt {} claimed at {at} during backoff {backoff:?}",
                     row.get::<_, String>(1),
@@ -461,7 +504,7 @@ impl ChaosFixture {
             let at: f64 = fields.next().unwrap().parse().unwrap();
             let drain = fields.find_map(|f| f.strip_prefix("drain=")).unwrap();
             starts += 1;
-            if let Some(backoff) = violates(group_of(drain), at, 2.5) {
+            if let Some(backoff) = violates(group_of(drain), at, start_slack) {
                 panic!("worker started during backoff {backoff:?}: {line}");
             }
         }

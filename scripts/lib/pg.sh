@@ -131,7 +131,7 @@ pg_start() {
     export PG_TLS_ROOT PG_TLS_OTHER_ROOT
   fi
   "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA/data" -l "$PG_DATA/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DATA -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off $tls" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DATA -c max_connections=400 -c fsync=off -c synchronous_commit=off -c track_commit_timestamp=on -c full_page_writes=off $tls" \
     start >/dev/null || { cat "$PG_DATA/server.log" >&2; return 1; }
   PG_URL="postgres://postgres:${password}@127.0.0.1:${port}/postgres"
   export PG_URL PG_DATA
