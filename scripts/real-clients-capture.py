@@ -61,7 +61,8 @@ CLIENTS = {
 
 CLAUDE_SUBSCRIPTION = {"subscription-limit", "weekly-limit", "allowed-warning", "server-limiting"}
 COMMON = ["success", "success-quoting-a-limit", "rate-limit-reset", "rate-limit-no-reset",
-          "rate-limit-then-success", "server-500-then-success", "credit", "server-500", "server-502", "server-503", "server-529"]
+          "rate-limit-then-success", "server-500-then-success", "credit", "auth-invalid", "permission-denied", "model-not-found",
+          "server-500", "server-502", "server-503", "server-529"]
 SCENARIOS = {
     "anthropic": COMMON + ["allowed-warning", "subscription-limit", "weekly-limit", "server-limiting",
                            "workspace-limit"],
@@ -85,6 +86,9 @@ MEANT = {
     "server-limiting": "server_error",
     "long-retry": "quota_hit",
     "credit": "needs_attention",
+    "auth-invalid": "needs_attention",
+    "permission-denied": "needs_attention",
+    "model-not-found": "needs_attention",
     "server-500": "server_error",
     "server-502": "server_error",
     "server-503": "server_error",

@@ -132,6 +132,13 @@ def plan_anthropic(scenario, now):
         message = ("Your credit balance is too low to access the Anthropic API. Please go to "
                    "Plans & Billing to upgrade or purchase credits.")
         return {"status": 400, "body": anthropic_error("invalid_request_error", message)}
+    if scenario == "auth-invalid":
+        return {"status": 401, "body": anthropic_error("authentication_error", "invalid x-api-key")}
+    if scenario == "permission-denied":
+        return {"status": 403, "body": anthropic_error(
+            "permission_error", "Your API key does not have permission to use the specified resource.")}
+    if scenario == "model-not-found":
+        return {"status": 404, "body": anthropic_error("not_found_error", "model: claude-mock-retired")}
     if scenario == "server-500":
         return {"status": 500, "body": anthropic_error("api_error", "Internal server error")}
     if scenario == "server-502":
@@ -207,6 +214,20 @@ def plan_openai(scenario, now):
                    "more information on this error, read the docs: "
                    "https://platform.openai.com/docs/guides/error-codes/api-errors.")
         return {"status": 429, "body": openai_error(message, "insufficient_quota", "insufficient_quota")}
+    if scenario == "auth-invalid":
+        return {"status": 401, "body": openai_error(
+            "Incorrect API key provided: sk-mock. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key")}
+    if scenario == "permission-denied":
+        return {"status": 403, "body": openai_error(
+            "You have insufficient permissions for this operation. Missing scopes: api.responses.write. "
+            "Check that you have the correct role in your organization (Reader, Writer, Owner) and project "
+            "(Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+            "invalid_request_error", None)}
+    if scenario == "model-not-found":
+        return {"status": 404, "body": openai_error(
+            "The model `gpt-mock-retired` does not exist or you do not have access to it.",
+            "invalid_request_error", "model_not_found")}
     if scenario == "server-500":
         return {"status": 500, "body": openai_error(
             "The server had an error while processing your request. Sorry about that!", "server_error", None)}
@@ -231,6 +252,11 @@ def quota_failure(quota_id, metric):
     return {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
         {"quotaMetric": f"generativelanguage.googleapis.com/{metric}", "quotaId": quota_id,
          "quotaDimensions": {"location": "global", "model": "gemini-2.5-pro"}, "quotaValue": "250"}]}
+
+
+def error_info(reason):
+    return {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"}}
 
 
 def retry_info(delay):
@@ -283,6 +309,19 @@ def plan_gemini(scenario, now):
                    "generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, "
                    "model: gemini-2.5-pro")
         return {"status": 429, "body": gemini_error(429, "RESOURCE_EXHAUSTED", message)}
+    if scenario == "auth-invalid":
+        return {"status": 400, "body": gemini_error(
+            400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.",
+            [error_info("API_KEY_INVALID")])}
+    if scenario == "permission-denied":
+        return {"status": 403, "body": gemini_error(
+            403, "PERMISSION_DENIED", "Permission denied: Consumer 'api_key:mock' has been suspended.",
+            [error_info("CONSUMER_SUSPENDED")])}
+    if scenario == "model-not-found":
+        return {"status": 404, "body": gemini_error(
+            404, "NOT_FOUND", "models/gemini-mock-retired is not found for API version v1beta, or is not "
+            "supported for generateContent. Call ListModels to see the list of available models and their "
+            "supported methods.")}
     if scenario == "server-500":
         return {"status": 500, "body": gemini_error(500, "INTERNAL", "Internal error encountered.")}
     if scenario == "server-502":

@@ -234,6 +234,9 @@ fn chaos_loses_nothing_and_never_runs_during_a_backoff() {
     }
 }
 
+/// Drains frozen: (run id, pid, when frozen).
+type Frozen = Vec<(i64, i32, f64)>;
+
 /// The other host's part of the chaos: now and then start a drain as host `chaos-b`,
 /// freeze one of its running drains, and thaw a frozen one once a supervise (of this
 /// host, which may not signal it) has judged its run hung.
@@ -241,7 +244,7 @@ fn other_host_chaos(
     fixture: &Fixture,
     random: &mut Random,
     children: &mut Vec<std::process::Child>,
-    (frozen, thawed): (&mut Vec<(i64, i32, f64)>, &mut Vec<(i64, f64)>),
+    (frozen, thawed): (&mut Frozen, &mut Vec<(i64, f64)>),
     kills: &mut HashMap<&str, i32>,
 ) {
     children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
