@@ -89,7 +89,7 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
                 human.push_str(&format!(" (reset not trusted: {why})"));
             }
             if hit.needs_attention {
-                human.push_str("\n  needs attention: time will not fix this limit");
+                human.push_str("\n  needs attention: time will not fix this");
             }
             Report::new(
                 human,

@@ -332,6 +332,17 @@ impl Pass<'_> {
                 self.config.defaults.timezone,
             )
         })?;
+        if hit.needs_attention {
+            // The hit parked the group: waiting does not fix it (docs/rate-limits.md,
+            // "Parked groups").
+            return Ok(ItemEnd::Stop(Stop::normal(
+                RunStatus::RateLimited,
+                format!(
+                    "quota hit on item {}: quota group {group} is parked (needs attention: {}); `drainctl resume --group {group}` once it is fixed",
+                    item.key, hit.matched_line
+                ),
+            )));
+        }
         if self.may_wait_until(decision.until, now) {
             // The next claim sees the backoff and waits for its end.
             log::info!(

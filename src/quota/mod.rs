@@ -18,6 +18,7 @@
 //! tells a gemini-cli exit 0 without an answer.
 //! How a worker's output is judged, for users: docs/rate-limits.md.
 
+mod access;
 mod clean;
 mod clock;
 mod empty_answer;
@@ -261,7 +262,13 @@ impl Classifier {
         let strict = !failed && !output_is_error;
         let mut hits = self.collect_hits(&streams, strict);
         if hits.is_empty() {
-            return Outcome::Other;
+            // Access refused (a key, a login, a model): every item would meet it.
+            return match access::refused_access(&streams).filter(|_| failed || output_is_error) {
+                Some(matched_line) => {
+                    Outcome::QuotaHit(QuotaHit { reset: None, matched_line, needs_attention: true })
+                }
+                None => Outcome::Other,
+            };
         }
         // A limit message is near the end; output that repeats one thousands of times
         // need not be read thousands of times.
@@ -636,6 +643,20 @@ mod tests {
 
     #[rustfmt::skip]
     const CASES: &[Case] = &[
+        // --- Access refused: a key, a login, a model (docs/rate-limits.md, "Needs attention") ---
+        ("Claude Code: a subscriber's login expired", Claude,
+            "OAuth token has expired. Please obtain a new token or refresh your existing token.", Some(1), Attention),
+        ("Claude Code: the key rejected, asked to log in", Claude,
+            r#"Invalid API key · Please run /login"#, Some(1), Attention),
+        ("Claude Code: API Error 401 with the error object", Claude,
+            r#"API Error: 401 {"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+            Some(1), Attention),
+        ("an answer that talks about an invalid API key is the item's content", Claude,
+            "The ticket says: Invalid API key when the user logs in.", Some(0), Other),
+        ("a worker's own fetch refused with 403 is the item's failure", Http,
+            "curl: (22) The requested URL returned error: 403 Forbidden", Some(22), Other),
+        ("a shell's permission denied is the item's failure", Http,
+            "sh: 1: ./convert: Permission denied", Some(126), Other),
         // --- Claude Code and the Anthropic API ---
         ("claude -p json exits 0 with is_error and an epoch", Claude,
             r#"{"type":"result","subtype":"success","is_error":true,"duration_ms":812,"result":"Claude AI usage limit reached|1747353600","session_id":"4f1c"}"#,
@@ -969,7 +990,7 @@ mod tests {
         // A limit quoted by the item is not the client's: the run failed for its own reason.
         let quoted = "Claude usage limit reached. Your limit will reset at 5pm.";
         let stderr =
-            echo(&format!("{{\"text\": \"{quoted}\"}}"), "ERROR: unexpected status 401 Unauthorized");
+            echo(&format!("{{\"text\": \"{quoted}\"}}"), "ERROR: stream disconnected before completion");
         assert!(matches!(classify(OpenAi, b"", stderr.as_bytes(), Some(1)), Outcome::QuotaHit(_)));
         assert!(matches!(classify_given(&format!("{{\"text\": \"{quoted}\"}}"), &stderr), Outcome::Other));
         // Short lines of the input are the client's too: `}` or `Error` stay in play.

@@ -82,6 +82,48 @@ fn a_parked_group_makes_no_worker_calls_until_resume_group() {
 }
 
 #[test]
+fn a_refused_key_parks_the_group_instead_of_dead_lettering_the_backlog() {
+    // Every item would meet the same answer: none of them may use an attempt on it.
+    let fixture =
+        Fixture::new(&config().replace("max_wait = \"0s\"", "max_wait = \"0s\"\nmax_attempts = 1"), NOW);
+    let refused = logged(
+        &fixture,
+        json!([{ "err": "ERROR: unexpected status 401 Unauthorized: Incorrect API key provided: sk-old." }, { "exit": 1 }]),
+    );
+    let items: Vec<(String, serde_json::Value)> =
+        (1..=3).map(|i| (format!("a{i}"), refused.clone())).collect();
+    fixture.enqueue("alpha", &items);
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "rate_limited", "{}", result.stdout);
+    let note = result.json()["note"].as_str().unwrap_or_default().to_string();
+    assert!(
+        note.contains("quota group shared is parked")
+            && note.contains("Incorrect API key provided")
+            && note.contains("`drainctl resume --group shared`"),
+        "{note}"
+    );
+    assert_eq!(calls(&fixture), 1, "one worker call, not one per item");
+    for (key, _) in &items {
+        let (state, attempts, _) = fixture.item("alpha", key);
+        assert_eq!((state.as_str(), attempts), ("pending", 0), "{key}");
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'dead'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_parked'"), 1);
+    // The other drain of the group calls nothing either, however long after.
+    fixture.set_now("2026-11-28T10:00:00Z");
+    fixture.enqueue("beta", &[("b1".into(), logged(&fixture, json!([{ "out": "done" }])))]);
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    assert_eq!(calls(&fixture), 1, "a parked group called a worker");
+    let quota = fixture
+        .drainctl(&["quota", "test", "--profile", "openai", "--exit-code", "1"])
+        .stdin("ERROR: unexpected status 401 Unauthorized: Incorrect API key provided: sk-old.\n")
+        .run();
+    quota.assert_code(0);
+    assert!(quota.stdout.contains("needs attention"), "{}", quota.stdout);
+}
+
+#[test]
 fn resume_group_names_an_unknown_group() {
     let fixture = Fixture::new(&config(), NOW);
     let result = fixture.drainctl(&["resume", "--group", "shraed"]).run();

@@ -342,23 +342,23 @@ fn a_worker_that_echoes_its_item_is_judged_by_its_own_words_not_the_items() {
     let config = format!(
         "[defaults]\ntimezone = \"UTC\"\n\n{}\n{}",
         drain("limited", "You've hit your usage limit. Upgrade to Pro or try again at 7:44 PM."),
-        drain("unauthorised", "unexpected status 401 Unauthorized")
+        drain("failing", "stream disconnected before completion: error sending request")
     );
     let fixture = Fixture::new(&config, NOW);
     let ticket = json!({ "text": "Ticket 4711: checkout returns 502 Bad Gateway after the deploy." });
     let quoting = json!({ "text": "Claude usage limit reached. Your limit will reset at 5pm." });
     fixture.enqueue("limited", &[("t".into(), ticket)]);
-    fixture.enqueue("unauthorised", &[("t".into(), quoting)]);
-    for drain in ["limited", "unauthorised"] {
+    fixture.enqueue("failing", &[("t".into(), quoting)]);
+    for drain in ["limited", "failing"] {
         fixture.drainctl(&["drain", drain]).run().assert_code(0);
     }
     // The limit is the client's: the item is back, its attempt not used, the group waits.
     assert_eq!(fixture.item("limited", "t").0, "pending");
     assert_eq!(fixture.backoff_until("limited"), "2026-11-27T19:45:00Z");
-    // The 401 is a failure of the item; the limit it quotes backs nothing off.
-    let (state, _, error) = fixture.item("unauthorised", "t");
+    // The client's own error is a failure of the item; the limit it quotes backs nothing off.
+    let (state, _, error) = fixture.item("failing", "t");
     assert_eq!(state, "dead", "{error:?}");
-    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE quota_group = 'unauthorised'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE quota_group = 'failing'"), 0);
 }
 
 #[test]

@@ -132,8 +132,12 @@ fn a_failed_client_is_recorded_with_the_line_saying_what_went_wrong() {
     let fixture = Fixture::new(&config("2m", "max_attempts = 1\n"), NOW);
     // claude -p prints its errors on stdout; gemini-cli ends with an object dump and
     // `[object Object]`; codex with its token count.
-    let claude = json!({ "steps": [{ "out": "Invalid API key · Fix external API key" }, { "exit": 1 }] });
-    let gemini_dump = "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error.json ApiError: API key not valid.\n    at classifyGoogleError (file:///x/chunk-JDPZ4CE3.js:307307:12)\n    at async main (file:///x/gemini-3HFX2LNT.js:17627:5) {\n  cause: {\n    code: 400,\n    message: 'API key not valid. Please pass a valid API key.',\n    details: [ [Object] ]\n  },\n  reason: 'API_KEY_INVALID',\n  status: 400\n}\nAn unexpected critical error occurred:[object Object]";
+    // (Not a refused key: that parks the group, docs/rate-limits.md, "Access refused".)
+    let claude = json!({ "steps": [
+        { "out": "Error: Input must be provided either through stdin or as a prompt argument when using --print" },
+        { "exit": 1 },
+    ] });
+    let gemini_dump = "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error.json ApiError: Request contains an invalid argument.\n    at classifyGoogleError (file:///x/chunk-JDPZ4CE3.js:307307:12)\n    at async main (file:///x/gemini-3HFX2LNT.js:17627:5) {\n  cause: {\n    code: 400,\n    message: 'Request contains an invalid argument.',\n    details: [ [Object] ]\n  },\n  status: 400\n}\nAn unexpected critical error occurred:[object Object]";
     let gemini = json!({ "steps": [{ "err": gemini_dump }, { "exit": 1 }] });
     let codex = json!({ "steps": [
         { "err": "ERROR: Your input exceeds the context window of this model. Please adjust your input and try again.\ntokens used\n0" },
@@ -143,8 +147,8 @@ fn a_failed_client_is_recorded_with_the_line_saying_what_went_wrong() {
         .enqueue("alpha", &[("claude".into(), claude), ("gemini".into(), gemini), ("codex".into(), codex)]);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     let expected = [
-        ("claude", "exit code 1: Invalid API key · Fix external API key"),
-        ("gemini", "exit code 1: message: 'API key not valid. Please pass a valid API key.',"),
+        ("claude", "exit code 1: Error: Input must be provided either through stdin or as a prompt argument when using --print"),
+        ("gemini", "exit code 1: message: 'Request contains an invalid argument.',"),
         ("codex", "exit code 1: ERROR: Your input exceeds the context window of this model. Please adjust your input and try again."),
     ];
     for (key, error) in expected {

@@ -84,14 +84,12 @@ fn announced_reset(kit: &Kit, run: &str) -> DateTime<Utc> {
     reset.parse().unwrap()
 }
 
-/// A real `drain` of two items with `client` as the worker: the first succeeds, the second
-/// meets `limit` (a mock scenario whose 429 states a reset).
-fn drain_with_real_client(client: &str, profile: &str, limit: &str) {
-    let Some(kit) = kit(client) else { return };
+/// A fixture whose drain `real` runs `client` against the mock's `e2e-<scenario>`: a
+/// request that carries the word RATE-LIMITED meets `scenario`, any other succeeds.
+fn real_client_drain(kit: &Kit, client: &str, profile: &str, scenario: &str, run: &str) -> Fixture {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-    let run = format!("e2e-{client}-{}", std::process::id());
     let fixture = Fixture::new("", &now);
-    let (command, env) = worker(&kit, client, &format!("e2e-{limit}"), &fixture.path("home"), &run);
+    let (command, env) = worker(kit, client, &format!("e2e-{scenario}"), &fixture.path("home"), run);
     let command: Vec<String> = command.iter().map(|arg| toml_string(arg)).collect();
     let env: Vec<String> =
         env.iter().map(|(key, value)| format!("{} = {}", toml_string(key), toml_string(value))).collect();
@@ -103,6 +101,15 @@ fn drain_with_real_client(client: &str, profile: &str, limit: &str) {
         toml_string(fixture.dir.path().to_str().unwrap()),
         env.join(", "),
     ));
+    fixture
+}
+
+/// A real `drain` of two items with `client` as the worker: the first succeeds, the second
+/// meets `limit` (a mock scenario whose 429 states a reset).
+fn drain_with_real_client(client: &str, profile: &str, limit: &str) {
+    let Some(kit) = kit(client) else { return };
+    let run = format!("e2e-{client}-{}", std::process::id());
+    let fixture = real_client_drain(&kit, client, profile, limit, &run);
     fixture.enqueue(
         "real",
         &[
@@ -141,4 +148,51 @@ fn a_real_codex_drain_succeeds_then_records_the_usage_limit_and_its_reset() {
 #[test]
 fn a_real_gemini_drain_succeeds_then_records_the_daily_quota_and_its_reset() {
     drain_with_real_client("gemini", "gemini", "subscription-limit");
+}
+
+/// A real `drain` of three items with `client` as the worker: the first succeeds, the
+/// second meets an API that refuses the key. The group is parked; neither that item nor
+/// the third uses an attempt, and no worker is started for the third.
+fn refused_key_parks_the_group(client: &str, profile: &str) {
+    let Some(kit) = kit(client) else { return };
+    let run = format!("e2e-{client}-refused-{}", std::process::id());
+    let fixture = real_client_drain(&kit, client, profile, "auth-invalid", &run);
+    fixture.enqueue(
+        "real",
+        &[
+            ("a-ok".into(), json!({ "ticket": "The export button does nothing." })),
+            ("b-refused".into(), json!({ "ticket": "RATE-LIMITED" })),
+            ("c-untouched".into(), json!({ "ticket": "The import button does nothing." })),
+        ],
+    );
+    let result = fixture.drainctl(&["drain", "real", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "rate_limited", "{}\n{}", result.stdout, result.stderr);
+    let note = result.json()["note"].as_str().unwrap_or_default().to_string();
+    assert!(note.contains("resume --group"), "{note}");
+    assert_eq!(fixture.item("real", "a-ok").0, "done", "{}", result.stderr);
+    for key in ["b-refused", "c-untouched"] {
+        let (state, attempts, _) = fixture.item("real", key);
+        assert_eq!((state.as_str(), attempts), ("pending", 0), "{key}: a refused key uses no attempt");
+    }
+    let outcomes: Vec<String> = fixture.column("SELECT outcome FROM attempts ORDER BY id");
+    assert_eq!(outcomes, ["done", "quota_hit"], "no worker for the third item");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_parked'"), 1);
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_eq!(status["drains"][0]["state"], "parked", "{status}");
+}
+
+#[test]
+fn a_real_claude_drain_parks_its_group_when_the_key_is_refused() {
+    refused_key_parks_the_group("claude", "claude");
+}
+
+#[test]
+fn a_real_codex_drain_parks_its_group_when_the_key_is_refused() {
+    refused_key_parks_the_group("codex", "openai");
+}
+
+#[test]
+fn a_real_gemini_drain_parks_its_group_when_the_key_is_refused() {
+    refused_key_parks_the_group("gemini", "gemini");
 }
