@@ -1,6 +1,7 @@
 //! What a worker's own output says its attempt cost (docs/results.md): the usage report of
 //! `claude -p --output-format json` (or `stream-json`'s final `result` line), of `codex
-//! exec --json` (its last `turn.completed`) and of `gemini --output-format json` (`stats`).
+//! exec --json` (its last `turn.completed`) and of `gemini --output-format json` (`stats`)
+//! or `stream-json` (its `result` line's `stats`).
 //!
 //! [`read_usage`] is pure: it reads the bytes the worker printed on stdout and returns
 //! what they state, or `None` when they state nothing. A field the client does not report
@@ -98,6 +99,7 @@ fn from_lines(text: &str) -> Option<Usage> {
     let mut last_codex: Option<Value> = None;
     let mut codex_turns: i32 = 0;
     let mut last_claude: Option<Value> = None;
+    let mut last_gemini: Option<Value> = None;
     for line in text.lines().map(str::trim).filter(|line| line.starts_with('{')) {
         // Only lines that name a type worth reading are parsed whole.
         if !line.contains("\"result\"") && !line.contains("\"turn.completed\"") {
@@ -110,11 +112,15 @@ fn from_lines(text: &str) -> Option<Usage> {
                 last_codex = Some(value);
             }
             Some("result") if is_claude_result(&value) => last_claude = Some(value),
+            Some("result") if value.get("stats").is_some() => last_gemini = Some(value),
             _ => {}
         }
     }
     if let Some(result) = last_claude {
         return claude(&result);
+    }
+    if let Some(result) = last_gemini {
+        return gemini_stream(result.get("stats")?);
     }
     let completed = last_codex?;
     codex(completed.get("usage")?, codex_turns)
@@ -187,6 +193,24 @@ fn gemini(stats: &Value) -> Option<Usage> {
         add(&mut usage.output_tokens, output);
         add(&mut usage.api_ms, model.get("api").and_then(|api| count(api.get("totalLatencyMs"))));
     }
+    usage.is_reported().then_some(usage)
+}
+
+/// gemini's `stream-json` `result` line: `stats` totals over the models —
+/// `input_tokens` (the prompt, cached input included), `cached`, `input` (the prompt not
+/// read from a cache), `output_tokens` (the answer alone) and `total_tokens` (also its
+/// thoughts and tool-use prompt, which the line does not tell apart). So `output` is
+/// everything the total holds beyond the prompt, and the kinds still add up to the total.
+fn gemini_stream(stats: &Value) -> Option<Usage> {
+    let (prompt, cached) = (count(stats.get("input_tokens")), count(stats.get("cached")));
+    let input = count(stats.get("input"))
+        .or_else(|| prompt.map(|prompt| prompt.saturating_sub(cached.unwrap_or(0)).max(0)));
+    let output = match (count(stats.get("total_tokens")), prompt) {
+        (Some(total), Some(prompt)) => Some(total.saturating_sub(prompt).max(0)),
+        _ => count(stats.get("output_tokens")),
+    };
+    let usage =
+        Usage { input_tokens: input, output_tokens: output, cache_read_tokens: cached, ..Usage::default() };
     usage.is_reported().then_some(usage)
 }
 

@@ -42,11 +42,13 @@ fn config(extra: &str) -> String {
     )
 }
 
-const REPORTING: [(&str, i32); 10] = [
+const REPORTING: [(&str, i32); 12] = [
     ("real-claude-json-success", 0),
     ("real-claude-stream-json-success", 0),
     ("real-codex-json-success", 0),
     ("real-gemini-json-success", 0),
+    ("real-gemini-stream-json-success", 0),
+    ("gemini-stream-json-thoughts", 0),
     ("claude-json-success", 0),
     ("claude-json-error-max-turns", 1),
     ("claude-stream-json-success", 0),
@@ -136,7 +138,11 @@ fn usage_of_every_client_is_recorded_per_attempt_and_summed_exactly() {
     for window in ["last_24h", "last_7d"] {
         let sums = &docs["usage"][window];
         assert_eq!(sums["cost_usd"].as_f64(), Some(expected_usd), "{window}: {sums}");
-        assert_eq!(sums["attempts"], 11, "{window}: the ten reporting attempts and the quota hit");
+        assert_eq!(
+            sums["attempts"],
+            REPORTING.len() + 1,
+            "{window}: the reporting attempts and the quota hit"
+        );
         assert_eq!(sums["input_tokens"], expected_tokens[0]);
         assert_eq!(sums["output_tokens"], expected_tokens[1]);
         assert_eq!(sums["cache_read_tokens"], expected_tokens[2]);
