@@ -66,6 +66,9 @@ pub fn reap_crashed_runs(
     Ok(reaped)
 }
 
+/// Said of a released item that was claimed ahead and never started (docs/worker-contract.md).
+const CLAIMED_AHEAD_NOTE: &str = "; it was claimed ahead and its worker never started: attempt refunded";
+
 /// Release the items of configured drains (one, or all) that are still `running` under a
 /// run that is no longer `running` — left by a run ended while its process went on, or
 /// one that died between a claim and its ending — with an event for each, in one
@@ -90,7 +93,10 @@ pub fn release_orphaned_items(
             } else {
                 (EventKind::ItemReleased, "released")
             };
-            let message = format!("item {} {what}: its run {run} is no longer running", item.key);
+            let mut message = format!("item {} {what}: its run {run} is no longer running", item.key);
+            if item.was_claimed_ahead {
+                message.push_str(CLAIMED_AHEAD_NOTE);
+            }
             let mut event = Event::new(kind, message).drain(&item.drain).item(item.id);
             if let Some(run_id) = item.run_id {
                 event = event.run(run_id);
@@ -212,7 +218,8 @@ fn release_items(
             (EventKind::ItemDeadLettered, format!("item {} dead: {error} on its last attempt", item.key))
         } else {
             reaped.released.push(item.key.clone());
-            (EventKind::ItemReleased, format!("item {} released: {error}", item.key))
+            let ahead = if item.was_claimed_ahead { CLAIMED_AHEAD_NOTE } else { "" };
+            (EventKind::ItemReleased, format!("item {} released: {error}{ahead}", item.key))
         };
         let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
         record_event(tx, outbox, &event, now)?;

@@ -942,13 +942,44 @@ pub struct ReleasedItem {
     pub id: i64,
     pub key: String,
     pub is_dead: bool,
+    /// Claimed ahead while the run's worker ran on another item it still held: its own
+    /// worker never started, so its attempt was refunded (`not_started`).
+    pub was_claimed_ahead: bool,
+}
+
+/// Of the items a run holds, the one claimed ahead: its latest claim, when it holds an
+/// earlier one too (docs/worker-contract.md). A pass holds the item its worker runs and
+/// at most one claimed ahead, except for the moment after the next worker started: the
+/// item just finished is committed then, right after the claim of the one after (three
+/// held, the middle one started). In the rare case where that moment ends the backlog (two
+/// held, the later started), the later one is given back although it ran. Selects `id,
+/// ahead` for `held AS (SELECT id, claimed_by FROM …)` rows; used by [`release_run_items`]
+/// and [`release_orphaned_items`].
+macro_rules! claimed_ahead_step {
+    () => {
+        "opened AS (
+             SELECT h.id, h.claimed_by,
+                    (SELECT max(a.id) FROM attempts a
+                      WHERE a.item_id = h.id AND a.run_id = h.claimed_by AND a.finished_at IS NULL) AS attempt
+               FROM held h),
+         ahead AS (
+             SELECT o.id,
+                    coalesce(EXISTS (SELECT 1 FROM opened e
+                                      WHERE e.claimed_by = o.claimed_by AND e.attempt < o.attempt)
+                             AND NOT EXISTS (SELECT 1 FROM opened e
+                                              WHERE e.claimed_by = o.claimed_by AND e.attempt > o.attempt),
+                             false) AS ahead
+               FROM opened o)"
+    };
 }
 
 /// Release every item `run_id` still holds and close their attempts. With
 /// `refund_attempt` (the run was stopped by an error that is not the items' fault) the
 /// attempt is given back; otherwise (crashed, hung) it stays counted and an item that has
-/// used `max_attempts` is dead. A result the run staged for a released item and never
-/// committed is discarded with it (the reaper commits verified ones before releasing).
+/// used `max_attempts` is dead — except an item claimed ahead, whose worker never started:
+/// its attempt is refunded and recorded as `not_started`. A result the run staged for a
+/// released item and never committed is discarded with it (the reaper commits verified
+/// ones before releasing).
 pub fn release_run_items(
     client: &mut impl GenericClient,
     run_id: i64,
@@ -959,20 +990,35 @@ pub fn release_run_items(
 ) -> Result<Vec<ReleasedItem>> {
     let refund: i32 = if refund_attempt { 1 } else { 0 };
     let rows = client.query(
-        "WITH released AS (
-             UPDATE items SET
-                    attempts = greatest(attempts - $5, 0),
-                    state = CASE WHEN attempts - $5 >= $3 THEN 'dead' ELSE 'pending' END,
-                    finished_at = CASE WHEN attempts - $5 >= $3 THEN $4::timestamptz ELSE NULL END,
-                    claimed_by = CASE WHEN attempts - $5 >= $3 THEN claimed_by ELSE NULL END,
+        concat!(
+            "WITH held AS (SELECT id, claimed_by FROM items WHERE claimed_by = $1 AND state = 'running'),
+         ",
+            claimed_ahead_step!(),
+            ",
+         released AS (
+             UPDATE items i SET
+                    attempts = greatest(i.attempts - r.refund, 0),
+                    state = CASE WHEN i.attempts - r.refund >= $3 THEN 'dead' ELSE 'pending' END,
+                    finished_at = CASE WHEN i.attempts - r.refund >= $3 THEN $4::timestamptz ELSE NULL END,
+                    claimed_by = CASE WHEN i.attempts - r.refund >= $3 THEN i.claimed_by ELSE NULL END,
                     available_at = $4, claimed_at = NULL, last_error = $2, updated_at = $4
-              WHERE claimed_by = $1 AND state = 'running'
-          RETURNING id, key, state),
+               FROM (SELECT id, ahead, CASE WHEN ahead THEN 1 ELSE $5 END AS refund FROM ahead) r
+              WHERE i.id = r.id AND i.claimed_by = $1 AND i.state = 'running'
+          RETURNING i.id, i.key, i.state, r.ahead),
+         closed AS (
+             UPDATE attempts a SET finished_at = $4,
+                    outcome = CASE WHEN r.ahead THEN 'not_started' ELSE 'released' END,
+                    error = CASE WHEN r.ahead THEN 'claimed ahead; its run ended before its worker started'
+                                 ELSE $2 END
+               FROM released r
+              WHERE a.item_id = r.id AND a.run_id = $1 AND a.finished_at IS NULL),
          discarded AS (
              DELETE FROM staged_results WHERE run_id = $1 AND item_id IN (SELECT id FROM released))
-         SELECT id, key, state FROM released",
+         SELECT id, key, state, ahead FROM released ORDER BY id"
+        ),
         &[&run_id, &error, &max_attempts, &now, &refund],
     )?;
+    // An attempt of the run whose item it no longer holds (none in practice) is closed too.
     client.execute(
         "UPDATE attempts SET finished_at = $2, outcome = 'released', error = $3
           WHERE run_id = $1 AND finished_at IS NULL",
@@ -984,6 +1030,7 @@ pub fn release_run_items(
                 id: row.get(0),
                 key: row.get(1),
                 is_dead: row.try_get::<_, ItemState>(2)? == ItemState::Dead,
+                was_claimed_ahead: row.get(3),
             })
         })
         .collect()
@@ -998,6 +1045,8 @@ pub struct OrphanedItem {
     pub key: String,
     pub run_id: Option<i64>,
     pub is_dead: bool,
+    /// Claimed ahead of another item the run still held: never started, attempt refunded.
+    pub was_claimed_ahead: bool,
 }
 
 /// The drains of `drains` (each with its `max_attempts`) that would have an item pending
@@ -1037,32 +1086,43 @@ pub fn release_orphaned_items(
     now: DateTime<Utc>,
 ) -> Result<Vec<OrphanedItem>> {
     let rows = client.query(
-        "WITH orphaned AS (
+        concat!(
+            "WITH held AS (
              SELECT i.id, i.claimed_by, l.max_attempts FROM items i
                JOIN unnest($1::text[], $2::int[]) AS l(drain, max_attempts) ON l.drain = i.drain
                LEFT JOIN runs r ON r.id = i.claimed_by
               WHERE i.state = 'running' AND (r.id IS NULL OR r.status <> 'running')
                 FOR UPDATE OF i SKIP LOCKED),
+         ",
+            claimed_ahead_step!(),
+            ",
+         orphaned AS (
+             SELECT h.id, h.claimed_by, h.max_attempts, a.ahead, CASE WHEN a.ahead THEN 1 ELSE 0 END AS refund
+               FROM held h JOIN ahead a USING (id)),
          released AS (
              UPDATE items i SET
-                    state = CASE WHEN i.attempts >= o.max_attempts THEN 'dead' ELSE 'pending' END,
-                    finished_at = CASE WHEN i.attempts >= o.max_attempts THEN $3::timestamptz ELSE NULL END,
-                    claimed_by = CASE WHEN i.attempts >= o.max_attempts THEN i.claimed_by ELSE NULL END,
+                    attempts = greatest(i.attempts - o.refund, 0),
+                    state = CASE WHEN i.attempts - o.refund >= o.max_attempts THEN 'dead' ELSE 'pending' END,
+                    finished_at = CASE WHEN i.attempts - o.refund >= o.max_attempts THEN $3::timestamptz ELSE NULL END,
+                    claimed_by = CASE WHEN i.attempts - o.refund >= o.max_attempts THEN i.claimed_by ELSE NULL END,
                     available_at = $3, claimed_at = NULL, updated_at = $3,
                     last_error = 'released: its run ' || coalesce(o.claimed_by::text, '(none)')
                                  || ' is no longer running'
                FROM orphaned o
               WHERE i.id = o.id
-          RETURNING i.id, i.drain, i.key, o.claimed_by, i.state),
+          RETURNING i.id, i.drain, i.key, o.claimed_by, i.state, o.ahead),
          attempts_closed AS (
-             UPDATE attempts a SET finished_at = $3, outcome = 'released',
-                    error = 'its run is no longer running'
+             UPDATE attempts a SET finished_at = $3,
+                    outcome = CASE WHEN r.ahead THEN 'not_started' ELSE 'released' END,
+                    error = CASE WHEN r.ahead THEN 'claimed ahead; its run ended before its worker started'
+                                 ELSE 'its run is no longer running' END
                FROM released r
               WHERE a.item_id = r.id AND a.run_id = r.claimed_by AND a.finished_at IS NULL),
          discarded AS (
              DELETE FROM staged_results s USING released r
               WHERE s.item_id = r.id AND s.run_id = r.claimed_by)
-         SELECT id, drain, key, claimed_by, state FROM released ORDER BY id",
+         SELECT id, drain, key, claimed_by, state, ahead FROM released ORDER BY id"
+        ),
         &[&drains, &max_attempts, &now],
     )?;
     rows.iter()
@@ -1073,6 +1133,7 @@ pub fn release_orphaned_items(
                 key: row.get(2),
                 run_id: row.get(3),
                 is_dead: row.try_get::<_, ItemState>(4)? == ItemState::Dead,
+                was_claimed_ahead: row.get(5),
             })
         })
         .collect()

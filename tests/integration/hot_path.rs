@@ -138,6 +138,30 @@ fn assert_given_back_unstarted(fixture: &Fixture) {
 }
 
 #[test]
+fn a_drain_killed_while_its_worker_runs_refunds_the_item_it_claimed_ahead() {
+    let (fixture, pass) = claimed_ahead_fixture(json!({ "out": "b" }));
+    signal(pass.id(), libc::SIGKILL);
+    let _ = finished(pass.wait_with_output().unwrap());
+    // The next pass reaps the crashed run: b's worker ran, so its attempt counts; c's
+    // never started, so it goes back as it would at the end of a pass.
+    // Paused, the next pass only reaps.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'crashed'"), 1, "{}", next.stderr);
+    let (state, attempts, _) = fixture.item("docs", "b");
+    assert_eq!((state.as_str(), attempts), ("pending", 1), "b's worker started: its attempt counts");
+    assert_given_back_unstarted(&fixture);
+    let events: Vec<String> = fixture.column(
+        "SELECT e.message FROM events e JOIN items i ON i.id = e.item_id
+          WHERE e.kind = 'item_released' AND i.key = 'c'",
+    );
+    assert!(
+        events.len() == 1 && events[0].contains("claimed ahead and its worker never started"),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn a_pause_during_a_worker_stops_the_pass_before_the_item_claimed_ahead_starts() {
     let (fixture, pass) = claimed_ahead_fixture(json!({ "out": "b" }));
     fixture.drainctl(&["pause", "docs", "--note", "chair"]).run().assert_code(0);
