@@ -458,6 +458,9 @@ pub struct ExportArgs {
     /// jsonl: one JSON object a line; csv: a header line, then one record an item
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: ExportFormat,
+    /// With --format csv: leave out the header line, to append a resumed export (--after-id) to a file that has it
+    #[arg(long)]
+    pub no_header: bool,
     /// Write to this file (created owner-only, replaced atomically when complete) instead of stdout
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,

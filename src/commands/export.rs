@@ -39,6 +39,11 @@ const CSV_HEADER: &str = "id,key,state,attempts,enqueued_at,finished_at,last_err
                           result_bytes,result,cost_usd,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens";
 
 pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
+    if args.no_header && args.format != ExportFormat::Csv {
+        return Err(Error::Usage(
+            "--no-header applies to --format csv only: JSON lines have no header".to_string(),
+        ));
+    }
     let drain = ctx.history_drain(&args.name)?;
     let now = ctx.clock.now();
     let filter = ExportFilter {
@@ -62,13 +67,14 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
             file.set_permissions(Permissions::from_mode(OUTPUT_MODE))
                 .map_err(|error| target.error("set the mode of the temporary file for", error))?;
             let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, Accepted::new(file));
-            write_items(&mut ctx.client, &filter, args.format, &mut out, &mut progress).map_err(|error| {
-                error.context(&format!(
-                    "export of drain {drain} to {} (nothing was written; {} is left as it was)",
-                    target.path.display(),
-                    target.path.display()
-                ))
-            })?;
+            write_items(&mut ctx.client, &filter, args.format, !args.no_header, &mut out, &mut progress)
+                .map_err(|error| {
+                    error.context(&format!(
+                        "export of drain {drain} to {} (nothing was written; {} is left as it was)",
+                        target.path.display(),
+                        target.path.display()
+                    ))
+                })?;
             let file = out.into_inner().map_err(|error| target.error("write", error.into_error()))?.output;
             file.sync_all().map_err(|error| target.error("write", error))?;
             drop(file);
@@ -91,8 +97,9 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
                 .map_err(|error| Error::Temporary(format!("cannot write to stdout: {error}")))?;
             let mut out =
                 BufWriter::with_capacity(WRITE_BUFFER_BYTES, Accepted::new(std::fs::File::from(stdout)));
-            let written = write_items(&mut ctx.client, &filter, args.format, &mut out, &mut progress)
-                .and_then(|()| out.flush().map_err(write_error));
+            let written =
+                write_items(&mut ctx.client, &filter, args.format, !args.no_header, &mut out, &mut progress)
+                    .and_then(|()| out.flush().map_err(write_error));
             if written.is_err() {
                 // What the output still takes is delivered (the database went away, a
                 // signal); after a failed write this fails again at once.
@@ -193,16 +200,17 @@ impl<W: Write> Write for Accepted<W> {
     }
 }
 
-/// Write the header (CSV), then every item, as they are read, noting in `progress` where
-/// each line ends and how much of the output was accepted.
+/// Write the header (CSV, unless `header` is false), then every item, as they are read,
+/// noting in `progress` where each line ends and how much of the output was accepted.
 fn write_items<W: Write>(
     client: &mut postgres::Client,
     filter: &ExportFilter,
     format: ExportFormat,
+    header: bool,
     out: &mut BufWriter<Accepted<W>>,
     progress: &mut Progress,
 ) -> Result<()> {
-    if format == ExportFormat::Csv {
+    if format == ExportFormat::Csv && header {
         write!(out, "{CSV_HEADER}\r\n").map_err(write_error)?;
     }
     let result = for_each_item(client, filter, |row| {

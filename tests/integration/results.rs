@@ -612,6 +612,25 @@ fn export_as_csv_carries_the_same_items() {
 }
 
 #[test]
+fn a_resumed_csv_export_appends_without_a_second_header() {
+    let fixture = Fixture::new(&config(""), NOW);
+    seed_items(&fixture, 30);
+    let whole = fixture.drainctl(&["export", "docs", "--format", "csv"]).run();
+    whole.assert_code(0);
+    let records = read_csv(&whole.stdout);
+    let cut = records[12][0].clone();
+    let next: i64 = cut.parse::<i64>().unwrap() + 1;
+    let head = &whole.stdout[..whole.stdout.find(&format!("\r\n{next},")).unwrap() + 2];
+    let rest =
+        fixture.drainctl(&["export", "docs", "--format", "csv", "--no-header", "--after-id", &cut]).run();
+    rest.assert_code(0);
+    assert_eq!(format!("{head}{}", rest.stdout), whole.stdout, "the two parts make the whole export");
+    let refused = fixture.drainctl(&["export", "docs", "--no-header"]).run();
+    refused.assert_code(64);
+    assert!(refused.stderr.contains("--no-header applies to --format csv only"), "{}", refused.stderr);
+}
+
+#[test]
 fn export_as_csv_writes_no_cell_a_spreadsheet_would_run_as_a_formula() {
     let fixture = Fixture::new(&config(""), NOW);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
