@@ -22,7 +22,7 @@
 //! decides what they add up to; [`render`] prints the lines and the summary, or the JSON
 //! of docs/json.md.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,11 +89,31 @@ impl Checks {
 }
 
 pub fn run(config_path: Option<&Path>, args: &DoctorArgs) -> crate::error::Result<Report> {
-    let cron_path = match &args.cron_path {
-        Some(path) => Some(CronPath { path: path.as_os_str(), is_the_crontabs: true }),
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let crontabs = args.cron_path.as_ref().map(|path| from_home(path.as_os_str(), home.as_deref()));
+    let cron_path = match &crontabs {
+        Some((path, _)) => Some(CronPath { path: path.as_os_str(), is_the_crontabs: true }),
         None => args.cron.then_some(CronPath { path: OsStr::new(CRON_PATH), is_the_crontabs: false }),
     };
-    let checks = gather(config_path, cron_path);
+    let mut checks = gather(config_path, cron_path);
+    if let Some((_, relative)) = crontabs.filter(|(_, relative)| !relative.is_empty()) {
+        let shown: Vec<String> = relative.iter().map(|entry| format!("{entry:?}")).collect();
+        let looked_up = match &home {
+            Some(home) => format!("looked up from HOME ({}) here", home.display()),
+            None => "left out here (HOME is not set)".to_string(),
+        };
+        checks.push(Check {
+            name: "cron_path",
+            status: Status::Warn,
+            drain: None,
+            message: format!(
+                "--cron-path has relative entries {} (an empty one is the current folder): cron runs a job in \
+                 its owner's home folder, so they are {looked_up}; give the crontab's PATH absolute folders",
+                shown.join(", ")
+            ),
+            exit_code: EXIT_OK,
+        });
+    }
     let verdict = Verdict::of(&checks);
     if let Some(line) = verdict.failure_line(&checks) {
         // The one stderr line of a non-zero exit.
@@ -171,6 +191,23 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
 
 /// The PATH cron gives a job that sets none (Debian's cron, Vixie cron, cronie).
 const CRON_PATH: &str = "/usr/bin:/bin";
+
+/// The crontab's PATH as cron's jobs search it: they start in their owner's home folder,
+/// so a relative entry (an empty one is the current folder) is a folder of `home` — left
+/// out when HOME is unknown. Also the relative entries, as written.
+fn from_home(path: &OsStr, home: Option<&Path>) -> (OsString, Vec<String>) {
+    let mut relative = Vec::new();
+    let folders: Vec<PathBuf> = std::env::split_paths(path)
+        .filter_map(|folder| {
+            if folder.is_absolute() {
+                return Some(folder);
+            }
+            relative.push(folder.to_string_lossy().into_owned());
+            home.map(|home| home.join(&folder))
+        })
+        .collect();
+    (std::env::join_paths(folders).unwrap_or_default(), relative)
+}
 
 /// The PATH workers are looked up on under cron: cron's own, or the one the crontab sets
 /// (`--cron-path`).

@@ -182,6 +182,28 @@ fn doctor_cron_path_looks_workers_up_on_the_path_the_crontab_sets() {
     missing.assert_code(78);
     let failed = worker_check(&missing);
     assert!(failed.contains("under cron (PATH=/usr/bin:/bin, from --cron-path)"), "{failed}");
+    // A relative entry is a folder of the crontab owner's home, where cron starts a job,
+    // not of the folder doctor runs in.
+    let home = fixture.path("home");
+    std::fs::create_dir_all(home.join("bin")).unwrap();
+    std::fs::copy(&worker, home.join("bin/my-llm-worker")).unwrap();
+    let relative = fixture
+        .drainctl(&["doctor", "--cron-path", "bin:/usr/bin:/bin", "--json"])
+        .env("HOME", home.to_str().unwrap())
+        .current_dir(&bin)
+        .run();
+    assert_eq!(
+        worker_check(&relative),
+        format!("ok drain docs: worker {}", home.join("bin/my-llm-worker").display())
+    );
+    let checks = relative.json()["checks"].as_array().unwrap().clone();
+    let warned = checks.iter().find(|check| check["check"] == "cron_path").expect("a cron_path check");
+    assert_eq!(warned["status"], "warn");
+    let message = warned["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"relative entries "bin""#) && message.contains("absolute folders"),
+        "{message}"
+    );
 }
 
 /// The value of one series in exposition text, if present.
