@@ -57,7 +57,12 @@ pg_make_certificates() {
     > "$dir/server.ext"
   openssl x509 -req -in "$dir/server.csr" -CA "$dir/root.crt" -CAkey "$dir/root.key" -CAcreateserial \
     -days 30 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null || return 1
-  chmod 600 "$dir/server.key" "$dir/root.key" "$dir/other-root.key"
+  # A client certificate for the role drainctl_cert, which the cluster lets in by it alone.
+  openssl req "${ec[@]}" -subj "/CN=drainctl_cert" -keyout "$dir/client.key" -out "$dir/client.csr" 2>/dev/null || return 1
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n' > "$dir/client.ext"
+  openssl x509 -req -in "$dir/client.csr" -CA "$dir/root.crt" -CAkey "$dir/root.key" -CAcreateserial \
+    -days 30 -extfile "$dir/client.ext" -out "$dir/client.crt" 2>/dev/null || return 1
+  chmod 600 "$dir/server.key" "$dir/root.key" "$dir/other-root.key" "$dir/client.key"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/server.key" "$dir/server.crt"
   return 0
 }
@@ -125,14 +130,24 @@ pg_start() {
   local tls=""
   if [ "${PG_TLS:-0}" = 1 ]; then
     pg_make_certificates "$PG_DATA" || { echo "making the test certificates failed" >&2; return 1; }
-    tls="-c ssl=on -c ssl_cert_file=$PG_DATA/server.crt -c ssl_key_file=$PG_DATA/server.key"
+    tls="-c ssl=on -c ssl_cert_file=$PG_DATA/server.crt -c ssl_key_file=$PG_DATA/server.key -c ssl_ca_file=$PG_DATA/root.crt"
+    # The role drainctl_cert logs in by its certificate, checked against the authority.
+    local hba="$PG_DATA/data/pg_hba.conf"
+    { echo "hostssl all drainctl_cert 127.0.0.1/32 cert"; cat "$hba"; } > "$PG_DATA/pg_hba.new"
+    cat "$PG_DATA/pg_hba.new" > "$hba" && rm -f "$PG_DATA/pg_hba.new"
     PG_TLS_ROOT="$PG_DATA/root.crt"
     PG_TLS_OTHER_ROOT="$PG_DATA/other-root.crt"
-    export PG_TLS_ROOT PG_TLS_OTHER_ROOT
+    PG_TLS_CLIENT_CERT="$PG_DATA/client.crt"
+    PG_TLS_CLIENT_KEY="$PG_DATA/client.key"
+    export PG_TLS_ROOT PG_TLS_OTHER_ROOT PG_TLS_CLIENT_CERT PG_TLS_CLIENT_KEY
   fi
   "${PG_RUN_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA/data" -l "$PG_DATA/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DATA -c max_connections=400 -c fsync=off -c synchronous_commit=off -c track_commit_timestamp=on -c full_page_writes=off $tls" \
     start >/dev/null || { cat "$PG_DATA/server.log" >&2; return 1; }
+  if [ "${PG_TLS:-0}" = 1 ]; then
+    "${PG_RUN_AS[@]}" "$PG_BIN/psql" -qX -h "$PG_DATA" -p "$port" -U postgres -d postgres \
+      -c "CREATE ROLE drainctl_cert LOGIN SUPERUSER" >/dev/null || return 1
+  fi
   PG_URL="postgres://postgres:${password}@127.0.0.1:${port}/postgres"
   export PG_URL PG_DATA
 }

@@ -1,9 +1,9 @@
-//! TLS to the database: libpq's `sslmode` and `sslrootcert` in the database URL
-//! (docs/operations.md, "TLS to the database").
+//! TLS to the database: libpq's `sslmode`, `sslrootcert`, and the client certificate
+//! `sslcert` / `sslkey` in the database URL (docs/operations.md, "TLS to the database").
 //!
-//! The postgres crate knows `sslmode` `disable`, `prefer` and `require` only, and no
-//! `sslrootcert`; both are therefore taken out of the connection string here, and the
-//! rest goes to the crate as before.
+//! The postgres crate knows `sslmode` `disable`, `prefer` and `require` only, and none of
+//! the others; they are therefore taken out of the connection string here, and the rest
+//! goes to the crate as before.
 
 use std::path::PathBuf;
 
@@ -50,11 +50,15 @@ pub struct TlsSettings {
     /// The certificates of the authorities to trust instead of the system's; `system`
     /// (as in libpq 16) means the system's.
     pub root_cert: Option<PathBuf>,
+    /// The client certificate (PEM, its chain may follow) shown to a server that asks
+    /// for one, and its private key (unencrypted PEM, PKCS#8).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for TlsSettings {
     fn default() -> Self {
-        TlsSettings { mode: SslMode::Prefer, root_cert: None }
+        TlsSettings { mode: SslMode::Prefer, root_cert: None, client_cert: None, client_key: None }
     }
 }
 
@@ -87,11 +91,91 @@ impl TlsSettings {
         }
         builder.danger_accept_invalid_certs(!checks_chain);
         builder.danger_accept_invalid_hostnames(self.mode != SslMode::VerifyFull);
+        if self.mode != SslMode::Disable {
+            if let Some(identity) = self.client_identity(source)? {
+                builder.identity(identity);
+            }
+        }
         let connector = builder.build().map_err(|error| {
             Error::Config(format!("cannot set up TLS for the database (URL from {source}): {error}"))
         })?;
         Ok(MakeTlsConnector::new(connector))
     }
+}
+
+impl TlsSettings {
+    /// The client certificate and key, when `sslcert` names one. Either without the
+    /// other, a file that cannot be read, a key others may read or one not in
+    /// unencrypted PKCS#8 PEM is a configuration error (78) saying what to do.
+    fn client_identity(&self, source: &str) -> Result<Option<native_tls::Identity>> {
+        let (cert, key) = match (&self.client_cert, &self.client_key) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => {
+                return Err(Error::Config(format!(
+                    "sslcert is given without sslkey (database URL from {source}); give both: \
+                     ?sslcert=/path/client.crt&sslkey=/path/client.key"
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "sslkey is given without sslcert (database URL from {source}); give both: \
+                     ?sslcert=/path/client.crt&sslkey=/path/client.key"
+                )))
+            }
+        };
+        let unreadable = |name: &str, path: &std::path::Path, error: std::io::Error| {
+            Error::Config(format!(
+                "{name} {} (database URL from {source}) cannot be read: {error}",
+                path.display()
+            ))
+        };
+        let cert_pem = std::fs::read(cert).map_err(|error| unreadable("sslcert", cert, error))?;
+        check_key_permissions(key, source)?;
+        let key_pem = std::fs::read(key).map_err(|error| unreadable("sslkey", key, error))?;
+        let key_pem = key_pem.trim_ascii_start();
+        let refuse_key = |why: &str| {
+            Error::Config(format!(
+                "sslkey {} (database URL from {source}) {why}; convert it with \
+                 `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8` and name that file",
+                key.display()
+            ))
+        };
+        // `BEGIN ENCRYPTED PRIVATE KEY`, or a traditional key's `Proc-Type: 4,ENCRYPTED`.
+        if key_pem.windows(9).any(|window| window == b"ENCRYPTED") {
+            return Err(refuse_key("is encrypted, and drainctl takes no key password"));
+        }
+        if !key_pem.starts_with(b"-----BEGIN PRIVATE KEY-----") {
+            return Err(refuse_key("is not an unencrypted PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----)"));
+        }
+        native_tls::Identity::from_pkcs8(&cert_pem, key_pem).map(Some).map_err(|error| {
+            Error::Config(format!(
+                "sslcert {} and sslkey {} (database URL from {source}) cannot be used: {error}; give the \
+                 client certificate in PEM and its own key",
+                cert.display(),
+                key.display()
+            ))
+        })
+    }
+}
+
+/// As libpq: a key file owned by this user must be readable by it alone (0600 or less);
+/// one owned by root may be readable by its group too (0640).
+fn check_key_permissions(key: &std::path::Path, source: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = std::fs::metadata(key) else { return Ok(()) };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let allowed = if metadata.uid() == 0 && uid != 0 { 0o640 } else { 0o600 };
+    let mode = metadata.mode() & 0o777;
+    if mode & !allowed != 0 {
+        return Err(Error::Config(format!(
+            "sslkey {} (database URL from {source}) has mode {mode:04o}: others may read the private key; \
+             chmod 600 it",
+            key.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Every certificate of a PEM file (a bundle may hold several).
@@ -150,15 +234,24 @@ pub fn split_tls_settings(url: &str, source: &str) -> Result<(String, TlsSetting
                     SslMode::NAMES
                 ))
             })?;
-        } else {
+        } else if key == "sslrootcert" {
             settings.root_cert = Some(PathBuf::from(value));
+        } else if key == "sslcert" {
+            settings.client_cert = Some(PathBuf::from(value)).filter(|path| !path.as_os_str().is_empty());
+        } else if key == "sslkey" {
+            settings.client_key = Some(PathBuf::from(value)).filter(|path| !path.as_os_str().is_empty());
+        } else {
+            return Err(Error::Config(format!(
+                "the database URL (from {source}) sets {key}: drainctl takes no key password; give an \
+                 unencrypted key (`openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`, then chmod 600 it)"
+            )));
         }
     }
     Ok((rest, settings))
 }
 
 fn is_tls_key(key: &str) -> bool {
-    key == "sslmode" || key == "sslrootcert"
+    matches!(key, "sslmode" | "sslrootcert" | "sslcert" | "sslkey" | "sslpassword")
 }
 
 /// The URL form: the query starts at the first `?` after the credentials (read as the
@@ -322,6 +415,11 @@ mod tests {
         assert_eq!((rest.as_str(), settings), ("host=db user=me", TlsSettings::default()));
         // Not of the form: handed on whole for the postgres crate to refuse.
         assert_eq!(split("host=db password='open").0, "host=db password='open");
+        // The client certificate and key are taken out too.
+        let (rest, settings) = split("host=db sslcert='/etc/my app.crt' user=me sslkey=/etc/app.key");
+        assert_eq!(rest, "host=db user=me");
+        assert_eq!(settings.client_cert, Some(PathBuf::from("/etc/my app.crt")));
+        assert_eq!(settings.client_key, Some(PathBuf::from("/etc/app.key")));
     }
 
     #[test]
@@ -341,13 +439,21 @@ mod tests {
         let empty = folder.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         for path in [folder.path().join("missing.pem"), empty] {
-            let settings = TlsSettings { mode: SslMode::VerifyFull, root_cert: Some(path.clone()) };
+            let settings = TlsSettings {
+                mode: SslMode::VerifyFull,
+                root_cert: Some(path.clone()),
+                ..TlsSettings::default()
+            };
             let error = settings.connector("DATABASE_URL").err().unwrap();
             assert_eq!(error.exit_code(), 78);
             assert!(error.to_string().contains(&path.display().to_string()), "{error}");
         }
         // With TLS off, as with libpq, the file is not read at all.
-        let off = TlsSettings { mode: SslMode::Disable, root_cert: Some(folder.path().join("missing.pem")) };
+        let off = TlsSettings {
+            mode: SslMode::Disable,
+            root_cert: Some(folder.path().join("missing.pem")),
+            ..TlsSettings::default()
+        };
         assert!(off.connector("DATABASE_URL").is_ok());
     }
 }

@@ -3,6 +3,8 @@
 //! throwaway authority (`DRAINCTL_TEST_TLS_ROOT`); `DRAINCTL_TEST_TLS_OTHER_ROOT` is
 //! another authority's, which signed nothing.
 
+use std::os::unix::fs::PermissionsExt;
+
 use crate::support::*;
 
 const NOW: &str = "2026-11-27T10:00:00Z";
@@ -102,6 +104,65 @@ fn a_wrong_tls_setting_is_a_configuration_error_naming_it() {
         result.assert_code(78);
         assert!(result.stderr.contains(fragment), "{query}: {}", result.stderr);
         assert!(!result.stderr.contains(&fixture.db.password()), "{}", result.stderr);
+        assert_eq!(result.stderr.trim().lines().count(), 1, "{}", result.stderr);
+    }
+}
+
+/// The fixture's database URL for the role `drainctl_cert`, which the cluster lets in by
+/// its client certificate alone (no password), verified, with `query` added.
+fn certificate_url(fixture: &Fixture, query: &str) -> String {
+    let root = authority("DRAINCTL_TEST_TLS_ROOT");
+    let password = format!("postgres:{}@", fixture.db.password());
+    assert!(fixture.db.url.contains(&password), "the fixture's URL has the form postgres://postgres:…@…");
+    let url = fixture.db.url.replace(&password, "drainctl_cert@");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslmode=verify-full&sslrootcert={root}{query}")
+}
+
+#[test]
+fn a_client_certificate_logs_in_a_role_the_server_admits_by_certificate() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let cert = authority("DRAINCTL_TEST_TLS_CLIENT_CERT");
+    let key = authority("DRAINCTL_TEST_TLS_CLIENT_KEY");
+    let with = |query: &str| certificate_url(&fixture, query);
+    let result = fixture
+        .drainctl(&["doctor"])
+        .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={key}")))
+        .run();
+    result.assert_code(0);
+    assert!(database_line(&result.stdout).contains("; encrypted with TLSv1."), "{}", result.stdout);
+    fixture
+        .drainctl(&["status"])
+        .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={key}")))
+        .run()
+        .assert_code(0);
+    // Without it the server refuses the role: the database is unavailable (69).
+    let refused = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &with("")).run();
+    refused.assert_code(69);
+    assert!(refused.stderr.contains("certificate"), "{}", refused.stderr);
+
+    // What cannot be used is a configuration error (78), one line naming what to do.
+    let open_key = fixture.path("open.key");
+    std::fs::copy(&key, &open_key).unwrap();
+    std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let traditional = fixture.path("traditional.key");
+    std::fs::write(&traditional, "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n")
+        .unwrap();
+    std::fs::set_permissions(&traditional, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (query, fragment) in [
+        (format!("&sslcert={cert}"), "sslcert is given without sslkey"),
+        (
+            format!("&sslcert={cert}&sslkey={}", open_key.display()),
+            "has mode 0644: others may read the private key; chmod 600 it",
+        ),
+        (format!("&sslcert={cert}&sslkey={}", traditional.display()), "is not an unencrypted PKCS#8 PEM key"),
+        (format!("&sslcert={cert}&sslkey={key}&sslpassword=secret"), "drainctl takes no key password"),
+        (format!("&sslcert={}&sslkey={key}", fixture.path("missing.crt").display()), "cannot be read"),
+    ] {
+        let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &with(&query)).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains(fragment), "{query}: {}", result.stderr);
+        assert!(!result.stderr.contains("secret"), "{}", result.stderr);
         assert_eq!(result.stderr.trim().lines().count(), 1, "{}", result.stderr);
     }
 }
