@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "runs_kill_unconfirmed",
         sql: include_str!("../migrations/0014_runs_kill_unconfirmed.sql"),
     },
+    Migration {
+        version: 15,
+        name: "runs_kill_unconfirmed_without_worker",
+        sql: include_str!("../migrations/0015_runs_kill_unconfirmed_without_worker.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -151,6 +151,13 @@ pub fn end_run(
         Ok(Some(reaped))
     })?;
     if result.is_some() {
+        #[cfg(feature = "testing")]
+        if std::env::var(crate::drain::FAULT_ENV).is_ok_and(|fault| fault == "die_after_ending_run") {
+            // As a process SIGKILLed right here (pm2 after 1.6 s): the run is ended, nothing
+            // of it signalled.
+            // SAFETY: raise has no preconditions.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
         kill_run_processes(client, outbox, config, run, status == RunStatus::Hung, now);
     }
     Ok(result)
@@ -267,8 +274,9 @@ const ENDED_RUNS_MARGIN: std::time::Duration = std::time::Duration::from_secs(36
 /// recorded worker group, or a group in the drain's session — because the process that
 /// ended them died before it killed them (a `supervise` SIGKILLed between ending a hung
 /// run and signalling it), or the kill failed. Looks at the recent ones only (ended within
-/// the longest `item_timeout` plus an hour, at most 50) whose worker is still recorded:
-/// one whose kill was seen through forgets it (see [`kill_run_processes`]). Each kill is recorded as a
+/// the longest `item_timeout` plus an hour, at most 50) not yet seen through — with or
+/// without a worker recorded: one whose kill was seen through, or that has nothing left,
+/// is forgotten (see [`kill_run_processes`]). Each kill is recorded as a
 /// `run_processes_killed` event; a kill that fails as `kill_failed` (docs/operations.md).
 /// Returns how many runs had something to kill.
 pub fn finish_ended_runs(
@@ -304,6 +312,15 @@ pub fn finish_ended_runs(
         let session = u32::try_from(run.pid)
             .map_or_else(|_| Vec::new(), |pid| process::orphaned_session_groups(pid, start_time));
         if drain.is_none() && !worker_alive && session.is_empty() {
+            // Nothing of it is left: no later pass looks at it again.
+            if let Err(error) = runs::forget_worker(client, run.id) {
+                // The next pass looks at the run again and finds nothing left: no harm.
+                log::warn!(
+                    "run {}: cannot record that nothing of it is left: {}",
+                    run.id,
+                    error.display_scrubbed()
+                );
+            }
             continue;
         }
         killed += 1;
@@ -384,7 +401,7 @@ fn kill_run_processes(
         let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
         record_event_or_log(client, outbox, &event, now);
     }
-    if failures.is_empty() && worker.is_some() {
+    if failures.is_empty() {
         if let Err(error) = runs::forget_worker(client, run.id) {
             // The next pass looks at the run again and finds nothing left: no harm.
             log::warn!(

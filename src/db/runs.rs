@@ -191,6 +191,7 @@ pub fn finish_run(
         "UPDATE runs SET status = $2, note = $3, finished_at = $4,
                 worker_pid = CASE WHEN $2 IN ('hung', 'crashed') THEN worker_pid END,
                 worker_start_time = CASE WHEN $2 IN ('hung', 'crashed') THEN worker_start_time END,
+                kill_unconfirmed = $2 IN ('hung', 'crashed'),
                 waiting_until = NULL, waiting_reason = NULL, idle_seconds = $5
           WHERE id = $1 AND status = 'running'",
         &[&run_id, &status, &note, &now, &idle_seconds],
@@ -264,9 +265,10 @@ pub fn running_runs(client: &mut impl GenericClient, drain: Option<&str>) -> Res
 }
 
 /// The runs of `host` ended `hung` or `crashed` at `since` or later whose processes were
-/// not seen ended (their worker stays recorded until then: see [`forget_worker`]), newest
-/// first, at most `limit`: what a later `supervise` may still have to kill. Read through
-/// the partial index `runs_kill_unconfirmed` (migration 0014), nearly always empty.
+/// not seen ended (`kill_unconfirmed`, and their worker stays recorded, until then: see
+/// [`forget_worker`]), newest first, at most `limit`: what a later `supervise` may still
+/// have to kill. Read through the partial index `runs_kill_unconfirmed` (migration 0015),
+/// nearly always empty.
 pub fn recently_ended_abnormally(
     client: &mut impl GenericClient,
     host: &str,
@@ -277,18 +279,19 @@ pub fn recently_ended_abnormally(
         "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
                 started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
                 finished_at, note, log_path, host_id, waiting_until, waiting_reason
-           FROM runs WHERE status IN ('hung', 'crashed') AND worker_pid IS NOT NULL
-            AND host = $1 AND finished_at >= $2
+           FROM runs WHERE kill_unconfirmed AND host = $1 AND finished_at >= $2
           ORDER BY finished_at DESC, id DESC LIMIT $3",
         &[&host, &since, &limit],
     )?;
     rows.iter().map(run_from_row).collect()
 }
 
-/// Forget the worker of an ended run once everything it left was seen ended.
+/// Forget the worker of an ended run once everything it left was seen ended: no later
+/// pass looks at the run again.
 pub fn forget_worker(client: &mut impl GenericClient, run_id: i64) -> Result<()> {
     client.execute(
-        "UPDATE runs SET worker_pid = NULL, worker_start_time = NULL WHERE id = $1 AND status <> 'running'",
+        "UPDATE runs SET worker_pid = NULL, worker_start_time = NULL, kill_unconfirmed = false
+          WHERE id = $1 AND status <> 'running'",
         &[&run_id],
     )?;
     Ok(())

@@ -60,7 +60,9 @@ use crate::quota::Classifier;
 
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
 /// result and completing the item, so a test can `kill -9` it exactly there;
-/// `slow_run_start` makes a drain wait 1.5 s before it records its run. Compiled only
+/// `slow_run_start` makes a drain wait 1.5 s before it records its run;
+/// `die_after_ending_run` kills the process that ended a hung or crashed run right after
+/// it recorded that, before it signals anything. Compiled only
 /// with the `testing` feature, never into a release build (docs/configuration.md).
 #[cfg(feature = "testing")]
 pub const FAULT_ENV: &str = "DRAINCTL_FAULT";

@@ -206,7 +206,8 @@ fn a_hung_run_whose_drain_and_worker_outlived_the_pass_that_ended_it_is_killed_b
     fixture
         .client()
         .execute(
-            "UPDATE runs SET status = 'hung', note = 'hung', finished_at = $1::text::timestamptz",
+            "UPDATE runs SET status = 'hung', note = 'hung', finished_at = $1::text::timestamptz,
+                    kill_unconfirmed = true",
             &[&INSIDE],
         )
         .unwrap();

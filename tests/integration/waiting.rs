@@ -311,3 +311,26 @@ fn one_pass_uses_two_consecutive_windows_with_one_limit_answer_between_them() {
         ["parsed_reset"]
     );
 }
+
+#[test]
+fn a_waiting_run_frozen_and_judged_hung_by_a_pass_that_died_is_killed_by_the_next() {
+    // Waiting for the reset, the pass has no worker; then it is frozen.
+    let (fixture, pass) = waiting_pass("liveness_timeout = \"10s\"\n", &["drain", "docs"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL"), 0);
+    signal(pass.id(), libc::SIGSTOP);
+    // Twenty seconds on, its beat is stale: hung. The pass that ends it dies (as pm2's
+    // SIGKILL would kill it) before it signals anything.
+    fixture.set_now("2026-11-27T10:00:20Z");
+    let dying = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "die_after_ending_run").run();
+    assert_ne!(dying.code, 0, "the supervise pass was to die: {}", dying.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'hung'"), 1);
+    assert!(pid_alive(pass.id() as i32), "the frozen drain lives on, holding its slot");
+    // The next pass finishes the kill, and the pass after finds nothing left.
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    wait_until("the drain to be killed", Duration::from_secs(10), || !pid_alive(pass.id() as i32));
+    let _ = finished(pass.wait_with_output().unwrap());
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_processes_killed'"), 1);
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_processes_killed'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE kill_unconfirmed"), 0);
+}
