@@ -29,6 +29,7 @@ use crate::db::export::{for_each_item, ExportFilter, ExportRow};
 use crate::error::{Error, Result};
 use crate::model::ItemState;
 use crate::output::Report;
+use crate::worker::signals;
 
 /// Mode of an `--output` file: results may be private.
 const OUTPUT_MODE: u32 = 0o600;
@@ -53,9 +54,9 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
         after_id: args.after_id.unwrap_or(0),
     };
     let target = args.output.as_deref().map(OutputTarget::check).transpose()?;
-    // SIGTERM and SIGINT end the export between two items, through the error path that
-    // removes an unfinished --output file.
-    crate::worker::signals::install_termination_handlers()
+    // SIGTERM and SIGINT end the export between two items, or in a write a stalled
+    // reader blocks, through the error path that removes an unfinished --output file.
+    signals::install_interrupting_termination_handlers()
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let mut progress = Progress::new(filter.after_id);
     match &target {
@@ -100,9 +101,11 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
             let written =
                 write_items(&mut ctx.client, &filter, args.format, !args.no_header, &mut out, &mut progress)
                     .and_then(|()| out.flush().map_err(write_error));
-            if written.is_err() {
-                // What the output still takes is delivered (the database went away, a
-                // signal); after a failed write this fails again at once.
+            if written.is_err() && signals::termination_signal().is_none() {
+                // What the output still takes is delivered (the database went away); after
+                // a failed write this fails again at once. Not after SIGTERM or SIGINT: a
+                // reader that stopped reading would block it for ever, and the lines left
+                // in the buffer are not counted as delivered anyway.
                 let _ = out.flush();
             }
             let (accepted, _unwritten) = out.into_parts();
@@ -190,7 +193,13 @@ impl<W> Accepted<W> {
 
 impl<W: Write> Write for Accepted<W> {
     fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
-        let written = self.output.write(buffer)?;
+        // A write blocked on a reader that stopped reading returns when SIGTERM or SIGINT
+        // interrupts it: the export ends rather than write (and block) again.
+        if let Some(stop) = signals::stop_requested() {
+            return Err(stop);
+        }
+        let written =
+            self.output.write(buffer).map_err(|error| signals::stop_requested().unwrap_or(error))?;
         self.bytes += written as u64;
         Ok(written)
     }
@@ -214,11 +223,8 @@ fn write_items<W: Write>(
         write!(out, "{CSV_HEADER}\r\n").map_err(write_error)?;
     }
     let result = for_each_item(client, filter, |row| {
-        if let Some(signal) = crate::worker::signals::termination_signal() {
-            return Err(Error::Temporary(format!(
-                "interrupted by {}",
-                crate::worker::signals::signal_name(signal)
-            )));
+        if let Some(signal) = signals::termination_signal() {
+            return Err(Error::Temporary(format!("interrupted by {}", signals::signal_name(signal))));
         }
         let written = match format {
             ExportFormat::Jsonl => write_json_line(out, &row),
@@ -235,7 +241,10 @@ fn write_items<W: Write>(
 
 /// A failed write: a closed pipe or a full disk is worth another try (exit 75).
 fn write_error(error: std::io::Error) -> Error {
-    Error::Temporary(format!("cannot write: {error}"))
+    match signals::termination_signal() {
+        Some(signal) => Error::Temporary(format!("interrupted by {}", signals::signal_name(signal))),
+        None => Error::Temporary(format!("cannot write: {error}")),
+    }
 }
 
 /// A result as it is exported: UTF-8 text as is, anything else as standard base64.

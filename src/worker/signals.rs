@@ -27,6 +27,29 @@ extern "C" fn record_termination_signal(signal: libc::c_int) {
 /// # Errors
 /// The OS error of `sigaction`, naming the signal whose handler could not be installed.
 pub fn install_termination_handlers() -> Result<(), io::Error> {
+    install(libc::SA_RESTART)
+}
+
+/// As [`install_termination_handlers`], but a system call the signal interrupts is not
+/// restarted: for a command whose blocking call that matters is a write to a reader that
+/// may have stopped reading (`export` to a stalled pipe). Such a write then returns —
+/// `EINTR`, or the part it wrote — and the writer must see the flag rather than write
+/// again and block for ever (see [`stop_requested`]).
+///
+/// # Errors
+/// The OS error of `sigaction`, naming the signal whose handler could not be installed.
+pub fn install_interrupting_termination_handlers() -> Result<(), io::Error> {
+    install(0)
+}
+
+/// Once a termination signal arrived, the error a write returns instead of writing (or
+/// retrying an interrupted write, as `write_all` and `BufWriter` do): `interrupted by
+/// SIGTERM`. `None` while none arrived.
+pub fn stop_requested() -> Option<io::Error> {
+    termination_signal().map(|signal| io::Error::other(format!("interrupted by {}", signal_name(signal))))
+}
+
+fn install(flags: libc::c_int) -> Result<(), io::Error> {
     for signal in TERMINATION_SIGNALS {
         // SAFETY: a zeroed sigaction is a valid starting value; sa_mask is then initialised
         // by sigemptyset, and the handler is an extern "C" fn(c_int) that only touches an
@@ -35,7 +58,7 @@ pub fn install_termination_handlers() -> Result<(), io::Error> {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction =
                 record_termination_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
+            action.sa_flags = flags;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, std::ptr::null_mut())
         };

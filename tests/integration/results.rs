@@ -743,6 +743,34 @@ fn export_names_the_last_item_the_output_accepted_when_a_write_fails() {
 }
 
 #[test]
+fn sigterm_ends_an_export_blocked_on_a_reader_that_stopped_reading() {
+    let fixture = Fixture::new(&config(""), NOW);
+    seed_items(&fixture, 10_000);
+    // Nobody reads the pipe: once it and the buffer are full, the export blocks in a write.
+    let mut child = fixture.drainctl(&["export", "docs"]).spawn();
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    wait_until("the export to block writing to the full pipe", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|wchan| wchan.contains("pipe_write"))
+    });
+    signal(pid, libc::SIGTERM);
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("SIGTERM did not end an export blocked on its output");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let interrupted = finished(child.wait_with_output().unwrap());
+    drop(stdout);
+    interrupted.assert_code(75);
+    assert!(interrupted.stderr.contains("interrupted by SIGTERM"), "{}", interrupted.stderr);
+    assert!(interrupted.stderr.contains("--after-id"), "{}", interrupted.stderr);
+    assert_eq!(interrupted.stderr.trim().lines().count(), 1, "{}", interrupted.stderr);
+}
+
+#[test]
 fn export_to_a_file_is_atomic_and_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let fixture = Fixture::new(&config(""), NOW);
