@@ -22,10 +22,15 @@ pub struct HitSource<'a> {
     pub account: &'a str,
     pub run_id: Option<i64>,
     pub item_id: Option<i64>,
+    /// The group has other accounts to switch to: access refused on this one backs off
+    /// this account alone instead of parking the group (docs/accounts.md).
+    pub can_switch_accounts: bool,
 }
 
 /// Record a quota hit on its account (with its `backoff_set` event) and return the
-/// decision. Call inside a transaction:
+/// decision; a hit that needs attention parks the group, unless it is access refused on
+/// one of several accounts, which backs off that account alone (confirmed at once, so the
+/// next claim switches). Call inside a transaction:
 /// the group's row and then the account's row are locked, so that two drains of one group
 /// that hit at once agree, and a claim of the group never sees half of it.
 pub fn record_quota_hit(
@@ -39,10 +44,14 @@ pub fn record_quota_hit(
 ) -> Result<BackoffDecision> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
+    // A refused key is no blip to wait out on the same account: confirmed at once, so
+    // that the next claim switches (docs/accounts.md).
+    let refused_account = hit.access_refused && source.can_switch_accounts;
+    let suspected_at = if refused_account { Some(now) } else { previous.suspected_at };
     let decision = decide_backoff(
         hit.stated_reset(),
         now,
-        PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at },
+        PreviousBackoff { reset_at: previous.reset_at, suspected_at },
         policy,
     );
     // Never shorten a backoff another pass of the group set a moment ago; the rule in
@@ -82,12 +91,16 @@ pub fn record_quota_hit(
             }));
         record_event(client, outbox, &event, now)?;
     }
+    let attention = match (hit.needs_attention, refused_account) {
+        (true, true) => "; needs attention: access refused, the group's other accounts are used meanwhile",
+        (true, false) => "; needs attention: time will not fix this",
+        _ => "",
+    };
     let message = format!(
-        "{} backs off until {} ({}){}: {}",
+        "{} backs off until {} ({}){attention}: {}",
         subject(source),
         crate::output::local_time(until, zone),
         rule_text(&decision),
-        if hit.needs_attention { "; needs attention: time will not fix this" } else { "" },
         hit.matched_line
     );
     let event = event_for(EventKind::BackoffSet, message).data(json!({
@@ -100,7 +113,7 @@ pub fn record_quota_hit(
         "account": source.account,
     }));
     record_event(client, outbox, &event, now)?;
-    if hit.needs_attention {
+    if hit.needs_attention && !refused_account {
         park_group(client, outbox, source, hit, now)?;
     }
     Ok(BackoffDecision { until, ..decision })
@@ -171,7 +184,14 @@ pub fn record_success(
     now: DateTime<Utc>,
 ) -> Result<()> {
     if crate::db::backoffs::clear_suspected(client, quota_group, account, now)? {
-        let source = HitSource { drain, quota_group, account, run_id: None, item_id: None };
+        let source = HitSource {
+            drain,
+            quota_group,
+            account,
+            run_id: None,
+            item_id: None,
+            can_switch_accounts: false,
+        };
         let event = Event::new(
             EventKind::BackoffCleared,
             format!("an item succeeded: {} is no longer suspected", subject(source)),

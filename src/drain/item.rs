@@ -325,6 +325,7 @@ impl Pass<'_> {
                     account: &account_name,
                     run_id: Some(self.run_id),
                     item_id: Some(item.id),
+                    can_switch_accounts: self.group.has_accounts_to_switch(),
                 },
                 hit,
                 now,
@@ -332,7 +333,7 @@ impl Pass<'_> {
                 self.config.defaults.timezone,
             )
         })?;
-        if hit.needs_attention {
+        if hit.needs_attention && !(hit.access_refused && self.group.has_accounts_to_switch()) {
             // The hit parked the group: waiting does not fix it (docs/rate-limits.md,
             // "Parked groups").
             return Ok(ItemEnd::Stop(Stop::normal(

@@ -127,8 +127,12 @@ pub struct QuotaHit {
     /// The cleaned line that matched, trimmed, at most about 500 characters.
     pub(crate) matched_line: String,
     /// Quota that time does not fix: `insufficient_quota`, billing, a monthly spend
-    /// limit, `limit: 0`.
+    /// limit, `limit: 0` — or access refused.
     pub(crate) needs_attention: bool,
+    /// Access refused: the worker's key or login, or its model (see `access`). Always
+    /// with `needs_attention`; in a group with accounts to switch to, it backs off the
+    /// account alone (docs/accounts.md).
+    pub(crate) access_refused: bool,
 }
 
 impl QuotaHit {
@@ -264,9 +268,12 @@ impl Classifier {
         if hits.is_empty() {
             // Access refused (a key, a login, a model): every item would meet it.
             return match access::refused_access(&streams).filter(|_| failed || output_is_error) {
-                Some(matched_line) => {
-                    Outcome::QuotaHit(QuotaHit { reset: None, matched_line, needs_attention: true })
-                }
+                Some(matched_line) => Outcome::QuotaHit(QuotaHit {
+                    reset: None,
+                    matched_line,
+                    needs_attention: true,
+                    access_refused: true,
+                }),
                 None => Outcome::Other,
             };
         }
@@ -480,7 +487,7 @@ impl Classifier {
             Some(line) => excerpt(line, 0, 0),
             None => excerpt(&hit.text, hit.matched.start, hit.matched.end),
         };
-        Outcome::QuotaHit(QuotaHit { reset, matched_line, needs_attention })
+        Outcome::QuotaHit(QuotaHit { reset, matched_line, needs_attention, access_refused: false })
     }
 
     /// The reset stated on a line around the hits, and that line.
@@ -1028,6 +1035,7 @@ mod tests {
                 }),
                 matched_line: "Claude AI usage limit reached|1763744400".to_string(),
                 needs_attention: false,
+                access_refused: false,
             })
         );
     }

@@ -119,11 +119,16 @@ pub(crate) fn client_wait_hit(
                 _ => line.chars().take(super::MATCHED_LINE_MAX_CHARS).collect(),
             };
             if let Some(stated) = parse_stated_reset(line, now, zone) {
-                return QuotaHit { reset: Some(stated), matched_line, needs_attention: false };
+                return QuotaHit {
+                    reset: Some(stated),
+                    matched_line,
+                    needs_attention: false,
+                    access_refused: false,
+                };
             }
             let reset = chrono::Duration::from_std(wait).ok().and_then(|wait| now.checked_add_signed(wait));
             let reset = reset.map(|at| StatedReset { at, form: ResetForm::Exact, just_passed: None });
-            QuotaHit { reset, matched_line, needs_attention: false }
+            QuotaHit { reset, matched_line, needs_attention: false, access_refused: false }
         }
     }
 }

@@ -384,3 +384,46 @@ fn a_token_printed_before_a_crash_survives_it_and_a_failure_forgets_it() {
     assert_eq!(drain(&fixture)["items_failed"], 1);
     assert_eq!(resume_token(&fixture, "i2"), None);
 }
+
+#[test]
+fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
+    let fixture = Fixture::new(&accounts_config(&["a", "b"], "30m", ""), "2026-11-27T09:00:00Z");
+    let refused = "Invalid API key · Please run /login";
+    let items: Vec<(String, Value)> =
+        (1..=3).map(|i| (format!("i{i}"), hit_when(&fixture, "DRAIN_ACCOUNT", "a", refused))).collect();
+    fixture.enqueue("alpha", &items);
+    let pass = drain(&fixture);
+    assert_eq!(pass["status"], "drained", "{pass}");
+    assert_eq!(pass["items_done"], 3, "{pass}");
+    // One call on the refused account, then the rest on the next one at once.
+    assert_eq!(worker_log(&fixture), ["i1 a", "i1 b", "i2 b", "i3 b"]);
+    assert_eq!(switches(&fixture), [("a".to_string(), "b".to_string(), "confirmed_limit".to_string())]);
+    assert_eq!(fixture.item("alpha", "i1").1, 1, "the refused call used no attempt");
+    // Account a is out and needs attention; the group is not parked.
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_parked'"), 0);
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM quota_backoffs
+              WHERE quota_group = 'claude-chair' AND account = 'a' AND needs_attention AND rule = 'confirmed'"
+        ),
+        1
+    );
+    let message: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'backoff_set'");
+    assert!(
+        message[0].contains("access refused, the group's other accounts are used meanwhile"),
+        "{message:?}"
+    );
+    // With every account refused, each is out for default_backoff and the pass stops,
+    // the item untouched: one call per account, none per item.
+    let fixture = Fixture::new(&accounts_config(&["a", "b"], "0s", ""), "2026-11-27T09:00:00Z");
+    let everywhere = json!({ "steps": [{ "log": fixture.path("log") }, { "err": refused }, { "exit": 1 }] });
+    fixture.enqueue("alpha", &[("i1".into(), everywhere.clone()), ("i2".into(), everywhere)]);
+    let pass = drain(&fixture);
+    assert_eq!(pass["status"], "rate_limited", "{pass}");
+    assert_eq!(worker_log(&fixture), ["i1 a", "i1 b"]);
+    assert_eq!(fixture.item("alpha", "i1"), ("pending".to_string(), 0, None));
+    assert_eq!(
+        (backoff_until(&fixture, "a"), backoff_until(&fixture, "b")),
+        ("10:00".into(), "10:00".into())
+    );
+}
