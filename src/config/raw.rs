@@ -121,15 +121,43 @@ pub struct RawSource {
     pub max_hash_seconds_per_scan: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a table such as { days = \"mon-fri\", from = \"09:00\", to = \"17:00\" }"
-)]
+/// A drain's `window`: one table. Read as a map only — serde would otherwise take a
+/// list (`window = [{…}, {…}]`) as the fields in order and say the first table is not
+/// a string.
+#[derive(Debug)]
 pub struct RawWindow {
     pub days: String,
     pub from: String,
     pub to: String,
+}
+
+impl<'de> Deserialize<'de> for RawWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            days: String,
+            from: String,
+            to: String,
+        }
+        struct WindowVisitor;
+        impl<'de> serde::de::Visitor<'de> for WindowVisitor {
+            type Value = RawWindow;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str(
+                    "one table such as { days = \"mon-fri\", from = \"09:00\", to = \"17:00\" } \
+                     (a drain has one window)",
+                )
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawWindow, A::Error> {
+                let fields = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawWindow { days: fields.days, from: fields.from, to: fields.to })
+            }
+        }
+        deserializer.deserialize_map(WindowVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -978,6 +978,21 @@ mod tests {
     }
 
     #[test]
+    fn a_list_of_windows_is_refused_saying_a_drain_has_one() {
+        let text = "window = [{ days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }, { days = \"sat\", from = \"00:00\", to = \"00:00\" }]\n";
+        let message = resolve(&format!("{MINIMAL}{text}")).unwrap_err().to_string();
+        assert!(
+            message.contains(":4:10:")
+                && message.contains("window: invalid type: sequence, expected one table such as")
+                && message.contains("(a drain has one window)"),
+            "{message}"
+        );
+        // One table is read as before.
+        let window = "window = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n";
+        assert!(resolve(&format!("{MINIMAL}{window}")).is_ok());
+    }
+
+    #[test]
     fn a_pass_with_no_time_is_refused() {
         let error = resolve(&format!("{MINIMAL}max_seconds_per_pass = \"0s\"\n")).unwrap_err();
         let message = error.to_string();

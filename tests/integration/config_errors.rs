@@ -126,7 +126,7 @@ fn a_table_written_wrong_is_named_with_how_to_write_it_and_no_internal_type_name
         &[":1:1:", "write [defaults] with one pair"],
     );
     check("[[drain]]\nname = \"a\"\n", &[":1:1:", "drain \"a\": missing field `command`"]);
-    check(&format!("{drain}window = 5\n"), &["drain \"a\": window:", "expected a table such as { days = "]);
+    check(&format!("{drain}window = 5\n"), &["drain \"a\": window:", "expected one table such as { days = "]);
     check(&format!("{drain}max_cost_per_pass = \"5\"\n"), &["max_cost_per_pass:", "expected a number"]);
     check(
         &format!("[defaults]\nretention = 5\n{drain}"),
