@@ -80,15 +80,21 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
                 ),
                 None => "none stated".to_string(),
             };
+            let kind = if hit.access_refused { "quota hit: access refused" } else { "quota hit" };
             let mut human = format!(
-                "quota hit\n  matched: {}\n  reset:   {reset_text}\n  backoff: until {}",
+                "{kind}\n  matched: {}\n  reset:   {reset_text}\n  backoff: until {}",
                 hit.matched_line,
                 decision.until.to_rfc3339()
             );
             if let Some(why) = &decision.distrusted {
                 human.push_str(&format!(" (reset not trusted: {why})"));
             }
-            if hit.needs_attention {
+            if hit.access_refused {
+                human.push_str(
+                    "\n  needs attention: the key, login or model was refused; the quota group is parked \
+                     (with several accounts, this account backs off and the next one goes on)",
+                );
+            } else if hit.needs_attention {
                 human.push_str("\n  needs attention: time will not fix this");
             }
             Report::new(
@@ -98,6 +104,7 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
                     "matched_line": hit.matched_line,
                     "reset": reset,
                     "needs_attention": hit.needs_attention,
+                    "access_refused": hit.access_refused,
                     "backoff_until": decision.until,
                     "backoff_rule": decision.rule,
                     "distrusted": decision.distrusted,

@@ -120,7 +120,12 @@ fn a_refused_key_parks_the_group_instead_of_dead_lettering_the_backlog() {
         .stdin("ERROR: unexpected status 401 Unauthorized: Incorrect API key provided: sk-old.\n")
         .run();
     quota.assert_code(0);
-    assert!(quota.stdout.contains("needs attention"), "{}", quota.stdout);
+    assert!(quota.stdout.starts_with("quota hit: access refused"), "{}", quota.stdout);
+    assert!(
+        quota.stdout.contains("needs attention: the key, login or model was refused"),
+        "{}",
+        quota.stdout
+    );
 }
 
 #[test]
