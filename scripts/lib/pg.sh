@@ -145,7 +145,10 @@ pg_start() {
     -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DATA -c max_connections=400 -c fsync=off -c synchronous_commit=off -c track_commit_timestamp=on -c full_page_writes=off $tls" \
     start >/dev/null || { cat "$PG_DATA/server.log" >&2; return 1; }
   if [ "${PG_TLS:-0}" = 1 ]; then
-    "${PG_RUN_AS[@]}" "$PG_BIN/psql" -qX -h "$PG_DATA" -p "$port" -U postgres -d postgres \
+    local psql="$PG_BIN/psql"
+    [ -x "$psql" ] || psql="$(command -v psql || true)"
+    [ -n "$psql" ] || { echo "psql not found beside $PG_BIN/initdb nor on PATH" >&2; return 1; }
+    "${PG_RUN_AS[@]}" "$psql" -qX -h "$PG_DATA" -p "$port" -U postgres -d postgres \
       -c "CREATE ROLE drainctl_cert LOGIN SUPERUSER" >/dev/null || return 1
   fi
   PG_URL="postgres://postgres:${password}@127.0.0.1:${port}/postgres"
