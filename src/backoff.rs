@@ -34,6 +34,14 @@ pub struct PreviousBackoff {
     pub suspected_at: Option<DateTime<Utc>>,
 }
 
+impl PreviousBackoff {
+    /// For a hit that is certain, not a blip (access refused): as if the previous hit had
+    /// marked the account suspected at `now`, so that the no-reset rule confirms at once.
+    pub fn confirming(self, now: DateTime<Utc>) -> PreviousBackoff {
+        PreviousBackoff { suspected_at: Some(now), ..self }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackoffRule {

@@ -44,16 +44,13 @@ pub fn record_quota_hit(
 ) -> Result<BackoffDecision> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
-    // A refused key is no blip to wait out on the same account: confirmed at once, so
-    // that the next claim switches (docs/accounts.md).
-    let refused_account = hit.access_refused && source.can_switch_accounts;
-    let suspected_at = if refused_account { Some(now) } else { previous.suspected_at };
-    let decision = decide_backoff(
-        hit.stated_reset(),
-        now,
-        PreviousBackoff { reset_at: previous.reset_at, suspected_at },
-        policy,
-    );
+    let alone = hit.backs_off_account_alone(source.can_switch_accounts);
+    let mut before = PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at };
+    if alone {
+        // Confirmed at once, so that the next claim switches (docs/accounts.md).
+        before = before.confirming(now);
+    }
+    let decision = decide_backoff(hit.stated_reset(), now, before, policy);
     // Never shorten a backoff another pass of the group set a moment ago; the rule in
     // force is the one of the backoff kept.
     let (until, rule) = match previous.backoff_until {
@@ -91,7 +88,7 @@ pub fn record_quota_hit(
             }));
         record_event(client, outbox, &event, now)?;
     }
-    let attention = match (hit.needs_attention, refused_account) {
+    let attention = match (hit.needs_attention, alone) {
         (true, true) => "; needs attention: access refused, the group's other accounts are used meanwhile",
         (true, false) => "; needs attention: time will not fix this",
         _ => "",
@@ -113,7 +110,7 @@ pub fn record_quota_hit(
         "account": source.account,
     }));
     record_event(client, outbox, &event, now)?;
-    if hit.needs_attention && !refused_account {
+    if hit.parks_group(source.can_switch_accounts) {
         park_group(client, outbox, source, hit, now)?;
     }
     Ok(BackoffDecision { until, ..decision })

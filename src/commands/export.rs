@@ -195,11 +195,11 @@ impl<W: Write> Write for Accepted<W> {
     fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
         // A write blocked on a reader that stopped reading returns when SIGTERM or SIGINT
         // interrupts it: the export ends rather than write (and block) again.
+        // (An interrupted write is retried by `BufWriter`, and so refused here.)
         if let Some(stop) = signals::stop_requested() {
             return Err(stop);
         }
-        let written =
-            self.output.write(buffer).map_err(|error| signals::stop_requested().unwrap_or(error))?;
+        let written = self.output.write(buffer)?;
         self.bytes += written as u64;
         Ok(written)
     }
@@ -223,8 +223,8 @@ fn write_items<W: Write>(
         write!(out, "{CSV_HEADER}\r\n").map_err(write_error)?;
     }
     let result = for_each_item(client, filter, |row| {
-        if let Some(signal) = signals::termination_signal() {
-            return Err(Error::Temporary(format!("interrupted by {}", signals::signal_name(signal))));
+        if let Some(stop) = signals::stop_requested() {
+            return Err(Error::Temporary(stop.to_string()));
         }
         let written = match format {
             ExportFormat::Jsonl => write_json_line(out, &row),
@@ -241,8 +241,8 @@ fn write_items<W: Write>(
 
 /// A failed write: a closed pipe or a full disk is worth another try (exit 75).
 fn write_error(error: std::io::Error) -> Error {
-    match signals::termination_signal() {
-        Some(signal) => Error::Temporary(format!("interrupted by {}", signals::signal_name(signal))),
+    match signals::stop_requested() {
+        Some(stop) => Error::Temporary(stop.to_string()),
         None => Error::Temporary(format!("cannot write: {error}")),
     }
 }

@@ -963,13 +963,16 @@ macro_rules! claimed_ahead_step {
                       WHERE a.item_id = h.id AND a.run_id = h.claimed_by AND a.finished_at IS NULL) AS attempt
                FROM held h),
          ahead AS (
-             SELECT o.id,
-                    coalesce(EXISTS (SELECT 1 FROM opened e
-                                      WHERE e.claimed_by = o.claimed_by AND e.attempt < o.attempt)
-                             AND NOT EXISTS (SELECT 1 FROM opened e
-                                              WHERE e.claimed_by = o.claimed_by AND e.attempt > o.attempt),
-                             false) AS ahead
-               FROM opened o)"
+             SELECT id, coalesce(attempt = max(attempt) OVER run AND count(attempt) OVER run > 1, false) AS ahead
+               FROM opened WINDOW run AS (PARTITION BY claimed_by))"
+    };
+}
+
+/// The error of the attempt of an item given back as claimed ahead (see
+/// [`claimed_ahead_step`]), as an SQL literal.
+macro_rules! claimed_ahead_error {
+    () => {
+        "'claimed ahead; its run ended before its worker started'"
     };
 }
 
@@ -1008,8 +1011,9 @@ pub fn release_run_items(
          closed AS (
              UPDATE attempts a SET finished_at = $4,
                     outcome = CASE WHEN r.ahead THEN 'not_started' ELSE 'released' END,
-                    error = CASE WHEN r.ahead THEN 'claimed ahead; its run ended before its worker started'
-                                 ELSE $2 END
+                    error = CASE WHEN r.ahead THEN ",
+            claimed_ahead_error!(),
+            " ELSE $2 END
                FROM released r
               WHERE a.item_id = r.id AND a.run_id = $1 AND a.finished_at IS NULL),
          discarded AS (
@@ -1114,8 +1118,9 @@ pub fn release_orphaned_items(
          attempts_closed AS (
              UPDATE attempts a SET finished_at = $3,
                     outcome = CASE WHEN r.ahead THEN 'not_started' ELSE 'released' END,
-                    error = CASE WHEN r.ahead THEN 'claimed ahead; its run ended before its worker started'
-                                 ELSE 'its run is no longer running' END
+                    error = CASE WHEN r.ahead THEN ",
+            claimed_ahead_error!(),
+            " ELSE 'its run is no longer running' END
                FROM released r
               WHERE a.item_id = r.id AND a.run_id = r.claimed_by AND a.finished_at IS NULL),
          discarded AS (

@@ -226,6 +226,17 @@ pub struct RunRow {
     pub waiting_reason: Option<String>,
 }
 
+/// `SELECT` of every column [`run_from_row`] reads, `FROM runs`, for a query to go on
+/// with its `WHERE`.
+macro_rules! select_runs {
+    () => {
+        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
+                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
+                finished_at, note, log_path, host_id, waiting_until, waiting_reason
+           FROM runs "
+    };
+}
+
 fn run_from_row(row: &postgres::Row) -> Result<RunRow> {
     Ok(RunRow {
         id: row.get(0),
@@ -254,11 +265,11 @@ fn run_from_row(row: &postgres::Row) -> Result<RunRow> {
 /// Runs still marked `running` (of one drain, or all).
 pub fn running_runs(client: &mut impl GenericClient, drain: Option<&str>) -> Result<Vec<RunRow>> {
     let rows = client.query(
-        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
-                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id, waiting_until, waiting_reason
-           FROM runs WHERE status = 'running' AND ($1::text IS NULL OR drain = $1)
-          ORDER BY id",
+        concat!(
+            select_runs!(),
+            "WHERE status = 'running' AND ($1::text IS NULL OR drain = $1)
+          ORDER BY id"
+        ),
         &[&drain],
     )?;
     rows.iter().map(run_from_row).collect()
@@ -276,11 +287,11 @@ pub fn recently_ended_abnormally(
     limit: i64,
 ) -> Result<Vec<RunRow>> {
     let rows = client.query(
-        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
-                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id, waiting_until, waiting_reason
-           FROM runs WHERE kill_unconfirmed AND host = $1 AND finished_at >= $2
-          ORDER BY finished_at DESC, id DESC LIMIT $3",
+        concat!(
+            select_runs!(),
+            "WHERE kill_unconfirmed AND host = $1 AND finished_at >= $2
+          ORDER BY finished_at DESC, id DESC LIMIT $3"
+        ),
         &[&host, &since, &limit],
     )?;
     rows.iter().map(run_from_row).collect()
@@ -300,35 +311,29 @@ pub fn forget_worker(client: &mut impl GenericClient, run_id: i64) -> Result<()>
 /// The latest finished-or-running run of `drain` that did real work (not lock_skipped).
 pub fn last_run(client: &mut impl GenericClient, drain: &str) -> Result<Option<RunRow>> {
     let row = client.query_opt(
-        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
-                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id, waiting_until, waiting_reason
-           FROM runs WHERE drain = $1 AND status <> 'lock_skipped'
-          ORDER BY started_at DESC, id DESC LIMIT 1",
+        concat!(
+            select_runs!(),
+            "WHERE drain = $1 AND status <> 'lock_skipped'
+          ORDER BY started_at DESC, id DESC LIMIT 1"
+        ),
         &[&drain],
     )?;
     row.as_ref().map(run_from_row).transpose()
 }
 
 pub fn get_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<RunRow>> {
-    let row = client.query_opt(
-        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
-                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id, waiting_until, waiting_reason
-           FROM runs WHERE id = $1",
-        &[&run_id],
-    )?;
+    let row = client.query_opt(concat!(select_runs!(), "WHERE id = $1"), &[&run_id])?;
     row.as_ref().map(run_from_row).transpose()
 }
 
 /// The latest runs (of one drain, or all), newest first, at most `limit`.
 pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
     let rows = client.query(
-        "SELECT id, drain, trigger, host, pid, process_start_time, worker_pid, worker_start_time,
-                started_at, last_checkpoint_at, checkpoints, items_done, items_failed, status,
-                finished_at, note, log_path, host_id, waiting_until, waiting_reason
-           FROM runs WHERE ($1::text IS NULL OR drain = $1)
-          ORDER BY started_at DESC, id DESC LIMIT $2",
+        concat!(
+            select_runs!(),
+            "WHERE ($1::text IS NULL OR drain = $1)
+          ORDER BY started_at DESC, id DESC LIMIT $2"
+        ),
         &[&drain, &limit],
     )?;
     rows.iter().map(run_from_row).collect()

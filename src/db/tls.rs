@@ -101,9 +101,7 @@ impl TlsSettings {
         })?;
         Ok(MakeTlsConnector::new(connector))
     }
-}
 
-impl TlsSettings {
     /// The client certificate and key, when `sslcert` names one. Either without the
     /// other, a file that cannot be read, a key others may read or one not in
     /// unencrypted PKCS#8 PEM is a configuration error (78) saying what to do.

@@ -306,6 +306,7 @@ impl Pass<'_> {
     ) -> Result<ItemEnd> {
         let group = self.drain.quota_group.clone();
         let account_name = account.name.clone();
+        let can_switch_accounts = self.group.has_accounts_to_switch();
         let decision = in_transaction(self.client, |tx| {
             release_refunded(
                 tx,
@@ -325,7 +326,7 @@ impl Pass<'_> {
                     account: &account_name,
                     run_id: Some(self.run_id),
                     item_id: Some(item.id),
-                    can_switch_accounts: self.group.has_accounts_to_switch(),
+                    can_switch_accounts,
                 },
                 hit,
                 now,
@@ -333,7 +334,7 @@ impl Pass<'_> {
                 self.config.defaults.timezone,
             )
         })?;
-        if hit.needs_attention && !(hit.access_refused && self.group.has_accounts_to_switch()) {
+        if hit.parks_group(can_switch_accounts) {
             // The hit parked the group: waiting does not fix it (docs/rate-limits.md,
             // "Parked groups").
             return Ok(ItemEnd::Stop(Stop::normal(
@@ -355,7 +356,7 @@ impl Pass<'_> {
             );
             return Ok(ItemEnd::Settled);
         }
-        if self.group.has_accounts_to_switch() && decision.rule != BackoffRule::Suspected {
+        if can_switch_accounts && decision.rule != BackoffRule::Suspected {
             // The next claim chooses another account, or stops the pass.
             log::info!(
                 "drain {}: quota hit on item {} on account {}: it backs off until {} ({}); going on",

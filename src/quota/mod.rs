@@ -136,6 +136,19 @@ pub struct QuotaHit {
 }
 
 impl QuotaHit {
+    /// Whether recording this hit parks its quota group: a hit that needs attention does,
+    /// except access refused where the group has another account to switch to, which
+    /// backs off that account alone (docs/accounts.md).
+    pub(crate) fn parks_group(&self, can_switch_accounts: bool) -> bool {
+        self.needs_attention && !self.backs_off_account_alone(can_switch_accounts)
+    }
+
+    /// Access refused where the group can switch accounts: the account alone backs off,
+    /// confirmed at once — a refused key is no blip to wait out on the same account.
+    pub(crate) fn backs_off_account_alone(&self, can_switch_accounts: bool) -> bool {
+        self.access_refused && can_switch_accounts
+    }
+
     /// The stated reset and its form, for [`crate::backoff::decide_backoff`].
     pub(crate) fn stated_reset(&self) -> Option<crate::backoff::StatedReset> {
         self.reset

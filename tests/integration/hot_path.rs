@@ -137,20 +137,23 @@ fn assert_given_back_unstarted(fixture: &Fixture) {
     assert!(!fixture.path("c-ran").exists(), "c's worker never started");
 }
 
-#[test]
-fn a_drain_killed_while_its_worker_runs_refunds_the_item_it_claimed_ahead() {
+/// The claimed-ahead fixture with its pass killed while b's worker runs, and the drain
+/// paused so that the next pass only recovers.
+fn killed_while_claimed_ahead() -> Fixture {
     let (fixture, pass) = claimed_ahead_fixture(json!({ "out": "b" }));
     signal(pass.id(), libc::SIGKILL);
     let _ = finished(pass.wait_with_output().unwrap());
-    // The next pass reaps the crashed run: b's worker ran, so its attempt counts; c's
-    // never started, so it goes back as it would at the end of a pass.
-    // Paused, the next pass only reaps.
     fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
-    let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
-    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'crashed'"), 1, "{}", next.stderr);
+    fixture
+}
+
+/// After recovery: b's worker ran, so its attempt counts; c's never started, so it went
+/// back as it would at the end of a pass, and its event says so.
+#[track_caller]
+fn assert_b_counted_and_c_given_back(fixture: &Fixture) {
     let (state, attempts, _) = fixture.item("docs", "b");
     assert_eq!((state.as_str(), attempts), ("pending", 1), "b's worker started: its attempt counts");
-    assert_given_back_unstarted(&fixture);
+    assert_given_back_unstarted(fixture);
     let events: Vec<String> = fixture.column(
         "SELECT e.message FROM events e JOIN items i ON i.id = e.item_id
           WHERE e.kind = 'item_released' AND i.key = 'c'",
@@ -159,6 +162,25 @@ fn a_drain_killed_while_its_worker_runs_refunds_the_item_it_claimed_ahead() {
         events.len() == 1 && events[0].contains("claimed ahead and its worker never started"),
         "{events:?}"
     );
+}
+
+#[test]
+fn a_drain_killed_while_its_worker_runs_refunds_the_item_it_claimed_ahead() {
+    let fixture = killed_while_claimed_ahead();
+    // The next pass reaps the crashed run.
+    let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'crashed'"), 1, "{}", next.stderr);
+    assert_b_counted_and_c_given_back(&fixture);
+}
+
+#[test]
+fn items_a_run_no_longer_running_still_holds_are_released_with_the_one_claimed_ahead_refunded() {
+    let fixture = killed_while_claimed_ahead();
+    // Its run ended without releasing what it held (as by a process that died right
+    // after): the next pass releases the orphans.
+    fixture.client().execute("UPDATE runs SET status = 'crashed', finished_at = now()", &[]).unwrap();
+    fixture.drainctl(&["drain", "docs", "--json"]).run();
+    assert_b_counted_and_c_given_back(&fixture);
 }
 
 #[test]
