@@ -52,6 +52,10 @@ pub fn for_each_item(
 ) -> Result<()> {
     let mut transaction =
         client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+    // The export goes at its reader's pace: a reader that stops reading for a while (a
+    // pager, a slow upload) leaves this session idle in its transaction, which the
+    // session's usual limit would end (docs/operations.md, "Exporting results").
+    transaction.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")?;
     let statement = transaction.prepare(
         "SELECT i.id, i.key, i.state, i.attempts, i.enqueued_at, i.finished_at, i.last_error,
                 CASE WHEN pg_column_size(i.payload) <= $5 THEN i.payload END,

@@ -144,10 +144,28 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     check_server_version(&identity.version, &identity.version_num)?;
     refuse_transaction_pooler(&config, connector, &identity)?;
     // A process frozen (SIGSTOP, a paused VM) in the middle of a transaction must not hold
-    // its locks for ever: the server ends such a session, and the run is reaped.
-    client.batch_execute(IDLE_IN_TRANSACTION_TIMEOUT_SQL)?;
+    // its locks for ever: the server ends such a session, and the run is reaped. A host
+    // that vanishes (power, network) closes no socket: without keepalives the server would
+    // keep its session — and the concurrency slot and locks it holds — for the system's
+    // two hours and more; probed after a minute of silence, the session of a dead host ends
+    // within about two (docs/operations.md, "Several hosts").
+    client.batch_execute(SESSION_SETTINGS_SQL)?;
+    #[cfg(feature = "testing")]
+    if let Some(ms) =
+        std::env::var(IDLE_IN_TRANSACTION_TIMEOUT_ENV).ok().and_then(|ms| ms.parse::<u32>().ok())
+    {
+        client.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', $1, false)",
+            &[&format!("{ms}ms")],
+        )?;
+    }
     Ok(client)
 }
+
+/// Test hook: overrides the 60 s idle in a transaction of `SESSION_SETTINGS_SQL` (milliseconds).
+/// Compiled only with the `testing` feature, never into a release build.
+#[cfg(feature = "testing")]
+const IDLE_IN_TRANSACTION_TIMEOUT_ENV: &str = "DRAINCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS";
 
 /// The oldest PostgreSQL major version drainctl runs on: older ones lack functions the
 /// schema and the queries use (`sha256(bytea)` came with 11). See docs/operations.md.
@@ -378,8 +396,12 @@ fn refuse_transaction_pooler(
     }
 }
 
-/// How long a session may sit idle inside a transaction before the server ends it.
-const IDLE_IN_TRANSACTION_TIMEOUT_SQL: &str = "SET idle_in_transaction_session_timeout = '60s'";
+/// Every session's settings: how long it may sit idle inside a transaction before the
+/// server ends it; the server's keepalive probes of its TCP connection — the first after
+/// 60 s without traffic, then every 10 s, the connection dropped after 6 unanswered (over a
+/// Unix socket they do nothing).
+const SESSION_SETTINGS_SQL: &str = "SET idle_in_transaction_session_timeout = '60s'; \
+     SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 6";
 
 /// Make lock waits of this session fail after `timeout` instead of blocking (supervise must
 /// never hang behind a frozen process).

@@ -376,3 +376,62 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
         .batch_execute(&format!("ALTER DATABASE {} SET default_transaction_read_only = off", fixture.db.name))
         .unwrap();
 }
+
+/// The keepalive timer the kernel keeps for the TCP socket bound to `local_port` and
+/// connected to `remote_port` (loopback, /proc/net/tcp and tcp6): the seconds until its
+/// next probe, or None when no such socket has a keepalive timer armed.
+fn keepalive_timer_seconds(local_port: u16, remote_port: u16) -> Option<f64> {
+    let port_of =
+        |address: &str| address.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(table).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, timer) = (fields.get(1)?, fields.get(2)?, fields.get(5)?);
+            if port_of(local)? != local_port || port_of(remote)? != remote_port {
+                return None;
+            }
+            // "02:00001770": timer 2 is keepalive; its expiry in clock ticks (USER_HZ, 100).
+            let (kind, ticks) = timer.split_once(':')?;
+            (kind == "02").then(|| u64::from_str_radix(ticks, 16).ok()).flatten().map(|t| t as f64 / 100.0)
+        })
+    })
+}
+
+#[test]
+fn the_server_probes_a_drainctl_session_so_that_a_vanished_host_frees_its_slot() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    let slow =
+        serde_json::json!({ "steps": [{ "touch": started }, { "wait_for_file": go }, { "out": "r" }] });
+    fixture.enqueue("a", &[("s".into(), slow)]);
+    let pass = fixture.drainctl(&["drain", "a"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // The pass's session, from the server's side of its TCP connection.
+    let mut client = fixture.db.client();
+    let row = client
+        .query_one(
+            "SELECT inet_server_port(), (SELECT client_port FROM pg_stat_activity
+                                          WHERE application_name = 'drainctl' AND pid <> pg_backend_pid())",
+            &[],
+        )
+        .unwrap();
+    let (server_port, client_port): (Option<i32>, Option<i32>) = (row.get(0), row.get(1));
+    let (Some(server_port), Some(client_port)) = (server_port, client_port) else {
+        std::fs::write(&go, "").unwrap();
+        finished(pass.wait_with_output().unwrap()).assert_code(0);
+        eprintln!("SKIPPED: the test database is reached over a Unix socket, where no keepalive applies");
+        return;
+    };
+    let (server_port, client_port) = (server_port as u16, client_port as u16);
+    // Idle while the worker runs, the session has its keepalive timer armed (a moment
+    // after a write, the retransmission timer shows instead): the first probe within a
+    // minute, where an ordinary session's comes after the system's two hours.
+    wait_until("the keepalive timer of the pass's session", Duration::from_secs(10), || {
+        keepalive_timer_seconds(server_port, client_port).is_some()
+    });
+    let probed = keepalive_timer_seconds(server_port, client_port);
+    std::fs::write(&go, "").unwrap();
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    assert!(probed.is_some_and(|seconds| seconds <= 60.0), "drainctl's session: {probed:?}");
+}

@@ -771,6 +771,29 @@ fn sigterm_ends_an_export_blocked_on_a_reader_that_stopped_reading() {
 }
 
 #[test]
+fn an_export_waits_for_a_reader_that_pauses_longer_than_a_session_may_idle() {
+    let fixture = Fixture::new(&config(""), NOW);
+    seed_items(&fixture, 10_000);
+    let whole = fixture.drainctl(&["export", "docs"]).run();
+    whole.assert_code(0);
+    // Every session of this export may idle in a transaction for 300 ms (60 s as
+    // released); its reader pauses five times as long with the pipe full.
+    let mut child =
+        fixture.drainctl(&["export", "docs"]).env("DRAINCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS", "300").spawn();
+    let mut stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    wait_until("the export to block writing to the full pipe", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|wchan| wchan.contains("pipe_write"))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut received = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut received).unwrap();
+    let paused = finished(child.wait_with_output().unwrap());
+    paused.assert_code(0);
+    assert_eq!(received, whole.stdout, "the paused reader got every line");
+}
+
+#[test]
 fn export_to_a_file_is_atomic_and_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let fixture = Fixture::new(&config(""), NOW);
