@@ -586,15 +586,42 @@ macro_rules! complete_steps {
     };
 }
 
+/// Committing a staged result ($12 the item) after `fence_step`, as `complete_item` does:
+/// the item (only when the staged bytes verify), the staged row (removed in every case),
+/// the attempt. Followed, like `complete_steps`, by the claim steps and `complete_run_step`.
+macro_rules! complete_staged_steps {
+    () => {
+        "done AS (
+             UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
+                    last_error = NULL, resume_token = NULL
+               FROM staged_results s
+              WHERE i.id = $12 AND i.claimed_by = $2 AND i.state = 'running'
+                AND EXISTS (SELECT 1 FROM fence)
+                AND s.item_id = i.id AND s.run_id = $2
+                AND length(s.result) = s.result_bytes AND sha256(s.result) = s.result_sha256
+          RETURNING i.id),
+         dropped AS (
+             DELETE FROM staged_results WHERE item_id = $12 AND run_id = $2),
+         done_attempt AS (
+             UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
+              WHERE item_id = $12 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done))"
+    };
+}
+
 /// The run's side of a completion, and the statement's result: the claim's columns, then
-/// whether the item was completed and whether the run still holds it.
+/// whether the item was completed and whether the run still holds it. The run's worker
+/// becomes `$worker_pid`, `$worker_start_time`: none between two workers, the worker that
+/// just started for a commit made beside it.
 macro_rules! complete_run_step {
     () => {
+        complete_run_step!("NULL", "NULL")
+    };
+    ($worker_pid:literal, $worker_start_time:literal) => {
         concat!(
             "
          run AS (
              UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
-                    worker_pid = NULL, worker_start_time = NULL,
+                    worker_pid = ", $worker_pid, ", worker_start_time = ", $worker_start_time, ",
                     last_checkpoint_at = CASE WHEN EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM claimed)
                         THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
                     checkpoints = checkpoints + (SELECT count(*) FROM done) + (SELECT count(*) FROM claimed)
@@ -657,6 +684,91 @@ pub fn complete_and_claim_next_item(
         Some(row) => match (row.get::<_, i64>(17), row.get::<_, bool>(18)) {
             (1.., _) => Completion::Completed,
             _ => Completion::ClaimLost(HeldNow::read(row, 19, 20)?),
+        },
+        None => Completion::ClaimLost(HeldNow { state: None, claimed_by: None }),
+    };
+    Ok((controls, item, completion))
+}
+
+/// Stage `result` for `item_id` (as `stage_result` does) and re-read the controls, claiming
+/// nothing: the statement between two workers when the next item was claimed ahead. The
+/// staged result is durable before the next worker starts; it becomes the item's result
+/// beside that worker, in the statement that claims the item after it
+/// ([`complete_staged_and_claim_next_item`], docs/benchmarks.md).
+pub fn stage_and_read_controls(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    item_id: i64,
+    result: &[u8],
+    request: &ClaimRequest,
+) -> Result<PassControls> {
+    let (length, checksum) = staging_check(result);
+    let mut params = claim_params(request).to_vec();
+    params.extend([
+        (&item_id as &(dyn ToSql + Sync), Type::INT8),
+        (&result, Type::BYTEA),
+        (&length, Type::INT8),
+        (&checksum, Type::BYTEA),
+    ]);
+    let rows = statements.query(
+        client,
+        concat!(
+            "WITH ",
+            fence_step!(),
+            ", staged AS (",
+            stage_step!(),
+            "), ",
+            controls_step!(),
+            ",",
+            nothing_claimed_steps!(),
+            claim_select!(),
+            claim_from!()
+        ),
+        &params,
+    )?;
+    Ok(read_claim(&rows).0)
+}
+
+/// Commit the staged result of `item_id` (as `complete_item` does, recording `worker` as
+/// the run's worker) and claim the next item (as `claim_next_item` does) in one statement:
+/// the statement beside a worker whose item was claimed ahead, while the previous result
+/// waits staged.
+pub fn complete_staged_and_claim_next_item(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    item_id: i64,
+    worker: Option<(i32, Option<i64>)>,
+    request: &ClaimRequest,
+) -> Result<(PassControls, Option<ClaimedItem>, Completion)> {
+    let (worker_pid, worker_start_time) = worker.map_or((None, None), |(pid, start)| (Some(pid), start));
+    let mut params = claim_params(request).to_vec();
+    params.extend([
+        (&item_id as &(dyn ToSql + Sync), Type::INT8),
+        (&worker_pid, Type::INT4),
+        (&worker_start_time, Type::INT8),
+    ]);
+    let rows = statements.query(
+        client,
+        concat!(
+            "WITH ",
+            fence_step!(),
+            ", ",
+            complete_staged_steps!(),
+            ", ",
+            claim_core_steps!(),
+            ",",
+            complete_run_step!("$13", "$14")
+        ),
+        &params,
+    )?;
+    let (controls, item) = read_claim(&rows);
+    // As in `complete_item`: the run held the item but nothing was completed, so the
+    // staged bytes did not verify.
+    let completion = match rows.first() {
+        Some(row) => match (row.get::<_, i64>(17), row.get::<_, bool>(18)) {
+            (1.., _) => Completion::Completed,
+            (_, true) => Completion::StagedResultDamaged,
+            (_, false) => Completion::ClaimLost(HeldNow::read(row, 19, 20)?),
         },
         None => Completion::ClaimLost(HeldNow { state: None, claimed_by: None }),
     };
@@ -949,10 +1061,9 @@ pub struct ReleasedItem {
 
 /// Of the items a run holds, the one claimed ahead: its latest claim, when it holds an
 /// earlier one too (docs/worker-contract.md). A pass holds the item its worker runs and
-/// at most one claimed ahead, except for the moment after the next worker started: the
-/// item just finished is committed then, right after the claim of the one after (three
-/// held, the middle one started). In the rare case where that moment ends the backlog (two
-/// held, the later started), the later one is given back although it ran. Selects `id,
+/// at most one claimed ahead, besides an item whose result waits staged: the reaper
+/// commits that one before it releases (`reap::settle_staged`), and a pass commits it in
+/// the same statement as its next claim ahead, so it is never counted here. Selects `id,
 /// ahead` for `held AS (SELECT id, claimed_by FROM …)` rows; used by [`release_run_items`]
 /// and [`release_orphaned_items`].
 macro_rules! claimed_ahead_step {

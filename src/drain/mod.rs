@@ -12,9 +12,11 @@
 //! is staged by it and committed (recording the next worker) while that worker runs. A
 //! worker still running 2 ms after its start is recorded on the run; a quicker one costs
 //! no statement of its own. After a worker quicker than 100 ms the next item is claimed
-//! while the current worker runs (see `Pass::claim_ahead`), and the statement between two
-//! workers commits and re-reads the controls only. The per-item statements are prepared
-//! once per pass.
+//! while the current worker runs (see `Pass::claim_ahead`): the statement between two
+//! workers then stages the result and re-reads the controls only, and the statement beside
+//! the next worker commits the staged result and makes the next claim ahead
+//! (docs/benchmarks.md, "Staged between quick workers"). The per-item statements are
+//! prepared once per pass.
 //!
 //! In a quota group with several accounts every claim first chooses the account (see
 //! [`crate::accounts`]) under the group's row lock, and the worker runs with that account's

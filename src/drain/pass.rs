@@ -149,6 +149,21 @@ impl<'a> Pass<'a> {
             };
             let request = request(account);
             let (controls, item) = match &self.unstaged {
+                // The next item is claimed ahead: the result is staged, and committed
+                // beside the next worker with the claim after it (docs/benchmarks.md).
+                Some(succeeded) if !claim => {
+                    let controls = items::stage_and_read_controls(
+                        self.client,
+                        &mut self.statements,
+                        succeeded.item.id,
+                        &succeeded.result,
+                        &request,
+                    )?;
+                    self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
+                    #[cfg(feature = "testing")]
+                    self.after_staging();
+                    (controls, None)
+                }
                 Some(succeeded) if !must_stage(&succeeded.result) => {
                     let (controls, item, completion) = items::complete_and_claim_next_item(
                         self.client,

@@ -202,6 +202,35 @@ impl WorkerRecorder<'_> {
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let worker = (pid as i32, crate::worker::process::process_start_time(pid).map(|t| t as i64));
+        // A staged result and a claim ahead: one statement commits the one, makes the
+        // other and records this worker.
+        if let (Some(staged), Some(request)) = (&self.staged, &self.next_claim) {
+            let (item_id, now) = (staged.id, self.clock.now());
+            let outcome = items::complete_staged_and_claim_next_item(
+                self.client,
+                self.statements,
+                item_id,
+                Some(worker),
+                request,
+            );
+            self.next_claim = None;
+            match outcome {
+                Ok((_, item, completion)) => {
+                    self.claimed_ahead = item;
+                    self.committed = self.staged.take().map(|staged| (staged, completion, now));
+                }
+                Err(error) => {
+                    log::warn!(
+                        "drain {}: item {}: commit failed, retried after the running worker; \
+                         the next item is claimed after it: {error}",
+                        self.drain.name,
+                        staged.key
+                    );
+                    self.unrecorded_worker = Some(worker);
+                }
+            }
+            return;
+        }
         // Claimed ahead first: the claim clears the run's worker, which the commit below
         // or the first look then records.
         if let Some(request) = self.next_claim.take() {

@@ -1,6 +1,7 @@
 //! The drain hot path: a small result is committed by the statement that claims the next
-//! item (one round trip and one transaction between two workers), a large one is still
-//! staged first, and the controls read by that statement still stop the pass before the
+//! item (one round trip and one transaction between two workers), or — when that item was
+//! claimed ahead — staged and committed beside the next worker; a large one is still
+//! staged first; and the controls read between two workers still stop the pass before the
 //! next worker starts.
 
 use std::time::Duration;
@@ -31,20 +32,36 @@ fn inserted_rows(fixture: &Fixture, table: &str, attempts: i64) -> i64 {
 
 #[test]
 fn small_results_are_committed_by_the_next_claim_without_staging_and_large_ones_are_staged() {
-    let fixture = Fixture::new(&config(), NOW);
-    let items: Vec<(String, serde_json::Value)> = (0..20)
-        .map(|i| (format!("item-{i:02}"), json!({ "steps": [{ "out": format!("result {i}") }] })))
-        .collect();
-    fixture.enqueue("docs", &items);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
-    pass.assert_code(0);
-    assert_eq!(pass.json()["items_done"], 20);
-    let results: Vec<Vec<u8>> = fixture.column("SELECT result FROM items ORDER BY key");
-    let expected: Vec<Vec<u8>> = (0..20).map(|i| format!("result {i}\n").into_bytes()).collect();
-    assert_eq!(results, expected);
-    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 20);
-    assert_eq!(fixture.count("SELECT items_done::bigint FROM runs"), 20);
-    assert_eq!(inserted_rows(&fixture, "staged_results", 20), 0, "no small result was staged");
+    // With workers too slow to claim ahead (every one counts as slow here), each small
+    // result is committed by the statement that claims the next item, never staged; with
+    // quick ones (every one counts as quick), the result of an item whose successor was
+    // claimed ahead is staged between the two workers and committed beside the next one.
+    for (claim_ahead_below_ms, staged) in [("0", 0), ("600000", 18)] {
+        let fixture = Fixture::new(&config(), NOW);
+        let items: Vec<(String, serde_json::Value)> = (0..20)
+            .map(|i| (format!("item-{i:02}"), json!({ "steps": [{ "out": format!("result {i}") }] })))
+            .collect();
+        fixture.enqueue("docs", &items);
+        let pass = fixture
+            .drainctl(&["drain", "docs", "--json"])
+            .env("DRAINCTL_CLAIM_AHEAD_BELOW_MS", claim_ahead_below_ms)
+            .run();
+        pass.assert_code(0);
+        assert_eq!(pass.json()["items_done"], 20);
+        let results: Vec<Vec<u8>> = fixture.column("SELECT result FROM items ORDER BY key");
+        let expected: Vec<Vec<u8>> = (0..20).map(|i| format!("result {i}\n").into_bytes()).collect();
+        assert_eq!(results, expected);
+        assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 20);
+        assert_eq!(fixture.count("SELECT items_done::bigint FROM runs"), 20);
+        // The first worker has no predecessor to judge quick, and the last one's successor
+        // is nothing: results 2 to 19 (18) waited staged.
+        assert_eq!(
+            inserted_rows(&fixture, "staged_results", 20),
+            staged,
+            "claim ahead below {claim_ahead_below_ms} ms"
+        );
+        assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+    }
 
     // A result over 64 KiB is staged, then committed while the next worker runs.
     let fixture = Fixture::new(&config(), NOW);
