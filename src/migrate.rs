@@ -20,7 +20,7 @@ use postgres::error::SqlState;
 use postgres::Client;
 use sha2::{Digest, Sha256};
 
-use crate::db::events::{record_event, Event, Outbox};
+use crate::db::events::{record_migration_event, Event, Outbox};
 use crate::db::{advisory_lock_holders, MIGRATION_LOCK_KEY};
 use crate::error::{Error, Result};
 use crate::model::EventKind;
@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 15,
         name: "runs_kill_unconfirmed_without_worker",
         sql: include_str!("../migrations/0015_runs_kill_unconfirmed_without_worker.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "notifications_due",
+        sql: include_str!("../migrations/0016_notifications_due.sql"),
     },
 ];
 
@@ -310,8 +315,9 @@ fn apply_missing(client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) -> Re
         )?;
     }
     for migration in to_apply {
-        // Its event is recorded like every other (see `record_event`), in the schema this
-        // migration leaves: a migration may add a column to `events` only with a default.
+        // Its event is recorded in the schema this migration leaves (a migration may add a
+        // column to `events` only with a default), its notification kept in memory: the
+        // table of due notifications may not exist yet (see `record_migration_event`).
         let mut transaction = client.transaction()?;
         transaction.batch_execute(migration.sql).map_err(|error| {
             Error::from(error)
@@ -326,7 +332,7 @@ fn apply_missing(client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) -> Re
             format!("applied migration {:04}_{}", migration.version, migration.name),
         )
         .data(serde_json::json!({ "version": migration.version, "name": migration.name }));
-        record_event(&mut transaction, outbox, &event, now)?;
+        record_migration_event(&mut transaction, outbox, &event, now)?;
         transaction.commit()?;
         log::info!("applied migration {:04}_{}", migration.version, migration.name);
         report.applied.push(migration.version);
@@ -422,7 +428,7 @@ pub fn repair_checksum(
             format!("accepted the new checksum of migration {version:04}_{}", migration.name),
         )
         .data(serde_json::json!({ "version": version }));
-        record_event(&mut transaction, outbox, &event, now)?;
+        record_migration_event(&mut transaction, outbox, &event, now)?;
         transaction.commit()?;
         Ok(format!("migration {version:04}_{}: checksum updated to {}", migration.name, short(&new_checksum)))
     })

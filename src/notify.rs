@@ -18,7 +18,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::db::events::{record_event_or_log, Event, Outbox};
+use crate::db::events::{record_event_or_log, Event, Outbox, RecordedEvent};
 use crate::model::EventKind;
 use crate::worker::{run_worker, OutputDrain, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
 
@@ -45,7 +45,7 @@ pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, no
     match outbox.take_committed(client) {
         Ok(recorded) => {
             for recorded in recorded {
-                notify(config, client, outbox, &recorded.event, recorded.at);
+                notify_due(config, client, outbox, &recorded, now);
             }
         }
         Err(error) => {
@@ -53,6 +53,102 @@ pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, no
             log::error!("{message}");
             record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), now);
         }
+    }
+}
+
+/// Send the notifications other processes left due — they died before or while sending
+/// them (SIGKILL, the OOM killer, pm2's kill timeout, a crash): once per `supervise` pass,
+/// after its own, at most [`LEFT_BEHIND_PER_PASS`]. One claimed longer ago than
+/// `notify_timeout` and a minute is taken as left behind by a process that died while
+/// sending it, and sent again: a notification may come twice, never not at all.
+pub fn notify_left_behind(config: &Config, client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) {
+    if config.defaults.notify_command.is_none() {
+        return;
+    }
+    let claimed_before =
+        crate::clock::earlier(now, config.defaults.notify_timeout.saturating_add(Duration::from_secs(60)));
+    match crate::db::events::claim_left_behind(client, claimed_before, now, LEFT_BEHIND_PER_PASS) {
+        Ok(left) => {
+            if !left.is_empty() {
+                log::info!("sending {} notification(s) another drainctl left unsent", left.len());
+            }
+            for recorded in left {
+                notify(config, client, outbox, &recorded.event, recorded.at);
+                finish(client, outbox, &recorded, now);
+            }
+        }
+        Err(error) => {
+            let message =
+                format!("could not read the notifications left unsent: {}", error.display_scrubbed());
+            log::error!("{message}");
+            record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), now);
+        }
+    }
+}
+
+/// Most notifications left behind that one `supervise` pass sends; the next pass sends
+/// the rest.
+const LEFT_BEHIND_PER_PASS: i64 = 100;
+
+/// Claim a recorded event's notification, send it, and mark it sent. One another process
+/// claimed first (the next `supervise` pass, sending what it took for left behind) is not
+/// sent again; one that cannot be claimed now stays due for that pass.
+fn notify_due(
+    config: &Config,
+    client: &mut Client,
+    outbox: &Outbox,
+    recorded: &RecordedEvent,
+    now: DateTime<Utc>,
+) {
+    #[cfg(feature = "testing")]
+    die_if_faulted("die_before_notifying");
+    if recorded.is_due_row {
+        match crate::db::events::claim_notification(client, recorded.id, now) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                log::warn!(
+                    "could not claim the notification of event {} ({}); the next supervise pass sends it: {}",
+                    recorded.id,
+                    recorded.event.kind,
+                    error.display_scrubbed()
+                );
+                return;
+            }
+        }
+    }
+    #[cfg(feature = "testing")]
+    die_if_faulted("die_while_notifying");
+    notify(config, client, outbox, &recorded.event, recorded.at);
+    finish(client, outbox, recorded, now);
+}
+
+/// The test hooks `DRAINCTL_FAULT=die_before_notifying` and `die_while_notifying`
+/// (`testing` feature only): the process dies as SIGKILLed right before it claims a
+/// notification, or after it claimed it, before the notifier ran.
+#[cfg(feature = "testing")]
+fn die_if_faulted(fault: &str) {
+    if std::env::var(crate::drain::FAULT_ENV).is_ok_and(|set| set == fault) {
+        // SAFETY: raise has no preconditions.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+}
+
+/// A claimed notification was sent (or its failure recorded): no longer due. When that
+/// cannot be written it is logged and recorded, and it may be sent once more.
+fn finish(client: &mut Client, outbox: &Outbox, recorded: &RecordedEvent, now: DateTime<Utc>) {
+    if !recorded.is_due_row {
+        return;
+    }
+    if let Err(error) = crate::db::events::notification_sent(client, recorded.id) {
+        let message = format!(
+            "could not mark the notification of event {} ({}) sent; it may be sent again: {}",
+            recorded.id,
+            recorded.event.kind,
+            error.display_scrubbed()
+        );
+        log::error!("{message}");
+        record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), now);
     }
 }
 

@@ -15,6 +15,13 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let report = crate::supervise::run(ctx, args)?;
     let has_acted = !args.dry_run
         && report.json.get("status").and_then(|status| status.as_str()) == Some(PassStatus::Done.as_str());
+    if has_acted {
+        // Its own notifications first, then those a process that died left unsent
+        // (docs/configuration.md, "Notifications").
+        let now = ctx.clock.now();
+        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, now);
+        crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, now);
+    }
     match ctx.config.defaults.report_html.clone() {
         Some(path) if has_acted => {
             // A termination signal leaves the page to the next pass (docs/operations.md).

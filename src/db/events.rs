@@ -22,6 +22,10 @@ pub struct RecordedEvent {
     pub id: i64,
     pub event: Event,
     pub at: DateTime<Utc>,
+    /// Its notification is a row of `notifications_due`, to claim before the notifier runs
+    /// and to remove after: every event but a migration's (recorded while that table may
+    /// not exist yet).
+    pub is_due_row: bool,
 }
 
 /// The events of one invocation that wait for the notifier: owned by the invocation's
@@ -45,9 +49,14 @@ impl Outbox {
         Outbox::default()
     }
 
-    fn keep(&self, id: i64, event: &Event, at: DateTime<Utc>) {
-        if event.kind != EventKind::NotifyFailed && self.kinds.contains(&event.kind) {
-            self.pending.borrow_mut().push(RecordedEvent { id, event: event.clone(), at });
+    /// Does the notifier want events of this kind?
+    fn wants(&self, kind: EventKind) -> bool {
+        kind != EventKind::NotifyFailed && self.kinds.contains(&kind)
+    }
+
+    fn keep(&self, id: i64, event: &Event, at: DateTime<Utc>, is_due_row: bool) {
+        if self.wants(event.kind) {
+            self.pending.borrow_mut().push(RecordedEvent { id, event: event.clone(), at, is_due_row });
         }
     }
 
@@ -118,19 +127,57 @@ impl Event {
 }
 
 /// Append an event, and keep it in `outbox` for the notifier when its kind is wanted: the
-/// one way an event is recorded.
+/// one way an event is recorded. A wanted event's notification is due from the moment the
+/// event commits (a row of `notifications_due`, written by the same statement), so that it
+/// is sent even when this process dies before it could send it (see
+/// [`claim_left_behind`]).
 pub fn record_event(
     client: &mut impl GenericClient,
     outbox: &Outbox,
     event: &Event,
     at: DateTime<Utc>,
 ) -> Result<()> {
+    insert_event(client, outbox, event, at, outbox.wants(event.kind))
+}
+
+/// [`record_event`] for a migration's event, recorded in the transaction that applies it,
+/// when `notifications_due` may not exist yet: its notification is kept in memory only
+/// (`migrate` sends it as soon as the migration committed).
+pub fn record_migration_event(
+    client: &mut impl GenericClient,
+    outbox: &Outbox,
+    event: &Event,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    insert_event(client, outbox, event, at, false)
+}
+
+fn insert_event(
+    client: &mut impl GenericClient,
+    outbox: &Outbox,
+    event: &Event,
+    at: DateTime<Utc>,
+    is_due_row: bool,
+) -> Result<()> {
     // A message or data quoting a worker may hold U+0000, which neither column takes.
     let (message, data) = (super::storable_text(&event.message), super::storable_json(&event.data));
-    let row = client.query_one(
+    // Without a due notification the statement names only `events`: a migration's event
+    // is recorded before `notifications_due` exists.
+    let statement = if is_due_row {
+        "WITH event AS (
+             INSERT INTO events (at, kind, drain, quota_group, run_id, item_id, message, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING id),
+         due AS (
+             INSERT INTO notifications_due (event_id) SELECT id FROM event)
+         SELECT id FROM event"
+    } else {
         "INSERT INTO events (at, kind, drain, quota_group, run_id, item_id, message, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         RETURNING id",
+         RETURNING id"
+    };
+    let row = client.query_one(
+        statement,
         &[
             &at,
             &event.kind,
@@ -142,8 +189,72 @@ pub fn record_event(
             &data.as_ref(),
         ],
     )?;
-    outbox.keep(row.get(0), event, at);
+    outbox.keep(row.get(0), event, at, is_due_row);
     Ok(())
+}
+
+/// Claim the due notification of event `event_id` for this process, at `now`: false when
+/// another process has claimed it (the next `supervise` pass sends what a process left
+/// behind) or it is not due.
+pub fn claim_notification(client: &mut Client, event_id: i64, now: DateTime<Utc>) -> Result<bool> {
+    let claimed = client.execute(
+        "UPDATE notifications_due SET claimed_at = $2 WHERE event_id = $1 AND claimed_at IS NULL",
+        &[&event_id, &now],
+    )?;
+    Ok(claimed > 0)
+}
+
+/// The notifier ran for event `event_id` (or failed, which a `notify_failed` event records):
+/// its notification is no longer due.
+pub fn notification_sent(client: &mut Client, event_id: i64) -> Result<()> {
+    client.execute("DELETE FROM notifications_due WHERE event_id = $1", &[&event_id])?;
+    Ok(())
+}
+
+/// Claim, at `now`, the notifications another process left due — never claimed (it died
+/// before it could send them), or claimed before `claimed_before` (it died while sending) —
+/// at most `limit`, oldest first, with their events. A notification whose event was pruned
+/// is removed.
+pub fn claim_left_behind(
+    client: &mut Client,
+    claimed_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>> {
+    client.execute(
+        "DELETE FROM notifications_due d WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)",
+        &[],
+    )?;
+    let rows = client.query(
+        "WITH taken AS (
+             UPDATE notifications_due d SET claimed_at = $2
+              WHERE d.event_id IN (SELECT event_id FROM notifications_due
+                                    WHERE claimed_at IS NULL OR claimed_at < $1
+                                    ORDER BY event_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING d.event_id)
+         SELECT e.id, e.at, e.kind, e.drain, e.quota_group, e.run_id, e.item_id, e.message, e.data
+           FROM events e JOIN taken t ON t.event_id = e.id
+          ORDER BY e.id",
+        &[&claimed_before, &now, &limit],
+    )?;
+    rows.iter()
+        .map(|row| {
+            Ok(RecordedEvent {
+                id: row.get(0),
+                at: row.get(1),
+                event: Event {
+                    kind: row.try_get(2)?,
+                    drain: row.get(3),
+                    quota_group: row.get(4),
+                    run_id: row.get(5),
+                    item_id: row.get(6),
+                    message: row.get(7),
+                    data: row.get(8),
+                },
+                is_due_row: true,
+            })
+        })
+        .collect()
 }
 
 /// Append an event, logging (not failing) when it cannot be written: used on paths that

@@ -554,6 +554,76 @@ fn dead_letter_with_notifier(notifier: &str, extra_defaults: &str) -> (Fixture, 
     (fixture, result, started.elapsed())
 }
 
+/// A run of this host whose process is gone, holding item `key` (pending before): the
+/// next `supervise` reaps it as crashed.
+fn crashed_run_holding(fixture: &Fixture, key: &str) -> i64 {
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id() as i32;
+    gone.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let mut client = fixture.client();
+    let run_id: i64 = client
+        .query_one(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status)
+             VALUES ('docs', 'supervisor', $1, $2, now(), now(), 'running') RETURNING id",
+            &[&host, &dead_pid],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE items SET state = 'running', claimed_by = $1, attempts = 1 WHERE key = $2",
+            &[&run_id, &key],
+        )
+        .unwrap();
+    run_id
+}
+
+#[test]
+fn notifications_a_dead_supervise_left_unsent_are_sent_by_the_next_pass() {
+    let notifier = r#"["sh", "-c", "cat >> TMPDIR/notified.jsonl"]"#;
+    let fixture = Fixture::new(
+        &config(&format!("notify_command = {notifier}\nnotify_on = [\"run_crashed\"]\n"), ""),
+        NOW,
+    );
+    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let notified = || -> Vec<i64> {
+        std::fs::read_to_string(fixture.path("notified.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap()["run_id"].as_i64().unwrap())
+            .collect()
+    };
+
+    // The pass that reaps run a is killed (SIGKILL: pm2's kill timeout, the OOM killer)
+    // after the event committed, before it claimed its notification: the next pass sends it.
+    let a = crashed_run_holding(&fixture, "a");
+    let dying = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "die_before_notifying").run();
+    assert_ne!(dying.code, 0, "the pass was to die: {}", dying.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_crashed'"), 1);
+    assert_eq!(notified(), Vec::<i64>::new());
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    assert_eq!(notified(), [a]);
+
+    // Killed while its notifier ran (claimed, never sent): not sent again while the claim
+    // is recent — it may still be on its way — then sent by the first pass after
+    // notify_timeout (10 s) and a minute.
+    let b = crashed_run_holding(&fixture, "b");
+    let dying = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "die_while_notifying").run();
+    assert_ne!(dying.code, 0, "the pass was to die: {}", dying.stderr);
+    fixture.set_now("2026-11-27T10:01:00Z");
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    assert_eq!(notified(), [a]);
+    fixture.set_now("2026-11-27T10:01:11Z");
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    assert_eq!(notified(), [a, b]);
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    assert_eq!(notified(), [a, b], "each sent once");
+    assert_eq!(fixture.count("SELECT count(*) FROM notifications_due"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'notify_failed'"), 0);
+}
+
 #[test]
 fn the_notifier_gets_the_dead_letter_event_as_json_on_stdin() {
     let (fixture, result, _) = dead_letter_with_notifier(r#"["sh", "-c", "cat > TMPDIR/notified.json"]"#, "");
