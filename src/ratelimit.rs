@@ -22,15 +22,30 @@ pub struct HitSource<'a> {
     pub account: &'a str,
     pub run_id: Option<i64>,
     pub item_id: Option<i64>,
-    /// The group has other accounts to switch to: access refused on this one backs off
-    /// this account alone instead of parking the group (docs/accounts.md).
-    pub can_switch_accounts: bool,
+    /// The group's other accounts, to switch to: access refused on this one backs off this
+    /// account alone instead of parking the group — until every account is refused
+    /// (docs/accounts.md).
+    pub other_accounts: &'a [String],
+}
+
+impl HitSource<'_> {
+    fn can_switch_accounts(&self) -> bool {
+        !self.other_accounts.is_empty()
+    }
+}
+
+/// A recorded quota hit: the backoff decided, and whether the group is parked by it.
+#[derive(Debug, Clone)]
+pub struct RecordedHit {
+    pub decision: BackoffDecision,
+    pub parks_group: bool,
 }
 
 /// Record a quota hit on its account (with its `backoff_set` event) and return the
 /// decision; a hit that needs attention parks the group, unless it is access refused on
 /// one of several accounts, which backs off that account alone (confirmed at once, so the
-/// next claim switches). Call inside a transaction:
+/// next claim switches) — while another account of the group is not refused too: access
+/// refused on every account parks the group. Call inside a transaction:
 /// the group's row and then the account's row are locked, so that two drains of one group
 /// that hit at once agree, and a claim of the group never sees half of it.
 pub fn record_quota_hit(
@@ -41,10 +56,10 @@ pub fn record_quota_hit(
     now: DateTime<Utc>,
     policy: BackoffPolicy,
     zone: chrono_tz::Tz,
-) -> Result<BackoffDecision> {
+) -> Result<RecordedHit> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
-    let alone = hit.backs_off_account_alone(source.can_switch_accounts);
+    let alone = hit.backs_off_account_alone(source.can_switch_accounts());
     let mut before = PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at };
     if alone {
         // Confirmed at once, so that the next claim switches (docs/accounts.md).
@@ -110,10 +125,19 @@ pub fn record_quota_hit(
         "account": source.account,
     }));
     record_event(client, outbox, &event, now)?;
-    if hit.parks_group(source.can_switch_accounts) {
-        park_group(client, outbox, source, hit, now)?;
-    }
-    Ok(BackoffDecision { until, ..decision })
+    let parks_group = if hit.parks_group(source.can_switch_accounts()) {
+        park_group(client, outbox, source, hit, &hit.matched_line, now)?;
+        true
+    } else if alone
+        && crate::db::backoffs::all_need_attention(client, source.quota_group, source.other_accounts, now)?
+    {
+        let reason = format!("every account of the group is refused access: {}", hit.matched_line);
+        park_group(client, outbox, source, hit, &reason, now)?;
+        true
+    } else {
+        false
+    };
+    Ok(RecordedHit { decision: BackoffDecision { until, ..decision }, parks_group })
 }
 
 /// A hit that waiting does not fix parks the whole quota group until an operator clears
@@ -124,17 +148,17 @@ fn park_group(
     outbox: &Outbox,
     source: HitSource,
     hit: &QuotaHit,
+    reason: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    if !crate::db::quota_groups::park_group(client, source.quota_group, &hit.matched_line, now)? {
+    if !crate::db::quota_groups::park_group(client, source.quota_group, reason, now)? {
         return Ok(());
     }
     let group = source.quota_group;
     let mut event = Event::new(
         EventKind::GroupParked,
         format!(
-            "quota group {group} parked: no drain of it calls a worker until `drainctl resume --group {group}`; needs attention: {}",
-            hit.matched_line
+            "quota group {group} parked: no drain of it calls a worker until `drainctl resume --group {group}`; needs attention: {reason}"
         ),
     )
     .drain(source.drain)
@@ -181,14 +205,8 @@ pub fn record_success(
     now: DateTime<Utc>,
 ) -> Result<()> {
     if crate::db::backoffs::clear_suspected(client, quota_group, account, now)? {
-        let source = HitSource {
-            drain,
-            quota_group,
-            account,
-            run_id: None,
-            item_id: None,
-            can_switch_accounts: false,
-        };
+        let source =
+            HitSource { drain, quota_group, account, run_id: None, item_id: None, other_accounts: &[] };
         let event = Event::new(
             EventKind::BackoffCleared,
             format!("an item succeeded: {} is no longer suspected", subject(source)),

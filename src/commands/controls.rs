@@ -104,6 +104,15 @@ pub fn resume(ctx: &mut Context, args: &ResumeArgs) -> Result<Report> {
     Ok(combined(args.all, reports))
 }
 
+/// "the group's account" for the implicit account, else "account a, b".
+fn accounts_text(accounts: &[String]) -> String {
+    match accounts {
+        [only] if only.is_empty() => "the group's account".to_string(),
+        [only] => format!("account {only}"),
+        many => format!("accounts {}", many.join(", ")),
+    }
+}
+
 /// `drainctl resume --group NAME`: clear a parked quota group (docs/rate-limits.md,
 /// "Parked groups"), so that its drains call workers again.
 fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
@@ -113,9 +122,12 @@ fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
     };
     let group = group.name.clone();
     let now = ctx.clock.now();
-    let was_parked = in_transaction(&mut ctx.client, |tx| {
+    let (was_parked, cleared_backoffs) = in_transaction(&mut ctx.client, |tx| {
         crate::db::quota_groups::lock_group(tx, &group, now)?;
         let cleared = crate::db::quota_groups::clear_park(tx, &group, now)?;
+        // The operator says the cause is fixed: the backoffs of the hits that needed
+        // attention would otherwise hold the accounts out for up to `default_backoff` more.
+        let cleared_backoffs = crate::db::backoffs::clear_attention_backoffs(tx, &group, now)?;
         if let Some(parked) = &cleared {
             let event = Event::new(
                 EventKind::GroupResumed,
@@ -126,17 +138,40 @@ fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
                 ),
             )
             .quota_group(&group)
-            .data(json!({ "parked_at": parked.parked_at, "reason": parked.reason }));
+            .data(json!({
+                "parked_at": parked.parked_at,
+                "reason": parked.reason,
+                "cleared_backoffs": cleared_backoffs,
+            }));
+            record_event(tx, &ctx.outbox, &event, now)?;
+        } else if !cleared_backoffs.is_empty() {
+            let event = Event::new(
+                EventKind::BackoffCleared,
+                format!(
+                    "quota group {group}: the backoff of {} cleared by resume --group",
+                    accounts_text(&cleared_backoffs)
+                ),
+            )
+            .quota_group(&group)
+            .data(json!({ "cleared_backoffs": cleared_backoffs }));
             record_event(tx, &ctx.outbox, &event, now)?;
         }
-        Ok(cleared)
+        Ok((cleared, cleared_backoffs))
     })?;
-    let human = match &was_parked {
+    let mut human = match &was_parked {
         Some(_) => format!("quota group {group}: resumed; its drains call workers again"),
         None => format!("quota group {group}: was not parked"),
     };
+    if !cleared_backoffs.is_empty() {
+        human.push_str(&format!("; cleared the backoff of {}", accounts_text(&cleared_backoffs)));
+    }
     Ok(Report::new(
         human,
-        json!({ "quota_group": group, "parked": false, "was_parked": was_parked.is_some() }),
+        json!({
+            "quota_group": group,
+            "parked": false,
+            "was_parked": was_parked.is_some(),
+            "cleared_backoffs": cleared_backoffs,
+        }),
     ))
 }

@@ -108,6 +108,41 @@ pub fn clear_suspected(
     Ok(updated > 0)
 }
 
+/// Do all these accounts of `group` back off, at `now`, with a hit that needs attention
+/// (none given: true)?
+pub fn all_need_attention(
+    client: &mut impl GenericClient,
+    group: &str,
+    accounts: &[String],
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let row = client.query_one(
+        "SELECT count(*) FROM quota_backoffs
+          WHERE quota_group = $1 AND account = ANY($2) AND needs_attention AND backoff_until > $3",
+        &[&group, &accounts, &now],
+    )?;
+    Ok(row.get::<_, i64>(0) == accounts.len() as i64)
+}
+
+/// Clear every backoff of `group` that a hit needing attention set (an operator fixed the
+/// cause: `resume --group`): the accounts it held out, in order.
+pub fn clear_attention_backoffs(
+    client: &mut impl GenericClient,
+    group: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let rows = client.query(
+        "UPDATE quota_backoffs SET backoff_until = NULL, suspected_at = NULL, needs_attention = false,
+                updated_at = $2
+          WHERE quota_group = $1 AND needs_attention
+         RETURNING account",
+        &[&group, &now],
+    )?;
+    let mut accounts: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    accounts.sort();
+    Ok(accounts)
+}
+
 /// Every backoff row of these groups, all accounts (one query).
 pub fn read_group_backoffs(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<BackoffRow>> {
     let rows = client.query(

@@ -306,8 +306,14 @@ impl Pass<'_> {
     ) -> Result<ItemEnd> {
         let group = self.drain.quota_group.clone();
         let account_name = account.name.clone();
-        let can_switch_accounts = self.group.has_accounts_to_switch();
-        let decision = in_transaction(self.client, |tx| {
+        let other_accounts: Vec<String> = self
+            .group
+            .accounts
+            .iter()
+            .filter(|other| other.name != account_name)
+            .map(|other| other.name.clone())
+            .collect();
+        let recorded = in_transaction(self.client, |tx| {
             release_refunded(
                 tx,
                 item.id,
@@ -326,7 +332,7 @@ impl Pass<'_> {
                     account: &account_name,
                     run_id: Some(self.run_id),
                     item_id: Some(item.id),
-                    can_switch_accounts,
+                    other_accounts: &other_accounts,
                 },
                 hit,
                 now,
@@ -334,7 +340,8 @@ impl Pass<'_> {
                 self.config.defaults.timezone,
             )
         })?;
-        if hit.parks_group(can_switch_accounts) {
+        let decision = recorded.decision;
+        if recorded.parks_group {
             // The hit parked the group: waiting does not fix it (docs/rate-limits.md,
             // "Parked groups").
             return Ok(ItemEnd::Stop(Stop::normal(
@@ -356,7 +363,7 @@ impl Pass<'_> {
             );
             return Ok(ItemEnd::Settled);
         }
-        if can_switch_accounts && decision.rule != BackoffRule::Suspected {
+        if !other_accounts.is_empty() && decision.rule != BackoffRule::Suspected {
             // The next claim chooses another account, or stops the pass.
             log::info!(
                 "drain {}: quota hit on item {} on account {}: it backs off until {} ({}); going on",

@@ -413,17 +413,37 @@ fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
         message[0].contains("access refused, the group's other accounts are used meanwhile"),
         "{message:?}"
     );
-    // With every account refused, each is out for default_backoff and the pass stops,
-    // the item untouched: one call per account, none per item.
+    // With every account refused, the group is parked and the pass stops, the item
+    // untouched: one call per account, none per item, and none an hour later.
     let fixture = Fixture::new(&accounts_config(&["a", "b"], "0s", ""), "2026-11-27T09:00:00Z");
-    let everywhere = json!({ "steps": [{ "log": fixture.path("log") }, { "err": refused }, { "exit": 1 }] });
-    fixture.enqueue("alpha", &[("i1".into(), everywhere.clone()), ("i2".into(), everywhere)]);
+    let (log, fixed) = (fixture.path("log"), fixture.path("fixed"));
+    // Refused until the file `fixed` exists (the keys replaced), then it works.
+    let until_fixed = json!({ "steps": [
+        { "log": log },
+        { "if_file": { "path": fixed, "then": [{ "out": "done" }], "else": [{ "err": refused }, { "exit": 1 }] } }
+    ] });
+    fixture.enqueue("alpha", &[("i1".into(), until_fixed.clone()), ("i2".into(), until_fixed)]);
     let pass = drain(&fixture);
     assert_eq!(pass["status"], "rate_limited", "{pass}");
+    let note = pass["note"].as_str().unwrap_or_default();
+    assert!(note.contains("is parked") && note.contains("resume --group claude-chair"), "{note}");
     assert_eq!(worker_log(&fixture), ["i1 a", "i1 b"]);
     assert_eq!(fixture.item("alpha", "i1"), ("pending".to_string(), 0, None));
-    assert_eq!(
-        (backoff_until(&fixture, "a"), backoff_until(&fixture, "b")),
-        ("10:00".into(), "10:00".into())
+    let parked: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'group_parked'");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0].contains("every account of the group is refused access: Invalid API key"),
+        "{parked:?}"
     );
+    // The keys are replaced; resume --group clears the park and both backoffs (each
+    // would hold its account out until 10:00), and the work goes on at once.
+    fixture.set_now("2026-11-27T09:20:00Z");
+    std::fs::write(&fixed, "").unwrap();
+    let resumed = fixture.drainctl(&["resume", "--group", "claude-chair", "--json"]).run();
+    resumed.assert_code(0);
+    assert_eq!(resumed.json()["cleared_backoffs"], json!(["a", "b"]), "{}", resumed.stdout);
+    assert_eq!(resumed.json()["was_parked"], true, "{}", resumed.stdout);
+    let pass = drain(&fixture);
+    assert_eq!(pass["status"], "drained", "{pass}");
+    assert_eq!(pass["items_done"], 2, "{pass}");
 }
