@@ -1168,7 +1168,9 @@ pub struct OrphanedItem {
 /// again once `ending_runs` are ended and orphaned items released, as a supervise pass
 /// does before it decides starts — read only, for `supervise --dry-run`: an item held by
 /// an ending run without a staged result (one with a staged result is settled from it),
-/// or by a run no longer `running`, and not on its last attempt (that one is dead-lettered).
+/// or by a run no longer `running`, and not on its last attempt (that one is
+/// dead-lettered) — unless it was claimed ahead, whose attempt the release refunds
+/// (`claimed_ahead_step`, as the release itself reads it).
 pub fn drains_recovery_would_free(
     client: &mut impl GenericClient,
     drains: &[String],
@@ -1176,14 +1178,24 @@ pub fn drains_recovery_would_free(
     ending_runs: &[i64],
 ) -> Result<Vec<String>> {
     let rows = client.query(
-        "SELECT DISTINCT i.drain FROM items i
+        concat!(
+            "WITH held AS (
+             SELECT i.id, i.claimed_by FROM items i
+               JOIN unnest($1::text[]) AS l(drain) ON l.drain = i.drain
+               LEFT JOIN runs r ON r.id = i.claimed_by
+              WHERE i.state = 'running'
+                AND (r.id IS NULL OR r.status <> 'running'
+                     OR (i.claimed_by = ANY($3)
+                         AND NOT EXISTS (SELECT 1 FROM staged_results s
+                                          WHERE s.item_id = i.id AND s.run_id = i.claimed_by)))),
+         ",
+            claimed_ahead_step!(),
+            "
+         SELECT DISTINCT i.drain FROM ahead a
+           JOIN items i ON i.id = a.id
            JOIN unnest($1::text[], $2::int[]) AS l(drain, max_attempts) ON l.drain = i.drain
-           LEFT JOIN runs r ON r.id = i.claimed_by
-          WHERE i.state = 'running' AND i.attempts < l.max_attempts
-            AND (r.id IS NULL OR r.status <> 'running'
-                 OR (i.claimed_by = ANY($3)
-                     AND NOT EXISTS (SELECT 1 FROM staged_results s
-                                      WHERE s.item_id = i.id AND s.run_id = i.claimed_by)))",
+          WHERE i.attempts - CASE WHEN a.ahead THEN 1 ELSE 0 END < l.max_attempts"
+        ),
         &[&drains, &max_attempts, &ending_runs],
     )?;
     Ok(rows.iter().map(|row| row.get(0)).collect())

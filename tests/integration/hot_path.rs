@@ -201,6 +201,35 @@ fn items_a_run_no_longer_running_still_holds_are_released_with_the_one_claimed_a
 }
 
 #[test]
+fn a_dry_run_plans_the_start_the_refund_of_the_item_claimed_ahead_makes() {
+    let fixture = killed_while_claimed_ahead();
+    fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
+    // Both on their last attempt (the default max_attempts, 5): the recovery dead-letters
+    // b, whose worker ran, and gives c back with its attempt refunded — the drain has work.
+    fixture.client().execute("UPDATE items SET attempts = 5 WHERE key IN ('b', 'c')", &[]).unwrap();
+    let plan = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["supervise", "--json"];
+        all.extend_from_slice(args);
+        let result = fixture.drainctl(&all).run();
+        result.assert_code(0);
+        let decisions = result.json()["decisions"].as_array().cloned().unwrap_or_default();
+        decisions
+            .iter()
+            .map(|d| format!("{} {}", d["drain"].as_str().unwrap(), d["action"].as_str().unwrap()))
+            .collect()
+    };
+    let dry = plan(&["--dry-run"]);
+    assert!(dry.contains(&"docs start".to_string()), "{dry:?}");
+    assert_eq!(fixture.item("docs", "c").0, "running", "a dry run writes nothing");
+    let real = plan(&[]);
+    assert!(real.contains(&"docs start".to_string()), "{real:?}");
+    assert_eq!(fixture.item("docs", "b").0, "dead");
+    wait_until("c to be done by the drain started", Duration::from_secs(20), || {
+        fixture.item("docs", "c").0 == "done"
+    });
+}
+
+#[test]
 fn a_pause_during_a_worker_stops_the_pass_before_the_item_claimed_ahead_starts() {
     let (fixture, pass) = claimed_ahead_fixture(json!({ "out": "b" }));
     fixture.drainctl(&["pause", "docs", "--note", "chair"]).run().assert_code(0);
