@@ -586,25 +586,34 @@ macro_rules! complete_steps {
     };
 }
 
-/// Committing a staged result ($12 the item) after `fence_step`, as `complete_item` does:
-/// the item (only when the staged bytes verify), the staged row (removed in every case),
-/// the attempt. Followed, like `complete_steps`, by the claim steps and `complete_run_step`.
+/// Committing a staged result (`$item` the item's parameter, $2 the run, $3 now) after
+/// `fence_step`: the item (only when the staged bytes verify), the staged row (removed in
+/// every case), the attempt. `complete_item` follows it with the run; the commit beside a
+/// worker with the claim steps and `complete_run_step`, as `complete_steps` is.
 macro_rules! complete_staged_steps {
-    () => {
-        "done AS (
+    ($item:literal) => {
+        concat!(
+            "done AS (
              UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
                     last_error = NULL, resume_token = NULL
                FROM staged_results s
-              WHERE i.id = $12 AND i.claimed_by = $2 AND i.state = 'running'
+              WHERE i.id = ",
+            $item,
+            " AND i.claimed_by = $2 AND i.state = 'running'
                 AND EXISTS (SELECT 1 FROM fence)
                 AND s.item_id = i.id AND s.run_id = $2
                 AND length(s.result) = s.result_bytes AND sha256(s.result) = s.result_sha256
           RETURNING i.id),
          dropped AS (
-             DELETE FROM staged_results WHERE item_id = $12 AND run_id = $2),
+             DELETE FROM staged_results WHERE item_id = ",
+            $item,
+            " AND run_id = $2),
          done_attempt AS (
              UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
-              WHERE item_id = $12 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done))"
+              WHERE item_id = ",
+            $item,
+            " AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done))"
+        )
     };
 }
 
@@ -753,7 +762,7 @@ pub fn complete_staged_and_claim_next_item(
             "WITH ",
             fence_step!(),
             ", ",
-            complete_staged_steps!(),
+            complete_staged_steps!("$12"),
             ", ",
             claim_core_steps!(),
             ",",
@@ -940,20 +949,9 @@ pub fn complete_item(
         concat!(
             "WITH ",
             fence_step!(),
-            ", done AS (
-             UPDATE items i SET state = 'done', result = s.result, finished_at = $3, updated_at = $3,
-                    last_error = NULL, resume_token = NULL
-               FROM staged_results s
-              WHERE i.id = $1 AND i.claimed_by = $2 AND i.state = 'running'
-                AND EXISTS (SELECT 1 FROM fence)
-                AND s.item_id = i.id AND s.run_id = $2
-                AND length(s.result) = s.result_bytes AND sha256(s.result) = s.result_sha256
-          RETURNING i.id),
-         dropped AS (
-             DELETE FROM staged_results WHERE item_id = $1 AND run_id = $2),
-         attempt AS (
-             UPDATE attempts SET finished_at = $3, outcome = 'done', exit_code = 0
-              WHERE item_id = $1 AND run_id = $2 AND finished_at IS NULL AND EXISTS (SELECT 1 FROM done)),
+            ", ",
+            complete_staged_steps!("$1"),
+            ",
          run AS (
              UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
                     worker_pid = $4, worker_start_time = $5,

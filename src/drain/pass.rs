@@ -159,9 +159,7 @@ impl<'a> Pass<'a> {
                         &succeeded.result,
                         &request,
                     )?;
-                    self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
-                    #[cfg(feature = "testing")]
-                    self.after_staging();
+                    self.mark_staged();
                     (controls, None)
                 }
                 Some(succeeded) if !must_stage(&succeeded.result) => {
@@ -186,9 +184,7 @@ impl<'a> Pass<'a> {
                         &request,
                     )?;
                     // Only once it is staged: on an error the pass's end still stages it.
-                    self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
-                    #[cfg(feature = "testing")]
-                    self.after_staging();
+                    self.mark_staged();
                     claim
                 }
                 None => items::claim_next_item(self.client, &mut self.statements, &request)?,

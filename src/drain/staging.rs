@@ -29,15 +29,21 @@ impl Pass<'_> {
             &succeeded.result,
             now,
         )?;
+        self.mark_staged();
+        Ok(())
+    }
+
+    /// The waiting result has been staged (committed): it waits in `staged` for its move
+    /// into the item.
+    pub(super) fn mark_staged(&mut self) {
         self.staged = self.unstaged.take().map(|succeeded| succeeded.item);
         #[cfg(feature = "testing")]
         self.after_staging();
-        Ok(())
     }
 
     /// The test hook `DRAINCTL_FAULT=hang_after_stage` (`testing` feature only).
     #[cfg(feature = "testing")]
-    pub(super) fn after_staging(&self) {
+    fn after_staging(&self) {
         if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "hang_after_stage") {
             let key = self.staged.as_ref().map_or("", |staged| staged.key.as_str());
             log::warn!("{FAULT_ENV}=hang_after_stage: stopping dead after staging item {key}");
