@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use postgres::Client;
 use serde_json::{json, Value};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::events::{record_event_or_log, Event, Outbox, RecordedEvent};
 use crate::model::EventKind;
@@ -41,17 +42,17 @@ pub fn outbox(config: &Config) -> Outbox {
 /// whose transaction has committed. Never fails: a notifier that fails becomes a
 /// `notify_failed` event, and not being able to tell which events committed is logged
 /// and recorded the same way.
-pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) {
+pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, clock: &Clock) {
     match outbox.take_committed(client) {
         Ok(recorded) => {
             for recorded in recorded {
-                notify_due(config, client, outbox, &recorded, now);
+                notify_due(config, client, outbox, &recorded, clock);
             }
         }
         Err(error) => {
             let message = format!("could not read the events to notify: {}", error.display_scrubbed());
             log::error!("{message}");
-            record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), now);
+            record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), clock.now());
         }
     }
 }
@@ -61,34 +62,50 @@ pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, no
 /// after its own, at most [`LEFT_BEHIND_PER_PASS`]. One claimed longer ago than
 /// `notify_timeout` and a minute is taken as left behind by a process that died while
 /// sending it, and sent again: a notification may come twice, never not at all.
-pub fn notify_left_behind(config: &Config, client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) {
+pub fn notify_left_behind(config: &Config, client: &mut Client, outbox: &Outbox, clock: &Clock) {
     if config.defaults.notify_command.is_none() {
         return;
     }
-    let claimed_before =
-        crate::clock::earlier(now, config.defaults.notify_timeout.saturating_add(Duration::from_secs(60)));
-    match crate::db::events::claim_left_behind(client, claimed_before, now, LEFT_BEHIND_PER_PASS) {
-        Ok(left) => {
-            if !left.is_empty() {
-                log::info!("sending {} notification(s) another drainctl left unsent", left.len());
+    let abandoned_after = config.defaults.notify_timeout.saturating_add(Duration::from_secs(60));
+    if let Err(error) = crate::db::events::forget_notifications_of_pruned_events(client) {
+        log::warn!("could not remove the notifications of pruned events: {}", error.display_scrubbed());
+    }
+    // One at a time, each claimed at the moment its notifier starts: a claim is never
+    // older than the notifier that runs for it, so no other pass takes it for abandoned.
+    for sent in 0..LEFT_BEHIND_PER_PASS {
+        let now = clock.now();
+        let claimed_before = crate::clock::earlier(now, abandoned_after);
+        match crate::db::events::claim_left_behind(client, claimed_before, now) {
+            Ok(Some(recorded)) => {
+                if sent == 0 {
+                    log::info!("sending the notifications another drainctl left unsent");
+                }
+                let delivery = notify(config, client, outbox, &recorded.event, recorded.at);
+                finish(client, outbox, &recorded, delivery, clock.now());
+                if delivery == Delivery::Interrupted {
+                    return;
+                }
             }
-            for recorded in left {
-                notify(config, client, outbox, &recorded.event, recorded.at);
-                finish(client, outbox, &recorded, now);
+            Ok(None) => return,
+            Err(error) => {
+                let message =
+                    format!("could not read the notifications left unsent: {}", error.display_scrubbed());
+                log::error!("{message}");
+                record_event_or_log(
+                    client,
+                    outbox,
+                    &Event::new(EventKind::NotifyFailed, message),
+                    clock.now(),
+                );
+                return;
             }
-        }
-        Err(error) => {
-            let message =
-                format!("could not read the notifications left unsent: {}", error.display_scrubbed());
-            log::error!("{message}");
-            record_event_or_log(client, outbox, &Event::new(EventKind::NotifyFailed, message), now);
         }
     }
 }
 
 /// Most notifications left behind that one `supervise` pass sends; the next pass sends
 /// the rest.
-const LEFT_BEHIND_PER_PASS: i64 = 100;
+const LEFT_BEHIND_PER_PASS: usize = 100;
 
 /// Claim a recorded event's notification, send it, and mark it sent. One another process
 /// claimed first (the next `supervise` pass, sending what it took for left behind) is not
@@ -98,12 +115,12 @@ fn notify_due(
     client: &mut Client,
     outbox: &Outbox,
     recorded: &RecordedEvent,
-    now: DateTime<Utc>,
+    clock: &Clock,
 ) {
     #[cfg(feature = "testing")]
     die_if_faulted("die_before_notifying");
     if recorded.is_due_row {
-        match crate::db::events::claim_notification(client, recorded.id, now) {
+        match crate::db::events::claim_notification(client, recorded.id, clock.now()) {
             Ok(true) => {}
             Ok(false) => return,
             Err(error) => {
@@ -119,8 +136,8 @@ fn notify_due(
     }
     #[cfg(feature = "testing")]
     die_if_faulted("die_while_notifying");
-    notify(config, client, outbox, &recorded.event, recorded.at);
-    finish(client, outbox, recorded, now);
+    let delivery = notify(config, client, outbox, &recorded.event, recorded.at);
+    finish(client, outbox, recorded, delivery, clock.now());
 }
 
 /// The test hooks `DRAINCTL_FAULT=die_before_notifying` and `die_while_notifying`
@@ -134,15 +151,27 @@ fn die_if_faulted(fault: &str) {
     }
 }
 
-/// A claimed notification was sent (or its failure recorded): no longer due. When that
-/// cannot be written it is logged and recorded, and it may be sent once more.
-fn finish(client: &mut Client, outbox: &Outbox, recorded: &RecordedEvent, now: DateTime<Utc>) {
+/// A claimed notification was sent (or its failure recorded): no longer due. One whose
+/// notifier was stopped by drainctl's own termination goes back to due, unclaimed, for
+/// the next `supervise` pass. When that cannot be written it is logged and recorded, and
+/// it may be sent once more.
+fn finish(
+    client: &mut Client,
+    outbox: &Outbox,
+    recorded: &RecordedEvent,
+    delivery: Delivery,
+    now: DateTime<Utc>,
+) {
     if !recorded.is_due_row {
         return;
     }
-    if let Err(error) = crate::db::events::notification_sent(client, recorded.id) {
+    let written = match delivery {
+        Delivery::Interrupted => crate::db::events::release_notification(client, recorded.id),
+        Delivery::Done => crate::db::events::notification_sent(client, recorded.id),
+    };
+    if let Err(error) = written {
         let message = format!(
-            "could not mark the notification of event {} ({}) sent; it may be sent again: {}",
+            "could not record what became of the notification of event {} ({}); it may be sent again: {}",
             recorded.id,
             recorded.event.kind,
             error.display_scrubbed()
@@ -152,14 +181,29 @@ fn finish(client: &mut Client, outbox: &Outbox, recorded: &RecordedEvent, now: D
     }
 }
 
+/// What became of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// The notifier ran, or failed on its own (a `notify_failed` event says how).
+    Done,
+    /// drainctl was told to stop while the notifier ran, and stopped it: not delivered.
+    Interrupted,
+}
+
 /// Run the notifier for `event` (recorded at `at`).
-fn notify(config: &Config, client: &mut Client, outbox: &Outbox, event: &Event, at: DateTime<Utc>) {
+fn notify(
+    config: &Config,
+    client: &mut Client,
+    outbox: &Outbox,
+    event: &Event,
+    at: DateTime<Utc>,
+) -> Delivery {
     let defaults = &config.defaults;
-    let Some(command) = &defaults.notify_command else { return };
+    let Some(command) = &defaults.notify_command else { return Delivery::Done };
     let program = command.first().map(String::as_str).unwrap_or_default();
     let Err(failure) = run_notifier(command, defaults.notify_timeout, &event_json(event, at)) else {
         log::debug!("notified {program} of event {}", event.kind);
-        return;
+        return Delivery::Done;
     };
     log::warn!("notify_command {program:?} failed for event {}: {}", event.kind, failure.message);
     let mut failed = Event::new(
@@ -179,6 +223,11 @@ fn notify(config: &Config, client: &mut Client, outbox: &Outbox, event: &Event, 
     failed.run_id = event.run_id;
     failed.item_id = event.item_id;
     record_event_or_log(client, outbox, &failed, at);
+    if failure.reason == "interrupted" {
+        Delivery::Interrupted
+    } else {
+        Delivery::Done
+    }
 }
 
 /// The one JSON object a notifier reads on stdin.

@@ -48,11 +48,11 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
     }
     if let Some(version) = args.repair_checksum {
         let message = migrate::repair_checksum(&mut client, &outbox, lock_timeout, version, clock.now())?;
-        crate::notify::notify_recorded(&config, &mut client, &outbox, clock.now());
+        crate::notify::notify_recorded(&config, &mut client, &outbox, &clock);
         return Ok(Report::new(message, json!({ "repaired": version })));
     }
     let report = migrate::ensure_current(&mut client, &outbox, lock_timeout, clock.now())?;
-    crate::notify::notify_recorded(&config, &mut client, &outbox, clock.now());
+    crate::notify::notify_recorded(&config, &mut client, &outbox, &clock);
     let human = if report.applied.is_empty() {
         format!("schema is current (version {})", report.current_version)
     } else {

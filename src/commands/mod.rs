@@ -76,7 +76,7 @@ impl Opening<'_> {
     fn run<T>(&self, command: impl FnOnce(&mut Context) -> Result<T>) -> Result<T> {
         let mut ctx = Context::open(self.config_path, self.lock_timeout)?;
         let result = command(&mut ctx);
-        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, ctx.clock.now());
+        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
         result
     }
 }

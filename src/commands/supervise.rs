@@ -18,9 +18,8 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     if has_acted {
         // Its own notifications first, then those a process that died left unsent
         // (docs/configuration.md, "Notifications").
-        let now = ctx.clock.now();
-        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, now);
-        crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, now);
+        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
+        crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
     }
     match ctx.config.defaults.report_html.clone() {
         Some(path) if has_acted => {

@@ -125,22 +125,25 @@ pub fn all_need_attention(
 }
 
 /// Clear every backoff of `group` that a hit needing attention set (an operator fixed the
-/// cause: `resume --group`): the accounts it held out, in order.
+/// cause: `resume --group`): the accounts it still held out at `now`, in order.
 pub fn clear_attention_backoffs(
     client: &mut impl GenericClient,
     group: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>> {
     let rows = client.query(
-        "UPDATE quota_backoffs SET backoff_until = NULL, suspected_at = NULL, needs_attention = false,
-                updated_at = $2
-          WHERE quota_group = $1 AND needs_attention
-         RETURNING account",
+        "WITH held AS (
+             SELECT account, backoff_until > $2 AS in_force FROM quota_backoffs
+              WHERE quota_group = $1 AND needs_attention FOR UPDATE),
+         cleared AS (
+             UPDATE quota_backoffs b SET backoff_until = NULL, suspected_at = NULL, needs_attention = false,
+                    updated_at = $2
+               FROM held h
+              WHERE b.quota_group = $1 AND b.account = h.account)
+         SELECT account FROM held WHERE in_force ORDER BY account",
         &[&group, &now],
     )?;
-    let mut accounts: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
-    accounts.sort();
-    Ok(accounts)
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// Every backoff row of these groups, all accounts (one query).

@@ -211,50 +211,56 @@ pub fn notification_sent(client: &mut Client, event_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Claim, at `now`, the notifications another process left due — never claimed (it died
-/// before it could send them), or claimed before `claimed_before` (it died while sending) —
-/// at most `limit`, oldest first, with their events. A notification whose event was pruned
-/// is removed.
-pub fn claim_left_behind(
-    client: &mut Client,
-    claimed_before: DateTime<Utc>,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<RecordedEvent>> {
+/// Remove the due notifications whose event was pruned.
+pub fn forget_notifications_of_pruned_events(client: &mut Client) -> Result<()> {
     client.execute(
         "DELETE FROM notifications_due d WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)",
         &[],
     )?;
-    let rows = client.query(
+    Ok(())
+}
+
+/// Claim, at `now`, the oldest notification another process left due — never claimed (it
+/// died before it could send it), or claimed before `claimed_before` (it died while
+/// sending) — with its event; None when there is none.
+pub fn claim_left_behind(
+    client: &mut Client,
+    claimed_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<RecordedEvent>> {
+    let row = client.query_opt(
         "WITH taken AS (
              UPDATE notifications_due d SET claimed_at = $2
-              WHERE d.event_id IN (SELECT event_id FROM notifications_due
-                                    WHERE claimed_at IS NULL OR claimed_at < $1
-                                    ORDER BY event_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+              WHERE d.event_id = (SELECT n.event_id FROM notifications_due n JOIN events e ON e.id = n.event_id
+                                   WHERE n.claimed_at IS NULL OR n.claimed_at < $1
+                                   ORDER BY n.event_id LIMIT 1 FOR UPDATE OF n SKIP LOCKED)
              RETURNING d.event_id)
          SELECT e.id, e.at, e.kind, e.drain, e.quota_group, e.run_id, e.item_id, e.message, e.data
-           FROM events e JOIN taken t ON t.event_id = e.id
-          ORDER BY e.id",
-        &[&claimed_before, &now, &limit],
+           FROM events e JOIN taken t ON t.event_id = e.id",
+        &[&claimed_before, &now],
     )?;
-    rows.iter()
-        .map(|row| {
-            Ok(RecordedEvent {
-                id: row.get(0),
-                at: row.get(1),
-                event: Event {
-                    kind: row.try_get(2)?,
-                    drain: row.get(3),
-                    quota_group: row.get(4),
-                    run_id: row.get(5),
-                    item_id: row.get(6),
-                    message: row.get(7),
-                    data: row.get(8),
-                },
-                is_due_row: true,
-            })
-        })
-        .collect()
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(RecordedEvent {
+        id: row.get(0),
+        at: row.get(1),
+        event: Event {
+            kind: row.try_get(2)?,
+            drain: row.get(3),
+            quota_group: row.get(4),
+            run_id: row.get(5),
+            item_id: row.get(6),
+            message: row.get(7),
+            data: row.get(8),
+        },
+        is_due_row: true,
+    }))
+}
+
+/// Give back the claim on event `event_id`'s notification, unsent: due again for the next
+/// `supervise` pass (its notifier was stopped with drainctl).
+pub fn release_notification(client: &mut Client, event_id: i64) -> Result<()> {
+    client.execute("UPDATE notifications_due SET claimed_at = NULL WHERE event_id = $1", &[&event_id])?;
+    Ok(())
 }
 
 /// Append an event, logging (not failing) when it cannot be written: used on paths that

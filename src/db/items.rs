@@ -418,24 +418,14 @@ macro_rules! controls_step {
 /// attempt.
 macro_rules! claim_after_controls_steps {
     () => {
-        "
-         ahead AS (
-             SELECT r.name, r.priority, coalesce(od.burst_until > $3, false) AS is_bursting
-               FROM unnest($9::text[], $10::int4[], $11::float8[]) AS r (name, priority, liveness_seconds)
-               JOIN drains od ON od.name = r.name
-              WHERE od.paused_at IS NULL
-                AND (coalesce(od.burst_until > $3, false), r.priority)
-                    > ((SELECT coalesce(burst_until > $3, false) FROM controls), $8)
-                AND EXISTS (SELECT 1 FROM runs o
-                             WHERE o.drain = r.name AND o.status = 'running'
-                               AND o.last_checkpoint_at >= $3 - make_interval(secs => r.liveness_seconds))
-                AND EXISTS (SELECT 1 FROM items i
-                             WHERE i.drain = r.name AND i.state = 'pending' AND i.available_at <= $3)
+        concat!(
+            ahead_step!(
+                "
                 AND EXISTS (SELECT 1 FROM items i
                              WHERE i.drain = $1 AND i.state = 'pending' AND i.available_at <= $3
-                               AND r.name IS NOT NULL)
-              ORDER BY 3 DESC, 2 DESC, 1
-              LIMIT 1),
+                               AND r.name IS NOT NULL)"
+            ),
+            ",
          allowed AS (
              SELECT 1 FROM controls
               WHERE paused_at IS NULL AND $7 AND EXISTS (SELECT 1 FROM fence)
@@ -455,6 +445,36 @@ macro_rules! claim_after_controls_steps {
          attempt AS (
              INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
              SELECT id, $2, attempts, $3, $6 FROM claimed)"
+        )
+    };
+}
+
+/// The drain of the group the claimer yields to, after `controls_step` ($3 now, $8 to
+/// $11 the claimer's priority and its rivals, see `claim_core_steps`): one that ranks
+/// higher, is not paused, has a live run and an available item — and `$also`, the
+/// claim's own condition (that the claimer has an item too; none for the check of an
+/// item already claimed ahead).
+macro_rules! ahead_step {
+    ($also:literal) => {
+        concat!(
+            "
+         ahead AS (
+             SELECT r.name, r.priority, coalesce(od.burst_until > $3, false) AS is_bursting
+               FROM unnest($9::text[], $10::int4[], $11::float8[]) AS r (name, priority, liveness_seconds)
+               JOIN drains od ON od.name = r.name
+              WHERE od.paused_at IS NULL
+                AND (coalesce(od.burst_until > $3, false), r.priority)
+                    > ((SELECT coalesce(burst_until > $3, false) FROM controls), $8)
+                AND EXISTS (SELECT 1 FROM runs o
+                             WHERE o.drain = r.name AND o.status = 'running'
+                               AND o.last_checkpoint_at >= $3 - make_interval(secs => r.liveness_seconds))
+                AND EXISTS (SELECT 1 FROM items i
+                             WHERE i.drain = r.name AND i.state = 'pending' AND i.available_at <= $3)",
+            $also,
+            "
+              ORDER BY 3 DESC, 2 DESC, 1
+              LIMIT 1)"
+        )
     };
 }
 
@@ -700,7 +720,9 @@ pub fn complete_and_claim_next_item(
 }
 
 /// Stage `result` for `item_id` (as `stage_result` does) and re-read the controls, claiming
-/// nothing: the statement between two workers when the next item was claimed ahead. The
+/// nothing: the statement between two workers when the next item was claimed ahead. It
+/// also names a higher-ranking drain of the group that has work now, which takes the item
+/// claimed ahead back (docs/worker-contract.md). The
 /// staged result is durable before the next worker starts; it becomes the item's result
 /// beside that worker, in the statement that claims the item after it
 /// ([`complete_staged_and_claim_next_item`], docs/benchmarks.md).
@@ -729,7 +751,9 @@ pub fn stage_and_read_controls(
             "), ",
             controls_step!(),
             ",",
-            nothing_claimed_steps!(),
+            ahead_step!(""),
+            ",
+         claimed AS (SELECT id, key, payload, attempts, resume_token FROM items WHERE false)",
             claim_select!(),
             claim_from!()
         ),

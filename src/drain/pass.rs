@@ -44,7 +44,7 @@ impl<'a> Pass<'a> {
     fn work_items(&mut self) -> Result<Stop> {
         loop {
             // What the last item recorded is notified now, not at the end of the pass.
-            crate::notify::notify_recorded(self.config, self.client, self.outbox, self.clock.now());
+            crate::notify::notify_recorded(self.config, self.client, self.outbox, self.clock);
             if let Some(signal) = crate::worker::signals::termination_signal() {
                 return Ok(Stop {
                     status: RunStatus::Failed,

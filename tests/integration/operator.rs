@@ -811,6 +811,23 @@ notify_timeout = "10m"
     assert_eq!(fixture.item("docs", "bad").0, "dead", "{}", result.stderr);
     result.assert_code(75);
     assert!(result.stderr.ends_with("drainctl: drain docs: interrupted by SIGTERM\n"), "{}", result.stderr);
+    // Not delivered, so due again, unclaimed: the next supervise pass sends it.
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM notifications_due d JOIN events e ON e.id = d.event_id
+              WHERE d.claimed_at IS NULL AND e.kind = 'item_dead_lettered'"
+        ),
+        1
+    );
+    fixture.write_config(&config(r#"notify_command = ["sh", "-c", "cat >> TMPDIR/notified.jsonl"]"#, ""));
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    let sent = std::fs::read_to_string(fixture.path("notified.jsonl")).unwrap();
+    let kinds: Vec<String> = sent
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["kind"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(kinds, ["item_dead_lettered"], "{sent}");
+    assert_eq!(fixture.count("SELECT count(*) FROM notifications_due"), 0);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -193,3 +193,61 @@ fn a_pass_yields_to_a_working_higher_priority_drain_and_ends_after_max_wait() {
     let low = fixture.drainctl(&["drain", "low", "--json"]).run();
     assert_eq!(low.json()["items_done"], 1, "{}", low.stdout);
 }
+
+#[test]
+fn an_item_claimed_ahead_goes_back_when_a_higher_priority_drain_has_work_as_its_worker_ends() {
+    let fixture = Fixture::new(&config("max_wait = \"0s\"", "priority = 5"), NOW);
+    let (low_gate, high_gate, log) =
+        (fixture.path("low-gate"), fixture.path("high-gate"), fixture.path("log"));
+    let logged = |then: Value| json!({ "steps": [{ "log": log }, then, { "out": "done" }] });
+    fixture.enqueue(
+        "low",
+        &[
+            ("l0".into(), logged(json!({ "sleep": 0.0 }))),
+            ("l1".into(), logged(json!({ "wait_for_file": low_gate }))),
+            ("l2".into(), logged(json!({ "sleep": 0.0 }))),
+        ],
+    );
+    // Every worker counts as quick: l2 is claimed while l1 runs.
+    let low =
+        fixture.drainctl(&["drain", "low", "--json"]).env("DRAINCTL_CLAIM_AHEAD_BELOW_MS", "600000").spawn();
+    wait_until("l2 to be claimed ahead while l1 runs", Duration::from_secs(30), || {
+        fixture.item("low", "l1").0 == "running" && fixture.item("low", "l2").0 == "running"
+    });
+    // Meanwhile high starts working, with more items waiting.
+    fixture.enqueue(
+        "high",
+        &[("h1".into(), logged(json!({ "wait_for_file": high_gate }))), ("h2".into(), json!("fine"))],
+    );
+    let high = fixture.drainctl(&["drain", "high", "--json"]).spawn();
+    wait_until("high to work on h1", Duration::from_secs(30), || fixture.item("high", "h1").0 == "running");
+    std::fs::write(&low_gate, "").unwrap();
+    let low = ended(low);
+    low.assert_code(0);
+    assert_eq!(low.json()["items_done"], 2, "{}", low.stdout);
+    assert!(
+        low.json()["note"].as_str().unwrap_or_default().contains("this pass yields to it"),
+        "{}",
+        low.stdout
+    );
+    // l2 never ran: back to pending, its attempt refunded and recorded as not started.
+    assert_eq!(fixture.item("low", "l2"), ("pending".to_string(), 0, None));
+    let attempts: Vec<(String, String)> = fixture
+        .client()
+        .query(
+            "SELECT a.outcome, coalesce(a.error, '') FROM attempts a JOIN items i ON i.id = a.item_id
+              WHERE i.key = 'l2'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        attempts,
+        [("not_started".to_string(), "claimed ahead; drain high of the group ranks higher".to_string())]
+    );
+    assert!(!started_keys(&fixture).contains(&"l2".to_string()), "{:?}", started_keys(&fixture));
+    std::fs::write(&high_gate, "").unwrap();
+    ended(high).assert_code(0);
+}
