@@ -10,6 +10,11 @@
 //! is logged and recorded as a `notify_failed` event — never returned as an error: a
 //! broken pager must not break the pass that noticed the problem. A `notify_failed` event
 //! is never itself notified.
+//!
+//! A notification is due from the moment its event commits (`notifications_due`), claimed
+//! when its notifier starts and removed once it ran, so that [`notify_left_behind`] (each
+//! `supervise` pass) sends what a process that died left unsent (docs/configuration.md,
+//! "Notifications").
 
 use std::time::Duration;
 
