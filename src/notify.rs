@@ -77,7 +77,11 @@ pub fn notify_left_behind(config: &Config, client: &mut Client, outbox: &Outbox,
     }
     // One at a time, each claimed at the moment its notifier starts: a claim is never
     // older than the notifier that runs for it, so no other pass takes it for abandoned.
+    // Told to stop, the pass sends nothing more of what others left: the next pass does.
     for sent in 0..LEFT_BEHIND_PER_PASS {
+        if crate::worker::signals::termination_signal().is_some() {
+            return;
+        }
         let now = clock.now();
         let claimed_before = crate::clock::earlier(now, abandoned_after);
         match crate::db::events::claim_left_behind(client, claimed_before, now) {
