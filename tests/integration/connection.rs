@@ -412,7 +412,8 @@ fn the_server_probes_a_drainctl_session_so_that_a_vanished_host_frees_its_slot()
     let row = client
         .query_one(
             "SELECT inet_server_port(), (SELECT client_port FROM pg_stat_activity
-                                          WHERE application_name = 'drainctl' AND pid <> pg_backend_pid())",
+                                          WHERE application_name = 'drainctl' AND datname = current_database()
+                                            AND pid <> pg_backend_pid())",
             &[],
         )
         .unwrap();
