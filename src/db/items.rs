@@ -574,6 +574,21 @@ pub fn stage_and_claim_next_item(
     result: &[u8],
     request: &ClaimRequest,
 ) -> Result<(PassControls, Option<ClaimedItem>)> {
+    let sql = concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!());
+    let rows = query_staging(client, statements, sql, item_id, result, request)?;
+    Ok(read_claim(&rows))
+}
+
+/// Run `sql`, a statement with `stage_step` and a claim's parameters, for `result` of
+/// `item_id`: the claim's parameters, then the item, the result, its length and SHA-256.
+fn query_staging(
+    client: &mut impl GenericClient,
+    statements: &mut PreparedStatements,
+    sql: &'static str,
+    item_id: i64,
+    result: &[u8],
+    request: &ClaimRequest,
+) -> Result<Vec<Row>> {
     let (length, checksum) = staging_check(result);
     let mut params = claim_params(request).to_vec();
     params.extend([
@@ -582,12 +597,7 @@ pub fn stage_and_claim_next_item(
         (&length, Type::INT8),
         (&checksum, Type::BYTEA),
     ]);
-    let rows = statements.query(
-        client,
-        concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!()),
-        &params,
-    )?;
-    Ok(read_claim(&rows))
+    statements.query(client, sql, &params)
 }
 
 /// Committing a small result ($12 the item, $13 the result) after `fence_step`: the item,
@@ -733,32 +743,21 @@ pub fn stage_and_read_controls(
     result: &[u8],
     request: &ClaimRequest,
 ) -> Result<PassControls> {
-    let (length, checksum) = staging_check(result);
-    let mut params = claim_params(request).to_vec();
-    params.extend([
-        (&item_id as &(dyn ToSql + Sync), Type::INT8),
-        (&result, Type::BYTEA),
-        (&length, Type::INT8),
-        (&checksum, Type::BYTEA),
-    ]);
-    let rows = statements.query(
-        client,
-        concat!(
-            "WITH ",
-            fence_step!(),
-            ", staged AS (",
-            stage_step!(),
-            "), ",
-            controls_step!(),
-            ",",
-            ahead_step!(""),
-            ",
+    let sql = concat!(
+        "WITH ",
+        fence_step!(),
+        ", staged AS (",
+        stage_step!(),
+        "), ",
+        controls_step!(),
+        ",",
+        ahead_step!(""),
+        ",
          claimed AS (SELECT id, key, payload, attempts, resume_token FROM items WHERE false)",
-            claim_select!(),
-            claim_from!()
-        ),
-        &params,
-    )?;
+        claim_select!(),
+        claim_from!()
+    );
+    let rows = query_staging(client, statements, sql, item_id, result, request)?;
     Ok(read_claim(&rows).0)
 }
 

@@ -149,20 +149,7 @@ impl<'a> Pass<'a> {
             };
             let request = request(account);
             let (controls, item) = match &self.unstaged {
-                // The next item is claimed ahead: the result is staged, and committed
-                // beside the next worker with the claim after it (docs/benchmarks.md).
-                Some(succeeded) if !claim => {
-                    let controls = items::stage_and_read_controls(
-                        self.client,
-                        &mut self.statements,
-                        succeeded.item.id,
-                        &succeeded.result,
-                        &request,
-                    )?;
-                    self.mark_staged();
-                    (controls, None)
-                }
-                Some(succeeded) if !must_stage(&succeeded.result) => {
+                Some(succeeded) if claim && !must_stage(&succeeded.result) => {
                     let (controls, item, completion) = items::complete_and_claim_next_item(
                         self.client,
                         &mut self.statements,
@@ -175,17 +162,32 @@ impl<'a> Pass<'a> {
                     }
                     (controls, item)
                 }
+                // A large result, or any result when the next item is claimed ahead: staged
+                // now and committed beside the next worker, with the claim after it when the
+                // pass claims ahead (docs/benchmarks.md).
                 Some(succeeded) => {
-                    let claim = items::stage_and_claim_next_item(
-                        self.client,
-                        &mut self.statements,
-                        succeeded.item.id,
-                        &succeeded.result,
-                        &request,
-                    )?;
+                    let (id, result) = (succeeded.item.id, &succeeded.result);
+                    let claimed = if claim {
+                        items::stage_and_claim_next_item(
+                            self.client,
+                            &mut self.statements,
+                            id,
+                            result,
+                            &request,
+                        )?
+                    } else {
+                        let controls = items::stage_and_read_controls(
+                            self.client,
+                            &mut self.statements,
+                            id,
+                            result,
+                            &request,
+                        )?;
+                        (controls, None)
+                    };
                     // Only once it is staged: on an error the pass's end still stages it.
                     self.mark_staged();
-                    claim
+                    claimed
                 }
                 None => items::claim_next_item(self.client, &mut self.statements, &request)?,
             };
