@@ -794,17 +794,23 @@ pub fn complete_staged_and_claim_next_item(
         &params,
     )?;
     let (controls, item) = read_claim(&rows);
-    // As in `complete_item`: the run held the item but nothing was completed, so the
-    // staged bytes did not verify.
     let completion = match rows.first() {
-        Some(row) => match (row.get::<_, i64>(17), row.get::<_, bool>(18)) {
-            (1.., _) => Completion::Completed,
-            (_, true) => Completion::StagedResultDamaged,
-            (_, false) => Completion::ClaimLost(HeldNow::read(row, 19, 20)?),
-        },
+        Some(row) => staged_completion(row, 17)?,
         None => Completion::ClaimLost(HeldNow { state: None, claimed_by: None }),
     };
     Ok((controls, item, completion))
+}
+
+/// How the commit of a staged result went, from four columns of its statement from
+/// `first` on: the items completed, whether the run held the item (the snapshot before
+/// the statement), then the item's state and `claimed_by` (see `complete_run_step`). Held
+/// but not completed: the staged bytes did not verify.
+fn staged_completion(row: &Row, first: usize) -> Result<Completion> {
+    Ok(match (row.get::<_, i64>(first), row.get::<_, bool>(first + 1)) {
+        (1.., _) => Completion::Completed,
+        (_, true) => Completion::StagedResultDamaged,
+        (_, false) => Completion::ClaimLost(HeldNow::read(row, first + 2, first + 3)?),
+    })
 }
 
 fn read_claim(rows: &[Row]) -> (PassControls, Option<ClaimedItem>) {
@@ -995,14 +1001,7 @@ pub fn complete_item(
         ],
     )?;
     let row = rows.first().ok_or_else(|| Error::Internal("completing an item returned no row".into()))?;
-    let completed: i64 = row.get(0);
-    // The EXISTS sees the snapshot before this statement: whether the run held the item.
-    let was_held: bool = row.get(1);
-    Ok(match (completed, was_held) {
-        (1.., _) => Completion::Completed,
-        (_, true) => Completion::StagedResultDamaged,
-        (_, false) => Completion::ClaimLost(HeldNow::read(row, 2, 3)?),
-    })
+    staged_completion(row, 0)
 }
 
 /// Put a held item back to pending, available at once, with its attempt given back: a
