@@ -72,9 +72,6 @@ pub fn notify_left_behind(config: &Config, client: &mut Client, outbox: &Outbox,
         return;
     }
     let abandoned_after = config.defaults.notify_timeout.saturating_add(Duration::from_secs(60));
-    if let Err(error) = crate::db::events::forget_notifications_of_pruned_events(client) {
-        log::warn!("could not remove the notifications of pruned events: {}", error.display_scrubbed());
-    }
     // One at a time, each claimed at the moment its notifier starts: a claim is never
     // older than the notifier that runs for it, so no other pass takes it for abandoned.
     // Told to stop, the pass sends nothing more of what others left: the next pass does.

@@ -313,14 +313,7 @@ pub fn finish_ended_runs(
             .map_or_else(|_| Vec::new(), |pid| process::orphaned_session_groups(pid, start_time));
         if drain.is_none() && !worker_alive && session.is_empty() {
             // Nothing of it is left: no later pass looks at it again.
-            if let Err(error) = runs::forget_worker(client, run.id) {
-                // The next pass looks at the run again and finds nothing left: no harm.
-                log::warn!(
-                    "run {}: cannot record that nothing of it is left: {}",
-                    run.id,
-                    error.display_scrubbed()
-                );
-            }
+            forget_ended(client, run.id);
             continue;
         }
         killed += 1;
@@ -402,13 +395,15 @@ fn kill_run_processes(
         record_event_or_log(client, outbox, &event, now);
     }
     if failures.is_empty() {
-        if let Err(error) = runs::forget_worker(client, run.id) {
-            // The next pass looks at the run again and finds nothing left: no harm.
-            log::warn!(
-                "run {}: cannot record that its processes ended: {}",
-                run.id,
-                error.display_scrubbed()
-            );
-        }
+        forget_ended(client, run.id);
+    }
+}
+
+/// Record that nothing of an ended run is left alive (see [`runs::forget_worker`]). When
+/// that cannot be written it is logged: the next pass looks at the run again and finds
+/// nothing left, no harm.
+fn forget_ended(client: &mut Client, run_id: i64) {
+    if let Err(error) = runs::forget_worker(client, run_id) {
+        log::warn!("run {run_id}: cannot record that its processes ended: {}", error.display_scrubbed());
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use postgres::{Client, GenericClient};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::EventKind;
 
 /// An event this process recorded, as kept for the notifier.
@@ -211,15 +211,6 @@ pub fn notification_sent(client: &mut Client, event_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Remove the due notifications whose event was pruned.
-pub fn forget_notifications_of_pruned_events(client: &mut Client) -> Result<()> {
-    client.execute(
-        "DELETE FROM notifications_due d WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)",
-        &[],
-    )?;
-    Ok(())
-}
-
 /// Claim, at `now`, the oldest notification another process left due — never claimed (it
 /// died before it could send it), or claimed before `claimed_before` (it died while
 /// sending) — with its event; None when there is none.
@@ -240,17 +231,21 @@ pub fn claim_left_behind(
         &[&claimed_before, &now],
     )?;
     let Some(row) = row else { return Ok(None) };
+    let stored = EventRow::read(&row);
     Ok(Some(RecordedEvent {
-        id: row.get(0),
-        at: row.get(1),
+        id: stored.id,
+        at: stored.at,
         event: Event {
-            kind: row.try_get(2)?,
-            drain: row.get(3),
-            quota_group: row.get(4),
-            run_id: row.get(5),
-            item_id: row.get(6),
-            message: row.get(7),
-            data: row.get(8),
+            kind: stored
+                .kind
+                .parse()
+                .map_err(|error| Error::Internal(format!("event {}: {error}", stored.id)))?,
+            drain: stored.drain,
+            quota_group: stored.quota_group,
+            run_id: stored.run_id,
+            item_id: stored.item_id,
+            message: stored.message,
+            data: stored.data,
         },
         is_due_row: true,
     }))
@@ -290,6 +285,24 @@ pub struct EventRow {
     pub data: Value,
 }
 
+impl EventRow {
+    /// Read from a row selected as `id, at, kind, drain, quota_group, run_id, item_id,
+    /// message, data`.
+    fn read(row: &postgres::Row) -> EventRow {
+        EventRow {
+            id: row.get(0),
+            at: row.get(1),
+            kind: row.get(2),
+            drain: row.get(3),
+            quota_group: row.get(4),
+            run_id: row.get(5),
+            item_id: row.get(6),
+            message: row.get(7),
+            data: row.get(8),
+        }
+    }
+}
+
 /// Which events [`list_events`] returns; `None` fields do not filter.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter<'a> {
@@ -315,18 +328,5 @@ pub fn list_events(
           LIMIT $4",
         &[&filter.drain, &filter.since, &filter.kind, &limit],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| EventRow {
-            id: row.get(0),
-            at: row.get(1),
-            kind: row.get(2),
-            drain: row.get(3),
-            quota_group: row.get(4),
-            run_id: row.get(5),
-            item_id: row.get(6),
-            message: row.get(7),
-            data: row.get(8),
-        })
-        .collect())
+    Ok(rows.iter().map(EventRow::read).collect())
 }

@@ -772,7 +772,7 @@ pub fn complete_staged_and_claim_next_item(
     worker: Option<(i32, Option<i64>)>,
     request: &ClaimRequest,
 ) -> Result<(PassControls, Option<ClaimedItem>, Completion)> {
-    let (worker_pid, worker_start_time) = worker.map_or((None, None), |(pid, start)| (Some(pid), start));
+    let (worker_pid, worker_start_time) = worker_columns(worker);
     let mut params = claim_params(request).to_vec();
     params.extend([
         (&item_id as &(dyn ToSql + Sync), Type::INT8),
@@ -799,6 +799,11 @@ pub fn complete_staged_and_claim_next_item(
         None => Completion::ClaimLost(HeldNow { state: None, claimed_by: None }),
     };
     Ok((controls, item, completion))
+}
+
+/// A worker (pid, start time) as the run's `worker_pid` and `worker_start_time`.
+fn worker_columns(worker: Option<(i32, Option<i64>)>) -> (Option<i32>, Option<i64>) {
+    worker.map_or((None, None), |(pid, start)| (Some(pid), start))
 }
 
 /// How the commit of a staged result went, from four columns of its statement from
@@ -972,7 +977,7 @@ pub fn complete_item(
     now: DateTime<Utc>,
     next_worker: Option<(i32, Option<i64>)>,
 ) -> Result<Completion> {
-    let (worker_pid, worker_start_time) = next_worker.map_or((None, None), |(pid, start)| (Some(pid), start));
+    let (worker_pid, worker_start_time) = worker_columns(next_worker);
     let rows = statements.query(
         client,
         concat!(

@@ -91,7 +91,8 @@ pub fn prune_supervisor_passes(
     )
 }
 
-/// Events recorded before `before` (index `events_at`).
+/// Events recorded before `before` (index `events_at`), with a notification still due
+/// for one (`notifications_due`, migration 0016).
 pub fn prune_events(
     client: &mut impl GenericClient,
     before: DateTime<Utc>,
@@ -103,7 +104,9 @@ pub fn prune_events(
         "WITH candidates AS (
              SELECT id FROM events WHERE at < $1 ORDER BY at, id LIMIT $2),
          gone AS (
-             DELETE FROM events WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING 1)
+             DELETE FROM events WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING id),
+         undue AS (
+             DELETE FROM notifications_due WHERE event_id IN (SELECT id FROM gone))
          SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
         before,
         limit,

@@ -625,6 +625,26 @@ fn notifications_a_dead_supervise_left_unsent_are_sent_by_the_next_pass() {
 }
 
 #[test]
+fn pruning_an_event_removes_the_notification_left_due_for_it() {
+    let notifier = r#"["sh", "-c", "cat >> TMPDIR/notified.jsonl"]"#;
+    let fixture = Fixture::new(
+        &config(&format!("notify_command = {notifier}\nnotify_on = [\"run_crashed\"]\n"), ""),
+        NOW,
+    );
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    crashed_run_holding(&fixture, "a");
+    let dying = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "die_before_notifying").run();
+    assert_ne!(dying.code, 0, "the pass was to die: {}", dying.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM notifications_due"), 1);
+    // Past the events' 90 days, prune removes the event and what was due for it.
+    fixture.set_now("2027-03-01T10:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_crashed'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM notifications_due"), 0);
+}
+
+#[test]
 fn the_notifier_gets_the_dead_letter_event_as_json_on_stdin() {
     let (fixture, result, _) = dead_letter_with_notifier(r#"["sh", "-c", "cat > TMPDIR/notified.json"]"#, "");
     result.assert_code(0);
