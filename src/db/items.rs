@@ -392,10 +392,11 @@ macro_rules! fence_step {
 /// configuration) — is not paused, has a live run (running or waiting for the reset, with
 /// a checkpoint within its liveness timeout) and an available item, while the claimer has
 /// one too. The claimer's own check names the rival's row, so that it runs only for a
-/// rival: a drain alone in its group pays nothing for it between two workers.
+/// rival. `$group` is `in_group` for a drain with other drains in its quota group, `alone`
+/// for one without: its statements leave the step's reads out (`no_ahead_step`).
 macro_rules! claim_core_steps {
-    () => {
-        concat!(controls_step!(), ",", claim_after_controls_steps!())
+    ($group:ident) => {
+        concat!(controls_step!(), ",", claim_after_controls_steps!($group))
     };
 }
 
@@ -417,9 +418,10 @@ macro_rules! controls_step {
 /// What `claim_core_steps` does after reading the controls: yield, check, claim, open the
 /// attempt.
 macro_rules! claim_after_controls_steps {
-    () => {
+    ($group:ident) => {
         concat!(
-            ahead_step!(
+            group_ahead_step!(
+                $group,
                 "
                 AND EXISTS (SELECT 1 FROM items i
                              WHERE i.drain = $1 AND i.state = 'pending' AND i.available_at <= $3
@@ -478,6 +480,51 @@ macro_rules! ahead_step {
     };
 }
 
+/// No drain to yield to, in the shape `ahead_step` gives: the step of a drain alone in its
+/// quota group, and of a statement that claims nothing. It reads no table, so the
+/// statements between and beside two workers of such a drain neither lock nor open the
+/// tables and indexes the rivals' check reads (docs/benchmarks.md, "A drain alone in its
+/// group").
+macro_rules! no_ahead_step {
+    () => {
+        "
+         ahead AS (SELECT NULL::text AS name, NULL::int4 AS priority, NULL::bool AS is_bursting WHERE false)"
+    };
+}
+
+/// `ahead_step` with `$also` for a drain with other drains in its quota group (`in_group`),
+/// `no_ahead_step` for one alone (`alone`).
+macro_rules! group_ahead_step {
+    (in_group, $also:literal) => {
+        ahead_step!($also)
+    };
+    (alone, $also:literal) => {
+        no_ahead_step!()
+    };
+}
+
+/// An item claimed by none, in the shape of `claimed`: for a statement that claims nothing.
+/// It reads no table either.
+macro_rules! nothing_claimed_step {
+    () => {
+        "
+         claimed AS (SELECT NULL::int8 AS id, NULL::text AS key, NULL::jsonb AS payload,
+                            NULL::int4 AS attempts, NULL::text AS resume_token WHERE false)"
+    };
+}
+
+/// The statement of `$name` for a drain alone in its quota group or in one with other
+/// drains (`$request`'s rivals): `$name` is a macro that takes `alone` or `in_group`.
+macro_rules! by_group {
+    ($request:expr, $name:ident) => {
+        if $request.rivals.names.is_empty() {
+            $name!(alone)
+        } else {
+            $name!(in_group)
+        }
+    };
+}
+
 /// The result row of a claim: the controls, the claimed item, whether the run is live,
 /// the drain it yields to. Followed by the caller's columns, then `claim_from`.
 macro_rules! claim_select {
@@ -500,9 +547,9 @@ macro_rules! claim_from {
 /// The whole claim after `fence_step`. A claim is made between two workers, so it also
 /// clears the run's worker: the previous one has exited and been reaped.
 macro_rules! claim_steps {
-    () => {
+    ($group:ident) => {
         concat!(
-            claim_core_steps!(),
+            claim_core_steps!($group),
             ",
          checkpoint AS (
              UPDATE runs SET worker_pid = NULL, worker_start_time = NULL,
@@ -557,11 +604,12 @@ pub fn claim_next_item(
     statements: &mut PreparedStatements,
     request: &ClaimRequest,
 ) -> Result<(PassControls, Option<ClaimedItem>)> {
-    let rows = statements.query(
-        client,
-        concat!("WITH ", fence_step!(), ", ", claim_steps!()),
-        &claim_params(request),
-    )?;
+    macro_rules! claim_statement {
+        ($group:ident) => {
+            concat!("WITH ", fence_step!(), ", ", claim_steps!($group))
+        };
+    }
+    let rows = statements.query(client, by_group!(request, claim_statement), &claim_params(request))?;
     Ok(read_claim(&rows))
 }
 
@@ -574,7 +622,12 @@ pub fn stage_and_claim_next_item(
     result: &[u8],
     request: &ClaimRequest,
 ) -> Result<(PassControls, Option<ClaimedItem>)> {
-    let sql = concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!());
+    macro_rules! stage_and_claim_statement {
+        ($group:ident) => {
+            concat!("WITH ", fence_step!(), ", staged AS (", stage_step!(), "), ", claim_steps!($group))
+        };
+    }
+    let sql = by_group!(request, stage_and_claim_statement);
     let rows = query_staging(client, statements, sql, item_id, result, request)?;
     Ok(read_claim(&rows))
 }
@@ -687,9 +740,7 @@ macro_rules! completion_statement {
 /// pass already holds its next item (claimed ahead, docs/benchmarks.md).
 macro_rules! nothing_claimed_steps {
     () => {
-        "
-         ahead AS (SELECT NULL::text AS name, NULL::int4 AS priority, NULL::bool AS is_bursting WHERE false),
-         claimed AS (SELECT id, key, payload, attempts, resume_token FROM items WHERE false)"
+        concat!(no_ahead_step!(), ",", nothing_claimed_step!())
     };
 }
 
@@ -710,8 +761,13 @@ pub fn complete_and_claim_next_item(
 ) -> Result<(PassControls, Option<ClaimedItem>, Completion)> {
     let mut params = claim_params(request).to_vec();
     params.extend([(&item_id as &(dyn ToSql + Sync), Type::INT8), (&result, Type::BYTEA)]);
+    macro_rules! complete_and_claim_statement {
+        ($group:ident) => {
+            completion_statement!(claim_core_steps!($group))
+        };
+    }
     let statement = if request.account.is_allowed {
-        completion_statement!(claim_core_steps!())
+        by_group!(request, complete_and_claim_statement)
     } else {
         completion_statement!(controls_step!(), ",", nothing_claimed_steps!())
     };
@@ -743,20 +799,25 @@ pub fn stage_and_read_controls(
     result: &[u8],
     request: &ClaimRequest,
 ) -> Result<PassControls> {
-    let sql = concat!(
-        "WITH ",
-        fence_step!(),
-        ", staged AS (",
-        stage_step!(),
-        "), ",
-        controls_step!(),
-        ",",
-        ahead_step!(""),
-        ",
-         claimed AS (SELECT id, key, payload, attempts, resume_token FROM items WHERE false)",
-        claim_select!(),
-        claim_from!()
-    );
+    macro_rules! stage_and_read_controls_statement {
+        ($group:ident) => {
+            concat!(
+                "WITH ",
+                fence_step!(),
+                ", staged AS (",
+                stage_step!(),
+                "), ",
+                controls_step!(),
+                ",",
+                group_ahead_step!($group, ""),
+                ",",
+                nothing_claimed_step!(),
+                claim_select!(),
+                claim_from!()
+            )
+        };
+    }
+    let sql = by_group!(request, stage_and_read_controls_statement);
     let rows = query_staging(client, statements, sql, item_id, result, request)?;
     Ok(read_claim(&rows).0)
 }
@@ -779,20 +840,21 @@ pub fn complete_staged_and_claim_next_item(
         (&worker_pid, Type::INT4),
         (&worker_start_time, Type::INT8),
     ]);
-    let rows = statements.query(
-        client,
-        concat!(
-            "WITH ",
-            fence_step!(),
-            ", ",
-            complete_staged_steps!("$12"),
-            ", ",
-            claim_core_steps!(),
-            ",",
-            complete_run_step!("$13", "$14")
-        ),
-        &params,
-    )?;
+    macro_rules! complete_staged_and_claim_statement {
+        ($group:ident) => {
+            concat!(
+                "WITH ",
+                fence_step!(),
+                ", ",
+                complete_staged_steps!("$12"),
+                ", ",
+                claim_core_steps!($group),
+                ",",
+                complete_run_step!("$13", "$14")
+            )
+        };
+    }
+    let rows = statements.query(client, by_group!(request, complete_staged_and_claim_statement), &params)?;
     let (controls, item) = read_claim(&rows);
     let completion = match rows.first() {
         Some(row) => staged_completion(row, 17)?,
