@@ -123,8 +123,30 @@ fn parse_stat(contents: &str) -> Option<StatFields> {
     })
 }
 
+/// Room for a whole `stat` line: 52 fields of at most 20 digits and a name of at most 64
+/// bytes.
+const STAT_LINE_BYTES: usize = 2048;
+
+/// Read and parse a `stat` file, usually in one read: /proc reports no size, and reading it
+/// as a string took a size query and six reads of a growing buffer for the line read
+/// beside every worker. The line ends with a newline; a line that does not fit is no line.
 fn read_stat(path: &Path) -> Option<StatFields> {
-    parse_stat(&std::fs::read_to_string(path).ok()?)
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut line = [0u8; STAT_LINE_BYTES];
+    let mut len = 0;
+    while len < line.len() && !line[..len].ends_with(b"\n") {
+        match file.read(&mut line[len..]) {
+            Ok(0) => break,
+            Ok(read) => len += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    if !line[..len].ends_with(b"\n") {
+        return None;
+    }
+    parse_stat(std::str::from_utf8(&line[..len]).ok()?)
 }
 
 fn is_dead_state(state: char) -> bool {
