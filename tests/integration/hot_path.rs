@@ -193,8 +193,11 @@ fn a_drain_killed_while_its_worker_runs_refunds_the_item_it_claimed_ahead() {
 #[test]
 fn items_a_run_no_longer_running_still_holds_are_released_with_the_one_claimed_ahead_refunded() {
     let fixture = killed_while_claimed_ahead();
-    // Its run ended without releasing what it held (as by a process that died right
-    // after): the next pass releases the orphans.
+    // Its run ended without releasing what it held (as by a reaper that stopped b's worker,
+    // ended the run and died right after): the next pass releases the orphans.
+    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    signal(worker_pid as u32, libc::SIGKILL);
+    wait_until("b's worker to be gone", Duration::from_secs(10), || !pid_alive(worker_pid));
     fixture.client().execute("UPDATE runs SET status = 'crashed', finished_at = now()", &[]).unwrap();
     fixture.drainctl(&["drain", "docs", "--json"]).run();
     assert_b_counted_and_c_given_back(&fixture);
