@@ -481,10 +481,10 @@ macro_rules! ahead_step {
 }
 
 /// No drain to yield to, in the shape `ahead_step` gives: the step of a drain alone in its
-/// quota group, and of a statement that claims nothing. It reads no table, so the
-/// statements between and beside two workers of such a drain neither lock nor open the
-/// tables and indexes the rivals' check reads (docs/benchmarks.md, "A drain alone in its
-/// group").
+/// quota group, and of a statement that claims nothing. It reads no table: a generic plan
+/// sets up all its nodes at every execution, and the rivals' check brought a sort, joins
+/// and index scans even for an empty list of rivals (docs/benchmarks.md, "A drain alone
+/// in its group").
 macro_rules! no_ahead_step {
     () => {
         "
