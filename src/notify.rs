@@ -187,6 +187,10 @@ fn finish(
     }
 }
 
+/// The `reason` of a notifier stopped by drainctl's own termination: the one failure that
+/// leaves its notification due again.
+const INTERRUPTED: &str = "interrupted";
+
 /// What became of a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivery {
@@ -229,7 +233,7 @@ fn notify(
     failed.run_id = event.run_id;
     failed.item_id = event.item_id;
     record_event_or_log(client, outbox, &failed, at);
-    if failure.reason == "interrupted" {
+    if failure.reason == INTERRUPTED {
         Delivery::Interrupted
     } else {
         Delivery::Done
@@ -307,7 +311,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
             None,
         )),
         (Some(StopReason::Interrupted), _) => Err(failure(
-            "interrupted",
+            INTERRUPTED,
             format!(
                 "stopped: drainctl received {} while it ran; its process group was killed",
                 crate::worker::signals::termination_signal()

@@ -69,6 +69,16 @@ impl QuotaGroupConfig {
         self.accounts.len() > 1
     }
 
+    /// The names of the group's accounts other than `name`: those a hit on `name` can
+    /// switch to (docs/accounts.md).
+    pub fn other_accounts(&self, name: &str) -> Vec<String> {
+        self.accounts
+            .iter()
+            .filter(|account| account.name != name)
+            .map(|account| account.name.clone())
+            .collect()
+    }
+
     /// Position of the account called `name`, if it is configured.
     pub fn account_index(&self, name: &str) -> Option<usize> {
         self.accounts.iter().position(|account| account.name == name)

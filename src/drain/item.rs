@@ -306,13 +306,7 @@ impl Pass<'_> {
     ) -> Result<ItemEnd> {
         let group = self.drain.quota_group.clone();
         let account_name = account.name.clone();
-        let other_accounts: Vec<String> = self
-            .group
-            .accounts
-            .iter()
-            .filter(|other| other.name != account_name)
-            .map(|other| other.name.clone())
-            .collect();
+        let other_accounts = self.group.other_accounts(&account_name);
         let recorded = in_transaction(self.client, |tx| {
             release_refunded(
                 tx,
