@@ -579,15 +579,24 @@ fn crashed_run_holding(fixture: &Fixture, key: &str) -> i64 {
     run_id
 }
 
-#[test]
-fn notifications_a_dead_supervise_left_unsent_are_sent_by_the_next_pass() {
+/// A paused drain with `keys` for items, and a notifier appending each `run_crashed` event
+/// to `notified.jsonl`.
+fn crash_notified_fixture(keys: &[&str]) -> Fixture {
     let notifier = r#"["sh", "-c", "cat >> TMPDIR/notified.jsonl"]"#;
     let fixture = Fixture::new(
         &config(&format!("notify_command = {notifier}\nnotify_on = [\"run_crashed\"]\n"), ""),
         NOW,
     );
-    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
+    let items: Vec<(String, Value)> =
+        keys.iter().enumerate().map(|(n, key)| (key.to_string(), json!(n + 1))).collect();
+    fixture.enqueue("docs", &items);
     fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    fixture
+}
+
+#[test]
+fn notifications_a_dead_supervise_left_unsent_are_sent_by_the_next_pass() {
+    let fixture = crash_notified_fixture(&["a", "b"]);
     let notified = || -> Vec<i64> {
         std::fs::read_to_string(fixture.path("notified.jsonl"))
             .unwrap_or_default()
@@ -626,13 +635,7 @@ fn notifications_a_dead_supervise_left_unsent_are_sent_by_the_next_pass() {
 
 #[test]
 fn pruning_an_event_removes_the_notification_left_due_for_it() {
-    let notifier = r#"["sh", "-c", "cat >> TMPDIR/notified.jsonl"]"#;
-    let fixture = Fixture::new(
-        &config(&format!("notify_command = {notifier}\nnotify_on = [\"run_crashed\"]\n"), ""),
-        NOW,
-    );
-    fixture.enqueue("docs", &[("a".into(), json!(1))]);
-    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let fixture = crash_notified_fixture(&["a"]);
     crashed_run_holding(&fixture, "a");
     let dying = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "die_before_notifying").run();
     assert_ne!(dying.code, 0, "the pass was to die: {}", dying.stderr);
