@@ -465,6 +465,29 @@ mod tests {
     }
 
     #[test]
+    fn read_stat_reads_a_whole_line_and_nothing_else() {
+        let own = Path::new("/proc/self/stat");
+        let whole = std::fs::read_to_string(own).expect("/proc/self/stat");
+        assert_eq!(read_stat(own), parse_stat(&whole), "this process's own stat line");
+        let tail = "34816 123 4194560 100 0 0 0 1 2 0 0 20 0 1 0";
+        let line = format!("77 (a b) c)) R 1 70 70 {tail} 42 1000 200");
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let file = folder.path().join("stat");
+        let cases = [
+            (format!("{line}\n"), parse_stat(&line)),
+            // No newline: a line cut short is no line.
+            (line.clone(), None),
+            // Longer than any stat line: not read past the room for one.
+            (format!("{line}{}\n", " 0".repeat(STAT_LINE_BYTES)), None),
+        ];
+        for (contents, expected) in cases {
+            std::fs::write(&file, &contents).expect("write the stat file");
+            assert_eq!(read_stat(&file), expected, "stat file of {} bytes", contents.len());
+        }
+        assert_eq!(read_stat(&folder.path().join("missing")), None);
+    }
+
+    #[test]
     fn dead_states_are_zombie_and_dead() {
         for (state, expected) in
             [('Z', true), ('X', true), ('x', true), ('R', false), ('S', false), ('D', false), ('T', false)]
