@@ -9,11 +9,15 @@
 //!
 //! [`later`] and [`earlier`] are the one place where a duration meets an instant: they
 //! never overflow, and never leave the calendar PostgreSQL and RFC 3339 can hold.
+//!
+//! Every instant they and [`Clock::now`] give is whole microseconds, what PostgreSQL
+//! stores: an instant a command prints (`burst on --json`) is the one a later command
+//! reads back (`burst status --json`), digit for digit.
 
 use std::cell::Cell;
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::error::{Error, Result};
 
@@ -62,6 +66,10 @@ impl Clock {
     }
 
     pub fn now(&self) -> DateTime<Utc> {
+        self.read().trunc_subsecs(6)
+    }
+
+    fn read(&self) -> DateTime<Utc> {
         match &self.source {
             Source::System => Utc::now(),
             Source::Fixed(at) => *at,
@@ -101,6 +109,7 @@ pub fn later(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc> 
         .ok()
         .and_then(|delta| at.checked_add_signed(delta))
         .map_or_else(latest_instant, |later| later.min(latest_instant()))
+        .trunc_subsecs(6)
 }
 
 /// `at` minus `duration`, saturating at [`earliest_instant`] instead of overflowing.
@@ -109,6 +118,7 @@ pub fn earlier(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc
         .ok()
         .and_then(|delta| at.checked_sub_signed(delta))
         .map_or_else(earliest_instant, |earlier| earlier.max(earliest_instant()))
+        .trunc_subsecs(6)
 }
 
 fn parse_instant(value: &str) -> Result<DateTime<Utc>> {
@@ -135,6 +145,19 @@ mod tests {
         let clock = Clock::parse("2026-11-27T10:00:00Z").unwrap();
         assert_eq!(clock.now().to_rfc3339(), "2026-11-27T10:00:00+00:00");
         assert!(clock.is_injected());
+    }
+
+    #[test]
+    fn instants_are_whole_microseconds_as_postgresql_stores_them() {
+        let clock = Clock::parse("2026-11-27T10:00:00.123456789Z").unwrap();
+        assert_eq!(clock.now().to_rfc3339(), "2026-11-27T10:00:00.123456+00:00");
+        let at = clock.now();
+        assert_eq!(later(at, std::time::Duration::from_nanos(999)), at);
+        assert_eq!(
+            earlier(at, std::time::Duration::from_nanos(1_500)).to_rfc3339(),
+            "2026-11-27T10:00:00.123454+00:00"
+        );
+        assert_eq!(Clock::system().now().timestamp_subsec_nanos() % 1_000, 0);
     }
 
     #[test]

@@ -226,15 +226,56 @@ pub fn register_secret(secret: &str) {
     }
 }
 
-/// Replace every registered secret in `text` by `***`.
+/// `text` with the database password hidden (`***`): the password of every connection URL
+/// or `password=` setting it quotes, registered or not (a URL quoted back from a
+/// configuration file that failed to load was never registered), and every registered
+/// secret. A registered secret shorter than eight characters is hidden only where it
+/// stands alone, not inside a longer word: masking every `a` of a line for the password
+/// `a` would garble the line and give the password away by the letters it masked.
 pub fn scrub(text: &str) -> String {
-    let mut scrubbed = text.to_string();
+    // `scheme://user:PASSWORD@host`: the password runs to the last `@` of the word, as an
+    // unencoded `@` in it is still the user's password.
+    static URL_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        crate::quota::patterns::compile(r"(?i)([a-z][a-z0-9+.-]*://[^\s/?#@:]*:)(\S*)@")
+    });
+    static KEY_VALUE_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        crate::quota::patterns::compile(r"(?i)(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'][^\s]*)")
+    });
+    // The placeholder of a hint (`postgres://USER:PASSWORD@HOST`) is no password.
+    let scrubbed = URL_PASSWORD.replace_all(text, |found: &regex::Captures<'_>| match &found[2] {
+        "PASSWORD" => found[0].to_string(),
+        _ => format!("{}***@", &found[1]),
+    });
+    let mut scrubbed = KEY_VALUE_PASSWORD.replace_all(&scrubbed, "${1}***").into_owned();
     if let Ok(secrets) = SECRETS.lock() {
         for secret in secrets.iter() {
-            scrubbed = scrubbed.replace(secret.as_str(), "***");
+            scrubbed = hide(&scrubbed, secret);
         }
     }
     scrubbed
+}
+
+/// `text` with `secret` replaced by `***`: everywhere when it is long, else only where
+/// no letter or digit touches it on either side.
+fn hide(text: &str, secret: &str) -> String {
+    const LONG: usize = 8;
+    if secret.chars().count() >= LONG {
+        return text.replace(secret, "***");
+    }
+    let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices(secret) {
+        let end = at + secret.len();
+        if is_word(text[..at].chars().next_back()) || is_word(text[end..].chars().next()) {
+            continue;
+        }
+        out.push_str(&text[copied..at]);
+        out.push_str("***");
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -262,6 +303,31 @@ mod tests {
             scrub("connect to postgres://u:s3cr3t-pass@h/db failed"),
             "connect to postgres://u:***@h/db failed"
         );
+    }
+
+    #[test]
+    fn a_short_password_is_hidden_where_it_stands_alone_not_inside_words() {
+        // Registered secrets are shared by the whole test process: one no other test prints.
+        register_secret("q7");
+        let line = "q7q cannot connect to q7-db as q7: aq7 failed";
+        assert_eq!(scrub(line), "q7q cannot connect to ***-db as ***: aq7 failed");
+    }
+
+    #[test]
+    fn any_quoted_url_or_password_setting_is_hidden_registered_or_not() {
+        assert_eq!(
+            scrub(
+                r#"database: invalid type: string "postgres://drainctl:TopSecret9@db.example:5432/d", expected a table"#
+            ),
+            r#"database: invalid type: string "postgres://drainctl:***@db.example:5432/d", expected a table"#
+        );
+        assert_eq!(scrub("url postgres://u:p@ss:w/rd@h:5/db failed"), "url postgres://u:***@h:5/db failed");
+        assert_eq!(scrub(r"host=h password='it\'s x' user=u"), "host=h password=*** user=u");
+        assert_eq!(scrub("host=h password=Secret99 user=u"), "host=h password=*** user=u");
+        assert_eq!(scrub("password authentication failed"), "password authentication failed");
+        assert_eq!(scrub("see https://example.org/docs"), "see https://example.org/docs");
+        let hint = "give postgres://USER:PASSWORD@HOST:PORT/DATABASE";
+        assert_eq!(scrub(hint), hint);
     }
 
     #[test]

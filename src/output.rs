@@ -342,10 +342,19 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
 
     if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).map_err(|error| {
-            Error::Config(format!(
-                "cannot create the folder of --log-file {}: {error}; create it or choose another path",
-                path.display()
-            ))
+            // A file where a folder of the path should be cannot be fixed by creating it.
+            let not_a_folder = folder.ancestors().find(|part| part.exists() && !part.is_dir());
+            match not_a_folder {
+                Some(part) => Error::Config(format!(
+                    "cannot create the folder of --log-file {}: {} is a file, not a folder; choose another path",
+                    path.display(),
+                    part.display()
+                )),
+                None => Error::Config(format!(
+                    "cannot create the folder of --log-file {}: {error}; create it or choose another path",
+                    path.display()
+                )),
+            }
         })?;
     }
     let file = open_log_file(path, "--log-file")?;

@@ -39,9 +39,14 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         _ => match &args.file {
             Some(path) => {
                 // A path it cannot open is a wrong command line, not bad data (docs/exit-codes.md).
-                let file = std::fs::File::open(path).map_err(|error| {
-                    Error::Usage(format!("--file {}: cannot be opened: {error}", path.display()))
-                })?;
+                let cannot_open = |why: &dyn std::fmt::Display| {
+                    Error::Usage(format!("--file {}: cannot be opened: {why}", path.display()))
+                };
+                let file = std::fs::File::open(path).map_err(|error| cannot_open(&error))?;
+                // A folder opens; it is the path that is wrong, not a line of data.
+                if file.metadata().is_ok_and(|metadata| metadata.is_dir()) {
+                    return Err(cannot_open(&"it is a folder; give the file of JSON lines"));
+                }
                 Input::Lines(Box::new(BufReader::with_capacity(1 << 16, file)), path.display().to_string())
             }
             None => Input::Lines(

@@ -272,6 +272,7 @@ impl Config {
                 .replace("expected i64", "expected an integer")
                 .replace("expected f64", "expected a number")
                 .replace("expected a sequence", "expected an array ([...])");
+            let message = name_a_refused_number(text, error.span(), message);
             // A value of the wrong type or out of range fails here, before `resolve` can
             // name its key: name it from the text at the value, or the table from its header.
             let message = match error.span() {
@@ -314,6 +315,27 @@ impl Config {
                  ${DATABASE_URL_ENV} or ${FALLBACK_DATABASE_URL_ENV}"
             ))
         })
+    }
+}
+
+/// The TOML parser refuses a number it cannot hold in its own words ("number too large
+/// to fit in target type"), which name neither the number nor the limit: say both.
+fn name_a_refused_number(text: &str, span: Option<std::ops::Range<usize>>, message: String) -> String {
+    // The parser's span is the number's first character: the number runs to the next
+    // space, comma, bracket or comment.
+    let value = || {
+        let rest = span.and_then(|span| text.get(span.start..)).unwrap_or_default();
+        let end = rest.find(|c: char| c.is_whitespace() || ",]}#".contains(c)).unwrap_or(rest.len());
+        &rest[..end]
+    };
+    if message.contains("number too large to fit in target type") {
+        format!("{} is too large: a whole number here is at most {}", value(), i64::MAX)
+    } else if message.contains("number too small to fit in target type") {
+        format!("{} is too small: a whole number here is at least {}", value(), i64::MIN)
+    } else if message.contains("invalid floating-point number") {
+        format!("{} is too large for a number", value())
+    } else {
+        message
     }
 }
 

@@ -3,53 +3,64 @@
 //! Values stay as the file states them (strings for durations, zones and patterns),
 //! wrapped in [`Spanned`] where an error must point at them, and every struct refuses
 //! unknown keys (`deny_unknown_fields`), so a typo in a setting fails instead of being
-//! ignored. [`super::resolve`] turns them into the typed [`super::Config`].
+//! ignored. A setting that is a table is read from a table only ([`TableOnly`]).
+//! [`super::resolve`] turns them into the typed [`super::Config`].
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "table")]
     pub database: RawDatabase,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "table")]
     pub defaults: RawDefaults,
-    #[serde(default, rename = "quota_group")]
+    #[serde(default, rename = "quota_group", deserialize_with = "tables")]
     pub quota_groups: Vec<RawQuotaGroup>,
-    #[serde(default, rename = "drain")]
+    #[serde(default, rename = "drain", deserialize_with = "tables")]
     pub drains: Vec<RawDrain>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [[quota_group]] table with a name")]
+#[serde(deny_unknown_fields)]
 pub struct RawQuotaGroup {
     pub name: Spanned<String>,
     pub switch_cooldown: Option<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tables")]
     pub accounts: Vec<RawAccount>,
 }
 
+impl Table for RawQuotaGroup {
+    const EXPECTING: &'static str = "a [[quota_group]] table with a name";
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an account table such as { name = \"work\", env = { KEY = \"value\" } }"
-)]
+#[serde(deny_unknown_fields)]
 pub struct RawAccount {
     pub name: Spanned<String>,
     pub env: Option<Spanned<BTreeMap<String, String>>>,
 }
 
+impl Table for RawAccount {
+    const EXPECTING: &'static str = "an account table such as { name = \"work\", env = { KEY = \"value\" } }";
+}
+
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [database] table with a url")]
+#[serde(deny_unknown_fields)]
 pub struct RawDatabase {
     pub url: Option<String>,
 }
 
+impl Table for RawDatabase {
+    const EXPECTING: &'static str = "a [database] table with a url";
+}
+
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [defaults] table")]
+#[serde(deny_unknown_fields)]
 pub struct RawDefaults {
     pub timezone: Option<Spanned<String>>,
     pub burst_default_until: Option<Spanned<String>>,
@@ -65,11 +76,16 @@ pub struct RawDefaults {
     pub supervise_interval: Option<Spanned<String>>,
     pub notify_on: Option<Spanned<Vec<String>>>,
     pub notify_timeout: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "spanned_table")]
     pub retention: Option<Spanned<RawRetention>>,
 }
 
+impl Table for RawDefaults {
+    const EXPECTING: &'static str = "a [defaults] table";
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table such as { runs = \"30d\", events = \"90d\" }")]
+#[serde(deny_unknown_fields)]
 pub struct RawRetention {
     pub runs: Option<String>,
     pub events: Option<String>,
@@ -77,8 +93,12 @@ pub struct RawRetention {
     pub done_items: Option<String>,
 }
 
+impl Table for RawRetention {
+    const EXPECTING: &'static str = "a table such as { runs = \"30d\", events = \"90d\" }";
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [[drain]] table with a name and a command")]
+#[serde(deny_unknown_fields)]
 pub struct RawDrain {
     pub name: Spanned<String>,
     pub command: Spanned<Vec<String>>,
@@ -88,6 +108,7 @@ pub struct RawDrain {
     pub quota_profile: Option<Spanned<String>>,
     pub quota_patterns: Option<Spanned<Vec<String>>>,
     pub veto_patterns: Option<Spanned<Vec<String>>>,
+    #[serde(default, deserialize_with = "spanned_table")]
     pub window: Option<Spanned<RawWindow>>,
     pub max_items_per_pass: Option<Spanned<i64>>,
     pub max_seconds_per_pass: Option<Spanned<String>>,
@@ -97,6 +118,7 @@ pub struct RawDrain {
     pub max_attempts: Option<Spanned<i64>>,
     pub poison_after: Option<Spanned<i64>>,
     pub priority: Option<Spanned<i64>>,
+    #[serde(default, deserialize_with = "spanned_table")]
     pub retry_backoff: Option<Spanned<RawRetryBackoff>>,
     pub checkpoint_pattern: Option<Spanned<String>>,
     pub resume_pattern: Option<Spanned<String>>,
@@ -105,14 +127,19 @@ pub struct RawDrain {
     pub concurrency: Option<Spanned<i64>>,
     pub max_result_bytes: Option<Spanned<i64>>,
     pub stderr_tail_bytes: Option<Spanned<i64>>,
+    #[serde(default, deserialize_with = "spanned_table")]
     pub source: Option<Spanned<RawSource>>,
     pub every: Option<Spanned<String>>,
     pub max_cost_per_pass: Option<Spanned<f64>>,
     pub max_cost_per_day: Option<Spanned<f64>>,
 }
 
+impl Table for RawDrain {
+    const EXPECTING: &'static str = "a [[drain]] table with a name and a command";
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table such as { dir = \"/data/inbox\", glob = \"*/*.jsonl\" }")]
+#[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub dir: String,
     pub glob: Option<String>,
@@ -121,48 +148,81 @@ pub struct RawSource {
     pub max_hash_seconds_per_scan: Option<String>,
 }
 
-/// A drain's `window`: one table. Read as a map only — serde would otherwise take a
-/// list (`window = [{…}, {…}]`) as the fields in order and say the first table is not
-/// a string.
-#[derive(Debug)]
+impl Table for RawSource {
+    const EXPECTING: &'static str = "a table such as { dir = \"/data/inbox\", glob = \"*/*.jsonl\" }";
+}
+
+/// A drain's `window`: one table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawWindow {
     pub days: String,
     pub from: String,
     pub to: String,
 }
 
-impl<'de> Deserialize<'de> for RawWindow {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Fields {
-            days: String,
-            from: String,
-            to: String,
-        }
-        struct WindowVisitor;
-        impl<'de> serde::de::Visitor<'de> for WindowVisitor {
-            type Value = RawWindow;
-
-            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                formatter.write_str(
-                    "one table such as { days = \"mon-fri\", from = \"09:00\", to = \"17:00\" } \
-                     (a drain has one window)",
-                )
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawWindow, A::Error> {
-                let fields = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawWindow { days: fields.days, from: fields.from, to: fields.to })
-            }
-        }
-        deserializer.deserialize_map(WindowVisitor)
-    }
+impl Table for RawWindow {
+    const EXPECTING: &'static str =
+        "one table such as { days = \"mon-fri\", from = \"09:00\", to = \"17:00\" } (a drain has one window)";
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table such as { base = \"1m\", max = \"1h\" }")]
+#[serde(deny_unknown_fields)]
 pub struct RawRetryBackoff {
     pub base: Option<String>,
     pub max: Option<String>,
+}
+
+impl Table for RawRetryBackoff {
+    const EXPECTING: &'static str = "a table such as { base = \"1m\", max = \"1h\" }";
+}
+
+/// A setting whose value is a table, and how an error names what was expected.
+trait Table {
+    const EXPECTING: &'static str;
+}
+
+/// `T` read from a TOML table only. serde's derived struct also takes an array, as the
+/// fields in order (`retention = ["1d", "2d", "3d", "4d"]` would set four retentions
+/// by position, `window = [{…}, {…}]` fail with "the first table is not a string"):
+/// a setting that is a table refuses any other value, naming the table it expects.
+struct TableOnly<T>(T);
+
+impl<'de, T: Deserialize<'de> + Table> Deserialize<'de> for TableOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Table> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = T;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str(T::EXPECTING)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Visitor(PhantomData)).map(TableOnly)
+    }
+}
+
+fn table<'de, D: Deserializer<'de>, T: Deserialize<'de> + Table>(deserializer: D) -> Result<T, D::Error> {
+    TableOnly::deserialize(deserializer).map(|table| table.0)
+}
+
+fn tables<'de, D: Deserializer<'de>, T: Deserialize<'de> + Table>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    let tables = Vec::<TableOnly<T>>::deserialize(deserializer)?;
+    Ok(tables.into_iter().map(|table| table.0).collect())
+}
+
+fn spanned_table<'de, D: Deserializer<'de>, T: Deserialize<'de> + Table>(
+    deserializer: D,
+) -> Result<Option<Spanned<T>>, D::Error> {
+    let spanned = Option::<Spanned<TableOnly<T>>>::deserialize(deserializer)?;
+    Ok(spanned.map(|spanned| {
+        let span = spanned.span();
+        Spanned::new(span, spanned.into_inner().0)
+    }))
 }

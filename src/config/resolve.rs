@@ -145,9 +145,9 @@ fn password_of(url: &str) -> Option<String> {
         }
     }
     // A URL that does not parse may still carry a password: take what sits between the
-    // user's ':' and the '@'.
+    // user's ':' and the last '@' (an unencoded '@' in a password is what often breaks it).
     let rest = url.split_once("://").map(|(_, rest)| rest)?;
-    let authority = rest.split_once('@').map(|(authority, _)| authority)?;
+    let authority = rest.rsplit_once('@').map(|(authority, _)| authority)?;
     authority.split_once(':').map(|(_, password)| password.to_string())
 }
 
@@ -1044,6 +1044,8 @@ mod tests {
         assert_eq!(password_of("postgres://u:pw1@h/db").as_deref(), Some("pw1"));
         assert_eq!(password_of("host=h user=u password=pw2").as_deref(), Some("pw2"));
         assert_eq!(password_of("postgres://u@h/db"), None);
+        // Not a URL the driver parses (an unencoded '@', ':' and '/'): still the whole password.
+        assert_eq!(password_of("postgres://u:p@ss:w/rd@127.0.0.1:5432/db").as_deref(), Some("p@ss:w/rd"));
     }
 
     const TWO_ACCOUNTS: &str = "[[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"5m\"\naccounts = [\n  { name = \"chair\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude\" } },\n  { name = \"backup\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude-backup\" } },\n]\n\n[[drain]]\nname = \"halacha\"\ncommand = [\"claude\"]\nquota_group = \"claude-chair\"\n\n[[drain]]\nname = \"other\"\ncommand = [\"claude\"]\nquota_group = \"solo\"\n";

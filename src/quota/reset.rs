@@ -15,9 +15,6 @@ use super::clock::{parse_absolute, skip_fillers, skip_spaces, starts_with_ignore
 use super::patterns::compile;
 use crate::backoff::{ResetForm, StatedReset, JUST_PASSED};
 
-/// Relative resets longer than this are nonsense and are ignored.
-const MAX_RELATIVE_SECONDS: i64 = 400 * 24 * 3600;
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct ResetMatch {
     instant: DateTime<Utc>,
@@ -305,12 +302,15 @@ fn epoch_instant(digits: &str) -> Option<DateTime<Utc>> {
     }
 }
 
+/// `now` plus a stated wait. A wait of centuries is still a stated reset, far ahead (the
+/// backoff distrusts it and says why, docs/rate-limits.md): the instant saturates at the
+/// end of the calendar instead of the reset being dropped.
 fn add_nanoseconds(now: DateTime<Utc>, nanoseconds: i128) -> Option<DateTime<Utc>> {
-    if nanoseconds < 0 || nanoseconds > i128::from(MAX_RELATIVE_SECONDS) * 1_000_000_000 {
-        return None;
-    }
-    let nanoseconds = i64::try_from(nanoseconds).ok()?;
-    now.checked_add_signed(Duration::nanoseconds(nanoseconds))
+    let latest = crate::clock::latest_instant();
+    let Ok(nanoseconds) = i64::try_from(nanoseconds.max(0)) else {
+        return Some(latest);
+    };
+    Some(now.checked_add_signed(Duration::nanoseconds(nanoseconds)).map_or(latest, |at| at.min(latest)))
 }
 
 /// A decimal number of seconds at the start of `text`, as nanoseconds.
@@ -321,11 +321,12 @@ fn parse_seconds(text: &str) -> Option<(i128, usize)> {
 /// `digits[.digits]` at the start of `text`, multiplied by `unit` exactly.
 fn parse_decimal(text: &str, unit: i128) -> Option<(i128, usize)> {
     let integer_length = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    if integer_length == 0 || integer_length > 12 {
+    if integer_length == 0 {
         return None;
     }
-    let integer: i128 = text[..integer_length].parse().ok()?;
-    let mut value = integer * unit;
+    // More digits than a wait can have: as long as the longest (see `add_nanoseconds`).
+    let integer: i128 = text[..integer_length].parse().unwrap_or(i128::MAX);
+    let mut value = integer.saturating_mul(unit);
     let mut length = integer_length;
     if text[length..].starts_with('.') {
         let fraction = &text[length + 1..];
@@ -334,7 +335,7 @@ fn parse_decimal(text: &str, unit: i128) -> Option<(i128, usize)> {
             let used = &fraction[..fraction_length.min(12)];
             let numerator: i128 = used.parse().ok()?;
             let denominator = 10i128.pow(u32::try_from(used.len()).ok()?);
-            value += numerator * unit / denominator;
+            value = value.saturating_add(numerator * unit / denominator);
             length += 1 + fraction_length;
         }
     }
@@ -490,6 +491,11 @@ mod tests {
             // A wait of zero is now.
             (NOW, ZONE, "Retry-After: 0", Some("2025-11-23T10:00:00Z")),
             (NOW, ZONE, "Please try again in 0s.", Some("2025-11-23T10:00:00Z")),
+            // A wait of years is still a stated reset (distrusted by the backoff, which says
+            // why), the longest ones at the end of the calendar.
+            (NOW, ZONE, "Retry-After: 99999999", Some("2029-01-23T19:46:39Z")),
+            (NOW, ZONE, "Please try again in 1000 days.", Some("2028-08-19T10:00:00Z")),
+            (NOW, ZONE, "Retry-After: 99999999999999999999999", Some("9999-12-31T23:59:59Z")),
         ];
         let mut failures = Vec::new();
         for &(printed_at, zone, line, expected) in cases {

@@ -137,3 +137,72 @@ fn a_table_written_wrong_is_named_with_how_to_write_it_and_no_internal_type_name
         &["drain \"a\": command:", "expected an array ([...])"],
     );
 }
+
+#[test]
+fn a_table_setting_given_as_an_array_is_refused_not_read_by_position() {
+    let drain = "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n";
+    check(
+        &format!("[defaults]\nretention = [\"1d\", \"2d\", \"3d\", \"4d\"]\n{drain}"),
+        &[":2:13:", "retention: invalid type: sequence, expected a table such as { runs = "],
+    );
+    check(
+        &format!("{drain}retry_backoff = [\"1m\", \"6h\"]\n"),
+        &[":4:17:", "drain \"a\": retry_backoff: invalid type: sequence"],
+    );
+    check(
+        &format!("{drain}source = [\"/data/inbox\", \"*/*.jsonl\", 10, 64, \"5s\"]\n"),
+        &[":4:10:", "drain \"a\": source: invalid type: sequence", "{ dir = "],
+    );
+    check(
+        "drain = [[\"a\", [\"x\"]]]\n",
+        &[":1:10:", "expected a [[drain]] table with a name and a command"],
+    );
+    check(
+        &format!("[[quota_group]]\nname = \"g\"\naccounts = [[\"x\"]]\n{drain}"),
+        &[":3:13:", "accounts: invalid type: sequence, expected an account table"],
+    );
+}
+
+#[test]
+fn a_database_url_written_as_a_string_is_refused_without_its_password() {
+    let config = "database = \"postgres://drainctl:TopSecret9@db.example:5432/drainctl\"\n\
+                  [[drain]]\nname = \"a\"\ncommand = [\"x\"]\n";
+    check(
+        config,
+        &[":1:12:", "expected a [database] table with a url", "postgres://drainctl:***@db.example"],
+    );
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    for args in [&["resume", "a"][..], &["doctor"], &["doctor", "--json"]] {
+        let result = fixture.drainctl(args).run();
+        assert_ne!(result.code, 0, "{args:?}");
+        assert!(
+            !format!("{}{}", result.stdout, result.stderr).contains("TopSecret9"),
+            "{args:?}: {}",
+            result.stderr
+        );
+    }
+}
+
+#[test]
+fn a_number_too_large_for_64_bits_is_named_with_the_limit() {
+    let drain = "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n";
+    check(
+        &format!("{drain}priority = 99999999999999999999\n"),
+        &[
+            ":4:12:",
+            "priority: 99999999999999999999 is too large: a whole number here is at most 9223372036854775807",
+        ],
+    );
+    check(
+        &format!("{drain}max_attempts = -99999999999999999999 # none\n"),
+        &["max_attempts: -99999999999999999999 is too small: a whole number here is at least -9223372036854775808"],
+    );
+    check(
+        &format!("{drain}source = {{ dir = \"/data\", max_files_per_scan = 0x1ffffffffffffffff }}\n"),
+        &["source.max_files_per_scan: 0x1ffffffffffffffff is too large"],
+    );
+    check(
+        &format!("{drain}max_cost_per_pass = 1e999\n"),
+        &["max_cost_per_pass: 1e999 is too large for a number"],
+    );
+}

@@ -169,4 +169,10 @@ fn a_file_that_cannot_be_opened_is_a_wrong_command_line() {
         "{}",
         result.stderr
     );
+    // A folder opens, but it is the path that is wrong, not a line of data.
+    let folder = fixture.path("");
+    let result = fixture.drainctl(&["enqueue", "docs", "--file", folder.to_str().unwrap()]).run();
+    result.assert_code(64);
+    assert!(result.stderr.contains("cannot be opened: it is a folder"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
 }

@@ -186,6 +186,18 @@ fn an_unreachable_database_exits_69_without_the_password() {
     result.assert_code(69);
     assert!(!result.stderr.contains("not-the-password-Zq9"), "{}", result.stderr);
     assert!(result.stderr.contains("password authentication failed"), "{}", result.stderr);
+    // A one-letter password: hidden where it stands alone, the words around it intact (not
+    // `c***nnot connect to the d***t***b***se`, which would spell the password out).
+    let short = db.url.replace(&format!(":{password}@"), ":a@");
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &short).run();
+    result.assert_code(69);
+    assert!(
+        result.stderr.contains("cannot connect to the database (URL from $DATABASE_URL)"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.contains("password authentication failed for user"), "{}", result.stderr);
+    assert!(!result.stderr.contains("***"), "nothing to hide here: {}", result.stderr);
     // Nothing listening.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let down = format!("postgres://someone:hunter2-secret@127.0.0.1:{port}/x");

@@ -51,6 +51,15 @@ fn supervise_log_file_that_cannot_be_created_fails_with_78_on_stderr() {
         "{}",
         result.stderr
     );
+    // Creating the folder cannot help where a file holds its name: the line says so.
+    assert!(
+        result
+            .stderr
+            .contains(&format!("{} is a file, not a folder; choose another path", blocker.display())),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains("create it"), "{}", result.stderr);
 }
 
 #[test]

@@ -1128,3 +1128,18 @@ fn doctor_warns_when_a_file_others_can_read_holds_the_database_password() {
     std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(!doctor(&fixture).contains("others may read it"));
 }
+
+#[test]
+fn an_instant_a_command_prints_is_the_one_the_next_command_reads_back() {
+    let config = "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"docs\"\ncommand = [\"true\"]\n";
+    // A clock with nanoseconds: PostgreSQL keeps microseconds, and so does every instant printed.
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00.123456789Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+1h", "--json"]).run().json();
+    let status = fixture.drainctl(&["burst", "status", "--json"]).run().json();
+    let printed = on["burst_until"].as_str().unwrap_or_default().to_string();
+    assert_eq!(printed, "2026-11-27T11:00:00.123456Z", "{on}");
+    assert!(status.to_string().contains(&printed), "{status}");
+    let supervise = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    assert_eq!(supervise["fired_at"], "2026-11-27T10:00:00.123456Z", "{supervise}");
+}

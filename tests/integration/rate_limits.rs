@@ -175,6 +175,24 @@ fn quota_test_prints_the_classification_and_the_reset() {
 }
 
 #[test]
+fn a_wait_of_years_is_a_reset_distrusted_with_its_reason_not_dropped() {
+    for (retry_after, reset) in
+        [("99999999", "2030-01-27T19:46:39Z"), ("99999999999999999999999", "9999-12-31T23:59:59Z")]
+    {
+        let result =
+            Drainctl::new(&["quota", "test", "--profile", "http", "--now", NOW, "--tz", "UTC", "--json"])
+                .stdin(format!("HTTP/1.1 429 Too Many Requests\nRetry-After: {retry_after}\n"))
+                .run();
+        result.assert_code(0);
+        let json = result.json();
+        assert_eq!(json["reset"], reset, "{json}");
+        assert_eq!(json["matched_line"], format!("Retry-After: {retry_after}"), "{json}");
+        assert!(json["distrusted"].as_str().unwrap_or_default().contains("more than 8 days ahead"), "{json}");
+        assert_eq!(json["backoff_rule"], "suspected", "{json}");
+    }
+}
+
+#[test]
 fn quota_test_reads_the_output_as_the_named_drain_does() {
     let config = "[defaults]\ntimezone = \"UTC\"\n\n\
                   [[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\", \"--ticket-note=upstream 502 Bad Gateway\"]\n\
