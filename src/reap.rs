@@ -142,9 +142,11 @@ pub fn end_run(
             released: Vec::new(),
             dead_lettered: Vec::new(),
         };
+        // Which item was claimed ahead shows only while the staged result still waits.
+        let ahead = items::claimed_ahead_of_run(tx, run.id)?;
         settle_staged(tx, outbox, run, status, now, &mut reaped)?;
-        let error = format!("run {} {status}: {note}", run.id);
-        release_items(tx, outbox, run, &error, max_attempts, now, &mut reaped)?;
+        let release = Release { error: format!("run {} {status}: {note}", run.id), max_attempts, ahead };
+        release_items(tx, outbox, run, &release, now, &mut reaped)?;
         // A crashed or hung run is left out of throughput: its idle time does not matter.
         runs::finish_run(tx, run.id, status, Some(note), now, 0.0)?;
         record_run_ended(tx, outbox, run, status, note, &reaped, now)?;
@@ -209,17 +211,25 @@ fn settle_staged(
     Ok(())
 }
 
+/// How an ended run's items go back: the error they carry, the drain's `max_attempts`,
+/// and the item claimed ahead as read before its staged result was committed.
+struct Release {
+    error: String,
+    max_attempts: i32,
+    ahead: Option<i64>,
+}
+
 /// Give the run's items back (dead-lettered on their last attempt), with an event each.
 fn release_items(
     tx: &mut postgres::Transaction<'_>,
     outbox: &Outbox,
     run: &RunRow,
-    error: &str,
-    max_attempts: i32,
+    release: &Release,
     now: DateTime<Utc>,
     reaped: &mut Reaped,
 ) -> Result<()> {
-    for item in items::release_run_items(tx, run.id, error, max_attempts, false, now)? {
+    let Release { error, max_attempts, ahead } = release;
+    for item in items::release_run_items(tx, run.id, error, *max_attempts, false, *ahead, now)? {
         let (kind, message) = if item.is_dead {
             reaped.dead_lettered.push(item.key.clone());
             (EventKind::ItemDeadLettered, format!("item {} dead: {error} on its last attempt", item.key))

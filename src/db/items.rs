@@ -778,7 +778,7 @@ pub fn complete_and_claim_next_item(
     let completion = match rows.first() {
         Some(row) => match (row.get::<_, i64>(17), row.get::<_, bool>(18)) {
             (1.., _) => Completion::Completed,
-            _ => Completion::ClaimLost(HeldNow::read(row, 19, 20)?),
+            _ => HeldNow::read(row, 19, 20)?.completion(request.run_id),
         },
         None => Completion::ClaimLost(HeldNow { state: None, claimed_by: None }),
     };
@@ -857,7 +857,7 @@ pub fn complete_staged_and_claim_next_item(
     let rows = statements.query(client, by_group!(request, complete_staged_and_claim_statement), &params)?;
     let (controls, item) = read_claim(&rows);
     let completion = match rows.first() {
-        Some(row) => staged_completion(row, 17)?,
+        Some(row) => staged_completion(row, 17, request.run_id)?,
         None => Completion::ClaimLost(HeldNow { state: None, claimed_by: None }),
     };
     Ok((controls, item, completion))
@@ -872,11 +872,11 @@ fn worker_columns(worker: Option<(i32, Option<i64>)>) -> (Option<i32>, Option<i6
 /// `first` on: the items completed, whether the run held the item (the snapshot before
 /// the statement), then the item's state and `claimed_by` (see `complete_run_step`). Held
 /// but not completed: the staged bytes did not verify.
-fn staged_completion(row: &Row, first: usize) -> Result<Completion> {
+fn staged_completion(row: &Row, first: usize, run_id: i64) -> Result<Completion> {
     Ok(match (row.get::<_, i64>(first), row.get::<_, bool>(first + 1)) {
         (1.., _) => Completion::Completed,
         (_, true) => Completion::StagedResultDamaged,
-        (_, false) => Completion::ClaimLost(HeldNow::read(row, first + 2, first + 3)?),
+        (_, false) => HeldNow::read(row, first + 2, first + 3)?.completion(run_id),
     })
 }
 
@@ -1007,6 +1007,18 @@ impl HeldNow {
         })
     }
 
+    /// What a commit of `run_id` that committed nothing means: the claim was lost — or
+    /// the item is already done under this run's own claim, committed by an earlier
+    /// statement of the run whose reply the ended session never delivered (or by the
+    /// reaper, from the run's staged result), which a retry finds so.
+    fn completion(self, run_id: i64) -> Completion {
+        if self.state == Some(ItemState::Done) && self.claimed_by == Some(run_id) {
+            Completion::Completed
+        } else {
+            Completion::ClaimLost(self)
+        }
+    }
+
     /// Who has the item now, for run `run_id`'s `claim_lost` message: `now held by run
     /// 12`, `now pending, held by nobody`…
     pub fn describe(&self, run_id: i64) -> String {
@@ -1068,7 +1080,7 @@ pub fn complete_item(
         ],
     )?;
     let row = rows.first().ok_or_else(|| Error::Internal("completing an item returned no row".into()))?;
-    staged_completion(row, 0)
+    staged_completion(row, 0, run_id)
 }
 
 /// Put a held item back to pending, available at once, with its attempt given back: a
@@ -1148,11 +1160,12 @@ pub struct ReleasedItem {
 
 /// Of the items a run holds, the one claimed ahead: its latest claim, when it holds an
 /// earlier one too (docs/worker-contract.md). A pass holds the item its worker runs and
-/// at most one claimed ahead, besides an item whose result waits staged: the reaper
-/// commits that one before it releases (`reap::settle_staged`), and a pass commits it in
-/// the same statement as its next claim ahead, so it is never counted here. Selects `id,
-/// ahead` for `held AS (SELECT id, claimed_by FROM …)` rows; used by [`release_run_items`]
-/// and [`release_orphaned_items`].
+/// at most one claimed ahead, besides an item whose result waits staged — the earlier
+/// one of the two when the pass died between staging it and starting the next worker:
+/// the reaper reads which item was claimed ahead before it commits the staged result
+/// ([`claimed_ahead_of_run`]). Selects `id, ahead` for `held AS (SELECT id, claimed_by
+/// FROM …)` rows; used by [`release_run_items`], [`release_orphaned_items`] and
+/// [`drains_recovery_would_free`].
 macro_rules! claimed_ahead_step {
     () => {
         "opened AS (
@@ -1174,19 +1187,42 @@ macro_rules! claimed_ahead_error {
     };
 }
 
+/// The item `run_id` claimed ahead (see [`claimed_ahead_step`]), read while a result it
+/// staged still waits: the reaper asks before it commits that result, which leaves the
+/// item claimed ahead the only one held. Its worker may have started in the instant
+/// between the staging and the statement that would have recorded it; the reaper cannot
+/// tell, and gives it back refunded rather than charge an item that may never have run
+/// (docs/worker-contract.md).
+pub fn claimed_ahead_of_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<i64>> {
+    let rows = client.query(
+        concat!(
+            "WITH held AS (SELECT id, claimed_by FROM items WHERE claimed_by = $1 AND state = 'running'),
+         ",
+            claimed_ahead_step!(),
+            "
+         SELECT id FROM ahead WHERE ahead"
+        ),
+        &[&run_id],
+    )?;
+    Ok(rows.first().map(|row| row.get(0)))
+}
+
 /// Release every item `run_id` still holds and close their attempts. With
 /// `refund_attempt` (the run was stopped by an error that is not the items' fault) the
 /// attempt is given back; otherwise (crashed, hung) it stays counted and an item that has
 /// used `max_attempts` is dead — except an item claimed ahead, whose worker never started:
-/// its attempt is refunded and recorded as `not_started`. A result the run staged for a
-/// released item and never committed is discarded with it (the reaper commits verified
-/// ones before releasing).
+/// its attempt is refunded and recorded as `not_started`. `ahead`: the item claimed ahead
+/// as read before the reaper committed a staged result ([`claimed_ahead_of_run`]), when
+/// it no longer shows by the items held. A result the run staged for a released item and
+/// never committed is discarded with it (the reaper commits verified ones before
+/// releasing).
 pub fn release_run_items(
     client: &mut impl GenericClient,
     run_id: i64,
     error: &str,
     max_attempts: i32,
     refund_attempt: bool,
+    ahead: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Vec<ReleasedItem>> {
     let refund: i32 = if refund_attempt { 1 } else { 0 };
@@ -1203,7 +1239,8 @@ pub fn release_run_items(
                     finished_at = CASE WHEN i.attempts - r.refund >= $3 THEN $4::timestamptz ELSE NULL END,
                     claimed_by = CASE WHEN i.attempts - r.refund >= $3 THEN i.claimed_by ELSE NULL END,
                     available_at = $4, claimed_at = NULL, last_error = $2, updated_at = $4
-               FROM (SELECT id, ahead, CASE WHEN ahead THEN 1 ELSE $5 END AS refund FROM ahead) r
+               FROM (SELECT id, ahead, CASE WHEN ahead THEN 1 ELSE $5 END AS refund
+                       FROM (SELECT id, ahead OR id IS NOT DISTINCT FROM $6 AS ahead FROM ahead) a) r
               WHERE i.id = r.id AND i.claimed_by = $1 AND i.state = 'running'
           RETURNING i.id, i.key, i.state, r.ahead),
          closed AS (
@@ -1218,7 +1255,7 @@ pub fn release_run_items(
              DELETE FROM staged_results WHERE run_id = $1 AND item_id IN (SELECT id FROM released))
          SELECT id, key, state, ahead FROM released ORDER BY id"
         ),
-        &[&run_id, &error, &max_attempts, &now, &refund],
+        &[&run_id, &error, &max_attempts, &now, &refund, &ahead],
     )?;
     // An attempt of the run whose item it no longer holds (none in practice) is closed too.
     client.execute(
@@ -1254,10 +1291,11 @@ pub struct OrphanedItem {
 /// The drains of `drains` (each with its `max_attempts`) that would have an item pending
 /// again once `ending_runs` are ended and orphaned items released, as a supervise pass
 /// does before it decides starts — read only, for `supervise --dry-run`: an item held by
-/// an ending run without a staged result (one with a staged result is settled from it),
-/// or by a run no longer `running`, and not on its last attempt (that one is
-/// dead-lettered) — unless it was claimed ahead, whose attempt the release refunds
-/// (`claimed_ahead_step`, as the release itself reads it).
+/// an ending run without a staged result (one with a staged result is settled from it,
+/// but counts in telling the item claimed ahead, as in [`claimed_ahead_of_run`]), or by a
+/// run no longer `running`, and not on its last attempt (that one is dead-lettered) —
+/// unless it was claimed ahead, whose attempt the release refunds (`claimed_ahead_step`,
+/// as the release itself reads it).
 pub fn drains_recovery_would_free(
     client: &mut impl GenericClient,
     drains: &[String],
@@ -1267,21 +1305,24 @@ pub fn drains_recovery_would_free(
     let rows = client.query(
         concat!(
             "WITH held AS (
-             SELECT i.id, i.claimed_by FROM items i
+             SELECT i.id, i.claimed_by,
+                    r.status = 'running' AND EXISTS (SELECT 1 FROM staged_results s
+                                                      WHERE s.item_id = i.id AND s.run_id = i.claimed_by)
+                        AS settles
+               FROM items i
                JOIN unnest($1::text[]) AS l(drain) ON l.drain = i.drain
                LEFT JOIN runs r ON r.id = i.claimed_by
               WHERE i.state = 'running'
-                AND (r.id IS NULL OR r.status <> 'running'
-                     OR (i.claimed_by = ANY($3)
-                         AND NOT EXISTS (SELECT 1 FROM staged_results s
-                                          WHERE s.item_id = i.id AND s.run_id = i.claimed_by)))),
+                AND (r.id IS NULL OR r.status <> 'running' OR i.claimed_by = ANY($3))),
          ",
             claimed_ahead_step!(),
             "
          SELECT DISTINCT i.drain FROM ahead a
+           JOIN held h ON h.id = a.id
            JOIN items i ON i.id = a.id
            JOIN unnest($1::text[], $2::int[]) AS l(drain, max_attempts) ON l.drain = i.drain
-          WHERE i.attempts - CASE WHEN a.ahead THEN 1 ELSE 0 END < l.max_attempts"
+          WHERE h.settles IS NOT TRUE
+            AND i.attempts - CASE WHEN a.ahead THEN 1 ELSE 0 END < l.max_attempts"
         ),
         &[&drains, &max_attempts, &ending_runs],
     )?;
@@ -1352,6 +1393,41 @@ pub fn release_orphaned_items(
             })
         })
         .collect()
+}
+
+/// The items `run_id` holds (`running` under its claim), as (id, key), in claim order.
+pub fn held_by_run(client: &mut impl GenericClient, run_id: i64) -> Result<Vec<(i64, String)>> {
+    let rows = client.query(
+        "SELECT id, key FROM items WHERE claimed_by = $1 AND state = 'running' ORDER BY claimed_at, id",
+        &[&run_id],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// Where a result a run had in hand stands after the statement carrying it lost its
+/// reply with the session: it may have committed before the session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrittenResult {
+    /// The item is done under the run's claim: the result is its result.
+    Committed,
+    /// The result waits staged for the run.
+    Staged,
+    /// Neither: the statement did not commit.
+    NotWritten,
+}
+
+/// What became of the result of `item_id` that `run_id` sent (see [`WrittenResult`]).
+pub fn written_result(client: &mut impl GenericClient, item_id: i64, run_id: i64) -> Result<WrittenResult> {
+    let row = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'done'),
+                EXISTS (SELECT 1 FROM staged_results WHERE item_id = $1 AND run_id = $2)",
+        &[&item_id, &run_id],
+    )?;
+    Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+        (true, _) => WrittenResult::Committed,
+        (false, true) => WrittenResult::Staged,
+        (false, false) => WrittenResult::NotWritten,
+    })
 }
 
 /// Results staged by `run_id` that were never completed.
@@ -1699,4 +1775,26 @@ pub fn count_quota_hit(
         &[&item_id, &run_id, &group_drains],
     )?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_that_finds_its_item_done_under_its_own_claim_was_committed_before() {
+        let held = |state, claimed_by| HeldNow { state: Some(state), claimed_by };
+        // Done under this run's claim: an earlier statement of the run committed it.
+        assert_eq!(held(ItemState::Done, Some(7)).completion(7), Completion::Completed);
+        // Done under another run's claim, released, or gone: the claim was lost.
+        for lost in [
+            held(ItemState::Done, Some(8)),
+            held(ItemState::Pending, None),
+            held(ItemState::Running, Some(8)),
+            held(ItemState::Dead, Some(7)),
+            HeldNow { state: None, claimed_by: None },
+        ] {
+            assert_eq!(lost.completion(7), Completion::ClaimLost(lost));
+        }
+    }
 }

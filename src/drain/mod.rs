@@ -269,7 +269,7 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     // Stopped by an error, not by the items: give their attempts back.
     let max_attempts = pass.drain.max_attempts as i32;
     let released = in_transaction(pass.client, |tx| {
-        items::release_run_items(tx, run_id, &note, max_attempts, true, at)?;
+        items::release_run_items(tx, run_id, &note, max_attempts, true, None, at)?;
         if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at, pass.idle_seconds)? {
             record_event(tx, pass.outbox, &event, at)?;
         }
@@ -294,6 +294,14 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
 fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
     let run_id = pass.run_id;
     let at = pass.clock.now();
+    // Nothing is held now but an item claimed beside a worker by a statement whose reply
+    // the ended session never delivered: it goes back unstarted, attempt refunded.
+    if let Err(error) = pass.give_back_unknown_claims(&[], at) {
+        log::error!(
+            "drain {}: run {run_id}: could not give back the items it still holds: {error}",
+            pass.drain.name
+        );
+    }
     let event = finished_event(pass, stop.status, &stop.note);
     // A pass stopped by a cost budget says so in its own event (docs/results.md).
     let budget_event = pass

@@ -60,7 +60,18 @@ impl<'a> Pass<'a> {
             // An item claimed ahead still needs the controls read after the last worker
             // ended: the same statement, claiming nothing.
             let ahead = self.claimed_ahead.take();
-            let (controls, claimed, account) = self.stage_and_claim_next_item(now, ahead.is_none())?;
+            let (controls, claimed, account) = match self.stage_and_claim_next_item(now, ahead.is_none()) {
+                // The server ended the session during the statement: on a new one, what it
+                // did is read back, and the same step is taken again (docs/operations.md,
+                // "When the database goes away").
+                Err(error) if self.client.is_closed() => {
+                    log::debug!("drain {}: {error}", self.drain.name);
+                    self.recover_lost_statement(ahead.as_ref())?;
+                    self.claimed_ahead = ahead;
+                    continue;
+                }
+                result => result?,
+            };
             let is_claimed_ahead = ahead.is_some();
             let claimed = ahead.or(claimed);
             self.is_account_suspected = controls.is_suspected;

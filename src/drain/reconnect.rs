@@ -22,11 +22,17 @@ use serde_json::json;
 
 use crate::config::{DatabaseUrl, DrainConfig};
 use crate::db::events::{record_event, Event, Outbox};
-use crate::db::PreparedStatements;
+use crate::db::items::{self, ClaimedItem, Completion, WrittenResult};
+use crate::db::{in_transaction, PreparedStatements};
 use crate::error::{Error, Result, EXIT_TEMPORARY};
-use crate::model::{EventKind, RunStatus};
+use crate::model::{AttemptOutcome, EventKind, RunStatus};
 
+use super::item::release_refunded;
 use super::{take_slot, Pass, Stop};
+
+/// Why an item the pass never learned it held goes back (see `give_back_unknown_claims`).
+const UNKNOWN_CLAIM_NOTE: &str =
+    "claimed by a statement whose reply was lost with the database session; its worker never started";
 
 /// A worker that ran at least this long is followed by a look at the connection (one
 /// round trip); a quicker one is not worth it: a session lost then is found only when a
@@ -159,6 +165,59 @@ impl<'a> Pass<'a> {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// The statement between two workers failed because the server ended the session:
+    /// open a new one (see `reconnect`) and read back what that statement did, as its
+    /// reply never came — it may have committed before the session ended. The result it
+    /// carried is then committed or staged, or still waits; an item it claimed goes back
+    /// unstarted, attempt refunded (see `give_back_unknown_claims`). `ahead`: the item
+    /// the pass had claimed ahead before it, which it still holds.
+    pub(super) fn recover_lost_statement(&mut self, ahead: Option<&ClaimedItem>) -> Result<()> {
+        self.reconnect(None)?;
+        let now = self.clock.now();
+        if let Some(unstaged) = &self.unstaged {
+            match items::written_result(self.client, unstaged.item.id, self.run_id)? {
+                WrittenResult::Committed => {
+                    if let Some(succeeded) = self.unstaged.take() {
+                        self.settle_commit(&succeeded.item, Completion::Completed, now)?;
+                    }
+                }
+                WrittenResult::Staged => self.mark_staged(),
+                WrittenResult::NotWritten => {}
+            }
+        }
+        let known: Vec<i64> = [
+            ahead.map(|item| item.id),
+            self.staged.as_ref().map(|staged| staged.id),
+            self.unstaged.as_ref().map(|unstaged| unstaged.item.id),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.give_back_unknown_claims(&known, now)
+    }
+
+    /// Give back every item the run holds but the pass does not know of (all but
+    /// `known`): claimed by a statement whose reply the ended session never delivered, so
+    /// its worker never started — `pending` again, attempt refunded (`not_started`), an
+    /// `item_released` event each. A pass's end does it too, for a claim made beside a
+    /// worker whose reply was lost.
+    pub(super) fn give_back_unknown_claims(&mut self, known: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let (drain, run_id, outbox) = (&self.drain.name, self.run_id, self.outbox);
+        for (id, key) in items::held_by_run(self.client, run_id)? {
+            if known.contains(&id) {
+                continue;
+            }
+            let message = format!("item {key} given back: {UNKNOWN_CLAIM_NOTE}");
+            log::warn!("drain {drain}: run {run_id}: {message}");
+            let event = Event::new(EventKind::ItemReleased, message).drain(drain).run(run_id).item(id);
+            in_transaction(self.client, |tx| {
+                release_refunded(tx, id, run_id, AttemptOutcome::NotStarted, None, UNKNOWN_CLAIM_NOTE, now)?;
+                record_event(tx, outbox, &event, now)
+            })?;
+        }
+        Ok(())
     }
 
     /// Open a new session in place of the one the server ended, trying every

@@ -134,7 +134,7 @@ impl Pass<'_> {
 
 /// The error of a result that could not be written or committed, saying what became of
 /// it: one held only in memory (`bytes`: it waited for the next claim to stage it) is
-/// lost and its item runs again; one staged is kept, and the reaper commits it
+/// lost and its item runs again, its attempt counted; one staged is kept, and the reaper commits it
 /// (docs/operations.md, "When the database goes away").
 fn uncommitted(error: Error, key: &str, bytes: Option<usize>, run_id: i64) -> Error {
     let reaped = format!("supervise or the drain's next pass reaps run {run_id}");
@@ -142,7 +142,8 @@ fn uncommitted(error: Error, key: &str, bytes: Option<usize>, run_id: i64) -> Er
         Some(bytes) => error
             .context(&format!("could not write the result of item {key} ({bytes} bytes) to the database"))
             .noted(&format!(
-                "it was held only in memory: it is lost, and item {key} runs again once {reaped}"
+                "it was held only in memory: it is lost; once {reaped}, item {key} runs again \
+                 (the attempt counts, as for a crash: on its last attempt it is dead)"
             )),
         None => error
             .context(&format!("could not commit the staged result of item {key}"))
@@ -160,8 +161,9 @@ mod tests {
         assert_eq!(
             uncommitted(lost(), "a", Some(11), 4).to_string(),
             "could not write the result of item a (11 bytes) to the database: database connection lost: \
-             connection closed; it was held only in memory: it is lost, and item a runs again once \
-             supervise or the drain's next pass reaps run 4"
+             connection closed; it was held only in memory: it is lost; once supervise or the drain's \
+             next pass reaps run 4, item a runs again (the attempt counts, as for a crash: on its last \
+             attempt it is dead)"
         );
         let kept = uncommitted(lost(), "b", None, 4);
         assert_eq!(kept.exit_code(), lost().exit_code());
