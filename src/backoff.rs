@@ -129,6 +129,9 @@ pub enum ResetForm {
     /// A weekday and a clock time ("resets Wed 5am"): resolved to its next occurrence, so
     /// a time just passed reads as next week.
     WeekdayTime,
+    /// A date without a year and a clock time ("resets Nov 25, 5am"): resolved to its
+    /// next occurrence, so a time just passed reads as next year.
+    DateTime,
     /// No reset stated, but the wording names its window ("requests per minute", "per
     /// day"): the window's next boundary (docs/rate-limits.md, "Per-window limits").
     WindowBoundary,
@@ -141,6 +144,7 @@ impl ResetForm {
         match self {
             ResetForm::ClockTime => Some(chrono::Duration::days(1)),
             ResetForm::WeekdayTime => Some(chrono::Duration::days(7)),
+            ResetForm::DateTime => Some(chrono::Duration::days(365)),
             ResetForm::Exact | ResetForm::WindowBoundary => None,
         }
     }
@@ -271,7 +275,11 @@ fn judge_reset(
             return Err(format!(
                 "hit again within 30m after the previously stated reset {}; a clock time may mean the next {}",
                 previous.to_rfc3339(),
-                if form == ResetForm::WeekdayTime { "week" } else { "day" }
+                match form {
+                    ResetForm::WeekdayTime => "week",
+                    ResetForm::DateTime => "year",
+                    _ => "day",
+                }
             ));
         }
     }

@@ -42,12 +42,19 @@ impl ResetMatch {
 }
 
 /// How a reset was written: a clock time that names no date ("resets 8pm", "at 2:55 PM
-/// PST") is a bare clock time, resolved to its next occurrence, and one after a weekday
-/// ("resets Wed 5am") its next occurrence in the week; everything else (an epoch, a
-/// duration, a date) states its instant exactly.
+/// PST") is a bare clock time, resolved to its next occurrence, one after a weekday
+/// ("resets Wed 5am") its next occurrence in the week, and one with a date but no year
+/// ("resets Nov 25, 5am") its next occurrence in the year; everything else (an epoch, a
+/// duration, a date with its year) states its instant exactly.
 fn form_of(text: &str) -> ResetForm {
-    if !CLOCK_TIME.is_match(text) || NAMES_A_DATE.is_match(text) {
+    if !CLOCK_TIME.is_match(text) {
         ResetForm::Exact
+    } else if NAMES_A_DATE.is_match(text) {
+        if NAMES_A_MONTH_AND_DAY.is_match(text) && !NAMES_A_YEAR.is_match(text) {
+            ResetForm::DateTime
+        } else {
+            ResetForm::Exact
+        }
     } else if NAMES_A_WEEKDAY.is_match(text) {
         ResetForm::WeekdayTime
     } else {
@@ -61,6 +68,14 @@ static NAMES_A_WEEKDAY: LazyLock<Regex> = LazyLock::new(|| {
 static CLOCK_TIME: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)\b\d{1,2}(?::\d{2})?\s*[ap]\.?m\b|\b\d{1,2}:\d{2}\b|\bnoon\b|\bmidnight\b")
 });
+/// A month and day (`Nov 25`, `25 Nov`, `11/25`), as a date without a year is written.
+static NAMES_A_MONTH_AND_DAY: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d|\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)|\b\d{1,2}/\d{1,2}\b",
+    )
+});
+/// A year: four digits, or the third part of `11/25/26`.
+static NAMES_A_YEAR: LazyLock<Regex> = LazyLock::new(|| compile(r"\b\d{4}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b"));
 static NAMES_A_DATE: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d|\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)|\d{4}-\d{2}-\d{2}|\b\d{1,2}/\d{1,2}\b|\btomorrow\b",
@@ -509,7 +524,7 @@ mod tests {
 
     #[test]
     fn a_bare_clock_time_is_told_from_resets_that_state_their_instant() {
-        use crate::backoff::ResetForm::{ClockTime, Exact, WeekdayTime};
+        use crate::backoff::ResetForm::{ClockTime, DateTime, Exact, WeekdayTime};
         let now = instant(NOW);
         for (line, form) in [
             ("You've hit your session limit · resets 2am (Europe/Warsaw)", ClockTime),
@@ -517,7 +532,9 @@ mod tests {
             ("Access resets at 2:55 PM PST.", ClockTime),
             ("Opus weekly limit reached ∙ resets Wed 5am", WeekdayTime),
             ("resets Monday at 9:00", WeekdayTime),
-            ("You've hit your session limit · resets Dec 5, 5am (Europe/Warsaw)", Exact),
+            ("You've hit your session limit · resets Dec 5, 5am (Europe/Warsaw)", DateTime),
+            ("You have hit your weekly limit · resets 5 Dec at 05:00", DateTime),
+            ("You've hit your session limit · resets Dec 5, 2026 5am (Europe/Warsaw)", Exact),
             ("You will regain access on 2027-01-01 at 00:00 UTC.", Exact),
             ("Claude AI usage limit reached|1763744400", Exact),
             ("Rate limit reached. Please try again in 2.5s.", Exact),

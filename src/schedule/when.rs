@@ -73,7 +73,14 @@ pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<U
 
     if let Some(relative) = trimmed.strip_prefix('+') {
         let duration = parse_duration(relative).map_err(|_| {
-            unparseable(Some(format!("{:?} is not a duration like 6h, 90m or 1h30m", relative.trim())))
+            let relative = relative.trim();
+            // `+1M` could be a month or a minute: units are lower-case, as in every duration.
+            let lowered = relative.to_lowercase();
+            if lowered != relative && parse_duration(&lowered).is_ok() {
+                unparseable(Some(format!("units are lower-case, as in every duration: write +{lowered}")))
+            } else {
+                unparseable(Some(format!("{relative:?} is not a duration like 6h, 90m or 1h30m")))
+            }
         })?;
         return chrono::Duration::from_std(duration)
             .ok()
@@ -513,6 +520,8 @@ mod tests {
             ("2026-02-30 10:00", Some("there is no date 2026-02-30")),
             ("26-11-28 10:00", Some("\"26-11-28\" is not a date like 2026-11-28")),
             ("+6x", Some("\"6x\" is not a duration like 6h, 90m or 1h30m")),
+            ("+1H", Some("units are lower-case, as in every duration: write +1h")),
+            ("+1H30M", Some("units are lower-case, as in every duration: write +1h30m")),
             ("+", Some("\"\" is not a duration like 6h, 90m or 1h30m")),
             ("+9999999999999999ms", None),
             ("next sat 18:00", None),

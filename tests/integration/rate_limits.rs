@@ -175,6 +175,36 @@ fn quota_test_prints_the_classification_and_the_reset() {
 }
 
 #[test]
+fn a_date_without_a_year_seen_in_its_own_minute_waits_for_the_minute_not_next_year() {
+    let quota_test = |now: &str| {
+        let result = Drainctl::new(&[
+            "quota",
+            "test",
+            "--profile",
+            "claude",
+            "--tz",
+            "Europe/Warsaw",
+            "--now",
+            now,
+            "--json",
+        ])
+        .stdin("You have hit your weekly limit · resets Nov 25, 5am\n")
+        .run();
+        result.assert_code(0);
+        result.json()
+    };
+    // 05:00:30 in Warsaw: the minute the message names still lasts.
+    let json = quota_test("2026-11-25T04:00:30Z");
+    assert_eq!(json["distrusted"], serde_json::Value::Null, "{json}");
+    assert_eq!(json["reset"], "2026-11-25T04:00:00Z", "{json}");
+    assert_eq!(json["backoff_until"], "2026-11-25T04:01:03Z", "{json}");
+    // Five minutes later: just now, one short retry — not a year ahead, nor distrusted.
+    let json = quota_test("2026-11-25T04:05:00Z");
+    assert_eq!(json["backoff_until"], "2026-11-25T04:05:02Z", "{json}");
+    assert_eq!(json["distrusted"], serde_json::Value::Null, "{json}");
+}
+
+#[test]
 fn a_wait_of_years_is_a_reset_distrusted_with_its_reason_not_dropped() {
     for (retry_after, reset) in
         [("99999999", "2030-01-27T19:46:39Z"), ("99999999999999999999999", "9999-12-31T23:59:59Z")]
