@@ -166,16 +166,21 @@ fn kill_nine_while_the_next_worker_runs_loses_nothing() {
     wait_until("the orphaned worker to be gone", Duration::from_secs(10), || !pid_alive(worker_pid));
 }
 
-#[test]
-fn kill_nine_between_staging_and_completion_commits_the_staged_result_once() {
-    let fixture = Fixture::new(&config(""), NOW);
-    fixture.enqueue("docs", &[("a".into(), json!({ "big": "x".repeat(100_000) }))]);
+/// Run a pass of `docs` that stops dead once it has staged a result, and SIGKILL it there.
+fn kill_nine_once_a_result_is_staged(fixture: &Fixture) {
     let pass = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "hang_after_stage").spawn();
-    wait_until("the result to be staged", Duration::from_secs(20), || {
+    wait_until("a result to be staged", Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM staged_results") == 1
     });
     signal(pass.id(), libc::SIGKILL);
     let _ = finished(pass.wait_with_output().unwrap());
+}
+
+#[test]
+fn kill_nine_between_staging_and_completion_commits_the_staged_result_once() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({ "big": "x".repeat(100_000) }))]);
+    kill_nine_once_a_result_is_staged(&fixture);
     assert_eq!(fixture.item("docs", "a").0, "running");
     let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
     next.assert_code(0);
@@ -204,12 +209,7 @@ fn kill_nine_after_staging_gives_the_next_item_back_unstarted_even_on_its_last_a
     );
     // a's large result is staged by the statement that claims b; the pass dies before
     // b's worker starts.
-    let pass = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "hang_after_stage").spawn();
-    wait_until("a's result to be staged", Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM staged_results") == 1
-    });
-    signal(pass.id(), libc::SIGKILL);
-    let _ = finished(pass.wait_with_output().unwrap());
+    kill_nine_once_a_result_is_staged(&fixture);
     assert_eq!(fixture.item("docs", "b").0, "running");
     assert!(!log.exists(), "b's worker never started");
     let next = fixture.drainctl(&["drain", "docs", "--json"]).run();
@@ -239,17 +239,7 @@ fn kill_nine_after_staging_gives_the_next_item_back_unstarted_even_on_its_last_a
 #[test]
 fn an_item_a_pass_holds_without_knowing_it_goes_back_unstarted_when_the_pass_ends() {
     let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
-    let (started, go) = (fixture.path("started"), fixture.path("go"));
-    fixture.enqueue(
-        "docs",
-        &[
-            (
-                "a".into(),
-                steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }])),
-            ),
-            ("b".into(), steps(json!([{ "out": "result b" }]))),
-        ],
-    );
+    let (started, go) = slow_first_item(&fixture);
     let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
     wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
     // As a claim beside the worker whose reply the session lost would leave it: b held by
@@ -290,12 +280,7 @@ fn an_item_a_pass_holds_without_knowing_it_goes_back_unstarted_when_the_pass_end
 fn a_damaged_staged_result_is_discarded_and_the_item_runs_again() {
     let fixture = Fixture::new(&config(""), NOW);
     fixture.enqueue("docs", &[("a".into(), json!({ "v": 1 }))]);
-    let pass = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "hang_after_stage").spawn();
-    wait_until("the result to be staged", Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM staged_results") == 1
-    });
-    signal(pass.id(), libc::SIGKILL);
-    let _ = finished(pass.wait_with_output().unwrap());
+    kill_nine_once_a_result_is_staged(&fixture);
     // Cut the staged bytes short, as a torn write would.
     fixture
         .client()
