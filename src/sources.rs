@@ -592,8 +592,12 @@ fn plan_file(
     report: &mut ScanReport,
 ) -> Plan {
     let is_same_metadata = !needs_hashing(file, known);
-    if is_same_metadata && known.is_some_and(|k| k.missing_at.is_none()) {
-        // The precheck: same size and mtime, present last time — not opened at all.
+    // The precheck: same size and mtime, present last time — not opened at all. Not for
+    // a file whose item was settled `skipped_missing` (it went away and came back between
+    // two scans, a pass saw it gone): it is enqueued again below.
+    if is_same_metadata
+        && known.is_some_and(|k| k.missing_at.is_none() && k.item_state != Some(ItemState::SkippedMissing))
+    {
         return Plan::Unchanged;
     }
     let hashed = match known {

@@ -116,7 +116,9 @@ pub fn prune_events(
 
 /// Done and skipped_missing items that finished before `before`, with their attempts
 /// (index `items_finished_id`, in its order). The state is checked again as each row is deleted, so an
-/// item reset to pending meanwhile stays.
+/// item reset to pending meanwhile stays. A removed `skipped_missing` item never ran: its
+/// source file is forgotten too, so that the file, should it come back, is enqueued as new
+/// (a file whose done item was removed is remembered and not enqueued again).
 pub fn prune_done_items(
     client: &mut impl GenericClient,
     before: DateTime<Utc>,
@@ -134,7 +136,10 @@ pub fn prune_done_items(
              DELETE FROM items
               WHERE id IN (SELECT id FROM candidates)
                 AND state IN ('done', 'skipped_missing') AND finished_at < $1 AND NOT $3
-             RETURNING 1)
+             RETURNING drain, key, state),
+         forgotten AS (
+             DELETE FROM source_files f USING gone g
+              WHERE g.state = 'skipped_missing' AND f.drain = g.drain AND f.path = g.key)
          SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
         before,
         limit,

@@ -171,6 +171,43 @@ fn a_file_deleted_after_the_scan_is_skipped_missing_when_its_item_is_claimed() {
     assert!(note.unwrap().contains("vanished before the item ran"));
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'item_skipped_missing'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'skipped_missing'"), 1);
+    // The file comes back as it was (moved away and back keeps its mtime): no scan saw it
+    // gone, yet its item never ran, so it is enqueued again — not `unchanged` for good.
+    write(&fixture, "dave/1.jsonl", "one\n");
+    let recorded: chrono::DateTime<chrono::Utc> = fixture
+        .client()
+        .query_one("SELECT mtime FROM source_files WHERE path = 'dave/1.jsonl'", &[])
+        .unwrap()
+        .get(0);
+    set_mtime(&fixture.path("data/dave/1.jsonl"), SystemTime::from(recorded));
+    let back = scan(&fixture);
+    assert_eq!(counts(&back), [0, 1, 0, 0, 0, 0], "{back:#}");
+    assert_eq!(fixture.item("sessions", "dave/1.jsonl").0, "pending");
+}
+
+#[test]
+fn a_file_whose_skipped_item_was_pruned_is_enqueued_again_when_it_comes_back() {
+    let with_retention =
+        source_config("").replace("kill_grace", "retention = { done_items = \"30d\" }\nkill_grace");
+    let fixture = Fixture::new(&with_retention, NOW);
+    write(&fixture, "erin/1.jsonl", "one\n");
+    write(&fixture, "frank/1.jsonl", "two\n");
+    scan(&fixture);
+    // frank's item runs; erin's file goes before hers does.
+    fs::remove_file(fixture.path("data/erin/1.jsonl")).unwrap();
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    assert_eq!(fixture.item("sessions", "erin/1.jsonl").0, "skipped_missing");
+    assert_eq!(fixture.item("sessions", "frank/1.jsonl").0, "done");
+    fixture.set_now("2027-06-01T10:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+    // Both files are there again: erin's never ran and is enqueued as new; frank's ran,
+    // and its removed done item is not enqueued again (docs/configuration.md).
+    write(&fixture, "erin/1.jsonl", "one\n");
+    let back = scan(&fixture);
+    assert_eq!((back["new"].as_u64(), back["changed"].as_u64()), (Some(1), Some(0)), "{back:#}");
+    assert_eq!(fixture.item("sessions", "erin/1.jsonl").0, "pending");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'frank/1.jsonl'"), 0);
 }
 
 #[test]
