@@ -261,7 +261,6 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         );
         pruned =
             finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures, &interrupted)?;
-        apply::await_started_runs(client, &decisions[first_start..]);
     }
     let report = render(args, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
     Ok(report.with_exit_code(failures.exit_code))
@@ -586,8 +585,9 @@ fn preview_recovery(
 }
 
 /// After the decisions: record the pass, prune history when due, write the metrics
-/// textfile, release the lock. Returns what was pruned. Once the pass is recorded, a
-/// termination signal leaves the prune and the textfile to the next pass.
+/// textfile, wait for the drains it started to record their runs, release the lock.
+/// Returns what was pruned. Once the pass is recorded, a termination signal leaves the
+/// prune and the textfile to the next pass.
 #[allow(clippy::too_many_arguments)]
 fn finish_pass(
     client: &mut Client,
@@ -627,6 +627,9 @@ fn finish_pass(
             record_failure(client, outbox, None, what, clock.now());
         }
     }
+    // Held until the drains started have recorded their runs: a pass right after this
+    // one sees them busy instead of starting them again (docs/operations.md).
+    apply::await_started_runs(client, decisions);
     advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
     Ok(pruned)

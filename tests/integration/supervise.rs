@@ -191,6 +191,32 @@ fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
 }
 
 #[test]
+fn a_pass_that_overlaps_the_one_that_started_a_drain_does_not_start_it_again() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    let started = fixture.path("started");
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "touch": started }, { "hang": true }] }))]);
+    // The first pass has recorded itself and now waits for its drain, slow to record its
+    // run; the second one starts meanwhile.
+    let first = fixture.drainctl(&["supervise", "--json"]).env("DRAINCTL_FAULT", "slow_run_start").spawn();
+    wait_until("the first pass to have decided", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'") == 1
+    });
+    let second = fixture.drainctl(&["supervise", "--json"]).run();
+    second.assert_code(0);
+    let second_starts = second.json()["decisions"].as_array().cloned().unwrap_or_default();
+    assert!(action_for(&second_starts, "docs", "start").is_none(), "started twice: {second_starts:?}");
+    let first = finished(first.wait_with_output().unwrap());
+    first.assert_code(0);
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // Before, the first pass let go of its lock before it waited: the second started the
+    // drain again, and that drain found the slot taken (a `lock_skipped` run).
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["running"]);
+    let pid: i32 = fixture.client().query_one("SELECT pid FROM runs", &[]).unwrap().get(0);
+    signal(pid as u32, libc::SIGTERM);
+    wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+}
+
+#[test]
 fn a_worker_that_checkpoints_is_not_hung_however_long_it_runs() {
     let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
     let started = fixture.path("started");
