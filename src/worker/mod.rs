@@ -557,8 +557,20 @@ fn supervise(
     let mut kill_at: Option<Instant> = None;
     let mut next_stop_poll = started_at + WORKER_FIRST_LOOK;
 
+    // The worker ended after our SIGTERM while others of its group live on: they get the
+    // rest of `kill_grace` to finish, as the worker did (docs/worker-contract.md).
+    let mut awaits_leftovers = false;
     loop {
-        if exit.is_none() && has_exited(group) {
+        let leader_exited = exit.is_none() && has_exited(group);
+        if leader_exited {
+            awaits_leftovers = stop_reason.is_some()
+                && kill_at.is_some_and(|at| Instant::now() < at)
+                && u32::try_from(group).is_ok_and(|group| process::group_is_alive(group).unwrap_or(false));
+            if awaits_leftovers {
+                pipes.close_stdin();
+            }
+        }
+        if leader_exited && !awaits_leftovers {
             // The exited leader still holds the group id: kill the leftovers before
             // reaping, so the group id cannot have been reused by then.
             signal_group(group, libc::SIGKILL);
@@ -609,7 +621,7 @@ fn supervise(
         };
         let wait =
             remaining(now, next_deadline).map_or(LOOP_POLL_INTERVAL, |left| left.min(LOOP_POLL_INTERVAL));
-        pipes.wait(wait, exit.is_none(), &mut |stream, bytes| match bytes {
+        pipes.wait(wait, exit.is_none() && !awaits_leftovers, &mut |stream, bytes| match bytes {
             Some(bytes) => capture.accept(stream, bytes, observer),
             None => capture.finish(stream, observer),
         });

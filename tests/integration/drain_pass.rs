@@ -439,6 +439,37 @@ fn item_timeout_kills_the_whole_process_group_including_a_term_ignoring_child() 
 }
 
 #[test]
+fn a_child_that_cleans_up_after_sigterm_gets_kill_grace_when_its_worker_exits_at_once() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (script, cleaned) = (fixture.path("cleans-up.sh"), fixture.path("cleaned"));
+    // The worker dies on SIGTERM at once; its child takes half a second to clean up.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > /dev/null\n\
+             ( trap 'sleep 0.5; echo done > {}; exit 0' TERM; while true; do sleep 0.05; done ) &\n\
+             sleep 1000\n",
+            cleaned.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    fixture.write_config(&format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"30s\"\n\n[[drain]]\nname = \"docs\"\n\
+         command = [\"{}\"]\nitem_timeout = \"1s\"\n",
+        script.display()
+    ));
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["items_failed"], 1, "{}", result.stdout);
+    // Before, the group got SIGKILL the moment the worker itself had exited.
+    assert_eq!(std::fs::read_to_string(&cleaned).unwrap_or_default(), "done\n");
+    assert!(fixture.item("docs", "a").2.unwrap_or_default().contains("timed out after item_timeout 1s"));
+}
+
+#[test]
 fn twenty_mib_of_output_fails_the_item_with_bounded_memory() {
     let fixture = Fixture::new(&config(""), NOW);
     // What a pass of one small item takes on this build: the base the 20 MiB adds to.
