@@ -247,7 +247,9 @@ struct BackendIdentity {
     /// The address and port the session arrived at: `inet_server_addr()` and
     /// `inet_server_port()`, none over a Unix socket.
     arrived_at: Option<(String, String)>,
-    /// The server's `port` and `unix_socket_directories` settings.
+    /// The server's `port` and `unix_socket_directories` settings; the latter only a role
+    /// that may read every setting sees (superuser, `pg_read_all_settings`): empty for
+    /// others, whose Unix-socket sessions the second step checks instead.
     port_setting: String,
     socket_directories: String,
 }
@@ -258,7 +260,9 @@ fn backend_identity(client: &mut Client) -> std::result::Result<BackendIdentity,
         "SELECT pg_backend_pid(), pg_postmaster_start_time(), \
                 current_setting('server_version'), current_setting('server_version_num'), \
                 host(inet_server_addr()), inet_server_port(), \
-                current_setting('port'), current_setting('unix_socket_directories')",
+                current_setting('port'), \
+                CASE WHEN pg_has_role('pg_read_all_settings', 'USAGE') \
+                     THEN current_setting('unix_socket_directories') END",
     )?;
     let row = messages.iter().find_map(|message| match message {
         postgres::SimpleQueryMessage::Row(row) => Some(row),

@@ -436,3 +436,40 @@ fn the_server_probes_a_drainctl_session_so_that_a_vanished_host_frees_its_slot()
     finished(pass.wait_with_output().unwrap()).assert_code(0);
     assert!(probed.is_some_and(|seconds| seconds <= 60.0), "drainctl's session: {probed:?}");
 }
+
+#[test]
+fn the_owner_of_its_database_needs_no_superuser_nor_any_grant() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let (db, role) = (fixture.db.name.clone(), format!("owner_{}", fixture.db.name));
+    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'Owner-pw-9'; ALTER DATABASE {db} OWNER TO {role}"
+        ))
+        .unwrap();
+    let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
+    let socket_folder: String = admin.query_one("SHOW unix_socket_directories", &[]).unwrap().get(0);
+    let over_tcp = format!("postgres://{role}:Owner-pw-9@127.0.0.1:{port}/{db}");
+    let over_socket = format!("host={socket_folder} port={port} user={role} dbname={db}");
+    for (round, url) in [over_tcp, over_socket].iter().enumerate() {
+        let key = format!("k{round}");
+        let steps: [&[&str]; 6] = [
+            &["migrate"],
+            &["enqueue", "a", "--key", &key, "--payload", "{}"],
+            &["drain", "a"],
+            &["supervise"],
+            &["status"],
+            &["doctor"],
+        ];
+        for args in steps {
+            // Before, every command exited 69: "must be superuser or have privileges of
+            // pg_read_all_settings to examine \"unix_socket_directories\"".
+            let result = fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", url).run();
+            result.assert_code(0);
+        }
+        assert_eq!(fixture.item("a", &key).0, "done", "over {url}");
+    }
+    let mut owned = fixture.client();
+    owned.batch_execute(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}")).unwrap();
+    admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER; DROP ROLE {role}")).unwrap();
+}
