@@ -134,7 +134,11 @@ impl Pass<'_> {
         // The previous result was committed when the worker started; without a start, or
         // when that commit failed, it is committed now.
         let (not_committed, committed) = (observer.staged.take(), observer.committed.take());
-        let while_working = std::mem::take(&mut observer.while_working);
+        let mut while_working = std::mem::take(&mut observer.while_working);
+        if observer.error.is_some() {
+            // A checkpoint, a resume token or the worker's record could not be written.
+            while_working.note_failed_statement();
+        }
         let unwritten_token = observer.unwritten_token.take();
         self.claimed_ahead = observer.claimed_ahead.take();
         self.stop_after_item = self.stop_after_item.take().or(observer.stop_after_item.take());

@@ -64,7 +64,9 @@ impl<'a> Pass<'a> {
                 // The server ended the session during the statement: on a new one, what it
                 // did is read back, and the same step is taken again (docs/operations.md,
                 // "When the database goes away").
-                Err(error) if self.client.is_closed() => {
+                // (A failure may be the first the client hears of the session's end: it
+                // is looked at before the error is taken for another.)
+                Err(error) if self.client.is_closed() || super::reconnect::is_session_lost(self.client) => {
                     log::debug!("drain {}: {error}", self.drain.name);
                     self.recover_lost_statement(ahead.as_ref())?;
                     self.claimed_ahead = ahead;

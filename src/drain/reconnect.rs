@@ -143,9 +143,11 @@ impl<'a> Pass<'a> {
 
     /// After a worker that ran `took`: when the server ended the session meanwhile, open a
     /// new one (see `reconnect`). `while_working`: what the recorder tried meanwhile. A
-    /// session a statement found gone while the worker ran is replaced whatever `took`.
+    /// session a statement found gone while the worker ran, or that a failed statement may
+    /// have found so, is replaced whatever `took`.
     pub(super) fn reconnect_if_lost(&mut self, took: Duration, while_working: &WhileWorking) -> Result<()> {
-        let is_lost = self.client.is_closed() || (took >= CHECK_AFTER_WORKER && is_session_lost(self.client));
+        let should_look = took >= CHECK_AFTER_WORKER || while_working.statement_failed;
+        let is_lost = self.client.is_closed() || (should_look && is_session_lost(self.client));
         if !is_lost {
             return Ok(());
         }
@@ -266,7 +268,7 @@ impl<'a> Pass<'a> {
 
 /// Did the server end the session? A look that fails on a connection still open (a slow
 /// server) is not a lost session.
-fn is_session_lost(client: &mut Client) -> bool {
+pub(super) fn is_session_lost(client: &mut Client) -> bool {
     client.is_valid(LOOK_TIMEOUT).is_err() && client.is_closed()
 }
 
@@ -277,9 +279,18 @@ fn is_session_lost(client: &mut Client) -> bool {
 pub(super) struct WhileWorking {
     lost_at: Option<Instant>,
     last_attempt: Option<Instant>,
+    /// A statement made while the worker ran failed: the session is looked at after the
+    /// worker however quick it was, as the failure may have been the session ending
+    /// (the client learns that only at its next use).
+    statement_failed: bool,
 }
 
 impl WhileWorking {
+    /// A statement made while the worker ran failed (see `statement_failed`).
+    pub(super) fn note_failed_statement(&mut self) {
+        self.statement_failed = true;
+    }
+
     /// A new session in `client` when the old one is gone and an attempt is due and works.
     pub(super) fn retry(
         &mut self,

@@ -226,6 +226,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
                         self.drain.name,
                         staged.key
                     );
+                    self.while_working.note_failed_statement();
                     self.unrecorded_worker = Some(worker);
                 }
             }
@@ -240,7 +241,8 @@ impl WorkerObserver for WorkerRecorder<'_> {
                     log::warn!(
                         "drain {}: could not claim ahead, claiming after the worker: {error}",
                         self.drain.name
-                    )
+                    );
+                    self.while_working.note_failed_statement();
                 }
             }
         }
@@ -266,6 +268,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
                         self.drain.name,
                         staged.key
                     );
+                    self.while_working.note_failed_statement();
                     self.staged = Some(staged);
                 }
             }
