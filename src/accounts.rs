@@ -11,7 +11,7 @@
 //!   confirming second hit makes the account unusable;
 //! - a switch away from an account whose limit was confirmed without a stated reset
 //!   happens at most once per `switch_cooldown`; until then the group waits;
-//! - a switch forced by a stated (trusted) reset happens at once;
+//! - a switch forced by a stated (trusted) reset, or by access refused, happens at once;
 //! - going back to an earlier account whose backoff ended is a switch too: within the
 //!   cooldown the group stays on the account it uses while that one is usable.
 //!
@@ -36,7 +36,8 @@ pub enum AccountState {
     /// A first hit without a trusted reset: a short backoff the group waits out.
     Suspected { until: DateTime<Utc> },
     /// Backing off after a stated reset or a confirmed limit: the group may switch away.
-    Out { until: DateTime<Utc>, rule: BackoffRule },
+    /// `refused`: access was refused (`needs_attention`), which no wait mends.
+    Out { until: DateTime<Utc>, rule: BackoffRule, refused: bool },
 }
 
 impl AccountState {
@@ -52,7 +53,7 @@ impl AccountState {
         });
         match rule {
             BackoffRule::Suspected => AccountState::Suspected { until },
-            rule => AccountState::Out { until, rule },
+            rule => AccountState::Out { until, rule, refused: row.needs_attention },
         }
     }
 
@@ -80,6 +81,8 @@ pub enum SwitchCause {
     StatedReset,
     /// The account in use hit a limit twice without a (trusted) reset.
     ConfirmedLimit,
+    /// The account in use was refused access: switch at once, as waiting mends nothing.
+    AccessRefused,
     /// An earlier account's backoff ended: back to the preferred account.
     BackoffEnded,
 }
@@ -112,7 +115,8 @@ pub enum Selection {
 }
 
 /// Choose the account of the next item. `states` are the accounts in configuration order
-/// (never empty), `active` the index of the account in use, `switched_at` the last switch.
+/// (never empty), `active` the index of the account in use — out of range when the account
+/// in use left the configuration —, `switched_at` the last switch.
 pub fn select(
     states: &[AccountState],
     active: usize,
@@ -120,7 +124,6 @@ pub fn select(
     switch_cooldown: Duration,
     now: DateTime<Utc>,
 ) -> Selection {
-    let active = if active < states.len() { active } else { 0 };
     let Some(candidate) = states.iter().position(|state| !matches!(state, AccountState::Out { .. })) else {
         let until = states.iter().filter_map(AccountState::out_until).min().unwrap_or(now);
         return Selection::Wait { until, cause: WaitCause::AllBackingOff };
@@ -133,7 +136,9 @@ pub fn select(
         }
         _ => Selection::Use { account: candidate, switch },
     };
-    if candidate == active {
+    // The account in use left the configuration: forgotten, the group starts again from
+    // the first account that is not backing off (docs/accounts.md), no cooldown to wait.
+    if candidate == active || active >= states.len() {
         return use_candidate(None);
     }
     if candidate < active {
@@ -148,6 +153,7 @@ pub fn select(
     // candidate > active: every account before the candidate, the active one too, is out.
     let cause = match states[active] {
         AccountState::Out { rule: BackoffRule::ParsedReset, .. } => SwitchCause::StatedReset,
+        AccountState::Out { refused: true, .. } => SwitchCause::AccessRefused,
         _ => SwitchCause::ConfirmedLimit,
     };
     if let (SwitchCause::ConfirmedLimit, true, Some(cooldown_ends)) = (cause, is_cooling_down, cooldown_ends)
@@ -190,7 +196,12 @@ impl<'a> GroupView<'a> {
     }
 
     pub fn select(&self, now: DateTime<Utc>) -> Selection {
-        select(&self.states(now), self.active(), self.state.switched_at, self.group.switch_cooldown, now)
+        // A stored account no longer configured is out of range: forgotten (see `select`).
+        let active = match self.state.account.as_deref() {
+            Some(name) => self.group.account_index(name).unwrap_or(usize::MAX),
+            None => 0,
+        };
+        select(&self.states(now), active, self.state.switched_at, self.group.switch_cooldown, now)
     }
 
     /// Until when and why no item of the group may start, if so.
@@ -260,7 +271,11 @@ mod tests {
     const COOLDOWN: Duration = Duration::from_secs(15 * 60);
 
     fn out(minute: u32, rule: BackoffRule) -> AccountState {
-        AccountState::Out { until: at(minute), rule }
+        AccountState::Out { until: at(minute), rule, refused: false }
+    }
+
+    fn refused(minute: u32) -> AccountState {
+        AccountState::Out { until: at(minute), rule: BackoffRule::Confirmed, refused: true }
     }
 
     fn suspected(minute: u32) -> AccountState {
@@ -326,8 +341,12 @@ mod tests {
             // Three accounts: skip every account that is out.
             (vec![out(30, ParsedReset), out(40, ParsedReset), USABLE], 0, None, switch(2, 0, StatedReset)),
             (vec![out(30, ParsedReset), out(40, ParsedReset), USABLE], 1, None, switch(2, 1, StatedReset)),
-            // A stored account that is no longer configured counts as the first.
+            // A stored account that is no longer configured is forgotten: the first account
+            // not backing off, at once, whatever the cooldown.
             (vec![USABLE, USABLE], 7, None, stay(0)),
+            (vec![out(50, Confirmed), USABLE], 7, Some(5), stay(1)),
+            // Access refused switches at once, even within the cooldown.
+            (vec![refused(50), USABLE], 0, Some(5), switch(1, 0, AccessRefused)),
         ];
         for (index, (states, active, switched, expected)) in cases.into_iter().enumerate() {
             let selection = select(&states, active, switched.map(at), COOLDOWN, at(10));

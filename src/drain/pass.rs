@@ -475,6 +475,7 @@ fn record_switch(
     let why = match switch.cause {
         crate::accounts::SwitchCause::StatedReset => "it stated when its limit resets",
         crate::accounts::SwitchCause::ConfirmedLimit => "its limit was confirmed",
+        crate::accounts::SwitchCause::AccessRefused => "it was refused access",
         crate::accounts::SwitchCause::BackoffEnded => "the preferred account's backoff ended",
     };
     let message = format!(

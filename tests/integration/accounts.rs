@@ -386,6 +386,44 @@ fn a_token_printed_before_a_crash_survives_it_and_a_failure_forgets_it() {
 }
 
 #[test]
+fn a_second_refused_key_within_the_switch_cooldown_switches_at_once_too() {
+    let fixture = Fixture::new(&accounts_config(&["a", "b", "c"], "30m", ""), "2026-11-27T09:00:00Z");
+    let refused_but_on_c = json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "c", "then": [{ "out": "done" }],
+                      "else": [{ "err": "Invalid API key · Please run /login" }, { "exit": 1 }] } }
+    ] });
+    fixture.enqueue("alpha", &[("i1".into(), refused_but_on_c.clone()), ("i2".into(), refused_but_on_c)]);
+    let pass = drain(&fixture);
+    // Before, b's refusal one switch after a's made the group wait out switch_cooldown.
+    assert_eq!(pass["status"], "drained", "{pass}");
+    assert_eq!(worker_log(&fixture), ["i1 a", "i1 b", "i1 c", "i2 c"]);
+    let causes: Vec<String> = switches(&fixture).into_iter().map(|(_, _, cause)| cause).collect();
+    assert_eq!(causes, ["access_refused", "access_refused"]);
+}
+
+#[test]
+fn an_account_in_use_that_leaves_the_configuration_is_forgotten_at_once() {
+    let config = |accounts: &[&str]| accounts_config(accounts, "15m", "");
+    let fixture = Fixture::new(&config(&["a", "b", "c"]), "2026-11-27T09:00:00Z");
+    let hit = "Claude AI usage limit reached";
+    // a's limit is confirmed (two hits without a reset), and the group switches to b.
+    fixture.enqueue("alpha", &[("i1".into(), hit_when(&fixture, "DRAIN_ACCOUNT", "a", hit))]);
+    drain(&fixture);
+    fixture.set_now("2026-11-27T09:06:00Z");
+    drain(&fixture);
+    assert_eq!(switches(&fixture).last().map(|(_, to, _)| to.clone()), Some("b".to_string()));
+    // b leaves the configuration while in use, within the cooldown of that switch.
+    fixture.write_config(&config(&["a", "c"]));
+    fixture.set_now("2026-11-27T09:08:00Z");
+    fixture.enqueue("alpha", &[("i2".into(), plain(&fixture))]);
+    let pass = drain(&fixture);
+    // Before, the group waited out the cooldown for a switch away from a, unused since.
+    assert_eq!(pass["items_done"], 1, "{pass}");
+    assert_eq!(worker_log(&fixture).last().map(String::as_str), Some("i2 c"));
+}
+
+#[test]
 fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
     let fixture = Fixture::new(&accounts_config(&["a", "b"], "30m", ""), "2026-11-27T09:00:00Z");
     let refused = "Invalid API key · Please run /login";
@@ -397,7 +435,7 @@ fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
     assert_eq!(pass["items_done"], 3, "{pass}");
     // One call on the refused account, then the rest on the next one at once.
     assert_eq!(worker_log(&fixture), ["i1 a", "i1 b", "i2 b", "i3 b"]);
-    assert_eq!(switches(&fixture), [("a".to_string(), "b".to_string(), "confirmed_limit".to_string())]);
+    assert_eq!(switches(&fixture), [("a".to_string(), "b".to_string(), "access_refused".to_string())]);
     assert_eq!(fixture.item("alpha", "i1").1, 1, "the refused call used no attempt");
     // Account a is out and needs attention; the group is not parked.
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_parked'"), 0);
