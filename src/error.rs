@@ -151,6 +151,21 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         if is_conflict(code) {
             return Error::Conflict(message);
         }
+        // The role lacks a right, or its search_path names no schema it can use: how the
+        // database was set up, not a bug (docs/operations.md, "The role and its settings").
+        if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            return Error::Config(format!(
+                "{message}: the database role lacks a privilege drainctl needs; connect as the owner of \
+                 the database, or grant the role the right to create in its schema and to use \
+                 drainctl's tables"
+            ));
+        }
+        if *code == SqlState::INVALID_SCHEMA_NAME {
+            return Error::Config(format!(
+                "{message}: the role's search_path names no schema it can use; create the schema, \
+                 or set search_path (options=-c search_path=...) to one that exists"
+            ));
+        }
         if *code == SqlState::LOCK_NOT_AVAILABLE {
             return Error::Temporary(message);
         }

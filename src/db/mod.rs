@@ -401,10 +401,13 @@ fn refuse_transaction_pooler(
 }
 
 /// Every session's settings: how long it may sit idle inside a transaction before the
-/// server ends it; the server's keepalive probes of its TCP connection — the first after
-/// 60 s without traffic, then every 10 s, the connection dropped after 6 unanswered (over a
-/// Unix socket they do nothing).
-const SESSION_SETTINGS_SQL: &str = "SET idle_in_transaction_session_timeout = '60s'; \
+/// server ends it; no `statement_timeout` a role or database may set (drainctl bounds its
+/// own waits: `lock_timeout`, `--lock-timeout`; a timeout of the role's would cut a lock
+/// wait, an export or a migration short as an error); the server's keepalive probes of
+/// its TCP connection — the first after 60 s without traffic, then every 10 s, the
+/// connection dropped after 6 unanswered (over a Unix socket they do nothing).
+const SESSION_SETTINGS_SQL: &str =
+    "SET idle_in_transaction_session_timeout = '60s'; SET statement_timeout = 0; \
      SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 6";
 
 /// Make lock waits of this session fail after `timeout` instead of blocking (supervise must

@@ -473,3 +473,27 @@ fn the_owner_of_its_database_needs_no_superuser_nor_any_grant() {
     owned.batch_execute(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}")).unwrap();
     admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER; DROP ROLE {role}")).unwrap();
 }
+
+#[test]
+fn a_role_without_rights_is_told_what_to_grant_and_a_roles_statement_timeout_does_not_apply() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let (db, role) = (fixture.db.name.clone(), format!("guest_{}", fixture.db.name));
+    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'Guest-pw-9'")).unwrap();
+    let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
+    let guest = format!("postgres://{role}:Guest-pw-9@127.0.0.1:{port}/{db}");
+    // Before: exit 70, "database error: permission denied for schema public" and nothing more.
+    let result = fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &guest).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("permission denied for schema public"), "{}", result.stderr);
+    assert!(result.stderr.contains("connect as the owner of the database, or grant"), "{}", result.stderr);
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    // A statement_timeout on the database cuts no lock wait short: --lock-timeout holds.
+    admin.batch_execute(&format!("ALTER DATABASE {db} SET statement_timeout = '200ms'")).unwrap();
+    let _holder = hold_migration_lock(&fixture.db, "lock-holder");
+    let result = fixture.drainctl(&["migrate", "--lock-timeout", "1s"]).run();
+    // Before: exit 70 after 0.2 s, "canceling statement due to statement timeout".
+    result.assert_code(75);
+    assert!(result.stderr.contains("waiting for the migration lock"), "{}", result.stderr);
+    admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
+}
