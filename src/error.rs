@@ -89,7 +89,10 @@ impl Error {
     /// server closed what that left and what to do (docs/exit-codes.md).
     pub fn final_line(&self) -> String {
         let mut line = self.display_scrubbed();
-        if matches!(self, Error::Unavailable(message) if message.contains(CONNECTION_LOST)) {
+        // (Not for a connection that was never made: nothing of the command ran.)
+        if matches!(self, Error::Unavailable(message)
+            if message.contains(CONNECTION_LOST) && !message.starts_with(CANNOT_CONNECT))
+        {
             line.push_str(
                 "; what the command had not committed was rolled back: run it again once the database answers",
             );
@@ -180,7 +183,7 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         }
         return Error::Internal(message);
     }
-    if error.is_closed() {
+    if error.is_closed() || is_broken_session(error) {
         return Error::Unavailable(format!("{CONNECTION_LOST}: {}", with_causes(error)));
     }
     // The client refused its own settings before or while connecting (no host, no
@@ -194,8 +197,29 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
     Error::Unavailable(format!("database unreachable: {}", with_causes(error)))
 }
 
+/// An I/O error of a session that was open: the server closed it under the client (a
+/// write into a closed socket, a reset), as `pg_terminate_backend` does mid-`COPY`.
+fn is_broken_session(error: &postgres::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// How a session the server closed is named; [`Error::final_line`] adds what to do.
 pub const CONNECTION_LOST: &str = "database connection lost";
+/// How a connection that could not be made begins.
+pub const CANNOT_CONNECT: &str = "cannot connect to the database";
 
 /// A deadlock (40P01) or serialization failure (40001): the server ended one of two
 /// conflicting transactions, and the same work run again usually goes through.

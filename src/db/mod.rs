@@ -25,7 +25,7 @@ use postgres::{Client, GenericClient, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
 
 use crate::config::DatabaseUrl;
-use crate::error::{classify_database_error, Error, Result};
+use crate::error::{classify_database_error, Error, Result, CANNOT_CONNECT};
 
 /// `text` as PostgreSQL can store it: a `text` column, and a string in a `jsonb` one,
 /// cannot hold U+0000, which a worker may print; it becomes U+FFFD, as an invalid byte of
@@ -128,14 +128,14 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
                     "; give postgres://USER:PASSWORD@HOST:PORT/DATABASE or key=value settings with a host"
                 };
                 return Error::Config(format!(
-                    "cannot connect to the database (URL from {}): {message}{hint}",
+                    "{CANNOT_CONNECT} (URL from {}): {message}{hint}",
                     database.source
                 ));
             }
             Error::Internal(message) => message,
             other => other.to_string(),
         };
-        Error::Unavailable(format!("cannot connect to the database (URL from {}): {detail}", database.source))
+        Error::Unavailable(format!("{CANNOT_CONNECT} (URL from {}): {detail}", database.source))
     };
     let mut client = config.connect(connector.clone()).map_err(unavailable)?;
     // Until the checks below passed, only the simple query protocol is used: it works

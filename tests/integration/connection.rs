@@ -339,7 +339,12 @@ fn a_session_the_server_ends_mid_command_says_what_was_kept_and_what_to_do() {
         ) == 1
     });
     assert_eq!(fixture.end_drainctl_sessions(), 1);
-    std::io::Write::write_all(&mut stdin, b"{\"key\": \"y\", \"payload\": {}}\n").unwrap_or(());
+    // More lines than the socket holds: the client writes into the closed session (a
+    // broken pipe, not a reply saying it is closed).
+    let lines: String = (0..20_000)
+        .map(|i| format!("{{\"key\": \"y{i}\", \"payload\": {{\"pad\": \"{}\"}}}}\n", "x".repeat(100)))
+        .collect();
+    std::io::Write::write_all(&mut stdin, lines.as_bytes()).unwrap_or(());
     drop(stdin);
     let result = finished(producer.wait_with_output().unwrap());
     result.assert_code(69);
