@@ -72,7 +72,7 @@ svg .now { stroke: var(--muted); stroke-dasharray: 2 3; }
 svg .deadline { stroke: var(--bad); stroke-width: 1.5; stroke-dasharray: 5 3; }
 svg text.deadline { fill: var(--bad); stroke: none; }
 svg text.now { fill: var(--muted); stroke: none; }
-svg .forecast { stroke: var(--warn); stroke-width: 2; stroke-dasharray: 6 4; }
+svg .forecast { fill: none; stroke: var(--warn); stroke-width: 2; stroke-dasharray: 6 4; }
 svg .lane { stroke: var(--line); stroke-width: 1; }
 svg .backoff { fill: var(--warn); fill-opacity: .25; }
 svg .hit { fill: var(--warn); stroke: #fff; stroke-width: 1; }

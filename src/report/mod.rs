@@ -81,9 +81,18 @@ struct Burndown {
 #[derive(Debug, Clone, PartialEq)]
 struct BurstForecast {
     deadline: DateTime<Utc>,
-    /// Where the forecast line ends: when the backlog empties, or the deadline with what
-    /// is left then; None without an estimate.
-    line_end: Option<(DateTime<Utc>, f64)>,
+    /// The forecast line; None without an estimate.
+    line: Option<ForecastLine>,
+}
+
+/// The forecast of a burst on the page: level from now until the work can start (the end
+/// of a backoff), then down to when the backlog empties — or to the deadline, with what
+/// is left then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ForecastLine {
+    starts: DateTime<Utc>,
+    ends: DateTime<Utc>,
+    left: f64,
 }
 
 /// A quota group with its accounts.
@@ -153,7 +162,7 @@ fn read_page(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result
             let backlog = backlog_points(&spans, steps);
             let burst = status.burst_until.filter(|until| *until > now).map(|deadline| BurstForecast {
                 deadline,
-                line_end: forecast_line_end(&status.forecast, now, deadline),
+                line: forecast_line(&status.forecast, now, deadline),
             });
             let costs = costs.remove(&status.drain).unwrap_or_default();
             let cost_days = days
@@ -243,25 +252,21 @@ fn backlog_points(spans: &[BacklogSpan], steps: usize) -> Vec<i64> {
 /// then. The drain works only from the end of the forecast's hold (a backoff, a spent
 /// daily budget; docs/operations.md, "Status"): held past the deadline, the whole backlog
 /// is left. None without an estimate (no recent pass, or none that finished an item).
-fn forecast_line_end(
-    forecast: &Forecast,
-    now: DateTime<Utc>,
-    deadline: DateTime<Utc>,
-) -> Option<(DateTime<Utc>, f64)> {
+fn forecast_line(forecast: &Forecast, now: DateTime<Utc>, deadline: DateTime<Utc>) -> Option<ForecastLine> {
     let needed = forecast.seconds_to_empty?;
     let backlog = forecast.backlog as f64;
     let starts = forecast.burst_held_until.filter(|until| *until > now).unwrap_or(now);
     let left = (deadline - starts).num_milliseconds() as f64 / 1000.0;
-    if needed <= 0.0 {
-        Some((now, 0.0))
+    Some(if needed <= 0.0 {
+        ForecastLine { starts: now, ends: now, left: 0.0 }
     } else if left <= 0.0 {
-        Some((deadline, backlog))
+        ForecastLine { starts: deadline, ends: deadline, left: backlog }
     } else if needed <= left {
         let empty_at = starts + chrono::Duration::milliseconds((needed * 1000.0) as i64);
-        Some((empty_at, 0.0))
+        ForecastLine { starts, ends: empty_at, left: 0.0 }
     } else {
-        Some((deadline, backlog * (1.0 - left / needed)))
-    }
+        ForecastLine { starts, ends: deadline, left: backlog * (1.0 - left / needed) }
+    })
 }
 
 /// The [`HISTORY_DAYS`] days of the cost chart in `zone`, ending today.
@@ -344,32 +349,37 @@ mod tests {
     }
 
     #[test]
-    fn the_forecast_line_ends_where_the_backlog_empties_or_at_the_deadline() {
+    fn the_forecast_line_waits_out_a_backoff_and_ends_where_the_backlog_empties_or_at_the_deadline() {
         let now = at("2026-11-27T09:00:00Z");
         let deadline = at("2026-11-27T18:00:00Z");
         // 5 hours of work, 9 left: empty at 14:00.
+        let line = |starts, ends, left| Some(ForecastLine { starts, ends, left });
         assert_eq!(
-            forecast_line_end(&forecast(100, Some(5.0 * 3600.0)), now, deadline),
-            Some((at("2026-11-27T14:00:00Z"), 0.0))
+            forecast_line(&forecast(100, Some(5.0 * 3600.0)), now, deadline),
+            line(now, at("2026-11-27T14:00:00Z"), 0.0)
         );
         // 18 hours of work, 9 left: half the backlog is left at the deadline.
         assert_eq!(
-            forecast_line_end(&forecast(100, Some(18.0 * 3600.0)), now, deadline),
-            Some((deadline, 50.0))
+            forecast_line(&forecast(100, Some(18.0 * 3600.0)), now, deadline),
+            line(now, deadline, 50.0)
         );
-        assert_eq!(forecast_line_end(&forecast(100, None), now, deadline), None);
+        assert_eq!(forecast_line(&forecast(100, None), now, deadline), None);
         // Backing off until 11:00: 5 hours of work from then, empty at 16:00.
         let held = Forecast {
             burst_held_until: Some(at("2026-11-27T11:00:00Z")),
             ..forecast(100, Some(5.0 * 3600.0))
         };
-        assert_eq!(forecast_line_end(&held, now, deadline), Some((at("2026-11-27T16:00:00Z"), 0.0)));
+        // The line is level until 11:00: nothing runs during the backoff.
+        assert_eq!(
+            forecast_line(&held, now, deadline),
+            line(at("2026-11-27T11:00:00Z"), at("2026-11-27T16:00:00Z"), 0.0)
+        );
         // Backing off past the deadline: all of it is left then.
         let held = Forecast {
             burst_held_until: Some(at("2026-11-28T11:00:00Z")),
             ..forecast(100, Some(5.0 * 3600.0))
         };
-        assert_eq!(forecast_line_end(&held, now, deadline), Some((deadline, 100.0)));
+        assert_eq!(forecast_line(&held, now, deadline), line(deadline, deadline, 100.0));
     }
 
     #[test]

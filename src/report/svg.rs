@@ -187,13 +187,18 @@ pub(super) fn burndown(burndown: &Burndown, now: DateTime<Utc>, zone: Tz) -> Str
     if let Some(burst) = &burndown.burst {
         let label = format!("deadline {}", local_time(burst.deadline, zone));
         frame.marker(&mut out, "deadline", "data-deadline", burst.deadline, &label, 1.0);
-        if let Some((until, left)) = burst.line_end {
+        if let Some(line) = burst.line {
+            // Level while nothing can run (a backoff), then down.
+            let (until, left) = (line.ends, line.left);
             let _ = write!(
                 out,
-                "<line class=\"forecast\" data-forecast data-until=\"{}\" data-left=\"{left:.0}\" \
-                 x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\"><title>{}</title></line>",
+                "<polyline class=\"forecast\" data-forecast data-starts=\"{}\" data-until=\"{}\" \
+                 data-left=\"{left:.0}\" points=\"{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}\"><title>{}</title></polyline>",
+                line.starts.to_rfc3339(),
                 until.to_rfc3339(),
                 frame.x(now),
+                frame.y(current),
+                frame.x(line.starts.max(now)),
                 frame.y(current),
                 frame.x(until),
                 frame.y(left),
@@ -349,7 +354,11 @@ mod tests {
                 backlog: vec![10, 8, 6],
                 burst: Some(super::super::BurstForecast {
                     deadline: at("2026-11-27T18:00:00Z"),
-                    line_end: Some((at("2026-11-27T12:00:00Z"), 0.0)),
+                    line: Some(super::super::ForecastLine {
+                        starts: at("2026-11-27T10:30:00Z"),
+                        ends: at("2026-11-27T12:00:00Z"),
+                        left: 0.0,
+                    }),
                 }),
             },
             now,
@@ -358,6 +367,8 @@ mod tests {
         assert!(chart.starts_with("<svg data-chart=\"burndown\" data-points=\"3\""), "{chart}");
         assert_eq!(chart.matches("data-point ").count(), 3);
         assert_eq!(chart.matches("data-forecast").count(), 1);
+        // Level from now until the work can start, then down to where the backlog empties.
+        assert!(chart.contains("data-starts=\"2026-11-27T10:30:00+00:00\""), "{chart}");
         assert!(chart.contains("data-until=\"2026-11-27T12:00:00+00:00\""), "{chart}");
         assert!(chart.contains("data-at=\"2026-11-27T09:00:00+00:00\" data-value=\"6\""), "{chart}");
         assert!(chart.contains("deadline Fri 2026-11-27 18:00 UTC"), "{chart}");

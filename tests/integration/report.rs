@@ -263,10 +263,11 @@ fn the_burndown_draws_the_forecast_line_to_the_burst_deadline() {
     let page = std::fs::read_to_string(&path).unwrap();
     let section = section_of(&page, "docs");
     assert_eq!(section.matches(" data-deadline ").count(), 1, "{section}");
-    let forecast = Regex::new(r"<line[^>]*\sdata-forecast\s[^>]*>").unwrap();
+    let forecast = Regex::new(r"<polyline[^>]*\sdata-forecast\s[^>]*>").unwrap();
     let line = forecast.find(section).expect("a forecast line").as_str();
     assert_eq!(attribute(line, "data-until"), "2026-11-27T12:00:00+00:00", "empty 2 hours from now");
     assert_eq!(attribute(line, "data-left"), "0");
+    assert_eq!(attribute(line, "data-starts"), "2026-11-27T10:00:00+00:00", "nothing holds it: from now");
     assert!(section.contains("finishes before the deadline"), "{section}");
     // Without a burst there is no deadline and no forecast line.
     assert!(!section_of(&page, "idle-drain").contains("data-forecast"));
