@@ -225,7 +225,20 @@ pub(super) fn burndown(burndown: &Burndown, now: DateTime<Utc>, zone: Tz) -> Str
 /// `data-point` circle (`data-kind` says which), and each backoff it set a bar up to its
 /// end (cut at now).
 pub(super) fn timeline(events: &[QuotaEvent], start: DateTime<Utc>, now: DateTime<Utc>, zone: Tz) -> String {
-    let frame = Frame { height: 74.0, start, end: now, max: 1.0 };
+    let backoff_until = |event: &QuotaEvent| {
+        event
+            .data
+            .get("backoff_until")
+            .and_then(|until| until.as_str())
+            .and_then(|until| DateTime::parse_from_rfc3339(until).ok())
+            .map(|until| until.with_timezone(&Utc))
+            .filter(|until| *until > event.at)
+    };
+    // A backoff still under way is drawn up to its end: the chart runs on past now (to at
+    // most 8 days, the longest reset trusted), with a "now" marker.
+    let latest_end = events.iter().filter_map(backoff_until).max().unwrap_or(now);
+    let end = latest_end.clamp(now, now + chrono::Duration::days(8));
+    let frame = Frame { height: 74.0, start, end, max: 1.0 };
     let mut out = String::new();
     frame.open(&mut out, "timeline", "quota hits and backoffs over the last days", events.len());
     frame.day_ticks(&mut out, zone);
@@ -235,15 +248,12 @@ pub(super) fn timeline(events: &[QuotaEvent], start: DateTime<Utc>, now: DateTim
         "<line class=\"lane\" x1=\"{LEFT}\" y1=\"{lane:.1}\" x2=\"{x2}\" y2=\"{lane:.1}\"/>",
         x2 = WIDTH - RIGHT
     );
+    if end > now {
+        frame.marker(&mut out, "now", "data-now", now, "now", 0.0);
+    }
     for event in events {
-        let until = event
-            .data
-            .get("backoff_until")
-            .and_then(|until| until.as_str())
-            .and_then(|until| DateTime::parse_from_rfc3339(until).ok())
-            .map(|until| until.with_timezone(&Utc));
-        if let Some(until) = until.filter(|until| *until > event.at) {
-            let (x1, x2) = (frame.x(event.at), frame.x(until.min(now)));
+        if let Some(until) = backoff_until(event) {
+            let (x1, x2) = (frame.x(event.at), frame.x(until.min(end)));
             let _ = write!(
                 out,
                 "<rect class=\"backoff\" data-backoff data-until=\"{}\" x=\"{x1:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"12\">\
@@ -389,6 +399,32 @@ mod tests {
         assert!(chart.contains("&lt;/title&gt;&lt;script&gt;alert(&quot;x&quot;)"), "{chart}");
         assert_eq!(chart.matches("data-point ").count(), 1);
         assert_eq!(chart.matches("data-backoff ").count(), 1);
+    }
+
+    #[test]
+    fn a_backoff_under_way_is_drawn_to_its_end_past_now() {
+        let now = at("2026-11-27T09:00:00Z");
+        let event = |until: &str| QuotaEvent {
+            at: now - chrono::Duration::hours(1),
+            kind: "backoff_set".to_string(),
+            drain: Some("docs".to_string()),
+            message: "usage limit reached".to_string(),
+            data: serde_json::json!({ "backoff_until": until }),
+        };
+        let width = |chart: &str| -> f64 {
+            let rect = &chart[chart.find("data-backoff").unwrap_or(0)..];
+            let value = rect.split("width=\"").nth(1).and_then(|rest| rest.split('"').next());
+            value.and_then(|value| value.parse().ok()).unwrap_or(0.0)
+        };
+        // Until tomorrow: before, cut at now to a 1.5-pixel sliver.
+        let chart =
+            timeline(&[event("2026-11-28T09:00:00Z")], now - chrono::Duration::days(7), now, chrono_tz::UTC);
+        assert!(width(&chart) > 50.0, "{chart}");
+        assert_eq!(chart.matches(" data-now").count(), 1, "{chart}");
+        // A backoff that ended: no marker, the chart ends now.
+        let chart =
+            timeline(&[event("2026-11-27T08:30:00Z")], now - chrono::Duration::days(7), now, chrono_tz::UTC);
+        assert!(!chart.contains("data-now"), "{chart}");
     }
 
     #[test]
