@@ -192,15 +192,18 @@ impl<'a> GroupView<'a> {
 
     /// Index of the account in use (the first one when none is stored or it is gone).
     pub fn active(&self) -> usize {
-        self.state.account.as_deref().and_then(|name| self.group.account_index(name)).unwrap_or(0)
+        self.stored_active().unwrap_or(0)
+    }
+
+    /// Index of the account in use: the first when none is stored, None when the stored
+    /// one left the configuration.
+    fn stored_active(&self) -> Option<usize> {
+        self.state.account.as_deref().map_or(Some(0), |name| self.group.account_index(name))
     }
 
     pub fn select(&self, now: DateTime<Utc>) -> Selection {
         // A stored account no longer configured is out of range: forgotten (see `select`).
-        let active = match self.state.account.as_deref() {
-            Some(name) => self.group.account_index(name).unwrap_or(usize::MAX),
-            None => 0,
-        };
+        let active = self.stored_active().unwrap_or(usize::MAX);
         select(&self.states(now), active, self.state.switched_at, self.group.switch_cooldown, now)
     }
 

@@ -1404,32 +1404,6 @@ pub fn held_by_run(client: &mut impl GenericClient, run_id: i64) -> Result<Vec<(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-/// Where a result a run had in hand stands after the statement carrying it lost its
-/// reply with the session: it may have committed before the session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WrittenResult {
-    /// The item is done under the run's claim: the result is its result.
-    Committed,
-    /// The result waits staged for the run.
-    Staged,
-    /// Neither: the statement did not commit.
-    NotWritten,
-}
-
-/// What became of the result of `item_id` that `run_id` sent (see [`WrittenResult`]).
-pub fn written_result(client: &mut impl GenericClient, item_id: i64, run_id: i64) -> Result<WrittenResult> {
-    let row = client.query_one(
-        "SELECT EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'done'),
-                EXISTS (SELECT 1 FROM staged_results WHERE item_id = $1 AND run_id = $2)",
-        &[&item_id, &run_id],
-    )?;
-    Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
-        (true, _) => WrittenResult::Committed,
-        (false, true) => WrittenResult::Staged,
-        (false, false) => WrittenResult::NotWritten,
-    })
-}
-
 /// Results staged by `run_id` that were never completed.
 pub fn staged_item_ids(client: &mut impl GenericClient, run_id: i64) -> Result<Vec<i64>> {
     let rows =

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::config::{DatabaseUrl, DrainConfig};
 use crate::db::events::{record_event, Event, Outbox};
-use crate::db::items::{self, ClaimedItem, Completion, WrittenResult};
+use crate::db::items::{self, ClaimedItem};
 use crate::db::{in_transaction, PreparedStatements};
 use crate::error::{Error, Result, EXIT_TEMPORARY};
 use crate::model::{AttemptOutcome, EventKind, RunStatus};
@@ -170,25 +170,14 @@ impl<'a> Pass<'a> {
     }
 
     /// The statement between two workers failed because the server ended the session:
-    /// open a new one (see `reconnect`) and read back what that statement did, as its
-    /// reply never came — it may have committed before the session ended. The result it
-    /// carried is then committed or staged, or still waits; an item it claimed goes back
-    /// unstarted, attempt refunded (see `give_back_unknown_claims`). `ahead`: the item
-    /// the pass had claimed ahead before it, which it still holds.
+    /// open a new one (see `reconnect`); the pass then takes the same step again. The
+    /// statement may have committed before the session ended, its reply lost: what it
+    /// wrote the step writes again harmlessly (staging is an upsert, and a commit that
+    /// finds the item done under the run's own claim counts it done), and an item it
+    /// claimed goes back unstarted, attempt refunded (see `give_back_unknown_claims`).
+    /// `ahead`: the item the pass had claimed ahead before it, which it still holds.
     pub(super) fn recover_lost_statement(&mut self, ahead: Option<&ClaimedItem>) -> Result<()> {
         self.reconnect(None)?;
-        let now = self.clock.now();
-        if let Some(unstaged) = &self.unstaged {
-            match items::written_result(self.client, unstaged.item.id, self.run_id)? {
-                WrittenResult::Committed => {
-                    if let Some(succeeded) = self.unstaged.take() {
-                        self.settle_commit(&succeeded.item, Completion::Completed, now)?;
-                    }
-                }
-                WrittenResult::Staged => self.mark_staged(),
-                WrittenResult::NotWritten => {}
-            }
-        }
         let known: Vec<i64> = [
             ahead.map(|item| item.id),
             self.staged.as_ref().map(|staged| staged.id),
@@ -197,7 +186,7 @@ impl<'a> Pass<'a> {
         .into_iter()
         .flatten()
         .collect();
-        self.give_back_unknown_claims(&known, now)
+        self.give_back_unknown_claims(&known, self.clock.now())
     }
 
     /// Give back every item the run holds but the pass does not know of (all but

@@ -47,14 +47,13 @@ impl ResetMatch {
 /// ("resets Nov 25, 5am") its next occurrence in the year; everything else (an epoch, a
 /// duration, a date with its year) states its instant exactly.
 fn form_of(text: &str) -> ResetForm {
+    let names_month_and_day = NAMES_A_MONTH_AND_DAY.is_match(text);
     if !CLOCK_TIME.is_match(text) {
         ResetForm::Exact
-    } else if NAMES_A_DATE.is_match(text) {
-        if NAMES_A_MONTH_AND_DAY.is_match(text) && !NAMES_A_YEAR.is_match(text) {
-            ResetForm::DateTime
-        } else {
-            ResetForm::Exact
-        }
+    } else if names_month_and_day && !NAMES_A_YEAR.is_match(text) {
+        ResetForm::DateTime
+    } else if names_month_and_day || NAMES_ANOTHER_DATE.is_match(text) {
+        ResetForm::Exact
     } else if NAMES_A_WEEKDAY.is_match(text) {
         ResetForm::WeekdayTime
     } else {
@@ -76,11 +75,8 @@ static NAMES_A_MONTH_AND_DAY: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// A year: four digits, or the third part of `11/25/26`.
 static NAMES_A_YEAR: LazyLock<Regex> = LazyLock::new(|| compile(r"\b\d{4}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b"));
-static NAMES_A_DATE: LazyLock<Regex> = LazyLock::new(|| {
-    compile(
-        r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d|\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)|\d{4}-\d{2}-\d{2}|\b\d{1,2}/\d{1,2}\b|\btomorrow\b",
-    )
-});
+/// A date written otherwise: ISO, or `tomorrow`.
+static NAMES_ANOTHER_DATE: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)\d{4}-\d{2}-\d{2}|\btomorrow\b"));
 
 /// Parse a reset time out of one already-cleaned line: the first one the line states.
 /// Clock times and dates without a year are their next occurrence after `now`, in the

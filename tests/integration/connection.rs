@@ -493,6 +493,11 @@ fn a_role_without_rights_is_told_what_to_grant_and_a_roles_statement_timeout_doe
     assert!(result.stderr.contains("permission denied for schema public"), "{}", result.stderr);
     assert!(result.stderr.contains("connect as the owner of the database, or grant"), "{}", result.stderr);
     assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    // A search_path naming no schema: 78, saying what to set (before: a bare 70).
+    let nowhere = format!("{}?options=-c%20search_path%3Dnosuch", fixture.db.url);
+    let result = fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &nowhere).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("search_path names no schema it can use"), "{}", result.stderr);
     // A statement_timeout on the database cuts no lock wait short: --lock-timeout holds.
     admin.batch_execute(&format!("ALTER DATABASE {db} SET statement_timeout = '200ms'")).unwrap();
     let _holder = hold_migration_lock(&fixture.db, "lock-holder");

@@ -239,9 +239,7 @@ fn kill_nine_after_staging_gives_the_next_item_back_unstarted_even_on_its_last_a
 #[test]
 fn an_item_a_pass_holds_without_knowing_it_goes_back_unstarted_when_the_pass_ends() {
     let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
-    let (started, go) = slow_first_item(&fixture);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
-    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
     // As a claim beside the worker whose reply the session lost would leave it: b held by
     // the run, its attempt open, the pass unaware of it.
     fixture
@@ -642,8 +640,9 @@ fn the_worker_gets_payload_on_stdin_and_the_drain_environment() {
     assert!(checkpoints >= 3, "checkpoints {checkpoints}");
 }
 
-/// Item `a` touches `started`, runs over a second and waits for `go`; item `b` is quick.
-fn slow_first_item(fixture: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
+/// A pass of `docs --json` whose worker on item `a` has started: `a` runs over a second
+/// and waits for the file `go`, which is returned with the pass; item `b` is quick.
+fn a_pass_in_a_slow_first_item(fixture: &Fixture) -> (std::process::Child, std::path::PathBuf) {
     let (started, go) = (fixture.path("started"), fixture.path("go"));
     fixture.enqueue(
         "docs",
@@ -655,15 +654,15 @@ fn slow_first_item(fixture: &Fixture) -> (std::path::PathBuf, std::path::PathBuf
             ("b".into(), steps(json!([{ "out": "result b" }]))),
         ],
     );
-    (started, go)
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    (pass, go)
 }
 
 #[test]
 fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps_the_result() {
     let fixture = Fixture::new(&config(""), NOW);
-    let (started, go) = slow_first_item(&fixture);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
-    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
     assert_eq!(fixture.end_drainctl_sessions(), 1);
     std::fs::write(&go, "").unwrap();
     let result = finished(pass.wait_with_output().unwrap());
@@ -766,9 +765,7 @@ fn checkpoints_recorded_again_after_a_reconnect_are_not_reported_as_lost_for_goo
 #[test]
 fn a_pass_that_finds_every_slot_taken_after_reconnecting_keeps_the_result_and_stops() {
     let fixture = Fixture::new(&config(""), NOW);
-    let (started, go) = slow_first_item(&fixture);
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
     assert_eq!(fixture.end_drainctl_sessions(), 1);
     // Another session takes the drain's only concurrency slot meanwhile.
     let mut holder = fixture.client();
