@@ -230,6 +230,38 @@ fn schema_table_exists(client: &mut Client) -> Result<bool> {
     Ok(row.get(0))
 }
 
+/// Why the connected role could not apply pending migrations, if it could not: it may
+/// not create in its schema, or the tables an earlier migration made belong to a role
+/// whose rights it does not have (a migration alters them). `doctor` says so before any
+/// command fails on it (docs/operations.md, "The role and its settings").
+pub fn cannot_apply(client: &mut Client) -> Result<Option<String>> {
+    let row = client.query_one(
+        "SELECT current_user::text, current_schema()::text, \
+                coalesce(has_schema_privilege(current_schema(), 'CREATE'), false), \
+                (SELECT pg_get_userbyid(c.relowner)::text FROM pg_class c \
+                  WHERE c.oid = to_regclass('schema_migrations') \
+                    AND NOT pg_has_role(c.relowner, 'USAGE'))",
+        &[],
+    )?;
+    let (role, schema, can_create, owner): (String, Option<String>, bool, Option<String>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    Ok(match (schema, can_create, owner) {
+        (None, _, _) => Some(format!(
+            "the role {role}'s search_path names no schema it can use; create the schema, or set \
+             search_path (options=-c search_path=...) to one that exists"
+        )),
+        (Some(schema), false, _) => Some(format!(
+            "the role {role} may not create in schema {schema}; connect as the owner of the database, \
+             or GRANT CREATE ON SCHEMA {schema} TO {role}"
+        )),
+        (Some(_), true, Some(owner)) => Some(format!(
+            "drainctl's tables belong to the role {owner}, whose rights {role} lacks; connect as \
+             {owner} to migrate, or GRANT {owner} TO {role}"
+        )),
+        _ => None,
+    })
+}
+
 fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
     if !schema_table_exists(client)? {
         return Ok(Vec::new());

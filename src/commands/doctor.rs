@@ -511,6 +511,21 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {
             ),
         );
     } else if !pending.is_empty() {
+        let cannot = match crate::migrate::cannot_apply(client) {
+            Ok(cannot) => cannot,
+            Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),
+        };
+        if let Some(why) = cannot {
+            // Every command applies pending migrations first: each would fail as `migrate`.
+            return checks.fail(
+                "schema",
+                EXIT_CONFIG,
+                format!(
+                    "migration(s) {} not applied yet, and this role cannot apply them: {why}",
+                    pending.join(", ")
+                ),
+            );
+        }
         checks.push(
             "schema",
             Status::Warn,

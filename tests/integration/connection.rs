@@ -507,3 +507,57 @@ fn a_role_without_rights_is_told_what_to_grant_and_a_roles_statement_timeout_doe
     assert!(result.stderr.contains("waiting for the migration lock"), "{}", result.stderr);
     admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
 }
+
+#[test]
+fn doctor_fails_when_the_role_cannot_apply_the_pending_migrations() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let (db, role) = (fixture.db.name.clone(), format!("late_{}", fixture.db.name));
+    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'Late-pw-9'")).unwrap();
+    let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
+    let late = format!("postgres://{role}:Late-pw-9@127.0.0.1:{port}/{db}");
+    // Before: "warn schema: migration(s) … not applied yet", then `healthy`, exit 0 — and
+    // every command after it exited 78 on the first migration.
+    let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &late).run();
+    result.assert_code(78);
+    assert!(result.stdout.contains("fail  schema: migration(s) 0001_init"), "{}", result.stdout);
+    assert!(
+        result.stdout.contains(&format!("may not create in schema public; connect as the owner of the database, or GRANT CREATE ON SCHEMA public TO {role}")),
+        "{}",
+        result.stdout
+    );
+    // Allowed to create and to use drainctl's tables, but they are another role's: a
+    // pending migration (a newer drainctl's) that alters them would fail just the same.
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut owned = fixture.client();
+    let row = owned
+        .query_one(
+            "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations) \
+             RETURNING version, current_user::text",
+            &[],
+        )
+        .unwrap();
+    let (latest, owner): (i32, String) = (row.get(0), row.get(1));
+    owned
+        .batch_execute(&format!(
+            "GRANT CREATE ON SCHEMA public TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        ))
+        .unwrap();
+    let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &late).run();
+    result.assert_code(78);
+    assert!(
+        result
+            .stdout
+            .contains(&format!("drainctl's tables belong to the role {owner}, whose rights {role} lacks")),
+        "{}",
+        result.stdout
+    );
+    // Given those rights, the same role is told only that a migration is pending.
+    admin.batch_execute(&format!("GRANT {owner} TO {role}")).unwrap();
+    let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &late).run();
+    result.assert_code(0);
+    assert!(result.stdout.contains(&format!("warn  schema: migration(s) {latest:04}_")), "{}", result.stdout);
+    owned.batch_execute(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}")).unwrap();
+    admin.batch_execute(&format!("REVOKE {owner} FROM {role}; DROP ROLE {role}")).unwrap();
+}
