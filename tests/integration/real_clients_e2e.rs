@@ -93,14 +93,16 @@ fn real_client_drain(kit: &Kit, client: &str, profile: &str, scenario: &str, run
     let command: Vec<String> = command.iter().map(|arg| toml_string(arg)).collect();
     let env: Vec<String> =
         env.iter().map(|(key, value)| format!("{} = {}", toml_string(key), toml_string(value))).collect();
-    fixture.write_config(&format!(
+    // Written as is: `write_config` would take the worker's `TMPDIR` for its placeholder.
+    std::fs::write(&fixture.config_path, format!(
         "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"real\"\ncommand = [{}]\nquota_group = \"{client}\"\n\
          quota_profile = \"{profile}\"\nmax_wait = \"0s\"\nitem_timeout = \"120s\"\nmax_attempts = 3\n\
          workdir = {}\nenv = {{ {} }}\n",
         command.join(", "),
         toml_string(fixture.dir.path().to_str().unwrap()),
         env.join(", "),
-    ));
+    ))
+    .unwrap();
     fixture
 }
 
