@@ -207,7 +207,7 @@ pub struct SuperviseArgs {
     /// Print the decisions and change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to `supervise_interval` (15 minutes unless set) on the wall clock of `[defaults] timezone`
+    /// The cron slot this pass belongs to (RFC 3339); default: now rounded down to `supervise_interval` (15 minutes unless set) on the wall clock of `[defaults] timezone`, counted as cron counts its steps: an interval under an hour from the hour (`7m`: 11:00, 11:07, … 11:56, 12:00), one under a day from midnight
     #[arg(long, value_name = "TIME", value_parser = instant)]
     pub slot: Option<DateTime<Utc>>,
     /// Append this pass's output and dated log lines to PATH (created owner-only, with its

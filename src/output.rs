@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
@@ -131,9 +131,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// An instant as the operator reads it: `Sat 2026-11-28 18:00 IST`.
+/// An instant as the operator reads it: `Sat 2026-11-28 18:00 IST`, with its seconds when
+/// it does not fall on a whole minute (`20:37:58`): a backoff of a few seconds shown cut
+/// to its minute reads as over while it still runs.
 pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
-    at.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z").to_string()
+    let format = if at.second() == 0 { "%a %Y-%m-%d %H:%M %Z" } else { "%a %Y-%m-%d %H:%M:%S %Z" };
+    at.with_timezone(&zone).format(format).to_string()
 }
 
 /// Narrow the widest column, one character at a time, until the line fits `limit` or no

@@ -75,7 +75,7 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
                 Some(reset) => format!(
                     "{} ({}, {})",
                     reset.to_rfc3339(),
-                    reset.with_timezone(&zone).format("%a %Y-%m-%d %H:%M %Z"),
+                    crate::output::local_time(reset, zone),
                     crate::duration::format_relative(reset - now)
                 ),
                 None => "none stated".to_string(),

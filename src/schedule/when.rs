@@ -58,7 +58,7 @@ fn reason_suffix(reason: Option<&str>) -> String {
 
 /// `Sat 2026-11-28 18:00 IST`: an instant as wall-clock time in `zone`.
 fn local_label(instant: &DateTime<Utc>, zone: &Tz) -> String {
-    instant.with_timezone(zone).format("%a %Y-%m-%d %H:%M %Z").to_string()
+    crate::output::local_time(*instant, *zone)
 }
 
 /// Resolves WHEN against `now` in `zone` (see the module documentation for the forms;

@@ -20,7 +20,7 @@ mod snapshot;
 
 use std::time::Instant;
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, DurationRound, Timelike, Utc};
 use postgres::Client;
 use serde::Serialize;
 use serde_json::json;
@@ -371,13 +371,32 @@ fn scheduled_slot(config: &Config, args: &SuperviseArgs, fired_at: DateTime<Utc>
 }
 
 /// `fired_at` rounded down to `interval` on the wall clock of `zone`, where cron counts
-/// its slots (docs/cli.md, `supervise --slot`): 10:05 IST with `1h` is 10:00 IST. In the
-/// hour repeated when the clocks go back, the slot is the instant of that wall-clock
-/// time at or before `fired_at`; one in a skipped hour moves to the gap's end.
+/// its slots (docs/cli.md, `supervise --slot`): 10:05 IST with `1h` is 10:00 IST. As
+/// cron's steps (`*/7` in the minute field) start again each hour, an interval under an
+/// hour counts from the hour and one under a day from midnight: with `7m`, 11:20 is the
+/// 11:14 slot and 12:02 the 12:00 one. In the hour repeated when the clocks go back, the
+/// slot is the instant of that wall-clock time at or before `fired_at`; one in a skipped
+/// hour moves to the gap's end.
 fn local_slot(fired_at: DateTime<Utc>, interval: chrono::Duration, zone: chrono_tz::Tz) -> DateTime<Utc> {
     use chrono::{LocalResult, TimeZone};
     let local = fired_at.with_timezone(&zone).naive_local();
-    let Ok(start) = local.duration_trunc(interval) else { return fired_at };
+    let counted_from = if interval < chrono::Duration::hours(1) {
+        local.date().and_hms_opt(local.hour(), 0, 0)
+    } else if interval < chrono::Duration::days(1) {
+        local.date().and_hms_opt(0, 0, 0)
+    } else {
+        None
+    };
+    let start = match counted_from {
+        Some(from) => {
+            let steps = (local - from).num_milliseconds() / interval.num_milliseconds().max(1);
+            from + interval * steps as i32
+        }
+        None => match local.duration_trunc(interval) {
+            Ok(start) => start,
+            Err(_) => return fired_at,
+        },
+    };
     let slot = match zone.from_local_datetime(&start) {
         LocalResult::Single(at) => Some(at.with_timezone(&Utc)),
         LocalResult::Ambiguous(earlier, later) => {
@@ -735,6 +754,15 @@ mod tests {
         for (fired, interval, zone, expected) in cases {
             assert_eq!(local_slot(utc(fired), interval, zone), utc(expected), "{fired} in {zone}");
         }
+        // An interval that does not divide the hour starts again on the hour, as cron's
+        // `*/7` does; one that does not divide the day, at midnight.
+        let seven = chrono::Duration::minutes(7);
+        assert_eq!(local_slot(utc("2026-12-01T10:20:00Z"), seven, Berlin), utc("2026-12-01T10:14:00Z"));
+        assert_eq!(local_slot(utc("2026-12-01T10:59:30Z"), seven, Berlin), utc("2026-12-01T10:56:00Z"));
+        assert_eq!(local_slot(utc("2026-12-01T11:02:00Z"), seven, Berlin), utc("2026-12-01T11:00:00Z"));
+        let five_hours = chrono::Duration::hours(5);
+        assert_eq!(local_slot(utc("2026-12-01T23:30:00Z"), five_hours, Berlin), utc("2026-12-01T23:00:00Z"));
+        assert_eq!(local_slot(utc("2026-12-01T22:30:00Z"), five_hours, Berlin), utc("2026-12-01T19:00:00Z"));
         // A slot of 2h whose start lies in the gap (02:00 on 2026-03-29 in Berlin) moves to
         // the gap's end, never after the pass.
         let two_hours = chrono::Duration::hours(2);

@@ -489,7 +489,7 @@ mod tests {
         assert_eq!(hung.action, Action::KillHung);
         assert_eq!(
             hung.reason,
-            "run 7: no checkpoint for 21s since the database server started at Thu 2026-11-26 21:00 UTC \
+            "run 7: no checkpoint for 21s since the database server started at Thu 2026-11-26 21:00:28 UTC \
              (last checkpoint 49s ago; liveness_timeout 20s)"
         );
         // A server that started before the last checkpoint changes nothing.
