@@ -36,6 +36,8 @@ static ACCESS_REFUSED: LazyLock<Regex> = LazyLock::new(|| {
         | \bmodel_not_found\b
         | \bdoes\s+not\s+exist\s+or\s+you\s+do\s+not\s+have\s+access\s+to\s+it\b
         | \bunexpected\s+status\s+40[13]\b
+        | \baccess\s+token\s+could\s+not\s+be\s+refreshed\b
+        | \bchatgpt\s+credential\s+expired\b
         # Gemini: statuses and reasons, and gemini-cli's error class
         | \bapi_key_invalid\b
         | \bapi\s+key\s+(?:is\s+)?not\s+valid\b

@@ -90,6 +90,46 @@ pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
     lines
 }
 
+/// codex's text mode prints its prompt on stderr, under its header (`OpenAI Codex v…`,
+/// `--------`, settings, `--------`, `user`), before its own lines (`warning:`, `ERROR:`,
+/// `codex`, `thinking`, `exec`, `tokens used`): the prompt, with the item inside a
+/// `<stdin>` … `</stdin>` block or as the prompt itself (`codex exec -`), is the item's
+/// content, however a wrapper decoded it (docs/rate-limits.md, "How the output is read").
+pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
+    #[derive(PartialEq)]
+    enum Seen {
+        Nothing,
+        Header,
+        Prompt,
+        Stdin,
+    }
+    let codex_own = |text: &str| {
+        text.starts_with("warning:")
+            || text.starts_with("ERROR:")
+            || matches!(text, "codex" | "thinking" | "exec" | "tokens used")
+    };
+    let mut seen = Seen::Nothing;
+    for line in lines.iter_mut() {
+        let text = line.text.as_str();
+        seen = match seen {
+            Seen::Nothing if text.starts_with("OpenAI Codex v") => Seen::Header,
+            Seen::Nothing => Seen::Nothing,
+            Seen::Header if text == "user" => Seen::Prompt,
+            Seen::Header => Seen::Header,
+            Seen::Prompt if codex_own(text) => Seen::Nothing,
+            Seen::Prompt | Seen::Stdin => {
+                let next = match (&seen, text) {
+                    (Seen::Prompt, "<stdin>") => Seen::Stdin,
+                    (Seen::Stdin, "</stdin>") => Seen::Prompt,
+                    _ => seen,
+                };
+                line.origin = Origin::ToolOutput;
+                next
+            }
+        };
+    }
+}
+
 /// Opening minus closing brackets: how far a line leaves a JSON body open.
 fn bracket_balance(physical: &str) -> i64 {
     physical.chars().fold(0, |balance, c| match c {
@@ -113,6 +153,8 @@ fn origin_of(physical: &str) -> Origin {
                 Origin::Conversation
             }
         }
+        // gemini-cli's stream-json repeats its prompt, the item, as a user message.
+        "message" if USER_ROLE.is_match(physical) => Origin::ToolOutput,
         "assistant" | "message" | "tool_use" | "stream_event" | "thinking" | "reasoning" => {
             Origin::Conversation
         }
@@ -122,6 +164,12 @@ fn origin_of(physical: &str) -> Origin {
 
 static JSON_EVENT_TYPE: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"^\s*\{\s*"type"\s*:\s*"([A-Za-z_.]+)""#));
+/// The role of a `message` event, before its content: `"role":"user"`.
+static USER_ROLE: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"^\s*\{\s*"type"\s*:\s*"message"\s*,(?:\s*"timestamp"\s*:\s*"[^"]*"\s*,)?\s*"role"\s*:\s*"user""#,
+    )
+});
 static TOOL_ITEM: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#""type"\s*:\s*"(?:command_execution|file_change|mcp_tool_call|web_search|tool_call|function_call_output)""#,

@@ -41,7 +41,8 @@ use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, 
 use self::patterns::{
     HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, HIT_HINT,
     IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS, RATE_LIMIT_EVENT,
-    RESULT_METADATA, SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED, WARNING, WORKSPACE_LIMIT_WITH_RETURN,
+    RESULT_METADATA, RESULT_STATUS_SUCCESS, SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED, WARNING,
+    WORKSPACE_LIMIT_WITH_RETURN,
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
@@ -236,12 +237,9 @@ impl Classifier {
         }
         let mut stdout_lines = clean_lines(stdout);
         let mut stderr_lines = clean_lines(stderr);
+        clean::mark_codex_prompt(&mut stderr_lines);
         if !input.is_empty() {
-            let echoed: std::collections::HashSet<String> = clean_lines(input)
-                .into_iter()
-                .map(|line| line.text)
-                .filter(|text| text.chars().count() >= MIN_ECHOED_CHARS)
-                .collect();
+            let echoed: std::collections::HashSet<String> = echoed_lines(input);
             for line in stdout_lines.iter_mut().chain(stderr_lines.iter_mut()) {
                 if echoed.contains(&line.text) {
                     line.origin = Origin::ToolOutput;
@@ -603,15 +601,27 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
     };
     if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
         ErrorVerdict::Error
-    } else if worker_lines()
-        .any(|line| IS_ERROR_FALSE.is_match(&line.text) || TURN_COMPLETED.is_match(&line.text))
-    {
+    } else if worker_lines().any(|line| {
+        IS_ERROR_FALSE.is_match(&line.text)
+            || TURN_COMPLETED.is_match(&line.text)
+            || RESULT_STATUS_SUCCESS.is_match(&line.text)
+    }) {
         ErrorVerdict::Success
     } else if worker_lines().any(|line| ERROR_OBJECT.is_match(&line.text)) {
         ErrorVerdict::Error
     } else {
         ErrorVerdict::Unknown
     }
+}
+
+/// The lines a worker may repeat of its `input` (its payload, then its arguments, one a
+/// line). Lines shorter than `MIN_ECHOED_CHARS` are left out: `}` or `Error` stay in play.
+fn echoed_lines(input: &[u8]) -> std::collections::HashSet<String> {
+    clean_lines(input)
+        .into_iter()
+        .map(|line| line.text)
+        .filter(|text| text.chars().count() >= MIN_ECHOED_CHARS)
+        .collect()
 }
 
 fn neighbourhood_texts<'a>(streams: &[&'a [Line]], hits: &'a [Hit]) -> Vec<&'a str> {
@@ -671,6 +681,22 @@ mod tests {
         ("Claude Code: API Error 401 with the error object", Claude,
             r#"API Error: 401 {"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
             Some(1), Attention),
+        ("codex: a login whose refresh token expired", OpenAi,
+            "ERROR: Your access token could not be refreshed because your refresh token has expired. Please log out and sign in again.",
+            Some(1), Attention),
+        ("codex: a login that could not be refreshed", OpenAi,
+            "ERROR: Your access token could not be refreshed. Please log out and sign in again.", Some(1), Attention),
+        ("codex: a ChatGPT credential expired", OpenAi,
+            "ERROR: Your ChatGPT credential expired. Reopen Codex to reconnect.", Some(1), Attention),
+        ("codex: the workspace's spend cap", OpenAi,
+            "ERROR: You hit your spend cap set in your workspace. Increase your spend cap to continue.", Some(1), Attention),
+        ("codex: the spend cap an owner set", OpenAi,
+            r#"{"type":"turn.failed","error":{"message":"You hit your spend cap set by the owner of your workspace. Ask an owner to increase your spend cap to continue."}}"#,
+            Some(1), Attention),
+        ("codex: high load is the server's", OpenAi,
+            "ERROR: Codex is currently experiencing high load.", Some(1), Server),
+        ("a sentence about a spend cap is the item's", OpenAi,
+            "The finance report says the team hit the spend cap last month.", Some(0), Other),
         ("an answer that talks about an invalid API key is the item's content", Claude,
             "The ticket says: Invalid API key when the user logs in.", Some(0), Other),
         ("a worker's own fetch refused with 403 is the item's failure", Http,
@@ -986,9 +1012,60 @@ mod tests {
     }
 
     #[test]
+    fn gemini_stream_json_judges_neither_its_repeated_prompt_nor_a_successful_answer() {
+        // gemini-cli's stream-json repeats its prompt (the item) as a user message.
+        let stream = |ticket: &str, tail: &str| {
+            format!(
+                "{{\"type\":\"init\",\"timestamp\":\"2026-12-02T03:43:06.751Z\",\"session_id\":\"1\",\"model\":\"gemini-2.5-pro\"}}\n\
+                 {{\"type\":\"message\",\"timestamp\":\"2026-12-02T03:43:06.768Z\",\"role\":\"user\",\"content\":{}}}\n{tail}\n",
+                serde_json::Value::String(format!("{ticket}\n\n\nSummarise the item on stdin."))
+            )
+        };
+        let quoting =
+            "Customer pasted: Claude usage limit reached. Your limit will reset at 5pm (Europe/Warsaw).";
+        let failed = r#"{"type":"result","timestamp":"2026-12-02T03:43:13.109Z","status":"error","error":{"type":"unknown","message":"[API Error: You exceeded your current quota]"}}"#;
+        let stderr = "Attempt 2 failed: You exceeded your current quota, please check your plan and billing details.\n\
+                      * Quota exceeded for metric: generate_content_free_tier_requests, limit: 5, model: gemini-2.5-pro\n\
+                      Please retry in 2.5s.\n";
+        // Before: the ticket's "reset at 5pm" was taken for gemini's own, a wait of hours.
+        match classify(Gemini, stream(quoting, failed).as_bytes(), stderr.as_bytes(), Some(173)) {
+            Outcome::QuotaHit(hit) => {
+                assert!(!hit.matched_line.contains("5pm"), "{hit:?}");
+                assert_eq!(hit.reset_at(), Some(now() + chrono::Duration::milliseconds(2500)), "{hit:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A refused key with the same ticket: access refused, not the ticket's limit.
+        let fixture = "../../tests/fixtures/real-clients/gemini-stream-json-auth-invalid";
+        let stdout = include_str!("../../tests/fixtures/real-clients/gemini-stream-json-auth-invalid/stdout");
+        let stderr = include_str!("../../tests/fixtures/real-clients/gemini-stream-json-auth-invalid/stderr");
+        let refused = stdout.lines().last().unwrap_or_default();
+        match classify(Gemini, stream(quoting, refused).as_bytes(), stderr.as_bytes(), Some(144)) {
+            Outcome::QuotaHit(hit) => {
+                assert!(hit.access_refused && hit.reset.is_none(), "{fixture}: {hit:?}")
+            }
+            other => panic!("{fixture}: {other:?}"),
+        }
+        // A run that ended `"status":"success"` succeeded, whatever the ticket or the
+        // answer says about limits.
+        let answer = "{\"type\":\"message\",\"timestamp\":\"2026-12-02T03:43:07.140Z\",\"role\":\"assistant\",\"content\":\"429 Too Many Requests\",\"delta\":true}\n\
+                      {\"type\":\"result\",\"timestamp\":\"2026-12-02T03:43:07.447Z\",\"status\":\"success\",\"stats\":{\"total_tokens\":37}}";
+        let stdout = stream("Customer: our job hits 429 Too Many Requests", answer);
+        assert_eq!(classify(Gemini, stdout.as_bytes(), b"", Some(0)), Outcome::Other);
+        let stdout = stream(
+            quoting,
+            &answer.replace("429 Too Many Requests", "The ticket reports: usage limit reached, resets 8pm"),
+        );
+        assert_eq!(classify(Gemini, stdout.as_bytes(), b"", Some(0)), Outcome::Other);
+    }
+
+    #[test]
     fn a_line_that_repeats_the_workers_own_input_is_neither_a_server_error_nor_a_limit() {
-        // codex text mode echoes its prompt (the payload) on stderr before its own errors.
-        let echo = |ticket: &str, error: &str| {
+        // A client that echoes its prompt (the payload) on stderr before its own errors.
+        let echo =
+            |ticket: &str, error: &str| format!("Summarise the item on stdin.\n{ticket}\n{error}\n{error}\n");
+        // codex's text mode does so under its header.
+        let codex = |ticket: &str, error: &str| {
             format!("OpenAI Codex v0.171.0\n--------\nuser\nSummarise the item on stdin.\n\n<stdin>\n{ticket}\n</stdin>\n{error}\n{error}\n")
         };
         let classify_given = |input: &str, stderr: &str| {
@@ -1013,6 +1090,26 @@ mod tests {
             echo(&format!("{{\"text\": \"{quoted}\"}}"), "ERROR: stream disconnected before completion");
         assert!(matches!(classify(OpenAi, b"", stderr.as_bytes(), Some(1)), Outcome::QuotaHit(_)));
         assert!(matches!(classify_given(&format!("{{\"text\": \"{quoted}\"}}"), &stderr), Outcome::Other));
+        // A wrapper hands codex a string of the payload, decoded (`jq -r .text | codex exec
+        // …`): codex's own echo of its prompt is the item's, whatever drainctl knows of it.
+        let ticket = "Customer ticket 4711.\nThe export API answers 502 Bad Gateway every time.";
+        let outcome = classify_given("", &codex(ticket, limit));
+        assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
+        assert!(matches!(classify_given("", &echo(ticket, limit)), Outcome::ServerError { .. }));
+        // The prompt itself read from stdin (`codex exec -`): no <stdin> block.
+        let stderr = codex(ticket, limit)
+            .replace("Summarise the item on stdin.\n\n<stdin>\n", "")
+            .replace("</stdin>\n", "");
+        let outcome = classify_given("", &stderr);
+        assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
+        let quoted_then_failed = codex(quoted, "ERROR: stream disconnected before completion");
+        assert!(matches!(classify_given("", &quoted_then_failed), Outcome::Other));
+        // Inside the <stdin> block even a line like codex's own error is the item's.
+        let outcome = classify_given(
+            "",
+            &codex("ERROR: 502 Bad Gateway", "ERROR: stream disconnected before completion"),
+        );
+        assert_eq!(outcome, Outcome::Other);
         // Short lines of the input are the client's too: `}` or `Error` stay in play.
         let outcome =
             classify_given("Error\n", "Error\nRate limit reached for gpt-4o. Please try again in 20s.\n");

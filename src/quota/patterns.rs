@@ -17,7 +17,7 @@ pub(crate) fn compile(pattern: &str) -> Regex {
 /// A cheap first look: a line without any of these words holds no built-in quota shape.
 pub(super) static HIT_HINT: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?i)limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance",
+        r"(?i)limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance|spend",
     )
 });
 
@@ -75,7 +75,7 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
         | \ban\s+internal\s+error\s+(?:has\s+)?occurred\b
         | \bupstream\s+connect\s+error\b
         | \bnot\s+your\s+usage\s+limit\b
-        | \bcurrently\s+experiencing\s+high\s+demand\b
+        | \bcurrently\s+experiencing\s+high\s+(?:demand|load)\b
         | \bselected\s+model\s+is\s+at\s+capacity\b
         | \bserver_is_overloaded\b
         "#,
@@ -162,6 +162,13 @@ pub(super) static FALLBACK_FOLLOWING: LazyLock<Regex> = LazyLock::new(|| {
 /// turn with `turn.completed`): like `"is_error": false`.
 pub(super) static TURN_COMPLETED: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"(?i)"type"\s*:\s*"turn\.completed""#));
+/// gemini-cli's `stream-json` ends a run with `{"type":"result",…,"status":"success",…}`:
+/// like `"is_error": false`.
+pub(super) static RESULT_STATUS_SUCCESS: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?i)^\{\s*"type"\s*:\s*"result"\s*,(?:\s*"timestamp"\s*:\s*"[^"]*"\s*,)?\s*"status"\s*:\s*"success""#,
+    )
+});
 
 /// Anthropic's workspace spend limit, which names the day access returns: time fixes it,
 /// so the stated reset is kept (docs/rate-limits.md, "Needs attention").
@@ -184,7 +191,7 @@ pub(super) static NEEDS_ATTENTION: LazyLock<Regex> = LazyLock::new(|| {
         | \bout\s+of\s+credits\b
         | \bspecified\s+(?:[\w-]+\s+){0,2}usage\s+limits?\b
         | \bmonthly\s+(?:[\w-]+\s+){0,3}?(?:limit|cap|quota|budget)s?\b
-        | \b(?:spend|spending|budget)\s+limit\b
+        | \b(?:spend|spending|budget)\s+(?:limit|cap)\b
         | \blimit["']?\s*:\s*["']?0(?:[^.\d]|$)
         | \bquota_limit_value["']?\s*:\s*["']?0["']?(?:[^.\d]|$)
         | \bpayment\s+required\b
@@ -291,6 +298,16 @@ pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(||
             kind: HitKind::Message,
             needs_attention: true,
         },
+        // codex: "You hit your spend cap set in your workspace. Increase your spend cap to
+        // continue." (or "set by the owner of your workspace"): an owner must act.
+        QuotaPattern {
+            regex: compile(
+                r"(?i)\b(?:hit|reached|exceeded)\s+(?:your|the|its)\s+(?:[\w-]+\s+)?(?:spend(?:ing)?|budget)\s+cap\b",
+            ),
+            shape: Shape::Phrase { max_prefix_words: 3, requires_reset: false },
+            kind: HitKind::Message,
+            needs_attention: true,
+        },
         // "Insufficient credits. Add more using ...", "402 Payment Required"
         QuotaPattern {
             regex: compile(r"(?i)\binsufficient\s+(?:credits?|balance|funds)\b|\bpayment\s+required\b"),
@@ -337,8 +354,9 @@ mod tests {
     #[test]
     fn built_in_patterns_compile() {
         assert!(!QUOTA_PATTERNS.is_empty());
-        let patterns: [&Regex; 18] = [
+        let patterns: [&Regex; 19] = [
             &TURN_COMPLETED,
+            &RESULT_STATUS_SUCCESS,
             &WORKSPACE_LIMIT_WITH_RETURN,
             &HIT_HINT,
             &IS_ERROR_TRUE,
