@@ -10,9 +10,10 @@
 // treekill: false makes pm2 signal only supervise itself, so neither a stop, a restart,
 // a delete nor the next cron_restart takes a running drain down.
 //
-// kill_timeout: 15000 gives a pass that stop, restart or delete sends SIGTERM time to
-// finish its step (a statement waits for a lock at most 10 s), stop its notifier and
-// record the interruption; pm2's default of 1.6 s would SIGKILL it mid-step.
+// kill_timeout: 15000 gives a pass that stop, restart or delete sends SIGINT (pm2's
+// kill_signal) time to finish its step (a statement waits for a lock at most 10 s), stop
+// its notifier and record the interruption; pm2's default of 1.6 s would SIGKILL it
+// mid-step.
 //
 // time: true dates every line pm2 writes to ~/.pm2/logs/drainctl-supervisor-*.log;
 // rotate those with pm2-logrotate. The drains' own logs under log_dir are not pm2's:

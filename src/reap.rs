@@ -7,6 +7,8 @@
 //! item it still held (the attempt stays counted; at `max_attempts` the item is dead).
 //! Runs on other hosts cannot be probed and are judged by liveness alone (`supervise`).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use postgres::Client;
 use serde_json::json;
@@ -354,6 +356,9 @@ pub fn finish_ended_runs(
     Ok(killed)
 }
 
+/// How much longer than `kill_grace` a drain process is given to stop its own worker.
+const DRAIN_STOP_MARGIN: Duration = Duration::from_secs(2);
+
 /// End what an ended run left alive, once: when `stop_drain` (a hung run), its drain
 /// process (checked against its start time, so a reused pid is never signalled), then its
 /// worker group — whether or not the worker's main process still lives, as a child it
@@ -361,7 +366,8 @@ pub fn finish_ended_runs(
 /// drain's session: a drain started by `supervise` leads one, and a worker whose pid the
 /// run had not recorded yet (it is written a round trip after the worker starts) is in it
 /// (docs/worker-contract.md, "Crashes are reaped"; docs/operations.md). Each is SIGTERM,
-/// then SIGKILL after `kill_grace`; a failure is logged and recorded as `kill_failed`.
+/// then SIGKILL after `kill_grace` (the drain: a little longer, to stop its worker itself;
+/// a group it left after exiting on its own: at once); a failure is logged and recorded as `kill_failed`.
 /// When everything ended, the run's worker is forgotten: no later pass looks at the run
 /// again (see [`finish_ended_runs`]).
 fn kill_run_processes(
@@ -377,25 +383,39 @@ fn kill_run_processes(
     }
     let grace = config.defaults.kill_grace;
     let mut failures = Vec::new();
-    let group = |pgid: u32, failures: &mut Vec<String>| match process::terminate_group(pgid, grace) {
+    let group = |pgid: u32, grace: Duration, failures: &mut Vec<String>| match process::terminate_group(
+        pgid, grace,
+    ) {
         Ok(outcome) => log::info!("run {}: process group {pgid} ended ({outcome:?})", run.id),
         Err(error) => failures.push(format!("could not kill process group {pgid}: {error}")),
     };
     let drain = u32::try_from(run.pid).ok().map(|pid| (pid, run.process_start_time.map(|t| t as u64)));
+    let worker = run.worker_pid.and_then(|pid| u32::try_from(pid).ok());
+    let worker_start_time = run.worker_start_time.map(|t| t as u64);
+    let worker = worker.filter(|&pgid| process::is_recorded_group(pgid, worker_start_time));
+    // The drain process is stopped first: it stops its worker itself, giving it
+    // `kill_grace` and handing its item back as interrupted, so it gets that grace and a
+    // little more. A group still alive after a drain that exited on its own has had its
+    // SIGTERM and its grace: it is killed at once. Waiting the same grace for the drain
+    // cut its own kill short, and the group then waited a second grace.
+    let mut group_grace = grace;
     if let Some((pid, start_time)) = drain.filter(|_| stop_drain) {
-        match process::terminate_process(pid, start_time, grace) {
-            Ok(outcome) => log::info!("run {}: drain process {pid} {outcome:?}", run.id),
+        match process::terminate_process(pid, start_time, grace.saturating_add(DRAIN_STOP_MARGIN)) {
+            Ok(outcome) => {
+                log::info!("run {}: drain process {pid} {outcome:?}", run.id);
+                if outcome == process::TerminateOutcome::Terminated {
+                    group_grace = Duration::ZERO;
+                }
+            }
             Err(error) => failures.push(format!("could not stop drain process {pid}: {error}")),
         }
     }
-    let worker = run.worker_pid.and_then(|pid| u32::try_from(pid).ok());
-    let worker_start_time = run.worker_start_time.map(|t| t as u64);
-    if let Some(pgid) = worker.filter(|&pgid| process::is_recorded_group(pgid, worker_start_time)) {
-        group(pgid, &mut failures);
+    if let Some(pgid) = worker {
+        group(pgid, group_grace, &mut failures);
     }
     if let Some((pid, start_time)) = drain {
         for pgid in process::orphaned_session_groups(pid, start_time) {
-            group(pgid, &mut failures);
+            group(pgid, group_grace, &mut failures);
         }
     }
     for failure in &failures {

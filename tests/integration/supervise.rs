@@ -168,6 +168,29 @@ fn a_hung_run_is_killed_with_its_children_and_its_item_released() {
 }
 
 #[test]
+fn a_hung_run_whose_worker_ignores_sigterm_costs_one_kill_grace_not_two() {
+    let config = config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n")
+        .replace("kill_grace = \"1s\"", "kill_grace = \"4s\"");
+    let fixture = Fixture::new(&config, INSIDE);
+    let started = fixture.path("started");
+    let steps = json!({ "steps": [{ "child_ignoring_term": 300 }, { "touch": started }, { "hang": true }] });
+    fixture.enqueue("docs", &[("a".into(), steps)]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    fixture.set_now("2026-11-26T21:16:00Z");
+    let began = std::time::Instant::now();
+    let plan = decisions(&fixture, &[]);
+    let took = began.elapsed();
+    assert!(action_for(&plan, "docs", "kill_hung").is_some(), "{plan:?}");
+    let _ = finished(pass.wait_with_output().unwrap());
+    // The drain (which waits its own kill_grace for the child) and the worker's group are
+    // stopped together. Before: the drain's grace, then the group's, 8 s and more.
+    assert!(took < Duration::from_secs(7), "the pass took {took:?}");
+    assert_eq!(fixture.item("docs", "a").0, "pending");
+}
+
+#[test]
 fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let started = fixture.path("started");
