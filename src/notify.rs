@@ -51,6 +51,11 @@ pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, cl
     match outbox.take_committed(client) {
         Ok(recorded) => {
             for recorded in recorded {
+                // Told to stop, the process sends nothing more: what is left stays due,
+                // and the next supervise pass sends it.
+                if crate::worker::signals::termination_signal().is_some() {
+                    return;
+                }
                 notify_due(config, client, outbox, &recorded, clock);
             }
         }

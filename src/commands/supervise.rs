@@ -15,20 +15,26 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let report = crate::supervise::run(ctx, args)?;
     let has_acted = !args.dry_run
         && report.json.get("status").and_then(|status| status.as_str()) == Some(PassStatus::Done.as_str());
-    if has_acted {
-        // Its own notifications first, then those a process that died left unsent
-        // (docs/configuration.md, "Notifications").
-        crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
-        crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
+    if !has_acted {
+        return Ok(report);
     }
+    // Its own notifications first, then those a process that died left unsent
+    // (docs/configuration.md, "Notifications").
+    crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
+    crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
+    // A termination signal (one that stopped a notifier under way included) ends the pass
+    // here, recorded, with exit 75: the page and any notification left are the next
+    // pass's (docs/operations.md, "Stopping a pass").
+    let interrupted = crate::supervise::Interruption { dry_run: args.dry_run };
+    let left = if ctx.config.defaults.report_html.is_some() {
+        "it sent every notification and rewrote report_html"
+    } else {
+        "it sent every notification"
+    };
+    interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, left)?;
     match ctx.config.defaults.report_html.clone() {
-        Some(path) if has_acted => {
-            // A termination signal leaves the page to the next pass (docs/operations.md).
-            let interrupted = crate::supervise::Interruption { dry_run: args.dry_run };
-            interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, "it rewrote report_html")?;
-            Ok(rewrite_page(ctx, &path, report))
-        }
-        _ => Ok(report),
+        Some(path) => Ok(rewrite_page(ctx, &path, report)),
+        None => Ok(report),
     }
 }
 

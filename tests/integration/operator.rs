@@ -796,6 +796,46 @@ fn a_hanging_notifier_is_killed_after_notify_timeout() {
 }
 
 #[test]
+fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_exits_75() {
+    let fixture = Fixture::new(
+        &config(
+            r#"notify_command = ["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]
+notify_timeout = "10m"
+metrics_textfile = "TMPDIR/missing/drainctl.prom"
+"#,
+            "",
+        ),
+        NOW,
+    );
+    // The textfile's folder is missing: the pass records a supervise_error (78), and the
+    // notifier runs for it.
+    let pass = fixture.drainctl(&["supervise"]).spawn();
+    let pid_file = fixture.path("notifier.pid");
+    wait_until("the notifier to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|text| text.ends_with('\n'))
+    });
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: the next notification's notifier was started and waited for (2 minutes),
+    // then exit 78 (the textfile's), no word of the interruption.
+    assert!(!fixture.path("late").exists(), "a notifier ran to its end");
+    result.assert_code(75);
+    let last = result.stderr.lines().last().unwrap_or_default().to_string();
+    assert_eq!(
+        last,
+        "drainctl: supervise: pass interrupted by SIGTERM before it sent every notification; the next pass does the rest",
+        "{}",
+        result.stderr
+    );
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM events WHERE kind = 'supervise_error' AND message LIKE 'pass interrupted by SIGTERM%'"
+        ),
+        1
+    );
+}
+
+#[test]
 fn a_notifier_running_when_drainctl_is_told_to_stop_is_stopped_with_it() {
     let fixture = Fixture::new(
         &config(
