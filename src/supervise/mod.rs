@@ -222,7 +222,10 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // Decided as of the scans' end: an item they enqueued is available by then, and is
     // started by this pass (docs/operations.md).
     let decided_at = if scans.is_empty() { fired_at } else { clock.now().max(fired_at) };
-    let (mut snapshots, unconfigured) = take_snapshot(client, config, decided_at, args.dry_run)?;
+    let (mut snapshots, unconfigured) = match take_snapshot(client, config, decided_at, args.dry_run) {
+        Ok(taken) => taken,
+        Err(error) => return Err(snapshot_failed(client, outbox, clock, &interrupted, error)),
+    };
     interrupted.check(client, outbox, clock, "it ended crashed and hung runs and started drains")?;
     // End what must end first, then decide the starts on what that left.
     let mut decisions = plan_recovery(&snapshots, decided_at, zone);
@@ -264,6 +267,31 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     }
     let report = render(args, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
     Ok(report.with_exit_code(failures.exit_code))
+}
+
+/// A pass that could not read the drains' state (a lock held past the pass's lock wait
+/// by a migration, `VACUUM FULL` or another session's exclusive lock; the database gone)
+/// can decide nothing: the failure is recorded as a `supervise_error` event, so
+/// `notify_command` hears of it, and the pass ends with its code. A termination signal
+/// that came meanwhile is reported as the interruption it is (docs/operations.md).
+fn snapshot_failed(
+    client: &mut Client,
+    outbox: &Outbox,
+    clock: &Clock,
+    interrupted: &Interruption,
+    error: Error,
+) -> Error {
+    if let Err(interruption) = interrupted.check(client, outbox, clock, "it read the drains' state") {
+        return interruption;
+    }
+    let error = error
+        .context("supervise: could not read the drains' state")
+        .noted("the pass decided nothing; the next pass tries again");
+    if !interrupted.dry_run && !client.is_closed() {
+        let message = error.display_scrubbed().trim_start_matches("supervise: ").to_string();
+        record_event_or_log(client, outbox, &Event::new(EventKind::SuperviseError, message), clock.now());
+    }
+    error
 }
 
 /// SIGTERM or SIGINT ends a pass at the next step boundary: a step under way (a statement

@@ -168,6 +168,34 @@ fn a_hung_run_is_killed_with_its_children_and_its_item_released() {
 }
 
 #[test]
+fn a_pass_that_cannot_read_the_drains_state_records_why() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [] }))]);
+    // A migration, VACUUM FULL or an operator's session holds an exclusive lock on runs.
+    let mut holder = fixture.client();
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE").unwrap();
+    let result = fixture.drainctl(&["supervise"]).run();
+    lock.rollback().unwrap();
+    // Before: a bare "database error: canceling statement due to lock timeout", nothing
+    // recorded, so no notification.
+    result.assert_code(75);
+    assert_eq!(
+        result.stderr.lines().last().unwrap_or_default(),
+        "drainctl: supervise: could not read the drains' state: database error: canceling statement due to \
+         lock timeout; the pass decided nothing; the next pass tries again",
+        "{}",
+        result.stderr
+    );
+    let message: String = fixture
+        .client()
+        .query_one("SELECT message FROM events WHERE kind = 'supervise_error'", &[])
+        .unwrap()
+        .get(0);
+    assert!(message.starts_with("could not read the drains' state: "), "{message}");
+}
+
+#[test]
 fn a_hung_run_whose_worker_ignores_sigterm_costs_one_kill_grace_not_two() {
     let config = config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n")
         .replace("kill_grace = \"1s\"", "kill_grace = \"4s\"");
