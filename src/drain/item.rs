@@ -148,7 +148,23 @@ impl Pass<'_> {
         }
         // A session the server ended while the worker ran is replaced before the first
         // statement that settles the worker (see `reconnect`).
-        self.reconnect_if_lost(took, &while_working)?;
+        if let Err(error) = self.reconnect_if_lost(took, &while_working) {
+            // Nothing of this worker's end reached the database: say what becomes of it
+            // (docs/operations.md, "When the database goes away").
+            let ended = match &result {
+                Ok(report) => format!(
+                    "item {}'s worker ended ({} bytes of output) while the database was away: its outcome \
+                     was not recorded and is lost; once supervise or the drain's next pass reaps run {}, item \
+                     {} runs again (the attempt counts, as for a crash: on its last attempt it is dead)",
+                    item.key,
+                    report.stdout_tail.len(),
+                    self.run_id,
+                    item.key
+                ),
+                Err(_) => format!("item {} runs again once run {} is reaped", item.key, self.run_id),
+            };
+            return Err(self.results_left(error).noted(&ended));
+        }
         // A resume token printed while the session was gone, kept for the new one: the
         // item's next run resumes from it (a quota hit, a timeout).
         if let Some(token) = unwritten_token {

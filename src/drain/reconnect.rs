@@ -177,7 +177,9 @@ impl<'a> Pass<'a> {
     /// claimed goes back unstarted, attempt refunded (see `give_back_unknown_claims`).
     /// `ahead`: the item the pass had claimed ahead before it, which it still holds.
     pub(super) fn recover_lost_statement(&mut self, ahead: Option<&ClaimedItem>) -> Result<()> {
-        self.reconnect(None)?;
+        if let Err(error) = self.reconnect(None) {
+            return Err(self.results_left(error));
+        }
         let known: Vec<i64> = [
             ahead.map(|item| item.id),
             self.staged.as_ref().map(|staged| staged.id),
@@ -187,6 +189,33 @@ impl<'a> Pass<'a> {
         .flatten()
         .collect();
         self.give_back_unknown_claims(&known, self.clock.now())
+    }
+
+    /// `error`, with what becomes of the results the pass held when no new session could
+    /// be opened: one staged is committed when the run is reaped; one held in memory was
+    /// in the statement that was lost, which may have staged it — if it did not, it is
+    /// lost and its item runs again (docs/operations.md, "When the database goes away").
+    /// The results are the error's from then on: the pass's end does not try to write
+    /// them again, nor says a second time what became of them.
+    pub(super) fn results_left(&mut self, error: Error) -> Error {
+        let reaped = format!("supervise or the drain's next pass reaps run {}", self.run_id);
+        let mut error = error;
+        if let Some(staged) = self.staged.take() {
+            error = error.noted(&format!(
+                "the staged result of item {} stays staged in the database: it is committed once {reaped}",
+                staged.key
+            ));
+        }
+        if let Some(unstaged) = self.unstaged.take() {
+            let key = &unstaged.item.key;
+            error = error.noted(&format!(
+                "the result of item {key} ({} bytes) was on its way in the statement the session lost: \
+                 if that statement staged it, it is committed once {reaped}; if not, it is lost and item \
+                 {key} runs again (the attempt counts, as for a crash: on its last attempt it is dead)",
+                unstaged.result.len()
+            ));
+        }
+        error
     }
 
     /// Give back every item the run holds but the pass does not know of (all but

@@ -848,6 +848,51 @@ fn a_resume_token_printed_while_the_database_is_away_is_stored_once_it_is_back()
     );
 }
 
+/// The last line of `drain docs` whose one item runs `then` after the pass's session was
+/// ended, the database refusing new sessions for longer than the pass's minute of trying.
+fn last_line_when_the_database_stays_away(then: serde_json::Value) -> String {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (log, started, ended) = (fixture.path("log"), fixture.path("started"), fixture.path("ended"));
+    let mut worker =
+        vec![json!({ "log": log }), json!({ "touch": started }), json!({ "wait_for_file": ended })];
+    worker.extend(then.as_array().cloned().unwrap_or_default());
+    fixture.enqueue("docs", &[("a".into(), steps(serde_json::Value::Array(worker)))]);
+    let pass = a_pass_whose_worker_ends_while_the_database_refuses_it(&fixture, &log, &started, &ended);
+    let result = finished(pass.wait_with_output().unwrap());
+    fixture.db.allow_connections(true);
+    result.assert_code(69);
+    assert_eq!(fixture.item("docs", "a").0, "running", "left for the reaper");
+    // One account of the result, not "it is lost" and then "it may be staged".
+    assert!(!result.stderr.contains("held only in memory"), "{}", result.stderr);
+    let last = result.stderr.lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("no new one could be opened within 1m"), "{}", result.stderr);
+    last
+}
+
+#[test]
+fn a_database_away_past_the_reconnect_minute_ends_the_pass_saying_the_result_is_lost() {
+    // A worker a second long: the pass looks at its session once the worker ended.
+    // Before: only "… no new one could be opened within 1m (…); run 1 stays running until
+    // supervise reaps it", nothing of item a's result.
+    let last = last_line_when_the_database_stays_away(json!([{ "sleep": 1.0 }, { "out": "result a" }]));
+    assert!(
+        last.contains("item a's worker ended (9 bytes of output) while the database was away: its outcome was not recorded and is lost")
+            && last.contains("item a runs again (the attempt counts"),
+        "{last}"
+    );
+}
+
+#[test]
+fn a_result_on_its_way_when_the_session_was_lost_is_said_to_be_staged_or_lost() {
+    // A quick worker: its result goes with the statement that claims the next item, which
+    // meets the ended session and may or may not have staged it.
+    let last = last_line_when_the_database_stays_away(json!([{ "out": "result a" }]));
+    assert!(
+        last.contains("the result of item a (9 bytes) was on its way in the statement the session lost: if that statement staged it, it is committed once"),
+        "{last}"
+    );
+}
+
 #[test]
 fn sigterm_while_a_pass_waits_for_the_database_exits_75_saying_so() {
     let fixture = Fixture::new(&config(""), NOW);
