@@ -314,6 +314,12 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
 
 /// Each drain's worker program, workdir and source folder, and the notifier's program.
 fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: Option<CronPath>) {
+    for group in &config.quota_groups {
+        for account in group.accounts.iter().filter(|account| !account.is_implicit()) {
+            let whose = format!("quota group {} account {}", group.name, account.name);
+            check_worker_zone(checks, &whose, &account.env, config.defaults.timezone);
+        }
+    }
     for drain in &config.drains {
         let path_override =
             drain.env.iter().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
@@ -347,6 +353,7 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             ),
         }
         checks.for_drain(&drain.name);
+        check_worker_zone(checks, &format!("drain {}", drain.name), &drain.env, config.defaults.timezone);
         if let Some(workdir) = &drain.workdir {
             if workdir.is_dir() {
                 checks.push(
@@ -597,6 +604,24 @@ fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf,
              or fix the #! line"
         )),
         _ => Ok(path),
+    }
+}
+
+/// A `TZ` in a drain's or an account's `env` that is not a zone name drainctl knows: the
+/// worker reads it (a POSIX rule such as `CET-1` included), but drainctl cannot, and reads
+/// the clock times the worker prints in `[defaults] timezone` instead — a reset an hour
+/// off, say (docs/rate-limits.md, "Reset times").
+fn check_worker_zone(checks: &mut Checks, whose: &str, env: &[(String, String)], configured: chrono_tz::Tz) {
+    let Some((_, value)) = env.iter().rev().find(|(name, _)| name == "TZ") else { return };
+    if crate::quota::tz_zone(value).is_none() {
+        checks.push(
+            "worker_zone",
+            Status::Warn,
+            format!(
+                "{whose}: env TZ = {value:?} is not a zone name drainctl knows; the worker's clock times \
+                 (\"resets 8pm\") are read in {configured} instead: use an IANA name such as \"Europe/Berlin\""
+            ),
+        );
     }
 }
 

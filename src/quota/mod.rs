@@ -46,7 +46,7 @@ use self::patterns::{
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
-pub(crate) use self::waits::{announced_wait, client_wait_hit, long_announced_wait, worker_zone};
+pub(crate) use self::waits::{announced_wait, client_wait_hit, long_announced_wait, tz_zone, worker_zone};
 
 /// `matched_line` is cut to about this many characters, keeping the match.
 const MATCHED_LINE_MAX_CHARS: usize = 500;

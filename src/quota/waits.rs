@@ -139,8 +139,14 @@ pub(crate) fn worker_zone(env: &[(String, String)], configured: Tz) -> Tz {
     env.iter()
         .rev()
         .find(|(name, _)| name == "TZ")
-        .and_then(|(_, value)| value.trim().trim_start_matches(':').parse::<Tz>().ok())
+        .and_then(|(_, value)| tz_zone(value))
         .unwrap_or(configured)
+}
+
+/// The zone a `TZ` value names (`Europe/Berlin`, `:Europe/Berlin`), if drainctl knows it:
+/// a POSIX rule (`CET-1`) it does not read.
+pub(crate) fn tz_zone(value: &str) -> Option<Tz> {
+    value.trim().trim_start_matches(':').parse::<Tz>().ok()
 }
 
 #[cfg(test)]

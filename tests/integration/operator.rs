@@ -986,6 +986,26 @@ fn doctor_reports_an_unknown_zone_with_exit_78() {
 }
 
 #[test]
+fn doctor_warns_of_a_worker_tz_drainctl_cannot_read() {
+    // A POSIX rule the worker's C library reads, but drainctl cannot: a clock time the
+    // worker prints ("try again at 1:44 AM") would be read in Asia/Jerusalem instead.
+    let fixture = Fixture::new(&config("", "env = { TZ = \"CET-1\" }\n"), NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    result.assert_code(0);
+    assert!(
+        result.stdout.contains(
+            "warn  worker_zone: drain docs: env TZ = \"CET-1\" is not a zone name drainctl knows; the worker's \
+             clock times (\"resets 8pm\") are read in Asia/Jerusalem instead"
+        ),
+        "{}",
+        result.stdout
+    );
+    let fixture = Fixture::new(&config("", "env = { TZ = \":Europe/Berlin\" }\n"), NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    assert!(!result.stdout.contains("worker_zone"), "{}", result.stdout);
+}
+
+#[test]
 fn doctor_exits_69_when_the_database_is_unreachable_and_hides_the_password() {
     let fixture = Fixture::new(&config("", ""), NOW);
     let result = fixture
