@@ -776,12 +776,23 @@ fn a_failing_notifier_is_recorded_and_does_not_fail_the_pass() {
     assert_eq!(data["reason"], "not_started");
 }
 
+/// A notifier that writes its pid to `notifier.pid`, then sleeps two minutes and writes
+/// `late`, as `notify_command`.
+const SLOW_NOTIFIER: &str =
+    r#"["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]"#;
+
+/// The pid of the [`SLOW_NOTIFIER`] once it started.
+fn slow_notifier_started(fixture: &Fixture) -> i32 {
+    let pid_file = fixture.path("notifier.pid");
+    wait_until("the notifier to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|text| text.ends_with('\n'))
+    });
+    std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap()
+}
+
 #[test]
 fn a_hanging_notifier_is_killed_after_notify_timeout() {
-    let (fixture, result, elapsed) = dead_letter_with_notifier(
-        r#"["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]"#,
-        "notify_timeout = \"1s\"\n",
-    );
+    let (fixture, result, elapsed) = dead_letter_with_notifier(SLOW_NOTIFIER, "notify_timeout = \"1s\"\n");
     result.assert_code(0);
     assert!(elapsed < Duration::from_secs(15), "the pass took {elapsed:?}");
     let data: Value = fixture
@@ -799,10 +810,10 @@ fn a_hanging_notifier_is_killed_after_notify_timeout() {
 fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_exits_75() {
     let fixture = Fixture::new(
         &config(
-            r#"notify_command = ["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]
-notify_timeout = "10m"
-metrics_textfile = "TMPDIR/missing/drainctl.prom"
-"#,
+            &format!(
+                "notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\n\
+                 metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n"
+            ),
             "",
         ),
         NOW,
@@ -810,10 +821,7 @@ metrics_textfile = "TMPDIR/missing/drainctl.prom"
     // The textfile's folder is missing: the pass records a supervise_error (78), and the
     // notifier runs for it.
     let pass = fixture.drainctl(&["supervise"]).spawn();
-    let pid_file = fixture.path("notifier.pid");
-    wait_until("the notifier to start", Duration::from_secs(20), || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|text| text.ends_with('\n'))
-    });
+    slow_notifier_started(&fixture);
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
     // Before: the next notification's notifier was started and waited for (2 minutes),
@@ -838,21 +846,12 @@ metrics_textfile = "TMPDIR/missing/drainctl.prom"
 #[test]
 fn a_notifier_running_when_drainctl_is_told_to_stop_is_stopped_with_it() {
     let fixture = Fixture::new(
-        &config(
-            r#"notify_command = ["sh", "-c", "echo $$ > TMPDIR/notifier.pid; sleep 120; echo late > TMPDIR/late"]
-notify_timeout = "10m"
-"#,
-            "",
-        ),
+        &config(&format!("notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\n"), ""),
         NOW,
     );
     fixture.enqueue("docs", &[("bad".into(), steps(json!([{ "exit": 4 }])))]);
     let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    let pid_file = fixture.path("notifier.pid");
-    wait_until("the notifier to start", Duration::from_secs(20), || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|text| text.ends_with('\n'))
-    });
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid = slow_notifier_started(&fixture);
     signal(pass.id(), libc::SIGTERM);
     // Not the notifier's 10 minutes: the pass ends at once, the notifier's group killed.
     let result = finished(pass.wait_with_output().unwrap());
