@@ -366,8 +366,9 @@ const DRAIN_STOP_MARGIN: Duration = Duration::from_secs(2);
 /// drain's session: a drain started by `supervise` leads one, and a worker whose pid the
 /// run had not recorded yet (it is written a round trip after the worker starts) is in it
 /// (docs/worker-contract.md, "Crashes are reaped"; docs/operations.md). Each is SIGTERM,
-/// then SIGKILL after `kill_grace` (the drain: a little longer, to stop its worker itself;
-/// a group it left after exiting on its own: at once); a failure is logged and recorded as `kill_failed`.
+/// then SIGKILL after `kill_grace` (the drain: a little longer, to stop its worker
+/// itself; a group it left after exiting on its own: at once); a failure is logged and
+/// recorded as `kill_failed`.
 /// When everything ended, the run's worker is forgotten: no later pass looks at the run
 /// again (see [`finish_ended_runs`]).
 fn kill_run_processes(

@@ -169,7 +169,8 @@ fn a_hung_run_is_killed_with_its_children_and_its_item_released() {
 
 #[test]
 fn a_pass_that_cannot_read_the_drains_state_records_why() {
-    let fixture = Fixture::new(&config(""), INSIDE);
+    let notify = "[defaults]\nnotify_command = [\"sh\", \"-c\", \"cat >> TMPDIR/notified.jsonl\"]\n";
+    let fixture = Fixture::new(&config("").replacen("[defaults]\n", notify, 1), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [] }))]);
     // A migration, VACUUM FULL or an operator's session holds an exclusive lock on runs.
     let mut holder = fixture.client();
@@ -193,6 +194,9 @@ fn a_pass_that_cannot_read_the_drains_state_records_why() {
         .unwrap()
         .get(0);
     assert!(message.starts_with("could not read the drains' state: "), "{message}");
+    // Notified by this pass, not left for the next.
+    let notified = std::fs::read_to_string(fixture.path("notified.jsonl")).unwrap_or_default();
+    assert!(notified.contains("could not read the drains' state"), "{notified:?}");
 }
 
 #[test]
