@@ -164,10 +164,7 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
             ));
         }
         if *code == SqlState::INVALID_SCHEMA_NAME {
-            return Error::Config(format!(
-                "{message}: the role's search_path names no schema it can use; create the schema, \
-                 or set search_path (options=-c search_path=...) to one that exists"
-            ));
+            return Error::Config(format!("{message}: the role's {NO_SCHEMA}"));
         }
         if *code == SqlState::LOCK_NOT_AVAILABLE {
             return Error::Temporary(message);
@@ -218,6 +215,9 @@ fn is_broken_session(error: &postgres::Error) -> bool {
 
 /// How a session the server closed is named; [`Error::final_line`] adds what to do.
 pub const CONNECTION_LOST: &str = "database connection lost";
+/// What a role whose search_path names no usable schema is told (an error, `doctor`).
+pub const NO_SCHEMA: &str = "search_path names no schema it can use; create the schema, or set \
+                             search_path (options=-c search_path=...) to one that exists";
 /// How a connection that could not be made begins.
 pub const CANNOT_CONNECT: &str = "cannot connect to the database";
 

@@ -246,10 +246,7 @@ pub fn cannot_apply(client: &mut Client) -> Result<Option<String>> {
     let (role, schema, can_create, owner): (String, Option<String>, bool, Option<String>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     Ok(match (schema, can_create, owner) {
-        (None, _, _) => Some(format!(
-            "the role {role}'s search_path names no schema it can use; create the schema, or set \
-             search_path (options=-c search_path=...) to one that exists"
-        )),
+        (None, _, _) => Some(format!("the role {role}'s {}", crate::error::NO_SCHEMA)),
         (Some(schema), false, _) => Some(format!(
             "the role {role} may not create in schema {schema}; connect as the owner of the database, \
              or GRANT CREATE ON SCHEMA {schema} TO {role}"

@@ -612,7 +612,7 @@ fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf,
 /// the clock times the worker prints in `[defaults] timezone` instead — a reset an hour
 /// off, say (docs/rate-limits.md, "Reset times").
 fn check_worker_zone(checks: &mut Checks, whose: &str, env: &[(String, String)], configured: chrono_tz::Tz) {
-    let Some((_, value)) = env.iter().rev().find(|(name, _)| name == "TZ") else { return };
+    let Some(value) = crate::quota::env_tz(env) else { return };
     if crate::quota::tz_zone(value).is_none() {
         checks.push(
             "worker_zone",

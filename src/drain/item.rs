@@ -151,17 +151,15 @@ impl Pass<'_> {
         if let Err(error) = self.reconnect_if_lost(took, &while_working) {
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").
+            let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);
             let ended = match &result {
                 Ok(report) => format!(
                     "item {}'s worker ended ({} bytes of output) while the database was away: its outcome \
-                     was not recorded and is lost; once supervise or the drain's next pass reaps run {}, item \
-                     {} runs again (the attempt counts, as for a crash: on its last attempt it is dead)",
+                     was not recorded and is lost; {again}",
                     item.key,
                     report.stdout_tail.len(),
-                    self.run_id,
-                    item.key
                 ),
-                Err(_) => format!("item {} runs again once run {} is reaped", item.key, self.run_id),
+                Err(_) => again,
             };
             return Err(self.results_left(error).noted(&ended));
         }

@@ -198,7 +198,7 @@ impl<'a> Pass<'a> {
     /// The results are the error's from then on: the pass's end does not try to write
     /// them again, nor says a second time what became of them.
     pub(super) fn results_left(&mut self, error: Error) -> Error {
-        let reaped = format!("supervise or the drain's next pass reaps run {}", self.run_id);
+        let reaped = super::staging::reaped(self.run_id);
         let mut error = error;
         if let Some(staged) = self.staged.take() {
             error = error.noted(&format!(
@@ -210,9 +210,9 @@ impl<'a> Pass<'a> {
             let key = &unstaged.item.key;
             error = error.noted(&format!(
                 "the result of item {key} ({} bytes) was on its way in the statement the session lost: \
-                 if that statement staged it, it is committed once {reaped}; if not, it is lost and item \
-                 {key} runs again (the attempt counts, as for a crash: on its last attempt it is dead)",
-                unstaged.result.len()
+                 if that statement staged it, it is committed once {reaped}; if not, it is lost: {}",
+                unstaged.result.len(),
+                super::staging::runs_again_once_reaped(key, self.run_id)
             ));
         }
         error

@@ -137,18 +137,32 @@ impl Pass<'_> {
 /// lost and its item runs again, its attempt counted; one staged is kept, and the reaper commits it
 /// (docs/operations.md, "When the database goes away").
 fn uncommitted(error: Error, key: &str, bytes: Option<usize>, run_id: i64) -> Error {
-    let reaped = format!("supervise or the drain's next pass reaps run {run_id}");
     match bytes {
         Some(bytes) => error
             .context(&format!("could not write the result of item {key} ({bytes} bytes) to the database"))
             .noted(&format!(
-                "it was held only in memory: it is lost; once {reaped}, item {key} runs again \
-                 (the attempt counts, as for a crash: on its last attempt it is dead)"
+                "it was held only in memory: it is lost; {}",
+                runs_again_once_reaped(key, run_id)
             )),
         None => error
             .context(&format!("could not commit the staged result of item {key}"))
-            .noted(&format!("it stays staged in the database: it is committed once {reaped}")),
+            .noted(&format!("it stays staged in the database: it is committed once {}", reaped(run_id))),
     }
+}
+
+/// When a run a pass left `running` is ended: "supervise or the drain's next pass reaps
+/// run 12".
+pub(super) fn reaped(run_id: i64) -> String {
+    format!("supervise or the drain's next pass reaps run {run_id}")
+}
+
+/// What becomes of item `key`, whose outcome run `run_id` could not record: "once … reaps
+/// run 12, item a runs again (the attempt counts, …)".
+pub(super) fn runs_again_once_reaped(key: &str, run_id: i64) -> String {
+    format!(
+        "once {}, item {key} runs again (the attempt counts, as for a crash: on its last attempt it is dead)",
+        reaped(run_id)
+    )
 }
 
 #[cfg(test)]

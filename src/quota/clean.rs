@@ -164,12 +164,9 @@ fn origin_of(physical: &str) -> Origin {
 
 static JSON_EVENT_TYPE: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"^\s*\{\s*"type"\s*:\s*"([A-Za-z_.]+)""#));
-/// The role of a `message` event, before its content: `"role":"user"`.
-static USER_ROLE: LazyLock<Regex> = LazyLock::new(|| {
-    compile(
-        r#"^\s*\{\s*"type"\s*:\s*"message"\s*,(?:\s*"timestamp"\s*:\s*"[^"]*"\s*,)?\s*"role"\s*:\s*"user""#,
-    )
-});
+/// gemini-cli's `message` event of the user, its prompt: `"role":"user"`.
+static USER_ROLE: LazyLock<Regex> =
+    LazyLock::new(|| super::patterns::gemini_stream_event("message", "role", "user"));
 static TOOL_ITEM: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#""type"\s*:\s*"(?:command_execution|file_change|mcp_tool_call|web_search|tool_call|function_call_output)""#,

@@ -46,7 +46,9 @@ use self::patterns::{
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
-pub(crate) use self::waits::{announced_wait, client_wait_hit, long_announced_wait, tz_zone, worker_zone};
+pub(crate) use self::waits::{
+    announced_wait, client_wait_hit, env_tz, long_announced_wait, tz_zone, worker_zone,
+};
 
 /// `matched_line` is cut to about this many characters, keeping the match.
 const MATCHED_LINE_MAX_CHARS: usize = 500;
@@ -239,7 +241,11 @@ impl Classifier {
         let mut stderr_lines = clean_lines(stderr);
         clean::mark_codex_prompt(&mut stderr_lines);
         if !input.is_empty() {
-            let echoed: std::collections::HashSet<String> = echoed_lines(input);
+            let echoed: std::collections::HashSet<String> = clean_lines(input)
+                .into_iter()
+                .map(|line| line.text)
+                .filter(|text| text.chars().count() >= MIN_ECHOED_CHARS)
+                .collect();
             for line in stdout_lines.iter_mut().chain(stderr_lines.iter_mut()) {
                 if echoed.contains(&line.text) {
                     line.origin = Origin::ToolOutput;
@@ -612,16 +618,6 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
     } else {
         ErrorVerdict::Unknown
     }
-}
-
-/// The lines a worker may repeat of its `input` (its payload, then its arguments, one a
-/// line). Lines shorter than `MIN_ECHOED_CHARS` are left out: `}` or `Error` stay in play.
-fn echoed_lines(input: &[u8]) -> std::collections::HashSet<String> {
-    clean_lines(input)
-        .into_iter()
-        .map(|line| line.text)
-        .filter(|text| text.chars().count() >= MIN_ECHOED_CHARS)
-        .collect()
 }
 
 fn neighbourhood_texts<'a>(streams: &[&'a [Line]], hits: &'a [Hit]) -> Vec<&'a str> {

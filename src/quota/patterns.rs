@@ -164,11 +164,16 @@ pub(super) static TURN_COMPLETED: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"(?i)"type"\s*:\s*"turn\.completed""#));
 /// gemini-cli's `stream-json` ends a run with `{"type":"result",…,"status":"success",…}`:
 /// like `"is_error": false`.
-pub(super) static RESULT_STATUS_SUCCESS: LazyLock<Regex> = LazyLock::new(|| {
-    compile(
-        r#"(?i)^\{\s*"type"\s*:\s*"result"\s*,(?:\s*"timestamp"\s*:\s*"[^"]*"\s*,)?\s*"status"\s*:\s*"success""#,
-    )
-});
+pub(super) static RESULT_STATUS_SUCCESS: LazyLock<Regex> =
+    LazyLock::new(|| gemini_stream_event("result", "status", "success"));
+
+/// A line of gemini-cli's `stream-json` of `event_type` whose first field after its
+/// timestamp is `field` = `value`: `{"type":"message","timestamp":"…","role":"user",…}`.
+pub(super) fn gemini_stream_event(event_type: &str, field: &str, value: &str) -> Regex {
+    compile(&format!(
+        r#"(?i)^\s*\{{\s*"type"\s*:\s*"{event_type}"\s*,(?:\s*"timestamp"\s*:\s*"[^"]*"\s*,)?\s*"{field}"\s*:\s*"{value}""#
+    ))
+}
 
 /// Anthropic's workspace spend limit, which names the day access returns: time fixes it,
 /// so the stated reset is kept (docs/rate-limits.md, "Needs attention").

@@ -136,11 +136,12 @@ pub(crate) fn client_wait_hit(
 /// The zone a worker reads wall-clock times in: the `TZ` its environment sets (a tz
 /// database name, with or without the leading `:`), else the configured zone.
 pub(crate) fn worker_zone(env: &[(String, String)], configured: Tz) -> Tz {
-    env.iter()
-        .rev()
-        .find(|(name, _)| name == "TZ")
-        .and_then(|(_, value)| tz_zone(value))
-        .unwrap_or(configured)
+    env_tz(env).and_then(tz_zone).unwrap_or(configured)
+}
+
+/// The `TZ` an `env` sets (its last one), as written.
+pub(crate) fn env_tz(env: &[(String, String)]) -> Option<&str> {
+    env.iter().rev().find(|(name, _)| name == "TZ").map(|(_, value)| value.as_str())
 }
 
 /// The zone a `TZ` value names (`Europe/Berlin`, `:Europe/Berlin`), if drainctl knows it:
