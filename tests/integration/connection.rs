@@ -442,19 +442,25 @@ fn the_server_probes_a_drainctl_session_so_that_a_vanished_host_frees_its_slot()
     assert!(probed.is_some_and(|seconds| seconds <= 60.0), "drainctl's session: {probed:?}");
 }
 
+/// A new login role `<prefix>_<database>` with no rights, its URL over TCP to the
+/// fixture's database, and a superuser session to grant or drop with.
+fn login_role(fixture: &Fixture, prefix: &str) -> (String, String, postgres::Client) {
+    let (db, role) = (&fixture.db.name, format!("{prefix}_{}", fixture.db.name));
+    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'Role-pw-9'")).unwrap();
+    let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
+    let url = format!("postgres://{role}:Role-pw-9@127.0.0.1:{port}/{db}");
+    (role, url, admin)
+}
+
 #[test]
 fn the_owner_of_its_database_needs_no_superuser_nor_any_grant() {
     let fixture = Fixture::new(CONFIG, NOW);
-    let (db, role) = (fixture.db.name.clone(), format!("owner_{}", fixture.db.name));
-    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD 'Owner-pw-9'; ALTER DATABASE {db} OWNER TO {role}"
-        ))
-        .unwrap();
+    let db = fixture.db.name.clone();
+    let (role, over_tcp, mut admin) = login_role(&fixture, "owner");
+    admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO {role}")).unwrap();
     let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
     let socket_folder: String = admin.query_one("SHOW unix_socket_directories", &[]).unwrap().get(0);
-    let over_tcp = format!("postgres://{role}:Owner-pw-9@127.0.0.1:{port}/{db}");
     let over_socket = format!("host={socket_folder} port={port} user={role} dbname={db}");
     for (round, url) in [over_tcp, over_socket].iter().enumerate() {
         let key = format!("k{round}");
@@ -482,11 +488,8 @@ fn the_owner_of_its_database_needs_no_superuser_nor_any_grant() {
 #[test]
 fn a_role_without_rights_is_told_what_to_grant_and_a_roles_statement_timeout_does_not_apply() {
     let fixture = Fixture::new(CONFIG, NOW);
-    let (db, role) = (fixture.db.name.clone(), format!("guest_{}", fixture.db.name));
-    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
-    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'Guest-pw-9'")).unwrap();
-    let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
-    let guest = format!("postgres://{role}:Guest-pw-9@127.0.0.1:{port}/{db}");
+    let db = fixture.db.name.clone();
+    let (role, guest, mut admin) = login_role(&fixture, "guest");
     // Before: exit 70, "database error: permission denied for schema public" and nothing more.
     let result = fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &guest).run();
     result.assert_code(78);
@@ -511,11 +514,7 @@ fn a_role_without_rights_is_told_what_to_grant_and_a_roles_statement_timeout_doe
 #[test]
 fn doctor_fails_when_the_role_cannot_apply_the_pending_migrations() {
     let fixture = Fixture::new(CONFIG, NOW);
-    let (db, role) = (fixture.db.name.clone(), format!("late_{}", fixture.db.name));
-    let mut admin = postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap();
-    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'Late-pw-9'")).unwrap();
-    let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
-    let late = format!("postgres://{role}:Late-pw-9@127.0.0.1:{port}/{db}");
+    let (role, late, mut admin) = login_role(&fixture, "late");
     // Before: "warn schema: migration(s) … not applied yet", then `healthy`, exit 0 — and
     // every command after it exited 78 on the first migration.
     let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &late).run();
