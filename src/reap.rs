@@ -57,14 +57,17 @@ pub fn reap_crashed_runs(
     drain: Option<&str>,
 ) -> Result<Vec<Reaped>> {
     let mut reaped = Vec::new();
+    let mut ended = Vec::new();
     for run in runs::running_runs(client, drain)? {
         if is_crashed(&run) {
             let note = format!("process {} on {} is gone", run.pid, run.host);
             if let Some(result) = end_run(client, outbox, config, clock, &run, RunStatus::Crashed, &note)? {
                 reaped.push(result);
+                ended.push(EndedRun { run, stop_drain: false });
             }
         }
     }
+    stop_ended_runs(client, outbox, config, &ended, clock.now());
     Ok(reaped)
 }
 
@@ -115,10 +118,19 @@ fn max_attempts_of(config: &Config, drain: &str) -> i32 {
     config.drains.iter().find(|d| d.name == drain).map_or(i32::MAX, |d| d.max_attempts as i32)
 }
 
+/// A run ended `crashed` or `hung` whose processes are still to be stopped (see
+/// [`stop_ended_runs`]); `stop_drain` for a hung one, whose drain process lives on.
+#[derive(Debug, Clone)]
+pub struct EndedRun {
+    pub run: RunRow,
+    pub stop_drain: bool,
+}
+
 /// End a `running` run that will never finish by itself (`crashed` or `hung`): settle
-/// staged results, release its items, record events, then end what it left alive (a hung
-/// run's drain process too: see [`kill_run_processes`]). A pass that dies before that
-/// leaves it to the next (see [`finish_ended_runs`]). None if someone else ended it first.
+/// staged results, release its items, record events. What it left alive (a hung run's
+/// drain process too) is for [`stop_ended_runs`], given every run a pass ended at once; a
+/// pass that dies before that leaves it to the next (see [`finish_ended_runs`]). None if
+/// someone else ended it first.
 pub fn end_run(
     client: &mut Client,
     outbox: &Outbox,
@@ -154,17 +166,61 @@ pub fn end_run(
         record_run_ended(tx, outbox, run, status, note, &reaped, now)?;
         Ok(Some(reaped))
     })?;
-    if result.is_some() {
-        #[cfg(feature = "testing")]
-        if std::env::var(crate::drain::FAULT_ENV).is_ok_and(|fault| fault == "die_after_ending_run") {
-            // As a process SIGKILLed right here (pm2 after 1.6 s): the run is ended, nothing
-            // of it signalled.
-            // SAFETY: raise has no preconditions.
-            unsafe { libc::raise(libc::SIGKILL) };
-        }
-        kill_run_processes(client, outbox, config, run, status == RunStatus::Hung, now);
-    }
     Ok(result)
+}
+
+/// Stop what the runs ended by this pass left alive, all at once: each run's drain
+/// process and groups are signalled and waited for on a thread of their own (see
+/// [`kill_run_processes`]), so that ten runs hung behind one stalled vendor cost one
+/// `kill_grace`, not ten. Failures and forgetting are then recorded one run at a time.
+pub fn stop_ended_runs(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    ended: &[EndedRun],
+    now: DateTime<Utc>,
+) {
+    if ended.is_empty() {
+        return;
+    }
+    #[cfg(feature = "testing")]
+    if std::env::var(crate::drain::FAULT_ENV).is_ok_and(|fault| fault == "die_after_ending_run") {
+        // As a process SIGKILLed right here (pm2 after 1.6 s): the runs are ended, nothing
+        // of them signalled.
+        // SAFETY: raise has no preconditions.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    let outcomes: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let stopping: Vec<_> = ended
+            .iter()
+            .map(|ended| {
+                let stop = move || kill_run_processes(config, &ended.run, ended.stop_drain);
+                // A thread that cannot be made stops its run here, one after another.
+                std::thread::Builder::new().spawn_scoped(scope, stop).map_err(|_| stop)
+            })
+            .collect();
+        stopping
+            .into_iter()
+            .map(|stopping| match stopping {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|_| vec!["stopping its processes failed unexpectedly".to_string()]),
+                Err(stop) => stop(),
+            })
+            .collect()
+    });
+    for (ended, failures) in ended.iter().zip(outcomes) {
+        let run = &ended.run;
+        for failure in &failures {
+            let message = format!("run {}: {failure}", run.id);
+            log::error!("{message}");
+            let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
+            record_event_or_log(client, outbox, &event, now);
+        }
+        if failures.is_empty() && is_this_hosts(run) {
+            forget_ended(client, run.id);
+        }
+    }
 }
 
 /// Commit the run's staged results that verify, discard the others, with an event each.
@@ -300,7 +356,7 @@ pub fn finish_ended_runs(
     let longest = config.drains.iter().map(|d| d.item_timeout).max().unwrap_or_default();
     let since = crate::clock::earlier(clock.now(), longest.saturating_add(ENDED_RUNS_MARGIN));
     let ended = runs::recently_ended_abnormally(client, &process::host_name(), since, ENDED_RUNS_LIMIT)?;
-    let mut killed = 0;
+    let mut left_alive = Vec::new();
     for run in ended.iter().filter(|run| is_this_hosts(run)) {
         let start_time = run.process_start_time.map(|t| t as u64);
         // Without its start time a live pid may be anyone's: the drain is left alone.
@@ -328,7 +384,6 @@ pub fn finish_ended_runs(
             forget_ended(client, run.id);
             continue;
         }
-        killed += 1;
         let mut left = Vec::new();
         if let Some(pid) = drain {
             left.push(format!("drain process {pid}"));
@@ -351,9 +406,10 @@ pub fn finish_ended_runs(
             .run(run.id)
             .data(json!({ "drain_pid": drain, "worker_pid": worker.filter(|_| worker_alive), "session_groups": session }));
         record_event(client, outbox, &event, clock.now())?;
-        kill_run_processes(client, outbox, config, run, drain.is_some(), clock.now());
+        left_alive.push(EndedRun { run: run.clone(), stop_drain: drain.is_some() });
     }
-    Ok(killed)
+    stop_ended_runs(client, outbox, config, &left_alive, clock.now());
+    Ok(left_alive.len())
 }
 
 /// How much longer than `kill_grace` a drain process is given to stop its own worker.
@@ -367,20 +423,12 @@ const DRAIN_STOP_MARGIN: Duration = Duration::from_secs(2);
 /// run had not recorded yet (it is written a round trip after the worker starts) is in it
 /// (docs/worker-contract.md, "Crashes are reaped"; docs/operations.md). Each is SIGTERM,
 /// then SIGKILL after `kill_grace` (the drain: a little longer, to stop its worker
-/// itself; a group it left after exiting on its own: at once); a failure is logged and
-/// recorded as `kill_failed`.
-/// When everything ended, the run's worker is forgotten: no later pass looks at the run
-/// again (see [`finish_ended_runs`]).
-fn kill_run_processes(
-    client: &mut Client,
-    outbox: &Outbox,
-    config: &Config,
-    run: &RunRow,
-    stop_drain: bool,
-    now: DateTime<Utc>,
-) {
+/// itself; a group it left after exiting on its own: at once). Returns what could not be
+/// done; [`stop_ended_runs`] records it, or forgets the run when nothing failed, so that
+/// no later pass looks at it again (see [`finish_ended_runs`]).
+fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<String> {
     if !is_this_hosts(run) {
-        return;
+        return Vec::new();
     }
     let grace = config.defaults.kill_grace;
     let mut failures = Vec::new();
@@ -419,15 +467,7 @@ fn kill_run_processes(
             group(pgid, group_grace, &mut failures);
         }
     }
-    for failure in &failures {
-        let message = format!("run {}: {failure}", run.id);
-        log::error!("{message}");
-        let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
-        record_event_or_log(client, outbox, &event, now);
-    }
-    if failures.is_empty() {
-        forget_ended(client, run.id);
-    }
+    failures
 }
 
 /// Record that nothing of an ended run is left alive (see [`runs::forget_worker`]). When

@@ -18,6 +18,7 @@ use crate::drain::log_file;
 use crate::error::{Error, Result};
 use crate::model::{EventKind, RunStatus, Trigger};
 use crate::output::local_time as local;
+use crate::reap::EndedRun;
 use crate::worker::process;
 
 use super::{record_failure, Action, Decision, StepFailures};
@@ -36,7 +37,13 @@ pub(super) fn apply_all(
     now: DateTime<Utc>,
     failures: &mut StepFailures,
 ) {
+    // Runs ended by this pass, stopped together before the first start (a hung run's drain
+    // is started again only once it is gone) and at the end.
+    let mut ended = Vec::new();
     for decision in decisions.iter_mut() {
+        if decision.action == Action::Start && !ended.is_empty() {
+            crate::reap::stop_ended_runs(client, outbox, config, &std::mem::take(&mut ended), clock.now());
+        }
         if let Some(signal) = crate::worker::signals::termination_signal() {
             if decision.action != Action::Skip {
                 let signal = crate::worker::signals::signal_name(signal);
@@ -44,7 +51,7 @@ pub(super) fn apply_all(
             }
             continue;
         }
-        if let Err(error) = apply(client, outbox, config, clock, runs, decision, now) {
+        if let Err(error) = apply(client, outbox, config, clock, runs, decision, now, &mut ended) {
             failures.add(&error);
             let message = error.display_scrubbed();
             let what = format!("could not {} drain {}: {message}", decision.action.verb(), decision.drain);
@@ -52,8 +59,10 @@ pub(super) fn apply_all(
             decision.error = Some(message);
         }
     }
+    crate::reap::stop_ended_runs(client, outbox, config, &ended, clock.now());
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply(
     client: &mut Client,
     outbox: &Outbox,
@@ -62,34 +71,23 @@ fn apply(
     runs: &[RunRow],
     decision: &mut Decision,
     now: DateTime<Utc>,
+    ended: &mut Vec<EndedRun>,
 ) -> Result<()> {
-    let find_run = |run_id: Option<i64>| runs.iter().find(|run| Some(run.id) == run_id);
+    let mut end = |status: RunStatus| -> Result<()> {
+        let Some(run) = runs.iter().find(|run| Some(run.id) == decision.run_id) else { return Ok(()) };
+        if crate::reap::end_run(client, outbox, config, clock, run, status, &decision.reason)?.is_some() {
+            ended.push(EndedRun { run: run.clone(), stop_drain: status == RunStatus::Hung });
+        }
+        Ok(())
+    };
     match decision.action {
         Action::Skip => Ok(()),
         Action::ExpireBurst => expire_burst(client, outbox, config, &decision.drain, now),
-        Action::ReapCrashed => {
-            if let Some(run) = find_run(decision.run_id) {
-                crate::reap::end_run(
-                    client,
-                    outbox,
-                    config,
-                    clock,
-                    run,
-                    RunStatus::Crashed,
-                    &decision.reason,
-                )?;
-            }
-            Ok(())
-        }
+        Action::ReapCrashed => end(RunStatus::Crashed),
         // Marked `hung` and its items released (fencing refuses its late commits), then
         // its worker group, its drain process and what is left in its session are stopped
-        // (`reap::end_run`).
-        Action::KillHung => {
-            if let Some(run) = find_run(decision.run_id) {
-                crate::reap::end_run(client, outbox, config, clock, run, RunStatus::Hung, &decision.reason)?;
-            }
-            Ok(())
-        }
+        // with the other runs this pass ended (`reap::stop_ended_runs`).
+        Action::KillHung => end(RunStatus::Hung),
         Action::Start => {
             let (pid, log_path) =
                 start_drain(config, &decision.drain, decision.trigger.unwrap_or(Trigger::Supervisor), now)?;

@@ -223,6 +223,47 @@ fn a_hung_run_whose_worker_ignores_sigterm_costs_one_kill_grace_not_two() {
 }
 
 #[test]
+fn runs_hung_behind_one_stalled_vendor_are_stopped_together_in_one_kill_grace() {
+    let drains: String = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            format!(
+                "[[drain]]\nname = \"{name}\"\ncommand = [\"FAKE_WORKER\"]\nliveness_timeout = \"15m\"\n\
+                 item_timeout = \"1h\"\n\n"
+            )
+        })
+        .collect();
+    let config = format!("[defaults]\nkill_grace = \"4s\"\nlog_dir = \"TMPDIR/logs\"\n\n{drains}");
+    let fixture = Fixture::new(&config, INSIDE);
+    let mut passes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let started = fixture.path(&format!("started-{name}"));
+        // Each worker leaves a child that ignores SIGTERM: its drain waits all of
+        // kill_grace before it kills the group.
+        let steps =
+            json!({ "steps": [{ "child_ignoring_term": 300 }, { "touch": started }, { "hang": true }] });
+        fixture.enqueue(name, &[("x".into(), steps)]);
+        passes.push(fixture.drainctl(&["drain", name]).spawn());
+        wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+        fixture.drainctl(&["pause", name]).run().assert_code(0);
+    }
+    fixture.set_now("2026-11-26T21:16:00Z");
+    let began = std::time::Instant::now();
+    let plan = decisions(&fixture, &[]);
+    let took = began.elapsed();
+    for pass in passes {
+        let _ = finished(pass.wait_with_output().unwrap());
+    }
+    for name in ["a", "b", "c"] {
+        assert!(action_for(&plan, name, "kill_hung").is_some(), "{plan:?}");
+        assert_eq!(fixture.item(name, "x").0, "pending");
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'hung' AND worker_pid IS NULL"), 3);
+    // Before: one drain after another, a kill_grace each, 12 s and more.
+    assert!(took < Duration::from_secs(9), "the pass took {took:?}");
+}
+
+#[test]
 fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let started = fixture.path("started");
