@@ -61,6 +61,13 @@ pub fn record_quota_hit(
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
     let alone = hit.backs_off_account_alone(source.can_switch_accounts());
     let mut before = PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at };
+    if previous.backoff_until.is_some_and(|until| until > now) {
+        // No worker of this account starts while it backs off: this one was already
+        // running when the backoff began — another pass of the group (`concurrency`, a
+        // second drain) meeting the same limit at the same moment. It is that hit seen
+        // again, not a retry that failed: it never confirms a suspicion (docs/rate-limits.md).
+        before.suspected_at = None;
+    }
     if alone {
         // Confirmed at once, so that the next claim switches (docs/accounts.md).
         before = before.confirming(now);

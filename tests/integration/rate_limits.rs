@@ -100,6 +100,37 @@ fn hits_without_a_reset_back_off_five_minutes_then_the_default() {
 }
 
 #[test]
+fn two_passes_meeting_one_limit_at_once_are_one_suspected_hit_not_a_confirmed_one() {
+    let fixture = Fixture::new(&config(), NOW);
+    let go = fixture.path("go");
+    let mut passes = Vec::new();
+    for drain in ["alpha", "beta"] {
+        let started = fixture.path(&format!("started-{drain}"));
+        // Both workers are running when the vendor's limit arrives; both see it.
+        let steps = json!({ "steps": [
+            { "touch": started }, { "wait_for_file": go },
+            { "err": "Claude AI usage limit reached" }, { "exit": 1 }
+        ] });
+        fixture.enqueue(drain, &[("x".into(), steps)]);
+        passes.push(fixture.drainctl(&["drain", drain]).spawn());
+        wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
+    }
+    std::fs::write(&go, "").unwrap();
+    for pass in passes {
+        finished(pass.wait_with_output().unwrap()).assert_code(0);
+    }
+    // Before: the second pass's hit confirmed the first's, an hour's backoff for a limit
+    // nobody had retried yet.
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:05:00Z");
+    assert_eq!(backoff_rules(&fixture), ["suspected", "suspected"]);
+    // A hit after the suspected backoff ended (the item was given back) still confirms.
+    fixture.set_now("2026-11-27T10:06:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T11:06:00Z");
+    assert_eq!(backoff_rules(&fixture), ["suspected", "suspected", "confirmed"]);
+}
+
+#[test]
 fn a_success_after_a_suspected_hit_clears_the_suspicion() {
     let fixture = Fixture::new(&config(), NOW);
     fixture.enqueue("alpha", &[("a1".into(), limit("Claude AI usage limit reached"))]);
