@@ -233,7 +233,7 @@ pub fn is_conflict(code: &postgres::error::SqlState) -> bool {
 /// are left out: they say nothing to an operator.
 fn with_causes(error: &dyn std::error::Error) -> String {
     static SOURCE_LOCATION: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| crate::quota::patterns::compile(r":[\w./-]+\.c:\d+:"));
+        std::sync::LazyLock::new(|| crate::quota::patterns::compile(r":[\w./-]+\.c:[0-9]+:"));
     SOURCE_LOCATION.replace_all(&chain_of_causes(error), "").into_owned()
 }
 

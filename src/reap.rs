@@ -48,6 +48,30 @@ pub fn is_this_hosts(run: &RunRow) -> bool {
     process::is_this_host(&run.host, run.host_id.as_deref())
 }
 
+/// May this process signal what the run left? Only when the run records this host's boot
+/// and PID namespace, not just its name: a row that lacks them (written by hand, by
+/// another host, or where `/proc` told no boot id) gets nothing signalled, so that a
+/// database writer cannot turn `supervise` against processes that are not drainctl's
+/// (docs/guarantees.md). Each pid and group is then also checked against its recorded
+/// start time.
+fn may_signal(run: &RunRow) -> bool {
+    run.host_id.is_some() && is_this_hosts(run)
+}
+
+/// The run's drain process and its recorded start time, when both are known.
+fn drain_process(run: &RunRow) -> Option<(u32, u64)> {
+    let pid = u32::try_from(run.pid).ok()?;
+    Some((pid, u64::try_from(run.process_start_time?).ok()?))
+}
+
+/// The run's worker group, when recorded with its leader's start time and still that
+/// leader's (see [`process::is_recorded_group`]).
+fn worker_group(run: &RunRow) -> Option<u32> {
+    let pgid = u32::try_from(run.worker_pid?).ok()?;
+    let start_time = u64::try_from(run.worker_start_time?).ok()?;
+    process::is_recorded_group(pgid, Some(start_time)).then_some(pgid)
+}
+
 /// Reap every crashed run of this host (of one drain, or all).
 pub fn reap_crashed_runs(
     client: &mut Client,
@@ -217,7 +241,7 @@ pub fn stop_ended_runs(
             let event = Event::new(EventKind::KillFailed, message).drain(&run.drain).run(run.id);
             record_event_or_log(client, outbox, &event, now);
         }
-        if failures.is_empty() && is_this_hosts(run) {
+        if failures.is_empty() && may_signal(run) {
             forget_ended(client, run.id);
         }
     }
@@ -357,16 +381,12 @@ pub fn finish_ended_runs(
     let since = crate::clock::earlier(clock.now(), longest.saturating_add(ENDED_RUNS_MARGIN));
     let ended = runs::recently_ended_abnormally(client, &process::host_name(), since, ENDED_RUNS_LIMIT)?;
     let mut left_alive = Vec::new();
-    for run in ended.iter().filter(|run| is_this_hosts(run)) {
-        let start_time = run.process_start_time.map(|t| t as u64);
+    for run in ended.iter().filter(|run| may_signal(run)) {
         // Without its start time a live pid may be anyone's: the drain is left alone.
-        let drain = u32::try_from(run.pid)
-            .ok()
-            .filter(|pid| start_time.is_some() && process::is_process_alive(*pid, start_time));
-        let worker = run
-            .worker_pid
-            .and_then(|pid| u32::try_from(pid).ok())
-            .filter(|pid| process::is_recorded_group(*pid, run.worker_start_time.map(|t| t as u64)));
+        let drain = drain_process(run)
+            .filter(|&(pid, start_time)| process::is_process_alive(pid, Some(start_time)))
+            .map(|(pid, _)| pid);
+        let worker = worker_group(run);
         let worker_alive = match worker.map(process::group_is_alive).transpose() {
             Ok(alive) => alive.unwrap_or(false),
             Err(error) => {
@@ -377,8 +397,9 @@ pub fn finish_ended_runs(
                 false
             }
         };
-        let session = u32::try_from(run.pid)
-            .map_or_else(|_| Vec::new(), |pid| process::orphaned_session_groups(pid, start_time));
+        let session = drain_process(run).map_or_else(Vec::new, |(pid, start_time)| {
+            process::orphaned_session_groups(pid, Some(start_time))
+        });
         if drain.is_none() && !worker_alive && session.is_empty() {
             // Nothing of it is left: no later pass looks at it again.
             forget_ended(client, run.id);
@@ -427,7 +448,7 @@ const DRAIN_STOP_MARGIN: Duration = Duration::from_secs(2);
 /// done; [`stop_ended_runs`] records it, or forgets the run when nothing failed, so that
 /// no later pass looks at it again (see [`finish_ended_runs`]).
 fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<String> {
-    if !is_this_hosts(run) {
+    if !may_signal(run) {
         return Vec::new();
     }
     let grace = config.defaults.kill_grace;
@@ -438,10 +459,8 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
         Ok(outcome) => log::info!("run {}: process group {pgid} ended ({outcome:?})", run.id),
         Err(error) => failures.push(format!("could not kill process group {pgid}: {error}")),
     };
-    let drain = u32::try_from(run.pid).ok().map(|pid| (pid, run.process_start_time.map(|t| t as u64)));
-    let worker = run.worker_pid.and_then(|pid| u32::try_from(pid).ok());
-    let worker_start_time = run.worker_start_time.map(|t| t as u64);
-    let worker = worker.filter(|&pgid| process::is_recorded_group(pgid, worker_start_time));
+    let drain = drain_process(run);
+    let worker = worker_group(run);
     // The drain process is stopped first: it stops its worker itself, giving it
     // `kill_grace` and handing its item back as interrupted, so it gets that grace and a
     // little more. A group still alive after a drain that exited on its own has had its
@@ -449,7 +468,7 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
     // cut its own kill short, and the group then waited a second grace.
     let mut group_grace = grace;
     if let Some((pid, start_time)) = drain.filter(|_| stop_drain) {
-        match process::terminate_process(pid, start_time, grace.saturating_add(DRAIN_STOP_MARGIN)) {
+        match process::terminate_process(pid, Some(start_time), grace.saturating_add(DRAIN_STOP_MARGIN)) {
             Ok(outcome) => {
                 log::info!("run {}: drain process {pid} {outcome:?}", run.id);
                 if outcome == process::TerminateOutcome::Terminated {
@@ -463,7 +482,7 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
         group(pgid, group_grace, &mut failures);
     }
     if let Some((pid, start_time)) = drain {
-        for pgid in process::orphaned_session_groups(pid, start_time) {
+        for pgid in process::orphaned_session_groups(pid, Some(start_time)) {
             group(pgid, group_grace, &mut failures);
         }
     }

@@ -15,7 +15,7 @@ use crate::quota::patterns::compile;
 pub(super) const MAX_CHARS: usize = 300;
 
 /// `at f (file:///…:12:5)`, `at process.processTicksAndRejections (node:internal/…)`.
-static STACK_FRAME: LazyLock<Regex> = LazyLock::new(|| compile(r"^at\s+\S.*(?:\)|:\d+:\d+)$"));
+static STACK_FRAME: LazyLock<Regex> = LazyLock::new(|| compile(r"^at\s+\S.*(?:\)|:[0-9]+:[0-9]+)$"));
 
 /// A field of a dumped object whose value holds no words: `status: 429`, `cause: {`,
 /// `reason: 'API_KEY_INVALID',`, `"code": 429`, `details: [ [Object], [Object] ]`.
@@ -23,7 +23,7 @@ static DUMPED_FIELD: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#"(?x)^
           (?: ["']?[@A-Za-z_$][\w$@.-]*["']? ) \s*:\s*
-          (?: undefined | null | true | false | -?\d[\d.,_]* | [\[{] | \{\} | \[(?:Object|Array)\]
+          (?: undefined | null | true | false | -?[0-9][0-9.,_]* | [\[{] | \{\} | \[(?:Object|Array)\]
             | \[ (?: \s* \[(?:Object|Array)\] \s* ,? )* \s* \]
             | '[^\s']*' | "[^\s"]*" )
           \s*,?$"#,

@@ -63,28 +63,29 @@ enum DateSpec {
 
 pub(super) static ISO_DATETIME: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?i)^(\d{4})-(\d{2})-(\d{2})(?:(?:t|\s+)(\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?(?:\s*(z\b|[+-]\d{2}(?::?\d{2})?\b))?",
+        r"(?i)^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:(?:t|\s+)([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?)?(?:\s*(z\b|[+-][0-9]{2}(?::?[0-9]{2})?\b))?",
     )
 });
 static MONTH_DAY: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?i)^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)([a-z]*)\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?:\s*,?\s*(\d{4})\b)?",
+        r"(?i)^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)([a-z]*)\.?\s+([0-9]{1,2})(?:st|nd|rd|th)?\b(?:\s*,?\s*([0-9]{4})\b)?",
     )
 });
 static DAY_MONTH: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?i)^(\d{1,2})(?:st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)([a-z]*)\.?(?:\s*,?\s*(\d{4})\b)?",
+        r"(?i)^([0-9]{1,2})(?:st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)([a-z]*)\.?(?:\s*,?\s*([0-9]{4})\b)?",
     )
 });
 static WEEKDAY: LazyLock<Regex> =
     LazyLock::new(|| compile(r"(?i)^(mon|tue|wed|thu|fri|sat|sun)([a-z]*)\.?,?"));
 static RELATIVE_DAY: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^(today|tonight|tomorrow)\b"));
-static CLOCK: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?i)^(\d{1,2})(?:[:.](\d{2}))?(?::(\d{2}))?(?:\s*([ap])\.?\s?m\b\.?)?"));
+static CLOCK: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"(?i)^([0-9]{1,2})(?:[:.]([0-9]{2}))?(?::([0-9]{2}))?(?:\s*([ap])\.?\s?m\b\.?)?")
+});
 static NOON_MIDNIGHT: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^(noon|midnight)\b"));
 static ZONE_PARENTHESIZED: LazyLock<Regex> = LazyLock::new(|| compile(r"^\s*\(\s*([^()]{1,60}?)\s*\)"));
 static ZONE_UTC_OFFSET: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?i)^\s*(?:utc|gmt|z)?\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?\b"));
+    LazyLock::new(|| compile(r"(?i)^\s*(?:utc|gmt|z)?\s*([+-])\s*([0-9]{1,2})(?::?([0-9]{2}))?\b"));
 static ZONE_UTC_NAME: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)^\s*(utc|gmt|z)\b"));
 static ZONE_IANA: LazyLock<Regex> = LazyLock::new(|| compile(r"^\s*([A-Za-z]+(?:/[A-Za-z0-9_+\-]+)+)"));
 static ZONE_ABBREVIATION: LazyLock<Regex> = LazyLock::new(|| compile(r"^\s*([A-Za-z]{1,5})\b"));
@@ -423,12 +424,12 @@ fn parse_obsolete_http_date(text: &str, now: DateTime<Utc>) -> Option<(DateTime<
 
 static RFC850_DATE: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?i)^(?:mon|tues|wednes|thurs|fri|satur|sun)day,\s*(\d{2})-(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)-(\d{2})\s+(\d{2}):(\d{2}):(\d{2})\s+gmt\b",
+        r"(?i)^(?:mon|tues|wednes|thurs|fri|satur|sun)day,\s*([0-9]{2})-(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)-([0-9]{2})\s+([0-9]{2}):([0-9]{2}):([0-9]{2})\s+gmt\b",
     )
 });
 static ASCTIME_DATE: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?i)^(?:mon|tue|wed|thu|fri|sat|sun)\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\s+(\d{1,2})\s+(\d{2}):(\d{2}):(\d{2})\s+(\d{4})\b",
+        r"(?i)^(?:mon|tue|wed|thu|fri|sat|sun)\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\s+([0-9]{1,2})\s+([0-9]{2}):([0-9]{2}):([0-9]{2})\s+([0-9]{4})\b",
     )
 });
 
@@ -485,9 +486,9 @@ fn parse_iso(captures: &regex::Captures<'_>, position: usize) -> Option<Parts> {
         zone = if written.eq_ignore_ascii_case("z") {
             Some(Zone::Fixed(FixedOffset::east_opt(0)?))
         } else {
-            let digits: String = written[1..].chars().filter(char::is_ascii_digit).collect();
-            let minutes = (digits.len() == 4).then(|| &digits[2..]);
-            fixed_offset(&written[..1], &digits[..2], minutes)
+            let digits: String = written.get(1..)?.chars().filter(char::is_ascii_digit).collect();
+            let minutes = (digits.len() == 4).then(|| digits.get(2..)).flatten();
+            fixed_offset(written.get(..1)?, digits.get(..2)?, minutes)
         };
     }
     Some(Parts { date, time, zone, position: position + captures.get(0)?.end() })
@@ -666,6 +667,24 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn digits_of_other_scripts_are_not_digits_and_never_panic() {
+        // Arabic-Indic, fullwidth and mathematical digits match a Unicode `\d`: an offset
+        // `+١٢` left fewer than two ASCII digits to slice, and the pass panicked.
+        for line in [
+            "Your limit will reset at 2026-12-05 10:00 +١٢",
+            "Your limit will reset at 2026-12-05 10:00 +0١",
+            "Your limit will reset at 2026-12-05T10:00:00.١٢Z",
+            "resets at ١٠:٠٠ (UTC)",
+            "resets ０９:３０am",
+            "try again in 𝟘.𝟝s",
+        ] {
+            let parsed = parse_reset(line, instant(NOW), ZONE);
+            assert!(parsed.is_none_or(|at| at.to_rfc3339().starts_with("2026-12-05T")), "{line}: {parsed:?}");
+        }
+        assert_eq!(parse_reset("resets at ١٠:٠٠ (UTC)", instant(NOW), ZONE), None);
     }
 
     #[test]

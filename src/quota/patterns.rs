@@ -35,7 +35,7 @@ pub(super) static ERROR_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
         | ^\s*[\[{]?\s*["']error["']\s*:\s*[{\[]
         | ^\s*\[?\s*api\s+error\b
         | "result"\s*:\s*"\s*\[?\s*api\s+error\b
-        | ^\s*http/\d(?:\.\d)?\s+[45]\d\d\b
+        | ^\s*http/[0-9](?:\.[0-9])?\s+[45][0-9][0-9]\b
         "#,
     )
 });
@@ -56,10 +56,10 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
           \bapi_error\b
         | \boverloaded_error\b
         | \binternal[\s_]server[\s_]error\b
-        | \bapi\s*error\s*[:(]?\s*\(?\s*5\d\d\b
-        | \b(?:http/\d(?:\.\d)?|status(?:[\s_]?code)?|error[\s_]code|code)["']?\s*[:=]?\s*["']?5\d\d\b
-        | \berror\s+5\d\d\b
-        | \b5\d\d\s*[-:]?\s*(?:internal|bad\s+gateway|service\s+unavailable|gateway\s+time-?out|overloaded|server\s+error)
+        | \bapi\s*error\s*[:(]?\s*\(?\s*5[0-9][0-9]\b
+        | \b(?:http/[0-9](?:\.[0-9])?|status(?:[\s_]?code)?|error[\s_]code|code)["']?\s*[:=]?\s*["']?5[0-9][0-9]\b
+        | \berror\s+5[0-9][0-9]\b
+        | \b5[0-9][0-9]\s*[-:]?\s*(?:internal|bad\s+gateway|service\s+unavailable|gateway\s+time-?out|overloaded|server\s+error)
         | \bbad\s+gateway\b
         | \bservice\s+(?:is\s+)?(?:temporarily\s+)?unavailable\b
         | \bgateway\s+time-?out\b
@@ -88,12 +88,12 @@ pub(super) static COUNTDOWN: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r"(?ix)
           \bretrying\b
-        | \(\s*attempt\s+\d+\s*(?:/|of)\s*\d+\s*\)
-        | \battempt\s+\d+\s*(?:/\s*\d+\s*|of\s+\d+\s+)?failed\b
+        | \(\s*attempt\s+[0-9]+\s*(?:/|of)\s*[0-9]+\s*\)
+        | \battempt\s+[0-9]+\s*(?:/\s*[0-9]+\s*|of\s+[0-9]+\s+)?failed\b
         | \bwill\s+retry\b
         | \bretry\s+attempt\b
-        | \bretry\s+\d+\s*/\s*\d+\b
-        | \breconnecting\b\W*\d+\s*/\s*\d+
+        | \bretry\s+[0-9]+\s*/\s*[0-9]+\b
+        | \breconnecting\b\W*[0-9]+\s*/\s*[0-9]+
         ",
     )
 });
@@ -103,8 +103,8 @@ pub(super) static WARNING: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r"(?ix)
           \bapproaching\b
-        | \b\d{1,3}(?:\.\d+)?\s*%\s*(?:of\b|used\b)
-        | \bused\s+(?:over\s+|about\s+|nearly\s+|almost\s+|more\s+than\s+)?\d{1,3}(?:\.\d+)?\s*%
+        | \b[0-9]{1,3}(?:\.[0-9]+)?\s*%\s*(?:of\b|used\b)
+        | \bused\s+(?:over\s+|about\s+|nearly\s+|almost\s+|more\s+than\s+)?[0-9]{1,3}(?:\.[0-9]+)?\s*%
         | \bheads\s+up\b
         | \b(?:almost|nearly|close\s+to)\s+(?:reaching\s+|hitting\s+)?(?:your|the|a)\b
         | \bwill\s+(?:soon\s+)?(?:be\s+)?(?:reach|hit)
@@ -197,8 +197,8 @@ pub(super) static NEEDS_ATTENTION: LazyLock<Regex> = LazyLock::new(|| {
         | \bspecified\s+(?:[\w-]+\s+){0,2}usage\s+limits?\b
         | \bmonthly\s+(?:[\w-]+\s+){0,3}?(?:limit|cap|quota|budget)s?\b
         | \b(?:spend|spending|budget)\s+(?:limit|cap)\b
-        | \blimit["']?\s*:\s*["']?0(?:[^.\d]|$)
-        | \bquota_limit_value["']?\s*:\s*["']?0["']?(?:[^.\d]|$)
+        | \blimit["']?\s*:\s*["']?0(?:[^.0-9]|$)
+        | \bquota_limit_value["']?\s*:\s*["']?0["']?(?:[^.0-9]|$)
         | \bpayment\s+required\b
         | \binsufficient\s+(?:credits?|balance|funds)\b
         "#,
@@ -272,7 +272,7 @@ pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(||
         // 12pm", "Opus weekly limit reached", "Rate limit reached for gpt-4o in ...",
         // "API rate limit exceeded for user ID 1", "Usage limit reached for all Pro models"
         QuotaPattern::phrase(
-            r"(?i)\b(?:usage|rate|requests?|api|daily|weekly|monthly|hourly|session|(?:\d+|five)[\s-]?(?:hours?|hr|h)|model|quota|plan|account|spend(?:ing)?|opus|sonnet|haiku)(?:\s+[\d.]+)?\s+limits?\s+(?:has\s+been\s+|have\s+been\s+|was\s+|is\s+)?(?:reached|exceeded|hit)\b",
+            r"(?i)\b(?:usage|rate|requests?|api|daily|weekly|monthly|hourly|session|(?:[0-9]+|five)[\s-]?(?:hours?|hr|h)|model|quota|plan|account|spend(?:ing)?|opus|sonnet|haiku)(?:\s+[0-9.]+)?\s+limits?\s+(?:has\s+been\s+|have\s+been\s+|was\s+|is\s+)?(?:reached|exceeded|hit)\b",
             3,
         ),
         // "You've hit your session limit", "You've hit your usage limit", "You exceeded
@@ -334,7 +334,7 @@ pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(||
         ),
         // HTTP 429 in its usual spellings; curl 8 prints no reason phrase.
         QuotaPattern::status(
-            r#"(?i)(?:\bhttp/\d(?:\.\d)?\s+429\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\(\d+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
+            r#"(?i)(?:\bhttp/[0-9](?:\.[0-9])?\s+429\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\([0-9]+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
             3,
         ),
         // A bare "Limit reached · resets 3pm" at the start of a line, with a reset.

@@ -293,7 +293,7 @@ fn apostrophe_inside_word(text: &str, offset: usize) -> bool {
     previous.is_some_and(char::is_alphanumeric) && next.is_some_and(char::is_alphanumeric)
 }
 
-static MARKDOWN_ITEM: LazyLock<Regex> = LazyLock::new(|| compile(r"^(?:[-*+>]\s|#{1,6}\s|\d{1,3}[.)]\s)"));
+static MARKDOWN_ITEM: LazyLock<Regex> = LazyLock::new(|| compile(r"^(?:[-*+>]\s|#{1,6}\s|[0-9]{1,3}[.)]\s)"));
 
 #[cfg(test)]
 mod tests {

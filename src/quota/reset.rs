@@ -65,18 +65,20 @@ static NAMES_A_WEEKDAY: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)\b(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|nesday|sday|urday|rsday)?\b\.?")
 });
 static CLOCK_TIME: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"(?i)\b\d{1,2}(?::\d{2})?\s*[ap]\.?m\b|\b\d{1,2}:\d{2}\b|\bnoon\b|\bmidnight\b")
+    compile(r"(?i)\b[0-9]{1,2}(?::[0-9]{2})?\s*[ap]\.?m\b|\b[0-9]{1,2}:[0-9]{2}\b|\bnoon\b|\bmidnight\b")
 });
 /// A month and day (`Nov 25`, `25 Nov`, `11/25`), as a date without a year is written.
 static NAMES_A_MONTH_AND_DAY: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d|\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)|\b\d{1,2}/\d{1,2}\b",
+        r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+[0-9]|\b[0-9]{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)|\b[0-9]{1,2}/[0-9]{1,2}\b",
     )
 });
 /// A year: four digits, or the third part of `11/25/26`.
-static NAMES_A_YEAR: LazyLock<Regex> = LazyLock::new(|| compile(r"\b\d{4}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b"));
+static NAMES_A_YEAR: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"\b[0-9]{4}\b|\b[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}\b"));
 /// A date written otherwise: ISO, or `tomorrow`.
-static NAMES_ANOTHER_DATE: LazyLock<Regex> = LazyLock::new(|| compile(r"(?i)\d{4}-\d{2}-\d{2}|\btomorrow\b"));
+static NAMES_ANOTHER_DATE: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)[0-9]{4}-[0-9]{2}-[0-9]{2}|\btomorrow\b"));
 
 /// Parse a reset time out of one already-cleaned line: the first one the line states.
 /// Clock times and dates without a year are their next occurrence after `now`, in the
@@ -214,7 +216,7 @@ fn find_resets(line: &str, now: DateTime<Utc>, zone: Tz) -> Vec<ResetMatch> {
     found
 }
 
-static EPOCH_AFTER_PIPE: LazyLock<Regex> = LazyLock::new(|| compile(r"\|\s*(\d{9,14})(?:[^\d]|$)"));
+static EPOCH_AFTER_PIPE: LazyLock<Regex> = LazyLock::new(|| compile(r"\|\s*([0-9]{9,14})(?:[^0-9]|$)"));
 static RESET_KEY: LazyLock<Regex> = LazyLock::new(|| {
     compile(r#"(?i)\b(?:resets?_?at|reset_?time(?:stamp)?|reset_?timestamp|resets?_?on)["']?\s*[:=]\s*["']?"#)
 });
@@ -456,7 +458,7 @@ pub(super) fn header_reset<'a>(
 
 static EXHAUSTED_KIND: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r#"(?i)\b(?:x-|anthropic-)?ratelimit-(?:([a-z-]+?)-remaining|remaining-([a-z-]+))["']?\s*:\s*["']?0(?:[^.\d]|$)"#,
+        r#"(?i)\b(?:x-|anthropic-)?ratelimit-(?:([a-z-]+?)-remaining|remaining-([a-z-]+))["']?\s*:\s*["']?0(?:[^.0-9]|$)"#,
     )
 });
 pub(super) static RATELIMIT_RESET_KIND: LazyLock<Regex> = LazyLock::new(|| {

@@ -27,7 +27,7 @@ static ANNOUNCED_WAIT: LazyLock<Regex> = LazyLock::new(|| {
         r#"(?ix)
           (?: ^ | [.:;!?…"(·] ) \s* (?:retrying|reconnecting)\b .*?
           \b(?:after|in|for)\s+
-          (\d{1,12}(?:\.\d{1,9})?)\s*
+          ([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*
           (milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b
         "#,
     )

@@ -308,3 +308,50 @@ fn descriptors_drainctl_inherited_reach_neither_its_drains_nor_their_workers() {
     });
     assert_eq!(result_of(&fixture, "supervised").trim(), "clean");
 }
+
+// ---------------------------------------------------------------------------------------
+// signals
+
+#[test]
+fn a_run_row_written_by_hand_gets_no_process_of_this_host_signalled() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    // A real pass records this host's boot and PID namespace.
+    fixture.enqueue("docs", &[("a".into(), json!("done"))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let host_id: String = fixture.client().query_one("SELECT host_id FROM runs", &[]).unwrap().get(0);
+    let host: String = fixture.client().query_one("SELECT host FROM runs", &[]).unwrap().get(0);
+    // Someone else's process, leading its own group.
+    let mut victim = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sleep").arg("300").process_group(0).spawn().unwrap()
+    };
+    let pid = victim.id() as i32;
+    // Rows a database writer could insert: a crashed run whose "worker" is the victim's
+    // group (without an identity, or without the group's start time), and a hung run whose
+    // "drain" is the victim (without its start time).
+    let forged = [
+        (Option::<&str>::None, 3_999_999, Option::<i32>::Some(pid), "2026-11-27T09:59:00Z"),
+        (Some(host_id.as_str()), 3_999_998, Some(pid), "2026-11-27T09:59:00Z"),
+        (Some(host_id.as_str()), pid, None, "2026-11-27T09:00:00Z"),
+    ];
+    for (id, run_pid, worker_pid, checkpoint) in forged {
+        fixture
+            .client()
+            .execute(
+                "INSERT INTO runs (drain, trigger, host, host_id, pid, started_at, last_checkpoint_at, status, worker_pid)
+                 VALUES ('docs', 'manual', $1, $2, $3, $4::text::timestamptz, $4::text::timestamptz, 'running', $5)",
+                &[&host, &id, &run_pid, &checkpoint, &worker_pid],
+            )
+            .unwrap();
+    }
+    let result = fixture.drainctl(&["supervise", "--json"]).run();
+    result.assert_code(0);
+    let alive = pid_alive(pid);
+    let _ = victim.kill();
+    let _ = victim.wait();
+    // Before: the victim's group was sent SIGTERM (and SIGKILL) as the "worker" left by a
+    // crashed run.
+    assert!(alive, "supervise signalled a process no run of this host recorded: {}", result.stdout);
+    let ended: Vec<String> = fixture.column("SELECT status FROM runs WHERE id > 1 ORDER BY id");
+    assert_eq!(ended, ["crashed", "crashed", "hung"], "{}", result.stdout);
+}
