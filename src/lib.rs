@@ -60,6 +60,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let is_logged = log_file_of(&cli.command).is_some();
     let is_supervise = matches!(cli.command, cli::Command::Supervise(_));
     init_logger(cli.verbose.max(u8::from(is_logged && is_supervise)), is_logged);
+    crate::worker::process::hide_from_other_processes();
     output::set_dated_lines(is_logged);
     if let cli::Command::Drain(args) = &mut cli.command {
         claim_drain_log(args);

@@ -153,6 +153,20 @@ fn is_dead_state(state: char) -> bool {
     matches!(state, 'Z' | 'X' | 'x')
 }
 
+/// Make this process's memory and environment unreadable to the other processes of its
+/// user (`PR_SET_DUMPABLE` 0: its `/proc/<pid>/environ`, `mem` and `fd` become root's, and
+/// no core file is written), so that a worker or notifier, which runs as the same user,
+/// cannot read the database URL or password drainctl was started with from its parent
+/// (docs/guarantees.md). The programs drainctl starts are dumpable again once they exec.
+/// A failure is logged and changes nothing else.
+pub fn hide_from_other_processes() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) reads no pointers and changes only that flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        let error = io::Error::last_os_error();
+        log::warn!("cannot hide this process's environment from other processes of its user: {error}");
+    }
+}
+
 /// Mark every descriptor this process inherited beyond stdin, stdout and stderr (pm2's IPC
 /// socket, a pipe of the calling shell) close-on-exec, so that neither a drain started by
 /// `supervise`, nor a worker, nor a notifier receives it (docs/worker-contract.md). A

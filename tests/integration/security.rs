@@ -54,6 +54,37 @@ fn a_worker_that_prints_its_environment_stores_neither_the_database_url_nor_the_
 }
 
 #[test]
+fn a_worker_cannot_read_the_password_from_its_drains_own_environment() {
+    let worker = r#"["sh", "-c", "tr '\\0' '\\n' < /proc/$PPID/environ; echo read=$?"]"#;
+    let fixture = Fixture::new(&config("", "").replace("[\"FAKE_WORKER\"]", worker), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    // The worker runs as the drain's user, as it does in production; root reads any
+    // process's environment, so as root both run as `nobody`.
+    let command = if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let binary = fixture.path("drainctl");
+        std::fs::copy(DRAINCTL, &binary).unwrap();
+        std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(fixture.path("state")).unwrap();
+        std::fs::set_permissions(fixture.path("state"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let binary = binary.display().to_string();
+        let args = ["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str(), "drain", "docs"];
+        fixture.with_env(Drainctl::program("setpriv", &args))
+    } else {
+        fixture.drainctl(&["drain", "docs"])
+    };
+    let password = fixture.db.password();
+    command.env("PGPASSWORD", &password).run().assert_code(0);
+    let result = result_of(&fixture, "a");
+    // Before: the drain's environment, DRAINCTL_DATABASE_URL and PGPASSWORD included.
+    assert!(
+        result.contains("read=") && !result.contains("read=0"),
+        "the worker read its drain's environment: {result}"
+    );
+    assert!(!result.contains(&password), "the password reached the worker: {result}");
+}
+
+#[test]
 fn a_drain_env_that_sets_the_database_url_hands_it_to_the_worker() {
     let fixture = Fixture::new(
         &config(
@@ -286,7 +317,7 @@ fn an_item_key_with_a_bidi_override_and_a_carriage_return_is_escaped_in_tables_a
 
 #[test]
 fn descriptors_drainctl_inherited_reach_neither_its_drains_nor_their_workers() {
-    let check = r#"a=clean; [ -e /proc/$$/fd/200 ] && a=worker-has-it; [ -e /proc/$PPID/fd/200 ] && a="$a drain-has-it"; echo $a"#;
+    let check = r#"a=clean; [ -e /proc/$$/fd/200 ] && a=worker-has-it; [ -e /proc/$PPID/fd/200 ] && a="$a drain-has-it"; [ -x /proc/$PPID/fd ] || a="$a drain-hidden"; echo $a"#;
     let fixture = Fixture::new(
         &format!(
             "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n\
@@ -298,8 +329,11 @@ fn descriptors_drainctl_inherited_reach_neither_its_drains_nor_their_workers() {
     fixture.enqueue("docs", &[("by-hand".into(), json!(1))]);
     // A drain run by hand from a shell that left descriptor 200 open.
     fixture.drainctl(&["drain", "docs"]).with_inherited_descriptor(200).run().assert_code(0);
-    // The drain holds what its shell gave it; its worker gets none of it.
-    assert_eq!(result_of(&fixture, "by-hand").trim(), "clean drain-has-it");
+    // The drain holds what its shell gave it; its worker gets none of it. (Its descriptors
+    // are hidden from its worker unless the tests run as root: see
+    // `a_worker_cannot_read_the_password_from_its_drains_own_environment`.)
+    let expected = if unsafe { libc::geteuid() } == 0 { "clean drain-has-it" } else { "clean drain-hidden" };
+    assert_eq!(result_of(&fixture, "by-hand").trim(), expected);
     // A drain that supervise started, supervise run by pm2 with its IPC socket open.
     fixture.enqueue("docs", &[("supervised".into(), json!(2))]);
     fixture.drainctl(&["supervise"]).with_inherited_descriptor(200).run().assert_code(0);

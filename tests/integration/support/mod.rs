@@ -132,7 +132,7 @@ impl Fixture {
         self.with_env(Drainctl::program("unshare", &all))
     }
 
-    fn with_env(&self, command: Drainctl) -> Drainctl {
+    pub fn with_env(&self, command: Drainctl) -> Drainctl {
         command
             .env("DRAINCTL_CONFIG", self.config_path.to_str().unwrap())
             .env("DRAINCTL_DATABASE_URL", &self.db.url)
