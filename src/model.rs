@@ -150,7 +150,8 @@ vocabulary! {
         Running = "running",
         Done = "done",
         Dead = "dead",
-        /// Its source file vanished before it ran.
+        /// Its source file vanished (or stopped being a regular file inside the source folder)
+        /// while it was pending.
         #[value(name = "skipped_missing")]
         SkippedMissing = "skipped_missing",
     }
@@ -173,7 +174,8 @@ vocabulary! {
         Interrupted = "interrupted",
         /// The worker could not be started.
         NotStarted = "not_started",
-        /// Its source file vanished before it ran.
+        /// Its source file vanished (or stopped being a regular file inside the source folder)
+        /// while it was pending.
         SkippedMissing = "skipped_missing",
         /// Its staged result did not verify.
         StagingFailed = "staging_failed",

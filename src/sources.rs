@@ -355,7 +355,9 @@ enum Plan {
     Deferred(Deferral, ProgressChange),
     /// Could not be read; already counted as refused.
     Unreadable,
-    Missing(String),
+    /// A recorded path that is no longer a usable file, and why ("vanished", or what it
+    /// is now: see [`unusable_file`]).
+    Missing(String, String),
     /// Drop the hashing progress kept for a path that is gone.
     ForgetProgress(String),
 }
@@ -481,8 +483,10 @@ fn plan_files(
         let parts = components(&path);
         let is_in_stretch =
             after.as_ref().is_none_or(|after| parts > *after) && end.as_ref().is_none_or(|end| parts <= *end);
-        if is_in_stretch && !seen.contains(path.as_str()) && is_gone(&root.join(&path)) {
-            plans.push(Plan::Missing(path));
+        if is_in_stretch && !seen.contains(path.as_str()) {
+            if let Some(why) = unusable_file(root, &root.join(&path)) {
+                plans.push(Plan::Missing(path, why));
+            }
         }
     }
     // Progress kept for a file that is gone or no longer matches: never needed again.
@@ -713,9 +717,9 @@ fn apply(
                 });
             }
         }
-        Plan::Missing(path) => {
+        Plan::Missing(path, why) => {
             sources::mark_missing(client, &drain.name, &path, now)?;
-            let note = format!("source file {root}/{path} vanished before the item ran");
+            let note = format!("source file {root}/{path} {why} before the item was done");
             if items::settle_skipped_missing(client, &drain.name, &path, &note, now)? {
                 report.skipped_missing += 1;
             }
@@ -732,6 +736,34 @@ fn record(file: &Hashed) -> FileRecord<'_> {
 /// A path's `/`-separated parts, compared part by part: the order of the walk.
 fn components(path: &str) -> Vec<String> {
     path.split('/').map(str::to_string).collect()
+}
+
+/// Why the recorded file at `path`, under the source folder `root` (canonical), can no
+/// longer be an item's file: nothing is there any more (it, or a folder above it, is
+/// gone; a link swapped in that leads nowhere), or what is there is not a regular file
+/// inside `root` (a link swapped in that leads out of it, a folder, a FIFO). None while
+/// it is one, and when that cannot be told (a folder above it cannot be searched): such a
+/// file is never settled on a guess (docs/operations.md, "Source folders").
+pub fn unusable_file(root: &Path, path: &Path) -> Option<String> {
+    match fs::canonicalize(path) {
+        Err(error)
+            if error.kind() == std::io::ErrorKind::NotFound
+                || error.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            Some("vanished".to_string())
+        }
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+            Some(format!("is a symbolic link that resolves to nothing: {error}"))
+        }
+        Err(_) => None,
+        Ok(target) if !target.starts_with(root) => {
+            Some(format!("is a symbolic link that resolves outside dir, to {}", target.display()))
+        }
+        Ok(target) => match fs::metadata(&target) {
+            Ok(metadata) if !metadata.is_file() => Some("is no longer a regular file".to_string()),
+            _ => None,
+        },
+    }
 }
 
 /// Is nothing at `path` any more (it, or a folder above it, is gone)?

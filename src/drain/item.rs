@@ -23,8 +23,8 @@ impl Pass<'_> {
     /// Run the worker on one claimed item, on account number `account_index` of the
     /// group, and settle it.
     pub(super) fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
-        if let Some(path) = self.vanished_source_file(item) {
-            return self.skip_vanished(item, &path);
+        if let Some((path, why)) = self.vanished_source_file(item) {
+            return self.skip_vanished(item, &path, &why);
         }
         let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
@@ -41,10 +41,10 @@ impl Pass<'_> {
     }
 
     /// The item's source file is gone: settle it as skipped without running the worker.
-    fn skip_vanished(&mut self, item: &ClaimedItem, path: &str) -> Result<ItemEnd> {
+    fn skip_vanished(&mut self, item: &ClaimedItem, path: &str, why: &str) -> Result<ItemEnd> {
         self.commit_staged()?;
         let now = self.clock.now();
-        let note = format!("source file {path} vanished before the item ran");
+        let note = format!("source file {path} {why} before the item was done");
         let settled = in_transaction(self.client, |tx| {
             let settled = items::settle_claimed_skipped_missing(tx, item.id, self.run_id, &note, now)?;
             if settled {
@@ -404,14 +404,22 @@ impl Pass<'_> {
         )))
     }
 
-    /// For a drain fed from a source folder: the item's file, if it no longer exists.
-    fn vanished_source_file(&self, item: &ClaimedItem) -> Option<String> {
-        self.drain.source.as_ref()?;
+    /// For a drain fed from a source folder: the item's file and what became of it, when it
+    /// is no longer a regular file inside the folder — gone, or a link swapped in that
+    /// leads out of it (the worker would read whatever it leads to), nowhere, or to a FIFO
+    /// (see [`crate::sources::unusable_file`]).
+    fn vanished_source_file(&self, item: &ClaimedItem) -> Option<(String, String)> {
+        let source = self.drain.source.as_ref()?;
         let path = item.payload.get("path")?.as_str()?;
-        match std::fs::symlink_metadata(path) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(path.to_string()),
-            _ => None,
-        }
+        let why = match std::fs::canonicalize(&source.dir) {
+            Ok(root) => crate::sources::unusable_file(&root, std::path::Path::new(path))?,
+            // The folder itself is gone: so is the file.
+            Err(_) => match std::fs::symlink_metadata(path) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => "vanished".to_string(),
+                _ => return None,
+            },
+        };
+        Some((path.to_string(), why))
     }
 
     /// The item's stored resume token when it may be used now; a stored token that no

@@ -168,7 +168,7 @@ fn a_file_deleted_after_the_scan_is_skipped_missing_when_its_item_is_claimed() {
     );
     let (state, attempts, note) = fixture.item("sessions", "dave/1.jsonl");
     assert_eq!((state.as_str(), attempts), ("skipped_missing", 0));
-    assert!(note.unwrap().contains("vanished before the item ran"));
+    assert!(note.unwrap().contains("vanished before the item was done"));
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'item_skipped_missing'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'skipped_missing'"), 1);
     // The file comes back as it was (moved away and back keeps its mtime): no scan saw it
@@ -183,6 +183,43 @@ fn a_file_deleted_after_the_scan_is_skipped_missing_when_its_item_is_claimed() {
     let back = scan(&fixture);
     assert_eq!(counts(&back), [0, 1, 0, 0, 0, 0], "{back:#}");
     assert_eq!(fixture.item("sessions", "dave/1.jsonl").0, "pending");
+}
+
+#[test]
+fn a_file_swapped_for_a_link_out_of_the_folder_is_never_handed_to_the_worker() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    let secret = fixture.path("secret.txt");
+    fs::write(&secret, "the host's secret\n").unwrap();
+    write(&fixture, "gina/1.jsonl", "one\n");
+    write(&fixture, "hank/1.jsonl", "two\n");
+    scan(&fixture);
+    // Replaced by links that lead out of dir: one after the scan, one before the next.
+    for name in ["gina/1.jsonl", "hank/1.jsonl"] {
+        fs::remove_file(fixture.path("data").join(name)).unwrap();
+        std::os::unix::fs::symlink(&secret, fixture.path("data").join(name)).unwrap();
+    }
+    let report = scan(&fixture);
+    // Before: refused, yet not missing, and its item stayed pending.
+    assert_eq!(
+        (report["missing"].as_u64(), report["skipped_missing"].as_u64()),
+        (Some(2), Some(2)),
+        "{report:#}"
+    );
+    let (state, attempts, note) = fixture.item("sessions", "gina/1.jsonl");
+    assert_eq!((state.as_str(), attempts), ("skipped_missing", 0));
+    assert!(note.unwrap_or_default().contains("is a symbolic link that resolves outside dir"));
+    // One swapped after the scan is caught at its claim: the worker never reads the link.
+    write(&fixture, "ivy/1.jsonl", "three\n");
+    scan(&fixture);
+    fs::remove_file(fixture.path("data/ivy/1.jsonl")).unwrap();
+    std::os::unix::fs::symlink(&secret, fixture.path("data/ivy/1.jsonl")).unwrap();
+    let pass = fixture.drainctl(&["drain", "sessions", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(pass.json()["items_done"].as_i64(), Some(0), "{}", pass.stdout);
+    let (state, attempts, note) = fixture.item("sessions", "ivy/1.jsonl");
+    assert_eq!((state.as_str(), attempts), ("skipped_missing", 0));
+    assert!(note.unwrap_or_default().contains("resolves outside dir"));
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE result IS NOT NULL"), 0);
 }
 
 #[test]
@@ -227,7 +264,7 @@ fn a_file_that_vanishes_before_its_item_ran_is_skipped_missing_and_one_that_ran_
     assert_eq!(fixture.item("sessions", "alice/1.jsonl").0, "done", "it ran before its file went");
     let (state, attempts, note) = fixture.item("sessions", "carol/2.jsonl");
     assert_eq!((state.as_str(), attempts), ("skipped_missing", 0));
-    assert!(note.unwrap().contains("vanished before the item ran"));
+    assert!(note.unwrap().contains("vanished before the item was done"));
 
     // Reported in the counts, not as a failure; listed by `items --state`.
     let status = fixture.drainctl(&["status", "--json"]).run().json();
