@@ -32,6 +32,8 @@ pub struct PreviousBackoff {
     pub reset_at: Option<DateTime<Utc>>,
     /// When the previous no-reset hit marked the group suspected.
     pub suspected_at: Option<DateTime<Utc>>,
+    /// When the previous hit was seen.
+    pub observed_at: Option<DateTime<Utc>>,
 }
 
 impl PreviousBackoff {
@@ -100,6 +102,9 @@ pub enum WaitBasis {
     JustNow,
     /// A clock time without seconds whose minute is not over: its end, + margin.
     EndOfMinute,
+    /// A reset of now again, soon after a previous reset passed: twice as long as since
+    /// the previous hit, at most `suspected_backoff`, + margin.
+    NowAgain,
 }
 
 fn chrono(duration: Duration) -> chrono::Duration {
@@ -205,7 +210,9 @@ pub fn decide_backoff(
     let named = stated_reset.map(|stated| just_passed(stated, now).unwrap_or(stated.at));
     let mut distrusted = None;
     if let Some(stated) = stated_reset {
-        match judge_reset(stated, now, recent_reset) {
+        match judge_reset(stated, now, recent_reset)
+            .map(|judged| now_again(judged, now, recent_reset, previous, policy))
+        {
             Ok((reset, basis)) => {
                 let wait = (reset - now).to_std().unwrap_or_default();
                 return BackoffDecision {
@@ -295,6 +302,29 @@ fn judge_reset(
     Ok((reset, WaitBasis::StatedReset))
 }
 
+/// A reset of now (zero, or a few seconds ago) seen again while a reset the group waited
+/// for passed at most [`CONFIRM_WINDOW`] ago: the vendor is still limited, or its clock is
+/// behind ours. Retrying after the margin every time called it every two seconds for as
+/// long as it stayed limited; each such hit now waits twice as long as it has been since
+/// the previous hit, at most `suspected_backoff` (docs/rate-limits.md, "Now").
+fn now_again(
+    judged: (DateTime<Utc>, WaitBasis),
+    now: DateTime<Utc>,
+    recent_reset: Option<DateTime<Utc>>,
+    previous: PreviousBackoff,
+    policy: BackoffPolicy,
+) -> (DateTime<Utc>, WaitBasis) {
+    let (reset, basis) = judged;
+    let since_previous = previous.observed_at.filter(|_| recent_reset.is_some()).map(|seen| now - seen);
+    match since_previous {
+        Some(gap) if basis == WaitBasis::StatedReset && reset <= now && gap > chrono::Duration::zero() => {
+            let wait = (gap * 2).min(chrono(policy.suspected_backoff));
+            (now + wait, WaitBasis::NowAgain)
+        }
+        _ => (reset, basis),
+    }
+}
+
 /// What a clock time without seconds names: any moment of that minute.
 const WHOLE_MINUTE: Duration = Duration::from_secs(60);
 
@@ -361,7 +391,8 @@ mod tests {
     fn no_reset_suspects_then_confirms_within_thirty_minutes() {
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), HOUR);
         assert_eq!((first.until, first.rule), (at(10, 5), BackoffRule::Suspected));
-        let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at };
+        let previous =
+            PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, observed_at: None };
         let second = decide_backoff(None, at(10, 20), previous, HOUR);
         assert_eq!((second.until, second.rule), (at(11, 20), BackoffRule::Confirmed));
         let late = decide_backoff(None, at(10, 31), previous, HOUR);
@@ -396,7 +427,7 @@ mod tests {
     #[test]
     fn a_bare_clock_time_just_passed_means_just_now_not_tomorrow() {
         // "resets 8pm" seen at 20:02 resolves to tomorrow 20:00: it means "just now".
-        let previous = PreviousBackoff { reset_at: Some(at(20, 0)), suspected_at: None };
+        let previous = PreviousBackoff { reset_at: Some(at(20, 0)), suspected_at: None, observed_at: None };
         let tomorrow = at(20, 0) + chrono::Duration::days(1);
         for previous in [previous, PreviousBackoff::default()] {
             let d = decide_backoff(stated(tomorrow, ResetForm::ClockTime), at(20, 2), previous, HOUR);
@@ -421,8 +452,8 @@ mod tests {
     #[test]
     fn the_trust_rule_by_reset_form_and_recent_reset() {
         let now = at(10, 0);
-        let recent = PreviousBackoff { reset_at: Some(at(9, 55)), suspected_at: None };
-        let long_ago = PreviousBackoff { reset_at: Some(at(8, 0)), suspected_at: None };
+        let recent = PreviousBackoff { reset_at: Some(at(9, 55)), suspected_at: None, observed_at: None };
+        let long_ago = PreviousBackoff { reset_at: Some(at(8, 0)), suspected_at: None, observed_at: None };
         let in_seconds = now + chrono::Duration::milliseconds(2_500);
         let in_hours = at(15, 0);
         // (form, reset, previous, trusted?)
@@ -472,6 +503,7 @@ mod tests {
                 previous = PreviousBackoff {
                     reset_at: decision.remembered_reset,
                     suspected_at: decision.suspected_at,
+                    observed_at: Some(now),
                 };
                 decision
             })
@@ -511,13 +543,47 @@ mod tests {
             );
             assert_eq!(d.distrusted, None);
         }
-        // Twice in a row too: a vendor that says "now" is believed.
+        // Again after items succeeded: a vendor that says "now" is believed.
+        let first = decide_backoff(exact(now), now, PreviousBackoff::default(), HOUR);
+        let succeeded_since =
+            PreviousBackoff { reset_at: first.remembered_reset, suspected_at: None, observed_at: None };
+        let again = decide_backoff(exact(at(10, 1)), at(10, 1), succeeded_since, HOUR);
+        assert_eq!(again.until, at(10, 1) + chrono::Duration::seconds(2));
+        // With none between, the second waits twice as long as since the first.
         let twice = hits_in_a_row(&[(exact(now), now), (exact(at(10, 1)), at(10, 1))]);
-        assert_eq!(twice[1].until, at(10, 1) + chrono::Duration::seconds(2));
+        assert_eq!(twice[1].until, at(10, 3) + chrono::Duration::seconds(12));
         let stale =
             decide_backoff(exact(now - chrono::Duration::seconds(31)), now, PreviousBackoff::default(), HOUR);
         assert_eq!(stale.rule, BackoffRule::Suspected);
         assert!(stale.distrusted.unwrap().contains("in the past"));
+    }
+
+    #[test]
+    fn a_reset_of_now_seen_again_waits_twice_as_long_each_time_up_to_the_suspected_backoff() {
+        // `Retry-After: 0` (or an epoch a few seconds ago) from a vendor that stays limited.
+        let now_reset = |at: DateTime<Utc>| exact(at);
+        let mut hits = Vec::new();
+        let mut at_ = at(10, 0);
+        let mut gaps = Vec::new();
+        for _ in 0..12 {
+            let decision = hits_in_a_row(&{
+                hits.push((now_reset(at_), at_));
+                hits.clone()
+            })
+            .pop()
+            .unwrap();
+            assert_eq!(decision.rule, BackoffRule::ParsedReset);
+            let wait = decision.until - at_;
+            gaps.push(wait.num_seconds());
+            at_ = decision.until;
+        }
+        // 2 s, then twice the time since the previous hit (+ its margin), up to 5 minutes.
+        assert_eq!(gaps[..5], [2, 6, 14, 30, 67]);
+        assert!(gaps.iter().all(|&gap| gap <= 300 + 30), "{gaps:?}");
+        assert_eq!(*gaps.last().unwrap(), 330);
+        // A hit long after the previous reset passed is a first one again.
+        let later = hits_in_a_row(&[(now_reset(at(10, 0)), at(10, 0)), (now_reset(at(11, 0)), at(11, 0))]);
+        assert_eq!(later[1].until, at(11, 0) + chrono::Duration::seconds(2));
     }
 
     #[test]
@@ -614,7 +680,7 @@ mod tests {
             decide_backoff(stated(next_week, ResetForm::WeekdayTime), now, PreviousBackoff::default(), HOUR);
         assert_eq!((d.until, d.rule), (now + chrono::Duration::seconds(2), BackoffRule::ParsedReset));
         // Hit again within 30 minutes after a reset, a week ahead is doubted; a few days is not.
-        let recent = PreviousBackoff { reset_at: Some(at(5, 10)), suspected_at: None };
+        let recent = PreviousBackoff { reset_at: Some(at(5, 10)), suspected_at: None, observed_at: None };
         let later = at(5, 30);
         let doubted = decide_backoff(stated(next_week, ResetForm::WeekdayTime), later, recent, HOUR);
         assert_eq!(doubted.rule, BackoffRule::Suspected);
@@ -650,7 +716,8 @@ mod tests {
         let latest = crate::clock::latest_instant();
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), endless);
         assert_eq!(first.until, latest);
-        let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at };
+        let previous =
+            PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, observed_at: None };
         assert_eq!(decide_backoff(None, at(10, 20), previous, endless).until, latest);
         // The margin is a tenth of the wait, however long reset_margin is.
         let trusted = decide_backoff(exact(at(11, 0)), at(10, 0), PreviousBackoff::default(), endless);

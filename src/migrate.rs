@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications_due",
         sql: include_str!("../migrations/0016_notifications_due.sql"),
     },
+    Migration {
+        version: 17,
+        name: "backoff_done_at_hit",
+        sql: include_str!("../migrations/0017_backoff_done_at_hit.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

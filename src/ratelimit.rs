@@ -22,6 +22,9 @@ pub struct HitSource<'a> {
     pub account: &'a str,
     pub run_id: Option<i64>,
     pub item_id: Option<i64>,
+    /// Every drain of the quota group, whose successes tell a hit that follows another
+    /// with none between them (docs/rate-limits.md, "Now").
+    pub group_drains: &'a [String],
     /// The group's other accounts, to switch to: access refused on this one backs off this
     /// account alone instead of parking the group — until every account is refused
     /// (docs/accounts.md).
@@ -59,8 +62,20 @@ pub fn record_quota_hit(
 ) -> Result<RecordedHit> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
+    let in_a_row = crate::db::backoffs::no_success_since_previous_hit(
+        client,
+        source.quota_group,
+        source.account,
+        source.group_drains,
+    )?;
     let alone = hit.backs_off_account_alone(source.can_switch_accounts());
-    let mut before = PreviousBackoff { reset_at: previous.reset_at, suspected_at: previous.suspected_at };
+    let mut before = PreviousBackoff {
+        reset_at: previous.reset_at,
+        suspected_at: previous.suspected_at,
+        // Only a hit with no success since the previous one follows it (a reset of now
+        // seen again waits longer each time).
+        observed_at: previous.observed_at.filter(|_| in_a_row),
+    };
     if previous.backoff_until.is_some_and(|until| until > now) {
         // No worker of this account starts while it backs off: this one was already
         // running when the backoff began — another pass of the group (`concurrency`, a
@@ -195,6 +210,9 @@ fn rule_text(decision: &BackoffDecision) -> &'static str {
         crate::backoff::BackoffRule::ParsedReset => match decision.basis {
             Some(WaitBasis::JustNow) => "the stated reset passed just now: one short retry",
             Some(WaitBasis::EndOfMinute) => "the stated minute is not over: its end + margin",
+            Some(WaitBasis::NowAgain) => {
+                "a reset of now again soon after the previous one: twice as long as since the previous hit + margin"
+            }
             _ => "stated reset + margin",
         },
         crate::backoff::BackoffRule::Suspected => "no trusted reset: suspected, short backoff",
@@ -212,8 +230,15 @@ pub fn record_success(
     now: DateTime<Utc>,
 ) -> Result<()> {
     if crate::db::backoffs::clear_suspected(client, quota_group, account, now)? {
-        let source =
-            HitSource { drain, quota_group, account, run_id: None, item_id: None, other_accounts: &[] };
+        let source = HitSource {
+            drain,
+            quota_group,
+            account,
+            run_id: None,
+            item_id: None,
+            group_drains: &[],
+            other_accounts: &[],
+        };
         let event = Event::new(
             EventKind::BackoffCleared,
             format!("an item succeeded: {} is no longer suspected", subject(source)),

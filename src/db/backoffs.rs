@@ -66,6 +66,27 @@ pub fn lock_backoff(
     Ok(from_row(&row))
 }
 
+/// Record how many items of `group_drains` are done now on the account's (locked) row, and
+/// say whether that is the number its previous hit recorded: true when this hit follows
+/// that one with no item of the group done between them.
+pub fn no_success_since_previous_hit(
+    client: &mut impl GenericClient,
+    group: &str,
+    account: &str,
+    group_drains: &[String],
+) -> Result<bool> {
+    let row = client.query_opt(
+        "UPDATE quota_backoffs b SET done_at_hit = d.n
+           FROM (SELECT coalesce(sum(finished_done), 0)::bigint AS n FROM item_counts
+                  WHERE drain = ANY($3)) d,
+                (SELECT done_at_hit AS old FROM quota_backoffs WHERE quota_group = $1 AND account = $2) o
+          WHERE b.quota_group = $1 AND b.account = $2
+         RETURNING o.old IS NOT DISTINCT FROM d.n",
+        &[&group, &account, &group_drains],
+    )?;
+    Ok(row.is_some_and(|row| row.get(0)))
+}
+
 /// Write an account's backoff after a quota hit.
 pub fn write_backoff(client: &mut impl GenericClient, row: &BackoffRow, now: DateTime<Utc>) -> Result<()> {
     client.execute(

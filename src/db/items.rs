@@ -1716,8 +1716,8 @@ pub fn retry_item(
 
 /// Count a quota hit of `item_id` by `run_id` towards its streak (docs/rate-limits.md,
 /// "Poison items") and return the streak: one more than before when the item's previous
-/// attempt was its previous hit and an item of another of `group_drains` (or of its own
-/// drain) succeeded since, else 1. Call in the transaction that settles the hit.
+/// attempt was its previous hit, an item of another of `group_drains` (or of its own
+/// drain) succeeded since and none of them hit a limit since, else 1. Call in the transaction that settles the hit.
 pub fn count_quota_hit(
     client: &mut impl GenericClient,
     item_id: i64,
@@ -1735,6 +1735,12 @@ pub fn count_quota_hit(
                     AND NOT EXISTS (
                         SELECT 1 FROM attempts a, current c
                          WHERE a.item_id = $1 AND a.id > p.last_quota_hit_attempt AND a.id < c.id)
+                    -- and no other item of the group hit a limit after it: then the
+                    -- whole group was limited, not the item
+                    AND NOT EXISTS (
+                        SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
+                         WHERE o.drain = ANY($3) AND o.id <> $1 AND a.outcome = 'quota_hit'
+                           AND a.id > p.last_quota_hit_attempt)
                     -- and the rest of the group worked after it
                     AND EXISTS (
                         SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id

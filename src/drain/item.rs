@@ -325,6 +325,7 @@ impl Pass<'_> {
         let group = self.drain.quota_group.clone();
         let account_name = account.name.clone();
         let other_accounts = self.group.other_accounts(&account_name);
+        let group_drains = self.group_drains();
         let recorded = in_transaction(self.client, |tx| {
             release_refunded(
                 tx,
@@ -344,6 +345,7 @@ impl Pass<'_> {
                     account: &account_name,
                     run_id: Some(self.run_id),
                     item_id: Some(item.id),
+                    group_drains: &group_drains,
                     other_accounts: &other_accounts,
                 },
                 hit,
@@ -638,6 +640,16 @@ impl Pass<'_> {
     /// Count the quota hit towards the item's streak; once the streak reaches
     /// `poison_after`, charge the hit as a failure attempt (with a `quota_hit_charged`
     /// event) instead of refunding it and backing the group off. True when charged.
+    /// The drains of this drain's quota group, this one included.
+    fn group_drains(&self) -> Vec<String> {
+        self.config
+            .drains
+            .iter()
+            .filter(|drain| drain.quota_group == self.drain.quota_group)
+            .map(|drain| drain.name.clone())
+            .collect()
+    }
+
     fn charge_poison_hit(
         &mut self,
         item: &ClaimedItem,
@@ -646,13 +658,7 @@ impl Pass<'_> {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let poison_after = self.drain.poison_after;
-        let group_drains: Vec<String> = self
-            .config
-            .drains
-            .iter()
-            .filter(|drain| drain.quota_group == self.drain.quota_group)
-            .map(|drain| drain.name.clone())
-            .collect();
+        let group_drains = self.group_drains();
         let (drain, run_id, outbox) = (self.drain, self.run_id, self.outbox);
         let charged = in_transaction(self.client, |tx| {
             let streak = items::count_quota_hit(tx, item.id, run_id, &group_drains)?;

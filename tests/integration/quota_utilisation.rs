@@ -196,6 +196,34 @@ fn an_item_that_hits_while_the_group_works_is_charged_from_the_third_hit() {
 }
 
 #[test]
+fn an_item_whose_hits_came_with_other_items_hits_between_is_never_charged() {
+    // A group-wide limit met again and again (a vendor's short windows): each window some
+    // calls succeed and the last one hits, on whichever item came up. Before, an item met
+    // that way three times, with successes between, was charged as a poison item.
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    for round in 1..=3 {
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        after_backoff(&fixture);
+        fixture.enqueue(
+            "beta",
+            &[(format!("ok{round}"), json!("fine")), (format!("hit{round}"), limit.clone())],
+        );
+        // One of beta's items works, the next meets the limit.
+        let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+        assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+        fixture
+            .client()
+            .execute("UPDATE items SET available_at = '2030-01-01' WHERE drain = 'beta'", &[])
+            .unwrap();
+        after_backoff(&fixture);
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 0);
+    assert_eq!(fixture.item("alpha", "p").1, 0);
+}
+
+#[test]
 fn hits_while_the_rest_of_the_group_does_not_work_are_never_charged() {
     let fixture = Fixture::new(&poison_config(), NOW);
     poison(&fixture);
