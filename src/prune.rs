@@ -111,12 +111,15 @@ pub fn prune(
     let retention = &config.defaults.retention;
     // A horizon too far back for the calendar keeps everything.
     let horizon = |length: Duration| crate::clock::earlier(now, length);
+    // The attempts of the budget day are what `max_cost_per_day` sums: no horizon that
+    // removes attempts reaches into it (docs/configuration.md, "Retention").
+    let (day_start, _) = crate::usage::budget_day(now, config.defaults.timezone);
     let mut report = PruneReport {
         dry_run,
-        runs_before: horizon(retention.runs),
+        runs_before: horizon(retention.runs).min(day_start),
         events_before: horizon(retention.events),
         logs_before: horizon(retention.logs),
-        done_items_before: retention.done_items.map(horizon),
+        done_items_before: retention.done_items.map(horizon).map(|before| before.min(day_start)),
         runs: 0,
         attempts: 0,
         supervisor_passes: 0,

@@ -46,6 +46,11 @@ pub fn prune_runs(
         "WITH candidates AS (
              SELECT r.id FROM runs r
               WHERE r.started_at < $1 AND r.status <> 'running'
+                -- a drain's latest run: its `every` cadence counts from it
+                AND (r.status = 'lock_skipped'
+                     OR EXISTS (SELECT 1 FROM runs n
+                                 WHERE n.drain = r.drain AND n.status <> 'lock_skipped'
+                                   AND (n.started_at, n.id) > (r.started_at, r.id)))
                 AND NOT EXISTS (SELECT 1 FROM staged_results s WHERE s.run_id = r.id)
                 AND NOT EXISTS (SELECT 1 FROM items i WHERE i.claimed_by = r.id AND i.state = 'running')
                 AND NOT EXISTS (SELECT 1 FROM attempts a JOIN items i ON i.id = a.item_id

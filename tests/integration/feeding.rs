@@ -872,3 +872,30 @@ fn prune_removes_only_what_is_older_than_its_horizon_and_a_dry_run_removes_nothi
     fixture.set_now("2026-11-28T10:15:00Z");
     assert_eq!(supervise(&fixture)["prune"], Value::Null);
 }
+
+#[test]
+fn prune_keeps_a_drains_latest_run_and_everything_of_the_budget_day() {
+    let retention = "retention = { runs = \"1h\", done_items = \"1h\" }\n";
+    let fixture = Fixture::new(
+        &config("every = \"60d\"\n").replace("kill_grace", &format!("{retention}kill_grace")),
+        "2026-11-27T08:00:00Z",
+    );
+    fixture.enqueue("sessions", &[("a".into(), serde_json::json!("one"))]);
+    fixture.drainctl(&["drain", "sessions", "--trigger", "supervisor"]).run().assert_code(0);
+    // Two hours later, the same day in Jerusalem: today's run and its attempt stay, as
+    // `max_cost_per_day` sums them. Before: both gone, the day's spending forgotten.
+    fixture.set_now("2026-11-27T10:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
+    // 45 days on: the run is the drain's latest, which its 60-day cadence counts from.
+    // Before: pruned, and supervise started the drain 15 days early.
+    fixture.enqueue("sessions", &[("b".into(), serde_json::json!("two"))]);
+    fixture.set_now("2027-01-11T10:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    let decision = &plan["decisions"][0];
+    assert_eq!(decision["action"], "skip", "{plan:#}");
+    assert!(decision["reason"].as_str().unwrap_or_default().contains("cadence"), "{plan:#}");
+}
