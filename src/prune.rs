@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::db::events::{record_event, Event, Outbox};
 use crate::db::retention::{self, Batch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::EventKind;
 
 /// Rows deleted per statement (and transaction).
@@ -127,20 +127,8 @@ pub fn prune(
         done_items: 0,
         log_files: 0,
     };
-    (report.runs, report.attempts) =
-        in_batches(dry_run, |limit, dry| retention::prune_runs(client, report.runs_before, limit, dry))?;
-    (report.supervisor_passes, _) = in_batches(dry_run, |limit, dry| {
-        retention::prune_supervisor_passes(client, report.runs_before, limit, dry)
-    })?;
-    if let Some(before) = report.done_items_before {
-        (report.done_items, _) =
-            in_batches(dry_run, |limit, dry| retention::prune_done_items(client, before, limit, dry))?;
-    }
-    (report.events, _) =
-        in_batches(dry_run, |limit, dry| retention::prune_events(client, report.events_before, limit, dry))?;
-    let keep: Vec<PathBuf> = retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
-    report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
-
+    // SIGTERM or SIGINT stops it between two batches: what was removed is recorded.
+    let interrupted = prune_steps(client, config, dry_run, &mut report);
     if !dry_run && report.removed_anything() {
         let event = Event::new(EventKind::RetentionPruned, report.summary()).data(json!({
             "runs": report.runs,
@@ -152,7 +140,47 @@ pub fn prune(
         }));
         record_event(client, outbox, &event, now)?;
     }
+    if let Some(signal) = interrupted? {
+        return Err(Error::Temporary(format!(
+            "prune interrupted by {}: {}; the next prune goes on",
+            crate::worker::signals::signal_name(signal),
+            report.summary()
+        )));
+    }
     Ok(report)
+}
+
+/// The steps of [`prune`], in order, until one is interrupted (Ok(Some(signal))) or fails.
+fn prune_steps(
+    client: &mut Client,
+    config: &Config,
+    dry_run: bool,
+    report: &mut PruneReport,
+) -> Result<Option<libc::c_int>> {
+    let stopped = || crate::worker::signals::termination_signal();
+    (report.runs, report.attempts) =
+        in_batches(dry_run, |limit, dry| retention::prune_runs(client, report.runs_before, limit, dry))?;
+    if let Some(signal) = stopped() {
+        return Ok(Some(signal));
+    }
+    (report.supervisor_passes, _) = in_batches(dry_run, |limit, dry| {
+        retention::prune_supervisor_passes(client, report.runs_before, limit, dry)
+    })?;
+    if let Some(before) = report.done_items_before.filter(|_| stopped().is_none()) {
+        (report.done_items, _) =
+            in_batches(dry_run, |limit, dry| retention::prune_done_items(client, before, limit, dry))?;
+    }
+    if let Some(signal) = stopped() {
+        return Ok(Some(signal));
+    }
+    (report.events, _) =
+        in_batches(dry_run, |limit, dry| retention::prune_events(client, report.events_before, limit, dry))?;
+    if let Some(signal) = stopped() {
+        return Ok(Some(signal));
+    }
+    let keep: Vec<PathBuf> = retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
+    report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
+    Ok(stopped())
 }
 
 /// Run `batch` until it deletes less than a full batch (a dry run counts everything in one
@@ -173,7 +201,7 @@ fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) 
         )?;
         rows += done.deleted as u64;
         related += done.related as u64;
-        if done.deleted < BATCH {
+        if done.deleted < BATCH || crate::worker::signals::termination_signal().is_some() {
             return Ok((rows, related));
         }
     }

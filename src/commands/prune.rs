@@ -11,6 +11,9 @@ use crate::prune::{prune_now, PruneReport};
 
 pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
     let now = ctx.clock.now();
+    // SIGTERM and SIGINT stop it between two batches, recording what was removed.
+    crate::worker::signals::install_termination_handlers()
+        .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let report = prune_now(&mut ctx.client, &ctx.outbox, &ctx.config, now, args.dry_run)?;
     render(&report, ctx.config.defaults.timezone)
 }

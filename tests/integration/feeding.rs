@@ -899,3 +899,46 @@ fn prune_keeps_a_drains_latest_run_and_everything_of_the_budget_day() {
     assert_eq!(decision["action"], "skip", "{plan:#}");
     assert!(decision["reason"].as_str().unwrap_or_default().contains("cadence"), "{plan:#}");
 }
+
+#[test]
+fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
+    let fixture = Fixture::new(
+        &config("").replace("kill_grace", "retention = { runs = \"30d\", events = \"30d\" }\nkill_grace"),
+        NOW,
+    );
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut client = fixture.client();
+    for _ in 0..3 {
+        seed_run(&mut client, days_before_now(40), Some(days_before_now(40)), "drained", 0, None);
+    }
+    seed_run(&mut client, days_before_now(1), Some(days_before_now(1)), "drained", 0, None);
+    client
+        .execute(
+            "INSERT INTO events (at, kind, message) VALUES ($1, 'supervise_error', 'old')",
+            &[&days_before_now(40)],
+        )
+        .unwrap();
+    // The events step waits for a lock while the runs are already removed.
+    let mut holder = fixture.client();
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE").unwrap();
+    let prune = fixture.drainctl(&["prune"]).spawn();
+    wait_until("the old runs removed", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM runs") == 1
+    });
+    signal(prune.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    lock.rollback().unwrap();
+    let result = finished(prune.wait_with_output().unwrap());
+    // Before: killed by the signal (143), no line, nothing recorded of what it removed.
+    result.assert_code(75);
+    assert!(
+        result.stderr.trim_end().ends_with("the next prune goes on")
+            && result.stderr.contains("interrupted by SIGTERM"),
+        "{}",
+        result.stderr
+    );
+    let recorded: Vec<String> =
+        fixture.column("SELECT data->>'runs' FROM events WHERE kind = 'retention_pruned'");
+    assert_eq!(recorded, ["3"]);
+}
