@@ -479,13 +479,25 @@ fn plan_files(
     let seen: HashSet<&str> = found.iter().map(|file| file.key.as_str()).collect();
     let end: Option<Vec<String>> =
         if report.truncated { found.last().map(|file| file.components.clone()) } else { None };
-    for path in sources::present_paths(client, &drain.name)? {
+    let recorded = sources::present_paths(client, &drain.name)?;
+    if found.is_empty() && !recorded.is_empty() && is_empty_folder(root) {
+        // Every recorded file gone at once, and the folder left without a single entry:
+        // more likely a share or disk that is not mounted than a deliberate clean-out.
+        report.refuse(".".to_string(), empty_folder_reason(recorded.len()));
+        return Ok(plans);
+    }
+    // At most `max_files_per_scan` settled per scan, as many as it finds: the rest are
+    // caught by the next scans (or at their claim), and no pass is held for long.
+    let mut missing_left =
+        drain.source.as_ref().map_or(usize::MAX, |source| source.max_files_per_scan as usize);
+    for path in recorded {
         let parts = components(&path);
         let is_in_stretch =
             after.as_ref().is_none_or(|after| parts > *after) && end.as_ref().is_none_or(|end| parts <= *end);
-        if is_in_stretch && !seen.contains(path.as_str()) {
+        if missing_left > 0 && is_in_stretch && !seen.contains(path.as_str()) {
             if let Some(why) = unusable_file(root, &root.join(&path)) {
                 plans.push(Plan::Missing(path, why));
+                missing_left -= 1;
             }
         }
     }
@@ -764,6 +776,20 @@ pub fn unusable_file(root: &Path, path: &Path) -> Option<String> {
             _ => None,
         },
     }
+}
+
+/// Whether the source folder has no entry at all (not even one the glob skips).
+pub fn is_empty_folder(root: &Path) -> bool {
+    fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// Why nothing is settled missing in an empty folder that had `recorded` files.
+pub fn empty_folder_reason(recorded: usize) -> String {
+    format!(
+        "the folder is empty, though {recorded} file(s) were recorded in it: none is settled missing — \
+         is it mounted? (after a deliberate clean-out, any entry in it, such as a .keep file, lets the \
+         scan settle them)"
+    )
 }
 
 /// Is nothing at `path` any more (it, or a folder above it, is gone)?

@@ -24,6 +24,17 @@ impl Pass<'_> {
     /// group, and settle it.
     pub(super) fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
         if let Some((path, why)) = self.vanished_source_file(item) {
+            if let Some(root) = self.drain.source.as_ref().map(|source| source.dir.as_path()) {
+                if crate::sources::is_empty_folder(root) {
+                    // Not settled on a guess: an unmounted share looks like this.
+                    let why = format!(
+                        "source file {path} of item {} is gone and its folder {} is empty: is it mounted?",
+                        item.key,
+                        root.display()
+                    );
+                    return self.worker_not_started(item, &why, "source").map(ItemEnd::Stop);
+                }
+            }
             return self.skip_vanished(item, &path, &why);
         }
         let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);

@@ -942,3 +942,34 @@ fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
         fixture.column("SELECT data->>'runs' FROM events WHERE kind = 'retention_pruned'");
     assert_eq!(recorded, ["3"]);
 }
+
+#[test]
+fn a_source_folder_left_empty_settles_nothing_until_it_has_an_entry_then_a_slice_per_scan() {
+    let fixture = Fixture::new(&source_config(", max_files_per_scan = 2"), NOW);
+    for name in ["a/1.jsonl", "b/1.jsonl", "c/1.jsonl"] {
+        write(&fixture, name, "one\n");
+    }
+    scan(&fixture);
+    scan(&fixture);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 3);
+    // The share is not mounted: the folder is there, and empty.
+    fs::rename(fixture.path("data"), fixture.path("data.away")).unwrap();
+    fs::create_dir(fixture.path("data")).unwrap();
+    let report = scan(&fixture);
+    // Before: every pending item settled skipped_missing, in one scan.
+    assert_eq!((report["missing"].as_u64(), report["refused"].as_u64()), (Some(0), Some(1)), "{report:#}");
+    assert!(report["refused_paths"][0]["reason"].as_str().unwrap_or_default().contains("is it mounted?"));
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 3);
+    // A pass does not settle them either, nor spend an attempt: it stops, exit 78.
+    let pass = fixture.drainctl(&["drain", "sessions"]).run();
+    pass.assert_code(78);
+    assert!(pass.stderr.contains("is empty: is it mounted?"), "{}", pass.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending' AND attempts = 0"), 3);
+    // Cleaned out on purpose: any entry says so, and the scans settle a slice each.
+    fs::write(fixture.path("data/.keep"), "").unwrap();
+    let first = scan(&fixture);
+    assert_eq!(first["skipped_missing"].as_u64(), Some(2), "{first:#}");
+    let second = scan(&fixture);
+    assert_eq!(second["skipped_missing"].as_u64(), Some(1), "{second:#}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'skipped_missing'"), 3);
+}
