@@ -461,7 +461,7 @@ pub struct ExportArgs {
     /// With --format csv: leave out the header line, to append a resumed export (--after-id) to a file that has it
     #[arg(long)]
     pub no_header: bool,
-    /// Write to this file (created owner-only, replaced atomically when complete) instead of stdout
+    /// Write to this file (created owner-only, replaced atomically when complete) instead of stdout (`-`: stdout)
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
 }

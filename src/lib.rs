@@ -109,6 +109,8 @@ fn claim_drain_log(args: &mut cli::DrainArgs) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             drain::log_file::named_after(&path, pid)
         }
+        // Not a regular file (a link planted there): opening it refuses it by name.
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => path,
         Err(error) => {
             log::warn!("cannot rename log file {} after drain pid {pid}: {error}", path.display());
             path

@@ -53,7 +53,9 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
         finished_since: args.since.map(|since| since.instant(now)),
         after_id: args.after_id.unwrap_or(0),
     };
-    let target = args.output.as_deref().map(OutputTarget::check).transpose()?;
+    // `-o -` is stdout, as for most tools; a file named `-` is `-o ./-`.
+    let output = args.output.as_deref().filter(|path| *path != std::path::Path::new("-"));
+    let target = output.map(OutputTarget::check).transpose()?;
     // SIGTERM and SIGINT end the export between two items, or in a write a stalled
     // reader blocks, through the error path that removes an unfinished --output file.
     signals::install_interrupting_termination_handlers()

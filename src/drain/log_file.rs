@@ -49,16 +49,56 @@ pub fn named_after(path: &Path, pid: u32) -> PathBuf {
 
 /// Rename the log file at `path` after `pid` (see [`named_after`]); returns the path it
 /// now has. When it is gone but its renamed self exists, the other side renamed it first.
+/// Only a regular file is renamed, and never over an existing one: a link planted at
+/// `path` stays where it is, to be refused by name when the log is opened.
 pub fn rename_after(path: &Path, pid: u32) -> io::Result<PathBuf> {
     let renamed = named_after(path, pid);
     if renamed == path {
         return Ok(renamed);
     }
-    match std::fs::rename(path, &renamed) {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"))
+        }
+        _ => {}
+    }
+    match rename_without_replacing(path, &renamed) {
         Ok(()) => Ok(renamed),
         Err(error) if error.kind() == io::ErrorKind::NotFound && renamed.is_file() => Ok(renamed),
         Err(error) => Err(error),
     }
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing what is at `to`.
+fn rename_without_replacing(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |path: &Path| {
+        std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path contains a NUL byte"))
+    };
+    let (from_c, to_c) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both pointers are NUL-terminated strings that outlive the call.
+    let result = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    if error.raw_os_error() != Some(libc::EINVAL) {
+        return Err(error);
+    }
+    // A file system without RENAME_NOREPLACE: look, then rename.
+    if std::fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+    }
+    std::fs::rename(from, to)
 }
 
 #[cfg(test)]
@@ -75,6 +115,27 @@ mod tests {
         {
             assert_eq!(parse_file_name(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn a_link_or_a_taken_name_is_never_renamed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "kept").unwrap();
+        // A link planted where the log was named stays where it is.
+        let link = dir.path().join("20260101T000000Z-2.log");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(rename_after(&link, 7).is_err());
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(!dir.path().join("20260101T000000Z-7.log").exists());
+        // A log whose new name is taken is not renamed over it.
+        let log = dir.path().join("20260101T000000Z-3.log");
+        std::fs::write(&log, "mine").unwrap();
+        let taken = dir.path().join("20260101T000000Z-8.log");
+        std::fs::write(&taken, "theirs").unwrap();
+        assert!(rename_after(&log, 8).is_err());
+        assert_eq!(std::fs::read_to_string(&taken).unwrap(), "theirs");
+        assert_eq!(rename_after(&log, 9).unwrap(), dir.path().join("20260101T000000Z-9.log"));
     }
 
     #[test]

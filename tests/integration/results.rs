@@ -577,6 +577,11 @@ fn export_as_csv_carries_the_same_items() {
     let stored = stored_items(&fixture);
     let export = fixture.drainctl(&["export", "docs", "--format", "csv"]).run();
     export.assert_code(0);
+    // `-o -` is stdout too. Before: a file named `-` in the working folder.
+    let dash = fixture.drainctl(&["export", "docs", "--format", "csv", "-o", "-"]).run();
+    dash.assert_code(0);
+    assert_eq!(dash.stdout, export.stdout);
+    assert!(!std::path::Path::new("-").exists());
     let records = read_csv(&export.stdout);
     let header = &records[0];
     assert_eq!(header.join(","), "id,key,state,attempts,enqueued_at,finished_at,last_error,payload,result_encoding,result_bytes,result,cost_usd,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens");
