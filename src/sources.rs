@@ -778,6 +778,20 @@ pub fn unusable_file(root: &Path, path: &Path) -> Option<String> {
     }
 }
 
+/// What a file type that is neither a regular file nor a folder is, for a refusal.
+fn kind_of(file_type: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
 /// Whether the source folder has no entry at all (not even one the glob skips).
 pub fn is_empty_folder(root: &Path) -> bool {
     fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none())
@@ -1054,8 +1068,13 @@ impl Walker<'_> {
             };
             match fs::metadata(&target) {
                 Ok(metadata) if metadata.is_file() => (target, metadata),
-                // A link to a folder, a FIFO or a device: not a file to enqueue.
-                Ok(_) => return Ok(false),
+                // A link to a folder is never walked (see above).
+                Ok(metadata) if metadata.is_dir() => return Ok(false),
+                Ok(metadata) => {
+                    let what = kind_of(metadata.file_type());
+                    self.report.refuse(key, format!("symbolic link to {what}, not a regular file"));
+                    return Ok(false);
+                }
                 Err(error) => {
                     self.report.refuse_unstatable(key, &error);
                     return Ok(false);
@@ -1070,6 +1089,7 @@ impl Walker<'_> {
                 }
             }
         } else {
+            self.report.refuse(key, format!("{}, not a regular file", kind_of(file_type)));
             return Ok(false);
         };
         if key.len() > items::MAX_KEY_BYTES {

@@ -290,6 +290,23 @@ fn a_file_that_vanishes_before_its_item_ran_is_skipped_missing_and_one_that_ran_
 }
 
 #[test]
+fn a_fifo_or_a_link_to_one_that_the_glob_matches_is_refused_not_skipped_silently() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "alice/1.jsonl", "one\n");
+    let fifo = fixture.path("data/alice/pipe.jsonl");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path the test owns.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("pipe.jsonl", fixture.path("data/alice/to-pipe.jsonl")).unwrap();
+    let report = scan(&fixture);
+    // Before: in neither count, as if they were not there.
+    assert_eq!((report["new"].as_u64(), report["refused"].as_u64()), (Some(1), Some(2)), "{report:#}");
+    let reasons: Vec<&str> =
+        report["refused_paths"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["a FIFO, not a regular file", "symbolic link to a FIFO, not a regular file"]);
+}
+
+#[test]
 fn paths_that_leave_the_source_folder_are_refused_and_never_read() {
     let fixture = Fixture::new(&source_config(""), NOW);
     write(&fixture, "alice/1.jsonl", "one\n");
