@@ -935,7 +935,7 @@ fn burst_on_during_a_backoff_says_when_it_can_start() {
     // Before, it promised a start at the next pass, which skipped it for the backoff.
     assert!(
         on.stdout.contains(
-            "its quota group backs off until Thu 2026-11-26 23:31 IST (in 31m): the first supervise pass after that starts it"
+            "its quota group backs off until Thu 2026-11-26 23:31 IST (in 31m): the last supervise pass before that starts it to wait for the reset (or the first after it)"
         ),
         "{}",
         on.stdout
