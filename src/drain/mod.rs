@@ -62,7 +62,8 @@ use crate::quota::Classifier;
 
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
 /// result and completing the item, so a test can `kill -9` it exactly there;
-/// `slow_run_start` makes a drain wait 1.5 s before it records its run;
+/// `slow_run_start` makes a drain wait 1.5 s before it records its run (`slow_run_start:NAME`:
+/// only drain NAME);
 /// `die_after_ending_run` kills the process that ended a hung or crashed run right after
 /// it recorded that, before it signals anything. Compiled only
 /// with the `testing` feature, never into a release build (docs/configuration.md).
@@ -208,7 +209,9 @@ fn open_run(
 ) -> Result<Opened> {
     // Test hook: a drain slow to record its run (see `FAULT_ENV`).
     #[cfg(feature = "testing")]
-    if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "slow_run_start") {
+    if std::env::var(FAULT_ENV)
+        .is_ok_and(|fault| fault == "slow_run_start" || fault == format!("slow_run_start:{}", drain.name))
+    {
         std::thread::sleep(std::time::Duration::from_millis(1500));
     }
     let process = ThisProcess::of(args);

@@ -40,9 +40,25 @@ pub(super) fn apply_all(
     // Runs ended by this pass, stopped together before the first start (a hung run's drain
     // is started again only once it is gone) and at the end.
     let mut ended = Vec::new();
-    for decision in decisions.iter_mut() {
+    let group_of =
+        |drain: &str| config.drains.iter().find(|d| d.name == drain).map(|d| d.quota_group.as_str());
+    for index in 0..decisions.len() {
+        let (earlier, rest) = decisions.split_at_mut(index);
+        let decision = &mut rest[0];
         if decision.action == Action::Start && !ended.is_empty() {
             crate::reap::stop_ended_runs(client, outbox, config, &std::mem::take(&mut ended), clock.now());
+        }
+        // A group's drains are started highest rank first; a lower one only once the
+        // higher ones recorded their runs, so its first claim sees them and yields
+        // (docs/rate-limits.md, "Priority within a group"). Started together, the lower
+        // one's claim could come first and take the window's first calls.
+        let group = group_of(&decision.drain);
+        if decision.action == Action::Start
+            && earlier
+                .iter()
+                .any(|d| d.action == Action::Start && d.error.is_none() && group_of(&d.drain) == group)
+        {
+            await_started_runs(client, earlier);
         }
         if let Some(signal) = crate::worker::signals::termination_signal() {
             if decision.action != Action::Skip {

@@ -157,6 +157,22 @@ fn supervise_starts_the_higher_priority_first_and_status_shows_the_priority() {
 }
 
 #[test]
+fn started_by_one_supervise_pass_the_lower_drain_never_takes_the_first_items() {
+    let fixture = Fixture::new(&config("", "priority = 5"), NOW);
+    let work = item(&fixture);
+    fixture.enqueue("low", &[("l1".into(), work.clone()), ("l2".into(), work.clone())]);
+    fixture.enqueue("high", &[("h1".into(), work.clone()), ("h2".into(), work)]);
+    // high is slow to record its run (as on a loaded host). Before: both were started at
+    // once, and low's first claim came before high's run existed.
+    fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "slow_run_start:high").run().assert_code(0);
+    wait_until("every item done", Duration::from_secs(60), || {
+        fixture.count("SELECT count(*) FROM items WHERE state = 'done'") == 4
+    });
+    let order = started_keys(&fixture);
+    assert_eq!(&order[..2], ["h1", "h2"], "{order:?}");
+}
+
+#[test]
 fn a_priority_out_of_range_is_refused_naming_the_value() {
     let fixture = Fixture::new(&config("priority = 5000", ""), NOW);
     let result = fixture.drainctl(&["status"]).run();
