@@ -23,6 +23,18 @@ impl Pass<'_> {
     /// Run the worker on one claimed item, on account number `account_index` of the
     /// group, and settle it.
     pub(super) fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
+        if let Some(root) = self.drain.source.as_ref().map(|source| source.dir.as_path()) {
+            if std::fs::symlink_metadata(root)
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound)
+            {
+                let why = format!(
+                    "the source folder {} of item {} does not exist: is it mounted?",
+                    root.display(),
+                    item.key
+                );
+                return self.worker_not_started(item, &why, "source").map(ItemEnd::Stop);
+            }
+        }
         if let Some((path, why)) = self.vanished_source_file(item) {
             if let Some(root) = self.drain.source.as_ref().map(|source| source.dir.as_path()) {
                 if crate::sources::is_empty_folder(root) {
@@ -424,14 +436,10 @@ impl Pass<'_> {
     fn vanished_source_file(&self, item: &ClaimedItem) -> Option<(String, String)> {
         let source = self.drain.source.as_ref()?;
         let path = item.payload.get("path")?.as_str()?;
-        let why = match std::fs::canonicalize(&source.dir) {
-            Ok(root) => crate::sources::unusable_file(&root, std::path::Path::new(path))?,
-            // The folder itself is gone: so is the file.
-            Err(_) => match std::fs::symlink_metadata(path) {
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => "vanished".to_string(),
-                _ => return None,
-            },
-        };
+        // The folder itself gone (a share unmounted below its mount point) is not taken
+        // for its files gone: see `process`.
+        let root = std::fs::canonicalize(&source.dir).ok()?;
+        let why = crate::sources::unusable_file(&root, std::path::Path::new(path))?;
         Some((path.to_string(), why))
     }
 

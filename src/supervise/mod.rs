@@ -656,6 +656,9 @@ fn finish_pass(
     // Retention, at most once a day.
     match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
         Ok(report) => pruned = report,
+        // Stopped between two batches by SIGTERM or SIGINT (what it removed is recorded):
+        // the pass is interrupted, not failed; the check below says so.
+        Err(_) if crate::worker::signals::termination_signal().is_some() => {}
         Err(error) => {
             failures.add(&error);
             let what = format!("could not prune old history: {}", error.display_scrubbed());

@@ -969,8 +969,14 @@ fn a_source_folder_left_empty_settles_nothing_until_it_has_an_entry_then_a_slice
     scan(&fixture);
     scan(&fixture);
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 3);
-    // The share is not mounted: the folder is there, and empty.
+    // The share is not mounted, below its mount point: the folder is not there. A pass
+    // settles nothing (before: every item skipped_missing at its claim) and stops, 78.
     fs::rename(fixture.path("data"), fixture.path("data.away")).unwrap();
+    let pass = fixture.drainctl(&["drain", "sessions"]).run();
+    pass.assert_code(78);
+    assert!(pass.stderr.contains("does not exist: is it mounted?"), "{}", pass.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending' AND attempts = 0"), 3);
+    // Mounted there: the folder is there, and empty.
     fs::create_dir(fixture.path("data")).unwrap();
     let report = scan(&fixture);
     // Before: every pending item settled skipped_missing, in one scan.
