@@ -64,12 +64,51 @@ fn drain_process(run: &RunRow) -> Option<(u32, u64)> {
     Some((pid, u64::try_from(run.process_start_time?).ok()?))
 }
 
-/// The run's worker group, when recorded with its leader's start time and still that
-/// leader's (see [`process::is_recorded_group`]).
+/// The run's drain process when it is still alive and still drainctl: the same start time
+/// and the same program (a row that names another process, with its start time read from
+/// `/proc`, names no drain).
+fn live_drain_process(run: &RunRow) -> Option<u32> {
+    drain_process(run)
+        .filter(|&(pid, start_time)| {
+            process::is_process_alive(pid, Some(start_time)) && process::runs_this_program(pid)
+        })
+        .map(|(pid, _)| pid)
+}
+
+/// Whether process group `pgid` is one of the run's workers': a live member of it was
+/// started with the run's `DRAIN_RUN_ID` in its environment, as every worker of the run
+/// and the children it leaves are. A group of anyone else's (a daemon whose leader
+/// exited, named by a row written by hand) carries no such mark and is left alone.
+fn is_runs_group(run: &RunRow, pgid: u32) -> bool {
+    let mark = format!("DRAIN_RUN_ID={}", run.id);
+    let members = process::live_group_members(pgid);
+    let ours = members.iter().any(|&pid| process::has_environment_entry(pid, &mark) == Some(true));
+    if !ours && !members.is_empty() {
+        log::warn!(
+            "run {}: process group {pgid} is not its worker's (no member has {mark}): left alone",
+            run.id
+        );
+    }
+    ours
+}
+
+/// The run's worker group, when recorded with its leader's start time, still that
+/// leader's (see [`process::is_recorded_group`]) and marked as the run's.
 fn worker_group(run: &RunRow) -> Option<u32> {
     let pgid = u32::try_from(run.worker_pid?).ok()?;
     let start_time = u64::try_from(run.worker_start_time?).ok()?;
-    process::is_recorded_group(pgid, Some(start_time)).then_some(pgid)
+    (process::is_recorded_group(pgid, Some(start_time)) && is_runs_group(run, pgid)).then_some(pgid)
+}
+
+/// The groups left in the session the run's drain led, once it is gone, that are the
+/// run's workers' (see [`process::orphaned_session_groups`], [`is_runs_group`]).
+fn session_groups(run: &RunRow) -> Vec<u32> {
+    drain_process(run).map_or_else(Vec::new, |(pid, start_time)| {
+        process::orphaned_session_groups(pid, Some(start_time))
+            .into_iter()
+            .filter(|&pgid| is_runs_group(run, pgid))
+            .collect()
+    })
 }
 
 /// Reap every crashed run of this host (of one drain, or all).
@@ -383,9 +422,7 @@ pub fn finish_ended_runs(
     let mut left_alive = Vec::new();
     for run in ended.iter().filter(|run| may_signal(run)) {
         // Without its start time a live pid may be anyone's: the drain is left alone.
-        let drain = drain_process(run)
-            .filter(|&(pid, start_time)| process::is_process_alive(pid, Some(start_time)))
-            .map(|(pid, _)| pid);
+        let drain = live_drain_process(run);
         let worker = worker_group(run);
         let worker_alive = match worker.map(process::group_is_alive).transpose() {
             Ok(alive) => alive.unwrap_or(false),
@@ -397,9 +434,7 @@ pub fn finish_ended_runs(
                 false
             }
         };
-        let session = drain_process(run).map_or_else(Vec::new, |(pid, start_time)| {
-            process::orphaned_session_groups(pid, Some(start_time))
-        });
+        let session = session_groups(run);
         if drain.is_none() && !worker_alive && session.is_empty() {
             // Nothing of it is left: no later pass looks at it again.
             forget_ended(client, run.id);
@@ -459,7 +494,6 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
         Ok(outcome) => log::info!("run {}: process group {pgid} ended ({outcome:?})", run.id),
         Err(error) => failures.push(format!("could not kill process group {pgid}: {error}")),
     };
-    let drain = drain_process(run);
     let worker = worker_group(run);
     // The drain process is stopped first: it stops its worker itself, giving it
     // `kill_grace` and handing its item back as interrupted, so it gets that grace and a
@@ -467,7 +501,9 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
     // SIGTERM and its grace: it is killed at once. Waiting the same grace for the drain
     // cut its own kill short, and the group then waited a second grace.
     let mut group_grace = grace;
-    if let Some((pid, start_time)) = drain.filter(|_| stop_drain) {
+    if let Some((pid, start_time)) =
+        drain_process(run).filter(|&(pid, _)| stop_drain && process::runs_this_program(pid))
+    {
         match process::terminate_process(pid, Some(start_time), grace.saturating_add(DRAIN_STOP_MARGIN)) {
             Ok(outcome) => {
                 log::info!("run {}: drain process {pid} {outcome:?}", run.id);
@@ -481,10 +517,8 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
     if let Some(pgid) = worker {
         group(pgid, group_grace, &mut failures);
     }
-    if let Some((pid, start_time)) = drain {
-        for pgid in process::orphaned_session_groups(pid, Some(start_time)) {
-            group(pgid, group_grace, &mut failures);
-        }
+    for pgid in session_groups(run) {
+        group(pgid, group_grace, &mut failures);
     }
     failures
 }

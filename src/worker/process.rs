@@ -306,6 +306,36 @@ fn group_has_live_member(pgid: libc::pid_t) -> io::Result<bool> {
     Ok(has_live_member)
 }
 
+/// The live (not zombie) members of process group `pgid`, by `/proc`.
+pub fn live_group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
+        .filter(|&pid| {
+            read_stat(&Path::new("/proc").join(pid.to_string()).join("stat"))
+                .is_some_and(|stat| stat.process_group == i64::from(pgid) && !is_dead_state(stat.state))
+        })
+        .collect()
+}
+
+/// Whether process `pid` was started with `entry` (`NAME=value`) in its environment; None
+/// when that cannot be read (gone, or another user's, or not dumpable).
+pub fn has_environment_entry(pid: u32, entry: &str) -> Option<bool> {
+    let environment = std::fs::read(Path::new("/proc").join(pid.to_string()).join("environ")).ok()?;
+    Some(environment.split(|&byte| byte == 0).any(|found| found == entry.as_bytes()))
+}
+
+/// Whether process `pid` runs the program this process runs, by the name the kernel keeps
+/// for it (`/proc/<pid>/comm`, readable whoever runs it).
+pub fn runs_this_program(pid: u32) -> bool {
+    let comm = |path: &Path| std::fs::read(path).ok();
+    match (comm(Path::new("/proc/self/comm")), comm(&Path::new("/proc").join(pid.to_string()).join("comm"))) {
+        (Some(own), Some(theirs)) => own == theirs,
+        _ => false,
+    }
+}
+
 /// True while process group `pgid` has a member that is not a zombie; an error (EPERM)
 /// when it cannot be probed.
 pub fn group_is_alive(pgid: u32) -> io::Result<bool> {

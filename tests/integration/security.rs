@@ -389,3 +389,82 @@ fn a_run_row_written_by_hand_gets_no_process_of_this_host_signalled() {
     let ended: Vec<String> = fixture.column("SELECT status FROM runs WHERE id > 1 ORDER BY id");
     assert_eq!(ended, ["crashed", "crashed", "hung"], "{}", result.stdout);
 }
+
+/// Field 22 of `/proc/PID/stat`: the process's start time, as anyone can read it.
+fn start_time_of(pid: u32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(')').unwrap().1;
+    after_name.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// `sh -c 'sleep 300 & echo $!'` with `setsid` (or in its own group): the shell exits at
+/// once, its sleep lives on in a group (and session) whose leader is gone — a daemon's
+/// shape. Returns (the gone leader's pid, the sleep's pid).
+fn orphaned_sleep(new_session: bool) -> (u32, u32) {
+    use std::os::unix::process::CommandExt;
+    let mut command = if new_session {
+        let mut command = std::process::Command::new("setsid");
+        command.args(["sh", "-c", "echo $$; sleep 300 >/dev/null 2>&1 & echo $!"]);
+        command
+    } else {
+        let mut command = std::process::Command::new("sh");
+        command.args(["-c", "echo $$; sleep 300 >/dev/null 2>&1 & echo $!"]).process_group(0);
+        command
+    };
+    let output = command.output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let mut pids = text.lines().map(|line| line.trim().parse::<u32>().unwrap());
+    (pids.next().unwrap(), pids.next().unwrap())
+}
+
+#[test]
+fn a_run_row_written_by_hand_with_the_right_start_times_gets_nothing_signalled_either() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!("done"))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let row = fixture.client().query_one("SELECT host, host_id FROM runs", &[]).unwrap();
+    let (host, host_id): (String, String) = (row.get(0), row.get(1));
+    // A live process whose start time anyone can read, and two daemons whose group and
+    // session leaders are gone (no start time left to check).
+    let mut victim = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+    let (group_leader, in_group) = orphaned_sleep(false);
+    let (session_leader, in_session) = orphaned_sleep(true);
+    let insert = |pid: u32, start: i64, worker: Option<(u32, i64)>, checkpoint: &str| {
+        fixture
+            .client()
+            .execute(
+                "INSERT INTO runs (drain, trigger, host, host_id, pid, process_start_time, started_at,
+                                   last_checkpoint_at, status, worker_pid, worker_start_time)
+                 VALUES ('docs', 'manual', $1, $2, $3, $4, $5::text::timestamptz, $5::text::timestamptz,
+                         'running', $6, $7)",
+                &[
+                    &host,
+                    &host_id,
+                    &(pid as i32),
+                    &start,
+                    &checkpoint,
+                    &worker.map(|(pid, _)| pid as i32),
+                    &worker.map(|(_, start)| start),
+                ],
+            )
+            .unwrap();
+    };
+    // Hung: "its drain" is the live victim, with its true start time.
+    insert(victim.id(), start_time_of(victim.id()), None, "2026-11-27T09:00:00Z");
+    // Crashed: "its worker group" is the daemon's, whose leader is gone.
+    insert(3_999_997, 1, Some((group_leader, 1)), "2026-11-27T09:59:00Z");
+    // Crashed: "its drain" led the daemon's session.
+    insert(session_leader, 1, None, "2026-11-27T09:59:00Z");
+    let result = fixture.drainctl(&["supervise", "--json"]).run();
+    result.assert_code(0);
+    let alive = [pid_alive(victim.id() as i32), pid_alive(in_group as i32), pid_alive(in_session as i32)];
+    let _ = victim.kill();
+    let _ = victim.wait();
+    for pid in [in_group, in_session] {
+        signal(pid, libc::SIGKILL);
+    }
+    // Before: all three killed.
+    assert_eq!(alive, [true, true, true], "{}", result.stdout);
+    let ended: Vec<String> = fixture.column("SELECT status FROM runs WHERE id > 1 ORDER BY id");
+    assert_eq!(ended, ["hung", "crashed", "crashed"], "{}", result.stdout);
+}
