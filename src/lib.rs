@@ -51,6 +51,8 @@ use crate::error::{Error, EXIT_OK, EXIT_USAGE};
 
 /// Run drainctl with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
+    // First of all: the environment may hold the database password.
+    let hidden = crate::worker::process::hide_from_other_processes();
     let args: Vec<OsString> = args.into_iter().collect();
     let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -60,7 +62,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let is_logged = log_file_of(&cli.command).is_some();
     let is_supervise = matches!(cli.command, cli::Command::Supervise(_));
     init_logger(cli.verbose.max(u8::from(is_logged && is_supervise)), is_logged);
-    crate::worker::process::hide_from_other_processes();
+    if let Err(error) = hidden {
+        log::warn!("cannot hide this process's environment from other processes of its user: {error}");
+    }
     output::set_dated_lines(is_logged);
     if let cli::Command::Drain(args) = &mut cli.command {
         claim_drain_log(args);

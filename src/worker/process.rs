@@ -158,13 +158,14 @@ fn is_dead_state(state: char) -> bool {
 /// no core file is written), so that a worker or notifier, which runs as the same user,
 /// cannot read the database URL or password drainctl was started with from its parent
 /// (docs/guarantees.md). The programs drainctl starts are dumpable again once they exec.
-/// A failure is logged and changes nothing else.
-pub fn hide_from_other_processes() {
+/// Called first thing, before anything else runs; returns the failure, for the caller to
+/// log once logging is set up.
+pub fn hide_from_other_processes() -> io::Result<()> {
     // SAFETY: prctl(PR_SET_DUMPABLE, 0) reads no pointers and changes only that flag.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        let error = io::Error::last_os_error();
-        log::warn!("cannot hide this process's environment from other processes of its user: {error}");
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
 }
 
 /// Mark every descriptor this process inherited beyond stdin, stdout and stderr (pm2's IPC
