@@ -32,8 +32,9 @@ pub struct PreviousBackoff {
     pub reset_at: Option<DateTime<Utc>>,
     /// When the previous no-reset hit marked the group suspected.
     pub suspected_at: Option<DateTime<Utc>>,
-    /// When the previous hit was seen.
-    pub observed_at: Option<DateTime<Utc>>,
+    /// How many hits in a row, with no item of the group done between them, said the
+    /// reset is now (0 when the previous hit said otherwise).
+    pub now_hits: u32,
 }
 
 impl PreviousBackoff {
@@ -91,6 +92,8 @@ pub struct BackoffDecision {
     pub stated_reset: Option<DateTime<Utc>>,
     /// What a trusted reset's wait was reckoned from (None when none was trusted).
     pub basis: Option<WaitBasis>,
+    /// The hits in a row that said now, this one included (0 when it did not): to store.
+    pub now_hits: u32,
 }
 
 /// What the wait after a trusted reset was reckoned from, for the event's words.
@@ -102,8 +105,8 @@ pub enum WaitBasis {
     JustNow,
     /// A clock time without seconds whose minute is not over: its end, + margin.
     EndOfMinute,
-    /// A reset of now again, soon after a previous reset passed: twice as long as since
-    /// the previous hit, at most `suspected_backoff`, + margin.
+    /// A reset of now again, with nothing of the group done since the previous one: 2 s,
+    /// doubled for each such hit in a row, at most `suspected_backoff`.
     NowAgain,
 }
 
@@ -210,10 +213,12 @@ pub fn decide_backoff(
     let named = stated_reset.map(|stated| just_passed(stated, now).unwrap_or(stated.at));
     let mut distrusted = None;
     if let Some(stated) = stated_reset {
-        match judge_reset(stated, now, recent_reset)
-            .map(|judged| now_again(judged, now, recent_reset, previous, policy))
-        {
+        match judge_reset(stated, now, recent_reset) {
             Ok((reset, basis)) => {
+                let is_now = basis == WaitBasis::StatedReset && reset <= now;
+                if is_now && previous.now_hits > 0 {
+                    return now_again(now, named, previous.now_hits, policy);
+                }
                 let wait = (reset - now).to_std().unwrap_or_default();
                 return BackoffDecision {
                     until: later(reset, reset_margin_for(wait, policy.reset_margin)),
@@ -224,6 +229,7 @@ pub fn decide_backoff(
                     distrusted: None,
                     stated_reset: named,
                     basis: Some(basis),
+                    now_hits: u32::from(is_now),
                 };
             }
             Err(why) => distrusted = Some(why),
@@ -246,6 +252,7 @@ pub fn decide_backoff(
         distrusted,
         stated_reset: named,
         basis: None,
+        now_hits: 0,
     }
 }
 
@@ -302,26 +309,29 @@ fn judge_reset(
     Ok((reset, WaitBasis::StatedReset))
 }
 
-/// A reset of now (zero, or a few seconds ago) seen again while a reset the group waited
-/// for passed at most [`CONFIRM_WINDOW`] ago: the vendor is still limited, or its clock is
-/// behind ours. Retrying after the margin every time called it every two seconds for as
-/// long as it stayed limited; each such hit now waits twice as long as it has been since
-/// the previous hit, at most `suspected_backoff` (docs/rate-limits.md, "Now").
+/// A reset of now (zero, or a few seconds ago) seen again by the retry after one, with no
+/// item of the group done between: the vendor is still limited, or its clock is behind
+/// ours. Retrying after the margin every time called it every two seconds for as long as
+/// it stayed limited; the `now_hits`-th such hit in a row waits 2 s doubled `now_hits`
+/// times — 4 s, 8 s, 16 s … — at most `suspected_backoff` (docs/rate-limits.md, "Now").
+/// A now after a wait for a reset in the future is a first one: 2 s.
 fn now_again(
-    judged: (DateTime<Utc>, WaitBasis),
     now: DateTime<Utc>,
-    recent_reset: Option<DateTime<Utc>>,
-    previous: PreviousBackoff,
+    stated_reset: Option<DateTime<Utc>>,
+    now_hits: u32,
     policy: BackoffPolicy,
-) -> (DateTime<Utc>, WaitBasis) {
-    let (reset, basis) = judged;
-    let since_previous = previous.observed_at.filter(|_| recent_reset.is_some()).map(|seen| now - seen);
-    match since_previous {
-        Some(gap) if basis == WaitBasis::StatedReset && reset <= now && gap > chrono::Duration::zero() => {
-            let wait = (gap * 2).min(chrono(policy.suspected_backoff));
-            (now + wait, WaitBasis::NowAgain)
-        }
-        _ => (reset, basis),
+) -> BackoffDecision {
+    let wait = MIN_RESET_MARGIN.saturating_mul(1u32 << now_hits.min(20)).min(policy.suspected_backoff);
+    BackoffDecision {
+        until: later(now, wait),
+        rule: BackoffRule::ParsedReset,
+        reset_at: Some(now),
+        remembered_reset: Some(now),
+        suspected_at: None,
+        distrusted: None,
+        stated_reset,
+        basis: Some(WaitBasis::NowAgain),
+        now_hits: now_hits.saturating_add(1),
     }
 }
 
@@ -391,8 +401,7 @@ mod tests {
     fn no_reset_suspects_then_confirms_within_thirty_minutes() {
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), HOUR);
         assert_eq!((first.until, first.rule), (at(10, 5), BackoffRule::Suspected));
-        let previous =
-            PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, observed_at: None };
+        let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, now_hits: 0 };
         let second = decide_backoff(None, at(10, 20), previous, HOUR);
         assert_eq!((second.until, second.rule), (at(11, 20), BackoffRule::Confirmed));
         let late = decide_backoff(None, at(10, 31), previous, HOUR);
@@ -427,7 +436,7 @@ mod tests {
     #[test]
     fn a_bare_clock_time_just_passed_means_just_now_not_tomorrow() {
         // "resets 8pm" seen at 20:02 resolves to tomorrow 20:00: it means "just now".
-        let previous = PreviousBackoff { reset_at: Some(at(20, 0)), suspected_at: None, observed_at: None };
+        let previous = PreviousBackoff { reset_at: Some(at(20, 0)), suspected_at: None, now_hits: 0 };
         let tomorrow = at(20, 0) + chrono::Duration::days(1);
         for previous in [previous, PreviousBackoff::default()] {
             let d = decide_backoff(stated(tomorrow, ResetForm::ClockTime), at(20, 2), previous, HOUR);
@@ -452,8 +461,8 @@ mod tests {
     #[test]
     fn the_trust_rule_by_reset_form_and_recent_reset() {
         let now = at(10, 0);
-        let recent = PreviousBackoff { reset_at: Some(at(9, 55)), suspected_at: None, observed_at: None };
-        let long_ago = PreviousBackoff { reset_at: Some(at(8, 0)), suspected_at: None, observed_at: None };
+        let recent = PreviousBackoff { reset_at: Some(at(9, 55)), suspected_at: None, now_hits: 0 };
+        let long_ago = PreviousBackoff { reset_at: Some(at(8, 0)), suspected_at: None, now_hits: 0 };
         let in_seconds = now + chrono::Duration::milliseconds(2_500);
         let in_hours = at(15, 0);
         // (form, reset, previous, trusted?)
@@ -503,7 +512,7 @@ mod tests {
                 previous = PreviousBackoff {
                     reset_at: decision.remembered_reset,
                     suspected_at: decision.suspected_at,
-                    observed_at: Some(now),
+                    now_hits: decision.now_hits,
                 };
                 decision
             })
@@ -546,12 +555,12 @@ mod tests {
         // Again after items succeeded: a vendor that says "now" is believed.
         let first = decide_backoff(exact(now), now, PreviousBackoff::default(), HOUR);
         let succeeded_since =
-            PreviousBackoff { reset_at: first.remembered_reset, suspected_at: None, observed_at: None };
+            PreviousBackoff { reset_at: first.remembered_reset, suspected_at: None, now_hits: 0 };
         let again = decide_backoff(exact(at(10, 1)), at(10, 1), succeeded_since, HOUR);
         assert_eq!(again.until, at(10, 1) + chrono::Duration::seconds(2));
-        // With none between, the second waits twice as long as since the first.
+        // With none between, the second waits twice as long as the first.
         let twice = hits_in_a_row(&[(exact(now), now), (exact(at(10, 1)), at(10, 1))]);
-        assert_eq!(twice[1].until, at(10, 3) + chrono::Duration::seconds(12));
+        assert_eq!(twice[1].until, at(10, 1) + chrono::Duration::seconds(4));
         let stale =
             decide_backoff(exact(now - chrono::Duration::seconds(31)), now, PreviousBackoff::default(), HOUR);
         assert_eq!(stale.rule, BackoffRule::Suspected);
@@ -577,13 +586,15 @@ mod tests {
             gaps.push(wait.num_seconds());
             at_ = decision.until;
         }
-        // 2 s, then twice the time since the previous hit (+ its margin), up to 5 minutes.
-        assert_eq!(gaps[..5], [2, 6, 14, 30, 67]);
-        assert!(gaps.iter().all(|&gap| gap <= 300 + 30), "{gaps:?}");
-        assert_eq!(*gaps.last().unwrap(), 330);
-        // A hit long after the previous reset passed is a first one again.
-        let later = hits_in_a_row(&[(now_reset(at(10, 0)), at(10, 0)), (now_reset(at(11, 0)), at(11, 0))]);
-        assert_eq!(later[1].until, at(11, 0) + chrono::Duration::seconds(2));
+        // 2 s, then twice the previous wait, up to suspected_backoff (5 minutes).
+        assert_eq!(gaps, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300]);
+        // A now after a wait for a reset in the future is a first one: 2 s, not twice that
+        // wait (the vendor's clock a few seconds behind ours).
+        let after_a_wait = hits_in_a_row(&[
+            (exact(at(10, 1)), at(10, 0)),
+            (exact(at(10, 1) - chrono::Duration::seconds(3)), at(10, 1) + chrono::Duration::seconds(5)),
+        ]);
+        assert_eq!(after_a_wait[1].until, at(10, 1) + chrono::Duration::seconds(7));
     }
 
     #[test]
@@ -680,7 +691,7 @@ mod tests {
             decide_backoff(stated(next_week, ResetForm::WeekdayTime), now, PreviousBackoff::default(), HOUR);
         assert_eq!((d.until, d.rule), (now + chrono::Duration::seconds(2), BackoffRule::ParsedReset));
         // Hit again within 30 minutes after a reset, a week ahead is doubted; a few days is not.
-        let recent = PreviousBackoff { reset_at: Some(at(5, 10)), suspected_at: None, observed_at: None };
+        let recent = PreviousBackoff { reset_at: Some(at(5, 10)), suspected_at: None, now_hits: 0 };
         let later = at(5, 30);
         let doubted = decide_backoff(stated(next_week, ResetForm::WeekdayTime), later, recent, HOUR);
         assert_eq!(doubted.rule, BackoffRule::Suspected);
@@ -716,8 +727,7 @@ mod tests {
         let latest = crate::clock::latest_instant();
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), endless);
         assert_eq!(first.until, latest);
-        let previous =
-            PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, observed_at: None };
+        let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, now_hits: 0 };
         assert_eq!(decide_backoff(None, at(10, 20), previous, endless).until, latest);
         // The margin is a tenth of the wait, however long reset_margin is.
         let trusted = decide_backoff(exact(at(11, 0)), at(10, 0), PreviousBackoff::default(), endless);

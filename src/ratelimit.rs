@@ -62,7 +62,7 @@ pub fn record_quota_hit(
 ) -> Result<RecordedHit> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
-    let in_a_row = crate::db::backoffs::no_success_since_previous_hit(
+    let now_hits = crate::db::backoffs::now_hits_in_a_row(
         client,
         source.quota_group,
         source.account,
@@ -72,9 +72,8 @@ pub fn record_quota_hit(
     let mut before = PreviousBackoff {
         reset_at: previous.reset_at,
         suspected_at: previous.suspected_at,
-        // Only a hit with no success since the previous one follows it (a reset of now
-        // seen again waits longer each time).
-        observed_at: previous.observed_at.filter(|_| in_a_row),
+        // A reset of now seen again, with no success since, waits longer each time.
+        now_hits,
     };
     if previous.backoff_until.is_some_and(|until| until > now) {
         // No worker of this account starts while it backs off: this one was already
@@ -106,6 +105,7 @@ pub fn record_quota_hit(
         needs_attention: hit.needs_attention,
     };
     write_backoff(client, &row, now)?;
+    crate::db::backoffs::set_now_hits(client, source.quota_group, source.account, decision.now_hits)?;
     let event_for = |kind: EventKind, message: String| {
         let mut event = Event::new(kind, message).drain(source.drain).quota_group(source.quota_group);
         if let Some(run_id) = source.run_id {
@@ -210,9 +210,7 @@ fn rule_text(decision: &BackoffDecision) -> &'static str {
         crate::backoff::BackoffRule::ParsedReset => match decision.basis {
             Some(WaitBasis::JustNow) => "the stated reset passed just now: one short retry",
             Some(WaitBasis::EndOfMinute) => "the stated minute is not over: its end + margin",
-            Some(WaitBasis::NowAgain) => {
-                "a reset of now again soon after the previous one: twice as long as since the previous hit + margin"
-            }
+            Some(WaitBasis::NowAgain) => "a reset of now again, nothing done since: twice the previous wait",
             _ => "stated reset + margin",
         },
         crate::backoff::BackoffRule::Suspected => "no trusted reset: suspected, short backoff",

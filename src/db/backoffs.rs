@@ -66,25 +66,42 @@ pub fn lock_backoff(
     Ok(from_row(&row))
 }
 
-/// Record how many items of `group_drains` are done now on the account's (locked) row, and
-/// say whether that is the number its previous hit recorded: true when this hit follows
-/// that one with no item of the group done between them.
-pub fn no_success_since_previous_hit(
+/// Record how many items of `group_drains` are done now on the account's (locked) row,
+/// and return how many hits in a row before this one said the reset is now — 0 when an
+/// item of the group was done since the previous hit (the number differs from the one it
+/// recorded), as the row then follows no run of such hits.
+pub fn now_hits_in_a_row(
     client: &mut impl GenericClient,
     group: &str,
     account: &str,
     group_drains: &[String],
-) -> Result<bool> {
+) -> Result<u32> {
     let row = client.query_opt(
         "UPDATE quota_backoffs b SET done_at_hit = d.n
            FROM (SELECT coalesce(sum(finished_done), 0)::bigint AS n FROM item_counts
                   WHERE drain = ANY($3)) d,
-                (SELECT done_at_hit AS old FROM quota_backoffs WHERE quota_group = $1 AND account = $2) o
+                (SELECT done_at_hit AS old, now_hits FROM quota_backoffs
+                  WHERE quota_group = $1 AND account = $2) o
           WHERE b.quota_group = $1 AND b.account = $2
-         RETURNING o.old IS NOT DISTINCT FROM d.n",
+         RETURNING CASE WHEN o.old IS NOT DISTINCT FROM d.n THEN o.now_hits ELSE 0 END",
         &[&group, &account, &group_drains],
     )?;
-    Ok(row.is_some_and(|row| row.get(0)))
+    Ok(row.map_or(0, |row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(0)))
+}
+
+/// Store how many hits in a row have said the reset is now, this one included.
+pub fn set_now_hits(
+    client: &mut impl GenericClient,
+    group: &str,
+    account: &str,
+    now_hits: u32,
+) -> Result<()> {
+    let now_hits = i32::try_from(now_hits).unwrap_or(i32::MAX);
+    client.execute(
+        "UPDATE quota_backoffs SET now_hits = $3 WHERE quota_group = $1 AND account = $2",
+        &[&group, &account, &now_hits],
+    )?;
+    Ok(())
 }
 
 /// Write an account's backoff after a quota hit.

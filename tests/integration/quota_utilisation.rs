@@ -224,6 +224,31 @@ fn an_item_whose_hits_came_with_other_items_hits_between_is_never_charged() {
 }
 
 #[test]
+fn a_success_that_started_before_the_items_hit_and_ended_after_it_counts() {
+    // The group's backoff ends; the poison item and a healthy one are claimed together,
+    // the poison fails at once, the healthy one finishes later. Before: the healthy
+    // attempt, numbered before the hit, never counted, and the poison item stalled its
+    // group for good.
+    let fixture = Fixture::new(&poison_config().replacen("max_wait", "poison_after = 2\nmax_wait", 1), NOW);
+    poison(&fixture);
+    for round in 1..=2 {
+        let go = fixture.path(&format!("go{round}"));
+        let started = fixture.path(&format!("started{round}"));
+        let steps = json!({ "steps": [{ "touch": started }, { "wait_for_file": go }, { "out": "fine" }] });
+        fixture.enqueue("beta", &[(format!("b{round}"), steps)]);
+        let healthy = fixture.drainctl(&["drain", "beta"]).spawn();
+        wait_until("the healthy worker to start", std::time::Duration::from_secs(20), || started.exists());
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        after_backoff(&fixture);
+        std::fs::write(&go, "").unwrap();
+        finished(healthy.wait_with_output().unwrap()).assert_code(0);
+    }
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 1);
+    assert_eq!(fixture.item("alpha", "p").1, 1);
+}
+
+#[test]
 fn hits_while_the_rest_of_the_group_does_not_work_are_never_charged() {
     let fixture = Fixture::new(&poison_config(), NOW);
     poison(&fixture);

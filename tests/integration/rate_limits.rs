@@ -374,17 +374,17 @@ fn a_retry_after_of_zero_means_now_and_seen_again_with_no_success_between_waits_
     fixture.enqueue("alpha", &[("a1".into(), limit("HTTP/1.1 429 Too Many Requests\nRetry-After: 0"))]);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:02Z");
-    // Still limited at the retry: twice the 2 s since the first hit, + the margin. Before:
-    // 2 s every time, a call every two seconds for as long as the vendor stayed limited.
+    // Still limited at the retry: twice the first wait. Before: 2 s every time, a call
+    // every two seconds for as long as the vendor stayed limited.
     fixture.set_now("2026-11-27T10:00:02Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
-    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:08Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:06Z");
     // An epoch reset ten seconds ago (clock skew) is now too, and still no success.
     let skewed = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").unwrap().timestamp();
     fixture.enqueue("beta", &[("b1".into(), limit(&format!("Claude AI usage limit reached|{skewed}")))]);
     fixture.set_now("2026-11-27T10:00:10Z");
     fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
-    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:28Z");
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:18Z");
     assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset", "parsed_reset"]);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_distrusted'"), 0);
     // An item of the group done since: a reset of now is believed at once again.
