@@ -236,15 +236,16 @@ pub fn end_run(
 /// process and groups are signalled and waited for on a thread of their own (see
 /// [`kill_run_processes`]), so that ten runs hung behind one stalled vendor cost one
 /// `kill_grace`, not ten. Failures and forgetting are then recorded one run at a time.
+/// Returns, run by run, whether everything it left was stopped.
 pub fn stop_ended_runs(
     client: &mut Client,
     outbox: &Outbox,
     config: &Config,
     ended: &[EndedRun],
     now: DateTime<Utc>,
-) {
+) -> Vec<bool> {
     if ended.is_empty() {
-        return;
+        return Vec::new();
     }
     #[cfg(feature = "testing")]
     if std::env::var(crate::drain::FAULT_ENV).is_ok_and(|fault| fault == "die_after_ending_run") {
@@ -272,6 +273,7 @@ pub fn stop_ended_runs(
             })
             .collect()
     });
+    let mut stopped = Vec::with_capacity(ended.len());
     for (ended, failures) in ended.iter().zip(outcomes) {
         let run = &ended.run;
         for failure in &failures {
@@ -283,7 +285,9 @@ pub fn stop_ended_runs(
         if failures.is_empty() && may_signal(run) {
             forget_ended(client, run.id);
         }
+        stopped.push(failures.is_empty());
     }
+    stopped
 }
 
 /// Commit the run's staged results that verify, discard the others, with an event each.
@@ -419,7 +423,7 @@ pub fn finish_ended_runs(
     let longest = config.drains.iter().map(|d| d.item_timeout).max().unwrap_or_default();
     let since = crate::clock::earlier(clock.now(), longest.saturating_add(ENDED_RUNS_MARGIN));
     let ended = runs::recently_ended_abnormally(client, &process::host_name(), since, ENDED_RUNS_LIMIT)?;
-    let mut left_alive = Vec::new();
+    let (mut left_alive, mut killed_events) = (Vec::new(), Vec::new());
     for run in ended.iter().filter(|run| may_signal(run)) {
         // Without its start time a live pid may be anyone's: the drain is left alone.
         let drain = live_drain_process(run);
@@ -457,14 +461,18 @@ pub fn finish_ended_runs(
             left.join(", ")
         );
         log::warn!("{message}");
-        let event = Event::new(EventKind::RunProcessesKilled, message)
-            .drain(&run.drain)
-            .run(run.id)
-            .data(json!({ "drain_pid": drain, "worker_pid": worker.filter(|_| worker_alive), "session_groups": session }));
-        record_event(client, outbox, &event, clock.now())?;
+        killed_events.push(
+            Event::new(EventKind::RunProcessesKilled, message).drain(&run.drain).run(run.id).data(
+                json!({ "drain_pid": drain, "worker_pid": worker.filter(|_| worker_alive), "session_groups": session }),
+            ),
+        );
         left_alive.push(EndedRun { run: run.clone(), stop_drain: drain.is_some() });
     }
-    stop_ended_runs(client, outbox, config, &left_alive, clock.now());
+    // Recorded once the kill is seen through: one that failed is a `kill_failed` instead.
+    let stopped = stop_ended_runs(client, outbox, config, &left_alive, clock.now());
+    for (event, _) in killed_events.iter().zip(&stopped).filter(|(_, stopped)| **stopped) {
+        record_event(client, outbox, event, clock.now())?;
+    }
     Ok(left_alive.len())
 }
 
