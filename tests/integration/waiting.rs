@@ -325,7 +325,10 @@ fn a_waiting_run_frozen_and_judged_hung_by_a_pass_that_died_is_killed_by_the_nex
     assert_ne!(dying.code, 0, "the supervise pass was to die: {}", dying.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'hung'"), 1);
     assert!(pid_alive(pass.id() as i32), "the frozen drain lives on, holding its slot");
-    // The next pass finishes the kill, and the pass after finds nothing left.
+    // The next pass finishes the kill, and the pass after finds nothing left. (Paused, so
+    // that neither starts the drain again: it would wait for a reset the test's clock
+    // never reaches, and outlive the test.)
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
     fixture.drainctl(&["supervise"]).run().assert_code(0);
     wait_until("the drain to be killed", Duration::from_secs(10), || !pid_alive(pass.id() as i32));
     let _ = finished(pass.wait_with_output().unwrap());
