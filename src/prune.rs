@@ -127,8 +127,9 @@ pub fn prune(
         done_items: 0,
         log_files: 0,
     };
-    // SIGTERM or SIGINT stops it between two batches: what was removed is recorded.
-    let interrupted = prune_steps(client, config, dry_run, &mut report);
+    // SIGTERM or SIGINT stops it between two batches (see `in_batches`), as a failed step
+    // does: what was removed is recorded either way.
+    let steps = prune_steps(client, config, dry_run, &mut report);
     if !dry_run && report.removed_anything() {
         let event = Event::new(EventKind::RetentionPruned, report.summary()).data(json!({
             "runs": report.runs,
@@ -140,7 +141,8 @@ pub fn prune(
         }));
         record_event(client, outbox, &event, now)?;
     }
-    if let Some(signal) = interrupted? {
+    steps?;
+    if let Some(signal) = crate::worker::signals::termination_signal() {
         return Err(Error::Temporary(format!(
             "prune interrupted by {}: {}; the next prune goes on",
             crate::worker::signals::signal_name(signal),
@@ -150,40 +152,28 @@ pub fn prune(
     Ok(report)
 }
 
-/// The steps of [`prune`], in order, until one is interrupted (Ok(Some(signal))) or fails.
-fn prune_steps(
-    client: &mut Client,
-    config: &Config,
-    dry_run: bool,
-    report: &mut PruneReport,
-) -> Result<Option<libc::c_int>> {
-    let stopped = || crate::worker::signals::termination_signal();
+/// The steps of [`prune`], in order, until one fails.
+fn prune_steps(client: &mut Client, config: &Config, dry_run: bool, report: &mut PruneReport) -> Result<()> {
     (report.runs, report.attempts) =
         in_batches(dry_run, |limit, dry| retention::prune_runs(client, report.runs_before, limit, dry))?;
-    if let Some(signal) = stopped() {
-        return Ok(Some(signal));
-    }
     (report.supervisor_passes, _) = in_batches(dry_run, |limit, dry| {
         retention::prune_supervisor_passes(client, report.runs_before, limit, dry)
     })?;
-    if let Some(before) = report.done_items_before.filter(|_| stopped().is_none()) {
+    if let Some(before) = report.done_items_before {
         (report.done_items, _) =
             in_batches(dry_run, |limit, dry| retention::prune_done_items(client, before, limit, dry))?;
     }
-    if let Some(signal) = stopped() {
-        return Ok(Some(signal));
-    }
     (report.events, _) =
         in_batches(dry_run, |limit, dry| retention::prune_events(client, report.events_before, limit, dry))?;
-    if let Some(signal) = stopped() {
-        return Ok(Some(signal));
+    if crate::worker::signals::termination_signal().is_none() {
+        let keep: Vec<PathBuf> =
+            retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
+        report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
     }
-    let keep: Vec<PathBuf> = retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
-    report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
-    Ok(stopped())
+    Ok(())
 }
 
-/// Run `batch` until it deletes less than a full batch (a dry run counts everything in one
+/// Run `batch` until it deletes less than a full batch or SIGTERM/SIGINT arrived (a dry run counts everything in one
 /// go); a batch that lost a deadlock is run again (docs/guarantees.md). Returns (rows,
 /// related rows).
 fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) -> Result<(u64, u64)> {
@@ -192,7 +182,8 @@ fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) 
         return Ok((counted.candidates as u64, counted.related as u64));
     }
     let (mut rows, mut related) = (0u64, 0u64);
-    loop {
+    // No batch starts once SIGTERM or SIGINT arrived.
+    while crate::worker::signals::termination_signal().is_none() {
         // A batch that loses a deadlock with another command (an `enqueue --replace` of
         // the done items it deletes) was rolled back whole, and is run again.
         let done = crate::db::retry_conflicts(
@@ -201,10 +192,11 @@ fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) 
         )?;
         rows += done.deleted as u64;
         related += done.related as u64;
-        if done.deleted < BATCH || crate::worker::signals::termination_signal().is_some() {
-            return Ok((rows, related));
+        if done.deleted < BATCH {
+            break;
         }
     }
+    Ok((rows, related))
 }
 
 /// Remove (or count) the log files drainctl wrote — `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`

@@ -23,31 +23,12 @@ impl Pass<'_> {
     /// Run the worker on one claimed item, on account number `account_index` of the
     /// group, and settle it.
     pub(super) fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
-        if let Some(root) = self.drain.source.as_ref().map(|source| source.dir.as_path()) {
-            if std::fs::symlink_metadata(root)
-                .is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound)
-            {
-                let why = format!(
-                    "the source folder {} of item {} does not exist: is it mounted?",
-                    root.display(),
-                    item.key
-                );
-                return self.worker_not_started(item, &why, "source").map(ItemEnd::Stop);
+        match self.source_file(item) {
+            SourceFile::Usable => {}
+            SourceFile::Unusable { path, why } => return self.skip_vanished(item, &path, &why),
+            SourceFile::FolderUnmounted(why) => {
+                return self.worker_not_started(item, &why, "source").map(ItemEnd::Stop)
             }
-        }
-        if let Some((path, why)) = self.vanished_source_file(item) {
-            if let Some(root) = self.drain.source.as_ref().map(|source| source.dir.as_path()) {
-                if crate::sources::is_empty_folder(root) {
-                    // Not settled on a guess: an unmounted share looks like this.
-                    let why = format!(
-                        "source file {path} of item {} is gone and its folder {} is empty: is it mounted?",
-                        item.key,
-                        root.display()
-                    );
-                    return self.worker_not_started(item, &why, "source").map(ItemEnd::Stop);
-                }
-            }
-            return self.skip_vanished(item, &path, &why);
         }
         let account = self.group.accounts.get(account_index).cloned().unwrap_or_else(AccountConfig::implicit);
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
@@ -429,18 +410,35 @@ impl Pass<'_> {
         )))
     }
 
-    /// For a drain fed from a source folder: the item's file and what became of it, when it
-    /// is no longer a regular file inside the folder — gone, or a link swapped in that
-    /// leads out of it (the worker would read whatever it leads to), nowhere, or to a FIFO
-    /// (see [`crate::sources::unusable_file`]).
-    fn vanished_source_file(&self, item: &ClaimedItem) -> Option<(String, String)> {
-        let source = self.drain.source.as_ref()?;
-        let path = item.payload.get("path")?.as_str()?;
-        // The folder itself gone (a share unmounted below its mount point) is not taken
-        // for its files gone: see `process`.
-        let root = std::fs::canonicalize(&source.dir).ok()?;
-        let why = crate::sources::unusable_file(&root, std::path::Path::new(path))?;
-        Some((path.to_string(), why))
+    /// For a drain fed from a source folder: whether the item's file may be handed to the
+    /// worker — not when it is no longer a regular file inside the folder (gone, or a link
+    /// swapped in that leads out of it, nowhere, or to a FIFO: see
+    /// [`crate::sources::unusable_file`]), unless the folder itself does not exist or is
+    /// empty, as an unmounted share looks: then nothing is settled on a guess.
+    fn source_file(&self, item: &ClaimedItem) -> SourceFile {
+        let (Some(source), Some(path)) =
+            (&self.drain.source, item.payload.get("path").and_then(serde_json::Value::as_str))
+        else {
+            return SourceFile::Usable;
+        };
+        let unmounted = |state: &str| {
+            SourceFile::FolderUnmounted(format!(
+                "source file {path} of item {} is gone and its folder {} {state}: is it mounted?",
+                item.key,
+                source.dir.display()
+            ))
+        };
+        let root = match std::fs::canonicalize(&source.dir) {
+            Ok(root) => root,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return unmounted("does not exist"),
+            // What cannot be told is never settled.
+            Err(_) => return SourceFile::Usable,
+        };
+        match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
+            None => SourceFile::Usable,
+            Some(_) if crate::sources::is_empty_folder(&root) => unmounted("is empty"),
+            Some(why) => SourceFile::Unusable { path: path.to_string(), why },
+        }
     }
 
     /// The item's stored resume token when it may be used now; a stored token that no
@@ -656,9 +654,6 @@ fn exit_code(exit: WorkerExit) -> Option<i32> {
 /// Poison items (docs/rate-limits.md): an item whose own output reads as a limit while the
 /// rest of its quota group works must not stall the group.
 impl Pass<'_> {
-    /// Count the quota hit towards the item's streak; once the streak reaches
-    /// `poison_after`, charge the hit as a failure attempt (with a `quota_hit_charged`
-    /// event) instead of refunding it and backing the group off. True when charged.
     /// The drains of this drain's quota group, this one included.
     fn group_drains(&self) -> Vec<String> {
         self.config
@@ -669,6 +664,9 @@ impl Pass<'_> {
             .collect()
     }
 
+    /// Count the quota hit towards the item's streak; once the streak reaches
+    /// `poison_after`, charge the hit as a failure attempt (with a `quota_hit_charged`
+    /// event) instead of refunding it and backing the group off. True when charged.
     fn charge_poison_hit(
         &mut self,
         item: &ClaimedItem,
@@ -706,6 +704,18 @@ impl Pass<'_> {
         }
         Ok(charged)
     }
+}
+
+/// What a claim found of a source-backed item's file (see `Pass::source_file`).
+enum SourceFile {
+    Usable,
+    /// No longer a regular file inside the folder: settled `skipped_missing`, with why.
+    Unusable {
+        path: String,
+        why: String,
+    },
+    /// The folder does not exist or is empty: the pass stops, settling nothing.
+    FolderUnmounted(String),
 }
 
 #[cfg(test)]

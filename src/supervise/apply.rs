@@ -40,8 +40,6 @@ pub(super) fn apply_all(
     // Runs ended by this pass, stopped together before the first start (a hung run's drain
     // is started again only once it is gone) and at the end.
     let mut ended = Vec::new();
-    let group_of =
-        |drain: &str| config.drains.iter().find(|d| d.name == drain).map(|d| d.quota_group.as_str());
     for index in 0..decisions.len() {
         let (earlier, rest) = decisions.split_at_mut(index);
         let decision = &mut rest[0];
@@ -52,13 +50,9 @@ pub(super) fn apply_all(
         // higher ones recorded their runs, so its first claim sees them and yields
         // (docs/rate-limits.md, "Priority within a group"). Started together, the lower
         // one's claim could come first and take the window's first calls.
-        let group = group_of(&decision.drain);
-        if decision.action == Action::Start
-            && earlier
-                .iter()
-                .any(|d| d.action == Action::Start && d.error.is_none() && group_of(&d.drain) == group)
-        {
-            await_started_runs(client, earlier);
+        if !decision.after_starts_of.is_empty() {
+            let higher = earlier.iter().filter(|earlier| decision.after_starts_of.contains(&earlier.drain));
+            await_started_runs(client, higher);
         }
         if let Some(signal) = crate::worker::signals::termination_signal() {
             if decision.action != Action::Skip {
@@ -122,9 +116,9 @@ const STARTED_RUNS_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 /// cron's and pm2's on the same minute) sees the drain busy instead of starting it again
 /// (docs/operations.md, "Two passes at once"). Bounded by [`STARTED_RUNS_WAIT`] and
 /// SIGTERM; a drain still unseen then is logged and left to its slot lock.
-pub(super) fn await_started_runs(client: &mut Client, decisions: &[Decision]) {
+pub(super) fn await_started_runs<'a>(client: &mut Client, decisions: impl IntoIterator<Item = &'a Decision>) {
     let mut unseen: Vec<i32> = decisions
-        .iter()
+        .into_iter()
         .filter(|decision| decision.action == Action::Start && decision.error.is_none())
         .filter_map(|decision| decision.pid.and_then(|pid| i32::try_from(pid).ok()))
         .collect();

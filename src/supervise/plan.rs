@@ -48,6 +48,10 @@ pub struct Decision {
     pub pid: Option<u32>,
     pub log_path: Option<String>,
     pub error: Option<String>,
+    /// For a start: the higher-ranking drains of its quota group this pass starts, whose
+    /// runs it is started after (see `apply::apply_all`).
+    #[serde(skip)]
+    pub after_starts_of: Vec<String>,
 }
 
 impl Decision {
@@ -61,6 +65,7 @@ impl Decision {
             pid: None,
             log_path: None,
             error: None,
+            after_starts_of: Vec::new(),
         }
     }
 }
@@ -221,7 +226,16 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
         .map(|(decision, busy)| decision.action == Action::Start || *busy > 0)
         .collect();
     let same_group = |a: usize, b: usize| snapshots[a].drain.quota_group == snapshots[b].drain.quota_group;
+    let started: Vec<bool> = decisions.iter().map(|decision| decision.action == Action::Start).collect();
     for (index, decision) in decisions.iter_mut().enumerate().filter(|(_, d)| d.action == Action::Start) {
+        // Started only once these recorded their runs, so that its first claim sees them
+        // and yields (docs/rate-limits.md, "Priority within a group").
+        decision.after_starts_of = (0..snapshots.len())
+            .filter(|&other| {
+                started[other] && same_group(index, other) && ranks[other].outranks(&ranks[index])
+            })
+            .map(|other| snapshots[other].drain.name.clone())
+            .collect();
         let ahead = (0..snapshots.len())
             .filter(|&other| same_group(index, other) && ranks[other].outranks(&ranks[index]))
             .filter(|&other| works[other] && snapshots[other].has_available_item)
@@ -629,6 +643,9 @@ mod tests {
         let decisions = plan_starts(&snapshots, inside(), zone);
         // `other` keeps its place; `high` takes the group's first place.
         assert_eq!(names(&decisions), ["high", "other", "low"]);
+        // `low` is started once `high` recorded its run; the others wait for nobody.
+        let after: Vec<&[String]> = decisions.iter().map(|d| d.after_starts_of.as_slice()).collect();
+        assert_eq!(after, [&[][..], &[][..], &["high".to_string()][..]]);
         assert!(decisions.iter().all(|d| d.action == Action::Start), "{decisions:?}");
         let low = &decisions[2];
         assert!(
@@ -665,6 +682,8 @@ mod tests {
         let decisions = plan_starts(&snapshots, inside(), zone);
         assert_eq!(names(&decisions), ["high", "other", "low"]);
         assert!(decisions.iter().all(|d| d.action == Action::Start && !d.reason.contains("yields")));
+        // Equal ranks are started together: nobody waits for another's run.
+        assert!(decisions.iter().all(|d| d.after_starts_of.is_empty()), "{decisions:?}");
     }
 
     #[test]
