@@ -293,31 +293,30 @@ fn group_has_live_member(pgid: libc::pid_t) -> io::Result<bool> {
     if !signal_group(pgid, 0)? {
         return Ok(false);
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        // Without /proc the signal probe is all we have.
-        return Ok(true);
-    };
-    let has_live_member = entries.flatten().any(|entry| {
-        let is_pid_directory =
-            entry.file_name().to_str().is_some_and(|name| name.bytes().all(|byte| byte.is_ascii_digit()));
-        is_pid_directory
-            && read_stat(&entry.path().join("stat"))
-                .is_some_and(|stat| stat.process_group == i64::from(pgid) && !is_dead_state(stat.state))
-    });
-    Ok(has_live_member)
+    // Without /proc the signal probe is all we have.
+    Ok(live_members(i64::from(pgid)).is_none_or(|members| !members.is_empty()))
 }
 
-/// The live (not zombie) members of process group `pgid`, by `/proc`.
+/// The live (not zombie) members of process group `pgid`, by `/proc`; None when `/proc`
+/// cannot be read.
+fn live_members(pgid: i64) -> Option<Vec<u32>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
+            .filter(|pid| {
+                read_stat(&Path::new("/proc").join(pid.to_string()).join("stat"))
+                    .is_some_and(|stat| stat.process_group == pgid && !is_dead_state(stat.state))
+            })
+            .collect(),
+    )
+}
+
+/// The live (not zombie) members of process group `pgid`, by `/proc` (none when it cannot
+/// be read).
 pub fn live_group_members(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
-        .filter(|&pid| {
-            read_stat(&Path::new("/proc").join(pid.to_string()).join("stat"))
-                .is_some_and(|stat| stat.process_group == i64::from(pgid) && !is_dead_state(stat.state))
-        })
-        .collect()
+    live_members(i64::from(pgid)).unwrap_or_default()
 }
 
 /// Whether process `pid` was started with `entry` (`NAME=value`) in its environment; None
