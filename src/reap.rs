@@ -528,6 +528,25 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
     for pgid in session_groups(run) {
         group(pgid, group_grace, &mut failures);
     }
+    // Last, what a worker started outside its group and session (`setsid`, a daemon) and
+    // the run's drain could not end itself: it still carries the run's marks — its id, and
+    // the drain process (pid and start time, which no other process of this host has: run
+    // ids of another database may be the same). It has had the groups' grace; it is killed
+    // at once (docs/worker-contract.md).
+    let marks = drain_process(run).map(|(pid, start_time)| {
+        [format!("DRAIN_RUN_ID={}", run.id), format!("DRAIN_PROCESS={pid}:{start_time}")]
+    });
+    let left = marks.map_or_else(Vec::new, |[run_id, drain]| {
+        process::processes_with_environment_entries(&[&run_id, &drain])
+    });
+    for (pid, start_time) in left {
+        match process::terminate_process(pid, Some(start_time), Duration::ZERO) {
+            Ok(outcome) => {
+                log::info!("run {}: process {pid}, outside its worker's group, {outcome:?}", run.id)
+            }
+            Err(error) => failures.push(format!("could not kill process {pid}: {error}")),
+        }
+    }
     failures
 }
 

@@ -212,6 +212,11 @@ impl Pass<'_> {
         env.push(("DRAIN_ATTEMPT".into(), item.attempt.to_string()));
         // The drain's `env` is added after these removals, so it can set them again.
         let mut env_remove: Vec<&str> = crate::config::WITHHELD_ENV.to_vec();
+        // Finds what the worker leaves outside its group once this process is gone.
+        match crate::worker::process::own_process_mark() {
+            Some(mark) => env.push(("DRAIN_PROCESS".into(), mark)),
+            None => env_remove.push("DRAIN_PROCESS"),
+        }
         if account.is_implicit() {
             env_remove.push("DRAIN_ACCOUNT");
         } else {

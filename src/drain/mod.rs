@@ -92,6 +92,11 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns);
     crate::worker::signals::install_termination_handlers()
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
+    // Held to the end of the pass: a worker's child that left its group is killed once
+    // the worker ends, and what is left of them when the pass ends (docs/worker-contract.md).
+    let _adopted = crate::worker::orphans::adopt()
+        .map_err(|error| log::warn!("cannot adopt what workers leave outside their process group: {error}"))
+        .ok();
     let now = clock.now();
     let controls = ensure_drain(client, &drain.name, now)?;
     crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;

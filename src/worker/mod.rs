@@ -17,6 +17,7 @@
 //! remaining output drained. No helper thread is started, memory stays bounded whatever
 //! the worker prints, and output that is not UTF-8 is kept as bytes.
 
+pub(crate) mod orphans;
 pub(crate) mod process;
 pub(crate) mod program;
 pub(crate) mod signals;
@@ -575,6 +576,8 @@ fn supervise(
             // reaping, so the group id cannot have been reused by then.
             signal_group(group, libc::SIGKILL);
             exit = Some(reap(&mut child));
+            // Then its descendants that left the group, now ours (see `orphans`).
+            orphans::end_adopted();
             pipes.close_stdin();
             drain_until = Instant::now().checked_add(OUTPUT_DRAIN_LIMIT);
             if spec.output_drain == OutputDrain::WithinTimeout {
@@ -589,6 +592,9 @@ fn supervise(
             if pipes.open_streams().next().is_none() || drain_until.is_some_and(|until| now >= until) {
                 break;
             }
+            // A pipe still open is held by a descendant outside the group: one that
+            // reaches us only as its parent dies is killed on a later turn.
+            orphans::end_adopted();
         } else if stop_reason.is_none() {
             let reason = if capture.is_over_cap() {
                 Some(StopReason::OutputCapExceeded)

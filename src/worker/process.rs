@@ -94,6 +94,8 @@ pub enum TerminateOutcome {
 struct StatFields {
     /// Field 3: R, S, D, Z, X, ...
     state: char,
+    /// Field 4: the parent's pid.
+    parent: i64,
     /// Field 5: the process group id.
     process_group: i64,
     /// Field 6: the session id.
@@ -117,6 +119,7 @@ fn parse_stat(contents: &str) -> Option<StatFields> {
     }
     Some(StatFields {
         state,
+        parent: field(4)?.parse().ok()?,
         process_group: field(5)?.parse().ok()?,
         session: field(6)?.parse().ok()?,
         start_time_ticks: field(22)?.parse().ok()?,
@@ -147,6 +150,19 @@ fn read_stat(path: &Path) -> Option<StatFields> {
         return None;
     }
     parse_stat(std::str::from_utf8(&line[..len]).ok()?)
+}
+
+/// The `stat` of process `pid`; None when it is gone (or unreadable).
+fn stat_of(pid: impl std::fmt::Display) -> Option<StatFields> {
+    read_stat(&Path::new("/proc").join(pid.to_string()).join("stat"))
+}
+
+/// The pids `/proc` lists, with their `stat` (those gone meanwhile left out).
+fn processes() -> io::Result<impl Iterator<Item = (u32, StatFields)>> {
+    Ok(std::fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, stat_of(pid)?))))
 }
 
 fn is_dead_state(state: char) -> bool {
@@ -206,7 +222,7 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     if pid == 0 {
         return None;
     }
-    read_stat(&Path::new("/proc").join(pid.to_string()).join("stat")).map(|stat| stat.start_time_ticks)
+    stat_of(pid).map(|stat| stat.start_time_ticks)
 }
 
 /// Whether process group `pgid`, recorded as the group of the process `pgid` started at
@@ -219,7 +235,7 @@ pub fn is_recorded_group(pgid: u32, start_time: Option<u64>) -> bool {
     if pgid == 0 {
         return false;
     }
-    match read_stat(&Path::new("/proc").join(pgid.to_string()).join("stat")) {
+    match stat_of(pgid) {
         None => true,
         Some(stat) => start_time.is_none_or(|expected| expected == stat.start_time_ticks),
     }
@@ -236,20 +252,16 @@ pub fn orphaned_session_groups(sid: u32, start_time: Option<u64>) -> Vec<u32> {
     if sid <= 1 {
         return Vec::new();
     }
-    if let Some(stat) = read_stat(&Path::new("/proc").join(sid.to_string()).join("stat")) {
+    if let Some(stat) = stat_of(sid) {
         let is_leaders_zombie =
             is_dead_state(stat.state) && start_time.is_none_or(|expected| expected == stat.start_time_ticks);
         if !is_leaders_zombie {
             return Vec::new();
         }
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut groups: Vec<u32> = entries
-        .flatten()
-        .filter(|entry| {
-            entry.file_name().to_str().is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter_map(|entry| read_stat(&entry.path().join("stat")))
+    let Ok(processes) = processes() else { return Vec::new() };
+    let mut groups: Vec<u32> = processes
+        .map(|(_, stat)| stat)
         .filter(|stat| stat.session == i64::from(sid) && !is_dead_state(stat.state))
         .filter_map(|stat| u32::try_from(stat.process_group).ok().filter(|group| *group > 1))
         .collect();
@@ -258,13 +270,23 @@ pub fn orphaned_session_groups(sid: u32, start_time: Option<u64>) -> Vec<u32> {
     groups
 }
 
+/// The process group of process `pid`, by `/proc`; None when it is gone.
+pub fn process_group_of(pid: libc::pid_t) -> Option<i64> {
+    stat_of(pid).map(|stat| stat.process_group)
+}
+
+/// The processes whose parent is `parent`, zombies included, by `/proc`.
+pub fn children_of(parent: u32) -> io::Result<Vec<u32>> {
+    Ok(processes()?.filter(|(_, stat)| stat.parent == i64::from(parent)).map(|(pid, _)| pid).collect())
+}
+
 /// True when `pid` is alive and, if `start_time` is given, still has that start time (a
 /// different start time means the pid was reused). A zombie counts as dead.
 pub fn is_process_alive(pid: u32, start_time: Option<u64>) -> bool {
     if pid == 0 {
         return false;
     }
-    match read_stat(&Path::new("/proc").join(pid.to_string()).join("stat")) {
+    match stat_of(pid) {
         None => false,
         Some(stat) => {
             !is_dead_state(stat.state) && start_time.is_none_or(|expected| expected == stat.start_time_ticks)
@@ -300,15 +322,11 @@ fn group_has_live_member(pgid: libc::pid_t) -> io::Result<bool> {
 /// The live (not zombie) members of process group `pgid`, by `/proc`; None when `/proc`
 /// cannot be read.
 fn live_members(pgid: i64) -> Option<Vec<u32>> {
-    let entries = std::fs::read_dir("/proc").ok()?;
     Some(
-        entries
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
-            .filter(|pid| {
-                read_stat(&Path::new("/proc").join(pid.to_string()).join("stat"))
-                    .is_some_and(|stat| stat.process_group == pgid && !is_dead_state(stat.state))
-            })
+        processes()
+            .ok()?
+            .filter(|(_, stat)| stat.process_group == pgid && !is_dead_state(stat.state))
+            .map(|(pid, _)| pid)
             .collect(),
     )
 }
@@ -322,8 +340,30 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
 /// Whether process `pid` was started with `entry` (`NAME=value`) in its environment; None
 /// when that cannot be read (gone, or another user's, or not dumpable).
 pub fn has_environment_entry(pid: u32, entry: &str) -> Option<bool> {
+    has_environment_entries(pid, &[entry])
+}
+
+/// Whether process `pid` was started with every one of `wanted` in its environment.
+fn has_environment_entries(pid: u32, wanted: &[&str]) -> Option<bool> {
     let environment = std::fs::read(Path::new("/proc").join(pid.to_string()).join("environ")).ok()?;
-    Some(environment.split(|&byte| byte == 0).any(|found| found == entry.as_bytes()))
+    Some(
+        wanted
+            .iter()
+            .all(|entry| environment.split(|&byte| byte == 0).any(|found| found == entry.as_bytes())),
+    )
+}
+
+/// The live processes (pid, start time) other than this one started with all of
+/// `wanted` (`NAME=value` each) in their environment, by `/proc`; a process whose
+/// environment cannot be read (another user's, not dumpable) is not among them.
+pub fn processes_with_environment_entries(wanted: &[&str]) -> Vec<(u32, u64)> {
+    let Ok(processes) = processes() else { return Vec::new() };
+    let own = std::process::id();
+    processes
+        .filter(|(pid, stat)| *pid != own && !is_dead_state(stat.state))
+        .filter(|(pid, _)| has_environment_entries(*pid, wanted) == Some(true))
+        .map(|(pid, stat)| (pid, stat.start_time_ticks))
+        .collect()
 }
 
 /// Whether process `pid` runs the program this process runs, by the name the kernel keeps
@@ -436,6 +476,18 @@ pub fn terminate_process(
     }
 }
 
+/// This process as `<pid>:<start time>` (clock ticks since boot, as runs record it): the
+/// `DRAIN_PROCESS` a drain hands its workers, which no other process of this host ever
+/// has; None when `/proc` does not tell the start time.
+pub fn own_process_mark() -> Option<String> {
+    static MARK: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    MARK.get_or_init(|| {
+        let pid = std::process::id();
+        process_start_time(pid).map(|start| format!("{pid}:{start}"))
+    })
+    .clone()
+}
+
 /// This process's machine and PID namespace, `<boot id>/<pid namespace>` (for example
 /// `afe8…5f39/pid:[4026531836]`): two hosts, or two containers, may share a host name, but
 /// a pid means something only where both of these are the same. None when `/proc` does
@@ -481,21 +533,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_stat_reads_state_group_session_and_start_time() {
+    fn parse_stat_reads_state_parent_group_session_and_start_time() {
         // Fields 7 to 21, between the session id and the start time.
         let tail = "34816 123 4194560 100 0 0 0 1 2 0 0 20 0 1 0";
         let cases: Vec<(String, Option<StatFields>)> = vec![
             (
-                format!("123 (bash) S 1 123 123 {tail} 98765 1000 200"),
-                Some(StatFields { state: 'S', process_group: 123, session: 123, start_time_ticks: 98765 }),
+                format!("123 (bash) S 4242 123 123 {tail} 98765 1000 200"),
+                Some(StatFields {
+                    state: 'S',
+                    parent: 4242,
+                    process_group: 123,
+                    session: 123,
+                    start_time_ticks: 98765,
+                }),
             ),
             (
                 format!("77 (a b) c)) R 1 70 70 {tail} 42 1000 200"),
-                Some(StatFields { state: 'R', process_group: 70, session: 70, start_time_ticks: 42 }),
+                Some(StatFields {
+                    state: 'R',
+                    parent: 1,
+                    process_group: 70,
+                    session: 70,
+                    start_time_ticks: 42,
+                }),
             ),
             (
                 format!("9 ((x)) Z 1 9 9 {tail} 5 0 0"),
-                Some(StatFields { state: 'Z', process_group: 9, session: 9, start_time_ticks: 5 }),
+                Some(StatFields { state: 'Z', parent: 1, process_group: 9, session: 9, start_time_ticks: 5 }),
             ),
             ("".to_string(), None),
             ("12 (short) S 1 2".to_string(), None),

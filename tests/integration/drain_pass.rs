@@ -467,6 +467,56 @@ fn a_child_that_cleans_up_after_sigterm_gets_kill_grace_when_its_worker_exits_at
     assert!(fixture.item("docs", "a").2.unwrap_or_default().contains("timed out after item_timeout 1s"));
 }
 
+/// The pids a worker wrote to `path`, one per line.
+fn pids_in(path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn children_a_worker_started_outside_its_group_end_with_it() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (script, pids) = (fixture.path("escapes.sh"), fixture.path("escaped"));
+    // Two children leave the worker's group and session: one keeps the worker's stdout
+    // open, the other is a daemon with its output closed, started through a shell that
+    // exits at once (its parent gone before the worker is).
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > /dev/null\n\
+             setsid sleep 120 &\necho $! >> {pids}\n\
+             ( setsid sh -c 'echo $$ >> {pids}; exec sleep 121' < /dev/null > /dev/null 2>&1 & )\n\
+             while [ \"$(wc -l < {pids})\" -lt 2 ]; do sleep 0.01; done\n\
+             echo '{{\"ok\": true}}'\n",
+            pids = pids.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    fixture.write_config(&format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
+        script.display()
+    ));
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let (state, _, error) = fixture.item("docs", "a");
+    assert_eq!(state, "done", "{error:?}");
+    let escaped = pids_in(&pids);
+    assert_eq!(escaped.len(), 2, "{escaped:?}");
+    // Before, both lived on (and the pass waited 2 s for the stdout the first one held).
+    for pid in escaped {
+        wait_until(
+            &format!("process {pid}, outside the worker's group, to end"),
+            Duration::from_secs(10),
+            || !pid_alive(pid),
+        );
+    }
+}
+
 #[test]
 fn twenty_mib_of_output_fails_the_item_with_bounded_memory() {
     let fixture = Fixture::new(&config(""), NOW);

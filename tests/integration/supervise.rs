@@ -558,6 +558,56 @@ fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_record
 }
 
 #[test]
+fn a_crashed_drain_leaves_no_child_its_worker_started_outside_its_group() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    let (script, escaped, started) =
+        (fixture.path("escapes.sh"), fixture.path("escaped"), fixture.path("started"));
+    // The worker starts a child in a session of its own, then hangs.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > /dev/null\nsetsid sleep 120 < /dev/null > /dev/null 2>&1 &\n\
+             echo $! > {}\ntouch {}\nexec sleep 122\n",
+            escaped.display(),
+            started.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    fixture.write_config(&config("").replace("FAKE_WORKER", &script.display().to_string()));
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    let mut pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker recorded", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    let child: i32 = std::fs::read_to_string(&escaped).unwrap().trim().parse().unwrap();
+    let worker: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    // SIGKILL: the drain cannot end the child itself.
+    pass.kill().unwrap();
+    let _ = pass.wait();
+    assert!(pid_alive(child), "the child lives on after its drain");
+    // A worker of the same run id from another database's drain (another drain process).
+    let run_id: i64 = fixture.client().query_one("SELECT id FROM runs", &[]).unwrap().get(0);
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("123")
+        .env("DRAIN_RUN_ID", run_id.to_string())
+        .env("DRAIN_PROCESS", "1:1")
+        .spawn()
+        .unwrap();
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "reap_crashed").is_some(), "{plan:?}");
+    // Before, its worker's group was killed and the child lived on.
+    wait_until("the worker's group and the child outside it to be gone", Duration::from_secs(10), || {
+        live_processes_with(5, worker).is_empty() && !pid_alive(child)
+    });
+    assert!(pid_alive(bystander.id() as i32), "another drain's worker was signalled");
+    bystander.kill().unwrap();
+    let _ = bystander.wait();
+}
+
+#[test]
 fn a_dry_run_after_a_crash_plans_the_start_the_real_pass_makes() {
     let fixture = Fixture::new(&config("max_attempts = 3\n"), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1))]);

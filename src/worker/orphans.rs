@@ -1,0 +1,157 @@
+//! The descendants a worker leaves outside its process group. A child that calls `setsid`
+//! (Node's `detached: true`, a daemon's double fork) leaves the worker's group, so the
+//! group's signals miss it; it would live on after its worker, holding the worker's
+//! output pipes open or its item's files. A drain pass therefore becomes the reaper of
+//! its descendants' orphans (`PR_SET_CHILD_SUBREAPER`): such a child becomes the pass's
+//! own child once its parent exits, instead of init's, and is killed once the worker has
+//! been reaped (docs/worker-contract.md, "Process group").
+//!
+//! The pass starts its workers one at a time from its main thread, and asks for its
+//! adopted children only after it reaped the worker it started, so every child it has
+//! then is a worker's descendant. An adopted child cannot be reaped by anyone else, so its
+//! pid (and the id of a group it leads) stays ours until we reap it: signalling it can
+//! never hit a process that merely reused the pid.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Whether this process adopts orphaned descendants ([`adopt`]). Only a drain pass does:
+/// another process's children (a test harness's, `supervise`'s) are never swept.
+static ADOPTS: AtomicBool = AtomicBool::new(false);
+
+/// How long a pass's last sweep waits for adopted children to die and for their own
+/// children, orphaned in turn, to reach it.
+const LAST_SWEEP_LIMIT: Duration = Duration::from_millis(500);
+const SWEEP_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Make this process the reaper of its descendants' orphans, for the rest of its life.
+/// Returns a guard whose drop makes the last sweep ([`Adopted::drop`]).
+///
+/// # Errors
+/// The `prctl` failure; the caller logs it and runs without (children that leave their
+/// worker's group are then out of reach, as they were before).
+pub fn adopt() -> io::Result<Adopted> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) reads no pointers and sets only that flag.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    ADOPTS.store(true, Ordering::SeqCst);
+    Ok(Adopted { _private: () })
+}
+
+/// The pass's adoption; dropping it (the pass ends, however) kills what is left and waits
+/// up to [`LAST_SWEEP_LIMIT`] for it to be gone, so that nothing is handed on to init.
+pub struct Adopted {
+    _private: (),
+}
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + LAST_SWEEP_LIMIT;
+        loop {
+            let left = end_adopted();
+            if left == 0 || Instant::now() >= deadline {
+                if left > 0 {
+                    log::warn!("{left} process(es) left by workers outside their group did not end in time");
+                }
+                return;
+            }
+            std::thread::sleep(SWEEP_POLL_INTERVAL);
+        }
+    }
+}
+
+/// Kill every child this process adopted (SIGKILL; a child that leads its own process
+/// group takes its group with it) and reap those that have died. Call only once the worker
+/// has been reaped. Returns how many children were still there (dead or alive), 0 when
+/// this process does not adopt orphans. A child that cannot be signalled is logged.
+pub fn end_adopted() -> usize {
+    if !ADOPTS.load(Ordering::SeqCst) {
+        return 0;
+    }
+    let children = match children() {
+        Ok(children) => children,
+        Err(error) => {
+            log::warn!("cannot list the processes workers left behind: {error}");
+            return 0;
+        }
+    };
+    // Children already sent SIGKILL and not reaped yet: signalled and logged once.
+    static KILLED: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+    let mut killed = KILLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    killed.retain(|pid| children.contains(pid));
+    let mut left = 0;
+    for child in children {
+        if reap(child) {
+            killed.retain(|&pid| pid != child);
+            continue;
+        }
+        left += 1;
+        if killed.contains(&child) {
+            continue;
+        }
+        killed.push(child);
+        let leads_group = super::process::process_group_of(child) == Some(i64::from(child));
+        // SAFETY: kill has no memory-safety preconditions; the pid (and a group it leads)
+        // is our unreaped child's, so it cannot have been reused.
+        let sent = unsafe { libc::kill(if leads_group { -child } else { child }, libc::SIGKILL) };
+        if sent == 0 {
+            log::info!(
+                "killed process {child}{}, left by a worker outside its process group",
+                if leads_group { " and its process group" } else { "" }
+            );
+        } else {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                log::warn!(
+                    "cannot kill process {child}, left by a worker outside its process group: {error}"
+                );
+            }
+        }
+        if reap(child) {
+            killed.retain(|&pid| pid != child);
+            left -= 1;
+        }
+    }
+    left
+}
+
+/// Reap `child` if it has exited; true when it is gone.
+fn reap(child: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status into a local we own.
+    let reaped = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
+    reaped == child || (reaped == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
+/// This process's children: those of its main thread (`/proc/self/task/<pid>/children`),
+/// which starts the workers and to which the kernel hands orphans; without that file (a
+/// kernel built without it) the processes whose parent is this one, from `/proc`.
+fn children() -> io::Result<Vec<libc::pid_t>> {
+    use std::io::Read;
+    let pid = std::process::id();
+    let mut file = match std::fs::File::open(format!("/proc/self/task/{pid}/children")) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Ok(super::process::children_of(pid)?
+                .into_iter()
+                .filter_map(|child| child.try_into().ok())
+                .collect())
+        }
+        Err(error) => return Err(error),
+    };
+    // Read by hand: the file is read once per item and is almost always empty, and
+    // `read_to_string` would first ask for a size procfs does not report.
+    let (mut text, mut chunk) = (Vec::new(), [0u8; 512]);
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => text.extend_from_slice(&chunk[..read]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(String::from_utf8_lossy(&text).split_whitespace().filter_map(|child| child.parse().ok()).collect())
+}
