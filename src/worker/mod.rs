@@ -550,6 +550,7 @@ fn supervise(
     mut pipes: WorkerPipes<'_>,
     started_at: Instant,
 ) -> WorkerReport {
+    let mut running = Some(orphans::Running::started());
     let timeout_at = started_at.checked_add(spec.item_timeout);
     let mut capture = OutputCapture::new(spec);
     let mut exit: Option<WorkerExit> = None;
@@ -577,6 +578,7 @@ fn supervise(
             signal_group(group, libc::SIGKILL);
             exit = Some(reap(&mut child));
             // Then its descendants that left the group, now ours (see `orphans`).
+            drop(running.take());
             orphans::end_adopted();
             pipes.close_stdin();
             drain_until = Instant::now().checked_add(OUTPUT_DRAIN_LIMIT);

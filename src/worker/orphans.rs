@@ -7,19 +7,41 @@
 //! been reaped (docs/worker-contract.md, "Process group").
 //!
 //! The pass starts its workers one at a time from its main thread, and asks for its
-//! adopted children only after it reaped the worker it started, so every child it has
-//! then is a worker's descendant. An adopted child cannot be reaped by anyone else, so its
+//! adopted children only after it reaped the worker it started — never while a worker
+//! (or a notifier) runs — so every child it has then is a worker's descendant. An adopted child cannot be reaped by anyone else, so its
 //! pid (and the id of a group it leads) stays ours until we reap it: signalling it can
 //! never hit a process that merely reused the pid.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Whether this process adopts orphaned descendants ([`adopt`]). Only a drain pass does:
 /// another process's children (a test harness's, `supervise`'s) are never swept.
 static ADOPTS: AtomicBool = AtomicBool::new(false);
+
+/// Workers started and not reaped yet ([`Running`]). While one runs, its children are not
+/// orphans and it is not one: nothing is swept.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A worker from its start until it has been reaped: no sweep meanwhile.
+pub struct Running {
+    _private: (),
+}
+
+impl Running {
+    pub fn started() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running { _private: () }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// How long a pass's last sweep waits for adopted children to die and for their own
 /// children, orphaned in turn, to reach it.
@@ -64,11 +86,12 @@ impl Drop for Adopted {
 }
 
 /// Kill every child this process adopted (SIGKILL; a child that leads its own process
-/// group takes its group with it) and reap those that have died. Call only once the worker
-/// has been reaped. Returns how many children were still there (dead or alive), 0 when
-/// this process does not adopt orphans. A child that cannot be signalled is logged.
+/// group takes its group with it) and reap those that have died. Does nothing while a
+/// worker runs (see [`Running`]). Returns how many children were still there (dead or
+/// alive), 0 when this process does not adopt orphans. A child that cannot be signalled
+/// is logged.
 pub fn end_adopted() -> usize {
-    if !ADOPTS.load(Ordering::SeqCst) {
+    if !ADOPTS.load(Ordering::SeqCst) || RUNNING.load(Ordering::SeqCst) > 0 {
         return 0;
     }
     let children = match children() {
