@@ -439,20 +439,17 @@ fn item_timeout_kills_the_whole_process_group_including_a_term_ignoring_child() 
 #[test]
 fn a_child_that_cleans_up_after_sigterm_gets_kill_grace_when_its_worker_exits_at_once() {
     let fixture = Fixture::new(&config(""), NOW);
-    let (script, cleaned) = (fixture.path("cleans-up.sh"), fixture.path("cleaned"));
+    let cleaned = fixture.path("cleaned");
     // The worker dies on SIGTERM at once; its child takes half a second to clean up.
-    std::fs::write(
-        &script,
-        format!(
+    let script = fixture.script(
+        "cleans-up.sh",
+        &format!(
             "#!/bin/sh\ncat > /dev/null\n\
              ( trap 'sleep 0.5; echo done > {}; exit 0' TERM; while true; do sleep 0.05; done ) &\n\
              sleep 1000\n",
             cleaned.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    );
     fixture.write_config(&format!(
         "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"30s\"\n\n[[drain]]\nname = \"docs\"\n\
          command = [\"{}\"]\nitem_timeout = \"1s\"\n",
@@ -479,13 +476,13 @@ fn pids_in(path: &std::path::Path) -> Vec<i32> {
 #[test]
 fn children_a_worker_started_outside_its_group_end_with_it() {
     let fixture = Fixture::new(&config(""), NOW);
-    let (script, pids) = (fixture.path("escapes.sh"), fixture.path("escaped"));
+    let pids = fixture.path("escaped");
     // Two children leave the worker's group and session: one keeps the worker's stdout
     // open, the other is a daemon with its output closed, started through a shell that
     // exits at once (its parent gone before the worker is).
-    std::fs::write(
-        &script,
-        format!(
+    let script = fixture.script(
+        "escapes.sh",
+        &format!(
             "#!/bin/sh\ncat > /dev/null\n\
              setsid sleep 120 &\necho $! >> {pids}\n\
              ( setsid sh -c 'echo $$ >> {pids}; exec sleep 121' < /dev/null > /dev/null 2>&1 & )\n\
@@ -493,10 +490,7 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
              echo '{{\"ok\": true}}'\n",
             pids = pids.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    );
     fixture.write_config(&format!(
         "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
         script.display()
@@ -741,10 +735,9 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
 /// (as a restart would) and prints `result`: no statement of the pass finds the session
 /// gone while it runs.
 fn config_with_a_worker_ending_the_session(fixture: &Fixture) -> String {
-    let script = fixture.path("end-session.sh");
-    std::fs::write(
-        &script,
-        format!(
+    let script = fixture.script(
+        "end-session.sh",
+        &format!(
             "#!/bin/sh\nsleep 0.2\n\
              psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | head -n 1)\n\
              \"$psql\" -qAt '{}' -c \"SELECT pg_terminate_backend(pid, 10000) FROM (SELECT pid FROM pg_stat_activity \
@@ -752,10 +745,7 @@ fn config_with_a_worker_ending_the_session(fixture: &Fixture) -> String {
              printf 'result a'\n",
             fixture.db.url
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    );
     format!(
         "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
         script.display()

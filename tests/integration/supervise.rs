@@ -560,21 +560,17 @@ fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_record
 #[test]
 fn a_crashed_drain_leaves_no_child_its_worker_started_outside_its_group() {
     let fixture = Fixture::new(&config(""), INSIDE);
-    let (script, escaped, started) =
-        (fixture.path("escapes.sh"), fixture.path("escaped"), fixture.path("started"));
+    let (escaped, started) = (fixture.path("escaped"), fixture.path("started"));
     // The worker starts a child in a session of its own, then hangs.
-    std::fs::write(
-        &script,
-        format!(
+    let script = fixture.script(
+        "escapes.sh",
+        &format!(
             "#!/bin/sh\ncat > /dev/null\nsetsid sleep 120 < /dev/null > /dev/null 2>&1 &\n\
              echo $! > {}\ntouch {}\nexec sleep 122\n",
             escaped.display(),
             started.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    );
     fixture.write_config(&config("").replace("FAKE_WORKER", &script.display().to_string()));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     let mut pass = fixture.drainctl(&["drain", "docs"]).spawn();

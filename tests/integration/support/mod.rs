@@ -100,6 +100,16 @@ impl Fixture {
         fixture
     }
 
+    /// Write `text` to `name` in the fixture's folder as an owner-only executable (a
+    /// worker script); its path.
+    pub fn script(&self, name: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        path
+    }
+
     pub fn write_config(&self, config: &str) {
         let text = config
             .replace("FAKE_WORKER", FAKE_WORKER)
