@@ -579,7 +579,7 @@ fn supervise(
             exit = Some(reap(&mut child));
             // Then its descendants that left the group, now ours (see `orphans`).
             drop(running.take());
-            orphans::end_adopted();
+            orphans::end_left_by(group);
             pipes.close_stdin();
             drain_until = Instant::now().checked_add(OUTPUT_DRAIN_LIMIT);
             if spec.output_drain == OutputDrain::WithinTimeout {
@@ -596,7 +596,7 @@ fn supervise(
             }
             // A pipe still open is held by a descendant outside the group: one that
             // reaches us only as its parent dies is killed on a later turn.
-            orphans::end_adopted();
+            orphans::end_adopted(Some(group));
         } else if stop_reason.is_none() {
             let reason = if capture.is_over_cap() {
                 Some(StopReason::OutputCapExceeded)
@@ -606,6 +606,7 @@ fn supervise(
                 Some(StopReason::TimedOut)
             } else if now >= next_stop_poll {
                 next_stop_poll = now + STOP_POLL_INTERVAL;
+                orphans::reap_exited(group);
                 observer.should_stop().then_some(StopReason::Interrupted)
             } else {
                 None

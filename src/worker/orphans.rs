@@ -46,7 +46,10 @@ impl Drop for Running {
 /// How long a pass's last sweep waits for adopted children to die and for their own
 /// children, orphaned in turn, to reach it.
 const LAST_SWEEP_LIMIT: Duration = Duration::from_millis(500);
-const SWEEP_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// The same wait after each worker: a child killed in the worker's group may have started
+/// one outside it, which reaches the pass only as its parent dies.
+const WORKER_SWEEP_LIMIT: Duration = Duration::from_millis(200);
+const SWEEP_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Make this process the reaper of its descendants' orphans, for the rest of its life.
 /// Returns a guard whose drop makes the last sweep ([`Adopted::drop`]).
@@ -71,26 +74,40 @@ pub struct Adopted {
 
 impl Drop for Adopted {
     fn drop(&mut self) {
-        let deadline = Instant::now() + LAST_SWEEP_LIMIT;
-        loop {
-            let left = end_adopted();
-            if left == 0 || Instant::now() >= deadline {
-                if left > 0 {
-                    log::warn!("{left} process(es) left by workers outside their group did not end in time");
-                }
-                return;
-            }
-            std::thread::sleep(SWEEP_POLL_INTERVAL);
+        sweep(None, LAST_SWEEP_LIMIT);
+    }
+}
+
+/// Once a worker (leader of process group `group`) has been reaped: kill what it left
+/// that is now this process's, and wait up to [`WORKER_SWEEP_LIMIT`] for all of it to be
+/// gone — killing, meanwhile, what reaches us as its parent dies.
+pub fn end_left_by(group: libc::pid_t) {
+    sweep(Some(group), WORKER_SWEEP_LIMIT);
+}
+
+/// [`end_adopted`] until nothing adopted is left or `limit` passes; what is left then is
+/// logged, and ended by a later sweep.
+fn sweep(group: Option<libc::pid_t>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = end_adopted(group);
+        if left == 0 {
+            return;
         }
+        if Instant::now() >= deadline {
+            log::warn!("{left} process(es) left by workers did not end within {limit:?}; they are killed again later");
+            return;
+        }
+        std::thread::sleep(SWEEP_POLL_INTERVAL);
     }
 }
 
 /// Kill every child this process adopted (SIGKILL; a child that leads its own process
-/// group takes its group with it) and reap those that have died. Does nothing while a
-/// worker runs (see [`Running`]). Returns how many children were still there (dead or
-/// alive), 0 when this process does not adopt orphans. A child that cannot be signalled
-/// is logged.
-pub fn end_adopted() -> usize {
+/// group takes its group with it) and reap those that have died. A child in `group` (the
+/// worker's, already sent SIGKILL whole) is only reaped. Does nothing while a worker runs
+/// (see [`Running`]). Returns how many children were still there (dead or alive), 0 when
+/// this process does not adopt orphans. A child that cannot be signalled is logged.
+pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
     if !ADOPTS.load(Ordering::SeqCst) || RUNNING.load(Ordering::SeqCst) > 0 {
         return 0;
     }
@@ -116,7 +133,11 @@ pub fn end_adopted() -> usize {
             continue;
         }
         killed.push(child);
-        let leads_group = super::process::process_group_of(child) == Some(i64::from(child));
+        let child_group = super::process::process_group_of(child);
+        if group.is_some_and(|group| child_group == Some(i64::from(group))) {
+            continue;
+        }
+        let leads_group = child_group == Some(i64::from(child));
         // SAFETY: kill has no memory-safety preconditions; the pid (and a group it leads)
         // is our unreaped child's, so it cannot have been reused.
         let sent = unsafe { libc::kill(if leads_group { -child } else { child }, libc::SIGKILL) };
@@ -139,6 +160,21 @@ pub fn end_adopted() -> usize {
         }
     }
     left
+}
+
+/// While `worker` runs: reap the adopted children that have exited by themselves (a
+/// worker that starts many short-lived daemons would otherwise leave a zombie for each
+/// until it ends). Nothing is signalled, and `worker` itself is left to its caller.
+pub fn reap_exited(worker: libc::pid_t) {
+    if !ADOPTS.load(Ordering::SeqCst) || RUNNING.load(Ordering::SeqCst) != 1 {
+        return;
+    }
+    match children() {
+        Ok(children) => children.into_iter().filter(|&child| child != worker).for_each(|child| {
+            reap(child);
+        }),
+        Err(error) => log::debug!("cannot list the processes workers left behind: {error}"),
+    }
 }
 
 /// Reap `child` if it has exited; true when it is gone.

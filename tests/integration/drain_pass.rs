@@ -512,6 +512,76 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
 }
 
 #[test]
+fn a_child_outside_the_group_whose_parent_was_in_it_is_gone_before_the_next_item() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let pids = fixture.path("escaped");
+    // Item a leaves a child in its group which has started one outside it; item b checks
+    // for 5 s that the one outside is gone.
+    let script = fixture.script(
+        "escapes.sh",
+        &format!(
+            "#!/bin/sh\ncat > /dev/null\n\
+             if [ \"$DRAIN_ITEM_KEY\" = a ]; then\n\
+               sh -c 'setsid sh -c \"echo \\$\\$ >> {pids}; exec sleep 124\" < /dev/null > /dev/null 2>&1 & exec sleep 125' \
+                 < /dev/null > /dev/null 2>&1 &\n\
+               while [ ! -s {pids} ]; do sleep 0.01; done\n\
+               echo a; exit 0\n\
+             fi\n\
+             pid=$(cat {pids}); i=0\n\
+             while kill -0 \"$pid\" 2> /dev/null; do\n\
+               i=$((i + 1)); [ $i -gt 500 ] && {{ echo \"process $pid lives on\" >&2; exit 1; }}; sleep 0.01\n\
+             done\n\
+             echo b\n",
+            pids = pids.display()
+        ),
+    );
+    fixture.write_config(&format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
+        script.display()
+    ));
+    fixture.enqueue("docs", &[("a".into(), json!({})), ("b".into(), json!({}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    // Before, it was found only once item b's worker had ended.
+    for key in ["a", "b"] {
+        let (state, _, error) = fixture.item("docs", key);
+        assert_eq!(state, "done", "item {key}: {error:?}");
+    }
+}
+
+#[test]
+fn a_worker_starting_short_lived_daemons_leaves_no_zombies_while_it_runs() {
+    let fixture = Fixture::new(&config(""), NOW);
+    // 20 daemons that exit at once, each through a shell that exits first; then the
+    // worker waits up to 5 s for its drain to have no zombie child left.
+    let script = fixture.script(
+        "daemons.sh",
+        "#!/bin/sh\ncat > /dev/null\n\
+         for n in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do\n\
+           ( setsid sh -c 'exit 0' < /dev/null > /dev/null 2>&1 & )\n\
+         done\n\
+         zombies() {\n\
+           n=0; for child in $(cat /proc/$PPID/task/$PPID/children); do\n\
+             [ \"$(cut -d ' ' -f 3 /proc/$child/stat 2> /dev/null)\" = Z ] && n=$((n + 1))\n\
+           done; echo $n\n\
+         }\n\
+         i=0; sleep 0.2\n\
+         while [ \"$(zombies)\" != 0 ]; do\n\
+           i=$((i + 1)); [ $i -gt 100 ] && { echo \"$(zombies) zombies\" >&2; exit 1; }; sleep 0.05\n\
+         done\n\
+         echo ok\n",
+    );
+    fixture.write_config(&format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
+        script.display()
+    ));
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    // Before, the 20 stayed zombies of the pass until the worker ended.
+    let (state, _, error) = fixture.item("docs", "a");
+    assert_eq!(state, "done", "{error:?}");
+}
+
+#[test]
 fn twenty_mib_of_output_fails_the_item_with_bounded_memory() {
     let fixture = Fixture::new(&config(""), NOW);
     // What a pass of one small item takes on this build: the base the 20 MiB adds to.
