@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::backoff::BackoffRule;
 use crate::config::{AccountConfig, DrainConfig, RESUME_TOKEN_PLACEHOLDER};
-use crate::db::events::{record_event, Event};
+use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::in_transaction;
 use crate::db::items::{self, ClaimedItem, Failure};
 use crate::db::runs;
@@ -131,6 +131,7 @@ impl Pass<'_> {
         let started = std::time::Instant::now();
         let result = run_worker(&spec, &mut observer);
         let took = started.elapsed();
+        let unkilled = crate::worker::orphans::take_failures();
         observer.flush();
         if let Some(failed) = observer.failed_writes() {
             log::warn!("drain {}: item {}: {failed}", self.drain.name, item.key);
@@ -180,6 +181,14 @@ impl Pass<'_> {
         }
         if let Some((staged, completion, at)) = committed {
             self.settle_commit(&staged, completion, at)?;
+        }
+        // What the worker left outside its group that could not be killed (docs/worker-contract.md).
+        for failure in unkilled {
+            let event = Event::new(EventKind::KillFailed, failure)
+                .drain(&self.drain.name)
+                .run(self.run_id)
+                .item(item.id);
+            record_event_or_log(self.client, self.outbox, &event, self.clock.now());
         }
         self.commit_staged()?;
         Ok(result)

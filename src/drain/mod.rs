@@ -65,7 +65,8 @@ use crate::quota::Classifier;
 /// `slow_run_start` makes a drain wait 1.5 s before it records its run (`slow_run_start:NAME`:
 /// only drain NAME);
 /// `die_after_ending_run` kills the process that ended a hung or crashed run right after
-/// it recorded that, before it signals anything. Compiled only
+/// it recorded that, before it signals anything; `orphan_kill_fails` makes the kill of a
+/// process a worker left outside its group fail with EPERM. Compiled only
 /// with the `testing` feature, never into a release build (docs/configuration.md).
 #[cfg(feature = "testing")]
 pub const FAULT_ENV: &str = "DRAINCTL_FAULT";

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// another process's children (a test harness's, `supervise`'s) are never swept.
 static ADOPTS: AtomicBool = AtomicBool::new(false);
 
+/// Kills that failed, for the pass to record ([`take_failures`]).
+static FAILURES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 /// Workers started and not reaped yet ([`Running`]). While one runs, its children are not
 /// orphans and it is not one: nothing is swept.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
@@ -122,7 +125,7 @@ pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
     static KILLED: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
     let mut killed = KILLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     killed.retain(|pid| children.contains(pid));
-    let mut left = 0;
+    let (mut left, mut signalled) = (0, Vec::new());
     for child in children {
         if reap(child) {
             killed.retain(|&pid| pid != child);
@@ -138,20 +141,15 @@ pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
             continue;
         }
         let leads_group = child_group == Some(i64::from(child));
-        // SAFETY: kill has no memory-safety preconditions; the pid (and a group it leads)
-        // is our unreaped child's, so it cannot have been reused.
-        let sent = unsafe { libc::kill(if leads_group { -child } else { child }, libc::SIGKILL) };
-        if sent == 0 {
-            log::info!(
-                "killed process {child}{}, left by a worker outside its process group",
-                if leads_group { " and its process group" } else { "" }
-            );
-        } else {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::ESRCH) {
-                log::warn!(
-                    "cannot kill process {child}, left by a worker outside its process group: {error}"
+        match kill(if leads_group { -child } else { child }) {
+            Ok(()) => signalled.push(format!("{child}{}", if leads_group { " with its group" } else { "" })),
+            Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(error) => {
+                let message = format!(
+                    "could not kill process {child}, left by a worker outside its process group: {error}"
                 );
+                log::warn!("{message}");
+                FAILURES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(message);
             }
         }
         if reap(child) {
@@ -159,7 +157,39 @@ pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
             left -= 1;
         }
     }
+    if !signalled.is_empty() {
+        const NAMED: usize = 10;
+        let more = signalled.len().saturating_sub(NAMED);
+        signalled.truncate(NAMED);
+        log::info!(
+            "killed {} process(es) left by a worker outside its process group: {}{}",
+            signalled.len() + more,
+            signalled.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
     left
+}
+
+/// Kills that failed (other than for a process already gone) since the last call: the
+/// pass records each as a `kill_failed` event.
+pub fn take_failures() -> Vec<String> {
+    std::mem::take(&mut *FAILURES.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// SIGKILL to `target` (a pid, or a group as its negative).
+fn kill(target: libc::pid_t) -> io::Result<()> {
+    #[cfg(feature = "testing")]
+    if std::env::var(crate::drain::FAULT_ENV).is_ok_and(|fault| fault == "orphan_kill_fails") {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    // SAFETY: kill has no memory-safety preconditions; the caller names our unreaped
+    // child (or the group it leads), so the id cannot have been reused.
+    if unsafe { libc::kill(target, libc::SIGKILL) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// While `worker` runs: reap the adopted children that have exited by themselves (a

@@ -512,6 +512,37 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
 }
 
 #[test]
+fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let pids = fixture.path("escaped");
+    let script = fixture.script(
+        "escapes.sh",
+        &format!(
+            "#!/bin/sh\ncat > /dev/null\nsetsid sleep 126 < /dev/null > /dev/null 2>&1 &\necho $! > {}\necho ok\n",
+            pids.display()
+        ),
+    );
+    fixture.write_config(&format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
+        script.display()
+    ));
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    // As a child that changed its user would (EPERM).
+    let result = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "orphan_kill_fails").run();
+    let child = pids_in(&pids)[0];
+    signal(child as u32, libc::SIGKILL);
+    result.assert_code(0);
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    let message: String = fixture
+        .client()
+        .query_one("SELECT message FROM events WHERE kind = 'kill_failed' AND item_id IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(message.contains(&format!("could not kill process {child}")), "{message}");
+    assert!(result.stderr.contains(&format!("could not kill process {child}")), "{}", result.stderr);
+}
+
+#[test]
 fn a_child_outside_the_group_whose_parent_was_in_it_is_gone_before_the_next_item() {
     let fixture = Fixture::new(&config(""), NOW);
     let pids = fixture.path("escaped");
