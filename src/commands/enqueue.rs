@@ -16,7 +16,8 @@ use crate::cli::EnqueueArgs;
 use crate::context::Context;
 use crate::db::events::{record_event, Event};
 use crate::db::items::{
-    apply_staged_items, finish_staging, stage_item, start_staging, NewItem, MAX_KEY_BYTES,
+    apply_staged_items, finish_staging, first_refused_line, refused_item, stage_item, start_staging, NewItem,
+    MAX_KEY_BYTES,
 };
 use crate::db::{drains::ensure_drain, in_transaction};
 use crate::error::{Error, Result};
@@ -31,8 +32,13 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     let drain = ctx.config.drain(&args.name)?.name.clone();
     let input = match (&args.key, &args.payload) {
         (Some(key), Some(payload)) => {
-            let payload: Value = serde_json::from_str(payload)
-                .map_err(|error| Error::Data(format!("--payload is not valid JSON: {error}")))?;
+            let payload: Value = serde_json::from_str(payload).map_err(|error| {
+                Error::Data(if error.to_string().starts_with("recursion limit exceeded") {
+                    format!("--payload is nested more than {MAX_JSON_DEPTH} levels deep, more than drainctl reads: flatten it")
+                } else {
+                    format!("--payload is not valid JSON: {error}")
+                })
+            })?;
             check_payload(&payload).map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
             Input::One(NewItem { key: check_key(key, None)?, payload })
         }
@@ -79,6 +85,14 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             .data(json!(counts));
             record_event(tx, &ctx.outbox, &event, now)?;
         }
+        // From the commit on, a signal no longer ends the command: one that came after
+        // the server committed would leave the batch enqueued and the caller told nothing
+        // (docs/exit-codes.md).
+        crate::worker::signals::ignore_termination_signals();
+        #[cfg(feature = "testing")]
+        if std::env::var(crate::drain::FAULT_ENV).is_ok_and(|fault| fault == "slow_enqueue_commit") {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
         Ok(counts)
     })?;
     let human = format!(
@@ -116,17 +130,40 @@ fn stage(tx: &mut postgres::Transaction<'_>, input: Input<'_>) -> Result<(u64, O
             Ok((finish_staging(writer)?, None))
         }
         Input::Lines(mut reader, source) => {
-            let mut line = Vec::new();
-            let mut number = 0;
-            while next_line(&mut reader, &mut line, &mut number, &source)? {
-                let Some((key, payload)) = parse_line(&line, &source, number)? else { continue };
-                encode_payload(&payload, MAX_PAYLOAD_BYTES, &mut encoded)
-                    .map_err(|problem| bad_line(&source, number, problem))?;
-                stage_item(&mut writer, number as i64, &key, &encoded)?;
+            match stream_lines(&mut writer, &mut reader, &source, &mut encoded) {
+                Ok(()) => Ok((finish_staging(writer)?, Some(source))),
+                Err(bad @ Error::Data(_)) => {
+                    // A line before it may hold a value only the server refuses (a number
+                    // beyond numeric's range): the first bad line is the one named.
+                    finish_staging(writer)?;
+                    match first_refused_line(tx)? {
+                        Some((line, message)) => Err(refused_item(&format!("{source}:{line}"), &message)),
+                        None => Err(bad),
+                    }
+                }
+                Err(error) => Err(error),
             }
-            Ok((finish_staging(writer)?, Some(source)))
         }
     }
+}
+
+/// Stream the lines of `reader` into the staging COPY, each checked; the first bad one is
+/// an `Error::Data` naming it.
+fn stream_lines(
+    writer: &mut postgres::binary_copy::BinaryCopyInWriter<'_>,
+    reader: &mut impl BufRead,
+    source: &str,
+    encoded: &mut Vec<u8>,
+) -> Result<()> {
+    let mut line = Vec::new();
+    let mut number = 0;
+    while next_line(reader, &mut line, &mut number, source)? {
+        let Some((key, payload)) = parse_line(&line, source, number)? else { continue };
+        encode_payload(&payload, MAX_PAYLOAD_BYTES, encoded)
+            .map_err(|problem| bad_line(source, number, problem))?;
+        stage_item(writer, number as i64, &key, encoded)?;
+    }
+    Ok(())
 }
 
 fn bad_line(source: &str, number: usize, problem: String) -> Error {
@@ -257,6 +294,10 @@ impl<'de> serde::Deserialize<'de> for LineFields {
     }
 }
 
+/// The deepest nesting serde_json reads (its recursion limit), in levels of arrays and
+/// objects.
+const MAX_JSON_DEPTH: usize = 127;
+
 /// What a line holds.
 const LINE_SHAPE: &str = "an object {\"key\": ..., \"payload\": ...}";
 
@@ -269,6 +310,11 @@ fn json_problem(error: &serde_json::Error) -> String {
         serde_json::error::Category::Data if message.starts_with("invalid type") => {
             format!("expected {LINE_SHAPE}")
         }
+        _ if message.starts_with("recursion limit exceeded") => format!(
+            "JSON nested more than {MAX_JSON_DEPTH} levels deep at column {} (the line's own object is the \
+             first level), more than drainctl reads: flatten the payload",
+            error.column()
+        ),
         serde_json::error::Category::Data => message.to_string(),
         _ => format!("invalid JSON: {message} at column {}", error.column()),
     }

@@ -134,10 +134,7 @@ pub fn apply_staged_items(
                 .map(|db| db.message().to_string());
             let Some(message) = refused else { return Err(Error::from(error)) };
             return Err(match first_refused_line(tx)? {
-                Some((line, message)) => Error::Data(format!(
-                    "{}: the database refused the item: {message}; nothing was enqueued",
-                    origin(line)
-                )),
+                Some((line, message)) => refused_item(&origin(line), &message),
                 None => {
                     Error::Data(format!("the database refused the batch: {message}; nothing was enqueued"))
                 }
@@ -172,9 +169,14 @@ fn move_staged(
     // What the drain already has stays as it is (a duplicate): its lines leave the
     // staging table first, so that the insert below never reads the table it writes (an
     // anti-join inside the insert would be planned against the rows it has just added).
-    tx.execute(
-        "DELETE FROM enqueue_staging s USING items i
-          WHERE i.drain = $1 AND i.key = convert_from(s.key, 'UTF8')",
+    // Their payloads are read as jsonb all the same: one the server cannot store is
+    // refused with its line, whether or not its key is new (docs/json.md).
+    tx.query_one(
+        "WITH gone AS (
+             DELETE FROM enqueue_staging s USING items i
+              WHERE i.drain = $1 AND i.key = convert_from(s.key, 'UTF8')
+          RETURNING convert_from(s.payload, 'UTF8')::jsonb AS payload)
+         SELECT count(*) FROM gone WHERE payload IS NULL",
         &[&drain],
     )?;
     // New keys in input order (item ids follow it, and so does the claim order). A key
@@ -212,9 +214,14 @@ fn move_staged(
     Ok((added, replaced))
 }
 
+/// The error for the item at `at` (`stdin:3`) that the server refused with `message`.
+pub fn refused_item(at: &str, message: &str) -> Error {
+    Error::Data(format!("{at}: the database refused the item: {message}; nothing was enqueued"))
+}
+
 /// The first staged line whose key or payload the server refuses, and its message: a
 /// bisection over line ranges, each probe in its own savepoint (a refusal aborts it).
-fn first_refused_line(tx: &mut postgres::Transaction<'_>) -> Result<Option<(i64, String)>> {
+pub fn first_refused_line(tx: &mut postgres::Transaction<'_>) -> Result<Option<(i64, String)>> {
     let bounds = tx.query_one("SELECT min(line), max(line) FROM enqueue_staging", &[])?;
     let (Some(mut low), Some(mut high)) = (bounds.get::<_, Option<i64>>(0), bounds.get::<_, Option<i64>>(1))
     else {

@@ -49,6 +49,21 @@ pub fn stop_requested() -> Option<io::Error> {
     termination_signal().map(|signal| io::Error::other(format!("interrupted by {}", signal_name(signal))))
 }
 
+/// From now until the process exits, ignore SIGTERM, SIGINT and SIGHUP (SIGKILL still
+/// ends it): for a command past the point where being stopped would leave its caller wrong
+/// about what was done — an `enqueue` committing its batch (docs/exit-codes.md). Ignored
+/// rather than blocked, so that no thread of the process can take one. A failure is logged;
+/// the signal then keeps its effect.
+pub fn ignore_termination_signals() {
+    for signal in TERMINATION_SIGNALS {
+        // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety
+        // preconditions.
+        if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
+            log::warn!("cannot ignore {}: {}", signal_name(signal), io::Error::last_os_error());
+        }
+    }
+}
+
 fn install(flags: libc::c_int) -> Result<(), io::Error> {
     for signal in TERMINATION_SIGNALS {
         // SAFETY: a zeroed sigaction is a valid starting value; sa_mask is then initialised

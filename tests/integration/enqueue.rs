@@ -176,3 +176,84 @@ fn a_file_that_cannot_be_opened_is_a_wrong_command_line() {
     assert!(result.stderr.contains("cannot be opened: it is a folder"), "{}", result.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
 }
+
+#[test]
+fn the_first_bad_line_is_named_even_when_only_the_server_refuses_it() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    // Line 2 is a number beyond numeric's range (the server's refusal), line 4 bad JSON
+    // (the client's): line 2 is named. Before, line 4 was.
+    let lines = "{\"key\": \"a\", \"payload\": 1}\n{\"key\": \"b\", \"payload\": 1e1000000}\n\
+                 {\"key\": \"c\", \"payload\": 1}\n{\"key\": \"d\", \"payload\": [}\n";
+    let result = fixture.drainctl(&["enqueue", "docs"]).stdin(lines).run();
+    result.assert_code(65);
+    assert!(result.stderr.contains("stdin:2: the database refused the item"), "{}", result.stderr);
+    assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 0);
+}
+
+#[test]
+fn a_payload_the_database_cannot_store_is_refused_under_an_existing_key_too() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", "1"]).run().assert_code(0);
+    for args in [&["enqueue", "docs"][..], &["enqueue", "docs", "--replace"][..]] {
+        let result = fixture.drainctl(args).stdin("{\"key\": \"a\", \"payload\": 1e1000000}\n").run();
+        // Before, it was counted as a duplicate (exit 0).
+        result.assert_code(65);
+        assert!(result.stderr.contains("stdin:1: the database refused the item"), "{}", result.stderr);
+    }
+    let payload: serde_json::Value =
+        fixture.client().query_one("SELECT payload FROM items WHERE key = 'a'", &[]).unwrap().get(0);
+    assert_eq!(payload, serde_json::json!(1));
+}
+
+#[test]
+fn a_payload_nested_too_deep_is_refused_as_such() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let result = fixture
+        .drainctl(&["enqueue", "docs"])
+        .stdin(format!("{{\"key\": \"a\", \"payload\": {deep}}}\n"))
+        .run();
+    result.assert_code(65);
+    assert!(result.stderr.contains("stdin:1: JSON nested more than 127 levels deep"), "{}", result.stderr);
+    let result = fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", &deep]).run();
+    result.assert_code(65);
+    assert!(result.stderr.contains("--payload is nested more than 127 levels deep"), "{}", result.stderr);
+    // The deepest nesting read, the line's own object included.
+    let deepest = format!("{}1{}", "[".repeat(126), "]".repeat(126));
+    let result = fixture
+        .drainctl(&["enqueue", "docs"])
+        .stdin(format!("{{\"key\": \"a\", \"payload\": {deepest}}}\n"))
+        .run();
+    result.assert_code(0);
+}
+
+/// Whether process `pid` ignores SIGTERM (`SigIgn` of `/proc/<pid>/status`).
+fn ignores_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
+#[test]
+fn a_signal_while_the_batch_commits_does_not_hide_that_it_was_enqueued() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let lines: String = (0..100).map(|n| format!("{{\"key\": \"k{n}\", \"payload\": {n}}}\n")).collect();
+    std::fs::write(fixture.path("batch.jsonl"), lines).unwrap();
+    let file = fixture.path("batch.jsonl").display().to_string();
+    // The test hook holds the command for 1.5 s right before its commit.
+    let enqueue = fixture
+        .drainctl(&["enqueue", "docs", "--file", &file])
+        .env("DRAINCTL_FAULT", "slow_enqueue_commit")
+        .spawn();
+    let pid = enqueue.id();
+    wait_until("enqueue to reach its commit", std::time::Duration::from_secs(20), || ignores_sigterm(pid));
+    signal(pid, libc::SIGTERM);
+    let output = enqueue.wait_with_output().unwrap();
+    // Before, a signal at that point ended it silently, its batch committed.
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("docs: 100 added"));
+    assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 100);
+}
