@@ -45,9 +45,14 @@ impl Report {
         } else {
             writeln!(stdout, "{text}")
         };
-        if let Err(error) = result.and_then(|_| stdout.flush()) {
-            // A closed pipe (`drainctl status | head`) is not worth a failure.
-            log::debug!("could not write to stdout: {error}");
+        match result.and_then(|_| stdout.flush()) {
+            // A closed pipe (`drainctl status | head`) is not worth a word.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                log::debug!("could not write to stdout: {error}");
+            }
+            // Anything else (a full disk) loses what the command did: it is said on stderr.
+            Err(error) => log::warn!("could not write the output to stdout: {error}"),
+            Ok(()) => {}
         }
     }
 }

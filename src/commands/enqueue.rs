@@ -42,7 +42,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             check_payload(&payload).map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
             Input::One(NewItem { key: check_key(key, None)?, payload })
         }
-        _ => match &args.file {
+        _ => match args.file.as_ref().filter(|path| path.as_os_str() != "-") {
             Some(path) => {
                 // A path it cannot open is a wrong command line, not bad data (docs/exit-codes.md).
                 let cannot_open = |why: &dyn std::fmt::Display| {
@@ -174,9 +174,12 @@ fn check_key(key: &str, line: Option<(&str, usize)>) -> Result<String> {
     let problem = if key.is_empty() {
         Some("key is empty".to_string())
     } else if key.len() > MAX_KEY_BYTES {
-        Some(format!("key is longer than {MAX_KEY_BYTES} bytes"))
-    } else if key.chars().any(char::is_control) {
-        Some("key contains control characters".to_string())
+        Some(format!("key is {} bytes, longer than the {MAX_KEY_BYTES} a key may have", key.len()))
+    } else if let Some((at, control)) = key.char_indices().find(|(_, c)| c.is_control()) {
+        Some(format!(
+            "key contains a control character (U+{:04X} at byte {at}); keys are printed text",
+            control as u32
+        ))
     } else {
         None
     };
@@ -330,17 +333,20 @@ fn parse_line(line: &[u8], source: &str, number: usize) -> Result<Option<(String
         return Ok(None);
     }
     let fields: LineFields = serde_json::from_str(line).map_err(|error| bad(json_problem(&error)))?;
+    if let Some(extra) = &fields.unknown {
+        return Err(bad(format!("unknown field {extra:?}; a line has only \"key\" and \"payload\"")));
+    }
     let key = match fields.key {
         Some(Value::String(key)) => key,
         Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number.to_string(),
+        Some(Value::Number(number)) if !number.to_string().contains(['.', 'e', 'E']) => {
+            return Err(bad(format!("integer key {number} does not fit in 64 bits; give it as a string")))
+        }
         Some(_) => return Err(bad("\"key\" must be a string or an integer".to_string())),
         None => return Err(bad("missing \"key\"".to_string())),
     };
     let key = check_key(&key, Some((source, number)))?;
     let payload = fields.payload.ok_or_else(|| bad("missing \"payload\"".to_string()))?;
-    if let Some(extra) = fields.unknown {
-        return Err(bad(format!("unknown field {extra:?}; a line has only \"key\" and \"payload\"")));
-    }
     Ok(Some((key, payload)))
 }
 
@@ -430,6 +436,13 @@ mod tests {
     }
 
     #[test]
+    fn a_key_too_long_is_told_its_length() {
+        let error = check_key(&"é".repeat(513), None).unwrap_err();
+        assert_eq!(error.to_string(), "--key: key is 1026 bytes, longer than the 1024 a key may have");
+        assert!(check_key(&"é".repeat(512), None).is_ok());
+    }
+
+    #[test]
     fn a_bad_line_names_its_number() {
         for (text, expected) in [
             ("{\"key\": \"a\", \"payload\": 1}\n{\"key\": \"b\", \"payload\": \n", "stdin:2: invalid JSON"),
@@ -446,6 +459,13 @@ mod tests {
             ),
             ("{\"key\": \"a\", \"payload\": {\"k\\u0000\": 1}}\n", "stdin:1: payload has a NUL character (\\u0000) at $.k\\0"),
             ("{\"key\": \"a\", \"payload\": \"\\u0000\"}\n", "stdin:1: payload has a NUL character (\\u0000) at $,"),
+            // What is wrong is named: the misspelt field, the 64-bit limit, the character.
+            ("{\"Key\": \"a\", \"payload\": 1}\n", "stdin:1: unknown field \"Key\""),
+            (
+                "{\"key\": 123456789012345678901234567890, \"payload\": 1}\n",
+                "stdin:1: integer key 123456789012345678901234567890 does not fit in 64 bits; give it as a string",
+            ),
+            ("{\"key\": \"ab\\ncd\", \"payload\": 1}\n", "stdin:1: key contains a control character (U+000A at byte 2)"),
         ] {
             let error = parse_lines(text.as_bytes(), "stdin").unwrap_err();
             assert_eq!(error.exit_code(), 65);

@@ -257,3 +257,29 @@ fn a_signal_while_the_batch_commits_does_not_hide_that_it_was_enqueued() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("docs: 100 added"));
     assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 100);
 }
+
+#[test]
+fn file_dash_reads_stdin() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let result = fixture
+        .drainctl(&["enqueue", "docs", "--file", "-"])
+        .stdin("{\"key\": \"a\", \"payload\": 1}\n")
+        .run();
+    // Before, 64: "--file -: cannot be opened".
+    result.assert_code(0);
+    assert!(result.stdout.contains("docs: 1 added"), "{}", result.stdout);
+}
+
+#[test]
+fn a_summary_that_cannot_be_written_is_said_on_stderr() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let out = std::fs::File::create(fixture.path("out")).unwrap();
+    // As on a full disk: the summary's write fails.
+    let result = fixture
+        .drainctl(&["enqueue", "docs", "--key", "a", "--payload", "1"])
+        .run_with_stdout_limited_to(out, 0);
+    // The item is enqueued whatever became of the summary; before, nothing was said.
+    result.assert_code(0);
+    assert!(result.stderr.contains("could not write the output to stdout"), "{}", result.stderr);
+    assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 1);
+}
