@@ -464,6 +464,14 @@ fn a_child_that_cleans_up_after_sigterm_gets_kill_grace_when_its_worker_exits_at
     assert!(fixture.item("docs", "a").2.unwrap_or_default().contains("timed out after item_timeout 1s"));
 }
 
+/// The configuration of drain `docs` whose worker is `script`.
+fn script_config(script: &std::path::Path) -> String {
+    format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
+        script.display()
+    )
+}
+
 /// The pids a worker wrote to `path`, one per line.
 fn pids_in(path: &std::path::Path) -> Vec<i32> {
     std::fs::read_to_string(path)
@@ -491,10 +499,7 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
             pids = pids.display()
         ),
     );
-    fixture.write_config(&format!(
-        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
-        script.display()
-    ));
+    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     let (state, _, error) = fixture.item("docs", "a");
@@ -522,10 +527,7 @@ fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
             pids.display()
         ),
     );
-    fixture.write_config(&format!(
-        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
-        script.display()
-    ));
+    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     // As a child that changed its user would (EPERM).
     let result = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "orphan_kill_fails").run();
@@ -566,10 +568,7 @@ fn a_child_outside_the_group_whose_parent_was_in_it_is_gone_before_the_next_item
             pids = pids.display()
         ),
     );
-    fixture.write_config(&format!(
-        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
-        script.display()
-    ));
+    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({})), ("b".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     // Before, it was found only once item b's worker had ended.
@@ -601,10 +600,7 @@ fn a_worker_starting_short_lived_daemons_leaves_no_zombies_while_it_runs() {
          done\n\
          echo ok\n",
     );
-    fixture.write_config(&format!(
-        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
-        script.display()
-    ));
+    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     // Before, the 20 stayed zombies of the pass until the worker ended.
@@ -847,10 +843,7 @@ fn config_with_a_worker_ending_the_session(fixture: &Fixture) -> String {
             fixture.db.url
         ),
     );
-    format!(
-        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"{}\"]\n",
-        script.display()
-    )
+    script_config(&script)
 }
 
 #[test]
