@@ -523,13 +523,16 @@ fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
     let script = fixture.script(
         "escapes.sh",
         &format!(
-            "#!/bin/sh\ncat > /dev/null\nsetsid sleep 126 < /dev/null > /dev/null 2>&1 &\necho $! > {}\necho ok\n",
+            "#!/bin/sh\ncat > /dev/null\nsetsid sleep 126 < /dev/null > /dev/null 2>&1 &\necho $! > {}\n\
+             while [ \"$(cut -d ' ' -f 5 /proc/$!/stat)\" = \"$(cut -d ' ' -f 5 /proc/$$/stat)\" ]; do sleep 0.01; done\n\
+             echo ok\n",
             pids.display()
         ),
     );
     fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
-    // As a child that changed its user would (EPERM).
+    // The worker ends once its child has left its group; the kill of the child then fails
+    // as one that changed its user would (EPERM).
     let result = fixture.drainctl(&["drain", "docs"]).env("DRAINCTL_FAULT", "orphan_kill_fails").run();
     let child = pids_in(&pids)[0];
     signal(child as u32, libc::SIGKILL);
