@@ -493,6 +493,7 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
         &format!(
             "#!/bin/sh\ncat > /dev/null\n\
              setsid sleep 120 &\necho $! >> {pids}\n\
+             while [ \"$(cut -d ' ' -f 5 /proc/$!/stat)\" = \"$(cut -d ' ' -f 5 /proc/$$/stat)\" ]; do sleep 0.01; done\n\
              ( setsid sh -c 'echo $$ >> {pids}; exec sleep 121' < /dev/null > /dev/null 2>&1 & )\n\
              while [ \"$(wc -l < {pids})\" -lt 2 ]; do sleep 0.01; done\n\
              echo '{{\"ok\": true}}'\n",

@@ -561,12 +561,14 @@ fn a_crashed_drain_started_by_supervise_leaves_no_worker_even_one_not_yet_record
 fn a_crashed_drain_leaves_no_child_its_worker_started_outside_its_group() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let (escaped, started) = (fixture.path("escaped"), fixture.path("started"));
-    // The worker starts a child in a session of its own, then hangs.
+    // The worker starts a child in a session of its own and, once it is there, hangs.
     let script = fixture.script(
         "escapes.sh",
         &format!(
             "#!/bin/sh\ncat > /dev/null\nsetsid sleep 120 < /dev/null > /dev/null 2>&1 &\n\
-             echo $! > {}\ntouch {}\nexec sleep 122\n",
+             echo $! > {}\n\
+             while [ \"$(cut -d ' ' -f 5 /proc/$!/stat)\" = \"$(cut -d ' ' -f 5 /proc/$$/stat)\" ]; do sleep 0.01; done\n\
+             touch {}\nexec sleep 122\n",
             escaped.display(),
             started.display()
         ),
