@@ -531,13 +531,11 @@ fn kill_run_processes(config: &Config, run: &RunRow, stop_drain: bool) -> Vec<St
     // Last, what a worker started outside its group and session (`setsid`, a daemon) and
     // the run's drain could not end itself: it still carries the run's marks — its id, and
     // the drain process (pid and start time, which no other process of this host has: run
-    // ids of another database may be the same). It has had the groups' grace; it is killed
-    // at once (docs/worker-contract.md).
-    let marks = drain_process(run).map(|(pid, start_time)| {
-        [format!("DRAIN_RUN_ID={}", run.id), format!("DRAIN_PROCESS={pid}:{start_time}")]
-    });
-    let left = marks.map_or_else(Vec::new, |[run_id, drain]| {
-        process::processes_with_environment_entries(&[&run_id, &drain])
+    // ids of another database may be the same), and started after that drain. It has had
+    // the groups' grace; it is killed at once (docs/worker-contract.md).
+    let left = drain_process(run).map_or_else(Vec::new, |(pid, start_time)| {
+        let marks = [format!("DRAIN_RUN_ID={}", run.id), format!("DRAIN_PROCESS={pid}:{start_time}")];
+        process::processes_with_environment_entries(start_time, &[&marks[0], &marks[1]])
     });
     for (pid, start_time) in left {
         match process::terminate_process(pid, Some(start_time), Duration::ZERO) {

@@ -33,7 +33,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     let input = match (&args.key, &args.payload) {
         (Some(key), Some(payload)) => {
             let payload: Value = serde_json::from_str(payload).map_err(|error| {
-                Error::Data(if error.to_string().starts_with("recursion limit exceeded") {
+                Error::Data(if is_too_deep(&error) {
                     format!("--payload is nested more than {MAX_JSON_DEPTH} levels deep, more than drainctl reads: flatten it")
                 } else {
                     format!("--payload is not valid JSON: {error}")
@@ -301,6 +301,11 @@ impl<'de> serde::Deserialize<'de> for LineFields {
 /// objects.
 const MAX_JSON_DEPTH: usize = 127;
 
+/// Whether serde_json gave up on JSON nested beyond [`MAX_JSON_DEPTH`].
+fn is_too_deep(error: &serde_json::Error) -> bool {
+    error.to_string().starts_with("recursion limit exceeded")
+}
+
 /// What a line holds.
 const LINE_SHAPE: &str = "an object {\"key\": ..., \"payload\": ...}";
 
@@ -313,7 +318,7 @@ fn json_problem(error: &serde_json::Error) -> String {
         serde_json::error::Category::Data if message.starts_with("invalid type") => {
             format!("expected {LINE_SHAPE}")
         }
-        _ if message.starts_with("recursion limit exceeded") => format!(
+        _ if is_too_deep(error) => format!(
             "JSON nested more than {MAX_JSON_DEPTH} levels deep at column {} (the line's own object is the \
              first level), more than drainctl reads: flatten the payload",
             error.column()

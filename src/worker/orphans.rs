@@ -8,9 +8,10 @@
 //!
 //! The pass starts its workers one at a time from its main thread, and asks for its
 //! adopted children only after it reaped the worker it started — never while a worker
-//! (or a notifier) runs — so every child it has then is a worker's descendant. An adopted child cannot be reaped by anyone else, so its
-//! pid (and the id of a group it leads) stays ours until we reap it: signalling it can
-//! never hit a process that merely reused the pid.
+//! (or a notifier) runs — so every child it has then is a worker's descendant. An adopted
+//! child cannot be reaped by anyone else, so its pid (and the id of a group it leads)
+//! stays ours until we reap it: signalling it can never hit a process that merely reused
+//! the pid.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -108,8 +109,10 @@ fn sweep(group: Option<libc::pid_t>, limit: Duration) {
 /// Kill every child this process adopted (SIGKILL; a child that leads its own process
 /// group takes its group with it) and reap those that have died. A child in `group` (the
 /// worker's, already sent SIGKILL whole) is only reaped. Does nothing while a worker runs
-/// (see [`Running`]). Returns how many children were still there (dead or alive), 0 when
-/// this process does not adopt orphans. A child that cannot be signalled is logged.
+/// (see [`Running`]). Returns how many children are still to die: those signalled (or in
+/// `group`) and not reaped yet; 0 when this process does not adopt orphans. A child the
+/// kernel will not let us kill is logged and recorded once ([`take_failures`]) and not
+/// waited for.
 pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
     if !ADOPTS.load(Ordering::SeqCst) || RUNNING.load(Ordering::SeqCst) > 0 {
         return 0;
@@ -121,41 +124,27 @@ pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
             return 0;
         }
     };
-    // Children already sent SIGKILL and not reaped yet: signalled and logged once.
-    static KILLED: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
-    let mut killed = KILLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    killed.retain(|pid| children.contains(pid));
+    // The children already dealt with and not reaped yet, each with whether it is to die
+    // (signalled, or in the worker's group) or could not be killed: each is signalled and
+    // logged once.
+    static HANDLED: Mutex<Vec<(libc::pid_t, bool)>> = Mutex::new(Vec::new());
+    let mut handled = HANDLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    handled.retain(|(pid, _)| children.contains(pid));
     let (mut left, mut signalled) = (0, Vec::new());
     for child in children {
         if reap(child) {
-            killed.retain(|&pid| pid != child);
+            handled.retain(|&(pid, _)| pid != child);
             continue;
         }
-        left += 1;
-        if killed.contains(&child) {
-            continue;
-        }
-        killed.push(child);
-        let child_group = super::process::process_group_of(child);
-        if group.is_some_and(|group| child_group == Some(i64::from(group))) {
-            continue;
-        }
-        let leads_group = child_group == Some(i64::from(child));
-        match kill(if leads_group { -child } else { child }) {
-            Ok(()) => signalled.push(format!("{child}{}", if leads_group { " with its group" } else { "" })),
-            Err(error) if error.raw_os_error() == Some(libc::ESRCH) => {}
-            Err(error) => {
-                let message = format!(
-                    "could not kill process {child}, left by a worker outside its process group: {error}"
-                );
-                log::warn!("{message}");
-                FAILURES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(message);
+        let dies = match handled.iter().find(|(pid, _)| *pid == child) {
+            Some(&(_, dies)) => dies,
+            None => {
+                let dies = end_child(child, group, &mut signalled);
+                handled.push((child, dies));
+                dies
             }
-        }
-        if reap(child) {
-            killed.retain(|&pid| pid != child);
-            left -= 1;
-        }
+        };
+        left += usize::from(dies);
     }
     if !signalled.is_empty() {
         const NAMED: usize = 10;
@@ -169,6 +158,32 @@ pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
         );
     }
     left
+}
+
+/// Kill `child` (with the group it leads), unless it is in `group`, already killed; its
+/// description goes to `signalled`. False when the kill failed: it will not die.
+fn end_child(child: libc::pid_t, group: Option<libc::pid_t>, signalled: &mut Vec<String>) -> bool {
+    let child_group = super::process::process_group_of(child);
+    if group.is_some_and(|group| child_group == Some(i64::from(group))) {
+        return true;
+    }
+    let leads_group = child_group == Some(i64::from(child));
+    match kill(if leads_group { -child } else { child }) {
+        Ok(()) => {
+            signalled.push(format!("{child}{}", if leads_group { " with its group" } else { "" }));
+            true
+        }
+        // Gone meanwhile: reaped on the next look.
+        Err(error) if error.raw_os_error() == Some(libc::ESRCH) => true,
+        Err(error) => {
+            let message = format!(
+                "could not kill process {child}, left by a worker outside its process group: {error}"
+            );
+            log::warn!("{message}");
+            FAILURES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(message);
+            false
+        }
+    }
 }
 
 /// Kills that failed (other than for a process already gone) since the last call: the

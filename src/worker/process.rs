@@ -353,14 +353,15 @@ fn has_environment_entries(pid: u32, wanted: &[&str]) -> Option<bool> {
     )
 }
 
-/// The live processes (pid, start time) other than this one started with all of
-/// `wanted` (`NAME=value` each) in their environment, by `/proc`; a process whose
-/// environment cannot be read (another user's, not dumpable) is not among them.
-pub fn processes_with_environment_entries(wanted: &[&str]) -> Vec<(u32, u64)> {
+/// The live processes (pid, start time) other than this one, started at `since` (clock
+/// ticks since boot) or later, with all of `wanted` (`NAME=value` each) in their
+/// environment, by `/proc`; only their environments are read. A process whose environment
+/// cannot be read (another user's, not dumpable) is not among them.
+pub fn processes_with_environment_entries(since: u64, wanted: &[&str]) -> Vec<(u32, u64)> {
     let Ok(processes) = processes() else { return Vec::new() };
     let own = std::process::id();
     processes
-        .filter(|(pid, stat)| *pid != own && !is_dead_state(stat.state))
+        .filter(|(pid, stat)| *pid != own && !is_dead_state(stat.state) && stat.start_time_ticks >= since)
         .filter(|(pid, _)| has_environment_entries(*pid, wanted) == Some(true))
         .map(|(pid, stat)| (pid, stat.start_time_ticks))
         .collect()

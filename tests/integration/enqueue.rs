@@ -208,23 +208,22 @@ fn a_payload_the_database_cannot_store_is_refused_under_an_existing_key_too() {
 #[test]
 fn a_payload_nested_too_deep_is_refused_as_such() {
     let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
-    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-    let result = fixture
-        .drainctl(&["enqueue", "docs"])
-        .stdin(format!("{{\"key\": \"a\", \"payload\": {deep}}}\n"))
-        .run();
+    let nested = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    let enqueue_line = |payload: &str| {
+        fixture
+            .drainctl(&["enqueue", "docs"])
+            .stdin(format!("{{\"key\": \"a\", \"payload\": {payload}}}\n"))
+            .run()
+    };
+    let deep = nested(200);
+    let result = enqueue_line(&deep);
     result.assert_code(65);
     assert!(result.stderr.contains("stdin:1: JSON nested more than 127 levels deep"), "{}", result.stderr);
     let result = fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", &deep]).run();
     result.assert_code(65);
     assert!(result.stderr.contains("--payload is nested more than 127 levels deep"), "{}", result.stderr);
     // The deepest nesting read, the line's own object included.
-    let deepest = format!("{}1{}", "[".repeat(126), "]".repeat(126));
-    let result = fixture
-        .drainctl(&["enqueue", "docs"])
-        .stdin(format!("{{\"key\": \"a\", \"payload\": {deepest}}}\n"))
-        .run();
-    result.assert_code(0);
+    enqueue_line(&nested(126)).assert_code(0);
 }
 
 /// Whether process `pid` ignores SIGTERM (`SigIgn` of `/proc/<pid>/status`).

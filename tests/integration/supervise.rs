@@ -567,10 +567,11 @@ fn a_crashed_drain_leaves_no_child_its_worker_started_outside_its_group() {
         &format!(
             "#!/bin/sh\ncat > /dev/null\nsetsid sleep 120 < /dev/null > /dev/null 2>&1 &\n\
              echo $! > {}\n\
-             while [ \"$(cut -d ' ' -f 5 /proc/$!/stat)\" = \"$(cut -d ' ' -f 5 /proc/$$/stat)\" ]; do sleep 0.01; done\n\
+             {until_out}\
              touch {}\nexec sleep 122\n",
             escaped.display(),
-            started.display()
+            started.display(),
+            until_out = UNTIL_CHILD_LEFT_GROUP
         ),
     );
     fixture.write_config(&config("").replace("FAKE_WORKER", &script.display().to_string()));

@@ -299,6 +299,12 @@ pub fn logged_pid(log: &Path) -> u32 {
     logged.split_whitespace().find_map(|word| word.strip_prefix("pid=")).unwrap().parse().unwrap()
 }
 
+/// A line of a worker script: wait until its last background child (`$!`) has left the
+/// script's process group (`setsid` done), so that it is outside the group when the
+/// worker ends.
+pub const UNTIL_CHILD_LEFT_GROUP: &str =
+    "while [ \"$(cut -d ' ' -f 5 /proc/$!/stat)\" = \"$(cut -d ' ' -f 5 /proc/$$/stat)\" ]; do sleep 0.01; done\n";
+
 /// Wait until process `pid` is gone and reaped (no `/proc` entry, not even a zombie).
 #[track_caller]
 pub fn wait_until_gone(what: &str, pid: u32) {
