@@ -464,6 +464,11 @@ fn a_child_that_cleans_up_after_sigterm_gets_kill_grace_when_its_worker_exits_at
     assert!(fixture.item("docs", "a").2.unwrap_or_default().contains("timed out after item_timeout 1s"));
 }
 
+/// Make drain `docs` run the script `text` (written as `name`) as its worker.
+fn script_worker(fixture: &Fixture, name: &str, text: &str) {
+    fixture.write_config(&script_config(&fixture.script(name, text)));
+}
+
 /// The configuration of drain `docs` whose worker is `script`.
 fn script_config(script: &std::path::Path) -> String {
     format!(
@@ -488,7 +493,8 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
     // Two children leave the worker's group and session: one keeps the worker's stdout
     // open, the other is a daemon with its output closed, started through a shell that
     // exits at once (its parent gone before the worker is).
-    let script = fixture.script(
+    script_worker(
+        &fixture,
         "escapes.sh",
         &format!(
             "#!/bin/sh\ncat > /dev/null\n\
@@ -501,7 +507,6 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
             until_out = UNTIL_CHILD_LEFT_GROUP
         ),
     );
-    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     let (state, _, error) = fixture.item("docs", "a");
@@ -522,7 +527,8 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
 fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
     let fixture = Fixture::new(&config(""), NOW);
     let pids = fixture.path("escaped");
-    let script = fixture.script(
+    script_worker(
+        &fixture,
         "escapes.sh",
         &format!(
             "#!/bin/sh\ncat > /dev/null\nsetsid sleep 126 < /dev/null > /dev/null 2>&1 &\necho $! > {}\n\
@@ -532,7 +538,6 @@ fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
             until_out = UNTIL_CHILD_LEFT_GROUP
         ),
     );
-    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     // The worker ends once its child has left its group; the kill of the child then fails
     // as one that changed its user would (EPERM).
@@ -559,7 +564,8 @@ fn a_child_outside_the_group_whose_parent_was_in_it_is_gone_before_the_next_item
     let pids = fixture.path("escaped");
     // Item a leaves a child in its group which has started one outside it; item b checks
     // for 5 s that the one outside is gone.
-    let script = fixture.script(
+    script_worker(
+        &fixture,
         "escapes.sh",
         &format!(
             "#!/bin/sh\ncat > /dev/null\n\
@@ -577,7 +583,6 @@ fn a_child_outside_the_group_whose_parent_was_in_it_is_gone_before_the_next_item
             pids = pids.display()
         ),
     );
-    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({})), ("b".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     // Before, it was found only once item b's worker had ended.
@@ -592,7 +597,8 @@ fn a_worker_starting_short_lived_daemons_leaves_no_zombies_while_it_runs() {
     let fixture = Fixture::new(&config(""), NOW);
     // 20 daemons that exit at once, each through a shell that exits first; then the
     // worker waits up to 5 s for its drain to have no zombie child left.
-    let script = fixture.script(
+    script_worker(
+        &fixture,
         "daemons.sh",
         "#!/bin/sh\ncat > /dev/null\n\
          for n in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do\n\
@@ -609,7 +615,6 @@ fn a_worker_starting_short_lived_daemons_leaves_no_zombies_while_it_runs() {
          done\n\
          echo ok\n",
     );
-    fixture.write_config(&script_config(&script));
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     // Before, the 20 stayed zombies of the pass until the worker ended.
