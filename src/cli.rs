@@ -192,7 +192,7 @@ pub struct EnqueueArgs {
     /// JSON payload of a single item (with --key)
     #[arg(long, requires = "key")]
     pub payload: Option<String>,
-    /// Read JSON lines ({"key": ..., "payload": ...}) from this file instead of stdin (`-`: stdin)
+    /// Read JSON lines ({"key": ..., "payload": ...}) from this file instead of stdin (`-`: stdin; read from a terminal, it first says how to end the input)
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
     /// Reset an already finished (done, dead or skipped_missing) item with the same key to pending

@@ -203,7 +203,96 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
     if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         message = format!("`{command}` needs a command: {}", subcommands.join(", "));
     }
+    if let Some(tip) = stray_word_tip(error, args, &command) {
+        // clap calls a stray word after a command's argument a subcommand in conflict.
+        if let Some(clap::error::ContextValue::String(word)) =
+            error.get(clap::error::ContextKind::InvalidSubcommand)
+        {
+            if error.kind() == clap::error::ErrorKind::ArgumentConflict && !subcommand_exists(args, word) {
+                message = format!("unexpected argument '{word}' found");
+            }
+        }
+        message = format!("{message}; {tip}");
+    }
     format!("{message}; see `{command} --help`")
+}
+
+/// For a bare word a command has no place for, the form that was most likely meant
+/// (docs/cli.md): `items NAME KEY` is `items show NAME KEY`, `runs 12` is `runs show 12`,
+/// `events NAME` is `events --drain NAME`, `passes 5` is `passes --limit 5`, and a burst
+/// deadline goes after `--until`, quoted when it has a space.
+fn stray_word_tip(error: &clap::Error, args: &[OsString], command: &str) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let word =
+        [ContextKind::InvalidSubcommand, ContextKind::InvalidArg].into_iter().find_map(|kind| match error
+            .get(kind)
+        {
+            Some(ContextValue::String(word)) if !word.starts_with('-') => Some(word.clone()),
+            _ => None,
+        })?;
+    if subcommand_exists(args, &word) {
+        return Some(format!("`{word}` goes right after `{command}`, before its other arguments"));
+    }
+    let is_number = word.parse::<u64>().is_ok();
+    match command {
+        "drainctl items" => {
+            let name = positional_words(args, "items").into_iter().find(|name| *name != word)?;
+            Some(format!("for one item: `drainctl items show {name} {word}`"))
+        }
+        "drainctl runs" if is_number => Some(format!("for one run: `drainctl runs show {word}`")),
+        "drainctl runs" => Some(format!("for one drain's runs: `drainctl runs --drain {word}`")),
+        "drainctl events" if !is_number => {
+            Some(format!("for one drain's events: `drainctl events --drain {word}`"))
+        }
+        "drainctl events" | "drainctl passes" if is_number => {
+            Some(format!("to show {word} of them: `{command} --limit {word}`"))
+        }
+        "drainctl burst" => {
+            Some(format!("`drainctl burst on {word}` starts a burst, `drainctl burst off {word}` ends it"))
+        }
+        "drainctl burst on" => Some(
+            "a deadline goes after --until, quoted when it has a space: `--until 'sat 18:00'`".to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether `word` names a subcommand of the command `args` name.
+fn subcommand_exists(args: &[OsString], word: &str) -> bool {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    for arg in args.iter().skip(1).filter_map(|arg| arg.to_str()).take_while(|arg| *arg != word) {
+        if let Some(sub) = command.find_subcommand(arg).cloned() {
+            command = sub;
+        }
+    }
+    command.find_subcommand(word).is_some()
+}
+
+/// The words after the subcommand `after` that are neither an option nor an option's value.
+fn positional_words(args: &[OsString], after: &str) -> Vec<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let takes_value = |flag: &str| {
+        let sub = command.find_subcommand(after);
+        let flag = flag.trim_start_matches('-');
+        command.get_arguments().chain(sub.into_iter().flat_map(|sub| sub.get_arguments())).any(|arg| {
+            (arg.get_long() == Some(flag) || arg.get_short().is_some_and(|short| flag == short.to_string()))
+                && arg.get_action().takes_values()
+        })
+    };
+    let mut words = Vec::new();
+    let mut rest = args.iter().filter_map(|arg| arg.to_str()).skip_while(|arg| *arg != after).skip(1);
+    while let Some(arg) = rest.next() {
+        if arg.starts_with('-') {
+            if !arg.contains('=') && takes_value(arg) {
+                rest.next();
+            }
+        } else {
+            words.push(arg.to_string());
+        }
+    }
+    words
 }
 
 /// Log lines go to stderr as `drainctl: LEVEL: message`; with `is_dated` (a pass writing to

@@ -55,10 +55,17 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
                 }
                 Input::Lines(Box::new(BufReader::with_capacity(1 << 16, file)), path.display().to_string())
             }
-            None => Input::Lines(
-                Box::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock())),
-                "stdin".to_string(),
-            ),
+            None => {
+                let stdin = std::io::stdin();
+                // Typed at a terminal without input, the command would wait in silence.
+                if std::io::IsTerminal::is_terminal(&stdin) {
+                    crate::output::say_on_stderr(
+                        "drainctl: reading JSON lines from the terminal, one {\"key\": …, \"payload\": …} a line; \
+                         end with Ctrl-D (Ctrl-C enqueues nothing)",
+                    );
+                }
+                Input::Lines(Box::new(BufReader::with_capacity(1 << 16, stdin.lock())), "stdin".to_string())
+            }
         },
     };
     let now = ctx.clock.now();

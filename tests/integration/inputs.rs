@@ -216,6 +216,26 @@ fn source_entries_that_cannot_be_stated_are_refused_with_the_os_error_not_droppe
 // NUL characters and the time zone
 
 #[test]
+fn enqueue_reading_a_terminal_says_so_and_how_to_end_the_input() {
+    let fixture = Fixture::new(DRAIN, NOW);
+    let typed = fixture
+        .drainctl(&["enqueue", "docs"])
+        .run_with_terminal_stdin(b"{\"key\": \"a\", \"payload\": {}}\n\x04");
+    typed.assert_code(0);
+    assert!(
+        typed.stderr.starts_with("drainctl: reading JSON lines from the terminal, one {\"key\": …, \"payload\": …} a line; end with Ctrl-D"),
+        "{}",
+        typed.stderr
+    );
+    assert_eq!(typed.stdout, "docs: 1 added, 0 duplicates\n");
+    // From a pipe or a file nothing is said.
+    let piped = fixture.drainctl(&["enqueue", "docs"]).stdin("{\"key\": \"b\", \"payload\": {}}\n").run();
+    piped.assert_code(0);
+    assert_eq!(piped.stderr, "");
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 2);
+}
+
+#[test]
 fn an_enqueued_payload_with_a_nul_character_exits_65_naming_its_line_and_enqueues_nothing() {
     let fixture = Fixture::new(DRAIN, NOW);
     let lines = "{\"key\": \"a\", \"payload\": {\"text\": \"fine\"}}\n\
@@ -349,6 +369,18 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
             "unexpected argument '--foo' found; tip: to pass '--foo' as a value",
         ),
         (&["nosuch"][..], "unrecognized subcommand 'nosuch'; see `drainctl --help`"),
+        // A bare word where another form was meant is told that form.
+        (
+            &["items", "--state", "done", "docs", "a.pdf"][..],
+            "unexpected argument 'a.pdf' found; for one item: `drainctl items show docs a.pdf`; see `drainctl items --help`",
+        ),
+        (&["items", "docs", "show", "a.pdf"][..], "`show` goes right after `drainctl items`, before its other arguments"),
+        (&["runs", "12"][..], "for one run: `drainctl runs show 12`"),
+        (&["runs", "docs"][..], "for one drain's runs: `drainctl runs --drain docs`"),
+        (&["events", "docs"][..], "for one drain's events: `drainctl events --drain docs`"),
+        (&["passes", "5"][..], "to show 5 of them: `drainctl passes --limit 5`"),
+        (&["burst", "docs"][..], "`drainctl burst on docs` starts a burst, `drainctl burst off docs` ends it"),
+        (&["burst", "on", "docs", "sat", "18:00"][..], "unexpected argument 'sat' found; a deadline goes after --until"),
     ] {
         let result = Drainctl::new(args).run();
         result.assert_code(64);

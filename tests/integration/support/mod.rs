@@ -278,6 +278,35 @@ impl Drainctl {
         self.command.spawn().expect("spawn drainctl")
     }
 
+    /// Run with stdin a terminal (a pseudo-terminal) on which `typed` is typed: a line
+    /// ends at `\n`, and Ctrl-D (`\x04`) at a line's start ends the input.
+    pub fn run_with_terminal_stdin(mut self, typed: &[u8]) -> Finished {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: posix_openpt returns a new descriptor we own; grantpt, unlockpt and
+        // ptsname_r only read it and write into the buffer we pass.
+        let (master, terminal) = unsafe {
+            let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+            let master = std::fs::File::from(OwnedFd::from_raw_fd(master));
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&master);
+            assert_eq!(libc::grantpt(fd), 0);
+            assert_eq!(libc::unlockpt(fd), 0);
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+            let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_string();
+            (master, std::fs::OpenOptions::new().read(true).write(true).open(name).unwrap())
+        };
+        self.command.stdin(terminal).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = self.command.spawn().expect("spawn drainctl");
+        // The terminal echoes what is typed: read the echo so that it never fills up.
+        let mut echo = master.try_clone().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut echo, &mut std::io::sink()));
+        (&master).write_all(typed).unwrap();
+        let output = child.wait_with_output().expect("wait for drainctl");
+        drop(master);
+        finished(output)
+    }
+
     pub fn run(self) -> Finished {
         let child = self.spawn();
         finished(child.wait_with_output().expect("wait for drainctl"))
