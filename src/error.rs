@@ -294,6 +294,14 @@ pub fn scrub(text: &str) -> String {
     scrubbed
 }
 
+/// [`scrub`] for bytes a worker printed: `None` when they hold no password, else their
+/// text (an invalid byte as U+FFFD, as it is shown anyway) with the passwords masked.
+pub fn scrub_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(bytes);
+    let scrubbed = scrub(&text);
+    (scrubbed != text).then(|| scrubbed.into_bytes())
+}
+
 /// `text` with `secret` replaced by `***`: everywhere when it is long, else only where
 /// no letter or digit touches it on either side.
 fn hide(text: &str, secret: &str) -> String {

@@ -159,7 +159,14 @@ fn insert_event(
     at: DateTime<Utc>,
     is_due_row: bool,
 ) -> Result<()> {
-    // A message or data quoting a worker may hold U+0000, which neither column takes.
+    // A message or data quoting a worker or a setting may hold a password: neither the
+    // row nor the notification shows it (docs/configuration.md).
+    let event = &Event {
+        message: crate::error::scrub(&event.message),
+        data: scrubbed_json(&event.data),
+        ..event.clone()
+    };
+    // Nor U+0000, which neither column takes.
     let (message, data) = (super::storable_text(&event.message), super::storable_json(&event.data));
     // Without a due notification the statement names only `events`: a migration's event
     // is recorded before `notifications_due` exists.
@@ -260,6 +267,17 @@ pub fn release_notification(client: &mut Client, event_id: i64) -> Result<()> {
 
 /// Append an event, logging (not failing) when it cannot be written: used on paths that
 /// are already handling another failure.
+/// `value` with every string in it passed through [`crate::error::scrub`].
+fn scrubbed_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(crate::error::scrub(text)),
+        Value::Array(values) => Value::Array(values.iter().map(scrubbed_json).collect()),
+        Value::Object(map) => map.iter().map(|(key, value)| (key.clone(), scrubbed_json(value))).collect(),
+        other => other.clone(),
+    }
+}
+
 pub fn record_event_or_log(
     client: &mut impl GenericClient,
     outbox: &Outbox,

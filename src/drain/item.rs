@@ -252,8 +252,16 @@ impl Pass<'_> {
         item: &ClaimedItem,
         account: &AccountConfig,
         payload: &[u8],
-        report: WorkerReport,
+        mut report: WorkerReport,
     ) -> Result<ItemEnd> {
+        // A worker may print the database URL or its password: nothing drainctl keeps or
+        // sends of its output but the result holds it (docs/configuration.md).
+        for tail in [&mut report.stdout_tail, &mut report.stderr_tail] {
+            if let Some(scrubbed) = crate::error::scrub_bytes(tail) {
+                *tail = scrubbed;
+            }
+        }
+        report.client_wait_line = report.client_wait_line.map(|line| crate::error::scrub(&line));
         // Every attempt that ran a worker costs what it reports, whatever its outcome.
         self.record_usage(item, &report)?;
         let now = self.clock.now();

@@ -117,6 +117,40 @@ fn a_notifier_gets_neither_the_database_url_nor_the_password() {
     }
 }
 
+#[test]
+fn a_worker_printing_the_database_url_or_its_password_leaves_neither_in_errors_events_or_notifications() {
+    let fixture =
+        Fixture::new(&config("notify_command = [\"sh\", \"-c\", \"cat >> TMPDIR/notified\"]\n", ""), NOW);
+    let (url, password) = (fixture.db.url.clone(), fixture.db.password());
+    let other = "postgres://app:Other-Pass-99@db.internal/app";
+    let steps = |text: String| json!({ "steps": [{ "err": text }, { "exit": 1 }] });
+    fixture.enqueue(
+        "docs",
+        &[
+            ("url".into(), steps(format!("could not connect to {url}"))),
+            ("bare".into(), steps(format!("PGPASSWORD={password}"))),
+            ("other".into(), steps(format!("dsn={other} refused"))),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).env("DATABASE_URL", &url).run().assert_code(0);
+    let mut seen = std::fs::read_to_string(fixture.path("notified")).expect("the notifier ran");
+    for key in ["url", "bare", "other"] {
+        // All but the payload, which the test itself wrote the password into.
+        let mut shown = fixture.drainctl(&["items", "show", "docs", key, "--json"]).run().json();
+        shown.as_object_mut().unwrap().remove("payload").expect("a payload is shown");
+        seen += &shown.to_string();
+    }
+    seen += &fixture.drainctl(&["events", "--json"]).run().stdout;
+    for row in fixture.client().query("SELECT convert_from(stderr_tail, 'UTF8') FROM items", &[]).unwrap() {
+        seen += &row.get::<_, String>(0);
+    }
+    assert!(seen.contains("could not connect to postgres://"), "{seen}");
+    assert!(seen.contains("PGPASSWORD=***"), "{seen}");
+    assert!(seen.contains("dsn=postgres://app:***@db.internal/app refused"), "{seen}");
+    assert!(!seen.contains(&password), "the password was kept or sent: {seen}");
+    assert!(!seen.contains("Other-Pass-99"), "another URL's password was kept or sent: {seen}");
+}
+
 // ---------------------------------------------------------------------------------------
 // the metrics textfile
 
