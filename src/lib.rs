@@ -203,6 +203,9 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
     if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         message = format!("`{command}` needs a command: {}", subcommands.join(", "));
     }
+    if error.kind() == clap::error::ErrorKind::InvalidUtf8 {
+        message = not_utf8_argument(args).unwrap_or(message);
+    }
     if let Some(tip) = stray_word_tip(error, args, &command) {
         // clap calls a stray word after a command's argument a subcommand in conflict.
         if let Some(clap::error::ContextValue::String(word)) =
@@ -215,6 +218,20 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
         message = format!("{message}; {tip}");
     }
     format!("{message}; see `{command} --help`")
+}
+
+/// Which argument is not UTF-8 (where one is only accepted in UTF-8, as a path the
+/// database records), named with the option it belongs to and shown with U+FFFD for the
+/// bytes that are not.
+fn not_utf8_argument(args: &[OsString]) -> Option<String> {
+    let at = args.iter().position(|arg| arg.to_str().is_none())?;
+    let shown = args[at].to_string_lossy();
+    let option =
+        at.checked_sub(1).and_then(|before| args[before].to_str()).filter(|arg| arg.starts_with("--"));
+    Some(match option {
+        Some(option) => format!("{option} {shown:?} is not valid UTF-8: give it in UTF-8"),
+        None => format!("{shown:?} is not valid UTF-8: give it in UTF-8"),
+    })
 }
 
 /// For a bare word a command has no place for, the form that was most likely meant

@@ -28,6 +28,6 @@ pub fn run(ctx: &mut Context, args: &MetricsArgs) -> Result<Report> {
     let samples = text.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).count();
     Ok(Report::new(
         format!("wrote {samples} samples to {}", path.display()),
-        json!({ "textfile": path, "samples": samples }),
+        json!({ "textfile": path.display().to_string(), "samples": samples }),
     ))
 }

@@ -30,6 +30,6 @@ pub fn run(ctx: &mut Context, args: &ReportArgs) -> Result<Report> {
     write_page(&path, &html)?;
     Ok(Report::new(
         format!("wrote the operations page of {} drains to {}", ctx.config.drains.len(), path.display()),
-        json!({ "html": path, "bytes": html.len() }),
+        json!({ "html": path.display().to_string(), "bytes": html.len() }),
     ))
 }

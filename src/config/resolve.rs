@@ -552,9 +552,7 @@ fn compile_user_patterns(
         }
         match regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
             Ok(regex) => compiled.push(regex),
-            Err(error) => {
-                return Err(scope.error_for(patterns, key, &format!("invalid regex {pattern:?}: {error}")))
-            }
+            Err(error) => return Err(scope.error_for(patterns, key, &invalid_regex(pattern, &error))),
         }
     }
     Ok(compiled)
@@ -577,11 +575,32 @@ fn resolve_retry_backoff(retry: &Spanned<RawRetryBackoff>, scope: &DrainScope) -
     })
 }
 
+/// The one line that refuses `pattern`: the regex crate's problem (`unclosed group`) and,
+/// for a pattern of one line, the character it points at, instead of its multi-line
+/// drawing of the pattern.
+fn invalid_regex(pattern: &str, error: &regex::Error) -> String {
+    let text = error.to_string();
+    let Some(problem) = text.lines().rev().find_map(|line| line.strip_prefix("error: ")) else {
+        let text: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+        return format!("invalid regex {pattern:?}: {}", text.join(" "));
+    };
+    // The drawing indents the pattern by 4 and marks the spot with `^` on the next line.
+    let at = text.lines().find_map(|line| {
+        let marked = line.strip_prefix("    ")?;
+        marked.trim_end().chars().all(|c| c == ' ' || c == '^' || c == '-').then(|| marked.find('^'))?
+    });
+    match at {
+        Some(at) if !pattern.contains('\n') => {
+            format!("invalid regex {pattern:?}: {problem} (at character {})", at + 1)
+        }
+        _ => format!("invalid regex {pattern:?}: {problem}"),
+    }
+}
+
 /// A pattern the file states, compiled once for every pass; an invalid one is refused.
 fn compile_pattern(pattern: &Spanned<String>, key: &str, scope: &DrainScope) -> Result<Regex> {
-    Regex::new(pattern.get_ref()).map_err(|error| {
-        scope.error_for(pattern, key, &format!("invalid regex {:?}: {error}", pattern.get_ref()))
-    })
+    Regex::new(pattern.get_ref())
+        .map_err(|error| scope.error_for(pattern, key, &invalid_regex(pattern.get_ref(), &error)))
 }
 
 fn compile_checkpoint_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
@@ -613,10 +632,9 @@ fn compile_resume_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope)
 fn compile_resume_token_format(format: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
     let text = format.as_ref().map_or(DEFAULT_RESUME_TOKEN_FORMAT, |format| format.get_ref().as_str());
     // Anchored: a token must match as a whole, never just contain a match.
-    Regex::new(&format!("^(?:{text})$")).map_err(|error| match format {
-        Some(format) => {
-            scope.error_for(format, "resume_token_format", &format!("invalid regex {text:?}: {error}"))
-        }
+    // Compiled alone first, so that an error's position counts in the pattern as written.
+    Regex::new(text).and_then(|_| Regex::new(&format!("^(?:{text})$"))).map_err(|error| match format {
+        Some(format) => scope.error_for(format, "resume_token_format", &invalid_regex(text, &error)),
         None => Error::Internal(error.to_string()),
     })
 }
@@ -888,7 +906,17 @@ mod tests {
             (
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nveto_patterns = [\"maintenance\", \"[z-a]\"]\n",
                 ":4:17:",
-                "invalid regex \"[z-a]\"",
+                "invalid regex \"[z-a]\": invalid character class range, the start must be <= the end (at character 2)",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\ncheckpoint_pattern = \"(unclosed\"\n",
+                ":4:22:",
+                "checkpoint_pattern: invalid regex \"(unclosed\": unclosed group (at character 1)",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nresume_token_format = \"ab[\"\n",
+                ":4:23:",
+                "resume_token_format: invalid regex \"ab[\": unclosed character class (at character 3)",
             ),
             (
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nconcurrency = 0\n",
@@ -913,6 +941,7 @@ mod tests {
             assert!(message.starts_with("/etc/drainctl/drainctl.toml"), "{message}");
             assert!(message.contains(location), "{location} not in {message}");
             assert!(message.contains(value), "{value} not in {message}");
+            assert!(!message.contains('\n'), "one line: {message}");
         }
     }
 

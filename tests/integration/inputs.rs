@@ -398,6 +398,39 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
 }
 
 #[test]
+fn a_path_that_is_not_utf8_is_refused_where_it_is_recorded_and_written_where_it_is_not() {
+    use std::os::unix::ffi::OsStrExt;
+    let fixture = Fixture::new(DRAIN, NOW);
+    let not_utf8 = |name: &[u8]| {
+        std::ffi::OsStr::from_bytes(&[fixture.path("").as_os_str().as_bytes(), name].concat()).to_owned()
+    };
+    // A run records its log file's path as text: one it could not record is refused.
+    let log = fixture.drainctl(&["drain", "docs", "--log-file"]).arg_os(not_utf8(b"l\xff.log")).run();
+    log.assert_code(64);
+    assert!(log.stderr.contains("--log-file \""), "{}", log.stderr);
+    assert!(
+        log.stderr.contains(".log\" is not valid UTF-8: give it in UTF-8; see `drainctl drain --help`"),
+        "{}",
+        log.stderr
+    );
+    // The metrics textfile and the page are written where asked (this panicked); the
+    // summary shows the name with U+FFFD for the byte that is not UTF-8.
+    for (args, name) in
+        [(&["metrics", "--textfile"][..], &b"m\xff.prom"[..]), (&["report", "--html"][..], b"r\xff.html")]
+    {
+        let path = not_utf8(name);
+        let written = fixture.drainctl(args).arg_os(&path).run();
+        written.assert_code(0);
+        assert!(std::path::Path::new(&path).is_file(), "{args:?}");
+        assert!(
+            written.stdout.starts_with("wrote ") && written.stdout.contains('\u{fffd}'),
+            "{}",
+            written.stdout
+        );
+    }
+}
+
+#[test]
 fn an_error_that_stderr_cannot_take_still_exits_with_its_code() {
     // A log file on a full disk, as /dev/full is: the line is lost, the code is not.
     let fixture = Fixture::new(DRAIN, NOW);

@@ -218,6 +218,12 @@ impl Drainctl {
         self
     }
 
+    /// One more argument, which need not be UTF-8.
+    pub fn arg_os(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Drainctl {
+        self.command.arg(arg);
+        self
+    }
+
     pub fn env_remove(mut self, key: &str) -> Drainctl {
         self.command.env_remove(key);
         self
