@@ -328,7 +328,7 @@ pub struct EventsArgs {
     /// Only events of this kind (e.g. item_dead_lettered)
     #[arg(long, value_name = "KIND", value_parser = event_kind)]
     pub kind: Option<String>,
-    /// Show at most this many events
+    /// Show at most this many events (1 to 10000)
     #[arg(
         long,
         value_name = "N",
@@ -349,7 +349,7 @@ pub struct RunsArgs {
     /// Only runs of this drain
     #[arg(long, value_name = "NAME")]
     pub drain: Option<String>,
-    /// Show at most this many runs
+    /// Show at most this many runs (1 to 10000)
     #[arg(
         long,
         value_name = "N",
@@ -396,7 +396,7 @@ pub struct ItemsArgs {
     /// Only items in this state
     #[arg(long, value_enum)]
     pub state: Option<ItemState>,
-    /// Show at most this many items
+    /// Show at most this many items (1 to 10000)
     #[arg(
         long,
         value_name = "N",

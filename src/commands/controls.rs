@@ -118,7 +118,11 @@ fn accounts_text(accounts: &[String]) -> String {
 fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
     let Some(group) = ctx.config.quota_groups.iter().find(|known| known.name == group) else {
         let known: Vec<&str> = ctx.config.quota_groups.iter().map(|known| known.name.as_str()).collect();
-        return Err(Error::Usage(format!("unknown quota group {group:?}; known: {}", known.join(", "))));
+        let known = match known.is_empty() {
+            true => "none are configured".to_string(),
+            false => format!("known: {}", known.join(", ")),
+        };
+        return Err(Error::Usage(format!("unknown quota group {group:?}; {known}")));
     };
     let group = group.name.clone();
     let now = ctx.clock.now();

@@ -598,6 +598,10 @@ fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf,
             "{program:?} has Windows line endings: its #! line names {interpreter:?}, which the system cannot \
              find; convert it to Unix line endings (e.g. sed -i 's/\\r$//')"
         )),
+        None if program::runnable_format(&path) == Some(false) => Err(format!(
+            "{program:?} is neither a program nor a script starting with a #! line, so the system cannot run it; \
+             add a #! line (e.g. #!/bin/sh) or name the program that runs it in `command`"
+        )),
         Some(interpreter) if interpreter.ends_with("/env") => Ok(path),
         Some(interpreter) if program::executable(Path::new(&interpreter)) != Some(true) => Err(format!(
             "{program:?} names {interpreter:?} on its #! line, which is not an executable file; install it \
@@ -821,5 +825,10 @@ mod tests {
         std::fs::write(&script, "#!/bin/sh\r\necho\r\n").unwrap();
         let error = find_program(script.to_str().unwrap(), None).unwrap_err();
         assert!(error.contains("Windows line endings"), "{error}");
+        // Neither a program nor a script with a #! line: exec refuses it (ENOEXEC).
+        std::fs::write(&script, "echo no interpreter line\n").unwrap();
+        let error = find_program(script.to_str().unwrap(), None).unwrap_err();
+        assert!(error.contains("is neither a program nor a script starting with a #! line"), "{error}");
+        assert_eq!(find_program("/bin/sh", None).unwrap(), Path::new("/bin/sh"), "an ELF program runs");
     }
 }

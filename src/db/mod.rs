@@ -96,7 +96,16 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         // parser's (an unknown option, an unexpected character) may be a piece of an
         // unquoted password.
         let cause = std::error::Error::source(&error).map(|cause| cause.to_string()).unwrap_or_default();
-        let why = if cause.starts_with("invalid value for option `") {
+        // A URL of another scheme (`mysql://`) reads as key=value settings to the parser.
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme).filter(|scheme| {
+            !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        });
+        let why = if let Some(scheme) = scheme.filter(|scheme| !matches!(*scheme, "postgres" | "postgresql"))
+        {
+            format!(
+                ": a {scheme}:// URL; drainctl speaks to PostgreSQL only, with postgres:// or postgresql://"
+            )
+        } else if cause.starts_with("invalid value for option `") {
             format!(": {cause}")
         } else {
             ": an unknown option, or a value with a space or & that is not quoted or percent-encoded"

@@ -49,6 +49,15 @@ pub fn executable(path: &Path) -> Option<bool> {
     Some(metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
 
+/// Whether the kernel can run the file at `path`: it starts with `#!` or is an ELF
+/// program. None when it cannot be read (then only a start can tell).
+pub fn runnable_format(path: &Path) -> Option<bool> {
+    use std::io::Read as _;
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read(&mut head)).ok()?;
+    Some(head[..read].starts_with(b"#!") || head[..read] == *b"\x7fELF")
+}
+
 /// The interpreter a script's `#!` line names, if the file starts with one.
 pub fn interpreter_of(path: &Path) -> Option<String> {
     use std::io::Read as _;

@@ -311,6 +311,8 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
         // show a piece of it.
         ("host=h user=u password=Secret 7x=1", "an unknown option, or a value with a space"),
         ("postgres://u@127.0.0.1/x?password=Secret&7x=1", "an unknown option, or a value with a space"),
+        // Another database's URL is told so, not taken for key=value settings.
+        ("mysql://u:Secret-7x@127.0.0.1/x", "a mysql:// URL; drainctl speaks to PostgreSQL only"),
     ] {
         let result = Drainctl::new(&["migrate"]).env("DRAINCTL_DATABASE_URL", url).run();
         result.assert_code(78);

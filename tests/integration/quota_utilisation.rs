@@ -135,6 +135,14 @@ fn resume_group_names_an_unknown_group() {
     let result = fixture.drainctl(&["resume", "--group", "shraed"]).run();
     result.assert_code(64);
     assert!(result.stderr.contains("unknown quota group \"shraed\"; known: shared"), "{}", result.stderr);
+    fixture.write_config("[defaults]\ntimezone = \"UTC\"\n");
+    let none = fixture.drainctl(&["resume", "--group", "shared"]).run();
+    none.assert_code(64);
+    assert!(
+        none.stderr.ends_with("unknown quota group \"shared\"; none are configured\n"),
+        "{}",
+        none.stderr
+    );
 }
 
 fn poison_config() -> String {
