@@ -180,7 +180,8 @@ impl Pass<'_> {
             }
         }
         if let Some((staged, completion, at)) = committed {
-            self.settle_commit(&staged, completion, at)?;
+            // Its `done` line was logged when the commit came in.
+            self.settle_commit(&staged, completion, at, true)?;
         }
         // What the worker left outside its group that could not be killed (docs/worker-contract.md).
         for failure in unkilled {

@@ -171,7 +171,7 @@ impl<'a> Pass<'a> {
                         &request,
                     )?;
                     if let Some(succeeded) = self.unstaged.take() {
-                        self.settle_commit(&succeeded.item, completion, now)?;
+                        self.settle_commit(&succeeded.item, completion, now, false)?;
                     }
                     (controls, item)
                 }

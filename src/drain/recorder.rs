@@ -125,6 +125,7 @@ pub(super) struct WorkerRecorder<'a> {
     /// The pass's staged result, committed as soon as the worker has started.
     pub(super) staged: Option<StagedItem>,
     /// That commit, how it went and when; a failed one leaves the item in `staged`.
+    /// Its `item … done` line is logged at once; what else follows waits for the worker.
     pub(super) committed: Option<(StagedItem, Completion, DateTime<Utc>)>,
     /// The worker (pid, start time), until it is recorded on the run.
     pub(super) unrecorded_worker: Option<(i32, Option<i64>)>,
@@ -199,6 +200,16 @@ impl WorkerRecorder<'_> {
     }
 }
 
+impl WorkerRecorder<'_> {
+    /// The previous item's `done` line, as soon as its commit beside this worker is in: a
+    /// long worker does not hold it back (settling the rest waits for the worker).
+    fn log_committed(&self) {
+        if let Some((staged, Completion::Completed, _)) = &self.committed {
+            super::staging::log_done(self.drain, staged);
+        }
+    }
+}
+
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let worker = (pid as i32, crate::worker::process::process_start_time(pid).map(|t| t as i64));
@@ -218,6 +229,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
                 Ok((_, item, completion)) => {
                     self.claimed_ahead = item;
                     self.committed = self.staged.take().map(|staged| (staged, completion, now));
+                    self.log_committed();
                 }
                 Err(error) => {
                     log::warn!(
@@ -260,6 +272,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
             ) {
                 Ok(completion) => {
                     self.committed = Some((staged, completion, now));
+                    self.log_committed();
                     return;
                 }
                 Err(error) => {

@@ -66,23 +66,26 @@ impl Pass<'_> {
         let completion =
             items::complete_item(self.client, &mut self.statements, staged.id, self.run_id, now, None)
                 .map_err(|error| uncommitted(error, &staged.key, None, self.run_id))?;
-        self.settle_commit(&staged, completion, now)
+        self.settle_commit(&staged, completion, now, false)
     }
 
-    /// After the commit of a staged result: count it, clear the account's suspected mark
-    /// when it carried one, or record why it could not be committed (releasing the item of
-    /// a damaged one).
+    /// After the commit of a staged result: count it (and log it, unless `logged`), clear
+    /// the account's suspected mark when it carried one, or record why it could not be
+    /// committed (releasing the item of a damaged one).
     pub(super) fn settle_commit(
         &mut self,
         staged: &StagedItem,
         completion: Completion,
         now: DateTime<Utc>,
+        logged: bool,
     ) -> Result<()> {
         let (drain, run_id) = (self.drain, self.run_id);
         match completion {
             Completion::Completed => {
                 self.done += 1;
-                log::info!("drain {}: item {} done", drain.name, staged.key);
+                if !logged {
+                    log_done(drain, staged);
+                }
                 if staged.clears_suspicion {
                     in_transaction(self.client, |tx| {
                         crate::ratelimit::record_success(
@@ -130,6 +133,11 @@ impl Pass<'_> {
         }
         Ok(())
     }
+}
+
+/// The log line of an item whose result is committed.
+pub(super) fn log_done(drain: &crate::config::DrainConfig, staged: &StagedItem) {
+    log::info!("drain {}: item {} done", drain.name, staged.key);
 }
 
 /// The error of a result that could not be written or committed, saying what became of

@@ -336,3 +336,34 @@ fn items_claimed_ahead_never_exceed_max_items_per_pass() {
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 3);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts"), 3, "no item beyond the budget was claimed");
 }
+
+#[test]
+fn an_items_done_line_is_logged_when_its_commit_is_in_not_when_the_next_worker_ends() {
+    // A result over 64 KiB is committed beside the next worker, not by the next claim.
+    let fixture = Fixture::new(&config(), NOW);
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), json!({ "steps": [{ "mib": 1 }] })),
+            ("b".into(), json!({ "steps": [{ "wait_for_file": go }, { "out": "b" }] })),
+        ],
+    );
+    let log = fixture.path("pass.log");
+    let pass = fixture.drainctl(&["-v", "drain", "docs", "--log-file", log.to_str().unwrap()]).spawn();
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Before, the line waited for b's worker, however long it took.
+    let started = std::time::Instant::now();
+    while !logged().contains("drain docs: item a done") && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (early, a, b) = (logged(), fixture.item("docs", "a").0, fixture.item("docs", "b").0);
+    // Let b's worker end whatever happened, so that no pass is left waiting for it.
+    std::fs::write(&go, "").unwrap();
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    assert!(early.contains("drain docs: item a done"), "not logged while b's worker ran: {early}");
+    assert_eq!((a.as_str(), b.as_str()), ("done", "running"), "b's worker still waited then");
+    let logged = logged();
+    assert_eq!(logged.matches("item a done").count(), 1, "{logged}");
+    assert_eq!(logged.matches("item b done").count(), 1, "{logged}");
+}
