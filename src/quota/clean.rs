@@ -94,7 +94,10 @@ pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
 /// `--------`, settings, `--------`, `user`), before its own lines (`warning:`, `ERROR:`,
 /// `codex`, `thinking`, `exec`, `tokens used`): the prompt, with the item inside a
 /// `<stdin>` … `</stdin>` block or as the prompt itself (`codex exec -`), is the item's
-/// content, however a wrapper decoded it (docs/rate-limits.md, "How the output is read").
+/// content, however a wrapper decoded it. After the header, a command the model ran is
+/// printed under `exec` — the command, `succeeded in 212ms:` or `exited 1 in …:`, and up
+/// to 20 lines of its output — which is a tool's output, as in stream-json
+/// (docs/rate-limits.md, "How the output is read").
 pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
     #[derive(PartialEq)]
     enum Seen {
@@ -102,21 +105,43 @@ pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
         Header,
         Prompt,
         Stdin,
+        /// Inside an `exec` block: how many lines it may still hold.
+        Exec(usize),
     }
+    /// codex prints at most this many lines of a command's output, after the command.
+    const EXEC_BLOCK_LINES: usize = 1 + 20;
     let codex_own = |text: &str| {
         text.starts_with("warning:")
             || text.starts_with("ERROR:")
             || matches!(text, "codex" | "thinking" | "exec" | "tokens used")
     };
     let mut seen = Seen::Nothing;
+    let mut is_codex = false;
     for line in lines.iter_mut() {
         let text = line.text.as_str();
         seen = match seen {
-            Seen::Nothing if text.starts_with("OpenAI Codex v") => Seen::Header,
+            Seen::Nothing if text.starts_with("OpenAI Codex v") => {
+                is_codex = true;
+                Seen::Header
+            }
+            Seen::Nothing | Seen::Exec(_) if is_codex && text == "exec" => Seen::Exec(EXEC_BLOCK_LINES),
             Seen::Nothing => Seen::Nothing,
+            Seen::Exec(_) if codex_own(text) => Seen::Nothing,
+            Seen::Exec(left) => {
+                line.origin = Origin::ToolOutput;
+                // The line that ends the command (`… succeeded in 212ms:`) does not count.
+                let ends_command = EXEC_STATUS.is_match(text);
+                match left.saturating_sub(usize::from(!ends_command)) {
+                    0 => Seen::Nothing,
+                    left => Seen::Exec(left),
+                }
+            }
             Seen::Header if text == "user" => Seen::Prompt,
             Seen::Header => Seen::Header,
-            Seen::Prompt if codex_own(text) => Seen::Nothing,
+            Seen::Prompt if codex_own(text) => match text {
+                "exec" => Seen::Exec(EXEC_BLOCK_LINES),
+                _ => Seen::Nothing,
+            },
             Seen::Prompt | Seen::Stdin => {
                 let next = match (&seen, text) {
                     (Seen::Prompt, "<stdin>") => Seen::Stdin,
@@ -129,6 +154,11 @@ pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
         };
     }
 }
+
+/// The end of the line that names a command codex ran: `… succeeded in 212ms:`,
+/// `… exited 1 in 1.2s:`.
+static EXEC_STATUS: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?:^|\s)(?:succeeded|exited\s+-?[0-9]+)\s+in\s+[0-9][0-9.]*\s*[a-z]*:$"));
 
 /// Opening minus closing brackets: how far a line leaves a JSON body open.
 fn bracket_balance(physical: &str) -> i64 {

@@ -39,10 +39,10 @@ use regex::Regex;
 
 use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, Origin};
 use self::patterns::{
-    HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, HIT_HINT,
-    IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS, RATE_LIMIT_EVENT,
-    RESULT_METADATA, RESULT_STATUS_SUCCESS, SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED, WARNING,
-    WORKSPACE_LIMIT_WITH_RETURN,
+    HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, FILESYSTEM_QUOTA,
+    HIT_HINT, IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS,
+    RATE_LIMIT_EVENT, RESULT_METADATA, RESULT_STATUS_SUCCESS, SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED,
+    WARNING, WORKSPACE_LIMIT_WITH_RETURN,
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
@@ -239,7 +239,10 @@ impl Classifier {
         }
         let mut stdout_lines = clean_lines(stdout);
         let mut stderr_lines = clean_lines(stderr);
+        // codex's text mode writes on stderr; a wrapper (or `quota test`) may hand it over
+        // as stdout.
         clean::mark_codex_prompt(&mut stderr_lines);
+        clean::mark_codex_prompt(&mut stdout_lines);
         if !input.is_empty() {
             let echoed: std::collections::HashSet<String> = clean_lines(input)
                 .into_iter()
@@ -372,6 +375,7 @@ impl Classifier {
             || WARNING.is_match(text)
             || FALLBACK.is_match(text)
             || OVERSIZED_REQUEST.is_match(text)
+            || FILESYSTEM_QUOTA.is_match(text)
         {
             return None;
         }
@@ -790,6 +794,22 @@ mod tests {
         ("status panel", Claude,
             "Current session\n█████████████████████████ 100% used\nResets 2:20pm (Europe/Paris)\nCurrent week (all models)\n███ 6% used\nResets Oct 31, 9am",
             Some(0), Other),
+        // Claude Code's stream-json notice of a request it is retrying (here an overloaded
+        // 529) is a retry countdown: the limit after it is the run's outcome.
+        ("claude stream-json api_retry notice before the limit", Claude,
+            "{\"type\":\"system\",\"subtype\":\"init\",\"model\":\"claude-sonnet-4\"}\n\
+             {\"type\":\"system\",\"subtype\":\"api_retry\",\"attempt\":1,\"max_retries\":10,\"retry_delay_ms\":549.5,\"error_status\":529,\"error\":\"overloaded\"}\n\
+             {\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"rejected\",\"resetsAt\":1763928000,\"rateLimitType\":\"five_hour\"}}\n\
+             {\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"result\":\"You've hit your limit · resets 8pm (UTC)\"}",
+            Some(1), Hit(Some("2025-11-23T20:00:00Z"))),
+        ("claude stream-json api_retry notices, then a server error", Claude,
+            "{\"type\":\"system\",\"subtype\":\"api_retry\",\"attempt\":10,\"max_retries\":10,\"retry_delay_ms\":8000,\"error_status\":500,\"error\":\"server_error\"}\n\
+             {\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"result\":\"API Error: 500 {\\\"type\\\":\\\"error\\\",\\\"error\\\":{\\\"type\\\":\\\"api_error\\\",\\\"message\\\":\\\"Internal server error\\\"}}\"}",
+            Some(1), Server),
+        ("a file system's quota is the host's, no vendor's", Claude,
+            "cp: error writing '/data/x': Disk quota exceeded", Some(1), Other),
+        ("node's EDQUOT", OpenAi, "Error: EDQUOT: disk quota exceeded, write", Some(1), Other),
+        ("python's errno 122", Gemini, "OSError: [Errno 122] Disk quota exceeded: '/data/out.json'", Some(1), Other),
         ("client retry countdown", Claude,
             r#"  ⎿  API Error (429 {"type":"error","error":{"type":"rate_limit_error","message":"Rate limited"}}) · Retrying in 4 seconds… (attempt 4/10)"#,
             Some(0), Other),
@@ -1110,6 +1130,35 @@ mod tests {
         let outcome =
             classify_given("Error\n", "Error\nRate limit reached for gpt-4o. Please try again in 20s.\n");
         assert!(matches!(outcome, Outcome::QuotaHit(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn what_a_command_codex_ran_printed_is_not_codexs_own_word() {
+        // codex's text mode prints a command the model ran under `exec`, its status and up
+        // to 20 lines of its output.
+        let codex = |output: &str, error: &str| {
+            format!(
+                "OpenAI Codex v0.171.0 (research preview)\n--------\nmodel: gpt-5-codex\n--------\nuser\n\
+                 Summarise ticket T-12.\nthinking\n**Checking the service**\nexec\n\
+                 bash -lc 'curl -sS -i https://status.internal/api' in /srv/work succeeded in 212ms:\n\
+                 {output}\nServer: nginx\ncodex\nThe status endpoint is down; continuing.\n{error}\n{error}\n"
+            )
+        };
+        let limit = "ERROR: You've hit your usage limit. Upgrade to Pro or try again at 8:00 PM.";
+        let network = "ERROR: stream disconnected before completion: error sending request";
+        let outcome = classify(OpenAi, b"", codex("HTTP/1.1 502 Bad Gateway", limit).as_bytes(), Some(1));
+        assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
+        let outcome =
+            classify(OpenAi, b"", codex("HTTP/1.1 429 Too Many Requests", network).as_bytes(), Some(1));
+        assert_eq!(outcome, Outcome::Other);
+        // The block ends at codex's next word, or after 21 lines: what follows is judged.
+        let long: String = (0..21).map(|i| format!("line {i}\n")).collect();
+        let after = format!("{long}HTTP/1.1 502 Bad Gateway");
+        let outcome = classify(OpenAi, b"", codex(&after, limit).as_bytes(), Some(1));
+        assert!(matches!(outcome, Outcome::ServerError { .. }), "{outcome:?}");
+        // Without codex's header, an `exec` line is anybody's.
+        let plain = format!("exec\nHTTP/1.1 502 Bad Gateway\n{limit}\n");
+        assert!(matches!(classify(OpenAi, b"", plain.as_bytes(), Some(1)), Outcome::ServerError { .. }));
     }
 
     #[test]

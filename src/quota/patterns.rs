@@ -83,10 +83,10 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A client's own retry loop: its countdown is not a reset and its line is not the
-/// final word.
+/// final word. Claude Code's stream-json says so with a `"subtype":"api_retry"` event.
 pub(super) static COUNTDOWN: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"(?ix)
+        r#"(?ix)
           \bretrying\b
         | \(\s*attempt\s+[0-9]+\s*(?:/|of)\s*[0-9]+\s*\)
         | \battempt\s+[0-9]+\s*(?:/\s*[0-9]+\s*|of\s+[0-9]+\s+)?failed\b
@@ -94,7 +94,8 @@ pub(super) static COUNTDOWN: LazyLock<Regex> = LazyLock::new(|| {
         | \bretry\s+attempt\b
         | \bretry\s+[0-9]+\s*/\s*[0-9]+\b
         | \breconnecting\b\W*[0-9]+\s*/\s*[0-9]+
-        ",
+        | "subtype"\s*:\s*"api_retry"
+        "#,
     )
 });
 
@@ -258,6 +259,11 @@ pub(super) enum HitKind {
     /// A drain's own `quota_patterns` entry.
     UserPattern,
 }
+
+/// A file system's quota (`Disk quota exceeded`, EDQUOT, errno 122): the worker's host is
+/// out of space, no vendor's limit.
+pub(super) static FILESYSTEM_QUOTA: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?ix)\b(?:disk|file\s*system|inode)\s+quota\b|\bEDQUOT\b|\berrno\s*122\b"));
 
 /// Limits that are not quota: context windows, turns, recursion, timeouts, sizes.
 pub(super) static EXCLUDED_LIMIT_KINDS: LazyLock<Regex> = LazyLock::new(|| {

@@ -41,12 +41,18 @@ static CONTENT_LINE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Words of a limit: a retry notice counts as the client waiting for its quota only
 /// when it, or a line just before it, says so. `database is locked. Retrying in 2
-/// minutes.` is not a limit.
+/// minutes.` is not a limit, nor is it after `Imported 429 rows` or `storage quota: 12%
+/// used`: a 429 counts as a status (`HTTP 429`, `status: 429`, `(429`, `429 Too Many`,
+/// `429:`), a quota when it is exceeded, exhausted, reached, out, insufficient or resets.
 static LIMIT_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r"(?ix)
-          \b429\b
-        | quota
+          \b(?:http(?:/[0-9.]+)?|status(?:[\s_]?code)?|code|error|response|got|returned|received)\W{0,3}429\b
+        | [(\[]\s*429\b
+        | \b429\b\s*(?:[:)\]-]|too\b|error\b|status\b)
+        | quota\W{0,3}(?:\w+\W{1,3}){0,2}?(?:exceeded|exhausted|reached|limit|will\s+reset|resets?)\b
+        | \b(?:exceeded|exhausted|reached|out\s+of|insufficient)\W{0,3}(?:\w+\W{1,3}){0,3}?quota
+        | insufficient_quota
         | rate[\s_-]?limit
         | \blimit\s+(?:reached|exceeded|hit)\b
         | \b(?:usage|session|weekly|daily|hourly|request|token)s?[\s_-]limits?\b
@@ -203,6 +209,28 @@ mod tests {
             announced_wait("Retrying in 2 minutes", &["HTTP 429 Too Many Requests".to_string()]),
             Some(Duration::from_secs(120))
         );
+        // A count of 429 or a mention of a quota is no limit.
+        for earlier in ["Imported 429 rows", "page 3/429 fetched", "Checked storage quota: 12% used"] {
+            let notice = "ConnectionError: database is locked. Retrying in 2 minutes.";
+            assert_eq!(announced_wait(notice, &[earlier.to_string()]), None, "{earlier}");
+        }
+        for earlier in [
+            "Error: status 429",
+            "got 429 from upstream",
+            "429: rate limited",
+            "(429) Too Many Requests",
+            "You exceeded your current quota, please check your plan",
+            "Quota exceeded for quota metric 'Generate Content API requests per minute'",
+            "Your quota will reset after 44s.",
+            "insufficient_quota",
+        ] {
+            let notice = "Retrying in 2 minutes";
+            assert_eq!(
+                announced_wait(notice, &[earlier.to_string()]),
+                Some(Duration::from_secs(120)),
+                "{earlier}"
+            );
+        }
     }
 
     #[test]
