@@ -153,7 +153,8 @@ impl Pass<'_> {
         }
         // A session the server ended while the worker ran is replaced before the first
         // statement that settles the worker (see `reconnect`).
-        if let Err(error) = self.reconnect_if_lost(took, &while_working) {
+        let succeeded = matches!(&result, Ok(report) if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none());
+        if let Err(error) = self.reconnect_if_lost(took, succeeded, &while_working) {
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").
             let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);

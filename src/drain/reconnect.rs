@@ -35,9 +35,10 @@ const UNKNOWN_CLAIM_NOTE: &str =
     "claimed by a statement whose reply was lost with the database session; its worker never started";
 
 /// A worker that ran at least this long is followed by a look at the connection (one
-/// round trip); a quicker one is not worth it: a session lost then is found only when a
-/// statement made while the worker ran failed on it, else it ends the pass (the run is
-/// reaped, the item runs again).
+/// round trip). A quicker one that succeeded is not worth it: its result goes into the
+/// statement between two workers, which opens a new session when it finds the old one
+/// gone. A quicker one that did not succeed is looked after too, as its failure, quota
+/// hit or timeout is settled by statements of their own (`Pass::reconnect_if_lost`).
 const CHECK_AFTER_WORKER: Duration = Duration::from_secs(1);
 
 /// How long the look at the connection may wait for the server. A server that does not
@@ -144,9 +145,15 @@ impl<'a> Pass<'a> {
     /// After a worker that ran `took`: when the server ended the session meanwhile, open a
     /// new one (see `reconnect`). `while_working`: what the recorder tried meanwhile. A
     /// session a statement found gone while the worker ran, or that a failed statement may
-    /// have found so, is replaced whatever `took`.
-    pub(super) fn reconnect_if_lost(&mut self, took: Duration, while_working: &WhileWorking) -> Result<()> {
-        let should_look = took >= CHECK_AFTER_WORKER || while_working.statement_failed;
+    /// have found so, is replaced whatever `took`; so is one after a worker that did not
+    /// `succeed` (exit 0, not stopped), which the next claim does not settle.
+    pub(super) fn reconnect_if_lost(
+        &mut self,
+        took: Duration,
+        succeeded: bool,
+        while_working: &WhileWorking,
+    ) -> Result<()> {
+        let should_look = took >= CHECK_AFTER_WORKER || !succeeded || while_working.statement_failed;
         let is_lost = self.client.is_closed() || (should_look && is_session_lost(self.client));
         if !is_lost {
             return Ok(());

@@ -843,9 +843,9 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
 }
 
 /// A worker quicker than a second that ends the pass's database session on its way
-/// (as a restart would) and prints `result`: no statement of the pass finds the session
-/// gone while it runs.
-fn config_with_a_worker_ending_the_session(fixture: &Fixture) -> String {
+/// (as a restart would), then runs the shell line `then`: no statement of the pass finds
+/// the session gone while it runs.
+fn config_with_a_worker_ending_the_session(fixture: &Fixture, then: &str) -> String {
     let script = fixture.script(
         "end-session.sh",
         &format!(
@@ -853,7 +853,7 @@ fn config_with_a_worker_ending_the_session(fixture: &Fixture) -> String {
              psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | head -n 1)\n\
              \"$psql\" -qAt '{}' -c \"SELECT pg_terminate_backend(pid, 10000) FROM (SELECT pid FROM pg_stat_activity \
              WHERE datname = current_database() AND application_name = 'drainctl' OFFSET 0) AS s\" >/dev/null || exit 9\n\
-             printf 'result a'\n",
+             {then}\n",
             fixture.db.url
         ),
     );
@@ -863,7 +863,8 @@ fn config_with_a_worker_ending_the_session(fixture: &Fixture) -> String {
 #[test]
 fn a_session_lost_during_the_statement_between_workers_is_replaced_and_the_result_kept() {
     let fixture = Fixture::new(&config(""), NOW);
-    fixture.write_config(&format!("{}max_attempts = 1\n", config_with_a_worker_ending_the_session(&fixture)));
+    let config = config_with_a_worker_ending_the_session(&fixture, "printf 'result a'");
+    fixture.write_config(&format!("{config}max_attempts = 1\n"));
     fixture.enqueue("docs", &[("a".into(), json!(1))]);
     let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
     // Before: exit 69, "it was held only in memory: it is lost", and on its last attempt
@@ -877,6 +878,26 @@ fn a_session_lost_during_the_statement_between_workers_is_replaced_and_the_resul
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'"), 1);
+}
+
+#[test]
+fn a_session_lost_while_a_quick_worker_fails_is_replaced_and_the_failure_recorded() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let config = config_with_a_worker_ending_the_session(&fixture, "echo 'upstream said no' >&2; exit 3");
+    fixture.write_config(&format!("{config}max_attempts = 5\n"));
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    // Before: exit 69, the failure unrecorded, and the attempt charged as a crash once
+    // the run was reaped.
+    result.assert_code(0);
+    assert!(result.stderr.contains("reconnected to the database"), "{}", result.stderr);
+    assert_eq!(result.json()["items_failed"], 1, "{}", result.stdout);
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert_eq!(error.as_deref(), Some("exit code 3: upstream said no"));
+    let outcomes: Vec<String> = fixture.column("SELECT outcome FROM attempts");
+    assert_eq!(outcomes, ["failure"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 0);
 }
 
 #[test]
