@@ -1682,11 +1682,12 @@ pub fn retry_item(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<RetryOne> {
+    // The item is locked first and its run read after, in a statement of its own: a
+    // locking statement that waited for a claim sees the item as claimed, but the rows it
+    // joins as they were before — the item's new run missing, so a live run's item would
+    // look held by nobody.
     let Some(current) = client.query_opt(
-        "SELECT i.id, i.state, i.attempts,
-                i.state = 'running' AND (r.id IS NULL OR r.status <> 'running') AS is_orphaned
-           FROM items i LEFT JOIN runs r ON r.id = i.claimed_by
-          WHERE i.drain = $1 AND i.key = $2 FOR UPDATE OF i",
+        "SELECT id, state, attempts, claimed_by FROM items WHERE drain = $1 AND key = $2 FOR UPDATE",
         &[&drain, &key],
     )?
     else {
@@ -1695,7 +1696,12 @@ pub fn retry_item(
     let id: i64 = current.get(0);
     let state: ItemState = current.try_get(1)?;
     // A running item whose run is no longer running is held by nobody: it may be taken.
-    let is_orphaned: bool = current.get(3);
+    let is_orphaned = state == ItemState::Running && {
+        let claimed_by: Option<i64> = current.get(3);
+        let run = client
+            .query_opt("SELECT status = 'running' FROM runs WHERE id = $1 FOR SHARE", &[&claimed_by])?;
+        !run.is_some_and(|run| run.get::<_, bool>(0))
+    };
     if state != ItemState::Dead && state != ItemState::Pending && !is_orphaned {
         return Ok(RetryOne::NotRetryable { state });
     }

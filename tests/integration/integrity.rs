@@ -167,6 +167,41 @@ fn retry_key_takes_an_item_running_under_an_ended_run_but_not_one_under_a_live_r
 }
 
 #[test]
+fn retry_key_that_waited_for_a_claim_leaves_the_item_to_its_live_run() {
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "out": "result a" }])))]);
+    let mut claim = fixture.client();
+    claim
+        .batch_execute(
+            "INSERT INTO runs (id, drain, trigger, host, pid, started_at, last_checkpoint_at, status)
+             OVERRIDING SYSTEM VALUE VALUES (9002, 'docs', 'manual', 'other-host', 4242, now(), now(), 'running')",
+        )
+        .unwrap();
+    // A live run's claim, not committed yet when retry looks at the item.
+    let mut claiming = claim.transaction().unwrap();
+    claiming
+        .batch_execute(
+            "UPDATE items SET state = 'running', claimed_by = 9002, claimed_at = now(), attempts = 1 WHERE key = 'a';
+             INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
+             SELECT id, 9002, 1, now(), 'default' FROM items WHERE key = 'a';",
+        )
+        .unwrap();
+    let retry = fixture.drainctl(&["retry", "docs", "--key", "a"]).spawn();
+    wait_until("retry to wait for the claim's lock", Duration::from_secs(20), || {
+        fixture.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'drainctl' AND wait_event_type = 'Lock'",
+        ) == 1
+    });
+    claiming.commit().unwrap();
+    let retried = finished(retry.wait_with_output().unwrap());
+    retried.assert_code(0);
+    // Before, it read the item as claimed but the run as missing, and took the item.
+    assert!(retried.stdout.contains("is running, not retried"), "{}", retried.stdout);
+    assert_eq!(fixture.item("docs", "a").0, "running");
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE finished_at IS NULL"), 1);
+}
+
+#[test]
 fn the_item_of_a_hung_run_is_started_again_in_the_same_supervise_pass() {
     let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n"), INSIDE);
     let (started, go) = (fixture.path("started"), fixture.path("go"));
