@@ -94,10 +94,18 @@ pub fn prune_if_due(
     now: DateTime<Utc>,
 ) -> Result<Option<PruneReport>> {
     let due_if_before = now - chrono::Duration::days(1);
-    if !retention::claim_task(client, TASK, due_if_before, now)? {
+    let Some(before) = retention::claim_task(client, TASK, due_if_before, now)? else {
         return Ok(None);
+    };
+    let pruned = prune(client, outbox, config, now, false);
+    if pruned.is_err() {
+        // A prune that failed or was stopped is not the day's: the next pass tries again
+        // (docs/operations.md, "Retention").
+        if let Err(error) = retention::unclaim_task(client, TASK, now, before) {
+            log::warn!("could not mark the failed prune as not done; the next one is a day later: {error}");
+        }
     }
-    prune(client, outbox, config, now, false).map(Some)
+    pruned.map(Some)
 }
 
 /// Apply (or with `dry_run`, count) every retention horizon at `now`.

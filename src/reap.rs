@@ -208,7 +208,12 @@ pub fn end_run(
     let result = in_transaction(client, |tx| {
         // Held to the end: the staged results commit under the run's own fence, and a
         // second ender waits, then finds the run ended.
-        if !runs::lock_running_run(tx, run.id)? {
+        let Some(last_checkpoint_at) = runs::lock_running_run(tx, run.id)? else {
+            return Ok(None);
+        };
+        // Judged hung on the checkpoint the pass read; one written since shows it alive.
+        if status == RunStatus::Hung && last_checkpoint_at > run.last_checkpoint_at {
+            log::info!("run {} checkpointed since it was judged hung; left running", run.id);
             return Ok(None);
         }
         let mut reaped = Reaped {
@@ -301,7 +306,7 @@ fn settle_staged(
 ) -> Result<()> {
     let mut statements = crate::db::PreparedStatements::default();
     for item_id in items::staged_item_ids(tx, run.id)? {
-        match items::complete_item(tx, &mut statements, item_id, run.id, now, None)? {
+        match items::complete_item(tx, &mut statements, item_id, run.id, now, items::RunWorker::Keep)? {
             Completion::Completed => {
                 reaped.completed_from_staging.push(item_id);
                 let event = Event::new(

@@ -728,7 +728,8 @@ macro_rules! complete_run_step {
             claim_select!(),
             ",
                 (SELECT count(*) FROM done),
-                EXISTS (SELECT 1 FROM items WHERE id = $12 AND claimed_by = $2 AND state = 'running'),
+                EXISTS (SELECT 1 FROM fence)
+                    AND EXISTS (SELECT 1 FROM items WHERE id = $12 AND claimed_by = $2 AND state = 'running'),
                 (SELECT state FROM items WHERE id = $12), (SELECT claimed_by FROM items WHERE id = $12)",
             claim_from!()
         )
@@ -1044,20 +1045,33 @@ impl HeldNow {
     }
 }
 
+/// What a commit does to the run's recorded worker.
+#[derive(Debug, Clone, Copy)]
+pub enum RunWorker {
+    /// The pass records the worker it now waits on (pid and start time), or none.
+    Set(Option<(i32, Option<i64>)>),
+    /// The reaper commits for a run it ends: the worker the run recorded stays, for
+    /// whoever must still stop it.
+    Keep,
+}
+
 /// Move the staged result of `run_id` into the item and mark it done — only if `run_id`
 /// still holds the claim and is still `running` (fencing) and the staged bytes verify against their recorded
 /// length and SHA-256. In the same statement: the staged row is removed (in every case),
 /// the attempt is closed, and the run counts the item, records a checkpoint and records
-/// `next_worker` (pid and start time of the worker it now waits on) as its worker — none
-/// when `None`.
+/// its worker as `worker` says.
 pub fn complete_item(
     client: &mut impl GenericClient,
     statements: &mut PreparedStatements,
     item_id: i64,
     run_id: i64,
     now: DateTime<Utc>,
-    next_worker: Option<(i32, Option<i64>)>,
+    worker: RunWorker,
 ) -> Result<Completion> {
+    let (sets_worker, next_worker) = match worker {
+        RunWorker::Set(next_worker) => (true, next_worker),
+        RunWorker::Keep => (false, None),
+    };
     let (worker_pid, worker_start_time) = worker_columns(next_worker);
     let rows = statements.query(
         client,
@@ -1069,13 +1083,15 @@ pub fn complete_item(
             ",
          run AS (
              UPDATE runs SET items_done = items_done + (SELECT count(*) FROM done),
-                    worker_pid = $4, worker_start_time = $5,
+                    worker_pid = CASE WHEN $6 THEN $4 ELSE worker_pid END,
+                    worker_start_time = CASE WHEN $6 THEN $5 ELSE worker_start_time END,
                     last_checkpoint_at = CASE WHEN status = 'running'
                         THEN greatest(last_checkpoint_at, $3) ELSE last_checkpoint_at END,
                     checkpoints = checkpoints + CASE WHEN status = 'running' THEN 1 ELSE 0 END
-              WHERE id = $2)
+              WHERE id = $2 AND EXISTS (SELECT 1 FROM fence))
          SELECT (SELECT count(*) FROM done),
-                EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running'),
+                EXISTS (SELECT 1 FROM fence)
+                    AND EXISTS (SELECT 1 FROM items WHERE id = $1 AND claimed_by = $2 AND state = 'running'),
                 (SELECT state FROM items WHERE id = $1), (SELECT claimed_by FROM items WHERE id = $1)"
         ),
         &[
@@ -1084,6 +1100,7 @@ pub fn complete_item(
             (&now, Type::TIMESTAMPTZ),
             (&worker_pid, Type::INT4),
             (&worker_start_time, Type::INT8),
+            (&sets_worker, Type::BOOL),
         ],
     )?;
     let row = rows.first().ok_or_else(|| Error::Internal("completing an item returned no row".into()))?;

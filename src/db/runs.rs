@@ -168,12 +168,22 @@ pub fn beat_while_waiting(
         .unwrap_or_default())
 }
 
-/// Lock the row of a run that is still `running` until the transaction ends; false when
-/// it is not (someone ended it first).
-pub fn lock_running_run(client: &mut impl GenericClient, run_id: i64) -> Result<bool> {
-    let row =
-        client.query_opt("SELECT 1 FROM runs WHERE id = $1 AND status = 'running' FOR UPDATE", &[&run_id])?;
-    Ok(row.is_some())
+/// Lock the row of a run that is still `running` until the transaction ends; its last
+/// checkpoint as the lock found it, none when it is not running (someone ended it first).
+pub fn lock_running_run(client: &mut impl GenericClient, run_id: i64) -> Result<Option<DateTime<Utc>>> {
+    let row = client.query_opt(
+        "SELECT last_checkpoint_at FROM runs WHERE id = $1 AND status = 'running' FOR UPDATE",
+        &[&run_id],
+    )?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Lock the pass's own run row before a transaction that changes its items and then the
+/// run: `supervise` ending the run locks the run first and its items after, and the same
+/// order on both sides leaves no deadlock.
+pub fn lock_own_run(client: &mut impl GenericClient, run_id: i64) -> Result<()> {
+    client.execute("SELECT 1 FROM runs WHERE id = $1 FOR NO KEY UPDATE", &[&run_id])?;
+    Ok(())
 }
 
 /// End a run that is still `running`, with the seconds its pass held no item (waiting for

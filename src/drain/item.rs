@@ -546,6 +546,8 @@ impl Pass<'_> {
         let exit_code = exit_code(report.exit);
         let max_attempts = self.drain.max_attempts as i32;
         let failure = in_transaction(self.client, |tx| {
+            // The run first, then its item, as `supervise` ending the run locks them.
+            runs::lock_own_run(tx, self.run_id)?;
             let failure = items::fail_item(
                 tx,
                 item.id,

@@ -268,7 +268,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
                 staged.id,
                 self.run_id,
                 now,
-                Some(worker),
+                items::RunWorker::Set(Some(worker)),
             ) {
                 Ok(completion) => {
                     self.committed = Some((staged, completion, now));

@@ -62,10 +62,18 @@ impl Pass<'_> {
             self.stage_unstaged().map_err(|error| uncommitted(error, &key, Some(bytes), self.run_id))?;
         }
         let Some(staged) = self.staged.take() else { return Ok(()) };
+        #[cfg(feature = "testing")]
+        before_commit();
         let now = self.clock.now();
-        let completion =
-            items::complete_item(self.client, &mut self.statements, staged.id, self.run_id, now, None)
-                .map_err(|error| uncommitted(error, &staged.key, None, self.run_id))?;
+        let completion = items::complete_item(
+            self.client,
+            &mut self.statements,
+            staged.id,
+            self.run_id,
+            now,
+            items::RunWorker::Set(None),
+        )
+        .map_err(|error| uncommitted(error, &staged.key, None, self.run_id))?;
         self.settle_commit(&staged, completion, now, false)
     }
 
@@ -132,6 +140,24 @@ impl Pass<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The test hook `DRAINCTL_FAULT=wait_before_commit:PATH` (`testing` feature only): before
+/// a staged result is committed on its own, create `PATH.waiting` and wait (up to a
+/// minute) until `PATH` exists, so that a test can end the run meanwhile.
+#[cfg(feature = "testing")]
+fn before_commit() {
+    let Some(path) = std::env::var(FAULT_ENV)
+        .ok()
+        .and_then(|fault| fault.strip_prefix("wait_before_commit:").map(str::to_string))
+    else {
+        return;
+    };
+    let _ = std::fs::write(format!("{path}.waiting"), "");
+    let started = std::time::Instant::now();
+    while !std::path::Path::new(&path).exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

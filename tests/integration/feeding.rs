@@ -918,6 +918,33 @@ fn prune_keeps_a_drains_latest_run_and_everything_of_the_budget_day() {
 }
 
 #[test]
+fn a_daily_prune_that_failed_is_tried_again_by_the_next_supervise() {
+    let fixture =
+        Fixture::new(&config("").replace("kill_grace", "retention = { events = \"30d\" }\nkill_grace"), NOW);
+    fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client
+        .batch_execute(
+            "INSERT INTO events (at, kind, message) VALUES (now() - interval '90 days', 'old_event', 'old');
+             CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'events are kept today'; END $$;
+             CREATE TRIGGER keep_events BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
+        )
+        .unwrap();
+    let failed = fixture.drainctl(&["supervise", "--json"]).run();
+    assert_ne!(failed.code, 0, "{}", failed.stderr);
+    assert!(failed.stderr.contains("could not prune old history"), "{}", failed.stderr);
+    client.batch_execute("DROP TRIGGER keep_events ON events").unwrap();
+    // The next pass, within the day: before, the failed prune counted as the day's.
+    fixture.set_now("2026-11-27T10:15:00Z");
+    let pass = supervise(&fixture);
+    assert_eq!(pass["prune"]["events"], 1, "{pass:#}");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'old_event'"), 0);
+    fixture.set_now("2026-11-27T10:30:00Z");
+    assert_eq!(supervise(&fixture)["prune"], Value::Null, "pruned less than a day ago");
+}
+
+#[test]
 fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
     let fixture = Fixture::new(
         &config("").replace("kill_grace", "retention = { runs = \"30d\", events = \"30d\" }\nkill_grace"),

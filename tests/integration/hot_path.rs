@@ -367,3 +367,36 @@ fn an_items_done_line_is_logged_when_its_commit_is_in_not_when_the_next_worker_e
     assert_eq!(logged.matches("item a done").count(), 1, "{logged}");
     assert_eq!(logged.matches("item b done").count(), 1, "{logged}");
 }
+
+#[test]
+fn a_commit_that_finds_its_run_ended_says_the_claim_was_lost_not_that_the_result_is_damaged() {
+    // A result over 64 KiB waits staged for its commit at the pass's end.
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "mib": 1 }] }))]);
+    let gate = fixture.path("gate");
+    let waiting = fixture.path("gate.waiting");
+    let pass = fixture
+        .drainctl(&["drain", "docs"])
+        .env("DRAINCTL_FAULT", &format!("wait_before_commit:{}", gate.display()))
+        .spawn();
+    let started = std::time::Instant::now();
+    while !waiting.exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Meanwhile the run is ended, as supervise ending it as hung would.
+    let ended = fixture.client().execute("UPDATE runs SET status = 'hung', finished_at = now()", &[]);
+    std::fs::write(&gate, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    assert!(waiting.exists(), "the pass never reached its commit: {}", result.stderr);
+    assert_eq!(ended.unwrap(), 1);
+    // Before, the commit read the item as held from before its wait and called the
+    // staged result damaged.
+    assert!(!result.stderr.contains("did not verify"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'staged_result_discarded'"), 0);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'claim_lost'"),
+        1,
+        "{}",
+        result.stderr
+    );
+}
