@@ -321,6 +321,7 @@ fn init_logger(verbosity: u8, is_dated: bool) {
         _ => "debug",
     };
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    builder.target(env_logger::Target::Pipe(Box::new(output::WatchedStderr)));
     builder.format(move |buf, record| {
         use std::io::Write;
         // Worker output and item keys reach log lines: never let them forge or reorder one.

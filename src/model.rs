@@ -213,6 +213,8 @@ vocabulary! {
         ItemsEnqueued = "items_enqueued",
         ItemsRetried = "items_retried",
         KillFailed = "kill_failed",
+        /// Log lines of a pass or `supervise` could not be written (a full disk).
+        LogWriteFailed = "log_write_failed",
         MetricsWriteFailed = "metrics_write_failed",
         MigrationApplied = "migration_applied",
         MigrationChecksumRepaired = "migration_checksum_repaired",
@@ -289,7 +291,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 38);
+        assert_eq!(EventKind::ALL.len(), 39);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());

@@ -220,6 +220,56 @@ pub fn is_unsafe_to_show(c: char) -> bool {
 /// Write `line` (and a newline) to stderr, with its control characters escaped. A stderr
 /// that cannot take it — closed, or a log file on a full disk — loses the line, never the
 /// exit code: nothing is left to tell.
+/// The first error writing a log line met (a full disk under the log file), kept so that
+/// the pass can record that its log lost lines (see [`record_lost_log_lines`]).
+static LOG_WRITE_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Where log lines go: stderr (the log file, for a pass that has one), noting the first
+/// write that fails. A closed pipe is not a failure worth recording.
+pub struct WatchedStderr;
+
+impl std::io::Write for WatchedStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        watched(std::io::stderr().write(bytes))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        watched(std::io::stderr().flush())
+    }
+}
+
+fn watched<T>(result: std::io::Result<T>) -> std::io::Result<T> {
+    if let Err(error) = &result {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = LOG_WRITE_FAILURE.set(error.to_string());
+        }
+    }
+    result
+}
+
+/// Record, as a `log_write_failed` event of `drain` and `run` (a pass's) or of no drain
+/// (`supervise`), that log lines of this process could not be written; nothing when all
+/// were. Logged too, in case some other line gets through.
+pub fn record_lost_log_lines(
+    client: &mut postgres::Client,
+    outbox: &crate::db::events::Outbox,
+    drain: Option<&str>,
+    run: Option<i64>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let Some(failure) = LOG_WRITE_FAILURE.get() else { return };
+    let message = format!("could not write every log line: {failure}; the lines it could not write are lost");
+    log::error!("{message}");
+    let mut event = crate::db::events::Event::new(crate::model::EventKind::LogWriteFailed, message);
+    if let Some(drain) = drain {
+        event = event.drain(drain);
+    }
+    if let Some(run) = run {
+        event = event.run(run);
+    }
+    crate::db::events::record_event_or_log(client, outbox, &event, now);
+}
+
 pub fn say_on_stderr(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(line));

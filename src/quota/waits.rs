@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use regex::Regex;
 
-use super::patterns::compile;
+use super::patterns::{compile, FILESYSTEM_QUOTA};
 use super::reset::parse_stated_reset;
 use super::{Outcome, QuotaHit};
 use crate::backoff::{ResetForm, StatedReset};
@@ -27,11 +27,27 @@ static ANNOUNCED_WAIT: LazyLock<Regex> = LazyLock::new(|| {
         r#"(?ix)
           (?: ^ | [.:;!?…"(·] ) \s* (?:retrying|reconnecting)\b .*?
           \b(?:after|in|for)\s+
-          ([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*
-          (milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b
+          ((?: [0-9]{1,12}(?:\.[0-9]{1,9})? \s*
+               (?:milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b \s* ){1,4})
         "#,
     )
 });
+
+/// One part of a wait: `1m`, `50s`, `1.662s`, `31733994ms`.
+static WAIT_PART: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?i)([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*(milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b",
+    )
+});
+
+/// Claude Code's stream-json notice of a request it retries after a rate limit, with its
+/// wait: `{"type":"system","subtype":"api_retry",…,"retry_delay_ms":3600000,
+/// "error_status":429,"error":"rate_limit"}` — it names the limit itself.
+static API_RETRY_FOR_A_LIMIT: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r#""subtype"\s*:\s*"api_retry".*(?:"error"\s*:\s*"rate_limit"|"error_status"\s*:\s*429\b)"#)
+});
+static API_RETRY_DELAY: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#""retry_delay_ms"\s*:\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)"#));
 
 /// Lines that carry the item's content (a result, an assistant message, a tool's output)
 /// never announce the client's own wait.
@@ -42,14 +58,14 @@ static CONTENT_LINE: LazyLock<Regex> = LazyLock::new(|| {
 /// Words of a limit: a retry notice counts as the client waiting for its quota only
 /// when it, or a line just before it, says so. `database is locked. Retrying in 2
 /// minutes.` is not a limit, nor is it after `Imported 429 rows` or `storage quota: 12%
-/// used`: a 429 counts as a status (`HTTP 429`, `status: 429`, `(429`, `429 Too Many`,
-/// `429:`), a quota when it is exceeded, exhausted, reached, out, insufficient or resets.
+/// used`, nor `Job 429: started`: a 429 counts as a status (`HTTP 429`, `status: 429`,
+/// `error (429`, `429 Too Many`), a quota when it is exceeded, exhausted, reached, out,
+/// insufficient or resets.
 static LIMIT_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r"(?ix)
           \b(?:http(?:/[0-9.]+)?|status(?:[\s_]?code)?|code|error|response|got|returned|received)\W{0,3}429\b
-        | [(\[]\s*429\b
-        | \b429\b\s*(?:[:)\]-]|too\b|error\b|status\b)
+        | \b429\W{0,3}(?:too\W+many\b|error\b|status\b)
         | quota\W{0,3}(?:\w+\W{1,3}){0,2}?(?:exceeded|exhausted|reached|limit|will\s+reset|resets?)\b
         | \b(?:exceeded|exhausted|reached|out\s+of|insufficient)\W{0,3}(?:\w+\W{1,3}){0,3}?quota
         | insufficient_quota
@@ -68,24 +84,34 @@ static LIMIT_WORDING: LazyLock<Regex> = LazyLock::new(|| {
 /// `line` or one of the `before` lines (the lines of its stream just before it) has limit
 /// wording (docs/rate-limits.md, "Clients that wait for the reset").
 pub(crate) fn announced_wait(line: &str, before: &[String]) -> Option<Duration> {
+    if API_RETRY_FOR_A_LIMIT.is_match(line) {
+        let delay: f64 = API_RETRY_DELAY.captures(line)?.get(1)?.as_str().parse().ok()?;
+        return Duration::try_from_secs_f64(delay / 1000.0).ok();
+    }
     if CONTENT_LINE.is_match(line) {
         return None;
     }
     let captures = ANNOUNCED_WAIT.captures_iter(line).last()?;
-    let names_a_limit = LIMIT_WORDING.is_match(line)
-        || before.iter().any(|earlier| !CONTENT_LINE.is_match(earlier) && LIMIT_WORDING.is_match(earlier));
+    // A file system's quota (`Disk quota exceeded`) is the host's, no vendor's limit.
+    let is_limit = |text: &str| LIMIT_WORDING.is_match(text) && !FILESYSTEM_QUOTA.is_match(text);
+    let names_a_limit =
+        is_limit(line) || before.iter().any(|earlier| !CONTENT_LINE.is_match(earlier) && is_limit(earlier));
     if !names_a_limit {
         return None;
     }
-    let amount: f64 = captures.get(1)?.as_str().parse().ok()?;
-    let unit = captures.get(2)?.as_str().to_ascii_lowercase();
-    let seconds_per_unit = match unit.as_str() {
-        "ms" | "millisecond" | "milliseconds" => 0.001,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-        _ => 3600.0,
-    };
-    Duration::try_from_secs_f64(amount * seconds_per_unit).ok()
+    // `1m 50s` is a minute and fifty seconds, as Claude Code writes its waits.
+    let mut seconds = 0.0;
+    for part in WAIT_PART.captures_iter(captures.get(1)?.as_str()) {
+        let amount: f64 = part.get(1)?.as_str().parse().ok()?;
+        let seconds_per_unit = match part.get(2)?.as_str().to_ascii_lowercase().as_str() {
+            "ms" | "millisecond" | "milliseconds" => 0.001,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+            _ => 3600.0,
+        };
+        seconds += amount * seconds_per_unit;
+    }
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// The first wait longer than `limit` announced in a captured `output`, with its line:
@@ -209,8 +235,16 @@ mod tests {
             announced_wait("Retrying in 2 minutes", &["HTTP 429 Too Many Requests".to_string()]),
             Some(Duration::from_secs(120))
         );
-        // A count of 429 or a mention of a quota is no limit.
-        for earlier in ["Imported 429 rows", "page 3/429 fetched", "Checked storage quota: 12% used"] {
+        // A count of 429 or a mention of a quota is no limit, nor is a file system's quota.
+        for earlier in [
+            "Imported 429 rows",
+            "page 3/429 fetched",
+            "Checked storage quota: 12% used",
+            "Job 429: started",
+            "Error: Connection timed out (429 ms)",
+            "OSError: [Errno 122] Disk quota exceeded: '/home/u/.cache/x'",
+            "cp: error writing 'out.bin': Disk quota exceeded",
+        ] {
             let notice = "ConnectionError: database is locked. Retrying in 2 minutes.";
             assert_eq!(announced_wait(notice, &[earlier.to_string()]), None, "{earlier}");
         }
@@ -231,6 +265,35 @@ mod tests {
                 "{earlier}"
             );
         }
+    }
+
+    #[test]
+    fn a_wait_of_several_parts_counts_them_all() {
+        let limited = ["Rate limit exceeded.".to_string()];
+        for (line, seconds) in [
+            ("Rate limited · retrying in 1m 50s · attempt 1 of 10", 110),
+            ("Retrying in 2m 30s.", 150),
+            ("Retrying in 9m 47s · attempt 2 of 10", 587),
+            ("Retrying after 1h 2m 3s...", 3723),
+            ("Retrying in 4 seconds… (attempt 4/10)", 4),
+        ] {
+            assert_eq!(announced_wait(line, &limited), Some(Duration::from_secs(seconds)), "{line}");
+        }
+    }
+
+    #[test]
+    fn claude_codes_stream_json_retry_after_a_rate_limit_announces_its_wait() {
+        let event = |delay: &str, error: &str| {
+            format!(
+                "{{\"type\":\"system\",\"subtype\":\"api_retry\",\"attempt\":1,\"max_retries\":10,\"retry_delay_ms\":{delay},{error},\"session_id\":\"s\"}}"
+            )
+        };
+        let limit = "\"error_status\":429,\"error\":\"rate_limit\"";
+        assert_eq!(announced_wait(&event("3600000", limit), &[]), Some(Duration::from_secs(3600)));
+        assert_eq!(announced_wait(&event("549.5", limit), &[]), Some(Duration::from_micros(549_500)));
+        // An overloaded server retried is no limit's wait.
+        let overloaded = "\"error_status\":529,\"error\":\"overloaded\"";
+        assert_eq!(announced_wait(&event("3600000", overloaded), &[]), None);
     }
 
     #[test]

@@ -39,6 +39,31 @@ fn supervise_log_file_creates_its_folder_owner_only_and_appends_dated_lines() {
 }
 
 #[test]
+fn log_lines_a_full_disk_refused_are_recorded_as_lost() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let log = fixture.path("logs/pass.log");
+    // The log file may hold 100 bytes, as a disk that fills up: the pass's first lines
+    // fit, the rest do not.
+    let pass = fixture
+        .drainctl(&["-v", "drain", "docs", "--log-file", log.to_str().unwrap()])
+        .run_with_file_size_limit(100);
+    pass.assert_code(0);
+    assert_eq!(fixture.item("docs", "a").0, "done", "the work is done all the same");
+    // Before, nothing said the log had lost lines.
+    let recorded: Vec<String> = fixture.column(
+        "SELECT message FROM events WHERE kind = 'log_write_failed' AND drain = 'docs' AND run_id = 1",
+    );
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(recorded[0].starts_with("could not write every log line: File too large"), "{recorded:?}");
+    // A pass whose log takes every line records nothing.
+    fixture.enqueue("docs", &[("b".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let roomy = fixture.path("logs/roomy.log");
+    fixture.drainctl(&["-v", "drain", "docs", "--log-file", roomy.to_str().unwrap()]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'log_write_failed'"), 1);
+}
+
+#[test]
 fn supervise_log_file_that_cannot_be_created_fails_with_78_on_stderr() {
     let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
     let blocker = fixture.path("not-a-folder");

@@ -265,6 +265,24 @@ impl Drainctl {
         finished(self.command.output().expect("run drainctl"))
     }
 
+    /// Run with every file the process writes limited to `max_bytes` (RLIMIT_FSIZE, with
+    /// SIGXFSZ ignored): a write beyond fails with EFBIG, as on a full disk.
+    pub fn run_with_file_size_limit(mut self, max_bytes: u64) -> Finished {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit and signal are async-signal-safe; nothing is allocated.
+        unsafe {
+            self.command.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: max_bytes, rlim_max: max_bytes };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        self.run()
+    }
+
     pub fn spawn(mut self) -> std::process::Child {
         self.command.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         self.command.stdout(Stdio::piped()).stderr(Stdio::piped());
