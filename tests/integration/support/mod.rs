@@ -246,28 +246,23 @@ impl Drainctl {
     }
 
     /// Run with stdout going to `stdout` (a file), of which the process may write only
-    /// the first `max_bytes` bytes (RLIMIT_FSIZE, with SIGXFSZ ignored): the write that
+    /// the first `max_bytes` bytes (see [`Drainctl::with_file_size_limit`]): the write that
     /// crosses the limit writes what fits, the next fails with EFBIG, as on a full disk.
-    pub fn run_with_stdout_limited_to(mut self, stdout: std::fs::File, max_bytes: u64) -> Finished {
-        use std::os::unix::process::CommandExt;
-        self.command.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
-        // SAFETY: setrlimit and signal are async-signal-safe; nothing is allocated.
-        unsafe {
-            self.command.pre_exec(move || {
-                let limit = libc::rlimit { rlim_cur: max_bytes, rlim_max: max_bytes };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-        finished(self.command.output().expect("run drainctl"))
+    pub fn run_with_stdout_limited_to(self, stdout: std::fs::File, max_bytes: u64) -> Finished {
+        let mut limited = self.with_file_size_limit(max_bytes);
+        limited.command.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+        finished(limited.command.output().expect("run drainctl"))
     }
 
-    /// Run with every file the process writes limited to `max_bytes` (RLIMIT_FSIZE, with
-    /// SIGXFSZ ignored): a write beyond fails with EFBIG, as on a full disk.
-    pub fn run_with_file_size_limit(mut self, max_bytes: u64) -> Finished {
+    /// Run with every file the process writes limited to `max_bytes`: a write beyond fails
+    /// with EFBIG, as on a full disk.
+    pub fn run_with_file_size_limit(self, max_bytes: u64) -> Finished {
+        self.with_file_size_limit(max_bytes).run()
+    }
+
+    /// Every file the process writes limited to `max_bytes` (RLIMIT_FSIZE, with SIGXFSZ
+    /// ignored, so that a write beyond fails instead of killing it).
+    fn with_file_size_limit(mut self, max_bytes: u64) -> Drainctl {
         use std::os::unix::process::CommandExt;
         // SAFETY: setrlimit and signal are async-signal-safe; nothing is allocated.
         unsafe {
@@ -280,7 +275,7 @@ impl Drainctl {
                 Ok(())
             });
         }
-        self.run()
+        self
     }
 
     pub fn spawn(mut self) -> std::process::Child {
