@@ -217,9 +217,6 @@ pub fn is_unsafe_to_show(c: char) -> bool {
         )
 }
 
-/// Write `line` (and a newline) to stderr, with its control characters escaped. A stderr
-/// that cannot take it — closed, or a log file on a full disk — loses the line, never the
-/// exit code: nothing is left to tell.
 /// The first error writing a log line met (a full disk under the log file), kept so that
 /// the pass can record that its log lost lines (see [`record_lost_log_lines`]).
 static LOG_WRITE_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -270,6 +267,9 @@ pub fn record_lost_log_lines(
     crate::db::events::record_event_or_log(client, outbox, &event, now);
 }
 
+/// Write `line` (and a newline) to stderr, with its control characters escaped. A stderr
+/// that cannot take it — closed, or a log file on a full disk — loses the line, never the
+/// exit code: nothing is left to tell.
 pub fn say_on_stderr(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(line));
