@@ -272,14 +272,6 @@ pub fn register_secret(secret: &str) {
 /// stands alone, not inside a longer word: masking every `a` of a line for the password
 /// `a` would garble the line and give the password away by the letters it masked.
 pub fn scrub(text: &str) -> String {
-    // `scheme://user:PASSWORD@host`: the password runs to the last `@` of the word, as an
-    // unencoded `@` in it is still the user's password.
-    static URL_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        crate::quota::patterns::compile(r"(?i)([a-z][a-z0-9+.-]*://[^\s/?#@:]*:)(\S*)@")
-    });
-    static KEY_VALUE_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        crate::quota::patterns::compile(r"(?i)(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'][^\s]*)")
-    });
     // The placeholder of a hint (`postgres://USER:PASSWORD@HOST`) is no password.
     let scrubbed = URL_PASSWORD.replace_all(text, |found: &regex::Captures<'_>| match &found[2] {
         "PASSWORD" => found[0].to_string(),
@@ -294,10 +286,26 @@ pub fn scrub(text: &str) -> String {
     scrubbed
 }
 
+/// `scheme://user:PASSWORD@host`: the password runs to the last `@` of the word, as an
+/// unencoded `@` in it is still the user's password.
+static URL_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    crate::quota::patterns::compile(r"(?i)([a-z][a-z0-9+.-]*://[^\s/?#@:]*:)(\S*)@")
+});
+static KEY_VALUE_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    crate::quota::patterns::compile(r"(?i)(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'][^\s]*)")
+});
+
 /// [`scrub`] for bytes a worker printed: `None` when they hold no password, else their
 /// text (an invalid byte as U+FFFD, as it is shown anyway) with the passwords masked.
+/// Output without one is only scanned, never copied: this runs for every item.
 pub fn scrub_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(bytes);
+    let may_hold_one = URL_PASSWORD.is_match(&text)
+        || KEY_VALUE_PASSWORD.is_match(&text)
+        || SECRETS.lock().map_or(true, |secrets| secrets.iter().any(|secret| text.contains(secret.as_str())));
+    if !may_hold_one {
+        return None;
+    }
     let scrubbed = scrub(&text);
     (scrubbed != text).then(|| scrubbed.into_bytes())
 }

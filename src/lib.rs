@@ -224,7 +224,7 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
 /// database records), named with the option it belongs to and shown with U+FFFD for the
 /// bytes that are not.
 fn not_utf8_argument(args: &[OsString]) -> Option<String> {
-    let at = args.iter().position(|arg| arg.to_str().is_none())?;
+    let at = args.iter().skip(1).position(|arg| arg.to_str().is_none())? + 1;
     let shown = args[at].to_string_lossy();
     let option =
         at.checked_sub(1).and_then(|before| args[before].to_str()).filter(|arg| arg.starts_with("--"));

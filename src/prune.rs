@@ -85,6 +85,9 @@ pub fn prune_now(
     Ok(report)
 }
 
+/// How long after a prune that failed `supervise` tries again.
+const RETRY_FAILED_PRUNE_AFTER: chrono::Duration = chrono::Duration::hours(1);
+
 /// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at
 /// least a day old, else returns None.
 pub fn prune_if_due(
@@ -94,14 +97,16 @@ pub fn prune_if_due(
     now: DateTime<Utc>,
 ) -> Result<Option<PruneReport>> {
     let due_if_before = now - chrono::Duration::days(1);
-    let Some(before) = retention::claim_task(client, TASK, due_if_before, now)? else {
+    if !retention::claim_task(client, TASK, due_if_before, now)? {
         return Ok(None);
-    };
+    }
     let pruned = prune(client, outbox, config, now, false);
     if pruned.is_err() {
-        // A prune that failed or was stopped is not the day's: the next pass tries again
+        // A prune that failed or was stopped is not the day's: the first pass an hour
+        // later tries again — not every pass, as a lasting cause would fail them all
         // (docs/operations.md, "Retention").
-        if let Err(error) = retention::unclaim_task(client, TASK, now, before) {
+        let counted_at = due_if_before + RETRY_FAILED_PRUNE_AFTER;
+        if let Err(error) = retention::count_task_as_run_at(client, TASK, now, counted_at) {
             log::warn!("could not mark the failed prune as not done; the next one is a day later: {error}");
         }
     }

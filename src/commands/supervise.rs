@@ -12,11 +12,12 @@ use crate::model::{EventKind, PassStatus};
 use crate::output::Report;
 
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
-    let report = crate::supervise::run(ctx, args)?;
+    let passed = crate::supervise::run(ctx, args);
     if !args.dry_run {
         let now = ctx.clock.now();
         crate::output::record_lost_log_lines(&mut ctx.client, &ctx.outbox, None, None, now);
     }
+    let report = passed?;
     let has_acted = !args.dry_run
         && report.json.get("status").and_then(|status| status.as_str()) == Some(PassStatus::Done.as_str());
     if !has_acted {

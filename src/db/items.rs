@@ -1715,8 +1715,9 @@ pub fn retry_item(
     // A running item whose run is no longer running is held by nobody: it may be taken.
     let is_orphaned = state == ItemState::Running && {
         let claimed_by: Option<i64> = current.get(3);
-        let run = client
-            .query_opt("SELECT status = 'running' FROM runs WHERE id = $1 FOR SHARE", &[&claimed_by])?;
+        // Read, not locked: supervise ending a run locks it before its items, and a run that
+        // is not running never runs again.
+        let run = client.query_opt("SELECT status = 'running' FROM runs WHERE id = $1", &[&claimed_by])?;
         !run.is_some_and(|run| run.get::<_, bool>(0))
     };
     if state != ItemState::Dead && state != ItemState::Pending && !is_orphaned {

@@ -160,40 +160,34 @@ pub fn running_log_paths(client: &mut impl GenericClient) -> Result<Vec<String>>
 }
 
 /// Claim housekeeping `task` if it last ran at or before `due_if_before` (or never):
-/// records `now` as its last run and returns the run before it (`Some(None)`: never);
-/// `None` when it ran more recently.
+/// records `now` as its last run and returns true; false when it ran more recently.
 pub fn claim_task(
     client: &mut impl GenericClient,
     task: &str,
     due_if_before: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Option<Option<DateTime<Utc>>>> {
+) -> Result<bool> {
     let row = client.query_opt(
-        "WITH before AS (SELECT last_run_at FROM maintenance WHERE task = $1)
-         INSERT INTO maintenance (task, last_run_at) VALUES ($1, $2)
+        "INSERT INTO maintenance (task, last_run_at) VALUES ($1, $2)
          ON CONFLICT (task) DO UPDATE SET last_run_at = EXCLUDED.last_run_at
           WHERE maintenance.last_run_at <= $3
-         RETURNING (SELECT last_run_at FROM before)",
+         RETURNING task",
         &[&task, &now, &due_if_before],
     )?;
-    Ok(row.map(|row| row.get(0)))
+    Ok(row.is_some())
 }
 
-/// Give back a claim of `task` made at `claimed_at` whose run failed or was stopped: its
-/// last run is `before` again, so that the next pass tries it (none: it never ran).
-pub fn unclaim_task(
+/// Record a claim of `task` made at `claimed_at` whose run failed or was stopped as a run
+/// at `counted_at` instead, earlier, so that it is due again sooner.
+pub fn count_task_as_run_at(
     client: &mut impl GenericClient,
     task: &str,
     claimed_at: DateTime<Utc>,
-    before: Option<DateTime<Utc>>,
+    counted_at: DateTime<Utc>,
 ) -> Result<()> {
-    match before {
-        Some(before) => client.execute(
-            "UPDATE maintenance SET last_run_at = $3 WHERE task = $1 AND last_run_at = $2",
-            &[&task, &claimed_at, &before],
-        )?,
-        None => client
-            .execute("DELETE FROM maintenance WHERE task = $1 AND last_run_at = $2", &[&task, &claimed_at])?,
-    };
+    client.execute(
+        "UPDATE maintenance SET last_run_at = $3 WHERE task = $1 AND last_run_at = $2",
+        &[&task, &claimed_at, &counted_at],
+    )?;
     Ok(())
 }

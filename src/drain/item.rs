@@ -153,8 +153,12 @@ impl Pass<'_> {
         }
         // A session the server ended while the worker ran is replaced before the first
         // statement that settles the worker (see `reconnect`).
-        let succeeded = matches!(&result, Ok(report) if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none());
-        if let Err(error) = self.reconnect_if_lost(took, succeeded, &while_working) {
+        // Only a plain success is settled by the next claim alone: usage to record, a
+        // failure, a hit or a timeout takes statements of its own first.
+        let settled_by_next_claim = matches!(&result, Ok(report)
+            if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
+                && !crate::usage::reports_usage(&report.stdout));
+        if let Err(error) = self.reconnect_if_lost(took, settled_by_next_claim, &while_working) {
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").
             let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);

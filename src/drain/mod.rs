@@ -279,6 +279,8 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     // Stopped by an error, not by the items: give their attempts back.
     let max_attempts = pass.drain.max_attempts as i32;
     let released = in_transaction(pass.client, |tx| {
+        // The run first, then its items, as `supervise` ending the run locks them.
+        runs::lock_own_run(tx, run_id)?;
         items::release_run_items(tx, run_id, &note, max_attempts, true, None, at)?;
         if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at, pass.idle_seconds)? {
             record_event(tx, pass.outbox, &event, at)?;

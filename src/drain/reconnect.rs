@@ -37,8 +37,9 @@ const UNKNOWN_CLAIM_NOTE: &str =
 /// A worker that ran at least this long is followed by a look at the connection (one
 /// round trip). A quicker one that succeeded is not worth it: its result goes into the
 /// statement between two workers, which opens a new session when it finds the old one
-/// gone. A quicker one that did not succeed is looked after too, as its failure, quota
-/// hit or timeout is settled by statements of their own (`Pass::reconnect_if_lost`).
+/// gone. A quicker one that did not succeed, or that reports its usage, is looked after
+/// too, as its failure, quota hit, timeout or usage is recorded by statements of their
+/// own (`Pass::reconnect_if_lost`).
 const CHECK_AFTER_WORKER: Duration = Duration::from_secs(1);
 
 /// How long the look at the connection may wait for the server. A server that does not
@@ -145,15 +146,16 @@ impl<'a> Pass<'a> {
     /// After a worker that ran `took`: when the server ended the session meanwhile, open a
     /// new one (see `reconnect`). `while_working`: what the recorder tried meanwhile. A
     /// session a statement found gone while the worker ran, or that a failed statement may
-    /// have found so, is replaced whatever `took`; so is one after a worker that did not
-    /// `succeed` (exit 0, not stopped), which the next claim does not settle.
+    /// have found so, is replaced whatever `took`; so is one after a worker the next claim
+    /// does not settle alone (not exit 0, stopped, or reporting usage).
     pub(super) fn reconnect_if_lost(
         &mut self,
         took: Duration,
-        succeeded: bool,
+        settled_by_next_claim: bool,
         while_working: &WhileWorking,
     ) -> Result<()> {
-        let should_look = took >= CHECK_AFTER_WORKER || !succeeded || while_working.statement_failed;
+        let should_look =
+            took >= CHECK_AFTER_WORKER || !settled_by_next_claim || while_working.statement_failed;
         let is_lost = self.client.is_closed() || (should_look && is_session_lost(self.client));
         if !is_lost {
             return Ok(());

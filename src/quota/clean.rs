@@ -117,14 +117,19 @@ pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
     };
     let mut seen = Seen::Nothing;
     let mut is_codex = false;
-    for line in lines.iter_mut() {
+    for index in 0..lines.len() {
+        // Without the header (a long session's is beyond the tail read), an `exec` line is
+        // codex's when its command's status line follows within two lines.
+        let opens_exec = lines[index].text == "exec"
+            && (is_codex || lines[index + 1..].iter().take(2).any(|next| EXEC_STATUS.is_match(&next.text)));
+        let line = &mut lines[index];
         let text = line.text.as_str();
         seen = match seen {
             Seen::Nothing if text.starts_with("OpenAI Codex v") => {
                 is_codex = true;
                 Seen::Header
             }
-            Seen::Nothing | Seen::Exec(_) if is_codex && text == "exec" => Seen::Exec(EXEC_BLOCK_LINES),
+            Seen::Nothing | Seen::Exec(_) if opens_exec => Seen::Exec(EXEC_BLOCK_LINES),
             Seen::Nothing => Seen::Nothing,
             Seen::Exec(_) if codex_own(text) => Seen::Nothing,
             Seen::Exec(left) => {
@@ -157,8 +162,9 @@ pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
 
 /// The end of the line that names a command codex ran: `… succeeded in 212ms:`,
 /// `… exited 1 in 1.2s:`.
-static EXEC_STATUS: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?:^|\s)(?:succeeded|exited\s+-?[0-9]+)\s+in\s+[0-9][0-9.]*\s*[a-z]*:$"));
+static EXEC_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"(?:^|\s)(?:succeeded|exited\s+-?[0-9]+)\s+in\s+(?:[0-9]+m\s*)?[0-9][0-9.]*\s*[a-z]*:$")
+});
 
 /// Opening minus closing brackets: how far a line leaves a JSON body open.
 fn bracket_balance(physical: &str) -> i64 {

@@ -1156,9 +1156,19 @@ mod tests {
         let after = format!("{long}HTTP/1.1 502 Bad Gateway");
         let outcome = classify(OpenAi, b"", codex(&after, limit).as_bytes(), Some(1));
         assert!(matches!(outcome, Outcome::ServerError { .. }), "{outcome:?}");
-        // Without codex's header, an `exec` line is anybody's.
+        // Without codex's header, an `exec` line is anybody's…
         let plain = format!("exec\nHTTP/1.1 502 Bad Gateway\n{limit}\n");
         assert!(matches!(classify(OpenAi, b"", plain.as_bytes(), Some(1)), Outcome::ServerError { .. }));
+        // …unless its command's status follows, as when a long session's header is cut off.
+        let headless = codex("HTTP/1.1 502 Bad Gateway", limit);
+        let headless = &headless[headless.find("thinking").unwrap()..];
+        let outcome = classify(OpenAi, b"", headless.as_bytes(), Some(1));
+        assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
+        // A command that ran over a minute: `succeeded in 1m 05s:`.
+        let minute =
+            codex("HTTP/1.1 502 Bad Gateway", limit).replace("succeeded in 212ms:", "succeeded in 1m 05s:");
+        let outcome = classify(OpenAi, b"", minute.as_bytes(), Some(1));
+        assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
     }
 
     #[test]

@@ -64,7 +64,7 @@ static CONTENT_LINE: LazyLock<Regex> = LazyLock::new(|| {
 static LIMIT_WORDING: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r"(?ix)
-          \b(?:http(?:/[0-9.]+)?|status(?:[\s_]?code)?|code|error|response|got|returned|received)\W{0,3}429\b
+          \b(?:http(?:/[0-9.]+|error)?|status(?:[\s_]?code)?|code|error|response)\W{0,3}429\b
         | \b429\W{0,3}(?:too\W+many\b|error\b|status\b)
         | quota\W{0,3}(?:\w+\W{1,3}){0,2}?(?:exceeded|exhausted|reached|limit|will\s+reset|resets?)\b
         | \b(?:exceeded|exhausted|reached|out\s+of|insufficient)\W{0,3}(?:\w+\W{1,3}){0,3}?quota
@@ -241,6 +241,9 @@ mod tests {
             "page 3/429 fetched",
             "Checked storage quota: 12% used",
             "Job 429: started",
+            "Query returned 429 rows",
+            "Sync: received 429 messages",
+            "Batch 7: got 429 results",
             "Error: Connection timed out (429 ms)",
             "OSError: [Errno 122] Disk quota exceeded: '/home/u/.cache/x'",
             "cp: error writing 'out.bin': Disk quota exceeded",
@@ -250,7 +253,8 @@ mod tests {
         }
         for earlier in [
             "Error: status 429",
-            "got 429 from upstream",
+            "HTTPError: 429",
+            "upstream response 429",
             "429: rate limited",
             "(429) Too Many Requests",
             "You exceeded your current quota, please check your plan",

@@ -901,6 +901,24 @@ fn a_session_lost_while_a_quick_worker_fails_is_replaced_and_the_failure_recorde
 }
 
 #[test]
+fn a_session_lost_while_a_quick_worker_reports_its_usage_is_replaced_and_the_result_kept() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let result = r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","total_cost_usd":0.01,"usage":{"input_tokens":3,"output_tokens":5}}"#;
+    let config = config_with_a_worker_ending_the_session(&fixture, &format!("printf '%s\\n' '{result}'"));
+    fixture.write_config(&config);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    // Before: exit 69, the usage's statement the first to meet the ended session.
+    pass.assert_code(0);
+    assert!(pass.stderr.contains("reconnected to the database"), "{}", pass.stderr);
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done' AND usage_at IS NOT NULL"),
+        1
+    );
+}
+
+#[test]
 fn checkpoints_recorded_again_after_a_reconnect_are_not_reported_as_lost_for_good() {
     let fixture = Fixture::new(&config(""), NOW);
     let (started, ended) = (fixture.path("started"), fixture.path("ended"));

@@ -935,12 +935,15 @@ fn a_daily_prune_that_failed_is_tried_again_by_the_next_supervise() {
     assert_ne!(failed.code, 0, "{}", failed.stderr);
     assert!(failed.stderr.contains("could not prune old history"), "{}", failed.stderr);
     client.batch_execute("DROP TRIGGER keep_events ON events").unwrap();
-    // The next pass, within the day: before, the failed prune counted as the day's.
-    fixture.set_now("2026-11-27T10:15:00Z");
+    // Not every pass tries again, the first an hour later does: before, the failed prune
+    // counted as the day's.
+    fixture.set_now("2026-11-27T10:45:00Z");
+    assert_eq!(supervise(&fixture)["prune"], Value::Null, "tried again only an hour later");
+    fixture.set_now("2026-11-27T11:00:00Z");
     let pass = supervise(&fixture);
     assert_eq!(pass["prune"]["events"], 1, "{pass:#}");
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'old_event'"), 0);
-    fixture.set_now("2026-11-27T10:30:00Z");
+    fixture.set_now("2026-11-27T11:15:00Z");
     assert_eq!(supervise(&fixture)["prune"], Value::Null, "pruned less than a day ago");
 }
 
