@@ -155,9 +155,11 @@ impl Pass<'_> {
         // statement that settles the worker (see `reconnect`).
         // Only a plain success is settled by the next claim alone: usage to record, a
         // failure, a hit or a timeout takes statements of its own first.
-        let settled_by_next_claim = matches!(&result, Ok(report)
-            if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
-                && !crate::usage::reports_usage(&report.stdout));
+        let settled_by_next_claim = || {
+            matches!(&result, Ok(report)
+                if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
+                    && !crate::usage::reports_usage(&report.stdout))
+        };
         if let Err(error) = self.reconnect_if_lost(took, settled_by_next_claim, &while_working) {
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").

@@ -151,11 +151,12 @@ impl<'a> Pass<'a> {
     pub(super) fn reconnect_if_lost(
         &mut self,
         took: Duration,
-        settled_by_next_claim: bool,
+        settled_by_next_claim: impl FnOnce() -> bool,
         while_working: &WhileWorking,
     ) -> Result<()> {
+        // Asked last: reading the usage parses the output.
         let should_look =
-            took >= CHECK_AFTER_WORKER || !settled_by_next_claim || while_working.statement_failed;
+            took >= CHECK_AFTER_WORKER || while_working.statement_failed || !settled_by_next_claim();
         let is_lost = self.client.is_closed() || (should_look && is_session_lost(self.client));
         if !is_lost {
             return Ok(());
