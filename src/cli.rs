@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::{ItemState, Trigger};
@@ -175,8 +176,8 @@ pub struct DrainArgs {
     pub trigger: Trigger,
     /// Append this pass's output and dated log lines to PATH (created owner-only, with its
     /// folder), as `supervise` sets it: a `YYYYmmddTHHMMSSZ-PID.log` name is renamed (or
-    /// created) after this process's pid, and the run records the path
-    #[arg(long, value_name = "PATH", value_parser = recorded_path)]
+    /// created) after this process's pid, and the run records the path (so it must be UTF-8)
+    #[arg(long, value_name = "PATH", value_parser = clap::builder::StringValueParser::new().map(PathBuf::from))]
     pub log_file: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -553,12 +554,6 @@ impl std::fmt::Display for InvalidValue {
 }
 
 impl std::error::Error for InvalidValue {}
-
-/// A path the database records (`drain --log-file`): it must be UTF-8, as the `text`
-/// column that keeps it is, or the run would record a path that does not exist.
-fn recorded_path(text: &str) -> Result<PathBuf, InvalidValue> {
-    Ok(PathBuf::from(text))
-}
 
 /// `--lock-timeout`: a duration of at most [`crate::db::MAX_LOCK_TIMEOUT`].
 fn lock_timeout(text: &str) -> Result<Duration, InvalidValue> {

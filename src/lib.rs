@@ -154,16 +154,23 @@ fn parse_failed(error: &clap::Error, args: &[OsString]) -> u8 {
 /// The command that `args` name (`drainctl burst on`): their words that name a
 /// subcommand of the command before them.
 fn command_named(args: &[OsString]) -> String {
+    command_reached(args, None).0.join(" ")
+}
+
+/// The command the words of `args` reach, each naming a subcommand of the command before
+/// it, up to the word `stop` (all of them without one): its path from `drainctl` and the
+/// command itself.
+fn command_reached(args: &[OsString], stop: Option<&str>) -> (Vec<String>, clap::Command) {
     use clap::CommandFactory;
     let mut command = Cli::command();
     let mut path = vec!["drainctl".to_string()];
-    for arg in args.iter().skip(1).filter_map(|arg| arg.to_str()) {
+    for arg in args.iter().skip(1).filter_map(|arg| arg.to_str()).take_while(|arg| Some(*arg) != stop) {
         if let Some(sub) = command.find_subcommand(arg).cloned() {
             path.push(sub.get_name().to_string());
             command = sub;
         }
     }
-    path.join(" ")
+    (path, command)
 }
 
 /// clap's error as one line (docs/exit-codes.md): its message and tips, then where the
@@ -206,16 +213,15 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
     if error.kind() == clap::error::ErrorKind::InvalidUtf8 {
         message = not_utf8_argument(args).unwrap_or(message);
     }
-    if let Some(tip) = stray_word_tip(error, args, &command) {
+    if let Some(word) = stray_word(error) {
+        let is_subcommand = command_reached(args, Some(&word)).1.find_subcommand(&word).is_some();
         // clap calls a stray word after a command's argument a subcommand in conflict.
-        if let Some(clap::error::ContextValue::String(word)) =
-            error.get(clap::error::ContextKind::InvalidSubcommand)
-        {
-            if error.kind() == clap::error::ErrorKind::ArgumentConflict && !subcommand_exists(args, word) {
-                message = format!("unexpected argument '{word}' found");
-            }
+        if error.kind() == clap::error::ErrorKind::ArgumentConflict && !is_subcommand {
+            message = format!("unexpected argument '{word}' found");
         }
-        message = format!("{message}; {tip}");
+        if let Some(tip) = stray_word_tip(&word, is_subcommand, args, &command) {
+            message = format!("{message}; {tip}");
+        }
     }
     format!("{message}; see `{command} --help`")
 }
@@ -238,16 +244,8 @@ fn not_utf8_argument(args: &[OsString]) -> Option<String> {
 /// (docs/cli.md): `items NAME KEY` is `items show NAME KEY`, `runs 12` is `runs show 12`,
 /// `events NAME` is `events --drain NAME`, `passes 5` is `passes --limit 5`, and a burst
 /// deadline goes after `--until`, quoted when it has a space.
-fn stray_word_tip(error: &clap::Error, args: &[OsString], command: &str) -> Option<String> {
-    use clap::error::{ContextKind, ContextValue};
-    let word =
-        [ContextKind::InvalidSubcommand, ContextKind::InvalidArg].into_iter().find_map(|kind| match error
-            .get(kind)
-        {
-            Some(ContextValue::String(word)) if !word.starts_with('-') => Some(word.clone()),
-            _ => None,
-        })?;
-    if subcommand_exists(args, &word) {
+fn stray_word_tip(word: &str, is_subcommand: bool, args: &[OsString], command: &str) -> Option<String> {
+    if is_subcommand {
         return Some(format!("`{word}` goes right after `{command}`, before its other arguments"));
     }
     let is_number = word.parse::<u64>().is_ok();
@@ -274,16 +272,15 @@ fn stray_word_tip(error: &clap::Error, args: &[OsString], command: &str) -> Opti
     }
 }
 
-/// Whether `word` names a subcommand of the command `args` name.
-fn subcommand_exists(args: &[OsString], word: &str) -> bool {
-    use clap::CommandFactory;
-    let mut command = Cli::command();
-    for arg in args.iter().skip(1).filter_map(|arg| arg.to_str()).take_while(|arg| *arg != word) {
-        if let Some(sub) = command.find_subcommand(arg).cloned() {
-            command = sub;
+/// The bare word clap found no place for (not an option), if its error names one.
+fn stray_word(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    [ContextKind::InvalidSubcommand, ContextKind::InvalidArg].into_iter().find_map(|kind| {
+        match error.get(kind) {
+            Some(ContextValue::String(word)) if !word.starts_with('-') => Some(word.clone()),
+            _ => None,
         }
-    }
-    command.find_subcommand(word).is_some()
+    })
 }
 
 /// The words after the subcommand `after` that are neither an option nor an option's value.

@@ -163,7 +163,7 @@ fn insert_event(
     // row nor the notification shows it (docs/configuration.md).
     let event = &Event {
         message: crate::error::scrub(&event.message),
-        data: scrubbed_json(&event.data),
+        data: super::map_strings(&event.data, &crate::error::scrub),
         ..event.clone()
     };
     // Nor U+0000, which neither column takes.
@@ -267,17 +267,6 @@ pub fn release_notification(client: &mut Client, event_id: i64) -> Result<()> {
 
 /// Append an event, logging (not failing) when it cannot be written: used on paths that
 /// are already handling another failure.
-/// `value` with every string in it passed through [`crate::error::scrub`].
-fn scrubbed_json(value: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => Value::String(crate::error::scrub(text)),
-        Value::Array(values) => Value::Array(values.iter().map(scrubbed_json).collect()),
-        Value::Object(map) => map.iter().map(|(key, value)| (key.clone(), scrubbed_json(value))).collect(),
-        other => other.clone(),
-    }
-}
-
 pub fn record_event_or_log(
     client: &mut impl GenericClient,
     outbox: &Outbox,

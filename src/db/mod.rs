@@ -49,20 +49,23 @@ pub fn storable_json(value: &serde_json::Value) -> std::borrow::Cow<'_, serde_js
             _ => false,
         }
     }
-    fn cleaned(value: &Value) -> Value {
-        match value {
-            Value::String(text) => Value::String(storable_text(text).into_owned()),
-            Value::Array(values) => Value::Array(values.iter().map(cleaned).collect()),
-            Value::Object(map) => {
-                map.iter().map(|(key, value)| (storable_text(key).into_owned(), cleaned(value))).collect()
-            }
-            other => other.clone(),
-        }
-    }
     if has_nul(value) {
-        std::borrow::Cow::Owned(cleaned(value))
+        std::borrow::Cow::Owned(map_strings(value, &|text| storable_text(text).into_owned()))
     } else {
         std::borrow::Cow::Borrowed(value)
+    }
+}
+
+/// `value` with `change` applied to every string in it, keys included.
+pub fn map_strings(value: &serde_json::Value, change: &dyn Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(change(text)),
+        Value::Array(values) => Value::Array(values.iter().map(|value| map_strings(value, change)).collect()),
+        Value::Object(map) => {
+            map.iter().map(|(key, value)| (change(key), map_strings(value, change))).collect()
+        }
+        other => other.clone(),
     }
 }
 

@@ -34,14 +34,14 @@ impl Pass<'_> {
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
             Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
         })?;
-        let report = match self.run_worker_on(item, &account, &payload)? {
-            Ok(report) => report,
+        let (report, outcome) = match self.run_worker_on(item, &account, &payload)? {
+            Ok(read) => read,
             Err(spawn_error) => {
                 let (why, setting) = (spawn_error.to_string(), spawn_error.setting());
                 return self.worker_not_started(item, &why, setting).map(ItemEnd::Stop);
             }
         };
-        self.settle(item, &account, &payload, report)
+        self.settle(item, &account, report, outcome)
     }
 
     /// The item's source file is gone: settle it as skipped without running the worker.
@@ -67,13 +67,13 @@ impl Pass<'_> {
     /// Run the worker on the item with the account's environment, resuming its session
     /// when it has a usable resume token. While it runs, its checkpoints and resume tokens
     /// are recorded and the previous result is committed; the error is the worker's that
-    /// did not start.
+    /// did not start. The report comes back read (see [`Pass::read_report`]).
     fn run_worker_on(
         &mut self,
         item: &ClaimedItem,
         account: &AccountConfig,
         payload: &[u8],
-    ) -> Result<std::result::Result<WorkerReport, SpawnError>> {
+    ) -> Result<std::result::Result<(WorkerReport, Outcome), SpawnError>> {
         let resume_token = self.usable_resume_token(item)?;
         let (argv, env, env_remove) = self.worker_command(item, account, resume_token.as_deref());
         let spec = WorkerSpec {
@@ -151,21 +151,24 @@ impl Pass<'_> {
         if result.is_ok() {
             self.last_worker_took = Some(took);
         }
+        let result = result.map(|mut report| {
+            let outcome = self.read_report(account, payload, &mut report);
+            (report, outcome)
+        });
         // A session the server ended while the worker ran is replaced before the first
-        // statement that settles the worker (see `reconnect`).
-        // Only a plain success is settled by the next claim alone: usage to record, a
-        // failure, a hit or a timeout takes statements of its own first.
+        // statement that settles the worker (see `reconnect`). Only a plain success is
+        // settled by the next claim alone: usage to record, a failure, a hit or a timeout
+        // takes statements of its own first.
         let settled_by_next_claim = || {
-            matches!(&result, Ok(report)
-                if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
-                    && !crate::usage::reports_usage(&report.stdout))
+            matches!(&result, Ok((report, outcome))
+                if is_plain_success(report, outcome) && !crate::usage::reports_usage(&report.stdout))
         };
         if let Err(error) = self.reconnect_if_lost(took, settled_by_next_claim, &while_working) {
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").
             let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);
             let ended = match &result {
-                Ok(report) => format!(
+                Ok((report, _)) => format!(
                     "item {}'s worker ended ({} bytes of output) while the database was away: its outcome \
                      was not recorded and is lost; {again}",
                     item.key,
@@ -252,24 +255,48 @@ impl Pass<'_> {
         (argv, env, env_remove)
     }
 
-    /// Classify what the worker reported and settle the item: interrupted, a quota hit, a
-    /// success, a server error or another failure. `payload` is what the worker got on
-    /// stdin, which it may echo.
-    fn settle(
-        &mut self,
-        item: &ClaimedItem,
-        account: &AccountConfig,
-        payload: &[u8],
-        mut report: WorkerReport,
-    ) -> Result<ItemEnd> {
-        // A worker may print the database URL or its password: nothing drainctl keeps or
-        // sends of its output but the result holds it (docs/configuration.md).
+    /// Read what the worker reported, before anything of it is written: its output's tails
+    /// without a password (a worker may print the database URL: nothing drainctl keeps or
+    /// sends of its output but the result holds one, docs/configuration.md), and what the
+    /// output says — a quota hit, a server error, or other. `payload` is what the worker
+    /// got on stdin, which it may echo.
+    fn read_report(&self, account: &AccountConfig, payload: &[u8], report: &mut WorkerReport) -> Outcome {
         for tail in [&mut report.stdout_tail, &mut report.stderr_tail] {
             if let Some(scrubbed) = crate::error::scrub_bytes(tail) {
                 *tail = scrubbed;
             }
         }
-        report.client_wait_line = report.client_wait_line.map(|line| crate::error::scrub(&line));
+        report.client_wait_line = report.client_wait_line.take().map(|line| crate::error::scrub(&line));
+        let now = self.clock.now();
+        let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
+        let input = worker_input(payload, &self.drain.command);
+        let outcome = self.classifier.classify_given(
+            &input,
+            &report.stdout_tail,
+            &report.stderr_tail,
+            exit_code(report.exit),
+            now,
+            zone,
+        );
+        // A client stopped while it announced a long wait hit its quota: see
+        // docs/rate-limits.md, "Clients that wait for the reset".
+        match (report.stop_reason, &report.client_wait_line) {
+            (Some(StopReason::ClientWaits(wait)), Some(line)) => {
+                Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, now, zone))
+            }
+            _ => outcome,
+        }
+    }
+
+    /// Settle the item as its worker's report was read ([`Pass::read_report`]):
+    /// interrupted, a quota hit, a success, a server error or another failure.
+    fn settle(
+        &mut self,
+        item: &ClaimedItem,
+        account: &AccountConfig,
+        report: WorkerReport,
+        outcome: Outcome,
+    ) -> Result<ItemEnd> {
         // Every attempt that ran a worker costs what it reports, whatever its outcome.
         self.record_usage(item, &report)?;
         let now = self.clock.now();
@@ -286,24 +313,6 @@ impl Pass<'_> {
             return Ok(ItemEnd::Stop(Stop { status: RunStatus::Failed, note, exit_code: EXIT_TEMPORARY }));
         }
         let exit_code = exit_code(report.exit);
-        let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
-        let input = worker_input(payload, &self.drain.command);
-        let outcome = self.classifier.classify_given(
-            &input,
-            &report.stdout_tail,
-            &report.stderr_tail,
-            exit_code,
-            now,
-            zone,
-        );
-        // A client stopped while it announced a long wait hit its quota: see
-        // docs/rate-limits.md, "Clients that wait for the reset".
-        let outcome = match (report.stop_reason, &report.client_wait_line) {
-            (Some(StopReason::ClientWaits(wait)), Some(line)) => {
-                Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, now, zone))
-            }
-            _ => outcome,
-        };
         match outcome {
             Outcome::QuotaHit(hit) => {
                 if self.charge_poison_hit(item, &report, &hit, now)? {
@@ -311,9 +320,7 @@ impl Pass<'_> {
                 }
                 self.settle_quota_hit(item, account, &hit, exit_code, now)
             }
-            Outcome::Other if report.exit == WorkerExit::Code(0) && report.stop_reason.is_none() => {
-                self.succeed(item, account, report)
-            }
+            Outcome::Other if is_plain_success(&report, &outcome) => self.succeed(item, account, report),
             Outcome::ServerError { matched_line } => {
                 self.fail(
                     item,
@@ -649,6 +656,12 @@ fn merged_env(drain: &[(String, String)], account: &[(String, String)]) -> Vec<(
 
 fn tail(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[bytes.len().saturating_sub(max)..]
+}
+
+/// Whether the worker succeeded as nothing but the next claim settles: exit 0, not
+/// stopped, and nothing in its output that reads otherwise.
+fn is_plain_success(report: &WorkerReport, outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Other) && report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
 }
 
 /// The outcome kind and error text of a failed attempt.

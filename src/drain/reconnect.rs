@@ -37,9 +37,9 @@ const UNKNOWN_CLAIM_NOTE: &str =
 /// A worker that ran at least this long is followed by a look at the connection (one
 /// round trip). A quicker one that succeeded is not worth it: its result goes into the
 /// statement between two workers, which opens a new session when it finds the old one
-/// gone. A quicker one that did not succeed, or that reports its usage, is looked after
-/// too, as its failure, quota hit, timeout or usage is recorded by statements of their
-/// own (`Pass::reconnect_if_lost`).
+/// gone. A quicker one whose output reads as anything else (a failure, a quota hit even
+/// with exit 0, a timeout), or that reports its usage, is looked after too: those are
+/// recorded by statements of their own (`Pass::reconnect_if_lost`).
 const CHECK_AFTER_WORKER: Duration = Duration::from_secs(1);
 
 /// How long the look at the connection may wait for the server. A server that does not
@@ -147,7 +147,7 @@ impl<'a> Pass<'a> {
     /// new one (see `reconnect`). `while_working`: what the recorder tried meanwhile. A
     /// session a statement found gone while the worker ran, or that a failed statement may
     /// have found so, is replaced whatever `took`; so is one after a worker the next claim
-    /// does not settle alone (not exit 0, stopped, or reporting usage).
+    /// does not settle alone (anything but a plain success, or one reporting its usage).
     pub(super) fn reconnect_if_lost(
         &mut self,
         took: Duration,

@@ -357,7 +357,7 @@ fn parse_decimal(text: &str, unit: i128) -> Option<(i128, usize)> {
 
 /// `20s`, `3.89s`, `644ms`, `8h44m7s`, `45 minutes`, `2 days 17 hours 14 minutes`,
 /// `an hour`: nanoseconds and the length read.
-fn parse_duration(text: &str) -> Option<(i128, usize)> {
+pub(super) fn parse_duration(text: &str) -> Option<(i128, usize)> {
     let mut total: i128 = 0;
     let mut position = 0;
     let mut components = 0;

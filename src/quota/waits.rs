@@ -27,16 +27,9 @@ static ANNOUNCED_WAIT: LazyLock<Regex> = LazyLock::new(|| {
         r#"(?ix)
           (?: ^ | [.:;!?…"(·] ) \s* (?:retrying|reconnecting)\b .*?
           \b(?:after|in|for)\s+
-          ((?: [0-9]{1,12}(?:\.[0-9]{1,9})? \s*
-               (?:milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b \s* ){1,4})
+          ([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*
+          (?:milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b
         "#,
-    )
-});
-
-/// One part of a wait: `1m`, `50s`, `1.662s`, `31733994ms`.
-static WAIT_PART: LazyLock<Regex> = LazyLock::new(|| {
-    compile(
-        r"(?i)([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*(milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b",
     )
 });
 
@@ -99,19 +92,10 @@ pub(crate) fn announced_wait(line: &str, before: &[String]) -> Option<Duration> 
     if !names_a_limit {
         return None;
     }
-    // `1m 50s` is a minute and fifty seconds, as Claude Code writes its waits.
-    let mut seconds = 0.0;
-    for part in WAIT_PART.captures_iter(captures.get(1)?.as_str()) {
-        let amount: f64 = part.get(1)?.as_str().parse().ok()?;
-        let seconds_per_unit = match part.get(2)?.as_str().to_ascii_lowercase().as_str() {
-            "ms" | "millisecond" | "milliseconds" => 0.001,
-            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-            _ => 3600.0,
-        };
-        seconds += amount * seconds_per_unit;
-    }
-    Duration::try_from_secs_f64(seconds).ok()
+    // Read on from its first part as a stated reset's wait is: `1m 50s` is a minute and
+    // fifty seconds, as Claude Code writes its waits.
+    let (nanoseconds, _) = super::reset::parse_duration(&line[captures.get(1)?.start()..])?;
+    Some(Duration::from_nanos(u64::try_from(nanoseconds).ok()?))
 }
 
 /// The first wait longer than `limit` announced in a captured `output`, with its line:

@@ -842,10 +842,12 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
     );
 }
 
-/// A worker quicker than a second that ends the pass's database session on its way
-/// (as a restart would), then runs the shell line `then`: no statement of the pass finds
-/// the session gone while it runs.
-fn config_with_a_worker_ending_the_session(fixture: &Fixture, then: &str) -> String {
+/// `drain docs --json` on one item `a`, whose worker, quicker than a second, ends the
+/// pass's database session on its way (as a restart would) and then runs the shell line
+/// `then`: no statement of the pass finds the session gone while it runs. `settings` end
+/// the drain's configuration.
+fn drain_with_a_worker_ending_the_session(then: &str, settings: &str) -> (Fixture, Finished) {
+    let fixture = Fixture::new(&config(""), NOW);
     let script = fixture.script(
         "end-session.sh",
         &format!(
@@ -857,16 +859,15 @@ fn config_with_a_worker_ending_the_session(fixture: &Fixture, then: &str) -> Str
             fixture.db.url
         ),
     );
-    script_config(&script)
+    fixture.write_config(&format!("{}{settings}", script_config(&script)));
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    (fixture, result)
 }
 
 #[test]
 fn a_session_lost_during_the_statement_between_workers_is_replaced_and_the_result_kept() {
-    let fixture = Fixture::new(&config(""), NOW);
-    let config = config_with_a_worker_ending_the_session(&fixture, "printf 'result a'");
-    fixture.write_config(&format!("{config}max_attempts = 1\n"));
-    fixture.enqueue("docs", &[("a".into(), json!(1))]);
-    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    let (fixture, result) = drain_with_a_worker_ending_the_session("printf 'result a'", "max_attempts = 1\n");
     // Before: exit 69, "it was held only in memory: it is lost", and on its last attempt
     // the item was dead once the run was reaped, though its worker had succeeded.
     result.assert_code(0);
@@ -882,11 +883,8 @@ fn a_session_lost_during_the_statement_between_workers_is_replaced_and_the_resul
 
 #[test]
 fn a_session_lost_while_a_quick_worker_fails_is_replaced_and_the_failure_recorded() {
-    let fixture = Fixture::new(&config(""), NOW);
-    let config = config_with_a_worker_ending_the_session(&fixture, "echo 'upstream said no' >&2; exit 3");
-    fixture.write_config(&format!("{config}max_attempts = 5\n"));
-    fixture.enqueue("docs", &[("a".into(), json!(1))]);
-    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    let (fixture, result) =
+        drain_with_a_worker_ending_the_session("echo 'upstream said no' >&2; exit 3", "max_attempts = 5\n");
     // Before: exit 69, the failure unrecorded, and the attempt charged as a crash once
     // the run was reaped.
     result.assert_code(0);
@@ -902,12 +900,8 @@ fn a_session_lost_while_a_quick_worker_fails_is_replaced_and_the_failure_recorde
 
 #[test]
 fn a_session_lost_while_a_quick_worker_reports_its_usage_is_replaced_and_the_result_kept() {
-    let fixture = Fixture::new(&config(""), NOW);
     let result = r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","total_cost_usd":0.01,"usage":{"input_tokens":3,"output_tokens":5}}"#;
-    let config = config_with_a_worker_ending_the_session(&fixture, &format!("printf '%s\\n' '{result}'"));
-    fixture.write_config(&config);
-    fixture.enqueue("docs", &[("a".into(), json!(1))]);
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    let (fixture, pass) = drain_with_a_worker_ending_the_session(&format!("printf '%s\\n' '{result}'"), "");
     // Before: exit 69, the usage's statement the first to meet the ended session.
     pass.assert_code(0);
     assert!(pass.stderr.contains("reconnected to the database"), "{}", pass.stderr);
@@ -916,6 +910,18 @@ fn a_session_lost_while_a_quick_worker_reports_its_usage_is_replaced_and_the_res
         fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done' AND usage_at IS NOT NULL"),
         1
     );
+}
+
+#[test]
+fn a_session_lost_while_a_quick_worker_exits_0_with_a_limit_is_replaced_and_the_hit_recorded() {
+    // Claude Code's answer to a limit: exit 0, an error result, no usage.
+    let hit = r#"{"type":"result","subtype":"success","is_error":true,"result":"Claude AI usage limit reached|1796414400"}"#;
+    let (fixture, pass) = drain_with_a_worker_ending_the_session(&format!("printf '%s\\n' '{hit}'"), "");
+    // Before: exit 69, the quota hit's own statement the first to meet the ended session.
+    pass.assert_code(0);
+    assert!(pass.stderr.contains("reconnected to the database"), "{}", pass.stderr);
+    assert_eq!(fixture.item("docs", "a"), ("pending".to_string(), 0, None), "a hit costs no attempt");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 1);
 }
 
 #[test]
