@@ -32,7 +32,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = lock_timeout)]
     pub lock_timeout: Duration,
 
-    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides, and alone shows the
+    /// database driver's debug lines, which quote every parameter (payloads, results)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 

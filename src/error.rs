@@ -265,6 +265,12 @@ pub fn register_secret(secret: &str) {
     }
 }
 
+/// The length in bytes of the longest registered secret (0 when there is none): how far
+/// back a cut through one can reach.
+pub fn longest_secret_len() -> usize {
+    SECRETS.lock().map_or(0, |secrets| secrets.iter().map(String::len).max().unwrap_or(0))
+}
+
 /// `text` with the database password hidden (`***`): the password of every connection URL
 /// or `password=` setting it quotes, registered or not (a URL quoted back from a
 /// configuration file that failed to load was never registered), and every registered

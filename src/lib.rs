@@ -312,10 +312,12 @@ fn positional_words(args: &[OsString], after: &str) -> Vec<String> {
 /// Log lines go to stderr as `drainctl: LEVEL: message`; with `is_dated` (a pass writing to
 /// its own log file), prefixed with the UTC time.
 fn init_logger(verbosity: u8, is_dated: bool) {
+    // The driver's own debug lines quote every statement's parameters — whole payloads and
+    // results, megabytes a line: `-vv` is drainctl's debugging, not the driver's.
     let default = match verbosity {
         0 => "warn",
         1 => "info",
-        _ => "debug",
+        _ => "debug,tokio_postgres=info,postgres=info",
     };
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
     builder.target(env_logger::Target::Pipe(Box::new(output::WatchedStderr)));

@@ -19,7 +19,7 @@ use postgres::GenericClient;
 use crate::config::{Config, DrainConfig};
 use crate::db::{backoffs, counters, drains, items, passes, runs};
 use crate::error::Result;
-use crate::schedule::forecast::Hold;
+use crate::schedule::forecast::{Hold, HoldReason};
 
 /// The textfile is world-readable, unlike drainctl's other files (0600): node_exporter
 /// runs as its own user and must read it, and it holds only counts and timestamps.
@@ -152,6 +152,8 @@ struct DrainSnapshot {
     /// What keeps each drain in a burst from working now (a backoff, a spent daily
     /// budget), as `status`'s forecast counts it.
     holds: HashMap<String, Hold>,
+    /// The drains in a burst whose quota group is parked.
+    parked: std::collections::HashSet<String>,
 }
 
 impl DrainSnapshot {
@@ -165,20 +167,20 @@ impl DrainSnapshot {
         let counts = items::count_by_state_of(client, names)?;
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
-        let holds = burst_holds(client, config, &controls, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds })
+        let (holds, parked) = burst_holds(client, config, &controls, now)?;
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked })
     }
 }
 
 /// The [`Hold`] of each drain in a burst that cannot work now: its quota group backs off,
-/// or its `max_cost_per_day` is spent (docs/operations.md, "Status"). Read only when a
-/// burst is on: no query otherwise.
+/// or its `max_cost_per_day` is spent (docs/operations.md, "Status"); and the drains in a
+/// burst whose quota group is parked. Read only when a burst is on: no query otherwise.
 fn burst_holds(
     client: &mut impl GenericClient,
     config: &Config,
     controls: &[drains::DrainControls],
     now: DateTime<Utc>,
-) -> Result<HashMap<String, Hold>> {
+) -> Result<(HashMap<String, Hold>, std::collections::HashSet<String>)> {
     let bursting: Vec<&DrainConfig> = config
         .drains
         .iter()
@@ -186,11 +188,17 @@ fn burst_holds(
         .collect();
     let mut holds = HashMap::new();
     if bursting.is_empty() {
-        return Ok(holds);
+        return Ok((holds, std::collections::HashSet::new()));
     }
     let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
     let rows = backoffs::read_group_backoffs(client, &groups)?;
     let states = crate::db::quota_groups::read_groups(client, &groups)?;
+    let parked_groups = crate::db::quota_groups::read_parked(client, &groups)?;
+    let parked = bursting
+        .iter()
+        .filter(|drain| parked_groups.iter().any(|parked| parked.quota_group == drain.quota_group))
+        .map(|drain| drain.name.clone())
+        .collect();
     let zone = config.defaults.timezone;
     let (day_start, _) = crate::usage::budget_day(now, zone);
     for drain in bursting {
@@ -207,7 +215,7 @@ fn burst_holds(
             holds.insert(drain.name.clone(), hold);
         }
     }
-    Ok(holds)
+    Ok((holds, parked))
 }
 
 /// The metric families with one series (or several, for items) per drain.
@@ -284,6 +292,7 @@ impl DrainFamilies {
             drain.concurrency,
             burst_until,
             snapshot.holds.get(name).copied(),
+            HoldReason::until_resumed(is_paused, snapshot.parked.contains(name)),
             now,
         );
         if let Some(rate) = forecast.items_per_hour {

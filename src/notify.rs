@@ -28,9 +28,6 @@ use crate::db::events::{record_event_or_log, Event, Outbox, RecordedEvent};
 use crate::model::EventKind;
 use crate::worker::{run_worker, OutputDrain, StopReason, WorkerExit, WorkerObserver, WorkerSpec};
 
-/// Most of the notifier's stdout that is read (and ignored); beyond it the notifier is
-/// stopped, so a runaway notifier cannot fill memory.
-const STDOUT_CAP_BYTES: usize = 1024 * 1024;
 /// How much of the end of the notifier's stderr goes into a `notify_failed` event.
 const STDERR_TAIL_BYTES: usize = 4096;
 
@@ -262,7 +259,7 @@ pub fn event_json(event: &Event, at: DateTime<Utc>) -> Value {
 /// Why a notifier failed, for the log and the `notify_failed` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Failure {
-    /// `not_started`, `exit_code`, `signal`, `timed_out` or `output_too_large`.
+    /// `not_started`, `exit_code`, `signal`, `timed_out` or `interrupted`.
     reason: &'static str,
     message: String,
     exit_code: Option<i32>,
@@ -281,7 +278,8 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         item_timeout: timeout,
         // Past the timeout there is nothing to wait for: the group is killed at once.
         kill_grace: Duration::ZERO,
-        result_cap_bytes: STDOUT_CAP_BYTES,
+        // Its stdout is read and dropped, however long (docs/configuration.md).
+        result_cap_bytes: None,
         stderr_tail_bytes: STDERR_TAIL_BYTES,
         checkpoint_pattern: None,
         resume_pattern: None,
@@ -324,13 +322,10 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
             ),
             None,
         )),
-        (Some(_), _) => Err(failure(
-            "output_too_large",
-            format!("printed more than {STDOUT_CAP_BYTES} bytes on stdout; stopped"),
-            None,
-        )),
-        (None, WorkerExit::Code(0)) => Ok(()),
-        (None, WorkerExit::Code(code)) => {
+        // Its output has no cap and no wait is read from it: nothing else stops it, and
+        // its exit tells the rest.
+        (_, WorkerExit::Code(0)) => Ok(()),
+        (_, WorkerExit::Code(code)) => {
             let detail = stderr_tail.as_deref().and_then(|text| text.lines().last()).unwrap_or("");
             let message = if detail.is_empty() {
                 format!("exit code {code}")
@@ -339,9 +334,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
             };
             Err(failure("exit_code", message, Some(code)))
         }
-        (None, WorkerExit::Signal(signal)) => {
-            Err(failure("signal", format!("killed by signal {signal}"), None))
-        }
+        (_, WorkerExit::Signal(signal)) => Err(failure("signal", format!("killed by signal {signal}"), None)),
     }
 }
 

@@ -40,8 +40,9 @@ use serde_json::json;
 
 use crate::config::{DrainConfig, SourceConfig};
 use crate::db::events::{record_event, Event, Outbox};
+use crate::db::items::{self, SourceEnqueue};
 use crate::db::sources::{self, FileRecord, HashProgress, KnownFile};
-use crate::db::{advisory_unlock, drains::ensure_drain, items, source_scan_key, try_advisory_lock};
+use crate::db::{advisory_unlock, drains::ensure_drain, source_scan_key, try_advisory_lock};
 use crate::error::{Error, Result};
 use crate::glob::{Glob, States};
 use crate::hashing::{HashAllowance, Sha256State, BLOCK_BYTES};
@@ -711,22 +712,30 @@ fn apply(
                 "mtime": file.mtime.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                 "sha256": file.sha256,
             });
-            if items::enqueue_source_item(client, &drain.name, &file.key, &payload, now)? {
-                sources::record_file(client, &drain.name, &record(&file), true, now)?;
-                if is_new {
-                    report.new += 1;
-                } else {
-                    report.changed += 1;
+            match items::enqueue_source_item(client, &drain.name, &file.key, &payload, is_new, now)? {
+                SourceEnqueue::Enqueued => {
+                    sources::record_file(client, &drain.name, &record(&file), true, now)?;
+                    if is_new {
+                        report.new += 1;
+                    } else {
+                        report.changed += 1;
+                    }
                 }
-            } else {
                 // Its item is running: leave the recorded state as it was, so the next
                 // scan sees the change again and enqueues it then.
-                report.defer(Deferral {
+                SourceEnqueue::Running => report.defer(Deferral {
                     path: file.key.clone(),
                     size: file.size,
                     hashed_bytes: file.size,
                     reason: "item_running",
-                });
+                }),
+                // Not recorded either: refused again by every scan while that item is there.
+                SourceEnqueue::KeyTaken => report.refuse(
+                    file.key.clone(),
+                    "its key is an item enqueued by hand, not from this folder: rename the file, or delete \
+                     or rename that item"
+                        .to_string(),
+                ),
             }
         }
         Plan::Missing(path, why) => {
@@ -768,9 +777,13 @@ pub fn unusable_file(root: &Path, path: &Path) -> Option<String> {
             Some(format!("is a symbolic link that resolves to nothing: {error}"))
         }
         Err(_) => None,
-        Ok(target) if !target.starts_with(root) => {
-            Some(format!("is a symbolic link that resolves outside dir, to {}", target.display()))
-        }
+        Ok(target) if !target.starts_with(root) => Some(match fs::symlink_metadata(path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                format!("is a symbolic link that resolves outside dir, to {}", target.display())
+            }
+            // The folder itself moved (`dir` a link pointed elsewhere since the scan).
+            _ => format!("is no longer inside dir, which now resolves to {}", root.display()),
+        }),
         Ok(target) => match fs::metadata(&target) {
             Ok(metadata) if !metadata.is_file() => Some("is no longer a regular file".to_string()),
             _ => None,
@@ -1145,5 +1158,20 @@ mod tests {
         assert!(!is_gone(&file));
         assert!(is_gone(&dir.path().join("g")));
         assert!(is_gone(&file.join("under-a-file")));
+    }
+
+    #[test]
+    fn a_recorded_file_outside_a_folder_that_moved_is_not_called_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (dir.path().join("r2"), dir.path().join("r3"));
+        fs::create_dir_all(&old).unwrap();
+        fs::create_dir_all(&new).unwrap();
+        fs::write(old.join("b"), "x").unwrap();
+        std::os::unix::fs::symlink(old.join("b"), new.join("link")).unwrap();
+        let root = fs::canonicalize(&new).unwrap();
+        let why = unusable_file(&root, &old.join("b")).unwrap();
+        assert_eq!(why, format!("is no longer inside dir, which now resolves to {}", root.display()));
+        let why = unusable_file(&root, &new.join("link")).unwrap();
+        assert!(why.starts_with("is a symbolic link that resolves outside dir, to "), "{why}");
     }
 }

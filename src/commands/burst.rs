@@ -73,7 +73,16 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
     let (previous, is_paused) = in_transaction(&mut ctx.client, |tx| {
         let controls = ensure_drain(tx, &name, now)?;
         let previous = controls.active_burst(now);
-        set_burst(tx, &name, deadline, args.note.as_deref(), now)?;
+        // Moving a burst keeps its note unless a new one is given, and when it started
+        // (docs/operations.md, "Burst").
+        let (note, started_at) = match previous {
+            Some(_) => (
+                args.note.clone().or_else(|| controls.burst_note.clone()),
+                controls.burst_started_at.unwrap_or(now),
+            ),
+            None => (args.note.clone(), now),
+        };
+        set_burst(tx, &name, deadline, note.as_deref(), started_at)?;
         let (kind, message) = match previous {
             Some(old) => (
                 EventKind::BurstMoved,
@@ -83,7 +92,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         };
         let event = Event::new(kind, message)
             .drain(&name)
-            .data(json!({ "burst_until": deadline, "previous_until": previous, "note": args.note }));
+            .data(json!({ "burst_until": deadline, "previous_until": previous, "note": note }));
         record_event(tx, &ctx.outbox, &event, now)?;
         Ok((previous, controls.is_paused()))
     })?;
@@ -104,6 +113,8 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
         Some((until, reason)) => {
             let what = match reason {
+                HoldReason::Paused => "it is paused",
+                HoldReason::Parked => "its quota group is parked",
                 HoldReason::Backoff => "its quota group backs off",
                 HoldReason::DailyBudget => "its daily cost budget (max_cost_per_day) is spent",
             };

@@ -247,21 +247,29 @@ fn check_config(checks: &mut Checks, config_path: Option<&Path>) -> Option<Confi
     }
 }
 
-/// A warning when the file holds the database password and others may read it
-/// (docs/operations.md: keep such a file at mode 0600).
+/// Warnings about who else may use the file: read it when it holds the database password
+/// (docs/operations.md: keep such a file at mode 0600), or, through its group, change the
+/// programs drainctl runs (one every user may change is refused at load).
 fn check_config_secrecy(checks: &mut Checks, config: &Config) {
     use std::os::unix::fs::PermissionsExt;
-    let Some(path) = config.path.as_ref().filter(|_| config.file_holds_password) else { return };
+    let Some(path) = config.path.as_ref() else { return };
     let Ok(metadata) = std::fs::metadata(path) else { return };
     let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    let shown = path.display();
+    if config.file_holds_password && mode & 0o044 != 0 {
+        checks.push(
+            "config",
+            Status::Warn,
+            format!("{shown} holds the database password and others may read it (mode {mode:04o}): chmod 600 {shown}"),
+        );
+    }
+    if mode & 0o020 != 0 {
         checks.push(
             "config",
             Status::Warn,
             format!(
-                "{} holds the database password and others may read it (mode {mode:04o}): chmod 600 {}",
-                path.display(),
-                path.display()
+                "{shown} names the programs drainctl runs and its group may write it (mode {mode:04o}): \
+                 chmod g-w {shown} unless every member of its group may run programs as this user"
             ),
         );
     }
@@ -707,6 +715,15 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
         }
     };
     match probe_writable(log_dir) {
+        Ok(()) if others_may_write(log_dir) => checks.push(
+            "log_dir",
+            Status::Warn,
+            format!(
+                "log_dir {} is writable, by other users too: a link or folder they plant at a drain's name \
+                 stops that drain from being started; set log_dir to a folder only this user may write",
+                log_dir.display()
+            ),
+        ),
         Ok(()) => checks.push(
             "log_dir",
             Status::Ok,
@@ -725,6 +742,16 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
             ),
         ),
     }
+}
+
+/// Whether users other than this one (and root) may create entries in `dir`: every user, or
+/// its owner when that is someone else.
+fn others_may_write(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    std::fs::metadata(dir)
+        .is_ok_and(|metadata| metadata.mode() & 0o002 != 0 || (metadata.uid() != euid && metadata.uid() != 0))
 }
 
 /// A file drainctl replaces atomically (`metrics_textfile`, `report_html`, named by `key`):

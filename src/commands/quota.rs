@@ -39,6 +39,8 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
         .lock()
         .read_to_end(&mut output)
         .map_err(|error| Error::Data(format!("cannot read stdin: {error}")))?;
+    // Masked as a pass masks its worker's output: what this prints is pasted into reports.
+    let output = crate::error::scrub_bytes(&output).unwrap_or(output);
     // Classified as a drain pass classifies its worker's output (src/drain/item.rs).
     let classifier = match drain {
         Some(drain) => Classifier::new(

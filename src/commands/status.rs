@@ -402,6 +402,7 @@ fn decide_drain(
         drain.concurrency,
         burst_until,
         hold,
+        crate::schedule::forecast::HoldReason::until_resumed(is_paused, parked.is_some()),
         now,
     );
     DrainView {

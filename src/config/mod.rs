@@ -225,6 +225,29 @@ pub struct SourceConfig {
     pub max_hash_seconds_per_scan: Duration,
 }
 
+/// The configuration names the programs drainctl runs, often as root from cron: a file
+/// another user may change is refused, as cron and logrotate refuse theirs
+/// (docs/configuration.md, "Where the file is read from"). World-writable, or owned by
+/// neither the user running drainctl nor root.
+fn refuse_others_writing(path: &Path, owner: u32, mode: u32, euid: u32) -> Result<()> {
+    let shown = path.display();
+    if mode & 0o002 != 0 {
+        return Err(Error::Config(format!(
+            "configuration file {shown} is writable by every user (mode {:04o}), who could change the \
+             programs drainctl runs; make it writable by its owner only: chmod go-w {shown}",
+            mode & 0o7777
+        )));
+    }
+    if owner != euid && owner != 0 {
+        return Err(Error::Config(format!(
+            "configuration file {shown} belongs to uid {owner}, neither the user running drainctl \
+             (uid {euid}) nor root, and its owner could change the programs drainctl runs; run \
+             drainctl as its owner, or chown it to uid {euid}"
+        )));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Find and load the configuration. `explicit` is `--config`. When no file is named
     /// and none of the default paths exists, an empty configuration is returned if
@@ -253,9 +276,18 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let cannot_read = |error: std::io::Error| {
             Error::Config(format!("cannot read configuration file {}: {error}", path.display()))
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(cannot_read)?;
+        let metadata = file.metadata().map_err(cannot_read)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        refuse_others_writing(path, metadata.uid(), metadata.mode(), euid)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot_read)?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         Config::from_text(&text, Some(&absolute))
     }

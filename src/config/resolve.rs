@@ -129,6 +129,10 @@ fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<Da
         if let Some(password) = password_of(&url.url) {
             register_secret(&password);
         }
+        // As written in the URL too: `p%40ss` is the password `p@ss` to anyone who reads it.
+        if let Some(written) = password_as_written(&url.url) {
+            register_secret(&written);
+        }
     }
     chosen
 }
@@ -144,8 +148,14 @@ fn password_of(url: &str) -> Option<String> {
             return Some(String::from_utf8_lossy(password).into_owned());
         }
     }
-    // A URL that does not parse may still carry a password: take what sits between the
-    // user's ':' and the last '@' (an unencoded '@' in a password is what often breaks it).
+    // A URL that does not parse may still carry a password.
+    password_as_written(url)
+}
+
+/// The password of a URL as it is written, percent-encoding and all: what sits between
+/// the user's ':' and the last '@' (an unencoded '@' in a password is what often breaks
+/// a URL).
+fn password_as_written(url: &str) -> Option<String> {
     let rest = url.split_once("://").map(|(_, rest)| rest)?;
     let authority = rest.rsplit_once('@').map(|(authority, _)| authority)?;
     authority.split_once(':').map(|(_, password)| password.to_string())
@@ -1075,6 +1085,9 @@ mod tests {
         assert_eq!(password_of("postgres://u@h/db"), None);
         // Not a URL the driver parses (an unencoded '@', ':' and '/'): still the whole password.
         assert_eq!(password_of("postgres://u:p@ss:w/rd@127.0.0.1:5432/db").as_deref(), Some("p@ss:w/rd"));
+        // Percent-encoded, it is masked both as it is and as it is written.
+        assert_eq!(password_of("postgres://u:p%40ss%2Fw@h/db").as_deref(), Some("p@ss/w"));
+        assert_eq!(password_as_written("postgres://u:p%40ss%2Fw@h/db").as_deref(), Some("p%40ss%2Fw"));
     }
 
     const TWO_ACCOUNTS: &str = "[[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"5m\"\naccounts = [\n  { name = \"chair\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude\" } },\n  { name = \"backup\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude-backup\" } },\n]\n\n[[drain]]\nname = \"halacha\"\ncommand = [\"claude\"]\nquota_group = \"claude-chair\"\n\n[[drain]]\nname = \"other\"\ncommand = [\"claude\"]\nquota_group = \"solo\"\n";

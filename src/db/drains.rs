@@ -145,11 +145,11 @@ pub fn set_burst(
     name: &str,
     until: DateTime<Utc>,
     note: Option<&str>,
-    now: DateTime<Utc>,
+    started_at: DateTime<Utc>,
 ) -> Result<()> {
     client.execute(
         "UPDATE drains SET burst_until = $2, burst_note = $3, burst_started_at = $4 WHERE name = $1",
-        &[&name, &until, &note, &now],
+        &[&name, &until, &note, &started_at],
     )?;
     Ok(())
 }

@@ -274,17 +274,40 @@ pub struct ClaimAccount<'a> {
     pub is_allowed: bool,
 }
 
+/// What became of a source file's item (see [`enqueue_source_item`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceEnqueue {
+    /// Inserted, or reset to pending with the new payload.
+    Enqueued,
+    /// Its item is running: left alone, looked at again by the next scan.
+    Running,
+    /// A file new to the scans whose key an item enqueued by hand already has: that item
+    /// is left alone (its payload and result are not the folder's to replace).
+    KeyTaken,
+}
+
 /// Enqueue the item of a source file: a new key is inserted; an existing item that is not
 /// running is reset to pending with the new payload, attempts 0, available now (its
-/// attempt history stays). False when the item is running: it is left alone, and the
-/// caller looks at the file again on its next scan.
+/// attempt history stays) — unless the file `is_new` to the scans, when an existing item
+/// of that key was enqueued by hand and is left as it is.
 pub fn enqueue_source_item(
     client: &mut impl GenericClient,
     drain: &str,
     key: &str,
     payload: &Value,
+    is_new: bool,
     now: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<SourceEnqueue> {
+    if is_new {
+        let row = client.query_opt(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4, $4)
+             ON CONFLICT (drain, key) DO NOTHING
+             RETURNING id",
+            &[&drain, &key, &payload, &now],
+        )?;
+        return Ok(if row.is_some() { SourceEnqueue::Enqueued } else { SourceEnqueue::KeyTaken });
+    }
     let row = client.query_opt(
         "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
          VALUES ($1, $2, $3, $4, $4, $4)
@@ -297,7 +320,7 @@ pub fn enqueue_source_item(
          RETURNING id",
         &[&drain, &key, &payload, &now],
     )?;
-    Ok(row.is_some())
+    Ok(if row.is_some() { SourceEnqueue::Enqueued } else { SourceEnqueue::Running })
 }
 
 /// Settle a pending item whose source file vanished before it ran: `skipped_missing`, a

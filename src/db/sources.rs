@@ -41,6 +41,16 @@ pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String
         .collect()
 }
 
+/// Whether `path` is a file the scans of `drain` recorded: the item of that key came from
+/// its source folder, not from `enqueue`.
+pub fn is_recorded(client: &mut impl GenericClient, drain: &str, path: &str) -> Result<bool> {
+    let row = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM source_files WHERE drain = $1 AND path = $2)",
+        &[&drain, &path],
+    )?;
+    Ok(row.get(0))
+}
+
 /// Paths of `drain`'s recorded files that were present at their last scan.
 pub fn present_paths(client: &mut impl GenericClient, drain: &str) -> Result<Vec<String>> {
     let rows = client.query(

@@ -23,7 +23,7 @@ impl Pass<'_> {
     /// Run the worker on one claimed item, on account number `account_index` of the
     /// group, and settle it.
     pub(super) fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
-        match self.source_file(item) {
+        match self.source_file(item)? {
             SourceFile::Usable => {}
             SourceFile::Unusable { path, why } => return self.skip_vanished(item, &path, &why),
             SourceFile::FolderUnmounted(why) => {
@@ -84,7 +84,7 @@ impl Pass<'_> {
             payload,
             item_timeout: self.drain.item_timeout,
             kill_grace: self.config.defaults.kill_grace,
-            result_cap_bytes: self.drain.max_result_bytes,
+            result_cap_bytes: Some(self.drain.max_result_bytes),
             stderr_tail_bytes: self.drain.stderr_tail_bytes,
             checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
             resume_pattern: Some(&self.drain.resume_pattern),
@@ -255,17 +255,13 @@ impl Pass<'_> {
         (argv, env, env_remove)
     }
 
-    /// Read what the worker reported, before anything of it is written: its output's tails
-    /// without a password (a worker may print the database URL: nothing drainctl keeps or
-    /// sends of its output but the result holds one, docs/configuration.md), and what the
-    /// output says — a quota hit, a server error, or other. `payload` is what the worker
-    /// got on stdin, which it may echo.
+    /// Read what the worker reported, before anything of it is written: what its output
+    /// says — a quota hit, a server error, or other. Its tails come without a password
+    /// (`worker`: a worker may print the database URL, and nothing drainctl keeps or sends
+    /// of its output but the result holds one, docs/configuration.md), and so does the
+    /// line of a client's announced wait. `payload` is what the worker got on stdin, which
+    /// it may echo.
     fn read_report(&self, account: &AccountConfig, payload: &[u8], report: &mut WorkerReport) -> Outcome {
-        for tail in [&mut report.stdout_tail, &mut report.stderr_tail] {
-            if let Some(scrubbed) = crate::error::scrub_bytes(tail) {
-                *tail = scrubbed;
-            }
-        }
         report.client_wait_line = report.client_wait_line.take().map(|line| crate::error::scrub(&line));
         let now = self.clock.now();
         let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
@@ -451,13 +447,18 @@ impl Pass<'_> {
     /// worker — not when it is no longer a regular file inside the folder (gone, or a link
     /// swapped in that leads out of it, nowhere, or to a FIFO: see
     /// [`crate::sources::unusable_file`]), unless the folder itself does not exist or is
-    /// empty, as an unmounted share looks: then nothing is settled on a guess.
-    fn source_file(&self, item: &ClaimedItem) -> SourceFile {
+    /// empty, as an unmounted share looks: then nothing is settled on a guess. Only an
+    /// item a scan recorded is the folder's: one enqueued beside them with a `path` of its
+    /// own runs as any enqueued item (docs/operations.md, "Feeding a drain from files").
+    fn source_file(&mut self, item: &ClaimedItem) -> Result<SourceFile> {
         let (Some(source), Some(path)) =
             (&self.drain.source, item.payload.get("path").and_then(serde_json::Value::as_str))
         else {
-            return SourceFile::Usable;
+            return Ok(SourceFile::Usable);
         };
+        if !crate::db::sources::is_recorded(self.client, &self.drain.name, &item.key)? {
+            return Ok(SourceFile::Usable);
+        }
         let unmounted = |state: &str| {
             SourceFile::FolderUnmounted(format!(
                 "source file {path} of item {} is gone and its folder {} {state}: is it mounted?",
@@ -467,15 +468,17 @@ impl Pass<'_> {
         };
         let root = match std::fs::canonicalize(&source.dir) {
             Ok(root) => root,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return unmounted("does not exist"),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(unmounted("does not exist"))
+            }
             // What cannot be told is never settled.
-            Err(_) => return SourceFile::Usable,
+            Err(_) => return Ok(SourceFile::Usable),
         };
-        match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
+        Ok(match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
             None => SourceFile::Usable,
             Some(_) if crate::sources::is_empty_folder(&root) => unmounted("is empty"),
             Some(why) => SourceFile::Unusable { path: path.to_string(), why },
-        }
+        })
     }
 
     /// The item's stored resume token when it may be used now; a stored token that no

@@ -69,6 +69,38 @@ pub fn rename_after(path: &Path, pid: u32) -> io::Result<PathBuf> {
     }
 }
 
+/// A drain's log folder must be a folder of the user running drainctl, not a link: in a
+/// `log_dir` others may write, a link or a folder planted at a drain's name would have its
+/// logs written where the planter chose, or be swapped under it (docs/operations.md,
+/// "Finding a run's log").
+pub fn refuse_foreign_folder(dir: &Path) -> crate::error::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refused = |why: String| {
+        crate::error::Error::Config(format!(
+            "log folder {} {why}; drainctl writes a drain's logs only into a folder of its own: \
+             remove it, or set log_dir to a folder only this user may write",
+            dir.display()
+        ))
+    };
+    let metadata =
+        std::fs::symlink_metadata(dir).map_err(|error| refused(format!("cannot be inspected: {error}")))?;
+    if metadata.file_type().is_symlink() {
+        return Err(refused("is a symbolic link".to_string()));
+    }
+    if !metadata.is_dir() {
+        return Err(refused("is not a folder".to_string()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if metadata.uid() != euid {
+        return Err(refused(format!(
+            "belongs to uid {}, not to the user running drainctl (uid {euid})",
+            metadata.uid()
+        )));
+    }
+    Ok(())
+}
+
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing what is at `to`.
 fn rename_without_replacing(from: &Path, to: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;

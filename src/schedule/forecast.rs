@@ -42,9 +42,11 @@ pub struct Forecast {
     pub burst_seconds_left: Option<f64>,
     /// During a burst with a forecast: will the backlog be empty before the deadline?
     pub finishes_before_burst_deadline: Option<bool>,
-    /// During a burst whose drain cannot work now: until when it cannot.
+    /// During a burst whose drain cannot work now: until when it cannot (None for a pause or
+    /// a parked quota group, which last until `resume`).
     pub burst_held_until: Option<DateTime<Utc>>,
-    /// Why: its quota group backs off, or its daily cost budget is spent.
+    /// Why: it is paused, its quota group is parked or backs off, or its daily cost budget
+    /// is spent.
     pub burst_held_by: Option<HoldReason>,
     /// The hold lasts to the deadline or past it: no item runs in this burst.
     #[serde(skip)]
@@ -55,10 +57,30 @@ pub struct Forecast {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldReason {
+    /// It is paused: no pass starts it until `resume` (docs/operations.md, "Pause and
+    /// resume").
+    Paused,
+    /// Its quota group is parked: no pass starts it until `resume --group`
+    /// (docs/rate-limits.md).
+    Parked,
     /// Its quota group backs off (docs/rate-limits.md).
     Backoff,
     /// Its `max_cost_per_day` is spent until the budget's day ends (docs/results.md).
     DailyBudget,
+}
+
+impl HoldReason {
+    /// What holds a drain until someone runs `resume`: its pause, else its parked quota
+    /// group.
+    pub fn until_resumed(is_paused: bool, is_parked: bool) -> Option<HoldReason> {
+        if is_paused {
+            Some(HoldReason::Paused)
+        } else if is_parked {
+            Some(HoldReason::Parked)
+        } else {
+            None
+        }
+    }
 }
 
 /// The drain cannot start an item before `until`, for `reason`.
@@ -106,6 +128,8 @@ impl Hold {
     fn describe(&self, zone: chrono_tz::Tz) -> String {
         let until = crate::output::local_time(self.until, zone);
         match self.reason {
+            HoldReason::Paused => "it is paused".to_string(),
+            HoldReason::Parked => "its quota group is parked".to_string(),
             HoldReason::Backoff => format!("its quota group backs off until {until}"),
             HoldReason::DailyBudget => format!("its daily budget is spent until {until}"),
         }
@@ -124,13 +148,15 @@ pub fn recent_histories(
 }
 
 /// The forecast for a backlog of `backlog` items worked on by `concurrency` passes; during
-/// a burst, from the end of `hold` (when the drain cannot work before then) to the deadline.
+/// a burst, from the end of `hold` (when the drain cannot work before then) to the deadline,
+/// and not at all while it is held `until_resumed` (paused, or its quota group parked).
 pub fn forecast(
     history: RunHistory,
     backlog: i64,
     concurrency: u32,
     burst_until: Option<DateTime<Utc>>,
     hold: Option<Hold>,
+    until_resumed: Option<HoldReason>,
     now: DateTime<Utc>,
 ) -> Forecast {
     let items_per_hour =
@@ -146,10 +172,16 @@ pub fn forecast(
         .filter(|until| *until > now)
         .map(|until| (until - now).num_milliseconds() as f64 / 1000.0);
     let hold = hold.filter(|hold| hold.until > now && burst_seconds_left.is_some());
-    // The drain works toward the deadline only once the hold is over.
+    let until_resumed = until_resumed.filter(|_| burst_seconds_left.is_some());
+    // The drain works toward the deadline only once the hold is over; one held until a
+    // `resume` not at all, as no one knows when that comes.
     let working_seconds = burst_seconds_left.map(|left| {
         let held = hold.map_or(0.0, |hold| (hold.until - now).num_milliseconds() as f64 / 1000.0);
-        left - held
+        if until_resumed.is_some() {
+            0.0
+        } else {
+            left - held
+        }
     });
     let finishes_before_burst_deadline = match (working_seconds, seconds_to_empty) {
         (Some(_), Some(needed)) if needed <= 0.0 => Some(true),
@@ -167,9 +199,10 @@ pub fn forecast(
         seconds_to_empty,
         burst_seconds_left,
         finishes_before_burst_deadline,
-        burst_held_until: hold.map(|hold| hold.until),
-        burst_held_by: hold.map(|hold| hold.reason),
-        held_past_burst_deadline: hold.is_some() && working_seconds.is_some_and(|working| working <= 0.0),
+        burst_held_until: if until_resumed.is_some() { None } else { hold.map(|hold| hold.until) },
+        burst_held_by: until_resumed.or(hold.map(|hold| hold.reason)),
+        held_past_burst_deadline: (until_resumed.is_some() || hold.is_some())
+            && working_seconds.is_some_and(|working| working <= 0.0),
     }
 }
 
@@ -209,6 +242,18 @@ impl Forecast {
     /// During a burst whose drain cannot work now, what holds it, with its end in `zone`:
     /// `its quota group backs off until Mon 2027-01-11 12:01 UTC, after the deadline`.
     pub fn describe_burst_hold(&self, zone: chrono_tz::Tz) -> Option<String> {
+        match self.burst_held_by? {
+            HoldReason::Paused => {
+                return Some(
+                    "it is paused: no pass starts it in this burst until `drainctl resume`".to_string(),
+                )
+            }
+            HoldReason::Parked => return Some(
+                "its quota group is parked: no pass starts it in this burst until `drainctl resume --group`"
+                    .to_string(),
+            ),
+            HoldReason::Backoff | HoldReason::DailyBudget => {}
+        }
         let hold = Hold { until: self.burst_held_until?, reason: self.burst_held_by? }.describe(zone);
         Some(if self.held_past_burst_deadline {
             format!("{hold}, after the deadline")
@@ -277,34 +322,39 @@ mod tests {
     fn throughput_is_per_hour_of_running_time() {
         // 30 items in 3 passes of 10 minutes: 60 items/h; 84 left: 1h24m of running.
         let history = RunHistory { runs: 3, items_done: 30, running_seconds: 1800.0 };
-        let forecast = forecast(history, 84, 1, None, None, now());
+        let forecast = forecast(history, 84, 1, None, None, None, now());
         assert_eq!(forecast.items_per_hour, Some(60.0));
         assert_eq!(forecast.seconds_to_empty, Some(84.0 * 60.0));
         assert_eq!(forecast.finishes_before_burst_deadline, None);
         assert_eq!(forecast.describe(), "~60 items/h over 3 runs; 84 left: ~1h 25m of running");
         // Two passes at once halve it.
-        assert_eq!(super::forecast(history, 84, 2, None, None, now()).seconds_to_empty, Some(42.0 * 60.0));
+        assert_eq!(
+            super::forecast(history, 84, 2, None, None, None, now()).seconds_to_empty,
+            Some(42.0 * 60.0)
+        );
     }
 
     #[test]
     fn a_rate_too_small_to_show_is_below_a_tenth_not_zero() {
         let slow = RunHistory { runs: 1, items_done: 1, running_seconds: 30.0 * 3600.0 };
-        assert!(forecast(slow, 5, 1, None, None, now())
+        assert!(forecast(slow, 5, 1, None, None, None, now())
             .describe()
             .starts_with("<0.1 items/h over 1 run; 5 left: "));
         let none = RunHistory { runs: 1, items_done: 0, running_seconds: 3600.0 };
-        assert!(forecast(none, 5, 1, None, None, now())
+        assert!(forecast(none, 5, 1, None, None, None, now())
             .describe()
             .starts_with("0 items/h over 1 run; 5 left"));
         let some = RunHistory { runs: 2, items_done: 1, running_seconds: 7200.0 };
-        assert!(forecast(some, 5, 1, None, None, now()).describe().starts_with("~0.5 items/h over 2 runs"));
+        assert!(forecast(some, 5, 1, None, None, None, now())
+            .describe()
+            .starts_with("~0.5 items/h over 2 runs"));
     }
 
     #[test]
     fn a_burst_is_compared_with_its_deadline() {
         let history = RunHistory { runs: 2, items_done: 10, running_seconds: 3600.0 };
         let deadline = now() + chrono::Duration::hours(9);
-        let late = forecast(history, 140, 1, Some(deadline), None, now());
+        let late = forecast(history, 140, 1, Some(deadline), None, None, now());
         assert_eq!(late.seconds_to_empty, Some(14.0 * 3600.0));
         assert_eq!(late.burst_seconds_left, Some(9.0 * 3600.0));
         assert_eq!(late.finishes_before_burst_deadline, Some(false));
@@ -312,11 +362,11 @@ mod tests {
             late.describe_burst().as_deref(),
             Some("burst needs ~14h, 9h left: will not finish before the deadline")
         );
-        let in_time = forecast(history, 50, 1, Some(deadline), None, now());
+        let in_time = forecast(history, 50, 1, Some(deadline), None, None, now());
         assert_eq!(in_time.finishes_before_burst_deadline, Some(true));
         assert!(in_time.describe_burst().unwrap().ends_with("finishes before the deadline"));
         // A burst already over is no burst.
-        let over = forecast(history, 50, 1, Some(now() - chrono::Duration::minutes(1)), None, now());
+        let over = forecast(history, 50, 1, Some(now() - chrono::Duration::minutes(1)), None, None, now());
         assert_eq!((over.burst_seconds_left, over.finishes_before_burst_deadline), (None, None));
     }
 
@@ -327,7 +377,7 @@ mod tests {
         let deadline = now() + chrono::Duration::hours(10);
         let hold = |hours: i64, reason| Some(Hold { until: now() + chrono::Duration::hours(hours), reason });
         // A backoff past the deadline: nothing runs in this burst.
-        let late = forecast(history, 50, 1, Some(deadline), hold(27, HoldReason::Backoff), now());
+        let late = forecast(history, 50, 1, Some(deadline), hold(27, HoldReason::Backoff), None, now());
         assert_eq!(late.finishes_before_burst_deadline, Some(false));
         assert_eq!(
             (late.burst_held_until, late.burst_held_by),
@@ -342,18 +392,25 @@ mod tests {
             Some("its quota group backs off until Sat 2026-11-28 12:00 UTC, after the deadline")
         );
         // A spent budget until 3 hours before the deadline: 5 hours do not fit in 3.
-        let budget = forecast(history, 50, 1, Some(deadline), hold(7, HoldReason::DailyBudget), now());
+        let budget = forecast(history, 50, 1, Some(deadline), hold(7, HoldReason::DailyBudget), None, now());
         assert_eq!(budget.finishes_before_burst_deadline, Some(false));
         assert_eq!(
             budget.describe_burst_hold(chrono_tz::UTC).as_deref(),
             Some("its daily budget is spent until Fri 2026-11-27 16:00 UTC: the burst works from then")
         );
         // A short backoff leaves time enough.
-        let short = forecast(history, 50, 1, Some(deadline), hold(2, HoldReason::Backoff), now());
+        let short = forecast(history, 50, 1, Some(deadline), hold(2, HoldReason::Backoff), None, now());
         assert_eq!(short.finishes_before_burst_deadline, Some(true));
         // Without an estimate, a hold past the deadline still says it will not finish.
-        let unknown =
-            forecast(RunHistory::default(), 50, 1, Some(deadline), hold(11, HoldReason::Backoff), now());
+        let unknown = forecast(
+            RunHistory::default(),
+            50,
+            1,
+            Some(deadline),
+            hold(11, HoldReason::Backoff),
+            None,
+            now(),
+        );
         assert_eq!(unknown.finishes_before_burst_deadline, Some(false));
         assert_eq!(
             unknown.describe_burst().as_deref(),
@@ -374,14 +431,55 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_drain_or_parked_group_in_burst_will_not_finish_however_fast_it_was() {
+        // Minutes of work, 10 hours left: time enough, but nothing runs until `resume`.
+        let history = RunHistory { runs: 2, items_done: 100, running_seconds: 60.0 };
+        let deadline = now() + chrono::Duration::hours(10);
+        let paused = forecast(history, 5, 1, Some(deadline), None, Some(HoldReason::Paused), now());
+        assert_eq!(paused.finishes_before_burst_deadline, Some(false));
+        assert_eq!((paused.burst_held_until, paused.burst_held_by), (None, Some(HoldReason::Paused)));
+        assert_eq!(
+            paused.describe_burst_hold(chrono_tz::UTC).as_deref(),
+            Some("it is paused: no pass starts it in this burst until `drainctl resume`")
+        );
+        let parked =
+            forecast(history, 5, 1, Some(deadline), None, HoldReason::until_resumed(false, true), now());
+        assert_eq!(
+            (parked.finishes_before_burst_deadline, parked.burst_held_by),
+            (Some(false), Some(HoldReason::Parked))
+        );
+        assert_eq!(HoldReason::until_resumed(true, true), Some(HoldReason::Paused));
+        assert_eq!(HoldReason::until_resumed(false, false), None);
+        // An empty backlog is done, paused or not; out of a burst a pause holds no forecast.
+        assert_eq!(
+            forecast(history, 0, 1, Some(deadline), None, Some(HoldReason::Paused), now())
+                .finishes_before_burst_deadline,
+            Some(true)
+        );
+        let idle = forecast(history, 5, 1, None, None, Some(HoldReason::Paused), now());
+        assert_eq!((idle.finishes_before_burst_deadline, idle.burst_held_by), (None, None));
+        assert!(
+            forecast(history, 5, 1, Some(deadline), None, None, now()).finishes_before_burst_deadline
+                == Some(true)
+        );
+    }
+
+    #[test]
     fn without_history_or_progress_there_is_no_estimate_but_an_empty_backlog_is_done() {
-        let none = forecast(RunHistory::default(), 5, 1, None, None, now());
+        let none = forecast(RunHistory::default(), 5, 1, None, None, None, now());
         assert_eq!((none.items_per_hour, none.seconds_to_empty), (None, None));
         assert_eq!(none.describe(), "no finished run in the last 24h; 5 left: no estimate");
-        let stuck =
-            forecast(RunHistory { runs: 1, items_done: 0, running_seconds: 60.0 }, 5, 1, None, None, now());
+        let stuck = forecast(
+            RunHistory { runs: 1, items_done: 0, running_seconds: 60.0 },
+            5,
+            1,
+            None,
+            None,
+            None,
+            now(),
+        );
         assert_eq!((stuck.items_per_hour, stuck.seconds_to_empty), (Some(0.0), None));
-        let empty = forecast(RunHistory::default(), 0, 1, None, None, now());
+        let empty = forecast(RunHistory::default(), 0, 1, None, None, None, now());
         assert_eq!(empty.seconds_to_empty, Some(0.0));
     }
 

@@ -221,5 +221,6 @@ fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Res
     DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
         Error::Config(format!("cannot create log folder {}: {error}; check log_dir", dir.display()))
     })?;
+    log_file::refuse_foreign_folder(&dir)?;
     Ok(dir.join(log_file::file_name(now, std::process::id())))
 }

@@ -93,8 +93,9 @@ pub struct WorkerSpec<'a> {
     pub item_timeout: Duration,
     /// Time between SIGTERM and SIGKILL whenever the worker is stopped.
     pub kill_grace: Duration,
-    /// Largest accepted result (stdout); over it the worker is stopped.
-    pub result_cap_bytes: usize,
+    /// Largest accepted result (stdout); over it the worker is stopped. `None`: stdout is
+    /// not a result, only its tail is kept, however much is printed (a notifier's).
+    pub result_cap_bytes: Option<usize>,
     /// How much of the end of stderr is kept.
     pub stderr_tail_bytes: usize,
     /// Lines (either stream, lossy UTF-8) matching this are checkpoints.
@@ -168,9 +169,9 @@ pub struct WorkerReport {
     /// The complete stdout when it stayed within the cap; over the cap, only its last
     /// `STDOUT_TAIL_BYTES` (the same bytes as `stdout_tail`).
     pub stdout: Vec<u8>,
-    /// The last `STDOUT_TAIL_BYTES` of stdout.
+    /// The last `STDOUT_TAIL_BYTES` of stdout, every password in it masked.
     pub stdout_tail: Vec<u8>,
-    /// The last `stderr_tail_bytes` of stderr.
+    /// The last `stderr_tail_bytes` of stderr, every password in it masked.
     pub stderr_tail: Vec<u8>,
     /// The line that announced the wait, when the worker was stopped for it.
     pub client_wait_line: Option<String>,
@@ -663,27 +664,35 @@ fn reserve_within(buffer: &mut Vec<u8>, needed: usize, ceiling: usize) {
     }
 }
 
-/// The last `limit` bytes of a stream, in at most `2 * limit` bytes of memory.
+/// The last `limit` bytes of a stream, in at most `2 * keep` bytes of memory, where `keep`
+/// is `limit` and the length of the longest registered secret: a password cut in half at
+/// the tail's start would no longer be recognised, so the tail is masked with the bytes
+/// before it and only then cut (docs/guarantees.md, "Secrets stay secret").
 #[derive(Debug)]
 struct TailBuffer {
     limit: usize,
+    keep: usize,
     bytes: Vec<u8>,
 }
 
 impl TailBuffer {
     fn new(limit: usize) -> Self {
-        TailBuffer { limit, bytes: Vec::new() }
+        TailBuffer {
+            limit,
+            keep: limit.saturating_add(crate::error::longest_secret_len()),
+            bytes: Vec::new(),
+        }
     }
 
     fn push(&mut self, data: &[u8]) {
-        let data = &data[data.len().saturating_sub(self.limit)..];
-        if data.is_empty() {
+        let data = &data[data.len().saturating_sub(self.keep)..];
+        if data.is_empty() || self.limit == 0 {
             return;
         }
-        let ceiling = self.limit.saturating_mul(2);
+        let ceiling = self.keep.saturating_mul(2);
         if self.bytes.len() + data.len() > ceiling {
-            // data.len() <= limit, so this drains at most all of `bytes`.
-            let excess = self.bytes.len() + data.len() - self.limit;
+            // data.len() <= keep, so this drains at most all of `bytes`.
+            let excess = self.bytes.len() + data.len() - self.keep;
             self.bytes.drain(..excess);
         }
         let needed = self.bytes.len() + data.len();
@@ -691,8 +700,14 @@ impl TailBuffer {
         self.bytes.extend_from_slice(data);
     }
 
+    /// The last `limit` bytes, with every password masked.
     fn to_vec(&self) -> Vec<u8> {
-        self.bytes[self.bytes.len().saturating_sub(self.limit)..].to_vec()
+        let kept = &self.bytes[self.bytes.len().saturating_sub(self.keep)..];
+        let last = |bytes: &[u8]| bytes[bytes.len().saturating_sub(self.limit)..].to_vec();
+        match crate::error::scrub_bytes(kept) {
+            Some(scrubbed) => last(&scrubbed),
+            None => last(kept),
+        }
     }
 }
 
@@ -757,8 +772,8 @@ impl LineSplitter {
 /// Everything kept from the worker's two streams.
 struct OutputCapture<'a> {
     patterns: LinePatterns<'a>,
-    result_cap_bytes: usize,
-    /// The whole stdout while within the cap; `None` once over it.
+    result_cap_bytes: Option<usize>,
+    /// The whole stdout while within the cap; `None` once over it, or when it is no result.
     stdout: Option<Vec<u8>>,
     stdout_tail: TailBuffer,
     stderr_tail: TailBuffer,
@@ -781,7 +796,7 @@ impl<'a> OutputCapture<'a> {
                 announced_wait: spec.announced_wait,
             },
             result_cap_bytes: spec.result_cap_bytes,
-            stdout: Some(Vec::new()),
+            stdout: spec.result_cap_bytes.map(|_| Vec::new()),
             stdout_tail: TailBuffer::new(STDOUT_TAIL_BYTES),
             stderr_tail: TailBuffer::new(spec.stderr_tail_bytes),
             stdout_lines: LineSplitter::new(MAX_LINE_BYTES),
@@ -804,16 +819,16 @@ impl<'a> OutputCapture<'a> {
     }
 
     fn is_over_cap(&self) -> bool {
-        self.stdout.is_none()
+        self.result_cap_bytes.is_some() && self.stdout.is_none()
     }
 
     fn accept(&mut self, stream: Stream, bytes: &[u8], observer: &mut dyn WorkerObserver) {
         match stream {
             Stream::Stdout => {
-                if let Some(stdout) = &mut self.stdout {
+                if let (Some(stdout), Some(cap)) = (&mut self.stdout, self.result_cap_bytes) {
                     let needed = stdout.len() + bytes.len();
-                    if needed <= self.result_cap_bytes {
-                        reserve_within(stdout, needed, self.result_cap_bytes);
+                    if needed <= cap {
+                        reserve_within(stdout, needed, cap);
                         stdout.extend_from_slice(bytes);
                     } else {
                         self.stdout = None;
@@ -969,7 +984,7 @@ mod tests {
             let mut tail = TailBuffer::new(limit);
             for chunk in &chunks {
                 tail.push(chunk);
-                assert!(tail.bytes.len() <= 2 * limit);
+                assert!(tail.bytes.len() <= 2 * tail.keep);
             }
             assert_eq!(tail.to_vec(), expected, "limit {limit} chunks {chunks:?}");
         }
@@ -981,7 +996,7 @@ mod tests {
         for _ in 0..10_000 {
             tail.push(&[b'y'; 333]);
         }
-        assert!(tail.bytes.capacity() <= 2000, "capacity {}", tail.bytes.capacity());
+        assert!(tail.bytes.capacity() <= 2 * tail.keep, "capacity {}", tail.bytes.capacity());
         assert_eq!(tail.to_vec(), vec![b'y'; 1000]);
     }
 
@@ -1061,7 +1076,7 @@ mod tests {
             payload: b"",
             item_timeout: Duration::from_secs(5),
             kill_grace: Duration::from_secs(1),
-            result_cap_bytes: 10,
+            result_cap_bytes: Some(10),
             stderr_tail_bytes: 4,
             checkpoint_pattern: pattern,
             resume_pattern: None,
@@ -1122,8 +1137,11 @@ mod tests {
     fn resume_tokens_are_handed_on_as_their_lines_arrive() {
         let resume = regex::Regex::new(r"^::resume::\s*(\S+)").expect("pattern");
         let argv = ["unused".to_string()];
-        let spec =
-            WorkerSpec { resume_pattern: Some(&resume), result_cap_bytes: 1024, ..spec_with(&argv, None) };
+        let spec = WorkerSpec {
+            resume_pattern: Some(&resume),
+            result_cap_bytes: Some(1024),
+            ..spec_with(&argv, None)
+        };
         let mut capture = OutputCapture::new(&spec);
         let mut tokens = Tokens::default();
         capture.accept(Stream::Stdout, b"work\n::resume:: abc", &mut tokens);
@@ -1154,7 +1172,7 @@ mod tests {
     fn roomy<'a>(argv: &'a [String], payload: &'a [u8]) -> WorkerSpec<'a> {
         WorkerSpec {
             payload,
-            result_cap_bytes: crate::config::defaults::DEFAULT_MAX_RESULT_BYTES,
+            result_cap_bytes: Some(crate::config::defaults::DEFAULT_MAX_RESULT_BYTES),
             stderr_tail_bytes: 1024,
             item_timeout: Duration::from_secs(30),
             ..spec_with(argv, None)

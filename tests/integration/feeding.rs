@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::operator::assert_documented;
@@ -220,6 +220,46 @@ fn a_file_swapped_for_a_link_out_of_the_folder_is_never_handed_to_the_worker() {
     assert_eq!((state.as_str(), attempts), ("skipped_missing", 0));
     assert!(note.unwrap_or_default().contains("resolves outside dir"));
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE result IS NOT NULL"), 0);
+}
+
+#[test]
+fn items_enqueued_beside_a_source_folder_run_and_keep_their_result() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    let outside = fixture.path("outside.txt");
+    fs::write(&outside, "elsewhere\n").unwrap();
+    // A path of its own, outside the folder: it runs as any enqueued item.
+    let own = serde_json::json!({ "path": outside.to_str().unwrap(), "steps": [{ "out": "ran" }] });
+    let kept = serde_json::json!({ "steps": [{ "out": "by hand" }] });
+    fixture.enqueue("sessions", &[("doc-1".into(), own), ("kim/1.jsonl".into(), kept)]);
+    let pass = fixture.drainctl(&["drain", "sessions", "--json"]).run();
+    pass.assert_code(0);
+    // Before: doc-1 was settled skipped_missing, "a symbolic link that resolves outside dir".
+    assert_eq!(fixture.item("sessions", "doc-1").0, "done", "{}", pass.stdout);
+    assert_eq!(fixture.item("sessions", "kim/1.jsonl").0, "done");
+    // A file whose key an enqueued item has is refused, that item left with its result.
+    write(&fixture, "kim/1.jsonl", "a file\n");
+    write(&fixture, "lee/1.jsonl", "another\n");
+    let report = scan(&fixture);
+    assert_eq!((report["new"].as_u64(), report["refused"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    assert_eq!(report["refused_paths"][0]["path"], "kim/1.jsonl");
+    assert!(
+        report["refused_paths"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("its key is an item enqueued by hand"),
+        "{report:#}"
+    );
+    let row = fixture
+        .client()
+        .query_one("SELECT state, convert_from(result, 'UTF8') FROM items WHERE key = 'kim/1.jsonl'", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("done".to_string(), "by hand\n".to_string())
+    );
+    assert_eq!(payload(&fixture, "kim/1.jsonl"), serde_json::json!({ "steps": [{ "out": "by hand" }] }));
+    // And again by the next scan, while that item is there.
+    assert_eq!(scan(&fixture)["refused"].as_u64(), Some(1));
 }
 
 #[test]
@@ -647,6 +687,26 @@ fn a_burst_whose_quota_group_backs_off_past_the_deadline_does_not_finish() {
     assert_eq!(forecast["finishes_before_burst_deadline"], true);
     let metrics = fixture.drainctl(&["metrics"]).run().stdout;
     assert!(metrics.contains("drainctl_burst_will_finish{drain=\"sessions\"} 1\n"), "{metrics}");
+    // Paused, it will not finish, however much time is left: nothing starts it until resume.
+    fixture.drainctl(&["pause", "sessions", "--note", "hold"]).run().assert_code(0);
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_documented("drainctl status", &status);
+    let forecast = status["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["finishes_before_burst_deadline"], false);
+    assert_eq!(
+        (forecast["burst_held_until"].clone(), forecast["burst_held_by"].clone()),
+        (Value::Null, json!("paused"))
+    );
+    let human = fixture.drainctl(&["status"]).run().stdout;
+    assert!(
+        human.contains("11h left: will not finish before the deadline\n  sessions: it is paused: no pass starts it in this burst until `drainctl resume`\n"),
+        "{human}"
+    );
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    assert!(metrics.contains("drainctl_burst_will_finish{drain=\"sessions\"} 0\n"), "{metrics}");
+    fixture.drainctl(&["resume", "sessions"]).run().assert_code(0);
+    let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["finishes_before_burst_deadline"], true);
 }
 
 #[test]

@@ -776,6 +776,24 @@ fn a_failing_notifier_is_recorded_and_does_not_fail_the_pass() {
     assert_eq!(data["reason"], "not_started");
 }
 
+#[test]
+fn a_notifier_printing_megabytes_on_stdout_is_left_to_finish_and_not_called_failed() {
+    // Three MiB on stdout (a verbose `curl`, say), then the delivery it was run for.
+    let (fixture, result, _) = dead_letter_with_notifier(
+        r#"["sh", "-c", "head -c 3145728 /dev/zero; cat >> TMPDIR/notified.json"]"#,
+        "",
+    );
+    result.assert_code(0);
+    let delivered = std::fs::read_to_string(fixture.path("notified.json")).expect("the notifier finished");
+    assert!(delivered.contains("item_dead_lettered"), "{delivered}");
+    let failed: i64 = fixture
+        .client()
+        .query_one("SELECT count(*) FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(failed, 0, "stdout is ignored, however long");
+}
+
 /// A notifier that writes its pid to `notifier.pid`, then sleeps two minutes and writes
 /// `late`, as `notify_command`.
 const SLOW_NOTIFIER: &str =

@@ -151,6 +151,149 @@ fn a_worker_printing_the_database_url_or_its_password_leaves_neither_in_errors_e
     assert!(!seen.contains("Other-Pass-99"), "another URL's password was kept or sent: {seen}");
 }
 
+#[test]
+fn a_password_the_kept_tail_cuts_in_half_is_masked_all_the_same() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let password = fixture.db.password();
+    let after = " and more\n";
+    // The tail begins five characters into the password: what is kept of it is no longer
+    // the whole password, but the most of it.
+    let tail = password.len() - 5 + after.len();
+    fixture.write_config(&config("", &format!("stderr_tail_bytes = {tail}\n")));
+    let text = format!("{} the password is {password}{}", "x".repeat(50), after.trim_end());
+    fixture.enqueue("docs", &[("cut".into(), json!({ "steps": [{ "err": text }, { "exit": 1 }] }))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let shown = fixture.drainctl(&["items", "show", "docs", "cut", "--json"]).run().json();
+    let mut seen = shown["last_error"].to_string() + &shown["stderr_tail"].to_string();
+    seen += &fixture.drainctl(&["events", "--json"]).run().stdout;
+    let row = fixture.client().query_one("SELECT stderr_tail FROM items WHERE key = 'cut'", &[]).unwrap();
+    let stored = String::from_utf8_lossy(&row.get::<_, Vec<u8>>(0)).into_owned();
+    assert!(stored.ends_with("*** and more\n"), "the tail is still the end of stderr, masked: {stored:?}");
+    assert!(stored.len() <= tail, "no more than stderr_tail_bytes is kept: {stored:?}");
+    seen += &stored;
+    let fragment = &password[5..];
+    assert!(!seen.contains(fragment), "the cut password was kept: {seen}");
+}
+
+#[test]
+fn quota_test_masks_the_password_in_the_lines_it_quotes() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let (url, password) = (fixture.db.url.clone(), fixture.db.password());
+    for (text, wanted) in [
+        (format!("Error: server error 500 {url}\n"), "server error"),
+        (format!("usage limit reached for {password}, resets 8pm\n"), "quota hit"),
+    ] {
+        let result = fixture.drainctl(&["quota", "test", "--exit-code", "1"]).stdin(text).run();
+        result.assert_code(0);
+        assert!(result.stdout.starts_with(wanted), "{}", result.stdout);
+        assert!(result.stdout.contains("***"), "{}", result.stdout);
+        assert!(!result.stdout.contains(&password), "the password was printed: {}", result.stdout);
+    }
+}
+
+#[test]
+fn debug_logging_leaves_out_the_drivers_lines_quoting_payloads_and_results() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "result-marker-7f3a" }] }))]);
+    let result = fixture.drainctl(&["-vv", "drain", "docs"]).run();
+    result.assert_code(0);
+    assert!(result.stderr.contains("drainctl: info: drain docs: item a done"), "{}", result.stderr);
+    for driver in ["preparing query", "with parameters"] {
+        assert!(!result.stderr.contains(driver), "the driver's statement lines: {}", result.stderr);
+    }
+    // As decimal bytes, which is how the driver quotes a bytea parameter.
+    let as_bytes = format!("{:?}", b"result-marker-7f3a".to_vec()).replace(' ', "");
+    assert!(!result.stderr.replace(' ', "").contains(&as_bytes[1..as_bytes.len() - 1]), "{}", result.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// the configuration file
+
+#[test]
+fn a_configuration_file_another_user_could_change_is_refused_before_anything_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue(
+        "docs",
+        &[("a".into(), json!({ "steps": [{ "touch": fixture.path("ran").to_str().unwrap() }] }))],
+    );
+    let shown = fixture.config_path.display().to_string();
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for args in [&["drain", "docs"][..], &["supervise"], &["doctor"]] {
+        let result = fixture.drainctl(args).run();
+        result.assert_code(78);
+        let wanted = format!(
+            "configuration file {shown} is writable by every user (mode 0666), who could change the programs \
+             drainctl runs; make it writable by its owner only: chmod go-w {shown}"
+        );
+        assert!(result.stderr.contains(&wanted), "{args:?}: {}", result.stderr);
+    }
+    assert!(!fixture.path("ran").exists(), "the worker ran");
+    // Its group may write it: run, and doctor warns.
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    let checks = doctor.json()["checks"].clone();
+    let warning = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["check"] == "config" && check["status"] == "warn");
+    let message = warning.map(|check| check["message"].as_str().unwrap().to_string()).unwrap_or_default();
+    assert!(message.contains("its group may write it (mode 0664)"), "{checks}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give the file away
+    }
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&fixture.config_path, Some(65534), None).unwrap();
+    let result = fixture.drainctl(&["drain", "docs"]).run();
+    result.assert_code(78);
+    let wanted = format!(
+        "configuration file {shown} belongs to uid 65534, neither the user running drainctl (uid 0) nor root, \
+         and its owner could change the programs drainctl runs; run drainctl as its owner, or chown it to uid 0"
+    );
+    assert!(result.stderr.contains(&wanted), "{}", result.stderr);
+    assert!(!fixture.path("ran").exists(), "the worker ran");
+    std::os::unix::fs::chown(&fixture.config_path, Some(0), None).unwrap();
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    assert!(fixture.path("ran").exists(), "a file of root's runs");
+}
+
+#[test]
+fn a_link_planted_at_a_drains_log_folder_is_refused_and_nothing_written_through_it() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    let victim = fixture.path("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::create_dir_all(fixture.path("logs")).unwrap();
+    let planted = fixture.path("logs/docs");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let result = fixture.drainctl(&["supervise"]).run();
+    result.assert_code(78);
+    let wanted = format!(
+        "log folder {} is a symbolic link; drainctl writes a drain's logs only into a folder of its own",
+        planted.display()
+    );
+    assert!(result.stderr.contains(&wanted), "{}", result.stderr);
+    assert!(names_in(&victim).is_empty(), "written through the link: {:?}", names_in(&victim));
+    assert_eq!(fixture.item("docs", "a").0, "pending", "the drain was not started");
+    let recorded: i64 = fixture
+        .client()
+        .query_one(
+            "SELECT count(*) FROM events WHERE kind = 'supervise_error' AND message LIKE '%symbolic link%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1, "the refusal is recorded");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fixture.path("logs"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    let checks = doctor.json()["checks"].clone();
+    let log_dir = checks.as_array().unwrap().iter().find(|check| check["check"] == "log_dir").cloned();
+    assert_eq!(log_dir.as_ref().map(|check| check["status"].clone()), Some(json!("warn")), "{checks}");
+}
+
 // ---------------------------------------------------------------------------------------
 // the metrics textfile
 

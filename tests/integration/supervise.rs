@@ -805,16 +805,30 @@ fn burst_status_and_off_read_and_clear_the_one_row() {
         .assert_code(0);
     let status = fixture.drainctl(&["burst", "status", "--json"]).run();
     status.assert_code(0);
-    let burst = &status.json()["bursts"][0];
+    let burst = status.json()["bursts"][0].clone();
     assert_eq!(burst["active"], true);
     assert_eq!(burst["note"], "deadline");
     let human = fixture.drainctl(&["burst", "status"]).run();
     assert!(human.stdout.contains("until Sat 2026-11-28 18:00 IST (in 1d 19h)"), "{}", human.stdout);
+    // Moved an hour later without a note: it keeps its note and when it started.
+    fixture.set_now("2026-11-26T22:00:00Z");
+    fixture.drainctl(&["burst", "on", "docs", "--until", "sat 19:00"]).run().assert_code(0);
+    let moved = fixture.drainctl(&["burst", "status", "--json"]).run().json()["bursts"][0].clone();
+    assert_eq!((&moved["note"], &moved["started_at"]), (&burst["note"], &burst["started_at"]), "{moved}");
+    let data: Vec<serde_json::Value> = fixture.column("SELECT data FROM events WHERE kind = 'burst_moved'");
+    assert_eq!(data[0]["note"], "deadline");
+    // A new note replaces it.
+    fixture
+        .drainctl(&["burst", "on", "docs", "--until", "sat 20:00", "--note", "later"])
+        .run()
+        .assert_code(0);
+    let moved = fixture.drainctl(&["burst", "status", "--json"]).run().json()["bursts"][0].clone();
+    assert_eq!((&moved["note"], &moved["started_at"]), (&json!("later"), &burst["started_at"]), "{moved}");
     fixture.drainctl(&["burst", "off", "docs"]).run().assert_code(0);
     let status = fixture.drainctl(&["burst", "status", "docs", "--json"]).run();
     assert_eq!(status.json()["bursts"][0]["active"], false);
     let kinds: Vec<String> = fixture.column("SELECT kind FROM events WHERE kind LIKE 'burst%' ORDER BY id");
-    assert_eq!(kinds, ["burst_on", "burst_off"]);
+    assert_eq!(kinds, ["burst_on", "burst_moved", "burst_moved", "burst_off"]);
 }
 
 #[test]
