@@ -157,6 +157,9 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         Some(config) => check_programs_and_folders(&mut checks, config, cron_path),
         None => checks.push("worker", Status::Skip, "workers not checked: the configuration did not load"),
     }
+    if let Some(cron) = cron_path {
+        check_cron_environment(&mut checks, config.as_ref(), cron);
+    }
     check_zone(&mut checks, config_path);
     match &config {
         Some(config) => {
@@ -187,6 +190,40 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         );
     }
     checks.0
+}
+
+/// What cron's job does not have that this shell does: a database URL from the
+/// environment (cron passes none of it on; the crontab keeps no secrets), and drainctl
+/// itself on the crontab's PATH, as the crontab line names it by its bare name.
+fn check_cron_environment(checks: &mut Checks, config: Option<&Config>, cron: CronPath) {
+    let url = config.and_then(|config| config.require_database_url().ok());
+    if let Some(url) = url.filter(|url| url.source.starts_with('$')) {
+        let file = config
+            .and_then(|config| config.path.as_ref())
+            .map_or_else(|| "the configuration file".to_string(), |path| path.display().to_string());
+        checks.push(
+            "cron_env",
+            Status::Warn,
+            format!(
+                "the database URL comes from {}, which cron does not pass on to its jobs: unless the crontab \
+                 sets it, every pass exits 78 (no database URL); put it in [database] url of {file} (mode 0600)",
+                url.source
+            ),
+        );
+    }
+    if let Err(problem) = program::locate("drainctl", Some(cron.path), None) {
+        let here = std::env::current_exe().map(|exe| exe.display().to_string()).unwrap_or_default();
+        checks.push(
+            "cron_env",
+            Status::Warn,
+            format!(
+                "under cron (PATH={}), {problem}: a crontab line naming `drainctl` fails with \
+                 \"drainctl: not found\" before anything is recorded; install it in a folder of that PATH, or \
+                 name it by its absolute path ({here}) in the crontab",
+                cron.path.to_string_lossy()
+            ),
+        );
+    }
 }
 
 /// The PATH cron gives a job that sets none (Debian's cron, Vixie cron, cronie).
@@ -317,7 +354,31 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
         }
         Err(error) => checks.fail("database", error.exit_code(), error.display_scrubbed()),
     }
+    check_writable(checks, &mut client);
     Some(client)
+}
+
+/// A standby (after a failover) or `default_transaction_read_only` lets every command
+/// connect and read, and every one that writes exit 69: say so before any of them does.
+fn check_writable(checks: &mut Checks, client: &mut postgres::Client) {
+    let row =
+        client.query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[]);
+    match row.map(|row| (row.get::<_, bool>(0), row.get::<_, bool>(1))) {
+        Ok((false, false)) => {}
+        Ok((is_standby, _)) => checks.fail(
+            "database",
+            crate::error::EXIT_UNAVAILABLE,
+            format!(
+                "the database is read-only ({}): every command that writes (enqueue, drain, supervise, \
+                 pause, burst, retry, prune) exits 69; point the database URL at the primary",
+                if is_standby { "a standby in recovery" } else { "default_transaction_read_only = on" }
+            ),
+        ),
+        Err(error) => {
+            let error = crate::error::Error::from(error);
+            checks.fail("database", error.exit_code(), error.display_scrubbed())
+        }
+    }
 }
 
 /// Each drain's worker program, workdir and source folder, and the notifier's program.

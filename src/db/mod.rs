@@ -120,6 +120,14 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             database.source
         ))
     })?;
+    // `postgres://:PASSWORD@HOST/DATABASE`: the server would refuse the empty user name
+    // as if it were down (69); it is the URL that is wrong.
+    if config.get_user().is_some_and(str::is_empty) {
+        return Err(Error::Config(format!(
+            "the database URL (from {}) names no user; give postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+            database.source
+        )));
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -149,7 +157,30 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         };
         Error::Unavailable(format!("{CANNOT_CONNECT} (URL from {}): {detail}", database.source))
     };
-    let mut client = config.connect(connector.clone()).map_err(unavailable)?;
+    // The driver's connect_timeout bounds each TCP connection only: a server or pooler
+    // that accepts one and never answers (stopped, frozen) would hold the command — and
+    // cron's next passes behind it — for ever. The login is bounded too.
+    let login_wait = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT)
+        .saturating_mul(config.get_hosts().len().max(1) as u32 + 1);
+    let connecting = (config.clone(), connector.clone());
+    let mut client = match within(login_wait, move || connecting.0.connect(connecting.1)) {
+        Bounded::Done(connected) => connected.map_err(unavailable)?,
+        Bounded::NoThread(error) => {
+            return Err(Error::Internal(format!("cannot start a thread to connect to the database: {error}")))
+        }
+        Bounded::TimedOut => {
+            return Err(Error::Unavailable(format!(
+                "{CANNOT_CONNECT} (URL from {}): the server took the connection but did not complete the \
+                 login within {} (a stopped server or pooler?); connect_timeout in the URL sets how long \
+                 each attempt waits",
+                database.source,
+                crate::duration::format_duration(login_wait)
+            )))
+        }
+    };
     // Until the checks below passed, only the simple query protocol is used: it works
     // through any pooler, where a prepared statement may not.
     let identity = backend_identity(&mut client).map_err(unavailable)?;
@@ -162,6 +193,12 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     // two hours and more; probed after a minute of silence, the session of a dead host ends
     // within about two (docs/operations.md, "Several hosts").
     client.batch_execute(SESSION_SETTINGS_SQL)?;
+    // PostgreSQL 14 added an idle timeout of whole sessions: one a role or database sets
+    // would end a pass's session while its worker runs, and with it the concurrency slot
+    // (a second pass would run beside the first).
+    if identity.version_num.parse::<i32>().is_ok_and(|number| number >= 140_000) {
+        client.batch_execute("SET idle_session_timeout = 0")?;
+    }
     #[cfg(feature = "testing")]
     if let Some(ms) =
         std::env::var(IDLE_IN_TRANSACTION_TIMEOUT_ENV).ok().and_then(|ms| ms.parse::<u32>().ok())
@@ -369,22 +406,20 @@ fn refuse_transaction_pooler(
     }
     let mut config = config.clone();
     config.application_name("drainctl pooler check");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    // The thread is not joined: a session pool with no free server connection makes it
-    // wait in the pooler's queue; it ends when it gets one or the process exits.
-    std::thread::spawn(move || {
-        let identity = config.connect(connector).and_then(|mut client| {
+    // A session pool with no free server connection makes it wait in the pooler's queue.
+    let second = within(POOLER_CHECK_WAIT, move || {
+        config.connect(connector).and_then(|mut client| {
             let identity = backend_identity(&mut client);
             if let Err(error) = client.close() {
                 log::debug!("closing the pooler check's connection: {}", classify_database_error(&error));
             }
             identity
-        });
-        // Fails only when the caller stopped waiting: nobody needs the answer any more.
-        let _ = sender.send(identity);
+        })
     });
-    match receiver.recv_timeout(POOLER_CHECK_WAIT) {
-        Ok(Ok(second)) if (&second.pid, &second.server_start) == (&first.pid, &first.server_start) => {
+    match second {
+        Bounded::Done(Ok(second))
+            if (&second.pid, &second.server_start) == (&first.pid, &first.server_start) =>
+        {
             Err(Error::Config(format!(
                 "the database connection goes through a connection pooler in transaction mode \
                  (two open connections were served by the same server process, pid {}): \
@@ -394,32 +429,61 @@ fn refuse_transaction_pooler(
                 first.pid
             )))
         }
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => {
+        Bounded::Done(Ok(_)) => Ok(()),
+        Bounded::Done(Err(error)) => {
             log::info!(
                 "pooler check skipped: a second connection failed: {}",
                 classify_database_error(&error)
             );
             Ok(())
         }
-        Err(_) => {
+        Bounded::TimedOut => {
             log::info!(
                 "pooler check skipped: a second connection got no answer within {}",
                 crate::duration::format_duration(POOLER_CHECK_WAIT)
             );
             Ok(())
         }
+        Bounded::NoThread(error) => {
+            log::info!("pooler check skipped: cannot start a thread for a second connection: {error}");
+            Ok(())
+        }
+    }
+}
+
+/// What became of work given a time limit (see [`within`]).
+enum Bounded<T> {
+    Done(T),
+    TimedOut,
+    NoThread(std::io::Error),
+}
+
+/// `work` on a thread of its own, waited for at most `wait`. The thread is not joined: it
+/// ends when `work` does, or with the process.
+fn within<T: Send + 'static>(wait: Duration, work: impl FnOnce() -> T + Send + 'static) -> Bounded<T> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("connect".to_string()).spawn(move || {
+        // Fails only when the caller stopped waiting: nobody needs the answer any more.
+        let _ = sender.send(work());
+    });
+    match spawned {
+        Ok(_) => receiver.recv_timeout(wait).map_or(Bounded::TimedOut, Bounded::Done),
+        Err(error) => Bounded::NoThread(error),
     }
 }
 
 /// Every session's settings: how long it may sit idle inside a transaction before the
-/// server ends it; no `statement_timeout` a role or database may set (drainctl bounds its
-/// own waits: `lock_timeout`, `--lock-timeout`; a timeout of the role's would cut a lock
-/// wait, an export or a migration short as an error); the server's keepalive probes of
-/// its TCP connection — the first after 60 s without traffic, then every 10 s, the
-/// connection dropped after 6 unanswered (over a Unix socket they do nothing).
+/// server ends it; no `statement_timeout` or `lock_timeout` a role or database may set
+/// (drainctl bounds its own waits: `lock_timeout` where it sets one, `--lock-timeout`; a
+/// timeout of the role's would cut a lock wait, an enqueue beside another, an export or a
+/// migration short as an error); READ COMMITTED, whatever isolation a role or database
+/// makes the default (every statement is written for it: under SERIALIZABLE two passes
+/// fail each other's transactions); the server's keepalive probes of its TCP connection —
+/// the first after 60 s without traffic, then every 10 s, the connection dropped after 6
+/// unanswered (over a Unix socket they do nothing).
 const SESSION_SETTINGS_SQL: &str =
-    "SET idle_in_transaction_session_timeout = '60s'; SET statement_timeout = 0; \
+    "SET idle_in_transaction_session_timeout = '60s'; SET statement_timeout = 0; SET lock_timeout = 0; \
+     SET default_transaction_isolation = 'read committed'; \
      SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 6";
 
 /// Make lock waits of this session fail after `timeout` instead of blocking (supervise must

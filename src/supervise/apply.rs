@@ -52,7 +52,14 @@ pub(super) fn apply_all(
         // one's claim could come first and take the window's first calls.
         if !decision.after_starts_of.is_empty() {
             let higher = earlier.iter().filter(|earlier| decision.after_starts_of.contains(&earlier.drain));
-            await_started_runs(client, higher);
+            let without_run = await_started_runs(client, higher, clock.now());
+            report_ended_without_run(client, outbox, &without_run, failures, clock.now());
+            for drain in &without_run {
+                // Reported here, not again when the pass ends.
+                if let Some(started) = earlier.iter_mut().find(|earlier| earlier.pid == Some(drain.pid)) {
+                    started.error = Some("ended without recording a run".to_string());
+                }
+            }
         }
         if let Some(signal) = crate::worker::signals::termination_signal() {
             if decision.action != Action::Skip {
@@ -111,48 +118,128 @@ fn apply(
 /// How long a pass waits, at most, for the drains it started to record their runs.
 const STARTED_RUNS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A drain this pass started whose process ended without recording a run: it could not
+/// connect, or failed before its pass began.
+pub(super) struct EndedWithoutRun {
+    pub drain: String,
+    pub pid: u32,
+    pub log_path: Option<String>,
+}
+
+impl EndedWithoutRun {
+    /// What the drain's log says last (its error line), or where to look.
+    pub fn describe(&self) -> String {
+        let last_line = self.log_path.as_deref().and_then(|path| {
+            let text = std::fs::read(path).ok()?;
+            let text = String::from_utf8_lossy(&text[text.len().saturating_sub(4096)..]).into_owned();
+            let line = text.lines().rev().find(|line| !line.trim().is_empty())?.trim().to_string();
+            Some(line.chars().take(400).collect::<String>())
+        });
+        let log = self.log_path.as_deref().unwrap_or("-");
+        match last_line {
+            Some(line) => format!(
+                "drain {} (pid {}) started by this pass ended without recording a run; its log {log} ends: {line}",
+                self.drain, self.pid
+            ),
+            None => format!(
+                "drain {} (pid {}) started by this pass ended without recording a run; see its log {log}",
+                self.drain, self.pid
+            ),
+        }
+    }
+}
+
 /// Wait until every drain this pass started has recorded its run, or has ended: the
 /// supervise lock is held until then, so a pass that follows at once (another host's, or
 /// cron's and pm2's on the same minute) sees the drain busy instead of starting it again
 /// (docs/operations.md, "Two passes at once"). Bounded by [`STARTED_RUNS_WAIT`] and
-/// SIGTERM; a drain still unseen then is logged and left to its slot lock.
-pub(super) fn await_started_runs<'a>(client: &mut Client, decisions: impl IntoIterator<Item = &'a Decision>) {
-    let mut unseen: Vec<i32> = decisions
+/// SIGTERM; a drain still unseen then is logged and left to its slot lock. Returns the
+/// drains that ended without recording a run (the pass reports them: nothing else would).
+pub(super) fn await_started_runs<'a>(
+    client: &mut Client,
+    decisions: impl IntoIterator<Item = &'a Decision>,
+    now: DateTime<Utc>,
+) -> Vec<EndedWithoutRun> {
+    let mut unseen: Vec<(i32, &Decision)> = decisions
         .into_iter()
         .filter(|decision| decision.action == Action::Start && decision.error.is_none())
-        .filter_map(|decision| decision.pid.and_then(|pid| i32::try_from(pid).ok()))
+        .filter_map(|decision| {
+            decision.pid.and_then(|pid| i32::try_from(pid).ok()).map(|pid| (pid, decision))
+        })
         .collect();
+    let mut ended = Vec::new();
     let host = process::host_name();
+    // A run a drain of this pass recorded started after this; an older one of the same pid
+    // is another process's.
+    let since = now - chrono::Duration::hours(1);
     let deadline = std::time::Instant::now() + STARTED_RUNS_WAIT;
     loop {
-        unseen.retain(|&pid| process::is_process_alive(pid as u32, None));
-        if unseen.is_empty() {
-            return;
+        // Which had ended before the look at their runs: one that recorded a run and ended
+        // in between is seen in the runs.
+        let gone: Vec<i32> = unseen
+            .iter()
+            .map(|(pid, _)| *pid)
+            .filter(|&pid| !process::is_process_alive(pid as u32, None))
+            .collect();
+        let pids: Vec<i32> = unseen.iter().map(|(pid, _)| *pid).collect();
+        if pids.is_empty() {
+            return ended;
         }
         match client.query(
-            "SELECT pid FROM runs WHERE host = $1 AND pid = ANY($2) AND status = 'running'",
-            &[&host, &unseen],
+            "SELECT pid FROM runs WHERE host = $1 AND pid = ANY($2) AND started_at >= $3",
+            &[&host, &pids, &since],
         ) {
             Ok(rows) => {
                 let seen: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-                unseen.retain(|pid| !seen.contains(pid));
+                unseen.retain(|(pid, decision)| {
+                    if seen.contains(pid) {
+                        return false;
+                    }
+                    if gone.contains(pid) {
+                        ended.push(EndedWithoutRun {
+                            drain: decision.drain.clone(),
+                            pid: *pid as u32,
+                            log_path: decision.log_path.clone(),
+                        });
+                        return false;
+                    }
+                    true
+                });
             }
             Err(error) => {
                 log::warn!("cannot tell whether the drains started have recorded their runs: {error}");
-                return;
+                return ended;
             }
         }
         if unseen.is_empty() || crate::worker::signals::termination_signal().is_some() {
-            return;
+            return ended;
         }
         if std::time::Instant::now() >= deadline {
+            let pids: Vec<i32> = unseen.iter().map(|(pid, _)| *pid).collect();
             log::warn!(
-                "drain process(es) {unseen:?} started by this pass have not recorded a run after {}s",
+                "drain process(es) {pids:?} started by this pass have not recorded a run after {}s",
                 STARTED_RUNS_WAIT.as_secs()
             );
-            return;
+            return ended;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Record the drains this pass started that ended without a run: a `supervise_error`
+/// each (so a notification goes out), and the pass exits 69 — such a drain almost always
+/// could not reach the database.
+pub(super) fn report_ended_without_run(
+    client: &mut Client,
+    outbox: &Outbox,
+    ended: &[EndedWithoutRun],
+    failures: &mut StepFailures,
+    now: DateTime<Utc>,
+) {
+    for drain in ended {
+        let message = drain.describe();
+        failures.add(&Error::Unavailable(message.clone()));
+        record_failure(client, outbox, Some(&drain.drain), message, now);
     }
 }
 

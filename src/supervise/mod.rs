@@ -679,7 +679,8 @@ fn finish_pass(
     }
     // Held until the drains started have recorded their runs: a pass right after this
     // one sees them busy instead of starting them again (docs/operations.md).
-    apply::await_started_runs(client, decisions);
+    let without_run = apply::await_started_runs(client, decisions, clock.now());
+    apply::report_ended_without_run(client, outbox, &without_run, failures, clock.now());
     advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
     Ok(pruned)

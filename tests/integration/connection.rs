@@ -377,10 +377,108 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
         "{}",
         result.stderr
     );
+    // doctor says so first. Before: `ok database`, `healthy`, exit 0.
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(69);
+    assert!(
+        doctor
+            .stdout
+            .contains("fail  database: the database is read-only (default_transaction_read_only = on)"),
+        "{}",
+        doctor.stdout
+    );
     let mut admin = fixture.client();
     admin.batch_execute("SET default_transaction_read_only = off").unwrap();
     admin
         .batch_execute(&format!("ALTER DATABASE {} SET default_transaction_read_only = off", fixture.db.name))
+        .unwrap();
+}
+
+#[test]
+fn a_server_that_takes_the_connection_and_never_answers_is_unavailable_not_a_hang() {
+    // A listener that accepts and then says nothing, as a stopped server or pooler does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let fixture = Fixture::new(CONFIG, NOW);
+    let url = format!("postgres://drainctl:Silent-pw-4@127.0.0.1:{port}/drainctl?connect_timeout=1");
+    let started = Instant::now();
+    let mut status = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &url).spawn();
+    // Before: no output, no exit, until killed.
+    while status.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            status.kill().unwrap();
+            panic!("drainctl status still waits after {:?}", started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = finished(status.wait_with_output().unwrap());
+    result.assert_code(69);
+    assert!(
+        result.stderr.contains("the server took the connection but did not complete the login within 2s"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains("Silent-pw-4"), "{}", result.stderr);
+}
+
+#[test]
+fn timeouts_a_database_sets_for_its_sessions_do_not_cut_drainctls_short() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut admin = fixture.client();
+    let db = fixture.db.name.clone();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} SET lock_timeout = '200ms'; ALTER DATABASE {db} SET idle_session_timeout = '500ms'; \
+             ALTER DATABASE {db} SET default_transaction_isolation = 'serializable'"
+        ))
+        .unwrap();
+    // An enqueue that waits for a lock another session holds waits, as it would without
+    // the database's lock_timeout. Before: exit 75 after 200 ms, "canceling statement due
+    // to lock timeout".
+    let mut holder = fixture.client();
+    holder.batch_execute("BEGIN; LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE").unwrap();
+    let mut enqueue = fixture.drainctl(&["enqueue", "a", "--key", "k1", "--payload", "{}"]).spawn();
+    wait_until("the enqueue to wait for the lock, or to end", Duration::from_secs(20), || {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = $1",
+                &[&db],
+            )
+            .unwrap()
+            .get(0);
+        waiting > 0 || enqueue.try_wait().unwrap().is_some()
+    });
+    // Held five times the database's lock_timeout: the enqueue is still waiting.
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(1) && enqueue.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    holder.batch_execute("COMMIT").unwrap();
+    let status = enqueue.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the enqueue waited for the lock and went on");
+    // A worker that runs longer than the database's idle_session_timeout keeps its pass's
+    // session (and the concurrency slot it holds). Before: "the database ended this
+    // pass's session; reconnecting" after every such worker.
+    fixture.enqueue(
+        "a",
+        &[("slow".into(), serde_json::json!({ "steps": [{ "sleep": 1.5 }, { "out": "ok" }] }))],
+    );
+    let pass = fixture.drainctl(&["-v", "drain", "a"]).run();
+    pass.assert_code(0);
+    assert!(!pass.stderr.contains("reconnect"), "{}", pass.stderr);
+    assert_eq!(fixture.item("a", "slow").0, "done");
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} RESET lock_timeout; ALTER DATABASE {db} RESET idle_session_timeout; \
+             ALTER DATABASE {db} RESET default_transaction_isolation"
+        ))
         .unwrap();
 }
 
@@ -453,6 +551,41 @@ fn login_role(fixture: &Fixture, prefix: &str) -> (String, String, postgres::Cli
     let port = fixture.db.url.parse::<postgres::Config>().unwrap().get_ports()[0];
     let url = format!("postgres://{role}:Role-pw-9@127.0.0.1:{port}/{db}");
     (role, url, admin)
+}
+
+#[test]
+fn a_drain_supervise_started_that_cannot_connect_is_reported_not_counted_as_started() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let db = fixture.db.name.clone();
+    let (role, url, mut admin) = login_role(&fixture, "lone");
+    admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO {role}")).unwrap();
+    fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &url).run().assert_code(0);
+    fixture
+        .drainctl(&["enqueue", "a", "--key", "k", "--payload", "{}"])
+        .env("DRAINCTL_DATABASE_URL", &url)
+        .run()
+        .assert_code(0);
+    // One session for the role: supervise's own. The drain it starts cannot connect.
+    admin.batch_execute(&format!("ALTER ROLE {role} CONNECTION LIMIT 1")).unwrap();
+    let result = fixture.drainctl(&["supervise"]).env("DRAINCTL_DATABASE_URL", &url).run();
+    // Before: exit 0, "2 started, 0 errors", and only the drain's own log knew.
+    result.assert_code(69);
+    assert!(result.stderr.contains("drain a (pid "), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("started by this pass ended without recording a run; its log "),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.contains("too many connections for role"), "{}", result.stderr);
+    admin.batch_execute(&format!("ALTER ROLE {role} CONNECTION LIMIT -1")).unwrap();
+    let recorded: Vec<String> = fixture.column(
+        "SELECT message FROM events WHERE kind = 'supervise_error' AND drain = 'a' AND message LIKE '%without recording a run%'",
+    );
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(fixture.item("a", "k").0, "pending");
+    let mut owner = fixture.client();
+    owner.batch_execute(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}")).unwrap();
+    admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
 }
 
 #[test]

@@ -206,6 +206,18 @@ fn an_unreachable_database_exits_69_without_the_password() {
     assert!(!result.stderr.contains("hunter2-secret"), "{}", result.stderr);
     assert!(result.stderr.contains("cannot connect to the database"), "{}", result.stderr);
     assert!(result.stderr.contains("$DATABASE_URL"), "{}", result.stderr);
+    // A password and no user is the URL's fault (before: 69, the server's "no PostgreSQL
+    // user name specified in startup packet").
+    let userless = db.url.replacen("postgres://postgres:", "postgres://:", 1);
+    assert_ne!(userless, db.url);
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &userless).run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("the database URL (from $DATABASE_URL) names no user"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains(&password), "{}", result.stderr);
 }
 
 #[test]

@@ -188,6 +188,49 @@ fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_
 }
 
 #[test]
+fn doctor_cron_warns_of_a_database_url_and_a_drainctl_that_only_this_shell_has() {
+    let fixture = Fixture::new(&config("/bin/cat", ""), NOW);
+    let cron_env = |result: &Finished| -> Vec<String> {
+        result.json()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|check| check["check"] == "cron_env")
+            .map(|check| check["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The URL from the shell's environment, drainctl in a folder the crontab's PATH lacks.
+    // Before: `healthy`, and every pass cron ran exited 78 (no database URL).
+    let result = fixture.drainctl(&["doctor", "--cron-path", "/usr/bin:/bin", "--json"]).run();
+    result.assert_code(0);
+    let warnings = cron_env(&result);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .starts_with("the database URL comes from $DRAINCTL_DATABASE_URL, which cron does not pass on"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("under cron (PATH=/usr/bin:/bin), \"drainctl\" not found on PATH"),
+        "{warnings:?}"
+    );
+    // The URL in the file (owner-only), drainctl's folder on the crontab's PATH: nothing to say.
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    std::fs::write(&fixture.config_path, format!("[database]\nurl = \"{}\"\n{text}", fixture.db.url))
+        .unwrap();
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let folder = std::path::Path::new(env!("CARGO_BIN_EXE_drainctl")).parent().unwrap().display().to_string();
+    let crontabs = format!("{folder}:/usr/bin:/bin");
+    let result = fixture
+        .drainctl(&["doctor", "--cron-path", &crontabs, "--json"])
+        .env_remove("DRAINCTL_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .run();
+    result.assert_code(0);
+    assert_eq!(cron_env(&result), Vec::<String>::new());
+}
+
+#[test]
 fn doctor_cron_path_looks_workers_up_on_the_path_the_crontab_sets() {
     // The crontab sets PATH=<folder>:/usr/bin:/bin, as crontab.example sets /usr/local/bin.
     let fixture = Fixture::new(&config("my-llm-worker", ""), NOW);
