@@ -188,7 +188,9 @@ pub struct DrainArgs {
 pub struct EnqueueArgs {
     /// Drain name
     pub name: String,
-    /// Key of a single item (with --payload); unique within the drain
+    /// Key of a single item (with --payload); unique within the drain. A key (here or in a
+    /// line) is 1 to 1024 bytes of printed text: one with a control character (a newline, a
+    /// tab, an escape) is refused with exit 65
     #[arg(long, requires = "payload", conflicts_with = "file")]
     pub key: Option<String>,
     /// JSON payload of a single item (with --key)
@@ -235,7 +237,7 @@ pub struct BurstOnArgs {
     /// Drain name
     pub name: String,
     /// Deadline: "sat 18:00", "18:00", "2026-11-28 18:00", RFC 3339, or "+6h" [default: burst_default_until]
-    #[arg(long, value_name = "WHEN")]
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Why (shown in status and events)
     #[arg(long)]

@@ -81,10 +81,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     crate::worker::process::keep_inherited_descriptors_from_children();
     let output = cli.command.output();
     match commands::dispatch(cli) {
-        Ok(report) => {
-            report.print(output.json);
-            report.exit_code
-        }
+        Ok(report) => report.print(output.json),
         Err(error) => failed(&error),
     }
 }

@@ -18,11 +18,19 @@ pub struct Report {
     pub human: String,
     pub json: Value,
     pub exit_code: u8,
+    /// The text is what the command is run for (`metrics`, `report` to stdout), not a
+    /// summary of work done: when it cannot be written, the command failed.
+    pub is_the_output: bool,
 }
 
 impl Report {
     pub fn new(human: impl Into<String>, json: Value) -> Report {
-        Report { human: human.into(), json, exit_code: crate::error::EXIT_OK }
+        Report { human: human.into(), json, exit_code: crate::error::EXIT_OK, is_the_output: false }
+    }
+
+    /// A report whose text is the command's whole output (see [`Report::is_the_output`]).
+    pub fn the_output(human: impl Into<String>) -> Report {
+        Report { is_the_output: true, ..Report::new(human, Value::Null) }
     }
 
     pub fn with_exit_code(mut self, exit_code: u8) -> Report {
@@ -30,8 +38,10 @@ impl Report {
         self
     }
 
-    /// Write the JSON (when `as_json`) or the human text to stdout.
-    pub fn print(&self, as_json: bool) {
+    /// Write the JSON (when `as_json`) or the human text to stdout; the exit code, 75 when
+    /// a report that is the command's output could not be written (a full disk: what was
+    /// written is cut short; docs/exit-codes.md).
+    pub fn print(&self, as_json: bool) -> u8 {
         let mut stdout = std::io::stdout().lock();
         let text = if as_json {
             serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "null".to_string())
@@ -49,11 +59,29 @@ impl Report {
             // A closed pipe (`drainctl status | head`) is not worth a word.
             Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
                 log::debug!("could not write to stdout: {error}");
+                self.exit_code
+            }
+            Err(error) if self.is_the_output => {
+                log::error!("could not write the output to stdout: {error}; what was written is incomplete");
+                crate::error::worse_exit_code(self.exit_code, crate::error::EXIT_TEMPORARY)
             }
             // Anything else (a full disk) loses what the command did: it is said on stderr.
-            Err(error) => log::warn!("could not write the output to stdout: {error}"),
-            Ok(()) => {}
+            Err(error) => {
+                log::warn!("could not write the output to stdout: {error}");
+                self.exit_code
+            }
+            Ok(()) => self.exit_code,
         }
+    }
+}
+
+/// `1 drain`, `2 drains`: a count with its noun, `s` added unless it is one.
+pub fn counted(count: impl Into<i64>, noun: &str) -> String {
+    let count = count.into();
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }
 

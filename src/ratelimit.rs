@@ -86,13 +86,16 @@ pub fn record_quota_hit(
         // Confirmed at once, so that the next claim switches (docs/accounts.md).
         before = before.confirming(now);
     }
-    let decision = decide_backoff(hit.stated_reset(), now, before, policy);
-    // Never shorten a backoff another pass of the group set a moment ago; the rule in
-    // force is the one of the backoff kept.
-    let (until, rule) = match previous.backoff_until {
-        Some(existing) if existing > decision.until => (existing, previous.rule),
-        _ => (decision.until, Some(decision.rule)),
-    };
+    let mut decision = decide_backoff(hit.stated_reset(), now, before, policy);
+    // Never shorten a backoff another pass of the group set a moment ago: the backoff kept
+    // is the one in force, with its rule and its suspicion (a hit seen again neither marks
+    // a confirmed limit suspected nor stops a pass that can switch accounts).
+    if let Some(existing) = previous.backoff_until.filter(|existing| *existing > decision.until) {
+        decision.until = existing;
+        decision.rule = previous.rule.unwrap_or(decision.rule);
+        decision.suspected_at = previous.suspected_at;
+    }
+    let (until, rule) = (decision.until, Some(decision.rule));
     let row = BackoffRow {
         quota_group: source.quota_group.to_string(),
         account: source.account.to_string(),
@@ -159,7 +162,7 @@ pub fn record_quota_hit(
     } else {
         false
     };
-    Ok(RecordedHit { decision: BackoffDecision { until, ..decision }, parks_group })
+    Ok(RecordedHit { decision, parks_group })
 }
 
 /// A hit that waiting does not fix parks the whole quota group until an operator clears

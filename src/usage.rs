@@ -37,9 +37,7 @@ pub fn read_usage(stdout: &[u8]) -> Option<Usage> {
     let usage = reported_usage(stdout)?;
     let capped = usage.clone().within_ceilings();
     if capped != usage {
-        log::warn!(
-            "a worker reported usage beyond what one attempt can use ({usage:?}); counted as {capped:?}"
-        );
+        log::warn!("a worker reported usage beyond what one attempt can use ({usage}); counted as {capped}");
     }
     Some(capped)
 }
@@ -83,7 +81,17 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
             }
         }
     }
-    from_lines(trimmed)
+    if let Some(usage) = from_lines(trimmed) {
+        return Some(usage);
+    }
+    // A JSON document after lines of text: gemini prints `Loaded cached credentials.` on
+    // stdout before its pretty-printed answer.
+    let document_start = trimmed
+        .match_indices('\n')
+        .map(|(at, _)| at + 1)
+        .find(|&at| trimmed[at..].trim_start_matches([' ', '\t', '\r']).starts_with('{'))?;
+    let document = serde_json::from_str::<Value>(trimmed[document_start..].trim()).ok()?;
+    from_document(&document)
 }
 
 /// A whole-output JSON document of claude or gemini.
@@ -143,8 +151,14 @@ fn claude(result: &Value) -> Option<Usage> {
     let reported = Usage {
         cost_usd: result
             .get("total_cost_usd")
-            .and_then(Value::as_f64)
-            .filter(|cost| cost.is_finite() && *cost >= 0.0),
+            .and_then(|cost| match cost {
+                // A figure too large for a double (`1e400`), which serde_json does not
+                // give as one, reads as infinite: counted at the ceiling, as any other
+                // too large (never negative).
+                Value::Number(number) => number.as_f64().or_else(|| number.to_string().parse::<f64>().ok()),
+                _ => None,
+            })
+            .filter(|cost| *cost >= 0.0),
         input_tokens: tokens("input_tokens"),
         output_tokens: tokens("output_tokens"),
         cache_read_tokens: tokens("cache_read_input_tokens"),
@@ -310,6 +324,10 @@ mod tests {
         assert_eq!(usage.output_tokens, Some(MAX_REPORTED_COUNT));
         assert_eq!((usage.cache_read_tokens, usage.turns), (Some(7), Some(2)));
         assert_eq!(usage.cost_picousd(), 1_000_000 * PICOUSD_PER_USD);
+        // Beyond a double's range it is counted at the ceiling too, not left out.
+        let usage =
+            read_usage(br#"{"type":"result","total_cost_usd":1e400,"usage":{"input_tokens":10}}"#).unwrap();
+        assert_eq!((usage.cost_usd, usage.input_tokens), (Some(MAX_REPORTED_COST_USD), Some(10)));
     }
 
     #[test]

@@ -132,6 +132,10 @@ fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
         // The operator says the cause is fixed: the backoffs of the hits that needed
         // attention would otherwise hold the accounts out for up to `default_backoff` more.
         let cleared_backoffs = crate::db::backoffs::clear_attention_backoffs(tx, &group, now)?;
+        if !cleared_backoffs.is_empty() {
+            // A fixed account is used at once, not after switch_cooldown (docs/accounts.md).
+            crate::db::quota_groups::forget_switch_time(tx, &group, now)?;
+        }
         if let Some(parked) = &cleared {
             let event = Event::new(
                 EventKind::GroupResumed,

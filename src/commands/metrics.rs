@@ -14,7 +14,7 @@ use crate::output::Report;
 pub fn run(ctx: &mut Context, args: &MetricsArgs) -> Result<Report> {
     let text = render_metrics(&mut ctx.client, &ctx.config, ctx.clock.now())?;
     let path: PathBuf = match &args.textfile {
-        None => return Ok(Report::new(text, serde_json::Value::Null)),
+        None => return Ok(Report::the_output(text)),
         Some(None) => ctx.config.defaults.metrics_textfile.clone().ok_or_else(|| {
             Error::Usage(
                 "--textfile without PATH writes to [defaults] metrics_textfile, which is not set; \

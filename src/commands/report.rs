@@ -15,7 +15,7 @@ pub fn run(ctx: &mut Context, args: &ReportArgs) -> Result<Report> {
     let path: PathBuf = match &args.html {
         None => {
             let html = render_page(&mut ctx.client, &ctx.config, ctx.clock.now())?;
-            return Ok(Report::new(html, serde_json::Value::Null));
+            return Ok(Report::the_output(html));
         }
         Some(None) => ctx.config.defaults.report_html.clone().ok_or_else(|| {
             Error::Usage(
@@ -29,7 +29,11 @@ pub fn run(ctx: &mut Context, args: &ReportArgs) -> Result<Report> {
     let html = render_page(&mut ctx.client, &ctx.config, ctx.clock.now())?;
     write_page(&path, &html)?;
     Ok(Report::new(
-        format!("wrote the operations page of {} drains to {}", ctx.config.drains.len(), path.display()),
+        format!(
+            "wrote the operations page of {} to {}",
+            crate::output::counted(ctx.config.drains.len() as i64, "drain"),
+            path.display()
+        ),
         json!({ "html": path.display().to_string(), "bytes": html.len() }),
     ))
 }

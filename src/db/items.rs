@@ -1132,18 +1132,22 @@ pub fn complete_item(
 
 /// Put a held item back to pending, available at once, with its attempt given back: a
 /// release that is not the item's fault (quota hit, worker not startable, interruption,
-/// a staged result that did not verify).
+/// a staged result that did not verify). One that `never_ran` (claimed ahead, then the
+/// pass stopped: a budget, a window, a signal) keeps its place in the claim order; one
+/// whose worker ran goes behind the items already waiting.
 pub fn release_item(
     client: &mut impl GenericClient,
     item_id: i64,
     run_id: i64,
+    never_ran: bool,
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let updated = client.execute(
         "UPDATE items SET state = 'pending', attempts = greatest(attempts - 1, 0),
-                available_at = $3, claimed_by = NULL, claimed_at = NULL, updated_at = $3
+                available_at = CASE WHEN $4 THEN least(available_at, $3) ELSE $3 END,
+                claimed_by = NULL, claimed_at = NULL, updated_at = $3
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-        &[&item_id, &run_id, &now],
+        &[&item_id, &run_id, &now, &never_ran],
     )?;
     Ok(updated == 1)
 }

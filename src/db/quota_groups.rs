@@ -43,6 +43,16 @@ pub fn record_switch(
     Ok(())
 }
 
+/// Forget when `group` last switched accounts, so that no `switch_cooldown` holds it on the
+/// account it uses: the next claim goes back to the first usable account at once.
+pub fn forget_switch_time(client: &mut impl GenericClient, group: &str, now: DateTime<Utc>) -> Result<()> {
+    client.execute(
+        "UPDATE quota_groups SET switched_at = NULL, updated_at = $2 WHERE quota_group = $1",
+        &[&group, &now],
+    )?;
+    Ok(())
+}
+
 /// The stored state of these groups (groups without a row get the default).
 pub fn read_groups(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<(String, GroupState)>> {
     let rows = client.query(

@@ -27,6 +27,33 @@ pub struct Usage {
     pub api_ms: Option<i64>,
 }
 
+impl std::fmt::Display for Usage {
+    /// The figures reported, as a log line says them: `cost $1e300, input 10 tokens`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(cost) = self.cost_usd {
+            parts.push(format!("cost ${cost}"));
+        }
+        for (name, value) in [
+            ("input", self.input_tokens),
+            ("output", self.output_tokens),
+            ("cache read", self.cache_read_tokens),
+            ("cache write", self.cache_write_tokens),
+        ] {
+            if let Some(value) = value {
+                parts.push(format!("{name} {value} tokens"));
+            }
+        }
+        if let Some(turns) = self.turns {
+            parts.push(format!("{turns} turns"));
+        }
+        if let Some(ms) = self.api_ms {
+            parts.push(format!("{ms} ms in the API"));
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
 impl Usage {
     /// Whether any figure was reported.
     pub fn is_reported(&self) -> bool {

@@ -585,7 +585,11 @@ impl Pass<'_> {
             let event = match failure {
                 Failure::Dead => Some(Event::new(
                     EventKind::ItemDeadLettered,
-                    format!("item {} dead after {} attempts: {error}", item.key, item.attempt),
+                    format!(
+                        "item {} dead after {}: {error}",
+                        item.key,
+                        crate::output::counted(item.attempt, "attempt")
+                    ),
                 )),
                 Failure::ClaimLost(held_now) => Some(Event::new(
                     EventKind::ClaimLost,
@@ -633,7 +637,7 @@ pub(super) fn release_refunded(
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    items::release_item(tx, item_id, run_id, now)?;
+    items::release_item(tx, item_id, run_id, outcome == AttemptOutcome::NotStarted, now)?;
     items::finish_attempt(tx, item_id, run_id, outcome, exit_code, Some(note), now)
 }
 

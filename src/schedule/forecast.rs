@@ -211,7 +211,7 @@ impl Forecast {
     pub fn describe(&self) -> String {
         let rate = match self.items_per_hour {
             Some(rate) => {
-                format!("{} items/h over {} run{}", round_rate(rate), self.runs, plural(self.runs))
+                format!("{} items/h over {}", round_rate(rate), crate::output::counted(self.runs, "run"))
             }
             None => "no finished run in the last 24h".to_string(),
         };
@@ -260,14 +260,6 @@ impl Forecast {
         } else {
             format!("{hold}: the burst works from then")
         })
-    }
-}
-
-fn plural(count: i64) -> &'static str {
-    if count == 1 {
-        ""
-    } else {
-        "s"
     }
 }
 

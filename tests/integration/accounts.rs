@@ -279,6 +279,54 @@ fn hits_without_a_reset_switch_only_when_confirmed_and_once_per_switch_cooldown(
     assert_eq!(rules, ["a suspected", "a confirmed", "b suspected", "b confirmed"]);
 }
 
+#[test]
+fn a_hit_on_a_limit_another_pass_just_confirmed_keeps_it_confirmed_and_goes_on_on_the_next_account() {
+    let fixture = Fixture::new(&accounts_config(&["a", "b"], "1m", ""), "2026-11-27T10:00:00Z");
+    let go = fixture.path("go");
+    // On a, the worker was already running when another pass of the group met the same
+    // limit, confirmed it and switched the group to b; its own hit comes after.
+    let payload = json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "a", "then": [
+            { "wait_for_file": go.to_str().unwrap() },
+            { "err": "Claude AI usage limit reached" }, { "exit": 1 },
+        ] } },
+        { "env": "DRAIN_ACCOUNT" },
+    ]});
+    fixture.enqueue("alpha", &[("i1".into(), payload), ("i2".into(), plain(&fixture))]);
+    let pass = fixture.drainctl(&["drain", "alpha", "--json"]).spawn();
+    wait_until("the worker on a", Duration::from_secs(20), || worker_log(&fixture) == ["i1 a"]);
+    fixture
+        .client()
+        .batch_execute(
+            "INSERT INTO quota_backoffs (quota_group, account, backoff_until, rule, reason, observed_at, updated_at)
+             VALUES ('claude-chair', 'a', '2026-11-27T11:00:00Z', 'confirmed', 'Claude AI usage limit reached',
+                     '2026-11-27T10:00:00Z', now())
+             ON CONFLICT (quota_group, account) DO UPDATE
+                SET backoff_until = EXCLUDED.backoff_until, rule = EXCLUDED.rule, suspected_at = NULL;
+             UPDATE quota_groups SET account = 'b', switched_at = '2026-11-27T10:00:00Z'
+              WHERE quota_group = 'claude-chair'",
+        )
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    let pass = finished(pass.wait_with_output().unwrap());
+    pass.assert_code(0);
+    // Before: the hit marked a suspected again ("suspected, short backoff" until 11:00) and
+    // stopped the pass, b unused, until the next supervise.
+    assert_eq!(pass.json()["items_done"], 2, "{}", pass.stdout);
+    assert_eq!(worker_log(&fixture), ["i1 a", "i1 b", "i2 b"]);
+    let row = fixture
+        .client()
+        .query_one(
+            "SELECT rule, suspected_at IS NULL FROM quota_backoffs WHERE quota_group = 'claude-chair' AND account = 'a'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, bool>(1)), ("confirmed".to_string(), true));
+    let rules: Vec<String> = fixture.column("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set'");
+    assert_eq!(rules, ["confirmed"]);
+}
+
 fn resume_config(extra: &str) -> String {
     format!(
         "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"FAKE_WORKER\", \"-p\"]\nmax_wait = \"0s\"\n\
@@ -451,6 +499,14 @@ fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
         message[0].contains("access refused, the group's other accounts are used meanwhile"),
         "{message:?}"
     );
+    // a's key is replaced and resume --group clears its backoff: a is used at once, not
+    // after the 30 minutes of switch_cooldown (before: i4 ran on b).
+    let resumed = fixture.drainctl(&["resume", "--group", "claude-chair", "--json"]).run();
+    assert_eq!(resumed.json()["cleared_backoffs"], json!(["a"]), "{}", resumed.stdout);
+    fixture.enqueue("alpha", &[("i4".into(), plain(&fixture))]);
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    assert_eq!(worker_log(&fixture).last().map(String::as_str), Some("i4 a"));
+    assert_eq!(switches(&fixture)[1], ("b".to_string(), "a".to_string(), "backoff_ended".to_string()));
     // With every account refused, the group is parked and the pass stops, the item
     // untouched: one call per account, none per item, and none an hour later.
     let fixture = Fixture::new(&accounts_config(&["a", "b"], "0s", ""), "2026-11-27T09:00:00Z");

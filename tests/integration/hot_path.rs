@@ -338,6 +338,31 @@ fn items_claimed_ahead_never_exceed_max_items_per_pass() {
 }
 
 #[test]
+fn an_item_claimed_ahead_and_given_back_unstarted_keeps_its_place_in_the_queue() {
+    let fixture =
+        Fixture::new(&config().replace("max_items_per_pass = 1000", "max_cost_per_pass = 0.2"), NOW);
+    let costs_a_dime = json!({ "steps": [{ "out": r#"{"type":"result","total_cost_usd":0.1,"usage":{"input_tokens":5}}"# }] });
+    let items: Vec<(String, serde_json::Value)> =
+        (0..5).map(|i| (format!("r{i}"), costs_a_dime.clone())).collect();
+    fixture.enqueue("docs", &items);
+    // The pass runs later than the enqueue: given back "now", an item would go last.
+    fixture.set_now("2026-11-27T10:30:00Z");
+    let pass =
+        fixture.drainctl(&["drain", "docs", "--json"]).env("DRAINCTL_CLAIM_AHEAD_BELOW_MS", "600000").run();
+    pass.assert_code(0);
+    assert_eq!(
+        (pass.json()["status"].as_str(), pass.json()["items_done"].as_i64()),
+        (Some("budget"), Some(2))
+    );
+    assert_eq!(fixture.item("docs", "r2"), ("pending".to_string(), 0, None), "claimed ahead, given back");
+    let listed = fixture.drainctl(&["items", "docs", "--state", "pending", "--json"]).run().json();
+    let keys: Vec<&str> =
+        listed["items"].as_array().unwrap().iter().map(|item| item["key"].as_str().unwrap()).collect();
+    // Before: r3, r4, r2 — and the next pass's budget stop sent r4 behind r2 in turn.
+    assert_eq!(keys, ["r2", "r3", "r4"]);
+}
+
+#[test]
 fn an_items_done_line_is_logged_when_its_commit_is_in_not_when_the_next_worker_ends() {
     // A result over 64 KiB is committed beside the next worker, not by the next claim.
     let fixture = Fixture::new(&config(), NOW);

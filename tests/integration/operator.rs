@@ -136,7 +136,7 @@ fn events_are_listed_newest_first_with_age_and_local_time() {
     assert!(lines[1].contains("2026-11-27 12:01 IST"), "{}", result.stdout);
     let dead = lines.iter().find(|line| line.contains("item_dead_lettered")).unwrap();
     assert!(dead.starts_with("5m ago") && dead.contains("2026-11-27 12:00 IST"), "{dead}");
-    assert!(dead.contains("item b dead after 1 attempts"), "{dead}");
+    assert!(dead.contains("item b dead after 1 attempt:"), "{dead}");
 
     let json = fixture.drainctl(&["events", "--json"]).run();
     json.assert_code(0);
@@ -658,7 +658,7 @@ fn the_notifier_gets_the_dead_letter_event_as_json_on_stdin() {
     assert_eq!(event["kind"], "item_dead_lettered");
     assert_eq!(event["drain"], "docs");
     assert_eq!(event["at"], "2026-11-27T10:00:00Z");
-    assert_eq!(event["message"], "item bad dead after 1 attempts: exit code 4: no good");
+    assert_eq!(event["message"], "item bad dead after 1 attempt: exit code 4: no good");
     assert_eq!(event["data"]["attempt"], 1);
     let (item_id, run_id): (i64, i64) = {
         let row =

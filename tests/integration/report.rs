@@ -426,3 +426,25 @@ fn an_output_with_the_longest_valid_name_is_written() {
         .collect();
     assert!(names.is_empty(), "{names:?}");
 }
+
+#[test]
+fn a_page_or_metrics_cut_short_on_stdout_is_a_failure_not_a_warning() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    for command in ["report", "metrics"] {
+        let out = std::fs::File::create(fixture.path(command)).unwrap();
+        // As on a full disk: 100 bytes fit, the rest does not.
+        let result = fixture.drainctl(&[command]).run_with_stdout_limited_to(out, 100);
+        // Before: exit 0 and a warning, the file cut short.
+        result.assert_code(75);
+        assert!(
+            result.stderr.contains("could not write the output to stdout: ")
+                && result.stderr.contains("what was written is incomplete"),
+            "{command}: {}",
+            result.stderr
+        );
+    }
+    // A summary is still only a warning: the work it sums up is done.
+    let out = std::fs::File::create(fixture.path("status")).unwrap();
+    fixture.drainctl(&["pause", "docs"]).run_with_stdout_limited_to(out, 0).assert_code(0);
+}

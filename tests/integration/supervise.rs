@@ -774,6 +774,8 @@ fn burst_on_refuses_bad_deadlines_with_clear_errors() {
         ("2026-11-20 18:00", "in the past (6d 5h ago); pick a later --until"),
         ("2026-12-30 18:00", "more than burst_max 14d; pick an earlier --until or raise burst_max"),
         ("next tuesday-ish", "invalid time"),
+        // Before: clap's "unexpected argument '-1' found", as if it were an option.
+        ("-1h", "--until: invalid time \"-1h\""),
     ] {
         let result = fixture.drainctl(&["burst", "on", "docs", "--until", until]).run();
         result.assert_code(64);
