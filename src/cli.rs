@@ -518,15 +518,16 @@ pub struct PruneArgs {
 
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
-    /// Write to this textfile atomically instead of stdout; without PATH, to [defaults] metrics_textfile
+    /// Write to this textfile atomically instead of stdout (`-`: stdout); without PATH, to [defaults]
+    /// metrics_textfile
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Write the page to FILE atomically (owner-only) instead of stdout; without FILE, to
-    /// [defaults] report_html
+    /// Write the page to FILE atomically (owner-only) instead of stdout (`-`: stdout); without
+    /// FILE, to [defaults] report_html
     #[arg(long, value_name = "FILE")]
     pub html: Option<Option<PathBuf>>,
 }
@@ -621,6 +622,11 @@ fn zone(text: &str) -> Result<Tz, InvalidValue> {
 /// A quota pattern profile name.
 fn profile(text: &str) -> Result<Profile, InvalidValue> {
     text.parse().map_err(InvalidValue)
+}
+
+/// `-` as a file argument: standard input or output, never a file of that name.
+pub fn is_standard_stream(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 #[cfg(test)]

@@ -271,6 +271,24 @@ pub fn longest_secret_len() -> usize {
     SECRETS.lock().map_or(0, |secrets| secrets.iter().map(String::len).max().unwrap_or(0))
 }
 
+/// How many bytes at the start of `bytes` are the end of a registered secret cut off
+/// before them (the longest such end, shorter than the secret): what is left of a password
+/// when a tail begins inside it, which masking no longer recognises.
+pub fn secret_end_at_start(bytes: &[u8]) -> usize {
+    SECRETS.lock().map_or(0, |secrets| {
+        secrets
+            .iter()
+            .flat_map(|secret| {
+                let secret = secret.as_bytes();
+                (1..secret.len())
+                    .filter(move |&cut| bytes.starts_with(&secret[cut..]))
+                    .map(move |cut| secret.len() - cut)
+            })
+            .max()
+            .unwrap_or(0)
+    })
+}
+
 /// `text` with the database password hidden (`***`): the password of every connection URL
 /// or `password=` setting it quotes, registered or not (a URL quoted back from a
 /// configuration file that failed to load was never registered), and every registered

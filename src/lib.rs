@@ -30,6 +30,7 @@ pub(crate) mod migrate;
 pub(crate) mod model;
 pub(crate) mod notify;
 pub(crate) mod output;
+pub(crate) mod ownership;
 pub(crate) mod priority;
 pub(crate) mod prune;
 pub(crate) mod quota;

@@ -257,7 +257,7 @@ impl DrainFamilies {
             ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
-                "During a burst: 1 when the backlog empties before the deadline at that throughput, counting only the time after a backoff or a spent daily budget, else 0.",
+                "During a burst: 1 when the backlog empties before the deadline at that throughput, counting only the time after a backoff or a spent daily budget and none while the drain is paused or its quota group parked, else 0.",
             ),
         }
     }

@@ -173,7 +173,9 @@ fn run_and_release<T>(client: &mut Client, body: impl FnOnce(&mut Client) -> Res
 fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result<()> {
     crate::db::set_lock_timeout(client, lock_timeout)?;
     let taken = client.query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]);
-    client.batch_execute("RESET lock_timeout")?;
+    // Back to the session's own setting (docs/operations.md): RESET would bring back a
+    // lock_timeout the role or database sets.
+    client.batch_execute("SET lock_timeout = 0")?;
     match taken {
         Ok(_) => Ok(()),
         Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {

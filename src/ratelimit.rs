@@ -94,6 +94,8 @@ pub fn record_quota_hit(
         decision.until = existing;
         decision.rule = previous.rule.unwrap_or(decision.rule);
         decision.suspected_at = previous.suspected_at;
+        // What this hit's reset was reckoned from says nothing of the backoff kept.
+        decision.basis = None;
     }
     let (until, rule) = (decision.until, Some(decision.rule));
     let row = BackoffRow {

@@ -209,8 +209,33 @@ impl ScanReport {
         }
     }
 
+    /// What `scan` and `supervise` print under the summary line: where a truncated scan
+    /// stopped, a spent hash budget and how to hash the rest at once, then the deferred
+    /// and refused files.
+    pub fn detail_lines(&self) -> String {
+        let mut lines = String::new();
+        if self.truncated {
+            lines.push_str(&format!(
+                "  stopped at max_files_per_scan ({}); the next scan goes on from there\n",
+                self.files
+            ));
+        }
+        if let Some(budget) = self.hash_budget.filter(|_| self.deferred_by_budget > 0) {
+            lines.push_str(&format!(
+                "  the hash budget (max_hash_bytes_per_scan {}, max_hash_seconds_per_scan {}) was used up; \
+                 `drainctl scan {} --no-budget` hashes the rest now\n",
+                budget.max_bytes,
+                crate::duration::format_duration(std::time::Duration::from_secs_f64(budget.max_seconds)),
+                self.drain
+            ));
+        }
+        lines.push_str(&self.deferred_lines());
+        lines.push_str(&self.refused_lines());
+        lines
+    }
+
     /// The files deferred by the hash budget, one indented line each.
-    pub fn deferred_lines(&self) -> String {
+    fn deferred_lines(&self) -> String {
         let mut lines = String::new();
         for deferral in self.deferred_files.iter().filter(|deferral| deferral.reason == DEFERRED_BY_BUDGET) {
             lines.push_str(&format!(
@@ -229,7 +254,7 @@ impl ScanReport {
     }
 
     /// The refused paths listed, one indented line each, then how many more there are.
-    pub fn refused_lines(&self) -> String {
+    fn refused_lines(&self) -> String {
         let mut lines = String::new();
         for refusal in &self.refused_paths {
             lines.push_str(&format!("  refused {}: {}\n", refusal.path, refusal.reason));
@@ -308,13 +333,14 @@ pub fn scan(
     } else {
         HashAllowance::new(None, None, &read_clock)
     };
-    let outcome = scan_locked(client, outbox, drain, source, &root, &mut allowance, now).map(|mut report| {
-        report.hash_budget = is_bounded.then_some(HashBudget {
-            max_bytes: source.max_hash_bytes_per_scan,
-            max_seconds: source.max_hash_seconds_per_scan.as_secs_f64(),
+    let outcome =
+        scan_locked(client, outbox, drain, source, &root, &mut allowance, clock).map(|mut report| {
+            report.hash_budget = is_bounded.then_some(HashBudget {
+                max_bytes: source.max_hash_bytes_per_scan,
+                max_seconds: source.max_hash_seconds_per_scan.as_secs_f64(),
+            });
+            report
         });
-        report
-    });
     let unlocked = advisory_unlock(client, key);
     let report = outcome?;
     unlocked?;
@@ -354,8 +380,9 @@ enum Plan {
     Unchanged,
     /// Looked at again by the next scan; what to do with its saved hashing progress.
     Deferred(Deferral, ProgressChange),
-    /// Could not be read; already counted as refused.
-    Unreadable,
+    /// Could not be read, or its key is an item enqueued by hand; already counted as
+    /// refused.
+    Refused,
     /// A recorded path that is no longer a usable file, and why ("vanished", or what it
     /// is now: see [`unusable_file`]).
     Missing(String, String),
@@ -386,7 +413,7 @@ fn scan_locked(
     source: &SourceConfig,
     root: &Path,
     allowance: &mut HashAllowance,
-    now: DateTime<Utc>,
+    clock: &crate::clock::Clock,
 ) -> Result<ScanReport> {
     let mut report = ScanReport::new(&drain.name, root, "done");
     let resume_after = sources::resume_point(client, &drain.name)?;
@@ -397,6 +424,10 @@ fn scan_locked(
     let plans = plan_files(client, drain, root, &found, &after, allowance, &mut report)?;
     report.hashed_bytes = allowance.spent_bytes();
     report.hash_seconds = allowance.elapsed().as_secs_f64();
+    // Items and the event are dated when they are written, after the hashing (which may
+    // take `max_hash_seconds_per_scan`, or minutes with `--no-budget`): not before the
+    // runs and events that came meanwhile.
+    let now = clock.now();
     apply_plans(client, drain, root, plans, &mut report, now)?;
     finish_scan(client, outbox, drain, &found, &report, now)?;
     Ok(report)
@@ -451,6 +482,17 @@ fn plan_files(
         }
     }
 
+    // Files new to the scans whose key an item enqueued by hand already has: refused
+    // before they are hashed, not hashed again by every scan only to be refused.
+    let mut taken: HashSet<String> = HashSet::new();
+    for chunk in found.chunks(BATCH) {
+        let unknown: Vec<String> =
+            chunk.iter().filter(|file| !known.contains_key(&file.key)).map(|file| file.key.clone()).collect();
+        if !unknown.is_empty() {
+            taken.extend(items::existing_keys(client, &drain.name, &unknown)?);
+        }
+    }
+
     let progress: HashMap<String, HashProgress> = sources::hash_progress(client, &drain.name)?
         .into_iter()
         .map(|progress| (progress.path.clone(), progress))
@@ -462,7 +504,10 @@ fn plan_files(
     let mut to_hash = Vec::new();
     for file in found {
         let known_file = known.get(&file.key);
-        if needs_hashing(file, known_file) {
+        if taken.contains(&file.key) {
+            report.refuse(file.key.clone(), KEY_TAKEN.to_string());
+            plans.push(Plan::Refused);
+        } else if needs_hashing(file, known_file) {
             let done = resume_point_of(file, progress.get(&file.key)).map_or(0, |p| p.hashed_bytes);
             to_hash.push((file.size.saturating_sub(done), plans.len(), file));
             plans.push(Plan::Unchanged);
@@ -657,7 +702,7 @@ fn plan_file(
                 }
                 Err(error) => {
                     report.refuse(file.key.clone(), format!("cannot read: {error}"));
-                    return Plan::Unreadable;
+                    return Plan::Refused;
                 }
             }
         }
@@ -672,6 +717,10 @@ fn plan_file(
         Some(_) => Plan::Touched(hashed),
     }
 }
+
+/// Why a new file whose key an item enqueued by hand has is refused.
+const KEY_TAKEN: &str =
+    "its key is an item enqueued by hand, not from this folder: rename the file, or delete or rename that item";
 
 fn apply(
     client: &mut postgres::Transaction<'_>,
@@ -694,7 +743,7 @@ fn apply(
             report.defer(deferral);
         }
         Plan::ForgetProgress(path) => sources::forget_hash_progress(client, &drain.name, &path)?,
-        Plan::Unreadable => {}
+        Plan::Refused => {}
         Plan::Touched(file) => {
             if file.had_progress {
                 sources::forget_hash_progress(client, &drain.name, &file.key)?;
@@ -730,12 +779,8 @@ fn apply(
                     reason: "item_running",
                 }),
                 // Not recorded either: refused again by every scan while that item is there.
-                SourceEnqueue::KeyTaken => report.refuse(
-                    file.key.clone(),
-                    "its key is an item enqueued by hand, not from this folder: rename the file, or delete \
-                     or rename that item"
-                        .to_string(),
-                ),
+                // Enqueued by hand since the scan looked (see `plan_files`).
+                SourceEnqueue::KeyTaken => report.refuse(file.key.clone(), KEY_TAKEN.to_string()),
             }
         }
         Plan::Missing(path, why) => {

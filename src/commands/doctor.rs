@@ -197,16 +197,26 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
 /// itself on the crontab's PATH, as the crontab line names it by its bare name.
 fn check_cron_environment(checks: &mut Checks, config: Option<&Config>, cron: CronPath) {
     let url = config.and_then(|config| config.require_database_url().ok());
-    if let Some(url) = url.filter(|url| url.source.starts_with('$')) {
+    if let (Some(url), Some(config)) = (url.filter(|url| url.source.starts_with('$')), config) {
         let file = config
-            .and_then(|config| config.path.as_ref())
+            .path
+            .as_ref()
             .map_or_else(|| "the configuration file".to_string(), |path| path.display().to_string());
+        let under_cron = if config.file_has_database_url {
+            format!(
+                "cron's passes use [database] url of {file} instead: make sure it names the same database"
+            )
+        } else {
+            format!(
+                "unless the crontab sets it, every pass exits 78 (no database URL); put it in [database] url of \
+                 {file} (mode 0600)"
+            )
+        };
         checks.push(
             "cron_env",
             Status::Warn,
             format!(
-                "the database URL comes from {}, which cron does not pass on to its jobs: unless the crontab \
-                 sets it, every pass exits 78 (no database URL); put it in [database] url of {file} (mode 0600)",
+                "the database URL comes from {}, which cron does not pass on to its jobs: {under_cron}",
                 url.source
             ),
         );
@@ -805,14 +815,9 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
     }
 }
 
-/// Whether users other than this one (and root) may create entries in `dir`: every user, or
-/// its owner when that is someone else.
+/// Whether users other than this one (and root) may create entries in `dir`.
 fn others_may_write(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    std::fs::metadata(dir)
-        .is_ok_and(|metadata| metadata.mode() & 0o002 != 0 || (metadata.uid() != euid && metadata.uid() != 0))
+    std::fs::metadata(dir).is_ok_and(|metadata| crate::ownership::other_writer(&metadata).is_some())
 }
 
 /// A file drainctl replaces atomically (`metrics_textfile`, `report_html`, named by `key`):

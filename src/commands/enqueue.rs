@@ -42,7 +42,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             check_payload(&payload).map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
             Input::One(NewItem { key: check_key(key, None)?, payload })
         }
-        _ => match args.file.as_ref().filter(|path| path.as_os_str() != "-") {
+        _ => match args.file.as_ref().filter(|path| !crate::cli::is_standard_stream(path)) {
             Some(path) => {
                 // A path it cannot open is a wrong command line, not bad data (docs/exit-codes.md).
                 let cannot_open = |why: &dyn std::fmt::Display| {

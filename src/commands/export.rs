@@ -54,7 +54,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
         after_id: args.after_id.unwrap_or(0),
     };
     // `-o -` is stdout, as for most tools; a file named `-` is `-o ./-`.
-    let output = args.output.as_deref().filter(|path| *path != std::path::Path::new("-"));
+    let output = args.output.as_deref().filter(|path| !crate::cli::is_standard_stream(path));
     let target = output.map(OutputTarget::check).transpose()?;
     // SIGTERM and SIGINT end the export between two items, or in a write a stalled
     // reader blocks, through the error path that removes an unfinished --output file.

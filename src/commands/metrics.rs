@@ -13,7 +13,10 @@ use crate::output::Report;
 
 pub fn run(ctx: &mut Context, args: &MetricsArgs) -> Result<Report> {
     let text = render_metrics(&mut ctx.client, &ctx.config, ctx.clock.now())?;
-    let path: PathBuf = match &args.textfile {
+    // `--textfile -` is stdout, as `export -o -` is.
+    let textfile =
+        args.textfile.as_ref().filter(|file| !file.as_deref().is_some_and(crate::cli::is_standard_stream));
+    let path: PathBuf = match textfile {
         None => return Ok(Report::the_output(text)),
         Some(None) => ctx.config.defaults.metrics_textfile.clone().ok_or_else(|| {
             Error::Usage(

@@ -12,7 +12,9 @@ use crate::output::Report;
 use crate::report::{render_page, write_page};
 
 pub fn run(ctx: &mut Context, args: &ReportArgs) -> Result<Report> {
-    let path: PathBuf = match &args.html {
+    // `--html -` is stdout, as `export -o -` is.
+    let html = args.html.as_ref().filter(|file| !file.as_deref().is_some_and(crate::cli::is_standard_stream));
+    let path: PathBuf = match html {
         None => {
             let html = render_page(&mut ctx.client, &ctx.config, ctx.clock.now())?;
             return Ok(Report::the_output(html));

@@ -445,6 +445,21 @@ fn decide_drain(
 
 impl DrainView {
     /// With `max_cost_per_day` spent for today: when the budget's day ends.
+    /// `daily budget spent ($0.2000 of $0.20) until Sat 2026-11-28 00:00 IST`, while its
+    /// `max_cost_per_day` is spent.
+    pub(crate) fn daily_budget_spent(&self, zone: Tz) -> Option<String> {
+        let (max, spent) = (self.max_cost_per_day?, self.cost_today_usd?);
+        (spent >= max).then(|| {
+            let until = self.budget_day_ends_at.map(|at| format!(" until {}", local_time(at, zone)));
+            format!(
+                "daily budget spent ({} of {}){}",
+                format_usd(spent),
+                format_usd(max),
+                until.unwrap_or_default()
+            )
+        })
+    }
+
     pub(crate) fn budget_spent_until(&self) -> Option<DateTime<Utc>> {
         match (self.max_cost_per_day, self.cost_today_usd) {
             (Some(max), Some(spent)) if spent >= max => self.budget_day_ends_at,
@@ -648,16 +663,8 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     if drain.counts.skipped_missing > 0 {
         notes.push(format!("{} skipped (file missing)", drain.counts.skipped_missing));
     }
-    if let (Some(max), Some(spent)) = (drain.max_cost_per_day, drain.cost_today_usd) {
-        if spent >= max {
-            let until = drain.budget_day_ends_at.map(|at| format!(" until {}", local_time(at, zone)));
-            notes.push(format!(
-                "daily budget spent ({} of {}){}",
-                format_usd(spent),
-                format_usd(max),
-                until.unwrap_or_default()
-            ));
-        }
+    if let Some(spent) = drain.daily_budget_spent(zone) {
+        notes.push(spent);
     }
     notes
 }

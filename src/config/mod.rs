@@ -45,6 +45,8 @@ pub struct Config {
     pub database_url: Option<DatabaseUrl>,
     /// The file's `[database] url` carries a password (used or overridden).
     pub file_holds_password: bool,
+    /// The file sets `[database] url` (used or not: an environment variable may win).
+    pub file_has_database_url: bool,
     pub defaults: Defaults,
     /// Every quota group a drain names, declared (`[[quota_group]]`) or implicit, in the
     /// order declared, then the implicit ones in the order of their first drain.
@@ -227,25 +229,26 @@ pub struct SourceConfig {
 
 /// The configuration names the programs drainctl runs, often as root from cron: a file
 /// another user may change is refused, as cron and logrotate refuse theirs
-/// (docs/configuration.md, "Where the file is read from"). World-writable, or owned by
-/// neither the user running drainctl nor root.
-fn refuse_others_writing(path: &Path, owner: u32, mode: u32, euid: u32) -> Result<()> {
+/// (docs/configuration.md): world-writable, or owned by neither the user running
+/// drainctl nor root.
+fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+    use crate::ownership::{effective_uid, other_writer, OtherWriter};
     let shown = path.display();
-    if mode & 0o002 != 0 {
-        return Err(Error::Config(format!(
-            "configuration file {shown} is writable by every user (mode {:04o}), who could change the \
-             programs drainctl runs; make it writable by its owner only: chmod go-w {shown}",
-            mode & 0o7777
-        )));
+    match other_writer(metadata) {
+        None => Ok(()),
+        Some(OtherWriter::EveryUser { mode }) => Err(Error::Config(format!(
+            "configuration file {shown} is writable by every user (mode {mode:04o}), who could change the \
+             programs drainctl runs; make it writable by its owner only: chmod go-w {shown}"
+        ))),
+        Some(OtherWriter::Owner { uid }) => {
+            let euid = effective_uid();
+            Err(Error::Config(format!(
+                "configuration file {shown} belongs to uid {uid}, neither the user running drainctl \
+                 (uid {euid}) nor root, and its owner could change the programs drainctl runs; run \
+                 drainctl as its owner, or chown it to uid {euid}"
+            )))
+        }
     }
-    if owner != euid && owner != 0 {
-        return Err(Error::Config(format!(
-            "configuration file {shown} belongs to uid {owner}, neither the user running drainctl \
-             (uid {euid}) nor root, and its owner could change the programs drainctl runs; run \
-             drainctl as its owner, or chown it to uid {euid}"
-        )));
-    }
-    Ok(())
 }
 
 impl Config {
@@ -277,15 +280,16 @@ impl Config {
 
     pub fn load(path: &Path) -> Result<Config> {
         use std::io::Read;
-        use std::os::unix::fs::MetadataExt;
         let cannot_read = |error: std::io::Error| {
             Error::Config(format!("cannot read configuration file {}: {error}", path.display()))
         };
         let mut file = std::fs::File::open(path).map_err(cannot_read)?;
         let metadata = file.metadata().map_err(cannot_read)?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let euid = unsafe { libc::geteuid() };
-        refuse_others_writing(path, metadata.uid(), metadata.mode(), euid)?;
+        // A pipe (`--config /dev/stdin`, `<(…)`) is written once, by whoever started
+        // drainctl: there is no file to change later.
+        if metadata.is_file() {
+            refuse_others_writing(path, &metadata)?;
+        }
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(cannot_read)?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());

@@ -32,6 +32,7 @@ impl Config {
         // Whatever URL is used, the file's own may hold a password (doctor warns when
         // others may read the file).
         let file_holds_password = raw.database.url.as_deref().and_then(password_of).is_some();
+        let file_has_database_url = raw.database.url.as_deref().is_some_and(|url| !url.trim().is_empty());
         let database_url = resolve_database_url(raw.database.url, source);
         let defaults = resolve_defaults(raw.defaults, source, &base_dir)?;
         let mut quota_groups = Vec::with_capacity(raw.quota_groups.len());
@@ -51,6 +52,7 @@ impl Config {
             path: source.path.map(Path::to_path_buf),
             database_url,
             file_holds_password,
+            file_has_database_url,
             defaults,
             quota_groups,
             drains,

@@ -274,6 +274,12 @@ pub struct ClaimAccount<'a> {
     pub is_allowed: bool,
 }
 
+/// Which of `keys` are items of `drain` (primary key lookups).
+pub fn existing_keys(client: &mut impl GenericClient, drain: &str, keys: &[String]) -> Result<Vec<String>> {
+    let rows = client.query("SELECT key FROM items WHERE drain = $1 AND key = ANY($2)", &[&drain, &keys])?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// What became of a source file's item (see [`enqueue_source_item`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceEnqueue {

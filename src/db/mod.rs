@@ -90,6 +90,47 @@ pub fn source_scan_key(drain_id: i32) -> i64 {
 
 /// How long to wait for the server to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a login may take in all, per host, when the URL sets no `connect_timeout`.
+const DEFAULT_LOGIN_WAIT: Duration = Duration::from_secs(60);
+
+type Login = std::result::Result<Client, postgres::Error>;
+
+/// A login still under way after its caller stopped waiting for it: the next one waits for
+/// it instead of starting another, so a server that never answers costs one thread and one
+/// socket, however often a pass tries again (it reconnects every second while a worker
+/// runs: docs/operations.md, "When the database goes away").
+static PENDING_LOGIN: std::sync::Mutex<Option<std::sync::mpsc::Receiver<Login>>> =
+    std::sync::Mutex::new(None);
+
+/// Connect with `config`, waiting at most `wait` (see [`PENDING_LOGIN`]).
+fn log_in(config: &postgres::Config, connector: MakeTlsConnector, wait: Duration) -> Bounded<Login> {
+    let mut pending = PENDING_LOGIN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let receiver = match pending.take() {
+        Some(receiver) => receiver,
+        None => {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let config = config.clone();
+            let spawned = std::thread::Builder::new().name("connect".to_string()).spawn(move || {
+                // Fails only when nobody waits any more: the process is ending.
+                let _ = sender.send(config.connect(connector));
+            });
+            if let Err(error) = spawned {
+                return Bounded::NoThread(error);
+            }
+            receiver
+        }
+    };
+    match receiver.recv_timeout(wait) {
+        Ok(login) => Bounded::Done(login),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            *pending = Some(receiver);
+            Bounded::TimedOut
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Bounded::NoThread(std::io::Error::other("the connecting thread ended without an answer"))
+        }
+    }
+}
 
 /// Open the one connection of this invocation.
 pub fn connect(database: &DatabaseUrl) -> Result<Client> {
@@ -108,6 +149,14 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             format!(
                 ": a {scheme}:// URL; drainctl speaks to PostgreSQL only, with postgres:// or postgresql://"
             )
+        } else if let Some(option) = unsupported_libpq_option(&url) {
+            match option {
+                "passfile" | "service" => format!(
+                    ": libpq's {option} is not supported: drainctl takes the host, user and password from the URL \
+                     only (no ~/.pgpass, pg_service.conf or PG* variables); write them into it and remove {option}"
+                ),
+                _ => format!(": libpq's {option} is not supported by drainctl; remove it"),
+            }
         } else if cause.starts_with("invalid value for option `") {
             format!(": {cause}")
         } else {
@@ -127,9 +176,6 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             "the database URL (from {}) names no user; give postgres://USER:PASSWORD@HOST:PORT/DATABASE",
             database.source
         )));
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("drainctl");
@@ -160,22 +206,28 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     // The driver's connect_timeout bounds each TCP connection only: a server or pooler
     // that accepts one and never answers (stopped, frozen) would hold the command — and
     // cron's next passes behind it — for ever. The login is bounded too.
-    let login_wait = config
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(CONNECT_TIMEOUT)
-        .saturating_mul(config.get_hosts().len().max(1) as u32 + 1);
-    let connecting = (config.clone(), connector.clone());
-    let mut client = match within(login_wait, move || connecting.0.connect(connecting.1)) {
+    // Each TCP connection waits connect_timeout; the whole login (TLS, authentication, a
+    // pooler's queue) is bounded too: a server or pooler that takes the connection and
+    // never answers (stopped, frozen) would hold the command — and cron's next passes
+    // behind it — for ever.
+    let hosts = config.get_hosts().len().max(1) as u32;
+    let login_wait = match config.get_connect_timeout() {
+        Some(timeout) => timeout.saturating_mul(hosts + 1),
+        None => DEFAULT_LOGIN_WAIT.saturating_mul(hosts),
+    };
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let mut client = match log_in(&config, connector.clone(), login_wait) {
         Bounded::Done(connected) => connected.map_err(unavailable)?,
         Bounded::NoThread(error) => {
             return Err(Error::Internal(format!("cannot start a thread to connect to the database: {error}")))
         }
         Bounded::TimedOut => {
             return Err(Error::Unavailable(format!(
-                "{CANNOT_CONNECT} (URL from {}): the server took the connection but did not complete the \
-                 login within {} (a stopped server or pooler?); connect_timeout in the URL sets how long \
-                 each attempt waits",
+                "{CANNOT_CONNECT} (URL from {}): no connection completed within {}: the server, or a pooler \
+                 before it, did not answer in time (stopped, frozen or overloaded); connect_timeout in the \
+                 URL sets the wait",
                 database.source,
                 crate::duration::format_duration(login_wait)
             )))
@@ -209,6 +261,31 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         )?;
     }
     Ok(client)
+}
+
+/// A libpq connection option the driver does not know, written in the URL (`?passfile=`)
+/// or the key=value settings (`service=`): named in the error, where an unknown word is
+/// not (it may be a piece of an unquoted password).
+fn unsupported_libpq_option(url: &str) -> Option<&'static str> {
+    const LIBPQ_ONLY: [&str; 12] = [
+        "passfile",
+        "service",
+        "gssencmode",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "requirepeer",
+        "require_auth",
+        "sslcrl",
+        "sslcrldir",
+        "sslcompression",
+        "ssl_min_protocol_version",
+    ];
+    let settings = url.split_once('?').map_or(url, |(_, query)| query);
+    let names =
+        settings.split(['&', ' ']).filter_map(|setting| setting.split_once('=').map(|(name, _)| name.trim()));
+    let found: Vec<&str> = names.collect();
+    LIBPQ_ONLY.into_iter().find(|option| found.contains(option))
 }
 
 /// Test hook: overrides the 60 s idle in a transaction of `SESSION_SETTINGS_SQL` (milliseconds).

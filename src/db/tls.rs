@@ -162,8 +162,7 @@ impl TlsSettings {
 fn check_key_permissions(key: &std::path::Path, source: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(metadata) = std::fs::metadata(key) else { return Ok(()) };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = crate::ownership::effective_uid();
     let allowed = if metadata.uid() == 0 && uid != 0 { 0o640 } else { 0o600 };
     let mode = metadata.mode() & 0o777;
     if mode & !allowed != 0 {

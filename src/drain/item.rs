@@ -448,15 +448,17 @@ impl Pass<'_> {
     /// swapped in that leads out of it, nowhere, or to a FIFO: see
     /// [`crate::sources::unusable_file`]), unless the folder itself does not exist or is
     /// empty, as an unmounted share looks: then nothing is settled on a guess. Only an
-    /// item a scan recorded is the folder's: one enqueued beside them with a `path` of its
-    /// own runs as any enqueued item (docs/operations.md, "Feeding a drain from files").
+    /// item a scan recorded, whose `path` still ends in its key, is the folder's: one
+    /// enqueued beside them with a `path` of its own runs as any enqueued item
+    /// (docs/operations.md, "Feeding a drain from files"). The database is asked only when
+    /// the file is not usable: no round trip for the items that run.
     fn source_file(&mut self, item: &ClaimedItem) -> Result<SourceFile> {
         let (Some(source), Some(path)) =
             (&self.drain.source, item.payload.get("path").and_then(serde_json::Value::as_str))
         else {
             return Ok(SourceFile::Usable);
         };
-        if !crate::db::sources::is_recorded(self.client, &self.drain.name, &item.key)? {
+        if !path.strip_suffix(item.key.as_str()).is_some_and(|folder| folder.ends_with('/')) {
             return Ok(SourceFile::Usable);
         }
         let unmounted = |state: &str| {
@@ -466,19 +468,22 @@ impl Pass<'_> {
                 source.dir.display()
             ))
         };
-        let root = match std::fs::canonicalize(&source.dir) {
-            Ok(root) => root,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(unmounted("does not exist"))
-            }
+        let verdict = match std::fs::canonicalize(&source.dir) {
+            Ok(root) => match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
+                None => SourceFile::Usable,
+                Some(_) if crate::sources::is_empty_folder(&root) => unmounted("is empty"),
+                Some(why) => SourceFile::Unusable { path: path.to_string(), why },
+            },
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => unmounted("does not exist"),
             // What cannot be told is never settled.
-            Err(_) => return Ok(SourceFile::Usable),
+            Err(_) => SourceFile::Usable,
         };
-        Ok(match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
-            None => SourceFile::Usable,
-            Some(_) if crate::sources::is_empty_folder(&root) => unmounted("is empty"),
-            Some(why) => SourceFile::Unusable { path: path.to_string(), why },
-        })
+        if matches!(verdict, SourceFile::Usable)
+            || crate::db::sources::is_recorded(self.client, &self.drain.name, &item.key)?
+        {
+            return Ok(verdict);
+        }
+        Ok(SourceFile::Usable)
     }
 
     /// The item's stored resume token when it may be used now; a stored token that no

@@ -69,12 +69,12 @@ pub fn rename_after(path: &Path, pid: u32) -> io::Result<PathBuf> {
     }
 }
 
-/// A drain's log folder must be a folder of the user running drainctl, not a link: in a
-/// `log_dir` others may write, a link or a folder planted at a drain's name would have its
-/// logs written where the planter chose, or be swapped under it (docs/operations.md,
-/// "Finding a run's log").
+/// A drain's log folder must be a folder no one but the user running drainctl (and root)
+/// may change, not a link: in a `log_dir` others may write, a link or a folder planted at
+/// a drain's name would have its logs written where the planter chose, or be swapped under
+/// it (docs/operations.md, "Finding a run's log").
 pub fn refuse_foreign_folder(dir: &Path) -> crate::error::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+    use crate::ownership::{effective_uid, other_writer, OtherWriter};
     let refused = |why: String| {
         crate::error::Error::Config(format!(
             "log folder {} {why}; drainctl writes a drain's logs only into a folder of its own: \
@@ -90,15 +90,16 @@ pub fn refuse_foreign_folder(dir: &Path) -> crate::error::Result<()> {
     if !metadata.is_dir() {
         return Err(refused("is not a folder".to_string()));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if metadata.uid() != euid {
-        return Err(refused(format!(
-            "belongs to uid {}, not to the user running drainctl (uid {euid})",
-            metadata.uid()
-        )));
+    match other_writer(&metadata) {
+        None => Ok(()),
+        Some(OtherWriter::EveryUser { mode }) => {
+            Err(refused(format!("is writable by every user (mode {mode:04o})")))
+        }
+        Some(OtherWriter::Owner { uid }) => Err(refused(format!(
+            "belongs to uid {uid}, not to the user running drainctl (uid {}) or root",
+            effective_uid()
+        ))),
     }
-    Ok(())
 }
 
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing what is at `to`.

@@ -299,6 +299,10 @@ fn facts(page: &Page, drain: &DrainPage) -> Vec<(&'static str, String)> {
     if status.state == "paused" {
         facts.push(("paused", escape(status.pause_note.as_deref().unwrap_or("(no note)"))));
     }
+    if let Some(spent) = status.daily_budget_spent(page.zone) {
+        // No pass starts it before the budget's day ends (docs/results.md).
+        facts.push(("budget", escape(&format!("{spent}: no pass starts it before then"))));
+    }
     if let Some(window) = &status.window {
         let opens = status
             .next_window_opening

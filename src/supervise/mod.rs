@@ -716,8 +716,7 @@ fn render(
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
     for scan in scans {
         human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));
-        human.push_str(&scan.deferred_lines());
-        human.push_str(&scan.refused_lines());
+        human.push_str(&scan.detail_lines());
     }
     if let Some(pruned) = pruned {
         human.push_str(&format!("prune: {}\n", pruned.summary()));

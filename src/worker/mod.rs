@@ -673,18 +673,20 @@ struct TailBuffer {
     limit: usize,
     keep: usize,
     bytes: Vec<u8>,
+    /// Bytes of the stream before `bytes` were dropped: its start may be a password's end.
+    is_cut: bool,
 }
 
 impl TailBuffer {
     fn new(limit: usize) -> Self {
-        TailBuffer {
-            limit,
-            keep: limit.saturating_add(crate::error::longest_secret_len()),
-            bytes: Vec::new(),
-        }
+        let keep = limit.saturating_add(crate::error::longest_secret_len());
+        TailBuffer { limit, keep, bytes: Vec::new(), is_cut: false }
     }
 
     fn push(&mut self, data: &[u8]) {
+        if data.len() > self.keep {
+            self.is_cut = true;
+        }
         let data = &data[data.len().saturating_sub(self.keep)..];
         if data.is_empty() || self.limit == 0 {
             return;
@@ -694,15 +696,21 @@ impl TailBuffer {
             // data.len() <= keep, so this drains at most all of `bytes`.
             let excess = self.bytes.len() + data.len() - self.keep;
             self.bytes.drain(..excess);
+            self.is_cut = true;
         }
         let needed = self.bytes.len() + data.len();
         reserve_within(&mut self.bytes, needed, ceiling);
         self.bytes.extend_from_slice(data);
     }
 
-    /// The last `limit` bytes, with every password masked.
+    /// The last `limit` bytes, with every password masked. What is left of a password cut
+    /// at the window's start is dropped first: masking would not recognise it, and the
+    /// masking of whole ones after it may shorten the text enough to bring it into the cut.
     fn to_vec(&self) -> Vec<u8> {
-        let kept = &self.bytes[self.bytes.len().saturating_sub(self.keep)..];
+        let mut kept = &self.bytes[self.bytes.len().saturating_sub(self.keep)..];
+        if self.is_cut || self.bytes.len() > self.keep {
+            kept = &kept[crate::error::secret_end_at_start(kept)..];
+        }
         let last = |bytes: &[u8]| bytes[bytes.len().saturating_sub(self.limit)..].to_vec();
         match crate::error::scrub_bytes(kept) {
             Some(scrubbed) => last(&scrubbed),
@@ -987,6 +995,27 @@ mod tests {
                 assert!(tail.bytes.len() <= 2 * tail.keep);
             }
             assert_eq!(tail.to_vec(), expected, "limit {limit} chunks {chunks:?}");
+        }
+    }
+
+    #[test]
+    fn a_tail_keeps_no_piece_of_a_password_cut_at_its_start_even_when_masking_shortens_it() {
+        crate::error::register_secret("Zq-secret-77");
+        for chunks in [
+            vec![&b"pw=Zq-secret-77 pw=Zq-secret-77 pw=Zq-secret-77 ok"[..]],
+            vec![b"pw=Zq-sec", b"ret-77 pw=Zq-secret-77 pw=", b"Zq-secret-77 ok"],
+        ] {
+            for limit in 8..40 {
+                let mut tail = TailBuffer::new(limit);
+                for chunk in &chunks {
+                    tail.push(chunk);
+                }
+                let kept = String::from_utf8(tail.to_vec()).unwrap();
+                assert!(kept.len() <= limit, "{limit}: {kept:?}");
+                for piece in ["ret-77", "et-77", "t-77", "-77"] {
+                    assert!(!kept.contains(piece), "{limit}: {kept:?} keeps {piece:?}");
+                }
+            }
         }
     }
 

@@ -108,6 +108,13 @@ fn a_huge_sparse_file_never_holds_up_supervise_and_larger_files_are_hashed_acros
     assert_eq!(payload["sha256"], sha256_hex(&medium));
     assert_eq!(payload["size"], medium.len());
     assert_eq!(deferred(&third, "c/sparse.jsonl")["reason"], "hash_budget");
+    // supervise says how to hash the rest at once, as scan does (before: only scan did).
+    let pass = fixture.drainctl(&["supervise"]).run();
+    assert!(
+        pass.stdout.contains("`drainctl scan sessions --no-budget` hashes the rest now"),
+        "{}",
+        pass.stdout
+    );
 
     // The documented path for a file larger than the budget: `scan --no-budget`. The huge
     // file is gone by then: its saved progress goes with it.

@@ -230,17 +230,27 @@ fn items_enqueued_beside_a_source_folder_run_and_keep_their_result() {
     // A path of its own, outside the folder: it runs as any enqueued item.
     let own = serde_json::json!({ "path": outside.to_str().unwrap(), "steps": [{ "out": "ran" }] });
     let kept = serde_json::json!({ "steps": [{ "out": "by hand" }] });
-    fixture.enqueue("sessions", &[("doc-1".into(), own), ("kim/1.jsonl".into(), kept)]);
+    // One whose path ends in its key, as a folder item's does, but that no scan recorded
+    // (and that names no file at all).
+    let lookalike = fixture.path("elsewhere/nia/1.jsonl");
+    let lookalike = serde_json::json!({ "path": lookalike.to_str().unwrap(), "steps": [{ "out": "ran" }] });
+    fixture.enqueue(
+        "sessions",
+        &[("doc-1".into(), own), ("kim/1.jsonl".into(), kept), ("nia/1.jsonl".into(), lookalike)],
+    );
     let pass = fixture.drainctl(&["drain", "sessions", "--json"]).run();
     pass.assert_code(0);
     // Before: doc-1 was settled skipped_missing, "a symbolic link that resolves outside dir".
     assert_eq!(fixture.item("sessions", "doc-1").0, "done", "{}", pass.stdout);
+    assert_eq!(fixture.item("sessions", "nia/1.jsonl").0, "done", "{}", pass.stdout);
     assert_eq!(fixture.item("sessions", "kim/1.jsonl").0, "done");
     // A file whose key an enqueued item has is refused, that item left with its result.
     write(&fixture, "kim/1.jsonl", "a file\n");
     write(&fixture, "lee/1.jsonl", "another\n");
     let report = scan(&fixture);
     assert_eq!((report["new"].as_u64(), report["refused"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    // Refused before it is read: only lee's file is hashed, by this scan and by none after.
+    assert_eq!(report["hashed"].as_u64(), Some(1), "{report:#}");
     assert_eq!(report["refused_paths"][0]["path"], "kim/1.jsonl");
     assert!(
         report["refused_paths"][0]["reason"]
@@ -258,8 +268,9 @@ fn items_enqueued_beside_a_source_folder_run_and_keep_their_result() {
         ("done".to_string(), "by hand\n".to_string())
     );
     assert_eq!(payload(&fixture, "kim/1.jsonl"), serde_json::json!({ "steps": [{ "out": "by hand" }] }));
-    // And again by the next scan, while that item is there.
-    assert_eq!(scan(&fixture)["refused"].as_u64(), Some(1));
+    // And again by the next scan, while that item is there, still without reading it.
+    let again = scan(&fixture);
+    assert_eq!((again["refused"].as_u64(), again["hashed"].as_u64()), (Some(1), Some(0)), "{again:#}");
 }
 
 #[test]

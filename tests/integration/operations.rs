@@ -221,6 +221,11 @@ fn doctor_cron_warns_of_a_database_url_and_a_drainctl_that_only_this_shell_has()
     std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let folder = std::path::Path::new(env!("CARGO_BIN_EXE_drainctl")).parent().unwrap().display().to_string();
     let crontabs = format!("{folder}:/usr/bin:/bin");
+    // With $DRAINCTL_DATABASE_URL still set in this shell, cron would use the file's.
+    let both = fixture.drainctl(&["doctor", "--cron-path", &crontabs, "--json"]).run();
+    let warnings = cron_env(&both);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("cron's passes use [database] url of"), "{warnings:?}");
     let result = fixture
         .drainctl(&["doctor", "--cron-path", &crontabs, "--json"])
         .env_remove("DRAINCTL_DATABASE_URL")

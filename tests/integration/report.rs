@@ -448,3 +448,17 @@ fn a_page_or_metrics_cut_short_on_stdout_is_a_failure_not_a_warning() {
     let out = std::fs::File::create(fixture.path("status")).unwrap();
     fixture.drainctl(&["pause", "docs"]).run_with_stdout_limited_to(out, 0).assert_code(0);
 }
+
+#[test]
+fn a_dash_for_the_page_or_the_textfile_is_stdout_not_a_file_named_dash() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let html = fixture.drainctl(&["report", "--html", "-"]).current_dir(fixture.dir.path()).run();
+    html.assert_code(0);
+    assert!(html.stdout.starts_with("<!DOCTYPE html>"), "{}", &html.stdout[..html.stdout.len().min(200)]);
+    let metrics = fixture.drainctl(&["metrics", "--textfile", "-"]).current_dir(fixture.dir.path()).run();
+    metrics.assert_code(0);
+    assert!(metrics.stdout.contains("# TYPE drainctl_items gauge"), "{}", metrics.stdout);
+    // Before: a file named `-` in the current folder, and nothing on stdout.
+    assert!(!fixture.path("-").exists());
+}

@@ -306,6 +306,10 @@ fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() 
     let docs = &status["drains"][0];
     assert_eq!(docs["cost_today_usd"].as_f64(), Some(0.10853595));
     assert_eq!(docs["budget_day_ends_at"], "2026-11-27T23:00:00Z");
+    let spent = "daily budget spent ($0.1085 of $0.1000) until Sat 2026-11-28 00:00 CET";
+    // The page says it, as status's notes do. Before: "3 left: <1m of running", as if it were about to run.
+    let page = fixture.drainctl(&["report"]).run().stdout;
+    assert!(page.contains(&format!("{spent}: no pass starts it before then")), "{page}");
 
     // Midnight in Warsaw: a new day, a new budget.
     fixture.set_now("2026-11-27T23:00:01Z");

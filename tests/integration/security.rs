@@ -155,9 +155,10 @@ fn a_worker_printing_the_database_url_or_its_password_leaves_neither_in_errors_e
 fn a_password_the_kept_tail_cuts_in_half_is_masked_all_the_same() {
     let fixture = Fixture::new(&config("", ""), NOW);
     let password = fixture.db.password();
-    let after = " and more\n";
-    // The tail begins five characters into the password: what is kept of it is no longer
-    // the whole password, but the most of it.
+    let after = format!(" again {password} and more\n");
+    // The tail begins five characters into the first password: what is kept of it is no
+    // longer the whole password, but the most of it; the second, whole, is masked, which
+    // shortens the text the tail is cut from.
     let tail = password.len() - 5 + after.len();
     fixture.write_config(&config("", &format!("stderr_tail_bytes = {tail}\n")));
     let text = format!("{} the password is {password}{}", "x".repeat(50), after.trim_end());
@@ -168,7 +169,10 @@ fn a_password_the_kept_tail_cuts_in_half_is_masked_all_the_same() {
     seen += &fixture.drainctl(&["events", "--json"]).run().stdout;
     let row = fixture.client().query_one("SELECT stderr_tail FROM items WHERE key = 'cut'", &[]).unwrap();
     let stored = String::from_utf8_lossy(&row.get::<_, Vec<u8>>(0)).into_owned();
-    assert!(stored.ends_with("*** and more\n"), "the tail is still the end of stderr, masked: {stored:?}");
+    assert!(
+        stored.ends_with(" again *** and more\n"),
+        "the tail is still the end of stderr, masked: {stored:?}"
+    );
     assert!(stored.len() <= tail, "no more than stderr_tail_bytes is kept: {stored:?}");
     seen += &stored;
     let fragment = &password[5..];
