@@ -214,15 +214,32 @@ fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) 
 
 /// Remove (or count) the log files drainctl wrote — `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`
 /// — last modified before `before`, except those in `keep`. Other files are never touched.
-/// A file that cannot be removed is logged and left.
+/// A file that cannot be removed, and a folder that cannot be read (another user's, left
+/// by an earlier deployment), is logged and left: retention must not stop in silence.
 fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: bool) -> u64 {
-    let Ok(folders) = std::fs::read_dir(log_dir) else { return 0 };
+    let folders = match std::fs::read_dir(log_dir) {
+        Ok(folders) => folders,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(error) => {
+            log::warn!("prune: cannot read log_dir {}: {error}; its log files are kept", log_dir.display());
+            return 0;
+        }
+    };
     let mut removed = 0;
     for folder in folders.filter_map(|entry| entry.ok()) {
         if !folder.file_type().is_ok_and(|kind| kind.is_dir()) {
             continue;
         }
-        let Ok(files) = std::fs::read_dir(folder.path()) else { continue };
+        let files = match std::fs::read_dir(folder.path()) {
+            Ok(files) => files,
+            Err(error) => {
+                log::warn!(
+                    "prune: cannot read log folder {}: {error}; its log files are kept",
+                    folder.path().display()
+                );
+                continue;
+            }
+        };
         for file in files.filter_map(|entry| entry.ok()) {
             let path = file.path();
             let is_drain_log = file.file_name().to_str().is_some_and(is_log_file_name);

@@ -87,10 +87,19 @@ pub fn record_quota_hit(
         before = before.confirming(now);
     }
     let mut decision = decide_backoff(hit.stated_reset(), now, before, policy);
+    // A hit without a trusted reset while a backoff is in force is the same limit seen
+    // again by a pass that was already running: it changes nothing, and says nothing
+    // (one `backoff_set`, one notification).
+    let is_seen_again = previous.backoff_until.is_some_and(|until| until > now)
+        && decision.rule != crate::backoff::BackoffRule::ParsedReset
+        && !hit.needs_attention;
     // Never shorten a backoff another pass of the group set a moment ago: the backoff kept
     // is the one in force, with its rule and its suspicion (a hit seen again neither marks
     // a confirmed limit suspected nor stops a pass that can switch accounts).
-    if let Some(existing) = previous.backoff_until.filter(|existing| *existing > decision.until) {
+    if let Some(existing) = previous
+        .backoff_until
+        .filter(|existing| *existing > decision.until || (is_seen_again && *existing > now))
+    {
         decision.until = existing;
         decision.rule = previous.rule.unwrap_or(decision.rule);
         decision.suspected_at = previous.suspected_at;
@@ -142,6 +151,9 @@ pub fn record_quota_hit(
         rule_text(&decision),
         hit.matched_line
     );
+    if is_seen_again {
+        log::info!("{message} (the backoff in force, seen again by another pass)");
+    }
     let event = event_for(EventKind::BackoffSet, message).data(json!({
         "backoff_until": until,
         "rule": decision.rule,
@@ -151,7 +163,9 @@ pub fn record_quota_hit(
         "needs_attention": hit.needs_attention,
         "account": source.account,
     }));
-    record_event(client, outbox, &event, now)?;
+    if !is_seen_again {
+        record_event(client, outbox, &event, now)?;
+    }
     let parks_group = if hit.parks_group(source.can_switch_accounts()) {
         park_group(client, outbox, source, hit, &hit.matched_line, now)?;
         true

@@ -78,18 +78,37 @@ fn live_drain_process(run: &RunRow) -> Option<u32> {
 /// Whether process group `pgid` is one of the run's workers': a live member of it was
 /// started with the run's `DRAIN_RUN_ID` in its environment, as every worker of the run
 /// and the children it leaves are. A group of anyone else's (a daemon whose leader
-/// exited, named by a row written by hand) carries no such mark and is left alone.
-fn is_runs_group(run: &RunRow, pgid: u32) -> bool {
+/// exited, named by a row written by hand) carries no such mark and is left alone. A group
+/// `identified` otherwise — its leader the run's recorded worker, by pid and start time —
+/// whose members' environments cannot be read (a non-dumpable worker, `sudo -u`, seen by
+/// a drainctl that is not root) is the run's too: leaving it running would run its item
+/// twice.
+fn is_runs_group(run: &RunRow, pgid: u32, identified: bool) -> bool {
     let mark = format!("DRAIN_RUN_ID={}", run.id);
     let members = process::live_group_members(pgid);
-    let ours = members.iter().any(|&pid| process::has_environment_entry(pid, &mark) == Some(true));
-    if !ours && !members.is_empty() {
-        log::warn!(
-            "run {}: process group {pgid} is not its worker's (no member has {mark}): left alone",
+    let marks: Vec<Option<bool>> =
+        members.iter().map(|&pid| process::has_environment_entry(pid, &mark)).collect();
+    if marks.contains(&Some(true)) {
+        return true;
+    }
+    if marks.is_empty() {
+        return false;
+    }
+    if identified && marks.iter().all(Option::is_none) {
+        log::info!(
+            "run {}: process group {pgid}'s environment cannot be read; its leader is the run's worker \
+             by pid and start time",
             run.id
         );
+        return true;
     }
-    ours
+    let why = if marks.contains(&Some(false)) {
+        format!("no member has {mark}")
+    } else {
+        "its members' environments cannot be read and its leader is not the run's recorded worker".to_string()
+    };
+    log::warn!("run {}: process group {pgid} is not its worker's ({why}): left alone", run.id);
+    false
 }
 
 /// The run's worker group, when recorded with its leader's start time, still that
@@ -97,7 +116,7 @@ fn is_runs_group(run: &RunRow, pgid: u32) -> bool {
 fn worker_group(run: &RunRow) -> Option<u32> {
     let pgid = u32::try_from(run.worker_pid?).ok()?;
     let start_time = u64::try_from(run.worker_start_time?).ok()?;
-    (process::is_recorded_group(pgid, Some(start_time)) && is_runs_group(run, pgid)).then_some(pgid)
+    (process::is_recorded_group(pgid, Some(start_time)) && is_runs_group(run, pgid, true)).then_some(pgid)
 }
 
 /// The groups left in the session the run's drain led, once it is gone, that are the
@@ -106,7 +125,7 @@ fn session_groups(run: &RunRow) -> Vec<u32> {
     drain_process(run).map_or_else(Vec::new, |(pid, start_time)| {
         process::orphaned_session_groups(pid, Some(start_time))
             .into_iter()
-            .filter(|&pgid| is_runs_group(run, pgid))
+            .filter(|&pgid| is_runs_group(run, pgid, false))
             .collect()
     })
 }
@@ -465,7 +484,13 @@ pub fn finish_ended_runs(
             run.status,
             left.join(", ")
         );
-        log::warn!("{message}");
+        // Said as done only once it is (the event below); a kill refused is a kill_failed.
+        log::warn!(
+            "run {} ({}) had ended, but its {} still ran: stopping it",
+            run.id,
+            run.status,
+            left.join(", ")
+        );
         killed_events.push(
             Event::new(EventKind::RunProcessesKilled, message).drain(&run.drain).run(run.id).data(
                 json!({ "drain_pid": drain, "worker_pid": worker.filter(|_| worker_alive), "session_groups": session }),

@@ -720,7 +720,8 @@ fn plan_file(
 
 /// Why a new file whose key an item enqueued by hand has is refused.
 const KEY_TAKEN: &str =
-    "its key is an item enqueued by hand, not from this folder: rename the file, or delete or rename that item";
+    "its key is an item enqueued by hand (or given another payload by enqueue --replace), \
+     not this folder's: every scan refuses the file while that item is there; rename the file to enqueue it";
 
 fn apply(
     client: &mut postgres::Transaction<'_>,

@@ -164,6 +164,7 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
     match &config {
         Some(config) => {
             check_log_dir(&mut checks, &config.defaults.log_dir);
+            check_drain_log_folders(&mut checks, config);
             if let Some(textfile) = &config.defaults.metrics_textfile {
                 let refused = crate::metrics::check_textfile(textfile);
                 check_file_folder(&mut checks, "metrics_textfile", textfile, refused);
@@ -303,11 +304,23 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
     let Ok(metadata) = std::fs::metadata(path) else { return };
     let mode = metadata.permissions().mode() & 0o777;
     let shown = path.display();
-    if config.file_holds_password && mode & 0o044 != 0 {
+    // A file of root's that its group may read is how a service user is given it (as
+    // libpq allows for a key file); one of this user's is for this user alone.
+    use std::os::unix::fs::MetadataExt;
+    let is_roots_for_a_group = metadata.uid() == 0 && crate::ownership::effective_uid() != 0;
+    if config.file_holds_password && mode & 0o004 != 0 {
         checks.push(
             "config",
             Status::Warn,
-            format!("{shown} holds the database password and others may read it (mode {mode:04o}): chmod 600 {shown}"),
+            format!(
+                "{shown} holds the database password and every user may read it (mode {mode:04o}): chmod o-r {shown}"
+            ),
+        );
+    } else if config.file_holds_password && mode & 0o040 != 0 && !is_roots_for_a_group {
+        checks.push(
+            "config",
+            Status::Warn,
+            format!("{shown} holds the database password and its group may read it (mode {mode:04o}): chmod 600 {shown}"),
         );
     }
     if mode & 0o020 != 0 {
@@ -343,6 +356,9 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
             return None;
         }
     };
+    if !check_writable(checks, &mut client) {
+        return Some(client);
+    }
     match crate::db::server_version(&mut client) {
         Ok((version, number, tls)) => {
             let newer =
@@ -364,17 +380,17 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
         }
         Err(error) => checks.fail("database", error.exit_code(), error.display_scrubbed()),
     }
-    check_writable(checks, &mut client);
     Some(client)
 }
 
 /// A standby (after a failover) or `default_transaction_read_only` lets every command
 /// connect and read, and every one that writes exit 69: say so before any of them does.
-fn check_writable(checks: &mut Checks, client: &mut postgres::Client) {
+/// False when it failed the check.
+fn check_writable(checks: &mut Checks, client: &mut postgres::Client) -> bool {
     let row =
         client.query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[]);
     match row.map(|row| (row.get::<_, bool>(0), row.get::<_, bool>(1))) {
-        Ok((false, false)) => {}
+        Ok((false, false)) => return true,
         Ok((is_standby, _)) => checks.fail(
             "database",
             crate::error::EXIT_UNAVAILABLE,
@@ -389,6 +405,7 @@ fn check_writable(checks: &mut Checks, client: &mut postgres::Client) {
             checks.fail("database", error.exit_code(), error.display_scrubbed())
         }
     }
+    false
 }
 
 /// Each drain's worker program, workdir and source folder, and the notifier's program.
@@ -713,7 +730,11 @@ fn check_worker_zone(checks: &mut Checks, whose: &str, env: &[(String, String)],
 /// drainctl would use — the machine's — is checked; only a file that is not TOML leaves
 /// the zone unknown.
 fn check_zone(checks: &mut Checks, config_path: Option<&Path>) {
-    let text = Config::locate(config_path).and_then(|path| std::fs::read_to_string(path).ok());
+    // A pipe (`--config /dev/stdin`) was read once already: opened again it would wait for
+    // a writer that never comes.
+    let text = Config::locate(config_path)
+        .filter(|path| std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file()))
+        .and_then(|path| std::fs::read_to_string(path).ok());
     let Some(text) = text else {
         return check_machine_zone(checks, "no configuration file was read");
     };
@@ -812,6 +833,32 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
                 log_dir.display()
             ),
         ),
+    }
+}
+
+/// Each drain's log folder that exists already (`log_dir/NAME`, left by an earlier
+/// deployment, another user's): one `supervise` would refuse, or could not write into,
+/// fails here first, so that no pass finds every start of the drain failing.
+fn check_drain_log_folders(checks: &mut Checks, config: &Config) {
+    for drain in &config.drains {
+        let folder = config.defaults.log_dir.join(&drain.name);
+        if std::fs::symlink_metadata(&folder).is_err() {
+            continue;
+        }
+        if let Err(error) = crate::drain::log_file::refuse_foreign_folder(&folder) {
+            checks.fail("log_dir", error.exit_code(), error.display_scrubbed());
+        } else if let Err(error) = probe_writable(&folder) {
+            checks.fail(
+                "log_dir",
+                EXIT_CONFIG,
+                format!(
+                    "drain {}'s log folder {} is not writable: {error}; every start of the drain would fail: \
+                     fix its owner or mode (chown it to this user)",
+                    drain.name,
+                    folder.display()
+                ),
+            );
+        }
     }
 }
 

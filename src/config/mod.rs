@@ -227,6 +227,15 @@ pub struct SourceConfig {
     pub max_hash_seconds_per_scan: Duration,
 }
 
+/// `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`: a descriptor the caller opened and handed
+/// over, not a file in the file system anyone else could have put there.
+fn is_inherited_descriptor(path: &Path) -> bool {
+    path == Path::new("/dev/stdin")
+        || path
+            .parent()
+            .is_some_and(|folder| folder == Path::new("/dev/fd") || folder == Path::new("/proc/self/fd"))
+}
+
 /// The configuration names the programs drainctl runs, often as root from cron: a file
 /// another user may change is refused, as cron and logrotate refuse theirs
 /// (docs/configuration.md): world-writable, or owned by neither the user running
@@ -285,9 +294,9 @@ impl Config {
         };
         let mut file = std::fs::File::open(path).map_err(cannot_read)?;
         let metadata = file.metadata().map_err(cannot_read)?;
-        // A pipe (`--config /dev/stdin`, `<(…)`) is written once, by whoever started
-        // drainctl: there is no file to change later.
-        if metadata.is_file() {
+        // A descriptor drainctl was handed (`--config /dev/stdin`, `<(…)`) is its caller's
+        // to fill; anything else, a named pipe too, must be no other user's.
+        if !is_inherited_descriptor(path) {
             refuse_others_writing(path, &metadata)?;
         }
         let mut text = String::new();

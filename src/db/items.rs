@@ -287,8 +287,9 @@ pub enum SourceEnqueue {
     Enqueued,
     /// Its item is running: left alone, looked at again by the next scan.
     Running,
-    /// A file new to the scans whose key an item enqueued by hand already has: that item
-    /// is left alone (its payload and result are not the folder's to replace).
+    /// A file whose key is an item enqueued by hand — new to the scans, or given another
+    /// payload by `enqueue --replace` — that item is left alone (its payload and result
+    /// are not the folder's to replace).
     KeyTaken,
 }
 
@@ -315,18 +316,28 @@ pub fn enqueue_source_item(
         return Ok(if row.is_some() { SourceEnqueue::Enqueued } else { SourceEnqueue::KeyTaken });
     }
     let row = client.query_opt(
-        "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+        &format!(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
          VALUES ($1, $2, $3, $4, $4, $4)
          ON CONFLICT (drain, key) DO UPDATE
             SET state = 'pending', payload = EXCLUDED.payload, attempts = 0,
                 available_at = EXCLUDED.available_at, claimed_by = NULL, claimed_at = NULL,
                 last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
                 resume_token = NULL, updated_at = EXCLUDED.updated_at
-          WHERE items.state <> 'running'
-         RETURNING id",
+          WHERE items.state <> 'running' AND {IS_THE_FOLDERS}
+         RETURNING id"
+        ),
         &[&drain, &key, &payload, &now],
     )?;
-    Ok(if row.is_some() { SourceEnqueue::Enqueued } else { SourceEnqueue::Running })
+    if row.is_some() {
+        return Ok(SourceEnqueue::Enqueued);
+    }
+    // Not updated: its item runs, or is the operator's now (`enqueue --replace`).
+    let running = client.query_opt(
+        "SELECT 1 FROM items WHERE drain = $1 AND key = $2 AND state = 'running'",
+        &[&drain, &key],
+    )?;
+    Ok(if running.is_some() { SourceEnqueue::Running } else { SourceEnqueue::KeyTaken })
 }
 
 /// Settle a pending item whose source file vanished before it ran: `skipped_missing`, a
@@ -339,12 +350,19 @@ pub fn settle_skipped_missing(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let updated = client.execute(
-        "UPDATE items SET state = 'skipped_missing', finished_at = $4, last_error = $3, updated_at = $4
-          WHERE drain = $1 AND key = $2 AND state = 'pending'",
+        &format!(
+            "UPDATE items SET state = 'skipped_missing', finished_at = $4, last_error = $3, updated_at = $4
+              WHERE drain = $1 AND key = $2 AND state = 'pending' AND {IS_THE_FOLDERS}"
+        ),
         &[&drain, &key, &note, &now],
     )?;
     Ok(updated == 1)
 }
+
+/// An item's payload is still its source folder's: its `path` ends in its key. One given
+/// another payload by `enqueue --replace` is the operator's, which no scan settles or
+/// replaces (docs/operations.md, "Feeding a drain from files").
+const IS_THE_FOLDERS: &str = "right(items.payload->>'path', length(items.key) + 1) = '/' || items.key";
 
 /// Settle an item this run holds whose source file vanished after it was scanned:
 /// `skipped_missing`, with its attempt given back and closed. False when the run lost it.

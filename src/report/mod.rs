@@ -250,8 +250,9 @@ fn backlog_points(spans: &[BacklogSpan], steps: usize) -> Vec<i64> {
 /// Where the forecast line from now ends during a burst: when the backlog empties at the
 /// forecast's rate, if that is before `deadline`, else at the deadline with what is left
 /// then. The drain works only from the end of the forecast's hold (a backoff, a spent
-/// daily budget; docs/operations.md, "Status"): held past the deadline, the whole backlog
-/// is left. None without an estimate (no recent pass, or none that finished an item).
+/// daily budget; docs/operations.md, "Status"): held past the deadline — or until a
+/// `resume` (paused, its quota group parked) — the whole backlog is left. None without an
+/// estimate (no recent pass, or none that finished an item).
 fn forecast_line(forecast: &Forecast, now: DateTime<Utc>, deadline: DateTime<Utc>) -> Option<ForecastLine> {
     let needed = forecast.seconds_to_empty?;
     let backlog = forecast.backlog as f64;
@@ -259,7 +260,7 @@ fn forecast_line(forecast: &Forecast, now: DateTime<Utc>, deadline: DateTime<Utc
     let left = (deadline - starts).num_milliseconds() as f64 / 1000.0;
     Some(if needed <= 0.0 {
         ForecastLine { starts: now, ends: now, left: 0.0 }
-    } else if left <= 0.0 {
+    } else if left <= 0.0 || forecast.held_past_burst_deadline {
         ForecastLine { starts: deadline, ends: deadline, left: backlog }
     } else if needed <= left {
         let empty_at = starts + chrono::Duration::milliseconds((needed * 1000.0) as i64);
@@ -380,6 +381,14 @@ mod tests {
             ..forecast(100, Some(5.0 * 3600.0))
         };
         assert_eq!(forecast_line(&held, now, deadline), line(deadline, deadline, 100.0));
+        // Paused (or its group parked): level to the deadline, all of it left, whatever
+        // the rate says.
+        let paused = Forecast {
+            burst_held_by: Some(crate::schedule::forecast::HoldReason::Paused),
+            held_past_burst_deadline: true,
+            ..forecast(100, Some(5.0 * 3600.0))
+        };
+        assert_eq!(forecast_line(&paused, now, deadline), line(deadline, deadline, 100.0));
     }
 
     #[test]

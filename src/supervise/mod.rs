@@ -191,6 +191,17 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let started = Instant::now();
     let Context { config, clock, client, outbox } = ctx;
     let outbox: &Outbox = outbox;
+    // The drains a pass starts read the configuration again, by its path: one that can be
+    // read once (`--config /dev/stdin`, a pipe) would leave them without it.
+    if let Some(path) =
+        config.path.as_ref().filter(|path| !std::fs::metadata(path).is_ok_and(|m| m.is_file()))
+    {
+        return Err(Error::Config(format!(
+            "supervise hands its configuration file to the drains it starts, and {} is not a regular file \
+             (a pipe is read once); give --config a file",
+            path.display()
+        )));
+    }
     let fired_at = clock.now();
     let scheduled_for = scheduled_slot(config, args, fired_at);
     // SIGTERM and SIGINT (cron, pm2, systemd stopping the pass) end it at the next step

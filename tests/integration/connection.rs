@@ -394,6 +394,7 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
         "{}",
         doctor.stdout
     );
+    assert!(!doctor.stdout.contains("ok    database"), "one verdict for the database: {}", doctor.stdout);
     let mut admin = fixture.client();
     admin.batch_execute("SET default_transaction_read_only = off").unwrap();
     admin

@@ -271,6 +271,29 @@ fn items_enqueued_beside_a_source_folder_run_and_keep_their_result() {
     // And again by the next scan, while that item is there, still without reading it.
     let again = scan(&fixture);
     assert_eq!((again["refused"].as_u64(), again["hashed"].as_u64()), (Some(1), Some(0)), "{again:#}");
+    // A folder item the operator gives another payload is theirs: its file going or
+    // changing neither settles nor replaces it. Before: skipped_missing by the next scan.
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    assert_eq!(fixture.item("sessions", "lee/1.jsonl").0, "done");
+    let replaced = serde_json::json!({ "steps": [{ "out": "the operator's" }] });
+    fixture
+        .drainctl(&[
+            "enqueue",
+            "sessions",
+            "--replace",
+            "--key",
+            "lee/1.jsonl",
+            "--payload",
+            &replaced.to_string(),
+        ])
+        .run()
+        .assert_code(0);
+    fs::remove_file(fixture.path("data/lee/1.jsonl")).unwrap();
+    scan(&fixture);
+    assert_eq!(fixture.item("sessions", "lee/1.jsonl").0, "pending");
+    write(&fixture, "lee/1.jsonl", "back, and changed\n");
+    scan(&fixture);
+    assert_eq!(payload(&fixture, "lee/1.jsonl"), replaced);
 }
 
 #[test]

@@ -1183,8 +1183,15 @@ fn doctor_warns_when_a_file_others_can_read_holds_the_database_password() {
     let path = fixture.config_path.display().to_string();
     assert!(
         out.contains(&format!(
-            "warn  config: {path} holds the database password and others may read it (mode 0644): chmod 600 {path}"
+            "warn  config: {path} holds the database password and every user may read it (mode 0644): chmod o-r {path}"
         )),
+        "{out}"
+    );
+    // Its group only, the file being this user's: for this user alone.
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = doctor(&fixture);
+    assert!(
+        out.contains("holds the database password and its group may read it (mode 0640): chmod 600"),
         "{out}"
     );
     assert!(!out.contains(&fixture.db.password()), "{out}");
@@ -1199,11 +1206,11 @@ fn doctor_warns_when_a_file_others_can_read_holds_the_database_password() {
         fixture.write_config(text);
         std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let out = fixture.drainctl(&["doctor"]).run().stdout;
-        assert!(out.contains("holds the database password and others may read it"), "{out}");
+        assert!(out.contains("holds the database password and every user may read it"), "{out}");
     }
     fixture.write_config(&with_url);
     std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert!(!doctor(&fixture).contains("others may read it"));
+    assert!(!doctor(&fixture).contains("may read it"));
 }
 
 #[test]

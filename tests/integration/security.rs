@@ -259,6 +259,36 @@ fn a_configuration_file_another_user_could_change_is_refused_before_anything_run
     assert!(result.stderr.contains(&wanted), "{}", result.stderr);
     assert!(!fixture.path("ran").exists(), "the worker ran");
     std::os::unix::fs::chown(&fixture.config_path, Some(0), None).unwrap();
+    // A named pipe planted in the file's place is judged as a file is (before: read, and
+    // its commands run); the caller's own stdin is read as it comes, but not by supervise.
+    let fifo = fixture.path("planted.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o666) }, 0, "mkfifo");
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    let writer = {
+        let (fifo, text) = (fifo.clone(), text.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .and_then(|mut pipe| pipe.write_all(text.as_bytes()));
+        })
+    };
+    let result = fixture.drainctl(&["--config", fifo.to_str().unwrap(), "drain", "docs"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("is writable by every user (mode 0666)"), "{}", result.stderr);
+    writer.join().unwrap();
+    let result = fixture.drainctl(&["--config", "/dev/stdin", "status"]).stdin(text.clone()).run();
+    result.assert_code(0);
+    let result = fixture.drainctl(&["--config", "/dev/stdin", "supervise"]).stdin(text).run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("supervise hands its configuration file to the drains it starts"),
+        "{}",
+        result.stderr
+    );
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     assert!(fixture.path("ran").exists(), "a file of root's runs");
 }
@@ -292,10 +322,27 @@ fn a_link_planted_at_a_drains_log_folder_is_refused_and_nothing_written_through_
     assert_eq!(recorded, 1, "the refusal is recorded");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(fixture.path("logs"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // doctor says both: others may write log_dir, and the drain's folder there is a link
+    // every start would refuse.
     let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    doctor.assert_code(78);
     let checks = doctor.json()["checks"].clone();
-    let log_dir = checks.as_array().unwrap().iter().find(|check| check["check"] == "log_dir").cloned();
-    assert_eq!(log_dir.as_ref().map(|check| check["status"].clone()), Some(json!("warn")), "{checks}");
+    let log_dir: Vec<(String, String)> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["check"] == "log_dir")
+        .map(|check| {
+            (check["status"].as_str().unwrap().to_string(), check["message"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(log_dir.len(), 2, "{checks}");
+    assert_eq!(log_dir[0].0, "warn", "{checks}");
+    assert_eq!(log_dir[1].0, "fail", "{checks}");
+    assert!(
+        log_dir[1].1.contains(&format!("log folder {} is a symbolic link", planted.display())),
+        "{checks}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
