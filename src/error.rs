@@ -254,15 +254,58 @@ fn chain_of_causes(error: &dyn std::error::Error) -> String {
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Remember a secret (the database password) so that it is never printed.
+/// With the forms it takes when a client prints it: its `%XX` escapes in lower case
+/// (`%c3%a9` is `%C3%A9`), and as a JSON string with ASCII escapes (`"S\u00e9cr\u20act"`,
+/// Python's `json.dumps`).
 pub fn register_secret(secret: &str) {
     if secret.is_empty() {
         return;
     }
     if let Ok(mut secrets) = SECRETS.lock() {
-        if !secrets.iter().any(|known| known == secret) {
-            secrets.push(secret.to_string());
+        for form in [secret.to_string(), lower_case_escapes(secret), json_ascii_escaped(secret)] {
+            if !secrets.contains(&form) {
+                secrets.push(form);
+            }
         }
     }
+}
+
+/// `text` with the hex digits of its `%XX` escapes in lower case.
+fn lower_case_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits_left = 0;
+    for c in text.chars() {
+        if digits_left > 0 {
+            out.push(c.to_ascii_lowercase());
+            digits_left -= 1;
+        } else {
+            out.push(c);
+            if c == '%' {
+                digits_left = 2;
+            }
+        }
+    }
+    out
+}
+
+/// `text` as a JSON string's inside with every character beyond ASCII escaped
+/// (`\u00e9`, surrogate pairs above U+FFFF), as Python's `json.dumps` writes it.
+fn json_ascii_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The length in bytes of the longest registered secret (0 when there is none): how far
@@ -418,5 +461,11 @@ mod tests {
         assert_eq!(Error::Temporary(String::new()).exit_code(), 75);
         assert_eq!(Error::Conflict(String::new()).exit_code(), 75);
         assert_eq!(Error::Config(String::new()).exit_code(), 78);
+    }
+
+    #[test]
+    fn a_secret_is_also_known_in_the_forms_clients_print_it() {
+        assert_eq!(lower_case_escapes("S%C3%A9cr%E2%82%ACt%3AX"), "S%c3%a9cr%e2%82%act%3aX");
+        assert_eq!(json_ascii_escaped("Sécr€t:\"q\\ 😀"), "S\\u00e9cr\\u20act:\\\"q\\\\ \\ud83d\\ude00");
     }
 }

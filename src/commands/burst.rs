@@ -113,10 +113,8 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
         Some((until, reason)) => {
             let what = match reason {
-                HoldReason::Paused => "it is paused",
-                HoldReason::Parked => "its quota group is parked",
-                HoldReason::Backoff => "its quota group backs off",
                 HoldReason::DailyBudget => "its daily cost budget (max_cost_per_day) is spent",
+                other => other.what(),
             };
             let then = if until >= deadline {
                 "after the burst's end: no pass starts during this burst"

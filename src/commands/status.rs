@@ -448,16 +448,13 @@ impl DrainView {
     /// `daily budget spent ($0.2000 of $0.20) until Sat 2026-11-28 00:00 IST`, while its
     /// `max_cost_per_day` is spent.
     pub(crate) fn daily_budget_spent(&self, zone: Tz) -> Option<String> {
-        let (max, spent) = (self.max_cost_per_day?, self.cost_today_usd?);
-        (spent >= max).then(|| {
-            let until = self.budget_day_ends_at.map(|at| format!(" until {}", local_time(at, zone)));
-            format!(
-                "daily budget spent ({} of {}){}",
-                format_usd(spent),
-                format_usd(max),
-                until.unwrap_or_default()
-            )
-        })
+        let until = self.budget_spent_until()?;
+        Some(format!(
+            "daily budget spent ({} of {}) until {}",
+            format_usd(self.cost_today_usd?),
+            format_usd(self.max_cost_per_day?),
+            local_time(until, zone)
+        ))
     }
 
     pub(crate) fn budget_spent_until(&self) -> Option<DateTime<Utc>> {

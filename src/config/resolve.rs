@@ -131,16 +131,9 @@ fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<Da
         if let Some(password) = password_of(&url.url) {
             register_secret(&password);
         }
-        // As written in the URL too: `p%40ss` is the password `p@ss` to anyone who reads it
-        // (and `%c3%a9` is `%C3%A9`).
+        // As written in the URL too: `p%40ss` is the password `p@ss` to anyone who reads it.
         if let Some(written) = password_as_written(&url.url) {
             register_secret(&written);
-            register_secret(&lower_case_escapes(&written));
-        }
-        // As a client that logs its settings as JSON with ASCII escapes writes it
-        // (`"S\u00e9cr\u20act"`, Python's json.dumps).
-        if let Some(password) = password_of(&url.url) {
-            register_secret(&json_ascii_escaped(&password));
         }
     }
     chosen
@@ -159,44 +152,6 @@ fn password_of(url: &str) -> Option<String> {
     }
     // A URL that does not parse may still carry a password.
     password_as_written(url)
-}
-
-/// `text` with the hex digits of its `%XX` escapes in lower case.
-fn lower_case_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut digits_left = 0;
-    for c in text.chars() {
-        if digits_left > 0 {
-            out.push(c.to_ascii_lowercase());
-            digits_left -= 1;
-        } else {
-            out.push(c);
-            if c == '%' {
-                digits_left = 2;
-            }
-        }
-    }
-    out
-}
-
-/// `text` as a JSON string's inside with every character beyond ASCII escaped
-/// (`\u00e9`, surrogate pairs above U+FFFF), as Python's `json.dumps` writes it.
-fn json_ascii_escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The password of a URL as it is written, percent-encoding and all: what sits between
@@ -1135,8 +1090,6 @@ mod tests {
         // Percent-encoded, it is masked both as it is and as it is written.
         assert_eq!(password_of("postgres://u:p%40ss%2Fw@h/db").as_deref(), Some("p@ss/w"));
         assert_eq!(password_as_written("postgres://u:p%40ss%2Fw@h/db").as_deref(), Some("p%40ss%2Fw"));
-        assert_eq!(lower_case_escapes("S%C3%A9cr%E2%82%ACt%3AX"), "S%c3%a9cr%e2%82%act%3aX");
-        assert_eq!(json_ascii_escaped("Sécr€t:\"q\\ 😀"), "S\\u00e9cr\\u20act:\\\"q\\\\ \\ud83d\\ude00");
     }
 
     const TWO_ACCOUNTS: &str = "[[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"5m\"\naccounts = [\n  { name = \"chair\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude\" } },\n  { name = \"backup\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude-backup\" } },\n]\n\n[[drain]]\nname = \"halacha\"\ncommand = [\"claude\"]\nquota_group = \"claude-chair\"\n\n[[drain]]\nname = \"other\"\ncommand = [\"claude\"]\nquota_group = \"solo\"\n";

@@ -108,28 +108,18 @@ fn log_in(config: &postgres::Config, connector: MakeTlsConnector, wait: Duration
     let receiver = match pending.take() {
         Some(receiver) => receiver,
         None => {
-            let (sender, receiver) = std::sync::mpsc::channel();
             let config = config.clone();
-            let spawned = std::thread::Builder::new().name("connect".to_string()).spawn(move || {
-                // Fails only when nobody waits any more: the process is ending.
-                let _ = sender.send(config.connect(connector));
-            });
-            if let Err(error) = spawned {
-                return Bounded::NoThread(error);
+            match on_its_own_thread(move || config.connect(connector)) {
+                Ok(receiver) => receiver,
+                Err(error) => return Bounded::NoThread(error),
             }
-            receiver
         }
     };
-    match receiver.recv_timeout(wait) {
-        Ok(login) => Bounded::Done(login),
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            *pending = Some(receiver);
-            Bounded::TimedOut
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            Bounded::NoThread(std::io::Error::other("the connecting thread ended without an answer"))
-        }
+    let answer = answer_within(&receiver, wait);
+    if matches!(answer, Bounded::TimedOut) {
+        *pending = Some(receiver);
     }
+    answer
 }
 
 /// Open the one connection of this invocation.
@@ -535,17 +525,35 @@ enum Bounded<T> {
     NoThread(std::io::Error),
 }
 
-/// `work` on a thread of its own, waited for at most `wait`. The thread is not joined: it
-/// ends when `work` does, or with the process.
+/// `work` on a thread of its own, waited for at most `wait`.
 fn within<T: Send + 'static>(wait: Duration, work: impl FnOnce() -> T + Send + 'static) -> Bounded<T> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new().name("connect".to_string()).spawn(move || {
-        // Fails only when the caller stopped waiting: nobody needs the answer any more.
-        let _ = sender.send(work());
-    });
-    match spawned {
-        Ok(_) => receiver.recv_timeout(wait).map_or(Bounded::TimedOut, Bounded::Done),
+    match on_its_own_thread(work) {
+        Ok(receiver) => answer_within(&receiver, wait),
         Err(error) => Bounded::NoThread(error),
+    }
+}
+
+/// `work` started on a thread of its own, its answer to come on the receiver. The thread
+/// is not joined: it ends when `work` does, or with the process.
+fn on_its_own_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::sync::mpsc::Receiver<T>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("connect".to_string()).spawn(move || {
+        // Fails only when nobody waits any more: the process is ending.
+        let _ = sender.send(work());
+    })?;
+    Ok(receiver)
+}
+
+/// The answer on `receiver`, waited for at most `wait`.
+fn answer_within<T>(receiver: &std::sync::mpsc::Receiver<T>, wait: Duration) -> Bounded<T> {
+    match receiver.recv_timeout(wait) {
+        Ok(answer) => Bounded::Done(answer),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Bounded::TimedOut,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Bounded::NoThread(std::io::Error::other("the connecting thread ended without an answer"))
+        }
     }
 }
 

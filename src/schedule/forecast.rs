@@ -70,6 +70,16 @@ pub enum HoldReason {
 }
 
 impl HoldReason {
+    /// What holds the drain, in words: `its quota group backs off`.
+    pub fn what(self) -> &'static str {
+        match self {
+            HoldReason::Paused => "it is paused",
+            HoldReason::Parked => "its quota group is parked",
+            HoldReason::Backoff => "its quota group backs off",
+            HoldReason::DailyBudget => "its daily budget is spent",
+        }
+    }
+
     /// What holds a drain until someone runs `resume`: its pause, else its parked quota
     /// group.
     pub fn until_resumed(is_paused: bool, is_parked: bool) -> Option<HoldReason> {
@@ -126,13 +136,7 @@ impl Hold {
     }
 
     fn describe(&self, zone: chrono_tz::Tz) -> String {
-        let until = crate::output::local_time(self.until, zone);
-        match self.reason {
-            HoldReason::Paused => "it is paused".to_string(),
-            HoldReason::Parked => "its quota group is parked".to_string(),
-            HoldReason::Backoff => format!("its quota group backs off until {until}"),
-            HoldReason::DailyBudget => format!("its daily budget is spent until {until}"),
-        }
+        format!("{} until {}", self.reason.what(), crate::output::local_time(self.until, zone))
     }
 }
 
@@ -242,19 +246,17 @@ impl Forecast {
     /// During a burst whose drain cannot work now, what holds it, with its end in `zone`:
     /// `its quota group backs off until Mon 2027-01-11 12:01 UTC, after the deadline`.
     pub fn describe_burst_hold(&self, zone: chrono_tz::Tz) -> Option<String> {
-        match self.burst_held_by? {
-            HoldReason::Paused => {
-                return Some(
-                    "it is paused: no pass starts it in this burst until `drainctl resume`".to_string(),
-                )
-            }
-            HoldReason::Parked => return Some(
-                "its quota group is parked: no pass starts it in this burst until `drainctl resume --group`"
-                    .to_string(),
-            ),
-            HoldReason::Backoff | HoldReason::DailyBudget => {}
+        let reason = self.burst_held_by?;
+        // Held until a `resume`: no instant to name.
+        let resume = match reason {
+            HoldReason::Paused => Some("`drainctl resume`"),
+            HoldReason::Parked => Some("`drainctl resume --group`"),
+            HoldReason::Backoff | HoldReason::DailyBudget => None,
+        };
+        if let Some(resume) = resume {
+            return Some(format!("{}: no pass starts it in this burst until {resume}", reason.what()));
         }
-        let hold = Hold { until: self.burst_held_until?, reason: self.burst_held_by? }.describe(zone);
+        let hold = Hold { until: self.burst_held_until?, reason }.describe(zone);
         Some(if self.held_past_burst_deadline {
             format!("{hold}, after the deadline")
         } else {
