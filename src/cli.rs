@@ -232,6 +232,12 @@ pub enum BurstCommand {
     Status(BurstStatusArgs),
 }
 
+/// A `--note` as given: `None` when left out, `Some(None)` when given empty or blank (which
+/// clears a note a moved burst would keep), else the note.
+pub fn given_note(note: &Option<String>) -> Option<Option<&str>> {
+    note.as_deref().map(|note| Some(note).filter(|note| !note.trim().is_empty()))
+}
+
 #[derive(Debug, Args)]
 pub struct BurstOnArgs {
     /// Drain name
@@ -239,7 +245,7 @@ pub struct BurstOnArgs {
     /// Deadline: "sat 18:00", "18:00", "2026-11-28 18:00", RFC 3339, or "+6h" [default: burst_default_until]
     #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
     pub until: Option<String>,
-    /// Why (shown in status and events)
+    /// Why (shown in status and events); moving a burst keeps its note, `--note ""` clears it
     #[arg(long)]
     pub note: Option<String>,
     #[command(flatten)]

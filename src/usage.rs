@@ -328,6 +328,9 @@ mod tests {
         let usage =
             read_usage(br#"{"type":"result","total_cost_usd":1e400,"usage":{"input_tokens":10}}"#).unwrap();
         assert_eq!((usage.cost_usd, usage.input_tokens), (Some(MAX_REPORTED_COST_USD), Some(10)));
+        // The warning says what was reported in words, not `cost $inf`.
+        let reported = Usage { cost_usd: Some(f64::INFINITY), ..Usage::default() };
+        assert_eq!(reported.to_string(), "cost beyond any number");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
-use crate::cli::{BurstCommand, BurstOnArgs, BurstStatusArgs, NameArg};
+use crate::cli::{given_note, BurstCommand, BurstOnArgs, BurstStatusArgs, NameArg};
 use crate::context::Context;
 use crate::db::drains::{clear_burst, ensure_drain, read_controls, set_burst};
 use crate::db::events::{record_event, Event};
@@ -75,19 +75,27 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         let previous = controls.active_burst(now);
         // Moving a burst keeps its note unless a new one is given, and when it started
         // (docs/operations.md, "Burst").
+        // An empty `--note ""` clears it.
+        let given = given_note(&args.note).map(|note| note.map(str::to_string));
         let (note, started_at) = match previous {
             Some(_) => (
-                args.note.clone().or_else(|| controls.burst_note.clone()),
+                given.unwrap_or_else(|| controls.burst_note.clone()),
                 controls.burst_started_at.unwrap_or(now),
             ),
-            None => (args.note.clone(), now),
+            None => (given.flatten(), now),
         };
         set_burst(tx, &name, deadline, note.as_deref(), started_at)?;
         let (kind, message) = match previous {
-            Some(old) => (
-                EventKind::BurstMoved,
-                format!("burst of {name} moved from {} to {}", local(old, zone), local(deadline, zone)),
-            ),
+            Some(old) => {
+                let (from, to) = (local(old, zone), local(deadline, zone));
+                // Renewed with the same deadline, or moved by less than the clock shows.
+                let message = if from == to {
+                    format!("burst of {name} renewed until {to}")
+                } else {
+                    format!("burst of {name} moved from {from} to {to}")
+                };
+                (EventKind::BurstMoved, message)
+            }
             None => (EventKind::BurstOn, format!("burst of {name} on until {}", local(deadline, zone))),
         };
         let event = Event::new(kind, message)

@@ -16,6 +16,7 @@ use crate::context::Context;
 use crate::db::items::{
     count_by_state, get_item, list_attempts, list_items, AttemptRow, ItemDetail, ItemRow,
 };
+use crate::db::usage::{usage_of_item, UsageSums};
 use crate::duration::format_duration;
 use crate::error::{Error, Result};
 use crate::model::ItemState;
@@ -98,6 +99,8 @@ struct ShownItem {
     drain: String,
     item: ItemDetail,
     attempts: Vec<AttemptRow>,
+    /// What its attempts' workers reported they used.
+    usage: UsageSums,
     /// `None` when the drain has left the configuration.
     max_attempts: Option<u32>,
 }
@@ -111,8 +114,9 @@ fn gather(ctx: &mut Context, args: &ItemsShowArgs) -> Result<ShownItem> {
         ))
     })?;
     let attempts = list_attempts(&mut ctx.client, item.row.id)?;
+    let usage = usage_of_item(&mut ctx.client, item.row.id)?;
     let max_attempts = ctx.config.drain(&drain).ok().map(|d| d.max_attempts);
-    Ok(ShownItem { drain, item, attempts, max_attempts })
+    Ok(ShownItem { drain, item, attempts, usage, max_attempts })
 }
 
 /// The item's state and times, one field a line, ending with its last error.
@@ -148,6 +152,10 @@ fn render_fields(shown: &ShownItem, now: DateTime<Utc>, zone: Tz) -> String {
                 format!("run {run_id} ({})", instant_and_age(item.claimed_at, now, zone)),
             ));
         }
+    }
+    // Only what the workers reported: an item whose workers reported nothing shows nothing.
+    if let Some(text) = shown.usage.describe() {
+        pairs.push(("usage", text));
     }
     pairs.push(("last error", row.last_error.clone().unwrap_or_else(|| "-".into())));
     fields(&pairs)
@@ -218,7 +226,7 @@ fn render_attempts(attempts: &[AttemptRow], zone: Tz) -> String {
 
 /// The item whole as JSON: the result exact, as UTF-8 text or base64.
 fn render_json(shown: &ShownItem) -> Value {
-    let ShownItem { drain, item, attempts, max_attempts } = shown;
+    let ShownItem { drain, item, attempts, usage, max_attempts } = shown;
     let row = &item.row;
     let (result_encoding, result_text) = match item.result.as_deref() {
         Some(bytes) => match std::str::from_utf8(bytes) {
@@ -249,6 +257,7 @@ fn render_json(shown: &ShownItem) -> Value {
         "result_encoding": result_encoding,
         "result": result_text,
         "attempt_history": attempts,
+        "usage": usage.to_json(),
     })
 }
 

@@ -91,11 +91,7 @@ fn show(ctx: &mut Context, args: &RunsShowArgs) -> Result<Report> {
         pairs.push(("usage", text));
     }
     let mut json = run_json(&run, now);
-    json["usage"] = if usage.attempts > 0 {
-        serde_json::to_value(&usage).map_err(|error| Error::Internal(error.to_string()))?
-    } else {
-        Value::Null
-    };
+    json["usage"] = usage.to_json();
     Ok(Report::new(fields(&pairs), json))
 }
 

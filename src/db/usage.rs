@@ -32,7 +32,12 @@ impl std::fmt::Display for Usage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
         if let Some(cost) = self.cost_usd {
-            parts.push(format!("cost ${cost}"));
+            // A figure too large for a double reads as infinite.
+            parts.push(if cost.is_finite() {
+                format!("cost ${cost}")
+            } else {
+                "cost beyond any number".to_string()
+            });
         }
         for (name, value) in [
             ("input", self.input_tokens),
@@ -126,6 +131,14 @@ impl UsageSums {
         self.output_tokens = plus(self.output_tokens, other.output_tokens);
         self.cache_read_tokens = plus(self.cache_read_tokens, other.cache_read_tokens);
         self.cache_write_tokens = plus(self.cache_write_tokens, other.cache_write_tokens);
+    }
+
+    /// These sums as `--json` gives them: null when no attempt reported usage.
+    pub fn to_json(&self) -> serde_json::Value {
+        if self.attempts == 0 {
+            return serde_json::Value::Null;
+        }
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
     /// `$0.1566 · 230,107 tokens (38 in, 2,849 out, 209,457 cache read, 13,833 cache
@@ -238,6 +251,15 @@ pub fn usage_of_run(client: &mut impl GenericClient, run_id: i64) -> Result<Usag
     let row = client.query_one(
         concat!("SELECT ", sum_columns!(), " FROM attempts a WHERE a.run_id = $1 AND ", reported!()),
         &[&run_id],
+    )?;
+    Ok(sums_from(&row, 0))
+}
+
+/// The usage of every attempt of item `item_id` (index `attempts_item`).
+pub fn usage_of_item(client: &mut impl GenericClient, item_id: i64) -> Result<UsageSums> {
+    let row = client.query_one(
+        concat!("SELECT ", sum_columns!(), " FROM attempts a WHERE a.item_id = $1 AND ", reported!()),
+        &[&item_id],
     )?;
     Ok(sums_from(&row, 0))
 }

@@ -173,6 +173,22 @@ fn usage_of_every_client_is_recorded_per_attempt_and_summed_exactly() {
     let plain_human = fixture.drainctl(&["runs", "show", &run_of("plain").to_string()]).run();
     assert!(!plain_human.stdout.contains("usage"), "{}", plain_human.stdout);
 
+    // items show: the item's own attempts; an item whose worker reported nothing has none.
+    let item = fixture.drainctl(&["items", "show", "docs", "claude-json-success", "--json"]).run();
+    item.assert_code(0);
+    let limited = fixture_meta("claude-json-success");
+    assert_eq!(
+        item.json()["usage"]["cost_usd"].as_f64(),
+        limited.get("cost_usd").and_then(toml::Value::as_float),
+        "{}",
+        item.stdout
+    );
+    assert_eq!(item.json()["usage"]["attempts"], 1);
+    let item_human = fixture.drainctl(&["items", "show", "docs", "claude-json-success"]).run();
+    assert!(item_human.stdout.contains("\nusage       $0.0362 · "), "{}", item_human.stdout);
+    let plain_item = fixture.drainctl(&["items", "show", "plain", "p1", "--json"]).run();
+    assert_eq!(plain_item.json()["usage"], serde_json::Value::Null);
+
     // Metrics: the counters the trigger kept; no series for the drain without usage.
     let metrics = fixture.drainctl(&["metrics"]).run();
     metrics.assert_code(0);

@@ -826,11 +826,18 @@ fn burst_status_and_off_read_and_clear_the_one_row() {
         .assert_code(0);
     let moved = fixture.drainctl(&["burst", "status", "--json"]).run().json()["bursts"][0].clone();
     assert_eq!((&moved["note"], &moved["started_at"]), (&json!("later"), &burst["started_at"]), "{moved}");
+    // The same deadline again is a renewal, not a move "from X to X"; an empty note clears.
+    fixture.drainctl(&["burst", "on", "docs", "--until", "sat 20:00", "--note", ""]).run().assert_code(0);
+    let renewed = fixture.drainctl(&["burst", "status", "--json"]).run().json()["bursts"][0].clone();
+    assert_eq!(renewed["note"], Value::Null, "{renewed}");
+    let messages: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'burst_moved' ORDER BY id");
+    assert_eq!(messages[2], "burst of docs renewed until Sat 2026-11-28 20:00 IST", "{messages:?}");
     fixture.drainctl(&["burst", "off", "docs"]).run().assert_code(0);
     let status = fixture.drainctl(&["burst", "status", "docs", "--json"]).run();
     assert_eq!(status.json()["bursts"][0]["active"], false);
     let kinds: Vec<String> = fixture.column("SELECT kind FROM events WHERE kind LIKE 'burst%' ORDER BY id");
-    assert_eq!(kinds, ["burst_on", "burst_moved", "burst_moved", "burst_off"]);
+    assert_eq!(kinds, ["burst_on", "burst_moved", "burst_moved", "burst_moved", "burst_off"]);
 }
 
 #[test]
