@@ -10,6 +10,49 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The user `uid` as a refusal names it: `drainsvc (uid 1001)`, or `uid 1001` when the
+/// system's user database has no name for it.
+pub fn user_named(uid: u32) -> String {
+    match user_name(uid) {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// Why an entry owned by `owner` is not trusted: `belongs to nobody (uid 65534), not to
+/// root or to drainsvc (uid 1001), who runs drainctl`.
+pub fn foreign_owner(owner: u32) -> String {
+    let euid = effective_uid();
+    let trusted = if euid == 0 {
+        "root, who runs drainctl".to_string()
+    } else {
+        format!("root or to {}, who runs drainctl", user_named(euid))
+    };
+    format!("belongs to {}, not to {trusted}", user_named(owner))
+}
+
+/// What to give `chown` for `uid`: its name, else the number.
+pub fn chown_owner(uid: u32) -> String {
+    user_name(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// The login name of `uid` from the user database (`getpwuid_r`), if it has one.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero `passwd` is a valid value of a plain C struct of pointers and
+    // integers; getpwuid_r only writes it and the buffer, whose length it is given.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer points at memory this frame owns, of the length passed.
+    let status = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+    if status != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string inside `buffer`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|name| !name.is_empty())
+}
+
 /// Someone other than this user and root who may change an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtherWriter {
@@ -30,5 +73,19 @@ pub fn other_writer(metadata: &std::fs::Metadata) -> Option<OtherWriter> {
         Some(OtherWriter::Owner { uid: metadata.uid() })
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_is_named_by_login_and_uid_and_an_unknown_one_by_uid() {
+        assert_eq!(user_named(0), "root (uid 0)");
+        assert_eq!(chown_owner(0), "root");
+        // No user database names the largest uid (it is -1, "no user", to the kernel).
+        assert_eq!(user_named(u32::MAX - 1), format!("uid {}", u32::MAX - 1));
+        assert_eq!(chown_owner(u32::MAX - 1), (u32::MAX - 1).to_string());
     }
 }

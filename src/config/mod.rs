@@ -241,7 +241,7 @@ fn is_inherited_descriptor(path: &Path) -> bool {
 /// (docs/configuration.md): world-writable, or owned by neither the user running
 /// drainctl nor root.
 fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()> {
-    use crate::ownership::{effective_uid, other_writer, OtherWriter};
+    use crate::ownership::{chown_owner, effective_uid, foreign_owner, other_writer, OtherWriter};
     let shown = path.display();
     match other_writer(metadata) {
         None => Ok(()),
@@ -252,9 +252,10 @@ fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()
         Some(OtherWriter::Owner { uid }) => {
             let euid = effective_uid();
             Err(Error::Config(format!(
-                "configuration file {shown} belongs to uid {uid}, neither the user running drainctl \
-                 (uid {euid}) nor root, and its owner could change the programs drainctl runs; run \
-                 drainctl as its owner, or chown it to uid {euid}"
+                "configuration file {shown} {}, and its owner could change the programs drainctl \
+                 runs; run drainctl as its owner, or chown {} {shown}",
+                foreign_owner(uid),
+                chown_owner(euid)
             )))
         }
     }

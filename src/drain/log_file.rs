@@ -74,7 +74,7 @@ pub fn rename_after(path: &Path, pid: u32) -> io::Result<PathBuf> {
 /// a drain's name would have its logs written where the planter chose, or be swapped under
 /// it (docs/operations.md, "Finding a run's log").
 pub fn refuse_foreign_folder(dir: &Path) -> crate::error::Result<()> {
-    use crate::ownership::{effective_uid, other_writer, OtherWriter};
+    use crate::ownership::{foreign_owner, other_writer, OtherWriter};
     let refused = |why: String| {
         crate::error::Error::Config(format!(
             "log folder {} {why}; drainctl writes a drain's logs only into a folder of its own: \
@@ -95,10 +95,7 @@ pub fn refuse_foreign_folder(dir: &Path) -> crate::error::Result<()> {
         Some(OtherWriter::EveryUser { mode }) => {
             Err(refused(format!("is writable by every user (mode {mode:04o})")))
         }
-        Some(OtherWriter::Owner { uid }) => Err(refused(format!(
-            "belongs to uid {uid}, not to the user running drainctl (uid {}) or root",
-            effective_uid()
-        ))),
+        Some(OtherWriter::Owner { uid }) => Err(refused(foreign_owner(uid))),
     }
 }
 

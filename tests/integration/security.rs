@@ -253,8 +253,8 @@ fn a_configuration_file_another_user_could_change_is_refused_before_anything_run
     let result = fixture.drainctl(&["drain", "docs"]).run();
     result.assert_code(78);
     let wanted = format!(
-        "configuration file {shown} belongs to uid 65534, neither the user running drainctl (uid 0) nor root, \
-         and its owner could change the programs drainctl runs; run drainctl as its owner, or chown it to uid 0"
+        "configuration file {shown} belongs to nobody (uid 65534), not to root, who runs drainctl, \
+         and its owner could change the programs drainctl runs; run drainctl as its owner, or chown root {shown}"
     );
     assert!(result.stderr.contains(&wanted), "{}", result.stderr);
     assert!(!fixture.path("ran").exists(), "the worker ran");
