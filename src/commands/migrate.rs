@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Result;
 use crate::migrate;
-use crate::output::{table, Report};
+use crate::output::{local_second, table, Report};
 
 pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArgs) -> Result<Report> {
     let config = Config::discover(config_path, true)?;
@@ -19,6 +19,8 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
     let mut client = crate::db::connect(config.require_database_url()?)?;
     if args.status {
         let rows = migrate::status(&mut client)?;
+        // In the zone of every other human output (docs/configuration.md, `timezone`).
+        let zone = config.defaults.timezone;
         let human_rows: Vec<Vec<String>> = rows
             .iter()
             .map(|row| {
@@ -26,7 +28,7 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
                     format!("{:04}", row.version),
                     row.name.clone(),
                     row.state.to_string(),
-                    row.applied_at.map(|at| at.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                    row.applied_at.map(|at| local_second(at, zone)).unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();

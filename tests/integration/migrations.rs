@@ -122,6 +122,11 @@ fn a_current_schema_runs_no_ddl_and_status_lists_versions() {
     let json = status.json();
     assert_eq!(json["migrations"][0]["version"], 1);
     assert_eq!(json["migrations"][0]["state"], "applied");
+    // Humans read the times in the configured zone, as everywhere else (before: RFC 3339 UTC).
+    let human = migrate(&db, &["--status"]).env("TZ", "Asia/Kolkata").run();
+    human.assert_code(0);
+    let first = human.stdout.lines().find(|line| line.starts_with("0001")).unwrap_or_default();
+    assert!(first.ends_with(" IST"), "{}", human.stdout);
     let mut client = db.client();
     assert_eq!(
         query_i64(&mut client, "SELECT count(*) FROM events WHERE kind = 'migration_applied'"),
