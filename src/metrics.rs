@@ -19,7 +19,7 @@ use postgres::GenericClient;
 use crate::config::{Config, DrainConfig};
 use crate::db::{backoffs, counters, drains, items, passes, runs};
 use crate::error::Result;
-use crate::schedule::forecast::{Hold, HoldReason};
+use crate::schedule::forecast::{DailyBudget, Hold, HoldReason};
 
 /// The textfile is world-readable, unlike drainctl's other files (0600): node_exporter
 /// runs as its own user and must read it, and it holds only counts and timestamps.
@@ -154,6 +154,9 @@ struct DrainSnapshot {
     holds: HashMap<String, Hold>,
     /// The drains in a burst whose quota group is parked.
     parked: std::collections::HashSet<String>,
+    /// The daily cost budget each drain in a burst is paid from, when it has one and its
+    /// workers reported costs lately.
+    budgets: HashMap<String, DailyBudget>,
 }
 
 impl DrainSnapshot {
@@ -167,20 +170,29 @@ impl DrainSnapshot {
         let counts = items::count_by_state_of(client, names)?;
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
-        let (holds, parked) = burst_holds(client, config, &controls, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked })
+        let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, now)?;
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets })
     }
 }
 
+/// What limits the drains in a burst, as `status`'s forecast counts it.
+#[derive(Default)]
+struct BurstLimits {
+    holds: HashMap<String, Hold>,
+    parked: std::collections::HashSet<String>,
+    budgets: HashMap<String, DailyBudget>,
+}
+
 /// The [`Hold`] of each drain in a burst that cannot work now: its quota group backs off,
-/// or its `max_cost_per_day` is spent (docs/operations.md, "Status"); and the drains in a
-/// burst whose quota group is parked. Read only when a burst is on: no query otherwise.
-fn burst_holds(
+/// or its `max_cost_per_day` is spent (docs/operations.md, "Status"); the drains in a
+/// burst whose quota group is parked; and the daily budgets they are paid from. Read only
+/// when a burst is on: no query otherwise.
+fn burst_limits(
     client: &mut impl GenericClient,
     config: &Config,
     controls: &[drains::DrainControls],
     now: DateTime<Utc>,
-) -> Result<(HashMap<String, Hold>, std::collections::HashSet<String>)> {
+) -> Result<BurstLimits> {
     let bursting: Vec<&DrainConfig> = config
         .drains
         .iter()
@@ -188,7 +200,7 @@ fn burst_holds(
         .collect();
     let mut holds = HashMap::new();
     if bursting.is_empty() {
-        return Ok((holds, std::collections::HashSet::new()));
+        return Ok(BurstLimits::default());
     }
     let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
     let rows = backoffs::read_group_backoffs(client, &groups)?;
@@ -201,6 +213,17 @@ fn burst_holds(
         .collect();
     let zone = config.defaults.timezone;
     let (day_start, _) = crate::usage::budget_day(now, zone);
+    let budgeted: Vec<String> = bursting
+        .iter()
+        .filter(|drain| drain.max_cost_per_day.is_some())
+        .map(|drain| drain.name.clone())
+        .collect();
+    let recent_usage = if budgeted.is_empty() {
+        HashMap::new()
+    } else {
+        crate::db::usage::usage_by_drain_since(client, &budgeted, now - chrono::Duration::days(7))?
+    };
+    let mut budgets = HashMap::new();
     for drain in bursting {
         let group = config.quota_group(&drain.quota_group)?;
         let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
@@ -214,8 +237,12 @@ fn burst_holds(
         if let Some(hold) = Hold::of_drain(backoff_until, drain.max_cost_per_day, cost_today, now, zone) {
             holds.insert(drain.name.clone(), hold);
         }
+        let recent = recent_usage.get(&drain.name);
+        if let Some(budget) = DailyBudget::of_drain(drain.max_cost_per_day, cost_today, recent, zone) {
+            budgets.insert(drain.name.clone(), budget);
+        }
     }
-    Ok((holds, parked))
+    Ok(BurstLimits { holds, parked, budgets })
 }
 
 /// The metric families with one series (or several, for items) per drain.
@@ -294,7 +321,8 @@ impl DrainFamilies {
             snapshot.holds.get(name).copied(),
             HoldReason::until_resumed(is_paused, snapshot.parked.contains(name)),
             now,
-        );
+        )
+        .paid_from(snapshot.budgets.get(name).copied(), now);
         if let Some(rate) = forecast.items_per_hour {
             self.throughput.sample(vec![("drain", name.clone())], rate / 3600.0);
         }

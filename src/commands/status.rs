@@ -404,6 +404,15 @@ fn decide_drain(
         hold,
         crate::schedule::forecast::HoldReason::until_resumed(is_paused, parked.is_some()),
         now,
+    )
+    .paid_from(
+        crate::schedule::forecast::DailyBudget::of_drain(
+            drain.max_cost_per_day,
+            cost_today_usd,
+            snapshot.usage_7d.get(&drain.name),
+            zone,
+        ),
+        now,
     );
     DrainView {
         drain: drain.name.clone(),

@@ -262,6 +262,11 @@ fn forecast_line(forecast: &Forecast, now: DateTime<Utc>, deadline: DateTime<Utc
         ForecastLine { starts: now, ends: now, left: 0.0 }
     } else if left <= 0.0 || forecast.held_past_burst_deadline {
         ForecastLine { starts: deadline, ends: deadline, left: backlog }
+    } else if let Some(ends) = forecast.burst_finishes_at {
+        // Paid from a daily budget: over the budget days it needs.
+        ForecastLine { starts, ends, left: 0.0 }
+    } else if let Some(left) = forecast.burst_left_at_deadline {
+        ForecastLine { starts, ends: deadline, left }
     } else if needed <= left {
         let empty_at = starts + chrono::Duration::milliseconds((needed * 1000.0) as i64);
         ForecastLine { starts, ends: empty_at, left: 0.0 }
@@ -346,6 +351,9 @@ mod tests {
             burst_held_until: None,
             burst_held_by: None,
             held_past_burst_deadline: false,
+            burst_budget_days: None,
+            burst_finishes_at: None,
+            burst_left_at_deadline: None,
         }
     }
 
@@ -389,6 +397,14 @@ mod tests {
             ..forecast(100, Some(5.0 * 3600.0))
         };
         assert_eq!(forecast_line(&paused, now, deadline), line(deadline, deadline, 100.0));
+        // Paid from a daily budget: where its budget days leave it, not the straight rate.
+        let poor = Forecast { burst_left_at_deadline: Some(70.0), ..forecast(100, Some(5.0 * 3600.0)) };
+        assert_eq!(forecast_line(&poor, now, deadline), line(now, deadline, 70.0));
+        let paid = Forecast {
+            burst_finishes_at: Some(at("2026-11-27T17:00:00Z")),
+            ..forecast(100, Some(5.0 * 3600.0))
+        };
+        assert_eq!(forecast_line(&paid, now, deadline), line(now, at("2026-11-27T17:00:00Z"), 0.0));
     }
 
     #[test]

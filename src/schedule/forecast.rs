@@ -51,6 +51,90 @@ pub struct Forecast {
     /// The hold lasts to the deadline or past it: no item runs in this burst.
     #[serde(skip)]
     pub held_past_burst_deadline: bool,
+    /// During a burst of a drain with `max_cost_per_day` whose workers reported costs: the
+    /// budget days (the first one holding the burst's start) its backlog needs at their
+    /// recent cost per attempt; None beyond a year.
+    pub burst_budget_days: Option<u32>,
+    /// Paid from a daily budget: when the backlog empties, before the deadline.
+    #[serde(skip)]
+    pub burst_finishes_at: Option<DateTime<Utc>>,
+    /// Paid from a daily budget: the items left at the deadline, when it does not finish.
+    #[serde(skip)]
+    pub burst_left_at_deadline: Option<f64>,
+}
+
+/// A daily cost budget a burst's items are paid from (docs/operations.md, "Status").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DailyBudget {
+    /// `max_cost_per_day`.
+    pub max_usd: f64,
+    /// What the attempts of the budget day holding `now` cost so far.
+    pub spent_today_usd: f64,
+    /// What an attempt cost lately, on average: reported cost over attempts that reported
+    /// usage.
+    pub usd_per_item: f64,
+    /// The zone whose midnights end budget days.
+    pub zone: chrono_tz::Tz,
+}
+
+impl DailyBudget {
+    /// The budget of a drain with `max_cost_per_day` (`max_usd`), having spent
+    /// `spent_today_usd` today, whose attempts lately reported `recent` (None without a
+    /// reported cost: nothing to count items' costs by).
+    pub fn of_drain(
+        max_usd: Option<f64>,
+        spent_today_usd: Option<f64>,
+        recent: Option<&crate::db::usage::UsageSums>,
+        zone: chrono_tz::Tz,
+    ) -> Option<DailyBudget> {
+        let recent = recent.filter(|sums| sums.attempts > 0)?;
+        let usd_per_item = recent.cost_usd? / recent.attempts as f64;
+        let budget = DailyBudget {
+            max_usd: max_usd?,
+            spent_today_usd: spent_today_usd.unwrap_or(0.0),
+            usd_per_item,
+            zone,
+        };
+        Some(budget).filter(|budget| budget.usd_per_item > 0.0 && budget.max_usd > 0.0)
+    }
+
+    /// Work `backlog` items of `seconds_per_item` running time each from `start` until
+    /// they are done or `until` comes, each budget day's work stopping once its budget is
+    /// spent (an item starts while the day's spending is under the budget) until the next
+    /// day starts: the items left, when work stopped, and the budget days begun (at most a
+    /// year's).
+    fn work(
+        &self,
+        backlog: i64,
+        seconds_per_item: f64,
+        start: DateTime<Utc>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> (f64, DateTime<Utc>, u32) {
+        let today = crate::usage::budget_day(now, self.zone).0;
+        let (mut at, mut left, mut days) = (start, backlog as f64, 0);
+        while left > 0.0 && at < until && days < 366 {
+            days += 1;
+            let (day_start, day_end) = crate::usage::budget_day(at, self.zone);
+            let spent = if day_start == today { self.spent_today_usd } else { 0.0 };
+            let affordable =
+                if spent >= self.max_usd { 0.0 } else { ((self.max_usd - spent) / self.usd_per_item).ceil() };
+            let stop = day_end.min(until);
+            let seconds_left = (stop - at).num_milliseconds() as f64 / 1000.0;
+            let items = left.min(affordable);
+            if items * seconds_per_item <= seconds_left {
+                left -= items;
+                at += chrono::Duration::milliseconds((items * seconds_per_item * 1000.0) as i64);
+                if left <= 0.0 {
+                    break;
+                }
+            } else {
+                left -= (seconds_left / seconds_per_item).floor();
+            }
+            at = stop;
+        }
+        (left.max(0.0), at, days)
+    }
 }
 
 /// Why a drain cannot work before some instant, whatever its burst.
@@ -207,10 +291,45 @@ pub fn forecast(
         burst_held_by: until_resumed.or(hold.map(|hold| hold.reason)),
         held_past_burst_deadline: (until_resumed.is_some() || hold.is_some())
             && working_seconds.is_some_and(|working| working <= 0.0),
+        burst_budget_days: None,
+        burst_finishes_at: None,
+        burst_left_at_deadline: None,
     }
 }
 
 impl Forecast {
+    /// During a burst of a drain paid from `budget`: the backlog may need several budget
+    /// days, each stopping once its budget is spent, and finishes only if the last of
+    /// them ends its work before the deadline (docs/operations.md, "Status").
+    pub fn paid_from(mut self, budget: Option<DailyBudget>, now: DateTime<Utc>) -> Forecast {
+        let (Some(budget), Some(left)) = (budget, self.burst_seconds_left) else {
+            return self;
+        };
+        let until_resumed = self.burst_held_by.is_some() && self.burst_held_until.is_none();
+        if self.backlog <= 0 || until_resumed {
+            return self;
+        }
+        let start = self.burst_held_until.filter(|until| *until > now).unwrap_or(now);
+        let deadline = now + chrono::Duration::milliseconds((left * 1000.0) as i64);
+        // Without a rate the items are counted as taking no time: the budget days alone
+        // can still tell that the backlog will not be paid for before the deadline.
+        let per_item = self.seconds_to_empty.map_or(0.0, |needed| needed / self.backlog as f64);
+        // A year on from the start at most: a backlog that needs more has no day count.
+        let (left_after, finished_at, days) =
+            budget.work(self.backlog, per_item, start, start + chrono::Duration::days(366), now);
+        self.burst_budget_days = (left_after <= 0.0).then_some(days);
+        if left_after > 0.0 || finished_at > deadline {
+            self.finishes_before_burst_deadline = Some(false);
+            if self.seconds_to_empty.is_some() {
+                let (left_at_deadline, _, _) = budget.work(self.backlog, per_item, start, deadline, now);
+                self.burst_left_at_deadline = Some(left_at_deadline);
+            }
+        } else if self.seconds_to_empty.is_some() {
+            self.burst_finishes_at = Some(finished_at);
+        }
+        self
+    }
+
     /// For humans: `~120 items/h over 3 runs; 42 left: ~21m of running`.
     pub fn describe(&self) -> String {
         let rate = match self.items_per_hour {
@@ -232,9 +351,13 @@ impl Forecast {
     /// before the deadline`.
     pub fn describe_burst(&self) -> Option<String> {
         let (left, finishes) = (self.burst_seconds_left?, self.finishes_before_burst_deadline?);
-        let needs = match self.seconds_to_empty {
-            Some(needed) => format!("burst needs {}, ", approximately(needed)),
-            None => "burst: ".to_string(),
+        let needs = match (self.seconds_to_empty, self.burst_budget_days) {
+            (Some(needed), Some(days)) if days > 1 => {
+                format!("burst needs {} over {days} budget days, ", approximately(needed))
+            }
+            (Some(needed), _) => format!("burst needs {}, ", approximately(needed)),
+            (None, Some(days)) if days > 1 => format!("burst needs {days} budget days, "),
+            (None, _) => "burst: ".to_string(),
         };
         let left = crate::duration::format_duration(std::time::Duration::from_secs_f64(left.max(0.0)));
         Some(format!(
@@ -456,6 +579,65 @@ mod tests {
             forecast(history, 5, 1, Some(deadline), None, None, now()).finishes_before_burst_deadline
                 == Some(true)
         );
+    }
+
+    #[test]
+    fn a_burst_paid_from_a_daily_budget_needs_the_budget_days_its_backlog_costs() {
+        // One item a minute; 100 left: 1h 40m of running, two days before the deadline.
+        let history = RunHistory { runs: 2, items_done: 120, running_seconds: 7200.0 };
+        let deadline = now() + chrono::Duration::days(2);
+        let budget = |max_usd: f64, spent_today_usd: f64| DailyBudget {
+            max_usd,
+            spent_today_usd,
+            usd_per_item: 0.10,
+            zone: chrono_tz::UTC,
+        };
+        let burst = || forecast(history, 100, 1, Some(deadline), None, None, now());
+        assert_eq!(burst().finishes_before_burst_deadline, Some(true), "time alone is enough");
+        // $1 a day pays 10 items; half of today's is spent: 5 today, then 10 a day.
+        let poor = burst().paid_from(Some(budget(1.0, 0.5)), now());
+        assert_eq!(poor.finishes_before_burst_deadline, Some(false));
+        assert_eq!(poor.burst_budget_days, Some(11));
+        // At the deadline (Sunday 09:00): 5 on Friday, 10 on Saturday, 10 on Sunday morning.
+        assert_eq!(poor.burst_left_at_deadline, Some(75.0));
+        assert_eq!(
+            poor.describe_burst().as_deref(),
+            Some("burst needs ~1h 40m over 11 budget days, 2d left: will not finish before the deadline")
+        );
+        // A budget that pays for everything today changes nothing.
+        let rich = burst().paid_from(Some(budget(100.0, 0.0)), now());
+        assert_eq!((rich.finishes_before_burst_deadline, rich.burst_budget_days), (Some(true), Some(1)));
+        assert_eq!(rich.burst_finishes_at, Some(now() + chrono::Duration::minutes(100)));
+        // Started an hour before midnight, 60 items fit today by time, 40 tomorrow.
+        let late = now() + chrono::Duration::hours(14);
+        let night = forecast(history, 100, 1, Some(late + chrono::Duration::days(1)), None, None, late)
+            .paid_from(Some(budget(10.0, 0.0)), late);
+        assert_eq!((night.finishes_before_burst_deadline, night.burst_budget_days), (Some(true), Some(2)));
+        assert_eq!(night.burst_finishes_at, Some(late + chrono::Duration::minutes(100)));
+        // Without a rate, the budget days alone: 100 items at 10 a day cannot be paid in 2 days.
+        let unknown = forecast(RunHistory::default(), 100, 1, Some(deadline), None, None, now())
+            .paid_from(Some(budget(1.0, 0.5)), now());
+        assert_eq!(
+            (unknown.finishes_before_burst_deadline, unknown.burst_budget_days),
+            (Some(false), Some(11))
+        );
+        assert_eq!(
+            unknown.describe_burst().as_deref(),
+            Some("burst needs 11 budget days, 2d left: will not finish before the deadline")
+        );
+        let few = forecast(RunHistory::default(), 3, 1, Some(deadline), None, None, now())
+            .paid_from(Some(budget(1.0, 0.5)), now());
+        assert_eq!((few.finishes_before_burst_deadline, few.burst_budget_days), (None, Some(1)));
+        // Nothing to count by, or no burst: no change.
+        assert_eq!(burst().paid_from(None, now()), burst());
+        let idle = forecast(history, 100, 1, None, None, None, now());
+        assert_eq!(idle.clone().paid_from(Some(budget(1.0, 0.5)), now()), idle);
+        let sums = crate::db::usage::UsageSums { attempts: 4, cost_usd: Some(0.4), ..Default::default() };
+        let of_drain = DailyBudget::of_drain(Some(1.0), Some(0.5), Some(&sums), chrono_tz::UTC);
+        assert_eq!(of_drain, Some(budget(1.0, 0.5)));
+        let no_cost = crate::db::usage::UsageSums { attempts: 4, ..Default::default() };
+        assert_eq!(DailyBudget::of_drain(Some(1.0), Some(0.5), Some(&no_cost), chrono_tz::UTC), None);
+        assert_eq!(DailyBudget::of_drain(None, Some(0.5), Some(&sums), chrono_tz::UTC), None);
     }
 
     #[test]

@@ -627,7 +627,7 @@ fn status_and_metrics_forecast_from_recent_runs_and_say_when_a_burst_will_not_fi
         forecast,
         serde_json::json!({
             "runs": 2, "items_done": 10, "running_seconds": 3600.0, "items_per_hour": 10.0,
-            "backlog": 140, "seconds_to_empty": 50400.0,
+            "backlog": 140, "seconds_to_empty": 50400.0, "burst_budget_days": null,
             "burst_seconds_left": null, "finishes_before_burst_deadline": null,
             "burst_held_until": null, "burst_held_by": null,
         })

@@ -370,6 +370,23 @@ fn a_burst_of_a_drain_whose_daily_budget_is_spent_says_it_waits_for_the_next_day
         "{}",
         on.stdout
     );
+    // 23 items left at $0.0362 each, $0.10 a day: 3 a day from midnight, 8 budget days,
+    // past a two-day burst however quick the items are. Before: "finishes".
+    let more: Vec<(String, serde_json::Value)> =
+        (0..20).map(|i| (format!("m{i}"), printing("claude-json-success", 0))).collect();
+    fixture.enqueue("docs", &more);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+2d"]).run().assert_code(0);
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let forecast = &status["drains"][0]["forecast"];
+    assert_eq!(forecast["finishes_before_burst_deadline"], false, "{forecast}");
+    assert_eq!(forecast["burst_budget_days"], 8, "{forecast}");
+    let human = fixture.drainctl(&["status"]).run().stdout;
+    assert!(
+        human.contains("burst needs 8 budget days, 2d left: will not finish before the deadline"),
+        "{human}"
+    );
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    assert!(metrics.contains("drainctl_burst_will_finish{drain=\"docs\"} 0"), "{metrics}");
 }
 
 #[test]
