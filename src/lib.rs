@@ -54,6 +54,8 @@ use crate::error::{Error, EXIT_OK, EXIT_USAGE};
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     // First of all: the environment may hold the database password.
     let hidden = crate::worker::process::hide_from_other_processes();
+    // Before the command line is parsed: its errors quote the values given.
+    crate::config::register_environment_secrets();
     let args: Vec<OsString> = args.into_iter().collect();
     let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -145,7 +147,7 @@ fn parse_failed(error: &clap::Error, args: &[OsString]) -> u8 {
         let _ = error.print();
         return EXIT_OK;
     }
-    output::say_on_stderr(&format!("drainctl: {}", usage_error_line(error, args)));
+    output::say_on_stderr(&format!("drainctl: {}", crate::error::scrub(&usage_error_line(error, args))));
     EXIT_USAGE
 }
 

@@ -26,7 +26,9 @@ pub struct UnknownValue {
 
 impl fmt::Display for UnknownValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown {} {:?}; known: {}", self.vocabulary, self.value, self.known.join(", "))
+        let mut known = self.known.to_vec();
+        known.sort_unstable();
+        write!(f, "unknown {} {:?}; known: {}", self.vocabulary, self.value, known.join(", "))
     }
 }
 
@@ -294,6 +296,13 @@ mod tests {
         assert_eq!(EventKind::ALL.len(), 39);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
+        // In order, as people look a name up.
+        assert!(error.contains("log_write_failed, metrics_write_failed, migration_applied"), "{error}");
+        assert!(error.contains("kill_failed, log_write_failed"), "{error}");
+        assert!(
+            error.contains("notify_failed, quota_hit_charged, resume_token_rejected, retention_pruned"),
+            "{error}"
+        );
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());
     }
 

@@ -11,6 +11,7 @@ pub(crate) mod defaults;
 mod key_path;
 mod raw;
 mod resolve;
+pub use resolve::register_environment_secrets;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -310,6 +311,8 @@ impl Config {
     /// relative paths.
     pub fn from_text(text: &str, path: Option<&Path>) -> Result<Config> {
         let source = Source { text, path };
+        // Before parsing: a text that fails to parse is quoted back in its error.
+        resolve::register_secrets_in(text);
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
             let message = error
                 .message()

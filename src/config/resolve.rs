@@ -128,15 +128,51 @@ fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<Da
         })
         .or_else(|| from_env(FALLBACK_DATABASE_URL_ENV));
     if let Some(url) = &chosen {
-        if let Some(password) = password_of(&url.url) {
-            register_secret(&password);
-        }
-        // As written in the URL too: `p%40ss` is the password `p@ss` to anyone who reads it.
-        if let Some(written) = password_as_written(&url.url) {
-            register_secret(&written);
-        }
+        register_password_of(&url.url);
     }
     chosen
+}
+
+/// Register the password of connection URL (or key/value string) `url` as a secret, as
+/// it means and as it is written: `p%40ss` is the password `p@ss` to anyone who reads it.
+fn register_password_of(url: &str) {
+    if let Some(password) = password_of(url) {
+        register_secret(&password);
+    }
+    if let Some(written) = password_as_written(url) {
+        register_secret(&written);
+    }
+}
+
+/// Register every database password drainctl may come to know before it has parsed its
+/// command line and configuration, so that no message about either shows one
+/// (docs/configuration.md, `[database]`): those of `$DATABASE_URL`, `$DRAINCTL_DATABASE_URL`
+/// and `$PGPASSWORD`.
+pub fn register_environment_secrets() {
+    for name in [DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV] {
+        if let Some(url) = std::env::var(name).ok().filter(|url| !url.trim().is_empty()) {
+            register_password_of(&url);
+        }
+    }
+    if let Ok(password) = std::env::var("PGPASSWORD") {
+        register_secret(&password);
+    }
+}
+
+/// Register the password of every connection string a configuration text sets as a `url`
+/// (`[database] url`), before the text is parsed: a file that fails to parse is quoted
+/// back, and may hold its password elsewhere too (`env = "PGPASSWORD=…"`).
+pub fn register_secrets_in(text: &str) {
+    static URL_SETTING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        crate::quota::patterns::compile(
+            r#"(?m)^\s*(?:database\s*\.\s*)?url\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')"#,
+        )
+    });
+    for found in URL_SETTING.captures_iter(text) {
+        if let Some(url) = found.get(1).or_else(|| found.get(2)) {
+            register_password_of(url.as_str());
+        }
+    }
 }
 
 /// The password inside a URL (`postgres://user:pw@host/db`) or a key/value connection

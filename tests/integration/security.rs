@@ -196,6 +196,41 @@ fn quota_test_masks_the_password_in_the_lines_it_quotes() {
 }
 
 #[test]
+fn a_command_line_or_configuration_that_fails_to_load_never_quotes_the_password() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let password = fixture.db.password();
+    let masked = |result: &Finished, code: i32| {
+        result.assert_code(code);
+        for text in [&result.stdout, &result.stderr] {
+            assert!(!text.contains(&password), "the password was printed: {text}");
+        }
+        assert!(result.stderr.contains("***"), "{}", result.stderr);
+    };
+    // A value the command line refuses is quoted back: before, before any URL was read.
+    for args in [
+        &["events", "--kind", &password][..],
+        &["--lock-timeout", &password, "status"],
+        &["runs", "show", &password],
+        &["quota", "test", "--tz", &password],
+    ] {
+        masked(&fixture.drainctl(args).stdin(String::new()).run(), 64);
+    }
+    // A configuration of the wrong type quotes its value: the password the worker's env was
+    // meant to have, or a command where the file's own URL is.
+    fixture.write_config(&format!(
+        "[[drain]]\nname = \"docs\"\ncommand = [\"true\"]\nenv = \"PGPASSWORD={password}\"\n"
+    ));
+    masked(&fixture.drainctl(&["status"]).run(), 78);
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    assert!(!doctor.stdout.contains(&password) && !doctor.stderr.contains(&password), "{}", doctor.stdout);
+    let url = fixture.db.url.clone();
+    fixture.write_config(&format!(
+        "[database]\nurl = \"{url}\"\n[[drain]]\nname = \"docs\"\ncommand = \"{password}\"\n"
+    ));
+    masked(&fixture.drainctl(&["status"]).env_remove("DRAINCTL_DATABASE_URL").run(), 78);
+}
+
+#[test]
 fn debug_logging_leaves_out_the_drivers_lines_quoting_payloads_and_results() {
     let fixture = Fixture::new(&config("", ""), NOW);
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "result-marker-7f3a" }] }))]);
