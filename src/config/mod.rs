@@ -372,17 +372,22 @@ impl Config {
 fn name_a_refused_number(text: &str, span: Option<std::ops::Range<usize>>, message: String) -> String {
     // The parser's span is the number's first character: the number runs to the next
     // space, comma, bracket or comment.
-    let value = || {
+    let value = {
         let rest = span.and_then(|span| text.get(span.start..)).unwrap_or_default();
         let end = rest.find(|c: char| c.is_whitespace() || ",]}#".contains(c)).unwrap_or(rest.len());
         &rest[..end]
     };
-    if message.contains("number too large to fit in target type") {
-        format!("{} is too large: a whole number here is at most {}", value(), i64::MAX)
-    } else if message.contains("number too small to fit in target type") {
-        format!("{} is too small: a whole number here is at least {}", value(), i64::MIN)
-    } else if message.contains("invalid floating-point number") {
-        format!("{} is too large for a number", value())
+    // An integer beyond 64 bits is given to the reader as a 128-bit one it refuses.
+    let beyond_64_bits = message.contains("as i128") || message.contains("as u128");
+    let is_negative = value.starts_with('-');
+    if message.contains("number too large to fit in target type") || (beyond_64_bits && !is_negative) {
+        format!("{} is too large: a whole number here is at most {}", value, i64::MAX)
+    } else if message.contains("number too small to fit in target type") || beyond_64_bits {
+        format!("{} is too small: a whole number here is at least {}", value, i64::MIN)
+    } else if message.contains("invalid floating-point number")
+        || message.contains("floating-point number overflowed")
+    {
+        format!("{} is too large for a number", value)
     } else {
         message
     }

@@ -206,3 +206,16 @@ fn a_number_too_large_for_64_bits_is_named_with_the_limit() {
         &["max_cost_per_pass: 1e999 is too large for a number"],
     );
 }
+
+#[test]
+fn dotted_keys_inside_a_table_are_the_tables_they_spell() {
+    // TOML's `env.A = "x"` is `env = { A = "x" }`. Before: refused with "invalid type:
+    // string \"A\", expected a borrowed string", naming nothing.
+    let config = "[defaults]\nretention.runs = \"10d\"\n[[drain]]\nname = \"a\"\ncommand = [\"FAKE_WORKER\"]\n\
+                  env.GREETING = \"hello\"\nwindow.days = \"mon-sun\"\nwindow.from = \"00:00\"\nwindow.to = \"24:00\"\n";
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    fixture.enqueue("a", &[("k".into(), serde_json::json!({ "steps": [{ "env": "GREETING" }] }))]);
+    fixture.drainctl(&["drain", "a"]).run().assert_code(0);
+    let shown = fixture.drainctl(&["items", "show", "a", "k", "--json"]).run().json();
+    assert_eq!(shown["result"].as_str().map(str::trim), Some("GREETING=hello"), "{shown}");
+}
