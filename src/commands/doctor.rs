@@ -136,11 +136,11 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         Some(client) => check_schema(&mut checks, client),
         None => checks.push("schema", Status::Skip, "schema not checked: no database connection"),
     }
-    let interval = config.as_ref().map(|config| config.defaults.supervise_interval);
+    let defaults = config.as_ref().map(|config| &config.defaults);
     let is_schema_current = checks.0.iter().any(|check| check.name == "schema" && check.status == Status::Ok);
-    match (client.as_mut(), interval) {
-        (Some(client), Some(interval)) if is_schema_current => {
-            check_supervisor(&mut checks, client, clock.now(), interval)
+    match (client.as_mut(), defaults) {
+        (Some(client), Some(defaults)) if is_schema_current => {
+            check_supervisor(&mut checks, client, clock.now(), defaults.supervise_interval, defaults.timezone)
         }
         _ => checks.push(
             "supervisor",
@@ -653,6 +653,7 @@ fn check_supervisor(
     client: &mut postgres::Client,
     now: chrono::DateTime<chrono::Utc>,
     interval: Duration,
+    zone: chrono_tz::Tz,
 ) {
     let heartbeat = match crate::supervise::Heartbeat::read(client, now, interval) {
         Ok(heartbeat) => heartbeat,
@@ -665,7 +666,7 @@ fn check_supervisor(
         }
     };
     let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
-    checks.push("supervisor", status, heartbeat.describe(now));
+    checks.push("supervisor", status, heartbeat.describe(now, zone));
 }
 
 /// A warning per drain whose items wait in the database with no `[[drain]]` to run them.

@@ -582,7 +582,7 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
         human.push_str(&drain.describe());
         human.push('\n');
     }
-    human.push_str(&format!("\n{}\n", view.supervisor.describe(now)));
+    human.push_str(&format!("\n{}\n", view.supervisor.describe(now, zone)));
     let json = serde_json::to_value(view).map_err(|error| Error::Internal(error.to_string()))?;
     Ok(Report::new(human, json))
 }

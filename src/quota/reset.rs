@@ -29,13 +29,15 @@ impl ResetMatch {
     /// passed at most [`JUST_PASSED`] ago: the same words read that much earlier name
     /// it, in their own zone, so a DST change between the two is no guess.
     fn stated(self, text: &str, now: DateTime<Utc>, zone: Tz) -> StatedReset {
-        let just_passed = self.form.period().and_then(|_| {
+        let just_passed = self.form.period().and_then(|period| {
             let earlier = now.checked_sub_signed(Duration::from_std(JUST_PASSED).ok()?)?;
             let words = text.get(self.start..self.end)?;
-            find_resets(words, earlier, zone)
-                .first()
-                .map(|found| found.instant)
-                .filter(|&passed| passed <= now && passed < self.instant)
+            // The occurrence before the next one, not the first of a time the clocks going
+            // back repeat an hour later: that later one is the reset still ahead (the first
+            // of its instants still ahead, docs/rate-limits.md).
+            find_resets(words, earlier, zone).first().map(|found| found.instant).filter(|&passed| {
+                passed <= now && passed < self.instant && self.instant - passed > period / 2
+            })
         });
         StatedReset { at: self.instant, form: self.form, just_passed }
     }
@@ -571,6 +573,13 @@ mod tests {
             ("2026-10-26T01:10:01Z", Warsaw, "resets 2am", None),
             ("2026-11-25T05:04:00Z", Los_Angeles, "resets Tue 9pm", Some("2026-11-25T05:00:00Z")),
             ("2026-11-25T05:11:00Z", Los_Angeles, "resets Tue 9pm", None),
+            // The clocks going back repeat 1:30am (05:30Z EDT, then 06:30Z EST): five
+            // minutes after the first, the second is still ahead, not "just now".
+            ("2026-11-01T05:35:00Z", chrono_tz::America::New_York, "resets 1:30am", None),
+            ("2026-10-25T00:35:00Z", Warsaw, "resets 2:30am (Europe/Berlin)", None),
+            ("2026-04-04T14:50:00Z", Warsaw, "resets 1:45am (Australia/Lord_Howe)", None),
+            ("2026-11-01T05:35:00Z", chrono_tz::America::New_York, "resets Sun 1:30am", None),
+            ("2026-11-01T05:35:00Z", chrono_tz::America::New_York, "try again at Nov 1, 1:30 AM", None),
             // A time that states its instant has nothing just passed.
             ("2026-12-03T10:00:00Z", Warsaw, "try again in 20s", None),
         ];

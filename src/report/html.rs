@@ -130,7 +130,7 @@ fn header(out: &mut String, page: &Page) {
         escape(&local_time(page.now, page.zone)),
         if heartbeat.is_late { " late" } else { "" },
         heartbeat.is_late,
-        escape(&heartbeat.describe(page.now)),
+        escape(&heartbeat.describe(page.now, page.zone)),
     );
 }
 

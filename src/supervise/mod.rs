@@ -150,8 +150,8 @@ impl Heartbeat {
         Ok(heartbeat)
     }
 
-    /// `last supervise pass 4m ago`, with what to do when it is late.
-    pub fn describe(&self, now: DateTime<Utc>) -> String {
+    /// `last supervise pass 4m ago`, with what to do when it is late; an instant in `zone`.
+    pub fn describe(&self, now: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
         let Some(at) = self.last_pass_at else {
             return "no supervise pass recorded yet: is its crontab (or pm2) entry installed, and does it reach \
                     the database (see its --log-file)?"
@@ -165,7 +165,7 @@ impl Heartbeat {
             return format!(
                 "last supervise pass recorded at {}, {} ahead of this clock: the clock went back; \
                  the heartbeat counts again from the next pass (check its crontab if none comes)",
-                at.format("%Y-%m-%d %H:%M:%S UTC"),
+                crate::output::local_second(at, zone),
                 crate::duration::format_duration((at - now).to_std().unwrap_or_default())
             );
         }

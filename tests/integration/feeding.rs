@@ -800,10 +800,11 @@ fn status_and_doctor_show_the_supervisor_heartbeat_and_doctor_warns_when_it_is_l
     assert_eq!(check["status"], "warn");
     assert!(
         check["message"].as_str().unwrap().starts_with(
-            "last supervise pass recorded at 2026-11-27 10:00:00 UTC, 20m ahead of this clock: the clock went back"
+            "last supervise pass recorded at 2026-11-27 12:00:00 IST, 20m ahead of this clock: the clock went back"
         ),
         "{check}"
     );
+    // (In the configured zone, Asia/Jerusalem: before, in UTC.)
     // A pass on the new clock is the heartbeat again, though an earlier instant.
     fixture.set_now("2026-11-27T09:41:00Z");
     supervise(&fixture);
