@@ -178,7 +178,7 @@ pub struct DrainArgs {
     /// Append this pass's output and dated log lines to PATH (created owner-only, with its
     /// folder), as `supervise` sets it: a `YYYYmmddTHHMMSSZ-PID.log` name is renamed (or
     /// created) after this process's pid, and the run records the path (so it must be UTF-8)
-    #[arg(long, value_name = "PATH", value_parser = clap::builder::StringValueParser::new().map(PathBuf::from))]
+    #[arg(long, value_name = "PATH", value_parser = clap::builder::NonEmptyStringValueParser::new().map(PathBuf::from))]
     pub log_file: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -191,10 +191,10 @@ pub struct EnqueueArgs {
     /// Key of a single item (with --payload); unique within the drain. A key (here or in a
     /// line) is 1 to 1024 bytes of printed text: one with a control character (a newline, a
     /// tab, an escape) is refused with exit 65
-    #[arg(long, requires = "payload", conflicts_with = "file")]
+    #[arg(long, requires = "payload", conflicts_with = "file", allow_hyphen_values = true)]
     pub key: Option<String>,
     /// JSON payload of a single item (with --key)
-    #[arg(long, requires = "key")]
+    #[arg(long, requires = "key", allow_hyphen_values = true)]
     pub payload: Option<String>,
     /// Read JSON lines ({"key": ..., "payload": ...}) from this file instead of stdin (`-`: stdin; read from a terminal, it first says how to end the input)
     #[arg(long, value_name = "PATH")]
@@ -445,7 +445,7 @@ pub struct RetryArgs {
     #[arg(long)]
     pub dead: bool,
     /// Retry this one item (dead or pending)
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     pub key: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,

@@ -277,7 +277,9 @@ fn stray_word(error: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
     [ContextKind::InvalidSubcommand, ContextKind::InvalidArg].into_iter().find_map(|kind| {
         match error.get(kind) {
-            Some(ContextValue::String(word)) if !word.starts_with('-') => Some(word.clone()),
+            // An argument's name (`[NAME]`, `<KEY>`) is one clap says is in conflict, not
+            // a word given.
+            Some(ContextValue::String(word)) if !word.starts_with(['-', '[', '<']) => Some(word.clone()),
             _ => None,
         }
     })

@@ -80,6 +80,8 @@ pub fn counted(count: impl Into<i64>, noun: &str) -> String {
     let count = count.into();
     if count == 1 {
         format!("1 {noun}")
+    } else if noun.ends_with('s') {
+        format!("{count} {noun}es")
     } else {
         format!("{count} {noun}s")
     }

@@ -53,18 +53,20 @@ impl PruneReport {
 
     /// One line for humans.
     pub fn summary(&self) -> String {
+        use crate::output::counted;
+        let count = |count: u64, noun: &str| counted(i64::try_from(count).unwrap_or(i64::MAX), noun);
         let done_items = match self.done_items_before {
-            Some(_) => format!("{} done items", self.done_items),
+            Some(_) => count(self.done_items, "done item"),
             None => "no done items (retention.done_items is not set)".to_string(),
         };
         format!(
-            "{} {} runs ({} attempts), {} supervisor passes, {} events, {done_items}, {} log files",
+            "{} {} ({}), {}, {}, {done_items}, {}",
             if self.dry_run { "would remove" } else { "removed" },
-            self.runs,
-            self.attempts,
-            self.supervisor_passes,
-            self.events,
-            self.log_files
+            count(self.runs, "run"),
+            count(self.attempts, "attempt"),
+            count(self.supervisor_passes, "supervisor pass"),
+            count(self.events, "event"),
+            count(self.log_files, "log file")
         )
     }
 }
@@ -290,5 +292,27 @@ mod tests {
         {
             assert!(!is_log_file_name(other), "{other}");
         }
+    }
+
+    #[test]
+    fn the_summary_counts_one_in_the_singular() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let report = PruneReport {
+            dry_run: false,
+            runs_before: at,
+            events_before: at,
+            logs_before: at,
+            done_items_before: Some(at),
+            runs: 1,
+            attempts: 1,
+            supervisor_passes: 2,
+            events: 0,
+            done_items: 1,
+            log_files: 1,
+        };
+        assert_eq!(
+            report.summary(),
+            "removed 1 run (1 attempt), 2 supervisor passes, 0 events, 1 done item, 1 log file"
+        );
     }
 }

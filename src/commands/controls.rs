@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::cli::{PauseArgs, ResumeArgs};
+use crate::cli::{given_note, PauseArgs, ResumeArgs};
 use crate::context::Context;
 use crate::db::drains::{clear_pause, ensure_drain, set_pause};
 use crate::db::events::{record_event, Event};
@@ -39,18 +39,20 @@ fn combined(is_all: bool, reports: Vec<(String, serde_json::Value)>) -> Report {
 pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
     let names = chosen_drains(ctx, args.name.as_deref(), args.all)?;
     let now = ctx.clock.now();
+    // An empty or blank note is none (it clears the note).
+    let note = given_note(&args.note).flatten();
     in_transaction(&mut ctx.client, |tx| {
         for name in &names {
             ensure_drain(tx, name, now)?;
             set_pause(tx, name, args.note.as_deref(), now)?;
-            let message = match args.note.as_deref().filter(|note| !note.trim().is_empty()) {
+            let message = match note {
                 Some(note) => format!("drain {name} paused: {note}"),
                 None => format!("drain {name} paused"),
             };
             record_event(
                 tx,
                 &ctx.outbox,
-                &Event::new(EventKind::DrainPaused, message).drain(name).data(json!({ "note": args.note })),
+                &Event::new(EventKind::DrainPaused, message).drain(name).data(json!({ "note": note })),
                 now,
             )?;
         }
@@ -62,7 +64,7 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
             let undo = if args.all { "--all".to_string() } else { name.clone() };
             (
                 format!("{name}: paused; `drainctl resume {undo}` undoes it"),
-                json!({ "drain": name, "paused": true, "note": args.note }),
+                json!({ "drain": name, "paused": true, "note": note }),
             )
         })
         .collect();

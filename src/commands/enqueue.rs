@@ -84,8 +84,10 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             let event = Event::new(
                 EventKind::ItemsEnqueued,
                 format!(
-                    "enqueued {} new, {} replaced, {} duplicate",
-                    counts.added, counts.replaced, counts.duplicates
+                    "enqueued {} new, {} replaced, {}",
+                    counts.added,
+                    counts.replaced,
+                    crate::output::counted(i64::try_from(counts.duplicates).unwrap_or(i64::MAX), "duplicate")
                 ),
             )
             .drain(&drain)

@@ -381,6 +381,9 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
         (&["passes", "5"][..], "to show 5 of them: `drainctl passes --limit 5`"),
         (&["burst", "docs"][..], "`drainctl burst on docs` starts a burst, `drainctl burst off docs` ends it"),
         (&["burst", "on", "docs", "sat", "18:00"][..], "unexpected argument 'sat' found; a deadline goes after --until"),
+        // A name beside --all is a conflict, not an "unexpected argument '[NAME]'".
+        (&["pause", "docs", "--all"][..], "the argument '[NAME]' cannot be used with '--all'"),
+        (&["drain", "docs", "--log-file", ""][..], "a value is required for '--log-file <PATH>'"),
     ] {
         let result = Drainctl::new(args).run();
         result.assert_code(64);
@@ -441,4 +444,20 @@ fn an_error_that_stderr_cannot_take_still_exits_with_its_code() {
     assert_eq!(bad.code_with_stderr_to(full()), Some(65));
     let away = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", "postgres://a:b@127.0.0.1:1/x");
     assert_eq!(away.code_with_stderr_to(full()), Some(69));
+}
+
+#[test]
+fn a_key_or_payload_beginning_with_a_hyphen_is_a_value_not_an_option() {
+    // A file named `-draft.txt` is a key like any other, and `-1` a JSON payload. Before:
+    // "unexpected argument '-1' found; tip: use '-- -1'", a tip that failed too.
+    let fixture = Fixture::new(DRAIN, NOW);
+    fixture.drainctl(&["enqueue", "docs", "--key", "-draft.txt", "--payload", "-1"]).run().assert_code(0);
+    let shown = fixture.drainctl(&["items", "show", "docs", "--json", "--", "-draft.txt"]).run();
+    shown.assert_code(0);
+    assert_eq!(shown.json()["payload"], json!(-1), "{}", shown.stdout);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    // The done item is named, not taken for an option (retry leaves a done item done).
+    let retried = fixture.drainctl(&["retry", "docs", "--key", "-draft.txt"]).run();
+    assert!(retried.stdout.contains("-draft.txt") || retried.stderr.contains("-draft.txt"), "{retried:?}");
+    assert!(!retried.stderr.contains("unexpected argument"), "{}", retried.stderr);
 }

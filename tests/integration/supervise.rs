@@ -955,7 +955,9 @@ fn pausing_a_paused_drain_keeps_its_note_and_when_it_was_paused() {
     fixture.drainctl(&["pause", "docs", "--note", "reindexing"]).run().assert_code(0);
     assert_eq!(note_and_since(), (Some("reindexing".to_string()), since.clone()));
     // An empty note leaves none, and nothing prints a dangling colon.
-    fixture.drainctl(&["pause", "docs", "--note", ""]).run().assert_code(0);
+    let cleared = fixture.drainctl(&["pause", "docs", "--note", "", "--json"]).run();
+    cleared.assert_code(0);
+    assert_eq!(cleared.json()["note"], Value::Null, "as status has it: {}", cleared.stdout);
     assert_eq!(note_and_since(), (None, since));
     let status = fixture.drainctl(&["status"]).run();
     assert!(!status.stdout.contains("paused:"), "{}", status.stdout);
