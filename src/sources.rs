@@ -86,7 +86,7 @@ pub struct ScanReport {
     /// Paths refused: symbolic links resolving outside dir (or nowhere), names that
     /// cannot be keys, entries that cannot be stat'ed, unreadable files or folders.
     pub refused: u64,
-    /// Files opened to hash them (whole, or as far as the hash budget reached).
+    /// Files hashed: whole, or some way further (as far as the hash budget reached).
     pub hashed: u64,
     /// What the scan may spend on hashing; null for `scan --no-budget`.
     pub hash_budget: Option<HashBudget>,
@@ -222,10 +222,11 @@ impl ScanReport {
         }
         if let Some(budget) = self.hash_budget.filter(|_| self.deferred_by_budget > 0) {
             lines.push_str(&format!(
-                "  the hash budget (max_hash_bytes_per_scan {}, max_hash_seconds_per_scan {}) was used up; \
-                 `drainctl scan {} --no-budget` hashes the rest now\n",
+                "  the hash budget (max_hash_bytes_per_scan {}, max_hash_seconds_per_scan {}) did not reach \
+                 the end of {}; `drainctl scan {} --no-budget` hashes the rest now\n",
                 budget.max_bytes,
                 crate::duration::format_duration(std::time::Duration::from_secs_f64(budget.max_seconds)),
+                crate::output::counted(i64::try_from(self.deferred_by_budget).unwrap_or(i64::MAX), "file"),
                 self.drain
             ));
         }
@@ -239,7 +240,8 @@ impl ScanReport {
         let mut lines = String::new();
         for deferral in self.deferred_files.iter().filter(|deferral| deferral.reason == DEFERRED_BY_BUDGET) {
             lines.push_str(&format!(
-                "  deferred {}: hash budget used up ({} of {} bytes hashed; the next scan goes on)\n",
+                "  deferred {}: the hash budget did not reach its end ({} of {} bytes hashed; the next scan \
+                 goes on)\n",
                 deferral.path, deferral.hashed_bytes, deferral.size
             ));
         }
@@ -682,15 +684,21 @@ fn plan_file(
                 let hashed_bytes = resume.map_or(0, |p| p.hashed_bytes);
                 return Plan::Deferred(deferral(DEFERRED_BY_BUDGET, hashed_bytes), ProgressChange::Keep);
             }
-            report.hashed += 1;
             let forget = if saved.is_some() { ProgressChange::Forget } else { ProgressChange::Keep };
+            let resumed_at = resume.map_or(0, |p| p.hashed_bytes);
             match hash_file(file, resume, allowance) {
                 Ok(HashStep::Done(mut hashed)) => {
+                    report.hashed += 1;
                     hashed.had_progress = saved.is_some();
                     hashed
                 }
                 Ok(HashStep::Unfinished(progress)) => {
                     let hashed_bytes = progress.hashed_bytes;
+                    // Hashed only as far as it got: what is left of the budget may be
+                    // less than one block of the hash, which is kept whole.
+                    if hashed_bytes > resumed_at {
+                        report.hashed += 1;
+                    }
                     let change = if hashed_bytes > 0 { ProgressChange::Save(progress) } else { forget };
                     return Plan::Deferred(deferral(DEFERRED_BY_BUDGET, hashed_bytes), change);
                 }

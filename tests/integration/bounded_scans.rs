@@ -126,7 +126,11 @@ fn a_huge_sparse_file_never_holds_up_supervise_and_larger_files_are_hashed_acros
         "{}",
         human.stdout
     );
-    assert!(human.stdout.contains("deferred c/sparse.jsonl: hash budget used up"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("deferred c/sparse.jsonl: the hash budget did not reach its end"),
+        "{}",
+        human.stdout
+    );
     let whole = fixture.drainctl(&["scan", "sessions", "--no-budget", "--json"]).run();
     whole.assert_code(0);
     let whole = whole.json();
@@ -185,4 +189,26 @@ fn a_hash_budget_out_of_range_is_refused_naming_the_key() {
         "{}",
         result.stderr
     );
+}
+
+#[test]
+fn a_budget_left_too_small_for_a_block_hashes_nothing_and_says_so() {
+    // 64 bytes: the 6-byte file takes 6, and the 58 left are less than one 64-byte block
+    // of the hash, which progress is kept in. Before: "4 hashed" and "was used up".
+    let text =
+        config().replace(&format!("max_hash_bytes_per_scan = {BUDGET}"), "max_hash_bytes_per_scan = 64");
+    let fixture = Fixture::new(&text, NOW);
+    let data = fixture.path("data/a");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("small.jsonl"), "small\n").unwrap();
+    for name in ["x.jsonl", "y.jsonl", "z.jsonl"] {
+        fs::write(data.join(name), vec![b'x'; 200]).unwrap();
+    }
+    let scan = fixture.drainctl(&["scan", "sessions", "--json"]).run();
+    scan.assert_code(0);
+    let json = scan.json();
+    assert_eq!((json["hashed"].as_u64(), json["hashed_bytes"].as_u64()), (Some(1), Some(6)), "{json:#}");
+    assert_eq!(json["deferred_by_budget"], 3);
+    let human = fixture.drainctl(&["scan", "sessions"]).run();
+    assert!(human.stdout.contains("did not reach the end of 3 files"), "{}", human.stdout);
 }
