@@ -154,8 +154,23 @@ pub fn format_duration(duration: Duration) -> String {
     text
 }
 
+/// `seconds` to the millisecond, as every length of time in `--json` is given
+/// (docs/json.md): `0.184` for 0.184002, `0` for 3e-6.
+pub fn to_milliseconds(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
 #[cfg(test)]
 mod tests {
+    use super::to_milliseconds;
+
+    #[test]
+    fn lengths_of_time_are_given_to_the_millisecond() {
+        assert_eq!(to_milliseconds(0.184002), 0.184);
+        assert_eq!(to_milliseconds(3e-6), 0.0);
+        assert_eq!(to_milliseconds(2.5), 2.5);
+    }
+
     use super::*;
 
     #[test]

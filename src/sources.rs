@@ -425,7 +425,7 @@ fn scan_locked(
     let found = find_files(drain, source, root, &after, &mut report)?;
     let plans = plan_files(client, drain, root, &found, &after, allowance, &mut report)?;
     report.hashed_bytes = allowance.spent_bytes();
-    report.hash_seconds = allowance.elapsed().as_secs_f64();
+    report.hash_seconds = crate::duration::to_milliseconds(allowance.elapsed().as_secs_f64());
     // Items and the event are dated when they are written, after the hashing (which may
     // take `max_hash_seconds_per_scan`, or minutes with `--no-budget`): not before the
     // runs and events that came meanwhile.

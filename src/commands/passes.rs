@@ -15,7 +15,7 @@ use crate::db::passes::{list_passes, PassRow};
 use crate::duration::format_duration;
 use crate::error::Result;
 use crate::model::PassStatus;
-use crate::output::{instant_and_age, local_minute, table, Report};
+use crate::output::{instant_and_age, local_minute, local_second, table, Report};
 
 pub fn run(ctx: &mut Context, args: &PassesArgs) -> Result<Report> {
     let now = ctx.clock.now();
@@ -32,7 +32,12 @@ pub fn run(ctx: &mut Context, args: &PassesArgs) -> Result<Report> {
                 let summary = Summary::of(&pass.decisions);
                 let took = format_duration(duration(pass));
                 let fired = instant_and_age(Some(pass.fired_at), now, zone);
-                let slot = local_minute(pass.scheduled_for, zone);
+                // Its seconds when it has any (a `--slot` given to the second).
+                let slot = if chrono::Timelike::second(&pass.scheduled_for) == 0 {
+                    local_minute(pass.scheduled_for, zone)
+                } else {
+                    local_second(pass.scheduled_for, zone)
+                };
                 let mut text = match pass.status {
                     PassStatus::LockSkipped => format!(
                         "pass {}: lock_skipped, fired {fired} for slot {slot} on {} (pid {}): another supervise pass held the lock\n",

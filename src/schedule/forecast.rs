@@ -281,7 +281,7 @@ pub fn forecast(
     Forecast {
         runs: history.runs,
         items_done: history.items_done,
-        running_seconds: history.running_seconds,
+        running_seconds: crate::duration::to_milliseconds(history.running_seconds),
         items_per_hour,
         backlog: backlog.max(0),
         seconds_to_empty,

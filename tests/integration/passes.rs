@@ -68,7 +68,7 @@ fn passes_shows_each_supervise_pass_newest_first_with_what_it_started_ended_skip
     fixture.set_now(SECOND);
     let mut holder = fixture.client();
     holder.execute("SELECT pg_advisory_lock($1)", &[&(0x4452_4149_0000_0000_i64 + 1)]).unwrap();
-    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    fixture.drainctl(&["supervise", "--slot", "2026-11-26T21:15:07Z"]).run().assert_code(0);
     drop(holder);
 
     let passes = fixture.drainctl(&["passes", "--json"]).run().assert_code(0).json();
@@ -107,6 +107,8 @@ fn passes_shows_each_supervise_pass_newest_first_with_what_it_started_ended_skip
     let human = fixture.drainctl(&["passes"]).run().assert_code(0).stdout.clone();
     let first_line = human.lines().next().unwrap();
     assert!(first_line.starts_with(&format!("pass {}: lock_skipped", skipped["id"])), "{human}");
+    // A slot given to the second shows its seconds (before: cut to 23:15).
+    assert!(first_line.contains("for slot 2026-11-26 23:15:07 IST"), "{human}");
     assert!(human.contains(&format!("pass {}: done", done["id"])), "{human}");
     assert!(human.contains("1 started, 1 ended, 1 skipped, 1 error"), "{human}");
     assert!(human.contains("paused (maintenance)"), "{human}");
