@@ -1,44 +1,57 @@
-//! gemini-cli answering with nothing: on an empty or malformed HTTP 200 (a stream without
-//! a finish reason, a blocked or empty answer) it exits 0 without an answer and reports
-//! the error beside it — `[ERROR] Model stream ended without a finish reason.` on stderr
-//! in text mode, `"response": ""` with an `"error"` object or errors counted in its
-//! `stats` in `--output-format json`, a `result` with `"status": "error"` in
-//! `stream-json`. Such a run is a failed attempt, never a success
-//! (docs/rate-limits.md, "How the output is read").
+//! gemini-cli answering with nothing, or with less than an answer: on an empty or
+//! malformed HTTP 200 (a stream without a finish reason, a blocked or empty answer) it
+//! exits 0 and reports the error beside what it printed — `[ERROR] Model stream ended
+//! without a finish reason.` on stderr in text mode, an `"error"` object (or, with an
+//! empty `response`, errors counted in its `stats`) in `--output-format json`, a `result`
+//! with `"status": "error"` in `stream-json`. A stream cut before its end prints the text
+//! it got (twice, once per try) beside the same error. Such a run is a failed attempt,
+//! never a success (docs/rate-limits.md, "How the output is read").
 
 use serde_json::Value;
 
-/// The error of a gemini-cli run that exited 0 without an answer; `None` for any run
-/// that has one (however it reads).
+/// The error of a gemini-cli run that exited 0 without a whole answer, as the client
+/// states it; `None` for a run whose answer it does not call incomplete.
 pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stdout);
     let text = text.trim();
     if text.is_empty() {
-        return String::from_utf8_lossy(stderr)
-            .lines()
-            .rev()
-            .find_map(|line| line.trim().strip_prefix("[ERROR]").map(str::trim).map(str::to_string))
-            .filter(|error| !error.is_empty());
+        return error_line(stderr, |_| true);
     }
     if let Ok(Value::Object(answer)) = serde_json::from_str::<Value>(text) {
         return json_failed_answer(&answer);
     }
-    stream_failed_answer(text)
+    if let Some(failed) = stream_failed_answer(text) {
+        return Some(failed);
+    }
+    // Text beside the client's own word that the model's stream broke off: a part of an
+    // answer. Other `[ERROR] [Tag] …` lines (its IDE or memory helpers) are not about it.
+    error_line(stderr, |error| error.starts_with("Model stream ended") || error.starts_with("Invalid stream"))
 }
 
-/// `--output-format json`: an empty `response` with an `error` or errors in `stats`.
+/// The last `[ERROR] …` line of gemini-cli's stderr that `is_about_the_answer`.
+fn error_line(stderr: &[u8], is_about_the_answer: impl Fn(&str) -> bool) -> Option<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .filter_map(|line| line.trim().strip_prefix("[ERROR]").map(str::trim))
+        .find(|error| !error.is_empty() && is_about_the_answer(error))
+        .map(str::to_string)
+}
+
+/// `--output-format json`: an `error` (the client sets it only when the model's stream
+/// was invalid, answer or not), or an empty `response` with errors in `stats`.
 fn json_failed_answer(answer: &serde_json::Map<String, Value>) -> Option<String> {
     let response = answer.get("response")?.as_str()?;
-    if !response.trim().is_empty() {
-        return None;
-    }
     if let Some(error) = answer.get("error").filter(|error| !error.is_null()) {
         let message = error.get("message").and_then(Value::as_str).map(str::trim).unwrap_or_default();
-        return Some(if message.is_empty() {
-            format!("gemini answered nothing: {error}")
-        } else {
-            message.into()
+        return Some(match (message.is_empty(), response.trim().is_empty()) {
+            (true, true) => format!("gemini answered nothing: {error}"),
+            (true, false) => format!("gemini's answer is incomplete: {error}"),
+            (false, _) => message.into(),
         });
+    }
+    if !response.trim().is_empty() {
+        return None;
     }
     let mut types: Vec<&str> = Vec::new();
     let mut errors = 0;
@@ -55,21 +68,14 @@ fn json_failed_answer(answer: &serde_json::Map<String, Value>) -> Option<String>
     })
 }
 
-/// `--output-format stream-json`: a `result` with `"status": "error"` and no assistant
-/// text before it; the error is the last `error` event's message.
+/// `--output-format stream-json`: a `result` with `"status": "error"` (the client's word
+/// that the model's stream was invalid, whatever text came before it); the error is the
+/// last `error` event's message.
 fn stream_failed_answer(text: &str) -> Option<String> {
     let events: Vec<Value> = text.lines().filter_map(|line| serde_json::from_str(line.trim()).ok()).collect();
     let kind = |event: &Value| event.get("type").and_then(Value::as_str).map(str::to_string);
     let result = events.iter().rev().find(|event| kind(event).as_deref() == Some("result"))?;
     if result.get("status").and_then(Value::as_str) != Some("error") {
-        return None;
-    }
-    let answered = events.iter().any(|event| {
-        kind(event).as_deref() == Some("message")
-            && event.get("role").and_then(Value::as_str) == Some("assistant")
-            && event.get("content").and_then(Value::as_str).is_some_and(|content| !content.trim().is_empty())
-    });
-    if answered {
         return None;
     }
     let message = events
@@ -125,9 +131,32 @@ mod tests {
         let stderr = format!("{BANNER}[ERROR] {NO_FINISH}\n");
         assert_eq!(gemini_failed_answer(b"", stderr.as_bytes()).as_deref(), Some(NO_FINISH));
         assert_eq!(gemini_failed_answer(b"\n", stderr.as_bytes()).as_deref(), Some(NO_FINISH));
-        // An answer is an answer, whatever stderr says; no error line, nothing to report.
-        assert_eq!(gemini_failed_answer(b"The item is summarised.\n", stderr.as_bytes()), None);
+        // No error line, nothing to report; an error of the client's helpers is not one
+        // about the answer.
+        assert_eq!(gemini_failed_answer(b"The item is summarised.\n", BANNER.as_bytes()), None);
         assert_eq!(gemini_failed_answer(b"", BANNER.as_bytes()), None);
+        let helper = format!("{BANNER}[ERROR] [IDEClient] cannot connect\n");
+        assert_eq!(gemini_failed_answer(b"The item is summarised.\n", helper.as_bytes()), None);
+    }
+
+    #[test]
+    fn an_answer_cut_short_beside_the_clients_own_error_fails() {
+        // A stream cut before its finish: 0.61.0 tries again, prints both parts and exits
+        // 0. Before: stored as the item's result, `done`.
+        let stderr = format!("{BANNER}[ERROR] {NO_FINISH}\n");
+        let cut = b"Partial answer, cutPartial answer, cut\n";
+        assert_eq!(gemini_failed_answer(cut, stderr.as_bytes()).as_deref(), Some(NO_FINISH));
+        let json =
+            json_answer("Partial answer, cutPartial answer, cut", Some(NO_FINISH), Some("NO_FINISH_REASON"));
+        assert_eq!(gemini_failed_answer(json.as_bytes(), b"").as_deref(), Some(NO_FINISH));
+        let stream = format!(
+            "{}\n{}\n{}\n{}\n",
+            r#"{"type":"init","timestamp":"2026-12-02T03:42:59.788Z","session_id":"3bf93f84","model":"gemini-2.5-pro"}"#,
+            r#"{"type":"message","timestamp":"2026-12-02T03:43:00.100Z","role":"assistant","content":"Partial answer, cut","delta":true}"#,
+            json!({"type": "error", "timestamp": "2026-12-02T03:43:00.140Z", "severity": "error", "message": NO_FINISH}),
+            r#"{"type":"result","timestamp":"2026-12-02T03:43:00.447Z","status":"error","stats":{"total_tokens":0}}"#,
+        );
+        assert_eq!(gemini_failed_answer(stream.as_bytes(), b"").as_deref(), Some(NO_FINISH));
     }
 
     #[test]

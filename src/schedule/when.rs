@@ -127,7 +127,12 @@ pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<U
                     "{day:?} is not a weekday, a date, \"today\" or \"tomorrow\""
                 ))));
             };
+            // Passed: the later of a time the clocks repeat is the one just lived through,
+            // and the refusal names it.
             resolve_after(&zone, date.and_time(time), now)
+                .or_else(|| {
+                    zone.from_local_datetime(&date.and_time(time)).latest().map(|at| at.with_timezone(&Utc))
+                })
                 .or_else(|| resolve_local(&zone, date.and_time(time)))
                 .ok_or_else(|| unparseable(None))
         }
@@ -497,6 +502,8 @@ mod tests {
             check_deadline(past, later, New_York, Duration::from_secs(86_400)),
             Err(WhenError::InPast { .. })
         ));
+        // It names the 01:30 just lived through (EST, 30 minutes ago), not the first one.
+        assert_eq!(past, utc(second_half_hour));
     }
 
     #[test]

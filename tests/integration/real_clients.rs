@@ -112,19 +112,36 @@ fn gemini_exiting_0_without_an_answer_is_a_transient_failure_not_done() {
         } } } },
         "error": { "type": "INVALID_STREAM", "message": error },
     })).unwrap() }] });
-    let answered =
-        json!({ "steps": [{ "out": "The item is summarised." }, { "err": format!("[ERROR] {error}") }] });
+    // A stream cut short: the part it got, twice, beside the same error. Before: `done`,
+    // the garbled part stored as the result.
+    let cut = json!({ "steps": [
+        { "out": "Partial answer, cutPartial answer, cut" },
+        { "err": format!("[ERROR] {error}") },
+    ] });
+    // An error of the client's helpers beside a whole answer is not one about it.
+    let answered = json!({ "steps": [
+        { "out": "The item is summarised." },
+        { "err": "[ERROR] [IDEClient] cannot connect to the IDE" },
+    ] });
     fixture.enqueue(
         "alpha",
-        &[("text".into(), text_mode), ("json".into(), json_mode), ("answered".into(), answered)],
+        &[
+            ("text".into(), text_mode),
+            ("json".into(), json_mode),
+            ("cut".into(), cut),
+            ("answered".into(), answered),
+        ],
     );
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
-    for key in ["text", "json"] {
+    for key in ["text", "json", "cut"] {
         let (state, attempts, last_error) = fixture.item("alpha", key);
         assert_eq!((state.as_str(), attempts, last_error.as_deref()), ("pending", 1, Some(error)), "{key}");
     }
+    let cut_result: Option<Vec<u8>> =
+        fixture.client().query_one("SELECT result FROM items WHERE key = 'cut'", &[]).unwrap().get(0);
+    assert_eq!(cut_result, None, "nothing of a cut answer is kept");
     assert_eq!(fixture.item("alpha", "answered").0, "done");
-    assert_eq!(attempt_outcomes(&fixture), ["transient", "transient", "done"]);
+    assert_eq!(attempt_outcomes(&fixture), ["transient", "transient", "transient", "done"]);
 }
 
 #[test]
