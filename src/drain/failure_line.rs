@@ -14,8 +14,14 @@ use crate::quota::patterns::compile;
 /// The error text is cut to this many characters.
 pub(super) const MAX_CHARS: usize = 300;
 
-/// `at f (file:///…:12:5)`, `at process.processTicksAndRejections (node:internal/…)`.
-static STACK_FRAME: LazyLock<Regex> = LazyLock::new(|| compile(r"^at\s+\S.*(?:\)|:[0-9]+:[0-9]+)$"));
+/// `at f (file:///…:12:5)`, `at process.processTicksAndRejections (node:internal/…)`,
+/// and such a frame followed by the brace of the error's dumped fields (`… :82:21) {`).
+static STACK_FRAME: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"^at\s+\S.*(?:\)|:[0-9]+:[0-9]+)(?:\s*\{)?$"));
+
+/// What a client prints about itself before its work, never its error: codex `exec`'s
+/// note that it reads stdin.
+const BANNERS: [&str; 1] = ["Reading additional input from stdin..."];
 
 /// A field of a dumped object whose value holds no words: `status: 429`, `cause: {`,
 /// `reason: 'API_KEY_INVALID',`, `"code": 429`, `details: [ [Object], [Object] ]`.
@@ -52,13 +58,35 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
             after_number = is_number && line.chars().any(|c| c.is_ascii_digit());
             continue;
         }
-        return Some(line.to_string());
+        return Some(json_error_message(line).unwrap_or_else(|| line.to_string()));
     }
     None
 }
 
 fn is_noise(line: &str) -> bool {
-    line.contains("[object Object]") || STACK_FRAME.is_match(line) || DUMPED_FIELD.is_match(line)
+    line.contains("[object Object]")
+        || BANNERS.contains(&line)
+        || STACK_FRAME.is_match(line)
+        || DUMPED_FIELD.is_match(line)
+}
+
+/// The message of a JSON event line that reports an error — codex `exec --json`'s
+/// `{"type":"turn.failed","error":{"message":…}}` and `{"type":"error","message":…}`,
+/// `claude -p`'s `{"type":"result","is_error":true,"result":…}` — rather than the whole
+/// line.
+fn json_error_message(line: &str) -> Option<String> {
+    use serde_json::Value;
+    let event: Value = serde_json::from_str(line).ok()?;
+    let message = if let Some(error) = event.get("error").filter(|error| error.is_object()) {
+        error.get("message")
+    } else if event.get("type").and_then(Value::as_str) == Some("error") {
+        event.get("message")
+    } else if event.get("is_error").and_then(Value::as_bool) == Some(true) {
+        event.get("result")
+    } else {
+        None
+    };
+    message.and_then(serde_json::Value::as_str).map(str::trim).filter(|m| !m.is_empty()).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -115,6 +143,46 @@ mod tests {
         );
         let line = line_of("codex-text-credit");
         assert_eq!(line, "ERROR: Quota exceeded. Check your plan and billing details.");
+    }
+
+    #[test]
+    fn codex_json_errors_are_read_from_its_events_not_its_stdin_note() {
+        // `codex exec --json` with a stream cut mid-answer: its note on stderr, the error
+        // as an event on stdout. Before: "Reading additional input from stdin...".
+        let stdout = concat!(
+            r#"{"type":"thread.started","thread_id":"0199a213-81c0-7800-8aa1-bbab2a035a53"}"#,
+            "\n",
+            r#"{"type":"turn.started"}"#,
+            "\n",
+            r#"{"type":"error","message":"Reconnecting... 1/5"}"#,
+            "\n",
+            r#"{"type":"turn.failed","error":{"message":"stream disconnected before completion: Transport error: network error: error decoding response body"}}"#,
+            "\n"
+        );
+        assert_eq!(
+            failure_line(stdout.as_bytes(), b"Reading additional input from stdin...\n").as_deref(),
+            Some("stream disconnected before completion: Transport error: network error: error decoding response body")
+        );
+    }
+
+    #[test]
+    fn a_node_frame_before_a_dumped_cause_is_noise() {
+        // gemini-cli with its stream cut: the frame line ends with the brace of the
+        // cause's fields. Before: that frame was the error.
+        let stderr = "Error when talking to Gemini API TypeError: terminated\n    at Fetch.onAborted (node:internal/deps/undici/undici:11350:53)\n  [cause]: SocketError: other side closed\n      at process.processTicksAndRejections (node:internal/process/task_queues:82:21) {\n    code: 'UND_ERR_SOCKET',\n    socket: {\n      timeout: undefined,\n      bytesRead: 419\n    }\n  }\n}\nAn unexpected critical error occurred:[object Object]\n";
+        assert_eq!(
+            failure_line(b"", stderr.as_bytes()).as_deref(),
+            Some("[cause]: SocketError: other side closed")
+        );
+    }
+
+    #[test]
+    fn claude_json_errors_are_its_result_not_the_whole_line() {
+        let stdout = br#"{"type":"result","subtype":"success","is_error":true,"duration_ms":388,"num_turns":1,"result":"API Error: Connection to the API was lost (ECONNRESET). This is usually temporary - try again.","session_id":"6b7c8d9e","total_cost_usd":0}"#;
+        assert_eq!(
+            failure_line(stdout, b"").as_deref(),
+            Some("API Error: Connection to the API was lost (ECONNRESET). This is usually temporary - try again.")
+        );
     }
 
     #[test]
