@@ -544,10 +544,19 @@ impl Classifier {
     }
 }
 
+/// The part of `text` a hit matched at `start..end` shows: the whole line when it is short,
+/// else the message inside it, else [`MATCHED_LINE_MAX_CHARS`] around the match.
 fn excerpt(text: &str, start: usize, end: usize) -> String {
     let total = text.chars().count();
     if total <= MATCHED_LINE_MAX_CHARS {
         return text.to_string();
+    }
+    // A client's JSON line (a `claude -p` result of 3 KB) is read by the message it
+    // carries, not by the field names around the match.
+    if let Some(message) = json_message_holding(text, text.get(start..end).unwrap_or_default()) {
+        let at = message.find(text.get(start..end).unwrap_or_default()).unwrap_or(0);
+        let matched_len = end.saturating_sub(start);
+        return excerpt(&message, at, at + matched_len.min(message.len() - at));
     }
     let start_char = text[..start.min(text.len())].chars().count();
     let end_char = text[..end.min(text.len())].chars().count();
@@ -560,6 +569,23 @@ fn excerpt(text: &str, start: usize, end: usize) -> String {
     let prefix = if begin > 0 { "..." } else { "" };
     let suffix = if begin + MATCHED_LINE_MAX_CHARS - 6 < total { "..." } else { "" };
     format!("{prefix}{}{suffix}", body.trim())
+}
+
+/// The message string of a JSON object line — `result`, `message`, `error.message`,
+/// `error` — that holds `matched` (the first one when `matched` is empty).
+fn json_message_holding(text: &str, matched: &str) -> Option<String> {
+    use serde_json::Value;
+    let object: Value = serde_json::from_str(text.trim()).ok()?;
+    let error = object.get("error");
+    let found =
+        [object.get("result"), object.get("message"), error.and_then(|error| error.get("message")), error]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|message| message.contains(matched))
+            .filter(|message| !message.trim().is_empty())
+            .map(str::to_string);
+    found
 }
 
 fn fallback_follows(lines: &[Line], last_line: usize) -> bool {
@@ -1296,6 +1322,21 @@ mod tests {
         };
         assert!(hit.matched_line.contains("usage limit reached|1763744400"), "{}", hit.matched_line);
         assert!(hit.matched_line.chars().count() <= MATCHED_LINE_MAX_CHARS);
+    }
+
+    #[test]
+    fn a_long_json_line_shows_the_message_that_matched() {
+        // `claude -p --output-format json`: 3 KB of usage fields around the message.
+        // Before: `...ound":0,"max_depth":0,…` around a cut message.
+        let usage: String = (0..120).map(|i| format!("\"field_{i}\":0,")).collect();
+        let stdout = format!(
+            r#"{{"type":"result","subtype":"success","is_error":true,{usage}"result":"Claude AI usage limit reached|1763744400","session_id":"6b7c8d9e"}}"#
+        );
+        assert!(stdout.len() > 2 * MATCHED_LINE_MAX_CHARS);
+        let Outcome::QuotaHit(hit) = classify(Claude, stdout.as_bytes(), b"", Some(1)) else {
+            panic!("expected a hit");
+        };
+        assert_eq!(hit.matched_line, "Claude AI usage limit reached|1763744400");
     }
 
     #[test]
