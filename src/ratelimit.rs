@@ -90,9 +90,18 @@ pub fn record_quota_hit(
     // A hit without a trusted reset while a backoff is in force is the same limit seen
     // again by a pass that was already running: it changes nothing, and says nothing
     // (one `backoff_set`, one notification).
-    let is_seen_again = previous.backoff_until.is_some_and(|until| until > now)
-        && decision.rule != crate::backoff::BackoffRule::ParsedReset
-        && !hit.needs_attention;
+    // So is a hit stating the very reset the backoff in force (or the one that ended a
+    // moment ago) was set for: two passes meeting the limit together, or a client that
+    // cut the reset to its minute met again in that minute.
+    let parsed = crate::backoff::BackoffRule::ParsedReset;
+    let is_same_stated_reset = decision.rule == parsed
+        && previous.rule == Some(parsed)
+        && decision.stated_reset.is_some()
+        && decision.stated_reset == previous.reset_at
+        && previous.backoff_until.is_some_and(|until| now - until <= chrono::Duration::seconds(60));
+    let is_seen_again = !hit.needs_attention
+        && ((previous.backoff_until.is_some_and(|until| until > now) && decision.rule != parsed)
+            || is_same_stated_reset);
     // Never shorten a backoff another pass of the group set a moment ago: the backoff kept
     // is the one in force, with its rule and its suspicion (a hit seen again neither marks
     // a confirmed limit suspected nor stops a pass that can switch accounts).

@@ -132,6 +132,31 @@ fn two_passes_meeting_one_limit_at_once_are_one_suspected_hit_not_a_confirmed_on
 }
 
 #[test]
+fn two_passes_meeting_one_stated_reset_at_once_record_it_once() {
+    let fixture = Fixture::new(&config(), NOW);
+    let go = fixture.path("go");
+    let mut passes = Vec::new();
+    // 10:30 as an epoch, as Claude Code states its reset.
+    let message = "Claude AI usage limit reached|1795775400";
+    for drain in ["alpha", "beta"] {
+        let started = fixture.path(&format!("started-{drain}"));
+        let steps = json!({ "steps": [
+            { "touch": started }, { "wait_for_file": go }, { "err": message }, { "exit": 1 }
+        ] });
+        fixture.enqueue(drain, &[("x".into(), steps)]);
+        passes.push(fixture.drainctl(&["drain", drain]).spawn());
+        wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
+    }
+    std::fs::write(&go, "").unwrap();
+    for pass in passes {
+        finished(pass.wait_with_output().unwrap()).assert_code(0);
+    }
+    // Before: two `backoff_set` events (two notifications) for the one limit.
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:31:00Z");
+}
+
+#[test]
 fn a_success_after_a_suspected_hit_clears_the_suspicion() {
     let fixture = Fixture::new(&config(), NOW);
     fixture.enqueue("alpha", &[("a1".into(), limit("Claude AI usage limit reached"))]);
@@ -466,13 +491,14 @@ fn a_clock_time_without_seconds_hit_within_its_minute_waits_for_the_minute_to_en
     fixture.set_now("2026-12-03T00:24:10Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:25:05Z");
-    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset"]);
+    // The same limit met again in its stated minute: announced once (one notification).
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_distrusted'"), 0);
     // Limited once more after the minute is over: the no-reset rule, as before.
     fixture.set_now("2026-12-03T00:25:05Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:30:05Z");
-    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset", "suspected"]);
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "suspected"]);
 }
 
 #[test]
