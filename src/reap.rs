@@ -153,8 +153,11 @@ pub fn reap_crashed_runs(
     Ok(reaped)
 }
 
-/// Said of a released item that was claimed ahead and never started (docs/worker-contract.md).
-const CLAIMED_AHEAD_NOTE: &str = "; it was claimed ahead and its worker never started: attempt refunded";
+/// Said of a released item that was claimed ahead and whose worker was never recorded as
+/// started: it may have run in the moment before the statement that would have recorded it
+/// (docs/worker-contract.md).
+const CLAIMED_AHEAD_NOTE: &str =
+    "; it was claimed ahead and its worker was never recorded as started (it may have run): attempt refunded";
 
 /// Release the items of configured drains (one, or all) that are still `running` under a
 /// run that is no longer `running` — left by a run ended while its process went on, or

@@ -92,7 +92,10 @@ fn apply(
 ) -> Result<()> {
     let mut end = |status: RunStatus| -> Result<()> {
         let Some(run) = runs.iter().find(|run| Some(run.id) == decision.run_id) else { return Ok(()) };
-        if crate::reap::end_run(client, outbox, config, clock, run, status, &decision.reason)?.is_some() {
+        // The run's own note and events name the run already: `run 26 crashed: process …`.
+        let prefix = format!("run {}: ", run.id);
+        let note = decision.reason.strip_prefix(&prefix).unwrap_or(&decision.reason);
+        if crate::reap::end_run(client, outbox, config, clock, run, status, note)?.is_some() {
             ended.push(EndedRun { run: run.clone(), stop_drain: status == RunStatus::Hung });
         }
         Ok(())

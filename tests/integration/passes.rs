@@ -97,6 +97,9 @@ fn passes_shows_each_supervise_pass_newest_first_with_what_it_started_ended_skip
             .clone()
     };
     assert!(decision("docs", "reap_crashed")["reason"].as_str().unwrap().contains("is gone"));
+    // The run's event names it once (before: "run 2 crashed: run 2: process …").
+    let crashed: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'run_crashed'");
+    assert!(crashed.len() == 1 && !crashed[0].contains(": run "), "{crashed:?}");
     assert_eq!(decision("meta", "skip")["reason"], "paused (maintenance)");
     assert!(decision("late", "start")["error"].as_str().unwrap().contains("cannot create log folder"));
     // The start names the drain's own process and log file, as its run row does.
