@@ -21,11 +21,19 @@ pub struct Report {
     /// The text is what the command is run for (`metrics`, `report` to stdout), not a
     /// summary of work done: when it cannot be written, the command failed.
     pub is_the_output: bool,
+    /// Already printed (into a pass's log file, by [`print_into_log_file`]).
+    printed: bool,
 }
 
 impl Report {
     pub fn new(human: impl Into<String>, json: Value) -> Report {
-        Report { human: human.into(), json, exit_code: crate::error::EXIT_OK, is_the_output: false }
+        Report {
+            human: human.into(),
+            json,
+            exit_code: crate::error::EXIT_OK,
+            is_the_output: false,
+            printed: false,
+        }
     }
 
     /// A report whose text is the command's whole output (see [`Report::is_the_output`]).
@@ -42,6 +50,9 @@ impl Report {
     /// a report that is the command's output could not be written (a full disk: what was
     /// written is cut short; docs/exit-codes.md).
     pub fn print(&self, as_json: bool) -> u8 {
+        if self.printed {
+            return self.exit_code;
+        }
         let mut stdout = std::io::stdout().lock();
         let text = if as_json {
             serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "null".to_string())
@@ -65,8 +76,12 @@ impl Report {
                 log::error!("could not write the output to stdout: {error}; what was written is incomplete");
                 crate::error::worse_exit_code(self.exit_code, crate::error::EXIT_TEMPORARY)
             }
-            // Anything else (a full disk) loses what the command did: it is said on stderr.
+            // Anything else (a full disk) loses what the command did: it is said on stderr,
+            // and a pass writing its own log file records it.
             Err(error) => {
+                if is_dated_lines() {
+                    let _ = LOG_WRITE_FAILURE.set(error.to_string());
+                }
                 log::warn!("could not write the output to stdout: {error}");
                 self.exit_code
             }
@@ -272,6 +287,16 @@ fn watched<T>(result: std::io::Result<T>) -> std::io::Result<T> {
         }
     }
     result
+}
+
+/// A pass writing its own log file prints its summary there at once, while it can still
+/// record that the disk took none of it (see [`record_lost_log_lines`]); the report is then
+/// not printed again. Nothing for a command printing to stdout.
+pub fn print_into_log_file(report: &mut crate::error::Result<Report>, as_json: bool) {
+    if let (true, Ok(report)) = (is_dated_lines(), report) {
+        report.exit_code = report.print(as_json);
+        report.printed = true;
+    }
 }
 
 /// Record, as a `log_write_failed` event of `drain` and `run` (a pass's) or of no drain

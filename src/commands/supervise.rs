@@ -12,12 +12,19 @@ use crate::model::{EventKind, PassStatus};
 use crate::output::Report;
 
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
-    let passed = crate::supervise::run(ctx, args);
+    let mut done = pass(ctx, args);
     if !args.dry_run {
+        // Its summary into its log file first: a full disk refusing it is recorded too.
+        crate::output::print_into_log_file(&mut done, args.output.json);
         let now = ctx.clock.now();
         crate::output::record_lost_log_lines(&mut ctx.client, &ctx.outbox, None, None, now);
     }
-    let report = passed?;
+    done
+}
+
+/// The pass, its notifications and the page.
+fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
+    let report = crate::supervise::run(ctx, args)?;
     let has_acted = !args.dry_run
         && report.json.get("status").and_then(|status| status.as_str()) == Some(PassStatus::Done.as_str());
     if !has_acted {

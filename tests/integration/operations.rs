@@ -61,6 +61,23 @@ fn log_lines_a_full_disk_refused_are_recorded_as_lost() {
     let roomy = fixture.path("logs/roomy.log");
     fixture.drainctl(&["-v", "drain", "docs", "--log-file", roomy.to_str().unwrap()]).run().assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'log_write_failed'"), 1);
+    // A quiet pass writes only its summary: a full disk that takes none of it is recorded
+    // too (before: the summary was written after the pass had looked for lost lines).
+    fixture.enqueue("docs", &[("c".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let full = fixture.path("logs/full.log");
+    std::fs::write(&full, vec![b'x'; 100]).unwrap();
+    std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let quiet = fixture
+        .drainctl(&["drain", "docs", "--log-file", full.to_str().unwrap()])
+        .run_with_file_size_limit(100);
+    quiet.assert_code(0);
+    assert_eq!(fixture.item("docs", "c").0, "done");
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'log_write_failed' AND run_id = 3"),
+        1,
+        "{}",
+        quiet.stderr
+    );
 }
 
 #[test]
