@@ -232,6 +232,7 @@ pub(crate) fn create_temporary(
     file_name: &std::ffi::OsStr,
     mode: u32,
 ) -> std::io::Result<(std::fs::File, Temporary)> {
+    remove_stale_temporaries(folder, file_name);
     let mut collision = None;
     for _ in 0..TEMPORARY_NAME_ATTEMPTS {
         let path = folder.join(temporary_name(file_name, unpredictable_u64()));
@@ -248,6 +249,44 @@ pub(crate) fn create_temporary(
         }
     }
     Err(collision.unwrap_or_else(|| std::io::Error::other("no temporary name was free")))
+}
+
+/// A temporary file of NAME this old or older was left by a process killed outright
+/// (`kill -9`, the OOM killer): no writer leaves one untouched this long.
+const STALE_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Remove the temporary files of NAME in `folder` that a killed process left: regular files
+/// of this user named `.NAME.tmp-` and 16 hex digits, untouched for
+/// [`STALE_TEMPORARY_AGE`]. What cannot be looked at or removed is left, with a log line.
+fn remove_stale_temporaries(folder: &Path, file_name: &std::ffi::OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let sample = temporary_name(file_name, 0);
+    let prefix = &sample.as_bytes()[..sample.len() - 16];
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(random) = name.as_bytes().strip_prefix(prefix) else { continue };
+        if random.len() != 16 || !random.iter().all(u8::is_ascii_hexdigit) {
+            continue;
+        }
+        let Ok(metadata) = std::fs::symlink_metadata(entry.path()) else { continue };
+        let age = metadata.modified().ok().and_then(|at| at.elapsed().ok()).unwrap_or_default();
+        if !metadata.is_file()
+            || metadata.uid() != crate::ownership::effective_uid()
+            || age < STALE_TEMPORARY_AGE
+        {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                log::info!("removed {}, left by a process killed while it wrote", entry.path().display())
+            }
+            Err(error) => {
+                log::warn!("could not remove the stale temporary file {}: {error}", entry.path().display())
+            }
+        }
+    }
 }
 
 /// 64 bits another process cannot predict: the standard library seeds every
@@ -279,6 +318,35 @@ mod tests {
         }
         drop((first, second));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "dropped temporaries are removed");
+    }
+
+    #[test]
+    fn temporaries_a_killed_writer_left_are_removed_once_an_hour_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, age: u64| {
+            let file = std::fs::File::create(dir.path().join(name)).unwrap();
+            let at = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            file.set_modified(at).unwrap();
+        };
+        make(".out.jsonl.tmp-00000000000000aa", 2 * 3600); // left by kill -9: removed
+        make(".out.jsonl.tmp-00000000000000bb", 60); // another export writing now: kept
+        make(".other.jsonl.tmp-00000000000000cc", 2 * 3600); // another file's: kept
+        make(".out.jsonl.tmp-notsixteenhex", 2 * 3600); // not a name drainctl makes: kept
+        let (_, temporary) = create_temporary(dir.path(), std::ffi::OsStr::new("out.jsonl"), 0o600).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| std::path::Path::new(name) != temporary.path.file_name().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".other.jsonl.tmp-00000000000000cc",
+                ".out.jsonl.tmp-00000000000000bb",
+                ".out.jsonl.tmp-notsixteenhex"
+            ]
+        );
     }
 
     #[test]
