@@ -280,12 +280,13 @@ def capture(job):
         meta.append("# stopped while the client waited" if announced else "# stopped: the client ran too long")
     else:
         meta.append(f"exit_code = {code}")
-    meta += [f"now = {toml_string(mock.rfc3339(now))}", f"zone = {toml_string(zone)}", f"expect = {toml_string(expect)}"]
     if code == 0 and scenario == "rate-limit-then-success":
         expect = "success"
     elif scenario == "rate-limit-then-success":
         # The client gave up on the first 429 instead of retrying it.
         expect = "quota_hit"
+    # Written once the client's exit has settled what the scenario is expected to be.
+    meta += [f"now = {toml_string(mock.rfc3339(now))}", f"zone = {toml_string(zone)}", f"expect = {toml_string(expect)}"]
     output = b""
     for stream in ("stdout", "stderr"):
         with open(os.path.join(run_dir, stream), "rb") as f:

@@ -1129,7 +1129,7 @@ mod tests {
         // A limit quoted by the item is not the client's: the run failed for its own reason.
         let quoted = "Claude usage limit reached. Your limit will reset at 5pm.";
         let stderr =
-            echo(&format!("{{\"text\": \"{quoted}\"}}"), "ERROR: stream disconnected before completion");
+            echo(&format!("{{\"text\": \"{quoted}\"}}"), "ERROR: the model's answer could not be parsed");
         assert!(matches!(classify(OpenAi, b"", stderr.as_bytes(), Some(1)), Outcome::QuotaHit(_)));
         assert!(matches!(classify_given(&format!("{{\"text\": \"{quoted}\"}}"), &stderr), Outcome::Other));
         // A wrapper hands codex a string of the payload, decoded (`jq -r .text | codex exec
@@ -1144,12 +1144,12 @@ mod tests {
             .replace("</stdin>\n", "");
         let outcome = classify_given("", &stderr);
         assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
-        let quoted_then_failed = codex(quoted, "ERROR: stream disconnected before completion");
+        let quoted_then_failed = codex(quoted, "ERROR: the model's answer could not be parsed");
         assert!(matches!(classify_given("", &quoted_then_failed), Outcome::Other));
         // Inside the <stdin> block even a line like codex's own error is the item's.
         let outcome = classify_given(
             "",
-            &codex("ERROR: 502 Bad Gateway", "ERROR: stream disconnected before completion"),
+            &codex("ERROR: 502 Bad Gateway", "ERROR: the model's answer could not be parsed"),
         );
         assert_eq!(outcome, Outcome::Other);
         // Short lines of the input are the client's too: `}` or `Error` stay in play.
@@ -1174,9 +1174,13 @@ mod tests {
         let network = "ERROR: stream disconnected before completion: error sending request";
         let outcome = classify(OpenAi, b"", codex("HTTP/1.1 502 Bad Gateway", limit).as_bytes(), Some(1));
         assert!(matches!(outcome, Outcome::QuotaHit(QuotaHit { reset: Some(_), .. })), "{outcome:?}");
+        // The 429 is the command's; codex's own word is a cut connection: a server error.
         let outcome =
             classify(OpenAi, b"", codex("HTTP/1.1 429 Too Many Requests", network).as_bytes(), Some(1));
-        assert_eq!(outcome, Outcome::Other);
+        assert!(
+            matches!(outcome, Outcome::ServerError { ref matched_line } if matched_line.contains("stream disconnected")),
+            "{outcome:?}"
+        );
         // The block ends at codex's next word, or after 21 lines: what follows is judged.
         let long: String = (0..21).map(|i| format!("line {i}\n")).collect();
         let after = format!("{long}HTTP/1.1 502 Bad Gateway");
@@ -1322,6 +1326,18 @@ mod tests {
         };
         assert!(hit.matched_line.contains("usage limit reached|1763744400"), "{}", hit.matched_line);
         assert!(hit.matched_line.chars().count() <= MATCHED_LINE_MAX_CHARS);
+    }
+
+    #[test]
+    fn a_connection_cut_mid_answer_is_a_server_error() {
+        // Claude Code and codex when the stream is cut: transient, retried, not a failure.
+        let claude = br#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: Connection to the API was lost (ECONNRESET). This is usually temporary - try again."}"#;
+        assert!(matches!(classify(Claude, claude, b"", Some(1)), Outcome::ServerError { .. }));
+        let codex = br#"{"type":"turn.failed","error":{"message":"stream disconnected before completion: Transport error: network error: error decoding response body"}}"#;
+        assert!(matches!(
+            classify(OpenAi, codex, b"Reading additional input from stdin...\n", Some(1)),
+            Outcome::ServerError { .. }
+        ));
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
         | \bcurrently\s+experiencing\s+high\s+(?:demand|load)\b
         | \bselected\s+model\s+is\s+at\s+capacity\b
         | \bserver_is_overloaded\b
+        | \bconnection\s+to\s+the\s+api\s+was\s+lost\b
+        | \bstream\s+disconnected\s+before\s+completion\b
         "#,
     )
 });
