@@ -243,7 +243,12 @@ pub(crate) fn create_temporary(
             .mode(mode)
             .open(&path);
         match opened {
-            Ok(file) => return Ok((file, Temporary { path, is_renamed: false })),
+            Ok(file) => {
+                // Held while the file is written: a writer that is stopped, not dead, keeps
+                // its temporary file from `remove_stale_temporaries`.
+                lock_exclusively(&file);
+                return Ok((file, Temporary { path, is_renamed: false }));
+            }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => collision = Some(error),
             Err(error) => return Err(error),
         }
@@ -278,15 +283,41 @@ fn remove_stale_temporaries(folder: &Path, file_name: &std::ffi::OsStr) {
         {
             continue;
         }
+        // A writer still holds the lock on its file, however long it has been stopped.
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(entry.path());
+        let Ok(file) = opened else { continue };
+        if !try_lock_exclusively(&file) {
+            continue;
+        }
         match std::fs::remove_file(entry.path()) {
             Ok(()) => {
                 log::info!("removed {}, left by a process killed while it wrote", entry.path().display())
             }
+            // Another writer of NAME cleaning up at the same moment.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => {
                 log::warn!("could not remove the stale temporary file {}: {error}", entry.path().display())
             }
         }
     }
+}
+
+/// Take the exclusive `flock` of a temporary file just created; a failure (a file system
+/// without locks) only loses the protection it gives, and is logged.
+fn lock_exclusively(file: &std::fs::File) {
+    if !try_lock_exclusively(file) {
+        log::debug!("could not lock a temporary file: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Whether the exclusive `flock` of `file` was taken without waiting.
+fn try_lock_exclusively(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this File owns; it neither reads nor writes memory.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 /// 64 bits another process cannot predict: the standard library seeds every
@@ -332,6 +363,10 @@ mod tests {
         make(".out.jsonl.tmp-00000000000000bb", 60); // another export writing now: kept
         make(".other.jsonl.tmp-00000000000000cc", 2 * 3600); // another file's: kept
         make(".out.jsonl.tmp-notsixteenhex", 2 * 3600); // not a name drainctl makes: kept
+                                                        // A writer stopped for two hours still holds its lock: kept.
+        make(".out.jsonl.tmp-00000000000000dd", 2 * 3600);
+        let stopped = std::fs::File::open(dir.path().join(".out.jsonl.tmp-00000000000000dd")).unwrap();
+        assert!(try_lock_exclusively(&stopped));
         let (_, temporary) = create_temporary(dir.path(), std::ffi::OsStr::new("out.jsonl"), 0o600).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -344,9 +379,11 @@ mod tests {
             [
                 ".other.jsonl.tmp-00000000000000cc",
                 ".out.jsonl.tmp-00000000000000bb",
+                ".out.jsonl.tmp-00000000000000dd",
                 ".out.jsonl.tmp-notsixteenhex"
             ]
         );
+        drop(stopped);
     }
 
     #[test]

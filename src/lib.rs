@@ -147,6 +147,10 @@ fn parse_failed(error: &clap::Error, args: &[OsString]) -> u8 {
         let _ = error.print();
         return EXIT_OK;
     }
+    // `--key --payload {}`: clap blames the word left over; the key is what is missing.
+    if let Some((flag, option)) = cli::option_taken_as_value(args) {
+        return failed(&Error::Usage(format!("{flag}: {}", cli::option_as_value(&option))));
+    }
     output::say_on_stderr(&format!("drainctl: {}", crate::error::scrub(&usage_error_line(error, args))));
     EXIT_USAGE
 }

@@ -105,10 +105,11 @@ pub fn record_quota_hit(
     // Never shorten a backoff another pass of the group set a moment ago: the backoff kept
     // is the one in force, with its rule and its suspicion (a hit seen again neither marks
     // a confirmed limit suspected nor stops a pass that can switch accounts).
-    if let Some(existing) = previous
-        .backoff_until
-        .filter(|existing| *existing > decision.until || (is_seen_again && *existing > now))
-    {
+    // (A hit of the same stated reset that waits longer — the end of the stated minute —
+    // keeps its own, longer wait.)
+    if let Some(existing) = previous.backoff_until.filter(|existing| {
+        *existing > decision.until || (is_seen_again && decision.rule != parsed && *existing > now)
+    }) {
         decision.until = existing;
         decision.rule = previous.rule.unwrap_or(decision.rule);
         decision.suspected_at = previous.suspected_at;
@@ -161,7 +162,7 @@ pub fn record_quota_hit(
         hit.matched_line
     );
     if is_seen_again {
-        log::info!("{message} (the backoff in force, seen again by another pass)");
+        log::info!("{message} (the same limit, seen again: announced once)");
     }
     let event = event_for(EventKind::BackoffSet, message).data(json!({
         "backoff_until": until,

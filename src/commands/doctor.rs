@@ -114,6 +114,11 @@ pub fn run(config_path: Option<&Path>, args: &DoctorArgs) -> crate::error::Resul
             exit_code: EXIT_OK,
         });
     }
+    // A message quotes paths and values the operator gave, any of which may hold the
+    // database password (docs/configuration.md, `[database]`).
+    for check in &mut checks {
+        check.message = crate::error::scrub(&check.message);
+    }
     let verdict = Verdict::of(&checks);
     if let Some(line) = verdict.failure_line(&checks) {
         // The one stderr line of a non-zero exit.
@@ -344,6 +349,16 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
     };
     let url = match database_url {
         Ok(url) => url,
+        // The file may set one: it did not load, so it was not read.
+        Err(_) if config.is_none() => {
+            checks.push(
+                "database",
+                Status::Skip,
+                "database not checked: the configuration did not load, and no $DRAINCTL_DATABASE_URL or \
+                 $DATABASE_URL is set",
+            );
+            return None;
+        }
         Err(error) => {
             checks.fail("database", error.exit_code(), error.display_scrubbed());
             return None;

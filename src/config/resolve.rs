@@ -159,10 +159,19 @@ pub fn register_environment_secrets() {
     }
 }
 
-/// Register the password of every connection string a configuration text sets as a `url`
-/// (`[database] url`), before the text is parsed: a file that fails to parse is quoted
-/// back, and may hold its password elsewhere too (`env = "PGPASSWORD=…"`).
+/// Register the password of every connection string a configuration text holds, before
+/// the text is parsed into its settings: a value of the wrong type is quoted back, and the
+/// file may hold its password elsewhere too (`env = "PGPASSWORD=…"`). The `[database] url`
+/// however written (a header, an inline table, dotted or quoted keys, a multi-line
+/// string), read as plain TOML; and, should the text not even be TOML, every `url = …`
+/// line and every `scheme://user:password@` in it.
 pub fn register_secrets_in(text: &str) {
+    if let Ok(table) = text.parse::<toml::Table>() {
+        let url = table.get("database").and_then(|database| database.get("url"));
+        if let Some(url) = url.and_then(toml::Value::as_str) {
+            register_password_of(url);
+        }
+    }
     static URL_SETTING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         crate::quota::patterns::compile(
             r#"(?m)^\s*(?:database\s*\.\s*)?url\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')"#,
@@ -172,6 +181,12 @@ pub fn register_secrets_in(text: &str) {
         if let Some(url) = found.get(1).or_else(|| found.get(2)) {
             register_password_of(url.as_str());
         }
+    }
+    static ANY_URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        crate::quota::patterns::compile(r#"(?i)[a-z][a-z0-9+.-]*://[^\s/?#@:'"]*:[^\s'"]*@[^\s'"]*"#)
+    });
+    for found in ANY_URL.find_iter(text) {
+        register_password_of(found.as_str());
     }
 }
 

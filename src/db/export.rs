@@ -116,6 +116,8 @@ pub fn for_each_item(
                     output_tokens: row.get(13),
                     cache_read_tokens: row.get(14),
                     cache_write_tokens: row.get(15),
+                    // Not exported: what the budget forecast divides by.
+                    cost_attempts: 0,
                 },
             })?;
         }

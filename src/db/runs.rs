@@ -197,6 +197,8 @@ pub fn finish_run(
     now: DateTime<Utc>,
     idle_seconds: f64,
 ) -> Result<bool> {
+    // Shown by `runs` and `runs show` as written: never the database password.
+    let note = note.map(crate::error::scrub);
     let updated = client.execute(
         "UPDATE runs SET status = $2, note = $3, finished_at = $4,
                 worker_pid = CASE WHEN $2 IN ('hung', 'crashed') THEN worker_pid END,

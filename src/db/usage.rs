@@ -109,6 +109,9 @@ pub fn record_usage(
 pub struct UsageSums {
     /// Attempts that reported any usage.
     pub attempts: i64,
+    /// Of those, attempts that reported a cost: what `cost_usd` is spread over.
+    #[serde(skip)]
+    pub cost_attempts: i64,
     pub cost_usd: Option<f64>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
@@ -126,6 +129,7 @@ impl UsageSums {
             }
         }
         self.attempts += other.attempts;
+        self.cost_attempts += other.cost_attempts;
         self.cost_usd = plus(self.cost_usd, other.cost_usd);
         self.input_tokens = plus(self.input_tokens, other.input_tokens);
         self.output_tokens = plus(self.output_tokens, other.output_tokens);
@@ -202,7 +206,7 @@ pub(crate) fn group_digits(count: i64) -> String {
 macro_rules! sum_columns {
     () => {
         "count(*), sum(a.cost_usd)::float8, sum(a.input_tokens)::int8, sum(a.output_tokens)::int8,
-         sum(a.cache_read_tokens)::int8, sum(a.cache_write_tokens)::int8"
+         sum(a.cache_read_tokens)::int8, sum(a.cache_write_tokens)::int8, count(a.cost_usd)"
     };
 }
 
@@ -221,6 +225,7 @@ fn sums_from(row: &postgres::Row, first: usize) -> UsageSums {
         output_tokens: row.get(first + 3),
         cache_read_tokens: row.get(first + 4),
         cache_write_tokens: row.get(first + 5),
+        cost_attempts: row.get(first + 6),
     }
 }
 

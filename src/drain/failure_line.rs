@@ -58,7 +58,10 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
             after_number = is_number && line.chars().any(|c| c.is_ascii_digit());
             continue;
         }
-        return Some(json_error_message(line).unwrap_or_else(|| line.to_string()));
+        // A message decoded from JSON may hold the NUL its `\u0000` escapes: stored as text,
+        // it would fail the record of the attempt.
+        let message = json_error_message(line).map(|message| crate::db::storable_text(&message).into_owned());
+        return Some(message.unwrap_or_else(|| line.to_string()));
     }
     None
 }
@@ -174,6 +177,12 @@ mod tests {
             failure_line(b"", stderr.as_bytes()).as_deref(),
             Some("[cause]: SocketError: other side closed")
         );
+    }
+
+    #[test]
+    fn a_nul_a_json_message_escapes_is_not_stored() {
+        let stdout = br#"{"type":"error","message":"bad\u0000thing"}"#;
+        assert_eq!(failure_line(stdout, b"").as_deref(), Some("bad\u{fffd}thing"));
     }
 
     #[test]

@@ -28,14 +28,16 @@ pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<Strin
     error_line(stderr, |error| error.starts_with("Model stream ended") || error.starts_with("Invalid stream"))
 }
 
-/// The last `[ERROR] …` line of gemini-cli's stderr that `is_about_the_answer`.
+/// The last `[ERROR] …` line of gemini-cli's stderr, when it `is_about_the_answer` (an
+/// earlier one was followed by what the client did next).
 fn error_line(stderr: &[u8], is_about_the_answer: impl Fn(&str) -> bool) -> Option<String> {
     String::from_utf8_lossy(stderr)
         .lines()
         .rev()
         .filter_map(|line| line.trim().strip_prefix("[ERROR]").map(str::trim))
-        .find(|error| !error.is_empty() && is_about_the_answer(error))
-        .map(str::to_string)
+        .find(|error| !error.is_empty())
+        .filter(|error| is_about_the_answer(error))
+        .map(|error| crate::db::storable_text(error).into_owned())
 }
 
 /// `--output-format json`: an `error` (the client sets it only when the model's stream
@@ -137,6 +139,9 @@ mod tests {
         assert_eq!(gemini_failed_answer(b"", BANNER.as_bytes()), None);
         let helper = format!("{BANNER}[ERROR] [IDEClient] cannot connect\n");
         assert_eq!(gemini_failed_answer(b"The item is summarised.\n", helper.as_bytes()), None);
+        // Only the last error line counts: an earlier cut, followed by another error.
+        let earlier = format!("{BANNER}[ERROR] {NO_FINISH}\n[ERROR] [IDEClient] cannot connect\n");
+        assert_eq!(gemini_failed_answer(b"The item is summarised.\n", earlier.as_bytes()), None);
     }
 
     #[test]

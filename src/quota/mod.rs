@@ -553,10 +553,11 @@ fn excerpt(text: &str, start: usize, end: usize) -> String {
     }
     // A client's JSON line (a `claude -p` result of 3 KB) is read by the message it
     // carries, not by the field names around the match.
-    if let Some(message) = json_message_holding(text, text.get(start..end).unwrap_or_default()) {
-        let at = message.find(text.get(start..end).unwrap_or_default()).unwrap_or(0);
-        let matched_len = end.saturating_sub(start);
-        return excerpt(&message, at, at + matched_len.min(message.len() - at));
+    let matched = text.get(start..end).unwrap_or_default();
+    if let Some(message) = json_message_holding(text, matched).filter(|_| !matched.is_empty()) {
+        let message = crate::db::storable_text(&message).into_owned();
+        let at = message.find(matched).unwrap_or(0);
+        return excerpt(&message, at, at + matched.len().min(message.len() - at));
     }
     let start_char = text[..start.min(text.len())].chars().count();
     let end_char = text[..end.min(text.len())].chars().count();

@@ -70,8 +70,8 @@ pub struct DailyBudget {
     pub max_usd: f64,
     /// What the attempts of the budget day holding `now` cost so far.
     pub spent_today_usd: f64,
-    /// What an attempt cost lately, on average: reported cost over attempts that reported
-    /// usage.
+    /// What an attempt cost lately, on average: reported cost over the attempts that
+    /// reported one.
     pub usd_per_item: f64,
     /// The zone whose midnights end budget days.
     pub zone: chrono_tz::Tz,
@@ -87,8 +87,8 @@ impl DailyBudget {
         recent: Option<&crate::db::usage::UsageSums>,
         zone: chrono_tz::Tz,
     ) -> Option<DailyBudget> {
-        let recent = recent.filter(|sums| sums.attempts > 0)?;
-        let usd_per_item = recent.cost_usd? / recent.attempts as f64;
+        let recent = recent.filter(|sums| sums.cost_attempts > 0)?;
+        let usd_per_item = recent.cost_usd? / recent.cost_attempts as f64;
         let budget = DailyBudget {
             max_usd: max_usd?,
             spent_today_usd: spent_today_usd.unwrap_or(0.0),
@@ -99,10 +99,12 @@ impl DailyBudget {
     }
 
     /// Work `backlog` items of `seconds_per_item` running time each from `start` until
-    /// they are done or `until` comes, each budget day's work stopping once its budget is
-    /// spent (an item starts while the day's spending is under the budget) until the next
-    /// day starts: the items left, when work stopped, and the budget days begun (at most a
-    /// year's).
+    /// they are done or `until` comes. Time runs on across midnight; the budget limits only
+    /// which items start: in a budget day, items start while the day's spending is under
+    /// the budget, and once it is spent the next item waits for the next budget day. The
+    /// items left (done ones are those finished by `until`), when work stopped, the
+    /// budget days items started in (at most a year's), and whether a spent budget ever
+    /// held work back.
     fn work(
         &self,
         backlog: i64,
@@ -110,31 +112,59 @@ impl DailyBudget {
         start: DateTime<Utc>,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> (f64, DateTime<Utc>, u32) {
+    ) -> Worked {
+        let seconds = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds() as f64 / 1000.0;
+        let later =
+            |at: DateTime<Utc>, seconds: f64| at + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
         let today = crate::usage::budget_day(now, self.zone).0;
-        let (mut at, mut left, mut days) = (start, backlog as f64, 0);
-        while left > 0.0 && at < until && days < 366 {
-            days += 1;
-            let (day_start, day_end) = crate::usage::budget_day(at, self.zone);
+        let mut worked = Worked { left: backlog as f64, at: start, days: 0, held_back: false };
+        while worked.left > 0.0 && worked.at < until && worked.days < 366 {
+            worked.days += 1;
+            let (day_start, day_end) = crate::usage::budget_day(worked.at, self.zone);
             let spent = if day_start == today { self.spent_today_usd } else { 0.0 };
             let affordable =
                 if spent >= self.max_usd { 0.0 } else { ((self.max_usd - spent) / self.usd_per_item).ceil() };
-            let stop = day_end.min(until);
-            let seconds_left = (stop - at).num_milliseconds() as f64 / 1000.0;
-            let items = left.min(affordable);
-            if items * seconds_per_item <= seconds_left {
-                left -= items;
-                at += chrono::Duration::milliseconds((items * seconds_per_item * 1000.0) as i64);
-                if left <= 0.0 {
-                    break;
-                }
+            // Items starting before the day ends: at `at`, `at + one item`, …
+            let startable = if seconds_per_item > 0.0 {
+                (seconds(worked.at, day_end) / seconds_per_item).ceil()
             } else {
-                left -= (seconds_left / seconds_per_item).floor();
+                f64::INFINITY
+            };
+            let items = worked.left.min(affordable).min(startable);
+            let end = later(worked.at, items * seconds_per_item);
+            if end > until {
+                let finished = if seconds_per_item > 0.0 {
+                    (seconds(worked.at, until) / seconds_per_item).floor().clamp(0.0, items)
+                } else {
+                    items
+                };
+                worked.left -= finished;
+                worked.at = until;
+                break;
             }
-            at = stop;
+            worked.left -= items;
+            worked.at = end;
+            if worked.left <= 0.0 {
+                break;
+            }
+            if affordable < startable {
+                // The budget is spent before the day is over: the next day's.
+                worked.held_back = true;
+                worked.at = worked.at.max(day_end);
+            }
         }
-        (left.max(0.0), at, days)
+        worked.left = worked.left.max(0.0);
+        worked
     }
+}
+
+/// How far [`DailyBudget::work`] got.
+#[derive(Debug, Clone, Copy)]
+struct Worked {
+    left: f64,
+    at: DateTime<Utc>,
+    days: u32,
+    held_back: bool,
 }
 
 /// Why a drain cannot work before some instant, whatever its burst.
@@ -315,17 +345,20 @@ impl Forecast {
         // can still tell that the backlog will not be paid for before the deadline.
         let per_item = self.seconds_to_empty.map_or(0.0, |needed| needed / self.backlog as f64);
         // A year on from the start at most: a backlog that needs more has no day count.
-        let (left_after, finished_at, days) =
-            budget.work(self.backlog, per_item, start, start + chrono::Duration::days(366), now);
-        self.burst_budget_days = (left_after <= 0.0).then_some(days);
-        if left_after > 0.0 || finished_at > deadline {
+        let all = budget.work(self.backlog, per_item, start, start + chrono::Duration::days(366), now);
+        if !all.held_back && all.left <= 0.0 {
+            // The budget pays for every item as it comes: the forecast stands as it is.
+            return self;
+        }
+        self.burst_budget_days = (all.left <= 0.0).then_some(all.days);
+        if all.left > 0.0 || all.at > deadline {
             self.finishes_before_burst_deadline = Some(false);
             if self.seconds_to_empty.is_some() {
-                let (left_at_deadline, _, _) = budget.work(self.backlog, per_item, start, deadline, now);
-                self.burst_left_at_deadline = Some(left_at_deadline);
+                self.burst_left_at_deadline =
+                    Some(budget.work(self.backlog, per_item, start, deadline, now).left);
             }
         } else if self.seconds_to_empty.is_some() {
-            self.burst_finishes_at = Some(finished_at);
+            self.burst_finishes_at = Some(all.at);
         }
         self
     }
@@ -604,16 +637,28 @@ mod tests {
             poor.describe_burst().as_deref(),
             Some("burst needs ~1h 40m over 11 budget days, 2d left: will not finish before the deadline")
         );
-        // A budget that pays for everything today changes nothing.
-        let rich = burst().paid_from(Some(budget(100.0, 0.0)), now());
-        assert_eq!((rich.finishes_before_burst_deadline, rich.burst_budget_days), (Some(true), Some(1)));
-        assert_eq!(rich.burst_finishes_at, Some(now() + chrono::Duration::minutes(100)));
-        // Started an hour before midnight, 60 items fit today by time, 40 tomorrow.
+        // A budget that pays for every item as it comes changes nothing.
+        assert_eq!(burst().paid_from(Some(budget(100.0, 0.0)), now()), burst());
+        // Nor does one over days whose items run past midnight: time runs on, the budget
+        // only limits starts. 400 items of 1000 s, 400,000 s before a deadline 400,800 s
+        // away; and 2 items of 30 hours in a 5-day burst.
+        let slow = |items: i64, seconds: f64, left: i64| {
+            let history = RunHistory { runs: 1, items_done: 1, running_seconds: seconds };
+            let deadline = now() + chrono::Duration::seconds(left);
+            let plain = forecast(history, items, 1, Some(deadline), None, None, now());
+            (plain.clone(), plain.paid_from(Some(budget(1_000_000.0, 0.0)), now()))
+        };
+        for (plain, paid) in [slow(400, 1000.0, 400_800), slow(2, 30.0 * 3600.0, 5 * 86_400)] {
+            assert_eq!(plain.finishes_before_burst_deadline, Some(true));
+            assert_eq!(paid, plain);
+        }
+        // Started an hour before midnight with 50 items' budget a day: 50 by 23:50, then
+        // the rest from midnight, done at 00:50.
         let late = now() + chrono::Duration::hours(14);
         let night = forecast(history, 100, 1, Some(late + chrono::Duration::days(1)), None, None, late)
-            .paid_from(Some(budget(10.0, 0.0)), late);
+            .paid_from(Some(budget(5.0, 0.0)), late);
         assert_eq!((night.finishes_before_burst_deadline, night.burst_budget_days), (Some(true), Some(2)));
-        assert_eq!(night.burst_finishes_at, Some(late + chrono::Duration::minutes(100)));
+        assert_eq!(night.burst_finishes_at, Some(late + chrono::Duration::minutes(110)));
         // Without a rate, the budget days alone: 100 items at 10 a day cannot be paid in 2 days.
         let unknown = forecast(RunHistory::default(), 100, 1, Some(deadline), None, None, now())
             .paid_from(Some(budget(1.0, 0.5)), now());
@@ -627,12 +672,18 @@ mod tests {
         );
         let few = forecast(RunHistory::default(), 3, 1, Some(deadline), None, None, now())
             .paid_from(Some(budget(1.0, 0.5)), now());
-        assert_eq!((few.finishes_before_burst_deadline, few.burst_budget_days), (None, Some(1)));
+        // Three items today's budget pays for: nothing to say.
+        assert_eq!((few.finishes_before_burst_deadline, few.burst_budget_days), (None, None));
         // Nothing to count by, or no burst: no change.
         assert_eq!(burst().paid_from(None, now()), burst());
         let idle = forecast(history, 100, 1, None, None, None, now());
         assert_eq!(idle.clone().paid_from(Some(budget(1.0, 0.5)), now()), idle);
-        let sums = crate::db::usage::UsageSums { attempts: 4, cost_usd: Some(0.4), ..Default::default() };
+        let sums = crate::db::usage::UsageSums {
+            attempts: 6,
+            cost_attempts: 4,
+            cost_usd: Some(0.4),
+            ..Default::default()
+        };
         let of_drain = DailyBudget::of_drain(Some(1.0), Some(0.5), Some(&sums), chrono_tz::UTC);
         assert_eq!(of_drain, Some(budget(1.0, 0.5)));
         let no_cost = crate::db::usage::UsageSums { attempts: 4, ..Default::default() };

@@ -200,6 +200,11 @@ impl SpawnError {
     /// What went wrong, naming the command as `what` (`worker command` for a drain's
     /// worker, `notify_command` for the notifier).
     pub fn describe(&self, what: &str) -> String {
+        // A path or program name from the configuration may hold the database password.
+        crate::error::scrub(&self.describe_as_given(what))
+    }
+
+    fn describe_as_given(&self, what: &str) -> String {
         match self {
             SpawnError::EmptyCommand => {
                 format!("{what} is empty; expected a program and its arguments, e.g. [\"claude\", \"-p\"]")

@@ -460,4 +460,20 @@ fn a_key_or_payload_beginning_with_a_hyphen_is_a_value_not_an_option() {
     let retried = fixture.drainctl(&["retry", "docs", "--key", "-draft.txt"]).run();
     assert!(retried.stdout.contains("-draft.txt") || retried.stderr.contains("-draft.txt"), "{retried:?}");
     assert!(!retried.stderr.contains("unexpected argument"), "{}", retried.stderr);
+    // An option where the value should be is a value left out (an empty variable), not
+    // the key `--replace`: 64, and nothing enqueued.
+    for args in [
+        &["enqueue", "docs", "--key", "--replace", "--payload", "1"][..],
+        &["enqueue", "docs", "--key", "--payload", "{}"],
+        &["retry", "docs", "--key", "--dead"],
+    ] {
+        let refused = fixture.drainctl(args).run();
+        refused.assert_code(64);
+        assert!(
+            refused.stderr.contains("is an option, not a value: the value is missing"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
 }

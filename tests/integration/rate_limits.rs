@@ -157,6 +157,38 @@ fn two_passes_meeting_one_stated_reset_at_once_record_it_once() {
 }
 
 #[test]
+fn a_pass_already_running_that_meets_the_stated_minute_again_keeps_its_longer_wait() {
+    // codex cuts 00:24:28Z to "1:24 AM" (Paris). Pass alpha meets it at 00:23:20; pass
+    // beta, whose worker was already running, meets it again at 00:24:02, inside the
+    // stated minute: the group waits for the minute's end, announced once. Before: the
+    // shorter backoff in force was kept, and the next pass called into the limit again.
+    let fixture = Fixture::new(&config(), "2026-12-03T00:23:20Z");
+    let message = "You've hit your usage limit. Upgrade to Pro or try again at 1:24 AM.";
+    let mut passes = Vec::new();
+    for drain in ["alpha", "beta"] {
+        let (started, go) = (fixture.path(&format!("started-{drain}")), fixture.path(&format!("go-{drain}")));
+        let steps = json!({ "steps": [
+            { "touch": started }, { "wait_for_file": go }, { "err": message }, { "exit": 1 }
+        ] });
+        fixture.enqueue(drain, &[("x".into(), steps)]);
+        passes.push(fixture.drainctl(&["drain", drain]).spawn());
+        wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
+    }
+    std::fs::write(fixture.path("go-alpha"), "").unwrap();
+    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
+    });
+    assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:24:04Z");
+    fixture.set_now("2026-12-03T00:24:02Z");
+    std::fs::write(fixture.path("go-beta"), "").unwrap();
+    for pass in passes {
+        finished(pass.wait_with_output().unwrap()).assert_code(0);
+    }
+    assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:25:05Z");
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
+}
+
+#[test]
 fn a_success_after_a_suspected_hit_clears_the_suspicion() {
     let fixture = Fixture::new(&config(), NOW);
     fixture.enqueue("alpha", &[("a1".into(), limit("Claude AI usage limit reached"))]);

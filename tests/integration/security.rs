@@ -228,6 +228,40 @@ fn a_command_line_or_configuration_that_fails_to_load_never_quotes_the_password(
         "[database]\nurl = \"{url}\"\n[[drain]]\nname = \"docs\"\ncommand = \"{password}\"\n"
     ));
     masked(&fixture.drainctl(&["status"]).env_remove("DRAINCTL_DATABASE_URL").run(), 78);
+    // doctor does not say the file sets no URL: it did not load, so it was not read.
+    let doctor = fixture.drainctl(&["doctor", "--json"]).env_remove("DRAINCTL_DATABASE_URL").run();
+    let checks = doctor.json()["checks"].clone();
+    let database =
+        checks.as_array().unwrap().iter().find(|check| check["check"] == "database").unwrap().clone();
+    assert_eq!(database["status"], "skip", "{database}");
+    // However the file writes its url: an inline table, a quoted key.
+    for database in
+        [format!("database = {{ url = \"{url}\" }}\n"), format!("\"database\".\"url\" = '{url}'\n")]
+    {
+        fixture.write_config(&format!(
+            "{database}[[drain]]\nname = \"docs\"\ncommand = [\"true\"]\nenv = \"PGPASSWORD={password}\"\n"
+        ));
+        masked(&fixture.drainctl(&["status"]).env_remove("DRAINCTL_DATABASE_URL").run(), 78);
+    }
+    // A piece of it a message quotes (a duration's unit), or a word of a deadline.
+    fixture.write_config(&config("", ""));
+    let piece = format!("1{password}");
+    masked(&fixture.drainctl(&["--lock-timeout", &piece, "status"]).run(), 64);
+    masked(&fixture.drainctl(&["burst", "on", "docs", "--until", &format!("sat {password}")]).run(), 64);
+    // doctor's report quotes what it was given: a PATH, a workdir.
+    fixture.write_config(&format!(
+        "[[drain]]\nname = \"docs\"\ncommand = [\"true\"]\nworkdir = \"/nonexistent/{password}\"\n"
+    ));
+    let doctor = fixture.drainctl(&["doctor", "--cron-path", &format!("/opt/{password}")]).run();
+    for text in [&doctor.stdout, &doctor.stderr] {
+        assert!(!text.contains(&password), "doctor printed the password: {text}");
+    }
+    // A run's note names the workdir it could not use.
+    fixture.enqueue("docs", &[("a".into(), serde_json::json!(1))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).run();
+    assert!(!pass.stdout.contains(&password) && !pass.stderr.contains(&password), "{pass:?}");
+    let notes: Vec<Option<String>> = fixture.column("SELECT note FROM runs");
+    assert!(notes.iter().flatten().all(|note| !note.contains(&password)), "{notes:?}");
 }
 
 #[test]
