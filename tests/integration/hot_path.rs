@@ -176,7 +176,7 @@ fn assert_b_counted_and_c_given_back(fixture: &Fixture) {
           WHERE e.kind = 'item_released' AND i.key = 'c'",
     );
     assert!(
-        events.len() == 1 && events[0].contains("claimed ahead and its worker never started"),
+        events.len() == 1 && events[0].contains("claimed ahead and its worker was never recorded as started"),
         "{events:?}"
     );
 }
