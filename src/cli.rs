@@ -232,12 +232,6 @@ pub enum BurstCommand {
     Status(BurstStatusArgs),
 }
 
-/// A `--note` as given: `None` when left out, `Some(None)` when given empty or blank (which
-/// clears a note a moved burst would keep), else the note.
-pub fn given_note(note: &Option<String>) -> Option<Option<&str>> {
-    note.as_deref().map(|note| Some(note).filter(|note| !note.trim().is_empty()))
-}
-
 #[derive(Debug, Args)]
 pub struct BurstOnArgs {
     /// Drain name
@@ -310,6 +304,10 @@ pub struct QuotaTestArgs {
     /// not the client's message
     #[arg(long, value_name = "FILE")]
     pub input: Option<std::path::PathBuf>,
+    /// The worker's stderr, when stdin holds its stdout alone: a client whose verdict reads
+    /// the two apart (gemini's `[ERROR]` line beside its answer)
+    #[arg(long, value_name = "FILE")]
+    pub stderr: Option<std::path::PathBuf>,
     /// Time zone for clock times without a zone [default: the drain's TZ, else the
     /// configured one]
     #[arg(long, value_name = "ZONE", value_parser = zone)]

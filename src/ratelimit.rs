@@ -92,16 +92,18 @@ pub fn record_quota_hit(
     // (one `backoff_set`, one notification).
     // So is a hit stating the very reset the backoff in force (or the one that ended a
     // moment ago) was set for: two passes meeting the limit together, or a client that
-    // cut the reset to its minute met again in that minute.
+    // cut the reset to its minute met again in that minute; and one stating a reset the
+    // backoff in force outlasts: it changes nothing either.
     let parsed = crate::backoff::BackoffRule::ParsedReset;
+    let in_force = previous.backoff_until.filter(|until| *until > now);
     let is_same_stated_reset = decision.rule == parsed
         && previous.rule == Some(parsed)
         && decision.stated_reset.is_some()
         && decision.stated_reset == previous.reset_at
         && previous.backoff_until.is_some_and(|until| now - until <= chrono::Duration::seconds(60));
+    let is_outlasted = in_force.is_some_and(|until| until >= decision.until);
     let is_seen_again = !hit.needs_attention
-        && ((previous.backoff_until.is_some_and(|until| until > now) && decision.rule != parsed)
-            || is_same_stated_reset);
+        && ((in_force.is_some() && decision.rule != parsed) || is_same_stated_reset || is_outlasted);
     // Never shorten a backoff another pass of the group set a moment ago: the backoff kept
     // is the one in force, with its rule and its suspicion (a hit seen again neither marks
     // a confirmed limit suspected nor stops a pass that can switch accounts).

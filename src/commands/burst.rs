@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
-use crate::cli::{given_note, BurstCommand, BurstOnArgs, BurstStatusArgs, NameArg};
+use crate::cli::{BurstCommand, BurstOnArgs, BurstStatusArgs, NameArg};
 use crate::context::Context;
-use crate::db::drains::{clear_burst, ensure_drain, read_controls, set_burst};
+use crate::db::drains::{clear_burst, ensure_drain, given_note, read_controls, set_burst};
 use crate::db::events::{record_event, Event};
 use crate::db::in_transaction;
 use crate::duration::format_relative;

@@ -6,9 +6,9 @@
 
 use serde_json::json;
 
-use crate::cli::{given_note, PauseArgs, ResumeArgs};
+use crate::cli::{PauseArgs, ResumeArgs};
 use crate::context::Context;
-use crate::db::drains::{clear_pause, ensure_drain, set_pause};
+use crate::db::drains::{clear_pause, ensure_drain, given_note, set_pause};
 use crate::db::events::{record_event, Event};
 use crate::db::in_transaction;
 use crate::error::{Error, Result};
@@ -40,11 +40,12 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
     let names = chosen_drains(ctx, args.name.as_deref(), args.all)?;
     let now = ctx.clock.now();
     // An empty or blank note is none (it clears the note).
-    let note = given_note(&args.note).flatten();
+    let given = given_note(&args.note);
+    let note = given.flatten();
     in_transaction(&mut ctx.client, |tx| {
         for name in &names {
             ensure_drain(tx, name, now)?;
-            set_pause(tx, name, args.note.as_deref(), now)?;
+            set_pause(tx, name, given, now)?;
             let message = match note {
                 Some(note) => format!("drain {name} paused: {note}"),
                 None => format!("drain {name} paused"),

@@ -28,12 +28,15 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
         Some(at) => at,
         None => Clock::from_env()?.now(),
     };
-    let payload = match &args.input {
-        // A path it cannot read is a wrong command line (docs/exit-codes.md).
+    // A path it cannot read is a wrong command line (docs/exit-codes.md).
+    let read = |flag: &str, path: &Option<std::path::PathBuf>| match path {
         Some(path) => std::fs::read(path)
-            .map_err(|error| Error::Usage(format!("--input {}: cannot be read: {error}", path.display())))?,
-        None => Vec::new(),
+            .map_err(|error| Error::Usage(format!("{flag} {}: cannot be read: {error}", path.display()))),
+        None => Ok(Vec::new()),
     };
+    let payload = read("--input", &args.input)?;
+    let stderr = read("--stderr", &args.stderr)?;
+    let stderr = crate::error::scrub_bytes(&stderr).unwrap_or(stderr);
     let mut output = Vec::new();
     std::io::stdin()
         .lock()
@@ -52,7 +55,7 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     };
     let command = drain.map(|drain| drain.command.as_slice()).unwrap_or_default();
     let input = crate::drain::worker_input(&payload, command);
-    let outcome = classifier.classify_given(&input, &output, &[], args.exit_code, now, zone);
+    let outcome = classifier.classify_given(&input, &output, &stderr, args.exit_code, now, zone);
     // A drain stops a client announcing a wait longer than a minute (or than its
     // item_timeout) and counts a quota hit: docs/rate-limits.md, "Clients that wait for
     // the reset".

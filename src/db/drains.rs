@@ -112,16 +112,22 @@ pub fn read_controls(client: &mut impl GenericClient, names: &[String]) -> Resul
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// A `--note` (of `pause`, `burst on`) as given: `None` when left out (a note already
+/// there is kept), `Some(None)` when given empty or blank (it clears it), else the note.
+pub fn given_note(note: &Option<String>) -> Option<Option<&str>> {
+    note.as_deref().map(|note| Some(note).filter(|note| !note.trim().is_empty()))
+}
+
 /// Pause the drain. A drain already paused stays paused since its first pause, and keeps
 /// its note unless `note` is given (an empty one clears it) (docs/operations.md).
 pub fn set_pause(
     client: &mut impl GenericClient,
     name: &str,
-    note: Option<&str>,
+    note: Option<Option<&str>>,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let is_note_given = note.is_some();
-    let note = note.filter(|note| !note.trim().is_empty());
+    let note = note.flatten();
     client.execute(
         "UPDATE drains SET paused_at = coalesce(paused_at, $2),
                 pause_note = CASE WHEN $4 OR paused_at IS NULL THEN $3 ELSE pause_note END

@@ -544,20 +544,28 @@ impl Classifier {
     }
 }
 
-/// The part of `text` a hit matched at `start..end` shows: the whole line when it is short,
-/// else the message inside it, else [`MATCHED_LINE_MAX_CHARS`] around the match.
+/// The part of `text` a hit matched at `start..end` shows: the message a client's JSON
+/// line carries, else the whole line when it is short, else [`MATCHED_LINE_MAX_CHARS`]
+/// around the match.
 fn excerpt(text: &str, start: usize, end: usize) -> String {
+    // A client's JSON line (a `claude -p` result of 3 KB, a stream-json event) is read by
+    // the message it carries, not by the field names around the match.
+    let matched = text.get(start..end).unwrap_or_default();
+    if let Some(message) = json_message(text, matched).filter(|_| !matched.is_empty()) {
+        let message = crate::db::storable_text(&message).into_owned();
+        return match message.find(matched) {
+            Some(at) => excerpt_of_text(&message, at, at + matched.len()),
+            None => excerpt_of_text(&message, 0, 0),
+        };
+    }
+    excerpt_of_text(text, start, end)
+}
+
+/// [`excerpt`] of text that is no JSON line.
+fn excerpt_of_text(text: &str, start: usize, end: usize) -> String {
     let total = text.chars().count();
     if total <= MATCHED_LINE_MAX_CHARS {
         return text.to_string();
-    }
-    // A client's JSON line (a `claude -p` result of 3 KB) is read by the message it
-    // carries, not by the field names around the match.
-    let matched = text.get(start..end).unwrap_or_default();
-    if let Some(message) = json_message_holding(text, matched).filter(|_| !matched.is_empty()) {
-        let message = crate::db::storable_text(&message).into_owned();
-        let at = message.find(matched).unwrap_or(0);
-        return excerpt(&message, at, at + matched.len().min(message.len() - at));
     }
     let start_char = text[..start.min(text.len())].chars().count();
     let end_char = text[..end.min(text.len())].chars().count();
@@ -572,21 +580,26 @@ fn excerpt(text: &str, start: usize, end: usize) -> String {
     format!("{prefix}{}{suffix}", body.trim())
 }
 
-/// The message string of a JSON object line — `result`, `message`, `error.message`,
-/// `error` — that holds `matched` (the first one when `matched` is empty).
-fn json_message_holding(text: &str, matched: &str) -> Option<String> {
+/// The message a JSON object line carries — `result`, `message`, `error.message`, `error`,
+/// the text of `message.content` — the one that holds `matched`, else the first.
+fn json_message(text: &str, matched: &str) -> Option<String> {
     use serde_json::Value;
     let object: Value = serde_json::from_str(text.trim()).ok()?;
     let error = object.get("error");
-    let found =
-        [object.get("result"), object.get("message"), error.and_then(|error| error.get("message")), error]
+    let message = object.get("message");
+    // A stream-json `assistant` event carries its text in `message.content[].text`.
+    let content = message.and_then(|message| message.get("content")).and_then(Value::as_array);
+    let texts = content.into_iter().flatten().filter_map(|part| part.get("text"));
+    let candidates: Vec<&str> =
+        [object.get("result"), message, error.and_then(|error| error.get("message")), error]
             .into_iter()
             .flatten()
+            .chain(texts)
             .filter_map(Value::as_str)
-            .find(|message| message.contains(matched))
-            .filter(|message| !message.trim().is_empty())
-            .map(str::to_string);
-    found
+            .filter(|candidate| !candidate.trim().is_empty())
+            .collect();
+    let holding = candidates.iter().find(|candidate| candidate.contains(matched));
+    holding.or(candidates.first()).map(|message| message.to_string())
 }
 
 fn fallback_follows(lines: &[Line], last_line: usize) -> bool {
@@ -1334,11 +1347,50 @@ mod tests {
         // Claude Code and codex when the stream is cut: transient, retried, not a failure.
         let claude = br#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: Connection to the API was lost (ECONNRESET). This is usually temporary - try again."}"#;
         assert!(matches!(classify(Claude, claude, b"", Some(1)), Outcome::ServerError { .. }));
+        // What Claude Code 2.1.332 prints for a cut stream (and a reset before the headers).
+        for text in [
+            "API Error: Connection dropped (ECONNRESET). Check the gateway set in ANTHROPIC_BASE_URL, then try again.",
+            "API Error: Connection dropped (ECONNRESET). A VPN, firewall, or security software can cause this.",
+        ] {
+            assert!(matches!(classify(Claude, text.as_bytes(), b"", Some(1)), Outcome::ServerError { .. }), "{text}");
+        }
+        // gemini-cli 0.61.0 with its stream reset mid-answer.
+        let gemini = b"Error when talking to Gemini API TypeError: terminated\n    at Fetch.onAborted (node:internal/deps/undici/undici:11350:53)\n  [cause]: Error: read ECONNRESET\n";
+        assert!(matches!(classify(Gemini, b"", gemini, Some(1)), Outcome::ServerError { .. }));
         let codex = br#"{"type":"turn.failed","error":{"message":"stream disconnected before completion: Transport error: network error: error decoding response body"}}"#;
         assert!(matches!(
             classify(OpenAi, codex, b"Reading additional input from stdin...\n", Some(1)),
             Outcome::ServerError { .. }
         ));
+    }
+
+    #[test]
+    fn a_clients_json_line_is_shown_by_its_message() {
+        let fixture = |name: &str| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/real-clients")
+                .join(name);
+            std::fs::read(dir.join("stdout")).unwrap()
+        };
+        // Claude Code's 500 matched in `"api_error_type":"api_error"`: its `result` is shown,
+        // not the field names around the match.
+        let Outcome::ServerError { matched_line } =
+            classify(Claude, &fixture("claude-json-server-500"), b"", Some(1))
+        else {
+            panic!("a server error");
+        };
+        assert!(matched_line.starts_with("API Error: 500"), "{matched_line}");
+        // A stream-json `assistant` event: the text it carries.
+        let event = r#"{"type":"assistant","message":{"id":"m1","type":"message","role":"assistant","model":"<synthetic>","content":[{"type":"text","text":"API Error: Request rejected (429) · This request would exceed the rate limit"}],"stop_reason":"stop_sequence","usage":{"input_tokens":0,"output_tokens":0}},"session_id":"s1","error":"rate_limit"}"#;
+        if let Outcome::QuotaHit(hit) = classify(Claude, event.as_bytes(), b"", Some(1)) {
+            assert!(
+                hit.matched_line.starts_with("API Error: Request rejected (429)"),
+                "{}",
+                hit.matched_line
+            );
+        } else {
+            panic!("a quota hit");
+        }
     }
 
     #[test]

@@ -79,7 +79,13 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
         | \bselected\s+model\s+is\s+at\s+capacity\b
         | \bserver_is_overloaded\b
         | \bconnection\s+to\s+the\s+api\s+was\s+lost\b
+        | \bapi\s+error:\s+connection\s+(?:dropped|lost|closed|reset|error)\b
+        | \bconnection\s+closed\s+before\s+the\s+response\s+finished\b
         | \bstream\s+disconnected\s+before\s+completion\b
+        | \btypeerror:\s+terminated\b
+        | \bread\s+econnreset\b
+        | \bsocketerror:\s+other\s+side\s+closed\b
+        | \[api\s+error:\s+terminated\]
         "#,
     )
 });

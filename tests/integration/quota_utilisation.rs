@@ -61,7 +61,11 @@ fn a_parked_group_makes_no_worker_calls_until_resume_group() {
     let status = fixture.drainctl(&["status", "--json"]).run().json();
     for drain in status["drains"].as_array().unwrap() {
         assert_eq!(drain["state"], "parked", "{status}");
-        assert!(drain["parked_reason"].as_str().unwrap().contains("insufficient_quota"), "{status}");
+        // The message of the JSON body the client printed, not the body.
+        assert!(
+            drain["parked_reason"].as_str().unwrap().starts_with("You exceeded your current quota"),
+            "{status}"
+        );
     }
     let human = fixture.drainctl(&["status"]).run();
     assert!(human.stdout.contains("resume --group shared"), "{}", human.stdout);

@@ -157,6 +157,35 @@ fn two_passes_meeting_one_stated_reset_at_once_record_it_once() {
 }
 
 #[test]
+fn a_hit_stating_a_reset_the_backoff_in_force_outlasts_is_not_announced() {
+    // alpha meets 10:30; beta, already running, meets a message stating 10:20 a moment
+    // later: the backoff in force outlasts it, nothing changes. Before: a second
+    // notification, "until 10:31 (stated reset + margin)" beside a stated 10:20.
+    let fixture = Fixture::new(&config(), NOW);
+    let mut passes = Vec::new();
+    for (drain, reset) in [("alpha", 1795775400), ("beta", 1795774800)] {
+        let (started, go) = (fixture.path(&format!("started-{drain}")), fixture.path(&format!("go-{drain}")));
+        let steps = json!({ "steps": [
+            { "touch": started }, { "wait_for_file": go },
+            { "err": format!("Claude AI usage limit reached|{reset}") }, { "exit": 1 }
+        ] });
+        fixture.enqueue(drain, &[("x".into(), steps)]);
+        passes.push(fixture.drainctl(&["drain", drain]).spawn());
+        wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
+    }
+    std::fs::write(fixture.path("go-alpha"), "").unwrap();
+    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
+    });
+    std::fs::write(fixture.path("go-beta"), "").unwrap();
+    for pass in passes {
+        finished(pass.wait_with_output().unwrap()).assert_code(0);
+    }
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:31:00Z");
+}
+
+#[test]
 fn a_pass_already_running_that_meets_the_stated_minute_again_keeps_its_longer_wait() {
     // codex cuts 00:24:28Z to "1:24 AM" (Paris). Pass alpha meets it at 00:23:20; pass
     // beta, whose worker was already running, meets it again at 00:24:02, inside the

@@ -142,6 +142,25 @@ fn gemini_exiting_0_without_an_answer_is_a_transient_failure_not_done() {
     assert_eq!(cut_result, None, "nothing of a cut answer is kept");
     assert_eq!(fixture.item("alpha", "answered").0, "done");
     assert_eq!(attempt_outcomes(&fixture), ["transient", "transient", "transient", "done"]);
+    // quota test reads the two streams apart as the pass does.
+    std::fs::write(fixture.path("err.txt"), format!("[ERROR] {error}\n")).unwrap();
+    let err = fixture.path("err.txt");
+    let verdict = fixture
+        .drainctl(&[
+            "quota",
+            "test",
+            "--profile",
+            "gemini",
+            "--exit-code",
+            "0",
+            "--json",
+            "--stderr",
+            err.to_str().unwrap(),
+        ])
+        .stdin("Partial answer, cut\n")
+        .run();
+    verdict.assert_code(0);
+    assert_eq!(verdict.json()["outcome"], "no_answer", "{}", verdict.stdout);
 }
 
 #[test]
