@@ -253,20 +253,25 @@ pub fn usage_by_drain_since(
 
 /// The usage of every attempt of run `run_id`.
 pub fn usage_of_run(client: &mut impl GenericClient, run_id: i64) -> Result<UsageSums> {
-    let row = client.query_one(
+    usage_of(
+        client,
         concat!("SELECT ", sum_columns!(), " FROM attempts a WHERE a.run_id = $1 AND ", reported!()),
-        &[&run_id],
-    )?;
-    Ok(sums_from(&row, 0))
+        run_id,
+    )
 }
 
 /// The usage of every attempt of item `item_id` (index `attempts_item`).
 pub fn usage_of_item(client: &mut impl GenericClient, item_id: i64) -> Result<UsageSums> {
-    let row = client.query_one(
+    usage_of(
+        client,
         concat!("SELECT ", sum_columns!(), " FROM attempts a WHERE a.item_id = $1 AND ", reported!()),
-        &[&item_id],
-    )?;
-    Ok(sums_from(&row, 0))
+        item_id,
+    )
+}
+
+/// The sums `statement` reads for the run or item `id`.
+fn usage_of(client: &mut impl GenericClient, statement: &str, id: i64) -> Result<UsageSums> {
+    Ok(sums_from(&client.query_one(statement, &[&id])?, 0))
 }
 
 /// What the attempts of `drain` reported they cost since `since` (those whose item is

@@ -99,26 +99,43 @@ fn hits_without_a_reset_back_off_five_minutes_then_the_default() {
     assert_eq!(rules, ["suspected", "confirmed"]);
 }
 
-#[test]
-fn two_passes_meeting_one_limit_at_once_are_one_suspected_hit_not_a_confirmed_one() {
-    let fixture = Fixture::new(&config(), NOW);
-    let go = fixture.path("go");
+/// Start a pass of each drain whose worker starts, waits for the file `go-DRAIN`, then
+/// prints its message and exits 1: passes already running when the vendor's limit arrives.
+fn held_passes(fixture: &Fixture, hits: &[(&str, &str)]) -> Vec<std::process::Child> {
     let mut passes = Vec::new();
-    for drain in ["alpha", "beta"] {
-        let started = fixture.path(&format!("started-{drain}"));
-        // Both workers are running when the vendor's limit arrives; both see it.
+    for (drain, message) in hits {
+        let (started, go) = (fixture.path(&format!("started-{drain}")), fixture.path(&format!("go-{drain}")));
         let steps = json!({ "steps": [
-            { "touch": started }, { "wait_for_file": go },
-            { "err": "Claude AI usage limit reached" }, { "exit": 1 }
+            { "touch": started }, { "wait_for_file": go }, { "err": message }, { "exit": 1 }
         ] });
         fixture.enqueue(drain, &[("x".into(), steps)]);
         passes.push(fixture.drainctl(&["drain", drain]).spawn());
         wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
     }
-    std::fs::write(&go, "").unwrap();
+    passes
+}
+
+/// Let the held worker of `drain` meet its limit.
+fn release(fixture: &Fixture, drain: &str) {
+    std::fs::write(fixture.path(&format!("go-{drain}")), "").unwrap();
+}
+
+/// Wait for the held passes to end, each with 0.
+fn all_finished(passes: Vec<std::process::Child>) {
     for pass in passes {
         finished(pass.wait_with_output().unwrap()).assert_code(0);
     }
+}
+
+#[test]
+fn two_passes_meeting_one_limit_at_once_are_one_suspected_hit_not_a_confirmed_one() {
+    let fixture = Fixture::new(&config(), NOW);
+    // Both workers are running when the vendor's limit arrives; both see it.
+    let limit = "Claude AI usage limit reached";
+    let passes = held_passes(&fixture, &[("alpha", limit), ("beta", limit)]);
+    release(&fixture, "alpha");
+    release(&fixture, "beta");
+    all_finished(passes);
     // Before: the second pass's hit confirmed the first's, an hour's backoff for a limit
     // nobody had retried yet.
     // The second hit is the first seen again: one backoff_set, one notification.
@@ -134,23 +151,12 @@ fn two_passes_meeting_one_limit_at_once_are_one_suspected_hit_not_a_confirmed_on
 #[test]
 fn two_passes_meeting_one_stated_reset_at_once_record_it_once() {
     let fixture = Fixture::new(&config(), NOW);
-    let go = fixture.path("go");
-    let mut passes = Vec::new();
     // 10:30 as an epoch, as Claude Code states its reset.
     let message = "Claude AI usage limit reached|1795775400";
-    for drain in ["alpha", "beta"] {
-        let started = fixture.path(&format!("started-{drain}"));
-        let steps = json!({ "steps": [
-            { "touch": started }, { "wait_for_file": go }, { "err": message }, { "exit": 1 }
-        ] });
-        fixture.enqueue(drain, &[("x".into(), steps)]);
-        passes.push(fixture.drainctl(&["drain", drain]).spawn());
-        wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
-    }
-    std::fs::write(&go, "").unwrap();
-    for pass in passes {
-        finished(pass.wait_with_output().unwrap()).assert_code(0);
-    }
+    let passes = held_passes(&fixture, &[("alpha", message), ("beta", message)]);
+    release(&fixture, "alpha");
+    release(&fixture, "beta");
+    all_finished(passes);
     // Before: two `backoff_set` events (two notifications) for the one limit.
     assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:31:00Z");
@@ -162,25 +168,19 @@ fn a_hit_stating_a_reset_the_backoff_in_force_outlasts_is_not_announced() {
     // later: the backoff in force outlasts it, nothing changes. Before: a second
     // notification, "until 10:31 (stated reset + margin)" beside a stated 10:20.
     let fixture = Fixture::new(&config(), NOW);
-    let mut passes = Vec::new();
-    for (drain, reset) in [("alpha", 1795775400), ("beta", 1795774800)] {
-        let (started, go) = (fixture.path(&format!("started-{drain}")), fixture.path(&format!("go-{drain}")));
-        let steps = json!({ "steps": [
-            { "touch": started }, { "wait_for_file": go },
-            { "err": format!("Claude AI usage limit reached|{reset}") }, { "exit": 1 }
-        ] });
-        fixture.enqueue(drain, &[("x".into(), steps)]);
-        passes.push(fixture.drainctl(&["drain", drain]).spawn());
-        wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
-    }
-    std::fs::write(fixture.path("go-alpha"), "").unwrap();
+    let passes = held_passes(
+        &fixture,
+        &[
+            ("alpha", "Claude AI usage limit reached|1795775400"),
+            ("beta", "Claude AI usage limit reached|1795774800"),
+        ],
+    );
+    release(&fixture, "alpha");
     wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
     });
-    std::fs::write(fixture.path("go-beta"), "").unwrap();
-    for pass in passes {
-        finished(pass.wait_with_output().unwrap()).assert_code(0);
-    }
+    release(&fixture, "beta");
+    all_finished(passes);
     assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:31:00Z");
 }
@@ -193,26 +193,15 @@ fn a_pass_already_running_that_meets_the_stated_minute_again_keeps_its_longer_wa
     // shorter backoff in force was kept, and the next pass called into the limit again.
     let fixture = Fixture::new(&config(), "2026-12-03T00:23:20Z");
     let message = "You've hit your usage limit. Upgrade to Pro or try again at 1:24 AM.";
-    let mut passes = Vec::new();
-    for drain in ["alpha", "beta"] {
-        let (started, go) = (fixture.path(&format!("started-{drain}")), fixture.path(&format!("go-{drain}")));
-        let steps = json!({ "steps": [
-            { "touch": started }, { "wait_for_file": go }, { "err": message }, { "exit": 1 }
-        ] });
-        fixture.enqueue(drain, &[("x".into(), steps)]);
-        passes.push(fixture.drainctl(&["drain", drain]).spawn());
-        wait_until("the worker to start", std::time::Duration::from_secs(20), || started.exists());
-    }
-    std::fs::write(fixture.path("go-alpha"), "").unwrap();
+    let passes = held_passes(&fixture, &[("alpha", message), ("beta", message)]);
+    release(&fixture, "alpha");
     wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
     });
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:24:04Z");
     fixture.set_now("2026-12-03T00:24:02Z");
-    std::fs::write(fixture.path("go-beta"), "").unwrap();
-    for pass in passes {
-        finished(pass.wait_with_output().unwrap()).assert_code(0);
-    }
+    release(&fixture, "beta");
+    all_finished(passes);
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:25:05Z");
     assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
 }
