@@ -359,11 +359,17 @@ pub fn scrub(text: &str) -> String {
         // A message may quote a piece of a value it took apart (`unknown unit "Secret"` of
         // the duration `1Secret8`): a quoted piece of four or more characters of a secret
         // is hidden too.
-        if !secrets.is_empty() {
+        // (Of a secret long enough to be a password: a short one's pieces are common words.)
+        let long: Vec<String> = secrets
+            .iter()
+            .filter(|secret| secret.chars().count() >= 8)
+            .map(|secret| secret.to_lowercase())
+            .collect();
+        if !long.is_empty() {
             scrubbed = QUOTED
                 .replace_all(&scrubbed, |found: &regex::Captures<'_>| {
                     let piece = found[1].to_lowercase();
-                    if secrets.iter().any(|secret| secret.to_lowercase().contains(&piece)) {
+                    if long.iter().any(|secret| secret.contains(&piece)) {
                         "\"***\"".to_string()
                     } else {
                         found[0].to_string()

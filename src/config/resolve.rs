@@ -164,7 +164,7 @@ pub fn register_environment_secrets() {
 /// file may hold its password elsewhere too (`env = "PGPASSWORD=…"`). The `[database] url`
 /// however written (a header, an inline table, dotted or quoted keys, a multi-line
 /// string), read as plain TOML; and, should the text not even be TOML, every `url = …`
-/// line and every `scheme://user:password@` in it.
+/// line and every `postgres://user:password@` in it.
 pub fn register_secrets_in(text: &str) {
     if let Ok(table) = text.parse::<toml::Table>() {
         let url = table.get("database").and_then(|database| database.get("url"));
@@ -183,7 +183,7 @@ pub fn register_secrets_in(text: &str) {
         }
     }
     static ANY_URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        crate::quota::patterns::compile(r#"(?i)[a-z][a-z0-9+.-]*://[^\s/?#@:'"]*:[^\s'"]*@[^\s'"]*"#)
+        crate::quota::patterns::compile(r#"(?i)postgres(?:ql)?://[^\s/?#@:'"]*:[^\s'"]*@[^\s'"]*"#)
     });
     for found in ANY_URL.find_iter(text) {
         register_password_of(found.as_str());
