@@ -141,11 +141,11 @@ impl Table for RawDrain {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    pub dir: String,
-    pub glob: Option<String>,
-    pub max_files_per_scan: Option<i64>,
-    pub max_hash_bytes_per_scan: Option<i64>,
-    pub max_hash_seconds_per_scan: Option<String>,
+    pub dir: Spanned<String>,
+    pub glob: Option<Spanned<String>>,
+    pub max_files_per_scan: Option<Spanned<i64>>,
+    pub max_hash_bytes_per_scan: Option<Spanned<i64>>,
+    pub max_hash_seconds_per_scan: Option<Spanned<String>>,
 }
 
 impl Table for RawSource {
@@ -156,9 +156,9 @@ impl Table for RawSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWindow {
-    pub days: String,
-    pub from: String,
-    pub to: String,
+    pub days: Spanned<String>,
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
 }
 
 impl Table for RawWindow {
@@ -169,8 +169,8 @@ impl Table for RawWindow {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetryBackoff {
-    pub base: Option<String>,
-    pub max: Option<String>,
+    pub base: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
 }
 
 impl Table for RawRetryBackoff {

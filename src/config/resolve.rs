@@ -384,47 +384,71 @@ fn resolve_source(
     base_dir: &Path,
 ) -> Result<SourceConfig> {
     let value = raw.get_ref();
-    let error = |key: &str, message: String| {
-        source.error_for(raw, &format!("drain {drain:?}: source.{key}: {message}"))
+    // Each error points at its value (a dotted `source.glob` may sit lines below the
+    // table's first key).
+    let error = |at: std::ops::Range<usize>, key: &str, message: String| {
+        source.error_at(Some(at), &format!("drain {drain:?}: source.{key}: {message}"))
     };
-    if value.dir.trim().is_empty() {
-        return Err(error("dir", "is empty; name the folder whose files become items".to_string()));
-    }
-    if value.dir.contains('\0') {
+    let dir = value.dir.get_ref();
+    if dir.trim().is_empty() {
         return Err(error(
+            value.dir.span(),
             "dir",
-            format!("{:?} has a NUL character, which no path can hold; remove it", value.dir),
+            "is empty; name the folder whose files become items".to_string(),
         ));
     }
-    let glob = crate::glob::Glob::parse(value.glob.as_deref().unwrap_or(DEFAULT_SOURCE_GLOB))
-        .map_err(|message| error("glob", message))?;
-    let max_files_per_scan = match value.max_files_per_scan {
-        None => DEFAULT_MAX_FILES_PER_SCAN,
-        Some(n) if (1..=10_000_000).contains(&n) => n as u32,
-        Some(n) => {
-            return Err(error("max_files_per_scan", format!("{n} is out of range; use 1 to 10000000")))
+    if dir.contains('\0') {
+        return Err(error(
+            value.dir.span(),
+            "dir",
+            format!("{dir:?} has a NUL character, which no path can hold; remove it"),
+        ));
+    }
+    let glob = match &value.glob {
+        Some(glob) => {
+            crate::glob::Glob::parse(glob.get_ref()).map_err(|message| error(glob.span(), "glob", message))?
         }
+        None => crate::glob::Glob::parse(DEFAULT_SOURCE_GLOB)
+            .map_err(|message| error(raw.span(), "glob", message))?,
     };
-    let max_hash_bytes_per_scan = match value.max_hash_bytes_per_scan {
-        None => DEFAULT_MAX_HASH_BYTES_PER_SCAN,
-        Some(n) if n >= 64 => n as u64,
+    let max_files_per_scan = match &value.max_files_per_scan {
+        None => DEFAULT_MAX_FILES_PER_SCAN,
+        Some(n) if (1..=10_000_000).contains(n.get_ref()) => *n.get_ref() as u32,
         Some(n) => {
             return Err(error(
+                n.span(),
+                "max_files_per_scan",
+                format!("{} is out of range; use 1 to 10000000", n.get_ref()),
+            ))
+        }
+    };
+    let max_hash_bytes_per_scan = match &value.max_hash_bytes_per_scan {
+        None => DEFAULT_MAX_HASH_BYTES_PER_SCAN,
+        Some(n) if *n.get_ref() >= 64 => *n.get_ref() as u64,
+        Some(n) => {
+            return Err(error(
+                n.span(),
                 "max_hash_bytes_per_scan",
-                format!("{n} is out of range; use at least 64 (bytes; 268435456 is 256 MiB)"),
+                format!("{} is out of range; use at least 64 (bytes; 268435456 is 256 MiB)", n.get_ref()),
             ))
         }
     };
     let max_hash_seconds_per_scan = match &value.max_hash_seconds_per_scan {
         None => DEFAULT_MAX_HASH_SECONDS_PER_SCAN,
-        Some(text) => match parse_bounded_duration(text) {
+        Some(text) => match parse_bounded_duration(text.get_ref()) {
             Ok(duration) if !duration.is_zero() => duration,
-            Ok(_) => return Err(error("max_hash_seconds_per_scan", "must be more than 0s".to_string())),
-            Err(message) => return Err(error("max_hash_seconds_per_scan", message)),
+            Ok(_) => {
+                return Err(error(
+                    text.span(),
+                    "max_hash_seconds_per_scan",
+                    "must be more than 0s".to_string(),
+                ))
+            }
+            Err(message) => return Err(error(text.span(), "max_hash_seconds_per_scan", message)),
         },
     };
     Ok(SourceConfig {
-        dir: base_dir.join(&value.dir),
+        dir: base_dir.join(dir),
         glob,
         max_files_per_scan,
         max_hash_bytes_per_scan,
@@ -623,13 +647,20 @@ fn compile_user_patterns(
 
 fn resolve_window(window: &Spanned<RawWindow>, scope: &DrainScope) -> Result<Window> {
     let w = window.get_ref();
-    Window::parse(&w.days, &w.from, &w.to).map_err(|message| scope.error_for(window, "window", &message))
+    // The error points at the field it is about (a dotted `window.from` may sit lines
+    // below the first of them).
+    Window::parse_fields(w.days.get_ref(), w.from.get_ref(), w.to.get_ref()).map_err(|(field, message)| {
+        let at = [&w.days, &w.from, &w.to][field];
+        scope.error_for(at, "window", &message)
+    })
 }
 
 /// `retry_backoff = { base, max }`, each defaulted on its own.
 fn resolve_retry_backoff(retry: &Spanned<RawRetryBackoff>, scope: &DrainScope) -> Result<RetryBackoff> {
-    let parse = |value: &Option<String>, key: &str, default: Duration| match value {
-        Some(text) => parse_bounded_duration(text).map_err(|message| scope.error_for(retry, key, &message)),
+    let parse = |value: &Option<Spanned<String>>, key: &str, default: Duration| match value {
+        Some(text) => {
+            parse_bounded_duration(text.get_ref()).map_err(|message| scope.error_for(text, key, &message))
+        }
         None => Ok(default),
     };
     Ok(RetryBackoff {
@@ -1048,17 +1079,18 @@ mod tests {
 
     #[test]
     fn bad_sources_are_refused_where_they_are_written() {
+        // At the value itself (before: the table's brace, column 10).
         for (text, location, fragment) in [
-            ("source = { dir = \"d\", glob = \"../*\" }\n", ":4:10:", "source.glob: glob \"../*\" must not"),
-            ("source = { dir = \"d\", glob = \"/abs/*\" }\n", ":4:10:", "must be relative to dir"),
-            ("source = { dir = \"\" }\n", ":4:10:", "source.dir: is empty"),
-            ("source = { dir = \"d\", max_files_per_scan = 0 }\n", ":4:10:", "0 is out of range"),
+            ("source = { dir = \"d\", glob = \"../*\" }\n", ":4:30:", "source.glob: glob \"../*\" must not"),
+            ("source = { dir = \"d\", glob = \"/abs/*\" }\n", ":4:30:", "must be relative to dir"),
+            ("source = { dir = \"\" }\n", ":4:18:", "source.dir: is empty"),
+            ("source = { dir = \"d\", max_files_per_scan = 0 }\n", ":4:44:", "0 is out of range"),
             ("source = { dir = \"d\", globs = \"*\" }\n", ":4:23:", "unknown field `globs`"),
-            ("source = { dir = \"d\", max_hash_bytes_per_scan = 63 }\n", ":4:10:", "63 is out of range"),
-            ("source = { dir = \"d\", max_hash_seconds_per_scan = \"0s\" }\n", ":4:10:", "more than 0s"),
+            ("source = { dir = \"d\", max_hash_bytes_per_scan = 63 }\n", ":4:49:", "63 is out of range"),
+            ("source = { dir = \"d\", max_hash_seconds_per_scan = \"0s\" }\n", ":4:51:", "more than 0s"),
             (
                 "source = { dir = \"d\", max_hash_seconds_per_scan = \"soon\" }\n",
-                ":4:10:",
+                ":4:51:",
                 "max_hash_seconds_per_scan",
             ),
         ] {
@@ -1265,7 +1297,7 @@ mod tests {
             (format!("{drain}command = [\"w\"]\nworkdir = \"/srv\\u0000\"\n"), ":4:11:", "drain \"a\": workdir:"),
             (
                 format!("{drain}command = [\"w\"]\nsource = {{ dir = \"d\\u0000\" }}\n"),
-                ":4:10:",
+                ":4:18:",
                 "drain \"a\": source.dir:",
             ),
             (

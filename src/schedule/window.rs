@@ -61,11 +61,18 @@ impl Window {
     /// `fri-mon`), or `*`/`all`/`daily` for every day. Times are 24-hour `HH:MM`; `to`
     /// may also be `24:00` (the same as `00:00`). The error is a one-line message naming
     /// the bad value and the accepted forms.
+    #[cfg(test)]
     pub fn parse(days: &str, from: &str, to: &str) -> Result<Window, String> {
+        Window::parse_fields(days, from, to).map_err(|(_, message)| message)
+    }
+
+    /// [`Window::parse`], saying which of the three fields (`0` days, `1` from, `2` to) a
+    /// refusal is about, so that a configuration error can point at it.
+    pub fn parse_fields(days: &str, from: &str, to: &str) -> Result<Window, (usize, String)> {
         Ok(Window {
-            days: parse_days(days)?,
-            from: parse_time("from", from, false)?,
-            to: parse_time("to", to, true)?,
+            days: parse_days(days).map_err(|message| (0, message))?,
+            from: parse_time("from", from, false).map_err(|message| (1, message))?,
+            to: parse_time("to", to, true).map_err(|message| (2, message))?,
         })
     }
 

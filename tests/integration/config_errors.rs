@@ -55,9 +55,10 @@ fn bad_duration() {
 
 #[test]
 fn bad_window() {
+    // At the value itself (before: the inline table's brace, column 10).
     check(
         "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nwindow = { days = \"sun-xyz\", from = \"22:00\", to = \"06:00\" }\n",
-        &[":4:10:", "sun-xyz"],
+        &[":4:19:", "sun-xyz"],
     );
 }
 
@@ -218,4 +219,14 @@ fn dotted_keys_inside_a_table_are_the_tables_they_spell() {
     fixture.drainctl(&["drain", "a"]).run().assert_code(0);
     let shown = fixture.drainctl(&["items", "show", "a", "k", "--json"]).run().json();
     assert_eq!(shown["result"].as_str().map(str::trim), Some("GREETING=hello"), "{shown}");
+}
+
+#[test]
+fn a_bad_value_in_a_dotted_sub_table_is_named_at_its_own_line() {
+    // `window.from` on line 6, below the table's first key: before, the error pointed at
+    // line 4 (where `window.days` begins the table).
+    check(
+        "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nwindow.days = \"mon-fri\"\nwindow.to = \"17:00\"\nwindow.from = \"25:00\"\n",
+        &[":6:15:", "window: invalid window from time \"25:00\""],
+    );
 }

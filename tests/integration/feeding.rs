@@ -459,7 +459,7 @@ fn scan_errors_say_what_to_fix() {
     fixture.write_config(&config("source = { dir = \"data\", glob = \"../*\" }\n"));
     let bad_glob = fixture.drainctl(&["scan", "sessions"]).run();
     bad_glob.assert_code(78);
-    assert!(bad_glob.stderr.contains(":9:10: drain \"sessions\": source.glob:"), "{}", bad_glob.stderr);
+    assert!(bad_glob.stderr.contains(":9:33: drain \"sessions\": source.glob:"), "{}", bad_glob.stderr);
 }
 
 #[test]

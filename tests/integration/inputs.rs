@@ -45,12 +45,12 @@ fn every_duration_setting_longer_than_a_hundred_years_is_refused_at_load_naming_
         (format!("{DRAIN}every = {huge}\n"), ":4:9:", "drain \"docs\": every"),
         (
             format!("{DRAIN}retry_backoff = {{ base = {huge} }}\n"),
-            ":4:17:",
+            ":4:26:",
             "drain \"docs\": retry_backoff.base",
         ),
         (
             format!("{DRAIN}retry_backoff = {{ max = {huge} }}\n"),
-            ":4:17:",
+            ":4:25:",
             "drain \"docs\": retry_backoff.max",
         ),
         (
