@@ -66,7 +66,8 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
     None
 }
 
-fn is_noise(line: &str) -> bool {
+/// Whether `line` is noise: nothing a client says of what went wrong.
+pub(super) fn is_noise(line: &str) -> bool {
     line.contains("[object Object]")
         || BANNERS.contains(&line)
         || STACK_FRAME.is_match(line)

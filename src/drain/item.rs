@@ -318,13 +318,15 @@ impl Pass<'_> {
             }
             Outcome::Other if is_plain_success(&report, &outcome) => self.succeed(item, account, report),
             Outcome::ServerError { matched_line } => {
-                self.fail(
-                    item,
-                    &report,
-                    AttemptOutcome::Transient,
-                    &format!("server error: {matched_line}"),
-                    now,
-                )?;
+                // A field of a dumped error (gemini's `"code": 500`) says less than the
+                // line that says what went wrong.
+                let said = if super::failure_line::is_noise(matched_line.trim()) {
+                    super::failure_line::failure_line(&report.stdout_tail, &report.stderr_tail)
+                } else {
+                    None
+                };
+                let error = format!("server error: {}", said.unwrap_or(matched_line));
+                self.fail(item, &report, AttemptOutcome::Transient, &error, now)?;
                 Ok(ItemEnd::Settled)
             }
             Outcome::NoAnswer { error } => {

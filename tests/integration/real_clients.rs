@@ -164,6 +164,27 @@ fn gemini_exiting_0_without_an_answer_is_a_transient_failure_not_done() {
 }
 
 #[test]
+fn a_server_error_matched_in_a_dumped_field_is_recorded_with_the_line_saying_what_went_wrong() {
+    // gemini-cli 0.61.0 `-o json` on a 500: the error object it prints ends with
+    // `"code": 500`, where the server error is seen. Before: `server error: "code": 500`.
+    let fixture = Fixture::new(&config("2m", ""), NOW);
+    let stderr = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/real-clients/gemini-json-server-500/stderr"),
+    )
+    .unwrap();
+    fixture.enqueue(
+        "alpha",
+        &[("a1".into(), json!({ "steps": [{ "err": stderr.trim_end() }, { "exit": 1 }] }))],
+    );
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    let (state, _, error) = fixture.item("alpha", "a1");
+    let error = error.unwrap_or_default();
+    assert_eq!(state, "pending", "{error}");
+    assert!(error.starts_with("server error: ") && error.contains("Internal error encountered"), "{error}");
+}
+
+#[test]
 fn a_failed_client_is_recorded_with_the_line_saying_what_went_wrong() {
     let fixture = Fixture::new(&config("2m", "max_attempts = 1\n"), NOW);
     // claude -p prints its errors on stdout; gemini-cli ends with an object dump and
