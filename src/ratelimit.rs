@@ -87,31 +87,56 @@ pub fn record_quota_hit(
         before = before.confirming(now);
     }
     let mut decision = decide_backoff(hit.stated_reset(), now, before, policy);
-    // A hit without a trusted reset while a backoff is in force is the same limit seen
-    // again by a pass that was already running: it changes nothing, and says nothing
-    // (one `backoff_set`, one notification).
-    // So is a hit stating the very reset the backoff in force (or the one that ended a
-    // moment ago) was set for: two passes meeting the limit together, or a client that
-    // cut the reset to its minute met again in that minute; and one stating a reset the
-    // backoff in force outlasts: it changes nothing either.
+    // While a backoff is in force no worker of this account starts: a hit now comes from a
+    // pass that was already running — another pass of the group (`concurrency`, a second
+    // drain) meeting the same limit. It changes nothing and says nothing (one
+    // `backoff_set`, one notification; docs/rate-limits.md, "Several passes") when it
+    // brings no news: no trusted reset, a reset of now, or a reset the backoff in force
+    // outlasts. A trusted reset where the backoff in force is a guess (no reset) is news:
+    // it replaces the guess, shorter or not.
     let parsed = crate::backoff::BackoffRule::ParsedReset;
     let in_force = previous.backoff_until.filter(|until| *until > now);
+    let is_now = decision.basis == Some(crate::backoff::WaitBasis::NowAgain)
+        || (decision.rule == parsed && decision.reset_at.is_some_and(|reset| reset <= now));
+    let replaces_a_guess =
+        decision.rule == parsed && !is_now && previous.rule.is_some_and(|rule| rule != parsed);
+    let changes_nothing = !hit.needs_attention
+        && !replaces_a_guess
+        && in_force.is_some_and(|until| decision.rule != parsed || is_now || until >= decision.until);
+    if changes_nothing {
+        let kept = BackoffDecision {
+            until: in_force.unwrap_or(decision.until),
+            rule: previous.rule.unwrap_or(decision.rule),
+            suspected_at: previous.suspected_at,
+            basis: None,
+            now_hits,
+            ..decision
+        };
+        log::info!(
+            "{} met the limit again ({}): the backoff in force until {} stands",
+            subject(source),
+            hit.matched_line,
+            crate::output::local_time(kept.until, zone)
+        );
+        return Ok(RecordedHit { decision: kept, parks_group: false });
+    }
+    // A wait that only widens the one just announced — the same stated reset met again in
+    // its minute, or a relative reset a moment later than another pass's (`try again in
+    // 16.377s` beside `16.371s`) — is written and recorded, but not notified again.
     let is_same_stated_reset = decision.rule == parsed
         && previous.rule == Some(parsed)
         && decision.stated_reset.is_some()
         && decision.stated_reset == previous.reset_at
         && previous.backoff_until.is_some_and(|until| now - until <= chrono::Duration::seconds(60));
-    let is_outlasted = in_force.is_some_and(|until| until >= decision.until);
-    let is_seen_again = !hit.needs_attention
-        && ((in_force.is_some() && decision.rule != parsed) || is_same_stated_reset || is_outlasted);
-    // Never shorten a backoff another pass of the group set a moment ago: the backoff kept
-    // is the one in force, with its rule and its suspicion (a hit seen again neither marks
-    // a confirmed limit suspected nor stops a pass that can switch accounts).
-    // (A hit of the same stated reset that waits longer — the end of the stated minute —
-    // keeps its own, longer wait.)
-    if let Some(existing) = previous.backoff_until.filter(|existing| {
-        *existing > decision.until || (is_seen_again && decision.rule != parsed && *existing > now)
-    }) {
+    let is_a_moment_later = decision.rule == parsed
+        && previous.rule == Some(parsed)
+        && in_force.is_some_and(|until| decision.until - until <= chrono::Duration::seconds(2));
+    let is_announced = !(is_same_stated_reset || is_a_moment_later);
+    // Never shorten a backoff another pass of the group set a moment ago (unless a trusted
+    // reset replaces a guess): the longer wait stands.
+    if let Some(existing) =
+        previous.backoff_until.filter(|existing| *existing > decision.until && !replaces_a_guess)
+    {
         decision.until = existing;
         decision.rule = previous.rule.unwrap_or(decision.rule);
         decision.suspected_at = previous.suspected_at;
@@ -163,8 +188,8 @@ pub fn record_quota_hit(
         rule_text(&decision),
         hit.matched_line
     );
-    if is_seen_again {
-        log::info!("{message} (the same limit, seen again: announced once)");
+    if !is_announced {
+        log::info!("{message} (the same limit, widened: not notified again)");
     }
     let event = event_for(EventKind::BackoffSet, message).data(json!({
         "backoff_until": until,
@@ -174,9 +199,13 @@ pub fn record_quota_hit(
         "matched_line": hit.matched_line,
         "needs_attention": hit.needs_attention,
         "account": source.account,
+        // False for a wait that only widens the one just announced: not notified again.
+        "announced": is_announced,
     }));
-    if !is_seen_again {
+    if is_announced {
         record_event(client, outbox, &event, now)?;
+    } else {
+        crate::db::events::record_unannounced_event(client, &event, now)?;
     }
     let parks_group = if hit.parks_group(source.can_switch_accounts()) {
         park_group(client, outbox, source, hit, &hit.matched_line, now)?;

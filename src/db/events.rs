@@ -140,6 +140,16 @@ pub fn record_event(
     insert_event(client, outbox, event, at, outbox.wants(event.kind))
 }
 
+/// [`record_event`] for an event no notification is sent for: what an earlier event of
+/// the same moment already announced (a limit's wait widened, docs/rate-limits.md).
+pub fn record_unannounced_event(
+    client: &mut impl GenericClient,
+    event: &Event,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    insert_event(client, &Outbox::unwatched(), event, at, false)
+}
+
 /// [`record_event`] for a migration's event, recorded in the transaction that applies it,
 /// when `notifications_due` may not exist yet: its notification is kept in memory only
 /// (`migrate` sends it as soon as the migration committed).

@@ -203,7 +203,72 @@ fn a_pass_already_running_that_meets_the_stated_minute_again_keeps_its_longer_wa
     release(&fixture, "beta");
     all_finished(passes);
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:25:05Z");
+    // Recorded (the events say why the wait widened), notified once.
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset"]);
+    assert_eq!(announced_rules(&fixture), ["parsed_reset"]);
+}
+
+#[test]
+fn passes_meeting_a_reset_of_now_together_wait_once_not_twice_as_long() {
+    // "reset at 10:00:00" seen at 10:00 by two passes already running. Before: the second
+    // doubled the first's 2 s retry (and each announced it).
+    let fixture = Fixture::new(&config(), NOW);
+    let now = "Claude AI usage limit reached|1795773600";
+    let passes = held_passes(&fixture, &[("alpha", now), ("beta", now)]);
+    release(&fixture, "alpha");
+    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
+    });
+    release(&fixture, "beta");
+    all_finished(passes);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:02Z");
     assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
+    assert_eq!(fixture.count("SELECT now_hits::int8 FROM quota_backoffs WHERE quota_group = 'shared'"), 1);
+}
+
+#[test]
+fn a_relative_reset_a_moment_later_than_another_passes_widens_the_wait_unannounced() {
+    // `try again in 20.371s` and, from the other pass, `20.377s`: one limit.
+    let fixture = Fixture::new(&config(), NOW);
+    let passes = held_passes(
+        &fixture,
+        &[
+            ("alpha", "Rate limit reached. Please try again in 20.371s."),
+            ("beta", "Rate limit reached. Please try again in 20.377s."),
+        ],
+    );
+    release(&fixture, "alpha");
+    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
+    });
+    release(&fixture, "beta");
+    all_finished(passes);
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset"]);
+    assert_eq!(announced_rules(&fixture), ["parsed_reset"], "one notification");
+}
+
+#[test]
+fn a_trusted_reset_replaces_the_guess_of_a_hit_without_one() {
+    // alpha's hit states no reset (a 5-minute suspected backoff); beta's, a moment later,
+    // `try again in 20s`. Before: the group waited the 5 minutes, the 20 s ignored.
+    let fixture = Fixture::new(&config(), NOW);
+    let passes = held_passes(
+        &fixture,
+        &[
+            ("alpha", "Claude AI usage limit reached"),
+            ("beta", "Rate limit reached. Please try again in 20s."),
+        ],
+    );
+    release(&fixture, "alpha");
+    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
+    });
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:05:00Z");
+    release(&fixture, "beta");
+    all_finished(passes);
+    assert_eq!(announced_rules(&fixture), ["suspected", "parsed_reset"]);
+    let until = fixture.backoff_until("shared");
+    assert!(until.starts_with("2026-11-27T10:00:2"), "{until}");
 }
 
 #[test]
@@ -426,6 +491,13 @@ fn backoff_rules(fixture: &Fixture) -> Vec<String> {
     fixture.column("SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' ORDER BY id")
 }
 
+/// The `backoff_set` events that were notified (`announced`), by rule.
+fn announced_rules(fixture: &Fixture) -> Vec<String> {
+    fixture.column(
+        "SELECT data->>'rule' FROM events WHERE kind = 'backoff_set' AND (data->>'announced')::boolean ORDER BY id",
+    )
+}
+
 #[test]
 fn a_doubted_clock_time_hit_again_within_thirty_minutes_confirms_instead_of_waiting_a_day() {
     // 8pm in Paris is 19:00Z.
@@ -541,14 +613,19 @@ fn a_clock_time_without_seconds_hit_within_its_minute_waits_for_the_minute_to_en
     fixture.set_now("2026-12-03T00:24:10Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:25:05Z");
-    // The same limit met again in its stated minute: announced once (one notification).
-    assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
+    // The same limit met again in its stated minute: recorded, saying why, and notified
+    // once (the first).
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset"]);
+    assert_eq!(announced_rules(&fixture), ["parsed_reset"]);
+    let widened: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'backoff_set' ORDER BY id DESC LIMIT 1");
+    assert!(widened[0].contains("the stated minute is not over"), "{widened:?}");
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_distrusted'"), 0);
     // Limited once more after the minute is over: the no-reset rule, as before.
     fixture.set_now("2026-12-03T00:25:05Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:30:05Z");
-    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "suspected"]);
+    assert_eq!(announced_rules(&fixture), ["parsed_reset", "suspected"]);
 }
 
 #[test]
