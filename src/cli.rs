@@ -190,11 +190,12 @@ pub struct EnqueueArgs {
     pub name: String,
     /// Key of a single item (with --payload); unique within the drain. A key (here or in a
     /// line) is 1 to 1024 bytes of printed text: one with a control character (a newline, a
-    /// tab, an escape) is refused with exit 65
-    #[arg(long, requires = "payload", conflicts_with = "file", allow_hyphen_values = true, value_parser = not_an_option)]
+    /// tab, an escape) is refused with exit 65. A key that is one of this command's options
+    /// (`--replace`) is given as --key=--replace
+    #[arg(long, requires = "payload", conflicts_with = "file", allow_hyphen_values = true)]
     pub key: Option<String>,
     /// JSON payload of a single item (with --key)
-    #[arg(long, requires = "key", allow_hyphen_values = true, value_parser = not_an_option)]
+    #[arg(long, requires = "key", allow_hyphen_values = true)]
     pub payload: Option<String>,
     /// Read JSON lines ({"key": ..., "payload": ...}) from this file instead of stdin (`-`: stdin; read from a terminal, it first says how to end the input)
     #[arg(long, value_name = "PATH")]
@@ -443,7 +444,7 @@ pub struct RetryArgs {
     #[arg(long)]
     pub dead: bool,
     /// Retry this one item (dead or pending)
-    #[arg(long, value_name = "KEY", allow_hyphen_values = true, value_parser = not_an_option)]
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     pub key: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -563,47 +564,36 @@ impl std::fmt::Display for InvalidValue {
 
 impl std::error::Error for InvalidValue {}
 
-/// A value that may begin with a hyphen (`--key -draft.txt`, `--payload -1`), but is not
-/// one of drainctl's own options: `--key --replace` is a key left out (an unquoted empty
-/// variable), not the key `--replace`.
-fn not_an_option(text: &str) -> Result<String, InvalidValue> {
-    static OPTIONS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        use clap::CommandFactory;
-        fn collect(command: &clap::Command, into: &mut Vec<String>) {
-            for arg in command.get_arguments() {
-                into.extend(arg.get_long().map(|long| format!("--{long}")));
-                into.extend(arg.get_short().map(|short| format!("-{short}")));
-            }
-            for sub in command.get_subcommands() {
-                collect(sub, into);
-            }
-        }
-        let mut options = vec!["--help".to_string(), "-h".to_string()];
-        collect(&Cli::command(), &mut options);
-        options
-    });
-    let flag = text.split('=').next().unwrap_or(text);
-    if OPTIONS.iter().any(|option| option == flag) {
-        return Err(InvalidValue(option_as_value(text)));
-    }
-    Ok(text.to_string())
-}
-
-/// Why a value that is one of drainctl's options was refused.
-pub fn option_as_value(text: &str) -> String {
+/// Why a value that is one of the command's options was refused.
+pub fn option_as_value(flag: &str, text: &str) -> String {
     format!(
-        "{text:?} is an option, not a value: the value is missing (quote a variable that may be empty: \
-         --key \"$KEY\")"
+        "{text:?} is an option of this command, not a value: the value is missing (quote a variable that \
+         may be empty: {flag} \"$VALUE\"; a value that is an option's name is given as {flag}={text})"
     )
 }
 
-/// The flag whose value is one of drainctl's options (`--key --payload {}`), and that
-/// option: clap reports the word left over instead.
+/// `--key`/`--payload` given, as a separate word, one of the options of the command the
+/// words name (`enqueue docs --key --replace --payload 1`: an unquoted empty variable),
+/// and that option. `--key=--replace` is the key `--replace`.
 pub fn option_taken_as_value(args: &[std::ffi::OsString]) -> Option<(String, String)> {
-    let words: Vec<&str> = args.iter().filter_map(|arg| arg.to_str()).collect();
-    words.windows(2).find_map(|pair| {
+    use clap::CommandFactory;
+    let words: Vec<&str> = args.iter().skip(1).filter_map(|arg| arg.to_str()).collect();
+    let root = Cli::command();
+    let command = words.iter().find_map(|word| root.find_subcommand(word)).unwrap_or(&root);
+    let options: Vec<String> = root
+        .get_arguments()
+        .chain(command.get_arguments())
+        .flat_map(|arg| {
+            let long = arg.get_long().map(|long| format!("--{long}"));
+            let short = arg.get_short().map(|short| format!("-{short}"));
+            long.into_iter().chain(short)
+        })
+        .chain(["--help".to_string(), "-h".to_string()])
+        .collect();
+    let end = words.iter().position(|word| *word == "--").unwrap_or(words.len());
+    words[..end].windows(2).find_map(|pair| {
         let takes_hyphen_values = matches!(pair[0], "--key" | "--payload");
-        (takes_hyphen_values && not_an_option(pair[1]).is_err())
+        (takes_hyphen_values && options.iter().any(|option| option == pair[1]))
             .then(|| (pair[0].to_string(), pair[1].to_string()))
     })
 }

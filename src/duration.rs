@@ -76,7 +76,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Err(invalid("a unit is missing"));
         }
         let Some(unit_index) = UNITS_MILLISECONDS.iter().position(|(name, _)| *name == unit) else {
-            return Err(invalid(&format!("unknown unit {unit:?}")));
+            // A long "unit" is most of the value quoted again (a pasted secret's letters):
+            // the value is quoted already.
+            let detail = if unit.chars().count() <= 8 {
+                format!("unknown unit {unit:?}")
+            } else {
+                "unknown unit".to_string()
+            };
+            return Err(invalid(&detail));
         };
         if previous_unit_index.is_some_and(|previous| unit_index <= previous) {
             return Err(invalid("give each unit once, from largest to smallest"));
@@ -215,6 +222,7 @@ mod tests {
             ("-5m", "invalid duration \"-5m\":"),
             ("1.5h", "invalid duration \"1.5h\" (use whole numbers of a smaller unit, e.g. 90m for 1.5h)"),
             ("20M", "invalid duration \"20M\" (unknown unit \"M\")"),
+            ("1SecondSecret8", "invalid duration \"1SecondSecret8\" (unknown unit): "),
             ("20 minutes", "invalid duration \"20 minutes\" (unknown unit"),
             ("30m1h", "(give each unit once, from largest to smallest)"),
             ("1m1m", "(give each unit once, from largest to smallest)"),

@@ -255,21 +255,14 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Remember a secret (the database password) so that it is never printed.
 /// With the forms it takes when a client prints it: its `%XX` escapes in lower case
-/// (`%c3%a9` is `%C3%A9`), as a JSON string with ASCII escapes (`"S\u00e9cr\u20act"`,
-/// Python's `json.dumps`), and lower-cased.
+/// (`%c3%a9` is `%C3%A9`), and as a JSON string with ASCII escapes (`"S\u00e9cr\u20act"`,
+/// Python's `json.dumps`).
 pub fn register_secret(secret: &str) {
     if secret.is_empty() {
         return;
     }
     if let Ok(mut secrets) = SECRETS.lock() {
-        // Also lower-cased: a value drainctl reads case-blind is quoted back lower-cased.
-        let forms = [
-            secret.to_string(),
-            lower_case_escapes(secret),
-            json_ascii_escaped(secret),
-            secret.to_lowercase(),
-        ];
-        for form in forms {
+        for form in [secret.to_string(), lower_case_escapes(secret), json_ascii_escaped(secret)] {
             if !secrets.contains(&form) {
                 secrets.push(form);
             }
@@ -356,34 +349,9 @@ pub fn scrub(text: &str) -> String {
         for secret in secrets.iter() {
             scrubbed = hide(&scrubbed, secret);
         }
-        // A message may quote a piece of a value it took apart (`unknown unit "Secret"` of
-        // the duration `1Secret8`): a quoted piece of four or more characters of a secret
-        // is hidden too.
-        // (Of a secret long enough to be a password: a short one's pieces are common words.)
-        let long: Vec<String> = secrets
-            .iter()
-            .filter(|secret| secret.chars().count() >= 8)
-            .map(|secret| secret.to_lowercase())
-            .collect();
-        if !long.is_empty() {
-            scrubbed = QUOTED
-                .replace_all(&scrubbed, |found: &regex::Captures<'_>| {
-                    let piece = found[1].to_lowercase();
-                    if long.iter().any(|secret| secret.contains(&piece)) {
-                        "\"***\"".to_string()
-                    } else {
-                        found[0].to_string()
-                    }
-                })
-                .into_owned();
-        }
     }
     scrubbed
 }
-
-/// A double-quoted piece of text of 4 to 256 characters, as messages quote values.
-static QUOTED: std::sync::LazyLock<regex::Regex> =
-    std::sync::LazyLock::new(|| crate::quota::patterns::compile(r#""([^"\\\n]{4,256})""#));
 
 /// `scheme://user:PASSWORD@host`: the password runs to the last `@` of the word, as an
 /// unencoded `@` in it is still the user's password.
@@ -448,21 +416,6 @@ mod tests {
         assert_eq!(worst(&[EXIT_CONFIG, EXIT_UNAVAILABLE]), EXIT_UNAVAILABLE);
         assert_eq!(worst(&[EXIT_UNAVAILABLE, EXIT_INTERNAL]), EXIT_INTERNAL);
         assert_eq!(worst(&[EXIT_USAGE, EXIT_DATA, EXIT_TEMPORARY]), EXIT_TEMPORARY);
-    }
-
-    #[test]
-    fn a_secret_lower_cased_or_a_quoted_piece_of_it_is_hidden_too() {
-        register_secret("MiXedCase-Secret-42");
-        // A value read case-blind and quoted back lower-cased.
-        assert_eq!(scrub(r#"invalid time "sat mixedcase-secret-42""#), r#"invalid time "sat ***""#);
-        // A piece a message took apart and quoted.
-        assert_eq!(
-            scrub(r#"invalid duration "1***" (unknown unit "MiXedCase-Secret-")"#),
-            r#"invalid duration "1***" (unknown unit "***")"#
-        );
-        // Short quoted words and other values are left alone.
-        assert_eq!(scrub(r#"unknown unit "Mi" in "5Mi""#), r#"unknown unit "Mi" in "5Mi""#);
-        assert_eq!(scrub(r#"unknown drain "nightly-index""#), r#"unknown drain "nightly-index""#);
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(cli) => cli,
         Err(error) => return parse_failed(&error, &args),
     };
+    // `--key --replace --payload 1` parses, as the key `--replace`: a key left out.
+    if let Some(refused) = option_taken_as_value(&args) {
+        return refused;
+    }
     // A pass writing to its own log file dates its log lines, and supervise logs its summary.
     let is_logged = log_file_of(&cli.command).is_some();
     let is_supervise = matches!(cli.command, cli::Command::Supervise(_));
@@ -87,6 +91,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(report) => report.print(output.json),
         Err(error) => failed(&error),
     }
+}
+
+/// A `--key` or `--payload` whose value is one of the command's options, refused with 64.
+fn option_taken_as_value(args: &[OsString]) -> Option<u8> {
+    let (flag, option) = cli::option_taken_as_value(args)?;
+    Some(failed(&Error::Usage(format!("{flag}: {}", cli::option_as_value(&flag, &option)))))
 }
 
 /// The log file a pass writes to (`--log-file` of `supervise` and `drain`).
@@ -148,8 +158,8 @@ fn parse_failed(error: &clap::Error, args: &[OsString]) -> u8 {
         return EXIT_OK;
     }
     // `--key --payload {}`: clap blames the word left over; the key is what is missing.
-    if let Some((flag, option)) = cli::option_taken_as_value(args) {
-        return failed(&Error::Usage(format!("{flag}: {}", cli::option_as_value(&option))));
+    if let Some(refused) = option_taken_as_value(args) {
+        return refused;
     }
     output::say_on_stderr(&format!("drainctl: {}", crate::error::scrub(&usage_error_line(error, args))));
     EXIT_USAGE

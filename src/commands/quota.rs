@@ -60,7 +60,9 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     // item_timeout) and counts a quota hit: docs/rate-limits.md, "Clients that wait for
     // the reset".
     let limit = crate::worker::client_wait_limit(drain.map(|drain| drain.item_timeout));
-    let outcome = match crate::quota::long_announced_wait(&output, limit) {
+    let announced = crate::quota::long_announced_wait(&output, limit)
+        .or_else(|| crate::quota::long_announced_wait(&stderr, limit));
+    let outcome = match announced {
         Some((line, wait)) => {
             Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, &line, wait, now, zone))
         }

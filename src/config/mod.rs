@@ -322,6 +322,7 @@ impl Config {
                 .replace("expected f64", "expected a number")
                 .replace("expected a sequence", "expected an array ([...])");
             let message = name_a_refused_number(text, error.span(), message);
+            let message = name_a_duplicate_key(text, error.span(), message);
             // A value of the wrong type or out of range fails here, before `resolve` can
             // name its key: name it from the text at the value, or the table from its header.
             let message = match error.span() {
@@ -378,7 +379,15 @@ fn name_a_refused_number(text: &str, span: Option<std::ops::Range<usize>>, messa
         &rest[..end]
     };
     // An integer beyond 64 bits is given to the reader as a 128-bit one it refuses.
-    let beyond_64_bits = message.contains("as i128") || message.contains("as u128");
+    let is_whole = |text: &str| {
+        let digits = text.trim_start_matches(['-', '+']);
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '_')
+    };
+    let beyond_64_bits = message.contains("as i128")
+        || message.contains("as u128")
+        || message.contains("integer number overflowed")
+        // 2^63 to 2^64 − 1 is read as an unsigned number the setting refuses.
+        || (message.contains("invalid value: integer") && is_whole(value) && value.replace('_', "").parse::<i64>().is_err());
     let is_negative = value.starts_with('-');
     if message.contains("number too large to fit in target type") || (beyond_64_bits && !is_negative) {
         format!("{} is too large: a whole number here is at most {}", value, i64::MAX)
@@ -391,6 +400,22 @@ fn name_a_refused_number(text: &str, span: Option<std::ops::Range<usize>>, messa
     } else {
         message
     }
+}
+
+/// The reader's `duplicate key`, at the key's line, with the key it found twice:
+/// ``duplicate key `max_attempts` (given twice in one table)``.
+fn name_a_duplicate_key(text: &str, span: Option<std::ops::Range<usize>>, message: String) -> String {
+    if message.trim() != "duplicate key" {
+        return message;
+    }
+    let line =
+        span.and_then(|span| text.get(span.start..)).and_then(|rest| rest.lines().next()).unwrap_or_default();
+    let key = line.split_once('=').map(|(key, _)| key.trim()).unwrap_or_else(|| line.trim());
+    let key = key.trim_start_matches('[').trim_end_matches(']').trim();
+    if key.is_empty() {
+        return message;
+    }
+    format!("duplicate key `{key}` (given twice in one table; keep one)")
 }
 
 /// An IANA zone name, or a one-line message naming it.

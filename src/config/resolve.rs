@@ -171,6 +171,8 @@ pub fn register_secrets_in(text: &str) {
         if let Some(url) = url.and_then(toml::Value::as_str) {
             register_password_of(url);
         }
+        // Other URLs (another service's, in a drain's `env`) are not drainctl's secret.
+        return;
     }
     static URL_SETTING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         crate::quota::patterns::compile(

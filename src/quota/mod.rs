@@ -584,7 +584,9 @@ fn excerpt_of_text(text: &str, start: usize, end: usize) -> String {
 /// the text of `message.content` — the one that holds `matched`, else the first.
 fn json_message(text: &str, matched: &str) -> Option<String> {
     use serde_json::Value;
-    let object: Value = serde_json::from_str(text.trim()).ok()?;
+    let Ok(object) = serde_json::from_str::<Value>(text.trim()) else {
+        return message_of_cleaned_json(text, matched);
+    };
     let error = object.get("error");
     let message = object.get("message");
     // A stream-json `assistant` event carries its text in `message.content[].text`.
@@ -598,6 +600,41 @@ fn json_message(text: &str, matched: &str) -> Option<String> {
             .filter_map(Value::as_str)
             .filter(|candidate| !candidate.trim().is_empty())
             .collect();
+    let holding = candidates.iter().find(|candidate| candidate.contains(matched));
+    holding.or(candidates.first()).map(|message| message.to_string())
+}
+
+/// [`json_message`] of a JSON line cleaning left unparseable (its `\"` escapes undone,
+/// for an error body quoted inside a message): the text of each `"result":"…"` and
+/// `"message":"…"` up to where the next field begins, the one holding `matched`, else
+/// the first.
+fn message_of_cleaned_json(text: &str, matched: &str) -> Option<String> {
+    static FIELD: std::sync::LazyLock<Regex> =
+        std::sync::LazyLock::new(|| patterns::compile(r#""(?:result|message)"\s*:\s*""#));
+    static NEXT_FIELD: std::sync::LazyLock<Regex> =
+        std::sync::LazyLock::new(|| patterns::compile(r#""\s*[,}\]]+\s*"[A-Za-z_]+"\s*:|"\s*[}\]]*\s*$"#));
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let candidates: Vec<&str> = FIELD
+        .find_iter(text)
+        .map(|field| {
+            let rest = &text[field.end()..];
+            // The field ends where the next begins — not inside an error body the message
+            // quotes, whose braces are still open there.
+            let is_balanced = |part: &str| {
+                part.matches('{').count() == part.matches('}').count()
+                    && part.matches('[').count() == part.matches(']').count()
+            };
+            let end = NEXT_FIELD
+                .find_iter(rest)
+                .map(|next| next.start())
+                .find(|end| is_balanced(&rest[..*end]))
+                .unwrap_or(rest.len());
+            rest[..end].trim()
+        })
+        .filter(|candidate| !candidate.is_empty())
+        .collect();
     let holding = candidates.iter().find(|candidate| candidate.contains(matched));
     holding.or(candidates.first()).map(|message| message.to_string())
 }
@@ -1380,6 +1417,16 @@ mod tests {
             panic!("a server error");
         };
         assert!(matched_line.starts_with("API Error: 500"), "{matched_line}");
+        // A result quoting the API's error body, whose escapes cleaning undoes: still the
+        // result, whole, not cut where the quoted body's fields begin.
+        let mut result: serde_json::Value =
+            serde_json::from_slice(&fixture("claude-json-rate-limit-reset")).unwrap();
+        let quoted = r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#;
+        result["result"] = serde_json::Value::from(quoted);
+        let Outcome::QuotaHit(hit) = classify(Claude, result.to_string().as_bytes(), b"", Some(1)) else {
+            panic!("a quota hit");
+        };
+        assert_eq!(hit.matched_line, quoted);
         // A stream-json `assistant` event: the text it carries.
         let event = r#"{"type":"assistant","message":{"id":"m1","type":"message","role":"assistant","model":"<synthetic>","content":[{"type":"text","text":"API Error: Request rejected (429) · This request would exceed the rate limit"}],"stop_reason":"stop_sequence","usage":{"input_tokens":0,"output_tokens":0}},"session_id":"s1","error":"rate_limit"}"#;
         if let Outcome::QuotaHit(hit) = classify(Claude, event.as_bytes(), b"", Some(1)) {

@@ -65,8 +65,12 @@ fn local_label(instant: &DateTime<Utc>, zone: &Tz) -> String {
 /// matching is case-insensitive). Past and far-away results are returned as they are:
 /// [`check_deadline`] refuses them.
 pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<Utc>, WhenError> {
-    let unparseable = |reason: Option<String>| WhenError::Unparseable { text: text.to_string(), reason };
     let trimmed = text.trim();
+    // The words are matched lower-cased; a reason quotes a word as it was given.
+    let unparseable = |reason: Option<String>| WhenError::Unparseable {
+        text: text.to_string(),
+        reason: reason.map(|reason| as_given(&reason, trimmed)),
+    };
     if trimmed.is_empty() {
         return Err(unparseable(Some("it is empty".to_string())));
     }
@@ -160,6 +164,23 @@ pub fn check_deadline(
 
 /// Splits lower-cased text into words, joining a detached `am`/`pm` to the clock time
 /// before it (`6 pm` -> `6pm`) and splitting `YYYY-MM-DDTHH:MM` at the `t`.
+/// `reason` with each quoted word that `text` holds in another case quoted as `text` has
+/// it (`"pw"` of `sat PW` is `"PW"`).
+fn as_given(reason: &str, text: &str) -> String {
+    let lowered = text.to_lowercase();
+    if lowered.len() != text.len() {
+        return reason.to_string();
+    }
+    let mut shown = reason.to_string();
+    for word in text.split_whitespace() {
+        let lower = word.to_lowercase();
+        if lower != word && lower.len() == word.len() {
+            shown = shown.replace(&format!("{lower:?}"), &format!("{word:?}"));
+        }
+    }
+    shown
+}
+
 fn split_tokens(lowered: &str) -> Vec<String> {
     let mut tokens: Vec<String> = Vec::new();
     for word in lowered.split_whitespace() {
@@ -502,6 +523,9 @@ mod tests {
             check_deadline(past, later, New_York, Duration::from_secs(86_400)),
             Err(WhenError::InPast { .. })
         ));
+        // A word is quoted as it was given, not lower-cased (it may be a pasted secret).
+        let error = parse_when("sat XyZ", later, New_York).expect_err("no time");
+        assert!(error.to_string().contains("\"XyZ\" is not a time"), "{error}");
         // It names the 01:30 just lived through (EST, 30 minutes ago), not the first one.
         assert_eq!(past, utc(second_half_hour));
     }

@@ -199,8 +199,8 @@ fn parse_days(text: &str) -> Result<[bool; 7], String> {
     if text.trim().is_empty() {
         return Err(invalid("no days listed".to_string()));
     }
-    for item in text.split(',') {
-        let item = item.trim().to_lowercase();
+    for given in text.split(',') {
+        let item = given.trim().to_lowercase();
         if item.is_empty() {
             return Err(invalid("an empty item between commas".to_string()));
         }
@@ -208,8 +208,13 @@ fn parse_days(text: &str) -> Result<[bool; 7], String> {
             days = [true; 7];
             continue;
         }
+        // Matched lower-cased, quoted as given.
         let day = |name: &str| {
-            parse_day_name(name.trim()).ok_or_else(|| invalid(format!("{:?} is not a day", name.trim())))
+            parse_day_name(name.trim()).ok_or_else(|| {
+                let at = item.find(name).unwrap_or(0);
+                let shown = given.trim().get(at..at + name.len()).unwrap_or(name);
+                invalid(format!("{:?} is not a day", shown.trim()))
+            })
         };
         match item.split_once('-') {
             Some((first, last)) => {
@@ -413,6 +418,7 @@ mod tests {
             ("mon,,tue", "22:00", "06:00", "(an empty item between commas): "),
             ("mon,", "22:00", "06:00", "(an empty item between commas): "),
             ("weekdays", "22:00", "06:00", "(\"weekdays\" is not a day): "),
+            ("Mon-XyZ", "22:00", "06:00", "(\"XyZ\" is not a day): "),
             ("mon-", "22:00", "06:00", "(\"\" is not a day): "),
             (
                 "sun-thu",

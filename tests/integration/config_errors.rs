@@ -230,3 +230,20 @@ fn a_bad_value_in_a_dotted_sub_table_is_named_at_its_own_line() {
         &[":6:15:", "window: invalid window from time \"25:00\""],
     );
 }
+
+#[test]
+fn a_key_given_twice_is_named() {
+    // toml 0.9 says only "duplicate key": the key is named from the text.
+    check(
+        "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nmax_attempts = 5\nmax_attempts = 6\n",
+        &[":5:1:", "duplicate key `max_attempts`"],
+    );
+}
+
+#[test]
+fn a_whole_number_between_2_63_and_2_64_is_named_with_the_limit() {
+    check(
+        "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\npriority = 9223372036854775808\n",
+        &["priority: 9223372036854775808 is too large: a whole number here is at most 9223372036854775807"],
+    );
+}

@@ -470,10 +470,15 @@ fn a_key_or_payload_beginning_with_a_hyphen_is_a_value_not_an_option() {
         let refused = fixture.drainctl(args).run();
         refused.assert_code(64);
         assert!(
-            refused.stderr.contains("is an option, not a value: the value is missing"),
+            refused.stderr.contains("is an option of this command, not a value: the value is missing"),
             "{args:?}: {}",
             refused.stderr
         );
     }
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
+    // Given with `=`, such a key is a key; another command's option is no option here.
+    fixture.drainctl(&["enqueue", "docs", "--key=--replace", "--payload", "1"]).run().assert_code(0);
+    fixture.drainctl(&["enqueue", "docs", "--key", "--no-budget", "--payload", "1"]).run().assert_code(0);
+    fixture.drainctl(&["retry", "docs", "--key=--replace"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 3);
 }

@@ -161,6 +161,25 @@ fn gemini_exiting_0_without_an_answer_is_a_transient_failure_not_done() {
         .run();
     verdict.assert_code(0);
     assert_eq!(verdict.json()["outcome"], "no_answer", "{}", verdict.stdout);
+    // A wait the client announces on stderr counts with the streams apart too.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/real-clients/gemini-text-capacity-exhausted");
+    let stderr = dir.join("stderr");
+    let capacity = fixture
+        .drainctl(&[
+            "quota",
+            "test",
+            "--profile",
+            "gemini",
+            "--exit-code",
+            "1",
+            "--json",
+            "--stderr",
+            stderr.to_str().unwrap(),
+        ])
+        .stdin(std::fs::read(dir.join("stdout")).unwrap())
+        .run();
+    assert_eq!(capacity.json()["outcome"], "quota_hit", "{}", capacity.stdout);
 }
 
 #[test]
