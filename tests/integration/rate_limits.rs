@@ -115,6 +115,15 @@ fn held_passes(fixture: &Fixture, hits: &[(&str, &str)]) -> Vec<std::process::Ch
     passes
 }
 
+/// Let the held worker of `drain` meet its limit, and wait until its hit is recorded: the
+/// first of the group's `backoff_set` events.
+fn release_first(fixture: &Fixture, drain: &str) {
+    release(fixture, drain);
+    wait_until(&format!("{drain}'s hit"), std::time::Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
+    });
+}
+
 /// Let the held worker of `drain` meet its limit.
 fn release(fixture: &Fixture, drain: &str) {
     std::fs::write(fixture.path(&format!("go-{drain}")), "").unwrap();
@@ -175,10 +184,7 @@ fn a_hit_stating_a_reset_the_backoff_in_force_outlasts_is_not_announced() {
             ("beta", "Claude AI usage limit reached|1795774800"),
         ],
     );
-    release(&fixture, "alpha");
-    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
-    });
+    release_first(&fixture, "alpha");
     release(&fixture, "beta");
     all_finished(passes);
     assert_eq!(backoff_rules(&fixture), ["parsed_reset"]);
@@ -194,10 +200,7 @@ fn a_pass_already_running_that_meets_the_stated_minute_again_keeps_its_longer_wa
     let fixture = Fixture::new(&config(), "2026-12-03T00:23:20Z");
     let message = "You've hit your usage limit. Upgrade to Pro or try again at 1:24 AM.";
     let passes = held_passes(&fixture, &[("alpha", message), ("beta", message)]);
-    release(&fixture, "alpha");
-    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
-    });
+    release_first(&fixture, "alpha");
     assert_eq!(fixture.backoff_until("shared"), "2026-12-03T00:24:04Z");
     fixture.set_now("2026-12-03T00:24:02Z");
     release(&fixture, "beta");
@@ -215,10 +218,7 @@ fn passes_meeting_a_reset_of_now_together_wait_once_not_twice_as_long() {
     let fixture = Fixture::new(&config(), NOW);
     let now = "Claude AI usage limit reached|1795773600";
     let passes = held_passes(&fixture, &[("alpha", now), ("beta", now)]);
-    release(&fixture, "alpha");
-    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
-    });
+    release_first(&fixture, "alpha");
     release(&fixture, "beta");
     all_finished(passes);
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:00:02Z");
@@ -237,10 +237,7 @@ fn a_relative_reset_a_moment_later_than_another_passes_widens_the_wait_unannounc
             ("beta", "Rate limit reached. Please try again in 20.377s."),
         ],
     );
-    release(&fixture, "alpha");
-    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
-    });
+    release_first(&fixture, "alpha");
     release(&fixture, "beta");
     all_finished(passes);
     assert_eq!(backoff_rules(&fixture), ["parsed_reset", "parsed_reset"]);
@@ -259,10 +256,7 @@ fn a_trusted_reset_replaces_the_guess_of_a_hit_without_one() {
             ("beta", "Rate limit reached. Please try again in 20s."),
         ],
     );
-    release(&fixture, "alpha");
-    wait_until("alpha's hit", std::time::Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'") == 1
-    });
+    release_first(&fixture, "alpha");
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:05:00Z");
     release(&fixture, "beta");
     all_finished(passes);

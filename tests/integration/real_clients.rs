@@ -143,42 +143,20 @@ fn gemini_exiting_0_without_an_answer_is_a_transient_failure_not_done() {
     assert_eq!(fixture.item("alpha", "answered").0, "done");
     assert_eq!(attempt_outcomes(&fixture), ["transient", "transient", "transient", "done"]);
     // quota test reads the two streams apart as the pass does.
+    let apart = |exit_code: &str, stderr: &std::path::Path, stdout: Vec<u8>| {
+        let args = ["quota", "test", "--profile", "gemini", "--exit-code", exit_code, "--json", "--stderr"];
+        let mut all = args.to_vec();
+        all.push(stderr.to_str().unwrap());
+        fixture.drainctl(&all).stdin(stdout).run()
+    };
     std::fs::write(fixture.path("err.txt"), format!("[ERROR] {error}\n")).unwrap();
-    let err = fixture.path("err.txt");
-    let verdict = fixture
-        .drainctl(&[
-            "quota",
-            "test",
-            "--profile",
-            "gemini",
-            "--exit-code",
-            "0",
-            "--json",
-            "--stderr",
-            err.to_str().unwrap(),
-        ])
-        .stdin("Partial answer, cut\n")
-        .run();
+    let verdict = apart("0", &fixture.path("err.txt"), b"Partial answer, cut\n".to_vec());
     verdict.assert_code(0);
     assert_eq!(verdict.json()["outcome"], "no_answer", "{}", verdict.stdout);
     // A wait the client announces on stderr counts with the streams apart too.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/real-clients/gemini-text-capacity-exhausted");
-    let stderr = dir.join("stderr");
-    let capacity = fixture
-        .drainctl(&[
-            "quota",
-            "test",
-            "--profile",
-            "gemini",
-            "--exit-code",
-            "1",
-            "--json",
-            "--stderr",
-            stderr.to_str().unwrap(),
-        ])
-        .stdin(std::fs::read(dir.join("stdout")).unwrap())
-        .run();
+    let capacity = apart("1", &dir.join("stderr"), std::fs::read(dir.join("stdout")).unwrap());
     assert_eq!(capacity.json()["outcome"], "quota_hit", "{}", capacity.stdout);
 }
 
