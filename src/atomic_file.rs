@@ -363,7 +363,8 @@ mod tests {
         make(".out.jsonl.tmp-00000000000000bb", 60); // another export writing now: kept
         make(".other.jsonl.tmp-00000000000000cc", 2 * 3600); // another file's: kept
         make(".out.jsonl.tmp-notsixteenhex", 2 * 3600); // not a name drainctl makes: kept
-                                                        // A writer stopped for two hours still holds its lock: kept.
+
+        // A writer stopped for two hours still holds its lock: kept.
         make(".out.jsonl.tmp-00000000000000dd", 2 * 3600);
         let stopped = std::fs::File::open(dir.path().join(".out.jsonl.tmp-00000000000000dd")).unwrap();
         assert!(try_lock_exclusively(&stopped));

@@ -578,6 +578,10 @@ pub fn option_as_value(flag: &str, text: &str) -> String {
 pub fn option_taken_as_value(args: &[std::ffi::OsString]) -> Option<(String, String)> {
     use clap::CommandFactory;
     let words: Vec<&str> = args.iter().skip(1).filter_map(|arg| arg.to_str()).collect();
+    // Most invocations (every `supervise` and `drain`) have neither: no command to build.
+    if !words.iter().any(|word| matches!(*word, "--key" | "--payload")) {
+        return None;
+    }
     let root = Cli::command();
     let command = words.iter().find_map(|word| root.find_subcommand(word)).unwrap_or(&root);
     let options: Vec<String> = root

@@ -169,7 +169,7 @@ pub fn to_milliseconds(seconds: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::to_milliseconds;
+    use super::*;
 
     #[test]
     fn lengths_of_time_are_given_to_the_millisecond() {
@@ -177,8 +177,6 @@ mod tests {
         assert_eq!(to_milliseconds(3e-6), 0.0);
         assert_eq!(to_milliseconds(2.5), 2.5);
     }
-
-    use super::*;
 
     #[test]
     fn parses_single_and_compound_durations() {

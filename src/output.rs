@@ -91,8 +91,8 @@ impl Report {
 }
 
 /// `1 drain`, `2 drains`: a count with its noun, `s` added unless it is one.
-pub fn counted(count: impl Into<i64>, noun: &str) -> String {
-    let count = count.into();
+pub fn counted(count: impl TryInto<i64>, noun: &str) -> String {
+    let count = count.try_into().unwrap_or(i64::MAX);
     if count == 1 {
         format!("1 {noun}")
     } else if noun.ends_with('s') {

@@ -53,8 +53,7 @@ impl PruneReport {
 
     /// One line for humans.
     pub fn summary(&self) -> String {
-        use crate::output::counted;
-        let count = |count: u64, noun: &str| counted(i64::try_from(count).unwrap_or(i64::MAX), noun);
+        use crate::output::counted as count;
         let done_items = match self.done_items_before {
             Some(_) => count(self.done_items, "done item"),
             None => "no done items (retention.done_items is not set)".to_string(),

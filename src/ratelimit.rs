@@ -123,15 +123,13 @@ pub fn record_quota_hit(
     // A wait that only widens the one just announced — the same stated reset met again in
     // its minute, or a relative reset a moment later than another pass's (`try again in
     // 16.377s` beside `16.371s`) — is written and recorded, but not notified again.
-    let is_same_stated_reset = decision.rule == parsed
-        && previous.rule == Some(parsed)
-        && decision.stated_reset.is_some()
+    let is_same_stated_reset = decision.stated_reset.is_some()
         && decision.stated_reset == previous.reset_at
         && previous.backoff_until.is_some_and(|until| now - until <= chrono::Duration::seconds(60));
-    let is_a_moment_later = decision.rule == parsed
-        && previous.rule == Some(parsed)
-        && in_force.is_some_and(|until| decision.until - until <= chrono::Duration::seconds(2));
-    let is_announced = !(is_same_stated_reset || is_a_moment_later);
+    let is_a_moment_later =
+        in_force.is_some_and(|until| decision.until - until <= chrono::Duration::seconds(2));
+    let widens_the_last = decision.rule == parsed && previous.rule == Some(parsed);
+    let is_announced = !(widens_the_last && (is_same_stated_reset || is_a_moment_later));
     // Never shorten a backoff another pass of the group set a moment ago (unless a trusted
     // reset replaces a guess): the longer wait stands.
     if let Some(existing) =

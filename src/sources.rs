@@ -226,7 +226,7 @@ impl ScanReport {
                  the end of {}; `drainctl scan {} --no-budget` hashes the rest now\n",
                 budget.max_bytes,
                 crate::duration::format_duration(std::time::Duration::from_secs_f64(budget.max_seconds)),
-                crate::output::counted(i64::try_from(self.deferred_by_budget).unwrap_or(i64::MAX), "file"),
+                crate::output::counted(self.deferred_by_budget, "file"),
                 self.drain
             ));
         }

@@ -87,7 +87,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
                     "enqueued {} new, {} replaced, {}",
                     counts.added,
                     counts.replaced,
-                    crate::output::counted(i64::try_from(counts.duplicates).unwrap_or(i64::MAX), "duplicate")
+                    crate::output::counted(counts.duplicates, "duplicate")
                 ),
             )
             .drain(&drain)

@@ -33,7 +33,7 @@ pub fn run(ctx: &mut Context, args: &ReportArgs) -> Result<Report> {
     Ok(Report::new(
         format!(
             "wrote the operations page of {} to {}",
-            crate::output::counted(ctx.config.drains.len() as i64, "drain"),
+            crate::output::counted(ctx.config.drains.len(), "drain"),
             path.display()
         ),
         json!({ "html": path.display().to_string(), "bytes": html.len() }),

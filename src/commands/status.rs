@@ -453,7 +453,6 @@ fn decide_drain(
 }
 
 impl DrainView {
-    /// With `max_cost_per_day` spent for today: when the budget's day ends.
     /// `daily budget spent ($0.2000 of $0.20) until Sat 2026-11-28 00:00 IST`, while its
     /// `max_cost_per_day` is spent.
     pub(crate) fn daily_budget_spent(&self, zone: Tz) -> Option<String> {
@@ -466,6 +465,7 @@ impl DrainView {
         ))
     }
 
+    /// With `max_cost_per_day` spent for today: when the budget's day ends.
     pub(crate) fn budget_spent_until(&self) -> Option<DateTime<Utc>> {
         match (self.max_cost_per_day, self.cost_today_usd) {
             (Some(max), Some(spent)) if spent >= max => self.budget_day_ends_at,

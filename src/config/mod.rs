@@ -311,9 +311,9 @@ impl Config {
     /// relative paths.
     pub fn from_text(text: &str, path: Option<&Path>) -> Result<Config> {
         let source = Source { text, path };
-        // Before parsing: a text that fails to parse is quoted back in its error.
-        resolve::register_secrets_in(text);
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
+            // A text that fails to parse is quoted back in its error: its password first.
+            resolve::register_secrets_in(text);
             let message = error
                 .message()
                 .trim()

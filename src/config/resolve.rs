@@ -32,6 +32,11 @@ impl Config {
         // Whatever URL is used, the file's own may hold a password (doctor warns when
         // others may read the file).
         let file_holds_password = raw.database.url.as_deref().and_then(password_of).is_some();
+        // Before any setting is resolved: a refused one is quoted back (the environment's
+        // passwords are known from the start, `register_environment_secrets`).
+        if let Some(url) = raw.database.url.as_deref() {
+            register_password_of(url);
+        }
         let file_has_database_url = raw.database.url.as_deref().is_some_and(|url| !url.trim().is_empty());
         let database_url = resolve_database_url(raw.database.url, source);
         let defaults = resolve_defaults(raw.defaults, source, &base_dir)?;
@@ -127,9 +132,8 @@ fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<Da
             from_file.map(|url| DatabaseUrl { url, source: format!("[database] url in {}", source.name()) })
         })
         .or_else(|| from_env(FALLBACK_DATABASE_URL_ENV));
-    if let Some(url) = &chosen {
-        register_password_of(&url.url);
-    }
+    // Its password is a known secret already: the environment's since the start
+    // ([`register_environment_secrets`]), the file's since it was parsed.
     chosen
 }
 
@@ -159,9 +163,9 @@ pub fn register_environment_secrets() {
     }
 }
 
-/// Register the password of every connection string a configuration text holds, before
-/// the text is parsed into its settings: a value of the wrong type is quoted back, and the
-/// file may hold its password elsewhere too (`env = "PGPASSWORD=…"`). The `[database] url`
+/// Register the password of every connection string a configuration text that failed to
+/// parse into its settings holds: a value of the wrong type is quoted back, and the file
+/// may hold its password elsewhere too (`env = "PGPASSWORD=…"`). The `[database] url`
 /// however written (a header, an inline table, dotted or quoted keys, a multi-line
 /// string), read as plain TOML; and, should the text not even be TOML, every `url = …`
 /// line and every `postgres://user:password@` in it.
@@ -1163,6 +1167,22 @@ mod tests {
             let message = resolve(&format!("[defaults]\n{text}\n")).unwrap_err().to_string();
             assert!(message.contains(":2:") && message.contains(fragment), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn the_files_url_is_a_secret_however_written_and_another_services_is_not() {
+        use crate::error::scrub;
+        // Not even TOML (a syntax error below it): its `url =` line still is.
+        register_secrets_in("[database]\nurl = \"postgres://u:Rk7-unparsed-pw@h/db\"\n[[drain\nname =\n");
+        assert_eq!(scrub("env: Rk7-unparsed-pw"), "env: ***");
+        // An inline table.
+        register_secrets_in("database = { url = \"postgres://u:Rk7-inline-pw@h/db\" }\n");
+        assert_eq!(scrub("env: Rk7-inline-pw"), "env: ***");
+        // A drain's env naming another service's database: not drainctl's password.
+        register_secrets_in(
+            "[[drain]]\nname = \"reader\"\ncommand = [\"w\"]\nenv = { ANALYTICS_URL = \"postgres://reader:Rk7-other-pw@a/x\" }\n",
+        );
+        assert_eq!(scrub("reader: Rk7-other-pw"), "reader: Rk7-other-pw");
     }
 
     #[test]

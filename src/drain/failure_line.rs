@@ -58,9 +58,11 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
             after_number = is_number && line.chars().any(|c| c.is_ascii_digit());
             continue;
         }
-        // A message decoded from JSON may hold the NUL its `\u0000` escapes: stored as text,
-        // it would fail the record of the attempt.
-        let message = json_error_message(line).map(|message| crate::db::storable_text(&message).into_owned());
+        // A client's JSON event line (codex `exec --json`'s `turn.failed`, `claude -p`'s
+        // `is_error` result) says it by its message. Decoded from JSON, that may hold the
+        // NUL its `\u0000` escapes: stored as text, it would fail the record of the attempt.
+        let message = crate::quota::json_message(line, "")
+            .map(|message| crate::db::storable_text(&message).into_owned());
         return Some(message.unwrap_or_else(|| line.to_string()));
     }
     None
@@ -72,25 +74,6 @@ pub(super) fn is_noise(line: &str) -> bool {
         || BANNERS.contains(&line)
         || STACK_FRAME.is_match(line)
         || DUMPED_FIELD.is_match(line)
-}
-
-/// The message of a JSON event line that reports an error — codex `exec --json`'s
-/// `{"type":"turn.failed","error":{"message":…}}` and `{"type":"error","message":…}`,
-/// `claude -p`'s `{"type":"result","is_error":true,"result":…}` — rather than the whole
-/// line.
-fn json_error_message(line: &str) -> Option<String> {
-    use serde_json::Value;
-    let event: Value = serde_json::from_str(line).ok()?;
-    let message = if let Some(error) = event.get("error").filter(|error| error.is_object()) {
-        error.get("message")
-    } else if event.get("type").and_then(Value::as_str) == Some("error") {
-        event.get("message")
-    } else if event.get("is_error").and_then(Value::as_bool) == Some(true) {
-        event.get("result")
-    } else {
-        None
-    };
-    message.and_then(serde_json::Value::as_str).map(str::trim).filter(|m| !m.is_empty()).map(str::to_string)
 }
 
 #[cfg(test)]

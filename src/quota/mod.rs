@@ -582,7 +582,7 @@ fn excerpt_of_text(text: &str, start: usize, end: usize) -> String {
 
 /// The message a JSON object line carries — `result`, `message`, `error.message`, `error`,
 /// the text of `message.content` — the one that holds `matched`, else the first.
-fn json_message(text: &str, matched: &str) -> Option<String> {
+pub(crate) fn json_message(text: &str, matched: &str) -> Option<String> {
     use serde_json::Value;
     let Ok(object) = serde_json::from_str::<Value>(text.trim()) else {
         return message_of_cleaned_json(text, matched);

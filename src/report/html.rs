@@ -91,11 +91,7 @@ pub(super) fn render(page: &Page) -> String {
         writeln!(out, "<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     out.push_str("<meta name=\"generator\" content=\"drainctl\">\n");
-    let _ = writeln!(
-        out,
-        "<title>drainctl: {}</title>",
-        crate::output::counted(page.drains.len() as i64, "drain")
-    );
+    let _ = writeln!(out, "<title>drainctl: {}</title>", crate::output::counted(page.drains.len(), "drain"));
     let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
     header(&mut out, page);
     summary(&mut out, page);
