@@ -201,6 +201,8 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
     /// Reset an already finished (done, dead or skipped_missing) item with the same key to pending
+    /// with the new payload; an item not finished (pending, running) keeps its payload and counts as a
+    /// duplicate
     #[arg(long)]
     pub replace: bool,
     #[command(flatten)]
@@ -577,7 +579,9 @@ pub fn option_as_value(flag: &str, text: &str) -> String {
 /// and that option. `--key=--replace` is the key `--replace`.
 pub fn option_taken_as_value(args: &[std::ffi::OsString]) -> Option<(String, String)> {
     use clap::CommandFactory;
-    let words: Vec<&str> = args.iter().skip(1).filter_map(|arg| arg.to_str()).collect();
+    // A word that is not UTF-8 keeps its place (as no option): `--key $'k\xff' --payload 1`
+    // is a key that clap refuses as not UTF-8, not `--key --payload`.
+    let words: Vec<&str> = args.iter().skip(1).map(|arg| arg.to_str().unwrap_or("")).collect();
     // Most invocations (every `supervise` and `drain`) have neither: no command to build.
     if !words.iter().any(|word| matches!(*word, "--key" | "--payload")) {
         return None;

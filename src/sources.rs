@@ -484,14 +484,23 @@ fn plan_files(
         }
     }
 
-    // Files new to the scans whose key an item enqueued by hand already has: refused
-    // before they are hashed, not hashed again by every scan only to be refused.
+    // Files new to the scans whose key an item enqueued by hand already has, and changed
+    // files whose item `enqueue --replace` made the operator's: refused before they are
+    // hashed, not hashed again by every scan only to be refused.
     let mut taken: HashSet<String> = HashSet::new();
     for chunk in found.chunks(BATCH) {
-        let unknown: Vec<String> =
-            chunk.iter().filter(|file| !known.contains_key(&file.key)).map(|file| file.key.clone()).collect();
+        let (unknown, changed): (Vec<&Candidate>, Vec<&Candidate>) = chunk
+            .iter()
+            .filter(|file| needs_hashing(file, known.get(&file.key)))
+            .partition(|file| !known.contains_key(&file.key));
+        let keys =
+            |files: Vec<&Candidate>| files.into_iter().map(|file| file.key.clone()).collect::<Vec<_>>();
+        let (unknown, changed) = (keys(unknown), keys(changed));
         if !unknown.is_empty() {
             taken.extend(items::existing_keys(client, &drain.name, &unknown)?);
+        }
+        if !changed.is_empty() {
+            taken.extend(items::operators_keys(client, &drain.name, &changed)?);
         }
     }
 
@@ -509,6 +518,10 @@ fn plan_files(
         if taken.contains(&file.key) {
             report.refuse(file.key.clone(), KEY_TAKEN.to_string());
             plans.push(Plan::Refused);
+            // Hashed part-way before its item became the operator's: never needed again.
+            if progress.contains_key(&file.key) {
+                plans.push(Plan::ForgetProgress(file.key.clone()));
+            }
         } else if needs_hashing(file, known_file) {
             let done = resume_point_of(file, progress.get(&file.key)).map_or(0, |p| p.hashed_bytes);
             to_hash.push((file.size.saturating_sub(done), plans.len(), file));
@@ -1085,8 +1098,9 @@ impl Walker<'_> {
             return Ok(false);
         }
         if key.chars().any(char::is_control) {
-            self.report
-                .refuse(key.escape_debug().to_string(), "name contains control characters".to_string());
+            // The name as it is (JSON carries the raw text); human output and log lines
+            // escape it.
+            self.report.refuse(key, "name contains control characters".to_string());
             return Ok(false);
         }
         let file_type = match entry.file_type() {

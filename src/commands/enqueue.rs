@@ -111,6 +111,15 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         if counts.duplicates == 1 { "" } else { "s" },
         if args.replace { format!(", {} replaced", counts.replaced) } else { String::new() }
     );
+    // `--replace` resets finished items only: say why an item given with it was not.
+    let human = if args.replace && counts.duplicates > 0 {
+        format!(
+            "{human} (a duplicate is an item not finished yet, or a key repeated in the input: left as it is; \
+             --replace resets done, dead and skipped_missing items)"
+        )
+    } else {
+        human
+    };
     Ok(Report::new(
         human,
         json!({ "drain": drain, "added": counts.added, "duplicates": counts.duplicates, "replaced": counts.replaced }),

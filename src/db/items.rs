@@ -280,6 +280,18 @@ pub fn existing_keys(client: &mut impl GenericClient, drain: &str, keys: &[Strin
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// Which of `keys` are items of `drain` that are not their source folder's: given another
+/// payload by `enqueue --replace` (docs/operations.md, "Feeding a drain from files").
+pub fn operators_keys(client: &mut impl GenericClient, drain: &str, keys: &[String]) -> Result<Vec<String>> {
+    let rows = client.query(
+        &format!(
+            "SELECT key FROM items WHERE drain = $1 AND key = ANY($2) AND ({IS_THE_FOLDERS}) IS NOT TRUE"
+        ),
+        &[&drain, &keys],
+    )?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// What became of a source file's item (see [`enqueue_source_item`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceEnqueue {

@@ -60,6 +60,9 @@ impl Pass<'_> {
             }
             Ok(settled)
         })?;
+        if settled {
+            self.skipped += 1;
+        }
         log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
         Ok(ItemEnd::Settled)
     }

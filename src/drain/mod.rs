@@ -128,6 +128,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             started_at,
             done: 0,
             failed: 0,
+            skipped: 0,
             is_account_suspected: false,
             statements: PreparedStatements::default(),
             unstaged: None,
@@ -351,6 +352,7 @@ fn pass_json(pass: &Pass, stop: &Stop) -> serde_json::Value {
         "note": stop.note,
         "items_done": pass.done,
         "items_failed": pass.failed,
+        "items_skipped": pass.skipped,
     })
 }
 
@@ -358,8 +360,13 @@ fn pass_json(pass: &Pass, stop: &Stop) -> serde_json::Value {
 /// (`previous_runs`, see `run`); a non-zero outcome also says why on stderr.
 fn render(pass: &Pass, stop: Stop, previous_runs: Vec<serde_json::Value>) -> Report {
     let line = |run: &serde_json::Value| {
+        // Items whose file was gone are named only when there were some.
+        let skipped = match run["items_skipped"].as_u64() {
+            Some(skipped) if skipped > 0 => format!(", {skipped} skipped (source file gone)"),
+            _ => String::new(),
+        };
         format!(
-            "{}: run {} {}: {} done, {} failed — {}",
+            "{}: run {} {}: {} done, {} failed{skipped} — {}",
             pass.drain.name,
             run["run_id"],
             run["status"].as_str().unwrap_or_default(),
@@ -429,6 +436,8 @@ struct Pass<'a> {
     started_at: DateTime<Utc>,
     done: u32,
     failed: u32,
+    /// Items settled `skipped_missing` at their claim: their source file was gone.
+    skipped: u32,
     /// The account of the current item carries a suspected mark that a success clears.
     is_account_suspected: bool,
     /// The per-item statements, parsed and planned once per pass.

@@ -67,6 +67,16 @@ fn replace_resets_a_finished_item_only() {
     assert_eq!(row.get::<_, String>(0), "pending");
     assert_eq!(row.get::<_, i32>(1), 0);
     assert_eq!(row.get::<_, serde_json::Value>(2), serde_json::json!(2));
+    // The pending item kept its payload, and the line says why. Before: "1 duplicate" alone.
+    let kept = fixture.drainctl(&["enqueue", "docs", "--replace", "--key", "b", "--payload", "3"]).run();
+    kept.assert_code(0);
+    assert!(
+        kept.stdout.contains("0 added, 1 duplicate, 0 replaced (a duplicate is an item not finished yet")
+            && kept.stdout.contains("--replace resets done, dead and skipped_missing items"),
+        "{}",
+        kept.stdout
+    );
+    assert_eq!(fixture.column::<String>("SELECT payload::text FROM items WHERE key = 'b'"), ["1"]);
 }
 
 #[test]

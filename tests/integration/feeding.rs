@@ -292,8 +292,36 @@ fn items_enqueued_beside_a_source_folder_run_and_keep_their_result() {
     scan(&fixture);
     assert_eq!(fixture.item("sessions", "lee/1.jsonl").0, "pending");
     write(&fixture, "lee/1.jsonl", "back, and changed\n");
-    scan(&fixture);
+    // Refused before it is read, by this scan and every one after. Before: each scan
+    // hashed the whole file again only to refuse it (a large one deferred by the budget
+    // scan after scan).
+    for _ in 0..2 {
+        let report = scan(&fixture);
+        // kim's file, refused above, and lee's.
+        assert_eq!((report["refused"].as_u64(), report["hashed"].as_u64()), (Some(2), Some(0)), "{report:#}");
+        assert_eq!(report["refused_paths"][1]["path"], "lee/1.jsonl", "{report:#}");
+    }
     assert_eq!(payload(&fixture, "lee/1.jsonl"), replaced);
+}
+
+#[test]
+fn a_name_with_control_characters_is_refused_with_its_raw_name_in_json_and_escaped_for_humans() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "kim/a\u{1}b.jsonl", "one\n");
+    write(&fixture, "kim/fine.jsonl", "two\n");
+    let report = scan(&fixture);
+    assert_eq!((report["new"].as_u64(), report["refused"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    // The name a script can match against the folder. Before: "kim/a\\u{1}b.jsonl", the
+    // terminal's escape with a literal backslash.
+    assert_eq!(report["refused_paths"][0]["path"], "kim/a\u{1}b.jsonl", "{report:#}");
+    let human = fixture.drainctl(&["scan", "sessions"]).run();
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("refused kim/a\\u{1}b.jsonl: name contains control characters"),
+        "{}",
+        human.stdout
+    );
+    assert!(!human.stdout.contains('\u{1}') && !human.stderr.contains('\u{1}'), "{human:?}");
 }
 
 #[test]
@@ -306,7 +334,10 @@ fn a_file_whose_skipped_item_was_pruned_is_enqueued_again_when_it_comes_back() {
     scan(&fixture);
     // frank's item runs; erin's file goes before hers does.
     fs::remove_file(fixture.path("data/erin/1.jsonl")).unwrap();
-    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["drain", "sessions"]).run();
+    pass.assert_code(0);
+    // The pass's line counts the item it settled. Before: "1 done, 0 failed" alone.
+    assert!(pass.stdout.contains(": 1 done, 0 failed, 1 skipped (source file gone) — "), "{}", pass.stdout);
     assert_eq!(fixture.item("sessions", "erin/1.jsonl").0, "skipped_missing");
     assert_eq!(fixture.item("sessions", "frank/1.jsonl").0, "done");
     fixture.set_now("2027-06-01T10:00:00Z");

@@ -448,6 +448,7 @@ fn an_error_that_stderr_cannot_take_still_exits_with_its_code() {
 
 #[test]
 fn a_key_or_payload_beginning_with_a_hyphen_is_a_value_not_an_option() {
+    use std::os::unix::ffi::OsStrExt;
     // A file named `-draft.txt` is a key like any other, and `-1` a JSON payload. Before:
     // "unexpected argument '-1' found; tip: use '-- -1'", a tip that failed too.
     let fixture = Fixture::new(DRAIN, NOW);
@@ -475,6 +476,18 @@ fn a_key_or_payload_beginning_with_a_hyphen_is_a_value_not_an_option() {
             refused.stderr
         );
     }
+    // A key that is not UTF-8 is refused as such. Before: "\"--payload\" is an option of
+    // this command, not a value", a quoting mistake nobody made.
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"k\xff");
+    let refused = fixture
+        .drainctl(&["enqueue", "docs", "--key"])
+        .arg_os(not_utf8)
+        .arg_os("--payload")
+        .arg_os("1")
+        .run();
+    refused.assert_code(64);
+    assert!(refused.stderr.contains("is not valid UTF-8"), "{}", refused.stderr);
+    assert!(!refused.stderr.contains("option of this command"), "{}", refused.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
     // Given with `=`, such a key is a key; another command's option is no option here.
     fixture.drainctl(&["enqueue", "docs", "--key=--replace", "--payload", "1"]).run().assert_code(0);
