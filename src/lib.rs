@@ -123,6 +123,15 @@ fn claim_drain_log(args: &mut cli::DrainArgs) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             drain::log_file::named_after(&path, pid)
         }
+        // Renamed already by supervise, and `path` is now the file of the next pass of
+        // this drain it started in the same second (one a free slot): ours is the renamed
+        // file this process writes to.
+        Err(error)
+            if error.kind() == std::io::ErrorKind::AlreadyExists
+                && drain::log_file::is_stdout(&drain::log_file::named_after(&path, pid)) =>
+        {
+            drain::log_file::named_after(&path, pid)
+        }
         // Not a regular file (a link planted there): opening it refuses it by name.
         Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => path,
         Err(error) => {

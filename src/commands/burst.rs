@@ -117,6 +117,8 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         drain.as_ref().and_then(|drain| drain.forecast.burst_held_until.zip(drain.forecast.burst_held_by));
     let budget_spent_until =
         drain.as_ref().and_then(|drain| drain.budget_spent_until()).filter(|until| *until > now);
+    // A pass already waiting inside itself for the group's reset goes on then.
+    let is_waiting = drain.as_ref().and_then(|drain| drain.waiting_until).is_some_and(|until| until > now);
     let start = match hold {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
         Some((until, reason)) => {
@@ -126,6 +128,8 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             };
             let then = if until >= deadline {
                 "after the burst's end: no pass starts during this burst"
+            } else if reason == HoldReason::Backoff && is_waiting {
+                "its running pass waits for the reset and goes on then"
             } else if reason == HoldReason::Backoff {
                 // Supervise wakes a drain at the reset (docs/rate-limits.md).
                 "the last supervise pass before that starts it to wait for the reset (or the first after it)"

@@ -144,7 +144,7 @@ fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
                 EventKind::GroupResumed,
                 format!(
                     "quota group {group} resumed (parked since {}: {})",
-                    parked.parked_at.to_rfc3339(),
+                    crate::output::local_time(parked.parked_at, ctx.config.defaults.timezone),
                     parked.reason
                 ),
             )

@@ -1498,19 +1498,27 @@ pub fn staged_item_ids(client: &mut impl GenericClient, run_id: i64) -> Result<V
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Which of these drains have an item available now: one index-backed EXISTS per drain,
-/// in a single statement.
-pub fn drains_with_available_items(
+/// How many items each of these drains has available now, counted up to its limit (its
+/// `concurrency`: how many passes those items could keep busy): one index-backed scan of at
+/// most `limit` entries per drain, in a single statement. A drain without one is absent.
+pub fn available_items_of(
     client: &mut impl GenericClient,
     drains: &[String],
+    limits: &[i64],
     now: DateTime<Utc>,
-) -> Result<Vec<String>> {
+) -> Result<HashMap<String, u32>> {
     let rows = client.query(
-        "SELECT name FROM unnest($1::text[]) AS name
-          WHERE EXISTS (SELECT 1 FROM items WHERE drain = name AND state = 'pending' AND available_at <= $2)",
-        &[&drains, &now],
+        "SELECT name, (SELECT count(*) FROM (SELECT 1 FROM items
+                                              WHERE drain = name AND state = 'pending' AND available_at <= $3
+                                              LIMIT lim) AS available)
+           FROM unnest($1::text[], $2::bigint[]) AS drains(name, lim)",
+        &[&drains, &limits, &now],
     )?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), u32::try_from(row.get::<_, i64>(1)).unwrap_or(u32::MAX)))
+        .filter(|(_, available)| *available > 0)
+        .collect())
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]

@@ -69,6 +69,17 @@ pub fn rename_after(path: &Path, pid: u32) -> io::Result<PathBuf> {
     }
 }
 
+/// Is the regular file at `path` (not followed if a link) the one this process's stdout
+/// writes to?
+pub fn is_stdout(path: &Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(file) = std::fs::symlink_metadata(path) else { return false };
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned().map(std::fs::File::from);
+    let Ok(stdout) = stdout.and_then(|stdout| stdout.metadata()) else { return false };
+    file.is_file() && file.dev() == stdout.dev() && file.ino() == stdout.ino()
+}
+
 /// A drain's log folder must be a folder no one but the user running drainctl (and root)
 /// may change, not a link: in a `log_dir` others may write, a link or a folder planted at
 /// a drain's name would have its logs written where the planter chose, or be swapped under

@@ -369,7 +369,12 @@ impl Forecast {
             Some(rate) => {
                 format!("{} items/h over {}", round_rate(rate), crate::output::counted(self.runs, "run"))
             }
-            None => "no finished run in the last 24h".to_string(),
+            None if self.runs == 0 => "no finished run in the last 24h".to_string(),
+            // Runs that only waited (for a reset, for a higher-ranking drain): no rate.
+            None => format!(
+                "{} in the last 24h, none of their time running items",
+                crate::output::counted(self.runs, "run")
+            ),
         };
         match (self.backlog, self.seconds_to_empty) {
             (0, _) => format!("{rate}; backlog empty"),
@@ -706,6 +711,20 @@ mod tests {
             now(),
         );
         assert_eq!((stuck.items_per_hour, stuck.seconds_to_empty), (Some(0.0), None));
+        // Finished runs that only waited are not "no finished run". Before: they were.
+        let waited = forecast(
+            RunHistory { runs: 4, items_done: 10, running_seconds: 0.0 },
+            4,
+            1,
+            None,
+            None,
+            None,
+            now(),
+        );
+        assert_eq!(
+            waited.describe(),
+            "4 runs in the last 24h, none of their time running items; 4 left: no estimate"
+        );
         let empty = forecast(RunHistory::default(), 0, 1, None, None, None, now());
         assert_eq!(empty.seconds_to_empty, Some(0.0));
     }

@@ -30,7 +30,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::Context;
 use crate::db::events::{record_event_or_log, Event, Outbox};
-use crate::db::items::drains_with_available_items;
 use crate::db::passes::{insert_pass, PassRecord};
 use crate::db::runs::RunRow;
 use crate::db::{advisory_unlock, try_advisory_lock, SUPERVISE_LOCK_KEY};
@@ -608,10 +607,9 @@ fn recover(
     if has_ended_runs || released > 0 || killed > 0 {
         // Items the ended runs held (or a killed drain gave back) are pending again: see
         // them before deciding starts.
-        let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
-        let available = drains_with_available_items(client, &names, clock.now())?;
+        let available = snapshot::available_items(client, config, clock.now())?;
         for snapshot in snapshots.iter_mut() {
-            snapshot.has_available_item = available.contains(&snapshot.drain.name);
+            snapshot.available_items = available.get(&snapshot.drain.name).copied().unwrap_or(0);
         }
     }
     Ok(())
@@ -637,7 +635,8 @@ fn preview_recovery(
         config.drains.iter().map(|d| i32::try_from(d.max_attempts).unwrap_or(i32::MAX)).collect();
     let freed = crate::db::items::drains_recovery_would_free(client, &names, &max_attempts, &ending)?;
     for snapshot in snapshots.iter_mut().filter(|snapshot| freed.contains(&snapshot.drain.name)) {
-        snapshot.has_available_item = true;
+        // At least the one item it would free (the dry run does not count them all).
+        snapshot.available_items = snapshot.available_items.max(1);
     }
     Ok(())
 }

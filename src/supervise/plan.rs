@@ -52,6 +52,10 @@ pub struct Decision {
     /// runs it is started after (see `apply::apply_all`).
     #[serde(skip)]
     pub after_starts_of: Vec<String>,
+    /// For a start: how many passes of the drain to start — one per free concurrency slot
+    /// an available item can fill (see [`one_decision_a_pass`]).
+    #[serde(skip)]
+    passes: u32,
 }
 
 impl Decision {
@@ -66,6 +70,7 @@ impl Decision {
             log_path: None,
             error: None,
             after_starts_of: Vec::new(),
+            passes: 1,
         }
     }
 }
@@ -238,9 +243,11 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
             .collect();
         let ahead = (0..snapshots.len())
             .filter(|&other| same_group(index, other) && ranks[other].outranks(&ranks[index]))
-            .filter(|&other| works[other] && snapshots[other].has_available_item)
+            .filter(|&other| works[other] && snapshots[other].available_items > 0)
             .max_by_key(|&other| ranks[other]);
         if let Some(ahead) = ahead {
+            // It takes no item while that drain works: one pass waits for its turn.
+            decision.passes = 1;
             decision.reason.push_str(&format!(
                 "; {} in quota group {}: it yields while that drain has items",
                 ranks[ahead].describe_over(&ranks[index]),
@@ -248,7 +255,28 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
             ));
         }
     }
-    in_rank_order(snapshots, &ranks, decisions)
+    one_decision_a_pass(in_rank_order(snapshots, &ranks, decisions))
+}
+
+/// A start of several passes as one decision a pass, each started as its own process
+/// (docs/operations.md): a drain with `concurrency` 4 and items for all four slots gets
+/// its four passes from this supervise pass, not one a pass over the next hour.
+fn one_decision_a_pass(decisions: Vec<Decision>) -> Vec<Decision> {
+    let mut each = Vec::with_capacity(decisions.len());
+    for decision in decisions {
+        let passes = decision.passes;
+        if decision.action != Action::Start || passes <= 1 {
+            each.push(decision);
+            continue;
+        }
+        for pass in 1..=passes {
+            let mut one = decision.clone();
+            one.passes = 1;
+            one.reason = format!("{}; pass {pass} of {passes} started together", decision.reason);
+            each.push(one);
+        }
+    }
+    each
 }
 
 /// A drain's rank in its quota group at `now`.
@@ -316,12 +344,14 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
         }
         waits_for_reset = Some(until);
     }
-    if !snapshot.has_available_item {
+    if snapshot.available_items == 0 {
         return skip("no item available now".to_string());
     }
     if busy >= drain.concurrency {
         return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
     }
+    // One pass for each free slot an available item can fill.
+    let passes = (drain.concurrency - busy).min(snapshot.available_items).max(1);
     let start = |trigger: Trigger, reason: String| {
         let reason = match waits_for_reset {
             Some(until) => format!(
@@ -333,6 +363,7 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
         };
         let mut decision = Decision::new(name, Action::Start, reason);
         decision.trigger = Some(trigger);
+        decision.passes = passes;
         decision
     };
     if let Some(until) = controls.and_then(|c| c.active_burst(now)) {
@@ -383,7 +414,7 @@ mod tests {
             controls: None,
             backoff: BackoffRow::default(),
             runs: Vec::new(),
-            has_available_item: true,
+            available_items: 1,
             last_started_at: None,
             wake_within: std::time::Duration::ZERO,
             parked: None,
@@ -488,7 +519,7 @@ mod tests {
         // Last checkpoint at 0 s; the server went down and started again at 28 s.
         let judged = |now: i64, server_started_at: Option<i64>| {
             let mut s = snapshot(drain);
-            s.has_available_item = false;
+            s.available_items = 0;
             s.runs = vec![running_run(seconds(0))];
             s.server_started_at = server_started_at.map(seconds);
             plan_recovery(&[s], seconds(now), zone)
@@ -558,7 +589,7 @@ mod tests {
         backing_off.backoff.reason = Some("usage limit reached".into());
         assert!(only(plan(&[backing_off], inside(), zone)).reason.contains("backs off until"));
         let mut empty = snapshot(drain);
-        empty.has_available_item = false;
+        empty.available_items = 0;
         assert_eq!(only(plan(&[empty], inside(), zone)).reason, "no item available now");
         let mut parked = snapshot(drain);
         parked.parked = Some(crate::db::quota_groups::Parked {
@@ -660,6 +691,44 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_is_started_for_each_free_slot_an_available_item_can_fill() {
+        let config = shared_config("priority = 0\nconcurrency = 4,priority = 5\nconcurrency = 3");
+        let zone = config.defaults.timezone;
+        let starts = |available: [u32; 2], busy: usize| {
+            let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+            snapshots[0].available_items = available[0];
+            snapshots[2].available_items = available[1];
+            snapshots[2].runs = vec![running_run(inside()); busy];
+            let decisions = plan_starts(&snapshots, inside(), zone);
+            let count = |name: &str| {
+                decisions.iter().filter(|d| d.drain == name && d.action == Action::Start).count()
+            };
+            (count("high"), count("low"), decisions)
+        };
+        // `high`: 3 slots, as many passes as items can fill.
+        assert_eq!(starts([0, 1], 0).0, 1);
+        assert_eq!(starts([0, 2], 0).0, 2);
+        assert_eq!(starts([0, 3], 0).0, 3);
+        let (high, _, decisions) = starts([0, 9], 1);
+        assert_eq!(high, 2, "one slot is busy: {decisions:?}");
+        assert_eq!(
+            decisions.iter().filter(|d| d.drain == "high").map(|d| d.reason.as_str()).collect::<Vec<_>>(),
+            [
+                "items available; no window configured; pass 1 of 2 started together",
+                "items available; no window configured; pass 2 of 2 started together"
+            ]
+        );
+        // Every slot busy: none.
+        let (high, _, decisions) = starts([0, 9], 3);
+        assert_eq!(high, 0);
+        assert!(decisions.iter().any(|d| d.reason == "all 3 concurrency slot(s) busy"), "{decisions:?}");
+        // `low` yields to `high`, which works and has items: one pass waits its turn; once
+        // `high` has nothing, all four slots.
+        assert_eq!(starts([9, 9], 0).1, 1);
+        assert_eq!(starts([9, 0], 0).1, 4);
+    }
+
+    #[test]
     fn a_drain_in_burst_is_started_before_a_higher_priority() {
         let config = shared_config("priority = 0,priority = 5");
         let zone = config.defaults.timezone;
@@ -692,7 +761,7 @@ mod tests {
         let zone = config.defaults.timezone;
         // `high` has nothing to do: `low` starts with no yield note.
         let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
-        snapshots[2].has_available_item = false;
+        snapshots[2].available_items = 0;
         let decisions = plan_starts(&snapshots, inside(), zone);
         let low = decisions.iter().find(|d| d.drain == "low").unwrap();
         assert_eq!(low.action, Action::Start);

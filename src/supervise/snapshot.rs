@@ -8,7 +8,6 @@ use crate::accounts::GroupView;
 use crate::config::{Config, DrainConfig};
 use crate::db::backoffs::{read_group_backoffs, BackoffRow};
 use crate::db::drains::{ensure_drains, read_controls, DrainControls};
-use crate::db::items::drains_with_available_items;
 use crate::db::runs::{last_run_starts, running_runs, RunRow};
 use crate::error::Result;
 
@@ -28,7 +27,9 @@ pub struct DrainSnapshot<'a> {
     /// may be used, and why (empty when one may).
     pub backoff: BackoffRow,
     pub runs: Vec<RunSnapshot>,
-    pub has_available_item: bool,
+    /// Items available now, counted up to the drain's `concurrency`: how many passes they
+    /// could keep busy (docs/operations.md).
+    pub available_items: u32,
     /// When the drain's latest pass (not lock_skipped) started: what `every` counts from.
     pub last_started_at: Option<DateTime<Utc>>,
     /// A backoff ending within this long does not keep the drain from starting: the pass
@@ -80,7 +81,7 @@ pub(super) fn take_snapshot<'a>(
     } else {
         crate::db::quota_groups::read_groups(client, &switching)?
     };
-    let available = drains_with_available_items(client, &names, now)?;
+    let available = available_items(client, config, now)?;
     let parked = crate::db::quota_groups::read_parked(client, &groups)?;
     let last_starts = last_run_starts(client, &names)?;
     let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
@@ -110,7 +111,7 @@ pub(super) fn take_snapshot<'a>(
                 .filter(|run| run.drain == drain.name)
                 .map(|run| RunSnapshot { run: run.clone(), is_process_gone: crate::reap::is_crashed(run) })
                 .collect(),
-            has_available_item: available.contains(&drain.name),
+            available_items: available.get(&drain.name).copied().unwrap_or(0),
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
             wake_within: drain.max_wait.min(config.defaults.supervise_interval),
             parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
@@ -124,4 +125,15 @@ pub(super) fn take_snapshot<'a>(
         .map(|run| RunSnapshot { is_process_gone: crate::reap::is_crashed(&run), run })
         .collect();
     Ok((snapshots, unconfigured))
+}
+
+/// How many items each configured drain has available now, up to its `concurrency`.
+pub fn available_items(
+    client: &mut Client,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, u32>> {
+    let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
+    let limits: Vec<i64> = config.drains.iter().map(|drain| i64::from(drain.concurrency)).collect();
+    crate::db::items::available_items_of(client, &names, &limits, now)
 }

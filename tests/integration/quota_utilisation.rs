@@ -78,6 +78,13 @@ fn a_parked_group_makes_no_worker_calls_until_resume_group() {
     assert_eq!(resumed.json()["was_parked"], true);
     assert_eq!(resumed.json()["cleared_backoffs"], json!([]), "the hit's backoff ended a day ago");
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_resumed'"), 1);
+    // Its message gives the time as every human line does. Before: RFC 3339.
+    let message: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'group_resumed'");
+    assert!(
+        message[0].starts_with("quota group shared resumed (parked since Fri 2026-11-27 "),
+        "{message:?}"
+    );
+    assert!(message[0].contains(" UTC: You exceeded your current quota"), "{message:?}");
     let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
     worked.assert_code(0);
     assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);

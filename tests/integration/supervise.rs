@@ -264,6 +264,73 @@ fn runs_hung_behind_one_stalled_vendor_are_stopped_together_in_one_kill_grace() 
 }
 
 #[test]
+fn a_drain_with_several_free_slots_gets_a_pass_for_each_in_one_supervise_pass() {
+    // `concurrency = 3` and four items: three passes at once from the first supervise
+    // pass. Before: one, and the second and third only from the next passes, 15 minutes
+    // apart each.
+    let fixture = Fixture::new(&config("concurrency = 3\n"), INSIDE);
+    let go = fixture.path("go");
+    let items: Vec<(String, Value)> = (1..=4)
+        .map(|n| {
+            let started = fixture.path(&format!("started-{n}"));
+            (
+                format!("k{n}"),
+                json!({ "steps": [{ "touch": started }, { "wait_for_file": go }, { "out": "ok" }] }),
+            )
+        })
+        .collect();
+    fixture.enqueue("docs", &items);
+    let plan = decisions(&fixture, &[]);
+    let starts: Vec<&Value> = plan.iter().filter(|d| d["action"] == "start").collect();
+    assert_eq!(starts.len(), 3, "{plan:#?}");
+    for (n, start) in starts.iter().enumerate() {
+        let reason = start["reason"].as_str().unwrap();
+        assert!(reason.ends_with(&format!("; pass {} of 3 started together", n + 1)), "{reason}");
+        assert!(start["error"].is_null(), "{start}");
+    }
+    wait_until("three workers at once", Duration::from_secs(30), || {
+        (1..=4).filter(|n| fixture.path(&format!("started-{n}")).exists()).count() == 3
+    });
+    // Each pass writes its own log, named after its own pid, and its run records it: the
+    // three files were created under the same name one after another.
+    let mut logged: Vec<(i32, String)> = fixture
+        .client()
+        .query("SELECT pid, log_path FROM runs ORDER BY pid", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let mut decided: Vec<(i32, String)> = starts
+        .iter()
+        .map(|start| (start["pid"].as_i64().unwrap() as i32, start["log_path"].as_str().unwrap().to_string()))
+        .collect();
+    logged.sort();
+    decided.sort();
+    assert_eq!(logged, decided);
+    for (pid, path) in &logged {
+        assert!(path.ends_with(&format!("-{pid}.log")), "{path}");
+    }
+    // With every slot busy the next pass starts none.
+    let next = decisions(&fixture, &[]);
+    assert_eq!(start_reason(&next).1, "all 3 concurrency slot(s) busy", "{next:#?}");
+    std::fs::write(&go, "").unwrap();
+    wait_until("every item done", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE state = 'done'") == 4
+    });
+    wait_until("the runs to finish", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'") == 3
+    });
+    // Each file holds its own pass's closing line.
+    for (pid, path) in &logged {
+        let run: i64 =
+            fixture.client().query_one("SELECT id FROM runs WHERE pid = $1", &[pid]).unwrap().get(0);
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains(&format!("docs: run {run} drained: ")), "{path}: {text}");
+        assert_eq!(text.matches(" drained: ").count(), 1, "{path}: {text}");
+    }
+}
+
+#[test]
 fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let started = fixture.path("started");
@@ -1016,6 +1083,24 @@ fn burst_on_during_a_backoff_says_when_it_can_start() {
     );
     let json = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run().json();
     assert_eq!(json["backoff_until"], "2026-11-26T21:31:00Z");
+    // A pass already waiting inside itself for that reset goes on then: no start is
+    // promised. Before: "the last supervise pass before that starts it".
+    let pid = std::process::id() as i32;
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status, waiting_until)
+             VALUES ('docs', 'supervisor', 'h', $1, now(), now(), 'running', '2026-11-26T21:31:00Z')",
+            &[&pid],
+        )
+        .unwrap();
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    assert!(
+        on.stdout.contains("(in 31m): its running pass waits for the reset and goes on then"),
+        "{}",
+        on.stdout
+    );
+    fixture.client().execute("DELETE FROM runs", &[]).unwrap();
     // A burst that ends before the backoff does gets no start at all.
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+10m"]).run();
     assert!(on.stdout.contains("after the burst's end: no pass starts during this burst"), "{}", on.stdout);
