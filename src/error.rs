@@ -196,7 +196,7 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
 
 /// An I/O error of a session that was open: the server closed it under the client (a
 /// write into a closed socket, a reset), as `pg_terminate_backend` does mid-`COPY`.
-fn is_broken_session(error: &postgres::Error) -> bool {
+pub fn is_broken_session(error: &postgres::Error) -> bool {
     use std::error::Error as _;
     let mut source = error.source();
     while let Some(cause) = source {

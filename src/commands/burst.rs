@@ -145,7 +145,13 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         "{name}: burst on until {} ({}){}; {start}",
         local(deadline, zone),
         format_relative(deadline - now),
-        previous.map(|old| format!(", moved from {}", local(old, zone))).unwrap_or_default()
+        previous
+            .map(|old| match local(old, zone) {
+                // The same deadline as the clock shows it: renewed, as its event says.
+                from if from == local(deadline, zone) => ", renewed".to_string(),
+                from => format!(", moved from {from}"),
+            })
+            .unwrap_or_default()
     );
     Ok(Report::new(
         human,

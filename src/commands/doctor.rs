@@ -902,6 +902,16 @@ fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path, refuse
                 folder.display()
             ),
         ),
+        Err(error) if error.kind() == std::io::ErrorKind::StorageFull => checks.fail(
+            key,
+            crate::error::EXIT_TEMPORARY,
+            format!(
+                "{key} {}: its folder {} is on a full file system: {error}; every write of it fails until \
+                 space is freed",
+                file.display(),
+                folder.display()
+            ),
+        ),
         Err(error) => checks.fail(
             key,
             EXIT_CONFIG,
@@ -914,12 +924,20 @@ fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path, refuse
     }
 }
 
-/// Create and remove a file in `folder`.
+/// Create a file in `folder`, write a block into it and remove it: a full disk, which
+/// lets an empty file be made, refuses the block (as it would the file drainctl writes).
 fn probe_writable(folder: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
     let probe = folder.join(format!(".drainctl-doctor-{}", std::process::id()));
-    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
-    std::fs::remove_file(&probe)
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    let written = file.write_all(&[0u8; PROBE_BYTES]).and_then(|()| file.sync_all());
+    drop(file);
+    let removed = std::fs::remove_file(&probe);
+    written.and(removed)
 }
+
+/// How much the write probe writes: one file system block.
+const PROBE_BYTES: usize = 4096;
 
 /// The system clock (not an injected one) against the database's `now()`.
 fn check_clock(checks: &mut Checks, client: &mut postgres::Client) {

@@ -418,7 +418,15 @@ impl OutputTarget {
     /// read-only file system, a name too long: crate::atomic_file::is_permanent) is the
     /// command line's to fix (64), anything else (a full disk) worth another try (75).
     fn error(&self, what: &str, error: std::io::Error) -> Error {
-        let message = format!("cannot {what} {}: {error}", self.path.display());
+        let mut message = format!("cannot {what} {}: {error}", self.path.display());
+        // The last writes (a full disk refusing what was buffered) leave it as the first
+        // do: the temporary file goes, the file stays (docs/results.md).
+        if matches!(what, "write" | "replace") {
+            message.push_str(&format!(
+                " (nothing was written; {} is left as it was: run the export again whole)",
+                self.path.display()
+            ));
+        }
         if crate::atomic_file::is_permanent(&error) {
             Error::Usage(format!("{message}; choose a folder you may write to, or another path"))
         } else {
@@ -431,6 +439,26 @@ impl OutputTarget {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_full_disk_at_the_last_write_says_the_file_is_left_as_it_was() {
+        let target = OutputTarget {
+            path: PathBuf::from("/data/e.jsonl"),
+            folder: PathBuf::from("/data"),
+            file_name: "e.jsonl".into(),
+        };
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let error = target.error("write", full);
+        assert_eq!(error.exit_code(), 75);
+        assert_eq!(
+            error.to_string(),
+            "cannot write /data/e.jsonl: No space left on device (os error 28) (nothing was written; \
+             /data/e.jsonl is left as it was: run the export again whole)"
+        );
+        let refused =
+            target.error("create a temporary file beside", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(!refused.to_string().contains("left as it was"), "{refused}");
+    }
 
     fn csv(field: &str) -> String {
         let mut out = Vec::new();

@@ -1,6 +1,7 @@
 //! `drainctl supervise`: one supervisor pass over every drain, run by
 //! [`crate::supervise::run`]; after a pass that acted, the operations page of
-//! [`crate::report`] is rewritten when `[defaults] report_html` is set.
+//! [`crate::report`] is rewritten when `[defaults] report_html` is set, and then the
+//! notifications are sent.
 
 use std::path::Path;
 
@@ -22,7 +23,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     done
 }
 
-/// The pass, its notifications and the page.
+/// The pass, the page, then its notifications.
 fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let report = crate::supervise::run(ctx, args)?;
     let has_acted = !args.dry_run
@@ -30,24 +31,30 @@ fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     if !has_acted {
         return Ok(report);
     }
+    // A termination signal ends the pass at the next step, recorded, with exit 75: what
+    // is left is the next pass's (docs/operations.md, "Stopping a pass").
+    let interrupted = crate::supervise::Interruption { dry_run: args.dry_run };
+    // The page before the notifications: a notifier that hangs (up to `notify_timeout`
+    // each) must not leave it, and the heartbeat it shows, stale (docs/results.md).
+    let report = match ctx.config.defaults.report_html.clone() {
+        Some(path) => {
+            interrupted.check(
+                &mut ctx.client,
+                &ctx.outbox,
+                &ctx.clock,
+                "it rewrote report_html and sent every notification",
+            )?;
+            rewrite_page(ctx, &path, report)
+        }
+        None => report,
+    };
     // Its own notifications first, then those a process that died left unsent
     // (docs/configuration.md, "Notifications").
     crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
     crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
-    // A termination signal (one that stopped a notifier under way included) ends the pass
-    // here, recorded, with exit 75: the page and any notification left are the next
-    // pass's (docs/operations.md, "Stopping a pass").
-    let interrupted = crate::supervise::Interruption { dry_run: args.dry_run };
-    let left = if ctx.config.defaults.report_html.is_some() {
-        "it sent every notification and rewrote report_html"
-    } else {
-        "it sent every notification"
-    };
-    interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, left)?;
-    match ctx.config.defaults.report_html.clone() {
-        Some(path) => Ok(rewrite_page(ctx, &path, report)),
-        None => Ok(report),
-    }
+    // One that stopped a notifier under way included.
+    interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, "it sent every notification")?;
+    Ok(report)
 }
 
 /// Rewrite the operations page after the pass, which it shows as the supervisor's

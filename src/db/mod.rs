@@ -122,6 +122,10 @@ fn log_in(config: &postgres::Config, connector: MakeTlsConnector, wait: Duration
     answer
 }
 
+/// A session closed after its first statement waited this long was most likely given up
+/// by a pooler's queue; a server that goes away closes it at once.
+const QUEUE_GAVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Open the one connection of this invocation.
 pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     let (url, tls) = tls::split_tls_settings(&database.url, &database.source)?;
@@ -193,9 +197,6 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         };
         Error::Unavailable(format!("{CANNOT_CONNECT} (URL from {}): {detail}", database.source))
     };
-    // The driver's connect_timeout bounds each TCP connection only: a server or pooler
-    // that accepts one and never answers (stopped, frozen) would hold the command — and
-    // cron's next passes behind it — for ever. The login is bounded too.
     // Each TCP connection waits connect_timeout; the whole login (TLS, authentication, a
     // pooler's queue) is bounded too: a server or pooler that takes the connection and
     // never answers (stopped, frozen) would hold the command — and cron's next passes
@@ -225,7 +226,22 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     };
     // Until the checks below passed, only the simple query protocol is used: it works
     // through any pooler, where a prepared statement may not.
-    let identity = backend_identity(&mut client).map_err(unavailable)?;
+    let asked = std::time::Instant::now();
+    let identity = backend_identity(&mut client).map_err(|error| {
+        let waited = asked.elapsed();
+        let closed = error.is_closed() || crate::error::is_broken_session(&error);
+        match unavailable(error) {
+            // The pooler's error line is lost with the closed socket: say what it was most
+            // likely to have been (docs/operations.md, "Connection poolers").
+            Error::Unavailable(message) if closed && waited >= QUEUE_GAVE_UP_AFTER => Error::Unavailable(format!(
+                "{message} after the first statement waited {} for an answer: a pooler whose pool is full \
+                 closes a client its queue gave up on this way (pgbouncer: query_wait_timeout); give the pool \
+                 more server connections (docs/operations.md, \"Connection poolers\")",
+                crate::duration::format_duration(std::time::Duration::from_secs(waited.as_secs()))
+            )),
+            other => other,
+        }
+    })?;
     check_server_version(&identity.version, &identity.version_num)?;
     refuse_transaction_pooler(&config, connector, &identity)?;
     // A process frozen (SIGSTOP, a paused VM) in the middle of a transaction must not hold

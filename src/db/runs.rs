@@ -211,6 +211,16 @@ pub fn finish_run(
     Ok(updated == 1)
 }
 
+/// A run's status and note as recorded: for a pass that finds its run ended by another
+/// process (`supervise` ended it as hung or crashed).
+pub fn recorded_end(
+    client: &mut impl GenericClient,
+    run_id: i64,
+) -> Result<Option<(RunStatus, Option<String>)>> {
+    let row = client.query_opt("SELECT status, note FROM runs WHERE id = $1", &[&run_id])?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
 /// A run row as the reaper and status see it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {

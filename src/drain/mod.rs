@@ -149,7 +149,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             Ok(stop) => stop,
             Err(error) => return Err(fail_run(&mut pass, error)),
         };
-        close_run(&mut pass, &stop)?;
+        let stop = close_run(&mut pass, stop)?;
         // The pass's time budget ended before a reset it could otherwise wait for: the
         // process goes on as a new pass that waits for it (docs/rate-limits.md, "Waiting
         // for the reset"), in the concurrency slot it holds. One that lost its slot (see
@@ -303,8 +303,10 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     error
 }
 
-/// Record how the pass ended, with its `run_finished` event.
-fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
+/// Record how the pass ended, with its `run_finished` event. Returns how it ended: as
+/// `supervise` recorded it when that ended the run first (hung, crashed), else `stop`.
+fn close_run(pass: &mut Pass, stop: Stop) -> Result<Stop> {
+    let stop = &stop;
     let run_id = pass.run_id;
     let at = pass.clock.now();
     // Nothing is held now but an item claimed beside a worker by a statement whose reply
@@ -322,16 +324,31 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
         .as_ref()
         .filter(|(cost_stop, _)| cost_stop.status == stop.status && cost_stop.note == stop.note)
         .map(|(_, event)| event.clone().run(run_id));
-    in_transaction(pass.client, |tx| {
+    let ended_before = in_transaction(pass.client, |tx| {
         // Supervise may have ended this run already (hung): then it told the story.
         if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at, pass.idle_seconds)? {
             if let Some(budget_event) = &budget_event {
                 record_event(tx, pass.outbox, budget_event, at)?;
             }
             record_event(tx, pass.outbox, &event, at)?;
+            return Ok(None);
         }
-        Ok(())
+        runs::recorded_end(tx, run_id)
     })?;
+    // The pass's line says what the run is: `run 17 hung: … — no checkpoint for 15m …;
+    // this pass then: interrupted by SIGTERM …`, not "failed" beside a run shown hung.
+    let stop = match ended_before {
+        Some((status, note)) if status != RunStatus::Running => Stop {
+            status,
+            note: format!(
+                "{}; this pass then: {}",
+                note.as_deref().unwrap_or("ended by supervise"),
+                stop.note
+            ),
+            exit_code: stop.exit_code,
+        },
+        _ => Stop { status: stop.status, note: stop.note.clone(), exit_code: stop.exit_code },
+    };
     log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
     crate::metrics::write_textfile_after_drain_pass(
         pass.client,
@@ -340,7 +357,7 @@ fn close_run(pass: &mut Pass, stop: &Stop) -> Result<()> {
         &pass.drain.name,
         at,
     );
-    Ok(())
+    Ok(stop)
 }
 
 /// A finished pass as JSON.

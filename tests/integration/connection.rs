@@ -100,7 +100,8 @@ fn doctor_shows_the_server_version_and_the_supported_range() {
 }
 
 /// A real pgbouncer in front of the test cluster, with two names for one database:
-/// `txn` (pool_mode = transaction) and `sess` (pool_mode = session). Stopped on drop.
+/// `txn` (pool_mode = transaction) and `sess` (pool_mode = session), and `tiny` (session,
+/// one server connection; a client waits for it at most 3 s). Stopped on drop.
 struct Pgbouncer {
     dir: tempfile::TempDir,
     child: Child,
@@ -144,8 +145,10 @@ impl Pgbouncer {
         std::fs::write(
             path("pgbouncer.ini"),
             format!(
-                "[databases]\ntxn = {target} pool_mode=transaction\nsess = {target} pool_mode=session\n\n\
+                "[databases]\ntxn = {target} pool_mode=transaction\nsess = {target} pool_mode=session\n\
+                 tiny = {target} pool_mode=session pool_size=1\n\n\
                  [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 query_wait_timeout = 3\n\
                  auth_type = scram-sha-256\nauth_file = {}\npidfile = {}\nlogfile = {}\n",
                 path("userlist.txt"),
                 path("pgbouncer.pid"),
@@ -230,6 +233,38 @@ fn a_transaction_pooler_is_refused_with_78_and_a_session_pool_works() {
     through("sess", &["status"]).assert_code(0);
     through("sess", &["doctor"]).assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
+}
+
+#[test]
+fn a_full_pool_is_named_when_its_queue_gives_up() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let Some(bouncer) = Pgbouncer::start(&fixture.db) else { return };
+    // Another client holds the pool's one server connection longer than the queue waits.
+    let holder = {
+        let url = bouncer.url("tiny");
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            client.batch_execute("SELECT pg_sleep(6)").unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &bouncer.url("tiny")).run();
+    result.assert_code(69);
+    // pgbouncer's own line (query_wait_timeout) is lost with the socket it closed: the
+    // line says what most likely happened. Before: "connection closed" alone.
+    assert!(
+        result
+            .stderr
+            .contains("database connection lost: connection closed after the first statement waited ")
+            && result.stderr.contains(
+                "s for an answer: a pooler whose pool is full closes a client its queue gave up on this way \
+                 (pgbouncer: query_wait_timeout)"
+            ),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    holder.join().unwrap();
 }
 
 #[test]

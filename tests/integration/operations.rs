@@ -170,6 +170,62 @@ fn a_drain_started_by_hand_with_a_log_file_writes_there_and_its_run_records_it()
     assert_eq!(recorded, [Some(fixture.path("by-hand/relative.log").display().to_string())]);
 }
 
+/// A 64 KiB tmpfs filled to the last byte, unmounted on drop; None where mounting is
+/// not allowed (not root, or a container without the right).
+struct FullFileSystem(std::path::PathBuf);
+
+impl FullFileSystem {
+    fn mount(at: std::path::PathBuf) -> Option<FullFileSystem> {
+        std::fs::create_dir_all(&at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root and the right to mount)");
+            return None;
+        }
+        let full = FullFileSystem(at);
+        let mut filler = std::fs::File::create(full.0.join("filler")).unwrap();
+        while std::io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
+        Some(full)
+    }
+}
+
+impl Drop for FullFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn doctor_says_a_metrics_textfile_on_a_full_disk_cannot_be_written() {
+    let fixture =
+        Fixture::new(&config("/bin/true", "metrics_textfile = \"TMPDIR/full/drainctl.prom\"\n"), NOW);
+    let Some(_full) = FullFileSystem::mount(fixture.path("full")) else { return };
+    // Before: "ok … can be written" (an empty file can be made on a full disk), while
+    // every supervise pass failed to write it.
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(75);
+    assert!(
+        doctor.stdout.contains("fail  metrics_textfile: metrics_textfile ")
+            && doctor.stdout.contains("is on a full file system: No space left on device"),
+        "{}",
+        doctor.stdout
+    );
+    let pass = fixture.drainctl(&["supervise"]).run();
+    pass.assert_code(75);
+    assert!(pass.stderr.contains("No space left on device"), "{}", pass.stderr);
+    // Nothing of the probe's is left behind.
+    let left: Vec<String> = std::fs::read_dir(fixture.path("full"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["filler"]);
+}
+
 #[test]
 fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_has() {
     // A worker found on the login PATH (like ~/.local/bin/claude) but not on /usr/bin:/bin.

@@ -830,7 +830,7 @@ fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_
         &config(
             &format!(
                 "notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\n\
-                 metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n"
+                 metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\nreport_html = \"TMPDIR/page.html\"\n"
             ),
             "",
         ),
@@ -840,6 +840,9 @@ fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_
     // notifier runs for it.
     let pass = fixture.drainctl(&["supervise"]).spawn();
     slow_notifier_started(&fixture);
+    // The page was written before the notifier started. Before: after every notification,
+    // so a hanging notifier left it (and the heartbeat it shows) stale.
+    assert!(fixture.path("page.html").exists(), "the page waits for the notifications");
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
     // Before: the next notification's notifier was started and waited for (2 minutes),

@@ -215,10 +215,19 @@ fn a_hung_run_whose_worker_ignores_sigterm_costs_one_kill_grace_not_two() {
     let plan = decisions(&fixture, &[]);
     let took = began.elapsed();
     assert!(action_for(&plan, "docs", "kill_hung").is_some(), "{plan:?}");
-    let _ = finished(pass.wait_with_output().unwrap());
+    let ended = finished(pass.wait_with_output().unwrap());
     // The drain (which waits its own kill_grace for the child) and the worker's group are
     // stopped together. Before: the drain's grace, then the group's, 8 s and more.
     assert!(took < Duration::from_secs(7), "the pass took {took:?}");
+    // Its line names the run as supervise ended it. Before: "run 1 failed: … interrupted
+    // by SIGTERM", beside a run `runs` shows hung.
+    assert!(
+        ended.stdout.contains(
+            "docs: run 1 hung: 0 done, 0 failed — no checkpoint for 16m (liveness_timeout 15m); this pass \
+             then: interrupted by SIGTERM while running item a"
+        ),
+        "{ended:?}"
+    );
     assert_eq!(fixture.item("docs", "a").0, "pending");
 }
 
@@ -894,7 +903,11 @@ fn burst_status_and_off_read_and_clear_the_one_row() {
     let moved = fixture.drainctl(&["burst", "status", "--json"]).run().json()["bursts"][0].clone();
     assert_eq!((&moved["note"], &moved["started_at"]), (&json!("later"), &burst["started_at"]), "{moved}");
     // The same deadline again is a renewal, not a move "from X to X"; an empty note clears.
-    fixture.drainctl(&["burst", "on", "docs", "--until", "sat 20:00", "--note", ""]).run().assert_code(0);
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "sat 20:00", "--note", ""]).run();
+    on.assert_code(0);
+    // Its line says so too. Before: ", moved from Sat 2026-11-28 20:00 IST", the same time.
+    assert!(on.stdout.starts_with("docs: burst on until Sat 2026-11-28 20:00 IST (in "), "{}", on.stdout);
+    assert!(on.stdout.contains("), renewed; ") && !on.stdout.contains("moved"), "{}", on.stdout);
     let renewed = fixture.drainctl(&["burst", "status", "--json"]).run().json()["bursts"][0].clone();
     assert_eq!(renewed["note"], Value::Null, "{renewed}");
     let messages: Vec<String> =
