@@ -431,6 +431,15 @@ const ENDED_RUNS_LIMIT: i64 = 50;
 /// looked at again; a drain that lives on fenced stops on its own within `item_timeout`.
 const ENDED_RUNS_MARGIN: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The runs of this host ended earlier whose drain process still lives, that the next
+/// [`finish_ended_runs`] kills (its slot then free): for `supervise --dry-run`.
+pub fn ended_runs_left_alive(client: &mut Client, config: &Config, clock: &Clock) -> Result<Vec<RunRow>> {
+    let longest = config.drains.iter().map(|d| d.item_timeout).max().unwrap_or_default();
+    let since = crate::clock::earlier(clock.now(), longest.saturating_add(ENDED_RUNS_MARGIN));
+    let ended = runs::recently_ended_abnormally(client, &process::host_name(), since, ENDED_RUNS_LIMIT)?;
+    Ok(ended.into_iter().filter(|run| may_signal(run) && live_drain_process(run).is_some()).collect())
+}
+
 /// Finish the kill of runs of this host that were ended `hung` or `crashed` while
 /// something of theirs lives on — the drain process (same pid and start time), the
 /// recorded worker group, or a group in the drain's session — because the process that

@@ -129,7 +129,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             let then = if until >= deadline {
                 "after the burst's end: no pass starts during this burst"
             } else if reason == HoldReason::Backoff && is_waiting {
-                "its running pass waits for the reset and goes on then"
+                "a running pass waits for the reset and goes on then"
             } else if reason == HoldReason::Backoff {
                 // Supervise wakes a drain at the reset (docs/rate-limits.md).
                 "the last supervise pass before that starts it to wait for the reset (or the first after it)"

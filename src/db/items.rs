@@ -1375,7 +1375,7 @@ pub struct OrphanedItem {
     pub was_claimed_ahead: bool,
 }
 
-/// The drains of `drains` (each with its `max_attempts`) that would have an item pending
+/// How many items each of `drains` (each with its `max_attempts`) would have pending
 /// again once `ending_runs` are ended and orphaned items released, as a supervise pass
 /// does before it decides starts — read only, for `supervise --dry-run`: an item held by
 /// an ending run without a staged result (one with a staged result is settled from it,
@@ -1388,7 +1388,7 @@ pub fn drains_recovery_would_free(
     drains: &[String],
     max_attempts: &[i32],
     ending_runs: &[i64],
-) -> Result<Vec<String>> {
+) -> Result<HashMap<String, u32>> {
     let rows = client.query(
         concat!(
             "WITH held AS (
@@ -1404,16 +1404,20 @@ pub fn drains_recovery_would_free(
          ",
             claimed_ahead_step!(),
             "
-         SELECT DISTINCT i.drain FROM ahead a
+         SELECT i.drain, count(*) FROM ahead a
            JOIN held h ON h.id = a.id
            JOIN items i ON i.id = a.id
            JOIN unnest($1::text[], $2::int[]) AS l(drain, max_attempts) ON l.drain = i.drain
           WHERE h.settles IS NOT TRUE
-            AND i.attempts - CASE WHEN a.ahead THEN 1 ELSE 0 END < l.max_attempts"
+            AND i.attempts - CASE WHEN a.ahead THEN 1 ELSE 0 END < l.max_attempts
+          GROUP BY i.drain"
         ),
         &[&drains, &max_attempts, &ending_runs],
     )?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), u32::try_from(row.get::<_, i64>(1)).unwrap_or(u32::MAX)))
+        .collect())
 }
 
 /// Release every item of these drains (each with its `max_attempts`, in the same order)
@@ -1495,6 +1499,18 @@ pub fn held_by_run(client: &mut impl GenericClient, run_id: i64) -> Result<Vec<(
 pub fn staged_item_ids(client: &mut impl GenericClient, run_id: i64) -> Result<Vec<i64>> {
     let rows =
         client.query("SELECT item_id FROM staged_results WHERE run_id = $1 ORDER BY item_id", &[&run_id])?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Which of these runs hold a `running` item now (index `items_running_claim`).
+pub fn runs_holding_items(client: &mut impl GenericClient, runs: &[i64]) -> Result<Vec<i64>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = client.query(
+        "SELECT DISTINCT claimed_by FROM items WHERE state = 'running' AND claimed_by = ANY($1)",
+        &[&runs],
+    )?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 

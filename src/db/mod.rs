@@ -691,6 +691,23 @@ pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<LockHo
         .collect())
 }
 
+/// Which of `keys` some session of the current database holds as an advisory lock now.
+pub fn held_advisory_locks(client: &mut Client, keys: &[i64]) -> Result<Vec<i64>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits.
+    let rows = client.query(
+        "SELECT DISTINCT (l.classid::bigint << 32) | l.objid::bigint
+           FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($1)",
+        &[&keys],
+    )?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// How many times a step that lost a deadlock or a serialization conflict is run again
 /// before the error is given up (docs/guarantees.md, "Concurrent commands"): enough for
 /// four producers of the same keys in opposite orders, which lost with 4.

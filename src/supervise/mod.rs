@@ -256,7 +256,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         )?;
         interrupted.check(client, outbox, clock, "it started drains")?;
     } else {
-        preview_recovery(client, config, &mut snapshots, &decisions)?;
+        preview_recovery(client, config, clock, &mut snapshots, &decisions)?;
     }
     let first_start = decisions.len();
     decisions.extend(plan_starts(&snapshots, decided_at, zone));
@@ -611,6 +611,8 @@ fn recover(
         for snapshot in snapshots.iter_mut() {
             snapshot.available_items = available.get(&snapshot.drain.name).copied().unwrap_or(0);
         }
+        // The slots the stopped runs held are free now; another host's are not.
+        snapshot::held_slots_after_recovery(client, config, snapshots)?;
     }
     Ok(())
 }
@@ -622,6 +624,7 @@ fn recover(
 fn preview_recovery(
     client: &mut Client,
     config: &Config,
+    clock: &Clock,
     snapshots: &mut [snapshot::DrainSnapshot<'_>],
     decisions: &[Decision],
 ) -> Result<()> {
@@ -634,9 +637,21 @@ fn preview_recovery(
     let max_attempts: Vec<i32> =
         config.drains.iter().map(|d| i32::try_from(d.max_attempts).unwrap_or(i32::MAX)).collect();
     let freed = crate::db::items::drains_recovery_would_free(client, &names, &max_attempts, &ending)?;
-    for snapshot in snapshots.iter_mut().filter(|snapshot| freed.contains(&snapshot.drain.name)) {
-        // At least the one item it would free (the dry run does not count them all).
-        snapshot.available_items = snapshot.available_items.max(1);
+    let left_alive = crate::reap::ended_runs_left_alive(client, config, clock)?;
+    for snapshot in snapshots.iter_mut() {
+        let freed = freed.get(&snapshot.drain.name).copied().unwrap_or(0);
+        snapshot.available_items =
+            snapshot.available_items.saturating_add(freed).min(snapshot.drain.concurrency);
+        // The slots of this host's runs it would stop (ended now, or earlier and left
+        // alive) would be free; another host's not.
+        let stopped_here = snapshot
+            .runs
+            .iter()
+            .filter(|run| ending.contains(&run.run.id) && run.is_this_hosts && !run.is_process_gone)
+            .count()
+            + left_alive.iter().filter(|run| run.drain == snapshot.drain.name).count();
+        snapshot.held_slots =
+            snapshot.held_slots.saturating_sub(u32::try_from(stopped_here).unwrap_or(u32::MAX));
     }
     Ok(())
 }

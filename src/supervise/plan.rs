@@ -211,17 +211,29 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
 /// its group works and has items says that it will yield to it (docs/rate-limits.md,
 /// "Priority within a group").
 pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    // Slots taken: by its healthy runs, or held after the recovery — whichever is more. A
+    // hung run of another host keeps its slot until that host stops it.
     let busy: Vec<u32> = snapshots
         .iter()
         .map(|snapshot| {
-            let busy = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count();
-            u32::try_from(busy).unwrap_or(u32::MAX)
+            let healthy = count(snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count());
+            healthy.max(snapshot.held_slots)
+        })
+        .collect();
+    // Healthy runs that hold no item: each takes the next available item itself.
+    let idle: Vec<u32> = snapshots
+        .iter()
+        .map(|snapshot| {
+            count(
+                snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now) && !run.holds_item).count(),
+            )
         })
         .collect();
     let mut decisions: Vec<Decision> = snapshots
         .iter()
-        .zip(&busy)
-        .map(|(snapshot, busy)| start_decision(snapshot, *busy, now, zone))
+        .zip(busy.iter().zip(&idle))
+        .map(|(snapshot, (busy, idle))| start_decision(snapshot, *busy, *idle, now, zone))
         .collect();
     let ranks: Vec<Rank> = snapshots.iter().map(|snapshot| rank(snapshot, now)).collect();
     // A drain that works now: started by this plan, or with a healthy run.
@@ -246,13 +258,20 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
             .filter(|&other| works[other] && snapshots[other].available_items > 0)
             .max_by_key(|&other| ranks[other]);
         if let Some(ahead) = ahead {
-            // It takes no item while that drain works: one pass waits for its turn.
+            // It takes no item while that drain works: one pass waits for its turn, and a
+            // drain with a pass running already gets none.
             decision.passes = 1;
             decision.reason.push_str(&format!(
                 "; {} in quota group {}: it yields while that drain has items",
                 ranks[ahead].describe_over(&ranks[index]),
                 snapshots[index].drain.quota_group
             ));
+            if busy[index] > 0 {
+                decision.action = Action::Skip;
+                decision.trigger = None;
+                decision.after_starts_of.clear();
+                decision.reason.push_str("; its running pass waits its turn");
+            }
         }
     }
     one_decision_a_pass(in_rank_order(snapshots, &ranks, decisions))
@@ -308,7 +327,7 @@ fn in_rank_order(snapshots: &[DrainSnapshot], ranks: &[Rank], decisions: Vec<Dec
     order.into_iter().filter_map(|index| decisions[index].take()).collect()
 }
 
-fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone: Tz) -> Decision {
+fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<Utc>, zone: Tz) -> Decision {
     let drain = snapshot.drain;
     let name = drain.name.as_str();
     let controls = snapshot.controls.as_ref();
@@ -350,8 +369,19 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, now: DateTime<Utc>, zone:
     if busy >= drain.concurrency {
         return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
     }
-    // One pass for each free slot an available item can fill.
-    let passes = (drain.concurrency - busy).min(snapshot.available_items).max(1);
+    // One pass for each free slot an available item can fill, beyond the items its
+    // running passes that hold none (waiting for a reset, between items) take themselves.
+    let wanting = snapshot.available_items.saturating_sub(idle);
+    if wanting == 0 {
+        return skip(format!(
+            "its {} that hold{} no item take{} the {} available",
+            crate::output::counted(idle, "running pass"),
+            if idle == 1 { "s" } else { "" },
+            if idle == 1 { "s" } else { "" },
+            crate::output::counted(snapshot.available_items, "item"),
+        ));
+    }
+    let passes = (drain.concurrency - busy).min(wanting);
     let start = |trigger: Trigger, reason: String| {
         let reason = match waits_for_reset {
             Some(until) => format!(
@@ -415,6 +445,7 @@ mod tests {
             backoff: BackoffRow::default(),
             runs: Vec::new(),
             available_items: 1,
+            held_slots: 0,
             last_started_at: None,
             wake_within: std::time::Duration::ZERO,
             parked: None,
@@ -504,6 +535,8 @@ mod tests {
                 waiting_reason: None,
             },
             is_process_gone: false,
+            holds_item: true,
+            is_this_hosts: true,
         }
     }
 
@@ -726,6 +759,44 @@ mod tests {
         // `high` has nothing, all four slots.
         assert_eq!(starts([9, 9], 0).1, 1);
         assert_eq!(starts([9, 0], 0).1, 4);
+        // A pass that holds no item (waiting for the reset) takes one available item
+        // itself: a pass more only for the items beyond. Before: one more pass for the
+        // same item every supervise pass.
+        let with = |available: u32, idle: usize, held_slots: u32| {
+            let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+            snapshots[2].available_items = available;
+            snapshots[2].runs = vec![RunSnapshot { holds_item: false, ..running_run(inside()) }; idle];
+            snapshots[2].held_slots = held_slots;
+            plan_starts(&snapshots, inside(), zone)
+                .into_iter()
+                .filter(|d| d.drain == "high")
+                .collect::<Vec<_>>()
+        };
+        let waiting = with(1, 1, 0);
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(
+            (waiting[0].action, waiting[0].reason.as_str()),
+            (Action::Skip, "its 1 running pass that holds no item takes the 1 item available")
+        );
+        assert_eq!(with(3, 1, 0).iter().filter(|d| d.action == Action::Start).count(), 2);
+        // Slots held by runs this pass could not stop (another host's) are not free.
+        // Before: counted free, and the passes started for them ended `lock_skipped`.
+        let held = with(3, 0, 2);
+        assert_eq!(held.iter().filter(|d| d.action == Action::Start).count(), 1, "{held:?}");
+        let full = with(3, 0, 3);
+        assert_eq!(full[0].reason, "all 3 concurrency slot(s) busy");
+        // A yielding drain with a pass running gets no other. Before: one more a pass.
+        let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
+        snapshots[0].available_items = 9;
+        snapshots[0].runs = vec![RunSnapshot { holds_item: false, ..running_run(inside()) }];
+        snapshots[2].available_items = 9;
+        let low = plan_starts(&snapshots, inside(), zone).into_iter().find(|d| d.drain == "low").unwrap();
+        assert_eq!(low.action, Action::Skip);
+        assert!(
+            low.reason.ends_with("it yields while that drain has items; its running pass waits its turn"),
+            "{}",
+            low.reason
+        );
     }
 
     #[test]

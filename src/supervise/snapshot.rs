@@ -11,11 +11,16 @@ use crate::db::drains::{ensure_drains, read_controls, DrainControls};
 use crate::db::runs::{last_run_starts, running_runs, RunRow};
 use crate::error::Result;
 
-/// A `running` run and whether its process is known to be gone.
+/// A `running` run, whether its process is known to be gone, and whether it holds an
+/// item now (one that holds none — waiting for a reset, yielding, between two items —
+/// takes the next available item itself).
 #[derive(Debug, Clone)]
 pub struct RunSnapshot {
     pub run: RunRow,
     pub is_process_gone: bool,
+    pub holds_item: bool,
+    /// Started on this host: a hung one is stopped by this pass, and its slot freed.
+    pub is_this_hosts: bool,
 }
 
 /// Everything the plan needs about one drain.
@@ -30,6 +35,10 @@ pub struct DrainSnapshot<'a> {
     /// Items available now, counted up to the drain's `concurrency`: how many passes they
     /// could keep busy (docs/operations.md).
     pub available_items: u32,
+    /// Its concurrency slots held, by whoever holds them — read again once the recovery
+    /// stopped what it ends: a run of another host that this pass ends as hung keeps its
+    /// slot until that host stops it (docs/operations.md, "Several hosts").
+    pub held_slots: u32,
     /// When the drain's latest pass (not lock_skipped) started: what `every` counts from.
     pub last_started_at: Option<DateTime<Utc>>,
     /// A backoff ending within this long does not keep the drain from starting: the pass
@@ -82,6 +91,9 @@ pub(super) fn take_snapshot<'a>(
         crate::db::quota_groups::read_groups(client, &switching)?
     };
     let available = available_items(client, config, now)?;
+    let run_ids: Vec<i64> = runs.iter().map(|run| run.id).collect();
+    let holding = crate::db::items::runs_holding_items(client, &run_ids)?;
+    let held = held_slots(client, config, &controls)?;
     let parked = crate::db::quota_groups::read_parked(client, &groups)?;
     let last_starts = last_run_starts(client, &names)?;
     let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
@@ -109,9 +121,15 @@ pub(super) fn take_snapshot<'a>(
             runs: runs
                 .iter()
                 .filter(|run| run.drain == drain.name)
-                .map(|run| RunSnapshot { run: run.clone(), is_process_gone: crate::reap::is_crashed(run) })
+                .map(|run| RunSnapshot {
+                    run: run.clone(),
+                    is_process_gone: crate::reap::is_crashed(run),
+                    holds_item: holding.contains(&run.id),
+                    is_this_hosts: crate::reap::is_this_hosts(run),
+                })
                 .collect(),
             available_items: available.get(&drain.name).copied().unwrap_or(0),
+            held_slots: held.get(&drain.name).copied().unwrap_or(0),
             last_started_at: last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at),
             wake_within: drain.max_wait.min(config.defaults.supervise_interval),
             parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
@@ -122,7 +140,12 @@ pub(super) fn take_snapshot<'a>(
     let unconfigured = runs
         .into_iter()
         .filter(|run| !names.contains(&run.drain))
-        .map(|run| RunSnapshot { is_process_gone: crate::reap::is_crashed(&run), run })
+        .map(|run| RunSnapshot {
+            is_process_gone: crate::reap::is_crashed(&run),
+            holds_item: holding.contains(&run.id),
+            is_this_hosts: crate::reap::is_this_hosts(&run),
+            run,
+        })
         .collect();
     Ok((snapshots, unconfigured))
 }
@@ -137,3 +160,60 @@ pub fn available_items(
     let limits: Vec<i64> = config.drains.iter().map(|drain| i64::from(drain.concurrency)).collect();
     crate::db::items::available_items_of(client, &names, &limits, now)
 }
+
+/// How many of its concurrency slots each configured drain has held now (drains without a
+/// row yet, as in a dry run before their first pass, hold none).
+pub fn held_slots(
+    client: &mut Client,
+    config: &Config,
+    controls: &[DrainControls],
+) -> Result<std::collections::HashMap<String, u32>> {
+    let mut keys = Vec::new();
+    let mut owners = Vec::new();
+    for drain in &config.drains {
+        let Some(id) = controls.iter().find(|c| c.name == drain.name).map(|c| c.id) else { continue };
+        for slot in 0..drain.concurrency {
+            keys.push(crate::db::drain_slot_key(id, slot));
+            owners.push(drain.name.clone());
+        }
+    }
+    let held = crate::db::held_advisory_locks(client, &keys)?;
+    let mut counts = std::collections::HashMap::new();
+    for (key, owner) in keys.iter().zip(owners) {
+        if held.contains(key) {
+            *counts.entry(owner).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// Read the slots held again after the recovery stopped runs of this host: a stopped
+/// drain's session lets its slot go a moment after the process is gone, so the read is
+/// repeated, briefly, while a drain holds more slots than it has running runs.
+pub fn held_slots_after_recovery(
+    client: &mut Client,
+    config: &Config,
+    snapshots: &mut [DrainSnapshot<'_>],
+) -> Result<()> {
+    let controls: Vec<DrainControls> =
+        snapshots.iter().filter_map(|snapshot| snapshot.controls.clone()).collect();
+    let deadline = std::time::Instant::now() + SLOTS_RELEASED_WAIT;
+    loop {
+        let held = held_slots(client, config, &controls)?;
+        let running = running_runs(client, None)?;
+        let is_settled = config.drains.iter().all(|drain| {
+            let runs = running.iter().filter(|run| run.drain == drain.name).count();
+            held.get(&drain.name).map_or(0, |held| *held as usize) <= runs
+        });
+        if is_settled || std::time::Instant::now() >= deadline {
+            for snapshot in snapshots.iter_mut() {
+                snapshot.held_slots = held.get(&snapshot.drain.name).copied().unwrap_or(0);
+            }
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// How long [`held_slots_after_recovery`] waits at most for the slots of stopped drains.
+const SLOTS_RELEASED_WAIT: std::time::Duration = std::time::Duration::from_millis(500);

@@ -246,6 +246,9 @@ fn a_hung_run_whose_drain_and_worker_outlived_the_pass_that_ended_it_is_killed_b
             &[&INSIDE],
         )
         .unwrap();
+    // A dry run plans the start the pass makes: the slot the drain holds is freed by its kill.
+    let dry = supervise(fixture.drainctl(&["supervise", "--json", "--dry-run"]));
+    assert!(has_action(&dry, "start"), "{dry:?}");
     let plan = supervise(fixture.drainctl(&["supervise", "--json"]));
     wait_until("the drain to be killed", Duration::from_secs(10), || !pid_alive(pass.id() as i32));
     let _ = finished(pass.wait_with_output().unwrap());

@@ -339,6 +339,100 @@ fn a_drain_with_several_free_slots_gets_a_pass_for_each_in_one_supervise_pass() 
     }
 }
 
+/// `concurrency = 3`, and `items` items that each touch `started-N` and hang; one
+/// supervise pass starts them; returns its start decisions.
+fn three_hanging_passes(fixture: &Fixture, items: usize) -> Vec<Value> {
+    let entries: Vec<(String, Value)> = (1..=items)
+        .map(|n| {
+            let started = fixture.path(&format!("started-{n}"));
+            (format!("k{n}"), json!({ "steps": [{ "touch": started }, { "hang": true }] }))
+        })
+        .collect();
+    fixture.enqueue("docs", &entries);
+    let plan = decisions(fixture, &[]);
+    let starts: Vec<Value> = plan.into_iter().filter(|d| d["action"] == "start").collect();
+    assert_eq!(starts.len(), 3.min(items), "{starts:#?}");
+    wait_until("the workers to start", Duration::from_secs(30), || {
+        (1..=items).filter(|n| fixture.path(&format!("started-{n}")).exists()).count() == starts.len()
+    });
+    starts
+}
+
+fn running_pids(fixture: &Fixture) -> Vec<i32> {
+    fixture.column("SELECT pid FROM runs WHERE status = 'running' ORDER BY id")
+}
+
+#[test]
+fn a_dry_run_after_crashes_plans_as_many_passes_as_the_real_pass_starts() {
+    let fixture = Fixture::new(&config("concurrency = 3\n"), INSIDE);
+    three_hanging_passes(&fixture, 3);
+    for pid in running_pids(&fixture) {
+        signal(pid as u32, libc::SIGKILL);
+        wait_until("the drain to be gone", Duration::from_secs(10), || !pid_alive(pid));
+    }
+    // Before: the dry run planned one start (it counted the items the crashed runs held
+    // as one), the real pass three.
+    let dry = decisions(&fixture, &["--dry-run"]);
+    let real = decisions(&fixture, &[]);
+    for plan in [&dry, &real] {
+        let count = |action: &str| plan.iter().filter(|d| d["action"] == action).count();
+        assert_eq!((count("reap_crashed"), count("start")), (3, 3), "{plan:#?}");
+    }
+    wait_until("three passes again", Duration::from_secs(30), || running_pids(&fixture).len() == 3);
+    for pid in running_pids(&fixture) {
+        signal(pid as u32, libc::SIGTERM);
+        wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+    }
+}
+
+#[test]
+fn a_hung_run_of_another_host_keeps_its_slot_and_no_pass_is_started_for_it() {
+    let fixture = Fixture::new(&config("concurrency = 3\nliveness_timeout = \"15m\"\n"), INSIDE);
+    three_hanging_passes(&fixture, 4);
+    // One of the three runs is recorded as another host's: this host cannot stop it, so
+    // its drain keeps its slot after the pass ends it as hung.
+    let ghost: i32 = running_pids(&fixture)[0];
+    fixture
+        .client()
+        .execute("UPDATE runs SET host = 'ghost', host_id = 'ghost-boot' WHERE pid = $1", &[&ghost])
+        .unwrap();
+    fixture.set_now("2026-11-26T21:16:00Z");
+    let plan = decisions(&fixture, &[]);
+    let count = |action: &str| plan.iter().filter(|d| d["action"] == action).count();
+    // Before: three starts, one ending `lock_skipped` ("all 3 concurrency slot(s) … are taken").
+    assert_eq!((count("kill_hung"), count("start")), (3, 2), "{plan:#?}");
+    wait_until("the two new passes", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE status = 'running'") == 2
+    });
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'lock_skipped'"), 0);
+    for pid in running_pids(&fixture).into_iter().chain([ghost]) {
+        signal(pid as u32, libc::SIGTERM);
+        wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+    }
+}
+
+#[test]
+fn a_pass_waiting_for_the_reset_takes_the_available_item_and_no_pass_is_added_for_it() {
+    let fixture = Fixture::new(&config("concurrency = 3\n"), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    back_off_until(&fixture, "2026-11-26T21:05:00Z");
+    let first = decisions(&fixture, &[]);
+    assert_eq!(first.iter().filter(|d| d["action"] == "start").count(), 1, "{first:#?}");
+    wait_until("the pass to wait for the reset", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE waiting_until IS NOT NULL") == 1
+    });
+    // Before: each supervise pass added a pass for the same item, all waiting.
+    let next = decisions(&fixture, &[]);
+    assert_eq!(
+        start_reason(&next),
+        ("skip".to_string(), "its 1 running pass that holds no item takes the 1 item available".to_string())
+    );
+    for pid in running_pids(&fixture) {
+        signal(pid as u32, libc::SIGTERM);
+        wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+    }
+}
+
 #[test]
 fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
     let fixture = Fixture::new(&config(""), INSIDE);
@@ -1109,7 +1203,7 @@ fn burst_on_during_a_backoff_says_when_it_can_start() {
         .unwrap();
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
     assert!(
-        on.stdout.contains("(in 31m): its running pass waits for the reset and goes on then"),
+        on.stdout.contains("(in 31m): a running pass waits for the reset and goes on then"),
         "{}",
         on.stdout
     );
