@@ -54,7 +54,7 @@ pub fn is_this_hosts(run: &RunRow) -> bool {
 /// database writer cannot turn `supervise` against processes that are not drainctl's
 /// (docs/guarantees.md). Each pid and group is then also checked against its recorded
 /// start time.
-fn may_signal(run: &RunRow) -> bool {
+pub fn may_signal(run: &RunRow) -> bool {
     run.host_id.is_some() && is_this_hosts(run)
 }
 

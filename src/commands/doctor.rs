@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::cli::DoctorArgs;
 use crate::clock::Clock;
 use crate::config::{machine_zone, parse_zone, Config};
-use crate::error::{EXIT_CONFIG, EXIT_OK};
+use crate::error::{EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
 use crate::output::Report;
 use crate::worker::program;
 
@@ -841,6 +841,14 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
                 if created { " (created, mode 0700)" } else { "" }
             ),
         ),
+        Err(error) if is_full(&error) => checks.fail(
+            "log_dir",
+            EXIT_TEMPORARY,
+            format!(
+                "log_dir {} is on a full file system: {error}; the drains' log lines are lost until space is freed",
+                log_dir.display()
+            ),
+        ),
         Err(error) => checks.fail(
             "log_dir",
             EXIT_CONFIG,
@@ -852,6 +860,12 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
     }
 }
 
+/// A write refused because the file system is full: worth another try once space is
+/// freed (75), not a folder to fix (78).
+fn is_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::StorageFull || error.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
 /// Each drain's log folder that exists already (`log_dir/NAME`, left by an earlier
 /// deployment, another user's): one `supervise` would refuse, or could not write into,
 /// fails here first, so that no pass finds every start of the drain failing.
@@ -861,9 +875,12 @@ fn check_drain_log_folders(checks: &mut Checks, config: &Config) {
         if std::fs::symlink_metadata(&folder).is_err() {
             continue;
         }
+        // A full file system is the log_dir check's to report, not a folder to fix.
         if let Err(error) = crate::drain::log_file::refuse_foreign_folder(&folder) {
             checks.fail("log_dir", error.exit_code(), error.display_scrubbed());
-        } else if let Err(error) = probe_writable(&folder) {
+        } else if let Err(error) =
+            probe_writable(&folder).or_else(|error| if is_full(&error) { Ok(()) } else { Err(error) })
+        {
             checks.fail(
                 "log_dir",
                 EXIT_CONFIG,
@@ -902,9 +919,9 @@ fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path, refuse
                 folder.display()
             ),
         ),
-        Err(error) if error.kind() == std::io::ErrorKind::StorageFull => checks.fail(
+        Err(error) if is_full(&error) => checks.fail(
             key,
-            crate::error::EXIT_TEMPORARY,
+            EXIT_TEMPORARY,
             format!(
                 "{key} {}: its folder {} is on a full file system: {error}; every write of it fails until \
                  space is freed",

@@ -154,7 +154,10 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         // process goes on as a new pass that waits for it (docs/rate-limits.md, "Waiting
         // for the reset"), in the concurrency slot it holds. One that lost its slot (see
         // `reconnect`) or was told to stop does not.
+        // Nor does one whose run another process ended (its status then says so).
+        let is_ended_by_other = matches!(stop.status, RunStatus::Hung | RunStatus::Crashed);
         let continues = pass.continues_at.is_some()
+            && !is_ended_by_other
             && pass.stop_after_item.is_none()
             && crate::worker::signals::termination_signal().is_none();
         if !continues {
@@ -345,7 +348,8 @@ fn close_run(pass: &mut Pass, stop: Stop) -> Result<Stop> {
                 note.as_deref().unwrap_or("ended by supervise"),
                 stop.note
             ),
-            exit_code: stop.exit_code,
+            // As any pass whose run another process ended (docs/exit-codes.md).
+            exit_code: crate::error::worse_exit_code(stop.exit_code, crate::error::EXIT_TEMPORARY),
         },
         _ => Stop { status: stop.status, note: stop.note.clone(), exit_code: stop.exit_code },
     };
@@ -379,7 +383,7 @@ fn render(pass: &Pass, stop: Stop, previous_runs: Vec<serde_json::Value>) -> Rep
     let line = |run: &serde_json::Value| {
         // Items whose file was gone are named only when there were some.
         let skipped = match run["items_skipped"].as_u64() {
-            Some(skipped) if skipped > 0 => format!(", {skipped} skipped (source file gone)"),
+            Some(skipped) if skipped > 0 => format!(", {skipped} skipped (file missing)"),
             _ => String::new(),
         };
         format!(

@@ -40,6 +40,10 @@ pub(super) fn apply_all(
     // Runs ended by this pass, stopped together before the first start (a hung run's drain
     // is started again only once it is gone) and at the end.
     let mut ended = Vec::new();
+    // Drains one of whose passes could not be started: their other passes of this
+    // supervise pass would fail the same way (a log folder, the executable), so they are
+    // not tried, and the failure is recorded once.
+    let mut not_started: Vec<String> = Vec::new();
     for index in 0..decisions.len() {
         let (earlier, rest) = decisions.split_at_mut(index);
         let decision = &mut rest[0];
@@ -68,12 +72,20 @@ pub(super) fn apply_all(
             }
             continue;
         }
+        if decision.action == Action::Start && not_started.contains(&decision.drain) {
+            decision.error =
+                Some("not applied: an earlier pass of this drain could not be started".to_string());
+            continue;
+        }
         if let Err(error) = apply(client, outbox, config, clock, runs, decision, now, &mut ended) {
             failures.add(&error);
             let message = error.display_scrubbed();
             let what = format!("could not {} drain {}: {message}", decision.action.verb(), decision.drain);
             record_failure(client, outbox, Some(&decision.drain), what, clock.now());
             decision.error = Some(message);
+            if decision.action == Action::Start {
+                not_started.push(decision.drain.clone());
+            }
         }
     }
     crate::reap::stop_ended_runs(client, outbox, config, &ended, clock.now());

@@ -647,7 +647,7 @@ fn preview_recovery(
         let stopped_here = snapshot
             .runs
             .iter()
-            .filter(|run| ending.contains(&run.run.id) && run.is_this_hosts && !run.is_process_gone)
+            .filter(|run| ending.contains(&run.run.id) && run.may_be_stopped_here && !run.is_process_gone)
             .count()
             + left_alive.iter().filter(|run| run.drain == snapshot.drain.name).count();
         snapshot.held_slots =

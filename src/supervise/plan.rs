@@ -536,7 +536,7 @@ mod tests {
             },
             is_process_gone: false,
             holds_item: true,
-            is_this_hosts: true,
+            may_be_stopped_here: true,
         }
     }
 

@@ -19,8 +19,9 @@ pub struct RunSnapshot {
     pub run: RunRow,
     pub is_process_gone: bool,
     pub holds_item: bool,
-    /// Started on this host: a hung one is stopped by this pass, and its slot freed.
-    pub is_this_hosts: bool,
+    /// Its processes may be signalled from here (this host's, as the reaper judges it): a
+    /// hung one is stopped by this pass, and its slot freed.
+    pub may_be_stopped_here: bool,
 }
 
 /// Everything the plan needs about one drain.
@@ -125,7 +126,7 @@ pub(super) fn take_snapshot<'a>(
                     run: run.clone(),
                     is_process_gone: crate::reap::is_crashed(run),
                     holds_item: holding.contains(&run.id),
-                    is_this_hosts: crate::reap::is_this_hosts(run),
+                    may_be_stopped_here: crate::reap::may_signal(run),
                 })
                 .collect(),
             available_items: available.get(&drain.name).copied().unwrap_or(0),
@@ -143,7 +144,7 @@ pub(super) fn take_snapshot<'a>(
         .map(|run| RunSnapshot {
             is_process_gone: crate::reap::is_crashed(&run),
             holds_item: holding.contains(&run.id),
-            is_this_hosts: crate::reap::is_this_hosts(&run),
+            may_be_stopped_here: crate::reap::may_signal(&run),
             run,
         })
         .collect();

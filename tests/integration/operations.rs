@@ -218,6 +218,17 @@ fn doctor_says_a_metrics_textfile_on_a_full_disk_cannot_be_written() {
     let pass = fixture.drainctl(&["supervise"]).run();
     pass.assert_code(75);
     assert!(pass.stderr.contains("No space left on device"), "{}", pass.stderr);
+    // A log_dir there: 75, and said as a full disk, not as a folder to fix.
+    fixture.write_config(&config("/bin/true", "").replace("TMPDIR/logs", "TMPDIR/full/logs"));
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(75);
+    assert!(
+        doctor.stdout.contains("fail  log_dir: log_dir ")
+            && doctor.stdout.contains("is on a full file system"),
+        "{}",
+        doctor.stdout
+    );
+    std::fs::remove_dir(fixture.path("full/logs")).unwrap();
     // Nothing of the probe's is left behind.
     let left: Vec<String> = std::fs::read_dir(fixture.path("full"))
         .unwrap()

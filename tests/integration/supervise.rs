@@ -363,6 +363,31 @@ fn running_pids(fixture: &Fixture) -> Vec<i32> {
 }
 
 #[test]
+fn a_drain_whose_first_pass_cannot_be_started_is_not_tried_again_in_the_same_pass() {
+    let fixture = Fixture::new(&config("concurrency = 3\n"), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2)), ("c".into(), json!(3))]);
+    // The drain's log folder is a file: no pass of it can be started.
+    std::fs::create_dir_all(fixture.path("logs")).unwrap();
+    std::fs::write(fixture.path("logs/docs"), "").unwrap();
+    let result = fixture.drainctl(&["supervise", "--json"]).run();
+    result.assert_code(78);
+    let starts: Vec<Value> = result.json()["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "start")
+        .cloned()
+        .collect();
+    assert_eq!(starts.len(), 3, "{starts:#?}");
+    assert!(starts[0]["error"].as_str().unwrap().contains("cannot create log folder"), "{starts:#?}");
+    for later in &starts[1..] {
+        assert_eq!(later["error"], "not applied: an earlier pass of this drain could not be started");
+    }
+    // One event (and notification) for the failure. Before: one a pass.
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 1);
+}
+
+#[test]
 fn a_dry_run_after_crashes_plans_as_many_passes_as_the_real_pass_starts() {
     let fixture = Fixture::new(&config("concurrency = 3\n"), INSIDE);
     three_hanging_passes(&fixture, 3);
@@ -409,6 +434,30 @@ fn a_hung_run_of_another_host_keeps_its_slot_and_no_pass_is_started_for_it() {
         signal(pid as u32, libc::SIGTERM);
         wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
     }
+}
+
+#[test]
+fn a_waiting_pass_whose_run_another_host_ended_says_so_and_exits_75() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    back_off_until(&fixture, "2026-11-26T21:05:00Z");
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the pass to wait for the reset", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE waiting_until IS NOT NULL") == 1
+    });
+    // Another host's supervise judged it hung (this one cannot reach that host's processes).
+    fixture
+        .client()
+        .execute("UPDATE runs SET status = 'hung', note = 'no checkpoint for 16m', finished_at = now()", &[])
+        .unwrap();
+    let ended = finished(pass.wait_with_output().unwrap());
+    // 75, as any pass whose run another process ended; the run's status, not its own.
+    ended.assert_code(75);
+    assert!(
+        ended.stdout.contains("docs: run 1 hung: 0 done, 0 failed — no checkpoint for 16m; this pass then: "),
+        "{ended:?}"
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1, "it did not go on as a new pass");
 }
 
 #[test]
