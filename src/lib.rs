@@ -143,7 +143,7 @@ fn claim_drain_log(args: &mut cli::DrainArgs) {
 
 /// Report a failure on stderr, in one line; returns its exit code.
 fn failed(error: &Error) -> u8 {
-    output::say_on_stderr(&format!("{}drainctl: {}", output::line_date(), error.final_line()));
+    output::say_failure(error);
     error.exit_code()
 }
 

@@ -322,6 +322,11 @@ pub fn record_lost_log_lines(
     crate::db::events::record_event_or_log(client, outbox, &event, now);
 }
 
+/// A failure's one line on stderr: `drainctl: …`, dated when the output is.
+pub fn say_failure(error: &crate::error::Error) {
+    say_on_stderr(&format!("{}drainctl: {}", line_date(), error.final_line()));
+}
+
 /// Write `line` (and a newline) to stderr, with its control characters escaped. A stderr
 /// that cannot take it — closed, or a log file on a full disk — loses the line, never the
 /// exit code: nothing is left to tell.

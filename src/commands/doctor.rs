@@ -905,7 +905,11 @@ fn others_may_write(dir: &Path) -> bool {
 /// own refusals (`refused`: a symbolic link, a directory) must not apply.
 fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path, refused: crate::error::Result<()>) {
     let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    match probe_writable(folder) {
+    // Its next version is written beside it before it replaces it: room for as much as
+    // it holds now (a page of 100 KiB on a disk with 32 KiB free fails every write).
+    let size = std::fs::metadata(file).map_or(0, |metadata| metadata.len());
+    let probe_bytes = usize::try_from(size).unwrap_or(usize::MAX).clamp(PROBE_BYTES, MAX_PROBE_BYTES);
+    match probe_writable_bytes(folder, probe_bytes) {
         Ok(()) => match refused {
             Ok(()) => checks.push(key, Status::Ok, format!("{key} {} can be written", file.display())),
             Err(error) => checks.fail(key, error.exit_code(), error.display_scrubbed()),
@@ -944,17 +948,32 @@ fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path, refuse
 /// Create a file in `folder`, write a block into it and remove it: a full disk, which
 /// lets an empty file be made, refuses the block (as it would the file drainctl writes).
 fn probe_writable(folder: &Path) -> std::io::Result<()> {
+    probe_writable_bytes(folder, PROBE_BYTES)
+}
+
+/// [`probe_writable`] with `bytes` written.
+fn probe_writable_bytes(folder: &Path, bytes: usize) -> std::io::Result<()> {
     use std::io::Write as _;
     let probe = folder.join(format!(".drainctl-doctor-{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
-    let written = file.write_all(&[0u8; PROBE_BYTES]).and_then(|()| file.sync_all());
+    let block = [0u8; PROBE_BYTES];
+    let mut written = Ok(());
+    let mut left = bytes;
+    while left > 0 && written.is_ok() {
+        let now = left.min(PROBE_BYTES);
+        written = file.write_all(&block[..now]);
+        left -= now;
+    }
+    let written = written.and_then(|()| file.sync_all());
     drop(file);
     let removed = std::fs::remove_file(&probe);
     written.and(removed)
 }
 
-/// How much the write probe writes: one file system block.
+/// How much the write probe writes at least: one file system block.
 const PROBE_BYTES: usize = 4096;
+/// At most: a file's own size beyond this is not written out to check for room.
+const MAX_PROBE_BYTES: usize = 64 << 20;
 
 /// The system clock (not an injected one) against the database's `now()`.
 fn check_clock(checks: &mut Checks, client: &mut postgres::Client) {

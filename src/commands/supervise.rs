@@ -52,9 +52,15 @@ fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // (docs/configuration.md, "Notifications").
     crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
     crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
-    // One that stopped a notifier under way included.
-    interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, "it sent every notification")?;
-    Ok(report)
+    // One that stopped a notifier under way included. The pass's decisions are printed
+    // all the same: drains were started and runs ended, and the operator should see which.
+    match interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, "it sent every notification") {
+        Ok(()) => Ok(report),
+        Err(error) => {
+            crate::output::say_failure(&error);
+            Ok(report.with_exit_code(error.exit_code()))
+        }
+    }
 }
 
 /// Rewrite the operations page after the pass, which it shows as the supervisor's

@@ -170,8 +170,8 @@ fn a_drain_started_by_hand_with_a_log_file_writes_there_and_its_run_records_it()
     assert_eq!(recorded, [Some(fixture.path("by-hand/relative.log").display().to_string())]);
 }
 
-/// A 64 KiB tmpfs filled to the last byte, unmounted on drop; None where mounting is
-/// not allowed (not root, or a container without the right).
+/// A 64 KiB tmpfs (filled to the last byte by `fill`), unmounted on drop; None where
+/// mounting is not allowed (not root, or a container without the right).
 struct FullFileSystem(std::path::PathBuf);
 
 impl FullFileSystem {
@@ -187,10 +187,12 @@ impl FullFileSystem {
             eprintln!("SKIPPED: cannot mount a tmpfs here (needs root and the right to mount)");
             return None;
         }
-        let full = FullFileSystem(at);
-        let mut filler = std::fs::File::create(full.0.join("filler")).unwrap();
+        Some(FullFileSystem(at))
+    }
+
+    fn fill(&self) {
+        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
         while std::io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
-        Some(full)
     }
 }
 
@@ -204,7 +206,15 @@ impl Drop for FullFileSystem {
 fn doctor_says_a_metrics_textfile_on_a_full_disk_cannot_be_written() {
     let fixture =
         Fixture::new(&config("/bin/true", "metrics_textfile = \"TMPDIR/full/drainctl.prom\"\n"), NOW);
-    let Some(_full) = FullFileSystem::mount(fixture.path("full")) else { return };
+    let Some(full) = FullFileSystem::mount(fixture.path("full")) else { return };
+    // A textfile of 40 KiB with about 24 KiB free: its next version cannot be written
+    // beside it. Before: "ok … can be written" (the probe wrote one block).
+    std::fs::write(fixture.path("full/drainctl.prom"), vec![b'#'; 40 << 10]).unwrap();
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(75);
+    assert!(doctor.stdout.contains("is on a full file system"), "{}", doctor.stdout);
+    std::fs::remove_file(fixture.path("full/drainctl.prom")).unwrap();
+    full.fill();
     // Before: "ok … can be written" (an empty file can be made on a full disk), while
     // every supervise pass failed to write it.
     let doctor = fixture.drainctl(&["doctor"]).run();

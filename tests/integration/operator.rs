@@ -849,6 +849,8 @@ fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_
     // then exit 78 (the textfile's), no word of the interruption.
     assert!(!fixture.path("late").exists(), "a notifier ran to its end");
     result.assert_code(75);
+    // Its decisions are printed all the same. Before: nothing on stdout.
+    assert!(result.stdout.starts_with("DRAIN"), "{}", result.stdout);
     let last = result.stderr.lines().last().unwrap_or_default().to_string();
     assert_eq!(
         last,
