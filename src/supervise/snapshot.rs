@@ -1,5 +1,6 @@
 //! What the plan sees: one index-backed read of every drain's controls, backoff,
-//! running runs, available items and latest start.
+//! running runs (and whether each holds an item), available items (up to its
+//! concurrency), concurrency slots held and latest start.
 
 use chrono::{DateTime, Utc};
 use postgres::Client;
