@@ -401,9 +401,14 @@ fn render(pass: &Pass, stop: Stop, previous_runs: Vec<serde_json::Value>) -> Rep
     json["previous_runs"] = serde_json::Value::Array(previous_runs);
     let report = Report::new(human.join("\n"), json);
     if stop.exit_code != EXIT_OK {
-        // Non-zero outcomes also say why on stderr, in the one-line form.
+        // Non-zero outcomes also say why on stderr, in the one-line form; a run another
+        // process ended is named with the status it gave it.
+        let ended = match stop.status {
+            RunStatus::Hung | RunStatus::Crashed => format!("run {} {}: ", pass.run_id, stop.status),
+            _ => String::new(),
+        };
         crate::output::say_on_stderr(&format!(
-            "{}drainctl: drain {}: {}",
+            "{}drainctl: drain {}: {ended}{}",
             crate::output::line_date(),
             pass.drain.name,
             stop.note

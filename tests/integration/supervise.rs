@@ -458,6 +458,10 @@ fn a_waiting_pass_whose_run_another_host_ended_says_so_and_exits_75() {
         "{ended:?}"
     );
     assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1, "it did not go on as a new pass");
+    assert!(
+        ended.stderr.contains("drainctl: drain docs: run 1 hung: no checkpoint for 16m; this pass then: "),
+        "{ended:?}"
+    );
 }
 
 #[test]
