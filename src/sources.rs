@@ -242,7 +242,9 @@ impl ScanReport {
             lines.push_str(&format!(
                 "  deferred {}: the hash budget did not reach its end ({} of {} bytes hashed; the next scan \
                  goes on)\n",
-                deferral.path, deferral.hashed_bytes, deferral.size
+                crate::output::escape_controls(&deferral.path),
+                deferral.hashed_bytes,
+                deferral.size
             ));
         }
         let listed = self.deferred_files.iter().filter(|d| d.reason == DEFERRED_BY_BUDGET).count() as u64;
@@ -259,7 +261,9 @@ impl ScanReport {
     fn refused_lines(&self) -> String {
         let mut lines = String::new();
         for refusal in &self.refused_paths {
-            lines.push_str(&format!("  refused {}: {}\n", refusal.path, refusal.reason));
+            // One line each: a tab or line break in a name is shown escaped, as in logs.
+            let path = crate::output::escape_controls(&refusal.path);
+            lines.push_str(&format!("  refused {path}: {}\n", refusal.reason));
         }
         if self.refused > self.refused_paths.len() as u64 {
             lines.push_str(&format!(

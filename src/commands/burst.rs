@@ -70,7 +70,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         zone,
         defaults.burst_max,
     )?;
-    let (previous, is_paused) = in_transaction(&mut ctx.client, |tx| {
+    let (previous, is_paused, note_now) = in_transaction(&mut ctx.client, |tx| {
         let controls = ensure_drain(tx, &name, now)?;
         let previous = controls.active_burst(now);
         // Moving a burst keeps its note unless a new one is given, and when it started
@@ -102,7 +102,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             .drain(&name)
             .data(json!({ "burst_until": deadline, "previous_until": previous, "note": note }));
         record_event(tx, &ctx.outbox, &event, now)?;
-        Ok((previous, controls.is_paused()))
+        Ok((previous, controls.is_paused(), note))
     })?;
     // A paused drain is not started, burst or not (docs/operations.md, "Pause and resume").
     // Nor is one whose quota group backs off, or whose daily cost budget is spent: the
@@ -159,7 +159,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             "drain": name,
             "burst_until": deadline,
             "previous_until": previous,
-            "note": args.note,
+            "note": note_now,
             "paused": is_paused,
             "backoff_until": backoff_until,
             "daily_budget_spent_until": budget_spent_until,

@@ -291,7 +291,7 @@ fn one_decision_a_pass(decisions: Vec<Decision>) -> Vec<Decision> {
         for pass in 1..=passes {
             let mut one = decision.clone();
             one.passes = 1;
-            one.reason = format!("{}; pass {pass} of {passes} started together", decision.reason);
+            one.reason = format!("{}; pass {pass} of {passes}", decision.reason);
             each.push(one);
         }
     }
@@ -747,8 +747,8 @@ mod tests {
         assert_eq!(
             decisions.iter().filter(|d| d.drain == "high").map(|d| d.reason.as_str()).collect::<Vec<_>>(),
             [
-                "items available; no window configured; pass 1 of 2 started together",
-                "items available; no window configured; pass 2 of 2 started together"
+                "items available; no window configured; pass 1 of 2",
+                "items available; no window configured; pass 2 of 2"
             ]
         );
         // Every slot busy: none.

@@ -311,6 +311,15 @@ fn a_name_with_control_characters_is_refused_with_its_raw_name_in_json_and_escap
     write(&fixture, "kim/fine.jsonl", "two\n");
     let report = scan(&fixture);
     assert_eq!((report["new"].as_u64(), report["refused"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    // A tab too, which the multi-line human report would otherwise keep raw.
+    write(&fixture, "kim/t\tb.jsonl", "three\n");
+    let tabbed = fixture.drainctl(&["scan", "sessions"]).run();
+    assert!(
+        tabbed.stdout.contains("refused kim/t\\tb.jsonl: name contains control characters"),
+        "{}",
+        tabbed.stdout
+    );
+    std::fs::remove_file(fixture.path("data/kim/t\tb.jsonl")).unwrap();
     // The name a script can match against the folder. Before: "kim/a\\u{1}b.jsonl", the
     // terminal's escape with a literal backslash.
     assert_eq!(report["refused_paths"][0]["path"], "kim/a\u{1}b.jsonl", "{report:#}");
