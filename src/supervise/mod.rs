@@ -677,7 +677,20 @@ fn finish_pass(
         PassStatus::Done,
         serde_json::to_value(decisions).unwrap_or_else(|_| json!([])),
     )?;
-    interrupted.check(client, outbox, clock, "it pruned old history and wrote the metrics textfile")?;
+    // A start the signal kept from being made is named too (its decision says "not applied").
+    let left_out_starts = decisions.iter().any(|decision| {
+        decision.action == Action::Start
+            && decision
+                .error
+                .as_deref()
+                .is_some_and(|error| error.starts_with("not applied: the pass was interrupted"))
+    });
+    let left = if left_out_starts {
+        "it started every drain, pruned old history and wrote the metrics textfile"
+    } else {
+        "it pruned old history and wrote the metrics textfile"
+    };
+    interrupted.check(client, outbox, clock, left)?;
     // Retention, at most once a day.
     match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
         Ok(report) => pruned = report,

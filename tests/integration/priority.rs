@@ -105,6 +105,37 @@ fn after_a_reset_the_higher_priority_drain_s_items_are_worked_first() {
 }
 
 #[test]
+fn sigterm_while_a_lower_drain_waits_its_turn_to_start_names_the_start_left_out() {
+    let fixture = Fixture::new(&config("", "priority = 5"), NOW);
+    enqueue(&fixture);
+    // `high` is slow to record its run: the pass waits for it before it starts `low`.
+    let pass =
+        fixture.drainctl(&["supervise", "--json"]).env("DRAINCTL_FAULT", "slow_run_start:high").spawn();
+    wait_until("high to be started", Duration::from_secs(20), || {
+        fixture.path("logs/high").read_dir().is_ok_and(|mut entries| entries.next().is_some())
+    });
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    let low = fixture.column::<serde_json::Value>(
+        "SELECT d FROM supervisor_passes, jsonb_array_elements(decisions) d WHERE d->>'drain' = 'low'",
+    );
+    assert_eq!(low[0]["error"], "not applied: the pass was interrupted by SIGTERM", "{low:?}");
+    // Before: "before it pruned old history and wrote the metrics textfile", as if every
+    // drain had been started.
+    assert!(
+        result
+            .stderr
+            .contains("pass interrupted by SIGTERM before it started every drain, pruned old history"),
+        "{}",
+        result.stderr
+    );
+    wait_until("high's pass to record its run", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM runs WHERE drain = 'high'") == 1
+    });
+}
+
+#[test]
 fn a_drain_in_burst_beats_a_higher_priority() {
     let fixture = Fixture::new(&config("", "priority = 5"), NOW);
     enqueue(&fixture);
