@@ -126,6 +126,9 @@ fn log_in(config: &postgres::Config, connector: MakeTlsConnector, wait: Duration
 /// by a pooler's queue; a server that goes away closes it at once.
 const QUEUE_GAVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The error pgbouncer sends a client its queue gave up on.
+const QUEUE_WAIT_TIMEOUT: &str = "query_wait_timeout";
+
 /// Open the one connection of this invocation.
 pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     let (url, tls) = tls::split_tls_settings(&database.url, &database.source)?;
@@ -233,6 +236,12 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         match unavailable(error) {
             // The pooler's error line is lost with the closed socket: say what it was most
             // likely to have been (docs/operations.md, "Connection poolers").
+            // Or it came through: pgbouncer names its setting only.
+            Error::Unavailable(message) if message.ends_with(QUEUE_WAIT_TIMEOUT) => Error::Unavailable(format!(
+                "{message}: a pooler whose pool is full gave up on the client in its queue (pgbouncer: \
+                 query_wait_timeout); give the pool more server connections (docs/operations.md, \
+                 \"Connection poolers\")"
+            )),
             Error::Unavailable(message) if closed && waited >= QUEUE_GAVE_UP_AFTER => Error::Unavailable(format!(
                 "{message} after the first statement waited {} for an answer: a pooler whose pool is full \
                  closes a client its queue gave up on this way (pgbouncer: query_wait_timeout); give the pool \
