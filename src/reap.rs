@@ -434,10 +434,18 @@ const ENDED_RUNS_MARGIN: std::time::Duration = std::time::Duration::from_secs(36
 /// The runs of this host ended earlier whose drain process still lives, that the next
 /// [`finish_ended_runs`] kills (its slot then free): for `supervise --dry-run`.
 pub fn ended_runs_left_alive(client: &mut Client, config: &Config, clock: &Clock) -> Result<Vec<RunRow>> {
+    let ended = ended_runs_to_finish(client, config, clock)?;
+    Ok(ended.into_iter().filter(|run| live_drain_process(run).is_some()).collect())
+}
+
+/// The runs of this host ended `hung` or `crashed` recently enough that something of
+/// theirs may live on, whose processes this process may signal: what
+/// [`finish_ended_runs`] looks at.
+fn ended_runs_to_finish(client: &mut Client, config: &Config, clock: &Clock) -> Result<Vec<RunRow>> {
     let longest = config.drains.iter().map(|d| d.item_timeout).max().unwrap_or_default();
     let since = crate::clock::earlier(clock.now(), longest.saturating_add(ENDED_RUNS_MARGIN));
     let ended = runs::recently_ended_abnormally(client, &process::host_name(), since, ENDED_RUNS_LIMIT)?;
-    Ok(ended.into_iter().filter(|run| may_signal(run) && live_drain_process(run).is_some()).collect())
+    Ok(ended.into_iter().filter(may_signal).collect())
 }
 
 /// Finish the kill of runs of this host that were ended `hung` or `crashed` while
@@ -456,11 +464,9 @@ pub fn finish_ended_runs(
     config: &Config,
     clock: &Clock,
 ) -> Result<usize> {
-    let longest = config.drains.iter().map(|d| d.item_timeout).max().unwrap_or_default();
-    let since = crate::clock::earlier(clock.now(), longest.saturating_add(ENDED_RUNS_MARGIN));
-    let ended = runs::recently_ended_abnormally(client, &process::host_name(), since, ENDED_RUNS_LIMIT)?;
+    let ended = ended_runs_to_finish(client, config, clock)?;
     let (mut left_alive, mut killed_events) = (Vec::new(), Vec::new());
-    for run in ended.iter().filter(|run| may_signal(run)) {
+    for run in &ended {
         // Without its start time a live pid may be anyone's: the drain is left alone.
         let drain = live_drain_process(run);
         let worker = worker_group(run);

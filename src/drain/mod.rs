@@ -309,7 +309,6 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
 /// Record how the pass ended, with its `run_finished` event. Returns how it ended: as
 /// `supervise` recorded it when that ended the run first (hung, crashed), else `stop`.
 fn close_run(pass: &mut Pass, stop: Stop) -> Result<Stop> {
-    let stop = &stop;
     let run_id = pass.run_id;
     let at = pass.clock.now();
     // Nothing is held now but an item claimed beside a worker by a statement whose reply
@@ -351,7 +350,7 @@ fn close_run(pass: &mut Pass, stop: Stop) -> Result<Stop> {
             // As any pass whose run another process ended (docs/exit-codes.md).
             exit_code: crate::error::worse_exit_code(stop.exit_code, crate::error::EXIT_TEMPORARY),
         },
-        _ => Stop { status: stop.status, note: stop.note.clone(), exit_code: stop.exit_code },
+        _ => stop,
     };
     log::info!("drain {}: run {run_id} finished: {} ({})", pass.drain.name, stop.status, stop.note);
     crate::metrics::write_textfile_after_drain_pass(

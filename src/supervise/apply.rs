@@ -23,6 +23,9 @@ use crate::worker::process;
 
 use super::{record_failure, Action, Decision, StepFailures};
 
+/// How a decision the pass was stopped before begins its error (`… by SIGTERM`).
+pub(super) const NOT_APPLIED_INTERRUPTED: &str = "not applied: the pass was interrupted by ";
+
 /// Apply `decisions` in order; a failed one is recorded (see `record_failure`) and the
 /// pass goes on. Once SIGTERM or SIGINT arrived the rest are not applied, and say so: the
 /// pass stops at its next step boundary (see `Interruption`).
@@ -68,7 +71,7 @@ pub(super) fn apply_all(
         if let Some(signal) = crate::worker::signals::termination_signal() {
             if decision.action != Action::Skip {
                 let signal = crate::worker::signals::signal_name(signal);
-                decision.error = Some(format!("not applied: the pass was interrupted by {signal}"));
+                decision.error = Some(format!("{NOT_APPLIED_INTERRUPTED}{signal}"));
             }
             continue;
         }

@@ -683,7 +683,7 @@ fn finish_pass(
             && decision
                 .error
                 .as_deref()
-                .is_some_and(|error| error.starts_with("not applied: the pass was interrupted"))
+                .is_some_and(|error| error.starts_with(apply::NOT_APPLIED_INTERRUPTED))
     });
     let left = if left_out_starts {
         "it started every drain, pruned old history and wrote the metrics textfile"

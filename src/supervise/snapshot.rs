@@ -199,10 +199,11 @@ pub fn held_slots_after_recovery(
 ) -> Result<()> {
     let controls: Vec<DrainControls> =
         snapshots.iter().filter_map(|snapshot| snapshot.controls.clone()).collect();
+    // The runs still running once the recovery is done: only the slots change meanwhile.
+    let running = running_runs(client, None)?;
     let deadline = std::time::Instant::now() + SLOTS_RELEASED_WAIT;
     loop {
         let held = held_slots(client, config, &controls)?;
-        let running = running_runs(client, None)?;
         let is_settled = config.drains.iter().all(|drain| {
             let runs = running.iter().filter(|run| run.drain == drain.name).count();
             held.get(&drain.name).map_or(0, |held| *held as usize) <= runs
