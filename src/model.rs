@@ -222,6 +222,9 @@ vocabulary! {
         MigrationChecksumRepaired = "migration_checksum_repaired",
         /// A poison item's quota hit was charged as a failure attempt.
         QuotaHitCharged = "quota_hit_charged",
+        /// A charged quota hit was taken back: the group's next hit showed the window was
+        /// spent, not the item (docs/rate-limits.md, "Poison items").
+        QuotaHitRefunded = "quota_hit_refunded",
         ResumeTokenRejected = "resume_token_rejected",
         /// A notifier failed: never itself notified.
         NotifyFailed = "notify_failed",
@@ -293,14 +296,14 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 39);
+        assert_eq!(EventKind::ALL.len(), 40);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         // In order, as people look a name up.
         assert!(error.contains("log_write_failed, metrics_write_failed, migration_applied"), "{error}");
         assert!(error.contains("kill_failed, log_write_failed"), "{error}");
         assert!(
-            error.contains("notify_failed, quota_hit_charged, resume_token_rejected, retention_pruned"),
+            error.contains("notify_failed, quota_hit_charged, quota_hit_refunded, resume_token_rejected"),
             "{error}"
         );
         assert!(serde_json::from_str::<RunStatus>("\"Hung\"").is_err());

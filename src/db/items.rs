@@ -1832,55 +1832,6 @@ pub fn retry_item(
     }))
 }
 
-/// Count a quota hit of `item_id` by `run_id` towards its streak (docs/rate-limits.md,
-/// "Poison items") and return the streak: one more than before when the item's previous
-/// attempt was its previous hit, and since that hit finished an item of `group_drains`
-/// finished done and none finished with a hit; else 1. Call in the transaction that
-/// settles the hit.
-pub fn count_quota_hit(
-    client: &mut impl GenericClient,
-    item_id: i64,
-    run_id: i64,
-    group_drains: &[String],
-) -> Result<i32> {
-    let row = client.query_one(
-        "WITH current AS (
-             SELECT max(id) AS id FROM attempts WHERE item_id = $1 AND run_id = $2),
-         previous AS (
-             SELECT i.quota_hit_streak, i.last_quota_hit_attempt, h.finished_at AS hit_at
-               FROM items i LEFT JOIN attempts h ON h.id = i.last_quota_hit_attempt
-              WHERE i.id = $1),
-         -- what the rest of the group finished after that hit: attempts are numbered by
-         -- their start, so one that started a little before it (claimed with it when a
-         -- backoff ended) is looked for among the last ones before it too
-         since AS (
-             SELECT a.outcome FROM attempts a JOIN items o ON o.id = a.item_id, previous p
-              WHERE o.drain = ANY($3) AND o.id <> $1
-                AND a.id > p.last_quota_hit_attempt - 1000 AND a.finished_at > p.hit_at),
-         continues AS (
-             SELECT p.last_quota_hit_attempt IS NOT NULL
-                    -- in a row: no other attempt of the item since its previous hit (one
-                    -- claimed ahead and handed back unstarted is none)
-                    AND NOT EXISTS (
-                        SELECT 1 FROM attempts a, current c
-                         WHERE a.item_id = $1 AND a.id > p.last_quota_hit_attempt AND a.id < c.id
-                           AND a.outcome IS DISTINCT FROM 'not_started')
-                    -- and no other item of the group hit a limit after it: then the
-                    -- whole group was limited, not the item
-                    AND NOT EXISTS (SELECT 1 FROM since WHERE outcome = 'quota_hit')
-                    -- and the rest of the group worked after it
-                    AND EXISTS (SELECT 1 FROM since WHERE outcome = 'done') AS yes
-               FROM previous p)
-         UPDATE items SET
-                quota_hit_streak = CASE WHEN (SELECT yes FROM continues) THEN quota_hit_streak + 1 ELSE 1 END,
-                last_quota_hit_attempt = (SELECT id FROM current)
-          WHERE id = $1
-         RETURNING quota_hit_streak",
-        &[&item_id, &run_id, &group_drains],
-    )?;
-    Ok(row.get(0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

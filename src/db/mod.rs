@@ -9,6 +9,7 @@ pub mod events;
 pub mod export;
 pub mod items;
 pub mod passes;
+pub mod poison;
 pub mod quota_groups;
 pub mod report;
 pub mod retention;

@@ -10,6 +10,7 @@ use crate::config::{AccountConfig, DrainConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::in_transaction;
 use crate::db::items::{self, ClaimedItem, Failure};
+use crate::db::poison;
 use crate::db::runs;
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_TEMPORARY};
 use crate::model::{AttemptOutcome, EventKind, RunStatus};
@@ -314,7 +315,7 @@ impl Pass<'_> {
         let exit_code = exit_code(report.exit);
         match outcome {
             Outcome::QuotaHit(hit) => {
-                if self.charge_poison_hit(item, &report, &hit, now)? {
+                if self.charge_poison_hit(item, &account.name, &report, &hit, now)? {
                     return Ok(ItemEnd::Settled);
                 }
                 self.settle_quota_hit(item, account, &hit, exit_code, now)
@@ -396,6 +397,7 @@ impl Pass<'_> {
                 self.config.defaults.timezone,
             )
         })?;
+        self.take_back_charge(item, &account_name, &group_drains, now)?;
         let decision = recorded.decision;
         if recorded.parks_group {
             // The hit parked the group: waiting does not fix it (docs/rate-limits.md,
@@ -732,6 +734,7 @@ impl Pass<'_> {
     fn charge_poison_hit(
         &mut self,
         item: &ClaimedItem,
+        account: &str,
         report: &WorkerReport,
         hit: &crate::quota::QuotaHit,
         now: DateTime<Utc>,
@@ -740,9 +743,11 @@ impl Pass<'_> {
         let group_drains = self.group_drains();
         let (drain, run_id, outbox) = (self.drain, self.run_id, self.outbox);
         let charged = in_transaction(self.client, |tx| {
-            let streak = items::count_quota_hit(tx, item.id, run_id, &group_drains)?;
+            let streak = poison::count_quota_hit(tx, item.id, run_id, &group_drains)?;
             let charged = poison_after > 0 && i64::from(streak) >= i64::from(poison_after);
             if charged {
+                // Open until the group's next outcome settles it (`take_back_charge`).
+                poison::remember_charge(tx, &drain.quota_group, account, item.id, run_id, now)?;
                 let event = Event::new(
                     EventKind::QuotaHitCharged,
                     format!(
@@ -765,6 +770,57 @@ impl Pass<'_> {
             self.fail(item, report, AttemptOutcome::Failure, &error, now)?;
         }
         Ok(charged)
+    }
+}
+
+impl Pass<'_> {
+    /// This item met a limit: an open charge of another item of the account's group, with
+    /// no success started since, was the window's limit, not that item's own (see
+    /// [`poison::take_back_charge`]): take it back, with a `quota_hit_refunded` event.
+    fn take_back_charge(
+        &mut self,
+        item: &ClaimedItem,
+        account: &str,
+        group_drains: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let group = &self.drain.quota_group;
+        let (run_id, outbox) = (self.run_id, self.outbox);
+        let taken = crate::db::in_transaction_retrying(
+            self.client,
+            "this quota hit is recorded; the charge stays open for the group's next hit",
+            |tx| {
+                let Some(taken) =
+                    poison::take_back_charge(tx, group, account, item.id, &item.key, group_drains, now)?
+                else {
+                    return Ok(None);
+                };
+                let again = if taken.revived { ", and it is pending again" } else { "" };
+                let event = Event::new(
+                    EventKind::QuotaHitRefunded,
+                    format!(
+                        "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: item {} of quota group {group} met the limit next, before any item started since succeeded; the window was spent, not the item",
+                        taken.key, taken.drain, taken.attempt, item.key
+                    ),
+                )
+                .drain(&taken.drain)
+                .quota_group(group)
+                .run(run_id)
+                .item(taken.item_id)
+                .data(json!({ "attempt": taken.attempt, "by_item": item.key, "revived": taken.revived }));
+                record_event(tx, outbox, &event, now)?;
+                Ok(Some(taken))
+            },
+        )?;
+        if let Some(taken) = taken {
+            log::info!(
+                "drain {}: item {}'s charged quota hit is taken back: item {} met the limit next",
+                self.drain.name,
+                taken.key,
+                item.key
+            );
+        }
+        Ok(())
     }
 }
 

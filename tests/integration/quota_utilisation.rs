@@ -214,6 +214,100 @@ fn an_item_that_hits_while_the_group_works_is_charged_from_the_third_hit() {
     assert!(message.contains("3 times in a row"), "{message}");
 }
 
+/// Three hits of `p` in a row, each followed by a success of beta: the third is charged.
+fn charge_poison(fixture: &Fixture) {
+    for round in 1..=3 {
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        if round < 3 {
+            after_backoff(fixture);
+            fixture.enqueue("beta", &[(format!("b{round}"), json!("fine"))]);
+            let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+            assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+        }
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 1);
+}
+
+/// Move the clock a second past the last attempt's end.
+fn after_last_attempt(fixture: &Fixture) {
+    let next: String = fixture
+        .client()
+        .query_one(
+            "SELECT to_char((max(finished_at) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM attempts",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    fixture.set_now(&next);
+}
+
+#[test]
+fn a_charge_is_taken_back_when_the_groups_next_hit_comes_before_any_success() {
+    // Several passes of a group meet a window together; the item that reaches the vendor
+    // last — its worker reads a large file first, say — gets the window's limit answer
+    // each time, and is charged like a poison item. The window was spent: the next item
+    // of the group meets the limit too, before anything started since works. Before, the
+    // charge stood and, with its last attempt gone, the healthy item was dead.
+    let fixture = Fixture::new(&poison_config().replacen("max_wait", "max_attempts = 1\nmax_wait", 1), NOW);
+    poison(&fixture);
+    charge_poison(&fixture);
+    assert_eq!(fixture.item("alpha", "p").0, "dead");
+    after_last_attempt(&fixture);
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.enqueue("beta", &[("late".into(), limit)]);
+    let hit = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    hit.assert_code(0);
+    assert_eq!(hit.json()["status"], "rate_limited", "{}", hit.stdout);
+    let (state, attempts, _) = fixture.item("alpha", "p");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM items WHERE key = 'p' AND available_at <= (SELECT max(finished_at) FROM attempts)"
+        ),
+        1
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 0);
+    let error: String = fixture
+        .column("SELECT error FROM attempts a JOIN items i ON i.id = a.item_id WHERE i.key = 'p' ORDER BY a.id DESC")
+        .remove(0);
+    assert!(error.starts_with("charge taken back (item late met the limit next"), "{error}");
+    let message: String =
+        fixture.column("SELECT message FROM events WHERE kind = 'quota_hit_refunded'").remove(0);
+    assert!(message.contains("item p of drain alpha"), "{message}");
+    assert!(message.contains("is taken back, and it is pending again: item late"), "{message}");
+    // The group backs off for the hit that showed the window spent.
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 3);
+    // The item's row starts again: its next hit is not charged.
+    after_backoff(&fixture);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.item("alpha", "p").0, "pending");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 1);
+}
+
+#[test]
+fn a_charge_stands_once_an_item_started_after_it_succeeds() {
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    charge_poison(&fixture);
+    after_last_attempt(&fixture);
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.enqueue("beta", &[("works".into(), json!("fine")), ("late".into(), limit)]);
+    let pass = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    assert_eq!(
+        (pass.json()["items_done"].clone(), pass.json()["status"].clone()),
+        (json!(1), json!("rate_limited"))
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+    assert_eq!(fixture.item("alpha", "p").1, 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 1);
+    // Settled: a later hit, with no success since, does not take it back either.
+    after_backoff(&fixture);
+    fixture.client().execute("UPDATE items SET available_at = '2030-01-01' WHERE key = 'p'", &[]).unwrap();
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'quota_hit'"), 4);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+}
+
 #[test]
 fn an_item_whose_hits_came_with_other_items_hits_between_is_never_charged() {
     // A group-wide limit met again and again (a vendor's short windows): each window some
