@@ -121,6 +121,10 @@ pub struct BackoffPolicy {
     pub reset_margin: Duration,
     pub suspected_backoff: Duration,
     pub default_backoff: Duration,
+    /// A wait no longer than this (`supervise_interval`: one a pass waits out by itself)
+    /// is notified at most once an hour per account (docs/rate-limits.md, "Several
+    /// passes").
+    pub short_wait: Duration,
 }
 
 /// How a limit message stated its reset, which decides how far it is trusted.
@@ -387,6 +391,7 @@ mod tests {
         reset_margin: DEFAULT_RESET_MARGIN,
         suspected_backoff: DEFAULT_SUSPECTED_BACKOFF,
         default_backoff: Duration::from_secs(3600),
+        short_wait: Duration::from_secs(900),
     };
 
     #[test]
@@ -723,6 +728,7 @@ mod tests {
             reset_margin: Duration::MAX,
             suspected_backoff: Duration::MAX,
             default_backoff: Duration::MAX,
+            short_wait: Duration::MAX,
         };
         let latest = crate::clock::latest_instant();
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), endless);

@@ -186,9 +186,26 @@ pub fn record_quota_hit(
         rule_text(&decision),
         hit.matched_line
     );
+    // A short wait until a trusted reset (one a pass waits out by itself) of an account
+    // whose limit was announced within the hour is recorded, not notified: a vendor's short windows met
+    // under a full backlog would notify every window (docs/rate-limits.md, "Several passes").
+    let is_short_and_repeated = is_announced
+        && !hit.needs_attention
+        && decision.rule == parsed
+        && !replaces_a_guess
+        && until - now <= chrono::Duration::from_std(policy.short_wait).unwrap_or(chrono::Duration::MAX)
+        && crate::db::backoffs::announced_since(
+            client,
+            source.quota_group,
+            source.account,
+            crate::clock::earlier(now, std::time::Duration::from_secs(3600)),
+        )?;
     if !is_announced {
         log::info!("{message} (the same limit, widened: not notified again)");
+    } else if is_short_and_repeated {
+        log::info!("{message} (a short wait, this limit was notified within the hour: not notified again)");
     }
+    let is_announced = is_announced && !is_short_and_repeated;
     let event = event_for(EventKind::BackoffSet, message).data(json!({
         "backoff_until": until,
         "rule": decision.rule,
@@ -197,7 +214,8 @@ pub fn record_quota_hit(
         "matched_line": hit.matched_line,
         "needs_attention": hit.needs_attention,
         "account": source.account,
-        // False for a wait that only widens the one just announced: not notified again.
+        // False for a wait that only widens the one just announced, or a short one of a
+        // limit announced within the hour: not notified.
         "announced": is_announced,
     }));
     if is_announced {

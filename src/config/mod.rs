@@ -155,6 +155,7 @@ impl Defaults {
             reset_margin: self.reset_margin,
             suspected_backoff: self.suspected_backoff,
             default_backoff: self.default_backoff,
+            short_wait: self.supervise_interval,
         }
     }
 }

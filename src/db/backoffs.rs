@@ -89,6 +89,23 @@ pub fn now_hits_in_a_row(
     Ok(row.map_or(0, |row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(0)))
 }
 
+/// Whether a `backoff_set` of the account was announced (notified) after `since`.
+pub fn announced_since(
+    client: &mut impl GenericClient,
+    group: &str,
+    account: &str,
+    since: DateTime<Utc>,
+) -> Result<bool> {
+    let row = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM events
+                         WHERE kind = 'backoff_set' AND quota_group = $1 AND at > $3
+                           AND coalesce(data->>'account', '') = $2
+                           AND coalesce((data->>'announced')::boolean, true))",
+        &[&group, &account, &since],
+    )?;
+    Ok(row.get(0))
+}
+
 /// Store how many hits in a row have said the reset is now, this one included.
 pub fn set_now_hits(
     client: &mut impl GenericClient,

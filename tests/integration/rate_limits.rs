@@ -245,6 +245,44 @@ fn a_relative_reset_a_moment_later_than_another_passes_widens_the_wait_unannounc
 }
 
 #[test]
+fn a_short_windows_limit_met_again_within_the_hour_is_notified_once_an_hour() {
+    // A vendor's 20-second windows under a full backlog: each pass waits the window out by
+    // itself, and a limit met every window was notified every window (180 an hour).
+    let fixture = Fixture::new(&config(), NOW);
+    let short = limit("Rate limit reached. Please try again in 20s.");
+    let long = limit(
+        r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your rate limit. Resets in 30 minutes."}}"#,
+    );
+    fixture.enqueue("alpha", &[("short".into(), short), ("long".into(), long)]);
+    let only = |key: &str| {
+        fixture
+            .client()
+            .execute(
+                "UPDATE items SET available_at = CASE WHEN key = $1 THEN '2026-01-01'::timestamptz ELSE '2030-01-01' END",
+                &[&key],
+            )
+            .unwrap();
+    };
+    only("short");
+    for at in ["2026-11-27T10:00:00Z", "2026-11-27T10:01:00Z", "2026-11-27T10:02:00Z"] {
+        fixture.set_now(at);
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    }
+    // A long wait is always notified; a short one an hour after the last notified is too.
+    only("long");
+    fixture.set_now("2026-11-27T10:03:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    only("short");
+    fixture.set_now("2026-11-27T10:50:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T11:04:00Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    let announced: Vec<bool> = fixture
+        .column("SELECT (data->>'announced')::boolean FROM events WHERE kind = 'backoff_set' ORDER BY id");
+    assert_eq!(announced, [true, false, false, true, false, true]);
+}
+
+#[test]
 fn a_trusted_reset_replaces_the_guess_of_a_hit_without_one() {
     // alpha's hit states no reset (a 5-minute suspected backoff); beta's, a moment later,
     // `try again in 20s`. Before: the group waited the 5 minutes, the 20 s ignored.
