@@ -58,7 +58,8 @@ pub fn count_quota_hit(
 
 /// Remember `run_id`'s attempt of `item_id`, just charged, as the account's charge that no
 /// later outcome has settled yet (replacing an earlier one). Call in the transaction that
-/// counted the hit ([`count_quota_hit`]): it locks the item first, then the account's row.
+/// records the charged failure, once it is recorded: it takes the account's row after the
+/// item, as a hit's transaction does.
 pub fn remember_charge(
     client: &mut impl GenericClient,
     group: &str,
@@ -88,14 +89,40 @@ pub struct TakenBack {
     pub revived: bool,
 }
 
-/// Settle the account's open charge now that `hit_item` of the group met a limit: when no
-/// attempt of `group_drains` that started after the charged one finished has succeeded,
-/// the window was spent, not the charged item — its attempt becomes a quota hit again,
-/// the item gets the attempt back, its row starts again, and an item the charge
-/// dead-lettered is pending again. A success started after the charge confirms it. Either
-/// way the charge is settled; a hit of the charged item itself, or a charge whose attempt
-/// has not finished yet, leaves it open. Locks the item first, then the account's row, as
-/// a hit's transaction does.
+/// The account's open charge: its attempt, the item, when it finished and whether it is
+/// still the recorded failure.
+struct OpenCharge {
+    attempt_id: i64,
+    item_id: i64,
+    finished_at: Option<DateTime<Utc>>,
+    is_failure: bool,
+}
+
+fn open_charge(client: &mut impl GenericClient, group: &str, account: &str) -> Result<Option<OpenCharge>> {
+    let row = client.query_opt(
+        "SELECT b.charged_attempt, a.item_id, a.finished_at, a.outcome IS NOT DISTINCT FROM 'failure'
+           FROM quota_backoffs b JOIN attempts a ON a.id = b.charged_attempt
+          WHERE b.quota_group = $1 AND b.account = $2",
+        &[&group, &account],
+    )?;
+    Ok(row.map(|row| OpenCharge {
+        attempt_id: row.get(0),
+        item_id: row.get(1),
+        finished_at: row.get(2),
+        is_failure: row.get(3),
+    }))
+}
+
+/// Settle the account's open charge now that `hit_item` of the group met a limit on it:
+/// when no attempt of `group_drains` on the account that started after the charged one
+/// finished has succeeded (a result staged and not yet committed counts), the window was
+/// spent, not the charged item — its attempt becomes a quota hit again, the item gets
+/// the attempt back and is available now, its row starts again, and an item the charge
+/// dead-lettered is pending again. A success started after the charge confirms it.
+/// Either way the charge is settled. A hit of the charged item itself leaves it open, and
+/// so does a charged item another transaction holds right now (its own pass settling
+/// it): the group's next hit decides. Never waits for the item's lock, and takes the
+/// account's row last, so it never deadlocks with a hit's transaction.
 pub fn take_back_charge(
     client: &mut impl GenericClient,
     group: &str,
@@ -105,61 +132,93 @@ pub fn take_back_charge(
     group_drains: &[String],
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
-    let Some(open) = client.query_opt(
-        "SELECT b.charged_attempt, a.item_id FROM quota_backoffs b
-           JOIN attempts a ON a.id = b.charged_attempt AND a.finished_at IS NOT NULL
-          WHERE b.quota_group = $1 AND b.account = $2",
-        &[&group, &account],
-    )?
+    let Some(open) = open_charge(client, group, account)? else {
+        return Ok(None);
+    };
+    if open.item_id == hit_item {
+        return Ok(None);
+    }
+    let held =
+        client.query_opt("SELECT 1 FROM items WHERE id = $1 FOR UPDATE SKIP LOCKED", &[&open.item_id])?;
+    if held.is_none() {
+        return Ok(None);
+    }
+    // Read again under the item's lock: a take-back that held it first settled the charge.
+    let Some(open) = open_charge(client, group, account)?.filter(|again| again.attempt_id == open.attempt_id)
     else {
         return Ok(None);
     };
-    let (charged, item_id): (i64, i64) = (open.get(0), open.get(1));
-    if item_id == hit_item {
-        return Ok(None);
-    }
-    client.query("SELECT 1 FROM items WHERE id = $1 FOR UPDATE", &[&item_id])?;
-    let Some(settled) = client.query_opt(
+    let taken = match open.finished_at {
+        Some(finished_at) if open.is_failure => {
+            let worked: bool = client
+                .query_one(
+                    "SELECT EXISTS (
+                         SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
+                          WHERE a.id > $1 AND a.account = $2 AND o.drain = ANY($3) AND a.started_at > $4
+                            AND (a.outcome = 'done'
+                                 OR (a.outcome IS NULL
+                                     AND EXISTS (SELECT 1 FROM staged_results s
+                                                  WHERE s.item_id = a.item_id AND s.run_id = a.run_id))))",
+                    &[&open.attempt_id, &account, &group_drains, &finished_at],
+                )?
+                .get(0);
+            if worked {
+                None
+            } else {
+                refund(client, open.attempt_id, open.item_id, hit_key, now)?
+            }
+        }
+        // Not finished yet: the group's next hit decides.
+        None => return Ok(None),
+        // No longer the charged failure (never recorded as one): nothing to take back.
+        Some(_) => None,
+    };
+    client.execute(
         "UPDATE quota_backoffs SET charged_attempt = NULL
-          WHERE quota_group = $1 AND account = $2 AND charged_attempt = $3
-         RETURNING EXISTS (
-             SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
-              WHERE a.id > $3 AND a.outcome = 'done' AND o.drain = ANY($4)
-                AND a.started_at > (SELECT finished_at FROM attempts WHERE id = $3))",
-        &[&group, &account, &charged, &group_drains],
-    )?
-    else {
-        return Ok(None);
-    };
-    if settled.get::<_, bool>(0) {
-        return Ok(None);
-    }
+          WHERE quota_group = $1 AND account = $2 AND charged_attempt = $3",
+        &[&group, &account, &open.attempt_id],
+    )?;
+    Ok(taken)
+}
+
+/// Give a charged attempt back (see [`take_back_charge`]); call with the item locked.
+fn refund(
+    client: &mut impl GenericClient,
+    attempt_id: i64,
+    item_id: i64,
+    hit_key: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<TakenBack>> {
     let note = format!(
         "charge taken back (item {hit_key} met the limit next, before any item started since succeeded): "
     );
-    let row = client.query_one(
+    // An item that died of a later failure stays dead, its attempts as they are.
+    let row = client.query_opt(
         "WITH target AS (
-             SELECT i.id, i.state = 'dead'
-                    AND NOT EXISTS (SELECT 1 FROM attempts l WHERE l.item_id = i.id AND l.id > $1) AS revives
+             SELECT i.id, i.state = 'dead' AS is_dead,
+                    NOT EXISTS (SELECT 1 FROM attempts l WHERE l.item_id = i.id AND l.id > $1) AS was_last
                FROM items i WHERE i.id = $2),
          attempt AS (
              UPDATE attempts SET outcome = 'quota_hit', error = $3 || coalesce(error, '')
               WHERE id = $1 RETURNING attempt),
          item AS (
              UPDATE items i SET
-                    attempts = greatest(i.attempts - 1, 0), quota_hit_streak = 0, last_quota_hit_attempt = NULL,
-                    state = CASE WHEN t.revives THEN 'pending' ELSE i.state END,
-                    available_at = CASE WHEN t.revives OR i.state = 'pending'
-                                        THEN least(i.available_at, $4) ELSE i.available_at END,
-                    finished_at = CASE WHEN t.revives THEN NULL ELSE i.finished_at END,
-                    claimed_by = CASE WHEN t.revives THEN NULL ELSE i.claimed_by END,
+                    attempts = CASE WHEN t.is_dead AND NOT t.was_last THEN i.attempts
+                                    ELSE greatest(i.attempts - 1, 0) END,
+                    quota_hit_streak = 0, last_quota_hit_attempt = NULL,
+                    state = CASE WHEN t.is_dead AND t.was_last THEN 'pending' ELSE i.state END,
+                    available_at = CASE WHEN (t.is_dead AND t.was_last) OR i.state = 'pending'
+                                        THEN $4 ELSE i.available_at END,
+                    finished_at = CASE WHEN t.is_dead AND t.was_last THEN NULL ELSE i.finished_at END,
+                    claimed_by = CASE WHEN t.is_dead AND t.was_last THEN NULL ELSE i.claimed_by END,
+                    last_error = CASE WHEN t.was_last THEN $3 || coalesce(i.last_error, '') ELSE i.last_error END,
                     updated_at = $4
                FROM target t WHERE i.id = t.id
-             RETURNING i.key, i.drain, t.revives)
+             RETURNING i.key, i.drain, t.is_dead AND t.was_last AS revives)
          SELECT item.key, item.drain, item.revives, attempt.attempt FROM item, attempt",
-        &[&charged, &item_id, &note, &now],
+        &[&attempt_id, &item_id, &note, &now],
     )?;
-    Ok(Some(TakenBack {
+    Ok(row.map(|row| TakenBack {
         item_id,
         key: row.get(0),
         drain: row.get(1),

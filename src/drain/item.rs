@@ -330,16 +330,16 @@ impl Pass<'_> {
                     None
                 };
                 let error = format!("server error: {}", said.unwrap_or(matched_line));
-                self.fail(item, &report, AttemptOutcome::Transient, &error, now)?;
+                self.fail(item, &report, AttemptOutcome::Transient, &error, None, now)?;
                 Ok(ItemEnd::Settled)
             }
             Outcome::NoAnswer { error } => {
-                self.fail(item, &report, AttemptOutcome::Transient, &error, now)?;
+                self.fail(item, &report, AttemptOutcome::Transient, &error, None, now)?;
                 Ok(ItemEnd::Settled)
             }
             Outcome::Other => {
                 let (kind, error) = describe_failure(&report, self.drain);
-                self.fail(item, &report, kind, &error, now)?;
+                self.fail(item, &report, kind, &error, None, now)?;
                 Ok(ItemEnd::Settled)
             }
         }
@@ -397,7 +397,10 @@ impl Pass<'_> {
                 self.config.defaults.timezone,
             )
         })?;
-        self.take_back_charge(item, &account_name, &group_drains, now)?;
+        if !hit.needs_attention {
+            // A hit that needs attention says nothing of the window.
+            self.take_back_charge(item, &account_name, &group_drains, now)?;
+        }
         let decision = recorded.decision;
         if recorded.parks_group {
             // The hit parked the group: waiting does not fix it (docs/rate-limits.md,
@@ -562,6 +565,7 @@ impl Pass<'_> {
         report: &WorkerReport,
         kind: AttemptOutcome,
         error: &str,
+        charged_on: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let delay = crate::backoff::retry_delay(
@@ -588,6 +592,10 @@ impl Pass<'_> {
             )?;
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
             if !matches!(failure, Failure::ClaimLost(_)) {
+                if let Some(account) = charged_on {
+                    // A poison charge, open until the group's next outcome settles it.
+                    poison::remember_charge(tx, &self.drain.quota_group, account, item.id, self.run_id, now)?;
+                }
                 runs::count_failed_item(tx, self.run_id)?;
                 if kind == AttemptOutcome::Failure {
                     // The worker failed by itself: its session is not worth resuming.
@@ -746,8 +754,6 @@ impl Pass<'_> {
             let streak = poison::count_quota_hit(tx, item.id, run_id, &group_drains)?;
             let charged = poison_after > 0 && i64::from(streak) >= i64::from(poison_after);
             if charged {
-                // Open until the group's next outcome settles it (`take_back_charge`).
-                poison::remember_charge(tx, &drain.quota_group, account, item.id, run_id, now)?;
                 let event = Event::new(
                     EventKind::QuotaHitCharged,
                     format!(
@@ -767,7 +773,8 @@ impl Pass<'_> {
         if charged {
             let error =
                 format!("quota hit charged as a failure (poison_after {poison_after}): {}", hit.matched_line);
-            self.fail(item, report, AttemptOutcome::Failure, &error, now)?;
+            // Open until the group's next outcome settles it (`take_back_charge`).
+            self.fail(item, report, AttemptOutcome::Failure, &error, Some(account), now)?;
         }
         Ok(charged)
     }
@@ -784,7 +791,7 @@ impl Pass<'_> {
         group_drains: &[String],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let group = &self.drain.quota_group;
+        let (group, drain) = (&self.drain.quota_group, &self.drain.name);
         let (run_id, outbox) = (self.run_id, self.outbox);
         let taken = crate::db::in_transaction_retrying(
             self.client,
@@ -799,25 +806,31 @@ impl Pass<'_> {
                 let event = Event::new(
                     EventKind::QuotaHitRefunded,
                     format!(
-                        "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: item {} of quota group {group} met the limit next, before any item started since succeeded; the window was spent, not the item",
+                        "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: item {} of drain {drain} met the limit next, before any item of quota group {group} started since succeeded; the window was spent, not the item",
                         taken.key, taken.drain, taken.attempt, item.key
                     ),
                 )
                 .drain(&taken.drain)
                 .quota_group(group)
-                .run(run_id)
                 .item(taken.item_id)
-                .data(json!({ "attempt": taken.attempt, "by_item": item.key, "revived": taken.revived }));
+                .data(json!({
+                    "attempt": taken.attempt,
+                    "by_item": item.key,
+                    "by_drain": drain,
+                    "by_run": run_id,
+                    "revived": taken.revived,
+                }));
                 record_event(tx, outbox, &event, now)?;
                 Ok(Some(taken))
             },
         )?;
         if let Some(taken) = taken {
             log::info!(
-                "drain {}: item {}'s charged quota hit is taken back: item {} met the limit next",
-                self.drain.name,
+                "drain {}: item {}'s charged quota hit is taken back: item {} of drain {} met the limit next",
+                taken.drain,
                 taken.key,
-                item.key
+                item.key,
+                self.drain.name
             );
         }
         Ok(())

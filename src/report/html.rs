@@ -78,6 +78,7 @@ svg .backoff { fill: var(--warn); fill-opacity: .25; }
 svg .hit { fill: var(--warn); stroke: #fff; stroke-width: 1; }
 svg .hit.group_parked { fill: var(--bad); }
 svg .hit.quota_hit_charged { fill: #7a4bc4; }
+svg .hit.quota_hit_refunded { fill: #fff; stroke: #7a4bc4; stroke-width: 2; }
 svg .cost { fill: var(--good); fill-opacity: .8; }
 svg .bar-label { fill: var(--ink); }
 footer { margin-top: 24px; font-size: 12px; color: var(--muted); }

@@ -42,7 +42,8 @@ pub const BURNDOWN_STEP_SECONDS: i64 = 2 * 3600;
 pub const TIMELINE_LIMIT: i64 = 200;
 /// The events the timeline shows: a hit that set a backoff, a hit charged as a failure,
 /// a hit that parked the group.
-pub const TIMELINE_KINDS: [&str; 3] = ["backoff_set", "quota_hit_charged", "group_parked"];
+pub const TIMELINE_KINDS: [&str; 4] =
+    ["backoff_set", "quota_hit_charged", "quota_hit_refunded", "group_parked"];
 
 /// Everything the page shows.
 #[derive(Debug)]

@@ -309,6 +309,55 @@ fn a_charge_stands_once_an_item_started_after_it_succeeds() {
 }
 
 #[test]
+fn a_success_staged_and_not_yet_committed_confirms_a_charge() {
+    // A quick worker's result waits staged until its pass starts the next worker: the
+    // window had room for it after the charge, so the charge stands.
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    charge_poison(&fixture);
+    after_last_attempt(&fixture);
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    // Held by a pass of alpha that is still running (here, by its rows alone).
+    fixture.enqueue("alpha", &[("staged".into(), json!("fine"))]);
+    fixture.enqueue("beta", &[("late".into(), limit)]);
+    fixture
+        .client()
+        .batch_execute(
+            "UPDATE items SET state = 'running', claimed_by = 999999, claimed_at = now() WHERE key = 'staged';
+             INSERT INTO attempts (item_id, run_id, attempt, started_at, account)
+             SELECT id, 999999, 1, (SELECT max(finished_at) + interval '1 second' FROM attempts), ''
+               FROM items WHERE key = 'staged';
+             INSERT INTO staged_results (item_id, run_id, result, result_bytes, result_sha256, staged_at)
+             SELECT id, 999999, 'fine', 4, sha256('fine'), now() FROM items WHERE key = 'staged';",
+        )
+        .unwrap();
+    let pass = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    assert_eq!(pass.json()["status"], "rate_limited", "{}", pass.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+    assert_eq!(fixture.item("alpha", "p").1, 1);
+}
+
+#[test]
+fn a_charge_that_was_not_recorded_as_a_failure_is_never_taken_back() {
+    // The charging pass lost its claim (a supervise pass ended its run): the attempt was
+    // released, not charged. Nothing to give back.
+    let fixture = Fixture::new(&poison_config(), NOW);
+    poison(&fixture);
+    charge_poison(&fixture);
+    fixture
+        .client()
+        .execute("UPDATE attempts SET outcome = 'released' WHERE outcome = 'failure'", &[])
+        .unwrap();
+    after_last_attempt(&fixture);
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.enqueue("beta", &[("late".into(), limit)]);
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'released'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE charged_attempt IS NOT NULL"), 0);
+}
+
+#[test]
 fn an_item_whose_hits_came_with_other_items_hits_between_is_never_charged() {
     // A group-wide limit met again and again (a vendor's short windows): each window some
     // calls succeed and the last one hits, on whichever item came up. Before, an item met
