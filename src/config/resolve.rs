@@ -781,7 +781,7 @@ fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits>
             source,
         )?,
         max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
-        poison_after: count(&raw.poison_after, "poison_after", DEFAULT_POISON_AFTER, 0, 1000)?,
+        poison_after: poison_after(&raw.poison_after, &scope.key("poison_after"), source)?,
         concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
         max_result_bytes: bytes(
             &raw.max_result_bytes,
@@ -867,6 +867,23 @@ fn spanned_number(
         return Err(source.error_for(number, &format!("{key}: {n} is out of range; use {min} to {max}")));
     }
     u32::try_from(n).map(Some).map_err(|_| source.error_for(number, &format!("{key}: {n} is too large")))
+}
+
+/// `poison_after`: 0 (never charge) or 2 to 1000. A streak of 1 has no hit before it to
+/// tell the group's real limit from the item's own: every quota hit would be charged
+/// (docs/rate-limits.md, "Poison items").
+fn poison_after(value: &Option<Spanned<i64>>, key: &str, source: &Source) -> Result<u32> {
+    let Some(number) = value else { return Ok(DEFAULT_POISON_AFTER) };
+    match *number.get_ref() {
+        1 => Err(source.error_for(
+            number,
+            &format!(
+                "{key}: 1 would charge every quota hit, the group's real limits included; use 2 to 1000, or 0 to never charge"
+            ),
+        )),
+        n @ (0 | 2..=1000) => Ok(n as u32),
+        n => Err(source.error_for(number, &format!("{key}: {n} is out of range; use 2 to 1000, or 0 to never charge"))),
+    }
 }
 
 /// As [`spanned_number`], else `default`.

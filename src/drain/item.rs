@@ -315,6 +315,12 @@ impl Pass<'_> {
         let exit_code = exit_code(report.exit);
         match outcome {
             Outcome::QuotaHit(hit) => {
+                if !hit.needs_attention {
+                    // An open charge of the account: this hit may show its window was
+                    // spent. First, so that a charge taken back no longer counts in the
+                    // item's row. A hit that needs attention says nothing of the window.
+                    self.take_back_charge(item, &account.name, now)?;
+                }
                 if self.charge_poison_hit(item, &account.name, &report, &hit, now)? {
                     return Ok(ItemEnd::Settled);
                 }
@@ -397,10 +403,6 @@ impl Pass<'_> {
                 self.config.defaults.timezone,
             )
         })?;
-        if !hit.needs_attention {
-            // A hit that needs attention says nothing of the window.
-            self.take_back_charge(item, &account_name, &group_drains, now)?;
-        }
         let decision = recorded.decision;
         if recorded.parks_group {
             // The hit parked the group: waiting does not fix it (docs/rate-limits.md,
@@ -565,7 +567,7 @@ impl Pass<'_> {
         report: &WorkerReport,
         kind: AttemptOutcome,
         error: &str,
-        charged_on: Option<&str>,
+        charged_on: Option<(&str, Option<DateTime<Utc>>)>,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let delay = crate::backoff::retry_delay(
@@ -592,9 +594,17 @@ impl Pass<'_> {
             )?;
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
             if !matches!(failure, Failure::ClaimLost(_)) {
-                if let Some(account) = charged_on {
-                    // A poison charge, open until the group's next outcome settles it.
-                    poison::remember_charge(tx, &self.drain.quota_group, account, item.id, self.run_id, now)?;
+                if let Some((account, stated_reset)) = charged_on {
+                    // A poison charge, open until a later hit of the group settles it.
+                    poison::remember_charge(
+                        tx,
+                        &self.drain.quota_group,
+                        account,
+                        item.id,
+                        self.run_id,
+                        stated_reset,
+                        now,
+                    )?;
                 }
                 runs::count_failed_item(tx, self.run_id)?;
                 if kind == AttemptOutcome::Failure {
@@ -773,32 +783,40 @@ impl Pass<'_> {
         if charged {
             let error =
                 format!("quota hit charged as a failure (poison_after {poison_after}): {}", hit.matched_line);
-            // Open until the group's next outcome settles it (`take_back_charge`).
-            self.fail(item, report, AttemptOutcome::Failure, &error, Some(account), now)?;
+            // Open until a later hit of the group settles it (`take_back_charge`), with the
+            // reset its line stated, when it is one to go by.
+            let stated_reset = hit.stated_reset().map(|stated| stated.at).filter(|at| {
+                *at > now
+                    && *at - now
+                        <= chrono::Duration::from_std(crate::backoff::MAX_TRUSTED_RESET_AHEAD)
+                            .unwrap_or(chrono::Duration::MAX)
+            });
+            self.fail(item, report, AttemptOutcome::Failure, &error, Some((account, stated_reset)), now)?;
         }
         Ok(charged)
     }
 }
 
 impl Pass<'_> {
-    /// This item met a limit: an open charge of another item of the account's group, with
-    /// no success started since, was the window's limit, not that item's own (see
-    /// [`poison::take_back_charge`]): take it back, with a `quota_hit_refunded` event.
-    fn take_back_charge(
-        &mut self,
-        item: &ClaimedItem,
-        account: &str,
-        group_drains: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    /// This item met a limit: an open charge of the account's group may have been the
+    /// window's limit, not its item's own (see [`poison::take_back_charge`]): take it
+    /// back, with a `quota_hit_refunded` event — notified (when `notify_on` has it) only
+    /// when it makes a dead item pending again, the news after an `item_dead_lettered`.
+    fn take_back_charge(&mut self, item: &ClaimedItem, account: &str, now: DateTime<Utc>) -> Result<()> {
+        let group_drains = self.group_drains();
+        let config = self.config;
+        let max_attempts_of = |name: &str| {
+            config.drains.iter().find(|drain| drain.name == name).map(|drain| drain.max_attempts as i32)
+        };
         let (group, drain) = (&self.drain.quota_group, &self.drain.name);
         let (run_id, outbox) = (self.run_id, self.outbox);
+        let hit = poison::SettlingHit { item_id: item.id, key: &item.key, drain };
         let taken = crate::db::in_transaction_retrying(
             self.client,
-            "this quota hit is recorded; the charge stays open for the group's next hit",
+            "the charge stays open for a later hit of the group",
             |tx| {
                 let Some(taken) =
-                    poison::take_back_charge(tx, group, account, item.id, &item.key, group_drains, now)?
+                    poison::take_back_charge(tx, group, account, hit, &group_drains, &max_attempts_of, now)?
                 else {
                     return Ok(None);
                 };
@@ -806,8 +824,8 @@ impl Pass<'_> {
                 let event = Event::new(
                     EventKind::QuotaHitRefunded,
                     format!(
-                        "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: item {} of drain {drain} met the limit next, before any item of quota group {group} started since succeeded; the window was spent, not the item",
-                        taken.key, taken.drain, taken.attempt, item.key
+                        "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: {}; the window was spent, not the item",
+                        taken.key, taken.drain, taken.attempt, taken.why
                     ),
                 )
                 .drain(&taken.drain)
@@ -820,17 +838,20 @@ impl Pass<'_> {
                     "by_run": run_id,
                     "revived": taken.revived,
                 }));
-                record_event(tx, outbox, &event, now)?;
+                if taken.revived {
+                    record_event(tx, outbox, &event, now)?;
+                } else {
+                    crate::db::events::record_unannounced_event(tx, &event, now)?;
+                }
                 Ok(Some(taken))
             },
         )?;
         if let Some(taken) = taken {
             log::info!(
-                "drain {}: item {}'s charged quota hit is taken back: item {} of drain {} met the limit next",
+                "drain {}: item {}'s charged quota hit is taken back: {}",
                 taken.drain,
                 taken.key,
-                item.key,
-                self.drain.name
+                taken.why
             );
         }
         Ok(())

@@ -248,7 +248,13 @@ fn a_charge_is_taken_back_when_the_groups_next_hit_comes_before_any_success() {
     // each time, and is charged like a poison item. The window was spent: the next item
     // of the group meets the limit too, before anything started since works. Before, the
     // charge stood and, with its last attempt gone, the healthy item was dead.
-    let fixture = Fixture::new(&poison_config().replacen("max_wait", "max_attempts = 1\nmax_wait", 1), NOW);
+    let notifier = "notify_command = [\"sh\", \"-c\", \"cat >> TMPDIR/notified.jsonl\"]\n";
+    let config = poison_config().replacen("max_wait", "max_attempts = 1\nmax_wait", 1).replacen(
+        "[defaults]\n",
+        &format!("[defaults]\n{notifier}"),
+        1,
+    );
+    let fixture = Fixture::new(&config, NOW);
     poison(&fixture);
     charge_poison(&fixture);
     assert_eq!(fixture.item("alpha", "p").0, "dead");
@@ -270,11 +276,19 @@ fn a_charge_is_taken_back_when_the_groups_next_hit_comes_before_any_success() {
     let error: String = fixture
         .column("SELECT error FROM attempts a JOIN items i ON i.id = a.item_id WHERE i.key = 'p' ORDER BY a.id DESC")
         .remove(0);
-    assert!(error.starts_with("charge taken back (item late met the limit next"), "{error}");
+    assert!(error.starts_with("charge taken back (item late of drain beta met the limit next"), "{error}");
+    let last_error = fixture.item("alpha", "p").2.unwrap_or_default();
+    assert!(last_error.starts_with("charge taken back"), "{last_error}");
     let message: String =
         fixture.column("SELECT message FROM events WHERE kind = 'quota_hit_refunded'").remove(0);
     assert!(message.contains("item p of drain alpha"), "{message}");
-    assert!(message.contains("is taken back, and it is pending again: item late"), "{message}");
+    assert!(message.contains("is taken back, and it is pending again: item late of drain beta"), "{message}");
+    // Notified: it corrects the dead letter the operator was told of.
+    let notified = std::fs::read_to_string(fixture.path("notified.jsonl")).unwrap();
+    let kinds: Vec<&str> =
+        notified.lines().filter_map(|line| line.split("\"kind\":\"").nth(1)?.split('"').next()).collect();
+    assert_eq!(kinds.iter().filter(|kind| **kind == "item_dead_lettered").count(), 1, "{notified}");
+    assert_eq!(kinds.iter().filter(|kind| **kind == "quota_hit_refunded").count(), 1, "{notified}");
     // The group backs off for the hit that showed the window spent.
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 3);
     // The item's row starts again: its next hit is not charged.
@@ -306,6 +320,116 @@ fn a_charge_stands_once_an_item_started_after_it_succeeds() {
     fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'quota_hit'"), 4);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+}
+
+#[test]
+fn a_charge_is_taken_back_when_its_window_ended_with_nothing_succeeding_in_it() {
+    // A small, steady backlog: the slow item meets each spent window last, and nothing
+    // else calls before the window's reset. Before, the successes of the next window
+    // confirmed each charge, and the healthy item was dead after `max_attempts`.
+    let config = poison_config().replacen(
+        "max_wait",
+        "max_attempts = 2\nretry_backoff = { base = \"1s\", max = \"1s\" }\nmax_wait",
+        1,
+    );
+    let fixture = Fixture::new(&config, NOW);
+    let limit =
+        json!({ "steps": [{ "err": "Rate limit reached. Please try again in 20s." }, { "exit": 1 }] });
+    fixture.set_now("2026-11-27T09:00:00Z");
+    fixture.enqueue("alpha", &[("p".into(), limit)]);
+    fixture.set_now(NOW);
+    charge_poison(&fixture);
+    let charged_at: String = fixture
+        .column("SELECT to_char(max(finished_at) AT TIME ZONE 'UTC', 'HH24:MI:SS') FROM attempts WHERE outcome = 'failure'")
+        .remove(0);
+    // The window it met ends 20 s after the charge; the next window's items work.
+    after_last_attempt(&fixture);
+    let next = fixture.client().query_one(
+        "SELECT to_char((max(finished_at) + interval '30 seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM attempts",
+        &[],
+    ).unwrap().get::<_, String>(0);
+    fixture.set_now(&next);
+    fixture.enqueue("beta", &[("next-window".into(), json!("fine"))]);
+    let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+    // The slow item meets the next window's limit last again: the charge before is taken
+    // back, and this hit starts its row again (not charged).
+    let again = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    assert_eq!(again.json()["status"], "rate_limited", "{}", again.stdout);
+    let message: String =
+        fixture.column("SELECT message FROM events WHERE kind = 'quota_hit_refunded'").remove(0);
+    assert!(message.contains("the window it met ended at"), "{message} (charged at {charged_at})");
+    let (state, attempts, _) = fixture.item("alpha", "p");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 1);
+    assert_eq!(fixture.count("SELECT quota_hit_streak::int8 FROM items WHERE key = 'p'"), 1);
+}
+
+#[test]
+fn a_success_inside_the_charged_window_confirms_the_charge() {
+    let config =
+        poison_config().replacen("max_wait", "retry_backoff = { base = \"1s\", max = \"1s\" }\nmax_wait", 1);
+    let fixture = Fixture::new(&config, NOW);
+    let limit =
+        json!({ "steps": [{ "err": "Rate limit reached. Please try again in 20s." }, { "exit": 1 }] });
+    fixture.set_now("2026-11-27T09:00:00Z");
+    fixture.enqueue("alpha", &[("p".into(), limit)]);
+    fixture.set_now(NOW);
+    charge_poison(&fixture);
+    // Inside the window the charged hit stated: the window had room.
+    after_last_attempt(&fixture);
+    fixture.enqueue("beta", &[("same-window".into(), json!("fine"))]);
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    let next = fixture.client().query_one(
+        "SELECT to_char((max(finished_at) + interval '30 seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM attempts",
+        &[],
+    ).unwrap().get::<_, String>(0);
+    fixture.set_now(&next);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 2);
+}
+
+#[test]
+fn a_take_back_revives_an_item_that_died_of_a_later_failure_with_an_attempt_to_spare() {
+    // Charged (attempt 1 of 2), then a real failure (attempt 2): dead. The charge taken
+    // back leaves it one real attempt of two.
+    let config = poison_config().replacen(
+        "max_wait",
+        "max_attempts = 2\nretry_backoff = { base = \"1s\", max = \"1s\" }\nmax_wait",
+        1,
+    );
+    let fixture = Fixture::new(&config, NOW);
+    let marker = fixture.path("charged");
+    let steps = json!({ "steps": [{ "if_file": {
+        "path": marker,
+        "then": [{ "err": "boom" }, { "exit": 1 }],
+        "else": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }],
+    } }] });
+    fixture.set_now("2026-11-27T09:00:00Z");
+    fixture.enqueue("alpha", &[("p".into(), steps)]);
+    fixture.set_now(NOW);
+    charge_poison(&fixture);
+    std::fs::write(&marker, "").unwrap();
+    after_last_attempt(&fixture);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.item("alpha", "p").0, "dead");
+    after_last_attempt(&fixture);
+    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    fixture.enqueue("beta", &[("late".into(), limit)]);
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    let (state, attempts, last_error) = fixture.item("alpha", "p");
+    assert_eq!((state.as_str(), attempts), ("pending", 1), "{last_error:?}");
+    // The real failure stays the item's last error.
+    assert!(last_error.unwrap_or_default().contains("boom"));
+}
+
+#[test]
+fn poison_after_1_is_refused() {
+    let fixture = Fixture::new(&poison_config().replacen("max_wait", "poison_after = 1\nmax_wait", 1), NOW);
+    let result = fixture.drainctl(&["status"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("poison_after: 1 would charge every quota hit"), "{}", result.stderr);
 }
 
 #[test]
