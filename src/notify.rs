@@ -391,10 +391,11 @@ mod tests {
         let missing = vec!["/nonexistent/notifier".to_string()];
         let failure = run_notifier(&missing, Duration::from_secs(1), &event()).unwrap_err();
         assert_eq!(failure.reason, "not_started");
-        assert_eq!(
-            failure.message,
-            "notify_command \"/nonexistent/notifier\" not found (not on PATH or no such file)"
-        );
+        assert_eq!(failure.message, "notify_command \"/nonexistent/notifier\" not found (no such file)");
+        // A bare name is looked for on PATH.
+        let unnamed = vec!["drainctl-no-such-notifier".to_string()];
+        let failure = run_notifier(&unnamed, Duration::from_secs(1), &event()).unwrap_err();
+        assert_eq!(failure.message, "notify_command \"drainctl-no-such-notifier\" not found (not on PATH)");
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub fn record_quota_hit(
         before = before.confirming(now);
     }
     let mut decision = decide_backoff(hit.stated_reset(), now, before, policy);
+    if decision.rule == crate::backoff::BackoffRule::ParsedReset {
+        // Only a success clears a suspicion: a hit without a reset after this one, within
+        // the window, still confirms it (docs/rate-limits.md, "Backoff").
+        decision.suspected_at = previous.suspected_at;
+    }
     // While a backoff is in force no worker of this account starts: a hit now comes from a
     // pass that was already running — another pass of the group (`concurrency`, a second
     // drain) meeting the same limit. It changes nothing and says nothing (one
@@ -98,8 +103,11 @@ pub fn record_quota_hit(
     let in_force = previous.backoff_until.filter(|until| *until > now);
     let is_now = decision.basis == Some(crate::backoff::WaitBasis::NowAgain)
         || (decision.rule == parsed && decision.reset_at.is_some_and(|reset| reset <= now));
-    let replaces_a_guess =
-        decision.rule == parsed && !is_now && previous.rule.is_some_and(|rule| rule != parsed);
+    // (A guess that has ended is replaced by nothing: the backoff it set is over.)
+    let replaces_a_guess = decision.rule == parsed
+        && !is_now
+        && in_force.is_some()
+        && previous.rule.is_some_and(|rule| rule != parsed);
     let changes_nothing = !hit.needs_attention
         && !replaces_a_guess
         && in_force.is_some_and(|until| decision.rule != parsed || is_now || until >= decision.until);

@@ -212,9 +212,11 @@ impl SpawnError {
             SpawnError::WorkdirMissing { workdir } => {
                 format!("worker directory {workdir:?} does not exist or is not a directory")
             }
-            SpawnError::NotFound { program } => {
-                format!("{what} {program:?} not found (not on PATH or no such file)")
+            // A name with a slash is a path: PATH is not searched for it.
+            SpawnError::NotFound { program } if program.contains('/') => {
+                format!("{what} {program:?} not found (no such file)")
             }
+            SpawnError::NotFound { program } => format!("{what} {program:?} not found (not on PATH)"),
             SpawnError::InterpreterMissing { program } => format!(
                 "{what} {program:?} exists but cannot be run: the interpreter its #! line names, or a \
                  library it needs, is missing"

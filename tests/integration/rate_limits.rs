@@ -282,6 +282,48 @@ fn a_short_windows_limit_met_again_within_the_hour_is_notified_once_an_hour() {
     assert_eq!(announced, [true, false, false, true, false, true]);
 }
 
+/// Run one pass of alpha at `at` whose only available item meets `message`.
+fn hit_at(fixture: &Fixture, at: &str, message: &str) {
+    fixture.set_now(at);
+    fixture.enqueue("alpha", &[(format!("hit-{at}"), limit(message))]);
+    // The earlier items wait: only this one is claimed.
+    fixture
+        .client()
+        .execute(
+            "UPDATE items SET available_at = '2030-01-01' WHERE state = 'pending' AND key <> $1",
+            &[&format!("hit-{at}")],
+        )
+        .unwrap();
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+}
+
+#[test]
+fn a_stated_reset_between_two_hits_without_one_does_not_clear_the_suspicion() {
+    // A vendor mixing 429s without a reset and per-window ones: before, the stated reset
+    // cleared the suspicion, so the limit was never confirmed and the group was called
+    // again every 5 minutes.
+    let fixture = Fixture::new(&config(), NOW);
+    hit_at(&fixture, "2026-11-27T10:00:00Z", "Claude AI usage limit reached");
+    hit_at(&fixture, "2026-11-27T10:06:00Z", "Rate limit reached. Please try again in 20s.");
+    hit_at(&fixture, "2026-11-27T10:08:00Z", "Claude AI usage limit reached");
+    assert_eq!(backoff_rules(&fixture), ["suspected", "parsed_reset", "confirmed"]);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T11:08:00Z");
+}
+
+#[test]
+fn a_short_wait_after_a_guess_that_ended_is_not_news() {
+    // The guess (a hit without a reset) ended; a short wait after it is not one that
+    // replaces it, and the hour's throttle holds.
+    let fixture = Fixture::new(&config(), NOW);
+    hit_at(&fixture, "2026-11-27T10:00:00Z", "Rate limit reached. Please try again in 20s.");
+    hit_at(&fixture, "2026-11-27T10:05:00Z", "Claude AI usage limit reached");
+    hit_at(&fixture, "2026-11-27T10:20:00Z", "Rate limit reached. Please try again in 20s.");
+    let announced: Vec<bool> = fixture
+        .column("SELECT (data->>'announced')::boolean FROM events WHERE kind = 'backoff_set' ORDER BY id");
+    assert_eq!(backoff_rules(&fixture), ["parsed_reset", "suspected", "parsed_reset"]);
+    assert_eq!(announced, [true, true, false]);
+}
+
 #[test]
 fn a_trusted_reset_replaces_the_guess_of_a_hit_without_one() {
     // alpha's hit states no reset (a 5-minute suspected backoff); beta's, a moment later,
