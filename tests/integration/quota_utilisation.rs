@@ -230,15 +230,41 @@ fn charge_poison(fixture: &Fixture) {
 
 /// Move the clock a second past the last attempt's end.
 fn after_last_attempt(fixture: &Fixture) {
+    seconds_after_last_attempt(fixture, 1);
+}
+
+/// Move the clock `seconds` past the last attempt's end.
+fn seconds_after_last_attempt(fixture: &Fixture, seconds: i32) {
     let next: String = fixture
         .client()
         .query_one(
-            "SELECT to_char((max(finished_at) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM attempts",
-            &[],
+            "SELECT to_char((max(finished_at) + make_interval(secs => $1)) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM attempts",
+            &[&f64::from(seconds)],
         )
         .unwrap()
         .get(0);
     fixture.set_now(&next);
+}
+
+/// The worker's steps of an item that meets a limit with `message`.
+fn limit_steps(message: &str) -> serde_json::Value {
+    json!({ "steps": [{ "err": message }, { "exit": 1 }] })
+}
+
+/// `poison_config` with a 1-second `retry_backoff` for alpha and `extra` settings.
+fn quick_retry_config(extra: &str) -> String {
+    poison_config().replacen(
+        "max_wait",
+        &format!("{extra}retry_backoff = {{ base = \"1s\", max = \"1s\" }}\nmax_wait"),
+        1,
+    )
+}
+
+/// Enqueue alpha's item `p`, meeting `message` every time, an hour before `NOW`.
+fn poison_with(fixture: &Fixture, message: &str) {
+    fixture.set_now("2026-11-27T09:00:00Z");
+    fixture.enqueue("alpha", &[("p".into(), limit_steps(message))]);
+    fixture.set_now(NOW);
 }
 
 #[test]
@@ -259,7 +285,7 @@ fn a_charge_is_taken_back_when_the_groups_next_hit_comes_before_any_success() {
     charge_poison(&fixture);
     assert_eq!(fixture.item("alpha", "p").0, "dead");
     after_last_attempt(&fixture);
-    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    let limit = limit_steps("Claude AI usage limit reached");
     fixture.enqueue("beta", &[("late".into(), limit)]);
     let hit = fixture.drainctl(&["drain", "beta", "--json"]).run();
     hit.assert_code(0);
@@ -304,7 +330,7 @@ fn a_charge_stands_once_an_item_started_after_it_succeeds() {
     poison(&fixture);
     charge_poison(&fixture);
     after_last_attempt(&fixture);
-    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    let limit = limit_steps("Claude AI usage limit reached");
     fixture.enqueue("beta", &[("works".into(), json!("fine")), ("late".into(), limit)]);
     let pass = fixture.drainctl(&["drain", "beta", "--json"]).run();
     assert_eq!(
@@ -327,28 +353,16 @@ fn a_charge_is_taken_back_when_its_window_ended_with_nothing_succeeding_in_it() 
     // A small, steady backlog: the slow item meets each spent window last, and nothing
     // else calls before the window's reset. Before, the successes of the next window
     // confirmed each charge, and the healthy item was dead after `max_attempts`.
-    let config = poison_config().replacen(
-        "max_wait",
-        "max_attempts = 2\nretry_backoff = { base = \"1s\", max = \"1s\" }\nmax_wait",
-        1,
-    );
+    let config = quick_retry_config("max_attempts = 2\n");
     let fixture = Fixture::new(&config, NOW);
-    let limit =
-        json!({ "steps": [{ "err": "Rate limit reached. Please try again in 20s." }, { "exit": 1 }] });
-    fixture.set_now("2026-11-27T09:00:00Z");
-    fixture.enqueue("alpha", &[("p".into(), limit)]);
-    fixture.set_now(NOW);
+    poison_with(&fixture, "Rate limit reached. Please try again in 20s.");
     charge_poison(&fixture);
     let charged_at: String = fixture
         .column("SELECT to_char(max(finished_at) AT TIME ZONE 'UTC', 'HH24:MI:SS') FROM attempts WHERE outcome = 'failure'")
         .remove(0);
     // The window it met ends 20 s after the charge; the next window's items work.
     after_last_attempt(&fixture);
-    let next = fixture.client().query_one(
-        "SELECT to_char((max(finished_at) + interval '30 seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM attempts",
-        &[],
-    ).unwrap().get::<_, String>(0);
-    fixture.set_now(&next);
+    seconds_after_last_attempt(&fixture, 30);
     fixture.enqueue("beta", &[("next-window".into(), json!("fine"))]);
     let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
     assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
@@ -367,24 +381,15 @@ fn a_charge_is_taken_back_when_its_window_ended_with_nothing_succeeding_in_it() 
 
 #[test]
 fn a_success_inside_the_charged_window_confirms_the_charge() {
-    let config =
-        poison_config().replacen("max_wait", "retry_backoff = { base = \"1s\", max = \"1s\" }\nmax_wait", 1);
+    let config = quick_retry_config("");
     let fixture = Fixture::new(&config, NOW);
-    let limit =
-        json!({ "steps": [{ "err": "Rate limit reached. Please try again in 20s." }, { "exit": 1 }] });
-    fixture.set_now("2026-11-27T09:00:00Z");
-    fixture.enqueue("alpha", &[("p".into(), limit)]);
-    fixture.set_now(NOW);
+    poison_with(&fixture, "Rate limit reached. Please try again in 20s.");
     charge_poison(&fixture);
     // Inside the window the charged hit stated: the window had room.
     after_last_attempt(&fixture);
     fixture.enqueue("beta", &[("same-window".into(), json!("fine"))]);
     fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
-    let next = fixture.client().query_one(
-        "SELECT to_char((max(finished_at) + interval '30 seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM attempts",
-        &[],
-    ).unwrap().get::<_, String>(0);
-    fixture.set_now(&next);
+    seconds_after_last_attempt(&fixture, 30);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 2);
@@ -394,11 +399,7 @@ fn a_success_inside_the_charged_window_confirms_the_charge() {
 fn a_take_back_revives_an_item_that_died_of_a_later_failure_with_an_attempt_to_spare() {
     // Charged (attempt 1 of 2), then a real failure (attempt 2): dead. The charge taken
     // back leaves it one real attempt of two.
-    let config = poison_config().replacen(
-        "max_wait",
-        "max_attempts = 2\nretry_backoff = { base = \"1s\", max = \"1s\" }\nmax_wait",
-        1,
-    );
+    let config = quick_retry_config("max_attempts = 2\n");
     let fixture = Fixture::new(&config, NOW);
     let marker = fixture.path("charged");
     let steps = json!({ "steps": [{ "if_file": {
@@ -415,7 +416,7 @@ fn a_take_back_revives_an_item_that_died_of_a_later_failure_with_an_attempt_to_s
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.item("alpha", "p").0, "dead");
     after_last_attempt(&fixture);
-    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    let limit = limit_steps("Claude AI usage limit reached");
     fixture.enqueue("beta", &[("late".into(), limit)]);
     fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
     let (state, attempts, last_error) = fixture.item("alpha", "p");
@@ -440,7 +441,7 @@ fn a_success_staged_and_not_yet_committed_confirms_a_charge() {
     poison(&fixture);
     charge_poison(&fixture);
     after_last_attempt(&fixture);
-    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    let limit = limit_steps("Claude AI usage limit reached");
     // Held by a pass of alpha that is still running (here, by its rows alone).
     fixture.enqueue("alpha", &[("staged".into(), json!("fine"))]);
     fixture.enqueue("beta", &[("late".into(), limit)]);
@@ -473,7 +474,7 @@ fn a_charge_that_was_not_recorded_as_a_failure_is_never_taken_back() {
         .execute("UPDATE attempts SET outcome = 'released' WHERE outcome = 'failure'", &[])
         .unwrap();
     after_last_attempt(&fixture);
-    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    let limit = limit_steps("Claude AI usage limit reached");
     fixture.enqueue("beta", &[("late".into(), limit)]);
     fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
@@ -488,7 +489,7 @@ fn an_item_whose_hits_came_with_other_items_hits_between_is_never_charged() {
     // that way three times, with successes between, was charged as a poison item.
     let fixture = Fixture::new(&poison_config(), NOW);
     poison(&fixture);
-    let limit = json!({ "steps": [{ "err": "Claude AI usage limit reached" }, { "exit": 1 }] });
+    let limit = limit_steps("Claude AI usage limit reached");
     for round in 1..=3 {
         fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
         after_backoff(&fixture);
