@@ -92,11 +92,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backoff_done_at_hit",
         sql: include_str!("../migrations/0017_backoff_done_at_hit.sql"),
     },
-    Migration {
-        version: 18,
-        name: "backoff_charged_attempt",
-        sql: include_str!("../migrations/0018_backoff_charged_attempt.sql"),
-    },
+    Migration { version: 18, name: "open_charges", sql: include_str!("../migrations/0018_open_charges.sql") },
 ];
 
 /// The newest schema version this binary knows.

@@ -56,32 +56,30 @@ pub fn count_quota_hit(
     Ok(row.get(0))
 }
 
-/// Remember `run_id`'s attempt of `item_id`, just charged, as the account's charge that no
-/// later outcome has settled yet (replacing an earlier one), with the reset its limit line
-/// stated (`None`: none, or not one to go by). Call in the transaction that records the
-/// charged failure, once it is recorded: it takes the account's row after the item, as a
-/// hit's transaction does.
+/// Open a poison charge: `run_id`'s attempt of `item_id`, just charged as a failure on
+/// `account`, with the reset its limit line stated (`None`: none, or not one to go by),
+/// until a later hit of the group settles it ([`take_back_charges`]). Call in the
+/// transaction that records the charged failure, once it is recorded.
 #[allow(clippy::too_many_arguments)]
-pub fn remember_charge(
+pub fn open_charge(
     client: &mut impl GenericClient,
     group: &str,
     account: &str,
     item_id: i64,
     run_id: i64,
     stated_reset: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
 ) -> Result<()> {
     client.execute(
-        "INSERT INTO quota_backoffs (quota_group, account, updated_at, charged_attempt, charged_reset)
-         SELECT $1, $2, $3, max(id), $6 FROM attempts WHERE item_id = $4 AND run_id = $5
-         ON CONFLICT (quota_group, account) DO UPDATE
-            SET charged_attempt = EXCLUDED.charged_attempt, charged_reset = EXCLUDED.charged_reset",
-        &[&group, &account, &now, &item_id, &run_id, &stated_reset],
+        "INSERT INTO open_charges (attempt_id, item_id, quota_group, account, stated_reset, attempts_at_charge)
+         SELECT a.id, a.item_id, $1, $2, $5, i.attempts FROM attempts a JOIN items i ON i.id = a.item_id
+          WHERE a.id = (SELECT max(id) FROM attempts WHERE item_id = $3 AND run_id = $4)
+         ON CONFLICT (attempt_id) DO NOTHING",
+        &[&group, &account, &item_id, &run_id, &stated_reset],
     )?;
     Ok(())
 }
 
-/// A charge taken back by [`take_back_charge`].
+/// A charge taken back by [`take_back_charges`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakenBack {
     pub item_id: i64,
@@ -96,61 +94,20 @@ pub struct TakenBack {
     pub why: String,
 }
 
-/// The account's open charge: its attempt, the item and its drain, when it finished,
-/// whether it is still the recorded failure, and the reset its line stated.
-struct OpenCharge {
-    attempt_id: i64,
-    item_id: i64,
-    drain: String,
-    finished_at: Option<DateTime<Utc>>,
-    is_failure: bool,
-    stated_reset: Option<DateTime<Utc>>,
-}
-
-fn open_charge(client: &mut impl GenericClient, group: &str, account: &str) -> Result<Option<OpenCharge>> {
-    let row = client.query_opt(
-        "SELECT b.charged_attempt, a.item_id, i.drain, a.finished_at, a.outcome IS NOT DISTINCT FROM 'failure',
-                b.charged_reset
-           FROM quota_backoffs b
-           JOIN attempts a ON a.id = b.charged_attempt
-           JOIN items i ON i.id = a.item_id
-          WHERE b.quota_group = $1 AND b.account = $2",
-        &[&group, &account],
-    )?;
-    Ok(row.map(|row| OpenCharge {
-        attempt_id: row.get(0),
-        item_id: row.get(1),
-        drain: row.get(2),
-        finished_at: row.get(3),
-        is_failure: row.get(4),
-        stated_reset: row.get(5),
-    }))
-}
-
-/// The quota hit that settles a charge: the item that met the limit, and its drain.
+/// The quota hit that settles charges: its item, the run it ran in, and its drain.
 #[derive(Debug, Clone, Copy)]
 pub struct SettlingHit<'a> {
     pub item_id: i64,
+    pub run_id: i64,
     pub key: &'a str,
     pub drain: &'a str,
 }
 
-/// Settle the account's open charge now that `hit` of the group met a limit on it
-/// (docs/rate-limits.md, "Poison items"). A success of `group_drains` on the account
-/// that started after the charged attempt finished — and before the reset its line
-/// stated, when it stated one — confirms the charge (a result staged and not yet
-/// committed counts). Without one, the window was spent, not the charged item, when the
-/// hit is another item's, or the charged item's own once the stated reset has passed:
-/// its attempt becomes a quota hit again, the item gets the attempt back and is
-/// available now, its row starts again, and a dead item with an attempt to spare by
-/// `max_attempts` (of its drain; `None`: not configured, left dead) is pending again.
-/// Either way the charge is settled. The charged item's own hit before its stated reset
-/// (or with none) leaves it open, and so does a charged item another transaction holds
-/// right now (its own pass settling it): a later hit decides. Never waits for the item's
-/// lock, and takes the account's row last, so it never deadlocks with a hit's
-/// transaction.
+/// Settle the account's open charges now that `hit` of the group met a limit on it
+/// (docs/rate-limits.md, "Poison items"), oldest first, and return those taken back.
+/// Each is settled on its own ([`settle_charge`]), in the caller's transaction.
 #[allow(clippy::too_many_arguments)]
-pub fn take_back_charge(
+pub fn take_back_charges(
     client: &mut impl GenericClient,
     group: &str,
     account: &str,
@@ -158,70 +115,134 @@ pub fn take_back_charge(
     group_drains: &[String],
     max_attempts_of: &dyn Fn(&str) -> Option<i32>,
     now: DateTime<Utc>,
-) -> Result<Option<TakenBack>> {
-    let Some(open) = open_charge(client, group, account)? else {
-        return Ok(None);
-    };
-    let is_own_hit = open.item_id == hit.item_id;
-    if is_own_hit && open.stated_reset.is_none_or(|reset| now < reset) {
-        return Ok(None);
-    }
-    let held =
-        client.query_opt("SELECT 1 FROM items WHERE id = $1 FOR UPDATE SKIP LOCKED", &[&open.item_id])?;
-    if held.is_none() {
-        return Ok(None);
-    }
-    // Read again under the item's lock: a take-back that held it first settled the charge.
-    let Some(open) = open_charge(client, group, account)?.filter(|again| again.attempt_id == open.attempt_id)
-    else {
-        return Ok(None);
-    };
-    let taken = match open.finished_at {
-        Some(finished_at) if open.is_failure => {
-            let worked: bool = client
-                .query_one(
-                    "SELECT EXISTS (
-                         SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
-                          WHERE a.id > $1 AND a.account = $2 AND o.drain = ANY($3)
-                            AND a.started_at > $4 AND a.started_at < coalesce($5, 'infinity'::timestamptz)
-                            AND (a.outcome = 'done'
-                                 OR (a.outcome IS NULL
-                                     AND EXISTS (SELECT 1 FROM staged_results s
-                                                  WHERE s.item_id = a.item_id AND s.run_id = a.run_id))))",
-                    &[&open.attempt_id, &account, &group_drains, &finished_at, &open.stated_reset],
-                )?
-                .get(0);
-            if worked {
-                None
-            } else {
-                let why = match open.stated_reset {
-                    Some(reset) if is_own_hit => format!(
-                        "the window it met ended at {} with no item succeeding in it",
-                        reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                    _ => format!(
-                        "item {} of drain {} met the limit next, before any item started since succeeded",
-                        hit.key, hit.drain
-                    ),
-                };
-                let max_attempts = max_attempts_of(&open.drain);
-                refund(client, open.attempt_id, open.item_id, why, max_attempts, now)?
-            }
+) -> Result<Vec<TakenBack>> {
+    let open: Vec<i64> = client
+        .query(
+            "SELECT attempt_id FROM open_charges WHERE quota_group = $1 AND account = $2 ORDER BY attempt_id",
+            &[&group, &account],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut taken = Vec::new();
+    for attempt_id in open {
+        if let Some(one) =
+            settle_charge(client, attempt_id, account, hit, group_drains, max_attempts_of, now)?
+        {
+            taken.push(one);
         }
-        // Not finished yet: a later hit decides.
-        None => return Ok(None),
-        // No longer the charged failure (never recorded as one): nothing to take back.
-        Some(_) => None,
-    };
-    client.execute(
-        "UPDATE quota_backoffs SET charged_attempt = NULL, charged_reset = NULL
-          WHERE quota_group = $1 AND account = $2 AND charged_attempt = $3",
-        &[&group, &account, &open.attempt_id],
-    )?;
+    }
     Ok(taken)
 }
 
-/// Give a charged attempt back (see [`take_back_charge`]); call with the item locked.
+/// One open charge as [`settle_charge`] reads it.
+struct Charge {
+    item_id: i64,
+    drain: String,
+    /// Running under another run's claim: its own outcome comes first.
+    is_running_elsewhere: bool,
+    finished_at: Option<DateTime<Utc>>,
+    is_failure: bool,
+    stated_reset: Option<DateTime<Utc>>,
+}
+
+fn read_charge(client: &mut impl GenericClient, attempt_id: i64, hit_run: i64) -> Result<Option<Charge>> {
+    let row = client.query_opt(
+        "SELECT c.item_id, i.drain, i.state = 'running' AND i.claimed_by IS DISTINCT FROM $2,
+                a.finished_at, a.outcome IS NOT DISTINCT FROM 'failure', c.stated_reset
+           FROM open_charges c JOIN attempts a ON a.id = c.attempt_id JOIN items i ON i.id = c.item_id
+          WHERE c.attempt_id = $1",
+        &[&attempt_id, &hit_run],
+    )?;
+    Ok(row.map(|row| Charge {
+        item_id: row.get(0),
+        drain: row.get(1),
+        is_running_elsewhere: row.get(2),
+        finished_at: row.get(3),
+        is_failure: row.get(4),
+        stated_reset: row.get(5),
+    }))
+}
+
+/// Settle one open charge at `hit`. An attempt of `group_drains` on the account, of
+/// another item, that started after the charged attempt finished — and before the reset
+/// its line stated, when it stated one — and succeeded (a result staged and not yet
+/// committed counts) confirms the charge. Without one, and with none such still running
+/// (its outcome decides, at a later hit), the window was spent, not the charged item,
+/// when the hit is another item's, or the charged item's own once the stated reset has
+/// passed: its attempt becomes a quota hit again, the item gets the attempt back (unless
+/// its attempts were reset since: a retry, a replace), and a dead item with an attempt
+/// to spare by `max_attempts` (of its drain; `None`: not configured, left dead) is
+/// pending again. Left open: the charged item's own hit before its stated reset (or with
+/// none), a charged item running under another claim, or held by another transaction
+/// right now (never waited for).
+#[allow(clippy::too_many_arguments)]
+fn settle_charge(
+    client: &mut impl GenericClient,
+    attempt_id: i64,
+    account: &str,
+    hit: SettlingHit,
+    group_drains: &[String],
+    max_attempts_of: &dyn Fn(&str) -> Option<i32>,
+    now: DateTime<Utc>,
+) -> Result<Option<TakenBack>> {
+    let Some(charge) = read_charge(client, attempt_id, hit.run_id)? else {
+        return Ok(None);
+    };
+    let is_own_hit = charge.item_id == hit.item_id;
+    if (is_own_hit && charge.stated_reset.is_none_or(|reset| now < reset)) || charge.is_running_elsewhere {
+        return Ok(None);
+    }
+    let held =
+        client.query_opt("SELECT 1 FROM items WHERE id = $1 FOR UPDATE SKIP LOCKED", &[&charge.item_id])?;
+    if held.is_none() {
+        return Ok(None);
+    }
+    // Read again under the item's lock: a settling that held it first has settled it.
+    let Some(charge) = read_charge(client, attempt_id, hit.run_id)? else {
+        return Ok(None);
+    };
+    let Some(finished_at) = charge.finished_at else {
+        return Ok(None);
+    };
+    let mut taken = None;
+    if charge.is_failure {
+        // What the group did on the account after the charge, inside its window.
+        let row = client.query_one(
+            "WITH since AS (
+                 SELECT a.outcome, a.finished_at, r.status AS run_status,
+                        EXISTS (SELECT 1 FROM staged_results s
+                                 WHERE s.item_id = a.item_id AND s.run_id = a.run_id) AS is_staged
+                   FROM attempts a JOIN items o ON o.id = a.item_id LEFT JOIN runs r ON r.id = a.run_id
+                  WHERE a.id > $1 AND a.account = $2 AND o.drain = ANY($3) AND a.item_id NOT IN ($6, $7)
+                    AND a.started_at > $4 AND a.started_at < coalesce($5, 'infinity'::timestamptz))
+             SELECT EXISTS (SELECT 1 FROM since WHERE outcome = 'done' OR (outcome IS NULL AND is_staged)),
+                    EXISTS (SELECT 1 FROM since WHERE finished_at IS NULL AND NOT is_staged AND run_status = 'running')",
+            &[&attempt_id, &account, &group_drains, &finished_at, &charge.stated_reset, &charge.item_id, &hit.item_id],
+        )?;
+        let (worked, still_running): (bool, bool) = (row.get(0), row.get(1));
+        if !worked {
+            if still_running {
+                return Ok(None);
+            }
+            let why = match charge.stated_reset {
+                Some(reset) if is_own_hit => format!(
+                    "the window it met ended at {} with no item succeeding in it",
+                    reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                _ => format!(
+                    "item {} of drain {} met the limit next, before any item started since succeeded",
+                    hit.key, hit.drain
+                ),
+            };
+            taken = refund(client, attempt_id, charge.item_id, why, max_attempts_of(&charge.drain), now)?;
+        }
+    }
+    client.execute("DELETE FROM open_charges WHERE attempt_id = $1", &[&attempt_id])?;
+    Ok(taken)
+}
+
+/// Give a charged attempt back (see [`settle_charge`]); call with the item locked.
 fn refund(
     client: &mut impl GenericClient,
     attempt_id: i64,
@@ -231,19 +252,27 @@ fn refund(
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
     let note = format!("charge taken back ({why}): ");
+    // `counted`: the item's attempts still count the charge (no retry or replace reset
+    // them since); the item's later open charges then count one attempt fewer too.
     let row = client.query_opt(
         "WITH target AS (
-             SELECT i.id, i.state = 'dead' AND i.attempts - 1 < $5 AS revives,
+             SELECT i.id, i.attempts >= c.attempts_at_charge AS counted,
+                    i.state = 'dead' AND i.attempts >= c.attempts_at_charge AND i.attempts - 1 < $5 AS revives,
                     NOT EXISTS (SELECT 1 FROM attempts l WHERE l.item_id = i.id AND l.id > $1) AS was_last
-               FROM items i WHERE i.id = $2),
+               FROM items i JOIN open_charges c ON c.attempt_id = $1 WHERE i.id = $2),
          attempt AS (
              UPDATE attempts SET outcome = 'quota_hit', error = $3 || coalesce(error, '')
               WHERE id = $1 RETURNING attempt),
+         later AS (
+             UPDATE open_charges SET attempts_at_charge = attempts_at_charge - 1
+              WHERE item_id = $2 AND attempt_id > $1 AND (SELECT counted FROM target)),
          item AS (
              UPDATE items i SET
-                    attempts = greatest(i.attempts - 1, 0), quota_hit_streak = 0, last_quota_hit_attempt = NULL,
+                    attempts = CASE WHEN t.counted THEN greatest(i.attempts - 1, 0) ELSE i.attempts END,
+                    quota_hit_streak = 0, last_quota_hit_attempt = NULL,
                     state = CASE WHEN t.revives THEN 'pending' ELSE i.state END,
-                    available_at = CASE WHEN t.revives OR i.state = 'pending' THEN $4 ELSE i.available_at END,
+                    available_at = CASE WHEN t.revives OR (i.state = 'pending' AND t.was_last)
+                                        THEN $4 ELSE i.available_at END,
                     finished_at = CASE WHEN t.revives THEN NULL ELSE i.finished_at END,
                     claimed_by = CASE WHEN t.revives THEN NULL ELSE i.claimed_by END,
                     last_error = CASE WHEN t.was_last THEN $3 || coalesce(i.last_error, '') ELSE i.last_error END,

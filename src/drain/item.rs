@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::backoff::BackoffRule;
+use crate::backoff::{BackoffRule, ResetForm};
 use crate::config::{AccountConfig, DrainConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::in_transaction;
@@ -316,10 +316,10 @@ impl Pass<'_> {
         match outcome {
             Outcome::QuotaHit(hit) => {
                 if !hit.needs_attention {
-                    // An open charge of the account: this hit may show its window was
+                    // Open charges of the account: this hit may show their window was
                     // spent. First, so that a charge taken back no longer counts in the
                     // item's row. A hit that needs attention says nothing of the window.
-                    self.take_back_charge(item, &account.name, now)?;
+                    self.take_back_charges(item, &account.name, now)?;
                 }
                 if self.charge_poison_hit(item, &account.name, &report, &hit, now)? {
                     return Ok(ItemEnd::Settled);
@@ -596,14 +596,13 @@ impl Pass<'_> {
             if !matches!(failure, Failure::ClaimLost(_)) {
                 if let Some((account, stated_reset)) = charged_on {
                     // A poison charge, open until a later hit of the group settles it.
-                    poison::remember_charge(
+                    poison::open_charge(
                         tx,
                         &self.drain.quota_group,
                         account,
                         item.id,
                         self.run_id,
                         stated_reset,
-                        now,
                     )?;
                 }
                 runs::count_failed_item(tx, self.run_id)?;
@@ -785,12 +784,20 @@ impl Pass<'_> {
                 format!("quota hit charged as a failure (poison_after {poison_after}): {}", hit.matched_line);
             // Open until a later hit of the group settles it (`take_back_charge`), with the
             // reset its line stated, when it is one to go by.
-            let stated_reset = hit.stated_reset().map(|stated| stated.at).filter(|at| {
-                *at > now
-                    && *at - now
-                        <= chrono::Duration::from_std(crate::backoff::MAX_TRUSTED_RESET_AHEAD)
-                            .unwrap_or(chrono::Duration::MAX)
-            });
+            let stated_reset = hit
+                .stated_reset()
+                .filter(|stated| {
+                    // A clock time names its next occurrence, which may be the wrong day:
+                    // only a reset that leaves nothing to guess bounds the window.
+                    matches!(stated.form, ResetForm::Exact | ResetForm::DateTime | ResetForm::WindowBoundary)
+                })
+                .map(|stated| stated.at)
+                .filter(|at| {
+                    *at > now
+                        && *at - now
+                            <= chrono::Duration::from_std(crate::backoff::MAX_TRUSTED_RESET_AHEAD)
+                                .unwrap_or(chrono::Duration::MAX)
+                });
             self.fail(item, report, AttemptOutcome::Failure, &error, Some((account, stated_reset)), now)?;
         }
         Ok(charged)
@@ -798,11 +805,14 @@ impl Pass<'_> {
 }
 
 impl Pass<'_> {
-    /// This item met a limit: an open charge of the account's group may have been the
-    /// window's limit, not its item's own (see [`poison::take_back_charge`]): take it
-    /// back, with a `quota_hit_refunded` event — notified (when `notify_on` has it) only
-    /// when it makes a dead item pending again, the news after an `item_dead_lettered`.
-    fn take_back_charge(&mut self, item: &ClaimedItem, account: &str, now: DateTime<Utc>) -> Result<()> {
+    /// This item met a limit: open charges of the account's group may have been the
+    /// window's limit, not their items' own (see [`poison::take_back_charges`]): take them
+    /// back, each with a `quota_hit_refunded` event — notified (when `notify_on` has it)
+    /// only when it makes a dead item pending again, the news after an
+    /// `item_dead_lettered`. Settling is an extra to the hit: when it fails with the
+    /// session still open, the hit is settled all the same and a later hit settles the
+    /// charges.
+    fn take_back_charges(&mut self, item: &ClaimedItem, account: &str, now: DateTime<Utc>) -> Result<()> {
         let group_drains = self.group_drains();
         let config = self.config;
         let max_attempts_of = |name: &str| {
@@ -810,51 +820,63 @@ impl Pass<'_> {
         };
         let (group, drain) = (&self.drain.quota_group, &self.drain.name);
         let (run_id, outbox) = (self.run_id, self.outbox);
-        let hit = poison::SettlingHit { item_id: item.id, key: &item.key, drain };
-        let taken = crate::db::in_transaction_retrying(
+        let hit = poison::SettlingHit { item_id: item.id, run_id, key: &item.key, drain };
+        let settled = crate::db::in_transaction_retrying(
             self.client,
-            "the charge stays open for a later hit of the group",
+            "the charges stay open for a later hit of the group",
             |tx| {
-                let Some(taken) =
-                    poison::take_back_charge(tx, group, account, hit, &group_drains, &max_attempts_of, now)?
-                else {
-                    return Ok(None);
-                };
-                let again = if taken.revived { ", and it is pending again" } else { "" };
-                let event = Event::new(
-                    EventKind::QuotaHitRefunded,
-                    format!(
-                        "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: {}; the window was spent, not the item",
-                        taken.key, taken.drain, taken.attempt, taken.why
-                    ),
-                )
-                .drain(&taken.drain)
-                .quota_group(group)
-                .item(taken.item_id)
-                .data(json!({
-                    "attempt": taken.attempt,
-                    "by_item": item.key,
-                    "by_drain": drain,
-                    "by_run": run_id,
-                    "revived": taken.revived,
-                }));
-                if taken.revived {
-                    record_event(tx, outbox, &event, now)?;
-                } else {
-                    crate::db::events::record_unannounced_event(tx, &event, now)?;
+                let taken =
+                    poison::take_back_charges(tx, group, account, hit, &group_drains, &max_attempts_of, now)?;
+                for taken in &taken {
+                    let again = if taken.revived { ", and it is pending again" } else { "" };
+                    let event = Event::new(
+                        EventKind::QuotaHitRefunded,
+                        format!(
+                            "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: {}; the window was spent, not the item",
+                            taken.key, taken.drain, taken.attempt, taken.why
+                        ),
+                    )
+                    .drain(&taken.drain)
+                    .quota_group(group)
+                    .item(taken.item_id)
+                    .data(json!({
+                        "attempt": taken.attempt,
+                        "by_item": item.key,
+                        "by_drain": drain,
+                        "by_run": run_id,
+                        "revived": taken.revived,
+                    }));
+                    if taken.revived {
+                        record_event(tx, outbox, &event, now)?;
+                    } else {
+                        crate::db::events::record_unannounced_event(tx, &event, now)?;
+                    }
                 }
-                Ok(Some(taken))
+                Ok(taken)
             },
-        )?;
-        if let Some(taken) = taken {
-            log::info!(
-                "drain {}: item {}'s charged quota hit is taken back: {}",
-                taken.drain,
-                taken.key,
-                taken.why
-            );
+        );
+        match settled {
+            Ok(taken) => {
+                for taken in taken {
+                    log::info!(
+                        "drain {}: item {}'s charged quota hit is taken back: {}",
+                        taken.drain,
+                        taken.key,
+                        taken.why
+                    );
+                }
+                Ok(())
+            }
+            Err(error) if !self.client.is_closed() => {
+                log::warn!(
+                    "drain {}: the open poison charges of quota group {group} were not settled ({}); a later hit settles them",
+                    self.drain.name,
+                    error.display_scrubbed()
+                );
+                Ok(())
+            }
+            Err(error) => Err(error),
         }
-        Ok(())
     }
 }
 

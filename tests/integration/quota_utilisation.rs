@@ -434,6 +434,36 @@ fn poison_after_1_is_refused() {
 }
 
 #[test]
+fn an_item_still_running_that_started_after_the_charge_decides_it() {
+    // With slow workers beside it, the attempt that started after the charge is often
+    // still running when the next limit comes. Before, it counted as "nothing succeeded"
+    // and a real poison item's charge was taken back again and again.
+    let config = poison_config().replacen("name = \"beta\"\n", "name = \"beta\"\nconcurrency = 2\n", 1);
+    let fixture = Fixture::new(&config, NOW);
+    poison(&fixture);
+    charge_poison(&fixture);
+    after_last_attempt(&fixture);
+    let (go, started) = (fixture.path("go"), fixture.path("started"));
+    let slow = json!({ "steps": [{ "touch": started }, { "wait_for_file": go }, { "out": "fine" }] });
+    fixture.enqueue("beta", &[("slow".into(), slow)]);
+    let running = fixture.drainctl(&["drain", "beta"]).spawn();
+    wait_until("the slow worker to start", std::time::Duration::from_secs(20), || started.exists());
+    fixture.enqueue("beta", &[("late".into(), limit_steps("Claude AI usage limit reached"))]);
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    // Open: the slow item's outcome decides.
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 1);
+    std::fs::write(&go, "").unwrap();
+    finished(running.wait_with_output().unwrap()).assert_code(0);
+    // It worked: the window had room after the charge, which stands at the next limit.
+    after_backoff(&fixture);
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 0);
+    assert_eq!(fixture.item("alpha", "p").1, 1);
+}
+
+#[test]
 fn a_success_staged_and_not_yet_committed_confirms_a_charge() {
     // A quick worker's result waits staged until its pass starts the next worker: the
     // window had room for it after the charge, so the charge stands.
@@ -479,7 +509,7 @@ fn a_charge_that_was_not_recorded_as_a_failure_is_never_taken_back() {
     fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_refunded'"), 0);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'released'"), 1);
-    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE charged_attempt IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 0);
 }
 
 #[test]
