@@ -85,6 +85,9 @@ pub struct TakenBack {
     pub item_id: i64,
     pub key: String,
     pub drain: String,
+    pub quota_group: String,
+    /// The run that charged it.
+    pub run_id: i64,
     /// The charged attempt's number.
     pub attempt: i32,
     /// The item was dead (by the charge, or by a later failure with the charge's attempt
@@ -101,6 +104,14 @@ pub struct SettlingHit<'a> {
     pub run_id: i64,
     pub key: &'a str,
     pub drain: &'a str,
+}
+
+/// What settles a charge: a later limit of the group on its account, or the end of the
+/// window it met (a `supervise` pass after its stated reset).
+#[derive(Debug, Clone, Copy)]
+pub enum Settler<'a> {
+    Hit(SettlingHit<'a>),
+    WindowEnded,
 }
 
 /// Settle the account's open charges now that `hit` of the group met a limit on it
@@ -126,8 +137,39 @@ pub fn take_back_charges(
         .collect();
     let mut taken = Vec::new();
     for attempt_id in open {
+        let settler = Settler::Hit(hit);
         if let Some(one) =
-            settle_charge(client, attempt_id, account, hit, group_drains, max_attempts_of, now)?
+            settle_charge(client, attempt_id, account, settler, group_drains, max_attempts_of, now)?
+        {
+            taken.push(one);
+        }
+    }
+    Ok(taken)
+}
+
+/// Settle every open charge whose stated reset has passed (`supervise`): the window it
+/// met is over, so what the group did in it decides, even when no later limit comes —
+/// a dead item meets none (docs/rate-limits.md, "Poison items").
+pub fn settle_ended_windows(
+    client: &mut impl GenericClient,
+    group_drains_of: &dyn Fn(&str) -> Vec<String>,
+    max_attempts_of: &dyn Fn(&str) -> Option<i32>,
+    now: DateTime<Utc>,
+) -> Result<Vec<TakenBack>> {
+    let ended: Vec<(i64, String, String)> = client
+        .query(
+            "SELECT attempt_id, quota_group, account FROM open_charges WHERE stated_reset <= $1 ORDER BY attempt_id",
+            &[&now],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let mut taken = Vec::new();
+    for (attempt_id, group, account) in ended {
+        let drains = group_drains_of(&group);
+        let settler = Settler::WindowEnded;
+        if let Some(one) =
+            settle_charge(client, attempt_id, &account, settler, &drains, max_attempts_of, now)?
         {
             taken.push(one);
         }
@@ -181,16 +223,23 @@ fn settle_charge(
     client: &mut impl GenericClient,
     attempt_id: i64,
     account: &str,
-    hit: SettlingHit,
+    settler: Settler,
     group_drains: &[String],
     max_attempts_of: &dyn Fn(&str) -> Option<i32>,
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
-    let Some(charge) = read_charge(client, attempt_id, hit.run_id)? else {
+    let (hit_item, hit_run) = match settler {
+        Settler::Hit(hit) => (hit.item_id, hit.run_id),
+        Settler::WindowEnded => (0, 0),
+    };
+    let Some(charge) = read_charge(client, attempt_id, hit_run)? else {
         return Ok(None);
     };
-    let is_own_hit = charge.item_id == hit.item_id;
-    if (is_own_hit && charge.stated_reset.is_none_or(|reset| now < reset)) || charge.is_running_elsewhere {
+    let window_over = charge.stated_reset.is_some_and(|reset| now >= reset);
+    // Another item's limit speaks of the window at once; the item's own, or none, only
+    // once the window is over.
+    let is_another_items_hit = matches!(settler, Settler::Hit(hit) if hit.item_id != charge.item_id);
+    if !(is_another_items_hit || window_over) || charge.is_running_elsewhere {
         return Ok(None);
     }
     let held =
@@ -199,7 +248,7 @@ fn settle_charge(
         return Ok(None);
     }
     // Read again under the item's lock: a settling that held it first has settled it.
-    let Some(charge) = read_charge(client, attempt_id, hit.run_id)? else {
+    let Some(charge) = read_charge(client, attempt_id, hit_run)? else {
         return Ok(None);
     };
     let Some(finished_at) = charge.finished_at else {
@@ -218,21 +267,23 @@ fn settle_charge(
                     AND a.started_at > $4 AND a.started_at < coalesce($5, 'infinity'::timestamptz))
              SELECT EXISTS (SELECT 1 FROM since WHERE outcome = 'done' OR (outcome IS NULL AND is_staged)),
                     EXISTS (SELECT 1 FROM since WHERE finished_at IS NULL AND NOT is_staged AND run_status = 'running')",
-            &[&attempt_id, &account, &group_drains, &finished_at, &charge.stated_reset, &charge.item_id, &hit.item_id],
+            &[&attempt_id, &account, &group_drains, &finished_at, &charge.stated_reset, &charge.item_id, &hit_item],
         )?;
         let (worked, still_running): (bool, bool) = (row.get(0), row.get(1));
         if !worked {
             if still_running {
                 return Ok(None);
             }
-            let why = match charge.stated_reset {
-                Some(reset) if is_own_hit => format!(
-                    "the window it met ended at {} with no item succeeding in it",
-                    reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            let why = match (settler, charge.stated_reset) {
+                (Settler::Hit(hit), reset) if !window_over => format!(
+                    "item {} of drain {} met the limit next, before any other item that started after the charge{} succeeded",
+                    hit.key,
+                    hit.drain,
+                    reset.map_or(String::new(), |reset| format!(" (and before the window's reset at {})", rfc3339(reset)))
                 ),
-                _ => format!(
-                    "item {} of drain {} met the limit next, before any item started since succeeded",
-                    hit.key, hit.drain
+                (_, reset) => format!(
+                    "the window it met ended at {} with no other item that started after the charge succeeding in it",
+                    reset.map_or_else(|| "its reset".to_string(), rfc3339)
                 ),
             };
             taken = refund(client, attempt_id, charge.item_id, why, max_attempts_of(&charge.drain), now)?;
@@ -256,13 +307,14 @@ fn refund(
     // them since); the item's later open charges then count one attempt fewer too.
     let row = client.query_opt(
         "WITH target AS (
-             SELECT i.id, i.attempts >= c.attempts_at_charge AS counted,
+             SELECT i.id, i.attempts >= c.attempts_at_charge AS counted, c.quota_group,
+                    (SELECT error FROM attempts WHERE id = $1) AS charged_error,
                     i.state = 'dead' AND i.attempts >= c.attempts_at_charge AND i.attempts - 1 < $5 AS revives,
                     NOT EXISTS (SELECT 1 FROM attempts l WHERE l.item_id = i.id AND l.id > $1) AS was_last
                FROM items i JOIN open_charges c ON c.attempt_id = $1 WHERE i.id = $2),
          attempt AS (
              UPDATE attempts SET outcome = 'quota_hit', error = $3 || coalesce(error, '')
-              WHERE id = $1 RETURNING attempt),
+              WHERE id = $1 RETURNING attempt, run_id),
          later AS (
              UPDATE open_charges SET attempts_at_charge = attempts_at_charge - 1
               WHERE item_id = $2 AND attempt_id > $1 AND (SELECT counted FROM target)),
@@ -275,11 +327,13 @@ fn refund(
                                         THEN $4 ELSE i.available_at END,
                     finished_at = CASE WHEN t.revives THEN NULL ELSE i.finished_at END,
                     claimed_by = CASE WHEN t.revives THEN NULL ELSE i.claimed_by END,
-                    last_error = CASE WHEN t.was_last THEN $3 || coalesce(i.last_error, '') ELSE i.last_error END,
+                    last_error = CASE WHEN t.was_last OR i.last_error IS NOT DISTINCT FROM t.charged_error
+                                      THEN $3 || coalesce(i.last_error, '') ELSE i.last_error END,
                     updated_at = $4
                FROM target t WHERE i.id = t.id
-             RETURNING i.key, i.drain, coalesce(t.revives, false) AS revives)
-         SELECT item.key, item.drain, item.revives, attempt.attempt FROM item, attempt",
+             RETURNING i.key, i.drain, coalesce(t.revives, false) AS revives, t.quota_group)
+         SELECT item.key, item.drain, item.revives, attempt.attempt, attempt.run_id, item.quota_group
+           FROM item, attempt",
         &[&attempt_id, &item_id, &note, &now, &max_attempts],
     )?;
     Ok(row.map(|row| TakenBack {
@@ -288,6 +342,12 @@ fn refund(
         drain: row.get(1),
         revived: row.get(2),
         attempt: row.get(3),
+        run_id: row.get(4),
+        quota_group: row.get(5),
         why,
     }))
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -813,60 +813,12 @@ impl Pass<'_> {
     /// session still open, the hit is settled all the same and a later hit settles the
     /// charges.
     fn take_back_charges(&mut self, item: &ClaimedItem, account: &str, now: DateTime<Utc>) -> Result<()> {
-        let group_drains = self.group_drains();
-        let config = self.config;
-        let max_attempts_of = |name: &str| {
-            config.drains.iter().find(|drain| drain.name == name).map(|drain| drain.max_attempts as i32)
-        };
         let (group, drain) = (&self.drain.quota_group, &self.drain.name);
-        let (run_id, outbox) = (self.run_id, self.outbox);
-        let hit = poison::SettlingHit { item_id: item.id, run_id, key: &item.key, drain };
-        let settled = crate::db::in_transaction_retrying(
-            self.client,
-            "the charges stay open for a later hit of the group",
-            |tx| {
-                let taken =
-                    poison::take_back_charges(tx, group, account, hit, &group_drains, &max_attempts_of, now)?;
-                for taken in &taken {
-                    let again = if taken.revived { ", and it is pending again" } else { "" };
-                    let event = Event::new(
-                        EventKind::QuotaHitRefunded,
-                        format!(
-                            "item {} of drain {}: its quota hit charged as a failure (attempt {}) is taken back{again}: {}; the window was spent, not the item",
-                            taken.key, taken.drain, taken.attempt, taken.why
-                        ),
-                    )
-                    .drain(&taken.drain)
-                    .quota_group(group)
-                    .item(taken.item_id)
-                    .data(json!({
-                        "attempt": taken.attempt,
-                        "by_item": item.key,
-                        "by_drain": drain,
-                        "by_run": run_id,
-                        "revived": taken.revived,
-                    }));
-                    if taken.revived {
-                        record_event(tx, outbox, &event, now)?;
-                    } else {
-                        crate::db::events::record_unannounced_event(tx, &event, now)?;
-                    }
-                }
-                Ok(taken)
-            },
-        );
+        let hit = poison::SettlingHit { item_id: item.id, run_id: self.run_id, key: &item.key, drain };
+        let settled =
+            crate::poison::settle_at_hit(self.client, self.outbox, self.config, group, account, hit, now);
         match settled {
-            Ok(taken) => {
-                for taken in taken {
-                    log::info!(
-                        "drain {}: item {}'s charged quota hit is taken back: {}",
-                        taken.drain,
-                        taken.key,
-                        taken.why
-                    );
-                }
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(error) if !self.client.is_closed() => {
                 log::warn!(
                     "drain {}: the open poison charges of quota group {group} were not settled ({}); a later hit settles them",

@@ -603,8 +603,18 @@ fn recover(
             record_failure(client, outbox, None, what, clock.now());
             0
         });
+    // Poison charges whose window has ended: a dead item meets no later limit to settle
+    // its own (docs/rate-limits.md, "Poison items").
+    let revived = crate::poison::settle_ended_windows(client, outbox, config, clock.now())
+        .map(|taken| taken.iter().filter(|one| one.revived).count())
+        .unwrap_or_else(|error| {
+            failures.add(&error);
+            let what = format!("could not settle poison charges: {}", error.display_scrubbed());
+            record_failure(client, outbox, None, what, clock.now());
+            0
+        });
     let has_ended_runs = decisions.iter().any(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung));
-    if has_ended_runs || released > 0 || killed > 0 {
+    if has_ended_runs || released > 0 || killed > 0 || revived > 0 {
         // Items the ended runs held (or a killed drain gave back) are pending again: see
         // them before deciding starts.
         let available = snapshot::available_items(client, config, clock.now())?;

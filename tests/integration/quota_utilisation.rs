@@ -377,6 +377,40 @@ fn a_charge_is_taken_back_when_its_window_ended_with_nothing_succeeding_in_it() 
     assert_eq!((state.as_str(), attempts), ("pending", 0));
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 1);
     assert_eq!(fixture.count("SELECT quota_hit_streak::int8 FROM items WHERE key = 'p'"), 1);
+    let last_error = fixture.item("alpha", "p").2.unwrap_or_default();
+    assert!(last_error.starts_with("charge taken back (the window it met ended at"), "{last_error}");
+}
+
+#[test]
+fn supervise_takes_back_a_charge_whose_window_ended_with_nothing_succeeding_in_it() {
+    // The charge used the healthy item's last attempt: dead, it meets no later limit, and
+    // a backlog that fits its windows brings none either. Before, it stayed dead.
+    let fixture = Fixture::new(&quick_retry_config("max_attempts = 1\n"), NOW);
+    poison_with(&fixture, "Rate limit reached. Please try again in 20s.");
+    charge_poison(&fixture);
+    assert_eq!(fixture.item("alpha", "p").0, "dead");
+    for drain in ["alpha", "beta"] {
+        fixture.drainctl(&["pause", drain]).run().assert_code(0);
+    }
+    // Inside the window nothing is decided.
+    seconds_after_last_attempt(&fixture, 10);
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    assert_eq!(fixture.item("alpha", "p").0, "dead");
+    seconds_after_last_attempt(&fixture, 30);
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    let (state, attempts, _) = fixture.item("alpha", "p");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    let event: serde_json::Value = serde_json::from_str(
+        &fixture.drainctl(&["events", "--kind", "quota_hit_refunded", "--json"]).run().stdout,
+    )
+    .unwrap();
+    let event = &event["events"][0];
+    assert_eq!(
+        (event["data"]["revived"].clone(), event["data"]["by_item"].clone()),
+        (json!(true), json!(null))
+    );
+    assert!(event["run_id"].is_i64(), "{event}");
+    assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 0);
 }
 
 #[test]
