@@ -6,11 +6,26 @@ use chrono::{DateTime, Utc};
 use postgres::Client;
 use serde_json::json;
 
+use crate::backoff::{ResetForm, MAX_TRUSTED_RESET_AHEAD};
 use crate::config::Config;
 use crate::db::events::{record_event, record_unannounced_event, Event, Outbox};
 use crate::db::poison::{SettlingHit, TakenBack};
 use crate::error::Result;
 use crate::model::EventKind;
+use crate::quota::QuotaHit;
+
+/// The end of the window a charged hit met, when its line says: a reset that leaves
+/// nothing to guess (not a bare clock time, which names its next occurrence — maybe the
+/// wrong day), in the future and trusted that far ahead.
+pub fn window_end(hit: &QuotaHit, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let horizon = chrono::Duration::from_std(MAX_TRUSTED_RESET_AHEAD).unwrap_or(chrono::Duration::MAX);
+    hit.stated_reset()
+        .filter(|stated| {
+            matches!(stated.form, ResetForm::Exact | ResetForm::DateTime | ResetForm::WindowBoundary)
+        })
+        .map(|stated| stated.at)
+        .filter(|at| *at > now && *at - now <= horizon)
+}
 
 /// The drains of `group`, from the configuration.
 fn group_drains(config: &Config, group: &str) -> Vec<String> {
@@ -98,5 +113,34 @@ fn record_taken_back(
         record_event(tx, outbox, &event, now)
     } else {
         record_unannounced_event(tx, &event, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::backoff::StatedReset;
+
+    fn hit(at: DateTime<Utc>, form: ResetForm) -> QuotaHit {
+        QuotaHit {
+            reset: Some(StatedReset { at, form, just_passed: None }),
+            matched_line: "limit".to_string(),
+            needs_attention: false,
+            access_refused: false,
+        }
+    }
+
+    #[test]
+    fn only_a_reset_that_leaves_nothing_to_guess_ends_a_charged_window() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap();
+        let soon = now + chrono::Duration::seconds(20);
+        assert_eq!(window_end(&hit(soon, ResetForm::Exact), now), Some(soon));
+        assert_eq!(window_end(&hit(soon, ResetForm::WindowBoundary), now), Some(soon));
+        // A bare clock time may name tomorrow; a reset past or now bounds nothing.
+        assert_eq!(window_end(&hit(soon, ResetForm::ClockTime), now), None);
+        assert_eq!(window_end(&hit(now, ResetForm::Exact), now), None);
+        assert_eq!(window_end(&hit(now + chrono::Duration::days(9), ResetForm::DateTime), now), None);
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::backoff::{BackoffRule, ResetForm};
+use crate::backoff::BackoffRule;
 use crate::config::{AccountConfig, DrainConfig, RESUME_TOKEN_PLACEHOLDER};
 use crate::db::events::{record_event, record_event_or_log, Event};
 use crate::db::in_transaction;
@@ -782,22 +782,9 @@ impl Pass<'_> {
         if charged {
             let error =
                 format!("quota hit charged as a failure (poison_after {poison_after}): {}", hit.matched_line);
-            // Open until a later hit of the group settles it (`take_back_charge`), with the
-            // reset its line stated, when it is one to go by.
-            let stated_reset = hit
-                .stated_reset()
-                .filter(|stated| {
-                    // A clock time names its next occurrence, which may be the wrong day:
-                    // only a reset that leaves nothing to guess bounds the window.
-                    matches!(stated.form, ResetForm::Exact | ResetForm::DateTime | ResetForm::WindowBoundary)
-                })
-                .map(|stated| stated.at)
-                .filter(|at| {
-                    *at > now
-                        && *at - now
-                            <= chrono::Duration::from_std(crate::backoff::MAX_TRUSTED_RESET_AHEAD)
-                                .unwrap_or(chrono::Duration::MAX)
-                });
+            // Open until a later limit of the group settles it, with the end of the window
+            // it met when its line says.
+            let stated_reset = crate::poison::window_end(hit, now);
             self.fail(item, report, AttemptOutcome::Failure, &error, Some((account, stated_reset)), now)?;
         }
         Ok(charged)
