@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::backoff::{ResetForm, MAX_TRUSTED_RESET_AHEAD};
 use crate::config::Config;
 use crate::db::events::{record_event, record_unannounced_event, Event, Outbox};
-use crate::db::poison::{SettlingHit, TakenBack};
+use crate::db::poison::{self, OpenCharge, Settler, SettlingHit, TakenBack};
 use crate::error::Result;
 use crate::model::EventKind;
 use crate::quota::QuotaHit;
@@ -27,18 +27,8 @@ pub fn window_end(hit: &QuotaHit, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         .filter(|at| *at > now && *at - now <= horizon)
 }
 
-/// The drains of `group`, from the configuration.
-fn group_drains(config: &Config, group: &str) -> Vec<String> {
-    config.drains.iter().filter(|drain| drain.quota_group == group).map(|drain| drain.name.clone()).collect()
-}
-
-/// The `max_attempts` of a configured drain; `None` for one no longer configured.
-fn max_attempts(config: &Config, drain: &str) -> Option<i32> {
-    config.drains.iter().find(|candidate| candidate.name == drain).map(|found| found.max_attempts as i32)
-}
-
 /// Settle the open charges of `account` of `group` at `hit` (see
-/// [`crate::db::poison::take_back_charges`]); the charges taken back.
+/// [`crate::db::poison::settle_charges`]); the charges taken back.
 pub fn settle_at_hit(
     client: &mut Client,
     outbox: &Outbox,
@@ -48,32 +38,41 @@ pub fn settle_at_hit(
     hit: SettlingHit,
     now: DateTime<Utc>,
 ) -> Result<Vec<TakenBack>> {
-    let drains = group_drains(config, group);
-    let max_attempts_of = |drain: &str| max_attempts(config, drain);
-    crate::db::in_transaction_retrying(client, "the charges stay open for a later hit of the group", |tx| {
-        let taken =
-            crate::db::poison::take_back_charges(tx, group, account, hit, &drains, &max_attempts_of, now)?;
-        for one in &taken {
-            record_taken_back(tx, outbox, one, Some(hit), now)?;
-        }
-        Ok(taken)
-    })
+    let charges = poison::open_charges_of(client, group, account)?;
+    settle(client, outbox, config, &charges, Settler::Hit(hit), now)
 }
 
 /// Settle every open charge whose window has ended (see
-/// [`crate::db::poison::settle_ended_windows`]); the charges taken back.
+/// [`crate::db::poison::ended_charges`]); the charges taken back.
 pub fn settle_ended_windows(
     client: &mut Client,
     outbox: &Outbox,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Vec<TakenBack>> {
-    let drains_of = |group: &str| group_drains(config, group);
-    let max_attempts_of = |drain: &str| max_attempts(config, drain);
-    crate::db::in_transaction_retrying(client, "the charges stay open for the next pass", |tx| {
-        let taken = crate::db::poison::settle_ended_windows(tx, &drains_of, &max_attempts_of, now)?;
+    let charges = poison::ended_charges(client, now)?;
+    settle(client, outbox, config, &charges, Settler::WindowEnded, now)
+}
+
+/// Settle `charges` in one transaction, with an event for each taken back; none: no
+/// transaction at all (almost every quota hit and `supervise` pass).
+fn settle(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    charges: &[OpenCharge],
+    settler: Settler,
+    now: DateTime<Utc>,
+) -> Result<Vec<TakenBack>> {
+    if charges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let drains_of = |group: &str| config.group_drains(group);
+    let max_attempts_of = |drain: &str| crate::reap::max_attempts_of(config, drain);
+    crate::db::in_transaction_retrying(client, "the charges stay open for a later limit or pass", |tx| {
+        let taken = poison::settle_charges(tx, charges, settler, &drains_of, &max_attempts_of, now)?;
         for one in &taken {
-            record_taken_back(tx, outbox, one, None, now)?;
+            record_taken_back(tx, outbox, one, settler, now)?;
         }
         Ok(taken)
     })
@@ -86,9 +85,13 @@ fn record_taken_back(
     tx: &mut postgres::Transaction<'_>,
     outbox: &Outbox,
     taken: &TakenBack,
-    hit: Option<SettlingHit>,
+    settler: Settler,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let hit = match settler {
+        Settler::Hit(hit) => Some(hit),
+        Settler::WindowEnded => None,
+    };
     let again = if taken.revived { ", and it is pending again" } else { "" };
     let event = Event::new(
         EventKind::QuotaHitRefunded,

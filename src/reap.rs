@@ -199,7 +199,7 @@ pub fn release_orphaned_items(
 
 /// The drain's `max_attempts`; for a drain the configuration no longer names its limit is
 /// unknown, so an item it held is never dead-lettered by a reap, only given back.
-fn max_attempts_of(config: &Config, drain: &str) -> i32 {
+pub(crate) fn max_attempts_of(config: &Config, drain: &str) -> i32 {
     config.drains.iter().find(|d| d.name == drain).map_or(i32::MAX, |d| d.max_attempts as i32)
 }
 

@@ -267,6 +267,15 @@ impl Config {
     /// Find and load the configuration. `explicit` is `--config`. When no file is named
     /// and none of the default paths exists, an empty configuration is returned if
     /// `file_is_optional` (commands such as `migrate` that need only the database).
+    /// The names of the drains of quota group `group`.
+    pub fn group_drains(&self, group: &str) -> Vec<String> {
+        self.drains
+            .iter()
+            .filter(|drain| drain.quota_group == group)
+            .map(|drain| drain.name.clone())
+            .collect()
+    }
+
     pub fn discover(explicit: Option<&Path>, file_is_optional: bool) -> Result<Config> {
         match Config::locate(explicit) {
             Some(path) => Config::load(&path),

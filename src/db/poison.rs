@@ -3,6 +3,7 @@
 //! a charge back when the group's next hit shows the window was spent, not the item.
 
 use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
 use postgres::GenericClient;
 
 use crate::error::Result;
@@ -58,9 +59,9 @@ pub fn count_quota_hit(
 
 /// Open a poison charge: `run_id`'s attempt of `item_id`, just charged as a failure on
 /// `account`, with the reset its limit line stated (`None`: none, or not one to go by),
-/// until a later hit of the group settles it ([`take_back_charges`]). Call in the
-/// transaction that records the charged failure, once it is recorded.
-#[allow(clippy::too_many_arguments)]
+/// until a later limit of the group, or the end of its window, settles it
+/// ([`settle_charges`]). Call in the transaction that records the charged failure, once
+/// it is recorded.
 pub fn open_charge(
     client: &mut impl GenericClient,
     group: &str,
@@ -79,7 +80,7 @@ pub fn open_charge(
     Ok(())
 }
 
-/// A charge taken back by [`take_back_charges`].
+/// A charge taken back by [`settle_charges`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakenBack {
     pub item_id: i64,
@@ -114,65 +115,66 @@ pub enum Settler<'a> {
     WindowEnded,
 }
 
-/// Settle the account's open charges now that `hit` of the group met a limit on it
-/// (docs/rate-limits.md, "Poison items"), oldest first, and return those taken back.
-/// Each is settled on its own ([`settle_charge`]), in the caller's transaction.
-#[allow(clippy::too_many_arguments)]
-pub fn take_back_charges(
+/// An open charge to settle: its attempt, and the quota group and account it ran on.
+#[derive(Debug, Clone)]
+pub struct OpenCharge {
+    pub attempt_id: i64,
+    pub quota_group: String,
+    pub account: String,
+}
+
+fn open_charges(
+    client: &mut impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<OpenCharge>> {
+    Ok(client
+        .query(sql, params)?
+        .iter()
+        .map(|row| OpenCharge { attempt_id: row.get(0), quota_group: row.get(1), account: row.get(2) })
+        .collect())
+}
+
+/// The open charges of `account` of `group`, oldest first: what its limit settles.
+pub fn open_charges_of(
     client: &mut impl GenericClient,
     group: &str,
     account: &str,
-    hit: SettlingHit,
-    group_drains: &[String],
-    max_attempts_of: &dyn Fn(&str) -> Option<i32>,
-    now: DateTime<Utc>,
-) -> Result<Vec<TakenBack>> {
-    let open: Vec<i64> = client
-        .query(
-            "SELECT attempt_id FROM open_charges WHERE quota_group = $1 AND account = $2 ORDER BY attempt_id",
-            &[&group, &account],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let mut taken = Vec::new();
-    for attempt_id in open {
-        let settler = Settler::Hit(hit);
-        if let Some(one) =
-            settle_charge(client, attempt_id, account, settler, group_drains, max_attempts_of, now)?
-        {
-            taken.push(one);
-        }
-    }
-    Ok(taken)
+) -> Result<Vec<OpenCharge>> {
+    open_charges(
+        client,
+        "SELECT attempt_id, quota_group, account FROM open_charges
+          WHERE quota_group = $1 AND account = $2 ORDER BY attempt_id",
+        &[&group, &account],
+    )
 }
 
-/// Settle every open charge whose stated reset has passed (`supervise`): the window it
-/// met is over, so what the group did in it decides, even when no later limit comes —
-/// a dead item meets none (docs/rate-limits.md, "Poison items").
-pub fn settle_ended_windows(
+/// The open charges whose stated reset has passed, oldest first: the window each met is
+/// over, so what the group did in it decides, even when no later limit comes — a dead
+/// item meets none (docs/rate-limits.md, "Poison items").
+pub fn ended_charges(client: &mut impl GenericClient, now: DateTime<Utc>) -> Result<Vec<OpenCharge>> {
+    open_charges(
+        client,
+        "SELECT attempt_id, quota_group, account FROM open_charges WHERE stated_reset <= $1 ORDER BY attempt_id",
+        &[&now],
+    )
+}
+
+/// Settle `charges` (each on its own, see [`settle_charge`]) in the caller's transaction,
+/// and return those taken back.
+pub fn settle_charges(
     client: &mut impl GenericClient,
+    charges: &[OpenCharge],
+    settler: Settler,
     group_drains_of: &dyn Fn(&str) -> Vec<String>,
-    max_attempts_of: &dyn Fn(&str) -> Option<i32>,
+    max_attempts_of: &dyn Fn(&str) -> i32,
     now: DateTime<Utc>,
 ) -> Result<Vec<TakenBack>> {
-    let ended: Vec<(i64, String, String)> = client
-        .query(
-            "SELECT attempt_id, quota_group, account FROM open_charges WHERE stated_reset <= $1 ORDER BY attempt_id",
-            &[&now],
-        )?
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect();
     let mut taken = Vec::new();
-    for (attempt_id, group, account) in ended {
-        let drains = group_drains_of(&group);
-        let settler = Settler::WindowEnded;
-        if let Some(one) =
-            settle_charge(client, attempt_id, &account, settler, &drains, max_attempts_of, now)?
-        {
-            taken.push(one);
-        }
+    for charge in charges {
+        let drains = group_drains_of(&charge.quota_group);
+        let settled = settle_charge(client, charge, settler, &drains, max_attempts_of, now)?;
+        taken.extend(settled);
     }
     Ok(taken)
 }
@@ -206,28 +208,26 @@ fn read_charge(client: &mut impl GenericClient, attempt_id: i64, hit_run: i64) -
     }))
 }
 
-/// Settle one open charge at `hit`. An attempt of `group_drains` on the account, of
-/// another item, that started after the charged attempt finished — and before the reset
-/// its line stated, when it stated one — and succeeded (a result staged and not yet
-/// committed counts) confirms the charge. Without one, and with none such still running
-/// (its outcome decides, at a later hit), the window was spent, not the charged item,
-/// when the hit is another item's, or the charged item's own once the stated reset has
-/// passed: its attempt becomes a quota hit again, the item gets the attempt back (unless
-/// its attempts were reset since: a retry, a replace), and a dead item with an attempt
-/// to spare by `max_attempts` (of its drain; `None`: not configured, left dead) is
-/// pending again. Left open: the charged item's own hit before its stated reset (or with
-/// none), a charged item running under another claim, or held by another transaction
-/// right now (never waited for).
-#[allow(clippy::too_many_arguments)]
+/// Settle one open charge at a limit of its account, or at the end of its window. An
+/// attempt of `group_drains` on the account, of another item, that started after the
+/// charged attempt finished — and before the reset its line stated, when it stated one —
+/// and succeeded (a result staged and not yet committed counts) confirms the charge.
+/// Without one, and with none such still running (its outcome decides, later), the window
+/// was spent, not the charged item, when the limit is another item's, or once the stated
+/// reset has passed: its attempt becomes a quota hit again, the item gets the attempt
+/// back (unless its attempts were reset since: a retry, a replace), and a dead item with
+/// an attempt to spare by its drain's `max_attempts` is pending again. Left open: the
+/// charged item's own hit before its stated reset (or with none), a charged item running
+/// under another claim, or held by another transaction right now (never waited for).
 fn settle_charge(
     client: &mut impl GenericClient,
-    attempt_id: i64,
-    account: &str,
+    open: &OpenCharge,
     settler: Settler,
     group_drains: &[String],
-    max_attempts_of: &dyn Fn(&str) -> Option<i32>,
+    max_attempts_of: &dyn Fn(&str) -> i32,
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
+    let (attempt_id, account) = (open.attempt_id, open.account.as_str());
     let (hit_item, hit_run) = match settler {
         Settler::Hit(hit) => (hit.item_id, hit.run_id),
         Settler::WindowEnded => (0, 0),
@@ -299,7 +299,7 @@ fn refund(
     attempt_id: i64,
     item_id: i64,
     why: String,
-    max_attempts: Option<i32>,
+    max_attempts: i32,
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
     let note = format!("charge taken back ({why}): ");

@@ -737,12 +737,7 @@ fn exit_code(exit: WorkerExit) -> Option<i32> {
 impl Pass<'_> {
     /// The drains of this drain's quota group, this one included.
     fn group_drains(&self) -> Vec<String> {
-        self.config
-            .drains
-            .iter()
-            .filter(|drain| drain.quota_group == self.drain.quota_group)
-            .map(|drain| drain.name.clone())
-            .collect()
+        self.config.group_drains(&self.drain.quota_group)
     }
 
     /// Count the quota hit towards the item's streak; once the streak reaches
@@ -793,7 +788,7 @@ impl Pass<'_> {
 
 impl Pass<'_> {
     /// This item met a limit: open charges of the account's group may have been the
-    /// window's limit, not their items' own (see [`poison::take_back_charges`]): take them
+    /// window's limit, not their items' own (see [`crate::poison::settle_at_hit`]): take them
     /// back, each with a `quota_hit_refunded` event — notified (when `notify_on` has it)
     /// only when it makes a dead item pending again, the news after an
     /// `item_dead_lettered`. Settling is an extra to the hit: when it fails with the

@@ -614,14 +614,18 @@ fn recover(
             0
         });
     let has_ended_runs = decisions.iter().any(|d| matches!(d.action, Action::ReapCrashed | Action::KillHung));
-    if has_ended_runs || released > 0 || killed > 0 || revived > 0 {
-        // Items the ended runs held (or a killed drain gave back) are pending again: see
-        // them before deciding starts.
+    let has_freed = has_ended_runs || released > 0 || killed > 0;
+    if has_freed || revived > 0 {
+        // Items the ended runs held (or a killed drain gave back, or a charge taken back
+        // revived) are pending again: see them before deciding starts.
         let available = snapshot::available_items(client, config, clock.now())?;
         for snapshot in snapshots.iter_mut() {
             snapshot.available_items = available.get(&snapshot.drain.name).copied().unwrap_or(0);
         }
-        // The slots the stopped runs held are free now; another host's are not.
+    }
+    if has_freed {
+        // The slots the stopped runs held are free now; another host's are not. (An item
+        // a charge taken back revived frees no slot.)
         snapshot::held_slots_after_recovery(client, config, snapshots)?;
     }
     Ok(())
