@@ -102,6 +102,13 @@ pub fn counted(count: impl TryInto<i64>, noun: &str) -> String {
     }
 }
 
+/// A run's outcome as a pass, `runs show` and the operations page say it: items done,
+/// then attempts that failed — an item retried twice counts twice (docs/json.md
+/// `items_failed`), so the count is never read as items.
+pub fn run_outcome(items_done: impl std::fmt::Display, attempts_failed: impl TryInto<i64>) -> String {
+    format!("{items_done} done, {}", counted(attempts_failed, "failed attempt"))
+}
+
 /// Whether output goes to a log file, where every line carries its UTC time.
 static IS_DATED_LINES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -42,31 +42,51 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
     // An empty or blank note is none (it clears the note).
     let given = given_note(&args.note);
     let note = given.flatten();
-    in_transaction(&mut ctx.client, |tx| {
+    let pauses = in_transaction(&mut ctx.client, |tx| {
+        let mut pauses = Vec::new();
         for name in &names {
             ensure_drain(tx, name, now)?;
-            set_pause(tx, name, given, now)?;
-            let message = match note {
-                Some(note) => format!("drain {name} paused: {note}"),
-                None => format!("drain {name} paused"),
-            };
-            record_event(
-                tx,
-                &ctx.outbox,
-                &Event::new(EventKind::DrainPaused, message).drain(name).data(json!({ "note": note })),
-                now,
-            )?;
+            let pause = set_pause(tx, name, given, now)?;
+            // Pausing a paused drain again changes nothing worth an event unless it
+            // changes the note (docs/operations.md).
+            if pause.was_paused_since.is_none() || given.is_some() {
+                let message = match note {
+                    Some(note) => format!("drain {name} paused: {note}"),
+                    None => format!("drain {name} paused"),
+                };
+                record_event(
+                    tx,
+                    &ctx.outbox,
+                    &Event::new(EventKind::DrainPaused, message).drain(name).data(json!({ "note": note })),
+                    now,
+                )?;
+            }
+            pauses.push(pause);
         }
-        Ok(())
+        Ok(pauses)
     })?;
+    let zone = ctx.config.defaults.timezone;
     let reports = names
         .into_iter()
-        .map(|name| {
+        .zip(pauses)
+        .map(|(name, pause)| {
             let undo = if args.all { "--all".to_string() } else { name.clone() };
-            (
-                format!("{name}: paused; `drainctl resume {undo}` undoes it"),
-                json!({ "drain": name, "paused": true, "note": note }),
-            )
+            let human = match pause.was_paused_since {
+                None => format!("{name}: paused; `drainctl resume {undo}` undoes it"),
+                Some(since) => format!(
+                    "{name}: already paused since {}; note: {}; `drainctl resume {undo}` undoes it",
+                    crate::output::local_minute(since, zone),
+                    pause.note.as_deref().unwrap_or("none")
+                ),
+            };
+            let json = json!({
+                "drain": name,
+                "paused": true,
+                "was_paused": pause.was_paused_since.is_some(),
+                "paused_since": pause.was_paused_since.unwrap_or(now),
+                "note": pause.note,
+            });
+            (human, json)
         })
         .collect();
     Ok(combined(args.all, reports))

@@ -49,7 +49,10 @@ fn list(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
                 ]
             })
             .collect();
-        table(&["ID", "DRAIN", "STATUS", "TRIGGER", "STARTED", "DURATION", "DONE", "FAILED", "NOTE"], &rows)
+        table(
+            &["ID", "DRAIN", "STATUS", "TRIGGER", "STARTED", "DURATION", "DONE", "FAILED ATTEMPTS", "NOTE"],
+            &rows,
+        )
     };
     let json_runs: Vec<Value> = runs.iter().map(|run| run_json(run, now)).collect();
     Ok(Report::new(human, json!({ "runs": json_runs })))
@@ -73,7 +76,7 @@ fn show(ctx: &mut Context, args: &RunsShowArgs) -> Result<Report> {
             "duration",
             if run.finished_at.is_some() { duration } else { format!("{duration} so far (still running)") },
         ),
-        ("items", format!("{} done, {} failed", run.items_done, run.items_failed)),
+        ("items", crate::output::run_outcome(run.items_done, run.items_failed)),
         ("checkpoints", run.checkpoints.to_string()),
         ("last checkpoint", instant_and_age(Some(run.last_checkpoint_at), now, zone)),
     ];

@@ -954,11 +954,13 @@ fn is_valid_drain_name(name: &str) -> bool {
 }
 
 /// A program given with a slash (`./bin/worker`) is relative to the config's folder; a
-/// bare name (`claude`) is looked up on PATH when the worker starts.
+/// bare name (`claude`) is looked up on PATH when the worker starts. Its `.` steps are
+/// dropped, so messages name it as the operator would (`/etc/drainctl/bin/worker`).
 fn resolve_command(mut command: Vec<String>, base_dir: &Path) -> Vec<String> {
     if let Some(program) = command.first_mut() {
         if program.contains('/') && !program.starts_with('/') {
-            *program = base_dir.join(&*program).display().to_string();
+            let path: std::path::PathBuf = base_dir.join(&*program).components().collect();
+            *program = path.display().to_string();
         }
     }
     command
@@ -1065,11 +1067,14 @@ mod tests {
     #[test]
     fn relative_paths_resolve_against_the_config_folder() {
         let config = resolve(
-            "[defaults]\nlog_dir = \"logs\"\n[[drain]]\nname = \"a\"\ncommand = [\"./bin/w\", \"x\"]\nworkdir = \"work\"\n",
+            "[defaults]\nlog_dir = \"logs\"\nnotify_command = [\"./bin/./notify\"]\n\
+             [[drain]]\nname = \"a\"\ncommand = [\"./bin/w\", \"x\"]\nworkdir = \"work\"\n",
         )
         .unwrap();
         assert_eq!(config.defaults.log_dir, PathBuf::from("/etc/drainctl/logs"));
-        assert_eq!(config.drains[0].command[0], "/etc/drainctl/./bin/w");
+        // Named as an operator would look for it. Before: "/etc/drainctl/./bin/w".
+        assert_eq!(config.drains[0].command[0], "/etc/drainctl/bin/w");
+        assert_eq!(config.defaults.notify_command, Some(vec!["/etc/drainctl/bin/notify".to_string()]));
         assert_eq!(config.drains[0].workdir, Some(PathBuf::from("/etc/drainctl/work")));
     }
 

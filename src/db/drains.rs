@@ -118,6 +118,15 @@ pub fn given_note(note: &Option<String>) -> Option<Option<&str>> {
     note.as_deref().map(|note| Some(note).filter(|note| !note.trim().is_empty()))
 }
 
+/// A pause as `set_pause` left it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pause {
+    /// When the drain was paused, if it already was before this pause.
+    pub was_paused_since: Option<DateTime<Utc>>,
+    /// The note in force now.
+    pub note: Option<String>,
+}
+
 /// Pause the drain. A drain already paused stays paused since its first pause, and keeps
 /// its note unless `note` is given (an empty one clears it) (docs/operations.md).
 pub fn set_pause(
@@ -125,16 +134,19 @@ pub fn set_pause(
     name: &str,
     note: Option<Option<&str>>,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Pause> {
     let is_note_given = note.is_some();
     let note = note.flatten();
-    client.execute(
-        "UPDATE drains SET paused_at = coalesce(paused_at, $2),
-                pause_note = CASE WHEN $4 OR paused_at IS NULL THEN $3 ELSE pause_note END
-          WHERE name = $1",
+    let row = client.query_one(
+        "WITH before AS (SELECT name, paused_at FROM drains WHERE name = $1 FOR UPDATE)
+         UPDATE drains SET paused_at = coalesce(drains.paused_at, $2),
+                pause_note = CASE WHEN $4 OR drains.paused_at IS NULL THEN $3 ELSE pause_note END
+           FROM before
+          WHERE drains.name = before.name
+         RETURNING before.paused_at, drains.pause_note",
         &[&name, &now, &note, &is_note_given],
     )?;
-    Ok(())
+    Ok(Pause { was_paused_since: row.get(0), note: row.get(1) })
 }
 
 /// Clear the pause; true when it was paused.

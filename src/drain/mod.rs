@@ -386,12 +386,11 @@ fn render(pass: &Pass, stop: Stop, previous_runs: Vec<serde_json::Value>) -> Rep
             _ => String::new(),
         };
         format!(
-            "{}: run {} {}: {} done, {} failed{skipped} — {}",
+            "{}: run {} {}: {}{skipped} — {}",
             pass.drain.name,
             run["run_id"],
             run["status"].as_str().unwrap_or_default(),
-            run["items_done"],
-            run["items_failed"],
+            crate::output::run_outcome(&run["items_done"], run["items_failed"].as_i64().unwrap_or_default()),
             run["note"].as_str().unwrap_or_default()
         )
     };

@@ -312,12 +312,11 @@ fn facts(page: &Page, drain: &DrainPage) -> Vec<(&'static str, String)> {
         facts.push((
             "last run",
             escape(&format!(
-                "#{} {} {}: {} done, {} failed",
+                "#{} {} {}: {}",
                 run.id,
                 run.status,
                 format_relative(at - page.now),
-                run.items_done,
-                run.items_failed
+                crate::output::run_outcome(run.items_done, run.items_failed)
             )),
         ));
     }

@@ -346,7 +346,11 @@ fn a_file_whose_skipped_item_was_pruned_is_enqueued_again_when_it_comes_back() {
     let pass = fixture.drainctl(&["drain", "sessions"]).run();
     pass.assert_code(0);
     // The pass's line counts the item it settled. Before: "1 done, 0 failed" alone.
-    assert!(pass.stdout.contains(": 1 done, 0 failed, 1 skipped (file missing) — "), "{}", pass.stdout);
+    assert!(
+        pass.stdout.contains(": 1 done, 0 failed attempts, 1 skipped (file missing) — "),
+        "{}",
+        pass.stdout
+    );
     assert_eq!(fixture.item("sessions", "erin/1.jsonl").0, "skipped_missing");
     assert_eq!(fixture.item("sessions", "frank/1.jsonl").0, "done");
     fixture.set_now("2027-06-01T10:00:00Z");

@@ -217,7 +217,7 @@ fn runs_list_and_show_one_run() {
         "started          2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
         "finished         2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
         "duration         0s\n".to_string(),
-        "items            2 done, 1 failed\n".to_string(),
+        "items            2 done, 1 failed attempt\n".to_string(),
         "checkpoints      6\n".to_string(),
         "last checkpoint  2026-11-27 12:00:00 IST (5m ago)\n".to_string(),
         "note             no item is available now\n".to_string(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::operator::assert_documented;
 use crate::support::*;
 
 use crate::support::windowed::{config, INSIDE, OUTSIDE};
@@ -223,7 +224,7 @@ fn a_hung_run_whose_worker_ignores_sigterm_costs_one_kill_grace_not_two() {
     // by SIGTERM", beside a run `runs` shows hung.
     assert!(
         ended.stdout.contains(
-            "docs: run 1 hung: 0 done, 0 failed — no checkpoint for 16m (liveness_timeout 15m); this pass \
+            "docs: run 1 hung: 0 done, 0 failed attempts — no checkpoint for 16m (liveness_timeout 15m); this pass \
              then: interrupted by SIGTERM while running item a"
         ),
         "{ended:?}"
@@ -454,7 +455,9 @@ fn a_waiting_pass_whose_run_another_host_ended_says_so_and_exits_75() {
     // 75, as any pass whose run another process ended; the run's status, not its own.
     ended.assert_code(75);
     assert!(
-        ended.stdout.contains("docs: run 1 hung: 0 done, 0 failed — no checkpoint for 16m; this pass then: "),
+        ended.stdout.contains(
+            "docs: run 1 hung: 0 done, 0 failed attempts — no checkpoint for 16m; this pass then: "
+        ),
         "{ended:?}"
     );
     assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1, "it did not go on as a new pass");
@@ -1177,8 +1180,20 @@ fn pausing_a_paused_drain_keeps_its_note_and_when_it_was_paused() {
     let (_, since) = note_and_since();
     // Before, a second pause without --note erased the note and moved paused_at.
     fixture.set_now("2026-11-27T11:00:00Z");
-    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let again = fixture.drainctl(&["pause", "docs"]).run();
+    again.assert_code(0);
     assert_eq!(note_and_since(), (Some("db migration".to_string()), since.clone()));
+    // It says it was paused already, with the note kept, and records no second event.
+    // Before: "docs: paused; …" and another drain_paused event.
+    assert!(
+        again.stdout.starts_with("docs: already paused since 2026-11-27 12:00 IST; note: db migration; "),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'drain_paused'"), 1);
+    let json = fixture.drainctl(&["pause", "docs", "--json"]).run().json();
+    assert_documented("drainctl pause NAME --json", &json);
+    assert_eq!((&json["was_paused"], &json["note"]), (&Value::Bool(true), &Value::from("db migration")));
     let status = fixture.drainctl(&["status"]).run();
     assert!(status.stdout.contains("paused: db migration"), "{}", status.stdout);
     // --note replaces the note; the drain is still paused since the first pause.
