@@ -93,6 +93,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0017_backoff_done_at_hit.sql"),
     },
     Migration { version: 18, name: "open_charges", sql: include_str!("../migrations/0018_open_charges.sql") },
+    Migration {
+        version: 19,
+        name: "open_charges_reset",
+        sql: include_str!("../migrations/0019_open_charges_reset.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

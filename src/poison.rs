@@ -54,6 +54,18 @@ pub fn settle_ended_windows(
     settle(client, outbox, config, &charges, Settler::WindowEnded, now)
 }
 
+/// The drain of each item [`settle_ended_windows`] would make pending again, changing
+/// nothing: for `supervise --dry-run`.
+pub fn revivals_at_window_end(
+    client: &mut Client,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let drains_of = |group: &str| config.group_drains(group);
+    let max_attempts_of = |drain: &str| crate::reap::max_attempts_of(config, drain);
+    poison::revivals_at_window_end(client, &drains_of, &max_attempts_of, now)
+}
+
 /// Settle `charges` in one transaction, with an event for each taken back; none: no
 /// transaction at all (almost every quota hit and `supervise` pass).
 fn settle(

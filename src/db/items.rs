@@ -152,17 +152,25 @@ fn move_staged(
     now: DateTime<Utc>,
 ) -> std::result::Result<(u64, u64), postgres::Error> {
     let replaced = if replace {
-        tx.execute(
-            "UPDATE items i SET state = 'pending', payload = convert_from(s.payload, 'UTF8')::jsonb,
-                    attempts = 0, available_at = $2, claimed_by = NULL, claimed_at = NULL,
-                    last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
-                    resume_token = NULL, updated_at = $2
-               FROM (SELECT DISTINCT ON (key) key, line FROM enqueue_staging ORDER BY key, line) f
-               JOIN enqueue_staging s ON s.line = f.line
-              WHERE i.drain = $1 AND i.key = convert_from(f.key, 'UTF8')
-                AND i.state IN ('done', 'dead', 'skipped_missing')",
+        // A replaced item's open poison charges no longer count an attempt, as
+        // `db::poison::uncount_charges` has it.
+        let row = tx.query_one(
+            "WITH replaced AS (
+                 UPDATE items i SET state = 'pending', payload = convert_from(s.payload, 'UTF8')::jsonb,
+                        attempts = 0, available_at = $2, claimed_by = NULL, claimed_at = NULL,
+                        last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
+                        resume_token = NULL, updated_at = $2
+                   FROM (SELECT DISTINCT ON (key) key, line FROM enqueue_staging ORDER BY key, line) f
+                   JOIN enqueue_staging s ON s.line = f.line
+                  WHERE i.drain = $1 AND i.key = convert_from(f.key, 'UTF8')
+                    AND i.state IN ('done', 'dead', 'skipped_missing')
+                 RETURNING i.id),
+             uncounted AS (
+                 UPDATE open_charges c SET attempts_at_charge = NULL FROM replaced r WHERE c.item_id = r.id)
+             SELECT count(*) FROM replaced",
             &[&drain, &now],
-        )?
+        )?;
+        row.get::<_, i64>(0).unsigned_abs()
     } else {
         0
     };
@@ -341,7 +349,8 @@ pub fn enqueue_source_item(
         ),
         &[&drain, &key, &payload, &now],
     )?;
-    if row.is_some() {
+    if let Some(row) = row {
+        crate::db::poison::uncount_charges(client, &[row.get::<_, i64>(0)])?;
         return Ok(SourceEnqueue::Enqueued);
     }
     // Not updated: its item runs, or is the operator's now (`enqueue --replace`).
@@ -1765,6 +1774,8 @@ pub fn retry_dead_items(
         })
         .collect();
     retried.sort_by_key(|item| item.id);
+    let ids: Vec<i64> = retried.iter().map(|item| item.id).collect();
+    crate::db::poison::uncount_charges(client, &ids)?;
     Ok(retried)
 }
 
@@ -1816,6 +1827,7 @@ pub fn retry_item(
           WHERE id = $1",
         &[&id, &now],
     )?;
+    crate::db::poison::uncount_charges(client, &[id])?;
     if is_orphaned {
         client.execute(
             "UPDATE attempts SET finished_at = $2, outcome = 'released', error = 'taken by retry: its run is no longer running'

@@ -227,19 +227,11 @@ fn settle_charge(
     max_attempts_of: &dyn Fn(&str) -> i32,
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
-    let (attempt_id, account) = (open.attempt_id, open.account.as_str());
-    let (hit_item, hit_run) = match settler {
-        Settler::Hit(hit) => (hit.item_id, hit.run_id),
-        Settler::WindowEnded => (0, 0),
-    };
-    let Some(charge) = read_charge(client, attempt_id, hit_run)? else {
+    let hit_run = settler_run(settler);
+    let Some(charge) = read_charge(client, open.attempt_id, hit_run)? else {
         return Ok(None);
     };
-    let window_over = charge.stated_reset.is_some_and(|reset| now >= reset);
-    // Another item's limit speaks of the window at once; the item's own, or none, only
-    // once the window is over.
-    let is_another_items_hit = matches!(settler, Settler::Hit(hit) if hit.item_id != charge.item_id);
-    if !(is_another_items_hit || window_over) || charge.is_running_elsewhere {
+    if !is_due(&charge, settler, now) {
         return Ok(None);
     }
     let held =
@@ -248,49 +240,153 @@ fn settle_charge(
         return Ok(None);
     }
     // Read again under the item's lock: a settling that held it first has settled it.
-    let Some(charge) = read_charge(client, attempt_id, hit_run)? else {
+    let Some(charge) = read_charge(client, open.attempt_id, hit_run)? else {
         return Ok(None);
     };
-    let Some(finished_at) = charge.finished_at else {
-        return Ok(None);
+    let taken = match judge(client, open, &charge, settler, group_drains, now)? {
+        Verdict::Open => return Ok(None),
+        Verdict::Stands => None,
+        Verdict::TakeBack(why) => {
+            refund(client, open.attempt_id, charge.item_id, why, max_attempts_of(&charge.drain), now)?
+        }
     };
-    let mut taken = None;
-    if charge.is_failure {
-        // What the group did on the account after the charge, inside its window.
-        let row = client.query_one(
-            "WITH since AS (
-                 SELECT a.outcome, a.finished_at, r.status AS run_status,
-                        EXISTS (SELECT 1 FROM staged_results s
-                                 WHERE s.item_id = a.item_id AND s.run_id = a.run_id) AS is_staged
-                   FROM attempts a JOIN items o ON o.id = a.item_id LEFT JOIN runs r ON r.id = a.run_id
-                  WHERE a.id > $1 AND a.account = $2 AND o.drain = ANY($3) AND a.item_id NOT IN ($6, $7)
-                    AND a.started_at > $4 AND a.started_at < coalesce($5, 'infinity'::timestamptz))
-             SELECT EXISTS (SELECT 1 FROM since WHERE outcome = 'done' OR (outcome IS NULL AND is_staged)),
-                    EXISTS (SELECT 1 FROM since WHERE finished_at IS NULL AND NOT is_staged AND run_status = 'running')",
-            &[&attempt_id, &account, &group_drains, &finished_at, &charge.stated_reset, &charge.item_id, &hit_item],
+    client.execute("DELETE FROM open_charges WHERE attempt_id = $1", &[&open.attempt_id])?;
+    Ok(taken)
+}
+
+/// The drain of each item that settling the charges whose window has ended would make
+/// pending again, read without changing or locking anything: what `supervise --dry-run`
+/// shows the real pass would start (docs/operations.md).
+pub fn revivals_at_window_end(
+    client: &mut impl GenericClient,
+    group_drains_of: &dyn Fn(&str) -> Vec<String>,
+    max_attempts_of: &dyn Fn(&str) -> i32,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let mut drains = Vec::new();
+    for open in ended_charges(client, now)? {
+        let Some(charge) = read_charge(client, open.attempt_id, 0)? else { continue };
+        if !is_due(&charge, Settler::WindowEnded, now) {
+            continue;
+        }
+        let group_drains = group_drains_of(&open.quota_group);
+        if !matches!(
+            judge(client, &open, &charge, Settler::WindowEnded, &group_drains, now)?,
+            Verdict::TakeBack(_)
+        ) {
+            continue;
+        }
+        let revives = client.query_one(
+            &format!(
+                "SELECT {} FROM items i JOIN open_charges c ON c.item_id = i.id WHERE c.attempt_id = $1",
+                revives("$2")
+            ),
+            &[&open.attempt_id, &max_attempts_of(&charge.drain)],
         )?;
-        let (worked, still_running): (bool, bool) = (row.get(0), row.get(1));
-        if !worked {
-            if still_running {
-                return Ok(None);
-            }
-            let why = match (settler, charge.stated_reset) {
-                (Settler::Hit(hit), reset) if !window_over => format!(
-                    "item {} of drain {} met the limit next, before any other item that started after the charge{} succeeded",
-                    hit.key,
-                    hit.drain,
-                    reset.map_or(String::new(), |reset| format!(" (and before the window's reset at {})", rfc3339(reset)))
-                ),
-                (_, reset) => format!(
-                    "the window it met ended at {} with no other item that started after the charge succeeding in it",
-                    reset.map_or_else(|| "its reset".to_string(), rfc3339)
-                ),
-            };
-            taken = refund(client, attempt_id, charge.item_id, why, max_attempts_of(&charge.drain), now)?;
+        if revives.get::<_, Option<bool>>(0) == Some(true) {
+            drains.push(charge.drain);
         }
     }
-    client.execute("DELETE FROM open_charges WHERE attempt_id = $1", &[&attempt_id])?;
-    Ok(taken)
+    Ok(drains)
+}
+
+/// The run of the hit that settles, 0 for the end of a window.
+fn settler_run(settler: Settler) -> i64 {
+    match settler {
+        Settler::Hit(hit) => hit.run_id,
+        Settler::WindowEnded => 0,
+    }
+}
+
+/// Whether `settler` may settle `charge` now: another item's limit speaks of the window at
+/// once; the item's own, or none, only once the window is over. A charged item running
+/// under another claim waits for its own outcome.
+fn is_due(charge: &Charge, settler: Settler, now: DateTime<Utc>) -> bool {
+    let window_over = charge.stated_reset.is_some_and(|reset| now >= reset);
+    let is_another_items_hit = matches!(settler, Settler::Hit(hit) if hit.item_id != charge.item_id);
+    (is_another_items_hit || window_over) && !charge.is_running_elsewhere
+}
+
+/// What settling a due charge decides.
+enum Verdict {
+    /// Not yet: an attempt of the window is still running (or the charged one is).
+    Open,
+    /// Confirmed (or it was never recorded as a failure): closed as it is.
+    Stands,
+    /// The window was spent, not the item: why, in words.
+    TakeBack(String),
+}
+
+/// Judge a due charge by what the group did on its account after it, inside its window.
+fn judge(
+    client: &mut impl GenericClient,
+    open: &OpenCharge,
+    charge: &Charge,
+    settler: Settler,
+    group_drains: &[String],
+    now: DateTime<Utc>,
+) -> Result<Verdict> {
+    let Some(finished_at) = charge.finished_at else {
+        return Ok(Verdict::Open);
+    };
+    if !charge.is_failure {
+        return Ok(Verdict::Stands);
+    }
+    let hit_item = match settler {
+        Settler::Hit(hit) => hit.item_id,
+        Settler::WindowEnded => 0,
+    };
+    let row = client.query_one(
+        "WITH since AS (
+             SELECT a.outcome, a.finished_at, r.status AS run_status,
+                    EXISTS (SELECT 1 FROM staged_results s
+                             WHERE s.item_id = a.item_id AND s.run_id = a.run_id) AS is_staged
+               FROM attempts a JOIN items o ON o.id = a.item_id LEFT JOIN runs r ON r.id = a.run_id
+              WHERE a.id > $1 AND a.account = $2 AND o.drain = ANY($3) AND a.item_id NOT IN ($6, $7)
+                AND a.started_at > $4 AND a.started_at < coalesce($5, 'infinity'::timestamptz))
+         SELECT EXISTS (SELECT 1 FROM since WHERE outcome = 'done' OR (outcome IS NULL AND is_staged)),
+                EXISTS (SELECT 1 FROM since WHERE finished_at IS NULL AND NOT is_staged AND run_status = 'running')",
+        &[&open.attempt_id, &open.account, &group_drains, &finished_at, &charge.stated_reset, &charge.item_id, &hit_item],
+    )?;
+    let (worked, still_running): (bool, bool) = (row.get(0), row.get(1));
+    if worked {
+        return Ok(Verdict::Stands);
+    }
+    if still_running {
+        return Ok(Verdict::Open);
+    }
+    let window_over = charge.stated_reset.is_some_and(|reset| now >= reset);
+    let why = match (settler, charge.stated_reset) {
+        (Settler::Hit(hit), reset) if !window_over => format!(
+            "item {} of drain {} met the limit next, before any other item that started after the charge{} succeeded",
+            hit.key,
+            hit.drain,
+            reset.map_or(String::new(), |reset| format!(" (and before the window's reset at {})", rfc3339(reset)))
+        ),
+        (_, reset) => format!(
+            "the window it met ended at {} with no other item that started after the charge succeeding in it",
+            reset.map_or_else(|| "its reset".to_string(), rfc3339)
+        ),
+    };
+    Ok(Verdict::TakeBack(why))
+}
+
+/// Whether taking a charge back makes its item (`i`, with its charge `c`) pending again:
+/// it is dead, its attempts still count the charge (no retry or replace reset them since:
+/// `uncount_charges`), and the attempt given back leaves it one to spare by its drain's
+/// `max_attempts` (the parameter `max_attempts`).
+fn revives(max_attempts: &str) -> String {
+    format!("i.state = 'dead' AND coalesce(i.attempts >= c.attempts_at_charge, false) AND i.attempts - 1 < {max_attempts}")
+}
+
+/// The attempts of `item_ids` were just reset (`retry`, `enqueue --replace`, a changed
+/// source file): their open charges no longer count an attempt, so a take-back gives the
+/// item nothing back — neither an attempt nor, if it is dead again, its life (it died on
+/// its own since). Call in the transaction that resets them.
+pub fn uncount_charges(client: &mut impl GenericClient, item_ids: &[i64]) -> Result<()> {
+    client
+        .execute("UPDATE open_charges SET attempts_at_charge = NULL WHERE item_id = ANY($1)", &[&item_ids])?;
+    Ok(())
 }
 
 /// Give a charged attempt back (see [`settle_charge`]); call with the item locked.
@@ -304,12 +400,14 @@ fn refund(
 ) -> Result<Option<TakenBack>> {
     let note = format!("charge taken back ({why}): ");
     // `counted`: the item's attempts still count the charge (no retry or replace reset
-    // them since); the item's later open charges then count one attempt fewer too.
+    // them since: `uncount_charges`); the item's later open charges then count one
+    // attempt fewer too.
     let row = client.query_opt(
-        "WITH target AS (
-             SELECT i.id, i.attempts >= c.attempts_at_charge AS counted, c.quota_group,
+        &format!(
+            "WITH target AS (
+             SELECT i.id, coalesce(i.attempts >= c.attempts_at_charge, false) AS counted, c.quota_group,
                     (SELECT error FROM attempts WHERE id = $1) AS charged_error,
-                    i.state = 'dead' AND i.attempts >= c.attempts_at_charge AND i.attempts - 1 < $5 AS revives,
+                    {revives} AS revives,
                     NOT EXISTS (SELECT 1 FROM attempts l WHERE l.item_id = i.id AND l.id > $1) AS was_last
                FROM items i JOIN open_charges c ON c.attempt_id = $1 WHERE i.id = $2),
          attempt AS (
@@ -334,6 +432,8 @@ fn refund(
              RETURNING i.key, i.drain, coalesce(t.revives, false) AS revives, t.quota_group)
          SELECT item.key, item.drain, item.revives, attempt.attempt, attempt.run_id, item.quota_group
            FROM item, attempt",
+            revives = revives("$5")
+        ),
         &[&attempt_id, &item_id, &note, &now, &max_attempts],
     )?;
     Ok(row.map(|row| TakenBack {

@@ -633,7 +633,8 @@ fn recover(
 
 /// What [`recover`] would change in the snapshots, without writing anything (a dry run):
 /// the runs it would end already leave their slots free (the plan counts only healthy
-/// runs), and the items they or ended runs hold, and would give back, are available — so
+/// runs), and the items they or ended runs hold, and would give back, are available, as
+/// are dead items a poison charge taken back at the end of its window would revive — so
 /// the dry run plans the starts the real pass would (docs/operations.md).
 fn preview_recovery(
     client: &mut Client,
@@ -652,8 +653,11 @@ fn preview_recovery(
         config.drains.iter().map(|d| i32::try_from(d.max_attempts).unwrap_or(i32::MAX)).collect();
     let freed = crate::db::items::drains_recovery_would_free(client, &names, &max_attempts, &ending)?;
     let left_alive = crate::reap::ended_runs_left_alive(client, config, clock)?;
+    // Dead items the charges whose window has ended would make pending again.
+    let revived = crate::poison::revivals_at_window_end(client, config, clock.now())?;
     for snapshot in snapshots.iter_mut() {
-        let freed = freed.get(&snapshot.drain.name).copied().unwrap_or(0);
+        let freed = freed.get(&snapshot.drain.name).copied().unwrap_or(0)
+            + revived.iter().filter(|drain| **drain == snapshot.drain.name).count() as u32;
         snapshot.available_items =
             snapshot.available_items.saturating_add(freed).min(snapshot.drain.concurrency);
         // The slots of this host's runs it would stop (ended now, or earlier and left

@@ -397,6 +397,17 @@ fn supervise_takes_back_a_charge_whose_window_ended_with_nothing_succeeding_in_i
     fixture.drainctl(&["supervise"]).run().assert_code(0);
     assert_eq!(fixture.item("alpha", "p").0, "dead");
     seconds_after_last_attempt(&fixture, 30);
+    // A dry run shows the start the revived item brings, and changes nothing. Before, it
+    // skipped alpha with no item available while the real pass started it.
+    fixture.drainctl(&["resume", "alpha"]).run().assert_code(0);
+    let dry = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    dry.assert_code(0);
+    let decisions = dry.json()["decisions"].as_array().cloned().unwrap_or_default();
+    let alpha = decisions.iter().find(|d| d["drain"] == "alpha").map(|d| d["action"].clone());
+    assert_eq!(alpha, Some(json!("start")), "{}", dry.stdout);
+    assert_eq!(fixture.item("alpha", "p").0, "dead");
+    assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 1);
+    fixture.drainctl(&["pause", "alpha"]).run().assert_code(0);
     fixture.drainctl(&["supervise"]).run().assert_code(0);
     let (state, attempts, _) = fixture.item("alpha", "p");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
@@ -411,6 +422,50 @@ fn supervise_takes_back_a_charge_whose_window_ended_with_nothing_succeeding_in_i
     );
     assert!(event["run_id"].is_i64(), "{event}");
     assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 0);
+}
+
+#[test]
+fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
+    // Charged to death, then reset by the operator, then dead again of real failures:
+    // the end of the charged window relabels the charged attempt but gives the item
+    // neither an attempt nor its life. Before, it was pending again for a third run.
+    for reset in ["retry", "replace"] {
+        let fixture = Fixture::new(&quick_retry_config("max_attempts = 1\n"), NOW);
+        let marker = fixture.path("failing");
+        let steps = json!({ "steps": [{ "if_file": {
+            "path": marker,
+            "then": [{ "err": "boom" }, { "exit": 1 }],
+            "else": [{ "err": "Rate limit reached. Please try again in 20s." }, { "exit": 1 }],
+        } }] });
+        fixture.set_now("2026-11-27T09:00:00Z");
+        fixture.enqueue("alpha", &[("p".into(), steps.clone())]);
+        fixture.set_now(NOW);
+        charge_poison(&fixture);
+        assert_eq!(fixture.item("alpha", "p").0, "dead", "{reset}");
+        std::fs::write(&marker, "").unwrap();
+        after_last_attempt(&fixture);
+        let payload = steps.to_string();
+        let args = match reset {
+            "retry" => vec!["retry", "alpha", "--dead"],
+            _ => vec!["enqueue", "alpha", "--replace", "--key", "p", "--payload", &payload],
+        };
+        fixture.drainctl(&args).run().assert_code(0);
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        assert_eq!(fixture.item("alpha", "p").0, "dead", "{reset}: dead again of its own failure");
+        fixture.drainctl(&["pause", "--all"]).run().assert_code(0);
+        seconds_after_last_attempt(&fixture, 30);
+        fixture.drainctl(&["supervise"]).run().assert_code(0);
+        let (state, attempts, last_error) = fixture.item("alpha", "p");
+        assert_eq!((state.as_str(), attempts), ("dead", 1), "{reset}: {last_error:?}");
+        assert!(last_error.unwrap_or_default().contains("boom"), "{reset}");
+        // The charged attempt's own record is corrected all the same.
+        let outcomes: Vec<String> = fixture.column("SELECT outcome FROM attempts WHERE outcome = 'failure'");
+        assert_eq!(outcomes, ["failure"], "{reset}: only the real failure is one");
+        let revived: Vec<bool> =
+            fixture.column("SELECT (data->>'revived')::bool FROM events WHERE kind = 'quota_hit_refunded'");
+        assert_eq!(revived, [false], "{reset}");
+        assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 0, "{reset}");
+    }
 }
 
 #[test]
