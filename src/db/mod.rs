@@ -78,6 +78,11 @@ pub const MIGRATION_LOCK_KEY: i64 = LOCK_NAMESPACE;
 /// Held (try-lock) by one `supervise` pass at a time.
 pub const SUPERVISE_LOCK_KEY: i64 = LOCK_NAMESPACE + 1;
 
+/// The first key of the two-key advisory locks (a key space apart from the 64-bit keys
+/// above), "DRAQ": with `hashtext` of a quota group's name, held while a quota hit of the
+/// group is counted towards its item's poison row (transaction level).
+pub const QUOTA_HIT_LOCK_CLASS: i32 = 0x4452_4151;
+
 /// The key of concurrency slot `slot` (0-based) of the drain with numeric id `drain_id`.
 pub fn drain_slot_key(drain_id: i32, slot: u32) -> i64 {
     LOCK_NAMESPACE + ((drain_id as i64) << 16) + slot as i64

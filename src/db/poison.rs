@@ -15,10 +15,18 @@ use crate::error::Result;
 /// settles the hit.
 pub fn count_quota_hit(
     client: &mut impl GenericClient,
+    quota_group: &str,
     item_id: i64,
     run_id: i64,
     group_drains: &[String],
 ) -> Result<i32> {
+    // Two passes of the group meeting the limit together count their hits one after the
+    // other (until the counting transaction ends), so the second sees the first: in a
+    // statement of its own, as a statement sees what committed before it began.
+    client.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&crate::db::QUOTA_HIT_LOCK_CLASS, &quota_group],
+    )?;
     let row = client.query_one(
         "WITH current AS (
              SELECT max(id) AS id FROM attempts WHERE item_id = $1 AND run_id = $2),
@@ -44,6 +52,11 @@ pub fn count_quota_hit(
                     -- and no other item of the group hit a limit after it: then the
                     -- whole group was limited, not the item
                     AND NOT EXISTS (SELECT 1 FROM since WHERE outcome = 'quota_hit')
+                    -- nor is hitting one now: counted, its outcome not yet recorded
+                    AND NOT EXISTS (
+                        SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
+                         WHERE a.id > p.last_quota_hit_attempt AND a.finished_at IS NULL
+                           AND o.last_quota_hit_attempt = a.id AND o.drain = ANY($3) AND o.id <> $1)
                     -- and the rest of the group worked after it
                     AND EXISTS (SELECT 1 FROM since WHERE outcome = 'done') AS yes
                FROM previous p)

@@ -755,7 +755,7 @@ impl Pass<'_> {
         let group_drains = self.group_drains();
         let (drain, run_id, outbox) = (self.drain, self.run_id, self.outbox);
         let charged = in_transaction(self.client, |tx| {
-            let streak = poison::count_quota_hit(tx, item.id, run_id, &group_drains)?;
+            let streak = poison::count_quota_hit(tx, &drain.quota_group, item.id, run_id, &group_drains)?;
             let charged = poison_after > 0 && i64::from(streak) >= i64::from(poison_after);
             if charged {
                 let event = Event::new(

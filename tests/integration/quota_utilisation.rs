@@ -553,6 +553,44 @@ fn an_item_still_running_that_started_after_the_charge_decides_it() {
 }
 
 #[test]
+fn a_hit_another_pass_is_recording_starts_the_row_again() {
+    // Two passes of the group meet the limit together: the other pass has counted its hit
+    // and not yet recorded it when this one counts. Before, the item was charged as if
+    // the group had worked since its last hit.
+    let config = poison_config().replacen("name = \"beta\"\n", "name = \"beta\"\nconcurrency = 2\n", 1);
+    let fixture = Fixture::new(&config, NOW);
+    poison(&fixture);
+    for round in 1..=2 {
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        after_backoff(&fixture);
+        fixture.enqueue("beta", &[(format!("b{round}"), json!("fine"))]);
+        let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+        assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+    }
+    let (go, started) = (fixture.path("go"), fixture.path("started"));
+    let other = json!({ "steps": [{ "touch": started }, { "wait_for_file": go }, { "out": "fine" }] });
+    fixture.enqueue("beta", &[("other".into(), other)]);
+    let running = fixture.drainctl(&["drain", "beta"]).spawn();
+    wait_until("the other worker to start", std::time::Duration::from_secs(20), || started.exists());
+    // Where the other pass stands between counting its hit and recording it.
+    fixture
+        .client()
+        .execute(
+            "UPDATE items SET last_quota_hit_attempt = (SELECT max(id) FROM attempts WHERE item_id = items.id)
+              WHERE key = 'other'",
+            &[],
+        )
+        .unwrap();
+    let third = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    assert_eq!(third.json()["status"], "rate_limited", "{}", third.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 0);
+    assert_eq!(fixture.item("alpha", "p").1, 0);
+    assert_eq!(fixture.count("SELECT quota_hit_streak::int8 FROM items WHERE key = 'p'"), 1);
+    std::fs::write(&go, "").unwrap();
+    finished(running.wait_with_output().unwrap()).assert_code(0);
+}
+
+#[test]
 fn a_success_staged_and_not_yet_committed_confirms_a_charge() {
     // A quick worker's result waits staged until its pass starts the next worker: the
     // window had room for it after the charge, so the charge stands.
