@@ -142,9 +142,11 @@ pub fn prune(
         log_files: 0,
     };
     // SIGTERM or SIGINT stops it between two batches (see `in_batches`), as a failed step
-    // does: what was removed is recorded either way.
+    // does: what was removed is recorded either way — and when the step failed for want
+    // of the database, which takes the event with it, the error says it.
     let steps = prune_steps(client, config, dry_run, &mut report);
-    if !dry_run && report.removed_anything() {
+    let removed = !dry_run && report.removed_anything();
+    let recorded = if removed {
         let event = Event::new(EventKind::RetentionPruned, report.summary()).data(json!({
             "runs": report.runs,
             "attempts": report.attempts,
@@ -153,9 +155,26 @@ pub fn prune(
             "done_items": report.done_items,
             "log_files": report.log_files,
         }));
-        record_event(client, outbox, &event, now)?;
+        record_event(client, outbox, &event, now)
+    } else {
+        Ok(())
+    };
+    match (steps, recorded) {
+        (Err(error), recorded) if removed => {
+            let event = match recorded {
+                Ok(()) => "recorded in its retention_pruned event",
+                Err(_) => "no retention_pruned event could be recorded",
+            };
+            return Err(error.noted(&format!(
+                "the prune's batches before it committed, and stay: {} ({event})",
+                report.summary()
+            )));
+        }
+        (steps, recorded) => {
+            recorded?;
+            steps?;
+        }
     }
-    steps?;
     if let Some(signal) = crate::worker::signals::termination_signal() {
         return Err(Error::Temporary(format!(
             "prune interrupted by {}: {}; the next prune goes on",
@@ -166,19 +185,25 @@ pub fn prune(
     Ok(report)
 }
 
-/// The steps of [`prune`], in order, until one fails.
+/// The steps of [`prune`], in order, until one fails; `report` counts what the batches
+/// committed before it, which stays removed.
 fn prune_steps(client: &mut Client, config: &Config, dry_run: bool, report: &mut PruneReport) -> Result<()> {
-    (report.runs, report.attempts) =
-        in_batches(dry_run, |limit, dry| retention::prune_runs(client, report.runs_before, limit, dry))?;
-    (report.supervisor_passes, _) = in_batches(dry_run, |limit, dry| {
-        retention::prune_supervisor_passes(client, report.runs_before, limit, dry)
+    let (runs_before, events_before) = (report.runs_before, report.events_before);
+    let mut unrelated = 0;
+    in_batches(dry_run, (&mut report.runs, &mut report.attempts), |limit, dry| {
+        retention::prune_runs(client, runs_before, limit, dry)
+    })?;
+    in_batches(dry_run, (&mut report.supervisor_passes, &mut unrelated), |limit, dry| {
+        retention::prune_supervisor_passes(client, runs_before, limit, dry)
     })?;
     if let Some(before) = report.done_items_before {
-        (report.done_items, _) =
-            in_batches(dry_run, |limit, dry| retention::prune_done_items(client, before, limit, dry))?;
+        in_batches(dry_run, (&mut report.done_items, &mut unrelated), |limit, dry| {
+            retention::prune_done_items(client, before, limit, dry)
+        })?;
     }
-    (report.events, _) =
-        in_batches(dry_run, |limit, dry| retention::prune_events(client, report.events_before, limit, dry))?;
+    in_batches(dry_run, (&mut report.events, &mut unrelated), |limit, dry| {
+        retention::prune_events(client, events_before, limit, dry)
+    })?;
     if crate::worker::signals::termination_signal().is_none() {
         let keep: Vec<PathBuf> =
             retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
@@ -188,14 +213,20 @@ fn prune_steps(client: &mut Client, config: &Config, dry_run: bool, report: &mut
 }
 
 /// Run `batch` until it deletes less than a full batch or SIGTERM/SIGINT arrived (a dry run counts everything in one
-/// go); a batch that lost a deadlock is run again (docs/guarantees.md). Returns (rows,
-/// related rows).
-fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) -> Result<(u64, u64)> {
+/// go); a batch that lost a deadlock is run again (docs/guarantees.md). Adds each
+/// committed batch's rows and related rows to `counts` as it goes, so that a batch that
+/// fails leaves the count of those before it.
+fn in_batches(
+    dry_run: bool,
+    counts: (&mut u64, &mut u64),
+    mut batch: impl FnMut(i64, bool) -> Result<Batch>,
+) -> Result<()> {
+    let (rows, related) = counts;
     if dry_run {
         let counted = batch(i64::MAX, true)?;
-        return Ok((counted.candidates as u64, counted.related as u64));
+        (*rows, *related) = (counted.candidates as u64, counted.related as u64);
+        return Ok(());
     }
-    let (mut rows, mut related) = (0u64, 0u64);
     // No batch starts once SIGTERM or SIGINT arrived.
     while crate::worker::signals::termination_signal().is_none() {
         // A batch that loses a deadlock with another command (an `enqueue --replace` of
@@ -204,13 +235,13 @@ fn in_batches(dry_run: bool, mut batch: impl FnMut(i64, bool) -> Result<Batch>) 
             "this batch removed nothing (earlier batches stay removed); it is safe to prune again",
             || batch(BATCH, false),
         )?;
-        rows += done.deleted as u64;
-        related += done.related as u64;
+        *rows += done.deleted as u64;
+        *related += done.related as u64;
         if done.deleted < BATCH {
             break;
         }
     }
-    Ok((rows, related))
+    Ok(())
 }
 
 /// Remove (or count) the log files drainctl wrote — `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`

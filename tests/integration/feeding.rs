@@ -1130,6 +1130,47 @@ fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
 }
 
 #[test]
+fn a_prune_that_fails_midway_says_what_its_committed_batches_removed() {
+    // The events step fails after the runs are removed: with the session still there (the
+    // event records the removal), and with the session gone (nothing can record it).
+    // Before, the line said only that what had not committed was rolled back.
+    for (refusal, code, recorded) in [
+        ("RAISE EXCEPTION 'events are kept today'", 70, "recorded in its retention_pruned event"),
+        ("PERFORM pg_terminate_backend(pg_backend_pid())", 69, "no retention_pruned event could be recorded"),
+    ] {
+        let fixture = Fixture::new(
+            &config("").replace("kill_grace", "retention = { runs = \"30d\", events = \"30d\" }\nkill_grace"),
+            NOW,
+        );
+        fixture.drainctl(&["migrate"]).run().assert_code(0);
+        let mut client = fixture.client();
+        for _ in 0..3 {
+            seed_run(&mut client, days_before_now(40), Some(days_before_now(40)), "drained", 0, None);
+        }
+        seed_run(&mut client, days_before_now(1), Some(days_before_now(1)), "drained", 0, None);
+        client
+            .batch_execute(&format!(
+                "INSERT INTO events (at, kind, message) VALUES (now() - interval '90 days', 'old_event', 'old');
+                 CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql
+                     AS $$ BEGIN {refusal}; RETURN OLD; END $$;
+                 CREATE TRIGGER keep_events BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION refuse_delete();"
+            ))
+            .unwrap();
+        let prune = fixture.drainctl(&["prune"]).run();
+        prune.assert_code(code);
+        let line = prune.stderr.trim_end();
+        assert!(
+            line.contains("the prune's batches before it committed, and stay: removed 3 runs (0 attempts)"),
+            "{line}"
+        );
+        assert!(line.contains(recorded), "{line}");
+        assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
+        let events = fixture.count("SELECT count(*) FROM events WHERE kind = 'retention_pruned'");
+        assert_eq!(events, i64::from(recorded.starts_with("recorded")), "{line}");
+    }
+}
+
+#[test]
 fn a_source_folder_left_empty_settles_nothing_until_it_has_an_entry_then_a_slice_per_scan() {
     let fixture = Fixture::new(&source_config(", max_files_per_scan = 2"), NOW);
     for name in ["a/1.jsonl", "b/1.jsonl", "c/1.jsonl"] {
