@@ -100,6 +100,22 @@ pub fn set_worker(
     Ok(())
 }
 
+/// Set the last checkpoint of the running runs `ids` that is still later than `limit` to
+/// `now` (see `supervise::snapshot`: a checkpoint stamped by a clock that went back).
+pub fn pull_back_checkpoints(
+    client: &mut impl GenericClient,
+    ids: &[i64],
+    now: DateTime<Utc>,
+    limit: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE runs SET last_checkpoint_at = $2
+          WHERE id = ANY($1) AND status = 'running' AND last_checkpoint_at > $3",
+        &[&ids, &now, &limit],
+    )?;
+    Ok(())
+}
+
 /// After an item that did not complete: the worker is gone, and the item's end is a
 /// checkpoint.
 pub fn item_finished(

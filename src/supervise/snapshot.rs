@@ -79,7 +79,8 @@ pub(super) fn take_snapshot<'a>(
         ensure_drains(client, &names, now)?;
     }
     let controls = read_controls(client, &names)?;
-    let runs = running_runs(client, None)?;
+    let mut runs = running_runs(client, None)?;
+    pull_back_future_checkpoints(client, &mut runs, now, dry_run)?;
     // Only a running run is judged by it: no round trip for a pass with none.
     let server_started_at = if runs.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
@@ -219,4 +220,39 @@ pub fn held_slots_after_recovery(
 }
 
 /// How long [`held_slots_after_recovery`] waits at most for the slots of stopped drains.
+/// How far ahead of this clock a run's last checkpoint may be stamped before it is taken
+/// for the mark of a clock that went back (another host's a little ahead is not).
+const FUTURE_CHECKPOINT_TOLERANCE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A run's last checkpoint stamped more than a minute ahead of `now` — by a clock that ran
+/// ahead and was set back, or another host's that runs ahead — would keep the run from
+/// being judged silent until this clock caught up, an hour for a clock an hour off: it
+/// counts as one at `now`, and (unless a dry run) is written back so, so that its silence
+/// counts from this pass (docs/operations.md).
+fn pull_back_future_checkpoints(
+    client: &mut Client,
+    runs: &mut [RunRow],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<()> {
+    let limit = now + FUTURE_CHECKPOINT_TOLERANCE;
+    let mut ahead = Vec::new();
+    for run in runs.iter_mut().filter(|run| run.last_checkpoint_at > limit) {
+        log::warn!(
+            "run {} of drain {}: its last checkpoint is stamped {}, {} ahead of this clock (a clock that went \
+             back, or another host's running ahead): counted as one now",
+            run.id,
+            run.drain,
+            run.last_checkpoint_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            crate::duration::format_duration((run.last_checkpoint_at - now).to_std().unwrap_or_default())
+        );
+        run.last_checkpoint_at = now;
+        ahead.push(run.id);
+    }
+    if !dry_run && !ahead.is_empty() {
+        crate::db::runs::pull_back_checkpoints(client, &ahead, now, limit)?;
+    }
+    Ok(())
+}
+
 const SLOTS_RELEASED_WAIT: std::time::Duration = std::time::Duration::from_millis(500);

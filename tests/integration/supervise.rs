@@ -233,6 +233,32 @@ fn a_hung_run_whose_worker_ignores_sigterm_costs_one_kill_grace_not_two() {
 }
 
 #[test]
+fn a_checkpoint_stamped_by_a_clock_that_went_back_holds_off_the_hung_verdict_one_pass_at_most() {
+    let fixture = Fixture::new(&config("liveness_timeout = \"15m\"\nitem_timeout = \"3h\"\n"), INSIDE);
+    let started = fixture.path("started");
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "touch": started }, { "hang": true }] }))]);
+    // The clock is an hour ahead while the pass claims and starts the worker, then is set
+    // back; the worker then says nothing.
+    fixture.set_now("2026-11-26T22:00:00Z");
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    fixture.set_now(INSIDE);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    // The first pass counts the checkpoint an hour ahead as one now.
+    fixture.set_now("2026-11-26T21:16:00Z");
+    let first = decisions(&fixture, &[]);
+    assert!(action_for(&first, "docs", "kill_hung").is_none(), "{first:?}");
+    // Silent for liveness_timeout since then: hung. Before, it stayed running until the
+    // clock passed 22:00 plus liveness_timeout.
+    fixture.set_now("2026-11-26T21:32:00Z");
+    let second = decisions(&fixture, &[]);
+    let hung = action_for(&second, "docs", "kill_hung").map(|d| d["reason"].clone());
+    assert_eq!(hung, Some(json!("run 1: no checkpoint for 16m (liveness_timeout 15m)")), "{second:?}");
+    finished(pass.wait_with_output().unwrap());
+    assert_eq!(fixture.item("docs", "a").0, "pending");
+}
+
+#[test]
 fn runs_hung_behind_one_stalled_vendor_are_stopped_together_in_one_kill_grace() {
     let drains: String = ["a", "b", "c"]
         .iter()
