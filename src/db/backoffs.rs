@@ -202,6 +202,24 @@ pub fn clear_attention_backoffs(
 }
 
 /// Every backoff row of these groups, all accounts (one query).
+/// Set the backoff of `account` of `group` to `until`, counted from `now`, if its hit is
+/// still stamped later than `limit` (see `supervise::snapshot`: a clock that went back).
+pub fn pull_back(
+    client: &mut impl GenericClient,
+    group: &str,
+    account: &str,
+    until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    limit: DateTime<Utc>,
+) -> Result<()> {
+    client.execute(
+        "UPDATE quota_backoffs SET backoff_until = $3, observed_at = $4, updated_at = $4
+          WHERE quota_group = $1 AND account = $2 AND observed_at > $5",
+        &[&group, &account, &until, &now, &limit],
+    )?;
+    Ok(())
+}
+
 pub fn read_group_backoffs(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<BackoffRow>> {
     let rows = client.query(
         "SELECT quota_group, account, backoff_until, rule, reset_at, reason, observed_at, suspected_at,

@@ -53,10 +53,11 @@ pub fn count_quota_hit(
                     -- whole group was limited, not the item
                     AND NOT EXISTS (SELECT 1 FROM since WHERE outcome = 'quota_hit')
                     -- nor is hitting one now: counted, its outcome not yet recorded
+                    -- (read from the group's running items, a few)
                     AND NOT EXISTS (
-                        SELECT 1 FROM attempts a JOIN items o ON o.id = a.item_id
-                         WHERE a.id > p.last_quota_hit_attempt AND a.finished_at IS NULL
-                           AND o.last_quota_hit_attempt = a.id AND o.drain = ANY($3) AND o.id <> $1)
+                        SELECT 1 FROM items o JOIN attempts a ON a.id = o.last_quota_hit_attempt
+                         WHERE o.drain = ANY($3) AND o.state = 'running' AND o.id <> $1
+                           AND a.finished_at IS NULL AND a.id > p.last_quota_hit_attempt)
                     -- and the rest of the group worked after it
                     AND EXISTS (SELECT 1 FROM since WHERE outcome = 'done') AS yes
                FROM previous p)

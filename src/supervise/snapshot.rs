@@ -84,7 +84,8 @@ pub(super) fn take_snapshot<'a>(
     // Only a running run is judged by it: no round trip for a pass with none.
     let server_started_at = if runs.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
-    let backoff_rows = read_group_backoffs(client, &groups)?;
+    let mut backoff_rows = read_group_backoffs(client, &groups)?;
+    pull_back_future_backoffs(client, &mut backoff_rows, now, dry_run)?;
     // Only groups with accounts to switch between have a choice of account to read.
     let switching: Vec<String> =
         config.quota_groups.iter().filter(|g| g.has_accounts_to_switch()).map(|g| g.name.clone()).collect();
@@ -220,8 +221,9 @@ pub fn held_slots_after_recovery(
 }
 
 /// How long [`held_slots_after_recovery`] waits at most for the slots of stopped drains.
-/// How far ahead of this clock a run's last checkpoint may be stamped before it is taken
-/// for the mark of a clock that went back (another host's a little ahead is not).
+/// How far ahead of this clock a run's last checkpoint, or a quota hit, may be stamped
+/// before it is taken for the mark of a clock that went back (another host's a little
+/// ahead is not).
 const FUTURE_CHECKPOINT_TOLERANCE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// A run's last checkpoint stamped more than a minute ahead of `now` — by a clock that ran
@@ -251,6 +253,37 @@ fn pull_back_future_checkpoints(
     }
     if !dry_run && !ahead.is_empty() {
         crate::db::runs::pull_back_checkpoints(client, &ahead, now, limit)?;
+    }
+    Ok(())
+}
+
+/// A backoff recorded at a hit stamped more than a minute ahead of `now` was counted on a
+/// clock that ran ahead and was set back: its wait ("try again in 20s") would hold the
+/// group until this clock caught up. It counts from `now` instead — a wait until a stated
+/// instant can only come sooner, and a call then meets the limit again if it stands — and
+/// (unless a dry run) is written back so (docs/rate-limits.md).
+fn pull_back_future_backoffs(
+    client: &mut Client,
+    rows: &mut [BackoffRow],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<()> {
+    let limit = now + FUTURE_CHECKPOINT_TOLERANCE;
+    for row in rows.iter_mut() {
+        let Some(observed_at) = row.observed_at.filter(|at| *at > limit) else { continue };
+        let until = row.backoff_until.map(|until| until.min(now + (until - observed_at)));
+        log::warn!(
+            "quota group {} (account {:?}): its last hit is stamped {}, ahead of this clock (a clock that went \
+             back): its backoff counts from now, until {}",
+            row.quota_group,
+            row.account,
+            observed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            until.map_or_else(|| "none".to_string(), |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        );
+        (row.backoff_until, row.observed_at) = (until, Some(now));
+        if !dry_run {
+            crate::db::backoffs::pull_back(client, &row.quota_group, &row.account, until, now, limit)?;
+        }
     }
     Ok(())
 }

@@ -469,6 +469,43 @@ fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
 }
 
 #[test]
+fn a_backoff_counted_on_a_clock_that_went_back_counts_from_supervises_clock() {
+    // A hit while the clock ran an hour ahead: "try again in 20s" held the group until
+    // the clock, set back, caught up — an hour. Before, supervise skipped its drains.
+    let fixture = Fixture::new(&poison_config(), NOW);
+    fixture.enqueue("alpha", &[("p".into(), limit_steps("Rate limit reached. Please try again in 20s."))]);
+    fixture.enqueue("beta", &[("b".into(), json!("fine"))]);
+    fixture.set_now("2026-11-27T11:00:00Z");
+    let hit = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    assert_eq!(hit.json()["status"], "rate_limited", "{}", hit.stdout);
+    fixture.set_now("2026-11-27T10:01:00Z");
+    let decide = |args: &[&str]| -> (String, String) {
+        let mut all = vec!["supervise", "--json"];
+        all.extend_from_slice(args);
+        let pass = fixture.drainctl(&all).run();
+        pass.assert_code(0);
+        let decisions = pass.json()["decisions"].as_array().cloned().unwrap_or_default();
+        let beta = decisions.iter().find(|d| d["drain"] == "beta").cloned().unwrap_or_default();
+        (
+            beta["action"].as_str().unwrap_or_default().into(),
+            beta["reason"].as_str().unwrap_or_default().into(),
+        )
+    };
+    let (_, reason) = decide(&["--dry-run"]);
+    assert!(reason.contains("backs off until Fri 2026-11-27 10:01:2"), "{reason}");
+    fixture.drainctl(&["pause", "alpha"]).run().assert_code(0);
+    fixture.drainctl(&["pause", "beta"]).run().assert_code(0);
+    decide(&[]);
+    let until: String = fixture
+        .column("SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'HH24:MI:SS') FROM quota_backoffs")
+        .remove(0);
+    assert!(("10:01:00".."10:02:00").contains(&until.as_str()), "{until}");
+    fixture.drainctl(&["resume", "beta"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T10:02:00Z");
+    assert_eq!(decide(&["--dry-run"]).0, "start");
+}
+
+#[test]
 fn a_success_inside_the_charged_window_confirms_the_charge() {
     let config = quick_retry_config("");
     let fixture = Fixture::new(&config, NOW);

@@ -250,8 +250,14 @@ fn supervise_starts_a_drain_to_wait_for_a_reset_that_comes_before_its_next_pass(
                  quota_group = \"shared\"\nmax_wait = \"0s\"\n";
     let fixture = Fixture::new(&config(extra), NOW);
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "result a" }] }))]);
-    let five_minutes = LIMIT.replace("30s", "5m");
-    fixture.enqueue("probe", &[("p".into(), json!({ "steps": [{ "err": five_minutes }, { "exit": 1 }] }))]);
+    let (five_minutes, half_an_hour) = (LIMIT.replace("30s", "5m"), LIMIT.replace("30s", "30m"));
+    let longer = fixture.path("longer");
+    let probe = json!({ "steps": [{ "if_file": {
+        "path": longer,
+        "then": [{ "err": half_an_hour }, { "exit": 1 }],
+        "else": [{ "err": five_minutes }, { "exit": 1 }],
+    } }] });
+    fixture.enqueue("probe", &[("p".into(), probe)]);
     fixture.drainctl(&["drain", "probe"]).run().assert_code(0);
     // The group backs off until 10:05:30, before the next pass (15 minutes away).
     let plan = supervise_plan(&fixture);
@@ -259,8 +265,12 @@ fn supervise_starts_a_drain_to_wait_for_a_reset_that_comes_before_its_next_pass(
     assert_eq!(docs["action"], "start", "{plan:?}");
     assert!(docs["reason"].as_str().unwrap_or_default().contains("waits for the reset"), "{docs}");
     // A reset after the next pass is that pass's business.
+    fixture.set_now("2026-11-27T10:06:00Z");
+    std::fs::write(&longer, "").unwrap();
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    fixture.drainctl(&["drain", "probe"]).run().assert_code(0);
     fixture.drainctl(&["pause", "probe"]).run().assert_code(0);
-    fixture.set_now("2026-11-27T09:45:00Z");
+    fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
     let plan = supervise_plan(&fixture);
     let docs = plan.iter().find(|d| d["drain"] == "docs").cloned().unwrap_or_default();
     assert_eq!(docs["action"], "skip", "{plan:?}");
