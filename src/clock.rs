@@ -24,6 +24,12 @@ use crate::error::{Error, Result};
 /// The environment variable that injects a clock.
 pub const NOW_ENV: &str = "DRAINCTL_NOW";
 
+/// How far ahead of the clock a time stamped by this host may be before it is taken for
+/// one stamped while the clock ran ahead, since set back (an NTP step, a virtual
+/// machine's clock): a wait or a silence counted from it would last until the clock
+/// caught up (docs/operations.md, docs/rate-limits.md).
+pub const WENT_BACK_TOLERANCE: chrono::Duration = chrono::Duration::seconds(60);
+
 #[derive(Debug)]
 pub struct Clock {
     source: Source,

@@ -104,7 +104,11 @@ fn record_taken_back(
         Settler::Hit(hit) => Some(hit),
         Settler::WindowEnded => None,
     };
-    let again = if taken.revived { ", and it is pending again" } else { "" };
+    let again = match (taken.revived, taken.given_back) {
+        (true, _) => ", and it is pending again",
+        (false, true) => "",
+        (false, false) => " (its attempts were reset since: it gets nothing back)",
+    };
     let event = Event::new(
         EventKind::QuotaHitRefunded,
         format!(
@@ -122,6 +126,7 @@ fn record_taken_back(
         "by_drain": hit.map(|hit| hit.drain),
         "by_run": hit.map(|hit| hit.run_id),
         "revived": taken.revived,
+        "given_back": taken.given_back,
     }));
     log::info!("drain {}: item {}'s charged quota hit is taken back: {}", taken.drain, taken.key, taken.why);
     if taken.revived {

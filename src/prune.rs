@@ -163,7 +163,10 @@ pub fn prune(
         (Err(error), recorded) if removed => {
             let event = match recorded {
                 Ok(()) => "recorded in its retention_pruned event",
-                Err(_) => "no retention_pruned event could be recorded",
+                Err(error) => {
+                    log::warn!("could not record the retention_pruned event: {}", error.display_scrubbed());
+                    "no retention_pruned event could be recorded"
+                }
             };
             return Err(error.noted(&format!(
                 "the prune's batches before it committed, and stay: {} ({event})",

@@ -49,11 +49,14 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
             let pause = set_pause(tx, name, given, now)?;
             // Pausing a paused drain again changes nothing worth an event unless it
             // changes the note (docs/operations.md).
-            if pause.was_paused_since.is_none() || given.is_some() {
-                let message = match note {
-                    Some(note) => format!("drain {name} paused: {note}"),
-                    None => format!("drain {name} paused"),
-                };
+            let message = match (pause.was_paused_since, note) {
+                (None, Some(note)) => Some(format!("drain {name} paused: {note}")),
+                (None, None) => Some(format!("drain {name} paused")),
+                _ if pause.note == pause.previous_note => None,
+                (Some(_), Some(note)) => Some(format!("drain {name} stays paused, its note now: {note}")),
+                (Some(_), None) => Some(format!("drain {name} stays paused, its note cleared")),
+            };
+            if let Some(message) = message {
                 record_event(
                     tx,
                     &ctx.outbox,

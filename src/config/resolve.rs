@@ -959,7 +959,10 @@ fn is_valid_drain_name(name: &str) -> bool {
 fn resolve_command(mut command: Vec<String>, base_dir: &Path) -> Vec<String> {
     if let Some(program) = command.first_mut() {
         if program.contains('/') && !program.starts_with('/') {
-            let path: std::path::PathBuf = base_dir.join(&*program).components().collect();
+            let joined = base_dir.join(&*program);
+            // (A trailing slash is kept: it names a folder, which `exec` refuses.)
+            let path: std::path::PathBuf =
+                if program.ends_with('/') { joined } else { joined.components().collect() };
             *program = path.display().to_string();
         }
     }

@@ -202,20 +202,28 @@ pub fn clear_attention_backoffs(
 }
 
 /// Every backoff row of these groups, all accounts (one query).
-/// Set the backoff of `account` of `group` to `until`, counted from `now`, if its hit is
-/// still stamped later than `limit` (see `supervise::snapshot`: a clock that went back).
-pub fn pull_back(
-    client: &mut impl GenericClient,
-    group: &str,
-    account: &str,
-    until: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    limit: DateTime<Utc>,
-) -> Result<()> {
+/// Write `row`'s instants over those of `before`, the same group and account as read —
+/// unless the row changed since (a new hit) or another transaction holds it (see
+/// `supervise::clock_went_back`).
+pub fn pull_back(client: &mut impl GenericClient, before: &BackoffRow, row: &BackoffRow) -> Result<()> {
     client.execute(
-        "UPDATE quota_backoffs SET backoff_until = $3, observed_at = $4, updated_at = $4
-          WHERE quota_group = $1 AND account = $2 AND observed_at > $5",
-        &[&group, &account, &until, &now, &limit],
+        "UPDATE quota_backoffs SET backoff_until = $3, reset_at = $4, suspected_at = $5, observed_at = $6,
+                updated_at = $6
+          WHERE (quota_group, account) IN (
+                SELECT quota_group, account FROM quota_backoffs
+                 WHERE quota_group = $1 AND account = $2 AND observed_at = $7
+                   AND backoff_until IS NOT DISTINCT FROM $8
+                   FOR UPDATE SKIP LOCKED)",
+        &[
+            &row.quota_group,
+            &row.account,
+            &row.backoff_until,
+            &row.reset_at,
+            &row.suspected_at,
+            &row.observed_at,
+            &before.observed_at,
+            &before.backoff_until,
+        ],
     )?;
     Ok(())
 }

@@ -123,6 +123,8 @@ pub fn given_note(note: &Option<String>) -> Option<Option<&str>> {
 pub struct Pause {
     /// When the drain was paused, if it already was before this pause.
     pub was_paused_since: Option<DateTime<Utc>>,
+    /// The note in force before this pause.
+    pub previous_note: Option<String>,
     /// The note in force now.
     pub note: Option<String>,
 }
@@ -138,15 +140,15 @@ pub fn set_pause(
     let is_note_given = note.is_some();
     let note = note.flatten();
     let row = client.query_one(
-        "WITH before AS (SELECT name, paused_at FROM drains WHERE name = $1 FOR UPDATE)
+        "WITH before AS (SELECT name, paused_at, pause_note FROM drains WHERE name = $1 FOR UPDATE)
          UPDATE drains SET paused_at = coalesce(drains.paused_at, $2),
-                pause_note = CASE WHEN $4 OR drains.paused_at IS NULL THEN $3 ELSE pause_note END
+                pause_note = CASE WHEN $4 OR drains.paused_at IS NULL THEN $3 ELSE drains.pause_note END
            FROM before
           WHERE drains.name = before.name
-         RETURNING before.paused_at, drains.pause_note",
+         RETURNING before.paused_at, before.pause_note, drains.pause_note",
         &[&name, &now, &note, &is_note_given],
     )?;
-    Ok(Pause { was_paused_since: row.get(0), note: row.get(1) })
+    Ok(Pause { was_paused_since: row.get(0), previous_note: row.get(1), note: row.get(2) })
 }
 
 /// Clear the pause; true when it was paused.

@@ -1546,6 +1546,37 @@ pub fn available_items_of(
         .collect())
 }
 
+/// Move back the availability of the pending items of `drains` last changed after `limit`
+/// by how far each was changed ahead of `now` (see `supervise::clock_went_back`), leaving
+/// an item another transaction holds; with `dry_run` only count. The items of each drain
+/// that are (or would be) available by it.
+pub fn pull_back_availability(
+    client: &mut impl GenericClient,
+    drains: &[String],
+    now: DateTime<Utc>,
+    limit: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<HashMap<String, u32>> {
+    const AHEAD: &str = "SELECT id, drain, available_at - (updated_at - $2) AS available_at FROM items
+                          WHERE drain = ANY($1) AND state = 'pending' AND updated_at > $3";
+    let sql = if dry_run {
+        format!("SELECT drain, count(*) FROM ({AHEAD}) ahead WHERE available_at <= $2 GROUP BY drain")
+    } else {
+        format!(
+            "WITH ahead AS ({AHEAD} FOR UPDATE SKIP LOCKED),
+             moved AS (
+                 UPDATE items i SET available_at = a.available_at, updated_at = $2
+                   FROM ahead a WHERE i.id = a.id)
+             SELECT drain, count(*) FROM ahead WHERE available_at <= $2 GROUP BY drain"
+        )
+    };
+    let rows = client.query(&sql, &[&drains, &now, &limit])?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), u32::try_from(row.get::<_, i64>(1)).unwrap_or(u32::MAX)))
+        .collect())
+}
+
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct StateCounts {
     pub pending: i64,

@@ -52,12 +52,13 @@ pub fn count_quota_hit(
                     -- and no other item of the group hit a limit after it: then the
                     -- whole group was limited, not the item
                     AND NOT EXISTS (SELECT 1 FROM since WHERE outcome = 'quota_hit')
-                    -- nor is hitting one now: counted, its outcome not yet recorded
-                    -- (read from the group's running items, a few)
+                    -- nor is hitting one now: counted, its outcome not yet recorded —
+                    -- after the item's previous hit, which is recorded, whenever the
+                    -- attempt started (read from the group's running items, a few)
                     AND NOT EXISTS (
                         SELECT 1 FROM items o JOIN attempts a ON a.id = o.last_quota_hit_attempt
                          WHERE o.drain = ANY($3) AND o.state = 'running' AND o.id <> $1
-                           AND a.finished_at IS NULL AND a.id > p.last_quota_hit_attempt)
+                           AND a.finished_at IS NULL)
                     -- and the rest of the group worked after it
                     AND EXISTS (SELECT 1 FROM since WHERE outcome = 'done') AS yes
                FROM previous p)
@@ -108,6 +109,9 @@ pub struct TakenBack {
     /// The item was dead (by the charge, or by a later failure with the charge's attempt
     /// now to spare): it is pending again.
     pub revived: bool,
+    /// The item got the attempt back: its attempts were not reset (a retry, a replace)
+    /// since the charge.
+    pub given_back: bool,
     /// Why, in words: what showed the window was spent.
     pub why: String,
 }
@@ -241,20 +245,16 @@ fn settle_charge(
     max_attempts_of: &dyn Fn(&str) -> i32,
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
-    let hit_run = settler_run(settler);
-    let Some(charge) = read_charge(client, open.attempt_id, hit_run)? else {
+    let Some(charge) = due_charge(client, open, settler, now)? else {
         return Ok(None);
     };
-    if !is_due(&charge, settler, now) {
-        return Ok(None);
-    }
     let held =
         client.query_opt("SELECT 1 FROM items WHERE id = $1 FOR UPDATE SKIP LOCKED", &[&charge.item_id])?;
     if held.is_none() {
         return Ok(None);
     }
     // Read again under the item's lock: a settling that held it first has settled it.
-    let Some(charge) = read_charge(client, open.attempt_id, hit_run)? else {
+    let Some(charge) = read_charge(client, open.attempt_id, settler.run_id())? else {
         return Ok(None);
     };
     let taken = match judge(client, open, &charge, settler, group_drains, now)? {
@@ -277,48 +277,71 @@ pub fn revivals_at_window_end(
     max_attempts_of: &dyn Fn(&str) -> i32,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>> {
-    let mut drains = Vec::new();
+    // An item charged twice in one window is revived once (the first take-back makes it
+    // pending; the second finds it so).
+    let mut revived: Vec<(i64, String)> = Vec::new();
     for open in ended_charges(client, now)? {
-        let Some(charge) = read_charge(client, open.attempt_id, 0)? else { continue };
-        if !is_due(&charge, Settler::WindowEnded, now) {
-            continue;
-        }
+        let Some(charge) = due_charge(client, &open, Settler::WindowEnded, now)? else { continue };
         let group_drains = group_drains_of(&open.quota_group);
-        if !matches!(
-            judge(client, &open, &charge, Settler::WindowEnded, &group_drains, now)?,
-            Verdict::TakeBack(_)
-        ) {
+        let verdict = judge(client, &open, &charge, Settler::WindowEnded, &group_drains, now)?;
+        if !matches!(verdict, Verdict::TakeBack(_)) || revived.iter().any(|(item, _)| *item == charge.item_id)
+        {
             continue;
         }
-        let revives = client.query_one(
+        let revives = client.query_opt(
             &format!(
                 "SELECT {} FROM items i JOIN open_charges c ON c.item_id = i.id WHERE c.attempt_id = $1",
                 revives("$2")
             ),
             &[&open.attempt_id, &max_attempts_of(&charge.drain)],
         )?;
-        if revives.get::<_, Option<bool>>(0) == Some(true) {
-            drains.push(charge.drain);
+        if revives.is_some_and(|row| row.get::<_, Option<bool>>(0) == Some(true)) {
+            revived.push((charge.item_id, charge.drain));
         }
     }
-    Ok(drains)
+    Ok(revived.into_iter().map(|(_, drain)| drain).collect())
 }
 
-/// The run of the hit that settles, 0 for the end of a window.
-fn settler_run(settler: Settler) -> i64 {
-    match settler {
-        Settler::Hit(hit) => hit.run_id,
-        Settler::WindowEnded => 0,
+impl Settler<'_> {
+    /// The item of the hit that settles; 0 for the end of a window.
+    fn item_id(self) -> i64 {
+        match self {
+            Settler::Hit(hit) => hit.item_id,
+            Settler::WindowEnded => 0,
+        }
+    }
+
+    /// The run of the hit that settles; 0 for the end of a window.
+    fn run_id(self) -> i64 {
+        match self {
+            Settler::Hit(hit) => hit.run_id,
+            Settler::WindowEnded => 0,
+        }
     }
 }
 
-/// Whether `settler` may settle `charge` now: another item's limit speaks of the window at
-/// once; the item's own, or none, only once the window is over. A charged item running
-/// under another claim waits for its own outcome.
-fn is_due(charge: &Charge, settler: Settler, now: DateTime<Utc>) -> bool {
-    let window_over = charge.stated_reset.is_some_and(|reset| now >= reset);
+impl Charge {
+    /// Its stated reset has passed: the window it met is over.
+    fn is_window_over(&self, now: DateTime<Utc>) -> bool {
+        self.stated_reset.is_some_and(|reset| now >= reset)
+    }
+}
+
+/// The charge, read, when `settler` may settle it now: another item's limit speaks of the
+/// window at once; the item's own, or none, only once the window is over. A charged item
+/// running under another claim waits for its own outcome.
+fn due_charge(
+    client: &mut impl GenericClient,
+    open: &OpenCharge,
+    settler: Settler,
+    now: DateTime<Utc>,
+) -> Result<Option<Charge>> {
+    let Some(charge) = read_charge(client, open.attempt_id, settler.run_id())? else {
+        return Ok(None);
+    };
     let is_another_items_hit = matches!(settler, Settler::Hit(hit) if hit.item_id != charge.item_id);
-    (is_another_items_hit || window_over) && !charge.is_running_elsewhere
+    let is_due = (is_another_items_hit || charge.is_window_over(now)) && !charge.is_running_elsewhere;
+    Ok(is_due.then_some(charge))
 }
 
 /// What settling a due charge decides.
@@ -346,10 +369,7 @@ fn judge(
     if !charge.is_failure {
         return Ok(Verdict::Stands);
     }
-    let hit_item = match settler {
-        Settler::Hit(hit) => hit.item_id,
-        Settler::WindowEnded => 0,
-    };
+    let hit_item = settler.item_id();
     let row = client.query_one(
         "WITH since AS (
              SELECT a.outcome, a.finished_at, r.status AS run_status,
@@ -369,9 +389,8 @@ fn judge(
     if still_running {
         return Ok(Verdict::Open);
     }
-    let window_over = charge.stated_reset.is_some_and(|reset| now >= reset);
     let why = match (settler, charge.stated_reset) {
-        (Settler::Hit(hit), reset) if !window_over => format!(
+        (Settler::Hit(hit), reset) if !charge.is_window_over(now) => format!(
             "item {} of drain {} met the limit next, before any other item that started after the charge{} succeeded",
             hit.key,
             hit.drain,
@@ -443,8 +462,9 @@ fn refund(
                                       THEN $3 || coalesce(i.last_error, '') ELSE i.last_error END,
                     updated_at = $4
                FROM target t WHERE i.id = t.id
-             RETURNING i.key, i.drain, coalesce(t.revives, false) AS revives, t.quota_group)
-         SELECT item.key, item.drain, item.revives, attempt.attempt, attempt.run_id, item.quota_group
+             RETURNING i.key, i.drain, coalesce(t.revives, false) AS revives, t.quota_group, t.counted)
+         SELECT item.key, item.drain, item.revives, attempt.attempt, attempt.run_id, item.quota_group,
+                item.counted
            FROM item, attempt",
             revives = revives("$5")
         ),
@@ -458,6 +478,7 @@ fn refund(
         attempt: row.get(3),
         run_id: row.get(4),
         quota_group: row.get(5),
+        given_back: row.get(6),
         why,
     }))
 }

@@ -101,7 +101,7 @@ pub fn set_worker(
 }
 
 /// Set the last checkpoint of the running runs `ids` that is still later than `limit` to
-/// `now` (see `supervise::snapshot`: a checkpoint stamped by a clock that went back).
+/// `now`, leaving a row another transaction holds (see `supervise::clock_went_back`).
 pub fn pull_back_checkpoints(
     client: &mut impl GenericClient,
     ids: &[i64],
@@ -110,10 +110,22 @@ pub fn pull_back_checkpoints(
 ) -> Result<()> {
     client.execute(
         "UPDATE runs SET last_checkpoint_at = $2
-          WHERE id = ANY($1) AND status = 'running' AND last_checkpoint_at > $3",
+          WHERE id IN (SELECT id FROM runs WHERE id = ANY($1) AND status = 'running' AND last_checkpoint_at > $3
+                          FOR UPDATE SKIP LOCKED)",
         &[&ids, &now, &limit],
     )?;
     Ok(())
+}
+
+/// Whether `host` started a run, or fired a supervise pass, stamped after `after`: its
+/// clock went back since.
+pub fn host_stamped_after(client: &mut impl GenericClient, host: &str, after: DateTime<Utc>) -> Result<bool> {
+    let row = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE started_at > $2 AND host = $1)
+             OR EXISTS (SELECT 1 FROM supervisor_passes WHERE fired_at > $2 AND host = $1)",
+        &[&host, &after],
+    )?;
+    Ok(row.get(0))
 }
 
 /// After an item that did not complete: the worker is gone, and the item's end is a

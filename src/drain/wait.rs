@@ -85,8 +85,26 @@ impl Pass<'_> {
     fn wait_until_the_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
         log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
         let reason = format!("waiting for the reset: {why}");
+        let entered = self.clock.now();
         loop {
             let now = self.clock.now();
+            if now + crate::clock::WENT_BACK_TOLERANCE < entered {
+                // The wait was counted on a clock that ran ahead: waiting on would last
+                // until it caught up. The next supervise pass counts the backoff from its
+                // own time (docs/rate-limits.md, "Backoff").
+                let cleared =
+                    runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+                if let Err(error) = cleared {
+                    log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
+                }
+                return Ok(Some(Stop::normal(
+                    RunStatus::RateLimited,
+                    format!(
+                        "the clock went back by {} while the pass waited for the reset: {why}",
+                        crate::duration::format_duration((entered - now).to_std().unwrap_or_default())
+                    ),
+                )));
+            }
             let is_over = now >= until;
             let interrupted = crate::worker::signals::termination_signal();
             let waiting = (!is_over && interrupted.is_none()).then_some(until);

@@ -14,6 +14,7 @@
 //! holder, and reports one holding the lock too long (docs/operations.md).
 
 mod apply;
+mod clock_went_back;
 mod plan;
 pub(crate) use plan::silence_started_at;
 mod snapshot;
@@ -116,7 +117,7 @@ impl LockHeld {
 
 /// How far ahead of the clock the last pass may be before the heartbeat no longer trusts
 /// it: beyond the skew of two hosts' clocks.
-const FUTURE_PASS_TOLERANCE: chrono::Duration = chrono::Duration::seconds(60);
+const FUTURE_PASS_TOLERANCE: chrono::Duration = crate::clock::WENT_BACK_TOLERANCE;
 
 impl Heartbeat {
     pub fn new(

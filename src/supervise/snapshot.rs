@@ -80,12 +80,18 @@ pub(super) fn take_snapshot<'a>(
     }
     let controls = read_controls(client, &names)?;
     let mut runs = running_runs(client, None)?;
-    pull_back_future_checkpoints(client, &mut runs, now, dry_run)?;
+    super::clock_went_back::pull_back_checkpoints(client, &mut runs, now, dry_run)?;
     // Only a running run is judged by it: no round trip for a pass with none.
     let server_started_at = if runs.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
     let mut backoff_rows = read_group_backoffs(client, &groups)?;
-    pull_back_future_backoffs(client, &mut backoff_rows, now, dry_run)?;
+    // What this host stamped while its clock ran ahead, when it went back since.
+    let went_back = super::clock_went_back::this_host_went_back(client, now)?;
+    let mut pulled_forward = std::collections::HashMap::new();
+    if went_back {
+        super::clock_went_back::pull_back_backoffs(client, &mut backoff_rows, now, dry_run)?;
+        pulled_forward = super::clock_went_back::pull_back_items(client, &names, now, dry_run)?;
+    }
     // Only groups with accounts to switch between have a choice of account to read.
     let switching: Vec<String> =
         config.quota_groups.iter().filter(|g| g.has_accounts_to_switch()).map(|g| g.name.clone()).collect();
@@ -94,7 +100,14 @@ pub(super) fn take_snapshot<'a>(
     } else {
         crate::db::quota_groups::read_groups(client, &switching)?
     };
-    let available = available_items(client, config, now)?;
+    let mut available = available_items(client, config, now)?;
+    for drain in &config.drains {
+        // (A dry run counts, unwritten, the items the real pass makes available.)
+        if let Some(more) = pulled_forward.get(&drain.name) {
+            let count = available.entry(drain.name.clone()).or_insert(0);
+            *count = count.saturating_add(*more).min(drain.concurrency);
+        }
+    }
     let run_ids: Vec<i64> = runs.iter().map(|run| run.id).collect();
     let holding = crate::db::items::runs_holding_items(client, &run_ids)?;
     let held = held_slots(client, config, &controls)?;
@@ -221,71 +234,4 @@ pub fn held_slots_after_recovery(
 }
 
 /// How long [`held_slots_after_recovery`] waits at most for the slots of stopped drains.
-/// How far ahead of this clock a run's last checkpoint, or a quota hit, may be stamped
-/// before it is taken for the mark of a clock that went back (another host's a little
-/// ahead is not).
-const FUTURE_CHECKPOINT_TOLERANCE: chrono::Duration = chrono::Duration::seconds(60);
-
-/// A run's last checkpoint stamped more than a minute ahead of `now` — by a clock that ran
-/// ahead and was set back, or another host's that runs ahead — would keep the run from
-/// being judged silent until this clock caught up, an hour for a clock an hour off: it
-/// counts as one at `now`, and (unless a dry run) is written back so, so that its silence
-/// counts from this pass (docs/operations.md).
-fn pull_back_future_checkpoints(
-    client: &mut Client,
-    runs: &mut [RunRow],
-    now: DateTime<Utc>,
-    dry_run: bool,
-) -> Result<()> {
-    let limit = now + FUTURE_CHECKPOINT_TOLERANCE;
-    let mut ahead = Vec::new();
-    for run in runs.iter_mut().filter(|run| run.last_checkpoint_at > limit) {
-        log::warn!(
-            "run {} of drain {}: its last checkpoint is stamped {}, {} ahead of this clock (a clock that went \
-             back, or another host's running ahead): counted as one now",
-            run.id,
-            run.drain,
-            run.last_checkpoint_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            crate::duration::format_duration((run.last_checkpoint_at - now).to_std().unwrap_or_default())
-        );
-        run.last_checkpoint_at = now;
-        ahead.push(run.id);
-    }
-    if !dry_run && !ahead.is_empty() {
-        crate::db::runs::pull_back_checkpoints(client, &ahead, now, limit)?;
-    }
-    Ok(())
-}
-
-/// A backoff recorded at a hit stamped more than a minute ahead of `now` was counted on a
-/// clock that ran ahead and was set back: its wait ("try again in 20s") would hold the
-/// group until this clock caught up. It counts from `now` instead — a wait until a stated
-/// instant can only come sooner, and a call then meets the limit again if it stands — and
-/// (unless a dry run) is written back so (docs/rate-limits.md).
-fn pull_back_future_backoffs(
-    client: &mut Client,
-    rows: &mut [BackoffRow],
-    now: DateTime<Utc>,
-    dry_run: bool,
-) -> Result<()> {
-    let limit = now + FUTURE_CHECKPOINT_TOLERANCE;
-    for row in rows.iter_mut() {
-        let Some(observed_at) = row.observed_at.filter(|at| *at > limit) else { continue };
-        let until = row.backoff_until.map(|until| until.min(now + (until - observed_at)));
-        log::warn!(
-            "quota group {} (account {:?}): its last hit is stamped {}, ahead of this clock (a clock that went \
-             back): its backoff counts from now, until {}",
-            row.quota_group,
-            row.account,
-            observed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            until.map_or_else(|| "none".to_string(), |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        );
-        (row.backoff_until, row.observed_at) = (until, Some(now));
-        if !dry_run {
-            crate::db::backoffs::pull_back(client, &row.quota_group, &row.account, until, now, limit)?;
-        }
-    }
-    Ok(())
-}
-
 const SLOTS_RELEASED_WAIT: std::time::Duration = std::time::Duration::from_millis(500);

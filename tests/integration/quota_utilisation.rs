@@ -429,7 +429,7 @@ fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
     // Charged to death, then reset by the operator, then dead again of real failures:
     // the end of the charged window relabels the charged attempt but gives the item
     // neither an attempt nor its life. Before, it was pending again for a third run.
-    for reset in ["retry", "replace"] {
+    for reset in ["retry", "retry-key", "replace"] {
         let fixture = Fixture::new(&quick_retry_config("max_attempts = 1\n"), NOW);
         let marker = fixture.path("failing");
         let steps = json!({ "steps": [{ "if_file": {
@@ -447,6 +447,7 @@ fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
         let payload = steps.to_string();
         let args = match reset {
             "retry" => vec!["retry", "alpha", "--dead"],
+            "retry-key" => vec!["retry", "alpha", "--key", "p"],
             _ => vec!["enqueue", "alpha", "--replace", "--key", "p", "--payload", &payload],
         };
         fixture.drainctl(&args).run().assert_code(0);
@@ -461,9 +462,18 @@ fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
         // The charged attempt's own record is corrected all the same.
         let outcomes: Vec<String> = fixture.column("SELECT outcome FROM attempts WHERE outcome = 'failure'");
         assert_eq!(outcomes, ["failure"], "{reset}: only the real failure is one");
-        let revived: Vec<bool> =
-            fixture.column("SELECT (data->>'revived')::bool FROM events WHERE kind = 'quota_hit_refunded'");
-        assert_eq!(revived, [false], "{reset}");
+        let revived: Vec<(bool, bool)> = fixture
+            .client()
+            .query(
+                "SELECT (data->>'revived')::bool, (data->>'given_back')::bool FROM events
+                  WHERE kind = 'quota_hit_refunded' AND message LIKE '%attempts were reset since: it gets nothing back%'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert_eq!(revived, [(false, false)], "{reset}");
         assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 0, "{reset}");
     }
 }
@@ -491,6 +501,12 @@ fn a_backoff_counted_on_a_clock_that_went_back_counts_from_supervises_clock() {
             beta["reason"].as_str().unwrap_or_default().into(),
         )
     };
+    // Only when this host's clock went back: another host's hits are read by its clock.
+    fixture.client().execute("UPDATE runs SET host = 'elsewhere'", &[]).unwrap();
+    let (_, reason) = decide(&["--dry-run"]);
+    assert!(reason.contains("backs off until Fri 2026-11-27 11:00:2"), "{reason}");
+    let this_host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    fixture.client().execute("UPDATE runs SET host = $1", &[&this_host.trim()]).unwrap();
     let (_, reason) = decide(&["--dry-run"]);
     assert!(reason.contains("backs off until Fri 2026-11-27 10:01:2"), "{reason}");
     fixture.drainctl(&["pause", "alpha"]).run().assert_code(0);

@@ -244,8 +244,17 @@ fn a_checkpoint_stamped_by_a_clock_that_went_back_holds_off_the_hung_verdict_one
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
     fixture.set_now(INSIDE);
     fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
-    // The first pass counts the checkpoint an hour ahead as one now.
+    // Another host's run is judged by its own clock: its checkpoint is left as it is.
+    let checkpoint = || fixture.column::<String>("SELECT last_checkpoint_at::text FROM runs").remove(0);
+    let host = |name: &str| {
+        fixture.client().execute("UPDATE runs SET host = $1", &[&name]).unwrap();
+    };
+    host("elsewhere");
     fixture.set_now("2026-11-26T21:16:00Z");
+    decisions(&fixture, &[]);
+    assert_eq!(checkpoint(), "2026-11-26 22:00:00+00");
+    host(&this_host());
+    // The first pass counts the checkpoint an hour ahead as one now.
     let first = decisions(&fixture, &[]);
     assert!(action_for(&first, "docs", "kill_hung").is_none(), "{first:?}");
     // Silent for liveness_timeout since then: hung. Before, it stayed running until the
@@ -1222,9 +1231,12 @@ fn pausing_a_paused_drain_keeps_its_note_and_when_it_was_paused() {
     assert_eq!((&json["was_paused"], &json["note"]), (&Value::Bool(true), &Value::from("db migration")));
     let status = fixture.drainctl(&["status"]).run();
     assert!(status.stdout.contains("paused: db migration"), "{}", status.stdout);
-    // --note replaces the note; the drain is still paused since the first pause.
+    // --note replaces the note; the drain is still paused since the first pause. The same
+    // note again changes nothing and records nothing.
     fixture.drainctl(&["pause", "docs", "--note", "reindexing"]).run().assert_code(0);
     assert_eq!(note_and_since(), (Some("reindexing".to_string()), since.clone()));
+    fixture.drainctl(&["pause", "docs", "--note", "reindexing"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'drain_paused'"), 2);
     // An empty note leaves none, and nothing prints a dangling colon.
     let cleared = fixture.drainctl(&["pause", "docs", "--note", "", "--json"]).run();
     cleared.assert_code(0);
@@ -1234,7 +1246,14 @@ fn pausing_a_paused_drain_keeps_its_note_and_when_it_was_paused() {
     assert!(!status.stdout.contains("paused:"), "{}", status.stdout);
     let messages: Vec<String> =
         fixture.column("SELECT message FROM events WHERE kind = 'drain_paused' ORDER BY id");
-    assert_eq!(messages.last().map(String::as_str), Some("drain docs paused"), "{messages:?}");
+    assert_eq!(
+        messages,
+        [
+            "drain docs paused: db migration",
+            "drain docs stays paused, its note now: reindexing",
+            "drain docs stays paused, its note cleared"
+        ],
+    );
 }
 
 #[test]

@@ -109,6 +109,33 @@ fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_a
 }
 
 #[test]
+fn a_pass_waiting_when_the_clock_goes_back_ends_and_the_next_supervise_counts_the_wait_again() {
+    // The clock ran an hour ahead when the limit came: set back, the wait would last an
+    // hour more. Before, the pass waited until the clock caught up.
+    let fixture = Fixture::new(&config(""), "2026-11-27T11:00:00Z");
+    enqueue_limited_then_fine(&fixture);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_for_the_wait(&fixture);
+    fixture.set_now(NOW);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "rate_limited", "{}", result.stdout);
+    let note = result.json()["note"].as_str().unwrap_or_default().to_string();
+    assert!(note.starts_with("the clock went back by 1h while the pass waited for the reset"), "{note}");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE waiting_until IS NOT NULL"), 0);
+    // The next supervise counts the 30-second wait from its own time.
+    let plan = fixture.drainctl(&["supervise", "--json", "--dry-run"]).run().json();
+    let reason = plan["decisions"][0]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("backs off until Fri 2026-11-27 10:00:3"), "{reason}");
+    // Its items, enqueued and given back an hour ahead, are available from then on.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    let available: Vec<String> =
+        fixture.column("SELECT to_char(available_at AT TIME ZONE 'UTC', 'HH24:MI') FROM items ORDER BY key");
+    assert_eq!(available, ["10:00", "10:00"]);
+}
+
+#[test]
 fn a_pass_whose_session_the_server_ends_while_it_waits_reconnects_and_goes_on_at_the_reset() {
     let (fixture, pass) = waiting_pass("", &["drain", "docs", "--json"]);
     assert_eq!(fixture.end_drainctl_sessions(), 1);

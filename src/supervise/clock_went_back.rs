@@ -1,0 +1,114 @@
+//! A clock that went back (docs/operations.md, step 3; docs/rate-limits.md, "Backoff"):
+//! what this host stamped while its clock ran ahead — a run's last checkpoint, the hit a
+//! backoff counts from — would hold off a hung verdict, or a quota group, until the clock
+//! caught up: an hour for a clock an hour off. `supervise` counts such a mark from its own
+//! time instead. Only this host's marks: another host whose clock runs ahead judges its
+//! runs and reads its backoffs by that clock, and moving them onto this one would end them
+//! early there.
+
+use chrono::{DateTime, Utc};
+use postgres::Client;
+
+use crate::db::backoffs::BackoffRow;
+use crate::db::runs::RunRow;
+use crate::error::Result;
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A run of this host whose last checkpoint is stamped more than a minute ahead of `now`
+/// counts it as one at `now` — written back (unless a dry run; a row another transaction
+/// holds is left for the next pass), so that its silence counts from this pass.
+pub(super) fn pull_back_checkpoints(
+    client: &mut Client,
+    runs: &mut [RunRow],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<()> {
+    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    let mut ahead = Vec::new();
+    for run in runs.iter_mut().filter(|run| run.last_checkpoint_at > limit && crate::reap::is_this_hosts(run))
+    {
+        log::warn!(
+            "run {} of drain {}: its last checkpoint is stamped {}, ahead of this clock (it went back): counted \
+             as one now",
+            run.id,
+            run.drain,
+            rfc3339(run.last_checkpoint_at)
+        );
+        run.last_checkpoint_at = now;
+        ahead.push(run.id);
+    }
+    if !dry_run && !ahead.is_empty() {
+        crate::db::runs::pull_back_checkpoints(client, &ahead, now, limit)?;
+    }
+    Ok(())
+}
+
+/// Whether this host's clock went back: one of its runs, or of its supervise passes, is
+/// stamped more than a minute ahead of `now`.
+pub(super) fn this_host_went_back(client: &mut Client, now: DateTime<Utc>) -> Result<bool> {
+    let host = crate::worker::process::host_name();
+    crate::db::runs::host_stamped_after(client, &host, now + crate::clock::WENT_BACK_TOLERANCE)
+}
+
+/// When this host's clock went back: a backoff whose hit is stamped more than a minute
+/// ahead of `now` counts from `now`: the hit's instants move back by as much — a wait
+/// until a stated instant can only come sooner, and a call then meets the limit again if
+/// it stands. Written back (unless a dry run) only over the row as read, and not when
+/// another transaction holds it.
+pub(super) fn pull_back_backoffs(
+    client: &mut Client,
+    rows: &mut [BackoffRow],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<()> {
+    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    let is_ahead = |row: &BackoffRow| row.observed_at.is_some_and(|at| at > limit);
+    for row in rows.iter_mut().filter(|row| is_ahead(row)) {
+        let Some(observed_at) = row.observed_at else { continue };
+        let shift = observed_at - now;
+        let back = |at: Option<DateTime<Utc>>| at.map(|at| at - shift);
+        let before = row.clone();
+        row.backoff_until = back(row.backoff_until);
+        row.reset_at = back(row.reset_at);
+        row.suspected_at = row.suspected_at.map(|at| if at > limit { at - shift } else { at });
+        row.observed_at = Some(now);
+        log::warn!(
+            "quota group {} (account {:?}): its last hit is stamped {}, ahead of this clock (it went back): its \
+             backoff counts from now, until {}",
+            row.quota_group,
+            row.account,
+            rfc3339(observed_at),
+            row.backoff_until.map_or_else(|| "none".to_string(), rfc3339)
+        );
+        if !dry_run {
+            crate::db::backoffs::pull_back(client, &before, row)?;
+        }
+    }
+    Ok(())
+}
+
+/// When this host's clock went back: a pending item of `drains` last changed more than a
+/// minute ahead of `now` (enqueued, given back after a limit, retried) has its
+/// availability moved back by as much, so that an item available then is available now
+/// and a retry delay stays as long. The items of each drain available now by it: written
+/// back, or in a dry run only counted.
+pub(super) fn pull_back_items(
+    client: &mut Client,
+    drains: &[String],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<std::collections::HashMap<String, u32>> {
+    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    let pulled = crate::db::items::pull_back_availability(client, drains, now, limit, dry_run)?;
+    for (drain, count) in &pulled {
+        log::warn!(
+            "drain {drain}: {} last changed ahead of this clock (it went back) {} available now",
+            crate::output::counted(*count, "pending item"),
+            if *count == 1 { "is" } else { "are" }
+        );
+    }
+    Ok(if dry_run { pulled } else { Default::default() })
+}
