@@ -242,6 +242,38 @@ fn a_pass_yields_to_a_working_higher_priority_drain_and_ends_after_max_wait() {
 }
 
 #[test]
+fn an_item_that_just_met_a_limit_does_not_make_a_lower_drain_yield() {
+    // A higher drain whose only items left keep reading as a limit (poison items) took the
+    // first call of every window, and the lower drain, yielding to it, never ran: no
+    // success between the hits, so they were never charged, and the group's quota went
+    // unused. Before, low yielded here.
+    let fixture = Fixture::new(&config("max_wait = \"0s\"", "priority = 5\nmax_wait = \"0s\""), NOW);
+    fixture.enqueue("high", &[("p".into(), json!({ "steps": [{ "err": LIMIT }, { "exit": 1 }] }))]);
+    fixture.drainctl(&["drain", "high"]).run().assert_code(0);
+    assert_eq!(fixture.item("high", "p").0, "pending");
+    // high works on another item while p, its last attempt a limit, waits its turn.
+    fixture.set_now("2026-11-27T10:00:40Z");
+    let gate = fixture.path("gate");
+    fixture.enqueue(
+        "high",
+        &[("h1".into(), json!({ "steps": [{ "wait_for_file": gate }, { "out": "done" }] }))],
+    );
+    fixture
+        .client()
+        .execute("UPDATE items SET available_at = '2026-11-27T10:00:45Z' WHERE key = 'p'", &[])
+        .unwrap();
+    let high = fixture.drainctl(&["drain", "high", "--json"]).spawn();
+    wait_until("high to work on h1", Duration::from_secs(30), || fixture.item("high", "h1").0 == "running");
+    fixture.set_now("2026-11-27T10:00:50Z");
+    fixture.enqueue("low", &[("l1".into(), json!("fine"))]);
+    let low = fixture.drainctl(&["drain", "low", "--json"]).run();
+    low.assert_code(0);
+    assert_eq!(low.json()["items_done"], 1, "{}", low.stdout);
+    std::fs::write(&gate, "").unwrap();
+    ended(high).assert_code(0);
+}
+
+#[test]
 fn an_item_claimed_ahead_goes_back_when_a_higher_priority_drain_has_work_as_its_worker_ends() {
     let fixture = Fixture::new(&config("max_wait = \"0s\"", "priority = 5"), NOW);
     let (low_gate, high_gate, log) =
