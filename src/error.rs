@@ -255,19 +255,79 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Remember a secret (the database password) so that it is never printed.
 /// With the forms it takes when a client prints it: its `%XX` escapes in lower case
-/// (`%c3%a9` is `%C3%A9`), and as a JSON string with ASCII escapes (`"S\u00e9cr\u20act"`,
-/// Python's `json.dumps`).
+/// (`%c3%a9` is `%C3%A9`); percent-encoded whole, as Python's `quote` (which leaves `/`)
+/// and `quote_plus` write it, in either case of hex; as a JSON string's inside with
+/// ASCII escapes in either case (`"S\u00e9cr\u20act"`, Python's `json.dumps`; Jackson's
+/// `\u00E9`) and with `/` as `\/` (PHP's `json_encode`); and as a `.pgpass` field
+/// (`\:` and `\\`).
 pub fn register_secret(secret: &str) {
     if secret.is_empty() {
         return;
     }
+    let json = json_ascii_escaped(secret);
+    let forms = [
+        secret.to_string(),
+        lower_case_escapes(secret),
+        json.clone(),
+        upper_case_unicode_escapes(&json),
+        json_escaped(secret).replace('/', "\\/"),
+        json.replace('/', "\\/"),
+        percent_encoded(secret, ""),
+        percent_encoded(secret, "/"),
+        percent_encoded(secret, "").replace("%20", "+"),
+        secret.replace('\\', "\\\\").replace(':', "\\:"),
+    ];
     if let Ok(mut secrets) = SECRETS.lock() {
-        for form in [secret.to_string(), lower_case_escapes(secret), json_ascii_escaped(secret)] {
+        for form in forms.into_iter().flat_map(|form| [lower_case_escapes(&form), form]) {
             if !secrets.contains(&form) {
                 secrets.push(form);
             }
         }
     }
+}
+
+/// `text` percent-encoded (upper-case hex) but for the unreserved characters of RFC 3986
+/// and those of `keep`.
+fn percent_encoded(text: &str, keep: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        let c = char::from(byte);
+        if byte.is_ascii_alphanumeric() || "-._~".contains(c) || (byte.is_ascii() && keep.contains(c)) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `text` as a JSON string's inside, with only `"` and `\` (and controls) escaped.
+fn json_escaped(text: &str) -> String {
+    serde_json::to_string(text).map(|quoted| quoted[1..quoted.len() - 1].to_string()).unwrap_or_default()
+}
+
+/// A JSON string's inside with the hex digits of its `\uXXXX` escapes in upper case.
+fn upper_case_unicode_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '\\' {
+            match chars.next() {
+                Some('u') => {
+                    out.push('u');
+                    for _ in 0..4 {
+                        if let Some(digit) = chars.next() {
+                            out.push(digit.to_ascii_uppercase());
+                        }
+                    }
+                }
+                Some(other) => out.push(other),
+                None => {}
+            }
+        }
+    }
+    out
 }
 
 /// `text` with the hex digits of its `%XX` escapes in lower case.
@@ -416,6 +476,21 @@ mod tests {
         assert_eq!(worst(&[EXIT_CONFIG, EXIT_UNAVAILABLE]), EXIT_UNAVAILABLE);
         assert_eq!(worst(&[EXIT_UNAVAILABLE, EXIT_INTERNAL]), EXIT_INTERNAL);
         assert_eq!(worst(&[EXIT_USAGE, EXIT_DATA, EXIT_TEMPORARY]), EXIT_TEMPORARY);
+    }
+
+    #[test]
+    fn scrub_hides_the_forms_clients_print_a_password_in() {
+        register_secret("q7Vd/Lk2+Zp9 Xw8R:Sé\\==");
+        for (form, printed) in [
+            ("Python's quote", "q7Vd/Lk2%2BZp9%20Xw8R%3AS%C3%A9%5C%3D%3D"),
+            ("quote in lower case", "q7Vd/Lk2%2bZp9%20Xw8R%3aS%c3%a9%5c%3d%3d"),
+            ("quote_plus", "q7Vd%2FLk2%2BZp9+Xw8R%3AS%C3%A9%5C%3D%3D"),
+            ("PHP's json_encode", "q7Vd\\/Lk2+Zp9 Xw8R:S\\u00e9\\\\=="),
+            ("Jackson", "q7Vd/Lk2+Zp9 Xw8R:S\\u00E9\\\\=="),
+            ("a .pgpass field", "q7Vd/Lk2+Zp9 Xw8R\\:Sé\\\\=="),
+        ] {
+            assert_eq!(scrub(&format!("said {printed} here")), "said *** here", "{form}");
+        }
     }
 
     #[test]

@@ -407,6 +407,18 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
     use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt};
 
     let shown = path.display();
+    // A folder link another user planted would have drainctl create its file wherever it
+    // points (its own folder of the path's links are the operator's).
+    if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+        if let Some(owner) = foreign_link_owner(folder) {
+            return Err(Error::Config(format!(
+                "the folder {} of log file {shown} is a symbolic link that {}, and drainctl never writes \
+                 through another user's links; give {named_by} a path in a folder of yours",
+                folder.display(),
+                crate::ownership::foreign_owner(owner)
+            )));
+        }
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -429,10 +441,22 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
             )),
             _ => Error::Config(format!("cannot open log file {shown}: {error}; check its folder and owner")),
         })?;
-    let file_type = file
+    let metadata = file
         .metadata()
-        .map_err(|error| Error::Config(format!("cannot inspect log file {shown}: {error}")))?
-        .file_type();
+        .map_err(|error| Error::Config(format!("cannot inspect log file {shown}: {error}")))?;
+    // Another user's file: its owner could read what drainctl logs and forge lines in it.
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let owner = metadata.uid();
+        if owner != crate::ownership::effective_uid() && owner != 0 {
+            return Err(Error::Config(format!(
+                "log file {shown} {}, and its owner could read and forge its lines; remove it, or give \
+                 {named_by} a file of yours",
+                crate::ownership::foreign_owner(owner)
+            )));
+        }
+    }
+    let file_type = metadata.file_type();
     if !file_type.is_file() {
         let what = if file_type.is_fifo() || file_type.is_socket() { "a fifo or socket" } else { "a device" };
         return Err(Error::Config(format!(
@@ -441,6 +465,15 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
     }
     set_blocking(&file).map_err(|error| Error::Config(format!("cannot open log file {shown}: {error}")))?;
     Ok(file)
+}
+
+/// The owner of `folder` when it is a symbolic link neither this user nor root owns.
+fn foreign_link_owner(folder: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::symlink_metadata(folder).ok()?;
+    let owner = metadata.uid();
+    (metadata.file_type().is_symlink() && owner != crate::ownership::effective_uid() && owner != 0)
+        .then_some(owner)
 }
 
 /// Clear `O_NONBLOCK` on a file opened with it.

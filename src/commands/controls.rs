@@ -79,7 +79,7 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
                 Some(since) => format!(
                     "{name}: already paused since {}; note: {}; `drainctl resume {undo}` undoes it",
                     crate::output::local_minute(since, zone),
-                    pause.note.as_deref().unwrap_or("none")
+                    crate::output::escape_controls(pause.note.as_deref().unwrap_or("none"))
                 ),
             };
             let json = json!({

@@ -39,6 +39,43 @@ fn supervise_log_file_creates_its_folder_owner_only_and_appends_dated_lines() {
 }
 
 #[test]
+fn a_log_file_or_folder_link_of_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give files away
+    }
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    // A file another user planted, writable by all: before, drainctl appended to it, and
+    // its owner read the lines and forged others.
+    let planted = fixture.path("planted.log");
+    std::fs::write(&planted, "").unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), None).unwrap();
+    let refused = fixture.drainctl(&["supervise", "--log-file", planted.to_str().unwrap()]).run();
+    refused.assert_code(78);
+    let wanted = format!("log file {} belongs to nobody (uid 65534), not to root", planted.display());
+    assert!(refused.stderr.contains(&wanted), "{}", refused.stderr);
+    assert_eq!(std::fs::read_to_string(&planted).unwrap(), "");
+    // A folder link another user planted: before, the log was created where it points.
+    let target = fixture.path("elsewhere");
+    std::fs::create_dir(&target).unwrap();
+    let link = fixture.path("logs");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+    let through = link.join("drain.log");
+    let refused = fixture.drainctl(&["drain", "docs", "--log-file", through.to_str().unwrap()]).run();
+    refused.assert_code(78);
+    assert!(
+        refused.stderr.contains("is a symbolic link that belongs to nobody (uid 65534)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!target.join("drain.log").exists());
+    assert_eq!(fixture.item("docs", "a").0, "pending");
+}
+
+#[test]
 fn log_lines_a_full_disk_refused_are_recorded_as_lost() {
     let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
     fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);

@@ -1254,6 +1254,10 @@ fn pausing_a_paused_drain_keeps_its_note_and_when_it_was_paused() {
             "drain docs stays paused, its note cleared"
         ],
     );
+    // A note's line breaks and tabs are shown escaped, on the one line.
+    fixture.drainctl(&["pause", "docs", "--note", "two\nlines\tand a tab"]).run().assert_code(0);
+    let shown = fixture.drainctl(&["pause", "docs"]).run().stdout;
+    assert!(shown.contains("note: two\\nlines\\tand a tab; "), "{shown}");
 }
 
 #[test]
