@@ -436,9 +436,10 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             drain.env.iter().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
         let program = drain.command.first().map(String::as_str).unwrap_or_default();
         match find_program(program, path_override.or(cron_path.map(|cron| cron.path))) {
-            Ok(found) => {
-                checks.push("worker", Status::Ok, format!("drain {}: worker {}", drain.name, found.display()))
-            }
+            Ok(found) => match others_may_change_program(&found) {
+                None => checks.push("worker", Status::Ok, format!("drain {}: worker {}", drain.name, found.display())),
+                Some(who) => checks.push("worker", Status::Warn, format!("drain {}: worker {who}", drain.name)),
+            },
             Err(problem) => checks.fail(
                 "worker",
                 EXIT_CONFIG,
@@ -511,9 +512,12 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
     if let Some(command) = &config.defaults.notify_command {
         let program = command.first().map(String::as_str).unwrap_or_default();
         match find_program(program, None) {
-            Ok(found) => {
-                checks.push("notify_command", Status::Ok, format!("notify_command {}", found.display()))
-            }
+            Ok(found) => match others_may_change_program(&found) {
+                None => {
+                    checks.push("notify_command", Status::Ok, format!("notify_command {}", found.display()))
+                }
+                Some(who) => checks.push("notify_command", Status::Warn, format!("notify_command {who}")),
+            },
             Err(problem) => checks.fail("notify_command", EXIT_CONFIG, format!("notify_command {problem}")),
         }
     }
@@ -892,6 +896,49 @@ fn check_drain_log_folders(checks: &mut Checks, config: &Config) {
                 ),
             );
         }
+    }
+}
+
+/// Who besides this user and root may change the program at `path`, which drainctl runs
+/// (often as root), in words with the fix: the file's owner or every user (or its group),
+/// or anyone who may replace it in its folder (one without the sticky bit). None when
+/// nobody may.
+fn others_may_change_program(path: &Path) -> Option<String> {
+    use crate::ownership::{foreign_owner, other_writer, OtherWriter};
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).ok()?;
+    match other_writer(&metadata) {
+        Some(OtherWriter::EveryUser { mode }) => {
+            return Some(format!(
+                "{shown} may be changed by every user (mode {mode:04o}), and drainctl runs it: chmod go-w {shown}"
+            ))
+        }
+        Some(OtherWriter::Owner { uid }) => {
+            return Some(format!("{shown} {}, who may change what drainctl runs: chown it", foreign_owner(uid)))
+        }
+        None if metadata.mode() & 0o020 != 0 => {
+            return Some(format!(
+                "{shown} may be changed by its group (mode {:04o}), and drainctl runs it: chmod g-w {shown}",
+                metadata.mode() & 0o7777
+            ))
+        }
+        None => {}
+    }
+    let folder = path.parent()?;
+    let folder_metadata = std::fs::metadata(folder).ok()?;
+    let is_sticky = folder_metadata.mode() & 0o1000 != 0;
+    match other_writer(&folder_metadata).filter(|_| !is_sticky) {
+        Some(OtherWriter::EveryUser { mode }) => Some(format!(
+            "{shown} is in {}, where every user may replace it (mode {mode:04o}): move it, or chmod o-w the folder",
+            folder.display()
+        )),
+        Some(OtherWriter::Owner { uid }) => Some(format!(
+            "{shown} is in {}, which {}, who may replace it: move it, or chown the folder",
+            folder.display(),
+            foreign_owner(uid)
+        )),
+        None => None,
     }
 }
 

@@ -40,6 +40,48 @@ fn drain_with_credentials_in_the_environment(fixture: &Fixture) -> Finished {
 }
 
 #[test]
+fn doctor_warns_of_a_worker_or_notifier_another_user_may_change() {
+    use std::os::unix::fs::PermissionsExt;
+    // Before: `ok worker` for a script every user could rewrite, which drainctl runs as root.
+    let fixture = Fixture::new(
+        &config("notify_command = [\"TMPDIR/shared/notify.sh\"]\n", "")
+            .replace("[\"FAKE_WORKER\"]", "[\"TMPDIR/worker.sh\"]"),
+        NOW,
+    );
+    let worker = fixture.path("worker.sh");
+    std::fs::write(&worker, "#!/bin/sh\necho ok\n").unwrap();
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let shared = fixture.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let notifier = shared.join("notify.sh");
+    std::fs::write(&notifier, "#!/bin/sh\ncat >/dev/null\n").unwrap();
+    std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    let checks = doctor.json()["checks"].as_array().cloned().unwrap_or_default();
+    let warning = |name: &str| {
+        checks
+            .iter()
+            .find(|check| check["check"] == name && check["status"] == "warn")
+            .map(|check| check["message"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert!(warning("worker").contains("may be changed by every user (mode 0777)"), "{checks:?}");
+    assert!(warning("notify_command").contains("where every user may replace it"), "{checks:?}");
+    // Owner-only: ok again.
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    let checks = doctor.json()["checks"].as_array().cloned().unwrap_or_default();
+    let statuses: Vec<String> = checks
+        .iter()
+        .filter(|check| check["check"] == "worker" || check["check"] == "notify_command")
+        .map(|check| check["status"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(statuses, ["ok", "ok"], "{checks:?}");
+}
+
+#[test]
 fn a_worker_that_prints_its_environment_stores_neither_the_database_url_nor_the_password() {
     let fixture = Fixture::new(&config("", "").replace("[\"FAKE_WORKER\"]", "[\"env\"]"), NOW);
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
