@@ -1086,8 +1086,9 @@ fn a_daily_prune_that_failed_is_tried_again_by_the_next_supervise() {
     assert_eq!(supervise(&fixture)["prune"], Value::Null, "pruned less than a day ago");
 }
 
-#[test]
-fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
+/// A fixture keeping runs and events 30 days, with three finished runs 40 days old and one
+/// a day old, and a client of its database.
+fn three_old_runs_and_a_new_one() -> (Fixture, postgres::Client) {
     let fixture = Fixture::new(
         &config("").replace("kill_grace", "retention = { runs = \"30d\", events = \"30d\" }\nkill_grace"),
         NOW,
@@ -1098,6 +1099,12 @@ fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
         seed_run(&mut client, days_before_now(40), Some(days_before_now(40)), "drained", 0, None);
     }
     seed_run(&mut client, days_before_now(1), Some(days_before_now(1)), "drained", 0, None);
+    (fixture, client)
+}
+
+#[test]
+fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
+    let (fixture, mut client) = three_old_runs_and_a_new_one();
     client
         .execute(
             "INSERT INTO events (at, kind, message) VALUES ($1, 'supervise_error', 'old')",
@@ -1138,16 +1145,7 @@ fn a_prune_that_fails_midway_says_what_its_committed_batches_removed() {
         ("RAISE EXCEPTION 'events are kept today'", 70, "recorded in its retention_pruned event"),
         ("PERFORM pg_terminate_backend(pg_backend_pid())", 69, "no retention_pruned event could be recorded"),
     ] {
-        let fixture = Fixture::new(
-            &config("").replace("kill_grace", "retention = { runs = \"30d\", events = \"30d\" }\nkill_grace"),
-            NOW,
-        );
-        fixture.drainctl(&["migrate"]).run().assert_code(0);
-        let mut client = fixture.client();
-        for _ in 0..3 {
-            seed_run(&mut client, days_before_now(40), Some(days_before_now(40)), "drained", 0, None);
-        }
-        seed_run(&mut client, days_before_now(1), Some(days_before_now(1)), "drained", 0, None);
+        let (fixture, mut client) = three_old_runs_and_a_new_one();
         client
             .batch_execute(&format!(
                 "INSERT INTO events (at, kind, message) VALUES (now() - interval '90 days', 'old_event', 'old');
