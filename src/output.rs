@@ -407,18 +407,7 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
     use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt};
 
     let shown = path.display();
-    // A folder link another user planted would have drainctl create its file wherever it
-    // points (its own folder of the path's links are the operator's).
-    if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
-        if let Some(owner) = foreign_link_owner(folder) {
-            return Err(Error::Config(format!(
-                "the folder {} of log file {shown} is a symbolic link that {}, and drainctl never writes \
-                 through another user's links; give {named_by} a path in a folder of yours",
-                folder.display(),
-                crate::ownership::foreign_owner(owner)
-            )));
-        }
-    }
+    refuse_foreign_links(path, named_by)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -467,13 +456,26 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
     Ok(file)
 }
 
-/// The owner of `folder` when it is a symbolic link neither this user nor root owns.
-fn foreign_link_owner(folder: &std::path::Path) -> Option<u32> {
+/// Refuse (78) a log file `path` whose folders, as written, include a symbolic link of
+/// another user than root and the one running drainctl: its owner would choose where
+/// drainctl creates folders and writes (the operator's own links, and root's, are
+/// followed).
+pub fn refuse_foreign_links(path: &std::path::Path, named_by: &str) -> crate::error::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
-    let metadata = std::fs::symlink_metadata(folder).ok()?;
-    let owner = metadata.uid();
-    (metadata.file_type().is_symlink() && owner != crate::ownership::effective_uid() && owner != 0)
-        .then_some(owner)
+    for folder in path.ancestors().skip(1).filter(|folder| !folder.as_os_str().is_empty()) {
+        let Ok(metadata) = std::fs::symlink_metadata(folder) else { continue };
+        let owner = metadata.uid();
+        if metadata.file_type().is_symlink() && owner != crate::ownership::effective_uid() && owner != 0 {
+            return Err(crate::error::Error::Config(format!(
+                "the folder {} of log file {} is a symbolic link that {}, and drainctl never writes \
+                 through another user's links; give {named_by} a path in folders of yours",
+                folder.display(),
+                path.display(),
+                crate::ownership::foreign_owner(owner)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Clear `O_NONBLOCK` on a file opened with it.
@@ -498,6 +500,7 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::DirBuilderExt;
 
+    refuse_foreign_links(path, "--log-file")?;
     if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).map_err(|error| {
             // A file where a folder of the path should be cannot be fixed by creating it.

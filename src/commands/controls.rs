@@ -77,8 +77,9 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
             let human = match pause.was_paused_since {
                 None => format!("{name}: paused; `drainctl resume {undo}` undoes it"),
                 Some(since) => format!(
-                    "{name}: already paused since {}; note: {}; `drainctl resume {undo}` undoes it",
+                    "{name}: already paused since {}; note{}: {}; `drainctl resume {undo}` undoes it",
                     crate::output::local_minute(since, zone),
+                    if pause.note == pause.previous_note { "" } else { " now" },
                     crate::output::escape_controls(pause.note.as_deref().unwrap_or("none"))
                 ),
             };

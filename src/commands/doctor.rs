@@ -900,9 +900,10 @@ fn check_drain_log_folders(checks: &mut Checks, config: &Config) {
 }
 
 /// Who besides this user and root may change the program at `path`, which drainctl runs
-/// (often as root), in words with the fix: the file's owner or every user (or its group),
-/// or anyone who may replace it in its folder (one without the sticky bit). None when
-/// nobody may.
+/// (often as root), in words with the fix: the file's owner, every user or a group other
+/// than root's; or anyone who may replace it in its folder — the folder it is named in
+/// and, for a link, the one it resolves to — unless that folder is sticky (`/tmp`). None
+/// when nobody may.
 fn others_may_change_program(path: &Path) -> Option<String> {
     use crate::ownership::{foreign_owner, other_writer, OtherWriter};
     use std::os::unix::fs::MetadataExt as _;
@@ -917,29 +918,40 @@ fn others_may_change_program(path: &Path) -> Option<String> {
         Some(OtherWriter::Owner { uid }) => {
             return Some(format!("{shown} {}, who may change what drainctl runs: chown it", foreign_owner(uid)))
         }
-        None if metadata.mode() & 0o020 != 0 => {
+        None if metadata.mode() & 0o020 != 0 && metadata.gid() != 0 => {
             return Some(format!(
-                "{shown} may be changed by its group (mode {:04o}), and drainctl runs it: chmod g-w {shown}",
+                "{shown} may be changed by its group (gid {}, mode {:04o}), and drainctl runs it: chmod g-w {shown}",
+                metadata.gid(),
                 metadata.mode() & 0o7777
             ))
         }
         None => {}
     }
-    let folder = path.parent()?;
-    let folder_metadata = std::fs::metadata(folder).ok()?;
-    let is_sticky = folder_metadata.mode() & 0o1000 != 0;
-    match other_writer(&folder_metadata).filter(|_| !is_sticky) {
-        Some(OtherWriter::EveryUser { mode }) => Some(format!(
-            "{shown} is in {}, where every user may replace it (mode {mode:04o}): move it, or chmod o-w the folder",
-            folder.display()
-        )),
-        Some(OtherWriter::Owner { uid }) => Some(format!(
-            "{shown} is in {}, which {}, who may replace it: move it, or chown the folder",
-            folder.display(),
-            foreign_owner(uid)
-        )),
-        None => None,
-    }
+    let named_in = path.parent().map(Path::to_path_buf);
+    let resolved_in = std::fs::canonicalize(path).ok().and_then(|real| real.parent().map(Path::to_path_buf));
+    [named_in, resolved_in].into_iter().flatten().find_map(|folder| {
+        let metadata = std::fs::metadata(&folder).ok()?;
+        if metadata.mode() & 0o1000 != 0 {
+            return None;
+        }
+        let folder_shown = folder.display();
+        match other_writer(&metadata) {
+            Some(OtherWriter::EveryUser { mode }) => Some(format!(
+                "{shown} is in {folder_shown}, where every user may replace it (mode {mode:04o}): move it, or \
+                 chmod o-w the folder"
+            )),
+            Some(OtherWriter::Owner { uid }) => Some(format!(
+                "{shown} is in {folder_shown}, which {}, who may replace it: move it, or chown the folder",
+                foreign_owner(uid)
+            )),
+            None if metadata.mode() & 0o020 != 0 && metadata.gid() != 0 => Some(format!(
+                "{shown} is in {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
+                 the folder",
+                metadata.gid()
+            )),
+            None => None,
+        }
+    })
 }
 
 /// Whether users other than this one (and root) may create entries in `dir`.

@@ -117,15 +117,20 @@ pub fn pull_back_checkpoints(
     Ok(())
 }
 
-/// Whether `host` started a run, or fired a supervise pass, stamped after `after`: its
-/// clock went back since.
-pub fn host_stamped_after(client: &mut impl GenericClient, host: &str, after: DateTime<Utc>) -> Result<bool> {
+/// The database server's clock, and whether `host` started a run, or fired a supervise
+/// pass, stamped after `after`: its clock went back since.
+pub fn host_stamped_after(
+    client: &mut impl GenericClient,
+    host: &str,
+    after: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, bool)> {
     let row = client.query_one(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE started_at > $2 AND host = $1)
+        "SELECT now(),
+                EXISTS (SELECT 1 FROM runs WHERE started_at > $2 AND host = $1)
              OR EXISTS (SELECT 1 FROM supervisor_passes WHERE fired_at > $2 AND host = $1)",
         &[&host, &after],
     )?;
-    Ok(row.get(0))
+    Ok((row.get(0), row.get(1)))
 }
 
 /// After an item that did not complete: the worker is gone, and the item's end is a

@@ -17,8 +17,8 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// A run of this host whose last checkpoint is stamped more than a minute ahead of `now`
-/// counts it as one at `now` — written back (unless a dry run; a row another transaction
+/// With this host's clock right ([`read`]): a run of this host whose last checkpoint is
+/// stamped more than a minute ahead of `now` counts it as one at `now` — written back (unless a dry run; a row another transaction
 /// holds is left for the next pass), so that its silence counts from this pass.
 pub(super) fn pull_back_checkpoints(
     client: &mut Client,
@@ -46,14 +46,28 @@ pub(super) fn pull_back_checkpoints(
     Ok(())
 }
 
-/// Whether this host's clock went back: one of its runs, or of its supervise passes, is
-/// stamped more than a minute ahead of `now`.
-pub(super) fn this_host_went_back(client: &mut Client, now: DateTime<Utc>) -> Result<bool> {
-    let host = crate::worker::process::host_name();
-    crate::db::runs::host_stamped_after(client, &host, now + crate::clock::WENT_BACK_TOLERANCE)
+/// This host's clock as a pass finds it.
+pub(super) struct ClockState {
+    /// It agrees with the database server's, within the tolerance: a clock wrongly set
+    /// back (a virtual machine restored from a snapshot, a host booted before its time
+    /// was set) must not count what the right clock stamped as ahead. An injected clock
+    /// (`DRAINCTL_NOW`, tests) is taken as right.
+    pub is_right: bool,
+    /// It went back: one of this host's runs, or of its supervise passes, is stamped more
+    /// than a minute ahead of `now`.
+    pub went_back: bool,
 }
 
-/// When this host's clock went back: a backoff whose hit is stamped more than a minute
+pub(super) fn read(client: &mut Client, now: DateTime<Utc>, is_injected: bool) -> Result<ClockState> {
+    let host = crate::worker::process::host_name();
+    let tolerance = crate::clock::WENT_BACK_TOLERANCE;
+    let (server_now, went_back) = crate::db::runs::host_stamped_after(client, &host, now + tolerance)?;
+    let is_right = is_injected || (now - server_now).abs() <= tolerance;
+    Ok(ClockState { is_right, went_back })
+}
+
+/// When this host's clock went back and is right now ([`read`]): a backoff whose hit is
+/// stamped more than a minute
 /// ahead of `now` counts from `now`: the hit's instants move back by as much — a wait
 /// until a stated instant can only come sooner, and a call then meets the limit again if
 /// it stands. Written back (unless a dry run) only over the row as read, and not when
@@ -90,7 +104,8 @@ pub(super) fn pull_back_backoffs(
     Ok(())
 }
 
-/// When this host's clock went back: a pending item of `drains` last changed more than a
+/// When this host's clock went back and is right now ([`read`]): a pending item of
+/// `drains` last changed more than a
 /// minute ahead of `now` (enqueued, given back after a limit, retried) has its
 /// availability moved back by as much, so that an item available then is available now
 /// and a retry delay stays as long. The items of each drain available now by it: written

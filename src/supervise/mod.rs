@@ -233,10 +233,11 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // Decided as of the scans' end: an item they enqueued is available by then, and is
     // started by this pass (docs/operations.md).
     let decided_at = if scans.is_empty() { fired_at } else { clock.now().max(fired_at) };
-    let (mut snapshots, unconfigured) = match take_snapshot(client, config, decided_at, args.dry_run) {
-        Ok(taken) => taken,
-        Err(error) => return Err(snapshot_failed(client, outbox, clock, &interrupted, error)),
-    };
+    let (mut snapshots, unconfigured) =
+        match take_snapshot(client, config, decided_at, clock.is_injected(), args.dry_run) {
+            Ok(taken) => taken,
+            Err(error) => return Err(snapshot_failed(client, outbox, clock, &interrupted, error)),
+        };
     interrupted.check(client, outbox, clock, "it ended crashed and hung runs and started drains")?;
     // End what must end first, then decide the starts on what that left.
     let mut decisions = plan_recovery(&snapshots, decided_at, zone);

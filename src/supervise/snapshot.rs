@@ -72,6 +72,7 @@ pub(super) fn take_snapshot<'a>(
     client: &mut Client,
     config: &'a Config,
     now: DateTime<Utc>,
+    is_clock_injected: bool,
     dry_run: bool,
 ) -> Result<(Vec<DrainSnapshot<'a>>, Vec<RunSnapshot>)> {
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
@@ -80,15 +81,17 @@ pub(super) fn take_snapshot<'a>(
     }
     let controls = read_controls(client, &names)?;
     let mut runs = running_runs(client, None)?;
-    super::clock_went_back::pull_back_checkpoints(client, &mut runs, now, dry_run)?;
+    // What this host stamped while its clock ran ahead, when it went back since.
+    let clock = super::clock_went_back::read(client, now, is_clock_injected)?;
+    if clock.is_right {
+        super::clock_went_back::pull_back_checkpoints(client, &mut runs, now, dry_run)?;
+    }
     // Only a running run is judged by it: no round trip for a pass with none.
     let server_started_at = if runs.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
     let mut backoff_rows = read_group_backoffs(client, &groups)?;
-    // What this host stamped while its clock ran ahead, when it went back since.
-    let went_back = super::clock_went_back::this_host_went_back(client, now)?;
     let mut pulled_forward = std::collections::HashMap::new();
-    if went_back {
+    if clock.is_right && clock.went_back {
         super::clock_went_back::pull_back_backoffs(client, &mut backoff_rows, now, dry_run)?;
         pulled_forward = super::clock_went_back::pull_back_items(client, &names, now, dry_run)?;
     }

@@ -72,6 +72,16 @@ fn a_log_file_or_folder_link_of_another_user_is_refused() {
         refused.stderr
     );
     assert!(!target.join("drain.log").exists());
+    // Higher up the path too, and before any folder is created through it.
+    let deeper = link.join("sub/drain.log");
+    let refused = fixture.drainctl(&["supervise", "--log-file", deeper.to_str().unwrap()]).run();
+    refused.assert_code(78);
+    assert!(
+        refused.stderr.contains("is a symbolic link that belongs to nobody (uid 65534)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!target.join("sub").exists());
     assert_eq!(fixture.item("docs", "a").0, "pending");
 }
 

@@ -242,35 +242,43 @@ fn a_pass_yields_to_a_working_higher_priority_drain_and_ends_after_max_wait() {
 }
 
 #[test]
-fn an_item_that_just_met_a_limit_does_not_make_a_lower_drain_yield() {
+fn an_item_that_met_a_limit_twice_in_a_row_does_not_make_a_lower_drain_yield() {
     // A higher drain whose only items left keep reading as a limit (poison items) took the
     // first call of every window, and the lower drain, yielding to it, never ran: no
     // success between the hits, so they were never charged, and the group's quota went
-    // unused. Before, low yielded here.
+    // unused. An item that met the window's end once is still the higher drain's: it is
+    // first after the reset.
     let fixture = Fixture::new(&config("max_wait = \"0s\"", "priority = 5\nmax_wait = \"0s\""), NOW);
     fixture.enqueue("high", &[("p".into(), json!({ "steps": [{ "err": LIMIT }, { "exit": 1 }] }))]);
+    fixture.enqueue("low", &[("l1".into(), json!("fine")), ("l2".into(), json!("fine"))]);
+    let gate = fixture.path("gate");
+    let held = || json!({ "steps": [{ "wait_for_file": gate }, { "out": "done" }] });
+    // high works on another item while p waits its turn (available at `p_at`); low then
+    // claims at `low_at` and does `low_done` items.
+    let round = |key: &str, p_at: &str, low_at: &str, low_done: i64| {
+        fixture.enqueue("high", &[(key.into(), held())]);
+        fixture
+            .client()
+            .execute("UPDATE items SET available_at = $1::text::timestamptz WHERE key = 'p'", &[&p_at])
+            .unwrap();
+        let high = fixture.drainctl(&["drain", "high", "--json"]).spawn();
+        wait_until("high to work", Duration::from_secs(30), || fixture.item("high", key).0 == "running");
+        fixture.set_now(low_at);
+        let low = fixture.drainctl(&["drain", "low", "--json"]).run();
+        low.assert_code(0);
+        assert_eq!(low.json()["items_done"], low_done, "{}", low.stdout);
+        std::fs::write(&gate, "").unwrap();
+        // high's pass then meets p's limit (again).
+        ended(high).assert_code(0);
+        std::fs::remove_file(&gate).unwrap();
+    };
     fixture.drainctl(&["drain", "high"]).run().assert_code(0);
     assert_eq!(fixture.item("high", "p").0, "pending");
-    // high works on another item while p, its last attempt a limit, waits its turn.
     fixture.set_now("2026-11-27T10:00:40Z");
-    let gate = fixture.path("gate");
-    fixture.enqueue(
-        "high",
-        &[("h1".into(), json!({ "steps": [{ "wait_for_file": gate }, { "out": "done" }] }))],
-    );
-    fixture
-        .client()
-        .execute("UPDATE items SET available_at = '2026-11-27T10:00:45Z' WHERE key = 'p'", &[])
-        .unwrap();
-    let high = fixture.drainctl(&["drain", "high", "--json"]).spawn();
-    wait_until("high to work on h1", Duration::from_secs(30), || fixture.item("high", "h1").0 == "running");
-    fixture.set_now("2026-11-27T10:00:50Z");
-    fixture.enqueue("low", &[("l1".into(), json!("fine"))]);
-    let low = fixture.drainctl(&["drain", "low", "--json"]).run();
-    low.assert_code(0);
-    assert_eq!(low.json()["items_done"], 1, "{}", low.stdout);
-    std::fs::write(&gate, "").unwrap();
-    ended(high).assert_code(0);
+    round("h1", "2026-11-27T10:00:45Z", "2026-11-27T10:00:50Z", 0);
+    // Twice in a row now, where nothing else met a limit. Before, low yielded here.
+    fixture.set_now("2026-11-27T10:02:00Z");
+    round("h2", "2026-11-27T10:02:05Z", "2026-11-27T10:02:10Z", 2);
 }
 
 #[test]

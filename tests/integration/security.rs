@@ -68,6 +68,18 @@ fn doctor_warns_of_a_worker_or_notifier_another_user_may_change() {
     };
     assert!(warning("worker").contains("may be changed by every user (mode 0777)"), "{checks:?}");
     assert!(warning("notify_command").contains("where every user may replace it"), "{checks:?}");
+    // Named by a link in a folder of root's: the folder it resolves to counts too.
+    let link = fixture.path("notify-link.sh");
+    std::os::unix::fs::symlink(&notifier, &link).unwrap();
+    let config =
+        std::fs::read_to_string(&fixture.config_path).unwrap().replace("shared/notify.sh", "notify-link.sh");
+    std::fs::write(&fixture.config_path, config).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    let linked = doctor.json()["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|check| check["check"] == "notify_command").cloned())
+        .unwrap_or_default();
+    assert_eq!(linked["status"], "warn", "{linked}");
     // Owner-only: ok again.
     std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -1258,6 +1258,8 @@ fn pausing_a_paused_drain_keeps_its_note_and_when_it_was_paused() {
     fixture.drainctl(&["pause", "docs", "--note", "two\nlines\tand a tab"]).run().assert_code(0);
     let shown = fixture.drainctl(&["pause", "docs"]).run().stdout;
     assert!(shown.contains("note: two\\nlines\\tand a tab; "), "{shown}");
+    let changed = fixture.drainctl(&["pause", "docs", "--note", "reindexing"]).run().stdout;
+    assert!(changed.contains("; note now: reindexing; "), "{changed}");
 }
 
 #[test]
