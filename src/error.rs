@@ -256,7 +256,7 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Remember a secret (the database password) so that it is never printed.
 /// With the forms it takes when a client prints it: its `%XX` escapes in lower case
 /// (`%c3%a9` is `%C3%A9`); percent-encoded whole, as Python's `quote` (which leaves `/`)
-/// and `quote_plus` and JavaScript's `encodeURI` write it, in either case of hex; as a JSON string's inside with
+/// and `quote_plus` and JavaScript's `encodeURI` and `encodeURIComponent` write it, in either case of hex; as a JSON string's inside with
 /// ASCII escapes in either case (`"S\u00e9cr\u20act"`, Python's `json.dumps`; Jackson's
 /// `\u00E9`) and with `/` as `\/` (PHP's `json_encode`); and as a `.pgpass` field
 /// (`\:` and `\\`).
@@ -276,6 +276,7 @@ pub fn register_secret(secret: &str) {
         percent_encoded(secret, "/"),
         percent_encoded(secret, "").replace("%20", "+"),
         percent_encoded(secret, ";,/?:@&=+$#!'()*"),
+        percent_encoded(secret, "!'()*"),
         secret.replace('\\', "\\\\").replace(':', "\\:"),
     ];
     if let Ok(mut secrets) = SECRETS.lock() {
@@ -490,9 +491,12 @@ mod tests {
             ("Jackson", "q7Vd/Lk2+Zp9 Xw8R:S\\u00E9\\\\=="),
             ("a .pgpass field", "q7Vd/Lk2+Zp9 Xw8R\\:Sé\\\\=="),
             ("JavaScript's encodeURI", "q7Vd/Lk2+Zp9%20Xw8R:S%C3%A9%5C=="),
+            ("encodeURIComponent", "q7Vd%2FLk2%2BZp9%20Xw8R%3AS%C3%A9%5C%3D%3D"),
         ] {
             assert_eq!(scrub(&format!("said {printed} here")), "said *** here", "{form}");
         }
+        register_secret("Zx9 k!m(wJ");
+        assert_eq!(scrub("said Zx9%20k!m(wJ here"), "said *** here", "encodeURIComponent keeps !'()*");
     }
 
     #[test]

@@ -456,26 +456,21 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
     Ok(file)
 }
 
-/// Refuse (78) a log file `path` whose folders, as written, include a symbolic link of
-/// another user than root and the one running drainctl: its owner would choose where
-/// drainctl creates folders and writes (the operator's own links, and root's, are
-/// followed).
+/// Refuse (78) a log file `path` that resolves through a symbolic link of another user
+/// than root and the one running drainctl — in its folders as written or inside a link's
+/// target: its owner would choose where drainctl creates folders and writes (the
+/// operator's own links, and root's, are followed).
 pub fn refuse_foreign_links(path: &std::path::Path, named_by: &str) -> crate::error::Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    for folder in path.ancestors().skip(1).filter(|folder| !folder.as_os_str().is_empty()) {
-        let Ok(metadata) = std::fs::symlink_metadata(folder) else { continue };
-        let owner = metadata.uid();
-        if metadata.file_type().is_symlink() && owner != crate::ownership::effective_uid() && owner != 0 {
-            return Err(crate::error::Error::Config(format!(
-                "the folder {} of log file {} is a symbolic link that {}, and drainctl never writes \
-                 through another user's links; give {named_by} a path in folders of yours",
-                folder.display(),
-                path.display(),
-                crate::ownership::foreign_owner(owner)
-            )));
-        }
+    match crate::ownership::foreign_link_on_the_way(path) {
+        None => Ok(()),
+        Some((link, owner)) => Err(crate::error::Error::Config(format!(
+            "log file {} resolves through {}, a symbolic link that {}, and drainctl never writes through \
+             another user's links; give {named_by} a path through folders of yours",
+            path.display(),
+            link.display(),
+            crate::ownership::foreign_owner(owner)
+        ))),
     }
-    Ok(())
 }
 
 /// Clear `O_NONBLOCK` on a file opened with it.

@@ -76,9 +76,81 @@ pub fn other_writer(metadata: &std::fs::Metadata) -> Option<OtherWriter> {
     }
 }
 
+/// The symbolic links resolving `path` goes through, as the kernel meets them: those of
+/// its folders and its own, and those inside the links' targets, each by its own path
+/// (at most 40, as the kernel follows). Stops at the first name that does not exist yet.
+pub fn links_on_the_way(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::collections::VecDeque;
+    use std::path::{Component, PathBuf};
+    const MAX_LINKS: usize = 40;
+    let mut links = Vec::new();
+    let mut resolved = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+    };
+    let owned = |path: &std::path::Path| -> VecDeque<std::ffi::OsString> {
+        path.components()
+            .filter_map(|part| match part {
+                Component::Normal(name) => Some(name.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending = owned(path);
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let next = resolved.join(&name);
+        let Ok(metadata) = std::fs::symlink_metadata(&next) else { break };
+        if !metadata.file_type().is_symlink() {
+            resolved = next;
+            continue;
+        }
+        if links.len() == MAX_LINKS {
+            break;
+        }
+        let Ok(target) = std::fs::read_link(&next) else { break };
+        links.push(next);
+        if target.is_absolute() {
+            resolved = PathBuf::from("/");
+        }
+        let mut ahead = owned(&target);
+        ahead.extend(pending);
+        pending = ahead;
+    }
+    links
+}
+
+/// The first symbolic link resolving `path` goes through that neither this user nor root
+/// owns, with its owner: whoever owns it chooses where the path leads.
+pub fn foreign_link_on_the_way(path: &std::path::Path) -> Option<(std::path::PathBuf, u32)> {
+    let euid = effective_uid();
+    links_on_the_way(path).into_iter().find_map(|link| {
+        let owner = std::fs::symlink_metadata(&link).ok()?.uid();
+        (owner != euid && owner != 0).then_some((link, owner))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_found_in_folders_and_inside_links_targets() {
+        let root = std::env::temp_dir().join(format!("drainctl-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("inner")).unwrap();
+        std::os::unix::fs::symlink("inner", root.join("outer")).unwrap();
+        let links = links_on_the_way(&root.join("outer/sub/new/file.log"));
+        assert_eq!(links, [root.join("outer"), root.join("inner")]);
+        assert!(links_on_the_way(&root.join("real/sub/file.log")).is_empty());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn a_user_is_named_by_login_and_uid_and_an_unknown_one_by_uid() {

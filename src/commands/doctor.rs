@@ -901,9 +901,9 @@ fn check_drain_log_folders(checks: &mut Checks, config: &Config) {
 
 /// Who besides this user and root may change the program at `path`, which drainctl runs
 /// (often as root), in words with the fix: the file's owner, every user or a group other
-/// than root's; or anyone who may replace it in its folder — the folder it is named in
-/// and, for a link, the one it resolves to — unless that folder is sticky (`/tmp`). None
-/// when nobody may.
+/// than root's; or anyone who may replace it in its folder — the folder it is named in,
+/// those of the links on the way, and the one it resolves to — unless that folder is
+/// sticky (`/tmp`). None when nobody may.
 fn others_may_change_program(path: &Path) -> Option<String> {
     use crate::ownership::{foreign_owner, other_writer, OtherWriter};
     use std::os::unix::fs::MetadataExt as _;
@@ -918,7 +918,7 @@ fn others_may_change_program(path: &Path) -> Option<String> {
         Some(OtherWriter::Owner { uid }) => {
             return Some(format!("{shown} {}, who may change what drainctl runs: chown it", foreign_owner(uid)))
         }
-        None if metadata.mode() & 0o020 != 0 && metadata.gid() != 0 => {
+        None if metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => {
             return Some(format!(
                 "{shown} may be changed by its group (gid {}, mode {:04o}), and drainctl runs it: chmod g-w {shown}",
                 metadata.gid(),
@@ -927,9 +927,14 @@ fn others_may_change_program(path: &Path) -> Option<String> {
         }
         None => {}
     }
+    // The folder it is named in, those of the links on the way to it, and the one it
+    // resolves to: who may replace an entry in any of them chooses what runs.
     let named_in = path.parent().map(Path::to_path_buf);
+    let links_in = crate::ownership::links_on_the_way(path)
+        .into_iter()
+        .filter_map(|link| link.parent().map(Path::to_path_buf));
     let resolved_in = std::fs::canonicalize(path).ok().and_then(|real| real.parent().map(Path::to_path_buf));
-    [named_in, resolved_in].into_iter().flatten().find_map(|folder| {
+    named_in.into_iter().chain(links_in).chain(resolved_in).find_map(|folder| {
         let metadata = std::fs::metadata(&folder).ok()?;
         if metadata.mode() & 0o1000 != 0 {
             return None;
@@ -944,7 +949,7 @@ fn others_may_change_program(path: &Path) -> Option<String> {
                 "{shown} is in {folder_shown}, which {}, who may replace it: move it, or chown the folder",
                 foreign_owner(uid)
             )),
-            None if metadata.mode() & 0o020 != 0 && metadata.gid() != 0 => Some(format!(
+            None if metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => Some(format!(
                 "{shown} is in {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
                  the folder",
                 metadata.gid()
@@ -952,6 +957,13 @@ fn others_may_change_program(path: &Path) -> Option<String> {
             None => None,
         }
     })
+}
+
+/// Root's group, and the group drainctl runs as (a user's own private group, as a
+/// `umask 002` system gives its folders): members of another may change what it runs.
+fn is_trusted_group(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    gid == 0 || gid == unsafe { libc::getegid() }
 }
 
 /// Whether users other than this one (and root) may create entries in `dir`.

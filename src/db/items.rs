@@ -528,8 +528,8 @@ macro_rules! claim_after_controls_steps {
 
 /// The drain of the group the claimer yields to, after `controls_step` ($3 now, $8 to
 /// $11 the claimer's priority and its rivals, see `claim_core_steps`): one that ranks
-/// higher, is not paused, has a live run and an available item whose last two attempts
-/// did not both meet a limit (docs/rate-limits.md, "Priority within a group") — and
+/// higher, is not paused, has a live run and an available item whose last three attempts
+/// did not all meet a limit (docs/rate-limits.md, "Priority within a group") — and
 /// `$also`, the
 /// claim's own condition (that the claimer has an item too; none for the check of an
 /// item already claimed ahead).
@@ -549,16 +549,16 @@ macro_rules! ahead_step {
                                AND o.last_checkpoint_at >= $3 - make_interval(secs => r.liveness_seconds))
                 AND EXISTS (SELECT 1 FROM items i
                              WHERE i.drain = r.name AND i.state = 'pending' AND i.available_at <= $3
-                               -- not one whose last two attempts met a limit: a poison
+                               -- not one whose last three attempts met a limit: a poison
                                -- item would take the first call of every window (a
-                               -- healthy one that met the window's end once is first
-                               -- after the reset, and works)
+                               -- healthy one that met a window's end once or twice —
+                               -- claimed ahead into a spent window — is still counted)
                                AND CASE WHEN i.last_quota_hit_attempt IS NULL THEN true
-                                        ELSE (SELECT count(*) FILTER (WHERE l.outcome = 'quota_hit') < 2
+                                        ELSE (SELECT count(*) FILTER (WHERE l.outcome = 'quota_hit') < 3
                                                 FROM (SELECT outcome FROM attempts l
                                                        WHERE l.item_id = i.id
                                                          AND l.outcome IS DISTINCT FROM 'not_started'
-                                                       ORDER BY l.id DESC LIMIT 2) l) END)",
+                                                       ORDER BY l.id DESC LIMIT 3) l) END)",
             $also,
             "
               ORDER BY 3 DESC, 2 DESC, 1

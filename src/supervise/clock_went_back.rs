@@ -18,8 +18,9 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 }
 
 /// With this host's clock right ([`read`]): a run of this host whose last checkpoint is
-/// stamped more than a minute ahead of `now` counts it as one at `now` — written back (unless a dry run; a row another transaction
-/// holds is left for the next pass), so that its silence counts from this pass.
+/// stamped more than a minute ahead of `now` counts it as one at `now` — written back
+/// (unless a dry run; a row another transaction holds is left for the next pass), so that
+/// its silence counts from this pass.
 pub(super) fn pull_back_checkpoints(
     client: &mut Client,
     runs: &mut [RunRow],
@@ -58,6 +59,7 @@ pub(super) struct ClockState {
     pub went_back: bool,
 }
 
+/// Read [`ClockState`] at `now`, in one round trip.
 pub(super) fn read(client: &mut Client, now: DateTime<Utc>, is_injected: bool) -> Result<ClockState> {
     let host = crate::worker::process::host_name();
     let tolerance = crate::clock::WENT_BACK_TOLERANCE;
@@ -67,11 +69,10 @@ pub(super) fn read(client: &mut Client, now: DateTime<Utc>, is_injected: bool) -
 }
 
 /// When this host's clock went back and is right now ([`read`]): a backoff whose hit is
-/// stamped more than a minute
-/// ahead of `now` counts from `now`: the hit's instants move back by as much — a wait
-/// until a stated instant can only come sooner, and a call then meets the limit again if
-/// it stands. Written back (unless a dry run) only over the row as read, and not when
-/// another transaction holds it.
+/// stamped more than a minute ahead of `now` counts from `now`: the hit's instants move
+/// back by as much — a wait until a stated instant can only come sooner, and a call then
+/// meets the limit again if it stands. Written back (unless a dry run) only over the row
+/// as read, and not when another transaction holds it.
 pub(super) fn pull_back_backoffs(
     client: &mut Client,
     rows: &mut [BackoffRow],
@@ -105,10 +106,9 @@ pub(super) fn pull_back_backoffs(
 }
 
 /// When this host's clock went back and is right now ([`read`]): a pending item of
-/// `drains` last changed more than a
-/// minute ahead of `now` (enqueued, given back after a limit, retried) has its
-/// availability moved back by as much, so that an item available then is available now
-/// and a retry delay stays as long. The items of each drain available now by it: written
+/// `drains` last changed more than a minute ahead of `now` (enqueued, given back after a
+/// limit, retried) has its availability moved back by as much, so that an item available
+/// then is available now and a retry delay stays as long. The items of each drain available now by it: written
 /// back, or in a dry run only counted.
 pub(super) fn pull_back_items(
     client: &mut Client,

@@ -67,7 +67,7 @@ fn a_log_file_or_folder_link_of_another_user_is_refused() {
     let refused = fixture.drainctl(&["drain", "docs", "--log-file", through.to_str().unwrap()]).run();
     refused.assert_code(78);
     assert!(
-        refused.stderr.contains("is a symbolic link that belongs to nobody (uid 65534)"),
+        refused.stderr.contains("a symbolic link that belongs to nobody (uid 65534)"),
         "{}",
         refused.stderr
     );
@@ -77,7 +77,19 @@ fn a_log_file_or_folder_link_of_another_user_is_refused() {
     let refused = fixture.drainctl(&["supervise", "--log-file", deeper.to_str().unwrap()]).run();
     refused.assert_code(78);
     assert!(
-        refused.stderr.contains("is a symbolic link that belongs to nobody (uid 65534)"),
+        refused.stderr.contains("a symbolic link that belongs to nobody (uid 65534)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!target.join("sub").exists());
+    // And through a link of root's that leads to one of that user's.
+    let roots = fixture.path("roots-link");
+    std::os::unix::fs::symlink(&link, &roots).unwrap();
+    let relayed = roots.join("sub/drain.log");
+    let refused = fixture.drainctl(&["supervise", "--log-file", relayed.to_str().unwrap()]).run();
+    refused.assert_code(78);
+    assert!(
+        refused.stderr.contains("a symbolic link that belongs to nobody (uid 65534)"),
         "{}",
         refused.stderr
     );

@@ -242,13 +242,15 @@ fn a_pass_yields_to_a_working_higher_priority_drain_and_ends_after_max_wait() {
 }
 
 #[test]
-fn an_item_that_met_a_limit_twice_in_a_row_does_not_make_a_lower_drain_yield() {
+fn an_item_that_met_a_limit_three_times_in_a_row_does_not_make_a_lower_drain_yield() {
     // A higher drain whose only items left keep reading as a limit (poison items) took the
     // first call of every window, and the lower drain, yielding to it, never ran: no
     // success between the hits, so they were never charged, and the group's quota went
-    // unused. An item that met the window's end once is still the higher drain's: it is
-    // first after the reset.
-    let fixture = Fixture::new(&config("max_wait = \"0s\"", "priority = 5\nmax_wait = \"0s\""), NOW);
+    // unused. An item that met a window's end once or twice (claimed ahead into a spent
+    // window) is still the higher drain's.
+    // (Never charged here, as in a group where nothing succeeds between its hits.)
+    let high = "priority = 5\nmax_wait = \"0s\"\npoison_after = 0";
+    let fixture = Fixture::new(&config("max_wait = \"0s\"", high), NOW);
     fixture.enqueue("high", &[("p".into(), json!({ "steps": [{ "err": LIMIT }, { "exit": 1 }] }))]);
     fixture.enqueue("low", &[("l1".into(), json!("fine")), ("l2".into(), json!("fine"))]);
     let gate = fixture.path("gate");
@@ -276,9 +278,11 @@ fn an_item_that_met_a_limit_twice_in_a_row_does_not_make_a_lower_drain_yield() {
     assert_eq!(fixture.item("high", "p").0, "pending");
     fixture.set_now("2026-11-27T10:00:40Z");
     round("h1", "2026-11-27T10:00:45Z", "2026-11-27T10:00:50Z", 0);
-    // Twice in a row now, where nothing else met a limit. Before, low yielded here.
     fixture.set_now("2026-11-27T10:02:00Z");
-    round("h2", "2026-11-27T10:02:05Z", "2026-11-27T10:02:10Z", 2);
+    round("h2", "2026-11-27T10:02:05Z", "2026-11-27T10:02:10Z", 0);
+    // Three times in a row now, where nothing else met a limit. Before, low yielded here.
+    fixture.set_now("2026-11-27T10:04:00Z");
+    round("h3", "2026-11-27T10:04:05Z", "2026-11-27T10:04:10Z", 2);
 }
 
 #[test]

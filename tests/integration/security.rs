@@ -80,6 +80,19 @@ fn doctor_warns_of_a_worker_or_notifier_another_user_may_change() {
         .and_then(|checks| checks.iter().find(|check| check["check"] == "notify_command").cloned())
         .unwrap_or_default();
     assert_eq!(linked["status"], "warn", "{linked}");
+    // A link on the way that sits in a folder every user may write: it may be replaced.
+    let owner_only = fixture.path("owner-only");
+    std::fs::create_dir(&owner_only).unwrap();
+    let real = owner_only.join("notify.sh");
+    std::fs::copy(&notifier, &real).unwrap();
+    std::fs::remove_file(shared.join("notify.sh")).unwrap();
+    std::os::unix::fs::symlink(&real, shared.join("notify.sh")).unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    let hop = doctor.json()["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|check| check["check"] == "notify_command").cloned())
+        .unwrap_or_default();
+    assert_eq!(hop["status"], "warn", "{hop}");
     // Owner-only: ok again.
     std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
