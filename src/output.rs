@@ -90,6 +90,12 @@ impl Report {
     }
 }
 
+/// An instant as RFC 3339 to the second, in UTC (`2026-11-27T10:00:20Z`): how a message
+/// states an exact instant.
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// `1 drain`, `2 drains`: a count with its noun, `s` added unless it is one.
 pub fn counted(count: impl TryInto<i64>, noun: &str) -> String {
     let count = count.try_into().unwrap_or(i64::MAX);

@@ -10,6 +10,12 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The group drainctl runs as (its effective gid).
+pub fn effective_gid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
 /// The user `uid` as a refusal names it: `drainsvc (uid 1001)`, or `uid 1001` when the
 /// system's user database has no name for it.
 pub fn user_named(uid: u32) -> String {

@@ -962,8 +962,7 @@ fn others_may_change_program(path: &Path) -> Option<String> {
 /// Root's group, and the group drainctl runs as (a user's own private group, as a
 /// `umask 002` system gives its folders): members of another may change what it runs.
 fn is_trusted_group(gid: u32) -> bool {
-    // SAFETY: getegid has no preconditions and cannot fail.
-    gid == 0 || gid == unsafe { libc::getegid() }
+    gid == 0 || gid == crate::ownership::effective_gid()
 }
 
 /// Whether users other than this one (and root) may create entries in `dir`.

@@ -1078,6 +1078,9 @@ mod tests {
         // Named as an operator would look for it. Before: "/etc/drainctl/./bin/w".
         assert_eq!(config.drains[0].command[0], "/etc/drainctl/bin/w");
         assert_eq!(config.defaults.notify_command, Some(vec!["/etc/drainctl/bin/notify".to_string()]));
+        // A trailing slash names a folder, which `exec` refuses: it is kept to say so.
+        let folder = resolve("[[drain]]\nname = \"a\"\ncommand = [\"./bin/w/\"]\n").unwrap();
+        assert_eq!(folder.drains[0].command[0], "/etc/drainctl/./bin/w/");
         assert_eq!(config.drains[0].workdir, Some(PathBuf::from("/etc/drainctl/work")));
     }
 

@@ -201,7 +201,6 @@ pub fn clear_attention_backoffs(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Every backoff row of these groups, all accounts (one query).
 /// Write `row`'s instants over those of `before`, the same group and account as read —
 /// unless the row changed since (a new hit) or another transaction holds it (see
 /// `supervise::clock_went_back`).
@@ -228,6 +227,7 @@ pub fn pull_back(client: &mut impl GenericClient, before: &BackoffRow, row: &Bac
     Ok(())
 }
 
+/// Every backoff row of these groups, all accounts (one query).
 pub fn read_group_backoffs(client: &mut impl GenericClient, groups: &[String]) -> Result<Vec<BackoffRow>> {
     let rows = client.query(
         "SELECT quota_group, account, backoff_until, rule, reset_at, reason, observed_at, suspected_at,

@@ -1569,20 +1569,27 @@ pub fn pull_back_availability(
     limit: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<HashMap<String, u32>> {
-    const AHEAD: &str = "SELECT id, drain, available_at - (updated_at - $2) AS available_at FROM items
-                          WHERE drain = ANY($1) AND state = 'pending' AND updated_at > $3";
+    // The pending items changed ahead, with their availability moved back.
+    macro_rules! ahead {
+        () => {
+            "SELECT id, drain, available_at - (updated_at - $2) AS available_at FROM items
+              WHERE drain = ANY($1) AND state = 'pending' AND updated_at > $3"
+        };
+    }
     let sql = if dry_run {
-        format!("SELECT drain, count(*) FROM ({AHEAD}) ahead WHERE available_at <= $2 GROUP BY drain")
+        concat!("SELECT drain, count(*) FROM (", ahead!(), ") ahead WHERE available_at <= $2 GROUP BY drain")
     } else {
-        format!(
-            "WITH ahead AS ({AHEAD} FOR UPDATE SKIP LOCKED),
+        concat!(
+            "WITH ahead AS (",
+            ahead!(),
+            " FOR UPDATE SKIP LOCKED),
              moved AS (
                  UPDATE items i SET available_at = a.available_at, updated_at = $2
                    FROM ahead a WHERE i.id = a.id)
              SELECT drain, count(*) FROM ahead WHERE available_at <= $2 GROUP BY drain"
         )
     };
-    let rows = client.query(&sql, &[&drains, &now, &limit])?;
+    let rows = client.query(sql, &[&drains, &now, &limit])?;
     Ok(rows
         .iter()
         .map(|row| (row.get::<_, String>(0), u32::try_from(row.get::<_, i64>(1)).unwrap_or(u32::MAX)))

@@ -7,6 +7,20 @@ use postgres::types::ToSql;
 use postgres::GenericClient;
 
 use crate::error::Result;
+use crate::output::rfc3339;
+
+/// Whether taking a charge back makes its item (`i`, with its charge `c`) pending again:
+/// it is dead, its attempts still count the charge (no retry or replace reset them since:
+/// `uncount_charges`), and the attempt given back leaves it one to spare by its drain's
+/// `max_attempts` (the statement's parameter `$max`).
+macro_rules! revives {
+    ($max:literal) => {
+        concat!(
+            "i.state = 'dead' AND coalesce(i.attempts >= c.attempts_at_charge, false) AND i.attempts - 1 < ",
+            $max
+        )
+    };
+}
 
 /// Count a quota hit of `item_id` by `run_id` towards its streak (docs/rate-limits.md,
 /// "Poison items") and return the streak: one more than before when the item's previous
@@ -289,9 +303,10 @@ pub fn revivals_at_window_end(
             continue;
         }
         let revives = client.query_opt(
-            &format!(
-                "SELECT {} FROM items i JOIN open_charges c ON c.item_id = i.id WHERE c.attempt_id = $1",
-                revives("$2")
+            concat!(
+                "SELECT ",
+                revives!("$2"),
+                " FROM items i JOIN open_charges c ON c.item_id = i.id WHERE c.attempt_id = $1"
             ),
             &[&open.attempt_id, &max_attempts_of(&charge.drain)],
         )?;
@@ -404,14 +419,6 @@ fn judge(
     Ok(Verdict::TakeBack(why))
 }
 
-/// Whether taking a charge back makes its item (`i`, with its charge `c`) pending again:
-/// it is dead, its attempts still count the charge (no retry or replace reset them since:
-/// `uncount_charges`), and the attempt given back leaves it one to spare by its drain's
-/// `max_attempts` (the parameter `max_attempts`).
-fn revives(max_attempts: &str) -> String {
-    format!("i.state = 'dead' AND coalesce(i.attempts >= c.attempts_at_charge, false) AND i.attempts - 1 < {max_attempts}")
-}
-
 /// The attempts of `item_ids` were just reset (`retry`, `enqueue --replace`, a changed
 /// source file): their open charges no longer count an attempt, so a take-back gives the
 /// item nothing back — neither an attempt nor, if it is dead again, its life (it died on
@@ -436,11 +443,13 @@ fn refund(
     // them since: `uncount_charges`); the item's later open charges then count one
     // attempt fewer too.
     let row = client.query_opt(
-        &format!(
+        concat!(
             "WITH target AS (
              SELECT i.id, coalesce(i.attempts >= c.attempts_at_charge, false) AS counted, c.quota_group,
                     (SELECT error FROM attempts WHERE id = $1) AS charged_error,
-                    {revives} AS revives,
+                    ",
+            revives!("$5"),
+            " AS revives,
                     NOT EXISTS (SELECT 1 FROM attempts l WHERE l.item_id = i.id AND l.id > $1) AS was_last
                FROM items i JOIN open_charges c ON c.attempt_id = $1 WHERE i.id = $2),
          attempt AS (
@@ -465,8 +474,7 @@ fn refund(
              RETURNING i.key, i.drain, coalesce(t.revives, false) AS revives, t.quota_group, t.counted)
          SELECT item.key, item.drain, item.revives, attempt.attempt, attempt.run_id, item.quota_group,
                 item.counted
-           FROM item, attempt",
-            revives = revives("$5")
+           FROM item, attempt"
         ),
         &[&attempt_id, &item_id, &note, &now, &max_attempts],
     )?;
@@ -481,8 +489,4 @@ fn refund(
         given_back: row.get(6),
         why,
     }))
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -117,20 +117,21 @@ pub fn pull_back_checkpoints(
     Ok(())
 }
 
-/// The database server's clock, and whether `host` started a run, or fired a supervise
-/// pass, stamped after `after`: its clock went back since.
-pub fn host_stamped_after(
+/// The database server's clock and its start (`pg_postmaster_start_time`), and whether
+/// `host` started a run, or fired a supervise pass, stamped after `after`: its clock went
+/// back since. One round trip.
+pub fn server_clock_and_host_stamped_after(
     client: &mut impl GenericClient,
     host: &str,
     after: DateTime<Utc>,
-) -> Result<(DateTime<Utc>, bool)> {
+) -> Result<(DateTime<Utc>, DateTime<Utc>, bool)> {
     let row = client.query_one(
-        "SELECT now(),
+        "SELECT now(), pg_postmaster_start_time(),
                 EXISTS (SELECT 1 FROM runs WHERE started_at > $2 AND host = $1)
              OR EXISTS (SELECT 1 FROM supervisor_passes WHERE fired_at > $2 AND host = $1)",
         &[&host, &after],
     )?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 /// After an item that did not complete: the worker is gone, and the item's end is a

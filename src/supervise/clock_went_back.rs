@@ -12,10 +12,7 @@ use postgres::Client;
 use crate::db::backoffs::BackoffRow;
 use crate::db::runs::RunRow;
 use crate::error::Result;
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use crate::output::rfc3339;
 
 /// With this host's clock right ([`read`]): a run of this host whose last checkpoint is
 /// stamped more than a minute ahead of `now` counts it as one at `now` — written back
@@ -47,7 +44,7 @@ pub(super) fn pull_back_checkpoints(
     Ok(())
 }
 
-/// This host's clock as a pass finds it.
+/// This host's clock as a pass finds it, and the database server's start.
 pub(super) struct ClockState {
     /// It agrees with the database server's, within the tolerance: a clock wrongly set
     /// back (a virtual machine restored from a snapshot, a host booted before its time
@@ -57,15 +54,19 @@ pub(super) struct ClockState {
     /// It went back: one of this host's runs, or of its supervise passes, is stamped more
     /// than a minute ahead of `now`.
     pub went_back: bool,
+    /// When the database server started: no run could record a checkpoint while it was
+    /// down (see `supervise::plan::silence_started_at`).
+    pub server_started_at: DateTime<Utc>,
 }
 
 /// Read [`ClockState`] at `now`, in one round trip.
 pub(super) fn read(client: &mut Client, now: DateTime<Utc>, is_injected: bool) -> Result<ClockState> {
     let host = crate::worker::process::host_name();
     let tolerance = crate::clock::WENT_BACK_TOLERANCE;
-    let (server_now, went_back) = crate::db::runs::host_stamped_after(client, &host, now + tolerance)?;
+    let (server_now, server_started_at, went_back) =
+        crate::db::runs::server_clock_and_host_stamped_after(client, &host, now + tolerance)?;
     let is_right = is_injected || (now - server_now).abs() <= tolerance;
-    Ok(ClockState { is_right, went_back })
+    Ok(ClockState { is_right, went_back, server_started_at })
 }
 
 /// When this host's clock went back and is right now ([`read`]): a backoff whose hit is

@@ -86,8 +86,8 @@ pub(super) fn take_snapshot<'a>(
     if clock.is_right {
         super::clock_went_back::pull_back_checkpoints(client, &mut runs, now, dry_run)?;
     }
-    // Only a running run is judged by it: no round trip for a pass with none.
-    let server_started_at = if runs.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
+    // Only a running run is judged by it.
+    let server_started_at = (!runs.is_empty()).then_some(clock.server_started_at);
     let groups: Vec<String> = config.quota_groups.iter().map(|g| g.name.clone()).collect();
     let mut backoff_rows = read_group_backoffs(client, &groups)?;
     let mut pulled_forward = std::collections::HashMap::new();

@@ -57,15 +57,18 @@ fn doctor_warns_of_a_worker_or_notifier_another_user_may_change() {
     let notifier = shared.join("notify.sh");
     std::fs::write(&notifier, "#!/bin/sh\ncat >/dev/null\n").unwrap();
     std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
-    let checks = doctor.json()["checks"].as_array().cloned().unwrap_or_default();
-    let warning = |name: &str| {
-        checks
-            .iter()
-            .find(|check| check["check"] == name && check["status"] == "warn")
-            .map(|check| check["message"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default()
+    // doctor's check `name` as (status, message).
+    let check = |name: &str| -> (String, String) {
+        let doctor = fixture.drainctl(&["doctor", "--json"]).run().json();
+        let found = doctor["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|check| check["check"] == name).cloned())
+            .unwrap_or_default();
+        let text = |field: &str| found[field].as_str().unwrap_or_default().to_string();
+        (text("status"), text("message"))
     };
+    let warning = |name: &str| Some(check(name)).filter(|(status, _)| status == "warn").unwrap_or_default().1;
+    let checks = (check("worker"), check("notify_command"));
     assert!(warning("worker").contains("may be changed by every user (mode 0777)"), "{checks:?}");
     assert!(warning("notify_command").contains("where every user may replace it"), "{checks:?}");
     // Named by a link in a folder of root's: the folder it resolves to counts too.
@@ -74,12 +77,8 @@ fn doctor_warns_of_a_worker_or_notifier_another_user_may_change() {
     let config =
         std::fs::read_to_string(&fixture.config_path).unwrap().replace("shared/notify.sh", "notify-link.sh");
     std::fs::write(&fixture.config_path, config).unwrap();
-    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
-    let linked = doctor.json()["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|check| check["check"] == "notify_command").cloned())
-        .unwrap_or_default();
-    assert_eq!(linked["status"], "warn", "{linked}");
+    let linked = check("notify_command");
+    assert_eq!(linked.0, "warn", "{linked:?}");
     // A link on the way that sits in a folder every user may write: it may be replaced.
     let owner_only = fixture.path("owner-only");
     std::fs::create_dir(&owner_only).unwrap();
@@ -87,23 +86,13 @@ fn doctor_warns_of_a_worker_or_notifier_another_user_may_change() {
     std::fs::copy(&notifier, &real).unwrap();
     std::fs::remove_file(shared.join("notify.sh")).unwrap();
     std::os::unix::fs::symlink(&real, shared.join("notify.sh")).unwrap();
-    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
-    let hop = doctor.json()["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|check| check["check"] == "notify_command").cloned())
-        .unwrap_or_default();
-    assert_eq!(hop["status"], "warn", "{hop}");
+    let hop = check("notify_command");
+    assert_eq!(hop.0, "warn", "{hop:?}");
     // Owner-only: ok again.
     std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
-    let checks = doctor.json()["checks"].as_array().cloned().unwrap_or_default();
-    let statuses: Vec<String> = checks
-        .iter()
-        .filter(|check| check["check"] == "worker" || check["check"] == "notify_command")
-        .map(|check| check["status"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(statuses, ["ok", "ok"], "{checks:?}");
+    let statuses = [check("worker").0, check("notify_command").0];
+    assert_eq!(statuses, ["ok", "ok"], "{statuses:?}");
 }
 
 #[test]
