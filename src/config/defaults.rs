@@ -62,6 +62,8 @@ pub const DEFAULT_PRIORITY: i32 = 0;
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
 pub const DEFAULT_RETRY_BACKOFF: RetryBackoff = RetryBackoff { base: MINUTE, max: HOUR.saturating_mul(6) };
 pub const DEFAULT_CONCURRENCY: u32 = 1;
+/// The most passes of one drain at once: `concurrency` is 1 to this.
+pub const MAX_CONCURRENCY: u32 = 64;
 pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_STDERR_TAIL_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_SOURCE_GLOB: &str = "**/*";

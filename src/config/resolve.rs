@@ -782,7 +782,13 @@ fn resolve_pass_limits(raw: &RawDrain, scope: &DrainScope) -> Result<PassLimits>
         )?,
         max_attempts: count(&raw.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS, 1, 1000)?,
         poison_after: poison_after(&raw.poison_after, &scope.key("poison_after"), source)?,
-        concurrency: count(&raw.concurrency, "concurrency", DEFAULT_CONCURRENCY, 1, 64)?,
+        concurrency: count(
+            &raw.concurrency,
+            "concurrency",
+            DEFAULT_CONCURRENCY,
+            1,
+            i64::from(MAX_CONCURRENCY),
+        )?,
         max_result_bytes: bytes(
             &raw.max_result_bytes,
             "max_result_bytes",

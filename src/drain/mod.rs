@@ -423,10 +423,21 @@ fn finished_event(pass: &Pass, status: RunStatus, note: &str) -> Event {
 }
 
 /// Take the first free concurrency slot of the drain; the lock lives as long as the
-/// connection, so a crashed pass frees its slot automatically.
+/// connection, so a crashed pass frees its slot automatically. Passes started before
+/// `concurrency` was lowered may hold slots above it: a slot is kept only while the
+/// slots held in all, this one included, are at most `concurrency`.
 fn take_slot(client: &mut Client, drain_id: i32, concurrency: u32) -> Result<Option<u32>> {
     for slot in 0..concurrency {
-        if try_advisory_lock(client, drain_slot_key(drain_id, slot))? {
+        let key = drain_slot_key(drain_id, slot);
+        if try_advisory_lock(client, key)? {
+            let every_slot: Vec<i64> = (0..crate::config::defaults::MAX_CONCURRENCY)
+                .map(|slot| drain_slot_key(drain_id, slot))
+                .collect();
+            let held = crate::db::held_advisory_locks(client, &every_slot)?.len();
+            if held > concurrency as usize {
+                crate::db::advisory_unlock(client, key)?;
+                return Ok(None);
+            }
             return Ok(Some(slot));
         }
     }

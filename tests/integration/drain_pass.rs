@@ -754,6 +754,38 @@ fn a_second_pass_with_no_free_slot_is_lock_skipped() {
 }
 
 #[test]
+fn a_pass_started_under_a_higher_concurrency_still_counts_after_it_is_lowered() {
+    let fixture = Fixture::new(&config("concurrency = 2\nmax_items_per_pass = 1\n"), NOW);
+    let (go_first, go_second) = (fixture.path("go-first"), fixture.path("go-second"));
+    let mut started = Vec::new();
+    let mut items = Vec::new();
+    for (key, go) in [("a", &go_first), ("b", &go_second), ("c", &go_first)] {
+        let touched = fixture.path(&format!("started-{key}"));
+        items.push((key.to_string(), steps(json!([{ "touch": touched }, { "wait_for_file": go }]))));
+        started.push(touched);
+    }
+    fixture.enqueue("docs", &items);
+    let first = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the first worker to start", Duration::from_secs(20), || started[0].exists());
+    let second = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the second worker to start", Duration::from_secs(20), || started[1].exists());
+    // The operator lowers concurrency to 1; the first pass, in slot 0, ends.
+    fixture.write_config(&config("concurrency = 1\nmax_items_per_pass = 1\n"));
+    std::fs::write(&go_first, "").unwrap();
+    finished(first.wait_with_output().unwrap()).assert_code(0);
+    // The second pass, in slot 1, still runs: it is the one pass concurrency 1 allows.
+    let third = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    third.assert_code(0);
+    assert_eq!(third.json()["status"], "lock_skipped", "{}", third.stdout);
+    assert!(!started[2].exists(), "a third item started beside the second pass");
+    std::fs::write(&go_second, "").unwrap();
+    finished(second.wait_with_output().unwrap()).assert_code(0);
+    // With the second pass gone, the slot is free again.
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    assert_eq!(fixture.item("docs", "c").0, "done");
+}
+
+#[test]
 fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     let fixture = Fixture::new(&config(""), NOW);
     let (pass, worker_pid) = hang_in_the_second_item(&fixture, "first", "a");
