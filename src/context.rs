@@ -36,6 +36,32 @@ impl Context {
 }
 
 impl Context {
+    /// The configured drain called `name`, for a command that needs its settings. A drain
+    /// the database still knows (its `[[drain]]` table removed or renamed) is refused with
+    /// a line that says so and how to bring it back; any other name with the usual
+    /// "unknown drain" error.
+    pub fn configured_drain(&mut self, name: &str) -> Result<&crate::config::DrainConfig> {
+        if self.config.drain(name).is_err() && crate::db::drains::drain_row_exists(&mut self.client, name)? {
+            let file = match &self.config.path {
+                Some(path) => format!(" ({})", path.display()),
+                None => String::new(),
+            };
+            return Err(crate::error::Error::Usage(format!(
+                "drain {name:?} is in the database but not in the configuration{file}: its [[drain]] \
+                 table was removed or renamed; add a [[drain]] table named {name:?} back to run, \
+                 enqueue or retry its items"
+            )));
+        }
+        self.config.drain(name)
+    }
+
+    /// The drain called `name` for a switch (`pause`, `resume`, `burst off`): a configured one, or one
+    /// that has left the configuration and still has its row — a pass it started before
+    /// may still be running, and a pause stops it (docs/operations.md, "Status").
+    pub fn switchable_drain(&mut self, name: &str) -> Result<String> {
+        self.history_drain(name)
+    }
+
     /// A `--drain NAME` filter of a history command: a configured drain, or one that has
     /// left the configuration but still has rows; otherwise the usual "unknown drain" error.
     pub fn history_drain(&mut self, name: &str) -> Result<String> {

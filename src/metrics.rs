@@ -106,6 +106,7 @@ pub fn render_metrics(
     let [backoff, attention] = group_families(client, config)?;
     let [pass_at, pass_duration, generated] = supervisor_families(client, now)?;
     let [finished, starts, hits, cost, tokens] = counter_families(client, config)?;
+    let unconfigured = unconfigured_family(client, &names)?;
 
     let DrainFamilies {
         items: items_family,
@@ -120,6 +121,7 @@ pub fn render_metrics(
     let mut out = String::new();
     for family in [
         items_family,
+        unconfigured,
         backoff,
         attention,
         burst,
@@ -333,6 +335,21 @@ impl DrainFamilies {
             self.burst_will_finish.sample(vec![("drain", name.clone())], if finishes { 1.0 } else { 0.0 });
         }
     }
+}
+
+/// The items waiting in drains that have left the configuration: a series per state
+/// (pending, running) of each such drain with work (docs/operations.md, "Status").
+fn unconfigured_family(client: &mut impl GenericClient, configured: &[String]) -> Result<Family> {
+    let mut family = Family::new(
+        "drainctl_unconfigured_drain_items",
+        "Pending and running items of a drain that has no [[drain]] table in the configuration: nothing starts a pass of it.",
+    );
+    for (drain, counts, _) in items::unconfigured_with_work(client, configured)? {
+        for (state, count) in [("pending", counts.pending), ("running", counts.running)] {
+            family.sample(vec![("drain", drain.clone()), ("state", state.to_string())], count as f64);
+        }
+    }
+    Ok(family)
 }
 
 /// The backoff and needs-attention families: one series per account of each quota group.

@@ -59,7 +59,7 @@ pub fn resolve_deadline(
 }
 
 fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
-    let name = ctx.config.drain(&args.name)?.name.clone();
+    let name = ctx.configured_drain(&args.name)?.name.clone();
     let defaults = &ctx.config.defaults;
     let now = ctx.clock.now();
     let zone = defaults.timezone;
@@ -168,7 +168,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
 }
 
 fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
-    let name = ctx.config.drain(&args.name)?.name.clone();
+    let name = ctx.switchable_drain(&args.name)?;
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
     let was = in_transaction(&mut ctx.client, |tx| {

@@ -16,9 +16,9 @@ use crate::model::EventKind;
 use crate::output::Report;
 
 /// The drains a command acts on: the one named, or with `--all` every configured one.
-fn chosen_drains(ctx: &Context, name: Option<&str>, is_all: bool) -> Result<Vec<String>> {
+fn chosen_drains(ctx: &mut Context, name: Option<&str>, is_all: bool) -> Result<Vec<String>> {
     match name {
-        Some(name) if !is_all => Ok(vec![ctx.config.drain(name)?.name.clone()]),
+        Some(name) if !is_all => Ok(vec![ctx.switchable_drain(name)?]),
         _ => Ok(ctx.config.drains.iter().map(|drain| drain.name.clone()).collect()),
     }
 }

@@ -29,7 +29,7 @@ use crate::output::Report;
 pub const MAX_PAYLOAD_BYTES: usize = (1 << 28) - 1;
 
 pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
-    let drain = ctx.config.drain(&args.name)?.name.clone();
+    let drain = ctx.configured_drain(&args.name)?.name.clone();
     let input = match (&args.key, &args.payload) {
         (Some(key), Some(payload)) => {
             let payload: Value = serde_json::from_str(payload).map_err(|error| {

@@ -23,7 +23,7 @@ use crate::output::Report;
 pub const EVENT_KEY_LIMIT: usize = 100;
 
 pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
-    let drain = ctx.config.drain(&args.name)?.name.clone();
+    let drain = ctx.configured_drain(&args.name)?.name.clone();
     let now = ctx.clock.now();
     // Losing a deadlock to another command (an `enqueue --replace` locking the same items
     // in another order) rolls the whole retry back; it is run again (docs/guarantees.md).

@@ -8,6 +8,7 @@ use crate::output::Report;
 use crate::sources::scan;
 
 pub fn run(ctx: &mut Context, args: &ScanArgs) -> Result<Report> {
+    ctx.configured_drain(&args.name)?;
     let drain = ctx.config.drain(&args.name)?;
     let report = scan(&mut ctx.client, &ctx.outbox, drain, &ctx.clock, !args.no_budget)?;
     let human = format!("{}: {}\n{}", report.drain, report.summary(), report.detail_lines());

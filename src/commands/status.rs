@@ -131,6 +131,8 @@ pub(crate) struct UnconfiguredDrain {
     drain: String,
     pending: i64,
     running: i64,
+    /// Its passes still running, started before its table left the configuration.
+    running_passes: i64,
 }
 
 impl UnconfiguredDrain {
@@ -141,9 +143,22 @@ impl UnconfiguredDrain {
         if self.running > 0 {
             counts.push(format!("{} running", self.running));
         }
+        let passes = match self.running_passes {
+            0 => String::new(),
+            1 => format!(
+                "its pass still running goes on with the settings it read until it ends \
+                 (`drainctl pause {}` stops it before its next item); after that, ",
+                self.drain
+            ),
+            n => format!(
+                "its {n} passes still running go on with the settings they read until they end \
+                 (`drainctl pause {}` stops them before their next item); after that, ",
+                self.drain
+            ),
+        };
         format!(
             "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
-             nothing runs them until a [[drain]] table of that name is added back",
+             {passes}nothing runs them until a [[drain]] table of that name is added back",
             self.drain,
             counts.join(", ")
         )
@@ -155,7 +170,12 @@ pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Resul
     let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
     Ok(crate::db::items::unconfigured_with_work(client, &names)?
         .into_iter()
-        .map(|(drain, counts)| UnconfiguredDrain { drain, pending: counts.pending, running: counts.running })
+        .map(|(drain, counts, running_passes)| UnconfiguredDrain {
+            drain,
+            pending: counts.pending,
+            running: counts.running,
+            running_passes,
+        })
         .collect())
 }
 

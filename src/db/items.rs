@@ -1644,19 +1644,30 @@ fn drain_and_counts(row: &Row) -> (String, StateCounts) {
 }
 
 /// Drains with items waiting (pending or running) that are not among `configured`: a
-/// drain renamed or removed from the configuration, whose backlog nothing will run.
+/// drain renamed or removed from the configuration, whose backlog nothing will run once
+/// its passes still running (the third of each) have ended.
 pub fn unconfigured_with_work(
     client: &mut impl GenericClient,
     configured: &[String],
-) -> Result<Vec<(String, StateCounts)>> {
+) -> Result<Vec<(String, StateCounts, i64)>> {
     let rows = client.query(
-        "SELECT drain, sum(pending)::bigint, sum(running)::bigint, sum(done)::bigint, sum(dead)::bigint,
-                sum(skipped_missing)::bigint
-           FROM item_counts WHERE drain <> ALL($1) GROUP BY drain
-         HAVING sum(pending) + sum(running) > 0 ORDER BY drain",
+        "SELECT c.drain, c.pending, c.running, c.done, c.dead, c.skipped_missing,
+                (SELECT count(*) FROM runs r WHERE r.drain = c.drain AND r.status = 'running')
+           FROM (SELECT drain, sum(pending)::bigint AS pending, sum(running)::bigint AS running,
+                        sum(done)::bigint AS done, sum(dead)::bigint AS dead,
+                        sum(skipped_missing)::bigint AS skipped_missing
+                   FROM item_counts WHERE drain <> ALL($1) GROUP BY drain
+                 HAVING sum(pending) + sum(running) > 0) AS c
+          ORDER BY c.drain",
         &[&configured],
     )?;
-    Ok(rows.iter().map(drain_and_counts).collect())
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let (drain, counts) = drain_and_counts(row);
+            (drain, counts, row.get(6))
+        })
+        .collect())
 }
 
 /// One line of `items NAME`.

@@ -1161,11 +1161,60 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let json = fixture.drainctl(&["status", "--json"]).run().json();
     assert_eq!(
         json["unconfigured_drains"],
-        serde_json::json!([{"drain": "old", "pending": 2, "running": 0}])
+        serde_json::json!([{"drain": "old", "pending": 2, "running": 0, "running_passes": 0}])
     );
     let doctor = fixture.drainctl(&["doctor"]).run();
     doctor.assert_code(0);
     assert!(doctor.stdout.contains(&format!("warn  drains: {expected}")), "{}", doctor.stdout);
+    // Metrics carry the backlog nothing starts (alert DrainctlDrainNotConfigured).
+    let metrics = fixture.drainctl(&["metrics"]).run();
+    metrics.assert_code(0);
+    assert!(
+        metrics.stdout.contains("drainctl_unconfigured_drain_items{drain=\"old\",state=\"pending\"} 2\n"),
+        "{}",
+        metrics.stdout
+    );
+    // Commands that need its settings say why they cannot run it, and how to bring it back.
+    for args in [
+        vec!["drain", "old"],
+        vec!["enqueue", "old", "--key", "c", "--payload", "{}"],
+        vec!["retry", "old", "--dead"],
+        vec!["scan", "old"],
+    ] {
+        let refused = fixture.drainctl(&args).run();
+        refused.assert_code(64);
+        assert!(
+            refused.stderr.contains("drain \"old\" is in the database but not in the configuration (",)
+                && refused.stderr.contains("add a [[drain]] table named \"old\" back"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    let unknown = fixture.drainctl(&["drain", "never"]).run();
+    unknown.assert_code(64);
+    assert!(unknown.stderr.contains("unknown drain \"never\"; known: docs"), "{}", unknown.stderr);
+    // A pass it started before still runs: status says so, and a pause reaches it.
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO runs (drain, status, trigger, host, pid, started_at, last_checkpoint_at)
+             VALUES ('old', 'running', 'manual', 'elsewhere', 1, now(), now())",
+            &[],
+        )
+        .unwrap();
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(
+        status.stdout.contains(
+            "no [[drain]] table in the configuration: its pass still running goes on with the settings \
+             it read until it ends (`drainctl pause old` stops it before its next item); after that, nothing runs them"
+        ),
+        "{}",
+        status.stdout
+    );
+    fixture.drainctl(&["pause", "old", "--note", "removed"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE name = 'old' AND paused_at IS NOT NULL"), 1);
+    fixture.drainctl(&["resume", "old"]).run().assert_code(0);
+    fixture.client().execute("DELETE FROM runs WHERE drain = 'old'", &[]).unwrap();
     // Done items are history, not a backlog: no warning for them.
     fixture
         .client()
