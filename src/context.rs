@@ -31,6 +31,7 @@ impl Context {
         let database = config.require_database_url()?;
         let mut client = crate::db::connect(database)?;
         crate::migrate::ensure_current(&mut client, &outbox, lock_timeout, clock.now())?;
+        crate::output::errors_are_recordable();
         Ok(Context { config, clock, client, outbox })
     }
 }

@@ -335,9 +335,56 @@ pub fn record_lost_log_lines(
     crate::db::events::record_event_or_log(client, outbox, &event, now);
 }
 
-/// A failure's one line on stderr: `drainctl: …`, dated when the output is.
+/// A failure's one line on stderr: `drainctl: …`, dated when the output is. A failure
+/// before the database could record anything (a configuration that does not load, a
+/// server that cannot be reached) of a pass writing to `--log-file` is also told on the
+/// stderr the process started with, when that is another file: no event, no notifier and
+/// no log reader hears of it otherwise, and cron mails it (docs/operations.md, "Who hears
+/// of errors").
 pub fn say_failure(error: &crate::error::Error) {
     say_on_stderr(&format!("{}drainctl: {}", line_date(), error.final_line()));
+    if !ERRORS_RECORDABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(mut starting) = STARTING_STDERR.get() {
+            use std::io::Write as _;
+            let line = format!("drainctl: {}", error.final_line());
+            let _ = writeln!(starting, "{}", escape_controls(&line));
+        }
+    }
+}
+
+/// The stderr this process started with, when `--log-file` took its place and it is
+/// another file (see [`say_failure`]).
+static STARTING_STDERR: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Set once the command is connected and its schema current: from then on its failures
+/// can be recorded as events.
+static ERRORS_RECORDABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The command reached its database: a failure from now on can be recorded.
+pub fn errors_are_recordable() {
+    ERRORS_RECORDABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Keep a copy of stderr before `log` takes its place, unless it is `log` already (a
+/// drain `supervise` started writes to its log file from the start).
+fn keep_starting_stderr(log: &std::fs::File) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: fcntl duplicates this process's stderr onto a new close-on-exec descriptor,
+    // which the File below then owns alone.
+    let copy = unsafe { libc::fcntl(libc::STDERR_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    if copy == -1 {
+        return;
+    }
+    // SAFETY: `copy` was just created and nothing else owns it.
+    let starting = unsafe { std::fs::File::from_raw_fd(copy) };
+    let is_log = match (starting.metadata(), log.metadata()) {
+        (Ok(starting), Ok(log)) => starting.dev() == log.dev() && starting.ino() == log.ino(),
+        _ => true,
+    };
+    if !is_log {
+        let _ = STARTING_STDERR.set(starting);
+    }
 }
 
 /// Write `line` (and a newline) to stderr, with its control characters escaped. A stderr
@@ -520,6 +567,7 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
         })?;
     }
     let file = open_log_file(path, "--log-file")?;
+    keep_starting_stderr(&file);
     for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
         // SAFETY: dup2 onto the standard descriptors of this process; `file` stays open
         // for the call.

@@ -39,6 +39,29 @@ fn supervise_log_file_creates_its_folder_owner_only_and_appends_dated_lines() {
 }
 
 #[test]
+fn a_pass_that_cannot_load_its_configuration_says_so_on_the_stderr_cron_mails_too() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    let log = fixture.path("supervise.log");
+    let broken = format!("{}max_atempts = 3\n", config("FAKE_WORKER", ""));
+    fixture.write_config(&broken);
+    let pass = fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run();
+    pass.assert_code(78);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("unknown field `max_atempts`"), "in the log: {logged}");
+    assert!(
+        pass.stderr.starts_with("drainctl: ") && pass.stderr.contains("unknown field `max_atempts`"),
+        "{}",
+        pass.stderr
+    );
+    assert_eq!(pass.stderr.lines().count(), 1, "{}", pass.stderr);
+    // Once the pass reached its database, its failures are its events: cron stays quiet.
+    fixture.write_config(&config("/nonexistent/worker", ""));
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    let pass = fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run();
+    assert_eq!(pass.stderr, "", "exit {:?}", pass.code);
+}
+
+#[test]
 fn a_log_file_or_folder_link_of_another_user_is_refused() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
