@@ -72,6 +72,74 @@ pub(super) fn explain_at_header(text: &str, offset: usize, message: &str) -> Opt
     })
 }
 
+/// An unknown key (`unknown field `max_atempts`, expected one of …`, the parser's message,
+/// placed at the key) said with its table named, as [`describe`] names it, and the
+/// expected key nearest to it suggested: `drain "zeta": unknown field `max_atempts` (did
+/// you mean `max_attempts`?), expected one of …`.
+pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
+    // Inside an inline table (`source = { dir = "d", globs = "*" }`): that key's table.
+    let inline = text[line_start..offset]
+        .split_once('=')
+        .filter(|(_, rest)| rest.trim_start().starts_with('{'))
+        .and_then(|(outer, _)| bare_key(outer));
+    let (header, header_end) = last_header(&text[..line_start]).unwrap_or_default();
+    let table_name = || name_in_table(&text[header_end..]);
+    let (top, nested) = match header.split_once('.') {
+        Some((top, rest)) => (top.to_string(), Some(rest.to_string())),
+        None => (header.clone(), None),
+    };
+    let inner = [nested, inline].into_iter().flatten().collect::<Vec<_>>().join(".");
+    let table = match top.as_str() {
+        "drain" => Some(match table_name() {
+            Some(name) => format!("drain {name:?}"),
+            None => "[[drain]]".to_string(),
+        }),
+        "quota_group" => Some(match table_name() {
+            Some(name) => format!("quota group {name:?}"),
+            None => "[[quota_group]]".to_string(),
+        }),
+        "" | "defaults" if inner.is_empty() => (!top.is_empty()).then(|| format!("[{top}]")),
+        "" | "defaults" => None,
+        other => Some(format!("[{other}]")),
+    };
+    let prefix = match (table, inner.is_empty()) {
+        (Some(table), true) => format!("{table}: "),
+        (Some(table), false) => format!("{table}: {inner}: "),
+        (None, false) => format!("{inner}: "),
+        (None, true) => String::new(),
+    };
+    let nearest = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|key| (edit_distance(unknown, key), key))
+        .filter(|(distance, key)| *distance <= 2 && *distance < key.len() / 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, key)| format!(" (did you mean `{key}`?)"))
+        .unwrap_or_default();
+    Some(format!("{prefix}unknown field `{unknown}`{nearest}{expected}"))
+}
+
+/// Levenshtein distance between two keys (ASCII in practice; counted in chars).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// `KEY` from `KEY = ` (the value follows), `KEY = [...` (an element of its array) or
 /// `OUTER = { ..., KEY = ` (`OUTER.KEY`).
 fn key_before_value(prefix: &str) -> Option<String> {
@@ -161,6 +229,44 @@ mod tests {
 
     fn at(text: &str, value: &str) -> Option<String> {
         describe(text, text.find(value).unwrap())
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_table_and_the_key_it_was_likely_meant_to_be() {
+        let expected = ", expected one of `name`, `command`, `max_attempts`, `max_wait`";
+        let unknown = |text: &str, key: &str| {
+            explain_unknown_key(text, text.find(key).unwrap(), &format!("unknown field `{key}`{expected}"))
+        };
+        let drain =
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"zeta\"\nmax_atempts = 3\nbogus = 1\n";
+        assert_eq!(
+            unknown(drain, "max_atempts").unwrap(),
+            format!("drain \"zeta\": unknown field `max_atempts` (did you mean `max_attempts`?){expected}")
+        );
+        assert_eq!(
+            unknown(drain, "bogus").unwrap(),
+            format!("drain \"zeta\": unknown field `bogus`{expected}")
+        );
+        let inline = "[[drain]]\nname = \"a\"\nsource = { dir = \"d\", globs = \"*\" }\n";
+        assert_eq!(
+            unknown(inline, "globs").unwrap(),
+            format!("drain \"a\": source: unknown field `globs`{expected}")
+        );
+        assert_eq!(
+            unknown("[defaults]\ntimezon = 1\n", "timezon").unwrap(),
+            format!("[defaults]: unknown field `timezon`{expected}")
+        );
+        assert_eq!(
+            unknown("[defaults.retention]\nrun = 1\n", "run").unwrap(),
+            format!("retention: unknown field `run`{expected}")
+        );
+        assert_eq!(
+            unknown("databse = 1\n", "databse").unwrap(),
+            format!("unknown field `databse`{expected}")
+        );
+        assert_eq!(explain_unknown_key("x = 1\n", 0, "invalid type"), None);
+        assert_eq!(edit_distance("max_atempts", "max_attempts"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

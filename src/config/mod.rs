@@ -338,7 +338,9 @@ impl Config {
             let message = match error.span() {
                 Some(span) => match key_path::describe(text, span.start) {
                     Some(key) => format!("{key}: {message}"),
-                    None => key_path::explain_at_header(text, span.start, &message).unwrap_or(message),
+                    None => key_path::explain_unknown_key(text, span.start, &message)
+                        .or_else(|| key_path::explain_at_header(text, span.start, &message))
+                        .unwrap_or(message),
                 },
                 None => message,
             };
