@@ -102,6 +102,11 @@ pub struct HashAllowance<'c> {
 }
 
 impl<'c> HashAllowance<'c> {
+    /// The bytes and time it allows, when it is bounded by both.
+    pub fn limits(&self) -> Option<(u64, Duration)> {
+        self.max_bytes.zip(self.max_time)
+    }
+
     pub fn new(
         max_bytes: Option<u64>,
         max_time: Option<Duration>,

@@ -74,6 +74,9 @@ pub struct ScanReport {
     pub changed: u64,
     /// Known files left alone (including touched files whose content is the same).
     pub unchanged: u64,
+    /// Of those, files whose item named them in another folder (`source.dir` was
+    /// changed): the same content, so the item now names this one and keeps its state.
+    pub moved: u64,
     /// Known files found gone.
     pub missing: u64,
     /// Of those, pending items settled as skipped_missing.
@@ -141,6 +144,7 @@ impl ScanReport {
             new: 0,
             changed: 0,
             unchanged: 0,
+            moved: 0,
             missing: 0,
             skipped_missing: 0,
             deferred: 0,
@@ -168,7 +172,7 @@ impl ScanReport {
 
     /// Did the scan change the backlog?
     pub fn changed_anything(&self) -> bool {
-        self.new + self.changed + self.missing > 0
+        self.new + self.changed + self.moved + self.missing > 0
     }
 
     fn refuse(&mut self, path: String, reason: String) {
@@ -283,11 +287,12 @@ impl ScanReport {
             return format!("FAILED: {error}");
         }
         format!(
-            "{} new, {} changed, {} unchanged, {} missing ({} skipped), {} deferred, {} refused; \
+            "{} new, {} changed, {} unchanged{}, {} missing ({} skipped), {} deferred, {} refused; \
              {} hashed of {} files ({} bytes{}){}",
             self.new,
             self.changed,
             self.unchanged,
+            if self.moved > 0 { format!(" ({} in the new folder)", self.moved) } else { String::new() },
             self.missing,
             self.skipped_missing,
             self.deferred,
@@ -339,14 +344,7 @@ pub fn scan(
     } else {
         HashAllowance::new(None, None, &read_clock)
     };
-    let outcome =
-        scan_locked(client, outbox, drain, source, &root, &mut allowance, clock).map(|mut report| {
-            report.hash_budget = is_bounded.then_some(HashBudget {
-                max_bytes: source.max_hash_bytes_per_scan,
-                max_seconds: source.max_hash_seconds_per_scan.as_secs_f64(),
-            });
-            report
-        });
+    let outcome = scan_locked(client, outbox, drain, source, &root, &mut allowance, clock);
     let unlocked = advisory_unlock(client, key);
     let report = outcome?;
     unlocked?;
@@ -383,6 +381,9 @@ enum Plan {
     },
     /// Same content: record the new mtime (and that it is present again).
     Touched(Hashed),
+    /// Same content as the file its item names in another folder: the item names this
+    /// one from now on.
+    Moved(Hashed),
     Unchanged,
     /// Looked at again by the next scan; what to do with its saved hashing progress.
     Deferred(Deferral, ProgressChange),
@@ -422,6 +423,10 @@ fn scan_locked(
     clock: &crate::clock::Clock,
 ) -> Result<ScanReport> {
     let mut report = ScanReport::new(&drain.name, root, "done");
+    // Before the event is recorded, which carries it.
+    report.hash_budget = allowance
+        .limits()
+        .map(|(max_bytes, max_time)| HashBudget { max_bytes, max_seconds: max_time.as_secs_f64() });
     let resume_after = sources::resume_point(client, &drain.name)?;
     report.resumed_after = resume_after.clone();
     let after: Option<Vec<String>> = resume_after.as_deref().map(components);
@@ -483,7 +488,9 @@ fn plan_files(
     let mut known: HashMap<String, KnownFile> = HashMap::new();
     for chunk in found.chunks(BATCH) {
         let keys: Vec<String> = chunk.iter().map(|file| file.key.clone()).collect();
-        for file in sources::known_files(client, &drain.name, &keys)? {
+        for mut file in sources::known_files(client, &drain.name, &keys)? {
+            let here = format!("{}/{}", root.to_str().unwrap_or_default(), file.path);
+            file.moved = file.item_path.as_ref().is_some_and(|path| *path != here);
             known.insert(file.path.clone(), file);
         }
     }
@@ -629,6 +636,7 @@ fn finish_scan(
             "new": report.new,
             "changed": report.changed,
             "unchanged": report.unchanged,
+            "moved": report.moved,
             "missing": report.missing,
             "skipped_missing": report.skipped_missing,
             "deferred": report.deferred,
@@ -648,9 +656,11 @@ fn finish_scan(
     Ok(())
 }
 
-/// Must the file be read: it is new, or its size or mtime changed?
+/// Must the file be read: it is new, its size or mtime changed, or its item names a file
+/// of the same key in another folder (`source.dir` was changed; the new folder's file
+/// may differ whatever its size and mtime)?
 fn needs_hashing(file: &Candidate, known: Option<&KnownFile>) -> bool {
-    !known.is_some_and(|k| k.size == file.size && k.mtime == file.mtime)
+    !known.is_some_and(|k| k.size == file.size && k.mtime == file.mtime && !k.moved)
 }
 
 /// The saved progress of `file`, if it is for this very file as the walk saw it.
@@ -739,6 +749,7 @@ fn plan_file(
         Some(k) if k.item_state == Some(ItemState::SkippedMissing) => {
             Plan::Enqueue { is_new: false, file: hashed }
         }
+        Some(k) if k.moved => Plan::Moved(hashed),
         Some(_) => Plan::Touched(hashed),
     }
 }
@@ -777,16 +788,22 @@ fn apply(
             sources::record_file(client, &drain.name, &record(&file), false, now)?;
             report.unchanged += 1;
         }
+        Plan::Moved(file) => {
+            if file.had_progress {
+                sources::forget_hash_progress(client, &drain.name, &file.key)?;
+            }
+            // A running item's worker reads the old file: the next scan repoints it.
+            if items::repoint_source_item(client, &drain.name, &file.key, &payload_of(root, &file))? {
+                sources::record_file(client, &drain.name, &record(&file), false, now)?;
+                report.moved += 1;
+            }
+            report.unchanged += 1;
+        }
         Plan::Enqueue { is_new, file } => {
             if file.had_progress {
                 sources::forget_hash_progress(client, &drain.name, &file.key)?;
             }
-            let payload = json!({
-                "path": format!("{root}/{}", file.key),
-                "size": file.size,
-                "mtime": file.mtime.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                "sha256": file.sha256,
-            });
+            let payload = payload_of(root, &file);
             match items::enqueue_source_item(client, &drain.name, &file.key, &payload, is_new, now)? {
                 SourceEnqueue::Enqueued => {
                     sources::record_file(client, &drain.name, &record(&file), true, now)?;
@@ -819,6 +836,16 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// The payload of the item of a file of the source folder `root`.
+fn payload_of(root: &str, file: &Hashed) -> serde_json::Value {
+    json!({
+        "path": format!("{root}/{}", file.key),
+        "size": file.size,
+        "mtime": file.mtime.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "sha256": file.sha256,
+    })
 }
 
 fn record(file: &Hashed) -> FileRecord<'_> {

@@ -506,6 +506,7 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             checks.for_drain(&drain.name);
         }
     }
+    check_shared_source_folders(checks, config);
     if config.drains.is_empty() {
         checks.push("worker", Status::Warn, "no [[drain]] is configured");
     }
@@ -686,6 +687,32 @@ fn check_supervisor(
     };
     let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
     checks.push("supervisor", status, heartbeat.describe(now, zone));
+}
+
+/// A warning for each drain whose source folder (links resolved) an earlier drain scans
+/// too: a file both globs match is an item of each, run by each (docs/configuration.md,
+/// "File-backed sources").
+fn check_shared_source_folders(checks: &mut Checks, config: &Config) {
+    let mut seen: Vec<(PathBuf, &str)> = Vec::new();
+    for drain in &config.drains {
+        let Some(source) = &drain.source else { continue };
+        let folder = std::fs::canonicalize(&source.dir).unwrap_or_else(|_| source.dir.clone());
+        if let Some((_, first)) = seen.iter().find(|(earlier, _)| *earlier == folder) {
+            checks.push(
+                "source",
+                Status::Warn,
+                format!(
+                    "drains {first} and {} both scan source dir {}: a file both their globs match is \
+                     enqueued and run by each; give each drain a folder of its own",
+                    drain.name,
+                    folder.display()
+                ),
+            );
+            checks.for_drain(&drain.name);
+        } else {
+            seen.push((folder, &drain.name));
+        }
+    }
 }
 
 /// A warning per drain whose items wait in the database with no `[[drain]]` to run them.

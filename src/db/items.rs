@@ -313,6 +313,22 @@ pub enum SourceEnqueue {
     KeyTaken,
 }
 
+/// The item of a source file found with the same content in another folder (the
+/// source's `dir` was changed) names the file there from now on, in whatever state it is;
+/// false (nothing changed) while it is running, its worker reading the old file.
+pub fn repoint_source_item(
+    client: &mut impl GenericClient,
+    drain: &str,
+    key: &str,
+    payload: &serde_json::Value,
+) -> Result<bool> {
+    let changed = client.execute(
+        "UPDATE items SET payload = $3 WHERE drain = $1 AND key = $2 AND state <> 'running'",
+        &[&drain, &key, &postgres::types::Json(payload)],
+    )?;
+    Ok(changed == 1)
+}
+
 /// Enqueue the item of a source file: a new key is inserted; an existing item that is not
 /// running is reset to pending with the new payload, attempts 0, available now (its
 /// attempt history stays) — unless the file `is_new` to the scans, when an existing item

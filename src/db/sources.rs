@@ -16,12 +16,16 @@ pub struct KnownFile {
     pub sha256: String,
     pub missing_at: Option<DateTime<Utc>>,
     pub item_state: Option<ItemState>,
+    /// The path its item's payload names (none once the item is pruned).
+    pub item_path: Option<String>,
+    /// That path is not this file's in the folder scanned now (set by the scan).
+    pub moved: bool,
 }
 
 /// The recorded files of `drain` among `paths` (primary key lookups).
 pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String]) -> Result<Vec<KnownFile>> {
     let rows = client.query(
-        "SELECT f.path, f.size, f.mtime, f.sha256, f.missing_at, i.state
+        "SELECT f.path, f.size, f.mtime, f.sha256, f.missing_at, i.state, i.payload->>'path'
            FROM source_files f
            LEFT JOIN items i ON i.drain = f.drain AND i.key = f.path
           WHERE f.drain = $1 AND f.path = ANY($2)",
@@ -36,6 +40,8 @@ pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String
                 sha256: row.get(3),
                 missing_at: row.get(4),
                 item_state: row.try_get(5)?,
+                item_path: row.get(6),
+                moved: false,
             })
         })
         .collect()

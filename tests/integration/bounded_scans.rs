@@ -87,6 +87,7 @@ fn a_huge_sparse_file_never_holds_up_supervise_and_larger_files_are_hashed_acros
         .unwrap()
         .get(0);
     assert_eq!(recorded["deferred_by_budget"], 3, "{recorded:#}");
+    assert_eq!(recorded["hash_budget"], first["hash_budget"], "the event has the budget the scan had");
 
     // Pass 2: the medium file goes on from where it stopped, not from its start.
     let second = supervise_scan(&fixture);

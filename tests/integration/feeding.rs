@@ -154,6 +154,76 @@ fn a_scan_enqueues_new_files_once_and_hashes_only_what_changed() {
 }
 
 #[test]
+fn a_source_dir_changed_to_another_folder_keeps_what_is_the_same_and_runs_what_differs() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    write(&fixture, "a/done.jsonl", "done\n");
+    write(&fixture, "a/pending.jsonl", "pending\n");
+    write(&fixture, "a/differs.jsonl", "old\n");
+    scan(&fixture);
+    fixture
+        .client()
+        .execute("UPDATE items SET state = 'done', attempts = 1, result = 'paid for' WHERE key <> 'a/pending.jsonl'", &[])
+        .unwrap();
+    // The operator copies the folder, keeping mtimes, and points `dir` at the copy; one
+    // file of the copy has other content of the same size and mtime.
+    let old = fixture.path("data");
+    let new = fixture.path("moved");
+    for name in ["done", "pending", "differs"] {
+        let (from, to) = (old.join(format!("a/{name}.jsonl")), new.join(format!("a/{name}.jsonl")));
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::write(
+            &to,
+            if name == "differs" { "new\n".to_string() } else { fs::read_to_string(&from).unwrap() },
+        )
+        .unwrap();
+        set_mtime(&to, fs::metadata(&from).unwrap().modified().unwrap());
+    }
+    fixture.write_config(&config("source = { dir = \"moved\", glob = \"*/*.jsonl\" }\n"));
+    let report = scan(&fixture);
+    assert_eq!(counts(&report), [0, 1, 2, 0, 0, 3], "{report:#}");
+    assert_eq!(report["moved"], 2, "{report:#}");
+    let moved = fs::canonicalize(&new).unwrap();
+    for key in ["a/done.jsonl", "a/pending.jsonl", "a/differs.jsonl"] {
+        assert_eq!(payload(&fixture, key)["path"], moved.join(key).display().to_string(), "{key}");
+    }
+    // The same content keeps its state and result; the other content runs again.
+    let state_and_result = |key: &str| -> (String, Option<Vec<u8>>) {
+        let row =
+            fixture.client().query_one("SELECT state, result FROM items WHERE key = $1", &[&key]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(state_and_result("a/done.jsonl"), ("done".to_string(), Some(b"paid for".to_vec())));
+    assert_eq!(state_and_result("a/differs.jsonl").0, "pending");
+    // The pending item runs from the new folder, not skipped as gone.
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    assert_eq!(fixture.item("sessions", "a/pending.jsonl").0, "done");
+    assert_eq!(counts(&scan(&fixture)), [0, 0, 3, 0, 0, 0], "settled: nothing read again");
+}
+
+#[test]
+fn doctor_warns_of_two_drains_scanning_one_folder() {
+    let fixture = Fixture::new(&source_config(""), NOW);
+    fs::create_dir_all(fixture.path("data")).unwrap();
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(!doctor.stdout.contains("both scan"), "{}", doctor.stdout);
+    let twice = format!(
+        "{}\n[[drain]]\nname = \"copies\"\ncommand = [\"FAKE_WORKER\"]\nsource = {{ dir = \"data/\", glob = \"*/*.jsonl\" }}\n",
+        source_config("")
+    );
+    fixture.write_config(&twice);
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    let folder = fs::canonicalize(fixture.path("data")).unwrap();
+    assert!(
+        doctor.stdout.contains(&format!(
+            "warn  source: drains sessions and copies both scan source dir {}: a file both their globs match",
+            folder.display()
+        )),
+        "{}",
+        doctor.stdout
+    );
+}
+
+#[test]
 fn a_file_deleted_after_the_scan_is_skipped_missing_when_its_item_is_claimed() {
     let fixture = Fixture::new(&source_config(""), NOW);
     write(&fixture, "dave/1.jsonl", "one\n");
