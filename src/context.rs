@@ -30,7 +30,8 @@ impl Context {
         let clock = Clock::from_env()?;
         let database = config.require_database_url()?;
         let mut client = crate::db::connect(database)?;
-        crate::migrate::ensure_current(&mut client, &outbox, lock_timeout, clock.now())?;
+        let lock_wait = crate::migrate::LockWait { timeout: lock_timeout, zone: config.defaults.timezone };
+        crate::migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
         crate::output::errors_are_recordable();
         Ok(Context { config, clock, client, outbox })
     }

@@ -127,13 +127,21 @@ pub struct MigrationReport {
     pub current_version: i32,
 }
 
+/// How long to wait for the migration lock (`--lock-timeout`), and the zone a message
+/// about its holder shows instants in (`[defaults] timezone`).
+#[derive(Debug, Clone, Copy)]
+pub struct LockWait {
+    pub timeout: Duration,
+    pub zone: chrono_tz::Tz,
+}
+
 /// Take the migration lock, run `body`, and release the lock whatever happened.
 pub fn with_migration_lock<T>(
     client: &mut Client,
-    lock_timeout: Duration,
+    lock_wait: LockWait,
     body: impl FnOnce(&mut Client) -> Result<T>,
 ) -> Result<T> {
-    acquire_migration_lock(client, lock_timeout)?;
+    acquire_migration_lock(client, lock_wait)?;
     run_and_release(client, body)
 }
 
@@ -148,7 +156,7 @@ enum MigrationLock {
 /// Take the migration lock if it is free. If another session holds it, read the schema
 /// without the lock: refuse an edited or newer schema at once, go on without the lock when
 /// it is current, and wait for the lock (at most `lock_timeout`) only when migrations are due.
-fn lock_unless_current(client: &mut Client, lock_timeout: Duration) -> Result<MigrationLock> {
+fn lock_unless_current(client: &mut Client, lock_wait: LockWait) -> Result<MigrationLock> {
     if crate::db::try_advisory_lock(client, MIGRATION_LOCK_KEY)? {
         return Ok(MigrationLock::Held);
     }
@@ -161,7 +169,7 @@ fn lock_unless_current(client: &mut Client, lock_timeout: Duration) -> Result<Mi
         );
         return Ok(MigrationLock::NotNeeded);
     }
-    acquire_migration_lock(client, lock_timeout)?;
+    acquire_migration_lock(client, lock_wait)?;
     Ok(MigrationLock::Held)
 }
 
@@ -176,8 +184,8 @@ fn run_and_release<T>(client: &mut Client, body: impl FnOnce(&mut Client) -> Res
     }
 }
 
-fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result<()> {
-    crate::db::set_lock_timeout(client, lock_timeout)?;
+fn acquire_migration_lock(client: &mut Client, lock_wait: LockWait) -> Result<()> {
+    crate::db::set_lock_timeout(client, lock_wait.timeout)?;
     let taken = client.query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]);
     // Back to the session's own setting (docs/operations.md): RESET would bring back a
     // lock_timeout the role or database sets.
@@ -190,14 +198,14 @@ fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result
                     if h.is_empty() {
                         "unknown".to_string()
                     } else {
-                        h.iter().map(crate::db::LockHolder::describe).collect::<Vec<_>>().join("; ")
+                        h.iter().map(|holder| holder.describe(lock_wait.zone)).collect::<Vec<_>>().join("; ")
                     }
                 })
                 .unwrap_or_else(|e| format!("unknown ({e})"));
             Err(Error::Temporary(format!(
                 "timed out after {} waiting for the migration lock (advisory key {MIGRATION_LOCK_KEY}); \
                  held by: {holders}; retry later or raise --lock-timeout",
-                crate::duration::format_duration(lock_timeout)
+                crate::duration::format_duration(lock_wait.timeout)
             )))
         }
         Err(error) => Err(error.into()),
@@ -208,10 +216,10 @@ fn acquire_migration_lock(client: &mut Client, lock_timeout: Duration) -> Result
 pub fn ensure_current(
     client: &mut Client,
     outbox: &Outbox,
-    lock_timeout: Duration,
+    lock_wait: LockWait,
     now: DateTime<Utc>,
 ) -> Result<MigrationReport> {
-    match lock_unless_current(client, lock_timeout)? {
+    match lock_unless_current(client, lock_wait)? {
         MigrationLock::NotNeeded => {
             Ok(MigrationReport { applied: Vec::new(), current_version: latest_version() })
         }
@@ -220,8 +228,8 @@ pub fn ensure_current(
 }
 
 /// What `ensure_current` would apply, without applying it.
-pub fn pending(client: &mut Client, lock_timeout: Duration) -> Result<Vec<i32>> {
-    match lock_unless_current(client, lock_timeout)? {
+pub fn pending(client: &mut Client, lock_wait: LockWait) -> Result<Vec<i32>> {
+    match lock_unless_current(client, lock_wait)? {
         MigrationLock::NotNeeded => Ok(Vec::new()),
         MigrationLock::Held => run_and_release(client, |client| {
             let applied = read_applied(client)?;
@@ -425,21 +433,21 @@ fn status_rows(applied: &[Applied]) -> Vec<MigrationStatus> {
 
 /// `migrate --repair-checksum VERSION`: accept the current file's checksum for an
 /// applied migration (after a harmless edit). One whose checksum already matches is left
-/// alone, and the message says so.
+/// alone, and the message says so. The message, and whether the checksum was changed.
 pub fn repair_checksum(
     client: &mut Client,
     outbox: &Outbox,
-    lock_timeout: Duration,
+    lock_wait: LockWait,
     version: i32,
     now: DateTime<Utc>,
-) -> Result<String> {
+) -> Result<(String, bool)> {
     let migration = MIGRATIONS.iter().find(|m| m.version == version).ok_or_else(|| {
         Error::Usage(format!(
             "--repair-checksum {version}: no such migration in this build (known: 1 to {})",
             latest_version()
         ))
     })?;
-    with_migration_lock(client, lock_timeout, |client| {
+    with_migration_lock(client, lock_wait, |client| {
         let new_checksum = checksum(migration.sql);
         let mut transaction = client.transaction()?;
         let recorded: Option<String> = transaction
@@ -453,11 +461,12 @@ pub fn repair_checksum(
                 )))
             }
             Some(recorded) if recorded == new_checksum => {
-                return Ok(format!(
+                let message = format!(
                     "migration {version:04}_{}: checksum {} already matches this build; nothing changed",
                     migration.name,
                     short(&new_checksum)
-                ))
+                );
+                return Ok((message, false));
             }
             Some(_) => {}
         }
@@ -472,7 +481,12 @@ pub fn repair_checksum(
         .data(serde_json::json!({ "version": version }));
         record_migration_event(&mut transaction, outbox, &event, now)?;
         transaction.commit()?;
-        Ok(format!("migration {version:04}_{}: checksum updated to {}", migration.name, short(&new_checksum)))
+        let message = format!(
+            "migration {version:04}_{}: checksum updated to {}",
+            migration.name,
+            short(&new_checksum)
+        );
+        Ok((message, true))
     })
 }
 

@@ -17,6 +17,7 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
     let outbox = crate::notify::outbox(&config);
     let clock = Clock::from_env()?;
     let mut client = crate::db::connect(config.require_database_url()?)?;
+    let lock_wait = migrate::LockWait { timeout: lock_timeout, zone: config.defaults.timezone };
     if args.status {
         let rows = migrate::status(&mut client)?;
         // In the zone of every other human output (docs/configuration.md, `timezone`).
@@ -39,7 +40,7 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
         ));
     }
     if args.dry_run {
-        let pending = migrate::pending(&mut client, lock_timeout)?;
+        let pending = migrate::pending(&mut client, lock_wait)?;
         let human = if pending.is_empty() {
             "schema is current; nothing to apply".to_string()
         } else {
@@ -49,11 +50,12 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
         return Ok(Report::new(human, json!({ "would_apply": pending })));
     }
     if let Some(version) = args.repair_checksum {
-        let message = migrate::repair_checksum(&mut client, &outbox, lock_timeout, version, clock.now())?;
+        let (message, changed) =
+            migrate::repair_checksum(&mut client, &outbox, lock_wait, version, clock.now())?;
         crate::notify::notify_recorded(&config, &mut client, &outbox, &clock);
-        return Ok(Report::new(message, json!({ "repaired": version })));
+        return Ok(Report::new(message, json!({ "repaired": version, "changed": changed })));
     }
-    let report = migrate::ensure_current(&mut client, &outbox, lock_timeout, clock.now())?;
+    let report = migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
     crate::notify::notify_recorded(&config, &mut client, &outbox, &clock);
     let human = if report.applied.is_empty() {
         format!("schema is current (version {})", report.current_version)

@@ -78,20 +78,20 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
             // The moment the message named: a clock time that passed just now is that
             // moment, not tomorrow's (docs/rate-limits.md, "Clock times").
             let reset = decision.stated_reset;
-            let reset_text = match reset {
-                Some(reset) => format!(
+            let instant = |at: DateTime<Utc>| {
+                format!(
                     "{} ({}, {})",
-                    reset.to_rfc3339(),
-                    crate::output::local_time(reset, zone),
-                    crate::duration::format_relative(reset - now)
-                ),
-                None => "none stated".to_string(),
+                    at.to_rfc3339(),
+                    crate::output::local_time(at, zone),
+                    crate::duration::format_relative(at - now)
+                )
             };
+            let reset_text = reset.map_or_else(|| "none stated".to_string(), instant);
             let kind = if hit.access_refused { "quota hit: access refused" } else { "quota hit" };
             let mut human = format!(
                 "{kind}\n  matched: {}\n  reset:   {reset_text}\n  backoff: until {}",
                 hit.matched_line,
-                decision.until.to_rfc3339()
+                instant(decision.until)
             );
             if let Some(why) = &decision.distrusted {
                 human.push_str(&format!(" (reset not trusted: {why})"));

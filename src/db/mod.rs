@@ -660,17 +660,16 @@ pub struct LockHolder {
 }
 
 impl LockHolder {
-    /// `backend pid 4242 (drainctl from local, connected 2026-11-27 10:00:00 UTC, idle)`.
-    pub fn describe(&self) -> String {
+    /// `backend pid 4242 (drainctl from local, connected 2026-11-27 12:00:00 IST, idle)`,
+    /// the instant in `zone`.
+    pub fn describe(&self, zone: chrono_tz::Tz) -> String {
         let unknown = || "?".to_string();
         format!(
             "backend pid {} ({} from {}, connected {}, {})",
             self.pid,
             self.application.clone().unwrap_or_else(unknown),
             self.client.clone().unwrap_or_else(unknown),
-            self.connected_at
-                .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or_else(unknown),
+            self.connected_at.map(|at| crate::output::local_second(at, zone)).unwrap_or_else(unknown),
             self.state.clone().unwrap_or_else(unknown),
         )
     }

@@ -88,10 +88,20 @@ impl LockHeld {
         Ok(Some(LockHeld { holder, since: first_skipped, skipped_passes }))
     }
 
+    /// Since when the holder has held the lock at the latest: the first skipped pass, or
+    /// when its session connected if that was later (the passes before were skipped for
+    /// another holder) — on the server's clock, so only when that is not after `now`.
+    fn held_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.holder.connected_at {
+            Some(connected) if connected > self.since && connected <= now => connected,
+            _ => self.since,
+        }
+    }
+
     /// Has it held the lock longer than twice `interval` (it is stuck: stopped, frozen)?
     pub fn is_stuck(&self, now: DateTime<Utc>, interval: std::time::Duration) -> bool {
         let limit = chrono::Duration::from_std(interval.saturating_mul(2)).unwrap_or(chrono::Duration::MAX);
-        now - self.since > limit
+        now - self.held_since(now) > limit
     }
 
     /// What to do about it once it is stuck.
@@ -103,14 +113,16 @@ impl LockHeld {
         )
     }
 
-    /// `backend pid 4242 (…) has held the supervise lock since at least 2026-11-27 10:00:00
-    /// UTC (3h ago)`.
-    pub fn describe(&self, now: DateTime<Utc>) -> String {
+    /// `backend pid 4242 (…) has held the supervise lock since at least 2026-11-27 12:00:00
+    /// IST (3h ago)`, instants in `zone`. Not since before its session connected: the
+    /// passes skipped before it may have been skipped for another holder.
+    pub fn describe(&self, now: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
+        let since = self.held_since(now);
         format!(
             "{} has held the supervise lock since at least {} ({})",
-            self.holder.describe(),
-            self.since.format("%Y-%m-%d %H:%M:%S UTC"),
-            crate::duration::format_relative(self.since - now)
+            self.holder.describe(zone),
+            crate::output::local_second(since, zone),
+            crate::duration::format_relative(since - now)
         )
     }
 }
@@ -176,7 +188,7 @@ impl Heartbeat {
                 "last supervise pass {ago}, more than {twice} (twice supervise_interval): the {} passes since \
                  were skipped because another supervise pass holds the lock: {}; {}",
                 held.skipped_passes,
-                held.describe(now),
+                held.describe(now, zone),
                 held.advice()
             ),
             None => format!(
@@ -526,7 +538,7 @@ fn lock_skipped(
     if !held.is_stuck(fired_at, config.defaults.supervise_interval) {
         let human = format!(
             "supervise: lock_skipped: another supervise pass is running: {}",
-            held.describe(fired_at)
+            held.describe(fired_at, config.defaults.timezone)
         );
         return Ok(Report::new(human, json));
     }
@@ -534,7 +546,7 @@ fn lock_skipped(
     let message = format!(
         "{} passes skipped since the last acting one: {}, more than {twice} (twice supervise_interval); {}",
         held.skipped_passes,
-        held.describe(fired_at),
+        held.describe(fired_at, config.defaults.timezone),
         held.advice()
     );
     record_failure(client, outbox, None, message.clone(), fired_at);

@@ -153,6 +153,9 @@ fn a_tampered_applied_migration_is_refused_with_exit_78_naming_it() {
     let again = migrate(&db, &["--repair-checksum", "1"]).run();
     again.assert_code(0);
     assert!(again.stdout.contains("already matches this build; nothing changed"), "{}", again.stdout);
+    let json = migrate(&db, &["--repair-checksum", "1", "--json"]).run();
+    json.assert_code(0);
+    assert_eq!(json.json(), serde_json::json!({"repaired": 1, "changed": false}));
     let repairs =
         query_i64(&mut db.client(), "SELECT count(*) FROM events WHERE kind = 'migration_checksum_repaired'");
     assert_eq!(repairs, 1);

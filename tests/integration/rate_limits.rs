@@ -418,6 +418,16 @@ fn quota_test_prints_the_classification_and_the_reset() {
     let json = result.json();
     assert_eq!(json["reset"], "2026-11-27T08:50:00Z");
     assert_eq!(json["backoff_until"], "2026-11-27T08:55:02Z");
+    // For humans, both instants also in the zone given.
+    let human = Drainctl::new(&["quota", "test", "--tz", "Asia/Jerusalem", "--now", "2026-11-27T08:55:00Z"])
+        .stdin("You've hit your session limit · resets 12:50am (America/Los_Angeles)\n")
+        .run();
+    assert!(human.stdout.contains("(Fri 2026-11-27 10:50 IST, 5m ago)"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("backoff: until 2026-11-27T08:55:02+00:00 (Fri 2026-11-27 10:55:02 IST, in 2s)"),
+        "{}",
+        human.stdout
+    );
 }
 
 #[test]

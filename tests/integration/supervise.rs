@@ -941,6 +941,33 @@ fn an_overlapping_supervise_records_lock_skipped_and_exits_zero() {
 }
 
 #[test]
+fn a_supervise_lock_taken_by_a_new_session_is_not_counted_from_the_passes_skipped_before_it() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut holder = fixture.client();
+    holder.execute("SELECT pg_advisory_lock($1)", &[&(0x4452_4149_0000_0000_i64 + 1)]).unwrap();
+    let connected: chrono::DateTime<chrono::Utc> = holder
+        .query_one("SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    // Passes skipped for an earlier holder, 40 minutes before this session connected.
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
+             VALUES ($1, $1, 'h', 1, 'lock_skipped', 1)",
+            &[&(connected - chrono::Duration::minutes(40))],
+        )
+        .unwrap();
+    // 20 minutes after it connected: under twice supervise_interval for this holder.
+    fixture.set_now(&(connected + chrono::Duration::minutes(20)).to_rfc3339());
+    let pass = fixture.drainctl(&["supervise"]).run();
+    pass.assert_code(0);
+    assert!(!pass.stdout.contains("it is stuck"), "{}", pass.stdout);
+    assert!(pass.stdout.contains("(20m ago)"), "since it connected: {}", pass.stdout);
+}
+
+#[test]
 fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
     let fixture = Fixture::new(&config(""), "2026-11-27T06:00:00Z");
     // A pass recorded before the clock went back: it must not hide the skipped passes
@@ -980,7 +1007,11 @@ fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
     assert_eq!(first.json()["lock_holder"]["holder"]["pid"], holder_pid);
     let first = fixture.drainctl(&["supervise"]).run();
     assert!(first.stdout.contains(&holder), "{}", first.stdout);
-    assert!(first.stdout.contains("since at least 2026-11-26 22:00:00 UTC"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("since at least 2026-11-27 00:00:00 IST"),
+        "in the configured zone: {}",
+        first.stdout
+    );
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 0);
     // Held longer than twice supervise_interval: an event (and notification), exit 75.
     for now in ["2026-11-26T23:00:00Z", "2026-11-27T00:00:00Z"] {
