@@ -34,7 +34,13 @@ pub fn usd_to_picousd(usd: f64) -> i128 {
 /// The usage the worker's stdout reports, if it reports any, each figure at most its
 /// ceiling.
 pub fn read_usage(stdout: &[u8]) -> Option<Usage> {
-    let usage = reported_usage(stdout)?;
+    let mut usage = reported_usage(stdout)?;
+    if let Some(cost) = usage.cost_usd.filter(|cost| *cost < 0.0) {
+        log::warn!(
+            "a worker reported a negative cost (${cost}); the attempt's cost is left out (recorded as none)"
+        );
+        usage.cost_usd = None;
+    }
     let capped = usage.clone().within_ceilings();
     if capped != usage {
         log::warn!("a worker reported usage beyond what one attempt can use ({usage}); counted as {capped}");
@@ -149,16 +155,13 @@ fn claude(result: &Value) -> Option<Usage> {
     let usage = result.get("usage");
     let tokens = |name: &str| usage.and_then(|usage| count(usage.get(name)));
     let reported = Usage {
-        cost_usd: result
-            .get("total_cost_usd")
-            .and_then(|cost| match cost {
-                // A figure too large for a double (`1e400`), which serde_json does not
-                // give as one, reads as infinite: counted at the ceiling, as any other
-                // too large (never negative).
-                Value::Number(number) => number.as_f64().or_else(|| number.to_string().parse::<f64>().ok()),
-                _ => None,
-            })
-            .filter(|cost| *cost >= 0.0),
+        cost_usd: result.get("total_cost_usd").and_then(|cost| match cost {
+            // A figure too large for a double (`1e400`), which serde_json does not
+            // give as one, reads as infinite: counted at the ceiling, as any other
+            // too large. A negative one is left out by `read_usage`, with a warning.
+            Value::Number(number) => number.as_f64().or_else(|| number.to_string().parse::<f64>().ok()),
+            _ => None,
+        }),
         input_tokens: tokens("input_tokens"),
         output_tokens: tokens("output_tokens"),
         cache_read_tokens: tokens("cache_read_input_tokens"),
@@ -331,6 +334,15 @@ mod tests {
         // The warning says what was reported in words, not `cost $inf`.
         let reported = Usage { cost_usd: Some(f64::INFINITY), ..Usage::default() };
         assert_eq!(reported.to_string(), "cost beyond any number");
+        let reported = Usage { cost_usd: Some(1e300), turns: Some(1), ..Usage::default() };
+        assert_eq!(reported.to_string(), "cost $1e300, 1 turn");
+    }
+
+    #[test]
+    fn a_negative_cost_is_left_out_and_the_rest_kept() {
+        let usage =
+            read_usage(br#"{"type":"result","total_cost_usd":-3.5,"usage":{"input_tokens":10}}"#).unwrap();
+        assert_eq!((usage.cost_usd, usage.input_tokens), (None, Some(10)));
     }
 
     #[test]

@@ -378,6 +378,16 @@ fn write_csv_field(out: &mut impl Write, field: &str) -> std::io::Result<()> {
     out.write_all(b"\"")
 }
 
+/// The longest file name, in bytes, the file system of `folder` takes (255 when it does
+/// not say).
+fn longest_file_name(folder: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(folder) = std::ffi::CString::new(folder.as_os_str().as_bytes()) else { return 255 };
+    // SAFETY: pathconf reads the NUL-terminated path and returns a number or -1.
+    let longest = unsafe { libc::pathconf(folder.as_ptr(), libc::_PC_NAME_MAX) };
+    usize::try_from(longest).ok().filter(|longest| *longest > 0).unwrap_or(255)
+}
+
 /// A checked `--output` path: its folder exists and it is not something other than a
 /// regular file (a link, a folder), which would never be replaced.
 struct OutputTarget {
@@ -401,6 +411,15 @@ impl OutputTarget {
             return Err(Error::Usage(format!(
                 "--output {shown}: its folder {} does not exist or is not a directory; create it or choose another path",
                 folder.display()
+            )));
+        }
+        // Refused now, not by the rename once the whole export is written.
+        let name_max = longest_file_name(&folder);
+        if file_name.len() > name_max {
+            return Err(Error::Usage(format!(
+                "--output {shown}: its file name is {} bytes, more than the {name_max} its folder's file system allows; \
+                 choose a shorter name",
+                file_name.len()
             )));
         }
         match std::fs::symlink_metadata(path) {

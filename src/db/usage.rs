@@ -33,7 +33,10 @@ impl std::fmt::Display for Usage {
         let mut parts = Vec::new();
         if let Some(cost) = self.cost_usd {
             // A figure too large for a double reads as infinite.
-            parts.push(if cost.is_finite() {
+            parts.push(if cost.is_finite() && cost.abs() >= 1e15 {
+                // Not a 301-digit number for `1e300`.
+                format!("cost ${cost:e}")
+            } else if cost.is_finite() {
                 format!("cost ${cost}")
             } else {
                 "cost beyond any number".to_string()
@@ -50,7 +53,7 @@ impl std::fmt::Display for Usage {
             }
         }
         if let Some(turns) = self.turns {
-            parts.push(format!("{turns} turns"));
+            parts.push(crate::output::counted(turns, "turn"));
         }
         if let Some(ms) = self.api_ms {
             parts.push(format!("{ms} ms in the API"));

@@ -424,7 +424,9 @@ fn quota_test_prints_the_classification_and_the_reset() {
         .run();
     assert!(human.stdout.contains("(Fri 2026-11-27 10:50 IST, 5m ago)"), "{}", human.stdout);
     assert!(
-        human.stdout.contains("backoff: until 2026-11-27T08:55:02+00:00 (Fri 2026-11-27 10:55:02 IST, in 2s)"),
+        human
+            .stdout
+            .contains("backoff: until 2026-11-27T08:55:02+00:00 (Fri 2026-11-27 10:55:02 IST, in 2s)"),
         "{}",
         human.stdout
     );

@@ -904,6 +904,18 @@ fn export_refuses_bad_arguments_with_one_line() {
         assert!(result.stderr.contains(message), "{args:?}: {}", result.stderr);
         assert_eq!(result.stdout, "", "{args:?}");
     }
+    // A name the file system cannot take is refused before anything is read, not by the
+    // rename after the whole export was written.
+    let long = fixture.path(&format!("{}.jsonl", "b".repeat(250)));
+    let result = fixture.drainctl(&["export", "docs", "-o", long.to_str().unwrap()]).run();
+    result.assert_code(64);
+    assert!(
+        result
+            .stderr
+            .contains("its file name is 256 bytes, more than the 255 its folder's file system allows"),
+        "{}",
+        result.stderr
+    );
     let broken = Fixture::new("[[drain]]\nname = \"docs\"\ncommand = []\n", NOW);
     let result = broken.drainctl(&["export", "docs"]).run();
     result.assert_code(78);
