@@ -163,6 +163,16 @@ const COLUMN_GAP: usize = 2;
 /// inside a cell, line breaks and tabs included, are escaped (see [`one_line`]). The last
 /// column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_fitted(header, rows, false)
+}
+
+/// [`table`] whose last column (a free-text note) is narrowed first, down to its floor,
+/// so that the columns before it stay whole as long as it can give way.
+pub fn table_cutting_last(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_fitted(header, rows, true)
+}
+
+fn table_fitted(header: &[&str], rows: &[Vec<String>], last_first: bool) -> String {
     let columns = header.len();
     let rows: Vec<Vec<String>> =
         rows.iter().map(|row| row.iter().take(columns).map(|cell| one_line(cell)).collect()).collect();
@@ -171,6 +181,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         for (index, cell) in row.iter().enumerate() {
             widths[index] = widths[index].max(cell.chars().count());
         }
+    }
+    if last_first {
+        fit_last_column(&mut widths, header, TABLE_WIDTH);
     }
     fit_widths(&mut widths, header, TABLE_WIDTH);
     let mut out = String::new();
@@ -200,6 +213,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
     let format = if at.second() == 0 { "%a %Y-%m-%d %H:%M %Z" } else { "%a %Y-%m-%d %H:%M:%S %Z" };
     at.with_timezone(&zone).format(format).to_string()
+}
+
+/// Narrow the last column alone, as far as its floor, until the line fits `limit`.
+fn fit_last_column(widths: &mut [usize], header: &[&str], limit: usize) {
+    let Some(last) = widths.len().checked_sub(1) else { return };
+    let total = widths.iter().sum::<usize>() + COLUMN_GAP * last;
+    let floor = widths[last].min(header[last].chars().count().max(MIN_COLUMN_WIDTH));
+    widths[last] = widths[last].saturating_sub(total.saturating_sub(limit)).max(floor);
 }
 
 /// Narrow the widest column, one character at a time, until the line fits `limit` or no
@@ -621,6 +642,18 @@ mod tests {
         assert!(text.contains("item_dead_lettered"), "{text}");
         assert!(text.lines().nth(1).unwrap().ends_with('…'), "{text}");
         assert!(text.contains("short\\nline"), "{text}");
+    }
+
+    #[test]
+    fn a_table_cutting_its_last_column_keeps_the_others_whole() {
+        let burst = "until Sat 2026-12-05 17:57:24 CET (in 5h 56m)".to_string();
+        let rows = [vec!["summaries-of-sessions".into(), burst.clone(), "n".repeat(200)]];
+        let text = table_cutting_last(&["DRAIN", "BURST", "NOTE"], &rows);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains(&burst) && row.ends_with('…'), "{text}");
+        assert!(row.chars().count() <= TABLE_WIDTH, "{text}");
+        // Cut by the widest first, the deadline lost its unit.
+        assert!(!table(&["DRAIN", "BURST", "NOTE"], &rows).contains(&burst));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::db::in_transaction;
 use crate::duration::format_relative;
 use crate::error::{Error, Result};
 use crate::model::EventKind;
-use crate::output::{local_time as local, table, Report};
+use crate::output::{local_time as local, table_cutting_last, Report};
 use crate::schedule::forecast::HoldReason;
 use crate::schedule::when::{check_deadline, parse_when, WhenError};
 
@@ -238,5 +238,5 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
             "paused": is_paused,
         }));
     }
-    Ok(Report::new(table(&["DRAIN", "BURST", "NOTE"], &rows), json!({ "bursts": json_rows })))
+    Ok(Report::new(table_cutting_last(&["DRAIN", "BURST", "NOTE"], &rows), json!({ "bursts": json_rows })))
 }

@@ -252,17 +252,19 @@ fn backlog_points(spans: &[BacklogSpan], steps: usize) -> Vec<i64> {
 /// forecast's rate, if that is before `deadline`, else at the deadline with what is left
 /// then. The drain works only from the end of the forecast's hold (a backoff, a spent
 /// daily budget; docs/operations.md, "Status"): held past the deadline — or until a
-/// `resume` (paused, its quota group parked) — the whole backlog is left. None without an
-/// estimate (no recent pass, or none that finished an item).
+/// `resume` (paused, its quota group parked) — the whole backlog is left, with an estimate
+/// or without. Otherwise None without an estimate (no recent pass, or none that finished
+/// an item).
 fn forecast_line(forecast: &Forecast, now: DateTime<Utc>, deadline: DateTime<Utc>) -> Option<ForecastLine> {
-    let needed = forecast.seconds_to_empty?;
     let backlog = forecast.backlog as f64;
     let starts = forecast.burst_held_until.filter(|until| *until > now).unwrap_or(now);
     let left = (deadline - starts).num_milliseconds() as f64 / 1000.0;
+    if forecast.backlog > 0 && (left <= 0.0 || forecast.held_past_burst_deadline) {
+        return Some(ForecastLine { starts: deadline, ends: deadline, left: backlog });
+    }
+    let needed = forecast.seconds_to_empty?;
     Some(if needed <= 0.0 {
         ForecastLine { starts: now, ends: now, left: 0.0 }
-    } else if left <= 0.0 || forecast.held_past_burst_deadline {
-        ForecastLine { starts: deadline, ends: deadline, left: backlog }
     } else if let Some(ends) = forecast.burst_finishes_at {
         // Paid from a daily budget: over the budget days it needs.
         ForecastLine { starts, ends, left: 0.0 }
@@ -398,6 +400,9 @@ mod tests {
             ..forecast(100, Some(5.0 * 3600.0))
         };
         assert_eq!(forecast_line(&paused, now, deadline), line(deadline, deadline, 100.0));
+        // Paused before it ever ran: no rate, and still nothing runs in this burst.
+        let never_ran = Forecast { seconds_to_empty: None, ..paused };
+        assert_eq!(forecast_line(&never_ran, now, deadline), line(deadline, deadline, 100.0));
         // Paid from a daily budget: where its budget days leave it, not the straight rate.
         let poor = Forecast { burst_left_at_deadline: Some(70.0), ..forecast(100, Some(5.0 * 3600.0)) };
         assert_eq!(forecast_line(&poor, now, deadline), line(now, deadline, 70.0));
