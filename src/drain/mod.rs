@@ -141,6 +141,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             last_worker_took: None,
             claimed_ahead: None,
             stop_after_item: None,
+            session_lost_since: None,
             is_continuation,
             has_waited: false,
             continues_at: None,
@@ -498,6 +499,10 @@ struct Pass<'a> {
     claimed_ahead: Option<items::ClaimedItem>,
     /// Why the pass stops once the item it holds is settled (see `reconnect`).
     stop_after_item: Option<Stop>,
+    /// When the pass found its database session ended, until a step goes through on a
+    /// new one: sessions that end again as soon as they are opened are replaced within
+    /// one `RECONNECT_FOR` from here, not one each (see `reconnect`).
+    session_lost_since: Option<std::time::Instant>,
     /// This pass continues one whose time budget ended before the reset (see `run`).
     is_continuation: bool,
     /// The pass waited for a reset (see `wait`).

@@ -74,6 +74,7 @@ impl<'a> Pass<'a> {
                 }
                 result => result?,
             };
+            self.session_is_in_use();
             let is_claimed_ahead = ahead.is_some();
             let claimed = ahead.or(claimed);
             self.is_account_suspected = controls.is_suspected;

@@ -169,7 +169,10 @@ impl<'a> Pass<'a> {
     /// so that the wait goes on.
     pub(super) fn unless_session_lost<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
         match result {
-            Ok(value) => Ok(Some(value)),
+            Ok(value) => {
+                self.session_lost_since = None;
+                Ok(Some(value))
+            }
             Err(error) if self.client.is_closed() => {
                 log::debug!("drain {}: {error}", self.drain.name);
                 self.reconnect(None)?;
@@ -187,9 +190,6 @@ impl<'a> Pass<'a> {
     /// claimed goes back unstarted, attempt refunded (see `give_back_unknown_claims`).
     /// `ahead`: the item the pass had claimed ahead before it, which it still holds.
     pub(super) fn recover_lost_statement(&mut self, ahead: Option<&ClaimedItem>) -> Result<()> {
-        if let Err(error) = self.reconnect(None) {
-            return Err(self.results_left(error));
-        }
         let known: Vec<i64> = [
             ahead.map(|item| item.id),
             self.staged.as_ref().map(|staged| staged.id),
@@ -198,7 +198,23 @@ impl<'a> Pass<'a> {
         .into_iter()
         .flatten()
         .collect();
-        self.give_back_unknown_claims(&known, self.clock.now())
+        loop {
+            if let Err(error) = self.reconnect(None) {
+                return Err(self.results_left(error));
+            }
+            match self.give_back_unknown_claims(&known, self.clock.now()) {
+                // The new session ended too: another, within the same minute.
+                Err(error) if self.client.is_closed() => {
+                    log::debug!("drain {}: {error}", self.drain.name);
+                }
+                given_back => return given_back,
+            }
+        }
+    }
+
+    /// A step went through on the session: the next loss of it starts a new minute.
+    pub(super) fn session_is_in_use(&mut self) {
+        self.session_lost_since = None;
     }
 
     /// `error`, with what becomes of the results the pass held when no new session could
@@ -251,16 +267,19 @@ impl<'a> Pass<'a> {
     }
 
     /// Open a new session in place of the one the server ended, trying every
-    /// `RECONNECT_EVERY` for `RECONNECT_FOR` from now, and record it. `lost_at`: when the
-    /// loss was found and said, if it was before. Fails when none could be opened.
+    /// `RECONNECT_EVERY` for `RECONNECT_FOR` from when the session was first found lost
+    /// (a session ended again before a step went through on it counts from the first),
+    /// and record it. `lost_at`: when the loss was found and said, if it was before.
+    /// Fails when none could be opened and used.
     fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
         let session = self.session()?;
-        let since = Instant::now();
+        let found = Instant::now();
         let lost_at = lost_at.unwrap_or_else(|| {
             session.warn_lost();
-            since
+            found
         });
-        let reopened = loop {
+        let since = *self.session_lost_since.get_or_insert(lost_at.min(found));
+        loop {
             // Before each attempt: one may wait for the connect timeout.
             if let Some(signal) = crate::worker::signals::termination_signal() {
                 return Err(Error::Temporary(format!(
@@ -268,8 +287,11 @@ impl<'a> Pass<'a> {
                     crate::worker::signals::signal_name(signal)
                 )));
             }
-            match session.reopen(self.client, &mut self.statements, lost_at) {
-                Ok(reopened) => break reopened,
+            let reopened = session.reopen(self.client, &mut self.statements, lost_at).and_then(|reopened| {
+                reopened.record(self.client, self.outbox, self.clock.now(), &mut self.stop_after_item)
+            });
+            match reopened {
+                Ok(()) => return Ok(()),
                 Err(Error::Unavailable(why)) => {
                     if since.elapsed() >= RECONNECT_FOR {
                         return Err(Error::Unavailable(format!(
@@ -282,6 +304,12 @@ impl<'a> Pass<'a> {
                     log::debug!("drain {}: not reconnected yet: {why}", self.drain.name);
                     std::thread::sleep(RECONNECT_EVERY);
                 }
+                // The new session ended too before it was used (a second failover, a
+                // pooler restarting again): another.
+                Err(error) if self.client.is_closed() && since.elapsed() < RECONNECT_FOR => {
+                    log::debug!("drain {}: the new session ended too: {error}", self.drain.name);
+                    std::thread::sleep(RECONNECT_EVERY);
+                }
                 Err(error) => {
                     return Err(error.context(&format!(
                         "the database ended the session of run {} and the new one could not be used",
@@ -289,8 +317,7 @@ impl<'a> Pass<'a> {
                     )))
                 }
             }
-        };
-        reopened.record(self.client, self.outbox, self.clock.now(), &mut self.stop_after_item)
+        }
     }
 }
 

@@ -874,6 +874,55 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
     );
 }
 
+#[test]
+fn sessions_that_end_again_as_soon_as_they_are_opened_are_replaced_until_one_lasts() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), steps(json!([{ "out": "result a" }]))),
+            ("b".into(), steps(json!([{ "touch": started }, { "sleep": 2.0 }, { "out": "result b" }]))),
+            ("c".into(), steps(json!([{ "out": "result c" }]))),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("b's worker to start", Duration::from_secs(20), || started.exists());
+    // A flapping server: for 5 seconds from 0.3 s into b's worker, every drainctl session
+    // is ended as soon as it shows, the pass's own and each new one it opens.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = fixture.client();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let mut ended = 0;
+    while std::time::Instant::now() < until {
+        let pids: Vec<i32> = client
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'drainctl'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for pid in pids {
+            client.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+            ended += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: exit 69 once a new session was ended too before its first step, and the
+    // finished worker's result lost with it, its item to run again.
+    result.assert_code(0);
+    assert!(ended >= 2, "sessions ended: {ended}");
+    assert_eq!(result.json()["items_done"], 3, "{}\n{}", result.stdout, result.stderr);
+    for key in ["a", "b", "c"] {
+        let (state, attempts, _) = fixture.item("docs", key);
+        assert_eq!((state.as_str(), attempts), ("done", 1), "item {key}");
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'"), 1);
+}
+
 /// `drain docs --json` on one item `a`, whose worker, quicker than a second, ends the
 /// pass's database session on its way (as a restart would) and then runs the shell line
 /// `then`: no statement of the pass finds the session gone while it runs. `settings` end
