@@ -35,6 +35,36 @@ pub fn insert_pass(client: &mut impl GenericClient, pass: &PassRecord) -> Result
     Ok(row.get(0))
 }
 
+/// This host's acting passes that fired at or after `since` and started a drain: id,
+/// when each fired and its recorded decisions, oldest first.
+pub fn recent_starting_passes(
+    client: &mut impl GenericClient,
+    host: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<(i64, DateTime<Utc>, Value)>> {
+    let rows = client.query(
+        "SELECT id, fired_at, decisions FROM supervisor_passes
+          WHERE host = $1 AND status = 'done' AND fired_at >= $2
+            AND decisions @> '[{\"action\": \"start\"}]'
+          ORDER BY id",
+        &[&host, &since],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect())
+}
+
+/// The recorded decisions of pass `id`, if it is there.
+pub fn decisions_of(client: &mut impl GenericClient, id: i64) -> Result<Option<Value>> {
+    let row = client.query_opt("SELECT decisions FROM supervisor_passes WHERE id = $1", &[&id])?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Replace the recorded decisions of pass `id` (a start found to have ended without a
+/// run is marked so, once).
+pub fn set_decisions(client: &mut impl GenericClient, id: i64, decisions: &Value) -> Result<()> {
+    client.execute("UPDATE supervisor_passes SET decisions = $2 WHERE id = $1", &[&id, decisions])?;
+    Ok(())
+}
+
 /// When the acting pass recorded last fired and how long it took. The last recorded, not
 /// the latest `fired_at`: after the clock went back, a pass recorded earlier can carry a
 /// later instant, and it must not stand for the heartbeat (docs/operations.md, "Status").

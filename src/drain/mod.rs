@@ -63,7 +63,8 @@ use crate::quota::Classifier;
 /// Test hook: `DRAINCTL_FAULT=hang_after_stage` makes the pass stop dead between staging a
 /// result and completing the item, so a test can `kill -9` it exactly there;
 /// `slow_run_start` makes a drain wait 1.5 s before it records its run (`slow_run_start:NAME`:
-/// only drain NAME);
+/// only drain NAME); `no_run_after_8s` makes it wait 8 s and fail as a drain that could
+/// not reach the database would, recording no run;
 /// `die_after_ending_run` kills the process that ended a hung or crashed run right after
 /// it recorded that, before it signals anything; `orphan_kill_fails` makes the kill of a
 /// process a worker left outside its group fail with EPERM; `slow_enqueue_commit` holds
@@ -225,6 +226,11 @@ fn open_run(
         .is_ok_and(|fault| fault == "slow_run_start" || fault == format!("slow_run_start:{}", drain.name))
     {
         std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+    #[cfg(feature = "testing")]
+    if std::env::var(FAULT_ENV).is_ok_and(|fault| fault == "no_run_after_8s") {
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        return Err(Error::Unavailable(format!("{}: a fault of the test", crate::error::CANNOT_CONNECT)));
     }
     let process = ThisProcess::of(args);
     let new_run = process.new_run(drain, args);

@@ -64,7 +64,7 @@ pub(super) fn apply_all(
             for drain in &without_run {
                 // Reported here, not again when the pass ends.
                 if let Some(started) = earlier.iter_mut().find(|earlier| earlier.pid == Some(drain.pid)) {
-                    started.error = Some("ended without recording a run".to_string());
+                    started.error = Some(ENDED_WITHOUT_RUN.to_string());
                 }
             }
         }
@@ -142,6 +142,9 @@ pub(super) struct EndedWithoutRun {
     pub drain: String,
     pub pid: u32,
     pub log_path: Option<String>,
+    /// Started by an earlier pass (which fired then, in the configured zone's words),
+    /// not this one.
+    pub started_by_pass_of: Option<String>,
 }
 
 impl EndedWithoutRun {
@@ -154,13 +157,17 @@ impl EndedWithoutRun {
             Some(line.chars().take(400).collect::<String>())
         });
         let log = self.log_path.as_deref().unwrap_or("-");
+        let pass = match &self.started_by_pass_of {
+            Some(fired) => format!("the supervise pass of {fired}"),
+            None => "this pass".to_string(),
+        };
         match last_line {
             Some(line) => format!(
-                "drain {} (pid {}) started by this pass ended without recording a run; its log {log} ends: {line}",
+                "drain {} (pid {}) started by {pass} ended without recording a run; its log {log} ends: {line}",
                 self.drain, self.pid
             ),
             None => format!(
-                "drain {} (pid {}) started by this pass ended without recording a run; see its log {log}",
+                "drain {} (pid {}) started by {pass} ended without recording a run; see its log {log}",
                 self.drain, self.pid
             ),
         }
@@ -218,6 +225,7 @@ pub(super) fn await_started_runs<'a>(
                             drain: decision.drain.clone(),
                             pid: *pid as u32,
                             log_path: decision.log_path.clone(),
+                            started_by_pass_of: None,
                         });
                         return false;
                     }
@@ -242,6 +250,119 @@ pub(super) fn await_started_runs<'a>(
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// What a start decision is marked with once its drain was seen to end without a run.
+pub(super) const ENDED_WITHOUT_RUN: &str = "ended without recording a run";
+
+/// How far back a pass looks for drains earlier passes of its host started that have not
+/// been seen to record a run.
+const LATE_STARTS_LOOKBACK: chrono::Duration = chrono::Duration::hours(2);
+
+/// Mark, in the decisions pass `pass_id` recorded, the starts of `ended` (by pid): a later
+/// pass does not report them again. A failure is logged: at worst one is reported twice.
+pub(super) fn mark_ended_without_run(client: &mut Client, pass_id: i64, ended: &[EndedWithoutRun]) {
+    if ended.is_empty() {
+        return;
+    }
+    let marked = crate::db::passes::decisions_of(client, pass_id).and_then(|decisions| {
+        let Some(mut decisions) = decisions else { return Ok(()) };
+        let pids: Vec<u32> = ended.iter().map(|drain| drain.pid).collect();
+        mark_starts(&mut decisions, |pid| pids.contains(&pid));
+        crate::db::passes::set_decisions(client, pass_id, &decisions)
+    });
+    if let Err(error) = marked {
+        log::warn!("could not mark the drains that ended without a run in pass {pass_id}: {error}");
+    }
+}
+
+/// Set the error of each start decision in `decisions` (a recorded pass's JSON) whose
+/// pid `is_ended` says ended without a run, and has none yet.
+fn mark_starts(decisions: &mut serde_json::Value, is_ended: impl Fn(u32) -> bool) {
+    for decision in decisions.as_array_mut().into_iter().flatten() {
+        let pid =
+            decision.get("pid").and_then(serde_json::Value::as_u64).and_then(|pid| u32::try_from(pid).ok());
+        if decision.get("action").and_then(serde_json::Value::as_str) == Some("start")
+            && decision.get("error").is_none_or(serde_json::Value::is_null)
+            && pid.is_some_and(&is_ended)
+        {
+            decision["error"] = json!(ENDED_WITHOUT_RUN);
+        }
+    }
+}
+
+/// The drains earlier passes of this host started (in the last [`LATE_STARTS_LOOKBACK`])
+/// that have ended since without recording a run, after their pass stopped waiting for
+/// them (one that waited for its connection longer than [`STARTED_RUNS_WAIT`] — a full
+/// pool — and then failed): reported now, as that pass would have (a `supervise_error`
+/// each, exit 69), and marked in the pass that started them, so once. One still alive is
+/// left to a later pass.
+pub(super) fn report_late_ended_without_run(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    failures: &mut StepFailures,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let host = process::host_name();
+    let passes = crate::db::passes::recent_starting_passes(client, &host, now - LATE_STARTS_LOOKBACK)?;
+    let mut candidates = Vec::new();
+    for (pass_id, fired_at, decisions) in &passes {
+        let Ok(decisions) = serde_json::from_value::<Vec<RecordedStart>>(decisions.clone()) else { continue };
+        for start in decisions {
+            if let ("start", None, Some(pid)) = (start.action.as_str(), &start.error, start.pid) {
+                candidates.push((*pass_id, *fired_at, start.drain, pid, start.log_path));
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let pids: Vec<i32> = candidates.iter().filter_map(|candidate| i32::try_from(candidate.3).ok()).collect();
+    let earliest =
+        candidates.iter().map(|candidate| candidate.1).min().unwrap_or(now) - chrono::Duration::minutes(1);
+    let runs: Vec<(i32, DateTime<Utc>)> = client
+        .query(
+            "SELECT pid, started_at FROM runs WHERE host = $1 AND pid = ANY($2) AND started_at >= $3",
+            &[&host, &pids, &earliest],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let mut ended_by_pass: Vec<(i64, Vec<EndedWithoutRun>)> = Vec::new();
+    for (pass_id, fired_at, drain, pid, log_path) in candidates {
+        let has_run = runs.iter().any(|(run_pid, started_at)| {
+            i64::from(*run_pid) == i64::from(pid) && *started_at >= fired_at - chrono::Duration::minutes(1)
+        });
+        if has_run || process::is_process_alive(pid, None) {
+            continue;
+        }
+        let ended = EndedWithoutRun {
+            drain,
+            pid,
+            log_path,
+            started_by_pass_of: Some(crate::output::local_second(fired_at, config.defaults.timezone)),
+        };
+        match ended_by_pass.iter_mut().find(|(id, _)| *id == pass_id) {
+            Some((_, list)) => list.push(ended),
+            None => ended_by_pass.push((pass_id, vec![ended])),
+        }
+    }
+    for (pass_id, ended) in ended_by_pass {
+        report_ended_without_run(client, outbox, &ended, failures, now);
+        mark_ended_without_run(client, pass_id, &ended);
+    }
+    Ok(())
+}
+
+/// A start decision as a pass recorded it.
+#[derive(serde::Deserialize)]
+struct RecordedStart {
+    drain: String,
+    action: String,
+    pid: Option<u32>,
+    log_path: Option<String>,
+    error: Option<String>,
 }
 
 /// Record the drains this pass started that ended without a run: a `supervise_error`

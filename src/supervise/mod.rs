@@ -610,6 +610,15 @@ fn recover(
         0
     });
     apply_all(client, outbox, config, clock, &runs, decisions, fired_at, failures);
+    // Drains earlier passes started that failed to connect after those stopped waiting.
+    if let Err(error) = apply::report_late_ended_without_run(client, outbox, config, failures, clock.now()) {
+        failures.add(&error);
+        let what = format!(
+            "could not look for drains earlier passes started that ended without a run: {}",
+            error.display_scrubbed()
+        );
+        record_failure(client, outbox, None, what, clock.now());
+    }
     let released =
         crate::reap::release_orphaned_items(client, outbox, config, clock, None).unwrap_or_else(|error| {
             failures.add(&error);
@@ -751,6 +760,7 @@ fn finish_pass(
     // one sees them busy instead of starting them again (docs/operations.md).
     let without_run = apply::await_started_runs(client, decisions, clock.now());
     apply::report_ended_without_run(client, outbox, &without_run, failures, clock.now());
+    apply::mark_ended_without_run(client, pass_id, &without_run);
     advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
     Ok(pruned)

@@ -548,6 +548,37 @@ fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
 }
 
 #[test]
+fn a_drain_that_fails_to_connect_after_its_pass_stopped_waiting_is_reported_by_the_next_pass() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    // The drain waits for a connection longer than the pass waits for its run (a full
+    // pool), then fails: the pass that started it has stopped waiting by then.
+    let first = fixture.drainctl(&["supervise", "--json"]).env("DRAINCTL_FAULT", "no_run_after_8s").run();
+    first.assert_code(0);
+    let decisions = first.json()["decisions"].as_array().cloned().unwrap_or_default();
+    let started = action_for(&decisions, "docs", "start").expect("a start");
+    let pid = started["pid"].as_u64().unwrap() as u32;
+    wait_until_gone("the drain", pid);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 0);
+    // Before: nothing anywhere but the drain's own log.
+    let second = fixture.drainctl(&["supervise"]).run();
+    second.assert_code(69);
+    let errors: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'supervise_error'");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("drain docs (pid {pid}) started by the supervise pass of "))
+            && errors[0].contains("ended without recording a run; its log ")
+            && errors[0].contains("cannot connect to the database: a fault of the test"),
+        "{}",
+        errors[0]
+    );
+    // Once: the pass after that has nothing more to say of it.
+    fixture.drainctl(&["supervise"]).run();
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 1);
+}
+
+#[test]
 fn a_pass_that_overlaps_the_one_that_started_a_drain_does_not_start_it_again() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let started = fixture.path("started");
