@@ -308,12 +308,23 @@ fn snapshot_failed(
     if let Err(interruption) = interrupted.check(client, outbox, clock, "it read the drains' state") {
         return interruption;
     }
-    let error = error
+    let mut error = error
         .context("supervise: could not read the drains' state")
         .noted("the pass decided nothing; the next pass tries again");
-    if !interrupted.dry_run && !client.is_closed() {
-        let message = error.display_scrubbed().trim_start_matches("supervise: ").to_string();
-        record_event_or_log(client, outbox, &Event::new(EventKind::SuperviseError, message), clock.now());
+    if interrupted.dry_run {
+        return error;
+    }
+    let message = error.display_scrubbed().trim_start_matches("supervise: ").to_string();
+    let event = Event::new(EventKind::SuperviseError, message);
+    let recorded =
+        (!client.is_closed()).then(|| crate::db::events::record_event(client, outbox, &event, clock.now()));
+    match recorded {
+        Some(Ok(())) => {}
+        Some(Err(record)) if !client.is_closed() => {
+            log::error!("could not record event {} ({}): {record}", event.kind, event.message)
+        }
+        // The failure was the session ending: one line says both.
+        _ => error = error.noted("no supervise_error event could be recorded: the session had ended"),
     }
     error
 }
@@ -761,7 +772,19 @@ fn finish_pass(
     let without_run = apply::await_started_runs(client, decisions, clock.now());
     apply::report_ended_without_run(client, outbox, &without_run, failures, clock.now());
     apply::mark_ended_without_run(client, pass_id, &without_run);
-    advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
+    if client.is_closed() {
+        // The session ended while the pass waited for its drains: the supervise lock went
+        // with it, and all the pass did is committed — its table is still printed.
+        let error = Error::Unavailable(format!(
+            "{}: the session ended while the pass waited for the drains it started to record their runs; \
+             what it decided was committed and the drains it started run on",
+            crate::error::CONNECTION_LOST
+        ));
+        failures.add(&error);
+        record_failure(client, outbox, None, error.to_string(), clock.now());
+    } else {
+        advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
+    }
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
     Ok(pruned)
 }

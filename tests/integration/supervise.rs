@@ -201,6 +201,36 @@ fn a_pass_that_cannot_read_the_drains_state_records_why() {
 }
 
 #[test]
+fn a_pass_whose_session_ends_while_it_reads_the_drains_state_says_so_in_one_line() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut holder = fixture.client();
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE").unwrap();
+    let pass = fixture.drainctl(&["supervise"]).spawn();
+    let mut watcher = fixture.client();
+    wait_until("the pass to wait for the lock", Duration::from_secs(20), || {
+        query_i64(
+            &mut watcher,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                AND application_name = 'drainctl' AND wait_event_type = 'Lock'",
+        ) > 0
+    });
+    fixture.end_drainctl_sessions();
+    let result = finished(pass.wait_with_output().unwrap());
+    lock.rollback().unwrap();
+    result.assert_code(69);
+    // Before: a second line first, "could not record event supervise_error (…)".
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    assert!(
+        result.stderr.contains("could not read the drains' state")
+            && result.stderr.contains("no supervise_error event could be recorded: the session had ended"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
 fn a_hung_run_whose_worker_ignores_sigterm_costs_one_kill_grace_not_two() {
     let config = config("liveness_timeout = \"15m\"\nitem_timeout = \"1h\"\n")
         .replace("kill_grace = \"1s\"", "kill_grace = \"4s\"");
@@ -576,6 +606,29 @@ fn a_drain_that_fails_to_connect_after_its_pass_stopped_waiting_is_reported_by_t
     // Once: the pass after that has nothing more to say of it.
     fixture.drainctl(&["supervise"]).run();
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 1);
+}
+
+#[test]
+fn a_pass_whose_session_ends_while_it_waits_for_its_drains_still_shows_what_it_did() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    let pass = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "slow_run_start").spawn();
+    wait_until("the pass to be recorded", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'") == 1
+    });
+    fixture.end_drainctl_sessions();
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: no table, and "what the command had not committed was rolled back: run it
+    // again", though the start was committed and the drain ran on.
+    result.assert_code(69);
+    assert!(result.stdout.contains("docs") && result.stdout.contains("start"), "{}", result.stdout);
+    assert!(
+        result.stderr.contains("the session ended while the pass waited for the drains it started")
+            && !result.stderr.contains("rolled back"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
 }
 
 #[test]
