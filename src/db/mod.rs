@@ -204,7 +204,13 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             Error::Internal(message) => message,
             other => other.to_string(),
         };
-        Error::Unavailable(format!("{CANNOT_CONNECT} (URL from {}): {detail}", database.source))
+        // No server answered at all (refused, no route, a name that does not resolve).
+        let hint = if detail.contains("error connecting to server") {
+            "; check that the server runs and that the URL's host and port are its own"
+        } else {
+            ""
+        };
+        Error::Unavailable(format!("{CANNOT_CONNECT} (URL from {}): {detail}{hint}", database.source))
     };
     // Each TCP connection waits connect_timeout; the whole login (TLS, authentication, a
     // pooler's queue) is bounded too: a server or pooler that takes the connection and

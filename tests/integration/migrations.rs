@@ -214,6 +214,11 @@ fn an_unreachable_database_exits_69_without_the_password() {
     assert!(!result.stderr.contains("hunter2-secret"), "{}", result.stderr);
     assert!(result.stderr.contains("cannot connect to the database"), "{}", result.stderr);
     assert!(result.stderr.contains("$DATABASE_URL"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("; check that the server runs and that the URL's host and port are its own"),
+        "how to fix it: {}",
+        result.stderr
+    );
     // A password and no user is the URL's fault (before: 69, the server's "no PostgreSQL
     // user name specified in startup packet").
     let userless = db.url.replacen("postgres://postgres:", "postgres://:", 1);
