@@ -208,14 +208,7 @@ fn a_pass_whose_session_ends_while_it_reads_the_drains_state_says_so_in_one_line
     let mut lock = holder.transaction().unwrap();
     lock.batch_execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE").unwrap();
     let pass = fixture.drainctl(&["supervise"]).spawn();
-    let mut watcher = fixture.client();
-    wait_until("the pass to wait for the lock", Duration::from_secs(20), || {
-        query_i64(
-            &mut watcher,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                AND application_name = 'drainctl' AND wait_event_type = 'Lock'",
-        ) > 0
-    });
+    wait_for_a_pass_waiting_on_a_lock(&fixture, "the pass to wait for the lock");
     fixture.end_drainctl_sessions();
     let result = finished(pass.wait_with_output().unwrap());
     lock.rollback().unwrap();
@@ -228,6 +221,18 @@ fn a_pass_whose_session_ends_while_it_reads_the_drains_state_says_so_in_one_line
         "{}",
         result.stderr
     );
+}
+
+/// Wait until a drainctl session waits for a lock another session holds.
+fn wait_for_a_pass_waiting_on_a_lock(fixture: &Fixture, what: &str) {
+    let mut watcher = fixture.client();
+    wait_until(what, Duration::from_secs(20), || {
+        query_i64(
+            &mut watcher,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                AND application_name = 'drainctl' AND wait_event_type = 'Lock'",
+        ) > 0
+    });
 }
 
 #[test]
@@ -1063,14 +1068,8 @@ fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
     let mut table = fixture.client();
     table.batch_execute("BEGIN; LOCK TABLE drains IN ACCESS EXCLUSIVE MODE").unwrap();
     let mut frozen = fixture.drainctl(&["supervise"]).spawn();
+    wait_for_a_pass_waiting_on_a_lock(&fixture, "the pass to hold the lock and wait inside itself");
     let mut watcher = fixture.client();
-    wait_until("the pass to hold the lock and wait inside itself", Duration::from_secs(20), || {
-        query_i64(
-            &mut watcher,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                AND application_name = 'drainctl' AND wait_event_type = 'Lock'",
-        ) > 0
-    });
     signal(frozen.id(), libc::SIGSTOP);
     table.batch_execute("COMMIT").unwrap();
     let holder_pid: i32 = watcher
