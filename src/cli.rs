@@ -632,7 +632,7 @@ fn list_limit(text: &str) -> Result<i64, InvalidValue> {
 
 /// An RFC 3339 instant, in UTC.
 fn instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
-    DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| {
+    crate::clock::parse_rfc3339(text).map_err(|_| {
         InvalidValue(format!("invalid instant {text:?}: use RFC 3339, e.g. 2026-11-27T10:00:00Z"))
     })
 }
@@ -643,7 +643,7 @@ fn since(text: &str) -> Result<Since, InvalidValue> {
         Ok(duration) => return Ok(Since::Ago(duration)),
         Err(why) => why,
     };
-    DateTime::parse_from_rfc3339(text).map(|at| Since::At(at.with_timezone(&Utc))).map_err(|_| {
+    crate::clock::parse_rfc3339(text).map(Since::At).map_err(|_| {
         // Digits and units only: meant as a duration, and what is wrong with it says more.
         if text.trim().starts_with(|c: char| c.is_ascii_digit()) && !text.contains(['-', ':']) {
             return InvalidValue(not_a_duration);

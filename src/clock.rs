@@ -127,8 +127,20 @@ pub fn earlier(at: DateTime<Utc>, duration: std::time::Duration) -> DateTime<Utc
         .trunc_subsecs(6)
 }
 
+/// An RFC 3339 instant, in UTC. A leap second (`…:59:60Z`, which chrono keeps as second
+/// 59 and a second's worth of nanoseconds, shown again as `:60`) is the next second's
+/// start: an instant drainctl shows or stores is one every reader can parse.
+pub fn parse_rfc3339(text: &str) -> std::result::Result<DateTime<Utc>, chrono::ParseError> {
+    use chrono::Timelike;
+    let at = DateTime::parse_from_rfc3339(text)?.with_timezone(&Utc);
+    Ok(match at.nanosecond().checked_sub(1_000_000_000) {
+        Some(within) => at.with_nanosecond(within).unwrap_or(at) + chrono::Duration::seconds(1),
+        None => at,
+    })
+}
+
 fn parse_instant(value: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value).map(|at| at.with_timezone(&Utc)).map_err(|_| {
+    parse_rfc3339(value).map_err(|_| {
         Error::Config(format!(
             "{NOW_ENV}={value:?} is not an RFC 3339 instant (e.g. 2026-11-27T10:00:00Z) or @FILE"
         ))
@@ -200,5 +212,13 @@ mod tests {
         let error = Clock::parse("tomorrow").unwrap_err();
         assert_eq!(error.exit_code(), 78);
         assert!(error.to_string().contains("\"tomorrow\""));
+    }
+
+    #[test]
+    fn a_leap_second_is_the_next_second() {
+        let at = parse_rfc3339("2026-03-22T18:00:60Z").unwrap();
+        assert_eq!(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), "2026-03-22T18:01:00Z");
+        let at = parse_rfc3339("2026-03-22T18:00:60.5+01:00").unwrap();
+        assert_eq!(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true), "2026-03-22T17:01:00.500Z");
     }
 }

@@ -58,6 +58,29 @@ pub fn resolve_deadline(
     Ok(deadline)
 }
 
+/// Clear the burst of `drain` (whose controls are `controls`) when its deadline passed
+/// before `now`, recording its `burst_expired` event — by `supervise`, or first by a
+/// `burst on` or `burst off` that comes before it. The deadline it had, when it cleared one.
+pub(crate) fn clear_expired_burst(
+    tx: &mut impl postgres::GenericClient,
+    outbox: &crate::db::events::Outbox,
+    controls: &crate::db::drains::DrainControls,
+    zone: Tz,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let drain = &controls.name;
+    let Some(until) = controls.expired_burst(now) else { return Ok(None) };
+    if !clear_burst(tx, drain, Some(until))? {
+        return Ok(None);
+    }
+    let event =
+        Event::new(EventKind::BurstExpired, format!("burst of {drain} expired at {}", local(until, zone)))
+            .drain(drain)
+            .data(json!({ "burst_until": until, "note": controls.burst_note }));
+    record_event(tx, outbox, &event, now)?;
+    Ok(Some(until))
+}
+
 fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
     let name = ctx.configured_drain(&args.name)?.name.clone();
     let defaults = &ctx.config.defaults;
@@ -72,6 +95,8 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
     )?;
     let (previous, is_paused, note_now) = in_transaction(&mut ctx.client, |tx| {
         let controls = ensure_drain(tx, &name, now)?;
+        // One that expired and no supervise pass cleared yet ends as expired first.
+        clear_expired_burst(tx, &ctx.outbox, &controls, zone, now)?;
         let previous = controls.active_burst(now);
         // Moving a burst keeps its note unless a new one is given, and when it started
         // (docs/operations.md, "Burst").
@@ -171,8 +196,13 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
     let name = ctx.switchable_drain(&args.name)?;
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
-    let was = in_transaction(&mut ctx.client, |tx| {
-        let was = ensure_drain(tx, &name, now)?.burst_until;
+    let (was, expired) = in_transaction(&mut ctx.client, |tx| {
+        let controls = ensure_drain(tx, &name, now)?;
+        // A burst past its deadline that no supervise pass cleared yet had ended already.
+        if let Some(until) = clear_expired_burst(tx, &ctx.outbox, &controls, zone, now)? {
+            return Ok((None, Some(until)));
+        }
+        let was = controls.burst_until;
         if clear_burst(tx, &name, None)? {
             let until = was.map(|at| local(at, zone)).unwrap_or_default();
             let event =
@@ -180,19 +210,24 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
                     .drain(&name)
                     .data(json!({ "burst_until": was }));
             record_event(tx, &ctx.outbox, &event, now)?;
-            Ok(was)
+            Ok((was, None))
         } else {
-            Ok(None)
+            Ok((None, None))
         }
     })?;
-    let human = match was {
-        Some(until) => format!(
+    let human = match (was, expired) {
+        (Some(until), _) => format!(
             "{name}: burst off (was until {}); a running burst pass goes on only inside the window and budgets",
             local(until, zone)
         ),
-        None => format!("{name}: no burst was on"),
+        (None, Some(until)) => format!(
+            "{name}: no burst was on: the burst until {} had expired {}; recorded as expired",
+            local(until, zone),
+            format_relative(until - now)
+        ),
+        (None, None) => format!("{name}: no burst was on"),
     };
-    Ok(Report::new(human, json!({ "drain": name, "was_until": was })))
+    Ok(Report::new(human, json!({ "drain": name, "was_until": was, "expired_until": expired })))
 }
 
 fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {

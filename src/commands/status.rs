@@ -219,6 +219,9 @@ pub(crate) struct DrainView {
     window_closes: Option<DateTime<Utc>>,
     every_seconds: Option<f64>,
     cadence_next_start_at: Option<DateTime<Utc>>,
+    /// When both the cadence and the window allow the next start (the human note's).
+    #[serde(skip)]
+    next_start_at: Option<DateTime<Utc>>,
     pub(crate) forecast: Forecast,
     /// What the drain's workers reported they used (docs/results.md).
     usage: UsageView,
@@ -463,6 +466,11 @@ fn decide_drain(
         window_closes,
         every_seconds: drain.every.map(|every| every.as_secs_f64()),
         cadence_next_start_at: crate::schedule::cadence::next_start(drain.every, last_started_at),
+        next_start_at: crate::schedule::cadence::first_allowed_start(
+            crate::schedule::cadence::next_start(drain.every, last_started_at),
+            drain.window.as_ref(),
+            zone,
+        ),
         forecast,
         usage: UsageView::of(snapshot.usage_24h.get(&drain.name), snapshot.usage_7d.get(&drain.name)),
         max_cost_per_pass: drain.max_cost_per_pass,
@@ -683,7 +691,7 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
         let local = at.with_timezone(&zone).format("%a %H:%M");
         notes.push(format!("window closes {local} ({})", relative(at)));
     }
-    if let Some(at) = drain.cadence_next_start_at.filter(|at| *at > now && drain.burst_until.is_none()) {
+    if let Some(at) = drain.next_start_at.filter(|at| *at > now && drain.burst_until.is_none()) {
         notes.push(format!("next start {}", relative(at)));
     }
     if drain.counts.skipped_missing > 0 {

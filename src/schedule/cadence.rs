@@ -18,6 +18,21 @@ pub fn next_start(every: Option<Duration>, last_started_at: Option<DateTime<Utc>
     Some(later(last, every))
 }
 
+/// The first instant both the cadence (`cadence_next`, from [`next_start`]) and `window`
+/// allow a start: the cadence's own when the window is open then (or there is none), else
+/// the window's next opening after it. None without a cadence.
+pub fn first_allowed_start(
+    cadence_next: Option<DateTime<Utc>>,
+    window: Option<&crate::schedule::window::Window>,
+    zone: chrono_tz::Tz,
+) -> Option<DateTime<Utc>> {
+    let next = cadence_next?;
+    match window {
+        Some(window) if !window.contains(next, zone) => window.next_opening(next, zone),
+        _ => Some(next),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

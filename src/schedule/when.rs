@@ -92,8 +92,8 @@ pub fn parse_when(text: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<U
             .ok_or_else(|| unparseable(Some("it is too far in the future".to_string())));
     }
 
-    if let Ok(instant) = DateTime::parse_from_rfc3339(trimmed) {
-        return Ok(instant.with_timezone(&Utc));
+    if let Ok(instant) = crate::clock::parse_rfc3339(trimmed) {
+        return Ok(instant);
     }
 
     let lowered = trimmed.to_lowercase();

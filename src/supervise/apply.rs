@@ -11,13 +11,12 @@ use postgres::Client;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::db::drains::{clear_burst, ensure_drain};
-use crate::db::events::{record_event, Event, Outbox};
+use crate::db::drains::ensure_drain;
+use crate::db::events::Outbox;
 use crate::db::runs::RunRow;
 use crate::drain::log_file;
 use crate::error::{Error, Result};
-use crate::model::{EventKind, RunStatus, Trigger};
-use crate::output::local_time as local;
+use crate::model::{RunStatus, Trigger};
 use crate::reap::EndedRun;
 use crate::worker::process;
 
@@ -393,18 +392,17 @@ fn expire_burst(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let controls = ensure_drain(client, drain, now)?;
-    let Some(until) = controls.expired_burst(now) else { return Ok(()) };
-    let mut transaction = client.transaction()?;
-    if !clear_burst(&mut transaction, drain, Some(until))? {
+    if controls.expired_burst(now).is_none() {
         return Ok(());
     }
-    let event = Event::new(
-        EventKind::BurstExpired,
-        format!("burst of {drain} expired at {}", local(until, config.defaults.timezone)),
-    )
-    .drain(drain)
-    .data(json!({ "burst_until": until, "note": controls.burst_note }));
-    record_event(&mut transaction, outbox, &event, now)?;
+    let mut transaction = client.transaction()?;
+    crate::commands::burst::clear_expired_burst(
+        &mut transaction,
+        outbox,
+        &controls,
+        config.defaults.timezone,
+        now,
+    )?;
     transaction.commit()?;
     Ok(())
 }

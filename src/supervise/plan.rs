@@ -415,8 +415,18 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
     let next_start = cadence::next_start(drain.every, snapshot.last_started_at);
     if let Some(next) = next_start.filter(|next| now < *next) {
         let every = drain.every.map(crate::duration::format_duration).unwrap_or_default();
-        let wait = crate::duration::format_duration((next - now).to_std().unwrap_or_default());
-        return skip(format!("cadence {every}: next start in {wait}"));
+        let wait =
+            |at: DateTime<Utc>| crate::duration::format_duration((at - now).to_std().unwrap_or_default());
+        // The window closed by then: the start waits for its next opening.
+        return match cadence::first_allowed_start(Some(next), drain.window.as_ref(), zone) {
+            Some(first) if first != next => skip(format!(
+                "cadence {every}: next start in {}, when the window is closed; then at its opening {} (in {})",
+                wait(next),
+                local(first, zone),
+                wait(first)
+            )),
+            _ => skip(format!("cadence {every}: next start in {}", wait(next))),
+        };
     }
     start(Trigger::Supervisor, reason)
 }
@@ -675,6 +685,16 @@ mod tests {
         let mut windowed = snapshot(&config.drains[1]);
         windowed.last_started_at = Some(outside() - chrono::Duration::minutes(5));
         assert!(only(plan(&[windowed], outside(), zone)).reason.starts_with("outside window"));
+        // Inside the window, the cadence's next start after it closes (06:00 Friday): the
+        // start waits for the next opening, Sunday 22:00, and the reason says so.
+        let mut closing = snapshot(&config.drains[1]);
+        closing.last_started_at = Some(at("2026-11-27T05:30:00Z"));
+        let decision = only(plan(&[closing], at("2026-11-27T05:40:00Z"), zone));
+        assert_eq!(
+            decision.reason,
+            "cadence 1h: next start in 50m, when the window is closed; then at its opening \
+             Sun 2026-11-29 22:00 UTC (in 2d 16h)"
+        );
     }
 
     fn shared_config(priorities: &str) -> Config {

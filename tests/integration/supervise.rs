@@ -1223,6 +1223,27 @@ fn burst_status_and_off_read_and_clear_the_one_row() {
 }
 
 #[test]
+fn a_burst_past_its_deadline_ends_as_expired_whoever_meets_it_first() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+1h"]).run().assert_code(0);
+    // Before the next supervise pass clears it: `burst off` said "burst off (was until
+    // …)" and recorded burst_off, never burst_expired.
+    fixture.set_now("2026-11-26T22:30:00Z");
+    let off = fixture.drainctl(&["burst", "off", "docs", "--json"]).run();
+    off.assert_code(0);
+    assert_eq!(off.json()["was_until"], Value::Null, "{}", off.stdout);
+    assert_eq!(off.json()["expired_until"], "2026-11-26T22:00:00Z", "{}", off.stdout);
+    let said = fixture.drainctl(&["burst", "off", "docs"]).run();
+    assert_eq!(said.stdout.trim(), "docs: no burst was on", "cleared once");
+    // `burst on` over an expired burst records its end before the new one.
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+1h"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T00:00:00Z");
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+1h"]).run().assert_code(0);
+    let kinds: Vec<String> = fixture.column("SELECT kind FROM events WHERE kind LIKE 'burst%' ORDER BY id");
+    assert_eq!(kinds, ["burst_on", "burst_expired", "burst_on", "burst_expired", "burst_on"]);
+}
+
+#[test]
 fn a_burst_pass_ignores_the_budget_and_stops_when_the_burst_is_turned_off() {
     let fixture = Fixture::new(&config("max_items_per_pass = 2\n"), OUTSIDE);
     let items: Vec<(String, Value)> = (0..5).map(|i| (format!("i{i}"), json!(i))).collect();
