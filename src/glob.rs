@@ -85,7 +85,7 @@ impl Glob {
         Ok(Glob { text: text.to_string(), segments })
     }
 
-    #[cfg(test)]
+    /// The glob as written.
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -120,7 +120,6 @@ impl Glob {
     }
 
     /// Does the relative path `path` (segments separated by `/`) match?
-    #[cfg(test)]
     pub fn matches(&self, path: &str) -> bool {
         let mut states = self.start();
         for name in path.split('/') {

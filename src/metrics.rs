@@ -344,9 +344,9 @@ fn unconfigured_family(client: &mut impl GenericClient, configured: &[String]) -
         "drainctl_unconfigured_drain_items",
         "Pending and running items of a drain that has no [[drain]] table in the configuration: nothing starts a pass of it.",
     );
-    for (drain, counts, _) in items::unconfigured_with_work(client, configured)? {
-        for (state, count) in [("pending", counts.pending), ("running", counts.running)] {
-            family.sample(vec![("drain", drain.clone()), ("state", state.to_string())], count as f64);
+    for work in items::unconfigured_with_work(client, configured)? {
+        for (state, count) in [("pending", work.counts.pending), ("running", work.counts.running)] {
+            family.sample(vec![("drain", work.drain.clone()), ("state", state.to_string())], count as f64);
         }
     }
     Ok(family)

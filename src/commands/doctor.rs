@@ -690,29 +690,73 @@ fn check_supervisor(
 }
 
 /// A warning for each drain whose source folder (links resolved) an earlier drain scans
-/// too: a file both globs match is an item of each, run by each (docs/configuration.md,
-/// "File-backed sources").
+/// too with a glob that matches a file there the other's matches as well: that file is
+/// an item of each, run by each (docs/configuration.md, "File-backed sources"). Drains
+/// that split a folder between them (`*.pdf`, `*.txt`) are not warned of; the first
+/// [`SHARED_FOLDER_FILES`] files are looked at, and the same glob twice is warned of
+/// whatever the folder holds.
 fn check_shared_source_folders(checks: &mut Checks, config: &Config) {
-    let mut seen: Vec<(PathBuf, &str)> = Vec::new();
+    let mut seen: Vec<(PathBuf, &crate::config::DrainConfig)> = Vec::new();
     for drain in &config.drains {
         let Some(source) = &drain.source else { continue };
         let folder = std::fs::canonicalize(&source.dir).unwrap_or_else(|_| source.dir.clone());
-        if let Some((_, first)) = seen.iter().find(|(earlier, _)| *earlier == folder) {
+        for (_, first) in seen.iter().filter(|(earlier, _)| *earlier == folder) {
+            let Some(first_source) = &first.source else { continue };
+            let both = |path: &str| first_source.glob.matches(path) && source.glob.matches(path);
+            let shared = if first_source.glob.as_str() == source.glob.as_str() {
+                Some(format!("the same glob {}", source.glob.as_str()))
+            } else {
+                first_file_matching(&folder, both).map(|path| format!("{path}, for one, matches both globs"))
+            };
+            let Some(shared) = shared else { continue };
             checks.push(
                 "source",
                 Status::Warn,
                 format!(
-                    "drains {first} and {} both scan source dir {}: a file both their globs match is \
-                     enqueued and run by each; give each drain a folder of its own",
+                    "drains {} and {} both scan source dir {} ({shared}): a file both globs match is \
+                     enqueued and run by each; give each drain a folder or glob of its own",
+                    first.name,
                     drain.name,
                     folder.display()
                 ),
             );
             checks.for_drain(&drain.name);
-        } else {
-            seen.push((folder, &drain.name));
+        }
+        seen.push((folder, drain));
+    }
+}
+
+/// How many files [`first_file_matching`] looks at, at most.
+const SHARED_FOLDER_FILES: usize = 10_000;
+
+/// The first regular file under `folder` (links not followed; its path relative to it)
+/// that `matches`, among the first [`SHARED_FOLDER_FILES`].
+fn first_file_matching(folder: &Path, matches: impl Fn(&str) -> bool) -> Option<String> {
+    let mut folders = vec![folder.to_path_buf()];
+    let mut looked = 0;
+    while let Some(next) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else { continue };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                folders.push(entry.path());
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            looked += 1;
+            if looked > SHARED_FOLDER_FILES {
+                return None;
+            }
+            let path = entry.path();
+            let Some(relative) = path.strip_prefix(folder).ok().and_then(Path::to_str) else { continue };
+            if matches(relative) {
+                return Some(relative.to_string());
+            }
         }
     }
+    None
 }
 
 /// A warning per drain whose items wait in the database with no `[[drain]]` to run them.

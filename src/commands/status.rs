@@ -133,6 +133,9 @@ pub(crate) struct UnconfiguredDrain {
     running: i64,
     /// Its passes still running, started before its table left the configuration.
     running_passes: i64,
+    /// Paused: a pass still running stops before its next item.
+    #[serde(skip)]
+    is_paused: bool,
 }
 
 impl UnconfiguredDrain {
@@ -145,6 +148,13 @@ impl UnconfiguredDrain {
         }
         let passes = match self.running_passes {
             0 => String::new(),
+            1 if self.is_paused => {
+                "its pass still running stops before its next item (the drain is paused); after that, "
+                    .to_string()
+            }
+            n if self.is_paused => {
+                format!("its {n} passes still running stop before their next item (the drain is paused); after that, ")
+            }
             1 => format!(
                 "its pass still running goes on with the settings it read until it ends \
                  (`drainctl pause {}` stops it before its next item); after that, ",
@@ -170,11 +180,12 @@ pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Resul
     let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
     Ok(crate::db::items::unconfigured_with_work(client, &names)?
         .into_iter()
-        .map(|(drain, counts, running_passes)| UnconfiguredDrain {
-            drain,
-            pending: counts.pending,
-            running: counts.running,
-            running_passes,
+        .map(|work| UnconfiguredDrain {
+            drain: work.drain,
+            pending: work.counts.pending,
+            running: work.counts.running,
+            running_passes: work.running_passes,
+            is_paused: work.is_paused,
         })
         .collect())
 }

@@ -81,13 +81,26 @@ pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> O
     let (unknown, expected) = rest.split_once('`')?;
     let offset = floor_char_boundary(text, offset.min(text.len()));
     let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
-    // Inside an inline table (`source = { dir = "d", globs = "*" }`): that key's table.
-    let inline = text[line_start..offset]
-        .split_once('=')
-        .filter(|(_, rest)| rest.trim_start().starts_with('{'))
-        .and_then(|(outer, _)| bare_key(outer));
+    let before = &text[line_start..offset];
+    let nearest = nearest_key(unknown, expected);
+    // A header whose first name is unknown (`[defualts]`, `[[drains]]`): a top-level key,
+    // whatever table came before it.
+    if before.trim_start().starts_with('[') && !before.contains('.') {
+        return Some(format!("unknown field `{unknown}`{nearest}{expected}"));
+    }
+    // Inside an inline table (`source = { dir = "d", globs = "*" }`) or after a dotted key
+    // (`window.dayz = …`): that key's table.
+    let inline = match before.split_once('=') {
+        Some((outer, rest)) if rest.trim_start().starts_with('{') => bare_key(outer),
+        Some(_) => None,
+        None => before.trim_start().strip_suffix('.').and_then(bare_key),
+    };
     let (header, header_end) = last_header(&text[..line_start]).unwrap_or_default();
-    let table_name = || name_in_table(&text[header_end..]);
+    // A sub-table header (`[drain.window]`) names the keys of the `[[drain]]` above it.
+    let table_name = || match header.split_once('.') {
+        Some((top, _)) => last_array_table(&text[..line_start], top).and_then(name_in_table),
+        None => name_in_table(&text[header_end..]),
+    };
     let (top, nested) = match header.split_once('.') {
         Some((top, rest)) => (top.to_string(), Some(rest.to_string())),
         None => (header.clone(), None),
@@ -112,7 +125,13 @@ pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> O
         (None, false) => format!("{inner}: "),
         (None, true) => String::new(),
     };
-    let nearest = expected
+    Some(format!("{prefix}unknown field `{unknown}`{nearest}{expected}"))
+}
+
+/// ` (did you mean `max_attempts`?)` for the expected key (`, expected one of `a`, `b``)
+/// one or two letters from `unknown`; empty when none is.
+fn nearest_key(unknown: &str, expected: &str) -> String {
+    expected
         .split('`')
         .skip(1)
         .step_by(2)
@@ -120,8 +139,23 @@ pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> O
         .filter(|(distance, key)| *distance <= 2 && *distance < key.len() / 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, key)| format!(" (did you mean `{key}`?)"))
-        .unwrap_or_default();
-    Some(format!("{prefix}unknown field `{unknown}`{nearest}{expected}"))
+        .unwrap_or_default()
+}
+
+/// The text from the last `[[name]]` header in `text` on: the array table whose
+/// sub-tables come after it.
+fn last_array_table<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+    let mut found = None;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        at += line.len();
+        let written = line.split('#').next().unwrap_or_default().trim();
+        if written.starts_with("[[") && written.trim_matches(['[', ']', ' ']).replace(['"', ' '], "") == name
+        {
+            found = Some(at);
+        }
+    }
+    found.map(|at| &text[at..])
 }
 
 /// Levenshtein distance between two keys (ASCII in practice; counted in chars).
@@ -263,6 +297,22 @@ mod tests {
         assert_eq!(
             unknown("databse = 1\n", "databse").unwrap(),
             format!("unknown field `databse`{expected}")
+        );
+        // A header that is itself the unknown key belongs to no table above it.
+        let header = "[[drain]]\nname = \"x\"\n[[drains]]\nname = \"y\"\n";
+        assert_eq!(unknown(header, "drains").unwrap(), format!("unknown field `drains`{expected}"));
+        let header = "[database]\nurl = \"u\"\n[defualts]\n";
+        assert_eq!(unknown(header, "defualts").unwrap(), format!("unknown field `defualts`{expected}"));
+        // A dotted key and a sub-table header name the key's table and the drain.
+        let dotted = "[[drain]]\nname = \"x\"\nwindow.dayz = \"mon\"\n";
+        assert_eq!(
+            unknown(dotted, "dayz").unwrap(),
+            format!("drain \"x\": window: unknown field `dayz`{expected}")
+        );
+        let sub = "[[drain]]\nname = \"x\"\ncommand = [\"w\"]\n[drain.window]\ndayz = \"mon\"\n";
+        assert_eq!(
+            unknown(sub, "dayz").unwrap(),
+            format!("drain \"x\": window: unknown field `dayz`{expected}")
         );
         assert_eq!(explain_unknown_key("x = 1\n", 0, "invalid type"), None);
         assert_eq!(edit_distance("max_atempts", "max_attempts"), 1);

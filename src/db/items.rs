@@ -1661,14 +1661,15 @@ fn drain_and_counts(row: &Row) -> (String, StateCounts) {
 
 /// Drains with items waiting (pending or running) that are not among `configured`: a
 /// drain renamed or removed from the configuration, whose backlog nothing will run once
-/// its passes still running (the third of each) have ended.
+/// its passes still running have ended — with how many are, and whether it is paused.
 pub fn unconfigured_with_work(
     client: &mut impl GenericClient,
     configured: &[String],
-) -> Result<Vec<(String, StateCounts, i64)>> {
+) -> Result<Vec<UnconfiguredWork>> {
     let rows = client.query(
         "SELECT c.drain, c.pending, c.running, c.done, c.dead, c.skipped_missing,
-                (SELECT count(*) FROM runs r WHERE r.drain = c.drain AND r.status = 'running')
+                (SELECT count(*) FROM runs r WHERE r.drain = c.drain AND r.status = 'running'),
+                coalesce((SELECT d.paused_at IS NOT NULL FROM drains d WHERE d.name = c.drain), false)
            FROM (SELECT drain, sum(pending)::bigint AS pending, sum(running)::bigint AS running,
                         sum(done)::bigint AS done, sum(dead)::bigint AS dead,
                         sum(skipped_missing)::bigint AS skipped_missing
@@ -1681,9 +1682,18 @@ pub fn unconfigured_with_work(
         .iter()
         .map(|row| {
             let (drain, counts) = drain_and_counts(row);
-            (drain, counts, row.get(6))
+            UnconfiguredWork { drain, counts, running_passes: row.get(6), is_paused: row.get(7) }
         })
         .collect())
+}
+
+/// A drain with work in the database and no `[[drain]]` table (see [`unconfigured_with_work`]).
+pub struct UnconfiguredWork {
+    pub drain: String,
+    pub counts: StateCounts,
+    /// Its passes still running, started before its table left the configuration.
+    pub running_passes: i64,
+    pub is_paused: bool,
 }
 
 /// One line of `items NAME`.

@@ -354,7 +354,8 @@ impl Pass<'_> {
     /// Record the usage the worker's output reports on its attempt (nothing when it
     /// reports none) and count its cost towards the pass's budget (docs/results.md).
     fn record_usage(&mut self, item: &ClaimedItem, report: &WorkerReport) -> Result<()> {
-        let Some(usage) = crate::usage::read_usage(&report.stdout) else { return Ok(()) };
+        let whose = format!("drain {}: item {}", self.drain.name, item.key);
+        let Some(usage) = crate::usage::read_usage(&report.stdout, &whose) else { return Ok(()) };
         // Summed in pico-dollars: ten attempts of $0.10 make $1.00 exactly.
         self.cost_picousd = self.cost_picousd.saturating_add(usage.cost_picousd());
         crate::db::usage::record_usage(self.client, item.id, self.run_id, &usage, self.clock.now())

@@ -64,7 +64,8 @@ use crate::quota::Classifier;
 /// result and completing the item, so a test can `kill -9` it exactly there;
 /// `slow_run_start` makes a drain wait 1.5 s before it records its run (`slow_run_start:NAME`:
 /// only drain NAME); `no_run_after_8s` makes it wait 8 s and fail as a drain that could
-/// not reach the database would, recording no run;
+/// not reach the database would, recording no run; `reconnect_for_3s` makes a pass wait
+/// 3 s, not 60, for a new session;
 /// `die_after_ending_run` kills the process that ended a hung or crashed run right after
 /// it recorded that, before it signals anything; `orphan_kill_fails` makes the kill of a
 /// process a worker left outside its group fail with EPERM; `slow_enqueue_commit` holds

@@ -48,6 +48,16 @@ const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a pass waits for a new session after its worker, and how often it tries.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// [`RECONNECT_FOR`]; 3 s under the test hook `DRAINCTL_FAULT=reconnect_for_3s` (see
+/// `super::FAULT_ENV`), so that a test can outlast it.
+fn reconnect_for() -> Duration {
+    #[cfg(feature = "testing")]
+    if std::env::var(super::FAULT_ENV).is_ok_and(|fault| fault == "reconnect_for_3s") {
+        return Duration::from_secs(3);
+    }
+    RECONNECT_FOR
+}
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
 /// What opening a new session for a pass needs.
@@ -267,10 +277,11 @@ impl<'a> Pass<'a> {
     }
 
     /// Open a new session in place of the one the server ended, trying every
-    /// `RECONNECT_EVERY` for `RECONNECT_FOR` from when the session was first found lost
-    /// (a session ended again before a step went through on it counts from the first),
-    /// and record it. `lost_at`: when the loss was found and said, if it was before.
-    /// Fails when none could be opened and used.
+    /// `RECONNECT_EVERY` for `RECONNECT_FOR` from the first call since a step last went
+    /// through (a session ended again before a step went through on it counts from that
+    /// first call, not from its own), and record it. `lost_at`: when the loss was found
+    /// and said, if it was before (a write while the worker ran: the minute still starts
+    /// now, when the worker has ended). Fails when none could be opened and used.
     fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
         let session = self.session()?;
         let found = Instant::now();
@@ -278,7 +289,7 @@ impl<'a> Pass<'a> {
             session.warn_lost();
             found
         });
-        let since = *self.session_lost_since.get_or_insert(lost_at.min(found));
+        let since = *self.session_lost_since.get_or_insert(found);
         loop {
             // Before each attempt: one may wait for the connect timeout.
             if let Some(signal) = crate::worker::signals::termination_signal() {
@@ -293,12 +304,12 @@ impl<'a> Pass<'a> {
             match reopened {
                 Ok(()) => return Ok(()),
                 Err(Error::Unavailable(why)) => {
-                    if since.elapsed() >= RECONNECT_FOR {
+                    if since.elapsed() >= reconnect_for() {
                         return Err(Error::Unavailable(format!(
                             "the database ended the session of run {} and no new one could be opened within {} \
                              ({why})",
                             self.run_id,
-                            crate::duration::format_duration(RECONNECT_FOR)
+                            crate::duration::format_duration(reconnect_for())
                         )));
                     }
                     log::debug!("drain {}: not reconnected yet: {why}", self.drain.name);
@@ -306,7 +317,7 @@ impl<'a> Pass<'a> {
                 }
                 // The new session ended too before it was used (a second failover, a
                 // pooler restarting again): another.
-                Err(error) if self.client.is_closed() && since.elapsed() < RECONNECT_FOR => {
+                Err(error) if self.client.is_closed() && since.elapsed() < reconnect_for() => {
                     log::debug!("drain {}: the new session ended too: {error}", self.drain.name);
                     std::thread::sleep(RECONNECT_EVERY);
                 }

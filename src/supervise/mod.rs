@@ -189,7 +189,12 @@ impl Heartbeat {
                  were skipped because another supervise pass holds the lock: {}; {}",
                 held.skipped_passes,
                 held.describe(now, zone),
-                held.advice()
+                if held.is_stuck(now, std::time::Duration::from_secs_f64(self.interval_seconds)) {
+                    held.advice()
+                } else {
+                    // A new holder, since the passes before were skipped for another one.
+                    "it took the lock lately: the passes after it act once it is done".to_string()
+                }
             ),
             None => format!(
                 "last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab \

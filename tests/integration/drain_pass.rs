@@ -923,6 +923,46 @@ fn sessions_that_end_again_as_soon_as_they_are_opened_are_replaced_until_one_las
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'"), 1);
 }
 
+#[test]
+fn the_wait_for_a_new_session_counts_from_the_workers_end_not_from_the_loss_it_ran_through() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    let worker = json!([
+        { "touch": started },
+        { "checkpoints": { "count": 30, "every": 0.1 } },
+        { "wait_for_file": go },
+        { "out": "result a" }
+    ]);
+    fixture.enqueue("docs", &[("a".into(), steps(worker))]);
+    // A pass that waits 3 s, not 60, for a new session.
+    let pass =
+        fixture.drainctl(&["drain", "docs", "--json"]).env("DRAINCTL_FAULT", "reconnect_for_3s").spawn();
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    // The server goes away while the worker runs: the pass's session ends and no new one
+    // is let in; a checkpoint write finds it gone at once.
+    let mut admin = fixture.client();
+    fixture.db.allow_connections(false);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'drainctl'",
+            &[],
+        )
+        .unwrap();
+    // Longer than the 3 s after the loss was found, and then the worker ends.
+    std::thread::sleep(Duration::from_secs(5));
+    std::fs::write(&go, "").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    fixture.db.allow_connections(true);
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: exit 69 right at the worker's end after one attempt, "no new one could be
+    // opened within 3s", and the worker's result lost.
+    result.assert_code(0);
+    assert!(result.stderr.contains("reconnected to the database"), "{}", result.stderr);
+    let (state, attempts, _) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("done", 1));
+}
+
 /// `drain docs --json` on one item `a`, whose worker, quicker than a second, ends the
 /// pass's database session on its way (as a restart would) and then runs the shell line
 /// `then`: no statement of the pass finds the session gone while it runs. `settings` end

@@ -201,23 +201,37 @@ fn a_source_dir_changed_to_another_folder_keeps_what_is_the_same_and_runs_what_d
 }
 
 #[test]
-fn doctor_warns_of_two_drains_scanning_one_folder() {
+fn doctor_warns_of_two_drains_scanning_one_folder_for_the_same_files() {
     let fixture = Fixture::new(&source_config(""), NOW);
-    fs::create_dir_all(fixture.path("data")).unwrap();
+    write(&fixture, "a/1.jsonl", "one\n");
+    write(&fixture, "a/2.csv", "two\n");
     let doctor = fixture.drainctl(&["doctor"]).run();
     assert!(!doctor.stdout.contains("both scan"), "{}", doctor.stdout);
-    let twice = format!(
-        "{}\n[[drain]]\nname = \"copies\"\ncommand = [\"FAKE_WORKER\"]\nsource = {{ dir = \"data/\", glob = \"*/*.jsonl\" }}\n",
-        source_config("")
-    );
-    fixture.write_config(&twice);
-    let doctor = fixture.drainctl(&["doctor"]).run();
     let folder = fs::canonicalize(fixture.path("data")).unwrap();
+    let with_copies = |glob: &str| {
+        format!(
+            "{}\n[[drain]]\nname = \"copies\"\ncommand = [\"FAKE_WORKER\"]\nsource = {{ dir = \"data/\", glob = \"{glob}\" }}\n",
+            source_config("")
+        )
+    };
+    // The same glob, the folder reached by another path.
+    fixture.write_config(&with_copies("*/*.jsonl"));
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    let said = format!("warn  source: drains sessions and copies both scan source dir {}", folder.display());
     assert!(
-        doctor.stdout.contains(&format!(
-            "warn  source: drains sessions and copies both scan source dir {}: a file both their globs match",
-            folder.display()
-        )),
+        doctor.stdout.contains(&format!("{said} (the same glob */*.jsonl): a file both globs match")),
+        "{}",
+        doctor.stdout
+    );
+    // A folder split between them by extension: nothing to warn of.
+    fixture.write_config(&with_copies("*/*.csv"));
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(!doctor.stdout.contains("both scan"), "{}", doctor.stdout);
+    // Globs that differ but both match a file there.
+    fixture.write_config(&with_copies("**/*"));
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(
+        doctor.stdout.contains(&format!("{said} (a/1.jsonl, for one, matches both globs)")),
         "{}",
         doctor.stdout
     );

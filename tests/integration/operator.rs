@@ -1213,6 +1213,12 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     );
     fixture.drainctl(&["pause", "old", "--note", "removed"]).run().assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE name = 'old' AND paused_at IS NOT NULL"), 1);
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(
+        status.stdout.contains("its pass still running stops before its next item (the drain is paused)"),
+        "{}",
+        status.stdout
+    );
     fixture.drainctl(&["resume", "old"]).run().assert_code(0);
     fixture.client().execute("DELETE FROM runs WHERE drain = 'old'", &[]).unwrap();
     // Done items are history, not a backlog: no warning for them.

@@ -1039,21 +1039,32 @@ fn a_supervise_lock_taken_by_a_new_session_is_not_counted_from_the_passes_skippe
         .query_one("SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()", &[])
         .unwrap()
         .get(0);
-    // Passes skipped for an earlier holder, 40 minutes before this session connected.
-    fixture
-        .client()
-        .execute(
-            "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
-             VALUES ($1, $1, 'h', 1, 'lock_skipped', 1)",
-            &[&(connected - chrono::Duration::minutes(40))],
-        )
-        .unwrap();
+    // An acting pass an hour before this session connected, then one skipped for an
+    // earlier holder 40 minutes before it connected.
+    for (minutes, status) in [(60, "done"), (40, "lock_skipped")] {
+        fixture
+            .client()
+            .execute(
+                "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
+                 VALUES ($1, $1, 'h', 1, $2, 1)",
+                &[&(connected - chrono::Duration::minutes(minutes)), &status],
+            )
+            .unwrap();
+    }
     // 20 minutes after it connected: under twice supervise_interval for this holder.
     fixture.set_now(&(connected + chrono::Duration::minutes(20)).to_rfc3339());
     let pass = fixture.drainctl(&["supervise"]).run();
     pass.assert_code(0);
     assert!(!pass.stdout.contains("it is stuck"), "{}", pass.stdout);
     assert!(pass.stdout.contains("(20m ago)"), "since it connected: {}", pass.stdout);
+    // status, whose heartbeat is late, does not advise ending a holder that came lately.
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(
+        status.stdout.contains("holds the lock") && status.stdout.contains("it took the lock lately"),
+        "{}",
+        status.stdout
+    );
+    assert!(!status.stdout.contains("it is stuck"), "{}", status.stdout);
 }
 
 #[test]
