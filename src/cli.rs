@@ -284,6 +284,11 @@ pub struct ResumeArgs {
     /// cause is fixed
     #[arg(long, value_name = "GROUP", conflicts_with = "name")]
     pub group: Option<String>,
+    /// With --group: also end every backoff of the group now, on every account, when you
+    /// know its limit is over (a reset stated far off by one item's output, a vendor that
+    /// reset early)
+    #[arg(long, conflicts_with_all = ["name", "all"])]
+    pub clear_backoff: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

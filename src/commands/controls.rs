@@ -98,7 +98,7 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
 
 pub fn resume(ctx: &mut Context, args: &ResumeArgs) -> Result<Report> {
     if let Some(group) = &args.group {
-        return resume_group(ctx, group);
+        return resume_group(ctx, group, args.clear_backoff);
     }
     let names = chosen_drains(ctx, args.name.as_deref(), args.all)?;
     let now = ctx.clock.now();
@@ -142,7 +142,7 @@ fn accounts_text(accounts: &[String]) -> String {
 
 /// `drainctl resume --group NAME`: clear a parked quota group (docs/rate-limits.md,
 /// "Parked groups"), so that its drains call workers again.
-fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
+fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<Report> {
     let Some(group) = ctx.config.quota_groups.iter().find(|known| known.name == group) else {
         let known: Vec<&str> = ctx.config.quota_groups.iter().map(|known| known.name.as_str()).collect();
         let known = match known.is_empty() {
@@ -157,8 +157,9 @@ fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
         crate::db::quota_groups::lock_group(tx, &group, now)?;
         let cleared = crate::db::quota_groups::clear_park(tx, &group, now)?;
         // The operator says the cause is fixed: the backoffs of the hits that needed
-        // attention would otherwise hold the accounts out for up to `default_backoff` more.
-        let cleared_backoffs = crate::db::backoffs::clear_attention_backoffs(tx, &group, now)?;
+        // attention would otherwise hold the accounts out for up to `default_backoff` more;
+        // with --clear-backoff, that the limit is over: every backoff of the group.
+        let cleared_backoffs = crate::db::backoffs::clear_backoffs(tx, &group, now, clear_backoff)?;
         if !cleared_backoffs.is_empty() {
             // A fixed account is used at once, not after switch_cooldown (docs/accounts.md).
             crate::db::quota_groups::forget_switch_time(tx, &group, now)?;
@@ -199,6 +200,16 @@ fn resume_group(ctx: &mut Context, group: &str) -> Result<Report> {
     };
     if !cleared_backoffs.is_empty() {
         human.push_str(&format!("; cleared the backoff of {}", accounts_text(&cleared_backoffs)));
+    } else if !clear_backoff {
+        // A backoff that stands is named, with the way to end it.
+        let until = crate::db::backoffs::group_backoff_until(&mut ctx.client, &group, now)?;
+        if let Some(until) = until {
+            human.push_str(&format!(
+                "; it backs off until {}: `drainctl resume --group {group} --clear-backoff` ends that now \
+                 if you know its limit is over",
+                crate::output::local_time(until, ctx.config.defaults.timezone)
+            ));
+        }
     }
     Ok(Report::new(
         human,

@@ -180,25 +180,40 @@ pub fn all_need_attention(
 }
 
 /// Clear every backoff of `group` that a hit needing attention set (an operator fixed the
-/// cause: `resume --group`): the accounts it still held out at `now`, in order.
-pub fn clear_attention_backoffs(
+/// cause: `resume --group`), or with `every_backoff` every backoff of the group
+/// (`resume --group --clear-backoff`): the accounts it still held out at `now`, in order.
+pub fn clear_backoffs(
     client: &mut impl GenericClient,
     group: &str,
     now: DateTime<Utc>,
+    every_backoff: bool,
 ) -> Result<Vec<String>> {
     let rows = client.query(
         "WITH held AS (
              SELECT account, backoff_until > $2 AS in_force FROM quota_backoffs
-              WHERE quota_group = $1 AND needs_attention FOR UPDATE),
+              WHERE quota_group = $1 AND (needs_attention OR $3) FOR UPDATE),
          cleared AS (
              UPDATE quota_backoffs b SET backoff_until = NULL, suspected_at = NULL, needs_attention = false,
                     updated_at = $2
                FROM held h
               WHERE b.quota_group = $1 AND b.account = h.account)
          SELECT account FROM held WHERE in_force ORDER BY account",
-        &[&group, &now],
+        &[&group, &now, &every_backoff],
     )?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Until when the last backoff of `group` still in force at `now` lasts; None when none is.
+pub fn group_backoff_until(
+    client: &mut impl GenericClient,
+    group: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let row = client.query_one(
+        "SELECT max(backoff_until) FROM quota_backoffs WHERE quota_group = $1 AND backoff_until > $2",
+        &[&group, &now],
+    )?;
+    Ok(row.get(0))
 }
 
 /// Write `row`'s instants over those of `before`, the same group and account as read —

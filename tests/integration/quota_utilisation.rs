@@ -94,6 +94,45 @@ fn a_parked_group_makes_no_worker_calls_until_resume_group() {
 }
 
 #[test]
+fn resume_group_clear_backoff_ends_a_backoff_the_operator_knows_is_over() {
+    let fixture = Fixture::new(&config(), NOW);
+    // One item's output states a reset an hour away (a poison item, or a limit the
+    // vendor lifted early): the whole group backs off for it.
+    let far = logged(
+        &fixture,
+        json!([{ "err": "Rate limit reached for requests. Please try again in 1h." }, { "exit": 1 }]),
+    );
+    let fine = logged(&fixture, json!([{ "out": "done" }]));
+    fixture.enqueue("alpha", &[("a1".into(), far), ("a2".into(), fine.clone())]);
+    fixture.enqueue("beta", &[("b1".into(), fine)]);
+    let hit = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    assert_eq!(hit.json()["status"], "rate_limited", "{}", hit.stdout);
+    // Not parked: resume --group alone clears nothing, and says how to end the backoff.
+    let resumed = fixture.drainctl(&["resume", "--group", "shared"]).run();
+    resumed.assert_code(0);
+    assert!(
+        resumed.stdout.contains(
+            "quota group shared: was not parked; it backs off until Fri 2026-11-27 11:01 UTC: \
+             `drainctl resume --group shared --clear-backoff` ends that now"
+        ),
+        "{}",
+        resumed.stdout
+    );
+    let refused = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    assert_eq!(refused.json()["status"], "rate_limited", "{}", refused.stdout);
+    // Before: no command could end it; beta waited the hour.
+    let cleared = fixture.drainctl(&["resume", "--group", "shared", "--clear-backoff", "--json"]).run();
+    cleared.assert_code(0);
+    crate::operator::assert_documented("drainctl resume --group", &cleared.json());
+    assert_eq!(cleared.json()["cleared_backoffs"], json!([""]), "{}", cleared.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_cleared'"), 1);
+    let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+    assert_eq!(worked.json()["items_done"], 1, "{}", worked.stdout);
+    // --clear-backoff needs a group.
+    fixture.drainctl(&["resume", "alpha", "--clear-backoff"]).run().assert_code(64);
+}
+
+#[test]
 fn a_refused_key_parks_the_group_instead_of_dead_lettering_the_backlog() {
     // Every item would meet the same answer: none of them may use an attempt on it.
     let fixture =
