@@ -24,13 +24,31 @@ impl Context {
     /// any missing migration under the migration lock. From here on the events the
     /// notifier wants — the migrations' among them — are kept in the outbox as they are
     /// recorded (see `crate::notify`).
-    pub fn open(config_path: Option<&Path>, lock_timeout: Duration) -> Result<Context> {
+    /// A command that `changes_nothing` (a dry run) applies no migration: with any due, it
+    /// is refused, saying so.
+    pub fn open(
+        config_path: Option<&Path>,
+        lock_timeout: Duration,
+        changes_nothing: bool,
+    ) -> Result<Context> {
         let config = Config::discover(config_path, false)?;
         let outbox = crate::notify::outbox(&config);
         let clock = Clock::from_env()?;
         let database = config.require_database_url()?;
         let mut client = crate::db::connect(database)?;
         let lock_wait = crate::migrate::LockWait { timeout: lock_timeout, zone: config.defaults.timezone };
+        if changes_nothing {
+            let due = crate::migrate::pending(&mut client, lock_wait)?;
+            if !due.is_empty() {
+                let due: Vec<String> = due.iter().map(|version| format!("{version:04}")).collect();
+                return Err(crate::error::Error::Config(format!(
+                    "migration(s) {} of this drainctl are not applied to the database yet, and a dry run \
+                     changes nothing, the schema included: run `drainctl migrate` first (`drainctl migrate \
+                     --dry-run` lists them; an older drainctl refuses the schema once they are applied)",
+                    due.join(", ")
+                )));
+            }
+        }
         crate::migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
         crate::output::errors_are_recordable();
         Ok(Context { config, clock, client, outbox })

@@ -38,13 +38,16 @@ use crate::output::Report;
 pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
     let lock_timeout = cli.lock_timeout;
     let config_path = cli.config.clone();
-    let open = Opening { config_path: config_path.as_deref(), lock_timeout };
+    let open = Opening { config_path: config_path.as_deref(), lock_timeout, changes_nothing: false };
+    // A dry run changes nothing, the schema included (docs/migrations.md).
+    let dry = Opening { changes_nothing: true, ..open };
     match cli.command {
         Command::Migrate(args) => migrate::run(config_path.as_deref(), lock_timeout, &args),
         Command::Quota(cli::QuotaCommand::Test(args)) => quota::run(config_path.as_deref(), &args),
         Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)),
         Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)),
         Command::Scan(args) => open.run(|ctx| scan::run(ctx, &args)),
+        Command::Supervise(args) if args.dry_run => dry.run(|ctx| supervise::run(ctx, &args)),
         Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)),
         Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
         Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)),
@@ -58,6 +61,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
         Command::Export(args) => open.run(|ctx| export::run(ctx, &args)),
         Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),
         Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)),
+        Command::Prune(args) if args.dry_run => dry.run(|ctx| prune::run(ctx, &args)),
         Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)),
         Command::Report(args) => open.run(|ctx| report::run(ctx, &args)),
         Command::Completions(args) => Ok(completions::run(&args)),
@@ -65,16 +69,19 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
 }
 
 /// How a database-backed command opens its context.
+#[derive(Clone, Copy)]
 struct Opening<'a> {
     config_path: Option<&'a Path>,
     lock_timeout: Duration,
+    /// A dry run: refused while migrations are due, which it would otherwise apply.
+    changes_nothing: bool,
 }
 
 impl Opening<'_> {
     /// Open the context, run `command` in it, then notify of the events it recorded —
     /// whether the command succeeded or not.
     fn run<T>(&self, command: impl FnOnce(&mut Context) -> Result<T>) -> Result<T> {
-        let mut ctx = Context::open(self.config_path, self.lock_timeout)?;
+        let mut ctx = Context::open(self.config_path, self.lock_timeout, self.changes_nothing)?;
         let result = command(&mut ctx);
         crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
         result

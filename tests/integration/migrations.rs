@@ -288,3 +288,29 @@ fn a_version_1_database_keeps_its_backoffs_when_upgraded_to_accounts() {
     assert_eq!(pass.json()["status"], "rate_limited", "{}", pass.stdout);
     assert_eq!(fixture.item("a", "k").0, "pending");
 }
+
+#[test]
+fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
+    let config =
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n";
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    // Before: the dry run said "nothing was changed" and had applied every migration,
+    // after which an older drainctl refused the database.
+    for args in [["supervise", "--dry-run"], ["prune", "--dry-run"]] {
+        let result = fixture.drainctl(&args).run();
+        result.assert_code(78);
+        assert!(
+            result.stderr.contains("are not applied to the database yet, and a dry run changes nothing")
+                && result.stderr.contains("run `drainctl migrate` first"),
+            "{args:?}: {}",
+            result.stderr
+        );
+        let mut client = fixture.client();
+        let has_table: bool =
+            client.query_one("SELECT to_regclass('items') IS NOT NULL", &[]).unwrap().get(0);
+        assert!(!has_table, "{args:?} applied migrations");
+    }
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    fixture.drainctl(&["supervise", "--dry-run"]).run().assert_code(0);
+    fixture.drainctl(&["prune", "--dry-run"]).run().assert_code(0);
+}
