@@ -407,6 +407,24 @@ fn expire_burst(
     Ok(())
 }
 
+/// The drainctl to start drains with: this executable, or — when it was replaced while
+/// this pass ran (an upgrade: `install` puts a new file at the path, and Linux names the
+/// old one `PATH (deleted)`) — the one now installed at its path (docs/operations.md,
+/// "Upgrading").
+fn installed_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe()
+        .map_err(|error| Error::Internal(format!("cannot find the drainctl executable: {error}")))?;
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let replaced = exe
+        .to_str()
+        .and_then(|path| path.strip_suffix(" (deleted)"))
+        .map(PathBuf::from)
+        .filter(|path| path.is_file());
+    Ok(replaced.unwrap_or(exe))
+}
+
 /// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the
 /// supervisor's process group does not reach it), stdin from /dev/null, stdout and stderr
 /// to an owner-only log file. Returns at once with its pid.
@@ -416,8 +434,7 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
     let log_for_stderr = log
         .try_clone()
         .map_err(|error| Error::Internal(format!("cannot duplicate log file handle: {error}")))?;
-    let exe = std::env::current_exe()
-        .map_err(|error| Error::Internal(format!("cannot find the drainctl executable: {error}")))?;
+    let exe = installed_exe()?;
     let mut command = Command::new(exe);
     if let Some(path) = &config.path {
         command.arg("--config").arg(path);

@@ -223,6 +223,36 @@ fn a_pass_whose_session_ends_while_it_reads_the_drains_state_says_so_in_one_line
     );
 }
 
+#[test]
+fn a_pass_whose_binary_is_replaced_meanwhile_starts_drains_with_the_one_installed() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    let installed = fixture.path("bin/drainctl");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(DRAINCTL, &installed).unwrap();
+    // The pass is held inside itself (the drains table locked) while the binary is
+    // replaced the way `install` does it: a new file renamed over the path.
+    let mut holder = fixture.client();
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE drains IN ACCESS EXCLUSIVE MODE").unwrap();
+    let pass =
+        fixture.with_env(Drainctl::program(installed.to_str().unwrap(), &["supervise", "--json"])).spawn();
+    wait_for_a_pass_waiting_on_a_lock(&fixture, "the pass to wait for the lock");
+    let new = fixture.path("bin/drainctl.new");
+    std::fs::copy(DRAINCTL, &new).unwrap();
+    std::fs::rename(&new, &installed).unwrap();
+    lock.commit().unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: exit 70, "could not start drain docs: … No such file or directory".
+    result.assert_code(0);
+    let decisions = result.json()["decisions"].as_array().cloned().unwrap_or_default();
+    let start = action_for(&decisions, "docs", "start").expect("a start");
+    assert_eq!(start["error"], Value::Null, "{start}");
+    wait_until("the drain to finish its item", Duration::from_secs(20), || {
+        fixture.item("docs", "a").0 == "done"
+    });
+}
+
 /// Wait until a drainctl session waits for a lock another session holds.
 fn wait_for_a_pass_waiting_on_a_lock(fixture: &Fixture, what: &str) {
     let mut watcher = fixture.client();
