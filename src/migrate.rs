@@ -223,7 +223,9 @@ pub fn ensure_current(
         MigrationLock::NotNeeded => {
             Ok(MigrationReport { applied: Vec::new(), current_version: latest_version() })
         }
-        MigrationLock::Held => run_and_release(client, |client| apply_missing(client, outbox, now)),
+        MigrationLock::Held => {
+            run_and_release(client, |client| apply_missing(client, outbox, lock_wait, now))
+        }
     }
 }
 
@@ -343,7 +345,16 @@ fn missing(applied: &[Applied]) -> Vec<Migration> {
     MIGRATIONS.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).copied().collect()
 }
 
-fn apply_missing(client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) -> Result<MigrationReport> {
+/// Apply what is missing, each migration in a transaction of its own that waits at most
+/// `lock_wait` for the locks of the tables it alters: a session holding one (a `pg_dump`,
+/// a long transaction) must not hold the migration — and every command queued behind its
+/// lock request — for as long as it lasts.
+fn apply_missing(
+    client: &mut Client,
+    outbox: &Outbox,
+    lock_wait: LockWait,
+    now: DateTime<Utc>,
+) -> Result<MigrationReport> {
     let applied = read_applied(client)?;
     check_applied(&applied)?;
     let to_apply = missing(&applied);
@@ -369,7 +380,19 @@ fn apply_missing(client: &mut Client, outbox: &Outbox, now: DateTime<Utc>) -> Re
         // column to `events` only with a default), its notification kept in memory: the
         // table of due notifications may not exist yet (see `record_migration_event`).
         let mut transaction = client.transaction()?;
+        let millis = lock_wait.timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+        transaction.execute("SELECT set_config('lock_timeout', $1, true)", &[&format!("{millis}ms")])?;
         transaction.batch_execute(migration.sql).map_err(|error| {
+            if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                return Error::Temporary(format!(
+                    "migration {:04}_{} could not take the locks of the tables it alters within {}: another \
+                     session holds one (a pg_dump, a long transaction); nothing of it was applied; retry later \
+                     or raise --lock-timeout",
+                    migration.version,
+                    migration.name,
+                    crate::duration::format_duration(lock_wait.timeout)
+                ));
+            }
             Error::from(error)
                 .context(&format!("applying migration {:04}_{}", migration.version, migration.name))
         })?;

@@ -314,3 +314,43 @@ fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
     fixture.drainctl(&["supervise", "--dry-run"]).run().assert_code(0);
     fixture.drainctl(&["prune", "--dry-run"]).run().assert_code(0);
 }
+
+#[test]
+fn a_migration_waits_for_a_table_lock_at_most_the_lock_timeout() {
+    let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\n";
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    let init = include_str!("../../migrations/0001_init.sql");
+    let checksum: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(init.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    };
+    let mut client = fixture.client();
+    client.batch_execute(init).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                             checksum text NOT NULL, applied_at timestamptz NOT NULL)",
+        )
+        .unwrap();
+    client.execute("INSERT INTO schema_migrations VALUES (1, 'init', $1, now())", &[&checksum]).unwrap();
+    // A pg_dump (or any long transaction) reads a table migration 0002 alters.
+    let mut reader = fixture.client();
+    let mut dump = reader.transaction().unwrap();
+    dump.batch_execute("SELECT count(*) FROM quota_backoffs").unwrap();
+    let started = std::time::Instant::now();
+    let result = fixture.drainctl(&["--lock-timeout", "1s", "migrate"]).run();
+    // Before: it waited for as long as the reader's transaction lasted.
+    result.assert_code(75);
+    assert!(
+        result
+            .stderr
+            .contains("migration 0002_accounts could not take the locks of the tables it alters within 1s"),
+        "{}",
+        result.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let version: i32 = client.query_one("SELECT max(version) FROM schema_migrations", &[]).unwrap().get(0);
+    assert_eq!(version, 1, "nothing of 0002 applied");
+    dump.rollback().unwrap();
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+}
