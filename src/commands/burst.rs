@@ -221,9 +221,12 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
             local(until, zone)
         ),
         (None, Some(until)) => format!(
-            "{name}: no burst was on: the burst until {} had expired {}; recorded as expired",
+            "{name}: no burst was on: the burst until {} had expired{}; recorded as expired",
             local(until, zone),
-            format_relative(until - now)
+            match format_relative(until - now) {
+                ago if ago == "now" => String::new(),
+                ago => format!(" {ago}"),
+            }
         ),
         (None, None) => format!("{name}: no burst was on"),
     };

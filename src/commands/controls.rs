@@ -131,6 +131,28 @@ pub fn resume(ctx: &mut Context, args: &ResumeArgs) -> Result<Report> {
     Ok(combined(args.all, reports))
 }
 
+/// Why and until when no item of `group` may start now, as a pass would wait for it:
+/// `it backs off until …` (every account out, or its one account), or which accounts back
+/// off while another works; None when none does.
+fn group_wait(ctx: &mut Context, group: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>> {
+    let config = ctx.config.quota_group(group)?;
+    let groups = [group.to_string()];
+    let rows = crate::db::backoffs::read_group_backoffs(&mut ctx.client, &groups)?;
+    let state =
+        crate::db::quota_groups::read_groups(&mut ctx.client, &groups)?.into_iter().next().map(|(_, s)| s);
+    let view = crate::accounts::GroupView::new(config, &rows, state.unwrap_or_default());
+    let zone = ctx.config.defaults.timezone;
+    if let Some((until, why)) = view.wait(now) {
+        return Ok(Some(format!("it backs off until {} ({why})", crate::output::local_time(until, zone))));
+    }
+    let out: Vec<String> = rows
+        .iter()
+        .filter(|row| row.quota_group == group && row.backoff_until.is_some_and(|until| until > now))
+        .map(|row| row.account.clone())
+        .collect();
+    Ok((!out.is_empty()).then(|| format!("{} backs off, another account works", accounts_text(&out))))
+}
+
 /// "the group's account" for the implicit account, else "account a, b".
 fn accounts_text(accounts: &[String]) -> String {
     match accounts {
@@ -200,14 +222,13 @@ fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<R
     };
     if !cleared_backoffs.is_empty() {
         human.push_str(&format!("; cleared the backoff of {}", accounts_text(&cleared_backoffs)));
-    } else if !clear_backoff {
-        // A backoff that stands is named, with the way to end it.
-        let until = crate::db::backoffs::group_backoff_until(&mut ctx.client, &group, now)?;
-        if let Some(until) = until {
+    }
+    if !clear_backoff {
+        // A wait of the group that stands is named, with the way to end it.
+        if let Some(wait) = group_wait(ctx, &group, now)? {
             human.push_str(&format!(
-                "; it backs off until {}: `drainctl resume --group {group} --clear-backoff` ends that now \
-                 if you know its limit is over",
-                crate::output::local_time(until, ctx.config.defaults.timezone)
+                "; {wait}: `drainctl resume --group {group} --clear-backoff` ends that now if you know its \
+                 limit is over"
             ));
         }
     }

@@ -703,8 +703,13 @@ fn check_shared_source_folders(checks: &mut Checks, config: &Config) {
         for (_, first) in seen.iter().filter(|(earlier, _)| *earlier == folder) {
             let Some(first_source) = &first.source else { continue };
             let both = |path: &str| first_source.glob.matches(path) && source.glob.matches(path);
-            let shared = if first_source.glob.as_str() == source.glob.as_str() {
-                Some(format!("the same glob {}", source.glob.as_str()))
+            let globs = [first_source.glob.as_str(), source.glob.as_str()];
+            let shared = if globs[0] == globs[1] {
+                Some(format!("the same glob {}", globs[0]))
+            } else if let Some(every) =
+                globs.iter().find(|glob| **glob == crate::config::defaults::DEFAULT_SOURCE_GLOB)
+            {
+                Some(format!("{every} matches every file the other glob does"))
             } else {
                 first_file_matching(&folder, both).map(|path| format!("{path}, for one, matches both globs"))
             };
@@ -729,8 +734,9 @@ fn check_shared_source_folders(checks: &mut Checks, config: &Config) {
 /// How many files [`first_file_matching`] looks at, at most.
 const SHARED_FOLDER_FILES: usize = 10_000;
 
-/// The first regular file under `folder` (links not followed; its path relative to it)
-/// that `matches`, among the first [`SHARED_FOLDER_FILES`].
+/// The first regular file under `folder` (or link to one, as a scan takes it; links to
+/// folders not followed; its path relative to it) that `matches`, among the first
+/// [`SHARED_FOLDER_FILES`].
 fn first_file_matching(folder: &Path, matches: impl Fn(&str) -> bool) -> Option<String> {
     let mut folders = vec![folder.to_path_buf()];
     let mut looked = 0;
@@ -742,7 +748,9 @@ fn first_file_matching(folder: &Path, matches: impl Fn(&str) -> bool) -> Option<
                 folders.push(entry.path());
                 continue;
             }
-            if !kind.is_file() {
+            let is_file =
+                kind.is_file() || (kind.is_symlink() && entry.path().metadata().is_ok_and(|m| m.is_file()));
+            if !is_file {
                 continue;
             }
             looked += 1;

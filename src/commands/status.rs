@@ -168,9 +168,14 @@ impl UnconfiguredDrain {
         };
         format!(
             "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
-             {passes}nothing runs them until a [[drain]] table of that name is added back",
+             {passes}nothing runs them until a [[drain]] table of that name is added back{}",
             self.drain,
-            counts.join(", ")
+            counts.join(", "),
+            if self.is_paused {
+                format!(" and `drainctl resume {}` undoes the pause", self.drain)
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -230,8 +235,7 @@ pub(crate) struct DrainView {
     window_closes: Option<DateTime<Utc>>,
     every_seconds: Option<f64>,
     cadence_next_start_at: Option<DateTime<Utc>>,
-    /// When both the cadence and the window allow the next start (the human note's).
-    #[serde(skip)]
+    /// When both the cadence and the window allow the next start.
     next_start_at: Option<DateTime<Utc>>,
     pub(crate) forecast: Forecast,
     /// What the drain's workers reported they used (docs/results.md).

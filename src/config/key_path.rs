@@ -93,7 +93,7 @@ pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> O
     let inline = match before.split_once('=') {
         Some((outer, rest)) if rest.trim_start().starts_with('{') => bare_key(outer),
         Some(_) => None,
-        None => before.trim_start().strip_suffix('.').and_then(bare_key),
+        None => before.trim().strip_suffix('.').and_then(bare_key),
     };
     let (header, header_end) = last_header(&text[..line_start]).unwrap_or_default();
     // A sub-table header (`[drain.window]`) names the keys of the `[[drain]]` above it.
@@ -304,6 +304,11 @@ mod tests {
         let header = "[database]\nurl = \"u\"\n[defualts]\n";
         assert_eq!(unknown(header, "defualts").unwrap(), format!("unknown field `defualts`{expected}"));
         // A dotted key and a sub-table header name the key's table and the drain.
+        let spaced = "[[drain]]\nname = \"x\"\nwindow . dayz = \"mon\"\n";
+        assert_eq!(
+            unknown(spaced, "dayz").unwrap(),
+            format!("drain \"x\": window: unknown field `dayz`{expected}")
+        );
         let dotted = "[[drain]]\nname = \"x\"\nwindow.dayz = \"mon\"\n";
         assert_eq!(
             unknown(dotted, "dayz").unwrap(),

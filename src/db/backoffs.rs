@@ -203,19 +203,6 @@ pub fn clear_backoffs(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Until when the last backoff of `group` still in force at `now` lasts; None when none is.
-pub fn group_backoff_until(
-    client: &mut impl GenericClient,
-    group: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>> {
-    let row = client.query_one(
-        "SELECT max(backoff_until) FROM quota_backoffs WHERE quota_group = $1 AND backoff_until > $2",
-        &[&group, &now],
-    )?;
-    Ok(row.get(0))
-}
-
 /// Write `row`'s instants over those of `before`, the same group and account as read —
 /// unless the row changed since (a new hit) or another transaction holds it (see
 /// `supervise::clock_went_back`).

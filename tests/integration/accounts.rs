@@ -473,6 +473,26 @@ fn an_account_in_use_that_leaves_the_configuration_is_forgotten_at_once() {
 }
 
 #[test]
+fn resume_group_says_which_accounts_back_off_while_another_works() {
+    let fixture = Fixture::new(&accounts_config(&["a", "b"], "0s", ""), "2026-11-27T09:00:00Z");
+    // Account a backs off two hours, b takes over.
+    let hit = format!("Claude AI usage limit reached|{}", epoch("2026-11-27T11:00:00Z"));
+    fixture.enqueue("alpha", &[("i1".into(), hit_when(&fixture, "DRAIN_ACCOUNT", "a", &hit))]);
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    let resumed = fixture.drainctl(&["resume", "--group", "claude-chair"]).run();
+    resumed.assert_code(0);
+    // Before: "it backs off until … 11:00", though b was working.
+    assert!(
+        resumed.stdout.contains(
+            "quota group claude-chair: was not parked; account a backs off, another account works: \
+             `drainctl resume --group claude-chair --clear-backoff`"
+        ),
+        "{}",
+        resumed.stdout
+    );
+}
+
+#[test]
 fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
     let fixture = Fixture::new(&accounts_config(&["a", "b"], "30m", ""), "2026-11-27T09:00:00Z");
     let refused = "Invalid API key · Please run /login";

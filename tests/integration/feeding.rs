@@ -227,11 +227,22 @@ fn doctor_warns_of_two_drains_scanning_one_folder_for_the_same_files() {
     fixture.write_config(&with_copies("*/*.csv"));
     let doctor = fixture.drainctl(&["doctor"]).run();
     assert!(!doctor.stdout.contains("both scan"), "{}", doctor.stdout);
-    // Globs that differ but both match a file there.
+    // Globs that differ but both match a file there (a link to one, as a scan takes it).
+    fixture.write_config(&with_copies("*.txt"));
+    assert!(!fixture.drainctl(&["doctor"]).run().stdout.contains("both scan"));
+    std::os::unix::fs::symlink("a/1.jsonl", fixture.path("data/inlink.txt")).unwrap();
+    fixture.write_config(&with_copies("*.txt").replace("glob = \"*/*.jsonl\"", "glob = \"*.*\""));
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(
+        doctor.stdout.contains(&format!("{said} (inlink.txt, for one, matches both globs)")),
+        "{}",
+        doctor.stdout
+    );
+    // The default glob matches whatever the other does, files there or not.
     fixture.write_config(&with_copies("**/*"));
     let doctor = fixture.drainctl(&["doctor"]).run();
     assert!(
-        doctor.stdout.contains(&format!("{said} (a/1.jsonl, for one, matches both globs)")),
+        doctor.stdout.contains(&format!("{said} (**/* matches every file the other glob does)")),
         "{}",
         doctor.stdout
     );
