@@ -15,10 +15,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::model::{ItemState, Trigger};
 use crate::quota::Profile;
 
+/// `--version`: the release and the schema version it migrates to, so an operator can
+/// tell which binary goes with which database (a test keeps the number right).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (schema 19)");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "drainctl",
-    version,
+    version = VERSION,
     about = "Keeps quota-bound backlog work moving: one-shot passes over drains of work items in PostgreSQL",
     propagate_version = true,
     color = clap::ColorChoice::Never

@@ -300,18 +300,21 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
 }
 
 fn check_applied(applied: &[Applied]) -> Result<()> {
+    // The newest applied: the release to install is the one that ships it.
+    if let Some(newest) =
+        applied.iter().filter(|row| row.version > latest_version()).max_by_key(|row| row.version)
+    {
+        return Err(Error::Config(format!(
+            "the database schema is at version {} ({}), newer than this drainctl knows \
+             (up to {}): install the drainctl release that ships migration {:04}",
+            newest.version,
+            newest.name,
+            latest_version(),
+            newest.version
+        )));
+    }
     for row in applied {
         match MIGRATIONS.iter().find(|m| m.version == row.version) {
-            None if row.version > latest_version() => {
-                return Err(Error::Config(format!(
-                    "the database schema is at version {} ({}), newer than this drainctl knows \
-                     (up to {}): install the drainctl release that ships migration {:04}",
-                    row.version,
-                    row.name,
-                    latest_version(),
-                    row.version
-                )))
-            }
             None => {
                 return Err(Error::Config(format!(
                     "applied migration {:04}_{} is unknown to this drainctl: the database was \
@@ -515,6 +518,15 @@ pub fn repair_checksum(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_version_names_the_schema_it_migrates_to() {
+        assert!(
+            crate::cli::VERSION.ends_with(&format!(" (schema {})", super::latest_version())),
+            "update crate::cli::VERSION: {}",
+            crate::cli::VERSION
+        );
+    }
+
     use super::*;
 
     #[test]
