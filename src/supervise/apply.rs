@@ -422,7 +422,18 @@ fn installed_exe() -> Result<PathBuf> {
         .and_then(|path| path.strip_suffix(" (deleted)"))
         .map(PathBuf::from)
         .filter(|path| path.is_file());
-    Ok(replaced.unwrap_or(exe))
+    // Or the name it was started by (a link the upgrade pointed elsewhere), as the shell
+    // found it: a path, or a name on PATH.
+    let invoked = || {
+        let name = PathBuf::from(std::env::args_os().next()?);
+        if name.components().count() > 1 {
+            return std::path::absolute(&name).ok().filter(|path| path.is_file());
+        }
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|folder| folder.join(&name))
+            .find(|path| path.is_file())
+    };
+    Ok(replaced.or_else(invoked).unwrap_or(exe))
 }
 
 /// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the

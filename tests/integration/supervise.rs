@@ -251,6 +251,30 @@ fn a_pass_whose_binary_is_replaced_meanwhile_starts_drains_with_the_one_installe
     wait_until("the drain to finish its item", Duration::from_secs(20), || {
         fixture.item("docs", "a").0 == "done"
     });
+    // Started by a link the upgrade points at a new release, the old one removed: the
+    // drains are started by the name it was started by.
+    fixture.enqueue("docs", &[("b".into(), json!({ "steps": [{ "out": "b" }] }))]);
+    let (v1, v2, link) =
+        (fixture.path("v1/drainctl"), fixture.path("v2/drainctl"), fixture.path("bin/current"));
+    for release in [&v1, &v2] {
+        std::fs::create_dir_all(release.parent().unwrap()).unwrap();
+        std::fs::copy(DRAINCTL, release).unwrap();
+    }
+    std::os::unix::fs::symlink(&v1, &link).unwrap();
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE drains IN ACCESS EXCLUSIVE MODE").unwrap();
+    let pass = fixture.with_env(Drainctl::program(link.to_str().unwrap(), &["supervise", "--json"])).spawn();
+    wait_for_a_pass_waiting_on_a_lock(&fixture, "the pass to wait for the lock");
+    let new_link = fixture.path("bin/current.new");
+    std::os::unix::fs::symlink(&v2, &new_link).unwrap();
+    std::fs::rename(&new_link, &link).unwrap();
+    std::fs::remove_file(&v1).unwrap();
+    lock.commit().unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    let decisions = result.json()["decisions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(action_for(&decisions, "docs", "start").expect("a start")["error"], Value::Null);
+    wait_until("the drain to finish b", Duration::from_secs(20), || fixture.item("docs", "b").0 == "done");
 }
 
 /// Wait until a drainctl session waits for a lock another session holds.
