@@ -383,8 +383,7 @@ fn apply_missing(
         // column to `events` only with a default), its notification kept in memory: the
         // table of due notifications may not exist yet (see `record_migration_event`).
         let mut transaction = client.transaction()?;
-        let millis = lock_wait.timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-        transaction.execute("SELECT set_config('lock_timeout', $1, true)", &[&format!("{millis}ms")])?;
+        crate::db::set_lock_timeout_for(&mut transaction, lock_wait.timeout, true)?;
         transaction.batch_execute(migration.sql).map_err(|error| {
             if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
                 return Error::Temporary(format!(

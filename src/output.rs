@@ -364,12 +364,19 @@ pub fn record_lost_log_lines(
 /// of errors").
 pub fn say_failure(error: &crate::error::Error) {
     say_on_stderr(&format!("{}drainctl: {}", line_date(), error.final_line()));
-    if !ERRORS_RECORDABLE.load(std::sync::atomic::Ordering::Relaxed) {
-        if let Some(mut starting) = STARTING_STDERR.get() {
-            use std::io::Write as _;
-            let line = format!("drainctl: {}", error.final_line());
-            let _ = writeln!(starting, "{}", escape_controls(&line));
-        }
+    // Lost with the database, it could not be recorded either.
+    let is_lost = matches!(error, crate::error::Error::Unavailable(_));
+    if is_lost || !ERRORS_RECORDABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        tell_starting_stderr(&error.final_line());
+    }
+}
+
+/// Say `line` (`drainctl: ` before it) on the stderr this process started with, when
+/// `--log-file` took its place (see [`say_failure`]): a failure no event could record.
+pub fn tell_starting_stderr(line: &str) {
+    if let Some(mut starting) = STARTING_STDERR.get() {
+        use std::io::Write as _;
+        let _ = writeln!(starting, "{}", escape_controls(&format!("drainctl: {line}")));
     }
 }
 

@@ -490,7 +490,10 @@ fn plan_files(
         let keys: Vec<String> = chunk.iter().map(|file| file.key.clone()).collect();
         for mut file in sources::known_files(client, &drain.name, &keys)? {
             let here = format!("{}/{}", root.to_str().unwrap_or_default(), file.path);
-            file.moved = file.item_path.as_ref().is_some_and(|path| *path != here);
+            // Its item names the file of this key in another folder: not one the operator
+            // gave another payload (`enqueue --replace`), which is left alone.
+            let suffix = format!("/{}", file.path);
+            file.moved = file.item_path.as_ref().is_some_and(|path| *path != here && path.ends_with(&suffix));
             known.insert(file.path.clone(), file);
         }
     }

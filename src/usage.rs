@@ -45,7 +45,8 @@ pub fn read_usage(stdout: &[u8], whose: &str) -> Option<Usage> {
     if capped != usage {
         log::warn!("{whose}: the worker reported usage beyond what one attempt can use ({usage}); counted as {capped}");
     }
-    Some(capped)
+    // A report of a negative cost alone reports nothing.
+    Some(capped).filter(Usage::is_reported)
 }
 
 impl Usage {
@@ -337,6 +338,8 @@ mod tests {
         assert_eq!(reported.to_string(), "cost beyond any number");
         let reported = Usage { cost_usd: Some(1e300), turns: Some(1), ..Usage::default() };
         assert_eq!(reported.to_string(), "cost $1e300, 1 turn");
+        // A negative cost alone is no report at all.
+        assert_eq!(read_usage(br#"{"type":"result","total_cost_usd":-2}"#, "test"), None);
     }
 
     #[test]

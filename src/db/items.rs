@@ -322,8 +322,12 @@ pub fn repoint_source_item(
     key: &str,
     payload: &serde_json::Value,
 ) -> Result<bool> {
+    // Only while its payload names a file of this key (IS_THE_FOLDERS): never over one the
+    // operator gave it since the scan looked.
     let changed = client.execute(
-        "UPDATE items SET payload = $3 WHERE drain = $1 AND key = $2 AND state <> 'running'",
+        "UPDATE items SET payload = $3
+          WHERE drain = $1 AND key = $2 AND state <> 'running'
+            AND right(items.payload->>'path', length(items.key) + 1) = '/' || items.key",
         &[&drain, &key, &postgres::types::Json(payload)],
     )?;
     Ok(changed == 1)

@@ -617,8 +617,18 @@ pub const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 60 * 60);
 pub const MAX_LOCK_TIMEOUT_TEXT: &str = "24d";
 
 pub fn set_lock_timeout(client: &mut Client, timeout: Duration) -> Result<()> {
+    set_lock_timeout_for(client, timeout, false)
+}
+
+/// [`set_lock_timeout`] for the transaction `client` is in only (`is_local`), or for the
+/// session. Never 0, which would mean no limit.
+pub fn set_lock_timeout_for(
+    client: &mut impl GenericClient,
+    timeout: Duration,
+    is_local: bool,
+) -> Result<()> {
     let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    client.execute("SELECT set_config('lock_timeout', $1, false)", &[&format!("{millis}ms")])?;
+    client.execute("SELECT set_config('lock_timeout', $1, $2)", &[&format!("{millis}ms"), &is_local])?;
     Ok(())
 }
 

@@ -433,7 +433,9 @@ fn finished_event(pass: &Pass, status: RunStatus, note: &str) -> Event {
 /// Take the first free concurrency slot of the drain; the lock lives as long as the
 /// connection, so a crashed pass frees its slot automatically. Passes started before
 /// `concurrency` was lowered may hold slots above it: a slot is kept only while the
-/// slots held in all, this one included, are at most `concurrency`.
+/// slots held in all, this one included, are at most `concurrency`. Two passes starting
+/// together beside such a pass may each count the other and both let go: fewer passes,
+/// never more, and the next `supervise` starts what is missing.
 fn take_slot(client: &mut Client, drain_id: i32, concurrency: u32) -> Result<Option<u32>> {
     for slot in 0..concurrency {
         let key = drain_slot_key(drain_id, slot);

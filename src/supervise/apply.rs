@@ -331,12 +331,25 @@ pub(super) fn report_late_ended_without_run(
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
+    // Reported already, by the pass that started it (one of an older drainctl marked
+    // nothing, and a mark that failed is only logged).
+    let reported: Vec<String> = client
+        .query(
+            "SELECT message FROM events WHERE kind = 'supervise_error' AND at >= $1
+                AND message LIKE '%ended without recording a run%'",
+            &[&earliest],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     let mut ended_by_pass: Vec<(i64, Vec<EndedWithoutRun>)> = Vec::new();
     for (pass_id, fired_at, drain, pid, log_path) in candidates {
         let has_run = runs.iter().any(|(run_pid, started_at)| {
             i64::from(*run_pid) == i64::from(pid) && *started_at >= fired_at - chrono::Duration::minutes(1)
         });
-        if has_run || process::is_process_alive(pid, None) {
+        let named = format!("drain {drain} (pid {pid}) started by ");
+        let was_reported = reported.iter().any(|message| message.starts_with(&named));
+        if has_run || was_reported || process::is_process_alive(pid, None) {
             continue;
         }
         let ended = EndedWithoutRun {

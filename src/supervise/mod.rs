@@ -776,7 +776,6 @@ fn finish_pass(
     // one sees them busy instead of starting them again (docs/operations.md).
     let without_run = apply::await_started_runs(client, decisions, clock.now());
     apply::report_ended_without_run(client, outbox, &without_run, failures, clock.now());
-    apply::mark_ended_without_run(client, pass_id, &without_run);
     if client.is_closed() {
         // The session ended while the pass waited for its drains: the supervise lock went
         // with it, and all the pass did is committed — its table is still printed.
@@ -788,6 +787,7 @@ fn finish_pass(
         failures.add(&error);
         record_failure(client, outbox, None, error.to_string(), clock.now());
     } else {
+        apply::mark_ended_without_run(client, pass_id, &without_run);
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     }
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
@@ -853,6 +853,8 @@ fn record_failure(
 ) {
     log::error!("supervise: {message}");
     if client.is_closed() {
+        // No event can say it: the stderr cron mails does (docs/operations.md).
+        crate::output::tell_starting_stderr(&format!("supervise: {message}"));
         // The session is gone: the line above is all that can be said, not a second one
         // about the event that could not be written.
         return;

@@ -198,6 +198,13 @@ fn a_source_dir_changed_to_another_folder_keeps_what_is_the_same_and_runs_what_d
     fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
     assert_eq!(fixture.item("sessions", "a/pending.jsonl").0, "done");
     assert_eq!(counts(&scan(&fixture)), [0, 0, 3, 0, 0, 0], "settled: nothing read again");
+    // An item the operator gave another payload is theirs: not moved back, nor refused.
+    let mine = json!({ "path": "/elsewhere/other.jsonl", "note": "mine" });
+    let replace =
+        ["enqueue", "sessions", "--replace", "--key", "a/done.jsonl", "--payload", &mine.to_string()];
+    fixture.drainctl(&replace).run().assert_code(0);
+    assert_eq!(counts(&scan(&fixture)), [0, 0, 3, 0, 0, 0]);
+    assert_eq!(payload(&fixture, "a/done.jsonl"), mine);
 }
 
 #[test]

@@ -55,10 +55,20 @@ fn a_pass_that_cannot_load_its_configuration_says_so_on_the_stderr_cron_mails_to
     );
     assert_eq!(pass.stderr.lines().count(), 1, "{}", pass.stderr);
     // Once the pass reached its database, its failures are its events: cron stays quiet.
+    let missing_source = format!("{}source = {{ dir = \"no-such-folder\" }}\n", config("FAKE_WORKER", ""));
+    fixture.write_config(&missing_source);
+    let pass = fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run();
+    pass.assert_code(78);
+    assert_eq!(pass.stderr, "", "recorded as an event instead");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 1);
+    // A pass's own failure after it connected, recorded as its event: not told twice.
     fixture.write_config(&config("/nonexistent/worker", ""));
     fixture.enqueue("docs", &[("a".into(), json!(1))]);
-    let pass = fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run();
-    assert_eq!(pass.stderr, "", "exit {:?}", pass.code);
+    let drain_log = fixture.path("drain.log");
+    let pass = fixture.drainctl(&["drain", "docs", "--log-file", drain_log.to_str().unwrap()]).run();
+    pass.assert_code(78);
+    assert_eq!(pass.stderr, "", "recorded as an event instead");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'worker_not_started'"), 1);
 }
 
 #[test]
