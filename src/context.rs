@@ -24,8 +24,9 @@ impl Context {
     /// any missing migration under the migration lock. From here on the events the
     /// notifier wants — the migrations' among them — are kept in the outbox as they are
     /// recorded (see `crate::notify`).
-    /// A command that `changes_nothing` (a dry run) applies no migration: with any due, it
-    /// is refused, saying so.
+    /// A command that `changes_nothing` (a dry run) applies no migration to a database an
+    /// older drainctl migrated: with any due, it is refused, saying so. A database with no
+    /// drainctl schema yet gets it, as from any first command: no older binary uses it.
     pub fn open(
         config_path: Option<&Path>,
         lock_timeout: Duration,
@@ -39,7 +40,7 @@ impl Context {
         let lock_wait = crate::migrate::LockWait { timeout: lock_timeout, zone: config.defaults.timezone };
         if changes_nothing {
             let due = crate::migrate::pending(&mut client, lock_wait)?;
-            if !due.is_empty() {
+            if !due.is_empty() && due.len() < crate::migrate::MIGRATIONS.len() {
                 let due: Vec<String> = due.iter().map(|version| format!("{version:04}")).collect();
                 return Err(crate::error::Error::Config(format!(
                     "migration(s) {} of this drainctl are not applied to the database yet, and a dry run \
