@@ -32,7 +32,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Wait at most this long (up to 24d) for the migration lock before giving up with exit 75
+    /// Wait at most this long (up to 24d) for the migration lock, and for the locks of the
+    /// tables a due migration alters, before giving up with exit 75
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = lock_timeout)]
     pub lock_timeout: Duration,
 

@@ -143,14 +143,21 @@ fn group_wait(ctx: &mut Context, group: &str, now: chrono::DateTime<chrono::Utc>
     let view = crate::accounts::GroupView::new(config, &rows, state.unwrap_or_default());
     let zone = ctx.config.defaults.timezone;
     if let Some((until, why)) = view.wait(now) {
-        return Ok(Some(format!("it backs off until {} ({why})", crate::output::local_time(until, zone))));
+        return Ok(Some(format!("it backs off until {}: {why}", crate::output::local_time(until, zone))));
     }
+    // The configured accounts only: a removed one's backoff is forgotten (docs/accounts.md).
+    let configured: Vec<&str> = match config.accounts.is_empty() {
+        true => vec![""],
+        false => config.accounts.iter().map(|account| account.name.as_str()).collect(),
+    };
     let out: Vec<String> = rows
         .iter()
         .filter(|row| row.quota_group == group && row.backoff_until.is_some_and(|until| until > now))
+        .filter(|row| configured.contains(&row.account.as_str()))
         .map(|row| row.account.clone())
         .collect();
-    Ok((!out.is_empty()).then(|| format!("{} backs off, another account works", accounts_text(&out))))
+    let verb = if out.len() == 1 { "backs" } else { "back" };
+    Ok((!out.is_empty()).then(|| format!("{} {verb} off, another account works", accounts_text(&out))))
 }
 
 /// "the group's account" for the implicit account, else "account a, b".
@@ -227,7 +234,7 @@ fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<R
         // A wait of the group that stands is named, with the way to end it.
         if let Some(wait) = group_wait(ctx, &group, now)? {
             human.push_str(&format!(
-                "; {wait}: `drainctl resume --group {group} --clear-backoff` ends that now if you know its \
+                "; {wait}; `drainctl resume --group {group} --clear-backoff` ends that now if you know its \
                  limit is over"
             ));
         }

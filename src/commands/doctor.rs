@@ -706,10 +706,6 @@ fn check_shared_source_folders(checks: &mut Checks, config: &Config) {
             let globs = [first_source.glob.as_str(), source.glob.as_str()];
             let shared = if globs[0] == globs[1] {
                 Some(format!("the same glob {}", globs[0]))
-            } else if let Some(every) =
-                globs.iter().find(|glob| **glob == crate::config::defaults::DEFAULT_SOURCE_GLOB)
-            {
-                Some(format!("{every} matches every file the other glob does"))
             } else {
                 first_file_matching(&folder, both).map(|path| format!("{path}, for one, matches both globs"))
             };
@@ -734,9 +730,9 @@ fn check_shared_source_folders(checks: &mut Checks, config: &Config) {
 /// How many files [`first_file_matching`] looks at, at most.
 const SHARED_FOLDER_FILES: usize = 10_000;
 
-/// The first regular file under `folder` (or link to one, as a scan takes it; links to
-/// folders not followed; its path relative to it) that `matches`, among the first
-/// [`SHARED_FOLDER_FILES`].
+/// The first regular file under `folder` (or link to one inside it, as a scan takes it;
+/// links to folders not followed; its path relative to it) that `matches`, among the
+/// first [`SHARED_FOLDER_FILES`].
 fn first_file_matching(folder: &Path, matches: impl Fn(&str) -> bool) -> Option<String> {
     let mut folders = vec![folder.to_path_buf()];
     let mut looked = 0;
@@ -748,8 +744,10 @@ fn first_file_matching(folder: &Path, matches: impl Fn(&str) -> bool) -> Option<
                 folders.push(entry.path());
                 continue;
             }
-            let is_file =
-                kind.is_file() || (kind.is_symlink() && entry.path().metadata().is_ok_and(|m| m.is_file()));
+            let is_file = kind.is_file()
+                || (kind.is_symlink()
+                    && std::fs::canonicalize(entry.path())
+                        .is_ok_and(|target| target.starts_with(folder) && target.is_file()));
             if !is_file {
                 continue;
             }

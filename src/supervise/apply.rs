@@ -420,11 +420,25 @@ fn expire_burst(
     Ok(())
 }
 
-/// The drainctl to start drains with: this executable, or — when it was replaced while
-/// this pass ran (an upgrade: `install` puts a new file at the path, and Linux names the
-/// old one `PATH (deleted)`) — the one now installed at its path (docs/operations.md,
-/// "Upgrading").
+/// The drainctl to start drains with: the one now installed under the name this pass was
+/// started by — a path, or a name the shell found on PATH — so that an upgrade during the
+/// pass (`install` over that path or over the link it names, a link pointed at a new
+/// release) is what the drains run (docs/operations.md, "Upgrading"); else this
+/// executable, or the file now at its path when it was replaced (Linux names a replaced
+/// executable `PATH (deleted)`).
 fn installed_exe() -> Result<PathBuf> {
+    let invoked = || {
+        let name = PathBuf::from(std::env::args_os().next()?);
+        if name.components().count() > 1 {
+            return std::path::absolute(&name).ok().filter(|path| path.is_file());
+        }
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|folder| folder.join(&name))
+            .find(|path| path.is_file())
+    };
+    if let Some(path) = invoked() {
+        return Ok(path);
+    }
     let exe = std::env::current_exe()
         .map_err(|error| Error::Internal(format!("cannot find the drainctl executable: {error}")))?;
     if exe.exists() {
@@ -435,18 +449,7 @@ fn installed_exe() -> Result<PathBuf> {
         .and_then(|path| path.strip_suffix(" (deleted)"))
         .map(PathBuf::from)
         .filter(|path| path.is_file());
-    // Or the name it was started by (a link the upgrade pointed elsewhere), as the shell
-    // found it: a path, or a name on PATH.
-    let invoked = || {
-        let name = PathBuf::from(std::env::args_os().next()?);
-        if name.components().count() > 1 {
-            return std::path::absolute(&name).ok().filter(|path| path.is_file());
-        }
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|folder| folder.join(&name))
-            .find(|path| path.is_file())
-    };
-    Ok(replaced.or_else(invoked).unwrap_or(exe))
+    Ok(replaced.unwrap_or(exe))
 }
 
 /// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the

@@ -484,7 +484,7 @@ fn resume_group_says_which_accounts_back_off_while_another_works() {
     // Before: "it backs off until … 11:00", though b was working.
     assert!(
         resumed.stdout.contains(
-            "quota group claude-chair: was not parked; account a backs off, another account works: \
+            "quota group claude-chair: was not parked; account a backs off, another account works; \
              `drainctl resume --group claude-chair --clear-backoff`"
         ),
         "{}",

@@ -264,20 +264,7 @@ fn a_database_url_without_a_host_or_a_needed_password_exits_78() {
 fn a_version_1_database_keeps_its_backoffs_when_upgraded_to_accounts() {
     let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\nquota_group = \"g\"\n";
     let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
-    let init = include_str!("../../migrations/0001_init.sql");
-    let checksum: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(init.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
-    };
-    let mut client = fixture.client();
-    client.batch_execute(init).unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                             checksum text NOT NULL, applied_at timestamptz NOT NULL)",
-        )
-        .unwrap();
-    client.execute("INSERT INTO schema_migrations VALUES (1, 'init', $1, now())", &[&checksum]).unwrap();
+    let mut client = at_version_1(&fixture);
     client
         .batch_execute(
             "INSERT INTO quota_backoffs (quota_group, backoff_until, reason, updated_at)
@@ -303,20 +290,7 @@ fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
     let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
     // A database migrated by an older drainctl (here: up to 0001): the newer one's dry run
     // must not lock that one out.
-    let init = include_str!("../../migrations/0001_init.sql");
-    let checksum: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(init.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
-    };
-    let mut client = fixture.client();
-    client.batch_execute(init).unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                             checksum text NOT NULL, applied_at timestamptz NOT NULL)",
-        )
-        .unwrap();
-    client.execute("INSERT INTO schema_migrations VALUES (1, 'init', $1, now())", &[&checksum]).unwrap();
+    let mut client = at_version_1(&fixture);
     // Before: the dry run said "nothing was changed" and had applied every migration,
     // after which an older drainctl refused the database.
     for args in [["supervise", "--dry-run"], ["prune", "--dry-run"]] {
@@ -344,20 +318,7 @@ fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
 fn a_migration_waits_for_a_table_lock_at_most_the_lock_timeout() {
     let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\n";
     let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
-    let init = include_str!("../../migrations/0001_init.sql");
-    let checksum: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(init.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
-    };
-    let mut client = fixture.client();
-    client.batch_execute(init).unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                             checksum text NOT NULL, applied_at timestamptz NOT NULL)",
-        )
-        .unwrap();
-    client.execute("INSERT INTO schema_migrations VALUES (1, 'init', $1, now())", &[&checksum]).unwrap();
+    let mut client = at_version_1(&fixture);
     // A pg_dump (or any long transaction) reads a table migration 0002 alters.
     let mut reader = fixture.client();
     let mut dump = reader.transaction().unwrap();
@@ -378,4 +339,23 @@ fn a_migration_waits_for_a_table_lock_at_most_the_lock_timeout() {
     assert_eq!(version, 1, "nothing of 0002 applied");
     dump.rollback().unwrap();
     fixture.drainctl(&["migrate"]).run().assert_code(0);
+}
+
+/// The fixture's database as the first release left it: migration 0001 applied alone.
+fn at_version_1(fixture: &Fixture) -> postgres::Client {
+    let init = include_str!("../../migrations/0001_init.sql");
+    let checksum: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(init.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    };
+    let mut client = fixture.client();
+    client.batch_execute(init).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                                             checksum text NOT NULL, applied_at timestamptz NOT NULL)",
+        )
+        .unwrap();
+    client.execute("INSERT INTO schema_migrations VALUES (1, 'init', $1, now())", &[&checksum]).unwrap();
+    client
 }

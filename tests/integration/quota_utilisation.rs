@@ -112,8 +112,8 @@ fn resume_group_clear_backoff_ends_a_backoff_the_operator_knows_is_over() {
     resumed.assert_code(0);
     assert!(
         resumed.stdout.contains(
-            "quota group shared: was not parked; it backs off until Fri 2026-11-27 11:01 UTC (Rate limit \
-             reached for requests. Please try again in 1h.): `drainctl resume --group shared --clear-backoff` \
+            "quota group shared: was not parked; it backs off until Fri 2026-11-27 11:01 UTC: Rate limit \
+             reached for requests. Please try again in 1h.; `drainctl resume --group shared --clear-backoff` \
              ends that now"
         ),
         "{}",

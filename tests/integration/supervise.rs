@@ -275,6 +275,26 @@ fn a_pass_whose_binary_is_replaced_meanwhile_starts_drains_with_the_one_installe
     let decisions = result.json()["decisions"].as_array().cloned().unwrap_or_default();
     assert_eq!(action_for(&decisions, "docs", "start").expect("a start")["error"], Value::Null);
     wait_until("the drain to finish b", Duration::from_secs(20), || fixture.item("docs", "b").0 == "done");
+    // `install` over the link itself, its old target left in place: the file now at the
+    // name cron uses is what the drains run.
+    fixture.enqueue("docs", &[("c".into(), json!({ "steps": [{ "out": "c" }] }))]);
+    let ran = fixture.path("new-binary-ran");
+    let new_binary = fixture.script(
+        "new-drainctl",
+        &format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec '{DRAINCTL}' \"$@\"\n", ran.display()),
+    );
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE drains IN ACCESS EXCLUSIVE MODE").unwrap();
+    let pass = fixture.with_env(Drainctl::program(link.to_str().unwrap(), &["supervise", "--json"])).spawn();
+    wait_for_a_pass_waiting_on_a_lock(&fixture, "the pass to wait for the lock");
+    let staged = fixture.path("bin/current.installing");
+    std::fs::copy(&new_binary, &staged).unwrap();
+    std::fs::rename(&staged, &link).unwrap();
+    lock.commit().unwrap();
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    wait_until("the drain to finish c", Duration::from_secs(20), || fixture.item("docs", "c").0 == "done");
+    let said = std::fs::read_to_string(&ran).unwrap_or_default();
+    assert!(said.contains("drain docs"), "the new binary started the drain: {said:?}");
 }
 
 /// Wait until a drainctl session waits for a lock another session holds.
