@@ -384,20 +384,32 @@ fn apply_missing(
         // table of due notifications may not exist yet (see `record_migration_event`).
         let mut transaction = client.transaction()?;
         crate::db::set_lock_timeout_for(&mut transaction, lock_wait.timeout, true)?;
-        transaction.batch_execute(migration.sql).map_err(|error| {
-            if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
-                return Error::Temporary(format!(
-                    "migration {:04}_{} could not take the locks of the tables it alters within {}: another \
-                     session holds one (a pg_dump, a long transaction); nothing of it was applied; retry later \
-                     or raise --lock-timeout",
-                    migration.version,
-                    migration.name,
-                    crate::duration::format_duration(lock_wait.timeout)
-                ));
+        if let Err(error) = transaction.batch_execute(migration.sql) {
+            if error.code() != Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                return Err(Error::from(error)
+                    .context(&format!("applying migration {:04}_{}", migration.version, migration.name)));
             }
-            Error::from(error)
-                .context(&format!("applying migration {:04}_{}", migration.version, migration.name))
-        })?;
+            drop(transaction);
+            // Rolled back: this session can ask who holds the table.
+            let holders = crate::db::table_lock_holders(client)
+                .map(|holders| match holders.is_empty() {
+                    true => "gone by now".to_string(),
+                    false => holders
+                        .iter()
+                        .map(|holder| holder.describe(lock_wait.zone))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                })
+                .unwrap_or_else(|error| format!("unknown ({error})"));
+            return Err(Error::Temporary(format!(
+                "migration {:04}_{} could not take the locks of the tables it alters within {}: another \
+                 session holds one (a pg_dump, a long transaction; held by: {holders}); nothing of it was \
+                 applied; retry later or raise --lock-timeout",
+                migration.version,
+                migration.name,
+                crate::duration::format_duration(lock_wait.timeout)
+            )));
+        }
         transaction.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
             &[&migration.version, &migration.name, &checksum(migration.sql), &now],

@@ -721,6 +721,34 @@ pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<LockHo
         .collect())
 }
 
+/// The other sessions that hold a lock on a table of drainctl's schema (the first in
+/// `search_path`) now: who keeps a migration from altering it (a `pg_dump`, a long
+/// transaction).
+pub fn table_lock_holders(client: &mut Client) -> Result<Vec<LockHolder>> {
+    let rows = client.query(
+        "SELECT DISTINCT a.pid, a.application_name,
+                coalesce(a.client_addr::text, CASE WHEN a.client_port = -1 THEN 'local' END),
+                a.backend_start, a.state
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           JOIN pg_class c ON c.oid = l.relation
+          WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+          ORDER BY a.pid",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| LockHolder {
+            pid: row.get(0),
+            application: row.get(1),
+            client: row.get(2),
+            connected_at: row.get(3),
+            state: row.get(4),
+        })
+        .collect())
+}
+
 /// Which of `keys` some session of the current database holds as an advisory lock now.
 pub fn held_advisory_locks(client: &mut Client, keys: &[i64]) -> Result<Vec<i64>> {
     if keys.is_empty() {

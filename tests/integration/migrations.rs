@@ -334,6 +334,9 @@ fn a_migration_waits_for_a_table_lock_at_most_the_lock_timeout() {
         "{}",
         result.stderr
     );
+    // The reader is named, as the holder of the migration lock would be.
+    let reader_pid: i32 = dump.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    assert!(result.stderr.contains(&format!("held by: backend pid {reader_pid} (")), "{}", result.stderr);
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     let version: i32 = client.query_one("SELECT max(version) FROM schema_migrations", &[]).unwrap().get(0);
     assert_eq!(version, 1, "nothing of 0002 applied");
