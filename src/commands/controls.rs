@@ -146,10 +146,7 @@ fn group_wait(ctx: &mut Context, group: &str, now: chrono::DateTime<chrono::Utc>
         return Ok(Some(format!("it backs off until {}: {why}", crate::output::local_time(until, zone))));
     }
     // The configured accounts only: a removed one's backoff is forgotten (docs/accounts.md).
-    let configured: Vec<&str> = match config.accounts.is_empty() {
-        true => vec![""],
-        false => config.accounts.iter().map(|account| account.name.as_str()).collect(),
-    };
+    let configured = configured_accounts(config);
     let out: Vec<String> = rows
         .iter()
         .filter(|row| row.quota_group == group && row.backoff_until.is_some_and(|until| until > now))
@@ -158,6 +155,15 @@ fn group_wait(ctx: &mut Context, group: &str, now: chrono::DateTime<chrono::Utc>
         .collect();
     let verb = if out.len() == 1 { "backs" } else { "back" };
     Ok((!out.is_empty()).then(|| format!("{} {verb} off, another account works", accounts_text(&out))))
+}
+
+/// The accounts of `group` as its backoffs name them: its declared ones, or its one
+/// implicit account `""`.
+fn configured_accounts(group: &crate::config::QuotaGroupConfig) -> Vec<&str> {
+    match group.accounts.is_empty() {
+        true => vec![""],
+        false => group.accounts.iter().map(|account| account.name.as_str()).collect(),
+    }
 }
 
 /// "the group's account" for the implicit account, else "account a, b".
@@ -180,6 +186,7 @@ fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<R
         };
         return Err(Error::Usage(format!("unknown quota group {group:?}; {known}")));
     };
+    let configured = configured_accounts(group);
     let group = group.name.clone();
     let now = ctx.clock.now();
     let (was_parked, cleared_backoffs) = in_transaction(&mut ctx.client, |tx| {
@@ -189,6 +196,10 @@ fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<R
         // attention would otherwise hold the accounts out for up to `default_backoff` more;
         // with --clear-backoff, that the limit is over: every backoff of the group.
         let cleared_backoffs = crate::db::backoffs::clear_backoffs(tx, &group, now, clear_backoff)?;
+        // Only the accounts configured are named: a removed one's backoff was forgotten
+        // already (docs/accounts.md).
+        let cleared_backoffs: Vec<String> =
+            cleared_backoffs.into_iter().filter(|account| configured.contains(&account.as_str())).collect();
         if !cleared_backoffs.is_empty() {
             // A fixed account is used at once, not after switch_cooldown (docs/accounts.md).
             crate::db::quota_groups::forget_switch_time(tx, &group, now)?;

@@ -427,14 +427,20 @@ fn expire_burst(
 /// executable, or the file now at its path when it was replaced (Linux names a replaced
 /// executable `PATH (deleted)`).
 fn installed_exe() -> Result<PathBuf> {
+    // A file this process may run, as the shell takes it (it passes over one it may not).
+    let runnable = |path: &PathBuf| {
+        use std::os::unix::ffi::OsStrExt;
+        path.is_file()
+            && std::ffi::CString::new(path.as_os_str().as_bytes())
+                // SAFETY: access reads the NUL-terminated path and returns 0 or -1.
+                .is_ok_and(|path| unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0)
+    };
     let invoked = || {
         let name = PathBuf::from(std::env::args_os().next()?);
         if name.components().count() > 1 {
-            return std::path::absolute(&name).ok().filter(|path| path.is_file());
+            return std::path::absolute(&name).ok().filter(runnable);
         }
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|folder| folder.join(&name))
-            .find(|path| path.is_file())
+        std::env::split_paths(&std::env::var_os("PATH")?).map(|folder| folder.join(&name)).find(runnable)
     };
     if let Some(path) = invoked() {
         return Ok(path);
@@ -473,8 +479,12 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_for_stderr));
     // Detached twice over: re-parented away from this pass before it goes on.
-    let pid = process::spawn_detached(&mut command)
-        .map_err(|error| Error::Internal(format!("cannot start `drainctl drain {drain}`: {error}")))?;
+    let pid = process::spawn_detached(&mut command).map_err(|error| {
+        Error::Internal(format!(
+            "cannot start `{} drain {drain}`: {error}",
+            command.get_program().to_string_lossy()
+        ))
+    })?;
     // The file was named after this process; it carries the drain's own pid from now on
     // (the drain renames it too when it starts first: see `drain::log_file`).
     let log_path = log_file::rename_after(&log_path, pid).unwrap_or_else(|error| {

@@ -297,6 +297,36 @@ fn a_pass_whose_binary_is_replaced_meanwhile_starts_drains_with_the_one_installe
     assert!(said.contains("drain docs"), "the new binary started the drain: {said:?}");
 }
 
+#[test]
+fn a_pass_started_by_a_bare_name_starts_drains_with_the_file_the_shell_would_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    // A file named drainctl that may not be run comes first on PATH; the shell passes
+    // over it to the real one.
+    let (unrunnable, real) = (fixture.path("first/drainctl"), fixture.path("second/drainctl"));
+    for file in [&unrunnable, &real] {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    }
+    std::fs::write(&unrunnable, "not a program\n").unwrap();
+    std::fs::set_permissions(&unrunnable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::copy(DRAINCTL, &real).unwrap();
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        unrunnable.parent().unwrap().display(),
+        real.parent().unwrap().display()
+    );
+    let pass =
+        fixture.with_env(Drainctl::program("drainctl", &["supervise", "--json"])).env("PATH", &path).run();
+    // Before: exit 70, "cannot start `drainctl drain docs`: Permission denied".
+    pass.assert_code(0);
+    let decisions = pass.json()["decisions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(action_for(&decisions, "docs", "start").expect("a start")["error"], Value::Null);
+    wait_until("the drain to finish its item", Duration::from_secs(20), || {
+        fixture.item("docs", "a").0 == "done"
+    });
+}
+
 /// Wait until a drainctl session waits for a lock another session holds.
 fn wait_for_a_pass_waiting_on_a_lock(fixture: &Fixture, what: &str) {
     let mut watcher = fixture.client();
