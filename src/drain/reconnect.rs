@@ -282,7 +282,7 @@ impl<'a> Pass<'a> {
     /// first call, not from its own), and record it. `lost_at`: when the loss was found
     /// and said, if it was before (a write while the worker ran: the minute still starts
     /// now, when the worker has ended). Fails when none could be opened and used.
-    fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
+    pub(super) fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
         let session = self.session()?;
         let found = Instant::now();
         let lost_at = lost_at.unwrap_or_else(|| {
