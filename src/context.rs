@@ -76,16 +76,12 @@ impl Context {
         self.config.drain(name)
     }
 
-    /// The drain called `name` for a switch (`pause`, `resume`, `burst off`): a configured one, or one
-    /// that has left the configuration and still has its row — a pass it started before
-    /// may still be running, and a pause stops it (docs/operations.md, "Status").
-    pub fn switchable_drain(&mut self, name: &str) -> Result<String> {
-        self.history_drain(name)
-    }
-
-    /// A `--drain NAME` filter of a history command: a configured drain, or one that has
-    /// left the configuration but still has rows; otherwise the usual "unknown drain" error.
-    pub fn history_drain(&mut self, name: &str) -> Result<String> {
+    /// A drain the database or the configuration knows: a configured one, or one that has
+    /// left the configuration but still has rows — for a history command's `--drain NAME`,
+    /// and for a switch (`pause`, `resume`, `burst off`): a pass it started before may
+    /// still run, and a pause stops it (docs/operations.md, "Status"). Otherwise the usual
+    /// "unknown drain" error.
+    pub fn known_drain(&mut self, name: &str) -> Result<String> {
         match self.config.drain(name) {
             Ok(drain) => Ok(drain.name.clone()),
             Err(error) => {

@@ -21,7 +21,7 @@ use postgres::Client;
 use sha2::{Digest, Sha256};
 
 use crate::db::events::{record_migration_event, Event, Outbox};
-use crate::db::{advisory_lock_holders, MIGRATION_LOCK_KEY};
+use crate::db::{advisory_lock_holders, LockHolder, MIGRATION_LOCK_KEY};
 use crate::error::{Error, Result};
 use crate::model::EventKind;
 
@@ -193,15 +193,8 @@ fn acquire_migration_lock(client: &mut Client, lock_wait: LockWait) -> Result<()
     match taken {
         Ok(_) => Ok(()),
         Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-            let holders = advisory_lock_holders(client, MIGRATION_LOCK_KEY)
-                .map(|h| {
-                    if h.is_empty() {
-                        "unknown".to_string()
-                    } else {
-                        h.iter().map(|holder| holder.describe(lock_wait.zone)).collect::<Vec<_>>().join("; ")
-                    }
-                })
-                .unwrap_or_else(|e| format!("unknown ({e})"));
+            let holders =
+                LockHolder::describe_all(advisory_lock_holders(client, MIGRATION_LOCK_KEY), lock_wait.zone);
             Err(Error::Temporary(format!(
                 "timed out after {} waiting for the migration lock (advisory key {MIGRATION_LOCK_KEY}); \
                  held by: {holders}; retry later or raise --lock-timeout",
@@ -391,16 +384,7 @@ fn apply_missing(
             }
             drop(transaction);
             // Rolled back: this session can ask who holds the table.
-            let holders = crate::db::table_lock_holders(client)
-                .map(|holders| match holders.is_empty() {
-                    true => "gone by now".to_string(),
-                    false => holders
-                        .iter()
-                        .map(|holder| holder.describe(lock_wait.zone))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                })
-                .unwrap_or_else(|error| format!("unknown ({error})"));
+            let holders = LockHolder::describe_all(crate::db::table_lock_holders(client), lock_wait.zone);
             return Err(Error::Temporary(format!(
                 "migration {:04}_{} could not take the locks of the tables it alters within {}: another \
                  session holds one (a pg_dump, a long transaction; held by: {holders}); nothing of it was \

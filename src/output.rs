@@ -357,11 +357,11 @@ pub fn record_lost_log_lines(
 }
 
 /// A failure's one line on stderr: `drainctl: …`, dated when the output is. A failure
-/// before the database could record anything (a configuration that does not load, a
-/// server that cannot be reached) of a pass writing to `--log-file` is also told on the
-/// stderr the process started with, when that is another file: no event, no notifier and
-/// no log reader hears of it otherwise, and cron mails it (docs/operations.md, "Who hears
-/// of errors").
+/// no event can record — before the database was reached (a configuration that does not
+/// load, a server that cannot be reached), or the session lost — of a pass writing to
+/// `--log-file` is also told on the stderr the process started with, when that is another
+/// file: no notifier and no log reader hears of it otherwise, and cron mails it
+/// (docs/operations.md, "Who hears of errors").
 pub fn say_failure(error: &crate::error::Error) {
     say_on_stderr(&format!("{}drainctl: {}", line_date(), error.final_line()));
     // Lost with the database, it could not be recorded either.

@@ -193,7 +193,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
 }
 
 fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
-    let name = ctx.switchable_drain(&args.name)?;
+    let name = ctx.known_drain(&args.name)?;
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
     let (was, expired) = in_transaction(&mut ctx.client, |tx| {

@@ -18,7 +18,7 @@ use crate::output::Report;
 /// The drains a command acts on: the one named, or with `--all` every configured one.
 fn chosen_drains(ctx: &mut Context, name: Option<&str>, is_all: bool) -> Result<Vec<String>> {
     match name {
-        Some(name) if !is_all => Ok(vec![ctx.switchable_drain(name)?]),
+        Some(name) if !is_all => Ok(vec![ctx.known_drain(name)?]),
         _ => Ok(ctx.config.drains.iter().map(|drain| drain.name.clone()).collect()),
     }
 }

@@ -17,7 +17,7 @@ pub fn run(ctx: &mut Context, args: &EventsArgs) -> Result<Report> {
     let now = ctx.clock.now();
     let since = args.since.map(|length| crate::clock::earlier(now, length));
     let drain = match &args.drain {
-        Some(name) => Some(ctx.history_drain(name)?),
+        Some(name) => Some(ctx.known_drain(name)?),
         None => None,
     };
     let kind = args.kind.as_deref().map(str::trim).filter(|kind| !kind.is_empty());

@@ -45,7 +45,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
             "--no-header applies to --format csv only: JSON lines have no header".to_string(),
         ));
     }
-    let drain = ctx.history_drain(&args.name)?;
+    let drain = ctx.known_drain(&args.name)?;
     let now = ctx.clock.now();
     let filter = ExportFilter {
         drain: &drain,

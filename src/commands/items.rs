@@ -38,7 +38,7 @@ pub fn run(ctx: &mut Context, args: &ItemsArgs) -> Result<Report> {
 
 fn list(ctx: &mut Context, args: &ItemsArgs) -> Result<Report> {
     let name = args.name.as_deref().ok_or_else(|| Error::Usage("items: give a drain name".into()))?;
-    let drain = ctx.history_drain(name)?;
+    let drain = ctx.known_drain(name)?;
     let now = ctx.clock.now();
     let state = args.state;
     let counts = count_by_state(&mut ctx.client, &drain)?;
@@ -106,7 +106,7 @@ struct ShownItem {
 }
 
 fn gather(ctx: &mut Context, args: &ItemsShowArgs) -> Result<ShownItem> {
-    let drain = ctx.history_drain(&args.name)?;
+    let drain = ctx.known_drain(&args.name)?;
     let item = get_item(&mut ctx.client, &drain, &args.key)?.ok_or_else(|| {
         Error::Data(format!(
             "drain {drain} has no item with key {:?}; `drainctl items {drain}` lists them",

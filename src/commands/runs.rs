@@ -26,7 +26,7 @@ pub fn run(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
 fn list(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
     let now = ctx.clock.now();
     let drain = match &args.drain {
-        Some(name) => Some(ctx.history_drain(name)?),
+        Some(name) => Some(ctx.known_drain(name)?),
         None => None,
     };
     let runs = list_runs(&mut ctx.client, drain.as_deref(), args.limit)?;

@@ -422,6 +422,7 @@ fn decide_drain(
     let window_closes = drain.window.as_ref().and_then(|window| window.closes_at(now, zone));
     let last_started_at =
         snapshot.last_starts.iter().find(|(name, _)| *name == drain.name).map(|(_, at)| *at);
+    let cadence_next_start_at = crate::schedule::cadence::next_start(drain.every, last_started_at);
     let (backoff_until, backoff_reason) = wait.unzip();
     let cost_today_usd = snapshot.cost_today.get(&drain.name).copied();
     let budget_day_ends_at = drain.max_cost_per_day.map(|_| crate::usage::budget_day(now, zone).1);
@@ -480,9 +481,9 @@ fn decide_drain(
         next_window_opening,
         window_closes,
         every_seconds: drain.every.map(|every| every.as_secs_f64()),
-        cadence_next_start_at: crate::schedule::cadence::next_start(drain.every, last_started_at),
+        cadence_next_start_at,
         next_start_at: crate::schedule::cadence::first_allowed_start(
-            crate::schedule::cadence::next_start(drain.every, last_started_at),
+            cadence_next_start_at,
             drain.window.as_ref(),
             zone,
         ),

@@ -288,12 +288,23 @@ pub fn existing_keys(client: &mut impl GenericClient, drain: &str, keys: &[Strin
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// An item's payload is still its source folder's: its `path` ends in its key. One given
+/// another payload by `enqueue --replace` is the operator's, which no scan settles or
+/// replaces (docs/operations.md, "Feeding a drain from files").
+macro_rules! is_the_folders {
+    () => {
+        "right(items.payload->>'path', length(items.key) + 1) = '/' || items.key"
+    };
+}
+
 /// Which of `keys` are items of `drain` that are not their source folder's: given another
 /// payload by `enqueue --replace` (docs/operations.md, "Feeding a drain from files").
 pub fn operators_keys(client: &mut impl GenericClient, drain: &str, keys: &[String]) -> Result<Vec<String>> {
     let rows = client.query(
-        &format!(
-            "SELECT key FROM items WHERE drain = $1 AND key = ANY($2) AND ({IS_THE_FOLDERS}) IS NOT TRUE"
+        concat!(
+            "SELECT key FROM items WHERE drain = $1 AND key = ANY($2) AND (",
+            is_the_folders!(),
+            ") IS NOT TRUE"
         ),
         &[&drain, &keys],
     )?;
@@ -322,12 +333,13 @@ pub fn repoint_source_item(
     key: &str,
     payload: &serde_json::Value,
 ) -> Result<bool> {
-    // Only while its payload names a file of this key (IS_THE_FOLDERS): never over one the
-    // operator gave it since the scan looked.
+    // Only while its payload is the folder's: never over one the operator gave it since
+    // the scan looked.
     let changed = client.execute(
-        "UPDATE items SET payload = $3
-          WHERE drain = $1 AND key = $2 AND state <> 'running'
-            AND right(items.payload->>'path', length(items.key) + 1) = '/' || items.key",
+        concat!(
+            "UPDATE items SET payload = $3 WHERE drain = $1 AND key = $2 AND state <> 'running' AND ",
+            is_the_folders!()
+        ),
         &[&drain, &key, &postgres::types::Json(payload)],
     )?;
     Ok(changed == 1)
@@ -356,7 +368,7 @@ pub fn enqueue_source_item(
         return Ok(if row.is_some() { SourceEnqueue::Enqueued } else { SourceEnqueue::KeyTaken });
     }
     let row = client.query_opt(
-        &format!(
+        concat!(
             "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
          VALUES ($1, $2, $3, $4, $4, $4)
          ON CONFLICT (drain, key) DO UPDATE
@@ -364,7 +376,9 @@ pub fn enqueue_source_item(
                 available_at = EXCLUDED.available_at, claimed_by = NULL, claimed_at = NULL,
                 last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
                 resume_token = NULL, updated_at = EXCLUDED.updated_at
-          WHERE items.state <> 'running' AND {IS_THE_FOLDERS}
+          WHERE items.state <> 'running' AND ",
+            is_the_folders!(),
+            "
          RETURNING id"
         ),
         &[&drain, &key, &payload, &now],
@@ -391,19 +405,15 @@ pub fn settle_skipped_missing(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let updated = client.execute(
-        &format!(
+        concat!(
             "UPDATE items SET state = 'skipped_missing', finished_at = $4, last_error = $3, updated_at = $4
-              WHERE drain = $1 AND key = $2 AND state = 'pending' AND {IS_THE_FOLDERS}"
+              WHERE drain = $1 AND key = $2 AND state = 'pending' AND ",
+            is_the_folders!()
         ),
         &[&drain, &key, &note, &now],
     )?;
     Ok(updated == 1)
 }
-
-/// An item's payload is still its source folder's: its `path` ends in its key. One given
-/// another payload by `enqueue --replace` is the operator's, which no scan settles or
-/// replaces (docs/operations.md, "Feeding a drain from files").
-const IS_THE_FOLDERS: &str = "right(items.payload->>'path', length(items.key) + 1) = '/' || items.key";
 
 /// Settle an item this run holds whose source file vanished after it was scanned:
 /// `skipped_missing`, with its attempt given back and closed. False when the run lost it.

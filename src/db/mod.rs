@@ -676,6 +676,27 @@ pub struct LockHolder {
 }
 
 impl LockHolder {
+    /// A row of `pid, application_name, client, backend_start, state`.
+    fn from_row(row: &Row) -> LockHolder {
+        LockHolder {
+            pid: row.get(0),
+            application: row.get(1),
+            client: row.get(2),
+            connected_at: row.get(3),
+            state: row.get(4),
+        }
+    }
+
+    /// Who held a lock, for a message: each holder described, `none` when they let go
+    /// before they were asked, `unknown (…)` when asking failed.
+    pub fn describe_all(holders: Result<Vec<LockHolder>>, zone: chrono_tz::Tz) -> String {
+        match holders {
+            Ok(holders) if holders.is_empty() => "none by now".to_string(),
+            Ok(holders) => holders.iter().map(|holder| holder.describe(zone)).collect::<Vec<_>>().join("; "),
+            Err(error) => format!("unknown ({error})"),
+        }
+    }
+
     /// `backend pid 4242 (drainctl from local, connected 2026-11-27 12:00:00 IST, idle)`,
     /// the instant in `zone`.
     pub fn describe(&self, zone: chrono_tz::Tz) -> String {
@@ -709,16 +730,7 @@ pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<LockHo
           ORDER BY l.pid",
         &[&classid, &objid],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| LockHolder {
-            pid: row.get(0),
-            application: row.get(1),
-            client: row.get(2),
-            connected_at: row.get(3),
-            state: row.get(4),
-        })
-        .collect())
+    Ok(rows.iter().map(LockHolder::from_row).collect())
 }
 
 /// The other sessions that hold a lock on a table of drainctl's schema (the first in
@@ -737,16 +749,7 @@ pub fn table_lock_holders(client: &mut Client) -> Result<Vec<LockHolder>> {
           ORDER BY a.pid",
         &[],
     )?;
-    Ok(rows
-        .iter()
-        .map(|row| LockHolder {
-            pid: row.get(0),
-            application: row.get(1),
-            client: row.get(2),
-            connected_at: row.get(3),
-            state: row.get(4),
-        })
-        .collect())
+    Ok(rows.iter().map(LockHolder::from_row).collect())
 }
 
 /// Which of `keys` some session of the current database holds as an advisory lock now.

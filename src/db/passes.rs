@@ -35,17 +35,18 @@ pub fn insert_pass(client: &mut impl GenericClient, pass: &PassRecord) -> Result
     Ok(row.get(0))
 }
 
-/// This host's acting passes that fired at or after `since` and started a drain: id,
-/// when each fired and its recorded decisions, oldest first.
-pub fn recent_starting_passes(
+/// This host's acting passes that fired at or after `since` with a start still awaiting
+/// its run (`"awaiting_run": true`): id, when each fired and its recorded decisions,
+/// oldest first.
+pub fn recent_awaiting_passes(
     client: &mut impl GenericClient,
     host: &str,
     since: DateTime<Utc>,
 ) -> Result<Vec<(i64, DateTime<Utc>, Value)>> {
     let rows = client.query(
         "SELECT id, fired_at, decisions FROM supervisor_passes
-          WHERE host = $1 AND status = 'done' AND fired_at >= $2
-            AND decisions @> '[{\"action\": \"start\"}]'
+          WHERE fired_at >= $2 AND host = $1 AND status = 'done'
+            AND decisions @> '[{\"awaiting_run\": true}]'
           ORDER BY id",
         &[&host, &since],
     )?;

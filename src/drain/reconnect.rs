@@ -174,16 +174,18 @@ impl<'a> Pass<'a> {
         self.reconnect(while_working.lost_at)
     }
 
-    /// What a statement of a waiting pass gave: its value, or — when it failed because the
-    /// server ended the session — nothing, once a new session is open (see `reconnect`),
-    /// so that the wait goes on.
+    /// What a statement gave: its value, or — when it failed because the server ended the
+    /// session — nothing, once a new session is open (see `reconnect`), so that the caller
+    /// takes the same step again (a waiting pass's beat, the commit of a staged result).
     pub(super) fn unless_session_lost<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
         match result {
             Ok(value) => {
                 self.session_lost_since = None;
                 Ok(Some(value))
             }
-            Err(error) if self.client.is_closed() => {
+            // (A failure may be the first the client hears of the session's end: it is
+            // looked at before the error is taken for another.)
+            Err(error) if self.client.is_closed() || is_session_lost(self.client) => {
                 log::debug!("drain {}: {error}", self.drain.name);
                 self.reconnect(None)?;
                 Ok(None)
@@ -282,7 +284,7 @@ impl<'a> Pass<'a> {
     /// first call, not from its own), and record it. `lost_at`: when the loss was found
     /// and said, if it was before (a write while the worker ran: the minute still starts
     /// now, when the worker has ended). Fails when none could be opened and used.
-    pub(super) fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
+    fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
         let session = self.session()?;
         let found = Instant::now();
         let lost_at = lost_at.unwrap_or_else(|| {

@@ -64,26 +64,24 @@ impl Pass<'_> {
         let Some(staged) = self.staged.take() else { return Ok(()) };
         #[cfg(feature = "testing")]
         before_commit();
+        // A session the server ended is replaced and the same commit sent again: one whose
+        // reply was lost finds the item done under the run's own claim and counts it done
+        // (docs/operations.md, "When the database goes away").
         let (completion, now) = loop {
             let now = self.clock.now();
             let run_worker = items::RunWorker::Set(None);
-            match items::complete_item(
+            let committed = items::complete_item(
                 self.client,
                 &mut self.statements,
                 staged.id,
                 self.run_id,
                 now,
                 run_worker,
-            ) {
-                Ok(completion) => break (completion, now),
-                // The server ended the session: on a new one the same commit again — one
-                // whose reply was lost finds the item done under the run's own claim and
-                // counts it done (docs/operations.md, "When the database goes away").
-                Err(error) if self.client.is_closed() || super::reconnect::is_session_lost(self.client) => {
-                    log::debug!("drain {}: {error}", self.drain.name);
-                    self.reconnect(None).map_err(|lost| uncommitted(lost, &staged.key, None, self.run_id))?;
-                }
-                Err(error) => return Err(uncommitted(error, &staged.key, None, self.run_id)),
+            );
+            let committed = self.unless_session_lost(committed);
+            match committed.map_err(|error| uncommitted(error, &staged.key, None, self.run_id))? {
+                Some(completion) => break (completion, now),
+                None => continue,
             }
         };
         self.settle_commit(&staged, completion, now, false)

@@ -58,7 +58,7 @@ pub(super) fn apply_all(
         // one's claim could come first and take the window's first calls.
         if !decision.after_starts_of.is_empty() {
             let higher = earlier.iter().filter(|earlier| decision.after_starts_of.contains(&earlier.drain));
-            let without_run = await_started_runs(client, higher, clock.now());
+            let without_run = await_started_runs(client, higher, clock.now()).ended;
             report_ended_without_run(client, outbox, &without_run, failures, clock.now());
             for drain in &without_run {
                 // Reported here, not again when the pass ends.
@@ -173,17 +173,25 @@ impl EndedWithoutRun {
     }
 }
 
+/// What [`await_started_runs`] saw of the drains a pass started.
+#[derive(Default)]
+pub(super) struct Awaited {
+    /// Ended without recording a run: the pass reports them (nothing else would).
+    pub ended: Vec<EndedWithoutRun>,
+    /// Still running with no run recorded when the wait ended: the next passes look again.
+    pub unseen: Vec<u32>,
+}
+
 /// Wait until every drain this pass started has recorded its run, or has ended: the
 /// supervise lock is held until then, so a pass that follows at once (another host's, or
 /// cron's and pm2's on the same minute) sees the drain busy instead of starting it again
 /// (docs/operations.md, "Two passes at once"). Bounded by [`STARTED_RUNS_WAIT`] and
-/// SIGTERM; a drain still unseen then is logged and left to its slot lock. Returns the
-/// drains that ended without recording a run (the pass reports them: nothing else would).
+/// SIGTERM; a drain still unseen then is logged and left to its slot lock.
 pub(super) fn await_started_runs<'a>(
     client: &mut Client,
     decisions: impl IntoIterator<Item = &'a Decision>,
     now: DateTime<Utc>,
-) -> Vec<EndedWithoutRun> {
+) -> Awaited {
     let mut unseen: Vec<(i32, &Decision)> = decisions
         .into_iter()
         .filter(|decision| decision.action == Action::Start && decision.error.is_none())
@@ -191,12 +199,13 @@ pub(super) fn await_started_runs<'a>(
             decision.pid.and_then(|pid| i32::try_from(pid).ok()).map(|pid| (pid, decision))
         })
         .collect();
-    let mut ended = Vec::new();
+    let mut awaited = Awaited::default();
     let host = process::host_name();
     // A run a drain of this pass recorded started after this; an older one of the same pid
     // is another process's.
     let since = now - chrono::Duration::hours(1);
     let deadline = std::time::Instant::now() + STARTED_RUNS_WAIT;
+    let unseen_pids = |unseen: &[(i32, &Decision)]| unseen.iter().map(|(pid, _)| *pid as u32).collect();
     loop {
         // Which had ended before the look at their runs: one that recorded a run and ended
         // in between is seen in the runs.
@@ -207,20 +216,16 @@ pub(super) fn await_started_runs<'a>(
             .collect();
         let pids: Vec<i32> = unseen.iter().map(|(pid, _)| *pid).collect();
         if pids.is_empty() {
-            return ended;
+            return awaited;
         }
-        match client.query(
-            "SELECT pid FROM runs WHERE host = $1 AND pid = ANY($2) AND started_at >= $3",
-            &[&host, &pids, &since],
-        ) {
-            Ok(rows) => {
-                let seen: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
+        match pids_with_runs(client, &host, &pids, since) {
+            Ok(seen) => {
                 unseen.retain(|(pid, decision)| {
                     if seen.contains(pid) {
                         return false;
                     }
                     if gone.contains(pid) {
-                        ended.push(EndedWithoutRun {
+                        awaited.ended.push(EndedWithoutRun {
                             drain: decision.drain.clone(),
                             pid: *pid as u32,
                             log_path: decision.log_path.clone(),
@@ -236,69 +241,114 @@ pub(super) fn await_started_runs<'a>(
                 if !client.is_closed() {
                     log::warn!("cannot tell whether the drains started have recorded their runs: {error}");
                 }
-                return ended;
+                awaited.unseen = unseen_pids(&unseen);
+                return awaited;
             }
         }
         if unseen.is_empty() || crate::worker::signals::termination_signal().is_some() {
-            return ended;
+            awaited.unseen = unseen_pids(&unseen);
+            return awaited;
         }
         if std::time::Instant::now() >= deadline {
-            let pids: Vec<i32> = unseen.iter().map(|(pid, _)| *pid).collect();
+            awaited.unseen = unseen_pids(&unseen);
             log::warn!(
-                "drain process(es) {pids:?} started by this pass have not recorded a run after {}s",
+                "drain process(es) {:?} started by this pass have not recorded a run after {}s",
+                awaited.unseen,
                 STARTED_RUNS_WAIT.as_secs()
             );
-            return ended;
+            return awaited;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
+/// Which of `pids` recorded a run on `host` that started at or after `since`.
+fn pids_with_runs(client: &mut Client, host: &str, pids: &[i32], since: DateTime<Utc>) -> Result<Vec<i32>> {
+    let rows = client.query(
+        "SELECT pid FROM runs WHERE host = $1 AND pid = ANY($2) AND started_at >= $3",
+        &[&host, &pids, &since],
+    )?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// What a start decision is marked with once its drain was seen to end without a run.
 pub(super) const ENDED_WITHOUT_RUN: &str = "ended without recording a run";
 
-/// How far back a pass looks for drains earlier passes of its host started that have not
-/// been seen to record a run.
+/// The mark of a start in its pass's record while its drain had not recorded a run when
+/// the pass ended (docs/json.md, `passes`): the next passes look at it again.
+const AWAITING_RUN: &str = "awaiting_run";
+
+/// How long after its pass a start awaiting its run is looked at.
 const LATE_STARTS_LOOKBACK: chrono::Duration = chrono::Duration::hours(2);
 
-/// Mark, in the decisions pass `pass_id` recorded, the starts of `ended` (by pid): a later
-/// pass does not report them again. A failure is logged: at worst one is reported twice.
-pub(super) fn mark_ended_without_run(client: &mut Client, pass_id: i64, ended: &[EndedWithoutRun]) {
-    if ended.is_empty() {
+/// What becomes of a start in its pass's recorded decisions.
+#[derive(Clone, Copy, PartialEq)]
+enum StartMark {
+    /// It ended without recording a run (and was reported): `error`, no longer awaited.
+    EndedWithoutRun,
+    /// Still running without a run at its pass's end: awaited by the next passes.
+    AwaitingRun,
+    /// Its run was seen since: no longer awaited.
+    RunSeen,
+}
+
+/// Mark the starts of pass `pass_id` by pid, in its recorded decisions. A failure is
+/// logged: at worst a start is looked at again, or not reported late.
+fn mark_starts(client: &mut Client, pass_id: i64, marks: &[(u32, StartMark)]) {
+    if marks.is_empty() {
         return;
     }
     let marked = crate::db::passes::decisions_of(client, pass_id).and_then(|decisions| {
         let Some(mut decisions) = decisions else { return Ok(()) };
-        let pids: Vec<u32> = ended.iter().map(|drain| drain.pid).collect();
-        mark_starts(&mut decisions, |pid| pids.contains(&pid));
+        for decision in decisions.as_array_mut().into_iter().flatten() {
+            let pid = decision
+                .get("pid")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|pid| u32::try_from(pid).ok());
+            let is_start = decision.get("action").and_then(serde_json::Value::as_str) == Some("start");
+            let Some(mark) = marks.iter().find(|(marked, _)| Some(*marked) == pid).map(|(_, mark)| *mark)
+            else {
+                continue;
+            };
+            if !is_start || !decision.get("error").is_none_or(serde_json::Value::is_null) {
+                continue;
+            }
+            let Some(fields) = decision.as_object_mut() else { continue };
+            match mark {
+                StartMark::EndedWithoutRun => {
+                    fields.insert("error".to_string(), json!(ENDED_WITHOUT_RUN));
+                    fields.remove(AWAITING_RUN);
+                }
+                StartMark::AwaitingRun => {
+                    fields.insert(AWAITING_RUN.to_string(), json!(true));
+                }
+                StartMark::RunSeen => {
+                    fields.remove(AWAITING_RUN);
+                }
+            }
+        }
         crate::db::passes::set_decisions(client, pass_id, &decisions)
     });
     if let Err(error) = marked {
-        log::warn!("could not mark the drains that ended without a run in pass {pass_id}: {error}");
+        log::warn!("could not mark the drains started by pass {pass_id}: {error}");
     }
 }
 
-/// Set the error of each start decision in `decisions` (a recorded pass's JSON) whose
-/// pid `is_ended` says ended without a run, and has none yet.
-fn mark_starts(decisions: &mut serde_json::Value, is_ended: impl Fn(u32) -> bool) {
-    for decision in decisions.as_array_mut().into_iter().flatten() {
-        let pid =
-            decision.get("pid").and_then(serde_json::Value::as_u64).and_then(|pid| u32::try_from(pid).ok());
-        if decision.get("action").and_then(serde_json::Value::as_str) == Some("start")
-            && decision.get("error").is_none_or(serde_json::Value::is_null)
-            && pid.is_some_and(&is_ended)
-        {
-            decision["error"] = json!(ENDED_WITHOUT_RUN);
-        }
-    }
+/// Record in pass `pass_id` what its wait saw: the starts that ended without a run
+/// (reported), and those still awaiting their run.
+pub(super) fn mark_awaited(client: &mut Client, pass_id: i64, awaited: &Awaited) {
+    let ended = awaited.ended.iter().map(|drain| (drain.pid, StartMark::EndedWithoutRun));
+    let unseen = awaited.unseen.iter().map(|pid| (*pid, StartMark::AwaitingRun));
+    mark_starts(client, pass_id, &ended.chain(unseen).collect::<Vec<_>>());
 }
 
 /// The drains earlier passes of this host started (in the last [`LATE_STARTS_LOOKBACK`])
-/// that have ended since without recording a run, after their pass stopped waiting for
-/// them (one that waited for its connection longer than [`STARTED_RUNS_WAIT`] — a full
-/// pool — and then failed): reported now, as that pass would have (a `supervise_error`
-/// each, exit 69), and marked in the pass that started them, so once. One still alive is
-/// left to a later pass.
+/// that had not recorded a run when their pass ended and have ended since without one (a
+/// drain that waited for its connection longer than [`STARTED_RUNS_WAIT`] — a full pool
+/// — and then failed): reported now, as that pass would have (a `supervise_error` each,
+/// exit 69), and marked in the pass that started them, so once. One whose run came is no
+/// longer awaited; one still alive is left to a later pass. Only the starts so marked are
+/// read: none, as a rule.
 pub(super) fn report_late_ended_without_run(
     client: &mut Client,
     outbox: &Outbox,
@@ -307,65 +357,36 @@ pub(super) fn report_late_ended_without_run(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let host = process::host_name();
-    let passes = crate::db::passes::recent_starting_passes(client, &host, now - LATE_STARTS_LOOKBACK)?;
-    let mut candidates = Vec::new();
-    for (pass_id, fired_at, decisions) in &passes {
-        let Ok(decisions) = serde_json::from_value::<Vec<RecordedStart>>(decisions.clone()) else { continue };
-        for start in decisions {
-            if let ("start", None, Some(pid)) = (start.action.as_str(), &start.error, start.pid) {
-                candidates.push((*pass_id, *fired_at, start.drain, pid, start.log_path));
+    let passes = crate::db::passes::recent_awaiting_passes(client, &host, now - LATE_STARTS_LOOKBACK)?;
+    for (pass_id, fired_at, decisions) in passes {
+        let Ok(decisions) = serde_json::from_value::<Vec<RecordedStart>>(decisions) else { continue };
+        let awaiting: Vec<RecordedStart> = decisions
+            .into_iter()
+            .filter(|start| {
+                start.action == "start" && start.error.is_none() && start.awaiting_run == Some(true)
+            })
+            .collect();
+        let pids: Vec<i32> =
+            awaiting.iter().filter_map(|start| start.pid.and_then(|pid| i32::try_from(pid).ok())).collect();
+        let seen = pids_with_runs(client, &host, &pids, fired_at - chrono::Duration::minutes(1))?;
+        let mut marks = Vec::new();
+        let mut ended = Vec::new();
+        for start in awaiting {
+            let Some(pid) = start.pid else { continue };
+            if i32::try_from(pid).is_ok_and(|pid| seen.contains(&pid)) {
+                marks.push((pid, StartMark::RunSeen));
+            } else if !process::is_process_alive(pid, None) {
+                marks.push((pid, StartMark::EndedWithoutRun));
+                ended.push(EndedWithoutRun {
+                    drain: start.drain,
+                    pid,
+                    log_path: start.log_path,
+                    started_by_pass_of: Some(crate::output::local_second(fired_at, config.defaults.timezone)),
+                });
             }
         }
-    }
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    let pids: Vec<i32> = candidates.iter().filter_map(|candidate| i32::try_from(candidate.3).ok()).collect();
-    let earliest =
-        candidates.iter().map(|candidate| candidate.1).min().unwrap_or(now) - chrono::Duration::minutes(1);
-    let runs: Vec<(i32, DateTime<Utc>)> = client
-        .query(
-            "SELECT pid, started_at FROM runs WHERE host = $1 AND pid = ANY($2) AND started_at >= $3",
-            &[&host, &pids, &earliest],
-        )?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    // Reported already, by the pass that started it (one of an older drainctl marked
-    // nothing, and a mark that failed is only logged).
-    let reported: Vec<String> = client
-        .query(
-            "SELECT message FROM events WHERE kind = 'supervise_error' AND at >= $1
-                AND message LIKE '%ended without recording a run%'",
-            &[&earliest],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let mut ended_by_pass: Vec<(i64, Vec<EndedWithoutRun>)> = Vec::new();
-    for (pass_id, fired_at, drain, pid, log_path) in candidates {
-        let has_run = runs.iter().any(|(run_pid, started_at)| {
-            i64::from(*run_pid) == i64::from(pid) && *started_at >= fired_at - chrono::Duration::minutes(1)
-        });
-        let named = format!("drain {drain} (pid {pid}) started by ");
-        let was_reported = reported.iter().any(|message| message.starts_with(&named));
-        if has_run || was_reported || process::is_process_alive(pid, None) {
-            continue;
-        }
-        let ended = EndedWithoutRun {
-            drain,
-            pid,
-            log_path,
-            started_by_pass_of: Some(crate::output::local_second(fired_at, config.defaults.timezone)),
-        };
-        match ended_by_pass.iter_mut().find(|(id, _)| *id == pass_id) {
-            Some((_, list)) => list.push(ended),
-            None => ended_by_pass.push((pass_id, vec![ended])),
-        }
-    }
-    for (pass_id, ended) in ended_by_pass {
         report_ended_without_run(client, outbox, &ended, failures, now);
-        mark_ended_without_run(client, pass_id, &ended);
+        mark_starts(client, pass_id, &marks);
     }
     Ok(())
 }
@@ -378,6 +399,7 @@ struct RecordedStart {
     pid: Option<u32>,
     log_path: Option<String>,
     error: Option<String>,
+    awaiting_run: Option<bool>,
 }
 
 /// Record the drains this pass started that ended without a run: a `supervise_error`

@@ -774,8 +774,8 @@ fn finish_pass(
     }
     // Held until the drains started have recorded their runs: a pass right after this
     // one sees them busy instead of starting them again (docs/operations.md).
-    let without_run = apply::await_started_runs(client, decisions, clock.now());
-    apply::report_ended_without_run(client, outbox, &without_run, failures, clock.now());
+    let awaited = apply::await_started_runs(client, decisions, clock.now());
+    apply::report_ended_without_run(client, outbox, &awaited.ended, failures, clock.now());
     if client.is_closed() {
         // The session ended while the pass waited for its drains: the supervise lock went
         // with it, and all the pass did is committed — its table is still printed.
@@ -787,7 +787,7 @@ fn finish_pass(
         failures.add(&error);
         record_failure(client, outbox, None, error.to_string(), clock.now());
     } else {
-        apply::mark_ended_without_run(client, pass_id, &without_run);
+        apply::mark_awaited(client, pass_id, &awaited);
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     }
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());

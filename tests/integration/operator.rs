@@ -1215,7 +1215,8 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE name = 'old' AND paused_at IS NOT NULL"), 1);
     let status = fixture.drainctl(&["status"]).run();
     assert!(
-        status.stdout.contains("its pass still running stops before its next item (the drain is paused)"),
+        status.stdout.contains("its pass still running stops before its next item (the drain is paused)")
+            && status.stdout.contains("and `drainctl resume old` undoes the pause"),
         "{}",
         status.stdout
     );

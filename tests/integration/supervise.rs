@@ -727,6 +727,30 @@ fn a_drain_that_fails_to_connect_after_its_pass_stopped_waiting_is_reported_by_t
 }
 
 #[test]
+fn a_pass_with_a_log_file_whose_session_ends_while_it_waits_tells_the_stderr_cron_mails() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    let log = fixture.path("supervise.log");
+    let pass = fixture
+        .drainctl(&["supervise", "--log-file", log.to_str().unwrap()])
+        .env("DRAINCTL_FAULT", "slow_run_start")
+        .spawn();
+    wait_until("the pass to be recorded", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'") == 1
+    });
+    fixture.end_drainctl_sessions();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(69);
+    // No event can say it: the line reaches the stderr cron mails, not the log alone.
+    assert!(
+        result.stderr.contains("the session ended while the pass waited for the drains it started"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+}
+
+#[test]
 fn a_pass_whose_session_ends_while_it_waits_for_its_drains_still_shows_what_it_did() {
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
