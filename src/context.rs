@@ -17,6 +17,9 @@ pub struct Context {
     pub client: Client,
     /// The recorded events that wait for the notifier: every `record_event` gets it.
     pub outbox: Outbox,
+    /// This command created drainctl's schema in a database that had none (its first
+    /// command, a dry run too): a dry run says so rather than "nothing was changed".
+    pub schema_created: bool,
 }
 
 impl Context {
@@ -50,9 +53,10 @@ impl Context {
                 )));
             }
         }
-        crate::migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
+        let migrated = crate::migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
+        let schema_created = migrated.applied.len() == crate::migrate::MIGRATIONS.len();
         crate::output::errors_are_recordable();
-        Ok(Context { config, clock, client, outbox })
+        Ok(Context { config, clock, client, outbox, schema_created })
     }
 }
 

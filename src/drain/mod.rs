@@ -89,7 +89,7 @@ impl Stop {
 }
 
 pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
-    let Context { config, clock, client, outbox } = ctx;
+    let Context { config, clock, client, outbox, .. } = ctx;
     let outbox: &Outbox = outbox;
     let drain = config.drain(&args.name)?;
     let group = config.quota_group(&drain.quota_group)?;

@@ -206,7 +206,8 @@ impl Heartbeat {
 
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let started = Instant::now();
-    let Context { config, clock, client, outbox } = ctx;
+    let schema_created = ctx.schema_created;
+    let Context { config, clock, client, outbox, .. } = ctx;
     let outbox: &Outbox = outbox;
     // The drains a pass starts read the configuration again, by its path: one that can be
     // read once (`--config /dev/stdin`, a pipe) would leave them without it.
@@ -294,7 +295,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
         pruned =
             finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures, &interrupted)?;
     }
-    let report = render(args, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
+    let report = render(args, schema_created, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
     Ok(report.with_exit_code(failures.exit_code))
 }
 
@@ -797,6 +798,7 @@ fn finish_pass(
 /// The pass as a table of decisions, then the scans and the prune, and as JSON.
 fn render(
     args: &SuperviseArgs,
+    schema_created: bool,
     fired_at: DateTime<Utc>,
     scheduled_for: DateTime<Utc>,
     decisions: &[Decision],
@@ -820,7 +822,15 @@ fn render(
             vec![d.drain.clone(), action, reason]
         })
         .collect();
-    let mut human = if args.dry_run { "dry run: nothing was changed\n".to_string() } else { String::new() };
+    let mut human = match (args.dry_run, schema_created) {
+        (false, _) => String::new(),
+        (true, false) => "dry run: nothing was changed\n".to_string(),
+        // A database with no schema gets it from its first command, a dry run too.
+        (true, true) => {
+            "dry run: nothing was changed but drainctl's schema, created in this database that had none\n"
+                .to_string()
+        }
+    };
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
     for scan in scans {
         human.push_str(&format!("scan {}: {}\n", scan.drain, scan.summary()));

@@ -307,11 +307,22 @@ fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
         assert_eq!(version, 1, "{args:?} applied migrations");
     }
     fixture.drainctl(&["migrate"]).run().assert_code(0);
-    fixture.drainctl(&["supervise", "--dry-run"]).run().assert_code(0);
+    let migrated = fixture.drainctl(&["supervise", "--dry-run"]).run();
+    migrated.assert_code(0);
+    assert!(migrated.stdout.starts_with("dry run: nothing was changed\n"), "{}", migrated.stdout);
     fixture.drainctl(&["prune", "--dry-run"]).run().assert_code(0);
-    // A database with no drainctl schema yet gets it from a dry run as from any command.
+    // A database with no drainctl schema yet gets it from a dry run as from any command,
+    // and the dry run says so (before: "nothing was changed").
     let fresh = Fixture::new(config, "2026-11-27T10:00:00Z");
-    fresh.drainctl(&["supervise", "--dry-run"]).run().assert_code(0);
+    let first = fresh.drainctl(&["supervise", "--dry-run"]).run();
+    first.assert_code(0);
+    assert!(
+        first.stdout.starts_with(
+            "dry run: nothing was changed but drainctl's schema, created in this database that had none\n"
+        ),
+        "{}",
+        first.stdout
+    );
 }
 
 #[test]
