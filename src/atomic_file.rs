@@ -27,8 +27,9 @@ pub struct Target<'a> {
 }
 
 /// Replace `path` atomically with `bytes`. A `path` that exists and is not a regular file
-/// (a symbolic link, a directory, a device, a fifo), or whose folder is missing, is refused
-/// with a configuration error (exit 78) naming it, before anything is created.
+/// (a symbolic link, a directory, a device, a fifo), whose folder is missing, or that
+/// resolves through another user's link is refused with a configuration error (exit 78)
+/// naming it, before anything is created.
 pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
     let file_name = check(path, target)?;
     let folder = folder_of(path);
@@ -81,10 +82,12 @@ pub fn sync_folder(folder: &Path) {
     }
 }
 
-/// Refuse a target that exists and is not a regular file, or whose folder is missing.
+/// Refuse a target that exists and is not a regular file, whose folder is missing, or
+/// that resolves through another user's link (its owner would choose the file replaced).
 fn check_target(path: &Path, folder: &Path, target: &Target) -> Result<()> {
     let shown = path.display();
     let (what, named_by) = (target.what, target.named_by);
+    crate::output::refuse_foreign_links(path, what, named_by)?;
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(error)

@@ -488,7 +488,7 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
     use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt};
 
     let shown = path.display();
-    refuse_foreign_links(path, named_by)?;
+    refuse_foreign_links(path, "log file", named_by)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -537,15 +537,16 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
     Ok(file)
 }
 
-/// Refuse (78) a log file `path` that resolves through a symbolic link of another user
-/// than root and the one running drainctl — in its folders as written or inside a link's
-/// target: its owner would choose where drainctl creates folders and writes (the
-/// operator's own links, and root's, are followed).
-pub fn refuse_foreign_links(path: &std::path::Path, named_by: &str) -> crate::error::Result<()> {
+/// Refuse (78) a file or folder `path` drainctl writes (`what`: "log file", "metrics
+/// textfile", …) that resolves through a symbolic link of another user than root and the
+/// one running drainctl — in its folders as written or inside a link's target: its owner
+/// would choose where drainctl creates folders and writes (the operator's own links, and
+/// root's, are followed).
+pub fn refuse_foreign_links(path: &std::path::Path, what: &str, named_by: &str) -> crate::error::Result<()> {
     match crate::ownership::foreign_link_on_the_way(path) {
         None => Ok(()),
         Some((link, owner)) => Err(crate::error::Error::Config(format!(
-            "log file {} resolves through {}, a symbolic link that {}, and drainctl never writes through \
+            "{what} {} resolves through {}, a symbolic link that {}, and drainctl never writes through \
              another user's links; give {named_by} a path through folders of yours",
             path.display(),
             link.display(),
@@ -576,7 +577,7 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::DirBuilderExt;
 
-    refuse_foreign_links(path, "--log-file")?;
+    refuse_foreign_links(path, "log file", "--log-file")?;
     if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).map_err(|error| {
             // A file where a folder of the path should be cannot be fixed by creating it.

@@ -252,6 +252,11 @@ fn in_batches(
 /// A file that cannot be removed, and a folder that cannot be read (another user's, left
 /// by an earlier deployment), is logged and left: retention must not stop in silence.
 fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: bool) -> u64 {
+    // Another user's link would choose the folder whose files are removed.
+    if let Err(refused) = crate::output::refuse_foreign_links(log_dir, "log_dir", "log_dir") {
+        log::warn!("prune: {refused}; its log files are kept");
+        return 0;
+    }
     let folders = match std::fs::read_dir(log_dir) {
         Ok(folders) => folders,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return 0,

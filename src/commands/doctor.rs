@@ -876,6 +876,11 @@ fn check_machine_zone(checks: &mut Checks, note: &str) {
 
 /// The log folder exists (created owner-only when missing) and a file can be made in it.
 fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
+    // Checked before anything is created: the folders would be made where the link's
+    // owner chose, and every start of a drain refuses it.
+    if let Err(error) = crate::output::refuse_foreign_links(log_dir, "log_dir", "log_dir") {
+        return checks.fail("log_dir", EXIT_CONFIG, error.to_string());
+    }
     let created = if log_dir.is_dir() {
         false
     } else if let Ok(metadata) = std::fs::metadata(log_dir) {

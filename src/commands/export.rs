@@ -407,6 +407,9 @@ impl OutputTarget {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // Its owner would choose the file replaced (docs/results.md).
+        crate::output::refuse_foreign_links(path, "--output", "--output")
+            .map_err(|refused| Error::Usage(refused.to_string()))?;
         if !folder.is_dir() {
             return Err(Error::Usage(format!(
                 "--output {shown}: its folder {} does not exist or is not a directory; create it or choose another path",

@@ -521,6 +521,7 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
 /// known, folders created owner-only.
 fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Result<PathBuf> {
     let dir = config.defaults.log_dir.join(drain);
+    crate::output::refuse_foreign_links(&dir, "log folder", "log_dir")?;
     DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
         Error::Config(format!("cannot create log folder {}: {error}; check log_dir", dir.display()))
     })?;

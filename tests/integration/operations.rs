@@ -121,6 +121,68 @@ fn a_log_file_or_folder_link_of_another_user_is_refused() {
 }
 
 #[test]
+fn no_file_drainctl_writes_goes_through_another_users_link() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give files away
+    }
+    // Another user's link to a folder of root's: before, the page, the textfile and the
+    // export were written through it (an existing file there replaced), and doctor
+    // created log_dir through it and called it writable.
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::write(victim.path().join("index.html"), "root's own\n").unwrap();
+    let planted = |fixture: &Fixture| {
+        let link = fixture.path("planted");
+        std::os::unix::fs::symlink(victim.path(), &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        link
+    };
+    let fixture = Fixture::new(&config("FAKE_WORKER", "").replace("TMPDIR/logs", "TMPDIR/planted/logs"), NOW);
+    let link = planted(&fixture);
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    let said =
+        "a symbolic link that belongs to nobody (uid 65534), not to root, who runs drainctl, and drainctl \
+                never writes through another user's links";
+    let refused = |args: &[&str], code: i32, what: &str| {
+        let result = fixture.drainctl(args).run();
+        result.assert_code(code);
+        let wanted = format!("{what} {} resolves through {}, {said}", args[args.len() - 1], link.display());
+        assert!(result.stderr.contains(&wanted), "{args:?}: {}", result.stderr);
+    };
+    let page = link.join("index.html");
+    refused(&["report", "--html", page.to_str().unwrap()], 78, "report page");
+    let textfile = link.join("drainctl.prom");
+    refused(&["metrics", "--textfile", textfile.to_str().unwrap()], 78, "metrics textfile");
+    let export = link.join("out.jsonl");
+    refused(&["export", "docs", "-o", export.to_str().unwrap()], 64, "--output");
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    doctor.assert_code(78);
+    let log_dir = doctor.json()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["check"] == "log_dir")
+        .cloned()
+        .unwrap();
+    assert_eq!(log_dir["status"], "fail", "{log_dir}");
+    assert!(log_dir["message"].as_str().unwrap().contains(said), "{log_dir}");
+    let pass = fixture.drainctl(&["supervise"]).run();
+    pass.assert_code(78);
+    let recorded: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'supervise_error' AND drain = 'docs'");
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(recorded[0].contains("log folder") && recorded[0].contains(said), "{recorded:?}");
+    assert_eq!(fixture.item("docs", "a").0, "pending", "the drain was not started");
+    let mut names: Vec<String> = std::fs::read_dir(victim.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["index.html"], "nothing was created through the link");
+    assert_eq!(std::fs::read_to_string(victim.path().join("index.html")).unwrap(), "root's own\n");
+}
+
+#[test]
 fn log_lines_a_full_disk_refused_are_recorded_as_lost() {
     let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
     fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
