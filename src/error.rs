@@ -270,6 +270,8 @@ pub fn register_secret(secret: &str) {
         lower_case_escapes(secret),
         json.clone(),
         upper_case_unicode_escapes(&json),
+        // As serde_json, JSON.stringify and `jq` write it: beyond ASCII kept as is.
+        json_escaped(secret),
         json_escaped(secret).replace('/', "\\/"),
         json.replace('/', "\\/"),
         percent_encoded(secret, ""),
@@ -492,6 +494,7 @@ mod tests {
             ("a .pgpass field", "q7Vd/Lk2+Zp9 Xw8R\\:Sé\\\\=="),
             ("JavaScript's encodeURI", "q7Vd/Lk2+Zp9%20Xw8R:S%C3%A9%5C=="),
             ("encodeURIComponent", "q7Vd%2FLk2%2BZp9%20Xw8R%3AS%C3%A9%5C%3D%3D"),
+            ("serde_json, JSON.stringify, jq", "q7Vd/Lk2+Zp9 Xw8R:Sé\\\\=="),
         ] {
             assert_eq!(scrub(&format!("said {printed} here")), "said *** here", "{form}");
         }

@@ -927,8 +927,19 @@ impl LinePatterns<'_> {
         if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
             observer.checkpoint(&line);
         }
-        if let Some(token) = self.resume.and_then(|pattern| pattern.captures(&line)).and_then(|c| c.get(1)) {
-            observer.resume_token(token.as_str());
+        if let Some(pattern) = self.resume {
+            if let Some(token) = pattern.captures(&line).and_then(|c| c.get(1)) {
+                // A line that holds the database password hands on its masked token: a
+                // password cut at a space would not be recognised in the token alone.
+                let scrubbed = crate::error::scrub(&line);
+                if scrubbed == line {
+                    observer.resume_token(token.as_str());
+                } else {
+                    let masked =
+                        pattern.captures(&scrubbed).and_then(|c| c.get(1)).map_or("***", |m| m.as_str());
+                    observer.resume_token(masked);
+                }
+            }
         }
     }
 }
@@ -1187,6 +1198,24 @@ mod tests {
         capture.accept(Stream::Stderr, b"say ::resume:: no\n::resume::\n::resume:: x; rm -rf /", &mut tokens);
         capture.finish(Stream::Stderr, &mut tokens);
         assert_eq!(tokens.0, ["abc-1", "x;"]);
+    }
+
+    #[test]
+    fn a_resume_line_that_holds_the_database_password_hands_on_a_masked_token() {
+        // Before: the token, cut at the password's space, was no longer recognised as it,
+        // and the rejected-token event and warning held its first part.
+        crate::error::register_secret("Rt5:x@y/%41 s#?&p");
+        let resume = regex::Regex::new(r"^::resume::\s*(\S+)").expect("pattern");
+        let argv = ["unused".to_string()];
+        let spec = WorkerSpec { resume_pattern: Some(&resume), ..spec_with(&argv, None) };
+        let mut capture = OutputCapture::new(&spec);
+        let mut tokens = Tokens::default();
+        capture.accept(
+            Stream::Stdout,
+            b"::resume:: Rt5:x@y/%41 s#?&p\n::resume:: Rt5:x@y/%41\n",
+            &mut tokens,
+        );
+        assert_eq!(tokens.0, ["***", "Rt5:x@y/%41"], "only a line holding the whole password is masked");
     }
 
     #[test]
