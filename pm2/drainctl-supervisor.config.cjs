@@ -25,7 +25,9 @@ module.exports = {
   apps: [
     {
       name: "drainctl-supervisor",
-      script: "drainctl",
+      // Absolute: pm2 looks a relative script up in the folder `pm2 start` ran in first,
+      // where a `drainctl` checkout or folder would be "run" instead (docs/operations.md).
+      script: "/usr/local/bin/drainctl",
       args: "supervise",
       interpreter: "none",
       cron_restart: "5,20,35,50 * * * *",

@@ -395,7 +395,12 @@ mod tests {
         // A bare name is looked for on PATH.
         let unnamed = vec!["drainctl-no-such-notifier".to_string()];
         let failure = run_notifier(&unnamed, Duration::from_secs(1), &event()).unwrap_err();
-        assert_eq!(failure.message, "notify_command \"drainctl-no-such-notifier\" not found (not on PATH)");
+        // Named with the PATH searched: under cron it is the crontab's, not the shell's.
+        let searched = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(
+            failure.message,
+            format!("notify_command \"drainctl-no-such-notifier\" not found on PATH ({searched})")
+        );
     }
 
     #[test]

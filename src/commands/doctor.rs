@@ -164,6 +164,9 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
     }
     if let Some(cron) = cron_path {
         check_cron_environment(&mut checks, config.as_ref(), cron);
+        if config_path.is_none() {
+            check_cron_finds_the_configuration(&mut checks, config.as_ref());
+        }
     }
     check_zone(&mut checks, config_path);
     match &config {
@@ -240,6 +243,42 @@ fn check_cron_environment(checks: &mut Checks, config: Option<&Config>, cron: Cr
             ),
         );
     }
+}
+
+/// The configuration file this shell found without `--config` that cron's job would not:
+/// one named by `$DRAINCTL_CONFIG` (cron passes none of this shell's environment on), or
+/// `./drainctl.toml` of a folder other than the home folder cron starts its jobs in.
+/// Under cron every pass would then exit 78 (no configuration file) or read another file.
+fn check_cron_finds_the_configuration(checks: &mut Checks, config: Option<&Config>) {
+    let Some(path) = config.and_then(|config| config.path.as_ref()) else { return };
+    let fix = format!("name it in the crontab line with --config {}", path.display());
+    let from_env = std::env::var_os(crate::config::CONFIG_ENV).is_some_and(|value| !value.is_empty());
+    let message = if from_env {
+        format!(
+            "the configuration file {} comes from ${}, which cron does not pass on to its jobs: unless the \
+             crontab sets it, every pass exits 78 (no configuration file); {fix}",
+            path.display(),
+            crate::config::CONFIG_ENV
+        )
+    } else {
+        let here = std::env::current_dir().and_then(|dir| dir.canonicalize()).ok();
+        let home = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok());
+        let found_here = here.as_ref().is_some_and(|here| {
+            path.canonicalize().is_ok_and(|file| file == here.join(crate::config::DEFAULT_CONFIG_PATHS[0]))
+        });
+        if !found_here || (home.is_some() && home == here) {
+            return;
+        }
+        format!(
+            "the configuration file {} was found as {} of this folder, and cron starts its jobs in their \
+             owner's home folder{}: there every pass reads another file or exits 78 (no configuration \
+             file); {fix}",
+            path.display(),
+            crate::config::DEFAULT_CONFIG_PATHS[0],
+            home.map(|home| format!(" ({})", home.display())).unwrap_or_default()
+        )
+    };
+    checks.push("cron_env", Status::Warn, message);
 }
 
 /// The PATH cron gives a job that sets none (Debian's cron, Vixie cron, cronie).

@@ -97,6 +97,15 @@ mod tests {
     use crate::config::testing::{resolve, MINIMAL};
 
     #[test]
+    fn the_default_liveness_timeout_outlasts_the_item_timeout_and_is_at_least_15_minutes() {
+        let with =
+            |settings: &str| resolve(&format!("{MINIMAL}{settings}")).unwrap().drains[0].liveness_timeout;
+        assert_eq!(with("item_timeout = \"2h\"\n"), Duration::from_secs(2 * 3600 + 70));
+        assert_eq!(with("item_timeout = \"5m\"\n"), Duration::from_secs(15 * 60));
+        assert_eq!(with("item_timeout = \"2h\"\nliveness_timeout = \"10m\"\n"), Duration::from_secs(600));
+    }
+
+    #[test]
     fn every_drain_setting_has_its_default() {
         let config = resolve(MINIMAL).unwrap();
         let drain = &config.drains[0];
@@ -105,7 +114,9 @@ mod tests {
         assert_eq!(drain.max_items_per_pass, 50);
         assert_eq!(drain.max_seconds_per_pass, Duration::from_secs(55 * 60));
         assert_eq!(drain.item_timeout, Duration::from_secs(20 * 60));
-        assert_eq!(drain.liveness_timeout, Duration::from_secs(15 * 60));
+        // item_timeout, kill_grace and a minute: a worker printing no checkpoint is ended
+        // by its item_timeout before it could be judged hung (before: 15m, 5 minutes short).
+        assert_eq!(drain.liveness_timeout, Duration::from_secs(21 * 60 + 10));
         assert_eq!(drain.max_attempts, 5);
         assert_eq!(drain.poison_after, 3);
         assert_eq!(drain.priority, 0);

@@ -47,7 +47,7 @@ impl Config {
         let mut drains = Vec::with_capacity(raw.drains.len());
         let mut seen = HashSet::new();
         for raw_drain in raw.drains {
-            let drain = resolve_drain(raw_drain, source, &base_dir, &mut seen, defaults.supervise_interval)?;
+            let drain = resolve_drain(raw_drain, source, &base_dir, &mut seen, &defaults)?;
             if !quota_groups.iter().any(|group| group.name == drain.quota_group) {
                 quota_groups.push(QuotaGroupConfig::implicit(drain.quota_group.clone()));
             }
@@ -480,6 +480,15 @@ impl DrainScope<'_> {
     }
 }
 
+/// `liveness_timeout` when the file does not set it: 15 minutes, or, when the drain's
+/// `item_timeout` is longer, that timeout with its `kill_grace` and a minute more — a worker
+/// that prints no checkpoint (`claude -p`) is ended by its own `item_timeout`, never judged
+/// hung first (docs/configuration.md).
+pub fn default_liveness_timeout(item_timeout: Duration, kill_grace: Duration) -> Duration {
+    let after_item_timeout = item_timeout.saturating_add(kill_grace).saturating_add(Duration::from_secs(60));
+    DEFAULT_LIVENESS_TIMEOUT.max(after_item_timeout)
+}
+
 /// What one pass of the drain may take on, and how much of a worker's output is kept.
 struct PassLimits {
     max_items_per_pass: u32,
@@ -493,13 +502,14 @@ struct PassLimits {
 
 /// A `[[drain]]`, checked in the order its settings are listed here, so the first bad
 /// one is the one reported.
-/// `default_max_wait`: `supervise_interval`, the default of `max_wait`.
+/// `defaults`: `supervise_interval` is the default of `max_wait`, `kill_grace` part of
+/// that of `liveness_timeout`.
 fn resolve_drain(
     raw: RawDrain,
     source: &Source,
     base_dir: &Path,
     seen: &mut HashSet<String>,
-    default_max_wait: Duration,
+    defaults: &Defaults,
 ) -> Result<DrainConfig> {
     let name = check_drain_name(&raw.name, source, seen)?;
     let scope = DrainScope { name: &name, source };
@@ -520,8 +530,13 @@ fn resolve_drain(
         spanned_positive_duration(value, &scope.key(key), default, source)
     };
     let item_timeout = positive(&raw.item_timeout, "item_timeout", DEFAULT_ITEM_TIMEOUT)?;
-    let liveness_timeout = positive(&raw.liveness_timeout, "liveness_timeout", DEFAULT_LIVENESS_TIMEOUT)?;
-    let max_wait = spanned_duration(&raw.max_wait, &scope.key("max_wait"), default_max_wait, source)?;
+    let liveness_timeout = positive(
+        &raw.liveness_timeout,
+        "liveness_timeout",
+        default_liveness_timeout(item_timeout, defaults.kill_grace),
+    )?;
+    let max_wait =
+        spanned_duration(&raw.max_wait, &scope.key("max_wait"), defaults.supervise_interval, source)?;
     let source_config = raw
         .source
         .as_ref()

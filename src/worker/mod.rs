@@ -181,11 +181,24 @@ pub struct WorkerReport {
 #[derive(Debug)]
 pub enum SpawnError {
     EmptyCommand,
-    WorkdirMissing { workdir: PathBuf },
-    NotFound { program: String },
-    InterpreterMissing { program: String },
-    PermissionDenied { program: String },
-    Other { program: String, source: io::Error },
+    WorkdirMissing {
+        workdir: PathBuf,
+    },
+    /// `searched`: the PATH it was looked for on (its `env`'s, else drainctl's).
+    NotFound {
+        program: String,
+        searched: String,
+    },
+    InterpreterMissing {
+        program: String,
+    },
+    PermissionDenied {
+        program: String,
+    },
+    Other {
+        program: String,
+        source: io::Error,
+    },
 }
 
 impl SpawnError {
@@ -213,10 +226,13 @@ impl SpawnError {
                 format!("worker directory {workdir:?} does not exist or is not a directory")
             }
             // A name with a slash is a path: PATH is not searched for it.
-            SpawnError::NotFound { program } if program.contains('/') => {
+            SpawnError::NotFound { program, .. } if program.contains('/') => {
                 format!("{what} {program:?} not found (no such file)")
             }
-            SpawnError::NotFound { program } => format!("{what} {program:?} not found (not on PATH)"),
+            // Under cron the PATH is cron's, not the shell's the command was tried in.
+            SpawnError::NotFound { program, searched } => {
+                format!("{what} {program:?} not found on PATH ({searched})")
+            }
             SpawnError::InterpreterMissing { program } => format!(
                 "{what} {program:?} exists but cannot be run: the interpreter its #! line names, or a \
                  library it needs, is missing"
@@ -252,7 +268,7 @@ fn spawn_error(program: &str, source: io::Error, spec: &WorkerSpec) -> SpawnErro
     let program = program.to_string();
     match source.kind() {
         io::ErrorKind::NotFound if is_there(&program, spec) => SpawnError::InterpreterMissing { program },
-        io::ErrorKind::NotFound => SpawnError::NotFound { program },
+        io::ErrorKind::NotFound => SpawnError::NotFound { program, searched: searched_path(spec) },
         io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program },
         _ => SpawnError::Other { program, source },
     }
@@ -261,9 +277,21 @@ fn spawn_error(program: &str, source: io::Error, spec: &WorkerSpec) -> SpawnErro
 /// Is `program` there, as the worker's start looked for it: a path from its `workdir`, or
 /// on the PATH it gets (its `env`'s, else ours)?
 fn is_there(program: &str, spec: &WorkerSpec) -> bool {
-    let path =
-        spec.env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
-    self::program::locate(program, path, spec.workdir).is_ok()
+    self::program::locate(program, own_path(spec), spec.workdir).is_ok()
+}
+
+/// The PATH the worker's `env` sets, if it does.
+fn own_path<'a>(spec: &WorkerSpec<'a>) -> Option<&'a OsStr> {
+    spec.env.iter().rev().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()))
+}
+
+/// The PATH a program without a slash was looked for on, as a message shows it.
+fn searched_path(spec: &WorkerSpec) -> String {
+    match own_path(spec) {
+        Some(path) => path.to_string_lossy().into_owned(),
+        None => std::env::var_os("PATH")
+            .map_or_else(|| "not set".to_string(), |path| path.to_string_lossy().into_owned()),
+    }
 }
 
 fn worker_exit(status: ExitStatus) -> WorkerExit {

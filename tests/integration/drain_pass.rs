@@ -666,6 +666,31 @@ fn a_missing_worker_binary_exits_78_and_the_item_keeps_its_attempts() {
 }
 
 #[test]
+fn a_worker_not_found_on_path_is_named_with_the_path_searched() {
+    // Under cron the PATH is the crontab's, not the shell's the worker was tried in:
+    // before, the line said only "not on PATH" and sent the operator to `command`.
+    let fixture = Fixture::new("[[drain]]\nname = \"docs\"\ncommand = [\"drainctl-no-such-worker\"]\n", NOW);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    fixture.drainctl(&["drain", "docs"]).env("PATH", "/usr/bin:/bin").run().assert_code(78);
+    let said: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'worker_not_started'");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].starts_with(
+            "worker command \"drainctl-no-such-worker\" not found on PATH (/usr/bin:/bin); fix `command`"
+        ),
+        "{said:?}"
+    );
+    // A drain's own `env` PATH is the one searched.
+    fixture.write_config(
+        "[[drain]]\nname = \"docs\"\ncommand = [\"drainctl-no-such-worker\"]\nenv = { PATH = \"/opt/llm/bin\" }\n",
+    );
+    fixture.drainctl(&["drain", "docs"]).env("PATH", "/usr/bin:/bin").run().assert_code(78);
+    let said: Vec<String> = fixture
+        .column("SELECT message FROM events WHERE kind = 'worker_not_started' ORDER BY id DESC LIMIT 1");
+    assert!(said[0].contains("not found on PATH (/opt/llm/bin)"), "{said:?}");
+}
+
+#[test]
 fn failures_retry_on_the_backoff_schedule_then_dead_letter() {
     let fixture =
         Fixture::new(&config("max_attempts = 3\nretry_backoff = { base = \"1m\", max = \"90s\" }\n"), NOW);

@@ -426,7 +426,7 @@ fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_
 }
 
 #[test]
-fn doctor_cron_warns_of_a_database_url_and_a_drainctl_that_only_this_shell_has() {
+fn doctor_cron_warns_of_a_database_url_a_configuration_and_a_drainctl_that_only_this_shell_has() {
     let fixture = Fixture::new(&config("/bin/cat", ""), NOW);
     let cron_env = |result: &Finished| -> Vec<String> {
         result.json()["checks"]
@@ -442,7 +442,7 @@ fn doctor_cron_warns_of_a_database_url_and_a_drainctl_that_only_this_shell_has()
     let result = fixture.drainctl(&["doctor", "--cron-path", "/usr/bin:/bin", "--json"]).run();
     result.assert_code(0);
     let warnings = cron_env(&result);
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(
         warnings[0]
             .starts_with("the database URL comes from $DRAINCTL_DATABASE_URL, which cron does not pass on"),
@@ -452,6 +452,43 @@ fn doctor_cron_warns_of_a_database_url_and_a_drainctl_that_only_this_shell_has()
         warnings[1].starts_with("under cron (PATH=/usr/bin:/bin), \"drainctl\" not found on PATH"),
         "{warnings:?}"
     );
+    // The configuration file from $DRAINCTL_CONFIG, which cron does not have either.
+    let config = fixture.config_path.display();
+    assert_eq!(
+        warnings[2],
+        format!(
+            "the configuration file {config} comes from $DRAINCTL_CONFIG, which cron does not pass on to its \
+             jobs: unless the crontab sets it, every pass exits 78 (no configuration file); name it in the \
+             crontab line with --config {config}"
+        ),
+    );
+    // Or found as ./drainctl.toml of this folder, not the home folder cron starts in.
+    let here = fixture
+        .drainctl(&["doctor", "--cron-path", "/usr/bin:/bin", "--json"])
+        .env_remove("DRAINCTL_CONFIG")
+        .env("HOME", "/")
+        .current_dir(fixture.dir.path())
+        .run();
+    let warnings = cron_env(&here);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[2].starts_with(&format!(
+            "the configuration file {config} was found as ./drainctl.toml of this folder, and cron starts its \
+             jobs in their owner's home folder (/)"
+        )),
+        "{warnings:?}"
+    );
+    let named = fixture
+        .drainctl(&["--config", &config.to_string(), "doctor", "--cron-path", "/usr/bin:/bin", "--json"])
+        .env_remove("DRAINCTL_CONFIG")
+        .current_dir(fixture.dir.path())
+        .run();
+    assert_eq!(
+        cron_env(&named).len(),
+        2,
+        "named by --config, as the crontab line will: {:?}",
+        cron_env(&named)
+    );
     // The URL in the file (owner-only), drainctl's folder on the crontab's PATH: nothing to say.
     let text = std::fs::read_to_string(&fixture.config_path).unwrap();
     std::fs::write(&fixture.config_path, format!("[database]\nurl = \"{}\"\n{text}", fixture.db.url))
@@ -460,12 +497,16 @@ fn doctor_cron_warns_of_a_database_url_and_a_drainctl_that_only_this_shell_has()
     let folder = std::path::Path::new(env!("CARGO_BIN_EXE_drainctl")).parent().unwrap().display().to_string();
     let crontabs = format!("{folder}:/usr/bin:/bin");
     // With $DRAINCTL_DATABASE_URL still set in this shell, cron would use the file's.
-    let both = fixture.drainctl(&["doctor", "--cron-path", &crontabs, "--json"]).run();
+    let both = fixture
+        .drainctl(&["--config", &config.to_string(), "doctor", "--cron-path", &crontabs, "--json"])
+        .env_remove("DRAINCTL_CONFIG")
+        .run();
     let warnings = cron_env(&both);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("cron's passes use [database] url of"), "{warnings:?}");
     let result = fixture
-        .drainctl(&["doctor", "--cron-path", &crontabs, "--json"])
+        .drainctl(&["--config", &config.to_string(), "doctor", "--cron-path", &crontabs, "--json"])
+        .env_remove("DRAINCTL_CONFIG")
         .env_remove("DRAINCTL_DATABASE_URL")
         .env_remove("DATABASE_URL")
         .run();
