@@ -62,8 +62,8 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
         // `is_error` result) says it by its message. Decoded from JSON, that may hold the
         // NUL its `\u0000` escapes: stored as text, it would fail the record of the attempt.
         let message = crate::quota::json_message(line, "")
-            .map(|message| crate::db::storable_text(&message).into_owned());
-        return Some(message.unwrap_or_else(|| line.to_string()));
+            .map(|message| crate::db::storable_text(&crate::quota::readable_message(&message)).into_owned());
+        return Some(message.unwrap_or_else(|| crate::quota::readable_message(line)));
     }
     None
 }
@@ -109,15 +109,23 @@ mod tests {
     fn gemini_errors_are_read_above_its_object_dump() {
         let line = line_of("gemini-text-credit");
         assert!(line.contains("Quota exceeded for metric"), "{line}");
+        // A dumped field shows its text (before: `message: '…',`).
         let line = line_of("gemini-stream-json-server-503");
-        assert_eq!(line, "message: 'The model is overloaded. Please try again later.',");
+        assert_eq!(line, "The model is overloaded. Please try again later.");
         let line = line_of("gemini-json-credit");
-        assert!(line.starts_with(r#""message": "You exceeded your current quota"#), "{line}");
+        assert!(line.starts_with("You exceeded your current quota"), "{line}");
+        // An API error body inside it, by its code, status and message (before: the
+        // body, its quotes escaped).
+        assert_eq!(
+            line_of("gemini-json-auth-invalid"),
+            "400 INVALID_ARGUMENT: API key not valid. Please pass a valid API key."
+        );
+        assert_eq!(line_of("gemini-json-server-500"), "500 INTERNAL: Internal error encountered.");
         // An invalid key, as gemini-cli 0.61.0 dumps it.
         let stderr = "Error when talking to Gemini API Full report available at: /tmp/gemini-client-error.json ApiError: API key not valid.\n    at classifyGoogleError (file:///x/chunk-JDPZ4CE3.js:307307:12)\n    at async main (file:///x/gemini-3HFX2LNT.js:17627:5) {\n  cause: {\n    code: 400,\n    message: 'API key not valid. Please pass a valid API key.',\n    details: [ [Object], [Object] ]\n  },\n  reason: 'API_KEY_INVALID',\n  status: 400\n}\nAn unexpected critical error occurred:[object Object]\n";
         assert_eq!(
             failure_line(b"", stderr.as_bytes()).as_deref(),
-            Some("message: 'API key not valid. Please pass a valid API key.',")
+            Some("API key not valid. Please pass a valid API key.")
         );
     }
 

@@ -448,14 +448,16 @@ impl Classifier {
             })
             .collect();
         // Several limits reported as spent (a weekly and a 5-hour one): the work resumes
-        // only when all of them have reset, so the latest reset wins; of equal ones, an
-        // exact instant over a clock time (a `rate_limit_event` and its text).
-        let latest = (0..hits.len())
-            .filter_map(|index| own_resets[index].map(|stated| (index, stated)))
-            .max_by_key(|(index, stated)| {
-                (stated.at, stated.form != crate::backoff::ResetForm::ClockTime, *index)
-            })
-            .map(|(index, _)| index);
+        // only when all of them have reset, so the latest reset wins; of an exact instant
+        // and a clock time naming the same moment (a `rate_limit_event`'s `resetsAt` and
+        // its text, cut to the minute), the exact one.
+        let stated: Vec<(usize, crate::backoff::StatedReset)> =
+            (0..hits.len()).filter_map(|index| own_resets[index].map(|stated| (index, stated))).collect();
+        let latest = stated
+            .iter()
+            .filter(|(_, reset)| !stated.iter().any(|(_, exact)| names_the_same_moment(exact, reset)))
+            .max_by_key(|(index, reset)| (reset.at, reset.form == crate::backoff::ResetForm::Exact, *index))
+            .map(|(index, _)| *index);
         let primary = latest
             .or_else(|| {
                 (0..hits.len()).find(|&index| {
@@ -552,13 +554,18 @@ fn excerpt(text: &str, start: usize, end: usize) -> String {
     // the message it carries, not by the field names around the match.
     let matched = text.get(start..end).unwrap_or_default();
     if let Some(message) = json_message(text, matched).filter(|_| !matched.is_empty()) {
-        let message = crate::db::storable_text(&message).into_owned();
+        let message = crate::db::storable_text(&readable_message(&message)).into_owned();
         return match message.find(matched) {
             Some(at) => excerpt_of_text(&message, at, at + matched.len()),
             None => excerpt_of_text(&message, 0, 0),
         };
     }
-    excerpt_of_text(text, start, end)
+    let readable = readable_message(text);
+    match readable.find(matched).filter(|_| readable != text.trim() && !matched.is_empty()) {
+        Some(at) => excerpt_of_text(&readable, at, at + matched.len()),
+        None if readable != text.trim() => excerpt_of_text(&readable, 0, 0),
+        None => excerpt_of_text(text, start, end),
+    }
 }
 
 /// [`excerpt`] of text that is no JSON line.
@@ -602,6 +609,53 @@ pub(crate) fn json_message(text: &str, matched: &str) -> Option<String> {
             .collect();
     let holding = candidates.iter().find(|candidate| candidate.contains(matched));
     holding.or(candidates.first()).map(|message| message.to_string())
+}
+
+/// `line` as a person reads it: a dumped field holding the message (`"message": "…",`,
+/// `message: '…',` — gemini-cli's error dumps) shows its text, and an API error body
+/// inside it (`{"error":{"code":400,"message":"API key not valid…","status":…}}`) its
+/// code, status and message: `400 INVALID_ARGUMENT: API key not valid…`.
+pub(crate) fn readable_message(line: &str) -> String {
+    static FIELD: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        patterns::compile(r#"^["']?(?:message|result|error)["']?\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'(.*)')\s*,?$"#)
+    });
+    let field_text = |text: &str| -> String {
+        let trimmed = text.trim();
+        match FIELD.captures(trimmed) {
+            Some(found) => match (found.get(1), found.get(2)) {
+                (Some(quoted), _) => serde_json::from_str::<String>(&format!("\"{}\"", quoted.as_str()))
+                    .unwrap_or_else(|_| quoted.as_str().to_string()),
+                (None, Some(single)) => single.as_str().to_string(),
+                (None, None) => trimmed.to_string(),
+            },
+            None => trimmed.to_string(),
+        }
+    };
+    let mut text = field_text(line);
+    if let Some(at) = text.find("{\"error\":") {
+        let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<serde_json::Value>();
+        if let Some(Ok(body)) = values.next() {
+            let end = at + values.byte_offset();
+            let error = &body["error"];
+            if let Some(message) = error["message"].as_str().filter(|message| !message.trim().is_empty()) {
+                let label: Vec<String> = [&error["code"], &error["status"]]
+                    .into_iter()
+                    .filter_map(|part| match part {
+                        serde_json::Value::Number(number) => Some(number.to_string()),
+                        serde_json::Value::String(word) if !word.is_empty() => Some(word.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let shown = match label.is_empty() {
+                    true => message.to_string(),
+                    false => format!("{}: {message}", label.join(" ")),
+                };
+                text.replace_range(at..end, &shown);
+            }
+        }
+    }
+    // The body was the value of a field whose quotes cleaning left undone.
+    field_text(&text)
 }
 
 /// [`json_message`] of a JSON line cleaning left unparseable (its `\"` escapes undone,
@@ -714,6 +768,24 @@ fn neighbourhood_texts<'a>(streams: &[&'a [Line]], hits: &'a [Hit]) -> Vec<&'a s
         }
     }
     texts
+}
+
+/// Does the exact instant `exact` name the moment of `clock`, a time of day whose stated
+/// minute (or second) it falls in: `resetsAt` 21:25:30 and "resets 9:25pm"? Then the
+/// exact one is the reset. A clock time that passed just now is compared by that moment,
+/// not by its next occurrence a day or a week later.
+fn names_the_same_moment(exact: &crate::backoff::StatedReset, clock: &crate::backoff::StatedReset) -> bool {
+    use crate::backoff::ResetForm;
+    if exact.form != ResetForm::Exact || clock.form.period().is_none() {
+        return false;
+    }
+    use chrono::Timelike as _;
+    let minute_start =
+        |at: DateTime<Utc>| at.with_second(0).and_then(|at| at.with_nanosecond(0)).unwrap_or(at);
+    [Some(clock.at), clock.just_passed].into_iter().flatten().any(|moment| {
+        let minute = minute_start(moment);
+        minute <= exact.at && exact.at < minute + chrono::Duration::minutes(1)
+    })
 }
 
 #[cfg(test)]
@@ -1321,6 +1393,39 @@ mod tests {
             panic!("expected a hit");
         };
         assert_eq!(hit.reset.map(|stated| stated.form), Some(crate::backoff::ResetForm::Exact));
+    }
+
+    #[test]
+    fn resets_at_wins_over_its_text_cut_to_a_minute_that_has_begun() {
+        // Claude Code's stream-json: `resetsAt` 21:25:30, the text "resets 9:25pm". Read at
+        // 21:25:04 the clock time's minute has begun; before, its end (21:26) won over
+        // the exact instant, and a limit of 30-second windows lost every other window.
+        let stdout = "{\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"rejected\",\"resetsAt\":1796505930,\"rateLimitType\":\"five_hour\"}}\n\
+                      {\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"api_error_status\":429,\"result\":\"You've hit your 5-hour limit · resets 9:25pm (UTC)\"}";
+        for now in ["2026-12-05T21:24:04Z", "2026-12-05T21:25:04Z"] {
+            let outcome = Classifier::new(Claude, &[], &[]).classify(
+                stdout.as_bytes(),
+                b"",
+                Some(1),
+                instant(now),
+                chrono_tz::UTC,
+            );
+            let Outcome::QuotaHit(hit) = outcome else { panic!("{now}: expected a hit") };
+            assert_eq!(hit.reset.map(|stated| stated.at), Some(instant("2026-12-05T21:25:30Z")), "{now}");
+        }
+        // A later limit still wins over an exact instant of another minute: the weekly one.
+        let weekly = "{\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"rejected\",\"resetsAt\":1796505930}}\n\
+                      You've hit your weekly limit · resets 11pm (UTC)";
+        let Outcome::QuotaHit(hit) = Classifier::new(Claude, &[], &[]).classify(
+            weekly.as_bytes(),
+            b"",
+            Some(1),
+            instant("2026-12-05T21:25:04Z"),
+            chrono_tz::UTC,
+        ) else {
+            panic!("expected a hit")
+        };
+        assert_eq!(hit.reset.map(|stated| stated.at), Some(instant("2026-12-05T23:00:00Z")));
     }
 
     #[test]

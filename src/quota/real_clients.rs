@@ -88,3 +88,30 @@ fn every_real_client_fixture_is_classified_as_the_vendor_meant() {
     let failures: Vec<String> = all.iter().filter_map(|dir| mismatch(dir)).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_hit_is_shown_by_the_vendors_message_not_its_error_body() {
+    // What a park note, a backoff's reason and a notification show. Before, gemini-cli's
+    // JSON mode gave `"message": "{"error":{"code":400,"message":"API key not valid…`.
+    let mut shown = Vec::new();
+    for dir in crate::fixtures::folders("real-clients") {
+        let meta: Meta = toml::from_str(&std::fs::read_to_string(dir.join("meta.toml")).unwrap()).unwrap();
+        let (stdout, stderr) =
+            (std::fs::read(dir.join("stdout")).unwrap(), std::fs::read(dir.join("stderr")).unwrap());
+        let classifier = Classifier::new(profile_of(&meta.client), &[], &[]);
+        let zone: Tz = meta.zone.parse().unwrap();
+        if let Outcome::QuotaHit(hit) = classifier.classify(&stdout, &stderr, meta.exit_code, meta.now, zone)
+        {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            shown.push((name, hit.matched_line));
+        }
+    }
+    let bodies: Vec<&(String, String)> = shown
+        .iter()
+        .filter(|(_, line)| line.contains("{\"error\":") || line.starts_with("\"message\""))
+        .collect();
+    assert!(bodies.is_empty(), "{bodies:#?}");
+    let auth =
+        shown.iter().find(|(name, _)| name == "gemini-json-auth-invalid").map(|(_, line)| line.as_str());
+    assert_eq!(auth, Some("400 INVALID_ARGUMENT: API key not valid. Please pass a valid API key."));
+}
