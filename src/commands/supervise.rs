@@ -52,6 +52,19 @@ fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // (docs/configuration.md, "Notifications").
     crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
     crate::notify::notify_left_behind(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
+    // A session lost on the way: no event could be recorded (docs/exit-codes.md, 69).
+    let report = match ctx.client.is_closed() {
+        true => {
+            let exit_code = worse_exit_code(report.exit_code, crate::error::EXIT_UNAVAILABLE);
+            report.with_exit_code(exit_code)
+        }
+        false => report,
+    };
+    // With no notifier there was nothing left to do: a signal that came during the last
+    // step, which finished, interrupted nothing.
+    if ctx.config.defaults.notify_command.is_none() {
+        return Ok(report);
+    }
     // One that stopped a notifier under way included. The pass's decisions are printed
     // all the same: drains were started and runs ended, and the operator should see which.
     match interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, "it sent every notification") {

@@ -245,7 +245,10 @@ pub(super) fn await_started_runs<'a>(
                 return awaited;
             }
         }
-        if unseen.is_empty() || crate::worker::signals::termination_signal().is_some() {
+        // A termination signal does not cut the wait short: it is a step under way, at most
+        // STARTED_RUNS_WAIT, and a pass started right after the signal (`pm2 restart`)
+        // must still find the lock held (docs/operations.md, "Stopping a pass").
+        if unseen.is_empty() {
             awaited.unseen = unseen_pids(&unseen);
             return awaited;
         }

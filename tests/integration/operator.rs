@@ -867,6 +867,58 @@ fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_
 }
 
 #[test]
+fn a_supervise_pass_whose_session_ends_while_its_notifier_runs_exits_69() {
+    let fixture = Fixture::new(
+        &config(
+            &format!(
+                "notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"2s\"\n\
+                 metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n"
+            ),
+            "",
+        ),
+        NOW,
+    );
+    let pass = fixture.drainctl(&["supervise"]).spawn();
+    slow_notifier_started(&fixture);
+    fixture.end_drainctl_sessions();
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: exit 78 (the textfile's) though no notification could be recorded as sent
+    // and no event written: the server ended the session (docs/exit-codes.md).
+    result.assert_code(69);
+    assert!(result.stderr.contains("database connection lost"), "{}", result.stderr);
+}
+
+#[test]
+fn a_signal_while_supervise_waits_for_its_drains_lets_the_wait_finish() {
+    // No notifier: nothing is left once the drains it started have recorded their runs.
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let started = fixture.path("started");
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "touch": started }, { "hang": true }])))]);
+    let pass = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "slow_run_start").spawn();
+    wait_until("the pass to be recorded", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'") == 1
+    });
+    signal(pass.id(), libc::SIGTERM);
+    // `pm2 restart`: the next pass at once. Before, the signal ended the wait and let go
+    // of the lock, and this pass started the drain again (a `lock_skipped` run).
+    let next = fixture.drainctl(&["supervise", "--json"]).run();
+    let first = finished(pass.wait_with_output().unwrap());
+    // Before: "interrupted … before it sent every notification", with no notifier at all.
+    first.assert_code(0);
+    assert_eq!(first.stderr, "", "nothing was left undone");
+    let starts = next.json()["decisions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !starts.iter().any(|d| d["drain"] == "docs" && d["action"] == "start"),
+        "started twice: {starts:?}"
+    );
+    wait_until("the worker to start", Duration::from_secs(20), || started.exists());
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["running"]);
+    let pid: i32 = fixture.client().query_one("SELECT pid FROM runs", &[]).unwrap().get(0);
+    signal(pid as u32, libc::SIGTERM);
+    wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+}
+
+#[test]
 fn a_notifier_running_when_drainctl_is_told_to_stop_is_stopped_with_it() {
     let fixture = Fixture::new(
         &config(&format!("notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\n"), ""),
