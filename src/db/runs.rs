@@ -117,6 +117,24 @@ pub fn pull_back_checkpoints(
     Ok(())
 }
 
+/// The start and end of `host`'s runs stamped after `limit` (while its clock ran ahead),
+/// moved back to `now`, leaving a row another transaction holds; how many (see
+/// `supervise::clock_went_back`).
+pub fn pull_back_run_stamps(
+    client: &mut impl GenericClient,
+    host: &str,
+    now: DateTime<Utc>,
+    limit: DateTime<Utc>,
+) -> Result<u64> {
+    Ok(client.execute(
+        "UPDATE runs SET started_at = CASE WHEN started_at > $3 THEN $2 ELSE started_at END,
+                         finished_at = CASE WHEN finished_at > $3 THEN $2 ELSE finished_at END
+          WHERE id IN (SELECT id FROM runs WHERE host = $1 AND (started_at > $3 OR finished_at > $3)
+                          FOR UPDATE SKIP LOCKED)",
+        &[&host, &now, &limit],
+    )?)
+}
+
 /// The database server's clock and its start (`pg_postmaster_start_time`), and whether
 /// `host` started a run, or fired a supervise pass, stamped after `after`: its clock went
 /// back since. One round trip.

@@ -106,6 +106,35 @@ pub(super) fn pull_back_backoffs(
     Ok(())
 }
 
+/// When this host's clock went back and is right now ([`read`]): the start and end of
+/// this host's runs stamped more than a minute ahead of `now` are moved back to `now`, so
+/// that a drain's cadence (`every`, counted from its latest start) and the latest run
+/// shown count from this pass, not from a time the clock has yet to reach. In a dry run
+/// only `last_starts` are counted so.
+pub(super) fn pull_back_run_stamps(
+    client: &mut Client,
+    last_starts: &mut [(String, DateTime<Utc>)],
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<()> {
+    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    if dry_run {
+        for (_, at) in last_starts.iter_mut().filter(|(_, at)| *at > limit) {
+            *at = now;
+        }
+        return Ok(());
+    }
+    let moved =
+        crate::db::runs::pull_back_run_stamps(client, &crate::worker::process::host_name(), now, limit)?;
+    if moved > 0 {
+        log::warn!(
+            "{} stamped ahead of this clock (it went back) counted as started or ended now",
+            crate::output::counted(moved, "run")
+        );
+    }
+    Ok(())
+}
+
 /// When this host's clock went back and is right now ([`read`]): a pending item of
 /// `drains` last changed more than a minute ahead of `now` (enqueued, given back after a
 /// limit, retried) has its availability moved back by as much, so that an item available

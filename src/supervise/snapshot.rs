@@ -115,7 +115,13 @@ pub(super) fn take_snapshot<'a>(
     let holding = crate::db::items::runs_holding_items(client, &run_ids)?;
     let held = held_slots(client, config, &controls)?;
     let parked = crate::db::quota_groups::read_parked(client, &groups)?;
-    let last_starts = last_run_starts(client, &names)?;
+    if clock.is_right && clock.went_back && !dry_run {
+        super::clock_went_back::pull_back_run_stamps(client, &mut [], now, false)?;
+    }
+    let mut last_starts = last_run_starts(client, &names)?;
+    if clock.is_right && clock.went_back && dry_run {
+        super::clock_went_back::pull_back_run_stamps(client, &mut last_starts, now, true)?;
+    }
     let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
     let mut snapshots = Vec::with_capacity(config.drains.len());
     for drain in &config.drains {

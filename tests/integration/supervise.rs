@@ -407,6 +407,38 @@ fn a_checkpoint_stamped_by_a_clock_that_went_back_holds_off_the_hung_verdict_one
 }
 
 #[test]
+fn a_cadence_counted_from_a_start_stamped_by_a_clock_that_went_back_counts_from_the_pass() {
+    let fixture = Fixture::new(&config("every = \"1h\"\n"), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    // A pass while the clock ran a day ahead; then it was set back.
+    fixture.set_now("2026-11-27T21:00:00Z");
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.set_now(INSIDE);
+    fixture.enqueue("docs", &[("b".into(), json!({ "steps": [{ "out": "b" }] }))]);
+    // Before: "cadence 1h: next start in 1d", the item waiting for the clock to catch up.
+    let dry = decisions(&fixture, &["--dry-run"]);
+    assert_eq!(
+        start_reason(&dry),
+        ("skip".to_string(), "cadence 1h: next start in 1h".to_string()),
+        "{dry:?}"
+    );
+    let first = decisions(&fixture, &[]);
+    assert_eq!(start_reason(&first), ("skip".to_string(), "cadence 1h: next start in 1h".to_string()));
+    let stamps: Vec<String> = fixture.column("SELECT started_at::text || ' ' || finished_at::text FROM runs");
+    assert_eq!(
+        stamps,
+        ["2026-11-26 21:00:00+00 2026-11-26 21:00:00+00"],
+        "counted as started and ended at the pass"
+    );
+    // An hour after that pass, it starts again.
+    let later =
+        (chrono::DateTime::parse_from_rfc3339(INSIDE).unwrap() + chrono::Duration::hours(1)).to_rfc3339();
+    fixture.set_now(&later);
+    let (action, reason) = start_reason(&decisions(&fixture, &["--dry-run"]));
+    assert_eq!(action, "start", "{reason}");
+}
+
+#[test]
 fn runs_hung_behind_one_stalled_vendor_are_stopped_together_in_one_kill_grace() {
     let drains: String = ["a", "b", "c"]
         .iter()
