@@ -96,6 +96,15 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// `a`, `a and b`, `a, b and c`.
+pub fn listed(parts: &[&str]) -> String {
+    match parts {
+        [] => String::new(),
+        [only] => only.to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// `1 drain`, `2 drains`: a count with its noun, `s` added unless it is one.
 pub fn counted(count: impl TryInto<i64>, noun: &str) -> String {
     let count = count.try_into().unwrap_or(i64::MAX);

@@ -89,6 +89,11 @@ pub fn prune_now(
 /// How long after a prune that failed `supervise` tries again.
 const RETRY_FAILED_PRUNE_AFTER: chrono::Duration = chrono::Duration::hours(1);
 
+/// Is the daily prune due at `now` (no claim made: `prune_if_due` makes it)?
+pub fn is_due(client: &mut Client, now: DateTime<Utc>) -> Result<bool> {
+    retention::is_task_due(client, TASK, now - chrono::Duration::days(1))
+}
+
 /// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at
 /// least a day old, else returns None.
 pub fn prune_if_due(

@@ -247,34 +247,46 @@ fn check_cron_environment(checks: &mut Checks, config: Option<&Config>, cron: Cr
 
 /// The configuration file this shell found without `--config` that cron's job would not:
 /// one named by `$DRAINCTL_CONFIG` (cron passes none of this shell's environment on), or
-/// `./drainctl.toml` of a folder other than the home folder cron starts its jobs in.
-/// Under cron every pass would then exit 78 (no configuration file) or read another file.
+/// `./drainctl.toml` of a folder other than the home folder cron starts its jobs in —
+/// unless cron's own search (`./drainctl.toml` of that home folder, else
+/// `/etc/drainctl/drainctl.toml`) finds the same file. Under cron every pass would
+/// otherwise exit 78 (no configuration file) or read another file.
 fn check_cron_finds_the_configuration(checks: &mut Checks, config: Option<&Config>) {
     let Some(path) = config.and_then(|config| config.path.as_ref()) else { return };
+    let file = path.canonicalize().ok();
+    let home = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok());
+    let in_home = home.as_ref().map(|home| home.join(crate::config::DEFAULT_CONFIG_PATHS[0]));
+    let crons = in_home
+        .into_iter()
+        .chain([PathBuf::from(crate::config::DEFAULT_CONFIG_PATHS[1])])
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| found.canonicalize().ok());
+    if file.is_some() && crons == file {
+        return;
+    }
     let fix = format!("name it in the crontab line with --config {}", path.display());
-    let from_env = std::env::var_os(crate::config::CONFIG_ENV).is_some_and(|value| !value.is_empty());
-    let message = if from_env {
+    let under_cron = match &crons {
+        Some(other) => format!("cron's passes read {} instead", other.display()),
+        None => "every pass exits 78 (no configuration file)".to_string(),
+    };
+    let message = if std::env::var_os(crate::config::CONFIG_ENV).is_some_and(|value| !value.is_empty()) {
         format!(
             "the configuration file {} comes from ${}, which cron does not pass on to its jobs: unless the \
-             crontab sets it, every pass exits 78 (no configuration file); {fix}",
+             crontab sets it, {under_cron}; {fix}",
             path.display(),
             crate::config::CONFIG_ENV
         )
     } else {
-        let here = std::env::current_dir().and_then(|dir| dir.canonicalize()).ok();
-        let home = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok());
-        let found_here = here.as_ref().is_some_and(|here| {
-            path.canonicalize().is_ok_and(|file| file == here.join(crate::config::DEFAULT_CONFIG_PATHS[0]))
-        });
-        if !found_here || (home.is_some() && home == here) {
-            return;
-        }
+        let here = std::env::current_dir()
+            .and_then(|dir| dir.join(crate::config::DEFAULT_CONFIG_PATHS[0]).canonicalize());
+        let found_as = match here.ok() == file {
+            true => format!("was found as {} of this folder", crate::config::DEFAULT_CONFIG_PATHS[0]),
+            false => "was found here".to_string(),
+        };
         format!(
-            "the configuration file {} was found as {} of this folder, and cron starts its jobs in their \
-             owner's home folder{}: there every pass reads another file or exits 78 (no configuration \
-             file); {fix}",
+            "the configuration file {} {found_as}, and cron starts its jobs in their owner's home folder{}: \
+             there {under_cron}; {fix}",
             path.display(),
-            crate::config::DEFAULT_CONFIG_PATHS[0],
             home.map(|home| format!(" ({})", home.display())).unwrap_or_default()
         )
     };

@@ -159,6 +159,18 @@ pub fn running_log_paths(client: &mut impl GenericClient) -> Result<Vec<String>>
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// Is `task` due: never run, or last run at or before `due_if_before` ([`claim_task`]
+/// without the claim)?
+pub fn is_task_due(
+    client: &mut impl GenericClient,
+    task: &str,
+    due_if_before: DateTime<Utc>,
+) -> Result<bool> {
+    let row = client
+        .query_opt("SELECT last_run_at <= $2 FROM maintenance WHERE task = $1", &[&task, &due_if_before])?;
+    Ok(row.is_none_or(|row| row.get(0)))
+}
+
 /// Claim housekeeping `task` if it last ran at or before `due_if_before` (or never):
 /// records `now` as its last run and returns true; false when it ran more recently.
 pub fn claim_task(

@@ -450,6 +450,23 @@ pub fn latest_runs(
         .collect()
 }
 
+/// [`last_run_starts`] of `drains` as they will be once [`pull_back_run_stamps`] moved
+/// `host`'s starts after `limit` back to `now`: for a dry run, which writes nothing.
+pub fn last_run_starts_pulled_back(
+    client: &mut impl GenericClient,
+    drains: &[String],
+    host: &str,
+    now: DateTime<Utc>,
+    limit: DateTime<Utc>,
+) -> Result<Vec<(String, DateTime<Utc>)>> {
+    let rows = client.query(
+        "SELECT drain, max(CASE WHEN host = $2 AND started_at > $4 THEN $3 ELSE started_at END)
+           FROM runs WHERE drain = ANY($1) AND status <> 'lock_skipped' GROUP BY drain",
+        &[&drains, &host, &now, &limit],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 /// When the latest run (not lock_skipped) of each of these drains started — running,
 /// finished, failed or crashed alike; drains without a run are absent. One index-backed
 /// probe per drain (`runs_drain_started`).

@@ -130,6 +130,15 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_a_dumped_fields_escape_holds_is_not_stored() {
+        // gemini-cli's pretty-printed error: its `message` field is the line; decoded, its
+        // `\u0000` would be a NUL that fails the record of the attempt.
+        let stderr =
+            "{\n  \"error\": {\n    \"message\": \"bad \\u0000 thing\",\n    \"code\": 400\n  }\n}\n";
+        assert_eq!(failure_line(b"", stderr.as_bytes()).as_deref(), Some("bad \u{fffd} thing"));
+    }
+
+    #[test]
     fn codex_token_count_is_not_the_error() {
         let stderr = "ERROR: Your input exceeds the context window of this model. Please adjust your input and try again.\ntokens used\n0\n";
         assert_eq!(

@@ -456,7 +456,9 @@ impl Classifier {
         let latest = stated
             .iter()
             .filter(|(_, reset)| !stated.iter().any(|(_, exact)| names_the_same_moment(exact, reset)))
-            .max_by_key(|(index, reset)| (reset.at, reset.form == crate::backoff::ResetForm::Exact, *index))
+            .max_by_key(|(index, reset)| {
+                (reset.at, reset.form != crate::backoff::ResetForm::ClockTime, *index)
+            })
             .map(|(index, _)| *index);
         let primary = latest
             .or_else(|| {
@@ -617,7 +619,9 @@ pub(crate) fn json_message(text: &str, matched: &str) -> Option<String> {
 /// code, status and message: `400 INVALID_ARGUMENT: API key not valid…`.
 pub(crate) fn readable_message(line: &str) -> String {
     static FIELD: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-        patterns::compile(r#"^["']?(?:message|result|error)["']?\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'(.*)')\s*,?$"#)
+        patterns::compile(
+            r#"^["']?(?:message|result|error)["']?\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*,?$"#,
+        )
     });
     let field_text = |text: &str| -> String {
         let trimmed = text.trim();
@@ -632,6 +636,7 @@ pub(crate) fn readable_message(line: &str) -> String {
         }
     };
     let mut text = field_text(line);
+    let mut body_shown = false;
     if let Some(at) = text.find("{\"error\":") {
         let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<serde_json::Value>();
         if let Some(Ok(body)) = values.next() {
@@ -651,11 +656,14 @@ pub(crate) fn readable_message(line: &str) -> String {
                     false => format!("{}: {message}", label.join(" ")),
                 };
                 text.replace_range(at..end, &shown);
+                body_shown = true;
             }
         }
     }
-    // The body was the value of a field whose quotes cleaning left undone.
-    field_text(&text)
+    // The body was the value of a field whose quotes cleaning left undone; decoded, a
+    // `\u0000` is a NUL, which a text column refuses.
+    let text = if body_shown { field_text(&text) } else { text };
+    crate::db::storable_text(&text).into_owned()
 }
 
 /// [`json_message`] of a JSON line cleaning left unparseable (its `\"` escapes undone,
@@ -1426,6 +1434,24 @@ mod tests {
             panic!("expected a hit")
         };
         assert_eq!(hit.reset.map(|stated| stated.at), Some(instant("2026-12-05T23:00:00Z")));
+    }
+
+    #[test]
+    fn a_dumped_error_field_is_read_by_its_text_and_nothing_else_is_changed() {
+        assert_eq!(readable_message("message: 'The model is overloaded.',"), "The model is overloaded.");
+        assert_eq!(
+            readable_message(
+                r#""message": "{\"error\":{\"code\":500,\"message\":\"Internal error encountered.\",\"status\":\"INTERNAL\"}}","#
+            ),
+            "500 INTERNAL: Internal error encountered."
+        );
+        // A `\u0000` decoded is a NUL, which the item's error (a text column) refuses.
+        assert_eq!(readable_message(r#""message": "bad \u0000 thing","#), "bad \u{fffd} thing");
+        // Not one field: left as it is.
+        assert_eq!(readable_message("error: 'a', reason: 'b'"), "error: 'a', reason: 'b'");
+        assert_eq!(readable_message("message: see the log"), "message: see the log");
+        // A field's text is decoded once.
+        assert_eq!(readable_message(r#""message": "error: \"x\"""#), r#"error: "x""#);
     }
 
     #[test]

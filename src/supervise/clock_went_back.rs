@@ -118,14 +118,22 @@ pub(super) fn pull_back_run_stamps(
     dry_run: bool,
 ) -> Result<()> {
     let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    let host = crate::worker::process::host_name();
     if dry_run {
-        for (_, at) in last_starts.iter_mut().filter(|(_, at)| *at > limit) {
-            *at = now;
+        // Only this host's starts move: another host's ahead keeps its stamp.
+        let ahead: Vec<String> =
+            last_starts.iter().filter(|(_, at)| *at > limit).map(|(name, _)| name.clone()).collect();
+        if ahead.is_empty() {
+            return Ok(());
+        }
+        for (name, at) in crate::db::runs::last_run_starts_pulled_back(client, &ahead, &host, now, limit)? {
+            if let Some(start) = last_starts.iter_mut().find(|(drain, _)| *drain == name) {
+                start.1 = at;
+            }
         }
         return Ok(());
     }
-    let moved =
-        crate::db::runs::pull_back_run_stamps(client, &crate::worker::process::host_name(), now, limit)?;
+    let moved = crate::db::runs::pull_back_run_stamps(client, &host, now, limit)?;
     if moved > 0 {
         log::warn!(
             "{} stamped ahead of this clock (it went back) counted as started or ended now",

@@ -717,7 +717,8 @@ fn preview_recovery(
 /// After the decisions: record the pass, prune history when due, write the metrics
 /// textfile, wait for the drains it started to record their runs, release the lock.
 /// Returns what was pruned. Once the pass is recorded, a termination signal leaves the
-/// prune and the textfile to the next pass.
+/// prune and the textfile to the next pass — never the wait for the drains it started:
+/// a pass started right after the signal (`pm2 restart`) must find them busy.
 #[allow(clippy::too_many_arguments)]
 fn finish_pass(
     client: &mut Client,
@@ -729,50 +730,12 @@ fn finish_pass(
     failures: &mut StepFailures,
     interrupted: &Interruption,
 ) -> Result<Option<crate::prune::PruneReport>> {
-    let mut pruned = None;
     let (pass_id, duration_ms) = recorder.record(
         client,
         PassStatus::Done,
         serde_json::to_value(decisions).unwrap_or_else(|_| json!([])),
     )?;
-    // A start the signal kept from being made is named too (its decision says "not applied").
-    let left_out_starts = decisions.iter().any(|decision| {
-        decision.action == Action::Start
-            && decision
-                .error
-                .as_deref()
-                .is_some_and(|error| error.starts_with(apply::NOT_APPLIED_INTERRUPTED))
-    });
-    let left = if left_out_starts {
-        "it started every drain, pruned old history and wrote the metrics textfile"
-    } else {
-        "it pruned old history and wrote the metrics textfile"
-    };
-    interrupted.check(client, outbox, clock, left)?;
-    // Retention, at most once a day.
-    match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
-        Ok(report) => pruned = report,
-        // Stopped between two batches by SIGTERM or SIGINT (what it removed is recorded):
-        // the pass is interrupted, not failed; the check below says so.
-        Err(_) if crate::worker::signals::termination_signal().is_some() => {}
-        Err(error) => {
-            failures.add(&error);
-            let what = format!("could not prune old history: {}", error.display_scrubbed());
-            record_failure(client, outbox, None, what, clock.now());
-        }
-    }
-    interrupted.check(client, outbox, clock, "it wrote the metrics textfile")?;
-    if let Some(path) = &config.defaults.metrics_textfile {
-        let written = crate::metrics::render_metrics(client, config, clock.now())
-            .and_then(|text| crate::metrics::write_textfile(path, &text));
-        if let Err(error) = written {
-            // 78 for a missing folder or a path that is not a regular file.
-            failures.add(&error);
-            let what =
-                format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
-            record_failure(client, outbox, None, what, clock.now());
-        }
-    }
+    let steps = prune_and_write_textfile(client, outbox, config, clock, decisions, failures, interrupted);
     // Held until the drains started have recorded their runs: a pass right after this
     // one sees them busy instead of starting them again (docs/operations.md).
     let awaited = apply::await_started_runs(client, decisions, clock.now());
@@ -792,6 +755,72 @@ fn finish_pass(
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     }
     log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
+    steps
+}
+
+/// The steps of a recorded pass a termination signal leaves to the next one: the prune
+/// when due, the metrics textfile when set. A signal names those of them left, and
+/// interrupts nothing when none is (no prune due, no textfile, every drain started).
+fn prune_and_write_textfile(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    clock: &Clock,
+    decisions: &[Decision],
+    failures: &mut StepFailures,
+    interrupted: &Interruption,
+) -> Result<Option<crate::prune::PruneReport>> {
+    let (mut pruned, mut prune_stopped) = (None, false);
+    if crate::worker::signals::termination_signal().is_some() {
+        // A start the signal kept from being made is named too (its decision says "not applied").
+        let left_out_starts = decisions.iter().any(|decision| {
+            decision.action == Action::Start
+                && decision
+                    .error
+                    .as_deref()
+                    .is_some_and(|error| error.starts_with(apply::NOT_APPLIED_INTERRUPTED))
+        });
+        let prune_due = crate::prune::is_due(client, clock.now())?;
+        let left: Vec<&str> = [
+            (left_out_starts, "started every drain"),
+            (prune_due, "pruned old history"),
+            (config.defaults.metrics_textfile.is_some(), "wrote the metrics textfile"),
+        ]
+        .into_iter()
+        .filter_map(|(is_left, step)| is_left.then_some(step))
+        .collect();
+        if left.is_empty() {
+            return Ok(None);
+        }
+        interrupted.check(client, outbox, clock, &format!("it {}", crate::output::listed(&left)))?;
+    }
+    // Retention, at most once a day.
+    match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
+        Ok(report) => pruned = report,
+        // Stopped between two batches by SIGTERM or SIGINT (what it removed is recorded):
+        // the pass is interrupted, not failed; the check below says so.
+        Err(_) if crate::worker::signals::termination_signal().is_some() => prune_stopped = true,
+        Err(error) => {
+            failures.add(&error);
+            let what = format!("could not prune old history: {}", error.display_scrubbed());
+            record_failure(client, outbox, None, what, clock.now());
+        }
+    }
+    if let Some(path) = &config.defaults.metrics_textfile {
+        interrupted.check(client, outbox, clock, "it wrote the metrics textfile")?;
+        let written = crate::metrics::render_metrics(client, config, clock.now())
+            .and_then(|text| crate::metrics::write_textfile(path, &text));
+        if let Err(error) = written {
+            // 78 for a missing folder or a path that is not a regular file.
+            failures.add(&error);
+            let what =
+                format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
+            record_failure(client, outbox, None, what, clock.now());
+        }
+    } else if prune_stopped {
+        // Stopped inside the prune: that is what was cut short.
+        interrupted.check(client, outbox, clock, "it pruned old history")?;
+    }
     Ok(pruned)
 }
 

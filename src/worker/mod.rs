@@ -957,7 +957,8 @@ impl LinePatterns<'_> {
         }
         if let Some(pattern) = self.resume {
             if let Some(token) = pattern.captures(&line).and_then(|c| c.get(1)) {
-                // A line that holds the database password hands on its masked token: a
+                // A line that holds a password (the database's, or one of a URL or a
+                // `password=` setting: what `scrub` masks) hands on its masked token: a
                 // password cut at a space would not be recognised in the token alone.
                 let scrubbed = crate::error::scrub(&line);
                 if scrubbed == line {

@@ -478,6 +478,12 @@ fn doctor_cron_warns_of_a_database_url_a_configuration_and_a_drainctl_that_only_
         )),
         "{warnings:?}"
     );
+    // The file cron's own search finds (./drainctl.toml of its home folder): nothing to say.
+    let same = fixture
+        .drainctl(&["doctor", "--cron-path", "/usr/bin:/bin", "--json"])
+        .env("HOME", fixture.dir.path().to_str().unwrap())
+        .run();
+    assert_eq!(cron_env(&same).len(), 2, "cron finds the same file: {:?}", cron_env(&same));
     let named = fixture
         .drainctl(&["--config", &config.to_string(), "doctor", "--cron-path", "/usr/bin:/bin", "--json"])
         .env_remove("DRAINCTL_CONFIG")

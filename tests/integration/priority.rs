@@ -126,7 +126,7 @@ fn sigterm_while_a_lower_drain_waits_its_turn_to_start_names_the_start_left_out(
     assert!(
         result
             .stderr
-            .contains("pass interrupted by SIGTERM before it started every drain, pruned old history"),
+            .contains("pass interrupted by SIGTERM before it started every drain and pruned old history;"),
         "{}",
         result.stderr
     );

@@ -439,6 +439,27 @@ fn a_cadence_counted_from_a_start_stamped_by_a_clock_that_went_back_counts_from_
 }
 
 #[test]
+fn a_dry_run_counts_the_cadence_as_the_pass_after_a_clock_went_back_keeping_another_hosts_start() {
+    let fixture = Fixture::new(&config("every = \"1h\"\n"), INSIDE);
+    // This host ran a pass while its clock was a day ahead; another host, whose clock runs
+    // ahead, ran one an hour after that.
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    fixture.set_now("2026-11-27T21:00:00Z");
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.enqueue("docs", &[("b".into(), json!({ "steps": [{ "out": "b" }] }))]);
+    fixture.set_now("2026-11-27T22:00:00Z");
+    fixture.drainctl_on_host("elsewhere", false, &["drain", "docs"]).run().assert_code(0);
+    fixture.set_now(INSIDE);
+    fixture.enqueue("docs", &[("c".into(), json!({ "steps": [{ "out": "c" }] }))]);
+    // Only this host's start moves; the other host's, the latest, still holds the cadence.
+    // Before, the dry run moved it too and said "next start in 1h".
+    let dry = start_reason(&decisions(&fixture, &["--dry-run"]));
+    let real = start_reason(&decisions(&fixture, &[]));
+    assert_eq!(dry, real);
+    assert!(real.1.starts_with("cadence 1h: next start in 1d 2h"), "{real:?}");
+}
+
+#[test]
 fn runs_hung_behind_one_stalled_vendor_are_stopped_together_in_one_kill_grace() {
     let drains: String = ["a", "b", "c"]
         .iter()
