@@ -103,8 +103,8 @@ pub fn render_metrics(
     for drain in &config.drains {
         drain_families.sample(drain, &snapshot, now);
     }
-    let [backoff, attention] = group_families(client, config)?;
-    let [pass_at, pass_duration, generated] = supervisor_families(client, now)?;
+    let [backoff, attention, backing_off] = group_families(client, config, now)?;
+    let [pass_at, pass_duration, generated, interval] = supervisor_families(client, config, now)?;
     let [finished, starts, hits, cost, tokens] = counter_families(client, config)?;
     let unconfigured = unconfigured_family(client, &names)?;
 
@@ -124,6 +124,7 @@ pub fn render_metrics(
         unconfigured,
         backoff,
         attention,
+        backing_off,
         burst,
         paused,
         last_run,
@@ -133,6 +134,7 @@ pub fn render_metrics(
         burst_will_finish,
         pass_at,
         pass_duration,
+        interval,
         generated,
         finished,
         starts,
@@ -352,10 +354,33 @@ fn unconfigured_family(client: &mut impl GenericClient, configured: &[String]) -
     Ok(family)
 }
 
-/// The backoff and needs-attention families: one series per account of each quota group.
-fn group_families(client: &mut impl GenericClient, config: &Config) -> Result<[Family; 2]> {
+/// The backoff and needs-attention families: one series per account of each quota group;
+/// and whether each drain's group backs off now, as its next pass would find it (the
+/// account it would use), for the stall alert (monitoring/drainctl.rules.yml).
+fn group_families(
+    client: &mut impl GenericClient,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<[Family; 3]> {
     let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
     let rows = backoffs::read_group_backoffs(client, &groups)?;
+    let mut backing_off = Family::new(
+        "drainctl_backing_off",
+        "1 when the drain's quota group backs off now (every account it may use), else 0.",
+    );
+    let switching: Vec<String> =
+        config.quota_groups.iter().filter(|g| g.has_accounts_to_switch()).map(|g| g.name.clone()).collect();
+    let states = match switching.is_empty() {
+        true => Vec::new(),
+        false => crate::db::quota_groups::read_groups(client, &switching)?,
+    };
+    for drain in &config.drains {
+        let group = config.quota_group(&drain.quota_group)?;
+        let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
+        let waits =
+            crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default()).wait(now).is_some();
+        backing_off.sample(vec![("drain", drain.name.clone())], if waits { 1.0 } else { 0.0 });
+    }
     let mut backoff = Family::new(
         "drainctl_backoff_until_timestamp_seconds",
         "Until when the account of the quota group backs off (Unix seconds; may be past); 0 when it never did.",
@@ -376,11 +401,16 @@ fn group_families(client: &mut impl GenericClient, config: &Config) -> Result<[F
             backoff.sample(labels, timestamp(row.backoff_until));
         }
     }
-    Ok([backoff, attention])
+    Ok([backoff, attention, backing_off])
 }
 
-/// The families without labels: the last supervisor pass and when these metrics were rendered.
-fn supervisor_families(client: &mut impl GenericClient, now: DateTime<Utc>) -> Result<[Family; 3]> {
+/// The families without labels: the last supervisor pass, when these metrics were rendered
+/// and the supervise interval.
+fn supervisor_families(
+    client: &mut impl GenericClient,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<[Family; 4]> {
     let last_pass = passes::last_pass(client)?;
     let mut pass_at = Family::new(
         "drainctl_supervisor_last_pass_timestamp_seconds",
@@ -397,7 +427,13 @@ fn supervisor_families(client: &mut impl GenericClient, now: DateTime<Utc>) -> R
         "When drainctl rendered these metrics (Unix seconds).",
     );
     generated.sample(Vec::new(), timestamp(Some(now)));
-    Ok([pass_at, pass_duration, generated])
+    // The heartbeat alert is late at twice this, as `status` and `doctor` are.
+    let mut interval = Family::new(
+        "drainctl_supervise_interval_seconds",
+        "The configured supervise_interval: how often supervise is expected to run.",
+    );
+    interval.sample(Vec::new(), config.defaults.supervise_interval.as_secs_f64());
+    Ok([pass_at, pass_duration, generated, interval])
 }
 
 /// The monotonic counters: zero for every configured drain, outcome and quota group, then

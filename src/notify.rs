@@ -88,7 +88,7 @@ pub fn notify_left_behind(config: &Config, client: &mut Client, outbox: &Outbox,
                 if sent == 0 {
                     log::info!("sending the notifications another drainctl left unsent");
                 }
-                let delivery = notify(config, client, outbox, &recorded.event, recorded.at);
+                let delivery = notify(config, client, outbox, &recorded.event, recorded.at, clock);
                 finish(client, outbox, &recorded, delivery, clock.now());
                 if delivery == Delivery::Interrupted {
                     return;
@@ -144,7 +144,7 @@ fn notify_due(
     }
     #[cfg(feature = "testing")]
     die_if_faulted("die_while_notifying");
-    let delivery = notify(config, client, outbox, &recorded.event, recorded.at);
+    let delivery = notify(config, client, outbox, &recorded.event, recorded.at, clock);
     finish(client, outbox, recorded, delivery, clock.now());
 }
 
@@ -202,13 +202,16 @@ enum Delivery {
     Interrupted,
 }
 
-/// Run the notifier for `event` (recorded at `at`).
+/// Run the notifier for `event` (recorded at `at`). A failure is recorded at the time it
+/// happened, not the event's: a notification left behind may be sent hours later, and
+/// `events --since` must find its failure (docs/configuration.md, "Notifications").
 fn notify(
     config: &Config,
     client: &mut Client,
     outbox: &Outbox,
     event: &Event,
     at: DateTime<Utc>,
+    clock: &Clock,
 ) -> Delivery {
     let defaults = &config.defaults;
     let Some(command) = &defaults.notify_command else { return Delivery::Done };
@@ -234,7 +237,7 @@ fn notify(
     failed.quota_group = event.quota_group.clone();
     failed.run_id = event.run_id;
     failed.item_id = event.item_id;
-    record_event_or_log(client, outbox, &failed, at);
+    record_event_or_log(client, outbox, &failed, clock.now());
     if failure.reason == INTERRUPTED {
         Delivery::Interrupted
     } else {

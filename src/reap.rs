@@ -382,15 +382,26 @@ fn release_items(
 ) -> Result<()> {
     let Release { error, max_attempts, ahead } = release;
     for item in items::release_run_items(tx, run.id, error, *max_attempts, false, *ahead, now)? {
-        let (kind, message) = if item.is_dead {
+        let event = if item.is_dead {
             reaped.dead_lettered.push(item.key.clone());
-            (EventKind::ItemDeadLettered, format!("item {} dead: {error} on its last attempt", item.key))
+            // The fields of every dead letter's event (docs/json.md); no stderr is kept of
+            // a run that was ended.
+            Event::new(
+                EventKind::ItemDeadLettered,
+                format!("item {} dead: {error} on its last attempt", item.key),
+            )
+            .data(serde_json::json!({
+                "attempt": item.attempts,
+                "outcome": "released",
+                "error": error,
+                "stderr_tail": serde_json::Value::Null,
+            }))
         } else {
             reaped.released.push(item.key.clone());
             let ahead = if item.was_claimed_ahead { CLAIMED_AHEAD_NOTE } else { "" };
-            (EventKind::ItemReleased, format!("item {} released: {error}{ahead}", item.key))
+            Event::new(EventKind::ItemReleased, format!("item {} released: {error}{ahead}", item.key))
         };
-        let event = Event::new(kind, message).drain(&run.drain).run(run.id).item(item.id);
+        let event = event.drain(&run.drain).run(run.id).item(item.id);
         record_event(tx, outbox, &event, now)?;
     }
     Ok(())

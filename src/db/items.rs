@@ -1294,6 +1294,8 @@ pub struct ReleasedItem {
     /// Claimed ahead while the run's worker ran on another item it still held: its own
     /// worker never started, so its attempt was refunded (`not_started`).
     pub was_claimed_ahead: bool,
+    /// Its attempts now, the released one counted unless refunded.
+    pub attempts: i32,
 }
 
 /// Of the items a run holds, the one claimed ahead: its latest claim, when it holds an
@@ -1380,7 +1382,7 @@ pub fn release_run_items(
                FROM (SELECT id, ahead, CASE WHEN ahead THEN 1 ELSE $5 END AS refund
                        FROM (SELECT id, ahead OR id IS NOT DISTINCT FROM $6 AS ahead FROM ahead) a) r
               WHERE i.id = r.id AND i.claimed_by = $1 AND i.state = 'running'
-          RETURNING i.id, i.key, i.state, r.ahead),
+          RETURNING i.id, i.key, i.state, r.ahead, i.attempts),
          closed AS (
              UPDATE attempts a SET finished_at = $4,
                     outcome = CASE WHEN r.ahead THEN 'not_started' ELSE 'released' END,
@@ -1391,7 +1393,7 @@ pub fn release_run_items(
               WHERE a.item_id = r.id AND a.run_id = $1 AND a.finished_at IS NULL),
          discarded AS (
              DELETE FROM staged_results WHERE run_id = $1 AND item_id IN (SELECT id FROM released))
-         SELECT id, key, state, ahead FROM released ORDER BY id"
+         SELECT id, key, state, ahead, attempts FROM released ORDER BY id"
         ),
         &[&run_id, &error, &max_attempts, &now, &refund, &ahead],
     )?;
@@ -1408,6 +1410,7 @@ pub fn release_run_items(
                 key: row.get(1),
                 is_dead: row.try_get::<_, ItemState>(2)? == ItemState::Dead,
                 was_claimed_ahead: row.get(3),
+                attempts: row.get(4),
             })
         })
         .collect()

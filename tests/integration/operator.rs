@@ -525,6 +525,11 @@ fn metrics_describe_every_drain_in_valid_exposition_format() {
     expect("drainctl_worker_starts_total{drain=\"docs\"}", 3.0);
     expect("drainctl_worker_starts_total{drain=\"idle\"}", 0.0);
     expect("drainctl_quota_hits_total{group=\"claude-chair\"}", 0.0);
+    // Backing off now (until 13:00), each drain of the group: the stall alert leaves them
+    // be; the heartbeat alert is late at twice the interval.
+    expect("drainctl_backing_off{drain=\"docs\"}", 1.0);
+    expect("drainctl_backing_off{drain=\"idle\"}", 1.0);
+    expect("drainctl_supervise_interval_seconds", 900.0);
 
     // --textfile without a value writes the configured file atomically, world-readable.
     let written = fixture.drainctl(&["metrics", "--textfile"]).run();
@@ -541,6 +546,10 @@ fn metrics_describe_every_drain_in_valid_exposition_format() {
     let other = fixture.path("other.prom");
     fixture.drainctl(&["metrics", "--textfile", other.to_str().unwrap()]).run().assert_code(0);
     check_exposition(&std::fs::read_to_string(&other).unwrap());
+    // Once the backoff has passed, not backing off.
+    fixture.set_now("2026-11-27T13:00:01Z");
+    let later = fixture.drainctl(&["metrics"]).run();
+    assert!(later.stdout.contains("drainctl_backing_off{drain=\"docs\"} 0\n"), "{}", later.stdout);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -631,6 +640,28 @@ fn notifications_a_dead_supervise_left_unsent_are_sent_by_the_next_pass() {
     assert_eq!(notified(), [a, b], "each sent once");
     assert_eq!(fixture.count("SELECT count(*) FROM notifications_due"), 0);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'notify_failed'"), 0);
+}
+
+#[test]
+fn a_failure_of_a_notification_sent_late_is_recorded_when_it_happened() {
+    let fixture =
+        Fixture::new(&config("notify_command = [\"sh\", \"-c\", \"cat >/dev/null; exit 3\"]\n", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    crashed_run_holding(&fixture, "a");
+    let dying = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "die_before_notifying").run();
+    assert_ne!(dying.code, 0, "the pass was to die: {}", dying.stderr);
+    // Sent an hour later, and failing then: before, its failure was dated at the event's
+    // time, where `events --since 15m` does not look.
+    fixture.set_now("2026-11-27T11:00:00Z");
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+    let at: Vec<String> = fixture.column(
+        "SELECT at::text FROM events WHERE kind = 'notify_failed' AND data->>'event_kind' = 'run_crashed'",
+    );
+    assert_eq!(at, ["2026-11-27 11:00:00+00"]);
+    let recent = fixture.drainctl(&["events", "--since", "15m", "--kind", "notify_failed", "--json"]).run();
+    recent.assert_code(0);
+    assert!(recent.stdout.contains("run_crashed"), "{}", recent.stdout);
 }
 
 #[test]

@@ -1001,6 +1001,25 @@ fn crashed_run_holding_a(fixture: &Fixture) -> i64 {
 }
 
 #[test]
+fn an_item_dead_lettered_by_a_reap_carries_the_fields_of_every_dead_letter() {
+    let fixture = Fixture::new(&config("max_attempts = 1\n"), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    crashed_run_holding_a(&fixture);
+    decisions(&fixture, &[]);
+    assert_eq!(fixture.item("docs", "a").0, "dead");
+    // Before: `{}`, and a notifier formatting the attempt and the error printed blanks.
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'item_dead_lettered'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["attempt"], 1, "{data}");
+    assert_eq!(data["outcome"], "released", "{data}");
+    assert!(data["error"].as_str().is_some_and(|error| error.contains("is gone")), "{data}");
+    assert!(data.get("stderr_tail").is_some_and(Value::is_null), "{data}");
+}
+
+#[test]
 fn a_crashed_run_is_reaped_and_its_items_released() {
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!(1)), ("b".into(), json!(2))]);
