@@ -164,8 +164,10 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
     }
     if let Some(cron) = cron_path {
         check_cron_environment(&mut checks, config.as_ref(), cron);
-        if config_path.is_none() {
-            check_cron_finds_the_configuration(&mut checks, config.as_ref());
+        match config_path {
+            None => check_cron_finds_the_configuration(&mut checks, config.as_ref()),
+            Some(named) if named.is_relative() => check_cron_finds_a_relative_config(&mut checks, named),
+            Some(_) => {}
         }
     }
     check_zone(&mut checks, config_path);
@@ -291,6 +293,32 @@ fn check_cron_finds_the_configuration(checks: &mut Checks, config: Option<&Confi
         )
     };
     checks.push("cron_env", Status::Warn, message);
+}
+
+/// A relative `--config`, as a crontab line would name it: cron starts its jobs in their
+/// owner's home folder, where it names another file or none, unless that is this folder.
+fn check_cron_finds_a_relative_config(checks: &mut Checks, named: &Path) {
+    let Ok(file) = named.canonicalize() else { return };
+    let home = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok());
+    let under_cron = home.as_ref().map(|home| home.join(named));
+    if under_cron.as_ref().and_then(|path| path.canonicalize().ok()) == Some(file.clone()) {
+        return;
+    }
+    let there = match under_cron.filter(|path| path.is_file()) {
+        Some(other) => format!("it names {} instead", other.display()),
+        None => "it names no file, and every pass exits 78".to_string(),
+    };
+    checks.push(
+        "cron_env",
+        Status::Warn,
+        format!(
+            "--config {} is relative, and cron starts its jobs in their owner's home folder{}: {there}; give \
+             the crontab line the absolute path {}",
+            named.display(),
+            home.map(|home| format!(" ({})", home.display())).unwrap_or_default(),
+            file.display()
+        ),
+    );
 }
 
 /// The PATH cron gives a job that sets none (Debian's cron, Vixie cron, cronie).

@@ -38,12 +38,15 @@ fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // each) must not leave it, and the heartbeat it shows, stale (docs/results.md).
     let report = match ctx.config.defaults.report_html.clone() {
         Some(path) => {
-            interrupted.check(
-                &mut ctx.client,
-                &ctx.outbox,
-                &ctx.clock,
-                "it rewrote report_html and sent every notification",
-            )?;
+            let left = match ctx.config.defaults.notify_command.is_some() {
+                true => "it rewrote report_html and sent every notification",
+                false => "it rewrote report_html",
+            };
+            // The decisions are printed all the same: drains were started and runs ended.
+            if let Err(error) = interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, left) {
+                crate::output::say_failure(&error);
+                return Ok(report.with_exit_code(error.exit_code()));
+            }
             rewrite_page(ctx, &path, report)
         }
         None => report,

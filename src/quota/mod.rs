@@ -614,13 +614,14 @@ pub(crate) fn json_message(text: &str, matched: &str) -> Option<String> {
 }
 
 /// `line` as a person reads it: a dumped field holding the message (`"message": "…",`,
-/// `message: '…',` — gemini-cli's error dumps) shows its text, and an API error body
+/// `message: '…',` — gemini-cli's error dumps), or a line of such a dump's text alone
+/// (`'Please retry in 33415.2s.',`), shows its text, and an API error body
 /// inside it (`{"error":{"code":400,"message":"API key not valid…","status":…}}`) its
 /// code, status and message: `400 INVALID_ARGUMENT: API key not valid…`.
 pub(crate) fn readable_message(line: &str) -> String {
     static FIELD: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         patterns::compile(
-            r#"^["']?(?:message|result|error)["']?\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*,?$"#,
+            r#"^(?:["']?(?:message|result|error)["']?\s*:\s*)?(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*,?$"#,
         )
     });
     let field_text = |text: &str| -> String {
@@ -1450,6 +1451,8 @@ mod tests {
         // Not one field: left as it is.
         assert_eq!(readable_message("error: 'a', reason: 'b'"), "error: 'a', reason: 'b'");
         assert_eq!(readable_message("message: see the log"), "message: see the log");
+        // A line of a dump's text alone (gemini-cli's multi-line message).
+        assert_eq!(readable_message("'Please retry in 33415.2s.',"), "Please retry in 33415.2s.");
         // A field's text is decoded once.
         assert_eq!(readable_message(r#""message": "error: \"x\"""#), r#"error: "x""#);
     }

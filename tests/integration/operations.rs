@@ -495,6 +495,22 @@ fn doctor_cron_warns_of_a_database_url_a_configuration_and_a_drainctl_that_only_
         "named by --config, as the crontab line will: {:?}",
         cron_env(&named)
     );
+    // A relative --config, as a crontab line would give it, names another file in HOME.
+    let relative = fixture
+        .drainctl(&["--config", "drainctl.toml", "doctor", "--cron-path", "/usr/bin:/bin", "--json"])
+        .env_remove("DRAINCTL_CONFIG")
+        .env("HOME", "/")
+        .current_dir(fixture.dir.path())
+        .run();
+    let warnings = cron_env(&relative);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[2].starts_with(
+            "--config drainctl.toml is relative, and cron starts its jobs in their owner's home folder (/): it \
+             names no file, and every pass exits 78"
+        ),
+        "{warnings:?}"
+    );
     // The URL in the file (owner-only), drainctl's folder on the crontab's PATH: nothing to say.
     let text = std::fs::read_to_string(&fixture.config_path).unwrap();
     std::fs::write(&fixture.config_path, format!("[database]\nurl = \"{}\"\n{text}", fixture.db.url))

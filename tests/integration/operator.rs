@@ -952,6 +952,29 @@ fn a_signal_while_supervise_waits_for_its_drains_lets_the_wait_finish() {
 }
 
 #[test]
+fn a_signal_before_the_page_is_rewritten_still_prints_the_decisions() {
+    let fixture = Fixture::new(&config("report_html = \"TMPDIR/page.html\"\n", ""), NOW);
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "out": "a" }])))]);
+    let pass = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "slow_run_start").spawn();
+    wait_until("the pass to be recorded", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'") == 1
+    });
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: nothing on stdout, and "… and sent every notification" with no notifier.
+    result.assert_code(75);
+    assert!(result.stdout.starts_with("DRAIN") && result.stdout.contains("start"), "{}", result.stdout);
+    assert_eq!(
+        result.stderr.lines().last().unwrap_or_default(),
+        "drainctl: supervise: pass interrupted by SIGTERM before it rewrote report_html; the next pass does the rest",
+        "{}",
+        result.stderr
+    );
+    wait_until("the drain to finish", Duration::from_secs(20), || fixture.item("docs", "a").0 == "done");
+}
+
+#[test]
 fn a_notifier_running_when_drainctl_is_told_to_stop_is_stopped_with_it() {
     let fixture = Fixture::new(
         &config(&format!("notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\n"), ""),
