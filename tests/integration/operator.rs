@@ -945,10 +945,7 @@ fn a_signal_while_supervise_waits_for_its_drains_lets_the_wait_finish() {
         "started twice: {starts:?}"
     );
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
-    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["running"]);
-    let pid: i32 = fixture.client().query_one("SELECT pid FROM runs", &[]).unwrap().get(0);
-    signal(pid as u32, libc::SIGTERM);
-    wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+    stop_the_only_run(&fixture);
 }
 
 #[test]

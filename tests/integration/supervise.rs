@@ -846,10 +846,7 @@ fn a_pass_that_overlaps_the_one_that_started_a_drain_does_not_start_it_again() {
     wait_until("the worker to start", Duration::from_secs(20), || started.exists());
     // Before, the first pass let go of its lock before it waited: the second started the
     // drain again, and that drain found the slot taken (a `lock_skipped` run).
-    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["running"]);
-    let pid: i32 = fixture.client().query_one("SELECT pid FROM runs", &[]).unwrap().get(0);
-    signal(pid as u32, libc::SIGTERM);
-    wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+    stop_the_only_run(&fixture);
 }
 
 #[test]

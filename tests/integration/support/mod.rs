@@ -518,6 +518,14 @@ pub fn can_use_another_host() -> bool {
         .unwrap_or(false)
 }
 
+/// The one run there is, still running: its drain is stopped (SIGTERM) and waited for.
+pub fn stop_the_only_run(fixture: &Fixture) {
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["running"]);
+    let pid: i32 = fixture.client().query_one("SELECT pid FROM runs", &[]).unwrap().get(0);
+    signal(pid as u32, libc::SIGTERM);
+    wait_until("the drain to stop", Duration::from_secs(20), || !pid_alive(pid));
+}
+
 /// Send a signal to a process.
 pub fn signal(pid: u32, signal: i32) {
     unsafe {
