@@ -366,7 +366,7 @@ fn group_families(
     let rows = backoffs::read_group_backoffs(client, &groups)?;
     let mut backing_off = Family::new(
         "drainctl_backing_off",
-        "1 when the drain's quota group backs off now (every account it may use), else 0.",
+        "1 when the drain's quota group backs off now (every account it may use) or is parked, else 0.",
     );
     let switching: Vec<String> =
         config.quota_groups.iter().filter(|g| g.has_accounts_to_switch()).map(|g| g.name.clone()).collect();
@@ -374,11 +374,14 @@ fn group_families(
         true => Vec::new(),
         false => crate::db::quota_groups::read_groups(client, &switching)?,
     };
+    // A parked group waits for a person, whatever its backoff's time says.
+    let parked = crate::db::quota_groups::read_parked(client, &groups)?;
     for drain in &config.drains {
         let group = config.quota_group(&drain.quota_group)?;
         let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
         let waits =
-            crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default()).wait(now).is_some();
+            crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default()).wait(now).is_some()
+                || parked.iter().any(|parked| parked.quota_group == group.name);
         backing_off.sample(vec![("drain", drain.name.clone())], if waits { 1.0 } else { 0.0 });
     }
     let mut backoff = Family::new(

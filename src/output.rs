@@ -23,6 +23,8 @@ pub struct Report {
     pub is_the_output: bool,
     /// Already printed (into a pass's log file, by [`print_into_log_file`]).
     printed: bool,
+    /// A termination signal stopped the command, which said so: nothing more is done.
+    pub was_interrupted: bool,
 }
 
 impl Report {
@@ -33,7 +35,14 @@ impl Report {
             exit_code: crate::error::EXIT_OK,
             is_the_output: false,
             printed: false,
+            was_interrupted: false,
         }
+    }
+
+    /// Marked as stopped by a termination signal (see [`Report::was_interrupted`]).
+    pub fn interrupted(mut self) -> Report {
+        self.was_interrupted = true;
+        self
     }
 
     /// A report whose text is the command's whole output (see [`Report::is_the_output`]).

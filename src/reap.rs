@@ -188,6 +188,9 @@ pub fn release_orphaned_items(
                 message.push_str(CLAIMED_AHEAD_NOTE);
             }
             let mut event = Event::new(kind, message).drain(&item.drain).item(item.id);
+            if item.is_dead {
+                event = event.data(dead_letter_data(item.attempts, "its run is no longer running"));
+            }
             if let Some(run_id) = item.run_id {
                 event = event.run(run_id);
             }
@@ -363,6 +366,12 @@ fn settle_staged(
     Ok(())
 }
 
+/// The `data` of a dead letter the reaper made: the fields of every dead letter's event
+/// (docs/json.md); no stderr is kept of a run that was ended.
+fn dead_letter_data(attempt: i32, error: &str) -> serde_json::Value {
+    serde_json::json!({ "attempt": attempt, "outcome": "released", "error": error, "stderr_tail": null })
+}
+
 /// How an ended run's items go back: the error they carry, the drain's `max_attempts`,
 /// and the item claimed ahead as read before its staged result was committed.
 struct Release {
@@ -384,18 +393,11 @@ fn release_items(
     for item in items::release_run_items(tx, run.id, error, *max_attempts, false, *ahead, now)? {
         let event = if item.is_dead {
             reaped.dead_lettered.push(item.key.clone());
-            // The fields of every dead letter's event (docs/json.md); no stderr is kept of
-            // a run that was ended.
             Event::new(
                 EventKind::ItemDeadLettered,
                 format!("item {} dead: {error} on its last attempt", item.key),
             )
-            .data(serde_json::json!({
-                "attempt": item.attempts,
-                "outcome": "released",
-                "error": error,
-                "stderr_tail": serde_json::Value::Null,
-            }))
+            .data(dead_letter_data(item.attempts, error))
         } else {
             reaped.released.push(item.key.clone());
             let ahead = if item.was_claimed_ahead { CLAIMED_AHEAD_NOTE } else { "" };

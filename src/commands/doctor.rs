@@ -299,7 +299,11 @@ fn check_cron_finds_the_configuration(checks: &mut Checks, config: Option<&Confi
 /// owner's home folder, where it names another file or none, unless that is this folder.
 fn check_cron_finds_a_relative_config(checks: &mut Checks, named: &Path) {
     let Ok(file) = named.canonicalize() else { return };
-    let home = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok());
+    // Without HOME, where cron would start is not known here.
+    let Some(home) = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok()) else {
+        return;
+    };
+    let home = Some(home);
     let under_cron = home.as_ref().map(|home| home.join(named));
     if under_cron.as_ref().and_then(|path| path.canonicalize().ok()) == Some(file.clone()) {
         return;
@@ -316,7 +320,8 @@ fn check_cron_finds_a_relative_config(checks: &mut Checks, named: &Path) {
              the crontab line the absolute path {}",
             named.display(),
             home.map(|home| format!(" ({})", home.display())).unwrap_or_default(),
-            file.display()
+            // As written from here, links kept: a `current` link to a release folder.
+            std::path::absolute(named).unwrap_or(file).display()
         ),
     );
 }

@@ -26,6 +26,9 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
 /// The pass, the page, then its notifications.
 fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let report = crate::supervise::run(ctx, args)?;
+    if report.was_interrupted {
+        return Ok(report);
+    }
     let has_acted = !args.dry_run
         && report.json.get("status").and_then(|status| status.as_str()) == Some(PassStatus::Done.as_str());
     if !has_acted {

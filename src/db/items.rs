@@ -1427,6 +1427,8 @@ pub struct OrphanedItem {
     pub is_dead: bool,
     /// Claimed ahead of another item the run still held: never started, attempt refunded.
     pub was_claimed_ahead: bool,
+    /// Its attempts now, the released one counted unless refunded.
+    pub attempts: i32,
 }
 
 /// How many items each of `drains` (each with its `max_attempts`) would have pending
@@ -1510,7 +1512,7 @@ pub fn release_orphaned_items(
                                  || ' is no longer running'
                FROM orphaned o
               WHERE i.id = o.id
-          RETURNING i.id, i.drain, i.key, o.claimed_by, i.state, o.ahead),
+          RETURNING i.id, i.drain, i.key, o.claimed_by, i.state, o.ahead, i.attempts),
          attempts_closed AS (
              UPDATE attempts a SET finished_at = $3,
                     outcome = CASE WHEN r.ahead THEN 'not_started' ELSE 'released' END,
@@ -1522,7 +1524,7 @@ pub fn release_orphaned_items(
          discarded AS (
              DELETE FROM staged_results s USING released r
               WHERE s.item_id = r.id AND s.run_id = r.claimed_by)
-         SELECT id, drain, key, claimed_by, state, ahead FROM released ORDER BY id"
+         SELECT id, drain, key, claimed_by, state, ahead, attempts FROM released ORDER BY id"
         ),
         &[&drains, &max_attempts, &now],
     )?;
@@ -1535,6 +1537,7 @@ pub fn release_orphaned_items(
                 run_id: row.get(3),
                 is_dead: row.try_get::<_, ItemState>(4)? == ItemState::Dead,
                 was_claimed_ahead: row.get(5),
+                attempts: row.get(6),
             })
         })
         .collect()

@@ -621,13 +621,15 @@ pub(crate) fn json_message(text: &str, matched: &str) -> Option<String> {
 pub(crate) fn readable_message(line: &str) -> String {
     static FIELD: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         patterns::compile(
-            r#"^(?:["']?(?:message|result|error)["']?\s*:\s*)?(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*,?$"#,
+            // A named field in either quotes, or a single-quoted line alone (a dump's text,
+            // never a line of JSON or CSV).
+            r#"^(?:["']?(?:message|result|error)["']?\s*:\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')|'((?:[^'\\]|\\.)*)')\s*,?$"#,
         )
     });
     let field_text = |text: &str| -> String {
         let trimmed = text.trim();
         match FIELD.captures(trimmed) {
-            Some(found) => match (found.get(1), found.get(2)) {
+            Some(found) => match (found.get(1), found.get(2).or_else(|| found.get(3))) {
                 (Some(quoted), _) => serde_json::from_str::<String>(&format!("\"{}\"", quoted.as_str()))
                     .unwrap_or_else(|_| quoted.as_str().to_string()),
                 (None, Some(single)) => single.as_str().to_string(),
@@ -1453,6 +1455,8 @@ mod tests {
         assert_eq!(readable_message("message: see the log"), "message: see the log");
         // A line of a dump's text alone (gemini-cli's multi-line message).
         assert_eq!(readable_message("'Please retry in 33415.2s.',"), "Please retry in 33415.2s.");
+        // A double-quoted line alone is left as it is: its backslashes may be a path's.
+        assert_eq!(readable_message(r#""C:\temp\new build failed""#), r#""C:\temp\new build failed""#);
         // A field's text is decoded once.
         assert_eq!(readable_message(r#""message": "error: \"x\"""#), r#"error: "x""#);
     }

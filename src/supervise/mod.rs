@@ -261,6 +261,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let mut decisions = plan_recovery(&snapshots, decided_at, zone);
     decisions.extend(plan_unconfigured(&unconfigured));
     let mut pruned = None;
+    let mut stopped = None;
     if !args.dry_run {
         let unconfigured: Vec<RunRow> = unconfigured.into_iter().map(|run| run.run).collect();
         recover(
@@ -292,10 +293,19 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             decided_at,
             &mut failures,
         );
-        pruned =
-            finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures, &interrupted)?;
+        match finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures, &interrupted) {
+            Ok(report) => pruned = report,
+            // Stopped after the pass was recorded: its decisions are printed all the same
+            // (drains were started, runs ended), then the line (docs/operations.md).
+            Err(error) if signals::termination_signal().is_some() => stopped = Some(error),
+            Err(error) => return Err(error),
+        }
     }
     let report = render(args, schema_created, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
+    if let Some(error) = stopped {
+        crate::output::say_failure(&error);
+        return Ok(report.with_exit_code(error.exit_code()).interrupted());
+    }
     Ok(report.with_exit_code(failures.exit_code))
 }
 

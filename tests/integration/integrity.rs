@@ -136,6 +136,24 @@ fn an_item_running_under_an_ended_run_is_released_by_the_next_supervise() {
 }
 
 #[test]
+fn an_orphan_on_its_last_attempt_is_dead_lettered_with_the_fields_of_every_dead_letter() {
+    let fixture = Fixture::new(&config("max_attempts = 1\n"), OUTSIDE);
+    leave_an_orphan(&fixture);
+    supervise(fixture.drainctl(&["supervise", "--json"]));
+    assert_eq!(fixture.item("docs", "a").0, "dead");
+    // Before: `{}`.
+    let data: serde_json::Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'item_dead_lettered'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        data,
+        json!({ "attempt": 1, "outcome": "released", "error": "its run is no longer running", "stderr_tail": null })
+    );
+}
+
+#[test]
 fn an_item_running_under_an_ended_run_is_released_by_the_next_drain_pass() {
     let fixture = Fixture::new(&config(""), INSIDE);
     leave_an_orphan(&fixture);

@@ -550,6 +550,17 @@ fn metrics_describe_every_drain_in_valid_exposition_format() {
     fixture.set_now("2026-11-27T13:00:01Z");
     let later = fixture.drainctl(&["metrics"]).run();
     assert!(later.stdout.contains("drainctl_backing_off{drain=\"docs\"} 0\n"), "{}", later.stdout);
+    // A parked group waits for a person, whatever its backoff's time says.
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO quota_groups (quota_group, updated_at, parked_at, parked_reason)
+             VALUES ('claude-chair', now(), now(), 'billing')",
+            &[],
+        )
+        .unwrap();
+    let parked = fixture.drainctl(&["metrics"]).run();
+    assert!(parked.stdout.contains("drainctl_backing_off{drain=\"docs\"} 1\n"), "{}", parked.stdout);
 }
 
 // ---------------------------------------------------------------------------------------

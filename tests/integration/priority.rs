@@ -130,6 +130,9 @@ fn sigterm_while_a_lower_drain_waits_its_turn_to_start_names_the_start_left_out(
         "{}",
         result.stderr
     );
+    // Its decisions are printed all the same (before: nothing on stdout).
+    let started: Vec<serde_json::Value> = result.json()["decisions"].as_array().cloned().unwrap_or_default();
+    assert!(started.iter().any(|d| d["drain"] == "high" && d["action"] == "start"), "{}", result.stdout);
     wait_until("high's pass to record its run", Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM runs WHERE drain = 'high'") == 1
     });
