@@ -265,14 +265,15 @@ pub fn register_secret(secret: &str) {
         return;
     }
     let json = json_ascii_escaped(secret);
+    let serde_json = json_escaped(secret);
     let forms = [
         secret.to_string(),
         lower_case_escapes(secret),
         json.clone(),
         upper_case_unicode_escapes(&json),
         // As serde_json, JSON.stringify and `jq` write it: beyond ASCII kept as is.
-        json_escaped(secret),
-        json_escaped(secret).replace('/', "\\/"),
+        serde_json.replace('/', "\\/"),
+        serde_json,
         json.replace('/', "\\/"),
         percent_encoded(secret, ""),
         percent_encoded(secret, "/"),

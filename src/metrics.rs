@@ -98,12 +98,13 @@ pub fn render_metrics(
     now: DateTime<Utc>,
 ) -> Result<String> {
     let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
-    let snapshot = DrainSnapshot::read(client, config, &names, now)?;
+    let holds = GroupHolds::read(client, config, now)?;
+    let snapshot = DrainSnapshot::read(client, config, &names, &holds, now)?;
     let mut drain_families = DrainFamilies::new();
     for drain in &config.drains {
         drain_families.sample(drain, &snapshot, now);
     }
-    let [backoff, attention, backing_off] = group_families(client, config, now)?;
+    let [backoff, attention, backing_off] = group_families(config, &holds);
     let [pass_at, pass_duration, generated, interval] = supervisor_families(client, config, now)?;
     let [finished, starts, hits, cost, tokens] = counter_families(client, config)?;
     let unconfigured = unconfigured_family(client, &names)?;
@@ -168,13 +169,14 @@ impl DrainSnapshot {
         client: &mut impl GenericClient,
         config: &Config,
         names: &[String],
+        holds: &GroupHolds,
         now: DateTime<Utc>,
     ) -> Result<DrainSnapshot> {
         let controls = drains::read_controls(client, names)?;
         let counts = items::count_by_state_of(client, names)?;
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
-        let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, now)?;
+        let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, holds, now)?;
         Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets })
     }
 }
@@ -189,12 +191,13 @@ struct BurstLimits {
 
 /// The [`Hold`] of each drain in a burst that cannot work now: its quota group backs off,
 /// or its `max_cost_per_day` is spent (docs/operations.md, "Status"); the drains in a
-/// burst whose quota group is parked; and the daily budgets they are paid from. Read only
-/// when a burst is on: no query otherwise.
+/// burst whose quota group is parked; and the daily budgets they are paid from. The
+/// groups' holds come from `group_holds`; the costs are read only when a burst is on.
 fn burst_limits(
     client: &mut impl GenericClient,
     config: &Config,
     controls: &[drains::DrainControls],
+    group_holds: &GroupHolds,
     now: DateTime<Utc>,
 ) -> Result<BurstLimits> {
     let bursting: Vec<&DrainConfig> = config
@@ -206,13 +209,9 @@ fn burst_limits(
     if bursting.is_empty() {
         return Ok(BurstLimits::default());
     }
-    let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
-    let rows = backoffs::read_group_backoffs(client, &groups)?;
-    let states = crate::db::quota_groups::read_groups(client, &groups)?;
-    let parked_groups = crate::db::quota_groups::read_parked(client, &groups)?;
     let parked = bursting
         .iter()
-        .filter(|drain| parked_groups.iter().any(|parked| parked.quota_group == drain.quota_group))
+        .filter(|drain| group_holds.is_parked(drain))
         .map(|drain| drain.name.clone())
         .collect();
     let zone = config.defaults.timezone;
@@ -229,11 +228,7 @@ fn burst_limits(
     };
     let mut budgets = HashMap::new();
     for drain in bursting {
-        let group = config.quota_group(&drain.quota_group)?;
-        let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
-        let backoff_until = crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default())
-            .wait(now)
-            .map(|(until, _)| until);
+        let backoff_until = group_holds.waits.get(&drain.name).copied();
         let cost_today = match drain.max_cost_per_day {
             Some(_) => Some(crate::db::usage::cost_since(client, &drain.name, day_start)?),
             None => None,
@@ -354,35 +349,61 @@ fn unconfigured_family(client: &mut impl GenericClient, configured: &[String]) -
     Ok(family)
 }
 
+/// How the quota groups hold the drains now, read once for the families and the burst
+/// forecasts that need it: the groups' backoff rows, until when each drain's group backs
+/// off as its next pass would find it (the account it would use), and the parked groups.
+struct GroupHolds {
+    rows: Vec<backoffs::BackoffRow>,
+    waits: HashMap<String, DateTime<Utc>>,
+    parked: Vec<crate::db::quota_groups::Parked>,
+}
+
+impl GroupHolds {
+    fn read(client: &mut impl GenericClient, config: &Config, now: DateTime<Utc>) -> Result<GroupHolds> {
+        let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
+        let rows = backoffs::read_group_backoffs(client, &groups)?;
+        // Only groups with accounts to switch between have a choice of account to read.
+        let switching: Vec<String> = config
+            .quota_groups
+            .iter()
+            .filter(|g| g.has_accounts_to_switch())
+            .map(|g| g.name.clone())
+            .collect();
+        let states = match switching.is_empty() {
+            true => Vec::new(),
+            false => crate::db::quota_groups::read_groups(client, &switching)?,
+        };
+        let mut waits = HashMap::new();
+        for drain in &config.drains {
+            let group = config.quota_group(&drain.quota_group)?;
+            let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
+            let view = crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default());
+            if let Some((until, _)) = view.wait(now) {
+                waits.insert(drain.name.clone(), until);
+            }
+        }
+        let parked = crate::db::quota_groups::read_parked(client, &groups)?;
+        Ok(GroupHolds { rows, waits, parked })
+    }
+
+    fn is_parked(&self, drain: &DrainConfig) -> bool {
+        self.parked.iter().any(|parked| parked.quota_group == drain.quota_group)
+    }
+}
+
 /// The backoff and needs-attention families: one series per account of each quota group;
-/// and whether each drain's group backs off now, as its next pass would find it (the
-/// account it would use), for the stall alert (monitoring/drainctl.rules.yml).
-fn group_families(
-    client: &mut impl GenericClient,
-    config: &Config,
-    now: DateTime<Utc>,
-) -> Result<[Family; 3]> {
-    let groups: Vec<String> = config.quota_groups.iter().map(|group| group.name.clone()).collect();
-    let rows = backoffs::read_group_backoffs(client, &groups)?;
+/// and whether each drain's group holds it now — backs off or is parked (a parked group
+/// waits for a person, whatever its backoff's time says) — for the stall alert
+/// (monitoring/drainctl.rules.yml).
+fn group_families(config: &Config, holds: &GroupHolds) -> [Family; 3] {
+    let rows = &holds.rows;
     let mut backing_off = Family::new(
         "drainctl_backing_off",
         "1 when the drain's quota group backs off now (every account it may use) or is parked, else 0.",
     );
-    let switching: Vec<String> =
-        config.quota_groups.iter().filter(|g| g.has_accounts_to_switch()).map(|g| g.name.clone()).collect();
-    let states = match switching.is_empty() {
-        true => Vec::new(),
-        false => crate::db::quota_groups::read_groups(client, &switching)?,
-    };
-    // A parked group waits for a person, whatever its backoff's time says.
-    let parked = crate::db::quota_groups::read_parked(client, &groups)?;
     for drain in &config.drains {
-        let group = config.quota_group(&drain.quota_group)?;
-        let state = states.iter().find(|(name, _)| *name == group.name).map(|(_, state)| state.clone());
-        let waits =
-            crate::accounts::GroupView::new(group, &rows, state.unwrap_or_default()).wait(now).is_some()
-                || parked.iter().any(|parked| parked.quota_group == group.name);
-        backing_off.sample(vec![("drain", drain.name.clone())], if waits { 1.0 } else { 0.0 });
+        let held = holds.waits.contains_key(&drain.name) || holds.is_parked(drain);
+        backing_off.sample(vec![("drain", drain.name.clone())], if held { 1.0 } else { 0.0 });
     }
     let mut backoff = Family::new(
         "drainctl_backoff_until_timestamp_seconds",
@@ -394,7 +415,7 @@ fn group_families(
     );
     for group in &config.quota_groups {
         let accounts = group.accounts.iter().map(|account| account.name.as_str());
-        for row in backoffs::rows_for_accounts(&rows, &group.name, accounts) {
+        for row in backoffs::rows_for_accounts(rows, &group.name, accounts) {
             // A group without accounts has no `account` label rather than an empty one.
             let mut labels = vec![("quota_group", row.quota_group.clone())];
             if !row.account.is_empty() {
@@ -404,7 +425,7 @@ fn group_families(
             backoff.sample(labels, timestamp(row.backoff_until));
         }
     }
-    Ok([backoff, attention, backing_off])
+    [backoff, attention, backing_off]
 }
 
 /// The families without labels: the last supervisor pass, when these metrics were rendered

@@ -39,8 +39,12 @@ impl Report {
         }
     }
 
-    /// Marked as stopped by a termination signal (see [`Report::was_interrupted`]).
-    pub fn interrupted(mut self) -> Report {
+    /// Stopped by a termination signal after it did what it shows: `error` (the
+    /// interruption, exit 75) is said on stderr and is the exit code, and the report is
+    /// still printed (see [`Report::was_interrupted`]).
+    pub fn stopped(mut self, error: &crate::error::Error) -> Report {
+        say_failure(error);
+        self.exit_code = error.exit_code();
         self.was_interrupted = true;
         self
     }

@@ -91,7 +91,12 @@ const RETRY_FAILED_PRUNE_AFTER: chrono::Duration = chrono::Duration::hours(1);
 
 /// Is the daily prune due at `now` (no claim made: `prune_if_due` makes it)?
 pub fn is_due(client: &mut Client, now: DateTime<Utc>) -> Result<bool> {
-    retention::is_task_due(client, TASK, now - chrono::Duration::days(1))
+    retention::is_task_due(client, TASK, due_if_before(now))
+}
+
+/// The daily prune is due when the last one ran at or before this.
+fn due_if_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono::Duration::days(1)
 }
 
 /// `supervise`'s daily prune: runs it when the last one (by `supervise` or `prune`) is at
@@ -102,7 +107,7 @@ pub fn prune_if_due(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Option<PruneReport>> {
-    let due_if_before = now - chrono::Duration::days(1);
+    let due_if_before = due_if_before(now);
     if !retention::claim_task(client, TASK, due_if_before, now)? {
         return Ok(None);
     }

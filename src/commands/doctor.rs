@@ -164,11 +164,7 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
     }
     if let Some(cron) = cron_path {
         check_cron_environment(&mut checks, config.as_ref(), cron);
-        match config_path {
-            None => check_cron_finds_the_configuration(&mut checks, config.as_ref()),
-            Some(named) if named.is_relative() => check_cron_finds_a_relative_config(&mut checks, named),
-            Some(_) => {}
-        }
+        check_cron_finds_the_configuration(&mut checks, config.as_ref(), config_path);
     }
     check_zone(&mut checks, config_path);
     match &config {
@@ -247,83 +243,80 @@ fn check_cron_environment(checks: &mut Checks, config: Option<&Config>, cron: Cr
     }
 }
 
-/// The configuration file this shell found without `--config` that cron's job would not:
-/// one named by `$DRAINCTL_CONFIG` (cron passes none of this shell's environment on), or
-/// `./drainctl.toml` of a folder other than the home folder cron starts its jobs in —
-/// unless cron's own search (`./drainctl.toml` of that home folder, else
-/// `/etc/drainctl/drainctl.toml`) finds the same file. Under cron every pass would
-/// otherwise exit 78 (no configuration file) or read another file.
-fn check_cron_finds_the_configuration(checks: &mut Checks, config: Option<&Config>) {
+/// The configuration file this shell read that cron's job would not: a relative
+/// `--config` (cron starts its jobs in their owner's home folder), or, without
+/// `--config`, one named by `$DRAINCTL_CONFIG` (cron passes none of this shell's
+/// environment on) or `./drainctl.toml` of another folder — unless what cron's job reads
+/// there (the relative path from the home folder; else its own search, `./drainctl.toml`
+/// of the home folder, then `/etc/drainctl/drainctl.toml`) is the same file. Under cron
+/// every pass would otherwise exit 78 (no configuration file) or read another file.
+fn check_cron_finds_the_configuration(checks: &mut Checks, config: Option<&Config>, named: Option<&Path>) {
     let Some(path) = config.and_then(|config| config.path.as_ref()) else { return };
-    let file = path.canonicalize().ok();
-    let home = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok());
-    let in_home = home.as_ref().map(|home| home.join(crate::config::DEFAULT_CONFIG_PATHS[0]));
-    let crons = in_home
-        .into_iter()
-        .chain([PathBuf::from(crate::config::DEFAULT_CONFIG_PATHS[1])])
-        .find(|candidate| candidate.is_file())
-        .and_then(|found| found.canonicalize().ok());
-    if file.is_some() && crons == file {
+    if named.is_some_and(Path::is_absolute) {
         return;
     }
-    let fix = format!("name it in the crontab line with --config {}", path.display());
-    let under_cron = match &crons {
-        Some(other) => format!("cron's passes read {} instead", other.display()),
-        None => "every pass exits 78 (no configuration file)".to_string(),
+    let home = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok());
+    // Where cron's job starts is not known here without HOME.
+    if named.is_some() && home.is_none() {
+        return;
+    }
+    let candidates: Vec<PathBuf> = match named {
+        Some(named) => home.iter().map(|home| home.join(named)).collect(),
+        None => home
+            .iter()
+            .map(|home| home.join(crate::config::DEFAULT_CONFIG_PATHS[0]))
+            .chain([PathBuf::from(crate::config::DEFAULT_CONFIG_PATHS[1])])
+            .collect(),
     };
-    let message = if std::env::var_os(crate::config::CONFIG_ENV).is_some_and(|value| !value.is_empty()) {
-        format!(
-            "the configuration file {} comes from ${}, which cron does not pass on to its jobs: unless the \
-             crontab sets it, {under_cron}; {fix}",
-            path.display(),
-            crate::config::CONFIG_ENV
-        )
-    } else {
-        let here = std::env::current_dir()
-            .and_then(|dir| dir.join(crate::config::DEFAULT_CONFIG_PATHS[0]).canonicalize());
-        let found_as = match here.ok() == file {
-            true => format!("was found as {} of this folder", crate::config::DEFAULT_CONFIG_PATHS[0]),
-            false => "was found here".to_string(),
-        };
-        format!(
-            "the configuration file {} {found_as}, and cron starts its jobs in their owner's home folder{}: \
-             there {under_cron}; {fix}",
-            path.display(),
-            home.map(|home| format!(" ({})", home.display())).unwrap_or_default()
-        )
+    let crons = candidates.into_iter().find(|candidate| candidate.is_file());
+    let file = path.canonicalize().ok();
+    if file.is_some() && crons.as_ref().and_then(|found| found.canonicalize().ok()) == file {
+        return;
+    }
+    let in_home = home.as_ref().map(|home| format!(" ({})", home.display())).unwrap_or_default();
+    let message = match named {
+        Some(named) => {
+            let there = match &crons {
+                Some(other) => format!("it names {} instead", other.display()),
+                None => "it names no file, and every pass exits 78".to_string(),
+            };
+            format!(
+                "--config {} is relative, and cron starts its jobs in their owner's home folder{in_home}: \
+                 {there}; give the crontab line the absolute path {}",
+                named.display(),
+                // As written from here, links kept: a `current` link to a release folder.
+                std::path::absolute(named).unwrap_or_else(|_| path.clone()).display()
+            )
+        }
+        None => {
+            let fix = format!("name it in the crontab line with --config {}", path.display());
+            let under_cron = match &crons {
+                Some(other) => format!("cron's passes read {} instead", other.display()),
+                None => "every pass exits 78 (no configuration file)".to_string(),
+            };
+            if std::env::var_os(crate::config::CONFIG_ENV).is_some_and(|value| !value.is_empty()) {
+                format!(
+                    "the configuration file {} comes from ${}, which cron does not pass on to its jobs: unless \
+                     the crontab sets it, {under_cron}; {fix}",
+                    path.display(),
+                    crate::config::CONFIG_ENV
+                )
+            } else {
+                let here = std::env::current_dir()
+                    .and_then(|dir| dir.join(crate::config::DEFAULT_CONFIG_PATHS[0]).canonicalize());
+                let found_as = match here.ok() == file {
+                    true => format!("was found as {} of this folder", crate::config::DEFAULT_CONFIG_PATHS[0]),
+                    false => "was found here".to_string(),
+                };
+                format!(
+                    "the configuration file {} {found_as}, and cron starts its jobs in their owner's home \
+                     folder{in_home}: there {under_cron}; {fix}",
+                    path.display()
+                )
+            }
+        }
     };
     checks.push("cron_env", Status::Warn, message);
-}
-
-/// A relative `--config`, as a crontab line would name it: cron starts its jobs in their
-/// owner's home folder, where it names another file or none, unless that is this folder.
-fn check_cron_finds_a_relative_config(checks: &mut Checks, named: &Path) {
-    let Ok(file) = named.canonicalize() else { return };
-    // Without HOME, where cron would start is not known here.
-    let Some(home) = std::env::var_os("HOME").and_then(|home| PathBuf::from(home).canonicalize().ok()) else {
-        return;
-    };
-    let home = Some(home);
-    let under_cron = home.as_ref().map(|home| home.join(named));
-    if under_cron.as_ref().and_then(|path| path.canonicalize().ok()) == Some(file.clone()) {
-        return;
-    }
-    let there = match under_cron.filter(|path| path.is_file()) {
-        Some(other) => format!("it names {} instead", other.display()),
-        None => "it names no file, and every pass exits 78".to_string(),
-    };
-    checks.push(
-        "cron_env",
-        Status::Warn,
-        format!(
-            "--config {} is relative, and cron starts its jobs in their owner's home folder{}: {there}; give \
-             the crontab line the absolute path {}",
-            named.display(),
-            home.map(|home| format!(" ({})", home.display())).unwrap_or_default(),
-            // As written from here, links kept: a `current` link to a release folder.
-            std::path::absolute(named).unwrap_or(file).display()
-        ),
-    );
 }
 
 /// The PATH cron gives a job that sets none (Debian's cron, Vixie cron, cronie).

@@ -47,8 +47,7 @@ fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             };
             // The decisions are printed all the same: drains were started and runs ended.
             if let Err(error) = interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, left) {
-                crate::output::say_failure(&error);
-                return Ok(report.with_exit_code(error.exit_code()));
+                return Ok(report.stopped(&error));
             }
             rewrite_page(ctx, &path, report)
         }
@@ -75,10 +74,7 @@ fn pass(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // all the same: drains were started and runs ended, and the operator should see which.
     match interrupted.check(&mut ctx.client, &ctx.outbox, &ctx.clock, "it sent every notification") {
         Ok(()) => Ok(report),
-        Err(error) => {
-            crate::output::say_failure(&error);
-            Ok(report.with_exit_code(error.exit_code()))
-        }
+        Err(error) => Ok(report.stopped(&error)),
     }
 }
 

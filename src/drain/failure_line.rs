@@ -59,11 +59,11 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
             continue;
         }
         // A client's JSON event line (codex `exec --json`'s `turn.failed`, `claude -p`'s
-        // `is_error` result) says it by its message. Decoded from JSON, that may hold the
-        // NUL its `\u0000` escapes: stored as text, it would fail the record of the attempt.
-        let message = crate::quota::json_message(line, "")
-            .map(|message| crate::db::storable_text(&crate::quota::readable_message(&message)).into_owned());
-        return Some(message.unwrap_or_else(|| crate::quota::readable_message(line)));
+        // `is_error` result) says it by its message, a dumped error's field by its text;
+        // `readable_message` keeps no NUL a decoded `\u0000` would be, which the attempt's
+        // record (text) refuses.
+        let message = crate::quota::json_message(line, "");
+        return Some(crate::quota::readable_message(message.as_deref().unwrap_or(line)));
     }
     None
 }

@@ -553,20 +553,22 @@ impl Classifier {
 /// around the match.
 fn excerpt(text: &str, start: usize, end: usize) -> String {
     // A client's JSON line (a `claude -p` result of 3 KB, a stream-json event) is read by
-    // the message it carries, not by the field names around the match.
+    // the message it carries, not by the field names around the match; a dumped error's
+    // field by its text (see `readable_message`).
     let matched = text.get(start..end).unwrap_or_default();
-    if let Some(message) = json_message(text, matched).filter(|_| !matched.is_empty()) {
-        let message = crate::db::storable_text(&readable_message(&message)).into_owned();
-        return match message.find(matched) {
-            Some(at) => excerpt_of_text(&message, at, at + matched.len()),
-            None => excerpt_of_text(&message, 0, 0),
-        };
-    }
-    let readable = readable_message(text);
-    match readable.find(matched).filter(|_| readable != text.trim() && !matched.is_empty()) {
-        Some(at) => excerpt_of_text(&readable, at, at + matched.len()),
-        None if readable != text.trim() => excerpt_of_text(&readable, 0, 0),
-        None => excerpt_of_text(text, start, end),
+    let shown = match json_message(text, matched).filter(|_| !matched.is_empty()) {
+        Some(message) => readable_message(&message),
+        None => {
+            let readable = readable_message(text);
+            if readable == text.trim() {
+                return excerpt_of_text(text, start, end);
+            }
+            readable
+        }
+    };
+    match shown.find(matched).filter(|_| !matched.is_empty()) {
+        Some(at) => excerpt_of_text(&shown, at, at + matched.len()),
+        None => excerpt_of_text(&shown, 0, 0),
     }
 }
 

@@ -109,31 +109,15 @@ pub(super) fn pull_back_backoffs(
 /// When this host's clock went back and is right now ([`read`]): the start and end of
 /// this host's runs stamped more than a minute ahead of `now` are moved back to `now`, so
 /// that a drain's cadence (`every`, counted from its latest start) and the latest run
-/// shown count from this pass, not from a time the clock has yet to reach. In a dry run
-/// only `last_starts` are counted so.
-pub(super) fn pull_back_run_stamps(
-    client: &mut Client,
-    last_starts: &mut [(String, DateTime<Utc>)],
-    now: DateTime<Utc>,
-    dry_run: bool,
-) -> Result<()> {
-    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
-    let host = crate::worker::process::host_name();
+/// shown count from this pass, not from a time the clock has yet to reach. A dry run
+/// writes nothing: [`last_starts_pulled_back`] counts the same.
+pub(super) fn pull_back_run_stamps(client: &mut Client, now: DateTime<Utc>, dry_run: bool) -> Result<()> {
     if dry_run {
-        // Only this host's starts move: another host's ahead keeps its stamp.
-        let ahead: Vec<String> =
-            last_starts.iter().filter(|(_, at)| *at > limit).map(|(name, _)| name.clone()).collect();
-        if ahead.is_empty() {
-            return Ok(());
-        }
-        for (name, at) in crate::db::runs::last_run_starts_pulled_back(client, &ahead, &host, now, limit)? {
-            if let Some(start) = last_starts.iter_mut().find(|(drain, _)| *drain == name) {
-                start.1 = at;
-            }
-        }
         return Ok(());
     }
-    let moved = crate::db::runs::pull_back_run_stamps(client, &host, now, limit)?;
+    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    let moved =
+        crate::db::runs::pull_back_run_stamps(client, &crate::worker::process::host_name(), now, limit)?;
     if moved > 0 {
         log::warn!(
             "{} stamped ahead of this clock (it went back) counted as started or ended now",
@@ -141,6 +125,23 @@ pub(super) fn pull_back_run_stamps(
         );
     }
     Ok(())
+}
+
+/// The latest start of each of `drains` as [`pull_back_run_stamps`] would leave it: only
+/// this host's starts move; another host's ahead keeps its stamp. For a dry run.
+pub(super) fn last_starts_pulled_back(
+    client: &mut Client,
+    drains: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, DateTime<Utc>)>> {
+    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    crate::db::runs::last_run_starts_pulled_back(
+        client,
+        drains,
+        &crate::worker::process::host_name(),
+        now,
+        limit,
+    )
 }
 
 /// When this host's clock went back and is right now ([`read`]): a pending item of

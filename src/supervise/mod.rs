@@ -303,8 +303,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     }
     let report = render(args, schema_created, fired_at, scheduled_for, &decisions, &scans, &pruned)?;
     if let Some(error) = stopped {
-        crate::output::say_failure(&error);
-        return Ok(report.with_exit_code(error.exit_code()).interrupted());
+        return Ok(report.stopped(&error));
     }
     Ok(report.with_exit_code(failures.exit_code))
 }

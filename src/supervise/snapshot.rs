@@ -94,6 +94,7 @@ pub(super) fn take_snapshot<'a>(
     if clock.is_right && clock.went_back {
         super::clock_went_back::pull_back_backoffs(client, &mut backoff_rows, now, dry_run)?;
         pulled_forward = super::clock_went_back::pull_back_items(client, &names, now, dry_run)?;
+        super::clock_went_back::pull_back_run_stamps(client, now, dry_run)?;
     }
     // Only groups with accounts to switch between have a choice of account to read.
     let switching: Vec<String> =
@@ -115,13 +116,11 @@ pub(super) fn take_snapshot<'a>(
     let holding = crate::db::items::runs_holding_items(client, &run_ids)?;
     let held = held_slots(client, config, &controls)?;
     let parked = crate::db::quota_groups::read_parked(client, &groups)?;
-    if clock.is_right && clock.went_back && !dry_run {
-        super::clock_went_back::pull_back_run_stamps(client, &mut [], now, false)?;
-    }
-    let mut last_starts = last_run_starts(client, &names)?;
-    if clock.is_right && clock.went_back && dry_run {
-        super::clock_went_back::pull_back_run_stamps(client, &mut last_starts, now, true)?;
-    }
+    let last_starts = match clock.is_right && clock.went_back && dry_run {
+        // What the real pass's pull_back_run_stamps would leave, unwritten.
+        true => super::clock_went_back::last_starts_pulled_back(client, &names, now)?,
+        false => last_run_starts(client, &names)?,
+    };
     let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
     let mut snapshots = Vec::with_capacity(config.drains.len());
     for drain in &config.drains {

@@ -142,11 +142,9 @@ fn an_orphan_on_its_last_attempt_is_dead_lettered_with_the_fields_of_every_dead_
     supervise(fixture.drainctl(&["supervise", "--json"]));
     assert_eq!(fixture.item("docs", "a").0, "dead");
     // Before: `{}`.
-    let data: serde_json::Value = fixture
-        .client()
-        .query_one("SELECT data FROM events WHERE kind = 'item_dead_lettered'", &[])
-        .unwrap()
-        .get(0);
+    let data = fixture
+        .column::<serde_json::Value>("SELECT data FROM events WHERE kind = 'item_dead_lettered'")
+        .remove(0);
     assert_eq!(
         data,
         json!({ "attempt": 1, "outcome": "released", "error": "its run is no longer running", "stderr_tail": null })

@@ -462,13 +462,14 @@ fn doctor_cron_warns_of_a_database_url_a_configuration_and_a_drainctl_that_only_
              crontab line with --config {config}"
         ),
     );
+    // doctor --cron from the fixture's folder without $DRAINCTL_CONFIG, `--config` as given.
+    let from_its_folder = |named: &[&str]| {
+        let mut args = named.to_vec();
+        args.extend(["doctor", "--cron-path", "/usr/bin:/bin", "--json"]);
+        fixture.drainctl(&args).env_remove("DRAINCTL_CONFIG").current_dir(fixture.dir.path())
+    };
     // Or found as ./drainctl.toml of this folder, not the home folder cron starts in.
-    let here = fixture
-        .drainctl(&["doctor", "--cron-path", "/usr/bin:/bin", "--json"])
-        .env_remove("DRAINCTL_CONFIG")
-        .env("HOME", "/")
-        .current_dir(fixture.dir.path())
-        .run();
+    let here = from_its_folder(&[]).env("HOME", "/").run();
     let warnings = cron_env(&here);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(
@@ -484,11 +485,7 @@ fn doctor_cron_warns_of_a_database_url_a_configuration_and_a_drainctl_that_only_
         .env("HOME", fixture.dir.path().to_str().unwrap())
         .run();
     assert_eq!(cron_env(&same).len(), 2, "cron finds the same file: {:?}", cron_env(&same));
-    let named = fixture
-        .drainctl(&["--config", &config.to_string(), "doctor", "--cron-path", "/usr/bin:/bin", "--json"])
-        .env_remove("DRAINCTL_CONFIG")
-        .current_dir(fixture.dir.path())
-        .run();
+    let named = from_its_folder(&["--config", &config.to_string()]).run();
     assert_eq!(
         cron_env(&named).len(),
         2,
@@ -496,12 +493,7 @@ fn doctor_cron_warns_of_a_database_url_a_configuration_and_a_drainctl_that_only_
         cron_env(&named)
     );
     // A relative --config, as a crontab line would give it, names another file in HOME.
-    let relative = fixture
-        .drainctl(&["--config", "drainctl.toml", "doctor", "--cron-path", "/usr/bin:/bin", "--json"])
-        .env_remove("DRAINCTL_CONFIG")
-        .env("HOME", "/")
-        .current_dir(fixture.dir.path())
-        .run();
+    let relative = from_its_folder(&["--config", "drainctl.toml"]).env("HOME", "/").run();
     let warnings = cron_env(&relative);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     assert!(

@@ -866,18 +866,20 @@ fn a_hanging_notifier_is_killed_after_notify_timeout() {
     assert!(!fixture.path("late").exists());
 }
 
+/// A notifier that hangs ([`SLOW_NOTIFIER`]) for at most `timeout`, and a metrics
+/// textfile whose folder is missing: every `supervise` pass records a supervise_error (78)
+/// and runs the notifier for it. `extra`: more `[defaults]`.
+fn slow_notifier_fixture(timeout: &str, extra: &str) -> Fixture {
+    let defaults = format!(
+        "notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"{timeout}\"\n\
+         metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n{extra}"
+    );
+    Fixture::new(&config(&defaults, ""), NOW)
+}
+
 #[test]
 fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_exits_75() {
-    let fixture = Fixture::new(
-        &config(
-            &format!(
-                "notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\n\
-                 metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\nreport_html = \"TMPDIR/page.html\"\n"
-            ),
-            "",
-        ),
-        NOW,
-    );
+    let fixture = slow_notifier_fixture("10m", "report_html = \"TMPDIR/page.html\"\n");
     // The textfile's folder is missing: the pass records a supervise_error (78), and the
     // notifier runs for it.
     let pass = fixture.drainctl(&["supervise"]).spawn();
@@ -910,16 +912,7 @@ fn a_supervise_pass_stopped_while_its_notifier_runs_says_it_was_interrupted_and_
 
 #[test]
 fn a_supervise_pass_whose_session_ends_while_its_notifier_runs_exits_69() {
-    let fixture = Fixture::new(
-        &config(
-            &format!(
-                "notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"2s\"\n\
-                 metrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n"
-            ),
-            "",
-        ),
-        NOW,
-    );
+    let fixture = slow_notifier_fixture("2s", "");
     let pass = fixture.drainctl(&["supervise"]).spawn();
     slow_notifier_started(&fixture);
     fixture.end_drainctl_sessions();
@@ -930,19 +923,27 @@ fn a_supervise_pass_whose_session_ends_while_its_notifier_runs_exits_69() {
     assert!(result.stderr.contains("database connection lost"), "{}", result.stderr);
 }
 
-#[test]
-fn a_signal_while_supervise_waits_for_its_drains_lets_the_wait_finish() {
-    // No notifier, no textfile and the day's prune done: nothing is left once the drains
-    // it started have recorded their runs, wherever after its record the signal lands.
-    let fixture = Fixture::new(&config("", ""), NOW);
+/// A `supervise` pass sent SIGTERM once it has recorded itself, while it waits for the
+/// drain it started (slow to record its run): the day's prune is done first, so that no
+/// due prune is what the signal cuts short.
+fn supervise_stopped_once_recorded(fixture: &Fixture) -> std::process::Child {
     fixture.drainctl(&["prune"]).run().assert_code(0);
-    let started = fixture.path("started");
-    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "touch": started }, { "hang": true }])))]);
     let pass = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "slow_run_start").spawn();
     wait_until("the pass to be recorded", Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'") == 1
     });
     signal(pass.id(), libc::SIGTERM);
+    pass
+}
+
+#[test]
+fn a_signal_while_supervise_waits_for_its_drains_lets_the_wait_finish() {
+    // No notifier, no textfile and the day's prune done: nothing is left once the drains
+    // it started have recorded their runs, wherever after its record the signal lands.
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let started = fixture.path("started");
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "touch": started }, { "hang": true }])))]);
+    let pass = supervise_stopped_once_recorded(&fixture);
     // `pm2 restart`: the next pass at once. Before, the signal ended the wait and let go
     // of the lock, and this pass started the drain again (a `lock_skipped` run).
     let next = fixture.drainctl(&["supervise", "--json"]).run();
@@ -962,13 +963,8 @@ fn a_signal_while_supervise_waits_for_its_drains_lets_the_wait_finish() {
 #[test]
 fn a_signal_before_the_page_is_rewritten_still_prints_the_decisions() {
     let fixture = Fixture::new(&config("report_html = \"TMPDIR/page.html\"\n", ""), NOW);
-    fixture.drainctl(&["prune"]).run().assert_code(0);
     fixture.enqueue("docs", &[("a".into(), steps(json!([{ "out": "a" }])))]);
-    let pass = fixture.drainctl(&["supervise"]).env("DRAINCTL_FAULT", "slow_run_start").spawn();
-    wait_until("the pass to be recorded", Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'") == 1
-    });
-    signal(pass.id(), libc::SIGTERM);
+    let pass = supervise_stopped_once_recorded(&fixture);
     let result = finished(pass.wait_with_output().unwrap());
     // Before: nothing on stdout, and "… and sent every notification" with no notifier.
     result.assert_code(75);

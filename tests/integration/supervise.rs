@@ -406,13 +406,20 @@ fn a_checkpoint_stamped_by_a_clock_that_went_back_holds_off_the_hung_verdict_one
     assert_eq!(fixture.item("docs", "a").0, "pending");
 }
 
-#[test]
-fn a_cadence_counted_from_a_start_stamped_by_a_clock_that_went_back_counts_from_the_pass() {
+/// A drain with `every = "1h"` whose one pass this host ran while its clock was a day
+/// ahead (2026-11-27 21:00, `INSIDE` a day later); the clock is left there.
+fn cadence_with_a_pass_a_day_ahead() -> Fixture {
     let fixture = Fixture::new(&config("every = \"1h\"\n"), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
-    // A pass while the clock ran a day ahead; then it was set back.
     fixture.set_now("2026-11-27T21:00:00Z");
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture
+}
+
+#[test]
+fn a_cadence_counted_from_a_start_stamped_by_a_clock_that_went_back_counts_from_the_pass() {
+    let fixture = cadence_with_a_pass_a_day_ahead();
+    // Then the clock was set back.
     fixture.set_now(INSIDE);
     fixture.enqueue("docs", &[("b".into(), json!({ "steps": [{ "out": "b" }] }))]);
     // Before: "cadence 1h: next start in 1d", the item waiting for the clock to catch up.
@@ -431,21 +438,15 @@ fn a_cadence_counted_from_a_start_stamped_by_a_clock_that_went_back_counts_from_
         "counted as started and ended at the pass"
     );
     // An hour after that pass, it starts again.
-    let later =
-        (chrono::DateTime::parse_from_rfc3339(INSIDE).unwrap() + chrono::Duration::hours(1)).to_rfc3339();
-    fixture.set_now(&later);
+    fixture.set_now("2026-11-26T22:00:00Z");
     let (action, reason) = start_reason(&decisions(&fixture, &["--dry-run"]));
     assert_eq!(action, "start", "{reason}");
 }
 
 #[test]
 fn a_dry_run_counts_the_cadence_as_the_pass_after_a_clock_went_back_keeping_another_hosts_start() {
-    let fixture = Fixture::new(&config("every = \"1h\"\n"), INSIDE);
-    // This host ran a pass while its clock was a day ahead; another host, whose clock runs
-    // ahead, ran one an hour after that.
-    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
-    fixture.set_now("2026-11-27T21:00:00Z");
-    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    // Another host, whose clock runs ahead, ran a pass an hour after this host's.
+    let fixture = cadence_with_a_pass_a_day_ahead();
     fixture.enqueue("docs", &[("b".into(), json!({ "steps": [{ "out": "b" }] }))]);
     fixture.set_now("2026-11-27T22:00:00Z");
     fixture.drainctl_on_host("elsewhere", false, &["drain", "docs"]).run().assert_code(0);
@@ -1005,11 +1006,7 @@ fn an_item_dead_lettered_by_a_reap_carries_the_fields_of_every_dead_letter() {
     decisions(&fixture, &[]);
     assert_eq!(fixture.item("docs", "a").0, "dead");
     // Before: `{}`, and a notifier formatting the attempt and the error printed blanks.
-    let data: Value = fixture
-        .client()
-        .query_one("SELECT data FROM events WHERE kind = 'item_dead_lettered'", &[])
-        .unwrap()
-        .get(0);
+    let data = fixture.column::<Value>("SELECT data FROM events WHERE kind = 'item_dead_lettered'").remove(0);
     assert_eq!(data["attempt"], 1, "{data}");
     assert_eq!(data["outcome"], "released", "{data}");
     assert!(data["error"].as_str().is_some_and(|error| error.contains("is gone")), "{data}");
