@@ -275,6 +275,74 @@ pub fn cannot_apply(client: &mut Client) -> Result<Option<String>> {
     })
 }
 
+/// The tables drainctl's migrations create: commands read and write each of them.
+pub const TABLES: [&str; 17] = [
+    "attempts",
+    "counters",
+    "drains",
+    "events",
+    "item_counts",
+    "items",
+    "maintenance",
+    "notifications_due",
+    "open_charges",
+    "quota_backoffs",
+    "quota_groups",
+    "runs",
+    "source_files",
+    "source_hash_progress",
+    "source_scans",
+    "staged_results",
+    "supervisor_passes",
+];
+
+/// The rights on drainctl's tables the connected role lacks, as one sentence with what to
+/// grant; none when it has them all. A role granted only `SELECT` can read `status`, but
+/// every command that writes would fail on it with exit 78, so `doctor` asks first
+/// (docs/operations.md, "The role and its settings").
+pub fn missing_table_rights(client: &mut Client) -> Result<Option<String>> {
+    let tables: Vec<&str> = TABLES.to_vec();
+    let rows = client.query(
+        "SELECT current_user::text, current_schema()::text, r.privilege,
+                array_agg(t ORDER BY t) FILTER (WHERE NOT has_table_privilege(to_regclass(t), r.privilege)),
+                count(*)
+           FROM unnest($1::text[]) AS t
+          CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS r(privilege, n)
+          WHERE to_regclass(t) IS NOT NULL
+          GROUP BY r.privilege, r.n
+          ORDER BY r.n",
+        &[&tables],
+    )?;
+    let mut lacking: Vec<(String, String)> = Vec::new();
+    let (mut role, mut schema) = (String::new(), String::new());
+    for row in &rows {
+        role = row.get(0);
+        schema = row.get::<_, Option<String>>(1).unwrap_or_default();
+        let privilege: String = row.get(2);
+        let missing: Option<Vec<String>> = row.get(3);
+        let present: i64 = row.get(4);
+        let Some(missing) = missing else { continue };
+        let on = if missing.len() as i64 == present {
+            "all of drainctl's tables".to_string()
+        } else {
+            missing.join(", ")
+        };
+        match lacking.iter_mut().find(|(_, tables)| *tables == on) {
+            Some((privileges, _)) => privileges.push_str(&format!(", {privilege}")),
+            None => lacking.push((privilege, on)),
+        }
+    }
+    if lacking.is_empty() {
+        return Ok(None);
+    }
+    let what: Vec<String> = lacking.iter().map(|(privileges, on)| format!("{privileges} on {on}")).collect();
+    Ok(Some(format!(
+        "the role {role} lacks {}: every command that writes would exit 78; connect as the tables' owner, \
+         or GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        what.join("; ")
+    )))
+}
+
 fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
     if !schema_table_exists(client)? {
         return Ok(Vec::new());
@@ -378,9 +446,20 @@ fn apply_missing(
         let mut transaction = client.transaction()?;
         crate::db::set_lock_timeout_for(&mut transaction, lock_wait.timeout, true)?;
         if let Err(error) = transaction.batch_execute(migration.sql) {
+            let applying = format!("applying migration {:04}_{}", migration.version, migration.name);
+            if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                drop(transaction);
+                // Rolled back: say which right is missing, as `doctor` does (the general
+                // advice to grant the schema and the tables cannot make a role the
+                // owner of tables another role made).
+                if let Some(why) = cannot_apply(client)? {
+                    let message = error.as_db_error().map(|db| db.message().to_string()).unwrap_or_default();
+                    return Err(Error::Config(format!("{applying}: database error: {message}: {why}")));
+                }
+                return Err(Error::from(error).context(&applying));
+            }
             if error.code() != Some(&SqlState::LOCK_NOT_AVAILABLE) {
-                return Err(Error::from(error)
-                    .context(&format!("applying migration {:04}_{}", migration.version, migration.name)));
+                return Err(Error::from(error).context(&applying));
             }
             drop(transaction);
             // Rolled back: this session can ask who holds the table.
@@ -530,6 +609,18 @@ mod tests {
         for pair in MIGRATIONS.windows(2) {
             assert!(pair[0].version < pair[1].version, "{} then {}", pair[0].version, pair[1].version);
         }
+    }
+
+    #[test]
+    fn the_tables_doctor_checks_are_those_the_migrations_create() {
+        let create = regex::Regex::new(r"(?i)CREATE TABLE (?:IF NOT EXISTS )?([a-z_]+)").unwrap();
+        let mut created: Vec<String> = MIGRATIONS
+            .iter()
+            .flat_map(|migration| create.captures_iter(migration.sql).map(|found| found[1].to_string()))
+            .collect();
+        created.sort();
+        created.dedup();
+        assert_eq!(created, TABLES.to_vec());
     }
 
     #[test]

@@ -735,11 +735,19 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {
             ),
         );
     } else {
-        checks.push(
-            "schema",
-            Status::Ok,
-            format!("schema current (version {})", crate::migrate::latest_version()),
-        );
+        match crate::migrate::missing_table_rights(client) {
+            Err(error) => checks.fail("schema", error.exit_code(), error.display_scrubbed()),
+            Ok(Some(why)) => checks.fail(
+                "schema",
+                EXIT_CONFIG,
+                format!("schema current (version {}), but {why}", crate::migrate::latest_version()),
+            ),
+            Ok(None) => checks.push(
+                "schema",
+                Status::Ok,
+                format!("schema current (version {})", crate::migrate::latest_version()),
+            ),
+        }
     }
 }
 

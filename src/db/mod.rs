@@ -207,6 +207,11 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         // No server answered at all (refused, no route, a name that does not resolve).
         let hint = if detail.contains("error connecting to server") {
             "; check that the server runs and that the URL's host and port are its own"
+        } else if detail.contains("server does not support TLS") {
+            // It answered: it (or the pooler in front of it) takes no TLS, and sslmode
+            // asks for it (docs/operations.md, "TLS to the database").
+            "; the URL's sslmode asks for TLS and the server (or a pooler in front of it) offers none: \
+             turn ssl on there, or give sslmode=prefer or sslmode=disable"
         } else {
             ""
         };
@@ -673,6 +678,8 @@ pub struct LockHolder {
     pub connected_at: Option<chrono::DateTime<chrono::Utc>>,
     /// `active`, `idle`, `idle in transaction`…
     pub state: Option<String>,
+    /// The role it logged in as (shown to every role).
+    pub role: Option<String>,
 }
 
 impl LockHolder {
@@ -684,6 +691,7 @@ impl LockHolder {
             client: row.get(2),
             connected_at: row.get(3),
             state: row.get(4),
+            role: row.get(5),
         }
     }
 
@@ -697,14 +705,27 @@ impl LockHolder {
         }
     }
 
-    /// `backend pid 4242 (drainctl from local, connected 2026-11-27 12:00:00 IST, idle)`,
-    /// the instant in `zone`.
+    /// `backend pid 4242 (drainctl of role drainctl from local, connected 2026-11-27
+    /// 12:00:00 IST, idle)`, the instant in `zone`. The server shows another role's
+    /// address, start and state only to that role's members, `pg_read_all_stats` and
+    /// superusers: such a holder is named by its application and role, saying so.
     pub fn describe(&self, zone: chrono_tz::Tz) -> String {
         let unknown = || "?".to_string();
+        let who = format!(
+            "{} of role {}",
+            self.application.clone().filter(|name| !name.is_empty()).unwrap_or_else(unknown),
+            self.role.clone().unwrap_or_else(unknown)
+        );
+        if self.client.is_none() && self.connected_at.is_none() && self.state.is_none() {
+            return format!(
+                "backend pid {} ({who}; its address, start and state are shown only to that role, \
+                 pg_read_all_stats and superusers)",
+                self.pid
+            );
+        }
         format!(
-            "backend pid {} ({} from {}, connected {}, {})",
+            "backend pid {} ({who} from {}, connected {}, {})",
             self.pid,
-            self.application.clone().unwrap_or_else(unknown),
             self.client.clone().unwrap_or_else(unknown),
             self.connected_at.map(|at| crate::output::local_second(at, zone)).unwrap_or_else(unknown),
             self.state.clone().unwrap_or_else(unknown),
@@ -722,7 +743,7 @@ pub fn advisory_lock_holders(client: &mut Client, key: i64) -> Result<Vec<LockHo
     let rows = client.query(
         "SELECT a.pid, a.application_name,
                 coalesce(a.client_addr::text, CASE WHEN a.client_port = -1 THEN 'local' END),
-                a.backend_start, a.state
+                a.backend_start, a.state, a.usename::text
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.granted
             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -740,7 +761,7 @@ pub fn table_lock_holders(client: &mut Client) -> Result<Vec<LockHolder>> {
     let rows = client.query(
         "SELECT DISTINCT a.pid, a.application_name,
                 coalesce(a.client_addr::text, CASE WHEN a.client_port = -1 THEN 'local' END),
-                a.backend_start, a.state
+                a.backend_start, a.state, a.usename::text
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
            JOIN pg_class c ON c.oid = l.relation
           WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()

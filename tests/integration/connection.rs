@@ -732,13 +732,18 @@ fn doctor_fails_when_the_role_cannot_apply_the_pending_migrations() {
         .unwrap();
     let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &late).run();
     result.assert_code(78);
-    assert!(
-        result
-            .stdout
-            .contains(&format!("drainctl's tables belong to the role {owner}, whose rights {role} lacks")),
-        "{}",
-        result.stdout
-    );
+    let advice = format!("drainctl's tables belong to the role {owner}, whose rights {role} lacks");
+    assert!(result.stdout.contains(&advice), "{}", result.stdout);
+    // Every other command says the same when the migration fails. Before: "grant the
+    // role the right to create in its schema and to use drainctl's tables", which it had.
+    for args in [&["migrate"][..], &["status"]] {
+        let result = fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", &late).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains("must be owner of table"), "{}", result.stderr);
+        assert!(result.stderr.contains(&advice), "{}", result.stderr);
+        assert!(!result.stderr.contains("grant the role the right to create"), "{}", result.stderr);
+        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    }
     // Given those rights, the same role is told only that a migration is pending.
     admin.batch_execute(&format!("GRANT {owner} TO {role}")).unwrap();
     let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &late).run();
@@ -746,4 +751,74 @@ fn doctor_fails_when_the_role_cannot_apply_the_pending_migrations() {
     assert!(result.stdout.contains(&format!("warn  schema: migration(s) {latest:04}_")), "{}", result.stdout);
     owned.batch_execute(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}")).unwrap();
     admin.batch_execute(&format!("REVOKE {owner} FROM {role}; DROP ROLE {role}")).unwrap();
+}
+
+#[test]
+fn doctor_fails_a_role_that_may_only_read_drainctls_tables() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let (role, reader, mut admin) = login_role(&fixture, "reader");
+    let mut owned = fixture.client();
+    owned.batch_execute(&format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")).unwrap();
+    // Before: every check `ok`, "healthy", exit 0 — and every command that writes exited 78.
+    let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &reader).run();
+    result.assert_code(78);
+    assert!(
+        result.stdout.contains(&format!(
+            "), but the role {role} lacks INSERT, UPDATE, DELETE on all of drainctl's tables: every command that writes would exit 78"
+        )),
+        "{}",
+        result.stdout
+    );
+    assert!(result.stdout.contains("fail  schema: schema current (version "), "{}", result.stdout);
+    assert!(result.stdout.contains(&format!("TO {role}")), "{}", result.stdout);
+    fixture
+        .drainctl(&["enqueue", "a", "--key", "k", "--payload", "{}"])
+        .env("DRAINCTL_DATABASE_URL", &reader)
+        .run()
+        .assert_code(78);
+    // Only what it lacks is named: a grant of all but DELETE on events.
+    owned
+        .batch_execute(&format!(
+            "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; REVOKE DELETE ON events FROM {role}"
+        ))
+        .unwrap();
+    let result = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &reader).run();
+    result.assert_code(78);
+    assert!(result.stdout.contains(&format!("the role {role} lacks DELETE on events:")), "{}", result.stdout);
+    owned.batch_execute(&format!("GRANT DELETE ON events TO {role}")).unwrap();
+    fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &reader).run().assert_code(0);
+    owned.batch_execute(&format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")).unwrap();
+    admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
+}
+
+#[test]
+fn a_lock_holder_of_another_role_is_named_by_its_role_and_the_hidden_rest_said_so() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let (role, guest, mut admin) = login_role(&fixture, "peer");
+    let db = fixture.db.name.clone();
+    admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO {role}")).unwrap();
+    let mut holder = hold_migration_lock(&fixture.db, "nightly-backup");
+    let holder_role: String = holder.query_one("SELECT current_user::text", &[]).unwrap().get(0);
+    let result =
+        fixture.drainctl(&["migrate", "--lock-timeout", "1s"]).env("DRAINCTL_DATABASE_URL", &guest).run();
+    result.assert_code(75);
+    // Before: "(nightly-backup from ?, connected ?, ?)", the role left out.
+    assert!(
+        result.stderr.contains(&format!(
+            "(nightly-backup of role {holder_role}; its address, start and state are shown only to that role"
+        )),
+        "{}",
+        result.stderr
+    );
+    // Its own role's holder is described in full.
+    let result = fixture.drainctl(&["migrate", "--lock-timeout", "1s"]).run();
+    result.assert_code(75);
+    assert!(
+        result.stderr.contains(&format!("(nightly-backup of role {holder_role} from ")),
+        "{}",
+        result.stderr
+    );
+    drop(holder);
+    admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER; DROP ROLE {role}")).unwrap();
 }

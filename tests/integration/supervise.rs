@@ -1294,7 +1294,7 @@ fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
         )
         .unwrap()
         .get(0);
-    let holder = format!("backend pid {holder_pid} (drainctl from ");
+    let holder = format!("backend pid {holder_pid} (drainctl of role ");
 
     // Cron goes on firing: the first passes name the holder and exit 0.
     fixture.set_now("2026-11-26T22:00:00Z");

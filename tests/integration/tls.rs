@@ -166,3 +166,33 @@ fn a_client_certificate_logs_in_a_role_the_server_admits_by_certificate() {
         assert_eq!(result.stderr.trim().lines().count(), 1, "{}", result.stderr);
     }
 }
+
+#[test]
+fn a_server_that_offers_no_tls_where_sslmode_asks_for_it_is_named_with_the_fix() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    // A server (or pooler) without TLS: it answers the client's request for TLS with 'N'.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut session, _)) = listener.accept() {
+            let mut request = [0u8; 8];
+            if session.read_exact(&mut request).is_ok() {
+                let _ = session.write_all(b"N");
+            }
+        }
+    });
+    let url = format!("postgres://drainctl:secret@127.0.0.1:{port}/drainctl?sslmode=require");
+    let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &url).run();
+    server.join().unwrap();
+    result.assert_code(69);
+    assert!(result.stderr.contains("server does not support TLS"), "{}", result.stderr);
+    // Before, the line ended there: nothing said what to change.
+    assert!(
+        result.stderr.contains("turn ssl on there, or give sslmode=prefer or sslmode=disable"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains("secret"), "{}", result.stderr);
+    assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+}
