@@ -272,8 +272,8 @@ impl Pass<'_> {
         let input = worker_input(payload, &self.drain.command);
         let outcome = self.classifier.classify_given(
             &input,
-            &report.stdout_tail,
-            &report.stderr_tail,
+            &report.stdout_end,
+            &report.stderr_end,
             exit_code(report.exit),
             now,
             zone,
@@ -331,7 +331,7 @@ impl Pass<'_> {
                 // A field of a dumped error (gemini's `"code": 500`) says less than the
                 // line that says what went wrong.
                 let said = if super::failure_line::is_noise(matched_line.trim()) {
-                    super::failure_line::failure_line(&report.stdout_tail, &report.stderr_tail)
+                    super::failure_line::failure_line(&report.stdout_end, &report.stderr_end)
                 } else {
                     None
                 };
@@ -704,7 +704,7 @@ fn is_plain_success(report: &WorkerReport, outcome: &Outcome) -> bool {
 /// The outcome kind and error text of a failed attempt.
 fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutcome, String) {
     // The line that says what went wrong (docs/worker-contract.md).
-    let last_line = super::failure_line::failure_line(&report.stdout_tail, &report.stderr_tail);
+    let last_line = super::failure_line::failure_line(&report.stdout_end, &report.stderr_end);
     let with_stderr = |text: String| match &last_line {
         Some(line) => format!("{text}: {line}"),
         None => text,

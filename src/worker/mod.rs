@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 
 /// How much of the end of stdout is kept in `WorkerReport::stdout_tail`.
 pub const STDOUT_TAIL_BYTES: usize = 64 * 1024;
+/// How much of the end of each stream the outcome and the error line are read from, at
+/// least: a small `stderr_tail_bytes` bounds what is recorded, not what is read.
+const READ_TAIL_BYTES: usize = 64 * 1024;
 /// A line longer than this is cut: its first bytes are matched, the rest is skipped.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Size of one read from a worker's pipe.
@@ -173,6 +176,12 @@ pub struct WorkerReport {
     pub stdout_tail: Vec<u8>,
     /// The last `stderr_tail_bytes` of stderr, every password in it masked.
     pub stderr_tail: Vec<u8>,
+    /// The end of each stream as the outcome and the error line are read from it: the
+    /// last [`READ_TAIL_BYTES`] of stdout, and of stderr that or `stderr_tail_bytes` if
+    /// more, from its first whole line when the stream was longer (a line cut in half is
+    /// no line of the worker's), every password masked.
+    pub stdout_end: Vec<u8>,
+    pub stderr_end: Vec<u8>,
     /// The line that announced the wait, when the worker was stopped for it.
     pub client_wait_line: Option<String>,
 }
@@ -194,6 +203,8 @@ pub enum SpawnError {
     },
     PermissionDenied {
         program: String,
+        /// The path named is a folder, not a program.
+        is_folder: bool,
     },
     Other {
         program: String,
@@ -237,7 +248,10 @@ impl SpawnError {
                 "{what} {program:?} exists but cannot be run: the interpreter its #! line names, or a \
                  library it needs, is missing"
             ),
-            SpawnError::PermissionDenied { program } => {
+            SpawnError::PermissionDenied { program, is_folder: true } => {
+                format!("{what} {program:?} is a folder, not a program")
+            }
+            SpawnError::PermissionDenied { program, is_folder: false } => {
                 format!("{what} {program:?} is not executable (permission denied)")
             }
             SpawnError::Other { program, source } => {
@@ -269,7 +283,14 @@ fn spawn_error(program: &str, source: io::Error, spec: &WorkerSpec) -> SpawnErro
     match source.kind() {
         io::ErrorKind::NotFound if is_there(&program, spec) => SpawnError::InterpreterMissing { program },
         io::ErrorKind::NotFound => SpawnError::NotFound { program, searched: searched_path(spec) },
-        io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program },
+        io::ErrorKind::PermissionDenied => {
+            let is_folder = program.contains('/')
+                && spec
+                    .workdir
+                    .map_or_else(|| PathBuf::from(&program), |folder| folder.join(&program))
+                    .is_dir();
+            SpawnError::PermissionDenied { program, is_folder }
+        }
         _ => SpawnError::Other { program, source },
     }
 }
@@ -738,6 +759,20 @@ impl TailBuffer {
         self.bytes.extend_from_slice(data);
     }
 
+    /// `kept` (what [`TailBuffer::to_vec`] gave) from its first whole line: when the
+    /// stream was longer, the line the window starts in is dropped (or, when the window
+    /// holds no line end, the bytes of a character cut in half).
+    fn whole_lines(&self, mut kept: Vec<u8>) -> Vec<u8> {
+        if self.is_cut || self.bytes.len() > self.limit {
+            let start = match kept.iter().position(|&byte| byte == b'\n') {
+                Some(end) if end + 1 < kept.len() => end + 1,
+                _ => kept.iter().take_while(|&&byte| byte & 0xC0 == 0x80).count(),
+            };
+            kept.drain(..start);
+        }
+        kept
+    }
+
     /// The last `limit` bytes, with every password masked. What is left of a password cut
     /// at the window's start is dropped first: masking would not recognise it, and the
     /// masking of whole ones after it may shorten the text enough to bring it into the cut.
@@ -819,7 +854,10 @@ struct OutputCapture<'a> {
     /// The whole stdout while within the cap; `None` once over it, or when it is no result.
     stdout: Option<Vec<u8>>,
     stdout_tail: TailBuffer,
+    /// Stderr's end as it is read, at least [`READ_TAIL_BYTES`]; its last
+    /// `stderr_tail_bytes` are recorded.
     stderr_tail: TailBuffer,
+    stderr_tail_bytes: usize,
     stdout_lines: LineSplitter,
     stderr_lines: LineSplitter,
     /// The last lines of each stream, for the announced-wait reader.
@@ -841,7 +879,8 @@ impl<'a> OutputCapture<'a> {
             result_cap_bytes: spec.result_cap_bytes,
             stdout: spec.result_cap_bytes.map(|_| Vec::new()),
             stdout_tail: TailBuffer::new(STDOUT_TAIL_BYTES),
-            stderr_tail: TailBuffer::new(spec.stderr_tail_bytes),
+            stderr_tail: TailBuffer::new(spec.stderr_tail_bytes.max(READ_TAIL_BYTES)),
+            stderr_tail_bytes: spec.stderr_tail_bytes,
             stdout_lines: LineSplitter::new(MAX_LINE_BYTES),
             stderr_lines: LineSplitter::new(MAX_LINE_BYTES),
             stdout_recent: Vec::new(),
@@ -913,12 +952,16 @@ impl<'a> OutputCapture<'a> {
             None if self.is_over_cap() => Some(StopReason::OutputCapExceeded),
             reason => reason,
         };
+        let stderr_read = self.stderr_tail.to_vec();
+        let stderr_tail = stderr_read[stderr_read.len().saturating_sub(self.stderr_tail_bytes)..].to_vec();
         WorkerReport {
             exit,
             stop_reason,
             stdout: self.stdout.unwrap_or_else(|| stdout_tail.clone()),
+            stdout_end: self.stdout_tail.whole_lines(stdout_tail.clone()),
             stdout_tail,
-            stderr_tail: self.stderr_tail.to_vec(),
+            stderr_tail,
+            stderr_end: self.stderr_tail.whole_lines(stderr_read),
             client_wait_line: self.wait_line,
         }
     }
@@ -1093,6 +1136,20 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_named_as_the_worker_is_called_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = vec![dir.path().display().to_string()];
+        let error = run_worker(&spec_with(&argv, None), &mut Silent).unwrap_err();
+        // Before: "is not executable (permission denied)".
+        assert!(error.to_string().ends_with("is a folder, not a program"), "{error}");
+        let file = dir.path().join("tool");
+        std::fs::write(&file, "data").unwrap();
+        let argv = vec![file.display().to_string()];
+        let error = run_worker(&spec_with(&argv, None), &mut Silent).unwrap_err();
+        assert!(error.to_string().ends_with("is not executable (permission denied)"), "{error}");
+    }
+
+    #[test]
     fn a_worker_whose_interpreter_is_missing_is_not_called_missing_itself() {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("worker.sh");
@@ -1194,6 +1251,28 @@ mod tests {
         assert_eq!(report.stdout, b"cp 1\nxx\ncp 3");
         assert_eq!(report.stdout_tail, b"cp 1\nxx\ncp 3");
         assert_eq!(report.stderr_tail, b"derr");
+        // The outcome and the error line read more than a small tail records.
+        assert_eq!(report.stderr_end, b"cp 2\nstderr");
+    }
+
+    #[test]
+    fn the_end_read_starts_at_a_whole_line_whatever_the_recorded_tail() {
+        let argv = ["unused".to_string()];
+        let spec = spec_with(&argv, None);
+        let mut capture = OutputCapture::new(&spec);
+        let frame = "    at Object.fn (file:///usr/lib/node_modules/@tool/cli/dist/index.js:17:5)\n";
+        let mut stderr = format!("{}\nError: could not open /data/input.csv\n", "x".repeat(READ_TAIL_BYTES));
+        stderr.push_str(&frame.repeat(30));
+        capture.accept(Stream::Stderr, stderr.as_bytes(), &mut Silent);
+        capture.accept(Stream::Stdout, format!("{}a", "é".repeat(READ_TAIL_BYTES)).as_bytes(), &mut Silent);
+        let report = capture.into_report(WorkerExit::Code(1), None);
+        // Recorded: the last 4 bytes. Read: from the message's line, the cut line before it dropped.
+        assert_eq!(report.stderr_tail, b":5)\n");
+        let end = String::from_utf8(report.stderr_end).unwrap();
+        assert!(end.starts_with("Error: could not open /data/input.csv\n"), "{end:.80}");
+        // One line cut on the left, no line end in the window: from a whole character.
+        assert!(String::from_utf8(report.stdout_end.clone()).is_ok_and(|text| text.starts_with('é')));
+        assert_eq!(report.stdout_end.len(), READ_TAIL_BYTES - 1);
     }
 
     #[derive(Default)]

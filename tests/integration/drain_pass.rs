@@ -1306,3 +1306,34 @@ fn a_worker_s_checkpoints_and_resume_token_are_written_on_a_new_session_while_it
     assert_eq!(fixture.item("docs", "a").0, "done");
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"), 1);
 }
+
+#[test]
+fn a_small_stderr_tail_bounds_what_is_recorded_not_how_the_outcome_and_error_are_read() {
+    let fixture =
+        Fixture::new(&config("max_attempts = 1\nmax_wait = \"0s\"\nstderr_tail_bytes = 1024\n"), NOW);
+    let frame = "    at Object.fn (file:///usr/lib/node_modules/@tool/cli/dist/index.js:170:17)";
+    let mut failing = vec![json!({ "err": "Error: could not open /data/input.csv: permission denied" })];
+    failing.extend((0..30).map(|_| json!({ "err": frame })));
+    failing.push(json!({ "exit": 1 }));
+    // A limit with its reset, then more than the recorded tail of a client's dump.
+    let mut limited = vec![json!({ "err": "Rate limit reached for requests. Please try again in 20m0s." })];
+    limited.extend((0..30).map(|_| json!({ "err": frame })));
+    limited.push(json!({ "exit": 1 }));
+    fixture.enqueue("docs", &[("a".into(), steps(json!(failing))), ("b".into(), steps(json!(limited)))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("dead", 1));
+    // Before: "exit code 1: sr/lib/node_modules/@tool/cli/dist/index.js:170:17)", half a
+    // stack frame from the cut start of the 1,024 recorded bytes.
+    assert_eq!(
+        error.as_deref(),
+        Some("exit code 1: Error: could not open /data/input.csv: permission denied")
+    );
+    let tail: Vec<i64> = fixture.column("SELECT length(stderr_tail)::bigint FROM items WHERE key = 'a'");
+    assert_eq!(tail, vec![1024]);
+    // Before: a failure charged to the item, and the next item started into the limit.
+    let (state, attempts, _) = fixture.item("docs", "b");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    let reasons: Vec<String> = fixture.column("SELECT reason FROM quota_backoffs");
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+}
