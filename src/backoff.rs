@@ -354,6 +354,27 @@ fn just_passed(stated: StatedReset, now: DateTime<Utc>) -> Option<DateTime<Utc>>
     stated.just_passed.filter(|&passed| passed <= now && now - passed <= chrono(JUST_PASSED))
 }
 
+/// A reset stated by a message printed at `printed` and read at `now`, the worker silent
+/// in between (it lingered, or hung until `item_timeout`): its clock times and durations
+/// were reckoned from the printing (docs/rate-limits.md, "Reset times"). A reset that
+/// passed while the worker was silent — longer ago than [`decide_backoff`] reads as now,
+/// or a clock time that was "just now" when printed and is no longer — is now: the quota
+/// has returned, and a clock time must not roll over to the next day for the wait. One
+/// that had passed when it was printed is left to the usual doubt.
+pub fn as_read_now(stated: StatedReset, printed: DateTime<Utc>, now: DateTime<Utc>) -> StatedReset {
+    let now_reset = StatedReset { at: now, form: ResetForm::Exact, just_passed: None };
+    match stated.just_passed.filter(|&passed| passed <= printed && printed - passed <= chrono(JUST_PASSED)) {
+        Some(passed) if now - passed > chrono(JUST_PASSED) => now_reset,
+        Some(_) => stated,
+        None if stated.at <= now - chrono(CLOCK_SKEW_TOLERANCE)
+            && stated.at >= printed - chrono(CLOCK_SKEW_TOLERANCE) =>
+        {
+            now_reset
+        }
+        None => stated,
+    }
+}
+
 /// Delay before retry number `attempt` (1 = after the first failure): `base * 2^(attempt-1)`
 /// capped at `max`, then scaled by `jitter` in [0, 1] into its upper fifth (80–100 %), so
 /// concurrent failures spread out and the cap is never exceeded.
@@ -411,6 +432,31 @@ mod tests {
         assert_eq!((second.until, second.rule), (at(11, 20), BackoffRule::Confirmed));
         let late = decide_backoff(None, at(10, 31), previous, HOUR);
         assert_eq!(late.rule, BackoffRule::Suspected);
+    }
+
+    #[test]
+    fn a_reset_that_passed_while_the_worker_was_silent_is_now() {
+        let policy = PreviousBackoff::default();
+        // "resets 8pm" printed at 19:59, read at 20:15 when the worker ended: before, the
+        // next 8pm after 20:15 — tomorrow, a day of quota lost.
+        let printed = at(19, 59);
+        let read = as_read_now(stated(at(20, 0), ResetForm::ClockTime).unwrap(), printed, at(20, 15));
+        let decision = decide_backoff(Some(read), at(20, 15), policy, HOUR);
+        assert_eq!(decision.until, at(20, 15) + chrono::Duration::seconds(2));
+        // Printed at 20:05 ("just now", 8pm tomorrow its next occurrence), read at 20:12.
+        let tomorrow = at(20, 0) + chrono::Duration::days(1);
+        let read = as_read_now(stated(tomorrow, ResetForm::ClockTime).unwrap(), at(20, 5), at(20, 12));
+        assert_eq!(read.at, at(20, 12));
+        // Read while still "just now": left to decide_backoff, which reads it so.
+        let kept = stated(tomorrow, ResetForm::ClockTime).unwrap();
+        assert_eq!(as_read_now(kept, at(20, 5), at(20, 8)), kept);
+        // "in 45 minutes" printed at 10:00, read at 10:30: still 10:45.
+        let ahead = exact(at(10, 45)).unwrap();
+        assert_eq!(as_read_now(ahead, at(10, 0), at(10, 30)), ahead);
+        // Already past when printed: the usual doubt.
+        let stale = exact(at(9, 0)).unwrap();
+        assert_eq!(as_read_now(stale, at(10, 0), at(10, 30)), stale);
+        assert_eq!(decide_backoff(Some(stale), at(10, 30), policy, HOUR).rule, BackoffRule::Suspected);
     }
 
     #[test]

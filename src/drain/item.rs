@@ -270,14 +270,20 @@ impl Pass<'_> {
         let now = self.clock.now();
         let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
         let input = worker_input(payload, &self.drain.command);
-        let outcome = self.classifier.classify_given(
+        // A reset is reckoned from when its message was printed (docs/rate-limits.md,
+        // "Reset times"): a worker may linger, or hang until item_timeout, after it.
+        let printed_at = report.last_output_at.map_or(now, |at| at.min(now));
+        let mut outcome = self.classifier.classify_given(
             &input,
             &report.stdout_end,
             &report.stderr_end,
             exit_code(report.exit),
-            now,
+            printed_at,
             zone,
         );
+        if let Outcome::QuotaHit(hit) = &mut outcome {
+            hit.reset = hit.reset.map(|reset| crate::backoff::as_read_now(reset, printed_at, now));
+        }
         // A client stopped while it announced a long wait hit its quota: see
         // docs/rate-limits.md, "Clients that wait for the reset".
         match (report.stop_reason, &report.client_wait_line) {

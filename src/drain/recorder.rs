@@ -292,6 +292,10 @@ impl WorkerObserver for WorkerRecorder<'_> {
         self.unrecorded_worker = Some(worker);
     }
 
+    fn now(&mut self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     fn checkpoint(&mut self, _line: &str) {
         self.unwritten += 1;
         if self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {

@@ -36,6 +36,9 @@ pub const STDOUT_TAIL_BYTES: usize = 64 * 1024;
 /// How much of the end of each stream the outcome and the error line are read from, at
 /// least: a small `stderr_tail_bytes` bounds what is recorded, not what is read.
 const READ_TAIL_BYTES: usize = 64 * 1024;
+/// The clock is read for arriving output at most this often: when the last output came
+/// is known to this much.
+const OUTPUT_CLOCK_INTERVAL: Duration = Duration::from_millis(100);
 /// A line longer than this is cut: its first bytes are matched, the rest is skipped.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Size of one read from a worker's pipe.
@@ -140,6 +143,10 @@ pub trait WorkerObserver {
     fn resume_token(&mut self, _token: &str) {}
     /// Polled at least every 200 ms; true = stop the worker now.
     fn should_stop(&mut self) -> bool;
+    /// The time now, by the clock the outcome is judged by: read when output arrives.
+    fn now(&mut self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
 }
 
 /// How the worker ended.
@@ -182,6 +189,10 @@ pub struct WorkerReport {
     /// no line of the worker's), every password masked.
     pub stdout_end: Vec<u8>,
     pub stderr_end: Vec<u8>,
+    /// When its last output arrived, by the observer's clock (read at most every
+    /// [`OUTPUT_CLOCK_INTERVAL`]); none when it printed nothing. A limit message's reset
+    /// is reckoned from when it was printed.
+    pub last_output_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The line that announced the wait, when the worker was stopped for it.
     pub client_wait_line: Option<String>,
 }
@@ -866,6 +877,8 @@ struct OutputCapture<'a> {
     /// Waits announced by the client, in order, with their lines.
     client_waits: Vec<(String, Duration)>,
     wait_line: Option<String>,
+    /// The observer's clock when output last arrived, and when it was read.
+    last_output: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
 }
 
 impl<'a> OutputCapture<'a> {
@@ -887,6 +900,7 @@ impl<'a> OutputCapture<'a> {
             stderr_recent: Vec::new(),
             client_waits: Vec::new(),
             wait_line: None,
+            last_output: None,
         }
     }
 
@@ -905,6 +919,11 @@ impl<'a> OutputCapture<'a> {
     }
 
     fn accept(&mut self, stream: Stream, bytes: &[u8], observer: &mut dyn WorkerObserver) {
+        if !bytes.is_empty()
+            && self.last_output.is_none_or(|(_, read)| read.elapsed() >= OUTPUT_CLOCK_INTERVAL)
+        {
+            self.last_output = Some((observer.now(), Instant::now()));
+        }
         match stream {
             Stream::Stdout => {
                 if let (Some(stdout), Some(cap)) = (&mut self.stdout, self.result_cap_bytes) {
@@ -962,6 +981,7 @@ impl<'a> OutputCapture<'a> {
             stdout_tail,
             stderr_tail,
             stderr_end: self.stderr_tail.whole_lines(stderr_read),
+            last_output_at: self.last_output.map(|(at, _)| at),
             client_wait_line: self.wait_line,
         }
     }

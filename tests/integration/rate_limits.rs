@@ -784,3 +784,41 @@ fn the_backoff_shows_the_line_its_reset_was_read_from() {
     assert!(reason.starts_with("Please retry in 38.8s."), "{reason}");
     assert_eq!(reason, event);
 }
+
+#[test]
+fn a_reset_is_reckoned_from_when_the_worker_printed_it_not_when_it_ended() {
+    let fixture = Fixture::new(&config(), "2026-11-27T18:59:00Z");
+    // Printed at 19:59 Paris time ("resets 8pm", a minute away); the worker lingers until
+    // 20:15, and only then exits: a client that waits for input after its limit.
+    let (printed, gone) = (fixture.path("printed"), fixture.path("gone"));
+    let steps = json!({ "steps": [
+        { "out": "You've hit your session limit · resets 8pm (Europe/Paris)" }, { "touch": printed },
+        { "wait_for_file": gone }, { "exit": 1 }
+    ] });
+    fixture.enqueue("alpha", &[("a1".into(), steps)]);
+    let pass = fixture.drainctl(&["drain", "alpha"]).spawn();
+    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
+    fixture.set_now("2026-11-27T19:15:00Z");
+    std::fs::write(&gone, "").unwrap();
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    // Before: the next 8pm after 20:15 — tomorrow, a day of quota lost.
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:15:02Z");
+    let (state, attempts, _) = fixture.item("alpha", "a1");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    // A relative reset likewise: "in 30 minutes" printed at 20:15, read at 20:40.
+    let (printed, gone) = (fixture.path("printed-2"), fixture.path("gone-2"));
+    let steps = json!({ "steps": [
+        { "err": r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your rate limit. Resets in 30 minutes."}}"# },
+        { "touch": printed }, { "wait_for_file": gone }, { "exit": 1 }
+    ] });
+    fixture.enqueue("beta", &[("b1".into(), steps)]);
+    fixture.set_now("2026-11-27T19:15:03Z");
+    let pass = fixture.drainctl(&["drain", "beta"]).spawn();
+    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
+    fixture.set_now("2026-11-27T19:40:00Z");
+    std::fs::write(&gone, "").unwrap();
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    // 20:45:03 and a tenth of the 5 minutes left; before: 21:10:00 and its margin, half
+    // an hour after the worker's exit.
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:45:33Z");
+}
