@@ -144,8 +144,15 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         drain.as_ref().and_then(|drain| drain.budget_spent_until()).filter(|until| *until > now);
     // A pass already waiting inside itself for the group's reset goes on then.
     let is_waiting = drain.as_ref().and_then(|drain| drain.waiting_until).is_some_and(|until| until > now);
+    let parked_group =
+        drain.as_ref().filter(|drain| drain.parked_at.is_some()).map(|drain| drain.quota_group.clone());
     let start = match hold {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
+        // A parked group calls no worker, burst or not (docs/rate-limits.md, "Parked groups").
+        _ if parked_group.is_some() => format!(
+            "its quota group {} is parked: no pass starts it until `drainctl resume --group {0}`",
+            parked_group.as_deref().unwrap_or_default()
+        ),
         Some((until, reason)) => {
             let what = match reason {
                 HoldReason::DailyBudget => "its daily cost budget (max_cost_per_day) is spent",
@@ -186,6 +193,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             "previous_until": previous,
             "note": note_now,
             "paused": is_paused,
+            "parked": parked_group.is_some(),
             "backoff_until": backoff_until,
             "daily_budget_spent_until": budget_spent_until,
         }),
@@ -241,6 +249,11 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
     let controls = read_controls(&mut ctx.client, &names)?;
+    let groups: Vec<String> = names
+        .iter()
+        .filter_map(|name| ctx.config.drain(name).ok().map(|drain| drain.quota_group.clone()))
+        .collect();
+    let parked = crate::db::quota_groups::read_parked(&mut ctx.client, &groups)?;
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     for name in &names {
@@ -249,11 +262,22 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
         let active = until.is_some_and(|until| until > now);
         let note = control.and_then(|c| c.burst_note.clone());
         let is_paused = control.is_some_and(|c| c.is_paused());
+        let parked_group = ctx
+            .config
+            .drain(name)
+            .ok()
+            .map(|drain| drain.quota_group.clone())
+            .filter(|group| parked.iter().any(|parked| &parked.quota_group == group));
         rows.push(vec![
             name.clone(),
             match until {
                 Some(until) if active && is_paused => format!(
                     "until {} ({}); drain paused: resume to start",
+                    local(until, zone),
+                    format_relative(until - now)
+                ),
+                Some(until) if active && parked_group.is_some() => format!(
+                    "until {} ({}); group parked: resume --group to start",
                     local(until, zone),
                     format_relative(until - now)
                 ),
@@ -274,6 +298,7 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
             "started_at": control.and_then(|c| c.burst_started_at),
             "note": note,
             "paused": is_paused,
+            "parked": parked_group.is_some(),
         }));
     }
     Ok(Report::new(table_cutting_last(&["DRAIN", "BURST", "NOTE"], &rows), json!({ "bursts": json_rows })))

@@ -112,6 +112,22 @@ pub fn read_controls(client: &mut impl GenericClient, names: &[String]) -> Resul
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// The drains the configuration no longer names (none of `configured`) whose burst
+/// deadline passed by `now`, with it: a supervise pass expires them too, or their
+/// `burst_expired` would never be recorded (docs/operations.md, "Running the supervisor").
+pub fn expired_bursts_of_others(
+    client: &mut impl GenericClient,
+    configured: &[String],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, DateTime<Utc>)>> {
+    let rows = client.query(
+        "SELECT name, burst_until FROM drains
+          WHERE burst_until <= $2 AND NOT (name = ANY($1)) ORDER BY name",
+        &[&configured, &now],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 /// A `--note` (of `pause`, `burst on`) as given: `None` when left out (a note already
 /// there is kept), `Some(None)` when given empty or blank (it clears it), else the note.
 pub fn given_note(note: &Option<String>) -> Option<Option<&str>> {

@@ -40,7 +40,7 @@ use crate::output::{table, Report};
 use crate::worker::{process, signals};
 
 use apply::apply_all;
-use plan::{plan_recovery, plan_starts, plan_unconfigured};
+use plan::{plan_recovery, plan_starts, plan_unconfigured, plan_unconfigured_bursts};
 pub use plan::{Action, Decision};
 use snapshot::take_snapshot;
 
@@ -260,6 +260,9 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // End what must end first, then decide the starts on what that left.
     let mut decisions = plan_recovery(&snapshots, decided_at, zone);
     decisions.extend(plan_unconfigured(&unconfigured));
+    let configured: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
+    let expired = crate::db::drains::expired_bursts_of_others(client, &configured, decided_at)?;
+    decisions.extend(plan_unconfigured_bursts(&expired, zone));
     let mut pruned = None;
     let mut stopped = None;
     if !args.dry_run {

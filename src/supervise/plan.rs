@@ -159,6 +159,18 @@ pub fn plan_unconfigured(runs: &[RunSnapshot]) -> Vec<Decision> {
         .collect()
 }
 
+/// Expire the bursts of drains the configuration no longer names, whose deadline passed.
+pub fn plan_unconfigured_bursts(expired: &[(String, DateTime<Utc>)], zone: Tz) -> Vec<Decision> {
+    expired
+        .iter()
+        .map(|(name, until)| {
+            let reason =
+                format!("burst deadline {} passed (the drain is no longer configured)", local(*until, zone));
+            Decision::new(name, Action::ExpireBurst, reason)
+        })
+        .collect()
+}
+
 /// The decisions that end things: expired bursts, crashed runs to reap, hung runs to stop.
 /// They are applied before [`plan_starts`] decides on a fresh view, so that an item a
 /// hung run held is started again in the same pass (docs/guarantees.md).
@@ -402,6 +414,21 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
     let reason = match &drain.window {
         None => "items available; no window configured".to_string(),
         Some(window) if window.contains(now, zone) => {
+            // A pass started for a reset after the window closes would hold its slot
+            // until then and take nothing (docs/rate-limits.md, "Supervise wakes drains
+            // at the reset": when everything else allows it).
+            let closes = window.closes_at(now, zone);
+            if let Some((until, closes)) =
+                waits_for_reset.zip(closes).filter(|(until, closes)| until >= closes)
+            {
+                return skip(format!(
+                    "quota group {} backs off until {}, after window {} closes at {}",
+                    drain.quota_group,
+                    local(until, zone),
+                    window.describe(),
+                    local(closes, zone)
+                ));
+            }
             format!("items available inside window {}", window.describe())
         }
         Some(window) => {
@@ -617,6 +644,33 @@ mod tests {
         let burst = backing_off(5, Some(inside() + chrono::Duration::hours(2)));
         assert_eq!(burst.action, Action::Start);
         assert!(burst.reason.contains("it waits for the reset"), "{}", burst.reason);
+    }
+
+    #[test]
+    fn a_reset_after_the_window_closes_is_not_waited_for() {
+        let config = Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n\
+             window = { days = \"daily\", from = \"08:00\", to = \"12:00\" }\n",
+            None,
+        )
+        .unwrap();
+        let (zone, drain) = (config.defaults.timezone, &config.drains[0]);
+        let at = |hour: u32, minute: u32| Utc.with_ymd_and_hms(2026, 11, 27, hour, minute, 0).unwrap();
+        let backing_off = |until: DateTime<Utc>| {
+            let mut s = snapshot(drain);
+            s.wake_within = std::time::Duration::from_secs(15 * 60);
+            s.backoff.backoff_until = Some(until);
+            s.backoff.reason = Some("resets 12pm".into());
+            only(plan(&[s], at(11, 50), zone))
+        };
+        // Before: started at 11:50 to wait for 12:01; it held its slot until the window
+        // closed at 12:00 and took nothing.
+        let skip = backing_off(at(12, 1));
+        assert_eq!(skip.action, Action::Skip, "{}", skip.reason);
+        assert!(skip.reason.contains("after window daily 08:00-12:00 closes at"), "{}", skip.reason);
+        let start = backing_off(at(11, 55));
+        assert_eq!(start.action, Action::Start, "{}", start.reason);
+        assert!(start.reason.contains("it waits for the reset"), "{}", start.reason);
     }
 
     #[test]

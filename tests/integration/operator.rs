@@ -1400,3 +1400,33 @@ fn an_instant_a_command_prints_is_the_one_the_next_command_reads_back() {
     let supervise = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
     assert_eq!(supervise["fired_at"], "2026-11-27T10:00:00.123456Z", "{supervise}");
 }
+
+#[test]
+fn burst_on_for_a_drain_whose_quota_group_is_parked_says_no_pass_starts_it() {
+    let fixture = Fixture::new(&config("", "quota_profile = \"openai\"\nmax_wait = \"0s\"\n"), NOW);
+    let refused = r#"Error code: 429 - {"error": {"message": "You exceeded your current quota, please check your plan and billing details.", "type": "insufficient_quota", "code": "insufficient_quota"}}"#;
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "err": refused }, { "exit": 1 }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T10:01:00Z");
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    on.assert_code(0);
+    // Before: "the next supervise pass starts it if idle", and supervise skipped it.
+    assert!(
+        on.stdout.contains(
+            "its quota group docs is parked: no pass starts it until `drainctl resume --group docs`"
+        ),
+        "{}",
+        on.stdout
+    );
+    let json = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run().json();
+    assert_eq!(json["parked"], true, "{json}");
+    let status = fixture.drainctl(&["burst", "status", "docs"]).run();
+    assert!(status.stdout.contains("(in 2h); group parked: resume --group to start"), "{}", status.stdout);
+    assert_eq!(fixture.drainctl(&["burst", "status", "--json"]).run().json()["bursts"][0]["parked"], true);
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    assert_eq!(plan["decisions"][0]["action"], "skip", "{plan}");
+    // Resumed, it is a burst like any other.
+    fixture.drainctl(&["resume", "--group", "docs"]).run().assert_code(0);
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    assert!(on.stdout.contains("the next supervise pass starts it if idle"), "{}", on.stdout);
+}

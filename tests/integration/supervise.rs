@@ -1773,3 +1773,28 @@ fn an_ended_bursts_note_is_not_shown_as_the_drains() {
     let view = drain(&fixture);
     assert_eq!((view["burst_until"].clone(), view["burst_note"].clone()), (Value::Null, Value::Null));
 }
+
+#[test]
+fn the_burst_of_a_drain_removed_from_the_configuration_expires_with_its_event() {
+    let two = "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"g1\"\ncommand = [\"FAKE_WORKER\"]\n\n\
+               [[drain]]\nname = \"g2\"\ncommand = [\"FAKE_WORKER\"]\n";
+    let fixture = Fixture::new(two, "2026-11-27T11:00:00Z");
+    fixture.drainctl(&["burst", "on", "g2", "--until", "+2h"]).run().assert_code(0);
+    fixture.write_config(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"g1\"\ncommand = [\"FAKE_WORKER\"]\n",
+    );
+    // Still in force: nothing to expire.
+    fixture.set_now("2026-11-27T12:30:00Z");
+    assert!(action_for(&decisions(&fixture, &["--dry-run"]), "g2", "expire_burst").is_none());
+    // Before: no decision and no burst_expired, the default notification never sent.
+    fixture.set_now("2026-11-27T13:30:00Z");
+    let plan = decisions(&fixture, &["--dry-run"]);
+    let expire = action_for(&plan, "g2", "expire_burst").expect("the removed drain's burst expires");
+    assert!(expire["reason"].as_str().unwrap_or_default().contains("no longer configured"), "{expire}");
+    decisions(&fixture, &[]);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_expired' AND drain = 'g2'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 0);
+    // Once.
+    fixture.set_now("2026-11-27T13:45:00Z");
+    assert!(action_for(&decisions(&fixture, &[]), "g2", "expire_burst").is_none());
+}

@@ -374,3 +374,30 @@ fn a_waiting_run_frozen_and_judged_hung_by_a_pass_that_died_is_killed_by_the_nex
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_processes_killed'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE kill_unconfirmed"), 0);
 }
+
+#[test]
+fn supervise_does_not_start_a_pass_to_wait_for_a_reset_after_the_window_closes() {
+    let window = "window = { days = \"daily\", from = \"08:00\", to = \"12:00\" }\n";
+    let fixture = Fixture::new(&config(&format!("{window}max_wait = \"0s\"\n")), "2026-11-27T11:40:00Z");
+    let limit =
+        json!({ "steps": [{ "out": "You've hit your session limit · resets 12pm (UTC)" }, { "exit": 1 }] });
+    fixture.enqueue("docs", &[("a".into(), limit)]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("docs"), "2026-11-27T12:01:00Z");
+    // A pass may wait for a reset now (the default max_wait).
+    fixture.write_config(&config(window));
+    fixture.set_now("2026-11-27T11:50:00Z");
+    // Before: started to wait for 12:01, it held its slot until the window closed at 12:00.
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    assert_eq!(plan["decisions"][0]["action"], "skip", "{plan}");
+    let reason = plan["decisions"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("after window daily 08:00-12:00 closes at"), "{reason}");
+    // A reset before it closes is waited for.
+    fixture
+        .client()
+        .execute("UPDATE quota_backoffs SET backoff_until = '2026-11-27T11:55:00Z'", &[])
+        .unwrap();
+    fixture.set_now("2026-11-27T11:50:00Z");
+    let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
+    assert_eq!(plan["decisions"][0]["action"], "start", "{plan}");
+}
