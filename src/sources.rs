@@ -490,10 +490,11 @@ fn plan_files(
         let keys: Vec<String> = chunk.iter().map(|file| file.key.clone()).collect();
         for mut file in sources::known_files(client, &drain.name, &keys)? {
             let here = format!("{}/{}", root.to_str().unwrap_or_default(), file.path);
-            // Its item names the file of this key in another folder: not one the operator
-            // gave another payload (`enqueue --replace`), which is left alone.
-            let suffix = format!("/{}", file.path);
-            file.moved = file.item_path.as_ref().is_some_and(|path| *path != here && path.ends_with(&suffix));
+            // Its item names the file of this key in another folder. `item_path` is only
+            // that of an item whose payload is the folder's: one enqueued by hand or given
+            // another payload by `enqueue --replace` is left alone (docs/operations.md,
+            // "Items enqueued beside the folder's").
+            file.moved = file.item_path.as_ref().is_some_and(|path| *path != here);
             known.insert(file.path.clone(), file);
         }
     }

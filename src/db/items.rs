@@ -288,17 +288,41 @@ pub fn existing_keys(client: &mut impl GenericClient, drain: &str, keys: &[Strin
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// An item's payload is still its source folder's: its `path` ends in its key. One given
-/// another payload by `enqueue --replace` is the operator's, which no scan settles or
-/// replaces (docs/operations.md, "Feeding a drain from files").
+/// An item's payload is still its source folder's: exactly what a scan of its drain
+/// records for its key — `path`, `size`, `mtime` and `sha256` and nothing else, a `path`
+/// ending in `/` and the key (the folder may have moved since: `source.dir` changed, a
+/// link flipped), and the `size` and `sha256` that `source_files` holds for that drain
+/// and key. An item enqueued by hand, or given another payload by `enqueue --replace`, is
+/// the operator's, which no scan settles or replaces, whatever its `path` ends in
+/// (docs/operations.md, "Items enqueued beside the folder's"). SQL over `items`.
 macro_rules! is_the_folders {
     () => {
-        "right(items.payload->>'path', length(items.key) + 1) = '/' || items.key"
+        "(right(items.payload->>'path', length(items.key) + 1) = '/' || items.key
+          AND jsonb_typeof(items.payload->'mtime') = 'string'
+          AND CASE WHEN jsonb_typeof(items.payload) = 'object'
+                   THEN items.payload - '{path,size,mtime,sha256}'::text[] = '{}'::jsonb END
+          AND EXISTS (SELECT 1 FROM source_files recorded
+                       WHERE recorded.drain = items.drain AND recorded.path = items.key
+                         AND items.payload->'sha256' = to_jsonb(recorded.sha256)
+                         AND items.payload->'size' = to_jsonb(recorded.size)))"
     };
 }
+pub(crate) use is_the_folders;
 
-/// Which of `keys` are items of `drain` that are not their source folder's: given another
-/// payload by `enqueue --replace` (docs/operations.md, "Feeding a drain from files").
+/// Whether the item `item_id` is its source folder's (see [`is_the_folders`]): only then
+/// does a claim check that its file is still there (docs/operations.md, "Items enqueued
+/// beside the folder's").
+pub fn is_the_folders_item(client: &mut impl GenericClient, item_id: i64) -> Result<bool> {
+    let row = client.query_one(
+        concat!("SELECT EXISTS (SELECT 1 FROM items WHERE id = $1 AND ", is_the_folders!(), ")"),
+        &[&item_id],
+    )?;
+    Ok(row.get(0))
+}
+
+/// Which of `keys` are items of `drain` that are not their source folder's: enqueued by
+/// hand, or given another payload by `enqueue --replace` (docs/operations.md, "Items
+/// enqueued beside the folder's").
 pub fn operators_keys(client: &mut impl GenericClient, drain: &str, keys: &[String]) -> Result<Vec<String>> {
     let rows = client.query(
         concat!(
@@ -387,7 +411,7 @@ pub fn enqueue_source_item(
         crate::db::poison::uncount_charges(client, &[row.get::<_, i64>(0)])?;
         return Ok(SourceEnqueue::Enqueued);
     }
-    // Not updated: its item runs, or is the operator's now (`enqueue --replace`).
+    // Not updated: its item runs, or is the operator's (enqueued by hand, `enqueue --replace`).
     let running = client.query_opt(
         "SELECT 1 FROM items WHERE drain = $1 AND key = $2 AND state = 'running'",
         &[&drain, &key],

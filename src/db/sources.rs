@@ -16,7 +16,8 @@ pub struct KnownFile {
     pub sha256: String,
     pub missing_at: Option<DateTime<Utc>>,
     pub item_state: Option<ItemState>,
-    /// The path its item's payload names (none once the item is pruned).
+    /// The path its item's payload names while that payload is the folder's (none once
+    /// the item is pruned, or when it is the operator's: see `items::is_the_folders`).
     pub item_path: Option<String>,
     /// That path is not this file's in the folder scanned now (set by the scan).
     pub moved: bool,
@@ -25,10 +26,15 @@ pub struct KnownFile {
 /// The recorded files of `drain` among `paths` (primary key lookups).
 pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String]) -> Result<Vec<KnownFile>> {
     let rows = client.query(
-        "SELECT f.path, f.size, f.mtime, f.sha256, f.missing_at, i.state, i.payload->>'path'
-           FROM source_files f
-           LEFT JOIN items i ON i.drain = f.drain AND i.key = f.path
-          WHERE f.drain = $1 AND f.path = ANY($2)",
+        concat!(
+            "SELECT f.path, f.size, f.mtime, f.sha256, f.missing_at, items.state,
+                    CASE WHEN ",
+            crate::db::items::is_the_folders!(),
+            " THEN items.payload->>'path' END
+               FROM source_files f
+               LEFT JOIN items ON items.drain = f.drain AND items.key = f.path
+              WHERE f.drain = $1 AND f.path = ANY($2)"
+        ),
         &[&drain, &paths],
     )?;
     rows.iter()
@@ -45,16 +51,6 @@ pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String
             })
         })
         .collect()
-}
-
-/// Whether `path` is a file the scans of `drain` recorded: the item of that key came from
-/// its source folder, not from `enqueue`.
-pub fn is_recorded(client: &mut impl GenericClient, drain: &str, path: &str) -> Result<bool> {
-    let row = client.query_one(
-        "SELECT EXISTS (SELECT 1 FROM source_files WHERE drain = $1 AND path = $2)",
-        &[&drain, &path],
-    )?;
-    Ok(row.get(0))
 }
 
 /// Paths of `drain`'s recorded files that were present at their last scan.

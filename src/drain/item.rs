@@ -467,10 +467,11 @@ impl Pass<'_> {
     /// swapped in that leads out of it, nowhere, or to a FIFO: see
     /// [`crate::sources::unusable_file`]), unless the folder itself does not exist or is
     /// empty, as an unmounted share looks: then nothing is settled on a guess. Only an
-    /// item a scan recorded, whose `path` still ends in its key, is the folder's: one
-    /// enqueued beside them with a `path` of its own runs as any enqueued item
-    /// (docs/operations.md, "Feeding a drain from files"). The database is asked only when
-    /// the file is not usable: no round trip for the items that run.
+    /// item whose payload is what a scan recorded for its key is the folder's (see
+    /// `items::is_the_folders`): one enqueued beside them with a `path` of its own runs as
+    /// any enqueued item, whatever that path ends in (docs/operations.md, "Items enqueued
+    /// beside the folder's"). The database is asked only when the file is not usable: no
+    /// round trip for the items that run.
     fn source_file(&mut self, item: &ClaimedItem) -> Result<SourceFile> {
         let (Some(source), Some(path)) =
             (&self.drain.source, item.payload.get("path").and_then(serde_json::Value::as_str))
@@ -497,9 +498,7 @@ impl Pass<'_> {
             // What cannot be told is never settled.
             Err(_) => SourceFile::Usable,
         };
-        if matches!(verdict, SourceFile::Usable)
-            || crate::db::sources::is_recorded(self.client, &self.drain.name, &item.key)?
-        {
+        if matches!(verdict, SourceFile::Usable) || items::is_the_folders_item(self.client, item.id)? {
             return Ok(verdict);
         }
         Ok(SourceFile::Usable)

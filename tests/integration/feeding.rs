@@ -403,6 +403,151 @@ fn items_enqueued_beside_a_source_folder_run_and_keep_their_result() {
     assert_eq!(payload(&fixture, "lee/1.jsonl"), replaced);
 }
 
+/// A drain fed from `data` whose done items are pruned a day after they finish.
+fn pruning_source_config() -> String {
+    source_config("").replace(
+        "kill_grace",
+        "retention = { runs = \"1d\", events = \"1d\", done_items = \"1d\" }\nkill_grace",
+    )
+}
+
+/// Scan `keys`' files (and a file that stays, so the folder is never left empty), run
+/// their items and prune them four days later: their `source_files` records stay.
+fn scanned_run_and_pruned(fixture: &Fixture, keys: &[&str]) {
+    write(fixture, "stays/1.jsonl", "stays\n");
+    for key in keys {
+        write(fixture, key, "e\n");
+    }
+    scan(fixture);
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    fixture.set_now("2026-12-01T10:00:00Z");
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM source_files"), keys.len() as i64 + 1);
+}
+
+/// An item enqueued by hand under `key`, with a `path` of its own (outside the folder,
+/// ending in the key as a folder item's does) and a note.
+fn enqueue_by_hand(fixture: &Fixture, key: &str, note: &str) -> Value {
+    let own = fixture.path("x").join(key);
+    fs::create_dir_all(own.parent().unwrap()).unwrap();
+    fs::write(&own, "keep\n").unwrap();
+    let payload = json!({ "path": own.to_str().unwrap(), "note": note, "steps": [{ "out": note }] });
+    let added =
+        fixture.drainctl(&["enqueue", "sessions", "--key", key, "--payload", &payload.to_string()]).run();
+    added.assert_code(0);
+    payload
+}
+
+/// (state, result as text) of one item.
+fn state_and_result(fixture: &Fixture, key: &str) -> (String, Option<String>) {
+    let row = fixture
+        .client()
+        .query_one("SELECT state, convert_from(result, 'UTF8') FROM items WHERE key = $1", &[&key])
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn an_item_enqueued_by_hand_under_a_recorded_files_key_is_not_settled_when_that_file_goes() {
+    let fixture = Fixture::new(&pruning_source_config(), NOW);
+    scanned_run_and_pruned(&fixture, &["a/1.jsonl"]);
+    let mine = enqueue_by_hand(&fixture, "a/1.jsonl", "operator");
+    fs::remove_file(fixture.path("data/a/1.jsonl")).unwrap();
+    let report = scan(&fixture);
+    // The folder's file is missing; the operator's item, whose own file is there, is not
+    // the folder's. Before: "skipped_missing": 1, the item settled with "source file
+    // …/data/a/1.jsonl vanished before the item was done" though it never ran.
+    assert_eq!(
+        (report["missing"].as_u64(), report["skipped_missing"].as_u64()),
+        (Some(1), Some(0)),
+        "{report:#}"
+    );
+    assert_eq!(fixture.item("sessions", "a/1.jsonl"), ("pending".to_string(), 0, None));
+    assert_eq!(payload(&fixture, "a/1.jsonl"), mine);
+    // It runs as any enqueued item: its claim does not check it as a file of the folder.
+    let pass = fixture.drainctl(&["drain", "sessions", "--json"]).run();
+    pass.assert_code(0);
+    assert_eq!(
+        state_and_result(&fixture, "a/1.jsonl"),
+        ("done".to_string(), Some("operator\n".to_string())),
+        "{}",
+        pass.stdout
+    );
+}
+
+#[test]
+fn an_item_enqueued_by_hand_under_a_recorded_files_key_is_neither_repointed_nor_replaced_by_the_folder() {
+    let fixture = Fixture::new(&pruning_source_config(), NOW);
+    // e's file stays as it was; f's changes.
+    scanned_run_and_pruned(&fixture, &["e/1.jsonl", "f/1.jsonl"]);
+    let retry_e = enqueue_by_hand(&fixture, "e/1.jsonl", "operator retry");
+    let retry_f = enqueue_by_hand(&fixture, "f/1.jsonl", "operator retry f");
+    let report = scan(&fixture);
+    // Before: "moved": 2, the payloads replaced by the folder's
+    // ({"mtime": …, "path": "…/data/e/1.jsonl", "sha256": …, "size": 2}).
+    assert_eq!(report["moved"].as_u64(), Some(0), "{report:#}");
+    assert_eq!(counts(&report), [0, 0, 3, 0, 0, 0], "not read, by this scan or the next: {report:#}");
+    assert_eq!(counts(&scan(&fixture)), [0, 0, 3, 0, 0, 0]);
+    assert_eq!(
+        (payload(&fixture, "e/1.jsonl"), payload(&fixture, "f/1.jsonl")),
+        (retry_e.clone(), retry_f.clone())
+    );
+    // A changed file of a key the operator's item has is refused before it is read, that
+    // item left with its payload. Before: re-enqueued with the folder's payload.
+    write(&fixture, "f/1.jsonl", "f, changed\n");
+    let refused_f = |fixture: &Fixture| {
+        let report = scan(fixture);
+        assert_eq!(counts(&report), [0, 0, 2, 0, 1, 0], "{report:#}");
+        assert_eq!(report["refused_paths"][0]["path"], "f/1.jsonl", "{report:#}");
+        let reason = report["refused_paths"][0]["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("its key is an item enqueued by hand"), "{report:#}");
+    };
+    refused_f(&fixture);
+    assert_eq!(payload(&fixture, "f/1.jsonl"), retry_f);
+    // They run as any enqueued item: a claim does not take their paths for the folder's
+    // files. Before: settled skipped_missing, their paths not inside dir.
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    for (key, said) in [("e/1.jsonl", "operator retry\n"), ("f/1.jsonl", "operator retry f\n")] {
+        assert_eq!(state_and_result(&fixture, key), ("done".to_string(), Some(said.to_string())), "{key}");
+    }
+    // Changed again: refused again, the item keeping its result. Before: back to pending,
+    // the result cleared.
+    write(&fixture, "f/1.jsonl", "f, changed again\n");
+    refused_f(&fixture);
+    assert_eq!(payload(&fixture, "f/1.jsonl"), retry_f);
+    assert_eq!(
+        state_and_result(&fixture, "f/1.jsonl"),
+        ("done".to_string(), Some("operator retry f\n".to_string()))
+    );
+    assert_eq!(payload(&fixture, "e/1.jsonl"), retry_e);
+}
+
+#[test]
+fn items_a_scan_enqueued_follow_a_source_dir_link_flipped_to_a_new_release() {
+    let fixture = Fixture::new(&config("source = { dir = \"current\", glob = \"*/*.jsonl\" }\n"), NOW);
+    let (r1, r2) = (fixture.path("r1"), fixture.path("r2"));
+    for (release, differs) in [(&r1, "old\n"), (&r2, "new\n")] {
+        for (name, text) in [("same", "same\n"), ("differs", differs)] {
+            fs::create_dir_all(release.join("a")).unwrap();
+            fs::write(release.join(format!("a/{name}.jsonl")), text).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("r1", fixture.path("current")).unwrap();
+    assert_eq!(counts(&scan(&fixture)), [2, 0, 0, 0, 0, 2]);
+    fixture.client().execute("UPDATE items SET state = 'done', result = 'kept'", &[]).unwrap();
+    fs::remove_file(fixture.path("current")).unwrap();
+    std::os::unix::fs::symlink("r2", fixture.path("current")).unwrap();
+    let report = scan(&fixture);
+    // The same content is repointed and keeps its result; the other runs again.
+    assert_eq!((report["moved"].as_u64(), report["changed"].as_u64()), (Some(1), Some(1)), "{report:#}");
+    let r2 = fs::canonicalize(&r2).unwrap();
+    assert_eq!(payload(&fixture, "a/same.jsonl")["path"], r2.join("a/same.jsonl").display().to_string());
+    assert_eq!(state_and_result(&fixture, "a/same.jsonl"), ("done".to_string(), Some("kept".to_string())));
+    assert_eq!(state_and_result(&fixture, "a/differs.jsonl"), ("pending".to_string(), None));
+    assert_eq!(payload(&fixture, "a/differs.jsonl")["sha256"], sha256_hex("new\n"));
+}
+
 #[test]
 fn a_name_with_control_characters_is_refused_with_its_raw_name_in_json_and_escaped_for_humans() {
     let fixture = Fixture::new(&source_config(""), NOW);
