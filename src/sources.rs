@@ -555,28 +555,35 @@ fn plan_files(
     let seen: HashSet<&str> = found.iter().map(|file| file.key.as_str()).collect();
     let end: Option<Vec<String>> =
         if report.truncated { found.last().map(|file| file.components.clone()) } else { None };
-    let recorded = sources::present_paths(client, &drain.name)?;
-    if found.is_empty() && !recorded.is_empty() && is_empty_folder(root) {
-        // Every recorded file gone at once, and the folder left without a single entry:
-        // more likely a share or disk that is not mounted than a deliberate clean-out.
-        report.refuse(".".to_string(), empty_folder_reason(recorded.len()));
-        return Ok(plans);
+    if found.is_empty() && is_empty_folder(root) {
+        let recorded = sources::count_present(client, &drain.name)?;
+        if recorded > 0 {
+            // Every recorded file gone at once, and the folder left without a single entry:
+            // more likely a share or disk that is not mounted than a deliberate clean-out.
+            report.refuse(".".to_string(), empty_folder_reason(recorded));
+            return Ok(plans);
+        }
     }
     // At most `max_files_per_scan` settled per scan, as many as it finds: the rest are
-    // caught by the next scans (or at their claim), and no pass is held for long.
+    // caught by the next scans (or at their claim), and no pass is held for long. The
+    // recorded paths stream by: memory does not grow with the files recorded.
     let mut missing_left =
         drain.source.as_ref().map_or(usize::MAX, |source| source.max_files_per_scan as usize);
-    for path in recorded {
+    sources::each_present_path(client, &drain.name, |path| {
+        if missing_left == 0 || seen.contains(path.as_str()) {
+            return Ok(());
+        }
         let parts = components(&path);
         let is_in_stretch =
             after.as_ref().is_none_or(|after| parts > *after) && end.as_ref().is_none_or(|end| parts <= *end);
-        if missing_left > 0 && is_in_stretch && !seen.contains(path.as_str()) {
+        if is_in_stretch {
             if let Some(why) = unusable_file(root, &root.join(&path)) {
                 plans.push(Plan::Missing(path, why));
                 missing_left -= 1;
             }
         }
-    }
+        Ok(())
+    })?;
     // Progress kept for a file that is gone or no longer matches: never needed again.
     for path in progress.keys().filter(|path| !seen.contains(path.as_str())) {
         if is_gone(&root.join(path)) {
@@ -913,7 +920,7 @@ pub fn is_empty_folder(root: &Path) -> bool {
 }
 
 /// Why nothing is settled missing in an empty folder that had `recorded` files.
-pub fn empty_folder_reason(recorded: usize) -> String {
+pub fn empty_folder_reason(recorded: i64) -> String {
     format!(
         "the folder is empty, though {recorded} file(s) were recorded in it: none is settled missing — \
          is it mounted? (after a deliberate clean-out, any entry in it, such as a .keep file, lets the \

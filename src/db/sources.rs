@@ -2,7 +2,7 @@
 //! like when it was last hashed, and where a truncated scan stopped.
 
 use chrono::{DateTime, Utc};
-use postgres::GenericClient;
+use postgres::{Client, GenericClient};
 
 use crate::error::Result;
 use crate::model::ItemState;
@@ -53,13 +53,30 @@ pub fn known_files(client: &mut impl GenericClient, drain: &str, paths: &[String
         .collect()
 }
 
-/// Paths of `drain`'s recorded files that were present at their last scan.
-pub fn present_paths(client: &mut impl GenericClient, drain: &str) -> Result<Vec<String>> {
-    let rows = client.query(
+/// How many of `drain`'s recorded files were present at their last scan.
+pub fn count_present(client: &mut impl GenericClient, drain: &str) -> Result<i64> {
+    let row = client
+        .query_one("SELECT count(*) FROM source_files WHERE drain = $1 AND missing_at IS NULL", &[&drain])?;
+    Ok(row.get(0))
+}
+
+/// Each path of `drain`'s recorded files that were present at their last scan, in order,
+/// given to `each` as the rows arrive: a folder of millions of recorded files is never held in
+/// memory at once (`each` must not use the session).
+pub fn each_present_path(
+    client: &mut Client,
+    drain: &str,
+    mut each: impl FnMut(String) -> Result<()>,
+) -> Result<()> {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut rows = client.query_raw(
         "SELECT path FROM source_files WHERE drain = $1 AND missing_at IS NULL ORDER BY path",
-        &[&drain],
+        [&drain as &(dyn postgres::types::ToSql + Sync)],
     )?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    while let Some(row) = rows.next()? {
+        each(row.try_get(0)?)?;
+    }
+    Ok(())
 }
 
 /// What a scan found about one file.
