@@ -56,6 +56,9 @@ pub fn for_each_item(
     // pager, a slow upload) leaves this session idle in its transaction, which the
     // session's usual limit would end (docs/operations.md, "Exporting results").
     transaction.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")?;
+    // The usage sums count every attempt that reported usage (`usage_at`), cache tokens
+    // alone included, as `status` and `items show` count them (docs/results.md, "Where it
+    // shows").
     let statement = transaction.prepare(
         "SELECT i.id, i.key, i.state, i.attempts, i.enqueued_at, i.finished_at, i.last_error,
                 CASE WHEN pg_column_size(i.payload) <= $5 THEN i.payload END,
@@ -71,7 +74,7 @@ pub fn for_each_item(
                        sum(a.cache_write_tokens)::int8 AS cache_write_tokens
                   FROM attempts a
                  WHERE a.item_id = i.id
-                   AND (a.cost_usd IS NOT NULL OR a.input_tokens IS NOT NULL OR a.output_tokens IS NOT NULL)
+                   AND a.usage_at IS NOT NULL
                 ) u ON true
           WHERE i.drain = $1 AND i.id > $2
             AND ($3::text IS NULL OR i.state = $3)

@@ -653,6 +653,71 @@ fn export_as_csv_carries_the_same_items() {
     assert_eq!(with_usage[column("cache_read_tokens")], "", "not reported: empty, not 0");
 }
 
+/// Claude's json of an attempt that read and wrote its cache and reported nothing else.
+const CACHE_ONLY: &str = r#"{"type":"result","result":"ok","usage":{"cache_read_input_tokens":500,"cache_creation_input_tokens":40}}"#;
+
+#[test]
+fn export_sums_the_usage_of_attempts_that_reported_only_cache_tokens() {
+    let config = "[defaults]\ntimezone = \"UTC\"\n\n\
+                  [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nmax_attempts = 2\n\
+                  retry_backoff = { base = \"1m\", max = \"1m\" }\n";
+    let fixture = Fixture::new(config, NOW);
+    let failing_with_cost = r#"{"type":"result","result":"no","total_cost_usd":0.25,"usage":{"input_tokens":12,"output_tokens":30}}"#;
+    fixture.enqueue(
+        "docs",
+        &[
+            ("cache-only".into(), json!({ "steps": [{ "out": CACHE_ONLY }] })),
+            // Its first attempt fails reporting a cost and tokens; its second reports
+            // only cache tokens.
+            (
+                "both".into(),
+                json!({ "steps": [{ "if_env": {
+                    "var": "DRAIN_ATTEMPT",
+                    "equals": "1",
+                    "then": [{ "out": failing_with_cost }, { "exit": 1 }],
+                    "else": [{ "out": CACHE_ONLY }],
+                } }] }),
+            ),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T10:05:00Z");
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    assert_eq!(fixture.item("docs", "both").0, "done");
+
+    let lines = json_lines(&fixture.drainctl(&["export", "docs"]).run().stdout);
+    let line = |key: &str| lines.iter().find(|line| line["key"] == key).unwrap().clone();
+    let usage = |line: &serde_json::Value| {
+        json!([
+            line["cost_usd"],
+            line["input_tokens"],
+            line["output_tokens"],
+            line["cache_read_tokens"],
+            line["cache_write_tokens"]
+        ])
+    };
+    // Before: null everywhere, and the second attempt's cache tokens left out of the sums.
+    assert_eq!(usage(&line("cache-only")), json!([null, null, null, 500, 40]));
+    assert_eq!(usage(&line("both")), json!([0.25, 12, 30, 500, 40]));
+    // The same sums as `items show` (docs/results.md, "Where it shows").
+    for key in ["cache-only", "both"] {
+        let shown = fixture.drainctl(&["items", "show", "docs", key, "--json"]).run();
+        shown.assert_code(0);
+        let sums = &shown.json()["usage"];
+        assert_eq!(usage(sums), usage(&line(key)), "{key}: {}", shown.stdout);
+    }
+
+    let csv = read_csv(&fixture.drainctl(&["export", "docs", "--format", "csv"]).run().stdout);
+    let column = |name: &str| csv[0].iter().position(|h| h == name).unwrap();
+    let record = csv.iter().find(|r| r[column("key")] == "cache-only").unwrap();
+    let cells: Vec<&str> =
+        ["cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
+            .iter()
+            .map(|name| record[column(name)].as_str())
+            .collect();
+    assert_eq!(cells, ["", "", "", "500", "40"]);
+}
+
 #[test]
 fn a_resumed_csv_export_appends_without_a_second_header() {
     let fixture = Fixture::new(&config(""), NOW);
