@@ -14,7 +14,12 @@ use crate::model::ItemState;
 const FETCH_ROWS: i32 = 128;
 /// A payload or result up to this size comes with its row; a larger one is read alone,
 /// right before its row is written, so one fetch holds at most `FETCH_ROWS` of these.
+/// A payload counts at its real (uncompressed) size (docs/results.md, "Export").
 const INLINE_BYTES: i32 = 64 * 1024;
+/// What `pg_column_size` adds to its element's size for a one-element array without nulls
+/// (`ARR_OVERHEAD_NONULLS(1)`; jsonb is int-aligned, and `INLINE_BYTES` a multiple of 4, so
+/// the element's padding never moves it across the limit).
+const ONE_ELEMENT_ARRAY_HEADER: i32 = 24;
 
 /// Which items of a drain are exported.
 #[derive(Debug, Clone)]
@@ -56,12 +61,18 @@ pub fn for_each_item(
     // pager, a slow upload) leaves this session idle in its transaction, which the
     // session's usual limit would end (docs/operations.md, "Exporting results").
     transaction.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")?;
+    // A payload's size as stored (`pg_column_size(i.payload)`) is its compressed size: a
+    // compressible payload of 1 MiB takes 12 KB there, and 128 of them would come in one
+    // fetch. An array built of the payload holds it decompressed (`construct_md_array`
+    // detoasts its elements, on every supported PostgreSQL), so its size is the payload's
+    // real size plus the array's header: exact for every payload, at the cost of a copy
+    // on the server, without turning it into text (docs/results.md, "Export").
     // The usage sums count every attempt that reported usage (`usage_at`), cache tokens
     // alone included, as `status` and `items show` count them (docs/results.md, "Where it
     // shows").
     let statement = transaction.prepare(
         "SELECT i.id, i.key, i.state, i.attempts, i.enqueued_at, i.finished_at, i.last_error,
-                CASE WHEN pg_column_size(i.payload) <= $5 THEN i.payload END,
+                CASE WHEN pg_column_size(ARRAY[i.payload]) <= $6 THEN i.payload END,
                 CASE WHEN octet_length(i.result) <= $5 THEN i.result END,
                 octet_length(i.result) > $5,
                 u.reported, u.cost_usd, u.input_tokens, u.output_tokens, u.cache_read_tokens,
@@ -84,7 +95,14 @@ pub fn for_each_item(
     let large = transaction.prepare("SELECT payload, result FROM items WHERE id = $1")?;
     let portal = transaction.bind(
         &statement,
-        &[&filter.drain, &filter.after_id, &filter.state, &filter.finished_since, &INLINE_BYTES],
+        &[
+            &filter.drain,
+            &filter.after_id,
+            &filter.state,
+            &filter.finished_since,
+            &INLINE_BYTES,
+            &(INLINE_BYTES + ONE_ELEMENT_ARRAY_HEADER),
+        ],
     )?;
     loop {
         let rows = transaction.query_portal(&portal, FETCH_ROWS)?;
@@ -96,7 +114,15 @@ pub fn for_each_item(
             let inline_payload: Option<Value> = row.get(7);
             let inline_result: Option<Vec<u8>> = row.get(8);
             let is_result_large: Option<bool> = row.get(9);
-            let (payload, result) = if inline_payload.is_none() || is_result_large == Some(true) {
+            let is_payload_large = inline_payload.is_none();
+            let is_result_large = is_result_large == Some(true);
+            let (payload, result) = if is_payload_large || is_result_large {
+                let what = match (is_payload_large, is_result_large) {
+                    (true, true) => "payload and result",
+                    (true, false) => "payload",
+                    _ => "result",
+                };
+                log::debug!("export: item {id}: {what} over 64 KiB, read on its own");
                 let whole = transaction.query_one(&large, &[&id])?;
                 (whole.get::<_, Value>(0), whole.get::<_, Option<Vec<u8>>>(1))
             } else {

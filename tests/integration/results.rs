@@ -653,6 +653,64 @@ fn export_as_csv_carries_the_same_items() {
     assert_eq!(with_usage[column("cache_read_tokens")], "", "not reported: empty, not 0");
 }
 
+#[test]
+fn export_reads_a_payload_over_64_kib_on_its_own_however_well_it_compresses() {
+    let fixture = Fixture::new(&config(""), NOW);
+    // `{"b": "y" × n}` is 17 + n bytes as jsonb: 65,536 (64 KiB) and one byte more.
+    let mut items: Vec<(String, serde_json::Value)> = vec![
+        ("small".into(), json!({ "n": 1 })),
+        ("at-limit".into(), json!({ "b": "y".repeat(65_519) })),
+        ("over-limit".into(), json!({ "b": "y".repeat(65_520) })),
+    ];
+    for i in 0..3 {
+        items.push((format!("fat-{i}"), json!({ "blob": "x".repeat(1 << 20), "i": i })));
+    }
+    fixture.enqueue("docs", &items);
+    let mut client = fixture.client();
+    // Results count by their length: 64 KiB comes with its row, one byte more does not.
+    client
+        .batch_execute(
+            "UPDATE items SET result = convert_to(repeat('r', 65536), 'UTF8') WHERE key = 'at-limit';
+             UPDATE items SET result = convert_to(repeat('r', 65537), 'UTF8') WHERE key = 'small';",
+        )
+        .unwrap();
+    let stored: Vec<(String, i64, i32, i32)> = client
+        .query(
+            "SELECT key, id, pg_column_size(payload), pg_column_size(payload::text::jsonb) FROM items ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let real_sizes: Vec<i32> = stored.iter().map(|(_, _, _, real)| *real).collect();
+    assert_eq!(&real_sizes[1..3], [65_536, 65_537]);
+    assert!(real_sizes[3..].iter().all(|&real| real > 1 << 20));
+    // As stored, every large payload is compressed to well under 64 KiB.
+    assert!(stored[1..].iter().all(|(_, _, size, _)| *size < 16 * 1024), "{stored:?}");
+
+    let export = fixture.drainctl(&["-vv", "export", "docs"]).run();
+    export.assert_code(0);
+    let read_alone: Vec<&str> =
+        export.stderr.lines().filter(|line| line.contains("read on its own")).collect();
+    let id = |key: &str| stored.iter().find(|(k, ..)| k == key).unwrap().1;
+    let mut expected =
+        vec![format!("drainctl: debug: export: item {}: result over 64 KiB, read on its own", id("small"))];
+    for key in ["over-limit", "fat-0", "fat-1", "fat-2"] {
+        expected
+            .push(format!("drainctl: debug: export: item {}: payload over 64 KiB, read on its own", id(key)));
+    }
+    // Before: only the result; the payloads came 128 to a fetch, 1 MiB each.
+    assert_eq!(read_alone, expected, "{}", export.stderr);
+    let lines = json_lines(&export.stdout);
+    assert_eq!(lines.len(), items.len());
+    for (line, (key, payload)) in lines.iter().zip(&items) {
+        assert_eq!((&line["key"], &line["payload"]), (&json!(key), payload));
+    }
+    assert_eq!(lines[0]["result_bytes"], 65_537);
+    assert_eq!(lines[1]["result_bytes"], 65_536);
+}
+
 /// Claude's json of an attempt that read and wrote its cache and reported nothing else.
 const CACHE_ONLY: &str = r#"{"type":"result","result":"ok","usage":{"cache_read_input_tokens":500,"cache_creation_input_tokens":40}}"#;
 
