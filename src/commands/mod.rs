@@ -47,8 +47,14 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
         Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)),
         Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)),
         Command::Scan(args) => open.run(|ctx| scan::run(ctx, &args)),
-        Command::Supervise(args) if args.dry_run => dry.run(|ctx| supervise::run(ctx, &args)),
-        Command::Supervise(args) => open.run(|ctx| supervise::run(ctx, &args)),
+        Command::Supervise(args) => {
+            // Before the configuration is read and the schema brought up to date.
+            crate::supervise::refuse_a_configuration_read_once(config_path.as_deref())?;
+            match args.dry_run {
+                true => dry.run(|ctx| supervise::run(ctx, &args)),
+                false => open.run(|ctx| supervise::run(ctx, &args)),
+            }
+        }
         Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
         Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)),
         Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)),

@@ -229,13 +229,76 @@ pub struct SourceConfig {
     pub max_hash_seconds_per_scan: Duration,
 }
 
-/// `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`: a descriptor the caller opened and handed
-/// over, not a file in the file system anyone else could have put there.
-fn is_inherited_descriptor(path: &Path) -> bool {
-    path == Path::new("/dev/stdin")
-        || path
-            .parent()
-            .is_some_and(|folder| folder == Path::new("/dev/fd") || folder == Path::new("/proc/self/fd"))
+/// A configuration file's text, read once, and where it came from.
+#[derive(Debug)]
+pub struct ConfigText {
+    /// Absolute, as given (a descriptor's path is not followed).
+    pub path: PathBuf,
+    pub text: String,
+    /// Read from a descriptor drainctl was handed ([`is_descriptor_path`]).
+    pub is_descriptor: bool,
+}
+
+/// `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`, `/proc/PID/fd/N`, or a path whose links
+/// lead to one: a descriptor the caller opened and handed over, not a file in the file
+/// system anyone else could have put there, and one with no folder of its own
+/// (docs/configuration.md). Its links are followed one at a time, as the kernel does, and
+/// each step is judged before it is followed: `/proc/self/fd/0` is itself a link, to the
+/// file (or pipe) the descriptor reads.
+pub fn is_descriptor_path(path: &Path) -> bool {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    // The kernel's own limit of links followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let owned = |component: Component| -> Option<OsString> {
+        match component {
+            Component::RootDir => Some("/".into()),
+            Component::ParentDir => Some("..".into()),
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::CurDir | Component::Prefix(_) => None,
+        }
+    };
+    let mut left: VecDeque<OsString> = absolute.components().filter_map(owned).collect();
+    let mut walked = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(step) = left.pop_front() {
+        if step == "/" {
+            walked = PathBuf::from("/");
+        } else if step == ".." {
+            walked.pop();
+        } else {
+            walked.push(&step);
+            if names_a_descriptor(&walked) {
+                return true;
+            }
+            if let Ok(target) = std::fs::read_link(&walked) {
+                links += 1;
+                if links > MAX_LINKS {
+                    return false;
+                }
+                walked.pop();
+                for component in target.components().rev().filter_map(owned) {
+                    left.push_front(component);
+                }
+            }
+        }
+    }
+    false
+}
+
+/// A path, its links already followed, that names a descriptor: `/dev/stdin` (`stdout`,
+/// `stderr`), `/dev/fd/N`, `/proc/P/fd/N` or `/proc/P/task/T/fd/N`.
+fn names_a_descriptor(path: &Path) -> bool {
+    let parts: Vec<&std::ffi::OsStr> = path.iter().skip(1).collect();
+    match parts.as_slice() {
+        [dev, name] => *dev == "dev" && (*name == "stdin" || *name == "stdout" || *name == "stderr"),
+        [dev, fd, _] => *dev == "dev" && *fd == "fd",
+        [proc, _, fd, _] => *proc == "proc" && *fd == "fd",
+        [proc, _, task, _, fd, _] => *proc == "proc" && *task == "task" && *fd == "fd",
+        _ => false,
+    }
 }
 
 /// The configuration names the programs drainctl runs, often as root from cron: a file
@@ -300,6 +363,13 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config> {
+        Config::from_read(&Config::read(path)?)
+    }
+
+    /// Read the configuration file at `path` once, refusing one another user may change
+    /// (docs/configuration.md). A descriptor (`--config /dev/stdin`) cannot be read twice:
+    /// what needs the text again uses this.
+    pub fn read(path: &Path) -> Result<ConfigText> {
         use std::io::Read;
         let cannot_read = |error: std::io::Error| {
             Error::Config(format!("cannot read configuration file {}: {error}", path.display()))
@@ -308,19 +378,31 @@ impl Config {
         let metadata = file.metadata().map_err(cannot_read)?;
         // A descriptor drainctl was handed (`--config /dev/stdin`, `<(…)`) is its caller's
         // to fill; anything else, a named pipe too, must be no other user's.
-        if !is_inherited_descriptor(path) {
+        let is_descriptor = is_descriptor_path(path);
+        if !is_descriptor {
             refuse_others_writing(path, &metadata)?;
         }
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(cannot_read)?;
-        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        Config::from_text(&text, Some(&absolute))
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(ConfigText { path, text, is_descriptor })
+    }
+
+    /// Parse and resolve a file's text as [`Config::read`] read it.
+    pub fn from_read(read: &ConfigText) -> Result<Config> {
+        let folder = Source::folder_of(Some(&read.path), read.is_descriptor);
+        Config::parse(&read.text, Some(&read.path), folder)
     }
 
     /// Parse and resolve configuration text. `path` is used for messages and to resolve
     /// relative paths.
     pub fn from_text(text: &str, path: Option<&Path>) -> Result<Config> {
-        let source = Source { text, path };
+        Config::parse(text, path, Source::folder_of(path, false))
+    }
+
+    /// [`Config::from_text`], relative paths resolved against `folder` (refused without one).
+    fn parse(text: &str, path: Option<&Path>, folder: Option<PathBuf>) -> Result<Config> {
+        let source = Source { text, path, folder };
         let raw: RawConfig = toml::from_str(text).map_err(|error| {
             // A text that fails to parse is quoted back in its error: its password first.
             resolve::register_secrets_in(text);
@@ -576,6 +658,27 @@ mod tests {
             defaults.starts_with("/etc/drainctl/c.toml:2:14: kill_grace: invalid type: integer"),
             "{defaults}"
         );
+    }
+
+    #[test]
+    fn descriptor_paths_are_told_from_files_by_where_their_links_lead() {
+        for path in
+            ["/dev/stdin", "/dev/fd/0", "/dev/fd/3", "/proc/self/fd/0", "/proc/1/fd/4", "/dev/fd/../fd/0"]
+        {
+            assert!(is_descriptor_path(Path::new(path)), "{path}");
+        }
+        for path in
+            ["/etc/drainctl/drainctl.toml", "/dev/null", "/dev/fd", "/proc/self/status", "drainctl.toml"]
+        {
+            assert!(!is_descriptor_path(Path::new(path)), "{path}");
+        }
+        let folder = tempfile::tempdir().unwrap();
+        let link = folder.path().join("link");
+        std::os::unix::fs::symlink("/dev/stdin", &link).unwrap();
+        assert!(is_descriptor_path(&link));
+        let link_to_folder = folder.path().join("fds");
+        std::os::unix::fs::symlink("/proc/self/fd", &link_to_folder).unwrap();
+        assert!(is_descriptor_path(&link_to_folder.join("0")));
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub struct RawDefaults {
     pub burst_default_until: Option<Spanned<String>>,
     pub burst_max: Option<Spanned<String>>,
     pub log_dir: Option<Spanned<String>>,
-    pub metrics_textfile: Option<String>,
+    pub metrics_textfile: Option<Spanned<String>>,
     pub report_html: Option<Spanned<String>>,
     pub notify_command: Option<Spanned<Vec<String>>>,
     pub default_backoff: Option<Spanned<String>>,

@@ -28,7 +28,6 @@ use crate::schedule::window::Window;
 
 impl Config {
     pub(super) fn resolve(raw: RawConfig, source: &Source) -> Result<Config> {
-        let base_dir = source.base_dir();
         // Whatever URL is used, the file's own may hold a password (doctor warns when
         // others may read the file).
         let file_holds_password = raw.database.url.as_deref().and_then(password_of).is_some();
@@ -39,7 +38,7 @@ impl Config {
         }
         let file_has_database_url = raw.database.url.as_deref().is_some_and(|url| !url.trim().is_empty());
         let database_url = resolve_database_url(raw.database.url, source);
-        let defaults = resolve_defaults(raw.defaults, source, &base_dir)?;
+        let defaults = resolve_defaults(raw.defaults, source)?;
         let mut quota_groups = Vec::with_capacity(raw.quota_groups.len());
         for raw_group in raw.quota_groups {
             quota_groups.push(resolve_quota_group(raw_group, source, &quota_groups)?);
@@ -47,7 +46,7 @@ impl Config {
         let mut drains = Vec::with_capacity(raw.drains.len());
         let mut seen = HashSet::new();
         for raw_drain in raw.drains {
-            let drain = resolve_drain(raw_drain, source, &base_dir, &mut seen, &defaults)?;
+            let drain = resolve_drain(raw_drain, source, &mut seen, &defaults)?;
             if !quota_groups.iter().any(|group| group.name == drain.quota_group) {
                 quota_groups.push(QuotaGroupConfig::implicit(drain.quota_group.clone()));
             }
@@ -80,6 +79,11 @@ impl QuotaGroupConfig {
 pub(super) struct Source<'a> {
     pub(super) text: &'a str,
     pub(super) path: Option<&'a Path>,
+    /// What relative paths are resolved against: the file's folder (the working directory
+    /// for text that came from no file), or none for a descriptor drainctl was handed
+    /// (`--config /dev/stdin`), whose folder is `/dev` or `/proc`: a relative path there is
+    /// refused (docs/configuration.md).
+    pub(super) folder: Option<PathBuf>,
 }
 
 impl Source<'_> {
@@ -87,11 +91,36 @@ impl Source<'_> {
         self.path.map(|p| p.display().to_string()).unwrap_or_else(|| "<configuration>".into())
     }
 
-    fn base_dir(&self) -> PathBuf {
-        self.path
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+    /// The folder relative paths of text read from `path` resolve against: its own, or
+    /// the working directory for text that came from no file; none for a descriptor.
+    pub(super) fn folder_of(path: Option<&Path>, is_descriptor: bool) -> Option<PathBuf> {
+        if is_descriptor {
+            return None;
+        }
+        Some(
+            path.and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
+        )
+    }
+
+    /// `path`, the value of `key` at `span`, made absolute against the file's folder; a
+    /// relative one in text read from a descriptor is refused, naming the fix.
+    fn absolute(&self, path: &str, key: &str, span: std::ops::Range<usize>) -> Result<PathBuf> {
+        if Path::new(path).is_absolute() {
+            return Ok(PathBuf::from(path));
+        }
+        match &self.folder {
+            Some(folder) => Ok(folder.join(path)),
+            None => Err(self.error_at(
+                Some(span),
+                &format!(
+                    "{key}: {path:?} is relative, and a configuration read from a descriptor ({}) has no \
+                     folder to resolve it against; write the path absolute, or give --config the file itself",
+                    self.name()
+                ),
+            )),
+        }
     }
 
     /// `file:line:column: message` for a byte span of the text.
@@ -220,7 +249,7 @@ fn password_as_written(url: &str) -> Option<String> {
     authority.split_once(':').map(|(_, password)| password.to_string())
 }
 
-fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Result<Defaults> {
+fn resolve_defaults(raw: RawDefaults, source: &Source) -> Result<Defaults> {
     let timezone = match &raw.timezone {
         Some(zone) => parse_zone(zone.get_ref())
             .map_err(|message| source.error_for(zone, &format!("timezone: {message}")))?,
@@ -248,7 +277,7 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         }
         Some(command) => {
             check_arguments(&command, "notify_command", source)?;
-            Some(resolve_command(command.into_inner(), base_dir))
+            Some(resolve_command(command, "notify_command", source)?)
         }
         None => None,
     };
@@ -279,15 +308,18 @@ fn resolve_defaults(raw: RawDefaults, source: &Source, base_dir: &Path) -> Resul
         log_dir: match raw.log_dir {
             Some(dir) => {
                 check_path(&dir, "log_dir", source)?;
-                base_dir.join(dir.into_inner())
+                source.absolute(dir.get_ref(), "log_dir", dir.span())?
             }
             None => default_log_dir(),
         },
-        metrics_textfile: raw.metrics_textfile.map(|file| base_dir.join(file)),
+        metrics_textfile: match raw.metrics_textfile {
+            Some(file) => Some(source.absolute(file.get_ref(), "metrics_textfile", file.span())?),
+            None => None,
+        },
         report_html: match raw.report_html {
             Some(file) => {
                 check_path(&file, "report_html", source)?;
-                Some(base_dir.join(file.into_inner()))
+                Some(source.absolute(file.get_ref(), "report_html", file.span())?)
             }
             None => None,
         },
@@ -383,12 +415,7 @@ fn resolve_retention(raw: Option<&Spanned<RawRetention>>, source: &Source) -> Re
     })
 }
 
-fn resolve_source(
-    raw: &Spanned<RawSource>,
-    drain: &str,
-    source: &Source,
-    base_dir: &Path,
-) -> Result<SourceConfig> {
+fn resolve_source(raw: &Spanned<RawSource>, drain: &str, source: &Source) -> Result<SourceConfig> {
     let value = raw.get_ref();
     // Each error points at its value (a dotted `source.glob` may sit lines below the
     // table's first key).
@@ -454,7 +481,7 @@ fn resolve_source(
         },
     };
     Ok(SourceConfig {
-        dir: base_dir.join(dir),
+        dir: source.absolute(dir, &format!("drain {drain:?}: source.dir"), value.dir.span())?,
         glob,
         max_files_per_scan,
         max_hash_bytes_per_scan,
@@ -507,7 +534,6 @@ struct PassLimits {
 fn resolve_drain(
     raw: RawDrain,
     source: &Source,
-    base_dir: &Path,
     seen: &mut HashSet<String>,
     defaults: &Defaults,
 ) -> Result<DrainConfig> {
@@ -537,11 +563,8 @@ fn resolve_drain(
     )?;
     let max_wait =
         spanned_duration(&raw.max_wait, &scope.key("max_wait"), defaults.supervise_interval, source)?;
-    let source_config = raw
-        .source
-        .as_ref()
-        .map(|raw_source| resolve_source(raw_source, &name, source, base_dir))
-        .transpose()?;
+    let source_config =
+        raw.source.as_ref().map(|raw_source| resolve_source(raw_source, &name, source)).transpose()?;
     // Without a value there is no cadence.
     let every = raw
         .every
@@ -557,8 +580,11 @@ fn resolve_drain(
         max_cost_per_day,
         source: source_config,
         every,
-        command: resolve_command(raw.command.into_inner(), base_dir),
-        workdir: raw.workdir.map(|dir| base_dir.join(dir.into_inner())),
+        command: resolve_command(raw.command, &scope.key("command"), source)?,
+        workdir: match &raw.workdir {
+            Some(dir) => Some(source.absolute(dir.get_ref(), &scope.key("workdir"), dir.span())?),
+            None => None,
+        },
         env: raw.env.map(Spanned::into_inner).unwrap_or_default().into_iter().collect(),
         quota_group,
         quota_profile,
@@ -977,17 +1003,19 @@ fn is_valid_drain_name(name: &str) -> bool {
 /// A program given with a slash (`./bin/worker`) is relative to the config's folder; a
 /// bare name (`claude`) is looked up on PATH when the worker starts. Its `.` steps are
 /// dropped, so messages name it as the operator would (`/etc/drainctl/bin/worker`).
-fn resolve_command(mut command: Vec<String>, base_dir: &Path) -> Vec<String> {
+fn resolve_command(command: Spanned<Vec<String>>, key: &str, source: &Source) -> Result<Vec<String>> {
+    let span = command.span();
+    let mut command = command.into_inner();
     if let Some(program) = command.first_mut() {
         if program.contains('/') && !program.starts_with('/') {
-            let joined = base_dir.join(&*program);
+            let joined = source.absolute(program, key, span)?;
             // (A trailing slash is kept: it names a folder, which `exec` refuses.)
             let path: std::path::PathBuf =
                 if program.ends_with('/') { joined } else { joined.components().collect() };
             *program = path.display().to_string();
         }
     }
-    command
+    Ok(command)
 }
 
 #[cfg(test)]

@@ -204,21 +204,44 @@ impl Heartbeat {
     }
 }
 
+/// The drains a pass starts read the configuration again, by its path: one that can be
+/// read only by this process — a descriptor it was handed (`--config /dev/stdin`,
+/// `/dev/fd/N`, whatever it reads: a file redirected to stdin too), or a pipe — is refused
+/// (78) before anything is written (docs/configuration.md). `path` is `--config`, or
+/// `None` for the file drainctl looks for.
+pub fn refuse_a_configuration_read_once(path: Option<&std::path::Path>) -> Result<()> {
+    match crate::config::Config::locate(path) {
+        Some(path) => refuse_read_once(&path),
+        None => Ok(()),
+    }
+}
+
+/// See [`refuse_a_configuration_read_once`].
+fn refuse_read_once(path: &std::path::Path) -> Result<()> {
+    let shown = path.display();
+    if crate::config::is_descriptor_path(path) {
+        return Err(Error::Config(format!(
+            "supervise hands its configuration file to the drains it starts, and {shown} names a descriptor \
+             handed to this process, which they cannot open by its path; give --config the file itself"
+        )));
+    }
+    // A missing or unreadable file is named by the load that follows.
+    if std::fs::metadata(path).is_ok_and(|metadata| !metadata.is_file()) {
+        return Err(Error::Config(format!(
+            "supervise hands its configuration file to the drains it starts, and {shown} is not a regular \
+             file (a pipe is read once); give --config a file"
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let started = Instant::now();
     let schema_created = ctx.schema_created;
     let Context { config, clock, client, outbox, .. } = ctx;
     let outbox: &Outbox = outbox;
-    // The drains a pass starts read the configuration again, by its path: one that can be
-    // read once (`--config /dev/stdin`, a pipe) would leave them without it.
-    if let Some(path) =
-        config.path.as_ref().filter(|path| !std::fs::metadata(path).is_ok_and(|m| m.is_file()))
-    {
-        return Err(Error::Config(format!(
-            "supervise hands its configuration file to the drains it starts, and {} is not a regular file \
-             (a pipe is read once); give --config a file",
-            path.display()
-        )));
+    if let Some(path) = &config.path {
+        refuse_read_once(path)?;
     }
     let fired_at = clock.now();
     let scheduled_for = scheduled_slot(config, args, fired_at);

@@ -247,3 +247,64 @@ fn a_whole_number_between_2_63_and_2_64_is_named_with_the_limit() {
         &["priority: 9223372036854775808 is too large: a whole number here is at most 9223372036854775807"],
     );
 }
+
+#[test]
+fn supervise_refuses_a_descriptor_configuration_whatever_it_reads_before_anything_is_written() {
+    let fixture = Fixture::new(
+        "[defaults]\nlog_dir = \"TMPDIR/logs\"\n[[drain]]\nname = \"q\"\ncommand = [\"FAKE_WORKER\"]\n",
+        "2026-11-27T10:00:00Z",
+    );
+    let link = fixture.path("config-link");
+    std::os::unix::fs::symlink("/dev/stdin", &link).unwrap();
+    // A regular file redirected to stdin (before: the pass ran, its drains failed to find
+    // themselves in "/dev/stdin", and relative paths resolved against /dev).
+    for path in ["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", link.to_str().unwrap()] {
+        let file = std::fs::File::open(&fixture.config_path).unwrap();
+        let result = fixture
+            .drainctl(&["--config", path, "supervise"])
+            .env_remove("DRAINCTL_CONFIG")
+            .run_with_stdin_from(file);
+        result.assert_code(78);
+        assert_eq!(
+            result.stderr.trim(),
+            format!(
+                "drainctl: supervise hands its configuration file to the drains it starts, and {path} names a \
+                 descriptor handed to this process, which they cannot open by its path; give --config the file \
+                 itself"
+            )
+        );
+    }
+    // Nothing written: no schema, no log folder.
+    let tables = fixture
+        .count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'supervisor_passes'");
+    assert_eq!(tables, 0, "the schema was created");
+    assert!(!fixture.path("logs").exists(), "a log folder was created");
+    // The file itself is supervised.
+    fixture.drainctl(&["supervise"]).run().assert_code(0);
+}
+
+#[test]
+fn a_relative_path_in_a_configuration_read_from_a_descriptor_is_refused() {
+    let fixture = Fixture::new(
+        "[defaults]\nlog_dir = \"logs\"\n[[drain]]\nname = \"q\"\ncommand = [\"FAKE_WORKER\"]\n",
+        "2026-11-27T10:00:00Z",
+    );
+    let status = |stdin: std::fs::File| {
+        fixture
+            .drainctl(&["--config", "/dev/stdin", "status"])
+            .env_remove("DRAINCTL_CONFIG")
+            .run_with_stdin_from(stdin)
+    };
+    let result = status(std::fs::File::open(&fixture.config_path).unwrap());
+    result.assert_code(78);
+    assert_eq!(
+        result.stderr.trim(),
+        "drainctl: /dev/stdin:2:11: log_dir: \"logs\" is relative, and a configuration read from a descriptor \
+         (/dev/stdin) has no folder to resolve it against; write the path absolute, or give --config the file itself"
+    );
+    // Written absolute, it is read; the file by its path resolves it against its folder.
+    fixture.write_config(
+        "[defaults]\nlog_dir = \"TMPDIR/logs\"\n[[drain]]\nname = \"q\"\ncommand = [\"FAKE_WORKER\"]\n",
+    );
+    status(std::fs::File::open(&fixture.config_path).unwrap()).assert_code(0);
+}

@@ -326,6 +326,12 @@ impl Drainctl {
         finished(output)
     }
 
+    /// Run with stdin read from `file` (a shell's `< FILE`), not a pipe.
+    pub fn run_with_stdin_from(mut self, file: std::fs::File) -> Finished {
+        self.command.stdin(file).stdout(Stdio::piped()).stderr(Stdio::piped());
+        finished(self.command.output().expect("run drainctl"))
+    }
+
     pub fn run(self) -> Finished {
         let child = self.spawn();
         finished(child.wait_with_output().expect("wait for drainctl"))
