@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::cli::DoctorArgs;
 use crate::clock::Clock;
-use crate::config::{machine_zone, parse_zone, Config};
+use crate::config::{machine_zone, parse_zone, Config, ConfigText};
 use crate::error::{EXIT_CONFIG, EXIT_OK, EXIT_TEMPORARY};
 use crate::output::Report;
 use crate::worker::program;
@@ -135,7 +135,7 @@ pub fn run(config_path: Option<&Path>, args: &DoctorArgs) -> crate::error::Resul
 fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check> {
     let mut checks = Checks::default();
     let clock = check_clock_source(&mut checks);
-    let config = check_config(&mut checks, config_path);
+    let (config, text) = check_config(&mut checks, config_path);
     let mut client = check_database(&mut checks, config.as_ref());
     match client.as_mut() {
         Some(client) => check_schema(&mut checks, client),
@@ -166,7 +166,7 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         check_cron_environment(&mut checks, config.as_ref(), cron);
         check_cron_finds_the_configuration(&mut checks, config.as_ref(), config_path);
     }
-    check_zone(&mut checks, config_path);
+    check_zone(&mut checks, text.as_ref(), config_path);
     match &config {
         Some(config) => {
             check_log_dir(&mut checks, &config.defaults.log_dir);
@@ -358,8 +358,17 @@ fn check_clock_source(checks: &mut Checks) -> Clock {
     }
 }
 
-fn check_config(checks: &mut Checks, config_path: Option<&Path>) -> Option<Config> {
-    match Config::discover(config_path, false) {
+/// The configuration, and its text as read: a descriptor (`--config /dev/stdin`) can be
+/// read only once, so the checks that need the text again use this one.
+fn check_config(checks: &mut Checks, config_path: Option<&Path>) -> (Option<Config>, Option<ConfigText>) {
+    let (loaded, text) = match Config::locate(config_path) {
+        Some(path) => match Config::read(&path) {
+            Ok(text) => (Config::from_read(&text), Some(text)),
+            Err(error) => (Err(error), None),
+        },
+        None => (Config::discover(config_path, false), None),
+    };
+    let config = match loaded {
         Ok(config) => {
             let source = config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             checks.push(
@@ -374,7 +383,8 @@ fn check_config(checks: &mut Checks, config_path: Option<&Path>) -> Option<Confi
             checks.fail("config", error.exit_code(), error.display_scrubbed());
             None
         }
-    }
+    };
+    (config, text)
 }
 
 /// Warnings about who else may use the file: read it when it holds the database password
@@ -911,12 +921,17 @@ fn check_worker_zone(checks: &mut Checks, whose: &str, env: &[(String, String)],
 /// here even when it made the whole configuration fail. Without a file to read, the zone
 /// drainctl would use — the machine's — is checked; only a file that is not TOML leaves
 /// the zone unknown.
-fn check_zone(checks: &mut Checks, config_path: Option<&Path>) {
-    // A pipe (`--config /dev/stdin`) was read once already: opened again it would wait for
-    // a writer that never comes.
-    let text = Config::locate(config_path)
-        .filter(|path| std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file()))
-        .and_then(|path| std::fs::read_to_string(path).ok());
+fn check_zone(checks: &mut Checks, read: Option<&ConfigText>, config_path: Option<&Path>) {
+    // The text the configuration was read from; a file refused at load (another user may
+    // change it) is read here on its own. A descriptor (`--config /dev/stdin`) is never
+    // read again: a pipe would wait for a writer that never comes.
+    let text = match read {
+        Some(read) => Some(read.text.clone()),
+        None => Config::locate(config_path)
+            .filter(|path| !crate::config::is_descriptor_path(path))
+            .filter(|path| std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file()))
+            .and_then(|path| std::fs::read_to_string(path).ok()),
+    };
     let Some(text) = text else {
         return check_machine_zone(checks, "no configuration file was read");
     };

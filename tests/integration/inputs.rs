@@ -353,6 +353,33 @@ fn doctor_without_a_configuration_file_checks_the_machines_zone() {
 }
 
 #[test]
+fn doctor_checks_the_zone_of_a_configuration_given_through_a_pipe_from_what_it_read() {
+    let fixture = Fixture::new(
+        &format!("[defaults]\ntimezone = \"Asia/Jerusalem\"\nlog_dir = \"TMPDIR/logs\"\n{DRAIN}"),
+        NOW,
+    );
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    // Before: the pipe was read once for the configuration, then the zone check found it
+    // empty and reported the machine's zone, "no configuration file was read".
+    let doctor = fixture
+        .drainctl(&["--config", "/dev/stdin", "doctor"])
+        .env_remove("DRAINCTL_CONFIG")
+        .env("TZ", "Asia/Tokyo")
+        .stdin(text)
+        .run();
+    assert!(
+        doctor.stdout.contains("ok    config: configuration /dev/stdin is valid (1 drain(s))"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stdout.contains("ok    timezone: time zone Asia/Jerusalem (from [defaults] timezone)"),
+        "{}",
+        doctor.stdout
+    );
+}
+
+#[test]
 fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_read() {
     for (args, says) in [
         (&[][..], "`drainctl` needs a command: migrate, drain,"),
