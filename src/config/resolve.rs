@@ -272,7 +272,7 @@ fn resolve_defaults(raw: RawDefaults, source: &Source) -> Result<Defaults> {
         None => DEFAULT_BURST_UNTIL.to_string(),
     };
     let notify_command = match raw.notify_command {
-        Some(command) if command.get_ref().is_empty() => {
+        Some(command) if command.get_ref().first().is_none_or(|program| program.trim().is_empty()) => {
             return Err(source.error_for(&command, "notify_command: must name a program"))
         }
         Some(command) => {
@@ -307,18 +307,36 @@ fn resolve_defaults(raw: RawDefaults, source: &Source) -> Result<Defaults> {
         burst_max: duration(&raw.burst_max, "burst_max", DEFAULT_BURST_MAX)?,
         log_dir: match raw.log_dir {
             Some(dir) => {
-                check_path(&dir, "log_dir", source)?;
+                check_path(
+                    &dir,
+                    "log_dir",
+                    "name the folder of the drains' logs, or remove the key for the default",
+                    source,
+                )?;
                 source.absolute(dir.get_ref(), "log_dir", dir.span())?
             }
             None => default_log_dir(),
         },
         metrics_textfile: match raw.metrics_textfile {
-            Some(file) => Some(source.absolute(file.get_ref(), "metrics_textfile", file.span())?),
+            Some(file) => {
+                check_path(
+                    &file,
+                    "metrics_textfile",
+                    "name the file to write, or remove the key to write none",
+                    source,
+                )?;
+                Some(source.absolute(file.get_ref(), "metrics_textfile", file.span())?)
+            }
             None => None,
         },
         report_html: match raw.report_html {
             Some(file) => {
-                check_path(&file, "report_html", source)?;
+                check_path(
+                    &file,
+                    "report_html",
+                    "name the file to write, or remove the key to write none",
+                    source,
+                )?;
                 Some(source.absolute(file.get_ref(), "report_html", file.span())?)
             }
             None => None,
@@ -640,7 +658,12 @@ fn check_drain_inputs(raw: &RawDrain, scope: &DrainScope) -> Result<()> {
         check_environment(env, &scope.key("env"), scope.source)?;
     }
     if let Some(workdir) = &raw.workdir {
-        check_path(workdir, &scope.key("workdir"), scope.source)?;
+        check_path(
+            workdir,
+            &scope.key("workdir"),
+            "name the worker's working folder, or remove the key for drainctl's own",
+            scope.source,
+        )?;
     }
     if let Some(resume_args) = &raw.resume_args {
         check_arguments(resume_args, &scope.key("resume_args"), scope.source)?;
@@ -982,8 +1005,14 @@ fn check_environment(env: &Spanned<BTreeMap<String, String>>, key: &str, source:
     Ok(())
 }
 
-/// Refuse a path with a NUL character: no file can have one.
-fn check_path(path: &Spanned<String>, key: &str, source: &Source) -> Result<()> {
+/// Refuse an empty path setting, and a path with a NUL character: no file can have one.
+fn check_path(path: &Spanned<String>, key: &str, fix: &str, source: &Source) -> Result<()> {
+    // Joined to the file's folder, an empty path would name that folder: a file setting
+    // then fails every pass ("is a directory"), a folder setting writes beside the file
+    // (docs/configuration.md).
+    if path.get_ref().trim().is_empty() {
+        return Err(source.error_for(path, &format!("{key}: is empty; {fix}")));
+    }
     if path.get_ref().contains('\0') {
         return Err(source.error_for(
             path,

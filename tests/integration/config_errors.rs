@@ -308,3 +308,40 @@ fn a_relative_path_in_a_configuration_read_from_a_descriptor_is_refused() {
     );
     status(std::fs::File::open(&fixture.config_path).unwrap()).assert_code(0);
 }
+
+#[test]
+fn an_empty_path_setting_is_refused_at_load_naming_its_key_and_the_fix() {
+    let drain = "[[drain]]\nname = \"q\"\ncommand = [\"FAKE_WORKER\"]\n";
+    // Before: loaded (status exited 0), then every supervise exited 78 ("could not write
+    // metrics_textfile …/: is a directory"), or wrote logs beside the file, or ran the
+    // worker in the file's folder.
+    for (config, wanted) in [
+        (
+            format!("[defaults]\nmetrics_textfile = \"\"\n{drain}"),
+            ":2:20: metrics_textfile: is empty; name the file to write, or remove the key to write none",
+        ),
+        (
+            format!("[defaults]\nreport_html = \"\"\n{drain}"),
+            ":2:15: report_html: is empty; name the file to write, or remove the key to write none",
+        ),
+        (
+            format!("[defaults]\nlog_dir = \" \"\n{drain}"),
+            ":2:11: log_dir: is empty; name the folder of the drains' logs, or remove the key for the default",
+        ),
+        (
+            format!("{drain}workdir = \"\"\n"),
+            ":4:11: drain \"q\": workdir: is empty; name the worker's working folder, or remove the key for \
+             drainctl's own",
+        ),
+        (format!("[defaults]\nnotify_command = [\"\"]\n{drain}"), ":2:18: notify_command: must name a program"),
+    ] {
+        let fixture = Fixture::new(&config, "2026-11-27T10:00:00Z");
+        let result = fixture.drainctl(&["status"]).run();
+        result.assert_code(78);
+        assert_eq!(
+            result.stderr.trim(),
+            format!("drainctl: {}{wanted}", fixture.config_path.display()),
+            "{config}"
+        );
+    }
+}
