@@ -108,8 +108,8 @@ impl Summary {
     }
 }
 
-/// One row per recorded decision: drain, action, and the reason with the started
-/// drain's pid and log file, or what failed.
+/// One row per recorded decision: drain, action, and the reason — after what failed, if
+/// anything did — with the started drain's pid and log file.
 fn decision_rows(decisions: &Value) -> Vec<Vec<String>> {
     let text = |decision: &Value, field: &str| {
         decision.get(field).and_then(Value::as_str).map(str::to_string).unwrap_or_default()
@@ -119,13 +119,15 @@ fn decision_rows(decisions: &Value) -> Vec<Vec<String>> {
         .into_iter()
         .flatten()
         .map(|decision| {
-            let mut reason = text(decision, "reason");
+            // What failed goes first: the table cuts a long cell, and a log path behind the
+            // reason would cut it off (docs/operations.md, "The supervise history").
+            let mut reason = match decision.get("error").and_then(Value::as_str) {
+                Some(error) => format!("FAILED: {error} — {}", text(decision, "reason")),
+                None => text(decision, "reason"),
+            };
             if let Some(pid) = decision.get("pid").and_then(Value::as_u64) {
                 let log = decision.get("log_path").and_then(Value::as_str).unwrap_or("-");
                 reason.push_str(&format!(" [pid {pid}, log {log}]"));
-            }
-            if let Some(error) = decision.get("error").and_then(Value::as_str) {
-                reason.push_str(&format!(" — FAILED: {error}"));
             }
             vec![text(decision, "drain"), text(decision, "action"), reason]
         })
@@ -181,6 +183,18 @@ mod tests {
         let rows = decision_rows(&decisions());
         assert_eq!(rows[1], ["docs", "start", "inside window [pid 4242, log /logs/docs/x-4242.log]"]);
         assert_eq!(rows[2], ["meta", "skip", "paused (maintenance)"]);
-        assert_eq!(rows[3], ["late", "start", "inside window — FAILED: cannot create log folder"]);
+        assert_eq!(rows[3], ["late", "start", "FAILED: cannot create log folder — inside window"]);
+    }
+
+    #[test]
+    fn a_failed_start_with_a_long_log_path_shows_that_it_failed_in_the_table() {
+        let decisions = json!([
+            { "drain": "docs", "action": "start", "reason": "items available; no window configured",
+              "run_id": null, "trigger": "supervisor", "pid": 4242, "error": "ended without recording a run",
+              "log_path": "/var/lib/drainctl/state/drainctl/logs/docs/20261127T100000Z-4242.log" },
+        ]);
+        let text = table(&["DRAIN", "ACTION", "REASON"], &decision_rows(&decisions));
+        let row = text.lines().nth(1).unwrap_or_default();
+        assert!(row.contains("start   FAILED: ended without recording a run — items available"), "{text}");
     }
 }

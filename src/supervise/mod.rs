@@ -319,7 +319,16 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
             decided_at,
             &mut failures,
         );
-        match finish_pass(client, outbox, config, clock, &recorder, &decisions, &mut failures, &interrupted) {
+        match finish_pass(
+            client,
+            outbox,
+            config,
+            clock,
+            &recorder,
+            &mut decisions,
+            &mut failures,
+            &interrupted,
+        ) {
             Ok(report) => pruned = report,
             // Stopped after the pass was recorded: its decisions are printed all the same
             // (drains were started, runs ended), then the line (docs/operations.md).
@@ -761,20 +770,27 @@ fn finish_pass(
     config: &Config,
     clock: &Clock,
     recorder: &PassRecorder,
-    decisions: &[Decision],
+    decisions: &mut [Decision],
     failures: &mut StepFailures,
     interrupted: &Interruption,
 ) -> Result<Option<crate::prune::PruneReport>> {
     let (pass_id, duration_ms) = recorder.record(
         client,
         PassStatus::Done,
-        serde_json::to_value(decisions).unwrap_or_else(|_| json!([])),
+        serde_json::to_value(&*decisions).unwrap_or_else(|_| json!([])),
     )?;
     let steps = prune_and_write_textfile(client, outbox, config, clock, decisions, failures, interrupted);
     // Held until the drains started have recorded their runs: a pass right after this
     // one sees them busy instead of starting them again (docs/operations.md).
-    let awaited = apply::await_started_runs(client, decisions, clock.now());
+    let awaited = apply::await_started_runs(client, decisions.iter(), clock.now());
     apply::report_ended_without_run(client, outbox, &awaited.ended, failures, clock.now());
+    // The pass's own table shows them failed, as its record (`passes`) does.
+    for decision in decisions.iter_mut() {
+        let ended = awaited.ended.iter().any(|ended| Some(ended.pid) == decision.pid);
+        if ended && decision.action == Action::Start && decision.error.is_none() {
+            decision.error = Some(apply::ENDED_WITHOUT_RUN.to_string());
+        }
+    }
     if client.is_closed() {
         // The session ended while the pass waited for its drains: the supervise lock went
         // with it, and all the pass did is committed — its table is still printed.
@@ -872,12 +888,14 @@ fn render(
     let rows: Vec<Vec<String>> = decisions
         .iter()
         .map(|d| {
-            let mut reason = d.reason.clone();
+            // What failed first, where the table's cut of a long cell cannot hide it
+            // (docs/operations.md, "The supervise history").
+            let mut reason = match &d.error {
+                Some(error) => format!("FAILED: {error} — {}", d.reason),
+                None => d.reason.clone(),
+            };
             if let Some(pid) = d.pid {
                 reason.push_str(&format!(" [pid {pid}]"));
-            }
-            if let Some(error) = &d.error {
-                reason.push_str(&format!(" — FAILED: {error}"));
             }
             let action = serde_json::to_value(d.action)
                 .ok()

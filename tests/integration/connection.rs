@@ -629,7 +629,24 @@ fn a_drain_supervise_started_that_cannot_connect_is_reported_not_counted_as_star
         result.stderr
     );
     assert!(result.stderr.contains("too many connections for role"), "{}", result.stderr);
+    // Its table, and the pass's record, say which start failed and why (before: the table
+    // showed it started; `passes` cut the reason at the log path, before "FAILED").
+    let row = result.stdout.lines().find(|line| line.starts_with("a ")).unwrap_or_default();
+    assert!(
+        row.contains(" start ") && row.contains(" FAILED: ended without recording a run — "),
+        "{}",
+        result.stdout
+    );
     admin.batch_execute(&format!("ALTER ROLE {role} CONNECTION LIMIT -1")).unwrap();
+    let passes = fixture.drainctl(&["passes"]).env("DRAINCTL_DATABASE_URL", &url).run();
+    passes.assert_code(0);
+    assert!(passes.stdout.contains("0 started, 0 ended, 0 skipped, 1 error"), "{}", passes.stdout);
+    let row = passes.stdout.lines().find(|line| line.starts_with("  a ")).unwrap_or_default();
+    assert!(
+        row.contains(" start ") && row.contains(" FAILED: ended without recording a run — "),
+        "{}",
+        passes.stdout
+    );
     let recorded: Vec<String> = fixture.column(
         "SELECT message FROM events WHERE kind = 'supervise_error' AND drain = 'a' AND message LIKE '%without recording a run%'",
     );
