@@ -474,7 +474,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "WHEN", value_parser = since)]
     pub since: Option<Since>,
     /// Only items whose id is above ID: resume after the last item a previous export wrote
-    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(0..))]
+    // A negative id is refused by its range, not read as an option (docs/exit-codes.md).
+    #[arg(long, value_name = "ID", allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
     pub after_id: Option<i64>,
     /// jsonl: one JSON object a line; csv: a header line, then one record an item
     #[arg(long, value_enum, default_value = "jsonl")]

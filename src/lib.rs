@@ -247,6 +247,17 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
             message = format!("{message}; {tip}");
         }
     }
+    // clap's tip for an option it does not know, "to pass '--json' as a value, use '--
+    // --json'", fails again where no argument is left to take the value.
+    if let Some((before, tip)) = message.split_once("; tip: to pass '") {
+        let word = tip.split('\'').next().unwrap_or_default();
+        if let Some(replacement) = hyphen_word_tip(word, args, &command) {
+            message = match replacement {
+                Some(replacement) => format!("{before}; {replacement}"),
+                None => before.to_string(),
+            };
+        }
+    }
     format!("{message}; see `{command} --help`")
 }
 
@@ -274,12 +285,19 @@ fn stray_word_tip(word: &str, is_subcommand: bool, args: &[OsString], command: &
     }
     let is_number = word.parse::<u64>().is_ok();
     match command {
+        "drainctl items" if word.parse::<crate::model::ItemState>().is_ok() => {
+            let name = positional_words(args, "items").into_iter().find(|name| *name != word)?;
+            Some(format!("for its items in one state: `drainctl items {name} --state {word}`"))
+        }
         "drainctl items" => {
             let name = positional_words(args, "items").into_iter().find(|name| *name != word)?;
             Some(format!("for one item: `drainctl items show {name} {word}`"))
         }
         "drainctl runs" if is_number => Some(format!("for one run: `drainctl runs show {word}`")),
         "drainctl runs" => Some(format!("for one drain's runs: `drainctl runs --drain {word}`")),
+        "drainctl events" if word.parse::<crate::model::EventKind>().is_ok() => {
+            Some(format!("for the events of one kind: `drainctl events --kind {word}`"))
+        }
         "drainctl events" if !is_number => {
             Some(format!("for one drain's events: `drainctl events --drain {word}`"))
         }
@@ -294,6 +312,24 @@ fn stray_word_tip(word: &str, is_subcommand: bool, args: &[OsString], command: &
         ),
         _ => None,
     }
+}
+
+/// What replaces clap's tip to pass `word`, a word that begins with `-`, after `--`
+/// (docs/exit-codes.md, 64): `Some(None)` leaves it out, `None` keeps it. `export` writes
+/// JSON lines without a `--json` (docs/cli.md); a command whose arguments are all given
+/// has no place for the word after `--` either.
+fn hyphen_word_tip(word: &str, args: &[OsString], command: &str) -> Option<Option<String>> {
+    if command == "drainctl export" && word == "--json" {
+        return Some(Some(
+            "`drainctl export` writes JSON lines without --json (--format jsonl, the default); --format csv \
+             writes CSV"
+                .to_string(),
+        ));
+    }
+    let (path, reached) = command_reached(args, None);
+    let last = path.last().filter(|_| path.len() == 2)?;
+    let given = positional_words(args, last).into_iter().filter(|given| given != word).count();
+    (given >= reached.get_positionals().count()).then_some(None)
 }
 
 /// The bare word clap found no place for (not an option), if its error names one.

@@ -380,6 +380,47 @@ fn doctor_checks_the_zone_of_a_configuration_given_through_a_pipe_from_what_it_r
 }
 
 #[test]
+fn a_bare_word_or_an_unknown_option_is_hinted_at_a_form_that_works() {
+    let fixture = Fixture::new(&format!("[defaults]\nlog_dir = \"TMPDIR/logs\"\n{DRAIN}"), NOW);
+    // Before: `events --drain run_hung`, `items show docs pending`, and clap's "use '--
+    // --json'" and "use '-- -1'", each refused again when followed.
+    for (args, says, hinted) in [
+        (
+            &["events", "run_hung"][..],
+            "unexpected argument 'run_hung' found; for the events of one kind: `drainctl events --kind run_hung`; \
+             see `drainctl events --help`",
+            Some(&["events", "--kind", "run_hung"][..]),
+        ),
+        (
+            &["items", "docs", "pending"][..],
+            "unexpected argument 'pending' found; for its items in one state: `drainctl items docs --state \
+             pending`; see `drainctl items --help`",
+            Some(&["items", "docs", "--state", "pending"][..]),
+        ),
+        (
+            &["export", "docs", "--json"][..],
+            "unexpected argument '--json' found; `drainctl export` writes JSON lines without --json (--format \
+             jsonl, the default); --format csv writes CSV; see `drainctl export --help`",
+            Some(&["export", "docs"][..]),
+        ),
+        (
+            &["export", "docs", "--after-id", "-1"][..],
+            "invalid value '-1' for '--after-id <ID>': -1 is not in 0..9223372036854775807; see `drainctl export \
+             --help`",
+            None,
+        ),
+        (&["export", "docs", "-x"][..], "unexpected argument '-x' found; see `drainctl export --help`", None),
+    ] {
+        let result = fixture.drainctl(args).run();
+        result.assert_code(64);
+        assert_eq!(result.stderr.trim(), format!("drainctl: {says}"), "{args:?}");
+        if let Some(hinted) = hinted {
+            fixture.drainctl(hinted).run().assert_code(0);
+        }
+    }
+}
+
+#[test]
 fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_read() {
     for (args, says) in [
         (&[][..], "`drainctl` needs a command: migrate, drain,"),
@@ -391,10 +432,8 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
             "--limit: invalid limit \"0\": use a whole number from 1",
         ),
         (&["runs", "show", "x"][..], "invalid value 'x' for '<ID>'"),
-        (
-            &["drain", "docs", "--foo"][..],
-            "unexpected argument '--foo' found; tip: to pass '--foo' as a value",
-        ),
+        // Without clap's tip to pass it after `--`, refused again there.
+        (&["drain", "docs", "--foo"][..], "unexpected argument '--foo' found; see `drainctl drain --help`"),
         (&["nosuch"][..], "unrecognized subcommand 'nosuch'; see `drainctl --help`"),
         // A bare word where another form was meant is told that form.
         (
