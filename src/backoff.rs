@@ -108,6 +108,9 @@ pub enum WaitBasis {
     /// A reset of now again, with nothing of the group done since the previous one: 2 s,
     /// doubled for each such hit in a row, at most `suspected_backoff`.
     NowAgain,
+    /// The stated reset passed while the worker was silent after printing it: the quota
+    /// is back, one short retry (see [`as_read_now`]).
+    PassedWhileSilent,
 }
 
 fn chrono(duration: Duration) -> chrono::Duration {
@@ -170,7 +173,9 @@ pub struct StatedReset {
     /// For a clock time (bare or with a weekday): the occurrence of it at most
     /// [`JUST_PASSED`] before the message was read, found in the message's own zone
     /// (so across a DST change too), when there is one. `at` is then the next
-    /// occurrence, a day or a week later.
+    /// occurrence, a day or a week later. For an [`ResetForm::Exact`] reset of now: the
+    /// moment the message named, which passed while the worker was silent after printing
+    /// it ([`as_read_now`]).
     pub just_passed: Option<DateTime<Utc>>,
 }
 
@@ -214,7 +219,8 @@ pub fn decide_backoff(
     policy: BackoffPolicy,
 ) -> BackoffDecision {
     let recent_reset = previous.reset_at.filter(|&reset| reset <= now && now < later(reset, CONFIRM_WINDOW));
-    let named = stated_reset.map(|stated| just_passed(stated, now).unwrap_or(stated.at));
+    let named = stated_reset
+        .map(|stated| passed_while_silent(stated).or_else(|| just_passed(stated, now)).unwrap_or(stated.at));
     let mut distrusted = None;
     if let Some(stated) = stated_reset {
         match judge_reset(stated, now, recent_reset) {
@@ -269,6 +275,9 @@ fn judge_reset(
     recent_reset: Option<DateTime<Utc>>,
 ) -> Result<(DateTime<Utc>, WaitBasis), String> {
     let StatedReset { at: reset, form, .. } = stated;
+    if passed_while_silent(stated).is_some() {
+        return Ok((now, WaitBasis::PassedWhileSilent));
+    }
     if let Some(period) = form.period() {
         if let Some(passed) = just_passed(stated, now) {
             // A time without seconds ("try again at 6:06 AM" for 6:06:28) names a whole
@@ -354,24 +363,34 @@ fn just_passed(stated: StatedReset, now: DateTime<Utc>) -> Option<DateTime<Utc>>
     stated.just_passed.filter(|&passed| passed <= now && now - passed <= chrono(JUST_PASSED))
 }
 
+/// The moment a message named that passed while its worker was silent after printing it
+/// (see [`as_read_now`]).
+fn passed_while_silent(stated: StatedReset) -> Option<DateTime<Utc>> {
+    stated.just_passed.filter(|_| stated.form == ResetForm::Exact)
+}
+
 /// A reset stated by a message printed at `printed` and read at `now`, the worker silent
 /// in between (it lingered, or hung until `item_timeout`): its clock times and durations
 /// were reckoned from the printing (docs/rate-limits.md, "Reset times"). A reset that
-/// passed while the worker was silent — longer ago than [`decide_backoff`] reads as now,
-/// or a clock time that was "just now" when printed and is no longer — is now: the quota
-/// has returned, and a clock time must not roll over to the next day for the wait. One
-/// that had passed when it was printed is left to the usual doubt.
+/// passed while the worker was silent is read as [`decide_backoff`] would have read it
+/// at once: a clock time as "just now" (the rest of a whole minute, or the doubt of a
+/// group that already retried after it, still hold) while that lasts, an exact one as now
+/// within the clock skew; once longer ago, the quota has returned: now, and a clock time
+/// never rolls over to the next day for the wait. One that had passed when it was printed
+/// is left to the usual doubt.
 pub fn as_read_now(stated: StatedReset, printed: DateTime<Utc>, now: DateTime<Utc>) -> StatedReset {
-    let now_reset = StatedReset { at: now, form: ResetForm::Exact, just_passed: None };
-    match stated.just_passed.filter(|&passed| passed <= printed && printed - passed <= chrono(JUST_PASSED)) {
-        Some(passed) if now - passed > chrono(JUST_PASSED) => now_reset,
-        Some(_) => stated,
-        None if stated.at <= now - chrono(CLOCK_SKEW_TOLERANCE)
-            && stated.at >= printed - chrono(CLOCK_SKEW_TOLERANCE) =>
-        {
-            now_reset
+    let at_print =
+        stated.just_passed.filter(|&passed| passed <= printed && printed - passed <= chrono(JUST_PASSED));
+    let passed_while_silent =
+        || Some(stated.at).filter(|&at| at <= now && at > printed - chrono(CLOCK_SKEW_TOLERANCE));
+    let Some(moment) = at_print.or_else(passed_while_silent) else { return stated };
+    match stated.form.period() {
+        Some(_) if now - moment <= chrono(JUST_PASSED) && at_print.is_some() => stated,
+        Some(period) if now - moment <= chrono(JUST_PASSED) => {
+            StatedReset { at: moment + period, form: stated.form, just_passed: Some(moment) }
         }
-        None => stated,
+        None if now - moment <= chrono(CLOCK_SKEW_TOLERANCE) => stated,
+        _ => StatedReset { at: now, form: ResetForm::Exact, just_passed: Some(moment) },
     }
 }
 
@@ -443,13 +462,31 @@ mod tests {
         let read = as_read_now(stated(at(20, 0), ResetForm::ClockTime).unwrap(), printed, at(20, 15));
         let decision = decide_backoff(Some(read), at(20, 15), policy, HOUR);
         assert_eq!(decision.until, at(20, 15) + chrono::Duration::seconds(2));
+        // Its events name the moment the message named, and why it is now.
+        assert_eq!(
+            (decision.stated_reset, decision.basis),
+            (Some(at(20, 0)), Some(WaitBasis::PassedWhileSilent))
+        );
         // Printed at 20:05 ("just now", 8pm tomorrow its next occurrence), read at 20:12.
         let tomorrow = at(20, 0) + chrono::Duration::days(1);
         let read = as_read_now(stated(tomorrow, ResetForm::ClockTime).unwrap(), at(20, 5), at(20, 12));
-        assert_eq!(read.at, at(20, 12));
+        assert_eq!((read.at, read.just_passed), (at(20, 12), Some(at(20, 0))));
         // Read while still "just now": left to decide_backoff, which reads it so.
         let kept = stated(tomorrow, ResetForm::ClockTime).unwrap();
         assert_eq!(as_read_now(kept, at(20, 5), at(20, 8)), kept);
+        // Passed during a short silence: the rest of the whole minute it names still holds.
+        let eight = Utc.with_ymd_and_hms(2026, 11, 27, 20, 0, 40).unwrap();
+        let printed = Utc.with_ymd_and_hms(2026, 11, 27, 19, 59, 50).unwrap();
+        let read = as_read_now(stated(at(20, 0), ResetForm::ClockTime).unwrap(), printed, eight);
+        let decision = decide_backoff(Some(read), eight, policy, HOUR);
+        assert_eq!(decision.until, at(20, 1) + chrono::Duration::seconds(2));
+        // And a group that retried after it and hit again is doubted, as at once.
+        let retried = PreviousBackoff {
+            reset_at: Some(Utc.with_ymd_and_hms(2026, 11, 27, 20, 0, 30).unwrap()),
+            ..policy
+        };
+        let read = as_read_now(stated(at(20, 0), ResetForm::ClockTime).unwrap(), at(19, 59), at(20, 2));
+        assert!(decide_backoff(Some(read), at(20, 2), retried, HOUR).distrusted.is_some());
         // "in 45 minutes" printed at 10:00, read at 10:30: still 10:45.
         let ahead = exact(at(10, 45)).unwrap();
         assert_eq!(as_read_now(ahead, at(10, 0), at(10, 30)), ahead);

@@ -252,9 +252,9 @@ fn schema_table_exists(client: &mut Client) -> Result<bool> {
 /// command fails on it (docs/operations.md, "The role and its settings").
 pub fn cannot_apply(client: &mut Client) -> Result<Option<String>> {
     let row = client.query_one(
-        "SELECT current_user::text, current_schema()::text, \
+        "SELECT quote_ident(current_user), quote_ident(current_schema()), \
                 coalesce(has_schema_privilege(current_schema(), 'CREATE'), false), \
-                (SELECT pg_get_userbyid(c.relowner)::text FROM pg_class c \
+                (SELECT quote_ident(pg_get_userbyid(c.relowner)::text) FROM pg_class c \
                   WHERE c.oid = to_regclass('schema_migrations') \
                     AND NOT pg_has_role(c.relowner, 'USAGE'))",
         &[],
@@ -303,12 +303,13 @@ pub const TABLES: [&str; 17] = [
 pub fn missing_table_rights(client: &mut Client) -> Result<Option<String>> {
     let tables: Vec<&str> = TABLES.to_vec();
     let rows = client.query(
-        "SELECT current_user::text, current_schema()::text, r.privilege,
-                array_agg(t ORDER BY t) FILTER (WHERE NOT has_table_privilege(to_regclass(t), r.privilege)),
+        "SELECT quote_ident(current_user), quote_ident(current_schema()), r.privilege,
+                array_agg(t ORDER BY t) FILTER (WHERE NOT has_table_privilege(q.name, r.privilege)),
                 count(*)
            FROM unnest($1::text[]) AS t
+          CROSS JOIN LATERAL (SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t)) AS name) q
           CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS r(privilege, n)
-          WHERE to_regclass(t) IS NOT NULL
+          WHERE q.name IS NOT NULL
           GROUP BY r.privilege, r.n
           ORDER BY r.n",
         &[&tables],
@@ -452,7 +453,11 @@ fn apply_missing(
                 // Rolled back: say which right is missing, as `doctor` does (the general
                 // advice to grant the schema and the tables cannot make a role the
                 // owner of tables another role made).
-                if let Some(why) = cannot_apply(client)? {
+                let why = cannot_apply(client).unwrap_or_else(|asking| {
+                    log::warn!("{applying}: could not ask why the role may not: {asking}");
+                    None
+                });
+                if let Some(why) = why {
                     let message = error.as_db_error().map(|db| db.message().to_string()).unwrap_or_default();
                     return Err(Error::Config(format!("{applying}: database error: {message}: {why}")));
                 }

@@ -295,6 +295,9 @@ fn rule_text(decision: &BackoffDecision) -> &'static str {
             Some(WaitBasis::JustNow) => "the stated reset passed just now: one short retry",
             Some(WaitBasis::EndOfMinute) => "the stated minute is not over: its end + margin",
             Some(WaitBasis::NowAgain) => "a reset of now again, nothing done since: twice the previous wait",
+            Some(WaitBasis::PassedWhileSilent) => {
+                "the stated reset passed while the worker was silent after printing it: one short retry"
+            }
             _ => "stated reset + margin",
         },
         crate::backoff::BackoffRule::Suspected => "no trusted reset: suspected, short backoff",

@@ -163,8 +163,15 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         None => checks.push("worker", Status::Skip, "workers not checked: the configuration did not load"),
     }
     if let Some(cron) = cron_path {
-        check_cron_environment(&mut checks, config.as_ref(), cron);
-        check_cron_finds_the_configuration(&mut checks, config.as_ref(), config_path);
+        // A configuration `supervise` refuses (a descriptor, a pipe) fails every pass
+        // cron starts: nothing else of it matters for cron (docs/operations.md).
+        match crate::supervise::refuse_a_configuration_read_once(config_path) {
+            Err(refused) => checks.fail("cron_env", EXIT_CONFIG, refused.to_string()),
+            Ok(()) => {
+                check_cron_environment(&mut checks, config.as_ref(), cron);
+                check_cron_finds_the_configuration(&mut checks, config.as_ref(), config_path);
+            }
+        }
     }
     check_zone(&mut checks, text.as_ref(), config_path);
     match &config {

@@ -288,15 +288,20 @@ pub fn is_descriptor_path(path: &Path) -> bool {
     false
 }
 
-/// A path, its links already followed, that names a descriptor: `/dev/stdin` (`stdout`,
-/// `stderr`), `/dev/fd/N`, `/proc/P/fd/N` or `/proc/P/task/T/fd/N`.
+/// A path, its links already followed, that names a descriptor of this process:
+/// `/dev/stdin` (`stdout`, `stderr`), `/dev/fd/N`, `/proc/P/fd/N` or `/proc/P/task/T/fd/N`
+/// with P this process (`self`, or its pid). Another process's descriptor is a file like
+/// any other: whoever runs that process must not pass for the caller, so its owner and
+/// mode are checked.
 fn names_a_descriptor(path: &Path) -> bool {
     let parts: Vec<&std::ffi::OsStr> = path.iter().skip(1).collect();
+    let own = std::process::id().to_string();
+    let is_own = |pid: &std::ffi::OsStr| pid == "self" || pid == "thread-self" || pid == own.as_str();
     match parts.as_slice() {
         [dev, name] => *dev == "dev" && (*name == "stdin" || *name == "stdout" || *name == "stderr"),
         [dev, fd, _] => *dev == "dev" && *fd == "fd",
-        [proc, _, fd, _] => *proc == "proc" && *fd == "fd",
-        [proc, _, task, _, fd, _] => *proc == "proc" && *task == "task" && *fd == "fd",
+        [proc, pid, fd, _] => *proc == "proc" && is_own(pid) && *fd == "fd",
+        [proc, pid, task, _, fd, _] => *proc == "proc" && is_own(pid) && *task == "task" && *fd == "fd",
         _ => false,
     }
 }
@@ -662,14 +667,20 @@ mod tests {
 
     #[test]
     fn descriptor_paths_are_told_from_files_by_where_their_links_lead() {
-        for path in
-            ["/dev/stdin", "/dev/fd/0", "/dev/fd/3", "/proc/self/fd/0", "/proc/1/fd/4", "/dev/fd/../fd/0"]
-        {
+        let own = format!("/proc/{}/fd/4", std::process::id());
+        for path in ["/dev/stdin", "/dev/fd/0", "/dev/fd/3", "/proc/self/fd/0", &own, "/dev/fd/../fd/0"] {
             assert!(is_descriptor_path(Path::new(path)), "{path}");
         }
-        for path in
-            ["/etc/drainctl/drainctl.toml", "/dev/null", "/dev/fd", "/proc/self/status", "drainctl.toml"]
-        {
+        // Another process's descriptor is a file whose owner is checked: before, a link to
+        // `/proc/PID/fd/0` of another user's process skipped the check.
+        for path in [
+            "/etc/drainctl/drainctl.toml",
+            "/dev/null",
+            "/dev/fd",
+            "/proc/self/status",
+            "drainctl.toml",
+            "/proc/1/fd/4",
+        ] {
             assert!(!is_descriptor_path(Path::new(path)), "{path}");
         }
         let folder = tempfile::tempdir().unwrap();

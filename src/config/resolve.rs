@@ -319,7 +319,7 @@ fn resolve_defaults(raw: RawDefaults, source: &Source) -> Result<Defaults> {
         },
         metrics_textfile: match raw.metrics_textfile {
             Some(file) => {
-                check_path(
+                check_file_path(
                     &file,
                     "metrics_textfile",
                     "name the file to write, or remove the key to write none",
@@ -331,7 +331,7 @@ fn resolve_defaults(raw: RawDefaults, source: &Source) -> Result<Defaults> {
         },
         report_html: match raw.report_html {
             Some(file) => {
-                check_path(
+                check_file_path(
                     &file,
                     "report_html",
                     "name the file to write, or remove the key to write none",
@@ -1018,6 +1018,19 @@ fn check_path(path: &Spanned<String>, key: &str, fix: &str, source: &Source) -> 
             path,
             &format!("{key}: {:?} has a NUL character, which no path can hold; remove it", path.get_ref()),
         ));
+    }
+    Ok(())
+}
+
+/// [`check_path`] for a file drainctl writes, and refuse a path that can only name a
+/// folder (`.`, `..`, a trailing `/`): every pass would fail on it ("is a directory").
+fn check_file_path(path: &Spanned<String>, key: &str, fix: &str, source: &Source) -> Result<()> {
+    check_path(path, key, fix, source)?;
+    let last = path.get_ref().trim_end().rsplit('/').next().unwrap_or_default();
+    if matches!(last, "" | "." | "..") {
+        return Err(
+            source.error_for(path, &format!("{key}: {:?} names a folder, not a file; {fix}", path.get_ref()))
+        );
     }
     Ok(())
 }

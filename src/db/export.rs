@@ -14,7 +14,7 @@ use crate::model::ItemState;
 const FETCH_ROWS: i32 = 128;
 /// A payload or result up to this size comes with its row; a larger one is read alone,
 /// right before its row is written, so one fetch holds at most `FETCH_ROWS` of these.
-/// A payload counts at its real (uncompressed) size (docs/results.md, "Export").
+/// A payload counts at its uncompressed stored (jsonb) size (docs/results.md, "Export").
 const INLINE_BYTES: i32 = 64 * 1024;
 /// What `pg_column_size` adds to its element's size for a one-element array without nulls
 /// (`ARR_OVERHEAD_NONULLS(1)`; jsonb is int-aligned, and `INLINE_BYTES` a multiple of 4, so
@@ -65,8 +65,8 @@ pub fn for_each_item(
     // compressible payload of 1 MiB takes 12 KB there, and 128 of them would come in one
     // fetch. An array built of the payload holds it decompressed (`construct_md_array`
     // detoasts its elements, on every supported PostgreSQL), so its size is the payload's
-    // real size plus the array's header: exact for every payload, at the cost of a copy
-    // on the server, without turning it into text (docs/results.md, "Export").
+    // uncompressed stored size plus the array's header, at the cost of a copy on the
+    // server, without turning it into text (docs/results.md, "Export").
     // The usage sums count every attempt that reported usage (`usage_at`), cache tokens
     // alone included, as `status` and `items show` count them (docs/results.md, "Where it
     // shows").

@@ -270,19 +270,21 @@ impl Pass<'_> {
         let now = self.clock.now();
         let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
         let input = worker_input(payload, &self.drain.command);
+        let classify = |at: DateTime<Utc>| {
+            let (stdout, stderr) = (&report.stdout_end, &report.stderr_end);
+            self.classifier.classify_given(&input, stdout, stderr, exit_code(report.exit), at, zone)
+        };
+        let mut outcome = classify(now);
         // A reset is reckoned from when its message was printed (docs/rate-limits.md,
-        // "Reset times"): a worker may linger, or hang until item_timeout, after it.
-        let printed_at = report.last_output_at.map_or(now, |at| at.min(now));
-        let mut outcome = self.classifier.classify_given(
-            &input,
-            &report.stdout_end,
-            &report.stderr_end,
-            exit_code(report.exit),
-            printed_at,
-            zone,
-        );
-        if let Outcome::QuotaHit(hit) = &mut outcome {
-            hit.reset = hit.reset.map(|reset| crate::backoff::as_read_now(reset, printed_at, now));
+        // "Reset times"): a worker may linger, print a goodbye, or hang until item_timeout.
+        if let Outcome::QuotaHit(hit) = &outcome {
+            let printed_at = printed_at(report, &hit.matched_line, self.clock.is_injected(), now);
+            if printed_at < now {
+                outcome = classify(printed_at);
+                if let Outcome::QuotaHit(hit) = &mut outcome {
+                    hit.reset = hit.reset.map(|reset| crate::backoff::as_read_now(reset, printed_at, now));
+                }
+            }
         }
         // A client stopped while it announced a long wait hit its quota: see
         // docs/rate-limits.md, "Clients that wait for the reset".
@@ -702,6 +704,23 @@ fn tail(bytes: &[u8], max: usize) -> &[u8] {
 
 /// Whether the worker succeeded as nothing but the next claim settles: exit 0, not
 /// stopped, and nothing in its output that reads otherwise.
+/// When the worker printed the limit line `matched`: its last output with limit wording
+/// when the line has such wording, else its last output (a drain's own pattern may match
+/// a line without it); now when it printed nothing. An injected clock (tests) is read as
+/// output arrives; the system clock's now is taken back by the monotonic time since, which
+/// a step of the wall clock while the worker ran (NTP, a resumed machine) does not move.
+fn printed_at(report: &WorkerReport, matched: &str, is_injected: bool, now: DateTime<Utc>) -> DateTime<Utc> {
+    let printed = match crate::worker::LIMIT_WORDING.is_match(matched.as_bytes()) {
+        true => report.last_worded.or(report.last_output),
+        false => report.last_output,
+    };
+    let at = printed.and_then(|printed| match is_injected {
+        true => Some(printed.at),
+        false => chrono::Duration::from_std(printed.ago).ok().map(|ago| now - ago),
+    });
+    at.map_or(now, |at| at.min(now))
+}
+
 fn is_plain_success(report: &WorkerReport, outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Other) && report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
 }

@@ -36,6 +36,15 @@ pub const STDOUT_TAIL_BYTES: usize = 64 * 1024;
 /// How much of the end of each stream the outcome and the error line are read from, at
 /// least: a small `stderr_tail_bytes` bounds what is recorded, not what is read.
 const READ_TAIL_BYTES: usize = 64 * 1024;
+/// Output that may state a limit or its reset: a reset whose line has such wording is
+/// reckoned from when the last such output was printed, whatever the worker prints after
+/// it (broad on purpose: a later match only makes the wait longer, as if read at the
+/// worker's end).
+pub static LIMIT_WORDING: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+    // The words of a built-in quota shape (`quota::patterns::HIT_HINT`), a reset's, and an epoch.
+    let pattern = r"(?i)limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance|spend|reset|retry|try again|wait|\|[0-9]{10}";
+    regex::bytes::Regex::new(pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
+});
 /// The clock is read for arriving output at most this often: when the last output came
 /// is known to this much.
 const OUTPUT_CLOCK_INTERVAL: Duration = Duration::from_millis(100);
@@ -189,12 +198,21 @@ pub struct WorkerReport {
     /// no line of the worker's), every password masked.
     pub stdout_end: Vec<u8>,
     pub stderr_end: Vec<u8>,
-    /// When its last output arrived, by the observer's clock (read at most every
-    /// [`OUTPUT_CLOCK_INTERVAL`]); none when it printed nothing. A limit message's reset
-    /// is reckoned from when it was printed.
-    pub last_output_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it last printed output with limit wording ([`LIMIT_WORDING`]), and any
+    /// output: a limit's reset is reckoned from when it was printed.
+    pub last_worded: Option<Printed>,
+    pub last_output: Option<Printed>,
     /// The line that announced the wait, when the worker was stopped for it.
     pub client_wait_line: Option<String>,
+}
+
+/// When output arrived: by the observer's clock (read at most every
+/// [`OUTPUT_CLOCK_INTERVAL`]), and how long before the report by the monotonic clock,
+/// which a step of the wall clock does not move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Printed {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub ago: Duration,
 }
 
 /// A worker that could not be started: a configuration problem, not an item failure.
@@ -770,34 +788,40 @@ impl TailBuffer {
         self.bytes.extend_from_slice(data);
     }
 
-    /// `kept` (what [`TailBuffer::to_vec`] gave) from its first whole line: when the
-    /// stream was longer, the line the window starts in is dropped (or, when the window
-    /// holds no line end, the bytes of a character cut in half).
-    fn whole_lines(&self, mut kept: Vec<u8>) -> Vec<u8> {
-        if self.is_cut || self.bytes.len() > self.limit {
-            let start = match kept.iter().position(|&byte| byte == b'\n') {
-                Some(end) if end + 1 < kept.len() => end + 1,
-                _ => kept.iter().take_while(|&&byte| byte & 0xC0 == 0x80).count(),
-            };
-            kept.drain(..start);
-        }
-        kept
-    }
-
-    /// The last `limit` bytes, with every password masked. What is left of a password cut
-    /// at the window's start is dropped first: masking would not recognise it, and the
-    /// masking of whole ones after it may shorten the text enough to bring it into the cut.
-    fn to_vec(&self) -> Vec<u8> {
+    /// The last `limit` bytes, with every password masked, and whether they start inside
+    /// a line: after a byte that is no line end, or where bytes before them were dropped
+    /// unseen. What is left of a password cut at the window's start is dropped first:
+    /// masking would not recognise it, and the masking of whole ones after it may shorten
+    /// the text enough to bring it into the cut.
+    fn window(&self) -> (Vec<u8>, bool) {
         let mut kept = &self.bytes[self.bytes.len().saturating_sub(self.keep)..];
-        if self.is_cut || self.bytes.len() > self.keep {
+        let is_cut = self.is_cut || self.bytes.len() > self.keep;
+        if is_cut {
             kept = &kept[crate::error::secret_end_at_start(kept)..];
         }
-        let last = |bytes: &[u8]| bytes[bytes.len().saturating_sub(self.limit)..].to_vec();
-        match crate::error::scrub_bytes(kept) {
-            Some(scrubbed) => last(&scrubbed),
-            None => last(kept),
-        }
+        let scrubbed = crate::error::scrub_bytes(kept);
+        let text = scrubbed.as_deref().unwrap_or(kept);
+        let from = text.len().saturating_sub(self.limit);
+        let starts_inside_a_line = match from {
+            0 => is_cut,
+            _ => text[from - 1] != b'\n',
+        };
+        (text[from..].to_vec(), starts_inside_a_line)
     }
+}
+
+/// A [`TailBuffer::window`] from its first whole line: when it starts inside a line (the
+/// stream was longer, and the byte before it is no line end), that line's rest is dropped
+/// (or, when the window holds no line end, the bytes of a character cut in half).
+fn whole_lines(mut kept: Vec<u8>, starts_inside_a_line: bool) -> Vec<u8> {
+    if starts_inside_a_line {
+        let start = match kept.iter().position(|&byte| byte == b'\n') {
+            Some(end) if end + 1 < kept.len() => end + 1,
+            _ => kept.iter().take_while(|&&byte| byte & 0xC0 == 0x80).count(),
+        };
+        kept.drain(..start);
+    }
+    kept
 }
 
 /// Splits a byte stream into lines across chunk boundaries. A line longer than
@@ -877,7 +901,9 @@ struct OutputCapture<'a> {
     /// Waits announced by the client, in order, with their lines.
     client_waits: Vec<(String, Duration)>,
     wait_line: Option<String>,
-    /// The observer's clock when output last arrived, and when it was read.
+    /// The observer's clock, and when it was read, as output with limit wording and any
+    /// output last arrived.
+    last_worded: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
     last_output: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
 }
 
@@ -900,7 +926,21 @@ impl<'a> OutputCapture<'a> {
             stderr_recent: Vec::new(),
             client_waits: Vec::new(),
             wait_line: None,
+            last_worded: None,
             last_output: None,
+        }
+    }
+
+    /// Note when output arrived (see [`WorkerReport::last_worded`]); the clock read
+    /// moments ago stands (to a tenth of a second).
+    fn note_printed(&mut self, bytes: &[u8], observer: &mut dyn WorkerObserver) {
+        let is_recent =
+            |read: &Option<(_, Instant)>| read.is_some_and(|(_, at)| at.elapsed() < OUTPUT_CLOCK_INTERVAL);
+        if !is_recent(&self.last_output) {
+            self.last_output = Some((observer.now(), Instant::now()));
+        }
+        if LIMIT_WORDING.is_match(bytes) && !is_recent(&self.last_worded) {
+            self.last_worded = self.last_output;
         }
     }
 
@@ -919,10 +959,8 @@ impl<'a> OutputCapture<'a> {
     }
 
     fn accept(&mut self, stream: Stream, bytes: &[u8], observer: &mut dyn WorkerObserver) {
-        if !bytes.is_empty()
-            && self.last_output.is_none_or(|(_, read)| read.elapsed() >= OUTPUT_CLOCK_INTERVAL)
-        {
-            self.last_output = Some((observer.now(), Instant::now()));
+        if !bytes.is_empty() {
+            self.note_printed(bytes, observer);
         }
         match stream {
             Stream::Stdout => {
@@ -963,7 +1001,7 @@ impl<'a> OutputCapture<'a> {
     }
 
     fn into_report(self, exit: WorkerExit, stop_reason: Option<StopReason>) -> WorkerReport {
-        let stdout_tail = self.stdout_tail.to_vec();
+        let (stdout_tail, stdout_inside_a_line) = self.stdout_tail.window();
         // Output over the cap fails the item even when the worker exited before the loop
         // saw the cap crossed (its last bytes and its exit can arrive in one poll): only
         // the tail is left, and a tail must never pass for the result.
@@ -971,17 +1009,18 @@ impl<'a> OutputCapture<'a> {
             None if self.is_over_cap() => Some(StopReason::OutputCapExceeded),
             reason => reason,
         };
-        let stderr_read = self.stderr_tail.to_vec();
+        let (stderr_read, stderr_inside_a_line) = self.stderr_tail.window();
         let stderr_tail = stderr_read[stderr_read.len().saturating_sub(self.stderr_tail_bytes)..].to_vec();
         WorkerReport {
             exit,
             stop_reason,
             stdout: self.stdout.unwrap_or_else(|| stdout_tail.clone()),
-            stdout_end: self.stdout_tail.whole_lines(stdout_tail.clone()),
+            stdout_end: whole_lines(stdout_tail.clone(), stdout_inside_a_line),
             stdout_tail,
             stderr_tail,
-            stderr_end: self.stderr_tail.whole_lines(stderr_read),
-            last_output_at: self.last_output.map(|(at, _)| at),
+            stderr_end: whole_lines(stderr_read, stderr_inside_a_line),
+            last_worded: self.last_worded.map(|(at, read)| Printed { at, ago: read.elapsed() }),
+            last_output: self.last_output.map(|(at, read)| Printed { at, ago: read.elapsed() }),
             client_wait_line: self.wait_line,
         }
     }
@@ -1104,7 +1143,7 @@ mod tests {
                 tail.push(chunk);
                 assert!(tail.bytes.len() <= 2 * tail.keep);
             }
-            assert_eq!(tail.to_vec(), expected, "limit {limit} chunks {chunks:?}");
+            assert_eq!(tail.window().0, expected, "limit {limit} chunks {chunks:?}");
         }
     }
 
@@ -1120,7 +1159,7 @@ mod tests {
                 for chunk in &chunks {
                     tail.push(chunk);
                 }
-                let kept = String::from_utf8(tail.to_vec()).unwrap();
+                let kept = String::from_utf8(tail.window().0).unwrap();
                 assert!(kept.len() <= limit, "{limit}: {kept:?}");
                 for piece in ["ret-77", "et-77", "t-77", "-77"] {
                     assert!(!kept.contains(piece), "{limit}: {kept:?} keeps {piece:?}");
@@ -1136,7 +1175,7 @@ mod tests {
             tail.push(&[b'y'; 333]);
         }
         assert!(tail.bytes.capacity() <= 2 * tail.keep, "capacity {}", tail.bytes.capacity());
-        assert_eq!(tail.to_vec(), vec![b'y'; 1000]);
+        assert_eq!(tail.window().0, vec![b'y'; 1000]);
     }
 
     #[test]
@@ -1273,6 +1312,21 @@ mod tests {
         assert_eq!(report.stderr_tail, b"derr");
         // The outcome and the error line read more than a small tail records.
         assert_eq!(report.stderr_end, b"cp 2\nstderr");
+    }
+
+    #[test]
+    fn a_window_that_starts_at_a_line_start_keeps_that_line() {
+        let mut tail = TailBuffer::new(13);
+        tail.push(b"first line\nlimit hit 42\n");
+        let (kept, inside) = tail.window();
+        assert_eq!((kept.as_slice(), inside), (&b"limit hit 42\n"[..], false));
+        // Before: dropped as if cut, and the limit line with it.
+        assert_eq!(whole_lines(kept, inside), b"limit hit 42\n");
+        let mut tail = TailBuffer::new(16);
+        tail.push(b"first line\nlimit hit 42\n");
+        let (kept, inside) = tail.window();
+        assert!(inside);
+        assert_eq!(whole_lines(kept, inside), b"limit hit 42\n");
     }
 
     #[test]

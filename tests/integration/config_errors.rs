@@ -334,6 +334,15 @@ fn an_empty_path_setting_is_refused_at_load_naming_its_key_and_the_fix() {
              drainctl's own",
         ),
         (format!("[defaults]\nnotify_command = [\"\"]\n{drain}"), ":2:18: notify_command: must name a program"),
+        // A path that can only name a folder: the same failure of every pass.
+        (
+            format!("[defaults]\nmetrics_textfile = \".\"\n{drain}"),
+            ":2:20: metrics_textfile: \".\" names a folder, not a file; name the file to write, or remove the key to write none",
+        ),
+        (
+            format!("[defaults]\nreport_html = \"/var/www/\"\n{drain}"),
+            ":2:15: report_html: \"/var/www/\" names a folder, not a file; name the file to write, or remove the key to write none",
+        ),
     ] {
         let fixture = Fixture::new(&config, "2026-11-27T10:00:00Z");
         let result = fixture.drainctl(&["status"]).run();

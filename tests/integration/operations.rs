@@ -774,3 +774,20 @@ fn pause_all_and_resume_all_switch_every_drain_for_maintenance() {
     fixture.drainctl(&["pause"]).run().assert_code(64);
     fixture.drainctl(&["resume", "docs", "--all"]).run().assert_code(64);
 }
+
+#[test]
+fn doctor_cron_fails_a_configuration_supervise_refuses() {
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"a\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-11-27T10:00:00Z");
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    // Before: "warn cron_env: … put it in [database] url of /dev/stdin (mode 0600)", and no
+    // word that every supervise cron starts with it exits 78.
+    let result = fixture.drainctl(&["--config", "/dev/stdin", "doctor", "--cron"]).stdin(text).run();
+    result.assert_code(78);
+    assert!(
+        result.stdout.contains("fail  cron_env: supervise hands its configuration file"),
+        "{}",
+        result.stdout
+    );
+    assert!(!result.stdout.contains("of /dev/stdin (mode 0600)"), "{}", result.stdout);
+}

@@ -821,4 +821,24 @@ fn a_reset_is_reckoned_from_when_the_worker_printed_it_not_when_it_ended() {
     // 20:45:03 and a tenth of the 5 minutes left; before: 21:10:00 and its margin, half
     // an hour after the worker's exit.
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:45:33Z");
+    // A goodbye printed as the worker leaves, at 22:15, does not move "8pm" printed at
+    // 21:59 to the next day either; its events name the moment the message named.
+    let (printed, gone) = (fixture.path("printed-3"), fixture.path("gone-3"));
+    let steps = json!({ "steps": [
+        { "out": "You've hit your session limit · resets 10pm (Europe/Paris)" }, { "touch": printed },
+        { "wait_for_file": gone }, { "err": "shutting down" }, { "exit": 1 }
+    ] });
+    fixture.client().execute("DELETE FROM items WHERE state = 'pending'", &[]).unwrap();
+    fixture.enqueue("alpha", &[("a3".into(), steps)]);
+    fixture.set_now("2026-11-27T20:59:00Z");
+    let pass = fixture.drainctl(&["drain", "alpha"]).spawn();
+    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
+    fixture.set_now("2026-11-27T21:15:00Z");
+    std::fs::write(&gone, "").unwrap();
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T21:15:02Z");
+    let stated: Vec<String> = fixture.column(
+        "SELECT data->>'stated_reset' FROM events WHERE kind = 'backoff_set' ORDER BY id DESC LIMIT 1",
+    );
+    assert_eq!(stated, vec!["2026-11-27T21:00:00Z".to_string()]);
 }
