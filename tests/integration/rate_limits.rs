@@ -785,57 +785,55 @@ fn the_backoff_shows_the_line_its_reset_was_read_from() {
     assert_eq!(reason, event);
 }
 
+/// Run item `key` of `drain`, whose worker prints `limit` (on `stream`) at `printed_at`, then
+/// waits until the clock reads `ended_at`, prints `goodbye` (if any) and exits 1.
+fn printed_then_ended(
+    fixture: &Fixture,
+    (drain, key): (&str, &str),
+    (stream, limit): (&str, &str),
+    goodbye: Option<&str>,
+    (printed_at, ended_at): (&str, &str),
+) {
+    let (printed, gone) = (fixture.path(&format!("printed-{key}")), fixture.path(&format!("gone-{key}")));
+    let mut steps =
+        vec![json!({ stream: limit }), json!({ "touch": printed }), json!({ "wait_for_file": gone })];
+    steps.extend(goodbye.map(|text| json!({ "err": text })));
+    steps.push(json!({ "exit": 1 }));
+    fixture.enqueue(drain, &[(key.into(), json!({ "steps": steps }))]);
+    // The items a hit before gave back would run first.
+    fixture.client().execute("DELETE FROM items WHERE state = 'pending' AND key <> $1", &[&key]).unwrap();
+    fixture.set_now(printed_at);
+    let pass = fixture.drainctl(&["drain", drain]).spawn();
+    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
+    fixture.set_now(ended_at);
+    std::fs::write(&gone, "").unwrap();
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+}
+
 #[test]
 fn a_reset_is_reckoned_from_when_the_worker_printed_it_not_when_it_ended() {
     let fixture = Fixture::new(&config(), "2026-11-27T18:59:00Z");
     // Printed at 19:59 Paris time ("resets 8pm", a minute away); the worker lingers until
     // 20:15, and only then exits: a client that waits for input after its limit.
-    let (printed, gone) = (fixture.path("printed"), fixture.path("gone"));
-    let steps = json!({ "steps": [
-        { "out": "You've hit your session limit · resets 8pm (Europe/Paris)" }, { "touch": printed },
-        { "wait_for_file": gone }, { "exit": 1 }
-    ] });
-    fixture.enqueue("alpha", &[("a1".into(), steps)]);
-    let pass = fixture.drainctl(&["drain", "alpha"]).spawn();
-    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
-    fixture.set_now("2026-11-27T19:15:00Z");
-    std::fs::write(&gone, "").unwrap();
-    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    let session = "You've hit your session limit · resets 8pm (Europe/Paris)";
+    let times = ("2026-11-27T18:59:00Z", "2026-11-27T19:15:00Z");
+    printed_then_ended(&fixture, ("alpha", "a1"), ("out", session), None, times);
     // Before: the next 8pm after 20:15 — tomorrow, a day of quota lost.
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:15:02Z");
     let (state, attempts, _) = fixture.item("alpha", "a1");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
     // A relative reset likewise: "in 30 minutes" printed at 20:15, read at 20:40.
-    let (printed, gone) = (fixture.path("printed-2"), fixture.path("gone-2"));
-    let steps = json!({ "steps": [
-        { "err": r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your rate limit. Resets in 30 minutes."}}"# },
-        { "touch": printed }, { "wait_for_file": gone }, { "exit": 1 }
-    ] });
-    fixture.enqueue("beta", &[("b1".into(), steps)]);
-    fixture.set_now("2026-11-27T19:15:03Z");
-    let pass = fixture.drainctl(&["drain", "beta"]).spawn();
-    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
-    fixture.set_now("2026-11-27T19:40:00Z");
-    std::fs::write(&gone, "").unwrap();
-    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    let relative = r#"API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your rate limit. Resets in 30 minutes."}}"#;
+    let times = ("2026-11-27T19:15:03Z", "2026-11-27T19:40:00Z");
+    printed_then_ended(&fixture, ("beta", "b1"), ("err", relative), None, times);
     // 20:45:03 and a tenth of the 5 minutes left; before: 21:10:00 and its margin, half
     // an hour after the worker's exit.
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T19:45:33Z");
-    // A goodbye printed as the worker leaves, at 22:15, does not move "8pm" printed at
+    // A goodbye printed as the worker leaves, at 22:15, does not move "10pm" printed at
     // 21:59 to the next day either; its events name the moment the message named.
-    let (printed, gone) = (fixture.path("printed-3"), fixture.path("gone-3"));
-    let steps = json!({ "steps": [
-        { "out": "You've hit your session limit · resets 10pm (Europe/Paris)" }, { "touch": printed },
-        { "wait_for_file": gone }, { "err": "shutting down" }, { "exit": 1 }
-    ] });
-    fixture.client().execute("DELETE FROM items WHERE state = 'pending'", &[]).unwrap();
-    fixture.enqueue("alpha", &[("a3".into(), steps)]);
-    fixture.set_now("2026-11-27T20:59:00Z");
-    let pass = fixture.drainctl(&["drain", "alpha"]).spawn();
-    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
-    fixture.set_now("2026-11-27T21:15:00Z");
-    std::fs::write(&gone, "").unwrap();
-    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    let session = "You've hit your session limit · resets 10pm (Europe/Paris)";
+    let times = ("2026-11-27T20:59:00Z", "2026-11-27T21:15:00Z");
+    printed_then_ended(&fixture, ("alpha", "a3"), ("out", session), Some("shutting down"), times);
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T21:15:02Z");
     let stated: Vec<String> = fixture.column(
         "SELECT data->>'stated_reset' FROM events WHERE kind = 'backoff_set' ORDER BY id DESC LIMIT 1",
