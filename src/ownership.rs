@@ -82,6 +82,57 @@ pub fn other_writer(metadata: &std::fs::Metadata) -> Option<OtherWriter> {
     }
 }
 
+/// Who a POSIX access ACL on `path` lets write it besides its owner and root: each named
+/// user (`user:NAME:rw-`) and named group (`group:NAME:rw-`) entry with write permission
+/// that the ACL's mask lets through, as `user drainsvc (uid 1001)` / `group 1002`. Empty
+/// when the file has no such ACL, or it cannot be read (a file system without ACLs).
+pub fn acl_writers(path: &std::path::Path) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    const USER: u16 = 0x02;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const WRITE: u16 = 0x02;
+    let Ok(file) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
+    let mut buffer = vec![0u8; 8192];
+    // SAFETY: both names are NUL-terminated; getxattr writes at most `buffer.len()` bytes
+    // into the buffer and returns how many, or -1.
+    let read = unsafe {
+        libc::getxattr(
+            file.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    let Ok(read) = usize::try_from(read) else { return Vec::new() };
+    // A version word, then entries of tag, permissions (16 bits each) and id (32 bits),
+    // little-endian (the kernel's `posix_acl_xattr` layout).
+    let entries: Vec<(u16, u16, u32)> = buffer
+        .get(4..read)
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .map(|entry| {
+            let half = |at: usize| u16::from_le_bytes([entry[at], entry[at + 1]]);
+            (half(0), half(2), u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]))
+        })
+        .collect();
+    let mask_lets_write =
+        entries.iter().find(|(tag, _, _)| *tag == MASK).is_none_or(|(_, perm, _)| perm & WRITE != 0);
+    if !mask_lets_write {
+        return Vec::new();
+    }
+    let euid = effective_uid();
+    entries
+        .iter()
+        .filter(|(_, perm, _)| perm & WRITE != 0)
+        .filter_map(|&(tag, _, id)| match tag {
+            USER if id != euid && id != 0 => Some(format!("user {}", user_named(id))),
+            GROUP if id != 0 => Some(format!("group {id}")),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The symbolic links resolving `path` goes through, as the kernel meets them: those of
 /// its folders and its own, and those inside the links' targets, each by its own path
 /// (at most 40, as the kernel follows). Stops at the first name that does not exist yet.
@@ -165,5 +216,52 @@ mod tests {
         // No user database names the largest uid (it is -1, "no user", to the kernel).
         assert_eq!(user_named(u32::MAX - 1), format!("uid {}", u32::MAX - 1));
         assert_eq!(chown_owner(u32::MAX - 1), (u32::MAX - 1).to_string());
+    }
+
+    /// Give `path` the access ACL `user::rw- user:UID:rw- group::r-- mask::MASK other::r--`.
+    fn grant_write_by_acl(path: &std::path::Path, uid: u32, mask: u16) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        let entries = [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 6, uid),
+            (0x04, 4, u32::MAX),
+            (0x10, mask, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ];
+        for (tag, perm, id) in entries {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(id.to_le_bytes());
+        }
+        let file = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated names; the value is read for `acl.len()` bytes.
+        unsafe {
+            libc::setxattr(
+                file.as_ptr(),
+                c"system.posix_acl_access".as_ptr(),
+                acl.as_ptr().cast(),
+                acl.len(),
+                0,
+            ) == 0
+        }
+    }
+
+    #[test]
+    fn an_acl_that_lets_another_user_write_is_found_unless_its_mask_forbids() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("drainctl.toml");
+        std::fs::write(&file, "").unwrap();
+        assert!(acl_writers(&file).is_empty());
+        if !grant_write_by_acl(&file, 65534, 6) {
+            eprintln!("this file system takes no ACL: nothing to check");
+            return;
+        }
+        assert_eq!(acl_writers(&file), vec![format!("user {}", user_named(65534))]);
+        // Before: loaded, the other user's commands run as this one.
+        let refused = crate::config::Config::load(&file).unwrap_err().to_string();
+        assert!(refused.contains("has an ACL that lets user "), "{refused}");
+        assert!(grant_write_by_acl(&file, 65534, 4));
+        assert!(acl_writers(&file).is_empty(), "the mask takes write away");
     }
 }

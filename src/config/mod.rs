@@ -270,7 +270,8 @@ pub fn is_descriptor_path(path: &Path) -> bool {
             walked.pop();
         } else {
             walked.push(&step);
-            if names_a_descriptor(&walked) {
+            // A descriptor itself, not a file inside a folder one names.
+            if left.is_empty() && names_a_descriptor(&walked) {
                 return true;
             }
             if let Ok(target) = std::fs::read_link(&walked) {
@@ -313,6 +314,14 @@ fn names_a_descriptor(path: &Path) -> bool {
 fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()> {
     use crate::ownership::{chown_owner, effective_uid, foreign_owner, other_writer, OtherWriter};
     let shown = path.display();
+    let acl = crate::ownership::acl_writers(path);
+    if !acl.is_empty() {
+        return Err(Error::Config(format!(
+            "configuration file {shown} has an ACL that lets {} write it, who could change the programs \
+             drainctl runs; remove it: setfacl -b {shown}",
+            acl.join(", ")
+        )));
+    }
     match other_writer(metadata) {
         None => Ok(()),
         Some(OtherWriter::EveryUser { mode }) => Err(Error::Config(format!(
@@ -668,6 +677,8 @@ mod tests {
     #[test]
     fn descriptor_paths_are_told_from_files_by_where_their_links_lead() {
         let own = format!("/proc/{}/fd/4", std::process::id());
+        // A file inside a folder a descriptor names is a file like any other.
+        assert!(!is_descriptor_path(Path::new("/proc/self/fd/0/drainctl.toml")));
         for path in ["/dev/stdin", "/dev/fd/0", "/dev/fd/3", "/proc/self/fd/0", &own, "/dev/fd/../fd/0"] {
             assert!(is_descriptor_path(Path::new(path)), "{path}");
         }

@@ -683,11 +683,15 @@ pub struct LockHolder {
 }
 
 impl LockHolder {
-    /// A row of `pid, application_name, client, backend_start, state`.
+    /// A row of `pid, application_name, client, backend_start, state, role`. Any client
+    /// sets its own application name: a password in it is masked, a control character
+    /// escaped, before any output shows it.
     fn from_row(row: &Row) -> LockHolder {
+        let application: Option<String> = row.get(1);
         LockHolder {
             pid: row.get(0),
-            application: row.get(1),
+            application: application
+                .map(|name| crate::output::escape_controls(&crate::error::scrub(&name)).into_owned()),
             client: row.get(2),
             connected_at: row.get(3),
             state: row.get(4),

@@ -41,8 +41,9 @@ const READ_TAIL_BYTES: usize = 64 * 1024;
 /// it (broad on purpose: a later match only makes the wait longer, as if read at the
 /// worker's end).
 pub static LIMIT_WORDING: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
-    // The words of a built-in quota shape (`quota::patterns::HIT_HINT`), a reset's, and an epoch.
-    let pattern = r"(?i)limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance|spend|reset|retry|try again|wait|\|[0-9]{10}";
+    // The words of a built-in quota shape (`quota::patterns::HIT_HINT`), a reset's, and an
+    // epoch; each at a word's start (`rate_limit`, `RateLimitError`, not `generated`).
+    let pattern = r"(?i)(?:^|[^a-z])(?:limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance|spend|reset|retry|try again|wait)|\|[0-9]{10}";
     regex::bytes::Regex::new(pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
 });
 /// The clock is read for arriving output at most this often: when the last output came
@@ -1312,6 +1313,24 @@ mod tests {
         assert_eq!(report.stderr_tail, b"derr");
         // The outcome and the error line read more than a small tail records.
         assert_eq!(report.stderr_end, b"cp 2\nstderr");
+    }
+
+    #[test]
+    fn limit_wording_is_told_from_a_goodbye() {
+        for worded in [
+            "You've hit your session limit · resets 8pm",
+            r#"{"type":"rate_limit_error"}"#,
+            "RateLimitError: 429",
+            "Please try again in 20s.",
+            "Claude AI usage limit reached|1763744400",
+            "RESOURCE_EXHAUSTED: Quota exceeded",
+        ] {
+            assert!(LIMIT_WORDING.is_match(worded.as_bytes()), "{worded}");
+        }
+        for goodbye in ["shutting down", "still working 3", "generated 2 files", "awaiting input", "accurate"]
+        {
+            assert!(!LIMIT_WORDING.is_match(goodbye.as_bytes()), "{goodbye}");
+        }
     }
 
     #[test]

@@ -1798,3 +1798,30 @@ fn the_burst_of_a_drain_removed_from_the_configuration_expires_with_its_event() 
     fixture.set_now("2026-11-27T13:45:00Z");
     assert!(action_for(&decisions(&fixture, &[]), "g2", "expire_burst").is_none());
 }
+
+#[test]
+fn a_lock_holders_application_name_is_shown_with_the_password_masked_and_controls_escaped() {
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"a\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-11-27T10:00:00Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let password = fixture.db.password();
+    let mut holder = fixture.db.client();
+    // Any client names itself: here with the database password and a line break.
+    holder
+        .execute(
+            "SELECT set_config('application_name', $1, false)",
+            &[&format!("app {password}\nforged line")],
+        )
+        .unwrap();
+    holder.execute("SELECT pg_advisory_lock($1)", &[&(0x4452_4149_0000_0000_i64 + 1)]).unwrap();
+    let result = fixture.drainctl(&["supervise", "--json"]).run();
+    result.assert_code(0);
+    let held = result.stdout.clone();
+    assert!(held.contains("app ***"), "{held}");
+    let human = fixture.drainctl(&["supervise"]).run();
+    // Before: the password in clear on stdout, in --json, the log file, status and the page.
+    for output in [&result.stdout, &human.stdout, &human.stderr] {
+        assert!(!output.contains(&password), "{output}");
+        assert!(!output.contains("\nforged line"), "{output}");
+    }
+}
