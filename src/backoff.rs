@@ -225,7 +225,10 @@ pub fn decide_backoff(
     if let Some(stated) = stated_reset {
         match judge_reset(stated, now, recent_reset) {
             Ok((reset, basis)) => {
-                let is_now = basis == WaitBasis::StatedReset && reset <= now;
+                // A reset that passed while the worker was silent is a reset of now too:
+                // met again with nothing done since, the wait doubles (docs/rate-limits.md).
+                let is_now =
+                    matches!(basis, WaitBasis::StatedReset | WaitBasis::PassedWhileSilent) && reset <= now;
                 if is_now && previous.now_hits > 0 {
                     return now_again(now, named, previous.now_hits, policy);
                 }
@@ -466,6 +469,14 @@ mod tests {
         assert_eq!(
             (decision.stated_reset, decision.basis),
             (Some(at(20, 0)), Some(WaitBasis::PassedWhileSilent))
+        );
+        // Met again so, with nothing done since: a reset of now again, the wait doubled.
+        let again = PreviousBackoff { now_hits: decision.now_hits, ..policy };
+        let read = as_read_now(stated(at(20, 0), ResetForm::ClockTime).unwrap(), printed, at(20, 16));
+        let doubled = decide_backoff(Some(read), at(20, 16), again, HOUR);
+        assert_eq!(
+            (doubled.until, doubled.basis),
+            (at(20, 16) + chrono::Duration::seconds(4), Some(WaitBasis::NowAgain))
         );
         // Printed at 20:05 ("just now", 8pm tomorrow its next occurrence), read at 20:12.
         let tomorrow = at(20, 0) + chrono::Duration::days(1);

@@ -418,6 +418,26 @@ pub fn scrub(text: &str) -> String {
     scrubbed
 }
 
+/// [`scrub`] for text a server cut to a length (an `application_name`, 63 bytes): a
+/// registered secret cut off at its end — its first four characters or more — is masked
+/// too, which [`scrub`] cannot recognise.
+pub fn scrub_cut(text: &str) -> String {
+    let mut scrubbed = scrub(text);
+    if let Ok(secrets) = SECRETS.lock() {
+        for secret in secrets.iter() {
+            let cut = (4..secret.len())
+                .rev()
+                .filter(|&end| secret.is_char_boundary(end))
+                .find(|&end| scrubbed.ends_with(&secret[..end]));
+            if let Some(end) = cut {
+                scrubbed.truncate(scrubbed.len() - end);
+                scrubbed.push_str("***");
+            }
+        }
+    }
+    scrubbed
+}
+
 /// `scheme://user:PASSWORD@host`: the password runs to the last `@` of the word, as an
 /// unencoded `@` in it is still the user's password.
 static URL_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -501,6 +521,15 @@ mod tests {
         }
         register_secret("Zx9 k!m(wJ");
         assert_eq!(scrub("said Zx9%20k!m(wJ here"), "said *** here", "encodeURIComponent keeps !'()*");
+    }
+
+    #[test]
+    fn a_secret_cut_off_at_the_end_of_a_text_the_server_cut_is_masked() {
+        register_secret("0024756f0125616781ca7da9a1");
+        // An application name the server cut to 63 bytes.
+        assert_eq!(scrub_cut("job postgres://postgres:0024756f0125616781"), "job postgres://postgres:***");
+        assert_eq!(scrub_cut("password=x 0024756f01"), "password=*** ***");
+        assert_eq!(scrub_cut("job 002"), "job 002");
     }
 
     #[test]

@@ -246,6 +246,20 @@ pub struct ConfigText {
 /// each step is judged before it is followed: `/proc/self/fd/0` is itself a link, to the
 /// file (or pipe) the descriptor reads.
 pub fn is_descriptor_path(path: &Path) -> bool {
+    descriptor_walk(path) == Some(true)
+}
+
+/// Whether `path` leads through a descriptor of this process: a folder one names, its
+/// file inside (`/proc/self/fd/3/drainctl.toml`), or the descriptor itself
+/// ([`is_descriptor_path`]). Another process cannot open either by that path: `supervise`
+/// refuses both, as the drains it starts read the configuration again by its path.
+pub fn leads_through_a_descriptor(path: &Path) -> bool {
+    descriptor_walk(path).is_some()
+}
+
+/// Walk `path` as the kernel does: `Some(true)` at a descriptor of this process that ends
+/// the path, `Some(false)` through one with more after it, `None` past none.
+fn descriptor_walk(path: &Path) -> Option<bool> {
     use std::collections::VecDeque;
     use std::ffi::OsString;
     use std::path::Component;
@@ -270,14 +284,14 @@ pub fn is_descriptor_path(path: &Path) -> bool {
             walked.pop();
         } else {
             walked.push(&step);
-            // A descriptor itself, not a file inside a folder one names.
-            if left.is_empty() && names_a_descriptor(&walked) {
-                return true;
+            // A descriptor itself, or a file inside a folder one names.
+            if names_a_descriptor(&walked) {
+                return Some(left.is_empty());
             }
             if let Ok(target) = std::fs::read_link(&walked) {
                 links += 1;
                 if links > MAX_LINKS {
-                    return false;
+                    return None;
                 }
                 walked.pop();
                 for component in target.components().rev().filter_map(owned) {
@@ -286,7 +300,7 @@ pub fn is_descriptor_path(path: &Path) -> bool {
             }
         }
     }
-    false
+    None
 }
 
 /// A path, its links already followed, that names a descriptor of this process:
@@ -677,8 +691,12 @@ mod tests {
     #[test]
     fn descriptor_paths_are_told_from_files_by_where_their_links_lead() {
         let own = format!("/proc/{}/fd/4", std::process::id());
-        // A file inside a folder a descriptor names is a file like any other.
+        // A file inside a folder a descriptor names is a file like any other, whose owner
+        // is checked; but no other process opens it by that path.
         assert!(!is_descriptor_path(Path::new("/proc/self/fd/0/drainctl.toml")));
+        assert!(leads_through_a_descriptor(Path::new("/proc/self/fd/0/drainctl.toml")));
+        assert!(leads_through_a_descriptor(Path::new("/dev/stdin")));
+        assert!(!leads_through_a_descriptor(Path::new("/etc/drainctl/drainctl.toml")));
         for path in ["/dev/stdin", "/dev/fd/0", "/dev/fd/3", "/proc/self/fd/0", &own, "/dev/fd/../fd/0"] {
             assert!(is_descriptor_path(Path::new(path)), "{path}");
         }

@@ -684,18 +684,20 @@ pub struct LockHolder {
 
 impl LockHolder {
     /// A row of `pid, application_name, client, backend_start, state, role`. Any client
-    /// sets its own application name: a password in it is masked, a control character
-    /// escaped, before any output shows it.
+    /// sets its own application name (cut to 63 bytes by the server), and a role's name
+    /// may hold any character: a password in them is masked, a control character escaped,
+    /// before any output shows them.
     fn from_row(row: &Row) -> LockHolder {
-        let application: Option<String> = row.get(1);
+        let shown = |name: Option<String>| {
+            name.map(|name| crate::output::escape_controls(&crate::error::scrub_cut(&name)).into_owned())
+        };
         LockHolder {
             pid: row.get(0),
-            application: application
-                .map(|name| crate::output::escape_controls(&crate::error::scrub(&name)).into_owned()),
+            application: shown(row.get(1)),
             client: row.get(2),
             connected_at: row.get(3),
             state: row.get(4),
-            role: row.get(5),
+            role: shown(row.get(5)),
         }
     }
 

@@ -219,10 +219,11 @@ pub fn refuse_a_configuration_read_once(path: Option<&std::path::Path>) -> Resul
 /// See [`refuse_a_configuration_read_once`].
 fn refuse_read_once(path: &std::path::Path) -> Result<()> {
     let shown = path.display();
-    if crate::config::is_descriptor_path(path) {
+    if crate::config::leads_through_a_descriptor(path) {
         return Err(Error::Config(format!(
             "supervise hands its configuration file to the drains it starts, and {shown} names a descriptor \
-             handed to this process, which they cannot open by its path; give --config the file itself"
+             handed to this process, or a file in a folder one names, which they cannot open by that path; \
+             give --config the file itself"
         )));
     }
     // A missing or unreadable file is named by the load that follows.

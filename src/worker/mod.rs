@@ -765,7 +765,8 @@ struct TailBuffer {
 
 impl TailBuffer {
     fn new(limit: usize) -> Self {
-        let keep = limit.saturating_add(crate::error::longest_secret_len());
+        // One byte more than the window: whether it starts at a line's start is known.
+        let keep = limit.saturating_add(crate::error::longest_secret_len()).saturating_add(1);
         TailBuffer { limit, keep, bytes: Vec::new(), is_cut: false }
     }
 
@@ -795,17 +796,26 @@ impl TailBuffer {
     /// masking would not recognise it, and the masking of whole ones after it may shorten
     /// the text enough to bring it into the cut.
     fn window(&self) -> (Vec<u8>, bool) {
-        let mut kept = &self.bytes[self.bytes.len().saturating_sub(self.keep)..];
-        let is_cut = self.is_cut || self.bytes.len() > self.keep;
+        let start = self.bytes.len().saturating_sub(self.keep);
+        let mut kept = &self.bytes[start..];
+        let is_cut = self.is_cut || start > 0;
+        let mut skipped = 0;
         if is_cut {
-            kept = &kept[crate::error::secret_end_at_start(kept)..];
+            skipped = crate::error::secret_end_at_start(kept);
+            kept = &kept[skipped..];
         }
         let scrubbed = crate::error::scrub_bytes(kept);
         let text = scrubbed.as_deref().unwrap_or(kept);
         let from = text.len().saturating_sub(self.limit);
-        let starts_inside_a_line = match from {
-            0 => is_cut,
-            _ => text[from - 1] != b'\n',
+        // The byte before the window: in the text, or (masking shortened it to the window
+        // or less) the one before what was kept, when it was kept.
+        let before = match from {
+            0 => (start + skipped).checked_sub(1).map(|at| self.bytes[at]),
+            _ => Some(text[from - 1]),
+        };
+        let starts_inside_a_line = match before {
+            Some(byte) => byte != b'\n',
+            None => self.is_cut,
         };
         (text[from..].to_vec(), starts_inside_a_line)
     }
@@ -1340,6 +1350,16 @@ mod tests {
         let (kept, inside) = tail.window();
         assert_eq!((kept.as_slice(), inside), (&b"limit hit 42\n"[..], false));
         // Before: dropped as if cut, and the limit line with it.
+        assert_eq!(whole_lines(kept, inside), b"limit hit 42\n");
+        // Cut through many pushes, the window exactly the limit line: kept whole (before,
+        // with no password to mask the buffer held no byte before the window).
+        let mut tail = TailBuffer::new(13);
+        for _ in 0..50 {
+            tail.push(&[b'y'; 7]);
+        }
+        tail.push(b"\n");
+        tail.push(b"limit hit 42\n");
+        let (kept, inside) = tail.window();
         assert_eq!(whole_lines(kept, inside), b"limit hit 42\n");
         let mut tail = TailBuffer::new(16);
         tail.push(b"first line\nlimit hit 42\n");

@@ -269,11 +269,20 @@ fn supervise_refuses_a_descriptor_configuration_whatever_it_reads_before_anythin
             result.stderr.trim(),
             format!(
                 "drainctl: supervise hands its configuration file to the drains it starts, and {path} names a \
-                 descriptor handed to this process, which they cannot open by its path; give --config the file \
-                 itself"
+                 descriptor handed to this process, or a file in a folder one names, which they cannot open by \
+                 that path; give --config the file itself"
             )
         );
     }
+    // A file in a folder handed as a descriptor: the drains cannot open it either (before:
+    // the pass ran and every drain it started failed to read it).
+    let folder = std::fs::File::open(fixture.config_path.parent().unwrap()).unwrap();
+    let result = fixture
+        .drainctl(&["--config", "/proc/self/fd/0/drainctl.toml", "supervise"])
+        .env_remove("DRAINCTL_CONFIG")
+        .run_with_stdin_from(folder);
+    result.assert_code(78);
+    assert!(result.stderr.contains("or a file in a folder one names"), "{}", result.stderr);
     // Nothing written: no schema, no log folder.
     let tables = fixture
         .count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'supervisor_passes'");
