@@ -702,8 +702,6 @@ fn tail(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[bytes.len().saturating_sub(max)..]
 }
 
-/// Whether the worker succeeded as nothing but the next claim settles: exit 0, not
-/// stopped, and nothing in its output that reads otherwise.
 /// When the worker printed the limit line `matched`: its last output with limit wording
 /// when the line has such wording, else its last output (a drain's own pattern may match
 /// a line without it); now when it printed nothing. An injected clock (tests) is read as
@@ -721,6 +719,8 @@ fn printed_at(report: &WorkerReport, matched: &str, is_injected: bool, now: Date
     at.map_or(now, |at| at.min(now))
 }
 
+/// Whether the worker succeeded as nothing but the next claim settles: exit 0, not
+/// stopped, and nothing in its output that reads otherwise.
 fn is_plain_success(report: &WorkerReport, outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Other) && report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
 }
