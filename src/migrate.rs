@@ -301,7 +301,6 @@ pub const TABLES: [&str; 17] = [
 /// every command that writes would fail on it with exit 78, so `doctor` asks first
 /// (docs/operations.md, "The role and its settings").
 pub fn missing_table_rights(client: &mut Client) -> Result<Option<String>> {
-    let tables: Vec<&str> = TABLES.to_vec();
     let rows = client.query(
         "SELECT quote_ident(current_user), quote_ident(current_schema()), r.privilege,
                 array_agg(t ORDER BY t) FILTER (WHERE NOT has_table_privilege(q.name, r.privilege)),
@@ -312,7 +311,7 @@ pub fn missing_table_rights(client: &mut Client) -> Result<Option<String>> {
           WHERE q.name IS NOT NULL
           GROUP BY r.privilege, r.n
           ORDER BY r.n",
-        &[&tables],
+        &[&TABLES.as_slice()],
     )?;
     let mut lacking: Vec<(String, String)> = Vec::new();
     let (mut role, mut schema) = (String::new(), String::new());

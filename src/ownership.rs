@@ -133,14 +133,30 @@ pub fn acl_writers(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// The symbolic links resolving `path` goes through, as the kernel meets them: those of
-/// its folders and its own, and those inside the links' targets, each by its own path
-/// (at most 40, as the kernel follows). Stops at the first name that does not exist yet.
-pub fn links_on_the_way(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// The links one lookup follows at most, as the kernel's.
+const MAX_LINKS: usize = 40;
+
+/// One name of a path as [`walk_resolving`] meets it.
+pub struct Step<'a> {
+    /// The name, its folders' links followed.
+    pub path: &'a std::path::Path,
+    /// Whether names of the path are left after it (a link's target's included).
+    pub names_left: bool,
+    pub is_link: bool,
+}
+
+/// Walk `path` as the kernel resolves it: one name at a time, following the symbolic
+/// links of its folders, its own, and those inside the links' targets (at most 40, as
+/// the kernel follows). `visit` sees each name before it is followed, and stops the walk
+/// with `Break`; the walk also stops at the first name that does not exist yet.
+pub fn walk_resolving<T>(
+    path: &std::path::Path,
+    mut visit: impl FnMut(Step) -> std::ops::ControlFlow<T>,
+) -> Option<T> {
     use std::collections::VecDeque;
+    use std::ops::ControlFlow;
     use std::path::{Component, PathBuf};
-    const MAX_LINKS: usize = 40;
-    let mut links = Vec::new();
+    let mut links = 0;
     let mut resolved = if path.is_absolute() {
         PathBuf::from("/")
     } else {
@@ -162,16 +178,25 @@ pub fn links_on_the_way(path: &std::path::Path) -> Vec<std::path::PathBuf> {
             continue;
         }
         let next = resolved.join(&name);
-        let Ok(metadata) = std::fs::symlink_metadata(&next) else { break };
-        if !metadata.file_type().is_symlink() {
+        let metadata = std::fs::symlink_metadata(&next);
+        let is_link = metadata.as_ref().is_ok_and(|metadata| metadata.file_type().is_symlink());
+        if let ControlFlow::Break(found) =
+            visit(Step { path: &next, names_left: !pending.is_empty(), is_link })
+        {
+            return Some(found);
+        }
+        if metadata.is_err() {
+            break;
+        }
+        if !is_link {
             resolved = next;
             continue;
         }
-        if links.len() == MAX_LINKS {
+        links += 1;
+        let Ok(target) = std::fs::read_link(&next) else { break };
+        if links > MAX_LINKS {
             break;
         }
-        let Ok(target) = std::fs::read_link(&next) else { break };
-        links.push(next);
         if target.is_absolute() {
             resolved = PathBuf::from("/");
         }
@@ -179,6 +204,20 @@ pub fn links_on_the_way(path: &std::path::Path) -> Vec<std::path::PathBuf> {
         ahead.extend(pending);
         pending = ahead;
     }
+    None
+}
+
+/// The symbolic links resolving `path` goes through, as the kernel meets them (see
+/// [`walk_resolving`]), each by its own path. Stops at the first name that does not
+/// exist yet.
+pub fn links_on_the_way(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut links = Vec::new();
+    walk_resolving::<()>(path, |step| {
+        if step.is_link && links.len() < MAX_LINKS {
+            links.push(step.path.to_path_buf());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
     links
 }
 

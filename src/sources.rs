@@ -29,6 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -570,19 +571,19 @@ fn plan_files(
     let mut missing_left =
         drain.source.as_ref().map_or(usize::MAX, |source| source.max_files_per_scan as usize);
     sources::each_present_path(client, &drain.name, |path| {
-        if missing_left == 0 || seen.contains(path.as_str()) {
-            return Ok(());
+        if missing_left == 0 {
+            return ControlFlow::Break(());
         }
         let parts = components(&path);
         let is_in_stretch =
             after.as_ref().is_none_or(|after| parts > *after) && end.as_ref().is_none_or(|end| parts <= *end);
-        if is_in_stretch {
+        if is_in_stretch && !seen.contains(path.as_str()) {
             if let Some(why) = unusable_file(root, &root.join(&path)) {
                 plans.push(Plan::Missing(path, why));
                 missing_left -= 1;
             }
         }
-        Ok(())
+        ControlFlow::Continue(())
     })?;
     // Progress kept for a file that is gone or no longer matches: never needed again.
     for path in progress.keys().filter(|path| !seen.contains(path.as_str())) {

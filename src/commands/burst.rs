@@ -146,14 +146,13 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
     let is_waiting = drain.as_ref().and_then(|drain| drain.waiting_until).is_some_and(|until| until > now);
     let parked_group =
         drain.as_ref().filter(|drain| drain.parked_at.is_some()).map(|drain| drain.quota_group.clone());
-    let start = match hold {
+    let start = match (&parked_group, hold) {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
         // A parked group calls no worker, burst or not (docs/rate-limits.md, "Parked groups").
-        _ if parked_group.is_some() => format!(
-            "its quota group {} is parked: no pass starts it until `drainctl resume --group {0}`",
-            parked_group.as_deref().unwrap_or_default()
-        ),
-        Some((until, reason)) => {
+        (Some(group), _) => {
+            format!("its quota group {group} is parked: no pass starts it until `drainctl resume --group {group}`")
+        }
+        (None, Some((until, reason))) => {
             let what = match reason {
                 HoldReason::DailyBudget => "its daily cost budget (max_cost_per_day) is spent",
                 other => other.what(),
@@ -171,7 +170,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             let joint = if until >= deadline { ", " } else { ": " };
             format!("{what} until {} ({}){joint}{then}", local(until, zone), format_relative(until - now))
         }
-        None => "the next supervise pass starts it if idle".to_string(),
+        (None, None) => "the next supervise pass starts it if idle".to_string(),
     };
     let human = format!(
         "{name}: burst on until {} ({}){}; {start}",
@@ -249,25 +248,21 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
     let controls = read_controls(&mut ctx.client, &names)?;
+    // Each drain's quota group, and those of them parked.
     let groups: Vec<String> = names
         .iter()
-        .filter_map(|name| ctx.config.drain(name).ok().map(|drain| drain.quota_group.clone()))
+        .map(|name| ctx.config.drain(name).map(|drain| drain.quota_group.clone()).unwrap_or_default())
         .collect();
     let parked = crate::db::quota_groups::read_parked(&mut ctx.client, &groups)?;
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
-    for name in &names {
+    for (name, group) in names.iter().zip(&groups) {
         let control = controls.iter().find(|c| &c.name == name);
         let until = control.and_then(|c| c.burst_until);
         let active = until.is_some_and(|until| until > now);
         let note = control.and_then(|c| c.burst_note.clone());
         let is_paused = control.is_some_and(|c| c.is_paused());
-        let parked_group = ctx
-            .config
-            .drain(name)
-            .ok()
-            .map(|drain| drain.quota_group.clone())
-            .filter(|group| parked.iter().any(|parked| &parked.quota_group == group));
+        let is_parked = parked.iter().any(|parked| &parked.quota_group == group);
         rows.push(vec![
             name.clone(),
             match until {
@@ -276,7 +271,7 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
                     local(until, zone),
                     format_relative(until - now)
                 ),
-                Some(until) if active && parked_group.is_some() => format!(
+                Some(until) if active && is_parked => format!(
                     "until {} ({}); group parked: resume --group to start",
                     local(until, zone),
                     format_relative(until - now)
@@ -298,7 +293,7 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
             "started_at": control.and_then(|c| c.burst_started_at),
             "note": note,
             "paused": is_paused,
-            "parked": parked_group.is_some(),
+            "parked": is_parked,
         }));
     }
     Ok(Report::new(table_cutting_last(&["DRAIN", "BURST", "NOTE"], &rows), json!({ "bursts": json_rows })))

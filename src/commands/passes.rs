@@ -119,12 +119,8 @@ fn decision_rows(decisions: &Value) -> Vec<Vec<String>> {
         .into_iter()
         .flatten()
         .map(|decision| {
-            // What failed goes first: the table cuts a long cell, and a log path behind the
-            // reason would cut it off (docs/operations.md, "The supervise history").
-            let mut reason = match decision.get("error").and_then(Value::as_str) {
-                Some(error) => format!("FAILED: {error} — {}", text(decision, "reason")),
-                None => text(decision, "reason"),
-            };
+            let error = decision.get("error").and_then(Value::as_str);
+            let mut reason = crate::supervise::shown_reason(&text(decision, "reason"), error);
             if let Some(pid) = decision.get("pid").and_then(Value::as_u64) {
                 let log = decision.get("log_path").and_then(Value::as_str).unwrap_or("-");
                 reason.push_str(&format!(" [pid {pid}, log {log}]"));

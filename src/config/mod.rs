@@ -257,50 +257,13 @@ pub fn leads_through_a_descriptor(path: &Path) -> bool {
     descriptor_walk(path).is_some()
 }
 
-/// Walk `path` as the kernel does: `Some(true)` at a descriptor of this process that ends
-/// the path, `Some(false)` through one with more after it, `None` past none.
+/// Walk `path` as the kernel resolves it: `Some(true)` at a descriptor of this process
+/// that ends the path, `Some(false)` through one with more after it, `None` past none.
 fn descriptor_walk(path: &Path) -> Option<bool> {
-    use std::collections::VecDeque;
-    use std::ffi::OsString;
-    use std::path::Component;
-    // The kernel's own limit of links followed in one lookup.
-    const MAX_LINKS: usize = 40;
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let owned = |component: Component| -> Option<OsString> {
-        match component {
-            Component::RootDir => Some("/".into()),
-            Component::ParentDir => Some("..".into()),
-            Component::Normal(name) => Some(name.to_os_string()),
-            Component::CurDir | Component::Prefix(_) => None,
-        }
-    };
-    let mut left: VecDeque<OsString> = absolute.components().filter_map(owned).collect();
-    let mut walked = PathBuf::from("/");
-    let mut links = 0;
-    while let Some(step) = left.pop_front() {
-        if step == "/" {
-            walked = PathBuf::from("/");
-        } else if step == ".." {
-            walked.pop();
-        } else {
-            walked.push(&step);
-            // A descriptor itself, or a file inside a folder one names.
-            if names_a_descriptor(&walked) {
-                return Some(left.is_empty());
-            }
-            if let Ok(target) = std::fs::read_link(&walked) {
-                links += 1;
-                if links > MAX_LINKS {
-                    return None;
-                }
-                walked.pop();
-                for component in target.components().rev().filter_map(owned) {
-                    left.push_front(component);
-                }
-            }
-        }
-    }
-    None
+    crate::ownership::walk_resolving(path, |step| match names_a_descriptor(step.path) {
+        true => std::ops::ControlFlow::Break(!step.names_left),
+        false => std::ops::ControlFlow::Continue(()),
+    })
 }
 
 /// A path, its links already followed, that names a descriptor of this process:

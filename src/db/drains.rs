@@ -112,20 +112,21 @@ pub fn read_controls(client: &mut impl GenericClient, names: &[String]) -> Resul
     Ok(rows.iter().map(from_row).collect())
 }
 
-/// The drains the configuration no longer names (none of `configured`) whose burst
-/// deadline passed by `now`, with it: a supervise pass expires them too, or their
-/// `burst_expired` would never be recorded (docs/operations.md, "Running the supervisor").
-pub fn expired_bursts_of_others(
+/// The control rows of `names`, and of every other drain whose burst deadline passed by
+/// `now`: a drain the configuration no longer names still has its burst expired by a
+/// supervise pass, or its `burst_expired` would never be recorded (docs/operations.md,
+/// "Running the supervisor").
+pub fn read_controls_and_expired_bursts(
     client: &mut impl GenericClient,
-    configured: &[String],
+    names: &[String],
     now: DateTime<Utc>,
-) -> Result<Vec<(String, DateTime<Utc>)>> {
+) -> Result<Vec<DrainControls>> {
     let rows = client.query(
-        "SELECT name, burst_until FROM drains
-          WHERE burst_until <= $2 AND NOT (name = ANY($1)) ORDER BY name",
-        &[&configured, &now],
+        "SELECT id, name, paused_at, pause_note, burst_until, burst_note, burst_started_at
+           FROM drains WHERE name = ANY($1) OR burst_until <= $2 ORDER BY name",
+        &[&names, &now],
     )?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    Ok(rows.iter().map(from_row).collect())
 }
 
 /// A `--note` (of `pause`, `burst on`) as given: `None` when left out (a note already

@@ -61,12 +61,12 @@ pub fn count_present(client: &mut impl GenericClient, drain: &str) -> Result<i64
 }
 
 /// Each path of `drain`'s recorded files that were present at their last scan, in order,
-/// given to `each` as the rows arrive: a folder of millions of recorded files is never held in
-/// memory at once (`each` must not use the session).
+/// given to `each` as the rows arrive, until it says `Break`: a folder of millions of
+/// recorded files is never held in memory at once (`each` must not use the session).
 pub fn each_present_path(
     client: &mut Client,
     drain: &str,
-    mut each: impl FnMut(String) -> Result<()>,
+    mut each: impl FnMut(String) -> std::ops::ControlFlow<()>,
 ) -> Result<()> {
     use postgres::fallible_iterator::FallibleIterator;
     let mut rows = client.query_raw(
@@ -74,7 +74,9 @@ pub fn each_present_path(
         [&drain as &(dyn postgres::types::ToSql + Sync)],
     )?;
     while let Some(row) = rows.next()? {
-        each(row.try_get(0)?)?;
+        if each(row.try_get(0)?).is_break() {
+            break;
+        }
     }
     Ok(())
 }

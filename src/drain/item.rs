@@ -15,7 +15,9 @@ use crate::db::runs;
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_TEMPORARY};
 use crate::model::{AttemptOutcome, EventKind, RunStatus};
 use crate::quota::{Outcome, QuotaHit};
-use crate::worker::{run_worker, OutputDrain, SpawnError, StopReason, WorkerExit, WorkerReport, WorkerSpec};
+use crate::worker::{
+    run_worker, OutputDrain, Printed, SpawnError, StopReason, WorkerExit, WorkerReport, WorkerSpec,
+};
 
 use super::recorder::{check_resume_token, rejected_token_event, store_resume_token, WorkerRecorder};
 use super::{ItemEnd, Pass, StagedItem, Stop, SucceededItem};
@@ -274,17 +276,25 @@ impl Pass<'_> {
             let (stdout, stderr) = (&report.stdout_end, &report.stderr_end);
             self.classifier.classify_given(&input, stdout, stderr, exit_code(report.exit), at, zone)
         };
-        let mut outcome = classify(now);
         // A reset is reckoned from when its message was printed (docs/rate-limits.md,
         // "Reset times"): a worker may linger, print a goodbye, or hang until item_timeout.
+        // Read as of its last output with limit wording; a hit on a line without any (a
+        // drain's own pattern) as of its last output.
+        let as_of = |printed: Option<Printed>| printed_at(printed, self.clock.is_injected(), now);
+        let worded_at = as_of(report.last_worded.or(report.last_output));
+        let mut outcome = classify(worded_at);
+        let mut read_at = worded_at;
         if let Outcome::QuotaHit(hit) = &outcome {
-            let printed_at = printed_at(report, &hit.matched_line, self.clock.is_injected(), now);
-            if printed_at < now {
-                outcome = classify(printed_at);
-                if let Outcome::QuotaHit(hit) = &mut outcome {
-                    hit.reset = hit.reset.map(|reset| crate::backoff::as_read_now(reset, printed_at, now));
-                }
+            let unworded_at = as_of(report.last_output);
+            if unworded_at != worded_at
+                && !crate::quota::patterns::LIMIT_OR_RESET_HINT.is_match(hit.matched_line.as_bytes())
+            {
+                outcome = classify(unworded_at);
+                read_at = unworded_at;
             }
+        }
+        if let Outcome::QuotaHit(hit) = &mut outcome {
+            hit.reset = hit.reset.map(|reset| crate::backoff::as_read_now(reset, read_at, now));
         }
         // A client stopped while it announced a long wait hit its quota: see
         // docs/rate-limits.md, "Clients that wait for the reset".
@@ -702,16 +712,11 @@ fn tail(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[bytes.len().saturating_sub(max)..]
 }
 
-/// When the worker printed the limit line `matched`: its last output with limit wording
-/// when the line has such wording, else its last output (a drain's own pattern may match
-/// a line without it); now when it printed nothing. An injected clock (tests) is read as
-/// output arrives; the system clock's now is taken back by the monotonic time since, which
-/// a step of the wall clock while the worker ran (NTP, a resumed machine) does not move.
-fn printed_at(report: &WorkerReport, matched: &str, is_injected: bool, now: DateTime<Utc>) -> DateTime<Utc> {
-    let printed = match crate::worker::LIMIT_WORDING.is_match(matched.as_bytes()) {
-        true => report.last_worded.or(report.last_output),
-        false => report.last_output,
-    };
+/// When the worker printed output, as of `now`; now when it printed nothing. An injected
+/// clock (tests) is read as output arrives; the system clock's now is taken back by the
+/// monotonic time since, which a step of the wall clock while the worker ran (NTP, a
+/// resumed machine) does not move.
+fn printed_at(printed: Option<Printed>, is_injected: bool, now: DateTime<Utc>) -> DateTime<Utc> {
     let at = printed.and_then(|printed| match is_injected {
         true => Some(printed.at),
         false => chrono::Duration::from_std(printed.ago).ok().map(|ago| now - ago),

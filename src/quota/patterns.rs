@@ -14,11 +14,21 @@ pub(crate) fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
 }
 
+/// The words of every built-in quota shape.
+const HIT_WORDS: &str = r"limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance|spend";
+
 /// A cheap first look: a line without any of these words holds no built-in quota shape.
-pub(super) static HIT_HINT: LazyLock<Regex> = LazyLock::new(|| {
-    compile(
-        r"(?i)limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance|spend",
-    )
+pub(super) static HIT_HINT: LazyLock<Regex> = LazyLock::new(|| compile(&format!("(?i){HIT_WORDS}")));
+
+/// Output, as it arrives, that may state a limit or its reset: [`HIT_HINT`]'s words and a
+/// reset's, each at a word's start (`rate_limit`, `RateLimitError`, not `generated`), and
+/// an epoch after `|`. A reset whose line has such wording is reckoned from when the last
+/// such output was printed, whatever the worker prints after it (docs/rate-limits.md,
+/// "Reset times"); broad on purpose: a later match only makes the wait longer, as if read
+/// at the worker's end.
+pub(crate) static LIMIT_OR_RESET_HINT: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+    let pattern = format!(r"(?i)(?:^|[^a-z])(?:{HIT_WORDS}|reset|retry|try again|wait)|\|[0-9]{{10}}");
+    regex::bytes::Regex::new(&pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
 });
 
 pub(super) static IS_ERROR_TRUE: LazyLock<Regex> =
@@ -368,6 +378,24 @@ pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(||
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn limit_wording_is_told_from_a_goodbye() {
+        for worded in [
+            "You've hit your session limit · resets 8pm",
+            r#"{"type":"rate_limit_error"}"#,
+            "RateLimitError: 429",
+            "Please try again in 20s.",
+            "Claude AI usage limit reached|1763744400",
+            "RESOURCE_EXHAUSTED: Quota exceeded",
+        ] {
+            assert!(LIMIT_OR_RESET_HINT.is_match(worded.as_bytes()), "{worded}");
+        }
+        for goodbye in ["shutting down", "still working 3", "generated 2 files", "awaiting input", "accurate"]
+        {
+            assert!(!LIMIT_OR_RESET_HINT.is_match(goodbye.as_bytes()), "{goodbye}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -41,7 +41,7 @@ use crate::worker::{process, signals};
 
 use apply::apply_all;
 use plan::{plan_recovery, plan_starts, plan_unconfigured, plan_unconfigured_bursts};
-pub use plan::{Action, Decision};
+pub use plan::{shown_reason, Action, Decision};
 use snapshot::take_snapshot;
 
 /// The longest a pass waits for a row lock before it gives up on that decision.
@@ -210,16 +210,9 @@ impl Heartbeat {
 /// (78) before anything is written (docs/configuration.md). `path` is `--config`, or
 /// `None` for the file drainctl looks for.
 pub fn refuse_a_configuration_read_once(path: Option<&std::path::Path>) -> Result<()> {
-    match crate::config::Config::locate(path) {
-        Some(path) => refuse_read_once(&path),
-        None => Ok(()),
-    }
-}
-
-/// See [`refuse_a_configuration_read_once`].
-fn refuse_read_once(path: &std::path::Path) -> Result<()> {
+    let Some(path) = crate::config::Config::locate(path) else { return Ok(()) };
     let shown = path.display();
-    if crate::config::leads_through_a_descriptor(path) {
+    if crate::config::leads_through_a_descriptor(&path) {
         return Err(Error::Config(format!(
             "supervise hands its configuration file to the drains it starts, and {shown} names a descriptor \
              handed to this process, or a file in a folder one names, which they cannot open by that path; \
@@ -227,7 +220,7 @@ fn refuse_read_once(path: &std::path::Path) -> Result<()> {
         )));
     }
     // A missing or unreadable file is named by the load that follows.
-    if std::fs::metadata(path).is_ok_and(|metadata| !metadata.is_file()) {
+    if std::fs::metadata(&path).is_ok_and(|metadata| !metadata.is_file()) {
         return Err(Error::Config(format!(
             "supervise hands its configuration file to the drains it starts, and {shown} is not a regular \
              file (a pipe is read once); give --config a file"
@@ -241,9 +234,6 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     let schema_created = ctx.schema_created;
     let Context { config, clock, client, outbox, .. } = ctx;
     let outbox: &Outbox = outbox;
-    if let Some(path) = &config.path {
-        refuse_read_once(path)?;
-    }
     let fired_at = clock.now();
     let scheduled_for = scheduled_slot(config, args, fired_at);
     // SIGTERM and SIGINT (cron, pm2, systemd stopping the pass) end it at the next step
@@ -283,14 +273,12 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     interrupted.check(client, outbox, clock, "it ended crashed and hung runs and started drains")?;
     // End what must end first, then decide the starts on what that left.
     let mut decisions = plan_recovery(&snapshots, decided_at, zone);
-    decisions.extend(plan_unconfigured(&unconfigured));
-    let configured: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
-    let expired = crate::db::drains::expired_bursts_of_others(client, &configured, decided_at)?;
-    decisions.extend(plan_unconfigured_bursts(&expired, zone));
+    decisions.extend(plan_unconfigured(&unconfigured.runs));
+    decisions.extend(plan_unconfigured_bursts(&unconfigured.expired_bursts, zone));
     let mut pruned = None;
     let mut stopped = None;
     if !args.dry_run {
-        let unconfigured: Vec<RunRow> = unconfigured.into_iter().map(|run| run.run).collect();
+        let unconfigured: Vec<RunRow> = unconfigured.runs.into_iter().map(|run| run.run).collect();
         recover(
             client,
             outbox,
@@ -889,12 +877,7 @@ fn render(
     let rows: Vec<Vec<String>> = decisions
         .iter()
         .map(|d| {
-            // What failed first, where the table's cut of a long cell cannot hide it
-            // (docs/operations.md, "The supervise history").
-            let mut reason = match &d.error {
-                Some(error) => format!("FAILED: {error} — {}", d.reason),
-                None => d.reason.clone(),
-            };
+            let mut reason = plan::shown_reason(&d.reason, d.error.as_deref());
             if let Some(pid) = d.pid {
                 reason.push_str(&format!(" [pid {pid}]"));
             }

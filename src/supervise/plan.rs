@@ -37,6 +37,15 @@ impl Action {
     }
 }
 
+/// A decision's reason as a table shows it: what failed first, where the table's cut of a
+/// long cell cannot hide it (docs/operations.md, "The supervise history").
+pub fn shown_reason(reason: &str, error: Option<&str>) -> String {
+    match error {
+        Some(error) => format!("FAILED: {error} — {reason}"),
+        None => reason.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub drain: String,
@@ -417,10 +426,10 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
             // A pass started for a reset after the window closes would hold its slot
             // until then and take nothing (docs/rate-limits.md, "Supervise wakes drains
             // at the reset": when everything else allows it).
-            let closes = window.closes_at(now, zone);
-            if let Some((until, closes)) =
-                waits_for_reset.zip(closes).filter(|(until, closes)| until >= closes)
-            {
+            let closes_first = waits_for_reset.and_then(|until| {
+                window.closes_at(now, zone).filter(|closes| until >= *closes).map(|c| (until, c))
+            });
+            if let Some((until, closes)) = closes_first {
                 return skip(format!(
                     "quota group {} backs off until {}, after window {} closes at {}",
                     drain.quota_group,

@@ -8,7 +8,7 @@ use postgres::Client;
 use crate::accounts::GroupView;
 use crate::config::{Config, DrainConfig};
 use crate::db::backoffs::{read_group_backoffs, BackoffRow};
-use crate::db::drains::{ensure_drains, read_controls, DrainControls};
+use crate::db::drains::{ensure_drains, read_controls_and_expired_bursts, DrainControls};
 use crate::db::runs::{last_run_starts, running_runs, RunRow};
 use crate::error::Result;
 
@@ -66,20 +66,34 @@ pub struct BudgetSpent {
     pub day_end: DateTime<Utc>,
 }
 
-/// Every configured drain's snapshot, and the running runs of drains the configuration no
-/// longer names (a drain removed while its pass ran, or before its crashed run was reaped).
+/// What a pass finds of drains the configuration no longer names (one removed while its
+/// pass ran, or before its crashed run was reaped or its burst expired).
+#[derive(Debug, Default)]
+pub(super) struct Unconfigured {
+    pub runs: Vec<RunSnapshot>,
+    /// Bursts whose deadline passed, with it.
+    pub expired_bursts: Vec<(String, DateTime<Utc>)>,
+}
+
+/// Every configured drain's snapshot, and what is left of drains the configuration no
+/// longer names.
 pub(super) fn take_snapshot<'a>(
     client: &mut Client,
     config: &'a Config,
     now: DateTime<Utc>,
     is_clock_injected: bool,
     dry_run: bool,
-) -> Result<(Vec<DrainSnapshot<'a>>, Vec<RunSnapshot>)> {
+) -> Result<(Vec<DrainSnapshot<'a>>, Unconfigured)> {
     let names: Vec<String> = config.drains.iter().map(|d| d.name.clone()).collect();
     if !dry_run {
         ensure_drains(client, &names, now)?;
     }
-    let controls = read_controls(client, &names)?;
+    let (controls, others): (Vec<DrainControls>, Vec<DrainControls>) =
+        read_controls_and_expired_bursts(client, &names, now)?
+            .into_iter()
+            .partition(|c| names.contains(&c.name));
+    let expired_bursts =
+        others.iter().filter_map(|c| c.expired_burst(now).map(|until| (c.name.clone(), until))).collect();
     let mut runs = running_runs(client, None)?;
     // What this host stamped while its clock ran ahead, when it went back since.
     let clock = super::clock_went_back::read(client, now, is_clock_injected)?;
@@ -162,7 +176,7 @@ pub(super) fn take_snapshot<'a>(
             server_started_at,
         });
     }
-    let unconfigured = runs
+    let runs = runs
         .into_iter()
         .filter(|run| !names.contains(&run.drain))
         .map(|run| RunSnapshot {
@@ -172,7 +186,7 @@ pub(super) fn take_snapshot<'a>(
             run,
         })
         .collect();
-    Ok((snapshots, unconfigured))
+    Ok((snapshots, Unconfigured { runs, expired_bursts }))
 }
 
 /// How many items each configured drain has available now, up to its `concurrency`.

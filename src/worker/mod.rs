@@ -36,16 +36,6 @@ pub const STDOUT_TAIL_BYTES: usize = 64 * 1024;
 /// How much of the end of each stream the outcome and the error line are read from, at
 /// least: a small `stderr_tail_bytes` bounds what is recorded, not what is read.
 const READ_TAIL_BYTES: usize = 64 * 1024;
-/// Output that may state a limit or its reset: a reset whose line has such wording is
-/// reckoned from when the last such output was printed, whatever the worker prints after
-/// it (broad on purpose: a later match only makes the wait longer, as if read at the
-/// worker's end).
-pub static LIMIT_WORDING: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
-    // The words of a built-in quota shape (`quota::patterns::HIT_HINT`), a reset's, and an
-    // epoch; each at a word's start (`rate_limit`, `RateLimitError`, not `generated`).
-    let pattern = r"(?i)(?:^|[^a-z])(?:limit|quota|429|rate|exhaust|too[\s_]*many|throttl|credit|billing|payment|insufficient|capacity|usage|allowance|spend|reset|retry|try again|wait)|\|[0-9]{10}";
-    regex::bytes::Regex::new(pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
-});
 /// The clock is read for arriving output at most this often: when the last output came
 /// is known to this much.
 const OUTPUT_CLOCK_INTERVAL: Duration = Duration::from_millis(100);
@@ -199,8 +189,9 @@ pub struct WorkerReport {
     /// no line of the worker's), every password masked.
     pub stdout_end: Vec<u8>,
     pub stderr_end: Vec<u8>,
-    /// When it last printed output with limit wording ([`LIMIT_WORDING`]), and any
-    /// output: a limit's reset is reckoned from when it was printed.
+    /// When it last printed output with limit wording
+    /// ([`crate::quota::patterns::LIMIT_OR_RESET_HINT`]), and any output: a limit's reset
+    /// is reckoned from when it was printed.
     pub last_worded: Option<Printed>,
     pub last_output: Option<Printed>,
     /// The line that announced the wait, when the worker was stopped for it.
@@ -950,7 +941,8 @@ impl<'a> OutputCapture<'a> {
         if !is_recent(&self.last_output) {
             self.last_output = Some((observer.now(), Instant::now()));
         }
-        if LIMIT_WORDING.is_match(bytes) && !is_recent(&self.last_worded) {
+        let is_worded = crate::quota::patterns::LIMIT_OR_RESET_HINT.is_match(bytes);
+        if is_worded && !is_recent(&self.last_worded) {
             self.last_worded = self.last_output;
         }
     }
@@ -1323,24 +1315,6 @@ mod tests {
         assert_eq!(report.stderr_tail, b"derr");
         // The outcome and the error line read more than a small tail records.
         assert_eq!(report.stderr_end, b"cp 2\nstderr");
-    }
-
-    #[test]
-    fn limit_wording_is_told_from_a_goodbye() {
-        for worded in [
-            "You've hit your session limit · resets 8pm",
-            r#"{"type":"rate_limit_error"}"#,
-            "RateLimitError: 429",
-            "Please try again in 20s.",
-            "Claude AI usage limit reached|1763744400",
-            "RESOURCE_EXHAUSTED: Quota exceeded",
-        ] {
-            assert!(LIMIT_WORDING.is_match(worded.as_bytes()), "{worded}");
-        }
-        for goodbye in ["shutting down", "still working 3", "generated 2 files", "awaiting input", "accurate"]
-        {
-            assert!(!LIMIT_WORDING.is_match(goodbye.as_bytes()), "{goodbye}");
-        }
     }
 
     #[test]
