@@ -25,6 +25,7 @@ static ACCESS_REFUSED: LazyLock<Regex> = LazyLock::new(|| {
           \bauthentication_error\b
         | \bpermission_error\b
         | "api_error_type"\s*:\s*"not_found_error"
+        | "type"\s*:\s*"not_found_error"\s*,\s*"message"\s*:\s*"model:
         | \binvalid\s+(?:x-)?api[\s_-]?key\b
         | \bfailed\s+to\s+authenticate\b
         | \bplease\s+run\s+/login\b

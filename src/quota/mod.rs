@@ -451,8 +451,21 @@ impl Classifier {
         // only when all of them have reset, so the latest reset wins; of an exact instant
         // and a clock time naming the same moment (a `rate_limit_event`'s `resetsAt` and
         // its text, cut to the minute), the exact one.
-        let stated: Vec<(usize, crate::backoff::StatedReset)> =
-            (0..hits.len()).filter_map(|index| own_resets[index].map(|stated| (index, stated))).collect();
+        // The same message printed again later (a client that retried and met the limit
+        // again: `try again in 28.2s`, then `try again in 3.0s`) states the same limit, as
+        // of its own printing: only its last statement counts.
+        let shapes: Vec<String> = hits.iter().map(|hit| message_shape(&hit.text)).collect();
+        let restated = |index: usize| {
+            (index + 1..hits.len()).any(|later| {
+                hits[later].stream == hits[index].stream
+                    && own_resets[later].is_some()
+                    && shapes[later] == shapes[index]
+            })
+        };
+        let stated: Vec<(usize, crate::backoff::StatedReset)> = (0..hits.len())
+            .filter(|&index| !restated(index))
+            .filter_map(|index| own_resets[index].map(|stated| (index, stated)))
+            .collect();
         let latest = stated
             .iter()
             .filter(|(_, reset)| !stated.iter().any(|(_, exact)| names_the_same_moment(exact, reset)))
@@ -546,6 +559,21 @@ impl Classifier {
             })
         })
     }
+}
+
+/// A message with its numbers left out: the same limit stated again with another wait
+/// or count has the same shape.
+fn message_shape(text: &str) -> String {
+    let mut shape = String::with_capacity(text.len());
+    for c in text.chars() {
+        let is_number = c.is_ascii_digit() || c == '.' || c == ':';
+        if !is_number {
+            shape.push(c);
+        } else if !shape.ends_with('#') {
+            shape.push('#');
+        }
+    }
+    shape
 }
 
 /// The part of `text` a hit matched at `start..end` shows: the message a client's JSON
@@ -1151,6 +1179,36 @@ mod tests {
             "HTTP/1.1 503 Service Unavailable\n\n{\"error\":\"upstream rate limit exceeded\"}", Some(1), Server),
         ("reset as RFC 3339", Http, "Error: rate limited; reset at 2025-11-23T12:30:00+01:00", Some(1),
             Hit(Some("2025-11-23T11:30:00Z"))),
+        ("an epoch header with a fraction", Http,
+            "HTTP/1.1 429 Too Many Requests\nX-RateLimit-Reset: 1763892020.5\nX-RateLimit-Reset-After: 20.5", Some(1),
+            Hit(Some("2025-11-23T10:00:20.5Z"))),
+        ("resetsAt with a fraction", Claude,
+            r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1763892020.5}}"#, Some(1),
+            Hit(Some("2025-11-23T10:00:20.5Z"))),
+        ("reset_at in milliseconds with a fraction", Http,
+            r#"{"error":"rate_limited","reset_at":1763892020500.0}"#, Some(1), Hit(Some("2025-11-23T10:00:20.5Z"))),
+        ("an epoch in a sentence", Http, "429 Too Many Requests: rate limit exceeded, reset at 1763892020", Some(1),
+            Hit(Some("2025-11-23T10:00:20Z"))),
+        ("an epoch in a sentence with its unit named", Http, "429 Too Many Requests. Quota resets at 1763892020 (unix)",
+            Some(1), Hit(Some("2025-11-23T10:00:20Z"))),
+        ("httpx quotes the status it got", Http,
+            "httpx.HTTPStatusError: Client error '429 Too Many Requests' for url 'http://127.0.0.1:8111/v1/messages'\nFor more information check: https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/429",
+            Some(1), Hit(None)),
+        ("httpx under the claude profile", Claude,
+            "httpx.HTTPStatusError: Client error '429 Too Many Requests' for url 'https://api.example/v1'", Some(1), Hit(None)),
+        ("a sentence quoting a status is prose", Http,
+            "handling the error '429 Too Many Requests' from the API took 3 tries", Some(1), Other),
+        ("urllib3 gave up on 429s", Http,
+            "requests.exceptions.RetryError: HTTPConnectionPool(host='127.0.0.1', port=8111): Max retries exceeded with url: /v1/chat (Caused by ResponseError('too many 429 error responses'))",
+            Some(1), Hit(None)),
+        ("a bare HTTP 429", Http, "HTTP 429", Some(1), Hit(None)),
+        ("a status 429 in a sentence of an error", Http, "Error: got status 429 from vendor", Some(1), Hit(None)),
+        ("Anthropic's API: the model is gone", Claude,
+            r#"API Error: 404 {"type":"error","error":{"type":"not_found_error","message":"model: claude-9-opus"}}"#,
+            Some(1), Attention),
+        ("the same limit met again after the client's retry: its last wait", OpenAi,
+            "Rate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 28.227s.\nRate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 2.999s.\nGiving up after 2 tries.",
+            Some(1), Hit(Some("2025-11-23T10:00:02.999Z"))),
         ("ordinary failure", Http, "Error: ENOENT: no such file or directory, open 'input.json'", Some(1), Other),
         ("a count of 429 is not a status", Http, "Processed 429 items in 12s", Some(0), Other),
     ];

@@ -356,9 +356,10 @@ pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(||
             r"(?i)\b(?:you(?:'re|\s+are|\s+have\s+been)\s+(?:being\s+|currently\s+|temporarily\s+)?)?rate[\s-]limited\b",
             0,
         ),
-        // HTTP 429 in its usual spellings; curl 8 prints no reason phrase.
+        // HTTP 429 in its usual spellings; curl 8 prints no reason phrase; urllib3 (under
+        // requests) gives up with "too many 429 error responses".
         QuotaPattern::status(
-            r#"(?i)(?:\bhttp/[0-9](?:\.[0-9])?\s+429\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\([0-9]+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
+            r#"(?i)(?:\bhttp/[0-9](?:\.[0-9])?\s+429\b|\b(?:http|status)\s+429\b|\btoo\s+many\s+429\s+error\s+responses\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\([0-9]+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
             3,
         ),
         // A bare "Limit reached · resets 3pm" at the start of a line, with a reset.

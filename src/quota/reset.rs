@@ -268,6 +268,15 @@ fn parse_after_keyword(rest: &str, now: DateTime<Utc>, zone: Tz) -> Option<(Date
             None
         }
         _ => {
+            // "Quota resets at 1796526020 (unix)": epoch seconds or milliseconds.
+            let epoch_start = skip_fillers(rest, position, &["at", "on"]);
+            let digits =
+                rest[epoch_start..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - epoch_start);
+            if digits == 10 || digits == 13 {
+                if let Some((instant, length)) = epoch_with_fraction(&rest[epoch_start..]) {
+                    return Some((instant, epoch_start + length));
+                }
+            }
             if let Some((nanoseconds, length)) = parse_duration(&rest[position..]) {
                 return Some((add_nanoseconds(now, nanoseconds)?, position + length));
             }
@@ -292,9 +301,12 @@ fn parse_header_value(
         }
     }
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    let after_digits = rest[digits.len()..].chars().next();
-    if allow_epoch && digits.len() >= 9 && !after_digits.is_some_and(|c| c == '.' || c.is_alphabetic()) {
-        return epoch_instant(&digits).map(|instant| (instant, digits.len()));
+    if allow_epoch && digits.len() >= 9 {
+        // An epoch, whole or with a fraction (`X-RateLimit-Reset: 1796526020.123`): nine
+        // digits and more are no number of seconds to wait.
+        if let Some((instant, length)) = epoch_with_fraction(rest) {
+            return Some((instant, length));
+        }
     }
     if let Some((nanoseconds, length)) = parse_duration(rest) {
         return Some((add_nanoseconds(now, nanoseconds)?, length));
@@ -315,6 +327,20 @@ fn epoch_instant(digits: &str) -> Option<DateTime<Utc>> {
     } else {
         DateTime::from_timestamp(value, 0)
     }
+}
+
+/// Epoch seconds or milliseconds at the start of `text`, with any fraction
+/// (`1796526020.5`, `1796526020123.4`), and the length read; none when a letter follows
+/// (`1796526020abc` is no epoch).
+fn epoch_with_fraction(text: &str) -> Option<(DateTime<Utc>, usize)> {
+    let (nanoseconds, length) = parse_seconds(text)?;
+    if text[length..].starts_with(|c: char| c.is_alphanumeric()) {
+        return None;
+    }
+    // As [`epoch_instant`]: from 100,000,000,000 on, milliseconds.
+    let nanoseconds =
+        if nanoseconds >= 100_000_000_000 * 1_000_000_000 { nanoseconds / 1000 } else { nanoseconds };
+    Some((DateTime::from_timestamp_nanos(i64::try_from(nanoseconds).ok()?), length))
 }
 
 /// `now` plus a stated wait. A wait of centuries is still a stated reset, far ahead (the
