@@ -207,7 +207,8 @@ pub struct EnqueueArgs {
     pub file: Option<PathBuf>,
     /// Reset an already finished (done, dead or skipped_missing) item with the same key to pending
     /// with the new payload; an item not finished (pending, running) keeps its payload and counts as a
-    /// duplicate
+    /// duplicate. Without it, a finished item given again stays finished and the output says how many
+    /// of the duplicates are
     #[arg(long)]
     pub replace: bool,
     #[command(flatten)]

@@ -247,6 +247,9 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
             message = format!("{message}; {tip}");
         }
     }
+    if let Some(tip) = missing_form_tip(error, args, &command) {
+        message = format!("{message}; {tip}");
+    }
     // clap's tip for an option it does not know, "to pass '--json' as a value, use '--
     // --json'", fails again where no argument is left to take the value.
     if let Some((before, tip)) = message.split_once("; tip: to pass '") {
@@ -310,6 +313,33 @@ fn stray_word_tip(word: &str, is_subcommand: bool, args: &[OsString], command: &
         "drainctl burst on" => Some(
             "a deadline goes after --until, quoted when it has a space: `--until 'sat 18:00'`".to_string(),
         ),
+        _ => None,
+    }
+}
+
+/// For a command missing what it needs, or given two things that do not go together, the
+/// form that was most likely meant (docs/cli.md): a drain named `show` is listed with
+/// `items -- show`, `pause` takes `--all` instead of a name, and `--clear-backoff` goes
+/// with `resume --group`.
+fn missing_form_tip(error: &clap::Error, args: &[OsString], command: &str) -> Option<String> {
+    use clap::error::ErrorKind;
+    match (error.kind(), command) {
+        (ErrorKind::MissingRequiredArgument, "drainctl items show")
+            if positional_words(args, "show").is_empty() =>
+        {
+            Some("the items of a drain named `show` are listed with `drainctl items -- show`".to_string())
+        }
+        (ErrorKind::MissingRequiredArgument, "drainctl pause") => {
+            Some("or `drainctl pause --all` for every drain".to_string())
+        }
+        (ErrorKind::ArgumentConflict, "drainctl resume")
+            if args.iter().any(|arg| arg == "--clear-backoff") =>
+        {
+            Some(
+                "--clear-backoff goes with --group: `drainctl resume --group GROUP --clear-backoff`"
+                    .to_string(),
+            )
+        }
         _ => None,
     }
 }

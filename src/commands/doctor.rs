@@ -408,11 +408,12 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
     use std::os::unix::fs::MetadataExt;
     let is_roots_for_a_group = metadata.uid() == 0 && crate::ownership::effective_uid() != 0;
     if config.file_holds_password && mode & 0o004 != 0 {
+        let fixed = if is_roots_for_a_group { "640" } else { "600" };
         checks.push(
             "config",
             Status::Warn,
             format!(
-                "{shown} holds the database password and every user may read it (mode {mode:04o}): chmod o-r {shown}"
+                "{shown} holds the database password and every user may read it (mode {mode:04o}): chmod {fixed} {shown}"
             ),
         );
     } else if config.file_holds_password && mode & 0o040 != 0 && !is_roots_for_a_group {
@@ -572,9 +573,11 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
                     "workdir",
                     EXIT_CONFIG,
                     format!(
-                        "drain {}: workdir {} does not exist or is not a folder",
+                        "drain {}: workdir {} does not exist or is not a folder; create it or fix `workdir` of \
+                         drain {} in the configuration",
                         drain.name,
-                        workdir.display()
+                        workdir.display(),
+                        drain.name
                     ),
                 );
             }

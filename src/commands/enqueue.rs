@@ -112,6 +112,16 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
         if args.replace { format!(", {} replaced", counts.replaced) } else { String::new() }
     );
     // `--replace` resets finished items only: say why an item given with it was not.
+    // Without it, a finished item given again is left finished: say so, and what runs it.
+    let human = if counts.finished_duplicates > 0 && !args.replace {
+        format!(
+            "{human}; {} of them finished (done, dead or skipped_missing) and left so: --replace runs them again \
+             with the new payload",
+            counts.finished_duplicates
+        )
+    } else {
+        human
+    };
     let human = if args.replace && counts.duplicates > 0 {
         format!(
             "{human} (a duplicate is an item not finished yet, or a key repeated in the input: left as it is; \

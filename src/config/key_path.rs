@@ -136,7 +136,7 @@ fn nearest_key(unknown: &str, expected: &str) -> String {
         .skip(1)
         .step_by(2)
         .map(|key| (edit_distance(unknown, key), key))
-        .filter(|(distance, key)| *distance <= 2 && *distance < key.len() / 2)
+        .filter(|(distance, key)| *distance == 1 || (*distance == 2 && *distance < key.len() / 2))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, key)| format!(" (did you mean `{key}`?)"))
         .unwrap_or_default()
@@ -280,6 +280,12 @@ mod tests {
         assert_eq!(
             unknown(drain, "bogus").unwrap(),
             format!("drain \"zeta\": unknown field `bogus`{expected}")
+        );
+        // A key of three letters is one letter away too.
+        assert_eq!(
+            explain_unknown_key("[database]\nurll = 1\n", 11, "unknown field `urll`, expected `url`")
+                .unwrap(),
+            "[database]: unknown field `urll` (did you mean `url`?), expected `url`"
         );
         let inline = "[[drain]]\nname = \"a\"\nsource = { dir = \"d\", globs = \"*\" }\n";
         assert_eq!(

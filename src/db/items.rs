@@ -41,6 +41,10 @@ pub struct EnqueueCounts {
     pub added: u64,
     pub duplicates: u64,
     pub replaced: u64,
+    /// Of the duplicates, the keys whose item is finished (done, dead, skipped_missing):
+    /// `--replace` would run them again.
+    #[serde(skip)]
+    pub finished_duplicates: u64,
 }
 
 /// The temporary table a batch is streamed into with COPY before it meets `items`:
@@ -125,7 +129,7 @@ pub fn apply_staged_items(
             Err(error) => break Err(error),
         }
     };
-    let (added, replaced) = match applied {
+    let (added, replaced, finished_duplicates) = match applied {
         Ok(counts) => counts,
         Err(error) => {
             let refused = error
@@ -141,16 +145,22 @@ pub fn apply_staged_items(
             });
         }
     };
-    Ok(EnqueueCounts { added, replaced, duplicates: staged.saturating_sub(added + replaced) })
+    Ok(EnqueueCounts {
+        added,
+        replaced,
+        duplicates: staged.saturating_sub(added + replaced),
+        finished_duplicates,
+    })
 }
 
-/// The statements of [`apply_staged_items`] (inside its savepoint): (added, replaced).
+/// The statements of [`apply_staged_items`] (inside its savepoint): (added, replaced,
+/// duplicate keys whose item is finished).
 fn move_staged(
     tx: &mut postgres::Transaction<'_>,
     drain: &str,
     replace: bool,
     now: DateTime<Utc>,
-) -> std::result::Result<(u64, u64), postgres::Error> {
+) -> std::result::Result<(u64, u64, u64), postgres::Error> {
     let replaced = if replace {
         // A replaced item's open poison charges no longer count an attempt, as
         // `db::poison::uncount_charges` has it.
@@ -179,14 +189,16 @@ fn move_staged(
     // anti-join inside the insert would be planned against the rows it has just added).
     // Their payloads are read as jsonb all the same: one the server cannot store is
     // refused with its line, whether or not its key is new (docs/json.md).
-    tx.query_one(
+    let gone = tx.query_one(
         "WITH gone AS (
              DELETE FROM enqueue_staging s USING items i
               WHERE i.drain = $1 AND i.key = convert_from(s.key, 'UTF8')
-          RETURNING convert_from(s.payload, 'UTF8')::jsonb AS payload)
-         SELECT count(*) FROM gone WHERE payload IS NULL",
+          RETURNING s.key, convert_from(s.payload, 'UTF8')::jsonb AS payload,
+                    i.state IN ('done', 'dead', 'skipped_missing') AS finished)
+         SELECT count(*) FILTER (WHERE payload IS NULL), count(DISTINCT key) FILTER (WHERE finished) FROM gone",
         &[&drain],
     )?;
+    let finished_duplicates = gone.get::<_, i64>(1).unsigned_abs();
     // New keys in input order (item ids follow it, and so does the claim order). A key
     // repeated in the batch, or inserted meanwhile by another session, makes this plain
     // insert fail; then the slower insert that skips conflicts one by one does the work.
@@ -219,7 +231,7 @@ fn move_staged(
             &[&drain, &now],
         )?,
     };
-    Ok((added, replaced))
+    Ok((added, replaced, finished_duplicates))
 }
 
 /// The error for the item at `at` (`stdin:3`) that the server refused with `message`.

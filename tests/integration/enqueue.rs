@@ -292,3 +292,27 @@ fn a_summary_that_cannot_be_written_is_said_on_stderr() {
     assert!(result.stderr.contains("could not write the output to stdout"), "{}", result.stderr);
     assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 1);
 }
+
+#[test]
+fn a_finished_item_given_again_without_replace_is_named_with_the_option_that_runs_it_again() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let lines = "{\"key\": \"a\", \"payload\": 1}\n{\"key\": \"b\", \"payload\": 1}\n{\"key\": \"c\", \"payload\": 1}\n";
+    fixture.drainctl(&["enqueue", "docs"]).stdin(lines).run().assert_code(0);
+    let mut client = fixture.client();
+    client.execute("UPDATE items SET state = 'done' WHERE key = 'a'", &[]).unwrap();
+    client.execute("UPDATE items SET state = 'dead', attempts = 5 WHERE key = 'b'", &[]).unwrap();
+    // Given again, `a` twice: two finished keys, one pending. Before: "0 added, 4 duplicates"
+    // alone, and the operator took the new payloads for queued.
+    let again = "{\"key\": \"a\", \"payload\": 2}\n{\"key\": \"a\", \"payload\": 3}\n{\"key\": \"b\", \"payload\": 2}\n{\"key\": \"c\", \"payload\": 2}\n";
+    let result = fixture.drainctl(&["enqueue", "docs"]).stdin(again).run();
+    result.assert_code(0);
+    assert_eq!(
+        result.stdout,
+        "docs: 0 added, 4 duplicates; 2 of them finished (done, dead or skipped_missing) and left so: --replace \
+         runs them again with the new payload\n"
+    );
+    assert_eq!(fixture.column::<String>("SELECT state FROM items ORDER BY key"), ["done", "dead", "pending"]);
+    // Nothing finished among the duplicates: the line as before.
+    let pending = fixture.drainctl(&["enqueue", "docs", "--key", "c", "--payload", "3"]).run();
+    assert_eq!(pending.stdout, "docs: 0 added, 1 duplicate\n");
+}

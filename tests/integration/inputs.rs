@@ -450,6 +450,14 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
         // A name beside --all is a conflict, not an "unexpected argument '[NAME]'".
         (&["pause", "docs", "--all"][..], "the argument '[NAME]' cannot be used with '--all'"),
         (&["drain", "docs", "--log-file", ""][..], "a value is required for '--log-file <PATH>'"),
+        // A command missing what it needs, or given what does not go together, is told
+        // the form meant.
+        (&["items", "show"][..], "the items of a drain named `show` are listed with `drainctl items -- show`"),
+        (&["pause"][..], "not provided: <NAME>; or `drainctl pause --all` for every drain"),
+        (
+            &["resume", "docs", "--clear-backoff"][..],
+            "--clear-backoff goes with --group: `drainctl resume --group GROUP --clear-backoff`",
+        ),
     ] {
         let result = Drainctl::new(args).run();
         result.assert_code(64);

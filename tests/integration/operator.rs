@@ -1088,6 +1088,14 @@ fn doctor_reports_a_missing_worker_binary_with_exit_78() {
         result.stdout
     );
     assert!(result.stdout.contains("fail  workdir: drain gone: workdir "), "{}", result.stdout);
+    // And how to fix it, as the pass says.
+    assert!(
+        result
+            .stdout
+            .contains("/missing does not exist or is not a folder; create it or fix `workdir` of drain gone"),
+        "{}",
+        result.stdout
+    );
     assert!(
         result.stdout.contains("ok    worker: drain docs"),
         "other drains are still checked: {}",
@@ -1356,7 +1364,7 @@ fn doctor_warns_when_a_file_others_can_read_holds_the_database_password() {
     let path = fixture.config_path.display().to_string();
     assert!(
         out.contains(&format!(
-            "warn  config: {path} holds the database password and every user may read it (mode 0644): chmod o-r {path}"
+            "warn  config: {path} holds the database password and every user may read it (mode 0644): chmod 600 {path}"
         )),
         "{out}"
     );
