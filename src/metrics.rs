@@ -102,10 +102,11 @@ pub fn render_metrics(
     let snapshot = DrainSnapshot::read(client, config, &names, &holds, now)?;
     let mut drain_families = DrainFamilies::new();
     for drain in &config.drains {
-        drain_families.sample(drain, &snapshot, now);
+        drain_families.sample(drain, &snapshot, now, config.defaults.timezone);
     }
     let [backoff, attention, backing_off] = group_families(config, &holds);
-    let [pass_at, pass_duration, generated, interval] = supervisor_families(client, config, now)?;
+    let [pass_at, pass_duration, pass_errors, generated, interval] =
+        supervisor_families(client, config, now)?;
     let [finished, starts, hits, cost, tokens] = counter_families(client, config)?;
     let unconfigured = unconfigured_family(client, &names)?;
 
@@ -118,6 +119,7 @@ pub fn render_metrics(
         throughput,
         time_to_empty,
         burst_will_finish,
+        schedule_open,
     } = drain_families;
     let mut out = String::new();
     for family in [
@@ -128,6 +130,7 @@ pub fn render_metrics(
         backing_off,
         burst,
         paused,
+        schedule_open,
         last_run,
         last_success,
         throughput,
@@ -135,6 +138,7 @@ pub fn render_metrics(
         burst_will_finish,
         pass_at,
         pass_duration,
+        pass_errors,
         interval,
         generated,
         finished,
@@ -162,6 +166,8 @@ struct DrainSnapshot {
     /// The daily cost budget each drain in a burst is paid from, when it has one and its
     /// workers reported costs lately.
     budgets: HashMap<String, DailyBudget>,
+    /// When each drain's latest pass started, for its cadence.
+    last_starts: HashMap<String, DateTime<Utc>>,
 }
 
 impl DrainSnapshot {
@@ -177,7 +183,8 @@ impl DrainSnapshot {
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
         let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, holds, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets })
+        let last_starts = runs::last_run_starts(client, names)?.into_iter().collect();
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets, last_starts })
     }
 }
 
@@ -254,6 +261,7 @@ struct DrainFamilies {
     throughput: Family,
     time_to_empty: Family,
     burst_will_finish: Family,
+    schedule_open: Family,
 }
 
 impl DrainFamilies {
@@ -281,6 +289,10 @@ impl DrainFamilies {
                 "drainctl_time_to_empty_seconds",
                 "Running time the drain needs to empty its backlog (pending and running items) at that throughput.",
             ),
+            schedule_open: Family::new(
+                "drainctl_schedule_open",
+                "1 when the drain's own schedule lets a pass start now (a burst, or its window open and its cadence due), else 0.",
+            ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
                 "During a burst: 1 when the backlog empties before the deadline at that throughput, counting only the time after a backoff or a spent daily budget and none while the drain is paused or its quota group parked, else 0.",
@@ -289,7 +301,13 @@ impl DrainFamilies {
     }
 
     /// Append the samples of one configured drain.
-    fn sample(&mut self, drain: &DrainConfig, snapshot: &DrainSnapshot, now: DateTime<Utc>) {
+    fn sample(
+        &mut self,
+        drain: &DrainConfig,
+        snapshot: &DrainSnapshot,
+        now: DateTime<Utc>,
+        zone: chrono_tz::Tz,
+    ) {
         let name = &drain.name;
         let counts = snapshot.counts.get(name).copied().unwrap_or_default();
         for (state, count) in [
@@ -302,9 +320,16 @@ impl DrainFamilies {
             self.items.sample(vec![("drain", name.clone()), ("state", state.to_string())], count as f64);
         }
         let control = snapshot.controls.iter().find(|control| &control.name == name);
-        self.burst.sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.burst_until)));
+        // A burst whose deadline passed is over, as `status` has it, though the next
+        // `supervise` clears it.
+        self.burst
+            .sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.active_burst(now))));
         let is_paused = control.is_some_and(|c| c.is_paused());
         self.paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
+        let is_bursting = control.and_then(|c| c.active_burst(now)).is_some();
+        let last_started_at = snapshot.last_starts.get(name).copied();
+        let open = crate::schedule::schedule_allows_start(drain, is_bursting, last_started_at, now, zone);
+        self.schedule_open.sample(vec![("drain", name.clone())], if open { 1.0 } else { 0.0 });
         let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
         // No label for how it ended: a label whose value changes makes a new series.
         if let Some((_, finished_at)) = latest.finished {
@@ -434,7 +459,7 @@ fn supervisor_families(
     client: &mut impl GenericClient,
     config: &Config,
     now: DateTime<Utc>,
-) -> Result<[Family; 4]> {
+) -> Result<[Family; 5]> {
     let last_pass = passes::last_pass(client)?;
     let mut pass_at = Family::new(
         "drainctl_supervisor_last_pass_timestamp_seconds",
@@ -446,6 +471,11 @@ fn supervisor_families(
         "How long the last supervise pass that acted took.",
     );
     pass_duration.sample(Vec::new(), last_pass.map(|(_, ms)| f64::from(ms) / 1000.0).unwrap_or(0.0));
+    let mut failures = Family::new(
+        "drainctl_supervisor_last_pass_errors",
+        "Failures recorded since the last supervise pass that acted fired: its failed steps (a drain it could not start, a scan, the prune) and those of passes skipped after it.",
+    );
+    failures.sample(Vec::new(), passes::failures_since_last_pass(client)? as f64);
     let mut generated = Family::new(
         "drainctl_metrics_generated_timestamp_seconds",
         "When drainctl rendered these metrics (Unix seconds).",
@@ -457,7 +487,7 @@ fn supervisor_families(
         "The configured supervise_interval: how often supervise is expected to run.",
     );
     interval.sample(Vec::new(), config.defaults.supervise_interval.as_secs_f64());
-    Ok([pass_at, pass_duration, generated, interval])
+    Ok([pass_at, pass_duration, failures, generated, interval])
 }
 
 /// The monotonic counters: zero for every configured drain, outcome and quota group, then

@@ -398,7 +398,7 @@ pub fn say_failure(error: &crate::error::Error) {
 pub fn tell_starting_stderr(line: &str) {
     if let Some(mut starting) = STARTING_STDERR.get() {
         use std::io::Write as _;
-        let _ = writeln!(starting, "{}", escape_controls(&format!("drainctl: {line}")));
+        let _ = starting.write_all(whole_line(&escape_controls(&format!("drainctl: {line}"))).as_bytes());
     }
 }
 
@@ -442,7 +442,17 @@ fn keep_starting_stderr(log: &std::fs::File) {
 /// exit code: nothing is left to tell.
 pub fn say_on_stderr(line: &str) {
     use std::io::Write as _;
-    let _ = writeln!(std::io::stderr().lock(), "{}", escape_controls(line));
+    let _ = std::io::stderr().lock().write_all(whole_line(&escape_controls(line)).as_bytes());
+}
+
+/// `line` and its line break, to be written in one `write`: stderr is unbuffered, and
+/// `writeln!` writes the break apart — a reader that stamps what each write brings (pm2's
+/// dated log) shows an empty stamped line after every message.
+fn whole_line(line: &str) -> String {
+    let mut whole = String::with_capacity(line.len() + 1);
+    whole.push_str(line);
+    whole.push('\n');
+    whole
 }
 
 /// `text` safe to show on one line of a terminal or a log: `\r`, `\n` and `\t` become

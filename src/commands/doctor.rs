@@ -790,8 +790,40 @@ fn check_supervisor(
             )
         }
     };
-    let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
-    checks.push("supervisor", status, heartbeat.describe(now, zone));
+    // The heartbeat is any host's: a host whose own crontab or pm2 entry is missing looks
+    // healthy by it, while its crashed runs wait for its own supervise to reap them.
+    let host = crate::worker::process::host_name();
+    let here = match heartbeat.is_late {
+        true => None,
+        false => match crate::db::passes::last_pass_on_host(client, &host) {
+            Ok(here) => Some(crate::supervise::Heartbeat::new(here, now, interval)),
+            Err(error) => {
+                log::warn!("doctor: the passes of this host were not read: {}", error.display_scrubbed());
+                None
+            }
+        },
+    };
+    match here.filter(|here| here.is_late) {
+        Some(here) => {
+            let last_here = match here.last_pass_at {
+                Some(at) => format!("its last {}", crate::duration::format_relative(at - now)),
+                None => "none on record".to_string(),
+            };
+            checks.push(
+                "supervisor",
+                Status::Warn,
+                format!(
+                    "{} on another host; this host ({host}) has no recent pass ({last_here}): if drains run \
+                     here, install its crontab or pm2 entry — each host's supervise reaps its own crashed runs",
+                    heartbeat.describe(now, zone)
+                ),
+            );
+        }
+        None => {
+            let status = if heartbeat.is_late { Status::Warn } else { Status::Ok };
+            checks.push("supervisor", status, heartbeat.describe(now, zone));
+        }
+    }
 }
 
 /// A warning for each drain whose source folder (links resolved) an earlier drain scans

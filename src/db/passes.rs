@@ -78,6 +78,27 @@ pub fn last_pass(client: &mut impl GenericClient) -> Result<Option<(DateTime<Utc
     Ok(row.map(|row| (row.get(0), row.get(1))))
 }
 
+/// When the last acting pass on `host` fired; None when it has none on record.
+pub fn last_pass_on_host(client: &mut impl GenericClient, host: &str) -> Result<Option<DateTime<Utc>>> {
+    let row = client.query_opt(
+        "SELECT fired_at FROM supervisor_passes WHERE status = 'done' AND host = $1 ORDER BY id DESC LIMIT 1",
+        &[&host],
+    )?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// The failures recorded since the last acting pass fired (`supervise_error` events: its
+/// failed steps, and those of the passes skipped after it); 0 before any pass.
+pub fn failures_since_last_pass(client: &mut impl GenericClient) -> Result<i64> {
+    let row = client.query_one(
+        "SELECT count(*) FROM events
+          WHERE kind = 'supervise_error'
+            AND at >= (SELECT fired_at FROM supervisor_passes WHERE status = 'done' ORDER BY id DESC LIMIT 1)",
+        &[],
+    )?;
+    Ok(row.get(0))
+}
+
 /// One recorded pass, as `drainctl passes` shows it.
 #[derive(Debug, Clone)]
 pub struct PassRow {

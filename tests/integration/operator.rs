@@ -1438,3 +1438,92 @@ fn burst_on_for_a_drain_whose_quota_group_is_parked_says_no_pass_starts_it() {
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
     assert!(on.stdout.contains("the next supervise pass starts it if idle"), "{}", on.stdout);
 }
+
+#[test]
+fn metrics_tell_a_drain_waiting_for_its_schedule_and_a_pass_that_failed_and_doctor_a_host_without_supervise()
+{
+    // 10:00 UTC is 12:00 in Jerusalem: `nightly`'s window is closed, `cadenced` started
+    // an hour ago and may start again in five, `burst` is outside its window in a burst,
+    // and `ended` had a burst whose deadline passed an hour ago (not cleared yet).
+    let fixture = Fixture::new(
+        &config(
+            "",
+            "\n[[drain]]\nname = \"nightly\"\ncommand = [\"FAKE_WORKER\"]\n\
+             window = { days = \"daily\", from = \"22:00\", to = \"06:00\" }\n\
+             [[drain]]\nname = \"cadenced\"\ncommand = [\"FAKE_WORKER\"]\nevery = \"6h\"\n\
+             [[drain]]\nname = \"burst\"\ncommand = [\"FAKE_WORKER\"]\n\
+             window = { days = \"daily\", from = \"22:00\", to = \"06:00\" }\n\
+             [[drain]]\nname = \"ended\"\ncommand = [\"FAKE_WORKER\"]\n",
+        ),
+        NOW,
+    );
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    fixture.drainctl(&["burst", "on", "burst", "--until", "+2h"]).run().assert_code(0);
+    fixture.drainctl(&["burst", "on", "ended", "--until", "+1h"]).run().assert_code(0);
+    let mut client = fixture.client();
+    client
+        .execute(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status, finished_at)
+             VALUES ('cadenced', 'supervisor', 'h', 1, '2026-11-27T09:00:00Z', '2026-11-27T09:00:00Z', 'drained',
+                     '2026-11-27T09:01:00Z')",
+            &[],
+        )
+        .unwrap();
+    // Passes on another host only: the last at 09:58; a failure recorded after it (a drain
+    // it could not start), one before it (an earlier pass's, already followed by a pass).
+    client
+        .execute(
+            "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
+             VALUES ('2026-11-27T09:43:00Z', '2026-11-27T09:43:00Z', 'elsewhere', 1, 'done', 10),
+                    ('2026-11-27T09:58:00Z', '2026-11-27T09:58:00Z', 'elsewhere', 1, 'done', 10)",
+            &[],
+        )
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO events (at, kind, message) VALUES
+                 ('2026-11-27T09:50:00Z', 'supervise_error', 'an earlier pass failed'),
+                 ('2026-11-27T09:58:01Z', 'supervise_error', 'could not start drain docs')",
+            &[],
+        )
+        .unwrap();
+    fixture.set_now("2026-11-27T11:00:00Z");
+    let result = fixture.drainctl(&["metrics"]).run();
+    result.assert_code(0);
+    let series = check_exposition(&result.stdout);
+    let expect =
+        |key: &str, value: f64| assert_eq!(series.get(key), Some(&value), "{key} in\n{}", result.stdout);
+    // Before: no such series, and the stall alert paged every afternoon for a drain
+    // waiting for its night window with a backlog.
+    expect("drainctl_schedule_open{drain=\"docs\"}", 1.0);
+    expect("drainctl_schedule_open{drain=\"nightly\"}", 0.0);
+    expect("drainctl_schedule_open{drain=\"cadenced\"}", 0.0);
+    expect("drainctl_schedule_open{drain=\"burst\"}", 1.0);
+    // Before: a pass that failed a step refreshed the heartbeat and nothing said so.
+    expect("drainctl_supervisor_last_pass_errors", 1.0);
+    // Before: the passed deadline, while `status` said no burst.
+    expect("drainctl_burst_until_timestamp_seconds{drain=\"ended\"}", 0.0);
+    expect("drainctl_burst_until_timestamp_seconds{drain=\"burst\"}", 1_795_780_800.0);
+    fixture.set_now("2026-11-27T15:00:00Z");
+    let later = fixture.drainctl(&["metrics"]).run();
+    assert!(later.stdout.contains("drainctl_schedule_open{drain=\"cadenced\"} 1\n"), "{}", later.stdout);
+
+    // doctor: the heartbeat is fresh (another host's), but this host has none.
+    fixture.set_now("2026-11-27T10:05:00Z");
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(
+        doctor.stdout.contains("warn  supervisor: last supervise pass 7m ago on another host; this host (")
+            && doctor
+                .stdout
+                .contains("has no recent pass (none on record): if drains run here, install its crontab"),
+        "{}",
+        doctor.stdout
+    );
+    // A pass here: healthy.
+    fixture.drainctl(&["supervise"]).run();
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(doctor.stdout.contains("ok    supervisor: last supervise pass"), "{}", doctor.stdout);
+    // And a pass without failures since: none counted.
+    let metrics = fixture.drainctl(&["metrics"]).run();
+    assert!(metrics.stdout.contains("drainctl_supervisor_last_pass_errors 0\n"), "{}", metrics.stdout);
+}
