@@ -169,7 +169,7 @@ impl Pass<'_> {
             matches!(&result, Ok((report, outcome))
                 if is_plain_success(report, outcome) && !crate::usage::reports_usage(&report.stdout))
         };
-        if let Err(error) = self.reconnect_if_lost(took, settled_by_next_claim, &while_working) {
+        if let Err(error) = self.reconnect_if_lost(item, took, settled_by_next_claim, &while_working) {
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").
             let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);

@@ -158,8 +158,13 @@ impl<'a> Pass<'a> {
     /// session a statement found gone while the worker ran, or that a failed statement may
     /// have found so, is replaced whatever `took`; so is one after a worker the next claim
     /// does not settle alone (anything but a plain success, or one reporting its usage).
+    /// `item`: the one whose worker ran, which the run holds. Once a new session is open,
+    /// an item claimed ahead beside the worker by a statement whose reply was lost goes
+    /// back at once (see `give_back_unknown_claims`), not at the pass's end: the pass may
+    /// take it again, and its record does not say no item was left.
     pub(super) fn reconnect_if_lost(
         &mut self,
+        item: &ClaimedItem,
         took: Duration,
         settled_by_next_claim: impl FnOnce() -> bool,
         while_working: &WhileWorking,
@@ -171,7 +176,27 @@ impl<'a> Pass<'a> {
         if !is_lost {
             return Ok(());
         }
-        self.reconnect(while_working.lost_at)
+        self.reconnect(while_working.lost_at)?;
+        let known = self.known_claims(Some(item), self.claimed_ahead.as_ref());
+        if let Err(error) = self.give_back_unknown_claims(&known, self.clock.now()) {
+            // The pass's end gives it back (see `work`).
+            log::warn!("drain {}: run {}: {error}", self.drain.name, self.run_id);
+        }
+        Ok(())
+    }
+
+    /// The items the pass knows it holds: `item` (whose worker ran), the one claimed
+    /// `ahead`, and those whose results wait to be staged or committed.
+    fn known_claims(&self, item: Option<&ClaimedItem>, ahead: Option<&ClaimedItem>) -> Vec<i64> {
+        [
+            item.map(|item| item.id),
+            ahead.map(|item| item.id),
+            self.staged.as_ref().map(|staged| staged.id),
+            self.unstaged.as_ref().map(|unstaged| unstaged.item.id),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// What a statement gave: its value, or — when it failed because the server ended the
@@ -202,21 +227,15 @@ impl<'a> Pass<'a> {
     /// claimed goes back unstarted, attempt refunded (see `give_back_unknown_claims`).
     /// `ahead`: the item the pass had claimed ahead before it, which it still holds.
     pub(super) fn recover_lost_statement(&mut self, ahead: Option<&ClaimedItem>) -> Result<()> {
-        let known: Vec<i64> = [
-            ahead.map(|item| item.id),
-            self.staged.as_ref().map(|staged| staged.id),
-            self.unstaged.as_ref().map(|unstaged| unstaged.item.id),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let known = self.known_claims(None, ahead);
         loop {
             if let Err(error) = self.reconnect(None) {
                 return Err(self.results_left(error));
             }
             match self.give_back_unknown_claims(&known, self.clock.now()) {
-                // The new session ended too: another, within the same minute.
-                Err(error) if self.client.is_closed() => {
+                // The new session ended too: another, within the same minute. (The client
+                // may learn of the end only from the error: it is looked at, as elsewhere.)
+                Err(error) if self.client.is_closed() || is_session_lost(self.client) => {
                     log::debug!("drain {}: {error}", self.drain.name);
                 }
                 given_back => return given_back,
@@ -319,7 +338,10 @@ impl<'a> Pass<'a> {
                 }
                 // The new session ended too before it was used (a second failover, a
                 // pooler restarting again): another.
-                Err(error) if self.client.is_closed() && since.elapsed() < reconnect_for() => {
+                Err(error)
+                    if (self.client.is_closed() || is_session_lost(self.client))
+                        && since.elapsed() < reconnect_for() =>
+                {
                     log::debug!("drain {}: the new session ended too: {error}", self.drain.name);
                     std::thread::sleep(RECONNECT_EVERY);
                 }

@@ -59,7 +59,17 @@ impl Pass<'_> {
     pub(super) fn commit_staged(&mut self) -> Result<()> {
         if let Some(unstaged) = &self.unstaged {
             let (key, bytes) = (unstaged.item.key.clone(), unstaged.result.len());
-            self.stage_unstaged().map_err(|error| uncommitted(error, &key, Some(bytes), self.run_id))?;
+            // A session the server ended is replaced and the result staged again on the
+            // new one (staging is an upsert), as its commit below is: a second session
+            // ended within the minute does not lose it either.
+            loop {
+                let staged = self.stage_unstaged();
+                let staged = self.unless_session_lost(staged);
+                match staged.map_err(|error| uncommitted(error, &key, Some(bytes), self.run_id))? {
+                    Some(()) => break,
+                    None => continue,
+                }
+            }
         }
         let Some(staged) = self.staged.take() else { return Ok(()) };
         #[cfg(feature = "testing")]

@@ -1337,3 +1337,41 @@ fn a_small_stderr_tail_bounds_what_is_recorded_not_how_the_outcome_and_error_are
     let reasons: Vec<String> = fixture.column("SELECT reason FROM quota_backoffs");
     assert_eq!(reasons.len(), 1, "{reasons:?}");
 }
+
+#[test]
+fn an_item_claimed_beside_a_worker_whose_reply_the_ended_session_lost_goes_back_once_a_new_session_is_open() {
+    let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
+    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
+    // As a claim made beside a's worker whose reply the session lost would leave it: b
+    // held by the run, its attempt open, the pass unaware of it; and the session ended.
+    fixture
+        .client()
+        .batch_execute(
+            "UPDATE items SET state = 'running', claimed_by = 1, claimed_at = now(), attempts = attempts + 1
+              WHERE key = 'b';
+             INSERT INTO attempts (item_id, run_id, attempt, started_at)
+             SELECT id, 1, attempts, now() FROM items WHERE key = 'b';",
+        )
+        .unwrap();
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    // Before: b was held without a worker until the pass ended, which then said
+    // "drained: no item is available now" with b pending; now it goes back once the new
+    // session is open and the same pass runs it.
+    assert_eq!(result.json()["items_done"], 2, "{}\n{}", result.stdout, result.stderr);
+    assert!(
+        result.stderr.contains("item b given back: claimed by a statement whose reply was lost"),
+        "{}",
+        result.stderr
+    );
+    let (state, attempts, _) = fixture.item("docs", "b");
+    assert_eq!((state.as_str(), attempts), ("done", 1));
+    assert_eq!(
+        fixture.column::<String>(
+            "SELECT outcome FROM attempts WHERE item_id = (SELECT id FROM items WHERE key = 'b') ORDER BY id"
+        ),
+        ["not_started", "done"]
+    );
+}
