@@ -236,12 +236,9 @@ fn kill_nine_after_staging_gives_the_next_item_back_unstarted_even_on_its_last_a
     );
 }
 
-#[test]
-fn an_item_a_pass_holds_without_knowing_it_goes_back_unstarted_when_the_pass_ends() {
-    let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
-    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
-    // As a claim beside the worker whose reply the session lost would leave it: b held by
-    // the run, its attempt open, the pass unaware of it.
+/// As a claim made beside a's worker whose reply the session lost would leave it: b held
+/// by run 1, its attempt open, the pass unaware of it.
+fn hold_b_as_a_lost_claim(fixture: &Fixture) {
     fixture
         .client()
         .batch_execute(
@@ -251,6 +248,13 @@ fn an_item_a_pass_holds_without_knowing_it_goes_back_unstarted_when_the_pass_end
              SELECT id, 1, attempts, now() FROM items WHERE key = 'b';",
         )
         .unwrap();
+}
+
+#[test]
+fn an_item_a_pass_holds_without_knowing_it_goes_back_unstarted_when_the_pass_ends() {
+    let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
+    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
+    hold_b_as_a_lost_claim(&fixture);
     std::fs::write(&go, "").unwrap();
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);
@@ -1342,17 +1346,8 @@ fn a_small_stderr_tail_bounds_what_is_recorded_not_how_the_outcome_and_error_are
 fn an_item_claimed_beside_a_worker_whose_reply_the_ended_session_lost_goes_back_once_a_new_session_is_open() {
     let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
     let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
-    // As a claim made beside a's worker whose reply the session lost would leave it: b
-    // held by the run, its attempt open, the pass unaware of it; and the session ended.
-    fixture
-        .client()
-        .batch_execute(
-            "UPDATE items SET state = 'running', claimed_by = 1, claimed_at = now(), attempts = attempts + 1
-              WHERE key = 'b';
-             INSERT INTO attempts (item_id, run_id, attempt, started_at)
-             SELECT id, 1, attempts, now() FROM items WHERE key = 'b';",
-        )
-        .unwrap();
+    hold_b_as_a_lost_claim(&fixture);
+    // And the session ended.
     assert_eq!(fixture.end_drainctl_sessions(), 1);
     std::fs::write(&go, "").unwrap();
     let result = finished(pass.wait_with_output().unwrap());
