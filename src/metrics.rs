@@ -119,7 +119,8 @@ pub fn render_metrics(
         throughput,
         time_to_empty,
         burst_will_finish,
-        schedule_open,
+        window_open,
+        every,
     } = drain_families;
     let mut out = String::new();
     for family in [
@@ -130,7 +131,8 @@ pub fn render_metrics(
         backing_off,
         burst,
         paused,
-        schedule_open,
+        window_open,
+        every,
         last_run,
         last_success,
         throughput,
@@ -166,8 +168,6 @@ struct DrainSnapshot {
     /// The daily cost budget each drain in a burst is paid from, when it has one and its
     /// workers reported costs lately.
     budgets: HashMap<String, DailyBudget>,
-    /// When each drain's latest pass started, for its cadence.
-    last_starts: HashMap<String, DateTime<Utc>>,
 }
 
 impl DrainSnapshot {
@@ -183,8 +183,7 @@ impl DrainSnapshot {
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
         let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, holds, now)?;
-        let last_starts = runs::last_run_starts(client, names)?.into_iter().collect();
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets, last_starts })
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets })
     }
 }
 
@@ -261,7 +260,8 @@ struct DrainFamilies {
     throughput: Family,
     time_to_empty: Family,
     burst_will_finish: Family,
-    schedule_open: Family,
+    window_open: Family,
+    every: Family,
 }
 
 impl DrainFamilies {
@@ -289,9 +289,13 @@ impl DrainFamilies {
                 "drainctl_time_to_empty_seconds",
                 "Running time the drain needs to empty its backlog (pending and running items) at that throughput.",
             ),
-            schedule_open: Family::new(
-                "drainctl_schedule_open",
-                "1 when the drain's own schedule lets a pass start now (a burst, or its window open and its cadence due), else 0.",
+            window_open: Family::new(
+                "drainctl_window_open",
+                "1 when the drain's window lets a pass start now (it has none, it is open, or a burst is on), else 0.",
+            ),
+            every: Family::new(
+                "drainctl_every_seconds",
+                "The drain's every cadence: a pass starts at most this often; 0 when it has none.",
             ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
@@ -326,10 +330,13 @@ impl DrainFamilies {
             .sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.active_burst(now))));
         let is_paused = control.is_some_and(|c| c.is_paused());
         self.paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
+        // As `supervise` decides (a burst overrides the window): what the stalled-drain
+        // alert needs to tell a drain waiting for its window from a stuck one.
         let is_bursting = control.and_then(|c| c.active_burst(now)).is_some();
-        let last_started_at = snapshot.last_starts.get(name).copied();
-        let open = crate::schedule::schedule_allows_start(drain, is_bursting, last_started_at, now, zone);
-        self.schedule_open.sample(vec![("drain", name.clone())], if open { 1.0 } else { 0.0 });
+        let open = is_bursting || drain.window.as_ref().is_none_or(|window| window.contains(now, zone));
+        self.window_open.sample(vec![("drain", name.clone())], if open { 1.0 } else { 0.0 });
+        self.every
+            .sample(vec![("drain", name.clone())], drain.every.map_or(0.0, |every| every.as_secs_f64()));
         let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
         // No label for how it ended: a label whose value changes makes a new series.
         if let Some((_, finished_at)) = latest.finished {

@@ -16,6 +16,20 @@ pub fn effective_gid() -> u32 {
     unsafe { libc::getegid() }
 }
 
+/// Whether drainctl runs in the group `gid` (its effective group, or a supplementary one).
+pub fn is_in_group(gid: u32) -> bool {
+    if effective_gid() == gid {
+        return true;
+    }
+    // SAFETY: a count of 0 asks only how many groups there are; the second call writes at
+    // most `count` entries into a buffer of that many.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let Ok(length) = usize::try_from(count) else { return false };
+    let mut groups: Vec<libc::gid_t> = vec![0; length];
+    let written = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
+    usize::try_from(written).is_ok_and(|written| groups[..written.min(length)].contains(&gid))
+}
+
 /// The user `uid` as a refusal names it: `drainsvc (uid 1001)`, or `uid 1001` when the
 /// system's user database has no name for it.
 pub fn user_named(uid: u32) -> String {

@@ -406,14 +406,31 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
     // A file of root's that its group may read is how a service user is given it (as
     // libpq allows for a key file); one of this user's is for this user alone.
     use std::os::unix::fs::MetadataExt;
-    let is_roots_for_a_group = metadata.uid() == 0 && crate::ownership::effective_uid() != 0;
+    let is_roots_for_a_group =
+        metadata.uid() == 0 && (crate::ownership::effective_uid() != 0 || metadata.gid() != 0);
     if config.file_holds_password && mode & 0o004 != 0 {
-        let fixed = if is_roots_for_a_group { "640" } else { "600" };
+        // Others lose their read: the user who reads it must keep it, as owner or through
+        // the file's group (root's file given to a service user's group, mode 0640).
+        let fixed = if metadata.uid() != crate::ownership::effective_uid() && metadata.uid() == 0 {
+            if crate::ownership::is_in_group(metadata.gid()) && metadata.gid() != 0 {
+                format!("chmod 640 {shown}")
+            } else {
+                format!(
+                    "chgrp {} {shown} && chmod 640 {shown} (a group that holds only this user)",
+                    crate::ownership::effective_gid()
+                )
+            }
+        } else if metadata.uid() == 0 && metadata.gid() != 0 {
+            // Root's own, given to a group: keep the group's read.
+            format!("chmod 640 {shown}")
+        } else {
+            format!("chmod 600 {shown}")
+        };
         checks.push(
             "config",
             Status::Warn,
             format!(
-                "{shown} holds the database password and every user may read it (mode {mode:04o}): chmod {fixed} {shown}"
+                "{shown} holds the database password and every user may read it (mode {mode:04o}): {fixed}"
             ),
         );
     } else if config.file_holds_password && mode & 0o040 != 0 && !is_roots_for_a_group {

@@ -173,16 +173,23 @@ impl<'a> Pass<'a> {
         let should_look =
             took >= CHECK_AFTER_WORKER || while_working.statement_failed || !settled_by_next_claim();
         let is_lost = self.client.is_closed() || (should_look && is_session_lost(self.client));
-        if !is_lost {
+        if is_lost {
+            self.reconnect(while_working.lost_at)?;
+        } else if !while_working.reopened {
             return Ok(());
         }
-        self.reconnect(while_working.lost_at)?;
+        // A session replaced after the worker, or while it ran: a claim made beside it may
+        // have lost its reply.
         let known = self.known_claims(Some(item), self.claimed_ahead.as_ref());
-        if let Err(error) = self.give_back_unknown_claims(&known, self.clock.now()) {
-            // The pass's end gives it back (see `work`).
-            log::warn!("drain {}: run {}: {error}", self.drain.name, self.run_id);
+        loop {
+            match self.give_back_unknown_claims(&known, self.clock.now()) {
+                Err(error) if self.client.is_closed() || is_session_lost(self.client) => {
+                    log::debug!("drain {}: {error}", self.drain.name);
+                    self.reconnect(None)?;
+                }
+                given_back => return given_back,
+            }
         }
-        Ok(())
     }
 
     /// The items the pass knows it holds: `item` (whose worker ran), the one claimed
@@ -310,7 +317,22 @@ impl<'a> Pass<'a> {
             session.warn_lost();
             found
         });
+        // Called again before a step went through on the last new session: that one ended
+        // too. The minute counts from the first call whatever the new sessions did, and a
+        // new session is not opened right after the last (no loop of sessions each ended
+        // before the step is sent again).
+        let is_again = self.session_lost_since.is_some();
         let since = *self.session_lost_since.get_or_insert(found);
+        if is_again {
+            if since.elapsed() >= reconnect_for() {
+                return Err(Error::Unavailable(format!(
+                    "the database ended the session of run {} again and again: no new one lasted a step within {}",
+                    self.run_id,
+                    crate::duration::format_duration(reconnect_for())
+                )));
+            }
+            std::thread::sleep(RECONNECT_EVERY);
+        }
         loop {
             // Before each attempt: one may wait for the connect timeout.
             if let Some(signal) = crate::worker::signals::termination_signal() {
@@ -373,6 +395,8 @@ pub(super) struct WhileWorking {
     /// worker however quick it was, as the failure may have been the session ending
     /// (the client learns that only at its next use).
     statement_failed: bool,
+    /// A new session was opened while the worker ran.
+    reopened: bool,
 }
 
 impl WhileWorking {
@@ -399,6 +423,7 @@ impl WhileWorking {
         match session.reopen(client, statements, lost_at) {
             Ok(reopened) => {
                 self.lost_at = None;
+                self.reopened = true;
                 Some(reopened)
             }
             Err(why) => {

@@ -45,7 +45,7 @@ use self::patterns::{
     WARNING, WORKSPACE_LIMIT_WITH_RETURN,
 };
 use self::prose::looks_like_limit_message;
-use self::reset::{header_reset, reset_with_continuation, RATELIMIT_RESET_KIND};
+use self::reset::{header_reset, reset_with_continuation, without_resets, RATELIMIT_RESET_KIND};
 pub(crate) use self::waits::{
     announced_wait, client_wait_hit, env_tz, long_announced_wait, tz_zone, worker_zone,
 };
@@ -451,10 +451,10 @@ impl Classifier {
         // only when all of them have reset, so the latest reset wins; of an exact instant
         // and a clock time naming the same moment (a `rate_limit_event`'s `resetsAt` and
         // its text, cut to the minute), the exact one.
-        // The same message printed again later (a client that retried and met the limit
-        // again: `try again in 28.2s`, then `try again in 3.0s`) states the same limit, as
-        // of its own printing: only its last statement counts.
-        let shapes: Vec<String> = hits.iter().map(|hit| message_shape(&hit.text)).collect();
+        // The same message printed again later but for its reset (a client that retried
+        // and met the limit again: `try again in 28.2s`, then `try again in 3.0s`) states
+        // the same limit, as of its own printing: only its last statement counts.
+        let shapes: Vec<String> = hits.iter().map(|hit| without_resets(&hit.text, now, zone)).collect();
         let restated = |index: usize| {
             (index + 1..hits.len()).any(|later| {
                 hits[later].stream == hits[index].stream
@@ -559,21 +559,6 @@ impl Classifier {
             })
         })
     }
-}
-
-/// A message with its numbers left out: the same limit stated again with another wait
-/// or count has the same shape.
-fn message_shape(text: &str) -> String {
-    let mut shape = String::with_capacity(text.len());
-    for c in text.chars() {
-        let is_number = c.is_ascii_digit() || c == '.' || c == ':';
-        if !is_number {
-            shape.push(c);
-        } else if !shape.ends_with('#') {
-            shape.push('#');
-        }
-    }
-    shape
 }
 
 /// The part of `text` a hit matched at `start..end` shows: the message a client's JSON
@@ -1198,11 +1183,30 @@ mod tests {
             "httpx.HTTPStatusError: Client error '429 Too Many Requests' for url 'https://api.example/v1'", Some(1), Hit(None)),
         ("a sentence quoting a status is prose", Http,
             "handling the error '429 Too Many Requests' from the API took 3 tries", Some(1), Other),
+        ("a status quoted in a log line is prose", Http,
+            "Got the error '429 Too Many Requests' once; retried and it worked", Some(1), Other),
+        ("a status quoted after an error word is prose", Http,
+            "Ignoring the error '429 Too Many Requests' from the mirror", Some(1), Other),
+        ("a bare status inside a sentence is prose", Http,
+            "Processed batch; saw HTTP 429 twice from the cache, all fine", Some(1), Other),
+        ("two limits differing in more than their waits: the later reset", Http,
+            "Error: rate limit exceeded for key 1, try again in 50s\nError: rate limit exceeded for key 2, try again in 5s",
+            Some(1), Hit(Some("2025-11-23T10:00:50Z"))),
+        ("one limit restated in another unit: its last wait", OpenAi,
+            "Rate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 1m12s.\nRate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 45.3s.",
+            Some(1), Hit(Some("2025-11-23T10:00:45.3Z"))),
+        ("a number after availability words is no Unix time", Http,
+            "429 Too Many Requests: tokens available 1500000000 soon", Some(1), Hit(None)),
         ("urllib3 gave up on 429s", Http,
             "requests.exceptions.RetryError: HTTPConnectionPool(host='127.0.0.1', port=8111): Max retries exceeded with url: /v1/chat (Caused by ResponseError('too many 429 error responses'))",
             Some(1), Hit(None)),
-        ("a bare HTTP 429", Http, "HTTP 429", Some(1), Hit(None)),
-        ("a status 429 in a sentence of an error", Http, "Error: got status 429 from vendor", Some(1), Hit(None)),
+        ("a bare status 429 in a line of output is no limit", Http,
+            "Error: Cannot find module \"./status 429.js\"", Some(1), Other),
+        ("a success mentioning a status 429 is a success", Http,
+            "ticket #88: HTTP 429 from upstream is now retried", Some(0), Other),
+        ("an answer quoting an error object is the item's content", Claude,
+            r#"Summary of ticket 12: the customer got {"type":"error","error":{"type":"not_found_error","message":"model: claude-2"}} after the upgrade, fixed by pinning."#,
+            Some(0), Other),
         ("Anthropic's API: the model is gone", Claude,
             r#"API Error: 404 {"type":"error","error":{"type":"not_found_error","message":"model: claude-9-opus"}}"#,
             Some(1), Attention),

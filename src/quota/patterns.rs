@@ -40,8 +40,9 @@ pub(super) static IS_ERROR_FALSE: LazyLock<Regex> =
 pub(super) static ERROR_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#"(?ix)
-          "type"\s*:\s*"error"
-        | "subtype"\s*:\s*"error
+          # a JSON line of its own, after at most a one-word label (`ERROR: {…}`): not
+          # one quoted by a sentence of the answer
+          ^\s*(?:[\w.-]+\s*:\s*)?[\[{].*(?:"type"\s*:\s*"error"|"subtype"\s*:\s*"error)
         | ^\s*[\[{]?\s*["']error["']\s*:\s*[{\[]
         | ^\s*\[?\s*api\s+error\b
         | "result"\s*:\s*"\s*\[?\s*api\s+error\b
@@ -356,10 +357,15 @@ pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(||
             r"(?i)\b(?:you(?:'re|\s+are|\s+have\s+been)\s+(?:being\s+|currently\s+|temporarily\s+)?)?rate[\s-]limited\b",
             0,
         ),
-        // HTTP 429 in its usual spellings; curl 8 prints no reason phrase; urllib3 (under
-        // requests) gives up with "too many 429 error responses".
+        // httpx's `Client error '429 Too Many Requests' for url '…'`, and urllib3 (under
+        // requests) giving up with "too many 429 error responses".
         QuotaPattern::status(
-            r#"(?i)(?:\bhttp/[0-9](?:\.[0-9])?\s+429\b|\b(?:http|status)\s+429\b|\btoo\s+many\s+429\s+error\s+responses\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\([0-9]+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
+            r"(?i)\bclient\s+error\s+'429\s+too\s+many\s+requests'\s+for\s+url\b|\btoo\s+many\s+429\s+error\s+responses\b",
+            3,
+        ),
+        // HTTP 429 in its usual spellings; curl 8 prints no reason phrase.
+        QuotaPattern::status(
+            r#"(?i)(?:\bhttp/[0-9](?:\.[0-9])?\s+429\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\([0-9]+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
             3,
         ),
         // A bare "Limit reached · resets 3pm" at the start of a line, with a reset.

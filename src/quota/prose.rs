@@ -182,13 +182,7 @@ fn starts_message(prefix: &str, max_prefix_words: usize) -> bool {
                 // A quotation inside a sentence (`says "usage limit reached"`) is prose;
                 // a JSON or dict value (`"message": "...`) is not.
                 let before_quote = trimmed[..offset].trim_end();
-                if before_quote.chars().last().is_some_and(|last| last.is_alphanumeric())
-                    && !quotes_an_http_status(
-                        before_quote,
-                        &trimmed[offset + c.len_utf8()..],
-                        max_prefix_words,
-                    )
-                {
+                if before_quote.chars().last().is_some_and(|last| last.is_alphanumeric()) {
                     return false;
                 }
             }
@@ -205,30 +199,6 @@ fn starts_message(prefix: &str, max_prefix_words: usize) -> bool {
         return false;
     }
     words.len() <= max_prefix_words && !words.iter().any(|word| PROSE_PREFIX_WORDS.contains(&word.as_str()))
-}
-
-/// An error that quotes the HTTP status it got, as httpx words it: `HTTPStatusError:
-/// Client error '429 Too Many Requests' for url '…'`. The words before the quote are an
-/// error's label, not a sentence: at most `max_prefix_words` after the last separator,
-/// none of them prose, the last `error`.
-fn quotes_an_http_status(before_quote: &str, quoted: &str, max_prefix_words: usize) -> bool {
-    static QUOTED_STATUS: LazyLock<Regex> = LazyLock::new(|| compile(r"^[45][0-9]{2}\b"));
-    if !QUOTED_STATUS.is_match(quoted) {
-        return false;
-    }
-    let label_start = before_quote
-        .char_indices()
-        .rev()
-        .find(|&(offset, c)| {
-            let previous = before_quote[..offset].chars().last();
-            let next = before_quote[offset + c.len_utf8()..].chars().next();
-            is_separator(previous, c, next)
-        })
-        .map_or(0, |(offset, c)| offset + c.len_utf8());
-    let words: Vec<String> = before_quote[label_start..].split_whitespace().map(str::to_lowercase).collect();
-    words.len() <= max_prefix_words
-        && words.last().is_some_and(|word| word == "error")
-        && !words.iter().any(|word| PROSE_PREFIX_WORDS.contains(&word.as_str()))
 }
 
 fn runs_on_as_prose(suffix: &str) -> bool {

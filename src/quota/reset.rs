@@ -142,6 +142,22 @@ pub(super) fn reset_with_continuation(
     own.map(|found| found.stated(&current, now, zone))
 }
 
+/// `line` with every reset it states left out: the same message stated again with
+/// another reset (`try again in 1m12s`, later `try again in 45.3s`) reads the same.
+pub(super) fn without_resets(line: &str, now: DateTime<Utc>, zone: Tz) -> String {
+    let mut kept = String::with_capacity(line.len());
+    let mut from = 0;
+    for found in find_resets(line, now, zone) {
+        if found.start >= from {
+            kept.push_str(&line[from..found.start]);
+            kept.push('\u{fffc}');
+            from = found.end;
+        }
+    }
+    kept.push_str(&line[from..]);
+    kept
+}
+
 /// Every reset the line states, in order of position.
 fn find_resets(line: &str, now: DateTime<Utc>, zone: Tz) -> Vec<ResetMatch> {
     let mut found = Vec::new();
@@ -207,6 +223,14 @@ fn find_resets(line: &str, now: DateTime<Utc>, zone: Tz) -> Vec<ResetMatch> {
     // "resets 8pm", "try again in 20s", "Access resets at 2:55 PM PST."
     for keyword in RESET_KEYWORD.find_iter(line) {
         let rest = &line[keyword.end()..];
+        // "Quota resets at 1796526020 (unix)": after a word of resetting only (`retry 12`,
+        // `available 1500000000` are no instants).
+        if starts_with_ignore_case(keyword.as_str(), "reset") {
+            if let Some((instant, length)) = plain_epoch(rest) {
+                push(Some(instant), keyword.start(), keyword.end() + length);
+                continue;
+            }
+        }
         if let Some((instant, length)) = parse_after_keyword(rest, now, zone) {
             let after = &line[keyword.end() + length..];
             if !is_countdown_tail(after) {
@@ -245,6 +269,17 @@ fn is_countdown_tail(after: &str) -> bool {
     window.contains("attempt")
 }
 
+/// A Unix time after a reset's words, `at 1796526020`: ten digits (seconds) or thirteen
+/// (milliseconds), with any fraction.
+fn plain_epoch(rest: &str) -> Option<(DateTime<Utc>, usize)> {
+    let start = skip_fillers(rest, 0, &["at", "on"]);
+    let digits = rest[start..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - start);
+    if digits != 10 && digits != 13 {
+        return None;
+    }
+    epoch_with_fraction(&rest[start..]).map(|(instant, length)| (instant, start + length))
+}
+
 /// After a reset keyword: `in <duration>`, `after <duration>`, or an absolute time.
 fn parse_after_keyword(rest: &str, now: DateTime<Utc>, zone: Tz) -> Option<(DateTime<Utc>, usize)> {
     let position = skip_fillers(rest, 0, &[":", "-"]);
@@ -268,15 +303,6 @@ fn parse_after_keyword(rest: &str, now: DateTime<Utc>, zone: Tz) -> Option<(Date
             None
         }
         _ => {
-            // "Quota resets at 1796526020 (unix)": epoch seconds or milliseconds.
-            let epoch_start = skip_fillers(rest, position, &["at", "on"]);
-            let digits =
-                rest[epoch_start..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - epoch_start);
-            if digits == 10 || digits == 13 {
-                if let Some((instant, length)) = epoch_with_fraction(&rest[epoch_start..]) {
-                    return Some((instant, epoch_start + length));
-                }
-            }
             if let Some((nanoseconds, length)) = parse_duration(&rest[position..]) {
                 return Some((add_nanoseconds(now, nanoseconds)?, position + length));
             }
@@ -340,7 +366,9 @@ fn epoch_with_fraction(text: &str) -> Option<(DateTime<Utc>, usize)> {
     // As [`epoch_instant`]: from 100,000,000,000 on, milliseconds.
     let nanoseconds =
         if nanoseconds >= 100_000_000_000 * 1_000_000_000 { nanoseconds / 1000 } else { nanoseconds };
-    Some((DateTime::from_timestamp_nanos(i64::try_from(nanoseconds).ok()?), length))
+    let seconds = i64::try_from(nanoseconds / 1_000_000_000).ok()?;
+    let fraction = u32::try_from(nanoseconds % 1_000_000_000).ok()?;
+    Some((DateTime::from_timestamp(seconds, fraction)?, length))
 }
 
 /// `now` plus a stated wait. A wait of centuries is still a stated reset, far ahead (the

@@ -1370,3 +1370,32 @@ fn an_item_claimed_beside_a_worker_whose_reply_the_ended_session_lost_goes_back_
         ["not_started", "done"]
     );
 }
+
+#[test]
+fn an_item_claimed_beside_a_worker_goes_back_when_the_session_was_replaced_while_the_worker_ran() {
+    let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    let worker = json!([
+        { "touch": started },
+        { "checkpoints": { "count": 40, "every": 0.1 } },
+        { "wait_for_file": go },
+        { "out": "result a" }
+    ]);
+    fixture
+        .enqueue("docs", &[("a".into(), steps(worker)), ("b".into(), steps(json!([{ "out": "result b" }])))]);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    hold_b_as_a_lost_claim(&fixture);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    // A checkpoint finds the session gone and a new one is opened while the worker runs.
+    wait_until("a new session", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'") == 1
+    });
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    // Before: the session was open again after the worker, nothing was given back, and b
+    // waited without a worker for the pass's end.
+    assert_eq!(result.json()["items_done"], 2, "{}\n{}", result.stdout, result.stderr);
+    assert_eq!(fixture.item("docs", "b").0, "done");
+}

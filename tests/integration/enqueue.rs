@@ -301,14 +301,14 @@ fn a_finished_item_given_again_without_replace_is_named_with_the_option_that_run
     let mut client = fixture.client();
     client.execute("UPDATE items SET state = 'done' WHERE key = 'a'", &[]).unwrap();
     client.execute("UPDATE items SET state = 'dead', attempts = 5 WHERE key = 'b'", &[]).unwrap();
-    // Given again, `a` twice: two finished keys, one pending. Before: "0 added, 4 duplicates"
-    // alone, and the operator took the new payloads for queued.
+    // Given again, `a` twice: three lines of finished items, one of a pending one. Before:
+    // "0 added, 4 duplicates" alone, and the operator took the new payloads for queued.
     let again = "{\"key\": \"a\", \"payload\": 2}\n{\"key\": \"a\", \"payload\": 3}\n{\"key\": \"b\", \"payload\": 2}\n{\"key\": \"c\", \"payload\": 2}\n";
     let result = fixture.drainctl(&["enqueue", "docs"]).stdin(again).run();
     result.assert_code(0);
     assert_eq!(
         result.stdout,
-        "docs: 0 added, 4 duplicates; 2 of them finished (done, dead or skipped_missing) and left so: --replace \
+        "docs: 0 added, 4 duplicates; 3 of them finished (done, dead or skipped_missing) and left so: --replace \
          runs them again with the new payload\n"
     );
     assert_eq!(fixture.column::<String>("SELECT state FROM items ORDER BY key"), ["done", "dead", "pending"]);

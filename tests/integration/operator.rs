@@ -1392,6 +1392,17 @@ fn doctor_warns_when_a_file_others_can_read_holds_the_database_password() {
     fixture.write_config(&with_url);
     std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(!doctor(&fixture).contains("may read it"));
+    // Root's file given to a service user's group (docs/operations.md): every user's read
+    // goes, the group's stays. Before: `chmod 600`, and the service user's passes could
+    // no longer read it (exit 78); at 0640, a warning to take the group's read too.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&fixture.config_path, Some(0), Some(65534)).unwrap();
+        std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = doctor(&fixture);
+        assert!(out.contains(&format!("every user may read it (mode 0644): chmod 640 {path}")), "{out}");
+        std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(!doctor(&fixture).contains("may read it"), "{}", doctor(&fixture));
+    }
 }
 
 #[test]
@@ -1440,11 +1451,10 @@ fn burst_on_for_a_drain_whose_quota_group_is_parked_says_no_pass_starts_it() {
 }
 
 #[test]
-fn metrics_tell_a_drain_waiting_for_its_schedule_and_a_pass_that_failed_and_doctor_a_host_without_supervise()
-{
-    // 10:00 UTC is 12:00 in Jerusalem: `nightly`'s window is closed, `cadenced` started
-    // an hour ago and may start again in five, `burst` is outside its window in a burst,
-    // and `ended` had a burst whose deadline passed an hour ago (not cleared yet).
+fn metrics_tell_a_drain_waiting_for_its_window_and_a_pass_that_failed_and_doctor_a_host_without_supervise() {
+    // 11:00 UTC is 13:00 in Jerusalem: `nightly`'s window is closed, `cadenced` starts at
+    // most every 6 hours, `burst` is outside its window in a burst, and `ended` had a
+    // burst whose deadline passed an hour ago (not cleared yet).
     let fixture = Fixture::new(
         &config(
             "",
@@ -1461,14 +1471,6 @@ fn metrics_tell_a_drain_waiting_for_its_schedule_and_a_pass_that_failed_and_doct
     fixture.drainctl(&["burst", "on", "burst", "--until", "+2h"]).run().assert_code(0);
     fixture.drainctl(&["burst", "on", "ended", "--until", "+1h"]).run().assert_code(0);
     let mut client = fixture.client();
-    client
-        .execute(
-            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status, finished_at)
-             VALUES ('cadenced', 'supervisor', 'h', 1, '2026-11-27T09:00:00Z', '2026-11-27T09:00:00Z', 'drained',
-                     '2026-11-27T09:01:00Z')",
-            &[],
-        )
-        .unwrap();
     // Passes on another host only: the last at 09:58; a failure recorded after it (a drain
     // it could not start), one before it (an earlier pass's, already followed by a pass).
     client
@@ -1495,18 +1497,20 @@ fn metrics_tell_a_drain_waiting_for_its_schedule_and_a_pass_that_failed_and_doct
         |key: &str, value: f64| assert_eq!(series.get(key), Some(&value), "{key} in\n{}", result.stdout);
     // Before: no such series, and the stall alert paged every afternoon for a drain
     // waiting for its night window with a backlog.
-    expect("drainctl_schedule_open{drain=\"docs\"}", 1.0);
-    expect("drainctl_schedule_open{drain=\"nightly\"}", 0.0);
-    expect("drainctl_schedule_open{drain=\"cadenced\"}", 0.0);
-    expect("drainctl_schedule_open{drain=\"burst\"}", 1.0);
+    expect("drainctl_window_open{drain=\"docs\"}", 1.0);
+    expect("drainctl_window_open{drain=\"nightly\"}", 0.0);
+    expect("drainctl_window_open{drain=\"burst\"}", 1.0);
+    expect("drainctl_every_seconds{drain=\"cadenced\"}", 21600.0);
+    expect("drainctl_every_seconds{drain=\"docs\"}", 0.0);
     // Before: a pass that failed a step refreshed the heartbeat and nothing said so.
     expect("drainctl_supervisor_last_pass_errors", 1.0);
     // Before: the passed deadline, while `status` said no burst.
     expect("drainctl_burst_until_timestamp_seconds{drain=\"ended\"}", 0.0);
     expect("drainctl_burst_until_timestamp_seconds{drain=\"burst\"}", 1_795_780_800.0);
-    fixture.set_now("2026-11-27T15:00:00Z");
+    // 00:30 in Jerusalem: the night window is open.
+    fixture.set_now("2026-11-27T22:30:00Z");
     let later = fixture.drainctl(&["metrics"]).run();
-    assert!(later.stdout.contains("drainctl_schedule_open{drain=\"cadenced\"} 1\n"), "{}", later.stdout);
+    assert!(later.stdout.contains("drainctl_window_open{drain=\"nightly\"} 1\n"), "{}", later.stdout);
 
     // doctor: the heartbeat is fresh (another host's), but this host has none.
     fixture.set_now("2026-11-27T10:05:00Z");
