@@ -78,10 +78,11 @@ pub fn last_pass(client: &mut impl GenericClient) -> Result<Option<(DateTime<Utc
     Ok(row.map(|row| (row.get(0), row.get(1))))
 }
 
-/// When the last acting pass on `host` fired; None when it has none on record.
+/// When the last pass on `host` fired, acting or skipped for the lock (its supervise runs
+/// either way); None when it has none on record.
 pub fn last_pass_on_host(client: &mut impl GenericClient, host: &str) -> Result<Option<DateTime<Utc>>> {
     let row = client.query_opt(
-        "SELECT fired_at FROM supervisor_passes WHERE status = 'done' AND host = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT fired_at FROM supervisor_passes WHERE host = $1 ORDER BY id DESC LIMIT 1",
         &[&host],
     )?;
     Ok(row.map(|row| row.get(0)))

@@ -66,7 +66,7 @@ impl<'a> Pass<'a> {
                 // "When the database goes away").
                 // (A failure may be the first the client hears of the session's end: it
                 // is looked at before the error is taken for another.)
-                Err(error) if self.client.is_closed() || super::reconnect::is_session_lost(self.client) => {
+                Err(error) if super::reconnect::is_session_gone(self.client) => {
                     log::debug!("drain {}: {error}", self.drain.name);
                     self.recover_lost_statement(ahead.as_ref())?;
                     self.claimed_ahead = ahead;

@@ -183,7 +183,7 @@ impl<'a> Pass<'a> {
         let known = self.known_claims(Some(item), self.claimed_ahead.as_ref());
         loop {
             match self.give_back_unknown_claims(&known, self.clock.now()) {
-                Err(error) if self.client.is_closed() || is_session_lost(self.client) => {
+                Err(error) if is_session_gone(self.client) => {
                     log::debug!("drain {}: {error}", self.drain.name);
                     self.reconnect(None)?;
                 }
@@ -217,7 +217,7 @@ impl<'a> Pass<'a> {
             }
             // (A failure may be the first the client hears of the session's end: it is
             // looked at before the error is taken for another.)
-            Err(error) if self.client.is_closed() || is_session_lost(self.client) => {
+            Err(error) if is_session_gone(self.client) => {
                 log::debug!("drain {}: {error}", self.drain.name);
                 self.reconnect(None)?;
                 Ok(None)
@@ -242,7 +242,7 @@ impl<'a> Pass<'a> {
             match self.give_back_unknown_claims(&known, self.clock.now()) {
                 // The new session ended too: another, within the same minute. (The client
                 // may learn of the end only from the error: it is looked at, as elsewhere.)
-                Err(error) if self.client.is_closed() || is_session_lost(self.client) => {
+                Err(error) if is_session_gone(self.client) => {
                     log::debug!("drain {}: {error}", self.drain.name);
                 }
                 given_back => return given_back,
@@ -360,10 +360,7 @@ impl<'a> Pass<'a> {
                 }
                 // The new session ended too before it was used (a second failover, a
                 // pooler restarting again): another.
-                Err(error)
-                    if (self.client.is_closed() || is_session_lost(self.client))
-                        && since.elapsed() < reconnect_for() =>
-                {
+                Err(error) if is_session_gone(self.client) && since.elapsed() < reconnect_for() => {
                     log::debug!("drain {}: the new session ended too: {error}", self.drain.name);
                     std::thread::sleep(RECONNECT_EVERY);
                 }
@@ -380,6 +377,12 @@ impl<'a> Pass<'a> {
 
 /// Did the server end the session? A look that fails on a connection still open (a slow
 /// server) is not a lost session.
+/// Whether the session is gone, after a statement failed: the client may know (closed),
+/// or learn it only now (a failure may be the first it hears of the session's end).
+pub(super) fn is_session_gone(client: &mut Client) -> bool {
+    client.is_closed() || is_session_lost(client)
+}
+
 pub(super) fn is_session_lost(client: &mut Client) -> bool {
     client.is_valid(LOOK_TIMEOUT).is_err() && client.is_closed()
 }

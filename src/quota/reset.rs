@@ -170,7 +170,11 @@ fn find_resets(line: &str, now: DateTime<Utc>, zone: Tz) -> Vec<ResetMatch> {
     // "usage limit reached|1763744400" (seconds or milliseconds)
     for captures in EPOCH_AFTER_PIPE.captures_iter(line) {
         if let (Some(whole), Some(digits)) = (captures.get(0), captures.get(1)) {
-            push(epoch_instant(digits.as_str()), whole.start(), whole.end());
+            push(
+                epoch_with_fraction(digits.as_str()).map(|(instant, _)| instant),
+                whole.start(),
+                whole.end(),
+            );
         }
     }
     // "resetsAt":1747353600, "reset_at": "2025-11-23T12:00:00Z"
@@ -346,15 +350,6 @@ fn parse_header_value(
     parse_absolute(rest, now, zone)
 }
 
-fn epoch_instant(digits: &str) -> Option<DateTime<Utc>> {
-    let value: i64 = digits.parse().ok()?;
-    if value >= 100_000_000_000 {
-        DateTime::from_timestamp_millis(value)
-    } else {
-        DateTime::from_timestamp(value, 0)
-    }
-}
-
 /// Epoch seconds or milliseconds at the start of `text`, with any fraction
 /// (`1796526020.5`, `1796526020123.4`), and the length read; none when a letter follows
 /// (`1796526020abc` is no epoch).
@@ -363,7 +358,7 @@ fn epoch_with_fraction(text: &str) -> Option<(DateTime<Utc>, usize)> {
     if text[length..].starts_with(|c: char| c.is_alphanumeric()) {
         return None;
     }
-    // As [`epoch_instant`]: from 100,000,000,000 on, milliseconds.
+    // From 100,000,000,000 on, milliseconds (seconds that many are the year 5138).
     let nanoseconds =
         if nanoseconds >= 100_000_000_000 * 1_000_000_000 { nanoseconds / 1000 } else { nanoseconds };
     let seconds = i64::try_from(nanoseconds / 1_000_000_000).ok()?;

@@ -1523,6 +1523,28 @@ fn metrics_tell_a_drain_waiting_for_its_window_and_a_pass_that_failed_and_doctor
         "{}",
         doctor.stdout
     );
+    // A pass here skipped for the lock another host held: its supervise runs, healthy.
+    // Before: the host was warned of as without a pass.
+    let doctor_json = fixture.drainctl(&["doctor", "--json"]).run().json();
+    let here = doctor_json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["check"] == "supervisor")
+        .and_then(|check| check["message"].as_str())
+        .and_then(|message| message.split("this host (").nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .to_string();
+    client
+        .execute(
+            "INSERT INTO supervisor_passes (fired_at, scheduled_for, host, pid, status, duration_ms)
+             VALUES ('2026-11-27T09:59:00Z', '2026-11-27T09:58:00Z', $1, 1, 'lock_skipped', 5000)",
+            &[&here],
+        )
+        .unwrap();
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(doctor.stdout.contains("ok    supervisor: last supervise pass"), "{}", doctor.stdout);
     // A pass here: healthy.
     fixture.drainctl(&["supervise"]).run();
     let doctor = fixture.drainctl(&["doctor"]).run();
