@@ -119,8 +119,7 @@ pub fn render_metrics(
         throughput,
         time_to_empty,
         burst_will_finish,
-        window_open,
-        every,
+        can_work,
     } = drain_families;
     let mut out = String::new();
     for family in [
@@ -131,8 +130,7 @@ pub fn render_metrics(
         backing_off,
         burst,
         paused,
-        window_open,
-        every,
+        can_work,
         last_run,
         last_success,
         throughput,
@@ -168,6 +166,9 @@ struct DrainSnapshot {
     /// The daily cost budget each drain in a burst is paid from, when it has one and its
     /// workers reported costs lately.
     budgets: HashMap<String, DailyBudget>,
+    /// When each drain's latest pass started (for its cadence), and how many run now.
+    last_starts: HashMap<String, DateTime<Utc>>,
+    running: HashMap<String, i64>,
 }
 
 impl DrainSnapshot {
@@ -183,7 +184,19 @@ impl DrainSnapshot {
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
         let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, holds, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets })
+        let last_starts = runs::last_run_starts(client, names)?.into_iter().collect();
+        let running = runs::running_counts(client, names)?;
+        Ok(DrainSnapshot {
+            controls,
+            counts,
+            latest,
+            histories,
+            holds,
+            parked,
+            budgets,
+            last_starts,
+            running,
+        })
     }
 }
 
@@ -260,8 +273,7 @@ struct DrainFamilies {
     throughput: Family,
     time_to_empty: Family,
     burst_will_finish: Family,
-    window_open: Family,
-    every: Family,
+    can_work: Family,
 }
 
 impl DrainFamilies {
@@ -289,13 +301,9 @@ impl DrainFamilies {
                 "drainctl_time_to_empty_seconds",
                 "Running time the drain needs to empty its backlog (pending and running items) at that throughput.",
             ),
-            window_open: Family::new(
-                "drainctl_window_open",
-                "1 when the drain's window lets a pass start now (it has none, it is open, or a burst is on), else 0.",
-            ),
-            every: Family::new(
-                "drainctl_every_seconds",
-                "The drain's every cadence: a pass starts at most this often; 0 when it has none.",
+            can_work: Family::new(
+                "drainctl_can_work",
+                "1 when a pass of the drain runs, or its schedule lets one start now (a burst, or its window open and its every cadence due), else 0.",
             ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
@@ -330,13 +338,14 @@ impl DrainFamilies {
             .sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.active_burst(now))));
         let is_paused = control.is_some_and(|c| c.is_paused());
         self.paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
-        // As `supervise` decides (a burst overrides the window): what the stalled-drain
-        // alert needs to tell a drain waiting for its window from a stuck one.
+        // What the stalled-drain alert needs to tell a drain waiting for its window or its
+        // next start from a stuck one.
         let is_bursting = control.and_then(|c| c.active_burst(now)).is_some();
-        let open = is_bursting || drain.window.as_ref().is_none_or(|window| window.contains(now, zone));
-        self.window_open.sample(vec![("drain", name.clone())], if open { 1.0 } else { 0.0 });
-        self.every
-            .sample(vec![("drain", name.clone())], drain.every.map_or(0.0, |every| every.as_secs_f64()));
+        let is_running = snapshot.running.get(name).is_some_and(|&count| count > 0);
+        let last_started_at = snapshot.last_starts.get(name).copied();
+        let can_work = is_running
+            || crate::schedule::schedule_allows_start(drain, is_bursting, last_started_at, now, zone);
+        self.can_work.sample(vec![("drain", name.clone())], if can_work { 1.0 } else { 0.0 });
         let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
         // No label for how it ended: a label whose value changes makes a new series.
         if let Some((_, finished_at)) = latest.finished {

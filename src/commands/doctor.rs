@@ -416,8 +416,8 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
                 format!("chmod 640 {shown}")
             } else {
                 format!(
-                    "chgrp {} {shown} && chmod 640 {shown} (a group that holds only this user)",
-                    crate::ownership::effective_gid()
+                    "chgrp GROUP {shown} && chmod 640 {shown}, GROUP a group that holds only {}",
+                    crate::ownership::user_named(crate::ownership::effective_uid())
                 )
             }
         } else if metadata.uid() == 0 && metadata.gid() != 0 {

@@ -467,6 +467,16 @@ pub fn last_run_starts_pulled_back(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
+/// How many runs of each of these drains are running now; drains without one are absent.
+/// One probe of `runs_running`.
+pub fn running_counts(client: &mut impl GenericClient, drains: &[String]) -> Result<HashMap<String, i64>> {
+    let rows = client.query(
+        "SELECT drain, count(*) FROM runs WHERE status = 'running' AND drain = ANY($1) GROUP BY drain",
+        &[&drains],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 /// When the latest run (not lock_skipped) of each of these drains started — running,
 /// finished, failed or crashed alike; drains without a run are absent. One index-backed
 /// probe per drain (`runs_drain_started`).

@@ -454,7 +454,8 @@ impl Classifier {
         // The same message printed again later but for its reset (a client that retried
         // and met the limit again: `try again in 28.2s`, then `try again in 3.0s`) states
         // the same limit, as of its own printing: only its last statement counts.
-        let shapes: Vec<String> = hits.iter().map(|hit| without_resets(&hit.text, now, zone)).collect();
+        let shapes: Vec<String> =
+            hits.iter().map(|hit| numbers_left_out(&without_resets(&hit.text, now, zone))).collect();
         let restated = |index: usize| {
             (index + 1..hits.len()).any(|later| {
                 hits[later].stream == hits[index].stream
@@ -559,6 +560,21 @@ impl Classifier {
             })
         })
     }
+}
+
+/// `text` with each run of digits (and the `.`, `:` inside numbers and times) as one `#`:
+/// a limit restated after a retry may count its use anew (`Used 29854`, later `Used
+/// 29100`) or come with a log line's stamp.
+fn numbers_left_out(text: &str) -> String {
+    let mut shape = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !(c.is_ascii_digit() || c == '.' || c == ':') {
+            shape.push(c);
+        } else if !shape.ends_with('#') {
+            shape.push('#');
+        }
+    }
+    shape
 }
 
 /// The part of `text` a hit matched at `start..end` shows: the message a client's JSON
@@ -759,6 +775,13 @@ fn is_json_answer(stdout: &[u8]) -> bool {
     })
 }
 
+/// A JSON object a sentence goes on after (`the customer got {"type":"error",…} after the
+/// upgrade`): the answer quoting an error, not the run's own error object, which ends its
+/// line (`2026-12-06T09:59:59Z ERROR {…}`) or spreads over lines of its own.
+fn quoted_in_a_sentence(text: &str) -> bool {
+    text.rfind(['}', ']']).is_some_and(|end| text[end + 1..].chars().any(char::is_alphabetic))
+}
+
 fn error_verdict(lines: &[Line]) -> ErrorVerdict {
     // A client's notice of a retry it is making is not the run's verdict.
     let worker_lines = || {
@@ -774,7 +797,9 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
             || RESULT_STATUS_SUCCESS.is_match(&line.text)
     }) {
         ErrorVerdict::Success
-    } else if worker_lines().any(|line| ERROR_OBJECT.is_match(&line.text)) {
+    } else if worker_lines()
+        .any(|line| ERROR_OBJECT.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
+    {
         ErrorVerdict::Error
     } else {
         ErrorVerdict::Unknown
@@ -1189,9 +1214,20 @@ mod tests {
             "Ignoring the error '429 Too Many Requests' from the mirror", Some(1), Other),
         ("a bare status inside a sentence is prose", Http,
             "Processed batch; saw HTTP 429 twice from the cache, all fine", Some(1), Other),
-        ("two limits differing in more than their waits: the later reset", Http,
-            "Error: rate limit exceeded for key 1, try again in 50s\nError: rate limit exceeded for key 2, try again in 5s",
+        ("two limits differing in their words: the later reset", Http,
+            "Error: rate limit exceeded for this key, try again in 50s\nError: rate limit exceeded for the project, try again in 5s",
             Some(1), Hit(Some("2025-11-23T10:00:50Z"))),
+        ("one limit restated with its use counted anew: its last wait", OpenAi,
+            "Rate limit reached for gpt-4o in organization org-abc on tokens per min (TPM): Limit 30000, Used 29854, Requested 1203. Please try again in 28.227s.\nRate limit reached for gpt-4o in organization org-abc on tokens per min (TPM): Limit 30000, Used 29100, Requested 1203. Please try again in 2.999s.",
+            Some(1), Hit(Some("2025-11-23T10:00:02.999Z"))),
+        ("one limit restated on stamped log lines: its last wait", Http,
+            "2025-11-23T09:59:30Z ERROR 429 Too Many Requests: try again in 30s\n2025-11-23T09:59:58Z ERROR 429 Too Many Requests: try again in 2s",
+            Some(1), Hit(Some("2025-11-23T10:00:02Z"))),
+        ("a stamped log line holding the client's own error object", Claude,
+            r#"2025-11-23T09:59:59Z ERROR {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            Some(0), Server),
+        ("a Unix time after reset and a colon", Http, "429 Too Many Requests: rate limit exceeded. Reset: 1763892020",
+            Some(1), Hit(Some("2025-11-23T10:00:20Z"))),
         ("one limit restated in another unit: its last wait", OpenAi,
             "Rate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 1m12s.\nRate limit reached for gpt-4o on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 45.3s.",
             Some(1), Hit(Some("2025-11-23T10:00:45.3Z"))),

@@ -40,9 +40,8 @@ pub(super) static IS_ERROR_FALSE: LazyLock<Regex> =
 pub(super) static ERROR_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#"(?ix)
-          # a JSON line of its own, after at most a one-word label (`ERROR: {…}`): not
-          # one quoted by a sentence of the answer
-          ^\s*(?:[\w.-]+\s*:\s*)?[\[{].*(?:"type"\s*:\s*"error"|"subtype"\s*:\s*"error)
+          "type"\s*:\s*"error"
+        | "subtype"\s*:\s*"error
         | ^\s*[\[{]?\s*["']error["']\s*:\s*[{\[]
         | ^\s*\[?\s*api\s+error\b
         | "result"\s*:\s*"\s*\[?\s*api\s+error\b

@@ -276,7 +276,7 @@ fn is_countdown_tail(after: &str) -> bool {
 /// A Unix time after a reset's words, `at 1796526020`: ten digits (seconds) or thirteen
 /// (milliseconds), with any fraction.
 fn plain_epoch(rest: &str) -> Option<(DateTime<Utc>, usize)> {
-    let start = skip_fillers(rest, 0, &["at", "on"]);
+    let start = skip_fillers(rest, 0, &[":", "-", "at", "on"]);
     let digits = rest[start..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - start);
     if digits != 10 && digits != 13 {
         return None;

@@ -1452,9 +1452,9 @@ fn burst_on_for_a_drain_whose_quota_group_is_parked_says_no_pass_starts_it() {
 
 #[test]
 fn metrics_tell_a_drain_waiting_for_its_window_and_a_pass_that_failed_and_doctor_a_host_without_supervise() {
-    // 11:00 UTC is 13:00 in Jerusalem: `nightly`'s window is closed, `cadenced` starts at
-    // most every 6 hours, `burst` is outside its window in a burst, and `ended` had a
-    // burst whose deadline passed an hour ago (not cleared yet).
+    // 11:00 UTC is 13:00 in Jerusalem: `nightly`'s window is closed, `cadenced` started
+    // two hours ago and may start again in four, `burst` is outside its window in a
+    // burst, and `ended` had a burst whose deadline passed an hour ago (not cleared yet).
     let fixture = Fixture::new(
         &config(
             "",
@@ -1471,6 +1471,14 @@ fn metrics_tell_a_drain_waiting_for_its_window_and_a_pass_that_failed_and_doctor
     fixture.drainctl(&["burst", "on", "burst", "--until", "+2h"]).run().assert_code(0);
     fixture.drainctl(&["burst", "on", "ended", "--until", "+1h"]).run().assert_code(0);
     let mut client = fixture.client();
+    client
+        .execute(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status, finished_at)
+             VALUES ('cadenced', 'supervisor', 'h', 1, '2026-11-27T09:00:00Z', '2026-11-27T09:00:00Z', 'drained',
+                     '2026-11-27T09:01:00Z')",
+            &[],
+        )
+        .unwrap();
     // Passes on another host only: the last at 09:58; a failure recorded after it (a drain
     // it could not start), one before it (an earlier pass's, already followed by a pass).
     client
@@ -1497,20 +1505,32 @@ fn metrics_tell_a_drain_waiting_for_its_window_and_a_pass_that_failed_and_doctor
         |key: &str, value: f64| assert_eq!(series.get(key), Some(&value), "{key} in\n{}", result.stdout);
     // Before: no such series, and the stall alert paged every afternoon for a drain
     // waiting for its night window with a backlog.
-    expect("drainctl_window_open{drain=\"docs\"}", 1.0);
-    expect("drainctl_window_open{drain=\"nightly\"}", 0.0);
-    expect("drainctl_window_open{drain=\"burst\"}", 1.0);
-    expect("drainctl_every_seconds{drain=\"cadenced\"}", 21600.0);
-    expect("drainctl_every_seconds{drain=\"docs\"}", 0.0);
+    expect("drainctl_can_work{drain=\"docs\"}", 1.0);
+    expect("drainctl_can_work{drain=\"nightly\"}", 0.0);
+    expect("drainctl_can_work{drain=\"cadenced\"}", 0.0);
+    expect("drainctl_can_work{drain=\"burst\"}", 1.0);
     // Before: a pass that failed a step refreshed the heartbeat and nothing said so.
     expect("drainctl_supervisor_last_pass_errors", 1.0);
     // Before: the passed deadline, while `status` said no burst.
     expect("drainctl_burst_until_timestamp_seconds{drain=\"ended\"}", 0.0);
     expect("drainctl_burst_until_timestamp_seconds{drain=\"burst\"}", 1_795_780_800.0);
-    // 00:30 in Jerusalem: the night window is open.
+    // 00:30 in Jerusalem: the night window is open, the cadence due again.
     fixture.set_now("2026-11-27T22:30:00Z");
     let later = fixture.drainctl(&["metrics"]).run();
-    assert!(later.stdout.contains("drainctl_window_open{drain=\"nightly\"} 1\n"), "{}", later.stdout);
+    assert!(later.stdout.contains("drainctl_can_work{drain=\"nightly\"} 1\n"), "{}", later.stdout);
+    assert!(later.stdout.contains("drainctl_can_work{drain=\"cadenced\"} 1\n"), "{}", later.stdout);
+    // A pass of it running: working, whatever its window says.
+    fixture.set_now("2026-11-27T11:00:00Z");
+    client
+        .execute(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status)
+             VALUES ('nightly', 'burst', 'h', 1, '2026-11-27T10:59:00Z', '2026-11-27T10:59:00Z', 'running')",
+            &[],
+        )
+        .unwrap();
+    let running = fixture.drainctl(&["metrics"]).run();
+    assert!(running.stdout.contains("drainctl_can_work{drain=\"nightly\"} 1\n"), "{}", running.stdout);
+    client.execute("DELETE FROM runs WHERE drain = 'nightly'", &[]).unwrap();
 
     // doctor: the heartbeat is fresh (another host's), but this host has none.
     fixture.set_now("2026-11-27T10:05:00Z");
