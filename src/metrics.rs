@@ -303,7 +303,7 @@ impl DrainFamilies {
             ),
             can_work: Family::new(
                 "drainctl_can_work",
-                "1 when a pass of the drain runs, or its schedule lets one start now (a burst, or its window open and its every cadence due), else 0.",
+                "1 when a pass of the drain runs, or its schedule lets it work now or within the hour (a burst, or its window open and its every cadence due within the hour, before the window closes), else 0.",
             ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
@@ -344,7 +344,7 @@ impl DrainFamilies {
         let is_running = snapshot.running.get(name).is_some_and(|&count| count > 0);
         let last_started_at = snapshot.last_starts.get(name).copied();
         let can_work = is_running
-            || crate::schedule::schedule_allows_start(drain, is_bursting, last_started_at, now, zone);
+            || crate::schedule::schedule_allows_work(drain, is_bursting, last_started_at, now, zone);
         self.can_work.sample(vec![("drain", name.clone())], if can_work { 1.0 } else { 0.0 });
         let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
         // No label for how it ended: a label whose value changes makes a new series.

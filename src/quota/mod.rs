@@ -562,19 +562,29 @@ impl Classifier {
     }
 }
 
-/// `text` with each run of digits (and the `.`, `:` inside numbers and times) as one `#`:
-/// a limit restated after a retry may count its use anew (`Used 29854`, later `Used
-/// 29100`) or come with a log line's stamp.
+/// `text` with the numbers of its number-only words (and of time stamps) as `#`: a limit
+/// restated after a retry may count its use anew (`Used 29854`, later `Used 29100`) or
+/// come with a log line's stamp; a word with letters in it (`gpt-4`, `gemini-2.0-flash`,
+/// `o3`) is a name and kept whole, so two models' limits stay two.
 fn numbers_left_out(text: &str) -> String {
-    let mut shape = String::with_capacity(text.len());
-    for c in text.chars() {
-        if !(c.is_ascii_digit() || c == '.' || c == ':') {
-            shape.push(c);
-        } else if !shape.ends_with('#') {
-            shape.push('#');
-        }
-    }
-    shape
+    text.split(' ')
+        .map(|word| {
+            let is_stamp_or_number = word.chars().all(|c| !c.is_alphabetic() || c == 'T' || c == 'Z');
+            if !is_stamp_or_number {
+                return word.to_string();
+            }
+            let mut shape = String::with_capacity(word.len());
+            for c in word.chars() {
+                if !(c.is_ascii_digit() || matches!(c, '.' | ':' | '-' | 'T' | 'Z')) {
+                    shape.push(c);
+                } else if !shape.ends_with('#') {
+                    shape.push('#');
+                }
+            }
+            shape
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The part of `text` a hit matched at `start..end` shows: the message a client's JSON
@@ -775,11 +785,17 @@ fn is_json_answer(stdout: &[u8]) -> bool {
     })
 }
 
-/// A JSON object a sentence goes on after (`the customer got {"type":"error",…} after the
-/// upgrade`): the answer quoting an error, not the run's own error object, which ends its
-/// line (`2026-12-06T09:59:59Z ERROR {…}`) or spreads over lines of its own.
+/// A JSON object inside a sentence (`the customer got {"type":"error",…} after the
+/// upgrade`): words of prose before it and more words after it. The run's own error
+/// object stands alone, after a log line's stamp and level (`2026-12-06T09:59:59Z ERROR
+/// {…}`) or a label, and with at most a note after it (`{…} (request id: abc)`).
 fn quoted_in_a_sentence(text: &str) -> bool {
-    text.rfind(['}', ']']).is_some_and(|end| text[end + 1..].chars().any(char::is_alphabetic))
+    let (Some(start), Some(end)) = (text.find(['{', '[']), text.rfind(['}', ']'])) else { return false };
+    let words_before = text[..start]
+        .split_whitespace()
+        .filter(|word| word.chars().all(|c| c.is_alphabetic() || c == ',' || c == '\''))
+        .count();
+    words_before >= 3 && text[end + 1..].chars().any(char::is_alphabetic)
 }
 
 fn error_verdict(lines: &[Line]) -> ErrorVerdict {
@@ -1226,6 +1242,12 @@ mod tests {
         ("a stamped log line holding the client's own error object", Claude,
             r#"2025-11-23T09:59:59Z ERROR {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
             Some(0), Server),
+        ("the client's own error object with a note after it", Claude,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}} (request id: req_011CVy)"#,
+            Some(0), Server),
+        ("two models' limits: the later reset", OpenAi,
+            "Rate limit reached for gpt-4 in organization org-abc on tokens per min (TPM): Limit 10000, Used 9000, Requested 2000. Please try again in 50s.\nRate limit reached for gpt-5 in organization org-abc on tokens per min (TPM): Limit 30000, Used 29900, Requested 2000. Please try again in 5s.",
+            Some(1), Hit(Some("2025-11-23T10:00:50Z"))),
         ("a Unix time after reset and a colon", Http, "429 Too Many Requests: rate limit exceeded. Reset: 1763892020",
             Some(1), Hit(Some("2025-11-23T10:00:20Z"))),
         ("one limit restated in another unit: its last wait", OpenAi,

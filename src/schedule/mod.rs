@@ -15,11 +15,18 @@ pub mod window;
 
 use chrono::{DateTime, Utc};
 
-/// Whether the drain's own schedule lets a pass start at `now`: a burst is on, or its
-/// window is open (or it has none) and its `every` cadence is due — pause, backoff,
-/// budget and slots aside, as `supervise` decides them (docs/configuration.md); `metrics`
-/// shows it in `drainctl_can_work`, which the stalled-drain alert reads.
-pub fn schedule_allows_start(
+/// How soon a cadence's next start counts as work the drain is about to do.
+const CADENCE_SOON: chrono::Duration = chrono::Duration::hours(1);
+
+/// Whether the drain's own schedule lets it work now or within the hour: a burst is on,
+/// or its window is open (or it has none) and its `every` cadence is due within the hour
+/// and before the window closes — pause, backoff, budget and slots aside, as `supervise`
+/// decides them (docs/configuration.md). `metrics` shows it in `drainctl_can_work`,
+/// which the stalled-drain alert reads: a drain whose next start is hours away, or falls
+/// after its window closes, is waiting, not stuck; one whose cadence is due within the
+/// hour is counted whether or not `supervise` started it already (its textfile is
+/// written after the starts).
+pub fn schedule_allows_work(
     drain: &crate::config::DrainConfig,
     is_bursting: bool,
     last_started_at: Option<DateTime<Utc>>,
@@ -29,6 +36,10 @@ pub fn schedule_allows_start(
     if is_bursting {
         return true;
     }
-    let window_open = drain.window.as_ref().is_none_or(|window| window.contains(now, zone));
-    window_open && cadence::next_start(drain.every, last_started_at).is_none_or(|next| next <= now)
+    if drain.window.as_ref().is_some_and(|window| !window.contains(now, zone)) {
+        return false;
+    }
+    let Some(next) = cadence::next_start(drain.every, last_started_at) else { return true };
+    let closes = drain.window.as_ref().and_then(|window| window.closes_at(now, zone));
+    next <= now + CADENCE_SOON && closes.is_none_or(|closes| next < closes)
 }
