@@ -375,14 +375,14 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// Did the server end the session? A look that fails on a connection still open (a slow
-/// server) is not a lost session.
 /// Whether the session is gone, after a statement failed: the client may know (closed),
 /// or learn it only now (a failure may be the first it hears of the session's end).
 pub(super) fn is_session_gone(client: &mut Client) -> bool {
     client.is_closed() || is_session_lost(client)
 }
 
+/// Did the server end the session? A look that fails on a connection still open (a slow
+/// server) is not a lost session.
 pub(super) fn is_session_lost(client: &mut Client) -> bool {
     client.is_valid(LOOK_TIMEOUT).is_err() && client.is_closed()
 }
