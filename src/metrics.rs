@@ -166,9 +166,6 @@ struct DrainSnapshot {
     /// The daily cost budget each drain in a burst is paid from, when it has one and its
     /// workers reported costs lately.
     budgets: HashMap<String, DailyBudget>,
-    /// When each drain's latest pass started (for its cadence), and how many run now.
-    last_starts: HashMap<String, DateTime<Utc>>,
-    running: HashMap<String, i64>,
 }
 
 impl DrainSnapshot {
@@ -184,19 +181,7 @@ impl DrainSnapshot {
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
         let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, holds, now)?;
-        let last_starts = runs::last_run_starts(client, names)?.into_iter().collect();
-        let running = runs::running_counts(client, names)?;
-        Ok(DrainSnapshot {
-            controls,
-            counts,
-            latest,
-            histories,
-            holds,
-            parked,
-            budgets,
-            last_starts,
-            running,
-        })
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets })
     }
 }
 
@@ -340,13 +325,11 @@ impl DrainFamilies {
         self.paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
         // What the stalled-drain alert needs to tell a drain waiting for its window or its
         // next start from a stuck one.
-        let is_bursting = control.and_then(|c| c.active_burst(now)).is_some();
-        let is_running = snapshot.running.get(name).is_some_and(|&count| count > 0);
-        let last_started_at = snapshot.last_starts.get(name).copied();
-        let can_work = is_running
-            || crate::schedule::schedule_allows_work(drain, is_bursting, last_started_at, now, zone);
-        self.can_work.sample(vec![("drain", name.clone())], if can_work { 1.0 } else { 0.0 });
         let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
+        let is_bursting = control.and_then(|c| c.active_burst(now)).is_some();
+        let can_work = latest.is_running
+            || crate::schedule::schedule_allows_work(drain, is_bursting, latest.last_started_at, now, zone);
+        self.can_work.sample(vec![("drain", name.clone())], if can_work { 1.0 } else { 0.0 });
         // No label for how it ended: a label whose value changes makes a new series.
         if let Some((_, finished_at)) = latest.finished {
             self.last_run.sample(vec![("drain", name.clone())], timestamp(Some(finished_at)));

@@ -406,23 +406,20 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
     // A file of root's that its group may read is how a service user is given it (as
     // libpq allows for a key file); one of this user's is for this user alone.
     use std::os::unix::fs::MetadataExt;
-    let is_roots_for_a_group =
-        metadata.uid() == 0 && (crate::ownership::effective_uid() != 0 || metadata.gid() != 0);
+    let (is_roots, caller) = (metadata.uid() == 0, crate::ownership::effective_uid());
+    let is_roots_for_a_group = is_roots && (caller != 0 || metadata.gid() != 0);
     if config.file_holds_password && mode & 0o004 != 0 {
         // Others lose their read: the user who reads it must keep it, as owner or through
         // the file's group (root's file given to a service user's group, mode 0640).
-        let fixed = if metadata.uid() != crate::ownership::effective_uid() && metadata.uid() == 0 {
-            if crate::ownership::is_in_group(metadata.gid()) && metadata.gid() != 0 {
-                format!("chmod 640 {shown}")
-            } else {
-                format!(
-                    "chgrp GROUP {shown} && chmod 640 {shown}, GROUP a group that holds only {}",
-                    crate::ownership::user_named(crate::ownership::effective_uid())
-                )
-            }
-        } else if metadata.uid() == 0 && metadata.gid() != 0 {
-            // Root's own, given to a group: keep the group's read.
+        let group_reads_for_caller =
+            metadata.gid() != 0 && (caller == 0 || crate::ownership::is_in_group(metadata.gid()));
+        let fixed = if is_roots && group_reads_for_caller {
             format!("chmod 640 {shown}")
+        } else if is_roots && caller != 0 {
+            format!(
+                "chgrp GROUP {shown} && chmod 640 {shown}, GROUP a group that holds only {}",
+                crate::ownership::user_named(caller)
+            )
         } else {
             format!("chmod 600 {shown}")
         };

@@ -421,16 +421,24 @@ pub struct LatestRuns {
     /// When the latest run that completed at least one item ended (its last checkpoint
     /// while it still runs).
     pub last_success_at: Option<DateTime<Utc>>,
+    /// When the latest run (not lock_skipped) started, whatever became of it: its cadence
+    /// counts from it.
+    pub last_started_at: Option<DateTime<Utc>>,
+    /// Whether a run of the drain is running now.
+    pub is_running: bool,
 }
 
-/// [`LatestRuns`] of each of `drains`, in one statement: two index-backed probes per drain
-/// (`runs_drain_started`).
+/// [`LatestRuns`] of each of `drains`, in one statement: three index-backed probes per
+/// drain (`runs_drain_started`) and one of `runs_running`.
 pub fn latest_runs(
     client: &mut impl GenericClient,
     drains: &[String],
 ) -> Result<HashMap<String, LatestRuns>> {
     let rows = client.query(
-        "SELECT name, f.status, f.finished_at, s.at
+        "SELECT name, f.status, f.finished_at, s.at,
+                (SELECT started_at FROM runs WHERE drain = name AND status <> 'lock_skipped'
+                  ORDER BY started_at DESC LIMIT 1),
+                EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running')
            FROM unnest($1::text[]) AS name
            LEFT JOIN LATERAL (SELECT status, finished_at FROM runs
                                WHERE drain = name AND finished_at IS NOT NULL AND status <> 'lock_skipped'
@@ -444,7 +452,12 @@ pub fn latest_runs(
         .map(|row| {
             let status: Option<RunStatus> = row.try_get(1)?;
             let finished_at: Option<DateTime<Utc>> = row.get(2);
-            let latest = LatestRuns { finished: status.zip(finished_at), last_success_at: row.get(3) };
+            let latest = LatestRuns {
+                finished: status.zip(finished_at),
+                last_success_at: row.get(3),
+                last_started_at: row.get(4),
+                is_running: row.get(5),
+            };
             Ok((row.get(0), latest))
         })
         .collect()
@@ -463,16 +476,6 @@ pub fn last_run_starts_pulled_back(
         "SELECT drain, max(CASE WHEN host = $2 AND started_at > $4 THEN $3 ELSE started_at END)
            FROM runs WHERE drain = ANY($1) AND status <> 'lock_skipped' GROUP BY drain",
         &[&drains, &host, &now, &limit],
-    )?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-}
-
-/// How many runs of each of these drains are running now; drains without one are absent.
-/// One probe of `runs_running`.
-pub fn running_counts(client: &mut impl GenericClient, drains: &[String]) -> Result<HashMap<String, i64>> {
-    let rows = client.query(
-        "SELECT drain, count(*) FROM runs WHERE status = 'running' AND drain = ANY($1) GROUP BY drain",
-        &[&drains],
     )?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }

@@ -181,13 +181,33 @@ impl<'a> Pass<'a> {
         // A session replaced after the worker, or while it ran: a claim made beside it may
         // have lost its reply.
         let known = self.known_claims(Some(item), self.claimed_ahead.as_ref());
+        self.give_back_on_a_lasting_session(&known)
+    }
+
+    /// [`Pass::give_back_unknown_claims`], on a new session each time the one in use turns
+    /// out ended too (within the same minute, see `reconnect`).
+    fn give_back_on_a_lasting_session(&mut self, known: &[i64]) -> Result<()> {
         loop {
-            match self.give_back_unknown_claims(&known, self.clock.now()) {
+            match self.give_back_unknown_claims(known, self.clock.now()) {
                 Err(error) if is_session_gone(self.client) => {
                     log::debug!("drain {}: {error}", self.drain.name);
                     self.reconnect(None)?;
                 }
                 given_back => return given_back,
+            }
+        }
+    }
+
+    /// `step` taken again on a new session each time the server ended the one in use
+    /// (see [`Pass::unless_session_lost`]), until it goes through or no new session lasts.
+    pub(super) fn on_a_lasting_session<T>(
+        &mut self,
+        mut step: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        loop {
+            let result = step(self);
+            if let Some(value) = self.unless_session_lost(result)? {
+                return Ok(value);
             }
         }
     }
@@ -235,19 +255,8 @@ impl<'a> Pass<'a> {
     /// `ahead`: the item the pass had claimed ahead before it, which it still holds.
     pub(super) fn recover_lost_statement(&mut self, ahead: Option<&ClaimedItem>) -> Result<()> {
         let known = self.known_claims(None, ahead);
-        loop {
-            if let Err(error) = self.reconnect(None) {
-                return Err(self.results_left(error));
-            }
-            match self.give_back_unknown_claims(&known, self.clock.now()) {
-                // The new session ended too: another, within the same minute. (The client
-                // may learn of the end only from the error: it is looked at, as elsewhere.)
-                Err(error) if is_session_gone(self.client) => {
-                    log::debug!("drain {}: {error}", self.drain.name);
-                }
-                given_back => return given_back,
-            }
-        }
+        let recovered = self.reconnect(None).and_then(|()| self.give_back_on_a_lasting_session(&known));
+        recovered.map_err(|error| self.results_left(error))
     }
 
     /// A step went through on the session: the next loss of it starts a new minute.

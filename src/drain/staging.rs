@@ -62,14 +62,8 @@ impl Pass<'_> {
             // A session the server ended is replaced and the result staged again on the
             // new one (staging is an upsert), as its commit below is: a second session
             // ended within the minute does not lose it either.
-            loop {
-                let staged = self.stage_unstaged();
-                let staged = self.unless_session_lost(staged);
-                match staged.map_err(|error| uncommitted(error, &key, Some(bytes), self.run_id))? {
-                    Some(()) => break,
-                    None => continue,
-                }
-            }
+            self.on_a_lasting_session(Pass::stage_unstaged)
+                .map_err(|error| uncommitted(error, &key, Some(bytes), self.run_id))?;
         }
         let Some(staged) = self.staged.take() else { return Ok(()) };
         #[cfg(feature = "testing")]
@@ -77,23 +71,15 @@ impl Pass<'_> {
         // A session the server ended is replaced and the same commit sent again: one whose
         // reply was lost finds the item done under the run's own claim and counts it done
         // (docs/operations.md, "When the database goes away").
-        let (completion, now) = loop {
-            let now = self.clock.now();
-            let run_worker = items::RunWorker::Set(None);
-            let committed = items::complete_item(
-                self.client,
-                &mut self.statements,
-                staged.id,
-                self.run_id,
-                now,
-                run_worker,
-            );
-            let committed = self.unless_session_lost(committed);
-            match committed.map_err(|error| uncommitted(error, &staged.key, None, self.run_id))? {
-                Some(completion) => break (completion, now),
-                None => continue,
-            }
-        };
+        let run_id = self.run_id;
+        let (completion, now) = self
+            .on_a_lasting_session(|pass| {
+                let now = pass.clock.now();
+                let run_worker = items::RunWorker::Set(None);
+                items::complete_item(pass.client, &mut pass.statements, staged.id, run_id, now, run_worker)
+                    .map(|completion| (completion, now))
+            })
+            .map_err(|error| uncommitted(error, &staged.key, None, run_id))?;
         self.settle_commit(&staged, completion, now, false)
     }
 

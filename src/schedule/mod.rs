@@ -43,3 +43,40 @@ pub fn schedule_allows_work(
     let closes = drain.window.as_ref().and_then(|window| window.closes_at(now, zone));
     next <= now + CADENCE_SOON && closes.is_none_or(|closes| next < closes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_drain_can_work_inside_its_window_when_its_next_start_is_within_the_hour_and_before_the_close() {
+        let config = crate::config::Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"night\"\ncommand = [\"w\"]\nevery = \"4h\"\n\
+             window = { days = \"daily\", from = \"22:00\", to = \"06:00\" }\n",
+            None,
+        )
+        .unwrap();
+        let (drain, zone) = (&config.drains[0], chrono_tz::UTC);
+        let works = |last: &str, now: &str| schedule_allows_work(drain, false, Some(at(last)), at(now), zone);
+        // Started at 22:00: the next start, 02:00, is hours away at 23:00, within the hour at 01:30.
+        assert!(!works("2026-12-06T22:00:00Z", "2026-12-06T23:00:00Z"));
+        assert!(works("2026-12-06T22:00:00Z", "2026-12-07T01:30:00Z"));
+        // Started at 02:00: the next start, 06:00, is the window's close: waiting for the night.
+        assert!(!works("2026-12-07T02:00:00Z", "2026-12-07T05:30:00Z"));
+        // Outside the window, nothing; a burst overrides window and cadence.
+        assert!(!works("2026-12-06T02:00:00Z", "2026-12-06T12:00:00Z"));
+        assert!(schedule_allows_work(
+            drain,
+            true,
+            Some(at("2026-12-07T02:00:00Z")),
+            at("2026-12-07T05:30:00Z"),
+            zone
+        ));
+        // Never started: due.
+        assert!(schedule_allows_work(drain, false, None, at("2026-12-06T23:00:00Z"), zone));
+    }
+}

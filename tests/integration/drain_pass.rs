@@ -960,16 +960,26 @@ fn sessions_that_end_again_as_soon_as_they_are_opened_are_replaced_until_one_las
     }
 }
 
-#[test]
-fn the_wait_for_a_new_session_counts_from_the_workers_end_not_from_the_loss_it_ran_through() {
-    let fixture = Fixture::new(&config(""), NOW);
+/// Item a's worker: it touches `started`, writes `checkpoints` checkpoints a tenth of a
+/// second apart, waits for the file `go` and prints `result a`. (worker, started, go)
+fn checkpoints_until_go(
+    fixture: &Fixture,
+    checkpoints: u32,
+) -> (serde_json::Value, std::path::PathBuf, std::path::PathBuf) {
     let (started, go) = (fixture.path("started"), fixture.path("go"));
     let worker = json!([
         { "touch": started },
-        { "checkpoints": { "count": 30, "every": 0.1 } },
+        { "checkpoints": { "count": checkpoints, "every": 0.1 } },
         { "wait_for_file": go },
         { "out": "result a" }
     ]);
+    (worker, started, go)
+}
+
+#[test]
+fn the_wait_for_a_new_session_counts_from_the_workers_end_not_from_the_loss_it_ran_through() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (worker, started, go) = checkpoints_until_go(&fixture, 30);
     fixture.enqueue("docs", &[("a".into(), steps(worker))]);
     // A pass that waits 3 s, not 60, for a new session.
     let pass =
@@ -1374,13 +1384,7 @@ fn an_item_claimed_beside_a_worker_whose_reply_the_ended_session_lost_goes_back_
 #[test]
 fn an_item_claimed_beside_a_worker_goes_back_when_the_session_was_replaced_while_the_worker_ran() {
     let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
-    let (started, go) = (fixture.path("started"), fixture.path("go"));
-    let worker = json!([
-        { "touch": started },
-        { "checkpoints": { "count": 40, "every": 0.1 } },
-        { "wait_for_file": go },
-        { "out": "result a" }
-    ]);
+    let (worker, started, go) = checkpoints_until_go(&fixture, 40);
     fixture
         .enqueue("docs", &[("a".into(), steps(worker)), ("b".into(), steps(json!([{ "out": "result b" }])))]);
     let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
