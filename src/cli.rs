@@ -632,7 +632,22 @@ fn lock_timeout(text: &str) -> Result<Duration, InvalidValue> {
 
 /// A duration of at most [`crate::duration::MAX_DURATION`] (docs/configuration.md#durations).
 fn bounded_duration(text: &str) -> Result<Duration, InvalidValue> {
+    refuse_a_sign(text)?;
     crate::duration::parse_bounded_duration(text).map_err(InvalidValue)
+}
+
+/// A length of time back from now written with a sign (`-1d`, `+6h`): the sign is refused
+/// with the value meant, not read as an option or as a wrong instant.
+pub fn refuse_a_sign(text: &str) -> Result<(), InvalidValue> {
+    let trimmed = text.trim();
+    let Some(unsigned) = trimmed.strip_prefix(['-', '+']) else { return Ok(()) };
+    match crate::duration::parse_bounded_duration(unsigned) {
+        Ok(_) => Err(InvalidValue(format!(
+            "invalid duration {text:?}: a time back from now has no sign: use {:?}",
+            unsigned.trim()
+        ))),
+        Err(_) => Ok(()),
+    }
 }
 
 /// How many rows a list shows: a whole number from 1 to [`MAX_LIST_LIMIT`].
@@ -651,6 +666,7 @@ fn instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
 
 /// `--since`: a duration ("7d") or an RFC 3339 instant.
 fn since(text: &str) -> Result<Since, InvalidValue> {
+    refuse_a_sign(text)?;
     let not_a_duration = match crate::duration::parse_bounded_duration(text) {
         Ok(duration) => return Ok(Since::Ago(duration)),
         Err(why) => why,
@@ -735,6 +751,18 @@ mod tests {
             (
                 &["export", "docs", "--since", "36501d"],
                 "\"36501d\" is too long; the largest allowed is 36500d",
+            ),
+            (
+                &["events", "--since=-1d"],
+                "invalid duration \"-1d\": a time back from now has no sign: use \"1d\"",
+            ),
+            (
+                &["export", "docs", "--since=-6h"],
+                "invalid duration \"-6h\": a time back from now has no sign: use \"6h\"",
+            ),
+            (
+                &["export", "docs", "--since", "+7d"],
+                "invalid duration \"+7d\": a time back from now has no sign: use \"7d\"",
             ),
             (&["export", "docs", "--since", "last week"], "\"last week\" is neither a duration such as 7d"),
         ] {

@@ -247,6 +247,9 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
             message = format!("{message}; {tip}");
         }
     }
+    if let Some(why) = signed_duration(error, args) {
+        return why;
+    }
     if let Some(tip) = missing_form_tip(error, args, &command) {
         message = format!("{message}; {tip}");
     }
@@ -360,6 +363,21 @@ fn hyphen_word_tip(word: &str, args: &[OsString], command: &str) -> Option<Optio
     let last = path.last().filter(|_| path.len() == 2)?;
     let given = positional_words(args, last).into_iter().filter(|given| given != word).count();
     (given >= reached.get_positionals().count()).then_some(None)
+}
+
+/// `--since -1d`: clap reads `-1d` as an option it does not know; what is wrong is the sign.
+fn signed_duration(error: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(word)) = error.get(ContextKind::InvalidArg) else { return None };
+    let words: Vec<&str> = args.iter().filter_map(|arg| arg.to_str()).collect();
+    words.windows(2).find_map(|pair| {
+        let [flag, value] = [pair[0], pair[1]];
+        let is_signed_value = flag == "--since" && value.starts_with(word) && word.len() > 1;
+        is_signed_value
+            .then(|| crate::cli::refuse_a_sign(value).err())
+            .flatten()
+            .map(|why| format!("--since: {why}"))
+    })
 }
 
 /// The bare word clap found no place for (not an option), if its error names one.
