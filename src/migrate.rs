@@ -241,6 +241,15 @@ struct Applied {
     applied_at: DateTime<Utc>,
 }
 
+/// The table of applied migrations, created in the first migration's transaction.
+const SCHEMA_TABLE: &str = "CREATE TABLE schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL
+);
+";
+
 fn schema_table_exists(client: &mut Client) -> Result<bool> {
     let row = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?;
     Ok(row.get(0))
@@ -343,21 +352,57 @@ pub fn missing_table_rights(client: &mut Client) -> Result<Option<String>> {
     )))
 }
 
+/// The migrations applied, read from `schema_migrations`. A database that holds another
+/// application's tables — a `schema_migrations` of another tool (Rails, golang-migrate), or
+/// tables of drainctl's names with no `schema_migrations` — is refused before anything is
+/// created in it (docs/migrations.md).
 fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
     if !schema_table_exists(client)? {
+        let taken: Vec<String> = client
+            .query_one(
+                "SELECT coalesce(array_agg(t ORDER BY t), '{}') FROM unnest($1::text[]) AS t \
+                  WHERE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t)) IS NOT NULL",
+                &[&TABLES.as_slice()],
+            )?
+            .get(0);
+        if !taken.is_empty() {
+            return Err(another_applications(&format!(
+                "table(s) {} that drainctl did not create (no schema_migrations)",
+                taken.join(", ")
+            )));
+        }
         return Ok(Vec::new());
     }
     let rows = client
-        .query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", &[])?;
-    Ok(rows
-        .iter()
-        .map(|row| Applied {
-            version: row.get(0),
-            name: row.get(1),
-            checksum: row.get(2),
-            applied_at: row.get(3),
+        .query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", &[])
+        .map_err(|error| match error.code() {
+            Some(&SqlState::UNDEFINED_COLUMN) => {
+                another_applications("a schema_migrations table of another tool")
+            }
+            _ => Error::from(error),
+        })?;
+    rows.iter()
+        .map(|row| {
+            let read = || -> std::result::Result<Applied, postgres::Error> {
+                Ok(Applied {
+                    version: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    checksum: row.try_get(2)?,
+                    applied_at: row.try_get(3)?,
+                })
+            };
+            read().map_err(|_| another_applications("a schema_migrations table of another tool"))
         })
-        .collect())
+        .collect()
+}
+
+/// The refusal of a database (its current schema) another application uses.
+fn another_applications(what: &str) -> Error {
+    Error::Config(format!(
+        "this database already holds {what}: it belongs to another application; give drainctl a \
+         database of its own (CREATE DATABASE drainctl) or a schema of its own (search_path); \
+         nothing was changed"
+    ))
 }
 
 fn check_applied(applied: &[Applied]) -> Result<()> {
@@ -429,23 +474,16 @@ fn apply_missing(
     if to_apply.is_empty() {
         return Ok(report);
     }
-    if !schema_table_exists(client)? {
-        client.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 checksum   text NOT NULL,
-                 applied_at timestamptz NOT NULL
-             )",
-        )?;
-    }
+    let mut has_schema_table = schema_table_exists(client)?;
     for migration in to_apply {
         // Its event is recorded in the schema this migration leaves (a migration may add a
         // column to `events` only with a default), its notification kept in memory: the
         // table of due notifications may not exist yet (see `record_migration_event`).
         let mut transaction = client.transaction()?;
         crate::db::set_lock_timeout_for(&mut transaction, lock_wait.timeout, true)?;
-        if let Err(error) = transaction.batch_execute(migration.sql) {
+        // Created with the first migration: a first migration that fails leaves nothing.
+        let schema_table = if has_schema_table { "" } else { SCHEMA_TABLE };
+        if let Err(error) = transaction.batch_execute(&format!("{schema_table}{}", migration.sql)) {
             let applying = format!("applying migration {:04}_{}", migration.version, migration.name);
             if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
                 drop(transaction);
@@ -488,6 +526,7 @@ fn apply_missing(
         .data(serde_json::json!({ "version": migration.version, "name": migration.name }));
         record_migration_event(&mut transaction, outbox, &event, now)?;
         transaction.commit()?;
+        has_schema_table = true;
         log::info!("applied migration {:04}_{}", migration.version, migration.name);
         report.applied.push(migration.version);
         report.current_version = migration.version;

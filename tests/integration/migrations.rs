@@ -373,3 +373,53 @@ fn at_version_1(fixture: &Fixture) -> postgres::Client {
     client.execute("INSERT INTO schema_migrations VALUES (1, 'init', $1, now())", &[&checksum]).unwrap();
     client
 }
+
+#[test]
+fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
+    let tables = |db: &TestDb| -> Vec<String> {
+        db.client()
+            .query(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    for (theirs, says) in [
+        // Tables of drainctl's names, no record of migrations: before, migration 0001 failed
+        // with exit 70 and left a schema_migrations table behind.
+        (
+            "CREATE TABLE items (id serial PRIMARY KEY, name text); CREATE TABLE runs (id serial PRIMARY KEY)",
+            "table(s) items, runs that drainctl did not create",
+        ),
+        // Rails' and golang-migrate's record of migrations: before, exit 70 `column "name" does not exist`.
+        ("CREATE TABLE schema_migrations (version varchar PRIMARY KEY)", "a schema_migrations table of another tool"),
+        ("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)", "of another tool"),
+        (
+            "CREATE TABLE schema_migrations (version text PRIMARY KEY, name text, checksum text, applied_at timestamptz);
+             INSERT INTO schema_migrations VALUES ('20240101', 'x', 'y', now())",
+            "of another tool",
+        ),
+    ] {
+        let db = TestDb::new();
+        db.client().batch_execute(theirs).unwrap();
+        let before = tables(&db);
+        for args in [&[][..], &["--status"], &["--dry-run"]] {
+            let result = migrate(&db, args).run();
+            result.assert_code(78);
+            assert!(result.stderr.contains(says), "{theirs}: {args:?}: {}", result.stderr);
+            assert!(
+                result.stderr.contains("give drainctl a database of its own") && result.stderr.contains("nothing was changed"),
+                "{}",
+                result.stderr
+            );
+            assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+        }
+        let doctor = Drainctl::new(&["doctor"]).env("DATABASE_URL", &db.url).current_dir(std::env::temp_dir().as_path()).run();
+        doctor.assert_code(78);
+        assert!(doctor.stdout.contains(says), "{theirs}: {}", doctor.stdout);
+        assert_eq!(tables(&db), before, "{theirs}: something was created");
+    }
+}
