@@ -102,7 +102,7 @@ pub fn render_metrics(
     let snapshot = DrainSnapshot::read(client, config, &names, &holds, now)?;
     let mut drain_families = DrainFamilies::new();
     for drain in &config.drains {
-        drain_families.sample(drain, &snapshot, now, config.defaults.timezone);
+        drain_families.sample(drain, &snapshot, holds.holds(drain), now, config.defaults.timezone);
     }
     let [backoff, attention, backing_off] = group_families(config, &holds);
     let [pass_at, pass_duration, pass_errors, generated, interval] =
@@ -166,6 +166,8 @@ struct DrainSnapshot {
     /// The daily cost budget each drain in a burst is paid from, when it has one and its
     /// workers reported costs lately.
     budgets: HashMap<String, DailyBudget>,
+    /// The drains whose `max_cost_per_day` is spent for today.
+    budget_spent: std::collections::HashSet<String>,
 }
 
 impl DrainSnapshot {
@@ -180,9 +182,37 @@ impl DrainSnapshot {
         let counts = items::count_by_state_of(client, names)?;
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
-        let BurstLimits { holds, parked, budgets } = burst_limits(client, config, &controls, holds, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets })
+        let costs_today = costs_today(client, config, now)?;
+        let budget_spent = config
+            .drains
+            .iter()
+            .filter(|drain| {
+                drain
+                    .max_cost_per_day
+                    .zip(costs_today.get(&drain.name))
+                    .is_some_and(|(max, spent)| *spent >= max)
+            })
+            .map(|drain| drain.name.clone())
+            .collect();
+        let BurstLimits { holds, parked, budgets } =
+            burst_limits(client, config, &controls, holds, &costs_today, now)?;
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets, budget_spent })
     }
+}
+
+/// What today's attempts of each drain with a `max_cost_per_day` cost (the day from
+/// midnight in `[defaults] timezone`).
+fn costs_today(
+    client: &mut impl GenericClient,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, f64>> {
+    let (day_start, _) = crate::usage::budget_day(now, config.defaults.timezone);
+    let mut costs = HashMap::new();
+    for drain in config.drains.iter().filter(|drain| drain.max_cost_per_day.is_some()) {
+        costs.insert(drain.name.clone(), crate::db::usage::cost_since(client, &drain.name, day_start)?);
+    }
+    Ok(costs)
 }
 
 /// What limits the drains in a burst, as `status`'s forecast counts it.
@@ -202,6 +232,7 @@ fn burst_limits(
     config: &Config,
     controls: &[drains::DrainControls],
     group_holds: &GroupHolds,
+    costs_today: &HashMap<String, f64>,
     now: DateTime<Utc>,
 ) -> Result<BurstLimits> {
     let bursting: Vec<&DrainConfig> = config
@@ -219,7 +250,6 @@ fn burst_limits(
         .map(|drain| drain.name.clone())
         .collect();
     let zone = config.defaults.timezone;
-    let (day_start, _) = crate::usage::budget_day(now, zone);
     let budgeted: Vec<String> = bursting
         .iter()
         .filter(|drain| drain.max_cost_per_day.is_some())
@@ -233,10 +263,7 @@ fn burst_limits(
     let mut budgets = HashMap::new();
     for drain in bursting {
         let backoff_until = group_holds.waits.get(&drain.name).copied();
-        let cost_today = match drain.max_cost_per_day {
-            Some(_) => Some(crate::db::usage::cost_since(client, &drain.name, day_start)?),
-            None => None,
-        };
+        let cost_today = costs_today.get(&drain.name).copied();
         if let Some(hold) = Hold::of_drain(backoff_until, drain.max_cost_per_day, cost_today, now, zone) {
             holds.insert(drain.name.clone(), hold);
         }
@@ -288,7 +315,7 @@ impl DrainFamilies {
             ),
             can_work: Family::new(
                 "drainctl_can_work",
-                "1 when a pass of the drain runs, or its schedule lets it work now or within the hour (a burst, or its window open and its every cadence due within the hour, before the window closes), else 0.",
+                "1 when a pass of the drain runs, or it is neither paused, held by its quota group nor out of today's budget and its schedule lets it work now or within the hour (a burst, or its window open and its every cadence due within the hour, before the window closes), else 0.",
             ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
@@ -302,6 +329,7 @@ impl DrainFamilies {
         &mut self,
         drain: &DrainConfig,
         snapshot: &DrainSnapshot,
+        is_held: bool,
         now: DateTime<Utc>,
         zone: chrono_tz::Tz,
     ) {
@@ -323,12 +351,21 @@ impl DrainFamilies {
             .sample(vec![("drain", name.clone())], timestamp(control.and_then(|c| c.active_burst(now))));
         let is_paused = control.is_some_and(|c| c.is_paused());
         self.paused.sample(vec![("drain", name.clone())], if is_paused { 1.0 } else { 0.0 });
-        // What the stalled-drain alert needs to tell a drain waiting for its window or its
-        // next start from a stuck one.
+        // What the stalled-drain alert needs to tell a drain waiting — for its window, its
+        // next start, a resume, its quota group or tomorrow's budget — from a stuck one: a
+        // drain resumed after a long pause is not stalled the moment it may work again.
         let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
         let is_bursting = control.and_then(|c| c.active_burst(now)).is_some();
+        let is_waiting = is_paused || is_held || snapshot.budget_spent.contains(name);
         let can_work = latest.is_running
-            || crate::schedule::schedule_allows_work(drain, is_bursting, latest.last_started_at, now, zone);
+            || (!is_waiting
+                && crate::schedule::schedule_allows_work(
+                    drain,
+                    is_bursting,
+                    latest.last_started_at,
+                    now,
+                    zone,
+                ));
         self.can_work.sample(vec![("drain", name.clone())], if can_work { 1.0 } else { 0.0 });
         // No label for how it ended: a label whose value changes makes a new series.
         if let Some((_, finished_at)) = latest.finished {
@@ -413,12 +450,17 @@ impl GroupHolds {
     fn is_parked(&self, drain: &DrainConfig) -> bool {
         self.parked.iter().any(|parked| parked.quota_group == drain.quota_group)
     }
+
+    /// Whether the drain's group holds it now: backs off (every account it may use) or is
+    /// parked (a parked group waits for a person, whatever its backoff's time says).
+    fn holds(&self, drain: &DrainConfig) -> bool {
+        self.waits.contains_key(&drain.name) || self.is_parked(drain)
+    }
 }
 
 /// The backoff and needs-attention families: one series per account of each quota group;
-/// and whether each drain's group holds it now — backs off or is parked (a parked group
-/// waits for a person, whatever its backoff's time says) — for the stall alert
-/// (monitoring/drainctl.rules.yml).
+/// and whether each drain's group holds it now ([`GroupHolds::holds`]), for the stall
+/// alert (monitoring/drainctl.rules.yml).
 fn group_families(config: &Config, holds: &GroupHolds) -> [Family; 3] {
     let rows = &holds.rows;
     let mut backing_off = Family::new(
@@ -426,7 +468,7 @@ fn group_families(config: &Config, holds: &GroupHolds) -> [Family; 3] {
         "1 when the drain's quota group backs off now (every account it may use) or is parked, else 0.",
     );
     for drain in &config.drains {
-        let held = holds.waits.contains_key(&drain.name) || holds.is_parked(drain);
+        let held = holds.holds(drain);
         backing_off.sample(vec![("drain", drain.name.clone())], if held { 1.0 } else { 0.0 });
     }
     let mut backoff = Family::new(

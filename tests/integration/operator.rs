@@ -1531,6 +1531,14 @@ fn metrics_tell_a_drain_waiting_for_its_window_and_a_pass_that_failed_and_doctor
     let running = fixture.drainctl(&["metrics"]).run();
     assert!(running.stdout.contains("drainctl_can_work{drain=\"nightly\"} 1\n"), "{}", running.stdout);
     client.execute("DELETE FROM runs WHERE drain = 'nightly'", &[]).unwrap();
+    // Paused, it waits for a person: before, 1 all through a long pause, and the stalled
+    // alert fired a quarter of an hour after the resume, while the drain was starting.
+    fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+    let paused = fixture.drainctl(&["metrics"]).run();
+    assert!(paused.stdout.contains("drainctl_can_work{drain=\"docs\"} 0\n"), "{}", paused.stdout);
+    fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
+    let resumed = fixture.drainctl(&["metrics"]).run();
+    assert!(resumed.stdout.contains("drainctl_can_work{drain=\"docs\"} 1\n"), "{}", resumed.stdout);
 
     // doctor: the heartbeat is fresh (another host's), but this host has none.
     fixture.set_now("2026-11-27T10:05:00Z");

@@ -326,9 +326,15 @@ fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() 
     // The page says it, as status's notes do. Before: "3 left: <1m of running", as if it were about to run.
     let page = fixture.drainctl(&["report"]).run().stdout;
     assert!(page.contains(&format!("{spent}: no pass starts it before then")), "{page}");
+    // Waiting for tomorrow's budget, not able to work: before, 1 all the rest of the day,
+    // and the stalled-drain alert paged for a drain that spent its budget in the morning.
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    assert!(metrics.contains("drainctl_can_work{drain=\"docs\"} 0\n"), "{metrics}");
 
     // Midnight in Warsaw: a new day, a new budget.
     fixture.set_now("2026-11-27T23:00:01Z");
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    assert!(metrics.contains("drainctl_can_work{drain=\"docs\"} 1\n"), "{metrics}");
     let supervise = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
     let decision =
         supervise["decisions"].as_array().unwrap().iter().find(|d| d["drain"] == "docs").unwrap().clone();
