@@ -544,7 +544,7 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
         let path_override =
             drain.env.iter().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
         let program = drain.command.first().map(String::as_str).unwrap_or_default();
-        match find_program(program, path_override.or(cron_path.map(|cron| cron.path))) {
+        match find_program(program, path_override.or(cron_path.map(|cron| cron.path)), "command") {
             Ok(found) => match others_may_change_program(&found) {
                 None => checks.push("worker", Status::Ok, format!("drain {}: worker {}", drain.name, found.display())),
                 Some(who) => checks.push("worker", Status::Warn, format!("drain {}: worker {who}", drain.name)),
@@ -623,14 +623,28 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
     }
     if let Some(command) = &config.defaults.notify_command {
         let program = command.first().map(String::as_str).unwrap_or_default();
-        match find_program(program, None) {
+        // Started with drainctl's own environment: under cron, cron's PATH.
+        match find_program(program, cron_path.map(|cron| cron.path), "notify_command") {
             Ok(found) => match others_may_change_program(&found) {
                 None => {
                     checks.push("notify_command", Status::Ok, format!("notify_command {}", found.display()))
                 }
                 Some(who) => checks.push("notify_command", Status::Warn, format!("notify_command {who}")),
             },
-            Err(problem) => checks.fail("notify_command", EXIT_CONFIG, format!("notify_command {problem}")),
+            Err(problem) => checks.fail(
+                "notify_command",
+                EXIT_CONFIG,
+                match cron_path {
+                    Some(cron) => format!(
+                        "notify_command {problem} under cron (PATH={}{}); give `notify_command` an absolute path, \
+                         or add its folder to PATH in the crontab{}",
+                        cron.path.to_string_lossy(),
+                        if cron.is_the_crontabs { ", from --cron-path" } else { "" },
+                        if cron.is_the_crontabs { " (and to --cron-path)" } else { "" },
+                    ),
+                    None => format!("notify_command {problem}"),
+                },
+            ),
         }
     }
 }
@@ -935,7 +949,7 @@ fn check_unconfigured_drains(checks: &mut Checks, client: &mut postgres::Client,
 /// Find `program` as the worker would: a name with a slash is a path, a bare name is
 /// looked up on `path_variable` (the worker's own PATH) or drainctl's PATH. The error says
 /// what is wrong with it.
-fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf, String> {
+fn find_program(program: &str, path_variable: Option<&OsStr>, setting: &str) -> Result<PathBuf, String> {
     let path = program::locate(program, path_variable, None)?;
     match program::interpreter_of(&path) {
         Some(interpreter) if interpreter.ends_with('\r') => Err(format!(
@@ -944,7 +958,7 @@ fn find_program(program: &str, path_variable: Option<&OsStr>) -> Result<PathBuf,
         )),
         None if program::runnable_format(&path) == Some(false) => Err(format!(
             "{program:?} is neither a program nor a script starting with a #! line, so the system cannot run it; \
-             add a #! line (e.g. #!/bin/sh) or name the program that runs it in `command`"
+             add a #! line (e.g. #!/bin/sh) or name the program that runs it in `{setting}`"
         )),
         Some(interpreter) if interpreter.ends_with("/env") => Ok(path),
         Some(interpreter) if program::executable(Path::new(&interpreter)) != Some(true) => Err(format!(
@@ -1325,28 +1339,32 @@ mod tests {
         let plain = dir.path().join("plain");
         std::fs::write(&plain, "").unwrap();
         let path = dir.path().as_os_str();
-        assert_eq!(find_program("tool", Some(path)).unwrap(), tool);
-        assert!(find_program("plain", Some(path)).unwrap_err().contains("not executable"));
-        assert!(find_program("nope", Some(path)).unwrap_err().contains("not found on PATH"));
-        assert_eq!(find_program(tool.to_str().unwrap(), None).unwrap(), tool);
-        assert!(find_program("/nonexistent/x", None).unwrap_err().contains("does not exist"));
+        assert_eq!(find_program("tool", Some(path), "command").unwrap(), tool);
+        assert!(find_program("plain", Some(path), "command").unwrap_err().contains("not executable"));
+        assert!(find_program("nope", Some(path), "command").unwrap_err().contains("not found on PATH"));
+        assert_eq!(find_program(tool.to_str().unwrap(), None, "command").unwrap(), tool);
+        assert!(find_program("/nonexistent/x", None, "command").unwrap_err().contains("does not exist"));
         // A script whose interpreter is missing cannot run either; `env` is not followed.
         let script = dir.path().join("script");
         std::fs::write(&script, "#!/nonexistent/interpreter -x\necho\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let error = find_program(script.to_str().unwrap(), None).unwrap_err();
+        let error = find_program(script.to_str().unwrap(), None, "command").unwrap_err();
         assert!(error.contains("names \"/nonexistent/interpreter\" on its #! line"), "{error}");
         std::fs::write(&script, "#!/bin/sh\necho\n").unwrap();
-        assert_eq!(find_program(script.to_str().unwrap(), None).unwrap(), script);
+        assert_eq!(find_program(script.to_str().unwrap(), None, "command").unwrap(), script);
         std::fs::write(&script, "#!/usr/bin/env some-interpreter\n").unwrap();
-        assert_eq!(find_program(script.to_str().unwrap(), None).unwrap(), script);
+        assert_eq!(find_program(script.to_str().unwrap(), None, "command").unwrap(), script);
         std::fs::write(&script, "#!/bin/sh\r\necho\r\n").unwrap();
-        let error = find_program(script.to_str().unwrap(), None).unwrap_err();
+        let error = find_program(script.to_str().unwrap(), None, "command").unwrap_err();
         assert!(error.contains("Windows line endings"), "{error}");
         // Neither a program nor a script with a #! line: exec refuses it (ENOEXEC).
         std::fs::write(&script, "echo no interpreter line\n").unwrap();
-        let error = find_program(script.to_str().unwrap(), None).unwrap_err();
+        let error = find_program(script.to_str().unwrap(), None, "command").unwrap_err();
         assert!(error.contains("is neither a program nor a script starting with a #! line"), "{error}");
-        assert_eq!(find_program("/bin/sh", None).unwrap(), Path::new("/bin/sh"), "an ELF program runs");
+        assert_eq!(
+            find_program("/bin/sh", None, "command").unwrap(),
+            Path::new("/bin/sh"),
+            "an ELF program runs"
+        );
     }
 }

@@ -423,6 +423,45 @@ fn doctor_cron_finds_a_worker_missing_from_crons_path_that_the_interactive_path_
     fixture.write_config(&config(worker.to_str().unwrap(), ""));
     let fixed = fixture.drainctl(&["doctor", "--cron", "--json"]).env("PATH", &path).run();
     assert!(workers(&fixed)[0].starts_with("ok "), "{:?}", workers(&fixed));
+
+    // The notifier is started with drainctl's own PATH: under cron, cron's. Before: `ok`
+    // from the login PATH, and every notification under cron failed, unheard.
+    let notifier = bin.join("my-notifier");
+    std::fs::write(
+        &notifier,
+        "#!/bin/sh
+cat >/dev/null
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fixture.write_config(&config(worker.to_str().unwrap(), "notify_command = [\"my-notifier\"]"));
+    let notify_check = |result: &Finished| -> String {
+        let checks = result.json()["checks"].as_array().unwrap().clone();
+        let check = checks.iter().find(|check| check["check"] == "notify_command").unwrap();
+        format!("{} {}", check["status"].as_str().unwrap(), check["message"].as_str().unwrap())
+    };
+    let interactive = fixture.drainctl(&["doctor", "--json"]).env("PATH", &path).run();
+    assert!(notify_check(&interactive).starts_with("ok "), "{}", notify_check(&interactive));
+    let cron = fixture.drainctl(&["doctor", "--cron", "--json"]).env("PATH", &path).run();
+    cron.assert_code(78);
+    assert_eq!(
+        notify_check(&cron),
+        "fail notify_command \"my-notifier\" not found on PATH under cron (PATH=/usr/bin:/bin); \
+         give `notify_command` an absolute path, or add its folder to PATH in the crontab"
+    );
+    // A script without a #! line names the setting to fix.
+    std::fs::write(&notifier, "cat >/dev/null\n").unwrap();
+    fixture.write_config(&config(
+        worker.to_str().unwrap(),
+        &format!("notify_command = [{:?}]", notifier.display().to_string()),
+    ));
+    let no_shebang = fixture.drainctl(&["doctor", "--json"]).env("PATH", &path).run();
+    assert!(
+        notify_check(&no_shebang).ends_with("name the program that runs it in `notify_command`"),
+        "{}",
+        notify_check(&no_shebang)
+    );
 }
 
 #[test]
