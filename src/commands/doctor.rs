@@ -759,6 +759,17 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {
             ),
         );
     } else if !pending.is_empty() {
+        // Read-only (a standby, default_transaction_read_only): `database` failed for it.
+        if checks.0.iter().any(|check| check.name == "database" && check.status == Status::Fail) {
+            return checks.fail(
+                "schema",
+                crate::error::EXIT_UNAVAILABLE,
+                format!(
+                    "migration(s) {} not applied yet, and no command can apply them while the database is read-only",
+                    pending.join(", ")
+                ),
+            );
+        }
         let cannot = match crate::migrate::cannot_apply(client) {
             Ok(cannot) => cannot,
             Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),

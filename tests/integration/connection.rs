@@ -839,3 +839,32 @@ fn a_lock_holder_of_another_role_is_named_by_its_role_and_the_hidden_rest_said_s
     drop(holder);
     admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER; DROP ROLE {role}")).unwrap();
 }
+
+#[test]
+fn doctor_on_a_read_only_database_does_not_promise_that_a_command_applies_the_migrations() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let db = fixture.db.name.clone();
+    let (role, url, mut admin) = login_role(&fixture, "ro");
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {db} OWNER TO {role}; ALTER ROLE {role} SET default_transaction_read_only = on"
+        ))
+        .unwrap();
+    // Before: "warn schema: … `drainctl migrate` (or any other command) applies them",
+    // which none could.
+    let doctor = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &url).run();
+    doctor.assert_code(69);
+    assert!(doctor.stdout.contains("fail  database: the database is read-only"), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("fail  schema: migration(s) 0001_init")
+            && doctor
+                .stdout
+                .contains("not applied yet, and no command can apply them while the database is read-only"),
+        "{}",
+        doctor.stdout
+    );
+    let migrate = fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &url).run();
+    migrate.assert_code(69);
+    assert!(migrate.stderr.contains("the database is read-only"), "{}", migrate.stderr);
+    admin.batch_execute(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER; DROP ROLE {role}")).unwrap();
+}
