@@ -620,6 +620,7 @@ pub fn option_taken_as_value(args: &[std::ffi::OsString]) -> Option<(String, Str
 
 /// `--lock-timeout`: a duration of at most [`crate::db::MAX_LOCK_TIMEOUT`].
 fn lock_timeout(text: &str) -> Result<Duration, InvalidValue> {
+    refuse_a_sign_of(text, "a lock wait")?;
     let timeout = crate::duration::parse_duration(text).map_err(InvalidValue)?;
     crate::duration::check_at_most(
         text,
@@ -639,11 +640,16 @@ fn bounded_duration(text: &str) -> Result<Duration, InvalidValue> {
 /// A length of time back from now written with a sign (`-1d`, `+6h`): the sign is refused
 /// with the value meant, not read as an option or as a wrong instant.
 pub fn refuse_a_sign(text: &str) -> Result<(), InvalidValue> {
+    refuse_a_sign_of(text, "a time back from now")
+}
+
+/// A duration (`what`) written with a sign: refused, naming the value meant.
+pub fn refuse_a_sign_of(text: &str, what: &str) -> Result<(), InvalidValue> {
     let trimmed = text.trim();
     let Some(unsigned) = trimmed.strip_prefix(['-', '+']) else { return Ok(()) };
     match crate::duration::parse_bounded_duration(unsigned) {
         Ok(_) => Err(InvalidValue(format!(
-            "invalid duration {text:?}: a time back from now has no sign: use {:?}",
+            "invalid duration {text:?}: {what} has no sign: use {:?}",
             unsigned.trim()
         ))),
         Err(_) => Ok(()),

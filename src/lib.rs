@@ -365,18 +365,24 @@ fn hyphen_word_tip(word: &str, args: &[OsString], command: &str) -> Option<Optio
     (given >= reached.get_positionals().count()).then_some(None)
 }
 
-/// `--since -1d`: clap reads `-1d` as an option it does not know; what is wrong is the sign.
+/// `--since -1d`, `--lock-timeout -1s`: clap reads `-1d` as an option it does not know;
+/// what is wrong is the sign.
 fn signed_duration(error: &clap::Error, args: &[OsString]) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
     let Some(ContextValue::String(word)) = error.get(ContextKind::InvalidArg) else { return None };
     let words: Vec<&str> = args.iter().filter_map(|arg| arg.to_str()).collect();
     words.windows(2).find_map(|pair| {
         let [flag, value] = [pair[0], pair[1]];
-        let is_signed_value = flag == "--since" && value.starts_with(word) && word.len() > 1;
+        let what = match flag {
+            "--since" => "a time back from now",
+            "--lock-timeout" => "a lock wait",
+            _ => return None,
+        };
+        let is_signed_value = value.starts_with(word.as_str()) && word.len() > 1;
         is_signed_value
-            .then(|| crate::cli::refuse_a_sign(value).err())
+            .then(|| crate::cli::refuse_a_sign_of(value, what).err())
             .flatten()
-            .map(|why| format!("--since: {why}"))
+            .map(|why| format!("{flag}: {why}"))
     })
 }
 

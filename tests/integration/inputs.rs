@@ -453,6 +453,8 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
         // A time back from now written with a sign is read by clap as an option.
         (&["events", "--since", "-1d"][..], "drainctl: --since: invalid duration \"-1d\": a time back from now has no sign: use \"1d\""),
         (&["export", "docs", "--since", "-6h"][..], "--since: invalid duration \"-6h\": a time back from now has no sign"),
+        (&["--lock-timeout", "-1s", "status"][..], "--lock-timeout: invalid duration \"-1s\": a lock wait has no sign: use \"1s\""),
+        (&["status", "--lock-timeout=-5s"][..], "--lock-timeout: invalid duration \"-5s\": a lock wait has no sign: use \"5s\""),
         // A command missing what it needs, or given what does not go together, is told
         // the form meant.
         (&["items", "show"][..], "the items of a drain named `show` are listed with `drainctl items -- show`"),
