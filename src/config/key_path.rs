@@ -72,6 +72,47 @@ pub(super) fn explain_at_header(text: &str, offset: usize, message: &str) -> Opt
     })
 }
 
+/// A table missing a field, written as a sub-table header (`[drain.window]`) or with dotted
+/// keys (`window.days = …`), where the parser places the error: said with the drain (or
+/// group) and the table named, as the inline form is (`drain "docs": window: missing field
+/// `to``).
+pub(super) fn explain_missing_field(text: &str, offset: usize, message: &str) -> Option<String> {
+    if !message.starts_with("missing field") {
+        return None;
+    }
+    let offset = floor_char_boundary(text, offset.min(text.len()));
+    let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |at| line_start + at);
+    let written = text[line_start..line_end].split('#').next().unwrap_or_default().trim();
+    let (header, inner) = if written.starts_with("[[") {
+        return None;
+    } else if written.starts_with('[') {
+        (written.trim_matches(['[', ']', ' ']).replace([' ', '"'], ""), String::new())
+    } else {
+        let key = bare_key(written.split('=').next()?)?;
+        let (outer, _) = key.split_once('.')?;
+        (last_header(&text[..line_start]).map(|(header, _)| header).unwrap_or_default(), outer.to_string())
+    };
+    let (top, nested) = header.split_once('.').unwrap_or((header.as_str(), ""));
+    let path =
+        [nested, inner.as_str()].into_iter().filter(|part| !part.is_empty()).collect::<Vec<_>>().join(".");
+    if path.is_empty() {
+        return None;
+    }
+    let named =
+        |label: &str, kind: &str| match last_array_table(&text[..line_start], top).and_then(name_in_table) {
+            Some(name) => format!("{label} {name:?}"),
+            None => format!("[[{kind}]]"),
+        };
+    let table = match top {
+        "drain" => named("drain", "drain"),
+        "quota_group" => named("quota group", "quota_group"),
+        "" | "defaults" => return Some(format!("{path}: {message}")),
+        other => format!("[{other}]"),
+    };
+    Some(format!("{table}: {path}: {message}"))
+}
+
 /// An unknown key (`unknown field `max_atempts`, expected one of …`, the parser's message,
 /// placed at the key) said with its table named, as [`describe`] names it, and the
 /// expected key nearest to it suggested: `drain "zeta": unknown field `max_atempts` (did

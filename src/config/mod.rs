@@ -405,6 +405,7 @@ impl Config {
                 .replace("expected f64", "expected a number")
                 .replace("expected a sequence", "expected an array ([...])");
             let message = name_a_refused_number(text, error.span(), message);
+            let message = name_a_date_literal(text, error.span(), message);
             let message = name_a_duplicate_key(text, error.span(), message);
             // A value of the wrong type or out of range fails here, before `resolve` can
             // name its key: name it from the text at the value, or the table from its header.
@@ -413,6 +414,7 @@ impl Config {
                     Some(key) => format!("{key}: {message}"),
                     None => key_path::explain_unknown_key(text, span.start, &message)
                         .or_else(|| key_path::explain_at_header(text, span.start, &message))
+                        .or_else(|| key_path::explain_missing_field(text, span.start, &message))
                         .unwrap_or(message),
                 },
                 None => message,
@@ -455,6 +457,28 @@ impl Config {
 
 /// The TOML parser refuses a number it cannot hold in its own words ("number too large
 /// to fit in target type"), which name neither the number nor the limit: say both.
+/// A date or time written without quotes (`from = 09:00`, `item_timeout = 00:20:00`,
+/// `burst_default_until = 2026-12-05T18:00:00Z`) is a TOML date-time, which the parser hands
+/// over as a table: `invalid type: map` says nothing of it. Said with the value and the
+/// quotes every setting wants.
+fn name_a_date_literal(text: &str, span: Option<std::ops::Range<usize>>, message: String) -> String {
+    if !message.starts_with("invalid type: map") {
+        return message;
+    }
+    let rest = span.and_then(|span| text.get(span.start..)).unwrap_or_default();
+    let end = rest.find([',', ']', '}', '#', '\n']).unwrap_or(rest.len());
+    let value = rest[..end].trim_end();
+    let shape = regex::Regex::new(
+        r"^(\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?)?|\d{2}:\d{2}(:\d{2}(\.\d+)?)?)$",
+    );
+    match shape {
+        Ok(shape) if shape.is_match(value) => format!(
+            "{value} without quotes is a TOML date or time, not text: write it in quotes (\"{value}\")"
+        ),
+        _ => message,
+    }
+}
+
 fn name_a_refused_number(text: &str, span: Option<std::ops::Range<usize>>, message: String) -> String {
     // The parser's span is the number's first character: the number runs to the next
     // space, comma, bracket or comment.
@@ -627,6 +651,43 @@ mod tests {
         let bogus = zone(Some("Bogus/Zone"), localtime);
         assert_eq!(bogus.zone, chrono_tz::Europe::Paris);
         assert!(bogus.problem.unwrap().contains("using Europe/Paris (from /etc/localtime) instead"));
+    }
+
+    #[test]
+    fn a_date_or_time_without_quotes_and_a_sub_table_missing_a_field_are_named() {
+        let message = |text: &str| Config::from_text(text, None).unwrap_err().to_string();
+        let drain =
+            |name: &str, lines: &str| format!("[[drain]]\nname = \"{name}\"\ncommand = [\"x\"]\n{lines}");
+        // Before: "invalid type: map, expected a string".
+        for (line, says) in [
+            ("item_timeout = 00:20:00\n", "drain \"d\": item_timeout: 00:20:00 without quotes is a TOML date or time, not text: write it in quotes (\"00:20:00\")"),
+            ("window = { days = \"mon-fri\", from = 09:00, to = \"17:00\" }\n", "drain \"d\": window.from: 09:00 without quotes"),
+        ] {
+            let got = message(&drain("d", line));
+            assert!(got.contains(says), "{got}");
+        }
+        let got =
+            message(&format!("[defaults]\nburst_default_until = 2026-12-05T18:00:00Z\n{}", drain("d", "")));
+        assert!(
+            got.contains("burst_default_until: 2026-12-05T18:00:00Z without quotes is a TOML date or time"),
+            "{got}"
+        );
+        // Before: a bare "missing field `to`", with no drain and no table named.
+        let first = drain("a", "");
+        for (lines, says) in [
+            (
+                "[drain.window]\ndays = \"mon-fri\"\nfrom = \"09:00\"\n",
+                "drain \"b\": window: missing field `to`",
+            ),
+            (
+                "window.days = \"mon-fri\"\nwindow.from = \"09:00\"\n",
+                "drain \"b\": window: missing field `to`",
+            ),
+            ("[drain.source]\nglob = \"*\"\n", "drain \"b\": source: missing field `dir`"),
+        ] {
+            let got = message(&format!("{first}{}", drain("b", lines)));
+            assert!(got.contains(says), "{lines}: {got}");
+        }
     }
 
     #[test]
