@@ -404,12 +404,18 @@ pub fn secret_end_at_start(bytes: &[u8]) -> usize {
 /// stands alone, not inside a longer word: masking every `a` of a line for the password
 /// `a` would garble the line and give the password away by the letters it masked.
 pub fn scrub(text: &str) -> String {
-    // The placeholder of a hint (`postgres://USER:PASSWORD@HOST`) is no password.
+    // The placeholder of a hint (`postgres://USER:PASSWORD@HOST`, `password=PASSWORD`) is
+    // no password.
     let scrubbed = URL_PASSWORD.replace_all(text, |found: &regex::Captures<'_>| match &found[2] {
         "PASSWORD" => found[0].to_string(),
         _ => format!("{}***@", &found[1]),
     });
-    let mut scrubbed = KEY_VALUE_PASSWORD.replace_all(&scrubbed, "${1}***").into_owned();
+    let mut scrubbed = KEY_VALUE_PASSWORD
+        .replace_all(&scrubbed, |found: &regex::Captures<'_>| match found[0].strip_prefix(&found[1]) {
+            Some("PASSWORD") => found[0].to_string(),
+            _ => format!("{}***", &found[1]),
+        })
+        .into_owned();
     if let Ok(secrets) = SECRETS.lock() {
         for secret in secrets.iter() {
             scrubbed = hide(&scrubbed, secret);

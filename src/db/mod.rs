@@ -147,7 +147,11 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         let scheme = url.split_once("://").map(|(scheme, _)| scheme).filter(|scheme| {
             !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
         });
-        let why = if let Some(scheme) = scheme.filter(|scheme| !matches!(*scheme, "postgres" | "postgresql"))
+        let why = if url.trim_start().starts_with('$') {
+            ": a variable ($NAME) is not expanded: give the URL itself (or leave `url` out of the \
+             configuration and set DRAINCTL_DATABASE_URL or DATABASE_URL in the environment)"
+                .to_string()
+        } else if let Some(scheme) = scheme.filter(|scheme| !matches!(*scheme, "postgres" | "postgresql"))
         {
             format!(
                 ": a {scheme}:// URL; drainctl speaks to PostgreSQL only, with postgres:// or postgresql://"
@@ -167,9 +171,10 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
                 .to_string()
         };
         Error::Config(format!(
-            "invalid database URL (from {}): {error}{why}; give postgres://USER:PASSWORD@HOST:PORT/DATABASE \
+            "invalid database URL (from {}): {error}{why}{}; give postgres://USER:PASSWORD@HOST:PORT/DATABASE \
              or key=value settings such as \"host=HOST dbname=DATABASE user=USER\"",
-            database.source
+            database.source,
+            reserved_in_user_or_password(&url)
         ))
     })?;
     // `postgres://:PASSWORD@HOST/DATABASE`: the server would refuse the empty user name
@@ -192,7 +197,7 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
                 let hint = if message.contains("password missing") {
                     "; the server asks for a password and drainctl takes it from the database URL \
                      only (PGPASSWORD and ~/.pgpass are not read): give postgres://USER:PASSWORD@HOST/DATABASE \
-                     or password=... (docs/configuration.md)"
+                     or password=PASSWORD (docs/configuration.md)"
                 } else {
                     "; give postgres://USER:PASSWORD@HOST:PORT/DATABASE or key=value settings with a host"
                 };
@@ -215,7 +220,11 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         } else {
             ""
         };
-        Error::Unavailable(format!("{CANNOT_CONNECT} (URL from {}): {detail}{hint}", database.source))
+        Error::Unavailable(format!(
+            "{CANNOT_CONNECT} (URL from {}): {detail}{hint}{}",
+            database.source,
+            reserved_in_user_or_password(&url)
+        ))
     };
     // Each TCP connection waits connect_timeout; the whole login (TLS, authentication, a
     // pooler's queue) is bounded too: a server or pooler that takes the connection and
@@ -293,6 +302,22 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         )?;
     }
     Ok(client)
+}
+
+/// `; the URL's user or password holds …` when the part of a `postgres://` URL before
+/// its last `@` holds a character URLs reserve (`@`, `/`, `?`, `#`): a password written as
+/// it is splits the URL elsewhere, and the error (an unknown host, a port that is not a
+/// number, a refused password) points away from it. Empty otherwise. Nothing of the URL
+/// is quoted.
+fn reserved_in_user_or_password(url: &str) -> &'static str {
+    let Some((_, rest)) = url.trim().split_once("://") else { return "" };
+    let Some((user_and_password, _)) = rest.rsplit_once('@') else { return "" };
+    if user_and_password.contains(['@', '/', '?', '#']) {
+        "; the URL's user or password holds a character URLs reserve: percent-encode it (@ as %40, \
+         / as %2F, ? as %3F, # as %23, : as %3A)"
+    } else {
+        ""
+    }
 }
 
 /// A libpq connection option the driver does not know, written in the URL (`?passfile=`)

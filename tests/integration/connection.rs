@@ -355,6 +355,14 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
             "postgres://u:Secret-7x@127.0.0.1/x?gssencmode=disable",
             "libpq's gssencmode is not supported by drainctl",
         ),
+        // A password with @ and : written as it is: the port is refused, and the URL's
+        // reserved characters are named (before: the port alone).
+        (
+            "postgres://u:Secret:Pa@ss:7x@127.0.0.1:5432/x",
+            "the URL's user or password holds a character URLs reserve: percent-encode it (@ as %40",
+        ),
+        // A variable the shell or the file did not expand.
+        ("${DATABASE_URL}", "a variable ($NAME) is not expanded: give the URL itself"),
     ] {
         let result = Drainctl::new(&["migrate"]).env("DRAINCTL_DATABASE_URL", url).run();
         result.assert_code(78);

@@ -258,6 +258,15 @@ fn a_database_url_without_a_host_or_a_needed_password_exits_78() {
     assert!(!result.stderr.contains(&password), "{}", result.stderr);
     assert!(result.stderr.contains("password missing"), "{}", result.stderr);
     assert!(result.stderr.contains("PGPASSWORD and ~/.pgpass are not read"), "{}", result.stderr);
+    // The hint's placeholder is shown as written (before: `password=***`).
+    assert!(result.stderr.contains("or password=PASSWORD (docs/configuration.md)"), "{}", result.stderr);
+    // A password with an @ written as it is: the host after it does not resolve, and the
+    // URL's reserved characters are named.
+    let with_at = db.url.replace(&format!(":{password}@"), &format!(":{password}@x@"));
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &with_at).run();
+    result.assert_code(69);
+    assert!(!result.stderr.contains(&password), "{}", result.stderr);
+    assert!(result.stderr.contains("percent-encode it (@ as %40"), "{}", result.stderr);
 }
 
 #[test]
