@@ -250,6 +250,24 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
     if let Some(why) = signed_duration(error, args) {
         return why;
     }
+    // clap suggests the subcommands most alike by its own measure, `scan` for `cancel`:
+    // only those two letters away or nearer (one for a word under four) are kept.
+    let similar = ["; tip: a similar subcommand exists: ", "; tip: some similar subcommands exist: "];
+    if let Some((before, tip)) = similar.iter().find_map(|tip| message.split_once(tip)) {
+        let given = stray_word(error).unwrap_or_default();
+        let (listed, after) = tip.split_once(';').unwrap_or((tip, ""));
+        let near: Vec<&str> = listed
+            .split(", ")
+            .map(|name| name.trim().trim_matches('\''))
+            .filter(|name| crate::config::edit_distance(&given, name) <= if given.len() < 4 { 1 } else { 2 })
+            .collect();
+        let after = if after.is_empty() { String::new() } else { format!(";{after}") };
+        message = match near.as_slice() {
+            [] => format!("{before}{after}"),
+            [one] => format!("{before}; tip: a similar subcommand exists: '{one}'{after}"),
+            many => format!("{before}; tip: some similar subcommands exist: '{}'{after}", many.join("', '")),
+        };
+    }
     if let Some(tip) = missing_form_tip(error, args, &command) {
         message = format!("{message}; {tip}");
     }
@@ -362,7 +380,14 @@ fn hyphen_word_tip(word: &str, args: &[OsString], command: &str) -> Option<Optio
     let (path, reached) = command_reached(args, None);
     let last = path.last().filter(|_| path.len() == 2)?;
     let given = positional_words(args, last).into_iter().filter(|given| given != word).count();
-    (given >= reached.get_positionals().count()).then_some(None)
+    if given >= reached.get_positionals().count() {
+        return Some(None);
+    }
+    // After `--` every word is a value: `-- -x --key a` would make `--key` one too.
+    let words: Vec<&str> = args.iter().filter_map(|arg| arg.to_str()).collect();
+    words.iter().position(|given| *given == word).filter(|at| at + 1 < words.len()).map(|_| {
+        Some(format!("to pass '{word}' as a value, give it last, after every option and `--` (… -- {word})"))
+    })
 }
 
 /// `--since -1d`, `--lock-timeout -1s`: clap reads `-1d` as an option it does not know;

@@ -242,7 +242,9 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
 
 fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
     let names: Vec<String> = match &args.name {
-        Some(name) => vec![ctx.config.drain(name)?.name.clone()],
+        // A drain that left the configuration with a burst on: its burst is still shown
+        // (`burst off` ends it), as for the other switches.
+        Some(name) => vec![ctx.known_drain(name)?],
         None => ctx.config.drains.iter().map(|d| d.name.clone()).collect(),
     };
     let now = ctx.clock.now();

@@ -109,8 +109,9 @@ fn gather(ctx: &mut Context, args: &ItemsShowArgs) -> Result<ShownItem> {
     let drain = ctx.known_drain(&args.name)?;
     let item = get_item(&mut ctx.client, &drain, &args.key)?.ok_or_else(|| {
         Error::Data(format!(
-            "drain {drain} has no item with key {:?}; `drainctl items {drain}` lists them",
-            args.key
+            "drain {drain} has no item with key {:?}; `{}` lists them",
+            args.key,
+            listing_command(&drain)
         ))
     })?;
     let attempts = list_attempts(&mut ctx.client, item.row.id)?;
@@ -291,6 +292,15 @@ fn last_chars(text: &str, count: usize) -> &str {
     &text[start..]
 }
 
+/// The command that lists a drain's items: `drainctl items NAME`, and `drainctl items --
+/// show` for a drain named `show`, which `items show` would take for its subcommand.
+pub fn listing_command(drain: &str) -> String {
+    if drain == "show" {
+        "drainctl items -- show".to_string()
+    } else {
+        format!("drainctl items {drain}")
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,8 @@ pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
                 RetryOne::NotRetryable { state } => (Vec::new(), Some(state)),
                 RetryOne::Missing => {
                     return Err(Error::Data(format!(
-                        "drain {drain} has no item with key {key:?}; `drainctl items {drain}` lists them"
+                        "drain {drain} has no item with key {key:?}; `{}` lists them",
+                        super::items::listing_command(&drain)
                     )))
                 }
             },

@@ -200,7 +200,7 @@ fn last_array_table<'t>(text: &'t str, name: &str) -> Option<&'t str> {
 }
 
 /// Levenshtein distance between two keys (ASCII in practice; counted in chars).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

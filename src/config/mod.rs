@@ -9,6 +9,7 @@
 
 pub(crate) mod defaults;
 mod key_path;
+pub(crate) use key_path::edit_distance;
 mod raw;
 mod resolve;
 pub use resolve::register_environment_secrets;

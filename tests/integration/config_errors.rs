@@ -363,3 +363,21 @@ fn an_empty_path_setting_is_refused_at_load_naming_its_key_and_the_fix() {
         );
     }
 }
+
+#[test]
+fn a_drain_named_show_is_pointed_to_the_listing_that_works_for_it() {
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"show\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-11-27T10:00:00Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // Before: "`drainctl items show` lists them", which asks for a drain and a key.
+    for args in [&["items", "show", "show", "k"][..], &["retry", "show", "--key", "k"]] {
+        let missing = fixture.drainctl(args).run();
+        missing.assert_code(65);
+        assert!(
+            missing.stderr.contains("has no item with key \"k\"; `drainctl items -- show` lists them"),
+            "{}",
+            missing.stderr
+        );
+    }
+    fixture.drainctl(&["items", "--", "show"]).run().assert_code(0);
+}

@@ -434,7 +434,18 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
         (&["runs", "show", "x"][..], "invalid value 'x' for '<ID>'"),
         // Without clap's tip to pass it after `--`, refused again there.
         (&["drain", "docs", "--foo"][..], "unexpected argument '--foo' found; see `drainctl drain --help`"),
+        (&["drain", "docs", "--foo", "--json"][..], "unexpected argument '--foo' found; see `drainctl drain --help`"),
+        // A name that starts with `-`, before other options: `-- -x --key a` would fail
+        // again (`--key` a value too), so the tip says to give it last.
+        (
+            &["enqueue", "-x", "--key", "a", "--payload", "1"][..],
+            "to pass '-x' as a value, give it last, after every option and `--` (… -- -x)",
+        ),
         (&["nosuch"][..], "unrecognized subcommand 'nosuch'; see `drainctl --help`"),
+        // Only a subcommand a letter or two away is suggested (before: `scan` for `cancel`).
+        (&["cancel", "docs", "k1"][..], "drainctl: unrecognized subcommand 'cancel'; see `drainctl --help`"),
+        (&["stauts"][..], "unrecognized subcommand 'stauts'; tip: a similar subcommand exists: 'status'; see"),
+        (&["itmes"][..], "unrecognized subcommand 'itmes'; tip: a similar subcommand exists: 'items'; see"),
         // A bare word where another form was meant is told that form.
         (
             &["items", "--state", "done", "docs", "a.pdf"][..],

@@ -1313,6 +1313,10 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let unknown = fixture.drainctl(&["drain", "never"]).run();
     unknown.assert_code(64);
     assert!(unknown.stderr.contains("unknown drain \"never\"; known: docs"), "{}", unknown.stderr);
+    // Its burst is shown, as `burst off` ends it (before: "unknown drain").
+    let burst = fixture.drainctl(&["burst", "status", "old", "--json"]).run();
+    burst.assert_code(0);
+    assert_eq!(burst.json()["bursts"][0]["drain"], "old", "{}", burst.stdout);
     // A pass it started before still runs: status says so, and a pause reaches it.
     fixture
         .client()
