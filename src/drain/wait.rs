@@ -31,11 +31,23 @@ impl Pass<'_> {
     /// [`Pass::may_wait_until`] for a pass of this drain and trigger started at `started_at`.
     fn could_wait_until(&self, until: DateTime<Utc>, now: DateTime<Utc>, started_at: DateTime<Utc>) -> bool {
         let wait = (until - now).to_std().unwrap_or_default();
-        if wait > self.max_wait() {
+        if wait > self.max_wait() || self.window_closes_by(until, now).is_some() {
             return false;
         }
         let pass_ends = crate::clock::later(started_at, self.drain.max_seconds_per_pass);
         self.trigger == Trigger::Burst || until <= pass_ends
+    }
+
+    /// For a pass `supervise` started, the close of the drain's window when it comes at or
+    /// before `until`: such a pass would hold its slot until the window closed and take
+    /// nothing, so it does not wait (docs/rate-limits.md, "Waiting for the reset"), as
+    /// `supervise` does not start one to wait. A burst's pass ignores the window.
+    fn window_closes_by(&self, until: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.trigger != Trigger::Supervisor {
+            return None;
+        }
+        let window = self.drain.window.as_ref()?;
+        window.closes_at(now, self.config.defaults.timezone).filter(|closes| until >= *closes)
     }
 
     /// The pass ends without waiting for a backoff that ends at `until`. When only its
@@ -49,6 +61,12 @@ impl Pass<'_> {
         let wait = (until - now).to_std().unwrap_or_default();
         if self.trigger == Trigger::Burst || wait > self.max_wait() || self.may_wait_until(until, now) {
             return String::new();
+        }
+        if let Some(closes) = self.window_closes_by(until, now) {
+            return format!(
+                "; the reset is at or after the window's close ({}): the pass does not hold its slot until then",
+                crate::output::local_time(closes, self.config.defaults.timezone)
+            );
         }
         let budget = crate::duration::format_duration(self.drain.max_seconds_per_pass);
         let has_gone_round = self.is_continuation && !self.has_waited && self.done + self.failed == 0;

@@ -401,3 +401,38 @@ fn supervise_does_not_start_a_pass_to_wait_for_a_reset_after_the_window_closes()
     let plan = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run().json();
     assert_eq!(plan["decisions"][0]["action"], "start", "{plan}");
 }
+
+#[test]
+fn a_supervise_pass_does_not_wait_for_a_reset_at_or_after_its_windows_close() {
+    // 09:59:50 in a window that closes at 10:00; the limit resets at 10:00:23. Before: the
+    // pass waited, holding the drain's slot, until the window closed and took nothing
+    // (here, with the clock held, for ever), while `status` said "reset in 33s".
+    let fixture = Fixture::new(
+        &config("window = { days = \"daily\", from = \"09:00\", to = \"10:00\" }\n"),
+        "2026-11-27T09:59:50Z",
+    );
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "err": LIMIT }, { "exit": 1 }] }))]);
+    let mut pass = fixture.drainctl(&["drain", "docs", "--trigger", "supervisor", "--json"]).spawn();
+    let ended = (0..1500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        pass.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = pass.kill();
+    }
+    let result = finished(pass.wait_with_output().unwrap());
+    assert!(ended, "the pass waited for a reset after its window's close: {}", result.stderr);
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(json["status"], "rate_limited", "{json}");
+    assert!(
+        json["note"].as_str().unwrap_or_default().contains(
+            "the reset is at or after the window's close (Fri 2026-11-27 10:00 UTC): the pass does not hold its slot until then"
+        ),
+        "{json}"
+    );
+    assert_eq!(waiting_until(&fixture), None);
+    // The item waits, pending, for a later pass.
+    let items = fixture.count("SELECT count(*) FROM items WHERE state = 'pending'");
+    assert_eq!(items, 1);
+}
