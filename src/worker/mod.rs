@@ -55,6 +55,11 @@ const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// After the worker exited and its group was killed, how long output still in flight is
 /// awaited. Only a descendant that left the group can keep a pipe open that long.
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// After the worker exited on its own, how long what is left of its group (a `tee`, a
+/// shell's process substitution) may still write into its stdout and stderr before it is
+/// killed: the output a helper was passing on is part of the result
+/// (docs/worker-contract.md). It ends as soon as both pipes are closed.
+const LEFTOVER_OUTPUT_WAIT: Duration = Duration::from_secs(2);
 /// A client announcing a wait longer than this (or longer than what is left of the item
 /// timeout) for its own retry is stopped at once: waiting is the drain's job
 /// (docs/rate-limits.md, "Clients that wait for the reset").
@@ -640,17 +645,30 @@ fn supervise(
     // The worker ended after our SIGTERM while others of its group live on: they get the
     // rest of `kill_grace` to finish, as the worker did (docs/worker-contract.md).
     let mut awaits_leftovers = false;
+    // The worker ended on its own while others of its group hold its stdout or stderr:
+    // until when they may still write into them.
+    let mut leftovers_write_until: Option<Instant> = None;
+    let mut awaits_leftover_output = false;
     loop {
         let leader_exited = exit.is_none() && has_exited(group);
         if leader_exited {
-            awaits_leftovers = stop_reason.is_some()
-                && kill_at.is_some_and(|at| Instant::now() < at)
-                && u32::try_from(group).is_ok_and(|group| process::group_is_alive(group).unwrap_or(false));
-            if awaits_leftovers {
+            let group_is_alive =
+                || u32::try_from(group).is_ok_and(|group| process::group_is_alive(group).unwrap_or(false));
+            awaits_leftovers =
+                stop_reason.is_some() && kill_at.is_some_and(|at| Instant::now() < at) && group_is_alive();
+            // The first look takes what is already in the pipes (their end, most often);
+            // only pipes still open after it make the group worth a look in /proc.
+            let is_first_look = leftovers_write_until.is_none();
+            awaits_leftover_output = stop_reason.is_none()
+                && pipes.open_streams().next().is_some()
+                && Instant::now()
+                    < *leftovers_write_until.get_or_insert_with(|| Instant::now() + LEFTOVER_OUTPUT_WAIT)
+                && (is_first_look || group_is_alive());
+            if awaits_leftovers || awaits_leftover_output {
                 pipes.close_stdin();
             }
         }
-        if leader_exited && !awaits_leftovers {
+        if leader_exited && !awaits_leftovers && !awaits_leftover_output {
             // The exited leader still holds the group id: kill the leftovers before
             // reaping, so the group id cannot have been reused by then.
             signal_group(group, libc::SIGKILL);
@@ -675,6 +693,9 @@ fn supervise(
             // A pipe still open is held by a descendant outside the group: one that
             // reaches us only as its parent dies is killed on a later turn.
             orphans::end_adopted(Some(group));
+        } else if awaits_leftover_output {
+            // The worker's own verdict stands: no timeout or stop applies to its helpers'
+            // last writes, which end by `LEFTOVER_OUTPUT_WAIT`.
         } else if stop_reason.is_none() {
             let reason = if capture.is_over_cap() {
                 Some(StopReason::OutputCapExceeded)
@@ -701,6 +722,8 @@ fn supervise(
 
         let next_deadline = if exit.is_some() {
             drain_until
+        } else if awaits_leftover_output {
+            leftovers_write_until
         } else if stop_reason.is_none() {
             Some(timeout_at.map_or(next_stop_poll, |at| at.min(next_stop_poll)))
         } else {
@@ -708,7 +731,8 @@ fn supervise(
         };
         let wait =
             remaining(now, next_deadline).map_or(LOOP_POLL_INTERVAL, |left| left.min(LOOP_POLL_INTERVAL));
-        pipes.wait(wait, exit.is_none() && !awaits_leftovers, &mut |stream, bytes| match bytes {
+        let watch_exit = exit.is_none() && !awaits_leftovers && !awaits_leftover_output;
+        pipes.wait(wait, watch_exit, &mut |stream, bytes| match bytes {
             Some(bytes) => capture.accept(stream, bytes, observer),
             None => capture.finish(stream, observer),
         });

@@ -528,6 +528,33 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
 }
 
 #[test]
+fn output_a_helper_of_the_worker_passes_on_after_it_exits_is_all_in_the_result() {
+    let fixture = Fixture::new(&config(""), NOW);
+    // The shell's output goes through a process substitution (as `exec > >(tee log)`
+    // does), which writes each line a little after the shell wrote it: when the shell
+    // exits, most of its output is still in the helper. Before: the helper was killed with
+    // the rest of the group at the worker's exit, and the item was done with a part of its
+    // result, or none.
+    script_worker(
+        &fixture,
+        "through-a-helper.sh",
+        "#!/bin/bash
+cat > /dev/null
+         exec > >(while IFS= read -r line; do sleep 0.005; echo \"$line\"; done)
+         seq 1 50
+exit 0
+",
+    );
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let (state, _, error) = fixture.item("docs", "a");
+    assert_eq!(state, "done", "{error:?}");
+    let result: Vec<Vec<u8>> = fixture.column("SELECT result FROM items WHERE key = 'a'");
+    let expected: String = (1..=50).map(|n| format!("{n}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&result[0]), expected);
+}
+
+#[test]
 fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
     let fixture = Fixture::new(&config(""), NOW);
     let pids = fixture.path("escaped");
