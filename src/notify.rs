@@ -286,7 +286,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         stderr_tail_bytes: STDERR_TAIL_BYTES,
         checkpoint_pattern: None,
         resume_pattern: None,
-        announced_wait: None,
+        announced_waits_given: None,
         // A descendant that left the group and holds the pipes is not waited for past the
         // timeout either: the whole call takes at most `notify_timeout`.
         output_drain: OutputDrain::WithinTimeout,

@@ -60,8 +60,16 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     // item_timeout) and counts a quota hit: docs/rate-limits.md, "Clients that wait for
     // the reset".
     let limit = crate::worker::client_wait_limit(drain.map(|drain| drain.item_timeout));
-    let announced = crate::quota::long_announced_wait(&output, limit)
-        .or_else(|| crate::quota::long_announced_wait(&stderr, limit));
+    // Given --stderr, stdin is the worker's stdout, read as a drain reads it (a text
+    // answer is the result), and so it is for a run that exited 0 (a client that waited
+    // for hours was stopped, with no exit code); else it may hold both streams
+    // (`cat stdout stderr`).
+    let [mut stdout_reader, mut stderr_reader] = crate::quota::StreamWaits::of_client(&input);
+    let mut merged_reader = crate::quota::StreamWaits::of_merged_output(&input);
+    let is_stdout = args.stderr.is_some() || args.exit_code == Some(0);
+    let output_reader = if is_stdout { &mut stdout_reader } else { &mut merged_reader };
+    let announced = crate::quota::long_announced_wait(&output, limit, output_reader)
+        .or_else(|| crate::quota::long_announced_wait(&stderr, limit, &mut stderr_reader));
     let outcome = match announced {
         Some((line, wait)) => {
             Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, &line, wait, now, zone))

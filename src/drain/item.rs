@@ -82,6 +82,7 @@ impl Pass<'_> {
     ) -> Result<std::result::Result<(WorkerReport, Outcome), SpawnError>> {
         let resume_token = self.usable_resume_token(item)?;
         let (argv, env, env_remove) = self.worker_command(item, account, resume_token.as_deref());
+        let input = worker_input(payload, &self.drain.command);
         let spec = WorkerSpec {
             argv: &argv,
             workdir: self.drain.workdir.as_deref(),
@@ -94,7 +95,7 @@ impl Pass<'_> {
             stderr_tail_bytes: self.drain.stderr_tail_bytes,
             checkpoint_pattern: Some(&self.drain.checkpoint_pattern),
             resume_pattern: Some(&self.drain.resume_pattern),
-            announced_wait: Some(crate::quota::announced_wait),
+            announced_waits_given: Some(&input),
             output_drain: OutputDrain::AfterExit,
         };
         log::info!(

@@ -99,41 +99,62 @@ pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
 /// to 20 lines of its output — which is a tool's output, as in stream-json
 /// (docs/rate-limits.md, "How the output is read").
 pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
-    #[derive(PartialEq)]
-    enum Seen {
-        Nothing,
-        Header,
-        Prompt,
-        Stdin,
-        /// Inside an `exec` block: how many lines it may still hold.
-        Exec(usize),
-    }
-    /// codex prints at most this many lines of a command's output, after the command.
-    const EXEC_BLOCK_LINES: usize = 1 + 20;
-    let codex_own = |text: &str| {
-        text.starts_with("warning:")
-            || text.starts_with("ERROR:")
-            || matches!(text, "codex" | "thinking" | "exec" | "tokens used")
-    };
-    let mut seen = Seen::Nothing;
-    let mut is_codex = false;
+    let mut layout = CodexLayout::default();
     for index in 0..lines.len() {
         // Without the header (a long session's is beyond the tail read), an `exec` line is
         // codex's when its command's status line follows within two lines.
-        let opens_exec = lines[index].text == "exec"
-            && (is_codex || lines[index + 1..].iter().take(2).any(|next| EXEC_STATUS.is_match(&next.text)));
-        let line = &mut lines[index];
-        let text = line.text.as_str();
-        seen = match seen {
+        let exec_status_follows =
+            lines[index + 1..].iter().take(2).any(|next| EXEC_STATUS.is_match(&next.text));
+        if layout.is_content(&lines[index].text, exec_status_follows) {
+            lines[index].origin = Origin::ToolOutput;
+        }
+    }
+}
+
+/// Where codex's text mode is in its output, read line by line ([`mark_codex_prompt`]
+/// for a whole output, the announced-wait rule while the client runs).
+#[derive(Debug, Default)]
+pub(crate) struct CodexLayout {
+    seen: Seen,
+    is_codex: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum Seen {
+    #[default]
+    Nothing,
+    Header,
+    Prompt,
+    Stdin,
+    /// Inside an `exec` block: how many lines it may still hold.
+    Exec(usize),
+}
+
+impl CodexLayout {
+    /// Whether the line `text` (cleaned, or at least trimmed) is the item's content: codex's
+    /// prompt (with its `<stdin>` block) or a command's output under `exec`.
+    /// `exec_status_follows`: a command's status line comes within the next two lines
+    /// (unknown while the client runs: false).
+    pub(crate) fn is_content(&mut self, text: &str, exec_status_follows: bool) -> bool {
+        /// codex prints at most this many lines of a command's output, after the command.
+        const EXEC_BLOCK_LINES: usize = 1 + 20;
+        let codex_own = |text: &str| {
+            text.starts_with("warning:")
+                || text.starts_with("ERROR:")
+                || matches!(text, "codex" | "thinking" | "exec" | "tokens used")
+        };
+        let opens_exec = text == "exec" && (self.is_codex || exec_status_follows);
+        let mut is_content = false;
+        self.seen = match self.seen {
             Seen::Nothing if text.starts_with("OpenAI Codex v") => {
-                is_codex = true;
+                self.is_codex = true;
                 Seen::Header
             }
             Seen::Nothing | Seen::Exec(_) if opens_exec => Seen::Exec(EXEC_BLOCK_LINES),
             Seen::Nothing => Seen::Nothing,
             Seen::Exec(_) if codex_own(text) => Seen::Nothing,
             Seen::Exec(left) => {
-                line.origin = Origin::ToolOutput;
+                is_content = true;
                 // The line that ends the command (`… succeeded in 212ms:`) does not count.
                 let ends_command = EXEC_STATUS.is_match(text);
                 match left.saturating_sub(usize::from(!ends_command)) {
@@ -147,16 +168,16 @@ pub(super) fn mark_codex_prompt(lines: &mut [Line]) {
                 "exec" => Seen::Exec(EXEC_BLOCK_LINES),
                 _ => Seen::Nothing,
             },
-            Seen::Prompt | Seen::Stdin => {
-                let next = match (&seen, text) {
+            seen @ (Seen::Prompt | Seen::Stdin) => {
+                is_content = true;
+                match (seen, text) {
                     (Seen::Prompt, "<stdin>") => Seen::Stdin,
                     (Seen::Stdin, "</stdin>") => Seen::Prompt,
                     _ => seen,
-                };
-                line.origin = Origin::ToolOutput;
-                next
+                }
             }
         };
+        is_content
     }
 }
 

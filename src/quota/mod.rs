@@ -47,7 +47,7 @@ use self::patterns::{
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, without_resets, RATELIMIT_RESET_KIND};
 pub(crate) use self::waits::{
-    announced_wait, client_wait_hit, env_tz, long_announced_wait, tz_zone, worker_zone,
+    client_wait_hit, env_tz, long_announced_wait, tz_zone, worker_zone, StreamWaits,
 };
 
 /// `matched_line` is cut to about this many characters, keeping the match.
@@ -168,6 +168,20 @@ impl QuotaHit {
 /// brace or a word of the payload may well be the client's too.
 const MIN_ECHOED_CHARS: usize = 12;
 
+/// The lines of a worker's `input` a client may echo, cleaned as its output is.
+fn echoed_lines(input: &[u8]) -> std::collections::HashSet<String> {
+    clean_lines(input)
+        .into_iter()
+        .map(|line| line.text)
+        .filter(|text| text.chars().count() >= MIN_ECHOED_CHARS)
+        .collect()
+}
+
+/// Whether an output `line` only repeats a line of the worker's input ([`echoed_lines`]).
+fn echoes(line: &str, echoed: &std::collections::HashSet<String>) -> bool {
+    !echoed.is_empty() && clean_lines(line.as_bytes()).iter().any(|line| echoed.contains(&line.text))
+}
+
 /// A compiled profile plus the drain's extra patterns.
 #[derive(Debug, Clone)]
 pub(crate) struct Classifier {
@@ -244,11 +258,7 @@ impl Classifier {
         clean::mark_codex_prompt(&mut stderr_lines);
         clean::mark_codex_prompt(&mut stdout_lines);
         if !input.is_empty() {
-            let echoed: std::collections::HashSet<String> = clean_lines(input)
-                .into_iter()
-                .map(|line| line.text)
-                .filter(|text| text.chars().count() >= MIN_ECHOED_CHARS)
-                .collect();
+            let echoed = echoed_lines(input);
             for line in stdout_lines.iter_mut().chain(stderr_lines.iter_mut()) {
                 if echoed.contains(&line.text) {
                     line.origin = Origin::ToolOutput;

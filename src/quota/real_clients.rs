@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::{announced_wait, client_wait_hit, Classifier, Outcome, Profile};
+use super::{client_wait_hit, Classifier, Outcome, Profile, StreamWaits};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,20 +46,19 @@ fn mismatch(dir: &Path) -> Option<String> {
     let classifier = Classifier::new(profile_of(&meta.client), &[], &[]);
     let mut outcome = classifier.classify(&stdout, &stderr, meta.exit_code, meta.now, zone);
     if let Some(line) = &meta.announced_wait {
-        // The worker was stopped on the line announcing the wait.
-        // Each stream's lines, each with the lines of its stream just before it.
+        // The worker was stopped on the line announcing the wait: each stream read as a
+        // running client's is (its stdout for events only).
         let streams =
             [String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned()];
         let (line, wait) = streams
             .iter()
-            .find_map(|text| {
-                let lines: Vec<String> = text.lines().map(str::to_string).collect();
-                lines.iter().enumerate().find_map(|(index, candidate)| {
-                    let before =
-                        &lines[index.saturating_sub(crate::worker::CLIENT_WAIT_CONTEXT_LINES)..index];
-                    announced_wait(candidate, before)
+            .zip(StreamWaits::of_client(b""))
+            .find_map(|(text, mut reader)| {
+                text.lines().find_map(|candidate| {
+                    reader
+                        .read(candidate)
                         .filter(|_| candidate.contains(line.as_str()))
-                        .map(|wait| (candidate.clone(), wait))
+                        .map(|wait| (candidate.to_string(), wait))
                 })
             })
             .unwrap_or_else(|| panic!("{name}: no line announces {line:?}"));

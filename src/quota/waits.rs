@@ -99,19 +99,66 @@ pub(crate) fn announced_wait(line: &str, before: &[String]) -> Option<Duration> 
 }
 
 /// The first wait longer than `limit` announced in a captured `output`, with its line:
-/// the output read line by line as the worker runner reads a running client's stream,
-/// each line with the [`crate::worker::CLIENT_WAIT_CONTEXT_LINES`] lines before it
-/// (`drainctl quota test`; docs/rate-limits.md, "Clients that wait for the reset").
-pub(crate) fn long_announced_wait(output: &[u8], limit: Duration) -> Option<(String, Duration)> {
+/// the output read line by line by `reader`, as the worker runner reads a running
+/// client's stream (`drainctl quota test`; docs/rate-limits.md, "Clients that wait for
+/// the reset").
+pub(crate) fn long_announced_wait(
+    output: &[u8],
+    limit: Duration,
+    reader: &mut StreamWaits<'_>,
+) -> Option<(String, Duration)> {
     let text = String::from_utf8_lossy(output);
-    let mut recent: Vec<String> = Vec::new();
-    for line in text.split('\n') {
-        if let Some(wait) = announced_wait(line, &recent).filter(|wait| *wait > limit) {
-            return Some((line.trim().to_string(), wait));
-        }
-        crate::worker::remember_recent(&mut recent, line);
+    text.split('\n').find_map(|line| {
+        reader.read(line).filter(|wait| *wait > limit).map(|wait| (line.trim().to_string(), wait))
+    })
+}
+
+/// One output stream of a client, read line by line for the waits it announces
+/// ([`announced_wait`], each line with the [`crate::worker::CLIENT_WAIT_CONTEXT_LINES`]
+/// lines before it). The item's content announces none: codex's echo of its prompt (its
+/// `<stdin>` block) and a command's output under `exec`, a line that repeats the worker's
+/// input, and on stdout any line that is not a JSON event — a text answer is the result,
+/// and the clients print their retry notices on stderr, or as events (docs/rate-limits.md,
+/// "Clients that wait for the reset").
+pub(crate) struct StreamWaits<'a> {
+    /// What the worker was given ([`crate::drain::worker_input`]).
+    input: &'a [u8],
+    /// Its lines a client may echo, read at the first notice.
+    echoed: Option<std::collections::HashSet<String>>,
+    events_only: bool,
+    layout: super::clean::CodexLayout,
+    recent: Vec<String>,
+}
+
+impl<'a> StreamWaits<'a> {
+    /// The readers of a client's stdout and of its stderr.
+    pub(crate) fn of_client(input: &'a [u8]) -> [StreamWaits<'a>; 2] {
+        [StreamWaits::new(input, true), StreamWaits::new(input, false)]
     }
-    None
+
+    /// A reader of a stream that may hold both (`quota test` given its stdin alone).
+    pub(crate) fn of_merged_output(input: &'a [u8]) -> StreamWaits<'a> {
+        StreamWaits::new(input, false)
+    }
+
+    fn new(input: &'a [u8], events_only: bool) -> StreamWaits<'a> {
+        StreamWaits { input, echoed: None, events_only, layout: Default::default(), recent: Vec::new() }
+    }
+
+    /// The wait announced on the stream's next `line`, if it announces one.
+    pub(crate) fn read(&mut self, line: &str) -> Option<Duration> {
+        let text = line.trim();
+        if self.layout.is_content(text, false) || (self.events_only && !text.starts_with('{')) {
+            return None;
+        }
+        let wait = announced_wait(line, &self.recent).filter(|_| {
+            let input = self.input;
+            let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
+            !super::echoes(line, echoed)
+        });
+        crate::worker::remember_recent(&mut self.recent, line);
+        wait
+    }
 }
 
 /// The quota hit for a client stopped while it announced a `wait` (on `line`) before
@@ -253,6 +300,38 @@ mod tests {
                 "{earlier}"
             );
         }
+    }
+
+    #[test]
+    fn the_items_content_announces_no_wait_on_either_stream() {
+        let read_all = |reader: &mut StreamWaits<'_>, text: &str| -> Vec<Duration> {
+            text.lines().filter_map(|line| reader.read(line)).collect()
+        };
+        let log = "- 10:03 the API answered HTTP 429 Too Many Requests\nRetrying in 2 minutes.\n";
+        // A text answer on stdout quoting a client's log is the result (before: a hit, the
+        // answer dropped); the same lines on stderr are a client's own.
+        let [mut stdout, mut stderr] = StreamWaits::of_client(b"");
+        assert_eq!(read_all(&mut stdout, log), []);
+        assert_eq!(read_all(&mut stderr, log), [Duration::from_secs(120)]);
+        // On stdout a client's event still announces its wait (codex --json).
+        let event = r#"{"type":"error","message":"Reconnecting... 1/2 (rate limit exceeded: Please try again in 90s.)"}"#;
+        let [mut stdout, _] = StreamWaits::of_client(b"");
+        assert_eq!(read_all(&mut stdout, event), [Duration::from_secs(90)]);
+        // codex's echo of its prompt, with the item in its <stdin> block, is the item's.
+        let payload = r#"{"t":"Attempt 1 failed with status 429. Retrying after 90000ms..."}"#;
+        let codex = format!(
+            "OpenAI Codex v0.171.0\n--------\nmodel: gpt-5-codex\n--------\nuser\nSummarise it.\n\n<stdin>\n{payload}\n</stdin>\ncodex\nDone.\n"
+        );
+        let [_, mut stderr] = StreamWaits::of_client(b"");
+        assert_eq!(read_all(&mut stderr, &codex), []);
+        // A line that repeats the worker's input, whatever the client, is the item's too.
+        let [_, mut stderr] = StreamWaits::of_client(payload.as_bytes());
+        assert_eq!(read_all(&mut stderr, &format!("Prompt:\n{payload}\n")), []);
+        let [_, mut stderr] = StreamWaits::of_client(b"");
+        assert_eq!(read_all(&mut stderr, &format!("Prompt:\n{payload}\n")), [Duration::from_secs(90)]);
+        // Read as one stream that may hold both (`quota test` given stdin alone).
+        let mut merged = StreamWaits::of_merged_output(b"");
+        assert_eq!(read_all(&mut merged, log), [Duration::from_secs(120)]);
     }
 
     #[test]

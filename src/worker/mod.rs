@@ -83,9 +83,6 @@ pub(crate) fn remember_recent(recent: &mut Vec<String>, line: &str) {
 /// How many lines of the same stream before a line the announced-wait reader sees with
 /// it: a retry notice counts only when it or the lines just before it name a limit.
 pub const CLIENT_WAIT_CONTEXT_LINES: usize = 3;
-/// Reads the wait a client announces on a line, given the lines of its stream just
-/// before it (see [`WorkerSpec::announced_wait`]).
-pub type AnnouncedWaitReader = fn(&str, &[String]) -> Option<Duration>;
 
 /// What to run for one item, and the limits that apply to it.
 pub struct WorkerSpec<'a> {
@@ -114,11 +111,11 @@ pub struct WorkerSpec<'a> {
     /// Lines (either stream, lossy UTF-8) matching this carry a resume token in the
     /// pattern's first capture group.
     pub resume_pattern: Option<&'a regex::Regex>,
-    /// Reads, from one output line and the (at most [`CLIENT_WAIT_CONTEXT_LINES`]) lines
-    /// of its stream just before it, a wait the client announces before retrying by
-    /// itself; a wait beyond [`MAX_CLIENT_WAIT`] or the item timeout stops the worker
-    /// with [`StopReason::ClientWaits`].
-    pub announced_wait: Option<AnnouncedWaitReader>,
+    /// With what the worker was given (its payload and arguments, which a client may
+    /// echo): read the waits the client announces before retrying by itself
+    /// ([`crate::quota::StreamWaits`]); a wait beyond [`MAX_CLIENT_WAIT`] or the item
+    /// timeout stops the worker with [`StopReason::ClientWaits`].
+    pub announced_waits_given: Option<&'a [u8]>,
     /// How long output is still awaited once the worker exited.
     pub output_drain: OutputDrain,
 }
@@ -922,8 +919,8 @@ struct OutputCapture<'a> {
     stdout_lines: LineSplitter,
     stderr_lines: LineSplitter,
     /// The last lines of each stream, for the announced-wait reader.
-    stdout_recent: Vec<String>,
-    stderr_recent: Vec<String>,
+    /// The readers of the waits the client announces on its stdout and its stderr.
+    stream_waits: Option<[crate::quota::StreamWaits<'a>; 2]>,
     /// Waits announced by the client, in order, with their lines.
     client_waits: Vec<(String, Duration)>,
     wait_line: Option<String>,
@@ -936,11 +933,7 @@ struct OutputCapture<'a> {
 impl<'a> OutputCapture<'a> {
     fn new(spec: &WorkerSpec<'a>) -> Self {
         OutputCapture {
-            patterns: LinePatterns {
-                checkpoint: spec.checkpoint_pattern,
-                resume: spec.resume_pattern,
-                announced_wait: spec.announced_wait,
-            },
+            patterns: LinePatterns { checkpoint: spec.checkpoint_pattern, resume: spec.resume_pattern },
             result_cap_bytes: spec.result_cap_bytes,
             stdout: spec.result_cap_bytes.map(|_| Vec::new()),
             stdout_tail: TailBuffer::new(STDOUT_TAIL_BYTES),
@@ -948,8 +941,7 @@ impl<'a> OutputCapture<'a> {
             stderr_tail_bytes: spec.stderr_tail_bytes,
             stdout_lines: LineSplitter::new(MAX_LINE_BYTES),
             stderr_lines: LineSplitter::new(MAX_LINE_BYTES),
-            stdout_recent: Vec::new(),
-            stderr_recent: Vec::new(),
+            stream_waits: spec.announced_waits_given.map(crate::quota::StreamWaits::of_client),
             client_waits: Vec::new(),
             wait_line: None,
             last_worded: None,
@@ -1004,27 +996,30 @@ impl<'a> OutputCapture<'a> {
             }
             Stream::Stderr => self.stderr_tail.push(bytes),
         }
-        if self.patterns.is_empty() {
+        if self.patterns.is_empty() && self.stream_waits.is_none() {
             return;
         }
         let (patterns, waits) = (&self.patterns, &mut self.client_waits);
-        let (lines, recent) = match stream {
-            Stream::Stdout => (&mut self.stdout_lines, &mut self.stdout_recent),
-            Stream::Stderr => (&mut self.stderr_lines, &mut self.stderr_recent),
+        let reader = self.stream_waits.as_mut().map(|readers| &mut readers[stream.index()]);
+        let lines = match stream {
+            Stream::Stdout => &mut self.stdout_lines,
+            Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.push(bytes, &mut |line| patterns.check(line, recent, waits, observer));
+        let mut reader = reader;
+        lines.push(bytes, &mut |line| patterns.check(line, reader.as_deref_mut(), waits, observer));
     }
 
     fn finish(&mut self, stream: Stream, observer: &mut dyn WorkerObserver) {
-        if self.patterns.is_empty() {
+        if self.patterns.is_empty() && self.stream_waits.is_none() {
             return;
         }
         let (patterns, waits) = (&self.patterns, &mut self.client_waits);
-        let (lines, recent) = match stream {
-            Stream::Stdout => (&mut self.stdout_lines, &mut self.stdout_recent),
-            Stream::Stderr => (&mut self.stderr_lines, &mut self.stderr_recent),
+        let mut reader = self.stream_waits.as_mut().map(|readers| &mut readers[stream.index()]);
+        let lines = match stream {
+            Stream::Stdout => &mut self.stdout_lines,
+            Stream::Stderr => &mut self.stderr_lines,
         };
-        lines.finish(&mut |line| patterns.check(line, recent, waits, observer));
+        lines.finish(&mut |line| patterns.check(line, reader.as_deref_mut(), waits, observer));
     }
 
     fn into_report(self, exit: WorkerExit, stop_reason: Option<StopReason>) -> WorkerReport {
@@ -1057,29 +1052,27 @@ impl<'a> OutputCapture<'a> {
 struct LinePatterns<'a> {
     checkpoint: Option<&'a regex::Regex>,
     resume: Option<&'a regex::Regex>,
-    announced_wait: Option<AnnouncedWaitReader>,
 }
 
 impl LinePatterns<'_> {
     fn is_empty(&self) -> bool {
-        self.checkpoint.is_none() && self.resume.is_none() && self.announced_wait.is_none()
+        self.checkpoint.is_none() && self.resume.is_none()
     }
 
-    /// Hand on a checkpoint line and a resume token, and note an announced wait
-    /// (`recent`: the stream's lines before this one, kept up to date here).
+    /// Hand on a checkpoint line and a resume token, and note a wait the stream's
+    /// `reader` finds announced.
     fn check(
         &self,
         line: &[u8],
-        recent: &mut Vec<String>,
+        reader: Option<&mut crate::quota::StreamWaits<'_>>,
         waits: &mut Vec<(String, Duration)>,
         observer: &mut dyn WorkerObserver,
     ) {
         let line = String::from_utf8_lossy(line);
-        if let Some(read) = self.announced_wait {
-            if let Some(wait) = read(&line, recent) {
+        if let Some(reader) = reader {
+            if let Some(wait) = reader.read(&line) {
                 waits.push((line.trim().to_string(), wait));
             }
-            remember_recent(recent, &line);
         }
         if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
             observer.checkpoint(&line);
@@ -1299,7 +1292,7 @@ mod tests {
             stderr_tail_bytes: 4,
             checkpoint_pattern: pattern,
             resume_pattern: None,
-            announced_wait: None,
+            announced_waits_given: None,
             output_drain: OutputDrain::AfterExit,
         }
     }

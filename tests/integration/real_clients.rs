@@ -76,6 +76,39 @@ fn a_retry_notice_without_limit_wording_leaves_a_healthy_worker_alone() {
 }
 
 #[test]
+fn an_answer_quoting_a_retry_notice_or_a_payload_echoed_with_one_is_not_a_client_waiting() {
+    let fixture = Fixture::new(&config("2m", ""), NOW);
+    // A text answer (stdout, as `claude -p` or `gemini -p` print it) that quotes a log.
+    // Before: the client was taken for one announcing its wait, its answer dropped and
+    // the group backed off for the quoted 2 minutes.
+    let answer = "Summary of the upload log:\n- 10:03 the API answered HTTP 429 Too Many Requests\n\
+                  Retrying in 2 minutes.\n- 10:05 upload finished\nThe job succeeded after one retry.\n";
+    // codex's text mode echoes its prompt, the payload inside, on stderr. Before: a stop
+    // and a backoff read from the item's own text.
+    let payload_line = r#"{"t":"Attempt 1 failed with status 429. Retrying after 90000ms..."}"#;
+    let echo = format!(
+        "OpenAI Codex v0.171.0\n--------\nmodel: gpt-5-codex\n--------\nuser\nSummarise it.\n\n<stdin>\n{payload_line}\n</stdin>\ncodex\n"
+    );
+    fixture.enqueue(
+        "alpha",
+        &[
+            ("text".into(), json!({ "steps": [{ "out": answer }, { "sleep": 0.3 }] })),
+            (
+                "echo".into(),
+                json!({ "steps": [{ "err": echo }, { "sleep": 0.3 }, { "out": "The item is summarised." }] }),
+            ),
+        ],
+    );
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
+    assert_eq!(attempt_outcomes(&fixture), ["done", "done"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+    let results: Vec<Vec<u8>> = fixture.column("SELECT result FROM items WHERE key = 'text'");
+    assert_eq!(String::from_utf8_lossy(&results[0]).trim_end(), answer.trim_end());
+}
+
+#[test]
 fn a_short_retry_the_client_sits_through_is_a_success() {
     let fixture = Fixture::new(&config("2m", ""), NOW);
     let steps = json!({ "steps": [
