@@ -39,6 +39,10 @@ static ACCESS_REFUSED: LazyLock<Regex> = LazyLock::new(|| {
         | \bunexpected\s+status\s+40[13]\b
         | \baccess\s+token\s+could\s+not\s+be\s+refreshed\b
         | \bchatgpt\s+credential\s+expired\b
+        # No key at all: codex's `Missing environment variable: `OPENAI_API_KEY``,
+        # gemini-cli's `you must specify the GEMINI_API_KEY environment variable`
+        | \bmissing\s+environment\s+variable\W{0,3}\w*api_key\b
+        | \bmust\s+specify\s+the\s+\w*api_key\s+environment\s+variable\b
         # Gemini: statuses and reasons, and gemini-cli's error class
         | \bapi_key_invalid\b
         | \bapi\s+key\s+(?:is\s+)?not\s+valid\b
