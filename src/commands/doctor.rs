@@ -576,7 +576,20 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
         checks.for_drain(&drain.name);
         check_worker_zone(checks, &format!("drain {}", drain.name), &drain.env, config.defaults.timezone);
         if let Some(workdir) = &drain.workdir {
-            if workdir.is_dir() {
+            if workdir.is_dir() && !crate::worker::program::may_enter(workdir) {
+                checks.fail(
+                    "workdir",
+                    EXIT_CONFIG,
+                    format!(
+                        "drain {}: workdir {} cannot be entered by this user (no search permission); give \
+                         the user drainctl runs as x permission on it (and on the folders above it), or fix \
+                         `workdir` of drain {} in the configuration",
+                        drain.name,
+                        workdir.display(),
+                        drain.name
+                    ),
+                );
+            } else if workdir.is_dir() {
                 checks.push(
                     "workdir",
                     Status::Ok,

@@ -216,6 +216,10 @@ pub enum SpawnError {
     WorkdirMissing {
         workdir: PathBuf,
     },
+    /// The working directory is there, but this user may not enter it.
+    WorkdirDenied {
+        workdir: PathBuf,
+    },
     /// `searched`: the PATH it was looked for on (its `env`'s, else drainctl's).
     NotFound {
         program: String,
@@ -239,7 +243,7 @@ impl SpawnError {
     /// The drain setting to fix.
     pub fn setting(&self) -> &'static str {
         match self {
-            SpawnError::WorkdirMissing { .. } => "workdir",
+            SpawnError::WorkdirMissing { .. } | SpawnError::WorkdirDenied { .. } => "workdir",
             _ => "command",
         }
     }
@@ -258,6 +262,9 @@ impl SpawnError {
             }
             SpawnError::WorkdirMissing { workdir } => {
                 format!("worker directory {workdir:?} does not exist or is not a directory")
+            }
+            SpawnError::WorkdirDenied { workdir } => {
+                format!("worker directory {workdir:?} cannot be entered by this user (permission denied)")
             }
             // A name with a slash is a path: PATH is not searched for it.
             SpawnError::NotFound { program, .. } if program.contains('/') => {
@@ -306,6 +313,13 @@ fn spawn_error(program: &str, source: io::Error, spec: &WorkerSpec) -> SpawnErro
     match source.kind() {
         io::ErrorKind::NotFound if is_there(&program, spec) => SpawnError::InterpreterMissing { program },
         io::ErrorKind::NotFound => SpawnError::NotFound { program, searched: searched_path(spec) },
+        // The start enters `workdir` before it runs the program: a folder this user may
+        // not enter fails it the same way.
+        io::ErrorKind::PermissionDenied
+            if spec.workdir.is_some_and(|workdir| !self::program::may_enter(workdir)) =>
+        {
+            SpawnError::WorkdirDenied { workdir: spec.workdir.map(Path::to_path_buf).unwrap_or_default() }
+        }
         io::ErrorKind::PermissionDenied => {
             let is_folder = program.contains('/')
                 && spec
@@ -1212,6 +1226,27 @@ mod tests {
             assert!(name.starts_with(expected), "{kind:?} gave {name}");
             assert!(error.to_string().contains("\"tool-that-is-nowhere\""), "{error}");
         }
+    }
+
+    #[test]
+    fn a_workdir_this_user_may_not_enter_is_blamed_not_the_program() {
+        // A start refused with EACCES while `workdir` cannot be entered (here: gone since
+        // it was checked; for another user, a folder without search permission). Before:
+        // "worker command \"/bin/pwd\" is not executable", and `command` named to fix.
+        let argv = ["/bin/pwd".to_string()];
+        let gone = Path::new("/nonexistent/drainctl-workdir");
+        let spec = WorkerSpec { workdir: Some(gone), ..spec_with(&argv, None) };
+        let error = spawn_error(&argv[0], io::Error::from(io::ErrorKind::PermissionDenied), &spec);
+        assert_eq!(error.setting(), "workdir");
+        assert_eq!(
+            error.to_string(),
+            "worker directory \"/nonexistent/drainctl-workdir\" cannot be entered by this user (permission denied)"
+        );
+        // A folder it may enter leaves the program to blame.
+        let dir = tempfile::tempdir().unwrap();
+        let spec = WorkerSpec { workdir: Some(dir.path()), ..spec_with(&argv, None) };
+        let error = spawn_error(&argv[0], io::Error::from(io::ErrorKind::PermissionDenied), &spec);
+        assert_eq!(error.setting(), "command");
     }
 
     #[test]

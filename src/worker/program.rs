@@ -69,3 +69,11 @@ pub fn interpreter_of(path: &Path) -> Option<String> {
     let interpreter = std::str::from_utf8(line).ok()?.split([' ', '\t']).find(|word| !word.is_empty())?;
     Some(interpreter.to_string())
 }
+
+/// Whether this process may enter the folder `path` (search permission, as `chdir` needs).
+pub fn may_enter(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(path.as_ptr(), libc::X_OK) == 0 }
+}
