@@ -146,6 +146,8 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
     let is_waiting = drain.as_ref().and_then(|drain| drain.waiting_until).is_some_and(|until| until > now);
     let parked_group =
         drain.as_ref().filter(|drain| drain.parked_at.is_some()).map(|drain| drain.quota_group.clone());
+    // With `max_wait = "0s"` no pass waits for a reset: the first after it starts.
+    let may_wait = ctx.config.drain(&name).map_or(true, |drain| !drain.max_wait.is_zero());
     let start = match (&parked_group, hold) {
         _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
         // A parked group calls no worker, burst or not (docs/rate-limits.md, "Parked groups").
@@ -161,7 +163,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
                 "after the burst's end: no pass starts during this burst"
             } else if reason == HoldReason::Backoff && is_waiting {
                 "a running pass waits for the reset and goes on then"
-            } else if reason == HoldReason::Backoff {
+            } else if reason == HoldReason::Backoff && may_wait {
                 // Supervise wakes a drain at the reset (docs/rate-limits.md).
                 "the last supervise pass before that starts it to wait for the reset (or the first after it)"
             } else {

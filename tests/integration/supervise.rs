@@ -1679,6 +1679,13 @@ fn burst_on_during_a_backoff_says_when_it_can_start() {
         on.stdout
     );
     fixture.client().execute("DELETE FROM runs", &[]).unwrap();
+    // With `max_wait = "0s"` no pass waits for the reset: the first after it starts.
+    // Before: the early start to wait for it was promised too.
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    fixture.write_config(&text.replace("name = \"docs\"\n", "name = \"docs\"\nmax_wait = \"0s\"\n"));
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    assert!(on.stdout.contains("(in 31m): the first supervise pass after that starts it"), "{}", on.stdout);
+    fixture.write_config(&text);
     // A burst that ends before the backoff does gets no start at all.
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+10m"]).run();
     assert!(on.stdout.contains("after the burst's end: no pass starts during this burst"), "{}", on.stdout);
