@@ -308,9 +308,14 @@ pub enum QuotaCommand {
 #[derive(Debug, Args)]
 pub struct QuotaTestArgs {
     /// Read the output as this drain does: its quota_profile, quota_patterns,
-    /// veto_patterns, the TZ of its env, and its command's arguments as input
+    /// veto_patterns, the TZ of its env (or of its quota group's account's), and its
+    /// command's arguments as input
     #[arg(long, value_name = "NAME")]
     pub drain: Option<String>,
+    /// With --drain: the account of its quota group the output was printed on, whose env's
+    /// TZ reads clock times [default: the group's first account]
+    #[arg(long, value_name = "NAME", requires = "drain")]
+    pub account: Option<String>,
     /// Pattern profile: claude, openai, gemini or http [default: the drain's, else claude]
     #[arg(long, value_parser = profile)]
     pub profile: Option<Profile>,

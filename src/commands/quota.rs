@@ -19,8 +19,32 @@ use crate::quota::{Classifier, Outcome};
 pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     let config = Config::discover(config_path, true)?;
     let drain = args.drain.as_deref().map(|name| config.drain(name)).transpose()?;
+    // The zone a pass reads the worker's clock times in: its account's TZ, else the
+    // drain's, else the configured one (docs/rate-limits.md, "Clock times").
     let configured_zone = match drain {
-        Some(drain) => crate::quota::worker_zone(&drain.env, config.defaults.timezone),
+        Some(drain) => {
+            let drain_zone = crate::quota::worker_zone(&drain.env, config.defaults.timezone);
+            let accounts = &config.quota_group(&drain.quota_group)?.accounts;
+            let account = match &args.account {
+                Some(name) => {
+                    Some(accounts.iter().find(|account| &account.name == name).ok_or_else(|| {
+                        let known: Vec<&str> = accounts.iter().map(|account| account.name.as_str()).collect();
+                        Error::Usage(format!(
+                            "--account {name:?}: quota group {} of drain {} has {}",
+                            drain.quota_group,
+                            drain.name,
+                            if known.iter().all(|name| name.is_empty()) {
+                                "no accounts".to_string()
+                            } else {
+                                format!("the accounts {}", known.join(", "))
+                            }
+                        ))
+                    })?)
+                }
+                None => accounts.first(),
+            };
+            account.map_or(drain_zone, |account| crate::quota::worker_zone(&account.env, drain_zone))
+        }
         None => config.defaults.timezone,
     };
     let zone = args.tz.unwrap_or(configured_zone);

@@ -531,6 +531,44 @@ fn quota_test_reads_the_output_as_the_named_drain_does() {
 }
 
 #[test]
+fn quota_test_reads_clock_times_in_the_zone_of_the_account_a_pass_uses() {
+    let config = "[defaults]\ntimezone = \"Asia/Kathmandu\"\n\n\
+                  [[drain]]\nname = \"acct\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"g\"\n\n\
+                  [[quota_group]]\nname = \"g\"\naccounts = [\
+                  { name = \"a1\", env = { TZ = \"America/Sao_Paulo\" } }, \
+                  { name = \"a2\", env = { TZ = \"Pacific/Chatham\" } }]\n";
+    let fixture = Fixture::new(config, NOW);
+    let reset = |args: &[&str]| -> serde_json::Value {
+        let mut argv = vec![
+            "quota",
+            "test",
+            "--drain",
+            "acct",
+            "--exit-code",
+            "1",
+            "--now",
+            "2026-12-06T12:00:00Z",
+            "--json",
+        ];
+        argv.extend_from_slice(args);
+        let result = fixture.drainctl(&argv).stdin("You've hit your session limit · resets 3am\n").run();
+        result.assert_code(0);
+        result.json()["reset"].clone()
+    };
+    // The first account's zone, as a pass's first attempt (before: Kathmandu's 03:00,
+    // which no pass used), or the one named.
+    assert_eq!(reset(&[]), "2026-12-07T06:00:00Z", "03:00 in São Paulo");
+    assert_eq!(reset(&["--account", "a2"]), "2026-12-06T13:15:00Z", "03:00 in Chatham");
+    let unknown = fixture.drainctl(&["quota", "test", "--drain", "acct", "--account", "a3"]).stdin("").run();
+    unknown.assert_code(64);
+    assert!(
+        unknown.stderr.contains("--account \"a3\": quota group g of drain acct has the accounts a1, a2"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
 fn quota_test_stops_a_client_announcing_a_long_wait_as_a_drain_does() {
     // Captured runs of gemini-cli that a drain stopped while they announced a wait of
     // hours and of four minutes: quota hits with the reset the drain reads.
