@@ -178,7 +178,8 @@ fn render_output(item: &ItemDetail) -> String {
         } else {
             String::new()
         };
-        human.push_str(&format!("\nstderr tail, {} bytes{note}\n", stderr.len()));
+        // Kept from the last attempt that failed: on a done item, an earlier one's.
+        human.push_str(&format!("\nstderr tail of the last failed attempt, {} bytes{note}\n", stderr.len()));
         human.push_str(&indent(shown));
     }
 

@@ -277,7 +277,7 @@ fn items_show_has_payload_error_stderr_result_and_attempt_history() {
         "attempts    1 of max_attempts 1",
         "last error  exit code 3: boom",
         "\npayload\n  {\n    \"steps\": [",
-        "\nstderr tail, 5 bytes\n  boom\n",
+        "\nstderr tail of the last failed attempt, 5 bytes\n  boom\n",
         "\nresult: none\n",
         "\nattempts\n  #  RUN",
         "failure  3     exit code 3: boom",
