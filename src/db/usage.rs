@@ -182,10 +182,23 @@ impl UsageSums {
 
 /// `$12.34`, with four decimals below a dollar (`$0.0362`).
 pub fn format_usd(cost: f64) -> String {
-    if cost.abs() < 1.0 {
-        format!("${cost:.4}")
-    } else {
-        format!("${cost:.2}")
+    dollars(cost, if cost.abs() < 1.0 { 4 } else { 2 })
+}
+
+/// `$` and `cost` with `decimals` places, thousands grouped (`$1,534.20`). A cost above
+/// zero that these places would show as zero reads `<$0.0001`: a cost was reported, and
+/// a zero would say none was (docs/results.md).
+pub fn dollars(cost: f64, decimals: usize) -> String {
+    let text = format!("{:.decimals$}", cost.abs());
+    if cost > 0.0 && text.chars().all(|c| c == '0' || c == '.') {
+        return format!("<${:.decimals$}", 10f64.powi(-i32::try_from(decimals).unwrap_or(i32::MAX)));
+    }
+    let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+    let whole = whole.parse::<i64>().map_or_else(|_| whole.to_string(), group_digits);
+    let sign = if cost < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') { "-" } else { "" };
+    match fraction {
+        Some(fraction) => format!("{sign}${whole}.{fraction}"),
+        None => format!("{sign}${whole}"),
     }
 }
 

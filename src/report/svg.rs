@@ -140,10 +140,15 @@ fn count_label(value: f64) -> String {
 
 /// Dollars: `$0.0042`, `$0.42`, `$12.30`.
 pub(super) fn usd(value: f64) -> String {
-    if value != 0.0 && value.abs() < 0.01 {
-        format!("${value:.4}")
-    } else {
-        format!("${value:.2}")
+    crate::db::usage::dollars(value, if value != 0.0 && value.abs() < 0.01 { 4 } else { 2 })
+}
+
+/// An axis's dollars, short enough for the margin left of the chart: `$1.5k`, `$2.0M`.
+fn axis_usd(value: f64) -> String {
+    match value.abs() {
+        magnitude if magnitude >= 1e6 => format!("${:.1}M", value / 1e6),
+        magnitude if magnitude >= 1e3 => format!("${:.1}k", value / 1e3),
+        _ => usd(value),
     }
 }
 
@@ -299,7 +304,7 @@ pub(super) fn cost_per_day(days: &[(NaiveDate, Option<DayCost>)]) -> Option<Stri
     };
     let mut out = String::new();
     frame.open(&mut out, "cost", "cost per day as the workers reported it", reported.len());
-    frame.value_ticks(&mut out, usd);
+    frame.value_ticks(&mut out, axis_usd);
     let column = (WIDTH - LEFT - RIGHT) / days.len().max(1) as f64;
     for (index, (day, cost)) in days.iter().enumerate() {
         let x = LEFT + column * index as f64;
@@ -351,6 +356,17 @@ mod tests {
         assert_eq!(nice_max(120.0), 200.0);
         assert_eq!(nice_max(0.42), 0.5);
         assert_eq!(usd(0.0042), "$0.0042");
+        // A cost too small for four places is no zero; large ones are grouped, and the
+        // axis keeps them short enough for its margin (before: `$2000.00`, its `$` cut off).
+        assert_eq!(usd(1e-7), "<$0.0001");
+        assert_eq!(usd(1534.2), "$1,534.20");
+        assert_eq!(axis_usd(2000.0), "$2.0k");
+        assert_eq!(axis_usd(1_000_002.44), "$1.0M");
+        assert_eq!(axis_usd(0.5), "$0.50");
+        assert_eq!(crate::db::usage::format_usd(1e-7), "<$0.0001");
+        assert_eq!(crate::db::usage::format_usd(1_000_002.443), "$1,000,002.44");
+        assert_eq!(crate::db::usage::format_usd(-0.5), "-$0.5000");
+        assert_eq!(crate::db::usage::format_usd(0.0), "$0.0000");
         assert_eq!(usd(12.3), "$12.30");
     }
 
