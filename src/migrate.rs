@@ -365,6 +365,13 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
                 &[&TABLES.as_slice()],
             )?
             .get(0);
+        // The first migration creates schema_migrations and the tables in one
+        // transaction: tables seen without it were committed after it was looked for by
+        // a session migrating beside this one (which reads without the lock), unless it is
+        // still missing now.
+        if !taken.is_empty() && schema_table_exists(client)? {
+            return read_applied(client);
+        }
         if !taken.is_empty() {
             return Err(another_applications(&format!(
                 "table(s) {} that drainctl did not create (no schema_migrations)",
