@@ -126,13 +126,16 @@ enum Seen {
     Header,
     Prompt,
     Stdin,
+    /// The model's answer, under a `codex` line.
+    Answer,
     /// Inside an `exec` block: how many lines it may still hold.
     Exec(usize),
 }
 
 impl CodexLayout {
     /// Whether the line `text` (cleaned, or at least trimmed) is the item's content: codex's
-    /// prompt (with its `<stdin>` block) or a command's output under `exec`.
+    /// prompt (with its `<stdin>` block), the model's answer under a `codex` line, or a
+    /// command's output under `exec`.
     /// `exec_status_follows`: a command's status line comes within the next two lines
     /// (unknown while the client runs: false).
     pub(crate) fn is_content(&mut self, text: &str, exec_status_follows: bool) -> bool {
@@ -151,8 +154,15 @@ impl CodexLayout {
                 Seen::Header
             }
             Seen::Nothing | Seen::Exec(_) if opens_exec => Seen::Exec(EXEC_BLOCK_LINES),
+            Seen::Nothing | Seen::Exec(_) | Seen::Answer if self.is_codex && text == "codex" => Seen::Answer,
             Seen::Nothing => Seen::Nothing,
             Seen::Exec(_) if codex_own(text) => Seen::Nothing,
+            Seen::Answer if text == "exec" => Seen::Exec(EXEC_BLOCK_LINES),
+            Seen::Answer if codex_own(text) => Seen::Nothing,
+            Seen::Answer => {
+                is_content = true;
+                Seen::Answer
+            }
             Seen::Exec(left) => {
                 is_content = true;
                 // The line that ends the command (`… succeeded in 212ms:`) does not count.
@@ -166,6 +176,7 @@ impl CodexLayout {
             Seen::Header => Seen::Header,
             Seen::Prompt if codex_own(text) => match text {
                 "exec" => Seen::Exec(EXEC_BLOCK_LINES),
+                "codex" => Seen::Answer,
                 _ => Seen::Nothing,
             },
             seen @ (Seen::Prompt | Seen::Stdin) => {

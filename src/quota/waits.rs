@@ -42,6 +42,12 @@ static API_RETRY_FOR_A_LIMIT: LazyLock<Regex> = LazyLock::new(|| {
 static API_RETRY_DELAY: LazyLock<Regex> =
     LazyLock::new(|| compile(r#""retry_delay_ms"\s*:\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)"#));
 
+/// A client's own event on stdout that may announce its wait: codex's `--json`
+/// `{"type":"error","message":"Reconnecting... …"}`, Claude Code's stream-json
+/// `{"type":"system","subtype":"api_retry",…}`. Any other JSON line there (a one-line
+/// JSON answer) is the result.
+static CLIENT_EVENT: LazyLock<Regex> = LazyLock::new(|| compile(r#"^\{.*"type"\s*:\s*"(?:error|system)""#));
+
 /// Lines that carry the item's content (a result, an assistant message, a tool's output)
 /// never announce the client's own wait.
 static CONTENT_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -148,7 +154,7 @@ impl<'a> StreamWaits<'a> {
     /// The wait announced on the stream's next `line`, if it announces one.
     pub(crate) fn read(&mut self, line: &str) -> Option<Duration> {
         let text = line.trim();
-        if self.layout.is_content(text, false) || (self.events_only && !text.starts_with('{')) {
+        if self.layout.is_content(text, false) || (self.events_only && !CLIENT_EVENT.is_match(text)) {
             return None;
         }
         let wait = announced_wait(line, &self.recent).filter(|_| {
@@ -313,10 +319,26 @@ mod tests {
         let [mut stdout, mut stderr] = StreamWaits::of_client(b"");
         assert_eq!(read_all(&mut stdout, log), []);
         assert_eq!(read_all(&mut stderr, log), [Duration::from_secs(120)]);
-        // On stdout a client's event still announces its wait (codex --json).
+        // On stdout a client's event still announces its wait (codex --json); a one-line
+        // JSON answer quoting one does not.
         let event = r#"{"type":"error","message":"Reconnecting... 1/2 (rate limit exceeded: Please try again in 90s.)"}"#;
         let [mut stdout, _] = StreamWaits::of_client(b"");
         assert_eq!(read_all(&mut stdout, event), [Duration::from_secs(90)]);
+        let answer = r#"{"summary": "The API answered 429 Too Many Requests. Retrying in 2 minutes."}"#;
+        let [mut stdout, _] = StreamWaits::of_client(b"");
+        assert_eq!(read_all(&mut stdout, answer), []);
+        // codex's text mode prints the model's answer on stderr too, under `codex`.
+        let codex_answer = format!(
+            "OpenAI Codex v0.171.0\n--------\nmodel: gpt-5-codex\n--------\nuser\nSummarise it.\ncodex\n{log}tokens used\n1,902\n"
+        );
+        let [_, mut stderr] = StreamWaits::of_client(b"");
+        assert_eq!(read_all(&mut stderr, &codex_answer), []);
+        // codex's own notice after its answer still counts.
+        let [_, mut stderr] = StreamWaits::of_client(b"");
+        let after = format!(
+            "{codex_answer}ERROR: Reconnecting... 1/2 (rate limit exceeded: Please try again in 90s.)\n"
+        );
+        assert_eq!(read_all(&mut stderr, &after), [Duration::from_secs(90)]);
         // codex's echo of its prompt, with the item in its <stdin> block, is the item's.
         let payload = r#"{"t":"Attempt 1 failed with status 429. Retrying after 90000ms..."}"#;
         let codex = format!(

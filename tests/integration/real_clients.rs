@@ -97,12 +97,25 @@ fn an_answer_quoting_a_retry_notice_or_a_payload_echoed_with_one_is_not_a_client
                 "echo".into(),
                 json!({ "steps": [{ "err": echo }, { "sleep": 0.3 }, { "out": "The item is summarised." }] }),
             ),
+            // codex's text mode prints the model's answer on stderr as well, under `codex`.
+            (
+                "codex-answer".into(),
+                json!({ "steps": [{ "err": format!("{echo}{answer}") }, { "sleep": 0.3 }, { "out": answer }] }),
+            ),
+            // A one-line JSON answer quoting the log is a result, not a client's event.
+            (
+                "json-answer".into(),
+                json!({ "steps": [
+                    { "out": r#"{"summary": "The API answered 429 Too Many Requests. Retrying in 2 minutes."}"# },
+                    { "sleep": 0.3 },
+                ] }),
+            ),
         ],
     );
     let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
     result.assert_code(0);
-    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
-    assert_eq!(attempt_outcomes(&fixture), ["done", "done"]);
+    assert_eq!(result.json()["items_done"], 4, "{}", result.stdout);
+    assert_eq!(attempt_outcomes(&fixture), ["done", "done", "done", "done"]);
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
     let results: Vec<Vec<u8>> = fixture.column("SELECT result FROM items WHERE key = 'text'");
     assert_eq!(String::from_utf8_lossy(&results[0]).trim_end(), answer.trim_end());
