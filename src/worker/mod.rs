@@ -56,9 +56,10 @@ const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// awaited. Only a descendant that left the group can keep a pipe open that long.
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// After the worker exited on its own, how long what is left of its group (a `tee`, a
-/// shell's process substitution) may still write into its stdout and stderr before it is
-/// killed: the output a helper was passing on is part of the result
-/// (docs/worker-contract.md). It ends as soon as both pipes are closed.
+/// shell's process substitution) may go without writing into its stdout and stderr
+/// before it is killed: the output a helper was passing on is part of the result
+/// (docs/worker-contract.md). It ends as soon as both pipes are closed, and at the item's
+/// timeout, which a helper still writing then meets as the worker would.
 const LEFTOVER_OUTPUT_WAIT: Duration = Duration::from_secs(2);
 /// A client announcing a wait longer than this (or longer than what is left of the item
 /// timeout) for its own retry is stopped at once: waiting is the drain's job
@@ -656,8 +657,9 @@ fn supervise(
     // The worker ended after our SIGTERM while others of its group live on: they get the
     // rest of `kill_grace` to finish, as the worker did (docs/worker-contract.md).
     let mut awaits_leftovers = false;
-    // The worker ended on its own while others of its group hold its stdout or stderr:
-    // until when they may still write into them.
+    // The worker ended on its own (when it was seen) while others of its group hold its
+    // stdout or stderr: until when they may still write into them.
+    let mut exit_seen_at: Option<Instant> = None;
     let mut leftovers_write_until: Option<Instant> = None;
     let mut awaits_leftover_output = false;
     loop {
@@ -669,12 +671,22 @@ fn supervise(
                 stop_reason.is_some() && kill_at.is_some_and(|at| Instant::now() < at) && group_is_alive();
             // The first look takes what is already in the pipes (their end, most often);
             // only pipes still open after it make the group worth a look in /proc.
-            let is_first_look = leftovers_write_until.is_none();
-            awaits_leftover_output = stop_reason.is_none()
+            let is_first_look = exit_seen_at.is_none();
+            let exited_at = *exit_seen_at.get_or_insert_with(Instant::now);
+            let holds_output = stop_reason.is_none()
                 && pipes.open_streams().next().is_some()
-                && Instant::now()
-                    < *leftovers_write_until.get_or_insert_with(|| Instant::now() + LEFTOVER_OUTPUT_WAIT)
                 && (is_first_look || group_is_alive());
+            // Each write gives the helpers the wait again, up to the item's timeout.
+            let last_write = capture.last_output_at().filter(|at| *at > exited_at);
+            let quiet_until = last_write.unwrap_or(exited_at) + LEFTOVER_OUTPUT_WAIT;
+            let until = timeout_at.map_or(quiet_until, |at| quiet_until.min(at));
+            leftovers_write_until = Some(until);
+            let now = Instant::now();
+            awaits_leftover_output = holds_output && now < until;
+            if holds_output && now >= until && now < quiet_until && last_write.is_some() {
+                // Still writing at the item's timeout: the result would be cut.
+                stop_reason = Some(StopReason::TimedOut);
+            }
             if awaits_leftovers || awaits_leftover_output {
                 pipes.close_stdin();
             }
@@ -705,8 +717,8 @@ fn supervise(
             // reaches us only as its parent dies is killed on a later turn.
             orphans::end_adopted(Some(group));
         } else if awaits_leftover_output {
-            // The worker's own verdict stands: no timeout or stop applies to its helpers'
-            // last writes, which end by `LEFTOVER_OUTPUT_WAIT`.
+            // The worker's own verdict stands while its helpers write: no stop applies
+            // until they are quiet for `LEFTOVER_OUTPUT_WAIT` or the item's timeout.
         } else if stop_reason.is_none() {
             let reason = if capture.is_over_cap() {
                 Some(StopReason::OutputCapExceeded)
@@ -961,6 +973,11 @@ impl<'a> OutputCapture<'a> {
             last_worded: None,
             last_output: None,
         }
+    }
+
+    /// When output last arrived (to a tenth of a second).
+    fn last_output_at(&self) -> Option<Instant> {
+        self.last_output.map(|(_, at)| at)
     }
 
     /// Note when output arrived (see [`WorkerReport::last_worded`]); the clock read

@@ -552,6 +552,33 @@ exit 0
     let result: Vec<Vec<u8>> = fixture.column("SELECT result FROM items WHERE key = 'a'");
     let expected: String = (1..=50).map(|n| format!("{n}\n")).collect();
     assert_eq!(String::from_utf8_lossy(&result[0]), expected);
+
+    // A helper slower than the wait between two lines but writing on: each line gives it
+    // the wait again (before this: its first lines only, the item done).
+    let slow = fixture.script(
+        "through-a-slow-helper.sh",
+        "#!/bin/bash\ncat > /dev/null\n\
+         exec > >(while IFS= read -r line; do sleep 0.4; echo \"T:$line\"; done)\n\
+         seq 1 8\nexit 0\n",
+    );
+    fixture.write_config(&format!(
+        "{}item_timeout = \"30s\"\n\n[[drain]]\nname = \"short\"\ncommand = [\"{}\"]\nitem_timeout = \"2s\"\n",
+        script_config(&slow),
+        slow.display()
+    ));
+    fixture.enqueue("docs", &[("b".into(), json!({}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let result: Vec<Vec<u8>> = fixture.column("SELECT result FROM items WHERE key = 'b'");
+    let expected: String = (1..=8).map(|n| format!("T:{n}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&result[0]), expected);
+    // Still writing at the item's timeout: the result would be cut, and the attempt times
+    // out as the worker would have.
+    fixture.enqueue("short", &[("c".into(), json!({}))]);
+    fixture.drainctl(&["drain", "short"]).run().assert_code(0);
+    let (state, _, error) = fixture.item("short", "c");
+    assert_eq!(state, "pending", "{error:?}");
+    assert!(error.as_deref().unwrap_or_default().contains("timed out"), "{error:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'c' AND result IS NOT NULL"), 0);
 }
 
 #[test]
