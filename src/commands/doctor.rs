@@ -576,7 +576,12 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
         checks.for_drain(&drain.name);
         check_worker_zone(checks, &format!("drain {}", drain.name), &drain.env, config.defaults.timezone);
         if let Some(workdir) = &drain.workdir {
-            if workdir.is_dir() && !crate::worker::program::may_enter(workdir) {
+            // A folder above it this user may not enter hides it: out of reach, not missing.
+            let is_out_of_reach = std::fs::metadata(workdir).map_or_else(
+                |error| error.kind() == std::io::ErrorKind::PermissionDenied,
+                |metadata| metadata.is_dir() && !crate::worker::program::may_enter(workdir),
+            );
+            if is_out_of_reach {
                 checks.fail(
                     "workdir",
                     EXIT_CONFIG,

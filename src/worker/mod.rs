@@ -370,8 +370,13 @@ fn worker_exit(status: ExitStatus) -> WorkerExit {
 pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Result<WorkerReport, SpawnError> {
     let program = spec.argv.first().ok_or(SpawnError::EmptyCommand)?;
     if let Some(workdir) = spec.workdir {
-        if !workdir.is_dir() {
-            return Err(SpawnError::WorkdirMissing { workdir: workdir.to_path_buf() });
+        match std::fs::metadata(workdir) {
+            Ok(metadata) if metadata.is_dir() => {}
+            // A folder above it this user may not enter: it is there, out of reach.
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(SpawnError::WorkdirDenied { workdir: workdir.to_path_buf() })
+            }
+            _ => return Err(SpawnError::WorkdirMissing { workdir: workdir.to_path_buf() }),
         }
     }
     let mut command = Command::new(program);

@@ -821,3 +821,60 @@ fn a_run_row_written_by_hand_with_the_right_start_times_gets_nothing_signalled_e
     let ended: Vec<String> = fixture.column("SELECT status FROM runs WHERE id > 1 ORDER BY id");
     assert_eq!(ended, ["hung", "crashed", "crashed"], "{}", result.stdout);
 }
+
+#[test]
+fn a_workdir_out_of_this_users_reach_is_named_as_such_not_as_missing_nor_as_the_program() {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let fixture = Fixture::new(&config("", ""), NOW);
+    // `locked` may not be entered: as root, by `nobody`, whom drainctl runs as here; else
+    // by anyone. `locked/inside` is a folder there, behind it.
+    let locked = fixture.path("locked");
+    std::fs::create_dir_all(locked.join("inside")).unwrap();
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    let run = |workdir: &std::path::Path, args: &[&str]| {
+        fixture.write_config(&format!("{text}workdir = \"{}\"\n", workdir.display()));
+        if is_root {
+            let binary = fixture.path("drainctl");
+            if !binary.exists() {
+                std::fs::copy(DRAINCTL, &binary).unwrap();
+            }
+            std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::create_dir_all(fixture.path("logs")).unwrap();
+            std::fs::set_permissions(fixture.path("logs"), std::fs::Permissions::from_mode(0o777)).unwrap();
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let binary = binary.display().to_string();
+            let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str()];
+            all.extend_from_slice(args);
+            fixture.with_env(Drainctl::program("setpriv", &all)).run()
+        } else {
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+            let result = fixture.drainctl(args).run();
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+            result
+        }
+    };
+    for workdir in [locked.clone(), locked.join("inside")] {
+        // Before: "worker command … is not executable; fix `command`" for the first, and
+        // "does not exist or is not a directory" (doctor: "create it") for the second.
+        let drain = run(&workdir, &["drain", "docs"]);
+        drain.assert_code(78);
+        assert!(
+            drain.stderr.contains(&format!(
+                "worker directory \"{}\" cannot be entered by this user (permission denied); fix `workdir`",
+                workdir.display()
+            )),
+            "{}",
+            drain.stderr
+        );
+        let doctor = run(&workdir, &["doctor"]);
+        assert!(
+            doctor.stdout.contains(&format!("workdir {} cannot be entered by this user", workdir.display())),
+            "{}",
+            doctor.stdout
+        );
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
