@@ -19,7 +19,12 @@ pub(super) fn describe(text: &str, offset: usize) -> Option<String> {
         Some((header, end)) => (header, end),
         None => (String::new(), 0),
     };
-    let table_name = || name_in_table(&text[header_end..]);
+    // A sub-table header (`[drain.window]`, `[[quota_group.accounts]]`) is part of the
+    // `[[drain]]` (or group) above it, which holds the name.
+    let table_name = || match header.split_once('.') {
+        Some((top, _)) => last_array_table(&text[..line_start], top).and_then(name_in_table),
+        None => name_in_table(&text[header_end..]),
+    };
     let (scope, path) = match header.split_once('.') {
         Some((top, rest)) => (top.to_string(), format!("{rest}.{key}")),
         None => (header.clone(), key),
@@ -84,7 +89,7 @@ pub(super) fn explain_missing_field(text: &str, offset: usize, message: &str) ->
     let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
     let line_end = text[line_start..].find('\n').map_or(text.len(), |at| line_start + at);
     let written = text[line_start..line_end].split('#').next().unwrap_or_default().trim();
-    let (header, inner) = if written.starts_with("[[") {
+    let (header, inner) = if written.starts_with("[[") && !written.contains('.') {
         return None;
     } else if written.starts_with('[') {
         (written.trim_matches(['[', ']', ' ']).replace([' ', '"'], ""), String::new())

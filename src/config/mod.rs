@@ -473,9 +473,14 @@ fn name_a_date_literal(text: &str, span: Option<std::ops::Range<usize>>, message
         r"^(\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?)?|\d{2}:\d{2}(:\d{2}(\.\d+)?)?)$",
     );
     match shape {
-        Ok(shape) if shape.is_match(value) => format!(
-            "{value} without quotes is a TOML date or time, not text: write it in quotes (\"{value}\")"
+        // `09:00`, `00:20:00`: a time of day, or meant as a length of time.
+        Ok(shape) if shape.is_match(value) && !value.contains('-') => format!(
+            "{value} without quotes is a TOML time, not text: write a time of day in quotes (\"{value}\"), \
+             a length of time as a duration (\"20m\", \"1h30m\")"
         ),
+        Ok(shape) if shape.is_match(value) => {
+            format!("{value} without quotes is a TOML date, not text: write it in quotes (\"{value}\")")
+        }
         _ => message,
     }
 }
@@ -661,7 +666,11 @@ mod tests {
             |name: &str, lines: &str| format!("[[drain]]\nname = \"{name}\"\ncommand = [\"x\"]\n{lines}");
         // Before: "invalid type: map, expected a string".
         for (line, says) in [
-            ("item_timeout = 00:20:00\n", "drain \"d\": item_timeout: 00:20:00 without quotes is a TOML date or time, not text: write it in quotes (\"00:20:00\")"),
+            (
+                "item_timeout = 00:20:00\n",
+                "drain \"d\": item_timeout: 00:20:00 without quotes is a TOML time, not text: write a time of day in \
+                 quotes (\"00:20:00\"), a length of time as a duration (\"20m\", \"1h30m\")",
+            ),
             ("window = { days = \"mon-fri\", from = 09:00, to = \"17:00\" }\n", "drain \"d\": window.from: 09:00 without quotes"),
         ] {
             let got = message(&drain("d", line));
@@ -670,9 +679,21 @@ mod tests {
         let got =
             message(&format!("[defaults]\nburst_default_until = 2026-12-05T18:00:00Z\n{}", drain("d", "")));
         assert!(
-            got.contains("burst_default_until: 2026-12-05T18:00:00Z without quotes is a TOML date or time"),
+            got.contains(
+                "burst_default_until: 2026-12-05T18:00:00Z without quotes is a TOML date, not text: write it in quotes"
+            ),
             "{got}"
         );
+        // A sub-table's key names the drain or group above it (before: the account's name
+        // as the group's, or `[[drain]]` with no name).
+        let group = "[[quota_group]]\nname = \"chair\"\n[[quota_group.accounts]]\n";
+        let in_chair = drain("d", "quota_group = \"chair\"\n");
+        let got = message(&format!("{in_chair}{group}name = \"backup\"\nenv = 5\n"));
+        assert!(got.contains("quota group \"chair\": accounts.env: invalid type"), "{got}");
+        let got = message(&format!("{in_chair}{group}env = {{ A = \"b\" }}\n"));
+        assert!(got.contains("quota group \"chair\": accounts: missing field `name`"), "{got}");
+        let got = message(&drain("a", "[drain.source]\ndir = \"/tmp\"\nmax_files_per_scan = \"x\"\n"));
+        assert!(got.contains("drain \"a\": source.max_files_per_scan: invalid type"), "{got}");
         // Before: a bare "missing field `to`", with no drain and no table named.
         let first = drain("a", "");
         for (lines, says) in [
