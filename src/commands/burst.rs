@@ -247,7 +247,13 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
         // A drain that left the configuration with a burst on: its burst is still shown
         // (`burst off` ends it), as for the other switches.
         Some(name) => vec![ctx.known_drain(name)?],
-        None => ctx.config.drains.iter().map(|d| d.name.clone()).collect(),
+        // With the bursts of drains that left the configuration, which `burst off` ends.
+        None => {
+            let mut names: Vec<String> = ctx.config.drains.iter().map(|d| d.name.clone()).collect();
+            let others = crate::db::drains::other_drains_with_a_burst(&mut ctx.client, &names)?;
+            names.extend(others);
+            names
+        }
     };
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;

@@ -552,7 +552,8 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             Err(problem) => checks.fail(
                 "worker",
                 EXIT_CONFIG,
-                match cron_path.filter(|_| path_override.is_none()) {
+                // Only a bare name is looked up on cron's PATH: a path fails alike anywhere.
+                match cron_path.filter(|_| path_override.is_none() && !program.contains('/')) {
                     Some(cron) if cron.is_the_crontabs => format!(
                         "drain {}: worker {problem} under cron (PATH={}, from --cron-path); give `command` an \
                          absolute path, or add its folder to PATH in the crontab (and to --cron-path) or in \
@@ -652,7 +653,7 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             Err(problem) => checks.fail(
                 "notify_command",
                 EXIT_CONFIG,
-                match cron_path {
+                match cron_path.filter(|_| !program.contains('/')) {
                     Some(cron) => format!(
                         "notify_command {problem} under cron (PATH={}{}); give `notify_command` an absolute path, \
                          or add its folder to PATH in the crontab{}",

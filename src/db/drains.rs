@@ -129,6 +129,16 @@ pub fn read_controls_and_expired_bursts(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// The drains not among `names` (the configured ones) that have a burst set, running or
+/// expired and not yet cleared: `burst status` lists them too.
+pub fn other_drains_with_a_burst(client: &mut impl GenericClient, names: &[String]) -> Result<Vec<String>> {
+    let rows = client.query(
+        "SELECT name FROM drains WHERE burst_until IS NOT NULL AND NOT (name = ANY($1)) ORDER BY name",
+        &[&names],
+    )?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// A `--note` (of `pause`, `burst on`) as given: `None` when left out (a note already
 /// there is kept), `Some(None)` when given empty or blank (it clears it), else the note.
 pub fn given_note(note: &Option<String>) -> Option<Option<&str>> {

@@ -174,7 +174,7 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             "invalid database URL (from {}): {error}{why}{}; give postgres://USER:PASSWORD@HOST:PORT/DATABASE \
              or key=value settings such as \"host=HOST dbname=DATABASE user=USER\"",
             database.source,
-            reserved_in_user_or_password(&url)
+            url_hints(&url)
         ))
     })?;
     // `postgres://:PASSWORD@HOST/DATABASE`: the server would refuse the empty user name
@@ -223,7 +223,7 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         Error::Unavailable(format!(
             "{CANNOT_CONNECT} (URL from {}): {detail}{hint}{}",
             database.source,
-            reserved_in_user_or_password(&url)
+            url_hints(&url)
         ))
     };
     // Each TCP connection waits connect_timeout; the whole login (TLS, authentication, a
@@ -302,6 +302,17 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         )?;
     }
     Ok(client)
+}
+
+/// What may be wrong with a URL the server or the parser refused, which their error does
+/// not say: a variable that was never expanded, a reserved character not percent-encoded.
+fn url_hints(url: &str) -> String {
+    let variable = if !url.trim_start().starts_with('$') && url.contains("${") {
+        "; the URL holds a variable (${NAME}), which is not expanded: write its value"
+    } else {
+        ""
+    };
+    format!("{variable}{}", reserved_in_user_or_password(url))
 }
 
 /// `; the URL's user or password holds …` when the part of a `postgres://` URL before

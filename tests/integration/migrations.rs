@@ -267,6 +267,15 @@ fn a_database_url_without_a_host_or_a_needed_password_exits_78() {
     result.assert_code(69);
     assert!(!result.stderr.contains(&password), "{}", result.stderr);
     assert!(result.stderr.contains("percent-encode it (@ as %40"), "{}", result.stderr);
+    // A variable for the password alone, never expanded (before: "password authentication
+    // failed" and nothing more).
+    let with_variable = db.url.replace(&format!(":{password}@"), ":${PGPASS}@");
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &with_variable).run();
+    assert!(
+        result.stderr.contains("the URL holds a variable (${NAME}), which is not expanded"),
+        "{}",
+        result.stderr
+    );
 }
 
 #[test]

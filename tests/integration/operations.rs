@@ -456,7 +456,9 @@ cat >/dev/null
         worker.to_str().unwrap(),
         &format!("notify_command = [{:?}]", notifier.display().to_string()),
     ));
-    let no_shebang = fixture.drainctl(&["doctor", "--json"]).env("PATH", &path).run();
+    // Under cron too, with no PATH advice: the path is absolute (before: "… under cron
+    // (PATH=/usr/bin:/bin); give `notify_command` an absolute path").
+    let no_shebang = fixture.drainctl(&["doctor", "--cron", "--json"]).env("PATH", &path).run();
     assert!(
         notify_check(&no_shebang).ends_with("name the program that runs it in `notify_command`"),
         "{}",

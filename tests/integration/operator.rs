@@ -1317,6 +1317,14 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let burst = fixture.drainctl(&["burst", "status", "old", "--json"]).run();
     burst.assert_code(0);
     assert_eq!(burst.json()["bursts"][0]["drain"], "old", "{}", burst.stdout);
+    fixture
+        .client()
+        .execute("UPDATE drains SET burst_until = now() + interval '1 hour' WHERE name = 'old'", &[])
+        .unwrap();
+    let all = fixture.drainctl(&["burst", "status", "--json"]).run().json();
+    let listed: Vec<&str> =
+        all["bursts"].as_array().unwrap().iter().map(|b| b["drain"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["docs", "old"], "{all}");
     // A pass it started before still runs: status says so, and a pause reaches it.
     fixture
         .client()
