@@ -478,6 +478,10 @@ fn name_a_date_literal(text: &str, span: Option<std::ops::Range<usize>>, message
             "{value} without quotes is a TOML time, not text: write a time of day in quotes (\"{value}\"), \
              a length of time as a duration (\"20m\", \"1h30m\")"
         ),
+        Ok(shape) if shape.is_match(value) && value.len() == "2026-12-05".len() => format!(
+            "{value} without quotes is a TOML date, not text: write it in quotes, with a time where a \
+             moment is meant (\"{value} 18:00\")"
+        ),
         Ok(shape) if shape.is_match(value) => {
             format!("{value} without quotes is a TOML date, not text: write it in quotes (\"{value}\")")
         }
@@ -682,6 +686,11 @@ mod tests {
             got.contains(
                 "burst_default_until: 2026-12-05T18:00:00Z without quotes is a TOML date, not text: write it in quotes"
             ),
+            "{got}"
+        );
+        let got = message(&format!("[defaults]\nburst_default_until = 2026-12-05\n{}", drain("d", "")));
+        assert!(
+            got.contains("write it in quotes, with a time where a moment is meant (\"2026-12-05 18:00\")"),
             "{got}"
         );
         // A sub-table's key names the drain or group above it (before: the account's name

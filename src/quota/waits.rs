@@ -46,7 +46,7 @@ static API_RETRY_DELAY: LazyLock<Regex> =
 /// `{"type":"error","message":"Reconnecting... …"}`, Claude Code's stream-json
 /// `{"type":"system","subtype":"api_retry",…}`. Any other JSON line there (a one-line
 /// JSON answer) is the result.
-static CLIENT_EVENT: LazyLock<Regex> = LazyLock::new(|| compile(r#"^\{.*"type"\s*:\s*"(?:error|system)""#));
+static CLIENT_EVENT: LazyLock<Regex> = LazyLock::new(|| compile(r#"^\{\s*"type"\s*:\s*"(?:error|system)""#));
 
 /// Lines that carry the item's content (a result, an assistant message, a tool's output)
 /// never announce the client's own wait.
@@ -324,9 +324,14 @@ mod tests {
         let event = r#"{"type":"error","message":"Reconnecting... 1/2 (rate limit exceeded: Please try again in 90s.)"}"#;
         let [mut stdout, _] = StreamWaits::of_client(b"");
         assert_eq!(read_all(&mut stdout, event), [Duration::from_secs(90)]);
-        let answer = r#"{"summary": "The API answered 429 Too Many Requests. Retrying in 2 minutes."}"#;
-        let [mut stdout, _] = StreamWaits::of_client(b"");
-        assert_eq!(read_all(&mut stdout, answer), []);
+        for answer in [
+            r#"{"summary": "The API answered 429 Too Many Requests. Retrying in 2 minutes."}"#,
+            // An event's shape inside an answer is the answer's.
+            r#"{"findings":[{"type":"error","message":"The API answered 429 Too Many Requests. Retrying in 2 minutes."}]}"#,
+        ] {
+            let [mut stdout, _] = StreamWaits::of_client(b"");
+            assert_eq!(read_all(&mut stdout, answer), [], "{answer}");
+        }
         // codex's text mode prints the model's answer on stderr too, under `codex`.
         let codex_answer = format!(
             "OpenAI Codex v0.171.0\n--------\nmodel: gpt-5-codex\n--------\nuser\nSummarise it.\ncodex\n{log}tokens used\n1,902\n"

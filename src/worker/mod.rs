@@ -678,7 +678,9 @@ fn supervise(
             // only pipes still open after it make the group worth a look in /proc.
             let is_first_look = exit_seen_at.is_none();
             let exited_at = *exit_seen_at.get_or_insert_with(Instant::now);
+            // Output over the cap is dropped already: the item fails on it at once.
             let holds_output = stop_reason.is_none()
+                && !capture.is_over_cap()
                 && pipes.open_streams().next().is_some()
                 && (is_first_look || group_is_alive());
             // Each write gives the helpers the wait again, up to the item's timeout.

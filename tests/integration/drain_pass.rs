@@ -561,10 +561,18 @@ exit 0
          exec > >(while IFS= read -r line; do sleep 0.4; echo \"T:$line\"; done)\n\
          seq 1 8\nexit 0\n",
     );
+    let big = fixture.script(
+        "a-helper-over-the-cap.sh",
+        "#!/bin/bash\ncat > /dev/null\n\
+         exec > >(while IFS= read -r line; do echo \"$line\"; sleep 0.3; done)\n\
+         for i in $(seq 1 30); do printf 'line %03d %0200d\\n' $i 0; done\nexit 0\n",
+    );
     fixture.write_config(&format!(
-        "{}item_timeout = \"30s\"\n\n[[drain]]\nname = \"short\"\ncommand = [\"{}\"]\nitem_timeout = \"2s\"\n",
+        "{}item_timeout = \"30s\"\n\n[[drain]]\nname = \"short\"\ncommand = [\"{}\"]\nitem_timeout = \"2s\"\n\n\
+         [[drain]]\nname = \"capped\"\ncommand = [\"{}\"]\nmax_result_bytes = 1000\nitem_timeout = \"5s\"\n",
         script_config(&slow),
-        slow.display()
+        slow.display(),
+        big.display()
     ));
     fixture.enqueue("docs", &[("b".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
@@ -579,6 +587,13 @@ exit 0
     assert_eq!(state, "pending", "{error:?}");
     assert!(error.as_deref().unwrap_or_default().contains("timed out"), "{error:?}");
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'c' AND result IS NOT NULL"), 0);
+    // A helper passing on more than max_result_bytes fails the item on the cap at once,
+    // as the worker would (before: the helper was waited for until item_timeout, and the
+    // attempt recorded as timed out).
+    fixture.enqueue("capped", &[("d".into(), json!({}))]);
+    fixture.drainctl(&["drain", "capped"]).run().assert_code(0);
+    let (_, _, error) = fixture.item("capped", "d");
+    assert!(error.as_deref().unwrap_or_default().contains("result cap (max_result_bytes)"), "{error:?}");
 }
 
 #[test]
