@@ -683,8 +683,9 @@ fn supervise(
                 && !capture.is_over_cap()
                 && pipes.open_streams().next().is_some()
                 && (is_first_look || group_is_alive());
-            // Each write gives the helpers the wait again, up to the item's timeout.
-            let last_write = capture.last_output_at().filter(|at| *at > exited_at);
+            // Each write of the result gives the helpers the wait again, up to the item's
+            // timeout; stderr alone does not (a forgotten heartbeat is no result).
+            let last_write = capture.last_stdout_at.filter(|at| *at > exited_at);
             let quiet_until = last_write.unwrap_or(exited_at) + LEFTOVER_OUTPUT_WAIT;
             let until = timeout_at.map_or(quiet_until, |at| quiet_until.min(at));
             leftovers_write_until = Some(until);
@@ -724,8 +725,19 @@ fn supervise(
             // reaches us only as its parent dies is killed on a later turn.
             orphans::end_adopted(Some(group));
         } else if awaits_leftover_output {
-            // The worker's own verdict stands while its helpers write: no stop applies
-            // until they are quiet for `LEFTOVER_OUTPUT_WAIT` or the item's timeout.
+            // The worker's own verdict stands while its helpers write, until they are quiet
+            // for `LEFTOVER_OUTPUT_WAIT` or the item's timeout; a stop asked for (SIGTERM to
+            // the pass) is still heard, and ends them as it would the worker.
+            if now >= next_stop_poll {
+                next_stop_poll = now + STOP_POLL_INTERVAL;
+                orphans::reap_exited(group);
+                if observer.should_stop() {
+                    stop_reason = Some(StopReason::Interrupted);
+                    awaits_leftover_output = false;
+                    signal_group(group, libc::SIGTERM);
+                    kill_at = now.checked_add(spec.kill_grace);
+                }
+            }
         } else if stop_reason.is_none() {
             let reason = if capture.is_over_cap() {
                 Some(StopReason::OutputCapExceeded)
@@ -753,7 +765,7 @@ fn supervise(
         let next_deadline = if exit.is_some() {
             drain_until
         } else if awaits_leftover_output {
-            leftovers_write_until
+            leftovers_write_until.map(|until| until.min(next_stop_poll))
         } else if stop_reason.is_none() {
             Some(timeout_at.map_or(next_stop_poll, |at| at.min(next_stop_poll)))
         } else {
@@ -961,6 +973,8 @@ struct OutputCapture<'a> {
     /// output last arrived.
     last_worded: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
     last_output: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
+    /// When bytes of the result (stdout) last arrived.
+    last_stdout_at: Option<Instant>,
 }
 
 impl<'a> OutputCapture<'a> {
@@ -979,12 +993,8 @@ impl<'a> OutputCapture<'a> {
             wait_line: None,
             last_worded: None,
             last_output: None,
+            last_stdout_at: None,
         }
-    }
-
-    /// When output last arrived (to a tenth of a second).
-    fn last_output_at(&self) -> Option<Instant> {
-        self.last_output.map(|(_, at)| at)
     }
 
     /// Note when output arrived (see [`WorkerReport::last_worded`]); the clock read
@@ -1021,6 +1031,9 @@ impl<'a> OutputCapture<'a> {
         }
         match stream {
             Stream::Stdout => {
+                if !bytes.is_empty() {
+                    self.last_stdout_at = Some(Instant::now());
+                }
                 if let (Some(stdout), Some(cap)) = (&mut self.stdout, self.result_cap_bytes) {
                     let needed = stdout.len() + bytes.len();
                     if needed <= cap {
@@ -1566,6 +1579,36 @@ mod tests {
             Some(&b"{\"n\": 1}"[..]),
             "payload not delivered before `started`"
         );
+    }
+
+    /// Asks to stop once `after` has passed since it was made.
+    struct StopsAfter(Instant);
+    impl WorkerObserver for StopsAfter {
+        fn started(&mut self, _pid: u32) {}
+        fn checkpoint(&mut self, _line: &str) {}
+        fn should_stop(&mut self) -> bool {
+            Instant::now() >= self.0
+        }
+    }
+
+    #[test]
+    fn what_is_left_of_the_group_after_the_worker_is_stopped_when_asked_and_a_heartbeat_is_no_result() {
+        // A child the worker leaves writing on stderr: before, its writes kept the pass
+        // waiting until item_timeout (recorded as a timeout); a stop asked for meanwhile
+        // (SIGTERM to the pass) was not heard.
+        let argv = shell("(while :; do echo tick >&2; sleep 0.2; done) & echo answer; exit 0");
+        let spec = WorkerSpec { item_timeout: Duration::from_secs(20), ..roomy(&argv, b"") };
+        let started = Instant::now();
+        let report = run_worker(&spec, &mut Silent).expect("spawn");
+        assert_eq!((report.exit, report.stop_reason), (WorkerExit::Code(0), None));
+        assert_eq!(report.stdout, b"answer\n");
+        assert!(started.elapsed() < Duration::from_secs(15), "waited {:?}", started.elapsed());
+        // A helper writing the result, slowly: a stop asked for ends it as it would the worker.
+        let argv = shell("(while :; do echo more; sleep 0.2; done) & echo answer; exit 0");
+        let spec = WorkerSpec { item_timeout: Duration::from_secs(20), ..roomy(&argv, b"") };
+        let mut observer = StopsAfter(Instant::now() + Duration::from_millis(600));
+        let report = run_worker(&spec, &mut observer).expect("spawn");
+        assert_eq!(report.stop_reason, Some(StopReason::Interrupted));
     }
 
     #[test]
