@@ -779,7 +779,10 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {
         );
     } else if !pending.is_empty() {
         // Read-only (a standby, default_transaction_read_only): `database` failed for it.
-        if checks.0.iter().any(|check| check.name == "database" && check.status == Status::Fail) {
+        let is_read_only = |check: &&Check| {
+            check.name == "database" && check.status == Status::Fail && check.message.contains("is read-only")
+        };
+        if checks.0.iter().any(|check| is_read_only(&check)) {
             return checks.fail(
                 "schema",
                 crate::error::EXIT_UNAVAILABLE,
