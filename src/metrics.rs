@@ -166,8 +166,8 @@ struct DrainSnapshot {
     /// The daily cost budget each drain in a burst is paid from, when it has one and its
     /// workers reported costs lately.
     budgets: HashMap<String, DailyBudget>,
-    /// The drains whose `max_cost_per_day` is spent for today.
-    budget_spent: std::collections::HashSet<String>,
+    /// What today's attempts of each drain with a `max_cost_per_day` cost.
+    costs_today: HashMap<String, f64>,
 }
 
 impl DrainSnapshot {
@@ -182,37 +182,11 @@ impl DrainSnapshot {
         let counts = items::count_by_state_of(client, names)?;
         let latest = runs::latest_runs(client, names)?;
         let histories = crate::schedule::forecast::recent_histories(client, names, now)?;
-        let costs_today = costs_today(client, config, now)?;
-        let budget_spent = config
-            .drains
-            .iter()
-            .filter(|drain| {
-                drain
-                    .max_cost_per_day
-                    .zip(costs_today.get(&drain.name))
-                    .is_some_and(|(max, spent)| *spent >= max)
-            })
-            .map(|drain| drain.name.clone())
-            .collect();
+        let costs_today = crate::db::usage::costs_today(client, config, now)?;
         let BurstLimits { holds, parked, budgets } =
             burst_limits(client, config, &controls, holds, &costs_today, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets, budget_spent })
+        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets, costs_today })
     }
-}
-
-/// What today's attempts of each drain with a `max_cost_per_day` cost (the day from
-/// midnight in `[defaults] timezone`).
-fn costs_today(
-    client: &mut impl GenericClient,
-    config: &Config,
-    now: DateTime<Utc>,
-) -> Result<HashMap<String, f64>> {
-    let (day_start, _) = crate::usage::budget_day(now, config.defaults.timezone);
-    let mut costs = HashMap::new();
-    for drain in config.drains.iter().filter(|drain| drain.max_cost_per_day.is_some()) {
-        costs.insert(drain.name.clone(), crate::db::usage::cost_since(client, &drain.name, day_start)?);
-    }
-    Ok(costs)
 }
 
 /// What limits the drains in a burst, as `status`'s forecast counts it.
@@ -356,7 +330,9 @@ impl DrainFamilies {
         // drain resumed after a long pause is not stalled the moment it may work again.
         let latest = snapshot.latest.get(name).cloned().unwrap_or_default();
         let is_bursting = control.and_then(|c| c.active_burst(now)).is_some();
-        let is_waiting = is_paused || is_held || snapshot.budget_spent.contains(name);
+        let cost_today = snapshot.costs_today.get(name).copied();
+        let is_budget_spent = crate::usage::spent_budget(drain.max_cost_per_day, cost_today).is_some();
+        let is_waiting = is_paused || is_held || is_budget_spent;
         let can_work = latest.is_running
             || (!is_waiting
                 && crate::schedule::schedule_allows_work(

@@ -254,6 +254,12 @@ pub fn budget_day(now: DateTime<Utc>, zone: Tz) -> (DateTime<Utc>, DateTime<Utc>
     (start_of(date, zone, now), start_of(next, zone, now + chrono::Duration::days(1)))
 }
 
+/// A daily budget spent: `max_cost_per_day` and what today's attempts cost, when they
+/// reached it (none without a budget or a cost).
+pub fn spent_budget(max_cost_per_day: Option<f64>, cost_today: Option<f64>) -> Option<(f64, f64)> {
+    max_cost_per_day.zip(cost_today).filter(|(max, spent)| spent >= max)
+}
+
 /// The first instant of `date` in `zone`: its midnight, or (in a zone whose clocks skip
 /// midnight for summer time) the first hour after it that exists.
 fn start_of(date: NaiveDate, zone: Tz, fallback: DateTime<Utc>) -> DateTime<Utc> {

@@ -136,9 +136,12 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
     let mut checks = Checks::default();
     let clock = check_clock_source(&mut checks);
     let (config, text) = check_config(&mut checks, config_path);
-    let mut client = check_database(&mut checks, config.as_ref());
+    let (mut client, is_read_only) = match check_database(&mut checks, config.as_ref()) {
+        Some((client, is_read_only)) => (Some(client), is_read_only),
+        None => (None, false),
+    };
     match client.as_mut() {
-        Some(client) => check_schema(&mut checks, client),
+        Some(client) => check_schema(&mut checks, client, is_read_only),
         None => checks.push("schema", Status::Skip, "schema not checked: no database connection"),
     }
     let defaults = config.as_ref().map(|config| &config.defaults);
@@ -450,7 +453,8 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
 }
 
 /// Connect (refused for a server older than supported) and judge the server's version.
-fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgres::Client> {
+/// The database check; the connection, and whether the database was found read-only.
+fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<(postgres::Client, bool)> {
     // Without a usable file, the database URL may still come from the environment.
     let database_url = match config {
         Some(config) => config.require_database_url().cloned(),
@@ -480,8 +484,10 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
             return None;
         }
     };
-    if !check_writable(checks, &mut client) {
-        return Some(client);
+    match check_writable(checks, &mut client) {
+        Some(true) => {}
+        Some(false) => return Some((client, true)),
+        None => return Some((client, false)),
     }
     match crate::db::server_version(&mut client) {
         Ok((version, number, tls)) => {
@@ -504,32 +510,35 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<postgr
         }
         Err(error) => checks.fail("database", error.exit_code(), error.display_scrubbed()),
     }
-    Some(client)
+    Some((client, false))
 }
 
 /// A standby (after a failover) or `default_transaction_read_only` lets every command
 /// connect and read, and every one that writes exit 69: say so before any of them does.
-/// False when it failed the check.
-fn check_writable(checks: &mut Checks, client: &mut postgres::Client) -> bool {
+/// Whether the database takes writes; None when that could not be asked (a failed check).
+fn check_writable(checks: &mut Checks, client: &mut postgres::Client) -> Option<bool> {
     let row =
         client.query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[]);
     match row.map(|row| (row.get::<_, bool>(0), row.get::<_, bool>(1))) {
-        Ok((false, false)) => return true,
-        Ok((is_standby, _)) => checks.fail(
-            "database",
-            crate::error::EXIT_UNAVAILABLE,
-            format!(
-                "the database is read-only ({}): every command that writes (enqueue, drain, supervise, \
-                 pause, burst, retry, prune) exits 69; point the database URL at the primary",
-                if is_standby { "a standby in recovery" } else { "default_transaction_read_only = on" }
-            ),
-        ),
+        Ok((false, false)) => Some(true),
+        Ok((is_standby, _)) => {
+            checks.fail(
+                "database",
+                crate::error::EXIT_UNAVAILABLE,
+                format!(
+                    "the database is read-only ({}): every command that writes (enqueue, drain, supervise, \
+                     pause, burst, retry, prune) exits 69; point the database URL at the primary",
+                    if is_standby { "a standby in recovery" } else { "default_transaction_read_only = on" }
+                ),
+            );
+            Some(false)
+        }
         Err(error) => {
             let error = crate::error::Error::from(error);
-            checks.fail("database", error.exit_code(), error.display_scrubbed())
+            checks.fail("database", error.exit_code(), error.display_scrubbed());
+            None
         }
     }
-    false
 }
 
 /// Each drain's worker program, workdir and source folder, and the notifier's program.
@@ -747,7 +756,7 @@ fn render(checks: &[Check], verdict: &Verdict) -> crate::error::Result<Report> {
     Ok(Report::new(human, json).with_exit_code(verdict.exit_code))
 }
 
-fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {
+fn check_schema(checks: &mut Checks, client: &mut postgres::Client, is_read_only: bool) {
     let rows = match crate::migrate::status(client) {
         Ok(rows) => rows,
         Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),
@@ -779,10 +788,7 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client) {
         );
     } else if !pending.is_empty() {
         // Read-only (a standby, default_transaction_read_only): `database` failed for it.
-        let is_read_only = |check: &&Check| {
-            check.name == "database" && check.status == Status::Fail && check.message.contains("is read-only")
-        };
-        if checks.0.iter().any(|check| is_read_only(&check)) {
+        if is_read_only {
             return checks.fail(
                 "schema",
                 crate::error::EXIT_UNAVAILABLE,

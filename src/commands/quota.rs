@@ -88,11 +88,11 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     // answer is the result), and so it is for a run that exited 0 (a client that waited
     // for hours was stopped, with no exit code); else it may hold both streams
     // (`cat stdout stderr`).
-    let [mut stdout_reader, mut stderr_reader] = crate::quota::StreamWaits::of_client(&input);
-    let mut merged_reader = crate::quota::StreamWaits::of_merged_output(&input);
+    let [stdout_reader, mut stderr_reader] = crate::quota::StreamWaits::of_client(&input);
     let is_stdout = args.stderr.is_some() || args.exit_code == Some(0);
-    let output_reader = if is_stdout { &mut stdout_reader } else { &mut merged_reader };
-    let announced = crate::quota::long_announced_wait(&output, limit, output_reader)
+    let mut output_reader =
+        if is_stdout { stdout_reader } else { crate::quota::StreamWaits::of_merged_output(&input) };
+    let announced = crate::quota::long_announced_wait(&output, limit, &mut output_reader)
         .or_else(|| crate::quota::long_announced_wait(&stderr, limit, &mut stderr_reader));
     let outcome = match announced {
         Some((line, wait)) => {

@@ -26,7 +26,7 @@ use crate::db::items::{count_by_state_of, StateCounts};
 use crate::db::quota_groups::{read_groups, GroupState};
 use crate::db::runs::RunHistory;
 use crate::db::runs::{last_run, last_run_starts, running_runs, RunRow};
-use crate::db::usage::{cost_since, format_usd, usage_by_drain_since, UsageSums};
+use crate::db::usage::{format_usd, usage_by_drain_since, UsageSums};
 use crate::duration::format_relative;
 use crate::error::{Error, Result};
 use crate::output::{local_time, table, Report};
@@ -79,11 +79,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
             last_runs.insert(name.clone(), run);
         }
     }
-    let (day_start, _) = crate::usage::budget_day(now, config.defaults.timezone);
-    let mut cost_today = HashMap::new();
-    for drain in config.drains.iter().filter(|drain| drain.max_cost_per_day.is_some()) {
-        cost_today.insert(drain.name.clone(), cost_since(client, &drain.name, day_start)?);
-    }
+    let cost_today = crate::db::usage::costs_today(client, config, now)?;
     let running = running_runs(client, None)?;
     // Only a running run is judged hung by it (`silence_started_at`).
     let server_started_at =
@@ -511,10 +507,7 @@ impl DrainView {
 
     /// With `max_cost_per_day` spent for today: when the budget's day ends.
     pub(crate) fn budget_spent_until(&self) -> Option<DateTime<Utc>> {
-        match (self.max_cost_per_day, self.cost_today_usd) {
-            (Some(max), Some(spent)) if spent >= max => self.budget_day_ends_at,
-            _ => None,
-        }
+        crate::usage::spent_budget(self.max_cost_per_day, self.cost_today_usd).and(self.budget_day_ends_at)
     }
 }
 

@@ -15,31 +15,42 @@ pub(super) fn describe(text: &str, offset: usize) -> Option<String> {
     let offset = floor_char_boundary(text, offset.min(text.len()));
     let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
     let key = key_before_value(&text[line_start..offset])?;
-    let (header, header_end) = match last_header(&text[..line_start]) {
-        Some((header, end)) => (header, end),
-        None => (String::new(), 0),
-    };
-    // A sub-table header (`[drain.window]`, `[[quota_group.accounts]]`) is part of the
-    // `[[drain]]` (or group) above it, which holds the name.
-    let table_name = || match header.split_once('.') {
-        Some((top, _)) => last_array_table(&text[..line_start], top).and_then(name_in_table),
-        None => name_in_table(&text[header_end..]),
-    };
+    let (header, header_end) = last_header(&text[..line_start]).unwrap_or_default();
     let (scope, path) = match header.split_once('.') {
         Some((top, rest)) => (top.to_string(), format!("{rest}.{key}")),
         None => (header.clone(), key),
     };
-    Some(match scope.as_str() {
-        "" | "defaults" => path,
-        "drain" => match table_name() {
-            Some(name) => format!("drain {name:?}: {path}"),
-            None => format!("[[drain]] {path}"),
-        },
-        "quota_group" => match table_name() {
-            Some(name) => format!("quota group {name:?}: {path}"),
-            None => format!("[[quota_group]] {path}"),
-        },
-        other => format!("{other}.{path}"),
+    let name = || table_name(text, &header, header_end, line_start);
+    Some(match array_table_label(&scope, name) {
+        Some(label) if label.starts_with("[[") => format!("{label} {path}"),
+        Some(label) => format!("{label}: {path}"),
+        None if matches!(scope.as_str(), "" | "defaults") => path,
+        None => format!("{scope}.{path}"),
+    })
+}
+
+/// The `name = "..."` of the `[[drain]]` or `[[quota_group]]` whose lines hold
+/// `line_start`: under the last header `header` (its line ending at `header_end`), or for
+/// a sub-table header (`[drain.window]`, `[[quota_group.accounts]]`) the array table above
+/// it, which holds the name.
+fn table_name(text: &str, header: &str, header_end: usize, line_start: usize) -> Option<String> {
+    match header.split_once('.') {
+        Some((top, _)) => last_array_table(&text[..line_start], top).and_then(name_in_table),
+        None => name_in_table(&text[header_end..]),
+    }
+}
+
+/// How messages name an array table `top` (`drain`, `quota_group`): by its name
+/// (`drain "docs"`), else as `[[drain]]`; None for any other table.
+fn array_table_label(top: &str, name: impl FnOnce() -> Option<String>) -> Option<String> {
+    let (label, kind) = match top {
+        "drain" => ("drain", "drain"),
+        "quota_group" => ("quota group", "quota_group"),
+        _ => return None,
+    };
+    Some(match name() {
+        Some(name) => format!("{label} {name:?}"),
+        None => format!("[[{kind}]]"),
     })
 }
 
@@ -89,14 +100,15 @@ pub(super) fn explain_missing_field(text: &str, offset: usize, message: &str) ->
     let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
     let line_end = text[line_start..].find('\n').map_or(text.len(), |at| line_start + at);
     let written = text[line_start..line_end].split('#').next().unwrap_or_default().trim();
-    let (header, inner) = if written.starts_with("[[") && !written.contains('.') {
+    let (header, header_end, inner) = if written.starts_with("[[") && !written.contains('.') {
         return None;
     } else if written.starts_with('[') {
-        (written.trim_matches(['[', ']', ' ']).replace([' ', '"'], ""), String::new())
+        (written.trim_matches(['[', ']', ' ']).replace([' ', '"'], ""), line_end, String::new())
     } else {
         let key = bare_key(written.split('=').next()?)?;
         let (outer, _) = key.split_once('.')?;
-        (last_header(&text[..line_start]).map(|(header, _)| header).unwrap_or_default(), outer.to_string())
+        let (header, header_end) = last_header(&text[..line_start]).unwrap_or_default();
+        (header, header_end, outer.to_string())
     };
     let (top, nested) = header.split_once('.').unwrap_or((header.as_str(), ""));
     let path =
@@ -104,16 +116,10 @@ pub(super) fn explain_missing_field(text: &str, offset: usize, message: &str) ->
     if path.is_empty() {
         return None;
     }
-    let named =
-        |label: &str, kind: &str| match last_array_table(&text[..line_start], top).and_then(name_in_table) {
-            Some(name) => format!("{label} {name:?}"),
-            None => format!("[[{kind}]]"),
-        };
-    let table = match top {
-        "drain" => named("drain", "drain"),
-        "quota_group" => named("quota group", "quota_group"),
-        "" | "defaults" => return Some(format!("{path}: {message}")),
-        other => format!("[{other}]"),
+    let table = match array_table_label(top, || table_name(text, &header, header_end, line_start)) {
+        Some(label) => label,
+        None if matches!(top, "" | "defaults") => return Some(format!("{path}: {message}")),
+        None => format!("[{top}]"),
     };
     Some(format!("{table}: {path}: {message}"))
 }
@@ -142,28 +148,18 @@ pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> O
         None => before.trim().strip_suffix('.').and_then(bare_key),
     };
     let (header, header_end) = last_header(&text[..line_start]).unwrap_or_default();
-    // A sub-table header (`[drain.window]`) names the keys of the `[[drain]]` above it.
-    let table_name = || match header.split_once('.') {
-        Some((top, _)) => last_array_table(&text[..line_start], top).and_then(name_in_table),
-        None => name_in_table(&text[header_end..]),
-    };
     let (top, nested) = match header.split_once('.') {
         Some((top, rest)) => (top.to_string(), Some(rest.to_string())),
         None => (header.clone(), None),
     };
     let inner = [nested, inline].into_iter().flatten().collect::<Vec<_>>().join(".");
-    let table = match top.as_str() {
-        "drain" => Some(match table_name() {
-            Some(name) => format!("drain {name:?}"),
-            None => "[[drain]]".to_string(),
-        }),
-        "quota_group" => Some(match table_name() {
-            Some(name) => format!("quota group {name:?}"),
-            None => "[[quota_group]]".to_string(),
-        }),
-        "" | "defaults" if inner.is_empty() => (!top.is_empty()).then(|| format!("[{top}]")),
-        "" | "defaults" => None,
-        other => Some(format!("[{other}]")),
+    let table = match array_table_label(&top, || table_name(text, &header, header_end, line_start)) {
+        Some(label) => Some(label),
+        None if matches!(top.as_str(), "" | "defaults") && inner.is_empty() => {
+            (!top.is_empty()).then(|| format!("[{top}]"))
+        }
+        None if matches!(top.as_str(), "" | "defaults") => None,
+        None => Some(format!("[{top}]")),
     };
     let prefix = match (table, inner.is_empty()) {
         (Some(table), true) => format!("{table}: "),

@@ -290,6 +290,22 @@ fn usage_of(client: &mut impl GenericClient, statement: &str, id: i64) -> Result
     Ok(sums_from(&client.query_one(statement, &[&id])?, 0))
 }
 
+/// What today's attempts of each drain with a `max_cost_per_day` cost, the day from
+/// midnight in `[defaults] timezone` ([`crate::usage::budget_day`]): what its daily budget
+/// is held to (docs/results.md).
+pub fn costs_today(
+    client: &mut impl GenericClient,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, f64>> {
+    let (day_start, _) = crate::usage::budget_day(now, config.defaults.timezone);
+    let mut costs = HashMap::new();
+    for drain in config.drains.iter().filter(|drain| drain.max_cost_per_day.is_some()) {
+        costs.insert(drain.name.clone(), cost_since(client, &drain.name, day_start)?);
+    }
+    Ok(costs)
+}
+
 /// What the attempts of `drain` reported they cost since `since` (those whose item is
 /// still open included): what a daily budget counts. 0 when none reported a cost.
 pub fn cost_since(client: &mut impl GenericClient, drain: &str, since: DateTime<Utc>) -> Result<f64> {

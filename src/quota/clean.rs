@@ -232,6 +232,11 @@ fn origin_of(physical: &str) -> Origin {
 
 static JSON_EVENT_TYPE: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"^\s*\{\s*"type"\s*:\s*"([A-Za-z_.]+)""#));
+
+/// The type of the JSON event `physical` opens with (`{"type":"error",…}`), if it is one.
+pub(super) fn event_type(physical: &str) -> Option<&str> {
+    JSON_EVENT_TYPE.captures(physical).and_then(|captures| captures.get(1)).map(|found| found.as_str())
+}
 /// gemini-cli's `message` event of the user, its prompt: `"role":"user"`.
 static USER_ROLE: LazyLock<Regex> =
     LazyLock::new(|| super::patterns::gemini_stream_event("message", "role", "user"));

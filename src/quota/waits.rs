@@ -42,12 +42,6 @@ static API_RETRY_FOR_A_LIMIT: LazyLock<Regex> = LazyLock::new(|| {
 static API_RETRY_DELAY: LazyLock<Regex> =
     LazyLock::new(|| compile(r#""retry_delay_ms"\s*:\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)"#));
 
-/// A client's own event on stdout that may announce its wait: codex's `--json`
-/// `{"type":"error","message":"Reconnecting... …"}`, Claude Code's stream-json
-/// `{"type":"system","subtype":"api_retry",…}`. Any other JSON line there (a one-line
-/// JSON answer) is the result.
-static CLIENT_EVENT: LazyLock<Regex> = LazyLock::new(|| compile(r#"^\{\s*"type"\s*:\s*"(?:error|system)""#));
-
 /// Lines that carry the item's content (a result, an assistant message, a tool's output)
 /// never announce the client's own wait.
 static CONTENT_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -154,7 +148,12 @@ impl<'a> StreamWaits<'a> {
     /// The wait announced on the stream's next `line`, if it announces one.
     pub(crate) fn read(&mut self, line: &str) -> Option<Duration> {
         let text = line.trim();
-        if self.layout.is_content(text, false) || (self.events_only && !CLIENT_EVENT.is_match(text)) {
+        // On stdout only a client's own event may announce its wait: codex's `--json`
+        // `{"type":"error","message":"Reconnecting... …"}`, Claude Code's stream-json
+        // `{"type":"system","subtype":"api_retry",…}`; any other line there (a text or
+        // one-line JSON answer) is the result.
+        let is_client_event = || matches!(super::clean::event_type(text), Some("error" | "system"));
+        if self.layout.is_content(text, false) || (self.events_only && !is_client_event()) {
             return None;
         }
         let wait = announced_wait(line, &self.recent).filter(|_| {

@@ -244,8 +244,8 @@ impl Hold {
         now: DateTime<Utc>,
         zone: chrono_tz::Tz,
     ) -> Option<Hold> {
-        let spent = matches!((max_cost_per_day, cost_today), (Some(max), Some(spent)) if spent >= max);
-        let budget_spent_until = spent.then(|| crate::usage::budget_day(now, zone).1);
+        let budget_spent_until = crate::usage::spent_budget(max_cost_per_day, cost_today)
+            .map(|_| crate::usage::budget_day(now, zone).1);
         Hold::latest(backoff_until, budget_spent_until, now)
     }
 

@@ -49,7 +49,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        crate::clock::parse_rfc3339(text).unwrap()
     }
 
     #[test]

@@ -136,15 +136,12 @@ pub(super) fn take_snapshot<'a>(
         false => last_run_starts(client, &names)?,
     };
     let (day_start, day_end) = crate::usage::budget_day(now, config.defaults.timezone);
+    let costs_today = crate::db::usage::costs_today(client, config, now)?;
     let mut snapshots = Vec::with_capacity(config.drains.len());
     for drain in &config.drains {
-        let budget_spent = match drain.max_cost_per_day {
-            Some(max_usd) => {
-                let spent_usd = crate::db::usage::cost_since(client, &drain.name, day_start)?;
-                (spent_usd >= max_usd).then_some(BudgetSpent { max_usd, spent_usd, day_start, day_end })
-            }
-            None => None,
-        };
+        let budget_spent =
+            crate::usage::spent_budget(drain.max_cost_per_day, costs_today.get(&drain.name).copied())
+                .map(|(max_usd, spent_usd)| BudgetSpent { max_usd, spent_usd, day_start, day_end });
         let group = config.quota_group(&drain.quota_group)?;
         let state = group_states.iter().find(|(name, _)| *name == group.name).map(|(_, s)| s.clone());
         let view = GroupView::new(group, &backoff_rows, state.unwrap_or_default());
