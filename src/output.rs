@@ -110,6 +110,18 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
 }
 
 /// `a`, `a and b`, `a, b and c`.
+/// `word` as one word of a shell command the operator may paste: as it is when it holds
+/// nothing a shell reads, else in single quotes (a quote inside as `'\''`).
+pub fn shell_word(word: &str) -> String {
+    let is_plain =
+        !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@%+=,".contains(c));
+    if is_plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 pub fn listed(parts: &[&str]) -> String {
     match parts {
         [] => String::new(),
@@ -646,6 +658,14 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shell_word_is_quoted_only_when_a_shell_would_read_it() {
+        assert_eq!(shell_word("doc-17/a.pdf"), "doc-17/a.pdf");
+        assert_eq!(shell_word("my doc"), "'my doc'");
+        assert_eq!(shell_word("it's $HOME"), "'it'\\''s $HOME'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn dated_lines_carry_the_stamp_on_every_line() {

@@ -273,9 +273,17 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
         let note = control.and_then(|c| c.burst_note.clone());
         let is_paused = control.is_some_and(|c| c.is_paused());
         let is_parked = parked.iter().any(|parked| &parked.quota_group == group);
+        let is_configured = ctx.config.drain(name).is_ok();
         rows.push(vec![
             name.clone(),
             match until {
+                // Nothing runs a drain without a [[drain]] table, paused or not
+                // (docs/operations.md, "A drain missing from the configuration").
+                Some(until) if active && !is_configured => format!(
+                    "until {} ({}); not in the configuration: nothing runs it",
+                    local(until, zone),
+                    format_relative(until - now)
+                ),
                 Some(until) if active && is_paused => format!(
                     "until {} ({}); drain paused: resume to start",
                     local(until, zone),

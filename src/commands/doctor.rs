@@ -577,9 +577,11 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
                         drain.name,
                         cron.path.to_string_lossy()
                     ),
-                    None => {
-                        format!("drain {}: worker {problem}; fix `command` in the configuration", drain.name)
-                    }
+                    None => format!(
+                        "drain {}: worker {}; fix `command` in the configuration",
+                        drain.name,
+                        with_path_searched(problem, path_override)
+                    ),
                 },
             ),
         }
@@ -670,7 +672,7 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
                         if cron.is_the_crontabs { ", from --cron-path" } else { "" },
                         if cron.is_the_crontabs { " (and to --cron-path)" } else { "" },
                     ),
-                    None => format!("notify_command {problem}"),
+                    None => format!("notify_command {}", with_path_searched(problem, None)),
                 },
             ),
         }
@@ -983,6 +985,17 @@ fn check_unconfigured_drains(checks: &mut Checks, client: &mut postgres::Client,
             format!("drains not in the configuration not checked: {}", error.display_scrubbed()),
         ),
     }
+}
+
+/// A bare name not found on PATH said with the PATH searched (`path_variable`, else
+/// drainctl's own), as a pass says it: the PATH is what to fix or to look in.
+fn with_path_searched(problem: String, path_variable: Option<&OsStr>) -> String {
+    if !problem.ends_with("not found on PATH") {
+        return problem;
+    }
+    let searched =
+        path_variable.map(OsStr::to_os_string).or_else(|| std::env::var_os("PATH")).unwrap_or_default();
+    format!("{problem} ({})", searched.to_string_lossy())
 }
 
 /// Find `program` as the worker would: a name with a slash is a path, a bare name is

@@ -35,6 +35,12 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             let payload: Value = serde_json::from_str(payload).map_err(|error| {
                 Error::Data(if is_too_deep(&error) {
                     format!("--payload is nested more than {MAX_JSON_DEPTH} levels deep, more than drainctl reads: flatten it")
+                } else if error.is_syntax() && !payload.trim_start().starts_with(['{', '[', '"']) {
+                    // Text meant as the payload: a JSON string is quoted.
+                    format!(
+                        "--payload is not valid JSON: {error}; text is a JSON string in double quotes \
+                         (--payload '\"...\"'), or an object (--payload '{{\"prompt\": \"...\"}}')"
+                    )
                 } else {
                     format!("--payload is not valid JSON: {error}")
                 })

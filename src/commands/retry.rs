@@ -52,7 +52,11 @@ pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
         (Some(key), Some(state)) => format!(
             "{drain}: item {key:?} is {state}, not retried; only dead or pending items are (and running ones whose run has ended){}",
             if *state == ItemState::Done {
-                format!(" (`drainctl enqueue {drain} --replace` runs a done item again)")
+                format!(
+                    " (`drainctl enqueue {drain} --replace --key={} --payload PAYLOAD` runs a done item again, \
+                     PAYLOAD its JSON)",
+                    crate::output::shell_word(key)
+                )
             } else {
                 String::new()
             }

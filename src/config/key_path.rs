@@ -134,7 +134,10 @@ pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> O
     let offset = floor_char_boundary(text, offset.min(text.len()));
     let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
     let before = &text[line_start..offset];
-    let nearest = nearest_key(unknown, expected);
+    let nearest = match nearest_key(unknown, expected) {
+        nearest if nearest.is_empty() => elsewhere(unknown),
+        nearest => nearest,
+    };
     // A header whose first name is unknown (`[defualts]`, `[[drains]]`): a top-level key,
     // whatever table came before it.
     if before.trim_start().starts_with('[') && !before.contains('.') {
@@ -168,6 +171,17 @@ pub(super) fn explain_unknown_key(text: &str, offset: usize, message: &str) -> O
         (None, true) => String::new(),
     };
     Some(format!("{prefix}unknown field `{unknown}`{nearest}{expected}"))
+}
+
+/// ` (a setting of [defaults], not of this table)` for a key another table takes (a
+/// setting written under the wrong header, or above every header); empty otherwise.
+fn elsewhere(unknown: &str) -> String {
+    let tables = super::raw::tables_taking(unknown);
+    if tables.is_empty() {
+        String::new()
+    } else {
+        format!(" (a setting of {}, not of this table)", tables.join(" and of "))
+    }
 }
 
 /// ` (did you mean `max_attempts`?)` for the expected key (`, expected one of `a`, `b``)

@@ -364,7 +364,15 @@ impl Config {
     pub fn read(path: &Path) -> Result<ConfigText> {
         use std::io::Read;
         let cannot_read = |error: std::io::Error| {
-            Error::Config(format!("cannot read configuration file {}: {error}", path.display()))
+            // Usually a file kept mode 0600 by another user (docs/operations.md, "A service
+            // user instead of root").
+            let fix = if error.kind() == std::io::ErrorKind::PermissionDenied {
+                "; run drainctl as the user the file belongs to, or give this user read access to it \
+                 (a group of its own: chgrp GROUP FILE && chmod 640 FILE)"
+            } else {
+                ""
+            };
+            Error::Config(format!("cannot read configuration file {}: {error}{fix}", path.display()))
         };
         let mut file = std::fs::File::open(path).map_err(cannot_read)?;
         let metadata = file.metadata().map_err(cannot_read)?;
@@ -412,7 +420,7 @@ impl Config {
             // name its key: name it from the text at the value, or the table from its header.
             let message = match error.span() {
                 Some(span) => match key_path::describe(text, span.start) {
-                    Some(key) => format!("{key}: {message}"),
+                    Some(key) => format!("{key}: {}", bracket_a_lone_string(&key, message)),
                     None => key_path::explain_unknown_key(text, span.start, &message)
                         .or_else(|| key_path::explain_at_header(text, span.start, &message))
                         .or_else(|| key_path::explain_missing_field(text, span.start, &message))
@@ -454,6 +462,31 @@ impl Config {
             ))
         })
     }
+}
+
+/// A list setting given one string (`command = "claude -p"`): the parser's `expected an
+/// array` says nothing of how to write it. Said with the value in brackets — split into its
+/// words for the settings that name a program and its arguments, which no shell reads
+/// (docs/configuration.md), so a pipeline goes through `sh -c`.
+fn bracket_a_lone_string(key: &str, message: String) -> String {
+    let value = message
+        .strip_prefix("invalid type: string \"")
+        .and_then(|rest| rest.strip_suffix("\", expected an array ([...])"))
+        .filter(|value| !value.contains('\\') && !value.contains('"'));
+    let Some(value) = value else { return message };
+    let setting = key.rsplit([' ', '.']).next().unwrap_or(key);
+    let quoted =
+        |words: &[&str]| words.iter().map(|word| format!("\"{word}\"")).collect::<Vec<_>>().join(", ");
+    let is_program = matches!(setting, "command" | "notify_command" | "resume_args");
+    let needs_a_shell = value.contains(['|', '&', ';', '<', '>', '$', '`', '*', '\'']);
+    let written = if is_program && needs_a_shell {
+        format!("[{}] (no shell reads it)", quoted(&["sh", "-c", value]))
+    } else if is_program {
+        format!("[{}], each argument its own string", quoted(&value.split_whitespace().collect::<Vec<_>>()))
+    } else {
+        format!("[{}]", quoted(&[value]))
+    };
+    format!("{message}: write {setting} = {written}")
 }
 
 /// The TOML parser refuses a number it cannot hold in its own words ("number too large
@@ -629,6 +662,54 @@ mod tests {
     use super::*;
 
     use crate::config::testing::{resolve, MINIMAL};
+
+    #[test]
+    fn a_setting_under_the_wrong_header_names_the_table_that_takes_it() {
+        let cases = [
+            (format!("notify_command = [\"page\"]\n{MINIMAL}"), "1:1: unknown field `notify_command` (a setting of [defaults], not of this table), expected one of `database`"),
+            (format!("url = \"postgres://h/db\"\n{MINIMAL}"), "unknown field `url` (a setting of [database], not of this table)"),
+            (format!("[defaults]\nitem_timeout = \"20m\"\n{MINIMAL}"), "[defaults]: unknown field `item_timeout` (a setting of [[drain]], not of this table)"),
+            (format!("{MINIMAL}timezone = \"UTC\"\n"), "drain \"halacha\": unknown field `timezone` (a setting of [defaults], not of this table)"),
+            (format!("[database]\nurl = \"postgres://h/db\"\nname = \"x\"\n{MINIMAL}"), "unknown field `name` (a setting of [[quota_group]] and of [[drain]], not of this table)"),
+        ];
+        for (text, expected) in cases {
+            let message = resolve(&text).unwrap_err().to_string();
+            assert!(message.contains(expected), "{expected}\nnot in\n{message}");
+        }
+        // A key no table takes is told of none; one a letter off is still offered its spelling.
+        let message = resolve(&format!("{MINIMAL}bogus = 1\n")).unwrap_err().to_string();
+        assert!(!message.contains("a setting of"), "{message}");
+        let message = resolve(&format!("{MINIMAL}max_atempts = 1\n")).unwrap_err().to_string();
+        assert!(
+            message.contains("(did you mean `max_attempts`?)") && !message.contains("a setting of"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_list_setting_given_one_string_is_told_how_to_write_it_in_brackets() {
+        let config = |drain_lines: &str| format!("[[drain]]\nname = \"docs\"\n{drain_lines}\n");
+        let cases = [
+            ("command = \"claude -p\"", "drain \"docs\": command: invalid type: string \"claude -p\", expected an array ([...]): write command = [\"claude\", \"-p\"], each argument its own string"),
+            ("command = \"claude -p | tee out\"", "write command = [\"sh\", \"-c\", \"claude -p | tee out\"] (no shell reads it)"),
+            ("command = [\"w\"]\nquota_patterns = \"usage cap\"", "write quota_patterns = [\"usage cap\"]"),
+        ];
+        for (lines, expected) in cases {
+            let message = resolve(&config(lines)).unwrap_err().to_string();
+            assert!(message.contains(expected), "{expected}\nnot in\n{message}");
+        }
+        let defaults = format!("[defaults]\nnotify_command = \"/usr/local/bin/page me\"\n{MINIMAL}");
+        let message = resolve(&defaults).unwrap_err().to_string();
+        let expected = "notify_command: invalid type: string \"/usr/local/bin/page me\", expected an array \
+                        ([...]): write notify_command = [\"/usr/local/bin/page\", \"me\"]";
+        assert!(message.contains(expected), "{expected}\nnot in\n{message}");
+        // A value the message escapes is not rewritten into a suggestion that would differ.
+        let message = resolve(&config("command = \"say \\\"hi\\\"\"")).unwrap_err().to_string();
+        assert!(
+            message.contains("expected an array ([...])") && !message.contains("write command"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn the_machine_zone_comes_from_tz_and_a_bad_tz_is_a_problem_naming_what_is_used() {

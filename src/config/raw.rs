@@ -12,6 +12,29 @@ use std::marker::PhantomData;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+/// The tables that take a setting called `key`, as messages name them (`[defaults]`,
+/// `[[drain]]`): asked of each table's own reader, so the list never drifts from the
+/// structs. Empty for a key no table takes or that is not a bare key.
+pub(super) fn tables_taking(key: &str) -> Vec<&'static str> {
+    fn takes<T: serde::de::DeserializeOwned>(key: &str) -> bool {
+        match toml::from_str::<T>(&format!("{key} = 0")) {
+            Ok(_) => true,
+            Err(error) => !error.message().starts_with(&format!("unknown field `{key}`")),
+        }
+    }
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Vec::new();
+    }
+    type Takes = fn(&str) -> bool;
+    let tables: [(&'static str, Takes); 4] = [
+        ("[database]", takes::<RawDatabase>),
+        ("[defaults]", takes::<RawDefaults>),
+        ("[[quota_group]]", takes::<RawQuotaGroup>),
+        ("[[drain]]", takes::<RawDrain>),
+    ];
+    tables.into_iter().filter(|(_, takes)| takes(key)).map(|(table, _)| table).collect()
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {

@@ -1376,7 +1376,11 @@ mod tests {
                 ":4:23:",
                 "resume_token_format: invalid regex",
             ),
-            (format!("{MINIMAL}resume_args = \"--resume\"\n"), ":4:15:", "expected an array ([...])"),
+            (
+                format!("{MINIMAL}resume_args = \"--resume\"\n"),
+                ":4:15:",
+                "expected an array ([...]): write resume_args = [\"--resume\"], each argument its own string",
+            ),
         ];
         for (text, location, value) in cases {
             let message = resolve(&text).unwrap_err().to_string();

@@ -15,6 +15,20 @@ fn check(config: &str, expected: &[&str]) {
 }
 
 #[test]
+fn a_configuration_file_this_user_may_not_read_is_told_how_to_give_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n", "2026-11-27T10:00:00Z");
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let result = fixture.drainctl(&["status"]).without_permission_override().run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("Permission denied (os error 13); run drainctl as the user the file belongs to, or give this user read access to it"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
 fn malformed_toml() {
     check("[[drain]\nname = \"a\"\n", &["drainctl.toml:1:"]);
 }

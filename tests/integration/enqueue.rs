@@ -44,6 +44,16 @@ fn a_malformed_line_exits_65_with_its_number_and_inserts_nothing() {
     assert!(result.stderr.contains("batch.jsonl:3:"), "{}", result.stderr);
     let bad_payload = fixture.drainctl(&["enqueue", "docs", "--key", "k", "--payload", "{nope"]).run();
     bad_payload.assert_code(65);
+    assert!(!bad_payload.stderr.contains("double quotes"), "{}", bad_payload.stderr);
+    // Text given as the payload is told how JSON writes text.
+    let text = fixture.drainctl(&["enqueue", "docs", "--key", "k", "--payload", "summarise doc 1"]).run();
+    text.assert_code(65);
+    assert!(
+        text.stderr.contains("--payload is not valid JSON: expected value at line 1 column 1; text is a JSON string in double quotes (--payload '\"...\"')"),
+        "{}",
+        text.stderr
+    );
+    assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 0);
 }
 
 #[test]

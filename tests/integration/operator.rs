@@ -393,6 +393,15 @@ fn retry_key_takes_dead_or_pending_items_and_names_a_missing_key() {
     assert_eq!(done["retried"], 0);
     assert_eq!(done["skipped"], json!({ "key": "a", "state": "done" }));
     assert_eq!(fixture.item("docs", "a").0, "done");
+    // The way to run it again is told as a command that runs as printed (before: without
+    // --key and --payload, `enqueue --replace` waited for JSON lines on stdin).
+    let told = fixture.drainctl(&["retry", "docs", "--key", "a"]).run();
+    assert!(
+        told.stdout
+            .contains("(`drainctl enqueue docs --replace --key=a --payload PAYLOAD` runs a done item again"),
+        "{}",
+        told.stdout
+    );
 
     let missing = fixture.drainctl(&["retry", "docs", "--key", "no-such-key"]).run();
     missing.assert_code(65);
@@ -1078,11 +1087,13 @@ fn doctor_reports_a_missing_worker_binary_with_exit_78() {
         &config("", "\n[[drain]]\nname = \"gone\"\ncommand = [\"no-such-worker-xyz\", \"-p\"]\nworkdir = \"missing\"\n"),
         NOW,
     );
-    let result = fixture.drainctl(&["doctor"]).run();
+    let result = fixture.drainctl(&["doctor"]).env("PATH", "/usr/bin:/bin").run();
     result.assert_code(78);
+    // The PATH searched is named, as a pass names it.
     assert!(
         result.stdout.contains(
-            "fail  worker: drain gone: worker \"no-such-worker-xyz\" not found on PATH; fix `command` in the configuration"
+            "fail  worker: drain gone: worker \"no-such-worker-xyz\" not found on PATH (/usr/bin:/bin); fix `command` \
+             in the configuration"
         ),
         "{}",
         result.stdout
@@ -1325,6 +1336,16 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let listed: Vec<&str> =
         all["bursts"].as_array().unwrap().iter().map(|b| b["drain"].as_str().unwrap()).collect();
     assert_eq!(listed, ["docs", "old"], "{all}");
+    // Paused as well, it is not told to resume: nothing runs it without its table.
+    fixture.client().execute("UPDATE drains SET paused_at = now() WHERE name = 'old'", &[]).unwrap();
+    let human = fixture.drainctl(&["burst", "status"]).run();
+    let line = human.stdout.lines().find(|line| line.starts_with("old")).unwrap_or_default();
+    assert!(
+        line.contains("not in the configuration: nothing runs it") && !line.contains("resume"),
+        "{}",
+        human.stdout
+    );
+    fixture.client().execute("UPDATE drains SET paused_at = NULL WHERE name = 'old'", &[]).unwrap();
     // A pass it started before still runs: status says so, and a pause reaches it.
     fixture
         .client()
