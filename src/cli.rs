@@ -81,6 +81,9 @@ pub enum Command {
     Items(ItemsArgs),
     /// Put dead items (or one dead or pending item) back to pending, attempts reset, available now
     Retry(RetryArgs),
+    /// Delete items with their attempts and results: one by key, every dead one, or all of a
+    /// drain being retired (items a running pass holds are left alone)
+    Discard(DiscardArgs),
     /// Write a drain's items with their results and cost as JSON lines or CSV, streamed
     Export(ExportArgs),
     /// Check configuration, database, schema, workers, folders and clock
@@ -128,6 +131,7 @@ impl Command {
             Command::Items(ItemsArgs { command: Some(ItemsCommand::Show(show)), .. }) => show.output,
             Command::Items(args) => args.output,
             Command::Retry(args) => args.output,
+            Command::Discard(args) => args.output,
             Command::Doctor(args) => args.output,
             Command::Prune(args) => args.output,
             Command::Metrics(_) | Command::Report(_) | Command::Completions(_) | Command::Export(_) => {
@@ -464,6 +468,28 @@ pub struct RetryArgs {
     /// Retry this one item (dead or pending)
     #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     pub key: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+// One of `--key KEY`, `--dead`, `--all`: the error for none names them.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("items").required(true).args(["key", "dead", "all"])))]
+pub struct DiscardArgs {
+    /// Drain name (also one that has left the configuration)
+    pub name: String,
+    /// Discard this one item, in any state but running under a running pass
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
+    pub key: Option<String>,
+    /// Discard every dead item of the drain
+    #[arg(long)]
+    pub dead: bool,
+    /// Discard every item of the drain: pending, dead and done (to retire the drain)
+    #[arg(long)]
+    pub all: bool,
+    /// Say what would be discarded; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

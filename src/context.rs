@@ -74,7 +74,7 @@ impl Context {
             return Err(crate::error::Error::Usage(format!(
                 "drain {name:?} is in the database but not in the configuration{file}: its [[drain]] \
                  table was removed or renamed; add a [[drain]] table named {name:?} back to run, \
-                 enqueue or retry its items"
+                 enqueue or retry its items (`drainctl discard {name} --all` deletes them)"
             )));
         }
         self.config.drain(name)

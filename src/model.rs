@@ -212,6 +212,8 @@ vocabulary! {
         ItemDeadLettered = "item_dead_lettered",
         ItemReleased = "item_released",
         ItemSkippedMissing = "item_skipped_missing",
+        /// An operator deleted items with `discard`.
+        ItemsDiscarded = "items_discarded",
         ItemsEnqueued = "items_enqueued",
         ItemsRetried = "items_retried",
         KillFailed = "kill_failed",
@@ -296,7 +298,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 40);
+        assert_eq!(EventKind::ALL.len(), 41);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         // In order, as people look a name up.

@@ -7,6 +7,7 @@
 pub(crate) mod burst;
 pub(crate) mod completions;
 pub(crate) mod controls;
+pub(crate) mod discard;
 pub(crate) mod doctor;
 pub(crate) mod drain;
 pub(crate) mod enqueue;
@@ -64,6 +65,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
         Command::Passes(args) => open.run(|ctx| passes::run(ctx, &args)),
         Command::Items(args) => open.run(|ctx| items::run(ctx, &args)),
         Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)),
+        Command::Discard(args) if args.dry_run => dry.run(|ctx| discard::run(ctx, &args)),
+        Command::Discard(args) => open.run(|ctx| discard::run(ctx, &args)),
         Command::Export(args) => open.run(|ctx| export::run(ctx, &args)),
         Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),
         Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)),

@@ -164,14 +164,16 @@ impl UnconfiguredDrain {
         };
         format!(
             "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
-             {passes}nothing runs them until a [[drain]] table of that name is added back{}",
+             {passes}nothing runs them until a [[drain]] table of that name is added back{} \
+             (`drainctl discard {} --all` deletes them, to retire the drain)",
             self.drain,
             counts.join(", "),
             if self.is_paused {
                 format!(" and `drainctl resume {}` undoes the pause", self.drain)
             } else {
                 String::new()
-            }
+            },
+            self.drain
         )
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod backoffs;
 pub mod counters;
+pub mod discard;
 pub mod drains;
 pub mod events;
 pub mod export;

@@ -411,6 +411,146 @@ fn retry_key_takes_dead_or_pending_items_and_names_a_missing_key() {
     fixture.drainctl(&["retry", "docs", "--dead", "--key", "b"]).run().assert_code(64);
 }
 
+#[test]
+fn discard_deletes_dead_letters_or_one_item_with_their_attempts_and_records_one_event() {
+    let fixture = seeded();
+    assert_eq!(fixture.item("docs", "b").0, "dead");
+    // A dry run says what would go and changes nothing.
+    let dry = fixture.drainctl(&["discard", "docs", "--dead", "--dry-run", "--json"]).run();
+    dry.assert_code(0);
+    let dry = dry.json();
+    assert_eq!((dry["dry_run"].clone(), dry["discarded"].clone()), (json!(true), json!(1)), "{dry}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'b'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'items_discarded'"), 0);
+
+    let dead = fixture.drainctl(&["discard", "docs", "--dead", "--json"]).run();
+    dead.assert_code(0);
+    let json = dead.json();
+    assert_documented("drainctl discard", &json);
+    assert_eq!(json["discarded"], 1);
+    assert_eq!(json["by_state"], json!({ "dead": 1 }));
+    assert_eq!(json["items"][0]["key"], "b");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'b'"), 0);
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM attempts a WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.id = a.item_id)"
+        ),
+        0
+    );
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'items_discarded'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        data,
+        json!({ "count": 1, "by_state": { "dead": 1 }, "keys": ["b"], "keys_truncated": false, "mode": "dead" })
+    );
+    // The dead-letter alert's series falls to 0.
+    let metrics = fixture.drainctl(&["metrics"]).run();
+    assert!(
+        metrics.stdout.contains("drainctl_items{drain=\"docs\",state=\"dead\"} 0\n"),
+        "{}",
+        metrics.stdout
+    );
+    let again = fixture.drainctl(&["discard", "docs", "--dead"]).run();
+    again.assert_code(0);
+    assert_eq!(again.stdout.trim(), "docs: no dead items");
+
+    // One item by key, in any state: an item enqueued by mistake, before it runs.
+    let one = fixture.drainctl(&["discard", "docs", "--key", "d"]).run();
+    one.assert_code(0);
+    assert_eq!(one.stdout.trim(), "docs: item \"d\" (pending) discarded, with its attempts and result");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'd'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'items_discarded'"), 2);
+    let missing = fixture.drainctl(&["discard", "docs", "--key", "nope"]).run();
+    missing.assert_code(65);
+    assert!(missing.stderr.contains("drain docs has no item with key \"nope\""), "{}", missing.stderr);
+    let neither = fixture.drainctl(&["discard", "docs"]).run();
+    neither.assert_code(64);
+    assert!(neither.stderr.contains("--key <KEY>|--dead|--all"), "{}", neither.stderr);
+}
+
+#[test]
+fn discard_leaves_an_item_a_running_pass_holds_and_takes_one_whose_run_has_ended() {
+    let fixture = seeded();
+    let mut client = fixture.client();
+    let run: i64 = client
+        .query_one(
+            "INSERT INTO runs (drain, status, trigger, host, pid, started_at, last_checkpoint_at)
+             VALUES ('docs', 'running', 'manual', 'elsewhere', 1, now(), now()) RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE items SET state = 'running', claimed_by = $1, claimed_at = now() WHERE key = 'd'",
+            &[&run],
+        )
+        .unwrap();
+    let all = fixture.drainctl(&["discard", "docs", "--all", "--json"]).run();
+    all.assert_code(0);
+    let all = all.json();
+    assert_eq!(all["held_count"], 1, "{all}");
+    assert_eq!(all["held"][0]["key"], "d");
+    assert_eq!(all["by_state"], json!({ "dead": 1, "done": 2 }), "{all}");
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
+    let held = fixture.drainctl(&["discard", "docs", "--key", "d"]).run();
+    held.assert_code(0);
+    assert!(
+        held.stdout.contains("docs: item \"d\" is running, not discarded; 1 running item left alone: a pass still running holds it"),
+        "{}",
+        held.stdout
+    );
+    assert_eq!(fixture.item("docs", "d").0, "running");
+    // Its run ended (crashed): nobody holds it.
+    client.execute("UPDATE runs SET status = 'crashed', finished_at = now() WHERE id = $1", &[&run]).unwrap();
+    let taken = fixture.drainctl(&["discard", "docs", "--key", "d"]).run();
+    taken.assert_code(0);
+    assert!(taken.stdout.contains("item \"d\" (running) discarded"), "{}", taken.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+}
+
+#[test]
+fn discard_all_retires_a_drain_whose_table_has_left_the_configuration() {
+    let with_old = format!("{}\n[[drain]]\nname = \"old\"\ncommand = [\"FAKE_WORKER\"]\n", config("", ""));
+    let fixture = Fixture::new(&with_old, NOW);
+    for key in ["a", "b"] {
+        fixture.drainctl(&["enqueue", "old", "--key", key, "--payload", "{}"]).run().assert_code(0);
+    }
+    fixture.drainctl(&["enqueue", "docs", "--key", "c", "--payload", "{}"]).run().assert_code(0);
+    fixture.write_config(&config("", ""));
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(
+        status.stdout.contains("(`drainctl discard old --all` deletes them, to retire the drain)"),
+        "{}",
+        status.stdout
+    );
+    let refused = fixture.drainctl(&["retry", "old", "--dead"]).run();
+    assert!(refused.stderr.contains("(`drainctl discard old --all` deletes them)"), "{}", refused.stderr);
+
+    let retired = fixture.drainctl(&["discard", "old", "--all"]).run();
+    retired.assert_code(0);
+    assert_eq!(retired.stdout.trim(), "old: 2 items discarded (2 pending), with their attempts and results");
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE drain = 'old'"), 0);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM items WHERE drain = 'docs'"),
+        1,
+        "another drain's item stays"
+    );
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(!status.stdout.contains("no [[drain]] table"), "{}", status.stdout);
+    let metrics = fixture.drainctl(&["metrics"]).run();
+    assert!(
+        !metrics.stdout.contains("drainctl_unconfigured_drain_items{drain=\"old\",state=\"pending\"} 2"),
+        "{}",
+        metrics.stdout
+    );
+    let unknown = fixture.drainctl(&["discard", "never", "--all"]).run();
+    unknown.assert_code(64);
+}
+
 // ---------------------------------------------------------------------------------------
 // metrics
 
