@@ -160,17 +160,33 @@ pub fn end_adopted(group: Option<libc::pid_t>) -> usize {
     left
 }
 
-/// Kill `child` (with the group it leads), unless it is in `group`, already killed; its
-/// description goes to `signalled`. False when the kill failed: it will not die.
+/// Kill `child` with its process group where that group is the worker's descendants'
+/// alone, else `child` alone — unless it is in `group`, already killed; its description
+/// goes to `signalled`. False when the kill failed: it will not die.
+///
+/// A group is theirs alone when `child` leads it, or when it lies in a session other than
+/// this process's: a session cannot be joined, only made (`setsid`), so every process of
+/// a session an adopted child is in descends from a worker. Killing that group whole ends a
+/// process that forks and exits to change its pid (the kernel delivers a group's signal
+/// to the children it is forking too), which a kill of the pid seen would miss as it
+/// moves on. A group of this process's own session may be another's (a child may join
+/// any group of its session): only the child is killed there.
 fn end_child(child: libc::pid_t, group: Option<libc::pid_t>, signalled: &mut Vec<String>) -> bool {
-    let child_group = super::process::process_group_of(child);
+    let found = super::process::group_and_session_of(child);
+    let child_group = found.map(|(group, _)| group);
     if group.is_some_and(|group| child_group == Some(i64::from(group))) {
         return true;
     }
-    let leads_group = child_group == Some(i64::from(child));
-    match kill(if leads_group { -child } else { child }) {
+    // SAFETY: getsid(0) and getpgrp() read this process's own ids; no pointers.
+    let own = unsafe { (i64::from(libc::getpgrp()), i64::from(libc::getsid(0))) };
+    let whole_group = found.and_then(|ids| group_to_kill(child, ids, own));
+    match kill(whole_group.map_or(child, |group| -group)) {
         Ok(()) => {
-            signalled.push(format!("{child}{}", if leads_group { " with its group" } else { "" }));
+            signalled.push(match whole_group {
+                Some(group) if group == child => format!("{child} with its group"),
+                Some(group) => format!("{child} with its group {group}"),
+                None => child.to_string(),
+            });
             true
         }
         // Gone meanwhile: reaped on the next look.
@@ -184,6 +200,15 @@ fn end_child(child: libc::pid_t, group: Option<libc::pid_t>, signalled: &mut Vec
             false
         }
     }
+}
+
+/// The process group to kill with adopted `child`, whose (group, session) are `ids`, this
+/// process's `own`: its group when it leads it, or when the group lies in a session other
+/// than this process's (see [`end_child`]); None: the child alone.
+fn group_to_kill(child: libc::pid_t, ids: (i64, i64), own: (i64, i64)) -> Option<libc::pid_t> {
+    let ((group, session), (own_group, own_session)) = (ids, own);
+    let is_theirs = group == i64::from(child) || (session != own_session && group != own_group && group > 1);
+    is_theirs.then(|| libc::pid_t::try_from(group).ok()).flatten()
 }
 
 /// Kills that failed (other than for a process already gone) since the last call: the
@@ -258,4 +283,27 @@ fn children() -> io::Result<Vec<libc::pid_t>> {
         }
     }
     Ok(String::from_utf8_lossy(&text).split_whitespace().filter_map(|child| child.parse().ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_to_kill;
+
+    #[test]
+    fn a_childs_whole_group_is_killed_only_where_no_other_process_can_be_in_it() {
+        let own = (100, 100);
+        // It leads its group: the group, wherever it is.
+        assert_eq!(group_to_kill(500, (500, 100), own), Some(500));
+        assert_eq!(group_to_kill(500, (500, 400), own), Some(500));
+        // It left this process's session (setsid) and no longer leads its group, having
+        // forked and exited: the group, all of it the worker's descendants.
+        assert_eq!(group_to_kill(501, (400, 400), own), Some(400));
+        // In this process's session, in a group it does not lead: the child alone — it may
+        // have joined another's group there, this process's own included.
+        assert_eq!(group_to_kill(502, (300, 100), own), None);
+        assert_eq!(group_to_kill(502, (100, 100), own), None);
+        // Never group 0 or 1 (init's), whatever /proc said.
+        assert_eq!(group_to_kill(503, (1, 400), own), None);
+        assert_eq!(group_to_kill(503, (0, 400), own), None);
+    }
 }

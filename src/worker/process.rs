@@ -270,9 +270,9 @@ pub fn orphaned_session_groups(sid: u32, start_time: Option<u64>) -> Vec<u32> {
     groups
 }
 
-/// The process group of process `pid`, by `/proc`; None when it is gone.
-pub fn process_group_of(pid: libc::pid_t) -> Option<i64> {
-    stat_of(pid).map(|stat| stat.process_group)
+/// The process group and session of process `pid`, by `/proc`; None when it is gone.
+pub fn group_and_session_of(pid: libc::pid_t) -> Option<(i64, i64)> {
+    stat_of(pid).map(|stat| (stat.process_group, stat.session))
 }
 
 /// The processes whose parent is `parent`, zombies included, by `/proc`.
