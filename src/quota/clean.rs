@@ -40,12 +40,34 @@ pub(super) struct Line {
     pub(super) retried: bool,
 }
 
-fn tail(bytes: &[u8]) -> &[u8] {
-    &bytes[bytes.len().saturating_sub(TAIL_BYTES)..]
+/// What stands for a line whose start was cut off with everything before it: the rest
+/// of a line longer than the part of the stream read (a one-line answer of 80 KiB) is no
+/// message of the worker's, and read as one its words would be taken for the client's.
+pub(crate) const CUT_LINE: &[u8] = b"[the end of a line too long to read]\n";
+
+/// `window`, the end of a longer stream, from its first whole line: when it starts inside
+/// a line (`starts_inside_a_line`), that line's rest is dropped — and when the window
+/// holds no whole line (its only line end is its last byte, or it has none), it is all
+/// the end of one line, read as [`CUT_LINE`].
+pub(crate) fn from_first_whole_line(window: &[u8], starts_inside_a_line: bool) -> std::borrow::Cow<'_, [u8]> {
+    if !starts_inside_a_line {
+        return std::borrow::Cow::Borrowed(window);
+    }
+    match window.iter().position(|&byte| byte == b'\n') {
+        Some(end) if end + 1 < window.len() => std::borrow::Cow::Borrowed(&window[end + 1..]),
+        _ if window.is_empty() => std::borrow::Cow::Borrowed(window),
+        _ => std::borrow::Cow::Borrowed(CUT_LINE),
+    }
+}
+
+fn tail(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let start = bytes.len().saturating_sub(TAIL_BYTES);
+    from_first_whole_line(&bytes[start..], start > 0 && bytes[start - 1] != b'\n')
 }
 
 pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
-    let decoded = String::from_utf8_lossy(tail(bytes));
+    let window = tail(bytes);
+    let decoded = String::from_utf8_lossy(&window);
     // A limit message is stored with its backoff: as text, which cannot hold U+0000.
     let decoded = crate::db::storable_text(&decoded);
     let stripped = strip_terminal_escapes(&decoded);

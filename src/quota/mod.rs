@@ -38,6 +38,9 @@ use chrono_tz::Tz;
 use regex::Regex;
 
 use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, Origin};
+pub(crate) use self::clean::from_first_whole_line;
+#[cfg(test)]
+pub(crate) use self::clean::CUT_LINE;
 use self::patterns::{
     HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, FILESYSTEM_QUOTA,
     HIT_HINT, IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS,
@@ -1761,6 +1764,27 @@ mod tests {
             "anthropic".parse::<Profile>(),
             Err("unknown quota profile \"anthropic\"; accepted: claude, openai, gemini, http".to_string())
         );
+    }
+
+    #[test]
+    fn a_one_line_answer_longer_than_the_part_read_is_not_read_for_a_limit() {
+        // `claude -p --output-format json`: one line of 84 KB whose `"is_error":false` lies
+        // before the part read, and whose end quotes a limit and a billing message.
+        for quoted in [
+            "Claude AI usage limit reached|1797067500",
+            "Your credit balance is too low to access the Anthropic API.",
+        ] {
+            let body = "lorem ipsum dolor sit amet\\n".repeat(3000);
+            let answer = format!(
+                "{{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"The report follows.\\n{body}{quoted}\", \"total_cost_usd\":0.12}}\n"
+            );
+            assert!(answer.len() > clean::TAIL_BYTES);
+            assert_eq!(classify(Claude, answer.as_bytes(), b"", Some(0)), Outcome::Other, "{quoted}");
+        }
+        // A limit on a line of its own after such a line is still read.
+        let long =
+            format!("{}\nClaude AI usage limit reached|1763744400\n", "x".repeat(clean::TAIL_BYTES * 2));
+        assert!(matches!(classify(Claude, long.as_bytes(), b"", Some(1)), Outcome::QuotaHit(_)));
     }
 
     #[test]

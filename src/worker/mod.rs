@@ -879,17 +879,13 @@ impl TailBuffer {
 }
 
 /// A [`TailBuffer::window`] from its first whole line: when it starts inside a line (the
-/// stream was longer, and the byte before it is no line end), that line's rest is dropped
-/// (or, when the window holds no line end, the bytes of a character cut in half).
-fn whole_lines(mut kept: Vec<u8>, starts_inside_a_line: bool) -> Vec<u8> {
-    if starts_inside_a_line {
-        let start = match kept.iter().position(|&byte| byte == b'\n') {
-            Some(end) if end + 1 < kept.len() => end + 1,
-            _ => kept.iter().take_while(|&&byte| byte & 0xC0 == 0x80).count(),
-        };
-        kept.drain(..start);
+/// stream was longer, and the byte before it is no line end), that line's rest is dropped;
+/// a window that holds no whole line reads as one cut line ([`crate::quota::from_first_whole_line`]).
+fn whole_lines(kept: Vec<u8>, starts_inside_a_line: bool) -> Vec<u8> {
+    match crate::quota::from_first_whole_line(&kept, starts_inside_a_line) {
+        std::borrow::Cow::Borrowed(whole) if whole.len() == kept.len() => kept,
+        whole => whole.into_owned(),
     }
-    kept
 }
 
 /// Splits a byte stream into lines across chunk boundaries. A line longer than
@@ -1446,9 +1442,9 @@ mod tests {
         assert_eq!(report.stderr_tail, b":5)\n");
         let end = String::from_utf8(report.stderr_end).unwrap();
         assert!(end.starts_with("Error: could not open /data/input.csv\n"), "{end:.80}");
-        // One line cut on the left, no line end in the window: from a whole character.
-        assert!(String::from_utf8(report.stdout_end.clone()).is_ok_and(|text| text.starts_with('é')));
-        assert_eq!(report.stdout_end.len(), READ_TAIL_BYTES - 1);
+        // One line cut on the left, no whole line in the window: none of its words is read
+        // (an 80 KiB one-line answer whose end quotes a limit is no limit message).
+        assert_eq!(report.stdout_end, crate::quota::CUT_LINE);
     }
 
     #[derive(Default)]
