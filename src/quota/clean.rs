@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::patterns::{compile, COUNTDOWN};
+use super::patterns::{compile, is_countdown, GAVE_UP, HIT_HINT, RETRY_ANNOUNCED};
 
 /// Only this many bytes at the end of each stream are examined.
 pub(super) const TAIL_BYTES: usize = 64 * 1024;
@@ -77,7 +77,7 @@ pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
         let retried = if retry_body_depth > 0 {
             retry_body_depth += bracket_balance(physical);
             true
-        } else if COUNTDOWN.is_match(physical) {
+        } else if is_countdown(physical) {
             retry_body_depth = bracket_balance(physical).max(0);
             true
         } else {
@@ -109,7 +109,54 @@ pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
             lines.push(Line { text: collapse_whitespace(logical), origin, structured, retried });
         }
     }
+    last_attempts_told(&mut lines);
     lines
+}
+
+/// A retry notice followed by the client's bare last word (`Attempt 2 failed: 429 Too Many
+/// Requests`, then `Max attempts reached`) told of the last attempt: it, and the error body
+/// printed with it, are the run's verdict, not a countdown. A last word that reports the
+/// attempt itself (`Attempt 3 failed with status 429. Giving up.`) is the verdict alone.
+fn last_attempts_told(lines: &mut [Line]) {
+    for index in 0..lines.len() {
+        let line = &lines[index];
+        if line.retried
+            || line.text.is_empty()
+            || !GAVE_UP.is_match(&line.text)
+            || HIT_HINT.is_match(&line.text)
+        {
+            continue;
+        }
+        for earlier in lines[..index].iter_mut().rev() {
+            if earlier.text.is_empty() {
+                continue;
+            }
+            if !earlier.retried {
+                break;
+            }
+            earlier.retried = false;
+            // The notice itself, above its body: the attempt before it went on.
+            if is_countdown(&earlier.text) {
+                break;
+            }
+        }
+    }
+}
+
+/// In a failed run, a stream's last line that reports an attempt (`Attempt 1 failed:
+/// Rate limit reached … Please try again in 12s.`, `429 Too Many Requests (attempt 2/3)`)
+/// without announcing another try is the client's last word: the run's verdict, not a
+/// countdown (docs/rate-limits.md, "How the output is read").
+pub(super) fn last_word_of_a_failed_run(lines: &mut [Line]) {
+    let Some(last) =
+        lines.iter().rposition(|line| line.origin != Origin::ToolOutput && !line.text.is_empty())
+    else {
+        return;
+    };
+    let line = &mut lines[last];
+    if line.retried && is_countdown(&line.text) && !RETRY_ANNOUNCED.is_match(&line.text) {
+        line.retried = false;
+    }
 }
 
 /// codex's text mode prints its prompt on stderr, under its header (`OpenAI Codex v…`,

@@ -37,15 +37,15 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use regex::Regex;
 
-use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, Origin};
 pub(crate) use self::clean::from_first_whole_line;
 #[cfg(test)]
 pub(crate) use self::clean::CUT_LINE;
+use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, Origin};
 use self::patterns::{
-    HitKind, BILLING_MENTION, COUNTDOWN, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING, FILESYSTEM_QUOTA,
-    HIT_HINT, IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST, QUOTA_PATTERNS,
-    RATE_LIMIT_EVENT, RESULT_METADATA, RESULT_STATUS_SUCCESS, SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED,
-    WARNING, WORKSPACE_LIMIT_WITH_RETURN,
+    is_countdown, HitKind, ATTEMPT_FAILED, BILLING_MENTION, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING,
+    FILESYSTEM_QUOTA, HIT_HINT, IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST,
+    QUOTA_PATTERNS, RATE_LIMIT_EVENT, RESULT_METADATA, RESULT_STATUS_SUCCESS, SERVER_ERROR, STATUS_REJECTED,
+    TURN_COMPLETED, WARNING, WORKSPACE_LIMIT_WITH_RETURN,
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, without_resets, RATELIMIT_RESET_KIND};
@@ -260,6 +260,10 @@ impl Classifier {
         // as stdout.
         clean::mark_codex_prompt(&mut stderr_lines);
         clean::mark_codex_prompt(&mut stdout_lines);
+        if failed {
+            clean::last_word_of_a_failed_run(&mut stdout_lines);
+            clean::last_word_of_a_failed_run(&mut stderr_lines);
+        }
         if !input.is_empty() {
             let echoed = echoed_lines(input);
             for line in stdout_lines.iter_mut().chain(stderr_lines.iter_mut()) {
@@ -330,7 +334,7 @@ impl Classifier {
     }
 
     fn server_error_in(&self, text: &str) -> Option<(usize, usize)> {
-        if text.is_empty() || COUNTDOWN.is_match(text) {
+        if text.is_empty() || is_countdown(text) {
             return None;
         }
         self.is_vetoed(text)
@@ -359,7 +363,10 @@ impl Classifier {
         found
     }
 
-    fn find_hit(&self, text: &str) -> Option<HitMatch> {
+    /// The hit `text` holds. `is_countdown`: it is (or ends with) a client's notice of a
+    /// retry it goes on with, as the lines were judged ([`clean::Line::retried`]: a notice
+    /// followed by the client's last word is none).
+    fn find_hit(&self, text: &str, is_countdown: bool) -> Option<HitMatch> {
         if text.is_empty() || (self.extra_quota.is_empty() && !HIT_HINT.is_match(text)) {
             return None;
         }
@@ -384,7 +391,7 @@ impl Classifier {
                 kind: HitKind::UserPattern,
             });
         }
-        if COUNTDOWN.is_match(text)
+        if is_countdown
             || WARNING.is_match(text)
             || FALLBACK.is_match(text)
             || OVERSIZED_REQUEST.is_match(text)
@@ -392,15 +399,19 @@ impl Classifier {
         {
             return None;
         }
+        // A client's report of its last attempt (`Attempt 3 failed with status 429.
+        // Giving up.`) is read as the message after its `Attempt N failed`.
+        let skip = ATTEMPT_FAILED.find(text).map_or(0, |prefix| prefix.end());
+        let message = &text[skip..];
         QUOTA_PATTERNS.iter().find_map(|pattern| {
-            pattern.regex.find_iter(text).find(|found| prose::accepts(pattern, text, found)).map(|found| {
-                HitMatch {
-                    start: found.start(),
-                    end: found.end(),
+            pattern.regex.find_iter(message).find(|found| prose::accepts(pattern, message, found)).map(
+                |found| HitMatch {
+                    start: skip + found.start(),
+                    end: skip + found.end(),
                     needs_attention: pattern.needs_attention,
                     kind: pattern.kind,
-                }
-            })
+                },
+            )
         })
     }
 
@@ -416,11 +427,11 @@ impl Classifier {
                 if line.origin == Origin::ToolOutput || line.text.is_empty() || line.retried {
                     continue;
                 }
-                let found = match self.find_hit(&line.text) {
+                let found = match self.find_hit(&line.text, false) {
                     Some(found) => Some((line.text.clone(), found, index)),
                     None => next_line(lines, index, true).and_then(|next| {
                         spanning_join(&line.text, &next.text, |text| {
-                            self.find_hit(text).map(|found| (found.start, found.end, found))
+                            self.find_hit(text, next.retried).map(|found| (found.start, found.end, found))
                         })
                         .map(|(joined, (_, _, found))| (joined, found, index + 1))
                     }),
@@ -559,7 +570,7 @@ impl Classifier {
                 let usable = line.origin != Origin::ToolOutput
                     && !line.text.is_empty()
                     && !line.retried
-                    && !COUNTDOWN.is_match(&line.text)
+                    && !is_countdown(&line.text)
                     && !RATE_LIMIT_EVENT.is_match(&line.text)
                     && !RATELIMIT_RESET_KIND.is_match(&line.text)
                     && self.is_vetoed(&line.text).is_none();
@@ -815,7 +826,7 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
     // A client's notice of a retry it is making is not the run's verdict.
     let worker_lines = || {
         lines.iter().filter(|line| {
-            line.origin == Origin::Worker && !line.text.is_empty() && !COUNTDOWN.is_match(&line.text)
+            line.origin == Origin::Worker && !line.text.is_empty() && !is_countdown(&line.text)
         })
     };
     if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
@@ -1764,6 +1775,41 @@ mod tests {
             "anthropic".parse::<Profile>(),
             Err("unknown quota profile \"anthropic\"; accepted: claude, openai, gemini, http".to_string())
         );
+    }
+
+    #[test]
+    fn a_client_that_retried_a_limit_and_gave_up_met_the_limit() {
+        // Before: every line read as a countdown, the run a plain failure that used an
+        // attempt (the backlog dead-lettered during a real limit).
+        let gave_up = [
+            "Attempt 1 failed with status 429. Retrying in 2s...\nAttempt 2 failed with status 429. Retrying in 2s...\nAttempt 3 failed with status 429. Giving up.\n",
+            "Error: 429 Too Many Requests (attempt 3/3)\n",
+            "Error: 429 Too Many Requests: rate limit exceeded, not retrying\n",
+            "Error: still rate limited (429 Too Many Requests) after retrying 3 times\n",
+            "Attempt 2 failed: 429 Too Many Requests\nMax attempts reached\n",
+            "Attempt 1 failed: Rate limit reached for gpt-4o on requests per min (RPM). Please try again in 12s.\n",
+        ];
+        for output in gave_up {
+            let outcome = classify(Http, b"", output.as_bytes(), Some(1));
+            assert!(matches!(outcome, Outcome::QuotaHit(_)), "{output:?}: {outcome:?}");
+        }
+        let Outcome::QuotaHit(hit) = classify(Http, b"", gave_up[0].as_bytes(), Some(1)) else {
+            unreachable!()
+        };
+        assert_eq!(hit.matched_line, "Attempt 3 failed with status 429. Giving up.");
+        let Outcome::QuotaHit(hit) = classify(OpenAi, b"", gave_up[5].as_bytes(), Some(1)) else {
+            unreachable!()
+        };
+        assert_eq!(hit.reset_at(), Some(now() + chrono::Duration::seconds(12)));
+        // A client that goes on retrying, and then succeeds, met no limit; one still
+        // counting down when it failed is judged by its other lines.
+        for (output, exit) in [
+            ("Attempt 1 failed with status 429. Retrying in 2s...\nfinal answer\n", Some(0)),
+            ("Attempt 1 failed with status 429. Retrying in 2s...\n", Some(1)),
+            ("Error: 429 Too Many Requests (attempt 2/3). Retrying in 4s\n", Some(1)),
+        ] {
+            assert_eq!(classify(Http, b"", output.as_bytes(), exit), Outcome::Other, "{output:?}");
+        }
     }
 
     #[test]

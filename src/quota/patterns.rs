@@ -117,6 +117,55 @@ pub(super) static COUNTDOWN: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// A client's last word after its retries: it stopped (`Giving up.`, `not retrying`,
+/// `Max attempts reached`, `after retrying 3 times`), so the line is the run's verdict,
+/// not a countdown.
+pub(super) static GAVE_UP: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r"(?ix)
+          \bgiv(?:ing|es)\s+up\b | \bgave\s+up\b
+        | \bnot\s+(?:be\s+)?retr(?:ying|y|ied)\b | \bwon'?t\s+retry\b | \bno\s+(?:more\s+)?retr(?:y|ies)\b
+        | \b(?:max(?:imum)?|all)\s+(?:number\s+of\s+)?(?:retry\s+|retries\s+)?(?:attempts?|retries|tries)\s+
+          (?:reached|exceeded|exhausted|used|failed)\b
+        | \bretries\s+(?:exhausted|exceeded)\b | \bout\s+of\s+retries\b
+        | \bafter\s+retrying\b | \bafter\s+[0-9]+\s+(?:attempts|retries|tries)\b
+        ",
+    )
+});
+
+/// A client's notice that it tries again: what a countdown line says beyond reporting an
+/// attempt that failed.
+pub(super) static RETRY_ANNOUNCED: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?ix)
+          \bretrying\b | \bwill\s+retry\b | \bretry(?:ing)?\s+(?:in|after)\b | \bretry\s+attempt\b
+        | \breconnecting\b | "subtype"\s*:\s*"api_retry"
+        "#,
+    )
+});
+
+/// `Attempt 3 failed with`, `Attempt 2 failed:` opening a client's report of an attempt.
+pub(super) static ATTEMPT_FAILED: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)^\W*attempt\s+[0-9]+(?:\s*(?:/|of)\s*[0-9]+)?\s+failed\b\W*"));
+
+/// `(attempt 3/3)`, `(attempt 3 of 3)`: the numbers of an attempt count.
+static ATTEMPT_OF: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"(?i)\(\s*attempt\s+([0-9]+)\s*(?:/|of)\s*([0-9]+)\s*\)"));
+
+/// Whether `text` is a client's notice of a retry it goes on with ([`COUNTDOWN`]), and not
+/// its last word: a line that says it stopped ([`GAVE_UP`]) or names the last attempt
+/// (`(attempt 3/3)`) is the run's verdict (docs/rate-limits.md, "How the output is read").
+pub(super) fn is_countdown(text: &str) -> bool {
+    if !COUNTDOWN.is_match(text) || GAVE_UP.is_match(text) {
+        return false;
+    }
+    let is_last_attempt = ATTEMPT_OF.captures(text).is_some_and(|numbers| {
+        let number = |index: usize| numbers.get(index).and_then(|found| found.as_str().parse::<u64>().ok());
+        matches!((number(1), number(2)), (Some(attempt), Some(of)) if attempt >= of)
+    });
+    !is_last_attempt
+}
+
 /// Warnings before the limit, and usage meters.
 pub(super) static WARNING: LazyLock<Regex> = LazyLock::new(|| {
     compile(
@@ -364,7 +413,7 @@ pub(super) static QUOTA_PATTERNS: LazyLock<Vec<QuotaPattern>> = LazyLock::new(||
         ),
         // HTTP 429 in its usual spellings; curl 8 prints no reason phrase.
         QuotaPattern::status(
-            r#"(?i)(?:\bhttp/[0-9](?:\.[0-9])?\s+429\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\([0-9]+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
+            r#"(?i)(?:\bhttp/[0-9](?:\.[0-9])?\s+429\b|\b(?:status|error)[\s_]?(?:code)?["']?\s*[:=]\s*["']?429\b|\bstatus\s+code\s+429\b|\b(?:with|returned|got|received)\s+(?:http\s+)?status\s+429\b|\bapi\s*error\s*[:(]?\s*\(?\s*429\b|\brequest\s+rejected\s*\(\s*429\s*\)|\bcode["']?\s*:\s*429\b|(?:\bcurl:\s*\([0-9]+\)\s+)?\bthe\s+requested\s+url\s+returned\s+error\s*:?\s*429\b|\b429\s*(?:-\s*\{|\{|[:-]?\s*(?:too\s+many|rate[\s_-]?limit|resource[\s_]exhausted|quota)))"#,
             3,
         ),
         // A bare "Limit reached · resets 3pm" at the start of a line, with a reset.
@@ -407,7 +456,11 @@ mod tests {
     #[test]
     fn built_in_patterns_compile() {
         assert!(!QUOTA_PATTERNS.is_empty());
-        let patterns: [&Regex; 19] = [
+        let patterns: [&Regex; 23] = [
+            &RETRY_ANNOUNCED,
+            &GAVE_UP,
+            &ATTEMPT_FAILED,
+            &ATTEMPT_OF,
             &TURN_COMPLETED,
             &RESULT_STATUS_SUCCESS,
             &WORKSPACE_LIMIT_WITH_RETURN,

@@ -109,7 +109,7 @@ pub(crate) fn long_announced_wait(
 ) -> Option<(String, Duration)> {
     let text = String::from_utf8_lossy(output);
     text.split('\n').find_map(|line| {
-        reader.read(line).filter(|wait| *wait > limit).map(|wait| (line.trim().to_string(), wait))
+        reader.read(line).filter(|wait| *wait > limit).map(|wait| (reader.announcement(line), wait))
     })
 }
 
@@ -143,6 +143,25 @@ impl<'a> StreamWaits<'a> {
 
     fn new(input: &'a [u8], events_only: bool) -> StreamWaits<'a> {
         StreamWaits { input, echoed: None, events_only, layout: Default::default(), recent: Vec::new() }
+    }
+
+    /// `line`, just read as announcing a wait, as the hit it makes is read from: with the
+    /// nearest line before it that names the limit when it names none itself — the limit's
+    /// own line may state the vendor's reset (gemini-cli: `… Your quota will reset after
+    /// 16s.`, then `Retrying after 90000ms...`), which comes before the client's wait
+    /// (docs/rate-limits.md, "Clients that wait for the reset").
+    pub(crate) fn announcement(&self, line: &str) -> String {
+        let line = line.trim();
+        let is_limit = |text: &str| LIMIT_WORDING.is_match(text) && !FILESYSTEM_QUOTA.is_match(text);
+        if is_limit(line) {
+            return line.to_string();
+        }
+        // `recent` ends with `line` itself.
+        let before = &self.recent[..self.recent.len().saturating_sub(1)];
+        match before.iter().rev().find(|earlier| !CONTENT_LINE.is_match(earlier) && is_limit(earlier)) {
+            Some(earlier) => format!("{earlier} {line}"),
+            None => line.to_string(),
+        }
     }
 
     /// The wait announced on the stream's next `line`, if it announces one.
@@ -397,6 +416,26 @@ mod tests {
         assert_eq!(worker_zone(&env(":America/New_York"), configured), chrono_tz::America::New_York);
         assert_eq!(worker_zone(&env("CET-1CEST"), configured), configured);
         assert_eq!(worker_zone(&[], chrono_tz::Asia::Tokyo), chrono_tz::Asia::Tokyo);
+    }
+
+    #[test]
+    fn a_reset_the_limit_line_states_before_a_longer_announced_wait_is_the_one_taken() {
+        let now =
+            DateTime::parse_from_rfc3339("2026-12-06T09:15:04Z").map(|at| at.with_timezone(&Utc)).unwrap();
+        let mut reader = StreamWaits::of_merged_output(b"");
+        let limit = "Attempt 1 failed: You have exhausted your capacity on this model. Your quota will reset after 16s.";
+        assert_eq!(reader.read(limit), None);
+        let notice = "Retrying after 90000ms...";
+        let wait = reader.read(notice).expect("the notice announces a wait");
+        let line = reader.announcement(notice);
+        assert_eq!(line, format!("{limit} {notice}"));
+        // Before: the announced 90 s, where the vendor's limit resets in 16 s.
+        let hit = client_wait_hit(Outcome::Other, &line, wait, now, chrono_tz::UTC);
+        assert_eq!(hit.reset_at(), Some(now + chrono::Duration::seconds(16)));
+        // A notice that names the limit itself stands alone.
+        let own = "429 Too Many Requests. Retrying in 300 seconds";
+        assert!(reader.read(own).is_some());
+        assert_eq!(reader.announcement(own), own);
     }
 
     #[test]

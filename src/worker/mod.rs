@@ -1118,7 +1118,7 @@ impl LinePatterns<'_> {
         let line = String::from_utf8_lossy(line);
         if let Some(reader) = reader {
             if let Some(wait) = reader.read(&line) {
-                waits.push((line.trim().to_string(), wait));
+                waits.push((reader.announcement(&line), wait));
             }
         }
         if self.checkpoint.is_some_and(|pattern| pattern.is_match(&line)) {
