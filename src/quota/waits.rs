@@ -128,6 +128,9 @@ pub(crate) struct StreamWaits<'a> {
     events_only: bool,
     layout: super::clean::CodexLayout,
     recent: Vec<String>,
+    /// For a stdout reader: whether the stream's first line was a client's event (set at
+    /// its first non-empty line).
+    is_event_stream: Option<bool>,
 }
 
 impl<'a> StreamWaits<'a> {
@@ -142,7 +145,14 @@ impl<'a> StreamWaits<'a> {
     }
 
     fn new(input: &'a [u8], events_only: bool) -> StreamWaits<'a> {
-        StreamWaits { input, echoed: None, events_only, layout: Default::default(), recent: Vec::new() }
+        StreamWaits {
+            input,
+            echoed: None,
+            events_only,
+            layout: Default::default(),
+            recent: Vec::new(),
+            is_event_stream: None,
+        }
     }
 
     /// `line`, just read as announcing a wait, as the hit it makes is read from: with the
@@ -171,9 +181,11 @@ impl<'a> StreamWaits<'a> {
         // `{"type":"error","message":"Reconnecting... …"}`, Claude Code's stream-json
         // `{"type":"system","subtype":"api_retry",…}`; any other line there (a text or
         // one-line JSON answer) is the result.
-        let is_client_event = || matches!(super::clean::event_type(text), Some("error" | "system"));
-        if self.layout.is_content(text, false) || (self.events_only && !is_client_event()) {
+        if self.layout.is_content(text, false) {
             return None;
+        }
+        if self.events_only {
+            return self.read_event(text);
         }
         let wait = announced_wait(line, &self.recent).filter(|_| {
             let input = self.input;
@@ -182,6 +194,37 @@ impl<'a> StreamWaits<'a> {
         });
         crate::worker::remember_recent(&mut self.recent, line);
         wait
+    }
+}
+
+impl StreamWaits<'_> {
+    /// The wait a client's event on stdout announces: an event stream's (its first line an
+    /// event — a text answer is the result, whatever lines of it look like events) Claude
+    /// Code `{"type":"system","subtype":"api_retry",…}` for a limit, read by its fields, or
+    /// codex `{"type":"error","message":"Reconnecting... …"}`, read in its `message` alone.
+    /// Nothing else an event carries (an `init` event's tool and command names, the
+    /// working folder) is read as a notice.
+    fn read_event(&mut self, text: &str) -> Option<Duration> {
+        if text.is_empty() {
+            return None;
+        }
+        let kind = super::clean::event_type(text);
+        if !*self.is_event_stream.get_or_insert(kind.is_some()) {
+            return None;
+        }
+        let wait = match kind {
+            Some("system") if API_RETRY_FOR_A_LIMIT.is_match(text) => announced_wait(text, &[]),
+            Some("error") => serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|event| event.get("message")?.as_str().map(str::to_string))
+                .and_then(|message| announced_wait(&message, &[])),
+            _ => None,
+        };
+        wait.filter(|_| {
+            let input = self.input;
+            let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
+            !super::echoes(text, echoed)
+        })
     }
 }
 
@@ -416,6 +459,27 @@ mod tests {
         assert_eq!(worker_zone(&env(":America/New_York"), configured), chrono_tz::America::New_York);
         assert_eq!(worker_zone(&env("CET-1CEST"), configured), configured);
         assert_eq!(worker_zone(&[], chrono_tz::Asia::Tokyo), chrono_tz::Asia::Tokyo);
+    }
+
+    #[test]
+    fn on_stdout_only_an_event_streams_retry_events_announce_a_wait_and_only_by_their_fields() {
+        let api_retry = r#"{"type":"system","subtype":"api_retry","attempt":1,"retry_delay_ms":600000,"error_status":429,"error":"rate_limit"}"#;
+        let reconnecting = r#"{"type":"error","message":"Reconnecting... 1/2 (rate limit exceeded: Please try again in 300s)"}"#;
+        // An init event naming a command (or a folder) in retry words announces nothing.
+        let init = r#"{"type":"system","subtype":"init","cwd":"/srv/repo","slash_commands":["compact","Retrying in 300 minutes after the rate limit"]}"#;
+        let [mut stdout, _] = StreamWaits::of_client(b"");
+        assert_eq!(stdout.read(init), None);
+        assert_eq!(
+            stdout.read(r#"{"type":"error","note":"Retrying in 300 minutes after the rate limit"}"#),
+            None
+        );
+        assert_eq!(stdout.read(api_retry), Some(Duration::from_secs(600)));
+        assert_eq!(stdout.read(reconnecting), Some(Duration::from_secs(300)));
+        // A text answer whose lines look like events is the result.
+        let [mut text, _] = StreamWaits::of_client(b"");
+        assert_eq!(text.read("Here is the log you asked for:"), None);
+        assert_eq!(text.read(api_retry), None);
+        assert_eq!(text.read(reconnecting), None);
     }
 
     #[test]
