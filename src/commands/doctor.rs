@@ -517,24 +517,20 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<(postg
 /// connect and read, and every one that writes exit 69: say so before any of them does.
 /// Whether the database takes writes; None when that could not be asked (a failed check).
 fn check_writable(checks: &mut Checks, client: &mut postgres::Client) -> Option<bool> {
-    let row =
-        client.query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[]);
-    match row.map(|row| (row.get::<_, bool>(0), row.get::<_, bool>(1))) {
-        Ok((false, false)) => Some(true),
-        Ok((is_standby, _)) => {
+    match crate::db::read_only_reason(client) {
+        Ok(None) => Some(true),
+        Ok(Some(why)) => {
             checks.fail(
                 "database",
                 crate::error::EXIT_UNAVAILABLE,
                 format!(
-                    "the database is read-only ({}): every command that writes (enqueue, drain, supervise, \
-                     pause, burst, retry, prune) exits 69; point the database URL at the primary",
-                    if is_standby { "a standby in recovery" } else { "default_transaction_read_only = on" }
+                    "the database is read-only ({why}): every command that writes (enqueue, drain, supervise, \
+                     pause, burst, retry, discard, prune) exits 69; point the database URL at the primary"
                 ),
             );
             Some(false)
         }
         Err(error) => {
-            let error = crate::error::Error::from(error);
             checks.fail("database", error.exit_code(), error.display_scrubbed());
             None
         }

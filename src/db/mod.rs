@@ -357,6 +357,18 @@ fn unsupported_libpq_option(url: &str) -> Option<&'static str> {
     LIBPQ_ONLY.into_iter().find(|option| found.contains(option))
 }
 
+/// Why the session cannot write, if it cannot: a standby in recovery (before its
+/// promotion, after a failover), or `default_transaction_read_only = on`.
+pub fn read_only_reason(client: &mut impl GenericClient) -> Result<Option<&'static str>> {
+    let row = client
+        .query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[])?;
+    Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+        (true, _) => Some("a standby in recovery"),
+        (false, true) => Some("default_transaction_read_only = on"),
+        (false, false) => None,
+    })
+}
+
 /// Test hook: overrides the 60 s idle in a transaction of `SESSION_SETTINGS_SQL` (milliseconds).
 /// Compiled only with the `testing` feature, never into a release build.
 #[cfg(feature = "testing")]

@@ -104,7 +104,15 @@ impl Session<'_> {
         statements: &mut PreparedStatements,
         lost_at: Instant,
     ) -> Result<Reopened> {
-        *client = crate::db::connect(self.database)?;
+        let mut new_client = crate::db::connect(self.database)?;
+        // A failover's standby answers before it is promoted: a session there writes
+        // nothing — the result, the event — so it is not back yet, and the lost session
+        // stays in place to be replaced at the next attempt (docs/operations.md, "When the
+        // database goes away").
+        if let Some(why) = crate::db::read_only_reason(&mut new_client)? {
+            return Err(Error::Unavailable(format!("the new session is read-only ({why})")));
+        }
+        *client = new_client;
         *statements = PreparedStatements::default();
         crate::db::use_generic_plans(client)?;
         let slot = take_slot(client, self.drain_id, self.drain.concurrency)?;

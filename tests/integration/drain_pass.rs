@@ -973,6 +973,69 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
 }
 
 #[test]
+fn a_pass_whose_new_session_is_read_only_waits_for_one_that_writes_and_keeps_the_result() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    // A worker that writes checkpoints (each a write of the pass) until told to finish.
+    script_worker(
+        &fixture,
+        "ticks.sh",
+        &format!(
+            "#!/bin/sh\ncat > /dev/null\ntouch {started}\n\
+             while [ ! -e {go} ]; do echo '::checkpoint:: tick'; sleep 0.05; done\necho 'result a'\n",
+            started = started.display(),
+            go = go.display()
+        ),
+    );
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    let mut pass = fixture.drainctl(&["-vv", "drain", "docs", "--json"]).spawn();
+    // The pass's log, read as it comes: it says when it met a read-only session.
+    let stderr = pass.stderr.take().unwrap();
+    let (met_read_only, read_only_met) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("not reconnected yet: the new session is read-only") {
+                let _ = met_read_only.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    // A failover: the address leads to a standby not promoted yet (new sessions read-only).
+    let mut client = fixture.client();
+    let database = fixture.db.name.replace('"', "\"\"");
+    client
+        .batch_execute(&format!("ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"))
+        .unwrap();
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    // The pass finds its session gone at a checkpoint, while the worker runs, and opens
+    // another: read-only. (Before, it took that one and said nothing of it.)
+    read_only_met
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the pass to meet a read-only session and wait");
+    // Promoted; then the worker ends.
+    client
+        .batch_execute(&format!("ALTER DATABASE \"{database}\" RESET default_transaction_read_only"))
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    let mut result = finished(pass.wait_with_output().unwrap());
+    result.stderr = log.join().unwrap();
+    // Before: taken for the new session, the read-only one failed the result's write (and
+    // the reconnection's event): the result was lost, the pass exited 69, and the item ran
+    // again once supervise had reaped the run.
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 1, "{}", result.stdout);
+    let row = client.query_one("SELECT state, attempts, result FROM items WHERE key = 'a'", &[]).unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("done".to_string(), 1));
+    assert!(row.get::<_, Vec<u8>>(2).ends_with(b"result a\n"));
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"), 1);
+}
+
+#[test]
 fn sessions_that_end_again_as_soon_as_they_are_opened_are_replaced_until_one_lasts() {
     let fixture = Fixture::new(&config(""), NOW);
     let started = fixture.path("started");
