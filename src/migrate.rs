@@ -272,13 +272,15 @@ pub fn cannot_apply(client: &mut Client) -> Result<Option<String>> {
         (row.get(0), row.get(1), row.get(2), row.get(3));
     Ok(match (schema, can_create, owner) {
         (None, _, _) => Some(format!("the role {role}'s {}", crate::error::NO_SCHEMA)),
-        (Some(schema), false, _) => Some(format!(
-            "the role {role} may not create in schema {schema}; connect as the owner of the database, \
-             or GRANT CREATE ON SCHEMA {schema} TO {role}"
-        )),
-        (Some(_), true, Some(owner)) => Some(format!(
+        // A migration alters the tables, which only their owner may: a right to create
+        // would not help.
+        (Some(_), _, Some(owner)) => Some(format!(
             "drainctl's tables belong to the role {owner}, whose rights {role} lacks; connect as \
              {owner} to migrate, or GRANT {owner} TO {role}"
+        )),
+        (Some(schema), false, None) => Some(format!(
+            "the role {role} may not create in schema {schema}; connect as the owner of the database, \
+             or GRANT CREATE ON SCHEMA {schema} TO {role}"
         )),
         _ => None,
     })
