@@ -510,7 +510,50 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<(postg
         }
         Err(error) => checks.fail("database", error.exit_code(), error.display_scrubbed()),
     }
+    check_durability(checks, &mut client);
     Some((client, false))
+}
+
+/// A server that may lose commits it confirmed (`synchronous_commit = off`, `fsync =
+/// off`) loses, in a crash, a worker's committed result or the claim of an item whose
+/// worker then runs again (docs/guarantees.md, "What the database must keep").
+fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
+    let row = client.query_one("SELECT current_setting('synchronous_commit'), current_setting('fsync')", &[]);
+    let settings = match row {
+        Ok(row) => (row.get::<_, String>(0), row.get::<_, String>(1)),
+        Err(error) => {
+            let error = crate::error::Error::from(error);
+            return checks.push(
+                "durability",
+                Status::Warn,
+                format!("not checked: {}", error.display_scrubbed()),
+            );
+        }
+    };
+    // Each with where it is turned on: synchronous_commit for the database, fsync for the server.
+    let settings = [
+        ("synchronous_commit", &settings.0, "ALTER DATABASE … SET synchronous_commit = on"),
+        ("fsync", &settings.1, "fsync = on in the server's postgresql.conf"),
+    ];
+    let lax: Vec<_> = settings.iter().filter(|(_, value, _)| value.as_str() == "off").collect();
+    if lax.is_empty() {
+        let values: Vec<String> =
+            settings.iter().map(|(name, value, _)| format!("{name} = {value}")).collect();
+        checks.push("durability", Status::Ok, values.join(", "));
+    } else {
+        let values: Vec<String> = lax.iter().map(|(name, value, _)| format!("{name} = {value}")).collect();
+        let fixes: Vec<&str> = lax.iter().map(|(_, _, fix)| *fix).collect();
+        checks.push(
+            "durability",
+            Status::Warn,
+            format!(
+                "{}: a crash of the server may lose commits it confirmed — a worker's result, or the claim \
+                 of an item whose worker then runs again; set {}",
+                values.join(", "),
+                fixes.join(", and ")
+            ),
+        );
+    }
 }
 
 /// A standby (after a failover) or `default_transaction_read_only` lets every command

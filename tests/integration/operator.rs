@@ -1194,10 +1194,21 @@ fn doctor_passes_on_a_healthy_setup_and_applies_nothing() {
         "(created, mode 0700)",
         "ok    clock_skew: clock within ",
         "warn  injected_clock: DRAINCTL_NOW is set",
-        "healthy, with 2 warning(s)",
     ] {
         assert!(result.stdout.contains(expected), "{expected:?} not in\n{}", result.stdout);
     }
+    // A third warning where the server may lose confirmed commits (a throwaway test cluster).
+    let lax: bool = fixture
+        .client()
+        .query_one(
+            "SELECT current_setting('synchronous_commit') = 'off' OR current_setting('fsync') = 'off'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let warnings = if lax { 3 } else { 2 };
+    let expected = format!("healthy, with {warnings} warning(s)");
+    assert!(result.stdout.contains(&expected), "{expected:?} not in\n{}", result.stdout);
     assert!(result.stderr.is_empty(), "{}", result.stderr);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(fixture.path("logs")).unwrap().permissions().mode() & 0o777;
@@ -1219,6 +1230,36 @@ fn doctor_passes_on_a_healthy_setup_and_applies_nothing() {
     assert_eq!(schema["status"], "ok");
     let worker = json["checks"].as_array().unwrap().iter().find(|c| c["check"] == "worker").unwrap().clone();
     assert_eq!(worker["drain"], "docs");
+}
+
+#[test]
+fn doctor_warns_of_a_database_that_may_lose_commits_it_confirmed() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let database = fixture.db.name.replace('"', "\"\"");
+    let mut client = fixture.client();
+    client.batch_execute(&format!("ALTER DATABASE \"{database}\" SET synchronous_commit = off")).unwrap();
+    let durability = |fixture: &Fixture| {
+        let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+        let json = doctor.json();
+        json["checks"].as_array().unwrap().iter().find(|c| c["check"] == "durability").cloned().unwrap()
+    };
+    let lax = durability(&fixture);
+    assert_eq!(lax["status"], "warn", "{lax}");
+    assert!(
+        lax["message"].as_str().unwrap().contains("synchronous_commit = off")
+            && lax["message"]
+                .as_str()
+                .unwrap()
+                .contains("a crash of the server may lose commits it confirmed")
+            && lax["message"].as_str().unwrap().contains("ALTER DATABASE … SET synchronous_commit = on"),
+        "{lax}"
+    );
+    client.batch_execute(&format!("ALTER DATABASE \"{database}\" SET synchronous_commit = on")).unwrap();
+    let kept = durability(&fixture);
+    assert!(!kept["message"].as_str().unwrap().contains("synchronous_commit = off"), "{kept}");
+    // The server's own fsync decides the rest (a throwaway test cluster may run without it).
+    let fsync: String = client.query_one("SELECT current_setting('fsync')", &[]).unwrap().get(0);
+    assert_eq!(kept["status"], if fsync == "off" { "warn" } else { "ok" }, "{kept}");
 }
 
 #[test]
