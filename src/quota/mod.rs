@@ -317,7 +317,14 @@ impl Classifier {
         // A limit message is near the end; output that repeats one thousands of times
         // need not be read thousands of times.
         hits.drain(..hits.len().saturating_sub(MAX_HITS_CONSIDERED));
-        self.quota_hit(&streams, &hits, now, zone)
+        match self.quota_hit(&streams, &hits, now, zone) {
+            // A run that exited 0 with no error object: a spent balance or a billing line
+            // in it is the answer's text — the clients report theirs with a failure or an
+            // error object — and would park the whole group again after every resume
+            // (docs/rate-limits.md, "Needs attention").
+            Outcome::QuotaHit(hit) if strict && hit.needs_attention => Outcome::Other,
+            outcome => outcome,
+        }
     }
 
     fn is_vetoed(&self, text: &str) -> Option<(usize, usize)> {
@@ -1775,6 +1782,25 @@ mod tests {
             "anthropic".parse::<Profile>(),
             Err("unknown quota profile \"anthropic\"; accepted: claude, openai, gemini, http".to_string())
         );
+    }
+
+    #[test]
+    fn a_billing_line_in_an_answer_that_succeeded_parks_nothing() {
+        // Before: the last line of a text answer (exit 0) parked the group, again after
+        // every resume, and the item was never charged as a poison one.
+        let answer = b"Summary: the user cannot log in.\nCredit balance is too low\n";
+        assert_eq!(classify(Claude, answer, b"", Some(0)), Outcome::Other);
+        // The client's own report of it — a failure, or an error object — still does.
+        assert!(matches!(
+            classify(Claude, b"Credit balance is too low\n", b"", Some(1)),
+            Outcome::QuotaHit(QuotaHit { needs_attention: true, .. })
+        ));
+        let error_object =
+            br#"{"type":"result","subtype":"success","is_error":true,"result":"Credit balance is too low"}"#;
+        assert!(matches!(
+            classify(Claude, error_object, b"", Some(0)),
+            Outcome::QuotaHit(QuotaHit { needs_attention: true, .. })
+        ));
     }
 
     #[test]
