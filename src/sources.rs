@@ -812,12 +812,14 @@ fn apply(
             report.unchanged += 1;
         }
         Plan::Enqueue { is_new, file } => {
-            if file.had_progress {
-                sources::forget_hash_progress(client, &drain.name, &file.key)?;
-            }
             let payload = payload_of(root, &file);
             match items::enqueue_source_item(client, &drain.name, &file.key, &payload, is_new, now)? {
                 SourceEnqueue::Enqueued => {
+                    // Its saved progress is spent only once the change is enqueued: while its
+                    // item runs the next scans resume from it, not from the file's start.
+                    if file.had_progress {
+                        sources::forget_hash_progress(client, &drain.name, &file.key)?;
+                    }
                     sources::record_file(client, &drain.name, &record(&file), true, now)?;
                     if is_new {
                         report.new += 1;

@@ -41,8 +41,8 @@ pub struct EnqueueCounts {
     pub added: u64,
     pub duplicates: u64,
     pub replaced: u64,
-    /// Of the duplicates, the lines whose key's item is finished (done, dead,
-    /// skipped_missing): `--replace` would run it again.
+    /// Of the duplicates, the items finished (done, dead, skipped_missing) whose keys the
+    /// input gives (once however many lines give one): `--replace` would run them again.
     #[serde(skip)]
     pub finished_duplicates: u64,
 }
@@ -195,7 +195,7 @@ fn move_staged(
               WHERE i.drain = $1 AND i.key = convert_from(s.key, 'UTF8')
           RETURNING s.key, convert_from(s.payload, 'UTF8')::jsonb AS payload,
                     i.state IN ('done', 'dead', 'skipped_missing') AS finished)
-         SELECT count(*) FILTER (WHERE payload IS NULL), count(*) FILTER (WHERE finished) FROM gone",
+         SELECT count(*) FILTER (WHERE payload IS NULL), count(DISTINCT key) FILTER (WHERE finished) FROM gone",
         &[&drain],
     )?;
     let finished_duplicates = gone.get::<_, i64>(1).unsigned_abs();

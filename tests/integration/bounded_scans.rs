@@ -173,6 +173,51 @@ fn a_file_that_changes_between_passes_is_hashed_again_from_its_start() {
 }
 
 #[test]
+fn a_changed_file_whose_item_runs_is_not_hashed_again_from_its_start_while_it_runs() {
+    let fixture = Fixture::new(&config(), NOW);
+    let path = fixture.path("data/a/log.jsonl");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, b"first\n").unwrap();
+    fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
+    assert_eq!(supervise_scan(&fixture)["new"], 1);
+    // Its item runs (a pass elsewhere holds it) while the file grows past two budgets.
+    let mut client = fixture.client();
+    let run: i64 = client
+        .query_one(
+            "INSERT INTO runs (drain, status, trigger, host, pid, started_at, last_checkpoint_at)
+             VALUES ('sessions', 'running', 'manual', 'elsewhere', 1, now(), now()) RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .execute("UPDATE items SET state = 'running', claimed_by = $1, claimed_at = now()", &[&run])
+        .unwrap();
+    let content = vec![7u8; (5 << 20) / 2];
+    fs::write(&path, &content).unwrap();
+    let hashed = |scan: &Value| deferred(scan, "a/log.jsonl")["hashed_bytes"].as_u64();
+    let reason = |scan: &Value| deferred(scan, "a/log.jsonl")["reason"].as_str().map(str::to_string);
+    assert_eq!(hashed(&supervise_scan(&fixture)), Some(BUDGET));
+    assert_eq!(hashed(&supervise_scan(&fixture)), Some(2 * BUDGET));
+    let done = supervise_scan(&fixture);
+    assert_eq!((hashed(&done), reason(&done).as_deref()), (Some(content.len() as u64), Some("item_running")));
+    // Still running: the next scans hash from where the last budget left off, not from
+    // byte 0 (before: the whole file again, a budget a scan, for every change).
+    for _ in 0..2 {
+        let again = supervise_scan(&fixture);
+        assert_eq!(reason(&again).as_deref(), Some("item_running"), "{again:#}");
+        assert!(again["hashed_bytes"].as_u64().unwrap() <= BUDGET, "{again:#}");
+    }
+    // Done: the next scan enqueues the change.
+    client.execute("UPDATE runs SET status = 'drained', finished_at = now() WHERE id = $1", &[&run]).unwrap();
+    client.execute("UPDATE items SET state = 'done', finished_at = now(), claimed_by = NULL", &[]).unwrap();
+    let enqueued = supervise_scan(&fixture);
+    assert_eq!(enqueued["changed"], 1, "{enqueued:#}");
+    let payload: Value = client.query_one("SELECT payload FROM items", &[]).unwrap().get(0);
+    assert_eq!(payload["sha256"], sha256_hex(&content));
+}
+
+#[test]
 fn a_hash_budget_out_of_range_is_refused_naming_the_key() {
     let fixture = Fixture::new(&config().replace(&format!("= {BUDGET}"), "= 10"), NOW);
     let result = fixture.drainctl(&["scan", "sessions"]).run();

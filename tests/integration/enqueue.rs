@@ -318,10 +318,18 @@ fn a_finished_item_given_again_without_replace_is_named_with_the_option_that_run
     result.assert_code(0);
     assert_eq!(
         result.stdout,
-        "docs: 0 added, 4 duplicates; 3 of them finished (done, dead or skipped_missing) and left so: --replace \
-         runs them again with the new payload\n"
+        "docs: 0 added, 4 duplicates; 2 of them are items finished (done, dead or skipped_missing) and left so: \
+         --replace runs them again with the new payload (the first line of a key given twice)\n"
     );
     assert_eq!(fixture.column::<String>("SELECT state FROM items ORDER BY key"), ["done", "dead", "pending"]);
+    // One finished item given on three lines is one item.
+    let thrice = "{\"key\": \"a\", \"payload\": 4}\n".repeat(3);
+    let result = fixture.drainctl(&["enqueue", "docs"]).stdin(thrice).run();
+    assert!(
+        result.stdout.contains("1 of them is an item finished (done, dead or skipped_missing) and left so: --replace runs it again"),
+        "{}",
+        result.stdout
+    );
     // Nothing finished among the duplicates: the line as before.
     let pending = fixture.drainctl(&["enqueue", "docs", "--key", "c", "--payload", "3"]).run();
     assert_eq!(pending.stdout, "docs: 0 added, 1 duplicate\n");
