@@ -833,8 +833,14 @@ fn printed_then_ended(
     (printed_at, ended_at): (&str, &str),
 ) {
     let (printed, gone) = (fixture.path(&format!("printed-{key}")), fixture.path(&format!("gone-{key}")));
-    let mut steps =
-        vec![json!({ stream: limit }), json!({ "touch": printed }), json!({ "wait_for_file": gone })];
+    // A checkpoint after the limit, on its stream: once the pass has recorded it, it has
+    // read the limit (as of `printed_at`) — the clock moves on only then.
+    let mut steps = vec![
+        json!({ stream: limit }),
+        json!({ stream: "::checkpoint:: limit printed" }),
+        json!({ "touch": printed }),
+        json!({ "wait_for_file": gone }),
+    ];
     steps.extend(goodbye.map(|text| json!({ "err": text })));
     steps.push(json!({ "exit": 1 }));
     fixture.enqueue(drain, &[(key.into(), json!({ "steps": steps }))]);
@@ -842,7 +848,10 @@ fn printed_then_ended(
     fixture.client().execute("DELETE FROM items WHERE state = 'pending' AND key <> $1", &[&key]).unwrap();
     fixture.set_now(printed_at);
     let pass = fixture.drainctl(&["drain", drain]).spawn();
-    wait_until("the limit to be printed", std::time::Duration::from_secs(20), || printed.exists());
+    wait_until("the pass to read the limit", std::time::Duration::from_secs(20), || {
+        printed.exists()
+            && fixture.count("SELECT coalesce(max(checkpoints), 0) FROM runs WHERE status = 'running'") > 0
+    });
     fixture.set_now(ended_at);
     std::fs::write(&gone, "").unwrap();
     finished(pass.wait_with_output().unwrap()).assert_code(0);
