@@ -413,6 +413,17 @@ pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i6
     rows.iter().map(run_from_row).collect()
 }
 
+/// The runs a drain's `every` cadence counts from (`runs` unaliased): any pass but a
+/// lock-skipped one, or one that ended `rate_limited` having started no worker — it met
+/// its group backing off (another drain's hit) and took nothing, which must not cost a
+/// higher-ranking drain its next start (docs/configuration.md, "Cadence").
+macro_rules! starts_a_cadence {
+    () => {
+        "status <> 'lock_skipped' AND NOT (status = 'rate_limited' AND items_done = 0 \
+         AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = runs.id))"
+    };
+}
+
 /// What the metrics say of a drain's latest runs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LatestRuns {
@@ -435,8 +446,11 @@ pub fn latest_runs(
     drains: &[String],
 ) -> Result<HashMap<String, LatestRuns>> {
     let rows = client.query(
-        "SELECT name, f.status, f.finished_at, s.at,
-                (SELECT started_at FROM runs WHERE drain = name AND status <> 'lock_skipped'
+        concat!(
+            "SELECT name, f.status, f.finished_at, s.at,
+                (SELECT started_at FROM runs WHERE drain = name AND ",
+            starts_a_cadence!(),
+            "
                   ORDER BY started_at DESC LIMIT 1),
                 EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running')
            FROM unnest($1::text[]) AS name
@@ -445,7 +459,8 @@ pub fn latest_runs(
                                ORDER BY started_at DESC, id DESC LIMIT 1) AS f ON true
            LEFT JOIN LATERAL (SELECT coalesce(finished_at, last_checkpoint_at) AS at FROM runs
                                WHERE drain = name AND items_done > 0
-                               ORDER BY started_at DESC, id DESC LIMIT 1) AS s ON true",
+                               ORDER BY started_at DESC, id DESC LIMIT 1) AS s ON true"
+        ),
         &[&drains],
     )?;
     rows.iter()
@@ -473,8 +488,12 @@ pub fn last_run_starts_pulled_back(
     limit: DateTime<Utc>,
 ) -> Result<Vec<(String, DateTime<Utc>)>> {
     let rows = client.query(
-        "SELECT drain, max(CASE WHEN host = $2 AND started_at > $4 THEN $3 ELSE started_at END)
-           FROM runs WHERE drain = ANY($1) AND status <> 'lock_skipped' GROUP BY drain",
+        concat!(
+            "SELECT drain, max(CASE WHEN host = $2 AND started_at > $4 THEN $3 ELSE started_at END)
+           FROM runs WHERE drain = ANY($1) AND ",
+            starts_a_cadence!(),
+            " GROUP BY drain"
+        ),
         &[&drains, &host, &now, &limit],
     )?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
@@ -488,10 +507,14 @@ pub fn last_run_starts(
     drains: &[String],
 ) -> Result<Vec<(String, DateTime<Utc>)>> {
     let rows = client.query(
-        "SELECT name, started_at FROM unnest($1::text[]) AS name
+        concat!(
+            "SELECT name, started_at FROM unnest($1::text[]) AS name
            CROSS JOIN LATERAL (SELECT started_at FROM runs
-                                WHERE drain = name AND status <> 'lock_skipped'
-                                ORDER BY started_at DESC LIMIT 1) AS latest",
+                                WHERE drain = name AND ",
+            starts_a_cadence!(),
+            "
+                                ORDER BY started_at DESC LIMIT 1) AS latest"
+        ),
         &[&drains],
     )?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())

@@ -830,6 +830,40 @@ fn cadence_starts_a_drain_at_most_once_per_interval_even_when_every_pass_fails()
     wait_until("the burst pass to fail", Duration::from_secs(30), || failed_runs(&fixture) == 3);
 }
 
+#[test]
+fn a_pass_that_met_its_group_backing_off_and_took_nothing_costs_no_cadence() {
+    let fixture = Fixture::new(&config("every = \"1h\"\n"), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut client = fixture.client();
+    seed_pending(&mut client, 1);
+    seed_run(&mut client, days_before_now(1), Some(days_before_now(1)), "drained", 1, None);
+    // Started 5 minutes ago, it met the group backing off (another drain's hit) before it
+    // claimed anything. Before: it counted, and the drain waited 55 more minutes while its
+    // group's lower-ranking drains took the quota at the reset.
+    let empty = at(NOW) - chrono::Duration::minutes(5);
+    let run = seed_run(&mut client, empty, Some(empty), "rate_limited", 0, None);
+    assert_eq!(start_decision(&supervise(&fixture)).0, "start");
+    wait_until("the pass to end", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE status = 'running'") == 0
+    });
+    // One that started a worker (its attempt met the limit) counts.
+    client
+        .batch_execute(
+            "DELETE FROM attempts; UPDATE items SET state = 'pending', result = NULL, finished_at = NULL",
+        )
+        .unwrap();
+    client.execute("DELETE FROM runs WHERE id <> $1", &[&run]).unwrap();
+    client
+        .execute(
+            "INSERT INTO attempts (item_id, run_id, attempt, started_at, finished_at, outcome)
+             SELECT id, $1, 1, $2, $2, 'quota_hit' FROM items LIMIT 1",
+            &[&run, &empty],
+        )
+        .unwrap();
+    let (action, reason) = start_decision(&supervise(&fixture));
+    assert_eq!((action.as_str(), reason.as_str()), ("skip", "cadence 1h: next start in 55m"));
+}
+
 // ---------------------------------------------------------------------------------------
 // Forecasts and the supervisor heartbeat
 
