@@ -100,13 +100,32 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
         }
         None => outcome,
     };
-    Ok(describe(&outcome, now, zone, config.defaults.backoff_policy()))
+    // With --drain, what its group does with an account refused access: another account
+    // to switch to, or none (the group parked).
+    let can_switch = match drain {
+        Some(drain) => Some(config.quota_group(&drain.quota_group)?.accounts.len() > 1),
+        None => None,
+    };
+    Ok(describe(&outcome, now, zone, config.defaults.backoff_policy(), can_switch))
 }
 
-fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: BackoffPolicy) -> Report {
+/// `can_switch`: whether the drain's quota group has another account (None: no drain
+/// given, so not known).
+fn describe(
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+    policy: BackoffPolicy,
+    can_switch: Option<bool>,
+) -> Report {
     match outcome {
         Outcome::QuotaHit(hit) => {
-            let decision = decide_backoff(hit.stated_reset(), now, PreviousBackoff::default(), policy);
+            // An account refused access where the group can switch backs off confirmed at
+            // once, as a pass has it (docs/accounts.md).
+            let alone = can_switch.is_some_and(|can_switch| hit.backs_off_account_alone(can_switch));
+            let previous =
+                if alone { PreviousBackoff::default().confirming(now) } else { PreviousBackoff::default() };
+            let decision = decide_backoff(hit.stated_reset(), now, previous, policy);
             // The moment the message named: a clock time that passed just now is that
             // moment, not tomorrow's (docs/rate-limits.md, "Clock times").
             let reset = decision.stated_reset;
@@ -129,10 +148,20 @@ fn describe(outcome: &Outcome, now: DateTime<Utc>, zone: chrono_tz::Tz, policy: 
                 human.push_str(&format!(" (reset not trusted: {why})"));
             }
             if hit.access_refused {
-                human.push_str(
-                    "\n  needs attention: the key, login or model was refused; the quota group is parked \
-                     (with several accounts, this account backs off and the next one goes on)",
-                );
+                human.push_str(match can_switch {
+                    Some(true) => {
+                        "\n  needs attention: the key, login or model was refused; this account backs off and \
+                         the group's next account goes on"
+                    }
+                    Some(false) => {
+                        "\n  needs attention: the key, login or model was refused; the quota group is parked \
+                         until `drainctl resume --group`"
+                    }
+                    None => {
+                        "\n  needs attention: the key, login or model was refused; the quota group is parked \
+                         (with several accounts, this account backs off and the next one goes on)"
+                    }
+                });
             } else if hit.needs_attention {
                 human.push_str("\n  needs attention: time will not fix this");
             }

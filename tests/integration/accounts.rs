@@ -562,3 +562,42 @@ fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
     assert_eq!(pass["status"], "drained", "{pass}");
     assert_eq!(pass["items_done"], 2, "{pass}");
 }
+
+#[test]
+fn quota_test_tells_the_backoff_a_pass_gives_an_account_refused_access() {
+    let fixture = Fixture::new(&accounts_config(&["a1", "a2"], "5m", ""), "2026-12-10T16:00:00Z");
+    let refused = |fixture: &Fixture| {
+        let test = fixture
+            .drainctl(&["quota", "test", "--drain", "alpha", "--account", "a1", "--exit-code", "1", "--json"])
+            .stdin("Invalid API key · Please run /login\n")
+            .run();
+        test.assert_code(0);
+        test.json()
+    };
+    // With another account to switch to: this account backs off confirmed, at once, as a
+    // pass has it (before: "suspected", 5 minutes).
+    let json = refused(&fixture);
+    assert_eq!(json["access_refused"], true, "{json}");
+    assert_eq!(json["backoff_rule"], "confirmed", "{json}");
+    assert_eq!(json["backoff_until"], "2026-12-10T17:00:00Z", "{json}");
+    let human = fixture
+        .drainctl(&["quota", "test", "--drain", "alpha", "--account", "a1", "--exit-code", "1"])
+        .stdin("Invalid API key · Please run /login\n")
+        .run();
+    assert!(
+        human.stdout.contains("this account backs off and the group's next account goes on"),
+        "{}",
+        human.stdout
+    );
+    // One account: the group is parked.
+    fixture.write_config(&accounts_config(&["a1"], "5m", ""));
+    let human = fixture
+        .drainctl(&["quota", "test", "--drain", "alpha", "--exit-code", "1"])
+        .stdin("Invalid API key · Please run /login\n")
+        .run();
+    assert!(
+        human.stdout.contains("the quota group is parked until `drainctl resume --group`"),
+        "{}",
+        human.stdout
+    );
+}
