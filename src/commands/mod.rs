@@ -39,39 +39,43 @@ use crate::output::Report;
 pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
     let lock_timeout = cli.lock_timeout;
     let config_path = cli.config.clone();
-    let open = Opening { config_path: config_path.as_deref(), lock_timeout, changes_nothing: false };
+    let open =
+        Opening { config_path: config_path.as_deref(), lock_timeout, changes_nothing: false, writes: false };
     // A dry run changes nothing, the schema included (docs/migrations.md).
     let dry = Opening { changes_nothing: true, ..open };
+    // Commands whose work is to write: refused at once on a read-only database.
+    let writing = Opening { writes: true, ..open };
     match cli.command {
         Command::Migrate(args) => migrate::run(config_path.as_deref(), lock_timeout, &args),
         Command::Quota(cli::QuotaCommand::Test(args)) => quota::run(config_path.as_deref(), &args),
-        Command::Drain(args) => open.run(|ctx| drain::run(ctx, &args)),
-        Command::Enqueue(args) => open.run(|ctx| enqueue::run(ctx, &args)),
-        Command::Scan(args) => open.run(|ctx| scan::run(ctx, &args)),
+        Command::Drain(args) => writing.run(|ctx| drain::run(ctx, &args)),
+        Command::Enqueue(args) => writing.run(|ctx| enqueue::run(ctx, &args)),
+        Command::Scan(args) => writing.run(|ctx| scan::run(ctx, &args)),
         Command::Supervise(args) => {
             // Before the configuration is read and the schema brought up to date.
             crate::supervise::refuse_a_configuration_read_once(config_path.as_deref())?;
             match args.dry_run {
                 true => dry.run(|ctx| supervise::run(ctx, &args)),
-                false => open.run(|ctx| supervise::run(ctx, &args)),
+                false => writing.run(|ctx| supervise::run(ctx, &args)),
             }
         }
-        Command::Burst(command) => open.run(|ctx| burst::run(ctx, &command)),
-        Command::Pause(args) => open.run(|ctx| controls::pause(ctx, &args)),
-        Command::Resume(args) => open.run(|ctx| controls::resume(ctx, &args)),
+        Command::Burst(command @ cli::BurstCommand::Status(_)) => open.run(|ctx| burst::run(ctx, &command)),
+        Command::Burst(command) => writing.run(|ctx| burst::run(ctx, &command)),
+        Command::Pause(args) => writing.run(|ctx| controls::pause(ctx, &args)),
+        Command::Resume(args) => writing.run(|ctx| controls::resume(ctx, &args)),
         Command::Status(_) => open.run(status::run),
         Command::Events(args) => open.run(|ctx| events::run(ctx, &args)),
         Command::Runs(args) => open.run(|ctx| runs::run(ctx, &args)),
         Command::Passes(args) => open.run(|ctx| passes::run(ctx, &args)),
         Command::Items(args) => open.run(|ctx| items::run(ctx, &args)),
-        Command::Retry(args) => open.run(|ctx| retry::run(ctx, &args)),
+        Command::Retry(args) => writing.run(|ctx| retry::run(ctx, &args)),
         Command::Discard(args) if args.dry_run => dry.run(|ctx| discard::run(ctx, &args)),
-        Command::Discard(args) => open.run(|ctx| discard::run(ctx, &args)),
+        Command::Discard(args) => writing.run(|ctx| discard::run(ctx, &args)),
         Command::Export(args) => open.run(|ctx| export::run(ctx, &args)),
         Command::Doctor(args) => doctor::run(config_path.as_deref(), &args),
         Command::Metrics(args) => open.run(|ctx| metrics::run(ctx, &args)),
         Command::Prune(args) if args.dry_run => dry.run(|ctx| prune::run(ctx, &args)),
-        Command::Prune(args) => open.run(|ctx| prune::run(ctx, &args)),
+        Command::Prune(args) => writing.run(|ctx| prune::run(ctx, &args)),
         Command::Report(args) => open.run(|ctx| report::run(ctx, &args)),
         Command::Completions(args) => Ok(completions::run(&args)),
     }
@@ -84,6 +88,9 @@ struct Opening<'a> {
     lock_timeout: Duration,
     /// A dry run: refused while migrations are due, which it would otherwise apply.
     changes_nothing: bool,
+    /// The command writes: on a read-only database (a standby, `default_transaction_read_only`)
+    /// it is refused with one line before it does anything (exit 69).
+    writes: bool,
 }
 
 impl Opening<'_> {
@@ -91,6 +98,13 @@ impl Opening<'_> {
     /// whether the command succeeded or not.
     fn run<T>(&self, command: impl FnOnce(&mut Context) -> Result<T>) -> Result<T> {
         let mut ctx = Context::open(self.config_path, self.lock_timeout, self.changes_nothing)?;
+        if self.writes {
+            if let Some(why) = crate::db::read_only_reason(&mut ctx.client)? {
+                return Err(crate::error::Error::Unavailable(format!(
+                    "the database is read-only ({why}); nothing was done: point the database URL at the primary"
+                )));
+            }
+        }
         let result = command(&mut ctx);
         crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);
         result

@@ -56,14 +56,17 @@ pub fn discard_items(
         Selection::Dead => (None, false),
         Selection::All => (None, true),
     };
-    let rows = client.query(
-        "SELECT id, key, state, claimed_by FROM items
-          WHERE drain = $1
-            AND CASE WHEN $2::text IS NOT NULL THEN key = $2 WHEN $3 THEN true ELSE state = 'dead' END
-          ORDER BY id
-          FOR UPDATE",
-        &[&drain, &key, &all],
-    )?;
+    // A dry run locks nothing: it only reads (and so runs on a read-only standby too).
+    macro_rules! selected {
+        () => {
+            "SELECT id, key, state, claimed_by FROM items
+              WHERE drain = $1
+                AND CASE WHEN $2::text IS NOT NULL THEN key = $2 WHEN $3 THEN true ELSE state = 'dead' END
+              ORDER BY id"
+        };
+    }
+    let sql = if dry_run { selected!() } else { concat!(selected!(), " FOR UPDATE") };
+    let rows = client.query(sql, &[&drain, &key, &all])?;
     let claims: Vec<i64> = rows
         .iter()
         .filter(|row| row.try_get::<_, ItemState>(2).is_ok_and(|state| state == ItemState::Running))

@@ -438,6 +438,30 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
         doctor.stdout
     );
     assert!(!doctor.stdout.contains("ok    database"), "one verdict for the database: {}", doctor.stdout);
+    // Every command that writes says so in one line before it does anything (before:
+    // supervise printed two, the second "the next pass tries again"); those that read
+    // work on, dry runs of discard included.
+    for args in [
+        &["supervise"][..],
+        &["drain", "a"],
+        &["pause", "a"],
+        &["burst", "on", "a", "--until", "+1h"],
+        &["discard", "a", "--all"],
+    ] {
+        let refused = fixture.drainctl(args).run();
+        refused.assert_code(69);
+        assert_eq!(
+            refused.stderr,
+            "drainctl: the database is read-only (default_transaction_read_only = on); nothing was done: point the \
+             database URL at the primary\n",
+            "{args:?}"
+        );
+    }
+    for args in
+        [&["status"][..], &["burst", "status"], &["discard", "a", "--all", "--dry-run"], &["items", "a"]]
+    {
+        fixture.drainctl(args).run().assert_code(0);
+    }
     let mut admin = fixture.client();
     admin.batch_execute("SET default_transaction_read_only = off").unwrap();
     admin
