@@ -169,6 +169,14 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         if *code == SqlState::LOCK_NOT_AVAILABLE {
             return Error::Temporary(message);
         }
+        // A statement cancelled (`pg_cancel_backend`, an administrator's tool): what was
+        // not committed is rolled back, and running the command again is the remedy.
+        if *code == SqlState::QUERY_CANCELED {
+            return Error::Temporary(format!(
+                "{message}: the statement was cancelled (pg_cancel_backend or a timeout); what was not \
+                 committed was rolled back: run it again"
+            ));
+        }
         // A standby after a failover, or `default_transaction_read_only`: the database
         // cannot be used for now, which is no bug of drainctl's (docs/exit-codes.md).
         if *code == SqlState::READ_ONLY_SQL_TRANSACTION {

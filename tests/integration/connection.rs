@@ -411,6 +411,37 @@ fn a_session_the_server_ends_mid_command_says_what_was_kept_and_what_to_do() {
 }
 
 #[test]
+fn a_statement_an_administrator_cancels_is_temporary_not_a_bug() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["pause", "a"]).run().assert_code(0);
+    // Another session holds the drain's row: `resume` waits for it.
+    let mut holder = fixture.client();
+    let mut transaction = holder.transaction().unwrap();
+    transaction.execute("SELECT 1 FROM drains WHERE name = 'a' FOR UPDATE", &[]).unwrap();
+    let resume = fixture.drainctl(&["resume", "a"]).spawn();
+    let mut admin = fixture.client();
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                   AND application_name = 'drainctl' AND wait_event_type = 'Lock'";
+    let mut pid = None;
+    wait_until("resume to wait for the row", Duration::from_secs(20), || {
+        pid = admin.query_opt(waiting, &[]).unwrap().map(|row| row.get::<_, i32>(0));
+        pid.is_some()
+    });
+    admin.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    let result = finished(resume.wait_with_output().unwrap());
+    // Before: 70, "a bug or an unexpected database error".
+    result.assert_code(75);
+    assert!(
+        result.stderr.contains("canceling statement due to user request: the statement was cancelled")
+            && result.stderr.contains("run it again"),
+        "{}",
+        result.stderr
+    );
+    transaction.rollback().unwrap();
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE name = 'a' AND paused_at IS NOT NULL"), 1);
+}
+
+#[test]
 fn a_read_only_database_is_unavailable_not_a_bug() {
     let fixture = Fixture::new(CONFIG, NOW);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
