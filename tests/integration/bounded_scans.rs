@@ -182,17 +182,7 @@ fn a_changed_file_whose_item_runs_is_not_hashed_again_from_its_start_while_it_ru
     assert_eq!(supervise_scan(&fixture)["new"], 1);
     // Its item runs (a pass elsewhere holds it) while the file grows past two budgets.
     let mut client = fixture.client();
-    let run: i64 = client
-        .query_one(
-            "INSERT INTO runs (drain, status, trigger, host, pid, started_at, last_checkpoint_at)
-             VALUES ('sessions', 'running', 'manual', 'elsewhere', 1, now(), now()) RETURNING id",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    client
-        .execute("UPDATE items SET state = 'running', claimed_by = $1, claimed_at = now()", &[&run])
-        .unwrap();
+    let run = fixture.hold_by_a_running_run("sessions", None);
     let content = vec![7u8; (5 << 20) / 2];
     fs::write(&path, &content).unwrap();
     let hashed = |scan: &Value| deferred(scan, "a/log.jsonl")["hashed_bytes"].as_u64();

@@ -475,20 +475,7 @@ fn discard_deletes_dead_letters_or_one_item_with_their_attempts_and_records_one_
 fn discard_leaves_an_item_a_running_pass_holds_and_takes_one_whose_run_has_ended() {
     let fixture = seeded();
     let mut client = fixture.client();
-    let run: i64 = client
-        .query_one(
-            "INSERT INTO runs (drain, status, trigger, host, pid, started_at, last_checkpoint_at)
-             VALUES ('docs', 'running', 'manual', 'elsewhere', 1, now(), now()) RETURNING id",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    client
-        .execute(
-            "UPDATE items SET state = 'running', claimed_by = $1, claimed_at = now() WHERE key = 'd'",
-            &[&run],
-        )
-        .unwrap();
+    let run = fixture.hold_by_a_running_run("docs", Some("d"));
     let all = fixture.drainctl(&["discard", "docs", "--all", "--json"]).run();
     all.assert_code(0);
     let all = all.json();

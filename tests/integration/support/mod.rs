@@ -458,6 +458,29 @@ impl Fixture {
         query_i64(&mut self.client(), sql)
     }
 
+    /// Items of `drain` (the one with `key`, or all) held by a `running` run of another
+    /// host, as if a pass elsewhere had claimed them; that run's id.
+    #[track_caller]
+    pub fn hold_by_a_running_run(&self, drain: &str, key: Option<&str>) -> i64 {
+        let mut client = self.client();
+        let run: i64 = client
+            .query_one(
+                "INSERT INTO runs (drain, status, trigger, host, pid, started_at, last_checkpoint_at)
+                 VALUES ($1, 'running', 'manual', 'elsewhere', 1, now(), now()) RETURNING id",
+                &[&drain],
+            )
+            .unwrap()
+            .get(0);
+        client
+            .execute(
+                "UPDATE items SET state = 'running', claimed_by = $1, claimed_at = now()
+                  WHERE drain = $2 AND ($3::text IS NULL OR key = $3)",
+                &[&run, &drain, &key],
+            )
+            .unwrap();
+        run
+    }
+
     /// End every drainctl session of the fixture's database from the server side, as a
     /// restart, a failover or `pg_terminate_backend` does; wait until they are gone and
     /// return how many there were.
