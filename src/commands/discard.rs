@@ -32,9 +32,10 @@ pub fn run(ctx: &mut Context, args: &DiscardArgs) -> Result<Report> {
         (None, false) => Selection::Dead,
     };
     let now = ctx.clock.now();
+    let (budget_day_start, _) = crate::usage::budget_day(now, ctx.config.defaults.timezone);
     let gave_up = "no item was discarded; it is safe to run the same discard again";
     let found = in_transaction_retrying(&mut ctx.client, gave_up, |tx| {
-        let found = discard_items(tx, &drain, selection, args.dry_run)?;
+        let found = discard_items(tx, &drain, selection, args.dry_run, budget_day_start)?;
         if let (Selection::Key(key), true) = (selection, found.items.is_empty() && found.held.is_empty()) {
             return Err(Error::Data(format!(
                 "drain {drain} has no item with key {key:?}; `{}` lists them",
@@ -42,7 +43,12 @@ pub fn run(ctx: &mut Context, args: &DiscardArgs) -> Result<Report> {
             )));
         }
         if !args.dry_run && !found.items.is_empty() {
-            record_event(tx, &ctx.outbox, &discarded_event(&drain, &found, selection), now)?;
+            record_event(
+                tx,
+                &ctx.outbox,
+                &discarded_event(&drain, &found, selection, budget_day_start),
+                now,
+            )?;
         }
         Ok(found)
     })?;
@@ -100,7 +106,12 @@ fn human(drain: &str, found: &Discarded, selection: Selection<'_>, dry_run: bool
     }
 }
 
-fn discarded_event(drain: &str, found: &Discarded, selection: Selection<'_>) -> Event {
+fn discarded_event(
+    drain: &str,
+    found: &Discarded,
+    selection: Selection<'_>,
+    budget_day_start: chrono::DateTime<chrono::Utc>,
+) -> Event {
     let keys: Vec<&str> = found.items.iter().take(LISTED_LIMIT).map(|item| item.key.as_str()).collect();
     let message = match (selection, found.items.as_slice()) {
         (Selection::Key(_), [only]) => {
@@ -118,6 +129,10 @@ fn discarded_event(drain: &str, found: &Discarded, selection: Selection<'_>) -> 
             Selection::Dead => "dead",
             Selection::All => "all",
         },
+        // What their attempts cost today: the drain's daily budget still counts it
+        // (db::usage::cost_since).
+        "spent_today_usd": found.spent_today_usd,
+        "budget_day_start": budget_day_start,
     }));
     // The item is gone: its id stays in the event as the one it had.
     if let [only] = found.items.as_slice() {

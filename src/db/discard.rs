@@ -3,6 +3,7 @@
 //! retired — with their attempts and any result (docs/operations.md, "Discarding items").
 //! An item a live run holds is never touched.
 
+use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 
 use crate::error::Result;
@@ -35,6 +36,9 @@ pub struct Discarded {
     pub items: Vec<SelectedItem>,
     /// Running under a run that is still running: left alone.
     pub held: Vec<SelectedItem>,
+    /// What the attempts of the discarded items reported they cost since the start of the
+    /// budget day: a daily budget still counts it (kept in the `items_discarded` event).
+    pub spent_today_usd: f64,
 }
 
 /// Delete `drain`'s items that `selection` names, except those a run still running holds;
@@ -50,6 +54,7 @@ pub fn discard_items(
     drain: &str,
     selection: Selection<'_>,
     dry_run: bool,
+    budget_day_start: DateTime<Utc>,
 ) -> Result<Discarded> {
     let (key, all) = match selection {
         Selection::Key(key) => (Some(key), false),
@@ -92,9 +97,17 @@ pub fn discard_items(
             found.items.push(item);
         }
     }
-    if !dry_run && !found.items.is_empty() {
+    if !found.items.is_empty() {
         let ids: Vec<i64> = found.items.iter().map(|item| item.id).collect();
-        client.execute("DELETE FROM items WHERE id = ANY($1)", &[&ids])?;
+        let spent = client.query_one(
+            "SELECT coalesce(sum(cost_usd), 0)::float8 FROM attempts
+              WHERE item_id = ANY($1) AND usage_at >= $2 AND cost_usd IS NOT NULL",
+            &[&ids, &budget_day_start],
+        )?;
+        found.spent_today_usd = spent.get(0);
+        if !dry_run {
+            client.execute("DELETE FROM items WHERE id = ANY($1)", &[&ids])?;
+        }
     }
     Ok(found)
 }

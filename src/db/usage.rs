@@ -307,7 +307,9 @@ pub fn costs_today(
 }
 
 /// What the attempts of `drain` reported they cost since `since` (those whose item is
-/// still open included): what a daily budget counts. 0 when none reported a cost.
+/// still open included), and what the attempts of items discarded since then had cost
+/// since a budget day's start no earlier (kept in their `items_discarded` event): what a
+/// daily budget counts. 0 when none reported a cost.
 pub fn cost_since(client: &mut impl GenericClient, drain: &str, since: DateTime<Utc>) -> Result<f64> {
     // Planned for this `since` (today's attempts through `attempts_usage_at`), also in a
     // drain pass, whose session plans generically (docs/architecture.md).
@@ -319,6 +321,9 @@ pub fn cost_since(client: &mut impl GenericClient, drain: &str, since: DateTime<
     )?;
     let row = tx.query_one(
         "SELECT coalesce(sum(a.cost_usd), 0)::float8
+                + (SELECT coalesce(sum((data->>'spent_today_usd')::float8), 0)::float8 FROM events
+                    WHERE drain = $1 AND at >= $2 AND kind = 'items_discarded'
+                      AND (data->>'budget_day_start')::timestamptz >= $2)
            FROM attempts a JOIN items i ON i.id = a.item_id
           WHERE a.usage_at >= $2 AND a.cost_usd IS NOT NULL
             AND i.drain = $1",

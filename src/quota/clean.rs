@@ -48,13 +48,20 @@ pub(crate) const CUT_LINE: &[u8] = b"[the end of a line too long to read]\n";
 /// `window`, the end of a longer stream, from its first whole line: when it starts inside
 /// a line (`starts_inside_a_line`), that line's rest is dropped — and when the window
 /// holds no whole line (its only line end is its last byte, or it has none), it is all
-/// the end of one line, read as [`CUT_LINE`].
+/// the end of one line, read as [`CUT_LINE`]. What a terminal shows as a new line counts
+/// as one: a carriage return, and a control sequence (`ESC [`, a spinner's cursor moves),
+/// so a progress spinner's frames do not make one long line of the message after them.
 pub(crate) fn from_first_whole_line(window: &[u8], starts_inside_a_line: bool) -> std::borrow::Cow<'_, [u8]> {
     if !starts_inside_a_line {
         return std::borrow::Cow::Borrowed(window);
     }
-    match window.iter().position(|&byte| byte == b'\n') {
-        Some(end) if end + 1 < window.len() => std::borrow::Cow::Borrowed(&window[end + 1..]),
+    let break_at = window.iter().enumerate().find_map(|(at, &byte)| match byte {
+        b'\n' | b'\r' => Some(at + 1),
+        0x1b if window.get(at + 1) == Some(&b'[') => Some(at),
+        _ => None,
+    });
+    match break_at {
+        Some(start) if start < window.len() => std::borrow::Cow::Borrowed(&window[start..]),
         _ if window.is_empty() => std::borrow::Cow::Borrowed(window),
         _ => std::borrow::Cow::Borrowed(CUT_LINE),
     }
@@ -120,11 +127,7 @@ pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
 fn last_attempts_told(lines: &mut [Line]) {
     for index in 0..lines.len() {
         let line = &lines[index];
-        if line.retried
-            || line.text.is_empty()
-            || !GAVE_UP.is_match(&line.text)
-            || HIT_HINT.is_match(&line.text)
-        {
+        if line.retried || line.text.is_empty() || !GAVE_UP.is_match(&line.text) || !is_bare(&line.text) {
             continue;
         }
         for earlier in lines[..index].iter_mut().rev() {
@@ -141,6 +144,15 @@ fn last_attempts_told(lines: &mut [Line]) {
             }
         }
     }
+}
+
+/// A last word that says only that the client stopped (`Max attempts reached`, `Giving
+/// up.`): no limit, no error, status or attempt of its own — one that reports another
+/// failure (`Attempt 2 failed with status 400 Bad Request. Giving up.`) is the verdict.
+fn is_bare(text: &str) -> bool {
+    static REPORT: LazyLock<Regex> =
+        LazyLock::new(|| compile(r"(?i)\b(?:[1-5][0-9]{2}|errors?|exception|failed|failure)\b"));
+    !HIT_HINT.is_match(text) && !REPORT.is_match(text)
 }
 
 /// In a failed run, a stream's last line that reports an attempt (`Attempt 1 failed:

@@ -1829,6 +1829,15 @@ mod tests {
         assert_eq!(hit.reset_at(), Some(now() + chrono::Duration::seconds(12)));
         // A client that goes on retrying, and then succeeds, met no limit; one still
         // counting down when it failed is judged by its other lines.
+        // Nor one that met a limit, went on, and gave up on another error.
+        let other_error = "Attempt 1 failed with status 429. Retrying with backoff...\nAttempt 2 failed with status 400 Bad Request. Giving up.\n";
+        assert_eq!(classify(Gemini, b"", other_error.as_bytes(), Some(1)), Outcome::Other);
+        // A last attempt's count does not hide the reset the vendor states.
+        let last = "Rate limit reached for gpt-4o. Please try again in 12s. (attempt 3/3)\n";
+        let Outcome::QuotaHit(hit) = classify(OpenAi, b"", last.as_bytes(), Some(1)) else {
+            panic!("{last}")
+        };
+        assert_eq!(hit.reset_at(), Some(now() + chrono::Duration::seconds(12)));
         for (output, exit) in [
             ("Attempt 1 failed with status 429. Retrying in 2s...\nfinal answer\n", Some(0)),
             ("Attempt 1 failed with status 429. Retrying in 2s...\n", Some(1)),
@@ -1852,6 +1861,20 @@ mod tests {
             );
             assert!(answer.len() > clean::TAIL_BYTES);
             assert_eq!(classify(Claude, answer.as_bytes(), b"", Some(0)), Outcome::Other, "{quoted}");
+        }
+        // A limit after a spinner's frames — carriage returns or cursor moves, no line end
+        // for more than the part read — is the vendor's message: read.
+        for frame in ["\r- Thinking... 45%", "\u{1b}[2K\u{1b}[1G- Thinking... 45%"] {
+            let spinner = format!(
+                "{}\rError: Rate limit reached for gpt-4o. Please try again in 12s.\n",
+                frame.repeat(4500)
+            );
+            assert!(spinner.len() > clean::TAIL_BYTES);
+            let outcome = classify(OpenAi, b"", spinner.as_bytes(), Some(1));
+            assert!(
+                matches!(&outcome, Outcome::QuotaHit(hit) if hit.reset_at() == Some(now() + chrono::Duration::seconds(12))),
+                "{outcome:?}"
+            );
         }
         // A limit on a line of its own after such a line is still read.
         let long =

@@ -156,14 +156,15 @@ static ATTEMPT_OF: LazyLock<Regex> =
 /// its last word: a line that says it stopped ([`GAVE_UP`]) or names the last attempt
 /// (`(attempt 3/3)`) is the run's verdict (docs/rate-limits.md, "How the output is read").
 pub(super) fn is_countdown(text: &str) -> bool {
-    if !COUNTDOWN.is_match(text) || GAVE_UP.is_match(text) {
-        return false;
-    }
-    let is_last_attempt = ATTEMPT_OF.captures(text).is_some_and(|numbers| {
+    COUNTDOWN.is_match(text) && !GAVE_UP.is_match(text) && !names_the_last_attempt(text)
+}
+
+/// Whether `text` names a client's last attempt: `(attempt 3/3)`, `(attempt 5 of 5)`.
+pub(super) fn names_the_last_attempt(text: &str) -> bool {
+    ATTEMPT_OF.captures(text).is_some_and(|numbers| {
         let number = |index: usize| numbers.get(index).and_then(|found| found.as_str().parse::<u64>().ok());
         matches!((number(1), number(2)), (Some(attempt), Some(of)) if attempt >= of)
-    });
-    !is_last_attempt
+    })
 }
 
 /// Warnings before the limit, and usage meters.

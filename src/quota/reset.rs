@@ -268,9 +268,12 @@ pub(super) static RESET_KEYWORD: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// A wait followed by an attempt's count (`in 4 seconds… (attempt 4/10)`): a client's own
+/// countdown, not a reset — unless it counts the last attempt (`(attempt 3/3)`): the
+/// client gave up, and the wait is the vendor's.
 fn is_countdown_tail(after: &str) -> bool {
     let window: String = after.chars().take(40).collect::<String>().to_lowercase();
-    window.contains("attempt")
+    window.contains("attempt") && !super::patterns::names_the_last_attempt(&window)
 }
 
 /// A Unix time after a reset's words, `at 1796526020`: ten digits (seconds) or thirteen

@@ -444,7 +444,15 @@ fn discard_deletes_dead_letters_or_one_item_with_their_attempts_and_records_one_
         .get(0);
     assert_eq!(
         data,
-        json!({ "count": 1, "by_state": { "dead": 1 }, "keys": ["b"], "keys_truncated": false, "mode": "dead" })
+        json!({
+            "count": 1,
+            "by_state": { "dead": 1 },
+            "keys": ["b"],
+            "keys_truncated": false,
+            "mode": "dead",
+            "spent_today_usd": 0.0,
+            "budget_day_start": "2026-11-26T22:00:00Z",
+        })
     );
     // The dead-letter alert's series falls to 0.
     let metrics = fixture.drainctl(&["metrics"]).run();

@@ -285,6 +285,28 @@ fn a_pass_that_spends_the_daily_budget_at_2330_in_warsaw() -> (Fixture, serde_js
 }
 
 #[test]
+fn items_discarded_today_still_count_against_the_daily_budget() {
+    let (fixture, pass) = a_pass_that_spends_the_daily_budget_at_2330_in_warsaw();
+    assert_eq!(pass["items_done"], 3);
+    // The three done items are discarded: their $0.1085 was spent all the same. Before:
+    // their attempts went with them, and the next pass spent the budget again.
+    for key in ["t0", "t1", "t2"] {
+        fixture.drainctl(&["discard", "docs", "--key", key]).run().assert_code(0);
+    }
+    let again = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    assert_eq!(
+        (again["status"].as_str(), again["items_done"].as_i64()),
+        (Some("budget"), Some(0)),
+        "{again}"
+    );
+    assert!(again["note"].as_str().unwrap().contains("the drain's attempts cost $0.1085 since"), "{again}");
+    // The next budget day starts afresh.
+    fixture.set_now("2026-11-27T23:30:00Z");
+    let tomorrow = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
+    assert_eq!(tomorrow["items_done"], 3, "{tomorrow}");
+}
+
+#[test]
 fn max_cost_per_day_stops_passes_and_supervise_until_midnight_in_the_timezone() {
     let (fixture, pass) = a_pass_that_spends_the_daily_budget_at_2330_in_warsaw();
     // 0.0362, 0.0724, 0.1085: the third item reaches the budget.
