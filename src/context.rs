@@ -74,7 +74,8 @@ impl Context {
             return Err(crate::error::Error::Usage(format!(
                 "drain {name:?} is in the database but not in the configuration{file}: its [[drain]] \
                  table was removed or renamed; add a [[drain]] table named {name:?} back to run, \
-                 enqueue or retry its items (`drainctl discard {name} --all` deletes them)"
+                 enqueue or retry its items (`{}` deletes them)",
+                crate::commands::discard::discard_all_command(name)
             )));
         }
         self.config.drain(name)

@@ -19,6 +19,16 @@ use crate::error::{Error, Result};
 use crate::model::EventKind;
 use crate::output::{counted, Report};
 
+/// The command that discards every item of `drain`, as it can be pasted: a name that
+/// starts with `-` goes after `--`, where no option is looked for.
+pub fn discard_all_command(drain: &str) -> String {
+    if drain.starts_with('-') {
+        format!("drainctl discard --all -- {drain}")
+    } else {
+        format!("drainctl discard {drain} --all")
+    }
+}
+
 /// Keys listed in one `items_discarded` event, and items listed in the JSON output; the
 /// counts are always complete.
 pub const LISTED_LIMIT: usize = 100;
@@ -81,8 +91,8 @@ fn human(drain: &str, found: &Discarded, selection: Selection<'_>, dry_run: bool
     let held = match found.held.len() {
         0 => String::new(),
         held => format!(
-            "; {} left alone: a pass still running holds {} (pause the drain, or let the pass end, \
-             then discard again)",
+            "; {} left alone: a run recorded as running holds {} (pause the drain or let its pass \
+             end — a pass that died is reaped by the next `drainctl supervise` — then discard again)",
             counted(held as i64, "running item"),
             if held == 1 { "it" } else { "them" }
         ),
@@ -139,4 +149,16 @@ fn discarded_event(
         event = event.item(only.id);
     }
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::discard_all_command;
+
+    #[test]
+    fn the_discard_command_told_runs_as_pasted_whatever_the_name() {
+        assert_eq!(discard_all_command("old"), "drainctl discard old --all");
+        // Before the name, `-old` was read as options (`-o`).
+        assert_eq!(discard_all_command("-old"), "drainctl discard --all -- -old");
+    }
 }

@@ -518,9 +518,14 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<(postg
 /// off`) loses, in a crash, a worker's committed result or the claim of an item whose
 /// worker then runs again (docs/guarantees.md, "What the database must keep").
 fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
-    let row = client.query_one("SELECT current_setting('synchronous_commit'), current_setting('fsync')", &[]);
-    let settings = match row {
-        Ok(row) => (row.get::<_, String>(0), row.get::<_, String>(1)),
+    // Each setting with where it was set (`pg_settings.source`), which is where it is
+    // turned on again: a role's setting wins over the database's.
+    let rows = client.query(
+        "SELECT name, setting, source FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync') ORDER BY name DESC",
+        &[],
+    );
+    let settings: Vec<(String, String, String)> = match rows {
+        Ok(rows) => rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect(),
         Err(error) => {
             let error = crate::error::Error::from(error);
             return checks.push(
@@ -530,11 +535,13 @@ fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
             );
         }
     };
-    // Each with where it is turned on: synchronous_commit for the database, fsync for the server.
-    let settings = [
-        ("synchronous_commit", &settings.0, "ALTER DATABASE … SET synchronous_commit = on"),
-        ("fsync", &settings.1, "fsync = on in the server's postgresql.conf"),
-    ];
+    let fix = |name: &str, source: &str| match source {
+        "database" => format!("ALTER DATABASE … SET {name} = on"),
+        "user" => format!("ALTER ROLE … SET {name} = on (the role's setting wins over the database's)"),
+        "database user" => format!("ALTER ROLE … IN DATABASE … SET {name} = on"),
+        "client" => format!("{name} = on in the URL's options, or remove it from them"),
+        _ => format!("{name} = on in the server's postgresql.conf (or its command line)"),
+    };
     let lax: Vec<_> = settings.iter().filter(|(_, value, _)| value.as_str() == "off").collect();
     if lax.is_empty() {
         let values: Vec<String> =
@@ -542,7 +549,7 @@ fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
         checks.push("durability", Status::Ok, values.join(", "));
     } else {
         let values: Vec<String> = lax.iter().map(|(name, value, _)| format!("{name} = {value}")).collect();
-        let fixes: Vec<&str> = lax.iter().map(|(_, _, fix)| *fix).collect();
+        let fixes: Vec<String> = lax.iter().map(|(name, _, source)| fix(name, source)).collect();
         checks.push(
             "durability",
             Status::Warn,

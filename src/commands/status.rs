@@ -165,7 +165,7 @@ impl UnconfiguredDrain {
         format!(
             "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
              {passes}nothing runs them until a [[drain]] table of that name is added back{} \
-             (`drainctl discard {} --all` deletes them, to retire the drain)",
+             (`{}` deletes them, to retire the drain)",
             self.drain,
             counts.join(", "),
             if self.is_paused {
@@ -173,7 +173,7 @@ impl UnconfiguredDrain {
             } else {
                 String::new()
             },
-            self.drain
+            super::discard::discard_all_command(&self.drain)
         )
     }
 }

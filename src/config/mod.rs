@@ -366,11 +366,24 @@ impl Config {
         let cannot_read = |error: std::io::Error| {
             // Usually a file kept mode 0600 by another user (docs/operations.md, "A service
             // user instead of root").
-            let fix = if error.kind() == std::io::ErrorKind::PermissionDenied {
-                "; run drainctl as the user the file belongs to, or give this user read access to it \
-                 (a group of its own: chgrp GROUP FILE && chmod 640 FILE)"
-            } else {
-                ""
+            // A folder above the file this user may not enter denies it too: name that one.
+            let closed_folder = path
+                .ancestors()
+                .skip(1)
+                .filter(|folder| !folder.as_os_str().is_empty())
+                .find(|folder| !crate::worker::program::may_enter(folder));
+            let fix = match (error.kind() == std::io::ErrorKind::PermissionDenied, closed_folder) {
+                (true, Some(folder)) => format!(
+                    "; the folder {} cannot be entered by this user: give it search (x) permission, or keep \
+                     the file where the user drainctl runs as can reach it",
+                    folder.display()
+                ),
+                (true, None) => {
+                    "; run drainctl as the user the file belongs to, or give this user read access \
+                                 to it (a group of its own: chgrp GROUP FILE && chmod 640 FILE)"
+                        .to_string()
+                }
+                (false, _) => String::new(),
             };
             Error::Config(format!("cannot read configuration file {}: {error}{fix}", path.display()))
         };
@@ -469,16 +482,31 @@ impl Config {
 /// words for the settings that name a program and its arguments, which no shell reads
 /// (docs/configuration.md), so a pipeline goes through `sh -c`.
 fn bracket_a_lone_string(key: &str, message: String) -> String {
-    let value = message
+    let quoted_value = message
         .strip_prefix("invalid type: string \"")
-        .and_then(|rest| rest.strip_suffix("\", expected an array ([...])"))
-        .filter(|value| !value.contains('\\') && !value.contains('"'));
+        .and_then(|rest| rest.strip_suffix("\", expected an array ([...])"));
+    // The parser's message quotes the value with `\"` and `\\`; any other escape (a line
+    // end, a control character) is not written back into a suggestion.
+    let value = quoted_value.and_then(|quoted| {
+        let unescaped = quoted.replace("\\\\", "\u{0}").replace("\\\"", "\"");
+        (!unescaped.contains('\\')).then(|| unescaped.replace('\u{0}', "\\"))
+    });
     let Some(value) = value else { return message };
+    let value = value.as_str();
     let setting = key.rsplit([' ', '.']).next().unwrap_or(key);
-    let quoted =
-        |words: &[&str]| words.iter().map(|word| format!("\"{word}\"")).collect::<Vec<_>>().join(", ");
+    // Each word as a TOML string.
+    let quoted = |words: &[&str]| {
+        words
+            .iter()
+            .map(|word| format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let is_program = matches!(setting, "command" | "notify_command" | "resume_args");
-    let needs_a_shell = value.contains(['|', '&', ';', '<', '>', '$', '`', '*', '\'']);
+    // What only a shell reads: operators, variables, quotes, `~`, a leading `NAME=value`.
+    let sets_a_variable = value.split_whitespace().next().is_some_and(|first| first.contains('='));
+    let needs_a_shell =
+        value.contains(['|', '&', ';', '<', '>', '$', '`', '*', '\'', '"', '~', '\\']) || sets_a_variable;
     let written = if is_program && needs_a_shell {
         format!("[{}] (no shell reads it)", quoted(&["sh", "-c", value]))
     } else if is_program {
@@ -703,8 +731,19 @@ mod tests {
         let expected = "notify_command: invalid type: string \"/usr/local/bin/page me\", expected an array \
                         ([...]): write notify_command = [\"/usr/local/bin/page\", \"me\"]";
         assert!(message.contains(expected), "{expected}\nnot in\n{message}");
-        // A value the message escapes is not rewritten into a suggestion that would differ.
-        let message = resolve(&config("command = \"say \\\"hi\\\"\"")).unwrap_err().to_string();
+        // What only a shell reads — quotes, `~`, a variable set before the program — goes
+        // through `sh -c`, the quotes written back as TOML writes them.
+        for (lines, expected) in [
+            ("command = \"say \\\"hi $NAME\\\"\"", r#"write command = ["sh", "-c", "say \"hi $NAME\""]"#),
+            ("command = \"~/bin/worker --flag\"", r#"write command = ["sh", "-c", "~/bin/worker --flag"]"#),
+            ("command = \"FOO=1 claude -p\"", r#"write command = ["sh", "-c", "FOO=1 claude -p"]"#),
+        ] {
+            let message = resolve(&config(lines)).unwrap_err().to_string();
+            assert!(message.contains(expected), "{expected}\nnot in\n{message}");
+        }
+        // A value the message escapes otherwise (a line end) is not rewritten into a
+        // suggestion that would differ.
+        let message = resolve(&config("command = \"say\\nhi\"")).unwrap_err().to_string();
         assert!(
             message.contains("expected an array ([...])") && !message.contains("write command"),
             "{message}"

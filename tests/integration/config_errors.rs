@@ -26,6 +26,20 @@ fn a_configuration_file_this_user_may_not_read_is_told_how_to_give_access() {
         "{}",
         result.stderr
     );
+    // Readable itself, behind a folder this user may not enter: the folder is named.
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let folder = fixture.config_path.parent().unwrap().to_path_buf();
+    let mode = std::fs::metadata(&folder).unwrap().permissions();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let result = fixture.drainctl(&["status"]).without_permission_override().run();
+    std::fs::set_permissions(&folder, mode).unwrap();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains(&format!("the folder {} cannot be entered by this user", folder.display()))
+            && !result.stderr.contains("chmod 640"),
+        "{}",
+        result.stderr
+    );
 }
 
 #[test]

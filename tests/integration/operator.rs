@@ -494,7 +494,7 @@ fn discard_leaves_an_item_a_running_pass_holds_and_takes_one_whose_run_has_ended
     let held = fixture.drainctl(&["discard", "docs", "--key", "d"]).run();
     held.assert_code(0);
     assert!(
-        held.stdout.contains("docs: item \"d\" is running, not discarded; 1 running item left alone: a pass still running holds it"),
+        held.stdout.contains("docs: item \"d\" is running, not discarded; 1 running item left alone: a run recorded as running holds it"),
         "{}",
         held.stdout
     );
@@ -1249,7 +1249,26 @@ fn doctor_warns_of_a_database_that_may_lose_commits_it_confirmed() {
             && lax["message"].as_str().unwrap().contains("ALTER DATABASE … SET synchronous_commit = on"),
         "{lax}"
     );
+    // A role's setting wins over the database's: the fix names the role.
+    let role: String = client.query_one("SELECT current_user::text", &[]).unwrap().get(0);
+    let role = role.replace('"', "\"\"");
+    client
+        .batch_execute(&format!(
+            "ALTER ROLE \"{role}\" IN DATABASE \"{database}\" SET synchronous_commit = off"
+        ))
+        .unwrap();
     client.batch_execute(&format!("ALTER DATABASE \"{database}\" SET synchronous_commit = on")).unwrap();
+    let by_role = durability(&fixture);
+    assert!(
+        by_role["message"]
+            .as_str()
+            .unwrap()
+            .contains("ALTER ROLE … IN DATABASE … SET synchronous_commit = on"),
+        "{by_role}"
+    );
+    client
+        .batch_execute(&format!("ALTER ROLE \"{role}\" IN DATABASE \"{database}\" RESET synchronous_commit"))
+        .unwrap();
     let kept = durability(&fixture);
     assert!(!kept["message"].as_str().unwrap().contains("synchronous_commit = off"), "{kept}");
     // The server's own fsync decides the rest (a throwaway test cluster may run without it).
