@@ -246,6 +246,10 @@ pub(crate) fn client_wait_hit(
         other => {
             let matched_line = match other {
                 Outcome::QuotaHit(hit) => hit.matched_line,
+                // codex's `{"type":"error","message":"Reconnecting... …"}` by its message.
+                _ if super::clean::event_type(line.trim()) == Some("error") => {
+                    super::excerpt(line, 0, line.len())
+                }
                 _ => line.chars().take(super::MATCHED_LINE_MAX_CHARS).collect(),
             };
             if let Some(stated) = parse_stated_reset(line, now, zone) {
@@ -475,6 +479,12 @@ mod tests {
         );
         assert_eq!(stdout.read(api_retry), Some(Duration::from_secs(600)));
         assert_eq!(stdout.read(reconnecting), Some(Duration::from_secs(300)));
+        // Its hit shows the message, not the JSON around it.
+        let now =
+            DateTime::parse_from_rfc3339("2026-12-06T09:15:04Z").map(|at| at.with_timezone(&Utc)).unwrap();
+        let hit =
+            client_wait_hit(Outcome::Other, reconnecting, Duration::from_secs(300), now, chrono_tz::UTC);
+        assert_eq!(hit.matched_line, "Reconnecting... 1/2 (rate limit exceeded: Please try again in 300s)");
         // A text answer whose lines look like events is the result.
         let [mut text, _] = StreamWaits::of_client(b"");
         assert_eq!(text.read("Here is the log you asked for:"), None);
