@@ -88,14 +88,23 @@ fn by_state(items: &[SelectedItem]) -> BTreeMap<String, usize> {
 
 fn human(drain: &str, found: &Discarded, selection: Selection<'_>, dry_run: bool) -> String {
     let verb = if dry_run { "would be discarded" } else { "discarded" };
-    let held = match found.held.len() {
-        0 => String::new(),
-        held => format!(
-            "; {} left alone: a run recorded as running holds {} (pause the drain or let its pass \
-             end — a pass that died is reaped by the next `drainctl supervise` — then discard again)",
-            counted(held as i64, "running item"),
-            if held == 1 { "it" } else { "them" }
-        ),
+    let held = match found.held.as_slice() {
+        [] => String::new(),
+        held => {
+            let mut runs: Vec<String> =
+                held.iter().filter_map(|item| item.run_id).map(|run| run.to_string()).collect();
+            runs.dedup();
+            format!(
+                "; {} left alone: run {} recorded as running {} ({} first, so that no pass takes \
+                 {} again; then let the pass end — one that died is reaped by the next `drainctl \
+                 supervise` — and discard again)",
+                counted(held.len() as i64, "running item"),
+                runs.join(", run "),
+                if held.len() == 1 { "holds it" } else { "holds them" },
+                format_args!("`drainctl pause {}`", super::items::drain_argument(drain)),
+                if held.len() == 1 { "it" } else { "them" }
+            )
+        }
     };
     match (selection, found.items.as_slice()) {
         (Selection::Key(key), []) => format!("{drain}: item {key:?} is running, not discarded{held}"),

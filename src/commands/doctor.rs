@@ -521,7 +521,10 @@ fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
     // Each setting with where it was set (`pg_settings.source`), which is where it is
     // turned on again: a role's setting wins over the database's.
     let rows = client.query(
-        "SELECT name, setting, source FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync') ORDER BY name DESC",
+        "SELECT name, setting,
+                CASE WHEN source = 'configuration file' AND sourcefile LIKE '%postgresql.auto.conf'
+                     THEN 'alter system' ELSE source END
+           FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync') ORDER BY name DESC",
         &[],
     );
     let settings: Vec<(String, String, String)> = match rows {
@@ -540,6 +543,7 @@ fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
         "user" => format!("ALTER ROLE … SET {name} = on (the role's setting wins over the database's)"),
         "database user" => format!("ALTER ROLE … IN DATABASE … SET {name} = on"),
         "client" => format!("{name} = on in the URL's options, or remove it from them"),
+        "alter system" => format!("ALTER SYSTEM RESET {name} and SELECT pg_reload_conf()"),
         _ => format!("{name} = on in the server's postgresql.conf (or its command line)"),
     };
     let lax: Vec<_> = settings.iter().filter(|(_, value, _)| value.as_str() == "off").collect();

@@ -296,10 +296,20 @@ fn last_chars(text: &str, count: usize) -> &str {
 /// The command that lists a drain's items: `drainctl items NAME`, and `drainctl items --
 /// show` for a drain named `show`, which `items show` would take for its subcommand.
 pub fn listing_command(drain: &str) -> String {
-    if drain == "show" {
-        "drainctl items -- show".to_string()
+    if drain == "show" || drain.starts_with('-') {
+        format!("drainctl items -- {drain}")
     } else {
         format!("drainctl items {drain}")
+    }
+}
+
+/// A drain's name as the last argument of a command told to the operator: after `--` when
+/// it starts with `-`, where no option is looked for.
+pub fn drain_argument(drain: &str) -> String {
+    if drain.starts_with('-') {
+        format!("-- {drain}")
+    } else {
+        drain.to_string()
     }
 }
 #[cfg(test)]

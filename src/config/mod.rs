@@ -366,12 +366,21 @@ impl Config {
         let cannot_read = |error: std::io::Error| {
             // Usually a file kept mode 0600 by another user (docs/operations.md, "A service
             // user instead of root").
-            // A folder above the file this user may not enter denies it too: name that one.
-            let closed_folder = path
-                .ancestors()
-                .skip(1)
+            // A folder above the file this user may not enter denies it too: name that one
+            // — above the file a symbolic link leads to as well.
+            let mut target = path.to_path_buf();
+            for _ in 0..8 {
+                match std::fs::read_link(&target) {
+                    Ok(link) => target = target.parent().map_or(link.clone(), |folder| folder.join(&link)),
+                    Err(_) => break,
+                }
+            }
+            let closed_folder = [path, target.as_path()]
+                .into_iter()
+                .flat_map(|file| file.ancestors().skip(1))
                 .filter(|folder| !folder.as_os_str().is_empty())
-                .find(|folder| !crate::worker::program::may_enter(folder));
+                .find(|folder| !crate::worker::program::may_enter(folder))
+                .map(std::path::Path::to_path_buf);
             let fix = match (error.kind() == std::io::ErrorKind::PermissionDenied, closed_folder) {
                 (true, Some(folder)) => format!(
                     "; the folder {} cannot be entered by this user: give it search (x) permission, or keep \
@@ -487,10 +496,9 @@ fn bracket_a_lone_string(key: &str, message: String) -> String {
         .and_then(|rest| rest.strip_suffix("\", expected an array ([...])"));
     // The parser's message quotes the value with `\"` and `\\`; any other escape (a line
     // end, a control character) is not written back into a suggestion.
-    let value = quoted_value.and_then(|quoted| {
-        let unescaped = quoted.replace("\\\\", "\u{0}").replace("\\\"", "\"");
-        (!unescaped.contains('\\')).then(|| unescaped.replace('\u{0}', "\\"))
-    });
+    // A backslash is not suggested either way: a shell would take it away, exec keep it.
+    let value =
+        quoted_value.map(|quoted| quoted.replace("\\\"", "\"")).filter(|unescaped| !unescaped.contains('\\'));
     let Some(value) = value else { return message };
     let value = value.as_str();
     let setting = key.rsplit([' ', '.']).next().unwrap_or(key);
@@ -505,8 +513,9 @@ fn bracket_a_lone_string(key: &str, message: String) -> String {
     let is_program = matches!(setting, "command" | "notify_command" | "resume_args");
     // What only a shell reads: operators, variables, quotes, `~`, a leading `NAME=value`.
     let sets_a_variable = value.split_whitespace().next().is_some_and(|first| first.contains('='));
-    let needs_a_shell =
-        value.contains(['|', '&', ';', '<', '>', '$', '`', '*', '\'', '"', '~', '\\']) || sets_a_variable;
+    let needs_a_shell = value
+        .contains(['|', '&', ';', '<', '>', '$', '`', '*', '?', '[', '#', '\'', '"', '~'])
+        || sets_a_variable;
     let written = if is_program && needs_a_shell {
         format!("[{}] (no shell reads it)", quoted(&["sh", "-c", value]))
     } else if is_program {

@@ -27,6 +27,9 @@ pub struct SelectedItem {
     pub id: i64,
     pub key: String,
     pub state: ItemState,
+    /// For an item left alone: the run recorded as running that holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
 }
 
 /// What [`discard_items`] found and did.
@@ -88,10 +91,11 @@ pub fn discard_items(
     };
     let mut found = Discarded::default();
     for row in &rows {
-        let item = SelectedItem { id: row.get(0), key: row.get(1), state: row.try_get(2)? };
+        let mut item = SelectedItem { id: row.get(0), key: row.get(1), state: row.try_get(2)?, run_id: None };
         let claimed_by: Option<i64> = row.get(3);
         let is_held = item.state == ItemState::Running && claimed_by.is_some_and(|run| live.contains(&run));
         if is_held {
+            item.run_id = claimed_by;
             found.held.push(item);
         } else {
             found.items.push(item);

@@ -48,16 +48,23 @@ pub(crate) const CUT_LINE: &[u8] = b"[the end of a line too long to read]\n";
 /// `window`, the end of a longer stream, from its first whole line: when it starts inside
 /// a line (`starts_inside_a_line`), that line's rest is dropped — and when the window
 /// holds no whole line (its only line end is its last byte, or it has none), it is all
-/// the end of one line, read as [`CUT_LINE`]. What a terminal shows as a new line counts
-/// as one: a carriage return, and a control sequence (`ESC [`, a spinner's cursor moves),
-/// so a progress spinner's frames do not make one long line of the message after them.
-pub(crate) fn from_first_whole_line(window: &[u8], starts_inside_a_line: bool) -> std::borrow::Cow<'_, [u8]> {
+/// the end of one line, read as [`CUT_LINE`]. Of a run that failed (`screen_lines`), what
+/// a terminal shows as a new line counts as one too — a carriage return, a control
+/// sequence (`ESC [`, a spinner's cursor moves) — so a progress spinner's frames do not
+/// make one long line of the error after them; of a run that succeeded, only a line end:
+/// its answer's text is no message, whatever codes it holds.
+pub(crate) fn from_first_whole_line(
+    window: &[u8],
+    starts_inside_a_line: bool,
+    screen_lines: bool,
+) -> std::borrow::Cow<'_, [u8]> {
     if !starts_inside_a_line {
         return std::borrow::Cow::Borrowed(window);
     }
     let break_at = window.iter().enumerate().find_map(|(at, &byte)| match byte {
-        b'\n' | b'\r' => Some(at + 1),
-        0x1b if window.get(at + 1) == Some(&b'[') => Some(at),
+        b'\n' => Some(at + 1),
+        b'\r' if screen_lines => Some(at + 1),
+        0x1b if screen_lines && window.get(at + 1) == Some(&b'[') => Some(at),
         _ => None,
     });
     match break_at {
@@ -67,16 +74,28 @@ pub(crate) fn from_first_whole_line(window: &[u8], starts_inside_a_line: bool) -
     }
 }
 
-fn tail(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+fn tail(bytes: &[u8], screen_lines: bool) -> std::borrow::Cow<'_, [u8]> {
     let start = bytes.len().saturating_sub(TAIL_BYTES);
-    from_first_whole_line(&bytes[start..], start > 0 && bytes[start - 1] != b'\n')
+    from_first_whole_line(&bytes[start..], start > 0 && bytes[start - 1] != b'\n', screen_lines)
 }
 
+/// A cursor move to a line's start or an erased line (`ESC [2K`, `ESC [1G`): where a
+/// spinner draws its next frame, a new line on the screen.
+static SCREEN_LINE_START: LazyLock<Regex> = LazyLock::new(|| compile("\x1b\\[[0-9;]*[GK]"));
+
+/// [`clean_lines_of_a_run`] of output a run that succeeded printed.
 pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
-    let window = tail(bytes);
+    clean_lines_of_a_run(bytes, false)
+}
+
+/// The cleaned lines of the end of one stream of a run; `failed`: the run failed, so its
+/// spinner's frames are screen lines (see [`from_first_whole_line`]).
+pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
+    let window = tail(bytes, failed);
     let decoded = String::from_utf8_lossy(&window);
     // A limit message is stored with its backoff: as text, which cannot hold U+0000.
     let decoded = crate::db::storable_text(&decoded);
+    let decoded = if failed { SCREEN_LINE_START.replace_all(&decoded, "\r") } else { decoded };
     let stripped = strip_terminal_escapes(&decoded);
     let mut lines = Vec::new();
     let mut retry_body_depth: i64 = 0;
@@ -150,8 +169,13 @@ fn last_attempts_told(lines: &mut [Line]) {
 /// up.`): no limit, no error, status or attempt of its own — one that reports another
 /// failure (`Attempt 2 failed with status 400 Bad Request. Giving up.`) is the verdict.
 fn is_bare(text: &str) -> bool {
-    static REPORT: LazyLock<Regex> =
-        LazyLock::new(|| compile(r"(?i)\b(?:[1-5][0-9]{2}|errors?|exception|failed|failure)\b"));
+    // Words of a failure, an errno name (`ETIMEDOUT`), or an HTTP status (`status 400`,
+    // `400 Bad Request`) — not any number (`after 120 seconds`).
+    static REPORT: LazyLock<Regex> = LazyLock::new(|| {
+        compile(
+            r"(?i:\b(?:errors?|exception|failed|failure|timeout|timed\s+out|refused|unreachable|network|connect(?:ion)?|socket|dns|reset)\b)|\bE[A-Z]{4,}\b|(?i:\b(?:status|code|http)\W{0,3}[1-5][0-9]{2}\b)|\b[1-5][0-9]{2}\s+[A-Z][a-z]+",
+        )
+    });
     !HIT_HINT.is_match(text) && !REPORT.is_match(text)
 }
 

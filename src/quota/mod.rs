@@ -254,8 +254,8 @@ impl Classifier {
             // gemini prints its errors on stderr only: its answer is the item's content.
             return Outcome::Other;
         }
-        let mut stdout_lines = clean_lines(stdout);
-        let mut stderr_lines = clean_lines(stderr);
+        let mut stdout_lines = clean::clean_lines_of_a_run(stdout, failed);
+        let mut stderr_lines = clean::clean_lines_of_a_run(stderr, failed);
         // codex's text mode writes on stderr; a wrapper (or `quota test`) may hand it over
         // as stdout.
         clean::mark_codex_prompt(&mut stderr_lines);
@@ -1830,8 +1830,17 @@ mod tests {
         // A client that goes on retrying, and then succeeds, met no limit; one still
         // counting down when it failed is judged by its other lines.
         // Nor one that met a limit, went on, and gave up on another error.
-        let other_error = "Attempt 1 failed with status 429. Retrying with backoff...\nAttempt 2 failed with status 400 Bad Request. Giving up.\n";
-        assert_eq!(classify(Gemini, b"", other_error.as_bytes(), Some(1)), Outcome::Other);
+        for last in [
+            "Attempt 2 failed with status 400 Bad Request. Giving up.",
+            "Network timeout. Giving up.",
+            "Giving up: connect ETIMEDOUT",
+        ] {
+            let other_error = format!("Attempt 1 failed with status 429. Retrying with backoff...\n{last}\n");
+            assert_eq!(classify(Gemini, b"", other_error.as_bytes(), Some(1)), Outcome::Other, "{last}");
+        }
+        // A bare stop with a number in it still counts with the notice before it.
+        let bare = "Attempt 1 failed with status 429. Retrying with backoff...\nMax attempts reached after 120 seconds\n";
+        assert!(matches!(classify(OpenAi, b"", bare.as_bytes(), Some(1)), Outcome::QuotaHit(_)));
         // A last attempt's count does not hide the reset the vendor states.
         let last = "Rate limit reached for gpt-4o. Please try again in 12s. (attempt 3/3)\n";
         let Outcome::QuotaHit(hit) = classify(OpenAi, b"", last.as_bytes(), Some(1)) else {
@@ -1875,6 +1884,28 @@ mod tests {
                 matches!(&outcome, Outcome::QuotaHit(hit) if hit.reset_at() == Some(now() + chrono::Duration::seconds(12))),
                 "{outcome:?}"
             );
+        }
+        let Outcome::QuotaHit(hit) = classify(
+            OpenAi,
+            b"",
+            format!(
+                "{}\u{1b}[2K\u{1b}[1GError: Rate limit reached for gpt-4o. Please try again in 12s.\n",
+                "\u{1b}[2K\u{1b}[1G- Thinking... 45%".repeat(4500)
+            )
+            .as_bytes(),
+            Some(1),
+        ) else {
+            panic!("no hit after the frames")
+        };
+        assert_eq!(hit.matched_line, "Error: Rate limit reached for gpt-4o. Please try again in 12s.");
+        // In a run that succeeded the codes are the answer's: a long text answer with a
+        // colour code or a carriage return before a quoted limit is a success.
+        for code in ["\u{1b}[31mERROR\u{1b}[0m", "\rERROR"] {
+            let answer = format!(
+                "Here is the log summary: {}{code} Rate limit reached for gpt-4o. Please try again in 12s.\n",
+                "ok ".repeat(25000)
+            );
+            assert_eq!(classify(OpenAi, answer.as_bytes(), b"", Some(0)), Outcome::Other, "{code:?}");
         }
         // A limit on a line of its own after such a line is still read.
         let long =

@@ -881,8 +881,8 @@ impl TailBuffer {
 /// A [`TailBuffer::window`] from its first whole line: when it starts inside a line (the
 /// stream was longer, and the byte before it is no line end), that line's rest is dropped;
 /// a window that holds no whole line reads as one cut line ([`crate::quota::from_first_whole_line`]).
-fn whole_lines(kept: Vec<u8>, starts_inside_a_line: bool) -> Vec<u8> {
-    match crate::quota::from_first_whole_line(&kept, starts_inside_a_line) {
+fn whole_lines(kept: Vec<u8>, starts_inside_a_line: bool, failed: bool) -> Vec<u8> {
+    match crate::quota::from_first_whole_line(&kept, starts_inside_a_line, failed) {
         std::borrow::Cow::Borrowed(whole) if whole.len() == kept.len() => kept,
         whole => whole.into_owned(),
     }
@@ -1079,15 +1079,17 @@ impl<'a> OutputCapture<'a> {
             reason => reason,
         };
         let (stderr_read, stderr_inside_a_line) = self.stderr_tail.window();
+        // A run that failed is read for its error, a spinner's frames as lines.
+        let failed = !matches!(exit, WorkerExit::Code(0));
         let stderr_tail = stderr_read[stderr_read.len().saturating_sub(self.stderr_tail_bytes)..].to_vec();
         WorkerReport {
             exit,
             stop_reason,
             stdout: self.stdout.unwrap_or_else(|| stdout_tail.clone()),
-            stdout_end: whole_lines(stdout_tail.clone(), stdout_inside_a_line),
+            stdout_end: whole_lines(stdout_tail.clone(), stdout_inside_a_line, failed),
             stdout_tail,
             stderr_tail,
-            stderr_end: whole_lines(stderr_read, stderr_inside_a_line),
+            stderr_end: whole_lines(stderr_read, stderr_inside_a_line, failed),
             last_worded: self.last_worded.map(|(at, read)| Printed { at, ago: read.elapsed() }),
             last_output: self.last_output.map(|(at, read)| Printed { at, ago: read.elapsed() }),
             client_wait_line: self.wait_line,
@@ -1409,7 +1411,7 @@ mod tests {
         let (kept, inside) = tail.window();
         assert_eq!((kept.as_slice(), inside), (&b"limit hit 42\n"[..], false));
         // Before: dropped as if cut, and the limit line with it.
-        assert_eq!(whole_lines(kept, inside), b"limit hit 42\n");
+        assert_eq!(whole_lines(kept, inside, true), b"limit hit 42\n");
         // Cut through many pushes, the window exactly the limit line: kept whole (before,
         // with no password to mask the buffer held no byte before the window).
         let mut tail = TailBuffer::new(13);
@@ -1419,12 +1421,12 @@ mod tests {
         tail.push(b"\n");
         tail.push(b"limit hit 42\n");
         let (kept, inside) = tail.window();
-        assert_eq!(whole_lines(kept, inside), b"limit hit 42\n");
+        assert_eq!(whole_lines(kept, inside, true), b"limit hit 42\n");
         let mut tail = TailBuffer::new(16);
         tail.push(b"first line\nlimit hit 42\n");
         let (kept, inside) = tail.window();
         assert!(inside);
-        assert_eq!(whole_lines(kept, inside), b"limit hit 42\n");
+        assert_eq!(whole_lines(kept, inside, true), b"limit hit 42\n");
     }
 
     #[test]

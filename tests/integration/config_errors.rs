@@ -32,7 +32,18 @@ fn a_configuration_file_this_user_may_not_read_is_told_how_to_give_access() {
     let mode = std::fs::metadata(&folder).unwrap().permissions();
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o600)).unwrap();
     let result = fixture.drainctl(&["status"]).without_permission_override().run();
+    // Reached through a link from a folder the user may enter: the closed one is named.
+    let open = tempfile::tempdir().unwrap();
+    let link = open.path().join("drainctl.toml");
+    std::os::unix::fs::symlink(&fixture.config_path, &link).unwrap();
+    let linked =
+        fixture.drainctl(&["--config", link.to_str().unwrap(), "status"]).without_permission_override().run();
     std::fs::set_permissions(&folder, mode).unwrap();
+    assert!(
+        linked.stderr.contains(&format!("the folder {} cannot be entered by this user", folder.display())),
+        "{}",
+        linked.stderr
+    );
     result.assert_code(78);
     assert!(
         result.stderr.contains(&format!("the folder {} cannot be entered by this user", folder.display()))

@@ -489,12 +489,16 @@ fn discard_leaves_an_item_a_running_pass_holds_and_takes_one_whose_run_has_ended
     let all = all.json();
     assert_eq!(all["held_count"], 1, "{all}");
     assert_eq!(all["held"][0]["key"], "d");
+    assert_eq!(all["held"][0]["run_id"], run, "{all}");
     assert_eq!(all["by_state"], json!({ "dead": 1, "done": 2 }), "{all}");
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
     let held = fixture.drainctl(&["discard", "docs", "--key", "d"]).run();
     held.assert_code(0);
     assert!(
-        held.stdout.contains("docs: item \"d\" is running, not discarded; 1 running item left alone: a run recorded as running holds it"),
+        held.stdout.contains(&format!(
+                "docs: item \"d\" is running, not discarded; 1 running item left alone: run {run} recorded as running \
+                 holds it (`drainctl pause docs` first, so that no pass takes it again;"
+            )),
         "{}",
         held.stdout
     );
