@@ -91,9 +91,10 @@ fn human(drain: &str, found: &Discarded, selection: Selection<'_>, dry_run: bool
     let held = match found.held.as_slice() {
         [] => String::new(),
         held => {
-            let mut runs: Vec<String> =
-                held.iter().filter_map(|item| item.run_id).map(|run| run.to_string()).collect();
+            let mut runs: Vec<i64> = held.iter().filter_map(|item| item.run_id).collect();
+            runs.sort_unstable();
             runs.dedup();
+            let runs: Vec<String> = runs.iter().map(i64::to_string).collect();
             format!(
                 "; {} left alone: run {} recorded as running {} ({} first, so that no pass takes \
                  {} again; then let the pass end — one that died is reaped by the next `drainctl \
