@@ -23,7 +23,7 @@ use crate::output::{counted, Report};
 /// starts with `-` goes after `--`, where no option is looked for.
 pub fn discard_all_command(drain: &str) -> String {
     if drain.starts_with('-') {
-        format!("drainctl discard --all -- {drain}")
+        format!("drainctl discard --all {}", super::items::drain_argument(drain))
     } else {
         format!("drainctl discard {drain} --all")
     }

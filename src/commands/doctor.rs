@@ -538,13 +538,21 @@ fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
             );
         }
     };
-    let fix = |name: &str, source: &str| match source {
-        "database" => format!("ALTER DATABASE … SET {name} = on"),
-        "user" => format!("ALTER ROLE … SET {name} = on (the role's setting wins over the database's)"),
-        "database user" => format!("ALTER ROLE … IN DATABASE … SET {name} = on"),
-        "client" => format!("{name} = on in the URL's options, or remove it from them"),
-        "alter system" => format!("ALTER SYSTEM RESET {name} and SELECT pg_reload_conf()"),
-        _ => format!("{name} = on in the server's postgresql.conf (or its command line)"),
+    // Advice for the operator to run, never a statement drainctl sends. fsync is the
+    // server's alone; synchronous_commit may also be set for a database or a role.
+    let fix = |name: &str, source: &str| -> &'static str {
+        match (name, source) {
+            ("fsync", "alter system") => "ALTER SYSTEM RESET fsync and SELECT pg_reload_conf()",
+            ("fsync", _) => "fsync = on in the server's postgresql.conf (or its command line)",
+            (_, "database") => "ALTER DATABASE … SET synchronous_commit = on",
+            (_, "user") => {
+                "ALTER ROLE … SET synchronous_commit = on (the role's setting wins over the database's)"
+            }
+            (_, "database user") => "ALTER ROLE … IN DATABASE … SET synchronous_commit = on",
+            (_, "client") => "synchronous_commit = on in the URL's options, or remove it from them",
+            (_, "alter system") => "ALTER SYSTEM RESET synchronous_commit and SELECT pg_reload_conf()",
+            _ => "synchronous_commit = on in the server's postgresql.conf (or its command line)",
+        }
     };
     let lax: Vec<_> = settings.iter().filter(|(_, value, _)| value.as_str() == "off").collect();
     if lax.is_empty() {
@@ -553,7 +561,7 @@ fn check_durability(checks: &mut Checks, client: &mut postgres::Client) {
         checks.push("durability", Status::Ok, values.join(", "));
     } else {
         let values: Vec<String> = lax.iter().map(|(name, value, _)| format!("{name} = {value}")).collect();
-        let fixes: Vec<String> = lax.iter().map(|(name, _, source)| fix(name, source)).collect();
+        let fixes: Vec<&str> = lax.iter().map(|(name, _, source)| fix(name, source)).collect();
         checks.push(
             "durability",
             Status::Warn,
@@ -1043,9 +1051,7 @@ fn with_path_searched(problem: String, path_variable: Option<&OsStr>) -> String 
     if !problem.ends_with("not found on PATH") {
         return problem;
     }
-    let searched =
-        path_variable.map(OsStr::to_os_string).or_else(|| std::env::var_os("PATH")).unwrap_or_default();
-    format!("{problem} ({})", searched.to_string_lossy())
+    format!("{problem} ({})", program::search_path(path_variable).to_string_lossy())
 }
 
 /// Find `program` as the worker would: a name with a slash is a path, a bare name is

@@ -294,12 +294,13 @@ fn last_chars(text: &str, count: usize) -> &str {
 }
 
 /// The command that lists a drain's items: `drainctl items NAME`, and `drainctl items --
-/// show` for a drain named `show`, which `items show` would take for its subcommand.
+/// show` for a drain named `show`, which `items show` would take for its subcommand (and
+/// a name that starts with `-` after `--` too: see [`drain_argument`]).
 pub fn listing_command(drain: &str) -> String {
-    if drain == "show" || drain.starts_with('-') {
-        format!("drainctl items -- {drain}")
+    if drain == "show" {
+        "drainctl items -- show".to_string()
     } else {
-        format!("drainctl items {drain}")
+        format!("drainctl items {}", drain_argument(drain))
     }
 }
 

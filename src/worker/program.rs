@@ -25,8 +25,7 @@ pub fn locate(
             None => Err(format!("{program:?} does not exist")),
         };
     }
-    let search =
-        path_variable.map(OsStr::to_os_string).or_else(|| std::env::var_os("PATH")).unwrap_or_default();
+    let search = search_path(path_variable);
     let mut not_executable = None;
     for folder in std::env::split_paths(&search) {
         let candidate = folder.join(program);
@@ -40,6 +39,12 @@ pub fn locate(
         Some(path) => Err(format!("{program:?} found as {} but it is not executable", path.display())),
         None => Err(format!("{program:?} not found on PATH")),
     }
+}
+
+/// The PATH a bare program name is looked up on: `path_variable` (the worker's own PATH)
+/// when given, else drainctl's.
+pub fn search_path(path_variable: Option<&OsStr>) -> std::ffi::OsString {
+    path_variable.map(OsStr::to_os_string).or_else(|| std::env::var_os("PATH")).unwrap_or_default()
 }
 
 /// Some(true) for an executable regular file, Some(false) for another existing entry,
