@@ -250,7 +250,9 @@ pub(crate) fn client_wait_hit(
                 _ if super::clean::event_type(line.trim()) == Some("error") => {
                     super::excerpt(line, 0, line.len())
                 }
-                _ => line.chars().take(super::MATCHED_LINE_MAX_CHARS).collect(),
+                // Claude Code's `api_retry` event by its fields.
+                _ => api_retry_in_words(line)
+                    .unwrap_or_else(|| line.chars().take(super::MATCHED_LINE_MAX_CHARS).collect()),
             };
             if let Some(stated) = parse_stated_reset(line, now, zone) {
                 return QuotaHit {
@@ -265,6 +267,35 @@ pub(crate) fn client_wait_hit(
             QuotaHit { reset, matched_line, needs_attention: false, access_refused: false }
         }
     }
+}
+
+/// Claude Code's stream-json `api_retry` event in words, as a backoff shows the line it
+/// was read from: `API retry 1 of 10 in 600s after rate_limit (HTTP 429)`.
+fn api_retry_in_words(line: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    if event.get("subtype")?.as_str()? != "api_retry" {
+        return None;
+    }
+    let mut words = String::from("API retry");
+    if let Some(attempt) = event.get("attempt").and_then(serde_json::Value::as_u64) {
+        words.push_str(&format!(" {attempt}"));
+        if let Some(most) = event.get("max_retries").and_then(serde_json::Value::as_u64) {
+            words.push_str(&format!(" of {most}"));
+        }
+    }
+    if let Some(delay) = event.get("retry_delay_ms").and_then(serde_json::Value::as_f64) {
+        let wait = Duration::try_from_secs_f64(delay / 1000.0).unwrap_or_default();
+        words.push_str(&format!(" in {}", crate::duration::format_duration(wait)));
+    }
+    let error = event.get("error").and_then(serde_json::Value::as_str);
+    let status = event.get("error_status").and_then(serde_json::Value::as_u64);
+    match (error, status) {
+        (Some(error), Some(status)) => words.push_str(&format!(" after {error} (HTTP {status})")),
+        (Some(error), None) => words.push_str(&format!(" after {error}")),
+        (None, Some(status)) => words.push_str(&format!(" after HTTP {status}")),
+        (None, None) => {}
+    }
+    Some(words.chars().take(super::MATCHED_LINE_MAX_CHARS).collect())
 }
 
 /// The zone a worker reads wall-clock times in: the `TZ` its environment sets (a tz
@@ -485,6 +516,9 @@ mod tests {
         let hit =
             client_wait_hit(Outcome::Other, reconnecting, Duration::from_secs(300), now, chrono_tz::UTC);
         assert_eq!(hit.matched_line, "Reconnecting... 1/2 (rate limit exceeded: Please try again in 300s)");
+        let hit = client_wait_hit(Outcome::Other, api_retry, Duration::from_secs(600), now, chrono_tz::UTC);
+        assert_eq!(hit.matched_line, "API retry 1 in 10m after rate_limit (HTTP 429)");
+        assert_eq!(hit.reset.map(|reset| reset.at), now.checked_add_signed(chrono::Duration::seconds(600)));
         // A text answer whose lines look like events is the result.
         let [mut text, _] = StreamWaits::of_client(b"");
         assert_eq!(text.read("Here is the log you asked for:"), None);
