@@ -199,6 +199,9 @@ vocabulary! {
         BurstMoved = "burst_moved",
         BurstOff = "burst_off",
         BurstOn = "burst_on",
+        /// A burst a pass ended while this host's clock ran ahead, set again once the clock
+        /// went back (docs/operations.md, "A clock that went back").
+        BurstRestored = "burst_restored",
         ClaimLost = "claim_lost",
         /// A pass opened a new database session after the server ended its own
         /// (docs/operations.md, "When the database goes away").
@@ -298,7 +301,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 41);
+        assert_eq!(EventKind::ALL.len(), 42);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         // In order, as people look a name up.

@@ -73,10 +73,14 @@ pub(crate) fn clear_expired_burst(
     if !clear_burst(tx, drain, Some(until))? {
         return Ok(None);
     }
-    let event =
-        Event::new(EventKind::BurstExpired, format!("burst of {drain} expired at {}", local(until, zone)))
-            .drain(drain)
-            .data(json!({ "burst_until": until, "note": controls.burst_note }));
+    let event = Event::new(
+        EventKind::BurstExpired,
+        format!("burst of {drain} expired at {}", local(until, zone)),
+    )
+    .drain(drain)
+    .data(
+        json!({ "burst_until": until, "note": controls.burst_note, "started_at": controls.burst_started_at }),
+    );
     record_event(tx, outbox, &event, now)?;
     Ok(Some(until))
 }

@@ -26,13 +26,15 @@ pub const DEFAULT_SUPERVISE_INTERVAL: Duration = MINUTE.saturating_mul(15);
 /// Also the errors a pass survives and reports to nobody else: a supervise step that
 /// failed, and a worker that could not be started (under cron, often a PATH problem).
 /// A charge taken back that makes a dead letter pending again corrects an
-/// `item_dead_lettered` the operator was told of (only those are notified).
-pub const DEFAULT_NOTIFY_ON: [EventKind; 9] = [
+/// `item_dead_lettered` the operator was told of (only those are notified); a burst
+/// restored, a `burst_expired` recorded while the clock ran ahead.
+pub const DEFAULT_NOTIFY_ON: [EventKind; 10] = [
     EventKind::RunHung,
     EventKind::RunCrashed,
     EventKind::ItemDeadLettered,
     EventKind::QuotaHitRefunded,
     EventKind::BurstExpired,
+    EventKind::BurstRestored,
     EventKind::BackoffSet,
     EventKind::SuperviseError,
     EventKind::WorkerNotStarted,

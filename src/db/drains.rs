@@ -223,6 +223,71 @@ pub fn clear_burst(
     Ok(updated > 0)
 }
 
+/// A burst a supervise pass of this host ended while its clock ran ahead, its deadline
+/// still to come ([`bursts_ended_ahead`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BurstEndedAhead {
+    pub drain: String,
+    /// Its `burst_expired` event, and when that is stamped.
+    pub event_id: i64,
+    pub ended_at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub note: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// The bursts of `names` that a supervise pass of `host` stamped more than a minute ahead
+/// of `now` (after `ahead_of`) recorded as expired while their deadline is still to come
+/// at `now`, with nothing done to the burst since (no `burst on`, `off`, expiry or
+/// restoration recorded after it, none set now).
+pub fn bursts_ended_ahead(
+    client: &mut impl GenericClient,
+    names: &[String],
+    host: &str,
+    now: DateTime<Utc>,
+    ahead_of: DateTime<Utc>,
+) -> Result<Vec<BurstEndedAhead>> {
+    let rows = client.query(
+        "SELECT e.drain, e.id, e.at, (e.data->>'burst_until')::timestamptz, e.data->>'note',
+                (e.data->>'started_at')::timestamptz
+           FROM events e JOIN drains d ON d.name = e.drain
+          WHERE e.kind = 'burst_expired' AND e.at > $4 AND e.drain = ANY($1)
+            AND d.burst_until IS NULL
+            AND jsonb_typeof(e.data->'burst_until') = 'string'
+            AND (e.data->>'burst_until')::timestamptz > $3
+            AND EXISTS (SELECT 1 FROM supervisor_passes p
+                         WHERE p.host = $2 AND p.fired_at > $4 AND p.fired_at <= e.at
+                           AND e.at <= p.fired_at + (p.duration_ms + 1000) * interval '1 millisecond')
+            AND NOT EXISTS (SELECT 1 FROM events later
+                             WHERE later.drain = e.drain AND later.id > e.id
+                               AND later.kind IN ('burst_on', 'burst_off', 'burst_moved', 'burst_expired',
+                                                  'burst_restored'))
+          ORDER BY e.drain",
+        &[&names, &host, &now, &ahead_of],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| BurstEndedAhead {
+            drain: row.get(0),
+            event_id: row.get(1),
+            ended_at: row.get(2),
+            until: row.get(3),
+            note: row.get(4),
+            started_at: row.get(5),
+        })
+        .collect())
+}
+
+/// Set the burst of `name` again as it was, unless one is set: true if it was.
+pub fn restore_burst(client: &mut impl GenericClient, ended: &BurstEndedAhead) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE drains SET burst_until = $2, burst_note = $3, burst_started_at = $4
+          WHERE name = $1 AND burst_until IS NULL",
+        &[&ended.drain, &ended.until, &ended.note, &ended.started_at],
+    )?;
+    Ok(updated > 0)
+}
+
 /// Has drainctl ever seen a drain called `name` (it may have left the configuration)?
 pub fn drain_row_exists(client: &mut impl GenericClient, name: &str) -> Result<bool> {
     let row = client.query_one("SELECT EXISTS (SELECT 1 FROM drains WHERE name = $1)", &[&name])?;

@@ -144,6 +144,52 @@ pub(super) fn last_starts_pulled_back(
     )
 }
 
+/// When this host's clock went back and is right now ([`read`]): a burst of `drains` one
+/// of this host's supervise passes ended while its clock ran ahead, its deadline still to
+/// come, is set again as it was, with a `burst_restored` event — its `burst_expired`
+/// told of an end that had not come. In a dry run nothing is written. The bursts set
+/// again (or in a dry run, that would be).
+pub(super) fn restore_bursts(
+    client: &mut Client,
+    outbox: &crate::db::events::Outbox,
+    drains: &[String],
+    zone: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Vec<crate::db::drains::BurstEndedAhead>> {
+    let limit = now + crate::clock::WENT_BACK_TOLERANCE;
+    let host = crate::worker::process::host_name();
+    let ended = crate::db::drains::bursts_ended_ahead(client, drains, &host, now, limit)?;
+    if dry_run {
+        return Ok(ended);
+    }
+    let mut restored = Vec::with_capacity(ended.len());
+    for burst in ended {
+        let mut transaction = client.transaction()?;
+        if !crate::db::drains::restore_burst(&mut transaction, &burst)? {
+            continue;
+        }
+        let until = crate::output::local_time(burst.until, zone);
+        let message = format!(
+            "burst of {} restored until {until}: a pass ended it at {}, ahead of this clock (it went back)",
+            burst.drain,
+            crate::output::local_time(burst.ended_at, zone)
+        );
+        log::warn!("{message}");
+        let event = crate::db::events::Event::new(crate::model::EventKind::BurstRestored, message)
+            .drain(&burst.drain)
+            .data(serde_json::json!({
+                "burst_until": burst.until,
+                "note": burst.note,
+                "expired_event_id": burst.event_id,
+            }));
+        crate::db::events::record_event(&mut transaction, outbox, &event, now)?;
+        transaction.commit()?;
+        restored.push(burst);
+    }
+    Ok(restored)
+}
+
 /// When this host's clock went back and is right now ([`read`]): a pending item of
 /// `drains` last changed more than a minute ahead of `now` (enqueued, given back after a
 /// limit, retried) has its availability moved back by as much, so that an item available

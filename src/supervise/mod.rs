@@ -266,7 +266,7 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     // started by this pass (docs/operations.md).
     let decided_at = if scans.is_empty() { fired_at } else { clock.now().max(fired_at) };
     let (mut snapshots, unconfigured) =
-        match take_snapshot(client, config, decided_at, clock.is_injected(), args.dry_run) {
+        match take_snapshot(client, outbox, config, decided_at, clock.is_injected(), args.dry_run) {
             Ok(taken) => taken,
             Err(error) => return Err(snapshot_failed(client, outbox, clock, &interrupted, error)),
         };

@@ -79,6 +79,7 @@ pub(super) struct Unconfigured {
 /// longer names.
 pub(super) fn take_snapshot<'a>(
     client: &mut Client,
+    outbox: &crate::db::events::Outbox,
     config: &'a Config,
     now: DateTime<Utc>,
     is_clock_injected: bool,
@@ -88,15 +89,35 @@ pub(super) fn take_snapshot<'a>(
     if !dry_run {
         ensure_drains(client, &names, now)?;
     }
-    let (controls, others): (Vec<DrainControls>, Vec<DrainControls>) =
+    // What this host stamped while its clock ran ahead, when it went back since.
+    let clock = super::clock_went_back::read(client, now, is_clock_injected)?;
+    let restored = match clock.is_right && clock.went_back {
+        true => super::clock_went_back::restore_bursts(
+            client,
+            outbox,
+            &names,
+            config.defaults.timezone,
+            now,
+            dry_run,
+        )?,
+        false => Vec::new(),
+    };
+    let (mut controls, others): (Vec<DrainControls>, Vec<DrainControls>) =
         read_controls_and_expired_bursts(client, &names, now)?
             .into_iter()
             .partition(|c| names.contains(&c.name));
+    // (A dry run counts, unwritten, the bursts the real pass sets again.)
+    for burst in restored.iter().filter(|_| dry_run) {
+        if let Some(control) = controls.iter_mut().find(|c| c.name == burst.drain && c.burst_until.is_none())
+        {
+            control.burst_until = Some(burst.until);
+            control.burst_note = burst.note.clone();
+            control.burst_started_at = burst.started_at;
+        }
+    }
     let expired_bursts =
         others.iter().filter_map(|c| c.expired_burst(now).map(|until| (c.name.clone(), until))).collect();
     let mut runs = running_runs(client, None)?;
-    // What this host stamped while its clock ran ahead, when it went back since.
-    let clock = super::clock_went_back::read(client, now, is_clock_injected)?;
     if clock.is_right {
         super::clock_went_back::pull_back_checkpoints(client, &mut runs, now, dry_run)?;
     }

@@ -460,6 +460,66 @@ fn a_dry_run_counts_the_cadence_as_the_pass_after_a_clock_went_back_keeping_anot
     assert!(real.1.starts_with("cadence 1h: next start in 1d 2h"), "{real:?}");
 }
 
+/// A drain in a burst until 2026-11-27 16:00 (set at `OUTSIDE`, outside its window) whose
+/// burst a pass on `host` ended while its clock ran a day ahead, then (when given) a pass
+/// of this host an hour later still; the clock is then set right and an item enqueued.
+fn burst_ended_a_day_ahead(host: Option<&str>) -> Fixture {
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    fixture.drainctl(&["burst", "on", "docs", "--until", "+6h"]).run().assert_code(0);
+    fixture.set_now("2026-11-28T10:00:00Z");
+    let ended = match host {
+        None => fixture.drainctl(&["supervise", "--json"]).run(),
+        Some(host) => {
+            let ended = fixture.drainctl_on_host(host, false, &["supervise", "--json"]).run();
+            fixture.set_now("2026-11-28T11:00:00Z");
+            decisions(&fixture, &[]);
+            ended
+        }
+    };
+    ended.assert_code(0);
+    let ended = ended.json()["decisions"].as_array().cloned().unwrap_or_default();
+    assert!(action_for(&ended, "docs", "expire_burst").is_some(), "{ended:?}");
+    fixture.set_now("2026-11-27T10:15:00Z");
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    fixture
+}
+
+#[test]
+fn a_burst_a_pass_ended_while_the_clock_ran_ahead_is_set_again_once_it_went_back() {
+    let fixture = burst_ended_a_day_ahead(None);
+    let bursts = "SELECT count(*) FROM drains WHERE burst_until IS NOT NULL";
+    // Before: the burst stayed ended, hours before its deadline, and the drain waited
+    // for its window.
+    let dry = decisions(&fixture, &["--dry-run"]);
+    assert_eq!(action_for(&dry, "docs", "start").expect("started in its burst")["trigger"], "burst");
+    assert_eq!(fixture.count(bursts), 0, "a dry run writes nothing");
+    let plan = decisions(&fixture, &[]);
+    assert_eq!(action_for(&plan, "docs", "start").expect("started in its burst")["trigger"], "burst");
+    let until: Vec<String> = fixture.column("SELECT burst_until::text FROM drains WHERE name = 'docs'");
+    assert_eq!(until, ["2026-11-27 16:00:00+00"]);
+    let restored: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'burst_restored'");
+    assert_eq!(
+        restored,
+        ["burst of docs restored until Fri 2026-11-27 18:00 IST: a pass ended it at Sat 2026-11-28 12:00 IST, \
+          ahead of this clock (it went back)"]
+    );
+    assert!(fixture.drainctl(&["burst", "status"]).run().stdout.contains("docs"));
+    // Once: the next pass leaves it be.
+    decisions(&fixture, &[]);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_restored'"), 1);
+    assert_eq!(fixture.count(bursts), 1);
+}
+
+#[test]
+fn a_burst_another_host_ended_by_its_clock_ahead_stays_ended() {
+    // Its clock runs ahead: it judges the burst by it (this host's own pass ran later).
+    let fixture = burst_ended_a_day_ahead(Some("elsewhere"));
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "start").is_none(), "{plan:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_restored'"), 0);
+}
+
 #[test]
 fn runs_hung_behind_one_stalled_vendor_are_stopped_together_in_one_kill_grace() {
     let drains: String = ["a", "b", "c"]
