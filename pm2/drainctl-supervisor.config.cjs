@@ -10,10 +10,11 @@
 // treekill: false makes pm2 signal only supervise itself, so neither a stop, a restart,
 // a delete nor the next cron_restart takes a running drain down.
 //
-// kill_timeout: 15000 gives a pass that stop, restart or delete sends SIGINT (pm2's
-// kill_signal) time to finish its step (a statement waits for a lock at most 10 s), stop
-// its notifier and record the interruption; pm2's default of 1.6 s would SIGKILL it
-// mid-step.
+// kill_timeout: 30000 gives a pass that stop, restart or delete sends SIGINT (pm2's
+// kill_signal) time to finish its step (a statement waits for a lock at most 10 s; ending
+// a hung run whose drain is frozen takes up to twice kill_grace and 2 s, 22 s with the
+// default kill_grace), stop its notifier and record the interruption; pm2's default of
+// 1.6 s would SIGKILL it mid-step. With a kill_grace above 14s, raise it to match.
 //
 // time: true dates every line pm2 writes to ~/.pm2/logs/drainctl-supervisor-*.log;
 // rotate those with pm2-logrotate. The drains' own logs under log_dir are not pm2's:
@@ -33,7 +34,7 @@ module.exports = {
       cron_restart: "5,20,35,50 * * * *",
       autorestart: false,
       treekill: false,
-      kill_timeout: 15000,
+      kill_timeout: 30000,
       time: true,
       env: {
         DRAINCTL_CONFIG: "/etc/drainctl/drainctl.toml",

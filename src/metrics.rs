@@ -289,7 +289,7 @@ impl DrainFamilies {
             ),
             can_work: Family::new(
                 "drainctl_can_work",
-                "1 when a pass of the drain runs, or it is neither paused, held by its quota group nor out of today's budget and its schedule lets it work now or within the hour (a burst, or its window open and its every cadence due within the hour, before the window closes), else 0.",
+                "1 when a pass of the drain runs (not yielding to a higher-ranking drain of its quota group), or it is neither paused, held by its quota group nor out of today's budget and its schedule lets it work now or within the hour (a burst, or its window open and its every cadence due within the hour, before the window closes), else 0.",
             ),
             burst_will_finish: Family::new(
                 "drainctl_burst_will_finish",
@@ -333,8 +333,10 @@ impl DrainFamilies {
         let cost_today = snapshot.costs_today.get(name).copied();
         let is_budget_spent = crate::usage::spent_budget(drain.max_cost_per_day, cost_today).is_some();
         let is_waiting = is_paused || is_held || is_budget_spent;
-        let can_work = latest.is_running
-            || (!is_waiting
+        // A pass that yields to a higher-ranking drain of its group is no work done.
+        let can_work = (latest.is_running && !latest.is_yielding)
+            || (!latest.is_running
+                && !is_waiting
                 && crate::schedule::schedule_allows_work(
                     drain,
                     is_bursting,

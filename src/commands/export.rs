@@ -168,6 +168,8 @@ impl Progress {
         let noun = if self.items == 1 { "item" } else { "items" };
         let resume = match self.last_id {
             Some(last) => format!("ids up to {last}; --after-id {last} resumes after them"),
+            // No `--after-id` given: nothing else (the state, `--since`) matched.
+            None if self.after_id == 0 => "none matched".to_string(),
             None => format!("none after id {}", self.after_id),
         };
         format!("exported {} {noun} of drain {drain}{place} ({resume})", self.items)

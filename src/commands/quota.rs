@@ -95,8 +95,14 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     let announced = crate::quota::long_announced_wait(&output, limit, &mut output_reader)
         .or_else(|| crate::quota::long_announced_wait(&stderr, limit, &mut stderr_reader));
     let outcome = match announced {
+        // The drain stops such a client, whose exit status then says nothing of its
+        // output (gemini-cli exits 0 on the signal): read as a run that failed.
         Some((line, wait)) => {
-            Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, &line, wait, now, zone))
+            let stopped = match args.exit_code {
+                Some(0) => classifier.classify_given(&input, &output, &stderr, None, now, zone),
+                _ => outcome,
+            };
+            Outcome::QuotaHit(crate::quota::client_wait_hit(stopped, &line, wait, now, zone))
         }
         None => outcome,
     };

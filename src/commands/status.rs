@@ -301,6 +301,10 @@ struct AccountView {
     backoff_rule: Option<BackoffRule>,
     suspected: bool,
     needs_attention: bool,
+    /// Why it needs attention, shown once its backoff has ended too: until a call on it
+    /// succeeds, the refusal stands (docs/accounts.md).
+    #[serde(skip)]
+    attention_reason: Option<String>,
 }
 
 /// The state a drain is in, the first that applies.
@@ -551,6 +555,7 @@ fn accounts(view: &GroupView, now: DateTime<Utc>) -> Vec<AccountView> {
                 backoff_rule: row.rule.filter(|_| is_backing_off),
                 suspected: row.suspected_at.is_some(),
                 needs_attention: row.needs_attention,
+                attention_reason: row.reason.clone().filter(|_| row.needs_attention),
             }
         })
         .collect()
@@ -728,7 +733,10 @@ fn account_rows(view: &StatusView, zone: Tz) -> Vec<Vec<String>> {
                     relative(until),
                     account.backoff_reason.clone().unwrap_or_default()
                 ),
-                None => "-".to_string(),
+                None => match &account.attention_reason {
+                    Some(reason) => format!("needs attention: {reason}"),
+                    None => "-".to_string(),
+                },
             };
             account_table.push(vec![group.clone(), account.name.clone(), account.state.to_string(), backoff]);
         }

@@ -437,6 +437,9 @@ pub struct LatestRuns {
     pub last_started_at: Option<DateTime<Utc>>,
     /// Whether a run of the drain is running now.
     pub is_running: bool,
+    /// Whether every run of the drain running now yields to a higher-ranking drain of its
+    /// quota group (a wait recorded without an end).
+    pub is_yielding: bool,
 }
 
 /// [`LatestRuns`] of each of `drains`, in one statement: three index-backed probes per
@@ -452,7 +455,11 @@ pub fn latest_runs(
             starts_a_cadence!(),
             "
                   ORDER BY started_at DESC LIMIT 1),
-                EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running')
+                EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running'),
+                EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running'
+                          AND waiting_reason IS NOT NULL AND waiting_until IS NULL)
+                AND NOT EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running'
+                                  AND (waiting_reason IS NULL OR waiting_until IS NOT NULL))
            FROM unnest($1::text[]) AS name
            LEFT JOIN LATERAL (SELECT status, finished_at FROM runs
                                WHERE drain = name AND finished_at IS NOT NULL AND status <> 'lock_skipped'
@@ -472,6 +479,7 @@ pub fn latest_runs(
                 last_success_at: row.get(3),
                 last_started_at: row.get(4),
                 is_running: row.get(5),
+                is_yielding: row.get(6),
             };
             Ok((row.get(0), latest))
         })

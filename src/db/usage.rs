@@ -180,9 +180,10 @@ impl UsageSums {
     }
 }
 
-/// `$12.34`, with four decimals below a dollar (`$0.0362`).
+/// `$12.34`, with four decimals below a dollar (`$0.0362`); a cost those four places
+/// round to a dollar is one (`$1.00` for 0.99996).
 pub fn format_usd(cost: f64) -> String {
-    dollars(cost, if cost.abs() < 1.0 { 4 } else { 2 })
+    dollars(cost, if (cost.abs() * 10_000.0).round() < 10_000.0 { 4 } else { 2 })
 }
 
 /// `$` and `cost` with `decimals` places, thousands grouped (`$1,534.20`). A cost above
@@ -373,6 +374,10 @@ mod tests {
             Some(true)
         );
         assert_eq!(format_usd(0.03617865), "$0.0362");
+        // Four places that round to a dollar show two (before: `$1.0000`).
+        assert_eq!(format_usd(0.99996), "$1.00");
+        assert_eq!(format_usd(0.999949), "$0.9999");
+        assert_eq!(format_usd(-0.99996), "-$1.00");
         assert_eq!(group_digits(1234567), "1,234,567");
     }
 }

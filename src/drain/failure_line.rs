@@ -51,8 +51,11 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
     // The error is stored as text: a NUL the worker printed must not fail its record.
     let text = String::from_utf8_lossy(bytes);
     let text = crate::db::storable_text(&text);
+    // A progress bar's frames (`\r`, cursor moves) are lines of their own: the last one
+    // is what the screen showed.
+    let text = crate::quota::screen_text(&text);
     let mut after_number = false;
-    for line in text.lines().rev().map(str::trim).filter(|line| !line.is_empty()) {
+    for line in text.split(['\n', '\r']).rev().map(str::trim).filter(|line| !line.is_empty()) {
         let is_number = !line.chars().any(char::is_alphabetic);
         if is_number || is_noise(line) || (after_number && NUMBER_LABEL.is_match(line)) {
             after_number = is_number && line.chars().any(|c| c.is_ascii_digit());
@@ -89,6 +92,20 @@ mod tests {
     fn line_of(name: &str) -> String {
         let (stdout, stderr) = fixture(name);
         failure_line(&stdout, &stderr).unwrap_or_else(|| panic!("{name}: no line"))
+    }
+
+    #[test]
+    fn a_progress_bars_frames_before_the_error_are_not_the_error() {
+        let frames: String =
+            (0..101).map(|percent| format!("Downloading model shard {percent}%\r")).collect();
+        let stderr = format!("{frames}Error: disk full while writing /data/out\n");
+        assert_eq!(
+            failure_line(b"", stderr.as_bytes()).as_deref(),
+            Some("Error: disk full while writing /data/out")
+        );
+        let spinner = b"line1\n\x1b[2K\x1b[1Gspinner done\n\x1b[31mfailed: no such model\x1b[0m\n";
+        assert_eq!(failure_line(b"", spinner).as_deref(), Some("failed: no such model"));
+        assert_eq!(failure_line(b"", b"line1\n\x1b[2K\x1b[1Gspinner done").as_deref(), Some("spinner done"));
     }
 
     #[test]

@@ -112,6 +112,7 @@ impl Pass<'_> {
         let mut observer = WorkerRecorder {
             next_claim,
             claimed_ahead: None,
+            claimed_ahead_held_until: None,
             staged: self.staged.take(),
             client: self.client,
             outbox: self.outbox,
@@ -273,9 +274,15 @@ impl Pass<'_> {
         let now = self.clock.now();
         let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
         let input = worker_input(payload, &self.drain.command);
+        // A worker drainctl stopped (its timeout, a wait it announced, a signal) failed,
+        // whatever its exit status says: gemini-cli exits 0 on SIGTERM.
+        let exit = match report.stop_reason {
+            Some(_) => None,
+            None => exit_code(report.exit),
+        };
         let classify = |at: DateTime<Utc>| {
             let (stdout, stderr) = (&report.stdout_end, &report.stderr_end);
-            self.classifier.classify_given(&input, stdout, stderr, exit_code(report.exit), at, zone)
+            self.classifier.classify_given(&input, stdout, stderr, exit, at, zone)
         };
         // A reset is reckoned from when its message was printed (docs/rate-limits.md,
         // "Reset times"): a worker may linger, print a goodbye, or hang until item_timeout.

@@ -118,7 +118,10 @@ impl<'a> Pass<'a> {
                 }
                 return Ok(Stop::normal(RunStatus::Drained, "no item is available now"));
             };
-            self.yielding_since = None;
+            if self.yielding_since.take().is_some() {
+                // It no longer yields: the wait recorded ends.
+                runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None)?;
+            }
             match self.process(&item, account)? {
                 // Its commit records the item's end on the run in the same statement.
                 ItemEnd::Succeeded => {}
@@ -430,6 +433,13 @@ fn claim_ahead_below() -> std::time::Duration {
         return std::time::Duration::from_millis(ms);
     }
     CLAIM_AHEAD_BELOW
+}
+
+/// How long an item claimed ahead waits for the worker running when it was claimed:
+/// two and a half times `CLAIM_AHEAD_BELOW` — a worker running longer is no quick one, and
+/// the item goes back (see `WorkerRecorder::give_back_claimed_ahead`).
+pub(super) fn claimed_ahead_held_at_most() -> std::time::Duration {
+    claim_ahead_below().saturating_mul(5) / 2
 }
 
 /// Test hook: overrides `CLAIM_AHEAD_BELOW` (milliseconds). Compiled only with the

@@ -14,7 +14,7 @@ use crate::db::items::{self, ClaimRequest, ClaimedItem, Completion};
 use crate::db::runs;
 use crate::db::PreparedStatements;
 use crate::error::Error;
-use crate::model::EventKind;
+use crate::model::{AttemptOutcome, EventKind};
 use crate::worker::WorkerObserver;
 
 use super::reconnect::{Session, WhileWorking};
@@ -133,6 +133,9 @@ pub(super) struct WorkerRecorder<'a> {
     /// claims ahead (see `Pass::claim_ahead`), and what it claimed.
     pub(super) next_claim: Option<ClaimRequest<'a>>,
     pub(super) claimed_ahead: Option<ClaimedItem>,
+    /// Until when the item claimed ahead waits for this worker: after that it goes back
+    /// (see [`WorkerRecorder::give_back_claimed_ahead`]).
+    pub(super) claimed_ahead_held_until: Option<Instant>,
     /// What a new session needs when the server ends this one while the worker runs.
     pub(super) session: Session<'a>,
     pub(super) while_working: WhileWorking,
@@ -201,6 +204,41 @@ impl WorkerRecorder<'_> {
 }
 
 impl WorkerRecorder<'_> {
+    /// Keep `item`, just claimed ahead, for after this worker — while the worker stays
+    /// quick.
+    fn hold_claimed_ahead(&mut self, item: Option<ClaimedItem>) {
+        self.claimed_ahead_held_until =
+            item.as_ref().map(|_| Instant::now() + super::pass::claimed_ahead_held_at_most());
+        self.claimed_ahead = item;
+    }
+
+    /// This worker turned out slow: the item claimed ahead for after it goes back,
+    /// unstarted, its attempt refunded and its place in the queue kept, so that no item
+    /// waits claimed behind a long worker, and another pass may take it
+    /// (docs/worker-contract.md, "Quick workers"). One that cannot go back now (the session
+    /// is gone) goes back, or starts, after the worker.
+    fn give_back_claimed_ahead(&mut self) {
+        self.claimed_ahead_held_until = None;
+        let Some(item) = self.claimed_ahead.take() else { return };
+        let note = "claimed ahead; given back while a long worker ran";
+        let (run_id, now) = (self.run_id, self.clock.now());
+        let given_back = crate::db::in_transaction(self.client, |tx| {
+            super::item::release_refunded(tx, item.id, run_id, AttemptOutcome::NotStarted, None, note, now)
+        });
+        match given_back {
+            Ok(()) => log::debug!("drain {}: item {} {note}", self.drain.name, item.key),
+            Err(error) => {
+                log::warn!(
+                    "drain {}: could not give back item {}, claimed ahead of a long worker: {error}",
+                    self.drain.name,
+                    item.key
+                );
+                self.while_working.note_failed_statement();
+                self.claimed_ahead = Some(item);
+            }
+        }
+    }
+
     /// The previous item's `done` line, as soon as its commit beside this worker is in: a
     /// long worker does not hold it back (settling the rest waits for the worker).
     fn log_committed(&self) {
@@ -227,7 +265,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
             self.next_claim = None;
             match outcome {
                 Ok((_, item, completion)) => {
-                    self.claimed_ahead = item;
+                    self.hold_claimed_ahead(item);
                     self.committed = self.staged.take().map(|staged| (staged, completion, now));
                     self.log_committed();
                 }
@@ -248,7 +286,7 @@ impl WorkerObserver for WorkerRecorder<'_> {
         // or the first look then records.
         if let Some(request) = self.next_claim.take() {
             match items::claim_next_item(self.client, self.statements, &request) {
-                Ok((_, item)) => self.claimed_ahead = item,
+                Ok((_, item)) => self.hold_claimed_ahead(item),
                 Err(error) => {
                     log::warn!(
                         "drain {}: could not claim ahead, claiming after the worker: {error}",
@@ -334,6 +372,9 @@ impl WorkerObserver for WorkerRecorder<'_> {
         }
         if self.unwritten > 0 && self.last_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL) {
             self.flush();
+        }
+        if self.claimed_ahead_held_until.is_some_and(|until| Instant::now() >= until) {
+            self.give_back_claimed_ahead();
         }
         if self.unwritten_token.is_some()
             && self.last_token_write.is_none_or(|at| at.elapsed() >= CHECKPOINT_WRITE_INTERVAL)

@@ -197,7 +197,10 @@ impl Pass<'_> {
             log::info!("drain {}: yields: {why}", self.drain.name);
         }
         self.commit_staged()?;
-        let beat = runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+        // Recorded as a wait without an end: the drain cannot work while it yields
+        // (`drainctl_can_work`, docs/operations.md).
+        let beat =
+            runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, Some(&why));
         // A session the server ended is replaced and the pass claims again (see `reconnect`).
         if self.unless_session_lost(beat)?.is_none() {
             return Ok(None);

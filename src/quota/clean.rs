@@ -83,6 +83,12 @@ fn tail(bytes: &[u8], screen_lines: bool) -> std::borrow::Cow<'_, [u8]> {
 /// spinner draws its next frame, a new line on the screen.
 static SCREEN_LINE_START: LazyLock<Regex> = LazyLock::new(|| compile("\x1b\\[[0-9;]*[GK]"));
 
+/// `text` of a failed run as its screen showed it: a spinner's cursor moves start lines
+/// (carriage returns), and no other terminal escape is left (see [`from_first_whole_line`]).
+pub(crate) fn screen_text(text: &str) -> String {
+    strip_terminal_escapes(&SCREEN_LINE_START.replace_all(text, "\r"))
+}
+
 /// [`clean_lines_of_a_run`] of output a run that succeeded printed.
 pub(super) fn clean_lines(bytes: &[u8]) -> Vec<Line> {
     clean_lines_of_a_run(bytes, false)
@@ -95,8 +101,7 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
     let decoded = String::from_utf8_lossy(&window);
     // A limit message is stored with its backoff: as text, which cannot hold U+0000.
     let decoded = crate::db::storable_text(&decoded);
-    let decoded = if failed { SCREEN_LINE_START.replace_all(&decoded, "\r") } else { decoded };
-    let stripped = strip_terminal_escapes(&decoded);
+    let stripped = if failed { screen_text(&decoded) } else { strip_terminal_escapes(&decoded) };
     let mut lines = Vec::new();
     let mut retry_body_depth: i64 = 0;
     for physical in stripped.split(['\n', '\r']) {

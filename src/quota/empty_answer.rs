@@ -28,6 +28,36 @@ pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<Strin
     error_line(stderr, |error| error.starts_with("Model stream ended") || error.starts_with("Invalid stream"))
 }
 
+/// gemini-cli's JSON output cut short: with its stdout a pipe it exits 0 once it has
+/// written 64 KiB of a longer `--output-format json` or `stream-json` answer, the rest
+/// (and a stream's `result` event) never written. What it wrote is part of an answer,
+/// never a message of the client's: the error for such a run, before anything in the
+/// model's text is read as a limit.
+pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stdout);
+    let text = text.trim();
+    if !text.starts_with('{') || serde_json::from_str::<Value>(text).is_ok() {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+    let event = |line: &str| -> Option<String> {
+        let event = serde_json::from_str::<Value>(line).ok()?;
+        Some(event.get("type")?.as_str()?.to_string())
+    };
+    if lines.first().and_then(|line| event(line)).is_some() {
+        // stream-json: whole when every line is an event and one is its result.
+        let whole = lines.iter().all(|line| serde_json::from_str::<Value>(line).is_ok());
+        if whole && lines.iter().any(|line| event(line).as_deref() == Some("result")) {
+            return None;
+        }
+    }
+    Some(format!(
+        "gemini's JSON output ends after {} bytes without its end: the client exited 0 having written part \
+         of its answer",
+        stdout.len()
+    ))
+}
+
 /// The last `[ERROR] …` line of gemini-cli's stderr, when it `is_about_the_answer` (an
 /// earlier one was followed by what the client did next).
 fn error_line(stderr: &[u8], is_about_the_answer: impl Fn(&str) -> bool) -> Option<String> {
@@ -189,6 +219,29 @@ mod tests {
             r#"{"type":"result","timestamp":"2026-12-02T03:43:00.447Z","status":"error","stats":{"total_tokens":0}}"#,
         );
         assert_eq!(gemini_failed_answer(stream.as_bytes(), b"").as_deref(), Some(NO_FINISH));
+    }
+
+    #[test]
+    fn json_output_the_client_cut_short_is_no_answer_whatever_its_text_quotes() {
+        let quoting = "{\\\"note\\\": \\\"quota exceeded and usage limit reached\\\"}, ".repeat(2000);
+        let stream = format!(
+            "{{\"type\":\"init\",\"model\":\"gemini-2.5-pro\"}}\n\
+             {{\"type\":\"message\",\"role\":\"assistant\",\"content\":\"{{\\\"items\\\": [{quoting}"
+        );
+        let cut = &stream.as_bytes()[..65_536.min(stream.len())];
+        let error = gemini_cut_answer(cut).unwrap_or_default();
+        assert!(error.starts_with("gemini's JSON output ends after 65536 bytes without its end"), "{error}");
+        let json = format!("{{\n  \"response\": \"{{\\\"items\\\": [{quoting}");
+        assert!(gemini_cut_answer(&json.as_bytes()[..65_536]).is_some());
+        // Whole outputs, and text, are not.
+        let whole = "{\"type\":\"init\"}\n{\"type\":\"result\",\"status\":\"success\"}\n";
+        assert_eq!(gemini_cut_answer(whole.as_bytes()), None);
+        assert_eq!(gemini_cut_answer(b"{\"response\": \"fine\"}"), None);
+        assert_eq!(gemini_cut_answer(b"The summary: {not json"), None);
+        // A stream without its result event, every line whole, is cut too.
+        assert!(
+            gemini_cut_answer(b"{\"type\":\"init\"}\n{\"type\":\"message\",\"content\":\"a\"}\n").is_some()
+        );
     }
 
     #[test]

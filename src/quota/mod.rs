@@ -20,6 +20,7 @@
 
 mod access;
 mod clean;
+pub(crate) use clean::screen_text;
 mod clock;
 mod empty_answer;
 pub(crate) mod patterns;
@@ -228,6 +229,11 @@ impl Classifier {
         now: DateTime<Utc>,
         zone: Tz,
     ) -> Outcome {
+        if exit_code == Some(0) && self.profile == Profile::Gemini {
+            if let Some(error) = empty_answer::gemini_cut_answer(stdout) {
+                return Outcome::NoAnswer { error };
+            }
+        }
         let outcome = self.classify_output(input, stdout, stderr, exit_code, now, zone);
         if outcome != Outcome::Other || exit_code != Some(0) || self.profile != Profile::Gemini {
             return outcome;
@@ -430,8 +436,15 @@ impl Classifier {
             let is_content = |line: &Line| line.origin != Origin::ToolOutput && !line.text.is_empty();
             let content_lines = lines.iter().filter(|line| is_content(line)).count();
             let last_content_line = lines.iter().rposition(is_content);
+            // In a failed run, a limit the client retried past, and printed more after
+            // (a refused key, another error), is not the run's verdict: gemini-cli prints
+            // the limit first, then `Retrying after 5982ms...`.
+            let retried_past = if strict { None } else { last_retry_followed(lines) };
             for (index, line) in lines.iter().enumerate() {
                 if line.origin == Origin::ToolOutput || line.text.is_empty() || line.retried {
+                    continue;
+                }
+                if retried_past.is_some_and(|countdown| index < countdown) {
                     continue;
                 }
                 let found = match self.find_hit(&line.text, false) {
@@ -774,6 +787,27 @@ fn message_of_cleaned_json(text: &str, matched: &str) -> Option<String> {
         .collect();
     let holding = candidates.iter().find(|candidate| candidate.contains(matched));
     holding.or(candidates.first()).map(|message| message.to_string())
+}
+
+/// The last line of `lines` that announces the client's retry (a countdown still judged a
+/// retry) and that the client's own output follows: it retried, and what it met after
+/// is the run's outcome. None when the output ends with the notice (a client stopped
+/// while it waited).
+fn last_retry_followed(lines: &[Line]) -> Option<usize> {
+    let mut followed = false;
+    for (index, line) in lines.iter().enumerate().rev() {
+        if line.origin == Origin::ToolOutput || line.text.is_empty() {
+            continue;
+        }
+        if line.retried && is_countdown(&line.text) {
+            if followed {
+                return Some(index);
+            }
+        } else if !line.retried {
+            followed = true;
+        }
+    }
+    None
 }
 
 fn fallback_follows(lines: &[Line], last_line: usize) -> bool {

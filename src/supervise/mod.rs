@@ -582,26 +582,57 @@ fn lock_skipped(
         lock_holder: held.as_ref(),
     };
     let json = view.to_json()?;
-    let Some(held) = held else {
-        return Ok(Report::new("supervise: lock_skipped: another supervise pass is running", json));
+    let (human, exit_code) = match held {
+        None => {
+            ("supervise: lock_skipped: another supervise pass is running".to_string(), crate::error::EXIT_OK)
+        }
+        Some(held) if !held.is_stuck(fired_at, config.defaults.supervise_interval) => {
+            let human = format!(
+                "supervise: lock_skipped: another supervise pass is running: {}",
+                held.describe(fired_at, config.defaults.timezone)
+            );
+            (human, crate::error::EXIT_OK)
+        }
+        Some(held) => {
+            let twice =
+                crate::duration::format_duration(config.defaults.supervise_interval.saturating_mul(2));
+            let message = format!(
+                "{} passes skipped since the last acting one: {}, more than {twice} (twice supervise_interval); {}",
+                held.skipped_passes,
+                held.describe(fired_at, config.defaults.timezone),
+                held.advice()
+            );
+            record_failure(client, outbox, None, message.clone(), fired_at);
+            (format!("supervise: lock_skipped: {message}"), crate::error::EXIT_TEMPORARY)
+        }
     };
-    if !held.is_stuck(fired_at, config.defaults.supervise_interval) {
-        let human = format!(
-            "supervise: lock_skipped: another supervise pass is running: {}",
-            held.describe(fired_at, config.defaults.timezone)
-        );
-        return Ok(Report::new(human, json));
+    // The textfile too: what the passes skipped recorded (a stuck pass's error) and what
+    // happened meanwhile reach the alerts while the holder keeps the lock.
+    let exit_code = match write_metrics_textfile(client, outbox, config, fired_at) {
+        Ok(()) => exit_code,
+        Err(error) => exit_code.max(error.exit_code()),
+    };
+    Ok(Report::new(human, json).with_exit_code(exit_code))
+}
+
+/// Rewrite `metrics_textfile`, when it is set (docs/operations.md, "Metrics"); a failure
+/// is recorded as a `supervise_error` and returned.
+fn write_metrics_textfile(
+    client: &mut Client,
+    outbox: &Outbox,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), Error> {
+    let Some(path) = &config.defaults.metrics_textfile else { return Ok(()) };
+    let written = crate::metrics::render_metrics(client, config, now)
+        .and_then(|text| crate::metrics::write_textfile(path, &text));
+    if let Err(error) = &written {
+        // 78 for a missing folder or a path that is not a regular file.
+        let what =
+            format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
+        record_failure(client, outbox, None, what, now);
     }
-    let twice = crate::duration::format_duration(config.defaults.supervise_interval.saturating_mul(2));
-    let message = format!(
-        "{} passes skipped since the last acting one: {}, more than {twice} (twice supervise_interval); {}",
-        held.skipped_passes,
-        held.describe(fired_at, config.defaults.timezone),
-        held.advice()
-    );
-    record_failure(client, outbox, None, message.clone(), fired_at);
-    let human = format!("supervise: lock_skipped: {message}");
-    Ok(Report::new(human, json).with_exit_code(crate::error::EXIT_TEMPORARY))
+    written
 }
 
 /// Scan the source of every drain that has one; a failed scan is recorded and reported,
@@ -846,16 +877,10 @@ fn prune_and_write_textfile(
             record_failure(client, outbox, None, what, clock.now());
         }
     }
-    if let Some(path) = &config.defaults.metrics_textfile {
+    if config.defaults.metrics_textfile.is_some() {
         interrupted.check(client, outbox, clock, "it wrote the metrics textfile")?;
-        let written = crate::metrics::render_metrics(client, config, clock.now())
-            .and_then(|text| crate::metrics::write_textfile(path, &text));
-        if let Err(error) = written {
-            // 78 for a missing folder or a path that is not a regular file.
+        if let Err(error) = write_metrics_textfile(client, outbox, config, clock.now()) {
             failures.add(&error);
-            let what =
-                format!("could not write metrics_textfile {}: {}", path.display(), error.display_scrubbed());
-            record_failure(client, outbox, None, what, clock.now());
         }
     } else if prune_stopped {
         // Stopped inside the prune: that is what was cut short.

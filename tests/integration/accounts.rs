@@ -493,6 +493,33 @@ fn resume_group_says_which_accounts_back_off_while_another_works() {
 }
 
 #[test]
+fn an_account_refused_access_still_shows_it_needs_attention_once_its_backoff_ended() {
+    let fixture = Fixture::new(&accounts_config(&["a", "b"], "30m", ""), "2026-11-27T09:00:00Z");
+    let refused = "Invalid API key · Please run /login";
+    fixture.enqueue("alpha", &[("i1".into(), hit_when(&fixture, "DRAIN_ACCOUNT", "a", refused))]);
+    assert_eq!(drain(&fixture)["items_done"], 1);
+    // Its default_backoff (1h) is over; the alert on drainctl_quota_needs_attention still
+    // fires and sends the operator to status, which said only "a  available  -".
+    fixture.set_now("2026-11-27T11:00:00Z");
+    let status = fixture.drainctl(&["status"]).run();
+    status.assert_code(0);
+    let row = status
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("claude-chair") && line.contains(" a "))
+        .unwrap_or_default();
+    assert!(row.ends_with(&format!("needs attention: {refused}")), "{}", status.stdout);
+    let metrics = fixture.drainctl(&["metrics"]).run();
+    assert!(
+        metrics
+            .stdout
+            .contains("drainctl_quota_needs_attention{quota_group=\"claude-chair\",account=\"a\"} 1"),
+        "{}",
+        metrics.stdout
+    );
+}
+
+#[test]
 fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
     let fixture = Fixture::new(&accounts_config(&["a", "b"], "30m", ""), "2026-11-27T09:00:00Z");
     let refused = "Invalid API key · Please run /login";

@@ -233,6 +233,43 @@ fn a_dry_run_plans_the_start_the_refund_of_the_item_claimed_ahead_makes() {
 }
 
 #[test]
+fn an_item_claimed_ahead_of_a_worker_that_turns_out_slow_goes_back_while_it_runs() {
+    // A worker counts as quick under 2 s here, so an item claimed ahead waits for it 5 s.
+    let fixture = Fixture::new(&config(), NOW);
+    let go = fixture.path("go");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("a".into(), json!({ "steps": [{ "out": "a" }] })),
+            ("b".into(), json!({ "steps": [{ "wait_for_file": go }, { "out": "b" }] })),
+            ("c".into(), json!({ "steps": [{ "out": "c" }] })),
+        ],
+    );
+    let pass =
+        fixture.drainctl(&["drain", "docs", "--json"]).env("DRAINCTL_CLAIM_AHEAD_BELOW_MS", "2000").spawn();
+    let outcomes = "SELECT coalesce(a.outcome, 'running') || ' ' || coalesce(a.error, '')
+                      FROM attempts a JOIN items i ON i.id = a.item_id WHERE i.key = 'c' ORDER BY a.id";
+    // Before: c stayed claimed (`running`, an attempt charged) for all of b's run.
+    wait_until("c to go back while b runs", Duration::from_secs(30), || {
+        fixture.count(
+            "SELECT count(*) FROM attempts a JOIN items i ON i.id = a.item_id
+              WHERE i.key = 'c' AND a.outcome = 'not_started'",
+        ) == 1
+    });
+    assert_eq!(fixture.item("docs", "b").0, "running");
+    assert_eq!((fixture.item("docs", "c").0.as_str(), fixture.item("docs", "c").1), ("pending", 0));
+    assert_eq!(
+        fixture.column::<String>(outcomes),
+        ["not_started claimed ahead; given back while a long worker ran"]
+    );
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 3, "{}", result.stdout);
+    assert_eq!((fixture.item("docs", "c").0.as_str(), fixture.item("docs", "c").1), ("done", 1));
+}
+
+#[test]
 fn a_pause_during_a_worker_stops_the_pass_before_the_item_claimed_ahead_starts() {
     let (fixture, pass) = claimed_ahead_fixture(json!({ "out": "b" }));
     fixture.drainctl(&["pause", "docs", "--note", "chair"]).run().assert_code(0);

@@ -245,6 +245,37 @@ fn a_pass_yields_to_a_working_higher_priority_drain_and_ends_after_max_wait() {
 }
 
 #[test]
+fn a_pass_yielding_to_a_higher_priority_drain_cannot_work_by_the_metrics_until_it_claims() {
+    let fixture = Fixture::new(&config("max_wait = \"5m\"", "priority = 5"), NOW);
+    let (gate, gate_low) = (fixture.path("gate"), fixture.path("gate-low"));
+    let held = json!({ "steps": [{ "wait_for_file": gate }, { "out": "done" }] });
+    fixture.enqueue("high", &[("h1".into(), held), ("h2".into(), json!("fine"))]);
+    let held_low = json!({ "steps": [{ "wait_for_file": gate_low }, { "out": "done" }] });
+    fixture.enqueue("low", &[("l1".into(), held_low)]);
+    let can_work = |drain: &str| -> String {
+        let metrics = fixture.drainctl(&["metrics"]).run();
+        metrics.assert_code(0);
+        let series = format!("drainctl_can_work{{drain=\"{drain}\"}} ");
+        metrics.stdout.lines().find_map(|line| line.strip_prefix(&series)).unwrap_or_default().to_string()
+    };
+    let high = fixture.drainctl(&["drain", "high", "--json"]).spawn();
+    wait_until("high to work on h1", Duration::from_secs(30), || fixture.item("high", "h1").0 == "running");
+    let low = fixture.drainctl(&["drain", "low", "--json"]).spawn();
+    wait_until("low to yield", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE drain = 'low' AND status = 'running' AND waiting_reason IS NOT NULL")
+            == 1
+    });
+    // Before: 1, as for any running pass — a drain yielding for hours paged "stalled".
+    assert_eq!((can_work("low"), can_work("high")), ("0".to_string(), "1".to_string()));
+    std::fs::write(&gate, "").unwrap();
+    ended(high).assert_code(0);
+    wait_until("low to work on l1", Duration::from_secs(30), || fixture.item("low", "l1").0 == "running");
+    assert_eq!(can_work("low"), "1", "it works: the wait it recorded ended");
+    std::fs::write(&gate_low, "").unwrap();
+    assert_eq!(ended(low).json()["items_done"], 1);
+}
+
+#[test]
 fn an_item_that_met_a_limit_three_times_in_a_row_does_not_make_a_lower_drain_yield() {
     // A higher drain whose only items left keep reading as a limit (poison items) took the
     // first call of every window, and the lower drain, yielding to it, never ran: no

@@ -40,6 +40,64 @@ fn a_client_sleeping_until_its_quota_resets_is_stopped_and_backs_the_group_off()
     assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
 }
 
+/// gemini-cli's words for a per-minute quota whose API said "retry in 0.6 s" but whose
+/// `RetryInfo` it could not use: it sleeps its own 60 s.
+const GEMINI_SOONER_THAN_ITS_WAIT: [&str; 4] = [
+    "Attempt 1 failed: You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+    "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 3, model: gemini-2.5-pro",
+    "Please retry in 0.600000s.",
+    "Suggested retry after 60s.. Retrying after 60520ms...",
+];
+
+#[test]
+fn a_client_stopped_for_its_wait_that_exits_0_on_the_signal_backs_off_until_the_vendors_reset() {
+    // Like gemini-cli, it exits 0 on SIGTERM.
+    let script = format!(
+        "trap 'exit 0' TERM; printf '%s\\n' {} >&2; sleep 300 & wait",
+        GEMINI_SOONER_THAN_ITS_WAIT.iter().map(|line| format!("'{line}'")).collect::<Vec<_>>().join(" ")
+    );
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"sh\", \"-c\", {}]\n\
+         quota_group = \"shared\"\nquota_profile = \"gemini\"\nmax_wait = \"0s\"\nitem_timeout = \"2m\"\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue("alpha", &[("a1".into(), json!("Ticket 1"))]);
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "rate_limited", "{}", result.stdout);
+    // The vendor's 0.6 s and the 2 s margin; before, the exit 0 made the output a
+    // success's and the client's own 60 s was taken: three windows lost each time.
+    let waited: f64 = fixture
+        .client()
+        .query_one(
+            &format!(
+                "SELECT extract(epoch FROM backoff_until - '{NOW}'::timestamptz)::float8 FROM quota_backoffs"
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!((2.0..3.0).contains(&waited), "backs off {waited} s");
+    assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
+}
+
+#[test]
+fn a_limit_the_client_retried_past_before_its_key_was_refused_parks_the_group() {
+    let fixture = Fixture::new(&config("2m", ""), NOW);
+    let mut steps: Vec<serde_json::Value> =
+        GEMINI_SOONER_THAN_ITS_WAIT[..3].iter().map(|line| json!({ "err": line })).collect();
+    steps.push(json!({ "err": "Suggested retry after 5s.. Retrying after 5982ms..." }));
+    steps.push(json!({ "err": r#"Error when talking to Gemini API _ApiError: {"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"# }));
+    steps.push(json!({ "err": "An unexpected critical error occurred:[object Object]" }));
+    steps.push(json!({ "exit": 1 }));
+    fixture.enqueue("alpha", &[("a1".into(), json!({ "steps": steps }))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    // Before: a quota hit backing off 7 s, again and again, the refused key never told.
+    let parked: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'group_parked'");
+    assert!(parked.len() == 1 && parked[0].contains("API key not valid"), "{parked:?}");
+}
+
 #[test]
 fn a_client_waiting_beyond_the_item_timeout_is_stopped_with_that_wait_as_the_reset() {
     let fixture = Fixture::new(&config("5s", ""), NOW);

@@ -594,6 +594,15 @@ fn export_round_trips_ten_thousand_items_byte_for_byte_and_resumes_exactly() {
     let none = fixture.drainctl(&["export", "docs", "--after-id", &last_id.to_string()]).run();
     none.assert_code(0);
     assert_eq!(none.stdout, "");
+    assert!(none.stderr.contains(&format!("(none after id {last_id})")), "{}", none.stderr);
+    // Nothing matched a filter: no id is blamed (before: "none after id 0").
+    let unmatched = fixture.drainctl(&["export", "docs", "--state", "running"]).run();
+    unmatched.assert_code(0);
+    assert!(
+        unmatched.stderr.contains("exported 0 items of drain docs (none matched)"),
+        "{}",
+        unmatched.stderr
+    );
 
     // Filters: a state, and the items finished since an instant or a duration ago.
     let done = json_lines(&fixture.drainctl(&["export", "docs", "--state", "done"]).run().stdout);

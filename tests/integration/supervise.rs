@@ -1332,7 +1332,16 @@ fn a_supervise_lock_taken_by_a_new_session_is_not_counted_from_the_passes_skippe
 
 #[test]
 fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
-    let fixture = Fixture::new(&config(""), "2026-11-27T06:00:00Z");
+    let with_textfile =
+        config("").replace("[defaults]\n", "[defaults]\nmetrics_textfile = \"TMPDIR/drainctl.prom\"\n");
+    let fixture = Fixture::new(&with_textfile, "2026-11-27T06:00:00Z");
+    let errors_in_textfile = || -> String {
+        let text = std::fs::read_to_string(fixture.path("drainctl.prom")).unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.strip_prefix("drainctl_supervisor_last_pass_errors "))
+            .unwrap_or_default()
+            .to_string()
+    };
     // A pass recorded before the clock went back: it must not hide the skipped passes
     // recorded after it (before, nothing below was reported).
     fixture.drainctl(&["supervise"]).run().assert_code(0);
@@ -1382,6 +1391,9 @@ fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
         fixture.column("SELECT message FROM events WHERE kind = 'supervise_error' ORDER BY id");
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(events[1].contains(&holder) && events[1].contains("4 passes skipped"), "{}", events[1]);
+    // The skipped passes rewrote the textfile: the alert on these errors can fire (before,
+    // the file stayed as the last acting pass left it, with none).
+    assert_eq!(errors_in_textfile(), "2");
     // status and doctor say why the heartbeat is late, not "check its crontab".
     for command in ["status", "doctor"] {
         let shown = fixture.drainctl(&[command]).run();
