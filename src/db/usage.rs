@@ -133,7 +133,9 @@ impl UsageSums {
         }
         self.attempts += other.attempts;
         self.cost_attempts += other.cost_attempts;
-        self.cost_usd = plus(self.cost_usd, other.cost_usd);
+        // Each sum is exact to the pico-dollar (the database adds numerics): so is theirs,
+        // not a float's 0.33199999999999996 for 0.3 and 0.032.
+        self.cost_usd = plus(self.cost_usd, other.cost_usd).map(|usd| (usd * 1e12).round() / 1e12);
         self.input_tokens = plus(self.input_tokens, other.input_tokens);
         self.output_tokens = plus(self.output_tokens, other.output_tokens);
         self.cache_read_tokens = plus(self.cache_read_tokens, other.cache_read_tokens);
@@ -368,6 +370,9 @@ mod tests {
         );
         let mut both = codex.clone();
         both.add(&UsageSums { attempts: 2, cost_usd: Some(1.5), ..UsageSums::default() });
+        let mut group = UsageSums { attempts: 1, cost_usd: Some(0.3), ..UsageSums::default() };
+        group.add(&UsageSums { attempts: 1, cost_usd: Some(0.032), ..UsageSums::default() });
+        assert_eq!(group.cost_usd, Some(0.332), "before: 0.33199999999999996");
         assert_eq!(both.cost_usd, Some(1.5));
         assert_eq!(
             both.describe().as_deref().map(|text| text.starts_with("$1.50 · 25,974 tokens")),
