@@ -225,6 +225,22 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
             record_event(tx, &ctx.outbox, &event, now)?;
             Ok((was, None))
         } else {
+            // Ended by a pass whose clock ran ahead, its deadline still to come: the next
+            // pass would set it again (docs/operations.md, "A clock that went back"); an
+            // event of its own says it stays off.
+            let ahead_of = now + crate::clock::WENT_BACK_TOLERANCE;
+            if let Some(until) =
+                crate::db::drains::burst_expired_ahead(tx, &name, ahead_of)?.filter(|until| *until > now)
+            {
+                let message = format!(
+                    "burst of {name} stays off: a pass whose clock ran ahead ended it before its deadline {}",
+                    local(until, zone)
+                );
+                let event = Event::new(EventKind::BurstOff, message)
+                    .drain(&name)
+                    .data(json!({ "burst_until": until }));
+                record_event(tx, &ctx.outbox, &event, now)?;
+            }
             Ok((None, None))
         }
     })?;

@@ -278,6 +278,29 @@ pub fn bursts_ended_ahead(
         .collect())
 }
 
+/// The deadline of the burst of `name` that a pass stamped after `ahead_of` (ahead of the
+/// clock) recorded as expired, with no burst event after it: the one the next supervise
+/// pass of that host sets again ([`bursts_ended_ahead`]) unless `burst off` says not to.
+pub fn burst_expired_ahead(
+    client: &mut impl GenericClient,
+    name: &str,
+    ahead_of: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let row = client.query_opt(
+        "SELECT (e.data->>'burst_until')::timestamptz
+           FROM events e
+          WHERE e.kind = 'burst_expired' AND e.at > $2 AND e.drain = $1
+            AND jsonb_typeof(e.data->'burst_until') = 'string'
+            AND NOT EXISTS (SELECT 1 FROM events later
+                             WHERE later.drain = e.drain AND later.id > e.id
+                               AND later.kind IN ('burst_on', 'burst_off', 'burst_moved', 'burst_expired',
+                                                  'burst_restored'))
+          ORDER BY e.id DESC LIMIT 1",
+        &[&name, &ahead_of],
+    )?;
+    Ok(row.map(|row| row.get(0)))
+}
+
 /// Set the burst of `name` again as it was, unless one is set: true if it was.
 pub fn restore_burst(client: &mut impl GenericClient, ended: &BurstEndedAhead) -> Result<bool> {
     let updated = client.execute(

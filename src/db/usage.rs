@@ -135,7 +135,7 @@ impl UsageSums {
         self.cost_attempts += other.cost_attempts;
         // Each sum is exact to the pico-dollar (the database adds numerics): so is theirs,
         // not a float's 0.33199999999999996 for 0.3 and 0.032.
-        self.cost_usd = plus(self.cost_usd, other.cost_usd).map(|usd| (usd * 1e12).round() / 1e12);
+        self.cost_usd = plus(self.cost_usd, other.cost_usd).map(to_the_pico_dollar);
         self.input_tokens = plus(self.input_tokens, other.input_tokens);
         self.output_tokens = plus(self.output_tokens, other.output_tokens);
         self.cache_read_tokens = plus(self.cache_read_tokens, other.cache_read_tokens);
@@ -180,6 +180,18 @@ impl UsageSums {
         let attempts = if self.attempts == 1 { "attempt".to_string() } else { "attempts".to_string() };
         Some(format!("{} over {} {attempts}", parts.join(" · "), self.attempts))
     }
+}
+
+/// `usd`, a sum of two exact figures, to the pico-dollar — or, from $1,000 on, to the
+/// places a float's 15 digits hold (88461.837135, not 88461.83713500001).
+fn to_the_pico_dollar(usd: f64) -> f64 {
+    if usd == 0.0 || !usd.is_finite() {
+        return usd;
+    }
+    let whole_digits = usd.abs().log10().floor() as i32 + 1;
+    let places = (15 - whole_digits.max(1)).clamp(0, 12);
+    let scale = 10f64.powi(places);
+    (usd * scale).round() / scale
 }
 
 /// `$12.34`, with four decimals below a dollar (`$0.0362`); a cost those four places
@@ -373,6 +385,9 @@ mod tests {
         let mut group = UsageSums { attempts: 1, cost_usd: Some(0.3), ..UsageSums::default() };
         group.add(&UsageSums { attempts: 1, cost_usd: Some(0.032), ..UsageSums::default() });
         assert_eq!(group.cost_usd, Some(0.332), "before: 0.33199999999999996");
+        let mut large = UsageSums { attempts: 1, cost_usd: Some(49567.567981), ..UsageSums::default() };
+        large.add(&UsageSums { attempts: 1, cost_usd: Some(38894.269154), ..UsageSums::default() });
+        assert_eq!(large.cost_usd, Some(88461.837135), "before: 88461.83713500001");
         assert_eq!(both.cost_usd, Some(1.5));
         assert_eq!(
             both.describe().as_deref().map(|text| text.starts_with("$1.50 · 25,974 tokens")),

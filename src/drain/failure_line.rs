@@ -72,7 +72,7 @@ fn telling_line(bytes: &[u8]) -> Option<String> {
 }
 
 /// Whether `line` is noise: nothing a client says of what went wrong.
-pub(super) fn is_noise(line: &str) -> bool {
+pub(crate) fn is_noise(line: &str) -> bool {
     line.contains("[object Object]")
         || BANNERS.contains(&line)
         || STACK_FRAME.is_match(line)
@@ -106,6 +106,17 @@ mod tests {
         let spinner = b"line1\n\x1b[2K\x1b[1Gspinner done\n\x1b[31mfailed: no such model\x1b[0m\n";
         assert_eq!(failure_line(b"", spinner).as_deref(), Some("failed: no such model"));
         assert_eq!(failure_line(b"", b"line1\n\x1b[2K\x1b[1Gspinner done").as_deref(), Some("spinner done"));
+        // Colours that erase to the line's end after them, and a move to a column, stay
+        // inside the line (gcc's `ESC[m ESC[K`).
+        let gcc = b"\x1b[01m\x1b[Kmain.c:3:5:\x1b[m\x1b[K \x1b[01;31m\x1b[Kerror: \x1b[m\x1b[K'\x1b[01m\x1b[Kfoo\x1b[m\x1b[K' undeclared (first use in this function)\n";
+        assert_eq!(
+            failure_line(b"", gcc).as_deref(),
+            Some("main.c:3:5: error: 'foo' undeclared (first use in this function)")
+        );
+        assert_eq!(
+            failure_line(b"", b"Status:\x1b[40GFAILED to connect\n").as_deref(),
+            Some("Status:FAILED to connect")
+        );
     }
 
     #[test]

@@ -274,12 +274,19 @@ impl Pass<'_> {
         let now = self.clock.now();
         let zone = crate::quota::worker_zone(&self.worker_env(account), self.config.defaults.timezone);
         let input = worker_input(payload, &self.drain.command);
-        // A worker drainctl stopped (its timeout, a wait it announced, a signal) failed,
-        // whatever its exit status says: gemini-cli exits 0 on SIGTERM.
+        // A client stopped for the wait it announced failed, whatever its exit status
+        // says: gemini-cli exits 0 on SIGTERM. (A timeout or an output over the cap is
+        // judged by its stop, not by words in its output.)
         let exit = match report.stop_reason {
-            Some(_) => None,
-            None => exit_code(report.exit),
+            Some(StopReason::ClientWaits(_)) => None,
+            _ => exit_code(report.exit),
         };
+        // Read whole: the end read below may lie inside its last, long line.
+        if report.stop_reason.is_none() {
+            if let Some(cut) = self.classifier.cut_answer(&report.stdout, exit) {
+                return cut;
+            }
+        }
         let classify = |at: DateTime<Utc>| {
             let (stdout, stderr) = (&report.stdout_end, &report.stderr_end);
             self.classifier.classify_given(&input, stdout, stderr, exit, at, zone)

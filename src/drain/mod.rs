@@ -33,6 +33,7 @@
 //! `reconnect` opens a new session when the server ended the pass's own.
 
 mod failure_line;
+pub(crate) use failure_line::is_noise;
 mod item;
 pub(crate) use item::worker_input;
 pub mod log_file;

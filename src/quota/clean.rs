@@ -79,9 +79,11 @@ fn tail(bytes: &[u8], screen_lines: bool) -> std::borrow::Cow<'_, [u8]> {
     from_first_whole_line(&bytes[start..], start > 0 && bytes[start - 1] != b'\n', screen_lines)
 }
 
-/// A cursor move to a line's start or an erased line (`ESC [2K`, `ESC [1G`): where a
-/// spinner draws its next frame, a new line on the screen.
-static SCREEN_LINE_START: LazyLock<Regex> = LazyLock::new(|| compile("\x1b\\[[0-9;]*[GK]"));
+/// A cursor move to a line's start or a whole line erased (`ESC [1G`, `ESC [G`, `ESC [2K`):
+/// where a spinner draws its next frame, a new line on the screen. Not an erase to the
+/// line's end (`ESC [K`, which gcc and `grep --color` put after each colour inside a
+/// line) nor a move to a column further on (`ESC [40G`, an aligned field).
+static SCREEN_LINE_START: LazyLock<Regex> = LazyLock::new(|| compile("\x1b\\[(?:2K|[01]?G)"));
 
 /// `text` of a failed run as its screen showed it: a spinner's cursor moves start lines
 /// (carriage returns), and no other terminal escape is left (see [`from_first_whole_line`]).

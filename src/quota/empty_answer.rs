@@ -34,28 +34,38 @@ pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<Strin
 /// never a message of the client's: the error for such a run, before anything in the
 /// model's text is read as a limit.
 pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(stdout);
-    let text = text.trim();
-    if !text.starts_with('{') || serde_json::from_str::<Value>(text).is_ok() {
+    /// How much the client writes before it exits: a pipe's buffer.
+    const CUT_AT: usize = 64 * 1024;
+    /// The start of its `--output-format json` object.
+    static JSON_OUTPUT: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| super::patterns::compile(r#"^\{\s*"(?:session_id|response)"\s*:"#));
+    if stdout.len() < CUT_AT {
         return None;
     }
+    let text = String::from_utf8_lossy(stdout);
+    let text = text.trim();
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
     let event = |line: &str| -> Option<String> {
         let event = serde_json::from_str::<Value>(line).ok()?;
         Some(event.get("type")?.as_str()?.to_string())
     };
-    if lines.first().and_then(|line| event(line)).is_some() {
+    let is_cut = if lines.first().and_then(|line| event(line)).as_deref() == Some("init") {
         // stream-json: whole when every line is an event and one is its result.
         let whole = lines.iter().all(|line| serde_json::from_str::<Value>(line).is_ok());
-        if whole && lines.iter().any(|line| event(line).as_deref() == Some("result")) {
-            return None;
-        }
-    }
-    Some(format!(
+        !(whole && lines.iter().any(|line| event(line).as_deref() == Some("result")))
+    } else if JSON_OUTPUT.is_match(text) {
+        serde_json::from_str::<Value>(text).is_err()
+    } else {
+        // Text: exactly what it writes before it exits, its last word cut in two.
+        stdout.len() == CUT_AT
+    };
+    is_cut.then(|| {
+        format!(
         "gemini's JSON output ends after {} bytes without its end: the client exited 0 having written part \
          of its answer",
         stdout.len()
-    ))
+    )
+    })
 }
 
 /// The last `[ERROR] …` line of gemini-cli's stderr, when it `is_about_the_answer` (an
@@ -231,17 +241,24 @@ mod tests {
         let cut = &stream.as_bytes()[..65_536.min(stream.len())];
         let error = gemini_cut_answer(cut).unwrap_or_default();
         assert!(error.starts_with("gemini's JSON output ends after 65536 bytes without its end"), "{error}");
-        let json = format!("{{\n  \"response\": \"{{\\\"items\\\": [{quoting}");
+        let json = format!("{{\n  \"session_id\": \"s\",\n  \"response\": \"{{\\\"items\\\": [{quoting}");
         assert!(gemini_cut_answer(&json.as_bytes()[..65_536]).is_some());
-        // Whole outputs, and text, are not.
-        let whole = "{\"type\":\"init\"}\n{\"type\":\"result\",\"status\":\"success\"}\n";
+        // Whole outputs are not, nor text, nor any output shorter than what it writes
+        // before it exits (before, a short text answer starting with `{` was "cut").
+        let padding = " ".repeat(70_000);
+        let whole =
+            format!("{{\"type\":\"init\"}}\n{{\"type\":\"result\",\"status\":\"success\"}}{padding}\n");
         assert_eq!(gemini_cut_answer(whole.as_bytes()), None);
-        assert_eq!(gemini_cut_answer(b"{\"response\": \"fine\"}"), None);
-        assert_eq!(gemini_cut_answer(b"The summary: {not json"), None);
-        // A stream without its result event, every line whole, is cut too.
-        assert!(
-            gemini_cut_answer(b"{\"type\":\"init\"}\n{\"type\":\"message\",\"content\":\"a\"}\n").is_some()
-        );
+        assert_eq!(gemini_cut_answer(format!("{{\"response\": \"fine\"}}{padding}").as_bytes()), None);
+        let lines_of_json =
+            format!("{{\"id\": 1, \"label\": \"spam\"}}\n{{\"id\": 2, \"label\": \"{padding}ham\"}}\n");
+        assert_eq!(gemini_cut_answer(lines_of_json.as_bytes()), None);
+        assert_eq!(gemini_cut_answer(b"{\"id\": 1}\n{\"id\": 2}\n"), None);
+        assert_eq!(gemini_cut_answer(format!("{{name}} is a placeholder{padding}").as_bytes()), None);
+        // Text mode: cut at exactly 64 KiB.
+        let prose = "The report lists what users asked for when clicked on the reports page.\n".repeat(2000);
+        assert!(gemini_cut_answer(&prose.as_bytes()[..65_536]).is_some());
+        assert_eq!(gemini_cut_answer(&prose.as_bytes()[..70_000]), None);
     }
 
     #[test]

@@ -229,10 +229,8 @@ impl Classifier {
         now: DateTime<Utc>,
         zone: Tz,
     ) -> Outcome {
-        if exit_code == Some(0) && self.profile == Profile::Gemini {
-            if let Some(error) = empty_answer::gemini_cut_answer(stdout) {
-                return Outcome::NoAnswer { error };
-            }
+        if let Some(cut) = self.cut_answer(stdout, exit_code) {
+            return cut;
         }
         let outcome = self.classify_output(input, stdout, stderr, exit_code, now, zone);
         if outcome != Outcome::Other || exit_code != Some(0) || self.profile != Profile::Gemini {
@@ -244,6 +242,17 @@ impl Classifier {
             Some(error) => Outcome::NoAnswer { error },
             None => outcome,
         }
+    }
+
+    /// gemini-cli's answer cut short by the client itself (it exits 0 with its stdout a
+    /// pipe once it has written 64 KiB, or before its stream's `result` event): "no
+    /// answer", before any word of it is read. `stdout` whole: a pass gives its complete
+    /// output, as the end it reads may lie inside one long line.
+    pub(crate) fn cut_answer(&self, stdout: &[u8], exit_code: Option<i32>) -> Option<Outcome> {
+        if exit_code != Some(0) || self.profile != Profile::Gemini {
+            return None;
+        }
+        empty_answer::gemini_cut_answer(stdout).map(|error| Outcome::NoAnswer { error })
     }
 
     fn classify_output(
@@ -583,7 +592,10 @@ impl Classifier {
     ) -> Option<(crate::backoff::StatedReset, &'l str)> {
         hits.iter().rev().find_map(|hit| {
             let lines = streams[hit.stream];
-            let first = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
+            // Not from before a retry the client went past: that limit's reset is stale
+            // (gemini-cli's `Please retry in 13.1s`, retried, then `… in 90s`).
+            let after_retry = last_retry_followed(lines).map_or(0, |countdown| countdown + 1);
+            let first = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES).max(after_retry);
             let last = (hit.last_line + NEIGHBOURHOOD_LINES).min(lines.len().saturating_sub(1));
             (first..=last).find_map(|index| {
                 let line = &lines[index];
@@ -792,7 +804,8 @@ fn message_of_cleaned_json(text: &str, matched: &str) -> Option<String> {
 /// The last line of `lines` that announces the client's retry (a countdown still judged a
 /// retry) and that the client's own output follows: it retried, and what it met after
 /// is the run's outcome. None when the output ends with the notice (a client stopped
-/// while it waited).
+/// while it waited), or with only noise after it (a stack frame, `[object Object]`: what
+/// the item's error passes over too), which tells of no other outcome.
 fn last_retry_followed(lines: &[Line]) -> Option<usize> {
     let mut followed = false;
     for (index, line) in lines.iter().enumerate().rev() {
@@ -803,7 +816,7 @@ fn last_retry_followed(lines: &[Line]) -> Option<usize> {
             if followed {
                 return Some(index);
             }
-        } else if !line.retried {
+        } else if !line.retried && !crate::drain::is_noise(&line.text) {
             followed = true;
         }
     }
@@ -1538,6 +1551,41 @@ mod tests {
 
     fn classify(profile: Profile, stdout: &[u8], stderr: &[u8], exit_code: Option<i32>) -> Outcome {
         Classifier::new(profile, &[], &[]).classify(stdout, stderr, exit_code, now(), ZONE)
+    }
+
+    #[test]
+    fn a_limit_the_client_retried_past_is_its_verdict_only_when_nothing_but_noise_follows() {
+        let retried = "Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.\n\
+            * Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 3\n\
+            Please retry in 0.600000s.\n\
+            Suggested retry after 5s.. Retrying after 5982ms...\n";
+        let reset_of = |stderr: &str| match classify(Gemini, b"", stderr.as_bytes(), Some(1)) {
+            Outcome::QuotaHit(hit) => (hit.reset_at(), hit.access_refused),
+            other => panic!("{other:?}"),
+        };
+        // Ended with the notice, or with a stack frame and gemini's crash line after it:
+        // the limit and its 0.6 s (before, the noise voided it).
+        let soon = now().checked_add_signed(chrono::Duration::milliseconds(600));
+        assert_eq!(reset_of(retried), (soon, false));
+        let noise = "    at async GeminiClient.generateContent (file:///app/bundle.js:12:5)\n\
+             An unexpected critical error occurred:[object Object]\n";
+        assert_eq!(reset_of(&format!("{retried}{noise}")), (soon, false));
+        // A refused key met on the retry is the verdict.
+        let refused = format!(
+            "{retried}Error when talking to Gemini API _ApiError: {{\"error\":{{\"code\":400,\"message\":\"API key not valid. Please pass a valid API key.\",\"status\":\"INVALID_ARGUMENT\"}}}}\n{noise}"
+        );
+        assert_eq!(reset_of(&refused), (None, true));
+        // Retried once, then stopped at the second notice: the second limit's reset, not
+        // the first's (before: its 13.1 s, counted from the stop, a window lost).
+        let twice = "Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.\n\
+            * Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 3\n\
+            Please retry in 13.119000s.\n\
+            Suggested retry after 13s.. Retrying after 14865ms...\n\
+            Attempt 2 failed: You exceeded your current quota, please check your plan and billing details.\n\
+            * Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 3\n\
+            Please retry in 0.040000s.\n\
+            Suggested retry after 60s.. Retrying after 71366ms...\n";
+        assert_eq!(reset_of(twice), (now().checked_add_signed(chrono::Duration::milliseconds(40)), false));
     }
 
     #[test]

@@ -83,6 +83,23 @@ fn a_client_stopped_for_its_wait_that_exits_0_on_the_signal_backs_off_until_the_
 }
 
 #[test]
+fn a_timed_out_answer_quoting_a_limit_that_exits_0_on_the_signal_is_a_timeout() {
+    let answer = r#"{"type":"result","subtype":"success","is_error":false,"result":"Summary: the log shows: Claude AI usage limit reached|1796600000 then the job resumed."}"#;
+    let script = format!("cat >/dev/null; trap 'exit 0' TERM; printf '%s\\n' '{answer}'; sleep 300 & wait");
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"sh\", \"-c\", {}]\n\
+         quota_group = \"shared\"\nmax_wait = \"0s\"\nitem_timeout = \"2s\"\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue("alpha", &[("a1".into(), json!("Ticket 1"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    // A timeout, never the quoted limit (an earlier change of this session read it as one).
+    assert_eq!(attempt_outcomes(&fixture), ["transient"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+}
+
+#[test]
 fn a_limit_the_client_retried_past_before_its_key_was_refused_parks_the_group() {
     let fixture = Fixture::new(&config("2m", ""), NOW);
     let mut steps: Vec<serde_json::Value> =

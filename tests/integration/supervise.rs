@@ -511,6 +511,20 @@ fn a_burst_a_pass_ended_while_the_clock_ran_ahead_is_set_again_once_it_went_back
 }
 
 #[test]
+fn a_burst_turned_off_after_a_pass_ahead_ended_it_stays_off() {
+    let fixture = burst_ended_a_day_ahead(None);
+    let off = fixture.drainctl(&["burst", "off", "docs"]).run();
+    off.assert_code(0);
+    // Before: "no burst was on", nothing recorded, and the next pass set it again.
+    let events: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'burst_off'");
+    assert!(events.len() == 1 && events[0].contains("burst of docs stays off"), "{events:?}");
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "start").is_none(), "{plan:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_restored'"), 0);
+}
+
+#[test]
 fn a_burst_another_host_ended_by_its_clock_ahead_stays_ended() {
     // Its clock runs ahead: it judges the burst by it (this host's own pass ran later).
     let fixture = burst_ended_a_day_ahead(Some("elsewhere"));
