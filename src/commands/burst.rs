@@ -209,11 +209,11 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
     let name = ctx.known_drain(&args.name)?;
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
-    let (was, expired) = in_transaction(&mut ctx.client, |tx| {
+    let (was, expired, kept_off) = in_transaction(&mut ctx.client, |tx| {
         let controls = ensure_drain(tx, &name, now)?;
         // A burst past its deadline that no supervise pass cleared yet had ended already.
         if let Some(until) = clear_expired_burst(tx, &ctx.outbox, &controls, zone, now)? {
-            return Ok((None, Some(until)));
+            return Ok((None, Some(until), None));
         }
         let was = controls.burst_until;
         if clear_burst(tx, &name, None)? {
@@ -223,25 +223,25 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
                     .drain(&name)
                     .data(json!({ "burst_until": was }));
             record_event(tx, &ctx.outbox, &event, now)?;
-            Ok((was, None))
+            Ok((was, None, None))
         } else {
-            // Ended by a pass whose clock ran ahead, its deadline still to come: the next
-            // pass would set it again (docs/operations.md, "A clock that went back"); an
-            // event of its own says it stays off.
-            let ahead_of = now + crate::clock::WENT_BACK_TOLERANCE;
-            if let Some(until) =
-                crate::db::drains::burst_expired_ahead(tx, &name, ahead_of)?.filter(|until| *until > now)
-            {
-                let message = format!(
-                    "burst of {name} stays off: a pass whose clock ran ahead ended it before its deadline {}",
-                    local(until, zone)
-                );
-                let event = Event::new(EventKind::BurstOff, message)
-                    .drain(&name)
-                    .data(json!({ "burst_until": until }));
-                record_event(tx, &ctx.outbox, &event, now)?;
+            // Its last burst expired and nothing was done to it since: a pass whose clock
+            // ran ahead may have ended it early, and the next one would set it again
+            // (docs/operations.md, "A clock that went back"); an event says it stays off.
+            match crate::db::drains::last_burst_expiry(tx, &name)? {
+                Some(until) => {
+                    let message = format!(
+                        "burst of {name} stays off (its burst until {} had expired)",
+                        local(until, zone)
+                    );
+                    let event = Event::new(EventKind::BurstOff, message)
+                        .drain(&name)
+                        .data(json!({ "burst_until": until }));
+                    record_event(tx, &ctx.outbox, &event, now)?;
+                    Ok((None, None, Some(until)))
+                }
+                None => Ok((None, None, None)),
             }
-            Ok((None, None))
         }
     })?;
     let human = match (was, expired) {
@@ -257,9 +257,18 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
                 ago => format!(" {ago}"),
             }
         ),
-        (None, None) => format!("{name}: no burst was on"),
+        (None, None) => match kept_off {
+            Some(until) => format!(
+                "{name}: no burst was on: the burst until {} had expired; it stays off, even if a pass whose \
+                 clock ran ahead ended it early",
+                local(until, zone)
+            ),
+            None => format!("{name}: no burst was on"),
+        },
     };
-    Ok(Report::new(human, json!({ "drain": name, "was_until": was, "expired_until": expired })))
+    let json =
+        json!({ "drain": name, "was_until": was, "expired_until": expired, "kept_off_until": kept_off });
+    Ok(Report::new(human, json))
 }
 
 fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {

@@ -278,25 +278,21 @@ pub fn bursts_ended_ahead(
         .collect())
 }
 
-/// The deadline of the burst of `name` that a pass stamped after `ahead_of` (ahead of the
-/// clock) recorded as expired, with no burst event after it: the one the next supervise
-/// pass of that host sets again ([`bursts_ended_ahead`]) unless `burst off` says not to.
-pub fn burst_expired_ahead(
-    client: &mut impl GenericClient,
-    name: &str,
-    ahead_of: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>> {
+/// The deadline of the burst of `name` whose `burst_expired` is its latest burst event:
+/// one a supervise pass whose clock ran ahead may have ended, which the next pass of that
+/// host sets again ([`bursts_ended_ahead`]) unless `burst off` says not to.
+pub fn last_burst_expiry(client: &mut impl GenericClient, name: &str) -> Result<Option<DateTime<Utc>>> {
     let row = client.query_opt(
         "SELECT (e.data->>'burst_until')::timestamptz
            FROM events e
-          WHERE e.kind = 'burst_expired' AND e.at > $2 AND e.drain = $1
+          WHERE e.kind = 'burst_expired' AND e.drain = $1
             AND jsonb_typeof(e.data->'burst_until') = 'string'
             AND NOT EXISTS (SELECT 1 FROM events later
                              WHERE later.drain = e.drain AND later.id > e.id
                                AND later.kind IN ('burst_on', 'burst_off', 'burst_moved', 'burst_expired',
                                                   'burst_restored'))
           ORDER BY e.id DESC LIMIT 1",
-        &[&name, &ahead_of],
+        &[&name],
     )?;
     Ok(row.map(|row| row.get(0)))
 }

@@ -317,6 +317,9 @@ impl Pass<'_> {
             (Some(StopReason::ClientWaits(wait)), Some(line)) => {
                 Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, now, zone))
             }
+            // A timeout or an output over the cap is judged by its stop, whatever answer a
+            // worker that exited 0 on the signal left half-written (docs/worker-contract.md).
+            (Some(_), _) if matches!(outcome, Outcome::NoAnswer { .. }) => Outcome::Other,
             _ => outcome,
         }
     }

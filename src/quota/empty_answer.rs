@@ -49,22 +49,27 @@ pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
         let event = serde_json::from_str::<Value>(line).ok()?;
         Some(event.get("type")?.as_str()?.to_string())
     };
-    let is_cut = if lines.first().and_then(|line| event(line)).as_deref() == Some("init") {
-        // stream-json: whole when every line is an event and one is its result.
-        let whole = lines.iter().all(|line| serde_json::from_str::<Value>(line).is_ok());
-        !(whole && lines.iter().any(|line| event(line).as_deref() == Some("result")))
-    } else if JSON_OUTPUT.is_match(text) {
-        serde_json::from_str::<Value>(text).is_err()
-    } else {
-        // Text: exactly what it writes before it exits, its last word cut in two.
-        stdout.len() == CUT_AT
-    };
-    is_cut.then(|| {
+    let json_cut = || {
         format!(
-        "gemini's JSON output ends after {} bytes without its end: the client exited 0 having written part \
-         of its answer",
-        stdout.len()
-    )
+            "gemini's JSON output ends after {} bytes without its end: the client exited 0 having written \
+             part of its answer",
+            stdout.len()
+        )
+    };
+    if lines.first().and_then(|line| event(line)).as_deref() == Some("init") {
+        // stream-json: whole once its result event is in (whatever a wrapper adds after).
+        return (!lines.iter().any(|line| event(line).as_deref() == Some("result"))).then(json_cut);
+    }
+    if JSON_OUTPUT.is_match(text) {
+        // json: whole when its first value is (a wrapper may print a line after it).
+        let first = serde_json::Deserializer::from_str(text).into_iter::<Value>().next();
+        return (!matches!(first, Some(Ok(_)))).then(json_cut);
+    }
+    // Text: exactly what it writes before it exits, its last word cut in two.
+    (stdout.len() == CUT_AT).then(|| {
+        format!(
+            "gemini's answer stops at exactly {CUT_AT} bytes: the client exited 0 having written part of it"
+        )
     })
 }
 
@@ -254,10 +259,27 @@ mod tests {
             format!("{{\"id\": 1, \"label\": \"spam\"}}\n{{\"id\": 2, \"label\": \"{padding}ham\"}}\n");
         assert_eq!(gemini_cut_answer(lines_of_json.as_bytes()), None);
         assert_eq!(gemini_cut_answer(b"{\"id\": 1}\n{\"id\": 2}\n"), None);
+        // Whole, with a wrapper's line after it; JSON lines answers (before: all "cut").
+        let json_then_line =
+            format!("{{\n  \"session_id\": \"s\",\n  \"response\": \"{padding}\"\n}}\ndone\n");
+        assert_eq!(gemini_cut_answer(json_then_line.as_bytes()), None);
+        let stream_then_line = format!(
+            "{{\"type\":\"init\"}}\n{{\"type\":\"message\",\"content\":\"{padding}\"}}\n{{\"type\":\"result\",\"status\":\"success\"}}\nwrapper: done\n"
+        );
+        assert_eq!(gemini_cut_answer(stream_then_line.as_bytes()), None);
+        let response_lines: String = (0..700)
+            .map(|i| format!("{{\"response\": \"item {i}\", \"label\": \"{}\"}}\n", "z".repeat(100)))
+            .collect();
+        assert_eq!(gemini_cut_answer(response_lines.as_bytes()), None);
         assert_eq!(gemini_cut_answer(format!("{{name}} is a placeholder{padding}").as_bytes()), None);
         // Text mode: cut at exactly 64 KiB.
         let prose = "The report lists what users asked for when clicked on the reports page.\n".repeat(2000);
-        assert!(gemini_cut_answer(&prose.as_bytes()[..65_536]).is_some());
+        assert_eq!(
+            gemini_cut_answer(&prose.as_bytes()[..65_536]).as_deref(),
+            Some(
+                "gemini's answer stops at exactly 65536 bytes: the client exited 0 having written part of it"
+            )
+        );
         assert_eq!(gemini_cut_answer(&prose.as_bytes()[..70_000]), None);
     }
 

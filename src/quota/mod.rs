@@ -592,12 +592,15 @@ impl Classifier {
     ) -> Option<(crate::backoff::StatedReset, &'l str)> {
         hits.iter().rev().find_map(|hit| {
             let lines = streams[hit.stream];
-            // Not from before a retry the client went past: that limit's reset is stale
-            // (gemini-cli's `Please retry in 13.1s`, retried, then `… in 90s`).
+            // From after a retry the client went past first: a reset stated before it is
+            // stale when a later one is stated (gemini-cli's `Please retry in 13.1s`,
+            // retried, then `… in 90s`); else it is the last word on the limit (a client
+            // that gave up with `status 429. Giving up.`).
             let after_retry = last_retry_followed(lines).map_or(0, |countdown| countdown + 1);
-            let first = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES).max(after_retry);
+            let around = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
+            let first = around.max(after_retry);
             let last = (hit.last_line + NEIGHBOURHOOD_LINES).min(lines.len().saturating_sub(1));
-            (first..=last).find_map(|index| {
+            (first..=last).chain(around..first).find_map(|index| {
                 let line = &lines[index];
                 let usable = line.origin != Origin::ToolOutput
                     && !line.text.is_empty()
@@ -816,11 +819,20 @@ fn last_retry_followed(lines: &[Line]) -> Option<usize> {
             if followed {
                 return Some(index);
             }
-        } else if !line.retried && !crate::drain::is_noise(&line.text) {
+        } else if !line.retried && !tells_nothing(&line.text) {
             followed = true;
         }
     }
     None
+}
+
+/// A line that tells of no outcome of its own: noise as the item's error passes over it
+/// (a stack frame, `[object Object]`, a dumped field, a brace or a bare number), or a
+/// line of gemini-cli's helpers (`[ERROR] [IDEClient] …`, which fails nothing).
+fn tells_nothing(text: &str) -> bool {
+    static HELPER_ERROR: std::sync::LazyLock<Regex> =
+        std::sync::LazyLock::new(|| patterns::compile(r"^\[ERROR\]\s*\[[A-Za-z]+\]"));
+    !text.chars().any(char::is_alphabetic) || crate::drain::is_noise(text) || HELPER_ERROR.is_match(text)
 }
 
 fn fallback_follows(lines: &[Line], last_line: usize) -> bool {
@@ -1570,6 +1582,21 @@ mod tests {
         let noise = "    at async GeminiClient.generateContent (file:///app/bundle.js:12:5)\n\
              An unexpected critical error occurred:[object Object]\n";
         assert_eq!(reset_of(&format!("{retried}{noise}")), (soon, false));
+        // So do a dumped error's fields and brace, a bare number, a helper's `[ERROR] [Tag]`
+        // line (before: the limit was lost, or its reset).
+        for after in [
+            "  code: 429,\n  status: 'RESOURCE_EXHAUSTED',\n}\n",
+            "0\n",
+            "[ERROR] [IDEClient] Failed to connect\n",
+        ] {
+            assert_eq!(reset_of(&format!("{retried}{after}")), (soon, false), "{after}");
+        }
+        // A client that gave up after the retry: no reset stated after it, so the one
+        // before it is the last word on the limit (before: none, a 5-minute guess).
+        assert_eq!(
+            reset_of(&format!("{retried}Attempt 2 failed with status 429. Giving up.\n")),
+            (soon, false)
+        );
         // A refused key met on the retry is the verdict.
         let refused = format!(
             "{retried}Error when talking to Gemini API _ApiError: {{\"error\":{{\"code\":400,\"message\":\"API key not valid. Please pass a valid API key.\",\"status\":\"INVALID_ARGUMENT\"}}}}\n{noise}"

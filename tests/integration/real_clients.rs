@@ -100,6 +100,21 @@ fn a_timed_out_answer_quoting_a_limit_that_exits_0_on_the_signal_is_a_timeout() 
 }
 
 #[test]
+fn a_timed_out_gemini_that_exits_0_on_the_signal_without_an_answer_is_a_timeout() {
+    let script = "cat >/dev/null; trap 'exit 0' TERM; echo '[ERROR] Model stream ended without a finish reason.' >&2; sleep 300 & wait";
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"sh\", \"-c\", {}]\n\
+         quota_profile = \"gemini\"\nmax_wait = \"0s\"\nitem_timeout = \"2s\"\n",
+        serde_json::to_string(script).unwrap()
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue("alpha", &[("a1".into(), json!("Ticket 1"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    let errors: Vec<String> = fixture.column("SELECT error FROM attempts");
+    assert_eq!(errors, ["timed out after item_timeout 2s"]);
+}
+
+#[test]
 fn a_limit_the_client_retried_past_before_its_key_was_refused_parks_the_group() {
     let fixture = Fixture::new(&config("2m", ""), NOW);
     let mut steps: Vec<serde_json::Value> =

@@ -518,9 +518,23 @@ fn a_burst_turned_off_after_a_pass_ahead_ended_it_stays_off() {
     // Before: "no burst was on", nothing recorded, and the next pass set it again.
     let events: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'burst_off'");
     assert!(events.len() == 1 && events[0].contains("burst of docs stays off"), "{events:?}");
+    assert!(off.stdout.contains("it stays off"), "{}", off.stdout);
     let plan = decisions(&fixture, &[]);
     assert!(action_for(&plan, "docs", "start").is_none(), "{plan:?}");
     assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_restored'"), 0);
+}
+
+#[test]
+fn a_burst_turned_off_while_the_clock_is_still_ahead_stays_off() {
+    let fixture = burst_ended_a_day_ahead(None);
+    // The operator turns it off on the host whose clock still runs ahead (before: nothing
+    // was recorded and the next pass on the right clock set the burst again).
+    fixture.set_now("2026-11-28T10:05:00Z");
+    fixture.drainctl(&["burst", "off", "docs"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T10:20:00Z");
+    let plan = decisions(&fixture, &[]);
+    assert!(action_for(&plan, "docs", "start").is_none(), "{plan:?}");
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_restored'"), 0);
 }
 
@@ -1534,13 +1548,20 @@ fn a_burst_past_its_deadline_ends_as_expired_whoever_meets_it_first() {
     assert_eq!(off.json()["was_until"], Value::Null, "{}", off.stdout);
     assert_eq!(off.json()["expired_until"], "2026-11-26T22:00:00Z", "{}", off.stdout);
     let said = fixture.drainctl(&["burst", "off", "docs"]).run();
-    assert_eq!(said.stdout.trim(), "docs: no burst was on", "cleared once");
+    assert!(
+        said.stdout.starts_with("docs: no burst was on: the burst until"),
+        "cleared once: {}",
+        said.stdout
+    );
+    assert!(said.stdout.contains("it stays off"), "{}", said.stdout);
+    let again = fixture.drainctl(&["burst", "off", "docs"]).run();
+    assert_eq!(again.stdout.trim(), "docs: no burst was on");
     // `burst on` over an expired burst records its end before the new one.
     fixture.drainctl(&["burst", "on", "docs", "--until", "+1h"]).run().assert_code(0);
     fixture.set_now("2026-11-27T00:00:00Z");
     fixture.drainctl(&["burst", "on", "docs", "--until", "+1h"]).run().assert_code(0);
     let kinds: Vec<String> = fixture.column("SELECT kind FROM events WHERE kind LIKE 'burst%' ORDER BY id");
-    assert_eq!(kinds, ["burst_on", "burst_expired", "burst_on", "burst_expired", "burst_on"]);
+    assert_eq!(kinds, ["burst_on", "burst_expired", "burst_off", "burst_on", "burst_expired", "burst_on"]);
 }
 
 #[test]
