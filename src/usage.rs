@@ -81,8 +81,9 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
     let trimmed = text.trim();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         // One JSON document: claude's `json` (an object, or an array of every message
-        // with `--verbose`), gemini's `json` (pretty-printed over many lines).
-        if let Ok(document) = serde_json::from_str::<Value>(trimmed) {
+        // with `--verbose`), gemini's `json` (pretty-printed over many lines) — with
+        // whatever a wrapper printed after it.
+        if let Some(Ok(document)) = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>().next() {
             if let Some(usage) = from_document(&document) {
                 return Some(usage);
             }
@@ -97,7 +98,10 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
         .match_indices('\n')
         .map(|(at, _)| at + 1)
         .find(|&at| trimmed[at..].trim_start_matches([' ', '\t', '\r']).starts_with('{'))?;
-    let document = serde_json::from_str::<Value>(trimmed[document_start..].trim()).ok()?;
+    let document = serde_json::Deserializer::from_str(trimmed[document_start..].trim())
+        .into_iter::<Value>()
+        .next()?
+        .ok()?;
     from_document(&document)
 }
 
@@ -346,6 +350,18 @@ mod tests {
         assert_eq!(reported.to_string(), "cost $1e300, 1 turn");
         // A negative cost alone is no report at all.
         assert_eq!(read_usage(br#"{"type":"result","total_cost_usd":-2}"#, "test"), None);
+    }
+
+    #[test]
+    fn a_json_answer_with_a_wrappers_line_after_it_keeps_its_usage() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-clients");
+        let whole = std::fs::read(dir.join("gemini-json-success/stdout")).unwrap();
+        let alone = read_usage(&whole, "test");
+        assert!(alone.is_some());
+        let mut wrapped = whole.clone();
+        wrapped.extend_from_slice(b"\nwrapper: done\n");
+        // Before: none, the document no longer being the whole output.
+        assert_eq!(read_usage(&wrapped, "test"), alone);
     }
 
     #[test]

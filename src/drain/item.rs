@@ -282,10 +282,10 @@ impl Pass<'_> {
             _ => exit_code(report.exit),
         };
         // Read whole: the end read below may lie inside its last, long line.
-        if report.stop_reason.is_none() {
-            if let Some(cut) = self.classifier.cut_answer(&report.stdout, exit) {
-                return cut;
-            }
+        // A worker stopped by its timeout (or the cap) that exited 0 on the signal left a
+        // half-written answer: its stop is the outcome, not words in it.
+        if let Some(cut) = self.classifier.cut_answer(&report.stdout, exit) {
+            return if report.stop_reason.is_none() { cut } else { Outcome::Other };
         }
         let classify = |at: DateTime<Utc>| {
             let (stdout, stderr) = (&report.stdout_end, &report.stderr_end);

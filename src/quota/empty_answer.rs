@@ -17,8 +17,12 @@ pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<Strin
     if text.is_empty() {
         return error_line(stderr, |_| true);
     }
-    if let Ok(Value::Object(answer)) = serde_json::from_str::<Value>(text) {
-        return json_failed_answer(&answer);
+    // `--output-format json`, and whatever a wrapper printed after it.
+    let first = serde_json::Deserializer::from_str(text).into_iter::<Value>().next();
+    if let Some(Ok(Value::Object(answer))) = first {
+        if answer.contains_key("response") || serde_json::from_str::<Value>(text).is_ok() {
+            return json_failed_answer(&answer);
+        }
     }
     if let Some(failed) = stream_failed_answer(text) {
         return Some(failed);
@@ -41,6 +45,13 @@ pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
         std::sync::LazyLock::new(|| super::patterns::compile(r#"^\{\s*"(?:session_id|response)"\s*:"#));
     if stdout.len() < CUT_AT {
         return None;
+    }
+    // Exactly what it writes before it exits, whatever its shape (text, JSON lines): its
+    // last word cut in two.
+    if stdout.len() == CUT_AT {
+        return Some(format!(
+            "gemini's answer stops at exactly {CUT_AT} bytes: the client exited 0 having written part of it"
+        ));
     }
     let text = String::from_utf8_lossy(stdout);
     let text = text.trim();
@@ -65,12 +76,7 @@ pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
         let first = serde_json::Deserializer::from_str(text).into_iter::<Value>().next();
         return (!matches!(first, Some(Ok(_)))).then(json_cut);
     }
-    // Text: exactly what it writes before it exits, its last word cut in two.
-    (stdout.len() == CUT_AT).then(|| {
-        format!(
-            "gemini's answer stops at exactly {CUT_AT} bytes: the client exited 0 having written part of it"
-        )
-    })
+    None
 }
 
 /// The last `[ERROR] …` line of gemini-cli's stderr, when it `is_about_the_answer` (an
@@ -245,7 +251,10 @@ mod tests {
         );
         let cut = &stream.as_bytes()[..65_536.min(stream.len())];
         let error = gemini_cut_answer(cut).unwrap_or_default();
-        assert!(error.starts_with("gemini's JSON output ends after 65536 bytes without its end"), "{error}");
+        assert!(error.starts_with("gemini's answer stops at exactly 65536 bytes"), "{error}");
+        assert!(gemini_cut_answer(&stream.as_bytes()[..70_000])
+            .unwrap_or_default()
+            .starts_with("gemini's JSON output ends after 70000 bytes without its end"));
         let json = format!("{{\n  \"session_id\": \"s\",\n  \"response\": \"{{\\\"items\\\": [{quoting}");
         assert!(gemini_cut_answer(&json.as_bytes()[..65_536]).is_some());
         // Whole outputs are not, nor text, nor any output shorter than what it writes
@@ -271,6 +280,8 @@ mod tests {
             .map(|i| format!("{{\"response\": \"item {i}\", \"label\": \"{}\"}}\n", "z".repeat(100)))
             .collect();
         assert_eq!(gemini_cut_answer(response_lines.as_bytes()), None);
+        // JSON lines cut at exactly 64 KiB are (before: their first line whole, "done").
+        assert!(gemini_cut_answer(&response_lines.as_bytes()[..65_536]).is_some());
         assert_eq!(gemini_cut_answer(format!("{{name}} is a placeholder{padding}").as_bytes()), None);
         // Text mode: cut at exactly 64 KiB.
         let prose = "The report lists what users asked for when clicked on the reports page.\n".repeat(2000);

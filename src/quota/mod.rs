@@ -592,15 +592,16 @@ impl Classifier {
     ) -> Option<(crate::backoff::StatedReset, &'l str)> {
         hits.iter().rev().find_map(|hit| {
             let lines = streams[hit.stream];
-            // From after a retry the client went past first: a reset stated before it is
-            // stale when a later one is stated (gemini-cli's `Please retry in 13.1s`,
-            // retried, then `… in 90s`); else it is the last word on the limit (a client
-            // that gave up with `status 429. Giving up.`).
+            // From after a retry the client went past: a reset stated before it is stale
+            // (gemini-cli's `Please retry in 13.1s`, retried, then `… in 90s`, or a daily
+            // limit); unless the hit after it is a bare status (`Attempt 2 failed with
+            // status 429. Giving up.`), which restates the limit before the retry.
             let after_retry = last_retry_followed(lines).map_or(0, |countdown| countdown + 1);
             let around = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
             let first = around.max(after_retry);
             let last = (hit.last_line + NEIGHBOURHOOD_LINES).min(lines.len().saturating_sub(1));
-            (first..=last).chain(around..first).find_map(|index| {
+            let restated = if hit.matched.kind == HitKind::Status { around..first } else { first..first };
+            (first..=last).chain(restated).find_map(|index| {
                 let line = &lines[index];
                 let usable = line.origin != Origin::ToolOutput
                     && !line.text.is_empty()
@@ -1597,6 +1598,13 @@ mod tests {
             reset_of(&format!("{retried}Attempt 2 failed with status 429. Giving up.\n")),
             (soon, false)
         );
+        // A different limit met on the retry, stating no reset: its own window, not the
+        // first limit's 0.6 s (a daily quota called again seconds later).
+        let daily = format!(
+            "{retried}Attempt 2 failed: You have exhausted your daily quota on this model.. Max attempts reached\n"
+        );
+        let (reset, _) = reset_of(&daily);
+        assert!(reset.is_some_and(|at| at - now() > chrono::Duration::hours(1)), "{reset:?}");
         // A refused key met on the retry is the verdict.
         let refused = format!(
             "{retried}Error when talking to Gemini API _ApiError: {{\"error\":{{\"code\":400,\"message\":\"API key not valid. Please pass a valid API key.\",\"status\":\"INVALID_ARGUMENT\"}}}}\n{noise}"
