@@ -49,20 +49,28 @@ const GEMINI_SOONER_THAN_ITS_WAIT: [&str; 4] = [
     "Suggested retry after 60s.. Retrying after 60520ms...",
 ];
 
+/// A fixture whose drain `alpha` (quota group `shared`, `max_wait` 0s) runs `script` with
+/// `sh -c` like a client that exits 0 on SIGTERM, with `extra` settings, and one item.
+fn script_fixture(script: &str, extra: &str) -> Fixture {
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\n\n[[drain]]\nname = \"alpha\"\n\
+         command = [\"sh\", \"-c\", {}]\nquota_group = \"shared\"\nmax_wait = \"0s\"\n{extra}",
+        serde_json::to_string(&format!("cat >/dev/null; trap 'exit 0' TERM; {script}; sleep 300 & wait"))
+            .unwrap()
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue("alpha", &[("a1".into(), json!("Ticket 1"))]);
+    fixture
+}
+
 #[test]
 fn a_client_stopped_for_its_wait_that_exits_0_on_the_signal_backs_off_until_the_vendors_reset() {
     // Like gemini-cli, it exits 0 on SIGTERM.
     let script = format!(
-        "trap 'exit 0' TERM; printf '%s\\n' {} >&2; sleep 300 & wait",
+        "printf '%s\\n' {} >&2",
         GEMINI_SOONER_THAN_ITS_WAIT.iter().map(|line| format!("'{line}'")).collect::<Vec<_>>().join(" ")
     );
-    let config = format!(
-        "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"sh\", \"-c\", {}]\n\
-         quota_group = \"shared\"\nquota_profile = \"gemini\"\nmax_wait = \"0s\"\nitem_timeout = \"2m\"\n",
-        serde_json::to_string(&script).unwrap()
-    );
-    let fixture = Fixture::new(&config, NOW);
-    fixture.enqueue("alpha", &[("a1".into(), json!("Ticket 1"))]);
+    let fixture = script_fixture(&script, "quota_profile = \"gemini\"\nitem_timeout = \"2m\"\n");
     let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
     result.assert_code(0);
     assert_eq!(result.json()["status"], "rate_limited", "{}", result.stdout);
@@ -85,14 +93,7 @@ fn a_client_stopped_for_its_wait_that_exits_0_on_the_signal_backs_off_until_the_
 #[test]
 fn a_timed_out_answer_quoting_a_limit_that_exits_0_on_the_signal_is_a_timeout() {
     let answer = r#"{"type":"result","subtype":"success","is_error":false,"result":"Summary: the log shows: Claude AI usage limit reached|1796600000 then the job resumed."}"#;
-    let script = format!("cat >/dev/null; trap 'exit 0' TERM; printf '%s\\n' '{answer}'; sleep 300 & wait");
-    let config = format!(
-        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"sh\", \"-c\", {}]\n\
-         quota_group = \"shared\"\nmax_wait = \"0s\"\nitem_timeout = \"2s\"\n",
-        serde_json::to_string(&script).unwrap()
-    );
-    let fixture = Fixture::new(&config, NOW);
-    fixture.enqueue("alpha", &[("a1".into(), json!("Ticket 1"))]);
+    let fixture = script_fixture(&format!("printf '%s\\n' '{answer}'"), "item_timeout = \"2s\"\n");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     // A timeout, never the quoted limit (an earlier change of this session read it as one).
     assert_eq!(attempt_outcomes(&fixture), ["transient"]);
@@ -101,14 +102,8 @@ fn a_timed_out_answer_quoting_a_limit_that_exits_0_on_the_signal_is_a_timeout() 
 
 #[test]
 fn a_timed_out_gemini_that_exits_0_on_the_signal_without_an_answer_is_a_timeout() {
-    let script = "cat >/dev/null; trap 'exit 0' TERM; echo '[ERROR] Model stream ended without a finish reason.' >&2; sleep 300 & wait";
-    let config = format!(
-        "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\n\n[[drain]]\nname = \"alpha\"\ncommand = [\"sh\", \"-c\", {}]\n\
-         quota_profile = \"gemini\"\nmax_wait = \"0s\"\nitem_timeout = \"2s\"\n",
-        serde_json::to_string(script).unwrap()
-    );
-    let fixture = Fixture::new(&config, NOW);
-    fixture.enqueue("alpha", &[("a1".into(), json!("Ticket 1"))]);
+    let script = "echo '[ERROR] Model stream ended without a finish reason.' >&2";
+    let fixture = script_fixture(script, "quota_profile = \"gemini\"\nitem_timeout = \"2s\"\n");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     let errors: Vec<String> = fixture.column("SELECT error FROM attempts");
     assert_eq!(errors, ["timed out after item_timeout 2s"]);
