@@ -81,9 +81,8 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
     let trimmed = text.trim();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         // One JSON document: claude's `json` (an object, or an array of every message
-        // with `--verbose`), gemini's `json` (pretty-printed over many lines) — with
-        // whatever a wrapper printed after it.
-        if let Some(Ok(document)) = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>().next() {
+        // with `--verbose`), gemini's `json` (pretty-printed over many lines).
+        if let Ok(document) = serde_json::from_str::<Value>(trimmed) {
             if let Some(usage) = from_document(&document) {
                 return Some(usage);
             }
@@ -91,6 +90,12 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
     }
     if let Some(usage) = from_lines(trimmed) {
         return Some(usage);
+    }
+    // One document with whatever a wrapper printed after it.
+    if let Some(Ok(document)) = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>().next() {
+        if let Some(usage) = from_document(&document) {
+            return Some(usage);
+        }
     }
     // A JSON document after lines of text: gemini prints `Loaded cached credentials.` on
     // stdout before its pretty-printed answer.
@@ -362,6 +367,10 @@ mod tests {
         wrapped.extend_from_slice(b"\nwrapper: done\n");
         // Before: none, the document no longer being the whole output.
         assert_eq!(read_usage(&wrapped, "test"), alone);
+        // Result lines: the last one's, as before.
+        let two = br#"{"type":"result","is_error":false,"result":"first try","total_cost_usd":0.5,"usage":{"input_tokens":100,"output_tokens":10}}
+{"type":"result","is_error":false,"result":"second try","total_cost_usd":0.25,"usage":{"input_tokens":50,"output_tokens":5}}"#;
+        assert_eq!(read_usage(two, "test").and_then(|usage| usage.cost_usd), Some(0.25));
     }
 
     #[test]

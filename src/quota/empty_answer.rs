@@ -17,10 +17,14 @@ pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<Strin
     if text.is_empty() {
         return error_line(stderr, |_| true);
     }
-    // `--output-format json`, and whatever a wrapper printed after it.
-    let first = serde_json::Deserializer::from_str(text).into_iter::<Value>().next();
-    if let Some(Ok(Value::Object(answer))) = first {
-        if answer.contains_key("response") || serde_json::from_str::<Value>(text).is_ok() {
+    if let Ok(Value::Object(answer)) = serde_json::from_str::<Value>(text) {
+        return json_failed_answer(&answer);
+    }
+    // `--output-format json` with whatever a wrapper printed after it.
+    if is_json_output(text) {
+        if let Some(Ok(Value::Object(answer))) =
+            serde_json::Deserializer::from_str(text).into_iter::<Value>().next()
+        {
             return json_failed_answer(&answer);
         }
     }
@@ -40,18 +44,8 @@ pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<Strin
 pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
     /// How much the client writes before it exits: a pipe's buffer.
     const CUT_AT: usize = 64 * 1024;
-    /// The start of its `--output-format json` object.
-    static JSON_OUTPUT: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| super::patterns::compile(r#"^\{\s*"(?:session_id|response)"\s*:"#));
     if stdout.len() < CUT_AT {
         return None;
-    }
-    // Exactly what it writes before it exits, whatever its shape (text, JSON lines): its
-    // last word cut in two.
-    if stdout.len() == CUT_AT {
-        return Some(format!(
-            "gemini's answer stops at exactly {CUT_AT} bytes: the client exited 0 having written part of it"
-        ));
     }
     let text = String::from_utf8_lossy(stdout);
     let text = text.trim();
@@ -71,12 +65,30 @@ pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
         // stream-json: whole once its result event is in (whatever a wrapper adds after).
         return (!lines.iter().any(|line| event(line).as_deref() == Some("result"))).then(json_cut);
     }
-    if JSON_OUTPUT.is_match(text) {
+    if is_json_output(text) {
         // json: whole when its first value is (a wrapper may print a line after it).
         let first = serde_json::Deserializer::from_str(text).into_iter::<Value>().next();
         return (!matches!(first, Some(Ok(_)))).then(json_cut);
     }
-    None
+    // Anything else (text, JSON lines) of exactly what it writes before it exits: its last
+    // word cut in two — unless it is whole JSON values to its end.
+    let whole_values =
+        serde_json::Deserializer::from_str(text).into_iter::<Value>().all(|value| value.is_ok());
+    (stdout.len() == CUT_AT && !whole_values).then(|| {
+        format!(
+            "gemini's answer stops at exactly {CUT_AT} bytes: the client exited 0 having written part of it"
+        )
+    })
+}
+
+/// Whether `text` opens as gemini-cli's `--output-format json` answer does: an object
+/// printed with an indent, its first key `session_id` or `response` — not a model's
+/// one-line JSON.
+pub(super) fn is_json_output(text: &str) -> bool {
+    static JSON_OUTPUT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        super::patterns::compile(r#"^\{\r?\n[ \t]+"(?:session_id|response)"\s*:"#)
+    });
+    JSON_OUTPUT.is_match(text)
 }
 
 /// The last `[ERROR] …` line of gemini-cli's stderr, when it `is_about_the_answer` (an
@@ -251,7 +263,12 @@ mod tests {
         );
         let cut = &stream.as_bytes()[..65_536.min(stream.len())];
         let error = gemini_cut_answer(cut).unwrap_or_default();
-        assert!(error.starts_with("gemini's answer stops at exactly 65536 bytes"), "{error}");
+        assert!(error.starts_with("gemini's JSON output ends after 65536 bytes without its end"), "{error}");
+        // A whole answer of exactly that size is whole (JSON, or a stream with its result).
+        let exact = "{\n  \"session_id\": \"s\",\n  \"response\": \"\"\n}".to_string();
+        let exact = exact.replace("\"\"\n}", &format!("\"{}\"\n}}", "a".repeat(65_536 - exact.len())));
+        assert_eq!(exact.len(), 65_536);
+        assert_eq!(gemini_cut_answer(exact.as_bytes()), None);
         assert!(gemini_cut_answer(&stream.as_bytes()[..70_000])
             .unwrap_or_default()
             .starts_with("gemini's JSON output ends after 70000 bytes without its end"));

@@ -869,11 +869,22 @@ enum ErrorVerdict {
 /// Whether `stdout` is one JSON object with a `response` and no `error`: gemini-cli's
 /// `--output-format json` answer (docs/rate-limits.md, "How the output is read").
 fn is_json_answer(stdout: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(stdout.trim_ascii()).is_ok_and(|document| {
+    let is_answer = |document: serde_json::Value| {
         document
             .as_object()
             .is_some_and(|object| object.contains_key("response") && !object.contains_key("error"))
-    })
+    };
+    let text = String::from_utf8_lossy(stdout.trim_ascii());
+    if let Ok(document) = serde_json::from_str::<serde_json::Value>(&text) {
+        return is_answer(document);
+    }
+    // gemini's own JSON answer with a wrapper's line after it.
+    empty_answer::is_json_output(&text)
+        && serde_json::Deserializer::from_str(&text)
+            .into_iter::<serde_json::Value>()
+            .next()
+            .and_then(Result::ok)
+            .is_some_and(is_answer)
 }
 
 /// A JSON object inside a sentence (`the customer got {"type":"error",…} after the
@@ -1621,6 +1632,17 @@ mod tests {
             Please retry in 0.040000s.\n\
             Suggested retry after 60s.. Retrying after 71366ms...\n";
         assert_eq!(reset_of(twice), (now().checked_add_signed(chrono::Duration::milliseconds(40)), false));
+    }
+
+    #[test]
+    fn gemini_json_with_a_wrappers_line_after_it_is_its_answer_and_one_line_json_is_text() {
+        // Its `response` quoting a limit stalls nothing (before: a 20-hour backoff).
+        let wrapped = b"{\n  \"session_id\": \"s\",\n  \"response\": \"You have exhausted your daily quota on this model.\"\n}\nwrapper: done\n";
+        assert_eq!(classify(Gemini, wrapped, b"", Some(0)), Outcome::Other);
+        // A model's JSON lines naming an `error` are its answer, not the client's word
+        // (before: "gemini's answer is incomplete", dead-lettered).
+        let lines = b"{\"id\": 1, \"response\": \"Refund issued\", \"error\": \"card declined on first try\"}\n{\"id\": 2, \"response\": \"Address updated\", \"error\": null}\n";
+        assert_eq!(classify(Gemini, lines, b"", Some(0)), Outcome::Other);
     }
 
     #[test]
