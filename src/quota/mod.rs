@@ -594,13 +594,17 @@ impl Classifier {
             let lines = streams[hit.stream];
             // From after a retry the client went past: a reset stated before it is stale
             // (gemini-cli's `Please retry in 13.1s`, retried, then `… in 90s`, or a daily
-            // limit); unless the hit after it is a bare status (`Attempt 2 failed with
+            // limit); unless every hit after it is a bare status (`Attempt 2 failed with
             // status 429. Giving up.`), which restates the limit before the retry.
             let after_retry = last_retry_followed(lines).map_or(0, |countdown| countdown + 1);
             let around = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
             let first = around.max(after_retry);
             let last = (hit.last_line + NEIGHBOURHOOD_LINES).min(lines.len().saturating_sub(1));
-            let restated = if hit.matched.kind == HitKind::Status { around..first } else { first..first };
+            let only_statuses_after = hits
+                .iter()
+                .filter(|other| other.stream == hit.stream && other.first_line >= after_retry)
+                .all(|other| other.matched.kind == HitKind::Status);
+            let restated = if only_statuses_after { around..first } else { first..first };
             (first..=last).chain(restated).find_map(|index| {
                 let line = &lines[index];
                 let usable = line.origin != Origin::ToolOutput
@@ -1615,6 +1619,12 @@ mod tests {
             "{retried}Attempt 2 failed: You have exhausted your daily quota on this model.. Max attempts reached\n"
         );
         let (reset, _) = reset_of(&daily);
+        assert!(reset.is_some_and(|at| at - now() > chrono::Duration::hours(1)), "{reset:?}");
+        // Also when a bare give-up follows the daily limit (before: the first's 0.6 s).
+        let daily_then_gave_up = format!(
+            "{retried}You have exhausted your daily quota on this model.\nAttempt 2 failed with status 429. Giving up.\n"
+        );
+        let (reset, _) = reset_of(&daily_then_gave_up);
         assert!(reset.is_some_and(|at| at - now() > chrono::Duration::hours(1)), "{reset:?}");
         // A refused key met on the retry is the verdict.
         let refused = format!(
