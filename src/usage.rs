@@ -92,7 +92,7 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
         return Some(usage);
     }
     // One document with whatever a wrapper printed after it.
-    if let Some(Ok(document)) = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>().next() {
+    if let Some(document) = crate::quota::first_json_value(trimmed) {
         if let Some(usage) = from_document(&document) {
             return Some(usage);
         }
@@ -103,10 +103,7 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
         .match_indices('\n')
         .map(|(at, _)| at + 1)
         .find(|&at| trimmed[at..].trim_start_matches([' ', '\t', '\r']).starts_with('{'))?;
-    let document = serde_json::Deserializer::from_str(trimmed[document_start..].trim())
-        .into_iter::<Value>()
-        .next()?
-        .ok()?;
+    let document = crate::quota::first_json_value(trimmed[document_start..].trim())?;
     from_document(&document)
 }
 

@@ -79,7 +79,11 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     };
     let command = drain.map(|drain| drain.command.as_slice()).unwrap_or_default();
     let input = crate::drain::worker_input(&payload, command);
-    let outcome = classifier.classify_given(&input, &output, &stderr, args.exit_code, now, zone);
+    // Read as a drain reads its worker's output (src/drain/item.rs): a gemini answer the
+    // client cut short first.
+    let outcome = classifier
+        .cut_answer(&output, args.exit_code)
+        .unwrap_or_else(|| classifier.classify_given(&input, &output, &stderr, args.exit_code, now, zone));
     // A drain stops a client announcing a wait longer than a minute (or than its
     // item_timeout) and counts a quota hit: docs/rate-limits.md, "Clients that wait for
     // the reset".

@@ -223,6 +223,19 @@ pub fn clear_burst(
     Ok(updated > 0)
 }
 
+/// SQL: event `e` is a `burst_expired` stating its deadline, and the drain's latest burst
+/// event — nothing was done to the burst since (`burst on`, `off`, a move, an expiry, a
+/// restoration).
+macro_rules! last_burst_event_is_expiry {
+    () => {
+        "e.kind = 'burst_expired' AND jsonb_typeof(e.data->'burst_until') = 'string'
+         AND NOT EXISTS (SELECT 1 FROM events later
+                          WHERE later.drain = e.drain AND later.id > e.id
+                            AND later.kind IN ('burst_on', 'burst_off', 'burst_moved', 'burst_expired',
+                                               'burst_restored'))"
+    };
+}
+
 /// A burst a supervise pass of this host ended while its clock ran ahead, its deadline
 /// still to come ([`bursts_ended_ahead`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -248,21 +261,20 @@ pub fn bursts_ended_ahead(
     ahead_of: DateTime<Utc>,
 ) -> Result<Vec<BurstEndedAhead>> {
     let rows = client.query(
-        "SELECT e.drain, e.id, e.at, (e.data->>'burst_until')::timestamptz, e.data->>'note',
-                (e.data->>'started_at')::timestamptz
-           FROM events e JOIN drains d ON d.name = e.drain
-          WHERE e.kind = 'burst_expired' AND e.at > $4 AND e.drain = ANY($1)
-            AND d.burst_until IS NULL
-            AND jsonb_typeof(e.data->'burst_until') = 'string'
-            AND (e.data->>'burst_until')::timestamptz > $3
-            AND EXISTS (SELECT 1 FROM supervisor_passes p
-                         WHERE p.host = $2 AND p.fired_at > $4 AND p.fired_at <= e.at
-                           AND e.at <= p.fired_at + (p.duration_ms + 1000) * interval '1 millisecond')
-            AND NOT EXISTS (SELECT 1 FROM events later
-                             WHERE later.drain = e.drain AND later.id > e.id
-                               AND later.kind IN ('burst_on', 'burst_off', 'burst_moved', 'burst_expired',
-                                                  'burst_restored'))
-          ORDER BY e.drain",
+        concat!(
+            "SELECT e.drain, e.id, e.at, (e.data->>'burst_until')::timestamptz, e.data->>'note',
+                    (e.data->>'started_at')::timestamptz
+               FROM events e JOIN drains d ON d.name = e.drain
+              WHERE e.at > $4 AND e.drain = ANY($1)
+                AND d.burst_until IS NULL
+                AND (e.data->>'burst_until')::timestamptz > $3
+                AND EXISTS (SELECT 1 FROM supervisor_passes p
+                             WHERE p.host = $2 AND p.fired_at > $4 AND p.fired_at <= e.at
+                               AND e.at <= p.fired_at + (p.duration_ms + 1000) * interval '1 millisecond')
+                AND ",
+            last_burst_event_is_expiry!(),
+            " ORDER BY e.drain"
+        ),
         &[&names, &host, &now, &ahead_of],
     )?;
     Ok(rows
@@ -283,15 +295,11 @@ pub fn bursts_ended_ahead(
 /// host sets again ([`bursts_ended_ahead`]) unless `burst off` says not to.
 pub fn last_burst_expiry(client: &mut impl GenericClient, name: &str) -> Result<Option<DateTime<Utc>>> {
     let row = client.query_opt(
-        "SELECT (e.data->>'burst_until')::timestamptz
-           FROM events e
-          WHERE e.kind = 'burst_expired' AND e.drain = $1
-            AND jsonb_typeof(e.data->'burst_until') = 'string'
-            AND NOT EXISTS (SELECT 1 FROM events later
-                             WHERE later.drain = e.drain AND later.id > e.id
-                               AND later.kind IN ('burst_on', 'burst_off', 'burst_moved', 'burst_expired',
-                                                  'burst_restored'))
-          ORDER BY e.id DESC LIMIT 1",
+        concat!(
+            "SELECT (e.data->>'burst_until')::timestamptz FROM events e WHERE e.drain = $1 AND ",
+            last_burst_event_is_expiry!(),
+            " ORDER BY e.id DESC LIMIT 1"
+        ),
         &[&name],
     )?;
     Ok(row.map(|row| row.get(0)))

@@ -455,12 +455,12 @@ pub fn latest_runs(
             starts_a_cadence!(),
             "
                   ORDER BY started_at DESC LIMIT 1),
-                EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running'),
-                EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running'
-                          AND waiting_reason IS NOT NULL AND waiting_until IS NULL)
-                AND NOT EXISTS (SELECT 1 FROM runs WHERE drain = name AND status = 'running'
-                                  AND (waiting_reason IS NULL OR waiting_until IS NOT NULL))
+                r.is_running, coalesce(r.is_yielding, false)
            FROM unnest($1::text[]) AS name
+           CROSS JOIN LATERAL (SELECT count(*) > 0 AS is_running,
+                                      bool_and(waiting_reason IS NOT NULL AND waiting_until IS NULL)
+                                          AS is_yielding
+                                 FROM runs WHERE drain = name AND status = 'running') AS r
            LEFT JOIN LATERAL (SELECT status, finished_at FROM runs
                                WHERE drain = name AND finished_at IS NOT NULL AND status <> 'lock_skipped'
                                ORDER BY started_at DESC, id DESC LIMIT 1) AS f ON true

@@ -573,7 +573,7 @@ impl Pass<'_> {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        in_transaction(self.client, |tx| release_refunded(tx, item.id, self.run_id, outcome, None, note, now))
+        give_back(self.client, item.id, self.run_id, outcome, note, now)
     }
 
     /// Keep the result for staging with the next claim; its commit follows when the next
@@ -689,6 +689,19 @@ impl Pass<'_> {
         );
         Ok(())
     }
+}
+
+/// [`release_refunded`] in a transaction of its own: an item the run holds goes back, its
+/// attempt ended with `outcome` and `note`.
+pub(super) fn give_back(
+    client: &mut postgres::Client,
+    item_id: i64,
+    run_id: i64,
+    outcome: AttemptOutcome,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    in_transaction(client, |tx| release_refunded(tx, item_id, run_id, outcome, None, note, now))
 }
 
 /// Give an item back with its attempt refunded and close the attempt with `outcome`, in

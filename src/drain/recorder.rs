@@ -222,9 +222,8 @@ impl WorkerRecorder<'_> {
         let Some(item) = self.claimed_ahead.take() else { return };
         let note = "claimed ahead; given back while a long worker ran";
         let (run_id, now) = (self.run_id, self.clock.now());
-        let given_back = crate::db::in_transaction(self.client, |tx| {
-            super::item::release_refunded(tx, item.id, run_id, AttemptOutcome::NotStarted, None, note, now)
-        });
+        let given_back =
+            super::item::give_back(self.client, item.id, run_id, AttemptOutcome::NotStarted, note, now);
         match given_back {
             Ok(()) => log::debug!("drain {}: item {} {note}", self.drain.name, item.key),
             Err(error) => {

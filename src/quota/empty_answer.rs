@@ -17,16 +17,8 @@ pub(super) fn gemini_failed_answer(stdout: &[u8], stderr: &[u8]) -> Option<Strin
     if text.is_empty() {
         return error_line(stderr, |_| true);
     }
-    if let Ok(Value::Object(answer)) = serde_json::from_str::<Value>(text) {
+    if let Some(answer) = json_answer(text) {
         return json_failed_answer(&answer);
-    }
-    // `--output-format json` with whatever a wrapper printed after it.
-    if is_json_output(text) {
-        if let Some(Ok(Value::Object(answer))) =
-            serde_json::Deserializer::from_str(text).into_iter::<Value>().next()
-        {
-            return json_failed_answer(&answer);
-        }
     }
     if let Some(failed) = stream_failed_answer(text) {
         return Some(failed);
@@ -67,8 +59,7 @@ pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
     }
     if is_json_output(text) {
         // json: whole when its first value is (a wrapper may print a line after it).
-        let first = serde_json::Deserializer::from_str(text).into_iter::<Value>().next();
-        return (!matches!(first, Some(Ok(_)))).then(json_cut);
+        return first_json_value(text).is_none().then(json_cut);
     }
     // Anything else (text, JSON lines) of exactly what it writes before it exits: its last
     // word cut in two — unless it is whole JSON values to its end.
@@ -79,6 +70,23 @@ pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
             "gemini's answer stops at exactly {CUT_AT} bytes: the client exited 0 having written part of it"
         )
     })
+}
+
+/// The first JSON value of `text`, whatever follows it (a line a wrapper printed).
+pub(crate) fn first_json_value(text: &str) -> Option<Value> {
+    serde_json::Deserializer::from_str(text).into_iter::<Value>().next()?.ok()
+}
+
+/// `text` as one JSON object: the whole of it, or gemini-cli's `--output-format json`
+/// answer ([`is_json_output`]) with whatever a wrapper printed after it.
+pub(super) fn json_answer(text: &str) -> Option<serde_json::Map<String, Value>> {
+    let value = serde_json::from_str::<Value>(text)
+        .ok()
+        .or_else(|| is_json_output(text).then(|| first_json_value(text)).flatten())?;
+    match value {
+        Value::Object(object) => Some(object),
+        _ => None,
+    }
 }
 
 /// Whether `text` opens as gemini-cli's `--output-format json` answer does: an object

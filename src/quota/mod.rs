@@ -21,6 +21,7 @@
 mod access;
 mod clean;
 pub(crate) use clean::screen_text;
+pub(crate) use empty_answer::first_json_value;
 mod clock;
 mod empty_answer;
 pub(crate) mod patterns;
@@ -229,9 +230,6 @@ impl Classifier {
         now: DateTime<Utc>,
         zone: Tz,
     ) -> Outcome {
-        if let Some(cut) = self.cut_answer(stdout, exit_code) {
-            return cut;
-        }
         let outcome = self.classify_output(input, stdout, stderr, exit_code, now, zone);
         if outcome != Outcome::Other || exit_code != Some(0) || self.profile != Profile::Gemini {
             return outcome;
@@ -246,8 +244,8 @@ impl Classifier {
 
     /// gemini-cli's answer cut short by the client itself (it exits 0 with its stdout a
     /// pipe once it has written 64 KiB, or before its stream's `result` event): "no
-    /// answer", before any word of it is read. `stdout` whole: a pass gives its complete
-    /// output, as the end it reads may lie inside one long line.
+    /// answer", before any word of it is read (by [`Classifier::classify_given`]).
+    /// `stdout` whole: the end a pass reads may lie inside one long line.
     pub(crate) fn cut_answer(&self, stdout: &[u8], exit_code: Option<i32>) -> Option<Outcome> {
         if exit_code != Some(0) || self.profile != Profile::Gemini {
             return None;
@@ -448,7 +446,9 @@ impl Classifier {
             // In a failed run, a limit the client retried past, and printed more after
             // (a refused key, another error), is not the run's verdict: gemini-cli prints
             // the limit first, then `Retrying after 5982ms...`.
-            let retried_past = if strict { None } else { last_retry_followed(lines) };
+            let retry_followed = last_retry_followed(lines);
+            let retried_past = if strict { None } else { retry_followed };
+            let after_retry = retry_followed.map_or(0, |countdown| countdown + 1);
             for (index, line) in lines.iter().enumerate() {
                 if line.origin == Origin::ToolOutput || line.text.is_empty() || line.retried {
                     continue;
@@ -486,7 +486,7 @@ impl Classifier {
                 {
                     continue;
                 }
-                hits.push(Hit { stream, first_line: index, last_line, text, matched });
+                hits.push(Hit { stream, first_line: index, last_line, text, matched, after_retry });
             }
         }
         hits
@@ -596,13 +596,12 @@ impl Classifier {
             // (gemini-cli's `Please retry in 13.1s`, retried, then `… in 90s`, or a daily
             // limit); unless every hit after it is a bare status (`Attempt 2 failed with
             // status 429. Giving up.`), which restates the limit before the retry.
-            let after_retry = last_retry_followed(lines).map_or(0, |countdown| countdown + 1);
             let around = hit.first_line.saturating_sub(NEIGHBOURHOOD_LINES);
-            let first = around.max(after_retry);
+            let first = around.max(hit.after_retry);
             let last = (hit.last_line + NEIGHBOURHOOD_LINES).min(lines.len().saturating_sub(1));
             let only_statuses_after = hits
                 .iter()
-                .filter(|other| other.stream == hit.stream && other.first_line >= after_retry)
+                .filter(|other| other.stream == hit.stream && other.first_line >= hit.after_retry)
                 .all(|other| other.matched.kind == HitKind::Status);
             let restated = if only_statuses_after { around..first } else { first..first };
             (first..=last).chain(restated).find_map(|index| {
@@ -859,6 +858,9 @@ struct Hit {
     last_line: usize,
     text: String,
     matched: HitMatch,
+    /// The first line of its stream after the last retry the client went past and printed
+    /// more after ([`last_retry_followed`]); 0 without one.
+    after_retry: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -870,25 +872,12 @@ enum ErrorVerdict {
     Unknown,
 }
 
-/// Whether `stdout` is one JSON object with a `response` and no `error`: gemini-cli's
-/// `--output-format json` answer (docs/rate-limits.md, "How the output is read").
+/// Whether `stdout` is one JSON object with a `response` and no `error` (with whatever a
+/// wrapper printed after it): gemini-cli's `--output-format json` answer
+/// (docs/rate-limits.md, "How the output is read").
 fn is_json_answer(stdout: &[u8]) -> bool {
-    let is_answer = |document: serde_json::Value| {
-        document
-            .as_object()
-            .is_some_and(|object| object.contains_key("response") && !object.contains_key("error"))
-    };
-    let text = String::from_utf8_lossy(stdout.trim_ascii());
-    if let Ok(document) = serde_json::from_str::<serde_json::Value>(&text) {
-        return is_answer(document);
-    }
-    // gemini's own JSON answer with a wrapper's line after it.
-    empty_answer::is_json_output(&text)
-        && serde_json::Deserializer::from_str(&text)
-            .into_iter::<serde_json::Value>()
-            .next()
-            .and_then(Result::ok)
-            .is_some_and(is_answer)
+    empty_answer::json_answer(&String::from_utf8_lossy(stdout.trim_ascii()))
+        .is_some_and(|object| object.contains_key("response") && !object.contains_key("error"))
 }
 
 /// A JSON object inside a sentence (`the customer got {"type":"error",…} after the
