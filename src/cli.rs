@@ -338,8 +338,8 @@ pub struct QuotaTestArgs {
     /// When the output was printed (RFC 3339) [default: now]
     #[arg(long, value_name = "TIME", value_parser = instant)]
     pub now: Option<DateTime<Utc>>,
-    /// Exit code of the worker, if known
-    #[arg(long)]
+    /// Exit code of the worker, if known (0 to 255; 128+N for a death by signal N)
+    #[arg(long, value_name = "CODE", value_parser = exit_status, allow_negative_numbers = true)]
     pub exit_code: Option<i32>,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -729,6 +729,16 @@ fn event_kind(text: &str) -> Result<String, InvalidValue> {
 /// An IANA time zone name.
 fn zone(text: &str) -> Result<Tz, InvalidValue> {
     crate::config::parse_zone(text).map_err(InvalidValue)
+}
+
+/// A process's exit status as a shell shows it: 0 to 255.
+fn exit_status(text: &str) -> Result<i32, InvalidValue> {
+    match text.trim().parse::<i32>() {
+        Ok(code) if (0..=255).contains(&code) => Ok(code),
+        _ => Err(InvalidValue(format!(
+            "invalid exit code {text:?}: a process exits with 0 to 255 (128+N when signal N ended it)"
+        ))),
+    }
 }
 
 /// A quota pattern profile name.

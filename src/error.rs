@@ -157,10 +157,17 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         // The role lacks a right, or its search_path names no schema it can use: how the
         // database was set up, not a bug (docs/operations.md, "The role and its settings").
         if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            // On a table the role may read but not write, the right to create in the schema
+            // is no fix (before, the advice given for both).
+            let fix = if db.message().starts_with("permission denied for table") {
+                "connect as the tables' owner, or grant the role SELECT, INSERT, UPDATE and DELETE on \
+                 drainctl's tables (`drainctl doctor` prints the GRANT)"
+            } else {
+                "connect as the owner of the database, or grant the role the right to create in its schema \
+                 and to use drainctl's tables"
+            };
             return Error::Config(format!(
-                "{message}: the database role lacks a privilege drainctl needs; connect as the owner of \
-                 the database, or grant the role the right to create in its schema and to use \
-                 drainctl's tables"
+                "{message}: the database role lacks a privilege drainctl needs; {fix}"
             ));
         }
         if *code == SqlState::INVALID_SCHEMA_NAME {

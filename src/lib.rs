@@ -308,6 +308,13 @@ fn stray_word_tip(word: &str, is_subcommand: bool, args: &[OsString], command: &
         return Some(format!("`{word}` goes right after `{command}`, before its other arguments"));
     }
     let is_number = word.parse::<u64>().is_ok();
+    // `runs list`, `burst list`: these commands list without a verb.
+    if matches!(word, "list" | "ls" | "all") {
+        return Some(match command {
+            "drainctl burst" => "`drainctl burst status` lists the bursts".to_string(),
+            _ => format!("`{command}` lists them as it is: leave out `{word}`"),
+        });
+    }
     match command {
         "drainctl items" if word.parse::<crate::model::ItemState>().is_ok() => {
             let name = positional_words(args, "items").into_iter().find(|name| *name != word)?;
@@ -315,6 +322,11 @@ fn stray_word_tip(word: &str, is_subcommand: bool, args: &[OsString], command: &
         }
         "drainctl items" => {
             let name = positional_words(args, "items").into_iter().find(|name| *name != word)?;
+            // `items retry docs a`: `retry` is a command, not a drain.
+            let (_, top) = command_reached(&[OsString::new(), OsString::from(&name)], None);
+            if top.get_name() == name {
+                return Some(format!("`{name}` is a command of its own: see `drainctl {name} --help`"));
+            }
             Some(format!("for one item: `drainctl items show {name} {word}`"))
         }
         "drainctl runs" if is_number => Some(format!("for one run: `drainctl runs show {word}`")),
@@ -378,16 +390,24 @@ fn hyphen_word_tip(word: &str, args: &[OsString], command: &str) -> Option<Optio
         ));
     }
     let (path, reached) = command_reached(args, None);
-    let last = path.last().filter(|_| path.len() == 2)?;
+    let last = path.last().filter(|_| path.len() >= 2)?;
     let given = positional_words(args, last).into_iter().filter(|given| given != word).count();
-    if given >= reached.get_positionals().count() {
+    // Only a drain's name or an item's key may begin with `-` (a run's id may not), and
+    // no name or key is taken to begin with `--`: the tip would fail again (`drain -- --all`).
+    let takes_a_name = reached.get_positionals().any(|arg| ["name", "key"].contains(&arg.get_id().as_str()));
+    if given >= reached.get_positionals().count() || !takes_a_name || word.starts_with("--") {
         return Some(None);
     }
-    // After `--` every word is a value: `-- -x --key a` would make `--key` one too.
+    // After `--` every word is a value: `-- -x --key a` would make `--key` one too. clap
+    // names the first letter of `-k1` alone: the tip passes the whole word.
     let words: Vec<&str> = args.iter().filter_map(|arg| arg.to_str()).collect();
-    words.iter().position(|given| *given == word).filter(|at| at + 1 < words.len()).map(|_| {
-        Some(format!("to pass '{word}' as a value, give it last, after every option and `--` (… -- {word})"))
-    })
+    let at = words.iter().position(|given| *given == word || given.starts_with(word))?;
+    let whole = words[at];
+    Some(Some(if at + 1 < words.len() {
+        format!("to pass '{whole}' as a value, give it last, after every option and `--` (… -- {whole})")
+    } else {
+        format!("to pass '{whole}' as a value, put `--` before it (… -- {whole})")
+    }))
 }
 
 /// `--since -1d`, `--lock-timeout -1s`: clap reads `-1d` as an option it does not know;

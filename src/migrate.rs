@@ -390,6 +390,15 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
             }
             _ => Error::from(error),
         })?;
+    // Migration 1 creates `drains` in the transaction that records it: a table of
+    // drainctl's shape that lists migrations without it is another tool's.
+    if !rows.is_empty()
+        && !client.query_one("SELECT to_regclass('drains') IS NOT NULL", &[])?.get::<_, bool>(0)
+    {
+        return Err(another_applications(
+            "a schema_migrations table of another tool (no drains table beside it)",
+        ));
+    }
     rows.iter()
         .map(|row| {
             let read = || -> std::result::Result<Applied, postgres::Error> {
@@ -409,8 +418,7 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
 fn another_applications(what: &str) -> Error {
     Error::Config(format!(
         "this database already holds {what}: it belongs to another application; give drainctl a \
-         database of its own (CREATE DATABASE drainctl) or a schema of its own (search_path); \
-         nothing was changed"
+         database of its own (CREATE DATABASE drainctl); nothing was changed"
     ))
 }
 
@@ -600,18 +608,18 @@ pub fn repair_checksum(
         ))
     })?;
     with_migration_lock(client, lock_wait, |client| {
+        // A database without drainctl's schema, or with another tool's schema_migrations,
+        // is answered as every other command answers it (before: exit 70, a raw error).
+        if !read_applied(client)?.iter().any(|applied| applied.version == version) {
+            return Err(not_applied_yet(version, migration.name));
+        }
         let new_checksum = checksum(migration.sql);
         let mut transaction = client.transaction()?;
         let recorded: Option<String> = transaction
             .query_opt("SELECT checksum FROM schema_migrations WHERE version = $1 FOR UPDATE", &[&version])?
             .map(|row| row.get(0));
         match recorded {
-            None => {
-                return Err(Error::Usage(format!(
-                    "--repair-checksum {version}: migration {version:04}_{} is not applied yet; run `drainctl migrate`",
-                    migration.name
-                )))
-            }
+            None => return Err(not_applied_yet(version, migration.name)),
             Some(recorded) if recorded == new_checksum => {
                 let message = format!(
                     "migration {version:04}_{}: checksum {} already matches this build; nothing changed",
@@ -640,6 +648,12 @@ pub fn repair_checksum(
         );
         Ok((message, true))
     })
+}
+
+fn not_applied_yet(version: i32, name: &str) -> Error {
+    Error::Usage(format!(
+        "--repair-checksum {version}: migration {version:04}_{name} is not applied yet; run `drainctl migrate`"
+    ))
 }
 
 #[cfg(test)]

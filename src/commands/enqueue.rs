@@ -141,7 +141,14 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     };
     Ok(Report::new(
         human,
-        json!({ "drain": drain, "added": counts.added, "duplicates": counts.duplicates, "replaced": counts.replaced }),
+        json!({
+            "drain": drain,
+            "added": counts.added,
+            "duplicates": counts.duplicates,
+            // The text's "finished … and left so", which `--replace` does not leave.
+            "finished_duplicates": if args.replace { 0 } else { counts.finished_duplicates },
+            "replaced": counts.replaced,
+        }),
     ))
 }
 

@@ -65,6 +65,10 @@ pub(super) fn explain_at_header(text: &str, offset: usize, message: &str) -> Opt
     if !written.starts_with('[') {
         return None;
     }
+    // `[[drain.window]]`: the drain's window, written as an array of tables.
+    if written.starts_with("[[") && written.contains('.') {
+        return in_table(text, offset, message);
+    }
     let is_array = written.starts_with("[[");
     let name = written.trim_start_matches('[').trim_end_matches(']').trim().replace([' ', '"'], "");
     let table_name = || name_in_table(&text[line_end.min(text.len())..]);
@@ -96,6 +100,12 @@ pub(super) fn explain_missing_field(text: &str, offset: usize, message: &str) ->
     if !message.starts_with("missing field") {
         return None;
     }
+    in_table(text, offset, message)
+}
+
+/// `message`, placed at `offset` in a sub-table header or a dotted key, said with the drain
+/// (or group) and the table named.
+fn in_table(text: &str, offset: usize, message: &str) -> Option<String> {
     let offset = floor_char_boundary(text, offset.min(text.len()));
     let line_start = text[..offset].rfind('\n').map_or(0, |at| at + 1);
     let line_end = text[line_start..].find('\n').map_or(text.len(), |at| line_start + at);
@@ -214,20 +224,26 @@ fn last_array_table<'t>(text: &'t str, name: &str) -> Option<&'t str> {
     found.map(|at| &text[at..])
 }
 
-/// Levenshtein distance between two keys (ASCII in practice; counted in chars).
+/// The edit distance between two keys (ASCII in practice; counted in chars).
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
-            diagonal = above;
+    // Optimal string alignment: a swap of two neighbours (`dri` for `dir`) is one edit.
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    rows[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
         }
     }
-    row[b.len()]
+    rows[a.len()][b.len()]
 }
 
 /// `KEY` from `KEY = ` (the value follows), `KEY = [...` (an element of its array) or
@@ -384,6 +400,11 @@ mod tests {
         assert_eq!(explain_unknown_key("x = 1\n", 0, "invalid type"), None);
         assert_eq!(edit_distance("max_atempts", "max_attempts"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
+        // Two neighbours swapped are one edit (before: two, and `dri` got no suggestion).
+        assert_eq!(edit_distance("dri", "dir"), 1);
+        assert_eq!(edit_distance("glbo", "glob"), 1);
+        assert_eq!(nearest_key("dri", ", expected one of `dir`, `glob`"), " (did you mean `dir`?)");
+        assert_eq!(nearest_key("glbo", ", expected one of `dir`, `glob`"), " (did you mean `glob`?)");
     }
 
     #[test]

@@ -285,6 +285,43 @@ fn names_a_descriptor(path: &Path) -> bool {
     }
 }
 
+/// A folder or a device named as the configuration file (`--config /dev/null`, to run a
+/// command without one) is refused for what it is, not for its mode: `chmod go-w
+/// /dev/null` would be the wrong advice. A descriptor drainctl was handed and a named pipe
+/// are read.
+fn refuse_what_is_no_file(path: &Path, metadata: &std::fs::Metadata, is_descriptor: bool) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    let shown = path.display();
+    if kind.is_dir() {
+        return Err(Error::Config(format!(
+            "configuration file {shown} is a folder, not a file: name the file in it (--config {})",
+            path.join("drainctl.toml").display()
+        )));
+    }
+    if !is_descriptor && (kind.is_char_device() || kind.is_block_device()) {
+        return Err(Error::Config(format!(
+            "configuration file {shown} is a device, not a file: name a regular file, or name none (migrate and \
+             quota test run without one)"
+        )));
+    }
+    Ok(())
+}
+
+/// The refusal of a configuration file that is not UTF-8 text, naming where the first
+/// byte that is not stands, as TOML's own errors do.
+fn not_utf8(path: &Path, bytes: &[u8], error: std::str::Utf8Error) -> Error {
+    let before = &bytes[..error.valid_up_to()];
+    let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&byte| byte == b'\n').map_or(0, |at| at + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    Error::Config(format!(
+        "{}:{line}:{column}: the configuration file is not UTF-8 text (a byte 0x{:02x} there); save it as UTF-8",
+        path.display(),
+        bytes[error.valid_up_to()]
+    ))
+}
+
 /// The configuration names the programs drainctl runs, often as root from cron: a file
 /// another user may change is refused, as cron and logrotate refuse theirs
 /// (docs/configuration.md): world-writable, or owned by neither the user running
@@ -333,6 +370,15 @@ impl Config {
 
     pub fn discover(explicit: Option<&Path>, file_is_optional: bool) -> Result<Config> {
         match Config::locate(explicit) {
+            // A file that cannot be read says where its name came from, when not from the
+            // command line (as a database URL says `(URL from $DATABASE_URL)`).
+            Some(path)
+                if explicit.is_none() && std::env::var_os(CONFIG_ENV).is_some_and(|v| !v.is_empty()) =>
+            {
+                let read = Config::read(&path)
+                    .map_err(|error| error.noted(&format!("the path is ${CONFIG_ENV}'s")))?;
+                Config::from_read(&read)
+            }
             Some(path) => Config::load(&path),
             None if file_is_optional => Config::from_text("", None),
             None => Err(Error::Config(format!(
@@ -401,11 +447,14 @@ impl Config {
         // A descriptor drainctl was handed (`--config /dev/stdin`, `<(…)`) is its caller's
         // to fill; anything else, a named pipe too, must be no other user's.
         let is_descriptor = is_descriptor_path(path);
+        refuse_what_is_no_file(path, &metadata, is_descriptor)?;
         if !is_descriptor {
             refuse_others_writing(path, &metadata)?;
         }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(cannot_read)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(cannot_read)?;
+        let text =
+            String::from_utf8(bytes).map_err(|error| not_utf8(path, error.as_bytes(), error.utf8_error()))?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         Ok(ConfigText { path, text, is_descriptor })
     }
@@ -442,7 +491,9 @@ impl Config {
             // name its key: name it from the text at the value, or the table from its header.
             let message = match error.span() {
                 Some(span) => match key_path::describe(text, span.start) {
-                    Some(key) => format!("{key}: {}", bracket_a_lone_string(&key, message)),
+                    Some(key) => {
+                        format!("{key}: {}", show_a_table(&key, bracket_a_lone_string(&key, message)))
+                    }
                     None => key_path::explain_unknown_key(text, span.start, &message)
                         .or_else(|| key_path::explain_at_header(text, span.start, &message))
                         .or_else(|| key_path::explain_missing_field(text, span.start, &message))
@@ -484,6 +535,16 @@ impl Config {
             ))
         })
     }
+}
+
+/// An `env` given as a string or an array (`env = "A=1"`, `env = ["A=1"]`): the parser's
+/// `expected a map` is said with the form to write.
+fn show_a_table(key: &str, message: String) -> String {
+    let setting = key.rsplit([' ', '.']).next().unwrap_or(key);
+    if setting == "env" && message.ends_with("expected a map") {
+        return format!("{message}: write it as a table of names and values, env = {{ NAME = \"value\" }}");
+    }
+    message
 }
 
 /// A list setting given one string (`command = "claude -p"`): the parser's `expected an

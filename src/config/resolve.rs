@@ -107,6 +107,16 @@ impl Source<'_> {
     /// `path`, the value of `key` at `span`, made absolute against the file's folder; a
     /// relative one in text read from a descriptor is refused, naming the fix.
     fn absolute(&self, path: &str, key: &str, span: std::ops::Range<usize>) -> Result<PathBuf> {
+        // No shell reads the file: `~` and `$HOME` would name folders of those names.
+        if let Some(named) = shell_reference(path, |_| true) {
+            return Err(self.error_at(
+                Some(span),
+                &format!(
+                    "{key}: {path:?} uses {named}, which drainctl does not expand (no shell reads this file); \
+                     write the path out, absolute or relative to the configuration file"
+                ),
+            ));
+        }
         if Path::new(path).is_absolute() {
             return Ok(PathBuf::from(path));
         }
@@ -996,13 +1006,48 @@ fn check_environment(env: &Spanned<BTreeMap<String, String>>, key: &str, source:
         } else if value.contains('\0') {
             Some(format!("the value of {name} has a NUL character, which no program can receive; remove it"))
         } else {
-            None
+            // `PATH = "$PATH:/opt/bin"` would give the worker the text `$PATH`, and with it
+            // none of the folders it needs. A secret's `$` stays its own.
+            shell_reference(value, |variable| {
+                variable.starts_with("XDG_") || SHELL_SET_VARIABLES.contains(&variable)
+            })
+            .map(|named| {
+                format!(
+                    "the value of {name} uses {named}, which drainctl does not expand (the worker would get \
+                         the text {named}); write the value out"
+                )
+            })
         };
         if let Some(problem) = problem {
             return Err(source.error_for(env, &format!("{key}: {problem}")));
         }
     }
     Ok(())
+}
+
+/// Variables every login shell sets, whose `$NAME` in an `env` value is a shell's habit,
+/// not a secret's text.
+const SHELL_SET_VARIABLES: [&str; 9] =
+    ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "TMPDIR", "LANG", "TERM"];
+
+/// The shell reference in `text` a reader might expect expanded: a leading `~`, a
+/// `${NAME}`, or a `$NAME` whose NAME `counts`.
+fn shell_reference(text: &str, counts: impl Fn(&str) -> bool) -> Option<String> {
+    if text == "~" || text.starts_with("~/") {
+        return Some("~".to_string());
+    }
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices('$').find_map(|(at, _)| {
+        let rest = &text[at + 1..];
+        if let Some(braced) = rest.strip_prefix('{') {
+            let name = &braced[..braced.find('}')?];
+            let valid = !name.is_empty() && name.chars().all(is_name_char);
+            return valid.then(|| format!("${{{name}}}"));
+        }
+        let name: String = rest.chars().take_while(|c| is_name_char(*c)).collect();
+        let starts_a_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        (starts_a_name && counts(&name)).then(|| format!("${name}"))
+    })
 }
 
 /// Refuse an empty path setting, and a path with a NUL character: no file can have one.
@@ -1239,6 +1284,29 @@ mod tests {
         // One table is read as before.
         let window = "window = { days = \"sun-thu\", from = \"22:00\", to = \"06:00\" }\n";
         assert!(resolve(&format!("{MINIMAL}{window}")).is_ok());
+        // Written as an array of tables, with the drain named (before: neither it nor `window`).
+        let text = "[[drain.window]]\ndays = \"mon-fri\"\n";
+        let message = resolve(&format!("{MINIMAL}{text}")).unwrap_err().to_string();
+        assert!(
+            message.contains(
+                ":4:1: drain \"halacha\": window: invalid type: sequence, expected one table such as"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_env_written_as_a_string_or_an_array_is_shown_the_table_to_write() {
+        for text in ["env = \"A=1\"\n", "env = [\"A=1\"]\n"] {
+            let message = resolve(&format!("{MINIMAL}{text}")).unwrap_err().to_string();
+            assert!(
+                message.contains(":4:7: drain \"halacha\": env: invalid type:")
+                    && message.ends_with(
+                        "expected a map: write it as a table of names and values, env = { NAME = \"value\" }"
+                    ),
+                "{message}"
+            );
+        }
     }
 
     #[test]
@@ -1463,6 +1531,39 @@ mod tests {
             assert_eq!(error.exit_code(), 78, "{message}");
             assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
             assert!(!message.contains('\0') && !message.contains('\n'), "one printable line: {message:?}");
+        }
+    }
+
+    #[test]
+    fn a_shell_habit_that_drainctl_would_take_literally_is_refused_where_it_is_written() {
+        // Before: `doctor` said ok and created `./$HOME/logs`; the worker's PATH was the text
+        // `$PATH:/opt/bin`, without any folder it needed.
+        let drain = "[[drain]]\nname = \"a\"\n";
+        let cases = [
+            ("[defaults]\nlog_dir = \"$HOME/logs\"\n".to_string(), ":2:11:", "log_dir: \"$HOME/logs\" uses $HOME, which drainctl does not expand"),
+            ("[defaults]\nlog_dir = \"~/logs\"\n".to_string(), ":2:11:", "log_dir: \"~/logs\" uses ~"),
+            ("[defaults]\nmetrics_textfile = \"${STATE}/m.prom\"\n".to_string(), ":2:20:", "uses ${STATE}"),
+            (format!("{drain}command = [\"w\"]\nworkdir = \"~/proj\"\n"), ":4:11:", "drain \"a\": workdir: \"~/proj\" uses ~"),
+            (format!("{drain}command = [\"$HOME/bin/w\"]\n"), ":3:", "uses $HOME"),
+            (
+                format!("{drain}command = [\"w\"]\nenv = {{ PATH = \"$PATH:/opt/bin\" }}\n"),
+                ":4:7:",
+                "drain \"a\": env: the value of PATH uses $PATH, which drainctl does not expand (the worker would \
+                 get the text $PATH); write the value out",
+            ),
+            (format!("{drain}command = [\"w\"]\nenv = {{ CACHE = \"${{XDG_CACHE_HOME}}/w\" }}\n"), ":4:7:", "uses ${XDG_CACHE_HOME}"),
+        ];
+        for (text, location, fragment) in cases {
+            let error = resolve(&text).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.exit_code(), 78, "{message}");
+            assert!(message.contains(location) && message.contains(fragment), "{text}: {message}");
+        }
+        // A secret's own `$`, and a `$` that starts no name, stay as written.
+        for value in ["pa$$w0rd", "$ecret", "$HOME1", "cost $5", "a$"] {
+            let text = format!("{drain}command = [\"w\"]\nenv = {{ TOKEN = \"{value}\" }}\n");
+            let config = resolve(&text).unwrap();
+            assert_eq!(config.drains[0].env, [("TOKEN".to_string(), value.to_string())]);
         }
     }
 }

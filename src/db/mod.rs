@@ -136,8 +136,26 @@ const QUEUE_GAVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(
 /// The error pgbouncer sends a client its queue gave up on.
 const QUEUE_WAIT_TIMEOUT: &str = "query_wait_timeout";
 
+/// A URL in quotes, or with a line break or space around it, as an env file or a `$(cat
+/// file)` leaves it: the parser would blame an option, the server a database named
+/// `postgres\n` (69, as if to be retried). Said without the URL, which holds the password.
+fn refuse_a_wrapped_url(database: &DatabaseUrl) -> Result<()> {
+    let url = database.url.as_str();
+    let problem = if url.trim() != url {
+        "begins or ends with a space or a line break: remove it"
+    } else if url.len() >= 2
+        && (url.starts_with('"') && url.ends_with('"') || url.starts_with('\'') && url.ends_with('\''))
+    {
+        "is wrapped in quotes, which are not part of it (docker's --env-file keeps them): remove them"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Config(format!("the database URL (from {}) {problem}", database.source)))
+}
+
 /// Open the one connection of this invocation.
 pub fn connect(database: &DatabaseUrl) -> Result<Client> {
+    refuse_a_wrapped_url(database)?;
     let (url, tls) = tls::split_tls_settings(&database.url, &database.source)?;
     let mut config: postgres::Config = url.parse().map_err(|error: postgres::Error| {
         // Only a known option whose value is refused is named: any other text of the

@@ -1,9 +1,11 @@
 //! Retention: delete history older than its horizon, one bounded batch per statement (and
 //! so per transaction), and the `maintenance` table that remembers when it last ran.
 //!
-//! Every function takes a `limit` and `dry_run`. The same statement picks the candidates
-//! and deletes them, so a dry run counts exactly what a real one would remove; it returns
-//! (candidates, deleted, related rows: the attempts that go with deleted runs).
+//! Every function takes a `limit` and `dry_run`. The same query picks the candidates of a
+//! dry run and of a real one, so a dry run counts exactly what a real one would remove; a
+//! dry run's statement only reads (it runs on a read-only database or for a role that may
+//! only read). Each returns (candidates, deleted, related rows: the attempts that go with
+//! deleted runs).
 
 use chrono::{DateTime, Utc};
 use postgres::GenericClient;
@@ -19,16 +21,35 @@ pub struct Batch {
     pub related: i64,
 }
 
-/// Run one batch statement of this file: `$1` the horizon, `$2` the limit, `$3` dry run;
-/// it selects (candidates, deleted, related).
+/// One batch statement of this file, in three parts (`$1` the horizon, `$2` the limit):
+/// the query that picks the `candidates`, the data-modifying CTEs that delete them
+/// (ending in `gone`, one row per deleted row), and the expression that counts their
+/// related rows.
+struct BatchStatement {
+    candidates: &'static str,
+    deletes: &'static str,
+    related: &'static str,
+}
+
+/// Run `statement` as a real batch, or as a dry run that leaves its deletes out; it
+/// selects (candidates, deleted, related).
 fn run_batch(
     client: &mut impl GenericClient,
-    sql: &str,
+    statement: &BatchStatement,
     before: DateTime<Utc>,
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    let row = client.query_one(sql, &[&before, &limit, &dry_run])?;
+    let BatchStatement { candidates, deletes, related } = statement;
+    let sql = if dry_run {
+        format!("WITH candidates AS ({candidates}) SELECT (SELECT count(*) FROM candidates), 0::bigint, {related}")
+    } else {
+        format!(
+            "WITH candidates AS ({candidates}), {deletes} \
+             SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), {related}"
+        )
+    };
+    let row = client.query_one(&sql, &[&before, &limit])?;
     Ok(Batch { candidates: row.get(0), deleted: row.get(1), related: row.get(2) })
 }
 
@@ -41,10 +62,8 @@ pub fn prune_runs(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    run_batch(
-        client,
-        "WITH candidates AS (
-             SELECT r.id FROM runs r
+    const STATEMENT: BatchStatement = BatchStatement {
+        candidates: "SELECT r.id FROM runs r
               WHERE r.started_at < $1 AND r.status <> 'running'
                 -- a drain's latest run: its `every` cadence counts from it
                 AND (r.status = 'lock_skipped'
@@ -56,18 +75,15 @@ pub fn prune_runs(
                 AND NOT EXISTS (SELECT 1 FROM attempts a JOIN items i ON i.id = a.item_id
                                  WHERE a.run_id = r.id AND i.state IN ('pending', 'running', 'dead'))
               ORDER BY r.started_at, r.id
-              LIMIT $2),
-         gone_attempts AS (
-             DELETE FROM attempts WHERE run_id IN (SELECT id FROM candidates) AND NOT $3),
+              LIMIT $2",
+        deletes: "gone_attempts AS (
+             DELETE FROM attempts WHERE run_id IN (SELECT id FROM candidates)),
          gone AS (
-             DELETE FROM runs WHERE id IN (SELECT id FROM candidates) AND status <> 'running' AND NOT $3
-             RETURNING 1)
-         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone),
-                (SELECT count(*) FROM attempts WHERE run_id IN (SELECT id FROM candidates))",
-        before,
-        limit,
-        dry_run,
-    )
+             DELETE FROM runs WHERE id IN (SELECT id FROM candidates) AND status <> 'running'
+             RETURNING 1)",
+        related: "(SELECT count(*) FROM attempts WHERE run_id IN (SELECT id FROM candidates))",
+    };
+    run_batch(client, &STATEMENT, before, limit, dry_run)
 }
 
 /// Supervisor passes that fired before `before`, except the latest acting one (the
@@ -78,22 +94,18 @@ pub fn prune_supervisor_passes(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    run_batch(
-        client,
-        "WITH latest AS (
-             SELECT id FROM supervisor_passes WHERE status = 'done' ORDER BY fired_at DESC, id DESC LIMIT 1),
-         candidates AS (
-             SELECT id FROM supervisor_passes
-              WHERE fired_at < $1 AND id NOT IN (SELECT id FROM latest)
+    const STATEMENT: BatchStatement = BatchStatement {
+        candidates: "SELECT id FROM supervisor_passes
+              WHERE fired_at < $1
+                AND id NOT IN (SELECT id FROM supervisor_passes WHERE status = 'done'
+                                ORDER BY fired_at DESC, id DESC LIMIT 1)
               ORDER BY fired_at, id
-              LIMIT $2),
-         gone AS (
-             DELETE FROM supervisor_passes WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING 1)
-         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
-        before,
-        limit,
-        dry_run,
-    )
+              LIMIT $2",
+        deletes:
+            "gone AS (DELETE FROM supervisor_passes WHERE id IN (SELECT id FROM candidates) RETURNING 1)",
+        related: "0::bigint",
+    };
+    run_batch(client, &STATEMENT, before, limit, dry_run)
 }
 
 /// Events recorded before `before` (index `events_at`), with a notification still due
@@ -104,19 +116,15 @@ pub fn prune_events(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    run_batch(
-        client,
-        "WITH candidates AS (
-             SELECT id FROM events WHERE at < $1 ORDER BY at, id LIMIT $2),
-         gone AS (
-             DELETE FROM events WHERE id IN (SELECT id FROM candidates) AND NOT $3 RETURNING id),
+    const STATEMENT: BatchStatement = BatchStatement {
+        candidates: "SELECT id FROM events WHERE at < $1 ORDER BY at, id LIMIT $2",
+        deletes: "gone AS (
+             DELETE FROM events WHERE id IN (SELECT id FROM candidates) RETURNING id),
          undue AS (
-             DELETE FROM notifications_due WHERE event_id IN (SELECT id FROM gone))
-         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
-        before,
-        limit,
-        dry_run,
-    )
+             DELETE FROM notifications_due WHERE event_id IN (SELECT id FROM gone))",
+        related: "0::bigint",
+    };
+    run_batch(client, &STATEMENT, before, limit, dry_run)
 }
 
 /// Done and skipped_missing items that finished before `before`, with their attempts
@@ -130,26 +138,22 @@ pub fn prune_done_items(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    run_batch(
-        client,
-        "WITH candidates AS (
-             SELECT id FROM items
+    const STATEMENT: BatchStatement = BatchStatement {
+        candidates: "SELECT id FROM items
               WHERE state IN ('done', 'skipped_missing') AND finished_at < $1
               ORDER BY finished_at, id
-              LIMIT $2),
-         gone AS (
+              LIMIT $2",
+        deletes: "gone AS (
              DELETE FROM items
               WHERE id IN (SELECT id FROM candidates)
-                AND state IN ('done', 'skipped_missing') AND finished_at < $1 AND NOT $3
+                AND state IN ('done', 'skipped_missing') AND finished_at < $1
              RETURNING drain, key, state),
          forgotten AS (
              DELETE FROM source_files f USING gone g
-              WHERE g.state = 'skipped_missing' AND f.drain = g.drain AND f.path = g.key)
-         SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), 0::bigint",
-        before,
-        limit,
-        dry_run,
-    )
+              WHERE g.state = 'skipped_missing' AND f.drain = g.drain AND f.path = g.key)",
+        related: "0::bigint",
+    };
+    run_batch(client, &STATEMENT, before, limit, dry_run)
 }
 
 /// Log files of runs still running (never removed, however old).

@@ -54,6 +54,43 @@ fn a_configuration_file_this_user_may_not_read_is_told_how_to_give_access() {
 }
 
 #[test]
+fn a_configuration_path_that_is_no_file_is_refused_for_what_it_is() {
+    let fixture = Fixture::new("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n", "2026-11-27T10:00:00Z");
+    // A device (before: "writable by every user (mode 0666) … chmod go-w /dev/null").
+    let result = fixture.drainctl(&["--config", "/dev/null", "migrate"]).run();
+    result.assert_code(78);
+    assert_eq!(
+        result.stderr,
+        "drainctl: configuration file /dev/null is a device, not a file: name a regular file, or name none \
+         (migrate and quota test run without one)\n"
+    );
+    // A folder (before: "Is a directory (os error 21)", nothing more).
+    let folder = fixture.config_path.parent().unwrap().display().to_string();
+    let result = fixture.drainctl(&["--config", &folder, "status"]).run();
+    result.assert_code(78);
+    assert_eq!(
+        result.stderr,
+        format!(
+            "drainctl: configuration file {folder} is a folder, not a file: name the file in it (--config \
+             {folder}/drainctl.toml)\n"
+        )
+    );
+    // Named by $DRAINCTL_CONFIG (the fixture's way), its refusal says so.
+    std::fs::write(&fixture.config_path, b"[[drain]]\nname = \"a\"\ncommand = [\"caf\xe9\"]\n").unwrap();
+    let result = fixture.drainctl(&["status"]).run();
+    result.assert_code(78);
+    // Not UTF-8: where the byte stands (before: "stream did not contain valid UTF-8").
+    assert_eq!(
+        result.stderr,
+        format!(
+            "drainctl: {}:3:16: the configuration file is not UTF-8 text (a byte 0xe9 there); save it as UTF-8; \
+             the path is $DRAINCTL_CONFIG's\n",
+            fixture.config_path.display()
+        )
+    );
+}
+
+#[test]
 fn malformed_toml() {
     check("[[drain]\nname = \"a\"\n", &["drainctl.toml:1:"]);
 }

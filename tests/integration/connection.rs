@@ -375,6 +375,28 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
         assert!(!result.stderr.contains("Secret") && !result.stderr.contains("7x"), "{}", result.stderr);
         assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
     }
+    // In quotes, or with a line end after it, as env files and `$(cat file)` leave it.
+    // Before: "an unknown option, or a value with a space", and `database "x\n" does not
+    // exist` (69, as if to retry).
+    for (url, says) in [
+        ("\"postgres://u:Secret-7x@127.0.0.1/x\"", "is wrapped in quotes, which are not part of it"),
+        ("'postgres://u:Secret-7x@127.0.0.1/x'", "is wrapped in quotes, which are not part of it"),
+        ("postgres://u:Secret-7x@127.0.0.1/x\n", "begins or ends with a space or a line break: remove it"),
+    ] {
+        let result = Drainctl::new(&["migrate"]).env("DRAINCTL_DATABASE_URL", url).run();
+        result.assert_code(78);
+        assert_eq!(
+            result.stderr,
+            format!(
+                "drainctl: the database URL (from $DRAINCTL_DATABASE_URL) {says}{}\n",
+                if says.starts_with("is wrapped") {
+                    " (docker's --env-file keeps them): remove them"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
 }
 
 #[test]
@@ -488,9 +510,14 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
             "{args:?}"
         );
     }
-    for args in
-        [&["status"][..], &["burst", "status"], &["discard", "a", "--all", "--dry-run"], &["items", "a"]]
-    {
+    // prune's dry run too (before: exit 69, "cannot execute SELECT in a read-only transaction").
+    for args in [
+        &["status"][..],
+        &["burst", "status"],
+        &["discard", "a", "--all", "--dry-run"],
+        &["items", "a"],
+        &["prune", "--dry-run"],
+    ] {
         fixture.drainctl(args).run().assert_code(0);
     }
     let mut admin = fixture.client();
@@ -866,11 +893,24 @@ fn doctor_fails_a_role_that_may_only_read_drainctls_tables() {
     );
     assert!(result.stdout.contains("fail  schema: schema current (version "), "{}", result.stdout);
     assert!(result.stdout.contains(&format!("TO {role}")), "{}", result.stdout);
-    fixture
+    let refused = fixture
         .drainctl(&["enqueue", "a", "--key", "k", "--payload", "{}"])
         .env("DRAINCTL_DATABASE_URL", &reader)
-        .run()
-        .assert_code(78);
+        .run();
+    refused.assert_code(78);
+    // Told what to grant (before: "the right to create in its schema", which is no fix).
+    assert!(
+        refused.stderr.contains(
+            "database error: permission denied for table drains: the database role lacks a privilege drainctl needs; connect as the \
+             tables' owner, or grant the role SELECT, INSERT, UPDATE and DELETE on drainctl's tables (`drainctl \
+             doctor` prints the GRANT)"
+        ),
+        "{}",
+        refused.stderr
+    );
+    // A dry run reads only (before: exit 78, "permission denied for table attempts").
+    let dry = fixture.drainctl(&["prune", "--dry-run"]).env("DRAINCTL_DATABASE_URL", &reader).run();
+    dry.assert_code(0);
     // Only what it lacks is named: a grant of all but DELETE on events.
     owned
         .batch_execute(&format!(

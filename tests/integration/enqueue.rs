@@ -322,6 +322,12 @@ fn a_finished_item_given_again_without_replace_is_named_with_the_option_that_run
          --replace runs them again with the new payload (the first line of a key given twice)\n"
     );
     assert_eq!(fixture.column::<String>("SELECT state FROM items ORDER BY key"), ["done", "dead", "pending"]);
+    // --json says it too (before: only added, duplicates and replaced).
+    let json = fixture.drainctl(&["enqueue", "docs", "--json"]).stdin(again).run().json();
+    assert_eq!(
+        json,
+        serde_json::json!({"drain": "docs", "added": 0, "duplicates": 4, "finished_duplicates": 2, "replaced": 0})
+    );
     // One finished item given on three lines is one item.
     let thrice = "{\"key\": \"a\", \"payload\": 4}\n".repeat(3);
     let result = fixture.drainctl(&["enqueue", "docs"]).stdin(thrice).run();

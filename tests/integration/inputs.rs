@@ -441,6 +441,24 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
             &["enqueue", "-x", "--key", "a", "--payload", "1"][..],
             "to pass '-x' as a value, give it last, after every option and `--` (… -- -x)",
         ),
+        // No tip that fails again when followed (before: "use '-- --key'", then
+        // "unexpected argument 's1'"; `runs show -- -3`, "invalid digit").
+        (&["items", "show", "docs", "--key", "s1"][..], "unexpected argument '--key' found; see `drainctl items show --help`"),
+        (&["burst", "on", "docs", "--for", "6h"][..], "unexpected argument '--for' found; see `drainctl burst on --help`"),
+        (&["drain", "--all"][..], "unexpected argument '--all' found; see `drainctl drain --help`"),
+        (&["runs", "show", "-3"][..], "unexpected argument '-3' found; see `drainctl runs show --help`"),
+        // clap names `-k` of `-k1`: the tip passes the whole word.
+        (
+            &["items", "show", "docs", "-k1"][..],
+            "unexpected argument '-k' found; to pass '-k1' as a value, put `--` before it (… -- -k1)",
+        ),
+        // A verb these commands do not take, a command taken for a drain.
+        (&["runs", "list"][..], "`drainctl runs` lists them as it is: leave out `list`"),
+        (&["burst", "list"][..], "`drainctl burst status` lists the bursts"),
+        (&["items", "retry", "docs", "ok1"][..], "`retry` is a command of its own: see `drainctl retry --help`"),
+        // An exit status outside 0..=255 (before: `-1` an unexpected argument, 300 taken).
+        (&["quota", "test", "--exit-code", "-1"][..], "--exit-code: invalid exit code \"-1\": a process exits with 0 to 255"),
+        (&["quota", "test", "--exit-code", "300"][..], "--exit-code: invalid exit code \"300\""),
         (&["nosuch"][..], "unrecognized subcommand 'nosuch'; see `drainctl --help`"),
         // Only a subcommand a letter or two away is suggested (before: `scan` for `cancel`).
         (&["cancel", "docs", "k1"][..], "drainctl: unrecognized subcommand 'cancel'; see `drainctl --help`"),

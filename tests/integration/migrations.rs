@@ -420,16 +420,26 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
              INSERT INTO schema_migrations VALUES ('20240101', 'x', 'y', now())",
             "of another tool",
         ),
+        // Of drainctl's very shape, without drainctl's tables beside it: before, every command
+        // said migration 0001 was changed and to repair its checksum, which then exited 70.
+        (
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text, checksum text, applied_at timestamptz);
+             INSERT INTO schema_migrations VALUES (1, 'create_users', 'abc', now())",
+            "of another tool (no drains table beside it)",
+        ),
     ] {
         let db = TestDb::new();
         db.client().batch_execute(theirs).unwrap();
         let before = tables(&db);
-        for args in [&[][..], &["--status"], &["--dry-run"]] {
+        // --repair-checksum too (before: exit 70 or 69, `column "checksum" does not exist`).
+        for args in [&[][..], &["--status"], &["--dry-run"], &["--repair-checksum", "1"]] {
             let result = migrate(&db, args).run();
             result.assert_code(78);
             assert!(result.stderr.contains(says), "{theirs}: {args:?}: {}", result.stderr);
+            // Not "or a schema of its own": two installations in one database share its
+            // advisory locks (docs/migrations.md).
             assert!(
-                result.stderr.contains("give drainctl a database of its own") && result.stderr.contains("nothing was changed"),
+                result.stderr.contains("give drainctl a database of its own (CREATE DATABASE drainctl); nothing was changed"),
                 "{}",
                 result.stderr
             );
@@ -440,4 +450,14 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
         assert!(doctor.stdout.contains(says), "{theirs}: {}", doctor.stdout);
         assert_eq!(tables(&db), before, "{theirs}: something was created");
     }
+    // A database without drainctl's schema: its migration 1 is not applied yet (before:
+    // exit 70, `relation "schema_migrations" does not exist`).
+    let db = TestDb::new();
+    let result = migrate(&db, &["--repair-checksum", "1"]).run();
+    result.assert_code(64);
+    assert_eq!(
+        result.stderr,
+        "drainctl: --repair-checksum 1: migration 0001_init is not applied yet; run `drainctl migrate`\n"
+    );
+    assert!(tables(&db).is_empty(), "{:?}", tables(&db));
 }
