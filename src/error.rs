@@ -470,17 +470,23 @@ static KEY_VALUE_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLo
 
 /// [`scrub`] for bytes a worker printed: `None` when they hold no password, else their
 /// text (an invalid byte as U+FFFD, as it is shown anyway) with the passwords masked.
-/// Output without one is only scanned, never copied: this runs for every item.
+/// Output without one is only scanned, never copied: this runs for every item. A password
+/// a terminal escape or a JSON string's escape splits is whole as the output is shown or
+/// read: then the text is kept as shown (without its escapes), the password masked.
 pub fn scrub_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(bytes);
     let may_hold_one = URL_PASSWORD.is_match(&text)
         || KEY_VALUE_PASSWORD.is_match(&text)
         || SECRETS.lock().map_or(true, |secrets| secrets.iter().any(|secret| text.contains(secret.as_str())));
-    if !may_hold_one {
-        return None;
+    let scrubbed: std::borrow::Cow<'_, str> =
+        if may_hold_one { std::borrow::Cow::Owned(scrub(&text)) } else { std::borrow::Cow::Borrowed(&text) };
+    if let Some(shown) = crate::quota::decoded_view(&scrubbed) {
+        let masked = scrub(&shown);
+        if masked != shown {
+            return Some(masked.into_bytes());
+        }
     }
-    let scrubbed = scrub(&text);
-    (scrubbed != text).then(|| scrubbed.into_bytes())
+    (scrubbed != text).then(|| scrubbed.into_owned().into_bytes())
 }
 
 /// `text` with `secret` replaced by `***`: everywhere when it is long, else only where
@@ -560,6 +566,28 @@ mod tests {
             scrub("connect to postgres://u:s3cr3t-pass@h/db failed"),
             "connect to postgres://u:***@h/db failed"
         );
+    }
+
+    #[test]
+    fn a_secret_an_escape_splits_is_masked_as_the_output_is_shown_and_read() {
+        register_secret("5ad380e0eec2ca1b209e94ddf1d0fbef6106");
+        // Before: kept byte for byte, and whole again once the item's error, a limit's
+        // line or `quota test` read it with the escape removed or decoded.
+        for split in [
+            "Error: password 5ad380e0eec2\x1b[0mca1b209e94ddf1d0fbef6106\n",
+            "Error: password 5ad380e0eec2\x1b]0;x\x07ca1b209e94ddf1d0fbef6106\n",
+            "{\"type\":\"error\",\"message\":\"key 5ad380e0eec2\\u0063a1b209e94ddf1d0fbef6106\"}\n",
+        ] {
+            let kept = scrub_bytes(split.as_bytes()).expect("masked");
+            let kept = String::from_utf8(kept).unwrap();
+            assert!(
+                kept.contains("***") && !kept.contains("ca1b209e94ddf1d0fbef6106"),
+                "{split:?}: {kept:?}"
+            );
+        }
+        // Output without a secret is left as it is, escapes and all.
+        assert_eq!(scrub_bytes(b"\x1b[31merror\x1b[0m: no such file\n"), None);
+        assert_eq!(scrub_bytes(b"{\"path\": \"C:\\\\tmp\"}\n"), None);
     }
 
     #[test]

@@ -43,7 +43,10 @@ static NUMBER_LABEL: LazyLock<Regex> = LazyLock::new(|| compile(r"^[A-Za-z]+(?: 
 /// The line of a failed run's output that says what went wrong, trimmed and cut to
 /// [`MAX_CHARS`]; `None` when neither stream has one.
 pub(super) fn failure_line(stdout: &[u8], stderr: &[u8]) -> Option<String> {
-    telling_line(stderr).or_else(|| telling_line(stdout)).map(|line| line.chars().take(MAX_CHARS).collect())
+    // Read as shown (escapes removed, a JSON message decoded), a password split by an
+    // escape in the output as it was masked is whole again: masked here too.
+    let line = telling_line(stderr).or_else(|| telling_line(stdout))?;
+    Some(crate::error::scrub(&line).chars().take(MAX_CHARS).collect())
 }
 
 /// The last line of `bytes` that is not noise.

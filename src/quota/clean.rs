@@ -358,6 +358,21 @@ static TOOL_ITEM: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// `text` as drainctl reads and shows it — terminal escapes removed, a JSON string's
+/// escapes decoded, as the lines of [`clean_lines_of_a_run`] and an item's error are —
+/// when that differs from `text`: a secret an escape splits (`pa\x1b[0mss`, `pa\u0073s`)
+/// is whole again there, and is masked in it (docs/guarantees.md, "Secrets stay secret").
+pub(crate) fn decoded_view(text: &str) -> Option<String> {
+    if !text.contains(['\u{1b}', '\\']) && !text.chars().any(|c| c.is_control() && !"\n\r\t".contains(c)) {
+        return None;
+    }
+    let screen = screen_text(text);
+    let unescaped = unescape_literal_escapes(&screen);
+    let unescaped = unescape_literal_escapes(&unescaped);
+    let decoded = strip_terminal_escapes(&unescaped);
+    (decoded != text).then_some(decoded)
+}
+
 /// Removes CSI (`ESC [ ... final`), OSC / DCS / APC / PM strings (up to BEL or
 /// `ESC \`), charset designations and other two-character escapes, and C0 controls
 /// other than newline, carriage return and tab.

@@ -20,7 +20,7 @@
 
 mod access;
 mod clean;
-pub(crate) use clean::screen_text;
+pub(crate) use clean::{decoded_view, screen_text};
 pub(crate) use empty_answer::first_json_value;
 mod clock;
 mod empty_answer;
@@ -124,6 +124,25 @@ pub(crate) enum Outcome {
         error: String,
     },
     Other,
+}
+
+impl Outcome {
+    /// The outcome with every password masked in the lines it quotes: they are read with
+    /// their escapes decoded, which joins a password an escape split in the output as it
+    /// was masked (docs/guarantees.md, "Secrets stay secret").
+    fn scrubbed(self) -> Outcome {
+        let scrub = |text: String| crate::error::scrub(&text);
+        match self {
+            Outcome::QuotaHit(hit) => {
+                Outcome::QuotaHit(QuotaHit { matched_line: scrub(hit.matched_line), ..hit })
+            }
+            Outcome::ServerError { matched_line } => {
+                Outcome::ServerError { matched_line: scrub(matched_line) }
+            }
+            Outcome::NoAnswer { error } => Outcome::NoAnswer { error: scrub(error) },
+            Outcome::Other => Outcome::Other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,12 +251,12 @@ impl Classifier {
     ) -> Outcome {
         let outcome = self.classify_output(input, stdout, stderr, exit_code, now, zone);
         if outcome != Outcome::Other || exit_code != Some(0) || self.profile != Profile::Gemini {
-            return outcome;
+            return outcome.scrubbed();
         }
         // gemini-cli exits 0 without an answer on an empty or malformed reply
         // (docs/rate-limits.md, "How the output is read").
         match empty_answer::gemini_failed_answer(stdout, stderr) {
-            Some(error) => Outcome::NoAnswer { error },
+            Some(error) => Outcome::NoAnswer { error }.scrubbed(),
             None => outcome,
         }
     }
@@ -250,7 +269,7 @@ impl Classifier {
         if exit_code != Some(0) || self.profile != Profile::Gemini {
             return None;
         }
-        empty_answer::gemini_cut_answer(stdout).map(|error| Outcome::NoAnswer { error })
+        empty_answer::gemini_cut_answer(stdout).map(|error| Outcome::NoAnswer { error }.scrubbed())
     }
 
     fn classify_output(

@@ -236,6 +236,69 @@ fn a_password_the_kept_tail_cuts_in_half_is_masked_all_the_same() {
 }
 
 #[test]
+fn a_password_a_terminal_or_json_escape_splits_is_masked_where_it_is_read_whole() {
+    let fixture = Fixture::new(
+        &config("", "")
+            .replace("max_attempts = 1\n", "max_attempts = 1\nquota_profile = \"http\"\nmax_wait = \"0s\"\n"),
+        NOW,
+    );
+    let password = fixture.db.password();
+    let (head, tail) = password.split_at(6);
+    // As a terminal shows it, and as a JSON message decodes it, the password is whole.
+    let colour = format!("Error: password {head}\u{1b}[0m{tail}");
+    let json_escaped = format!(
+        "{{\"type\":\"error\",\"message\":\"key {head}\\u{:04x}{}\"}}",
+        tail.chars().next().unwrap() as u32,
+        &tail[1..]
+    );
+    let limit = format!("Error: 429 Too Many Requests for key {head}\u{1b}[0m{tail}");
+    fixture.enqueue(
+        "docs",
+        &[
+            ("colour".into(), json!({ "steps": [{ "err": colour }, { "exit": 1 }] })),
+            ("json".into(), json!({ "steps": [{ "out": json_escaped }, { "exit": 1 }] })),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    fixture
+        .enqueue("docs", &[("limit".into(), json!({ "steps": [{ "err": limit.clone() }, { "exit": 1 }] }))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).run();
+    let mut seen = pass.stdout + &pass.stderr;
+    for key in ["colour", "json"] {
+        let shown = fixture.drainctl(&["items", "show", "docs", key, "--json"]).run().json();
+        assert!(shown["last_error"].as_str().unwrap_or_default().contains("***"), "{shown}");
+        seen += &shown["last_error"].to_string();
+        seen += &shown["stderr_tail"].to_string();
+    }
+    seen += &fixture.drainctl(&["items", "docs"]).run().stdout;
+    seen += &fixture.drainctl(&["status", "--json"]).run().stdout;
+    seen += &fixture.drainctl(&["status"]).run().stdout;
+    // All but the payloads, which the test itself wrote the password into.
+    for line in fixture.drainctl(&["export", "docs"]).run().stdout.lines() {
+        let mut item: serde_json::Value = serde_json::from_str(line).unwrap();
+        item.as_object_mut().unwrap().remove("payload");
+        seen += &item.to_string();
+    }
+    seen += &fixture.drainctl(&["report", "--html", "-o", "-"]).run().stdout;
+    seen += &fixture
+        .drainctl(&["quota", "test", "--profile", "http", "--exit-code", "1"])
+        .stdin(limit + "\n")
+        .run()
+        .stdout;
+    for row in fixture
+        .client()
+        .query("SELECT convert_from(stderr_tail, 'UTF8') FROM items WHERE stderr_tail IS NOT NULL", &[])
+        .unwrap()
+    {
+        seen += &row.get::<_, String>(0);
+    }
+    assert!(seen.contains("Too Many Requests for key ***"), "the limit is still read: {seen}");
+    // Before: the password whole in the item's error, the backoff's reason, status, export,
+    // the page and quota test's matched line.
+    assert!(!seen.contains(tail), "the password was shown: {seen}");
+}
+
+#[test]
 fn quota_test_masks_the_password_in_the_lines_it_quotes() {
     let fixture = Fixture::new(&config("", ""), NOW);
     let (url, password) = (fixture.db.url.clone(), fixture.db.password());
