@@ -774,6 +774,13 @@ fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutco
             AttemptOutcome::Transient,
             format!("timed out after item_timeout {}", crate::duration::format_duration(drain.item_timeout)),
         ),
+        (Some(StopReason::OutputHeld), _) => (
+            AttemptOutcome::Transient,
+            "the worker exited, but a process it left still held its stdout, silent for 2s, and was killed: \
+             its answer may be cut, so it was not kept (a process a worker leaves running must not hold its \
+             stdout: redirect it, >/dev/null)"
+                .to_string(),
+        ),
         (Some(StopReason::OutputCapExceeded), _) => (
             AttemptOutcome::Failure,
             format!("output exceeded the {} byte result cap (max_result_bytes)", drain.max_result_bytes),

@@ -172,6 +172,9 @@ pub enum StopReason {
     Interrupted,
     /// The client announced it would wait this long before retrying by itself.
     ClientWaits(Duration),
+    /// The worker exited, but a process it left still held its stdout, silent for
+    /// `LEFTOVER_OUTPUT_WAIT`, and was killed: the answer may be cut.
+    OutputHeld,
 }
 
 /// Everything known about one finished worker.
@@ -678,11 +681,14 @@ fn supervise(
             // only pipes still open after it make the group worth a look in /proc.
             let is_first_look = exit_seen_at.is_none();
             let exited_at = *exit_seen_at.get_or_insert_with(Instant::now);
-            // Output over the cap is dropped already: the item fails on it at once.
+            // Output over the cap is dropped already: the item fails on it at once. A pipe
+            // still open after the first look is held by a process the worker left, in its
+            // group or out of it (`setsid`): each may be passing the result on.
+            // (A notifier's output is no result: a holder outside its group is not waited for.)
             let holds_output = stop_reason.is_none()
                 && !capture.is_over_cap()
                 && pipes.open_streams().next().is_some()
-                && (is_first_look || group_is_alive());
+                && (is_first_look || spec.output_drain == OutputDrain::AfterExit || group_is_alive());
             // Each write of the result gives the helpers the wait again, up to the item's
             // timeout; stderr alone does not (a forgotten heartbeat is no result).
             let last_write = capture.last_stdout_at.filter(|at| *at > exited_at);
@@ -694,6 +700,20 @@ fn supervise(
             if holds_output && now >= until && now < quiet_until && last_write.is_some() {
                 // Still writing at the item's timeout: the result would be cut.
                 stop_reason = Some(StopReason::TimedOut);
+            }
+            // Still held, silent, after the wait (not the first look: its pipes may hold
+            // no more than their end): the answer may be cut — a post-processor that
+            // writes only at the end, a helper that paused (docs/worker-contract.md). One
+            // that wrote on stderr meanwhile is a heartbeat left running, no result.
+            let heartbeat = capture.last_stderr_at.is_some_and(|at| at > exited_at);
+            let stdout_held_after_the_wait = holds_output
+                && !is_first_look
+                && !heartbeat
+                && now >= until
+                && pipes.open_streams().any(|stream| stream == Stream::Stdout);
+            if stdout_held_after_the_wait && stop_reason.is_none() {
+                stop_reason =
+                    Some(if now >= quiet_until { StopReason::OutputHeld } else { StopReason::TimedOut });
             }
             if awaits_leftovers || awaits_leftover_output {
                 pipes.close_stdin();
@@ -969,8 +989,9 @@ struct OutputCapture<'a> {
     /// output last arrived.
     last_worded: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
     last_output: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
-    /// When bytes of the result (stdout) last arrived.
+    /// When bytes of the result (stdout), and of stderr, last arrived.
     last_stdout_at: Option<Instant>,
+    last_stderr_at: Option<Instant>,
 }
 
 impl<'a> OutputCapture<'a> {
@@ -990,6 +1011,7 @@ impl<'a> OutputCapture<'a> {
             last_worded: None,
             last_output: None,
             last_stdout_at: None,
+            last_stderr_at: None,
         }
     }
 
@@ -1041,7 +1063,12 @@ impl<'a> OutputCapture<'a> {
                 }
                 self.stdout_tail.push(bytes);
             }
-            Stream::Stderr => self.stderr_tail.push(bytes),
+            Stream::Stderr => {
+                if !bytes.is_empty() {
+                    self.last_stderr_at = Some(Instant::now());
+                }
+                self.stderr_tail.push(bytes)
+            }
         }
         if self.patterns.is_empty() && self.stream_waits.is_none() {
             return;

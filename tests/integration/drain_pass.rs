@@ -496,7 +496,8 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
     let pids = fixture.path("escaped");
     // Two children leave the worker's group and session: one keeps the worker's stdout
     // open, the other is a daemon with its output closed, started through a shell that
-    // exits at once (its parent gone before the worker is).
+    // exits at once (its parent gone before the worker is). The one holding stdout, silent
+    // for 2 s, could be a helper that has not written the answer yet: the attempt fails.
     script_worker(
         &fixture,
         "escapes.sh",
@@ -514,10 +515,11 @@ fn children_a_worker_started_outside_its_group_end_with_it() {
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     let (state, _, error) = fixture.item("docs", "a");
-    assert_eq!(state, "done", "{error:?}");
+    assert_eq!(state, "pending", "{error:?}");
+    assert!(error.as_deref().unwrap_or_default().contains("still held its stdout"), "{error:?}");
     let escaped = pids_in(&pids);
     assert_eq!(escaped.len(), 2, "{escaped:?}");
-    // Before, both lived on (and the pass waited 2 s for the stdout the first one held).
+    // Before, both lived on.
     for pid in escaped {
         wait_until(
             &format!("process {pid}, outside the worker's group, to end"),
@@ -594,6 +596,50 @@ exit 0
     fixture.drainctl(&["drain", "capped"]).run().assert_code(0);
     let (_, _, error) = fixture.item("capped", "d");
     assert!(error.as_deref().unwrap_or_default().contains("result cap (max_result_bytes)"), "{error:?}");
+}
+
+#[test]
+fn an_answer_whose_stdout_a_silent_leftover_still_held_is_not_kept_and_one_outside_the_group_is_waited_for() {
+    let fixture = Fixture::new(&config(""), NOW);
+    // A post-processor that writes its first line, then pauses longer than the wait for a
+    // silent holder. Before: killed, and the item done with half a JSON answer.
+    let paused = fixture.script(
+        "paused-helper.sh",
+        "#!/bin/bash\ncat > /dev/null\n\
+         exec > >(IFS= read -r first; printf '%s\\n' \"$first\"; sleep 4; cat)\n\
+         printf '{\"part\": 1,\\n\"part2\": 2}\\n'\nexit 0\n",
+    );
+    // A helper that left the session (`setsid`) passing the output on, slowly. Before:
+    // killed as soon as the worker exited, and the item done with an empty result.
+    let outside = fixture.script(
+        "helper-outside-the-group.sh",
+        "#!/bin/bash\ncat > /dev/null\n\
+         exec > >(exec setsid bash -c 'while IFS= read -r l; do sleep 0.3; printf \"%s\\n\" \"$l\"; done')\n\
+         seq 1 5\nexit 0\n",
+    );
+    fixture.write_config(&format!(
+        "{}item_timeout = \"30s\"\n\n[[drain]]\nname = \"outside\"\ncommand = [\"{}\"]\nitem_timeout = \"30s\"\n",
+        script_config(&paused),
+        outside.display()
+    ));
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 1), "{error:?}");
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("a process it left still held its stdout, silent for 2s"),
+        "{error:?}"
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'a' AND result IS NOT NULL"), 0);
+    fixture.enqueue("outside", &[("b".into(), json!({}))]);
+    fixture.drainctl(&["drain", "outside"]).run().assert_code(0);
+    let (state, _, error) = fixture.item("outside", "b");
+    assert_eq!(state, "done", "{error:?}");
+    let result: Vec<Vec<u8>> = fixture.column("SELECT result FROM items WHERE key = 'b'");
+    assert_eq!(String::from_utf8_lossy(&result[0]), "1\n2\n3\n4\n5\n");
 }
 
 #[test]
