@@ -629,13 +629,16 @@ fn has_exited(pid: libc::pid_t) -> bool {
     }
 }
 
-/// Signal every member of the group. Failures are ignored: the group may already be gone,
-/// and the worker's own exit is awaited in any case.
+/// Signal every member of the group, and the worker itself (its pid is the group's id): a
+/// worker that moved itself into another group (`setpgid`) is still ours, and unreaped, so
+/// its pid cannot name another process. Failures are ignored: the group may already be
+/// gone, and the worker's own exit is awaited in any case.
 fn signal_group(group: libc::pid_t, signal: libc::c_int) {
     if group > 1 {
         // SAFETY: kill has no memory-safety preconditions; a negative pid addresses a group.
         unsafe {
             libc::kill(-group, signal);
+            libc::kill(group, signal);
         }
     }
 }
@@ -1551,6 +1554,23 @@ mod tests {
             item_timeout: Duration::from_secs(30),
             ..spec_with(argv, None)
         }
+    }
+
+    #[test]
+    fn a_worker_that_moves_itself_out_of_its_group_is_still_stopped_at_its_timeout() {
+        // Into its parent's group (the pass's). Before: only its own, empty, group was
+        // signalled, and the pass waited for it to exit by itself.
+        let argv: Vec<String> =
+            ["perl", "-e", "setpgrp(0, getpgrp(getppid())) or die; sleep 30"].map(String::from).to_vec();
+        let spec = WorkerSpec {
+            item_timeout: Duration::from_millis(500),
+            kill_grace: Duration::from_millis(500),
+            ..roomy(&argv, b"")
+        };
+        let started = Instant::now();
+        let report = run_worker(&spec, &mut Silent).expect("spawn");
+        assert_eq!(report.stop_reason, Some(StopReason::TimedOut));
+        assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
     }
 
     #[test]
