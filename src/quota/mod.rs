@@ -193,6 +193,7 @@ impl QuotaHit {
 const MIN_ECHOED_CHARS: usize = 12;
 
 /// The lines of a worker's `input` a client may echo, cleaned as its output is.
+/// The lines of a worker's `input` a client may echo, cleaned as its output is.
 fn echoed_lines(input: &[u8]) -> std::collections::HashSet<String> {
     clean_lines(input)
         .into_iter()
@@ -307,7 +308,7 @@ impl Classifier {
         // Whether the output is itself an error object: judged on stdout, or on stderr
         // when stdout is empty.
         let stdout_is_empty = stdout_lines.iter().all(|line| line.text.is_empty());
-        let verdict = error_verdict(if stdout_is_empty { &stderr_lines } else { &stdout_lines });
+        let verdict = error_verdict(if stdout_is_empty { &stderr_lines } else { &stdout_lines }, failed);
         let output_is_error = verdict == ErrorVerdict::Error;
         let stdout_has_result = !failed
             && !output_is_error
@@ -493,7 +494,7 @@ impl Classifier {
                 let needs_shape =
                     strict && matches!(matched.kind, HitKind::Message | HitKind::Status | HitKind::Token);
                 // A limit message is the whole of a short output, or its last line.
-                let stands_alone = content_lines <= 5 || last_content_line == Some(last_line);
+                let stands_alone = content_lines <= 1 || last_content_line == Some(last_line);
                 if needs_shape
                     && !looks_like_limit_message(
                         &text,
@@ -912,13 +913,18 @@ fn quoted_in_a_sentence(text: &str) -> bool {
     words_before >= 3 && text[end + 1..].chars().any(char::is_alphabetic)
 }
 
-fn error_verdict(lines: &[Line]) -> ErrorVerdict {
+/// Whether `lines` (of a run that `failed` or exited 0) are an error object.
+fn error_verdict(lines: &[Line], failed: bool) -> ErrorVerdict {
     // A client's notice of a retry it is making is not the run's verdict.
     let worker_lines = || {
         lines.iter().filter(|line| {
             line.origin == Origin::Worker && !line.text.is_empty() && !is_countdown(&line.text)
         })
     };
+    // A run that exited 0 printed an error object only when that is all it printed: one
+    // line among an answer's (`API Error: 401 …` quoted in a text answer, an error object
+    // a model wrote) is the answer's content (docs/rate-limits.md, "Access refused").
+    let is_all_it_printed = failed || worker_lines().count() == 1;
     if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
         ErrorVerdict::Error
     } else if worker_lines().any(|line| {
@@ -927,8 +933,8 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
             || RESULT_STATUS_SUCCESS.is_match(&line.text)
     }) {
         ErrorVerdict::Success
-    } else if worker_lines()
-        .any(|line| ERROR_OBJECT.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
+    } else if is_all_it_printed
+        && worker_lines().any(|line| ERROR_OBJECT.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
     {
         ErrorVerdict::Error
     } else {
@@ -1476,6 +1482,27 @@ mod tests {
             &answer.replace("429 Too Many Requests", "The ticket reports: usage limit reached, resets 8pm"),
         );
         assert_eq!(classify(Gemini, stdout.as_bytes(), b"", Some(0)), Outcome::Other);
+    }
+
+    #[test]
+    fn an_error_object_or_a_limit_among_the_lines_of_an_answer_that_exited_0_is_its_text() {
+        // Before: parked the group (access refused, a spent balance) or backed it off a week.
+        for answer in [
+            "API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"OAuth token has expired.\"}}\n\nThe line above is what the customer saw.\n",
+            "Summary of the ticket.\n{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n",
+            "Summary.\nAPI Error: 400 {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Your credit balance is too low to access the Anthropic API.\"}}\n",
+            "API Error: 429 Claude AI usage limit reached|1796569559\nThe customer saw this message on Monday.\n",
+        ] {
+            assert_eq!(classify(Claude, answer.as_bytes(), b"", Some(0)), Outcome::Other, "{answer}");
+        }
+        // The whole output an error object, or a limit message alone: as before.
+        let alone = "API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"OAuth token has expired.\"}}\n";
+        assert!(matches!(
+            classify(Claude, alone.as_bytes(), b"", Some(0)),
+            Outcome::QuotaHit(QuotaHit { access_refused: true, .. })
+        ));
+        let limit = "Claude AI usage limit reached|1796569559\n";
+        assert!(matches!(classify(Claude, limit.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
     }
 
     #[test]
