@@ -414,13 +414,15 @@ pub fn list_runs(client: &mut impl GenericClient, drain: Option<&str>, limit: i6
 }
 
 /// The runs a drain's `every` cadence counts from (`runs` unaliased): any pass but a
-/// lock-skipped one, or one that ended `rate_limited` having started no worker — it met
-/// its group backing off (another drain's hit) and took nothing, which must not cost a
-/// higher-ranking drain its next start (docs/configuration.md, "Cadence").
+/// lock-skipped one, or one that took nothing and started no worker by what it met —
+/// ended `rate_limited` (its group backing off for another drain's hit), `drained` (it
+/// yielded to a higher-ranking drain of its group, or found nothing), `window_closed` (a
+/// pause, a closing window) — which must not cost a higher-ranking drain its next start
+/// (docs/configuration.md, "Cadence"). A pass that failed still counts.
 macro_rules! starts_a_cadence {
     () => {
-        "status <> 'lock_skipped' AND NOT (status = 'rate_limited' AND items_done = 0 \
-         AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = runs.id))"
+        "status <> 'lock_skipped' AND NOT (status IN ('rate_limited', 'drained', 'window_closed') \
+         AND items_done = 0 AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.run_id = runs.id))"
     };
 }
 

@@ -841,6 +841,21 @@ fn a_pass_that_met_its_group_backing_off_and_took_nothing_costs_no_cadence() {
     // claimed anything. Before: it counted, and the drain waited 55 more minutes while its
     // group's lower-ranking drains took the quota at the reset.
     let empty = at(NOW) - chrono::Duration::minutes(5);
+    // Nor one that yielded to a higher-ranking drain (`drained`) or met a pause
+    // (`window_closed`), taking nothing. Before: each cost the drain its hour.
+    for status in ["drained", "window_closed"] {
+        let other = seed_run(&mut client, empty, Some(empty), status, 0, None);
+        assert_eq!(start_decision(&supervise(&fixture)).0, "start", "{status}");
+        wait_until("the pass to end", Duration::from_secs(30), || {
+            fixture.count("SELECT count(*) FROM runs WHERE status = 'running'") == 0
+        });
+        client
+            .batch_execute(
+                "DELETE FROM attempts; UPDATE items SET state = 'pending', result = NULL, finished_at = NULL",
+            )
+            .unwrap();
+        client.execute("DELETE FROM runs WHERE id > $1 OR id = $1", &[&other]).unwrap();
+    }
     let run = seed_run(&mut client, empty, Some(empty), "rate_limited", 0, None);
     assert_eq!(start_decision(&supervise(&fixture)).0, "start");
     wait_until("the pass to end", Duration::from_secs(30), || {
