@@ -31,6 +31,29 @@ pub(crate) static LIMIT_OR_RESET_HINT: LazyLock<regex::bytes::Regex> = LazyLock:
     regex::bytes::Regex::new(&pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
 });
 
+/// A reset stated in a line: what a client's last word must say for its printing to be
+/// when the limit's reset is counted from.
+static STATES_A_RESET: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+    let pattern = r"(?i)try\s+again|\bresets?\b|retry[- ](?:after|in)\b|\bwait\b|\|[0-9]{10}";
+    regex::bytes::Regex::new(pattern).unwrap_or_else(|error| panic!("built-in pattern {pattern:?}: {error}"))
+});
+
+/// Whether `bytes` (output as it arrived) has a line with limit or reset wording
+/// ([`LIMIT_OR_RESET_HINT`]) from which a reset may be counted: not a client's last word
+/// that only reports the limit again (`Attempt 2 failed with status 429. Giving up.`),
+/// printed after the retry it waited for — the vendor's reset was stated with the limit,
+/// before that wait (docs/rate-limits.md, "Reset times").
+pub(crate) fn is_limit_or_reset_worded(bytes: &[u8]) -> bool {
+    if !LIMIT_OR_RESET_HINT.is_match(bytes) {
+        return false;
+    }
+    bytes.split(|&byte| byte == b'\n' || byte == b'\r').any(|line| {
+        let is_a_bare_last_word =
+            GAVE_UP.is_match(&String::from_utf8_lossy(line)) && !STATES_A_RESET.is_match(line);
+        LIMIT_OR_RESET_HINT.is_match(line) && !is_a_bare_last_word
+    })
+}
+
 pub(super) static IS_ERROR_TRUE: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"(?i)"is_error"\s*:\s*true\b"#));
 pub(super) static IS_ERROR_FALSE: LazyLock<Regex> =
@@ -449,6 +472,20 @@ mod tests {
         for goodbye in ["shutting down", "still working 3", "generated 2 files", "awaiting input", "accurate"]
         {
             assert!(!LIMIT_OR_RESET_HINT.is_match(goodbye.as_bytes()), "{goodbye}");
+        }
+        // A client's last word that reports the limit again, after its retry, states no
+        // reset of its own: the reset counts from the limit's line, not from it (before:
+        // the group waited the client's retry delay too long).
+        for last_word in ["Attempt 2 failed with status 429. Giving up.", "Error 429: max retries exceeded"] {
+            assert!(LIMIT_OR_RESET_HINT.is_match(last_word.as_bytes()), "{last_word}");
+            assert!(!is_limit_or_reset_worded(last_word.as_bytes()), "{last_word}");
+        }
+        for worded in [
+            "Attempt 2 failed with status 429. Giving up; try again in 5 minutes.",
+            "Rate limit reached. Please try again in 50.000s.\nAttempt 2 failed with status 429. Giving up.",
+            "usage limit reached",
+        ] {
+            assert!(is_limit_or_reset_worded(worded.as_bytes()), "{worded}");
         }
     }
 

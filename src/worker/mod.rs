@@ -1026,7 +1026,7 @@ impl<'a> OutputCapture<'a> {
         if !is_recent(&self.last_output) {
             self.last_output = Some((observer.now(), Instant::now()));
         }
-        let is_worded = crate::quota::patterns::LIMIT_OR_RESET_HINT.is_match(bytes);
+        let is_worded = crate::quota::patterns::is_limit_or_reset_worded(bytes);
         if is_worded && !is_recent(&self.last_worded) {
             self.last_worded = self.last_output;
         }

@@ -841,7 +841,9 @@ fn printed_then_ended(
         json!({ "touch": printed }),
         json!({ "wait_for_file": gone }),
     ];
-    steps.extend(goodbye.map(|text| json!({ "err": text })));
+    // Printed a moment later in real time too: when output arrived is read to a tenth of
+    // a second.
+    steps.extend(goodbye.into_iter().flat_map(|text| [json!({ "sleep": 0.3 }), json!({ "err": text })]));
     steps.push(json!({ "exit": 1 }));
     fixture.enqueue(drain, &[(key.into(), json!({ "steps": steps }))]);
     // The items a hit before gave back would run first.
@@ -886,4 +888,14 @@ fn a_reset_is_reckoned_from_when_the_worker_printed_it_not_when_it_ended() {
         "SELECT data->>'stated_reset' FROM events WHERE kind = 'backoff_set' ORDER BY id DESC LIMIT 1",
     );
     assert_eq!(stated, vec!["2026-11-27T21:00:00Z".to_string()]);
+    // A client's last word reporting the limit again after its retry (`… status 429.
+    // Giving up.`) states no reset: "in 30 minutes" counts from its own line at 21:20, not
+    // from the give-up at 21:25 (before: 21:55, the client's retry delay too late).
+    let times = ("2026-11-27T21:20:00Z", "2026-11-27T21:25:00Z");
+    let gave_up = Some("Attempt 2 failed with status 429. Giving up.");
+    printed_then_ended(&fixture, ("beta", "b2"), ("err", relative), gave_up, times);
+    let stated: Vec<String> = fixture.column(
+        "SELECT data->>'stated_reset' FROM events WHERE kind = 'backoff_set' ORDER BY id DESC LIMIT 1",
+    );
+    assert_eq!(stated, vec!["2026-11-27T21:50:00Z".to_string()]);
 }
