@@ -352,8 +352,9 @@ pub fn scan(
     Ok(report)
 }
 
-/// The source folder with symbolic links resolved, or a configuration error.
-fn resolve_root(drain: &DrainConfig, source: &SourceConfig) -> Result<PathBuf> {
+/// The source folder with symbolic links resolved, or a configuration error (`doctor`
+/// checks it with this too).
+pub(crate) fn resolve_root(drain: &DrainConfig, source: &SourceConfig) -> Result<PathBuf> {
     let problem = |what: String| {
         Error::Config(format!(
             "drain {}: source dir {} {what}; create it or fix source.dir",
@@ -369,7 +370,14 @@ fn resolve_root(drain: &DrainConfig, source: &SourceConfig) -> Result<PathBuf> {
         return Err(problem("is not a folder".to_string()));
     }
     if root.to_str().is_none() {
-        return Err(problem("is not a valid UTF-8 path".to_string()));
+        // It exists: "create it" would be no fix (a link in it led to such a folder).
+        return Err(Error::Config(format!(
+            "drain {}: source dir {} resolves to {}, whose name is not valid UTF-8 (item keys are): rename that \
+             folder, or point source.dir at another",
+            drain.name,
+            source.dir.display(),
+            root.to_string_lossy()
+        )));
     }
     Ok(root)
 }

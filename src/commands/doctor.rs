@@ -686,7 +686,13 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             checks.for_drain(&drain.name);
         }
         if let Some(source) = &drain.source {
+            // What every scan and supervise pass would refuse (before: `ok`, and each pass
+            // exited 78 on it).
+            let refused = crate::sources::resolve_root(drain, source).err();
             match std::fs::read_dir(&source.dir) {
+                Ok(_) if refused.is_some() => {
+                    checks.fail("source", EXIT_CONFIG, refused.map(|error| error.to_string()).unwrap_or_default())
+                }
                 Ok(_) => checks.push(
                     "source",
                     Status::Ok,

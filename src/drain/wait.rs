@@ -64,7 +64,8 @@ impl Pass<'_> {
         }
         if let Some(closes) = self.window_closes_by(until, now) {
             return format!(
-                "; the reset is at or after the window's close ({}): the pass does not hold its slot until then",
+                "; the backoff (the reset and its margin) ends at or after the window's close ({}): the pass does not \
+                 hold its slot until then",
                 crate::output::local_time(closes, self.config.defaults.timezone)
             );
         }

@@ -347,9 +347,13 @@ fn snapshot_failed(
     if let Err(interruption) = interrupted.check(client, outbox, clock, "it read the drains' state") {
         return interruption;
     }
-    let mut error = error
-        .context("supervise: could not read the drains' state")
-        .noted("the pass decided nothing; the next pass tries again");
+    // A missing privilege or a schema of another application stays until someone acts.
+    let lasts = matches!(error, Error::Config(_) | Error::Internal(_));
+    let mut error = error.context("supervise: could not read the drains' state").noted(if lasts {
+        "the pass decided nothing, and no pass can until that is fixed"
+    } else {
+        "the pass decided nothing; the next pass tries again"
+    });
     if interrupted.dry_run {
         return error;
     }
@@ -359,8 +363,13 @@ fn snapshot_failed(
         (!client.is_closed()).then(|| crate::db::events::record_event(client, outbox, &event, clock.now()));
     match recorded {
         Some(Ok(())) => {}
+        // One line says both (docs/exit-codes.md): what kept the pass from reading, and that
+        // its event could not be recorded either (most often for the same cause).
         Some(Err(record)) if !client.is_closed() => {
-            log::error!("could not record event {} ({}): {record}", event.kind, event.message)
+            error = error.noted(&format!(
+                "no supervise_error event could be recorded either ({})",
+                record.display_scrubbed().split(": ").take(2).collect::<Vec<_>>().join(": ")
+            ))
         }
         // The failure was the session ending: one line says both.
         _ => error = error.noted("no supervise_error event could be recorded: the session had ended"),

@@ -911,6 +911,17 @@ fn doctor_fails_a_role_that_may_only_read_drainctls_tables() {
     // A dry run reads only (before: exit 78, "permission denied for table attempts").
     let dry = fixture.drainctl(&["prune", "--dry-run"]).env("DRAINCTL_DATABASE_URL", &reader).run();
     dry.assert_code(0);
+    // supervise says it in one line, without promising that the next pass will do better
+    // (before: two lines, the second "the next pass tries again").
+    let pass = fixture.drainctl(&["supervise"]).env("DRAINCTL_DATABASE_URL", &reader).run();
+    pass.assert_code(78);
+    assert_eq!(pass.stderr.lines().count(), 1, "{}", pass.stderr);
+    assert!(
+        pass.stderr.contains("the pass decided nothing, and no pass can until that is fixed")
+            && pass.stderr.contains("no supervise_error event could be recorded either (database error: permission denied for table"),
+        "{}",
+        pass.stderr
+    );
     // Only what it lacks is named: a grant of all but DELETE on events.
     owned
         .batch_execute(&format!(

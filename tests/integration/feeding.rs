@@ -154,6 +154,31 @@ fn a_scan_enqueues_new_files_once_and_hashes_only_what_changed() {
 }
 
 #[test]
+fn a_source_dir_that_resolves_to_a_folder_whose_name_is_not_utf8_fails_doctor_as_it_fails_every_scan() {
+    use std::os::unix::ffi::OsStrExt;
+    let fixture = Fixture::new(&source_config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // `data` is a link (a release's `current`) to a folder whose name is Latin-1.
+    let target = fixture.dir.path().join(std::ffi::OsStr::from_bytes(b"rel\xe9ase"));
+    fs::create_dir_all(target.join("alice")).unwrap();
+    fs::write(target.join("alice/a.jsonl"), "{}\n").unwrap();
+    std::os::unix::fs::symlink(&target, fixture.path("data")).unwrap();
+    let scanned = fixture.drainctl(&["scan", "sessions"]).run();
+    scanned.assert_code(78);
+    // It exists: not "create it".
+    assert!(
+        scanned.stderr.contains("whose name is not valid UTF-8 (item keys are): rename that folder")
+            && !scanned.stderr.contains("create it"),
+        "{}",
+        scanned.stderr
+    );
+    // Before: `ok source: … is readable`, exit 0.
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(78);
+    assert!(doctor.stdout.contains("whose name is not valid UTF-8"), "{}", doctor.stdout);
+}
+
+#[test]
 fn a_source_dir_changed_to_another_folder_keeps_what_is_the_same_and_runs_what_differs() {
     let fixture = Fixture::new(&source_config(""), NOW);
     write(&fixture, "a/done.jsonl", "done\n");

@@ -1705,9 +1705,9 @@ fn metrics_tell_a_drain_waiting_for_its_window_and_a_pass_that_failed_and_doctor
     let mut client = fixture.client();
     client
         .execute(
-            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status, finished_at)
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status, finished_at, items_done)
              VALUES ('cadenced', 'supervisor', 'h', 1, '2026-11-27T09:00:00Z', '2026-11-27T09:00:00Z', 'drained',
-                     '2026-11-27T09:01:00Z')",
+                     '2026-11-27T09:01:00Z', 1)",
             &[],
         )
         .unwrap();

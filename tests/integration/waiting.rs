@@ -427,7 +427,7 @@ fn a_supervise_pass_does_not_wait_for_a_reset_at_or_after_its_windows_close() {
     assert_eq!(json["status"], "rate_limited", "{json}");
     assert!(
         json["note"].as_str().unwrap_or_default().contains(
-            "the reset is at or after the window's close (Fri 2026-11-27 10:00 UTC): the pass does not hold its slot until then"
+            "the backoff (the reset and its margin) ends at or after the window's close (Fri 2026-11-27 10:00 UTC): the pass does not hold its slot until then"
         ),
         "{json}"
     );
