@@ -176,11 +176,18 @@ impl Pass<'_> {
             // (docs/operations.md, "When the database goes away").
             let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);
             let ended = match &result {
+                // Stopped by the pass's own SIGTERM or SIGINT, not ended by itself.
+                Ok((report, _)) if report.stop_reason == Some(StopReason::Interrupted) => format!(
+                    "item {}'s worker was stopped, as the pass was, while the database was away (it had printed \
+                     {} bytes): its attempt was not recorded; {again}",
+                    item.key,
+                    report.stdout.len().max(report.stdout_tail.len()),
+                ),
                 Ok((report, _)) => format!(
                     "item {}'s worker ended ({} bytes of output) while the database was away: its outcome \
                      was not recorded and is lost; {again}",
                     item.key,
-                    report.stdout_tail.len(),
+                    report.stdout.len().max(report.stdout_tail.len()),
                 ),
                 Err(_) => again,
             };
