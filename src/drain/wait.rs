@@ -15,6 +15,16 @@ use super::{Pass, Stop};
 const WAIT_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 const WAIT_POLL_MIN: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// What tells that the configuration file was changed (rewritten, replaced or touched):
+/// its modification time, size and inode; None without a file, or when it cannot be read.
+fn config_file_stamp(path: Option<&std::path::Path>) -> Option<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    // A descriptor's text (`--config /dev/stdin`) was read once: nothing to compare.
+    let path = path.filter(|path| !crate::config::leads_through_a_descriptor(path))?;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
 impl Pass<'_> {
     /// The longest a pass waits inside itself for its quota group's reset.
     fn max_wait(&self) -> std::time::Duration {
@@ -105,8 +115,23 @@ impl Pass<'_> {
         log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
         let reason = format!("waiting for the reset: {why}");
         let entered = self.clock.now();
+        let config_as_read = config_file_stamp(self.config.path.as_deref());
         loop {
             let now = self.clock.now();
+            // The drain moved to another group, its group gained an account: the reset
+            // waited for may be none of its business any more, and `status` already shows
+            // the new settings. The pass gives its slot back; the next one reads them.
+            if config_as_read.is_some() && config_file_stamp(self.config.path.as_deref()) != config_as_read {
+                let cleared =
+                    runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+                if let Err(error) = cleared {
+                    log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
+                }
+                return Ok(Some(Stop::normal(
+                    RunStatus::RateLimited,
+                    format!("the configuration changed while the pass waited for the reset ({why}): the next pass reads it"),
+                )));
+            }
             if now + crate::clock::WENT_BACK_TOLERANCE < entered {
                 // The wait was counted on a clock that ran ahead: waiting on would last
                 // until it caught up. The next supervise pass counts the backoff from its

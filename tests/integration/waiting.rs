@@ -170,6 +170,25 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     assert!(result.stderr.contains("while waiting for the reset"), "{}", result.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
 
+    // The configuration changed under it (the drain moved to another group, its group
+    // gained an account): the pass gives its slot back (before: it waited on for a reset
+    // that was none of its business, while `status` showed the new settings).
+    let (fixture, pass) = waiting_pass("", &["drain", "docs", "--json"]);
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    fixture.write_config(&format!("{text}quota_group = \"free\"\n"));
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(json["status"], "rate_limited", "{json}");
+    assert!(
+        json["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the configuration changed while the pass waited for the reset"),
+        "{json}"
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
+
     // A burst turned off while the window is closed: a burst pass stops.
     let closed_window = "window = { days = \"*\", from = \"00:00\", to = \"01:00\" }\n";
     let fixture = Fixture::new(&config(closed_window), NOW);
