@@ -352,6 +352,18 @@ impl Pass<'_> {
                 ),
                 None => format!("interrupted while running item {}", item.key),
             };
+            // A limit the client printed before it was stopped (waiting for its own retry)
+            // is recorded all the same, its attempt given back as a hit's: the next pass
+            // must not call the vendor inside the window it announced.
+            if let Outcome::QuotaHit(hit) = &outcome {
+                self.settle_quota_hit(item, account, hit, exit_code(report.exit), now)?;
+                let note = format!("{note} (its quota hit is recorded: {})", hit.matched_line);
+                return Ok(ItemEnd::Stop(Stop {
+                    status: RunStatus::Failed,
+                    note,
+                    exit_code: EXIT_TEMPORARY,
+                }));
+            }
             self.release(item, AttemptOutcome::Interrupted, &note, now)?;
             return Ok(ItemEnd::Stop(Stop { status: RunStatus::Failed, note, exit_code: EXIT_TEMPORARY }));
         }

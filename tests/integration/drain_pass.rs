@@ -951,6 +951,38 @@ fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
 }
 
 #[test]
+fn sigterm_while_a_client_waits_for_its_own_retry_records_the_limit_it_printed() {
+    let fixture = Fixture::new(&config("quota_profile = \"http\"\n"), NOW);
+    let started = fixture.path("started");
+    fixture.enqueue(
+        "docs",
+        &[(
+            "r30".into(),
+            steps(json!([
+                { "err": "Error: got status 429 Too Many Requests from the API." },
+                { "err": "Retrying in 30s" },
+                { "touch": started },
+                { "sleep": 30 },
+                { "out": "ok" }
+            ])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the client to wait for its retry", Duration::from_secs(20), || started.exists());
+    // The pass has read the limit once the worker is past it; give it a beat.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    // Before: the 429 was dropped with the attempt, and the next pass called the vendor
+    // again at once, inside the window the client announced.
+    assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
+    let (state, attempts, _) = fixture.item("docs", "r30");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+}
+
+#[test]
 fn the_worker_gets_payload_on_stdin_and_the_drain_environment() {
     let fixture = Fixture::new(&config("env = { EXTRA = \"yes\" }\n"), NOW);
     fixture.enqueue(
