@@ -587,7 +587,8 @@ fn check_writable(checks: &mut Checks, client: &mut postgres::Client) -> Option<
                 crate::error::EXIT_UNAVAILABLE,
                 format!(
                     "the database is read-only ({why}): every command that writes (enqueue, drain, supervise, \
-                     pause, burst, retry, discard, prune) exits 69; point the database URL at the primary"
+                     pause, burst, retry, discard, prune) exits 69; {}",
+                    crate::db::read_only_fix(why)
                 ),
             );
             Some(false)

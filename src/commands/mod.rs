@@ -101,7 +101,8 @@ impl Opening<'_> {
         if self.writes {
             if let Some(why) = crate::db::read_only_reason(&mut ctx.client)? {
                 return Err(crate::error::Error::Unavailable(format!(
-                    "the database is read-only ({why}); nothing was done: point the database URL at the primary"
+                    "the database is read-only ({why}); nothing was done: {}",
+                    crate::db::read_only_fix(why)
                 )));
             }
         }

@@ -229,7 +229,12 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             other => other.to_string(),
         };
         // No server answered at all (refused, no route, a name that does not resolve).
-        let hint = if detail.contains("error connecting to server") {
+        // target_session_attrs=read-write found servers, none taking writes (a failover
+        // under way, standbys only): they run.
+        let hint = if detail.contains("does not allow writes") {
+            "; every host of the URL answered, none takes writes now (standbys, or a failover under way): \
+             the primary's address belongs in the URL; a promoted standby takes writes once promoted"
+        } else if detail.contains("error connecting to server") {
             "; check that the server runs and that the URL's host and port are its own"
         } else if detail.contains("server does not support TLS") {
             // It answered: it (or the pooler in front of it) takes no TLS, and sslmode
@@ -377,6 +382,17 @@ fn unsupported_libpq_option(url: &str) -> Option<&'static str> {
 
 /// Why the session cannot write, if it cannot: a standby in recovery (before its
 /// promotion, after a failover), or `default_transaction_read_only = on`.
+/// What to do about a database [`read_only_reason`] found read-only (`why`): a standby's
+/// address is the wrong one; a primary set read-only is fixed where it was set.
+pub fn read_only_fix(why: &str) -> &'static str {
+    if why.starts_with("default_transaction_read_only") {
+        "turn it off where it was set (ALTER DATABASE or ALTER ROLE … RESET default_transaction_read_only, or \
+         postgresql.conf), or point the database URL at a server that takes writes"
+    } else {
+        "point the database URL at the primary"
+    }
+}
+
 pub fn read_only_reason(client: &mut impl GenericClient) -> Result<Option<&'static str>> {
     let row = client
         .query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[])?;

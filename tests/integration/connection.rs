@@ -476,7 +476,7 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
     result.assert_code(69);
     assert!(
         result.stderr.contains("the database is read-only")
-            && result.stderr.contains("point the database URL at the primary"),
+            && result.stderr.contains("turn it off where it was set"),
         "{}",
         result.stderr
     );
@@ -505,11 +505,26 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
         refused.assert_code(69);
         assert_eq!(
             refused.stderr,
-            "drainctl: the database is read-only (default_transaction_read_only = on); nothing was done: point the \
-             database URL at the primary\n",
+            // The fix is where it was set, not another address (before: "point the
+            // database URL at the primary", which it already was).
+            "drainctl: the database is read-only (default_transaction_read_only = on); nothing was done: turn it \
+             off where it was set (ALTER DATABASE or ALTER ROLE … RESET default_transaction_read_only, or \
+             postgresql.conf), or point the database URL at a server that takes writes\n",
             "{args:?}"
         );
     }
+    // Asked for a session that writes (`target_session_attrs=read-write`, for failovers),
+    // the driver finds none: it runs, so not "check that the server runs".
+    let separator = if fixture.db.url.contains('?') { '&' } else { '?' };
+    let writes_only = format!("{}{separator}target_session_attrs=read-write", fixture.db.url);
+    let refused = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &writes_only).run();
+    refused.assert_code(69);
+    assert!(
+        refused.stderr.contains("every host of the URL answered, none takes writes now")
+            && !refused.stderr.contains("check that the server runs"),
+        "{}",
+        refused.stderr
+    );
     // prune's dry run too (before: exit 69, "cannot execute SELECT in a read-only transaction").
     for args in [
         &["status"][..],
