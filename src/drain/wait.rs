@@ -111,6 +111,14 @@ impl Pass<'_> {
         self.idle_seconds += (self.clock.now() - since).to_std().unwrap_or_default().as_secs_f64();
     }
 
+    /// The run no longer waits (`waiting_until` cleared); a failure to say so is logged.
+    fn clear_waiting_mark(&mut self, now: DateTime<Utc>) {
+        let cleared = runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+        if let Err(error) = cleared {
+            log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
+        }
+    }
+
     fn wait_until_the_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
         log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
         let reason = format!("waiting for the reset: {why}");
@@ -122,11 +130,7 @@ impl Pass<'_> {
             // waited for may be none of its business any more, and `status` already shows
             // the new settings. The pass gives its slot back; the next one reads them.
             if config_as_read.is_some() && config_file_stamp(self.config.path.as_deref()) != config_as_read {
-                let cleared =
-                    runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
-                if let Err(error) = cleared {
-                    log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
-                }
+                self.clear_waiting_mark(now);
                 return Ok(Some(Stop::normal(
                     RunStatus::RateLimited,
                     format!("the configuration changed while the pass waited for the reset ({why}): the next pass reads it"),
@@ -136,11 +140,7 @@ impl Pass<'_> {
                 // The wait was counted on a clock that ran ahead: waiting on would last
                 // until it caught up. The next supervise pass counts the backoff from its
                 // own time (docs/rate-limits.md, "Backoff").
-                let cleared =
-                    runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
-                if let Err(error) = cleared {
-                    log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
-                }
+                self.clear_waiting_mark(now);
                 return Ok(Some(Stop::normal(
                     RunStatus::RateLimited,
                     format!(
@@ -182,11 +182,7 @@ impl Pass<'_> {
             if let Some(stop) =
                 self.reason_to_stop(controls, now).filter(|stop| stop.status != RunStatus::Budget)
             {
-                let waiting_cleared =
-                    runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
-                if let Err(error) = waiting_cleared {
-                    log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
-                }
+                self.clear_waiting_mark(now);
                 return Ok(Some(stop));
             }
             if is_over {
