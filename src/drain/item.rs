@@ -795,7 +795,7 @@ fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutco
         ),
         (Some(StopReason::OutputHeld), _) => (
             AttemptOutcome::Transient,
-            "the worker exited, but a process it left still held its stdout, silent for 2s, and was killed: \
+            "the worker exited, but a process it left still held its stdout, silent since, and was killed: \
              its answer may be cut, so it was not kept (a process a worker leaves running must not hold its \
              stdout: redirect it, >/dev/null)"
                 .to_string(),

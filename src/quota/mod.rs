@@ -308,7 +308,13 @@ impl Classifier {
         // Whether the output is itself an error object: judged on stdout, or on stderr
         // when stdout is empty.
         let stdout_is_empty = stdout_lines.iter().all(|line| line.text.is_empty());
-        let verdict = error_verdict(if stdout_is_empty { &stderr_lines } else { &stdout_lines }, failed);
+        // Prose beside an error object makes it an answer's content only in an answer: on
+        // stdout (a client's stderr beside no answer has notes of its own, gemini-cli's
+        // `Ripgrep is not available.`).
+        let verdict = error_verdict(
+            if stdout_is_empty { &stderr_lines } else { &stdout_lines },
+            failed || stdout_is_empty,
+        );
         let output_is_error = verdict == ErrorVerdict::Error;
         let stdout_has_result = !failed
             && !output_is_error
@@ -494,7 +500,7 @@ impl Classifier {
                 let needs_shape =
                     strict && matches!(matched.kind, HitKind::Message | HitKind::Status | HitKind::Token);
                 // A limit message is the whole of a short output, or its last line.
-                let stands_alone = content_lines <= 1 || last_content_line == Some(last_line);
+                let stands_alone = content_lines <= 5 || last_content_line == Some(last_line);
                 if needs_shape
                     && !looks_like_limit_message(
                         &text,
@@ -913,18 +919,37 @@ fn quoted_in_a_sentence(text: &str) -> bool {
     words_before >= 3 && text[end + 1..].chars().any(char::is_alphabetic)
 }
 
-/// Whether `lines` (of a run that `failed` or exited 0) are an error object.
-fn error_verdict(lines: &[Line], failed: bool) -> ErrorVerdict {
+/// A line of an answer's prose: it opens with a letter and is no JSON, no error object, no
+/// label or header (`Error: …`, `Retry-After: 30`), no limit or retry wording and no
+/// client's noise.
+fn is_prose(text: &str) -> bool {
+    let text = text.trim();
+    text.chars().next().is_some_and(char::is_alphabetic)
+        && !ERROR_OBJECT.is_match(text)
+        && !LABEL.is_match(text)
+        && !patterns::LIMIT_OR_RESET_HINT.is_match(text.as_bytes())
+        && !crate::drain::is_noise(text)
+}
+
+/// `Error: …`, `Retry-After: 30`, `HTTP/1.1 429`: a label or a header opening a line.
+static LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    patterns::compile(r"^(?:[A-Za-z][A-Za-z0-9_-]*(?: [A-Za-z]+)?:\s|HTTP/[0-9])")
+});
+
+/// Whether `lines` are an error object; `whatever_else`: whatever else they hold (a run
+/// that failed, or output that is no answer), else only when they hold no prose.
+fn error_verdict(lines: &[Line], whatever_else: bool) -> ErrorVerdict {
     // A client's notice of a retry it is making is not the run's verdict.
     let worker_lines = || {
         lines.iter().filter(|line| {
             line.origin == Origin::Worker && !line.text.is_empty() && !is_countdown(&line.text)
         })
     };
-    // A run that exited 0 printed an error object only when that is all it printed: one
-    // line among an answer's (`API Error: 401 …` quoted in a text answer, an error object
-    // a model wrote) is the answer's content (docs/rate-limits.md, "Access refused").
-    let is_all_it_printed = failed || worker_lines().count() == 1;
+    // A run that exited 0 printed an error object only when that is all it printed — on
+    // one line or several (pretty-printed JSON, an event stream): beside a line of prose
+    // (`API Error: 401 …` quoted in a text answer, an error object a model wrote) it is
+    // the answer's content (docs/rate-limits.md, "Access refused").
+    let is_all_it_printed = whatever_else || !worker_lines().any(|line| is_prose(&line.text));
     if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
         ErrorVerdict::Error
     } else if worker_lines().any(|line| {
@@ -1491,7 +1516,6 @@ mod tests {
             "API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"OAuth token has expired.\"}}\n\nThe line above is what the customer saw.\n",
             "Summary of the ticket.\n{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n",
             "Summary.\nAPI Error: 400 {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Your credit balance is too low to access the Anthropic API.\"}}\n",
-            "API Error: 429 Claude AI usage limit reached|1796569559\nThe customer saw this message on Monday.\n",
         ] {
             assert_eq!(classify(Claude, answer.as_bytes(), b"", Some(0)), Outcome::Other, "{answer}");
         }
@@ -1503,6 +1527,62 @@ mod tests {
         ));
         let limit = "Claude AI usage limit reached|1796569559\n";
         assert!(matches!(classify(Claude, limit.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
+        // An error object over several lines is all the run printed too (a wrapper's `| tee`
+        // makes the exit 0): pretty-printed, or a client's event stream. Before the fix of
+        // this change's first version: read as an answer, the item done with the error.
+        let pretty = "{\n  \"error\": {\n    \"message\": \"You exceeded your current quota, please check your plan and billing details.\",\n    \"type\": \"insufficient_quota\",\n    \"code\": \"insufficient_quota\"\n  }\n}\n";
+        assert!(matches!(classify(OpenAi, pretty.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
+        let pretty_auth = "{\n  \"type\": \"error\",\n  \"error\": {\"type\": \"authentication_error\", \"message\": \"invalid x-api-key\"}\n}\n";
+        assert!(matches!(
+            classify(Claude, pretty_auth.as_bytes(), b"", Some(0)),
+            Outcome::QuotaHit(QuotaHit { access_refused: true, .. })
+        ));
+        // A limit message with a client's hint line after it (short output) is the client's.
+        let hinted =
+            "You've hit your 5-hour limit · resets 7am (UTC)\n/upgrade to increase your usage limit.\n";
+        assert!(matches!(classify(Claude, hinted.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
+    }
+
+    #[test]
+    fn every_json_fixture_of_a_real_client_reads_the_same_when_a_wrapper_makes_its_exit_0() {
+        // `client … | tee log` exits 0: the client's JSON errors, on stdout or on stderr
+        // beside no answer, are still all it printed.
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-clients");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&fixtures).unwrap() {
+            let folder = entry.unwrap().path();
+            let name = folder.file_name().unwrap().to_string_lossy().to_string();
+            // A client that announces a long retry is stopped for it and read as failed,
+            // whatever its exit (see `client_wait_hit`).
+            if !(name.starts_with("codex-json-") || name.starts_with("gemini-json-"))
+                || name.contains("long-retry")
+            {
+                continue;
+            }
+            let profile = if name.starts_with("codex") { OpenAi } else { Gemini };
+            let meta = std::fs::read_to_string(folder.join("meta.toml")).unwrap();
+            let code: i32 = meta
+                .lines()
+                .find_map(|line| line.strip_prefix("exit_code"))
+                .and_then(|rest| rest.trim_start_matches([' ', '=']).trim().parse().ok())
+                .unwrap_or(1);
+            let (stdout, stderr) = (
+                std::fs::read(folder.join("stdout")).unwrap(),
+                std::fs::read(folder.join("stderr")).unwrap(),
+            );
+            let kind = |outcome: Outcome| match outcome {
+                Outcome::QuotaHit(hit) => format!("hit {}", hit.access_refused),
+                Outcome::ServerError { .. } => "server".to_string(),
+                other => format!("{other:?}"),
+            };
+            let as_run = kind(classify(profile, &stdout, &stderr, Some(code)));
+            let wrapped = kind(classify(profile, &stdout, &stderr, Some(0)));
+            if as_run.starts_with("hit") || as_run == "server" {
+                assert_eq!(wrapped, as_run, "{name}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "{checked} fixtures checked");
     }
 
     #[test]

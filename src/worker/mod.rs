@@ -708,15 +708,18 @@ fn supervise(
             // no more than their end): the answer may be cut — a post-processor that
             // writes only at the end, a helper that paused (docs/worker-contract.md). One
             // that wrote on stderr meanwhile is a heartbeat left running, no result.
-            let heartbeat = capture.last_stderr_at.is_some_and(|at| at > exited_at);
+            // An answer that ends inside a line is cut, whoever writes on stderr.
+            let heartbeat = capture.last_stderr_at.is_some_and(|at| at > exited_at)
+                && capture.stdout_tail.bytes.last().is_none_or(|byte| *byte == b'\n');
             let stdout_held_after_the_wait = holds_output
                 && !is_first_look
                 && !heartbeat
                 && now >= until
                 && pipes.open_streams().any(|stream| stream == Stream::Stdout);
             if stdout_held_after_the_wait && stop_reason.is_none() {
-                stop_reason =
-                    Some(if now >= quiet_until { StopReason::OutputHeld } else { StopReason::TimedOut });
+                // Silent since the worker's exit: what holds stdout is the cause, whether
+                // the wait ended at the item's timeout or after 2 s.
+                stop_reason = Some(StopReason::OutputHeld);
             }
             if awaits_leftovers || awaits_leftover_output {
                 pipes.close_stdin();
@@ -1554,6 +1557,25 @@ mod tests {
             item_timeout: Duration::from_secs(30),
             ..spec_with(argv, None)
         }
+    }
+
+    #[test]
+    fn a_leftover_holding_stdout_fails_the_answer_when_it_ends_mid_line_or_the_timeout_comes_first() {
+        // Progress on stderr, half an answer on stdout: no heartbeat (before: done with
+        // `{"answer": `).
+        let argv = shell(
+            "printf '{\"answer\": '; ( for i in 1 2 3 4 5 6 7 8; do echo progress >&2; sleep 0.5; done; \
+             echo '\"complete\"}' ) & exit 0",
+        );
+        let spec = WorkerSpec { item_timeout: Duration::from_secs(20), ..roomy(&argv, b"") };
+        let report = run_worker(&spec, &mut Silent).expect("spawn");
+        assert_eq!(report.stop_reason, Some(StopReason::OutputHeld));
+        // Done in time, a silent leftover holding stdout at the timeout: that is the cause
+        // said (before: "timed out").
+        let argv = shell("echo answer; ( sleep 30 ) & exit 0");
+        let spec = WorkerSpec { item_timeout: Duration::from_secs(1), ..roomy(&argv, b"") };
+        let report = run_worker(&spec, &mut Silent).expect("spawn");
+        assert_eq!(report.stop_reason, Some(StopReason::OutputHeld));
     }
 
     #[test]

@@ -577,7 +577,14 @@ mod tests {
     fn read_stat_reads_a_whole_line_and_nothing_else() {
         let own = Path::new("/proc/self/stat");
         let whole = std::fs::read_to_string(own).expect("/proc/self/stat");
-        assert_eq!(read_stat(own), parse_stat(&whole), "this process's own stat line");
+        // Its state may change between the two reads (running, sleeping): the rest may not.
+        let same_state =
+            |fields: Option<StatFields>| fields.map(|fields| StatFields { state: 'R', ..fields });
+        assert_eq!(
+            same_state(read_stat(own)),
+            same_state(parse_stat(&whole)),
+            "this process's own stat line"
+        );
         let tail = "34816 123 4194560 100 0 0 0 1 2 0 0 20 0 1 0";
         let line = format!("77 (a b) c)) R 1 70 70 {tail} 42 1000 200");
         let folder = tempfile::tempdir().expect("temporary folder");

@@ -630,7 +630,7 @@ fn an_answer_whose_stdout_a_silent_leftover_still_held_is_not_kept_and_one_outsi
         error
             .as_deref()
             .unwrap_or_default()
-            .contains("a process it left still held its stdout, silent for 2s"),
+            .contains("a process it left still held its stdout, silent since, and was killed"),
         "{error:?}"
     );
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'a' AND result IS NOT NULL"), 0);
