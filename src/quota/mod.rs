@@ -193,7 +193,6 @@ impl QuotaHit {
 const MIN_ECHOED_CHARS: usize = 12;
 
 /// The lines of a worker's `input` a client may echo, cleaned as its output is.
-/// The lines of a worker's `input` a client may echo, cleaned as its output is.
 fn echoed_lines(input: &[u8]) -> std::collections::HashSet<String> {
     clean_lines(input)
         .into_iter()
@@ -1510,8 +1509,8 @@ mod tests {
     }
 
     #[test]
-    fn an_error_object_or_a_limit_among_the_lines_of_an_answer_that_exited_0_is_its_text() {
-        // Before: parked the group (access refused, a spent balance) or backed it off a week.
+    fn an_error_object_beside_prose_in_an_answer_that_exited_0_is_its_text() {
+        // Before: parked the group (access refused, a spent balance).
         for answer in [
             "API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"OAuth token has expired.\"}}\n\nThe line above is what the customer saw.\n",
             "Summary of the ticket.\n{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n",
