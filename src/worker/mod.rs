@@ -173,7 +173,8 @@ pub enum StopReason {
     /// The client announced it would wait this long before retrying by itself.
     ClientWaits(Duration),
     /// The worker exited, but a process it left still held its stdout, silent for
-    /// `LEFTOVER_OUTPUT_WAIT`, and was killed: the answer may be cut.
+    /// `LEFTOVER_OUTPUT_WAIT` or until the item's timeout, and was killed: the answer may
+    /// be cut.
     OutputHeld,
 }
 
