@@ -307,13 +307,7 @@ impl Classifier {
         // Whether the output is itself an error object: judged on stdout, or on stderr
         // when stdout is empty.
         let stdout_is_empty = stdout_lines.iter().all(|line| line.text.is_empty());
-        // Prose beside an error object makes it an answer's content only in an answer: on
-        // stdout (a client's stderr beside no answer has notes of its own, gemini-cli's
-        // `Ripgrep is not available.`).
-        let verdict = error_verdict(
-            if stdout_is_empty { &stderr_lines } else { &stdout_lines },
-            failed || stdout_is_empty,
-        );
+        let verdict = error_verdict(if stdout_is_empty { &stderr_lines } else { &stdout_lines });
         let output_is_error = verdict == ErrorVerdict::Error;
         let stdout_has_result = !failed
             && !output_is_error
@@ -918,37 +912,13 @@ fn quoted_in_a_sentence(text: &str) -> bool {
     words_before >= 3 && text[end + 1..].chars().any(char::is_alphabetic)
 }
 
-/// A line of an answer's prose: it opens with a letter and is no JSON, no error object, no
-/// label or header (`Error: …`, `Retry-After: 30`), no limit or retry wording and no
-/// client's noise.
-fn is_prose(text: &str) -> bool {
-    let text = text.trim();
-    text.chars().next().is_some_and(char::is_alphabetic)
-        && !ERROR_OBJECT.is_match(text)
-        && !LABEL.is_match(text)
-        && !patterns::LIMIT_OR_RESET_HINT.is_match(text.as_bytes())
-        && !crate::drain::is_noise(text)
-}
-
-/// `Error: …`, `Retry-After: 30`, `HTTP/1.1 429`: a label or a header opening a line.
-static LABEL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-    patterns::compile(r"^(?:[A-Za-z][A-Za-z0-9_-]*(?: [A-Za-z]+)?:\s|HTTP/[0-9])")
-});
-
-/// Whether `lines` are an error object; `whatever_else`: whatever else they hold (a run
-/// that failed, or output that is no answer), else only when they hold no prose.
-fn error_verdict(lines: &[Line], whatever_else: bool) -> ErrorVerdict {
+fn error_verdict(lines: &[Line]) -> ErrorVerdict {
     // A client's notice of a retry it is making is not the run's verdict.
     let worker_lines = || {
         lines.iter().filter(|line| {
             line.origin == Origin::Worker && !line.text.is_empty() && !is_countdown(&line.text)
         })
     };
-    // A run that exited 0 printed an error object only when that is all it printed — on
-    // one line or several (pretty-printed JSON, an event stream): beside a line of prose
-    // (`API Error: 401 …` quoted in a text answer, an error object a model wrote) it is
-    // the answer's content (docs/rate-limits.md, "Access refused").
-    let is_all_it_printed = whatever_else || !worker_lines().any(|line| is_prose(&line.text));
     if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
         ErrorVerdict::Error
     } else if worker_lines().any(|line| {
@@ -957,8 +927,8 @@ fn error_verdict(lines: &[Line], whatever_else: bool) -> ErrorVerdict {
             || RESULT_STATUS_SUCCESS.is_match(&line.text)
     }) {
         ErrorVerdict::Success
-    } else if is_all_it_printed
-        && worker_lines().any(|line| ERROR_OBJECT.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
+    } else if worker_lines()
+        .any(|line| ERROR_OBJECT.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
     {
         ErrorVerdict::Error
     } else {
@@ -1509,16 +1479,9 @@ mod tests {
     }
 
     #[test]
-    fn an_error_object_beside_prose_in_an_answer_that_exited_0_is_its_text() {
-        // Before: parked the group (access refused, a spent balance).
-        for answer in [
-            "API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"OAuth token has expired.\"}}\n\nThe line above is what the customer saw.\n",
-            "Summary of the ticket.\n{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}\n",
-            "Summary.\nAPI Error: 400 {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Your credit balance is too low to access the Anthropic API.\"}}\n",
-        ] {
-            assert_eq!(classify(Claude, answer.as_bytes(), b"", Some(0)), Outcome::Other, "{answer}");
-        }
-        // The whole output an error object, or a limit message alone: as before.
+    fn an_error_object_on_one_line_or_several_counts_in_a_run_a_wrapper_made_exit_0() {
+        // `client … | tee log` exits 0 whatever the client did: its error, on one line or
+        // pretty-printed over several, with a wrapper's line after it, is still its error.
         let alone = "API Error: 401 {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"OAuth token has expired.\"}}\n";
         assert!(matches!(
             classify(Claude, alone.as_bytes(), b"", Some(0)),
@@ -1526,11 +1489,10 @@ mod tests {
         ));
         let limit = "Claude AI usage limit reached|1796569559\n";
         assert!(matches!(classify(Claude, limit.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
-        // An error object over several lines is all the run printed too (a wrapper's `| tee`
-        // makes the exit 0): pretty-printed, or a client's event stream. Before the fix of
-        // this change's first version: read as an answer, the item done with the error.
         let pretty = "{\n  \"error\": {\n    \"message\": \"You exceeded your current quota, please check your plan and billing details.\",\n    \"type\": \"insufficient_quota\",\n    \"code\": \"insufficient_quota\"\n  }\n}\n";
         assert!(matches!(classify(OpenAi, pretty.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
+        let wrapped = format!("{pretty}worker finished\n");
+        assert!(matches!(classify(OpenAi, wrapped.as_bytes(), b"", Some(0)), Outcome::QuotaHit(_)));
         let pretty_auth = "{\n  \"type\": \"error\",\n  \"error\": {\"type\": \"authentication_error\", \"message\": \"invalid x-api-key\"}\n}\n";
         assert!(matches!(
             classify(Claude, pretty_auth.as_bytes(), b"", Some(0)),
