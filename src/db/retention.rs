@@ -21,18 +21,39 @@ pub struct Batch {
     pub related: i64,
 }
 
-/// One batch statement of this file, in three parts (`$1` the horizon, `$2` the limit):
-/// the query that picks the `candidates`, the data-modifying CTEs that delete them
-/// (ending in `gone`, one row per deleted row), and the expression that counts their
-/// related rows.
+/// One batch statement of this file, whole (`$1` the horizon, `$2` the limit), as a real
+/// batch and as a dry run: each selects (candidates, deleted, related).
 struct BatchStatement {
-    candidates: &'static str,
-    deletes: &'static str,
-    related: &'static str,
+    real: &'static str,
+    dry_run: &'static str,
 }
 
-/// Run `statement` as a real batch, or as a dry run that leaves its deletes out; it
-/// selects (candidates, deleted, related).
+/// A [`BatchStatement`] from its three parts, joined at compile time: the query that picks
+/// the `candidates`, the data-modifying CTEs that delete them (ending in `gone`, one row
+/// per deleted row), and the expression that counts their related rows. The dry run
+/// leaves the deletes out, so it only reads.
+macro_rules! batch_statement {
+    (candidates: $candidates:expr, deletes: $deletes:expr, related: $related:expr $(,)?) => {
+        BatchStatement {
+            real: concat!(
+                "WITH candidates AS (",
+                $candidates,
+                "), ",
+                $deletes,
+                " SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), ",
+                $related
+            ),
+            dry_run: concat!(
+                "WITH candidates AS (",
+                $candidates,
+                ") SELECT (SELECT count(*) FROM candidates), 0::bigint, ",
+                $related
+            ),
+        }
+    };
+}
+
+/// Run `statement` as a real batch, or as a dry run.
 fn run_batch(
     client: &mut impl GenericClient,
     statement: &BatchStatement,
@@ -40,16 +61,8 @@ fn run_batch(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    let BatchStatement { candidates, deletes, related } = statement;
-    let sql = if dry_run {
-        format!("WITH candidates AS ({candidates}) SELECT (SELECT count(*) FROM candidates), 0::bigint, {related}")
-    } else {
-        format!(
-            "WITH candidates AS ({candidates}), {deletes} \
-             SELECT (SELECT count(*) FROM candidates), (SELECT count(*) FROM gone), {related}"
-        )
-    };
-    let row = client.query_one(&sql, &[&before, &limit])?;
+    let sql = if dry_run { statement.dry_run } else { statement.real };
+    let row = client.query_one(sql, &[&before, &limit])?;
     Ok(Batch { candidates: row.get(0), deleted: row.get(1), related: row.get(2) })
 }
 
@@ -62,7 +75,7 @@ pub fn prune_runs(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    const STATEMENT: BatchStatement = BatchStatement {
+    const STATEMENT: BatchStatement = batch_statement! {
         candidates: "SELECT r.id FROM runs r
               WHERE r.started_at < $1 AND r.status <> 'running'
                 -- a drain's latest run: its `every` cadence counts from it
@@ -94,7 +107,7 @@ pub fn prune_supervisor_passes(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    const STATEMENT: BatchStatement = BatchStatement {
+    const STATEMENT: BatchStatement = batch_statement! {
         candidates: "SELECT id FROM supervisor_passes
               WHERE fired_at < $1
                 AND id NOT IN (SELECT id FROM supervisor_passes WHERE status = 'done'
@@ -116,7 +129,7 @@ pub fn prune_events(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    const STATEMENT: BatchStatement = BatchStatement {
+    const STATEMENT: BatchStatement = batch_statement! {
         candidates: "SELECT id FROM events WHERE at < $1 ORDER BY at, id LIMIT $2",
         deletes: "gone AS (
              DELETE FROM events WHERE id IN (SELECT id FROM candidates) RETURNING id),
@@ -138,7 +151,7 @@ pub fn prune_done_items(
     limit: i64,
     dry_run: bool,
 ) -> Result<Batch> {
-    const STATEMENT: BatchStatement = BatchStatement {
+    const STATEMENT: BatchStatement = batch_statement! {
         candidates: "SELECT id FROM items
               WHERE state IN ('done', 'skipped_missing') AND finished_at < $1
               ORDER BY finished_at, id

@@ -19,9 +19,7 @@ const WAIT_POLL_MIN: std::time::Duration = std::time::Duration::from_millis(20);
 /// its modification time, size and inode; None without a file, or when it cannot be read.
 fn config_file_stamp(path: Option<&std::path::Path>) -> Option<(std::time::SystemTime, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    // A descriptor's text (`--config /dev/stdin`) was read once: nothing to compare.
-    let path = path.filter(|path| !crate::config::leads_through_a_descriptor(path))?;
-    let metadata = std::fs::metadata(path).ok()?;
+    let metadata = std::fs::metadata(path?).ok()?;
     Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
 }
 
@@ -123,13 +121,16 @@ impl Pass<'_> {
         log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
         let reason = format!("waiting for the reset: {why}");
         let entered = self.clock.now();
-        let config_as_read = config_file_stamp(self.config.path.as_deref());
+        // A descriptor's text (`--config /dev/stdin`) was read once: nothing to compare.
+        let config_path =
+            self.config.path.as_deref().filter(|path| !crate::config::leads_through_a_descriptor(path));
+        let config_as_read = config_file_stamp(config_path);
         loop {
             let now = self.clock.now();
             // The drain moved to another group, its group gained an account: the reset
             // waited for may be none of its business any more, and `status` already shows
             // the new settings. The pass gives its slot back; the next one reads them.
-            if config_as_read.is_some() && config_file_stamp(self.config.path.as_deref()) != config_as_read {
+            if config_as_read.is_some() && config_file_stamp(config_path) != config_as_read {
                 self.clear_waiting_mark(now);
                 return Ok(Some(Stop::normal(
                     RunStatus::RateLimited,

@@ -348,7 +348,7 @@ fn snapshot_failed(
         return interruption;
     }
     // A missing privilege or a schema of another application stays until someone acts.
-    let lasts = matches!(error, Error::Config(_) | Error::Internal(_));
+    let lasts = matches!(error, Error::Config(_));
     let mut error = error.context("supervise: could not read the drains' state").noted(if lasts {
         "the pass decided nothing, and no pass can until that is fixed"
     } else {

@@ -855,6 +855,29 @@ fn cadence_starts_a_drain_at_most_once_per_interval_even_when_every_pass_fails()
     wait_until("the burst pass to fail", Duration::from_secs(30), || failed_runs(&fixture) == 3);
 }
 
+/// Seed a run of `status` started at `at` that took nothing, check that `supervise` starts
+/// the drain all the same, and undo what the started pass did (its run, its attempts, the
+/// item it finished); the seeded run's id.
+fn started_despite(
+    fixture: &Fixture,
+    client: &mut postgres::Client,
+    at: chrono::DateTime<chrono::Utc>,
+    status: &str,
+) -> i64 {
+    let run = seed_run(client, at, Some(at), status, 0, None);
+    assert_eq!(start_decision(&supervise(fixture)).0, "start", "{status}");
+    wait_until("the pass to end", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM runs WHERE status = 'running'") == 0
+    });
+    client
+        .batch_execute(
+            "DELETE FROM attempts; UPDATE items SET state = 'pending', result = NULL, finished_at = NULL",
+        )
+        .unwrap();
+    client.execute("DELETE FROM runs WHERE id > $1", &[&run]).unwrap();
+    run
+}
+
 #[test]
 fn a_pass_that_met_its_group_backing_off_and_took_nothing_costs_no_cadence() {
     let fixture = Fixture::new(&config("every = \"1h\"\n"), NOW);
@@ -862,36 +885,18 @@ fn a_pass_that_met_its_group_backing_off_and_took_nothing_costs_no_cadence() {
     let mut client = fixture.client();
     seed_pending(&mut client, 1);
     seed_run(&mut client, days_before_now(1), Some(days_before_now(1)), "drained", 1, None);
-    // Started 5 minutes ago, it met the group backing off (another drain's hit) before it
-    // claimed anything. Before: it counted, and the drain waited 55 more minutes while its
-    // group's lower-ranking drains took the quota at the reset.
     let empty = at(NOW) - chrono::Duration::minutes(5);
-    // Nor one that yielded to a higher-ranking drain (`drained`) or met a pause
+    // Started 5 minutes ago, it yielded to a higher-ranking drain (`drained`) or met a pause
     // (`window_closed`), taking nothing. Before: each cost the drain its hour.
     for status in ["drained", "window_closed"] {
-        let other = seed_run(&mut client, empty, Some(empty), status, 0, None);
-        assert_eq!(start_decision(&supervise(&fixture)).0, "start", "{status}");
-        wait_until("the pass to end", Duration::from_secs(30), || {
-            fixture.count("SELECT count(*) FROM runs WHERE status = 'running'") == 0
-        });
-        client
-            .batch_execute(
-                "DELETE FROM attempts; UPDATE items SET state = 'pending', result = NULL, finished_at = NULL",
-            )
-            .unwrap();
-        client.execute("DELETE FROM runs WHERE id > $1 OR id = $1", &[&other]).unwrap();
+        let other = started_despite(&fixture, &mut client, empty, status);
+        client.execute("DELETE FROM runs WHERE id = $1", &[&other]).unwrap();
     }
-    let run = seed_run(&mut client, empty, Some(empty), "rate_limited", 0, None);
-    assert_eq!(start_decision(&supervise(&fixture)).0, "start");
-    wait_until("the pass to end", Duration::from_secs(30), || {
-        fixture.count("SELECT count(*) FROM runs WHERE status = 'running'") == 0
-    });
+    // It met the group backing off (another drain's hit) before it claimed anything.
+    // Before: it counted, and the drain waited 55 more minutes while its group's
+    // lower-ranking drains took the quota at the reset.
+    let run = started_despite(&fixture, &mut client, empty, "rate_limited");
     // One that started a worker (its attempt met the limit) counts.
-    client
-        .batch_execute(
-            "DELETE FROM attempts; UPDATE items SET state = 'pending', result = NULL, finished_at = NULL",
-        )
-        .unwrap();
     client.execute("DELETE FROM runs WHERE id <> $1", &[&run]).unwrap();
     client
         .execute(

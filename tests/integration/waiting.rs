@@ -41,6 +41,13 @@ fn enqueue_limited_then_fine(fixture: &Fixture) {
     );
 }
 
+/// The pass `result` (of `drain --json`) ended `rate_limited`, its note saying `said`.
+fn assert_rate_limited_saying(result: &Finished, said: &str) {
+    let json = result.json();
+    assert_eq!(json["status"], "rate_limited", "{json}");
+    assert!(json["note"].as_str().unwrap_or_default().contains(said), "{json}");
+}
+
 fn waiting_until(fixture: &Fixture) -> Option<String> {
     fixture
         .client()
@@ -178,15 +185,7 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     fixture.write_config(&format!("{text}quota_group = \"free\"\n"));
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);
-    let json = result.json();
-    assert_eq!(json["status"], "rate_limited", "{json}");
-    assert!(
-        json["note"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("the configuration changed while the pass waited for the reset"),
-        "{json}"
-    );
+    assert_rate_limited_saying(&result, "the configuration changed while the pass waited for the reset");
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
 
     // A burst turned off while the window is closed: a burst pass stops.
@@ -271,15 +270,7 @@ fn a_reset_beyond_a_whole_time_budget_ends_the_pass_and_its_note_says_so() {
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "err": limit }, { "exit": 1 }] }))]);
     let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
     result.assert_code(0);
-    let json = result.json();
-    assert_eq!(json["status"], "rate_limited", "{json}");
-    assert!(
-        json["note"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("max_seconds_per_pass (30s): a later pass picks up the work"),
-        "{json}"
-    );
+    assert_rate_limited_saying(&result, "max_seconds_per_pass (30s): a later pass picks up the work");
     assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
 }
 
@@ -442,14 +433,7 @@ fn a_supervise_pass_does_not_wait_for_a_reset_at_or_after_its_windows_close() {
     let result = finished(pass.wait_with_output().unwrap());
     assert!(ended, "the pass waited for a reset after its window's close: {}", result.stderr);
     result.assert_code(0);
-    let json = result.json();
-    assert_eq!(json["status"], "rate_limited", "{json}");
-    assert!(
-        json["note"].as_str().unwrap_or_default().contains(
-            "the backoff (the reset and its margin) ends at or after the window's close (Fri 2026-11-27 10:00 UTC): the pass does not hold its slot until then"
-        ),
-        "{json}"
-    );
+    assert_rate_limited_saying(&result, "the backoff (the reset and its margin) ends at or after the window's close (Fri 2026-11-27 10:00 UTC): the pass does not hold its slot until then");
     assert_eq!(waiting_until(&fixture), None);
     // The item waits, pending, for a later pass.
     let items = fixture.count("SELECT count(*) FROM items WHERE state = 'pending'");
