@@ -98,13 +98,25 @@ fn reported_usage(stdout: &[u8]) -> Option<Usage> {
         }
     }
     // A JSON document after lines of text: gemini prints `Loaded cached credentials.` on
-    // stdout before its pretty-printed answer.
+    // stdout before its pretty-printed answer. Only gemini's answer, as it opens: a text
+    // answer quoting a client's one-line result is no report of this attempt's usage.
     let document_start = trimmed
         .match_indices('\n')
         .map(|(at, _)| at + 1)
         .find(|&at| trimmed[at..].trim_start_matches([' ', '\t', '\r']).starts_with('{'))?;
-    let document = crate::quota::first_json_value(trimmed[document_start..].trim())?;
-    from_document(&document)
+    let document = trimmed[document_start..].trim();
+    if !crate::quota::is_json_output(document) {
+        return None;
+    }
+    from_document(&crate::quota::first_json_value(document)?)
+}
+
+/// Whether `line` is the first line a client's JSON-lines stream prints: claude's
+/// `system` `init`, gemini's `init`, codex's `thread.started`.
+fn opens_a_stream(line: &str) -> bool {
+    serde_json::from_str::<Value>(line).is_ok_and(|value| {
+        matches!(value.get("type").and_then(Value::as_str), Some("system" | "init" | "thread.started"))
+    })
 }
 
 /// A whole-output JSON document of claude or gemini.
@@ -122,6 +134,16 @@ fn from_document(document: &Value) -> Option<Usage> {
 /// JSON lines: claude's `stream-json` (the last `result` line) or codex's `exec --json`
 /// (the last `turn.completed`, whose usage is the thread's total so far).
 fn from_lines(text: &str) -> Option<Usage> {
+    // A stream is all a client prints on stdout, but for a notice before it (gemini's
+    // `Loaded cached credentials.`): text before a result line that opens no stream is a
+    // text answer quoting a client's line (a transcript it summarised), no report.
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+    if lines.next().is_some_and(|first| !first.starts_with('{')) {
+        let first_json = lines.find(|line| line.starts_with('{'))?;
+        if !opens_a_stream(first_json) {
+            return None;
+        }
+    }
     let mut last_codex: Option<Value> = None;
     let mut codex_turns: i32 = 0;
     let mut last_claude: Option<Value> = None;
@@ -442,6 +464,29 @@ mod tests {
         }
         // Bytes that are not UTF-8 are no usage either, and do not fail.
         assert_eq!(read_usage(&[0xff, 0xfe, 0x00, 0x80], "test"), None);
+    }
+
+    #[test]
+    fn a_text_answer_quoting_a_clients_line_reports_no_usage() {
+        // A summary of a session transcript quotes its last event: no report of this
+        // attempt's usage, in the middle of the answer or at its end.
+        let claude = r#"{"type":"result","subtype":"success","is_error":false,"total_cost_usd":12.5,"usage":{"input_tokens":4000,"output_tokens":900}}"#;
+        let codex = r#"{"type":"turn.completed","usage":{"input_tokens":900000,"cached_input_tokens":0,"output_tokens":10}}"#;
+        let gemini = r#"{"type":"result","status":"success","stats":{"total_tokens":50,"input_tokens":40,"output_tokens":10,"cached":0,"input":40}}"#;
+        for line in [claude, codex, gemini] {
+            for text in [
+                format!("Summary of session 17: all good.\nLast event in the transcript:\n{line}\nNo further action needed.\n"),
+                format!("Last event in the transcript:\n{line}\n"),
+            ] {
+                assert_eq!(read_usage(text.as_bytes(), "test"), None, "{text}");
+            }
+            // The line as a client's own output, or with a wrapper's line after it, is.
+            assert!(read_usage(line.as_bytes(), "test").is_some(), "{line}");
+            assert!(read_usage(format!("{line}\nwrapper: done\n").as_bytes(), "test").is_some(), "{line}");
+        }
+        // A notice before a stream that opens as a client's does keeps the stream's usage.
+        let stream = format!("{{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s\"}}\n{claude}\n");
+        assert!(read_usage(format!("Loaded cached credentials.\n{stream}").as_bytes(), "test").is_some());
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub(super) fn json_answer(text: &str) -> Option<serde_json::Map<String, Value>> 
 /// Whether `text` opens as gemini-cli's `--output-format json` answer does: an object
 /// printed with an indent, its first key `session_id` or `response` — not a model's
 /// one-line JSON.
-pub(super) fn is_json_output(text: &str) -> bool {
+pub(crate) fn is_json_output(text: &str) -> bool {
     static JSON_OUTPUT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         super::patterns::compile(r#"^\{\r?\n[ \t]+"(?:session_id|response)"\s*:"#)
     });

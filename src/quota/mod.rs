@@ -21,7 +21,7 @@
 mod access;
 mod clean;
 pub(crate) use clean::{decoded_view, screen_text};
-pub(crate) use empty_answer::first_json_value;
+pub(crate) use empty_answer::{first_json_value, is_json_output};
 mod clock;
 mod empty_answer;
 pub(crate) mod patterns;
