@@ -115,7 +115,7 @@ pub(crate) struct StatusView {
     pub(crate) supervisor: Heartbeat,
     /// Drains in the database with pending or running items and no `[[drain]]` in the
     /// configuration (renamed or removed): nothing runs their items.
-    unconfigured_drains: Vec<UnconfiguredDrain>,
+    pub(crate) unconfigured_drains: Vec<UnconfiguredDrain>,
     /// The declared accounts of each quota group that has some (also under each drain).
     #[serde(skip)]
     groups: Vec<(String, Vec<AccountView>)>,
@@ -124,7 +124,7 @@ pub(crate) struct StatusView {
 /// A drain with work in the database and none in the configuration.
 #[derive(Debug, Serialize)]
 pub(crate) struct UnconfiguredDrain {
-    drain: String,
+    pub(crate) drain: String,
     pending: i64,
     running: i64,
     /// Its passes still running, started before its table left the configuration.

@@ -58,7 +58,7 @@ dd { margin: 0; overflow-wrap: anywhere; }
 .state { font-size: 12px; font-weight: 600; padding: 2px 8px; border-radius: 10px; background: #e8ecf2; }
 .state-running, .state-burst { background: #e1ecfd; color: var(--accent); }
 .state-backing-off, .state-out-of-window { background: #fdf0e2; color: var(--warn); }
-.state-hung, .state-parked, .state-paused { background: #fbe4e6; color: var(--bad); }
+.state-hung, .state-parked, .state-paused, .state-unconfigured { background: #fbe4e6; color: var(--bad); }
 .late-forecast { color: var(--bad); font-weight: 600; }
 .on-time { color: var(--good); font-weight: 600; }
 svg { display: block; max-width: 100%; height: auto; }
@@ -154,6 +154,25 @@ fn summary(out: &mut String, page: &Page) {
         );
     }
     out.push_str("</tbody></table></section>\n");
+    unconfigured(out, page);
+}
+
+/// The drains with work in the database and no `[[drain]]` table, as `status` names them:
+/// nothing runs their items.
+fn unconfigured(out: &mut String, page: &Page) {
+    if page.unconfigured.is_empty() {
+        return;
+    }
+    out.push_str("<section class=\"card\" data-unconfigured><h2>Not configured</h2><ul>\n");
+    for drain in &page.unconfigured {
+        let _ = writeln!(
+            out,
+            "<li data-drain=\"{}\"><span class=\"state state-unconfigured\">unconfigured</span> {}</li>",
+            escape(&drain.drain),
+            escape(&drain.describe()),
+        );
+    }
+    out.push_str("</ul></section>\n");
 }
 
 fn drain_section(out: &mut String, page: &Page, drain: &DrainPage) {

@@ -52,6 +52,8 @@ pub(crate) struct Page {
     zone: Tz,
     supervisor: Heartbeat,
     drains: Vec<DrainPage>,
+    /// Drains with work in the database and no `[[drain]]` table: nothing runs it.
+    unconfigured: Vec<crate::commands::status::UnconfiguredDrain>,
     groups: Vec<GroupPage>,
 }
 
@@ -125,7 +127,8 @@ pub(crate) fn render_page(client: &mut Client, config: &Config, now: DateTime<Ut
 
 fn read_page(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Page> {
     let zone = config.defaults.timezone;
-    let status = crate::commands::status::status_view(client, config, now)?;
+    let mut status = crate::commands::status::status_view(client, config, now)?;
+    let unconfigured = std::mem::take(&mut status.unconfigured_drains);
     let names: Vec<String> = status.drains.iter().map(|drain| drain.drain.clone()).collect();
     let start = now - chrono::Duration::days(HISTORY_DAYS);
     let steps = (HISTORY_DAYS * 24 * 3600 / BURNDOWN_STEP_SECONDS) as usize;
@@ -180,7 +183,7 @@ fn read_page(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result
             }
         })
         .collect();
-    Ok(Page { now, zone, supervisor: status.supervisor, drains, groups })
+    Ok(Page { now, zone, supervisor: status.supervisor, drains, unconfigured, groups })
 }
 
 /// Every configured quota group with the drains in it and its accounts' backoffs.

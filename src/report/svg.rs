@@ -138,9 +138,10 @@ fn count_label(value: f64) -> String {
     }
 }
 
-/// Dollars: `$0.0042`, `$0.42`, `$12.30`.
+/// Dollars as `status` writes them: four places below a dollar (`$0.0042`, `$0.3234`),
+/// two above (`$12.30`).
 pub(super) fn usd(value: f64) -> String {
-    crate::db::usage::dollars(value, if value != 0.0 && value.abs() < 0.01 { 4 } else { 2 })
+    crate::db::usage::format_usd(value)
 }
 
 /// An axis's dollars, short enough for the margin left of the chart: `$1.5k`, `$2.0M`.
@@ -148,7 +149,8 @@ fn axis_usd(value: f64) -> String {
     match value.abs() {
         magnitude if magnitude >= 1e6 => format!("${:.1}M", value / 1e6),
         magnitude if magnitude >= 1e3 => format!("${:.1}k", value / 1e3),
-        _ => usd(value),
+        // A tick is a round value: two places suffice above a cent.
+        _ => crate::db::usage::dollars(value, if value != 0.0 && value.abs() < 0.01 { 4 } else { 2 }),
     }
 }
 
@@ -356,6 +358,8 @@ mod tests {
         assert_eq!(nice_max(120.0), 200.0);
         assert_eq!(nice_max(0.42), 0.5);
         assert_eq!(usd(0.0042), "$0.0042");
+        // As `status` says it (before: `$0.32`, where status said `$0.3234`).
+        assert_eq!(usd(0.3234), "$0.3234");
         // A cost too small for four places is no zero; large ones are grouped, and the
         // axis keeps them short enough for its margin (before: `$2000.00`, its `$` cut off).
         assert_eq!(usd(1e-7), "<$0.0001");

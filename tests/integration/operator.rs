@@ -1496,6 +1496,16 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let doctor = fixture.drainctl(&["doctor"]).run();
     doctor.assert_code(0);
     assert!(doctor.stdout.contains(&format!("warn  drains: {expected}")), "{}", doctor.stdout);
+    // The operations page names it too (before: not at all).
+    let page = fixture.drainctl(&["report"]).run();
+    page.assert_code(0);
+    assert!(
+        page.stdout.contains("<section class=\"card\" data-unconfigured><h2>Not configured</h2>")
+            && page.stdout.contains("<li data-drain=\"old\">"),
+        "{}",
+        page.stdout
+    );
+    assert!(page.stdout.contains(expected), "{}", page.stdout);
     // Metrics carry the backlog nothing starts (alert DrainctlDrainNotConfigured).
     let metrics = fixture.drainctl(&["metrics"]).run();
     metrics.assert_code(0);

@@ -184,7 +184,8 @@ fn every_chart_has_one_point_per_datum_of_the_database() {
         days.iter().map(|day| (attribute(day, "data-day"), attribute(day, "data-usd"))).collect();
     assert_eq!(days, [("2026-11-23", "0.25"), ("2026-11-25", "0.25")]);
     // The page's days are local calendar days, not status's 168 hours: it says which.
-    assert!(section_of(&page, "docs").contains("$0.50 in the 7 days since Sat 21 Nov"), "{page}");
+    // Four places below a dollar, as `status` says it (before: `$0.50`, status `$0.5000`).
+    assert!(section_of(&page, "docs").contains("$0.5000 in the 7 days since Sat 21 Nov"), "{page}");
 
     // A drain without history has a flat burn-down, and shows no hit and no cost at all.
     let idle = section_of(&page, "idle-drain");
