@@ -176,7 +176,14 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             let joint = if until >= deadline { ", " } else { ": " };
             format!("{what} until {} ({}){joint}{then}", local(until, zone), format_relative(until - now))
         }
-        (None, None) => "the next supervise pass starts it if idle".to_string(),
+        // A pass of it already running takes the burst on before its next item.
+        (None, None) if drain.as_ref().is_some_and(|drain| !drain.running_runs.is_empty()) => {
+            "its running pass works on in burst from its next item".to_string()
+        }
+        (None, None) if drain.as_ref().is_some_and(|drain| drain.counts.pending == 0) => {
+            "it has no pending items: a supervise pass starts it once some are enqueued".to_string()
+        }
+        (None, None) => "the next supervise pass starts it".to_string(),
     };
     let human = format!(
         "{name}: burst on until {} ({}){}; {start}",
@@ -258,9 +265,10 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
             }
         ),
         (None, None) => match kept_off {
+            // The event records why (a pass whose clock ran ahead may have ended it early);
+            // the line says what the operator asked for.
             Some(until) => format!(
-                "{name}: no burst was on: the burst until {} had expired; it stays off, even if a pass whose \
-                 clock ran ahead ended it early",
+                "{name}: no burst was on: the burst until {} had expired; it stays off",
                 local(until, zone)
             ),
             None => format!("{name}: no burst was on"),

@@ -221,7 +221,7 @@ pub(crate) struct DrainView {
     /// The declared account the next item runs on.
     pub(crate) account: Option<String>,
     accounts: Vec<AccountView>,
-    running_runs: Vec<i64>,
+    pub(crate) running_runs: Vec<i64>,
     /// A running pass waits inside itself for the group's reset until then.
     pub(crate) waiting_until: Option<DateTime<Utc>>,
     pub(crate) last_run: Option<LastRunView>,

@@ -118,7 +118,16 @@ impl Pass<'_> {
     }
 
     fn wait_until_the_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
-        log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
+        // Someone who ran the pass by hand is told why it goes quiet (docs/rate-limits.md);
+        // supervise's passes say it in their log with -v.
+        if self.trigger == Trigger::Manual {
+            log::warn!(
+                "drain {}: waiting for the reset: {why}; the pass goes on then (Ctrl-C ends it, what it did stays done)",
+                self.drain.name
+            );
+        } else {
+            log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
+        }
         let reason = format!("waiting for the reset: {why}");
         let entered = self.clock.now();
         // A descriptor's text (`--config /dev/stdin`) was read once: nothing to compare.

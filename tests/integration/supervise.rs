@@ -1733,10 +1733,41 @@ fn burst_on_a_paused_drain_says_it_needs_resume_to_start() {
     assert!(status.stdout.contains("(in 3h); drain paused: resume to start"), "{}", status.stdout);
     let status = fixture.drainctl(&["burst", "status", "--json"]).run().json();
     assert_eq!(status["bursts"][0]["paused"], true);
-    // Resumed: the usual message, and supervise starts it.
+    // Resumed, with nothing to do: it says so.
     fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
     let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+3h"]).run();
-    assert!(on.stdout.contains("the next supervise pass starts it if idle"), "{}", on.stdout);
+    assert!(
+        on.stdout.contains("; it has no pending items: a supervise pass starts it once some are enqueued"),
+        "{}",
+        on.stdout
+    );
+}
+
+#[test]
+fn burst_on_says_whether_the_next_pass_or_the_running_one_works_in_burst() {
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", "{}"]).run().assert_code(0);
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+3h"]).run();
+    on.assert_code(0);
+    assert!(on.stdout.ends_with("; the next supervise pass starts it\n"), "{}", on.stdout);
+    // A pass of it running (this process stands for it): before, "the next supervise pass
+    // starts it if idle", where the running pass takes the burst on itself.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO runs (drain, trigger, host, pid, started_at, last_checkpoint_at, status)
+             VALUES ('docs', 'supervisor', $1, $2, now(), now(), 'running')",
+            &[&host, &(std::process::id() as i32)],
+        )
+        .unwrap();
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+4h"]).run();
+    on.assert_code(0);
+    assert!(
+        on.stdout.ends_with("; its running pass works on in burst from its next item\n"),
+        "{}",
+        on.stdout
+    );
 }
 
 /// The drain's quota group backs off until `until` (a usage limit).

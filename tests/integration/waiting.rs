@@ -103,6 +103,13 @@ fn a_pass_waits_for_a_near_reset_then_goes_on_claiming_and_supervise_leaves_it_a
     result.assert_code(0);
     assert_eq!(result.json()["status"], "drained", "{}", result.stdout);
     assert_eq!(result.json()["items_done"], 2);
+    // Run by hand, it said why it went quiet (before: nothing until it ended).
+    assert!(
+        result.stderr.contains("drainctl: warn: drain docs: waiting for the reset: ")
+            && result.stderr.contains("the pass goes on then (Ctrl-C ends it, what it did stays done)"),
+        "{}",
+        result.stderr
+    );
     assert_eq!(fixture.item("docs", "a"), ("done".to_string(), 1, None));
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'quota_hit'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE waiting_until IS NOT NULL"), 0);
