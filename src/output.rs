@@ -185,14 +185,42 @@ fn date_lines(text: &str, stamp: &str) -> String {
     dated
 }
 
-/// Widest line a table may print; wider cells are cut with "…".
+/// Widest line a table prints when neither `COLUMNS` nor a terminal says otherwise;
+/// wider cells are cut with "…".
 pub const TABLE_WIDTH: usize = 100;
+/// The narrowest and widest a table is made, whatever `COLUMNS` or the terminal says.
+const TABLE_WIDTH_RANGE: std::ops::RangeInclusive<usize> = 40..=1000;
+
+/// How wide a table may be: `COLUMNS` when it is set to a number, else the width of the
+/// terminal stdout is, else [`TABLE_WIDTH`] (docs/cli.md).
+pub fn table_width() -> usize {
+    // Unit tests read tables at their default, whatever terminal runs them.
+    if cfg!(test) {
+        return TABLE_WIDTH;
+    }
+    static WIDTH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        let from_env = std::env::var("COLUMNS").ok().and_then(|value| value.trim().parse::<usize>().ok());
+        from_env
+            .or_else(terminal_width)
+            .map_or(TABLE_WIDTH, |width| width.clamp(*TABLE_WIDTH_RANGE.start(), *TABLE_WIDTH_RANGE.end()))
+    })
+}
+
+/// The width of the terminal stdout is, if it is one.
+fn terminal_width() -> Option<usize> {
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own; on a descriptor that is
+    // no terminal it fails and writes nothing.
+    let read = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (read == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
 /// Columns never shrink below this (or their header), however wide the table.
 const MIN_COLUMN_WIDTH: usize = 6;
 /// Spaces between columns.
 const COLUMN_GAP: usize = 2;
 
-/// Render rows as an aligned table with a header, at most [`TABLE_WIDTH`] columns wide:
+/// Render rows as an aligned table with a header, at most [`table_width`] columns wide:
 /// the widest columns are narrowed first and their cells cut with "…". Control characters
 /// inside a cell, line breaks and tabs included, are escaped (see [`one_line`]). The last
 /// column is not padded.
@@ -216,10 +244,11 @@ fn table_fitted(header: &[&str], rows: &[Vec<String>], last_first: bool) -> Stri
             widths[index] = widths[index].max(cell.chars().count());
         }
     }
+    let limit = table_width();
     if last_first {
-        fit_last_column(&mut widths, header, TABLE_WIDTH);
+        fit_last_column(&mut widths, header, limit);
     }
-    fit_widths(&mut widths, header, TABLE_WIDTH);
+    fit_widths(&mut widths, header, limit);
     let mut out = String::new();
     let mut push_row = |cells: Vec<&str>| {
         let mut line = String::new();

@@ -569,7 +569,7 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
     if !forecast_lines.is_empty() {
         human.push_str("\nforecast (passes finished in the last 24h)\n");
         for line in forecast_lines {
-            human.push_str(&crate::output::truncate(&line, crate::output::TABLE_WIDTH));
+            human.push_str(&crate::output::truncate(&line, crate::output::table_width()));
             human.push('\n');
         }
     }

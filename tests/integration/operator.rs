@@ -1453,6 +1453,24 @@ fn supervise_status_and_burst_print_their_documented_json() {
 }
 
 #[test]
+fn tables_are_as_wide_as_columns_says() {
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let long_key = format!("k-{}", "x".repeat(150));
+    fixture.enqueue("docs", &[(long_key.clone(), steps(json!([{ "err": "e".repeat(300) }, { "exit": 1 }])))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    // Before, 100 columns whatever COLUMNS or the terminal said: the key was always cut.
+    let wide = fixture.drainctl(&["items", "docs"]).env("COLUMNS", "1000").run();
+    wide.assert_code(0);
+    assert!(wide.stdout.contains(&long_key), "{}", wide.stdout);
+    let narrow = fixture.drainctl(&["items", "docs"]).env("COLUMNS", "60").run();
+    assert!(narrow.stdout.lines().all(|line| line.chars().count() <= 60), "{}", narrow.stdout);
+    // Nonsense is the default.
+    let default = fixture.drainctl(&["items", "docs"]).env("COLUMNS", "wide").run();
+    assert_fits(&default.stdout);
+    assert!(!default.stdout.contains(&long_key), "{}", default.stdout);
+}
+
+#[test]
 fn long_cells_are_cut_so_tables_fit_100_columns() {
     let fixture = Fixture::new(&config("", ""), NOW);
     let long_key = format!("k-{}", "x".repeat(150));

@@ -206,6 +206,8 @@ impl Drainctl {
             "DRAINCTL_NOW",
             "DRAINCTL_FAULT",
             "RUST_LOG",
+            // Tables are as wide as `COLUMNS` says: the tests read them at their default.
+            "COLUMNS",
         ] {
             command.env_remove(var);
         }
