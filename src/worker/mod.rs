@@ -672,6 +672,9 @@ fn supervise(
     // The worker ended on its own (when it was seen) while others of its group hold its
     // stdout or stderr: until when they may still write into them.
     let mut exit_seen_at: Option<Instant> = None;
+    // When the read that followed the first look ended: what it took was in the pipes
+    // before the exit was seen (under load, read only after it), no leftover's write.
+    let mut first_look_read_at: Option<Instant> = None;
     let mut leftovers_write_until: Option<Instant> = None;
     let mut awaits_leftover_output = false;
     loop {
@@ -695,7 +698,8 @@ fn supervise(
                 && (is_first_look || spec.output_drain == OutputDrain::AfterExit || group_is_alive());
             // Each write of the result gives the helpers the wait again, up to the item's
             // timeout; stderr alone does not (a forgotten heartbeat is no result).
-            let last_write = capture.last_stdout_at.filter(|at| *at > exited_at);
+            let last_write =
+                capture.last_stdout_at.filter(|at| *at > first_look_read_at.unwrap_or(exited_at));
             let quiet_until = last_write.unwrap_or(exited_at) + LEFTOVER_OUTPUT_WAIT;
             let until = timeout_at.map_or(quiet_until, |at| quiet_until.min(at));
             leftovers_write_until = Some(until);
@@ -803,6 +807,9 @@ fn supervise(
             Some(bytes) => capture.accept(stream, bytes, observer),
             None => capture.finish(stream, observer),
         });
+        if exit_seen_at.is_some() && first_look_read_at.is_none() {
+            first_look_read_at = Some(Instant::now());
+        }
     }
     // Streams still open here are held by a descendant that left the group: stop waiting.
     let still_open: Vec<Stream> = pipes.open_streams().collect();
