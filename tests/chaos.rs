@@ -49,6 +49,9 @@ impl Random {
     }
 }
 
+/// `max_wait = "10s"`: a pass waits for the 4-s resets, and ends where the server errors
+/// of two items in a row would make it wait 30 s (docs/rate-limits.md, "Server errors"):
+/// the supervise loop starts the next at once.
 fn config(dir: &Path) -> String {
     let log = dir.join("workers.log");
     let mut text = format!(
@@ -61,7 +64,7 @@ fn config(dir: &Path) -> String {
         text.push_str(&format!(
             "\n[[drain]]\nname = \"{name}\"\ncommand = [\"{FAKE_WORKER}\"]\nquota_group = \"{group}\"\n\
              env = {{ FAKE_WORKER_LOG = \"{}\" }}\nconcurrency = 2\nmax_items_per_pass = 40\n\
-             item_timeout = \"2s\"\nliveness_timeout = \"4s\"\nmax_attempts = 4\n\
+             item_timeout = \"2s\"\nliveness_timeout = \"4s\"\nmax_attempts = 4\nmax_wait = \"10s\"\n\
              retry_backoff = {{ base = \"200ms\", max = \"1s\" }}\n",
             log.display()
         ));

@@ -368,6 +368,11 @@ impl Pass<'_> {
             return Ok(ItemEnd::Stop(Stop { status: RunStatus::Failed, note, exit_code: EXIT_TEMPORARY }));
         }
         let exit_code = exit_code(report.exit);
+        if !matches!(outcome, Outcome::ServerError { .. }) {
+            // The vendor's servers answered: no outage (see `wait::server_error_pause`).
+            self.server_errors_in_a_row = 0;
+            self.last_server_error_item = None;
+        }
         match outcome {
             Outcome::QuotaHit(hit) => {
                 if !hit.needs_attention {
@@ -392,6 +397,7 @@ impl Pass<'_> {
                 };
                 let error = format!("server error: {}", said.unwrap_or(matched_line));
                 self.fail(item, &report, AttemptOutcome::Transient, &error, None, now)?;
+                self.count_server_error(item, &error, now);
                 Ok(ItemEnd::Settled)
             }
             Outcome::NoAnswer { error } => {

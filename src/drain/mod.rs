@@ -147,6 +147,9 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             session_lost_since: None,
             is_continuation,
             has_waited: false,
+            server_errors_in_a_row: 0,
+            last_server_error_item: None,
+            servers_failing_until: None,
             continues_at: None,
         };
         let stop = match pass.work() {
@@ -517,6 +520,12 @@ struct Pass<'a> {
     is_continuation: bool,
     /// The pass waited for a reset (see `wait`).
     has_waited: bool,
+    /// Server errors of different items in a row in this pass, and the item of the last
+    /// (see `wait::server_error_pause`).
+    server_errors_in_a_row: u32,
+    last_server_error_item: Option<i64>,
+    /// Until when the next item waits for the vendor's servers, and why.
+    servers_failing_until: Option<(DateTime<Utc>, String)>,
     /// The reset a new pass of this process waits for once this one ends: its time budget
     /// ended before it (see `wait`).
     continues_at: Option<DateTime<Utc>>,

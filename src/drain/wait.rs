@@ -97,11 +97,63 @@ impl Pass<'_> {
     /// pause, the end of its burst or its run being ended. None when the wait is over and
     /// the pass goes on claiming; otherwise why it stops.
     pub(super) fn wait_for_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
+        self.wait_for(until, "the reset", why)
+    }
+
+    fn wait_for(&mut self, until: DateTime<Utc>, what: &str, why: &str) -> Result<Option<Stop>> {
         let entered = self.clock.now();
         self.has_waited = true;
-        let waited = self.wait_until_the_reset(until, why);
+        let waited = self.wait_until(until, what, why);
         self.count_idle_since(entered);
         waited
+    }
+
+    /// A server error of `item` (its attempt charged as a transient failure): when it
+    /// follows one of another item, the vendor's servers are failing, not this item, and
+    /// the next item waits (docs/rate-limits.md, "Server errors").
+    pub(super) fn count_server_error(
+        &mut self,
+        item: &crate::db::items::ClaimedItem,
+        error: &str,
+        now: DateTime<Utc>,
+    ) {
+        if self.last_server_error_item != Some(item.id) {
+            self.server_errors_in_a_row = self.server_errors_in_a_row.saturating_add(1);
+            self.last_server_error_item = Some(item.id);
+        }
+        let in_a_row = self.server_errors_in_a_row;
+        let Some(pause) = server_error_pause(in_a_row) else { return };
+        let wait = crate::duration::format_duration(pause);
+        let why = format!(
+            "the vendor's servers failed for {in_a_row} items in a row (last: {error}); the next item waits {wait}, \
+             longer each time they fail again (a server error is no quota hit: each of those items was charged its attempt)"
+        );
+        let until = now + chrono::Duration::from_std(pause).unwrap_or_else(|_| chrono::Duration::minutes(15));
+        self.servers_failing_until = Some((until, why));
+    }
+
+    /// Before the next claim: wait for the vendor's servers when they were failing. An
+    /// item claimed ahead goes back first, unstarted: the pass holds nothing while it
+    /// waits. None to go on claiming, or why the pass stops: a wait beyond `max_wait`
+    /// or the time budget ends it (`rate_limited`), and the next pass tries again.
+    pub(super) fn wait_for_the_servers(&mut self, now: DateTime<Utc>) -> Result<Option<Stop>> {
+        let Some((until, why)) = self.servers_failing_until.take() else { return Ok(None) };
+        if until <= now {
+            return Ok(None);
+        }
+        if let Some(item) = self.claimed_ahead.take() {
+            let note = "claimed ahead; the pass waits for the vendor's servers";
+            self.release(&item, crate::model::AttemptOutcome::NotStarted, note, now)?;
+        }
+        if !self.may_wait_until(until, now) {
+            return Ok(Some(Stop::normal(
+                RunStatus::RateLimited,
+                format!("{why}; the next pass tries again"),
+            )));
+        }
+        self.commit_staged()?;
+        log::warn!("drain {}: {why}", self.drain.name);
+        self.wait_for(until, "the vendor's servers", &why)
     }
 
     /// Time from `since` to now held no item: not counted in the run's throughput.
@@ -117,18 +169,18 @@ impl Pass<'_> {
         }
     }
 
-    fn wait_until_the_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
+    fn wait_until(&mut self, until: DateTime<Utc>, what: &str, why: &str) -> Result<Option<Stop>> {
         // Someone who ran the pass by hand is told why it goes quiet (docs/rate-limits.md);
         // supervise's passes say it in their log with -v.
         if self.trigger == Trigger::Manual {
             log::warn!(
-                "drain {}: waiting for the reset: {why}; the pass goes on then (Ctrl-C ends it, what it did stays done)",
+                "drain {}: waiting for {what}: {why}; the pass goes on then (Ctrl-C ends it, what it did stays done)",
                 self.drain.name
             );
         } else {
-            log::info!("drain {}: waiting for the reset: {why}", self.drain.name);
+            log::info!("drain {}: waiting for {what}: {why}", self.drain.name);
         }
-        let reason = format!("waiting for the reset: {why}");
+        let reason = format!("waiting for {what}: {why}");
         let entered = self.clock.now();
         // A descriptor's text (`--config /dev/stdin`) was read once: nothing to compare.
         let config_path =
@@ -143,7 +195,7 @@ impl Pass<'_> {
                 self.clear_waiting_mark(now);
                 return Ok(Some(Stop::normal(
                     RunStatus::RateLimited,
-                    format!("the configuration changed while the pass waited for the reset ({why}): the next pass reads it"),
+                    format!("the configuration changed while the pass waited for {what} ({why}): the next pass reads it"),
                 )));
             }
             if now + crate::clock::WENT_BACK_TOLERANCE < entered {
@@ -154,7 +206,7 @@ impl Pass<'_> {
                 return Ok(Some(Stop::normal(
                     RunStatus::RateLimited,
                     format!(
-                        "the clock went back by {} while the pass waited for the reset: {why}",
+                        "the clock went back by {} while the pass waited for {what}: {why}",
                         crate::duration::format_duration((entered - now).to_std().unwrap_or_default())
                     ),
                 )));
@@ -176,7 +228,7 @@ impl Pass<'_> {
                 return Ok(Some(Stop {
                     status: RunStatus::Failed,
                     note: format!(
-                        "interrupted by {} while waiting for the reset",
+                        "interrupted by {} while waiting for {what}",
                         crate::worker::signals::signal_name(signal)
                     ),
                     exit_code: EXIT_TEMPORARY,
@@ -240,5 +292,30 @@ impl Pass<'_> {
         std::thread::sleep(WAIT_POLL_MAX);
         self.count_idle_since(now);
         Ok(None)
+    }
+}
+
+/// How long the next item waits after server errors of `in_a_row` different items in a
+/// row: none after one (an item's own failure), then 30 s, doubling up to 15 minutes.
+pub(super) fn server_error_pause(in_a_row: u32) -> Option<std::time::Duration> {
+    const FIRST: u64 = 30;
+    const LONGEST: u64 = 15 * 60;
+    let doublings = in_a_row.checked_sub(2)?;
+    let seconds = FIRST.checked_shl(doublings.min(16)).unwrap_or(LONGEST).min(LONGEST);
+    Some(std::time::Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_error_pause;
+    use std::time::Duration;
+
+    #[test]
+    fn the_wait_after_server_errors_doubles_from_30_seconds_to_15_minutes() {
+        assert_eq!(server_error_pause(0), None);
+        assert_eq!(server_error_pause(1), None, "one item's server error is its own failure");
+        let waits: Vec<u64> = (2..=9).filter_map(server_error_pause).map(|wait| wait.as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(server_error_pause(u32::MAX), Some(Duration::from_secs(900)));
     }
 }

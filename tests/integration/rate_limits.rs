@@ -379,6 +379,107 @@ fn a_server_error_that_mentions_rate_limits_is_a_transient_failure_not_a_quota_h
     assert_eq!(outcome, "transient");
 }
 
+const OVERLOADED: &str =
+    r#"API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+
+#[test]
+fn server_errors_of_two_items_in_a_row_stop_the_pass_instead_of_spending_every_items_attempts() {
+    // A vendor outage: every call answers 529. Before, the pass went through the whole
+    // backlog charging each item an attempt, and passes soon after dead-lettered it.
+    let fixture = Fixture::new(&config(), NOW);
+    let items: Vec<_> = (1..=6).map(|i| (format!("a{i}"), limit(OVERLOADED))).collect();
+    fixture.enqueue("alpha", &items);
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    let json = result.json();
+    assert_eq!(json["status"], "rate_limited", "{json}");
+    let note = json["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("the vendor's servers failed for 2 items in a row (last: server error: ")
+            && note.contains("the next item waits 30s")
+            && note.ends_with("; the next pass tries again"),
+        "{note}"
+    );
+    // Two items were charged their attempt; the others were not called.
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'transient'"), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE attempts = 0 AND state = 'pending'"), 4);
+    // No quota backoff: a server error is no usage limit.
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+}
+
+#[test]
+fn a_single_items_server_errors_do_not_stop_the_pass() {
+    // One item failing with a 500 is that item's failure: the next item runs.
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue(
+        "alpha",
+        &[("bad".into(), limit(OVERLOADED)), ("ok1".into(), json!(1)), ("ok2".into(), json!(2))],
+    );
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "drained", "{}", result.stdout);
+    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
+}
+
+#[test]
+fn a_pass_waits_for_the_vendors_servers_and_goes_on_when_they_answer() {
+    let config =
+        config().replace("max_wait = \"0s\"\n\n[[drain]]\nname = \"beta\"", "\n[[drain]]\nname = \"beta\"");
+    let fixture = Fixture::new(&config, NOW);
+    let marker = fixture.path("servers-back");
+    // Items fail with a 529 until the servers are back (the marker), then answer.
+    let flaky = |key: &str| {
+        (
+            key.to_string(),
+            json!({ "steps": [{ "if_file": {
+                "path": marker,
+                "then": [{ "out": format!("result {key}") }],
+                "else": [{ "err": OVERLOADED }, { "exit": 1 }],
+            } }] }),
+        )
+    };
+    fixture.enqueue("alpha", &[flaky("a1"), flaky("a2"), flaky("a3"), flaky("a4")]);
+    let pass = fixture.drainctl(&["drain", "alpha", "--json"]).spawn();
+    wait_until("the pass to wait for the servers", std::time::Duration::from_secs(30), || {
+        fixture
+            .client()
+            .query_one("SELECT waiting_until::text FROM runs ORDER BY id DESC LIMIT 1", &[])
+            .ok()
+            .and_then(|row| row.get::<_, Option<String>>(0))
+            .is_some()
+    });
+    let waiting: (String, String) = {
+        let row = fixture
+            .client()
+            .query_one("SELECT waiting_until::text, waiting_reason FROM runs ORDER BY id DESC LIMIT 1", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(waiting.0, "2026-11-27 10:00:30+00");
+    assert!(
+        waiting.1.starts_with("waiting for the vendor's servers: the vendor's servers failed for 2 items"),
+        "{}",
+        waiting.1
+    );
+    // It holds nothing while it waits: the item claimed ahead went back unstarted.
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'running'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'transient'"), 2);
+    // The servers answer again; at the end of the wait the pass goes on.
+    std::fs::write(&marker, "").unwrap();
+    fixture.set_now("2026-11-27T10:00:31Z");
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "drained", "{}", result.stdout);
+    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
+    assert!(
+        result
+            .stderr
+            .contains("drainctl: warn: drain alpha: the vendor's servers failed for 2 items in a row"),
+        "{}",
+        result.stderr
+    );
+}
+
 #[test]
 fn a_reset_in_the_past_is_distrusted_and_the_event_says_why() {
     let fixture = Fixture::new(&config(), NOW);
