@@ -45,6 +45,18 @@ pub fn outbox(config: &Config) -> Outbox {
 /// `notify_failed` event, and not being able to tell which events committed is logged
 /// and recorded the same way.
 pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, clock: &Clock) {
+    notify_recorded_beating(config, client, outbox, clock, &mut |_| {});
+}
+
+/// [`notify_recorded`], calling `beat` before each notifier: a drain pass records a
+/// checkpoint, so that its wait for the notifier never reads as a hung run.
+pub fn notify_recorded_beating(
+    config: &Config,
+    client: &mut Client,
+    outbox: &Outbox,
+    clock: &Clock,
+    beat: &mut dyn FnMut(&mut Client),
+) {
     match outbox.take_committed(client) {
         Ok(recorded) => {
             for recorded in recorded {
@@ -52,6 +64,9 @@ pub fn notify_recorded(config: &Config, client: &mut Client, outbox: &Outbox, cl
                 // and the next supervise pass sends it.
                 if crate::worker::signals::termination_signal().is_some() {
                     return;
+                }
+                if config.defaults.notify_command.is_some() {
+                    beat(client);
                 }
                 notify_due(config, client, outbox, &recorded, clock);
             }
@@ -337,7 +352,43 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
             };
             Err(failure("exit_code", message, Some(code)))
         }
+        // Stopped by the signal that stops drainctl: a process manager stopping the whole
+        // tree (pm2's default `treekill`) reached the notifier first. Not delivered, so
+        // due again, as when drainctl stops it itself.
+        (_, WorkerExit::Signal(signal)) if is_stop_signal(signal) && is_drainctl_stopped_too() => {
+            Err(failure(
+                INTERRUPTED,
+                format!(
+                    "stopped: killed by signal {signal} as drainctl was told to stop ({}); not delivered",
+                    crate::worker::signals::termination_signal().map_or_else(
+                        || "a termination signal".to_string(),
+                        crate::worker::signals::signal_name
+                    )
+                ),
+                None,
+            ))
+        }
         (_, WorkerExit::Signal(signal)) => Err(failure("signal", format!("killed by signal {signal}"), None)),
+    }
+}
+
+/// SIGTERM, SIGINT or SIGHUP: what stops drainctl too.
+fn is_stop_signal(signal: i32) -> bool {
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&signal)
+}
+
+/// Whether drainctl got a stop signal, now or within a moment: one that stops the whole
+/// process tree may reach the notifier a little before drainctl.
+fn is_drainctl_stopped_too() -> bool {
+    let until = std::time::Instant::now() + Duration::from_millis(500);
+    loop {
+        if crate::worker::signals::termination_signal().is_some() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

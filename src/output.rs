@@ -555,35 +555,53 @@ pub fn instant_and_age(at: Option<DateTime<Utc>>, now: DateTime<Utc>, zone: Tz) 
 /// Open the log file at `path` for appending, created owner-only (0600); a file that
 /// exists keeps its mode. Never through a symbolic link, and only a regular file: a link,
 /// a directory, a fifo or a device is refused (exit 78), as every file drainctl writes.
-/// `named_by`: the option or setting that names it, for the message.
+/// `named_by`: the option or setting that names it, for the message. A full file system
+/// is a temporary failure (exit 75).
 pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Result<std::fs::File> {
+    use crate::error::Error;
+
+    open_log_file_or_full(path, named_by)?
+        .map_err(|full| Error::Temporary(format!("{full}; free some space")))
+}
+
+/// [`open_log_file`], telling a full file system (no space, no inodes, over a quota) from
+/// the other failures: `Ok(Err(why))` for it, so that a caller can go on without a log.
+pub fn open_log_file_or_full(
+    path: &std::path::Path,
+    named_by: &str,
+) -> Result<std::result::Result<std::fs::File, String>, crate::error::Error> {
     use crate::error::Error;
     use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt};
 
     let shown = path.display();
     refuse_foreign_links(path, "log file", named_by)?;
-    let file = std::fs::OpenOptions::new()
+    let opened = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         // Not blocking on a fifo: it is refused below.
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ELOOP) => Error::Config(format!(
-                "log file {shown} is a symbolic link, and drainctl never writes through links; \
+        .open(path);
+    if let Err(error) = &opened {
+        if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            return Ok(Err(format!("cannot open log file {shown}: {error}")));
+        }
+    }
+    let file = opened.map_err(|error| match error.raw_os_error() {
+        Some(libc::ELOOP) => Error::Config(format!(
+            "log file {shown} is a symbolic link, and drainctl never writes through links; \
                  remove it, or give {named_by} the real file"
-            )),
-            Some(libc::EISDIR) => {
-                Error::Config(format!("log file {shown} is a directory; give {named_by} the path of a file"))
-            }
-            // A fifo nobody reads (one that is read is refused below).
-            Some(libc::ENXIO) => Error::Config(format!(
-                "log file {shown} is a fifo or socket, and drainctl appends only to regular files; give \
+        )),
+        Some(libc::EISDIR) => {
+            Error::Config(format!("log file {shown} is a directory; give {named_by} the path of a file"))
+        }
+        // A fifo nobody reads (one that is read is refused below).
+        Some(libc::ENXIO) => Error::Config(format!(
+            "log file {shown} is a fifo or socket, and drainctl appends only to regular files; give \
                  {named_by} another path"
-            )),
-            _ => Error::Config(format!("cannot open log file {shown}: {error}; check its folder and owner")),
-        })?;
+        )),
+        _ => Error::Config(format!("cannot open log file {shown}: {error}; check its folder and owner")),
+    })?;
     let metadata = file
         .metadata()
         .map_err(|error| Error::Config(format!("cannot inspect log file {shown}: {error}")))?;
@@ -607,7 +625,7 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
         )));
     }
     set_blocking(&file).map_err(|error| Error::Config(format!("cannot open log file {shown}: {error}")))?;
-    Ok(file)
+    Ok(Ok(file))
 }
 
 /// Refuse (78) a file or folder `path` drainctl writes (`what`: "log file", "metrics

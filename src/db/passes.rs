@@ -89,12 +89,14 @@ pub fn last_pass_on_host(client: &mut impl GenericClient, host: &str) -> Result<
 }
 
 /// The failures recorded since the last acting pass fired (`supervise_error` events: its
-/// failed steps, and those of the passes skipped after it); 0 before any pass.
+/// failed steps, and those of the passes skipped after it); before any acting pass, all
+/// of them (the passes skipped for a first one stuck holding the lock).
 pub fn failures_since_last_pass(client: &mut impl GenericClient) -> Result<i64> {
     let row = client.query_one(
         "SELECT count(*) FROM events
           WHERE kind = 'supervise_error'
-            AND at >= (SELECT fired_at FROM supervisor_passes WHERE status = 'done' ORDER BY id DESC LIMIT 1)",
+            AND at >= coalesce((SELECT fired_at FROM supervisor_passes WHERE status = 'done' ORDER BY id DESC LIMIT 1),
+                               '-infinity')",
         &[],
     )?;
     Ok(row.get(0))

@@ -41,10 +41,33 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Whether the pass sends its notifications while its run is open: not when one
+    /// notifier may run as long as `liveness_timeout` (with 5 s to spare), as the pass
+    /// records no checkpoint while it waits for it.
+    fn may_notify_while_running(&self) -> bool {
+        let spare = std::time::Duration::from_secs(5);
+        self.config.defaults.notify_timeout.saturating_add(spare) < self.drain.liveness_timeout
+    }
+
     fn work_items(&mut self) -> Result<Stop> {
         loop {
-            // What the last item recorded is notified now, not at the end of the pass.
-            crate::notify::notify_recorded(self.config, self.client, self.outbox, self.clock);
+            // What the last item recorded is notified now, not at the end of the pass —
+            // unless a notifier could outlast `liveness_timeout` (the run would read as
+            // hung): then once the run has ended (docs/configuration.md, "Notifications").
+            if self.may_notify_while_running() {
+                let (run_id, clock) = (self.run_id, self.clock);
+                crate::notify::notify_recorded_beating(
+                    self.config,
+                    self.client,
+                    self.outbox,
+                    self.clock,
+                    &mut |client| {
+                        if let Err(error) = runs::record_checkpoint(client, run_id, 0, clock.now()) {
+                            log::warn!("could not record a checkpoint before notifying: {error}");
+                        }
+                    },
+                );
+            }
             if let Some(signal) = crate::worker::signals::termination_signal() {
                 return Ok(Stop {
                     status: RunStatus::Failed,
@@ -54,6 +77,11 @@ impl<'a> Pass<'a> {
             }
             // The pass's end commits the result it holds (see `work`).
             if let Some(stop) = self.stop_after_item.take() {
+                return Ok(stop);
+            }
+            let now = self.clock.now();
+            // The vendor's servers failed for items in a row: the next one waits.
+            if let Some(stop) = self.wait_for_the_servers(now)? {
                 return Ok(stop);
             }
             let now = self.clock.now();

@@ -123,10 +123,21 @@ fn apply(
         // with the other runs this pass ended (`reap::stop_ended_runs`).
         Action::KillHung => end(RunStatus::Hung),
         Action::Start => {
-            let (pid, log_path) =
-                start_drain(config, &decision.drain, decision.trigger.unwrap_or(Trigger::Supervisor), now)?;
-            decision.pid = Some(pid);
-            decision.log_path = Some(log_path.display().to_string());
+            let trigger = decision.trigger.unwrap_or(Trigger::Supervisor);
+            let started = start_drain(config, &decision.drain, trigger, now)?;
+            decision.pid = Some(started.pid);
+            decision.log_path = started.log_path.as_ref().map(|path| path.display().to_string());
+            if let Some(why) = started.without_log {
+                // The work goes on; only its lines are lost (docs/operations.md, "Logs").
+                let message = format!(
+                    "drain {} started without a log file: {why}; its lines are lost until log_dir has room",
+                    decision.drain
+                );
+                log::error!("{message}");
+                let event = crate::db::events::Event::new(crate::model::EventKind::LogWriteFailed, message)
+                    .drain(&decision.drain);
+                crate::db::events::record_event_or_log(client, outbox, &event, now);
+            }
             Ok(())
         }
     }
@@ -483,26 +494,54 @@ fn installed_exe() -> Result<PathBuf> {
     Ok(replaced.unwrap_or(exe))
 }
 
+/// A drain `start_drain` started: its pid, its log file, and why it has none (its log
+/// folder's file system is full).
+struct StartedDrain {
+    pid: u32,
+    log_path: Option<PathBuf>,
+    without_log: Option<String>,
+}
+
+/// Whether `error` says a file system has no room (no space, no inodes, over a quota).
+fn is_full_file_system(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 /// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the
 /// supervisor's process group does not reach it), stdin from /dev/null, stdout and stderr
-/// to an owner-only log file. Returns at once with its pid.
-fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<(u32, PathBuf)> {
-    let log_path = create_log_file_path(config, drain, now)?;
-    let log = crate::output::open_log_file(&log_path, "log_dir")?;
-    let log_for_stderr = log
-        .try_clone()
-        .map_err(|error| Error::Internal(format!("cannot duplicate log file handle: {error}")))?;
+/// to an owner-only log file — or, when the log folder's file system is full, to nowhere:
+/// the work goes on without its lines. Returns at once with its pid.
+fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<StartedDrain> {
+    let opened = match create_log_file_path(config, drain, now) {
+        Ok(path) => {
+            crate::output::open_log_file_or_full(&path, "log_dir").map(|log| log.map(|file| (path, file)))
+        }
+        Err(LogFolderError::Full(error)) => Ok(Err(error)),
+        Err(LogFolderError::Other(error)) => Err(error),
+    }?;
     let exe = installed_exe()?;
     let mut command = Command::new(exe);
     if let Some(path) = &config.path {
         command.arg("--config").arg(path);
     }
-    command
-        .args(["drain", drain, "--trigger", trigger.as_str(), "--log-file"])
-        .arg(&log_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_for_stderr));
+    command.args(["drain", drain, "--trigger", trigger.as_str()]).stdin(Stdio::null());
+    let (log_path, without_log) = match opened {
+        Ok((log_path, log)) => {
+            let log_for_stderr = log
+                .try_clone()
+                .map_err(|error| Error::Internal(format!("cannot duplicate log file handle: {error}")))?;
+            command
+                .arg("--log-file")
+                .arg(&log_path)
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log_for_stderr));
+            (Some(log_path), None)
+        }
+        Err(full) => {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+            (None, Some(full))
+        }
+    };
     // Detached twice over: re-parented away from this pass before it goes on.
     let pid = process::spawn_detached(&mut command).map_err(|error| {
         Error::Internal(format!(
@@ -512,21 +551,48 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
     })?;
     // The file was named after this process; it carries the drain's own pid from now on
     // (the drain renames it too when it starts first: see `drain::log_file`).
-    let log_path = log_file::rename_after(&log_path, pid).unwrap_or_else(|error| {
-        log::warn!("cannot rename log file {} after drain pid {pid}: {error}", log_path.display());
-        log_path
+    let log_path = log_path.map(|log_path| {
+        log_file::rename_after(&log_path, pid).unwrap_or_else(|error| {
+            log::warn!("cannot rename log file {} after drain pid {pid}: {error}", log_path.display());
+            log_path
+        })
     });
-    log::info!("started drain {drain} ({trigger}) as pid {pid}, log {}", log_path.display());
-    Ok((pid, log_path))
+    let shown = log_path.as_ref().map_or_else(|| "none".to_string(), |path| path.display().to_string());
+    log::info!("started drain {drain} ({trigger}) as pid {pid}, log {shown}");
+    Ok(StartedDrain { pid, log_path, without_log })
+}
+
+/// Why the log folder could not be made ready: its file system is full (the drain starts
+/// without a log), or anything else (the start fails).
+enum LogFolderError {
+    Full(String),
+    Other(Error),
+}
+
+impl From<Error> for LogFolderError {
+    fn from(error: Error) -> Self {
+        LogFolderError::Other(error)
+    }
 }
 
 /// `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log` with this process's pid until the drain's is
 /// known, folders created owner-only.
-fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Result<PathBuf> {
+fn create_log_file_path(
+    config: &Config,
+    drain: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<PathBuf, LogFolderError> {
     let dir = config.defaults.log_dir.join(drain);
     crate::output::refuse_foreign_links(&dir, "log folder", "log_dir")?;
     DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
-        Error::Config(format!("cannot create log folder {}: {error}; check log_dir", dir.display()))
+        if is_full_file_system(&error) {
+            LogFolderError::Full(format!("cannot create log folder {}: {error}", dir.display()))
+        } else {
+            LogFolderError::Other(Error::Config(format!(
+                "cannot create log folder {}: {error}; check log_dir",
+                dir.display()
+            )))
+        }
     })?;
     log_file::refuse_foreign_folder(&dir)?;
     Ok(dir.join(log_file::file_name(now, std::process::id())))

@@ -165,6 +165,20 @@ impl Heartbeat {
     /// `last supervise pass 4m ago`, with what to do when it is late; an instant in `zone`.
     pub fn describe(&self, now: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
         let Some(at) = self.last_pass_at else {
+            // Passes ran, and were skipped for a first one that holds the lock: not cron's fault.
+            if let Some(held) = &self.lock_held {
+                return format!(
+                    "no supervise pass has acted yet: the {} passes so far were skipped because another supervise \
+                     pass holds the lock: {}; {}",
+                    held.skipped_passes,
+                    held.describe(now, zone),
+                    if held.is_stuck(now, std::time::Duration::from_secs_f64(self.interval_seconds)) {
+                        held.advice()
+                    } else {
+                        "it took the lock lately: the passes after it act once it is done".to_string()
+                    }
+                );
+            }
             return "no supervise pass recorded yet: is its crontab (or pm2) entry installed, and does it reach \
                     the database (see its --log-file)?"
                 .to_string();

@@ -673,7 +673,9 @@ fn supervise(
     // stdout or stderr: until when they may still write into them.
     let mut exit_seen_at: Option<Instant> = None;
     // When the read that followed the first look ended: what it took was in the pipes
-    // before the exit was seen (under load, read only after it), no leftover's write.
+    // before the exit was seen (read only after it when the pass was busy — under load,
+    // or committing the previous item while this worker ran), no leftover's write and
+    // no heartbeat.
     let mut first_look_read_at: Option<Instant> = None;
     let mut leftovers_write_until: Option<Instant> = None;
     let mut awaits_leftover_output = false;
@@ -713,7 +715,8 @@ fn supervise(
             // no more than their end): the answer may be cut — a post-processor that
             // writes only at the end, a helper that paused (docs/worker-contract.md). One
             // that wrote on stderr meanwhile is a heartbeat left running, no result.
-            let heartbeat = capture.last_stderr_at.is_some_and(|at| at > exited_at);
+            let heartbeat =
+                capture.last_stderr_at.is_some_and(|at| at > first_look_read_at.unwrap_or(exited_at));
             let stdout_held_after_the_wait = holds_output
                 && !is_first_look
                 && !heartbeat

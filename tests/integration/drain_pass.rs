@@ -643,6 +643,45 @@ fn an_answer_whose_stdout_a_silent_leftover_still_held_is_not_kept_and_one_outsi
 }
 
 #[test]
+fn a_half_answer_a_silent_leftover_held_is_not_kept_after_quick_items_either() {
+    // The worker writes a line on stderr, half its answer on stdout, and exits; a child it
+    // left writes the rest 3 s later. After quick items the pass reads the worker's
+    // output only once it has seen the exit (it was committing the previous result while
+    // the worker ran): the stderr line read then was taken for a heartbeat, and the item
+    // done with half its answer (2 of 3 such items, before).
+    let fixture = Fixture::new(&config(""), NOW);
+    script_worker(
+        &fixture,
+        "half.sh",
+        "#!/bin/sh
+p=$(cat)
+case \"$p\" in
+*quick*) echo quick-ok ;;
+         *) (sleep 3; echo ' second half\"}') & echo child >&2; echo '{\"answer\": \"first half,' ;;
+esac
+",
+    );
+    let mut items = Vec::new();
+    for set in 1..=3 {
+        items.push((format!("q{set}-a"), json!("quick")));
+        items.push((format!("q{set}-b"), json!("quick")));
+        items.push((format!("h{set}"), json!("half")));
+    }
+    fixture.enqueue("docs", &items);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    for set in 1..=3 {
+        let (state, attempts, error) = fixture.item("docs", &format!("h{set}"));
+        assert_eq!((state.as_str(), attempts), ("pending", 1), "h{set}: {error:?}");
+        assert!(
+            error.as_deref().unwrap_or_default().contains("a process it left still held its stdout"),
+            "h{set}: {error:?}"
+        );
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key LIKE 'h%' AND result IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key LIKE 'q%' AND state = 'done'"), 6);
+}
+
+#[test]
 fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
     let fixture = Fixture::new(&config(""), NOW);
     let pids = fixture.path("escaped");

@@ -334,6 +334,29 @@ impl FullFileSystem {
         Some(FullFileSystem(at))
     }
 
+    /// A tmpfs of 64 KiB and 16 inodes whose inodes are all taken: no file or folder can
+    /// be made there (a full tmpfs of bytes alone still takes empty ones).
+    fn mount_without_inodes(at: std::path::PathBuf) -> Option<FullFileSystem> {
+        std::fs::create_dir_all(&at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,nr_inodes=16", "tmpfs"])
+            .arg(&at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root and the right to mount)");
+            return None;
+        }
+        let full = FullFileSystem(at);
+        for n in 0.. {
+            if std::fs::File::create(full.0.join(format!("inode-{n}"))).is_err() {
+                break;
+            }
+        }
+        Some(full)
+    }
+
     fn fill(&self) {
         let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
         while std::io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
@@ -389,6 +412,34 @@ fn doctor_says_a_metrics_textfile_on_a_full_disk_cannot_be_written() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, ["filler"]);
+}
+
+#[test]
+fn a_drain_whose_log_folder_is_on_a_full_disk_starts_without_a_log_and_does_its_work() {
+    let fixture = Fixture::new(&config("FAKE_WORKER", "").replace("TMPDIR/logs", "TMPDIR/full/logs"), NOW);
+    let Some(_full) = FullFileSystem::mount_without_inodes(fixture.path("full")) else { return };
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    // Before: `cannot create log folder …: No space left on device … check log_dir`, exit
+    // 78, and the item pending on every pass.
+    let pass = fixture.drainctl(&["supervise", "--json"]).run();
+    pass.assert_code(0);
+    let decisions = pass.json()["decisions"].as_array().cloned().unwrap_or_default();
+    let start = decisions.iter().find(|d| d["action"] == "start").cloned().unwrap_or_default();
+    assert!(start["pid"].is_u64() && start["log_path"].is_null(), "{decisions:?}");
+    wait_until("the drain to finish", std::time::Duration::from_secs(20), || {
+        fixture.item("docs", "a").0 == "done"
+    });
+    let message: String = fixture
+        .client()
+        .query_one("SELECT message FROM events WHERE kind = 'log_write_failed' AND drain = 'docs'", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        message.starts_with("drain docs started without a log file: cannot create log folder ")
+            && message.contains("No space left on device")
+            && message.ends_with("its lines are lost until log_dir has room"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -1127,6 +1127,57 @@ fn a_signal_before_the_page_is_rewritten_still_prints_the_decisions() {
 }
 
 #[test]
+fn a_notifier_that_may_outlast_liveness_timeout_runs_once_the_run_has_ended() {
+    // A pass records no checkpoint while it waits for its notifier: with a notifier of up
+    // to 20 s and `liveness_timeout = "15s"`, supervise took the waiting run for hung and
+    // killed it (before). Such a pass notifies once its run has ended.
+    let notifier = r#"["sh", "-c", "cat > TMPDIR/notified.json; touch TMPDIR/notifying; sleep 3"]"#;
+    let fixture = Fixture::new(
+        &config(
+            &format!("notify_command = {notifier}\nnotify_timeout = \"20s\"\n"),
+            "liveness_timeout = \"15s\"\n",
+        ),
+        NOW,
+    );
+    fixture.enqueue(
+        "docs",
+        &[("bad".into(), steps(json!([{ "exit": 4 }]))), ("b".into(), steps(json!([{ "out": "b" }])))],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the notifier to run", Duration::from_secs(20), || fixture.path("notifying").exists());
+    let status: Vec<String> = fixture.column("SELECT status FROM runs");
+    assert_eq!(status, ["drained"], "the run is over before its notifier runs");
+    finished(pass.wait_with_output().unwrap()).assert_code(0);
+    let event: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.path("notified.json")).unwrap()).unwrap();
+    assert_eq!(event["kind"], "item_dead_lettered");
+}
+
+#[test]
+fn a_notifier_the_stop_signal_reaches_before_drainctl_leaves_its_notification_due() {
+    // pm2's default `treekill` signals every process of the tree: the notifier may die of
+    // it before drainctl hears it. Before: "killed by signal 2", and the notification lost.
+    let notifier = r#"["sh", "-c", "kill -INT $PPID; kill -INT $$; sleep 5"]"#;
+    let fixture = Fixture::new(&config(&format!("notify_command = {notifier}\n"), ""), NOW);
+    fixture.enqueue("docs", &[("bad".into(), steps(json!([{ "exit": 4 }])))]);
+    let result = fixture.drainctl(&["drain", "docs"]).run();
+    assert_eq!(fixture.item("docs", "bad").0, "dead", "{}", result.stderr);
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["reason"], "interrupted", "{data}");
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM notifications_due d JOIN events e ON e.id = d.event_id
+              WHERE d.claimed_at IS NULL AND e.kind = 'item_dead_lettered'"
+        ),
+        1
+    );
+}
+
+#[test]
 fn a_notifier_running_when_drainctl_is_told_to_stop_is_stopped_with_it() {
     let fixture = Fixture::new(
         &config(&format!("notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\n"), ""),

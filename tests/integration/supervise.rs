@@ -1438,6 +1438,48 @@ fn a_frozen_supervise_holding_the_lock_is_named_and_reported_once_stuck() {
 }
 
 #[test]
+fn a_first_supervise_pass_stuck_holding_the_lock_is_named_not_the_crontab() {
+    let with_textfile =
+        config("").replace("[defaults]\n", "[defaults]\nmetrics_textfile = \"TMPDIR/drainctl.prom\"\n");
+    let fixture = Fixture::new(&with_textfile, "2026-11-26T21:00:00Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // The very first pass, held inside itself (the drains table locked), then stopped.
+    let mut table = fixture.client();
+    table.batch_execute("BEGIN; LOCK TABLE drains IN ACCESS EXCLUSIVE MODE").unwrap();
+    let mut frozen = fixture.drainctl(&["supervise"]).spawn();
+    wait_for_a_pass_waiting_on_a_lock(&fixture, "the first pass to hold the lock and wait inside itself");
+    signal(frozen.id(), libc::SIGSTOP);
+    table.batch_execute("COMMIT").unwrap();
+    for now in ["2026-11-26T21:15:00Z", "2026-11-26T22:00:00Z", "2026-11-26T23:00:00Z"] {
+        fixture.set_now(now);
+        fixture.drainctl(&["supervise"]).run();
+    }
+    // Before: "no supervise pass recorded yet: is its crontab … installed", and the
+    // failures of the skipped passes counted as none.
+    for command in ["status", "doctor"] {
+        let shown = fixture.drainctl(&[command]).run();
+        assert!(
+            shown.stdout.contains(
+                "no supervise pass has acted yet: the 3 passes so far were skipped because \
+                 another supervise pass holds the lock: backend pid "
+            ) && shown.stdout.contains("it is stuck")
+                && !shown.stdout.contains("crontab"),
+            "{command}: {}",
+            shown.stdout
+        );
+    }
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    let errors = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("drainctl_supervisor_last_pass_errors "))
+        .unwrap_or_default()
+        .to_string();
+    assert_ne!(errors, "0", "{metrics}");
+    signal(frozen.id(), libc::SIGKILL);
+    frozen.wait().unwrap();
+}
+
+#[test]
 fn burst_on_defaults_to_the_upcoming_saturday_1800_across_dst() {
     let fixture = Fixture::new(&config(""), INSIDE);
     let cases = [
