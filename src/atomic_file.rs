@@ -99,7 +99,7 @@ fn check_target(path: &Path, folder: &Path, target: &Target) -> Result<()> {
     };
     let file_type = metadata.file_type();
     if file_type.is_file() {
-        return Ok(());
+        return check_replaceable(path, folder, &metadata, target);
     }
     let why = if file_type.is_symlink() {
         format!(
@@ -117,6 +117,37 @@ fn check_target(path: &Path, folder: &Path, target: &Target) -> Result<()> {
         )
     };
     Err(Error::Config(format!("{what} {shown} {why}")))
+}
+
+/// Refuse a file of another user in a sticky folder (`/tmp`, a `chmod 1777` one) that this
+/// user does not own: the kernel lets only the file's or the folder's owner replace it,
+/// so every write would fail with "Operation not permitted" (left there by root before
+/// drainctl moved to a service user, say).
+fn check_replaceable(
+    path: &Path,
+    folder: &Path,
+    metadata: &std::fs::Metadata,
+    target: &Target,
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = crate::ownership::effective_uid();
+    if me == 0 || metadata.uid() == me {
+        return Ok(());
+    }
+    let Ok(folder_metadata) = std::fs::metadata(folder) else { return Ok(()) };
+    let is_sticky = folder_metadata.mode() & 0o1000 != 0;
+    if !is_sticky || folder_metadata.uid() == me {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{} {} belongs to {}, in a sticky folder ({}) where only its owner may replace it: remove it as \
+         its owner (or chown it to the user that runs drainctl), or set {} to another path",
+        target.what,
+        path.display(),
+        crate::ownership::user_named(metadata.uid()),
+        folder.display(),
+        target.named_by
+    )))
 }
 
 fn check_folder(path: &Path, folder: &Path, target: &Target) -> Result<()> {

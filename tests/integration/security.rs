@@ -943,3 +943,44 @@ fn a_workdir_out_of_this_users_reach_is_named_as_such_not_as_missing_nor_as_the_
     }
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn another_users_textfile_in_a_sticky_folder_is_refused_by_doctor_as_by_the_write() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root, to run drainctl as another user");
+        return;
+    }
+    let fixture = Fixture::new(&config("metrics_textfile = \"TMPDIR/shared/drainctl.prom\"\n", ""), NOW);
+    // Root's file left in a sticky folder (`chmod 1777`); drainctl now runs as `nobody`.
+    let shared = fixture.path("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::write(shared.join("drainctl.prom"), "# root's\n").unwrap();
+    let binary = fixture.path("drainctl");
+    std::fs::copy(DRAINCTL, &binary).unwrap();
+    std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir_all(fixture.path("logs")).unwrap();
+    std::fs::set_permissions(fixture.path("logs"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let binary = binary.display().to_string();
+    let as_nobody = |args: &[&str]| {
+        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str()];
+        all.extend_from_slice(args);
+        fixture.with_env(Drainctl::program("setpriv", &all)).run()
+    };
+    let refusal = format!(
+        "metrics textfile {}/drainctl.prom belongs to root (uid 0), in a sticky folder ({}) where only its owner may \
+         replace it",
+        shared.display(),
+        shared.display()
+    );
+    // Before: doctor said "ok … can be written", and every write failed with
+    // "Operation not permitted; check that its folder exists and is writable".
+    let doctor = as_nobody(&["doctor"]);
+    doctor.assert_code(78);
+    assert!(doctor.stdout.contains(&refusal), "{}", doctor.stdout);
+    let write = as_nobody(&["metrics", "--textfile"]);
+    write.assert_code(78);
+    assert!(write.stderr.contains(&refusal), "{}", write.stderr);
+}
