@@ -1178,6 +1178,19 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
                 log_dir.display()
             ),
         );
+    } else if std::fs::metadata(log_dir)
+        .is_err_and(|error| error.kind() == std::io::ErrorKind::PermissionDenied)
+    {
+        // There, or not: a folder above it may not be entered by this user.
+        return checks.fail(
+            "log_dir",
+            EXIT_CONFIG,
+            format!(
+                "log_dir {} cannot be reached by this user (permission denied: a folder above it may not be \
+                 entered); give this user access to the folders above it, or change log_dir",
+                log_dir.display()
+            ),
+        );
     } else {
         match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(log_dir) {
             Ok(()) => true,

@@ -984,3 +984,34 @@ fn another_users_textfile_in_a_sticky_folder_is_refused_by_doctor_as_by_the_writ
     write.assert_code(78);
     assert!(write.stderr.contains(&refusal), "{}", write.stderr);
 }
+
+#[test]
+fn doctor_says_a_log_dir_behind_a_folder_this_user_may_not_enter_is_out_of_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root, to run drainctl as another user");
+        return;
+    }
+    let fixture = Fixture::new(&config("", ""), NOW);
+    // log_dir exists, inside a folder `nobody` may not enter.
+    std::fs::create_dir_all(fixture.path("private/logs")).unwrap();
+    std::fs::set_permissions(fixture.path("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    fixture.write_config(&config("", "").replace("TMPDIR/logs", "TMPDIR/private/logs"));
+    let binary = fixture.path("drainctl");
+    std::fs::copy(DRAINCTL, &binary).unwrap();
+    std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let binary = binary.display().to_string();
+    let all = ["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str(), "doctor"];
+    let doctor = fixture.with_env(Drainctl::program("setpriv", &all)).run();
+    doctor.assert_code(78);
+    // Before: "cannot be created: Permission denied …; create it", of a folder that exists.
+    assert!(
+        doctor.stdout.contains(&format!(
+            "log_dir {} cannot be reached by this user (permission denied: a folder above it may not be entered)",
+            fixture.path("private/logs").display()
+        )),
+        "{}",
+        doctor.stdout
+    );
+}
