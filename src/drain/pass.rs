@@ -80,11 +80,6 @@ impl<'a> Pass<'a> {
                 return Ok(stop);
             }
             let now = self.clock.now();
-            // The vendor's servers failed for items in a row: the next one waits.
-            if let Some(stop) = self.wait_for_the_servers(now)? {
-                return Ok(stop);
-            }
-            let now = self.clock.now();
             // An item claimed ahead still needs the controls read after the last worker
             // ended: the same statement, claiming nothing.
             let ahead = self.claimed_ahead.take();
@@ -146,6 +141,13 @@ impl<'a> Pass<'a> {
                 }
                 return Ok(Stop::normal(RunStatus::Drained, "no item is available now"));
             };
+            // The vendor's servers failed for items in a row: this one waits, unstarted.
+            if let Some(waited) = self.wait_for_the_servers(&item, now)? {
+                match waited {
+                    None => continue,
+                    Some(stop) => return Ok(stop),
+                }
+            }
             if self.yielding_since.take().is_some() {
                 // It no longer yields: the wait recorded ends.
                 runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None)?;

@@ -132,28 +132,34 @@ impl Pass<'_> {
         self.servers_failing_until = Some((until, why));
     }
 
-    /// Before the next claim: wait for the vendor's servers when they were failing. An
-    /// item claimed ahead goes back first, unstarted: the pass holds nothing while it
-    /// waits. None to go on claiming, or why the pass stops: a wait beyond `max_wait`
-    /// or the time budget ends it (`rate_limited`), and the next pass tries again.
-    pub(super) fn wait_for_the_servers(&mut self, now: DateTime<Utc>) -> Result<Option<Stop>> {
+    /// After the claim, its controls read and none stopping the pass: when the vendor's
+    /// servers were failing, the item claimed goes back unstarted and the pass waits, holding
+    /// nothing. None to go on claiming, or why the pass stops: a wait beyond `max_wait` or
+    /// the time budget ends it (`rate_limited`), and the next pass tries again. Nothing to
+    /// wait for: `Ok(None)` with `claimed` still to run.
+    pub(super) fn wait_for_the_servers(
+        &mut self,
+        claimed: &crate::db::items::ClaimedItem,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<Stop>>> {
         let Some((until, why)) = self.servers_failing_until.take() else { return Ok(None) };
         if until <= now {
             return Ok(None);
         }
-        if let Some(item) = self.claimed_ahead.take() {
-            let note = "claimed ahead; the pass waits for the vendor's servers";
-            self.release(&item, crate::model::AttemptOutcome::NotStarted, note, now)?;
-        }
+        let note = "claimed; the pass waits for the vendor's servers";
+        self.release(claimed, crate::model::AttemptOutcome::NotStarted, note, now)?;
         if !self.may_wait_until(until, now) {
-            return Ok(Some(Stop::normal(
+            return Ok(Some(Some(Stop::normal(
                 RunStatus::RateLimited,
                 format!("{why}; the next pass tries again"),
-            )));
+            ))));
         }
         self.commit_staged()?;
-        log::warn!("drain {}: {why}", self.drain.name);
-        self.wait_for(until, "the vendor's servers", &why)
+        if self.trigger != Trigger::Manual {
+            // In the drain's log; a pass run by hand says it on stderr as it waits.
+            log::warn!("drain {}: {why}", self.drain.name);
+        }
+        self.wait_for(until, "the vendor's servers", &why).map(Some)
     }
 
     /// Time from `since` to now held no item: not counted in the run's throughput.

@@ -168,9 +168,10 @@ impl Heartbeat {
             // Passes ran, and were skipped for a first one that holds the lock: not cron's fault.
             if let Some(held) = &self.lock_held {
                 return format!(
-                    "no supervise pass has acted yet: the {} passes so far were skipped because another supervise \
-                     pass holds the lock: {}; {}",
-                    held.skipped_passes,
+                    "no supervise pass has acted yet: {} so far {} skipped because another supervise pass holds \
+                     the lock: {}; {}",
+                    crate::output::counted(held.skipped_passes, "pass"),
+                    if held.skipped_passes == 1 { "was" } else { "were" },
                     held.describe(now, zone),
                     if held.is_stuck(now, std::time::Duration::from_secs_f64(self.interval_seconds)) {
                         held.advice()

@@ -408,6 +408,19 @@ fn server_errors_of_two_items_in_a_row_stop_the_pass_instead_of_spending_every_i
 }
 
 #[test]
+fn a_pass_whose_budget_ends_with_server_errors_ends_for_its_budget_not_for_the_servers() {
+    let config = config().replacen("max_wait = \"0s\"\n", "max_wait = \"5m\"\nmax_items_per_pass = 2\n", 1);
+    let fixture = Fixture::new(&config, NOW);
+    let items: Vec<_> = (1..=4).map(|i| (format!("a{i}"), limit(OVERLOADED))).collect();
+    fixture.enqueue("alpha", &items);
+    // Before: the pass waited 30 s for the servers first, its budget spent.
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "budget", "{}", result.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'transient'"), 2);
+}
+
+#[test]
 fn a_single_items_server_errors_do_not_stop_the_pass() {
     // One item failing with a 500 is that item's failure: the next item runs.
     let fixture = Fixture::new(&config(), NOW);
@@ -474,7 +487,7 @@ fn a_pass_waits_for_the_vendors_servers_and_goes_on_when_they_answer() {
     assert!(
         result
             .stderr
-            .contains("drainctl: warn: drain alpha: the vendor's servers failed for 2 items in a row"),
+            .contains("drainctl: warn: drain alpha: waiting for the vendor's servers: the vendor's servers failed for 2 items in a row"),
         "{}",
         result.stderr
     );

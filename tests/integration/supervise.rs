@@ -1460,7 +1460,7 @@ fn a_first_supervise_pass_stuck_holding_the_lock_is_named_not_the_crontab() {
         let shown = fixture.drainctl(&[command]).run();
         assert!(
             shown.stdout.contains(
-                "no supervise pass has acted yet: the 3 passes so far were skipped because \
+                "no supervise pass has acted yet: 3 passes so far were skipped because \
                  another supervise pass holds the lock: backend pid "
             ) && shown.stdout.contains("it is stuck")
                 && !shown.stdout.contains("crontab"),
