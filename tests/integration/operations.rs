@@ -320,9 +320,25 @@ struct FullFileSystem(std::path::PathBuf);
 
 impl FullFileSystem {
     fn mount(at: std::path::PathBuf) -> Option<FullFileSystem> {
+        FullFileSystem::mount_with(at, "size=64k")
+    }
+
+    /// A tmpfs of 64 KiB and 16 inodes whose inodes are all taken: no file or folder can
+    /// be made there (a full tmpfs of bytes alone still takes empty ones).
+    fn mount_without_inodes(at: std::path::PathBuf) -> Option<FullFileSystem> {
+        let full = FullFileSystem::mount_with(at, "size=64k,nr_inodes=16")?;
+        for n in 0.. {
+            if std::fs::File::create(full.0.join(format!("inode-{n}"))).is_err() {
+                break;
+            }
+        }
+        Some(full)
+    }
+
+    fn mount_with(at: std::path::PathBuf, options: &str) -> Option<FullFileSystem> {
         std::fs::create_dir_all(&at).unwrap();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(&at)
             .stderr(std::process::Stdio::null())
             .status()
@@ -332,29 +348,6 @@ impl FullFileSystem {
             return None;
         }
         Some(FullFileSystem(at))
-    }
-
-    /// A tmpfs of 64 KiB and 16 inodes whose inodes are all taken: no file or folder can
-    /// be made there (a full tmpfs of bytes alone still takes empty ones).
-    fn mount_without_inodes(at: std::path::PathBuf) -> Option<FullFileSystem> {
-        std::fs::create_dir_all(&at).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64k,nr_inodes=16", "tmpfs"])
-            .arg(&at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !mounted {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root and the right to mount)");
-            return None;
-        }
-        let full = FullFileSystem(at);
-        for n in 0.. {
-            if std::fs::File::create(full.0.join(format!("inode-{n}"))).is_err() {
-                break;
-            }
-        }
-        Some(full)
     }
 
     fn fill(&self) {

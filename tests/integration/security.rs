@@ -957,18 +957,9 @@ fn another_users_textfile_in_a_sticky_folder_is_refused_by_doctor_as_by_the_writ
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::fs::write(shared.join("drainctl.prom"), "# root's\n").unwrap();
-    let binary = fixture.path("drainctl");
-    std::fs::copy(DRAINCTL, &binary).unwrap();
-    std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::create_dir_all(fixture.path("logs")).unwrap();
     std::fs::set_permissions(fixture.path("logs"), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let binary = binary.display().to_string();
-    let as_nobody = |args: &[&str]| {
-        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str()];
-        all.extend_from_slice(args);
-        fixture.with_env(Drainctl::program("setpriv", &all)).run()
-    };
+    let as_nobody = |args: &[&str]| run_as_nobody(&fixture, args);
     let refusal = format!(
         "metrics textfile {}/drainctl.prom belongs to root (uid 0), in a sticky folder ({}) where only its owner may \
          replace it",
@@ -997,13 +988,7 @@ fn doctor_says_a_log_dir_behind_a_folder_this_user_may_not_enter_is_out_of_reach
     std::fs::create_dir_all(fixture.path("private/logs")).unwrap();
     std::fs::set_permissions(fixture.path("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
     fixture.write_config(&config("", "").replace("TMPDIR/logs", "TMPDIR/private/logs"));
-    let binary = fixture.path("drainctl");
-    std::fs::copy(DRAINCTL, &binary).unwrap();
-    std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let binary = binary.display().to_string();
-    let all = ["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str(), "doctor"];
-    let doctor = fixture.with_env(Drainctl::program("setpriv", &all)).run();
+    let doctor = run_as_nobody(&fixture, &["doctor"]);
     doctor.assert_code(78);
     // Before: "cannot be created: Permission denied …; create it", of a folder that exists.
     assert!(
@@ -1014,4 +999,20 @@ fn doctor_says_a_log_dir_behind_a_folder_this_user_may_not_enter_is_out_of_reach
         "{}",
         doctor.stdout
     );
+}
+
+/// `drainctl ARGS` run as `nobody` (a copy of the binary it may run), with the fixture's
+/// folder and configuration readable by it.
+fn run_as_nobody(fixture: &Fixture, args: &[&str]) -> Finished {
+    use std::os::unix::fs::PermissionsExt;
+    let binary = fixture.path("drainctl");
+    if !binary.exists() {
+        std::fs::copy(DRAINCTL, &binary).unwrap();
+    }
+    std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let binary = binary.display().to_string();
+    let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str()];
+    all.extend_from_slice(args);
+    fixture.with_env(Drainctl::program("setpriv", &all)).run()
 }
