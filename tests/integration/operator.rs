@@ -1608,7 +1608,12 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     assert_eq!(burst.json()["bursts"][0]["drain"], "old", "{}", burst.stdout);
     fixture
         .client()
-        .execute("UPDATE drains SET burst_until = now() + interval '1 hour' WHERE name = 'old'", &[])
+        // An hour after the injected clock's now, not the server's: the line's length then
+        // does not depend on the time of day the test runs at.
+        .execute(
+            "UPDATE drains SET burst_until = $1::text::timestamptz + interval '1 hour' WHERE name = 'old'",
+            &[&NOW],
+        )
         .unwrap();
     let all = fixture.drainctl(&["burst", "status", "--json"]).run().json();
     let listed: Vec<&str> =
