@@ -193,6 +193,10 @@ pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Resul
         .collect())
 }
 
+/// How a run's `waiting_reason` begins while it waits for the vendor's servers (see
+/// `drain::wait`), not for a reset.
+pub(crate) const WAITING_FOR_SERVERS: &str = "waiting for the vendor's servers";
+
 /// One drain as `status` shows it.
 #[derive(Debug, Serialize)]
 pub(crate) struct DrainView {
@@ -224,6 +228,9 @@ pub(crate) struct DrainView {
     pub(crate) running_runs: Vec<i64>,
     /// A running pass waits inside itself for the group's reset until then.
     pub(crate) waiting_until: Option<DateTime<Utc>>,
+    /// That wait is for the vendor's servers, failing for items in a row, not a reset.
+    #[serde(skip)]
+    pub(crate) is_waiting_for_servers: bool,
     pub(crate) last_run: Option<LastRunView>,
     last_checkpoint_at: Option<DateTime<Utc>>,
     pub(crate) window: Option<String>,
@@ -476,6 +483,9 @@ fn decide_drain(
         accounts: group_accounts.1.clone(),
         running_runs: runs.iter().map(|r| r.id).collect(),
         waiting_until: runs.iter().filter_map(|r| r.waiting_until).min(),
+        is_waiting_for_servers: runs.iter().filter(|r| r.waiting_until.is_some()).any(|r| {
+            r.waiting_reason.as_deref().is_some_and(|reason| reason.starts_with(WAITING_FOR_SERVERS))
+        }),
         last_run: snapshot.last_runs.get(&drain.name).map(last_run_view),
         last_checkpoint_at: runs.iter().map(|r| r.last_checkpoint_at).max(),
         window: drain.window.as_ref().map(|w| w.describe()),
@@ -676,7 +686,11 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     // cut at its width.
     if let Some(until) = drain.waiting_until {
         // Its instant first: with many drains the cell is cut to a few words.
-        notes.push(format!("waiting: reset {}", relative(until)));
+        if drain.is_waiting_for_servers {
+            notes.push(format!("waiting for servers: next item {}", relative(until)));
+        } else {
+            notes.push(format!("waiting: reset {}", relative(until)));
+        }
     }
     if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
         let left = (until - now).to_std().unwrap_or_default();

@@ -159,7 +159,8 @@ impl Pass<'_> {
             // In the drain's log; a pass run by hand says it on stderr as it waits.
             log::warn!("drain {}: {why}", self.drain.name);
         }
-        self.wait_for(until, "the vendor's servers", &why).map(Some)
+        let what = crate::commands::status::WAITING_FOR_SERVERS.trim_start_matches("waiting for ");
+        self.wait_for(until, what, &why).map(Some)
     }
 
     /// Time from `since` to now held no item: not counted in the run's throughput.

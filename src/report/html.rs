@@ -298,7 +298,8 @@ fn facts(page: &Page, drain: &DrainPage) -> Vec<(&'static str, String)> {
         facts.push(("reset", resets.join("; ")));
     }
     if let Some(until) = status.waiting_until {
-        facts.push(("waiting", format!("a pass waits for the reset until {}", escape(&when(until, page)))));
+        let what = if status.is_waiting_for_servers { "the vendor's servers" } else { "the reset" };
+        facts.push(("waiting", format!("a pass waits for {what} until {}", escape(&when(until, page)))));
     }
     if let Some(at) = status.parked_at {
         let reason = status.parked_reason.as_deref().unwrap_or_default();
