@@ -65,9 +65,7 @@ pub fn notify_recorded_beating(
                 if crate::worker::signals::termination_signal().is_some() {
                     return;
                 }
-                if config.defaults.notify_command.is_some() {
-                    beat(client);
-                }
+                beat(client);
                 notify_due(config, client, outbox, &recorded, clock);
             }
         }

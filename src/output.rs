@@ -552,24 +552,18 @@ pub fn instant_and_age(at: Option<DateTime<Utc>>, now: DateTime<Utc>, zone: Tz) 
     }
 }
 
+/// Whether a file system refused `error` for want of room (no space, no inodes, over a
+/// quota): worth another try once space is freed (75), not a path to fix (78).
+pub fn is_full_file_system(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
 /// Open the log file at `path` for appending, created owner-only (0600); a file that
 /// exists keeps its mode. Never through a symbolic link, and only a regular file: a link,
 /// a directory, a fifo or a device is refused (exit 78), as every file drainctl writes.
 /// `named_by`: the option or setting that names it, for the message. A full file system
 /// is a temporary failure (exit 75).
 pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Result<std::fs::File> {
-    use crate::error::Error;
-
-    open_log_file_or_full(path, named_by)?
-        .map_err(|full| Error::Temporary(format!("{full}; free some space")))
-}
-
-/// [`open_log_file`], telling a full file system (no space, no inodes, over a quota) from
-/// the other failures: `Ok(Err(why))` for it, so that a caller can go on without a log.
-pub fn open_log_file_or_full(
-    path: &std::path::Path,
-    named_by: &str,
-) -> Result<std::result::Result<std::fs::File, String>, crate::error::Error> {
     use crate::error::Error;
     use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt};
 
@@ -582,12 +576,10 @@ pub fn open_log_file_or_full(
         // Not blocking on a fifo: it is refused below.
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path);
-    if let Err(error) = &opened {
-        if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
-            return Ok(Err(format!("cannot open log file {shown}: {error}")));
-        }
-    }
     let file = opened.map_err(|error| match error.raw_os_error() {
+        _ if is_full_file_system(&error) => {
+            Error::Temporary(format!("cannot open log file {shown}: {error}"))
+        }
         Some(libc::ELOOP) => Error::Config(format!(
             "log file {shown} is a symbolic link, and drainctl never writes through links; \
                  remove it, or give {named_by} the real file"
@@ -625,7 +617,7 @@ pub fn open_log_file_or_full(
         )));
     }
     set_blocking(&file).map_err(|error| Error::Config(format!("cannot open log file {shown}: {error}")))?;
-    Ok(Ok(file))
+    Ok(file)
 }
 
 /// Refuse (78) a file or folder `path` drainctl writes (`what`: "log file", "metrics

@@ -1225,7 +1225,7 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
                 if created { " (created, mode 0700)" } else { "" }
             ),
         ),
-        Err(error) if is_full(&error) => checks.fail(
+        Err(error) if crate::output::is_full_file_system(&error) => checks.fail(
             "log_dir",
             EXIT_TEMPORARY,
             format!(
@@ -1244,12 +1244,6 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
     }
 }
 
-/// A write refused because the file system is full: worth another try once space is
-/// freed (75), not a folder to fix (78).
-fn is_full(error: &std::io::Error) -> bool {
-    error.kind() == std::io::ErrorKind::StorageFull || error.kind() == std::io::ErrorKind::QuotaExceeded
-}
-
 /// Each drain's log folder that exists already (`log_dir/NAME`, left by an earlier
 /// deployment, another user's): one `supervise` would refuse, or could not write into,
 /// fails here first, so that no pass finds every start of the drain failing.
@@ -1262,9 +1256,13 @@ fn check_drain_log_folders(checks: &mut Checks, config: &Config) {
         // A full file system is the log_dir check's to report, not a folder to fix.
         if let Err(error) = crate::drain::log_file::refuse_foreign_folder(&folder) {
             checks.fail("log_dir", error.exit_code(), error.display_scrubbed());
-        } else if let Err(error) =
-            probe_writable(&folder).or_else(|error| if is_full(&error) { Ok(()) } else { Err(error) })
-        {
+        } else if let Err(error) = probe_writable(&folder).or_else(|error| {
+            if crate::output::is_full_file_system(&error) {
+                Ok(())
+            } else {
+                Err(error)
+            }
+        }) {
             checks.fail(
                 "log_dir",
                 EXIT_CONFIG,
@@ -1373,7 +1371,7 @@ fn check_file_folder(checks: &mut Checks, key: &'static str, file: &Path, refuse
                 folder.display()
             ),
         ),
-        Err(error) if is_full(&error) => checks.fail(
+        Err(error) if crate::output::is_full_file_system(&error) => checks.fail(
             key,
             EXIT_TEMPORARY,
             format!(

@@ -193,10 +193,6 @@ pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Resul
         .collect())
 }
 
-/// How a run's `waiting_reason` begins while it waits for the vendor's servers (see
-/// `drain::wait`), not for a reset.
-pub(crate) const WAITING_FOR_SERVERS: &str = "waiting for the vendor's servers";
-
 /// One drain as `status` shows it.
 #[derive(Debug, Serialize)]
 pub(crate) struct DrainView {
@@ -483,9 +479,10 @@ fn decide_drain(
         accounts: group_accounts.1.clone(),
         running_runs: runs.iter().map(|r| r.id).collect(),
         waiting_until: runs.iter().filter_map(|r| r.waiting_until).min(),
-        is_waiting_for_servers: runs.iter().filter(|r| r.waiting_until.is_some()).any(|r| {
-            r.waiting_reason.as_deref().is_some_and(|reason| reason.starts_with(WAITING_FOR_SERVERS))
-        }),
+        is_waiting_for_servers: runs
+            .iter()
+            .filter(|r| r.waiting_until.is_some())
+            .any(|r| r.waiting_reason.as_deref().is_some_and(crate::drain::waits_for_the_servers)),
         last_run: snapshot.last_runs.get(&drain.name).map(last_run_view),
         last_checkpoint_at: runs.iter().map(|r| r.last_checkpoint_at).max(),
         window: drain.window.as_ref().map(|w| w.describe()),

@@ -42,6 +42,7 @@ mod reconnect;
 mod recorder;
 mod staging;
 mod wait;
+pub(crate) use wait::waits_for_the_servers;
 
 use chrono::{DateTime, Utc};
 use postgres::Client;

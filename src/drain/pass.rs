@@ -142,8 +142,8 @@ impl<'a> Pass<'a> {
                 return Ok(Stop::normal(RunStatus::Drained, "no item is available now"));
             };
             // The vendor's servers failed for items in a row: this one waits, unstarted.
-            if let Some(waited) = self.wait_for_the_servers(&item, now)? {
-                match waited {
+            if self.servers_are_failing(now) {
+                match self.wait_for_the_servers(&item, now)? {
                     None => continue,
                     Some(stop) => return Ok(stop),
                 }

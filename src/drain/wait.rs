@@ -132,35 +132,37 @@ impl Pass<'_> {
         self.servers_failing_until = Some((until, why));
     }
 
-    /// After the claim, its controls read and none stopping the pass: when the vendor's
-    /// servers were failing, the item claimed goes back unstarted and the pass waits, holding
-    /// nothing. None to go on claiming, or why the pass stops: a wait beyond `max_wait` or
-    /// the time budget ends it (`rate_limited`), and the next pass tries again. Nothing to
-    /// wait for: `Ok(None)` with `claimed` still to run.
+    /// Whether the vendor's servers were failing lately enough that the next item waits
+    /// (see `count_server_error`).
+    pub(super) fn servers_are_failing(&self, now: DateTime<Utc>) -> bool {
+        self.servers_failing_until.as_ref().is_some_and(|(until, _)| *until > now)
+    }
+
+    /// The servers are failing ([`Pass::servers_are_failing`]), and the item `claimed`
+    /// after its controls let it run goes back unstarted: the pass waits, holding nothing.
+    /// None once the wait is over and the pass goes on claiming, or why it stops: a wait
+    /// beyond `max_wait` or the time budget ends it (`rate_limited`), and the next pass
+    /// tries again.
     pub(super) fn wait_for_the_servers(
         &mut self,
         claimed: &crate::db::items::ClaimedItem,
         now: DateTime<Utc>,
-    ) -> Result<Option<Option<Stop>>> {
+    ) -> Result<Option<Stop>> {
         let Some((until, why)) = self.servers_failing_until.take() else { return Ok(None) };
-        if until <= now {
-            return Ok(None);
-        }
         let note = "claimed; the pass waits for the vendor's servers";
         self.release(claimed, crate::model::AttemptOutcome::NotStarted, note, now)?;
         if !self.may_wait_until(until, now) {
-            return Ok(Some(Some(Stop::normal(
+            return Ok(Some(Stop::normal(
                 RunStatus::RateLimited,
                 format!("{why}; the next pass tries again"),
-            ))));
+            )));
         }
         self.commit_staged()?;
         if self.trigger != Trigger::Manual {
             // In the drain's log; a pass run by hand says it on stderr as it waits.
             log::warn!("drain {}: {why}", self.drain.name);
         }
-        let what = crate::commands::status::WAITING_FOR_SERVERS.trim_start_matches("waiting for ");
-        self.wait_for(until, what, &why).map(Some)
+        self.wait_for(until, THE_SERVERS, &why)
     }
 
     /// Time from `since` to now held no item: not counted in the run's throughput.
@@ -187,7 +189,7 @@ impl Pass<'_> {
         } else {
             log::info!("drain {}: waiting for {what}: {why}", self.drain.name);
         }
-        let reason = format!("waiting for {what}: {why}");
+        let reason = waiting_reason(what, why);
         let entered = self.clock.now();
         // A descriptor's text (`--config /dev/stdin`) was read once: nothing to compare.
         let config_path =
@@ -300,6 +302,19 @@ impl Pass<'_> {
         self.count_idle_since(now);
         Ok(None)
     }
+}
+
+/// What a pass waits for when the vendor's servers failed for items in a row.
+const THE_SERVERS: &str = "the vendor's servers";
+
+/// A waiting run's `waiting_reason`: what it waits for, and why.
+fn waiting_reason(what: &str, why: &str) -> String {
+    format!("waiting for {what}: {why}")
+}
+
+/// Whether a run's `waiting_reason` is a wait for the vendor's servers, not for a reset.
+pub(crate) fn waits_for_the_servers(reason: &str) -> bool {
+    reason.strip_prefix("waiting for ").is_some_and(|rest| rest.starts_with(THE_SERVERS))
 }
 
 /// How long the next item waits after server errors of `in_a_row` different items in a

@@ -502,23 +502,20 @@ struct StartedDrain {
     without_log: Option<String>,
 }
 
-/// Whether `error` says a file system has no room (no space, no inodes, over a quota).
-fn is_full_file_system(error: &std::io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-}
-
 /// Spawn `drainctl drain NAME` detached: its own session (so cron or pm2 killing the
 /// supervisor's process group does not reach it), stdin from /dev/null, stdout and stderr
 /// to an owner-only log file — or, when the log folder's file system is full, to nowhere:
 /// the work goes on without its lines. Returns at once with its pid.
 fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<StartedDrain> {
-    let opened = match create_log_file_path(config, drain, now) {
-        Ok(path) => {
-            crate::output::open_log_file_or_full(&path, "log_dir").map(|log| log.map(|file| (path, file)))
-        }
-        Err(LogFolderError::Full(error)) => Ok(Err(error)),
-        Err(LogFolderError::Other(error)) => Err(error),
-    }?;
+    // A full file system (the one failure to make the log that is temporary) is no reason
+    // to hold the work back: the drain starts without its lines.
+    let opened = match create_log_file_path(config, drain, now)
+        .and_then(|path| crate::output::open_log_file(&path, "log_dir").map(|file| (path, file)))
+    {
+        Ok(opened) => Ok(opened),
+        Err(Error::Temporary(full)) => Err(full),
+        Err(error) => return Err(error),
+    };
     let exe = installed_exe()?;
     let mut command = Command::new(exe);
     if let Some(path) = &config.path {
@@ -562,36 +559,17 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
     Ok(StartedDrain { pid, log_path, without_log })
 }
 
-/// Why the log folder could not be made ready: its file system is full (the drain starts
-/// without a log), or anything else (the start fails).
-enum LogFolderError {
-    Full(String),
-    Other(Error),
-}
-
-impl From<Error> for LogFolderError {
-    fn from(error: Error) -> Self {
-        LogFolderError::Other(error)
-    }
-}
-
 /// `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log` with this process's pid until the drain's is
 /// known, folders created owner-only.
-fn create_log_file_path(
-    config: &Config,
-    drain: &str,
-    now: DateTime<Utc>,
-) -> std::result::Result<PathBuf, LogFolderError> {
+fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Result<PathBuf> {
     let dir = config.defaults.log_dir.join(drain);
     crate::output::refuse_foreign_links(&dir, "log folder", "log_dir")?;
     DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
-        if is_full_file_system(&error) {
-            LogFolderError::Full(format!("cannot create log folder {}: {error}", dir.display()))
+        let message = format!("cannot create log folder {}: {error}", dir.display());
+        if crate::output::is_full_file_system(&error) {
+            Error::Temporary(message)
         } else {
-            LogFolderError::Other(Error::Config(format!(
-                "cannot create log folder {}: {error}; check log_dir",
-                dir.display()
-            )))
+            Error::Config(format!("{message}; check log_dir"))
         }
     })?;
     log_file::refuse_foreign_folder(&dir)?;

@@ -162,6 +162,16 @@ impl Heartbeat {
         Ok(heartbeat)
     }
 
+    /// What to do of `held`: end it when it is stuck; else wait, as it took the lock lately
+    /// (a new holder, when the passes before were skipped for another one).
+    fn what_to_do(&self, held: &LockHeld, now: DateTime<Utc>) -> String {
+        if held.is_stuck(now, std::time::Duration::from_secs_f64(self.interval_seconds)) {
+            held.advice()
+        } else {
+            "it took the lock lately: the passes after it act once it is done".to_string()
+        }
+    }
+
     /// `last supervise pass 4m ago`, with what to do when it is late; an instant in `zone`.
     pub fn describe(&self, now: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
         let Some(at) = self.last_pass_at else {
@@ -173,11 +183,7 @@ impl Heartbeat {
                     crate::output::counted(held.skipped_passes, "pass"),
                     if held.skipped_passes == 1 { "was" } else { "were" },
                     held.describe(now, zone),
-                    if held.is_stuck(now, std::time::Duration::from_secs_f64(self.interval_seconds)) {
-                        held.advice()
-                    } else {
-                        "it took the lock lately: the passes after it act once it is done".to_string()
-                    }
+                    self.what_to_do(held, now)
                 );
             }
             return "no supervise pass recorded yet: is its crontab (or pm2) entry installed, and does it reach \
@@ -204,12 +210,7 @@ impl Heartbeat {
                  were skipped because another supervise pass holds the lock: {}; {}",
                 held.skipped_passes,
                 held.describe(now, zone),
-                if held.is_stuck(now, std::time::Duration::from_secs_f64(self.interval_seconds)) {
-                    held.advice()
-                } else {
-                    // A new holder, since the passes before were skipped for another one.
-                    "it took the lock lately: the passes after it act once it is done".to_string()
-                }
+                self.what_to_do(held, now)
             ),
             None => format!(
                 "last supervise pass {ago}, more than {twice} (twice supervise_interval): check its crontab \

@@ -947,8 +947,7 @@ fn a_workdir_out_of_this_users_reach_is_named_as_such_not_as_missing_nor_as_the_
 #[test]
 fn another_users_textfile_in_a_sticky_folder_is_refused_by_doctor_as_by_the_write() {
     use std::os::unix::fs::PermissionsExt;
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root, to run drainctl as another user");
+    if !can_run_as_nobody() {
         return;
     }
     let fixture = Fixture::new(&config("metrics_textfile = \"TMPDIR/shared/drainctl.prom\"\n", ""), NOW);
@@ -979,8 +978,7 @@ fn another_users_textfile_in_a_sticky_folder_is_refused_by_doctor_as_by_the_writ
 #[test]
 fn doctor_says_a_log_dir_behind_a_folder_this_user_may_not_enter_is_out_of_reach() {
     use std::os::unix::fs::PermissionsExt;
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root, to run drainctl as another user");
+    if !can_run_as_nobody() {
         return;
     }
     let fixture = Fixture::new(&config("", ""), NOW);
@@ -999,6 +997,15 @@ fn doctor_says_a_log_dir_behind_a_folder_this_user_may_not_enter_is_out_of_reach
         "{}",
         doctor.stdout
     );
+}
+
+/// Whether drainctl can be run as `nobody` here (as root); says the test is skipped if not.
+fn can_run_as_nobody() -> bool {
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !is_root {
+        eprintln!("SKIPPED: needs root, to run drainctl as another user");
+    }
+    is_root
 }
 
 /// `drainctl ARGS` run as `nobody` (a copy of the binary it may run), with the fixture's
