@@ -478,6 +478,8 @@ fn a_pass_waits_for_the_vendors_servers_and_goes_on_when_they_answer() {
     let table = fixture.drainctl(&["status"]).run().stdout;
     let row = table.lines().find(|line| line.starts_with("alpha")).unwrap_or_default();
     assert!(row.contains("waiting for servers: next item in 30s"), "{table}");
+    let page = fixture.drainctl(&["report"]).run().stdout;
+    assert!(page.contains("a pass waits for the vendor's servers until "), "{page}");
     // It holds nothing while it waits: the item claimed ahead went back unstarted.
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'running'"), 0);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'transient'"), 2);
