@@ -7,12 +7,13 @@
 //! and renamed over the target; the folder is fsynced after. The temporary file is
 //! removed on every error.
 
-use std::fs::{OpenOptions, Permissions};
+use std::fs::Permissions;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::pinned_folder::PinnedFolder;
 
 /// Which file is replaced, for its checks and messages.
 pub struct Target<'a> {
@@ -32,8 +33,10 @@ pub struct Target<'a> {
 /// naming it, before anything is created.
 pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
     let file_name = check(path, target)?;
-    let folder = folder_of(path);
     let fail = |action: &str, error: std::io::Error| io_error(path, action, error, target);
+    let folder = crate::output::pin_folder_of(path, target.what, target.named_by, |error| {
+        fail("open the folder of", error)
+    })?;
     let (mut file, temporary) = create_temporary(&folder, file_name, target.mode)
         .map_err(|error| fail("create a temporary file for", error))?;
     let written = (|| -> std::io::Result<()> {
@@ -44,9 +47,8 @@ pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
     })();
     drop(file);
     written.map_err(|error| fail("write", error))?;
-    std::fs::rename(&temporary.path, path).map_err(|error| fail("replace", error))?;
-    temporary.renamed();
-    sync_folder(&folder);
+    temporary.rename_to(file_name).map_err(|error| fail("replace", error))?;
+    folder.sync();
     Ok(())
 }
 
@@ -72,13 +74,6 @@ pub fn folder_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
-    }
-}
-
-/// Make a rename in `folder` durable; a failure loses nothing already visible.
-pub fn sync_folder(folder: &Path) {
-    if let Err(error) = std::fs::File::open(folder).and_then(|dir| dir.sync_all()) {
-        log::debug!("could not fsync folder {}: {error}", folder.display());
     }
 }
 
@@ -214,13 +209,22 @@ const TEMPORARY_NAME_ATTEMPTS: u32 = 16;
 
 /// A temporary file that is removed when dropped, unless it was renamed into place.
 pub(crate) struct Temporary {
-    pub(crate) path: PathBuf,
+    folder: PinnedFolder,
+    name: std::ffi::OsString,
     is_renamed: bool,
 }
 
 impl Temporary {
-    pub(crate) fn renamed(mut self) {
+    /// Its path, for messages.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.folder.path().join(&self.name)
+    }
+
+    /// Rename it over `file_name` in its folder.
+    pub(crate) fn rename_to(mut self, file_name: &std::ffi::OsStr) -> std::io::Result<()> {
+        self.folder.rename(&self.name, file_name)?;
         self.is_renamed = true;
+        Ok(())
     }
 }
 
@@ -229,8 +233,8 @@ impl Drop for Temporary {
         if self.is_renamed {
             return;
         }
-        if let Err(error) = std::fs::remove_file(&self.path) {
-            log::warn!("could not remove temporary file {}: {error}", self.path.display());
+        if let Err(error) = self.folder.remove(&self.name) {
+            log::warn!("could not remove temporary file {}: {error}", self.path().display());
         }
     }
 }
@@ -262,26 +266,20 @@ fn temporary_name(file_name: &std::ffi::OsStr, random: u64) -> std::ffi::OsStrin
 /// a collector reading `*.prom` never reads it, and a long NAME is cut short so that it
 /// fits ([`temporary_name`]).
 pub(crate) fn create_temporary(
-    folder: &Path,
+    folder: &PinnedFolder,
     file_name: &std::ffi::OsStr,
     mode: u32,
 ) -> std::io::Result<(std::fs::File, Temporary)> {
     remove_stale_temporaries(folder, file_name);
     let mut collision = None;
     for _ in 0..TEMPORARY_NAME_ATTEMPTS {
-        let path = folder.join(temporary_name(file_name, unpredictable_u64()));
-        let opened = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(mode)
-            .open(&path);
-        match opened {
+        let name = temporary_name(file_name, unpredictable_u64());
+        match folder.create_new(&name, mode) {
             Ok(file) => {
                 // Held while the file is written: a writer that is stopped, not dead, keeps
                 // its temporary file from `remove_stale_temporaries`.
                 lock_exclusively(&file);
-                return Ok((file, Temporary { path, is_renamed: false }));
+                return Ok((file, Temporary { folder: folder.try_clone()?, name, is_renamed: false }));
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => collision = Some(error),
             Err(error) => return Err(error),
@@ -297,19 +295,19 @@ const STALE_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(
 /// Remove the temporary files of NAME in `folder` that a killed process left: regular files
 /// of this user named `.NAME.tmp-` and 16 hex digits, untouched for
 /// [`STALE_TEMPORARY_AGE`]. What cannot be looked at or removed is left, with a log line.
-fn remove_stale_temporaries(folder: &Path, file_name: &std::ffi::OsStr) {
+fn remove_stale_temporaries(folder: &PinnedFolder, file_name: &std::ffi::OsStr) {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let sample = temporary_name(file_name, 0);
     let prefix = &sample.as_bytes()[..sample.len() - 16];
-    let Ok(entries) = std::fs::read_dir(folder) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
+    let Ok(names) = folder.names() else { return };
+    for name in names {
         let Some(random) = name.as_bytes().strip_prefix(prefix) else { continue };
         if random.len() != 16 || !random.iter().all(u8::is_ascii_hexdigit) {
             continue;
         }
-        let Ok(metadata) = std::fs::symlink_metadata(entry.path()) else { continue };
+        let shown = folder.path().join(&name);
+        let Ok(metadata) = folder.entry_metadata(&name) else { continue };
         let age = metadata.modified().ok().and_then(|at| at.elapsed().ok()).unwrap_or_default();
         if !metadata.is_file()
             || metadata.uid() != crate::ownership::effective_uid()
@@ -318,22 +316,16 @@ fn remove_stale_temporaries(folder: &Path, file_name: &std::ffi::OsStr) {
             continue;
         }
         // A writer still holds the lock on its file, however long it has been stopped.
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(entry.path());
-        let Ok(file) = opened else { continue };
+        let Ok(file) = folder.open_read(&name) else { continue };
         if !try_lock_exclusively(&file) {
             continue;
         }
-        match std::fs::remove_file(entry.path()) {
-            Ok(()) => {
-                log::info!("removed {}, left by a process killed while it wrote", entry.path().display())
-            }
+        match folder.remove(&name) {
+            Ok(()) => log::info!("removed {}, left by a process killed while it wrote", shown.display()),
             // Another writer of NAME cleaning up at the same moment.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => {
-                log::warn!("could not remove the stale temporary file {}: {error}", entry.path().display())
+                log::warn!("could not remove the stale temporary file {}: {error}", shown.display())
             }
         }
     }
@@ -372,11 +364,21 @@ mod tests {
     #[test]
     fn temporary_names_are_unpredictable_and_not_prom_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, first) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), 0o644).unwrap();
-        let (_, second) = create_temporary(dir.path(), std::ffi::OsStr::new("drainctl.prom"), 0o644).unwrap();
-        assert_ne!(first.path, second.path);
+        let (_, first) = create_temporary(
+            &PinnedFolder::open(dir.path()).unwrap(),
+            std::ffi::OsStr::new("drainctl.prom"),
+            0o644,
+        )
+        .unwrap();
+        let (_, second) = create_temporary(
+            &PinnedFolder::open(dir.path()).unwrap(),
+            std::ffi::OsStr::new("drainctl.prom"),
+            0o644,
+        )
+        .unwrap();
+        assert_ne!(first.path(), second.path());
         for temporary in [&first, &second] {
-            let name = temporary.path.file_name().unwrap().to_str().unwrap().to_string();
+            let name = temporary.path().file_name().unwrap().to_str().unwrap().to_string();
             assert!(name.starts_with(".drainctl.prom.tmp-") && !name.ends_with(".prom"), "{name}");
             let suffix = name.trim_start_matches(".drainctl.prom.tmp-");
             assert!(suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
@@ -402,11 +404,16 @@ mod tests {
         make(".out.jsonl.tmp-00000000000000dd", 2 * 3600);
         let stopped = std::fs::File::open(dir.path().join(".out.jsonl.tmp-00000000000000dd")).unwrap();
         assert!(try_lock_exclusively(&stopped));
-        let (_, temporary) = create_temporary(dir.path(), std::ffi::OsStr::new("out.jsonl"), 0o600).unwrap();
+        let (_, temporary) = create_temporary(
+            &PinnedFolder::open(dir.path()).unwrap(),
+            std::ffi::OsStr::new("out.jsonl"),
+            0o600,
+        )
+        .unwrap();
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| std::path::Path::new(name) != temporary.path.file_name().unwrap())
+            .filter(|name| std::path::Path::new(name) != temporary.path().file_name().unwrap())
             .collect();
         left.sort();
         assert_eq!(
@@ -426,8 +433,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for name in ["a".repeat(245), "b".repeat(255), format!("{}.prom", "é".repeat(124))] {
             assert!(name.len() <= 255);
-            let (_, temporary) = create_temporary(dir.path(), std::ffi::OsStr::new(&name), 0o600).unwrap();
-            let made = temporary.path.file_name().unwrap().to_str().unwrap().to_string();
+            let (_, temporary) = create_temporary(
+                &PinnedFolder::open(dir.path()).unwrap(),
+                std::ffi::OsStr::new(&name),
+                0o600,
+            )
+            .unwrap();
+            let made = temporary.path().file_name().unwrap().to_str().unwrap().to_string();
             assert!(made.len() <= 255, "{} bytes", made.len());
             assert!(made.starts_with('.') && made.contains(".tmp-"), "{made}");
         }

@@ -31,6 +31,7 @@ pub(crate) mod model;
 pub(crate) mod notify;
 pub(crate) mod output;
 pub(crate) mod ownership;
+pub(crate) mod pinned_folder;
 pub(crate) mod poison;
 pub(crate) mod priority;
 pub(crate) mod prune;

@@ -565,17 +565,45 @@ pub fn is_full_file_system(error: &std::io::Error) -> bool {
 /// is a temporary failure (exit 75).
 pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Result<std::fs::File> {
     use crate::error::Error;
-    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt};
+    let shown = path.display();
+    let name = path.file_name().ok_or_else(|| {
+        Error::Config(format!("log file {shown} does not name a file; give {named_by} a file path"))
+    })?;
+    refuse_foreign_links(path, "log file", named_by)?;
+    let folder = pin_folder_of(path, "log file", named_by, |error| {
+        Error::Config(format!(
+            "cannot open the folder of log file {shown}: {error}; check its folder and owner"
+        ))
+    })?;
+    open_log_file_in(&folder, name, path, named_by)
+}
+
+/// The folder of a file drainctl writes at `path`, pinned (crate::pinned_folder): refused
+/// (78) when it resolves through another user's link or was replaced meanwhile; `io`
+/// words a failure to open it.
+pub fn pin_folder_of(
+    path: &std::path::Path,
+    what: &str,
+    named_by: &str,
+    io: impl FnOnce(std::io::Error) -> crate::error::Error,
+) -> crate::error::Result<crate::pinned_folder::PinnedFolder> {
+    let folder = crate::atomic_file::folder_of(path);
+    crate::pinned_folder::PinnedFolder::open(&folder)
+        .map_err(|refusal| refusal.into_error(what, path, named_by, io))
+}
+
+/// [`open_log_file`] of the file `name` in `folder` (`path` names it in messages).
+pub fn open_log_file_in(
+    folder: &crate::pinned_folder::PinnedFolder,
+    name: &std::ffi::OsStr,
+    path: &std::path::Path,
+    named_by: &str,
+) -> crate::error::Result<std::fs::File> {
+    use crate::error::Error;
+    use std::os::unix::fs::FileTypeExt as _;
 
     let shown = path.display();
-    refuse_foreign_links(path, "log file", named_by)?;
-    let opened = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        // Not blocking on a fifo: it is refused below.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
+    let opened = folder.open_append(name, 0o600);
     let file = opened.map_err(|error| match error.raw_os_error() {
         _ if is_full_file_system(&error) => {
             Error::Temporary(format!("cannot open log file {shown}: {error}"))
@@ -628,13 +656,7 @@ pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Re
 pub fn refuse_foreign_links(path: &std::path::Path, what: &str, named_by: &str) -> crate::error::Result<()> {
     match crate::ownership::foreign_link_on_the_way(path) {
         None => Ok(()),
-        Some((link, owner)) => Err(crate::error::Error::Config(format!(
-            "{what} {} resolves through {}, a symbolic link that {}, and drainctl never writes through \
-             another user's links; give {named_by} a path through folders of yours",
-            path.display(),
-            link.display(),
-            crate::ownership::foreign_owner(owner)
-        ))),
+        Some((link, owner)) => Err(crate::pinned_folder::foreign_link(what, path, named_by, &link, owner)),
     }
 }
 

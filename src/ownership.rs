@@ -159,6 +159,26 @@ pub struct Step<'a> {
     pub is_link: bool,
 }
 
+/// How a walk of [`walk_resolving`] ended.
+pub enum Walked<T> {
+    /// `visit` stopped it.
+    Stopped(T),
+    /// Every name was resolved: where the path led, with no link left in it.
+    Resolved(std::path::PathBuf),
+    /// A name does not exist (yet), or its links could not be followed.
+    Unfinished,
+}
+
+impl<T> Walked<T> {
+    /// What `visit` stopped the walk with, if it did.
+    pub fn stopped(self) -> Option<T> {
+        match self {
+            Walked::Stopped(found) => Some(found),
+            _ => None,
+        }
+    }
+}
+
 /// Walk `path` as the kernel resolves it: one name at a time, following the symbolic
 /// links of its folders, its own, and those inside the links' targets (at most 40, as
 /// the kernel follows). `visit` sees each name before it is followed, and stops the walk
@@ -166,7 +186,7 @@ pub struct Step<'a> {
 pub fn walk_resolving<T>(
     path: &std::path::Path,
     mut visit: impl FnMut(Step) -> std::ops::ControlFlow<T>,
-) -> Option<T> {
+) -> Walked<T> {
     use std::collections::VecDeque;
     use std::ops::ControlFlow;
     use std::path::{Component, PathBuf};
@@ -197,19 +217,19 @@ pub fn walk_resolving<T>(
         if let ControlFlow::Break(found) =
             visit(Step { path: &next, names_left: !pending.is_empty(), is_link })
         {
-            return Some(found);
+            return Walked::Stopped(found);
         }
         if metadata.is_err() {
-            break;
+            return Walked::Unfinished;
         }
         if !is_link {
             resolved = next;
             continue;
         }
         links += 1;
-        let Ok(target) = std::fs::read_link(&next) else { break };
+        let Ok(target) = std::fs::read_link(&next) else { return Walked::Unfinished };
         if links > MAX_LINKS {
-            break;
+            return Walked::Unfinished;
         }
         if target.is_absolute() {
             resolved = PathBuf::from("/");
@@ -218,7 +238,7 @@ pub fn walk_resolving<T>(
         ahead.extend(pending);
         pending = ahead;
     }
-    None
+    Walked::Resolved(resolved)
 }
 
 /// The symbolic links resolving `path` goes through, as the kernel meets them (see
@@ -226,7 +246,7 @@ pub fn walk_resolving<T>(
 /// exist yet.
 pub fn links_on_the_way(path: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut links = Vec::new();
-    walk_resolving::<()>(path, |step| {
+    let _ = walk_resolving::<()>(path, |step| {
         if step.is_link && links.len() < MAX_LINKS {
             links.push(step.path.to_path_buf());
         }
@@ -238,10 +258,25 @@ pub fn links_on_the_way(path: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// The first symbolic link resolving `path` goes through that neither this user nor root
 /// owns, with its owner: whoever owns it chooses where the path leads.
 pub fn foreign_link_on_the_way(path: &std::path::Path) -> Option<(std::path::PathBuf, u32)> {
+    walk_to_a_foreign_link(path).stopped()
+}
+
+/// Resolve `path` as [`walk_resolving`] does, stopping at the first symbolic link that
+/// neither this user nor root owns (with its owner), else where the path leads.
+pub fn walk_to_a_foreign_link(path: &std::path::Path) -> Walked<(std::path::PathBuf, u32)> {
     let euid = effective_uid();
-    links_on_the_way(path).into_iter().find_map(|link| {
-        let owner = std::fs::symlink_metadata(&link).ok()?.uid();
-        (owner != euid && owner != 0).then_some((link, owner))
+    let mut links = 0;
+    walk_resolving(path, |step| {
+        if !step.is_link {
+            return std::ops::ControlFlow::Continue(());
+        }
+        links += 1;
+        match std::fs::symlink_metadata(step.path).map(|metadata| metadata.uid()) {
+            Ok(owner) if owner != euid && owner != 0 && links <= MAX_LINKS => {
+                std::ops::ControlFlow::Break((step.path.to_path_buf(), owner))
+            }
+            _ => std::ops::ControlFlow::Continue(()),
+        }
     })
 }
 

@@ -613,7 +613,7 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             drain.env.iter().find(|(name, _)| name == "PATH").map(|(_, value)| OsStr::new(value.as_str()));
         let program = drain.command.first().map(String::as_str).unwrap_or_default();
         match find_program(program, path_override.or(cron_path.map(|cron| cron.path)), "command") {
-            Ok(found) => match others_may_change_program(&found) {
+            Ok(found) => match others_may_change_program(&found, path_override.or(cron_path.map(|cron| cron.path))) {
                 None => checks.push("worker", Status::Ok, format!("drain {}: worker {}", drain.name, found.display())),
                 Some(who) => checks.push("worker", Status::Warn, format!("drain {}: worker {who}", drain.name)),
             },
@@ -720,7 +720,7 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
         let program = command.first().map(String::as_str).unwrap_or_default();
         // Started with drainctl's own environment: under cron, cron's PATH.
         match find_program(program, cron_path.map(|cron| cron.path), "notify_command") {
-            Ok(found) => match others_may_change_program(&found) {
+            Ok(found) => match others_may_change_program(&found, cron_path.map(|cron| cron.path)) {
                 None => {
                     checks.push("notify_command", Status::Ok, format!("notify_command {}", found.display()))
                 }
@@ -1277,12 +1277,51 @@ fn check_drain_log_folders(checks: &mut Checks, config: &Config) {
     }
 }
 
-/// Who besides this user and root may change the program at `path`, which drainctl runs
-/// (often as root), in words with the fix: the file's owner, every user or a group other
-/// than root's; or anyone who may replace it in its folder — the folder it is named in,
-/// those of the links on the way, and the one it resolves to — unless that folder is
-/// sticky (`/tmp`). None when nobody may.
-fn others_may_change_program(path: &Path) -> Option<String> {
+/// Who besides this user and root may change what runs when drainctl runs the program at
+/// `path` (often as root), in words with the fix: see [`others_may_change_file`], for the
+/// program and, for a script, the interpreter its `#!` line names (found on
+/// `path_variable` for `#!/usr/bin/env NAME`), and so on for an interpreter that is a
+/// script. None when nobody may.
+fn others_may_change_program(path: &Path, path_variable: Option<&OsStr>) -> Option<String> {
+    let mut program = path.to_path_buf();
+    // The kernel follows at most a few interpreters that are scripts themselves.
+    for _ in 0..5 {
+        if let Some(who) = others_may_change_file(&program) {
+            return Some(match program.as_path() == path {
+                true => who,
+                false => format!("{} runs {} (its #! line): {who}", path.display(), program.display()),
+            });
+        }
+        program = script_interpreter(&program, path_variable)?;
+    }
+    None
+}
+
+/// The program a script's `#!` line runs: its interpreter, or the program `env` finds on
+/// `path_variable` for `#!/usr/bin/env NAME`.
+fn script_interpreter(script: &Path, path_variable: Option<&OsStr>) -> Option<PathBuf> {
+    use std::io::Read as _;
+    let interpreter = program::interpreter_of(script)?;
+    if !interpreter.ends_with("/env") {
+        return Some(PathBuf::from(interpreter));
+    }
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(script).and_then(|mut file| file.read(&mut head)).ok()?;
+    let line = std::str::from_utf8(head[..read].split(|byte| *byte == b'\n').next()?).ok()?;
+    let name = line
+        .split([' ', '\t'])
+        .filter(|word| !word.is_empty())
+        .skip(1)
+        .find(|word| !word.starts_with('-'))?;
+    program::locate(name, path_variable, None).ok()
+}
+
+/// Who besides this user and root may change the file at `path`, in words with the fix:
+/// the file's owner, every user or a group other than root's; or anyone who may replace
+/// it or a folder above it — in the folders of its path as named, of the links on the
+/// way, and of the path it resolves to — unless that folder is sticky (`/tmp`). None
+/// when nobody may.
+fn others_may_change_file(path: &Path) -> Option<String> {
     use crate::ownership::{foreign_owner, other_writer, OtherWriter};
     use std::os::unix::fs::MetadataExt as _;
     let shown = path.display();
@@ -1305,30 +1344,40 @@ fn others_may_change_program(path: &Path) -> Option<String> {
         }
         None => {}
     }
-    // The folder it is named in, those of the links on the way to it, and the one it
-    // resolves to: who may replace an entry in any of them chooses what runs.
-    let named_in = path.parent().map(Path::to_path_buf);
-    let links_in = crate::ownership::links_on_the_way(path)
-        .into_iter()
-        .filter_map(|link| link.parent().map(Path::to_path_buf));
-    let resolved_in = std::fs::canonicalize(path).ok().and_then(|real| real.parent().map(Path::to_path_buf));
-    named_in.into_iter().chain(links_in).chain(resolved_in).find_map(|folder| {
-        let metadata = std::fs::metadata(&folder).ok()?;
+    // Every folder above it as named, above the links on the way to it, and above where
+    // it resolves: who may rename an entry in any of them chooses what runs (a folder of
+    // theirs on the way is one they may swap for another).
+    let links = crate::ownership::links_on_the_way(path);
+    let resolved = std::fs::canonicalize(path).ok();
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for named in std::iter::once(path).chain(links.iter().map(PathBuf::as_path)).chain(resolved.as_deref()) {
+        for folder in named.ancestors().skip(1).filter(|folder| !folder.as_os_str().is_empty()) {
+            if !folders.iter().any(|seen| seen == folder) {
+                folders.push(folder.to_path_buf());
+            }
+        }
+    }
+    folders.iter().find_map(|folder| {
+        let metadata = std::fs::metadata(folder).ok()?;
         if metadata.mode() & 0o1000 != 0 {
             return None;
         }
         let folder_shown = folder.display();
+        let holds = match path.parent() == Some(folder.as_path()) {
+            true => "is in",
+            false => "is below",
+        };
         match other_writer(&metadata) {
             Some(OtherWriter::EveryUser { mode }) => Some(format!(
-                "{shown} is in {folder_shown}, where every user may replace it (mode {mode:04o}): move it, or \
-                 chmod o-w the folder"
+                "{shown} {holds} {folder_shown}, where every user may replace it (mode {mode:04o}): \
+                 move it, or chmod o-w the folder"
             )),
             Some(OtherWriter::Owner { uid }) => Some(format!(
-                "{shown} is in {folder_shown}, which {}, who may replace it: move it, or chown the folder",
+                "{shown} {holds} {folder_shown}, which {}, who may replace it: move it, or chown the folder",
                 foreign_owner(uid)
             )),
             None if metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => Some(format!(
-                "{shown} is in {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
+                "{shown} {holds} {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
                  the folder",
                 metadata.gid()
             )),

@@ -64,7 +64,7 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
     match &target {
         Some(target) => {
             let (file, temporary) =
-                crate::atomic_file::create_temporary(&target.folder, &target.file_name, OUTPUT_MODE)
+                crate::atomic_file::create_temporary(&target.pinned, &target.file_name, OUTPUT_MODE)
                     .map_err(|error| target.error("create a temporary file beside", error))?;
             // The umask may only have narrowed the mode; set it through the descriptor.
             file.set_permissions(Permissions::from_mode(OUTPUT_MODE))
@@ -81,11 +81,8 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
             let file = out.into_inner().map_err(|error| target.error("write", error.into_error()))?.output;
             file.sync_all().map_err(|error| target.error("write", error))?;
             drop(file);
-            std::fs::rename(&temporary.path, &target.path).map_err(|error| target.error("replace", error))?;
-            temporary.renamed();
-            if let Err(error) = std::fs::File::open(&target.folder).and_then(|dir| dir.sync_all()) {
-                log::debug!("could not fsync folder {}: {error}", target.folder.display());
-            }
+            temporary.rename_to(&target.file_name).map_err(|error| target.error("replace", error))?;
+            target.pinned.sync();
             Ok(Report::new(
                 progress.describe(&drain, &format!(" to {}", target.path.display())),
                 serde_json::Value::Null,
@@ -394,7 +391,8 @@ fn longest_file_name(folder: &Path) -> usize {
 /// regular file (a link, a folder), which would never be replaced.
 struct OutputTarget {
     path: PathBuf,
-    folder: PathBuf,
+    /// Its folder, held open: the file is written there whatever its path names later.
+    pinned: crate::pinned_folder::PinnedFolder,
     file_name: std::ffi::OsString,
 }
 
@@ -434,7 +432,18 @@ impl OutputTarget {
             Ok(metadata) if !metadata.file_type().is_file() => Err(Error::Usage(format!(
                 "--output {shown} exists and is not a regular file; choose another path"
             ))),
-            _ => Ok(OutputTarget { path: path.to_path_buf(), folder, file_name }),
+            _ => {
+                let pinned = crate::pinned_folder::PinnedFolder::open(&folder).map_err(|refusal| {
+                    let refused = refusal.into_error("--output", path, "--output", |error| {
+                        OutputTarget::failed(path, "open the folder of", error)
+                    });
+                    match refused {
+                        Error::Config(message) => Error::Usage(message),
+                        other => other,
+                    }
+                })?;
+                Ok(OutputTarget { path: path.to_path_buf(), pinned, file_name })
+            }
         }
     }
 
@@ -442,13 +451,17 @@ impl OutputTarget {
     /// read-only file system, a name too long: crate::atomic_file::is_permanent) is the
     /// command line's to fix (64), anything else (a full disk) worth another try (75).
     fn error(&self, what: &str, error: std::io::Error) -> Error {
-        let mut message = format!("cannot {what} {}: {error}", self.path.display());
+        Self::failed(&self.path, what, error)
+    }
+
+    fn failed(path: &Path, what: &str, error: std::io::Error) -> Error {
+        let mut message = format!("cannot {what} {}: {error}", path.display());
         // The last writes (a full disk refusing what was buffered) leave it as the first
         // do: the temporary file goes, the file stays (docs/results.md).
         if matches!(what, "write" | "replace") {
             message.push_str(&format!(
                 " (nothing was written; {} is left as it was: run the export again whole)",
-                self.path.display()
+                path.display()
             ));
         }
         if crate::atomic_file::is_permanent(&error) {
@@ -466,21 +479,19 @@ mod tests {
 
     #[test]
     fn a_full_disk_at_the_last_write_says_the_file_is_left_as_it_was() {
-        let target = OutputTarget {
-            path: PathBuf::from("/data/e.jsonl"),
-            folder: PathBuf::from("/data"),
-            file_name: "e.jsonl".into(),
-        };
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        let error = target.error("write", full);
+        let error = OutputTarget::failed(Path::new("/data/e.jsonl"), "write", full);
         assert_eq!(error.exit_code(), 75);
         assert_eq!(
             error.to_string(),
             "cannot write /data/e.jsonl: No space left on device (os error 28) (nothing was written; \
              /data/e.jsonl is left as it was: run the export again whole)"
         );
-        let refused =
-            target.error("create a temporary file beside", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let refused = OutputTarget::failed(
+            Path::new("/data/e.jsonl"),
+            "create a temporary file beside",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
         assert!(!refused.to_string().contains("left as it was"), "{refused}");
     }
 

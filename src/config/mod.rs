@@ -265,6 +265,7 @@ fn descriptor_walk(path: &Path) -> Option<bool> {
         true => std::ops::ControlFlow::Break(!step.names_left),
         false => std::ops::ControlFlow::Continue(()),
     })
+    .stopped()
 }
 
 /// A path, its links already followed, that names a descriptor of this process:

@@ -85,14 +85,7 @@ pub fn is_stdout(path: &Path) -> bool {
 /// a drain's name would have its logs written where the planter chose, or be swapped under
 /// it (docs/operations.md, "Finding a run's log").
 pub fn refuse_foreign_folder(dir: &Path) -> crate::error::Result<()> {
-    use crate::ownership::{foreign_owner, other_writer, OtherWriter};
-    let refused = |why: String| {
-        crate::error::Error::Config(format!(
-            "log folder {} {why}; drainctl writes a drain's logs only into a folder of its own: \
-             remove it, or set log_dir to a folder only this user may write",
-            dir.display()
-        ))
-    };
+    let refused = |why: String| log_folder_refused(dir, &why);
     let metadata =
         std::fs::symlink_metadata(dir).map_err(|error| refused(format!("cannot be inspected: {error}")))?;
     if metadata.file_type().is_symlink() {
@@ -101,13 +94,29 @@ pub fn refuse_foreign_folder(dir: &Path) -> crate::error::Result<()> {
     if !metadata.is_dir() {
         return Err(refused("is not a folder".to_string()));
     }
-    match other_writer(&metadata) {
+    refuse_others_folder(dir, &metadata)
+}
+
+/// Refuse the log folder `dir` that `metadata` describes (the folder held open, say) when
+/// another user may write it (see [`refuse_foreign_folder`]).
+pub fn refuse_others_folder(dir: &Path, metadata: &std::fs::Metadata) -> crate::error::Result<()> {
+    use crate::ownership::{foreign_owner, other_writer, OtherWriter};
+    let refused = |why: String| log_folder_refused(dir, &why);
+    match other_writer(metadata) {
         None => Ok(()),
         Some(OtherWriter::EveryUser { mode }) => {
             Err(refused(format!("is writable by every user (mode {mode:04o})")))
         }
         Some(OtherWriter::Owner { uid }) => Err(refused(foreign_owner(uid))),
     }
+}
+
+fn log_folder_refused(dir: &Path, why: &str) -> crate::error::Error {
+    crate::error::Error::Config(format!(
+        "log folder {} {why}; drainctl writes a drain's logs only into a folder of its own: remove it, \
+         or set log_dir to a folder only this user may write",
+        dir.display()
+    ))
 }
 
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing what is at `to`.

@@ -509,9 +509,9 @@ struct StartedDrain {
 fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc>) -> Result<StartedDrain> {
     // A full file system (the one failure to make the log that is temporary) is no reason
     // to hold the work back: the drain starts without its lines.
-    let opened = match create_log_file_path(config, drain, now)
-        .and_then(|path| crate::output::open_log_file(&path, "log_dir").map(|file| (path, file)))
-    {
+    let opened = match create_log_file_path(config, drain, now).and_then(|(folder, name, path)| {
+        crate::output::open_log_file_in(&folder, &name, &path, "log_dir").map(|file| (path, file))
+    }) {
         Ok(opened) => Ok(opened),
         Err(Error::Temporary(full)) => Err(full),
         Err(error) => return Err(error),
@@ -560,8 +560,13 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
 }
 
 /// `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log` with this process's pid until the drain's is
-/// known, folders created owner-only.
-fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Result<PathBuf> {
+/// known, folders created owner-only: the folder held open (and checked as held), the
+/// file's name and its path.
+fn create_log_file_path(
+    config: &Config,
+    drain: &str,
+    now: DateTime<Utc>,
+) -> Result<(crate::pinned_folder::PinnedFolder, std::ffi::OsString, PathBuf)> {
     let dir = config.defaults.log_dir.join(drain);
     crate::output::refuse_foreign_links(&dir, "log folder", "log_dir")?;
     DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
@@ -573,5 +578,17 @@ fn create_log_file_path(config: &Config, drain: &str, now: DateTime<Utc>) -> Res
         }
     })?;
     log_file::refuse_foreign_folder(&dir)?;
-    Ok(dir.join(log_file::file_name(now, std::process::id())))
+    let name = std::ffi::OsString::from(log_file::file_name(now, std::process::id()));
+    let path = dir.join(&name);
+    let folder = crate::pinned_folder::PinnedFolder::open(&dir).map_err(|refusal| {
+        refusal.into_error("log folder", &dir, "log_dir", |error| {
+            Error::Config(format!("cannot open log folder {}: {error}; check log_dir", dir.display()))
+        })
+    })?;
+    // Checked as held: a folder of another user swapped in after the check above is refused.
+    let held = folder.metadata().map_err(|error| {
+        Error::Config(format!("cannot inspect log folder {}: {error}; check log_dir", dir.display()))
+    })?;
+    log_file::refuse_others_folder(&dir, &held)?;
+    Ok((folder, name, path))
 }

@@ -93,6 +93,35 @@ fn doctor_warns_of_a_worker_or_notifier_another_user_may_change() {
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
     let statuses = [check("worker").0, check("notify_command").0];
     assert_eq!(statuses, ["ok", "ok"], "{statuses:?}");
+    // A script whose #! line names a program every user may change runs what they chose
+    // (before: `ok`).
+    let interpreter = fixture.path("interpreter");
+    std::fs::write(&interpreter, "#!/bin/sh\nexec /bin/sh \"$@\"\n").unwrap();
+    std::fs::set_permissions(&interpreter, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(&worker, format!("#!{}\necho ok\n", interpreter.display())).unwrap();
+    let (status, message) = check("worker");
+    assert_eq!(status, "warn", "{message}");
+    assert!(message.contains(&format!("runs {} (its #! line)", interpreter.display())), "{message}");
+    assert!(message.contains("may be changed by every user"), "{message}");
+    // A folder above the worker's own that every user may write: they may swap the
+    // worker's folder for one of theirs (before: `ok`).
+    std::fs::write(&worker, "#!/bin/sh\necho ok\n").unwrap();
+    let above = fixture.path("above");
+    std::fs::create_dir_all(above.join("sub")).unwrap();
+    std::fs::set_permissions(&above, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::copy(&worker, above.join("sub/worker.sh")).unwrap();
+    let config = std::fs::read_to_string(&fixture.config_path)
+        .unwrap()
+        .replace("/worker.sh\"", "/above/sub/worker.sh\"");
+    std::fs::write(&fixture.config_path, config).unwrap();
+    let (status, message) = check("worker");
+    assert_eq!(status, "warn", "{message}");
+    assert!(
+        message.contains(&format!("is below {}, where every user may replace it", above.display())),
+        "{message}"
+    );
+    std::fs::set_permissions(&above, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(check("worker").0, "ok");
 }
 
 #[test]
