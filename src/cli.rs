@@ -25,7 +25,10 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (schema 19)");
     version = VERSION,
     about = "Keeps quota-bound backlog work moving: one-shot passes over drains of work items in PostgreSQL",
     propagate_version = true,
-    color = clap::ColorChoice::Never
+    color = clap::ColorChoice::Never,
+    // No styling in the text clap renders: an error keeps the words as typed, escape
+    // sequences included, for drainctl to escape (a styled render strips them).
+    styles = clap::builder::styling::Styles::plain()
 )]
 pub struct Cli {
     /// Configuration file [default: $DRAINCTL_CONFIG, ./drainctl.toml, /etc/drainctl/drainctl.toml]

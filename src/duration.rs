@@ -55,6 +55,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if rest.is_empty() {
         return Err(invalid("it is empty"));
     }
+    if let Some(unsigned) =
+        rest.strip_prefix(['-', '+']).filter(|unsigned| unsigned.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return Err(invalid(&format!("a length of time has no sign: write {unsigned:?}")));
+    }
     let mut total_milliseconds: u64 = 0;
     // Index into UNITS_MILLISECONDS of the last unit seen; the next must be smaller.
     let mut previous_unit_index: Option<usize> = None;
@@ -70,7 +75,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(after_digits.len());
         let (unit, after_unit) = after_digits.split_at(unit_length);
         if unit.is_empty() && after_digits.starts_with(['.', ',']) {
-            return Err(invalid("use whole numbers of a smaller unit, e.g. 90m for 1.5h"));
+            return Err(invalid(&format!(
+                "use whole numbers of a smaller unit, e.g. {}",
+                fraction_example(digits, after_digits)
+            )));
         }
         if unit.is_empty() {
             return Err(invalid("a unit is missing"));
@@ -78,7 +86,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let Some(unit_index) = UNITS_MILLISECONDS.iter().position(|(name, _)| *name == unit) else {
             // A long "unit" is most of the value quoted again (a pasted secret's letters):
             // the value is quoted already.
-            let detail = if unit.chars().count() <= 8 {
+            let lowered = unit.to_lowercase();
+            let detail = if unit == "M" {
+                "unknown unit \"M\": units are lower-case, m is minutes (for a month write 30d)".to_string()
+            } else if UNITS_MILLISECONDS.iter().any(|(name, _)| *name == lowered) {
+                format!("unknown unit {unit:?}: units are lower-case, write {digits}{lowered}")
+            } else if unit.chars().count() <= 8 {
                 format!("unknown unit {unit:?}")
             } else {
                 "unknown unit".to_string()
@@ -98,6 +111,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = after_unit.trim_start();
     }
     Ok(Duration::from_millis(total_milliseconds))
+}
+
+/// A whole-number example for `digits` followed by a fraction and a unit (`1` and `.5h`):
+/// `90m for 1.5h`, `1500ms for 1.5s`.
+fn fraction_example(digits: &str, after_digits: &str) -> String {
+    let fraction: String = after_digits[1..].chars().take_while(char::is_ascii_digit).collect();
+    let unit: String = after_digits[1 + fraction.len()..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect();
+    let written = format!("{digits}.{fraction}{unit}");
+    let smaller = UNITS_MILLISECONDS.iter().position(|(name, _)| *name == unit).and_then(|at| {
+        let (_, whole) = UNITS_MILLISECONDS[at];
+        let (name, part) = UNITS_MILLISECONDS.get(at + 1)?;
+        let value: f64 = format!("{digits}.{fraction}").parse().ok()?;
+        let parts = value * whole as f64 / *part as f64;
+        (parts.fract() == 0.0 && parts < 1e15).then(|| format!("{}{name} for {written}", parts as u64))
+    });
+    smaller.unwrap_or_else(|| "90m for 1.5h".to_string())
 }
 
 /// Refuses a duration longer than `max` (spelled `max_text` in the message):
@@ -217,9 +250,11 @@ mod tests {
             ("   ", "invalid duration \"   \" (it is empty)"),
             ("90", "invalid duration \"90\" (a unit is missing)"),
             ("h", "invalid duration \"h\":"),
-            ("-5m", "invalid duration \"-5m\":"),
+            ("-5m", "invalid duration \"-5m\" (a length of time has no sign: write \"5m\")"),
             ("1.5h", "invalid duration \"1.5h\" (use whole numbers of a smaller unit, e.g. 90m for 1.5h)"),
-            ("20M", "invalid duration \"20M\" (unknown unit \"M\")"),
+            ("1.5s", "(use whole numbers of a smaller unit, e.g. 1500ms for 1.5s)"),
+            ("20M", "invalid duration \"20M\" (unknown unit \"M\": units are lower-case, m is minutes"),
+            ("1H", "invalid duration \"1H\" (unknown unit \"H\": units are lower-case, write 1h)"),
             ("1SecondSecret8", "invalid duration \"1SecondSecret8\" (unknown unit): "),
             ("20 minutes", "invalid duration \"20 minutes\" (unknown unit"),
             ("30m1h", "(give each unit once, from largest to smallest)"),

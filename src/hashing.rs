@@ -120,9 +120,12 @@ impl<'c> HashAllowance<'c> {
         self.max_bytes.map_or(u64::MAX, |max| max.saturating_sub(self.spent_bytes))
     }
 
-    /// The time limit was reached (by the time of the last read).
+    /// The time limit was reached (by the time of the last read), or drainctl was asked to
+    /// stop (SIGTERM, SIGINT, SIGHUP): the hash stops where it is, and its progress is
+    /// kept for the next scan as when the budget ran out.
     pub fn is_out_of_time(&self) -> bool {
         self.max_time.is_some_and(|max| self.elapsed() >= max)
+            || crate::worker::signals::termination_requested()
     }
 
     /// Nothing more may be read.

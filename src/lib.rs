@@ -202,7 +202,9 @@ fn command_reached(args: &[OsString], stop: Option<&str>) -> (Vec<String>, clap:
 /// help is — `the following required arguments were not provided: <NAME>; see \`drainctl
 /// drain --help\``. A command given without its subcommand names the subcommands.
 fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
-    let text = error.render().to_string();
+    // As rendered, not as displayed: display strips escape sequences, the user's own too
+    // (`--state $'pen\x1b[2Jding'` would read as `pending`); the caller escapes them.
+    let text = error.render().ansi().to_string();
     let mut lines = text.lines().map(str::trim);
     let mut message = String::new();
     let mut command = command_named(args);

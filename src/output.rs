@@ -344,18 +344,24 @@ pub fn one_line(text: &str) -> String {
 /// Whether `c` must not reach a terminal or a log line raw: C0 and C1 control characters
 /// (line breaks, `\r`, escape sequences, DEL) and the invisible bidirectional controls
 /// that reorder what a reader sees (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069),
-/// and the Unicode line and paragraph separators.
+/// the Unicode line and paragraph separators, and the invisible characters that make two
+/// keys look the same (U+180E, U+200B, U+2060–U+2064, U+FEFF). The joiners U+200C and
+/// U+200D stay: Persian words and emoji need them.
 pub fn is_unsafe_to_show(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'
                 | '\u{200e}'
                 | '\u{200f}'
                 | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{2069}'
                 | '\u{2028}'
                 | '\u{2029}'
+                | '\u{feff}'
         )
 }
 
@@ -792,9 +798,11 @@ mod tests {
         assert_eq!(escape_controls("a\nb\tc"), "a\\nb\\tc");
         assert_eq!(escape_controls("key\u{202e}txt.exe"), "key\\u{202e}txt.exe");
         assert_eq!(escape_controls("\u{1b}[2J\u{7f}\u{85}\0"), "\\u{1b}[2J\\u{7f}\\u{85}\\u{0}");
-        for c in
-            ['\u{200e}', '\u{200f}', '\u{202a}', '\u{202d}', '\u{2066}', '\u{2069}', '\u{061c}', '\u{2028}']
-        {
+        // Invisible: `report\u{200b}.pdf` would read as `report.pdf` (before: shown raw).
+        for c in [
+            '\u{200e}', '\u{200f}', '\u{202a}', '\u{202d}', '\u{2066}', '\u{2069}', '\u{061c}', '\u{2028}',
+            '\u{200b}', '\u{2060}', '\u{feff}', '\u{180e}',
+        ] {
             assert_eq!(escape_controls(&c.to_string()), format!("\\u{{{:x}}}", u32::from(c)));
         }
         for plain in ["שלום עולם", "C:\\path", "x → y ✓", "מִשְׁנָה"] {

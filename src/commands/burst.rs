@@ -43,7 +43,12 @@ pub fn resolve_deadline(
         Some(text) => (text, "--until"),
         None => (default_until, "burst_default_until"),
     };
-    let deadline = parse_when(text, now, zone).map_err(|error| Error::Usage(format!("{source}: {error}")))?;
+    // The configured default is the configuration's to fix (78), --until the command line's (64).
+    let refused = |message: String| match until {
+        Some(_) => Error::Usage(message),
+        None => Error::Config(message),
+    };
+    let deadline = parse_when(text, now, zone).map_err(|error| refused(format!("{source}: {error}")))?;
     check_deadline(deadline, now, zone, max_ahead).map_err(|error| {
         let fix = match (&error, until.is_some()) {
             (WhenError::TooFar { .. }, true) => "pick an earlier --until or raise burst_max",
@@ -53,7 +58,7 @@ pub fn resolve_deadline(
             (_, true) => "pick a later --until",
             (_, false) => "give --until WHEN, or change burst_default_until",
         };
-        Error::Usage(format!("{source}: {error}; {fix}"))
+        refused(format!("{source}: {error}; {fix}"))
     })?;
     Ok(deadline)
 }

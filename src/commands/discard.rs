@@ -118,8 +118,19 @@ fn human(drain: &str, found: &Discarded, selection: Selection<'_>, dry_run: bool
             let states: Vec<String> =
                 by_state(items).iter().map(|(state, n)| format!("{n} {state}")).collect();
             let states = if states.is_empty() { String::new() } else { format!(" ({})", states.join(", ")) };
+            // A dry run names them (docs/operations.md), the first LISTED_LIMIT.
+            let named = match dry_run {
+                true => {
+                    let keys: Vec<String> =
+                        items.iter().take(LISTED_LIMIT).map(|item| format!("{:?}", item.key)).collect();
+                    let more = items.len().saturating_sub(LISTED_LIMIT);
+                    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                    format!(": {}{more}", keys.join(", "))
+                }
+                false => String::new(),
+            };
             format!(
-                "{drain}: {} {verb}{states}, with their attempts and results{held}",
+                "{drain}: {} {verb}{states}, with their attempts and results{named}{held}",
                 counted(items.len() as i64, "item")
             )
         }

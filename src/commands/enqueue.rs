@@ -381,7 +381,17 @@ fn parse_line(line: &[u8], source: &str, number: usize) -> Result<Option<(String
     if line.is_empty() {
         return Ok(None);
     }
-    let fields: LineFields = serde_json::from_str(line).map_err(|error| bad(json_problem(&error)))?;
+    let fields: LineFields = serde_json::from_str(line).map_err(|error| {
+        match line.starts_with('\u{feff}') {
+        // Invisible, so the line looks valid: a file joined after another with one, say.
+        true => bad(
+            "starts with U+FEFF, a byte order mark, which only the input's first line may carry; remove it \
+             (e.g. sed 's/^\\xEF\\xBB\\xBF//')"
+                .to_string(),
+        ),
+        false => bad(json_problem(&error)),
+    }
+    })?;
     if let Some(extra) = &fields.unknown {
         return Err(bad(format!("unknown field {extra:?}; a line has only \"key\" and \"payload\"")));
     }
@@ -529,7 +539,8 @@ mod tests {
         assert_eq!(items.iter().map(|item| item.key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         let error =
             parse_lines("{\"key\": \"a\", \"payload\": 1}\n\u{feff}{}\n".as_bytes(), "stdin").unwrap_err();
-        assert!(error.to_string().starts_with("stdin:2: invalid JSON"), "{error}");
+        // Named, not "expected value at column 1" on a line that looks valid.
+        assert!(error.to_string().starts_with("stdin:2: starts with U+FEFF, a byte order mark"), "{error}");
     }
 
     #[test]

@@ -439,6 +439,11 @@ impl Config {
                                  to it (a group of its own: chgrp GROUP FILE && chmod 640 FILE)"
                         .to_string()
                 }
+                (false, _) if error.kind() == std::io::ErrorKind::NotFound => {
+                    "; create it (see docs/configuration.md), or name the right file with --config or \
+                     $DRAINCTL_CONFIG"
+                        .to_string()
+                }
                 (false, _) => String::new(),
             };
             Error::Config(format!("cannot read configuration file {}: {error}{fix}", path.display()))
@@ -879,6 +884,9 @@ mod tests {
             ),
             "{got}"
         );
+        // Further than burst_max: every `burst on` without --until would fail (before: loaded).
+        let got = message(&format!("[defaults]\nburst_default_until = \"+20d\"\n{}", drain("d", "")));
+        assert!(got.contains("burst_default_until: +20d is further ahead than burst_max (14d)"), "{got}");
         let got = message(&format!("[defaults]\nburst_default_until = 2026-12-05\n{}", drain("d", "")));
         assert!(
             got.contains("write it in quotes, with a time where a moment is meant (\"2026-12-05 18:00\")"),

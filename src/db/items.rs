@@ -1275,6 +1275,23 @@ pub fn release_item(
     Ok(updated == 1)
 }
 
+/// Give a held item back with its attempt refunded, available again at `until`.
+pub fn release_item_until(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE items SET state = 'pending', attempts = greatest(attempts - 1, 0), available_at = $3,
+                claimed_by = NULL, claimed_at = NULL, updated_at = $4
+          WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+        &[&item_id, &run_id, &until, &now],
+    )?;
+    Ok(updated == 1)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// Back to pending, available again at this time.

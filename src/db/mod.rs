@@ -236,6 +236,15 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
              the primary's address belongs in the URL; a promoted standby takes writes once promoted"
         } else if detail.contains("error connecting to server") {
             "; check that the server runs and that the URL's host and port are its own"
+        } else if detail.contains("password authentication failed") {
+            "; the URL's user or password is not the server's: fix them in the database URL (percent-encode \
+             @, :, / and % in the password: %40, %3A, %2F, %25)"
+        } else if detail.contains("does not exist") && detail.contains("database \"") {
+            "; create it (createdb, or CREATE DATABASE as superuser) or name an existing one in the \
+             database URL: drainctl creates its tables, not the database"
+        } else if detail.contains("role \"") && detail.contains("does not exist") {
+            "; create that user on the server (CREATE ROLE … LOGIN PASSWORD …) or name an existing one in \
+             the database URL"
         } else if detail.contains("server does not support TLS") {
             // It answered: it (or the pooler in front of it) takes no TLS, and sslmode
             // asks for it (docs/operations.md, "TLS to the database").

@@ -29,6 +29,7 @@ impl Pass<'_> {
         match self.source_file(item)? {
             SourceFile::Usable => {}
             SourceFile::Unusable { path, why } => return self.skip_vanished(item, &path, &why),
+            SourceFile::NotRepointed { path, now_at } => return self.wait_for_the_scan(item, &path, &now_at),
             SourceFile::FolderUnmounted(why) => {
                 return self.worker_not_started(item, &why, "source").map(ItemEnd::Stop)
             }
@@ -67,6 +68,35 @@ impl Pass<'_> {
             self.skipped += 1;
         }
         log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
+        Ok(ItemEnd::Settled)
+    }
+
+    /// The item's file is gone from its recorded path while a file of its key is in the
+    /// source folder (the folder moved, or `dir` now names another: a scan has not
+    /// repointed the item yet, a large file still being hashed): not settled on a guess,
+    /// given back unstarted and left until [`SCAN_REPOINT_WAIT`] from now, for the scan.
+    fn wait_for_the_scan(&mut self, item: &ClaimedItem, path: &str, now_at: &str) -> Result<ItemEnd> {
+        self.commit_staged()?;
+        let now = self.clock.now();
+        let until = now + chrono::Duration::from_std(SCAN_REPOINT_WAIT).unwrap_or_default();
+        let note = format!(
+            "source file {path} is gone, but {now_at} has its key: left for a scan to repoint the item (the \
+             folder moved, or `dir` changed), tried again after {}",
+            crate::output::local_time(until, self.config.defaults.timezone)
+        );
+        in_transaction(self.client, |tx| {
+            items::release_item_until(tx, item.id, self.run_id, until, now)?;
+            items::finish_attempt(
+                tx,
+                item.id,
+                self.run_id,
+                AttemptOutcome::NotStarted,
+                None,
+                Some(&note),
+                now,
+            )
+        })?;
+        log::info!("drain {}: item {}: {note}", self.drain.name, item.key);
         Ok(ItemEnd::Settled)
     }
 
@@ -547,6 +577,10 @@ impl Pass<'_> {
             Ok(root) => match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
                 None => SourceFile::Usable,
                 Some(_) if crate::sources::is_empty_folder(&root) => unmounted("is empty"),
+                Some(_) if crate::sources::unusable_file(&root, &root.join(&item.key)).is_none() => {
+                    let now_at = root.join(&item.key).display().to_string();
+                    SourceFile::NotRepointed { path: path.to_string(), now_at }
+                }
                 Some(why) => SourceFile::Unusable { path: path.to_string(), why },
             },
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => unmounted("does not exist"),
@@ -917,7 +951,17 @@ enum SourceFile {
     },
     /// The folder does not exist or is empty: the pass stops, settling nothing.
     FolderUnmounted(String),
+    /// Gone from its recorded `path`, while the folder holds a file of its key, `now_at`:
+    /// left for a scan to repoint.
+    NotRepointed {
+        path: String,
+        now_at: String,
+    },
 }
+
+/// How long an item whose file a scan has yet to repoint waits before a pass looks again
+/// (`Pass::wait_for_the_scan`): a supervise interval.
+const SCAN_REPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 #[cfg(test)]
 mod tests {

@@ -248,3 +248,59 @@ fn a_budget_left_too_small_for_a_block_hashes_nothing_and_says_so() {
     let human = fixture.drainctl(&["scan", "sessions"]).run();
     assert!(human.stdout.contains("did not reach the end of 3 files"), "{}", human.stdout);
 }
+
+#[test]
+fn an_item_whose_folder_moved_waits_for_the_scan_that_repoints_it_instead_of_being_skipped() {
+    let fixture = Fixture::new(&config(), NOW);
+    let data = fixture.path("data");
+    fs::create_dir_all(data.join("a")).unwrap();
+    let big: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+    fs::write(data.join("a/big.jsonl"), &big).unwrap();
+    fixture.drainctl(&["scan", "sessions", "--no-budget"]).run().assert_code(0);
+    assert_eq!(fixture.item("sessions", "a/big.jsonl").0, "pending");
+    // The folder moves and `dir` follows it; the next scan's budget defers the big file,
+    // so its item still names the old path when a pass claims it.
+    fs::rename(&data, fixture.path("moved")).unwrap();
+    let text = fs::read_to_string(&fixture.config_path).unwrap().replace("dir = \"data\"", "dir = \"moved\"");
+    fs::write(&fixture.config_path, text).unwrap();
+    fixture.drainctl(&["scan", "sessions"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["drain", "sessions", "--json"]).run();
+    pass.assert_code(0);
+    // Before: settled skipped_missing ("vanished") and counted as finished.
+    assert_eq!(fixture.item("sessions", "a/big.jsonl").0, "pending", "{}", pass.stdout);
+    let note: String = fixture.column("SELECT error FROM attempts ORDER BY id DESC LIMIT 1").remove(0);
+    assert!(note.contains("left for a scan to repoint the item"), "{note}");
+    assert_eq!(
+        fixture.count("SELECT attempts::bigint FROM items WHERE key = 'a/big.jsonl'"),
+        0,
+        "not charged"
+    );
+    // A scan that hashes it repoints it; once its wait is over the next pass runs it.
+    fixture.drainctl(&["scan", "sessions", "--no-budget"]).run().assert_code(0);
+    fixture.set_now("2026-11-27T10:16:00Z");
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    assert_eq!(fixture.item("sessions", "a/big.jsonl").0, "done");
+}
+
+#[test]
+fn a_scan_stopped_by_sigterm_keeps_what_it_hashed_and_says_so() {
+    let fixture = Fixture::new(&config(), NOW);
+    let data = fixture.path("data");
+    fs::create_dir_all(data.join("a")).unwrap();
+    fs::File::create(data.join("a/huge.jsonl")).unwrap().set_len(64 << 30).unwrap();
+    let scan = fixture.drainctl(&["scan", "sessions", "--no-budget"]).spawn();
+    // Once it has read some of the file (its own count of bytes read), it is asked to stop.
+    let read_bytes = |pid: u32| -> u64 {
+        let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        io.lines().find_map(|line| line.strip_prefix("rchar: ")).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    wait_until("the scan hashes", std::time::Duration::from_secs(60), || read_bytes(scan.id()) > 64 << 20);
+    signal(scan.id(), libc::SIGTERM);
+    let stopped = finished(scan.wait_with_output().unwrap());
+    // Before: killed by the signal (143) without a word, its hashing lost.
+    stopped.assert_code(75);
+    assert!(stopped.stderr.contains("scan of drain sessions interrupted by SIGTERM"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("what it hashed is kept"), "{}", stopped.stderr);
+    let kept: Vec<i64> = fixture.column("SELECT hashed_bytes FROM source_hash_progress");
+    assert!(kept.len() == 1 && kept[0] > 0, "{kept:?}");
+}

@@ -75,6 +75,15 @@ fn a_configuration_path_that_is_no_file_is_refused_for_what_it_is() {
              {folder}/drainctl.toml)\n"
         )
     );
+    // Missing: what to do (before: "No such file or directory (os error 2)", nothing more).
+    let missing = format!("{folder}/nope.toml");
+    let result = fixture.drainctl(&["--config", &missing, "status"]).run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("No such file or directory (os error 2); create it (see docs/configuration.md), or name the right file with --config or $DRAINCTL_CONFIG"),
+        "{}",
+        result.stderr
+    );
     // Named by $DRAINCTL_CONFIG (the fixture's way), its refusal says so.
     std::fs::write(&fixture.config_path, b"[[drain]]\nname = \"a\"\ncommand = [\"caf\xe9\"]\n").unwrap();
     let result = fixture.drainctl(&["status"]).run();

@@ -1656,3 +1656,59 @@ fn an_item_claimed_beside_a_worker_goes_back_when_the_session_was_replaced_while
     assert_eq!(result.json()["items_done"], 2, "{}\n{}", result.stdout, result.stderr);
     assert_eq!(fixture.item("docs", "b").0, "done");
 }
+
+/// The ```sh block of `doc` (under docs/) whose text contains `marker`.
+fn documented_script(doc: &str, marker: &str) -> String {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(doc))
+            .unwrap();
+    text.split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("```").map(|(script, _)| script))
+        .find(|script| script.contains(marker))
+        .unwrap_or_else(|| panic!("no ```sh block with {marker} in docs/{doc}"))
+        .to_string()
+}
+
+#[test]
+fn the_documented_summarise_wrapper_fails_an_item_whose_file_is_missing_without_a_call() {
+    // Before: `cat "$path"` failing on the left of the pipe did not stop `claude`, paid to
+    // summarise the instruction alone, and the item was stored done.
+    let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
+    let bin = fixture.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let wrapper =
+        fixture.script("bin/summarise.sh", &documented_script("worker-contract.md", "summarise.sh"));
+    // A stand-in `claude` that counts its calls and answers as `--output-format json` does.
+    let calls = fixture.path("calls");
+    fixture.script(
+        "bin/claude",
+        &format!(
+            "#!/bin/sh\necho call >> {}\nwc -c | tr -d ' ' | \
+             xargs printf '{{\"type\":\"result\",\"is_error\":false,\"result\":\"summary of %s bytes\"}}\\n'\n",
+            calls.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&fixture.config_path)
+        .unwrap()
+        .replace(&format!("[\"{FAKE_WORKER}\"]"), &format!("[\"{}\"]", wrapper.display()))
+        + &format!("env = {{ PATH = \"{}:/usr/bin:/bin\" }}\n", bin.display());
+    std::fs::write(&fixture.config_path, text).unwrap();
+    let document = fixture.path("doc.txt");
+    std::fs::write(&document, "A document to summarise.\n").unwrap();
+    fixture.enqueue(
+        "docs",
+        &[
+            ("present".into(), json!({ "path": document.display().to_string() })),
+            ("missing".into(), json!({ "path": fixture.path("gone.txt").display().to_string() })),
+            ("no-path".into(), json!({ "file": document.display().to_string() })),
+        ],
+    );
+    fixture.drainctl(&["drain", "docs"]).run();
+    assert_eq!(fixture.item("docs", "present").0, "done");
+    for key in ["missing", "no-path"] {
+        assert_eq!(fixture.item("docs", key).0, "dead", "{key}");
+    }
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert_eq!(calls.lines().count(), 1, "claude was called only for the file that exists");
+}

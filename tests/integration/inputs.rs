@@ -492,6 +492,10 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
             &["resume", "docs", "--clear-backoff"][..],
             "--clear-backoff goes with --group: `drainctl resume --group GROUP --clear-backoff`",
         ),
+        // An escape sequence in the value is shown escaped (before: removed, so that the
+        // line read "invalid value 'pending'").
+        (&["items", "docs", "--state", "pen\u{1b}[2Jding"][..], "invalid value 'pen\\u{1b}[2Jding'"),
+        (&["stat\u{1b}[0mus"][..], "unrecognized subcommand 'stat\\u{1b}[0mus'"),
     ] {
         let result = Drainctl::new(args).run();
         result.assert_code(64);

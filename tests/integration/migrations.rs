@@ -201,6 +201,17 @@ fn an_unreachable_database_exits_69_without_the_password() {
     result.assert_code(69);
     assert!(!result.stderr.contains("not-the-password-Zq9"), "{}", result.stderr);
     assert!(result.stderr.contains("password authentication failed"), "{}", result.stderr);
+    // With the fix (before: the server's words alone).
+    assert!(result.stderr.contains("fix them in the database URL"), "{}", result.stderr);
+    // A database that does not exist: how to make it.
+    let missing = url_with_database(&db.url, "no_such_db_9");
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &missing).run();
+    result.assert_code(69);
+    assert!(
+        result.stderr.contains("database \"no_such_db_9\" does not exist; create it"),
+        "{}",
+        result.stderr
+    );
     // A one-letter password: hidden where it stands alone, the words around it intact (not
     // `c***nnot connect to the d***t***b***se`, which would spell the password out).
     let short = db.url.replace(&format!(":{password}@"), ":a@");

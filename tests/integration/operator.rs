@@ -422,6 +422,13 @@ fn discard_deletes_dead_letters_or_one_item_with_their_attempts_and_records_one_
     assert_eq!((dry["dry_run"].clone(), dry["discarded"].clone()), (json!(true), json!(1)), "{dry}");
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'b'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'items_discarded'"), 0);
+    // Told a person, it names them (before: a count only).
+    let said = fixture.drainctl(&["discard", "docs", "--dead", "--dry-run"]).run();
+    assert!(
+        said.stdout.contains("1 item would be discarded (1 dead), with their attempts and results: \"b\""),
+        "{}",
+        said.stdout
+    );
 
     let dead = fixture.drainctl(&["discard", "docs", "--dead", "--json"]).run();
     dead.assert_code(0);

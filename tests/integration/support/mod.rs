@@ -21,7 +21,7 @@ pub fn admin_url() -> String {
     })
 }
 
-fn url_with_database(url: &str, database: &str) -> String {
+pub fn url_with_database(url: &str, database: &str) -> String {
     let (base, _) = url.rsplit_once('/').expect("URL has a database part");
     format!("{base}/{database}")
 }
