@@ -1513,10 +1513,23 @@ fn burst_on_refuses_bad_deadlines_with_clear_errors() {
         assert!(result.stderr.contains(expected), "{until}: {}", result.stderr);
         assert!(result.stderr.contains("--until"), "{}", result.stderr);
     }
-    // Without --until the configured default is at fault, and the fix says so.
+    // A default further than burst_max whatever the day: refused with the file (before:
+    // loaded, and every `burst on` without --until refused).
     fixture.write_config(&config("").replace("[defaults]\n", "[defaults]\nburst_default_until = \"+15d\"\n"));
     let result = fixture.drainctl(&["burst", "on", "docs"]).run();
-    result.assert_code(64);
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("burst_default_until: +15d is further ahead than burst_max (14d)"),
+        "{}",
+        result.stderr
+    );
+    // Without --until the configured default is at fault (78, before 64), and the fix says so.
+    fixture.write_config(
+        &config("")
+            .replace("[defaults]\n", "[defaults]\nburst_default_until = \"sat 18:00\"\nburst_max = \"1h\"\n"),
+    );
+    let result = fixture.drainctl(&["burst", "on", "docs"]).run();
+    result.assert_code(78);
     assert!(
         result.stderr.contains("burst_default_until: deadline")
             && result.stderr.contains("give --until WHEN, or change burst_default_until or burst_max"),
