@@ -85,6 +85,9 @@ pub enum SwitchCause {
     AccessRefused,
     /// An earlier account's backoff ended: back to the preferred account.
     BackoffEnded,
+    /// The account in use is out, and the one switched to stated a reset that has passed
+    /// since the last switch: its quota is back, no `switch_cooldown` to wait.
+    QuotaReturned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,10 +118,12 @@ pub enum Selection {
 }
 
 /// Choose the account of the next item. `states` are the accounts in configuration order
-/// (never empty), `active` the index of the account in use — out of range when the account
-/// in use left the configuration —, `switched_at` the last switch.
+/// (never empty), `returned` whether each one's stated reset passed since the last switch,
+/// `active` the index of the account in use — out of range when the account in use left
+/// the configuration —, `switched_at` the last switch.
 pub fn select(
     states: &[AccountState],
+    returned: &[bool],
     active: usize,
     switched_at: Option<DateTime<Utc>>,
     switch_cooldown: Duration,
@@ -156,6 +161,17 @@ pub fn select(
         AccountState::Out { refused: true, .. } => SwitchCause::AccessRefused,
         _ => SwitchCause::ConfirmedLimit,
     };
+    // Its quota is back by its own stated reset, since the switch that started the
+    // cooldown (forced by that account's limit): a stated reset forces this one too.
+    if cause == SwitchCause::ConfirmedLimit
+        && states[candidate] == AccountState::Usable
+        && returned.get(candidate) == Some(&true)
+    {
+        return Selection::Use {
+            account: candidate,
+            switch: Some(Switch { from: active, cause: SwitchCause::QuotaReturned }),
+        };
+    }
     if let (SwitchCause::ConfirmedLimit, true, Some(cooldown_ends)) = (cause, is_cooling_down, cooldown_ends)
     {
         let first_back = states[..candidate].iter().filter_map(AccountState::out_until).min();
@@ -204,7 +220,18 @@ impl<'a> GroupView<'a> {
     pub fn select(&self, now: DateTime<Utc>) -> Selection {
         // A stored account no longer configured is out of range: forgotten (see `select`).
         let active = self.stored_active().unwrap_or(usize::MAX);
-        select(&self.states(now), active, self.state.switched_at, self.group.switch_cooldown, now)
+        let switched_at = self.state.switched_at;
+        let returned: Vec<bool> = self
+            .backoffs
+            .iter()
+            .map(|row| {
+                row.rule == Some(BackoffRule::ParsedReset)
+                    && row
+                        .backoff_until
+                        .is_some_and(|until| until <= now && switched_at.is_none_or(|at| until > at))
+            })
+            .collect();
+        select(&self.states(now), &returned, active, switched_at, self.group.switch_cooldown, now)
     }
 
     /// Until when and why no item of the group may start, if so.
@@ -352,9 +379,20 @@ mod tests {
             (vec![refused(50), USABLE], 0, Some(5), switch(1, 0, AccessRefused)),
         ];
         for (index, (states, active, switched, expected)) in cases.into_iter().enumerate() {
-            let selection = select(&states, active, switched.map(at), COOLDOWN, at(10));
+            let selection = select(&states, &[], active, switched.map(at), COOLDOWN, at(10));
             assert_eq!(selection, expected, "case {index}: {states:?} active {active}");
         }
+    }
+
+    #[test]
+    fn a_confirmed_limit_switches_within_the_cooldown_to_an_account_whose_stated_reset_passed() {
+        // a1 went back at 10:06 while a2 was out until its stated reset; a1's limit is now
+        // confirmed. Before: the group waited for the cooldown (10:21) with a2's quota back.
+        let states = [out(50, BackoffRule::Confirmed), USABLE];
+        let waits = select(&states, &[false, false], 0, Some(at(6)), COOLDOWN, at(12));
+        assert_eq!(waits, wait(21, WaitCause::SwitchCooldown { from: 0, to: 1 }));
+        let switches = select(&states, &[false, true], 0, Some(at(6)), COOLDOWN, at(12));
+        assert_eq!(switches, switch(1, 0, SwitchCause::QuotaReturned));
     }
 
     #[test]

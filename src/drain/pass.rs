@@ -518,6 +518,9 @@ fn record_switch(
         crate::accounts::SwitchCause::ConfirmedLimit => "its limit was confirmed",
         crate::accounts::SwitchCause::AccessRefused => "it was refused access",
         crate::accounts::SwitchCause::BackoffEnded => "the preferred account's backoff ended",
+        crate::accounts::SwitchCause::QuotaReturned => {
+            "it is out, and the stated reset of the account switched to has passed"
+        }
     };
     let message = format!(
         "quota group {} switched from account {from} to {to}: {why}{}",

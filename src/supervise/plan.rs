@@ -266,6 +266,29 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
     let same_group = |a: usize, b: usize| snapshots[a].drain.quota_group == snapshots[b].drain.quota_group;
     let started: Vec<bool> = decisions.iter().map(|decision| decision.action == Action::Start).collect();
     for (index, decision) in decisions.iter_mut().enumerate().filter(|(_, d)| d.action == Action::Start) {
+        // Started to wait for its group's reset while a higher-ranking drain of the group,
+        // held back now, may run by then (its window opens, its budget renews): the quota
+        // that returns is that drain's first, not this one's until the next pass.
+        let reset = snapshots[index].backoff.backoff_until.filter(|until| now < *until);
+        let first_by_then = reset.and_then(|until| {
+            (0..snapshots.len())
+                .filter(|&other| same_group(index, other) && ranks[other].outranks(&ranks[index]))
+                .filter(|&other| !works[other] && may_run_at(&snapshots[other], until, zone))
+                .max_by_key(|&other| ranks[other])
+                .map(|other| (other, until))
+        });
+        if let Some((other, until)) = first_by_then {
+            decision.action = Action::Skip;
+            decision.trigger = None;
+            decision.reason = format!(
+                "quota group {} backs off until {}; {} and may run by then (its window opens or its daily budget \
+                 renews): the quota that returns goes to it first, started by a later supervise pass",
+                snapshots[index].drain.quota_group,
+                local(until, zone),
+                ranks[other].describe_over(&ranks[index])
+            );
+            continue;
+        }
         // Started only once these recorded their runs, so that its first claim sees them
         // and yields (docs/rate-limits.md, "Priority within a group").
         decision.after_starts_of = (0..snapshots.len())
@@ -296,6 +319,16 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
         }
     }
     one_decision_a_pass(in_rank_order(snapshots, &ranks, decisions))
+}
+
+/// Whether the drain of `snapshot`, held back now, may run at `at` with items to run: not
+/// paused or parked, its daily budget renewed by then, its window open then.
+fn may_run_at(snapshot: &DrainSnapshot, at: DateTime<Utc>, zone: Tz) -> bool {
+    snapshot.available_items > 0
+        && snapshot.controls.as_ref().is_none_or(|controls| !controls.is_paused())
+        && snapshot.parked.is_none()
+        && snapshot.budget_spent.as_ref().is_none_or(|spent| spent.day_end <= at)
+        && snapshot.drain.window.as_ref().is_none_or(|window| window.contains(at, zone))
 }
 
 /// A start of several passes as one decision a pass, each started as its own process
@@ -780,6 +813,51 @@ mod tests {
 
     fn names(decisions: &[Decision]) -> Vec<&str> {
         decisions.iter().map(|d| d.drain.as_str()).collect()
+    }
+
+    #[test]
+    fn a_lower_drain_is_not_started_for_a_reset_a_higher_drain_may_take_by_then() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        // `high` has a window opening at 22:00; the group backs off until 22:01. Before:
+        // `low` was started to wait for the reset and took the quota until the next pass
+        // started `high` (22:05).
+        let config = shared_config(
+            "priority = 0,priority = 10\nwindow = { days = \"mon-sun\", from = \"22:00\", to = \"06:00\" }",
+        );
+        let zone = config.defaults.timezone;
+        let now = at("2026-11-27T21:50:00Z");
+        let snapshots: Vec<DrainSnapshot> = config
+            .drains
+            .iter()
+            .map(|drain| {
+                let mut snapshot = snapshot(drain);
+                snapshot.wake_within = std::time::Duration::from_secs(15 * 60);
+                if drain.quota_group == "g" {
+                    snapshot.backoff.backoff_until = Some(at("2026-11-27T22:01:00Z"));
+                }
+                snapshot
+            })
+            .collect();
+        let decisions = plan_starts(&snapshots, now, zone);
+        let low = decisions.iter().find(|d| d.drain == "low").unwrap();
+        assert_eq!(low.action, Action::Skip, "{low:?}");
+        assert!(
+            low.reason.contains("drain high has priority 10 (this drain 0) and may run by then"),
+            "{}",
+            low.reason
+        );
+        // A reset before the window opens: `low` takes the quota meanwhile, as before.
+        let early: Vec<DrainSnapshot> = snapshots
+            .into_iter()
+            .map(|mut snapshot| {
+                if snapshot.backoff.backoff_until.is_some() {
+                    snapshot.backoff.backoff_until = Some(at("2026-11-27T21:55:00Z"));
+                }
+                snapshot
+            })
+            .collect();
+        let decisions = plan_starts(&early, now, zone);
+        assert_eq!(decisions.iter().find(|d| d.drain == "low").unwrap().action, Action::Start);
     }
 
     #[test]

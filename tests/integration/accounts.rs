@@ -628,3 +628,53 @@ fn quota_test_tells_the_backoff_a_pass_gives_an_account_refused_access() {
         human.stdout
     );
 }
+
+#[test]
+fn a_confirmed_limit_switches_at_once_to_an_account_whose_stated_reset_passed_since_the_last_switch() {
+    let fixture = Fixture::new(
+        &format!("{}max_items_per_pass = 3\n", accounts_config(&["a1", "a2"], "15m", "")),
+        "2026-12-08T10:00:00Z",
+    );
+    let (a1_stated, a2_stated, a1_no_reset) =
+        (fixture.path("a1-stated"), fixture.path("a2-stated"), fixture.path("a1-no-reset"));
+    let limit = |at: &str| format!("Claude AI usage limit reached|{}", epoch(at));
+    let no_reset = "API Error: 429 {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"This request would exceed your rate limit.\"}}";
+    let payload = json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "a2",
+            "then": [{ "if_file": { "path": a2_stated, "then": [{ "out": limit("2026-12-08T10:08:00Z") }, { "exit": 1 }] } }],
+            "else": [
+                { "if_file": { "path": a1_stated, "then": [{ "out": limit("2026-12-08T10:05:00Z") }, { "exit": 1 }] } },
+                { "if_file": { "path": a1_no_reset, "then": [{ "out": no_reset }, { "exit": 1 }] } },
+            ] } },
+        { "env": "DRAIN_ACCOUNT" },
+    ]});
+    let items: Vec<(String, Value)> = (0..12).map(|i| (format!("k{i:02}"), payload.clone())).collect();
+    fixture.enqueue("alpha", &items);
+    // 10:00 a1 states 10:05: on to a2. 10:02 a2 states 10:08: every account out.
+    std::fs::write(&a1_stated, "").unwrap();
+    drain(&fixture);
+    std::fs::write(&a2_stated, "").unwrap();
+    fixture.set_now("2026-12-08T10:02:00Z");
+    drain(&fixture);
+    // 10:06 a1 is back while a2 is out: back to a1 (the switch the cooldown counts from),
+    // whose limit now has no reset (suspected), then is confirmed at 10:12.
+    std::fs::remove_file(&a1_stated).unwrap();
+    std::fs::remove_file(&a2_stated).unwrap();
+    std::fs::write(&a1_no_reset, "").unwrap();
+    fixture.set_now("2026-12-08T10:06:00Z");
+    drain(&fixture);
+    fixture.set_now("2026-12-08T10:12:00Z");
+    let pass = drain(&fixture);
+    // a2's quota came back at its stated reset: used at once (before: the group waited for
+    // switch_cooldown, until 10:21, with nothing run).
+    let causes: Vec<String> =
+        switches(&fixture).into_iter().map(|(from, to, cause)| format!("{from}>{to} {cause}")).collect();
+    assert_eq!(causes.last().map(String::as_str), Some("a1>a2 quota_returned"), "{causes:?} {pass}");
+    assert!(
+        worker_log(&fixture).last().is_some_and(|last| last.ends_with(" a2")),
+        "{:?}",
+        worker_log(&fixture)
+    );
+    assert_eq!(pass["items_done"], 3, "{pass}");
+}
