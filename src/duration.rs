@@ -58,7 +58,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if let Some(unsigned) =
         rest.strip_prefix(['-', '+']).filter(|unsigned| unsigned.starts_with(|c: char| c.is_ascii_digit()))
     {
-        return Err(invalid(&format!("a length of time has no sign: write {unsigned:?}")));
+        // The value without its sign, when that is one (not `-1.5h`).
+        let write = parse_duration(unsigned).map(|_| format!(": write {unsigned:?}")).unwrap_or_default();
+        return Err(invalid(&format!("a length of time has no sign{write}")));
     }
     let mut total_milliseconds: u64 = 0;
     // Index into UNITS_MILLISECONDS of the last unit seen; the next must be smaller.
@@ -90,7 +92,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             let detail = if unit == "M" {
                 "unknown unit \"M\": units are lower-case, m is minutes (for a month write 30d)".to_string()
             } else if UNITS_MILLISECONDS.iter().any(|(name, _)| *name == lowered) {
-                format!("unknown unit {unit:?}: units are lower-case, write {digits}{lowered}")
+                // The whole value in lower case, when that is one (`1H30m`: `1h30m`).
+                let whole = text.trim().to_lowercase();
+                match parse_duration(&whole) {
+                    Ok(_) => format!("unknown unit {unit:?}: units are lower-case, write {whole}"),
+                    Err(_) => format!("unknown unit {unit:?}: units are lower-case"),
+                }
             } else if unit.chars().count() <= 8 {
                 format!("unknown unit {unit:?}")
             } else {
@@ -123,12 +130,18 @@ fn fraction_example(digits: &str, after_digits: &str) -> String {
         .take_while(char::is_ascii_alphabetic)
         .collect();
     let written = format!("{digits}.{fraction}{unit}");
+    // Exactly, in integers: 1.1h is 66m, never 66.00000000000001m.
     let smaller = UNITS_MILLISECONDS.iter().position(|(name, _)| *name == unit).and_then(|at| {
         let (_, whole) = UNITS_MILLISECONDS[at];
-        let (name, part) = UNITS_MILLISECONDS.get(at + 1)?;
-        let value: f64 = format!("{digits}.{fraction}").parse().ok()?;
-        let parts = value * whole as f64 / *part as f64;
-        (parts.fract() == 0.0 && parts < 1e15).then(|| format!("{}{name} for {written}", parts as u64))
+        let scale = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
+        let scaled: u128 = format!("{digits}{fraction}").parse().ok()?;
+        let milliseconds_scaled = scaled.checked_mul(u128::from(whole))?;
+        // The largest smaller unit the value is a whole number of.
+        UNITS_MILLISECONDS[at + 1..].iter().find_map(|(name, part)| {
+            let divisor = scale.checked_mul(u128::from(*part))?;
+            (milliseconds_scaled % divisor == 0)
+                .then(|| format!("{}{name} for {written}", milliseconds_scaled / divisor))
+        })
     });
     smaller.unwrap_or_else(|| "90m for 1.5h".to_string())
 }
@@ -253,6 +266,13 @@ mod tests {
             ("-5m", "invalid duration \"-5m\" (a length of time has no sign: write \"5m\")"),
             ("1.5h", "invalid duration \"1.5h\" (use whole numbers of a smaller unit, e.g. 90m for 1.5h)"),
             ("1.5s", "(use whole numbers of a smaller unit, e.g. 1500ms for 1.5s)"),
+            ("1.1h", "(use whole numbers of a smaller unit, e.g. 66m for 1.1h)"),
+            ("2.01s", "(use whole numbers of a smaller unit, e.g. 2010ms for 2.01s)"),
+            ("0.55h", "(use whole numbers of a smaller unit, e.g. 33m for 0.55h)"),
+            ("1.001m", "(use whole numbers of a smaller unit, e.g. 60060ms for 1.001m)"),
+            ("-1.5h", "invalid duration \"-1.5h\" (a length of time has no sign):"),
+            ("1H30m", "(unknown unit \"H\": units are lower-case, write 1h30m)"),
+            ("-5M", "invalid duration \"-5M\" (a length of time has no sign):"),
             ("20M", "invalid duration \"20M\" (unknown unit \"M\": units are lower-case, m is minutes"),
             ("1H", "invalid duration \"1H\" (unknown unit \"H\": units are lower-case, write 1h)"),
             ("1SecondSecret8", "invalid duration \"1SecondSecret8\" (unknown unit): "),

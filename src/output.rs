@@ -564,26 +564,6 @@ pub fn is_full_file_system(error: &std::io::Error) -> bool {
     matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
-/// Open the log file at `path` for appending, created owner-only (0600); a file that
-/// exists keeps its mode. Never through a symbolic link, and only a regular file: a link,
-/// a directory, a fifo or a device is refused (exit 78), as every file drainctl writes.
-/// `named_by`: the option or setting that names it, for the message. A full file system
-/// is a temporary failure (exit 75).
-pub fn open_log_file(path: &std::path::Path, named_by: &str) -> crate::error::Result<std::fs::File> {
-    use crate::error::Error;
-    let shown = path.display();
-    let name = path.file_name().ok_or_else(|| {
-        Error::Config(format!("log file {shown} does not name a file; give {named_by} a file path"))
-    })?;
-    refuse_foreign_links(path, "log file", named_by)?;
-    let folder = pin_folder_of(path, "log file", named_by, |error| {
-        Error::Config(format!(
-            "cannot open the folder of log file {shown}: {error}; check its folder and owner"
-        ))
-    })?;
-    open_log_file_in(&folder, name, path, named_by)
-}
-
 /// The folder of a file drainctl writes at `path`, pinned (crate::pinned_folder): refused
 /// (78) when it resolves through another user's link or was replaced meanwhile; `io`
 /// words a failure to open it.
@@ -598,7 +578,11 @@ pub fn pin_folder_of(
         .map_err(|refusal| refusal.into_error(what, path, named_by, io))
 }
 
-/// [`open_log_file`] of the file `name` in `folder` (`path` names it in messages).
+/// Open the log file `name` in `folder` (`path` names it in messages) for appending,
+/// created owner-only (0600); a file that exists keeps its mode. Never through a symbolic link, and only a regular file: a link,
+/// a directory, a fifo or a device is refused (exit 78), as every file drainctl writes.
+/// `named_by`: the option or setting that names it, for the message. A full file system
+/// is a temporary failure (exit 75).
 pub fn open_log_file_in(
     folder: &crate::pinned_folder::PinnedFolder,
     name: &std::ffi::OsStr,
@@ -686,11 +670,16 @@ fn set_blocking(file: &std::fs::File) -> std::io::Result<()> {
 pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Result<()> {
     use crate::error::Error;
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::DirBuilderExt;
 
     refuse_foreign_links(path, "log file", "--log-file")?;
-    if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).map_err(|error| {
+    let name = path.file_name().ok_or_else(|| {
+        Error::Config(format!("--log-file {} does not name a file; give a file path", path.display()))
+    })?;
+    let folder = crate::atomic_file::folder_of(path);
+    // Made one folder at a time below the deepest that exists, pinned: never where a link
+    // swapped in meanwhile would lead.
+    let pinned = crate::pinned_folder::PinnedFolder::create_all(&folder, 0o700).map_err(|refusal| {
+        refusal.into_error("log file", path, "--log-file", |error| {
             // A file where a folder of the path should be cannot be fixed by creating it.
             let not_a_folder = folder.ancestors().find(|part| part.exists() && !part.is_dir());
             match not_a_folder {
@@ -704,9 +693,9 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
                     path.display()
                 )),
             }
-        })?;
-    }
-    let file = open_log_file(path, "--log-file")?;
+        })
+    })?;
+    let file = open_log_file_in(&pinned, name, path, "--log-file")?;
     keep_starting_stderr(&file);
     for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
         // SAFETY: dup2 onto the standard descriptors of this process; `file` stays open

@@ -154,6 +154,9 @@ const MAX_LINKS: usize = 40;
 pub struct Step<'a> {
     /// The name, its folders' links followed.
     pub path: &'a std::path::Path,
+    /// The same, as it may be looked up (relative to the working folder while the path
+    /// is relative).
+    pub probe: &'a std::path::Path,
     /// Whether names of the path are left after it (a link's target's included).
     pub names_left: bool,
     pub is_link: bool,
@@ -165,8 +168,9 @@ pub enum Walked<T> {
     Stopped(T),
     /// Every name was resolved: where the path led, with no link left in it.
     Resolved(std::path::PathBuf),
-    /// A name does not exist (yet), or its links could not be followed.
-    Unfinished,
+    /// A name does not exist (yet) — `missing` —, or the path could not be followed by
+    /// its names (a folder this user may not search, a path too long, too many links).
+    Unfinished { missing: bool },
 }
 
 impl<T> Walked<T> {
@@ -205,34 +209,44 @@ pub fn walk_resolving<T>(
             })
             .collect()
     };
+    // What each name is looked up by: relative to the working folder while the path is,
+    // so that a folder above it this user may not search, or an absolute form longer than
+    // PATH_MAX, does not stop a walk the kernel's own lookup makes.
+    let mut probe = if path.is_absolute() { PathBuf::from("/") } else { PathBuf::from(".") };
     let mut pending = owned(path);
     while let Some(name) = pending.pop_front() {
         if name == ".." {
             resolved.pop();
+            probe = if probe.is_absolute() { resolved.clone() } else { probe.join("..") };
             continue;
         }
         let next = resolved.join(&name);
-        let metadata = std::fs::symlink_metadata(&next);
+        let next_probe = probe.join(&name);
+        let metadata = std::fs::symlink_metadata(&next_probe);
         let is_link = metadata.as_ref().is_ok_and(|metadata| metadata.file_type().is_symlink());
         if let ControlFlow::Break(found) =
-            visit(Step { path: &next, names_left: !pending.is_empty(), is_link })
+            visit(Step { path: &next, probe: &next_probe, names_left: !pending.is_empty(), is_link })
         {
             return Walked::Stopped(found);
         }
-        if metadata.is_err() {
-            return Walked::Unfinished;
+        if let Err(error) = &metadata {
+            let missing =
+                matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory);
+            return Walked::Unfinished { missing };
         }
         if !is_link {
             resolved = next;
+            probe = next_probe;
             continue;
         }
         links += 1;
-        let Ok(target) = std::fs::read_link(&next) else { return Walked::Unfinished };
+        let Ok(target) = std::fs::read_link(&next_probe) else { return Walked::Unfinished { missing: true } };
         if links > MAX_LINKS {
-            return Walked::Unfinished;
+            return Walked::Unfinished { missing: false };
         }
         if target.is_absolute() {
             resolved = PathBuf::from("/");
+            probe = PathBuf::from("/");
         }
         let mut ahead = owned(&target);
         ahead.extend(pending);
@@ -271,7 +285,7 @@ pub fn walk_to_a_foreign_link(path: &std::path::Path) -> Walked<(std::path::Path
             return std::ops::ControlFlow::Continue(());
         }
         links += 1;
-        match std::fs::symlink_metadata(step.path).map(|metadata| metadata.uid()) {
+        match std::fs::symlink_metadata(step.probe).map(|metadata| metadata.uid()) {
             Ok(owner) if owner != euid && owner != 0 && links <= MAX_LINKS => {
                 std::ops::ControlFlow::Break((step.path.to_path_buf(), owner))
             }

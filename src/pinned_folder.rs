@@ -77,7 +77,8 @@ impl PinnedFolder {
     /// Open the folder `path` and check that it is the one the path resolves to through
     /// no other user's link.
     pub fn open(path: &Path) -> Result<PinnedFolder, Refusal> {
-        let dir = open_at(libc::AT_FDCWD, path.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        // O_PATH: writing in a folder takes write and search permission, not read.
+        let dir = open_at(libc::AT_FDCWD, path.as_os_str(), libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(Refusal::Io)?;
         Self::pin(dir, path)
     }
@@ -87,8 +88,15 @@ impl PinnedFolder {
         let resolved = match crate::ownership::walk_to_a_foreign_link(path) {
             Walked::Stopped((link, owner)) => return Err(Refusal::ForeignLink { link, owner }),
             Walked::Resolved(resolved) => resolved,
-            // Removed since it was opened.
-            Walked::Unfinished => return Err(Refusal::Io(io::Error::from_raw_os_error(libc::ENOENT))),
+            // A name gone since the open, or one this user may no longer search: the path
+            // was changed meanwhile.
+            Walked::Unfinished { missing } => {
+                return Err(Refusal::Io(io::Error::from_raw_os_error(if missing {
+                    libc::ENOENT
+                } else {
+                    libc::EACCES
+                })))
+            }
         };
         if let Some(reached) = reached_path(&dir) {
             if reached != resolved {
@@ -134,6 +142,44 @@ impl PinnedFolder {
         self.open_entry(name, libc::O_PATH, 0)?.metadata()
     }
 
+    /// The folder `name` in this one, never through a link.
+    pub fn subfolder(&self, name: &OsStr) -> io::Result<PinnedFolder> {
+        let dir = self.open_entry(name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        Ok(PinnedFolder { dir, path: self.path.join(name) })
+    }
+
+    /// The folder `name` in this one, created with `mode` when missing; never through a
+    /// link.
+    pub fn create_subfolder(&self, name: &OsStr, mode: u32) -> io::Result<PinnedFolder> {
+        let c_name = c_name(name)?;
+        // SAFETY: a descriptor this value owns and a NUL-terminated name that outlives the call.
+        if unsafe { libc::mkdirat(self.dir.as_raw_fd(), c_name.as_ptr(), mode as libc::mode_t) } == -1 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::AlreadyExists {
+                return Err(error);
+            }
+        }
+        self.subfolder(name)
+    }
+
+    /// The folder `path`, its missing folders created with `mode` one at a time below the
+    /// deepest one that exists, which is pinned first ([`PinnedFolder::open`]): none is made
+    /// where another user's link or swap would lead.
+    pub fn create_all(path: &Path, mode: u32) -> Result<PinnedFolder, Refusal> {
+        let mut missing = Vec::new();
+        let mut existing = path;
+        while std::fs::symlink_metadata(existing).is_err() {
+            let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else { break };
+            missing.push(name);
+            existing = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        }
+        let mut folder = PinnedFolder::open(existing)?;
+        for name in missing.into_iter().rev() {
+            folder = folder.create_subfolder(name, mode).map_err(Refusal::Io)?;
+        }
+        Ok(folder)
+    }
+
     /// Rename the entry `from` to `to`, both in this folder; `to` is replaced.
     pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
         let (from, to) = (c_name(from)?, c_name(to)?);
@@ -162,9 +208,11 @@ impl PinnedFolder {
         Ok(entries.flatten().map(|entry| entry.file_name()).collect())
     }
 
-    /// Make a rename in the folder durable; a failure loses nothing already visible.
+    /// Make a rename in the folder durable; a failure (a folder this user may not read
+    /// cannot be opened to fsync) loses nothing already visible.
     pub fn sync(&self) {
-        if let Err(error) = self.dir.sync_all() {
+        let synced = std::fs::File::open(descriptor_path(&self.dir)).and_then(|dir| dir.sync_all());
+        if let Err(error) = synced {
             log::debug!("could not fsync folder {}: {error}", self.path.display());
         }
     }
@@ -238,6 +286,12 @@ mod tests {
         std::os::unix::fs::symlink(root.path().join("elsewhere"), real.join("l")).unwrap();
         assert!(folder.open_append(OsStr::new("l"), 0o600).is_err());
         assert!(!root.path().join("elsewhere").exists());
+        folder.sync();
+        assert!(folder.metadata().unwrap().is_dir());
+        // Folders made below the pinned one, never through a link.
+        let made = PinnedFolder::create_all(&root.path().join("link/x/y"), 0o700).unwrap();
+        assert!(made.metadata().unwrap().is_dir() && real.join("x/y").is_dir());
+        assert!(folder.subfolder(OsStr::new("l")).is_err(), "a link is not a folder");
     }
 
     #[test]
@@ -246,7 +300,7 @@ mod tests {
         let (named, other) = (root.path().join("named"), root.path().join("other"));
         std::fs::create_dir(&named).unwrap();
         std::fs::create_dir(&other).unwrap();
-        let dir = open_at(libc::AT_FDCWD, named.as_os_str(), libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
+        let dir = open_at(libc::AT_FDCWD, named.as_os_str(), libc::O_PATH | libc::O_DIRECTORY, 0).unwrap();
         // Swapped after the open: the path now leads to another folder than the one held.
         std::fs::rename(&named, root.path().join("aside")).unwrap();
         std::fs::rename(&other, &named).unwrap();

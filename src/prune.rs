@@ -262,43 +262,72 @@ fn in_batches(
 /// A file that cannot be removed, and a folder that cannot be read (another user's, left
 /// by an earlier deployment), is logged and left: retention must not stop in silence.
 fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: bool) -> u64 {
-    // Another user's link would choose the folder whose files are removed.
-    if let Err(refused) = crate::output::refuse_foreign_links(log_dir, "log_dir", "log_dir") {
-        log::warn!("prune: {refused}; its log files are kept");
+    use crate::pinned_folder::{PinnedFolder, Refusal};
+    // Every folder is opened once and its files looked at and removed through it: another
+    // user who may write a folder on the way and swaps it meanwhile (for a link, or a
+    // folder of theirs) chooses nothing that is removed.
+    let root = match PinnedFolder::open(log_dir) {
+        Ok(root) => root,
+        Err(Refusal::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(refusal) => {
+            let refused = refusal.into_error("log_dir", log_dir, "log_dir", |error| {
+                crate::error::Error::Config(format!("cannot open log_dir {}: {error}", log_dir.display()))
+            });
+            log::warn!("prune: {refused}; its log files are kept");
+            return 0;
+        }
+    };
+    // Another user's folder at log_dir's name (swapped in, or left there) is not drainctl's.
+    if let Err(refused) = root.metadata().map_err(|error| error.to_string()).and_then(|metadata| {
+        use std::os::unix::fs::MetadataExt as _;
+        let owner = metadata.uid();
+        match owner == crate::ownership::effective_uid() || owner == 0 {
+            true => Ok(()),
+            false => Err(crate::ownership::foreign_owner(owner)),
+        }
+    }) {
+        log::warn!("prune: log_dir {} {refused}; its log files are kept", log_dir.display());
         return 0;
     }
-    let folders = match std::fs::read_dir(log_dir) {
+    let folders = match root.names() {
         Ok(folders) => folders,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return 0,
         Err(error) => {
             log::warn!("prune: cannot read log_dir {}: {error}; its log files are kept", log_dir.display());
             return 0;
         }
     };
     let mut removed = 0;
-    for folder in folders.filter_map(|entry| entry.ok()) {
-        if !folder.file_type().is_ok_and(|kind| kind.is_dir()) {
+    for name in folders {
+        // A link or anything but a folder is no drain's log folder.
+        let Ok(folder) = root.subfolder(&name) else { continue };
+        let shown = log_dir.join(&name);
+        let held = folder.metadata().map_err(|error| error.to_string());
+        if let Err(refused) = held.and_then(|metadata| {
+            crate::drain::log_file::refuse_others_folder(&shown, &metadata).map_err(|error| error.to_string())
+        }) {
+            log::warn!("prune: {refused}; its log files are kept");
             continue;
         }
-        let files = match std::fs::read_dir(folder.path()) {
+        let files = match folder.names() {
             Ok(files) => files,
             Err(error) => {
                 log::warn!(
                     "prune: cannot read log folder {}: {error}; its log files are kept",
-                    folder.path().display()
+                    shown.display()
                 );
                 continue;
             }
         };
-        for file in files.filter_map(|entry| entry.ok()) {
-            let path = file.path();
-            let is_drain_log = file.file_name().to_str().is_some_and(is_log_file_name);
-            let is_old = file
-                .metadata()
-                .ok()
-                .filter(|metadata| metadata.is_file())
-                .and_then(|metadata| metadata.modified().ok())
-                .is_some_and(|modified| DateTime::<Utc>::from(modified) < before);
+        for file in files {
+            let path = shown.join(&file);
+            let is_drain_log = file.to_str().is_some_and(is_log_file_name);
+            let is_old = is_drain_log
+                && folder
+                    .entry_metadata(&file)
+                    .ok()
+                    .filter(|metadata| metadata.is_file())
+                    .and_then(|metadata| metadata.modified().ok())
+                    .is_some_and(|modified| DateTime::<Utc>::from(modified) < before);
             if !is_drain_log || !is_old || keep.contains(&path) {
                 continue;
             }
@@ -306,7 +335,7 @@ fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: 
                 removed += 1;
                 continue;
             }
-            match std::fs::remove_file(&path) {
+            match folder.remove(&file) {
                 Ok(()) => removed += 1,
                 Err(error) => log::warn!("prune: cannot remove log file {}: {error}", path.display()),
             }

@@ -313,6 +313,19 @@ impl ScanReport {
 /// The `reason` of a file deferred because the hash budget did not reach its end.
 pub const DEFERRED_BY_BUDGET: &str = "hash_budget";
 
+/// The `reason` of a file deferred because drainctl was asked to stop (SIGTERM, SIGINT,
+/// SIGHUP) before its hash was done: its progress is kept as for the budget.
+pub const DEFERRED_BY_INTERRUPTION: &str = "interrupted";
+
+/// Why a hash stopped short of a file's end: the budget, or a request to stop.
+fn hash_stopped_reason() -> &'static str {
+    if crate::worker::signals::termination_requested() {
+        DEFERRED_BY_INTERRUPTION
+    } else {
+        DEFERRED_BY_BUDGET
+    }
+}
+
 /// Scan the source of `drain` (an error when it has none), within the source's hash
 /// budget when `is_bounded` (`scan --no-budget` is not). `clock` times the hashing.
 pub fn scan(
@@ -729,7 +742,7 @@ fn plan_file(
             };
             if allowance.is_exhausted() {
                 let hashed_bytes = resume.map_or(0, |p| p.hashed_bytes);
-                return Plan::Deferred(deferral(DEFERRED_BY_BUDGET, hashed_bytes), ProgressChange::Keep);
+                return Plan::Deferred(deferral(hash_stopped_reason(), hashed_bytes), ProgressChange::Keep);
             }
             let forget = if saved.is_some() { ProgressChange::Forget } else { ProgressChange::Keep };
             let resumed_at = resume.map_or(0, |p| p.hashed_bytes);
@@ -747,7 +760,7 @@ fn plan_file(
                         report.hashed += 1;
                     }
                     let change = if hashed_bytes > 0 { ProgressChange::Save(progress) } else { forget };
-                    return Plan::Deferred(deferral(DEFERRED_BY_BUDGET, hashed_bytes), change);
+                    return Plan::Deferred(deferral(hash_stopped_reason(), hashed_bytes), change);
                 }
                 Ok(HashStep::Changed) => {
                     return Plan::Deferred(deferral("changed_while_hashing", 0), forget);
@@ -909,6 +922,22 @@ pub fn unusable_file(root: &Path, path: &Path) -> Option<String> {
             _ => None,
         },
     }
+}
+
+/// Whether a scan of the source folder `root` (canonical) would take the file of `key`
+/// as the folder's: a regular file this user may read, reached through no link (the walk
+/// follows none), matching `glob` — so that an item waiting for the scan to repoint it
+/// (`Pass::wait_for_the_scan`) is not kept waiting for a file no scan will ever take.
+pub fn will_be_scanned(root: &Path, source: &crate::config::SourceConfig, key: &str) -> bool {
+    let path = root.join(key);
+    source.glob.matches(key)
+        && unusable_file(root, &path).is_none()
+        && fs::canonicalize(&path).is_ok_and(|real| real == path)
+        && fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+            .is_ok()
 }
 
 /// What a file type that is neither a regular file nor a folder is, for a refusal.

@@ -23,7 +23,6 @@
 //! of docs/json.md.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -607,6 +606,9 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             let whose = format!("quota group {} account {}", group.name, account.name);
             check_worker_zone(checks, &whose, &account.env, config.defaults.timezone);
         }
+    }
+    for warning in config.misspelled_quota_groups() {
+        checks.push("quota_group", Status::Warn, warning);
     }
     for drain in &config.drains {
         let path_override =
@@ -1192,8 +1194,14 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
             ),
         );
     } else {
-        match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(log_dir) {
-            Ok(()) => true,
+        // Made one folder at a time below a pinned one: never where a link swapped in
+        // meanwhile would lead.
+        match crate::pinned_folder::PinnedFolder::create_all(log_dir, 0o700).map_err(|refusal| {
+            refusal.into_error("log_dir", log_dir, "log_dir", |error| {
+                crate::error::Error::Config(error.to_string())
+            })
+        }) {
+            Ok(_) => true,
             Err(error) => {
                 return checks.fail(
                     "log_dir",
@@ -1451,8 +1459,19 @@ fn probe_writable(folder: &Path) -> std::io::Result<()> {
 /// [`probe_writable`] with `bytes` written.
 fn probe_writable_bytes(folder: &Path, bytes: usize) -> std::io::Result<()> {
     use std::io::Write as _;
-    let probe = folder.join(format!(".drainctl-doctor-{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    // Written and removed in the folder held open: never where a link swapped in would lead.
+    let pinned = crate::pinned_folder::PinnedFolder::open(folder).map_err(|refusal| match refusal {
+        crate::pinned_folder::Refusal::Io(error) => error,
+        other => std::io::Error::other(
+            other
+                .into_error("folder", folder, "the setting", |error| {
+                    crate::error::Error::Config(error.to_string())
+                })
+                .to_string(),
+        ),
+    })?;
+    let probe = std::ffi::OsString::from(format!(".drainctl-doctor-{}", std::process::id()));
+    let mut file = pinned.create_new(&probe, 0o600)?;
     let block = [0u8; PROBE_BYTES];
     let mut written = Ok(());
     let mut left = bytes;
@@ -1463,7 +1482,7 @@ fn probe_writable_bytes(folder: &Path, bytes: usize) -> std::io::Result<()> {
     }
     let written = written.and_then(|()| file.sync_all());
     drop(file);
-    let removed = std::fs::remove_file(&probe);
+    let removed = pinned.remove(&probe);
     written.and(removed)
 }
 

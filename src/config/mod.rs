@@ -67,6 +67,43 @@ pub struct QuotaGroupConfig {
     pub accounts: Vec<AccountConfig>,
 }
 
+impl Config {
+    /// Drains whose `quota_group` names no group with accounts while one or two letters
+    /// from a group declared with accounts that no drain uses (`claude-chiar` beside
+    /// `claude-chair`): a misspelling would run them on the wrong account. What `doctor`
+    /// warns of, one line each.
+    pub fn misspelled_quota_groups(&self) -> Vec<String> {
+        let has_accounts =
+            |group: &QuotaGroupConfig| group.accounts.iter().any(|account| !account.is_implicit());
+        let unused_with_accounts: Vec<&QuotaGroupConfig> = self
+            .quota_groups
+            .iter()
+            .filter(|group| has_accounts(group))
+            .filter(|group| !self.drains.iter().any(|drain| drain.quota_group == group.name))
+            .collect();
+        let mut warnings = Vec::new();
+        for drain in &self.drains {
+            let Ok(group) = self.quota_group(&drain.quota_group) else { continue };
+            if has_accounts(group) {
+                continue;
+            }
+            let near = if drain.quota_group.chars().count() < 4 { 1 } else { 2 };
+            if let Some(meant) = unused_with_accounts
+                .iter()
+                .find(|meant| edit_distance(&drain.quota_group, &meant.name) <= near)
+            {
+                warnings.push(format!(
+                    "drain {}: quota_group {:?} has no accounts, and {:?}, declared with accounts, is used by no \
+                     drain: did you mean {:?}? (a name no [[quota_group]] declares is a group of its own; declare \
+                     it to keep the name)",
+                    drain.name, drain.quota_group, meant.name, meant.name
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 impl QuotaGroupConfig {
     /// The group has several accounts to switch between.
     pub fn has_accounts_to_switch(&self) -> bool {

@@ -577,7 +577,7 @@ impl Pass<'_> {
             Ok(root) => match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
                 None => SourceFile::Usable,
                 Some(_) if crate::sources::is_empty_folder(&root) => unmounted("is empty"),
-                Some(_) if crate::sources::unusable_file(&root, &root.join(&item.key)).is_none() => {
+                Some(_) if crate::sources::will_be_scanned(&root, source, &item.key) => {
                     let now_at = root.join(&item.key).display().to_string();
                     SourceFile::NotRepointed { path: path.to_string(), now_at }
                 }

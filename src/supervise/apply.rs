@@ -1,8 +1,6 @@
 //! Carrying out decisions: expire a burst, reap a crashed run, end a hung one, start a
 //! drain as a detached process. A decision that fails is recorded and the pass goes on.
 
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -569,22 +567,21 @@ fn create_log_file_path(
 ) -> Result<(crate::pinned_folder::PinnedFolder, std::ffi::OsString, PathBuf)> {
     let dir = config.defaults.log_dir.join(drain);
     crate::output::refuse_foreign_links(&dir, "log folder", "log_dir")?;
-    DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|error| {
-        let message = format!("cannot create log folder {}: {error}", dir.display());
-        if crate::output::is_full_file_system(&error) {
-            Error::Temporary(message)
-        } else {
-            Error::Config(format!("{message}; check log_dir"))
-        }
+    // Made one folder at a time below the deepest that exists, pinned: never where a link
+    // swapped in meanwhile would lead.
+    let folder = crate::pinned_folder::PinnedFolder::create_all(&dir, 0o700).map_err(|refusal| {
+        refusal.into_error("log folder", &dir, "log_dir", |error| {
+            let message = format!("cannot create log folder {}: {error}", dir.display());
+            if crate::output::is_full_file_system(&error) {
+                Error::Temporary(message)
+            } else {
+                Error::Config(format!("{message}; check log_dir"))
+            }
+        })
     })?;
     log_file::refuse_foreign_folder(&dir)?;
     let name = std::ffi::OsString::from(log_file::file_name(now, std::process::id()));
     let path = dir.join(&name);
-    let folder = crate::pinned_folder::PinnedFolder::open(&dir).map_err(|refusal| {
-        refusal.into_error("log folder", &dir, "log_dir", |error| {
-            Error::Config(format!("cannot open log folder {}: {error}; check log_dir", dir.display()))
-        })
-    })?;
     // Checked as held: a folder of another user swapped in after the check above is refused.
     let held = folder.metadata().map_err(|error| {
         Error::Config(format!("cannot inspect log folder {}: {error}; check log_dir", dir.display()))

@@ -322,13 +322,15 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
 }
 
 /// Whether the drain of `snapshot`, held back now, may run at `at` with items to run: not
-/// paused or parked, its daily budget renewed by then, its window open then.
+/// paused or parked, its daily budget renewed by then, its window open then, and its
+/// cadence (`every`) due by then.
 fn may_run_at(snapshot: &DrainSnapshot, at: DateTime<Utc>, zone: Tz) -> bool {
     snapshot.available_items > 0
         && snapshot.controls.as_ref().is_none_or(|controls| !controls.is_paused())
         && snapshot.parked.is_none()
         && snapshot.budget_spent.as_ref().is_none_or(|spent| spent.day_end <= at)
         && snapshot.drain.window.as_ref().is_none_or(|window| window.contains(at, zone))
+        && cadence::next_start(snapshot.drain.every, snapshot.last_started_at).is_none_or(|next| next <= at)
 }
 
 /// A start of several passes as one decision a pass, each started as its own process
@@ -857,6 +859,23 @@ mod tests {
             })
             .collect();
         let decisions = plan_starts(&early, now, zone);
+        assert_eq!(decisions.iter().find(|d| d.drain == "low").unwrap().action, Action::Start);
+        // A higher drain whose cadence holds it past the reset takes nothing by then.
+        let config = shared_config("priority = 0,priority = 10\nevery = \"6h\"");
+        let held: Vec<DrainSnapshot> = config
+            .drains
+            .iter()
+            .map(|drain| {
+                let mut snapshot = snapshot(drain);
+                snapshot.wake_within = std::time::Duration::from_secs(15 * 60);
+                snapshot.last_started_at = Some(at("2026-11-27T20:50:00Z"));
+                if drain.quota_group == "g" {
+                    snapshot.backoff.backoff_until = Some(at("2026-11-27T22:01:00Z"));
+                }
+                snapshot
+            })
+            .collect();
+        let decisions = plan_starts(&held, now, config.defaults.timezone);
         assert_eq!(decisions.iter().find(|d| d.drain == "low").unwrap().action, Action::Start);
     }
 

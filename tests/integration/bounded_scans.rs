@@ -303,4 +303,26 @@ fn a_scan_stopped_by_sigterm_keeps_what_it_hashed_and_says_so() {
     assert!(stopped.stderr.contains("what it hashed is kept"), "{}", stopped.stderr);
     let kept: Vec<i64> = fixture.column("SELECT hashed_bytes FROM source_hash_progress");
     assert!(kept.len() == 1 && kept[0] > 0, "{kept:?}");
+    // Not blamed on a budget (there is none with --no-budget).
+    assert!(!stopped.stderr.contains("hash budget"), "{}", stopped.stderr);
+}
+
+#[test]
+fn an_item_whose_file_no_scan_will_take_after_a_move_is_settled_not_kept_waiting() {
+    // The folder moved and the glob narrowed: the file of the item's key is there, but no
+    // scan will ever take it, so nothing would repoint the item (found in review: it was
+    // given back every 15 minutes for ever).
+    let fixture = Fixture::new(&config(), NOW);
+    let data = fixture.path("data");
+    fs::create_dir_all(data.join("a")).unwrap();
+    fs::write(data.join("a/small.jsonl"), "one\n").unwrap();
+    fixture.drainctl(&["scan", "sessions"]).run().assert_code(0);
+    fs::rename(&data, fixture.path("moved")).unwrap();
+    let text = fs::read_to_string(&fixture.config_path)
+        .unwrap()
+        .replace("dir = \"data\"", "dir = \"moved\"")
+        .replace("glob = \"*/*.jsonl\"", "glob = \"*/*.txt\"");
+    fs::write(&fixture.config_path, text).unwrap();
+    fixture.drainctl(&["drain", "sessions"]).run().assert_code(0);
+    assert_eq!(fixture.item("sessions", "a/small.jsonl").0, "skipped_missing");
 }

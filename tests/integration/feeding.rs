@@ -1527,3 +1527,34 @@ fn a_source_folder_left_empty_settles_nothing_until_it_has_an_entry_then_a_slice
     assert_eq!(second["skipped_missing"].as_u64(), Some(1), "{second:#}");
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'skipped_missing'"), 3);
 }
+
+#[test]
+fn prune_keeps_the_logs_of_a_log_folder_other_users_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    // Another user who may write the folder may swap its entries between prune's look and
+    // its removal (found in review: a recent log of root's removed), so prune removes only
+    // through folders no one else may change; such a folder's logs are kept, with a line.
+    let fixture = Fixture::new(
+        &format!(
+            "{}\n",
+            config("").replace(
+                "log_dir = \"TMPDIR/logs\"\n",
+                "log_dir = \"TMPDIR/logs\"\nretention = { logs = \"14d\" }\n"
+            )
+        ),
+        NOW,
+    );
+    let (own, shared) = (fixture.path("logs/sessions"), fixture.path("logs/shared"));
+    for folder in [&own, &shared] {
+        fs::create_dir_all(folder).unwrap();
+        let log = folder.join("20261001T000000Z-1.log");
+        fs::write(&log, "log\n").unwrap();
+        set_mtime(&log, days_before_now(20).into());
+    }
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+    let pruned = fixture.drainctl(&["prune"]).run();
+    pruned.assert_code(0);
+    assert!(!own.join("20261001T000000Z-1.log").exists(), "its own old log goes");
+    assert!(shared.join("20261001T000000Z-1.log").exists(), "kept: {}", pruned.stderr);
+    assert!(pruned.stderr.contains("is writable by every user"), "{}", pruned.stderr);
+}
