@@ -191,6 +191,19 @@ impl PinnedFolder {
         Ok(())
     }
 
+    /// Rename the entry `from` to `to`, both in this folder, failing (`AlreadyExists`)
+    /// rather than replacing what is at `to`; `EINVAL` where the file system cannot.
+    pub fn rename_without_replacing(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        let (from, to) = (c_name(from)?, c_name(to)?);
+        let fd = self.dir.as_raw_fd();
+        // SAFETY: a descriptor this value owns and NUL-terminated names that outlive the call.
+        let renamed = unsafe { libc::renameat2(fd, from.as_ptr(), fd, to.as_ptr(), libc::RENAME_NOREPLACE) };
+        if renamed == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Remove the file `name`.
     pub fn remove(&self, name: &OsStr) -> io::Result<()> {
         let name = c_name(name)?;

@@ -52,19 +52,34 @@ pub fn named_after(path: &Path, pid: u32) -> PathBuf {
 /// Only a regular file is renamed, and never over an existing one: a link planted at
 /// `path` stays where it is, to be refused by name when the log is opened.
 pub fn rename_after(path: &Path, pid: u32) -> io::Result<PathBuf> {
+    use crate::pinned_folder::{PinnedFolder, Refusal};
     let renamed = named_after(path, pid);
+    let (Some(from), Some(to)) = (path.file_name(), renamed.file_name()) else { return Ok(renamed) };
     if renamed == path {
         return Ok(renamed);
     }
-    match std::fs::symlink_metadata(path) {
+    // Renamed in the folder held open, checked as the one the path leads to through no
+    // other user's link: a folder swapped meanwhile renames nothing elsewhere. Refused
+    // here, the path is refused by name when the log is opened.
+    let folder =
+        PinnedFolder::open(&crate::atomic_file::folder_of(path)).map_err(|refusal| match refusal {
+            Refusal::Io(error) => error,
+            _ => io::Error::new(io::ErrorKind::InvalidInput, "its folder is not one drainctl writes in"),
+        })?;
+    match folder.entry_metadata(from) {
         Ok(metadata) if !metadata.is_file() => {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"))
         }
         _ => {}
     }
-    match rename_without_replacing(path, &renamed) {
+    match rename_without_replacing(&folder, from, to) {
         Ok(()) => Ok(renamed),
-        Err(error) if error.kind() == io::ErrorKind::NotFound && renamed.is_file() => Ok(renamed),
+        Err(error)
+            if error.kind() == io::ErrorKind::NotFound
+                && folder.entry_metadata(to).is_ok_and(|metadata| metadata.is_file()) =>
+        {
+            Ok(renamed)
+        }
         Err(error) => Err(error),
     }
 }
@@ -119,36 +134,26 @@ fn log_folder_refused(dir: &Path, why: &str) -> crate::error::Error {
     ))
 }
 
-/// `rename(2)` that fails with `AlreadyExists` instead of replacing what is at `to`.
-fn rename_without_replacing(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = |path: &Path| {
-        std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path contains a NUL byte"))
-    };
-    let (from_c, to_c) = (c_path(from)?, c_path(to)?);
-    // SAFETY: both pointers are NUL-terminated strings that outlive the call.
-    let result = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if result == 0 {
-        return Ok(());
+/// `rename(2)` of `from` to `to` in `folder` that fails with `AlreadyExists` instead of
+/// replacing what is at `to`.
+fn rename_without_replacing(
+    folder: &crate::pinned_folder::PinnedFolder,
+    from: &std::ffi::OsStr,
+    to: &std::ffi::OsStr,
+) -> io::Result<()> {
+    match folder.rename_without_replacing(from, to) {
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+            // A file system without RENAME_NOREPLACE: look, then rename.
+            if folder.entry_metadata(to).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists", to.to_string_lossy()),
+                ));
+            }
+            folder.rename(from, to)
+        }
+        other => other,
     }
-    let error = io::Error::last_os_error();
-    if error.raw_os_error() != Some(libc::EINVAL) {
-        return Err(error);
-    }
-    // A file system without RENAME_NOREPLACE: look, then rename.
-    if std::fs::symlink_metadata(to).is_ok() {
-        return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
-    }
-    std::fs::rename(from, to)
 }
 
 #[cfg(test)]

@@ -109,6 +109,13 @@ fn a_log_file_or_folder_link_of_another_user_is_refused() {
     };
     refused_through("drain", link.join("drain.log"));
     assert!(!target.join("drain.log").exists());
+    // A file there named like a drain log is not renamed after this pass's pid through the
+    // link before the refusal (found in review: root's file was).
+    let victim = target.join("20260101T000000Z-1.log");
+    std::fs::write(&victim, "precious\n").unwrap();
+    refused_through("drain", link.join("20260101T000000Z-1.log"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1, "nothing renamed or made there");
     // Higher up the path too, and before any folder is created through it.
     refused_through("supervise", link.join("sub/drain.log"));
     assert!(!target.join("sub").exists());
