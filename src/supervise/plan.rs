@@ -274,6 +274,10 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
             (0..snapshots.len())
                 .filter(|&other| same_group(index, other) && ranks[other].outranks(&ranks[index]))
                 .filter(|&other| !works[other] && may_run_at(&snapshots[other], until, zone))
+                // Held back now by what ends by then, not by the backoff alone: one that
+                // only the reset holds (a `max_wait` too short to wait for it) leaves the
+                // waiting to this drain, as before.
+                .filter(|&other| !may_run_at(&snapshots[other], now, zone))
                 .max_by_key(|&other| ranks[other])
                 .map(|other| (other, until))
         });
@@ -281,11 +285,12 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
             decision.action = Action::Skip;
             decision.trigger = None;
             decision.reason = format!(
-                "quota group {} backs off until {}; {} and may run by then (its window opens or its daily budget \
-                 renews): the quota that returns goes to it first, started by a later supervise pass",
+                "quota group {} backs off until {}; {} and may run by then ({}): the quota that returns goes to \
+                 it first, started by a later supervise pass",
                 snapshots[index].drain.quota_group,
                 local(until, zone),
-                ranks[other].describe_over(&ranks[index])
+                ranks[other].describe_over(&ranks[index]),
+                what_holds_back(&snapshots[other], now, zone).join(", ")
             );
             continue;
         }
@@ -331,6 +336,26 @@ fn may_run_at(snapshot: &DrainSnapshot, at: DateTime<Utc>, zone: Tz) -> bool {
         && snapshot.budget_spent.as_ref().is_none_or(|spent| spent.day_end <= at)
         && snapshot.drain.window.as_ref().is_none_or(|window| window.contains(at, zone))
         && cadence::next_start(snapshot.drain.every, snapshot.last_started_at).is_none_or(|next| next <= at)
+}
+
+/// What holds the drain of `snapshot` back now that ends later, in words: its window's
+/// opening, its daily budget's renewal, its cadence's next start.
+fn what_holds_back(snapshot: &DrainSnapshot, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
+    let mut held = Vec::new();
+    if let Some(window) = snapshot.drain.window.as_ref().filter(|window| !window.contains(now, zone)) {
+        let opens =
+            window.next_opening(now, zone).map(|at| format!(" at {}", local(at, zone))).unwrap_or_default();
+        held.push(format!("its window opens{opens}"));
+    }
+    if let Some(spent) = &snapshot.budget_spent {
+        held.push(format!("its daily budget renews at {}", local(spent.day_end, zone)));
+    }
+    if let Some(next) =
+        cadence::next_start(snapshot.drain.every, snapshot.last_started_at).filter(|next| now < *next)
+    {
+        held.push(format!("its cadence is due at {}", local(next, zone)));
+    }
+    held
 }
 
 /// A start of several passes as one decision a pass, each started as its own process
@@ -844,10 +869,29 @@ mod tests {
         let low = decisions.iter().find(|d| d.drain == "low").unwrap();
         assert_eq!(low.action, Action::Skip, "{low:?}");
         assert!(
-            low.reason.contains("drain high has priority 10 (this drain 0) and may run by then"),
+            low.reason.contains(
+                "drain high has priority 10 (this drain 0) and may run by then (its window opens at"
+            ),
             "{}",
             low.reason
         );
+        // Held back by nothing but the reset (its own max_wait too short to wait for it):
+        // this drain waits for the reset, as before (found in review: both idled).
+        let plain = shared_config("priority = 0,priority = 10");
+        let waiting: Vec<DrainSnapshot> = plain
+            .drains
+            .iter()
+            .map(|drain| {
+                let mut snapshot = snapshot(drain);
+                snapshot.wake_within = std::time::Duration::from_secs(15 * 60);
+                if drain.quota_group == "g" {
+                    snapshot.backoff.backoff_until = Some(at("2026-11-27T22:01:00Z"));
+                }
+                snapshot
+            })
+            .collect();
+        let decisions = plan_starts(&waiting, now, plain.defaults.timezone);
+        assert_eq!(decisions.iter().find(|d| d.drain == "low").unwrap().action, Action::Start);
         // A reset before the window opens: `low` takes the quota meanwhile, as before.
         let early: Vec<DrainSnapshot> = snapshots
             .into_iter()
