@@ -845,82 +845,52 @@ mod tests {
     #[test]
     fn a_lower_drain_is_not_started_for_a_reset_a_higher_drain_may_take_by_then() {
         let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let now = at("2026-11-27T21:50:00Z");
+        // What `low` is told, with group `g` backing off until `until`.
+        let low = |config: &Config, until: &str, last_started: Option<&str>| -> Decision {
+            let snapshots: Vec<DrainSnapshot> = config
+                .drains
+                .iter()
+                .map(|drain| {
+                    let mut snapshot = snapshot(drain);
+                    snapshot.wake_within = std::time::Duration::from_secs(15 * 60);
+                    snapshot.last_started_at = last_started.map(at);
+                    if drain.quota_group == "g" {
+                        snapshot.backoff.backoff_until = Some(at(until));
+                    }
+                    snapshot
+                })
+                .collect();
+            let decisions = plan_starts(&snapshots, now, config.defaults.timezone);
+            decisions.into_iter().find(|d| d.drain == "low").unwrap()
+        };
         // `high` has a window opening at 22:00; the group backs off until 22:01. Before:
         // `low` was started to wait for the reset and took the quota until the next pass
         // started `high` (22:05).
-        let config = shared_config(
+        let windowed = shared_config(
             "priority = 0,priority = 10\nwindow = { days = \"mon-sun\", from = \"22:00\", to = \"06:00\" }",
         );
-        let zone = config.defaults.timezone;
-        let now = at("2026-11-27T21:50:00Z");
-        let snapshots: Vec<DrainSnapshot> = config
-            .drains
-            .iter()
-            .map(|drain| {
-                let mut snapshot = snapshot(drain);
-                snapshot.wake_within = std::time::Duration::from_secs(15 * 60);
-                if drain.quota_group == "g" {
-                    snapshot.backoff.backoff_until = Some(at("2026-11-27T22:01:00Z"));
-                }
-                snapshot
-            })
-            .collect();
-        let decisions = plan_starts(&snapshots, now, zone);
-        let low = decisions.iter().find(|d| d.drain == "low").unwrap();
-        assert_eq!(low.action, Action::Skip, "{low:?}");
+        let skipped = low(&windowed, "2026-11-27T22:01:00Z", None);
+        assert_eq!(skipped.action, Action::Skip, "{skipped:?}");
         assert!(
-            low.reason.contains(
+            skipped.reason.contains(
                 "drain high has priority 10 (this drain 0) and may run by then (its window opens at"
             ),
             "{}",
-            low.reason
+            skipped.reason
         );
+        // A reset before the window opens: `low` takes the quota meanwhile, as before.
+        assert_eq!(low(&windowed, "2026-11-27T21:55:00Z", None).action, Action::Start);
         // Held back by nothing but the reset (its own max_wait too short to wait for it):
         // this drain waits for the reset, as before (found in review: both idled).
         let plain = shared_config("priority = 0,priority = 10");
-        let waiting: Vec<DrainSnapshot> = plain
-            .drains
-            .iter()
-            .map(|drain| {
-                let mut snapshot = snapshot(drain);
-                snapshot.wake_within = std::time::Duration::from_secs(15 * 60);
-                if drain.quota_group == "g" {
-                    snapshot.backoff.backoff_until = Some(at("2026-11-27T22:01:00Z"));
-                }
-                snapshot
-            })
-            .collect();
-        let decisions = plan_starts(&waiting, now, plain.defaults.timezone);
-        assert_eq!(decisions.iter().find(|d| d.drain == "low").unwrap().action, Action::Start);
-        // A reset before the window opens: `low` takes the quota meanwhile, as before.
-        let early: Vec<DrainSnapshot> = snapshots
-            .into_iter()
-            .map(|mut snapshot| {
-                if snapshot.backoff.backoff_until.is_some() {
-                    snapshot.backoff.backoff_until = Some(at("2026-11-27T21:55:00Z"));
-                }
-                snapshot
-            })
-            .collect();
-        let decisions = plan_starts(&early, now, zone);
-        assert_eq!(decisions.iter().find(|d| d.drain == "low").unwrap().action, Action::Start);
+        assert_eq!(low(&plain, "2026-11-27T22:01:00Z", None).action, Action::Start);
         // A higher drain whose cadence holds it past the reset takes nothing by then.
-        let config = shared_config("priority = 0,priority = 10\nevery = \"6h\"");
-        let held: Vec<DrainSnapshot> = config
-            .drains
-            .iter()
-            .map(|drain| {
-                let mut snapshot = snapshot(drain);
-                snapshot.wake_within = std::time::Duration::from_secs(15 * 60);
-                snapshot.last_started_at = Some(at("2026-11-27T20:50:00Z"));
-                if drain.quota_group == "g" {
-                    snapshot.backoff.backoff_until = Some(at("2026-11-27T22:01:00Z"));
-                }
-                snapshot
-            })
-            .collect();
-        let decisions = plan_starts(&held, now, config.defaults.timezone);
-        assert_eq!(decisions.iter().find(|d| d.drain == "low").unwrap().action, Action::Start);
+        let cadenced = shared_config("priority = 0,priority = 10\nevery = \"6h\"");
+        assert_eq!(
+            low(&cadenced, "2026-11-27T22:01:00Z", Some("2026-11-27T20:50:00Z")).action,
+            Action::Start
+        );
     }
 
     #[test]
