@@ -34,8 +34,8 @@ pub struct Target<'a> {
 pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
     let file_name = check(path, target)?;
     let fail = |action: &str, error: std::io::Error| io_error(path, action, error, target);
-    let folder = crate::output::pin_folder_of(path, target.what, target.named_by, |error| {
-        fail("open the folder of", error)
+    let folder = PinnedFolder::open(&folder_of(path)).map_err(|refusal| {
+        refusal.into_error(target.what, path, target.named_by, |error| fail("open the folder of", error))
     })?;
     let (mut file, temporary) = create_temporary(&folder, file_name, target.mode)
         .map_err(|error| fail("create a temporary file for", error))?;

@@ -262,7 +262,7 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
         let near: Vec<&str> = listed
             .split(", ")
             .map(|name| name.trim().trim_matches('\''))
-            .filter(|name| crate::config::edit_distance(&given, name) <= if given.len() < 4 { 1 } else { 2 })
+            .filter(|name| crate::config::is_near(&given, name))
             .collect();
         let after = if after.is_empty() { String::new() } else { format!(";{after}") };
         message = match near.as_slice() {

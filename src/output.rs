@@ -564,20 +564,6 @@ pub fn is_full_file_system(error: &std::io::Error) -> bool {
     matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
-/// The folder of a file drainctl writes at `path`, pinned (crate::pinned_folder): refused
-/// (78) when it resolves through another user's link or was replaced meanwhile; `io`
-/// words a failure to open it.
-pub fn pin_folder_of(
-    path: &std::path::Path,
-    what: &str,
-    named_by: &str,
-    io: impl FnOnce(std::io::Error) -> crate::error::Error,
-) -> crate::error::Result<crate::pinned_folder::PinnedFolder> {
-    let folder = crate::atomic_file::folder_of(path);
-    crate::pinned_folder::PinnedFolder::open(&folder)
-        .map_err(|refusal| refusal.into_error(what, path, named_by, io))
-}
-
 /// Open the log file `name` in `folder` (`path` names it in messages) for appending,
 /// created owner-only (0600); a file that exists keeps its mode. Never through a symbolic link, and only a regular file: a link,
 /// a directory, a fifo or a device is refused (exit 78), as every file drainctl writes.

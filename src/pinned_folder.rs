@@ -62,6 +62,29 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// The refusal as an I/O error, for a step that is told by its error kind: an opening
+    /// error as it was, the others `InvalidInput`, with what the folder is.
+    pub fn into_io_error(self) -> io::Error {
+        let why = match self {
+            Refusal::Io(error) => return error,
+            Refusal::ForeignLink { link, owner } => format!(
+                "it resolves through {}, a symbolic link that {}",
+                link.display(),
+                crate::ownership::foreign_owner(owner)
+            ),
+            Refusal::Replaced { reached, resolved } => {
+                format!(
+                    "the folder opened was {} while its path leads to {}",
+                    reached.display(),
+                    resolved.display()
+                )
+            }
+        };
+        io::Error::new(io::ErrorKind::InvalidInput, why)
+    }
+}
+
 /// The refusal of a `path` that resolves through `link`, another user's symbolic link.
 pub fn foreign_link(what: &str, path: &Path, named_by: &str, link: &Path, owner: u32) -> crate::error::Error {
     crate::error::Error::Config(format!(
@@ -78,9 +101,14 @@ impl PinnedFolder {
     /// no other user's link.
     pub fn open(path: &Path) -> Result<PinnedFolder, Refusal> {
         // O_PATH: writing in a folder takes write and search permission, not read.
-        let dir = open_at(libc::AT_FDCWD, path.as_os_str(), libc::O_PATH | libc::O_DIRECTORY, 0)
-            .map_err(Refusal::Io)?;
-        Self::pin(dir, path)
+        match open_at(libc::AT_FDCWD, path.as_os_str(), libc::O_PATH | libc::O_DIRECTORY, 0) {
+            Ok(dir) => Self::pin(dir, path),
+            // Another user's link on the way (one leading nowhere, say) is the reason given.
+            Err(error) => Err(match crate::ownership::walk_to_a_foreign_link(path) {
+                Walked::Stopped((link, owner)) => Refusal::ForeignLink { link, owner },
+                _ => Refusal::Io(error),
+            }),
+        }
     }
 
     /// `dir`, opened by `path`, if it is the folder the path leads to now.
@@ -153,13 +181,12 @@ impl PinnedFolder {
     pub fn create_subfolder(&self, name: &OsStr, mode: u32) -> io::Result<PinnedFolder> {
         let c_name = c_name(name)?;
         // SAFETY: a descriptor this value owns and a NUL-terminated name that outlives the call.
-        if unsafe { libc::mkdirat(self.dir.as_raw_fd(), c_name.as_ptr(), mode as libc::mode_t) } == -1 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::AlreadyExists {
-                return Err(error);
-            }
+        let made =
+            succeeded(unsafe { libc::mkdirat(self.dir.as_raw_fd(), c_name.as_ptr(), mode as libc::mode_t) });
+        match made {
+            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => Err(error),
+            _ => self.subfolder(name),
         }
-        self.subfolder(name)
     }
 
     /// The folder `path`, its missing folders created with `mode` one at a time below the
@@ -182,36 +209,39 @@ impl PinnedFolder {
 
     /// Rename the entry `from` to `to`, both in this folder; `to` is replaced.
     pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
-        let (from, to) = (c_name(from)?, c_name(to)?);
-        let fd = self.dir.as_raw_fd();
-        // SAFETY: a descriptor this value owns and NUL-terminated names that outlive the call.
-        if unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.rename_with(from, to, 0)
     }
 
     /// Rename the entry `from` to `to`, both in this folder, failing (`AlreadyExists`)
-    /// rather than replacing what is at `to`; `EINVAL` where the file system cannot.
+    /// rather than replacing what is at `to` — on a file system without
+    /// `RENAME_NOREPLACE`, by looking first.
     pub fn rename_without_replacing(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        match self.rename_with(from, to, libc::RENAME_NOREPLACE) {
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                if self.entry_metadata(to).is_ok() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists", to.to_string_lossy()),
+                    ));
+                }
+                self.rename(from, to)
+            }
+            renamed => renamed,
+        }
+    }
+
+    fn rename_with(&self, from: &OsStr, to: &OsStr, flags: libc::c_uint) -> io::Result<()> {
         let (from, to) = (c_name(from)?, c_name(to)?);
         let fd = self.dir.as_raw_fd();
         // SAFETY: a descriptor this value owns and NUL-terminated names that outlive the call.
-        let renamed = unsafe { libc::renameat2(fd, from.as_ptr(), fd, to.as_ptr(), libc::RENAME_NOREPLACE) };
-        if renamed == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        succeeded(unsafe { libc::renameat2(fd, from.as_ptr(), fd, to.as_ptr(), flags) })
     }
 
     /// Remove the file `name`.
     pub fn remove(&self, name: &OsStr) -> io::Result<()> {
         let name = c_name(name)?;
         // SAFETY: a descriptor this value owns and a NUL-terminated name that outlives the call.
-        if unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        succeeded(unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) })
     }
 
     /// The names in the folder.
@@ -249,6 +279,14 @@ fn open_at(dir: libc::c_int, name: &OsStr, flags: libc::c_int, mode: u32) -> io:
     }
     // SAFETY: openat returned a new descriptor that nothing else owns.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The result of a system call that returns -1 on failure.
+fn succeeded(result: libc::c_int) -> io::Result<()> {
+    match result {
+        -1 => Err(io::Error::last_os_error()),
+        _ => Ok(()),
+    }
 }
 
 fn c_name(name: &OsStr) -> io::Result<CString> {

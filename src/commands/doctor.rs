@@ -1308,19 +1308,12 @@ fn others_may_change_program(path: &Path, path_variable: Option<&OsStr>) -> Opti
 /// The program a script's `#!` line runs: its interpreter, or the program `env` finds on
 /// `path_variable` for `#!/usr/bin/env NAME`.
 fn script_interpreter(script: &Path, path_variable: Option<&OsStr>) -> Option<PathBuf> {
-    use std::io::Read as _;
-    let interpreter = program::interpreter_of(script)?;
+    let words = program::shebang_words(script)?;
+    let (interpreter, arguments) = words.split_first()?;
     if !interpreter.ends_with("/env") {
         return Some(PathBuf::from(interpreter));
     }
-    let mut head = [0u8; 256];
-    let read = std::fs::File::open(script).and_then(|mut file| file.read(&mut head)).ok()?;
-    let line = std::str::from_utf8(head[..read].split(|byte| *byte == b'\n').next()?).ok()?;
-    let name = line
-        .split([' ', '\t'])
-        .filter(|word| !word.is_empty())
-        .skip(1)
-        .find(|word| !word.starts_with('-'))?;
+    let name = arguments.iter().find(|word| !word.starts_with('-'))?;
     program::locate(name, path_variable, None).ok()
 }
 
@@ -1460,16 +1453,8 @@ fn probe_writable(folder: &Path) -> std::io::Result<()> {
 fn probe_writable_bytes(folder: &Path, bytes: usize) -> std::io::Result<()> {
     use std::io::Write as _;
     // Written and removed in the folder held open: never where a link swapped in would lead.
-    let pinned = crate::pinned_folder::PinnedFolder::open(folder).map_err(|refusal| match refusal {
-        crate::pinned_folder::Refusal::Io(error) => error,
-        other => std::io::Error::other(
-            other
-                .into_error("folder", folder, "the setting", |error| {
-                    crate::error::Error::Config(error.to_string())
-                })
-                .to_string(),
-        ),
-    })?;
+    let pinned = crate::pinned_folder::PinnedFolder::open(folder)
+        .map_err(crate::pinned_folder::Refusal::into_io_error)?;
     let probe = std::ffi::OsString::from(format!(".drainctl-doctor-{}", std::process::id()));
     let mut file = pinned.create_new(&probe, 0o600)?;
     let block = [0u8; PROBE_BYTES];

@@ -403,10 +403,7 @@ impl OutputTarget {
             .file_name()
             .ok_or_else(|| Error::Usage(format!("--output {shown} does not name a file; give a file path")))?
             .to_os_string();
-        let folder = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let folder = crate::atomic_file::folder_of(path);
         // Its owner would choose the file replaced (docs/results.md).
         crate::output::refuse_foreign_links(path, "--output", "--output")
             .map_err(|refused| Error::Usage(refused.to_string()))?;

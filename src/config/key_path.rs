@@ -224,6 +224,13 @@ fn last_array_table<'t>(text: &'t str, name: &str) -> Option<&'t str> {
     found.map(|at| &text[at..])
 }
 
+/// Whether `candidate` is near enough to `given` to be what was meant: two edits or fewer,
+/// one for a word under four letters (`scan` is not `cancel`).
+pub(crate) fn is_near(given: &str, candidate: &str) -> bool {
+    let most = if given.chars().count() < 4 { 1 } else { 2 };
+    edit_distance(given, candidate) <= most
+}
+
 /// The edit distance between two keys (ASCII in practice; counted in chars).
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     // Optimal string alignment: a swap of two neighbours (`dri` for `dir`) is one edit.

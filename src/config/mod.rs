@@ -9,7 +9,7 @@
 
 pub(crate) mod defaults;
 mod key_path;
-pub(crate) use key_path::edit_distance;
+pub(crate) use key_path::is_near;
 mod raw;
 mod resolve;
 pub use resolve::register_environment_secrets;
@@ -87,10 +87,8 @@ impl Config {
             if has_accounts(group) {
                 continue;
             }
-            let near = if drain.quota_group.chars().count() < 4 { 1 } else { 2 };
-            if let Some(meant) = unused_with_accounts
-                .iter()
-                .find(|meant| edit_distance(&drain.quota_group, &meant.name) <= near)
+            if let Some(meant) =
+                unused_with_accounts.iter().find(|meant| is_near(&drain.quota_group, &meant.name))
             {
                 warnings.push(format!(
                     "drain {}: quota_group {:?} has no accounts, and {:?}, declared with accounts, is used by no \

@@ -1253,41 +1253,26 @@ pub fn complete_item(
     staged_completion(row, 0, run_id)
 }
 
-/// Put a held item back to pending, available at once, with its attempt given back: a
-/// release that is not the item's fault (quota hit, worker not startable, interruption,
-/// a staged result that did not verify). One that `never_ran` (claimed ahead, then the
-/// pass stopped: a budget, a window, a signal) keeps its place in the claim order; one
-/// whose worker ran goes behind the items already waiting.
+/// Put a held item back to pending, available at `available_at` (at once: `now`), with its
+/// attempt given back: a release that is not the item's fault (quota hit, worker not
+/// startable, interruption, a staged result that did not verify, a file a scan has yet to
+/// repoint). One that `never_ran` (claimed ahead, then the pass stopped: a budget, a
+/// window, a signal) keeps its place in the claim order; one whose worker ran goes behind
+/// the items already waiting.
 pub fn release_item(
     client: &mut impl GenericClient,
     item_id: i64,
     run_id: i64,
     never_ran: bool,
+    available_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let updated = client.execute(
         "UPDATE items SET state = 'pending', attempts = greatest(attempts - 1, 0),
-                available_at = CASE WHEN $4 THEN least(available_at, $3) ELSE $3 END,
+                available_at = CASE WHEN $4 THEN least(available_at, $5) ELSE $5 END,
                 claimed_by = NULL, claimed_at = NULL, updated_at = $3
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-        &[&item_id, &run_id, &now, &never_ran],
-    )?;
-    Ok(updated == 1)
-}
-
-/// Give a held item back with its attempt refunded, available again at `until`.
-pub fn release_item_until(
-    client: &mut impl GenericClient,
-    item_id: i64,
-    run_id: i64,
-    until: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let updated = client.execute(
-        "UPDATE items SET state = 'pending', attempts = greatest(attempts - 1, 0), available_at = $3,
-                claimed_by = NULL, claimed_at = NULL, updated_at = $4
-          WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-        &[&item_id, &run_id, &until, &now],
+        &[&item_id, &run_id, &now, &never_ran, &available_at],
     )?;
     Ok(updated == 1)
 }

@@ -78,14 +78,14 @@ impl Pass<'_> {
     fn wait_for_the_scan(&mut self, item: &ClaimedItem, path: &str, now_at: &str) -> Result<ItemEnd> {
         self.commit_staged()?;
         let now = self.clock.now();
-        let until = now + chrono::Duration::from_std(SCAN_REPOINT_WAIT).unwrap_or_default();
+        let until = crate::clock::later(now, SCAN_REPOINT_WAIT);
         let note = format!(
             "source file {path} is gone, but {now_at} has its key: left for a scan to repoint the item (the \
              folder moved, or `dir` changed), tried again after {}",
             crate::output::local_time(until, self.config.defaults.timezone)
         );
         in_transaction(self.client, |tx| {
-            items::release_item_until(tx, item.id, self.run_id, until, now)?;
+            items::release_item(tx, item.id, self.run_id, false, until, now)?;
             items::finish_attempt(
                 tx,
                 item.id,
@@ -774,7 +774,7 @@ pub(super) fn release_refunded(
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    items::release_item(tx, item_id, run_id, outcome == AttemptOutcome::NotStarted, now)?;
+    items::release_item(tx, item_id, run_id, outcome == AttemptOutcome::NotStarted, now, now)?;
     items::finish_attempt(tx, item_id, run_id, outcome, exit_code, Some(note), now)
 }
 

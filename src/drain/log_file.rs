@@ -61,18 +61,14 @@ pub fn rename_after(path: &Path, pid: u32) -> io::Result<PathBuf> {
     // Renamed in the folder held open, checked as the one the path leads to through no
     // other user's link: a folder swapped meanwhile renames nothing elsewhere. Refused
     // here, the path is refused by name when the log is opened.
-    let folder =
-        PinnedFolder::open(&crate::atomic_file::folder_of(path)).map_err(|refusal| match refusal {
-            Refusal::Io(error) => error,
-            _ => io::Error::new(io::ErrorKind::InvalidInput, "its folder is not one drainctl writes in"),
-        })?;
+    let folder = PinnedFolder::open(&crate::atomic_file::folder_of(path)).map_err(Refusal::into_io_error)?;
     match folder.entry_metadata(from) {
         Ok(metadata) if !metadata.is_file() => {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"))
         }
         _ => {}
     }
-    match rename_without_replacing(&folder, from, to) {
+    match folder.rename_without_replacing(from, to) {
         Ok(()) => Ok(renamed),
         Err(error)
             if error.kind() == io::ErrorKind::NotFound
@@ -132,28 +128,6 @@ fn log_folder_refused(dir: &Path, why: &str) -> crate::error::Error {
          or set log_dir to a folder only this user may write",
         dir.display()
     ))
-}
-
-/// `rename(2)` of `from` to `to` in `folder` that fails with `AlreadyExists` instead of
-/// replacing what is at `to`.
-fn rename_without_replacing(
-    folder: &crate::pinned_folder::PinnedFolder,
-    from: &std::ffi::OsStr,
-    to: &std::ffi::OsStr,
-) -> io::Result<()> {
-    match folder.rename_without_replacing(from, to) {
-        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-            // A file system without RENAME_NOREPLACE: look, then rename.
-            if folder.entry_metadata(to).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists", to.to_string_lossy()),
-                ));
-            }
-            folder.rename(from, to)
-        }
-        other => other,
-    }
 }
 
 #[cfg(test)]

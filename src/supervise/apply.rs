@@ -566,7 +566,6 @@ fn create_log_file_path(
     now: DateTime<Utc>,
 ) -> Result<(crate::pinned_folder::PinnedFolder, std::ffi::OsString, PathBuf)> {
     let dir = config.defaults.log_dir.join(drain);
-    crate::output::refuse_foreign_links(&dir, "log folder", "log_dir")?;
     // Made one folder at a time below the deepest that exists, pinned: never where a link
     // swapped in meanwhile would lead.
     let folder = crate::pinned_folder::PinnedFolder::create_all(&dir, 0o700).map_err(|refusal| {

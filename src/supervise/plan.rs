@@ -272,16 +272,20 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
         let reset = snapshots[index].backoff.backoff_until.filter(|until| now < *until);
         let first_by_then = reset.and_then(|until| {
             (0..snapshots.len())
-                .filter(|&other| same_group(index, other) && ranks[other].outranks(&ranks[index]))
-                .filter(|&other| !works[other] && may_run_at(&snapshots[other], until, zone))
+                .filter(|&other| {
+                    same_group(index, other) && ranks[other].outranks(&ranks[index]) && !works[other]
+                })
                 // Held back now by what ends by then, not by the backoff alone: one that
                 // only the reset holds (a `max_wait` too short to wait for it) leaves the
                 // waiting to this drain, as before.
-                .filter(|&other| !may_run_at(&snapshots[other], now, zone))
-                .max_by_key(|&other| ranks[other])
-                .map(|other| (other, until))
+                .filter_map(|other| {
+                    let held = held_back_at(&snapshots[other], now, zone);
+                    (!held.is_empty() && may_run_at(&snapshots[other], until, zone)).then_some((other, held))
+                })
+                .max_by_key(|(other, _)| ranks[*other])
+                .map(|(other, held)| (other, held, until))
         });
-        if let Some((other, until)) = first_by_then {
+        if let Some((other, held, until)) = first_by_then {
             decision.action = Action::Skip;
             decision.trigger = None;
             decision.reason = format!(
@@ -290,7 +294,7 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
                 snapshots[index].drain.quota_group,
                 local(until, zone),
                 ranks[other].describe_over(&ranks[index]),
-                what_holds_back(&snapshots[other], now, zone).join(", ")
+                held.join(", ")
             );
             continue;
         }
@@ -326,32 +330,31 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
     one_decision_a_pass(in_rank_order(snapshots, &ranks, decisions))
 }
 
-/// Whether the drain of `snapshot`, held back now, may run at `at` with items to run: not
-/// paused or parked, its daily budget renewed by then, its window open then, and its
-/// cadence (`every`) due by then.
+/// Whether the drain of `snapshot` may run at `at` with items to run: not paused or
+/// parked, and nothing of [`held_back_at`] holds it then.
 fn may_run_at(snapshot: &DrainSnapshot, at: DateTime<Utc>, zone: Tz) -> bool {
     snapshot.available_items > 0
         && snapshot.controls.as_ref().is_none_or(|controls| !controls.is_paused())
         && snapshot.parked.is_none()
-        && snapshot.budget_spent.as_ref().is_none_or(|spent| spent.day_end <= at)
-        && snapshot.drain.window.as_ref().is_none_or(|window| window.contains(at, zone))
-        && cadence::next_start(snapshot.drain.every, snapshot.last_started_at).is_none_or(|next| next <= at)
+        && held_back_at(snapshot, at, zone).is_empty()
 }
 
-/// What holds the drain of `snapshot` back now that ends later, in words: its window's
-/// opening, its daily budget's renewal, its cadence's next start.
-fn what_holds_back(snapshot: &DrainSnapshot, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
+/// What holds the drain of `snapshot` back at `at` that ends later, in words: its window
+/// (closed then), its daily budget (spent for that day), its cadence (`every`, not due).
+fn held_back_at(snapshot: &DrainSnapshot, at: DateTime<Utc>, zone: Tz) -> Vec<String> {
     let mut held = Vec::new();
-    if let Some(window) = snapshot.drain.window.as_ref().filter(|window| !window.contains(now, zone)) {
-        let opens =
-            window.next_opening(now, zone).map(|at| format!(" at {}", local(at, zone))).unwrap_or_default();
+    if let Some(window) = snapshot.drain.window.as_ref().filter(|window| !window.contains(at, zone)) {
+        let opens = window
+            .next_opening(at, zone)
+            .map(|next| format!(" at {}", local(next, zone)))
+            .unwrap_or_default();
         held.push(format!("its window opens{opens}"));
     }
-    if let Some(spent) = &snapshot.budget_spent {
+    if let Some(spent) = snapshot.budget_spent.as_ref().filter(|spent| at < spent.day_end) {
         held.push(format!("its daily budget renews at {}", local(spent.day_end, zone)));
     }
     if let Some(next) =
-        cadence::next_start(snapshot.drain.every, snapshot.last_started_at).filter(|next| now < *next)
+        cadence::next_start(snapshot.drain.every, snapshot.last_started_at).filter(|next| at < *next)
     {
         held.push(format!("its cadence is due at {}", local(next, zone)));
     }

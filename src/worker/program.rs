@@ -65,14 +65,25 @@ pub fn runnable_format(path: &Path) -> Option<bool> {
 
 /// The interpreter a script's `#!` line names, if the file starts with one.
 pub fn interpreter_of(path: &Path) -> Option<String> {
+    shebang_words(path)?.into_iter().next()
+}
+
+/// The words of a script's `#!` line — its interpreter, then its arguments — if the file
+/// starts with one.
+pub fn shebang_words(path: &Path) -> Option<Vec<String>> {
     use std::io::Read as _;
     let mut head = [0u8; 256];
     let read = std::fs::File::open(path).and_then(|mut file| file.read(&mut head)).ok()?;
     let line = head[..read].strip_prefix(b"#!")?;
     let line = line.split(|byte| *byte == b'\n').next()?;
     // Split as the kernel does: on spaces and tabs only, so a Windows line end stays.
-    let interpreter = std::str::from_utf8(line).ok()?.split([' ', '\t']).find(|word| !word.is_empty())?;
-    Some(interpreter.to_string())
+    let words: Vec<String> = std::str::from_utf8(line)
+        .ok()?
+        .split([' ', '\t'])
+        .filter(|word| !word.is_empty())
+        .map(String::from)
+        .collect();
+    (!words.is_empty()).then_some(words)
 }
 
 /// Whether this process may enter the folder `path` (search permission, as `chdir` needs).

@@ -678,3 +678,24 @@ fn a_confirmed_limit_switches_at_once_to_an_account_whose_stated_reset_passed_si
     );
     assert_eq!(pass["items_done"], 3, "{pass}");
 }
+
+#[test]
+fn doctor_warns_of_a_drain_whose_quota_group_is_one_letter_from_an_unused_group_with_accounts() {
+    // Before: `claude-chiar` ran as a group of its own, without the accounts, unsaid.
+    let config = accounts_config(&["a1", "a2"], "15m", "")
+        .replace("quota_group = \"claude-chair\"", "quota_group = \"claude-chiar\"");
+    let fixture = Fixture::new(&config, "2026-12-08T10:00:00Z");
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run().json();
+    let check = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["check"] == "quota_group")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(check["status"], "warn", "{doctor}");
+    assert!(
+        check["message"].as_str().unwrap_or_default().contains("did you mean \"claude-chair\"?"),
+        "{check}"
+    );
+}
