@@ -173,7 +173,31 @@ fn parse_failed(error: &clap::Error, args: &[OsString]) -> u8 {
         return refused;
     }
     output::say_on_stderr(&format!("drainctl: {}", crate::error::scrub(&usage_error_line(error, args))));
+    // An item's key or payload that is not UTF-8 is bad input data, as on stdin
+    // (docs/exit-codes.md); any other argument is a usage error.
+    if error.kind() == ErrorKind::InvalidUtf8 && is_item_data(not_utf8_option(args)) {
+        return crate::error::EXIT_DATA;
+    }
     EXIT_USAGE
+}
+
+/// Whether the option (`--key`, `--payload=…`) whose value is not UTF-8 gives an item.
+fn is_item_data(option: Option<&str>) -> bool {
+    option
+        .is_some_and(|option| ["--key", "--payload"].contains(&option.split('=').next().unwrap_or_default()))
+}
+
+/// The first argument that is not UTF-8, as its option names it: the option before it
+/// (`--payload BYTES`), or its own start (`--payload=BYTES`, read lossily).
+fn not_utf8_option(args: &[OsString]) -> Option<&str> {
+    let at = args.iter().skip(1).position(|arg| arg.to_str().is_none())? + 1;
+    let before =
+        at.checked_sub(1).and_then(|before| args[before].to_str()).filter(|arg| arg.starts_with("--"));
+    before.or_else(|| {
+        let own = args[at].as_encoded_bytes();
+        let name_end = own.iter().position(|byte| *byte == b'=')?;
+        std::str::from_utf8(&own[..name_end]).ok().filter(|name| name.starts_with("--"))
+    })
 }
 
 /// The command that `args` name (`drainctl burst on`): their words that name a

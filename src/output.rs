@@ -535,6 +535,19 @@ pub fn escape_lines(text: &str) -> String {
         .join("\n")
 }
 
+/// JSON text (serde_json's, whose line breaks are its layout) safe for a terminal and
+/// still JSON: every character [`escape_controls`] escapes becomes a JSON escape
+/// (`\u2028`), valid where it can be — inside a string — so that a payload copied from
+/// `items show` parses as it was stored.
+pub fn escape_json_text(json: &str) -> String {
+    json.chars()
+        .map(|c| match c != '\n' && is_unsafe_to_show(c) {
+            true => format!("\\u{:04x}", u32::from(c)),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 /// An instant as humans read it in a table: `2026-11-27 12:00 IST` in `zone`.
 pub fn local_minute(at: DateTime<Utc>, zone: Tz) -> String {
     at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string()
@@ -783,6 +796,15 @@ mod tests {
         for plain in ["שלום עולם", "C:\\path", "x → y ✓", "מִשְׁנָה"] {
             assert!(matches!(escape_controls(plain), Cow::Borrowed(_)), "{plain} is left alone");
         }
+    }
+
+    #[test]
+    fn json_text_is_escaped_as_json() {
+        let json = serde_json::to_string_pretty(&serde_json::json!({"k": "a\u{2028}b\u{7f}\u{85}\u{202e}"}));
+        let shown = escape_json_text(&json.unwrap_or_default());
+        assert_eq!(shown, "{\n  \"k\": \"a\\u2028b\\u007f\\u0085\\u202e\"\n}");
+        let parsed: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
+        assert_eq!(parsed["k"], "a\u{2028}b\u{7f}\u{85}\u{202e}");
     }
 
     #[test]

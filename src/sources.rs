@@ -589,20 +589,28 @@ fn plan_files(
     // At most `max_files_per_scan` settled per scan, as many as it finds: the rest are
     // caught by the next scans (or at their claim), and no pass is held for long. The
     // recorded paths stream by: memory does not grow with the files recorded.
-    let mut missing_left =
-        drain.source.as_ref().map_or(usize::MAX, |source| source.max_files_per_scan as usize);
+    let source = drain.source.as_ref();
+    let mut missing_left = source.map_or(usize::MAX, |source| source.max_files_per_scan as usize);
     sources::each_present_path(client, &drain.name, |path| {
         if missing_left == 0 {
             return ControlFlow::Break(());
         }
+        if seen.contains(path.as_str()) {
+            return ControlFlow::Continue(());
+        }
         let parts = components(&path);
         let is_in_stretch =
             after.as_ref().is_none_or(|after| parts > *after) && end.as_ref().is_none_or(|end| parts <= *end);
-        if is_in_stretch && !seen.contains(path.as_str()) {
-            if let Some(why) = unusable_file(root, &root.join(&path)) {
-                plans.push(Plan::Missing(path, why));
-                missing_left -= 1;
-            }
+        // A file `glob` no longer matches (it was narrowed) is one the operator excluded:
+        // settled as gone, wherever the scan's stretch is; taken again if `glob` is widened.
+        let why = match source.map(|source| (source.glob.matches(&path), source)) {
+            Some((false, source)) => Some(not_matching(source)),
+            _ if is_in_stretch => unusable_file(root, &root.join(&path)),
+            _ => None,
+        };
+        if let Some(why) = why {
+            plans.push(Plan::Missing(path, why));
+            missing_left -= 1;
         }
         ControlFlow::Continue(())
     })?;
@@ -922,6 +930,11 @@ pub fn unusable_file(root: &Path, path: &Path) -> Option<String> {
             _ => None,
         },
     }
+}
+
+/// Why a recorded file of `source` is no longer its item's: `glob` no longer matches it.
+pub fn not_matching(source: &crate::config::SourceConfig) -> String {
+    format!("no longer matches the source's glob {:?} (it was changed)", source.glob.as_str())
 }
 
 /// Whether a scan of the source folder `root` (canonical) would take the file of `key`

@@ -166,6 +166,8 @@ fn render_fields(shown: &ShownItem, now: DateTime<Utc>, zone: Tz) -> String {
 fn render_output(item: &ItemDetail) -> String {
     let mut human = String::new();
     let payload = serde_json::to_string_pretty(&item.payload).unwrap_or_else(|_| item.payload.to_string());
+    // Escaped as JSON, not as text: the payload shown still parses.
+    let payload = crate::output::escape_json_text(&payload);
     let (payload, note) = first_chars(&payload, HUMAN_PAYLOAD_CHARS);
     human.push_str(&format!("\npayload{note}\n"));
     human.push_str(&indent(&payload));

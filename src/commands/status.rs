@@ -151,15 +151,13 @@ impl UnconfiguredDrain {
             n if self.is_paused => {
                 format!("its {n} passes still running stop before their next item (the drain is paused); after that, ")
             }
-            1 => format!(
-                "its pass still running goes on with the settings it read until it ends \
-                 (`drainctl pause {}` stops it before its next item); after that, ",
-                self.drain
-            ),
+            // Each pass looks at the file before its next item (docs/configuration.md,
+            // "Changing the configuration while drains run").
+            1 => "its pass still running ends once its current item does (it finds its table gone); after that, "
+                .to_string(),
             n => format!(
-                "its {n} passes still running go on with the settings they read until they end \
-                 (`drainctl pause {}` stops them before their next item); after that, ",
-                self.drain
+                "its {n} passes still running end once their current items do (they find its table gone); after \
+                 that, "
             ),
         };
         format!(

@@ -12,6 +12,7 @@ mod key_path;
 pub(crate) use key_path::is_near;
 mod raw;
 mod resolve;
+pub mod watch;
 pub use resolve::register_environment_secrets;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,9 @@ pub struct Config {
     /// order declared, then the implicit ones in the order of their first drain.
     pub quota_groups: Vec<QuotaGroupConfig>,
     pub drains: Vec<DrainConfig>,
+    /// The file as it was when read (not of a descriptor's): what a running pass compares
+    /// it with to notice a change (see [`watch`]).
+    pub read_stamp: Option<watch::FileStamp>,
 }
 
 /// A quota group: the drains that share it share its accounts' backoffs.
@@ -273,6 +277,8 @@ pub struct ConfigText {
     pub text: String,
     /// Read from a descriptor drainctl was handed ([`is_descriptor_path`]).
     pub is_descriptor: bool,
+    /// The file as read (None for a descriptor's text).
+    pub stamp: Option<watch::FileStamp>,
 }
 
 /// `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`, `/proc/PID/fd/N`, or a path whose links
@@ -492,18 +498,20 @@ impl Config {
         if !is_descriptor {
             refuse_others_writing(path, &metadata)?;
         }
+        let stamp = watch::FileStamp::of(&metadata).filter(|_| !is_descriptor);
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(cannot_read)?;
         let text =
             String::from_utf8(bytes).map_err(|error| not_utf8(path, error.as_bytes(), error.utf8_error()))?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        Ok(ConfigText { path, text, is_descriptor })
+        Ok(ConfigText { path, text, is_descriptor, stamp })
     }
 
     /// Parse and resolve a file's text as [`Config::read`] read it.
     pub fn from_read(read: &ConfigText) -> Result<Config> {
         let folder = Source::folder_of(Some(&read.path), read.is_descriptor);
-        Config::parse(&read.text, Some(&read.path), folder)
+        let config = Config::parse(&read.text, Some(&read.path), folder)?;
+        Ok(Config { read_stamp: read.stamp, ..config })
     }
 
     /// Parse and resolve configuration text. `path` is used for messages and to resolve

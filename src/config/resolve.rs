@@ -60,6 +60,7 @@ impl Config {
             defaults,
             quota_groups,
             drains,
+            read_stamp: None,
         })
     }
 }

@@ -470,6 +470,25 @@ pub fn settle_claimed_skipped_missing(
     Ok(updated == 1)
 }
 
+/// Dead-letter a held item whose worker was not started (it had used `max_attempts`
+/// already), its claim's attempt given back and closed `not_started` with `note`. False
+/// when the run no longer held it.
+pub fn settle_claimed_dead_unrun(
+    client: &mut impl GenericClient,
+    item_id: i64,
+    run_id: i64,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = client.execute(
+        "UPDATE items SET state = 'dead', attempts = greatest(attempts - 1, 0), finished_at = $3, updated_at = $3
+          WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+        &[&item_id, &run_id, &now],
+    )?;
+    finish_attempt(client, item_id, run_id, AttemptOutcome::NotStarted, None, Some(note), now)?;
+    Ok(updated == 1)
+}
+
 /// What a claim needs to know besides the database: whose, for which account, when, and
 /// what the caller's own limits say.
 pub struct ClaimRequest<'a> {

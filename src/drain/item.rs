@@ -26,6 +26,11 @@ impl Pass<'_> {
     /// Run the worker on one claimed item, on account number `account_index` of the
     /// group, and settle it.
     pub(super) fn process(&mut self, item: &ClaimedItem, account_index: usize) -> Result<ItemEnd> {
+        // `max_attempts` lowered below what the item already used: no further call.
+        let max_attempts = i32::try_from(self.drain.max_attempts).unwrap_or(i32::MAX);
+        if item.attempt > max_attempts {
+            return self.dead_without_an_attempt(item, max_attempts);
+        }
         match self.source_file(item)? {
             SourceFile::Usable => {}
             SourceFile::Unusable { path, why } => return self.skip_vanished(item, &path, &why),
@@ -46,6 +51,39 @@ impl Pass<'_> {
             }
         };
         self.settle(item, &account, report, outcome)
+    }
+
+    /// The item used `max_attempts` or more before the setting was lowered: dead-lettered
+    /// as it would have been at its last failure, without running the worker again
+    /// (docs/configuration.md, "Changing the configuration while drains run").
+    fn dead_without_an_attempt(&mut self, item: &ClaimedItem, max_attempts: i32) -> Result<ItemEnd> {
+        self.commit_staged()?;
+        let now = self.clock.now();
+        let used = item.attempt - 1;
+        let note = format!(
+            "max_attempts is {max_attempts} and the item used {} already: dead-lettered without another attempt \
+             (`drainctl retry` runs it again)",
+            crate::output::counted(used, "attempt")
+        );
+        let settled = in_transaction(self.client, |tx| {
+            runs::lock_own_run(tx, self.run_id)?;
+            let settled = items::settle_claimed_dead_unrun(tx, item.id, self.run_id, &note, now)?;
+            if settled {
+                runs::count_failed_item(tx, self.run_id)?;
+                let event = Event::new(EventKind::ItemDeadLettered, format!("item {}: {note}", item.key))
+                    .drain(&self.drain.name)
+                    .run(self.run_id)
+                    .item(item.id)
+                    .data(json!({ "attempt": used, "outcome": AttemptOutcome::NotStarted, "error": note }));
+                record_event(tx, self.outbox, &event, now)?;
+            }
+            Ok(settled)
+        })?;
+        if settled {
+            self.failed += 1;
+        }
+        log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
+        Ok(ItemEnd::Settled)
     }
 
     /// The item's source file is gone: settle it as skipped without running the worker.
@@ -574,6 +612,10 @@ impl Pass<'_> {
             ))
         };
         let verdict = match std::fs::canonicalize(&source.dir) {
+            // `glob` narrowed since the scan took it: the operator excluded the file.
+            Ok(_) if !source.glob.matches(&item.key) => {
+                SourceFile::Unusable { path: path.to_string(), why: crate::sources::not_matching(source) }
+            }
             Ok(root) => match crate::sources::unusable_file(&root, std::path::Path::new(path)) {
                 None => SourceFile::Usable,
                 Some(_) if crate::sources::is_empty_folder(&root) => unmounted("is empty"),

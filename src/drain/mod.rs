@@ -152,6 +152,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             last_server_error_item: None,
             servers_failing_until: None,
             continues_at: None,
+            config_watch: crate::config::watch::ConfigWatch::of(config, drain),
         };
         let stop = match pass.work() {
             Ok(stop) => stop,
@@ -530,6 +531,8 @@ struct Pass<'a> {
     /// The reset a new pass of this process waits for once this one ends: its time budget
     /// ended before it (see `wait`).
     continues_at: Option<DateTime<Utc>>,
+    /// The configuration file as this pass read it (see [`crate::config::watch`]).
+    config_watch: crate::config::watch::ConfigWatch,
 }
 
 struct SucceededItem {

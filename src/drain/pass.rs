@@ -79,6 +79,15 @@ impl<'a> Pass<'a> {
             if let Some(stop) = self.stop_after_item.take() {
                 return Ok(stop);
             }
+            // Its window narrowed, its worker changed, it was removed: the next item is not
+            // started on the settings as read (docs/configuration.md, "Changing the
+            // configuration while drains run").
+            if let Some(change) = self.config_watch.change() {
+                return Ok(Stop::normal(
+                    RunStatus::WindowClosed,
+                    format!("the configuration file changed: {change}; the next pass reads it"),
+                ));
+            }
             let now = self.clock.now();
             // An item claimed ahead still needs the controls read after the last worker
             // ended: the same statement, claiming nothing.

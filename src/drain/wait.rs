@@ -15,14 +15,6 @@ use super::{Pass, Stop};
 const WAIT_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 const WAIT_POLL_MIN: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// What tells that the configuration file was changed (rewritten, replaced or touched):
-/// its modification time, size and inode; None without a file, or when it cannot be read.
-fn config_file_stamp(path: Option<&std::path::Path>) -> Option<(std::time::SystemTime, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(path?).ok()?;
-    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
-}
-
 impl Pass<'_> {
     /// The longest a pass waits inside itself for its quota group's reset.
     fn max_wait(&self) -> std::time::Duration {
@@ -191,20 +183,19 @@ impl Pass<'_> {
         }
         let reason = waiting_reason(what, why);
         let entered = self.clock.now();
-        // A descriptor's text (`--config /dev/stdin`) was read once: nothing to compare.
-        let config_path =
-            self.config.path.as_deref().filter(|path| !crate::config::leads_through_a_descriptor(path));
-        let config_as_read = config_file_stamp(config_path);
         loop {
             let now = self.clock.now();
             // The drain moved to another group, its group gained an account: the reset
             // waited for may be none of its business any more, and `status` already shows
             // the new settings. The pass gives its slot back; the next one reads them.
-            if config_as_read.is_some() && config_file_stamp(config_path) != config_as_read {
+            if let Some(change) = self.config_watch.change() {
                 self.clear_waiting_mark(now);
                 return Ok(Some(Stop::normal(
                     RunStatus::RateLimited,
-                    format!("the configuration changed while the pass waited for {what} ({why}): the next pass reads it"),
+                    format!(
+                        "the configuration file changed while the pass waited for {what} ({why}): {change}; the next \
+                         pass reads it"
+                    ),
                 )));
             }
             if now + crate::clock::WENT_BACK_TOLERANCE < entered {

@@ -451,7 +451,11 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
         return skip("no item available now".to_string());
     }
     if busy >= drain.concurrency {
-        return skip(format!("all {} concurrency slot(s) busy", drain.concurrency));
+        // Lowered below the passes still running: say how many run.
+        return skip(match busy > drain.concurrency {
+            true => format!("{busy} passes running, more than concurrency {} allows", drain.concurrency),
+            false => format!("all {} concurrency slot(s) busy", drain.concurrency),
+        });
     }
     // One pass for each free slot an available item can fill, beyond the items its
     // running passes that hold none (waiting for a reset, between items) take themselves.

@@ -5,6 +5,7 @@ mod support;
 mod accounts;
 mod bounded_scans;
 mod concurrency;
+mod config_changes;
 mod config_errors;
 mod connection;
 mod drain_pass;

@@ -192,7 +192,11 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     fixture.write_config(&format!("{text}quota_group = \"free\"\n"));
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);
-    assert_rate_limited_saying(&result, "the configuration changed while the pass waited for the reset");
+    assert_rate_limited_saying(
+        &result,
+        "the configuration file changed while the pass waited for the reset (",
+    );
+    assert_rate_limited_saying(&result, "): the drain's settings changed; the next pass reads it");
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
 
     // A burst turned off while the window is closed: a burst pass stops.
@@ -206,6 +210,22 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);
     assert_eq!(result.json()["status"], "burst_ended", "{}", result.stdout);
+}
+
+#[test]
+fn a_waiting_pass_goes_on_when_its_file_is_only_rewritten_or_touched() {
+    // A configuration tool writes the file again as it was, and another drain is added:
+    // nothing this pass goes by changed. Before: the pass ended `rate_limited` at once and
+    // the reset waited for was used only by the next supervise.
+    let (fixture, pass) = waiting_pass("", &["drain", "docs", "--json"]);
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    fixture.write_config(&text);
+    fixture.write_config(&format!("{text}\n[[drain]]\nname = \"other\"\ncommand = [\"FAKE_WORKER\"]\n"));
+    fixture.set_now("2026-11-27T10:00:34Z");
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
+    assert_eq!(result.json()["status"], "drained", "{}", result.stdout);
 }
 
 #[test]
