@@ -2,12 +2,12 @@
 //!
 //! Every invocation of drainctl calls [`ensure_current`]: it takes
 //! `pg_advisory_lock(MIGRATION_LOCK_KEY)`, refuses a database whose applied migrations
-//! were edited (checksum changed) or that is newer than this binary, applies each missing
-//! file in its own transaction together with its `schema_migrations` row, and releases the
-//! lock on every path. When nothing is missing no DDL runs at all.
+//! were edited (checksum changed) or that is newer than this binary, applies the missing
+//! files in one transaction, each together with its `schema_migrations` row, and releases
+//! the lock on every path. When nothing is missing no DDL runs at all.
 //!
-//! When another session holds the lock, the schema is read without it: each migration
-//! commits with its `schema_migrations` row, so a read sees whole migrations only. If
+//! When another session holds the lock, the schema is read without it: the migrations
+//! commit with their `schema_migrations` rows, so a read sees whole migrations only. If
 //! every migration of this binary is there with its checksum, there is nothing to wait
 //! for and the invocation goes on without the lock — a frozen holder (a stopped process)
 //! blocks nobody on a current schema. Only when migrations are due does it wait for the
@@ -471,10 +471,14 @@ fn missing(applied: &[Applied]) -> Vec<Migration> {
     MIGRATIONS.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).copied().collect()
 }
 
-/// Apply what is missing, each migration in a transaction of its own that waits at most
-/// `lock_wait` for the locks of the tables it alters: a session holding one (a `pg_dump`,
-/// a long transaction) must not hold the migration — and every command queued behind its
-/// lock request — for as long as it lasts.
+/// Apply what is missing, all of it in one transaction — each migration with its
+/// `schema_migrations` row and event — that waits at most `lock_wait` for the locks of
+/// the tables it alters: a session holding one (a `pg_dump`, a long transaction) must not
+/// hold the migrations — and every command queued behind their lock request — for as long
+/// as it lasts. All or none: one migration that cannot be applied (a right the role
+/// lacks, a lock not taken in time) leaves the schema as it was, so that an older
+/// drainctl still running against it is not locked out by a half-done upgrade
+/// (docs/migrations.md).
 fn apply_missing(
     client: &mut Client,
     outbox: &Outbox,
@@ -491,19 +495,26 @@ fn apply_missing(
     if to_apply.is_empty() {
         return Ok(report);
     }
+    let due = describe_due(&to_apply);
+    if let Some(taken) = foreign_objects(client)? {
+        return Err(another_applications(&taken));
+    }
     let mut has_schema_table = schema_table_exists(client)?;
-    for migration in to_apply {
+    let mut transaction = client.transaction()?;
+    crate::db::set_lock_timeout_for(&mut transaction, lock_wait.timeout, true)?;
+    for migration in &to_apply {
         // Its event is recorded in the schema this migration leaves (a migration may add a
         // column to `events` only with a default), its notification kept in memory: the
         // table of due notifications may not exist yet (see `record_migration_event`).
-        let mut transaction = client.transaction()?;
-        crate::db::set_lock_timeout_for(&mut transaction, lock_wait.timeout, true)?;
-        // Created with the first migration: a first migration that fails leaves nothing.
+        // Created with the first migration.
         let schema_table = if has_schema_table { "" } else { SCHEMA_TABLE };
         if let Err(error) = transaction.batch_execute(&format!("{schema_table}{}", migration.sql)) {
-            let applying = format!("applying migration {:04}_{}", migration.version, migration.name);
+            let applying = format!(
+                "applying migration {:04}_{} (of {due}; none was applied)",
+                migration.version, migration.name
+            );
+            drop(transaction);
             if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
-                drop(transaction);
                 // Rolled back: say which right is missing, as `doctor` does (the general
                 // advice to grant the schema and the tables cannot make a role the
                 // owner of tables another role made).
@@ -520,12 +531,11 @@ fn apply_missing(
             if error.code() != Some(&SqlState::LOCK_NOT_AVAILABLE) {
                 return Err(Error::from(error).context(&applying));
             }
-            drop(transaction);
             // Rolled back: this session can ask who holds the table.
             let holders = LockHolder::describe_all(crate::db::table_lock_holders(client), lock_wait.zone);
             return Err(Error::Temporary(format!(
                 "migration {:04}_{} could not take the locks of the tables it alters within {}: another \
-                 session holds one (a pg_dump, a long transaction; held by: {holders}); nothing of it was \
+                 session holds one (a pg_dump, a long transaction; held by: {holders}); none of {due} was \
                  applied; retry later or raise --lock-timeout",
                 migration.version,
                 migration.name,
@@ -542,13 +552,90 @@ fn apply_missing(
         )
         .data(serde_json::json!({ "version": migration.version, "name": migration.name }));
         record_migration_event(&mut transaction, outbox, &event, now)?;
-        transaction.commit()?;
         has_schema_table = true;
+    }
+    transaction.commit()?;
+    for migration in to_apply {
         log::info!("applied migration {:04}_{}", migration.version, migration.name);
         report.applied.push(migration.version);
         report.current_version = migration.version;
     }
     Ok(report)
+}
+
+/// Objects of drainctl's names that the due migrations would create but that are there
+/// already, made by another application sharing the schema (an index `events_at`, a
+/// function `counters_bump`): in words, or None. Such a migration would fail half-way (a
+/// name taken) or, for a function, replace the other application's (docs/migrations.md).
+pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
+    let applied: Vec<i32> = match schema_table_exists(client)? {
+        true => {
+            client.query("SELECT version FROM schema_migrations", &[])?.iter().map(|row| row.get(0)).collect()
+        }
+        false => Vec::new(),
+    };
+    let (done, due): (Vec<Migration>, Vec<Migration>) =
+        MIGRATIONS.iter().copied().partition(|migration| applied.contains(&migration.version));
+    let ours = created_objects(&done);
+    let wanted: Vec<(&str, String)> =
+        created_objects(&due).into_iter().filter(|object| !ours.contains(object)).collect();
+    let (kinds, names): (Vec<&str>, Vec<String>) = wanted.into_iter().unzip();
+    let taken: Vec<String> = client
+        .query_one(
+            "SELECT coalesce(array_agg(w.kind || ' ' || w.name ORDER BY w.kind, w.name), '{}')
+               FROM unnest($1::text[], $2::text[]) AS w(kind, name)
+              WHERE CASE w.kind
+                      WHEN 'function' THEN EXISTS (
+                          SELECT 1 FROM pg_proc p
+                           WHERE p.proname = w.name AND p.pronamespace = to_regnamespace(current_schema()))
+                      ELSE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NOT NULL
+                    END",
+            &[&kinds, &names],
+        )?
+        .get(0);
+    Ok((!taken.is_empty()).then(|| format!("{} that drainctl did not create", taken.join(", "))))
+}
+
+/// The tables, indexes and functions `migrations` create, by kind (`relation`, `function`)
+/// and name, read from their SQL (comments left out).
+fn created_objects(migrations: &[Migration]) -> Vec<(&'static str, String)> {
+    static CREATE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)\bcreate\s+(?:or\s+replace\s+)?(?:unique\s+)?(table|index|function)\s+(?:if\s+not\s+exists\s+)?([a-z_][a-z_0-9]*)",
+        )
+        .ok()
+    });
+    let Some(create) = CREATE.as_ref() else { return Vec::new() };
+    let mut objects = Vec::new();
+    for migration in migrations {
+        let code: String = migration
+            .sql
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for found in create.captures_iter(&code) {
+            let kind = match found[1].to_ascii_lowercase().as_str() {
+                "function" => "function",
+                _ => "relation",
+            };
+            let object = (kind, found[2].to_ascii_lowercase());
+            if !objects.contains(&object) {
+                objects.push(object);
+            }
+        }
+    }
+    objects
+}
+
+/// The migrations due, for a message: `migration 0016_notifications_due` or `the 4
+/// migrations 0016–0019`.
+fn describe_due(due: &[Migration]) -> String {
+    match due {
+        [only] => format!("migration {:04}_{}", only.version, only.name),
+        [first, .., last] => format!("the {} migrations {:04}–{:04}", due.len(), first.version, last.version),
+        [] => "no migration".to_string(),
+    }
 }
 
 /// `migrate --status`: every known or applied version with its state. Read under the
@@ -668,6 +755,19 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_objects_a_migration_creates_are_read_from_its_code_not_its_comments() {
+        let sql = "-- create table not_this (a int)\nCREATE TABLE t (a int);\nCREATE UNIQUE INDEX IF NOT EXISTS \
+                   t_a ON t (a); -- create index nor_this\nCREATE OR REPLACE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ \
+                   LANGUAGE sql;\n";
+        let migration = Migration { version: 1, name: "x", sql };
+        let expected = [("relation", "t"), ("relation", "t_a"), ("function", "f")];
+        assert_eq!(created_objects(&[migration]), expected.map(|(kind, name)| (kind, name.to_string())));
+        // Every table drainctl reads is one its migrations create.
+        let all = created_objects(MIGRATIONS);
+        assert!(TABLES.iter().all(|table| all.contains(&("relation", table.to_string()))), "{all:?}");
+    }
 
     #[test]
     fn migrations_are_numbered_in_order_from_one() {

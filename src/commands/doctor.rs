@@ -867,6 +867,21 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client, is_read_only
                 ),
             );
         }
+        match crate::migrate::foreign_objects(client) {
+            Ok(None) => {}
+            Ok(Some(taken)) => {
+                return checks.fail(
+                    "schema",
+                    EXIT_CONFIG,
+                    format!(
+                        "migration(s) {} cannot be applied: this database already holds {taken}; give drainctl a \
+                         database of its own (CREATE DATABASE drainctl)",
+                        pending.join(", ")
+                    ),
+                )
+            }
+            Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),
+        }
         let cannot = match crate::migrate::cannot_apply(client) {
             Ok(cannot) => cannot,
             Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),

@@ -381,6 +381,20 @@ fn a_migration_waits_for_a_table_lock_at_most_the_lock_timeout() {
     let version: i32 = client.query_one("SELECT max(version) FROM schema_migrations", &[]).unwrap().get(0);
     assert_eq!(version, 1, "nothing of 0002 applied");
     dump.rollback().unwrap();
+    // A table only a later migration alters: the ones before it are not applied either, so
+    // that an older drainctl still running is not locked out by half an upgrade (before:
+    // 0002 and 0003 were, and every older drainctl refused the database from then on).
+    let mut dump = reader.transaction().unwrap();
+    dump.batch_execute("SELECT count(*) FROM runs").unwrap();
+    let result = fixture.drainctl(&["--lock-timeout", "1s", "migrate"]).run();
+    result.assert_code(75);
+    let latest = std::fs::read_dir("migrations").unwrap().count();
+    let none = format!("none of the {} migrations 0002–{latest:04} was applied", latest - 1);
+    assert!(result.stderr.contains(&none), "{}", result.stderr);
+    let version: i32 = client.query_one("SELECT max(version) FROM schema_migrations", &[]).unwrap().get(0);
+    assert_eq!(version, 1, "no migration applied");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'migration_applied'"), 0);
+    dump.rollback().unwrap();
     fixture.drainctl(&["migrate"]).run().assert_code(0);
 }
 
@@ -461,6 +475,32 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
         assert!(doctor.stdout.contains(says), "{theirs}: {}", doctor.stdout);
         assert_eq!(tables(&db), before, "{theirs}: something was created");
     }
+    // Only an index and a function of drainctl's names: before, migration 0001 failed with
+    // exit 70 ("a bug") on the index — and a function of another application's would have
+    // been replaced.
+    let db = TestDb::new();
+    db.client()
+        .batch_execute(
+            "CREATE TABLE audit (at timestamptz); CREATE INDEX events_at ON audit (at);
+             CREATE FUNCTION counters_bump() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        )
+        .unwrap();
+    let result = migrate(&db, &[]).run();
+    result.assert_code(78);
+    let says =
+        "this database already holds function counters_bump, relation events_at that drainctl did not create";
+    assert!(result.stderr.contains(says), "{}", result.stderr);
+    assert_eq!(tables(&db), ["audit"]);
+    let doctor = Drainctl::new(&["doctor"])
+        .env("DATABASE_URL", &db.url)
+        .current_dir(std::env::temp_dir().as_path())
+        .run();
+    doctor.assert_code(78);
+    assert!(
+        doctor.stdout.contains("cannot be applied: this database already holds function counters_bump"),
+        "{}",
+        doctor.stdout
+    );
     // A database without drainctl's schema: its migration 1 is not applied yet (before:
     // exit 70, `relation "schema_migrations" does not exist`).
     let db = TestDb::new();
