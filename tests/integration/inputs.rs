@@ -556,6 +556,12 @@ fn an_error_that_stderr_cannot_take_still_exits_with_its_code() {
     assert_eq!(bad.code_with_stderr_to(full()), Some(65));
     let away = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", "postgres://a:b@127.0.0.1:1/x");
     assert_eq!(away.code_with_stderr_to(full()), Some(69));
+    // Help that stdout cannot take is said, as any summary is; a closed pipe is not.
+    // Before: silence, as if it had been shown.
+    let help = std::process::Command::new(DRAINCTL).arg("--help").stdout(full()).output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&help.stderr);
+    assert!(said.contains("could not write the output to stdout: No space left on device"), "{said}");
 }
 
 #[test]
