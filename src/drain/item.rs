@@ -388,13 +388,19 @@ impl Pass<'_> {
         }
         // A client stopped while it announced a long wait hit its quota: see
         // docs/rate-limits.md, "Clients that wait for the reset".
-        match (report.stop_reason, &report.client_wait_line) {
-            (Some(StopReason::ClientWaits(wait)), Some(line)) => {
+        match (report.stop_reason, &report.client_wait_line, report.client_wait_left) {
+            (Some(StopReason::ClientWaits(wait)), Some(line), _) => {
                 Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, now, zone))
+            }
+            // Stopped (SIGTERM to the pass) while it waited for its own retry: the limit
+            // holds for the rest of that wait, whatever the exit status of a client that
+            // exits 0 on SIGTERM says (docs/worker-contract.md).
+            (Some(StopReason::Interrupted), Some(line), Some(left)) => {
+                Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, left, now, zone))
             }
             // A timeout or an output over the cap is judged by its stop, whatever answer a
             // worker that exited 0 on the signal left half-written (docs/worker-contract.md).
-            (Some(_), _) if matches!(outcome, Outcome::NoAnswer { .. }) => Outcome::Other,
+            (Some(_), _, _) if matches!(outcome, Outcome::NoAnswer { .. }) => Outcome::Other,
             _ => outcome,
         }
     }

@@ -201,8 +201,11 @@ pub struct WorkerReport {
     /// is reckoned from when it was printed.
     pub last_worded: Option<Printed>,
     pub last_output: Option<Printed>,
-    /// The line that announced the wait, when the worker was stopped for it.
+    /// The line that announced the wait, when the worker was stopped for it — or stopped
+    /// (interrupted) during a shorter wait it announced, whose rest is `client_wait_left`.
     pub client_wait_line: Option<String>,
+    /// Interrupted while it waited for its own retry: what was left of that wait.
+    pub client_wait_left: Option<Duration>,
 }
 
 /// When output arrived: by the observer's clock (read at most every
@@ -1000,6 +1003,9 @@ struct OutputCapture<'a> {
     /// Waits announced by the client, in order, with their lines.
     client_waits: Vec<(String, Duration)>,
     wait_line: Option<String>,
+    /// The last wait short enough to be left to the client, its line and when it was
+    /// read: a stop asked for during it records the limit (see `into_report`).
+    short_wait: Option<(String, Duration, Instant)>,
     /// The observer's clock, and when it was read, as output with limit wording and any
     /// output last arrived.
     last_worded: Option<(chrono::DateTime<chrono::Utc>, Instant)>,
@@ -1023,6 +1029,7 @@ impl<'a> OutputCapture<'a> {
             stream_waits: spec.announced_waits_given.map(crate::quota::StreamWaits::of_client),
             client_waits: Vec::new(),
             wait_line: None,
+            short_wait: None,
             last_worded: None,
             last_output: None,
             last_stdout_at: None,
@@ -1045,13 +1052,24 @@ impl<'a> OutputCapture<'a> {
     }
 
     /// The first announced wait longer than [`MAX_CLIENT_WAIT`] or than `time_left`;
-    /// shorter ones are forgotten (the client's retry is worth waiting for).
+    /// shorter ones are left to the client (its retry is worth waiting for), the last of
+    /// them remembered while it lasts.
     fn long_client_wait(&mut self, time_left: Option<Duration>) -> Option<Duration> {
         let limit = client_wait_limit(time_left);
-        let found = self.client_waits.drain(..).find(|(_, wait)| *wait > limit)?;
-        self.client_waits.clear();
-        self.wait_line = Some(found.0);
-        Some(found.1)
+        let waits = std::mem::take(&mut self.client_waits);
+        match waits.iter().position(|(_, wait)| *wait > limit) {
+            Some(long) => {
+                let (line, wait) = waits.into_iter().nth(long)?;
+                self.wait_line = Some(line);
+                Some(wait)
+            }
+            None => {
+                if let Some((line, wait)) = waits.into_iter().last() {
+                    self.short_wait = Some((line, wait, Instant::now()));
+                }
+                None
+            }
+        }
     }
 
     fn is_over_cap(&self) -> bool {
@@ -1120,6 +1138,18 @@ impl<'a> OutputCapture<'a> {
             None if self.is_over_cap() => Some(StopReason::OutputCapExceeded),
             reason => reason,
         };
+        // Stopped while it waited for its own retry: the limit it announced is still in
+        // force for what is left of that wait (docs/worker-contract.md, "SIGTERM").
+        let short_wait_left = match (stop_reason, self.short_wait) {
+            (Some(StopReason::Interrupted), Some((line, wait, at))) if at.elapsed() < wait => {
+                Some((line, wait.saturating_sub(at.elapsed())))
+            }
+            _ => None,
+        };
+        let (wait_line, client_wait_left) = match short_wait_left {
+            Some((line, left)) if self.wait_line.is_none() => (Some(line), Some(left)),
+            _ => (self.wait_line, None),
+        };
         let (stderr_read, stderr_inside_a_line) = self.stderr_tail.window();
         // A run that failed is read for its error, a spinner's frames as lines.
         let failed = !matches!(exit, WorkerExit::Code(0));
@@ -1134,7 +1164,8 @@ impl<'a> OutputCapture<'a> {
             stderr_end: whole_lines(stderr_read, stderr_inside_a_line, failed),
             last_worded: self.last_worded.map(|(at, read)| Printed { at, ago: read.elapsed() }),
             last_output: self.last_output.map(|(at, read)| Printed { at, ago: read.elapsed() }),
-            client_wait_line: self.wait_line,
+            client_wait_line: wait_line,
+            client_wait_left,
         }
     }
 }

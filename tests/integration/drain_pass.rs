@@ -1022,6 +1022,61 @@ fn sigterm_while_a_client_waits_for_its_own_retry_records_the_limit_it_printed()
 }
 
 #[test]
+fn sigterm_during_a_short_retry_a_client_waits_out_itself_records_the_limit_for_the_rest_of_it() {
+    // gemini-cli on a per-minute limit: it states the wait, sleeps it out itself (short
+    // enough for the pass to let it), and exits 0 on SIGTERM. Claude Code's `api_retry`
+    // events are read the same way. Before: the attempt was `interrupted`, no backoff, and
+    // the next pass called the vendor inside the window.
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let script = format!(
+        "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
+         echo 'Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.' >&2\n\
+         echo '* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, \
+         limit: 5, model: gemini-2.5-pro' >&2\n\
+         echo 'Please retry in 34.101299s.' >&2\n\
+         echo 'Suggested retry after 34s.. Retrying after 34625ms...' >&2\n\
+         touch {}\nsleep 60 &\nwait\n",
+        started.display()
+    );
+    let worker = fixture.script("gemini-like", &script);
+    fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
+    fixture.enqueue("docs", &[("g".into(), json!({}))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the client to wait for its retry", Duration::from_secs(20), || started.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
+    let until: String = fixture
+        .client()
+        .query_one("SELECT to_char(backoff_until AT TIME ZONE 'UTC', 'HH24:MI:SS') FROM quota_backoffs", &[])
+        .unwrap()
+        .get(0);
+    // The rest of the 34 s, from the injected 10:00:00, and its margin.
+    assert!(("10:00:30".."10:00:45").contains(&until.as_str()), "{until}");
+    let (state, attempts, _) = fixture.item("docs", "g");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    // A stop once the client's wait is over records nothing: it has retried by then.
+    let (fixture, first_started) = (Fixture::new(&config(""), NOW), started);
+    let started = fixture.path("started");
+    let script = script.replace("34.101299s", "0.2s").replace("34625ms", "200ms");
+    let script = script.replace(&first_started.display().to_string(), &started.display().to_string());
+    let worker = fixture.script("gemini-like", &script);
+    fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
+    fixture.enqueue("docs", &[("g".into(), json!({}))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the client to wait for its retry", Duration::from_secs(20), || started.exists());
+    std::thread::sleep(Duration::from_millis(600));
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(!result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+}
+
+#[test]
 fn the_worker_gets_payload_on_stdin_and_the_drain_environment() {
     let fixture = Fixture::new(&config("env = { EXTRA = \"yes\" }\n"), NOW);
     fixture.enqueue(
