@@ -881,23 +881,34 @@ fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutco
             AttemptOutcome::Transient,
             format!("timed out after item_timeout {}", crate::duration::format_duration(drain.item_timeout)),
         ),
-        (Some(StopReason::OutputHeld), _) => (
+        // Only an answer the worker gave as a success may be cut: a worker that failed by
+        // itself is judged by its own exit, the held stdout noted after its error.
+        (Some(StopReason::OutputHeld), WorkerExit::Code(0)) => (
             AttemptOutcome::Transient,
-            "the worker exited, but a process it left still held its stdout, silent since, and was killed: \
-             its answer may be cut, so it was not kept (a process a worker leaves running must not hold its \
-             stdout: redirect it, >/dev/null)"
-                .to_string(),
+            format!("the worker exited, but {HELD_STDOUT}: its answer may be cut, so it was not kept (a process a \
+                     worker leaves running must not hold its stdout: redirect it, >/dev/null)"),
         ),
         (Some(StopReason::OutputCapExceeded), _) => (
             AttemptOutcome::Failure,
             format!("output exceeded the {} byte result cap (max_result_bytes)", drain.max_result_bytes),
         ),
-        (_, WorkerExit::Signal(signal)) => {
-            (AttemptOutcome::Transient, with_stderr(format!("killed by signal {signal}")))
+        (stop, exit) => {
+            let (outcome, error) = match exit {
+                WorkerExit::Signal(signal) => {
+                    (AttemptOutcome::Transient, with_stderr(format!("killed by signal {signal}")))
+                }
+                WorkerExit::Code(code) => (AttemptOutcome::Failure, with_stderr(format!("exit code {code}"))),
+            };
+            match stop {
+                Some(StopReason::OutputHeld) => (outcome, format!("{error} ({HELD_STDOUT})")),
+                _ => (outcome, error),
+            }
         }
-        (_, WorkerExit::Code(code)) => (AttemptOutcome::Failure, with_stderr(format!("exit code {code}"))),
     }
 }
+
+/// What became of a process a worker left holding its stdout (docs/worker-contract.md).
+const HELD_STDOUT: &str = "a process it left still held its stdout, silent since, and was killed";
 
 /// The exit code of a worker that exited by itself; none when a signal killed it.
 fn exit_code(exit: WorkerExit) -> Option<i32> {

@@ -682,6 +682,29 @@ esac
 }
 
 #[test]
+fn a_worker_that_failed_by_itself_keeps_its_own_error_when_a_leftover_held_its_stdout() {
+    // Before: `transient`, "the worker exited, but a process it left still held its
+    // stdout …", its exit code and its own error line gone.
+    let fixture = Fixture::new(&config(""), NOW);
+    let script = fixture.script(
+        "fails.sh",
+        "#!/bin/sh\ncat >/dev/null\n(sleep 30) &\necho 'fatal: disk on fire' >&2\nexit 3\n",
+    );
+    fixture.write_config(&format!("{}max_attempts = 1\n", script_config(&script)));
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let (state, _, error) = fixture.item("docs", "a");
+    assert_eq!(state, "dead", "{error:?}");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.starts_with("exit code 3: fatal: disk on fire (a process it left still held its stdout"),
+        "{error}"
+    );
+    let outcome: Vec<String> = fixture.column("SELECT outcome FROM attempts");
+    assert_eq!(outcome, ["failure"]);
+}
+
+#[test]
 fn a_child_outside_the_group_that_cannot_be_killed_is_recorded() {
     let fixture = Fixture::new(&config(""), NOW);
     let pids = fixture.path("escaped");
