@@ -198,8 +198,11 @@ fn is_item_data(option: Option<&str>) -> bool {
 /// (`--payload BYTES`), or its own start (`--payload=BYTES`, read lossily).
 fn not_utf8_option(args: &[OsString]) -> Option<&str> {
     let at = args.iter().skip(1).position(|arg| arg.to_str().is_none())? + 1;
-    let before =
-        at.checked_sub(1).and_then(|before| args[before].to_str()).filter(|arg| arg.starts_with("--"));
+    // An option before it that carries its own value (`--key=k`) is not its option.
+    let before = at
+        .checked_sub(1)
+        .and_then(|before| args[before].to_str())
+        .filter(|arg| arg.starts_with("--") && !arg.contains('='));
     before.or_else(|| {
         let own = args[at].as_encoded_bytes();
         let name_end = own.iter().position(|byte| *byte == b'=')?;

@@ -495,7 +495,6 @@ fn apply_missing(
     if to_apply.is_empty() {
         return Ok(report);
     }
-    let due = describe_due(&to_apply);
     if let Some(taken) = foreign_objects(client)? {
         return Err(another_applications(&taken));
     }
@@ -510,8 +509,10 @@ fn apply_missing(
         let schema_table = if has_schema_table { "" } else { SCHEMA_TABLE };
         if let Err(error) = transaction.batch_execute(&format!("{schema_table}{}", migration.sql)) {
             let applying = format!(
-                "applying migration {:04}_{} (of {due}; none was applied)",
-                migration.version, migration.name
+                "applying migration {:04}_{} ({})",
+                migration.version,
+                migration.name,
+                none_applied(&to_apply)
             );
             drop(transaction);
             if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
@@ -535,11 +536,12 @@ fn apply_missing(
             let holders = LockHolder::describe_all(crate::db::table_lock_holders(client), lock_wait.zone);
             return Err(Error::Temporary(format!(
                 "migration {:04}_{} could not take the locks of the tables it alters within {}: another \
-                 session holds one (a pg_dump, a long transaction; held by: {holders}); none of {due} was \
-                 applied; retry later or raise --lock-timeout",
+                 session holds one (a pg_dump, a long transaction; held by: {holders}); {}; retry later or \
+                 raise --lock-timeout",
                 migration.version,
                 migration.name,
-                crate::duration::format_duration(lock_wait.timeout)
+                crate::duration::format_duration(lock_wait.timeout),
+                none_applied(&to_apply)
             )));
         }
         transaction.execute(
@@ -565,8 +567,9 @@ fn apply_missing(
 
 /// Objects of drainctl's names that the due migrations would create but that are there
 /// already, made by another application sharing the schema (an index `events_at`, a
-/// function `counters_bump`): in words, or None. Such a migration would fail half-way (a
-/// name taken) or, for a function, replace the other application's (docs/migrations.md).
+/// function `counters_bump`, whatever its arguments): in words, or None. Such a migration
+/// would fail half-way on the name taken, or make a function of the other application's
+/// name beside it (docs/migrations.md).
 pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
     let applied: Vec<i32> = match schema_table_exists(client)? {
         true => {
@@ -587,7 +590,8 @@ pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
               WHERE CASE w.kind
                       WHEN 'function' THEN EXISTS (
                           SELECT 1 FROM pg_proc p
-                           WHERE p.proname = w.name AND p.pronamespace = to_regnamespace(current_schema()))
+                           WHERE p.proname = w.name
+                             AND p.pronamespace = to_regnamespace(quote_ident(current_schema())))
                       ELSE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NOT NULL
                     END",
             &[&kinds, &names],
@@ -628,13 +632,19 @@ fn created_objects(migrations: &[Migration]) -> Vec<(&'static str, String)> {
     objects
 }
 
-/// The migrations due, for a message: `migration 0016_notifications_due` or `the 4
-/// migrations 0016–0019`.
-fn describe_due(due: &[Migration]) -> String {
+/// That none of the migrations `due` was applied, in words: `it was not applied`, `none
+/// of the 4 migrations 0016–0019 was applied`.
+fn none_applied(due: &[Migration]) -> String {
     match due {
-        [only] => format!("migration {:04}_{}", only.version, only.name),
-        [first, .., last] => format!("the {} migrations {:04}–{:04}", due.len(), first.version, last.version),
-        [] => "no migration".to_string(),
+        [first, .., last] => {
+            format!(
+                "none of the {} migrations {:04}–{:04} was applied",
+                due.len(),
+                first.version,
+                last.version
+            )
+        }
+        _ => "it was not applied".to_string(),
     }
 }
 

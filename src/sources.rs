@@ -572,8 +572,8 @@ fn plan_files(
         plans[index] = plan_file(file, known.get(&file.key), progress.get(&file.key), allowance, report);
     }
 
-    // Recorded files in the stretch this scan covered that it did not see: gone, or only
-    // no longer matching (then left alone).
+    // Recorded files this scan did not see: gone (in the stretch it covered), or no longer
+    // matching a narrowed `glob` (anywhere) — both settled as missing.
     let seen: HashSet<&str> = found.iter().map(|file| file.key.as_str()).collect();
     let end: Option<Vec<String>> =
         if report.truncated { found.last().map(|file| file.components.clone()) } else { None };

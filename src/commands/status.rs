@@ -153,11 +153,15 @@ impl UnconfiguredDrain {
             }
             // Each pass looks at the file before its next item (docs/configuration.md,
             // "Changing the configuration while drains run").
-            1 => "its pass still running ends once its current item does (it finds its table gone); after that, "
-                .to_string(),
+            1 => format!(
+                "its pass still running ends before its next item, as it reads the file again (`drainctl pause {}` \
+                 stops it there too); after that, ",
+                self.drain
+            ),
             n => format!(
-                "its {n} passes still running end once their current items do (they find its table gone); after \
-                 that, "
+                "its {n} passes still running end before their next items, as they read the file again \
+                 (`drainctl pause {}` stops them there too); after that, ",
+                self.drain
             ),
         };
         format!(

@@ -1,22 +1,32 @@
 //! A running pass and the configuration file it read: it notices when the file is
-//! changed in something the pass goes by (docs/configuration.md, "Changing the
-//! configuration while drains run").
+//! changed in something the pass goes by, and the run goes on with the file as it is now
+//! (docs/configuration.md, "Changing the configuration while drains run").
 //!
 //! The file is looked at (`stat`) before every item and every second of a wait; only when
-//! it differs from the file as read is it read again, and only a change to the drain's own
-//! settings, its quota group's, the defaults, or the drains sharing its group counts: a
-//! file rewritten with the same text (a configuration tool's run, `touch`), or a change
-//! to another drain, does not stop the pass. A file that cannot be read or is invalid
-//! (an editor's half-saved file) leaves the pass on the settings it read, with a warning.
+//! it differs from the file as read, and has stayed as it is for a moment (an editor or a
+//! tool writing it in place passes through a cut file), is it read again. Only a change
+//! to the drain's own settings, its quota group's, the defaults, or the drains sharing its
+//! group counts: a file rewritten with the same text (a configuration tool's run,
+//! `touch`), or a change to another drain, goes unnoticed. A file that cannot be read or
+//! is invalid (an editor's half-saved file) leaves the pass on the settings it read, with
+//! a warning, and is read again at each look until it can be.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{Config, DrainConfig};
 
-/// What tells that a file was changed: its modification time, size and inode.
+/// How long the file must stay as it is before it is read again.
+const SETTLED_FOR: Duration = Duration::from_millis(100);
+/// How long at most the look waits for it to settle.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
+
+/// What tells that a file was changed: its modification and change times (a `chmod` or
+/// `chown` moves the latter), size and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
     modified: std::time::SystemTime,
+    changed: (i64, i64),
     len: u64,
     inode: u64,
 }
@@ -24,12 +34,32 @@ pub struct FileStamp {
 impl FileStamp {
     pub fn of(metadata: &std::fs::Metadata) -> Option<FileStamp> {
         use std::os::unix::fs::MetadataExt;
-        Some(FileStamp { modified: metadata.modified().ok()?, len: metadata.len(), inode: metadata.ino() })
+        Some(FileStamp {
+            modified: metadata.modified().ok()?,
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+            len: metadata.len(),
+            inode: metadata.ino(),
+        })
     }
 
     /// The file at `path` now (following links); None when it cannot be looked at.
     fn at(path: &Path) -> Option<FileStamp> {
         FileStamp::of(&std::fs::metadata(path).ok()?)
+    }
+
+    /// The file at `path` once it has stayed as it is for [`SETTLED_FOR`] (at most
+    /// [`SETTLE_AT_MOST`] of waiting).
+    fn settled_at(path: &Path) -> Option<FileStamp> {
+        let started = std::time::Instant::now();
+        let mut stamp = FileStamp::at(path);
+        loop {
+            std::thread::sleep(SETTLED_FOR);
+            let again = FileStamp::at(path);
+            if again == stamp || started.elapsed() >= SETTLE_AT_MOST {
+                return again;
+            }
+            stamp = again;
+        }
     }
 }
 
@@ -39,8 +69,36 @@ pub struct ConfigWatch {
     /// None for a configuration read from a descriptor or text: nothing to look at again.
     path: Option<PathBuf>,
     seen: Option<FileStamp>,
+    /// A file last found unusable, warned of once.
+    warned: Option<FileStamp>,
     drain: String,
     settings: Vec<(&'static str, String)>,
+}
+
+/// The configuration file read again, changed in something the pass goes by.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub config: Config,
+    /// What changed, in words: `the configuration file changed: the drain's settings`.
+    pub what: String,
+}
+
+impl Reloaded {
+    /// Whether the run of drain `name` holding concurrency slot `slot` may go on with the
+    /// file as it is now; why not when it may not.
+    pub fn may_go_on(&self, name: &str, slot: u32) -> Result<(), String> {
+        let Some(drain) = self.config.drains.iter().find(|drain| drain.name == name) else {
+            return Err("the pass ends".to_string());
+        };
+        if slot >= drain.concurrency {
+            return Err(format!(
+                "its concurrency is {} now, and this pass holds slot {}: the pass ends",
+                drain.concurrency,
+                slot + 1
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ConfigWatch {
@@ -48,40 +106,46 @@ impl ConfigWatch {
         ConfigWatch {
             path: config.path.clone().filter(|_| config.read_stamp.is_some()),
             seen: config.read_stamp,
+            warned: None,
             drain: drain.name.clone(),
             settings: settings_of(config, drain),
         }
     }
 
-    /// What changed in the file since it was read that the pass goes by, in words ("the
-    /// drain's settings changed", "drain x is no longer in it"); None while nothing did.
-    pub fn change(&mut self) -> Option<String> {
+    /// The file read again when it changed since it was read in something the pass goes
+    /// by; None while nothing did.
+    pub fn change(&mut self) -> Option<Reloaded> {
         let path = self.path.as_deref()?;
-        let now = FileStamp::at(path);
-        if now == self.seen {
+        if FileStamp::at(path) == self.seen {
             return None;
         }
-        self.seen = now;
+        let now = FileStamp::settled_at(path);
         let config = match Config::load(path) {
             Ok(config) => config,
             Err(error) => {
-                log::warn!(
-                    "drain {}: the configuration file changed and cannot be used ({}): this pass goes on with the \
-                     settings it read",
-                    self.drain,
-                    error.display_scrubbed()
-                );
+                // Looked at again next time: fixed by a `chmod`, it is read then.
+                if self.warned != now {
+                    self.warned = now;
+                    log::warn!(
+                        "drain {}: the configuration file changed and cannot be used ({}): this pass goes on \
+                         with the settings it read",
+                        self.drain,
+                        error.display_scrubbed()
+                    );
+                }
                 return None;
             }
         };
-        let Some(drain) = config.drains.iter().find(|drain| drain.name == self.drain) else {
-            return Some(format!("drain {} is no longer in it", self.drain));
+        self.seen = now;
+        let what = match config.drains.iter().find(|drain| drain.name == self.drain) {
+            None => format!("drain {} is no longer in it", self.drain),
+            Some(drain) => {
+                let settings = settings_of(&config, drain);
+                let changed = settings.iter().zip(&self.settings).find(|(new, old)| new != old)?;
+                changed.0 .0.to_string()
+            }
         };
-        settings_of(&config, drain)
-            .iter()
-            .zip(&self.settings)
-            .find(|(new, old)| new != old)
-            .map(|((what, _), _)| format!("{what} changed"))
+        Some(Reloaded { config, what: format!("the configuration file changed: {what}") })
     }
 }
 
@@ -115,6 +179,10 @@ mod tests {
         (folder, path, watch)
     }
 
+    fn what(reloaded: Option<Reloaded>) -> Option<String> {
+        reloaded.map(|reloaded| reloaded.what.replace("the configuration file changed: ", ""))
+    }
+
     /// Written again by replacing it, so that its stamp differs however coarse the clock.
     fn replace(path: &Path, text: &str) {
         let next = path.with_extension("new");
@@ -125,32 +193,32 @@ mod tests {
     #[test]
     fn the_same_text_written_again_or_another_drain_changed_is_no_change() {
         let (_folder, path, mut watch) = watch_of(FILE);
-        assert_eq!(watch.change(), None);
+        assert!(watch.change().is_none());
         replace(&path, FILE);
-        assert_eq!(watch.change(), None);
+        assert!(watch.change().is_none());
         replace(&path, &FILE.replace("quota_group = \"other\"", "quota_group = \"third\""));
-        assert_eq!(watch.change(), None);
+        assert!(watch.change().is_none());
     }
 
     #[test]
     fn a_change_of_the_drain_its_defaults_or_its_removal_is_named() {
         let (_folder, path, mut watch) = watch_of(FILE);
         replace(&path, &FILE.replacen("command = [\"w\"]", "command = [\"v\"]", 1));
-        assert_eq!(watch.change().as_deref(), Some("the drain's settings changed"));
+        assert_eq!(what(watch.change()).as_deref(), Some("the drain's settings"));
         let (_folder, path, mut watch) = watch_of(FILE);
         replace(&path, &FILE.replace("\"UTC\"", "\"Europe/Paris\""));
-        assert_eq!(watch.change().as_deref(), Some("[defaults] changed"));
+        assert_eq!(what(watch.change()).as_deref(), Some("[defaults]"));
         let (_folder, path, mut watch) = watch_of(FILE);
         replace(&path, &FILE.replace("name = \"a\"", "name = \"c\""));
-        assert_eq!(watch.change().as_deref(), Some("drain a is no longer in it"));
+        assert_eq!(what(watch.change()).as_deref(), Some("drain a is no longer in it"));
     }
 
     #[test]
     fn a_half_saved_file_leaves_the_pass_as_it_was_until_it_is_fixed() {
         let (_folder, path, mut watch) = watch_of(FILE);
         replace(&path, "[[drain]\nname = ");
-        assert_eq!(watch.change(), None);
+        assert!(watch.change().is_none());
         replace(&path, &FILE.replacen("command = [\"w\"]", "command = [\"v\"]", 1));
-        assert_eq!(watch.change().as_deref(), Some("the drain's settings changed"));
+        assert_eq!(what(watch.change()).as_deref(), Some("the drain's settings"));
     }
 }

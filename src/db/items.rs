@@ -481,9 +481,10 @@ pub fn settle_claimed_dead_unrun(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let updated = client.execute(
-        "UPDATE items SET state = 'dead', attempts = greatest(attempts - 1, 0), finished_at = $3, updated_at = $3
+        "UPDATE items SET state = 'dead', attempts = greatest(attempts - 1, 0), finished_at = $3, updated_at = $3,
+                claimed_at = NULL, last_error = $4
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-        &[&item_id, &run_id, &now],
+        &[&item_id, &run_id, &now, &note],
     )?;
     finish_attempt(client, item_id, run_id, AttemptOutcome::NotStarted, None, Some(note), now)?;
     Ok(updated == 1)

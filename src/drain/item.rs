@@ -81,6 +81,7 @@ impl Pass<'_> {
         })?;
         if settled {
             self.failed += 1;
+            self.settled_unrun += 1;
         }
         log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
         Ok(ItemEnd::Settled)

@@ -88,14 +88,20 @@ impl Stop {
     fn normal(status: RunStatus, note: impl Into<String>) -> Stop {
         Stop { status, note: note.into(), exit_code: EXIT_OK }
     }
+
+    /// Stopped between items by SIGTERM, SIGINT or SIGHUP.
+    fn interrupted(signal: i32) -> Stop {
+        Stop {
+            status: RunStatus::Failed,
+            note: format!("interrupted by {}", crate::worker::signals::signal_name(signal)),
+            exit_code: crate::error::EXIT_TEMPORARY,
+        }
+    }
 }
 
 pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
     let Context { config, clock, client, outbox, .. } = ctx;
     let outbox: &Outbox = outbox;
-    let drain = config.drain(&args.name)?;
-    let group = config.quota_group(&drain.quota_group)?;
-    let classifier = Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns);
     crate::worker::signals::install_termination_handlers()
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     // Held to the end of the pass: a worker's child that left its group is killed once
@@ -104,20 +110,26 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         .map_err(|error| log::warn!("cannot adopt what workers leave outside their process group: {error}"))
         .ok();
     let now = clock.now();
-    let controls = ensure_drain(client, &drain.name, now)?;
-    crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
-    crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
-
-    let drain_id = controls.id;
-    let mut run_id = match open_run(client, outbox, drain, &controls, args, now)? {
-        Opened::Run(run_id) => run_id,
-        Opened::LockSkipped(report) => return Ok(report),
+    let (drain_id, mut run_id, slot) = {
+        let drain = config.drain(&args.name)?;
+        config.quota_group(&drain.quota_group)?;
+        let controls = ensure_drain(client, &drain.name, now)?;
+        crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
+        crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
+        match open_run(client, outbox, drain, &controls, args, now)? {
+            Opened::Run(run_id, slot) => (controls.id, run_id, slot),
+            Opened::LockSkipped(report) => return Ok(report),
+        }
     };
     crate::db::use_generic_plans(client)?;
     let mut previous_runs = Vec::new();
-    let (mut started_at, mut is_continuation) = (now, false);
+    let mut carried = Carried { started_at: now, ..Carried::default() };
     loop {
-        log::info!("drain {}: run {run_id} started", drain.name);
+        let drain = config.drain(&args.name)?;
+        let group = config.quota_group(&drain.quota_group)?;
+        if !carried.is_reload {
+            log::info!("drain {}: run {run_id} started", drain.name);
+        }
         let mut pass = Pass {
             config,
             drain,
@@ -125,38 +137,66 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             clock,
             client,
             outbox,
-            classifier: classifier.clone(),
+            classifier: Classifier::new(drain.quota_profile, &drain.quota_patterns, &drain.veto_patterns),
             run_id,
             drain_id,
             trigger: args.trigger,
-            started_at,
-            done: 0,
-            failed: 0,
-            skipped: 0,
+            started_at: carried.started_at,
+            done: carried.done,
+            failed: carried.failed,
+            skipped: carried.skipped,
+            settled_unrun: carried.settled_unrun,
             is_account_suspected: false,
-            statements: PreparedStatements::default(),
+            statements: std::mem::take(&mut carried.statements),
             unstaged: None,
             staged: None,
             rivals: std::rc::Rc::new(items::GroupRivals::of(config, drain)),
             yielding_since: None,
-            idle_seconds: 0.0,
-            cost_picousd: 0,
+            idle_seconds: carried.idle_seconds,
+            cost_picousd: carried.cost_picousd,
             cost_stop: None,
             last_worker_took: None,
             claimed_ahead: None,
             stop_after_item: None,
             session_lost_since: None,
-            is_continuation,
-            has_waited: false,
+            is_continuation: carried.is_continuation,
+            has_waited: carried.has_waited,
             server_errors_in_a_row: 0,
             last_server_error_item: None,
             servers_failing_until: None,
             continues_at: None,
             config_watch: crate::config::watch::ConfigWatch::of(config, drain),
+            reloaded: None,
         };
         let stop = match pass.work() {
             Ok(stop) => stop,
             Err(error) => return Err(fail_run(&mut pass, error)),
+        };
+        // The configuration file changed in something the pass goes by: the run goes on
+        // with the settings as they are now, in the slot it holds — unless the drain is
+        // gone from it or the slot is beyond its `concurrency` now (docs/configuration.md,
+        // "Changing the configuration while drains run").
+        let stop = match pass.reloaded.take() {
+            Some(reloaded) => {
+                match (reloaded.may_go_on(&args.name, slot), crate::worker::signals::termination_signal()) {
+                    (Ok(()), None) => {
+                        log::info!(
+                            "drain {}: run {run_id}: {}; it goes on with them",
+                            drain.name,
+                            reloaded.what
+                        );
+                        carried = pass.carried();
+                        drop(pass);
+                        *config = reloaded.config;
+                        continue;
+                    }
+                    (Ok(()), Some(signal)) => Stop::interrupted(signal),
+                    (Err(why), _) => {
+                        Stop::normal(RunStatus::WindowClosed, format!("{}; {why}", reloaded.what))
+                    }
+                }
+            }
+            None => stop,
         };
         let stop = close_run(&mut pass, stop)?;
         // The pass's time budget ended before a reset it could otherwise wait for: the
@@ -176,13 +216,50 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         let (finished_run, now) = (pass.run_id, pass.clock.now());
         drop(pass);
         run_id = record_run(client, outbox, drain, args, Some(finished_run), now)?;
-        (started_at, is_continuation) = (now, true);
+        carried = Carried { started_at: now, is_continuation: true, ..Carried::default() };
+    }
+}
+
+/// What a pass hands on to the next one of the same process: to the rest of its run
+/// when the configuration was read again (`is_reload`), its counts, clock and prepared
+/// statements; a new run (see `continues_at`) starts afresh.
+#[derive(Default)]
+struct Carried {
+    is_reload: bool,
+    started_at: DateTime<Utc>,
+    done: u32,
+    failed: u32,
+    skipped: u32,
+    settled_unrun: u32,
+    idle_seconds: f64,
+    cost_picousd: i128,
+    is_continuation: bool,
+    has_waited: bool,
+    statements: PreparedStatements,
+}
+
+impl Pass<'_> {
+    fn carried(&mut self) -> Carried {
+        Carried {
+            is_reload: true,
+            started_at: self.started_at,
+            done: self.done,
+            failed: self.failed,
+            skipped: self.skipped,
+            settled_unrun: self.settled_unrun,
+            idle_seconds: self.idle_seconds,
+            cost_picousd: self.cost_picousd,
+            is_continuation: self.is_continuation,
+            has_waited: self.has_waited,
+            statements: std::mem::take(&mut self.statements),
+        }
     }
 }
 
 /// How opening a run went: a run was recorded, or every concurrency slot was taken.
 enum Opened {
-    Run(i64),
+    /// The run, and the concurrency slot it holds.
+    Run(i64, u32),
     LockSkipped(Report),
 }
 
@@ -241,15 +318,15 @@ fn open_run(
     }
     let process = ThisProcess::of(args);
     let new_run = process.new_run(drain, args);
-    if take_slot(client, controls.id, drain.concurrency)?.is_none() {
+    let Some(slot) = take_slot(client, controls.id, drain.concurrency)? else {
         let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
         let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
         return Ok(Opened::LockSkipped(Report::new(
             format!("{}: lock_skipped: {note}", drain.name),
             json!({ "drain": drain.name, "run_id": run_id, "status": RunStatus::LockSkipped, "note": note }),
         )));
-    }
-    record_run(client, outbox, drain, args, None, now).map(Opened::Run)
+    };
+    record_run(client, outbox, drain, args, None, now).map(|run_id| Opened::Run(run_id, slot))
 }
 
 /// Record a run of this process, which holds a concurrency slot of the drain, with its
@@ -533,6 +610,12 @@ struct Pass<'a> {
     continues_at: Option<DateTime<Utc>>,
     /// The configuration file as this pass read it (see [`crate::config::watch`]).
     config_watch: crate::config::watch::ConfigWatch,
+    /// The file read again, changed in something the pass goes by: the run goes on with
+    /// it (see `run`).
+    reloaded: Option<crate::config::watch::Reloaded>,
+    /// Items settled without a worker that count in no budget (dead-lettered over a
+    /// lowered `max_attempts`), of `failed`.
+    settled_unrun: u32,
 }
 
 struct SucceededItem {

@@ -69,24 +69,17 @@ impl<'a> Pass<'a> {
                 );
             }
             if let Some(signal) = crate::worker::signals::termination_signal() {
-                return Ok(Stop {
-                    status: RunStatus::Failed,
-                    note: format!("interrupted by {}", crate::worker::signals::signal_name(signal)),
-                    exit_code: EXIT_TEMPORARY,
-                });
+                return Ok(Stop::interrupted(signal));
             }
             // The pass's end commits the result it holds (see `work`).
             if let Some(stop) = self.stop_after_item.take() {
                 return Ok(stop);
             }
             // Its window narrowed, its worker changed, it was removed: the next item is not
-            // started on the settings as read (docs/configuration.md, "Changing the
-            // configuration while drains run").
-            if let Some(change) = self.config_watch.change() {
-                return Ok(Stop::normal(
-                    RunStatus::WindowClosed,
-                    format!("the configuration file changed: {change}; the next pass reads it"),
-                ));
+            // started on the settings as read; the run goes on with the new ones (see
+            // `run`; docs/configuration.md, "Changing the configuration while drains run").
+            if let Some(reloaded) = self.config_watch.change() {
+                return Ok(self.reload(reloaded));
             }
             let now = self.clock.now();
             // An item claimed ahead still needs the controls read after the last worker
@@ -438,9 +431,18 @@ impl<'a> Pass<'a> {
 
     /// The item and time budgets, with `more` items besides those begun; the time counted
     /// from the pass's start.
+    /// The pass ends here for the configuration `reloaded`, which the run goes on with
+    /// (see `run`).
+    pub(super) fn reload(&mut self, reloaded: crate::config::watch::Reloaded) -> Stop {
+        let stop = Stop::normal(RunStatus::Running, reloaded.what.clone());
+        self.reloaded = Some(reloaded);
+        stop
+    }
+
     fn budget_limit(&self, now: DateTime<Utc>, more: u32) -> Option<Stop> {
         let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some()) + more;
-        if self.done + self.failed + waiting >= self.drain.max_items_per_pass {
+        // Items dead-lettered without a worker (over a lowered max_attempts) cost nothing.
+        if self.done + self.failed - self.settled_unrun + waiting >= self.drain.max_items_per_pass {
             return Some(Stop::normal(
                 RunStatus::Budget,
                 format!("max_items_per_pass ({}) reached", self.drain.max_items_per_pass),

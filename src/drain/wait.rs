@@ -188,15 +188,12 @@ impl Pass<'_> {
             // The drain moved to another group, its group gained an account: the reset
             // waited for may be none of its business any more, and `status` already shows
             // the new settings. The pass gives its slot back; the next one reads them.
-            if let Some(change) = self.config_watch.change() {
+            // The run goes on with the new settings (see `run`), and waits again if they
+            // still have it wait.
+            if let Some(reloaded) = self.config_watch.change() {
                 self.clear_waiting_mark(now);
-                return Ok(Some(Stop::normal(
-                    RunStatus::RateLimited,
-                    format!(
-                        "the configuration file changed while the pass waited for {what} ({why}): {change}; the next \
-                         pass reads it"
-                    ),
-                )));
+                log::info!("drain {}: {} while the pass waited for {what}", self.drain.name, reloaded.what);
+                return Ok(Some(self.reload(reloaded)));
             }
             if now + crate::clock::WENT_BACK_TOLERANCE < entered {
                 // The wait was counted on a clock that ran ahead: waiting on would last

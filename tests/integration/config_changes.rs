@@ -20,7 +20,7 @@ fn config(extra: &str) -> String {
 }
 
 /// Item `first` runs until the file `go` exists; `second` and `third` answer at once. A
-/// pass is started and `first` is running when this returns.
+/// pass as `supervise` starts one is started and `first` is running when this returns.
 fn pass_in_its_first_item(fixture: &Fixture) -> std::process::Child {
     let go = fixture.path("go");
     fixture.enqueue(
@@ -31,7 +31,7 @@ fn pass_in_its_first_item(fixture: &Fixture) -> std::process::Child {
             ("third".into(), json!({ "steps": [{ "out": "3" }] })),
         ],
     );
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    let pass = fixture.drainctl(&["drain", "docs", "--trigger", "supervisor", "--json"]).spawn();
     wait_until("the first item to run", Duration::from_secs(30), || {
         fixture.count("SELECT count(*) FROM items WHERE key = 'first' AND state = 'running'") == 1
     });
@@ -45,41 +45,58 @@ fn let_the_first_item_end(fixture: &Fixture, pass: std::process::Child) -> Value
     result.json()
 }
 
+fn edit_config(fixture: &Fixture, edit: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    fixture.write_config(&edit(text));
+}
+
 #[test]
-fn a_narrowed_window_or_a_new_worker_stops_a_running_pass_before_its_next_item() {
+fn a_running_pass_goes_on_with_the_settings_the_file_has_now() {
     // The window closed by an edit while the first item ran. Before: the pass read the
     // file once and ran the other two items outside the new window.
     let fixture = Fixture::new(&config(""), NOW);
     let pass = pass_in_its_first_item(&fixture);
-    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
-    fixture.write_config(&format!("{text}window = {{ days = \"*\", from = \"12:00\", to = \"13:00\" }}\n"));
+    edit_config(&fixture, |text| {
+        format!("{text}window = {{ days = \"*\", from = \"12:00\", to = \"13:00\" }}\n")
+    });
     let json = let_the_first_item_end(&fixture, pass);
     assert_eq!(json["status"], "window_closed", "{json}");
     assert_eq!(json["items_done"], 1, "{json}");
-    let note = json["note"].as_str().unwrap_or_default();
-    assert!(note.starts_with("the configuration file changed: the drain's settings changed"), "{note}");
+    assert!(json["note"].as_str().unwrap_or_default().starts_with("outside window"), "{json}");
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1, "one run, gone on with the new settings");
 
-    // The worker changed: the next item waits for a pass that runs the new one.
+    // The worker changed: the next items run the new one, in the same pass. Before: the
+    // old one ran them all.
     let fixture = Fixture::new(&config(""), NOW);
     let pass = pass_in_its_first_item(&fixture);
-    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
-    fixture.write_config(&text.replace("command = [\"", "command = [\"/bin/echo\", \""));
+    edit_config(&fixture, |text| text.replace("command = [\"", "command = [\"/bin/echo\", \""));
     let json = let_the_first_item_end(&fixture, pass);
-    assert_eq!(json["items_done"], 1, "{json}");
-    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run().json();
-    assert_eq!(pass["items_done"], 2, "{pass}");
+    assert_eq!((json["status"].as_str(), json["items_done"].as_i64()), (Some("drained"), Some(3)), "{json}");
     let results: Vec<String> =
         fixture.column("SELECT convert_from(result, 'UTF8') FROM items WHERE key <> 'first' ORDER BY key");
     assert!(results.iter().all(|result| result.contains("drainctl-fake-worker")), "{results:?}");
+
+    // The drain removed: the pass ends before its next item.
+    let fixture = Fixture::new(&config(""), NOW);
+    let pass = pass_in_its_first_item(&fixture);
+    edit_config(&fixture, |text| text.replace("name = \"docs\"", "name = \"renamed\""));
+    let json = let_the_first_item_end(&fixture, pass);
+    assert_eq!(
+        (json["status"].as_str(), json["items_done"].as_i64()),
+        (Some("window_closed"), Some(1)),
+        "{json}"
+    );
+    let note = json["note"].as_str().unwrap_or_default();
+    assert_eq!(note, "the configuration file changed: drain docs is no longer in it; the pass ends");
 }
 
 #[test]
 fn a_file_rewritten_unchanged_or_changed_for_another_drain_lets_the_pass_go_on() {
     let fixture = Fixture::new(&config(""), NOW);
     let pass = pass_in_its_first_item(&fixture);
-    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
     // A configuration tool writes it again as it was, and a drain of another group is added.
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
     fixture.write_config(&text);
     fixture.write_config(&format!("{text}\n[[drain]]\nname = \"other\"\ncommand = [\"FAKE_WORKER\"]\n"));
     let json = let_the_first_item_end(&fixture, pass);

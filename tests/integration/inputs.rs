@@ -612,8 +612,10 @@ fn a_key_or_payload_beginning_with_a_hyphen_is_a_value_not_an_option() {
         .arg_os("--payload")
         .arg_os(std::ffi::OsStr::from_bytes(b"\"\xff\""));
     payload.run().assert_code(65);
-    // Any other argument that is not UTF-8 is a usage error.
+    // Any other argument that is not UTF-8 is a usage error, after a key given with `=`
+    // too.
     fixture.drainctl(&["enqueue"]).arg_os(not_utf8).run().assert_code(64);
+    fixture.drainctl(&["enqueue", "--key=k", "--payload={}"]).arg_os(not_utf8).run().assert_code(64);
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
     // Given with `=`, such a key is a key; another command's option is no option here.
     fixture.drainctl(&["enqueue", "docs", "--key=--replace", "--payload", "1"]).run().assert_code(0);

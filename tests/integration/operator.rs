@@ -1648,8 +1648,8 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let status = fixture.drainctl(&["status"]).run();
     assert!(
         status.stdout.contains(
-            "no [[drain]] table in the configuration: its pass still running ends once its current item does \
-             (it finds its table gone); after that, nothing runs them"
+            "no [[drain]] table in the configuration: its pass still running ends before its next item, as it \
+             reads the file again (`drainctl pause old` stops it there too); after that, nothing runs them"
         ),
         "{}",
         status.stdout
