@@ -1230,6 +1230,13 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
         }
     };
     match probe_writable(log_dir) {
+        // The drains' logs would be theirs to swap (a drain whose folder is not this
+        // user's is refused at its start).
+        Ok(()) if let Some(who) = others_may_replace(log_dir) => checks.push(
+            "log_dir",
+            Status::Warn,
+            format!("log_dir {who}; another user could swap the drains' logs and stop drains from starting"),
+        ),
         Ok(()) if others_may_write(log_dir) => checks.push(
             "log_dir",
             Status::Warn,
@@ -1360,9 +1367,18 @@ fn others_may_change_file(path: &Path) -> Option<String> {
         }
         None => {}
     }
-    // Every folder above it as named, above the links on the way to it, and above where
-    // it resolves: who may rename an entry in any of them chooses what runs (a folder of
-    // theirs on the way is one they may swap for another).
+    others_may_replace(path)
+}
+
+/// Who besides this user and root may replace `path` (a file or a folder) by renaming
+/// an entry above it, in words with the fix: every folder above it as named, above the
+/// links on the way to it, and above where it resolves — who may rename an entry in any
+/// of them chooses what is there (a folder of theirs on the way is one they may swap for
+/// another) — unless that folder is sticky (`/tmp`). None when nobody may.
+fn others_may_replace(path: &Path) -> Option<String> {
+    use crate::ownership::{foreign_owner, other_writer, OtherWriter};
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = path.display();
     let links = crate::ownership::links_on_the_way(path);
     let resolved = std::fs::canonicalize(path).ok();
     let mut folders: Vec<PathBuf> = Vec::new();

@@ -1028,6 +1028,35 @@ fn doctor_says_a_log_dir_behind_a_folder_this_user_may_not_enter_is_out_of_reach
     );
 }
 
+#[test]
+fn doctor_warns_of_a_log_dir_inside_a_folder_another_user_owns() {
+    if !can_run_as_nobody() {
+        return;
+    }
+    // log_dir is root's own, mode 0700, but in a folder `nobody` owns: nobody may swap it
+    // for a folder of theirs, with logs of their choosing. Before: `ok log_dir … is
+    // writable`.
+    let fixture = Fixture::new(&config("", ""), NOW);
+    std::fs::create_dir_all(fixture.path("shared/logs")).unwrap();
+    std::os::unix::fs::chown(fixture.path("shared"), Some(65534), Some(65534)).unwrap();
+    fixture.write_config(&config("", "").replace("TMPDIR/logs", "TMPDIR/shared/logs"));
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    let shown = fixture.path("shared");
+    assert!(
+        doctor.stdout.contains(&format!(
+            "warn  log_dir: log_dir {} is in {}, which belongs to nobody (uid 65534), not to root, who runs \
+             drainctl, who may replace it: move it, or chown the folder; another user could swap the drains' logs",
+            fixture.path("shared/logs").display(),
+            shown.display()
+        )),
+        "{}",
+        doctor.stdout
+    );
+    std::os::unix::fs::chown(fixture.path("shared"), Some(0), Some(0)).unwrap();
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    assert!(doctor.stdout.contains("ok    log_dir:"), "{}", doctor.stdout);
+}
+
 /// Whether drainctl can be run as `nobody` here (as root); says the test is skipped if not.
 fn can_run_as_nobody() -> bool {
     let is_root = unsafe { libc::geteuid() } == 0;
