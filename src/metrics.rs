@@ -168,6 +168,8 @@ struct DrainSnapshot {
     budgets: HashMap<String, DailyBudget>,
     /// What today's attempts of each drain with a `max_cost_per_day` cost.
     costs_today: HashMap<String, f64>,
+    /// The pace the quota group of each drain in a burst kept between its limits lately.
+    quota_paces: HashMap<String, crate::schedule::forecast::QuotaPace>,
 }
 
 impl DrainSnapshot {
@@ -185,7 +187,18 @@ impl DrainSnapshot {
         let costs_today = crate::db::usage::costs_today(client, config, now)?;
         let BurstLimits { holds, parked, budgets } =
             burst_limits(client, config, &controls, holds, &costs_today, now)?;
-        Ok(DrainSnapshot { controls, counts, latest, histories, holds, parked, budgets, costs_today })
+        let quota_paces = crate::schedule::forecast::quota_paces(client, config, &controls, now)?;
+        Ok(DrainSnapshot {
+            controls,
+            counts,
+            latest,
+            histories,
+            holds,
+            parked,
+            budgets,
+            costs_today,
+            quota_paces,
+        })
     }
 }
 
@@ -360,7 +373,8 @@ impl DrainFamilies {
             HoldReason::until_resumed(is_paused, snapshot.parked.contains(name)),
             now,
         )
-        .paid_from(snapshot.budgets.get(name).copied(), now);
+        .paid_from(snapshot.budgets.get(name).copied(), now)
+        .held_to(snapshot.quota_paces.get(&drain.quota_group).copied());
         if let Some(rate) = forecast.items_per_hour {
             self.throughput.sample(vec![("drain", name.clone())], rate / 3600.0);
         }

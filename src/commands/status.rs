@@ -68,6 +68,8 @@ struct Snapshot {
     unconfigured: Vec<UnconfiguredDrain>,
     /// When the database server started: no run is hung for its silence before that.
     server_started_at: Option<DateTime<Utc>>,
+    /// The pace the quota group of each drain in a burst kept between its limits lately.
+    quota_paces: HashMap<String, crate::schedule::forecast::QuotaPace>,
 }
 
 fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Snapshot> {
@@ -84,9 +86,11 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
     // Only a running run is judged hung by it (`silence_started_at`).
     let server_started_at =
         if running.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
+    let controls = read_controls(client, &names)?;
+    let quota_paces = crate::schedule::forecast::quota_paces(client, config, &controls, now)?;
     Ok(Snapshot {
         now,
-        controls: read_controls(client, &names)?,
+        controls,
         running,
         backoff_rows: read_group_backoffs(client, &group_names)?,
         group_states: read_groups(client, &group_names)?,
@@ -101,6 +105,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         cost_today,
         unconfigured: unconfigured_drains(client, config)?,
         server_started_at,
+        quota_paces,
     })
 }
 
@@ -459,7 +464,8 @@ fn decide_drain(
             zone,
         ),
         now,
-    );
+    )
+    .held_to(snapshot.quota_paces.get(&drain.quota_group).copied());
     DrainView {
         drain: drain.name.clone(),
         state,
@@ -650,6 +656,9 @@ fn drain_rows(view: &StatusView, zone: Tz) -> (Vec<Vec<String>>, Vec<String>) {
         forecast_lines.push(format!("  {}: {}", drain.drain, drain.forecast.describe()));
         if let Some(burst) = drain.forecast.describe_burst() {
             forecast_lines.push(format!("  {}: {burst}", drain.drain));
+        }
+        if let Some(pace) = drain.forecast.describe_burst_pace() {
+            forecast_lines.push(format!("  {}: {pace}", drain.drain));
         }
         if let Some(hold) = drain.forecast.describe_burst_hold(zone) {
             forecast_lines.push(format!("  {}: {hold}", drain.drain));

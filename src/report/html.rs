@@ -344,6 +344,9 @@ fn facts(page: &Page, drain: &DrainPage) -> Vec<(&'static str, String)> {
     if let Some(burst) = status.forecast.describe_burst() {
         let _ = write!(forecast, "; {}", escape(&burst));
     }
+    if let Some(pace) = status.forecast.describe_burst_pace() {
+        let _ = write!(forecast, " {}", escape(&pace));
+    }
     if let Some(hold) = status.forecast.describe_burst_hold(page.zone) {
         let _ = write!(forecast, "; {}", escape(&hold));
     }

@@ -265,7 +265,8 @@ fn forecast_line(forecast: &Forecast, now: DateTime<Utc>, deadline: DateTime<Utc
     if forecast.backlog > 0 && (left <= 0.0 || forecast.held_past_burst_deadline) {
         return Some(ForecastLine { starts: deadline, ends: deadline, left: backlog });
     }
-    let needed = forecast.seconds_to_empty?;
+    // Held to its quota group's pace, when that is the slower (see `Forecast::held_to`).
+    let needed = forecast.burst_quota_seconds.or(forecast.seconds_to_empty)?;
     Some(if needed <= 0.0 {
         ForecastLine { starts: now, ends: now, left: 0.0 }
     } else if let Some(ends) = forecast.burst_finishes_at {
@@ -360,6 +361,9 @@ mod tests {
             burst_budget_days: None,
             burst_finishes_at: None,
             burst_left_at_deadline: None,
+            burst_quota_pace: None,
+            burst_quota_seconds: None,
+            working_seconds: None,
         }
     }
 

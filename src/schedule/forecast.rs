@@ -61,6 +61,66 @@ pub struct Forecast {
     /// Paid from a daily budget: the items left at the deadline, when it does not finish.
     #[serde(skip)]
     pub burst_left_at_deadline: Option<f64>,
+    /// During a burst whose quota group hit its limits lately at a pace slower than the
+    /// drain's own rate: that pace, which the burst cannot beat (see [`QuotaPace`]).
+    pub burst_quota_pace: Option<QuotaPace>,
+    /// The time the backlog needs at that pace.
+    #[serde(skip)]
+    pub burst_quota_seconds: Option<f64>,
+    /// During a burst: the time it may work before the deadline (after its hold).
+    #[serde(skip)]
+    pub working_seconds: Option<f64>,
+}
+
+/// What a quota group's vendor let its drains do lately: the items they completed between
+/// the group's first and last limit hit of the last 24 hours, per hour of that span. A
+/// drain's own rate counts only its running time, not the waits for the resets between;
+/// in a burst that keeps hitting its limits, this pace is the one it can keep
+/// (docs/operations.md, "Status").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QuotaPace {
+    /// Limit hits of the group in the last 24 hours.
+    pub hits: i64,
+    pub items_per_hour: f64,
+}
+
+/// The [`QuotaPace`] of the quota group of each drain of `config` in a burst at `now` (by
+/// `controls`), by group: for those whose limits were hit at least twice a minute or more
+/// apart in the last 24 hours. Read only for drains in a burst, whose verdict it changes.
+pub fn quota_paces(
+    client: &mut impl postgres::GenericClient,
+    config: &crate::config::Config,
+    controls: &[crate::db::drains::DrainControls],
+    now: DateTime<Utc>,
+) -> crate::error::Result<std::collections::HashMap<String, QuotaPace>> {
+    let since = now - chrono::Duration::from_std(RECENT_WINDOW).unwrap_or_default();
+    let mut groups: Vec<&str> = config
+        .drains
+        .iter()
+        .filter(|drain| controls.iter().any(|c| c.name == drain.name && c.active_burst(now).is_some()))
+        .map(|drain| drain.quota_group.as_str())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut paces = std::collections::HashMap::new();
+    for group in groups {
+        let drains = config.group_drains(group);
+        let row = client.query_one(
+            "WITH hits AS (SELECT count(*) AS n, min(at) AS first_at, max(at) AS last_at FROM events
+                            WHERE kind = 'backoff_set' AND quota_group = $1 AND at >= $2 AND at <= $3)
+             SELECT h.n, extract(epoch FROM h.last_at - h.first_at)::float8,
+                    (SELECT count(*) FROM items i
+                      WHERE i.state = 'done' AND i.finished_at >= h.first_at AND i.finished_at < h.last_at
+                        AND i.drain = ANY($4))
+               FROM hits h",
+            &[&group, &since, &now, &drains],
+        )?;
+        let (hits, span, done): (i64, Option<f64>, i64) = (row.get(0), row.get(1), row.get(2));
+        if let Some(span) = span.filter(|span| hits >= 2 && *span >= 60.0) {
+            paces.insert(group.to_string(), QuotaPace { hits, items_per_hour: done as f64 * 3600.0 / span });
+        }
+    }
+    Ok(paces)
 }
 
 /// A daily cost budget a burst's items are paid from (docs/operations.md, "Status").
@@ -324,6 +384,9 @@ pub fn forecast(
         burst_budget_days: None,
         burst_finishes_at: None,
         burst_left_at_deadline: None,
+        burst_quota_pace: None,
+        burst_quota_seconds: None,
+        working_seconds,
     }
 }
 
@@ -363,6 +426,28 @@ impl Forecast {
         self
     }
 
+    /// During a burst of a drain whose quota group kept `pace` lately: the backlog cannot
+    /// empty faster than that pace, and the verdict says so when it is the slower
+    /// (docs/operations.md, "Status").
+    pub fn held_to(mut self, pace: Option<QuotaPace>) -> Forecast {
+        let (Some(pace), Some(working)) = (pace, self.working_seconds) else {
+            return self;
+        };
+        if self.backlog <= 0 || pace.items_per_hour <= 0.0 {
+            return self;
+        }
+        let needed = self.backlog as f64 * 3600.0 / pace.items_per_hour;
+        if self.seconds_to_empty.is_some_and(|own| own >= needed) {
+            return self;
+        }
+        self.burst_quota_pace = Some(pace);
+        self.burst_quota_seconds = Some(needed);
+        let in_time = needed <= working;
+        self.finishes_before_burst_deadline =
+            Some(self.finishes_before_burst_deadline.unwrap_or(true) && in_time);
+        self
+    }
+
     /// For humans: `~120 items/h over 3 runs; 42 left: ~21m of running`.
     pub fn describe(&self) -> String {
         let rate = match self.items_per_hour {
@@ -390,6 +475,10 @@ impl Forecast {
     pub fn describe_burst(&self) -> Option<String> {
         let (left, finishes) = (self.burst_seconds_left?, self.finishes_before_burst_deadline?);
         let needs = match (self.seconds_to_empty, self.burst_budget_days) {
+            // At its quota group's pace: the line below says so.
+            _ if self.burst_quota_seconds.is_some() => {
+                format!("burst needs {}, ", approximately(self.burst_quota_seconds?))
+            }
             (Some(needed), Some(days)) if days > 1 => {
                 format!("burst needs {} over {days} budget days, ", approximately(needed))
             }
@@ -401,6 +490,18 @@ impl Forecast {
         Some(format!(
             "{needs}{left} left: {}",
             if finishes { "finishes before the deadline" } else { "will not finish before the deadline" }
+        ))
+    }
+
+    /// During a burst held to its quota group's pace ([`Forecast::held_to`]), that pace:
+    /// `at the ~2.0 items/h its quota group kept between its 4 limit hits of the last 24h`.
+    pub fn describe_burst_pace(&self) -> Option<String> {
+        self.burst_quota_seconds?;
+        let pace = self.burst_quota_pace?;
+        Some(format!(
+            "at the {} items/h its quota group kept between its {} limit hits of the last 24h",
+            round_rate(pace.items_per_hour),
+            pace.hits
         ))
     }
 

@@ -953,6 +953,64 @@ fn seed_pending(client: &mut postgres::Client, count: i32) {
 }
 
 #[test]
+fn a_burst_verdict_counts_the_pace_its_quota_group_kept_between_its_limits() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let mut client = fixture.client();
+    seed_pending(&mut client, 20);
+    // Its own rate: 10 items in 6 minutes of running, 100 items/h.
+    seed_run(
+        &mut client,
+        at("2026-11-27T05:00:00Z"),
+        Some(at("2026-11-27T05:06:00Z")),
+        "rate_limited",
+        10,
+        None,
+    );
+    // Its vendor let it finish 6 items in the 3 hours between its first and last of 4 limit
+    // hits: 2 items/h, waits for the resets included.
+    for hour in ["06", "07", "08", "09"] {
+        let hit = at(&format!("2026-11-27T{hour}:00:00Z"));
+        client
+            .execute(
+                "INSERT INTO events (at, kind, drain, quota_group, message, data)
+                 VALUES ($1, 'backoff_set', 'sessions', 'sessions', 'limit', '{}')",
+                &[&hit],
+            )
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO items (drain, key, payload, state, attempts, available_at, enqueued_at, updated_at, finished_at)
+             SELECT 'sessions', 'done' || n, '{}', 'done', 1, $1, $1, $1, $1::timestamptz + n * interval '20 minutes'
+               FROM generate_series(1, 6) AS n",
+            &[&at("2026-11-27T06:00:00Z")],
+        )
+        .unwrap();
+    fixture.drainctl(&["burst", "on", "sessions", "--until", "+5h"]).run().assert_code(0);
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_documented("drainctl status", &status);
+    let forecast = status["drains"][0]["forecast"].clone();
+    // Before: 20 items at 100 items/h, 12 minutes: "finishes before the deadline".
+    assert_eq!(forecast["finishes_before_burst_deadline"], false, "{forecast}");
+    assert_eq!(forecast["burst_quota_pace"], serde_json::json!({ "hits": 4, "items_per_hour": 2.0 }));
+    let human = fixture.drainctl(&["status"]).run().stdout;
+    assert!(
+        human.contains(
+            "  sessions: burst needs ~10h, 5h left: will not finish before the deadline\n  sessions: at the ~2.0 \
+             items/h its quota group kept between its 4 limit hits of the last 24h\n"
+        ),
+        "{human}"
+    );
+    let metrics = fixture.drainctl(&["metrics"]).run().stdout;
+    assert!(metrics.contains("drainctl_burst_will_finish{drain=\"sessions\"} 0\n"), "{metrics}");
+    // A burst long enough for that pace finishes.
+    fixture.drainctl(&["burst", "on", "sessions", "--until", "+11h"]).run().assert_code(0);
+    let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
+    assert_eq!(forecast["finishes_before_burst_deadline"], true, "{forecast}");
+}
+
+#[test]
 fn status_and_metrics_forecast_from_recent_runs_and_say_when_a_burst_will_not_finish() {
     let fixture = Fixture::new(&config(""), NOW);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
@@ -996,7 +1054,7 @@ fn status_and_metrics_forecast_from_recent_runs_and_say_when_a_burst_will_not_fi
             "runs": 2, "items_done": 10, "running_seconds": 3600.0, "items_per_hour": 10.0,
             "backlog": 140, "seconds_to_empty": 50400.0, "burst_budget_days": null,
             "burst_seconds_left": null, "finishes_before_burst_deadline": null,
-            "burst_held_until": null, "burst_held_by": null,
+            "burst_held_until": null, "burst_held_by": null, "burst_quota_pace": null,
         })
     );
     let human = fixture.drainctl(&["status"]).run().stdout;
