@@ -451,42 +451,26 @@ pub fn settle_skipped_missing(
     Ok(updated == 1)
 }
 
-/// Settle an item this run holds whose source file vanished after it was scanned:
-/// `skipped_missing`, with its attempt given back and closed. False when the run lost it.
-pub fn settle_claimed_skipped_missing(
+/// Settle an item this run holds without having run its worker, as `state` — its source
+/// file vanished after it was scanned (`skipped_missing`), or it used `max_attempts`
+/// before the setting was lowered (`dead`) —, with its claim's attempt given back and
+/// closed as `outcome`, `note` its error. False when the run no longer held it.
+pub fn settle_claimed_unrun(
     client: &mut impl GenericClient,
     item_id: i64,
     run_id: i64,
+    state: ItemState,
+    outcome: AttemptOutcome,
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let updated = client.execute(
-        "UPDATE items SET state = 'skipped_missing', attempts = greatest(attempts - 1, 0),
-                finished_at = $4, last_error = $3, updated_at = $4
+        "UPDATE items SET state = $5, attempts = greatest(attempts - 1, 0), finished_at = $4, last_error = $3,
+                claimed_at = NULL, updated_at = $4
           WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-        &[&item_id, &run_id, &note, &now],
+        &[&item_id, &run_id, &note, &now, &state],
     )?;
-    finish_attempt(client, item_id, run_id, AttemptOutcome::SkippedMissing, None, Some(note), now)?;
-    Ok(updated == 1)
-}
-
-/// Dead-letter a held item whose worker was not started (it had used `max_attempts`
-/// already), its claim's attempt given back and closed `not_started` with `note`. False
-/// when the run no longer held it.
-pub fn settle_claimed_dead_unrun(
-    client: &mut impl GenericClient,
-    item_id: i64,
-    run_id: i64,
-    note: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let updated = client.execute(
-        "UPDATE items SET state = 'dead', attempts = greatest(attempts - 1, 0), finished_at = $3, updated_at = $3,
-                claimed_at = NULL, last_error = $4
-          WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-        &[&item_id, &run_id, &now, &note],
-    )?;
-    finish_attempt(client, item_id, run_id, AttemptOutcome::NotStarted, None, Some(note), now)?;
+    finish_attempt(client, item_id, run_id, outcome, None, Some(note), now)?;
     Ok(updated == 1)
 }
 

@@ -13,7 +13,7 @@ use crate::db::items::{self, ClaimedItem, Failure};
 use crate::db::poison;
 use crate::db::runs;
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_TEMPORARY};
-use crate::model::{AttemptOutcome, EventKind, RunStatus};
+use crate::model::{AttemptOutcome, EventKind, ItemState, RunStatus};
 use crate::quota::{Outcome, QuotaHit};
 use crate::worker::{
     run_worker, OutputDrain, Printed, SpawnError, StopReason, WorkerExit, WorkerReport, WorkerSpec,
@@ -67,7 +67,8 @@ impl Pass<'_> {
         );
         let settled = in_transaction(self.client, |tx| {
             runs::lock_own_run(tx, self.run_id)?;
-            let settled = items::settle_claimed_dead_unrun(tx, item.id, self.run_id, &note, now)?;
+            let (state, outcome) = (ItemState::Dead, AttemptOutcome::NotStarted);
+            let settled = items::settle_claimed_unrun(tx, item.id, self.run_id, state, outcome, &note, now)?;
             if settled {
                 runs::count_failed_item(tx, self.run_id)?;
                 let event = Event::new(EventKind::ItemDeadLettered, format!("item {}: {note}", item.key))
@@ -93,7 +94,8 @@ impl Pass<'_> {
         let now = self.clock.now();
         let note = format!("source file {path} {why} before the item was done");
         let settled = in_transaction(self.client, |tx| {
-            let settled = items::settle_claimed_skipped_missing(tx, item.id, self.run_id, &note, now)?;
+            let (state, outcome) = (ItemState::SkippedMissing, AttemptOutcome::SkippedMissing);
+            let settled = items::settle_claimed_unrun(tx, item.id, self.run_id, state, outcome, &note, now)?;
             if settled {
                 let event = Event::new(EventKind::ItemSkippedMissing, format!("item {}: {note}", item.key))
                     .drain(&self.drain.name)

@@ -1050,27 +1050,33 @@ fn sigterm_during_a_short_retry_a_client_waits_out_itself_records_the_limit_for_
     // enough for the pass to let it), and exits 0 on SIGTERM. Claude Code's `api_retry`
     // events are read the same way. Before: the attempt was `interrupted`, no backoff, and
     // the next pass called the vendor inside the window.
-    let fixture = Fixture::new(&config(""), NOW);
-    let started = fixture.path("started");
-    let script = format!(
-        "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
-         echo 'Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.' >&2\n\
-         echo '* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, \
-         limit: 5, model: gemini-2.5-pro' >&2\n\
-         echo 'Please retry in 34.101299s.' >&2\n\
-         echo 'Suggested retry after 34s.. Retrying after 34625ms...' >&2\n\
-         touch {}\nsleep 60 &\nwait\n",
-        started.display()
-    );
-    let worker = fixture.script("gemini-like", &script);
-    fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
-    fixture.enqueue("docs", &[("g".into(), json!({}))]);
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the client to wait for its retry", Duration::from_secs(20), || started.exists());
-    std::thread::sleep(Duration::from_millis(300));
-    signal(pass.id(), libc::SIGTERM);
-    let result = finished(pass.wait_with_output().unwrap());
-    result.assert_code(75);
+    // A client that states a wait of `wait`, sits it out, and is sent SIGTERM `after` it
+    // said so.
+    let stopped_during_its_wait = |wait: &str, retry: &str, after: Duration| {
+        let fixture = Fixture::new(&config(""), NOW);
+        let started = fixture.path("started");
+        let script = format!(
+            "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
+             echo 'Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.' >&2\n\
+             echo '* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, \
+             limit: 5, model: gemini-2.5-pro' >&2\n\
+             echo 'Please retry in {wait}.' >&2\n\
+             echo 'Suggested retry after 34s.. Retrying after {retry}...' >&2\n\
+             touch {}\nsleep 60 &\nwait\n",
+            started.display()
+        );
+        let worker = fixture.script("gemini-like", &script);
+        fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
+        fixture.enqueue("docs", &[("g".into(), json!({}))]);
+        let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+        wait_until("the client to wait for its retry", Duration::from_secs(20), || started.exists());
+        std::thread::sleep(after);
+        signal(pass.id(), libc::SIGTERM);
+        let result = finished(pass.wait_with_output().unwrap());
+        result.assert_code(75);
+        (fixture, result)
+    };
+    let (fixture, result) = stopped_during_its_wait("34.101299s", "34625ms", Duration::from_millis(300));
     assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
     let until: String = fixture
         .client()
@@ -1082,19 +1088,7 @@ fn sigterm_during_a_short_retry_a_client_waits_out_itself_records_the_limit_for_
     let (state, attempts, _) = fixture.item("docs", "g");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
     // A stop once the client's wait is over records nothing: it has retried by then.
-    let (fixture, first_started) = (Fixture::new(&config(""), NOW), started);
-    let started = fixture.path("started");
-    let script = script.replace("34.101299s", "0.2s").replace("34625ms", "200ms");
-    let script = script.replace(&first_started.display().to_string(), &started.display().to_string());
-    let worker = fixture.script("gemini-like", &script);
-    fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
-    fixture.enqueue("docs", &[("g".into(), json!({}))]);
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the client to wait for its retry", Duration::from_secs(20), || started.exists());
-    std::thread::sleep(Duration::from_millis(600));
-    signal(pass.id(), libc::SIGTERM);
-    let result = finished(pass.wait_with_output().unwrap());
-    result.assert_code(75);
+    let (fixture, result) = stopped_during_its_wait("0.2s", "200ms", Duration::from_millis(600));
     assert!(!result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
 }
