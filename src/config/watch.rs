@@ -3,23 +3,22 @@
 //! (docs/configuration.md, "Changing the configuration while drains run").
 //!
 //! The file is looked at (`stat`) before every item and every second of a wait; only when
-//! it differs from the file as read, and has stayed as it is for a moment (an editor or a
-//! tool writing it in place passes through a cut file), is it read again. Only a change
-//! to the drain's own settings, its quota group's, the defaults, or the drains sharing its
-//! group counts: a file rewritten with the same text (a configuration tool's run,
-//! `touch`), or a change to another drain, goes unnoticed. A file that cannot be read or
-//! is invalid (an editor's half-saved file) leaves the pass on the settings it read, with
-//! a warning, and is read again at each look until it can be.
+//! it differs from the file as last read, and was last written [`SETTLED_FOR`] ago or more
+//! (an editor or a tool writing it in place passes through a cut file, which may parse:
+//! empty, or cut between two tables), is it read again. Only a change to the drain's own
+//! settings, its quota group's, the defaults, or the drains sharing its group counts: a
+//! file rewritten with the same text (a configuration tool's run, `touch`), or a change
+//! to another drain, goes unnoticed. A file that cannot be read or is invalid (an
+//! editor's half-saved file, a mode refused) leaves the pass on the settings it read, with
+//! a warning, until it changes again (a `chmod` too).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Config, DrainConfig};
 
-/// How long the file must stay as it is before it is read again.
-const SETTLED_FOR: Duration = Duration::from_millis(100);
-/// How long at most the look waits for it to settle.
-const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
+/// How long ago the file must have been written last before it is read again.
+pub const SETTLED_FOR: Duration = Duration::from_secs(1);
 
 /// What tells that a file was changed: its modification and change times (a `chmod` or
 /// `chown` moves the latter), size and inode.
@@ -47,19 +46,10 @@ impl FileStamp {
         FileStamp::of(&std::fs::metadata(path).ok()?)
     }
 
-    /// The file at `path` once it has stayed as it is for [`SETTLED_FOR`] (at most
-    /// [`SETTLE_AT_MOST`] of waiting).
-    fn settled_at(path: &Path) -> Option<FileStamp> {
-        let started = std::time::Instant::now();
-        let mut stamp = FileStamp::at(path);
-        loop {
-            std::thread::sleep(SETTLED_FOR);
-            let again = FileStamp::at(path);
-            if again == stamp || started.elapsed() >= SETTLE_AT_MOST {
-                return again;
-            }
-            stamp = again;
-        }
+    /// Whether the file was last written [`SETTLED_FOR`] ago or more by the wall clock
+    /// (or at an instant ahead of it, which cannot be judged).
+    fn is_settled(&self) -> bool {
+        std::time::SystemTime::now().duration_since(self.modified).map_or(true, |age| age >= SETTLED_FOR)
     }
 }
 
@@ -69,8 +59,6 @@ pub struct ConfigWatch {
     /// None for a configuration read from a descriptor or text: nothing to look at again.
     path: Option<PathBuf>,
     seen: Option<FileStamp>,
-    /// A file last found unusable, warned of once.
-    warned: Option<FileStamp>,
     drain: String,
     settings: Vec<(&'static str, String)>,
 }
@@ -84,17 +72,21 @@ pub struct Reloaded {
 }
 
 impl Reloaded {
-    /// Whether the run of drain `name` holding concurrency slot `slot` may go on with the
-    /// file as it is now; why not when it may not.
-    pub fn may_go_on(&self, name: &str, slot: u32) -> Result<(), String> {
+    /// Whether the run of drain `name` holding concurrency slot `slot`, among the slots
+    /// `held` by its passes now, may go on with the file as it is now; why not when it may
+    /// not. With `concurrency` lowered below the passes running, those holding the highest
+    /// slots end, as many as run beyond it.
+    pub fn may_go_on(&self, name: &str, slot: u32, held: &[u32]) -> Result<(), String> {
         let Some(drain) = self.config.drains.iter().find(|drain| drain.name == name) else {
             return Err("the pass ends".to_string());
         };
-        if slot >= drain.concurrency {
+        let running = u32::try_from(held.len()).unwrap_or(u32::MAX).max(1);
+        let above = held.iter().filter(|other| **other > slot).count();
+        let beyond = running.saturating_sub(drain.concurrency) as usize;
+        if above < beyond {
             return Err(format!(
-                "its concurrency is {} now, and this pass holds slot {}: the pass ends",
-                drain.concurrency,
-                slot + 1
+                "its concurrency is {} now, with {running} passes running: this one ends",
+                drain.concurrency
             ));
         }
         Ok(())
@@ -106,7 +98,6 @@ impl ConfigWatch {
         ConfigWatch {
             path: config.path.clone().filter(|_| config.read_stamp.is_some()),
             seen: config.read_stamp,
-            warned: None,
             drain: drain.name.clone(),
             settings: settings_of(config, drain),
         }
@@ -116,27 +107,25 @@ impl ConfigWatch {
     /// by; None while nothing did.
     pub fn change(&mut self) -> Option<Reloaded> {
         let path = self.path.as_deref()?;
-        if FileStamp::at(path) == self.seen {
+        let now = FileStamp::at(path);
+        // Being written: looked at again next time.
+        if now == self.seen || now.is_some_and(|stamp| !stamp.is_settled()) {
             return None;
         }
-        let now = FileStamp::settled_at(path);
+        self.seen = now;
         let config = match Config::load(path) {
             Ok(config) => config,
             Err(error) => {
-                // Looked at again next time: fixed by a `chmod`, it is read then.
-                if self.warned != now {
-                    self.warned = now;
-                    log::warn!(
-                        "drain {}: the configuration file changed and cannot be used ({}): this pass goes on \
-                         with the settings it read",
-                        self.drain,
-                        error.display_scrubbed()
-                    );
-                }
+                // Read again once it changes (a `chmod` moves its change time).
+                log::warn!(
+                    "drain {}: the configuration file changed and cannot be used ({}): this pass goes on with \
+                     the settings it read",
+                    self.drain,
+                    error.display_scrubbed()
+                );
                 return None;
             }
         };
-        self.seen = now;
         let what = match config.drains.iter().find(|drain| drain.name == self.drain) {
             None => format!("drain {} is no longer in it", self.drain),
             Some(drain) => {
@@ -183,11 +172,40 @@ mod tests {
         reloaded.map(|reloaded| reloaded.what.replace("the configuration file changed: ", ""))
     }
 
-    /// Written again by replacing it, so that its stamp differs however coarse the clock.
+    /// Written again by replacing it, so that its stamp differs however coarse the clock,
+    /// and dated as written [`SETTLED_FOR`] ago.
     fn replace(path: &Path, text: &str) {
         let next = path.with_extension("new");
         std::fs::write(&next, text).expect("write");
+        let written = std::time::SystemTime::now() - SETTLED_FOR * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(&next)
+            .and_then(|file| file.set_modified(written))
+            .expect("date");
         std::fs::rename(&next, path).expect("rename");
+    }
+
+    #[test]
+    fn a_file_written_a_moment_ago_is_read_only_once_it_has_settled() {
+        let (_folder, path, mut watch) = watch_of(FILE);
+        std::fs::write(&path, "").expect("write");
+        assert!(watch.change().is_none(), "an empty file just written is not read");
+        replace(&path, "");
+        assert_eq!(what(watch.change()).as_deref(), Some("drain a is no longer in it"));
+    }
+
+    #[test]
+    fn a_lowered_concurrency_ends_the_passes_of_the_highest_slots_beyond_it() {
+        let (_folder, path, _) = watch_of(FILE);
+        replace(&path, &FILE.replacen("command = [\"w\"]", "command = [\"w\"]\nconcurrency = 1", 1));
+        let reloaded = Reloaded { config: Config::load(&path).expect("load"), what: String::new() };
+        // Slots 1 and 2 of 3 held (slot 0 ended): slot 1 goes on, slot 2 ends.
+        assert!(reloaded.may_go_on("a", 1, &[1, 2]).is_ok());
+        assert!(reloaded.may_go_on("a", 2, &[1, 2]).is_err());
+        assert!(reloaded.may_go_on("a", 2, &[2]).is_ok(), "the one pass left goes on");
+        assert!(reloaded.may_go_on("b", 0, &[0]).is_ok());
+        assert!(reloaded.may_go_on("gone", 0, &[0]).is_err());
     }
 
     #[test]

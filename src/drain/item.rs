@@ -69,8 +69,9 @@ impl Pass<'_> {
             runs::lock_own_run(tx, self.run_id)?;
             let (state, outcome) = (ItemState::Dead, AttemptOutcome::NotStarted);
             let settled = items::settle_claimed_unrun(tx, item.id, self.run_id, state, outcome, &note, now)?;
+            // No attempt ran: counted in no `items_failed` (failed attempts), nor in the
+            // pass's item budget.
             if settled {
-                runs::count_failed_item(tx, self.run_id)?;
                 let event = Event::new(EventKind::ItemDeadLettered, format!("item {}: {note}", item.key))
                     .drain(&self.drain.name)
                     .run(self.run_id)
@@ -80,10 +81,6 @@ impl Pass<'_> {
             }
             Ok(settled)
         })?;
-        if settled {
-            self.failed += 1;
-            self.settled_unrun += 1;
-        }
         log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
         Ok(ItemEnd::Settled)
     }

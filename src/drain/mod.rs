@@ -145,7 +145,6 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             done: carried.done,
             failed: carried.failed,
             skipped: carried.skipped,
-            settled_unrun: carried.settled_unrun,
             is_account_suspected: false,
             statements: std::mem::take(&mut carried.statements),
             unstaged: None,
@@ -174,13 +173,18 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         };
         // The configuration file changed in something the pass goes by: the run goes on
         // with the settings as they are now, in the slot it holds — unless the drain is
-        // gone from it or the slot is beyond its `concurrency` now (docs/configuration.md,
-        // "Changing the configuration while drains run").
+        // gone from it or runs more passes than its `concurrency` allows now
+        // (docs/configuration.md, "Changing the configuration while drains run").
         let stop = match pass.reloaded.take() {
             Some(reloaded) => {
-                match (reloaded.may_go_on(&args.name, slot), crate::worker::signals::termination_signal()) {
+                let held = held_slots(pass.client, drain_id)?;
+                match (
+                    reloaded.may_go_on(&args.name, slot, &held),
+                    crate::worker::signals::termination_signal(),
+                ) {
                     (Ok(()), None) => {
-                        log::info!(
+                        // In the drain's log: which item first ran on the new settings.
+                        log::warn!(
                             "drain {}: run {run_id}: {}; it goes on with them",
                             drain.name,
                             reloaded.what
@@ -230,7 +234,6 @@ struct Carried {
     done: u32,
     failed: u32,
     skipped: u32,
-    settled_unrun: u32,
     idle_seconds: f64,
     cost_picousd: i128,
     is_continuation: bool,
@@ -246,7 +249,6 @@ impl Pass<'_> {
             done: self.done,
             failed: self.failed,
             skipped: self.skipped,
-            settled_unrun: self.settled_unrun,
             idle_seconds: self.idle_seconds,
             cost_picousd: self.cost_picousd,
             is_continuation: self.is_continuation,
@@ -537,6 +539,14 @@ fn take_slot(client: &mut Client, drain_id: i32, concurrency: u32) -> Result<Opt
     Ok(None)
 }
 
+/// The concurrency slots of the drain with id `drain_id` its passes hold now.
+fn held_slots(client: &mut Client, drain_id: i32) -> Result<Vec<u32>> {
+    let slots: Vec<u32> = (0..crate::config::defaults::MAX_CONCURRENCY).collect();
+    let keys: Vec<i64> = slots.iter().map(|slot| drain_slot_key(drain_id, *slot)).collect();
+    let held = crate::db::held_advisory_locks(client, &keys)?;
+    Ok(slots.into_iter().zip(keys).filter(|(_, key)| held.contains(key)).map(|(slot, _)| slot).collect())
+}
+
 /// How one item ended, for the pass loop.
 enum ItemEnd {
     /// Succeeded: its result is staged and committed later, and the commit records the
@@ -613,9 +623,6 @@ struct Pass<'a> {
     /// The file read again, changed in something the pass goes by: the run goes on with
     /// it (see `run`).
     reloaded: Option<crate::config::watch::Reloaded>,
-    /// Items settled without a worker that count in no budget (dead-lettered over a
-    /// lowered `max_attempts`), of `failed`.
-    settled_unrun: u32,
 }
 
 struct SucceededItem {

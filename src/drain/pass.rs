@@ -441,8 +441,7 @@ impl<'a> Pass<'a> {
 
     fn budget_limit(&self, now: DateTime<Utc>, more: u32) -> Option<Stop> {
         let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some()) + more;
-        // Items dead-lettered without a worker (over a lowered max_attempts) cost nothing.
-        if self.done + self.failed - self.settled_unrun + waiting >= self.drain.max_items_per_pass {
+        if self.done + self.failed + waiting >= self.drain.max_items_per_pass {
             return Some(Stop::normal(
                 RunStatus::Budget,
                 format!("max_items_per_pass ({}) reached", self.drain.max_items_per_pass),

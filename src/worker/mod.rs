@@ -61,6 +61,9 @@ const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// (docs/worker-contract.md). It ends as soon as both pipes are closed, and at the item's
 /// timeout, which a helper still writing then meets as the worker would.
 const LEFTOVER_OUTPUT_WAIT: Duration = Duration::from_secs(2);
+/// A worker that failed by itself keeps no answer: what it left holding its output gets
+/// at most this long after its exit to pass its last words on, however it keeps writing.
+const FAILED_WORKER_LEFTOVER_WAIT: Duration = Duration::from_secs(10);
 /// A client announcing a wait longer than this (or longer than what is left of the item
 /// timeout) for its own retry is stopped at once: waiting is the drain's job
 /// (docs/rate-limits.md, "Clients that wait for the reset").
@@ -619,6 +622,25 @@ fn ignore_broken_pipe_signal() {
 
 /// Whether process `pid` (our child) has exited, leaving it unreaped (`WNOWAIT`), so its
 /// pid, and with it its process group id, cannot be reused yet.
+/// Whether the worker `pid`, seen exited and not reaped yet, failed by itself: exited
+/// non-zero, or killed by a signal.
+fn exited_unsuccessfully(pid: libc::pid_t) -> bool {
+    let Ok(id) = libc::id_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: as in `has_exited`: a zeroed siginfo_t filled by waitid, read after it.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let result = libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        result == 0
+            && info.si_pid() != 0
+            && match info.si_code {
+                libc::CLD_EXITED => info.si_status() != 0,
+                code => code == libc::CLD_KILLED || code == libc::CLD_DUMPED,
+            }
+    }
+}
+
 fn has_exited(pid: libc::pid_t) -> bool {
     let Ok(id) = libc::id_t::try_from(pid) else {
         return true;
@@ -682,6 +704,9 @@ fn supervise(
     let mut first_look_read_at: Option<Instant> = None;
     let mut leftovers_write_until: Option<Instant> = None;
     let mut awaits_leftover_output = false;
+    // The worker exited non-zero or was killed by a signal, by itself (see
+    // `FAILED_WORKER_LEFTOVER_WAIT`).
+    let mut worker_failed = false;
     loop {
         let leader_exited = exit.is_none() && has_exited(group);
         if leader_exited {
@@ -693,6 +718,9 @@ fn supervise(
             // only pipes still open after it make the group worth a look in /proc.
             let is_first_look = exit_seen_at.is_none();
             let exited_at = *exit_seen_at.get_or_insert_with(Instant::now);
+            if is_first_look {
+                worker_failed = exited_unsuccessfully(group);
+            }
             // Output over the cap is dropped already: the item fails on it at once. A pipe
             // still open after the first look is held by a process the worker left, in its
             // group or out of it (`setsid`): each may be passing the result on.
@@ -707,12 +735,20 @@ fn supervise(
                 capture.last_stdout_at.filter(|at| *at > first_look_read_at.unwrap_or(exited_at));
             let quiet_until = last_write.unwrap_or(exited_at) + LEFTOVER_OUTPUT_WAIT;
             let until = timeout_at.map_or(quiet_until, |at| quiet_until.min(at));
+            let until = match worker_failed {
+                true => until.min(exited_at + FAILED_WORKER_LEFTOVER_WAIT),
+                false => until,
+            };
             leftovers_write_until = Some(until);
             let now = Instant::now();
             awaits_leftover_output = holds_output && now < until;
             if holds_output && now >= until && now < quiet_until && last_write.is_some() {
-                // Still writing at the item's timeout: the result would be cut.
-                stop_reason = Some(StopReason::TimedOut);
+                // Still writing at the item's timeout: the result would be cut. A worker
+                // that failed by itself is judged by its own exit, the held output noted.
+                stop_reason = Some(match worker_failed {
+                    true => StopReason::OutputHeld,
+                    false => StopReason::TimedOut,
+                });
             }
             // Still held, silent, after the wait (not the first look: its pipes may hold
             // no more than their end): the answer may be cut — a post-processor that

@@ -190,7 +190,7 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
     // `status` showed the new settings; then it ended, for the next supervise).
     let (fixture, pass) = waiting_pass("", &["drain", "docs", "--json"]);
     let text = std::fs::read_to_string(&fixture.config_path).unwrap();
-    fixture.write_config(&format!("{text}quota_group = \"free\"\n"));
+    fixture.write_config_settled(&format!("{text}quota_group = \"free\"\n"));
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);
     assert_eq!(
@@ -219,8 +219,9 @@ fn a_waiting_pass_goes_on_when_its_file_is_only_rewritten_or_touched() {
     // the reset waited for was used only by the next supervise.
     let (fixture, pass) = waiting_pass("", &["drain", "docs", "--json"]);
     let text = std::fs::read_to_string(&fixture.config_path).unwrap();
-    fixture.write_config(&text);
-    fixture.write_config(&format!("{text}\n[[drain]]\nname = \"other\"\ncommand = [\"FAKE_WORKER\"]\n"));
+    fixture.write_config_settled(&text);
+    fixture
+        .write_config_settled(&format!("{text}\n[[drain]]\nname = \"other\"\ncommand = [\"FAKE_WORKER\"]\n"));
     fixture.set_now("2026-11-27T10:00:34Z");
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);

@@ -117,6 +117,15 @@ impl Fixture {
         std::fs::write(&self.config_path, text).unwrap();
     }
 
+    /// [`Fixture::write_config`], the file dated as written two seconds ago: a running pass
+    /// reads a changed file again only once it has settled (docs/configuration.md,
+    /// "Changing the configuration while drains run"), and this one has.
+    pub fn write_config_settled(&self, config: &str) {
+        self.write_config(config);
+        let written = std::time::SystemTime::now() - Duration::from_secs(2);
+        std::fs::File::options().write(true).open(&self.config_path).unwrap().set_modified(written).unwrap();
+    }
+
     pub fn set_now(&self, now: &str) {
         std::fs::write(&self.clock_path, now).unwrap();
     }
