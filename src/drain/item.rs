@@ -388,16 +388,23 @@ impl Pass<'_> {
         }
         // A client stopped while it announced a long wait hit its quota: see
         // docs/rate-limits.md, "Clients that wait for the reset".
-        match (report.stop_reason, &report.client_wait_line, report.client_wait_left) {
+        match (report.stop_reason, &report.client_wait_line, report.interrupted_wait) {
             (Some(StopReason::ClientWaits(wait)), Some(line), _) => {
                 Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, now, zone))
             }
             // Stopped (SIGTERM to the pass) while it waited for its own retry: the limit
-            // holds for the rest of that wait, whatever the exit status of a client that
-            // exits 0 on SIGTERM says (docs/worker-contract.md).
-            (Some(StopReason::Interrupted), Some(line), Some(left)) => {
-                Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, left, now, zone))
+            // holds until that wait ends, whatever the exit status of a client that exits
+            // 0 on SIGTERM says (docs/worker-contract.md).
+            (Some(StopReason::Interrupted), Some(line), Some((wait, ago))) => {
+                let announced = now - chrono::Duration::from_std(ago).unwrap_or_default();
+                Outcome::QuotaHit(crate::quota::client_wait_hit(outcome, line, wait, announced, zone))
             }
+            // Stopped after that wait ended: it had retried, and the limit it announced
+            // says nothing of the call it was making.
+            (Some(StopReason::Interrupted), _, _) if report.client_wait_was_over => match outcome {
+                Outcome::QuotaHit(_) => Outcome::Other,
+                outcome => outcome,
+            },
             // A timeout or an output over the cap is judged by its stop, whatever answer a
             // worker that exited 0 on the signal left half-written (docs/worker-contract.md).
             (Some(_), _, _) if matches!(outcome, Outcome::NoAnswer { .. }) => Outcome::Other,

@@ -194,8 +194,9 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
                         *config = reloaded.config;
                         continue;
                     }
-                    (Ok(()), Some(signal)) => Stop::interrupted(signal),
-                    (Err(why), _) => {
+                    // Asked to stop meanwhile: as at any item's start.
+                    (_, Some(signal)) => Stop::interrupted(signal),
+                    (Err(why), None) => {
                         Stop::normal(RunStatus::WindowClosed, format!("{}; {why}", reloaded.what))
                     }
                 }

@@ -22,7 +22,10 @@ impl<'a> Pass<'a> {
         let stop = self.work_items();
         // An item claimed ahead whose worker did not start goes back, attempt refunded.
         if let Some(item) = self.claimed_ahead.take() {
-            let note = "claimed ahead; the pass ended before its worker started";
+            let note = match self.reloaded {
+                Some(_) => "claimed ahead; the configuration changed before its worker started",
+                None => "claimed ahead; the pass ended before its worker started",
+            };
             if let Err(error) = self.release(&item, AttemptOutcome::NotStarted, note, self.clock.now()) {
                 // The run's end (or, if that fails too, the orphan sweep) releases it.
                 log::error!("drain {}: could not give back item {}: {error}", self.drain.name, item.key);

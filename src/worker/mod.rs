@@ -207,8 +207,11 @@ pub struct WorkerReport {
     /// The line that announced the wait, when the worker was stopped for it — or stopped
     /// (interrupted) during a shorter wait it announced, whose rest is `client_wait_left`.
     pub client_wait_line: Option<String>,
-    /// Interrupted while it waited for its own retry: what was left of that wait.
-    pub client_wait_left: Option<Duration>,
+    /// Interrupted while it waited for its own retry: that wait, and how long before the
+    /// report it was announced.
+    pub interrupted_wait: Option<(Duration, Duration)>,
+    /// Interrupted after the last retry it announced had ended: it had retried by then.
+    pub client_wait_was_over: bool,
 }
 
 /// When output arrived: by the observer's clock (read at most every
@@ -1176,15 +1179,14 @@ impl<'a> OutputCapture<'a> {
         };
         // Stopped while it waited for its own retry: the limit it announced is still in
         // force for what is left of that wait (docs/worker-contract.md, "SIGTERM").
-        let short_wait_left = match (stop_reason, self.short_wait) {
-            (Some(StopReason::Interrupted), Some((line, wait, at))) if at.elapsed() < wait => {
-                Some((line, wait.saturating_sub(at.elapsed())))
+        let (wait_line, interrupted_wait, client_wait_was_over) = match (stop_reason, self.short_wait) {
+            (Some(StopReason::Interrupted), Some((line, wait, at))) if self.wait_line.is_none() => {
+                match at.elapsed() {
+                    ago if ago < wait => (Some(line), Some((wait, ago)), false),
+                    _ => (None, None, true),
+                }
             }
-            _ => None,
-        };
-        let (wait_line, client_wait_left) = match short_wait_left {
-            Some((line, left)) if self.wait_line.is_none() => (Some(line), Some(left)),
-            _ => (self.wait_line, None),
+            _ => (self.wait_line, None, false),
         };
         let (stderr_read, stderr_inside_a_line) = self.stderr_tail.window();
         // A run that failed is read for its error, a spinner's frames as lines.
@@ -1201,7 +1203,8 @@ impl<'a> OutputCapture<'a> {
             last_worded: self.last_worded.map(|(at, read)| Printed { at, ago: read.elapsed() }),
             last_output: self.last_output.map(|(at, read)| Printed { at, ago: read.elapsed() }),
             client_wait_line: wait_line,
-            client_wait_left,
+            interrupted_wait,
+            client_wait_was_over,
         }
     }
 }

@@ -1061,6 +1061,33 @@ fn sigterm_while_a_client_waits_for_its_own_retry_records_the_limit_it_printed()
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
     let (state, attempts, _) = fixture.item("docs", "r30");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
+
+    // Stopped once its wait was over, it had retried: nothing is recorded. Before: the
+    // 429 it printed before its retry, a 5-minute backoff.
+    let fixture = Fixture::new(&config("quota_profile = \"http\"\n"), NOW);
+    let retried = fixture.path("retried");
+    fixture.enqueue(
+        "docs",
+        &[(
+            "r1".into(),
+            steps(json!([
+                { "err": "Error: got status 429 Too Many Requests from the API." },
+                { "err": "Retrying in 0.2s" },
+                { "sleep": 0.2 },
+                { "touch": retried },
+                { "sleep": 30 },
+                { "out": "ok" }
+            ])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the client to retry", Duration::from_secs(20), || retried.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(!result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
 }
 
 #[test]
