@@ -628,33 +628,36 @@ fn ignore_broken_pipe_signal() {
 /// Whether the worker `pid`, seen exited and not reaped yet, failed by itself: exited
 /// non-zero, or killed by a signal.
 fn exited_unsuccessfully(pid: libc::pid_t) -> bool {
-    let Ok(id) = libc::id_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: as in `has_exited`: a zeroed siginfo_t filled by waitid, read after it.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let result = libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
-        result == 0
-            && info.si_pid() != 0
-            && match info.si_code {
-                libc::CLD_EXITED => info.si_status() != 0,
-                code => code == libc::CLD_KILLED || code == libc::CLD_DUMPED,
-            }
-    }
+    peek_exit(pid) == Some(true)
 }
 
 fn has_exited(pid: libc::pid_t) -> bool {
+    peek_exit(pid).is_some()
+}
+
+/// The worker `pid` as `waitid` sees it without reaping it: None while it runs, and once
+/// it has exited whether it failed (exited non-zero, killed by a signal). An error
+/// (ECHILD) means there is nothing left to wait for: exited, not known to have failed.
+fn peek_exit(pid: libc::pid_t) -> Option<bool> {
     let Ok(id) = libc::id_t::try_from(pid) else {
-        return true;
+        return Some(false);
     };
-    // SAFETY: a zeroed siginfo_t is a valid output buffer that outlives the call; si_pid is
-    // read only after waitid filled it (it stays 0 when the child has not exited).
+    // SAFETY: a zeroed siginfo_t is a valid output buffer that outlives the call; its
+    // fields are read only after waitid filled it (si_pid stays 0 when the child has not
+    // exited).
     unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
         let result = libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
-        // An error (ECHILD) means there is nothing left to wait for.
-        result != 0 || info.si_pid() != 0
+        if result != 0 {
+            return Some(false);
+        }
+        if info.si_pid() == 0 {
+            return None;
+        }
+        Some(match info.si_code {
+            libc::CLD_EXITED => info.si_status() != 0,
+            code => code == libc::CLD_KILLED || code == libc::CLD_DUMPED,
+        })
     }
 }
 
