@@ -72,13 +72,16 @@ pub struct Reloaded {
 }
 
 impl Reloaded {
-    /// Whether the run of drain `name` holding concurrency slot `slot`, among the slots
-    /// `held` by its passes now, may go on with the file as it is now; why not when it may
-    /// not. With `concurrency` lowered below the passes running, those holding the highest
-    /// slots end, as many as run beyond it.
-    pub fn may_go_on(&self, name: &str, slot: u32, held: &[u32]) -> Result<(), String> {
+    /// Whether the run of drain `name` holding concurrency slot `own` (none: it lost it),
+    /// among the slots `held` by its passes now, may go on with the file as it is now; why
+    /// not when it may not. With `concurrency` lowered below the passes running, those
+    /// holding the highest slots end, as many as run beyond it.
+    pub fn may_go_on(&self, name: &str, own: Option<u32>, held: &[u32]) -> Result<(), String> {
         let Some(drain) = self.config.drains.iter().find(|drain| drain.name == name) else {
             return Err("the pass ends".to_string());
+        };
+        let Some(slot) = own.filter(|slot| held.contains(slot)) else {
+            return Err("this pass holds no concurrency slot of it: the pass ends".to_string());
         };
         let running = u32::try_from(held.len()).unwrap_or(u32::MAX).max(1);
         let above = held.iter().filter(|other| **other > slot).count();
@@ -112,10 +115,15 @@ impl ConfigWatch {
         if now == self.seen || now.is_some_and(|stamp| !stamp.is_settled()) {
             return None;
         }
-        self.seen = now;
         let config = match Config::load(path) {
-            Ok(config) => config,
+            // Written again between the look and the read: looked at again next time.
+            Ok(config) if config.read_stamp != now => return None,
+            Ok(config) => {
+                self.seen = now;
+                config
+            }
             Err(error) => {
+                self.seen = now;
                 // Read again once it changes (a `chmod` moves its change time).
                 log::warn!(
                     "drain {}: the configuration file changed and cannot be used ({}): this pass goes on with \
@@ -201,11 +209,13 @@ mod tests {
         replace(&path, &FILE.replacen("command = [\"w\"]", "command = [\"w\"]\nconcurrency = 1", 1));
         let reloaded = Reloaded { config: Config::load(&path).expect("load"), what: String::new() };
         // Slots 1 and 2 of 3 held (slot 0 ended): slot 1 goes on, slot 2 ends.
-        assert!(reloaded.may_go_on("a", 1, &[1, 2]).is_ok());
-        assert!(reloaded.may_go_on("a", 2, &[1, 2]).is_err());
-        assert!(reloaded.may_go_on("a", 2, &[2]).is_ok(), "the one pass left goes on");
-        assert!(reloaded.may_go_on("b", 0, &[0]).is_ok());
-        assert!(reloaded.may_go_on("gone", 0, &[0]).is_err());
+        assert!(reloaded.may_go_on("a", Some(1), &[1, 2]).is_ok());
+        assert!(reloaded.may_go_on("a", Some(2), &[1, 2]).is_err());
+        assert!(reloaded.may_go_on("a", Some(2), &[2]).is_ok(), "the one pass left goes on");
+        assert!(reloaded.may_go_on("b", Some(0), &[0]).is_ok());
+        assert!(reloaded.may_go_on("gone", Some(0), &[0]).is_err());
+        // One that lost its slot with its session ends.
+        assert!(reloaded.may_go_on("b", None, &[0]).is_err());
     }
 
     #[test]

@@ -888,6 +888,20 @@ pub fn held_advisory_locks(client: &mut Client, keys: &[i64]) -> Result<Vec<i64>
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// [`held_advisory_locks`], each with whether this session is one that holds it.
+pub fn held_advisory_locks_and_own(client: &mut Client, keys: &[i64]) -> Result<Vec<(i64, bool)>> {
+    let rows = client.query(
+        "SELECT (l.classid::bigint << 32) | l.objid::bigint, bool_or(l.pid = pg_backend_pid())
+           FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($1)
+          GROUP BY 1",
+        &[&keys],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 /// How many times a step that lost a deadlock or a serialization conflict is run again
 /// before the error is given up (docs/guarantees.md, "Concurrent commands"): enough for
 /// four producers of the same keys in opposite orders, which lost with 4.

@@ -110,14 +110,14 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         .map_err(|error| log::warn!("cannot adopt what workers leave outside their process group: {error}"))
         .ok();
     let now = clock.now();
-    let (drain_id, mut run_id, slot) = {
+    let (drain_id, mut run_id) = {
         let drain = config.drain(&args.name)?;
         config.quota_group(&drain.quota_group)?;
         let controls = ensure_drain(client, &drain.name, now)?;
         crate::reap::reap_crashed_runs(client, outbox, config, clock, Some(&drain.name))?;
         crate::reap::release_orphaned_items(client, outbox, config, clock, Some(&drain.name))?;
         match open_run(client, outbox, drain, &controls, args, now)? {
-            Opened::Run(run_id, slot) => (controls.id, run_id, slot),
+            Opened::Run(run_id) => (controls.id, run_id),
             Opened::LockSkipped(report) => return Ok(report),
         }
     };
@@ -160,9 +160,9 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             session_lost_since: None,
             is_continuation: carried.is_continuation,
             has_waited: carried.has_waited,
-            server_errors_in_a_row: 0,
-            last_server_error_item: None,
-            servers_failing_until: None,
+            server_errors_in_a_row: carried.server_errors_in_a_row,
+            last_server_error_item: carried.last_server_error_item,
+            servers_failing_until: carried.servers_failing_until.take(),
             continues_at: None,
             config_watch: crate::config::watch::ConfigWatch::of(config, drain),
             reloaded: None,
@@ -176,13 +176,14 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
         // gone from it or runs more passes than its `concurrency` allows now
         // (docs/configuration.md, "Changing the configuration while drains run").
         let stop = match pass.reloaded.take() {
-            Some(reloaded) => {
-                let held = held_slots(pass.client, drain_id)?;
-                match (
-                    reloaded.may_go_on(&args.name, slot, &held),
-                    crate::worker::signals::termination_signal(),
-                ) {
-                    (Ok(()), None) => {
+            Some(Reload { reloaded, slots }) => {
+                let go_on = reloaded.may_go_on(&args.name, slots.own, &slots.held);
+                match (crate::worker::signals::termination_signal(), pass.stop_after_item.take(), go_on) {
+                    // Asked to stop meanwhile: as at any item's start.
+                    (Some(signal), _, _) => Stop::interrupted(signal),
+                    // It lost its slot with its session (see `reconnect`).
+                    (None, Some(stop), _) => stop,
+                    (None, None, Ok(())) => {
                         // In the drain's log: which item first ran on the new settings.
                         log::warn!(
                             "drain {}: run {run_id}: {}; it goes on with them",
@@ -194,9 +195,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
                         *config = reloaded.config;
                         continue;
                     }
-                    // Asked to stop meanwhile: as at any item's start.
-                    (_, Some(signal)) => Stop::interrupted(signal),
-                    (Err(why), None) => {
+                    (None, None, Err(why)) => {
                         Stop::normal(RunStatus::WindowClosed, format!("{}; {why}", reloaded.what))
                     }
                 }
@@ -240,6 +239,9 @@ struct Carried {
     is_continuation: bool,
     has_waited: bool,
     statements: PreparedStatements,
+    server_errors_in_a_row: u32,
+    last_server_error_item: Option<i64>,
+    servers_failing_until: Option<(DateTime<Utc>, String)>,
 }
 
 impl Pass<'_> {
@@ -255,14 +257,16 @@ impl Pass<'_> {
             is_continuation: self.is_continuation,
             has_waited: self.has_waited,
             statements: std::mem::take(&mut self.statements),
+            server_errors_in_a_row: self.server_errors_in_a_row,
+            last_server_error_item: self.last_server_error_item,
+            servers_failing_until: self.servers_failing_until.take(),
         }
     }
 }
 
 /// How opening a run went: a run was recorded, or every concurrency slot was taken.
 enum Opened {
-    /// The run, and the concurrency slot it holds.
-    Run(i64, u32),
+    Run(i64),
     LockSkipped(Report),
 }
 
@@ -321,15 +325,15 @@ fn open_run(
     }
     let process = ThisProcess::of(args);
     let new_run = process.new_run(drain, args);
-    let Some(slot) = take_slot(client, controls.id, drain.concurrency)? else {
+    if take_slot(client, controls.id, drain.concurrency)?.is_none() {
         let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
         let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
         return Ok(Opened::LockSkipped(Report::new(
             format!("{}: lock_skipped: {note}", drain.name),
             json!({ "drain": drain.name, "run_id": run_id, "status": RunStatus::LockSkipped, "note": note }),
         )));
-    };
-    record_run(client, outbox, drain, args, None, now).map(|run_id| Opened::Run(run_id, slot))
+    }
+    record_run(client, outbox, drain, args, None, now).map(Opened::Run)
 }
 
 /// Record a run of this process, which holds a concurrency slot of the drain, with its
@@ -540,12 +544,31 @@ fn take_slot(client: &mut Client, drain_id: i32, concurrency: u32) -> Result<Opt
     Ok(None)
 }
 
-/// The concurrency slots of the drain with id `drain_id` its passes hold now.
-fn held_slots(client: &mut Client, drain_id: i32) -> Result<Vec<u32>> {
-    let slots: Vec<u32> = (0..crate::config::defaults::MAX_CONCURRENCY).collect();
-    let keys: Vec<i64> = slots.iter().map(|slot| drain_slot_key(drain_id, *slot)).collect();
-    let held = crate::db::held_advisory_locks(client, &keys)?;
-    Ok(slots.into_iter().zip(keys).filter(|(_, key)| held.contains(key)).map(|(slot, _)| slot).collect())
+/// The configuration read again by a pass, and the concurrency slots of its drain then:
+/// the run goes on with it or ends (see `run`).
+struct Reload {
+    reloaded: crate::config::watch::Reloaded,
+    slots: Slots,
+}
+
+/// The concurrency slots of a drain its passes hold, and the one this session holds (a
+/// pass that reconnected may hold another than it took first, or none).
+struct Slots {
+    own: Option<u32>,
+    held: Vec<u32>,
+}
+
+impl Slots {
+    fn now(client: &mut Client, drain_id: i32) -> Result<Slots> {
+        let slots: Vec<u32> = (0..crate::config::defaults::MAX_CONCURRENCY).collect();
+        let keys: Vec<i64> = slots.iter().map(|slot| drain_slot_key(drain_id, *slot)).collect();
+        let held = crate::db::held_advisory_locks_and_own(client, &keys)?;
+        let slot_of = |key: i64| keys.iter().position(|k| *k == key).and_then(|at| slots.get(at).copied());
+        Ok(Slots {
+            own: held.iter().find(|(_, is_own)| *is_own).and_then(|(key, _)| slot_of(*key)),
+            held: held.iter().filter_map(|(key, _)| slot_of(*key)).collect(),
+        })
+    }
 }
 
 /// How one item ended, for the pass loop.
@@ -623,7 +646,7 @@ struct Pass<'a> {
     config_watch: crate::config::watch::ConfigWatch,
     /// The file read again, changed in something the pass goes by: the run goes on with
     /// it (see `run`).
-    reloaded: Option<crate::config::watch::Reloaded>,
+    reloaded: Option<Reload>,
 }
 
 struct SucceededItem {

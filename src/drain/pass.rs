@@ -82,7 +82,7 @@ impl<'a> Pass<'a> {
             // started on the settings as read; the run goes on with the new ones (see
             // `run`; docs/configuration.md, "Changing the configuration while drains run").
             if let Some(reloaded) = self.config_watch.change() {
-                return Ok(self.reload(reloaded));
+                return self.reload(reloaded);
             }
             let now = self.clock.now();
             // An item claimed ahead still needs the controls read after the last worker
@@ -432,16 +432,22 @@ impl<'a> Pass<'a> {
         Some(Stop::normal(RunStatus::WindowClosed, format!("outside window {}", window.describe())))
     }
 
-    /// The item and time budgets, with `more` items besides those begun; the time counted
-    /// from the pass's start.
     /// The pass ends here for the configuration `reloaded`, which the run goes on with
-    /// (see `run`).
-    pub(super) fn reload(&mut self, reloaded: crate::config::watch::Reloaded) -> Stop {
+    /// (see `run`), as the concurrency slots are now. A wait for a higher-ranking drain it
+    /// recorded ends: the next pass decides afresh.
+    pub(super) fn reload(&mut self, reloaded: crate::config::watch::Reloaded) -> Result<Stop> {
+        if self.yielding_since.take().is_some() {
+            self.clear_waiting_mark(self.clock.now());
+        }
+        let drain_id = self.drain_id;
+        let slots = self.on_a_lasting_session(|pass| super::Slots::now(pass.client, drain_id))?;
         let stop = Stop::normal(RunStatus::Running, reloaded.what.clone());
-        self.reloaded = Some(reloaded);
-        stop
+        self.reloaded = Some(super::Reload { reloaded, slots });
+        Ok(stop)
     }
 
+    /// The item and time budgets, with `more` items besides those begun; the time counted
+    /// from the pass's start.
     fn budget_limit(&self, now: DateTime<Utc>, more: u32) -> Option<Stop> {
         let waiting = u32::from(self.unstaged.is_some()) + u32::from(self.staged.is_some()) + more;
         if self.done + self.failed + waiting >= self.drain.max_items_per_pass {

@@ -154,7 +154,12 @@ impl Pass<'_> {
             // In the drain's log; a pass run by hand says it on stderr as it waits.
             log::warn!("drain {}: {why}", self.drain.name);
         }
-        self.wait_for(until, THE_SERVERS, &why)
+        let waited = self.wait_for(until, THE_SERVERS, &why);
+        if self.reloaded.is_some() {
+            // Its run goes on with the configuration read again: the servers still fail.
+            self.servers_failing_until = Some((until, why));
+        }
+        waited
     }
 
     /// Time from `since` to now held no item: not counted in the run's throughput.
@@ -163,7 +168,7 @@ impl Pass<'_> {
     }
 
     /// The run no longer waits (`waiting_until` cleared); a failure to say so is logged.
-    fn clear_waiting_mark(&mut self, now: DateTime<Utc>) {
+    pub(super) fn clear_waiting_mark(&mut self, now: DateTime<Utc>) {
         let cleared = runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
         if let Err(error) = cleared {
             log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
@@ -193,7 +198,7 @@ impl Pass<'_> {
             if let Some(reloaded) = self.config_watch.change() {
                 self.clear_waiting_mark(now);
                 log::info!("drain {}: {} while the pass waited for {what}", self.drain.name, reloaded.what);
-                return Ok(Some(self.reload(reloaded)));
+                return self.reload(reloaded).map(Some);
             }
             if now + crate::clock::WENT_BACK_TOLERANCE < entered {
                 // The wait was counted on a clock that ran ahead: waiting on would last

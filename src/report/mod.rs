@@ -265,14 +265,20 @@ fn forecast_line(forecast: &Forecast, now: DateTime<Utc>, deadline: DateTime<Utc
     if forecast.backlog > 0 && (left <= 0.0 || forecast.held_past_burst_deadline) {
         return Some(ForecastLine { starts: deadline, ends: deadline, left: backlog });
     }
-    // Held to its quota group's pace, when that is the slower (see `Forecast::held_to`).
+    // Held to its quota group's pace, when that is the slower (see `Forecast::held_to`):
+    // the budget's figures, reckoned at the drain's own rate, do not hold then. A group
+    // that finished nothing between its limits finishes nothing in the burst.
+    let held_to_pace = forecast.burst_quota_pace.is_some();
+    if held_to_pace && forecast.burst_quota_seconds.is_none() && forecast.backlog > 0 {
+        return Some(ForecastLine { starts: deadline, ends: deadline, left: backlog });
+    }
     let needed = forecast.burst_quota_seconds.or(forecast.seconds_to_empty)?;
     Some(if needed <= 0.0 {
         ForecastLine { starts: now, ends: now, left: 0.0 }
-    } else if let Some(ends) = forecast.burst_finishes_at {
+    } else if let Some(ends) = forecast.burst_finishes_at.filter(|_| !held_to_pace) {
         // Paid from a daily budget: over the budget days it needs.
         ForecastLine { starts, ends, left: 0.0 }
-    } else if let Some(left) = forecast.burst_left_at_deadline {
+    } else if let Some(left) = forecast.burst_left_at_deadline.filter(|_| !held_to_pace) {
         ForecastLine { starts, ends: deadline, left }
     } else if needed <= left {
         let empty_at = starts + chrono::Duration::milliseconds((needed * 1000.0) as i64);

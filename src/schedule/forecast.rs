@@ -433,7 +433,13 @@ impl Forecast {
         let (Some(pace), Some(working)) = (pace, self.working_seconds) else {
             return self;
         };
-        if self.backlog <= 0 || pace.items_per_hour <= 0.0 {
+        if self.backlog <= 0 {
+            return self;
+        }
+        if pace.items_per_hour <= 0.0 {
+            // Its drains finished nothing between its limits: the vendor lets none through.
+            self.burst_quota_pace = Some(pace);
+            self.finishes_before_burst_deadline = Some(false);
             return self;
         }
         let needed = self.backlog as f64 * 3600.0 / pace.items_per_hour;
@@ -479,6 +485,7 @@ impl Forecast {
             _ if self.burst_quota_seconds.is_some() => {
                 format!("burst needs {}, ", approximately(self.burst_quota_seconds?))
             }
+            _ if self.burst_quota_pace.is_some() => "burst: ".to_string(),
             (Some(needed), Some(days)) if days > 1 => {
                 format!("burst needs {} over {days} budget days, ", approximately(needed))
             }
@@ -494,10 +501,16 @@ impl Forecast {
     }
 
     /// During a burst held to its quota group's pace ([`Forecast::held_to`]), that pace:
-    /// `at the ~2.0 items/h its quota group kept between its 4 limit hits of the last 24h`.
+    /// `at the ~2.0 items/h its quota group kept between its 4 limit hits of the last 24h`
+    /// (or that it finished none).
     pub fn describe_burst_pace(&self) -> Option<String> {
-        self.burst_quota_seconds?;
         let pace = self.burst_quota_pace?;
+        if self.burst_quota_seconds.is_none() {
+            return Some(format!(
+                "its quota group finished no item between its {} limit hits of the last 24h",
+                pace.hits
+            ));
+        }
         Some(format!(
             "at the {} items/h its quota group kept between its {} limit hits of the last 24h",
             round_rate(pace.items_per_hour),
@@ -717,6 +730,39 @@ mod tests {
         assert!(
             forecast(history, 5, 1, Some(deadline), None, None, now()).finishes_before_burst_deadline
                 == Some(true)
+        );
+    }
+
+    #[test]
+    fn a_burst_is_held_to_its_quota_groups_pace_only_when_that_is_the_slower() {
+        // 100 items/h of running; 20 left: 12 minutes; 5 hours left.
+        let history = RunHistory { runs: 1, items_done: 10, running_seconds: 360.0 };
+        let deadline = now() + chrono::Duration::hours(5);
+        let own = forecast(history, 20, 1, Some(deadline), None, None, now());
+        assert_eq!(own.finishes_before_burst_deadline, Some(true));
+        // Two items an hour between its limits: 10 hours.
+        let slow = own.clone().held_to(Some(QuotaPace { hits: 4, items_per_hour: 2.0 }));
+        assert_eq!(
+            (slow.finishes_before_burst_deadline, slow.burst_quota_seconds),
+            (Some(false), Some(36000.0))
+        );
+        assert_eq!(
+            slow.describe_burst().as_deref(),
+            Some("burst needs ~10h, 5h left: will not finish before the deadline")
+        );
+        // Faster than its own rate: its own rate stands.
+        let fast = own.clone().held_to(Some(QuotaPace { hits: 4, items_per_hour: 500.0 }));
+        assert_eq!((fast.burst_quota_pace, fast.describe_burst_pace()), (None, None));
+        // Nothing finished between its limits: it will not finish, and says why.
+        let none = own.held_to(Some(QuotaPace { hits: 3, items_per_hour: 0.0 }));
+        assert_eq!(none.finishes_before_burst_deadline, Some(false));
+        assert_eq!(
+            none.describe_burst().as_deref(),
+            Some("burst: 5h left: will not finish before the deadline")
+        );
+        assert_eq!(
+            none.describe_burst_pace().as_deref(),
+            Some("its quota group finished no item between its 3 limit hits of the last 24h")
         );
     }
 

@@ -623,14 +623,14 @@ fn ignore_broken_pipe_signal() {
     }
 }
 
-/// Whether process `pid` (our child) has exited, leaving it unreaped (`WNOWAIT`), so its
-/// pid, and with it its process group id, cannot be reused yet.
 /// Whether the worker `pid`, seen exited and not reaped yet, failed by itself: exited
 /// non-zero, or killed by a signal.
 fn exited_unsuccessfully(pid: libc::pid_t) -> bool {
     peek_exit(pid) == Some(true)
 }
 
+/// Whether process `pid` (our child) has exited, leaving it unreaped (`WNOWAIT`), so its
+/// pid, and with it its process group id, cannot be reused yet.
 fn has_exited(pid: libc::pid_t) -> bool {
     peek_exit(pid).is_some()
 }

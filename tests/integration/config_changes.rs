@@ -184,3 +184,39 @@ fn a_narrowed_glob_excludes_the_files_it_no_longer_matches() {
     assert_eq!(scan["changed"].as_u64(), Some(1), "{scan}");
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'pending'"), 2);
 }
+
+#[test]
+fn a_pass_that_yielded_and_goes_on_with_new_settings_no_longer_says_it_yields() {
+    let config = |low: &str| {
+        format!(
+            "[defaults]\ntimezone = \"UTC\"\nkill_grace = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+             [[drain]]\nname = \"low\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\nmax_wait = \"10m\"\n{low}\n\
+             [[drain]]\nname = \"high\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"shared\"\npriority = 5\n"
+        )
+    };
+    let fixture = Fixture::new(&config(""), NOW);
+    let (go_high, go_low) = (fixture.path("go-high"), fixture.path("go-low"));
+    let wait_high = json!({ "steps": [{ "wait_for_file": go_high }, { "out": "h" }] });
+    fixture.enqueue("high", &[("h1".into(), wait_high.clone()), ("h2".into(), wait_high)]);
+    fixture
+        .enqueue("low", &[("l1".into(), json!({ "steps": [{ "wait_for_file": go_low }, { "out": "l" }] }))]);
+    let high = fixture.drainctl(&["drain", "high", "--json"]).spawn();
+    wait_until("h1 to run", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE key = 'h1' AND state = 'running'") == 1
+    });
+    let low = fixture.drainctl(&["drain", "low", "--json"]).spawn();
+    let yielding = "SELECT count(*) FROM runs WHERE drain = 'low' AND status = 'running' \
+                    AND waiting_reason IS NOT NULL AND waiting_until IS NULL";
+    wait_until("low to yield", Duration::from_secs(30), || fixture.count(yielding) == 1);
+    // Low now outranks high: it takes its item, and its run no longer says it yields.
+    // Before: the mark stayed while it worked (`drainctl_can_work` 0).
+    fixture.write_config_settled(&config("priority = 9\n"));
+    wait_until("l1 to run", Duration::from_secs(30), || {
+        fixture.count("SELECT count(*) FROM items WHERE key = 'l1' AND state = 'running'") == 1
+    });
+    assert_eq!(fixture.count(yielding), 0);
+    std::fs::write(&go_low, "").unwrap();
+    std::fs::write(&go_high, "").unwrap();
+    finished(low.wait_with_output().unwrap()).assert_code(0);
+    finished(high.wait_with_output().unwrap()).assert_code(0);
+}
