@@ -72,16 +72,22 @@ pub struct Forecast {
     pub working_seconds: Option<f64>,
 }
 
-/// What a quota group's vendor let its drains do lately: the items they completed between
-/// the group's first and last limit hit of the last 24 hours, per hour of that span. A
-/// drain's own rate counts only its running time, not the waits for the resets between;
-/// in a burst that keeps hitting its limits, this pace is the one it can keep
-/// (docs/operations.md, "Status").
+/// What a quota group's vendor let its drains do lately: the items they completed from one
+/// limit hit of the group to the next in the last 24 hours, per hour, taken at the median
+/// of those spans — a span the group spent idle (its backlog empty, its window closed)
+/// is one of few, and does not pull the pace down — and the backlog of the group's
+/// drains in burst, which share it. A drain's own rate counts only its running time, not
+/// the waits for the resets between; in a burst that keeps hitting its limits, this pace
+/// is what all of them together can keep (docs/operations.md, "Status").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct QuotaPace {
-    /// Limit hits of the group in the last 24 hours.
+    /// Limit hits of the group in the last 24 hours (those a minute or less after the one
+    /// before count once).
     pub hits: i64,
     pub items_per_hour: f64,
+    /// Pending and running items of the group's drains in burst.
+    #[serde(skip)]
+    pub burst_backlog: i64,
 }
 
 /// The [`QuotaPace`] of the quota group of each drain of `config` in a burst at `now` (by
@@ -94,31 +100,55 @@ pub fn quota_paces(
     now: DateTime<Utc>,
 ) -> crate::error::Result<std::collections::HashMap<String, QuotaPace>> {
     let since = now - chrono::Duration::from_std(RECENT_WINDOW).unwrap_or_default();
-    let mut groups: Vec<&str> = config
+    let bursting: Vec<&crate::config::DrainConfig> = config
         .drains
         .iter()
         .filter(|drain| controls.iter().any(|c| c.name == drain.name && c.active_burst(now).is_some()))
-        .map(|drain| drain.quota_group.as_str())
         .collect();
+    let mut groups: Vec<&str> = bursting.iter().map(|drain| drain.quota_group.as_str()).collect();
     groups.sort_unstable();
     groups.dedup();
     let mut paces = std::collections::HashMap::new();
     for group in groups {
         let drains = config.group_drains(group);
-        let row = client.query_one(
-            "WITH hits AS (SELECT count(*) AS n, min(at) AS first_at, max(at) AS last_at FROM events
-                            WHERE kind = 'backoff_set' AND quota_group = $1 AND at >= $2 AND at <= $3)
-             SELECT h.n, extract(epoch FROM h.last_at - h.first_at)::float8,
+        // From each hit (a minute or more after the one before) to the next: how long, and
+        // the items the group's drains finished meanwhile.
+        let spans = client.query(
+            "WITH hits AS (SELECT at, lag(at) OVER (ORDER BY at) AS before FROM events
+                            WHERE kind = 'backoff_set' AND quota_group = $1 AND at >= $2 AND at <= $3),
+                  kept AS (SELECT at FROM hits WHERE before IS NULL OR at - before >= interval '1 minute'),
+                  spans AS (SELECT at AS from_at, lead(at) OVER (ORDER BY at) AS to_at FROM kept)
+             SELECT extract(epoch FROM s.to_at - s.from_at)::float8,
                     (SELECT count(*) FROM items i
-                      WHERE i.state = 'done' AND i.finished_at >= h.first_at AND i.finished_at < h.last_at
+                      WHERE i.state = 'done' AND i.finished_at >= s.from_at AND i.finished_at < s.to_at
                         AND i.drain = ANY($4))
-               FROM hits h",
+               FROM spans s WHERE s.to_at IS NOT NULL",
             &[&group, &since, &now, &drains],
         )?;
-        let (hits, span, done): (i64, Option<f64>, i64) = (row.get(0), row.get(1), row.get(2));
-        if let Some(span) = span.filter(|span| hits >= 2 && *span >= 60.0) {
-            paces.insert(group.to_string(), QuotaPace { hits, items_per_hour: done as f64 * 3600.0 / span });
+        let mut rates: Vec<f64> = spans
+            .iter()
+            .map(|row| (row.get::<_, f64>(0), row.get::<_, i64>(1)))
+            .filter(|(seconds, _)| *seconds > 0.0)
+            .map(|(seconds, done)| done as f64 * 3600.0 / seconds)
+            .collect();
+        if rates.is_empty() {
+            continue;
         }
+        rates.sort_by(f64::total_cmp);
+        let middle = rates.len() / 2;
+        let median = match rates.len() % 2 {
+            0 => (rates[middle - 1] + rates[middle]) / 2.0,
+            _ => rates[middle],
+        };
+        let in_burst: Vec<String> = bursting
+            .iter()
+            .filter(|drain| drain.quota_group == group)
+            .map(|drain| drain.name.clone())
+            .collect();
+        let counts = crate::db::items::count_by_state_of(client, &in_burst)?;
+        let burst_backlog = counts.values().map(|counts| counts.pending + counts.running).sum();
+        let hits = i64::try_from(rates.len()).unwrap_or(i64::MAX).saturating_add(1);
+        paces.insert(group.to_string(), QuotaPace { hits, items_per_hour: median, burst_backlog });
     }
     Ok(paces)
 }
@@ -442,7 +472,9 @@ impl Forecast {
             self.finishes_before_burst_deadline = Some(false);
             return self;
         }
-        let needed = self.backlog as f64 * 3600.0 / pace.items_per_hour;
+        // The group's drains in burst share its pace: this one's backlog waits behind
+        // theirs as much as theirs behind its.
+        let needed = self.backlog.max(pace.burst_backlog) as f64 * 3600.0 / pace.items_per_hour;
         if self.seconds_to_empty.is_some_and(|own| own >= needed) {
             return self;
         }
@@ -741,7 +773,7 @@ mod tests {
         let own = forecast(history, 20, 1, Some(deadline), None, None, now());
         assert_eq!(own.finishes_before_burst_deadline, Some(true));
         // Two items an hour between its limits: 10 hours.
-        let slow = own.clone().held_to(Some(QuotaPace { hits: 4, items_per_hour: 2.0 }));
+        let slow = own.clone().held_to(Some(QuotaPace { hits: 4, items_per_hour: 2.0, burst_backlog: 20 }));
         assert_eq!(
             (slow.finishes_before_burst_deadline, slow.burst_quota_seconds),
             (Some(false), Some(36000.0))
@@ -751,10 +783,17 @@ mod tests {
             Some("burst needs ~10h, 5h left: will not finish before the deadline")
         );
         // Faster than its own rate: its own rate stands.
-        let fast = own.clone().held_to(Some(QuotaPace { hits: 4, items_per_hour: 500.0 }));
+        let fast = own.clone().held_to(Some(QuotaPace { hits: 4, items_per_hour: 500.0, burst_backlog: 20 }));
         assert_eq!((fast.burst_quota_pace, fast.describe_burst_pace()), (None, None));
         // Nothing finished between its limits: it will not finish, and says why.
-        let none = own.held_to(Some(QuotaPace { hits: 3, items_per_hour: 0.0 }));
+        // Another drain of the group in burst with 30 more: 50 items at 10 an hour, 5 h.
+        let shared =
+            own.clone().held_to(Some(QuotaPace { hits: 4, items_per_hour: 10.0, burst_backlog: 50 }));
+        assert_eq!(
+            (shared.finishes_before_burst_deadline, shared.burst_quota_seconds),
+            (Some(true), Some(18000.0))
+        );
+        let none = own.held_to(Some(QuotaPace { hits: 3, items_per_hour: 0.0, burst_backlog: 20 }));
         assert_eq!(none.finishes_before_burst_deadline, Some(false));
         assert_eq!(
             none.describe_burst().as_deref(),

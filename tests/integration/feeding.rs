@@ -967,10 +967,12 @@ fn a_burst_verdict_counts_the_pace_its_quota_group_kept_between_its_limits() {
         10,
         None,
     );
-    // Its vendor let it finish 6 items in the 3 hours between its first and last of 4 limit
-    // hits: 2 items/h, waits for the resets included.
-    for hour in ["06", "07", "08", "09"] {
-        let hit = at(&format!("2026-11-27T{hour}:00:00Z"));
+    // Its vendor let it finish 2, 3 and 1 items in the hours between its limit hits of this
+    // morning — 2 items/h, the median, waits for the resets included — after a hit of
+    // yesterday followed by idle hours, whose span counts for one (before: the whole day,
+    // 0.3 items/h, "will not finish" whatever the burst).
+    for hour in ["26T11", "27T06", "27T07", "27T08", "27T09"] {
+        let hit = at(&format!("2026-11-{hour}:00:00Z"));
         client
             .execute(
                 "INSERT INTO events (at, kind, drain, quota_group, message, data)
@@ -993,19 +995,19 @@ fn a_burst_verdict_counts_the_pace_its_quota_group_kept_between_its_limits() {
     let forecast = status["drains"][0]["forecast"].clone();
     // Before: 20 items at 100 items/h, 12 minutes: "finishes before the deadline".
     assert_eq!(forecast["finishes_before_burst_deadline"], false, "{forecast}");
-    assert_eq!(forecast["burst_quota_pace"], serde_json::json!({ "hits": 4, "items_per_hour": 2.0 }));
+    assert_eq!(forecast["burst_quota_pace"], serde_json::json!({ "hits": 5, "items_per_hour": 1.5 }));
     let human = fixture.drainctl(&["status"]).run().stdout;
     assert!(
         human.contains(
-            "  sessions: burst needs ~10h, 5h left: will not finish before the deadline\n  sessions: at the ~2.0 \
-             items/h its quota group kept between its 4 limit hits of the last 24h\n"
+            "  sessions: burst needs ~13h, 5h left: will not finish before the deadline\n  sessions: at the ~1.5 \
+             items/h its quota group kept between its 5 limit hits of the last 24h\n"
         ),
         "{human}"
     );
     let metrics = fixture.drainctl(&["metrics"]).run().stdout;
     assert!(metrics.contains("drainctl_burst_will_finish{drain=\"sessions\"} 0\n"), "{metrics}");
     // A burst long enough for that pace finishes.
-    fixture.drainctl(&["burst", "on", "sessions", "--until", "+11h"]).run().assert_code(0);
+    fixture.drainctl(&["burst", "on", "sessions", "--until", "+14h"]).run().assert_code(0);
     let forecast = fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["forecast"].clone();
     assert_eq!(forecast["finishes_before_burst_deadline"], true, "{forecast}");
 }
