@@ -197,17 +197,23 @@ fn is_item_data(option: Option<&str>) -> bool {
 /// The first argument that is not UTF-8, as its option names it: the option before it
 /// (`--payload BYTES`), or its own start (`--payload=BYTES`, read lossily).
 fn not_utf8_option(args: &[OsString]) -> Option<&str> {
-    let at = args.iter().skip(1).position(|arg| arg.to_str().is_none())? + 1;
-    // An option before it that carries its own value (`--key=k`) is not its option.
-    let before = at
-        .checked_sub(1)
-        .and_then(|before| args[before].to_str())
-        .filter(|arg| arg.starts_with("--") && !arg.contains('='));
+    let (at, before) = first_not_utf8(args)?;
     before.or_else(|| {
         let own = args[at].as_encoded_bytes();
         let name_end = own.iter().position(|byte| *byte == b'=')?;
         std::str::from_utf8(&own[..name_end]).ok().filter(|name| name.starts_with("--"))
     })
+}
+
+/// Where the first argument that is not UTF-8 is, and the option before it whose value it
+/// is (one that carries its own value, `--key=k`, is not).
+fn first_not_utf8(args: &[OsString]) -> Option<(usize, Option<&str>)> {
+    let at = args.iter().skip(1).position(|arg| arg.to_str().is_none())? + 1;
+    let before = at
+        .checked_sub(1)
+        .and_then(|before| args[before].to_str())
+        .filter(|arg| arg.starts_with("--") && !arg.contains('='));
+    Some((at, before))
 }
 
 /// The command that `args` name (`drainctl burst on`): their words that name a
@@ -326,10 +332,8 @@ fn usage_error_line(error: &clap::Error, args: &[OsString]) -> String {
 /// database records), named with the option it belongs to and shown with U+FFFD for the
 /// bytes that are not.
 fn not_utf8_argument(args: &[OsString]) -> Option<String> {
-    let at = args.iter().skip(1).position(|arg| arg.to_str().is_none())? + 1;
+    let (at, option) = first_not_utf8(args)?;
     let shown = args[at].to_string_lossy();
-    let option =
-        at.checked_sub(1).and_then(|before| args[before].to_str()).filter(|arg| arg.starts_with("--"));
     Some(match option {
         Some(option) => format!("{option} {shown:?} is not valid UTF-8: give it in UTF-8"),
         None => format!("{shown:?} is not valid UTF-8: give it in UTF-8"),

@@ -873,23 +873,15 @@ pub fn table_lock_holders(client: &mut Client) -> Result<Vec<LockHolder>> {
 
 /// Which of `keys` some session of the current database holds as an advisory lock now.
 pub fn held_advisory_locks(client: &mut Client, keys: &[i64]) -> Result<Vec<i64>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits.
-    let rows = client.query(
-        "SELECT DISTINCT (l.classid::bigint << 32) | l.objid::bigint
-           FROM pg_locks l
-          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-            AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($1)",
-        &[&keys],
-    )?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    Ok(held_advisory_locks_and_own(client, keys)?.into_iter().map(|(key, _)| key).collect())
 }
 
 /// [`held_advisory_locks`], each with whether this session is one that holds it.
 pub fn held_advisory_locks_and_own(client: &mut Client, keys: &[i64]) -> Result<Vec<(i64, bool)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A bigint advisory key is stored as classid = high 32 bits, objid = low 32 bits.
     let rows = client.query(
         "SELECT (l.classid::bigint << 32) | l.objid::bigint, bool_or(l.pid = pg_backend_pid())
            FROM pg_locks l

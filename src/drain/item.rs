@@ -55,58 +55,57 @@ impl Pass<'_> {
 
     /// The item used `max_attempts` or more before the setting was lowered: dead-lettered
     /// as it would have been at its last failure, without running the worker again
-    /// (docs/configuration.md, "Changing the configuration while drains run").
+    /// (docs/configuration.md, "Changing the configuration while drains run"). No attempt
+    /// ran: counted in no `items_failed` (failed attempts), nor in the pass's item budget.
     fn dead_without_an_attempt(&mut self, item: &ClaimedItem, max_attempts: i32) -> Result<ItemEnd> {
-        self.commit_staged()?;
-        let now = self.clock.now();
         let used = item.attempt - 1;
         let note = format!(
             "max_attempts is {max_attempts} and the item used {} already: dead-lettered without another attempt \
              (`drainctl retry` runs it again)",
             crate::output::counted(used, "attempt")
         );
-        let settled = in_transaction(self.client, |tx| {
-            runs::lock_own_run(tx, self.run_id)?;
-            let (state, outcome) = (ItemState::Dead, AttemptOutcome::NotStarted);
-            let settled = items::settle_claimed_unrun(tx, item.id, self.run_id, state, outcome, &note, now)?;
-            // No attempt ran: counted in no `items_failed` (failed attempts), nor in the
-            // pass's item budget.
-            if settled {
-                let event = Event::new(EventKind::ItemDeadLettered, format!("item {}: {note}", item.key))
-                    .drain(&self.drain.name)
-                    .run(self.run_id)
-                    .item(item.id)
-                    .data(json!({ "attempt": used, "outcome": AttemptOutcome::NotStarted, "error": note }));
-                record_event(tx, self.outbox, &event, now)?;
-            }
-            Ok(settled)
-        })?;
-        log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
+        let event = Event::new(EventKind::ItemDeadLettered, format!("item {}: {note}", item.key))
+            .data(json!({ "attempt": used, "outcome": AttemptOutcome::NotStarted, "error": note }));
+        self.settle_unrun(item, ItemState::Dead, AttemptOutcome::NotStarted, &note, event)?;
         Ok(ItemEnd::Settled)
     }
 
     /// The item's source file is gone: settle it as skipped without running the worker.
     fn skip_vanished(&mut self, item: &ClaimedItem, path: &str, why: &str) -> Result<ItemEnd> {
+        let note = format!("source file {path} {why} before the item was done");
+        let event = Event::new(EventKind::ItemSkippedMissing, format!("item {}: {note}", item.key));
+        let (state, outcome) = (ItemState::SkippedMissing, AttemptOutcome::SkippedMissing);
+        if self.settle_unrun(item, state, outcome, &note, event)? {
+            self.skipped += 1;
+        }
+        Ok(ItemEnd::Settled)
+    }
+
+    /// Settle `item` without having run its worker, as `state`, its claim's attempt closed
+    /// as `outcome` with `note`, and record `event` of it; false when the run no longer
+    /// held it.
+    fn settle_unrun(
+        &mut self,
+        item: &ClaimedItem,
+        state: ItemState,
+        outcome: AttemptOutcome,
+        note: &str,
+        event: Event,
+    ) -> Result<bool> {
         self.commit_staged()?;
         let now = self.clock.now();
-        let note = format!("source file {path} {why} before the item was done");
+        let event = event.drain(&self.drain.name).run(self.run_id).item(item.id);
         let settled = in_transaction(self.client, |tx| {
-            let (state, outcome) = (ItemState::SkippedMissing, AttemptOutcome::SkippedMissing);
-            let settled = items::settle_claimed_unrun(tx, item.id, self.run_id, state, outcome, &note, now)?;
+            // The run first, then its item, as `supervise` ending the run locks them.
+            runs::lock_own_run(tx, self.run_id)?;
+            let settled = items::settle_claimed_unrun(tx, item.id, self.run_id, state, outcome, note, now)?;
             if settled {
-                let event = Event::new(EventKind::ItemSkippedMissing, format!("item {}: {note}", item.key))
-                    .drain(&self.drain.name)
-                    .run(self.run_id)
-                    .item(item.id);
                 record_event(tx, self.outbox, &event, now)?;
             }
             Ok(settled)
         })?;
-        if settled {
-            self.skipped += 1;
-        }
         log::info!("drain {}: item {}: {note} (settled: {settled})", self.drain.name, item.key);
-        Ok(ItemEnd::Settled)
+        Ok(settled)
     }
 
     /// The item's file is gone from its recorded path while a file of its key is in the
