@@ -170,6 +170,18 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
                 "{message}: the database role lacks a privilege drainctl needs; {fix}"
             ));
         }
+        // A column, table or function drainctl's statements use is not there: the schema
+        // was changed by hand after its migrations (docs/migrations.md, "A schema changed by
+        // hand"), not a bug of a binary whose statements its tests ran on that schema.
+        if *code == SqlState::UNDEFINED_COLUMN
+            || *code == SqlState::UNDEFINED_TABLE
+            || *code == SqlState::UNDEFINED_FUNCTION
+        {
+            return Error::Config(format!(
+                "{message}: drainctl's tables are not as its migrations made them (changed by hand?); \
+                 `drainctl doctor` names what differs"
+            ));
+        }
         if *code == SqlState::INVALID_SCHEMA_NAME {
             return Error::Config(format!("{message}: the role's {NO_SCHEMA}"));
         }

@@ -307,6 +307,62 @@ pub const TABLES: [&str; 17] = [
     "supervisor_passes",
 ];
 
+/// What the migrations leave in the schema, one line per column (with its type and
+/// whether it may be null), index, enabled trigger and function: what [`schema_shape`]
+/// reads from a database at the latest version (docs/migrations.md, "A schema changed by
+/// hand").
+pub const EXPECTED_SHAPE: &str = include_str!("schema_shape.txt");
+
+/// The shape of drainctl's objects in the connected role's schema, in the lines of
+/// [`EXPECTED_SHAPE`], sorted. Columns, indexes and triggers of other tables and
+/// functions of other names are not read.
+pub fn schema_shape(client: &mut Client) -> Result<Vec<String>> {
+    let functions: Vec<&str> =
+        EXPECTED_SHAPE.lines().filter_map(|line| line.strip_prefix("function ")).collect();
+    let rows = client.query(
+        "SELECT 'column ' || table_name || '.' || column_name || ' ' || udt_name
+                || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END
+           FROM information_schema.columns
+          WHERE table_schema = current_schema() AND table_name = ANY($1)
+         UNION ALL
+         SELECT 'index ' || tablename || '.' || indexname
+           FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ANY($1)
+         UNION ALL
+         SELECT 'trigger ' || c.relname || '.' || t.tgname
+           FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+          WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
+            AND c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1)
+         UNION ALL
+         SELECT DISTINCT 'function ' || proname
+           FROM pg_proc WHERE pronamespace = current_schema()::regnamespace AND proname = ANY($2)",
+        &[&TABLES.as_slice(), &functions],
+    )?;
+    let mut shape: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    shape.sort_unstable();
+    Ok(shape)
+}
+
+/// What a database at the latest version lacks of what its migrations made (a column
+/// dropped, renamed or of another type, an index or trigger dropped or disabled, a
+/// function dropped), in words with what to do; None when nothing is missing. What the
+/// operator added beside drainctl's objects is no concern of its.
+pub fn changed_by_hand(client: &mut Client) -> Result<Option<String>> {
+    let shape = schema_shape(client)?;
+    let missing: Vec<&str> = EXPECTED_SHAPE
+        .lines()
+        .filter(|line| !line.is_empty() && !shape.iter().any(|have| have == line))
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the schema is at version {}, but what its migrations made was changed by hand: missing or changed \
+         {}; restore it from a backup, or undo the change (migrations/ has how each object was made)",
+        latest_version(),
+        missing.join(", ")
+    )))
+}
+
 /// The rights on drainctl's tables the connected role lacks, as one sentence with what to
 /// grant; none when it has them all. A role granted only `SELECT` can read `status`, but
 /// every command that writes would fail on it with exit 78, so `doctor` asks first

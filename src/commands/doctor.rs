@@ -913,11 +913,15 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client, is_read_only
                 EXIT_CONFIG,
                 format!("schema current (version {}), but {why}", crate::migrate::latest_version()),
             ),
-            Ok(None) => checks.push(
-                "schema",
-                Status::Ok,
-                format!("schema current (version {})", crate::migrate::latest_version()),
-            ),
+            Ok(None) => match crate::migrate::changed_by_hand(client) {
+                Err(error) => checks.fail("schema", error.exit_code(), error.display_scrubbed()),
+                Ok(Some(why)) => checks.fail("schema", EXIT_CONFIG, why),
+                Ok(None) => checks.push(
+                    "schema",
+                    Status::Ok,
+                    format!("schema current (version {})", crate::migrate::latest_version()),
+                ),
+            },
         }
     }
 }

@@ -512,3 +512,68 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
     );
     assert!(tables(&db).is_empty(), "{:?}", tables(&db));
 }
+
+#[test]
+fn the_shape_the_migrations_leave_is_the_one_doctor_expects() {
+    // A migration that adds, drops or changes an object must say so in the expected shape,
+    // or `doctor` checks an old one.
+    let db = TestDb::new();
+    migrate(&db, &[]).run().assert_code(0);
+    let (unexpected, missing) = drainctl::schema_shape_drift(&mut db.client()).unwrap();
+    assert!(
+        unexpected.is_empty() && missing.is_empty(),
+        "add to src/schema_shape.txt: {unexpected:?}; remove: {missing:?}"
+    );
+}
+
+#[test]
+fn a_schema_changed_by_hand_is_named_by_doctor_and_refused_with_exit_78() {
+    // Before: `doctor` said "schema current" while every enqueue exited 70 with no fix, and a
+    // trigger dropped by hand left the counts wrong unsaid.
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"d\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-12-07T10:00:00Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    fixture.drainctl(&["doctor"]).run().assert_code(0);
+    let mut client = fixture.db.client();
+    client.batch_execute("ALTER TABLE items RENAME COLUMN payload TO payload_x").unwrap();
+    let enqueue = fixture.drainctl(&["enqueue", "d", "--key", "a", "--payload", "{}"]).run();
+    enqueue.assert_code(78);
+    assert!(enqueue.stderr.contains("column \"payload\""), "{}", enqueue.stderr);
+    assert!(
+        enqueue.stderr.contains("changed by hand?); `drainctl doctor` names what differs"),
+        "{}",
+        enqueue.stderr
+    );
+    assert_eq!(enqueue.stderr.lines().count(), 1, "{}", enqueue.stderr);
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(78);
+    assert!(
+        doctor.stdout.contains("changed by hand: missing or changed column items.payload jsonb not null;"),
+        "{}",
+        doctor.stdout
+    );
+    client.batch_execute("ALTER TABLE items RENAME COLUMN payload_x TO payload").unwrap();
+    fixture.drainctl(&["doctor"]).run().assert_code(0);
+    // A trigger disabled and an index dropped: nothing fails, the counts or the keys go wrong.
+    client
+        .batch_execute(
+            "ALTER TABLE items DISABLE TRIGGER items_counted_insert; DROP INDEX items_drain_state_updated",
+        )
+        .unwrap();
+    let doctor = fixture.drainctl(&["doctor", "--json"]).run();
+    doctor.assert_code(78);
+    let text = doctor.stdout;
+    assert!(
+        text.contains("index items.items_drain_state_updated, trigger items.items_counted_insert"),
+        "{text}"
+    );
+    // What the operator added beside drainctl's objects is no concern of its.
+    client
+        .batch_execute(
+            "ALTER TABLE items ENABLE TRIGGER items_counted_insert;
+             CREATE INDEX items_drain_state_updated ON items (drain, state, updated_at, id);
+             ALTER TABLE items ADD COLUMN note text; CREATE INDEX mine ON items (note)",
+        )
+        .unwrap();
+    fixture.drainctl(&["doctor"]).run().assert_code(0);
+}
