@@ -90,6 +90,13 @@ fn rewrite_page(ctx: &mut Context, path: &Path, report: Report) -> Report {
     let message = format!("could not write report_html {}: {}", path.display(), error.display_scrubbed());
     log::error!("supervise: {message}");
     record_event_or_log(&mut ctx.client, &ctx.outbox, &Event::new(EventKind::SuperviseError, message), now);
-    let exit_code = worse_exit_code(report.exit_code, error.exit_code());
+    let mut exit_code = worse_exit_code(report.exit_code, error.exit_code());
+    // The textfile the pass wrote before counted its errors without this one: written
+    // again, `drainctl_supervisor_last_pass_errors` alerts on it (docs/operations.md).
+    if let Err(error) =
+        crate::supervise::write_metrics_textfile(&mut ctx.client, &ctx.outbox, &ctx.config, now)
+    {
+        exit_code = worse_exit_code(exit_code, error.exit_code());
+    }
     report.with_exit_code(exit_code)
 }

@@ -177,7 +177,11 @@ impl UsageSums {
                     .sum();
             parts.push(format!("{} tokens ({})", group_digits(total), kinds.join(", ")));
         }
-        let attempts = if self.attempts == 1 { "attempt".to_string() } else { "attempts".to_string() };
+        let mut attempts = if self.attempts == 1 { "attempt".to_string() } else { "attempts".to_string() };
+        // The page counts the attempts behind a cost only: say how many those are.
+        if self.cost_usd.is_some() && self.cost_attempts < self.attempts {
+            attempts.push_str(&format!(" ({} with a cost)", group_digits(self.cost_attempts)));
+        }
         Some(format!("{} over {} {attempts}", parts.join(" · "), self.attempts))
     }
 }
@@ -197,14 +201,49 @@ fn to_the_pico_dollar(usd: f64) -> f64 {
 /// `$12.34`, with four decimals below a dollar (`$0.0362`); a cost those four places
 /// round to a dollar is one (`$1.00` for 0.99996).
 pub fn format_usd(cost: f64) -> String {
-    dollars(cost, if (cost.abs() * 10_000.0).round() < 10_000.0 { 4 } else { 2 })
+    dollars(cost, if rounded_half_up(cost.abs(), 4).starts_with("0.") { 4 } else { 2 })
+}
+
+/// `value` (zero or more) with `decimals` places, rounded half up on the decimal figure it
+/// holds to the pico-dollar: 2.675 is `2.68`, where a float's own rounding of
+/// 2.67499999… says `2.67` (docs/results.md: costs are added up exactly).
+fn rounded_half_up(value: f64, decimals: usize) -> String {
+    const PICO_PLACES: usize = 12;
+    if decimals >= PICO_PLACES || !value.is_finite() {
+        return format!("{value:.decimals$}");
+    }
+    let exact = format!("{value:.PICO_PLACES$}");
+    let Some((whole, fraction)) = exact.split_once('.') else { return exact };
+    let mut digits: Vec<u8> = whole.bytes().chain(fraction.bytes().take(decimals)).collect();
+    if fraction.as_bytes().get(decimals).is_some_and(|next| *next >= b'5') {
+        let mut place = digits.len();
+        loop {
+            if place == 0 {
+                digits.insert(0, b'1');
+                break;
+            }
+            place -= 1;
+            if digits[place] == b'9' {
+                digits[place] = b'0';
+            } else {
+                digits[place] += 1;
+                break;
+            }
+        }
+    }
+    let point = digits.len() - decimals;
+    let text = String::from_utf8_lossy(&digits).into_owned();
+    match decimals {
+        0 => text,
+        _ => format!("{}.{}", &text[..point], &text[point..]),
+    }
 }
 
 /// `$` and `cost` with `decimals` places, thousands grouped (`$1,534.20`). A cost above
 /// zero that these places would show as zero reads `<$0.0001`: a cost was reported, and
 /// a zero would say none was (docs/results.md).
 pub fn dollars(cost: f64, decimals: usize) -> String {
-    let text = format!("{:.decimals$}", cost.abs());
+    let text = rounded_half_up(cost.abs(), decimals);
     if cost > 0.0 && text.chars().all(|c| c == '0' || c == '.') {
         return format!("<${:.decimals$}", 10f64.powi(-i32::try_from(decimals).unwrap_or(i32::MAX)));
     }
@@ -394,6 +433,14 @@ mod tests {
             Some(true)
         );
         assert_eq!(format_usd(0.03617865), "$0.0362");
+        // Half up on the exact figure, not a float's 2.67499999…
+        assert_eq!(format_usd(2.675), "$2.68");
+        assert_eq!(format_usd(1.005), "$1.01");
+        assert_eq!(format_usd(0.00015), "$0.0002");
+        assert_eq!(format_usd(9.995), "$10.00");
+        assert_eq!(format_usd(999.995), "$1,000.00");
+        assert_eq!(format_usd(0.99995), "$1.00");
+        assert_eq!(format_usd(-2.675), "-$2.68");
         // Four places that round to a dollar show two (before: `$1.0000`).
         assert_eq!(format_usd(0.99996), "$1.00");
         assert_eq!(format_usd(0.999949), "$0.9999");

@@ -328,7 +328,7 @@ pub(super) fn cost_per_day(days: &[(NaiveDate, Option<DayCost>)]) -> Option<Stri
             column * 0.6,
             (frame.y(0.0) - top).max(1.0),
             escape(&format!(
-                "{day}: {} over {} attempt{}",
+                "{day}: {} over {} attempt{} that reported a cost",
                 usd(cost.usd),
                 cost.attempts,
                 if cost.attempts == 1 { "" } else { "s" }

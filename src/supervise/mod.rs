@@ -271,6 +271,20 @@ pub fn run(ctx: &mut Context, args: &SuperviseArgs) -> Result<Report> {
     crate::db::set_lock_timeout(client, SUPERVISE_LOCK_WAIT)?;
     let zone = config.defaults.timezone;
     let mut failures = StepFailures::default();
+    // A file emptied by a deploy that failed half-way: the pass would look healthy while
+    // nothing runs (docs/operations.md, "Who hears of errors").
+    if config.drains.is_empty() {
+        let file = config.path.as_ref().map(|path| format!(" {}", path.display())).unwrap_or_default();
+        let error = Error::Config(format!(
+            "the configuration{file} has no [[drain]] table: no drain runs; add one (docs/configuration.md), or \
+             stop calling supervise"
+        ));
+        failures.add(&error);
+        match args.dry_run {
+            true => log::error!("supervise: {error}"),
+            false => record_failure(client, outbox, None, error.to_string(), clock.now()),
+        }
+    }
     // Feed the drains with sources first, so the decisions see what the scans enqueued.
     let mut scans = Vec::new();
     if !args.dry_run {
@@ -642,7 +656,7 @@ fn lock_skipped(
 
 /// Rewrite `metrics_textfile`, when it is set (docs/operations.md, "Metrics"); a failure
 /// is recorded as a `supervise_error` and returned.
-fn write_metrics_textfile(
+pub(crate) fn write_metrics_textfile(
     client: &mut Client,
     outbox: &Outbox,
     config: &Config,

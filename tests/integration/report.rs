@@ -250,6 +250,33 @@ fn the_weekly_cost_total_is_added_up_exactly() {
 }
 
 #[test]
+fn a_cost_is_rounded_half_up_and_status_says_how_many_attempts_reported_one() {
+    // Before: $2.67 for an exact 2.675 (a float's 2.67499999…), and `status` said "over 3
+    // attempts" beside the dollars where the page said "over 2".
+    let fixture = Fixture::new(&config(""), "2026-11-27T10:00:00Z");
+    fixture.enqueue("docs", &[ok("k0"), ok("k1"), ok("k2")]);
+    for _ in 0..2 {
+        fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    }
+    fixture
+        .client()
+        .batch_execute(
+            "UPDATE attempts a SET cost_usd = r.cost, input_tokens = 45, usage_at = finished_at
+               FROM (SELECT id, (ARRAY[0.1, 2.675, NULL])[row_number() OVER (ORDER BY id)] AS cost
+                       FROM attempts) r
+              WHERE r.id = a.id",
+        )
+        .unwrap();
+    fixture.set_now(NOW);
+    let status = fixture.drainctl(&["status"]).run().stdout;
+    assert!(status.contains("$2.78 · 135 tokens (135 in) over 3 attempts (2 with a cost)"), "{status}");
+    let page = fixture.drainctl(&["report"]).run().stdout;
+    let docs = section_of(&page, "docs");
+    assert!(docs.contains("data-cost-total=\"2.775\">$2.78 in the 7 days"), "{docs}");
+    assert!(docs.contains("$2.78 over 2 attempts that reported a cost"), "{docs}");
+}
+
+#[test]
 fn the_burndown_draws_the_forecast_line_to_the_burst_deadline() {
     let fixture = Fixture::new(&config(""), "2026-11-27T06:00:00Z");
     let items: Vec<_> = (0..6).map(|i| ok(&format!("k{i}"))).collect();
@@ -301,7 +328,10 @@ fn every_supervise_pass_rewrites_report_html_with_its_heartbeat() {
 
 #[test]
 fn supervise_that_cannot_write_report_html_exits_78_and_records_why() {
-    let fixture = Fixture::new(&config("report_html = \"TMPDIR/missing/page.html\"\n"), NOW);
+    let fixture = Fixture::new(
+        &config("report_html = \"TMPDIR/missing/page.html\"\nmetrics_textfile = \"TMPDIR/drainctl.prom\"\n"),
+        NOW,
+    );
     let result = fixture.drainctl(&["supervise"]).run();
     result.assert_code(78);
     let folder = fixture.path("missing");
@@ -315,6 +345,9 @@ fn supervise_that_cannot_write_report_html_exits_78_and_records_why() {
     assert!(messages[0].starts_with("could not write report_html"), "{messages:?}");
     // The pass itself was recorded: the heartbeat does not depend on the page.
     assert_eq!(fixture.count("SELECT count(*) FROM supervisor_passes WHERE status = 'done'"), 1);
+    // The textfile the alerts read counts the failure (before: 0, written before the page).
+    let textfile = std::fs::read_to_string(fixture.path("drainctl.prom")).unwrap();
+    assert!(textfile.contains("\ndrainctl_supervisor_last_pass_errors 1\n"), "{textfile}");
 }
 
 #[test]

@@ -2025,3 +2025,19 @@ fn a_lock_holders_application_name_is_shown_with_the_password_masked_and_control
         assert!(!output.contains("\nforged line"), "{output}");
     }
 }
+
+#[test]
+fn a_configuration_without_a_drain_fails_the_pass_with_exit_78() {
+    // Before: a file emptied by a deploy that failed half-way made passes that exited 0 and
+    // looked healthy while nothing ran.
+    let fixture = Fixture::new("[defaults]\ntimezone = \"UTC\"\n", "2026-12-07T10:00:00Z");
+    let pass = fixture.drainctl(&["supervise"]).run();
+    pass.assert_code(78);
+    assert!(pass.stderr.contains("has no [[drain]] table: no drain runs; add one"), "{}", pass.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 1);
+    // A dry run says the same and records nothing.
+    let dry = fixture.drainctl(&["supervise", "--dry-run"]).run();
+    dry.assert_code(78);
+    assert!(dry.stderr.contains("has no [[drain]] table"), "{}", dry.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 1);
+}
