@@ -315,6 +315,9 @@ pub fn register_secret(secret: &str) {
                 secrets.push(form);
             }
         }
+        // The longest first: a password that holds another (`pw` and `pw@more`, as a URL
+        // with an unencoded `@` gives both) is masked whole, not cut to `***@more`.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
     }
 }
 
@@ -569,6 +572,14 @@ mod tests {
         assert_eq!(scrub_cut("job postgres://postgres:0024756f0125616781"), "job postgres://postgres:***");
         assert_eq!(scrub_cut("password=x 0024756f01"), "password=*** ***");
         assert_eq!(scrub_cut("job 002"), "job 002");
+    }
+
+    #[test]
+    fn a_secret_holding_another_is_hidden_whole() {
+        // Before: "***@horse-battery-staple", the shorter one hidden first.
+        register_secret("Tr0ub4dor");
+        register_secret("Tr0ub4dor@horse-battery-staple");
+        assert_eq!(scrub("zone \"Tr0ub4dor@horse-battery-staple\""), "zone \"***\"");
     }
 
     #[test]

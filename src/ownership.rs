@@ -294,6 +294,62 @@ pub fn walk_to_a_foreign_link(path: &std::path::Path) -> Walked<(std::path::Path
     })
 }
 
+/// Who besides this user and root may replace `path` (a file or a folder) by renaming
+/// an entry above it, in words with the fix: every folder above it as named, above the
+/// links on the way to it, and above where it resolves — who may rename an entry in any
+/// of them chooses what is there (a folder of theirs on the way is one they may swap for
+/// another) — unless that folder is sticky (`/tmp`). A folder its group may write counts
+/// when `counts_group` (the group neither root's nor this user's). None when nobody may.
+pub fn others_may_replace(path: &std::path::Path, counts_group: bool) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = path.display();
+    let links = links_on_the_way(path);
+    let resolved = std::fs::canonicalize(path).ok();
+    let mut folders: Vec<std::path::PathBuf> = Vec::new();
+    for named in
+        std::iter::once(path).chain(links.iter().map(std::path::PathBuf::as_path)).chain(resolved.as_deref())
+    {
+        for folder in named.ancestors().skip(1).filter(|folder| !folder.as_os_str().is_empty()) {
+            if !folders.iter().any(|seen| seen == folder) {
+                folders.push(folder.to_path_buf());
+            }
+        }
+    }
+    folders.iter().find_map(|folder| {
+        let metadata = std::fs::metadata(folder).ok()?;
+        if metadata.mode() & 0o1000 != 0 {
+            return None;
+        }
+        let folder_shown = folder.display();
+        let holds = match path.parent() == Some(folder.as_path()) {
+            true => "is in",
+            false => "is below",
+        };
+        match other_writer(&metadata) {
+            Some(OtherWriter::EveryUser { mode }) => Some(format!(
+                "{shown} {holds} {folder_shown}, where every user may replace it (mode {mode:04o}): \
+                 move it, or chmod o-w the folder"
+            )),
+            Some(OtherWriter::Owner { uid }) => Some(format!(
+                "{shown} {holds} {folder_shown}, which {}, who may replace it: move it, or chown the folder",
+                foreign_owner(uid)
+            )),
+            None if counts_group && metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => Some(format!(
+                "{shown} {holds} {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
+                 the folder",
+                metadata.gid()
+            )),
+            None => None,
+        }
+    })
+}
+
+/// Root's group, and the group drainctl runs as (a user's own private group, as a
+/// `umask 002` system gives its folders): members of another may change what it runs.
+pub fn is_trusted_group(gid: u32) -> bool {
+    gid == 0 || gid == effective_gid()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -375,6 +375,18 @@ pub(crate) fn resolve_root(drain: &DrainConfig, source: &SourceConfig) -> Result
             source.dir.display()
         ))
     };
+    // Another user's link on the way chooses what the drain reads, and its workers send on
+    // (links inside the folder that lead out of it are refused as each file is met).
+    if let Some((link, owner)) = crate::ownership::foreign_link_on_the_way(&source.dir) {
+        return Err(Error::Config(format!(
+            "drain {}: source dir {} is reached through the symbolic link {}, which {}, who chooses what the \
+             drain reads; make the link yours or root's, or point source.dir at the folder itself",
+            drain.name,
+            source.dir.display(),
+            link.display(),
+            crate::ownership::foreign_owner(owner)
+        )));
+    }
     let root = fs::canonicalize(&source.dir).map_err(|error| match error.kind() {
         std::io::ErrorKind::NotFound => problem("does not exist".to_string()),
         _ => problem(format!("cannot be resolved: {error}")),

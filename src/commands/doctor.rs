@@ -654,7 +654,13 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
                 |error| error.kind() == std::io::ErrorKind::PermissionDenied,
                 |metadata| metadata.is_dir() && !crate::worker::program::may_enter(workdir),
             );
-            if is_out_of_reach {
+            if let Err(refused) = crate::worker::refuse_foreign_workdir_link(workdir) {
+                checks.fail(
+                    "workdir",
+                    EXIT_CONFIG,
+                    format!("drain {}: {}", drain.name, refused.describe("worker command")),
+                );
+            } else if is_out_of_reach {
                 checks.fail(
                     "workdir",
                     EXIT_CONFIG,
@@ -1236,7 +1242,7 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
     match probe_writable(log_dir) {
         // The drains' logs would be theirs to swap (a drain whose folder is not this
         // user's is refused at its start).
-        Ok(()) if let Some(who) = others_may_replace(log_dir) => checks.push(
+        Ok(()) if let Some(who) = crate::ownership::others_may_replace(log_dir, true) => checks.push(
             "log_dir",
             Status::Warn,
             format!("log_dir {who}; another user could swap the drains' logs and stop drains from starting"),
@@ -1362,7 +1368,7 @@ fn others_may_change_file(path: &Path) -> Option<String> {
         Some(OtherWriter::Owner { uid }) => {
             return Some(format!("{shown} {}, who may change what drainctl runs: chown it", foreign_owner(uid)))
         }
-        None if metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => {
+        None if metadata.mode() & 0o020 != 0 && !crate::ownership::is_trusted_group(metadata.gid()) => {
             return Some(format!(
                 "{shown} may be changed by its group (gid {}, mode {:04o}), and drainctl runs it: chmod g-w {shown}",
                 metadata.gid(),
@@ -1371,61 +1377,7 @@ fn others_may_change_file(path: &Path) -> Option<String> {
         }
         None => {}
     }
-    others_may_replace(path)
-}
-
-/// Who besides this user and root may replace `path` (a file or a folder) by renaming
-/// an entry above it, in words with the fix: every folder above it as named, above the
-/// links on the way to it, and above where it resolves — who may rename an entry in any
-/// of them chooses what is there (a folder of theirs on the way is one they may swap for
-/// another) — unless that folder is sticky (`/tmp`). None when nobody may.
-fn others_may_replace(path: &Path) -> Option<String> {
-    use crate::ownership::{foreign_owner, other_writer, OtherWriter};
-    use std::os::unix::fs::MetadataExt as _;
-    let shown = path.display();
-    let links = crate::ownership::links_on_the_way(path);
-    let resolved = std::fs::canonicalize(path).ok();
-    let mut folders: Vec<PathBuf> = Vec::new();
-    for named in std::iter::once(path).chain(links.iter().map(PathBuf::as_path)).chain(resolved.as_deref()) {
-        for folder in named.ancestors().skip(1).filter(|folder| !folder.as_os_str().is_empty()) {
-            if !folders.iter().any(|seen| seen == folder) {
-                folders.push(folder.to_path_buf());
-            }
-        }
-    }
-    folders.iter().find_map(|folder| {
-        let metadata = std::fs::metadata(folder).ok()?;
-        if metadata.mode() & 0o1000 != 0 {
-            return None;
-        }
-        let folder_shown = folder.display();
-        let holds = match path.parent() == Some(folder.as_path()) {
-            true => "is in",
-            false => "is below",
-        };
-        match other_writer(&metadata) {
-            Some(OtherWriter::EveryUser { mode }) => Some(format!(
-                "{shown} {holds} {folder_shown}, where every user may replace it (mode {mode:04o}): \
-                 move it, or chmod o-w the folder"
-            )),
-            Some(OtherWriter::Owner { uid }) => Some(format!(
-                "{shown} {holds} {folder_shown}, which {}, who may replace it: move it, or chown the folder",
-                foreign_owner(uid)
-            )),
-            None if metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => Some(format!(
-                "{shown} {holds} {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
-                 the folder",
-                metadata.gid()
-            )),
-            None => None,
-        }
-    })
-}
-
-/// Root's group, and the group drainctl runs as (a user's own private group, as a
-/// `umask 002` system gives its folders): members of another may change what it runs.
-fn is_trusted_group(gid: u32) -> bool {
-    gid == 0 || gid == crate::ownership::effective_gid()
+    crate::ownership::others_may_replace(path, true)
 }
 
 /// Whether users other than this one (and root) may create entries in `dir`.

@@ -397,6 +397,39 @@ fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()
     }
 }
 
+/// Refuse a configuration file another user could swap for another: one reached through
+/// a symbolic link of theirs (its owner chooses where it leads), or in a folder, or below
+/// one, where they may rename entries (docs/configuration.md).
+fn refuse_others_leading(path: &Path) -> Result<()> {
+    let shown = path.display();
+    if let Some((link, owner)) = crate::ownership::foreign_link_on_the_way(path) {
+        return Err(Error::Config(format!(
+            "configuration file {shown} is reached through the symbolic link {}, which {}, who could \
+             change the programs drainctl runs; make the link yours or root's, or name the file itself",
+            link.display(),
+            crate::ownership::foreign_owner(owner)
+        )));
+    }
+    match crate::ownership::others_may_replace(path, false) {
+        Some(why) => Err(Error::Config(format!(
+            "configuration file {why}; whoever replaces it could change the programs drainctl runs"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The named pipe at `path`, looked at as `looked` (opened without waiting), opened again
+/// waiting for its writer; refused when another file took its place meanwhile.
+fn reopen_waiting(path: &Path, looked: &std::fs::Metadata) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path)?;
+    let opened = file.metadata()?;
+    if (opened.dev(), opened.ino()) != (looked.dev(), looked.ino()) {
+        return Err(std::io::Error::other("it was replaced while it was read: run again"));
+    }
+    Ok(file)
+}
+
 impl Config {
     /// Find and load the configuration. `explicit` is `--config`. When no file is named
     /// and none of the default paths exists, an empty configuration is returned if
@@ -489,14 +522,30 @@ impl Config {
             };
             Error::Config(format!("cannot read configuration file {}: {error}{fix}", path.display()))
         };
-        let mut file = std::fs::File::open(path).map_err(cannot_read)?;
-        let metadata = file.metadata().map_err(cannot_read)?;
         // A descriptor drainctl was handed (`--config /dev/stdin`, `<(…)`) is its caller's
-        // to fill; anything else, a named pipe too, must be no other user's.
+        // to fill; anything else, a named pipe too, must be no other user's — and so must
+        // the links and folders that lead to it.
         let is_descriptor = is_descriptor_path(path);
+        if !is_descriptor {
+            refuse_others_leading(path)?;
+        }
+        // Not blocked by a named pipe before it is looked at: opened without waiting for
+        // a writer, then, when it may be read, again as before.
+        let mut file = match is_descriptor {
+            true => std::fs::File::open(path),
+            false => {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+            }
+        }
+        .map_err(cannot_read)?;
+        let metadata = file.metadata().map_err(cannot_read)?;
         refuse_what_is_no_file(path, &metadata, is_descriptor)?;
         if !is_descriptor {
             refuse_others_writing(path, &metadata)?;
+            if std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()) {
+                file = reopen_waiting(path, &metadata).map_err(cannot_read)?;
+            }
         }
         let stamp = watch::FileStamp::of(&metadata).filter(|_| !is_descriptor);
         let mut bytes = Vec::new();

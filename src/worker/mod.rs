@@ -234,6 +234,13 @@ pub enum SpawnError {
     WorkdirDenied {
         workdir: PathBuf,
     },
+    /// The working directory is reached through a symbolic link `owner` owns, neither
+    /// this user nor root: whoever owns it chooses where the worker runs.
+    WorkdirForeignLink {
+        workdir: PathBuf,
+        link: PathBuf,
+        owner: u32,
+    },
     /// `searched`: the PATH it was looked for on (its `env`'s, else drainctl's).
     NotFound {
         program: String,
@@ -257,7 +264,9 @@ impl SpawnError {
     /// The drain setting to fix.
     pub fn setting(&self) -> &'static str {
         match self {
-            SpawnError::WorkdirMissing { .. } | SpawnError::WorkdirDenied { .. } => "workdir",
+            SpawnError::WorkdirMissing { .. }
+            | SpawnError::WorkdirDenied { .. }
+            | SpawnError::WorkdirForeignLink { .. } => "workdir",
             _ => "command",
         }
     }
@@ -280,6 +289,12 @@ impl SpawnError {
             SpawnError::WorkdirDenied { workdir } => {
                 format!("worker directory {workdir:?} cannot be entered by this user (permission denied)")
             }
+            SpawnError::WorkdirForeignLink { workdir, link, owner } => format!(
+                "worker directory {workdir:?} is reached through the symbolic link {}, which {}, who chooses \
+                 where the worker runs and what it reads: make the link yours or root's, or name the folder itself",
+                link.display(),
+                crate::ownership::foreign_owner(*owner)
+            ),
             // A name with a slash is a path: PATH is not searched for it.
             SpawnError::NotFound { program, .. } if program.contains('/') => {
                 format!("{what} {program:?} not found (no such file)")
@@ -374,6 +389,17 @@ fn worker_exit(status: ExitStatus) -> WorkerExit {
     }
 }
 
+/// Refuse a working directory reached through another user's symbolic link (see
+/// [`SpawnError::WorkdirForeignLink`]).
+pub fn refuse_foreign_workdir_link(workdir: &Path) -> Result<(), SpawnError> {
+    match crate::ownership::foreign_link_on_the_way(workdir) {
+        Some((link, owner)) => {
+            Err(SpawnError::WorkdirForeignLink { workdir: workdir.to_path_buf(), link, owner })
+        }
+        None => Ok(()),
+    }
+}
+
 /// Run one worker to its end and report what it did.
 ///
 /// # Errors
@@ -383,6 +409,7 @@ fn worker_exit(status: ExitStatus) -> WorkerExit {
 pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Result<WorkerReport, SpawnError> {
     let program = spec.argv.first().ok_or(SpawnError::EmptyCommand)?;
     if let Some(workdir) = spec.workdir {
+        refuse_foreign_workdir_link(workdir)?;
         match std::fs::metadata(workdir) {
             Ok(metadata) if metadata.is_dir() => {}
             // A folder above it this user may not enter: it is there, out of reach.

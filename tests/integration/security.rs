@@ -483,20 +483,11 @@ fn a_configuration_file_another_user_could_change_is_refused_before_anything_run
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o666) }, 0, "mkfifo");
     std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
     let text = std::fs::read_to_string(&fixture.config_path).unwrap();
-    let writer = {
-        let (fifo, text) = (fifo.clone(), text.clone());
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&fifo)
-                .and_then(|mut pipe| pipe.write_all(text.as_bytes()));
-        })
-    };
+    // Refused without a writer: before, the pass waited in its open for one, for as long
+    // as its planter chose, deaf to SIGTERM.
     let result = fixture.drainctl(&["--config", fifo.to_str().unwrap(), "drain", "docs"]).run();
     result.assert_code(78);
     assert!(result.stderr.contains("is writable by every user (mode 0666)"), "{}", result.stderr);
-    writer.join().unwrap();
     let result = fixture.drainctl(&["--config", "/dev/stdin", "status"]).stdin(text.clone()).run();
     result.assert_code(0);
     let result = fixture.drainctl(&["--config", "/dev/stdin", "supervise"]).stdin(text).run();
@@ -508,6 +499,111 @@ fn a_configuration_file_another_user_could_change_is_refused_before_anything_run
     );
     fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
     assert!(fixture.path("ran").exists(), "a file of root's runs");
+}
+
+#[test]
+fn a_configuration_another_user_could_swap_by_a_link_or_a_folder_is_refused() {
+    // Before: root's file behind a link of nobody's, or in a folder every user may write,
+    // was loaded, and a running pass took up whatever the link was turned to.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give a link away
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config("", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    let link = fixture.path("linked.toml");
+    std::os::unix::fs::symlink(&fixture.config_path, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let result = fixture.drainctl(&["--config", link.to_str().unwrap(), "drain", "docs"]).run();
+    result.assert_code(78);
+    let wanted = format!(
+        "configuration file {} is reached through the symbolic link {}, which belongs to nobody (uid 65534)",
+        link.display(),
+        link.display()
+    );
+    assert!(result.stderr.contains(&wanted), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts"), 0, "the worker ran");
+    // Root's own link is followed.
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    fixture.drainctl(&["--config", link.to_str().unwrap(), "status"]).run().assert_code(0);
+    // Root's file in a folder every user may write (not sticky), or one nobody owns.
+    let open = fixture.path("open");
+    std::fs::create_dir(&open).unwrap();
+    let inside = open.join("drainctl.toml");
+    std::fs::copy(&fixture.config_path, &inside).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let result = fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run();
+    result.assert_code(78);
+    assert!(
+        result
+            .stderr
+            .contains(&format!("is in {}, where every user may replace it (mode 0777)", open.display())),
+        "{}",
+        result.stderr
+    );
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&open, Some(65534), Some(65534)).unwrap();
+    let result = fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("which belongs to nobody (uid 65534)"), "{}", result.stderr);
+    // A sticky folder (`/tmp`) keeps root's file root's.
+    std::os::unix::fs::chown(&open, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run().assert_code(0);
+}
+
+#[test]
+fn a_source_dir_or_workdir_reached_through_another_users_link_is_refused() {
+    // Before: scanned and run in, so root's files went to the workers (and their vendor).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give a link away
+    }
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let private = fixture.path("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("secret.txt"), "root's\n").unwrap();
+    let inbox = fixture.path("inbox");
+    std::os::unix::fs::symlink(&private, &inbox).unwrap();
+    std::os::unix::fs::lchown(&inbox, Some(65534), Some(65534)).unwrap();
+    let text = std::fs::read_to_string(&fixture.config_path).unwrap();
+    let scanned = text.replace(
+        "name = \"docs\"",
+        &format!(
+            "name = \"docs\"\nworkdir = \"{}\"\nsource = {{ dir = \"{}\", glob = \"*.txt\" }}",
+            inbox.display(),
+            inbox.display()
+        ),
+    );
+    assert_ne!(scanned, text);
+    fixture.write_config(&scanned);
+    let scan = fixture.drainctl(&["scan", "docs"]).run();
+    scan.assert_code(78);
+    assert!(
+        scan.stderr.contains(&format!(
+            "source dir {} is reached through the symbolic link {}, which belongs to nobody (uid 65534)",
+            inbox.display(),
+            inbox.display()
+        )),
+        "{}",
+        scan.stderr
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    let drain = fixture.drainctl(&["drain", "docs"]).run();
+    drain.assert_code(78);
+    assert!(drain.stderr.contains("is reached through the symbolic link"), "{}", drain.stderr);
+    assert_eq!(
+        fixture.column::<String>("SELECT state || ' ' || attempts FROM items"),
+        ["pending 0"],
+        "kept for a fixed configuration"
+    );
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(78);
+    for check in ["fail  workdir: drain docs: worker directory", "fail  source: drain docs: source dir"] {
+        assert!(doctor.stdout.contains(check), "{check}: {}", doctor.stdout);
+    }
 }
 
 #[test]
