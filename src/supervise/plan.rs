@@ -426,17 +426,22 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
     if let Some(spent) = &snapshot.budget_spent {
         return skip(budget_reason(spent, zone));
     }
+    let backoff_until = snapshot.backoff.backoff_until.filter(|until| now < *until);
+    // A burst that ends before its group's reset can run nothing: the drain is decided as
+    // outside it, as `burst on` said (no pass starts during this burst).
+    let burst_until = controls
+        .and_then(|c| c.active_burst(now))
+        .filter(|burst_until| backoff_until.is_none_or(|reset| reset < *burst_until));
     // A backoff that ends before the next pass does not wait for that pass: the drain is
     // started now and waits for the reset itself (docs/rate-limits.md).
     let mut waits_for_reset = None;
-    if let Some(until) = snapshot.backoff.backoff_until.filter(|until| now < *until) {
+    if let Some(until) = backoff_until {
         let wait = (until - now).to_std().unwrap_or_default();
         // Outside a burst a pass waits only within its time budget (`may_wait_until`):
         // one started for a reset beyond it would end at once, holding nothing. A pass
         // whose budget ends before such a reset goes on as a new pass by the same rule
         // (`budget_cut_wait`, docs/rate-limits.md).
-        let is_bursting = controls.and_then(|c| c.active_burst(now)).is_some();
-        let budget = if is_bursting { snapshot.wake_within } else { drain.max_seconds_per_pass };
+        let budget = if burst_until.is_some() { snapshot.wake_within } else { drain.max_seconds_per_pass };
         if wait > snapshot.wake_within.min(budget) {
             return skip(format!(
                 "quota group {} backs off until {} ({})",
@@ -484,7 +489,7 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
         decision.passes = passes;
         decision
     };
-    if let Some(until) = controls.and_then(|c| c.active_burst(now)) {
+    if let Some(until) = burst_until {
         return start(Trigger::Burst, format!("in burst until {}", local(until, zone)));
     }
     let reason = match &drain.window {
@@ -720,6 +725,43 @@ mod tests {
         let burst = backing_off(5, Some(inside() + chrono::Duration::hours(2)));
         assert_eq!(burst.action, Action::Start);
         assert!(burst.reason.contains("it waits for the reset"), "{}", burst.reason);
+    }
+
+    #[test]
+    fn a_burst_that_ends_before_the_reset_starts_no_pass_to_wait_for_it() {
+        let config = Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n\
+             window = { days = \"daily\", from = \"08:00\", to = \"12:00\" }\n",
+            None,
+        )
+        .unwrap();
+        let (zone, drain) = (config.defaults.timezone, &config.drains[0]);
+        let at = |hour: u32, minute: u32| Utc.with_ymd_and_hms(2026, 11, 27, hour, minute, 0).unwrap();
+        let decide = |now: DateTime<Utc>, burst_until: DateTime<Utc>, reset: DateTime<Utc>| {
+            let mut s = snapshot(drain);
+            s.wake_within = std::time::Duration::from_secs(15 * 60);
+            s.backoff.backoff_until = Some(reset);
+            s.backoff.reason = Some("try again in 3h10m".into());
+            s.controls = Some(controls(Some(burst_until), false));
+            only(plan(&[s], now, zone))
+        };
+        // Before: started at 05:58, outside its window, to wait for 06:11; the burst ended
+        // at 06:00 and so did the pass, having taken nothing.
+        let skip = decide(at(5, 58), at(6, 0), at(6, 11));
+        assert_eq!(skip.action, Action::Skip, "{}", skip.reason);
+        assert!(skip.reason.starts_with("outside window daily 08:00-12:00"), "{}", skip.reason);
+        // Inside the window it is a normal pass that waits for the reset.
+        let normal = decide(at(9, 58), at(10, 0), at(10, 11));
+        assert_eq!(
+            (normal.action, normal.trigger),
+            (Action::Start, Some(Trigger::Supervisor)),
+            "{}",
+            normal.reason
+        );
+        assert!(normal.reason.contains("it waits for the reset"), "{}", normal.reason);
+        // A reset before the burst's end is the burst's to wait for.
+        let burst = decide(at(5, 58), at(7, 0), at(6, 11));
+        assert_eq!((burst.action, burst.trigger), (Action::Start, Some(Trigger::Burst)), "{}", burst.reason);
     }
 
     #[test]
