@@ -542,6 +542,10 @@ fn a_configuration_another_user_could_swap_by_a_link_or_a_folder_is_refused() {
         "{}",
         result.stderr
     );
+    // Named from the folder it is in, as cron's `./drainctl.toml` of its home folder is.
+    let result = fixture.drainctl(&["--config", "drainctl.toml", "status"]).current_dir(&open).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("where every user may replace it (mode 0777)"), "{}", result.stderr);
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(&open, Some(65534), Some(65534)).unwrap();
     let result = fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run();
