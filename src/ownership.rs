@@ -298,40 +298,52 @@ pub fn walk_to_a_foreign_link(path: &std::path::Path) -> Walked<(std::path::Path
 /// an entry above it, in words with the fix: every folder above it as named, above the
 /// links on the way to it, and above where it resolves — who may rename an entry in any
 /// of them chooses what is there (a folder of theirs on the way is one they may swap for
-/// another) — unless that folder is sticky (`/tmp`). A folder its group may write counts
-/// when `counts_group` (the group neither root's nor this user's). None when nobody may.
+/// another). A sticky folder (`/tmp`) lets only an entry's owner and its own owner do so:
+/// it counts when another user owns it. A folder its group may write counts when
+/// `counts_group` (the group neither root's nor this user's). None when nobody may.
 pub fn others_may_replace(path: &std::path::Path, counts_group: bool) -> Option<String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let shown = path.display();
+    // Named as the operator reads it in a log: `./drainctl.toml` from its folder.
+    let named = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let shown = named.display();
     let links = links_on_the_way(path);
     let resolved = std::fs::canonicalize(path).ok();
     let mut folders: Vec<std::path::PathBuf> = Vec::new();
-    for named in
-        std::iter::once(path).chain(links.iter().map(std::path::PathBuf::as_path)).chain(resolved.as_deref())
-    {
-        for folder in named.ancestors().skip(1).filter(|folder| !folder.as_os_str().is_empty()) {
+    let everywhere = std::iter::once(named.as_path()).chain(links.iter().map(std::path::PathBuf::as_path));
+    for leading in everywhere.chain(resolved.as_deref()) {
+        for folder in leading.ancestors().skip(1).filter(|folder| !folder.as_os_str().is_empty()) {
             if !folders.iter().any(|seen| seen == folder) {
                 folders.push(folder.to_path_buf());
             }
         }
     }
+    let euid = effective_uid();
     folders.iter().find_map(|folder| {
         let metadata = std::fs::metadata(folder).ok()?;
-        if metadata.mode() & 0o1000 != 0 {
-            return None;
-        }
-        let folder_shown = folder.display();
-        let holds = match path.parent() == Some(folder.as_path()) {
-            true => "is in",
-            false => "is below",
+        let is_sticky = metadata.mode() & 0o1000 != 0;
+        let writer = match is_sticky {
+            true if metadata.uid() == 0 || metadata.uid() == euid => return None,
+            true => Some(OtherWriter::Owner { uid: metadata.uid() }),
+            false => other_writer(&metadata),
         };
-        match other_writer(&metadata) {
+        let folder_shown = folder.display();
+        let holds = if named.parent() == Some(folder.as_path()) {
+            "is in".to_string()
+        } else if named.starts_with(folder) {
+            "is below".to_string()
+        } else {
+            match links.first() {
+                Some(link) => format!("leads, through the symbolic link {}, below", link.display()),
+                None => "leads below".to_string(),
+            }
+        };
+        match writer {
             Some(OtherWriter::EveryUser { mode }) => Some(format!(
                 "{shown} {holds} {folder_shown}, where every user may replace it (mode {mode:04o}): \
                  move it, or chmod o-w the folder"
             )),
             Some(OtherWriter::Owner { uid }) => Some(format!(
-                "{shown} {holds} {folder_shown}, which {}, who may replace it: move it, or chown the folder",
+                "{shown} {holds} {folder_shown}, whose owner may replace it (that folder {}): move it, or \
+                 chown the folder",
                 foreign_owner(uid)
             )),
             None if counts_group && metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => Some(format!(

@@ -397,19 +397,24 @@ fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()
     }
 }
 
-/// Refuse a configuration file another user could swap for another: one reached through
-/// a symbolic link of theirs (its owner chooses where it leads), or in a folder, or below
-/// one, where they may rename entries (docs/configuration.md).
-fn refuse_others_leading(path: &Path) -> Result<()> {
-    let shown = path.display();
-    if let Some((link, owner)) = crate::ownership::foreign_link_on_the_way(path) {
-        return Err(Error::Config(format!(
-            "configuration file {shown} is reached through the symbolic link {}, which {}, who could \
-             change the programs drainctl runs; make the link yours or root's, or name the file itself",
+/// Refuse a configuration file reached through another user's symbolic link: its owner
+/// chooses where it leads (docs/configuration.md).
+fn refuse_foreign_link(path: &Path) -> Result<()> {
+    match crate::ownership::foreign_link_on_the_way(path) {
+        Some((link, owner)) => Err(Error::Config(format!(
+            "configuration file {} is reached through the symbolic link {}, which {}, who could change the \
+             programs drainctl runs; make the link yours or root's, or name the file itself",
+            path.display(),
             link.display(),
             crate::ownership::foreign_owner(owner)
-        )));
+        ))),
+        None => Ok(()),
     }
+}
+
+/// Refuse a configuration file in a folder, or below one, where another user may rename
+/// entries: they could swap it for another (docs/configuration.md).
+fn refuse_replaceable(path: &Path) -> Result<()> {
     match crate::ownership::others_may_replace(path, false) {
         Some(why) => Err(Error::Config(format!(
             "configuration file {why}; whoever replaces it could change the programs drainctl runs"
@@ -527,7 +532,7 @@ impl Config {
         // the links and folders that lead to it.
         let is_descriptor = is_descriptor_path(path);
         if !is_descriptor {
-            refuse_others_leading(path)?;
+            refuse_foreign_link(path)?;
         }
         // Not blocked by a named pipe before it is looked at: opened without waiting for
         // a writer, then, when it may be read, again as before.
@@ -543,6 +548,7 @@ impl Config {
         refuse_what_is_no_file(path, &metadata, is_descriptor)?;
         if !is_descriptor {
             refuse_others_writing(path, &metadata)?;
+            refuse_replaceable(path)?;
             if std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()) {
                 file = reopen_waiting(path, &metadata).map_err(cannot_read)?;
             }

@@ -236,7 +236,10 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
              the primary's address belongs in the URL; a promoted standby takes writes once promoted"
         } else if detail.contains("error connecting to server") {
             "; check that the server runs and that the URL's host and port are its own"
-        } else if detail.contains("password authentication failed") {
+        } else if detail.contains("password authentication failed")
+            || detail.contains("SASL authentication failed")
+        {
+            // The second, pgbouncer's words for a wrong password.
             "; the URL's user or password is not the server's: fix them in the database URL (percent-encode \
              @, :, / and % in the password: %40, %3A, %2F, %25)"
         } else if detail.contains("does not exist") && detail.contains("database \"") {

@@ -233,6 +233,12 @@ fn a_transaction_pooler_is_refused_with_78_and_a_session_pool_works() {
     through("sess", &["status"]).assert_code(0);
     through("sess", &["doctor"]).assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 1);
+    // A wrong password the pooler refuses is named with its fix, as the server's refusal
+    // is (before: a bare "SASL authentication failed").
+    let wrong = bouncer.url("sess").replace(&format!(":{}@", bouncer.password), ":not-the-password@");
+    let refused = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &wrong).run();
+    refused.assert_code(69);
+    assert!(refused.stderr.contains("the URL's user or password is not the server's"), "{}", refused.stderr);
 }
 
 #[test]

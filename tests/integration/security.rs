@@ -550,8 +550,34 @@ fn a_configuration_another_user_could_swap_by_a_link_or_a_folder_is_refused() {
     std::os::unix::fs::chown(&open, Some(65534), Some(65534)).unwrap();
     let result = fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run();
     result.assert_code(78);
-    assert!(result.stderr.contains("which belongs to nobody (uid 65534)"), "{}", result.stderr);
-    // A sticky folder (`/tmp`) keeps root's file root's.
+    assert!(
+        result.stderr.contains("whose owner may replace it (that folder belongs to nobody (uid 65534)"),
+        "{}",
+        result.stderr
+    );
+    // Reached through root's link (a checkout's file linked from /etc): the link is named.
+    let etc_link = fixture.path("etc-drainctl.toml");
+    std::os::unix::fs::symlink(&inside, &etc_link).unwrap();
+    let result = fixture.drainctl(&["--config", etc_link.to_str().unwrap(), "status"]).run();
+    result.assert_code(78);
+    let wanted = format!(
+        "leads, through the symbolic link {}, below {}, whose owner",
+        etc_link.display(),
+        open.display()
+    );
+    assert!(result.stderr.contains(&wanted), "{}", result.stderr);
+    // The service user's own file in its own folder: the file's owner is what to fix.
+    std::os::unix::fs::chown(&inside, Some(65534), Some(65534)).unwrap();
+    let result = fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("run drainctl as its owner"), "{}", result.stderr);
+    std::os::unix::fs::chown(&inside, Some(0), Some(0)).unwrap();
+    // Sticky, it is still its owner's to rename in (before: loaded).
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1755)).unwrap();
+    let result = fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("whose owner may replace it"), "{}", result.stderr);
+    // A sticky folder of root's (`/tmp`) keeps root's file root's.
     std::os::unix::fs::chown(&open, Some(0), Some(0)).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
     fixture.drainctl(&["--config", inside.to_str().unwrap(), "status"]).run().assert_code(0);
@@ -1144,8 +1170,9 @@ fn doctor_warns_of_a_log_dir_inside_a_folder_another_user_owns() {
     let shown = fixture.path("shared");
     assert!(
         doctor.stdout.contains(&format!(
-            "warn  log_dir: log_dir {} is in {}, which belongs to nobody (uid 65534), not to root, who runs \
-             drainctl, who may replace it: move it, or chown the folder; another user could swap the drains' logs",
+            "warn  log_dir: log_dir {} is in {}, whose owner may replace it (that folder belongs to nobody (uid \
+             65534), not to root, who runs drainctl): move it, or chown the folder; another user could swap the \
+             drains' logs",
             fixture.path("shared/logs").display(),
             shown.display()
         )),
