@@ -168,14 +168,18 @@ pub struct ScanArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// List every migration version and whether it is applied; change nothing
-    #[arg(long, conflicts_with_all = ["dry_run", "repair_checksum"])]
+    #[arg(long, conflicts_with_all = ["dry_run", "repair_checksum", "repair_counts"])]
     pub status: bool,
     /// Print what would be applied; change nothing
-    #[arg(long, conflicts_with = "repair_checksum")]
+    #[arg(long, conflicts_with_all = ["repair_checksum", "repair_counts"])]
     pub dry_run: bool,
     /// Accept the current file's checksum for an applied migration (after a harmless edit)
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", conflicts_with = "repair_counts")]
     pub repair_checksum: Option<i32>,
+    /// Count every drain's items again and set the kept per-state counts right (after a
+    /// trigger on `items` was disabled or dropped by hand; writers wait for the count)
+    #[arg(long)]
+    pub repair_counts: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -170,17 +170,15 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
                 "{message}: the database role lacks a privilege drainctl needs; {fix}"
             ));
         }
-        // A column, table or function drainctl's statements use is not there: the schema
-        // was changed by hand after its migrations (docs/migrations.md, "A schema changed by
-        // hand"), not a bug of a binary whose statements its tests ran on that schema.
+        // A column or table drainctl's statements use is not there: the schema was changed
+        // by hand after its migrations (docs/migrations.md, "A schema changed by hand"),
+        // not a bug of a binary whose statements its tests ran on that schema. An `ON
+        // CONFLICT` without the unique index it names is one too.
         if *code == SqlState::UNDEFINED_COLUMN
             || *code == SqlState::UNDEFINED_TABLE
-            || *code == SqlState::UNDEFINED_FUNCTION
+            || *code == SqlState::INVALID_COLUMN_REFERENCE
         {
-            return Error::Config(format!(
-                "{message}: drainctl's tables are not as its migrations made them (changed by hand?); \
-                 `drainctl doctor` names what differs"
-            ));
+            return Error::Config(format!("{message}: {CHANGED_BY_HAND}"));
         }
         if *code == SqlState::INVALID_SCHEMA_NAME {
             return Error::Config(format!("{message}: the role's {NO_SCHEMA}"));
@@ -206,6 +204,15 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
             ));
         }
         return Error::Internal(message);
+    }
+    // `query_one` found two rows where a unique index allows one (dropped by hand), or none
+    // where a row of drainctl's own must be: unexpected, and no connection problem.
+    if error.to_string() == "query returned an unexpected number of rows" {
+        return Error::Internal(
+            "database error: a query returned an unexpected number of rows: were drainctl's tables changed by \
+             hand? `drainctl doctor` names what differs"
+                .to_string(),
+        );
     }
     if error.is_closed() || is_broken_session(error) {
         return Error::Unavailable(format!("{CONNECTION_LOST}: {}", with_causes(error)));
@@ -240,6 +247,9 @@ pub fn is_broken_session(error: &postgres::Error) -> bool {
     false
 }
 
+/// What an error met on a schema changed by hand adds (docs/migrations.md).
+pub const CHANGED_BY_HAND: &str =
+    "drainctl's tables are not as its migrations made them (changed by hand?); `drainctl doctor` names what differs";
 /// How a session the server closed is named; [`Error::final_line`] adds what to do.
 pub const CONNECTION_LOST: &str = "database connection lost";
 /// What a role whose search_path names no usable schema is told (an error, `doctor`).

@@ -52,24 +52,16 @@ use clap::Parser;
 use crate::cli::Cli;
 use crate::error::{Error, EXIT_OK, EXIT_USAGE};
 
-/// Run drainctl with these arguments; returns the process exit code.
 /// The lines of the shape of drainctl's schema on `client`'s database that `doctor` does
-/// not expect, and those it expects that are not there (see `migrate::EXPECTED_SHAPE`):
-/// the test that keeps the expected shape current with the migrations reads it.
+/// not expect, and those it expects that are not there (`migrate::shape_drift`): the test
+/// that keeps the expected shape current with the migrations reads it.
 pub fn schema_shape_drift(
     client: &mut postgres::Client,
 ) -> std::result::Result<(Vec<String>, Vec<String>), String> {
-    let live = migrate::schema_shape(client).map_err(|error| error.to_string())?;
-    let expected: Vec<&str> = migrate::EXPECTED_SHAPE.lines().filter(|line| !line.is_empty()).collect();
-    let unexpected = live.iter().filter(|line| !expected.contains(&line.as_str())).cloned().collect();
-    let missing = expected
-        .iter()
-        .filter(|line| !live.iter().any(|have| have == *line))
-        .map(|line| line.to_string())
-        .collect();
-    Ok((unexpected, missing))
+    migrate::shape_drift(client).map_err(|error| error.to_string())
 }
 
+/// Run drainctl with these arguments; returns the process exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     // First of all: the environment may hold the database password.
     let hidden = crate::worker::process::hide_from_other_processes();

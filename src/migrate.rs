@@ -317,24 +317,33 @@ pub const EXPECTED_SHAPE: &str = include_str!("schema_shape.txt");
 /// [`EXPECTED_SHAPE`], sorted. Columns, indexes and triggers of other tables and
 /// functions of other names are not read.
 pub fn schema_shape(client: &mut Client) -> Result<Vec<String>> {
-    let functions: Vec<&str> =
-        EXPECTED_SHAPE.lines().filter_map(|line| line.strip_prefix("function ")).collect();
+    let functions: Vec<&str> = EXPECTED_SHAPE
+        .lines()
+        .filter_map(|line| line.strip_prefix("function ")?.split_whitespace().next())
+        .collect();
+    // An index by whether it is unique and its columns, a function by its body's digest:
+    // one recreated otherwise is changed (an index's predicate is left out: servers of
+    // other versions print it otherwise). The schema by name, as a quoted one
+    // (`"DrainCtl"`) is no `regnamespace` text.
     let rows = client.query(
-        "SELECT 'column ' || table_name || '.' || column_name || ' ' || udt_name
+        "WITH here AS (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+         SELECT 'column ' || table_name || '.' || column_name || ' ' || udt_name
                 || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END
            FROM information_schema.columns
           WHERE table_schema = current_schema() AND table_name = ANY($1)
          UNION ALL
          SELECT 'index ' || tablename || '.' || indexname
+                || CASE WHEN indexdef LIKE 'CREATE UNIQUE %' THEN ' unique' ELSE '' END
+                || ' (' || substring(indexdef FROM ' USING \\w+ \\(([^)]*)\\)') || ')'
            FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ANY($1)
          UNION ALL
          SELECT 'trigger ' || c.relname || '.' || t.tgname
            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
           WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
-            AND c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1)
+            AND c.relnamespace = (SELECT oid FROM here) AND c.relname = ANY($1)
          UNION ALL
-         SELECT DISTINCT 'function ' || proname
-           FROM pg_proc WHERE pronamespace = current_schema()::regnamespace AND proname = ANY($2)",
+         SELECT 'function ' || proname || ' ' || md5(prosrc)
+           FROM pg_proc WHERE pronamespace = (SELECT oid FROM here) AND proname = ANY($2)",
         &[&TABLES.as_slice(), &functions],
     )?;
     let mut shape: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
@@ -347,11 +356,7 @@ pub fn schema_shape(client: &mut Client) -> Result<Vec<String>> {
 /// function dropped), in words with what to do; None when nothing is missing. What the
 /// operator added beside drainctl's objects is no concern of its.
 pub fn changed_by_hand(client: &mut Client) -> Result<Option<String>> {
-    let shape = schema_shape(client)?;
-    let missing: Vec<&str> = EXPECTED_SHAPE
-        .lines()
-        .filter(|line| !line.is_empty() && !shape.iter().any(|have| have == line))
-        .collect();
+    let (_, missing) = shape_drift(client)?;
     if missing.is_empty() {
         return Ok(None);
     }
@@ -361,6 +366,21 @@ pub fn changed_by_hand(client: &mut Client) -> Result<Option<String>> {
         latest_version(),
         missing.join(", ")
     )))
+}
+
+/// The lines of [`schema_shape`] that [`EXPECTED_SHAPE`] does not hold (what the operator
+/// added, or a migration that did not say what it made), and those it holds that are not
+/// there.
+pub fn shape_drift(client: &mut Client) -> Result<(Vec<String>, Vec<String>)> {
+    let live = schema_shape(client)?;
+    let expected: Vec<&str> = EXPECTED_SHAPE.lines().filter(|line| !line.is_empty()).collect();
+    let unexpected = live.iter().filter(|line| !expected.contains(&line.as_str())).cloned().collect();
+    let missing = expected
+        .iter()
+        .filter(|line| !live.iter().any(|have| have == *line))
+        .map(|line| line.to_string())
+        .collect();
+    Ok((unexpected, missing))
 }
 
 /// The rights on drainctl's tables the connected role lacks, as one sentence with what to

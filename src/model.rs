@@ -203,6 +203,8 @@ vocabulary! {
         /// went back (docs/operations.md, "A clock that went back").
         BurstRestored = "burst_restored",
         ClaimLost = "claim_lost",
+        /// `migrate --repair-counts` set the kept per-state item counts right.
+        CountsRepaired = "counts_repaired",
         /// A pass opened a new database session after the server ended its own
         /// (docs/operations.md, "When the database goes away").
         DatabaseReconnected = "database_reconnected",
@@ -301,7 +303,7 @@ mod tests {
         check(EventKind::ALL);
         check(Trigger::ALL);
         check(PassStatus::ALL);
-        assert_eq!(EventKind::ALL.len(), 42);
+        assert_eq!(EventKind::ALL.len(), 43);
         let error = "run_hang".parse::<EventKind>().unwrap_err().to_string();
         assert!(error.starts_with("unknown event kind \"run_hang\"; known: account_switched, "), "{error}");
         // In order, as people look a name up.

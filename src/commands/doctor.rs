@@ -722,7 +722,12 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
     }
     check_shared_source_folders(checks, config);
     if config.drains.is_empty() {
-        checks.push("worker", Status::Warn, "no [[drain]] is configured");
+        // What every `supervise` pass fails on (docs/operations.md, "Who hears of errors").
+        checks.fail(
+            "worker",
+            EXIT_CONFIG,
+            "no [[drain]] is configured: no drain runs, and every supervise pass fails (78); add a [[drain]] table",
+        );
     }
     if let Some(command) = &config.defaults.notify_command {
         let program = command.first().map(String::as_str).unwrap_or_default();
@@ -922,11 +927,25 @@ fn check_schema(checks: &mut Checks, client: &mut postgres::Client, is_read_only
             Ok(None) => match crate::migrate::changed_by_hand(client) {
                 Err(error) => checks.fail("schema", error.exit_code(), error.display_scrubbed()),
                 Ok(Some(why)) => checks.fail("schema", EXIT_CONFIG, why),
-                Ok(None) => checks.push(
-                    "schema",
-                    Status::Ok,
-                    format!("schema current (version {})", crate::migrate::latest_version()),
-                ),
+                Ok(None) => match crate::db::recount::drifts(client) {
+                    Err(error) => checks.fail("schema", error.exit_code(), error.display_scrubbed()),
+                    // A trigger disabled for a while left them wrong (docs/migrations.md).
+                    Ok(drifts) if !drifts.is_empty() => checks.fail(
+                        "schema",
+                        EXIT_CONFIG,
+                        format!(
+                            "schema current (version {}), but the kept item counts differ from the items ({}): \
+                             `drainctl migrate --repair-counts` sets them right",
+                            crate::migrate::latest_version(),
+                            crate::db::recount::describe(&drifts)
+                        ),
+                    ),
+                    Ok(_) => checks.push(
+                        "schema",
+                        Status::Ok,
+                        format!("schema current (version {})", crate::migrate::latest_version()),
+                    ),
+                },
             },
         }
     }

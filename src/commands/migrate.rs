@@ -1,4 +1,4 @@
-//! `drainctl migrate [--status | --dry-run | --repair-checksum VERSION]`.
+//! `drainctl migrate [--status | --dry-run | --repair-checksum VERSION | --repair-counts]`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -56,6 +56,15 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
         return Ok(Report::new(message, json!({ "repaired": version, "changed": changed })));
     }
     let report = migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
+    if args.repair_counts {
+        let repaired = crate::db::recount::repair(&mut client, &outbox, clock.now())?;
+        crate::notify::notify_recorded(&config, &mut client, &outbox, &clock);
+        let human = match repaired.is_empty() {
+            true => "every item count matches the items; nothing changed".to_string(),
+            false => format!("set the item counts right: {}", crate::db::recount::describe(&repaired)),
+        };
+        return Ok(Report::new(human, json!({ "repaired_counts": repaired })));
+    }
     crate::notify::notify_recorded(&config, &mut client, &outbox, &clock);
     let human = if report.applied.is_empty() {
         format!("schema is current (version {})", report.current_version)

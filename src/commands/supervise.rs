@@ -92,11 +92,15 @@ fn rewrite_page(ctx: &mut Context, path: &Path, report: Report) -> Report {
     record_event_or_log(&mut ctx.client, &ctx.outbox, &Event::new(EventKind::SuperviseError, message), now);
     let mut exit_code = worse_exit_code(report.exit_code, error.exit_code());
     // The textfile the pass wrote before counted its errors without this one: written
-    // again, `drainctl_supervisor_last_pass_errors` alerts on it (docs/operations.md).
-    if let Err(error) =
-        crate::supervise::write_metrics_textfile(&mut ctx.client, &ctx.outbox, &ctx.config, now)
-    {
-        exit_code = worse_exit_code(exit_code, error.exit_code());
+    // again, `drainctl_supervisor_last_pass_errors` alerts on it (docs/operations.md). One
+    // that cannot be written failed the pass's own write, recorded then: logged only.
+    if let Some(textfile) = &ctx.config.defaults.metrics_textfile {
+        let written = crate::metrics::render_metrics(&mut ctx.client, &ctx.config, now)
+            .and_then(|text| crate::metrics::write_textfile(textfile, &text));
+        if let Err(error) = written {
+            log::warn!("supervise: could not write metrics_textfile {} again: {error}", textfile.display());
+            exit_code = worse_exit_code(exit_code, error.exit_code());
+        }
     }
     report.with_exit_code(exit_code)
 }

@@ -423,16 +423,25 @@ fn refuse_replaceable(path: &Path) -> Result<()> {
     }
 }
 
-/// The named pipe at `path`, looked at as `looked` (opened without waiting), opened again
-/// waiting for its writer; refused when another file took its place meanwhile.
-fn reopen_waiting(path: &Path, looked: &std::fs::Metadata) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::MetadataExt;
-    let file = std::fs::File::open(path)?;
-    let opened = file.metadata()?;
-    if (opened.dev(), opened.ino()) != (looked.dev(), looked.ino()) {
-        return Err(std::io::Error::other("it was replaced while it was read: run again"));
+/// The named pipe `file`, opened without waiting for a writer and looked at: wait for its
+/// writer's first bytes (or its close) on that descriptor, and read it as usual from then
+/// on. Opened again instead, a writer already waiting would write into the first opening
+/// and leave the second waiting for ever.
+fn wait_for_writer(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let mut ready = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one pollfd of this frame, its count given; the descriptor is open.
+    if unsafe { libc::poll(&mut ready, 1, -1) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    Ok(file)
+    // SAFETY: fcntl on an open descriptor of this process, with integer arguments.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Config {
@@ -550,7 +559,7 @@ impl Config {
             refuse_others_writing(path, &metadata)?;
             refuse_replaceable(path)?;
             if std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()) {
-                file = reopen_waiting(path, &metadata).map_err(cannot_read)?;
+                wait_for_writer(&file).map_err(cannot_read)?;
             }
         }
         let stamp = watch::FileStamp::of(&metadata).filter(|_| !is_descriptor);

@@ -33,6 +33,10 @@ pub struct FileStamp {
 impl FileStamp {
     pub fn of(metadata: &std::fs::Metadata) -> Option<FileStamp> {
         use std::os::unix::fs::MetadataExt;
+        // A named pipe is read once: read again, it would hold the pass until a writer came.
+        if !metadata.is_file() {
+            return None;
+        }
         Some(FileStamp {
             modified: metadata.modified().ok()?,
             changed: (metadata.ctime(), metadata.ctime_nsec()),
@@ -110,9 +114,20 @@ impl ConfigWatch {
     /// by; None while nothing did.
     pub fn change(&mut self) -> Option<Reloaded> {
         let path = self.path.as_deref()?;
-        let now = FileStamp::at(path);
+        let Some(stamp) = FileStamp::at(path) else {
+            // Gone, or no regular file now (a named pipe swapped in): never read as such.
+            if self.seen.take().is_some() {
+                log::warn!(
+                    "drain {}: the configuration file changed and cannot be used (it is gone, or no longer a \
+                     regular file): this pass goes on with the settings it read",
+                    self.drain
+                );
+            }
+            return None;
+        };
+        let now = Some(stamp);
         // Being written: looked at again next time.
-        if now == self.seen || now.is_some_and(|stamp| !stamp.is_settled()) {
+        if now == self.seen || !stamp.is_settled() {
             return None;
         }
         let config = match Config::load(path) {

@@ -99,6 +99,7 @@ pub fn apply_staged_items(
     if staged == 0 {
         return Ok(EnqueueCounts::default());
     }
+    refuse_without_unique_keys(tx)?;
     // Without statistics a temporary table is planned blind; a sample is cheap.
     tx.batch_execute("ANALYZE enqueue_staging")?;
     // The move runs under a savepoint: when it loses a deadlock or a serialization
@@ -151,6 +152,27 @@ pub fn apply_staged_items(
         duplicates: staged.saturating_sub(added + replaced),
         finished_duplicates,
     })
+}
+
+/// Refuse a batch when the unique index on `items (drain, key)` was dropped (or left
+/// invalid) by hand: the duplicate check below trusts it, and two enqueues at once would
+/// each add every item (docs/migrations.md, "A schema changed by hand").
+fn refuse_without_unique_keys(tx: &mut postgres::Transaction<'_>) -> Result<()> {
+    let is_there: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index
+                             WHERE indexrelid = to_regclass('items_drain_key_key') AND indisunique AND indisvalid)",
+            &[],
+        )?
+        .get(0);
+    match is_there {
+        true => Ok(()),
+        false => Err(Error::Config(format!(
+            "the unique index items_drain_key_key on items (drain, key) is missing or invalid, and without it an \
+             item could be enqueued twice; nothing was enqueued: {}",
+            crate::error::CHANGED_BY_HAND
+        ))),
+    }
 }
 
 /// The statements of [`apply_staged_items`] (inside its savepoint): (added, replaced,

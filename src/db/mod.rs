@@ -12,6 +12,7 @@ pub mod items;
 pub mod passes;
 pub mod poison;
 pub mod quota_groups;
+pub mod recount;
 pub mod report;
 pub mod retention;
 pub mod runs;

@@ -208,11 +208,19 @@ pub fn format_usd(cost: f64) -> String {
 /// holds to the pico-dollar: 2.675 is `2.68`, where a float's own rounding of
 /// 2.67499999… says `2.67` (docs/results.md: costs are added up exactly).
 fn rounded_half_up(value: f64, decimals: usize) -> String {
-    const PICO_PLACES: usize = 12;
-    if decimals >= PICO_PLACES || !value.is_finite() {
+    if !value.is_finite() {
         return format!("{value:.decimals$}");
     }
-    let exact = format!("{value:.PICO_PLACES$}");
+    let sign = if value < 0.0 { "-" } else { "" };
+    let value = value.abs();
+    // The places the figure holds: the pico-dollar's 12, or fewer from $1,000 on, where a
+    // float's 15 digits end first (as `to_the_pico_dollar` keeps them).
+    let whole_digits = if value >= 1.0 { value.log10().floor() as usize + 1 } else { 1 };
+    let places = 15usize.saturating_sub(whole_digits).min(12);
+    if decimals >= places {
+        return format!("{sign}{value:.decimals$}");
+    }
+    let exact = format!("{value:.places$}");
     let Some((whole, fraction)) = exact.split_once('.') else { return exact };
     let mut digits: Vec<u8> = whole.bytes().chain(fraction.bytes().take(decimals)).collect();
     if fraction.as_bytes().get(decimals).is_some_and(|next| *next >= b'5') {
@@ -234,8 +242,8 @@ fn rounded_half_up(value: f64, decimals: usize) -> String {
     let point = digits.len() - decimals;
     let text = String::from_utf8_lossy(&digits).into_owned();
     match decimals {
-        0 => text,
-        _ => format!("{}.{}", &text[..point], &text[point..]),
+        0 => format!("{sign}{text}"),
+        _ => format!("{sign}{}.{}", &text[..point], &text[point..]),
     }
 }
 
@@ -441,6 +449,9 @@ mod tests {
         assert_eq!(format_usd(999.995), "$1,000.00");
         assert_eq!(format_usd(0.99995), "$1.00");
         assert_eq!(format_usd(-2.675), "-$2.68");
+        assert_eq!(format_usd(10_000.005), "$10,000.01");
+        assert_eq!(format_usd(123_456_789.125), "$123,456,789.13");
+        assert_eq!(rounded_half_up(-0.125, 2), "-0.13");
         // Four places that round to a dollar show two (before: `$1.0000`).
         assert_eq!(format_usd(0.99996), "$1.00");
         assert_eq!(format_usd(0.999949), "$0.9999");

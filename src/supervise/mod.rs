@@ -656,7 +656,7 @@ fn lock_skipped(
 
 /// Rewrite `metrics_textfile`, when it is set (docs/operations.md, "Metrics"); a failure
 /// is recorded as a `supervise_error` and returned.
-pub(crate) fn write_metrics_textfile(
+fn write_metrics_textfile(
     client: &mut Client,
     outbox: &Outbox,
     config: &Config,

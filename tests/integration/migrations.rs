@@ -564,16 +564,106 @@ fn a_schema_changed_by_hand_is_named_by_doctor_and_refused_with_exit_78() {
     doctor.assert_code(78);
     let text = doctor.stdout;
     assert!(
-        text.contains("index items.items_drain_state_updated, trigger items.items_counted_insert"),
+        text.contains("index items.items_drain_state_updated (drain, state, updated_at, id), trigger items.items_counted_insert"),
         "{text}"
     );
-    // What the operator added beside drainctl's objects is no concern of its.
+    // Without the unique index, an enqueue could add an item twice: refused, nothing written
+    // (before: two enqueues at once each added every item); a key found twice is named as
+    // a schema changed, not as a database unreachable (exit 69).
+    fixture.drainctl(&["enqueue", "d", "--key", "a", "--payload", "{}"]).run().assert_code(0);
     client
         .batch_execute(
             "ALTER TABLE items ENABLE TRIGGER items_counted_insert;
              CREATE INDEX items_drain_state_updated ON items (drain, state, updated_at, id);
-             ALTER TABLE items ADD COLUMN note text; CREATE INDEX mine ON items (note)",
+             ALTER TABLE items DROP CONSTRAINT items_drain_key_key",
         )
         .unwrap();
+    let enqueue = fixture.drainctl(&["enqueue", "d", "--key", "b", "--payload", "{}"]).run();
+    enqueue.assert_code(78);
+    assert!(
+        enqueue.stderr.contains("the unique index items_drain_key_key on items (drain, key) is missing"),
+        "{}",
+        enqueue.stderr
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'b'"), 0);
+    fixture.drainctl(&["enqueue", "d", "--key", "a", "--payload", "{}"]).run().assert_code(78);
+    client
+        .batch_execute(
+            "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
+             SELECT drain, key, payload, available_at, enqueued_at, updated_at FROM items",
+        )
+        .unwrap();
+    let show = fixture.drainctl(&["items", "show", "d", "a"]).run();
+    show.assert_code(70);
+    assert!(show.stderr.contains("were drainctl's tables changed by hand?"), "{}", show.stderr);
+    client
+        .batch_execute(
+            "DELETE FROM items WHERE id NOT IN (SELECT min(id) FROM items GROUP BY drain, key);
+             ALTER TABLE items ADD CONSTRAINT items_drain_key_key UNIQUE (drain, key)",
+        )
+        .unwrap();
+    fixture.drainctl(&["migrate", "--repair-counts"]).run().assert_code(0);
     fixture.drainctl(&["doctor"]).run().assert_code(0);
+    // What the operator added beside drainctl's objects is no concern of its.
+    client
+        .batch_execute("ALTER TABLE items ADD COLUMN note text; CREATE INDEX mine ON items (note)")
+        .unwrap();
+    fixture.drainctl(&["doctor"]).run().assert_code(0);
+}
+
+#[test]
+fn counts_a_disabled_trigger_left_wrong_are_named_by_doctor_and_set_right_by_repair_counts() {
+    // Before: after the trigger was enabled again, status, items and metrics stayed wrong
+    // for good while doctor said healthy, and nothing could recount.
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"d\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-12-07T10:00:00Z");
+    fixture.drainctl(&["enqueue", "d", "--key", "a", "--payload", "{}"]).run().assert_code(0);
+    let mut client = fixture.db.client();
+    client.batch_execute("ALTER TABLE items DISABLE TRIGGER items_counted_insert").unwrap();
+    fixture.drainctl(&["enqueue", "d", "--key", "b", "--payload", "{}"]).run().assert_code(0);
+    client.batch_execute("ALTER TABLE items ENABLE TRIGGER items_counted_insert").unwrap();
+    let pending = |fixture: &Fixture| {
+        let status = fixture.drainctl(&["status", "--json"]).run().json();
+        status["drains"][0]["counts"]["pending"].clone()
+    };
+    assert_eq!(pending(&fixture), 1, "the item enqueued without its trigger is not counted");
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(78);
+    assert!(
+        doctor
+            .stdout
+            .contains("the kept item counts differ from the items (drain d: 1 pending counted, 2 there)"),
+        "{}",
+        doctor.stdout
+    );
+    let repaired = fixture.drainctl(&["migrate", "--repair-counts"]).run();
+    repaired.assert_code(0);
+    assert!(
+        repaired.stdout.contains("set the item counts right: drain d: 1 pending counted, 2 there"),
+        "{}",
+        repaired.stdout
+    );
+    assert_eq!(pending(&fixture), 2);
+    fixture.drainctl(&["doctor"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'counts_repaired'"), 1);
+    // Again: nothing to set right, and it says so.
+    let again = fixture.drainctl(&["migrate", "--repair-counts", "--json"]).run();
+    again.assert_code(0);
+    assert_eq!(again.json(), serde_json::json!({ "repaired_counts": [] }));
+    // The counts kept working after the repair.
+    fixture.drainctl(&["drain", "d"]).run().assert_code(0);
+    fixture.drainctl(&["doctor"]).run().assert_code(0);
+}
+
+#[test]
+fn doctor_checks_the_shape_in_a_schema_whose_name_is_quoted() {
+    // Before: `schema "drainctl" does not exist`, the name read unquoted.
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"d\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-12-07T10:00:00Z");
+    fixture.db.client().batch_execute("CREATE SCHEMA \"DrainCtl\"").unwrap();
+    let url = format!("{}?options=-c%20search_path%3D%22DrainCtl%22", fixture.db.url);
+    fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &url).run().assert_code(0);
+    let doctor = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &url).run();
+    doctor.assert_code(0);
+    assert!(doctor.stdout.contains("ok    schema: schema current"), "{}", doctor.stdout);
 }

@@ -351,6 +351,21 @@ fn supervise_that_cannot_write_report_html_exits_78_and_records_why() {
 }
 
 #[test]
+fn a_textfile_and_a_page_in_a_missing_folder_are_each_recorded_once() {
+    // Before: the textfile's failure was recorded again when it was written after the page.
+    let fixture = Fixture::new(
+        &config("report_html = \"TMPDIR/missing/page.html\"\nmetrics_textfile = \"TMPDIR/missing/drainctl.prom\"\n"),
+        NOW,
+    );
+    fixture.drainctl(&["supervise"]).run().assert_code(78);
+    let messages: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'supervise_error' ORDER BY id");
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].starts_with("could not write metrics_textfile"), "{messages:?}");
+    assert!(messages[1].starts_with("could not write report_html"), "{messages:?}");
+}
+
+#[test]
 fn doctor_refuses_a_link_or_a_directory_at_the_output_paths_as_supervise_would() {
     let fixture = Fixture::new(
         &config("report_html = \"TMPDIR/page.html\"\nmetrics_textfile = \"TMPDIR/drainctl.prom\"\n"),

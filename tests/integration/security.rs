@@ -488,6 +488,25 @@ fn a_configuration_file_another_user_could_change_is_refused_before_anything_run
     let result = fixture.drainctl(&["--config", fifo.to_str().unwrap(), "drain", "docs"]).run();
     result.assert_code(78);
     assert!(result.stderr.contains("is writable by every user (mode 0666)"), "{}", result.stderr);
+    // A pipe of its own is read as it comes, its writer waiting already or coming later.
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for writer_first in [true, false] {
+        let writer = {
+            let (fifo, text) = (fifo.clone(), text.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                pipe.write_all(text.as_bytes()).unwrap();
+            })
+        };
+        if writer_first {
+            // Let the writer block in its open (before: the second opening waited for ever).
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let result = fixture.drainctl(&["--config", fifo.to_str().unwrap(), "status"]).run();
+        result.assert_code(0);
+        writer.join().unwrap();
+    }
     let result = fixture.drainctl(&["--config", "/dev/stdin", "status"]).stdin(text.clone()).run();
     result.assert_code(0);
     let result = fixture.drainctl(&["--config", "/dev/stdin", "supervise"]).stdin(text).run();

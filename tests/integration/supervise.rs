@@ -2040,4 +2040,8 @@ fn a_configuration_without_a_drain_fails_the_pass_with_exit_78() {
     dry.assert_code(78);
     assert!(dry.stderr.contains("has no [[drain]] table"), "{}", dry.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 1);
+    // `doctor` fails it too (before: a warning, while every pass failed).
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    doctor.assert_code(78);
+    assert!(doctor.stdout.contains("fail  worker: no [[drain]] is configured"), "{}", doctor.stdout);
 }

@@ -1,0 +1,95 @@
+//! The per-state counts `item_counts` keeps (migrations/0009_item_counts.sql), checked
+//! against the items they count and set right: `status`, `items`, `metrics` and the
+//! forecasts read them, and a trigger disabled by hand for a while leaves them wrong for
+//! good (docs/migrations.md, "A schema changed by hand").
+
+use chrono::{DateTime, Utc};
+use postgres::GenericClient;
+use serde::Serialize;
+
+use crate::db::events::{record_migration_event, Event, Outbox};
+use crate::error::Result;
+use crate::model::EventKind;
+
+/// A drain's count of one state as kept, beside the items in that state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub drain: String,
+    pub state: String,
+    pub counted: i64,
+    pub actual: i64,
+}
+
+/// The counts that differ from the items, in one snapshot (the triggers change both in
+/// the same transactions). Reads every item: seconds at ten million.
+const DRIFTS: &str = "
+    WITH actual AS (SELECT drain, state, count(*) AS n FROM items GROUP BY drain, state),
+         counted AS (SELECT c.drain, s.state, sum(s.n)::int8 AS n
+                       FROM item_counts c,
+                            LATERAL (VALUES ('pending', c.pending), ('running', c.running), ('done', c.done),
+                                            ('dead', c.dead), ('skipped_missing', c.skipped_missing)) AS s (state, n)
+                      GROUP BY c.drain, s.state)
+    SELECT coalesce(a.drain, k.drain), coalesce(a.state, k.state), coalesce(k.n, 0), coalesce(a.n, 0)
+      FROM actual a FULL JOIN counted k ON k.drain = a.drain AND k.state = a.state
+     WHERE coalesce(k.n, 0) <> coalesce(a.n, 0)
+     ORDER BY 1, 2";
+
+/// Every count that differs from the items.
+pub fn drifts(client: &mut impl GenericClient) -> Result<Vec<Drift>> {
+    let rows = client.query(DRIFTS, &[])?;
+    Ok(rows
+        .iter()
+        .map(|row| Drift { drain: row.get(0), state: row.get(1), counted: row.get(2), actual: row.get(3) })
+        .collect())
+}
+
+/// `drain docs: 2 pending counted, 1 there; …` for a message.
+pub fn describe(drifts: &[Drift]) -> String {
+    let each: Vec<String> = drifts
+        .iter()
+        .map(|drift| {
+            format!(
+                "drain {}: {} {} counted, {} there",
+                drift.drain, drift.counted, drift.state, drift.actual
+            )
+        })
+        .collect();
+    each.join("; ")
+}
+
+/// Set every count that differs right, with no item changing meanwhile (writers wait for
+/// the count; readers do not), and record it as a `counts_repaired` event; the counts
+/// that were wrong. The totals of finished items and worker starts, which only grow, are
+/// left as they are.
+pub fn repair(client: &mut postgres::Client, outbox: &Outbox, now: DateTime<Utc>) -> Result<Vec<Drift>> {
+    let mut transaction = client.transaction()?;
+    transaction.batch_execute("LOCK TABLE items IN SHARE MODE")?;
+    let drifts = drifts(&mut transaction)?;
+    if drifts.is_empty() {
+        return Ok(drifts);
+    }
+    transaction.execute(
+        &format!(
+            "INSERT INTO item_counts AS c (drain, slot, pending, running, done, dead, skipped_missing)
+             SELECT drain, 0, coalesce(sum(d) FILTER (WHERE state = 'pending'), 0),
+                    coalesce(sum(d) FILTER (WHERE state = 'running'), 0),
+                    coalesce(sum(d) FILTER (WHERE state = 'done'), 0),
+                    coalesce(sum(d) FILTER (WHERE state = 'dead'), 0),
+                    coalesce(sum(d) FILTER (WHERE state = 'skipped_missing'), 0)
+               FROM (SELECT drain, state, actual - counted AS d FROM ({DRIFTS}) AS drift (drain, state, counted, actual))
+                    AS deltas
+              GROUP BY drain
+            ON CONFLICT (drain, slot) DO UPDATE
+               SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
+                   done = c.done + EXCLUDED.done, dead = c.dead + EXCLUDED.dead,
+                   skipped_missing = c.skipped_missing + EXCLUDED.skipped_missing"
+        ),
+        &[],
+    )?;
+    let event =
+        Event::new(EventKind::CountsRepaired, format!("set the item counts right: {}", describe(&drifts)))
+            .data(serde_json::json!({ "counts": drifts }));
+    record_migration_event(&mut transaction, outbox, &event, now)?;
+    transaction.commit()?;
+    Ok(drifts)
+}
