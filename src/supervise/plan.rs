@@ -727,16 +727,24 @@ mod tests {
         assert!(burst.reason.contains("it waits for the reset"), "{}", burst.reason);
     }
 
-    #[test]
-    fn a_burst_that_ends_before_the_reset_starts_no_pass_to_wait_for_it() {
-        let config = Config::from_text(
+    /// One drain `a`, in UTC, whose window is 08:00-12:00 every day.
+    fn daily_window_config() -> Config {
+        Config::from_text(
             "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n\
              window = { days = \"daily\", from = \"08:00\", to = \"12:00\" }\n",
             None,
         )
-        .unwrap();
-        let (zone, drain) = (config.defaults.timezone, &config.drains[0]);
-        let at = |hour: u32, minute: u32| Utc.with_ymd_and_hms(2026, 11, 27, hour, minute, 0).unwrap();
+        .unwrap()
+    }
+
+    fn on_nov_27(hour: u32, minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, hour, minute, 0).unwrap()
+    }
+
+    #[test]
+    fn a_burst_that_ends_before_the_reset_starts_no_pass_to_wait_for_it() {
+        let config = daily_window_config();
+        let (zone, drain, at) = (config.defaults.timezone, &config.drains[0], on_nov_27);
         let decide = |now: DateTime<Utc>, burst_until: DateTime<Utc>, reset: DateTime<Utc>| {
             let mut s = snapshot(drain);
             s.wake_within = std::time::Duration::from_secs(15 * 60);
@@ -766,14 +774,8 @@ mod tests {
 
     #[test]
     fn a_reset_after_the_window_closes_is_not_waited_for() {
-        let config = Config::from_text(
-            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\n\
-             window = { days = \"daily\", from = \"08:00\", to = \"12:00\" }\n",
-            None,
-        )
-        .unwrap();
-        let (zone, drain) = (config.defaults.timezone, &config.drains[0]);
-        let at = |hour: u32, minute: u32| Utc.with_ymd_and_hms(2026, 11, 27, hour, minute, 0).unwrap();
+        let config = daily_window_config();
+        let (zone, drain, at) = (config.defaults.timezone, &config.drains[0], on_nov_27);
         let backing_off = |until: DateTime<Utc>| {
             let mut s = snapshot(drain);
             s.wake_within = std::time::Duration::from_secs(15 * 60);
