@@ -139,6 +139,17 @@ impl PinnedFolder {
         &self.path
     }
 
+    /// Where the folder held is, as the kernel names it now (None without `/proc`).
+    pub fn reached(&self) -> Option<PathBuf> {
+        reached_path(&self.dir)
+    }
+
+    /// A path that names the folder held, whatever its own path names now
+    /// (`/proc/self/fd/N`): a child's working folder, set before it runs.
+    pub fn held_path(&self) -> PathBuf {
+        descriptor_path(&self.dir)
+    }
+
     /// The folder itself (fstat: the one held, whatever its path names now).
     pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
         self.dir.metadata()

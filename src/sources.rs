@@ -376,21 +376,35 @@ pub(crate) fn resolve_root(drain: &DrainConfig, source: &SourceConfig) -> Result
         ))
     };
     // Another user's link on the way chooses what the drain reads, and its workers send on
-    // (links inside the folder that lead out of it are refused as each file is met).
-    if let Some((link, owner)) = crate::ownership::foreign_link_on_the_way(&source.dir) {
-        return Err(Error::Config(format!(
+    // (links inside the folder that lead out of it are refused as each file is met). The
+    // folder is held open and checked, and its place is the one the kernel names for what
+    // is held: a folder on the way swapped after the check is not read.
+    let held = crate::pinned_folder::PinnedFolder::open(&source.dir).map_err(|refusal| match refusal {
+        crate::pinned_folder::Refusal::ForeignLink { link, owner } => Error::Config(format!(
             "drain {}: source dir {} is reached through the symbolic link {}, which {}, who chooses what the \
              drain reads; make the link yours or root's, or point source.dir at the folder itself",
             drain.name,
             source.dir.display(),
             link.display(),
             crate::ownership::foreign_owner(owner)
-        )));
-    }
-    let root = fs::canonicalize(&source.dir).map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => problem("does not exist".to_string()),
-        _ => problem(format!("cannot be resolved: {error}")),
+        )),
+        crate::pinned_folder::Refusal::Io(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            problem("does not exist".to_string())
+        }
+        crate::pinned_folder::Refusal::Io(error) if error.raw_os_error() == Some(libc::ENOTDIR) => {
+            problem("is not a folder".to_string())
+        }
+        crate::pinned_folder::Refusal::Io(error) => problem(format!("cannot be resolved: {error}")),
+        replaced => replaced.into_error("source dir", &source.dir, "source.dir", |error| {
+            Error::Config(format!("source dir {}: {error}", source.dir.display()))
+        }),
     })?;
+    let root = match held.reached() {
+        Some(reached) => reached,
+        None => {
+            fs::canonicalize(&source.dir).map_err(|error| problem(format!("cannot be resolved: {error}")))?
+        }
+    };
     if !root.is_dir() {
         return Err(problem("is not a folder".to_string()));
     }

@@ -57,7 +57,7 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
     }
     let report = migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
     if args.repair_counts {
-        let repaired = crate::db::recount::repair(&mut client, &outbox, clock.now())?;
+        let repaired = crate::db::recount::repair(&mut client, &outbox, lock_timeout, clock.now())?;
         crate::notify::notify_recorded(&config, &mut client, &outbox, &clock);
         let human = match repaired.is_empty() {
             true => "every item count matches the items; nothing changed".to_string(),

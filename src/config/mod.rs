@@ -291,6 +291,23 @@ pub fn is_descriptor_path(path: &Path) -> bool {
     descriptor_walk(path) == Some(true)
 }
 
+/// The number of the descriptor of this process `path` names ([`is_descriptor_path`]):
+/// 0 for `/dev/stdin`, N for `/dev/fd/N` or `/proc/self/fd/N`.
+fn descriptor_number(path: &Path) -> Option<u32> {
+    let named = crate::ownership::walk_resolving(path, |step| match names_a_descriptor(step.path) {
+        true if !step.names_left => std::ops::ControlFlow::Break(step.path.to_path_buf()),
+        true => std::ops::ControlFlow::Break(PathBuf::new()),
+        false => std::ops::ControlFlow::Continue(()),
+    })
+    .stopped()?;
+    match named.file_name()?.to_str()? {
+        "stdin" => Some(0),
+        "stdout" => Some(1),
+        "stderr" => Some(2),
+        number => number.parse().ok(),
+    }
+}
+
 /// Whether `path` leads through a descriptor of this process: a folder one names, its
 /// file inside (`/proc/self/fd/3/drainctl.toml`), or the descriptor itself
 /// ([`is_descriptor_path`]). Another process cannot open either by that path: `supervise`
@@ -497,6 +514,15 @@ impl Config {
     /// (docs/configuration.md). A descriptor (`--config /dev/stdin`) cannot be read twice:
     /// what needs the text again uses this.
     pub fn read(path: &Path) -> Result<ConfigText> {
+        Config::read_checked(path, false)
+    }
+
+    /// [`Config::load`] of a regular file only, as a running pass reads its file again.
+    pub fn load_regular(path: &Path) -> Result<Config> {
+        Config::from_read(&Config::read_checked(path, true)?)
+    }
+
+    fn read_checked(path: &Path, only_regular: bool) -> Result<ConfigText> {
         use std::io::Read;
         let cannot_read = |error: std::io::Error| {
             // Usually a file kept mode 0600 by another user (docs/operations.md, "A service
@@ -539,21 +565,32 @@ impl Config {
         // A descriptor drainctl was handed (`--config /dev/stdin`, `<(…)`) is its caller's
         // to fill; anything else, a named pipe too, must be no other user's — and so must
         // the links and folders that lead to it.
-        let is_descriptor = is_descriptor_path(path);
+        // The descriptor is opened by its number, not by the path again: a link swapped
+        // meanwhile must not lead elsewhere, past the checks a file gets.
+        let descriptor = descriptor_number(path);
+        let is_descriptor = descriptor.is_some();
         if !is_descriptor {
             refuse_foreign_link(path)?;
         }
         // Not blocked by a named pipe before it is looked at: opened without waiting for
         // a writer, then, when it may be read, again as before.
-        let mut file = match is_descriptor {
-            true => std::fs::File::open(path),
-            false => {
+        let mut file = match descriptor {
+            Some(number) => std::fs::File::open(format!("/proc/self/fd/{number}")),
+            None => {
                 use std::os::unix::fs::OpenOptionsExt;
                 std::fs::File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path)
             }
         }
         .map_err(cannot_read)?;
         let metadata = file.metadata().map_err(cannot_read)?;
+        // A running pass reads a regular file again, never what took its place: a named pipe
+        // would hold it until a writer came (docs/configuration.md).
+        if only_regular && !metadata.is_file() {
+            return Err(Error::Config(format!(
+                "configuration file {} is no longer a regular file",
+                path.display()
+            )));
+        }
         refuse_what_is_no_file(path, &metadata, is_descriptor)?;
         if !is_descriptor {
             refuse_others_writing(path, &metadata)?;

@@ -130,7 +130,7 @@ impl ConfigWatch {
         if now == self.seen || !stamp.is_settled() {
             return None;
         }
-        let config = match Config::load(path) {
+        let config = match Config::load_regular(path) {
             // Written again between the look and the read: looked at again next time.
             Ok(config) if config.read_stamp != now => return None,
             Ok(config) => {

@@ -154,21 +154,28 @@ pub fn apply_staged_items(
     })
 }
 
-/// Refuse a batch when the unique index on `items (drain, key)` was dropped (or left
-/// invalid) by hand: the duplicate check below trusts it, and two enqueues at once would
-/// each add every item (docs/migrations.md, "A schema changed by hand").
+/// Refuse a batch when no valid unique index on exactly `items (drain, key)` is there
+/// (dropped, or made on other columns, by hand): the duplicate check below trusts it, and
+/// two enqueues at once would each add every item (docs/migrations.md, "A schema changed
+/// by hand").
 fn refuse_without_unique_keys(tx: &mut postgres::Transaction<'_>) -> Result<()> {
     let is_there: bool = tx
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_index
-                             WHERE indexrelid = to_regclass('items_drain_key_key') AND indisunique AND indisvalid)",
+            "SELECT EXISTS (
+                 SELECT 1 FROM pg_index i
+                  WHERE i.indrelid = to_regclass('items') AND i.indisunique AND i.indisvalid
+                    AND i.indpred IS NULL AND i.indexprs IS NULL
+                    AND (SELECT array_agg(a.attname::text ORDER BY k.n)
+                           FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k (attnum, n)
+                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
+                        = ARRAY['drain', 'key'])",
             &[],
         )?
         .get(0);
     match is_there {
         true => Ok(()),
         false => Err(Error::Config(format!(
-            "the unique index items_drain_key_key on items (drain, key) is missing or invalid, and without it an \
+            "no valid unique index on items (drain, key) is there (items_drain_key_key), and without one an \
              item could be enqueued twice; nothing was enqueued: {}",
             crate::error::CHANGED_BY_HAND
         ))),

@@ -8,7 +8,7 @@ use postgres::GenericClient;
 use serde::Serialize;
 
 use crate::db::events::{record_migration_event, Event, Outbox};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::EventKind;
 
 /// A drain's count of one state as kept, beside the items in that state.
@@ -61,9 +61,33 @@ pub fn describe(drifts: &[Drift]) -> String {
 /// the count; readers do not), and record it as a `counts_repaired` event; the counts
 /// that were wrong. The totals of finished items and worker starts, which only grow, are
 /// left as they are.
-pub fn repair(client: &mut postgres::Client, outbox: &Outbox, now: DateTime<Utc>) -> Result<Vec<Drift>> {
+pub fn repair(
+    client: &mut postgres::Client,
+    outbox: &Outbox,
+    lock_timeout: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<Drift>> {
+    // Counts set right while a counting trigger is off would go wrong again at the next
+    // write: that is to be set right first.
+    if let Some(why) = crate::migrate::changed_by_hand(client)? {
+        return Err(Error::Config(format!("{why}; nothing was recounted")));
+    }
     let mut transaction = client.transaction()?;
-    transaction.batch_execute("LOCK TABLE items IN SHARE MODE")?;
+    // Every writer of items waits for the count: a transaction holding items keeps this
+    // one waiting at most `--lock-timeout` (75), not every drain behind it for ever.
+    crate::db::set_lock_timeout_for(&mut transaction, lock_timeout, true)?;
+    // SHARE ROW EXCLUSIVE: writers wait, and so does a second repair, which then finds
+    // nothing to set right (two at once in SHARE mode would both add the same difference).
+    transaction.batch_execute("LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE").map_err(|error| {
+        if error.code() != Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            return Error::from(error);
+        }
+        Error::from(error).noted(&format!(
+            "a transaction holding items kept --repair-counts waiting {}; nothing was recounted: run it again, \
+             or give a longer --lock-timeout",
+            crate::duration::format_duration(lock_timeout)
+        ))
+    })?;
     let drifts = drifts(&mut transaction)?;
     if drifts.is_empty() {
         return Ok(drifts);

@@ -241,6 +241,13 @@ pub enum SpawnError {
         link: PathBuf,
         owner: u32,
     },
+    /// The folder opened as the working directory is not the one its path led to a moment
+    /// later: a folder on the way was swapped meanwhile.
+    WorkdirReplaced {
+        workdir: PathBuf,
+        reached: PathBuf,
+        resolved: PathBuf,
+    },
     /// `searched`: the PATH it was looked for on (its `env`'s, else drainctl's).
     NotFound {
         program: String,
@@ -266,7 +273,8 @@ impl SpawnError {
         match self {
             SpawnError::WorkdirMissing { .. }
             | SpawnError::WorkdirDenied { .. }
-            | SpawnError::WorkdirForeignLink { .. } => "workdir",
+            | SpawnError::WorkdirForeignLink { .. }
+            | SpawnError::WorkdirReplaced { .. } => "workdir",
             _ => "command",
         }
     }
@@ -294,6 +302,13 @@ impl SpawnError {
                  where the worker runs and what it reads: make the link yours or root's, or name the folder itself",
                 link.display(),
                 crate::ownership::foreign_owner(*owner)
+            ),
+            SpawnError::WorkdirReplaced { workdir, reached, resolved } => format!(
+                "worker directory {workdir:?}: the folder opened was {} while its path leads to {}: a folder on \
+                 the way was replaced meanwhile; give workdir a path through folders only this user (or root) may \
+                 write",
+                reached.display(),
+                resolved.display()
             ),
             // A name with a slash is a path: PATH is not searched for it.
             SpawnError::NotFound { program, .. } if program.contains('/') => {
@@ -400,6 +415,27 @@ pub fn refuse_foreign_workdir_link(workdir: &Path) -> Result<(), SpawnError> {
     }
 }
 
+/// The working directory held open once its path resolved through no other user's link
+/// to the folder opened ([`crate::pinned_folder`]); one that cannot be opened is judged
+/// as missing or out of reach.
+fn pin_workdir(workdir: &Path) -> Result<crate::pinned_folder::PinnedFolder, SpawnError> {
+    use crate::pinned_folder::{PinnedFolder, Refusal};
+    let workdir_of = || workdir.to_path_buf();
+    match PinnedFolder::open(workdir) {
+        Ok(held) => Ok(held),
+        Err(Refusal::ForeignLink { link, owner }) => {
+            Err(SpawnError::WorkdirForeignLink { workdir: workdir_of(), link, owner })
+        }
+        Err(Refusal::Replaced { reached, resolved }) => {
+            Err(SpawnError::WorkdirReplaced { workdir: workdir_of(), reached, resolved })
+        }
+        Err(Refusal::Io(error)) if error.kind() == io::ErrorKind::PermissionDenied => {
+            Err(SpawnError::WorkdirDenied { workdir: workdir_of() })
+        }
+        Err(Refusal::Io(_)) => Err(SpawnError::WorkdirMissing { workdir: workdir_of() }),
+    }
+}
+
 /// Run one worker to its end and report what it did.
 ///
 /// # Errors
@@ -408,8 +444,10 @@ pub fn refuse_foreign_workdir_link(workdir: &Path) -> Result<(), SpawnError> {
 /// that happens after the start (exit codes, signals, timeouts, caps) is in the report.
 pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Result<WorkerReport, SpawnError> {
     let program = spec.argv.first().ok_or(SpawnError::EmptyCommand)?;
+    // Held open, checked, and entered by the descriptor: a folder on the way swapped for
+    // another user's link after the check is not where the worker runs.
+    let held_workdir = spec.workdir.map(pin_workdir).transpose()?;
     if let Some(workdir) = spec.workdir {
-        refuse_foreign_workdir_link(workdir)?;
         match std::fs::metadata(workdir) {
             Ok(metadata) if metadata.is_dir() => {}
             // A folder above it this user may not enter: it is there, out of reach.
@@ -430,8 +468,8 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(workdir) = spec.workdir {
-        command.current_dir(workdir);
+    if let Some(held) = &held_workdir {
+        command.current_dir(held.held_path());
     }
     let started_at = Instant::now();
     let mut child = command.spawn().map_err(|source| spawn_error(program, source, spec))?;

@@ -581,11 +581,15 @@ fn a_schema_changed_by_hand_is_named_by_doctor_and_refused_with_exit_78() {
     let enqueue = fixture.drainctl(&["enqueue", "d", "--key", "b", "--payload", "{}"]).run();
     enqueue.assert_code(78);
     assert!(
-        enqueue.stderr.contains("the unique index items_drain_key_key on items (drain, key) is missing"),
+        enqueue.stderr.contains("no valid unique index on items (drain, key) is there (items_drain_key_key)"),
         "{}",
         enqueue.stderr
     );
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'b'"), 0);
+    // Nor does a unique index of its name on other columns keep a key once.
+    client.batch_execute("CREATE UNIQUE INDEX items_drain_key_key ON items (drain, key, id)").unwrap();
+    fixture.drainctl(&["enqueue", "d", "--key", "b", "--payload", "{}"]).run().assert_code(78);
+    client.batch_execute("DROP INDEX items_drain_key_key").unwrap();
     fixture.drainctl(&["enqueue", "d", "--key", "a", "--payload", "{}"]).run().assert_code(78);
     client
         .batch_execute(
@@ -636,16 +640,46 @@ fn counts_a_disabled_trigger_left_wrong_are_named_by_doctor_and_set_right_by_rep
         "{}",
         doctor.stdout
     );
+    // Not while the trigger is still off: the next write would make them wrong again.
+    client.batch_execute("ALTER TABLE items DISABLE TRIGGER items_counted_insert").unwrap();
+    let refused = fixture.drainctl(&["migrate", "--repair-counts"]).run();
+    refused.assert_code(78);
+    assert!(refused.stderr.contains("trigger items.items_counted_insert; restore it"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("nothing was recounted"), "{}", refused.stderr);
+    client.batch_execute("ALTER TABLE items ENABLE TRIGGER items_counted_insert").unwrap();
+    // A transaction holding items keeps it waiting --lock-timeout at most (before: for
+    // ever, every writer waiting behind it).
+    let mut holder = fixture.db.client();
+    let mut holding = holder.transaction().unwrap();
+    holding.execute("UPDATE items SET updated_at = updated_at WHERE key = 'a'", &[]).unwrap();
+    let waited = fixture.drainctl(&["--lock-timeout", "1s", "migrate", "--repair-counts"]).run();
+    waited.assert_code(75);
+    assert!(
+        waited.stderr.contains("kept --repair-counts waiting 1s; nothing was recounted"),
+        "{}",
+        waited.stderr
+    );
+    holding.rollback().unwrap();
+    // Two at once set it right once (before: both added the same difference).
+    let mut both: Vec<_> =
+        (0..2).map(|_| fixture.drainctl(&["migrate", "--repair-counts", "--json"]).spawn()).collect();
+    let outputs: Vec<_> = both.drain(..).map(|child| child.wait_with_output().unwrap()).collect();
+    assert!(outputs.iter().all(|output| output.status.success()), "{outputs:?}");
+    assert_eq!(pending(&fixture), 2);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'counts_repaired'"), 1);
+    client.batch_execute("ALTER TABLE items DISABLE TRIGGER items_counted_insert").unwrap();
+    fixture.drainctl(&["enqueue", "d", "--key", "c", "--payload", "{}"]).run().assert_code(0);
+    client.batch_execute("ALTER TABLE items ENABLE TRIGGER items_counted_insert").unwrap();
     let repaired = fixture.drainctl(&["migrate", "--repair-counts"]).run();
     repaired.assert_code(0);
     assert!(
-        repaired.stdout.contains("set the item counts right: drain d: 1 pending counted, 2 there"),
+        repaired.stdout.contains("set the item counts right: drain d: 2 pending counted, 3 there"),
         "{}",
         repaired.stdout
     );
-    assert_eq!(pending(&fixture), 2);
+    assert_eq!(pending(&fixture), 3);
     fixture.drainctl(&["doctor"]).run().assert_code(0);
-    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'counts_repaired'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'counts_repaired'"), 2);
     // Again: nothing to set right, and it says so.
     let again = fixture.drainctl(&["migrate", "--repair-counts", "--json"]).run();
     again.assert_code(0);

@@ -1084,10 +1084,7 @@ fn a_workdir_out_of_this_users_reach_is_named_as_such_not_as_missing_nor_as_the_
             std::fs::create_dir_all(fixture.path("logs")).unwrap();
             std::fs::set_permissions(fixture.path("logs"), std::fs::Permissions::from_mode(0o777)).unwrap();
             std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
-            let binary = binary.display().to_string();
-            let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str()];
-            all.extend_from_slice(args);
-            fixture.with_env(Drainctl::program("setpriv", &all)).run()
+            setpriv_nobody(&fixture, &binary.display().to_string(), args)
         } else {
             std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
             let result = fixture.drainctl(args).run();
@@ -1223,7 +1220,21 @@ fn run_as_nobody(fixture: &Fixture, args: &[&str]) -> Finished {
     std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&fixture.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let binary = binary.display().to_string();
-    let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", binary.as_str()];
+    setpriv_nobody(fixture, &binary, args)
+}
+
+/// The copy `binary` of drainctl run as `nobody` with ARGS. A copy just written may be
+/// held open for writing a moment by a child another test thread forked meanwhile (it
+/// closes at that child's exec): its exec then fails with ETXTBSY, and is tried again.
+fn setpriv_nobody(fixture: &Fixture, binary: &str, args: &[&str]) -> Finished {
+    let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", binary];
     all.extend_from_slice(args);
+    for _ in 0..20 {
+        let ran = fixture.with_env(Drainctl::program("setpriv", &all)).run();
+        if !(ran.code == 126 && ran.stderr.contains("Text file busy")) {
+            return ran;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     fixture.with_env(Drainctl::program("setpriv", &all)).run()
 }
