@@ -294,6 +294,17 @@ pub fn walk_to_a_foreign_link(path: &std::path::Path) -> Walked<(std::path::Path
     })
 }
 
+/// `WHAT PATH is reached through the symbolic link LINK, which belongs to …`: how the
+/// refusal of a path through another user's link (`owner`'s) begins.
+pub fn reached_through(what: &str, path: &std::path::Path, link: &std::path::Path, owner: u32) -> String {
+    format!(
+        "{what} {} is reached through the symbolic link {}, which {}",
+        path.display(),
+        link.display(),
+        foreign_owner(owner)
+    )
+}
+
 /// Who besides this user and root may replace `path` (a file or a folder) by renaming
 /// an entry above it, in words with the fix: every folder above it as named, above the
 /// links on the way to it, and above where it resolves — who may rename an entry in any

@@ -381,12 +381,10 @@ pub(crate) fn resolve_root(drain: &DrainConfig, source: &SourceConfig) -> Result
     // is held: a folder on the way swapped after the check is not read.
     let held = crate::pinned_folder::PinnedFolder::open(&source.dir).map_err(|refusal| match refusal {
         crate::pinned_folder::Refusal::ForeignLink { link, owner } => Error::Config(format!(
-            "drain {}: source dir {} is reached through the symbolic link {}, which {}, who chooses what the \
-             drain reads; make the link yours or root's, or point source.dir at the folder itself",
+            "drain {}: {}, who chooses what the drain reads; make the link yours or root's, or point source.dir \
+             at the folder itself",
             drain.name,
-            source.dir.display(),
-            link.display(),
-            crate::ownership::foreign_owner(owner)
+            crate::ownership::reached_through("source dir", &source.dir, &link, owner)
         )),
         crate::pinned_folder::Refusal::Io(error) if error.kind() == std::io::ErrorKind::NotFound => {
             problem("does not exist".to_string())

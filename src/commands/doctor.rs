@@ -654,7 +654,13 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
                 |error| error.kind() == std::io::ErrorKind::PermissionDenied,
                 |metadata| metadata.is_dir() && !crate::worker::program::may_enter(workdir),
             );
-            if let Err(refused) = crate::worker::refuse_foreign_workdir_link(workdir) {
+            // As the worker's start opens it: through no other user's link.
+            let pinned = crate::worker::pin_workdir(workdir);
+            if let Err(
+                refused @ (crate::worker::SpawnError::WorkdirForeignLink { .. }
+                | crate::worker::SpawnError::WorkdirReplaced { .. }),
+            ) = pinned
+            {
                 checks.fail(
                     "workdir",
                     EXIT_CONFIG,

@@ -288,24 +288,13 @@ pub struct ConfigText {
 /// each step is judged before it is followed: `/proc/self/fd/0` is itself a link, to the
 /// file (or pipe) the descriptor reads.
 pub fn is_descriptor_path(path: &Path) -> bool {
-    descriptor_walk(path) == Some(true)
+    descriptor_number(path).is_some()
 }
 
 /// The number of the descriptor of this process `path` names ([`is_descriptor_path`]):
 /// 0 for `/dev/stdin`, N for `/dev/fd/N` or `/proc/self/fd/N`.
 fn descriptor_number(path: &Path) -> Option<u32> {
-    let named = crate::ownership::walk_resolving(path, |step| match names_a_descriptor(step.path) {
-        true if !step.names_left => std::ops::ControlFlow::Break(step.path.to_path_buf()),
-        true => std::ops::ControlFlow::Break(PathBuf::new()),
-        false => std::ops::ControlFlow::Continue(()),
-    })
-    .stopped()?;
-    match named.file_name()?.to_str()? {
-        "stdin" => Some(0),
-        "stdout" => Some(1),
-        "stderr" => Some(2),
-        number => number.parse().ok(),
-    }
+    descriptor_walk(path)?
 }
 
 /// Whether `path` leads through a descriptor of this process: a folder one names, its
@@ -316,11 +305,17 @@ pub fn leads_through_a_descriptor(path: &Path) -> bool {
     descriptor_walk(path).is_some()
 }
 
-/// Walk `path` as the kernel resolves it: `Some(true)` at a descriptor of this process
-/// that ends the path, `Some(false)` through one with more after it, `None` past none.
-fn descriptor_walk(path: &Path) -> Option<bool> {
+/// Walk `path` as the kernel resolves it: `Some(Some(N))` at descriptor N of this process
+/// that ends the path, `Some(None)` through one with more after it, `None` past none.
+fn descriptor_walk(path: &Path) -> Option<Option<u32>> {
     crate::ownership::walk_resolving(path, |step| match names_a_descriptor(step.path) {
-        true => std::ops::ControlFlow::Break(!step.names_left),
+        true if step.names_left => std::ops::ControlFlow::Break(None),
+        true => std::ops::ControlFlow::Break(step.path.file_name().and_then(|name| match name.to_str()? {
+            "stdin" => Some(0),
+            "stdout" => Some(1),
+            "stderr" => Some(2),
+            number => number.parse().ok(),
+        })),
         false => std::ops::ControlFlow::Continue(()),
     })
     .stopped()
@@ -419,11 +414,9 @@ fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()
 fn refuse_foreign_link(path: &Path) -> Result<()> {
     match crate::ownership::foreign_link_on_the_way(path) {
         Some((link, owner)) => Err(Error::Config(format!(
-            "configuration file {} is reached through the symbolic link {}, which {}, who could change the \
-             programs drainctl runs; make the link yours or root's, or name the file itself",
-            path.display(),
-            link.display(),
-            crate::ownership::foreign_owner(owner)
+            "{}, who could change the programs drainctl runs; make the link yours or root's, or name the file \
+             itself",
+            crate::ownership::reached_through("configuration file", path, &link, owner)
         ))),
         None => Ok(()),
     }

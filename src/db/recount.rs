@@ -92,23 +92,25 @@ pub fn repair(
     if drifts.is_empty() {
         return Ok(drifts);
     }
+    // The differences as counted: under the lock no item changed since (counting every
+    // item again would take as long once more).
+    let drains: Vec<&str> = drifts.iter().map(|drift| drift.drain.as_str()).collect();
+    let states: Vec<&str> = drifts.iter().map(|drift| drift.state.as_str()).collect();
+    let deltas: Vec<i64> = drifts.iter().map(|drift| drift.actual - drift.counted).collect();
     transaction.execute(
-        &format!(
-            "INSERT INTO item_counts AS c (drain, slot, pending, running, done, dead, skipped_missing)
-             SELECT drain, 0, coalesce(sum(d) FILTER (WHERE state = 'pending'), 0),
-                    coalesce(sum(d) FILTER (WHERE state = 'running'), 0),
-                    coalesce(sum(d) FILTER (WHERE state = 'done'), 0),
-                    coalesce(sum(d) FILTER (WHERE state = 'dead'), 0),
-                    coalesce(sum(d) FILTER (WHERE state = 'skipped_missing'), 0)
-               FROM (SELECT drain, state, actual - counted AS d FROM ({DRIFTS}) AS drift (drain, state, counted, actual))
-                    AS deltas
-              GROUP BY drain
-            ON CONFLICT (drain, slot) DO UPDATE
-               SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
-                   done = c.done + EXCLUDED.done, dead = c.dead + EXCLUDED.dead,
-                   skipped_missing = c.skipped_missing + EXCLUDED.skipped_missing"
-        ),
-        &[],
+        "INSERT INTO item_counts AS c (drain, slot, pending, running, done, dead, skipped_missing)
+         SELECT drain, 0, coalesce(sum(d) FILTER (WHERE state = 'pending'), 0),
+                coalesce(sum(d) FILTER (WHERE state = 'running'), 0),
+                coalesce(sum(d) FILTER (WHERE state = 'done'), 0),
+                coalesce(sum(d) FILTER (WHERE state = 'dead'), 0),
+                coalesce(sum(d) FILTER (WHERE state = 'skipped_missing'), 0)
+           FROM unnest($1::text[], $2::text[], $3::int8[]) AS deltas (drain, state, d)
+          GROUP BY drain
+        ON CONFLICT (drain, slot) DO UPDATE
+           SET pending = c.pending + EXCLUDED.pending, running = c.running + EXCLUDED.running,
+               done = c.done + EXCLUDED.done, dead = c.dead + EXCLUDED.dead,
+               skipped_missing = c.skipped_missing + EXCLUDED.skipped_missing",
+        &[&drains, &states, &deltas],
     )?;
     let event =
         Event::new(EventKind::CountsRepaired, format!("set the item counts right: {}", describe(&drifts)))

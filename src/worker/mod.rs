@@ -298,10 +298,9 @@ impl SpawnError {
                 format!("worker directory {workdir:?} cannot be entered by this user (permission denied)")
             }
             SpawnError::WorkdirForeignLink { workdir, link, owner } => format!(
-                "worker directory {workdir:?} is reached through the symbolic link {}, which {}, who chooses \
-                 where the worker runs and what it reads: make the link yours or root's, or name the folder itself",
-                link.display(),
-                crate::ownership::foreign_owner(*owner)
+                "{}, who chooses where the worker runs and what it reads: make the link yours or root's, or name \
+                 the folder itself",
+                crate::ownership::reached_through("worker directory", workdir, link, *owner)
             ),
             SpawnError::WorkdirReplaced { workdir, reached, resolved } => format!(
                 "worker directory {workdir:?}: the folder opened was {} while its path leads to {}: a folder on \
@@ -404,21 +403,10 @@ fn worker_exit(status: ExitStatus) -> WorkerExit {
     }
 }
 
-/// Refuse a working directory reached through another user's symbolic link (see
-/// [`SpawnError::WorkdirForeignLink`]).
-pub fn refuse_foreign_workdir_link(workdir: &Path) -> Result<(), SpawnError> {
-    match crate::ownership::foreign_link_on_the_way(workdir) {
-        Some((link, owner)) => {
-            Err(SpawnError::WorkdirForeignLink { workdir: workdir.to_path_buf(), link, owner })
-        }
-        None => Ok(()),
-    }
-}
-
 /// The working directory held open once its path resolved through no other user's link
 /// to the folder opened ([`crate::pinned_folder`]); one that cannot be opened is judged
 /// as missing or out of reach.
-fn pin_workdir(workdir: &Path) -> Result<crate::pinned_folder::PinnedFolder, SpawnError> {
+pub fn pin_workdir(workdir: &Path) -> Result<crate::pinned_folder::PinnedFolder, SpawnError> {
     use crate::pinned_folder::{PinnedFolder, Refusal};
     let workdir_of = || workdir.to_path_buf();
     match PinnedFolder::open(workdir) {
@@ -429,6 +417,7 @@ fn pin_workdir(workdir: &Path) -> Result<crate::pinned_folder::PinnedFolder, Spa
         Err(Refusal::Replaced { reached, resolved }) => {
             Err(SpawnError::WorkdirReplaced { workdir: workdir_of(), reached, resolved })
         }
+        // A folder above it this user may not enter: it is there, out of reach.
         Err(Refusal::Io(error)) if error.kind() == io::ErrorKind::PermissionDenied => {
             Err(SpawnError::WorkdirDenied { workdir: workdir_of() })
         }
@@ -447,16 +436,6 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
     // Held open, checked, and entered by the descriptor: a folder on the way swapped for
     // another user's link after the check is not where the worker runs.
     let held_workdir = spec.workdir.map(pin_workdir).transpose()?;
-    if let Some(workdir) = spec.workdir {
-        match std::fs::metadata(workdir) {
-            Ok(metadata) if metadata.is_dir() => {}
-            // A folder above it this user may not enter: it is there, out of reach.
-            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(SpawnError::WorkdirDenied { workdir: workdir.to_path_buf() })
-            }
-            _ => return Err(SpawnError::WorkdirMissing { workdir: workdir.to_path_buf() }),
-        }
-    }
     let mut command = Command::new(program);
     for name in spec.env_remove {
         command.env_remove(name);
