@@ -668,6 +668,12 @@ pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
                           SELECT 1 FROM pg_proc p
                            WHERE p.proname = w.name
                              AND p.pronamespace = to_regnamespace(quote_ident(current_schema())))
+                      -- A table's row type takes its name among the types too: an enum or
+                      -- a domain of that name is in the way as much as a table.
+                      WHEN 'table' THEN EXISTS (
+                          SELECT 1 FROM pg_type t
+                           WHERE t.typname = w.name
+                             AND t.typnamespace = to_regnamespace(quote_ident(current_schema())))
                       ELSE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NOT NULL
                     END",
             &[&kinds, &names],
@@ -676,7 +682,7 @@ pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
     Ok((!taken.is_empty()).then(|| format!("{} that drainctl did not create", taken.join(", "))))
 }
 
-/// The tables, indexes and functions `migrations` create, by kind (`relation`, `function`)
+/// The tables, indexes and functions `migrations` create, by kind (`table`, `index`, `function`)
 /// and name, read from their SQL (comments left out).
 fn created_objects(migrations: &[Migration]) -> Vec<(&'static str, String)> {
     static CREATE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
@@ -697,7 +703,8 @@ fn created_objects(migrations: &[Migration]) -> Vec<(&'static str, String)> {
         for found in create.captures_iter(&code) {
             let kind = match found[1].to_ascii_lowercase().as_str() {
                 "function" => "function",
-                _ => "relation",
+                "table" => "table",
+                _ => "index",
             };
             let object = (kind, found[2].to_ascii_lowercase());
             if !objects.contains(&object) {
@@ -848,11 +855,11 @@ mod tests {
                    t_a ON t (a); -- create index nor_this\nCREATE OR REPLACE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ \
                    LANGUAGE sql;\n";
         let migration = Migration { version: 1, name: "x", sql };
-        let expected = [("relation", "t"), ("relation", "t_a"), ("function", "f")];
+        let expected = [("table", "t"), ("index", "t_a"), ("function", "f")];
         assert_eq!(created_objects(&[migration]), expected.map(|(kind, name)| (kind, name.to_string())));
         // Every table drainctl reads is one its migrations create.
         let all = created_objects(MIGRATIONS);
-        assert!(TABLES.iter().all(|table| all.contains(&("relation", table.to_string()))), "{all:?}");
+        assert!(TABLES.iter().all(|table| all.contains(&("table", table.to_string()))), "{all:?}");
     }
 
     #[test]

@@ -845,6 +845,18 @@ fn render(checks: &[Check], verdict: &Verdict) -> crate::error::Result<Report> {
 fn check_schema(checks: &mut Checks, client: &mut postgres::Client, is_read_only: bool) {
     let rows = match crate::migrate::status(client) {
         Ok(rows) => rows,
+        // A role without even SELECT cannot read which migrations were applied: what to
+        // grant is what the error of every command sends the operator here for.
+        Err(error) if error.display_scrubbed().contains("permission denied for table") => {
+            return match crate::migrate::missing_table_rights(client) {
+                Ok(Some(why)) => checks.fail(
+                    "schema",
+                    EXIT_CONFIG,
+                    format!("the applied migrations cannot be read: {why}"),
+                ),
+                _ => checks.fail("schema", error.exit_code(), error.display_scrubbed()),
+            };
+        }
         Err(error) => return checks.fail("schema", error.exit_code(), error.display_scrubbed()),
     };
     let named = |state: &str| -> Vec<String> {

@@ -211,6 +211,24 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     config.ssl_mode(tls.crate_mode());
     let connector = tls.connector(&database.source)?;
     let unavailable = |error: postgres::Error| {
+        // A setting the URL passes to the server (`options=-c…`) that the server refuses at
+        // login: unknown, a bad value, or one the role may not set. Trying again cannot
+        // help; the URL must change (78).
+        use postgres::error::SqlState;
+        let refused_setting = error.as_db_error().filter(|db| {
+            *db.code() == SqlState::UNDEFINED_OBJECT
+                || *db.code() == SqlState::INVALID_PARAMETER_VALUE
+                || (*db.code() == SqlState::INSUFFICIENT_PRIVILEGE
+                    && db.message().contains("to set parameter"))
+        });
+        if let Some(db) = refused_setting {
+            return Error::Config(format!(
+                "{CANNOT_CONNECT} (URL from {}): the server refused a setting the URL gives it: {}; fix or \
+                 remove it in the URL's options (options=-cNAME%3DVALUE)",
+                database.source,
+                crate::output::one_line(db.message())
+            ));
+        }
         let detail = match classify_database_error(&error) {
             // Settings the client cannot use are the configuration's fault (78).
             Error::Config(message) => {

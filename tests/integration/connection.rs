@@ -831,6 +831,36 @@ fn a_role_without_rights_is_told_what_to_grant_and_a_roles_statement_timeout_doe
     // Before: exit 70 after 0.2 s, "canceling statement due to statement timeout".
     result.assert_code(75);
     assert!(result.stderr.contains("waiting for the migration lock"), "{}", result.stderr);
+    drop(_holder);
+    // Migrated by the owner, the role without rights is told by doctor what to grant, as
+    // every command's error says (before: doctor repeated that error).
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &guest).run();
+    result.assert_code(78);
+    assert!(result.stderr.contains("`drainctl doctor` prints the GRANT"), "{}", result.stderr);
+    let doctor = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &guest).run();
+    doctor.assert_code(78);
+    assert!(
+        doctor.stdout.contains(&format!(
+            "fail  schema: the applied migrations cannot be read: the role {role} lacks SELECT, INSERT, UPDATE, \
+             DELETE on all of drainctl's tables"
+        )) && doctor.stdout.contains(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")),
+        "{}",
+        doctor.stdout
+    );
+    // An option of the URL the server refuses at login: the URL is wrong, 78 saying so
+    // (before: 69, "cannot connect", as if the server were down).
+    for option in ["bogus%3D1", "work_mem%3Dabc"] {
+        let refused = format!("{}?options=-c{option}", fixture.db.url);
+        let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &refused).run();
+        result.assert_code(78);
+        assert!(
+            result.stderr.contains("the server refused a setting the URL gives it: "),
+            "{}",
+            result.stderr
+        );
+        assert!(result.stderr.contains("fix or remove it in the URL's options"), "{}", result.stderr);
+    }
     admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
 }
 

@@ -488,7 +488,7 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
     let result = migrate(&db, &[]).run();
     result.assert_code(78);
     let says =
-        "this database already holds function counters_bump, relation events_at that drainctl did not create";
+        "this database already holds function counters_bump, index events_at that drainctl did not create";
     assert!(result.stderr.contains(says), "{}", result.stderr);
     assert_eq!(tables(&db), ["audit"]);
     let doctor = Drainctl::new(&["doctor"])
@@ -501,6 +501,23 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
         "{}",
         doctor.stdout
     );
+    // An enum and a domain of drainctl's table names: a table's row type would take the
+    // name (before: exit 70, `type "items" already exists`, and doctor said healthy).
+    let db = TestDb::new();
+    db.client()
+        .batch_execute("CREATE TYPE items AS ENUM ('new', 'old'); CREATE DOMAIN attempts AS int")
+        .unwrap();
+    let result = migrate(&db, &[]).run();
+    result.assert_code(78);
+    let says = "this database already holds table attempts, table items that drainctl did not create";
+    assert!(result.stderr.contains(says), "{}", result.stderr);
+    assert!(tables(&db).is_empty(), "{:?}", tables(&db));
+    let doctor = Drainctl::new(&["doctor"])
+        .env("DATABASE_URL", &db.url)
+        .current_dir(std::env::temp_dir().as_path())
+        .run();
+    doctor.assert_code(78);
+    assert!(doctor.stdout.contains(says), "{}", doctor.stdout);
     // A database without drainctl's schema: its migration 1 is not applied yet (before:
     // exit 70, `relation "schema_migrations" does not exist`).
     let db = TestDb::new();
