@@ -404,6 +404,16 @@ impl Pass<'_> {
                 Outcome::QuotaHit(_) => Outcome::Other,
                 outcome => outcome,
             },
+            // Timed out, silent since a retry notice for a limit that named no wait (codex
+            // sleeping out a long `retry-after`): it was waiting out the limit, a quota hit
+            // that uses no attempt (docs/rate-limits.md, "Clients that wait for the reset").
+            (Some(StopReason::TimedOut), _, _) if matches!(outcome, Outcome::Other) => {
+                let (stdout, stderr) = (&report.stdout_end, &report.stderr_end);
+                match crate::quota::silent_wait_hit(stdout, stderr, &input, now, zone) {
+                    Some(hit) => Outcome::QuotaHit(hit),
+                    None => outcome,
+                }
+            }
             // A timeout or an output over the cap is judged by its stop, whatever answer a
             // worker that exited 0 on the signal left half-written (docs/worker-contract.md).
             (Some(_), _, _) if matches!(outcome, Outcome::NoAnswer { .. }) => Outcome::Other,

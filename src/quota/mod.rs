@@ -52,7 +52,7 @@ use self::patterns::{
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, without_resets, RATELIMIT_RESET_KIND};
 pub(crate) use self::waits::{
-    client_wait_hit, env_tz, long_announced_wait, tz_zone, worker_zone, StreamWaits,
+    client_wait_hit, env_tz, long_announced_wait, silent_wait_hit, tz_zone, worker_zone, StreamWaits,
 };
 
 /// `matched_line` is cut to about this many characters, keeping the match.

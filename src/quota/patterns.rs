@@ -119,6 +119,10 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
         | \bread\s+econnreset\b
         | \bsocketerror:\s+other\s+side\s+closed\b
         | \[api\s+error:\s+terminated\]
+        | \bunable\s+to\s+connect\s+to\s+api\b
+        | \bconnection\s*refused\b | \beconnrefused\b
+        | \btypeerror:\s+fetch\s+failed\b
+        | \bconnection\s+failed:\s+error\s+sending\s+request\b
         "#,
     )
 });

@@ -241,6 +241,60 @@ pub(crate) fn client_wait_hit(
     now: DateTime<Utc>,
     zone: Tz,
 ) -> QuotaHit {
+    notice_hit(outcome, line, Some(wait), now, zone)
+}
+
+/// The quota hit for a client that `item_timeout` stopped while it waited, silent, after
+/// a retry notice for a limit that names no wait: codex's `{"type":"error","message":
+/// "Reconnecting... 1/1 (exceeded retry limit, last status: 429 Too Many Requests, …)"}`,
+/// after which it sleeps out the server's `retry-after` saying nothing more. The notice
+/// must be the last line of its stream (a client that went on working after it was not
+/// waiting), on stdout a client's `error` event, on stderr not an echo of the worker's
+/// `input`. Its reset is the one it states, if any (docs/rate-limits.md, "Clients that
+/// wait for the reset").
+pub(crate) fn silent_wait_hit(
+    stdout: &[u8],
+    stderr: &[u8],
+    input: &[u8],
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> Option<QuotaHit> {
+    let last_line = |stream: &[u8]| -> Option<String> {
+        let text = String::from_utf8_lossy(stream);
+        text.lines().rev().map(str::trim).find(|line| !line.is_empty()).map(str::to_string)
+    };
+    let is_limit_notice = |text: &str| {
+        super::patterns::RETRY_ANNOUNCED.is_match(text)
+            && LIMIT_WORDING.is_match(text)
+            && !FILESYSTEM_QUOTA.is_match(text)
+    };
+    let from_stdout = last_line(stdout).filter(|line| {
+        super::clean::event_type(line) == Some("error")
+            && serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|event| event.get("message")?.as_str().map(is_limit_notice))
+                .unwrap_or(false)
+    });
+    let from_stderr = || {
+        last_line(stderr).filter(|line| {
+            is_limit_notice(line)
+                && !CONTENT_LINE.is_match(line)
+                && !super::echoes(line, &super::echoed_lines(input))
+        })
+    };
+    let line = from_stdout.or_else(from_stderr)?;
+    Some(notice_hit(Outcome::Other, &line, None, now, zone))
+}
+
+/// [`client_wait_hit`], and with no `wait` [`silent_wait_hit`]'s: without a reset stated
+/// anywhere, the hit states none.
+fn notice_hit(
+    outcome: Outcome,
+    line: &str,
+    wait: Option<Duration>,
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> QuotaHit {
     match outcome {
         Outcome::QuotaHit(hit) if hit.reset.is_some() || hit.needs_attention => hit,
         other => {
@@ -262,7 +316,9 @@ pub(crate) fn client_wait_hit(
                     access_refused: false,
                 };
             }
-            let reset = chrono::Duration::from_std(wait).ok().and_then(|wait| now.checked_add_signed(wait));
+            let reset = wait
+                .and_then(|wait| chrono::Duration::from_std(wait).ok())
+                .and_then(|wait| now.checked_add_signed(wait));
             let reset = reset.map(|at| StatedReset { at, form: ResetForm::Exact, just_passed: None });
             QuotaHit { reset, matched_line, needs_attention: false, access_refused: false }
         }

@@ -101,6 +101,49 @@ fn a_timed_out_answer_quoting_a_limit_that_exits_0_on_the_signal_is_a_timeout() 
 }
 
 #[test]
+fn codex_timed_out_while_it_sleeps_out_a_429_is_a_quota_hit_not_a_failure() {
+    // codex exec --json given `retry-after: 3600`: one notice naming no wait, then silence.
+    let notice = r#"{"type":"error","message":"Reconnecting... 1/1 (exceeded retry limit, last status: 429 Too Many Requests, request id: req_x)"}"#;
+    let script = format!("printf '%s\\n' '{{\"type\":\"turn.started\"}}' '{notice}'");
+    let fixture =
+        script_fixture(&script, "quota_profile = \"openai\"\nitem_timeout = \"2s\"\nmax_attempts = 1\n");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    // Before: a transient timeout, the item dead at max_attempts, no backoff: the next
+    // pass called into the limit again.
+    assert_eq!(attempt_outcomes(&fixture), ["quota_hit"]);
+    assert_eq!(fixture.item("alpha", "a1").0, "pending");
+    assert_eq!(
+        fixture
+            .count("SELECT count(*) FROM quota_backoffs WHERE backoff_until > now() - interval '100 days'"),
+        1
+    );
+    let reason: Vec<String> = fixture.column("SELECT reason FROM quota_backoffs");
+    assert!(reason[0].contains("429 Too Many Requests"), "{reason:?}");
+    // The same notice followed by more work is no wait: a timeout, as before.
+    let script = format!("printf '%s\\n' '{notice}' '{{\"type\":\"turn.started\"}}'");
+    let fixture = script_fixture(&script, "quota_profile = \"openai\"\nitem_timeout = \"2s\"\n");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(attempt_outcomes(&fixture), ["transient"]);
+}
+
+#[test]
+fn a_vendor_that_refuses_connections_is_a_server_error_for_each_real_client() {
+    for (profile, stream, line) in [
+        ("claude", "", "API Error: Unable to connect to API (ConnectionRefused)"),
+        ("gemini", ">&2", "Error when talking to Gemini API Full report available at: /tmp/x.json Error: exception TypeError: fetch failed sending request"),
+        ("openai", "", r#"{"type":"turn.failed","error":{"message":"Reconnecting... waiting for network (Connection failed: error sending request)"}}"#),
+    ] {
+        let script = format!("printf '%s\\n' '{line}' {stream}; exit 1");
+        let fixture = script_fixture(&script, &format!("quota_profile = \"{profile}\"\n"));
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+        // Before: an ordinary failure, the backlog dead-lettered at full speed.
+        let errors: Vec<String> = fixture.column("SELECT error FROM attempts");
+        assert!(errors.len() == 1 && errors[0].starts_with("server error: "), "{profile}: {errors:?}");
+        assert_eq!(attempt_outcomes(&fixture), ["transient"], "{profile}");
+    }
+}
+
+#[test]
 fn a_timed_out_gemini_that_exits_0_on_the_signal_without_an_answer_is_a_timeout() {
     let script = "echo '[ERROR] Model stream ended without a finish reason.' >&2";
     let fixture = script_fixture(script, "quota_profile = \"gemini\"\nitem_timeout = \"2s\"\n");
