@@ -132,8 +132,12 @@ pub(crate) struct UnconfiguredDrain {
     pub(crate) drain: String,
     pending: i64,
     running: i64,
-    /// Its passes still running, started before its table left the configuration.
+    /// Its passes of this host still running, started before its table left the
+    /// configuration.
     running_passes: i64,
+    /// Other hosts with a run of it still `running`: theirs to end (docs/operations.md,
+    /// "Several hosts").
+    running_elsewhere: Vec<String>,
     /// Paused: a pass still running stops before its next item.
     #[serde(skip)]
     is_paused: bool,
@@ -169,9 +173,19 @@ impl UnconfiguredDrain {
                 self.drain
             ),
         };
+        // A run of another host is that host's to end, or, that host gone, a supervise's
+        // whose configuration has the drain: this one judges no run of a drain it lacks.
+        let elsewhere = match self.running_elsewhere.as_slice() {
+            [] => String::new(),
+            hosts => format!(
+                "a run of it on host {} is that host's, and should that host be gone, only a `supervise` whose \
+                 configuration has the drain ends it; ",
+                hosts.join(", ")
+            ),
+        };
         format!(
             "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
-             {passes}nothing runs them until a [[drain]] table of that name is added back{} \
+             {passes}{elsewhere}nothing runs them until a [[drain]] table of that name is added back{} \
              (`{}` deletes them, to retire the drain)",
             self.drain,
             counts.join(", "),
@@ -195,6 +209,7 @@ pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Resul
             pending: work.counts.pending,
             running: work.counts.running,
             running_passes: work.running_passes,
+            running_elsewhere: work.running_elsewhere,
             is_paused: work.is_paused,
         })
         .collect())

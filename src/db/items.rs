@@ -1759,21 +1759,29 @@ pub fn unconfigured_with_work(
 ) -> Result<Vec<UnconfiguredWork>> {
     let rows = client.query(
         "SELECT c.drain, c.pending, c.running, c.done, c.dead, c.skipped_missing,
-                (SELECT count(*) FROM runs r WHERE r.drain = c.drain AND r.status = 'running'),
-                coalesce((SELECT d.paused_at IS NOT NULL FROM drains d WHERE d.name = c.drain), false)
+                (SELECT count(*) FROM runs r WHERE r.drain = c.drain AND r.status = 'running' AND r.host = $2),
+                coalesce((SELECT d.paused_at IS NOT NULL FROM drains d WHERE d.name = c.drain), false),
+                (SELECT coalesce(array_agg(DISTINCT r.host ORDER BY r.host), '{}') FROM runs r
+                  WHERE r.drain = c.drain AND r.status = 'running' AND r.host <> $2)
            FROM (SELECT drain, sum(pending)::bigint AS pending, sum(running)::bigint AS running,
                         sum(done)::bigint AS done, sum(dead)::bigint AS dead,
                         sum(skipped_missing)::bigint AS skipped_missing
                    FROM item_counts WHERE drain <> ALL($1) GROUP BY drain
                  HAVING sum(pending) + sum(running) > 0) AS c
           ORDER BY c.drain",
-        &[&configured],
+        &[&configured, &crate::worker::process::host_name()],
     )?;
     Ok(rows
         .iter()
         .map(|row| {
             let (drain, counts) = drain_and_counts(row);
-            UnconfiguredWork { drain, counts, running_passes: row.get(6), is_paused: row.get(7) }
+            UnconfiguredWork {
+                drain,
+                counts,
+                running_passes: row.get(6),
+                is_paused: row.get(7),
+                running_elsewhere: row.get(8),
+            }
         })
         .collect())
 }
@@ -1782,9 +1790,12 @@ pub fn unconfigured_with_work(
 pub struct UnconfiguredWork {
     pub drain: String,
     pub counts: StateCounts,
-    /// Its passes still running, started before its table left the configuration.
+    /// Its passes of this host still running, started before its table left the
+    /// configuration.
     pub running_passes: i64,
     pub is_paused: bool,
+    /// The other hosts with a run of it still `running`.
+    pub running_elsewhere: Vec<String>,
 }
 
 /// One line of `items NAME`.

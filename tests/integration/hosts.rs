@@ -136,3 +136,36 @@ fn a_host_that_dies_mid_pass_loses_no_item() {
     assert_eq!(results, vec![b"result a\n".to_vec(), b"result b\n".to_vec()]);
     assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'done'"), 2);
 }
+
+#[test]
+fn a_run_of_a_dead_host_whose_drain_this_configuration_lacks_is_said_to_be_that_hosts() {
+    let Some((fixture, go)) = fixture_for_two_hosts() else { return };
+    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
+    wait_for_a_to_start(&fixture);
+    signal(other.id(), libc::SIGKILL);
+    let _ = other.wait_with_output();
+    std::fs::write(&go, "").unwrap();
+    // This host's configuration no longer has the drain.
+    fixture.write_config(
+        "[defaults]\ntimezone = \"Asia/Jerusalem\"\nlog_dir = \"TMPDIR/logs\"\n\n[[drain]]\nname = \"other\"\ncommand = [\"FAKE_WORKER\"]\n",
+    );
+    fixture.set_now(LATER);
+    // Before: "its pass still running ends before its next item, as it reads the file
+    // again" — of a pass dead on another host, which nothing here would ever end.
+    for args in [&["status"][..], &["doctor"]] {
+        let result = fixture.drainctl(args).run();
+        assert!(
+            result.stdout.contains(
+                "drain docs has 1 pending, 1 running item(s) in the database and no [[drain]] table in the configuration: \
+                 a run of it on host host-b is that host's, and should that host be gone, only a `supervise` whose \
+                 configuration has the drain ends it; nothing runs them"
+            ),
+            "{args:?}: {}",
+            result.stdout
+        );
+        assert!(!result.stdout.contains("its pass still running"), "{}", result.stdout);
+    }
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    assert_eq!(status["unconfigured_drains"][0]["running_elsewhere"], json!(["host-b"]));
+    assert_eq!(status["unconfigured_drains"][0]["running_passes"], json!(0));
+}

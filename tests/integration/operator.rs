@@ -1567,7 +1567,7 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let json = fixture.drainctl(&["status", "--json"]).run().json();
     assert_eq!(
         json["unconfigured_drains"],
-        serde_json::json!([{"drain": "old", "pending": 2, "running": 0, "running_passes": 0}])
+        serde_json::json!([{"drain": "old", "pending": 2, "running": 0, "running_passes": 0, "running_elsewhere": []}])
     );
     let doctor = fixture.drainctl(&["doctor"]).run();
     doctor.assert_code(0);
@@ -1636,13 +1636,15 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
         human.stdout
     );
     fixture.client().execute("UPDATE drains SET paused_at = NULL WHERE name = 'old'", &[]).unwrap();
-    // A pass it started before still runs: status says so, and a pause reaches it.
+    // A pass it started before still runs on this host: status says so, and a pause
+    // reaches it.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
     fixture
         .client()
         .execute(
             "INSERT INTO runs (drain, status, trigger, host, pid, started_at, last_checkpoint_at)
-             VALUES ('old', 'running', 'manual', 'elsewhere', 1, now(), now())",
-            &[],
+             VALUES ('old', 'running', 'manual', $1, 1, now(), now())",
+            &[&host],
         )
         .unwrap();
     let status = fixture.drainctl(&["status"]).run();
