@@ -345,23 +345,38 @@ pub fn one_line(text: &str) -> String {
 /// (line breaks, `\r`, escape sequences, DEL) and the invisible bidirectional controls
 /// that reorder what a reader sees (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069),
 /// the Unicode line and paragraph separators, and the invisible characters that make two
-/// keys look the same (U+180E, U+200B, U+2060–U+2064, U+FEFF). The joiners U+200C and
-/// U+200D stay: Persian words and emoji need them.
+/// keys look the same: the default-ignorable code points (the soft hyphen U+00AD, U+034F,
+/// the Hangul fillers, U+17B4–U+17B5, U+180B–U+180F, U+200B, U+2060–U+206F, U+FEFF,
+/// U+FFF0–U+FFFB, U+1BCA0–U+1BCA3, U+1D173–U+1D17A, the tags U+E0000–U+E007F) and the
+/// blank U+2800. The joiners U+200C and U+200D and the variation selectors stay: Persian
+/// words and emoji need them.
 pub fn is_unsafe_to_show(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061c}'
-                | '\u{180e}'
+            '\u{00ad}'
+                | '\u{034f}'
+                | '\u{061c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{17b4}'
+                | '\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
                 | '\u{200b}'
                 | '\u{200e}'
                 | '\u{200f}'
                 | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{2060}'..='\u{206f}'
                 | '\u{2028}'
                 | '\u{2029}'
+                | '\u{2800}'
+                | '\u{3164}'
                 | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fffb}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e007f}'
         )
 }
 
@@ -788,12 +803,37 @@ mod tests {
         assert_eq!(escape_controls("\u{1b}[2J\u{7f}\u{85}\0"), "\\u{1b}[2J\\u{7f}\\u{85}\\u{0}");
         // Invisible: `report\u{200b}.pdf` would read as `report.pdf` (before: shown raw).
         for c in [
-            '\u{200e}', '\u{200f}', '\u{202a}', '\u{202d}', '\u{2066}', '\u{2069}', '\u{061c}', '\u{2028}',
-            '\u{200b}', '\u{2060}', '\u{feff}', '\u{180e}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202d}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{061c}',
+            '\u{2028}',
+            '\u{200b}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{180e}',
+            // Default-ignorable too (before: shown raw, `rep\u{ad}ort` read as `report`).
+            '\u{ad}',
+            '\u{34f}',
+            '\u{115f}',
+            '\u{17b4}',
+            '\u{180b}',
+            '\u{206a}',
+            '\u{206f}',
+            '\u{2800}',
+            '\u{3164}',
+            '\u{fff9}',
+            '\u{1d173}',
+            '\u{e0072}',
         ] {
             assert_eq!(escape_controls(&c.to_string()), format!("\\u{{{:x}}}", u32::from(c)));
         }
-        for plain in ["שלום עולם", "C:\\path", "x → y ✓", "מִשְׁנָה"] {
+        for plain in
+            ["שלום עולם", "C:\\path", "x → y ✓", "מִשְׁנָה", "👍🏽", "❤\u{fe0f}", "a\u{a0}b", "می\u{200c}خواهم"]
+        {
             assert!(matches!(escape_controls(plain), Cow::Borrowed(_)), "{plain} is left alone");
         }
     }

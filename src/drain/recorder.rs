@@ -30,7 +30,8 @@ const CHECKPOINT_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from
 
 /// Why a resume token printed by a worker may not be used, if it may not. Beyond the
 /// drain's `resume_token_format`, a token never starts with `-` (it would read as an
-/// option) and never holds whitespace or control characters.
+/// option) and never holds whitespace, control characters or the invisible and
+/// bidirectional ones a terminal would not show as they are ([`crate::output::is_unsafe_to_show`]).
 pub(super) fn check_resume_token(token: &str, drain: &DrainConfig) -> std::result::Result<(), String> {
     if token.is_empty() {
         return Err("it is empty".into());
@@ -41,8 +42,11 @@ pub(super) fn check_resume_token(token: &str, drain: &DrainConfig) -> std::resul
     if token.starts_with('-') {
         return Err("it starts with '-' and would read as an option".into());
     }
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("it contains whitespace or control characters".into());
+    if token.chars().any(|c| c.is_whitespace() || crate::output::is_unsafe_to_show(c)) {
+        return Err(
+            "it contains whitespace, control characters or invisible or bidirectional formatting characters"
+                .into(),
+        );
     }
     if !drain.resume_token_format.is_match(token) {
         return Err("it does not match resume_token_format".into());
@@ -448,6 +452,10 @@ mod tests {
             ("-x", "starts with '-'"),
             ("a b", "whitespace"),
             ("a\u{1b}[2J", "control"),
+            // Bidirectional and invisible: the token is shown and passed on as it reads.
+            ("tok\u{202e}abc", "bidirectional"),
+            ("x\u{200f}y", "bidirectional"),
+            ("x\u{200b}y", "invisible"),
             (&"x".repeat(257), "longer than 256"),
         ] {
             let error = check_resume_token(bad, permissive).unwrap_err();
