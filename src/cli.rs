@@ -174,7 +174,8 @@ pub struct MigrateArgs {
     #[arg(long, conflicts_with_all = ["repair_checksum", "repair_counts"])]
     pub dry_run: bool,
     /// Accept the current file's checksum for an applied migration (after a harmless edit)
-    #[arg(long, value_name = "VERSION", conflicts_with = "repair_counts")]
+    #[arg(long, value_name = "VERSION", conflicts_with = "repair_counts", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(1..))]
     pub repair_checksum: Option<i32>,
     /// Count every drain's items again and set the kept per-state counts right (after a
     /// trigger on `items` was disabled or dropped by hand; writers wait for the count)
@@ -418,6 +419,7 @@ pub enum RunsCommand {
 #[derive(Debug, Args)]
 pub struct RunsShowArgs {
     /// Run id (from `drainctl runs`)
+    #[arg(allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(1..))]
     pub id: i64,
     #[command(flatten)]
     pub output: OutputArgs,

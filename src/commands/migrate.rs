@@ -49,6 +49,10 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
         };
         return Ok(Report::new(human, json!({ "would_apply": pending })));
     }
+    // The repairs write, whether or not anything is to repair.
+    if args.repair_checksum.is_some() || args.repair_counts {
+        crate::db::refuse_when_read_only(&mut client)?;
+    }
     if let Some(version) = args.repair_checksum {
         let (message, changed) =
             migrate::repair_checksum(&mut client, &outbox, lock_wait, version, clock.now())?;

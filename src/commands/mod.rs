@@ -99,12 +99,7 @@ impl Opening<'_> {
     fn run<T>(&self, command: impl FnOnce(&mut Context) -> Result<T>) -> Result<T> {
         let mut ctx = Context::open(self.config_path, self.lock_timeout, self.changes_nothing)?;
         if self.writes {
-            if let Some(why) = crate::db::read_only_reason(&mut ctx.client)? {
-                return Err(crate::error::Error::Unavailable(format!(
-                    "the database is read-only ({why}); nothing was done: {}",
-                    crate::db::read_only_fix(why)
-                )));
-            }
+            crate::db::refuse_when_read_only(&mut ctx.client)?;
         }
         let result = command(&mut ctx);
         crate::notify::notify_recorded(&ctx.config, &mut ctx.client, &ctx.outbox, &ctx.clock);

@@ -424,6 +424,18 @@ pub fn read_only_fix(why: &str) -> &'static str {
     }
 }
 
+/// Refuse, with one line, a command that writes on a database [`read_only_reason`] finds
+/// read-only (exit 69), before it does anything.
+pub fn refuse_when_read_only(client: &mut impl GenericClient) -> Result<()> {
+    match read_only_reason(client)? {
+        Some(why) => Err(Error::Unavailable(format!(
+            "the database is read-only ({why}); nothing was done: {}",
+            read_only_fix(why)
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn read_only_reason(client: &mut impl GenericClient) -> Result<Option<&'static str>> {
     let row = client
         .query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[])?;

@@ -506,6 +506,9 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
         &["pause", "a"],
         &["burst", "on", "a", "--until", "+1h"],
         &["discard", "a", "--all"],
+        // Before: the raw "cannot execute SELECT FOR UPDATE in a read-only transaction".
+        &["migrate", "--repair-checksum", "1"],
+        &["migrate", "--repair-counts"],
     ] {
         let refused = fixture.drainctl(args).run();
         refused.assert_code(69);

@@ -446,7 +446,13 @@ fn a_command_line_clap_refuses_is_one_line_naming_the_problem_and_the_help_to_re
         (&["items", "show", "docs", "--key", "s1"][..], "unexpected argument '--key' found; see `drainctl items show --help`"),
         (&["burst", "on", "docs", "--for", "6h"][..], "unexpected argument '--for' found; see `drainctl burst on --help`"),
         (&["drain", "--all"][..], "unexpected argument '--all' found; see `drainctl drain --help`"),
-        (&["runs", "show", "-3"][..], "unexpected argument '-3' found; see `drainctl runs show --help`"),
+        // A negative run id or migration version is named with the range (before:
+        // "unexpected argument '-3' found").
+        (&["runs", "show", "-3"][..], "invalid value '-3' for '<ID>': -3 is not in 1..9223372036854775807; see `drainctl runs show --help`"),
+        (
+            &["migrate", "--repair-checksum", "-1"][..],
+            "invalid value '-1' for '--repair-checksum <VERSION>': -1 is not in 1..=2147483647; see `drainctl migrate --help`",
+        ),
         // clap names `-k` of `-k1`: the tip passes the whole word.
         (
             &["items", "show", "docs", "-k1"][..],
