@@ -30,13 +30,15 @@ fn list(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
         None => None,
     };
     let runs = list_runs(&mut ctx.client, drain.as_deref(), args.limit)?;
+    // Runs of several hosts (one database, several machines) say which ran where.
+    let several_hosts = runs.iter().any(|run| run.host != runs[0].host);
     let human = if runs.is_empty() {
         "no runs yet".to_string()
     } else {
         let rows: Vec<Vec<String>> = runs
             .iter()
             .map(|run| {
-                vec![
+                let mut row = vec![
                     run.id.to_string(),
                     run.drain.clone(),
                     run.status.to_string(),
@@ -46,13 +48,28 @@ fn list(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
                     run.items_done.to_string(),
                     run.items_failed.to_string(),
                     run.note.clone().unwrap_or_default(),
-                ]
+                ];
+                if several_hosts {
+                    row.insert(2, crate::output::one_line(&run.host));
+                }
+                row
             })
             .collect();
-        table(
-            &["ID", "DRAIN", "STATUS", "TRIGGER", "STARTED", "DURATION", "DONE", "FAILED ATTEMPTS", "NOTE"],
-            &rows,
-        )
+        let mut header = vec![
+            "ID",
+            "DRAIN",
+            "STATUS",
+            "TRIGGER",
+            "STARTED",
+            "DURATION",
+            "DONE",
+            "FAILED ATTEMPTS",
+            "NOTE",
+        ];
+        if several_hosts {
+            header.insert(2, "HOST");
+        }
+        table(&header, &rows)
     };
     let json_runs: Vec<Value> = runs.iter().map(|run| run_json(run, now)).collect();
     Ok(Report::new(human, json!({ "runs": json_runs })))

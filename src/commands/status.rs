@@ -70,6 +70,8 @@ struct Snapshot {
     server_started_at: Option<DateTime<Utc>>,
     /// The pace the quota group of each drain in a burst kept between its limits lately.
     quota_paces: HashMap<String, crate::schedule::forecast::QuotaPace>,
+    /// How many of its concurrency slots each drain's sessions hold now.
+    held_slots: HashMap<String, u32>,
 }
 
 fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Snapshot> {
@@ -88,6 +90,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         if running.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     let controls = read_controls(client, &names)?;
     let quota_paces = crate::schedule::forecast::quota_paces(client, config, &controls, now)?;
+    let held_slots = crate::supervise::held_slots(client, config, &controls)?;
     Ok(Snapshot {
         now,
         controls,
@@ -106,6 +109,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         unconfigured: unconfigured_drains(client, config)?,
         server_started_at,
         quota_paces,
+        held_slots,
     })
 }
 
@@ -244,6 +248,10 @@ pub(crate) struct DrainView {
     pub(crate) account: Option<String>,
     accounts: Vec<AccountView>,
     pub(crate) running_runs: Vec<i64>,
+    /// Concurrency slots held by sessions with no running run: a pass whose run was ended
+    /// (hung) and whose drain still runs — on another host until that host stops it. No
+    /// pass starts in them.
+    pub(crate) slots_held_without_run: u32,
     /// A running pass waits inside itself for the group's reset until then.
     pub(crate) waiting_until: Option<DateTime<Utc>>,
     /// That wait is for the vendor's servers, failing for items in a row, not a reset.
@@ -501,6 +509,12 @@ fn decide_drain(
         account: next_account.filter(|a| !a.is_implicit()).map(|a| a.name.clone()),
         accounts: group_accounts.1.clone(),
         running_runs: runs.iter().map(|r| r.id).collect(),
+        slots_held_without_run: snapshot
+            .held_slots
+            .get(&drain.name)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(u32::try_from(runs.len()).unwrap_or(u32::MAX)),
         waiting_until: runs.iter().filter_map(|r| r.waiting_until).min(),
         is_waiting_for_servers: runs
             .iter()
@@ -697,11 +711,15 @@ fn drain_rows(view: &StatusView, zone: Tz) -> (Vec<Vec<String>>, Vec<String>) {
     (rows, forecast_lines)
 }
 
-/// The NOTES cell of a drain: burst, wait, backoff, account, priority, pause, checkpoint,
-/// window, cadence and skipped files.
+/// The NOTES cell of a drain: a slot held without a run, burst, wait, backoff, account,
+/// priority, pause, checkpoint, window, cadence and skipped files.
 fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
     let relative = |at: DateTime<Utc>| format_relative(at - now);
     let mut notes = Vec::new();
+    if drain.slots_held_without_run > 0 {
+        // Short: the cell is cut at the table's width (`status --json`: slots_held_without_run).
+        notes.push(format!("{} slot(s) held by a hung run's live drain", drain.slots_held_without_run));
+    }
     if let Some(until) = drain.burst_until {
         notes.push(format!("burst until {} ({})", local_time(until, zone), relative(until)));
     }

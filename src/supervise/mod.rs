@@ -17,6 +17,7 @@ mod apply;
 mod clock_went_back;
 mod plan;
 pub(crate) use plan::silence_started_at;
+pub(crate) use snapshot::held_slots;
 mod snapshot;
 
 use std::time::Instant;

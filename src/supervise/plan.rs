@@ -456,10 +456,24 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
         return skip("no item available now".to_string());
     }
     if busy >= drain.concurrency {
+        // Slots held by sessions whose runs no longer run (ended as hung, on a host that
+        // still runs their drain): said, or the drain looks idle and blocked for no reason.
+        let running = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count();
+        let held_by_ended =
+            u32::try_from(running).map_or(0, |running| snapshot.held_slots.saturating_sub(running));
+        let ended = match held_by_ended {
+            0 => String::new(),
+            n => format!(
+                " ({n} held by a pass whose run was ended, hung, but whose drain still runs — on another host it \
+                 keeps its slot until that host stops it; `drainctl runs --drain {name}` names the run and its host)"
+            ),
+        };
         // Lowered below the passes still running: say how many run.
         return skip(match busy > drain.concurrency {
-            true => format!("{busy} passes running, more than concurrency {} allows", drain.concurrency),
-            false => format!("all {} concurrency slot(s) busy", drain.concurrency),
+            true => {
+                format!("{busy} passes running, more than concurrency {} allows{ended}", drain.concurrency)
+            }
+            false => format!("all {} concurrency slot(s) busy{ended}", drain.concurrency),
         });
     }
     // One pass for each free slot an available item can fill, beyond the items its
@@ -1029,7 +1043,13 @@ mod tests {
         let held = with(3, 0, 2);
         assert_eq!(held.iter().filter(|d| d.action == Action::Start).count(), 1, "{held:?}");
         let full = with(3, 0, 3);
-        assert_eq!(full[0].reason, "all 3 concurrency slot(s) busy");
+        assert!(
+            full[0]
+                .reason
+                .starts_with("all 3 concurrency slot(s) busy (3 held by a pass whose run was ended, hung"),
+            "{}",
+            full[0].reason
+        );
         // A yielding drain with a pass running gets no other. Before: one more a pass.
         let mut snapshots: Vec<DrainSnapshot> = config.drains.iter().map(snapshot).collect();
         snapshots[0].available_items = 9;

@@ -99,6 +99,28 @@ fn a_supervise_never_signals_another_hosts_drain_and_recovers_its_hung_run_by_li
         fixture.column::<String>("SELECT status FROM runs ORDER BY id LIMIT 1"),
         vec!["hung".to_string()]
     );
+    // Its slot, still held there, is named as such: before, "all 1 concurrency slot(s)
+    // busy" beside a drain `status` called idle with nothing to say why.
+    let skip = plan.iter().find(|d| d["action"] == "skip").cloned().unwrap_or_default();
+    assert!(
+        skip["reason"].as_str().unwrap_or_default().starts_with(
+            "all 1 concurrency slot(s) busy (1 held by a pass whose run was ended, hung, but whose drain still runs"
+        ),
+        "{plan:?}"
+    );
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(
+        status.stdout.contains(
+            "docs   idle   2        0        0     0     hung now  1 slot(s) held by a hung run's live drain"
+        ),
+        "{}",
+        status.stdout
+    );
+    assert_eq!(
+        fixture.drainctl(&["status", "--json"]).run().json()["drains"][0]["slots_held_without_run"],
+        1
+    );
+
     // host-b's drain, fenced, commits nothing once its worker answers.
     std::fs::write(&go, "").unwrap();
     let result = finished(other.wait_with_output().unwrap());
@@ -113,6 +135,10 @@ fn a_supervise_never_signals_another_hosts_drain_and_recovers_its_hung_run_by_li
         "SELECT DISTINCT r.host FROM attempts a JOIN runs r ON r.id = a.run_id WHERE a.outcome = 'done'",
     );
     assert_eq!(hosts, vec![this_host()]);
+    // `runs` names the host of each run once runs of two hosts are listed.
+    let runs = fixture.drainctl(&["runs"]).run();
+    assert!(runs.stdout.starts_with("ID  DRAIN  HOST"), "{}", runs.stdout);
+    assert!(runs.stdout.contains("host-b") && runs.stdout.contains(&this_host()), "{}", runs.stdout);
 }
 
 #[test]
