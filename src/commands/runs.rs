@@ -30,8 +30,9 @@ fn list(ctx: &mut Context, args: &RunsArgs) -> Result<Report> {
         None => None,
     };
     let runs = list_runs(&mut ctx.client, drain.as_deref(), args.limit)?;
-    // Runs of several hosts (one database, several machines) say which ran where.
-    let several_hosts = runs.iter().any(|run| run.host != runs[0].host);
+    // Runs of other hosts (one database, several machines) say which ran where.
+    let this_host = crate::worker::process::host_name();
+    let several_hosts = runs.iter().any(|run| run.host != this_host);
     let human = if runs.is_empty() {
         "no runs yet".to_string()
     } else {
