@@ -51,6 +51,9 @@ pub(super) struct ClockState {
     /// was set) must not count what the right clock stamped as ahead. An injected clock
     /// (`DRAINCTL_NOW`, tests) is taken as right.
     pub is_right: bool,
+    /// By how much this host's clock is off from the database server's (this one minus
+    /// the server's) when it is not right: another host's run is then not judged by it.
+    pub off_by: Option<chrono::Duration>,
     /// It went back: one of this host's runs, or of its supervise passes, is stamped more
     /// than a minute ahead of `now`.
     pub went_back: bool,
@@ -59,14 +62,24 @@ pub(super) struct ClockState {
     pub server_started_at: DateTime<Utc>,
 }
 
+/// Test hook: an injected clock (DRAINCTL_NOW) is compared with the database server's as
+/// this host's own clock is, so that a test can set a clock that is off. Compiled only
+/// with the `testing` feature, never into a release build.
+#[cfg(feature = "testing")]
+const CLOCK_AS_OWN_ENV: &str = "DRAINCTL_TEST_CLOCK_AS_OWN";
+
 /// Read [`ClockState`] at `now`, in one round trip.
 pub(super) fn read(client: &mut Client, now: DateTime<Utc>, is_injected: bool) -> Result<ClockState> {
     let host = crate::worker::process::host_name();
     let tolerance = crate::clock::WENT_BACK_TOLERANCE;
     let (server_now, server_started_at, went_back) =
         crate::db::runs::server_clock_and_host_stamped_after(client, &host, now + tolerance)?;
+    // Test hook: judge an injected clock as this host's own (see `CLOCK_AS_OWN_ENV`).
+    #[cfg(feature = "testing")]
+    let is_injected = is_injected && std::env::var_os(CLOCK_AS_OWN_ENV).is_none();
     let is_right = is_injected || (now - server_now).abs() <= tolerance;
-    Ok(ClockState { is_right, went_back, server_started_at })
+    let off_by = (!is_right).then_some(now - server_now);
+    Ok(ClockState { is_right, off_by, went_back, server_started_at })
 }
 
 /// When this host's clock went back and is right now ([`read`]): a backoff whose hit is

@@ -142,9 +142,20 @@ pub(crate) fn silence_started_at(
 /// Is this run healthy (its process there, silent for no longer than `liveness_timeout`
 /// while the database server was up)?
 fn is_healthy(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>) -> bool {
+    !run.is_process_gone && (!is_silent_too_long(run, snapshot, now) || is_not_judged(run, snapshot))
+}
+
+fn is_silent_too_long(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>) -> bool {
     let drain: &DrainConfig = snapshot.drain;
     let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-    !run.is_process_gone && now - silent_since(run, snapshot, now).0 <= liveness
+    now - silent_since(run, snapshot, now).0 > liveness
+}
+
+/// Another host's run is judged by its checkpoints, stamped by that host's clock, against
+/// this one's: with this clock off from the database server's, the silence it reads is
+/// that error (docs/operations.md, "Several hosts"), and the run is not judged.
+fn is_not_judged(run: &RunSnapshot, snapshot: &DrainSnapshot) -> bool {
+    snapshot.clock_off_by.is_some() && !crate::reap::is_this_hosts(&run.run)
 }
 
 /// Why a crashed run is reaped.
@@ -194,6 +205,23 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
                 Action::ExpireBurst,
                 format!("burst deadline {} passed", local(until, zone)),
             ));
+        }
+        for run in snapshot.runs.iter().filter(|run| {
+            !run.is_process_gone && is_silent_too_long(run, snapshot, now) && is_not_judged(run, snapshot)
+        }) {
+            let off_by = snapshot.clock_off_by.unwrap_or_default();
+            let reason = format!(
+                "run {} of host {}: silent for {} by this host's clock, which is {} {} the database server's: \
+                 not judged hung until this clock is set right (`drainctl doctor`: clock_skew)",
+                run.run.id,
+                run.run.host,
+                crate::duration::format_duration((now - silent_since(run, snapshot, now).0).to_std().unwrap_or_default()),
+                crate::duration::format_duration(off_by.abs().to_std().unwrap_or_default()),
+                if off_by > chrono::Duration::zero() { "ahead of" } else { "behind" }
+            );
+            log::warn!("{reason}");
+            decisions
+                .push(Decision { run_id: Some(run.run.id), ..Decision::new(name, Action::Skip, reason) });
         }
         for run in snapshot.runs.iter().filter(|run| !is_healthy(run, snapshot, now)) {
             let mut decision = if run.is_process_gone {
@@ -583,6 +611,7 @@ mod tests {
             parked: None,
             budget_spent: None,
             server_started_at: None,
+            clock_off_by: None,
         }
     }
 

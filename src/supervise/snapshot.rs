@@ -54,6 +54,9 @@ pub struct DrainSnapshot<'a> {
     /// this, since no run could record a checkpoint while the server was down
     /// (docs/operations.md, "When the database goes away").
     pub server_started_at: Option<DateTime<Utc>>,
+    /// By how much this host's clock is off from the database server's, when beyond the
+    /// tolerance: another host's run is not judged hung by a clock that is off.
+    pub clock_off_by: Option<chrono::Duration>,
 }
 
 /// A daily cost budget spent: its limit, what the day's attempts cost, and the day (from
@@ -192,6 +195,7 @@ pub(super) fn take_snapshot<'a>(
             parked: parked.iter().find(|parked| parked.quota_group == group.name).cloned(),
             budget_spent,
             server_started_at,
+            clock_off_by: clock.off_by,
         });
     }
     let runs = runs

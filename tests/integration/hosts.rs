@@ -195,3 +195,35 @@ fn a_run_of_a_dead_host_whose_drain_this_configuration_lacks_is_said_to_be_that_
     assert_eq!(status["unconfigured_drains"][0]["running_elsewhere"], json!(["host-b"]));
     assert_eq!(status["unconfigured_drains"][0]["running_passes"], json!(0));
 }
+
+#[test]
+fn a_supervise_whose_clock_is_off_does_not_judge_another_hosts_run_hung() {
+    let Some((fixture, go)) = fixture_for_two_hosts() else { return };
+    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
+    wait_for_a_to_start(&fixture);
+    // This host's clock (here LATER, compared with the server's as if it were this host's
+    // own, days away from it) reads host-b's run as 16 minutes silent. Before: judged hung,
+    // its item run a second time on this host while host-b's worker still ran it.
+    fixture.set_now(LATER);
+    let result = fixture.drainctl(&["supervise", "--json"]).env("DRAINCTL_TEST_CLOCK_AS_OWN", "1").run();
+    result.assert_code(0);
+    let decisions = result.json()["decisions"].as_array().cloned().unwrap_or_default();
+    assert!(!actions(&decisions).contains(&"kill_hung".to_string()), "{decisions:?}");
+    let not_judged = decisions
+        .iter()
+        .filter_map(|d| d["reason"].as_str())
+        .find(|reason| reason.contains("of host host-b: silent for 16m"))
+        .unwrap_or_default();
+    assert!(
+        not_judged.contains("by this host's clock, which is ")
+            && not_judged
+                .contains(" behind the database server's: not judged hung until this clock is set right"),
+        "{decisions:?}"
+    );
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), vec!["running".to_string()]);
+    // With the clock right (an injected one is taken as right), the same silence is hung.
+    let plan = supervise(&fixture);
+    assert!(actions(&plan).contains(&"kill_hung".to_string()), "{plan:?}");
+    std::fs::write(&go, "").unwrap();
+    let _ = other.wait_with_output();
+}
