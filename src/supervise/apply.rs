@@ -182,6 +182,27 @@ impl EndedWithoutRun {
     }
 }
 
+impl EndedWithoutRun {
+    /// The error the pass counts for it ([`EndedWithoutRun::describe`] its message): such
+    /// a drain almost always could not reach the database (69), unless its log ends on a
+    /// refusal no retry mends — a schema changed by hand, a path reached through another
+    /// user's link or below a folder another user may replace (78, as the drain exited).
+    pub fn error(&self) -> Error {
+        let message = self.describe();
+        let is_configuration = [
+            crate::error::CHANGED_BY_HAND,
+            "is reached through the symbolic link",
+            "whose owner may replace it",
+        ]
+        .iter()
+        .any(|phrase| message.contains(phrase));
+        match is_configuration {
+            true => Error::Config(message),
+            false => Error::Unavailable(message),
+        }
+    }
+}
+
 /// What [`await_started_runs`] saw of the drains a pass started.
 #[derive(Default)]
 pub(super) struct Awaited {
@@ -416,7 +437,7 @@ struct RecordedStart {
 
 /// Record the drains this pass started that ended without a run: a `supervise_error`
 /// each (so a notification goes out), and the pass exits 69 — such a drain almost always
-/// could not reach the database.
+/// could not reach the database — or 78 ([`EndedWithoutRun::error`]).
 pub(super) fn report_ended_without_run(
     client: &mut Client,
     outbox: &Outbox,
@@ -425,9 +446,9 @@ pub(super) fn report_ended_without_run(
     now: DateTime<Utc>,
 ) {
     for drain in ended {
-        let message = drain.describe();
-        failures.add(&Error::Unavailable(message.clone()));
-        record_failure(client, outbox, Some(&drain.drain), message, now);
+        let error = drain.error();
+        failures.add(&error);
+        record_failure(client, outbox, Some(&drain.drain), error.to_string(), now);
     }
 }
 

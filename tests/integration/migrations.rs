@@ -571,6 +571,20 @@ fn a_schema_changed_by_hand_is_named_by_doctor_and_refused_with_exit_78() {
     );
     client.batch_execute("ALTER TABLE items RENAME COLUMN payload_x TO payload").unwrap();
     fixture.drainctl(&["doctor"]).run().assert_code(0);
+    // A supervise pass whose drain meets it before it records a run: 78 as the drain (before:
+    // 69, "database unreachable", with the database up).
+    fixture.drainctl(&["enqueue", "d", "--key", "s", "--payload", "{}"]).run().assert_code(0);
+    client.batch_execute("ALTER TABLE items RENAME COLUMN last_error TO last_err").unwrap();
+    let supervise = fixture.drainctl(&["supervise"]).run();
+    supervise.assert_code(78);
+    let said: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'supervise_error' ORDER BY id");
+    assert!(
+        said.iter().any(|m| m.contains("ended without recording a run") && m.contains("changed by hand?")),
+        "{said:?}"
+    );
+    client.batch_execute("ALTER TABLE items RENAME COLUMN last_err TO last_error").unwrap();
+    fixture.drainctl(&["discard", "d", "--all"]).run().assert_code(0);
     // A trigger disabled and an index dropped: nothing fails, the counts or the keys go wrong.
     client
         .batch_execute(
