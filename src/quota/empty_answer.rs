@@ -65,12 +65,24 @@ pub(super) fn gemini_cut_answer(stdout: &[u8]) -> Option<String> {
     // word cut in two — unless it is whole JSON values to its end.
     let whole_values =
         serde_json::Deserializer::from_str(text).into_iter::<Value>().all(|value| value.is_ok());
-    (stdout.len() == CUT_AT && !whole_values).then(|| {
-        format!(
+    if stdout.len() == CUT_AT && !whole_values {
+        return Some(format!(
             "gemini's answer stops at exactly {CUT_AT} bytes: the client exited 0 having written part of it"
+        ));
+    }
+    // Or more, in whole pages of the pipe (69,632 or 131,072 bytes seen), its last line
+    // without its line break: a whole text answer ends with one.
+    (stdout.len() % PIPE_PAGE == 0 && !stdout.ends_with(b"\n") && !whole_values).then(|| {
+        format!(
+            "gemini's answer stops after {} bytes, a whole number of pipe pages, mid-line: the client exited 0 \
+             having written part of it",
+            stdout.len()
         )
     })
 }
+
+/// What a pipe takes at a time: a cut answer is as many of these as the client got out.
+const PIPE_PAGE: usize = 4096;
 
 /// The first JSON value of `text`, whatever follows it (a line a wrapper printed).
 pub(crate) fn first_json_value(text: &str) -> Option<Value> {
@@ -317,6 +329,21 @@ mod tests {
             )
         );
         assert_eq!(gemini_cut_answer(&prose.as_bytes()[..70_000]), None);
+        // Or more, in whole pipe pages, mid-line (before: 131,072 bytes of a longer answer
+        // stored as done).
+        for cut in [69_632, 131_072] {
+            let error = gemini_cut_answer(&prose.as_bytes()[..cut]).unwrap_or_default();
+            assert!(
+                error.starts_with(&format!(
+                    "gemini's answer stops after {cut} bytes, a whole number of pipe pages, mid-line"
+                )),
+                "{error}"
+            );
+        }
+        // A whole answer of such a size ends with its line break.
+        let mut ends_whole = prose.as_bytes()[..69_631].to_vec();
+        ends_whole.push(b'\n');
+        assert_eq!(gemini_cut_answer(&ends_whole), None);
     }
 
     #[test]

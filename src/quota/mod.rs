@@ -44,10 +44,10 @@ pub(crate) use self::clean::from_first_whole_line;
 pub(crate) use self::clean::CUT_LINE;
 use self::clean::{clean_lines, following_texts, next_line, spanning_join, Line, Origin};
 use self::patterns::{
-    is_countdown, HitKind, ATTEMPT_FAILED, BILLING_MENTION, ERROR_OBJECT, FALLBACK, FALLBACK_FOLLOWING,
-    FILESYSTEM_QUOTA, HIT_HINT, IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION, OVERSIZED_REQUEST,
-    QUOTA_PATTERNS, RATE_LIMIT_EVENT, RESULT_METADATA, RESULT_STATUS_SUCCESS, SERVER_ERROR, STATUS_REJECTED,
-    TURN_COMPLETED, WARNING, WORKSPACE_LIMIT_WITH_RETURN,
+    is_countdown, HitKind, ATTEMPT_FAILED, BILLING_MENTION, ERROR_OBJECT, ERROR_OUTPUT_LINE, FALLBACK,
+    FALLBACK_FOLLOWING, FILESYSTEM_QUOTA, HIT_HINT, IS_ERROR_FALSE, IS_ERROR_TRUE, NEEDS_ATTENTION,
+    OVERSIZED_REQUEST, QUOTA_PATTERNS, RATE_LIMIT_EVENT, RESULT_METADATA, RESULT_STATUS_SUCCESS,
+    SERVER_ERROR, STATUS_REJECTED, TURN_COMPLETED, WARNING, WORKSPACE_LIMIT_WITH_RETURN,
 };
 use self::prose::looks_like_limit_message;
 use self::reset::{header_reset, reset_with_continuation, without_resets, RATELIMIT_RESET_KIND};
@@ -929,6 +929,10 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
         ErrorVerdict::Success
     } else if worker_lines()
         .any(|line| ERROR_OBJECT.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
+        || [worker_lines().next(), worker_lines().next_back()]
+            .into_iter()
+            .flatten()
+            .any(|line| ERROR_OUTPUT_LINE.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
     {
         ErrorVerdict::Error
     } else {
@@ -1122,6 +1126,10 @@ mod tests {
         ("pretty-printed 500 whose body mentions the rate limit", Http,
             "{\n  \"type\": \"error\",\n  \"error\": {\n    \"type\": \"api_error\",\n    \"message\": \"Rate limit exceeded while contacting upstream\"\n  }\n}",
             Some(1), Server),
+        ("a text answer with a client's error line inside it", Claude,
+            "Summary of the ticket:\nThe customer reports the export fails.\nSteps tried:\n1. restart\n2. clear cache\n3. re-login\nThe log shows:\nAPI Error: 529 Overloaded\nThen it worked again.\nRoot cause: the upstream was busy.\nFix: none needed.\nThe customer asks for a fix by Friday.",
+            Some(0), Other),
+        ("a client's error line closing an exit-0 output", Claude, "Working on it\nAPI Error: 529 Overloaded", Some(0), Server),
         ("successful result that discusses errors", Claude,
             r#"{"type":"result","subtype":"success","is_error":false,"result":"I fixed the retry loop: on API Error: 500 or a rate_limit_error we now wait, and when the usage limit is reached we stop."}"#,
             Some(0), Other),

@@ -59,15 +59,26 @@ pub(super) static IS_ERROR_TRUE: LazyLock<Regex> =
 pub(super) static IS_ERROR_FALSE: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"(?i)"is_error"\s*:\s*false\b"#));
 /// Output that is itself an error object, so a server-error shape in it counts even
-/// when the worker exited 0.
+/// when the worker exited 0: a client's error event or an error object, on any line of
+/// its stream (a pretty-printed one opens on its second).
 pub(super) static ERROR_OBJECT: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#"(?ix)
           "type"\s*:\s*"error"
         | "subtype"\s*:\s*"error
         | ^\s*[\[{]?\s*["']error["']\s*:\s*[{\[]
-        | ^\s*\[?\s*api\s+error\b
         | "result"\s*:\s*"\s*\[?\s*api\s+error\b
+        "#,
+    )
+});
+
+/// A client's error in words that opens or closes the output (its first or last line):
+/// `API Error: 529 Overloaded`, `HTTP/1.1 503 …`. The same line inside a text answer
+/// (line 9 of 13) is the answer's content.
+pub(super) static ERROR_OUTPUT_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    compile(
+        r#"(?ix)
+          ^\s*\[?\s*api\s+error\b
         | ^\s*http/[0-9](?:\.[0-9])?\s+[45][0-9][0-9]\b
         "#,
     )
@@ -498,8 +509,9 @@ mod tests {
     #[test]
     fn built_in_patterns_compile() {
         assert!(!QUOTA_PATTERNS.is_empty());
-        let patterns: [&Regex; 23] = [
+        let patterns: [&Regex; 24] = [
             &RETRY_ANNOUNCED,
+            &ERROR_OUTPUT_LINE,
             &GAVE_UP,
             &ATTEMPT_FAILED,
             &ATTEMPT_OF,
