@@ -404,10 +404,13 @@ impl Pass<'_> {
                 Outcome::QuotaHit(_) => Outcome::Other,
                 outcome => outcome,
             },
-            // Timed out, silent since a retry notice for a limit that named no wait (codex
-            // sleeping out a long `retry-after`): it was waiting out the limit, a quota hit
-            // that uses no attempt (docs/rate-limits.md, "Clients that wait for the reset").
-            (Some(StopReason::TimedOut), _, _) if matches!(outcome, Outcome::Other) => {
+            // Timed out, or stopped (SIGTERM to the pass), silent since a retry notice for a
+            // limit that named no wait (codex sleeping out a long `retry-after`): it was
+            // waiting out the limit, a quota hit that uses no attempt (docs/rate-limits.md,
+            // "Clients that wait for the reset").
+            (Some(StopReason::TimedOut | StopReason::Interrupted), _, _)
+                if matches!(outcome, Outcome::Other) =>
+            {
                 let (stdout, stderr) = (&report.stdout_end, &report.stderr_end);
                 match crate::quota::silent_wait_hit(stdout, stderr, &input, now, zone) {
                     Some(hit) => Outcome::QuotaHit(hit),

@@ -134,6 +134,7 @@ pub(super) static SERVER_ERROR: LazyLock<Regex> = LazyLock::new(|| {
         | \bconnection\s*refused\b | \beconnrefused\b
         | \btypeerror:\s+fetch\s+failed\b
         | \bconnection\s+failed:\s+error\s+sending\s+request\b
+        | \breconnecting\W+waiting\s+for\s+network\b
         "#,
     )
 });

@@ -1080,6 +1080,32 @@ fn sigterm_while_a_client_waits_for_its_own_retry_records_the_limit_it_printed()
 }
 
 #[test]
+fn sigterm_while_codex_sleeps_out_a_429_it_named_no_wait_for_records_the_limit() {
+    // codex exec --json given a long `retry-after`: one notice naming no wait, then silence.
+    let fixture = Fixture::new(&config("quota_profile = \"openai\"\n"), NOW);
+    let started = fixture.path("started");
+    let notice = r#"{"type":"error","message":"Reconnecting... 1/2 (exceeded retry limit, last status: 429 Too Many Requests, request id: req_x)"}"#;
+    fixture.enqueue(
+        "docs",
+        &[(
+            "c1".into(),
+            steps(json!([{ "out": notice }, { "touch": started }, { "sleep": 30 }, { "out": "ok" }])),
+        )],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the client to sleep", Duration::from_secs(20), || started.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    // Before: nothing recorded, the next pass calling the vendor again at once.
+    assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
+    let (state, attempts, _) = fixture.item("docs", "c1");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+}
+
+#[test]
 fn sigterm_during_a_short_retry_a_client_waits_out_itself_records_the_limit_for_the_rest_of_it() {
     // gemini-cli on a per-minute limit: it states the wait, sleeps it out itself (short
     // enough for the pass to let it), and exits 0 on SIGTERM. Claude Code's `api_retry`

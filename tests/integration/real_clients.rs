@@ -132,9 +132,16 @@ fn a_vendor_that_refuses_connections_is_a_server_error_for_each_real_client() {
         ("claude", "", "API Error: Unable to connect to API (ConnectionRefused)"),
         ("gemini", ">&2", "Error when talking to Gemini API Full report available at: /tmp/x.json Error: exception TypeError: fetch failed sending request"),
         ("openai", "", r#"{"type":"turn.failed","error":{"message":"Reconnecting... waiting for network (Connection failed: error sending request)"}}"#),
+        // codex's text mode, until item_timeout (before: a plain timeout, every item's attempts used).
+        ("openai", ">&2", "ERROR: Reconnecting... waiting for network"),
     ] {
-        let script = format!("printf '%s\\n' '{line}' {stream}; exit 1");
-        let fixture = script_fixture(&script, &format!("quota_profile = \"{profile}\"\n"));
+        // The text-mode notice repeats until item_timeout ends the client, which dies of
+        // the signal.
+        let script = match line.starts_with("ERROR: Reconnecting") {
+            true => format!("trap - TERM; printf '%s\\n' '{line}' {stream}"),
+            false => format!("printf '%s\\n' '{line}' {stream}; exit 1"),
+        };
+        let fixture = script_fixture(&script, &format!("quota_profile = \"{profile}\"\nitem_timeout = \"2s\"\n"));
         fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
         // Before: an ordinary failure, the backlog dead-lettered at full speed.
         let errors: Vec<String> = fixture.column("SELECT error FROM attempts");
