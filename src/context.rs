@@ -74,7 +74,7 @@ impl Context {
             return Err(crate::error::Error::Usage(format!(
                 "drain {name:?} is in the database but not in the configuration{file}: its [[drain]] \
                  table was removed or renamed; add a [[drain]] table named {name:?} back to run, \
-                 enqueue or retry its items (`{}` deletes them)",
+                 enqueue or retry its items (`{}` deletes every item of it, results too)",
                 crate::commands::discard::discard_all_command(name)
             )));
         }

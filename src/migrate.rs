@@ -360,9 +360,30 @@ pub fn changed_by_hand(client: &mut Client) -> Result<Option<String>> {
     if missing.is_empty() {
         return Ok(None);
     }
+    // A trigger there but disabled is undone by one statement: said as such.
+    let triggers: Vec<String> =
+        missing.iter().filter_map(|line| line.strip_prefix("trigger ")).map(str::to_string).collect();
+    let disabled: Vec<String> = client
+        .query(
+            "SELECT c.relname || '.' || t.tgname, format('ALTER TABLE %I ENABLE TRIGGER %I', c.relname, t.tgname)
+               FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              WHERE NOT t.tgisinternal AND t.tgenabled = 'D'
+                AND c.relnamespace = to_regnamespace(quote_ident(current_schema()))
+                AND c.relname || '.' || t.tgname = ANY($1)
+              ORDER BY 1",
+            &[&triggers],
+        )?
+        .iter()
+        .map(|row| format!("{} is disabled: {}", row.get::<_, String>(0), row.get::<_, String>(1)))
+        .collect();
+    let enable = match disabled.is_empty() {
+        true => String::new(),
+        false => format!(" (trigger {}; then `drainctl migrate --repair-counts`)", disabled.join("; ")),
+    };
     Ok(Some(format!(
         "the schema is at version {}, but what its migrations made was changed by hand: missing or changed \
-         {}; restore it from a backup, or undo the change (migrations/ has how each object was made)",
+         {}{enable}; restore it from a backup, or undo the change (the migrations/ folder of drainctl's source \
+         has how each object was made)",
         latest_version(),
         missing.join(", ")
     )))

@@ -1479,8 +1479,20 @@ fn probe_writable_bytes(folder: &Path, bytes: usize) -> std::io::Result<()> {
     // Written and removed in the folder held open: never where a link swapped in would lead.
     let pinned = crate::pinned_folder::PinnedFolder::open(folder)
         .map_err(crate::pinned_folder::Refusal::into_io_error)?;
-    let probe = std::ffi::OsString::from(format!(".drainctl-doctor-{}", std::process::id()));
-    let mut file = pinned.create_new(&probe, 0o600)?;
+    // A name no other user can guess ahead (and make first, failing the probe): random,
+    // tried again should one exist all the same.
+    let mut tries = 0;
+    let (probe, mut file) = loop {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let probe =
+            std::ffi::OsString::from(format!(".drainctl-doctor-{}-{random:016x}", std::process::id()));
+        match pinned.create_new(&probe, 0o600) {
+            Ok(file) => break (probe, file),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+            Err(error) => return Err(error),
+        }
+    };
     let block = [0u8; PROBE_BYTES];
     let mut written = Ok(());
     let mut left = bytes;
@@ -1532,6 +1544,16 @@ fn check_clock(checks: &mut Checks, client: &mut postgres::Client) {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_write_probe_is_not_failed_by_a_file_made_ahead_at_its_name() {
+        // Before: `.drainctl-doctor-PID`, which another user could make first (File exists).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!(".drainctl-doctor-{}", std::process::id())), "").unwrap();
+        probe_writable(dir.path()).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "the probe removes its file");
+    }
 
     #[test]
     fn programs_are_found_on_the_given_path() {

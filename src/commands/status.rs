@@ -190,7 +190,8 @@ impl UnconfiguredDrain {
         format!(
             "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
              {passes}{elsewhere}nothing runs them until a [[drain]] table of that name is added back{} \
-             (`{}` deletes them, to retire the drain)",
+             (to retire the drain, `{}` deletes every item of it, the finished ones and their results too: \
+             `drainctl export` keeps those first)",
             self.drain,
             counts.join(", "),
             if self.is_paused {

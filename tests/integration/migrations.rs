@@ -598,6 +598,12 @@ fn a_schema_changed_by_hand_is_named_by_doctor_and_refused_with_exit_78() {
         text.contains("index items.items_drain_state_updated (drain, state, updated_at, id), trigger items.items_counted_insert"),
         "{text}"
     );
+    // The disabled trigger is named as such, with the statement that enables it (before:
+    // "missing or changed", and a migrations/ folder an installed binary does not have).
+    assert!(
+        text.contains("(trigger items.items_counted_insert is disabled: ALTER TABLE items ENABLE TRIGGER items_counted_insert; then `drainctl migrate --repair-counts`)"),
+        "{text}"
+    );
     // Without the unique index, an enqueue could add an item twice: refused, nothing written
     // (before: two enqueues at once each added every item); a key found twice is named as
     // a schema changed, not as a database unreachable (exit 69).

@@ -529,12 +529,21 @@ fn discard_all_retires_a_drain_whose_table_has_left_the_configuration() {
     fixture.write_config(&config("", ""));
     let status = fixture.drainctl(&["status"]).run();
     assert!(
-        status.stdout.contains("(`drainctl discard old --all` deletes them, to retire the drain)"),
+        // Every item, not "them", the pending ones just counted (before, and the finished
+        // ones' results went too).
+        status.stdout.contains(
+            "(to retire the drain, `drainctl discard old --all` deletes every item of it, the finished ones and \
+             their results too: `drainctl export` keeps those first)"
+        ),
         "{}",
         status.stdout
     );
     let refused = fixture.drainctl(&["retry", "old", "--dead"]).run();
-    assert!(refused.stderr.contains("(`drainctl discard old --all` deletes them)"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("(`drainctl discard old --all` deletes every item of it, results too)"),
+        "{}",
+        refused.stderr
+    );
 
     let retired = fixture.drainctl(&["discard", "old", "--all"]).run();
     retired.assert_code(0);
