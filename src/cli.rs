@@ -214,7 +214,7 @@ pub struct EnqueueArgs {
     /// JSON payload of a single item (with --key)
     #[arg(long, requires = "key", allow_hyphen_values = true)]
     pub payload: Option<String>,
-    /// Read JSON lines ({"key": ..., "payload": ...}) from this file instead of stdin (`-`: stdin; read from a terminal, it first says how to end the input)
+    /// Read JSON lines ({"key": ..., "payload": ...}) from this file instead of stdin (`-`: stdin; read from a terminal, it first says how to end the input; a named pipe is read once a writer opens it, said first; a path through another user's symbolic link is refused, 64)
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
     /// Reset an already finished (done, dead or skipped_missing) item with the same key to pending

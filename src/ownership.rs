@@ -373,6 +373,20 @@ pub fn is_trusted_group(gid: u32) -> bool {
     gid == 0 || gid == effective_gid()
 }
 
+/// The whole of the regular file at `path`: a named pipe (which would hold the command in
+/// its `open` until some writer came), a device or a folder is refused without waiting.
+pub fn read_regular_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file (a named pipe, a device or a folder)"));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

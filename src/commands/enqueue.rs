@@ -54,6 +54,26 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
                 let cannot_open = |why: &dyn std::fmt::Display| {
                     Error::Usage(format!("--file {}: cannot be opened: {why}", path.display()))
                 };
+                // Another user's link chooses what is read — a file of root's they may not
+                // read themselves, into a payload (docs/configuration.md).
+                if let Some((link, owner)) = crate::ownership::foreign_link_on_the_way(path) {
+                    return Err(Error::Usage(format!(
+                        "{}; drainctl does not read through another user's links: give --file a path through \
+                         folders and links of yours",
+                        crate::ownership::reached_through("--file", path, &link, owner)
+                    )));
+                }
+                // A named pipe is read once a writer opens it: said, or the command waits in
+                // silence.
+                if std::fs::metadata(path)
+                    .is_ok_and(|metadata| std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()))
+                {
+                    crate::output::say_on_stderr(&format!(
+                        "drainctl: --file {} is a named pipe: reading it once a writer opens it (Ctrl-C enqueues \
+                         nothing)",
+                        path.display()
+                    ));
+                }
                 let file = std::fs::File::open(path).map_err(|error| cannot_open(&error))?;
                 // A folder opens; it is the path that is wrong, not a line of data.
                 if file.metadata().is_ok_and(|metadata| metadata.is_dir()) {

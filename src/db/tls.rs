@@ -128,9 +128,11 @@ impl TlsSettings {
                 path.display()
             ))
         };
-        let cert_pem = std::fs::read(cert).map_err(|error| unreadable("sslcert", cert, error))?;
+        let cert_pem =
+            crate::ownership::read_regular_file(cert).map_err(|error| unreadable("sslcert", cert, error))?;
         check_key_permissions(key, source)?;
-        let key_pem = std::fs::read(key).map_err(|error| unreadable("sslkey", key, error))?;
+        let key_pem =
+            crate::ownership::read_regular_file(key).map_err(|error| unreadable("sslkey", key, error))?;
         let key_pem = key_pem.trim_ascii_start();
         let refuse_key = |why: &str| {
             Error::Config(format!(
@@ -190,7 +192,9 @@ fn read_root_certificates(path: &std::path::Path, source: &str) -> Result<Vec<na
              authorities to trust, or sslrootcert=system"
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|error| refuse(format!("cannot be read: {error}")))?;
+    let bytes = crate::ownership::read_regular_file(path)
+        .map_err(|error| refuse(format!("cannot be read: {error}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| refuse("is not text (UTF-8)".to_string()))?;
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     let mut certificates = Vec::new();

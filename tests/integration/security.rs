@@ -1238,3 +1238,46 @@ fn setpriv_nobody(fixture: &Fixture, binary: &str, args: &[&str]) -> Finished {
     }
     fixture.with_env(Drainctl::program("setpriv", &all)).run()
 }
+
+#[test]
+fn enqueue_reads_no_file_through_another_users_link_and_says_it_waits_on_a_named_pipe() {
+    // Before: root's 0600 file read through nobody's link into a payload, and a pipe of
+    // theirs held the command in its open with nothing said.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give a link away
+    }
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let private = fixture.path("private.jsonl");
+    std::fs::write(&private, "{\"key\": \"k\", \"payload\": {\"api_key\": \"secret\"}}\n").unwrap();
+    let link = fixture.path("batch.jsonl");
+    std::os::unix::fs::symlink(&private, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let result = fixture.drainctl(&["enqueue", "docs", "--file", link.to_str().unwrap()]).run();
+    result.assert_code(64);
+    assert!(
+        result.stderr.contains(&format!(
+            "--file {} is reached through the symbolic link {}, which belongs to nobody (uid 65534), not to \
+             root, who runs drainctl; drainctl does not read through another user's links",
+            link.display(),
+            link.display()
+        )),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
+    // A named pipe: said, then read once its writer comes.
+    let pipe = fixture.path("items.fifo");
+    let c_path = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let enqueue = fixture.drainctl(&["enqueue", "docs", "--file", pipe.to_str().unwrap()]).spawn();
+    std::fs::write(&pipe, "{\"key\": \"p\", \"payload\": {}}\n").unwrap();
+    let result = finished(enqueue.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert!(
+        result.stderr.contains("is a named pipe: reading it once a writer opens it"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE key = 'p'"), 1);
+}

@@ -91,7 +91,16 @@ fn verify_full_accepts_the_servers_certificate_only_from_the_trusted_authority_a
 fn a_wrong_tls_setting_is_a_configuration_error_naming_it() {
     let fixture = Fixture::new(CONFIG, NOW);
     let missing = fixture.path("missing-ca.pem");
+    // A named pipe, which another user could put there: refused without waiting for a
+    // writer (before: every command and supervise pass held in its open, for ever).
+    let pipe = fixture.path("ca.fifo");
+    let c_path = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
     for (query, fragment) in [
+        (
+            format!("sslmode=verify-full&sslrootcert={}", pipe.display()),
+            "cannot be read: it is not a regular file (a named pipe, a device or a folder)",
+        ),
         (
             "sslmode=verify_full".to_string(),
             "`sslmode`: \"verify_full\" is not one of disable, allow, prefer",
