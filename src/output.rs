@@ -709,6 +709,13 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
             }
         })
     })?;
+    // A folder on the way another user may write (or owns) lets them remove the log, or
+    // put a file of theirs in its place, between two passes (docs/operations.md).
+    if let Some(why) = crate::ownership::others_may_replace(path, false) {
+        return Err(Error::Config(format!(
+            "log file {why}; its lines could be removed or forged: give --log-file a path in folders of yours"
+        )));
+    }
     let file = open_log_file_in(&pinned, name, path, "--log-file")?;
     keep_starting_stderr(&file);
     for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {

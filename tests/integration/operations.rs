@@ -124,6 +124,24 @@ fn a_log_file_or_folder_link_of_another_user_is_refused() {
     std::os::unix::fs::symlink(&link, &roots).unwrap();
     refused_through("supervise", roots.join("sub/drain.log"));
     assert!(!target.join("sub").exists());
+    // A folder of another user's, or one every user may write (not sticky): its owner
+    // could remove the log or swap a file of theirs in (before: written there).
+    for (owner, mode) in [(65534, 0o733), (0, 0o777)] {
+        let folder = fixture.path(&format!("shared-{owner}-{mode:o}"));
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(&folder, Some(owner), None).unwrap();
+        let log = folder.join("supervise.log");
+        let refused = fixture.drainctl(&["supervise", "--log-file"]).arg_os(&log).run();
+        refused.assert_code(78);
+        assert!(
+            refused.stderr.contains(&format!("log file {} is in {}", log.display(), folder.display()))
+                && refused.stderr.contains("its lines could be removed or forged"),
+            "{}",
+            refused.stderr
+        );
+        assert!(!log.exists());
+    }
     assert_eq!(fixture.item("docs", "a").0, "pending");
 }
 
