@@ -108,9 +108,13 @@ pub fn record_quota_hit(
         && !is_now
         && in_force.is_some()
         && previous.rule.is_some_and(|rule| rule != parsed);
-    let changes_nothing = !hit.needs_attention
-        && !replaces_a_guess
-        && in_force.is_some_and(|until| decision.rule != parsed || is_now || until >= decision.until);
+    // A refusal that needs attention met again while the one recorded stands (passes of
+    // the group refused at the same moment) is that refusal seen again: nothing to add.
+    let repeats_attention = hit.needs_attention && previous.needs_attention && in_force.is_some();
+    let changes_nothing = repeats_attention
+        || (!hit.needs_attention
+            && !replaces_a_guess
+            && in_force.is_some_and(|until| decision.rule != parsed || is_now || until >= decision.until));
     if changes_nothing {
         let kept = BackoffDecision {
             until: in_force.unwrap_or(decision.until),

@@ -137,6 +137,23 @@ fn all_finished(passes: Vec<std::process::Child>) {
 }
 
 #[test]
+fn two_passes_refused_at_once_for_something_time_will_not_fix_record_and_notify_it_once() {
+    let fixture = Fixture::new(&config(), NOW);
+    let refusal = "Your credit balance is too low to access the Anthropic API";
+    let passes = held_passes(&fixture, &[("alpha", refusal), ("beta", refusal)]);
+    release_first(&fixture, "alpha");
+    let until = fixture.backoff_until("shared");
+    fixture.set_now("2026-11-27T10:00:01Z");
+    release(&fixture, "beta");
+    all_finished(passes);
+    // Before: a second announced backoff_set (a second notification), its backoff moved.
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'group_parked'"), 1);
+    assert_eq!(fixture.backoff_until("shared"), until);
+    assert_eq!(fixture.item("beta", "x").1, 0, "a refusal uses no attempt");
+}
+
+#[test]
 fn two_passes_meeting_one_limit_at_once_are_one_suspected_hit_not_a_confirmed_one() {
     let fixture = Fixture::new(&config(), NOW);
     // Both workers are running when the vendor's limit arrives; both see it.
