@@ -328,7 +328,8 @@ pub(crate) struct LastRunView {
 #[derive(Debug, Clone, Serialize)]
 struct AccountView {
     name: String,
-    /// `in-use` (the next item runs on it), `available`, `suspected` or `backing-off`.
+    /// `in-use` (the next item runs on it), `available`, `suspected`, `backing-off`, or
+    /// `parked` (its group parked: none is used until `resume --group`).
     state: &'static str,
     backoff_until: Option<DateTime<Utc>>,
     backoff_reason: Option<String>,
@@ -377,8 +378,13 @@ fn decide(config: &Config, mut snapshot: Snapshot) -> StatusView {
         .zip(group_states)
         .map(|(group, (_, state))| GroupView::new(group, &snapshot.backoff_rows, state))
         .collect();
-    let groups: Vec<(String, Vec<AccountView>)> =
-        views.iter().map(|view| (view.group.name.clone(), accounts(view, now))).collect();
+    let groups: Vec<(String, Vec<AccountView>)> = views
+        .iter()
+        .map(|view| {
+            let is_parked = snapshot.parked.iter().any(|parked| parked.quota_group == view.group.name);
+            (view.group.name.clone(), accounts(view, now, is_parked))
+        })
+        .collect();
     let mut drains = Vec::new();
     for drain in &config.drains {
         let Some((view, group_accounts)) =
@@ -575,7 +581,7 @@ fn last_run_view(r: &RunRow) -> LastRunView {
 }
 
 /// The declared accounts of a group (none for a group without accounts).
-fn accounts(view: &GroupView, now: DateTime<Utc>) -> Vec<AccountView> {
+fn accounts(view: &GroupView, now: DateTime<Utc>, is_parked: bool) -> Vec<AccountView> {
     if view.group.accounts.iter().all(|account| account.is_implicit()) {
         return Vec::new();
     }
@@ -590,7 +596,12 @@ fn accounts(view: &GroupView, now: DateTime<Utc>) -> Vec<AccountView> {
         .zip(view.states(now))
         .enumerate()
         .map(|(index, ((account, row), state))| {
-            let state = if in_use == Some(index) { "in-use" } else { state.as_str() };
+            // A parked group uses no account until `resume --group` (as the page says).
+            let state = match (is_parked, in_use == Some(index)) {
+                (true, _) => "parked",
+                (false, true) => "in-use",
+                (false, false) => state.as_str(),
+            };
             let is_backing_off = !matches!(AccountState::of(row, now), AccountState::Usable);
             AccountView {
                 name: account.name.clone(),
@@ -734,7 +745,8 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
             notes.push(format!("waiting: reset {}", relative(until)));
         }
     }
-    if let (Some(until), Some(reason)) = (drain.backoff_until, &drain.backoff_reason) {
+    // A parked group waits for `resume --group`, not for its backoff to run out.
+    if let (Some(until), Some(reason), None) = (drain.backoff_until, &drain.backoff_reason, drain.parked_at) {
         let left = (until - now).to_std().unwrap_or_default();
         notes.push(format!("backs off for {} more ({reason})", crate::duration::format_duration(left)));
     }

@@ -577,6 +577,22 @@ fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
         parked[0].contains("every account of the group is refused access: Invalid API key"),
         "{parked:?}"
     );
+    // While parked, status calls no account in use or available, and gives the drain no
+    // countdown: time does not end a park (before: `in-use`, and "backs off for 59m …").
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let states: Vec<&str> = status["drains"][0]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["parked", "parked"], "{status}");
+    let human = fixture.drainctl(&["status"]).run();
+    assert!(
+        human.stdout.contains("quota group parked") && !human.stdout.contains("backs off for"),
+        "{}",
+        human.stdout
+    );
     // The keys are replaced; resume --group clears the park and both backoffs (each
     // would hold its account out until 10:00), and the work goes on at once.
     fixture.set_now("2026-11-27T09:20:00Z");
