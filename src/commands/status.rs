@@ -255,6 +255,9 @@ pub(crate) struct DrainView {
     pub(crate) slots_held_without_run: u32,
     /// A running pass waits inside itself for the group's reset until then.
     pub(crate) waiting_until: Option<DateTime<Utc>>,
+    /// A running pass holds back for a higher-ranking drain of its quota group, and why
+    /// (docs/rate-limits.md, "Priority within a group").
+    pub(crate) yielding: Option<String>,
     /// That wait is for the vendor's servers, failing for items in a row, not a reset.
     #[serde(skip)]
     pub(crate) is_waiting_for_servers: bool,
@@ -523,6 +526,8 @@ fn decide_drain(
             .unwrap_or(0)
             .saturating_sub(u32::try_from(runs.len()).unwrap_or(u32::MAX)),
         waiting_until: runs.iter().filter_map(|r| r.waiting_until).min(),
+        // A yield is recorded as a wait without an end (`drain::wait`).
+        yielding: runs.iter().filter(|r| r.waiting_until.is_none()).find_map(|r| r.waiting_reason.clone()),
         is_waiting_for_servers: runs
             .iter()
             .filter(|r| r.waiting_until.is_some())
@@ -746,6 +751,9 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
         }
     }
     // A parked group waits for `resume --group`, not for its backoff to run out.
+    if let Some(why) = &drain.yielding {
+        notes.push(format!("yields: {why}"));
+    }
     if let (Some(until), Some(reason), None) = (drain.backoff_until, &drain.backoff_reason, drain.parked_at) {
         let left = (until - now).to_std().unwrap_or_default();
         notes.push(format!("backs off for {} more ({reason})", crate::duration::format_duration(left)));

@@ -267,10 +267,19 @@ fn a_pass_yielding_to_a_higher_priority_drain_cannot_work_by_the_metrics_until_i
     });
     // Before: 1, as for any running pass — a drain yielding for hours paged "stalled".
     assert_eq!((can_work("low"), can_work("high")), ("0".to_string(), "1".to_string()));
+    // status says so too (before: `running`, nothing about the wait).
+    let yielding = |status: &serde_json::Value| {
+        status["drains"].as_array().unwrap().iter().find(|d| d["drain"] == "low").unwrap()["yielding"].clone()
+    };
+    let status = fixture.drainctl(&["status", "--json"]).run().json();
+    let why = yielding(&status);
+    assert!(why.as_str().unwrap_or_default().contains("drain high of quota group"), "{status}");
+    assert!(fixture.drainctl(&["status"]).run().stdout.contains("yields: drain high of quota group"));
     std::fs::write(&gate, "").unwrap();
     ended(high).assert_code(0);
     wait_until("low to work on l1", Duration::from_secs(30), || fixture.item("low", "l1").0 == "running");
     assert_eq!(can_work("low"), "1", "it works: the wait it recorded ended");
+    assert_eq!(yielding(&fixture.drainctl(&["status", "--json"]).run().json()), serde_json::Value::Null);
     std::fs::write(&gate_low, "").unwrap();
     assert_eq!(ended(low).json()["items_done"], 1);
 }
