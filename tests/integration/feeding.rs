@@ -681,9 +681,7 @@ fn a_fifo_or_a_link_to_one_that_the_glob_matches_is_refused_not_skipped_silently
     let fixture = Fixture::new(&source_config(""), NOW);
     write(&fixture, "alice/1.jsonl", "one\n");
     let fifo = fixture.path("data/alice/pipe.jsonl");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo on a path the test owns.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    make_fifo(&fifo, 0o600);
     std::os::unix::fs::symlink("pipe.jsonl", fixture.path("data/alice/to-pipe.jsonl")).unwrap();
     let report = scan(&fixture);
     // Before: in neither count, as if they were not there.

@@ -281,9 +281,7 @@ fn a_log_file_that_is_a_link_a_fifo_or_a_folder_is_refused_and_nothing_is_writte
     let link = fixture.path("link.log");
     std::os::unix::fs::symlink(&victim, &link).unwrap();
     let fifo = fixture.path("pipe.log");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo on a path the test owns.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    make_fifo(&fifo, 0o600);
     let folder = fixture.path("folder.log");
     std::fs::create_dir(&folder).unwrap();
     for (path, why) in

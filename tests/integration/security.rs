@@ -479,8 +479,7 @@ fn a_configuration_file_another_user_could_change_is_refused_before_anything_run
     // A named pipe planted in the file's place is judged as a file is (before: read, and
     // its commands run); the caller's own stdin is read as it comes, but not by supervise.
     let fifo = fixture.path("planted.fifo");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o666) }, 0, "mkfifo");
+    make_fifo(&fifo, 0o666);
     std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
     let text = std::fs::read_to_string(&fixture.config_path).unwrap();
     // Refused without a writer: before, the pass waited in its open for one, for as long
@@ -751,8 +750,7 @@ fn a_metrics_textfile_that_is_not_a_regular_file_is_refused_with_78() {
     // A fifo stands for a device node such as /dev/full: made here, so no system file is
     // ever at stake.
     let fifo = fixture.path("metrics.fifo");
-    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    make_fifo(&fifo, 0o600);
     let result = fixture.drainctl(&["metrics", "--textfile", fifo.to_str().unwrap()]).run();
     result.assert_code(78);
     assert!(
@@ -1268,8 +1266,7 @@ fn enqueue_reads_no_file_through_another_users_link_and_says_it_waits_on_a_named
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 0);
     // A named pipe: said, then read once its writer comes.
     let pipe = fixture.path("items.fifo");
-    let c_path = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    make_fifo(&pipe, 0o600);
     let enqueue = fixture.drainctl(&["enqueue", "docs", "--file", pipe.to_str().unwrap()]).spawn();
     std::fs::write(&pipe, "{\"key\": \"p\", \"payload\": {}}\n").unwrap();
     let result = finished(enqueue.wait_with_output().unwrap());

@@ -94,8 +94,7 @@ fn a_wrong_tls_setting_is_a_configuration_error_naming_it() {
     // A named pipe, which another user could put there: refused without waiting for a
     // writer (before: every command and supervise pass held in its open, for ever).
     let pipe = fixture.path("ca.fifo");
-    let c_path = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    make_fifo(&pipe, 0o644);
     for (query, fragment) in [
         (
             format!("sslmode=verify-full&sslrootcert={}", pipe.display()),

@@ -675,3 +675,10 @@ impl Fixture {
         finished(child.wait_with_output().expect("wait for drainctl"))
     }
 }
+
+/// Make a named pipe at `path` with `mode` (a path the test owns).
+pub fn make_fifo(path: &std::path::Path, mode: libc::mode_t) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path the test owns.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), mode) }, 0, "mkfifo {}", path.display());
+}
