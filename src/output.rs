@@ -709,11 +709,31 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
             }
         })
     })?;
-    // A folder on the way another user may write (or owns) lets them remove the log, or
-    // put a file of theirs in its place, between two passes (docs/operations.md).
-    if let Some(why) = crate::ownership::others_may_replace(path, false) {
+    // Its folder, as held: one another user may write (or owns) lets them remove the log,
+    // or put a file of theirs in its place, between two passes (docs/operations.md). A
+    // sticky folder of root's or this user's (/tmp) lets nobody else touch this user's file.
+    let held = pinned.metadata().map_err(|error| {
+        Error::Config(format!("cannot inspect the folder of --log-file {}: {error}", path.display()))
+    })?;
+    use std::os::unix::fs::MetadataExt as _;
+    let is_sticky_and_ours =
+        held.mode() & 0o1000 != 0 && (held.uid() == 0 || held.uid() == crate::ownership::effective_uid());
+    let writer = if is_sticky_and_ours { None } else { crate::ownership::other_writer(&held) };
+    let why = match writer {
+        None => None,
+        Some(crate::ownership::OtherWriter::EveryUser { mode }) => {
+            Some(format!("where every user may replace it (mode {mode:04o})"))
+        }
+        Some(crate::ownership::OtherWriter::Owner { uid }) => {
+            Some(format!("whose owner may replace it (that folder {})", crate::ownership::foreign_owner(uid)))
+        }
+    };
+    if let Some(why) = why {
         return Err(Error::Config(format!(
-            "log file {why}; its lines could be removed or forged: give --log-file a path in folders of yours"
+            "log file {} is in {}, {why}; its lines could be removed or forged: give --log-file a path in a \
+             folder of yours",
+            path.display(),
+            folder.display()
         )));
     }
     let file = open_log_file_in(&pinned, name, path, "--log-file")?;

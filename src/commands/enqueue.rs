@@ -64,8 +64,9 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
                     )));
                 }
                 // A named pipe is read once a writer opens it: said, or the command waits in
-                // silence.
-                if std::fs::metadata(path)
+                // silence. Not a shell's pipe (`<(…)`, /dev/stdin: a link to one whose writer
+                // is there already).
+                if std::fs::symlink_metadata(path)
                     .is_ok_and(|metadata| std::os::unix::fs::FileTypeExt::is_fifo(&metadata.file_type()))
                 {
                     crate::output::say_on_stderr(&format!(

@@ -802,16 +802,19 @@ fn account_rows(view: &StatusView, zone: Tz) -> Vec<Vec<String>> {
     let mut account_table = Vec::new();
     for (group, accounts) in &view.groups {
         for account in accounts {
-            let backoff = match account.backoff_until {
+            // A parked account waits for `resume --group`, not for its backoff's end.
+            let until = account.backoff_until.filter(|_| account.state != "parked");
+            let backoff = match until {
                 Some(until) => format!(
                     "until {} ({}): {}",
                     local_time(until, zone),
                     relative(until),
                     account.backoff_reason.clone().unwrap_or_default()
                 ),
-                None => match &account.attention_reason {
-                    Some(reason) => format!("needs attention: {reason}"),
-                    None => "-".to_string(),
+                None => match (&account.attention_reason, &account.backoff_reason) {
+                    (Some(reason), _) => format!("needs attention: {reason}"),
+                    (None, Some(reason)) if account.state == "parked" => reason.clone(),
+                    _ => "-".to_string(),
                 },
             };
             account_table.push(vec![group.clone(), account.name.clone(), account.state.to_string(), backoff]);

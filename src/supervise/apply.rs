@@ -193,6 +193,7 @@ impl EndedWithoutRun {
             crate::error::CHANGED_BY_HAND,
             "is reached through the symbolic link",
             "whose owner may replace it",
+            "where every user may replace it",
             "drainctl never writes through another user's links",
             "drainctl writes a drain's logs only into a folder of its own",
         ]

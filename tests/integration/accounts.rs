@@ -593,6 +593,9 @@ fn a_refused_key_backs_off_its_account_and_the_group_goes_on_with_the_next() {
         "{}",
         human.stdout
     );
+    // Nor do its accounts (before: `parked  until … (in 59m 59s): …`).
+    let rows: Vec<&str> = human.stdout.lines().filter(|line| line.starts_with("claude-chair")).collect();
+    assert!(rows.len() == 2 && rows.iter().all(|row| !row.contains("until")), "{}", human.stdout);
     // The keys are replaced; resume --group clears the park and both backoffs (each
     // would hold its account out until 10:00), and the work goes on at once.
     fixture.set_now("2026-11-27T09:20:00Z");
