@@ -681,7 +681,14 @@ fn counts_a_disabled_trigger_left_wrong_are_named_by_doctor_and_set_right_by_rep
     client.batch_execute("ALTER TABLE items DISABLE TRIGGER items_counted_insert").unwrap();
     let refused = fixture.drainctl(&["migrate", "--repair-counts"]).run();
     refused.assert_code(78);
-    assert!(refused.stderr.contains("trigger items.items_counted_insert; restore it"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "trigger items.items_counted_insert (trigger items.items_counted_insert is disabled: ALTER TABLE items \
+             ENABLE TRIGGER items_counted_insert; then `drainctl migrate --repair-counts`); restore it"
+        ),
+        "{}",
+        refused.stderr
+    );
     assert!(refused.stderr.contains("nothing was recounted"), "{}", refused.stderr);
     client.batch_execute("ALTER TABLE items ENABLE TRIGGER items_counted_insert").unwrap();
     // A transaction holding items keeps it waiting --lock-timeout at most (before: for
