@@ -380,6 +380,14 @@ pub fn is_unsafe_to_show(c: char) -> bool {
         )
 }
 
+/// Before a command reads its input from stdin: say `line` on stderr when stdin is a
+/// terminal, where the command would otherwise wait in silence for what is typed.
+pub fn say_when_stdin_is_a_terminal(line: &str) {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        say_on_stderr(line);
+    }
+}
+
 /// The first error writing a log line met (a full disk under the log file), kept so that
 /// the pass can record that its log lost lines (see [`record_lost_log_lines`]).
 static LOG_WRITE_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -715,25 +723,13 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
     let held = pinned.metadata().map_err(|error| {
         Error::Config(format!("cannot inspect the folder of --log-file {}: {error}", path.display()))
     })?;
-    use std::os::unix::fs::MetadataExt as _;
-    let is_sticky_and_ours =
-        held.mode() & 0o1000 != 0 && (held.uid() == 0 || held.uid() == crate::ownership::effective_uid());
-    let writer = if is_sticky_and_ours { None } else { crate::ownership::other_writer(&held) };
-    let why = match writer {
-        None => None,
-        Some(crate::ownership::OtherWriter::EveryUser { mode }) => {
-            Some(format!("where every user may replace it (mode {mode:04o})"))
-        }
-        Some(crate::ownership::OtherWriter::Owner { uid }) => {
-            Some(format!("whose owner may replace it (that folder {})", crate::ownership::foreign_owner(uid)))
-        }
-    };
-    if let Some(why) = why {
+    if let Some(writer) = crate::ownership::folder_replacer(&held) {
         return Err(Error::Config(format!(
-            "log file {} is in {}, {why}; its lines could be removed or forged: give --log-file a path in a \
-             folder of yours",
+            "log file {} is in {}, {}; its lines could be removed or forged: give --log-file a path in a folder \
+             of yours",
             path.display(),
-            folder.display()
+            folder.display(),
+            writer.may_replace()
         )));
     }
     let file = open_log_file_in(&pinned, name, path, "--log-file")?;

@@ -82,6 +82,39 @@ pub enum OtherWriter {
     Owner { uid: u32 },
 }
 
+/// How a refusal of an entry in a folder every user may write says so.
+pub const EVERY_USER_MAY_REPLACE: &str = "where every user may replace it";
+/// How a refusal of an entry in a folder of another user's says so.
+pub const ITS_OWNER_MAY_REPLACE: &str = "whose owner may replace it";
+/// How the refusal of a path through another user's link says so ([`reached_through`]).
+pub const REACHED_THROUGH_A_LINK: &str = "is reached through the symbolic link";
+
+impl OtherWriter {
+    /// Who may replace an entry of the folder this one writes, in words: `where every
+    /// user may replace it (mode 0777)`, `whose owner may replace it (that folder belongs
+    /// to …)`.
+    pub fn may_replace(&self) -> String {
+        match self {
+            OtherWriter::EveryUser { mode } => format!("{EVERY_USER_MAY_REPLACE} (mode {mode:04o})"),
+            OtherWriter::Owner { uid } => {
+                format!("{ITS_OWNER_MAY_REPLACE} (that folder {})", foreign_owner(*uid))
+            }
+        }
+    }
+}
+
+/// Who other than this user and root may rename an entry of the folder `metadata`
+/// describes: as [`other_writer`], but a sticky folder (`/tmp`) lets only an entry's
+/// owner and its own owner do so — it counts when another user owns it.
+pub fn folder_replacer(metadata: &std::fs::Metadata) -> Option<OtherWriter> {
+    let is_sticky = metadata.mode() & 0o1000 != 0;
+    match is_sticky {
+        true if metadata.uid() == 0 || metadata.uid() == effective_uid() => None,
+        true => Some(OtherWriter::Owner { uid: metadata.uid() }),
+        false => other_writer(metadata),
+    }
+}
+
 /// Who other than this user and root may write the entry `metadata` describes: every
 /// user, or its owner when that is someone else. None when nobody else may (its group
 /// aside, which `doctor` warns about where it matters).
@@ -298,7 +331,7 @@ pub fn walk_to_a_foreign_link(path: &std::path::Path) -> Walked<(std::path::Path
 /// refusal of a path through another user's link (`owner`'s) begins.
 pub fn reached_through(what: &str, path: &std::path::Path, link: &std::path::Path, owner: u32) -> String {
     format!(
-        "{what} {} is reached through the symbolic link {}, which {}",
+        "{what} {} {REACHED_THROUGH_A_LINK} {}, which {}",
         path.display(),
         link.display(),
         foreign_owner(owner)
@@ -327,15 +360,10 @@ pub fn others_may_replace(path: &std::path::Path, counts_group: bool) -> Option<
             }
         }
     }
-    let euid = effective_uid();
     folders.iter().find_map(|folder| {
         let metadata = std::fs::metadata(folder).ok()?;
         let is_sticky = metadata.mode() & 0o1000 != 0;
-        let writer = match is_sticky {
-            true if metadata.uid() == 0 || metadata.uid() == euid => return None,
-            true => Some(OtherWriter::Owner { uid: metadata.uid() }),
-            false => other_writer(&metadata),
-        };
+        let writer = folder_replacer(&metadata);
         let folder_shown = folder.display();
         let holds = if named.parent() == Some(folder.as_path()) {
             "is in".to_string()
@@ -348,15 +376,15 @@ pub fn others_may_replace(path: &std::path::Path, counts_group: bool) -> Option<
             }
         };
         match writer {
-            Some(OtherWriter::EveryUser { mode }) => Some(format!(
-                "{shown} {holds} {folder_shown}, where every user may replace it (mode {mode:04o}): \
-                 move it, or chmod o-w the folder"
+            Some(writer @ OtherWriter::EveryUser { .. }) => Some(format!(
+                "{shown} {holds} {folder_shown}, {}: move it, or chmod o-w the folder",
+                writer.may_replace()
             )),
-            Some(OtherWriter::Owner { uid }) => Some(format!(
-                "{shown} {holds} {folder_shown}, whose owner may replace it (that folder {}): move it, or \
-                 chown the folder",
-                foreign_owner(uid)
+            Some(writer @ OtherWriter::Owner { .. }) => Some(format!(
+                "{shown} {holds} {folder_shown}, {}: move it, or chown the folder",
+                writer.may_replace()
             )),
+            None if is_sticky => None,
             None if counts_group && metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => Some(format!(
                 "{shown} {holds} {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
                  the folder",

@@ -85,11 +85,14 @@ impl Refusal {
     }
 }
 
+/// How [`foreign_link`] says why.
+pub const NEVER_THROUGH_FOREIGN_LINKS: &str = "drainctl never writes through another user's links";
+
 /// The refusal of a `path` that resolves through `link`, another user's symbolic link.
 pub fn foreign_link(what: &str, path: &Path, named_by: &str, link: &Path, owner: u32) -> crate::error::Error {
     crate::error::Error::Config(format!(
-        "{what} {} resolves through {}, a symbolic link that {}, and drainctl never writes through \
-         another user's links; give {named_by} a path through folders of yours",
+        "{what} {} resolves through {}, a symbolic link that {}, and {NEVER_THROUGH_FOREIGN_LINKS}; give \
+         {named_by} a path through folders of yours",
         path.display(),
         link.display(),
         crate::ownership::foreign_owner(owner)

@@ -84,13 +84,10 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
             }
             None => {
                 let stdin = std::io::stdin();
-                // Typed at a terminal without input, the command would wait in silence.
-                if std::io::IsTerminal::is_terminal(&stdin) {
-                    crate::output::say_on_stderr(
-                        "drainctl: reading JSON lines from the terminal, one {\"key\": …, \"payload\": …} a line; \
-                         end with Ctrl-D (Ctrl-C enqueues nothing)",
-                    );
-                }
+                crate::output::say_when_stdin_is_a_terminal(
+                    "drainctl: reading JSON lines from the terminal, one {\"key\": …, \"payload\": …} a line; end \
+                     with Ctrl-D (Ctrl-C enqueues nothing)",
+                );
                 Input::Lines(Box::new(BufReader::with_capacity(1 << 16, stdin.lock())), "stdin".to_string())
             }
         },

@@ -62,12 +62,9 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
     let stderr = read("--stderr", &args.stderr)?;
     let stderr = crate::error::scrub_bytes(&stderr).unwrap_or(stderr);
     let mut output = Vec::new();
-    // Typed at a terminal without input, the command would wait in silence.
-    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        crate::output::say_on_stderr(
-            "drainctl: reading the worker's output from the terminal; paste it, then end with Ctrl-D",
-        );
-    }
+    crate::output::say_when_stdin_is_a_terminal(
+        "drainctl: reading the worker's output from the terminal; paste it, then end with Ctrl-D",
+    );
     std::io::stdin()
         .lock()
         .read_to_end(&mut output)

@@ -750,10 +750,10 @@ fn drain_notes(drain: &DrainView, now: DateTime<Utc>, zone: Tz) -> Vec<String> {
             notes.push(format!("waiting: reset {}", relative(until)));
         }
     }
-    // A parked group waits for `resume --group`, not for its backoff to run out.
     if let Some(why) = &drain.yielding {
         notes.push(format!("yields: {why}"));
     }
+    // A parked group waits for `resume --group`, not for its backoff to run out.
     if let (Some(until), Some(reason), None) = (drain.backoff_until, &drain.backoff_reason, drain.parked_at) {
         let left = (until - now).to_std().unwrap_or_default();
         notes.push(format!("backs off for {} more ({reason})", crate::duration::format_duration(left)));

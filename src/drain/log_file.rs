@@ -122,10 +122,13 @@ pub fn refuse_others_folder(dir: &Path, metadata: &std::fs::Metadata) -> crate::
     }
 }
 
+/// How [`log_folder_refused`] says why.
+pub const ONLY_INTO_ITS_OWN_FOLDER: &str = "drainctl writes a drain's logs only into a folder of its own";
+
 fn log_folder_refused(dir: &Path, why: &str) -> crate::error::Error {
     crate::error::Error::Config(format!(
-        "log folder {} {why}; drainctl writes a drain's logs only into a folder of its own: remove it, \
-         or set log_dir to a folder only this user may write",
+        "log folder {} {why}; {ONLY_INTO_ITS_OWN_FOLDER}: remove it, or set log_dir to a folder only this user \
+         may write",
         dir.display()
     ))
 }

@@ -180,9 +180,7 @@ impl EndedWithoutRun {
             ),
         }
     }
-}
 
-impl EndedWithoutRun {
     /// The error the pass counts for it ([`EndedWithoutRun::describe`] its message): such
     /// a drain almost always could not reach the database (69), unless its log ends on a
     /// refusal no retry mends — a schema changed by hand, a path reached through another
@@ -191,11 +189,11 @@ impl EndedWithoutRun {
         let message = self.describe();
         let is_configuration = [
             crate::error::CHANGED_BY_HAND,
-            "is reached through the symbolic link",
-            "whose owner may replace it",
-            "where every user may replace it",
-            "drainctl never writes through another user's links",
-            "drainctl writes a drain's logs only into a folder of its own",
+            crate::ownership::REACHED_THROUGH_A_LINK,
+            crate::ownership::ITS_OWNER_MAY_REPLACE,
+            crate::ownership::EVERY_USER_MAY_REPLACE,
+            crate::pinned_folder::NEVER_THROUGH_FOREIGN_LINKS,
+            log_file::ONLY_INTO_ITS_OWN_FOLDER,
         ]
         .iter()
         .any(|phrase| message.contains(phrase));

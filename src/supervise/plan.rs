@@ -206,31 +206,29 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
                 format!("burst deadline {} passed", local(until, zone)),
             ));
         }
-        for run in snapshot.runs.iter().filter(|run| {
-            !run.is_process_gone && is_silent_too_long(run, snapshot, now) && is_not_judged(run, snapshot)
-        }) {
-            let off_by = snapshot.clock_off_by.unwrap_or_default();
-            let reason = format!(
-                "run {} of host {}: silent for {} by this host's clock, which is {} {} the database server's: \
-                 not judged hung until this clock is set right (`drainctl doctor`: clock_skew)",
-                run.run.id,
-                run.run.host,
-                crate::duration::format_duration((now - silent_since(run, snapshot, now).0).to_std().unwrap_or_default()),
-                crate::duration::format_duration(off_by.abs().to_std().unwrap_or_default()),
-                if off_by > chrono::Duration::zero() { "ahead of" } else { "behind" }
-            );
-            log::warn!("{reason}");
-            decisions
-                .push(Decision { run_id: Some(run.run.id), ..Decision::new(name, Action::Skip, reason) });
-        }
-        for run in snapshot.runs.iter().filter(|run| !is_healthy(run, snapshot, now)) {
-            let mut decision = if run.is_process_gone {
+        // A crashed run is reaped; a silent one is hung — unless this clock cannot judge it.
+        for run in
+            snapshot.runs.iter().filter(|run| run.is_process_gone || is_silent_too_long(run, snapshot, now))
+        {
+            let format = |since: DateTime<Utc>| {
+                crate::duration::format_duration((now - since).to_std().unwrap_or_default())
+            };
+            let (since, is_server_start) = silent_since(run, snapshot, now);
+            let decision = if run.is_process_gone {
                 Decision::new(name, Action::ReapCrashed, process_gone(run))
+            } else if let Some(off_by) = snapshot.clock_off_by.filter(|_| is_not_judged(run, snapshot)) {
+                let reason = format!(
+                    "run {} of host {}: silent for {} by this host's clock, which is {} {} the database server's: \
+                     not judged hung until this clock is set right (`drainctl doctor`: clock_skew)",
+                    run.run.id,
+                    run.run.host,
+                    format(since),
+                    crate::duration::format_duration(off_by.abs().to_std().unwrap_or_default()),
+                    if off_by > chrono::Duration::zero() { "ahead of" } else { "behind" }
+                );
+                log::warn!("{reason}");
+                Decision::new(name, Action::Skip, reason)
             } else {
-                let format = |since: DateTime<Utc>| {
-                    crate::duration::format_duration((now - since).to_std().unwrap_or_default())
-                };
-                let (since, is_server_start) = silent_since(run, snapshot, now);
                 let liveness = crate::duration::format_duration(drain.liveness_timeout);
                 let detail = if is_server_start {
                     format!(
@@ -247,8 +245,7 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
                     format!("run {}: no checkpoint for {}{detail}", run.run.id, format(since)),
                 )
             };
-            decision.run_id = Some(run.run.id);
-            decisions.push(decision);
+            decisions.push(Decision { run_id: Some(run.run.id), ..decision });
         }
     }
     decisions
@@ -261,14 +258,16 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
 /// "Priority within a group").
 pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let healthy: Vec<u32> = snapshots
+        .iter()
+        .map(|snapshot| count(snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count()))
+        .collect();
     // Slots taken: by its healthy runs, or held after the recovery — whichever is more. A
     // hung run of another host keeps its slot until that host stops it.
     let busy: Vec<u32> = snapshots
         .iter()
-        .map(|snapshot| {
-            let healthy = count(snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count());
-            healthy.max(snapshot.held_slots)
-        })
+        .zip(&healthy)
+        .map(|(snapshot, healthy)| (*healthy).max(snapshot.held_slots))
         .collect();
     // Healthy runs that hold no item: each takes the next available item itself.
     let idle: Vec<u32> = snapshots
@@ -281,8 +280,12 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
         .collect();
     let mut decisions: Vec<Decision> = snapshots
         .iter()
-        .zip(busy.iter().zip(&idle))
-        .map(|(snapshot, (busy, idle))| start_decision(snapshot, *busy, *idle, now, zone))
+        .zip(busy.iter().zip(&idle).zip(&healthy))
+        .map(|(snapshot, ((busy, idle), healthy))| {
+            // Held beyond its healthy runs: by passes whose runs were ended (hung).
+            let held_by_ended = snapshot.held_slots.saturating_sub(*healthy);
+            start_decision(snapshot, Slots { busy: *busy, idle: *idle, held_by_ended }, now, zone)
+        })
         .collect();
     let ranks: Vec<Rank> = snapshots.iter().map(|snapshot| rank(snapshot, now)).collect();
     // A drain that works now: started by this plan, or with a healthy run.
@@ -439,7 +442,19 @@ fn in_rank_order(snapshots: &[DrainSnapshot], ranks: &[Rank], decisions: Vec<Dec
     order.into_iter().filter_map(|index| decisions[index].take()).collect()
 }
 
-fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<Utc>, zone: Tz) -> Decision {
+/// A drain's concurrency slots as [`plan_starts`] counts them.
+#[derive(Clone, Copy)]
+struct Slots {
+    /// Taken, by healthy runs or by sessions that hold them.
+    busy: u32,
+    /// Healthy runs that hold no item: each takes the next available item itself.
+    idle: u32,
+    /// Held by passes whose runs were ended (hung) but whose drains still run.
+    held_by_ended: u32,
+}
+
+fn start_decision(snapshot: &DrainSnapshot, slots: Slots, now: DateTime<Utc>, zone: Tz) -> Decision {
+    let Slots { busy, idle, held_by_ended } = slots;
     let drain = snapshot.drain;
     let name = drain.name.as_str();
     let controls = snapshot.controls.as_ref();
@@ -486,9 +501,6 @@ fn start_decision(snapshot: &DrainSnapshot, busy: u32, idle: u32, now: DateTime<
     if busy >= drain.concurrency {
         // Slots held by sessions whose runs no longer run (ended as hung, on a host that
         // still runs their drain): said, or the drain looks idle and blocked for no reason.
-        let running = snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count();
-        let held_by_ended =
-            u32::try_from(running).map_or(0, |running| snapshot.held_slots.saturating_sub(running));
         let ended = match held_by_ended {
             0 => String::new(),
             n => format!(

@@ -1020,6 +1020,16 @@ fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
 }
 
+/// Start a pass of `docs`, wait for its worker to make `file` (as `what`), give the pass a
+/// beat to read what the worker printed before, and stop it with SIGTERM.
+fn sigterm_the_pass_once(fixture: &Fixture, file: &std::path::Path, what: &str) -> Finished {
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until(what, Duration::from_secs(20), || file.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pass.id(), libc::SIGTERM);
+    finished(pass.wait_with_output().unwrap())
+}
+
 #[test]
 fn sigterm_while_a_client_waits_for_its_own_retry_records_the_limit_it_printed() {
     let fixture = Fixture::new(&config("quota_profile = \"http\"\n"), NOW);
@@ -1037,12 +1047,7 @@ fn sigterm_while_a_client_waits_for_its_own_retry_records_the_limit_it_printed()
             ])),
         )],
     );
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the client to wait for its retry", Duration::from_secs(20), || started.exists());
-    // The pass has read the limit once the worker is past it; give it a beat.
-    std::thread::sleep(Duration::from_millis(300));
-    signal(pass.id(), libc::SIGTERM);
-    let result = finished(pass.wait_with_output().unwrap());
+    let result = sigterm_the_pass_once(&fixture, &started, "the client to wait for its retry");
     result.assert_code(75);
     // Before: the 429 was dropped with the attempt, and the next pass called the vendor
     // again at once, inside the window the client announced.
@@ -1069,11 +1074,7 @@ fn sigterm_while_a_client_waits_for_its_own_retry_records_the_limit_it_printed()
             ])),
         )],
     );
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the client to retry", Duration::from_secs(20), || retried.exists());
-    std::thread::sleep(Duration::from_millis(300));
-    signal(pass.id(), libc::SIGTERM);
-    let result = finished(pass.wait_with_output().unwrap());
+    let result = sigterm_the_pass_once(&fixture, &retried, "the client to retry");
     result.assert_code(75);
     assert!(!result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
@@ -1092,11 +1093,7 @@ fn sigterm_while_codex_sleeps_out_a_429_it_named_no_wait_for_records_the_limit()
             steps(json!([{ "out": notice }, { "touch": started }, { "sleep": 30 }, { "out": "ok" }])),
         )],
     );
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    wait_until("the client to sleep", Duration::from_secs(20), || started.exists());
-    std::thread::sleep(Duration::from_millis(300));
-    signal(pass.id(), libc::SIGTERM);
-    let result = finished(pass.wait_with_output().unwrap());
+    let result = sigterm_the_pass_once(&fixture, &started, "the client to sleep");
     result.assert_code(75);
     // Before: nothing recorded, the next pass calling the vendor again at once.
     assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);

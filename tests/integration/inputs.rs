@@ -236,6 +236,24 @@ fn enqueue_reading_a_terminal_says_so_and_how_to_end_the_input() {
 }
 
 #[test]
+fn quota_test_reading_a_terminal_says_so_and_how_to_end_the_input() {
+    // Before: it waited in silence.
+    let typed = Drainctl::new(&["quota", "test", "--profile", "claude"])
+        .run_with_terminal_stdin(b"Claude AI usage limit reached|1796569559\n\x04");
+    typed.assert_code(0);
+    assert!(
+        typed.stderr.starts_with(
+            "drainctl: reading the worker's output from the terminal; paste it, then end with Ctrl-D"
+        ),
+        "{}",
+        typed.stderr
+    );
+    assert!(typed.stdout.starts_with("quota hit"), "{}", typed.stdout);
+    let piped = Drainctl::new(&["quota", "test", "--profile", "claude"]).stdin("fine\n").run();
+    assert_eq!(piped.stderr, "");
+}
+
+#[test]
 fn an_enqueued_payload_with_a_nul_character_exits_65_naming_its_line_and_enqueues_nothing() {
     let fixture = Fixture::new(DRAIN, NOW);
     let lines = "{\"key\": \"a\", \"payload\": {\"text\": \"fine\"}}\n\
