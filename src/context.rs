@@ -55,6 +55,16 @@ impl Context {
         }
         let migrated = crate::migrate::ensure_current(&mut client, &outbox, lock_wait, clock.now())?;
         let schema_created = migrated.applied.len() == crate::migrate::MIGRATIONS.len();
+        if !schema_created && !migrated.applied.is_empty() {
+            // An upgrade made by whatever command ran first after the new binary was
+            // installed (a `status`, cron's `supervise`): one-way, so said on stderr even
+            // without -v (docs/migrations.md, "Every invocation migrates first").
+            crate::output::say_on_stderr(&format!(
+                "{}drainctl: {}",
+                crate::output::line_date(),
+                crate::migrate::upgrade_notice(&migrated.applied)
+            ));
+        }
         crate::output::errors_are_recordable();
         Ok(Context { config, clock, client, outbox, schema_created })
     }

@@ -222,6 +222,21 @@ pub fn ensure_current(
     }
 }
 
+/// The line a command other than `migrate` says after applying `applied` to a database an
+/// older drainctl had migrated: the names, and that the step is one-way.
+pub fn upgrade_notice(applied: &[i32]) -> String {
+    let names: Vec<String> = MIGRATIONS
+        .iter()
+        .filter(|m| applied.contains(&m.version))
+        .map(|m| format!("{:04}_{}", m.version, m.name))
+        .collect();
+    format!(
+        "upgraded the database schema: applied migration(s) {}; drainctl releases older than this \
+         one refuse the database from now on (docs/migrations.md)",
+        names.join(", ")
+    )
+}
+
 /// What `ensure_current` would apply, without applying it.
 pub fn pending(client: &mut Client, lock_wait: LockWait) -> Result<Vec<i32>> {
     match lock_unless_current(client, lock_wait)? {

@@ -9,16 +9,28 @@ use postgres::GenericClient;
 use crate::error::Result;
 use crate::output::rfc3339;
 
+/// Whether the item `i` still counts the attempt of its open charge `c`: no `retry`,
+/// `enqueue --replace` or changed source file reset its attempts since. A reset made by
+/// this release nulls the charge's count (`uncount_charges`); one made before it (by a
+/// release before migration 0019, which left the count) shows as a later attempt of the
+/// item numbered no higher than the count — without a reset every later attempt is
+/// numbered above it, a take-back lowering both together.
+macro_rules! counts_charge {
+    () => {
+        "(coalesce(i.attempts >= c.attempts_at_charge, false)
+          AND NOT EXISTS (SELECT 1 FROM attempts l
+                           WHERE l.item_id = i.id AND l.id > c.attempt_id
+                             AND l.attempt <= c.attempts_at_charge))"
+    };
+}
+
 /// Whether taking a charge back makes its item (`i`, with its charge `c`) pending again:
-/// it is dead, its attempts still count the charge (no retry or replace reset them since:
-/// `uncount_charges`), and the attempt given back leaves it one to spare by its drain's
-/// `max_attempts` (the statement's parameter `$max`).
+/// it is dead, its attempts still count the charge (`counts_charge`), and the attempt
+/// given back leaves it one to spare by its drain's `max_attempts` (the statement's
+/// parameter `$max`).
 macro_rules! revives {
     ($max:literal) => {
-        concat!(
-            "i.state = 'dead' AND coalesce(i.attempts >= c.attempts_at_charge, false) AND i.attempts - 1 < ",
-            $max
-        )
+        concat!("i.state = 'dead' AND ", counts_charge!(), " AND i.attempts - 1 < ", $max)
     };
 }
 
@@ -445,7 +457,9 @@ fn refund(
     let row = client.query_opt(
         concat!(
             "WITH target AS (
-             SELECT i.id, coalesce(i.attempts >= c.attempts_at_charge, false) AS counted, c.quota_group,
+             SELECT i.id, ",
+            counts_charge!(),
+            " AS counted, c.quota_group,
                     (SELECT error FROM attempts WHERE id = $1) AS charged_error,
                     ",
             revives!("$5"),

@@ -313,6 +313,31 @@ fn a_version_1_database_keeps_its_backoffs_when_upgraded_to_accounts() {
 }
 
 #[test]
+fn a_command_that_upgrades_the_schema_says_so_on_stderr() {
+    let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\n";
+    // A fresh database gets its schema without a word: no older drainctl uses it.
+    let fresh = Fixture::new(config, "2026-11-27T10:00:00Z").drainctl(&["status"]).run();
+    fresh.assert_code(0);
+    assert!(!fresh.stderr.contains("upgraded"), "{}", fresh.stderr);
+    // One an older drainctl migrated: `status` applies the rest (one-way) and says so.
+    // Before, it said nothing without -v.
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    at_version_1(&fixture);
+    let upgraded = fixture.drainctl(&["status"]).run();
+    upgraded.assert_code(0);
+    assert!(
+        upgraded.stderr.contains("drainctl: upgraded the database schema: applied migration(s) 0002_")
+            && upgraded
+                .stderr
+                .contains("drainctl releases older than this one refuse the database from now on"),
+        "{}",
+        upgraded.stderr
+    );
+    let again = fixture.drainctl(&["status"]).run();
+    assert!(!again.stderr.contains("upgraded"), "{}", again.stderr);
+}
+
+#[test]
 fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
     let config =
         "[defaults]\ntimezone = \"UTC\"\n\n[[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\n";

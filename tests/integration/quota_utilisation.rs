@@ -469,7 +469,9 @@ fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
     // Charged to death, then reset by the operator, then dead again of real failures:
     // the end of the charged window relabels the charged attempt but gives the item
     // neither an attempt nor its life. Before, it was pending again for a third run.
-    for reset in ["retry", "retry-key", "replace"] {
+    // "retry-before-0019": the retry was made by a release before migration 0019, which
+    // left the charge's attempt count as it was; before, that item was revived.
+    for reset in ["retry", "retry-key", "replace", "retry-before-0019"] {
         let fixture = Fixture::new(&quick_retry_config("max_attempts = 1\n"), NOW);
         let marker = fixture.path("failing");
         let steps = json!({ "steps": [{ "if_file": {
@@ -486,11 +488,14 @@ fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
         after_last_attempt(&fixture);
         let payload = steps.to_string();
         let args = match reset {
-            "retry" => vec!["retry", "alpha", "--dead"],
+            "retry" | "retry-before-0019" => vec!["retry", "alpha", "--dead"],
             "retry-key" => vec!["retry", "alpha", "--key", "p"],
             _ => vec!["enqueue", "alpha", "--replace", "--key", "p", "--payload", &payload],
         };
         fixture.drainctl(&args).run().assert_code(0);
+        if reset == "retry-before-0019" {
+            fixture.client().execute("UPDATE open_charges SET attempts_at_charge = 1", &[]).unwrap();
+        }
         fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
         assert_eq!(fixture.item("alpha", "p").0, "dead", "{reset}: dead again of its own failure");
         fixture.drainctl(&["pause", "--all"]).run().assert_code(0);
