@@ -128,6 +128,9 @@ pub struct BackoffPolicy {
     /// is notified at most once an hour per account (docs/rate-limits.md, "Several
     /// passes").
     pub short_wait: Duration,
+    /// The zone the reasons a reset is not trusted show their instants in (`[defaults]
+    /// timezone`), as every message does.
+    pub zone: chrono_tz::Tz,
 }
 
 /// How a limit message stated its reset, which decides how far it is trusted.
@@ -195,9 +198,10 @@ pub const CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(30);
 
 /// The margin added to a reset `wait` away: a tenth of the wait, at least
 /// [`MIN_RESET_MARGIN`] and at most `reset_margin` (docs/rate-limits.md). A 2.5 s wait
-/// gets 2 s, a 30 s wait 3 s, an hour's wait the whole `reset_margin`.
+/// gets 2 s, a 30 s wait 3 s, an hour's wait the whole `reset_margin`. A `reset_margin`
+/// below 2 s counts as 2 s: with none, a reset of now was called again at once.
 pub fn reset_margin_for(wait: Duration, reset_margin: Duration) -> Duration {
-    (wait / 10).max(MIN_RESET_MARGIN).min(reset_margin)
+    (wait / 10).max(MIN_RESET_MARGIN).min(reset_margin.max(MIN_RESET_MARGIN))
 }
 
 /// Decide the group's backoff after a quota hit observed at `now`.
@@ -223,7 +227,7 @@ pub fn decide_backoff(
         .map(|stated| passed_while_silent(stated).or_else(|| just_passed(stated, now)).unwrap_or(stated.at));
     let mut distrusted = None;
     if let Some(stated) = stated_reset {
-        match judge_reset(stated, now, recent_reset) {
+        match judge_reset(stated, now, recent_reset, policy.zone) {
             Ok((reset, basis)) => {
                 // A reset that passed while the worker was silent is a reset of now too:
                 // met again with nothing done since, the wait doubles (docs/rate-limits.md).
@@ -276,7 +280,9 @@ fn judge_reset(
     stated: StatedReset,
     now: DateTime<Utc>,
     recent_reset: Option<DateTime<Utc>>,
+    zone: chrono_tz::Tz,
 ) -> Result<(DateTime<Utc>, WaitBasis), String> {
+    let shown = |at: DateTime<Utc>| crate::output::local_time(at, zone);
     let StatedReset { at: reset, form, .. } = stated;
     if passed_while_silent(stated).is_some() {
         return Ok((now, WaitBasis::PassedWhileSilent));
@@ -294,8 +300,8 @@ fn judge_reset(
                 // The group already retried after that moment and hit again.
                 Some(retried) if retried > passed => Err(format!(
                     "the stated reset {} passed just now, and the group already retried at {} and hit again",
-                    passed.to_rfc3339(),
-                    retried.to_rfc3339()
+                    shown(passed),
+                    shown(retried)
                 )),
                 _ => Ok((now, WaitBasis::JustNow)),
             };
@@ -304,7 +310,7 @@ fn judge_reset(
         if let Some(previous) = recent_reset.filter(|_| reset - now > rolled_over && reset > now) {
             return Err(format!(
                 "hit again within 30m after the previously stated reset {}; a clock time may mean the next {}",
-                previous.to_rfc3339(),
+                shown(previous),
                 match form {
                     ResetForm::WeekdayTime => "week",
                     ResetForm::DateTime => "year",
@@ -313,14 +319,23 @@ fn judge_reset(
             ));
         }
     }
+    // A clock time read at the very instant its minute begins (20:00:00.000 for "8pm")
+    // resolves to now, not to a moment just passed: its minute lasts all the same.
+    if form.period().is_some()
+        && reset <= now
+        && names_a_whole_minute(reset)
+        && now < later(reset, WHOLE_MINUTE)
+    {
+        return Ok((later(reset, WHOLE_MINUTE), WaitBasis::EndOfMinute));
+    }
     if reset <= now {
         if now - reset <= chrono(CLOCK_SKEW_TOLERANCE) {
             return Ok((now, WaitBasis::StatedReset));
         }
-        return Err(format!("stated reset {} is already in the past", reset.to_rfc3339()));
+        return Err(format!("stated reset {} is already in the past", shown(reset)));
     }
     if reset - now > chrono(MAX_TRUSTED_RESET_AHEAD) {
-        return Err(format!("stated reset {} is more than 8 days ahead", reset.to_rfc3339()));
+        return Err(format!("stated reset {} is more than 8 days ahead", shown(reset)));
     }
     Ok((reset, WaitBasis::StatedReset))
 }
@@ -435,7 +450,19 @@ mod tests {
         suspected_backoff: DEFAULT_SUSPECTED_BACKOFF,
         default_backoff: Duration::from_secs(3600),
         short_wait: Duration::from_secs(900),
+        zone: chrono_tz::Tz::UTC,
     };
+
+    #[test]
+    fn a_reset_margin_below_two_seconds_counts_as_two() {
+        // Before: `reset_margin = "0s"` called a reset of now again at once.
+        assert_eq!(reset_margin_for(Duration::ZERO, Duration::ZERO), MIN_RESET_MARGIN);
+        assert_eq!(reset_margin_for(Duration::from_secs(3600), Duration::from_secs(1)), MIN_RESET_MARGIN);
+        assert_eq!(
+            reset_margin_for(Duration::from_secs(3600), Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+    }
 
     #[test]
     fn parsed_reset_gets_a_one_minute_margin() {
@@ -512,6 +539,13 @@ mod tests {
         let past = decide_backoff(exact(at(9, 0)), at(10, 0), PreviousBackoff::default(), HOUR);
         assert_eq!(past.rule, BackoffRule::Suspected);
         assert!(past.distrusted.unwrap().contains("in the past"));
+        // Its instant in the configured zone, as every message shows one (before: UTC).
+        let berlin = BackoffPolicy { zone: chrono_tz::Europe::Berlin, ..HOUR };
+        let past = decide_backoff(exact(at(9, 0)), at(10, 0), PreviousBackoff::default(), berlin);
+        assert_eq!(
+            past.distrusted.as_deref(),
+            Some("stated reset Fri 2026-11-27 10:00 CET is already in the past")
+        );
         let far = at(10, 0) + chrono::Duration::days(9);
         let far = decide_backoff(exact(far), at(10, 0), PreviousBackoff::default(), HOUR);
         assert!(far.distrusted.unwrap().contains("8 days"));
@@ -770,6 +804,18 @@ mod tests {
             HOUR,
         );
         assert_eq!((d.until, d.rule), (stated_at(25, 2), BackoffRule::ParsedReset));
+        // So does one seen at the very instant the minute begins, the clock time resolved
+        // to now. Before: the 2 s retry of a reset of now, inside the minute.
+        let d = decide_backoff(
+            stated(at(0, 24), ResetForm::ClockTime),
+            at(0, 24),
+            PreviousBackoff::default(),
+            HOUR,
+        );
+        assert_eq!(
+            (d.until, d.basis),
+            (stated_at(25, 0) + chrono::Duration::seconds(6), Some(WaitBasis::EndOfMinute))
+        );
         // A time stated to the second is not a whole minute: the short "just now" retry.
         let seconds = tomorrow + chrono::Duration::seconds(30);
         let d = decide_backoff(
@@ -813,7 +859,7 @@ mod tests {
         ] {
             assert_eq!(reset_margin_for(wait, minute), margin, "{wait:?}");
         }
-        assert_eq!(reset_margin_for(Duration::from_secs(30), Duration::from_secs(1)), Duration::from_secs(1));
+        assert_eq!(reset_margin_for(Duration::from_secs(30), Duration::from_secs(1)), Duration::from_secs(2));
     }
 
     #[test]
@@ -823,6 +869,7 @@ mod tests {
             suspected_backoff: Duration::MAX,
             default_backoff: Duration::MAX,
             short_wait: Duration::MAX,
+            zone: chrono_tz::Tz::UTC,
         };
         let latest = crate::clock::latest_instant();
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), endless);

@@ -82,7 +82,15 @@ fn settle(
     let drains_of = |group: &str| config.group_drains(group);
     let max_attempts_of = |drain: &str| crate::reap::max_attempts_of(config, drain);
     crate::db::in_transaction_retrying(client, "the charges stay open for a later limit or pass", |tx| {
-        let taken = poison::settle_charges(tx, charges, settler, &drains_of, &max_attempts_of, now)?;
+        let taken = poison::settle_charges(
+            tx,
+            charges,
+            settler,
+            &drains_of,
+            &max_attempts_of,
+            config.defaults.timezone,
+            now,
+        )?;
         for one in &taken {
             record_taken_back(tx, outbox, one, settler, now)?;
         }

@@ -139,12 +139,14 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     // Without it, a finished item given again is left finished: say so, and what runs it.
     let human = if counts.finished_duplicates > 0 && !args.replace {
         format!(
-            "{human}; {} and left so: --replace runs {} again with the new payload (the first line of a key given twice)",
+            "{human}; {} and left so: --replace runs {} again with the new payload{}",
             match counts.finished_duplicates {
                 1 => "1 of them is an item finished (done, dead or skipped_missing)".to_string(),
                 n => format!("{n} of them are items finished (done, dead or skipped_missing)"),
             },
-            if counts.finished_duplicates == 1 { "it" } else { "them" }
+            if counts.finished_duplicates == 1 { "it" } else { "them" },
+            // One item given by --key and --payload has no lines.
+            if args.key.is_some() { "" } else { " (the first line of a key given twice)" }
         )
     } else {
         human

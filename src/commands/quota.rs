@@ -119,7 +119,8 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
         Some(drain) => Some(config.quota_group(&drain.quota_group)?.accounts.len() > 1),
         None => None,
     };
-    Ok(describe(&outcome, now, zone, config.defaults.backoff_policy(), can_switch))
+    let policy = crate::backoff::BackoffPolicy { zone, ..config.defaults.backoff_policy() };
+    Ok(describe(&outcome, now, zone, policy, can_switch))
 }
 
 /// `can_switch`: whether the drain's quota group has another account (None: no drain

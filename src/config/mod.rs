@@ -196,6 +196,7 @@ impl Defaults {
             suspected_backoff: self.suspected_backoff,
             default_backoff: self.default_backoff,
             short_wait: self.supervise_interval,
+            zone: self.timezone,
         }
     }
 }

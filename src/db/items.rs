@@ -10,6 +10,18 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::db::drains::{Ahead, PassControls};
+
+/// The columns of an item a `retry`, an `enqueue --replace` or a changed source file
+/// sets back to a fresh item's: pending, unclaimed, no attempt, no resume token and no
+/// row of quota hits — the first limit after the reset counts 1, as a new item's does
+/// (docs/rate-limits.md, "Poison items"). Its charges still open stop counting an
+/// attempt (`db::poison::uncount_charges`).
+macro_rules! starts_afresh {
+    () => {
+        "state = 'pending', attempts = 0, claimed_by = NULL, claimed_at = NULL, finished_at = NULL,
+         resume_token = NULL, quota_hit_streak = 0, last_quota_hit_attempt = NULL"
+    };
+}
 use crate::db::PreparedStatements;
 use crate::error::{Error, Result};
 use crate::model::{AttemptOutcome, ItemState};
@@ -194,11 +206,12 @@ fn move_staged(
         // A replaced item's open poison charges no longer count an attempt, as
         // `db::poison::uncount_charges` has it.
         let row = tx.query_one(
-            "WITH replaced AS (
-                 UPDATE items i SET state = 'pending', payload = convert_from(s.payload, 'UTF8')::jsonb,
-                        attempts = 0, available_at = $2, claimed_by = NULL, claimed_at = NULL,
-                        last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
-                        resume_token = NULL, updated_at = $2
+            concat!(
+                "WITH replaced AS (
+                 UPDATE items i SET payload = convert_from(s.payload, 'UTF8')::jsonb, ",
+                starts_afresh!(),
+                ", available_at = $2,
+                        last_error = NULL, stderr_tail = NULL, result = NULL, updated_at = $2
                    FROM (SELECT DISTINCT ON (key) key, line FROM enqueue_staging ORDER BY key, line) f
                    JOIN enqueue_staging s ON s.line = f.line
                   WHERE i.drain = $1 AND i.key = convert_from(f.key, 'UTF8')
@@ -206,7 +219,8 @@ fn move_staged(
                  RETURNING i.id),
              uncounted AS (
                  UPDATE open_charges c SET attempts_at_charge = NULL FROM replaced r WHERE c.item_id = r.id)
-             SELECT count(*) FROM replaced",
+             SELECT count(*) FROM replaced"
+            ),
             &[&drain, &now],
         )?;
         row.get::<_, i64>(0).unsigned_abs()
@@ -437,10 +451,10 @@ pub fn enqueue_source_item(
             "INSERT INTO items (drain, key, payload, available_at, enqueued_at, updated_at)
          VALUES ($1, $2, $3, $4, $4, $4)
          ON CONFLICT (drain, key) DO UPDATE
-            SET state = 'pending', payload = EXCLUDED.payload, attempts = 0,
-                available_at = EXCLUDED.available_at, claimed_by = NULL, claimed_at = NULL,
-                last_error = NULL, stderr_tail = NULL, result = NULL, finished_at = NULL,
-                resume_token = NULL, updated_at = EXCLUDED.updated_at
+            SET payload = EXCLUDED.payload, ",
+            starts_afresh!(),
+            ", available_at = EXCLUDED.available_at,
+                last_error = NULL, stderr_tail = NULL, result = NULL, updated_at = EXCLUDED.updated_at
           WHERE items.state <> 'running' AND ",
             is_the_folders!(),
             "
@@ -1946,11 +1960,14 @@ pub fn retry_dead_items(
     now: DateTime<Utc>,
 ) -> Result<Vec<RetriedItem>> {
     let rows = client.query(
-        "WITH old AS (SELECT id, attempts FROM items WHERE drain = $1 AND state = 'dead' FOR UPDATE)
-         UPDATE items i SET state = 'pending', attempts = 0, available_at = $2, claimed_by = NULL,
-                claimed_at = NULL, finished_at = NULL, resume_token = NULL, updated_at = $2
+        concat!(
+            "WITH old AS (SELECT id, attempts FROM items WHERE drain = $1 AND state = 'dead' FOR UPDATE)
+         UPDATE items i SET ",
+            starts_afresh!(),
+            ", available_at = $2, updated_at = $2
            FROM old WHERE i.id = old.id
-         RETURNING i.id, i.key, old.attempts",
+         RETURNING i.id, i.key, old.attempts"
+        ),
         &[&drain, &now],
     )?;
     let mut retried: Vec<RetriedItem> = rows
@@ -2011,9 +2028,12 @@ pub fn retry_item(
         return Ok(RetryOne::NotRetryable { state });
     }
     client.execute(
-        "UPDATE items SET state = 'pending', attempts = 0, available_at = $2, claimed_by = NULL,
-                claimed_at = NULL, finished_at = NULL, resume_token = NULL, updated_at = $2
-          WHERE id = $1",
+        concat!(
+            "UPDATE items SET ",
+            starts_afresh!(),
+            ", available_at = $2, updated_at = $2
+          WHERE id = $1"
+        ),
         &[&id, &now],
     )?;
     crate::db::poison::uncount_charges(client, &[id])?;

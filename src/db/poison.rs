@@ -7,7 +7,6 @@ use postgres::types::ToSql;
 use postgres::GenericClient;
 
 use crate::error::Result;
-use crate::output::rfc3339;
 
 /// Whether the item `i` still counts the attempt of its open charge `c`: no `retry`,
 /// `enqueue --replace` or changed source file reset its attempts since. A reset made by
@@ -212,12 +211,13 @@ pub fn settle_charges(
     settler: Settler,
     group_drains_of: &dyn Fn(&str) -> Vec<String>,
     max_attempts_of: &dyn Fn(&str) -> i32,
+    zone: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<Vec<TakenBack>> {
     let mut taken = Vec::new();
     for charge in charges {
         let drains = group_drains_of(&charge.quota_group);
-        let settled = settle_charge(client, charge, settler, &drains, max_attempts_of, now)?;
+        let settled = settle_charge(client, charge, settler, &drains, max_attempts_of, zone, now)?;
         taken.extend(settled);
     }
     Ok(taken)
@@ -269,6 +269,7 @@ fn settle_charge(
     settler: Settler,
     group_drains: &[String],
     max_attempts_of: &dyn Fn(&str) -> i32,
+    zone: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<Option<TakenBack>> {
     let Some(charge) = due_charge(client, open, settler, now)? else {
@@ -287,6 +288,7 @@ fn settle_charge(
         Verdict::Open => return Ok(None),
         Verdict::Stands => None,
         Verdict::TakeBack(why) => {
+            let why = why.describe(zone);
             refund(client, open.attempt_id, charge.item_id, why, max_attempts_of(&charge.drain), now)?
         }
     };
@@ -377,8 +379,33 @@ enum Verdict {
     Open,
     /// Confirmed (or it was never recorded as a failure): closed as it is.
     Stands,
-    /// The window was spent, not the item: why, in words.
-    TakeBack(String),
+    /// The window was spent, not the item: why.
+    TakeBack(WhyTakenBack),
+}
+
+/// Why a charge is taken back: another item met the limit next, or the window ended, in
+/// either case with no item that started after the charge succeeding (`reset`: the one
+/// the charged limit stated).
+enum WhyTakenBack {
+    NextHit { key: String, drain: String, reset: Option<DateTime<Utc>> },
+    WindowEnded { reset: Option<DateTime<Utc>> },
+}
+
+impl WhyTakenBack {
+    /// In words, its instants in `zone` (`[defaults] timezone`), as every message shows them.
+    fn describe(&self, zone: chrono_tz::Tz) -> String {
+        let shown = |at: DateTime<Utc>| crate::output::local_time(at, zone);
+        match self {
+            WhyTakenBack::NextHit { key, drain, reset } => format!(
+                "item {key} of drain {drain} met the limit next, before any other item that started after the charge{} succeeded",
+                reset.map_or(String::new(), |reset| format!(" (and before the window's reset at {})", shown(reset)))
+            ),
+            WhyTakenBack::WindowEnded { reset } => format!(
+                "the window it met ended at {} with no other item that started after the charge succeeding in it",
+                reset.map_or_else(|| "its reset".to_string(), shown)
+            ),
+        }
+    }
 }
 
 /// Judge a due charge by what the group did on its account after it, inside its window.
@@ -417,16 +444,10 @@ fn judge(
         return Ok(Verdict::Open);
     }
     let why = match (settler, charge.stated_reset) {
-        (Settler::Hit(hit), reset) if !charge.is_window_over(now) => format!(
-            "item {} of drain {} met the limit next, before any other item that started after the charge{} succeeded",
-            hit.key,
-            hit.drain,
-            reset.map_or(String::new(), |reset| format!(" (and before the window's reset at {})", rfc3339(reset)))
-        ),
-        (_, reset) => format!(
-            "the window it met ended at {} with no other item that started after the charge succeeding in it",
-            reset.map_or_else(|| "its reset".to_string(), rfc3339)
-        ),
+        (Settler::Hit(hit), reset) if !charge.is_window_over(now) => {
+            WhyTakenBack::NextHit { key: hit.key.to_string(), drain: hit.drain.to_string(), reset }
+        }
+        (_, reset) => WhyTakenBack::WindowEnded { reset },
     };
     Ok(Verdict::TakeBack(why))
 }

@@ -525,9 +525,18 @@ impl Forecast {
             (None, Some(days)) if days > 1 => format!("burst needs {days} budget days, "),
             (None, _) => "burst: ".to_string(),
         };
+        // Held until an instant before the deadline (a backoff, a spent budget): the time
+        // after it is what the verdict counts, and what is said; the line below names the
+        // hold.
+        let (left, to_work) = match self.working_seconds {
+            Some(working) if self.burst_held_until.is_some() && working > 0.0 && working < left => {
+                (working, " to work")
+            }
+            _ => (left, ""),
+        };
         let left = crate::duration::format_duration(std::time::Duration::from_secs_f64(left.max(0.0)));
         Some(format!(
-            "{needs}{left} left: {}",
+            "{needs}{left} left{to_work}: {}",
             if finishes { "finishes before the deadline" } else { "will not finish before the deadline" }
         ))
     }

@@ -328,6 +328,14 @@ fn a_finished_item_given_again_without_replace_is_named_with_the_option_that_run
         json,
         serde_json::json!({"drain": "docs", "added": 0, "duplicates": 4, "finished_duplicates": 2, "replaced": 0})
     );
+    // One item by --key and --payload has no lines to speak of (before: "the first line of
+    // a key given twice").
+    let one = fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", "4"]).run();
+    assert_eq!(
+        one.stdout,
+        "docs: 0 added, 1 duplicate; 1 of them is an item finished (done, dead or skipped_missing) and left so: \
+         --replace runs it again with the new payload\n"
+    );
     // One finished item given on three lines is one item.
     let thrice = "{\"key\": \"a\", \"payload\": 4}\n".repeat(3);
     let result = fixture.drainctl(&["enqueue", "docs"]).stdin(thrice).run();

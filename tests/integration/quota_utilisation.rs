@@ -413,6 +413,8 @@ fn a_charge_is_taken_back_when_its_window_ended_with_nothing_succeeding_in_it() 
     let message: String =
         fixture.column("SELECT message FROM events WHERE kind = 'quota_hit_refunded'").remove(0);
     assert!(message.contains("the window it met ended at"), "{message} (charged at {charged_at})");
+    // The instant in the configured zone, as in every message (before: RFC 3339 in UTC).
+    assert!(message.contains(" UTC with no other item"), "{message}");
     let (state, attempts, _) = fixture.item("alpha", "p");
     assert_eq!((state.as_str(), attempts), ("pending", 0));
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"), 1);
@@ -520,6 +522,43 @@ fn a_charge_taken_back_after_a_retry_or_replace_gives_the_item_nothing_back() {
             .collect();
         assert_eq!(revived, [(false, false)], "{reset}");
         assert_eq!(fixture.count("SELECT count(*) FROM open_charges"), 0, "{reset}");
+    }
+}
+
+#[test]
+fn a_retry_or_replace_starts_an_items_row_of_quota_hits_again() {
+    // Charged to death, the charge confirmed by a success after it, then reset by the
+    // operator: its first limit since counts 1, as a new item's does, and backs the group
+    // off. Before, the row ran on across the reset: the hit was charged (4 in a row), the
+    // item dead at once and the group left calling into the limit.
+    for reset in ["retry", "retry-key", "replace"] {
+        let fixture =
+            Fixture::new(&poison_config().replacen("max_wait", "max_attempts = 1\nmax_wait", 1), NOW);
+        poison(&fixture);
+        charge_poison(&fixture);
+        assert_eq!(fixture.item("alpha", "p").0, "dead", "{reset}");
+        after_last_attempt(&fixture);
+        fixture.enqueue("beta", &[("b3".into(), json!("fine"))]);
+        let worked = fixture.drainctl(&["drain", "beta", "--json"]).run();
+        assert_eq!(worked.json()["items_done"], 1, "{reset}: {}", worked.stdout);
+        let payload = limit_steps("Claude AI usage limit reached").to_string();
+        let args = match reset {
+            "retry" => vec!["retry", "alpha", "--dead"],
+            "retry-key" => vec!["retry", "alpha", "--key", "p"],
+            _ => vec!["enqueue", "alpha", "--replace", "--key", "p", "--payload", &payload],
+        };
+        fixture.drainctl(&args).run().assert_code(0);
+        let pass = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+        assert_eq!(pass.json()["status"], "rate_limited", "{reset}: {}", pass.stdout);
+        let (state, attempts, _) = fixture.item("alpha", "p");
+        assert_eq!((state.as_str(), attempts), ("pending", 0), "{reset}");
+        assert_eq!(fixture.count("SELECT quota_hit_streak::int8 FROM items WHERE key = 'p'"), 1, "{reset}");
+        assert_eq!(
+            fixture.count("SELECT count(*) FROM events WHERE kind = 'quota_hit_charged'"),
+            1,
+            "{reset}"
+        );
+        assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 3, "{reset}");
     }
 }
 

@@ -410,7 +410,7 @@ fn a_burst_of_a_drain_whose_daily_budget_is_spent_says_it_waits_for_the_next_day
     assert_eq!(forecast["burst_budget_days"], 8, "{forecast}");
     let human = fixture.drainctl(&["status"]).run().stdout;
     assert!(
-        human.contains("burst needs 8 budget days, 2d left: will not finish before the deadline"),
+        human.contains("burst needs 8 budget days, 1d 23h left to work: will not finish before the deadline"),
         "{human}"
     );
     let metrics = fixture.drainctl(&["metrics"]).run().stdout;

@@ -343,15 +343,15 @@ fn supervise_starts_a_drain_to_wait_for_a_reset_that_comes_before_its_next_pass(
 }
 
 /// A real vendor, not the injected clock: the fake worker's `vendor` step allows 2 calls
-/// per 3 s window (windows aligned to the Unix epoch) and answers the third with OpenAI's
+/// per 4 s window (windows aligned to the Unix epoch) and answers the third with OpenAI's
 /// limit message stating the window's end. One pass of 4 items makes 2 calls, gets one
-/// limit answer, waits for the reset (`reset_margin = "1s"`, so the wait ends inside the
-/// next window) and makes the other 2 calls in that next window.
+/// limit answer, waits for the reset (the smallest margin, 2 s, so the wait ends inside
+/// the next window) and makes the other 2 calls in that next window.
 #[test]
 fn one_pass_uses_two_consecutive_windows_with_one_limit_answer_between_them() {
-    const WINDOW_SECONDS: u64 = 3;
+    const WINDOW_SECONDS: u64 = 4;
     let fixture = Fixture::new(
-        "[defaults]\ntimezone = \"UTC\"\nreset_margin = \"1s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+        "[defaults]\ntimezone = \"UTC\"\nreset_margin = \"2s\"\nlog_dir = \"TMPDIR/logs\"\n\n\
          [[drain]]\nname = \"docs\"\ncommand = [\"FAKE_WORKER\"]\nquota_profile = \"openai\"\n",
         "2020-01-01T00:00:00Z",
     );
