@@ -186,6 +186,15 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         if *code == SqlState::LOCK_NOT_AVAILABLE {
             return Error::Temporary(message);
         }
+        // The server out of room (its disk or a tablespace full, memory, shared memory):
+        // nothing of the statement was written, and the same work goes through once room
+        // is made — no bug of drainctl's (docs/exit-codes.md).
+        if code.code().starts_with("53") {
+            return Error::Temporary(format!(
+                "{message}: the database server is out of room (its disk, a tablespace or memory); what was \
+                 not committed was rolled back: free space on the server, then run it again"
+            ));
+        }
         // A statement cancelled (`pg_cancel_backend`, an administrator's tool): what was
         // not committed is rolled back, and running the command again is the remedy.
         if *code == SqlState::QUERY_CANCELED {

@@ -470,6 +470,33 @@ fn a_statement_an_administrator_cancels_is_temporary_not_a_bug() {
 }
 
 #[test]
+fn a_database_server_out_of_room_is_temporary_not_a_bug() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // The server's disk fills as the drain's row is written (`could not extend file …`):
+    // SQLSTATE 53100, raised here by a trigger.
+    fixture
+        .client()
+        .batch_execute(
+            "CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
+             CREATE TRIGGER test_disk_full BEFORE INSERT OR UPDATE ON drains
+               FOR EACH ROW EXECUTE FUNCTION test_disk_full();",
+        )
+        .unwrap();
+    let result = fixture.drainctl(&["pause", "a"]).run();
+    // Before: 70, "a bug or an unexpected database error".
+    result.assert_code(75);
+    assert!(
+        result.stderr.contains("No space left on device: the database server is out of room")
+            && result.stderr.contains("free space on the server, then run it again"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(result.stderr.trim().lines().count(), 1, "{}", result.stderr);
+}
+
+#[test]
 fn a_read_only_database_is_unavailable_not_a_bug() {
     let fixture = Fixture::new(CONFIG, NOW);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
