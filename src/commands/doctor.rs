@@ -195,6 +195,9 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
         Some(client) => check_clock(&mut checks, client),
         None => checks.push("clock_skew", Status::Skip, "clock not compared: no database connection"),
     }
+    if let (Some(client), Some(zone)) = (client.as_mut(), defaults.map(|defaults| defaults.timezone)) {
+        check_locks(&mut checks, client, zone);
+    }
     if clock.is_injected() {
         checks.push(
             "injected_clock",
@@ -452,6 +455,30 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
 }
 
 /// Connect (refused for a server older than supported) and judge the server's version.
+/// How long a check waits for a lock on one of drainctl's tables.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The message of a statement that waited [`LOCK_WAIT`] in vain.
+const LOCK_TIMED_OUT: &str = "canceling statement due to lock timeout";
+
+/// After checks that gave up waiting for a lock on drainctl's tables: who holds one, and
+/// what it blocks (every pass, `enqueue`, `status` wait behind it).
+fn check_locks(checks: &mut Checks, client: &mut postgres::Client, zone: chrono_tz::Tz) {
+    if !checks.0.iter().any(|check| check.message.contains(LOCK_TIMED_OUT)) {
+        return;
+    }
+    let holders = crate::db::LockHolder::describe_all(crate::db::table_lock_holders(client), zone);
+    checks.fail(
+        "locks",
+        crate::error::EXIT_TEMPORARY,
+        format!(
+            "another session holds a lock on drainctl's tables that the checks waited {} for (a LOCK TABLE, a \
+             VACUUM FULL, a migration): passes, enqueue and status wait behind it too; held by: {holders}",
+            crate::duration::format_duration(LOCK_WAIT)
+        ),
+    );
+}
+
 /// The database check; the connection, and whether the database was found read-only.
 fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<(postgres::Client, bool)> {
     // Without a usable file, the database URL may still come from the environment.
@@ -483,6 +510,13 @@ fn check_database(checks: &mut Checks, config: Option<&Config>) -> Option<(postg
             return None;
         }
     };
+    // The checks read drainctl's tables: one held by another session (a `LOCK TABLE`, a
+    // `VACUUM FULL`, a migration) fails them after a while, named by the `locks` check,
+    // instead of hanging the command meant to find the cause.
+    if let Err(error) = crate::db::set_lock_timeout(&mut client, LOCK_WAIT) {
+        checks.fail("database", error.exit_code(), error.display_scrubbed());
+        return None;
+    }
     match check_writable(checks, &mut client) {
         Some(true) => {}
         Some(false) => return Some((client, true)),

@@ -904,3 +904,30 @@ fn doctor_cron_fails_a_configuration_supervise_refuses() {
     );
     assert!(!result.stdout.contains("of /dev/stdin (mode 0600)"), "{}", result.stdout);
 }
+
+#[test]
+fn doctor_names_a_session_holding_drainctls_tables_instead_of_waiting_for_it() {
+    let fixture = Fixture::new(&config("/bin/true", ""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // Another session holds `items` (a LOCK TABLE, a VACUUM FULL) for longer than anyone
+    // waits. Before, doctor waited with no output for as long as it lasted.
+    let mut holder = fixture.client();
+    let mut transaction = holder.transaction().unwrap();
+    transaction
+        .batch_execute("SET application_name = 'hand-maintenance'; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let doctor = fixture.drainctl(&["doctor"]).run();
+    transaction.rollback().unwrap();
+    doctor.assert_code(75);
+    assert!(
+        doctor
+            .stdout
+            .contains("another session holds a lock on drainctl's tables that the checks waited 10s for")
+            && doctor.stdout.contains("held by: backend pid")
+            && doctor.stdout.contains("hand-maintenance"),
+        "{}",
+        doctor.stdout
+    );
+    // Released, it is healthy again.
+    fixture.drainctl(&["doctor"]).run().assert_code(0);
+}
