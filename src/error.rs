@@ -69,6 +69,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// A write the database refused as read-only (a standby, `default_transaction_read_only`
+    /// turned on while the session was open).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Error::Unavailable(message) if message.contains(READ_ONLY))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
@@ -207,7 +213,7 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         // cannot be used for now, which is no bug of drainctl's (docs/exit-codes.md).
         if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
             return Error::Unavailable(format!(
-                "{message}: the database is read-only (a standby, for instance after a failover, or \
+                "{message}: {READ_ONLY} (a standby, for instance after a failover, or \
                  default_transaction_read_only = on); nothing was written: point the database URL at \
                  the primary"
             ));
@@ -259,6 +265,8 @@ pub fn is_broken_session(error: &postgres::Error) -> bool {
 /// What an error met on a schema changed by hand adds (docs/migrations.md).
 pub const CHANGED_BY_HAND: &str =
     "drainctl's tables are not as its migrations made them (changed by hand?); `drainctl doctor` names what differs";
+/// How a write refused by a read-only database is named (see [`Error::is_read_only`]).
+pub const READ_ONLY: &str = "the database is read-only";
 /// How a session the server closed is named; [`Error::final_line`] adds what to do.
 pub const CONNECTION_LOST: &str = "database connection lost";
 /// What a role whose search_path names no usable schema is told (an error, `doctor`).

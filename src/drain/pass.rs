@@ -94,9 +94,10 @@ impl<'a> Pass<'a> {
                 // "When the database goes away").
                 // (A failure may be the first the client hears of the session's end: it
                 // is looked at before the error is taken for another.)
-                Err(error) if super::reconnect::is_session_gone(self.client) => {
+                Err(error) if error.is_read_only() || super::reconnect::is_session_gone(self.client) => {
                     log::debug!("drain {}: {error}", self.drain.name);
-                    self.recover_lost_statement(ahead.as_ref())?;
+                    let refused_at = error.is_read_only().then(|| self.refused_as_read_only());
+                    self.recover_lost_statement(ahead.as_ref(), refused_at)?;
                     self.claimed_ahead = ahead;
                     continue;
                 }

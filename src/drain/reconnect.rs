@@ -118,7 +118,8 @@ impl Session<'_> {
         let slot = take_slot(client, self.drain_id, self.drain.concurrency)?;
         let seconds = lost_at.elapsed().as_secs_f64();
         let mut message = format!(
-            "run {} reconnected to the database after {seconds:.1} s: the server had ended its session",
+            "run {} reconnected to the database after {seconds:.1} s: the server had ended its session, or \
+             it could no longer write",
             self.run_id
         );
         let stop = slot.is_none().then(|| {
@@ -250,8 +251,28 @@ impl<'a> Pass<'a> {
                 self.reconnect(None)?;
                 Ok(None)
             }
+            Err(error) if error.is_read_only() => {
+                let refused_at = self.refused_as_read_only();
+                self.reconnect(Some(refused_at))?;
+                Ok(None)
+            }
             Err(error) => Err(error),
         }
+    }
+
+    /// A write the session refused as read-only, its session living on
+    /// (`default_transaction_read_only` turned on and the configuration reloaded, a
+    /// primary demoted): said, and the instant returned for [`Pass::reconnect`], which
+    /// then opens a session that can write as after a failover — one attempt each second
+    /// for a minute, the same step sent again on it (docs/operations.md, "When the
+    /// database goes away").
+    pub(super) fn refused_as_read_only(&self) -> Instant {
+        log::warn!(
+            "drain {}: run {}: the database refused a write as read-only; waiting for a session that can write",
+            self.drain.name,
+            self.run_id
+        );
+        Instant::now()
     }
 
     /// The statement between two workers failed because the server ended the session:
@@ -261,9 +282,15 @@ impl<'a> Pass<'a> {
     /// finds the item done under the run's own claim counts it done), and an item it
     /// claimed goes back unstarted, attempt refunded (see `give_back_unknown_claims`).
     /// `ahead`: the item the pass had claimed ahead before it, which it still holds.
-    pub(super) fn recover_lost_statement(&mut self, ahead: Option<&ClaimedItem>) -> Result<()> {
+    /// `refused_at`: when the session refused it as read-only instead (see
+    /// [`Pass::refused_as_read_only`]).
+    pub(super) fn recover_lost_statement(
+        &mut self,
+        ahead: Option<&ClaimedItem>,
+        refused_at: Option<Instant>,
+    ) -> Result<()> {
         let known = self.known_claims(None, ahead);
-        let recovered = self.reconnect(None).and_then(|()| self.give_back_on_a_lasting_session(&known));
+        let recovered = self.reconnect(refused_at).and_then(|()| self.give_back_on_a_lasting_session(&known));
         recovered.map_err(|error| self.results_left(error))
     }
 

@@ -1283,6 +1283,77 @@ fn a_pass_whose_new_session_is_read_only_waits_for_one_that_writes_and_keeps_the
 }
 
 #[test]
+fn a_session_that_turns_read_only_under_a_pass_waits_for_one_that_writes_and_keeps_the_result() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }])),
+            ),
+            ("b".into(), steps(json!([{ "out": "result b" }]))),
+        ],
+    );
+    let mut pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    let stderr = pass.stderr.take().unwrap();
+    let (met_read_only, read_only_met) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line
+                .contains("the database refused a write as read-only; waiting for a session that can write")
+            {
+                let _ = met_read_only.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    // The pass's session lives on but may no longer write (as after `ALTER SYSTEM SET
+    // default_transaction_read_only = on` and a reload, which would reach every test's
+    // sessions): here every write of an item is refused so, for as long as the flag stands.
+    let mut client = fixture.client();
+    client
+        .batch_execute(
+            "CREATE TABLE test_read_only (flag boolean);
+             INSERT INTO test_read_only VALUES (true);
+             CREATE FUNCTION test_read_only() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN
+                    IF EXISTS (SELECT 1 FROM test_read_only) THEN
+                      RAISE EXCEPTION 'cannot execute UPDATE in a read-only transaction'
+                        USING ERRCODE = 'read_only_sql_transaction';
+                    END IF;
+                    RETURN NEW;
+                  END $$;
+             CREATE TRIGGER test_read_only BEFORE UPDATE ON items FOR EACH ROW EXECUTE FUNCTION test_read_only();",
+        )
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    read_only_met
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the pass to meet the read-only refusal and wait");
+    client.batch_execute("DELETE FROM test_read_only").unwrap();
+    let mut result = finished(pass.wait_with_output().unwrap());
+    result.stderr = log.join().unwrap();
+    // Before: `could not write the result of item a … it was held only in memory: it is
+    // lost`, exit 69, the run left running and the item run again once reaped.
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 2, "{}\n{}", result.stdout, result.stderr);
+    for (key, expected) in [("a", &b"result a\n"[..]), ("b", b"result b\n")] {
+        let row =
+            client.query_one("SELECT state, attempts, result FROM items WHERE key = $1", &[&key]).unwrap();
+        assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("done".to_string(), 1), "item {key}");
+        assert_eq!(row.get::<_, Vec<u8>>(2), expected, "item {key}");
+    }
+    assert!(!result.stderr.contains("ended this pass's session"), "{}", result.stderr);
+}
+
+#[test]
 fn sessions_that_end_again_as_soon_as_they_are_opened_are_replaced_until_one_lasts() {
     let fixture = Fixture::new(&config(""), NOW);
     let started = fixture.path("started");
