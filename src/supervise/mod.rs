@@ -905,8 +905,18 @@ fn prune_and_write_textfile(
         }
         interrupted.check(client, outbox, clock, &format!("it {}", crate::output::listed(&left)))?;
     }
-    // Retention, at most once a day.
-    match crate::prune::prune_if_due(client, outbox, config, clock.now()) {
+    // Retention, at most once a day — not by a file with no drain: one emptied by a deploy
+    // that failed half-way (the failure recorded above) sets no retention, and its
+    // defaults would remove history the operator's own kept (docs/operations.md,
+    // "Retention").
+    let prune = match config.drains.is_empty() {
+        true => {
+            log::warn!("supervise: old history not pruned: the configuration has no [[drain]] table");
+            Ok(None)
+        }
+        false => crate::prune::prune_if_due(client, outbox, config, clock.now()),
+    };
+    match prune {
         Ok(report) => pruned = report,
         // Stopped between two batches by SIGTERM or SIGINT (what it removed is recorded):
         // the pass is interrupted, not failed; the check below says so.

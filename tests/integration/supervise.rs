@@ -2027,6 +2027,32 @@ fn a_lock_holders_application_name_is_shown_with_the_password_masked_and_control
 }
 
 #[test]
+fn a_configuration_emptied_by_a_deploy_prunes_nothing() {
+    // Kept a year by the operator's retention; the file is then emptied.
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"UTC\"\nretention = { runs = \"365d\", events = \"365d\", logs = \"365d\" }\n\n\
+         [[drain]]\nname = \"keep\"\ncommand = [\"/bin/cat\"]\n",
+        "2026-06-01T10:00:00Z",
+    );
+    fixture.enqueue("keep", &[("a".into(), json!({}))]);
+    fixture.drainctl(&["drain", "keep"]).run().assert_code(0);
+    let events = fixture.count("SELECT count(*) FROM events");
+    fixture.write_config("");
+    fixture.set_now("2026-09-01T10:00:00Z");
+    let pass = fixture.drainctl(&["supervise"]).run();
+    pass.assert_code(78);
+    // Before: the empty file's default retention (runs 30d, events 90d) removed them.
+    assert!(
+        pass.stderr.contains("old history not pruned: the configuration has no [[drain]] table"),
+        "{}",
+        pass.stderr
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM runs"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'retention_pruned'"), 0);
+    assert!(fixture.count("SELECT count(*) FROM events") > events);
+}
+
+#[test]
 fn a_configuration_without_a_drain_fails_the_pass_with_exit_78() {
     // Before: a file emptied by a deploy that failed half-way made passes that exited 0 and
     // looked healthy while nothing ran.
