@@ -489,14 +489,19 @@ impl Config {
     }
 
     /// The file [`Config::discover`] would read: `explicit`, else `$DRAINCTL_CONFIG`, else
-    /// the first default path that exists.
+    /// the first default path where anything is — a folder, a named pipe or a link leading
+    /// nowhere included, refused by the reading for what it is: skipped, a broken
+    /// `./drainctl.toml` handed the run to `/etc/drainctl/drainctl.toml` without a word
+    /// (docs/configuration.md).
     pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
         let named = explicit
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
         match named {
             Some(path) => Some(path),
-            None => DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
+            None => {
+                DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| std::fs::symlink_metadata(p).is_ok())
+            }
         }
     }
 

@@ -378,6 +378,34 @@ fn supervise_refuses_a_descriptor_configuration_whatever_it_reads_before_anythin
 }
 
 #[test]
+fn a_broken_drainctl_toml_in_the_current_folder_is_refused_not_skipped() {
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"q\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-11-27T10:00:00Z");
+    let folder = fixture.path("work");
+    std::fs::create_dir(&folder).unwrap();
+    let local = folder.join("drainctl.toml");
+    // A folder, then a link leading nowhere (a deploy's `current` link whose release is
+    // gone). Before: skipped without a word for /etc/drainctl/drainctl.toml — or, with
+    // none, "no configuration file: … or create ./drainctl.toml".
+    for broken in ["folder", "dangling link"] {
+        match broken {
+            "folder" => std::fs::create_dir(&local).unwrap(),
+            _ => {
+                std::fs::remove_dir(&local).unwrap();
+                std::os::unix::fs::symlink(fixture.path("releases/gone/drainctl.toml"), &local).unwrap();
+            }
+        }
+        let result = fixture.drainctl(&["status"]).env_remove("DRAINCTL_CONFIG").current_dir(&folder).run();
+        result.assert_code(78);
+        assert!(
+            result.stderr.contains("./drainctl.toml") && !result.stderr.contains("no configuration file"),
+            "{broken}: {}",
+            result.stderr
+        );
+    }
+}
+
+#[test]
 fn a_relative_path_in_a_configuration_read_from_a_descriptor_is_refused() {
     let fixture = Fixture::new(
         "[defaults]\nlog_dir = \"logs\"\n[[drain]]\nname = \"q\"\ncommand = [\"FAKE_WORKER\"]\n",
