@@ -1264,9 +1264,7 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
     if let Err(error) = crate::output::refuse_foreign_links(log_dir, "log_dir", "log_dir") {
         return checks.fail("log_dir", EXIT_CONFIG, error.to_string());
     }
-    let created = if log_dir.is_dir() {
-        false
-    } else if let Ok(metadata) = std::fs::metadata(log_dir) {
+    if let Some(metadata) = std::fs::metadata(log_dir).ok().filter(|metadata| !metadata.is_dir()) {
         let what = if metadata.is_file() { "a file" } else { "not a directory (a device, fifo or socket)" };
         return checks.fail(
             "log_dir",
@@ -1276,9 +1274,8 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
                 log_dir.display()
             ),
         );
-    } else if std::fs::metadata(log_dir)
-        .is_err_and(|error| error.kind() == std::io::ErrorKind::PermissionDenied)
-    {
+    }
+    if std::fs::metadata(log_dir).is_err_and(|error| error.kind() == std::io::ErrorKind::PermissionDenied) {
         // There, or not: a folder above it may not be entered by this user.
         return checks.fail(
             "log_dir",
@@ -1289,27 +1286,13 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
                 log_dir.display()
             ),
         );
-    } else {
-        // Made one folder at a time below a pinned one: never where a link swapped in
-        // meanwhile would lead.
-        match crate::pinned_folder::PinnedFolder::create_all(log_dir, 0o700).map_err(|refusal| {
-            refusal.into_error("log_dir", log_dir, "log_dir", |error| {
-                crate::error::Error::Config(error.to_string())
-            })
-        }) {
-            Ok(_) => true,
-            Err(error) => {
-                return checks.fail(
-                    "log_dir",
-                    EXIT_CONFIG,
-                    format!(
-                        "log_dir {} cannot be created: {error}; create it or change log_dir",
-                        log_dir.display()
-                    ),
-                )
-            }
-        }
-    };
+    }
+    if !log_dir.is_dir() {
+        // Missing: the first pass creates it, as the user it runs as. A doctor run as
+        // another (root, for a service user's deployment) must not make it theirs, which
+        // the service could then not write: it says whether this user could.
+        return check_log_dir_to_create(checks, log_dir);
+    }
     match probe_writable(log_dir) {
         // The drains' logs would be theirs to swap (a drain whose folder is not this
         // user's is refused at its start).
@@ -1330,11 +1313,7 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
         Ok(()) => checks.push(
             "log_dir",
             Status::Ok,
-            format!(
-                "log_dir {} is writable{}",
-                log_dir.display(),
-                if created { " (created, mode 0700)" } else { "" }
-            ),
+            format!("log_dir {} is writable", log_dir.display()),
         ),
         Err(error) if crate::output::is_full_file_system(&error) => checks.fail(
             "log_dir",
@@ -1350,6 +1329,50 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
             format!(
                 "log_dir {} is not writable: {error}; fix its owner or mode, or change log_dir",
                 log_dir.display()
+            ),
+        ),
+    }
+}
+
+/// A `log_dir` not there yet: the nearest folder above it that is must let this user make
+/// it (a probe file written and removed there); nothing is created.
+fn check_log_dir_to_create(checks: &mut Checks, log_dir: &Path) {
+    let Some(nearest) = log_dir.ancestors().skip(1).find(|folder| std::fs::symlink_metadata(folder).is_ok())
+    else {
+        return checks.fail(
+            "log_dir",
+            EXIT_CONFIG,
+            format!("log_dir {} has no folder above it", log_dir.display()),
+        );
+    };
+    let nearest = if nearest.as_os_str().is_empty() { Path::new(".") } else { nearest };
+    match probe_writable(nearest) {
+        Ok(()) => checks.push(
+            "log_dir",
+            Status::Ok,
+            format!(
+                "log_dir {} is not there yet: the first pass creates it (mode 0700) in {}, which this user may \
+                 write (run doctor as the user drainctl runs as: it is theirs to create)",
+                log_dir.display(),
+                nearest.display()
+            ),
+        ),
+        Err(error) if crate::output::is_full_file_system(&error) => checks.fail(
+            "log_dir",
+            EXIT_TEMPORARY,
+            format!(
+                "log_dir {} is on a full file system: {error}; the drains' log lines are lost until space is freed",
+                log_dir.display()
+            ),
+        ),
+        Err(error) => checks.fail(
+            "log_dir",
+            EXIT_CONFIG,
+            format!(
+                "log_dir {} cannot be created: {} is not writable by this user: {error}; create log_dir for the \
+                 user drainctl runs as, or change log_dir",
+                log_dir.display(),
+                nearest.display()
             ),
         ),
     }
