@@ -31,11 +31,19 @@ use resolve::Source;
 pub const CONFIG_ENV: &str = "DRAINCTL_CONFIG";
 pub const DATABASE_URL_ENV: &str = "DRAINCTL_DATABASE_URL";
 pub const FALLBACK_DATABASE_URL_ENV: &str = "DATABASE_URL";
-/// Variables that carry drainctl's database credentials: removed from the environment of
-/// every worker and notifier (a drain's own `env` may set them again), so that a child
-/// never sees the password unless the configuration hands it over. See
-/// docs/worker-contract.md.
-pub const WITHHELD_ENV: [&str; 3] = [DATABASE_URL_ENV, FALLBACK_DATABASE_URL_ENV, "PGPASSWORD"];
+/// Variables removed from the environment of every worker and notifier (a drain's own
+/// `env` may set them again): those that carry drainctl's database credentials, so that a
+/// child never sees the password unless the configuration hands it over; and those naming
+/// the IPC channel of a Node.js parent (pm2 sets `NODE_CHANNEL_FD=3`), whose descriptor is
+/// withheld from children — a Node.js worker (gemini-cli, codex) given the variable
+/// without the descriptor aborts at its start. See docs/worker-contract.md.
+pub const WITHHELD_ENV: [&str; 5] = [
+    DATABASE_URL_ENV,
+    FALLBACK_DATABASE_URL_ENV,
+    "PGPASSWORD",
+    "NODE_CHANNEL_FD",
+    "NODE_CHANNEL_SERIALIZATION_MODE",
+];
 /// Searched in this order when neither `--config` nor `$DRAINCTL_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./drainctl.toml", "/etc/drainctl/drainctl.toml"];
 /// What `{token}` in `resume_args` is replaced with.

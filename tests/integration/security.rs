@@ -139,6 +139,24 @@ fn a_worker_that_prints_its_environment_stores_neither_the_database_url_nor_the_
 }
 
 #[test]
+fn a_worker_started_under_pm2_gets_no_node_channel_without_its_descriptor() {
+    // pm2 starts drainctl with `NODE_CHANNEL_FD=3`; the descriptor is withheld from
+    // workers, so the variable must be too. Before, a Node.js worker (gemini-cli, codex)
+    // aborted at its start (signal 6) and every item failed.
+    let fixture = Fixture::new(&config("", "").replace("[\"FAKE_WORKER\"]", "[\"env\"]"), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({}))]);
+    fixture
+        .drainctl(&["drain", "docs"])
+        .env("NODE_CHANNEL_FD", "3")
+        .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
+        .run()
+        .assert_code(0);
+    let result = result_of(&fixture, "a");
+    assert!(result.contains("DRAIN_ITEM_KEY=a"), "the worker printed its environment: {result}");
+    assert!(!result.contains("NODE_CHANNEL_"), "{result}");
+}
+
+#[test]
 fn a_worker_cannot_read_the_password_from_its_drains_own_environment() {
     let worker = r#"["sh", "-c", "tr '\\0' '\\n' < /proc/$PPID/environ; echo read=$?"]"#;
     let fixture = Fixture::new(&config("", "").replace("[\"FAKE_WORKER\"]", worker), NOW);
