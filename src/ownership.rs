@@ -86,6 +86,8 @@ pub enum OtherWriter {
 pub const EVERY_USER_MAY_REPLACE: &str = "where every user may replace it";
 /// How a refusal of an entry in a folder of another user's says so.
 pub const ITS_OWNER_MAY_REPLACE: &str = "whose owner may replace it";
+/// How a refusal of an entry in a folder whose ACL lets another user write says so.
+pub const ITS_ACL_LETS_REPLACE: &str = "whose ACL lets";
 /// How the refusal of a path through another user's link says so ([`reached_through`]).
 pub const REACHED_THROUGH_A_LINK: &str = "is reached through the symbolic link";
 
@@ -174,7 +176,7 @@ pub fn acl_writers(path: &std::path::Path) -> Vec<String> {
         .filter(|(_, perm, _)| perm & WRITE != 0)
         .filter_map(|&(tag, _, id)| match tag {
             USER if id != euid && id != 0 => Some(format!("user {}", user_named(id))),
-            GROUP if id != 0 => Some(format!("group {id}")),
+            GROUP if !is_trusted_group(id) => Some(format!("group {id}")),
             _ => None,
         })
         .collect()
@@ -385,6 +387,15 @@ pub fn others_may_replace(path: &std::path::Path, counts_group: bool) -> Option<
                 writer.may_replace()
             )),
             None if is_sticky => None,
+            // A POSIX ACL may let another user, or a group, write the folder whatever its
+            // mode says (`setfacl -m u:NAME:rwx`).
+            None if let Some(writers) = Some(acl_writers(folder)).filter(|writers| !writers.is_empty()) => {
+                Some(format!(
+                    "{shown} {holds} {folder_shown}, {ITS_ACL_LETS_REPLACE} {} replace it: move it, or setfacl -b \
+                     the folder",
+                    writers.join(" and ")
+                ))
+            }
             None if counts_group && metadata.mode() & 0o020 != 0 && !is_trusted_group(metadata.gid()) => Some(format!(
                 "{shown} {holds} {folder_shown}, where its group (gid {}) may replace it: move it, or chmod g-w \
                  the folder",
@@ -486,5 +497,24 @@ mod tests {
         assert!(refused.contains("has an ACL that lets user "), "{refused}");
         assert!(grant_write_by_acl(&file, 65534, 4));
         assert!(acl_writers(&file).is_empty(), "the mask takes write away");
+    }
+
+    #[test]
+    fn a_configuration_in_a_folder_whose_acl_lets_another_user_write_is_refused() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("drainctl.toml");
+        std::fs::write(&file, "").unwrap();
+        assert!(crate::config::Config::load(&file).is_ok());
+        if !grant_write_by_acl(folder.path(), 65534, 7) {
+            eprintln!("this file system takes no ACL: nothing to check");
+            return;
+        }
+        // Before: loaded, and the other user could rename another file over it.
+        let refused = crate::config::Config::load(&file).unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("{ITS_ACL_LETS_REPLACE} user {} replace it", user_named(65534)))
+                && refused.contains("setfacl -b the folder"),
+            "{refused}"
+        );
     }
 }

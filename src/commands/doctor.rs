@@ -452,6 +452,18 @@ fn check_config_secrecy(checks: &mut Checks, config: &Config) {
             ),
         );
     }
+    // A folder above it its group may write: a member may swap the file for another (one
+    // any other user may replace is refused at load).
+    if let Some(why) = crate::ownership::others_may_replace(path, true) {
+        checks.push(
+            "config",
+            Status::Warn,
+            format!(
+                "configuration file {why}; whoever replaces it could change the programs drainctl runs, unless \
+                 every member of that group may run programs as this user"
+            ),
+        );
+    }
 }
 
 /// Connect (refused for a server older than supported) and judge the server's version.

@@ -192,6 +192,7 @@ impl EndedWithoutRun {
             crate::ownership::REACHED_THROUGH_A_LINK,
             crate::ownership::ITS_OWNER_MAY_REPLACE,
             crate::ownership::EVERY_USER_MAY_REPLACE,
+            crate::ownership::ITS_ACL_LETS_REPLACE,
             crate::pinned_folder::NEVER_THROUGH_FOREIGN_LINKS,
             log_file::ONLY_INTO_ITS_OWN_FOLDER,
         ]

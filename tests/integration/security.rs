@@ -139,6 +139,30 @@ fn a_worker_that_prints_its_environment_stores_neither_the_database_url_nor_the_
 }
 
 #[test]
+fn doctor_warns_of_a_configuration_in_a_folder_its_group_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Fixture::new(&config("", ""), NOW);
+    let folder = fixture.path("shared-config");
+    std::fs::create_dir(&folder).unwrap();
+    let file = folder.join("drainctl.toml");
+    std::fs::copy(&fixture.config_path, &file).unwrap();
+    // The folder of a group this user is not (`nogroup`), which may write it.
+    std::os::unix::fs::chown(&folder, None, Some(65534)).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    let doctor = fixture.drainctl(&["--config", file.to_str().unwrap(), "doctor"]).run();
+    // Before: "ok config", though a member could rename another file over it.
+    assert!(
+        doctor.stdout.contains(&format!(
+            "warn  config: configuration file {} is in {}, where its group (gid 65534) may replace it",
+            file.display(),
+            folder.display()
+        )),
+        "{}",
+        doctor.stdout
+    );
+}
+
+#[test]
 fn a_worker_started_under_pm2_gets_no_node_channel_without_its_descriptor() {
     // pm2 starts drainctl with `NODE_CHANNEL_FD=3`; the descriptor is withheld from
     // workers, so the variable must be too. Before, a Node.js worker (gemini-cli, codex)
