@@ -734,7 +734,18 @@ fn bracket_a_lone_string(key: &str, message: String) -> String {
     let needs_a_shell = value
         .contains(['|', '&', ';', '<', '>', '$', '`', '*', '?', '[', '#', '\'', '"', '~'])
         || sets_a_variable;
-    let written = if is_program && needs_a_shell {
+    // A pipe's status is its last command's: `claude -p | tee log` would exit 0 whatever
+    // the client did, its failures and limits stored as done. bash's `pipefail` keeps the
+    // first failure (dash, Debian's `sh`, has none).
+    let has_a_pipe = value.replace("||", "").contains('|');
+    let written = if is_program && has_a_pipe {
+        let piped = format!("set -o pipefail; {value}");
+        format!(
+            "[{}] (no shell reads it; pipefail keeps the client's exit status, which the pipe's last command \
+             would replace)",
+            quoted(&["bash", "-c", &piped])
+        )
+    } else if is_program && needs_a_shell {
         format!("[{}] (no shell reads it)", quoted(&["sh", "-c", value]))
     } else if is_program {
         format!("[{}], each argument its own string", quoted(&value.split_whitespace().collect::<Vec<_>>()))
@@ -946,7 +957,7 @@ mod tests {
         let config = |drain_lines: &str| format!("[[drain]]\nname = \"docs\"\n{drain_lines}\n");
         let cases = [
             ("command = \"claude -p\"", "drain \"docs\": command: invalid type: string \"claude -p\", expected an array ([...]): write command = [\"claude\", \"-p\"], each argument its own string"),
-            ("command = \"claude -p | tee out\"", "write command = [\"sh\", \"-c\", \"claude -p | tee out\"] (no shell reads it)"),
+            ("command = \"claude -p > out\"", "write command = [\"sh\", \"-c\", \"claude -p > out\"] (no shell reads it)"),
             ("command = [\"w\"]\nquota_patterns = \"usage cap\"", "write quota_patterns = [\"usage cap\"]"),
         ];
         for (lines, expected) in cases {
@@ -964,6 +975,12 @@ mod tests {
             ("command = \"say \\\"hi $NAME\\\"\"", r#"write command = ["sh", "-c", "say \"hi $NAME\""]"#),
             ("command = \"~/bin/worker --flag\"", r#"write command = ["sh", "-c", "~/bin/worker --flag"]"#),
             ("command = \"FOO=1 claude -p\"", r#"write command = ["sh", "-c", "FOO=1 claude -p"]"#),
+            // A pipe keeps the client's status (before: `sh -c`, the pipe exiting 0 after a
+            // failed client, its item stored as done).
+            (
+                "command = \"claude -p | tee log\"",
+                r#"write command = ["bash", "-c", "set -o pipefail; claude -p | tee log"] (no shell reads it; pipefail"#,
+            ),
         ] {
             let message = resolve(&config(lines)).unwrap_err().to_string();
             assert!(message.contains(expected), "{expected}\nnot in\n{message}");
