@@ -653,8 +653,9 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             check_worker_zone(checks, &whose, &account.env, config.defaults.timezone);
         }
     }
-    for warning in config.misspelled_quota_groups() {
+    for (drain, warning) in config.misspelled_quota_groups() {
         checks.push("quota_group", Status::Warn, warning);
+        checks.for_drain(&drain);
     }
     for drain in &config.drains {
         let path_override =

@@ -83,8 +83,8 @@ impl Config {
     /// Drains whose `quota_group` names no group with accounts while one or two letters
     /// from a group declared with accounts that no drain uses (`claude-chiar` beside
     /// `claude-chair`): a misspelling would run them on the wrong account. What `doctor`
-    /// warns of, one line each.
-    pub fn misspelled_quota_groups(&self) -> Vec<String> {
+    /// warns of, one line each, with the drain it is about.
+    pub fn misspelled_quota_groups(&self) -> Vec<(String, String)> {
         let has_accounts =
             |group: &QuotaGroupConfig| group.accounts.iter().any(|account| !account.is_implicit());
         let unused_with_accounts: Vec<&QuotaGroupConfig> = self
@@ -102,12 +102,12 @@ impl Config {
             if let Some(meant) =
                 unused_with_accounts.iter().find(|meant| is_near(&drain.quota_group, &meant.name))
             {
-                warnings.push(format!(
+                warnings.push((drain.name.clone(), format!(
                     "drain {}: quota_group {:?} has no accounts, and {:?}, declared with accounts, is used by no \
                      drain: did you mean {:?}? (a name no [[quota_group]] declares is a group of its own; declare \
                      it to keep the name)",
                     drain.name, drain.quota_group, meant.name, meant.name
-                ));
+                )));
             }
         }
         warnings

@@ -1433,7 +1433,15 @@ mod tests {
         // warns (before: nothing said the drain ran without the accounts).
         let misspelled =
             TWO_ACCOUNTS.replace("quota_group = \"claude-chair\"", "quota_group = \"claude-chiar\"");
-        let warnings = resolve(&misspelled).unwrap().misspelled_quota_groups();
+        let warnings: Vec<String> = resolve(&misspelled)
+            .unwrap()
+            .misspelled_quota_groups()
+            .into_iter()
+            .map(|(drain, warning)| {
+                assert_eq!(drain, "halacha");
+                warning
+            })
+            .collect();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].starts_with(

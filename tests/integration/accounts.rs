@@ -717,4 +717,7 @@ fn doctor_warns_of_a_drain_whose_quota_group_is_one_letter_from_an_unused_group_
         check["message"].as_str().unwrap_or_default().contains("did you mean \"claude-chair\"?"),
         "{check}"
     );
+    // The drain it is about (before: null).
+    assert!(check["drain"].is_string(), "{check}");
+    crate::operator::assert_documented("drainctl doctor", &doctor);
 }
