@@ -97,7 +97,8 @@ impl Error {
         let mut line = self.display_scrubbed();
         // (Not for a connection that was never made: nothing of the command ran.)
         if matches!(self, Error::Unavailable(message)
-            if message.contains(CONNECTION_LOST) && !message.starts_with(CANNOT_CONNECT))
+            if message.contains(CONNECTION_LOST) && !message.starts_with(CANNOT_CONNECT)
+                && !message.contains(COMMIT_OUTCOME_UNKNOWN))
         {
             line.push_str(
                 "; what the command had not committed was rolled back: run it again once the database answers",
@@ -265,6 +266,9 @@ pub fn is_broken_session(error: &postgres::Error) -> bool {
 /// What an error met on a schema changed by hand adds (docs/migrations.md).
 pub const CHANGED_BY_HAND: &str =
     "drainctl's tables are not as its migrations made them (changed by hand?); `drainctl doctor` names what differs";
+/// How a session lost while its transaction was committing is said: the server may have
+/// committed it before the end, or not (see `db::in_transaction_told`).
+pub const COMMIT_OUTCOME_UNKNOWN: &str = "lost while its transaction was committing";
 /// How a write refused by a read-only database is named (see [`Error::is_read_only`]).
 pub const READ_ONLY: &str = "the database is read-only";
 /// How a session the server closed is named; [`Error::final_line`] adds what to do.

@@ -14,15 +14,19 @@ use serde_json::{json, Value};
 
 use crate::cli::EnqueueArgs;
 use crate::context::Context;
+use crate::db::drains::ensure_drain;
 use crate::db::events::{record_event, Event};
 use crate::db::items::{
     apply_staged_items, finish_staging, first_refused_line, refused_item, stage_item, start_staging, NewItem,
     MAX_KEY_BYTES,
 };
-use crate::db::{drains::ensure_drain, in_transaction};
 use crate::error::{Error, Result};
 use crate::model::EventKind;
 use crate::output::Report;
+
+/// What a batch whose commit's outcome is unknown asks (see `db::in_transaction_told`).
+const ENQUEUE_AGAIN: &str = "run the same enqueue again once the database answers: the items already \
+                             enqueued count as duplicates, the rest are added";
 
 /// Longest payload accepted, as compact JSON: 256 MiB − 1, the most PostgreSQL's jsonb
 /// holds in one string or in the elements of one array or object.
@@ -97,7 +101,7 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
     // a long batch (a slow producer on stdin), it would hold every `supervise` pass,
     // which creates the rows of all configured drains, until the batch ends.
     ensure_drain(&mut ctx.client, &drain, now)?;
-    let counts = in_transaction(&mut ctx.client, |tx| {
+    let counts = crate::db::in_transaction_told(&mut ctx.client, ENQUEUE_AGAIN, |tx| {
         let (staged, source) = stage(tx, input)?;
         let origin = |line: i64| match &source {
             Some(source) => format!("{source}:{line}"),

@@ -988,6 +988,29 @@ pub fn in_transaction<T>(
     Ok(value)
 }
 
+/// [`in_transaction`], for a command whose work is safe to do again: a session lost at
+/// the commit itself leaves its outcome unknown — the server may have committed before
+/// the session ended — and the error says so and `what_then`, instead of "rolled back"
+/// (as `enqueue` was told: its batch was there).
+pub fn in_transaction_told<T>(
+    client: &mut Client,
+    what_then: &str,
+    body: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut transaction = client.transaction()?;
+    let value = body(&mut transaction)?;
+    match transaction.commit().map_err(Error::from) {
+        Ok(()) => Ok(value),
+        Err(Error::Unavailable(message)) if message.contains(crate::error::CONNECTION_LOST) => {
+            Err(Error::Unavailable(format!(
+                "{message}: the session was {}, so it may have been committed or not; {what_then}",
+                crate::error::COMMIT_OUTCOME_UNKNOWN
+            )))
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Statements of the drain's per-item path, prepared once on the connection and reused:
 /// the server parses and plans each of them once per pass instead of once per item,
 /// and every later use is still a single round trip. A statement belongs to the

@@ -278,6 +278,36 @@ fn a_signal_while_the_batch_commits_does_not_hide_that_it_was_enqueued() {
 }
 
 #[test]
+fn a_session_lost_at_the_commit_says_the_batch_may_be_there_and_to_enqueue_again() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let lines: String = (0..10).map(|n| format!("{{\"key\": \"k{n}\", \"payload\": {n}}}\n")).collect();
+    std::fs::write(fixture.path("batch.jsonl"), lines).unwrap();
+    let file = fixture.path("batch.jsonl").display().to_string();
+    let enqueue = fixture
+        .drainctl(&["enqueue", "docs", "--file", &file])
+        .env("DRAINCTL_FAULT", "slow_enqueue_commit")
+        .spawn();
+    let pid = enqueue.id();
+    wait_until("enqueue to reach its commit", std::time::Duration::from_secs(20), || ignores_sigterm(pid));
+    // The session ends at the commit (here just before it: nothing is committed; ended
+    // during it, the server may have committed the batch, as a terminate test found).
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    let output = enqueue.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(69), "{stderr}");
+    // Before: "what the command had not committed was rolled back", of a batch found there.
+    assert!(
+        stderr.contains("lost while its transaction was committing, so it may have been committed or not")
+            && stderr.contains("run the same enqueue again once the database answers")
+            && !stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    let again = fixture.drainctl(&["enqueue", "docs", "--file", &file]).run();
+    again.assert_code(0);
+    assert_eq!(query_i64(&mut fixture.client(), "SELECT count(*) FROM items"), 10);
+}
+
+#[test]
 fn file_dash_reads_stdin() {
     let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
     let result = fixture
