@@ -424,17 +424,25 @@ fn close_run(pass: &mut Pass, stop: Stop) -> Result<Stop> {
         .as_ref()
         .filter(|(cost_stop, _)| cost_stop.status == stop.status && cost_stop.note == stop.note)
         .map(|(_, event)| event.clone().run(run_id));
-    let ended_before = in_transaction(pass.client, |tx| {
-        // Supervise may have ended this run already (hung): then it told the story.
-        if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at, pass.idle_seconds)? {
-            if let Some(budget_event) = &budget_event {
-                record_event(tx, pass.outbox, budget_event, at)?;
+    // A session the server ends here is replaced and the end recorded on the new one
+    // (before, the run stayed `running`, reaped later as crashed, for a pass that had
+    // finished). One whose commit went through, its reply lost, finds its own end.
+    let ended_before = pass.on_a_lasting_session(|pass| {
+        let (outbox, idle_seconds) = (pass.outbox, pass.idle_seconds);
+        in_transaction(pass.client, |tx| {
+            // Supervise may have ended this run already (hung): then it told the story.
+            if runs::finish_run(tx, run_id, stop.status, Some(&stop.note), at, idle_seconds)? {
+                if let Some(budget_event) = &budget_event {
+                    record_event(tx, outbox, budget_event, at)?;
+                }
+                record_event(tx, outbox, &event, at)?;
+                return Ok(None);
             }
-            record_event(tx, pass.outbox, &event, at)?;
-            return Ok(None);
-        }
-        runs::recorded_end(tx, run_id)
+            runs::recorded_end(tx, run_id)
+        })
     })?;
+    let ended_before = ended_before
+        .filter(|(status, note)| !(*status == stop.status && note.as_deref() == Some(stop.note.as_str())));
     // The pass's line says what the run is: `run 17 hung: … — no checkpoint for 15m …;
     // this pass then: interrupted by SIGTERM …`, not "failed" beside a run shown hung.
     let stop = match ended_before {

@@ -1354,6 +1354,44 @@ fn a_session_that_turns_read_only_under_a_pass_waits_for_one_that_writes_and_kee
 }
 
 #[test]
+fn a_pass_whose_session_ends_while_it_records_its_end_records_it_on_a_new_one() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    fixture.enqueue(
+        "docs",
+        &[("a".into(), steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }])))],
+    );
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    // The run's end waits behind another session's lock on the events, and its session is
+    // ended there (as an administrator's pg_terminate_backend would).
+    let mut holder = fixture.client();
+    let mut transaction = holder.transaction().unwrap();
+    transaction.batch_execute("LOCK TABLE events IN SHARE MODE").unwrap();
+    std::fs::write(&go, "").unwrap();
+    let mut admin = fixture.client();
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                   AND application_name = 'drainctl' AND wait_event_type = 'Lock' AND query LIKE '%events%'";
+    let mut pid = None;
+    wait_until("the pass to wait for the events", Duration::from_secs(20), || {
+        pid = admin.query_opt(waiting, &[]).unwrap().map(|row| row.get::<_, i32>(0));
+        pid.is_some()
+    });
+    let running: i64 =
+        admin.query_one("SELECT count(*) FROM runs WHERE status = 'running'", &[]).unwrap().get(0);
+    admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
+    transaction.rollback().unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    // Before: exit 69, the run left `running`, then reaped as crashed (a false
+    // `run_crashed` notification) for a pass that had done its item.
+    result.assert_code(0);
+    assert_eq!(running, 1, "the wait was the run's end");
+    assert_eq!(result.json()["items_done"], 1, "{}", result.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'drained'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'run_finished'"), 1);
+}
+
+#[test]
 fn sessions_that_end_again_as_soon_as_they_are_opened_are_replaced_until_one_lasts() {
     let fixture = Fixture::new(&config(""), NOW);
     let started = fixture.path("started");
