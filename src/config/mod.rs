@@ -408,11 +408,30 @@ fn refuse_others_writing(path: &Path, metadata: &std::fs::Metadata) -> Result<()
         ))),
         Some(OtherWriter::Owner { uid }) => {
             let euid = effective_uid();
+            // Reached through a link: where it leads is what belongs to the other user.
+            let named = match std::fs::symlink_metadata(path).is_ok_and(|link| link.file_type().is_symlink())
+            {
+                true => match std::fs::canonicalize(path) {
+                    Ok(target) => format!("{shown} (a link to {})", target.display()),
+                    Err(_) => shown.to_string(),
+                },
+                false => shown.to_string(),
+            };
+            // In a folder its owner may replace it in, a chown alone would be refused next
+            // for that folder: the fix is a copy of the file's own.
+            let fix = match crate::ownership::others_may_replace(path, false) {
+                Some(_) => format!(
+                    "run drainctl as its owner, or copy it into a folder only {} may write, and name that copy",
+                    match euid {
+                        0 => "root".to_string(),
+                        _ => format!("{} and root", chown_owner(euid)),
+                    }
+                ),
+                None => format!("run drainctl as its owner, or chown {} {shown}", chown_owner(euid)),
+            };
             Err(Error::Config(format!(
-                "configuration file {shown} {}, and its owner could change the programs drainctl \
-                 runs; run drainctl as its owner, or chown {} {shown}",
+                "configuration file {named} {}, and its owner could change the programs drainctl runs; {fix}",
                 foreign_owner(uid),
-                chown_owner(euid)
             )))
         }
     }

@@ -163,6 +163,36 @@ fn doctor_warns_of_a_configuration_in_a_folder_its_group_may_write() {
 }
 
 #[test]
+fn a_configuration_linked_into_another_users_checkout_is_refused_naming_where_the_link_leads() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give the file away
+    }
+    let fixture = Fixture::new(&config("", ""), NOW);
+    // A deploy user's checkout, linked from root's folder.
+    let checkout = fixture.path("checkout");
+    std::fs::create_dir(&checkout).unwrap();
+    let file = checkout.join("drainctl.toml");
+    std::fs::copy(&fixture.config_path, &file).unwrap();
+    std::os::unix::fs::chown(&checkout, Some(65534), None).unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+    let link = fixture.path("linked.toml");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let result = fixture.drainctl(&["--config", link.to_str().unwrap(), "status"]).run();
+    result.assert_code(78);
+    // Before: "… chown root linked.toml", after which the folder was refused in turn.
+    assert!(
+        result.stderr.contains(&format!(
+            "configuration file {} (a link to {})",
+            link.display(),
+            file.display()
+        )) && result.stderr.contains("or copy it into a folder only root may write, and name that copy"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
 fn a_worker_started_under_pm2_gets_no_node_channel_without_its_descriptor() {
     // pm2 starts drainctl with `NODE_CHANNEL_FD=3`; the descriptor is withheld from
     // workers, so the variable must be too. Before, a Node.js worker (gemini-cli, codex)
