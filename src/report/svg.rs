@@ -149,9 +149,21 @@ fn axis_usd(value: f64) -> String {
     match value.abs() {
         magnitude if magnitude >= 1e6 => format!("${:.1}M", value / 1e6),
         magnitude if magnitude >= 1e3 => format!("${:.1}k", value / 1e3),
-        // A tick is a round value: two places suffice above a cent.
-        _ => crate::db::usage::dollars(value, if value != 0.0 && value.abs() < 0.01 { 4 } else { 2 }),
+        // A tick is a round value, or half of one ($0.025): as many places as it has, at
+        // least two (before: $0.03 for $0.025, `<$0.0001` for $0.00005).
+        _ => crate::db::usage::dollars(value, tick_places(value)),
     }
+}
+
+/// The places after the point a tick `value` below a thousand dollars needs to be shown
+/// exactly: 2 to 8.
+fn tick_places(value: f64) -> usize {
+    (2..=8)
+        .find(|&places| {
+            let scaled = value.abs() * 10f64.powi(places);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(8) as usize
 }
 
 /// The backlog at every point of `burndown` as a line with one `data-point` circle per
@@ -367,6 +379,13 @@ mod tests {
         assert_eq!(axis_usd(2000.0), "$2.0k");
         assert_eq!(axis_usd(1_000_002.44), "$1.0M");
         assert_eq!(axis_usd(0.5), "$0.50");
+        // A half step is shown as it is (before: `$0.03` for $0.025, `<$0.0001` for
+        // $0.00005).
+        assert_eq!(axis_usd(0.025), "$0.025");
+        assert_eq!(axis_usd(0.05), "$0.05");
+        assert_eq!(axis_usd(0.00005), "$0.00005");
+        assert_eq!(axis_usd(0.0), "$0.00");
+        assert_eq!(axis_usd(250.0), "$250.00");
         assert_eq!(crate::db::usage::format_usd(1e-7), "<$0.0001");
         assert_eq!(crate::db::usage::format_usd(1_000_002.443), "$1,000,002.44");
         assert_eq!(crate::db::usage::format_usd(-0.5), "-$0.5000");
