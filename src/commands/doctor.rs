@@ -1323,19 +1323,8 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
                 log_dir.display()
             ),
         ),
-        Ok(()) => checks.push(
-            "log_dir",
-            Status::Ok,
-            format!("log_dir {} is writable", log_dir.display()),
-        ),
-        Err(error) if crate::output::is_full_file_system(&error) => checks.fail(
-            "log_dir",
-            EXIT_TEMPORARY,
-            format!(
-                "log_dir {} is on a full file system: {error}; the drains' log lines are lost until space is freed",
-                log_dir.display()
-            ),
-        ),
+        Ok(()) => checks.push("log_dir", Status::Ok, format!("log_dir {} is writable", log_dir.display())),
+        Err(error) if crate::output::is_full_file_system(&error) => log_dir_full(checks, log_dir, &error),
         Err(error) => checks.fail(
             "log_dir",
             EXIT_CONFIG,
@@ -1345,6 +1334,18 @@ fn check_log_dir(checks: &mut Checks, log_dir: &Path) {
             ),
         ),
     }
+}
+
+/// `log_dir` (or the folder that would take it) on a full file system: 75.
+fn log_dir_full(checks: &mut Checks, log_dir: &Path, error: &std::io::Error) {
+    checks.fail(
+        "log_dir",
+        EXIT_TEMPORARY,
+        format!(
+            "log_dir {} is on a full file system: {error}; the drains' log lines are lost until space is freed",
+            log_dir.display()
+        ),
+    );
 }
 
 /// A `log_dir` not there yet: the nearest folder above it that is must let this user make
@@ -1370,14 +1371,7 @@ fn check_log_dir_to_create(checks: &mut Checks, log_dir: &Path) {
                 nearest.display()
             ),
         ),
-        Err(error) if crate::output::is_full_file_system(&error) => checks.fail(
-            "log_dir",
-            EXIT_TEMPORARY,
-            format!(
-                "log_dir {} is on a full file system: {error}; the drains' log lines are lost until space is freed",
-                log_dir.display()
-            ),
-        ),
+        Err(error) if crate::output::is_full_file_system(&error) => log_dir_full(checks, log_dir, &error),
         Err(error) => checks.fail(
             "log_dir",
             EXIT_CONFIG,

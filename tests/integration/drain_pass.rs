@@ -1219,6 +1219,29 @@ fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps
     );
 }
 
+/// The pass's stderr, read as it comes: a message once a line holds `needle`, and the
+/// whole log when the pass ends.
+fn watch_stderr(
+    pass: &mut std::process::Child,
+    needle: &'static str,
+) -> (std::sync::mpsc::Receiver<()>, std::thread::JoinHandle<String>) {
+    let stderr = pass.stderr.take().unwrap();
+    let (met, seen) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(needle) {
+                let _ = met.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    (seen, log)
+}
+
 #[test]
 fn a_pass_whose_new_session_is_read_only_waits_for_one_that_writes_and_keeps_the_result() {
     let fixture = Fixture::new(&config(""), NOW);
@@ -1237,20 +1260,7 @@ fn a_pass_whose_new_session_is_read_only_waits_for_one_that_writes_and_keeps_the
     fixture.enqueue("docs", &[("a".into(), json!({}))]);
     let mut pass = fixture.drainctl(&["-vv", "drain", "docs", "--json"]).spawn();
     // The pass's log, read as it comes: it says when it met a read-only session.
-    let stderr = pass.stderr.take().unwrap();
-    let (met_read_only, read_only_met) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        let mut log = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("not reconnected yet: the new session is read-only") {
-                let _ = met_read_only.send(());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
+    let (read_only_met, log) = watch_stderr(&mut pass, "not reconnected yet: the new session is read-only");
     wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
     // A failover: the address leads to a standby not promoted yet (new sessions read-only).
     let mut client = fixture.client();
@@ -1297,22 +1307,10 @@ fn a_session_that_turns_read_only_under_a_pass_waits_for_one_that_writes_and_kee
         ],
     );
     let mut pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
-    let stderr = pass.stderr.take().unwrap();
-    let (met_read_only, read_only_met) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        let mut log = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line
-                .contains("the database refused a write as read-only; waiting for a session that can write")
-            {
-                let _ = met_read_only.send(());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
+    let (read_only_met, log) = watch_stderr(
+        &mut pass,
+        "the database refused a write as read-only; waiting for a session that can write",
+    );
     wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
     // The pass's session lives on but may no longer write (as after `ALTER SYSTEM SET
     // default_transaction_read_only = on` and a reload, which would reach every test's
