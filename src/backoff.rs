@@ -292,8 +292,7 @@ fn judge_reset(
             // A time without seconds ("try again at 6:06 AM" for 6:06:28) names a whole
             // minute: while it lasts, the reset may still be ahead. Wait for its end
             // (docs/rate-limits.md, "Clock times").
-            let minute_over = later(passed, WHOLE_MINUTE);
-            if names_a_whole_minute(passed) && now < minute_over {
+            if let Some(minute_over) = minute_not_over(passed, now) {
                 return Ok((minute_over, WaitBasis::EndOfMinute));
             }
             return match recent_reset {
@@ -321,12 +320,8 @@ fn judge_reset(
     }
     // A clock time read at the very instant its minute begins (20:00:00.000 for "8pm")
     // resolves to now, not to a moment just passed: its minute lasts all the same.
-    if form.period().is_some()
-        && reset <= now
-        && names_a_whole_minute(reset)
-        && now < later(reset, WHOLE_MINUTE)
-    {
-        return Ok((later(reset, WHOLE_MINUTE), WaitBasis::EndOfMinute));
+    if let Some(minute_over) = form.period().and(minute_not_over(reset, now)) {
+        return Ok((minute_over, WaitBasis::EndOfMinute));
     }
     if reset <= now {
         if now - reset <= chrono(CLOCK_SKEW_TOLERANCE) {
@@ -373,6 +368,14 @@ const WHOLE_MINUTE: Duration = Duration::from_secs(60);
 /// may have truncated (docs/rate-limits.md, "Clock times").
 fn names_a_whole_minute(instant: DateTime<Utc>) -> bool {
     instant.second() == 0 && instant.nanosecond() == 0
+}
+
+/// The end of the minute a clock time without seconds names (`moment`), while `now` is
+/// still in it: a client may have truncated the reset (docs/rate-limits.md, "Clock
+/// times"). None when `moment` is not a whole minute, is ahead, or its minute is over.
+fn minute_not_over(moment: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let minute_over = later(moment, WHOLE_MINUTE);
+    (names_a_whole_minute(moment) && moment <= now && now < minute_over).then_some(minute_over)
 }
 
 /// A clock time resolved to its next occurrence that really named a moment at most

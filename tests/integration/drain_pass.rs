@@ -1295,23 +1295,11 @@ fn a_pass_whose_new_session_is_read_only_waits_for_one_that_writes_and_keeps_the
 #[test]
 fn a_session_that_turns_read_only_under_a_pass_waits_for_one_that_writes_and_keeps_the_result() {
     let fixture = Fixture::new(&config(""), NOW);
-    let (started, go) = (fixture.path("started"), fixture.path("go"));
-    fixture.enqueue(
-        "docs",
-        &[
-            (
-                "a".into(),
-                steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }])),
-            ),
-            ("b".into(), steps(json!([{ "out": "result b" }]))),
-        ],
-    );
-    let mut pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    let (mut pass, go) = a_pass_in_a_slow_first_item(&fixture);
     let (read_only_met, log) = watch_stderr(
         &mut pass,
         "the database refused a write as read-only; waiting for a session that can write",
     );
-    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
     // The pass's session lives on but may no longer write (as after `ALTER SYSTEM SET
     // default_transaction_read_only = on` and a reload, which would reach every test's
     // sessions): here every write of an item is refused so, for as long as the flag stands.

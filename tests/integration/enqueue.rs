@@ -256,20 +256,26 @@ fn ignores_sigterm(pid: u32) -> bool {
         .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
 }
 
-#[test]
-fn a_signal_while_the_batch_commits_does_not_hide_that_it_was_enqueued() {
-    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
-    let lines: String = (0..100).map(|n| format!("{{\"key\": \"k{n}\", \"payload\": {n}}}\n")).collect();
+/// `enqueue docs --file` of `items` lines (keys k0, k1, …), held by the test hook for
+/// 1.5 s right before its commit, once it is there; and the file.
+fn an_enqueue_held_at_its_commit(fixture: &Fixture, items: usize) -> (std::process::Child, String) {
+    let lines: String = (0..items).map(|n| format!("{{\"key\": \"k{n}\", \"payload\": {n}}}\n")).collect();
     std::fs::write(fixture.path("batch.jsonl"), lines).unwrap();
     let file = fixture.path("batch.jsonl").display().to_string();
-    // The test hook holds the command for 1.5 s right before its commit.
     let enqueue = fixture
         .drainctl(&["enqueue", "docs", "--file", &file])
         .env("DRAINCTL_FAULT", "slow_enqueue_commit")
         .spawn();
     let pid = enqueue.id();
     wait_until("enqueue to reach its commit", std::time::Duration::from_secs(20), || ignores_sigterm(pid));
-    signal(pid, libc::SIGTERM);
+    (enqueue, file)
+}
+
+#[test]
+fn a_signal_while_the_batch_commits_does_not_hide_that_it_was_enqueued() {
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let (enqueue, _) = an_enqueue_held_at_its_commit(&fixture, 100);
+    signal(enqueue.id(), libc::SIGTERM);
     let output = enqueue.wait_with_output().unwrap();
     // Before, a signal at that point ended it silently, its batch committed.
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
@@ -280,15 +286,7 @@ fn a_signal_while_the_batch_commits_does_not_hide_that_it_was_enqueued() {
 #[test]
 fn a_session_lost_at_the_commit_says_the_batch_may_be_there_and_to_enqueue_again() {
     let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
-    let lines: String = (0..10).map(|n| format!("{{\"key\": \"k{n}\", \"payload\": {n}}}\n")).collect();
-    std::fs::write(fixture.path("batch.jsonl"), lines).unwrap();
-    let file = fixture.path("batch.jsonl").display().to_string();
-    let enqueue = fixture
-        .drainctl(&["enqueue", "docs", "--file", &file])
-        .env("DRAINCTL_FAULT", "slow_enqueue_commit")
-        .spawn();
-    let pid = enqueue.id();
-    wait_until("enqueue to reach its commit", std::time::Duration::from_secs(20), || ignores_sigterm(pid));
+    let (enqueue, file) = an_enqueue_held_at_its_commit(&fixture, 10);
     // The session ends at the commit (here just before it: nothing is committed; ended
     // during it, the server may have committed the batch, as a terminate test found).
     assert_eq!(fixture.end_drainctl_sessions(), 1);
