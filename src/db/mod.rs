@@ -411,8 +411,6 @@ fn unsupported_libpq_option(url: &str) -> Option<&'static str> {
     LIBPQ_ONLY.into_iter().find(|option| found.contains(option))
 }
 
-/// Why the session cannot write, if it cannot: a standby in recovery (before its
-/// promotion, after a failover), or `default_transaction_read_only = on`.
 /// What to do about a database [`read_only_reason`] found read-only (`why`): a standby's
 /// address is the wrong one; a primary set read-only is fixed where it was set.
 pub fn read_only_fix(why: &str) -> &'static str {
@@ -436,6 +434,8 @@ pub fn refuse_when_read_only(client: &mut impl GenericClient) -> Result<()> {
     }
 }
 
+/// Why the session cannot write, if it cannot: a standby in recovery (before its
+/// promotion, after a failover), or `default_transaction_read_only = on`.
 pub fn read_only_reason(client: &mut impl GenericClient) -> Result<Option<&'static str>> {
     let row = client
         .query_one("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[])?;

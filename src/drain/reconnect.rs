@@ -184,6 +184,9 @@ impl<'a> Pass<'a> {
         let is_lost = self.client.is_closed() || (should_look && is_session_lost(self.client));
         if is_lost {
             self.reconnect(while_working.lost_at)?;
+        } else if should_look && self.turned_read_only() {
+            // Settling the item writes: its failure, its quota hit, its backoff.
+            self.reconnect(Some(Instant::now()))?;
         } else if !while_working.reopened {
             return Ok(());
         }
@@ -258,6 +261,22 @@ impl<'a> Pass<'a> {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Did the session, living on, turn read-only while the worker ran
+    /// (`default_transaction_read_only` turned on and the configuration reloaded, a
+    /// primary demoted)? Then the pass waits for a session that can write before it
+    /// settles the item, as after a refused write (see [`Pass::refused_as_read_only`]). A
+    /// look that fails says nothing: the write that follows meets what made it fail.
+    fn turned_read_only(&mut self) -> bool {
+        let Ok(Some(why)) = crate::db::read_only_reason(self.client) else { return false };
+        log::warn!(
+            "drain {}: run {}: the database session turned read-only ({why}) while the worker ran; waiting \
+             for a session that can write",
+            self.drain.name,
+            self.run_id
+        );
+        true
     }
 
     /// A write the session refused as read-only, its session living on

@@ -1339,6 +1339,73 @@ fn a_session_that_turns_read_only_under_a_pass_waits_for_one_that_writes_and_kee
     assert!(!result.stderr.contains("ended this pass's session"), "{}", result.stderr);
 }
 
+/// `drain docs` whose one item, `a`, hits a limit (`limit`) or fails while the pass's own
+/// session, living on, turns read-only (as after `ALTER SYSTEM SET
+/// default_transaction_read_only = on` and a reload, which would reach every test's
+/// sessions: here the pass's session sets it on itself when it records its worker).
+fn a_worker_ends_while_its_session_is_read_only(limit: Option<&str>) -> (Fixture, Finished) {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go) = (fixture.path("started"), fixture.path("go"));
+    let end = match limit {
+        Some(line) => json!([{ "err": line }, { "exit": 1 }]),
+        None => json!([{ "err": "Error: the input is malformed" }, { "exit": 3 }]),
+    };
+    let mut worker = vec![json!({ "touch": started }), json!({ "wait_for_file": go })];
+    worker.extend(end.as_array().cloned().unwrap_or_default());
+    fixture.enqueue("docs", &[("a".into(), steps(serde_json::Value::Array(worker)))]);
+    let mut client = fixture.client();
+    client
+        .batch_execute(
+            "CREATE FUNCTION test_read_only() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN
+                    PERFORM set_config('default_transaction_read_only', 'on', false);
+                    RETURN NEW;
+                  END $$;
+             CREATE TRIGGER test_read_only AFTER UPDATE OF worker_pid ON runs
+               FOR EACH ROW WHEN (NEW.worker_pid IS NOT NULL) EXECUTE FUNCTION test_read_only();",
+        )
+        .unwrap();
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    assert!(result.stderr.contains("read-only"), "the session turned read-only: {}", result.stderr);
+    (fixture, result)
+}
+
+#[test]
+fn a_limit_met_while_the_session_turned_read_only_is_recorded_on_one_that_writes() {
+    let reset = "2026-11-27T11:00:00Z";
+    let epoch = chrono::DateTime::parse_from_rfc3339(reset).unwrap().timestamp();
+    let (fixture, result) =
+        a_worker_ends_while_its_session_is_read_only(Some(&format!("Claude AI usage limit reached|{epoch}")));
+    // Before: exit 69 ("cannot execute SELECT FOR NO KEY UPDATE in a read-only
+    // transaction"), the run left running and the hit lost: reaped as a crash, its
+    // attempt charged, and the next pass called the vendor again inside the window.
+    assert!(!result.stderr.contains("read-only transaction"), "{}", result.stderr);
+    assert_eq!(result.json()["status"], "rate_limited", "{}\n{}", result.stdout, result.stderr);
+    let (state, attempts, _) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 0), "the hit's attempt given back");
+    assert_eq!(
+        fixture
+            .count(&format!("SELECT count(*) FROM quota_backoffs WHERE reset_at = '{reset}'::timestamptz")),
+        1
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+}
+
+#[test]
+fn a_failure_met_while_the_session_turned_read_only_is_recorded_on_one_that_writes() {
+    let (fixture, result) = a_worker_ends_while_its_session_is_read_only(None);
+    // Before: exit 69 and the failure lost, recorded later as the run's crash.
+    result.assert_code(0);
+    assert_eq!(result.json()["items_failed"], 1, "{}\n{}", result.stdout, result.stderr);
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert!(error.as_deref().unwrap_or_default().contains("the input is malformed"), "{error:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+}
+
 #[test]
 fn a_pass_whose_session_ends_while_it_records_its_end_records_it_on_a_new_one() {
     let fixture = Fixture::new(&config(""), NOW);
