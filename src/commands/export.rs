@@ -70,14 +70,22 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
             file.set_permissions(Permissions::from_mode(OUTPUT_MODE))
                 .map_err(|error| target.error("set the mode of the temporary file for", error))?;
             let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, Accepted::new(file));
-            write_items(&mut ctx.client, &filter, args.format, !args.no_header, &mut out, &mut progress)
-                .map_err(|error| {
-                    error.context(&format!(
-                        "export of drain {drain} to {} (nothing was written; {} is left as it was)",
-                        target.path.display(),
-                        target.path.display()
-                    ))
-                })?;
+            write_items(
+                &mut ctx.client,
+                &filter,
+                args.format,
+                !args.no_header,
+                Shown::Exact,
+                &mut out,
+                &mut progress,
+            )
+            .map_err(|error| {
+                error.context(&format!(
+                    "export of drain {drain} to {} (nothing was written; {} is left as it was)",
+                    target.path.display(),
+                    target.path.display()
+                ))
+            })?;
             let file = out.into_inner().map_err(|error| target.error("write", error.into_error()))?.output;
             file.sync_all().map_err(|error| target.error("write", error))?;
             drop(file);
@@ -95,11 +103,23 @@ pub fn run(ctx: &mut Context, args: &ExportArgs) -> Result<Report> {
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|error| Error::Temporary(format!("cannot write to stdout: {error}")))?;
+            // On a terminal, what a worker printed must not rewrite the operator's screen.
+            let shown = match std::io::IsTerminal::is_terminal(&stdout) {
+                true => Shown::OnATerminal,
+                false => Shown::Exact,
+            };
             let mut out =
                 BufWriter::with_capacity(WRITE_BUFFER_BYTES, Accepted::new(std::fs::File::from(stdout)));
-            let written =
-                write_items(&mut ctx.client, &filter, args.format, !args.no_header, &mut out, &mut progress)
-                    .and_then(|()| out.flush().map_err(write_error));
+            let written = write_items(
+                &mut ctx.client,
+                &filter,
+                args.format,
+                !args.no_header,
+                shown,
+                &mut out,
+                &mut progress,
+            )
+            .and_then(|()| out.flush().map_err(write_error));
             if written.is_err() && signals::termination_signal().is_none() {
                 // What the output still takes is delivered (the database went away); after
                 // a failed write this fails again at once. Not after SIGTERM or SIGINT: a
@@ -212,11 +232,23 @@ impl<W: Write> Write for Accepted<W> {
 
 /// Write the header (CSV, unless `header` is false), then every item, as they are read,
 /// noting in `progress` where each line ends and how much of the output was accepted.
+/// How the items' text is written: exact, or shown on a terminal (docs/results.md#export).
+#[derive(Clone, Copy, PartialEq)]
+enum Shown {
+    Exact,
+    /// Every character [`crate::output::escape_controls`] escapes — an escape sequence, a
+    /// carriage return, a bidirectional control — written as an escape: in JSON lines as
+    /// a JSON escape (`\u001b`, `\u202e`), the same value; in a CSV cell as drainctl shows it
+    /// elsewhere on a terminal (`\u{1b}`), line breaks and tabs kept.
+    OnATerminal,
+}
+
 fn write_items<W: Write>(
     client: &mut postgres::Client,
     filter: &ExportFilter,
     format: ExportFormat,
     header: bool,
+    shown: Shown,
     out: &mut BufWriter<Accepted<W>>,
     progress: &mut Progress,
 ) -> Result<()> {
@@ -228,8 +260,8 @@ fn write_items<W: Write>(
             return Err(Error::Temporary(stop.to_string()));
         }
         let written = match format {
-            ExportFormat::Jsonl => write_json_line(out, &row),
-            ExportFormat::Csv => write_csv_record(out, &row),
+            ExportFormat::Jsonl => write_json_line(out, &row, shown),
+            ExportFormat::Csv => write_csv_record(out, &row, shown),
         };
         let accepted = out.get_ref().bytes;
         progress.accepted(accepted);
@@ -307,30 +339,36 @@ impl<'a> ExportLine<'a> {
     }
 }
 
-fn write_json_line(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, &ExportLine::of(row, ExportFormat::Jsonl))
-        .map_err(std::io::Error::from)?;
+fn write_json_line(out: &mut impl Write, row: &ExportRow, shown: Shown) -> std::io::Result<()> {
+    let line = ExportLine::of(row, ExportFormat::Jsonl);
+    match shown {
+        Shown::Exact => serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from)?,
+        Shown::OnATerminal => {
+            let json = serde_json::to_string(&line).map_err(std::io::Error::from)?;
+            out.write_all(crate::output::escape_json_text(&json).as_bytes())?;
+        }
+    }
     out.write_all(b"\n")
 }
 
 /// One CSV record (docs/json.md#drainctl-export-name): numbers as they are, every other
 /// cell through [`csv_text`].
-fn write_csv_record(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()> {
+fn write_csv_record(out: &mut impl Write, row: &ExportRow, shown: Shown) -> std::io::Result<()> {
     let line = ExportLine::of(row, ExportFormat::Csv);
     let instant = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let number = |value: Option<i64>| value.map(|n| n.to_string()).unwrap_or_default();
     let fields: [Cow<str>; 16] = [
         Cow::Owned(line.id.to_string()),
-        csv_text(Cow::Borrowed(line.key)),
-        csv_text(Cow::Borrowed(line.state.as_str())),
+        cell(Cow::Borrowed(line.key), shown),
+        cell(Cow::Borrowed(line.state.as_str()), shown),
         Cow::Owned(line.attempts.to_string()),
-        csv_text(Cow::Owned(instant(line.enqueued_at))),
-        csv_text(Cow::Owned(line.finished_at.map(instant).unwrap_or_default())),
-        csv_text(Cow::Borrowed(line.last_error.unwrap_or_default())),
-        csv_text(Cow::Owned(line.payload.to_string())),
-        csv_text(Cow::Borrowed(line.result_encoding.unwrap_or_default())),
+        cell(Cow::Owned(instant(line.enqueued_at)), shown),
+        cell(Cow::Owned(line.finished_at.map(instant).unwrap_or_default()), shown),
+        cell(Cow::Borrowed(line.last_error.unwrap_or_default()), shown),
+        cell(Cow::Owned(line.payload.to_string()), shown),
+        cell(Cow::Borrowed(line.result_encoding.unwrap_or_default()), shown),
         Cow::Owned(line.result_bytes.map(|n| n.to_string()).unwrap_or_default()),
-        csv_text(line.result.clone().unwrap_or_default()),
+        cell(line.result.clone().unwrap_or_default(), shown),
         Cow::Owned(line.cost_usd.map(|cost| cost.to_string()).unwrap_or_default()),
         Cow::Owned(number(line.input_tokens)),
         Cow::Owned(number(line.output_tokens)),
@@ -344,6 +382,14 @@ fn write_csv_record(out: &mut impl Write, row: &ExportRow) -> std::io::Result<()
         write_csv_field(out, field)?;
     }
     out.write_all(b"\r\n")
+}
+
+/// A CSV text cell ([`csv_text`]) as `shown`.
+fn cell(text: Cow<'_, str>, shown: Shown) -> Cow<'_, str> {
+    match shown {
+        Shown::Exact => csv_text(text),
+        Shown::OnATerminal => csv_text(Cow::Owned(crate::output::escape_lines(&text))),
+    }
 }
 
 /// A CSV text cell that a spreadsheet would not run as a formula (OWASP, "CSV
@@ -561,7 +607,7 @@ mod tests {
 
     fn csv_record(row: &ExportRow) -> String {
         let mut out = Vec::new();
-        write_csv_record(&mut out, row).unwrap();
+        write_csv_record(&mut out, row, Shown::Exact).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -591,7 +637,7 @@ mod tests {
         let row = row("k", b"a\0b", json!(null));
         assert!(csv_record(&row).contains(",base64,3,YQBi,"), "{}", csv_record(&row));
         let mut out = Vec::new();
-        write_json_line(&mut out, &row).unwrap();
+        write_json_line(&mut out, &row, Shown::Exact).unwrap();
         let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             (line["result_encoding"].as_str(), line["result"].as_str()),

@@ -660,6 +660,7 @@ impl Config {
                 .replace("expected i64", "expected an integer")
                 .replace("expected f64", "expected a number")
                 .replace("expected a sequence", "expected an array ([...])");
+            let message = hide_an_env_value(text, error.span(), message);
             let message = name_a_refused_number(text, error.span(), message);
             let message = name_a_date_literal(text, error.span(), message);
             let message = name_a_duplicate_key(text, error.span(), message);
@@ -710,6 +711,28 @@ impl Config {
                  ${DATABASE_URL_ENV} or ${FALLBACK_DATABASE_URL_ENV}"
             ))
         })
+    }
+}
+
+/// A value of the wrong type in a worker's environment (`env = "API_KEY=sk-…"`) is not
+/// quoted back, in a drain's `env`, an account's or one of their variables: `env` is
+/// where a worker's keys live, and the message goes to cron's mail and `doctor`'s report.
+fn hide_an_env_value(text: &str, span: Option<std::ops::Range<usize>>, message: String) -> String {
+    static ENV_VALUE_NEXT: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\benv\s*=\s*$").ok());
+    static QUOTED_STRING: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r#"string "(?:[^"\\]|\\.)*""#).ok());
+    let Some(start) = span.map(|span| span.start) else { return message };
+    let in_env = key_path::describe(text, start)
+        .is_some_and(|key| key.split([' ', '.']).any(|part| part == "env"))
+        || text.get(..start).is_some_and(|before| {
+            ENV_VALUE_NEXT.as_ref().is_some_and(|env_value_next| env_value_next.is_match(before))
+        });
+    match QUOTED_STRING.as_ref() {
+        Some(quoted) if in_env => {
+            quoted.replace_all(&message, "string (not shown, as it may be a secret)").into_owned()
+        }
+        _ => message,
     }
 }
 
@@ -1085,6 +1108,21 @@ mod tests {
         let in_chair = drain("d", "quota_group = \"chair\"\n");
         let got = message(&format!("{in_chair}{group}name = \"backup\"\nenv = 5\n"));
         assert!(got.contains("quota group \"chair\": accounts.env: invalid type"), "{got}");
+        // A worker's environment of the wrong type is not quoted back: it may hold a key
+        // (before: `invalid type: string "API_KEY=sk-…"` on stderr and in doctor's report).
+        for text in [
+            format!("{in_chair}{group}name = \"backup\"\nenv = \"API_KEY=sk-Rk7secret\"\n"),
+            format!(
+                "{in_chair}[[quota_group]]\nname = \"chair\"\naccounts = [ {{ name = \"w\", env = 'API_KEY=sk-Rk7secret' }} ]\n"
+            ),
+            drain("d", "env = \"API_KEY=sk-Rk7secret\"\n"),
+            drain("d", "env = { \"API_KEY=sk-Rk7secret\" = \"x\" }\n"),
+        ] {
+            let got = message(&text);
+            assert!(!got.contains("Rk7secret") && got.contains("not shown, as it may be a secret"), "{got}");
+        }
+        let got = message(&drain("d", "max_items_per_pass = \"50\"\n"));
+        assert!(got.contains("string \"50\""), "other values are quoted back: {got}");
         let got = message(&format!("{in_chair}{group}env = {{ A = \"b\" }}\n"));
         assert!(got.contains("quota group \"chair\": accounts: missing field `name`"), "{got}");
         let got = message(&drain("a", "[drain.source]\ndir = \"/tmp\"\nmax_files_per_scan = \"x\"\n"));

@@ -1018,7 +1018,13 @@ fn check_environment(env: &Spanned<BTreeMap<String, String>>, key: &str, source:
         let problem = if name.is_empty() {
             Some("a variable name is empty".to_string())
         } else if name.contains('=') || name.contains('\0') {
-            Some(format!("variable name {name:?} has a '=' or NUL character; rename it"))
+            // What follows is most likely a value (`"KEY=sk-…" = "x"`): not quoted back.
+            let shown = name.split(['=', '\0']).next().unwrap_or_default();
+            Some(format!(
+                "variable name {:?} has a '=' or NUL character (what follows is not shown, as it may be a \
+                 secret); rename it",
+                format!("{shown}…")
+            ))
         } else if value.contains('\0') {
             Some(format!("the value of {name} has a NUL character, which no program can receive; remove it"))
         } else {
@@ -1532,12 +1538,12 @@ mod tests {
             (
                 format!("{drain}command = [\"w\"]\nenv = {{ \"A\\u0000B\" = \"1\" }}\n"),
                 ":4:7:",
-                "drain \"a\": env: variable name \"A\\0B\" has a '=' or NUL character",
+                "drain \"a\": env: variable name \"A…\" has a '=' or NUL character",
             ),
             (
                 format!("{drain}command = [\"w\"]\nenv = {{ \"A=B\" = \"1\" }}\n"),
                 ":4:7:",
-                "drain \"a\": env: variable name \"A=B\"",
+                "drain \"a\": env: variable name \"A…\" has a '=' or NUL character (what follows is not shown",
             ),
             (
                 format!("{drain}command = [\"w\"]\nresume_args = [\"--resume\\u0000\"]\n"),

@@ -867,6 +867,48 @@ fn export_as_csv_writes_no_cell_a_spreadsheet_would_run_as_a_formula() {
     );
 }
 
+#[test]
+fn export_to_a_terminal_shows_what_a_worker_printed_escaped() {
+    let fixture = Fixture::new(&config(""), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // A worker's answer that would clear the screen, retitle the window and overwrite the
+    // line above with a forged one; an error with a C1 control and a reversed key.
+    let (key, result, error) =
+        ("doc-\u{202e}fdp.exe", "ok\x1b[2J\x1b]0;PWNED\x07\x1b[1A\x1b[2Kfake line", "bad \u{9b}2J");
+    fixture.drainctl(&["enqueue", "docs", "--key", key, "--payload={}"]).run().assert_code(0);
+    fixture
+        .client()
+        .execute(
+            "UPDATE items SET state = 'done', result = $2, last_error = $3, finished_at = enqueued_at WHERE key = $1",
+            &[&key, &result.as_bytes(), &error],
+        )
+        .unwrap();
+    let unsafe_shown =
+        |text: &str| text.chars().any(|c| c == '\x1b' || c == '\u{9b}' || c == '\u{202e}' || c == '\x07');
+    // Before: the raw escape sequences, which the terminal ran.
+    let csv = fixture.drainctl(&["export", "docs", "--format", "csv"]).run_with_terminal_stdout();
+    csv.assert_code(0);
+    assert!(!unsafe_shown(&csv.stdout), "{:?}", csv.stdout);
+    assert!(csv.stdout.contains("ok\\u{1b}[2J\\u{1b}]0;PWNED\\u{7}"), "{:?}", csv.stdout);
+    assert!(
+        csv.stdout.contains("doc-\\u{202e}fdp.exe") && csv.stdout.contains("bad \\u{9b}2J"),
+        "{:?}",
+        csv.stdout
+    );
+    // JSON lines on a terminal escape them as JSON: the same values.
+    let jsonl = fixture.drainctl(&["export", "docs"]).run_with_terminal_stdout();
+    jsonl.assert_code(0);
+    assert!(!unsafe_shown(&jsonl.stdout), "{:?}", jsonl.stdout);
+    let line: serde_json::Value = serde_json::from_str(jsonl.stdout.trim_end()).unwrap();
+    assert_eq!(
+        (line["key"].as_str(), line["result"].as_str(), line["last_error"].as_str()),
+        (Some(key), Some(result), Some(error))
+    );
+    // Into a pipe or a file, the exact bytes.
+    let piped = fixture.drainctl(&["export", "docs", "--format", "csv"]).run();
+    assert!(piped.stdout.contains(result) && piped.stdout.contains(key), "{:?}", piped.stdout);
+}
+
 /// The id of the last complete line of (the beginning of) an export, and where it ends.
 fn last_complete_line(export: &[u8]) -> (i64, usize) {
     let end = export.iter().rposition(|&b| b == b'\n').expect("a complete line") + 1;

@@ -311,21 +311,7 @@ impl Drainctl {
     /// Run with stdin a terminal (a pseudo-terminal) on which `typed` is typed: a line
     /// ends at `\n`, and Ctrl-D (`\x04`) at a line's start ends the input.
     pub fn run_with_terminal_stdin(mut self, typed: &[u8]) -> Finished {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        // SAFETY: posix_openpt returns a new descriptor we own; grantpt, unlockpt and
-        // ptsname_r only read it and write into the buffer we pass.
-        let (master, terminal) = unsafe {
-            let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-            assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-            let master = std::fs::File::from(OwnedFd::from_raw_fd(master));
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&master);
-            assert_eq!(libc::grantpt(fd), 0);
-            assert_eq!(libc::unlockpt(fd), 0);
-            let mut name = [0 as libc::c_char; 128];
-            assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
-            let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_string();
-            (master, std::fs::OpenOptions::new().read(true).write(true).open(name).unwrap())
-        };
+        let (master, terminal) = pseudo_terminal();
         self.command.stdin(terminal).stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = self.command.spawn().expect("spawn drainctl");
         // The terminal echoes what is typed: read the echo so that it never fills up.
@@ -334,6 +320,25 @@ impl Drainctl {
         (&master).write_all(typed).unwrap();
         let output = child.wait_with_output().expect("wait for drainctl");
         drop(master);
+        finished(output)
+    }
+
+    /// Run with stdout a terminal (a pseudo-terminal): what drainctl printed there is
+    /// `stdout`, each line end as the terminal sends it (`\r\n`).
+    pub fn run_with_terminal_stdout(mut self) -> Finished {
+        let (mut master, terminal) = pseudo_terminal();
+        self.command.stdin(Stdio::null()).stdout(terminal).stderr(Stdio::piped());
+        let child = self.command.spawn().expect("spawn drainctl");
+        // Once the process has closed the terminal, reading it fails (EIO): its end.
+        let shown = std::thread::spawn(move || {
+            let mut shown = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut master, &mut shown);
+            shown
+        });
+        // The command's copy of the terminal is closed once it is spawned.
+        self.command.stdout(Stdio::null());
+        let mut output = child.wait_with_output().expect("wait for drainctl");
+        output.stdout = shown.join().unwrap();
         finished(output)
     }
 
@@ -346,6 +351,25 @@ impl Drainctl {
     pub fn run(self) -> Finished {
         let child = self.spawn();
         finished(child.wait_with_output().expect("wait for drainctl"))
+    }
+}
+
+/// A new pseudo-terminal: its master side, and the terminal a process is given.
+fn pseudo_terminal() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: posix_openpt returns a new descriptor we own; grantpt, unlockpt and
+    // ptsname_r only read it and write into the buffer we pass.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master = std::fs::File::from(OwnedFd::from_raw_fd(master));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&master);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_string();
+        (master, std::fs::OpenOptions::new().read(true).write(true).open(name).unwrap())
     }
 }
 
