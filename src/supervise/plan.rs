@@ -179,6 +179,36 @@ pub fn plan_unconfigured(runs: &[RunSnapshot]) -> Vec<Decision> {
         .collect()
 }
 
+/// Expire the drain's burst when its deadline passed — unless only by this host's clock,
+/// `off_by` ahead of the database server's: the operator's burst is every host's, and one
+/// clock running ahead does not end it for all of them (docs/operations.md, "Several
+/// hosts").
+fn plan_burst_expiry(
+    name: &str,
+    controls: &crate::db::drains::DrainControls,
+    off_by: Option<chrono::Duration>,
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> Option<Decision> {
+    let until = controls.expired_burst(now)?;
+    let ahead = off_by.filter(|off_by| controls.expired_burst(now - *off_by).is_none());
+    Some(match ahead {
+        Some(off_by) => {
+            let reason = format!(
+                "burst deadline {} passed by this host's clock, which is {} ahead of the database server's: the \
+                 burst is left on until the server's clock passes it (`drainctl doctor`: clock_skew)",
+                local(until, zone),
+                crate::duration::format_duration(off_by.to_std().unwrap_or_default())
+            );
+            log::warn!("drain {name}: {reason}");
+            Decision::new(name, Action::Skip, reason)
+        }
+        None => {
+            Decision::new(name, Action::ExpireBurst, format!("burst deadline {} passed", local(until, zone)))
+        }
+    })
+}
+
 /// Expire the bursts of drains the configuration no longer names, whose deadline passed.
 pub fn plan_unconfigured_bursts(expired: &[(String, DateTime<Utc>)], zone: Tz) -> Vec<Decision> {
     expired
@@ -199,12 +229,8 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
     for snapshot in snapshots {
         let drain = snapshot.drain;
         let name = drain.name.as_str();
-        if let Some(until) = snapshot.controls.as_ref().and_then(|c| c.expired_burst(now)) {
-            decisions.push(Decision::new(
-                name,
-                Action::ExpireBurst,
-                format!("burst deadline {} passed", local(until, zone)),
-            ));
+        if let Some(controls) = snapshot.controls.as_ref() {
+            decisions.extend(plan_burst_expiry(name, controls, snapshot.clock_off_by, now, zone));
         }
         // A crashed run is reaped; a silent one is hung — unless this clock cannot judge it.
         for run in
@@ -257,35 +283,12 @@ pub fn plan_recovery(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) 
 /// its group works and has items says that it will yield to it (docs/rate-limits.md,
 /// "Priority within a group").
 pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) -> Vec<Decision> {
-    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let healthy: Vec<u32> = snapshots
-        .iter()
-        .map(|snapshot| count(snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).count()))
-        .collect();
-    // Slots taken: by its healthy runs, or held after the recovery — whichever is more. A
-    // hung run of another host keeps its slot until that host stops it.
-    let busy: Vec<u32> = snapshots
-        .iter()
-        .zip(&healthy)
-        .map(|(snapshot, healthy)| (*healthy).max(snapshot.held_slots))
-        .collect();
-    // Healthy runs that hold no item: each takes the next available item itself.
-    let idle: Vec<u32> = snapshots
-        .iter()
-        .map(|snapshot| {
-            count(
-                snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now) && !run.holds_item).count(),
-            )
-        })
-        .collect();
+    let slots: Vec<Slots> = snapshots.iter().map(|snapshot| Slots::of(snapshot, now)).collect();
+    let busy: Vec<u32> = slots.iter().map(|slots| slots.busy).collect();
     let mut decisions: Vec<Decision> = snapshots
         .iter()
-        .zip(busy.iter().zip(&idle).zip(&healthy))
-        .map(|(snapshot, ((busy, idle), healthy))| {
-            // Held beyond its healthy runs: by passes whose runs were ended (hung).
-            let held_by_ended = snapshot.held_slots.saturating_sub(*healthy);
-            start_decision(snapshot, Slots { busy: *busy, idle: *idle, held_by_ended }, now, zone)
-        })
+        .zip(slots)
+        .map(|(snapshot, slots)| start_decision(snapshot, slots, now, zone))
         .collect();
     let ranks: Vec<Rank> = snapshots.iter().map(|snapshot| rank(snapshot, now)).collect();
     // A drain that works now: started by this plan, or with a healthy run.
@@ -451,6 +454,36 @@ struct Slots {
     idle: u32,
     /// Held by passes whose runs were ended (hung) but whose drains still run.
     held_by_ended: u32,
+}
+
+impl Slots {
+    /// The drain's slots at `now`: taken by its healthy runs, or held by sessions (after
+    /// the recovery) — whichever is more. A hung run of another host keeps its slot until
+    /// that host stops it. Another host's healthy run counts only while its pass holds a
+    /// slot: one that vanished without closing its session (a power or network cut) lost
+    /// it once the server ended the session (about two minutes), and neither keeps the
+    /// drain from starting nor takes an item for it; its run stays `running` until judged
+    /// hung (docs/operations.md, "Several hosts"). A pass of this host is known by its
+    /// process, and counts while it lives (reconnecting, it holds no slot for a moment).
+    fn of(snapshot: &DrainSnapshot, now: DateTime<Utc>) -> Slots {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let (here, elsewhere): (Vec<&RunSnapshot>, Vec<&RunSnapshot>) = snapshot
+            .runs
+            .iter()
+            .filter(|run| is_healthy(run, snapshot, now))
+            .partition(|run| crate::reap::is_this_hosts(&run.run));
+        let idle_among = |runs: &[&RunSnapshot]| count(runs.iter().filter(|run| !run.holds_item).count());
+        // Which of another host's runs hold the slots is not known: as many as there are.
+        let attached_elsewhere =
+            count(elsewhere.len()).min(snapshot.held_slots.saturating_sub(count(here.len())));
+        let healthy = count(here.len()).saturating_add(attached_elsewhere);
+        Slots {
+            busy: healthy.max(snapshot.held_slots),
+            idle: idle_among(&here).saturating_add(idle_among(&elsewhere).min(attached_elsewhere)),
+            // Held beyond its healthy runs: by passes whose runs were ended (hung).
+            held_by_ended: snapshot.held_slots.saturating_sub(healthy),
+        }
+    }
 }
 
 fn start_decision(snapshot: &DrainSnapshot, slots: Slots, now: DateTime<Utc>, zone: Tz) -> Decision {
@@ -689,7 +722,7 @@ mod tests {
                 id: 7,
                 drain: "a".into(),
                 trigger: Trigger::Supervisor,
-                host: "h".into(),
+                host: crate::worker::process::host_name(),
                 host_id: None,
                 pid: 1,
                 process_start_time: None,
@@ -753,6 +786,38 @@ mod tests {
         s.runs = vec![running_run(seconds(0))];
         s.server_started_at = Some(seconds(28));
         assert_eq!(only(plan_starts(&[s], seconds(29), zone)).reason, "all 1 concurrency slot(s) busy");
+    }
+
+    #[test]
+    fn another_hosts_run_takes_a_slot_only_while_its_pass_holds_one() {
+        let config = Config::from_text(
+            "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\nconcurrency = 2\n",
+            None,
+        )
+        .unwrap();
+        let (zone, drain) = (config.defaults.timezone, &config.drains[0]);
+        let elsewhere = |holds_item: bool| {
+            let mut run = running_run(inside());
+            run.run.host = "host-b".into();
+            run.holds_item = holds_item;
+            run
+        };
+        let with = |held_slots: u32| {
+            let mut s = snapshot(drain);
+            s.runs = vec![elsewhere(true), elsewhere(false)];
+            s.held_slots = held_slots;
+            s.available_items = 1;
+            plan_starts(&[s], inside() + chrono::Duration::seconds(30), zone)
+        };
+        // Its passes alive, their sessions holding both slots: busy.
+        assert_eq!(only(with(2)).reason, "all 2 concurrency slot(s) busy");
+        // One of them left: the other's slot is free, and the run waiting between items
+        // may be the one still there, taking the available item.
+        assert_eq!(only(with(1)).action, Action::Skip);
+        // Host b vanished and the server ended its sessions: before, both slots stayed
+        // busy until its runs were judged hung (liveness_timeout, 21 minutes by default).
+        let decisions = with(0);
+        assert_eq!((decisions.len(), decisions[0].action), (1, Action::Start), "{decisions:?}");
     }
 
     #[test]

@@ -105,8 +105,12 @@ pub(super) fn take_snapshot<'a>(
         )?,
         false => Vec::new(),
     };
+    // A burst ends by the database server's clock when this host's runs ahead of it (see
+    // `plan::plan_burst_expiry`).
+    let ahead_by = clock.off_by.filter(|off_by| *off_by > chrono::Duration::zero());
+    let burst_ended_by = now - ahead_by.unwrap_or_else(chrono::Duration::zero);
     let (mut controls, others): (Vec<DrainControls>, Vec<DrainControls>) =
-        read_controls_and_expired_bursts(client, &names, now)?
+        read_controls_and_expired_bursts(client, &names, burst_ended_by)?
             .into_iter()
             .partition(|c| names.contains(&c.name));
     // (A dry run counts, unwritten, the bursts the real pass sets again.)
@@ -118,8 +122,10 @@ pub(super) fn take_snapshot<'a>(
             control.burst_started_at = burst.started_at;
         }
     }
-    let expired_bursts =
-        others.iter().filter_map(|c| c.expired_burst(now).map(|until| (c.name.clone(), until))).collect();
+    let expired_bursts = others
+        .iter()
+        .filter_map(|c| c.expired_burst(burst_ended_by).map(|until| (c.name.clone(), until)))
+        .collect();
     let mut runs = running_runs(client, None)?;
     if clock.is_right {
         super::clock_went_back::pull_back_checkpoints(client, &mut runs, now, dry_run)?;

@@ -197,6 +197,64 @@ fn a_run_of_a_dead_host_whose_drain_this_configuration_lacks_is_said_to_be_that_
 }
 
 #[test]
+fn a_vanished_hosts_run_keeps_no_slot_once_its_session_is_gone() {
+    let Some((fixture, go)) = fixture_for_two_hosts() else { return };
+    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
+    wait_for_a_to_start(&fixture);
+    // Host b is gone: its pass's session ended, its run still `running`, holding `a`.
+    signal(other.id(), libc::SIGKILL);
+    let _ = other.wait_with_output();
+    let mut admin = fixture.client();
+    wait_until("host b's session to end", Duration::from_secs(20), || {
+        let sessions: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'drainctl'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        sessions == 0
+    });
+    let result = fixture.drainctl(&["supervise", "--dry-run", "--json"]).run();
+    result.assert_code(0);
+    let decisions = result.json()["decisions"].as_array().cloned().unwrap_or_default();
+    // Before: "all 1 concurrency slot(s) busy" until the run was judged hung, 15 minutes on.
+    assert_eq!(actions(&decisions), ["start"], "{decisions:?}");
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), vec!["running".to_string()]);
+    std::fs::write(&go, "").unwrap();
+}
+
+#[test]
+fn a_supervise_whose_clock_runs_ahead_does_not_end_the_operators_burst_early() {
+    let fixture = Fixture::new(&config(), INSIDE);
+    let server_now: chrono::DateTime<chrono::Utc> =
+        fixture.client().query_one("SELECT now()", &[]).unwrap().get(0);
+    let at = |hours: i64| (server_now + chrono::Duration::hours(hours)).to_rfc3339();
+    fixture.set_now(&at(0));
+    fixture.drainctl(&["burst", "on", "docs", "--until", &at(2)]).run().assert_code(0);
+    // This host's clock (compared with the server's as if it were its own) runs 3 hours
+    // ahead: past the deadline by it, an hour before it by the server's.
+    fixture.set_now(&at(3));
+    let result = fixture.drainctl(&["supervise", "--json"]).env("DRAINCTL_TEST_CLOCK_AS_OWN", "1").run();
+    result.assert_code(0);
+    let decisions = result.json()["decisions"].as_array().cloned().unwrap_or_default();
+    // Before: expired, for every host, with a `burst_expired` sent.
+    assert!(!actions(&decisions).contains(&"expire_burst".to_string()), "{decisions:?}");
+    assert!(
+        decisions.iter().filter_map(|d| d["reason"].as_str()).any(|reason| reason.contains(
+            "ahead of the database server's: the burst is left on until the server's clock passes it"
+        )),
+        "{decisions:?}"
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'burst_expired'"), 0);
+    // A clock that is right (an injected one is taken as right) ends it.
+    let plan = supervise(&fixture);
+    assert!(actions(&plan).contains(&"expire_burst".to_string()), "{plan:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE burst_until IS NOT NULL"), 0);
+}
+
+#[test]
 fn a_supervise_whose_clock_is_off_does_not_judge_another_hosts_run_hung() {
     let Some((fixture, go)) = fixture_for_two_hosts() else { return };
     let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
