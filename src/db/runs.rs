@@ -187,11 +187,15 @@ pub struct WaitingBeat {
     pub burst_until: Option<DateTime<Utc>>,
     /// The run is still `running` (not ended by supervise meanwhile).
     pub is_run_live: bool,
+    /// The backoff of the account the beat watched (see [`beat_while_waiting`]), None when
+    /// it has none: cleared (`resume --clear-backoff`), or never set.
+    pub watched_backoff_until: Option<DateTime<Utc>>,
 }
 
 /// One beat of a pass waiting inside itself: record that it waits (`until`, `reason`; None
 /// clears them) and a checkpoint at `now` — so supervise never takes it for hung — and
-/// re-read the drain's pause and burst, in one round trip.
+/// re-read the drain's pause and burst, and the backoff of `watched` (quota group,
+/// account) when given, in one round trip.
 pub fn beat_while_waiting(
     client: &mut impl GenericClient,
     drain: &str,
@@ -199,16 +203,19 @@ pub fn beat_while_waiting(
     now: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
     reason: Option<&str>,
+    watched: Option<(&str, &str)>,
 ) -> Result<WaitingBeat> {
+    let (group, account) = watched.unzip();
     let row = client.query_opt(
         "WITH beat AS (
              UPDATE runs SET waiting_until = $4, waiting_reason = $5,
                     last_checkpoint_at = greatest(last_checkpoint_at, $3)
               WHERE id = $2 AND status = 'running'
           RETURNING id)
-         SELECT d.paused_at, d.pause_note, d.burst_until, EXISTS (SELECT 1 FROM beat)
+         SELECT d.paused_at, d.pause_note, d.burst_until, EXISTS (SELECT 1 FROM beat),
+                (SELECT b.backoff_until FROM quota_backoffs b WHERE b.quota_group = $6 AND b.account = $7)
            FROM drains d WHERE d.name = $1",
-        &[&drain, &run_id, &now, &until, &reason],
+        &[&drain, &run_id, &now, &until, &reason, &group, &account],
     )?;
     Ok(row
         .map(|row| WaitingBeat {
@@ -216,6 +223,7 @@ pub fn beat_while_waiting(
             pause_note: row.get(1),
             burst_until: row.get(2),
             is_run_live: row.get(3),
+            watched_backoff_until: row.get(4),
         })
         .unwrap_or_default())
 }

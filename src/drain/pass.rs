@@ -120,7 +120,7 @@ impl<'a> Pass<'a> {
                     .filter(|until| stop.status == RunStatus::RateLimited && self.may_wait_until(*until, now))
                 {
                     self.commit_staged()?;
-                    match self.wait_for_reset(until, &stop.note)? {
+                    match self.wait_for_reset(until, account, &stop.note)? {
                         None => continue,
                         Some(stop) => return Ok(stop),
                     }
@@ -156,7 +156,7 @@ impl<'a> Pass<'a> {
             }
             if self.yielding_since.take().is_some() {
                 // It no longer yields: the wait recorded ends.
-                runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None)?;
+                runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None, None)?;
             }
             match self.process(&item, account)? {
                 // Its commit records the item's end on the run in the same statement.

@@ -88,14 +88,30 @@ impl Pass<'_> {
     /// second, so supervise never takes it for hung — and wakes early for SIGTERM, a
     /// pause, the end of its burst or its run being ended. None when the wait is over and
     /// the pass goes on claiming; otherwise why it stops.
-    pub(super) fn wait_for_reset(&mut self, until: DateTime<Utc>, why: &str) -> Result<Option<Stop>> {
-        self.wait_for(until, "the reset", why)
+    /// `account`: the index of the account in the group whose backoff it is; a backoff
+    /// of it cleared or shortened meanwhile (`resume --clear-backoff`, a charge taken
+    /// back) ends the wait there, and the pass claims again.
+    pub(super) fn wait_for_reset(
+        &mut self,
+        until: DateTime<Utc>,
+        account: usize,
+        why: &str,
+    ) -> Result<Option<Stop>> {
+        let group = self.group;
+        let watched = group.accounts.get(account).map(|account| (group.name.as_str(), account.name.as_str()));
+        self.wait_for(until, "the reset", why, watched)
     }
 
-    fn wait_for(&mut self, until: DateTime<Utc>, what: &str, why: &str) -> Result<Option<Stop>> {
+    fn wait_for(
+        &mut self,
+        until: DateTime<Utc>,
+        what: &str,
+        why: &str,
+        watched: Option<(&str, &str)>,
+    ) -> Result<Option<Stop>> {
         let entered = self.clock.now();
         self.has_waited = true;
-        let waited = self.wait_until(until, what, why);
+        let waited = self.wait_until(until, what, why, watched);
         self.count_idle_since(entered);
         waited
     }
@@ -154,7 +170,7 @@ impl Pass<'_> {
             // In the drain's log; a pass run by hand says it on stderr as it waits.
             log::warn!("drain {}: {why}", self.drain.name);
         }
-        let waited = self.wait_for(until, THE_SERVERS, &why);
+        let waited = self.wait_for(until, THE_SERVERS, &why, None);
         if self.reloaded.is_some() {
             // Its run goes on with the configuration read again: the servers still fail.
             self.servers_failing_until = Some((until, why));
@@ -169,13 +185,20 @@ impl Pass<'_> {
 
     /// The run no longer waits (`waiting_until` cleared); a failure to say so is logged.
     pub(super) fn clear_waiting_mark(&mut self, now: DateTime<Utc>) {
-        let cleared = runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None);
+        let cleared =
+            runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, None, None);
         if let Err(error) = cleared {
             log::warn!("drain {}: could not clear the waiting mark: {error}", self.drain.name);
         }
     }
 
-    fn wait_until(&mut self, until: DateTime<Utc>, what: &str, why: &str) -> Result<Option<Stop>> {
+    fn wait_until(
+        &mut self,
+        until: DateTime<Utc>,
+        what: &str,
+        why: &str,
+        watched: Option<(&str, &str)>,
+    ) -> Result<Option<Stop>> {
         // Someone who ran the pass by hand is told why it goes quiet (docs/rate-limits.md);
         // supervise's passes say it in their log with -v.
         if self.trigger == Trigger::Manual {
@@ -223,6 +246,7 @@ impl Pass<'_> {
                 now,
                 waiting,
                 waiting.map(|_| reason.as_str()),
+                watched,
             );
             // A session the server ended is replaced and the wait goes on (see `reconnect`).
             let Some(beat) = self.unless_session_lost(beat)? else { continue };
@@ -250,6 +274,14 @@ impl Pass<'_> {
                 return Ok(Some(stop));
             }
             if is_over {
+                return Ok(None);
+            }
+            if watched.is_some()
+                && beat.watched_backoff_until.is_none_or(|backoff_until| backoff_until < until)
+            {
+                // Cleared or shortened by someone else: the next claim reads it.
+                self.clear_waiting_mark(now);
+                log::info!("drain {}: the backoff it waited for was cleared or shortened", self.drain.name);
                 return Ok(None);
             }
             let left = (until - now).to_std().unwrap_or_default();
@@ -286,7 +318,7 @@ impl Pass<'_> {
         // Recorded as a wait without an end: the drain cannot work while it yields
         // (`drainctl_can_work`, docs/operations.md).
         let beat =
-            runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, Some(&why));
+            runs::beat_while_waiting(self.client, &self.drain.name, self.run_id, now, None, Some(&why), None);
         // A session the server ended is replaced and the pass claims again (see `reconnect`).
         if self.unless_session_lost(beat)?.is_none() {
             return Ok(None);

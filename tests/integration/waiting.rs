@@ -213,6 +213,25 @@ fn a_pause_sigterm_or_the_end_of_its_burst_wakes_a_waiting_pass() {
 }
 
 #[test]
+fn a_backoff_cleared_by_the_operator_wakes_a_pass_waiting_for_it() {
+    let (fixture, mut pass) = waiting_pass("", &["drain", "docs", "--json"]);
+    // The clock stands still: only the cleared backoff can end this wait.
+    fixture.drainctl(&["resume", "--group", "docs", "--clear-backoff"]).run().assert_code(0);
+    // Before: the pass waited on for the reset, its slot held, while `supervise` skipped
+    // the drain as busy with both items available.
+    wait_until("the pass to go on", Duration::from_secs(20), || pass.try_wait().unwrap().is_some());
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(
+        (result.json()["status"].as_str(), result.json()["items_done"].as_i64()),
+        (Some("drained"), Some(2)),
+        "{}",
+        result.stdout
+    );
+    assert_eq!(waiting_until(&fixture), None, "the wait is no longer recorded");
+}
+
+#[test]
 fn a_waiting_pass_goes_on_when_its_file_is_only_rewritten_or_touched() {
     // A configuration tool writes the file again as it was, and another drain is added:
     // nothing this pass goes by changed. Before: the pass ended `rate_limited` at once and
