@@ -415,8 +415,9 @@ fn unsupported_libpq_option(url: &str) -> Option<&'static str> {
 /// address is the wrong one; a primary set read-only is fixed where it was set.
 pub fn read_only_fix(why: &str) -> &'static str {
     if why.starts_with("default_transaction_read_only") {
-        "turn it off where it was set (ALTER DATABASE or ALTER ROLE … RESET default_transaction_read_only, or \
-         postgresql.conf), or point the database URL at a server that takes writes"
+        "turn it off where it was set, in a transaction that may write (BEGIN READ WRITE; ALTER DATABASE or \
+         ALTER ROLE … RESET default_transaction_read_only; COMMIT), or in postgresql.conf (and SELECT \
+         pg_reload_conf()), or point the database URL at a server that takes writes"
     } else {
         "point the database URL at the primary"
     }

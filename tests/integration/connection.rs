@@ -544,8 +544,9 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
             // The fix is where it was set, not another address (before: "point the
             // database URL at the primary", which it already was).
             "drainctl: the database is read-only (default_transaction_read_only = on); nothing was done: turn it \
-             off where it was set (ALTER DATABASE or ALTER ROLE … RESET default_transaction_read_only, or \
-             postgresql.conf), or point the database URL at a server that takes writes\n",
+             off where it was set, in a transaction that may write (BEGIN READ WRITE; ALTER DATABASE or ALTER \
+             ROLE … RESET default_transaction_read_only; COMMIT), or in postgresql.conf (and SELECT \
+             pg_reload_conf()), or point the database URL at a server that takes writes\n",
             "{args:?}"
         );
     }
@@ -571,11 +572,16 @@ fn a_read_only_database_is_unavailable_not_a_bug() {
     ] {
         fixture.drainctl(args).run().assert_code(0);
     }
+    // The fix as the line gives it, in a new (read-only) session. Before, it said only
+    // `ALTER DATABASE … RESET`, which such a session refuses.
     let mut admin = fixture.client();
-    admin.batch_execute("SET default_transaction_read_only = off").unwrap();
     admin
-        .batch_execute(&format!("ALTER DATABASE {} SET default_transaction_read_only = off", fixture.db.name))
+        .batch_execute(&format!(
+            "BEGIN READ WRITE; ALTER DATABASE {} RESET default_transaction_read_only; COMMIT",
+            fixture.db.name
+        ))
         .unwrap();
+    fixture.drainctl(&["pause", "a"]).run().assert_code(0);
 }
 
 #[test]
