@@ -436,9 +436,22 @@ pub fn record_lost_log_lines(
     now: chrono::DateTime<chrono::Utc>,
 ) {
     let Some(failure) = LOG_WRITE_FAILURE.get() else { return };
-    let message = format!("could not write every log line: {failure}; the lines it could not write are lost");
+    // Which disk to free: the file stderr writes to, on this host (several hosts may share
+    // the database, each with its own log folder).
+    let log = std::fs::read_link("/proc/self/fd/2").ok().filter(|path| path.is_absolute());
+    let host = crate::worker::process::host_name();
+    let written_to = match &log {
+        Some(path) => format!(" to {}", escape_controls(&path.to_string_lossy())),
+        None => String::new(),
+    };
+    let message = format!(
+        "could not write every log line{written_to} on host {}: {failure}; the lines it could not write are lost",
+        escape_controls(&host)
+    );
     log::error!("{message}");
-    let mut event = crate::db::events::Event::new(crate::model::EventKind::LogWriteFailed, message);
+    let mut event = crate::db::events::Event::new(crate::model::EventKind::LogWriteFailed, message).data(
+        serde_json::json!({ "host": host, "log": log.map(|path| path.to_string_lossy().into_owned()) }),
+    );
     if let Some(drain) = drain {
         event = event.drain(drain);
     }

@@ -229,7 +229,16 @@ fn log_lines_a_full_disk_refused_are_recorded_as_lost() {
         "SELECT message FROM events WHERE kind = 'log_write_failed' AND drain = 'docs' AND run_id = 1",
     );
     assert_eq!(recorded.len(), 1, "{recorded:?}");
-    assert!(recorded[0].starts_with("could not write every log line: File too large"), "{recorded:?}");
+    // It names the file and the host, whose disk to free (before: neither).
+    assert!(
+        recorded[0].starts_with(&format!("could not write every log line to {} on host ", log.display()))
+            && recorded[0].contains(": File too large"),
+        "{recorded:?}"
+    );
+    let data: Vec<serde_json::Value> =
+        fixture.column("SELECT data FROM events WHERE kind = 'log_write_failed'");
+    assert_eq!(data[0]["log"], json!(log.display().to_string()), "{data:?}");
+    assert!(data[0]["host"].as_str().is_some_and(|host| !host.is_empty()), "{data:?}");
     // A pass whose log takes every line records nothing.
     fixture.enqueue("docs", &[("b".into(), json!({"steps": [{"out": "ok"}]}))]);
     let roomy = fixture.path("logs/roomy.log");
