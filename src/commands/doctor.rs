@@ -157,7 +157,7 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
     }
     if let (Some(client), Some(config)) = (client.as_mut(), config.as_ref()) {
         if is_schema_current {
-            check_unconfigured_drains(&mut checks, client, config);
+            check_unconfigured_drains(&mut checks, client, config, clock.now());
         }
     }
     match &config {
@@ -1148,8 +1148,13 @@ fn first_file_matching(folder: &Path, matches: impl Fn(&str) -> bool) -> Option<
 }
 
 /// A warning per drain whose items wait in the database with no `[[drain]]` to run them.
-fn check_unconfigured_drains(checks: &mut Checks, client: &mut postgres::Client, config: &Config) {
-    match crate::commands::status::unconfigured_drains(client, config) {
+fn check_unconfigured_drains(
+    checks: &mut Checks,
+    client: &mut postgres::Client,
+    config: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    match crate::commands::status::unconfigured_drains(client, config, now) {
         Ok(drains) => {
             for drain in drains {
                 checks.push("drains", Status::Warn, drain.describe());

@@ -106,7 +106,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
         usage_24h: usage_by_drain_since(client, &names, now - chrono::Duration::hours(24))?,
         usage_7d: usage_by_drain_since(client, &names, now - chrono::Duration::days(7))?,
         cost_today,
-        unconfigured: unconfigured_drains(client, config)?,
+        unconfigured: unconfigured_drains(client, config, now)?,
         server_started_at,
         quota_paces,
         held_slots,
@@ -142,6 +142,9 @@ pub(crate) struct UnconfiguredDrain {
     /// Other hosts with a run of it still `running`: theirs to end (docs/operations.md,
     /// "Several hosts").
     running_elsewhere: Vec<String>,
+    /// Other hosts that started a run of it within the last day: their configuration has
+    /// the drain, and this one's may be out of date.
+    started_elsewhere: Vec<String>,
     /// Paused: a pass still running stops before its next item.
     #[serde(skip)]
     is_paused: bool,
@@ -187,6 +190,23 @@ impl UnconfiguredDrain {
                 hosts.join(", ")
             ),
         };
+        // Another host runs it: that host's configuration has the drain, this one's may be
+        // out of date — its backlog is no one's to discard.
+        let mut others: Vec<&str> =
+            self.running_elsewhere.iter().chain(&self.started_elsewhere).map(String::as_str).collect();
+        others.sort_unstable();
+        others.dedup();
+        if !others.is_empty() {
+            return format!(
+                "drain {} has {} item(s) in the database and no [[drain]] table in this host's configuration, but \
+                 host {} ran it within the last day: its configuration has the drain, and this host's may be out \
+                 of date — {passes}{elsewhere}this host runs none of its items (to retire the drain, remove its table from \
+                 every host's configuration first)",
+                self.drain,
+                counts.join(", "),
+                others.join(", "),
+            );
+        }
         format!(
             "drain {} has {} item(s) in the database and no [[drain]] table in the configuration: \
              {passes}{elsewhere}nothing runs them until a [[drain]] table of that name is added back{} \
@@ -205,9 +225,14 @@ impl UnconfiguredDrain {
 }
 
 /// The drains with work in the database that the configuration lacks.
-pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Result<Vec<UnconfiguredDrain>> {
+pub(crate) fn unconfigured_drains(
+    client: &mut Client,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<UnconfiguredDrain>> {
     let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
-    Ok(crate::db::items::unconfigured_with_work(client, &names)?
+    let lately = now - chrono::Duration::days(1);
+    Ok(crate::db::items::unconfigured_with_work(client, &names, lately)?
         .into_iter()
         .map(|work| UnconfiguredDrain {
             drain: work.drain,
@@ -215,6 +240,7 @@ pub(crate) fn unconfigured_drains(client: &mut Client, config: &Config) -> Resul
             running: work.counts.running,
             running_passes: work.running_passes,
             running_elsewhere: work.running_elsewhere,
+            started_elsewhere: work.started_elsewhere,
             is_paused: work.is_paused,
         })
         .collect())

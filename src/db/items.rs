@@ -1767,23 +1767,28 @@ fn drain_and_counts(row: &Row) -> (String, StateCounts) {
 /// Drains with items waiting (pending or running) that are not among `configured`: a
 /// drain renamed or removed from the configuration, whose backlog nothing will run once
 /// its passes still running have ended — with how many are, and whether it is paused.
+/// `started_since`: from when another host's start of a run of it counts as its own
+/// configuration having the drain (see [`UnconfiguredWork::started_elsewhere`]).
 pub fn unconfigured_with_work(
     client: &mut impl GenericClient,
     configured: &[String],
+    started_since: DateTime<Utc>,
 ) -> Result<Vec<UnconfiguredWork>> {
     let rows = client.query(
         "SELECT c.drain, c.pending, c.running, c.done, c.dead, c.skipped_missing,
                 (SELECT count(*) FROM runs r WHERE r.drain = c.drain AND r.status = 'running' AND r.host = $2),
                 coalesce((SELECT d.paused_at IS NOT NULL FROM drains d WHERE d.name = c.drain), false),
                 (SELECT coalesce(array_agg(DISTINCT r.host ORDER BY r.host), '{}') FROM runs r
-                  WHERE r.drain = c.drain AND r.status = 'running' AND r.host <> $2)
+                  WHERE r.drain = c.drain AND r.status = 'running' AND r.host <> $2),
+                (SELECT coalesce(array_agg(DISTINCT r.host ORDER BY r.host), '{}') FROM runs r
+                  WHERE r.drain = c.drain AND r.host <> $2 AND r.started_at >= $3)
            FROM (SELECT drain, sum(pending)::bigint AS pending, sum(running)::bigint AS running,
                         sum(done)::bigint AS done, sum(dead)::bigint AS dead,
                         sum(skipped_missing)::bigint AS skipped_missing
                    FROM item_counts WHERE drain <> ALL($1) GROUP BY drain
                  HAVING sum(pending) + sum(running) > 0) AS c
           ORDER BY c.drain",
-        &[&configured, &crate::worker::process::host_name()],
+        &[&configured, &crate::worker::process::host_name(), &started_since],
     )?;
     Ok(rows
         .iter()
@@ -1795,6 +1800,7 @@ pub fn unconfigured_with_work(
                 running_passes: row.get(6),
                 is_paused: row.get(7),
                 running_elsewhere: row.get(8),
+                started_elsewhere: row.get(9),
             }
         })
         .collect())
@@ -1810,6 +1816,8 @@ pub struct UnconfiguredWork {
     pub is_paused: bool,
     /// The other hosts with a run of it still `running`.
     pub running_elsewhere: Vec<String>,
+    /// The other hosts that started a run of it lately: their configuration has the drain.
+    pub started_elsewhere: Vec<String>,
 }
 
 /// One line of `items NAME`.

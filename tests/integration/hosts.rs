@@ -182,18 +182,32 @@ fn a_run_of_a_dead_host_whose_drain_this_configuration_lacks_is_said_to_be_that_
         let result = fixture.drainctl(args).run();
         assert!(
             result.stdout.contains(
-                "drain docs has 1 pending, 1 running item(s) in the database and no [[drain]] table in the configuration: \
-                 a run of it on host host-b is that host's, and should that host be gone, only a `supervise` whose \
-                 configuration has the drain ends it; nothing runs them"
+                "drain docs has 1 pending, 1 running item(s) in the database and no [[drain]] table in this host's \
+                 configuration, but host host-b ran it within the last day: its configuration has the drain, and \
+                 this host's may be out of date — a run of it on host host-b is that host's, and should that host \
+                 be gone, only a `supervise` whose configuration has the drain ends it; this host runs none of its \
+                 items (to retire the drain, remove its table from every host's configuration first)"
             ),
             "{args:?}: {}",
             result.stdout
         );
         assert!(!result.stdout.contains("its pass still running"), "{}", result.stdout);
+        // Before: "nothing runs them" and the `discard --all` that would delete the backlog
+        // another host runs.
+        assert!(!result.stdout.contains("discard"), "{}", result.stdout);
     }
     let status = fixture.drainctl(&["status", "--json"]).run().json();
     assert_eq!(status["unconfigured_drains"][0]["running_elsewhere"], json!(["host-b"]));
+    assert_eq!(status["unconfigured_drains"][0]["started_elsewhere"], json!(["host-b"]));
     assert_eq!(status["unconfigured_drains"][0]["running_passes"], json!(0));
+    // Its run over, host b's start still says its configuration has the drain; a day on,
+    // it no longer does.
+    fixture.client().batch_execute("UPDATE runs SET status = 'drained', finished_at = started_at").unwrap();
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(status.stdout.contains("but host host-b ran it within the last day"), "{}", status.stdout);
+    fixture.set_now("2026-11-27T21:17:00Z");
+    let status = fixture.drainctl(&["status"]).run();
+    assert!(status.stdout.contains("nothing runs them until a [[drain]] table"), "{}", status.stdout);
 }
 
 #[test]

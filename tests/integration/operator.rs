@@ -1576,7 +1576,10 @@ fn status_and_doctor_name_a_drain_whose_items_wait_with_no_table_in_the_configur
     let json = fixture.drainctl(&["status", "--json"]).run().json();
     assert_eq!(
         json["unconfigured_drains"],
-        serde_json::json!([{"drain": "old", "pending": 2, "running": 0, "running_passes": 0, "running_elsewhere": []}])
+        serde_json::json!([{
+            "drain": "old", "pending": 2, "running": 0, "running_passes": 0, "running_elsewhere": [],
+            "started_elsewhere": []
+        }])
     );
     let doctor = fixture.drainctl(&["doctor"]).run();
     doctor.assert_code(0);
