@@ -19,6 +19,13 @@ use crate::output::Report;
 fn chosen_drains(ctx: &mut Context, name: Option<&str>, is_all: bool) -> Result<Vec<String>> {
     match name {
         Some(name) if !is_all => Ok(vec![ctx.known_drain(name)?]),
+        // An emptied file (a deploy that failed half-way) must not look like a switch
+        // that worked.
+        _ if ctx.config.drains.is_empty() => Err(Error::Config(
+            "--all names no drain: the configuration has no [[drain]] table; nothing was changed (check the \
+             file: was it emptied?)"
+                .to_string(),
+        )),
         _ => Ok(ctx.config.drains.iter().map(|drain| drain.name.clone()).collect()),
     }
 }

@@ -81,12 +81,19 @@ pub const DEFAULT_RESUME_PATTERN: &str = r"^::resume::\s*(\S+)";
 pub const DEFAULT_RESUME_TOKEN_FORMAT: &str =
     "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
 
-/// `$XDG_STATE_HOME/drainctl/logs`, else `~/.local/state/drainctl/logs`.
+/// `$XDG_STATE_HOME/drainctl/logs`, else `~/.local/state/drainctl/logs`. A relative
+/// `$XDG_STATE_HOME` is ignored, as the XDG Base Directory specification says: it would
+/// put the logs wherever the command was started.
 pub(super) fn default_log_dir() -> PathBuf {
-    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(state).join("drainctl/logs");
+    log_dir_from(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+/// [`default_log_dir`] with `$XDG_STATE_HOME` and `$HOME` as given.
+fn log_dir_from(state: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> PathBuf {
+    if let Some(state) = state.map(PathBuf::from).filter(|state| state.is_absolute()) {
+        return state.join("drainctl/logs");
     }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+    match home.filter(|v| !v.is_empty()) {
         Some(home) => PathBuf::from(home).join(".local/state/drainctl/logs"),
         None => PathBuf::from("/var/log/drainctl"),
     }
@@ -97,6 +104,16 @@ mod tests {
     use super::*;
 
     use crate::config::testing::{resolve, MINIMAL};
+
+    #[test]
+    fn a_relative_xdg_state_home_is_ignored() {
+        let given = |state: &str, home: Option<&str>| log_dir_from(Some(state.into()), home.map(Into::into));
+        // Before: `state/drainctl/logs`, under whatever folder the command started in.
+        assert_eq!(given("state", Some("/root")), PathBuf::from("/root/.local/state/drainctl/logs"));
+        assert_eq!(given("state", None), PathBuf::from("/var/log/drainctl"));
+        assert_eq!(given("", Some("/root")), PathBuf::from("/root/.local/state/drainctl/logs"));
+        assert_eq!(given("/srv/state", Some("/root")), PathBuf::from("/srv/state/drainctl/logs"));
+    }
 
     #[test]
     fn the_default_liveness_timeout_outlasts_the_item_timeout_and_is_at_least_15_minutes() {

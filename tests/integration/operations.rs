@@ -894,6 +894,14 @@ fn pause_all_and_resume_all_switch_every_drain_for_maintenance() {
     // A name or --all, not both, not neither.
     fixture.drainctl(&["pause"]).run().assert_code(64);
     fixture.drainctl(&["resume", "docs", "--all"]).run().assert_code(64);
+    // An emptied file: before, `pause --all` printed nothing and exited 0, pausing none.
+    fixture.write_config("");
+    for verb in ["pause", "resume"] {
+        let refused = fixture.drainctl(&[verb, "--all"]).run();
+        refused.assert_code(78);
+        assert!(refused.stderr.contains("--all names no drain: the configuration has no [[drain]] table"));
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM drains WHERE paused_at IS NOT NULL"), 0);
 }
 
 #[test]
