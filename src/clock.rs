@@ -151,7 +151,13 @@ fn read_instant_file(path: &std::path::Path) -> Result<DateTime<Utc>> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         Error::Config(format!("{NOW_ENV}: cannot read clock file {}: {error}", path.display()))
     })?;
-    parse_instant(text.trim())
+    parse_rfc3339(text.trim()).map_err(|_| {
+        Error::Config(format!(
+            "{NOW_ENV}=@{}: the file holds {:?}, not an RFC 3339 instant (e.g. 2026-11-27T10:00:00Z)",
+            path.display(),
+            crate::output::truncate(text.trim(), 60)
+        ))
+    })
 }
 
 #[cfg(test)]

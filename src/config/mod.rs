@@ -525,6 +525,8 @@ impl Config {
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
         match named {
+            // `-` is stdin, as for every other path drainctl takes.
+            Some(path) if path == Path::new("-") => Some(PathBuf::from("/dev/stdin")),
             Some(path) => Some(path),
             None => {
                 DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| std::fs::symlink_metadata(p).is_ok())

@@ -236,8 +236,13 @@ pub fn refuse_a_configuration_read_once(path: Option<&std::path::Path>) -> Resul
              give --config the file itself"
         )));
     }
-    // A missing or unreadable file is named by the load that follows.
-    if std::fs::metadata(&path).is_ok_and(|metadata| !metadata.is_file()) {
+    // A missing or unreadable file, a folder and a device are named by the load that
+    // follows, for what they are.
+    let is_read_once = |metadata: std::fs::Metadata| {
+        use std::os::unix::fs::FileTypeExt;
+        metadata.file_type().is_fifo() || metadata.file_type().is_socket()
+    };
+    if std::fs::metadata(&path).is_ok_and(is_read_once) {
         return Err(Error::Config(format!(
             "supervise hands its configuration file to the drains it starts, and {shown} is not a regular \
              file (a pipe is read once); give --config a file"

@@ -75,6 +75,15 @@ fn a_configuration_path_that_is_no_file_is_refused_for_what_it_is() {
              {folder}/drainctl.toml)\n"
         )
     );
+    // supervise says the same of both (before: "is not a regular file (a pipe is read
+    // once)" for the folder and the device alike).
+    for (path, says) in
+        [(folder.as_str(), "is a folder, not a file"), ("/dev/null", "is a device, not a file")]
+    {
+        let result = fixture.drainctl(&["--config", path, "supervise"]).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains(says) && !result.stderr.contains("a pipe"), "{}", result.stderr);
+    }
     // Missing: what to do (before: "No such file or directory (os error 2)", nothing more).
     let missing = format!("{folder}/nope.toml");
     let result = fixture.drainctl(&["--config", &missing, "status"]).run();
@@ -429,6 +438,31 @@ fn a_relative_path_in_a_configuration_read_from_a_descriptor_is_refused() {
         "[defaults]\nlog_dir = \"TMPDIR/logs\"\n[[drain]]\nname = \"q\"\ncommand = [\"FAKE_WORKER\"]\n",
     );
     status(std::fs::File::open(&fixture.config_path).unwrap()).assert_code(0);
+    // `-` is stdin too (before: "cannot read configuration file -: No such file or
+    // directory").
+    let dash = fixture
+        .drainctl(&["--config", "-", "status"])
+        .env_remove("DRAINCTL_CONFIG")
+        .run_with_stdin_from(std::fs::File::open(&fixture.config_path).unwrap());
+    dash.assert_code(0);
+}
+
+#[test]
+fn a_clock_file_that_holds_no_instant_is_named() {
+    let fixture = Fixture::new("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n", "2026-11-27T10:00:00Z");
+    let clock = fixture.path("clock");
+    std::fs::write(&clock, "tomorrow\n").unwrap();
+    let result = fixture.drainctl(&["status"]).env("DRAINCTL_NOW", &format!("@{}", clock.display())).run();
+    result.assert_code(78);
+    // Before: `DRAINCTL_NOW="tomorrow" is not an RFC 3339 instant`, the file not named.
+    assert_eq!(
+        result.stderr,
+        format!(
+            "drainctl: DRAINCTL_NOW=@{}: the file holds \"tomorrow\", not an RFC 3339 instant (e.g. \
+             2026-11-27T10:00:00Z)\n",
+            clock.display()
+        )
+    );
 }
 
 #[test]
