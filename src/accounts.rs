@@ -133,6 +133,16 @@ pub fn select(
         let until = states.iter().filter_map(AccountState::out_until).min().unwrap_or(now);
         return Selection::Wait { until, cause: WaitCause::AllBackingOff };
     };
+    // Leaving the account in use, which is out: a suspected account holds the group only
+    // when it is the one in use, or when no account is usable — otherwise the first
+    // usable one is taken (docs/accounts.md, rule 3).
+    let is_leaving = states.get(active).is_some_and(|state| matches!(state, AccountState::Out { .. }));
+    let candidate = match states[candidate] {
+        AccountState::Suspected { .. } if is_leaving => {
+            states.iter().position(|state| *state == AccountState::Usable).unwrap_or(candidate)
+        }
+        _ => candidate,
+    };
     let cooldown_ends = switched_at.map(|at| crate::clock::later(at, switch_cooldown));
     let is_cooling_down = cooldown_ends.is_some_and(|end| now < end);
     let use_candidate = |switch: Option<Switch>| match states[candidate] {
@@ -377,6 +387,13 @@ mod tests {
             (vec![out(50, Confirmed), USABLE], 7, Some(5), stay(1)),
             // Access refused switches at once, even within the cooldown.
             (vec![refused(50), USABLE], 0, Some(5), switch(1, 0, AccessRefused)),
+            // Leaving an account that is out, a suspected one on the way does not hold the
+            // group while another is usable (before: it waited for the suspected one)...
+            (vec![refused(50), suspected(15), USABLE], 0, Some(5), switch(2, 0, AccessRefused)),
+            (vec![out(30, ParsedReset), suspected(15), USABLE], 0, None, switch(2, 0, StatedReset)),
+            (vec![suspected(15), USABLE, out(40, ParsedReset)], 2, None, switch(1, 2, BackoffEnded)),
+            // ...but does when none is.
+            (vec![refused(50), suspected(15)], 0, None, wait(15, WaitCause::Suspected { account: 1 })),
         ];
         for (index, (states, active, switched, expected)) in cases.into_iter().enumerate() {
             let selection = select(&states, &[], active, switched.map(at), COOLDOWN, at(10));

@@ -452,6 +452,34 @@ fn a_second_refused_key_within_the_switch_cooldown_switches_at_once_too() {
 }
 
 #[test]
+fn a_group_leaving_a_refused_account_passes_over_a_suspected_one_to_an_available_one() {
+    let fixture = Fixture::new(&accounts_config(&["a", "b", "c"], "15m", ""), "2026-11-27T09:00:00Z");
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    // b hit a limit without a reset a minute ago: suspected for 5 minutes.
+    fixture
+        .client()
+        .batch_execute(
+            "INSERT INTO quota_backoffs (quota_group, account, backoff_until, reset_at, reason, observed_at,
+                                         suspected_at, rule, updated_at)
+             VALUES ('claude-chair', 'b', '2026-11-27T09:04:00Z', NULL, 'Claude AI usage limit reached',
+                     '2026-11-27T08:59:00Z', '2026-11-27T08:59:00Z', 'suspected', '2026-11-27T08:59:00Z')",
+        )
+        .unwrap();
+    let refused_but_on_c = json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "c", "then": [{ "out": "done" }],
+                      "else": [{ "err": "Invalid API key · Please run /login" }, { "exit": 1 }] } }
+    ] });
+    fixture.enqueue("alpha", &[("i1".into(), refused_but_on_c.clone()), ("i2".into(), refused_but_on_c)]);
+    let pass = drain(&fixture);
+    // Before: a refused, the group waited for b's suspicion to end (`rate_limited`,
+    // "account b is suspected of a limit …") with c available.
+    assert_eq!(pass["status"], "drained", "{pass}");
+    assert_eq!(worker_log(&fixture), ["i1 a", "i1 c", "i2 c"]);
+    assert_eq!(switches(&fixture), [("a".to_string(), "c".to_string(), "access_refused".to_string())]);
+}
+
+#[test]
 fn an_account_in_use_that_leaves_the_configuration_is_forgotten_at_once() {
     let config = |accounts: &[&str]| accounts_config(accounts, "15m", "");
     let fixture = Fixture::new(&config(&["a", "b", "c"]), "2026-11-27T09:00:00Z");
