@@ -323,8 +323,9 @@ pub fn plan_starts(snapshots: &[DrainSnapshot], now: DateTime<Utc>, zone: Tz) ->
             decision.action = Action::Skip;
             decision.trigger = None;
             decision.reason = format!(
-                "quota group {} backs off until {}; {} and may run by then ({}): the quota that returns goes to \
-                 it first, started by a later supervise pass",
+                "quota group {} backs off until {}; {} and may run by then ({}): no pass of this drain is started \
+                 to wait for the reset, leaving the quota that returns to that drain, started by a later supervise \
+                 pass (a pass of this drain already waiting takes it meanwhile)",
                 snapshots[index].drain.quota_group,
                 local(until, zone),
                 ranks[other].describe_over(&ranks[index]),
