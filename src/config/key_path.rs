@@ -72,6 +72,18 @@ pub(super) fn explain_at_header(text: &str, offset: usize, message: &str) -> Opt
     let is_array = written.starts_with("[[");
     let name = written.trim_start_matches('[').trim_end_matches(']').trim().replace([' ', '"'], "");
     let table_name = || name_in_table(&text[line_end.min(text.len())..]);
+    // A header whose brackets do not pair (`[[drain]`): the header is what is wrong, not
+    // the table it would open.
+    let opening = written.len() - written.trim_start_matches('[').len();
+    let closing = written.len() - written.trim_end_matches(']').len();
+    if opening != closing {
+        let pairs = match name.as_str() {
+            "drain" | "quota_group" => 2,
+            "defaults" | "database" => 1,
+            _ => opening.max(closing),
+        };
+        return Some(format!("{written}: {message}: write {}{name}{}", "[".repeat(pairs), "]".repeat(pairs)));
+    }
     Some(match (name.as_str(), is_array) {
         ("defaults" | "database", true) => {
             format!("{written}: write [{name}] with one pair of brackets: there is one {name} table")
@@ -338,6 +350,16 @@ mod tests {
             "a [[drain]] without a name: missing field `name`"
         );
         assert_eq!(explain_at_header("x = 1\n", 0, "m"), None);
+        // A header left unclosed is the fault (before: "a [[drain]] without a name").
+        let unclosed = "unclosed array table, expected `]`";
+        assert_eq!(
+            explain_at_header("[[drain]\nname = \"a\"\n", 0, unclosed).unwrap(),
+            "[[drain]: unclosed array table, expected `]`: write [[drain]]"
+        );
+        assert_eq!(
+            explain_at_header("[[quota_group]\n", 0, unclosed).unwrap(),
+            "[[quota_group]: unclosed array table, expected `]`: write [[quota_group]]"
+        );
     }
 
     fn at(text: &str, value: &str) -> Option<String> {
