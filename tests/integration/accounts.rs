@@ -434,14 +434,19 @@ fn a_token_printed_before_a_crash_survives_it_and_a_failure_forgets_it() {
     assert_eq!(resume_token(&fixture, "i2"), None);
 }
 
+/// Steps that log the start, then answer on `account` and are refused access on any other.
+fn refused_but_on(fixture: &Fixture, account: &str) -> Value {
+    json!({ "steps": [
+        { "log": fixture.path("log") },
+        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": account, "then": [{ "out": "done" }],
+                      "else": [{ "err": "Invalid API key · Please run /login" }, { "exit": 1 }] } }
+    ] })
+}
+
 #[test]
 fn a_second_refused_key_within_the_switch_cooldown_switches_at_once_too() {
     let fixture = Fixture::new(&accounts_config(&["a", "b", "c"], "30m", ""), "2026-11-27T09:00:00Z");
-    let refused_but_on_c = json!({ "steps": [
-        { "log": fixture.path("log") },
-        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "c", "then": [{ "out": "done" }],
-                      "else": [{ "err": "Invalid API key · Please run /login" }, { "exit": 1 }] } }
-    ] });
+    let refused_but_on_c = refused_but_on(&fixture, "c");
     fixture.enqueue("alpha", &[("i1".into(), refused_but_on_c.clone()), ("i2".into(), refused_but_on_c)]);
     let pass = drain(&fixture);
     // Before, b's refusal one switch after a's made the group wait out switch_cooldown.
@@ -465,11 +470,7 @@ fn a_group_leaving_a_refused_account_passes_over_a_suspected_one_to_an_available
                      '2026-11-27T08:59:00Z', '2026-11-27T08:59:00Z', 'suspected', '2026-11-27T08:59:00Z')",
         )
         .unwrap();
-    let refused_but_on_c = json!({ "steps": [
-        { "log": fixture.path("log") },
-        { "if_env": { "var": "DRAIN_ACCOUNT", "equals": "c", "then": [{ "out": "done" }],
-                      "else": [{ "err": "Invalid API key · Please run /login" }, { "exit": 1 }] } }
-    ] });
+    let refused_but_on_c = refused_but_on(&fixture, "c");
     fixture.enqueue("alpha", &[("i1".into(), refused_but_on_c.clone()), ("i2".into(), refused_but_on_c)]);
     let pass = drain(&fixture);
     // Before: a refused, the group waited for b's suspicion to end (`rate_limited`,

@@ -63,6 +63,15 @@ fn fixture_for_two_hosts() -> Option<(Fixture, std::path::PathBuf)> {
     Some((fixture, go))
 }
 
+/// A pass of host-b starts `a`; then the whole of host-b goes at once: its drain and its
+/// worker.
+fn host_b_dies_working_on_a(fixture: &Fixture) {
+    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
+    wait_for_a_to_start(fixture);
+    signal(other.id(), libc::SIGKILL);
+    let _ = other.wait_with_output();
+}
+
 fn wait_for_a_to_start(fixture: &Fixture) {
     let started = fixture.path("started");
     wait_until("a's worker to start", Duration::from_secs(30), || started.exists());
@@ -144,11 +153,7 @@ fn a_supervise_never_signals_another_hosts_drain_and_recovers_its_hung_run_by_li
 #[test]
 fn a_host_that_dies_mid_pass_loses_no_item() {
     let Some((fixture, go)) = fixture_for_two_hosts() else { return };
-    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
-    wait_for_a_to_start(&fixture);
-    // The whole of host-b goes at once: its drain and its worker.
-    signal(other.id(), libc::SIGKILL);
-    let _ = other.wait_with_output();
+    host_b_dies_working_on_a(&fixture);
     assert_eq!(fixture.column::<String>("SELECT status FROM runs"), vec!["running".to_string()]);
     std::fs::write(&go, "").unwrap();
     fixture.set_now(LATER);
@@ -166,10 +171,7 @@ fn a_host_that_dies_mid_pass_loses_no_item() {
 #[test]
 fn a_run_of_a_dead_host_whose_drain_this_configuration_lacks_is_said_to_be_that_hosts() {
     let Some((fixture, go)) = fixture_for_two_hosts() else { return };
-    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
-    wait_for_a_to_start(&fixture);
-    signal(other.id(), libc::SIGKILL);
-    let _ = other.wait_with_output();
+    host_b_dies_working_on_a(&fixture);
     std::fs::write(&go, "").unwrap();
     // This host's configuration no longer has the drain.
     fixture.write_config(
@@ -213,11 +215,8 @@ fn a_run_of_a_dead_host_whose_drain_this_configuration_lacks_is_said_to_be_that_
 #[test]
 fn a_vanished_hosts_run_keeps_no_slot_once_its_session_is_gone() {
     let Some((fixture, go)) = fixture_for_two_hosts() else { return };
-    let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
-    wait_for_a_to_start(&fixture);
-    // Host b is gone: its pass's session ended, its run still `running`, holding `a`.
-    signal(other.id(), libc::SIGKILL);
-    let _ = other.wait_with_output();
+    // Host b is gone: its pass's session ends, its run still `running`, holding `a`.
+    host_b_dies_working_on_a(&fixture);
     let mut admin = fixture.client();
     wait_until("host b's session to end", Duration::from_secs(20), || {
         let sessions: i64 = admin
