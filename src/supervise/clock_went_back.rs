@@ -74,12 +74,40 @@ pub(super) fn read(client: &mut Client, now: DateTime<Utc>, is_injected: bool) -
     let tolerance = crate::clock::WENT_BACK_TOLERANCE;
     let (server_now, server_started_at, went_back) =
         crate::db::runs::server_clock_and_host_stamped_after(client, &host, now + tolerance)?;
+    let off_by = off_by(now, server_now, is_injected);
+    Ok(ClockState { is_right: off_by.is_none(), off_by, went_back, server_started_at })
+}
+
+/// By how much `now` is off from the server's clock `server_now`, when beyond the
+/// tolerance and not injected (see [`ClockState::off_by`]).
+fn off_by(now: DateTime<Utc>, server_now: DateTime<Utc>, is_injected: bool) -> Option<chrono::Duration> {
     // Test hook: judge an injected clock as this host's own (see `CLOCK_AS_OWN_ENV`).
     #[cfg(feature = "testing")]
     let is_injected = is_injected && std::env::var_os(CLOCK_AS_OWN_ENV).is_none();
-    let is_right = is_injected || (now - server_now).abs() <= tolerance;
-    let off_by = (!is_right).then_some(now - server_now);
-    Ok(ClockState { is_right, off_by, went_back, server_started_at })
+    let is_right = is_injected || (now - server_now).abs() <= crate::clock::WENT_BACK_TOLERANCE;
+    (!is_right).then_some(now - server_now)
+}
+
+/// The instant a burst's deadline is judged at: `now`, or the database server's clock when
+/// this host's runs ahead of it by `off_by` (beyond the tolerance): a burst is every
+/// host's, and one clock running ahead does not end it early for all of them
+/// (docs/operations.md, "Several hosts").
+pub(crate) fn burst_judged_at(now: DateTime<Utc>, off_by: Option<chrono::Duration>) -> DateTime<Utc> {
+    match off_by {
+        Some(ahead) if ahead > chrono::Duration::zero() => now - ahead,
+        _ => now,
+    }
+}
+
+/// [`burst_judged_at`] for a command outside `supervise` (`burst on`, `off`, `status`),
+/// which reads the server's clock for it: one round trip.
+pub(crate) fn burst_clock(
+    client: &mut impl postgres::GenericClient,
+    now: DateTime<Utc>,
+    is_injected: bool,
+) -> Result<DateTime<Utc>> {
+    let server_now: DateTime<Utc> = client.query_one("SELECT now()", &[])?.get(0);
+    Ok(burst_judged_at(now, off_by(now, server_now, is_injected)))
 }
 
 /// When this host's clock went back and is right now ([`read`]): a backoff whose hit is

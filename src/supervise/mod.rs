@@ -14,7 +14,7 @@
 //! holder, and reports one holding the lock too long (docs/operations.md).
 
 mod apply;
-mod clock_went_back;
+pub(crate) mod clock_went_back;
 mod plan;
 pub(crate) use plan::silence_started_at;
 pub(crate) use snapshot::held_slots;

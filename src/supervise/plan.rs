@@ -460,29 +460,20 @@ struct Slots {
 impl Slots {
     /// The drain's slots at `now`: taken by its healthy runs, or held by sessions (after
     /// the recovery) — whichever is more. A hung run of another host keeps its slot until
-    /// that host stops it. Another host's healthy run counts only while its pass holds a
-    /// slot: one that vanished without closing its session (a power or network cut) lost
-    /// it once the server ended the session (about two minutes), and neither keeps the
-    /// drain from starting nor takes an item for it; its run stays `running` until judged
-    /// hung (docs/operations.md, "Several hosts"). A pass of this host is known by its
-    /// process, and counts while it lives (reconnecting, it holds no slot for a moment).
+    /// that host stops it. Another host's healthy run counts whether or not its session
+    /// holds a slot now: a pass whose session the server ended (a restart) holds none
+    /// until its worker ends and it reconnects, and this host cannot tell it from a host
+    /// that vanished (docs/operations.md, "Several hosts").
     fn of(snapshot: &DrainSnapshot, now: DateTime<Utc>) -> Slots {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let (here, elsewhere): (Vec<&RunSnapshot>, Vec<&RunSnapshot>) = snapshot
-            .runs
-            .iter()
-            .filter(|run| is_healthy(run, snapshot, now))
-            .partition(|run| crate::reap::is_this_hosts(&run.run));
-        let idle_among = |runs: &[&RunSnapshot]| count(runs.iter().filter(|run| !run.holds_item).count());
-        // Which of another host's runs hold the slots is not known: as many as there are.
-        let attached_elsewhere =
-            count(elsewhere.len()).min(snapshot.held_slots.saturating_sub(count(here.len())));
-        let healthy = count(here.len()).saturating_add(attached_elsewhere);
+        let healthy: Vec<&RunSnapshot> =
+            snapshot.runs.iter().filter(|run| is_healthy(run, snapshot, now)).collect();
+        let busy = count(healthy.len());
         Slots {
-            busy: healthy.max(snapshot.held_slots),
-            idle: idle_among(&here).saturating_add(idle_among(&elsewhere).min(attached_elsewhere)),
+            busy: busy.max(snapshot.held_slots),
+            idle: count(healthy.iter().filter(|run| !run.holds_item).count()),
             // Held beyond its healthy runs: by passes whose runs were ended (hung).
-            held_by_ended: snapshot.held_slots.saturating_sub(healthy),
+            held_by_ended: snapshot.held_slots.saturating_sub(busy),
         }
     }
 }
@@ -790,7 +781,7 @@ mod tests {
     }
 
     #[test]
-    fn another_hosts_run_takes_a_slot_only_while_its_pass_holds_one() {
+    fn another_hosts_run_takes_its_slot_even_when_its_session_holds_none() {
         let config = Config::from_text(
             "[defaults]\ntimezone = \"UTC\"\n[[drain]]\nname = \"a\"\ncommand = [\"w\"]\nconcurrency = 2\n",
             None,
@@ -803,22 +794,17 @@ mod tests {
             run.holds_item = holds_item;
             run
         };
-        let with = |held_slots: u32| {
-            let mut s = snapshot(drain);
-            s.runs = vec![elsewhere(true), elsewhere(false)];
-            s.held_slots = held_slots;
-            s.available_items = 1;
-            plan_starts(&[s], inside() + chrono::Duration::seconds(30), zone)
-        };
-        // Its passes alive, their sessions holding both slots: busy.
-        assert_eq!(only(with(2)).reason, "all 2 concurrency slot(s) busy");
-        // One of them left: the other's slot is free, and the run waiting between items
-        // may be the one still there, taking the available item.
-        assert_eq!(only(with(1)).action, Action::Skip);
-        // Host b vanished and the server ended its sessions: before, both slots stayed
-        // busy until its runs were judged hung (liveness_timeout, 21 minutes by default).
-        let decisions = with(0);
-        assert_eq!((decisions.len(), decisions[0].action), (1, Action::Start), "{decisions:?}");
+        let mut s = snapshot(drain);
+        s.runs = vec![elsewhere(true), elsewhere(true)];
+        s.available_items = 1;
+        // Their sessions ended (the database server restarted) while their workers run:
+        // their passes hold no slot until they reconnect. Counting only held slots started
+        // two more passes, beyond `concurrency`.
+        s.held_slots = 0;
+        assert_eq!(
+            only(plan_starts(&[s], inside() + chrono::Duration::seconds(30), zone)).reason,
+            "all 2 concurrency slot(s) busy"
+        );
     }
 
     #[test]
