@@ -94,6 +94,23 @@ impl Reopened {
     }
 }
 
+/// How long a new session tries again for a slot: the server process of a session closed
+/// a moment ago may still hold its slot while it ends.
+const SLOT_RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// [`take_slot`] on a new session, tried again for [`SLOT_RELEASE_WAIT`] while every slot
+/// is held.
+fn take_slot_again(client: &mut Client, drain_id: i32, concurrency: u32) -> Result<Option<u32>> {
+    let since = Instant::now();
+    loop {
+        let slot = take_slot(client, drain_id, concurrency)?;
+        if slot.is_some() || since.elapsed() >= SLOT_RELEASE_WAIT {
+            return Ok(slot);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Session<'_> {
     /// One attempt: connect, and on success put the new session in `client`, forget the
     /// statements prepared on the old one and take a concurrency slot again. `lost_at`:
@@ -112,10 +129,17 @@ impl Session<'_> {
         if let Some(why) = crate::db::read_only_reason(&mut new_client)? {
             return Err(Error::Unavailable(format!("the new session is read-only ({why})")));
         }
+        // The old session may live on (read-only, not ended): its slot is let go first, or
+        // two passes replacing theirs at once could each find every slot still held.
+        if !client.is_closed() {
+            if let Err(error) = client.batch_execute("SELECT pg_advisory_unlock_all()") {
+                log::debug!("drain {}: the old session kept its locks: {error}", self.drain.name);
+            }
+        }
         *client = new_client;
         *statements = PreparedStatements::default();
         crate::db::use_generic_plans(client)?;
-        let slot = take_slot(client, self.drain_id, self.drain.concurrency)?;
+        let slot = take_slot_again(client, self.drain_id, self.drain.concurrency)?;
         let seconds = lost_at.elapsed().as_secs_f64();
         let mut message = format!(
             "run {} reconnected to the database after {seconds:.1} s: the server had ended its session, or \

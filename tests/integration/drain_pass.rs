@@ -1407,6 +1407,58 @@ fn a_failure_met_while_the_session_turned_read_only_is_recorded_on_one_that_writ
 }
 
 #[test]
+fn two_passes_whose_sessions_turned_read_only_both_take_their_slots_again() {
+    let fixture = Fixture::new(&config("concurrency = 2\n"), NOW);
+    let go = fixture.path("go");
+    let item = |key: &str| {
+        let started = fixture.path(&format!("started-{key}"));
+        (key.to_string(), steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "ok" }])))
+    };
+    fixture.enqueue("docs", &[item("a"), item("b")]);
+    let mut client = fixture.client();
+    let database = fixture.db.name.replace('"', "\"\"");
+    // Each pass's own session turns read-only once its worker runs, and new sessions are
+    // read-only too until the database is set right (a primary demoted, then promoted).
+    client
+        .batch_execute(
+            "CREATE FUNCTION test_read_only() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN
+                    PERFORM set_config('default_transaction_read_only', 'on', false);
+                    RETURN NEW;
+                  END $$;
+             CREATE TRIGGER test_read_only AFTER UPDATE OF worker_pid ON runs
+               FOR EACH ROW WHEN (NEW.worker_pid IS NOT NULL) EXECUTE FUNCTION test_read_only();",
+        )
+        .unwrap();
+    let passes: Vec<_> = (0..2).map(|_| fixture.drainctl(&["drain", "docs", "--json"]).spawn()).collect();
+    wait_until("both workers to start", Duration::from_secs(20), || {
+        ["a", "b"].iter().all(|key| fixture.path(&format!("started-{key}")).exists())
+    });
+    client
+        .batch_execute(&format!("ALTER DATABASE \"{database}\" SET default_transaction_read_only = on"))
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    // Both passes find their sessions read-only and try new ones each second.
+    std::thread::sleep(Duration::from_millis(1500));
+    client
+        .batch_execute(&format!("ALTER DATABASE \"{database}\" RESET default_transaction_read_only"))
+        .unwrap();
+    for pass in passes {
+        let result = finished(pass.wait_with_output().unwrap());
+        // Before, sometimes: "every concurrency slot was taken meanwhile, so the pass stops
+        // after this item", exit 75 — its own old session, or the other pass's, still held
+        // the slots it found taken.
+        result.assert_code(0);
+        assert!(!result.stderr.contains("every concurrency slot was taken"), "{}", result.stderr);
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE state = 'done'"), 2);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected' AND (data->>'slot_taken_again')::boolean"),
+        2
+    );
+}
+
+#[test]
 fn a_pass_whose_session_ends_while_it_records_its_end_records_it_on_a_new_one() {
     let fixture = Fixture::new(&config(""), NOW);
     let (started, go) = (fixture.path("started"), fixture.path("go"));
