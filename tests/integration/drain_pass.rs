@@ -1339,6 +1339,24 @@ fn a_session_that_turns_read_only_under_a_pass_waits_for_one_that_writes_and_kee
     assert!(!result.stderr.contains("ended this pass's session"), "{}", result.stderr);
 }
 
+/// Each drainctl session turns read-only when it records its worker's start, as after
+/// `ALTER SYSTEM SET default_transaction_read_only = on` and a reload (which would reach
+/// every test's sessions).
+fn sessions_turn_read_only_once_their_worker_runs(fixture: &Fixture) {
+    fixture
+        .client()
+        .batch_execute(
+            "CREATE FUNCTION test_read_only() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN
+                    PERFORM set_config('default_transaction_read_only', 'on', false);
+                    RETURN NEW;
+                  END $$;
+             CREATE TRIGGER test_read_only AFTER UPDATE OF worker_pid ON runs
+               FOR EACH ROW WHEN (NEW.worker_pid IS NOT NULL) EXECUTE FUNCTION test_read_only();",
+        )
+        .unwrap();
+}
+
 /// `drain docs` whose one item, `a`, hits a limit (`limit`) or fails while the pass's own
 /// session, living on, turns read-only (as after `ALTER SYSTEM SET
 /// default_transaction_read_only = on` and a reload, which would reach every test's
@@ -1353,18 +1371,7 @@ fn a_worker_ends_while_its_session_is_read_only(limit: Option<&str>) -> (Fixture
     let mut worker = vec![json!({ "touch": started }), json!({ "wait_for_file": go })];
     worker.extend(end.as_array().cloned().unwrap_or_default());
     fixture.enqueue("docs", &[("a".into(), steps(serde_json::Value::Array(worker)))]);
-    let mut client = fixture.client();
-    client
-        .batch_execute(
-            "CREATE FUNCTION test_read_only() RETURNS trigger LANGUAGE plpgsql AS
-               $$ BEGIN
-                    PERFORM set_config('default_transaction_read_only', 'on', false);
-                    RETURN NEW;
-                  END $$;
-             CREATE TRIGGER test_read_only AFTER UPDATE OF worker_pid ON runs
-               FOR EACH ROW WHEN (NEW.worker_pid IS NOT NULL) EXECUTE FUNCTION test_read_only();",
-        )
-        .unwrap();
+    sessions_turn_read_only_once_their_worker_runs(&fixture);
     let pass = fixture.drainctl(&["drain", "docs", "--json"]).spawn();
     wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
     std::fs::write(&go, "").unwrap();
@@ -1419,17 +1426,7 @@ fn two_passes_whose_sessions_turned_read_only_both_take_their_slots_again() {
     let database = fixture.db.name.replace('"', "\"\"");
     // Each pass's own session turns read-only once its worker runs, and new sessions are
     // read-only too until the database is set right (a primary demoted, then promoted).
-    client
-        .batch_execute(
-            "CREATE FUNCTION test_read_only() RETURNS trigger LANGUAGE plpgsql AS
-               $$ BEGIN
-                    PERFORM set_config('default_transaction_read_only', 'on', false);
-                    RETURN NEW;
-                  END $$;
-             CREATE TRIGGER test_read_only AFTER UPDATE OF worker_pid ON runs
-               FOR EACH ROW WHEN (NEW.worker_pid IS NOT NULL) EXECUTE FUNCTION test_read_only();",
-        )
-        .unwrap();
+    sessions_turn_read_only_once_their_worker_runs(&fixture);
     let passes: Vec<_> = (0..2).map(|_| fixture.drainctl(&["drain", "docs", "--json"]).spawn()).collect();
     wait_until("both workers to start", Duration::from_secs(20), || {
         ["a", "b"].iter().all(|key| fixture.path(&format!("started-{key}")).exists())
