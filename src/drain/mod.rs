@@ -325,8 +325,21 @@ fn open_run(
     }
     let process = ThisProcess::of(args);
     let new_run = process.new_run(drain, args);
-    if take_slot(client, controls.id, drain.concurrency)?.is_none() {
-        let note = format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
+    let slot = take_slot(client, controls.id, drain.concurrency)?;
+    let live = match slot {
+        Some(_) => live_runs(client, drain, now)?,
+        None => 0,
+    };
+    if slot.is_none() || live >= drain.concurrency as usize {
+        let mut note =
+            format!("all {} concurrency slot(s) of drain {} are taken", drain.concurrency, drain.name);
+        if slot.is_some() {
+            // A slot is free, but not for long: the passes of those runs take theirs again.
+            note.push_str(&format!(
+                " by its {live} runs still running, some of whose sessions the server ended (a restart): each \
+                 takes its slot again when its worker ends"
+            ));
+        }
         let run_id = runs::insert_lock_skipped_run(client, &new_run, &note, now)?;
         return Ok(Opened::LockSkipped(Report::new(
             format!("{}: lock_skipped: {note}", drain.name),
@@ -334,6 +347,19 @@ fn open_run(
         )));
     }
     record_run(client, outbox, drain, args, None, now).map(Opened::Run)
+}
+
+/// The drain's runs that are live — `running`, a checkpoint within `liveness_timeout`,
+/// and, on this host, their process alive — as `supervise` counts them: each takes a
+/// slot, whether or not its session holds one now (a database restart ended it, and its
+/// pass takes its slot again only when its worker ends), so that a pass started by hand
+/// then does not run beyond `concurrency` (docs/operations.md, "Several hosts").
+fn live_runs(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Result<usize> {
+    let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
+    Ok(runs::running_runs(client, Some(&drain.name))?
+        .into_iter()
+        .filter(|run| now - run.last_checkpoint_at <= liveness && !crate::reap::is_crashed(run))
+        .count())
 }
 
 /// Record a run of this process, which holds a concurrency slot of the drain, with its

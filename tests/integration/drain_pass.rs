@@ -1456,6 +1456,30 @@ fn two_passes_whose_sessions_turned_read_only_both_take_their_slots_again() {
 }
 
 #[test]
+fn a_pass_started_by_hand_counts_the_runs_whose_sessions_a_restart_ended() {
+    let fixture = Fixture::new(&config(""), NOW);
+    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
+    // As a database restart would: the pass's session, and with it its slot, is gone
+    // while its worker runs; the pass takes its slot again when the worker ends.
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    let by_hand = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    // Before: it took the free slot and ran `b` beside `a`, beyond concurrency 1.
+    by_hand.assert_code(0);
+    assert_eq!(by_hand.json()["status"], "lock_skipped", "{}", by_hand.stdout);
+    assert!(
+        by_hand.json()["note"].as_str().is_some_and(
+            |note| note.contains("by its 1 runs still running, some of whose sessions the server ended")
+        ),
+        "{}",
+        by_hand.stdout
+    );
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(result.json()["items_done"], 2, "{}", result.stdout);
+}
+
+#[test]
 fn a_pass_whose_session_ends_while_it_records_its_end_records_it_on_a_new_one() {
     let fixture = Fixture::new(&config(""), NOW);
     let (started, go) = (fixture.path("started"), fixture.path("go"));
