@@ -21,7 +21,7 @@ use crate::model::EventKind;
 use crate::output::{local_time as local, table_cutting_last, Report};
 use crate::schedule::forecast::HoldReason;
 use crate::schedule::when::{check_deadline, parse_when, WhenError};
-use crate::supervise::clock_went_back::burst_clock;
+use crate::supervise::clock_went_back::read_shared_now;
 
 pub fn run(ctx: &mut Context, command: &BurstCommand) -> Result<Report> {
     match command {
@@ -103,8 +103,8 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         zone,
         defaults.burst_max,
     )?;
-    // Ended by the database server's clock when this one runs ahead (see `burst_clock`).
-    let judged_at = burst_clock(&mut ctx.client, now, ctx.clock.is_injected())?;
+    // Ended by the database server's clock when this one runs ahead (see `read_shared_now`).
+    let judged_at = read_shared_now(&mut ctx.client, now, ctx.clock.is_injected())?;
     let (previous, is_paused, note_now) = in_transaction(&mut ctx.client, |tx| {
         let controls = ensure_drain(tx, &name, now)?;
         // One that expired and no supervise pass cleared yet ends as expired first.
@@ -224,7 +224,7 @@ fn off(ctx: &mut Context, args: &NameArg) -> Result<Report> {
     let name = ctx.known_drain(&args.name)?;
     let now = ctx.clock.now();
     let zone = ctx.config.defaults.timezone;
-    let judged_at = burst_clock(&mut ctx.client, now, ctx.clock.is_injected())?;
+    let judged_at = read_shared_now(&mut ctx.client, now, ctx.clock.is_injected())?;
     let (was, expired, kept_off) = in_transaction(&mut ctx.client, |tx| {
         let controls = ensure_drain(tx, &name, now)?;
         // A burst past its deadline that no supervise pass cleared yet had ended already.
@@ -302,7 +302,7 @@ fn status(ctx: &mut Context, args: &BurstStatusArgs) -> Result<Report> {
         }
     };
     // Shown as the database server's clock reads it when this one runs ahead.
-    let now = burst_clock(&mut ctx.client, ctx.clock.now(), ctx.clock.is_injected())?;
+    let now = read_shared_now(&mut ctx.client, ctx.clock.now(), ctx.clock.is_injected())?;
     let zone = ctx.config.defaults.timezone;
     let controls = read_controls(&mut ctx.client, &names)?;
     // Each drain's quota group, and those of them parked.

@@ -195,7 +195,12 @@ fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<R
     };
     let configured = configured_accounts(group);
     let group = group.name.clone();
-    let now = ctx.clock.now();
+    // A backoff is every host's: judged by the server's clock when this one runs ahead.
+    let now = crate::supervise::clock_went_back::read_shared_now(
+        &mut ctx.client,
+        ctx.clock.now(),
+        ctx.clock.is_injected(),
+    )?;
     let (was_parked, cleared_backoffs) = in_transaction(&mut ctx.client, |tx| {
         crate::db::quota_groups::lock_group(tx, &group, now)?;
         let cleared = crate::db::quota_groups::clear_park(tx, &group, now)?;

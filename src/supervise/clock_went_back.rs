@@ -88,26 +88,26 @@ fn off_by(now: DateTime<Utc>, server_now: DateTime<Utc>, is_injected: bool) -> O
     (!is_right).then_some(now - server_now)
 }
 
-/// The instant a burst's deadline is judged at: `now`, or the database server's clock when
-/// this host's runs ahead of it by `off_by` (beyond the tolerance): a burst is every
-/// host's, and one clock running ahead does not end it early for all of them
-/// (docs/operations.md, "Several hosts").
-pub(crate) fn burst_judged_at(now: DateTime<Utc>, off_by: Option<chrono::Duration>) -> DateTime<Utc> {
+/// The instant a deadline every host shares — a burst's, a quota group's backoff — is
+/// judged at: `now`, or the database server's clock when this host's runs ahead of it by
+/// `off_by` (beyond the tolerance): one clock running ahead does not end it early for all
+/// of them (docs/operations.md, "Several hosts").
+pub(crate) fn shared_now(now: DateTime<Utc>, off_by: Option<chrono::Duration>) -> DateTime<Utc> {
     match off_by {
         Some(ahead) if ahead > chrono::Duration::zero() => now - ahead,
         _ => now,
     }
 }
 
-/// [`burst_judged_at`] for a command outside `supervise` (`burst on`, `off`, `status`),
-/// which reads the server's clock for it: one round trip.
-pub(crate) fn burst_clock(
+/// [`shared_now`] for a command outside `supervise` (`burst on`, `off`, `status`,
+/// `resume --group`), which reads the server's clock for it: one round trip.
+pub(crate) fn read_shared_now(
     client: &mut impl postgres::GenericClient,
     now: DateTime<Utc>,
     is_injected: bool,
 ) -> Result<DateTime<Utc>> {
     let server_now: DateTime<Utc> = client.query_one("SELECT now()", &[])?.get(0);
-    Ok(burst_judged_at(now, off_by(now, server_now, is_injected)))
+    Ok(shared_now(now, off_by(now, server_now, is_injected)))
 }
 
 /// When this host's clock went back and is right now ([`read`]): a backoff whose hit is

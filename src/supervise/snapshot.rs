@@ -107,7 +107,7 @@ pub(super) fn take_snapshot<'a>(
     };
     // A burst ends by the database server's clock when this host's runs ahead of it (see
     // `plan::plan_burst_expiry`).
-    let burst_ended_by = super::clock_went_back::burst_judged_at(now, clock.off_by);
+    let burst_ended_by = super::clock_went_back::shared_now(now, clock.off_by);
     let (mut controls, others): (Vec<DrainControls>, Vec<DrainControls>) =
         read_controls_and_expired_bursts(client, &names, burst_ended_by)?
             .into_iter()

@@ -255,6 +255,33 @@ fn a_supervise_whose_clock_runs_ahead_does_not_end_the_operators_burst_early() {
 }
 
 #[test]
+fn a_backoff_cleared_from_a_host_whose_clock_runs_ahead_is_said_and_recorded() {
+    let fixture = Fixture::new(&config(), INSIDE);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let server_now: chrono::DateTime<chrono::Utc> =
+        fixture.client().query_one("SELECT now()", &[]).unwrap().get(0);
+    let backoff_until = server_now + chrono::Duration::hours(1);
+    fixture
+        .client()
+        .execute(
+            "INSERT INTO quota_backoffs (quota_group, account, backoff_until, reason, rule, updated_at)
+             VALUES ('docs', '', $1, 'usage limit reached', 'parsed_reset', $2)",
+            &[&backoff_until, &server_now],
+        )
+        .unwrap();
+    // This host's clock runs 3 hours ahead: past the backoff by it, not by the server's.
+    fixture.set_now(&(server_now + chrono::Duration::hours(3)).to_rfc3339());
+    let resumed = fixture
+        .drainctl(&["resume", "--group", "docs", "--clear-backoff", "--json"])
+        .env("DRAINCTL_TEST_CLOCK_AS_OWN", "1")
+        .run();
+    resumed.assert_code(0);
+    // Before: `"cleared_backoffs": []` and no event, for a backoff it did clear.
+    assert_eq!(resumed.json()["cleared_backoffs"], json!([""]), "{}", resumed.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_cleared'"), 1);
+}
+
+#[test]
 fn a_supervise_whose_clock_is_off_does_not_judge_another_hosts_run_hung() {
     let Some((fixture, go)) = fixture_for_two_hosts() else { return };
     let other = fixture.drainctl_on_host("host-b", true, &["drain", "docs"]).spawn();
