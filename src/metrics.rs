@@ -394,7 +394,7 @@ fn unconfigured_family(client: &mut impl GenericClient, configured: &[String]) -
         "drainctl_unconfigured_drain_items",
         "Pending and running items of a drain that has no [[drain]] table in the configuration: nothing starts a pass of it.",
     );
-    for work in items::unconfigured_with_work(client, configured, DateTime::<Utc>::MAX_UTC)? {
+    for work in items::unconfigured_with_work(client, configured, None)? {
         for (state, count) in [("pending", work.counts.pending), ("running", work.counts.running)] {
             family.sample(vec![("drain", work.drain.clone()), ("state", state.to_string())], count as f64);
         }

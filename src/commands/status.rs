@@ -232,7 +232,7 @@ pub(crate) fn unconfigured_drains(
 ) -> Result<Vec<UnconfiguredDrain>> {
     let names: Vec<String> = config.drains.iter().map(|drain| drain.name.clone()).collect();
     let lately = now - chrono::Duration::days(1);
-    Ok(crate::db::items::unconfigured_with_work(client, &names, lately)?
+    Ok(crate::db::items::unconfigured_with_work(client, &names, Some(lately))?
         .into_iter()
         .map(|work| UnconfiguredDrain {
             drain: work.drain,

@@ -1768,11 +1768,12 @@ fn drain_and_counts(row: &Row) -> (String, StateCounts) {
 /// drain renamed or removed from the configuration, whose backlog nothing will run once
 /// its passes still running have ended — with how many are, and whether it is paused.
 /// `started_since`: from when another host's start of a run of it counts as its own
-/// configuration having the drain (see [`UnconfiguredWork::started_elsewhere`]).
+/// configuration having the drain (see [`UnconfiguredWork::started_elsewhere`]); None
+/// looks for none.
 pub fn unconfigured_with_work(
     client: &mut impl GenericClient,
     configured: &[String],
-    started_since: DateTime<Utc>,
+    started_since: Option<DateTime<Utc>>,
 ) -> Result<Vec<UnconfiguredWork>> {
     let rows = client.query(
         "SELECT c.drain, c.pending, c.running, c.done, c.dead, c.skipped_missing,
@@ -1781,7 +1782,8 @@ pub fn unconfigured_with_work(
                 (SELECT coalesce(array_agg(DISTINCT r.host ORDER BY r.host), '{}') FROM runs r
                   WHERE r.drain = c.drain AND r.status = 'running' AND r.host <> $2),
                 (SELECT coalesce(array_agg(DISTINCT r.host ORDER BY r.host), '{}') FROM runs r
-                  WHERE r.drain = c.drain AND r.host <> $2 AND r.started_at >= $3)
+                  WHERE $3::timestamptz IS NOT NULL AND r.drain = c.drain AND r.host <> $2
+                    AND r.started_at >= $3)
            FROM (SELECT drain, sum(pending)::bigint AS pending, sum(running)::bigint AS running,
                         sum(done)::bigint AS done, sum(dead)::bigint AS dead,
                         sum(skipped_missing)::bigint AS skipped_missing

@@ -349,17 +349,24 @@ fn open_run(
     record_run(client, outbox, drain, args, None, now).map(Opened::Run)
 }
 
-/// The drain's runs that are live — `running`, a checkpoint within `liveness_timeout`,
-/// and, on this host, their process alive — as `supervise` counts them: each takes a
-/// slot, whether or not its session holds one now (a database restart ended it, and its
-/// pass takes its slot again only when its worker ends), so that a pass started by hand
-/// then does not run beyond `concurrency` (docs/operations.md, "Several hosts").
+/// The drain's runs that are live — `running`, silent for no longer than
+/// `liveness_timeout` while the database server was up, and, on this host, their process
+/// alive — as `supervise` counts them: each takes a slot, whether or not its session
+/// holds one now (a database restart ended it, and its pass takes its slot again only when
+/// its worker ends), so that a pass started by hand then does not run beyond
+/// `concurrency` (docs/operations.md, "Several hosts").
 fn live_runs(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Result<usize> {
+    let running = runs::running_runs(client, Some(&drain.name))?;
+    if running.is_empty() {
+        return Ok(0);
+    }
+    let server_started_at = Some(crate::db::server_started_at(client)?);
     let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-    Ok(runs::running_runs(client, Some(&drain.name))?
-        .into_iter()
-        .filter(|run| now - run.last_checkpoint_at <= liveness && !crate::reap::is_crashed(run))
-        .count())
+    let is_silent_too_long = |run: &runs::RunRow| {
+        let (since, _) = crate::supervise::silence_started_at(run.last_checkpoint_at, server_started_at, now);
+        now - since > liveness
+    };
+    Ok(running.iter().filter(|run| !is_silent_too_long(run) && !crate::reap::is_crashed(run)).count())
 }
 
 /// Record a run of this process, which holds a concurrency slot of the drain, with its

@@ -191,7 +191,8 @@ fn plan_burst_expiry(
     zone: Tz,
 ) -> Option<Decision> {
     let until = controls.expired_burst(now)?;
-    let ahead = off_by.filter(|off_by| controls.expired_burst(now - *off_by).is_none());
+    let shared_now = super::clock_went_back::shared_now(now, off_by);
+    let ahead = off_by.filter(|_| controls.expired_burst(shared_now).is_none());
     Some(match ahead {
         Some(off_by) => {
             let reason = format!(
@@ -714,7 +715,7 @@ mod tests {
                 id: 7,
                 drain: "a".into(),
                 trigger: Trigger::Supervisor,
-                host: crate::worker::process::host_name(),
+                host: "h".into(),
                 host_id: None,
                 pid: 1,
                 process_start_time: None,
