@@ -353,7 +353,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         // Stopped by the signal that stops drainctl: a process manager stopping the whole
         // tree (pm2's default `treekill`) reached the notifier first. Not delivered, so
         // due again, as when drainctl stops it itself.
-        (_, WorkerExit::Signal(signal)) if is_stop_signal(signal) && is_drainctl_stopped_too() => {
+        (_, WorkerExit::Signal(signal)) if crate::worker::signals::stopped_with_drainctl(report.exit) => {
             Err(failure(
                 INTERRUPTED,
                 format!(
@@ -367,26 +367,6 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
             ))
         }
         (_, WorkerExit::Signal(signal)) => Err(failure("signal", format!("killed by signal {signal}"), None)),
-    }
-}
-
-/// SIGTERM, SIGINT or SIGHUP: what stops drainctl too.
-fn is_stop_signal(signal: i32) -> bool {
-    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&signal)
-}
-
-/// Whether drainctl got a stop signal, now or within a moment: one that stops the whole
-/// process tree may reach the notifier a little before drainctl.
-fn is_drainctl_stopped_too() -> bool {
-    let until = std::time::Instant::now() + Duration::from_millis(500);
-    loop {
-        if crate::worker::signals::termination_signal().is_some() {
-            return true;
-        }
-        if std::time::Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

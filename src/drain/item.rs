@@ -227,6 +227,11 @@ impl Pass<'_> {
             self.last_worker_took = Some(took);
         }
         let result = result.map(|mut report| {
+            // The same stop as the pass's, reaching the worker first (pm2's `treekill`, a
+            // host shutting down): no outcome of its own (docs/worker-contract.md).
+            if report.stop_reason.is_none() && crate::worker::signals::stopped_with_drainctl(report.exit) {
+                report.stop_reason = Some(StopReason::Interrupted);
+            }
             let outcome = self.read_report(account, payload, &mut report);
             (report, outcome)
         });

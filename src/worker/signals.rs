@@ -101,6 +101,37 @@ pub fn termination_signal() -> Option<i32> {
     }
 }
 
+/// How long a child that a stop signal ended may have gone before drainctl heard the same
+/// stop: a stop sent to the whole tree (pm2's default `treekill`, a host shutting down,
+/// `kill` given both pids) reaches the processes one by one.
+const SAME_STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether a child that ended as `exit` was stopped by the same stop as drainctl: drainctl
+/// has a stop signal already, or the child died of SIGTERM, SIGINT or SIGHUP (or exited
+/// 128 plus one of them, as a shell or Node.js does) and drainctl gets one within half a
+/// second. Then the child's end is no outcome of its own (docs/worker-contract.md, "What
+/// drainctl guarantees about an item").
+pub fn stopped_with_drainctl(exit: super::WorkerExit) -> bool {
+    if termination_requested() {
+        return true;
+    }
+    let signal = match exit {
+        super::WorkerExit::Signal(signal) => signal,
+        super::WorkerExit::Code(code) => code - 128,
+    };
+    if !TERMINATION_SIGNALS.contains(&signal) {
+        return false;
+    }
+    let until = std::time::Instant::now() + SAME_STOP_WAIT;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        if termination_requested() {
+            return true;
+        }
+    }
+    false
+}
+
 /// `SIGTERM`, `SIGINT` or `SIGHUP`, as a message names a termination signal.
 pub fn signal_name(signal: i32) -> String {
     match signal {

@@ -1020,6 +1020,52 @@ fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
 }
 
+#[test]
+fn a_stop_that_reaches_the_worker_and_the_pass_together_keeps_no_answer_and_charges_no_attempt() {
+    // A host shutting down, pm2's default `treekill`, `kill` given both pids: the worker
+    // may end before the pass hears the same stop. Before: a worker that exits 0 on
+    // SIGTERM (as gemini-cli does) had its half answer committed as the item's result, and
+    // one killed by the signal was charged its attempt, dead at `max_attempts = 1`.
+    let stopped_together = |trap: &str, pause_before_the_pass: Duration| {
+        let fixture = Fixture::new(&config(""), NOW);
+        let started = fixture.path("started");
+        let worker = fixture.script(
+            "worker",
+            &format!(
+                "#!/bin/sh\n{trap}\ncat >/dev/null\ntouch {}\nsleep 60 &\nwait\necho full answer\n",
+                started.display()
+            ),
+        );
+        fixture.write_config(&format!("{}max_attempts = 1\n", script_config(&worker)));
+        fixture.enqueue("docs", &[("a".into(), json!({})), ("b".into(), json!({}))]);
+        let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+        wait_until("the worker to start and be recorded", Duration::from_secs(20), || {
+            started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+        });
+        let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+        // The worker's whole group first, then the pass.
+        unsafe {
+            libc::kill(-worker_pid, libc::SIGTERM);
+        }
+        std::thread::sleep(pause_before_the_pass);
+        signal(pass.id(), libc::SIGTERM);
+        let result = finished(pass.wait_with_output().unwrap());
+        result.assert_code(75);
+        assert!(result.stderr.contains("interrupted by SIGTERM while running item a"), "{}", result.stderr);
+        let (state, attempts, _) = fixture.item("docs", "a");
+        assert_eq!((state.as_str(), attempts), ("pending", 0), "{}", result.stderr);
+        assert_eq!(fixture.count("SELECT count(*) FROM items WHERE result IS NOT NULL"), 0);
+        // No second worker was started after the stop began.
+        let (state, attempts, _) = fixture.item("docs", "b");
+        assert_eq!((state.as_str(), attempts), ("pending", 0), "{}", result.stderr);
+        assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome <> 'interrupted'"), 0);
+    };
+    // Exits 0 on SIGTERM with what it has so far.
+    stopped_together("trap 'echo partial; exit 0' TERM", Duration::ZERO);
+    // Dies of the signal; the pass hears its own a moment later.
+    stopped_together("", Duration::from_millis(100));
+}
+
 /// Start a pass of `docs`, wait for its worker to make `file` (as `what`), give the pass a
 /// beat to read what the worker printed before, and stop it with SIGTERM.
 fn sigterm_the_pass_once(fixture: &Fixture, file: &std::path::Path, what: &str) -> Finished {
