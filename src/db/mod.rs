@@ -210,6 +210,14 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
     }
     config.ssl_mode(tls.crate_mode());
     let connector = tls.connector(&database.source)?;
+    // The socket a URL of one Unix-socket folder dials, named when it is not there.
+    let socket_file = match (config.get_hosts(), config.get_ports()) {
+        ([postgres::config::Host::Unix(folder)], [] | [_]) => {
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            Some(folder.join(format!(".s.PGSQL.{port}")))
+        }
+        _ => None,
+    };
     let unavailable = |error: postgres::Error| {
         // A setting the URL passes to the server (`options=-c…`) that the server refuses at
         // login: unknown, a bad value, or one the role may not set. Trying again cannot
@@ -247,12 +255,24 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             Error::Internal(message) => message,
             other => other.to_string(),
         };
+        let no_socket = socket_file
+            .as_ref()
+            .filter(|_| detail.contains("error connecting to server") && detail.contains("No such file or directory"))
+            .map(|socket| {
+                format!(
+                    "; there is no socket {}: check that the server runs and that the URL's host (a folder of \
+                     the server's unix_socket_directories) and port are its own",
+                    socket.display()
+                )
+            });
         // No server answered at all (refused, no route, a name that does not resolve).
         // target_session_attrs=read-write found servers, none taking writes (a failover
         // under way, standbys only): they run.
         let hint = if detail.contains("does not allow writes") {
             "; every host of the URL answered, none takes writes now (standbys, or a failover under way): \
              the primary's address belongs in the URL; a promoted standby takes writes once promoted"
+        } else if let Some(socket) = &no_socket {
+            socket
         } else if detail.contains("error connecting to server") {
             "; check that the server runs and that the URL's host and port are its own"
         } else if detail.contains("password authentication failed")

@@ -159,13 +159,12 @@ impl TlsSettings {
     }
 }
 
-/// As libpq: a key file owned by this user must be readable by it alone (0600 or less);
-/// one owned by root may be readable by its group too (0640).
+/// As libpq: a key file must be readable by its owner alone (0600 or less); one owned by
+/// root may be readable by its group too (0640), whoever runs drainctl.
 fn check_key_permissions(key: &std::path::Path, source: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(metadata) = std::fs::metadata(key) else { return Ok(()) };
-    let uid = crate::ownership::effective_uid();
-    let allowed = if metadata.uid() == 0 && uid != 0 { 0o640 } else { 0o600 };
+    let allowed = if metadata.uid() == 0 { 0o640 } else { 0o600 };
     let mode = metadata.mode() & 0o777;
     if mode & !allowed != 0 {
         return Err(Error::Config(format!(

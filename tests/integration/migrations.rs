@@ -237,6 +237,14 @@ fn an_unreachable_database_exits_69_without_the_password() {
         "how to fix it: {}",
         result.stderr
     );
+    // A socket folder with no server's socket in it: the socket file is named.
+    let folder = tempfile::tempdir().unwrap();
+    let nosocket = format!("postgres://someone:hunter2-secret@/x?host={}&port=5999", folder.path().display());
+    let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &nosocket).run();
+    result.assert_code(69);
+    let socket = format!("there is no socket {}/.s.PGSQL.5999: check", folder.path().display());
+    assert!(result.stderr.contains(&socket), "{}", result.stderr);
+    assert!(!result.stderr.contains("hunter2-secret"), "{}", result.stderr);
     // A password and no user is the URL's fault (before: 69, the server's "no PostgreSQL
     // user name specified in startup packet").
     let userless = db.url.replacen("postgres://postgres:", "postgres://:", 1);

@@ -149,6 +149,27 @@ fn a_client_certificate_logs_in_a_role_the_server_admits_by_certificate() {
     refused.assert_code(69);
     assert!(refused.stderr.contains("certificate"), "{}", refused.stderr);
 
+    // As libpq: a key of root's may be read by its group too (root:ssl-cert 0640), also
+    // when drainctl runs as root. Before: refused to root alone.
+    if unsafe { libc::geteuid() } == 0 {
+        let group_key = fixture.path("group.key");
+        std::fs::copy(&key, &group_key).unwrap();
+        std::fs::set_permissions(&group_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        fixture
+            .drainctl(&["status"])
+            .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={}", group_key.display())))
+            .run()
+            .assert_code(0);
+        // Another user's key readable by its group is refused.
+        std::os::unix::fs::chown(&group_key, Some(65534), None).unwrap();
+        let refused = fixture
+            .drainctl(&["status"])
+            .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={}", group_key.display())))
+            .run();
+        refused.assert_code(78);
+        assert!(refused.stderr.contains("has mode 0640"), "{}", refused.stderr);
+    }
+
     // What cannot be used is a configuration error (78), one line naming what to do.
     let open_key = fixture.path("open.key");
     std::fs::copy(&key, &open_key).unwrap();
