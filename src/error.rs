@@ -193,6 +193,18 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         if *code == SqlState::LOCK_NOT_AVAILABLE {
             return Error::Temporary(message);
         }
+        // The statements prepared on this session are not on the server process that got
+        // the next one: a transaction pooler the check at connect missed (a busy pool).
+        if *code == SqlState::DUPLICATE_PSTATEMENT
+            || *code == SqlState::INVALID_SQL_STATEMENT_NAME
+            || (*code == SqlState::PROTOCOL_VIOLATION && db.message().contains("prepared statement"))
+        {
+            return Error::Config(format!(
+                "{message}: the session's statements went to another server process, as through a connection \
+                 pooler in transaction mode: {}",
+                crate::db::NEEDS_A_SESSION
+            ));
+        }
         // The server out of room (its disk or a tablespace full, memory, shared memory):
         // nothing of the statement was written, and the same work goes through once room
         // is made — no bug of drainctl's (docs/exit-codes.md).

@@ -178,6 +178,14 @@ fn run_and_release<T>(client: &mut Client, body: impl FnOnce(&mut Client) -> Res
     let outcome = body(client);
     let released = client.query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]);
     match (outcome, released) {
+        // Taken on one server process and released on another: a transaction pooler the
+        // check at connect missed, and the lock stays on that process until it ends.
+        (Ok(_), Ok(row)) if !row.try_get::<_, bool>(0).unwrap_or(true) => Err(Error::Config(format!(
+            "the migration lock was not this session's when it was released (it stays with the server process \
+             that took it, until that process ends): the connection goes through a connection pooler in \
+             transaction mode: {}",
+            crate::db::NEEDS_A_SESSION
+        ))),
         (Ok(value), Ok(_)) => Ok(value),
         (Ok(_), Err(error)) => Err(Error::from(error).context("releasing the migration lock")),
         (Err(error), _) => Err(error),

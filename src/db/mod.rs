@@ -353,7 +353,7 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         }
     })?;
     check_server_version(&identity.version, &identity.version_num)?;
-    refuse_transaction_pooler(&config, connector, &identity)?;
+    refuse_transaction_pooler(&config, connector, &mut client, &identity)?;
     // A process frozen (SIGSTOP, a paused VM) in the middle of a transaction must not hold
     // its locks for ever: the server ends such a session, and the run is reaped. A host
     // that vanishes (power, network) closes no socket: without keepalives the server would
@@ -655,12 +655,47 @@ const POOLER_CHECK_WAIT: Duration = Duration::from_secs(3);
 fn refuse_transaction_pooler(
     config: &postgres::Config,
     connector: MakeTlsConnector,
+    client: &mut Client,
     first: &BackendIdentity,
 ) -> Result<()> {
     if !may_be_proxied(config, first) {
         return Ok(());
     }
-    let mut config = config.clone();
+    served_by_two_processes(config.clone(), connector, first)?;
+    // A pooler that gave the second connection another server connection (a busy pool,
+    // `server_round_robin = 1`) may hand this one's next transactions to others too.
+    for _ in 0..SAME_SESSION_LOOKS {
+        let pid = client.simple_query("SELECT pg_backend_pid()")?.iter().find_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        });
+        if let Some(pid) = pid.filter(|pid| *pid != first.pid) {
+            return Err(Error::Config(format!(
+                "the database connection goes through a connection pooler in transaction mode (one \
+                 connection was served by two server processes, pid {} then {pid}): {NEEDS_A_SESSION}",
+                first.pid
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How many times the pooler check asks again which server process serves the connection.
+const SAME_SESSION_LOOKS: usize = 2;
+
+/// What a transaction pooler breaks, and the fix (docs/operations.md, "Connection poolers").
+pub(crate) const NEEDS_A_SESSION: &str =
+    "drainctl needs a whole server session per invocation for its advisory locks \
+     and prepared statements; connect directly to PostgreSQL, or through a pool in session mode (pgbouncer: \
+     pool_mode = session), see docs/operations.md";
+
+/// The first half of [`refuse_transaction_pooler`]: a second connection served by the
+/// first one's server process.
+fn served_by_two_processes(
+    mut config: postgres::Config,
+    connector: MakeTlsConnector,
+    first: &BackendIdentity,
+) -> Result<()> {
     config.application_name("drainctl pooler check");
     // A session pool with no free server connection makes it wait in the pooler's queue.
     let second = within(POOLER_CHECK_WAIT, move || {
@@ -678,10 +713,7 @@ fn refuse_transaction_pooler(
         {
             Err(Error::Config(format!(
                 "the database connection goes through a connection pooler in transaction mode \
-                 (two open connections were served by the same server process, pid {}): \
-                 drainctl needs a whole server session per invocation for its advisory locks \
-                 and prepared statements; connect directly to PostgreSQL, or through a pool in \
-                 session mode (pgbouncer: pool_mode = session), see docs/operations.md",
+                 (two open connections were served by the same server process, pid {}): {NEEDS_A_SESSION}",
                 first.pid
             )))
         }

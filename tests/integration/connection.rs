@@ -126,6 +126,11 @@ fn pgbouncer_program() -> Option<String> {
 
 impl Pgbouncer {
     fn start(db: &TestDb) -> Option<Pgbouncer> {
+        Pgbouncer::start_with(db, "")
+    }
+
+    /// As [`Pgbouncer::start`], with `settings` added to its `[pgbouncer]` section.
+    fn start_with(db: &TestDb, settings: &str) -> Option<Pgbouncer> {
         let Some(program) = pgbouncer_program() else {
             eprintln!("SKIPPED: pgbouncer is not installed and ./scripts/test could not install it");
             return None;
@@ -148,7 +153,7 @@ impl Pgbouncer {
                 "[databases]\ntxn = {target} pool_mode=transaction\nsess = {target} pool_mode=session\n\
                  tiny = {target} pool_mode=session pool_size=1\n\n\
                  [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-                 query_wait_timeout = 3\n\
+                 query_wait_timeout = 3\n{settings}\
                  auth_type = scram-sha-256\nauth_file = {}\npidfile = {}\nlogfile = {}\n",
                 path("userlist.txt"),
                 path("pgbouncer.pid"),
@@ -239,6 +244,34 @@ fn a_transaction_pooler_is_refused_with_78_and_a_session_pool_works() {
     let refused = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &wrong).run();
     refused.assert_code(69);
     assert!(refused.stderr.contains("the URL's user or password is not the server's"), "{}", refused.stderr);
+}
+
+#[test]
+fn a_transaction_pooler_that_hands_out_its_server_connections_in_turn_is_refused() {
+    // `server_round_robin = 1`: the pooler's check at connect sees the second connection
+    // on another server process, as under a busy pool. Before: it passed, and the
+    // statements that followed went to one process and another — `prepared statement
+    // "s0" already exists`, exit 70 — or a migration lock stayed behind on one of them.
+    let fixture = Fixture::new(CONFIG, NOW);
+    let Some(bouncer) = Pgbouncer::start_with(&fixture.db, "server_round_robin = 1\n") else { return };
+    // Three server connections in the pool: three clients in a transaction at once.
+    let mut warm: Vec<postgres::Client> =
+        (0..3).map(|_| postgres::Client::connect(&bouncer.url("txn"), postgres::NoTls).unwrap()).collect();
+    for client in &mut warm {
+        client.batch_execute("BEGIN; SELECT 1").unwrap();
+    }
+    for client in &mut warm {
+        client.batch_execute("COMMIT").unwrap();
+    }
+    for args in [&["status"][..], &["migrate"], &["enqueue", "a", "--key", "k", "--payload", "{}"]] {
+        let result = fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", &bouncer.url("txn")).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains("connection pooler in transaction mode"), "{}", result.stderr);
+        assert!(result.stderr.contains("pool_mode = session"), "{}", result.stderr);
+        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), 0);
 }
 
 #[test]
