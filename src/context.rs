@@ -42,7 +42,7 @@ impl Context {
         let mut client = crate::db::connect(database)?;
         let lock_wait = crate::migrate::LockWait { timeout: lock_timeout, zone: config.defaults.timezone };
         if changes_nothing {
-            let due = crate::migrate::pending(&mut client, lock_wait)?;
+            let due = crate::migrate::pending(&mut client)?;
             if !due.is_empty() && due.len() < crate::migrate::MIGRATIONS.len() {
                 let due: Vec<String> = due.iter().map(|version| format!("{version:04}")).collect();
                 return Err(crate::error::Error::Config(format!(

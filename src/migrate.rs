@@ -245,15 +245,19 @@ pub fn upgrade_notice(applied: &[i32]) -> String {
     )
 }
 
-/// What `ensure_current` would apply, without applying it.
-pub fn pending(client: &mut Client, lock_wait: LockWait) -> Result<Vec<i32>> {
-    match lock_unless_current(client, lock_wait)? {
-        MigrationLock::NotNeeded => Ok(Vec::new()),
-        MigrationLock::Held => run_and_release(client, |client| {
-            let applied = read_applied(client)?;
-            check_applied(&applied)?;
-            Ok(missing(&applied).iter().map(|m| m.version).collect())
-        }),
+/// What `ensure_current` would apply, without applying it. While another session holds
+/// the migration lock the schema is read without it: a dry run applies nothing, and waits
+/// for no lock it would not use (what is due may then be being applied).
+pub fn pending(client: &mut Client) -> Result<Vec<i32>> {
+    let due = |client: &mut Client| {
+        let applied = read_applied(client)?;
+        check_applied(&applied)?;
+        Ok(missing(&applied).iter().map(|m| m.version).collect())
+    };
+    if crate::db::try_advisory_lock(client, MIGRATION_LOCK_KEY)? {
+        run_and_release(client, due)
+    } else {
+        due(client)
     }
 }
 

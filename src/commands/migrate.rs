@@ -40,7 +40,7 @@ pub fn run(config_path: Option<&Path>, lock_timeout: Duration, args: &MigrateArg
         ));
     }
     if args.dry_run {
-        let pending = migrate::pending(&mut client, lock_wait)?;
+        let pending = migrate::pending(&mut client)?;
         let human = if pending.is_empty() {
             "schema is current; nothing to apply".to_string()
         } else {

@@ -368,6 +368,17 @@ fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
             client.query_one("SELECT max(version) FROM schema_migrations", &[]).unwrap().get(0);
         assert_eq!(version, 1, "{args:?} applied migrations");
     }
+    // Another session holds the migration lock: refused at once, not after the lock
+    // timeout with "retry later" (before: 75 once `--lock-timeout` ran out).
+    let mut holder = fixture.client();
+    holder.execute("SELECT pg_advisory_lock($1)", &[&0x4452_4149_0000_0000_i64]).unwrap();
+    let held = fixture.drainctl(&["--lock-timeout", "20s", "supervise", "--dry-run"]).run();
+    held.assert_code(78);
+    assert!(held.stderr.contains("run `drainctl migrate` first"), "{}", held.stderr);
+    let listed = fixture.drainctl(&["--lock-timeout", "20s", "migrate", "--dry-run"]).run();
+    listed.assert_code(0);
+    assert!(listed.stdout.starts_with("would apply: 0002, "), "{}", listed.stdout);
+    drop(holder);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
     let migrated = fixture.drainctl(&["supervise", "--dry-run"]).run();
     migrated.assert_code(0);
