@@ -718,6 +718,12 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
             // A file where a folder of the path should be cannot be fixed by creating it.
             let not_a_folder = folder.ancestors().find(|part| part.exists() && !part.is_dir());
             match not_a_folder {
+                // No room for a folder (no space, no inodes): a later pass gets it once
+                // room is made (75), as the log file itself would.
+                _ if is_full_file_system(&error) => Error::Temporary(format!(
+                    "cannot create the folder of --log-file {}: {error}; free space on its file system",
+                    path.display()
+                )),
                 Some(part) => Error::Config(format!(
                     "cannot create the folder of --log-file {}: {} is a file, not a folder; choose another path",
                     path.display(),

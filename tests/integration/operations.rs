@@ -469,6 +469,18 @@ fn a_drain_whose_log_folder_is_on_a_full_disk_starts_without_a_log_and_does_its_
             && message.ends_with("its lines are lost until log_dir has room"),
         "{message}"
     );
+    // A --log-file whose folder cannot be made there: a full disk (75), not a path to
+    // fix (before: 78, "create it or choose another path").
+    let log = fixture.path("full/sub/supervise.log");
+    let pass = fixture.drainctl(&["supervise", "--log-file", log.to_str().unwrap()]).run();
+    pass.assert_code(75);
+    assert!(
+        pass.stderr.contains("cannot create the folder of --log-file")
+            && pass.stderr.contains("free space on its file system")
+            && !pass.stderr.contains("create it"),
+        "{}",
+        pass.stderr
+    );
 }
 
 #[test]
