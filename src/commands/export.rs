@@ -405,9 +405,11 @@ fn csv_text(text: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 /// A CSV field (RFC 4180): quoted, with its quotes doubled, when it holds a comma, a
-/// quote, a line break or leading or trailing space; as is otherwise.
+/// quote, a line break or leading or trailing space — or a semicolon or a tab, the
+/// separators a spreadsheet takes in other locales (Excel in German or French splits at
+/// `;`), where `b;=1+1` would become a cell `=1+1` it runs; as is otherwise.
 fn write_csv_field(out: &mut impl Write, field: &str) -> std::io::Result<()> {
-    let needs_quotes = field.contains([',', '"', '\n', '\r'])
+    let needs_quotes = field.contains([',', '"', '\n', '\r', ';', '\t'])
         || field.starts_with(char::is_whitespace)
         || field.ends_with(char::is_whitespace);
     if !needs_quotes {
@@ -627,6 +629,10 @@ mod tests {
         assert_eq!(csv_text(Cow::Borrowed("\t=1")), "'\t=1");
         assert_eq!(csv_text(Cow::Borrowed("\r=1")), "'\r=1");
         assert_eq!(csv_text(Cow::Borrowed("'=1")), "''=1");
+        // A semicolon or a tab is another locale's separator: the cell is quoted, so a
+        // spreadsheet splitting there keeps `b;=1+1` one text cell (before: `=1+1` ran).
+        let split = csv_record(&row("b;=1+1", b"c\t=2+2", json!(null)));
+        assert!(split.contains(",\"b;=1+1\",") && split.contains(",\"c\t=2+2\","), "{split}");
         for harmless in ["", "plain", "1+1", " =1", "a=b", "{\"n\":-1}"] {
             assert_eq!(csv_text(Cow::Borrowed(harmless)), harmless);
         }
