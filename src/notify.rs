@@ -59,6 +59,9 @@ pub fn notify_recorded_beating(
 ) {
     match outbox.take_committed(client) {
         Ok(recorded) => {
+            if !recorded.is_empty() {
+                crate::worker::signals::ensure_termination_handlers();
+            }
             for recorded in recorded {
                 // Told to stop, the process sends nothing more: what is left stays due,
                 // and the next supervise pass sends it.
@@ -353,7 +356,9 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         // Stopped by the signal that stops drainctl: a process manager stopping the whole
         // tree (pm2's default `treekill`) reached the notifier first. Not delivered, so
         // due again, as when drainctl stops it itself.
-        (_, WorkerExit::Signal(signal)) if crate::worker::signals::stopped_with_drainctl(report.exit) => {
+        (_, WorkerExit::Signal(signal))
+            if crate::worker::signals::stopped_with_drainctl(report.exit, std::time::Instant::now()) =>
+        {
             Err(failure(
                 INTERRUPTED,
                 format!(

@@ -50,7 +50,21 @@ impl Pass<'_> {
                 return self.worker_not_started(item, &why, setting).map(ItemEnd::Stop);
             }
         };
-        self.settle(item, &account, report, outcome)
+        // A plain success writes nothing here: the next claim commits it. Anything else
+        // settles with statements of its own, which may meet a session the server ended
+        // just after the look at it following the worker (a restart at that moment): on a
+        // new session they are taken again, what the first try added to the pass's own
+        // figures taken back (docs/operations.md, "When the database goes away").
+        if is_plain_success(&report, &outcome) && !crate::usage::reports_usage(&report.stdout) {
+            return self.settle(item, &account, report, outcome);
+        }
+        let (cost, server_errors, last_server_error) =
+            (self.cost_picousd, self.server_errors_in_a_row, self.last_server_error_item);
+        self.on_a_lasting_session(|pass| {
+            (pass.cost_picousd, pass.server_errors_in_a_row, pass.last_server_error_item) =
+                (cost, server_errors, last_server_error);
+            pass.settle(item, &account, report.clone(), outcome.clone())
+        })
     }
 
     /// The item used `max_attempts` or more before the setting was lowered: dead-lettered
@@ -227,11 +241,6 @@ impl Pass<'_> {
             self.last_worker_took = Some(took);
         }
         let result = result.map(|mut report| {
-            // The same stop as the pass's, reaching the worker first (pm2's `treekill`, a
-            // host shutting down): no outcome of its own (docs/worker-contract.md).
-            if report.stop_reason.is_none() && crate::worker::signals::stopped_with_drainctl(report.exit) {
-                report.stop_reason = Some(StopReason::Interrupted);
-            }
             let outcome = self.read_report(account, payload, &mut report);
             (report, outcome)
         });

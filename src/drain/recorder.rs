@@ -386,6 +386,16 @@ impl WorkerObserver for WorkerRecorder<'_> {
         }
         crate::worker::signals::termination_requested()
     }
+
+    fn stopped_with_the_worker(
+        &mut self,
+        exit: crate::worker::WorkerExit,
+        exited_at: std::time::Instant,
+    ) -> bool {
+        // The same stop as the pass's, reaching the worker first (pm2's `treekill`, a host
+        // shutting down): no outcome of its own (docs/worker-contract.md).
+        crate::worker::signals::stopped_with_drainctl(exit, exited_at)
+    }
 }
 
 /// What the log says of the writes that failed while a worker ran (none when none did):

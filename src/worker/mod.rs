@@ -149,6 +149,12 @@ pub trait WorkerObserver {
     fn resume_token(&mut self, _token: &str) {}
     /// Polled at least every 200 ms; true = stop the worker now.
     fn should_stop(&mut self) -> bool;
+    /// Asked once the worker ended by itself (`exit`, seen at `exited_at`): whether the
+    /// stop the caller heard ended it too — the same stop reaching the worker first — so
+    /// that its end is read as stopped, not as its own.
+    fn stopped_with_the_worker(&mut self, _exit: WorkerExit, _exited_at: Instant) -> bool {
+        false
+    }
     /// The time now, by the clock the outcome is judged by: read when output arrives.
     fn now(&mut self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()
@@ -182,7 +188,7 @@ pub enum StopReason {
 }
 
 /// Everything known about one finished worker.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WorkerReport {
     pub exit: WorkerExit,
     pub stop_reason: Option<StopReason>,
@@ -757,6 +763,8 @@ fn supervise(
     // The worker exited non-zero or was killed by a signal, by itself (see
     // `FAILED_WORKER_LEFTOVER_WAIT`).
     let mut worker_failed = false;
+    // A stop heard while only a heartbeat the worker left held its stderr: no more wait.
+    let mut leftovers_stopped = false;
     loop {
         let leader_exited = exit.is_none() && has_exited(group);
         if leader_exited {
@@ -776,6 +784,7 @@ fn supervise(
             // group or out of it (`setsid`): each may be passing the result on.
             // (A notifier's output is no result: a holder outside its group is not waited for.)
             let holds_output = stop_reason.is_none()
+                && !leftovers_stopped
                 && !capture.is_over_cap()
                 && pipes.open_streams().next().is_some()
                 && (is_first_look || spec.output_drain == OutputDrain::AfterExit || group_is_alive());
@@ -853,10 +862,17 @@ fn supervise(
                 next_stop_poll = now + STOP_POLL_INTERVAL;
                 orphans::reap_exited(group);
                 if observer.should_stop() {
-                    stop_reason = Some(StopReason::Interrupted);
                     awaits_leftover_output = false;
-                    signal_group(group, libc::SIGTERM);
-                    kill_at = now.checked_add(spec.kill_grace);
+                    if pipes.open_streams().any(|stream| stream == Stream::Stdout) {
+                        // A helper still passing the answer on: it may be cut.
+                        stop_reason = Some(StopReason::Interrupted);
+                        signal_group(group, libc::SIGTERM);
+                        kill_at = now.checked_add(spec.kill_grace);
+                    } else {
+                        // Only stderr held (a heartbeat left running): the answer is
+                        // whole, the worker's verdict stands; what is left is killed.
+                        leftovers_stopped = true;
+                    }
                 }
             }
         } else if stop_reason.is_none() {
@@ -909,6 +925,11 @@ fn supervise(
         capture.finish(stream, observer);
     }
     let exit = exit.unwrap_or(WorkerExit::Code(-1));
+    if stop_reason.is_none()
+        && observer.stopped_with_the_worker(exit, exit_seen_at.unwrap_or_else(Instant::now))
+    {
+        stop_reason = Some(StopReason::Interrupted);
+    }
     capture.into_report(exit, stop_reason)
 }
 

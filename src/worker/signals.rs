@@ -7,17 +7,44 @@
 //! The first signal received is the one reported.
 
 use std::io;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The first termination signal received, 0 while none has arrived.
 static TERMINATION_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// When it arrived, in nanoseconds of `CLOCK_MONOTONIC` (the clock of [`Instant`]).
+static TERMINATION_AT_NS: AtomicU64 = AtomicU64::new(0);
 
 /// The signals that request an orderly stop.
 const TERMINATION_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 extern "C" fn record_termination_signal(signal: libc::c_int) {
-    // Only an atomic compare-and-swap: async-signal-safe.
-    let _ = TERMINATION_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    // Only atomics and clock_gettime: async-signal-safe.
+    if TERMINATION_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        TERMINATION_AT_NS.store(monotonic_ns(), Ordering::SeqCst);
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds (at least 1), 0 if it cannot be read.
+fn monotonic_ns() -> u64 {
+    // SAFETY: a zeroed timespec is valid; clock_gettime writes it and is async-signal-safe.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return 0;
+    }
+    let ns = u64::try_from(now.tv_sec).unwrap_or(0).saturating_mul(1_000_000_000);
+    ns.saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0)).max(1)
+}
+
+/// When the first termination signal arrived, if one did (and its time could be read).
+fn termination_arrived_at() -> Option<Instant> {
+    let at = TERMINATION_AT_NS.load(Ordering::SeqCst);
+    if at == 0 {
+        return None;
+    }
+    let (now, now_ns) = (Instant::now(), monotonic_ns());
+    now.checked_sub(Duration::from_nanos(now_ns.saturating_sub(at)))
 }
 
 /// Install SIGTERM, SIGINT and SIGHUP handlers that only record the signal. Interrupted
@@ -64,7 +91,25 @@ pub fn ignore_termination_signals() {
     }
 }
 
+/// Whether this process handles the termination signals itself (see [`install`]).
+static HANDLERS_INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Install the handlers of [`install_termination_handlers`] unless some are installed:
+/// for a command that runs a notifier, so that a stop reaching it then stops the
+/// notifier's group and leaves the notification due, instead of ending drainctl alone
+/// and orphaning the notifier with its claim (docs/configuration.md, "Notifications").
+/// A failure is logged: the signal then keeps its default effect.
+pub fn ensure_termination_handlers() {
+    if HANDLERS_INSTALLED.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Err(error) = install_termination_handlers() {
+        log::warn!("{error}");
+    }
+}
+
 fn install(flags: libc::c_int) -> Result<(), io::Error> {
+    HANDLERS_INSTALLED.store(true, Ordering::SeqCst);
     for signal in TERMINATION_SIGNALS {
         // SAFETY: a zeroed sigaction is a valid starting value; sa_mask is then initialised
         // by sigemptyset, and the handler is an extern "C" fn(c_int) that only touches an
@@ -101,32 +146,38 @@ pub fn termination_signal() -> Option<i32> {
     }
 }
 
-/// How long a child that a stop signal ended may have gone before drainctl heard the same
-/// stop: a stop sent to the whole tree (pm2's default `treekill`, a host shutting down,
-/// `kill` given both pids) reaches the processes one by one.
-const SAME_STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long before drainctl heard a stop a child may have ended by the same stop: one
+/// sent to the whole tree (pm2's default `treekill`, a host shutting down, `kill` given
+/// both pids) reaches the processes one by one.
+const SAME_STOP_WAIT: Duration = Duration::from_millis(500);
 
-/// Whether a child that ended as `exit` was stopped by the same stop as drainctl: drainctl
-/// has a stop signal already, or the child died of SIGTERM, SIGINT or SIGHUP (or exited
-/// 128 plus one of them, as a shell or Node.js does) and drainctl gets one within half a
-/// second. Then the child's end is no outcome of its own (docs/worker-contract.md, "What
-/// drainctl guarantees about an item").
-pub fn stopped_with_drainctl(exit: super::WorkerExit) -> bool {
+/// Whether a child that ended as `exit` at `exited_at` was stopped by the same stop as
+/// drainctl: drainctl heard one before it ended or within half a second after, or — for a
+/// child that died of SIGTERM, SIGINT or SIGHUP, or exited 128 plus one of them, as a
+/// shell or Node.js does — hears one within half a second of its end (waited for). A stop
+/// heard later is no part of the child's end (docs/worker-contract.md, "What drainctl
+/// guarantees about an item").
+pub fn stopped_with_drainctl(exit: super::WorkerExit, exited_at: Instant) -> bool {
+    let until = exited_at + SAME_STOP_WAIT;
+    let heard_in_time = || match termination_arrived_at() {
+        Some(at) => at <= until,
+        // Its time unknown: heard now.
+        None => termination_requested(),
+    };
     if termination_requested() {
-        return true;
+        return heard_in_time();
     }
     let signal = match exit {
         super::WorkerExit::Signal(signal) => signal,
-        super::WorkerExit::Code(code) => code - 128,
+        super::WorkerExit::Code(code) => code.wrapping_sub(128),
     };
     if !TERMINATION_SIGNALS.contains(&signal) {
         return false;
     }
-    let until = std::time::Instant::now() + SAME_STOP_WAIT;
-    while std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
         if termination_requested() {
-            return true;
+            return heard_in_time();
         }
     }
     false

@@ -1066,6 +1066,71 @@ fn a_stop_that_reaches_the_worker_and_the_pass_together_keeps_no_answer_and_char
     stopped_together("", Duration::from_millis(100));
 }
 
+#[test]
+fn a_stop_that_reaches_a_client_waiting_for_its_retry_and_the_pass_together_records_the_limit() {
+    // gemini-cli prints its per-minute limit, waits out its own retry, and exits 0 on
+    // SIGTERM; a host shutting down signals it and the pass. Before: the attempt was
+    // `interrupted`, the limit not recorded, and the next pass called inside the window.
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let script = format!(
+        "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
+         echo 'Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.' >&2\n\
+         echo '* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, \
+         limit: 5, model: gemini-2.5-pro' >&2\n\
+         echo 'Please retry in 34.101299s.' >&2\n\
+         echo 'Suggested retry after 34s.. Retrying after 34625ms...' >&2\n\
+         printf 'partial answer'\ntouch {}\nsleep 60 &\nwait\n",
+        started.display()
+    );
+    let worker = fixture.script("gemini-like", &script);
+    fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
+    fixture.enqueue("docs", &[("g".into(), json!({}))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the client to wait for its retry", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let worker_pid: i32 = fixture.client().query_one("SELECT worker_pid FROM runs", &[]).unwrap().get(0);
+    unsafe {
+        libc::kill(-worker_pid, libc::SIGTERM);
+    }
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
+    assert_eq!(fixture.item("docs", "g"), ("pending".to_string(), 0, None));
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE result IS NOT NULL"), 0);
+}
+
+#[test]
+fn a_stop_that_comes_while_a_heartbeat_the_worker_left_runs_keeps_the_whole_answer() {
+    // The worker printed its whole answer and exited 0; a child it left writes on stderr
+    // only (a forgotten heartbeat), which the pass waits out for 2 s. A stop a second
+    // after the worker's exit is no part of its end. Before: the answer was thrown away
+    // and the item given back, to be paid for again.
+    let fixture = Fixture::new(&config(""), NOW);
+    let exited = fixture.path("exited");
+    let script = format!(
+        "#!/bin/bash\ncat >/dev/null\n( exec >/dev/null; while :; do echo heartbeat >&2; sleep 0.3; done ) &\n\
+         echo '{{\"answer\":\"complete\"}}'\ntouch {}\nexit 0\n",
+        exited.display()
+    );
+    let worker = fixture.script("heartbeat", &script);
+    fixture.write_config(&script_config(&worker));
+    fixture.enqueue("docs", &[("k".into(), json!({}))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the worker to exit", Duration::from_secs(20), || exited.exists());
+    std::thread::sleep(Duration::from_millis(1200));
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    let (state, attempts, _) = fixture.item("docs", "k");
+    assert_eq!((state.as_str(), attempts), ("done", 1), "{}", result.stderr);
+    let answer: Vec<u8> = fixture.client().query_one("SELECT result FROM items", &[]).unwrap().get(0);
+    assert_eq!(answer, b"{\"answer\":\"complete\"}\n");
+}
+
 /// Start a pass of `docs`, wait for its worker to make `file` (as `what`), give the pass a
 /// beat to read what the worker printed before, and stop it with SIGTERM.
 fn sigterm_the_pass_once(fixture: &Fixture, file: &std::path::Path, what: &str) -> Finished {
@@ -1720,6 +1785,41 @@ fn a_session_lost_while_a_quick_worker_fails_is_replaced_and_the_failure_recorde
     assert_eq!(result.json()["items_failed"], 1, "{}", result.stdout);
     let (state, attempts, error) = fixture.item("docs", "a");
     assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert_eq!(error.as_deref(), Some("exit code 3: upstream said no"));
+    let outcomes: Vec<String> = fixture.column("SELECT outcome FROM attempts");
+    assert_eq!(outcomes, ["failure"]);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+}
+
+#[test]
+fn a_session_the_server_ends_while_a_failure_is_being_recorded_is_replaced_and_the_failure_recorded() {
+    // A restart between the look at the session after the worker and the statements that
+    // record its failure. Before: exit 69, the run left `running`, and the item charged
+    // as a crash once reaped (dead at `max_attempts = 1`, with the crash's words).
+    let fixture = Fixture::new(&config("max_attempts = 1\n"), NOW);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    fixture
+        .client()
+        .batch_execute(
+            "CREATE SEQUENCE end_once;
+             CREATE FUNCTION end_session_once() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.outcome = 'failure' AND nextval('end_once') = 1 THEN
+                 PERFORM pg_terminate_backend(pg_backend_pid());
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER end_session_once BEFORE UPDATE ON attempts
+               FOR EACH ROW EXECUTE FUNCTION end_session_once();",
+        )
+        .unwrap();
+    fixture.enqueue("docs", &[("a".into(), steps(json!([{ "err": "upstream said no" }, { "exit": 3 }])))]);
+    let pass = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    pass.assert_code(0);
+    assert!(pass.stderr.contains("reconnected to the database"), "{}", pass.stderr);
+    assert_eq!(fixture.count("SELECT last_value FROM end_once"), 2, "the failure was written twice");
+    let (state, attempts, error) = fixture.item("docs", "a");
+    assert_eq!((state.as_str(), attempts), ("dead", 1));
     assert_eq!(error.as_deref(), Some("exit code 3: upstream said no"));
     let outcomes: Vec<String> = fixture.column("SELECT outcome FROM attempts");
     assert_eq!(outcomes, ["failure"]);

@@ -1242,6 +1242,43 @@ fn a_notifier_running_when_drainctl_is_told_to_stop_is_stopped_with_it() {
     assert_eq!(fixture.count("SELECT count(*) FROM notifications_due"), 0);
 }
 
+#[test]
+fn a_notifier_of_pause_is_stopped_with_it_and_its_notification_stays_due() {
+    // Before: `pause` died of the SIGTERM alone, its notifier orphaned (no timeout on it
+    // any more) and its notification left claimed, to be sent again, perhaps twice.
+    let fixture = Fixture::new(
+        &config(
+            &format!(
+                "notify_command = {SLOW_NOTIFIER}\nnotify_timeout = \"10m\"\nnotify_on = [\"drain_paused\"]\n"
+            ),
+            "",
+        ),
+        NOW,
+    );
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+    let pause = fixture.drainctl(&["pause", "docs"]).spawn();
+    let pid = slow_notifier_started(&fixture);
+    signal(pause.id(), libc::SIGTERM);
+    let result = finished(pause.wait_with_output().unwrap());
+    assert!(!pid_alive(pid), "the notifier {pid} still runs");
+    result.assert_code(0);
+    let paused: Vec<bool> = fixture.column("SELECT paused_at IS NOT NULL FROM drains WHERE name = 'docs'");
+    assert_eq!(paused, [true], "the pause itself is done: {}", result.stderr);
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["reason"], "interrupted", "{data}");
+    assert_eq!(
+        fixture.count(
+            "SELECT count(*) FROM notifications_due d JOIN events e ON e.id = d.event_id
+              WHERE d.claimed_at IS NULL AND e.kind = 'drain_paused'"
+        ),
+        1
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // doctor
 
