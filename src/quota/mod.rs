@@ -307,17 +307,8 @@ impl Classifier {
         // Whether the output is itself an error object: judged on stdout, or on stderr
         // when stdout is empty.
         let stdout_is_empty = stdout_lines.iter().all(|line| line.text.is_empty());
-        let judged = if stdout_is_empty { &stderr_lines } else { &stdout_lines };
-        let verdict = error_verdict(judged);
-        // An answer in sentences that quotes an error object (a ticket's summary ending
-        // with the body the customer pasted) is the answer of a run that exited 0, not an
-        // error of its client's (docs/rate-limits.md, "Needs attention").
-        // A client's notices on stderr beside no answer are no answer.
-        let output_is_error = verdict == ErrorVerdict::Error
-            && (failed
-                || stdout_is_empty
-                || !is_a_text_answer(judged)
-                || opens_or_closes_with_an_error_line(judged));
+        let verdict = error_verdict(if stdout_is_empty { &stderr_lines } else { &stdout_lines });
+        let output_is_error = verdict == ErrorVerdict::Error;
         let stdout_has_result = !failed
             && !output_is_error
             && stdout_lines.iter().any(|line| line.origin != Origin::ToolOutput && !line.text.is_empty());
@@ -921,22 +912,6 @@ fn quoted_in_a_sentence(text: &str) -> bool {
     words_before >= 3 && text[end + 1..].chars().any(char::is_alphabetic)
 }
 
-/// Whether the worker's lines hold a sentence of an answer: a line that opens with a
-/// word and has three or more (`The customer pasted this error:`), not JSON, not a log
-/// line's stamp, not a client's error line (`API Error: 401 …`) nor its notice before its
-/// JSON (gemini's `Loaded cached credentials.`).
-fn is_a_text_answer(lines: &[Line]) -> bool {
-    const CLIENT_NOTICES: [&str; 1] = ["Loaded cached credentials."];
-    lines.iter().filter(|line| line.origin == Origin::Worker).any(|line| {
-        let text = line.text.trim();
-        text.starts_with(char::is_alphabetic)
-            && text.split_whitespace().filter(|word| word.starts_with(char::is_alphabetic)).count() >= 3
-            && !ERROR_OUTPUT_LINE.is_match(text)
-            && !is_countdown(text)
-            && !CLIENT_NOTICES.contains(&text)
-    })
-}
-
 fn error_verdict(lines: &[Line]) -> ErrorVerdict {
     // A client's notice of a retry it is making is not the run's verdict.
     let worker_lines = || {
@@ -954,24 +929,15 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
         ErrorVerdict::Success
     } else if worker_lines()
         .any(|line| ERROR_OBJECT.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
-        || opens_or_closes_with_an_error_line(lines)
+        || [worker_lines().next(), worker_lines().next_back()]
+            .into_iter()
+            .flatten()
+            .any(|line| ERROR_OUTPUT_LINE.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
     {
         ErrorVerdict::Error
     } else {
         ErrorVerdict::Unknown
     }
-}
-
-/// Whether the worker's first or last line is a client's error line (`API Error: 529
-/// Overloaded`, `HTTP/1.1 503 …`): its own verdict, also after lines of its work.
-fn opens_or_closes_with_an_error_line(lines: &[Line]) -> bool {
-    let mut worker_lines = lines
-        .iter()
-        .filter(|line| line.origin == Origin::Worker && !line.text.is_empty() && !is_countdown(&line.text));
-    [worker_lines.next(), worker_lines.next_back()]
-        .into_iter()
-        .flatten()
-        .any(|line| ERROR_OUTPUT_LINE.is_match(&line.text) && !quoted_in_a_sentence(&line.text))
 }
 
 fn neighbourhood_texts<'a>(streams: &[&'a [Line]], hits: &'a [Hit]) -> Vec<&'a str> {
@@ -1425,15 +1391,6 @@ mod tests {
             "Error: Cannot find module \"./status 429.js\"", Some(1), Other),
         ("a success mentioning a status 429 is a success", Http,
             "ticket #88: HTTP 429 from upstream is now retried", Some(0), Other),
-        ("an answer in sentences ending with the error body a customer pasted is the item's content", Claude,
-            "Here is the summary of the ticket.\nThe customer pasted this error:\n{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}",
-            Some(0), Other),
-        ("an answer in sentences quoting a spent balance object is the item's content", OpenAi,
-            "Summary: the billing page showed\n{\"error\":{\"message\":\"You exceeded your current quota\",\"type\":\"insufficient_quota\",\"code\":\"insufficient_quota\"}}",
-            Some(0), Other),
-        ("the same error body alone, exit 0: the client's", Claude,
-            "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"invalid x-api-key\"}}",
-            Some(0), Attention),
         ("an answer quoting an error object is the item's content", Claude,
             r#"Summary of ticket 12: the customer got {"type":"error","error":{"type":"not_found_error","message":"model: claude-2"}} after the upgrade, fixed by pinning."#,
             Some(0), Other),
