@@ -159,17 +159,24 @@ impl TlsSettings {
     }
 }
 
-/// As libpq: a key file must be readable by its owner alone (0600 or less); one owned by
-/// root may be readable by its group too (0640), whoever runs drainctl.
+/// As libpq: a key file must give its group and others nothing (0600, 0700); one owned
+/// by root may be read by its group too (0640), whoever runs drainctl. The fix named keeps
+/// the reader's read: a key of root's that another user reads through its group keeps
+/// that (`chmod 640`).
 fn check_key_permissions(key: &std::path::Path, source: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(metadata) = std::fs::metadata(key) else { return Ok(()) };
-    let allowed = if metadata.uid() == 0 { 0o640 } else { 0o600 };
+    let refused = if metadata.uid() == 0 { 0o037 } else { 0o077 };
     let mode = metadata.mode() & 0o777;
-    if mode & !allowed != 0 {
+    if mode & refused != 0 {
+        let fix = if metadata.uid() == 0 && crate::ownership::effective_uid() != 0 {
+            "chmod 640 it (root's key, read through its group)"
+        } else {
+            "chmod 600 it"
+        };
         return Err(Error::Config(format!(
-            "sslkey {} (database URL from {source}) has mode {mode:04o}: others may read the private key; \
-             chmod 600 it",
+            "sslkey {} (database URL from {source}) has mode {mode:04o}: other users may read or change the \
+             private key; {fix}",
             key.display()
         )));
     }

@@ -160,6 +160,14 @@ fn a_client_certificate_logs_in_a_role_the_server_admits_by_certificate() {
             .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={}", group_key.display())))
             .run()
             .assert_code(0);
+        // What libpq takes of root's: its owner's bits are its own (0740).
+        std::fs::set_permissions(&group_key, std::fs::Permissions::from_mode(0o740)).unwrap();
+        fixture
+            .drainctl(&["status"])
+            .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={}", group_key.display())))
+            .run()
+            .assert_code(0);
+        std::fs::set_permissions(&group_key, std::fs::Permissions::from_mode(0o640)).unwrap();
         // Another user's key readable by its group is refused.
         std::os::unix::fs::chown(&group_key, Some(65534), None).unwrap();
         let refused = fixture
@@ -182,7 +190,7 @@ fn a_client_certificate_logs_in_a_role_the_server_admits_by_certificate() {
         (format!("&sslcert={cert}"), "sslcert is given without sslkey"),
         (
             format!("&sslcert={cert}&sslkey={}", open_key.display()),
-            "has mode 0644: others may read the private key; chmod 600 it",
+            "has mode 0644: other users may read or change the private key; chmod 600 it",
         ),
         (format!("&sslcert={cert}&sslkey={}", traditional.display()), "is not an unencrypted PKCS#8 PEM key"),
         (format!("&sslcert={cert}&sslkey={key}&sslpassword=secret"), "drainctl takes no key password"),
