@@ -1073,16 +1073,7 @@ fn a_stop_that_reaches_a_client_waiting_for_its_retry_and_the_pass_together_reco
     // `interrupted`, the limit not recorded, and the next pass called inside the window.
     let fixture = Fixture::new(&config(""), NOW);
     let started = fixture.path("started");
-    let script = format!(
-        "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
-         echo 'Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.' >&2\n\
-         echo '* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, \
-         limit: 5, model: gemini-2.5-pro' >&2\n\
-         echo 'Please retry in 34.101299s.' >&2\n\
-         echo 'Suggested retry after 34s.. Retrying after 34625ms...' >&2\n\
-         printf 'partial answer'\ntouch {}\nsleep 60 &\nwait\n",
-        started.display()
-    );
+    let script = gemini_waiting_for_its_retry("34.101299s", "34625ms", "printf 'partial answer'\n", &started);
     let worker = fixture.script("gemini-like", &script);
     fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
     fixture.enqueue("docs", &[("g".into(), json!({}))]);
@@ -1213,6 +1204,22 @@ fn sigterm_while_codex_sleeps_out_a_429_it_named_no_wait_for_records_the_limit()
     assert_eq!((state.as_str(), attempts), ("pending", 0));
 }
 
+/// A gemini-cli stand-in: it prints a per-minute limit stating `wait`, then `then` (a
+/// start of its answer, say), makes `started`, sits its retry out (`retry`), and exits 0
+/// on SIGTERM.
+fn gemini_waiting_for_its_retry(wait: &str, retry: &str, then: &str, started: &std::path::Path) -> String {
+    format!(
+        "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
+         echo 'Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.' >&2\n\
+         echo '* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, \
+         limit: 5, model: gemini-2.5-pro' >&2\n\
+         echo 'Please retry in {wait}.' >&2\n\
+         echo 'Suggested retry after 34s.. Retrying after {retry}...' >&2\n\
+         {then}touch {}\nsleep 60 &\nwait\n",
+        started.display()
+    )
+}
+
 #[test]
 fn sigterm_during_a_short_retry_a_client_waits_out_itself_records_the_limit_for_the_rest_of_it() {
     // gemini-cli on a per-minute limit: it states the wait, sleeps it out itself (short
@@ -1224,16 +1231,7 @@ fn sigterm_during_a_short_retry_a_client_waits_out_itself_records_the_limit_for_
     let stopped_during_its_wait = |wait: &str, retry: &str, after: Duration| {
         let fixture = Fixture::new(&config(""), NOW);
         let started = fixture.path("started");
-        let script = format!(
-            "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
-             echo 'Attempt 1 failed: You exceeded your current quota, please check your plan and billing details.' >&2\n\
-             echo '* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, \
-             limit: 5, model: gemini-2.5-pro' >&2\n\
-             echo 'Please retry in {wait}.' >&2\n\
-             echo 'Suggested retry after 34s.. Retrying after {retry}...' >&2\n\
-             touch {}\nsleep 60 &\nwait\n",
-            started.display()
-        );
+        let script = gemini_waiting_for_its_retry(wait, retry, "", &started);
         let worker = fixture.script("gemini-like", &script);
         fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
         fixture.enqueue("docs", &[("g".into(), json!({}))]);

@@ -1169,6 +1169,24 @@ fn a_notifier_that_may_outlast_liveness_timeout_runs_once_the_run_has_ended() {
     assert_eq!(event["kind"], "item_dead_lettered");
 }
 
+/// The notifier of `kind`'s event was stopped with drainctl (`notify_failed`,
+/// `interrupted`) and its notification is due again, unclaimed: the next supervise pass
+/// sends it.
+fn assert_notification_left_due(fixture: &Fixture, kind: &str) {
+    let data: Value = fixture
+        .client()
+        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(data["reason"], "interrupted", "{data}");
+    let due = fixture.client().query_one(
+        "SELECT count(*) FROM notifications_due d JOIN events e ON e.id = d.event_id
+          WHERE d.claimed_at IS NULL AND e.kind = $1",
+        &[&kind],
+    );
+    assert_eq!(due.unwrap().get::<_, i64>(0), 1, "{kind} left due");
+}
+
 #[test]
 fn a_notifier_the_stop_signal_reaches_before_drainctl_leaves_its_notification_due() {
     // pm2's default `treekill` signals every process of the tree: the notifier may die of
@@ -1178,19 +1196,7 @@ fn a_notifier_the_stop_signal_reaches_before_drainctl_leaves_its_notification_du
     fixture.enqueue("docs", &[("bad".into(), steps(json!([{ "exit": 4 }])))]);
     let result = fixture.drainctl(&["drain", "docs"]).run();
     assert_eq!(fixture.item("docs", "bad").0, "dead", "{}", result.stderr);
-    let data: Value = fixture
-        .client()
-        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(data["reason"], "interrupted", "{data}");
-    assert_eq!(
-        fixture.count(
-            "SELECT count(*) FROM notifications_due d JOIN events e ON e.id = d.event_id
-              WHERE d.claimed_at IS NULL AND e.kind = 'item_dead_lettered'"
-        ),
-        1
-    );
+    assert_notification_left_due(&fixture, "item_dead_lettered");
 }
 
 #[test]
@@ -1264,19 +1270,7 @@ fn a_notifier_of_pause_is_stopped_with_it_and_its_notification_stays_due() {
     result.assert_code(0);
     let paused: Vec<bool> = fixture.column("SELECT paused_at IS NOT NULL FROM drains WHERE name = 'docs'");
     assert_eq!(paused, [true], "the pause itself is done: {}", result.stderr);
-    let data: Value = fixture
-        .client()
-        .query_one("SELECT data FROM events WHERE kind = 'notify_failed'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(data["reason"], "interrupted", "{data}");
-    assert_eq!(
-        fixture.count(
-            "SELECT count(*) FROM notifications_due d JOIN events e ON e.id = d.event_id
-              WHERE d.claimed_at IS NULL AND e.kind = 'drain_paused'"
-        ),
-        1
-    );
+    assert_notification_left_due(&fixture, "drain_paused");
 }
 
 // ---------------------------------------------------------------------------------------
