@@ -420,13 +420,20 @@ impl<'a> Pass<'a> {
             }
             std::thread::sleep(RECONNECT_EVERY);
         }
+        // Told to stop, the pass still tries once: a server back by then (a restart that
+        // is over, a session ended alone) takes what the pass holds — the worker's end, a
+        // limit it printed — instead of leaving it to the reaper, charged as a crash.
+        let mut tried_after_the_stop = false;
         loop {
             // Before each attempt: one may wait for the connect timeout.
             if let Some(signal) = crate::worker::signals::termination_signal() {
-                return Err(Error::Temporary(format!(
-                    "interrupted by {} while reconnecting to the database",
-                    crate::worker::signals::signal_name(signal)
-                )));
+                if tried_after_the_stop {
+                    return Err(Error::Temporary(format!(
+                        "interrupted by {} while reconnecting to the database",
+                        crate::worker::signals::signal_name(signal)
+                    )));
+                }
+                tried_after_the_stop = true;
             }
             let reopened = session.reopen(self.client, &mut self.statements, lost_at).and_then(|reopened| {
                 reopened.record(self.client, self.outbox, self.clock.now(), &mut self.stop_after_item)
@@ -443,13 +450,17 @@ impl<'a> Pass<'a> {
                         )));
                     }
                     log::debug!("drain {}: not reconnected yet: {why}", self.drain.name);
-                    std::thread::sleep(RECONNECT_EVERY);
+                    if !tried_after_the_stop {
+                        std::thread::sleep(RECONNECT_EVERY);
+                    }
                 }
                 // The new session ended too before it was used (a second failover, a
                 // pooler restarting again): another.
                 Err(error) if is_session_gone(self.client) && since.elapsed() < reconnect_for() => {
                     log::debug!("drain {}: the new session ended too: {error}", self.drain.name);
-                    std::thread::sleep(RECONNECT_EVERY);
+                    if !tried_after_the_stop {
+                        std::thread::sleep(RECONNECT_EVERY);
+                    }
                 }
                 Err(error) => {
                     return Err(error.context(&format!(

@@ -1096,6 +1096,37 @@ fn a_stop_that_reaches_a_client_waiting_for_its_retry_and_the_pass_together_reco
 }
 
 #[test]
+fn a_pass_stopped_after_the_server_ended_its_session_reconnects_once_and_records_what_it_holds() {
+    // The session ended while a client waited for its own retry (a restart that is over
+    // by now), then the pass is stopped. Before: "interrupted by SIGTERM while
+    // reconnecting", no try at all: the limit dropped, the run left `running`, the item
+    // charged as a crash when reaped.
+    let fixture = Fixture::new(&config(""), NOW);
+    let started = fixture.path("started");
+    let worker =
+        fixture.script("gemini-like", &gemini_waiting_for_its_retry("34.101299s", "34625ms", "", &started));
+    fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
+    fixture.enqueue("docs", &[("g".into(), json!({}))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("the client to wait for its retry", Duration::from_secs(20), || {
+        started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
+    });
+    let ended = fixture.count(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'drainctl'",
+    );
+    assert_eq!(ended, 1, "the pass's session");
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pass.id(), libc::SIGTERM);
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
+    assert_eq!(fixture.item("docs", "g"), ("pending".to_string(), 0, None));
+    assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["failed"], "{}", result.stderr);
+}
+
+#[test]
 fn a_stop_that_comes_while_a_heartbeat_the_worker_left_runs_keeps_the_whole_answer() {
     // The worker printed its whole answer and exited 0; a child it left writes on stderr
     // only (a forgotten heartbeat), which the pass waits out for 2 s. A stop a second
