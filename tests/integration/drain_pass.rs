@@ -1088,11 +1088,17 @@ fn a_stop_that_reaches_a_client_waiting_for_its_retry_and_the_pass_together_reco
     }
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
+    assert_stopped_with_the_limit_recorded(&fixture, &result);
+    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE result IS NOT NULL"), 0);
+}
+
+/// The pass ended 75 on its stop, item `g` given back (attempt refunded) and the limit its
+/// worker printed recorded as a backoff.
+fn assert_stopped_with_the_limit_recorded(fixture: &Fixture, result: &Finished) {
     result.assert_code(75);
     assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
     assert_eq!(fixture.item("docs", "g"), ("pending".to_string(), 0, None));
-    assert_eq!(fixture.count("SELECT count(*) FROM items WHERE result IS NOT NULL"), 0);
 }
 
 #[test]
@@ -1119,10 +1125,7 @@ fn a_pass_stopped_after_the_server_ended_its_session_reconnects_once_and_records
     std::thread::sleep(Duration::from_millis(200));
     signal(pass.id(), libc::SIGTERM);
     let result = finished(pass.wait_with_output().unwrap());
-    result.assert_code(75);
-    assert!(result.stderr.contains("its quota hit is recorded"), "{}", result.stderr);
-    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
-    assert_eq!(fixture.item("docs", "g"), ("pending".to_string(), 0, None));
+    assert_stopped_with_the_limit_recorded(&fixture, &result);
     assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["failed"], "{}", result.stderr);
 }
 
