@@ -71,11 +71,6 @@ impl Usage {
     }
 }
 
-/// Whether the worker's stdout reports what it used (its settling records it).
-pub fn reports_usage(stdout: &[u8]) -> bool {
-    reported_usage(stdout).is_some()
-}
-
 fn reported_usage(stdout: &[u8]) -> Option<Usage> {
     let text = String::from_utf8_lossy(stdout);
     let trimmed = text.trim();

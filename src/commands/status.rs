@@ -85,7 +85,7 @@ fn gather(client: &mut Client, config: &Config, now: DateTime<Utc>) -> Result<Sn
     }
     let cost_today = crate::db::usage::costs_today(client, config, now)?;
     let running = running_runs(client, None)?;
-    // Only a running run is judged hung by it (`silence_started_at`).
+    // Only a running run is judged hung by it (`supervise::silent_beyond_liveness`).
     let server_started_at =
         if running.is_empty() { None } else { Some(crate::db::server_started_at(client)?) };
     let controls = read_controls(client, &names)?;
@@ -473,11 +473,8 @@ fn decide_drain(
     // The account whose suspected mark a success would clear.
     let current = view.backoffs.get(view.active());
     let runs: Vec<&RunRow> = snapshot.running.iter().filter(|r| r.drain == drain.name).collect();
-    let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
     let is_hung = runs.iter().any(|r| {
-        let (since, _) =
-            crate::supervise::silence_started_at(r.last_checkpoint_at, snapshot.server_started_at, now);
-        now - since > liveness
+        crate::supervise::silent_beyond_liveness(drain, r.last_checkpoint_at, snapshot.server_started_at, now)
     });
     let burst_until = control.and_then(|c| c.active_burst(now));
     let is_paused = control.is_some_and(|c| c.is_paused());

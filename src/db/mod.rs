@@ -665,11 +665,8 @@ fn refuse_transaction_pooler(
     // A pooler that gave the second connection another server connection (a busy pool,
     // `server_round_robin = 1`) may hand this one's next transactions to others too.
     for _ in 0..SAME_SESSION_LOOKS {
-        let pid = client.simple_query("SELECT pg_backend_pid()")?.iter().find_map(|message| match message {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        });
-        if let Some(pid) = pid.filter(|pid| *pid != first.pid) {
+        let pid = backend_identity(client)?.pid;
+        if pid != first.pid {
             return Err(Error::Config(format!(
                 "the database connection goes through a connection pooler in transaction mode (one \
                  connection was served by two server processes, pid {} then {pid}): {NEEDS_A_SESSION}",

@@ -12,6 +12,7 @@ use crate::db::in_transaction;
 use crate::db::items::{self, ClaimedItem, Failure};
 use crate::db::poison;
 use crate::db::runs;
+use crate::db::usage::Usage;
 use crate::error::{Error, Result, EXIT_CONFIG, EXIT_TEMPORARY};
 use crate::model::{AttemptOutcome, EventKind, ItemState, RunStatus};
 use crate::quota::{Outcome, QuotaHit};
@@ -43,8 +44,8 @@ impl Pass<'_> {
         let payload = serde_json::to_vec(&item.payload).map_err(|error| {
             Error::Internal(format!("cannot encode payload of item {}: {error}", item.key))
         })?;
-        let (report, outcome) = match self.run_worker_on(item, &account, &payload)? {
-            Ok(read) => read,
+        let ended = match self.run_worker_on(item, &account, &payload)? {
+            Ok(ended) => ended,
             Err(spawn_error) => {
                 let (why, setting) = (spawn_error.to_string(), spawn_error.setting());
                 return self.worker_not_started(item, &why, setting).map(ItemEnd::Stop);
@@ -55,15 +56,15 @@ impl Pass<'_> {
         // just after the look at it following the worker (a restart at that moment): on a
         // new session they are taken again, what the first try added to the pass's own
         // figures taken back (docs/operations.md, "When the database goes away").
-        if is_plain_success(&report, &outcome) && !crate::usage::reports_usage(&report.stdout) {
-            return self.settle(item, &account, report, outcome);
+        if ended.is_settled_by_next_claim() {
+            return self.settle(item, &account, ended);
         }
         let (cost, server_errors, last_server_error) =
             (self.cost_picousd, self.server_errors_in_a_row, self.last_server_error_item);
         self.on_a_lasting_session(|pass| {
             (pass.cost_picousd, pass.server_errors_in_a_row, pass.last_server_error_item) =
                 (cost, server_errors, last_server_error);
-            pass.settle(item, &account, report.clone(), outcome.clone())
+            pass.settle(item, &account, ended.clone())
         })
     }
 
@@ -154,13 +155,14 @@ impl Pass<'_> {
     /// Run the worker on the item with the account's environment, resuming its session
     /// when it has a usable resume token. While it runs, its checkpoints and resume tokens
     /// are recorded and the previous result is committed; the error is the worker's that
-    /// did not start. The report comes back read (see [`Pass::read_report`]).
+    /// did not start. The report comes back read (see [`Pass::read_report`]), with the
+    /// usage it reports.
     fn run_worker_on(
         &mut self,
         item: &ClaimedItem,
         account: &AccountConfig,
         payload: &[u8],
-    ) -> Result<std::result::Result<(WorkerReport, Outcome), SpawnError>> {
+    ) -> Result<std::result::Result<WorkerEnd, SpawnError>> {
         let resume_token = self.usable_resume_token(item)?;
         let (argv, env, env_remove) = self.worker_command(item, account, resume_token.as_deref());
         let input = worker_input(payload, &self.drain.command);
@@ -240,31 +242,28 @@ impl Pass<'_> {
         if result.is_ok() {
             self.last_worker_took = Some(took);
         }
+        let whose = format!("drain {}: item {}", self.drain.name, item.key);
         let result = result.map(|mut report| {
             let outcome = self.read_report(account, payload, &mut report);
-            (report, outcome)
+            let usage = crate::usage::read_usage(&report.stdout, &whose);
+            WorkerEnd { report, outcome, usage }
         });
         // A session the server ended while the worker ran is replaced before the first
-        // statement that settles the worker (see `reconnect`). Only a plain success is
-        // settled by the next claim alone: usage to record, a failure, a hit or a timeout
-        // takes statements of its own first.
-        let settled_by_next_claim = || {
-            matches!(&result, Ok((report, outcome))
-                if is_plain_success(report, outcome) && !crate::usage::reports_usage(&report.stdout))
-        };
+        // statement that settles the worker (see `reconnect`).
+        let settled_by_next_claim = || result.as_ref().is_ok_and(WorkerEnd::is_settled_by_next_claim);
         if let Err(error) = self.reconnect_if_lost(item, took, settled_by_next_claim, &while_working) {
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").
             let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);
             let ended = match &result {
                 // Stopped by the pass's own SIGTERM or SIGINT, not ended by itself.
-                Ok((report, _)) if report.stop_reason == Some(StopReason::Interrupted) => format!(
+                Ok(WorkerEnd { report, .. }) if report.stop_reason == Some(StopReason::Interrupted) => format!(
                     "item {}'s worker was stopped, as the pass was, while the database was away (it had printed \
                      {} bytes): its attempt was not recorded; {again}",
                     item.key,
                     report.stdout.len().max(report.stdout_tail.len()),
                 ),
-                Ok((report, _)) => format!(
+                Ok(WorkerEnd { report, .. }) => format!(
                     "item {}'s worker ended ({} bytes of output) while the database was away: its outcome \
                      was not recorded and is lost; {again}",
                     item.key,
@@ -440,15 +439,12 @@ impl Pass<'_> {
 
     /// Settle the item as its worker's report was read ([`Pass::read_report`]):
     /// interrupted, a quota hit, a success, a server error or another failure.
-    fn settle(
-        &mut self,
-        item: &ClaimedItem,
-        account: &AccountConfig,
-        report: WorkerReport,
-        outcome: Outcome,
-    ) -> Result<ItemEnd> {
+    fn settle(&mut self, item: &ClaimedItem, account: &AccountConfig, ended: WorkerEnd) -> Result<ItemEnd> {
+        let WorkerEnd { report, outcome, usage } = ended;
         // Every attempt that ran a worker costs what it reports, whatever its outcome.
-        self.record_usage(item, &report)?;
+        if let Some(usage) = usage {
+            self.record_usage(item, &usage)?;
+        }
         let now = self.clock.now();
         if report.stop_reason == Some(StopReason::Interrupted) {
             let note = match crate::worker::signals::termination_signal() {
@@ -519,14 +515,12 @@ impl Pass<'_> {
         }
     }
 
-    /// Record the usage the worker's output reports on its attempt (nothing when it
-    /// reports none) and count its cost towards the pass's budget (docs/results.md).
-    fn record_usage(&mut self, item: &ClaimedItem, report: &WorkerReport) -> Result<()> {
-        let whose = format!("drain {}: item {}", self.drain.name, item.key);
-        let Some(usage) = crate::usage::read_usage(&report.stdout, &whose) else { return Ok(()) };
+    /// Record the usage the worker's output reports on its attempt and count its cost
+    /// towards the pass's budget (docs/results.md).
+    fn record_usage(&mut self, item: &ClaimedItem, usage: &Usage) -> Result<()> {
         // Summed in pico-dollars: ten attempts of $0.10 make $1.00 exactly.
         self.cost_picousd = self.cost_picousd.saturating_add(usage.cost_picousd());
-        crate::db::usage::record_usage(self.client, item.id, self.run_id, &usage, self.clock.now())
+        crate::db::usage::record_usage(self.client, item.id, self.run_id, usage, self.clock.now())
     }
 
     /// A quota hit: give the attempt back and back off the account it ran on. The pass
@@ -897,6 +891,23 @@ fn printed_at(printed: Option<Printed>, is_injected: bool, now: DateTime<Utc>) -
 
 /// Whether the worker succeeded as nothing but the next claim settles: exit 0, not
 /// stopped, and nothing in its output that reads otherwise.
+/// A worker's end as the pass read it: its report, what its output says, and the usage it
+/// reports (read once, warned of once).
+#[derive(Clone)]
+pub(super) struct WorkerEnd {
+    report: WorkerReport,
+    outcome: Outcome,
+    usage: Option<Usage>,
+}
+
+impl WorkerEnd {
+    /// Only a plain success that reports no usage is settled by the next claim alone:
+    /// usage to record, a failure, a hit or a timeout takes statements of its own first.
+    fn is_settled_by_next_claim(&self) -> bool {
+        is_plain_success(&self.report, &self.outcome) && self.usage.is_none()
+    }
+}
+
 fn is_plain_success(report: &WorkerReport, outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Other) && report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
 }

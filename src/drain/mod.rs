@@ -361,12 +361,11 @@ fn live_runs(client: &mut Client, drain: &DrainConfig, now: DateTime<Utc>) -> Re
         return Ok(0);
     }
     let server_started_at = Some(crate::db::server_started_at(client)?);
-    let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-    let is_silent_too_long = |run: &runs::RunRow| {
-        let (since, _) = crate::supervise::silence_started_at(run.last_checkpoint_at, server_started_at, now);
-        now - since > liveness
+    let is_live = |run: &&runs::RunRow| {
+        !crate::supervise::silent_beyond_liveness(drain, run.last_checkpoint_at, server_started_at, now)
+            && !crate::reap::is_crashed(run)
     };
-    Ok(running.iter().filter(|run| !is_silent_too_long(run) && !crate::reap::is_crashed(run)).count())
+    Ok(running.iter().filter(is_live).count())
 }
 
 /// Record a run of this process, which holds a concurrency slot of the drain, with its

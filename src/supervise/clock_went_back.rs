@@ -58,7 +58,7 @@ pub(super) struct ClockState {
     /// than a minute ahead of `now`.
     pub went_back: bool,
     /// When the database server started: no run could record a checkpoint while it was
-    /// down (see `supervise::plan::silence_started_at`).
+    /// down (see `supervise::silent_beyond_liveness`).
     pub server_started_at: DateTime<Utc>,
 }
 

@@ -16,7 +16,7 @@
 mod apply;
 pub(crate) mod clock_went_back;
 mod plan;
-pub(crate) use plan::silence_started_at;
+pub(crate) use plan::silent_beyond_liveness;
 pub(crate) use snapshot::held_slots;
 mod snapshot;
 

@@ -126,9 +126,9 @@ fn silent_since(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>)
     silence_started_at(run.run.last_checkpoint_at, snapshot.server_started_at, now)
 }
 
-/// [`silent_since`] from a run's last checkpoint and the server's start: what `status`
-/// judges a hung run by too, so that the two never disagree.
-pub(crate) fn silence_started_at(
+/// [`silent_since`] from a run's last checkpoint and the server's start (see
+/// [`silent_beyond_liveness`], which `status` judges a hung run by too).
+fn silence_started_at(
     last_checkpoint: DateTime<Utc>,
     server_started_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
@@ -146,9 +146,20 @@ fn is_healthy(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>) -
 }
 
 fn is_silent_too_long(run: &RunSnapshot, snapshot: &DrainSnapshot, now: DateTime<Utc>) -> bool {
-    let drain: &DrainConfig = snapshot.drain;
+    silent_beyond_liveness(snapshot.drain, run.run.last_checkpoint_at, snapshot.server_started_at, now)
+}
+
+/// Whether a run last heard from at `last_checkpoint` has been silent for longer than its
+/// drain's `liveness_timeout` while the database server was up ([`silence_started_at`]):
+/// the one rule `supervise`, `status` and a `drain` started by hand judge a run by.
+pub(crate) fn silent_beyond_liveness(
+    drain: &DrainConfig,
+    last_checkpoint: DateTime<Utc>,
+    server_started_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
     let liveness = chrono::Duration::from_std(drain.liveness_timeout).unwrap_or(chrono::Duration::MAX);
-    now - silent_since(run, snapshot, now).0 > liveness
+    now - silence_started_at(last_checkpoint, server_started_at, now).0 > liveness
 }
 
 /// Another host's run is judged by its checkpoints, stamped by that host's clock, against

@@ -154,26 +154,17 @@ fn a_client_certificate_logs_in_a_role_the_server_admits_by_certificate() {
     if unsafe { libc::geteuid() } == 0 {
         let group_key = fixture.path("group.key");
         std::fs::copy(&key, &group_key).unwrap();
-        std::fs::set_permissions(&group_key, std::fs::Permissions::from_mode(0o640)).unwrap();
-        fixture
-            .drainctl(&["status"])
-            .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={}", group_key.display())))
-            .run()
-            .assert_code(0);
+        let status_with_the_key = |mode: u32| {
+            std::fs::set_permissions(&group_key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let url = with(&format!("&sslcert={cert}&sslkey={}", group_key.display()));
+            fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &url).run()
+        };
+        status_with_the_key(0o640).assert_code(0);
         // What libpq takes of root's: its owner's bits are its own (0740).
-        std::fs::set_permissions(&group_key, std::fs::Permissions::from_mode(0o740)).unwrap();
-        fixture
-            .drainctl(&["status"])
-            .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={}", group_key.display())))
-            .run()
-            .assert_code(0);
-        std::fs::set_permissions(&group_key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        status_with_the_key(0o740).assert_code(0);
         // Another user's key readable by its group is refused.
         std::os::unix::fs::chown(&group_key, Some(65534), None).unwrap();
-        let refused = fixture
-            .drainctl(&["status"])
-            .env("DRAINCTL_DATABASE_URL", &with(&format!("&sslcert={cert}&sslkey={}", group_key.display())))
-            .run();
+        let refused = status_with_the_key(0o640);
         refused.assert_code(78);
         assert!(refused.stderr.contains("has mode 0640"), "{}", refused.stderr);
     }
