@@ -854,8 +854,10 @@ pub(super) fn release_refunded(
 }
 
 /// What the worker was given, which it may echo (codex prints its prompt and its stdin):
-/// the payload as it was sent, then the command's arguments, a line each. Not the
-/// strings inside the payload: a worker may well print one of those as its own message.
+/// the payload as it was sent, then the command's arguments, a line each. The strings
+/// inside the payload count only inside a line of the worker's own
+/// ([`crate::quota::Classifier::classify_given`]): a worker may well print one alone as
+/// its own message.
 pub(crate) fn worker_input(payload: &[u8], command: &[String]) -> Vec<u8> {
     let mut input = payload.to_vec();
     for arg in command {

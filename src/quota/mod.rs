@@ -24,6 +24,7 @@ pub(crate) use clean::{decoded_view, screen_text};
 pub(crate) use empty_answer::{first_json_value, is_json_output};
 mod clock;
 mod empty_answer;
+mod item_strings;
 pub(crate) mod patterns;
 mod prose;
 #[cfg(test)]
@@ -249,7 +250,24 @@ impl Classifier {
         now: DateTime<Utc>,
         zone: Tz,
     ) -> Outcome {
-        let outcome = self.classify_output(input, stdout, stderr, exit_code, now, zone);
+        let mut outcome = self.classify_output(input, stdout, stderr, exit_code, now, zone);
+        if matches!(outcome, Outcome::QuotaHit(_) | Outcome::ServerError { .. }) {
+            // What affects the group is read again without the item's own words: a
+            // wrapper's `cannot read $path` whose path spells a limit is no limit.
+            let strings = item_strings::ItemStrings::of(input);
+            let masked = [stdout, stderr].map(|stream| strings.masked_bytes(stream));
+            if masked.iter().any(Option::is_some) {
+                let [masked_stdout, masked_stderr] = masked;
+                outcome = self.classify_output(
+                    input,
+                    masked_stdout.as_deref().unwrap_or(stdout),
+                    masked_stderr.as_deref().unwrap_or(stderr),
+                    exit_code,
+                    now,
+                    zone,
+                );
+            }
+        }
         if outcome != Outcome::Other || exit_code != Some(0) || self.profile != Profile::Gemini {
             return outcome.scrubbed();
         }

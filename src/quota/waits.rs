@@ -125,6 +125,8 @@ pub(crate) struct StreamWaits<'a> {
     input: &'a [u8],
     /// Its lines a client may echo, read at the first notice.
     echoed: Option<std::collections::HashSet<String>>,
+    /// Its payload's strings, read at the first notice.
+    strings: Option<super::item_strings::ItemStrings>,
     events_only: bool,
     layout: super::clean::CodexLayout,
     recent: Vec<String>,
@@ -148,6 +150,7 @@ impl<'a> StreamWaits<'a> {
         StreamWaits {
             input,
             echoed: None,
+            strings: None,
             events_only,
             layout: Default::default(),
             recent: Vec::new(),
@@ -187,13 +190,36 @@ impl<'a> StreamWaits<'a> {
         if self.events_only {
             return self.read_event(text);
         }
-        let wait = announced_wait(line, &self.recent).filter(|_| {
-            let input = self.input;
-            let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
-            !super::echoes(line, echoed)
-        });
+        let wait = announced_wait(line, &self.recent)
+            .filter(|_| {
+                let input = self.input;
+                let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
+                !super::echoes(line, echoed)
+            })
+            .and_then(|wait| {
+                let input = self.input;
+                let strings = self.strings.get_or_insert_with(|| super::item_strings::ItemStrings::of(input));
+                let recent: Vec<Option<String>> =
+                    self.recent.iter().map(|text| strings.masked(text)).collect();
+                match (strings.masked(line), recent.iter().any(Option::is_some)) {
+                    (None, false) => Some(wait),
+                    (line_masked, _) => {
+                        let recent: Vec<String> = (self.recent.iter().zip(recent))
+                            .map(|(earlier, masked)| masked.unwrap_or_else(|| earlier.clone()))
+                            .collect();
+                        announced_wait(line_masked.as_deref().unwrap_or(line), &recent)
+                    }
+                }
+            });
         crate::worker::remember_recent(&mut self.recent, line);
         wait
+    }
+
+    /// The worker's payload's strings: a wait their words announce is the item's content
+    /// ([`super::item_strings`]).
+    fn item_strings(&mut self) -> &super::item_strings::ItemStrings {
+        let input = self.input;
+        self.strings.get_or_insert_with(|| super::item_strings::ItemStrings::of(input))
     }
 }
 
@@ -212,7 +238,7 @@ impl StreamWaits<'_> {
         if !*self.is_event_stream.get_or_insert(kind.is_some()) {
             return None;
         }
-        let wait = match kind {
+        let event_wait = |text: &str| match kind {
             Some("system") if API_RETRY_FOR_A_LIMIT.is_match(text) => announced_wait(text, &[]),
             Some("error") => serde_json::from_str::<serde_json::Value>(text)
                 .ok()
@@ -220,11 +246,16 @@ impl StreamWaits<'_> {
                 .and_then(|message| announced_wait(&message, &[])),
             _ => None,
         };
-        wait.filter(|_| {
-            let input = self.input;
-            let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
-            !super::echoes(text, echoed)
-        })
+        event_wait(text)
+            .filter(|_| {
+                let input = self.input;
+                let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
+                !super::echoes(text, echoed)
+            })
+            .and_then(|wait| match self.item_strings().masked(text) {
+                Some(masked) => event_wait(&masked),
+                None => Some(wait),
+            })
     }
 }
 
@@ -268,16 +299,22 @@ pub(crate) fn silent_wait_hit(
             && LIMIT_WORDING.is_match(text)
             && !FILESYSTEM_QUOTA.is_match(text)
     };
+    // Read without the payload's own words ([`super::item_strings`]).
+    let strings = std::cell::OnceCell::new();
+    let without_the_item = |line: &str| -> String {
+        let strings = strings.get_or_init(|| super::item_strings::ItemStrings::of(input));
+        strings.masked(line).unwrap_or_else(|| line.to_string())
+    };
     let from_stdout = last_line(stdout).filter(|line| {
         super::clean::event_type(line) == Some("error")
-            && serde_json::from_str::<serde_json::Value>(line)
+            && serde_json::from_str::<serde_json::Value>(&without_the_item(line))
                 .ok()
                 .and_then(|event| event.get("message")?.as_str().map(is_limit_notice))
                 .unwrap_or(false)
     });
     let from_stderr = || {
         last_line(stderr).filter(|line| {
-            is_limit_notice(line)
+            is_limit_notice(&without_the_item(line))
                 && !CONTENT_LINE.is_match(line)
                 && !super::echoes(line, &super::echoed_lines(input))
         })
@@ -458,6 +495,29 @@ mod tests {
                 "{earlier}"
             );
         }
+    }
+
+    #[test]
+    fn a_payloads_strings_printed_in_a_wrappers_own_lines_announce_no_wait() {
+        let input = br#"{"path": "/in/b ticket. Rate limit exceeded. Retrying after 604800000ms.txt"}"#;
+        let [_, mut stderr] = StreamWaits::of_client(input);
+        let checkpoint =
+            "::checkpoint:: summarising /in/b ticket. Rate limit exceeded. Retrying after 604800000ms.txt";
+        assert_eq!(stderr.read(checkpoint), None);
+        // A line before that named a limit only by the item's words names none.
+        let input = br#"{"title": "You have reached your usage limit (quoted by a customer)"}"#;
+        let [_, mut stderr] = StreamWaits::of_client(input);
+        assert_eq!(stderr.read("reading You have reached your usage limit (quoted by a customer)"), None);
+        assert_eq!(stderr.read("Retrying in 2 minutes"), None);
+        // The client's own notice beside the item's words still counts.
+        let [_, mut stderr] = StreamWaits::of_client(input);
+        assert_eq!(stderr.read("Rate limited. Retrying in 2 minutes"), Some(Duration::from_secs(120)));
+        // Nor does a wrapper's last line silence a client's wait.
+        let now = Utc::now();
+        let input = br#"{"path": "/in/429 Too Many Requests. Retrying after the limit.txt"}"#;
+        let line = b"summarising /in/429 Too Many Requests. Retrying after the limit.txt\n";
+        assert!(silent_wait_hit(b"", line, input, now, chrono_tz::UTC).is_none());
+        assert!(silent_wait_hit(b"", line, b"{}", now, chrono_tz::UTC).is_some());
     }
 
     #[test]

@@ -861,6 +861,74 @@ fn a_worker_that_echoes_its_item_is_judged_by_its_own_words_not_the_items() {
 }
 
 #[test]
+fn a_wrapper_printing_its_items_path_is_not_limited_by_the_words_of_that_path() {
+    // docs/worker-contract.md's summarise.sh prints `cannot read $path` and
+    // `::checkpoint:: summarising $path` on stderr. Before, a path (a web form's payload,
+    // a file dropped into a source folder) spelling a limit backed the group off for the
+    // days it named, and one spelling a client's long wait stopped the worker as a hit.
+    let wrapper = r#"#!/bin/sh
+path=$(sed -n 's/.*"path": *"\([^"]*\)".*/\1/p')
+[ -f "$path" ] && [ -r "$path" ] || { echo "cannot read $path" >&2; exit 1; }
+printf '::checkpoint:: summarising %s\n' "$path" >&2
+sleep 0.2
+[ -z "$LIMIT" ] || { echo "$LIMIT" >&2; exit 1; }
+echo "- a summary of $(basename "$path")"
+"#;
+    let drain = |name: &str, limit: &str| {
+        format!(
+            "[[drain]]\nname = \"{name}\"\ncommand = [\"TMPDIR/summarise.sh\"]\nquota_group = \"{name}\"\n\
+             quota_profile = \"openai\"\nmax_wait = \"0s\"\nmax_attempts = 1\nenv = {{ LIMIT = \"{limit}\" }}\n"
+        )
+    };
+    let config = format!(
+        "[defaults]\ntimezone = \"UTC\"\n\n{}\n{}",
+        drain("docs", ""),
+        drain(
+            "limited",
+            "Rate limit reached for gpt-4o-2024-08-06 on requests per min. Please try again in 20s."
+        )
+    );
+    let fixture = Fixture::new(&config, NOW);
+    fixture.script("summarise.sh", wrapper);
+    let folder = fixture.path("in");
+    std::fs::create_dir(&folder).unwrap();
+    let file = |name: &str| {
+        let path = folder.join(name);
+        std::fs::write(&path, "a document").unwrap();
+        path.display().to_string()
+    };
+    let waits = file("b ticket. Rate limit exceeded. Retrying after 604800000ms.txt");
+    let plain = file("c-normal.txt");
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a-missing".into(),
+                json!({ "path": "/uploads/17. You have reached your usage limit, resets in 6 days" }),
+            ),
+            ("b-waits".into(), json!({ "path": waits })),
+            ("c-plain".into(), json!({ "path": plain })),
+        ],
+    );
+    let result = fixture.drainctl(&["drain", "docs", "--json"]).run();
+    result.assert_code(0);
+    assert_eq!(result.json()["status"], "drained", "{}", result.stdout);
+    // The missing file is the item's own failure; the other two are summarised.
+    let (state, attempts, error) = fixture.item("docs", "a-missing");
+    assert_eq!((state.as_str(), attempts), ("dead", 1), "{error:?}");
+    assert!(error.unwrap_or_default().contains("cannot read /uploads/17."));
+    assert_eq!(fixture.item("docs", "b-waits").0, "done");
+    assert_eq!(fixture.item("docs", "c-plain").0, "done");
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 0);
+    // A client's own limit message that names the payload's model is still a limit.
+    fixture.enqueue("limited", &[("m".into(), json!({ "path": plain, "model": "gpt-4o-2024-08-06" }))]);
+    fixture.drainctl(&["drain", "limited"]).run().assert_code(0);
+    assert_eq!(fixture.item("limited", "m").0, "pending");
+    assert_eq!(fixture.backoff_until("limited"), "2026-11-27T10:00:22Z");
+}
+
+#[test]
 fn a_clock_time_without_seconds_hit_within_its_minute_waits_for_the_minute_to_end() {
     // codex truncates: "try again at 1:24 AM" (00:24Z in Paris) for a reset at 00:24:28Z.
     let fixture = Fixture::new(&config(), "2026-12-03T00:23:20Z");
