@@ -494,7 +494,11 @@ impl Pass<'_> {
                 // A field of a dumped error (gemini's `"code": 500`) says less than the
                 // line that says what went wrong.
                 let said = if super::failure_line::is_noise(matched_line.trim()) {
-                    super::failure_line::failure_line(&report.stdout_end, &report.stderr_end)
+                    super::failure_line::failure_line(
+                        &report.stdout_end,
+                        &report.stderr_end,
+                        &self.drain.checkpoint_pattern,
+                    )
                 } else {
                     None
                 };
@@ -917,7 +921,8 @@ fn is_plain_success(report: &WorkerReport, outcome: &Outcome) -> bool {
 /// The outcome kind and error text of a failed attempt.
 fn describe_failure(report: &WorkerReport, drain: &DrainConfig) -> (AttemptOutcome, String) {
     // The line that says what went wrong (docs/worker-contract.md).
-    let last_line = super::failure_line::failure_line(&report.stdout_end, &report.stderr_end);
+    let last_line =
+        super::failure_line::failure_line(&report.stdout_end, &report.stderr_end, &drain.checkpoint_pattern);
     let with_stderr = |text: String| match &last_line {
         Some(line) => format!("{text}: {line}"),
         None => text,

@@ -378,14 +378,29 @@ fn a_failed_client_is_recorded_with_the_line_saying_what_went_wrong() {
         { "err": "ERROR: Your input exceeds the context window of this model. Please adjust your input and try again.\ntokens used\n0" },
         { "exit": 1 },
     ] });
-    fixture
-        .enqueue("alpha", &[("claude".into(), claude), ("gemini".into(), gemini), ("codex".into(), codex)]);
+    // Behind docs/worker-contract.md's summarise.sh: its checkpoint on stderr before
+    // claude's error on stdout (before: the checkpoint was the error).
+    let wrapped = json!({ "steps": [
+        { "err": "::checkpoint:: summarising /data/doc-1.txt" },
+        { "out": "Error: Input must be provided either through stdin or as a prompt argument when using --print" },
+        { "exit": 1 },
+    ] });
+    fixture.enqueue(
+        "alpha",
+        &[
+            ("claude".into(), claude),
+            ("gemini".into(), gemini),
+            ("codex".into(), codex),
+            ("wrapped".into(), wrapped),
+        ],
+    );
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     let expected = [
         ("claude", "exit code 1: Error: Input must be provided either through stdin or as a prompt argument when using --print"),
         // The dumped field by its text (before: `message: '…',`).
         ("gemini", "exit code 1: Request contains an invalid argument."),
         ("codex", "exit code 1: ERROR: Your input exceeds the context window of this model. Please adjust your input and try again."),
+        ("wrapped", "exit code 1: Error: Input must be provided either through stdin or as a prompt argument when using --print"),
     ];
     for (key, error) in expected {
         assert_eq!(fixture.item("alpha", key), ("dead".to_string(), 1, Some(error.to_string())), "{key}");
