@@ -164,7 +164,9 @@ fn resolve_database_url(from_file: Option<String>, source: &Source) -> Option<Da
     let from_env = |name: &str| {
         std::env::var(name)
             .ok()
-            .filter(|v| !v.trim().is_empty())
+            // Empty is unset; blanks alone are a value, refused as one with blanks around
+            // it (a secret that came out blank must not reach the next source's database).
+            .filter(|v| !v.is_empty())
             .map(|url| DatabaseUrl { url, source: format!("${name}") })
     };
     let chosen = from_env(DATABASE_URL_ENV)
@@ -273,7 +275,8 @@ fn resolve_defaults(raw: RawDefaults, source: &Source) -> Result<Defaults> {
     let backoff = |value: &Option<Spanned<String>>, key: &str, default: Duration| -> Result<Duration> {
         spanned_positive_duration(value, key, default, source)
     };
-    let burst_max = duration(&raw.burst_max, "burst_max", DEFAULT_BURST_MAX)?;
+    // Zero would refuse every `burst on`.
+    let burst_max = backoff(&raw.burst_max, "burst_max", DEFAULT_BURST_MAX)?;
     let burst_default_until = match &raw.burst_default_until {
         Some(when) => {
             let probe = chrono::Utc::now();
@@ -794,10 +797,22 @@ fn compile_pattern(pattern: &Spanned<String>, key: &str, scope: &DrainScope) -> 
 }
 
 fn compile_checkpoint_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
-    match pattern {
-        Some(pattern) => compile_pattern(pattern, "checkpoint_pattern", scope),
-        None => Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string())),
+    let Some(pattern) = pattern else {
+        return Regex::new(DEFAULT_CHECKPOINT_PATTERN).map_err(|e| Error::Internal(e.to_string()));
+    };
+    let compiled = compile_pattern(pattern, "checkpoint_pattern", scope)?;
+    if compiled.is_match("") {
+        return Err(scope.error_for(
+            pattern,
+            "checkpoint_pattern",
+            &format!(
+                "{:?} matches every line, an empty one too, so any output would prove progress; give the \
+                 prefix your worker prints, e.g. \"^::checkpoint::\" (or \".\" for any line with text)",
+                pattern.get_ref()
+            ),
+        ));
     }
+    Ok(compiled)
 }
 
 /// The resume pattern, whose first capture group is the token.
@@ -821,6 +836,13 @@ fn compile_resume_pattern(pattern: &Option<Spanned<String>>, scope: &DrainScope)
 
 fn compile_resume_token_format(format: &Option<Spanned<String>>, scope: &DrainScope) -> Result<Regex> {
     let text = format.as_ref().map_or(DEFAULT_RESUME_TOKEN_FORMAT, |format| format.get_ref().as_str());
+    if let Some(format) = format.as_ref().filter(|format| format.get_ref().trim().is_empty()) {
+        return Err(scope.error_for(
+            format,
+            "resume_token_format",
+            "is empty, so no token could match; leave it out for the default or give the tokens' shape",
+        ));
+    }
     // Anchored: a token must match as a whole, never just contain a match.
     // Compiled alone first, so that an error's position counts in the pattern as written.
     Regex::new(text).and_then(|_| Regex::new(&format!("^(?:{text})$"))).map_err(|error| match format {
@@ -1183,6 +1205,23 @@ mod tests {
                 ":4:18:",
                 "empty pattern",
             ),
+            // Settings that could never work (before: accepted without a word).
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\ncheckpoint_pattern = \"\"\n",
+                ":4:22:",
+                "checkpoint_pattern: \"\" matches every line",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\ncheckpoint_pattern = \".*\"\n",
+                ":4:22:",
+                "matches every line",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nresume_token_format = \"\"\n",
+                ":4:23:",
+                "resume_token_format: is empty, so no token could match",
+            ),
+            ("[defaults]\nburst_max = \"0s\"\n", ":2:13:", "burst_max: must be more than 0s"),
             (
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nveto_patterns = [\"maintenance\", \"[z-a]\"]\n",
                 ":4:17:",

@@ -421,8 +421,13 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
         ("\"postgres://u:Secret-7x@127.0.0.1/x\"", "is wrapped in quotes, which are not part of it"),
         ("'postgres://u:Secret-7x@127.0.0.1/x'", "is wrapped in quotes, which are not part of it"),
         ("postgres://u:Secret-7x@127.0.0.1/x\n", "begins or ends with a space or a line break: remove it"),
+        // Blanks alone: before, taken as unset, and the next source's database used.
+        (" \n", "begins or ends with a space or a line break: remove it"),
     ] {
-        let result = Drainctl::new(&["migrate"]).env("DRAINCTL_DATABASE_URL", url).run();
+        let result = Drainctl::new(&["migrate"])
+            .env("DRAINCTL_DATABASE_URL", url)
+            .env("DATABASE_URL", "postgres://u:Secret-7x@127.0.0.1:1/x")
+            .run();
         result.assert_code(78);
         assert_eq!(
             result.stderr,
