@@ -251,7 +251,9 @@ pub fn end_run(
         };
         // Which item was claimed ahead shows only while the staged result still waits.
         let ahead = items::claimed_ahead_of_run(tx, run.id)?;
-        settle_staged(tx, outbox, run, status, now, &mut reaped)?;
+        let (completed, discarded) = settle_staged(tx, outbox, run.id, &run.drain, status, now)?;
+        reaped.completed_from_staging.extend(completed);
+        reaped.discarded_staging.extend(discarded);
         let release = Release { error: format!("run {} {status}: {note}", run.id), max_attempts, ahead };
         release_items(tx, outbox, run, &release, now, &mut reaped)?;
         // A crashed or hung run is left out of throughput: its idle time does not matter.
@@ -320,31 +322,34 @@ pub fn stop_ended_runs(
     stopped
 }
 
-/// Commit the run's staged results that verify, discard the others, with an event each.
-fn settle_staged(
+/// Commit the staged results of run `run_id` (of `drain`) that verify, discard the
+/// others, with an event each; the items committed and those discarded. The reaper's, and
+/// a pass's own when an error ends it ([`crate::drain`]).
+pub(crate) fn settle_staged(
     tx: &mut postgres::Transaction<'_>,
     outbox: &Outbox,
-    run: &RunRow,
+    run_id: i64,
+    drain: &str,
     status: RunStatus,
     now: DateTime<Utc>,
-    reaped: &mut Reaped,
-) -> Result<()> {
+) -> Result<(Vec<i64>, Vec<i64>)> {
     let mut statements = crate::db::PreparedStatements::default();
-    for item_id in items::staged_item_ids(tx, run.id)? {
-        match items::complete_item(tx, &mut statements, item_id, run.id, now, items::RunWorker::Keep)? {
+    let (mut completed, mut discarded) = (Vec::new(), Vec::new());
+    for item_id in items::staged_item_ids(tx, run_id)? {
+        match items::complete_item(tx, &mut statements, item_id, run_id, now, items::RunWorker::Keep)? {
             Completion::Completed => {
-                reaped.completed_from_staging.push(item_id);
+                completed.push(item_id);
                 let event = Event::new(
                     EventKind::StagedResultCompleted,
-                    format!("run {} ended ({status}) after staging item {item_id}: the staged result verified and was committed", run.id),
+                    format!("run {run_id} ended ({status}) after staging item {item_id}: the staged result verified and was committed"),
                 )
-                .drain(&run.drain)
-                .run(run.id)
+                .drain(drain)
+                .run(run_id)
                 .item(item_id);
                 record_event(tx, outbox, &event, now)?;
             }
             outcome => {
-                reaped.discarded_staging.push(item_id);
+                discarded.push(item_id);
                 let why = match outcome {
                     Completion::ClaimLost(_) => "the run no longer held the item",
                     _ => "the staged bytes did not match their length and checksum",
@@ -353,17 +358,17 @@ fn settle_staged(
                     EventKind::StagedResultDiscarded,
                     format!(
                         "run {} ended ({status}): staged result of item {item_id} discarded: {why}",
-                        run.id
+                        run_id
                     ),
                 )
-                .drain(&run.drain)
-                .run(run.id)
+                .drain(drain)
+                .run(run_id)
                 .item(item_id);
                 record_event(tx, outbox, &event, now)?;
             }
         }
     }
-    Ok(())
+    Ok((completed, discarded))
 }
 
 /// The `data` of a dead letter the reaper made: the fields of every dead letter's event

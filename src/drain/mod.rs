@@ -409,13 +409,49 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     // run stays `running` and the next pass or supervise reaps it as crashed.
     let note = format!("stopped by an error: {}", error.display_scrubbed());
     let at = pass.clock.now();
+    // A result the run staged is committed first, as the reaper would (docs/guarantees.md,
+    // "Results are committed whole or staged"): before, releasing the items discarded it
+    // with no event, where the error said it stays staged. When that commit fails too
+    // (the server's disk still full), the run is left `running` for the reaper, as the
+    // error says.
+    let (outbox, drain_name) = (pass.outbox, pass.drain.name.as_str());
+    let settled = in_transaction(pass.client, |tx| {
+        runs::lock_own_run(tx, run_id)?;
+        if items::staged_item_ids(tx, run_id)?.is_empty() {
+            return Ok(None);
+        }
+        let ahead = items::claimed_ahead_of_run(tx, run_id)?;
+        let (completed, _) =
+            crate::reap::settle_staged(tx, outbox, run_id, drain_name, RunStatus::Failed, at)?;
+        Ok(Some((ahead, completed.len())))
+    });
+    let (ahead, error) = match settled {
+        Ok(None) => (None, error),
+        Ok(Some((ahead, completed))) => {
+            pass.done = pass.done.saturating_add(u32::try_from(completed).unwrap_or(u32::MAX));
+            let said = match completed {
+                0 => "the result it staged did not verify and was discarded (staged_result_discarded)",
+                _ => "the result it staged was committed as the run ended (staged_result_completed)",
+            };
+            (ahead, error.noted(said))
+        }
+        Err(settle_error) => {
+            log::debug!("run {run_id}: could not commit its staged result after an error: {settle_error}");
+            return match pass.client.is_closed() {
+                true => error.noted(&format!("run {run_id} stays running until supervise reaps it")),
+                false => error.noted(&format!(
+                    "run {run_id} stays running until supervise reaps it (a result it staged is committed then)"
+                )),
+            };
+        }
+    };
     let event = finished_event(pass, RunStatus::Failed, &note);
     // Stopped by an error, not by the items: give their attempts back.
     let max_attempts = pass.drain.max_attempts as i32;
     let released = in_transaction(pass.client, |tx| {
         // The run first, then its items, as `supervise` ending the run locks them.
         runs::lock_own_run(tx, run_id)?;
-        items::release_run_items(tx, run_id, &note, max_attempts, true, None, at)?;
+        items::release_run_items(tx, run_id, &note, max_attempts, true, ahead, at)?;
         if runs::finish_run(tx, run_id, RunStatus::Failed, Some(&note), at, pass.idle_seconds)? {
             record_event(tx, pass.outbox, &event, at)?;
         }

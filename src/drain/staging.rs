@@ -72,14 +72,25 @@ impl Pass<'_> {
         // reply was lost finds the item done under the run's own claim and counts it done
         // (docs/operations.md, "When the database goes away").
         let run_id = self.run_id;
-        let (completion, now) = self
-            .on_a_lasting_session(|pass| {
-                let now = pass.clock.now();
-                let run_worker = items::RunWorker::Set(None);
-                items::complete_item(pass.client, &mut pass.statements, staged.id, run_id, now, run_worker)
-                    .map(|completion| (completion, now))
-            })
-            .map_err(|error| uncommitted(error, &staged.key, None, run_id))?;
+        let committed = self.on_a_lasting_session(|pass| {
+            let now = pass.clock.now();
+            let run_worker = items::RunWorker::Set(None);
+            items::complete_item(pass.client, &mut pass.statements, staged.id, run_id, now, run_worker)
+                .map(|completion| (completion, now))
+        });
+        let (completion, now) = match committed {
+            Ok(committed) => committed,
+            Err(error) if self.client.is_closed() => {
+                return Err(uncommitted(error, &staged.key, None, run_id))
+            }
+            // On a session that lasts the pass's end commits it, or leaves it to the
+            // reaper, and says which (`fail_run`).
+            Err(error) => {
+                return Err(
+                    error.context(&format!("could not commit the staged result of item {}", staged.key))
+                )
+            }
+        };
         self.settle_commit(&staged, completion, now, false)
     }
 

@@ -462,3 +462,49 @@ fn a_commit_that_finds_its_run_ended_says_the_claim_was_lost_not_that_the_result
         result.stderr
     );
 }
+
+#[test]
+fn a_staged_result_whose_commit_fails_on_a_lasting_session_is_committed_as_the_run_ends() {
+    // The server refuses the commit itself (its disk full; here the statement cancelled)
+    // and keeps the session. Before, the pass's end released the item, discarding the
+    // staged result with no event, where the error said it stays staged.
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "mib": 1 }] }))]);
+    let gate = fixture.path("gate");
+    let waiting = fixture.path("gate.waiting");
+    let pass = fixture
+        .drainctl(&["drain", "docs"])
+        .env("DRAINCTL_FAULT", &format!("wait_before_commit:{}", gate.display()))
+        .spawn();
+    let started = std::time::Instant::now();
+    while !waiting.exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The item's row held, the commit waits for it and is cancelled there.
+    let mut holder = fixture.client();
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM items WHERE key = 'a' FOR UPDATE", &[]).unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let mut watcher = fixture.client();
+    wait_until("the commit to wait for the row", Duration::from_secs(20), || {
+        query_i64(
+            &mut watcher,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'",
+        ) == 1
+    });
+    watcher
+        .execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'",
+            &[],
+        )
+        .unwrap();
+    held.commit().unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("committed as the run ended"), "{}", result.stderr);
+    assert!(!result.stderr.contains("stays staged"), "{}", result.stderr);
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'staged_result_completed'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'failed'"), 1);
+}
