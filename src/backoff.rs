@@ -33,8 +33,11 @@ pub struct PreviousBackoff {
     /// When the previous no-reset hit marked the group suspected.
     pub suspected_at: Option<DateTime<Utc>>,
     /// How many hits in a row, with no item of the group done between them, said the
-    /// reset is now (0 when the previous hit said otherwise).
+    /// reset is now or were a window's boundary met again at once (0 when the previous
+    /// hit said otherwise).
     pub now_hits: u32,
+    /// Whether no item of the group was done since the previous hit.
+    pub nothing_done_since: bool,
 }
 
 impl PreviousBackoff {
@@ -111,6 +114,10 @@ pub enum WaitBasis {
     /// The stated reset passed while the worker was silent after printing it: the quota
     /// is back, one short retry (see [`as_read_now`]).
     PassedWhileSilent,
+    /// A window's boundary waited for and met again at once, nothing done since: a
+    /// rolling window frees its calls as they age out, after the boundary. 2 s, doubled
+    /// for each such hit in a row, at most the next boundary.
+    RollingWindow,
 }
 
 fn chrono(duration: Duration) -> chrono::Duration {
@@ -225,6 +232,9 @@ pub fn decide_backoff(
     let recent_reset = previous.reset_at.filter(|&reset| reset <= now && now < later(reset, CONFIRM_WINDOW));
     let named = stated_reset
         .map(|stated| passed_while_silent(stated).or_else(|| just_passed(stated, now)).unwrap_or(stated.at));
+    if let Some(decision) = stated_reset.and_then(|stated| rolling_window(stated, now, previous, policy)) {
+        return decision;
+    }
     let mut distrusted = None;
     if let Some(stated) = stated_reset {
         match judge_reset(stated, now, recent_reset, policy.zone) {
@@ -361,6 +371,43 @@ fn now_again(
     }
 }
 
+/// A window's boundary (`requests per minute`) met again in the first half of the window
+/// after the boundary the group waited for, with no item of the group done since: the
+/// vendor's window rolls (it frees a call a window after that call was made, not at the
+/// whole minute), and the calls made just before the boundary free a moment after it.
+/// Waiting for the next boundary lost every second window (docs/rate-limits.md,
+/// "Per-window limits"): a short retry instead, 2 s doubled for each such hit in a row,
+/// at most the next boundary + margin.
+fn rolling_window(
+    stated: StatedReset,
+    now: DateTime<Utc>,
+    previous: PreviousBackoff,
+    policy: BackoffPolicy,
+) -> Option<BackoffDecision> {
+    if stated.form != ResetForm::WindowBoundary || !previous.nothing_done_since {
+        return None;
+    }
+    let boundary = previous.reset_at.filter(|&boundary| boundary <= now && stated.at > boundary)?;
+    if now - boundary >= (stated.at - boundary) / 2 {
+        return None;
+    }
+    let next_boundary =
+        later(stated.at, reset_margin_for((stated.at - now).to_std().ok()?, policy.reset_margin));
+    let wait = MIN_RESET_MARGIN.saturating_mul(1u32 << previous.now_hits.min(20));
+    let until = later(now, wait).min(next_boundary);
+    Some(BackoffDecision {
+        until,
+        rule: BackoffRule::ParsedReset,
+        reset_at: Some(until),
+        remembered_reset: Some(boundary),
+        suspected_at: None,
+        distrusted: None,
+        stated_reset: Some(stated.at),
+        basis: Some(WaitBasis::RollingWindow),
+        now_hits: previous.now_hits.saturating_add(1),
+    })
+}
+
 /// What a clock time without seconds names: any moment of that minute.
 const WHOLE_MINUTE: Duration = Duration::from_secs(60);
 
@@ -479,7 +526,12 @@ mod tests {
     fn no_reset_suspects_then_confirms_within_thirty_minutes() {
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), HOUR);
         assert_eq!((first.until, first.rule), (at(10, 5), BackoffRule::Suspected));
-        let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, now_hits: 0 };
+        let previous = PreviousBackoff {
+            reset_at: None,
+            suspected_at: first.suspected_at,
+            now_hits: 0,
+            nothing_done_since: false,
+        };
         let second = decide_backoff(None, at(10, 20), previous, HOUR);
         assert_eq!((second.until, second.rule), (at(11, 20), BackoffRule::Confirmed));
         let late = decide_backoff(None, at(10, 31), previous, HOUR);
@@ -570,9 +622,57 @@ mod tests {
     }
 
     #[test]
+    fn a_windows_boundary_met_again_at_once_is_retried_shortly_not_a_window_later() {
+        let seconds = |minute: u32, second: i64| at(10, minute) + chrono::Duration::seconds(second);
+        let boundary = |minute: u32| stated(at(10, minute), ResetForm::WindowBoundary);
+        // "3 requests per minute", met at 10:00:12: the next whole minute + margin.
+        let first = decide_backoff(boundary(1), seconds(0, 12), PreviousBackoff::default(), HOUR);
+        assert_eq!(first.remembered_reset, Some(at(10, 1)));
+        assert!(first.until > at(10, 1) && first.until < seconds(1, 10), "{first:?}");
+        // Met again by the retry at 10:01:05, nothing done since: a rolling window frees
+        // its calls as they age out. Before: 10:02 + margin, a window lost.
+        let waited = PreviousBackoff {
+            reset_at: first.remembered_reset,
+            suspected_at: None,
+            now_hits: first.now_hits,
+            nothing_done_since: true,
+        };
+        let again = decide_backoff(boundary(2), seconds(1, 5), waited, HOUR);
+        assert_eq!((again.until, again.basis), (seconds(1, 7), Some(WaitBasis::RollingWindow)));
+        assert_eq!(again.remembered_reset, Some(at(10, 1)));
+        // And again at 10:01:07: twice as long.
+        let twice = PreviousBackoff { now_hits: again.now_hits, ..waited };
+        assert_eq!(decide_backoff(boundary(2), seconds(1, 7), twice, HOUR).until, seconds(1, 11));
+        // At most the next boundary + margin.
+        let many = PreviousBackoff { now_hits: 10, ..waited };
+        assert_eq!(decide_backoff(boundary(2), seconds(1, 20), many, HOUR).until, first_after(at(10, 2)));
+        // An item done since (the window's calls used), or a hit late in the window: the
+        // next boundary, as before.
+        let busy = PreviousBackoff { nothing_done_since: false, ..waited };
+        assert_eq!(
+            decide_backoff(boundary(2), seconds(1, 5), busy, HOUR).basis,
+            Some(WaitBasis::StatedReset)
+        );
+        assert_eq!(
+            decide_backoff(boundary(2), seconds(1, 40), waited, HOUR).basis,
+            Some(WaitBasis::StatedReset)
+        );
+    }
+
+    /// `at` + the margin a wait of about 40 s gets (the floor of 2 s, to the second).
+    fn first_after(at: DateTime<Utc>) -> DateTime<Utc> {
+        later(at, reset_margin_for(Duration::from_secs(40), DEFAULT_RESET_MARGIN))
+    }
+
+    #[test]
     fn a_bare_clock_time_just_passed_means_just_now_not_tomorrow() {
         // "resets 8pm" seen at 20:02 resolves to tomorrow 20:00: it means "just now".
-        let previous = PreviousBackoff { reset_at: Some(at(20, 0)), suspected_at: None, now_hits: 0 };
+        let previous = PreviousBackoff {
+            reset_at: Some(at(20, 0)),
+            suspected_at: None,
+            now_hits: 0,
+            nothing_done_since: false,
+        };
         let tomorrow = at(20, 0) + chrono::Duration::days(1);
         for previous in [previous, PreviousBackoff::default()] {
             let d = decide_backoff(stated(tomorrow, ResetForm::ClockTime), at(20, 2), previous, HOUR);
@@ -597,8 +697,18 @@ mod tests {
     #[test]
     fn the_trust_rule_by_reset_form_and_recent_reset() {
         let now = at(10, 0);
-        let recent = PreviousBackoff { reset_at: Some(at(9, 55)), suspected_at: None, now_hits: 0 };
-        let long_ago = PreviousBackoff { reset_at: Some(at(8, 0)), suspected_at: None, now_hits: 0 };
+        let recent = PreviousBackoff {
+            reset_at: Some(at(9, 55)),
+            suspected_at: None,
+            now_hits: 0,
+            nothing_done_since: false,
+        };
+        let long_ago = PreviousBackoff {
+            reset_at: Some(at(8, 0)),
+            suspected_at: None,
+            now_hits: 0,
+            nothing_done_since: false,
+        };
         let in_seconds = now + chrono::Duration::milliseconds(2_500);
         let in_hours = at(15, 0);
         // (form, reset, previous, trusted?)
@@ -649,6 +759,7 @@ mod tests {
                     reset_at: decision.remembered_reset,
                     suspected_at: decision.suspected_at,
                     now_hits: decision.now_hits,
+                    nothing_done_since: true,
                 };
                 decision
             })
@@ -690,8 +801,12 @@ mod tests {
         }
         // Again after items succeeded: a vendor that says "now" is believed.
         let first = decide_backoff(exact(now), now, PreviousBackoff::default(), HOUR);
-        let succeeded_since =
-            PreviousBackoff { reset_at: first.remembered_reset, suspected_at: None, now_hits: 0 };
+        let succeeded_since = PreviousBackoff {
+            reset_at: first.remembered_reset,
+            suspected_at: None,
+            now_hits: 0,
+            nothing_done_since: false,
+        };
         let again = decide_backoff(exact(at(10, 1)), at(10, 1), succeeded_since, HOUR);
         assert_eq!(again.until, at(10, 1) + chrono::Duration::seconds(2));
         // With none between, the second waits twice as long as the first.
@@ -839,7 +954,12 @@ mod tests {
             decide_backoff(stated(next_week, ResetForm::WeekdayTime), now, PreviousBackoff::default(), HOUR);
         assert_eq!((d.until, d.rule), (now + chrono::Duration::seconds(2), BackoffRule::ParsedReset));
         // Hit again within 30 minutes after a reset, a week ahead is doubted; a few days is not.
-        let recent = PreviousBackoff { reset_at: Some(at(5, 10)), suspected_at: None, now_hits: 0 };
+        let recent = PreviousBackoff {
+            reset_at: Some(at(5, 10)),
+            suspected_at: None,
+            now_hits: 0,
+            nothing_done_since: false,
+        };
         let later = at(5, 30);
         let doubted = decide_backoff(stated(next_week, ResetForm::WeekdayTime), later, recent, HOUR);
         assert_eq!(doubted.rule, BackoffRule::Suspected);
@@ -877,7 +997,12 @@ mod tests {
         let latest = crate::clock::latest_instant();
         let first = decide_backoff(None, at(10, 0), PreviousBackoff::default(), endless);
         assert_eq!(first.until, latest);
-        let previous = PreviousBackoff { reset_at: None, suspected_at: first.suspected_at, now_hits: 0 };
+        let previous = PreviousBackoff {
+            reset_at: None,
+            suspected_at: first.suspected_at,
+            now_hits: 0,
+            nothing_done_since: false,
+        };
         assert_eq!(decide_backoff(None, at(10, 20), previous, endless).until, latest);
         // The margin is a tenth of the wait, however long reset_margin is.
         let trusted = decide_backoff(exact(at(11, 0)), at(10, 0), PreviousBackoff::default(), endless);

@@ -62,7 +62,7 @@ pub fn record_quota_hit(
 ) -> Result<RecordedHit> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
-    let now_hits = crate::db::backoffs::now_hits_in_a_row(
+    let (now_hits, nothing_done_since) = crate::db::backoffs::now_hits_in_a_row(
         client,
         source.quota_group,
         source.account,
@@ -74,6 +74,7 @@ pub fn record_quota_hit(
         suspected_at: previous.suspected_at,
         // A reset of now seen again, with no success since, waits longer each time.
         now_hits,
+        nothing_done_since,
     };
     if previous.backoff_until.is_some_and(|until| until > now) {
         // No worker of this account starts while it backs off: this one was already
@@ -299,6 +300,10 @@ fn rule_text(decision: &BackoffDecision) -> &'static str {
             Some(WaitBasis::JustNow) => "the stated reset passed just now: one short retry",
             Some(WaitBasis::EndOfMinute) => "the stated minute is not over: its end + margin",
             Some(WaitBasis::NowAgain) => "a reset of now again, nothing done since: twice the previous wait",
+            Some(WaitBasis::RollingWindow) => {
+                "the window's boundary met again at once, nothing done since: the window may roll; a short retry, \
+                 doubled each time"
+            }
             Some(WaitBasis::PassedWhileSilent) => {
                 "the stated reset passed while the worker was silent after printing it: one short retry"
             }

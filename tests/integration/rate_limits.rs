@@ -861,6 +861,29 @@ fn a_worker_that_echoes_its_item_is_judged_by_its_own_words_not_the_items() {
 }
 
 #[test]
+fn a_per_minute_limit_met_again_right_after_its_boundary_is_retried_in_seconds() {
+    // A rolling window (3 calls in any 60 s) frees the calls made just after the whole
+    // minute a moment after the next one: the retry at the boundary is refused. Before,
+    // the group then waited for the following boundary and lost every second window.
+    let fixture = Fixture::new(&config(), "2026-11-27T10:00:12Z");
+    let message = "API Error: 429 This request would exceed the rate limit for your organization of 3 requests per minute.";
+    fixture.enqueue("alpha", &[("a1".into(), limit(message))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:01:04Z");
+    fixture.set_now("2026-11-27T10:01:05Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:01:07Z");
+    fixture.set_now("2026-11-27T10:01:07Z");
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:01:11Z");
+    let said: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'backoff_set' ORDER BY id DESC LIMIT 1");
+    assert!(said[0].contains("the window's boundary met again at once"), "{said:?}");
+    // The item was never charged.
+    assert_eq!(fixture.item("alpha", "a1"), ("pending".to_string(), 0, fixture.item("alpha", "a1").2));
+}
+
+#[test]
 fn a_wrapper_printing_its_items_path_is_not_limited_by_the_words_of_that_path() {
     // docs/worker-contract.md's summarise.sh prints `cannot read $path` and
     // `::checkpoint:: summarising $path` on stderr. Before, a path (a web form's payload,
