@@ -321,7 +321,12 @@ fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: 
         for file in files {
             let path = shown.join(&file);
             let is_drain_log = file.to_str().is_some_and(is_log_file_name);
+            // Old by its name's start too (the clock drainctl reads, `DRAINCTL_NOW` in
+            // tests): a pass started just now by that clock keeps its log, whatever the
+            // file system's clock dated the file (docs/configuration.md, "Retention").
+            let named_old = file.to_str().and_then(log_file_started).is_none_or(|started| started < before);
             let is_old = is_drain_log
+                && named_old
                 && folder
                     .entry_metadata(&file)
                     .ok()
@@ -342,6 +347,12 @@ fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: 
         }
     }
     removed
+}
+
+/// When the pass whose log is `name` (`20261127T100000Z-4711.log`) started.
+fn log_file_started(name: &str) -> Option<DateTime<Utc>> {
+    let stamp = name.get(..16)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok().map(|at| at.and_utc())
 }
 
 /// `20261127T100000Z-4711.log`, as `supervise` names a drain's log.

@@ -1340,9 +1340,17 @@ fn prune_removes_only_what_is_older_than_its_horizon_and_a_dry_run_removes_nothi
     let new_log = logs.join("20261120T000000Z-2.log");
     let foreign = logs.join("notes.txt");
     let supervise_log = fixture.path("logs/supervise.log");
-    for (path, days) in
-        [(&old_log, 20), (&new_log, 5), (&running_log, 20), (&foreign, 20), (&supervise_log, 20)]
-    {
+    // Started a day ago by drainctl's clock (an injected one ahead of the file system's),
+    // the file dated 20 days back: a pass just started, before its run row is written.
+    let started_now = logs.join("20261126T000000Z-5.log");
+    for (path, days) in [
+        (&old_log, 20),
+        (&new_log, 5),
+        (&running_log, 20),
+        (&foreign, 20),
+        (&supervise_log, 20),
+        (&started_now, 20),
+    ] {
         fs::write(path, "log\n").unwrap();
         set_mtime(path, days_before_now(days).into());
     }
@@ -1396,7 +1404,7 @@ fn prune_removes_only_what_is_older_than_its_horizon_and_a_dry_run_removes_nothi
     assert_eq!(events(&fixture, "retention_pruned"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM supervisor_passes"), 1, "the latest pass stays");
     assert!(!old_log.exists());
-    for kept in [&new_log, &running_log, &foreign, &supervise_log] {
+    for kept in [&new_log, &running_log, &foreign, &supervise_log, &started_now] {
         assert!(kept.exists(), "{} was removed", kept.display());
     }
 
