@@ -158,6 +158,9 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
     let is_waiting = drain.as_ref().and_then(|drain| drain.waiting_until).is_some_and(|until| until > now);
     let parked_group =
         drain.as_ref().filter(|drain| drain.parked_at.is_some()).map(|drain| drain.quota_group.clone());
+    // Pending items all held by their retry delay: no pass has one to take before then.
+    let items_held_until =
+        crate::db::items::first_available_at(&mut ctx.client, &name)?.filter(|at| *at > now);
     // With `max_wait = "0s"` no pass waits for a reset: the first after it starts.
     let may_wait = ctx.config.drain(&name).map_or(true, |drain| !drain.max_wait.is_zero());
     let start = match (&parked_group, hold) {
@@ -191,7 +194,20 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         (None, None) if drain.as_ref().is_some_and(|drain| drain.counts.pending == 0) => {
             "it has no pending items: a supervise pass starts it once some are enqueued".to_string()
         }
-        (None, None) => "the next supervise pass starts it".to_string(),
+        (None, None) => match items_held_until {
+            Some(until) => {
+                let then = match until >= deadline {
+                    true => ", after the burst's end: no pass starts during this burst",
+                    false => ": the first supervise pass after that starts it",
+                };
+                format!(
+                    "its pending items wait out their retry delay until {} ({}){then}",
+                    local(until, zone),
+                    format_relative(until - now)
+                )
+            }
+            None => "the next supervise pass starts it".to_string(),
+        },
     };
     let human = format!(
         "{name}: burst on until {} ({}){}; {start}",
@@ -216,6 +232,7 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
             "parked": parked_group.is_some(),
             "backoff_until": backoff_until,
             "daily_budget_spent_until": budget_spent_until,
+            "items_available_at": items_held_until,
         }),
     ))
 }

@@ -1656,6 +1656,14 @@ pub fn runs_holding_items(client: &mut impl GenericClient, runs: &[i64]) -> Resu
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
+/// When the first pending item of `drain` is available (now or later, its retry delay),
+/// from the claim's index; `None` without a pending item.
+pub fn first_available_at(client: &mut impl GenericClient, drain: &str) -> Result<Option<DateTime<Utc>>> {
+    let row = client
+        .query_one("SELECT min(available_at) FROM items WHERE drain = $1 AND state = 'pending'", &[&drain])?;
+    Ok(row.get(0))
+}
+
 /// How many items each of these drains has available now, counted up to its limit (its
 /// `concurrency`: how many passes those items could keep busy): one index-backed scan of at
 /// most `limit` entries per drain, in a single statement. A drain without one is absent.

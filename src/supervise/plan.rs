@@ -569,9 +569,11 @@ fn start_decision(snapshot: &DrainSnapshot, slots: Slots, now: DateTime<Utc>, zo
     let start = |trigger: Trigger, reason: String| {
         let reason = match waits_for_reset {
             Some(until) => format!(
-                "{reason}; quota group {} backs off until {}, before the next pass: it waits for the reset",
+                "{reason}; quota group {} backs off until {} ({}), soon enough for a pass to wait: it waits for \
+                 the reset",
                 drain.quota_group,
-                local(until, zone)
+                local(until, zone),
+                crate::duration::format_relative(until - now)
             ),
             None => reason,
         };

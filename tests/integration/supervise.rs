@@ -1825,6 +1825,31 @@ fn burst_on_says_whether_the_next_pass_or_the_running_one_works_in_burst() {
     );
 }
 
+#[test]
+fn burst_on_says_when_items_waiting_out_their_retry_delay_can_start() {
+    // Before: "the next supervise pass starts it", where every pass skipped the drain
+    // (no item available now) until the burst had ended.
+    let fixture = Fixture::new(&config(""), OUTSIDE);
+    fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", "{}"]).run().assert_code(0);
+    fixture
+        .client()
+        .execute("UPDATE items SET available_at = $1::text::timestamptz + interval '4 hours'", &[&OUTSIDE])
+        .unwrap();
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h", "--json"]).run();
+    on.assert_code(0);
+    let available = on.json()["items_available_at"].as_str().unwrap_or_default().to_string();
+    assert!(!available.is_empty(), "{}", on.stdout);
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+2h"]).run();
+    assert!(
+        on.stdout.contains("its pending items wait out their retry delay until ")
+            && on.stdout.ends_with(", after the burst's end: no pass starts during this burst\n"),
+        "{}",
+        on.stdout
+    );
+    let on = fixture.drainctl(&["burst", "on", "docs", "--until", "+6h"]).run();
+    assert!(on.stdout.ends_with(": the first supervise pass after that starts it\n"), "{}", on.stdout);
+}
+
 /// The drain's quota group backs off until `until` (a usage limit).
 fn back_off_until(fixture: &Fixture, until: &str) {
     fixture
