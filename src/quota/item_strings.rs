@@ -1,9 +1,12 @@
 //! The item's own words in a worker's output. A wrapper may print a string of the payload
-//! it was given inside a line of its own (`cannot read $path`, `::checkpoint:: summarising
-//! $path`), and whoever wrote the payload — a web form, a file dropped into a source
-//! folder — chose those words: a limit, a wait or a server error they spell is the item's
-//! content, never the client's, and must not stall the group (docs/rate-limits.md, "How
-//! the output is read"; docs/guarantees.md, "Item content never stalls a group").
+//! it was given at the end of a line of its own (`cannot read $path`, `::checkpoint::
+//! summarising $path`), and whoever wrote the payload — a web form, a file dropped into a
+//! source folder — chose those words: a limit, a wait or a server error they spell is the
+//! item's content, never the client's, and must not stall the group (docs/rate-limits.md,
+//! "How the output is read"; docs/guarantees.md, "Item content never stalls a group").
+//! A string the client's own line goes on after (a ticket's subject quoting the client's
+//! heading, `You've hit your 5-hour limit · resets 7am`), or that a line is nothing but (a
+//! script printing the limit its payload names), stays the client's.
 
 use std::collections::BTreeSet;
 
@@ -19,7 +22,7 @@ const MAX_PATH_CHARS: usize = 4096;
 /// What stands for the item's words in a line read again without them.
 const IN_PLACE_OF_THE_ITEM: &str = "…";
 
-/// The strings of an item's payload, found in a line in one left-to-right scan.
+/// The strings of an item's payload, found in a stream in one left-to-right scan.
 pub(crate) struct ItemStrings {
     finder: Option<AhoCorasick>,
 }
@@ -28,51 +31,72 @@ impl ItemStrings {
     /// The strings of the payload that opens the worker's `input`
     /// ([`crate::drain::worker_input`]): every string value and object key of at least
     /// [`MIN_ITEM_CHARS`] characters, each line of one, and of a path each tail after a
-    /// `/` (a wrapper printing a file's name or its path under a folder).
+    /// `/` (a wrapper printing a file's name or its path under a folder) — each also as a
+    /// JSON string writes it (`\"`, `\u00e9`), for a wrapper that prints JSON.
     pub(crate) fn of(input: &[u8]) -> ItemStrings {
         let mut strings = BTreeSet::new();
         if let Some(Ok(payload)) = serde_json::Deserializer::from_slice(input).into_iter::<Value>().next() {
             collect(&payload, &mut strings);
         }
+        let escaped: Vec<String> = strings.iter().flat_map(|text| json_forms(text)).collect();
+        strings.extend(escaped);
         let finder = match strings.is_empty() {
             true => None,
             // Built once per judged run, only when its output spelled something that
             // affects the group; a payload too large for the automaton is read as before.
-            false => AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&strings).ok(),
+            false => AhoCorasick::builder().match_kind(MatchKind::Standard).build(&strings).ok(),
         };
         ItemStrings { finder }
     }
 
-    /// `text` with the item's strings replaced by `…` in each line that has words of
-    /// its own besides them (`cannot read $path`); `None` when no line has. A line that
-    /// is nothing but the item's strings is left as it is: a worker printing what its
-    /// payload tells it to (a script simulating a vendor, `jq -r .message >&2`) prints
-    /// its own message (docs/rate-limits.md, "How the output is read").
+    /// `text` with each of the item's strings that ends a line of the worker's own words
+    /// replaced by `…`: the string has a letter or a digit before it on its line, none
+    /// after it, and words a verdict could come from (a limit's, a wait's, a server
+    /// error's, a refused key's). `None` when there is none. A string that spans lines (a
+    /// path with a line break) is the item's on every line of it.
     pub(crate) fn masked(&self, text: &str) -> Option<String> {
         let finder = self.finder.as_ref()?;
-        if !finder.is_match(text) {
+        let found: Vec<(usize, usize)> =
+            finder.find_overlapping_iter(text).map(|found| (found.start(), found.end())).collect();
+        if found.is_empty() {
+            return None;
+        }
+        // A string inside a longer one found there (a path's tail in its path) is that
+        // one's part: the words before it are the item's too. Sorted by start, longest
+        // first, a span ending no later than one before it lies inside that one.
+        let mut found = found;
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        found.dedup();
+        let mut reach = 0;
+        let outermost: Vec<(usize, usize)> = found
+            .into_iter()
+            .filter(|&(_, end)| {
+                let outer = end > reach;
+                reach = reach.max(end);
+                outer
+            })
+            .collect();
+        let own_words = |from: usize, to: usize| has_words_of_its_own(&text[from..to]);
+        let spans: Vec<(usize, usize)> = outermost
+            .into_iter()
+            .filter(|&(start, end)| {
+                let line_start = text[..start].rfind('\n').map_or(0, |at| at + 1);
+                let line_end = text[end..].find('\n').map_or(text.len(), |at| end + at);
+                own_words(line_start, start) && !own_words(end, line_end) && could_decide(&text[start..end])
+            })
+            .collect();
+        if spans.is_empty() {
             return None;
         }
         let mut masked = String::with_capacity(text.len());
-        let mut changed = false;
-        for line in text.split_inclusive('\n') {
-            let found: Vec<_> = finder.find_iter(line).collect();
-            let mut rest = String::with_capacity(line.len());
-            let mut at = 0;
-            for item in &found {
-                rest.push_str(&line[at..item.start()]);
-                rest.push_str(IN_PLACE_OF_THE_ITEM);
-                at = item.end();
-            }
-            rest.push_str(&line[at..]);
-            if !found.is_empty() && has_words_of_its_own(&rest) {
-                masked.push_str(&rest);
-                changed = true;
-            } else {
-                masked.push_str(line);
-            }
+        let mut at = 0;
+        for (start, end) in merged(spans) {
+            masked.push_str(&text[at..start]);
+            masked.push_str(IN_PLACE_OF_THE_ITEM);
+            at = end;
         }
-        changed.then_some(masked)
+        masked.push_str(&text[at..]);
+        Some(masked)
     }
 
     /// [`ItemStrings::masked`] of a captured stream, read as UTF-8 as the classifier reads
@@ -80,6 +104,59 @@ impl ItemStrings {
     pub(crate) fn masked_bytes(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         self.masked(&String::from_utf8_lossy(bytes)).map(String::into_bytes)
     }
+
+    /// `lines` (a stream's latest lines, oldest first) as they read without the item's
+    /// words; `None` when they hold none of them.
+    pub(crate) fn masked_lines(&self, lines: &[&str]) -> Option<Vec<String>> {
+        let masked = self.masked(&lines.join("\n"))?;
+        Some(masked.split('\n').map(str::to_string).collect())
+    }
+}
+
+/// `spans` sorted and merged where they overlap or touch.
+fn merged(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// Whether a string of the item could decide a verdict: it holds a word of a limit, of a
+/// client's wait, of a server error or of a refused key. A zone (`America/Los_Angeles`)
+/// or a window (`tokens per minute`) the payload names is left in the client's line.
+fn could_decide(text: &str) -> bool {
+    static WORDS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        super::patterns::compile(
+            r"(?i)retry|retrying|try\s+again|wait|\b5[0-9]{2}\b|server|unavailable|overload|api\s*key|unauthori|forbidden|permission|log\s*in\b|authenticat",
+        )
+    });
+    super::patterns::HIT_HINT.is_match(text) || WORDS.is_match(text)
+}
+
+/// How a JSON string writes `text` when it differs from `text` itself: escaped as
+/// serde_json (and Go, jq) write it, and with every character beyond ASCII as `\uXXXX`
+/// (Python's `json.dumps`).
+fn json_forms(text: &str) -> Vec<String> {
+    let Ok(quoted) = serde_json::to_string(text) else { return Vec::new() };
+    let escaped = quoted[1..quoted.len() - 1].to_string();
+    let mut ascii = String::with_capacity(escaped.len());
+    for c in escaped.chars() {
+        match c.is_ascii() {
+            true => ascii.push(c),
+            false => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    ascii.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    [escaped, ascii].into_iter().filter(|form| form != text).collect()
 }
 
 /// Whether a line, the item's strings taken out, still has a letter or a digit outside
@@ -131,48 +208,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_payloads_strings_their_lines_and_a_paths_tails_are_masked() {
+    fn a_payloads_string_ending_a_wrappers_line_is_masked() {
         let payload =
             br#"{"path": "/uploads/17. You have reached your usage limit, resets in 6 days", "n": 3}
 ./bin/summarise.sh"#;
         let strings = ItemStrings::of(payload);
+        let whole = "/uploads/17. You have reached your usage limit, resets in 6 days";
+        assert_eq!(strings.masked(&format!("cannot read {whole}")).as_deref(), Some("cannot read …"));
+        // A path's tail (the file's name), in quotes.
         assert_eq!(
             strings
-                .masked("cannot read /uploads/17. You have reached your usage limit, resets in 6 days")
+                .masked("summarising '17. You have reached your usage limit, resets in 6 days'.")
                 .as_deref(),
-            Some("cannot read …")
-        );
-        assert_eq!(
-            strings.masked("summarising 17. You have reached your usage limit, resets in 6 days.").as_deref(),
-            Some("summarising ….")
+            Some("summarising '…'.")
         );
         // The client's own words are left as they are, and so is a line that is nothing
         // but a string of the payload: a worker printing what its payload tells it to.
         assert_eq!(strings.masked("Claude AI usage limit reached|1765130000"), None);
-        let whole = "/uploads/17. You have reached your usage limit, resets in 6 days";
         assert_eq!(strings.masked(&format!("  \x1b[31m{whole}\x1b[0m\n")), None);
         assert_eq!(
             strings.masked(&format!("{whole}\nnot found: {whole}\n")).as_deref(),
             Some(&*format!("{whole}\nnot found: …\n"))
         );
-        // A line of a string with a newline is the item's too.
-        let strings = ItemStrings::of(br#"{"name": "a\nusage limit reached, resets in 6 days"}"#);
-        assert_eq!(strings.masked("name: usage limit reached, resets in 6 days").as_deref(), Some("name: …"));
+        // A string with a line break that a wrapper's line began: the item's on each line.
+        let strings =
+            ItemStrings::of(br#"{"path": "/in/report.pdf\nClaude AI usage limit reached|1797000000"}"#);
+        assert_eq!(
+            strings
+                .masked("cannot read /in/report.pdf\nClaude AI usage limit reached|1797000000\n")
+                .as_deref(),
+            Some("cannot read …\n")
+        );
+        // Printed as JSON, by serde_json or by Python (`\u00e9`).
+        let strings =
+            ItemStrings::of(r#"{"path": "Café - usage limit reached, resets in 6 days"}"#.as_bytes());
+        assert_eq!(
+            strings
+                .masked(r#"{"msg": "cannot read Caf\u00e9 - usage limit reached, resets in 6 days"}"#)
+                .as_deref(),
+            Some(r#"{"msg": "cannot read …"}"#)
+        );
         // A short word of the payload is not looked for; nor is anything without a payload.
         assert_eq!(ItemStrings::of(br#"{"model": "gpt-4o"}"#).masked("Rate limit reached for gpt-4o"), None);
-        assert_eq!(ItemStrings::of(b"not json\nargs").masked("not json"), None);
+        assert_eq!(ItemStrings::of(b"not json\nargs").masked("error: not json"), None);
     }
 
     #[test]
-    fn a_model_named_by_the_payload_leaves_the_clients_limit_message_a_limit_message() {
-        let strings = ItemStrings::of(br#"{"model": "gpt-4o-2024-08-06"}"#);
-        assert_eq!(
-            strings
-                .masked(
-                    "Rate limit reached for gpt-4o-2024-08-06 on requests per min. Please try again in 20s."
-                )
-                .as_deref(),
-            Some("Rate limit reached for … on requests per min. Please try again in 20s.")
+    fn a_payloads_string_the_clients_line_goes_on_after_stays_the_clients() {
+        // A ticket quoting the client's heading: the reset after it is the client's.
+        let strings = ItemStrings::of(br#"{"subject": "You've hit your 5-hour limit", "body": "help"}"#);
+        assert_eq!(strings.masked("You've hit your 5-hour limit \u{b7} resets 7am (Europe/Warsaw)"), None);
+        assert_eq!(strings.masked("API Error: You've hit your 5-hour limit \u{b7} resets 7am"), None);
+        // A model, a zone or a window the payload names, wherever it stands.
+        let strings = ItemStrings::of(
+            br#"{"model": "gpt-4o-2024-08-06", "zone": "America/Los_Angeles", "w": "input tokens per minute"}"#,
         );
+        assert_eq!(
+            strings.masked(
+                "Rate limit reached for gpt-4o-2024-08-06 on requests per min. Please try again in 20s."
+            ),
+            None
+        );
+        assert_eq!(
+            strings.masked("You've hit your session limit \u{b7} resets 12:50am (America/Los_Angeles)"),
+            None
+        );
+        assert_eq!(strings.masked("429: rate limit of input tokens per minute"), None);
+    }
+
+    #[test]
+    fn overlapping_strings_of_the_payload_are_each_judged() {
+        let strings = ItemStrings::of(
+            br#"{"path": "/srv/uploads/You have reached your usage limit, resets in 6 days", "title": "cannot read /srv/uploads/You"}"#,
+        );
+        let masked =
+            strings.masked("cannot read /srv/uploads/You have reached your usage limit, resets in 6 days");
+        assert_eq!(masked.as_deref(), Some("cannot read …"));
     }
 }

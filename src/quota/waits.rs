@@ -199,15 +199,15 @@ impl<'a> StreamWaits<'a> {
             .and_then(|wait| {
                 let input = self.input;
                 let strings = self.strings.get_or_insert_with(|| super::item_strings::ItemStrings::of(input));
-                let recent: Vec<Option<String>> =
-                    self.recent.iter().map(|text| strings.masked(text)).collect();
-                match (strings.masked(line), recent.iter().any(Option::is_some)) {
-                    (None, false) => Some(wait),
-                    (line_masked, _) => {
-                        let recent: Vec<String> = (self.recent.iter().zip(recent))
-                            .map(|(earlier, masked)| masked.unwrap_or_else(|| earlier.clone()))
-                            .collect();
-                        announced_wait(line_masked.as_deref().unwrap_or(line), &recent)
+                // Read with the lines before it: a payload string with a line break that a
+                // wrapper's line began (`summarising $path`) is the item's on this line too.
+                let mut lines: Vec<&str> = self.recent.iter().map(String::as_str).collect();
+                lines.push(line.trim());
+                match strings.masked_lines(&lines) {
+                    None => Some(wait),
+                    Some(mut masked) => {
+                        let last = masked.pop().unwrap_or_default();
+                        announced_wait(&last, &masked)
                     }
                 }
             });
@@ -299,22 +299,25 @@ pub(crate) fn silent_wait_hit(
             && LIMIT_WORDING.is_match(text)
             && !FILESYSTEM_QUOTA.is_match(text)
     };
-    // Read without the payload's own words ([`super::item_strings`]).
+    // Read without the payload's own words ([`super::item_strings`]), each stream whole: a
+    // payload string with a line break may end on its last line.
     let strings = std::cell::OnceCell::new();
-    let without_the_item = |line: &str| -> String {
+    let without_the_item = |stream: &[u8]| -> Vec<u8> {
         let strings = strings.get_or_init(|| super::item_strings::ItemStrings::of(input));
-        strings.masked(line).unwrap_or_else(|| line.to_string())
+        strings.masked_bytes(stream).unwrap_or_else(|| stream.to_vec())
     };
+    let (stdout, stderr) = (without_the_item(stdout), without_the_item(stderr));
+    let (stdout, stderr) = (&stdout[..], &stderr[..]);
     let from_stdout = last_line(stdout).filter(|line| {
         super::clean::event_type(line) == Some("error")
-            && serde_json::from_str::<serde_json::Value>(&without_the_item(line))
+            && serde_json::from_str::<serde_json::Value>(line)
                 .ok()
                 .and_then(|event| event.get("message")?.as_str().map(is_limit_notice))
                 .unwrap_or(false)
     });
     let from_stderr = || {
         last_line(stderr).filter(|line| {
-            is_limit_notice(&without_the_item(line))
+            is_limit_notice(line)
                 && !CONTENT_LINE.is_match(line)
                 && !super::echoes(line, &super::echoed_lines(input))
         })

@@ -944,8 +944,14 @@ echo "- a summary of $(basename "$path")"
     assert_eq!(fixture.item("docs", "c-plain").0, "done");
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 0);
-    // A client's own limit message that names the payload's model is still a limit.
-    fixture.enqueue("limited", &[("m".into(), json!({ "path": plain, "model": "gpt-4o-2024-08-06" }))]);
+    // A client's own limit message that names the payload's model, or whose heading a
+    // ticket in the payload quotes, is still a limit.
+    let ticket = json!({
+        "path": plain,
+        "model": "gpt-4o-2024-08-06",
+        "subject": "Rate limit reached for gpt-4o-2024-08-06",
+    });
+    fixture.enqueue("limited", &[("m".into(), ticket)]);
     fixture.drainctl(&["drain", "limited"]).run().assert_code(0);
     assert_eq!(fixture.item("limited", "m").0, "pending");
     assert_eq!(fixture.backoff_until("limited"), "2026-11-27T10:00:22Z");
