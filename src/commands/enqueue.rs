@@ -32,11 +32,12 @@ const ENQUEUE_AGAIN: &str = "run the same enqueue again once the database answer
 /// holds in one string or in the elements of one array or object.
 pub const MAX_PAYLOAD_BYTES: usize = (1 << 28) - 1;
 
-pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
-    let drain = ctx.configured_drain(&args.name)?.name.clone();
-    let input = match (&args.key, &args.payload) {
-        (Some(key), Some(payload)) => {
-            let payload: Value = serde_json::from_str(payload).map_err(|error| {
+/// The item `--key`/`--payload` give, checked before anything connects: a wrong one is
+/// refused (65) whether the database is up or not, and an empty database is not migrated
+/// for it. `None` when the items come from a file or stdin.
+pub fn given_item(args: &EnqueueArgs) -> Result<Option<NewItem>> {
+    let (Some(key), Some(payload)) = (&args.key, &args.payload) else { return Ok(None) };
+    let payload: Value = serde_json::from_str(payload).map_err(|error| {
                 Error::Data(if is_too_deep(&error) {
                     format!("--payload is nested more than {MAX_JSON_DEPTH} levels deep, more than drainctl reads: flatten it")
                 } else if error.is_syntax() && !payload.trim_start().starts_with(['{', '[', '"']) {
@@ -49,10 +50,16 @@ pub fn run(ctx: &mut Context, args: &EnqueueArgs) -> Result<Report> {
                     format!("--payload is not valid JSON: {error}")
                 })
             })?;
-            check_payload(&payload).map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
-            Input::One(NewItem { key: check_key(key, None)?, payload })
-        }
-        _ => match args.file.as_ref().filter(|path| !crate::cli::is_standard_stream(path)) {
+    check_payload(&payload).map_err(|problem| Error::Data(format!("--payload: {problem}")))?;
+    Ok(Some(NewItem { key: check_key(key, None)?, payload }))
+}
+
+/// `given`: the item of `--key`/`--payload`, checked by [`given_item`].
+pub fn run(ctx: &mut Context, args: &EnqueueArgs, given: Option<NewItem>) -> Result<Report> {
+    let drain = ctx.configured_drain(&args.name)?.name.clone();
+    let input = match given {
+        Some(item) => Input::One(item),
+        None => match args.file.as_ref().filter(|path| !crate::cli::is_standard_stream(path)) {
             Some(path) => {
                 // A path it cannot open is a wrong command line, not bad data (docs/exit-codes.md).
                 let cannot_open = |why: &dyn std::fmt::Display| {

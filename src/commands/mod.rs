@@ -49,7 +49,10 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
         Command::Migrate(args) => migrate::run(config_path.as_deref(), lock_timeout, &args),
         Command::Quota(cli::QuotaCommand::Test(args)) => quota::run(config_path.as_deref(), &args),
         Command::Drain(args) => writing.run(|ctx| drain::run(ctx, &args)),
-        Command::Enqueue(args) => writing.run(|ctx| enqueue::run(ctx, &args)),
+        Command::Enqueue(args) => {
+            let given = enqueue::given_item(&args)?;
+            writing.run(|ctx| enqueue::run(ctx, &args, given))
+        }
         Command::Scan(args) => writing.run(|ctx| scan::run(ctx, &args)),
         Command::Supervise(args) => {
             // Before the configuration is read and the schema brought up to date.

@@ -376,3 +376,19 @@ fn a_finished_item_given_again_without_replace_is_named_with_the_option_that_run
     let pending = fixture.drainctl(&["enqueue", "docs", "--key", "c", "--payload", "3"]).run();
     assert_eq!(pending.stdout, "docs: 0 added, 1 duplicate\n");
 }
+
+#[test]
+fn a_malformed_item_on_the_command_line_is_refused_before_anything_connects() {
+    // Before: checked after connecting, so with the database down it was 69 ("retry"),
+    // and an empty database was migrated for an item then refused.
+    let fixture = Fixture::new(CONFIG, "2026-11-27T10:00:00Z");
+    let bad = |args: &[&str]| {
+        fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", "postgres://u@127.0.0.1:1/x").run()
+    };
+    let result = bad(&["enqueue", "docs", "--key", "a", "--payload", "not json"]);
+    result.assert_code(65);
+    assert!(result.stderr.contains("--payload is not valid JSON"), "{}", result.stderr);
+    bad(&["enqueue", "docs", "--key", "", "--payload", "{}"]).assert_code(65);
+    fixture.drainctl(&["enqueue", "docs", "--key", "a", "--payload", "not json"]).run().assert_code(65);
+    assert_eq!(fixture.count("SELECT count(*) FROM pg_tables WHERE tablename = 'items'"), 0);
+}
