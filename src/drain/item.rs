@@ -56,16 +56,22 @@ impl Pass<'_> {
         // just after the look at it following the worker (a restart at that moment): on a
         // new session they are taken again, what the first try added to the pass's own
         // figures taken back (docs/operations.md, "When the database goes away").
-        if ended.is_settled_by_next_claim() {
-            return self.settle(item, &account, ended);
+        let settled = if ended.is_settled_by_next_claim() {
+            self.settle(item, &account, ended)
+        } else {
+            let (cost, server_errors, last_server_error) =
+                (self.cost_picousd, self.server_errors_in_a_row, self.last_server_error_item);
+            self.on_a_lasting_session(|pass| {
+                (pass.cost_picousd, pass.server_errors_in_a_row, pass.last_server_error_item) =
+                    (cost, server_errors, last_server_error);
+                pass.settle(item, &account, ended.clone())
+            })
+        };
+        match self.commit_failed.take() {
+            // The pass ends on the previous item's failed commit, this one settled first.
+            Some(error) => settled.and(Err(error)),
+            None => settled,
         }
-        let (cost, server_errors, last_server_error) =
-            (self.cost_picousd, self.server_errors_in_a_row, self.last_server_error_item);
-        self.on_a_lasting_session(|pass| {
-            (pass.cost_picousd, pass.server_errors_in_a_row, pass.last_server_error_item) =
-                (cost, server_errors, last_server_error);
-            pass.settle(item, &account, ended.clone())
-        })
     }
 
     /// The item used `max_attempts` or more before the setting was lowered: dead-lettered
@@ -296,7 +302,13 @@ impl Pass<'_> {
                 .item(item.id);
             record_event_or_log(self.client, self.outbox, &event, self.clock.now());
         }
-        self.commit_staged()?;
+        // The previous item's commit, retried after this worker: when it fails, this
+        // worker's end is settled all the same before the pass ends on that error — its
+        // answer staged, the limit it met recorded — instead of going with it
+        // (docs/operations.md, "When the database goes away").
+        if let Err(error) = self.commit_staged() {
+            self.commit_failed = Some(error);
+        }
         Ok(result)
     }
 

@@ -148,6 +148,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             is_account_suspected: false,
             statements: std::mem::take(&mut carried.statements),
             unstaged: None,
+            commit_failed: None,
             staged: None,
             rivals: std::rc::Rc::new(items::GroupRivals::of(config, drain)),
             yielding_since: None,
@@ -414,6 +415,18 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     // with no event, where the error said it stays staged. When that commit fails too
     // (the server's disk still full), the run is left `running` for the reaper, as the
     // error says.
+    // A success still held in memory (the worker that ran beside the failed commit) is
+    // staged first, so that it is committed with the rest.
+    let mut error = error;
+    if let Some(unstaged) = pass.unstaged.as_ref().map(|succeeded| succeeded.item.key.clone()) {
+        if let Err(stage_error) = pass.stage_unstaged() {
+            log::debug!("run {run_id}: could not stage the result of item {unstaged}: {stage_error}");
+            error = error.noted(&format!(
+                "the result of item {unstaged}, held in memory, could not be written: it is lost, and the item \
+                 runs again, its attempt given back"
+            ));
+        }
+    }
     let (outbox, drain_name) = (pass.outbox, pass.drain.name.as_str());
     let settled = in_transaction(pass.client, |tx| {
         runs::lock_own_run(tx, run_id)?;
@@ -430,10 +443,15 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
         Ok(Some((ahead, completed))) => {
             pass.done = pass.done.saturating_add(u32::try_from(completed).unwrap_or(u32::MAX));
             let said = match completed {
-                0 => "the result it staged did not verify and was discarded (staged_result_discarded)",
-                _ => "the result it staged was committed as the run ended (staged_result_completed)",
+                0 => "the result it staged did not verify and was discarded (staged_result_discarded)"
+                    .to_string(),
+                1 => "the result it staged was committed as the run ended (staged_result_completed)"
+                    .to_string(),
+                n => format!(
+                    "the {n} results it staged were committed as the run ended (staged_result_completed)"
+                ),
             };
-            (ahead, error.noted(said))
+            (ahead, error.noted(&said))
         }
         Err(settle_error) => {
             log::debug!("run {run_id}: could not commit its staged result after an error: {settle_error}");
@@ -682,6 +700,9 @@ struct Pass<'a> {
     statements: PreparedStatements,
     /// A succeeded item whose result is staged with the next claim.
     unstaged: Option<SucceededItem>,
+    /// The previous item's commit that failed after the worker that ran beside it: the
+    /// pass ends on it once that worker's end is settled (see `run_item`).
+    commit_failed: Option<Error>,
     /// A staged result not committed yet (see `StagedItem`).
     staged: Option<StagedItem>,
     /// The drain's priority and the other drains of its quota group, for the claim.

@@ -62,8 +62,16 @@ impl Pass<'_> {
             // A session the server ended is replaced and the result staged again on the
             // new one (staging is an upsert), as its commit below is: a second session
             // ended within the minute does not lose it either.
-            self.on_a_lasting_session(Pass::stage_unstaged)
-                .map_err(|error| uncommitted(error, &key, Some(bytes), self.run_id))?;
+            if let Err(error) = self.on_a_lasting_session(Pass::stage_unstaged) {
+                return Err(match self.client.is_closed() {
+                    true => uncommitted(error, &key, Some(bytes), self.run_id),
+                    // On a session that lasts the pass's end tries once more and says what
+                    // became of it (`fail_run`).
+                    false => {
+                        error.context(&format!("could not write the result of item {key} ({bytes} bytes)"))
+                    }
+                });
+            }
         }
         let Some(staged) = self.staged.take() else { return Ok(()) };
         #[cfg(feature = "testing")]

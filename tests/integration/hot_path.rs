@@ -508,3 +508,67 @@ fn a_staged_result_whose_commit_fails_on_a_lasting_session_is_committed_as_the_r
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'staged_result_completed'"), 1);
     assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'failed'"), 1);
 }
+
+/// Run a pass over `a` (a result over 64 KiB, staged) and `next`, `a`'s row held so that
+/// its commit beside `next`'s worker and again after it both wait and are cancelled; the
+/// pass's result, once the row is let go.
+fn both_commits_of_a_cancelled(fixture: &Fixture, next: serde_json::Value) -> Finished {
+    let go = fixture.path("go");
+    let a = json!({ "steps": [{ "wait_for_file": go }, { "mib": 1 }] });
+    fixture.enqueue("docs", &[("a".into(), a), ("b".into(), next)]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    let mut watcher = fixture.client();
+    wait_until("a's worker", Duration::from_secs(20), || {
+        query_i64(&mut watcher, "SELECT count(*) FROM items WHERE key = 'a' AND state = 'running'") == 1
+    });
+    let mut holder = fixture.client();
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM items WHERE key = 'a' FOR NO KEY UPDATE", &[]).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let waiting =
+        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'";
+    for _ in 0..2 {
+        wait_until("a commit to wait for a's row", Duration::from_secs(20), || {
+            query_i64(&mut watcher, &format!("SELECT count(*) {waiting}")) == 1
+        });
+        watcher.execute(&format!("SELECT pg_cancel_backend(pid) {waiting}"), &[]).unwrap();
+        wait_until("the cancel", Duration::from_secs(20), || {
+            query_i64(&mut watcher, &format!("SELECT count(*) {waiting}")) == 0
+        });
+    }
+    held.commit().unwrap();
+    finished(pass.wait_with_output().unwrap())
+}
+
+#[test]
+fn the_worker_beside_a_failed_commit_is_settled_before_the_pass_ends() {
+    // Before: b's answer, or the limit it met, went with the pass, b given back as never
+    // started and called again by the next pass (inside the limit).
+    let fixture = Fixture::new(&config(), NOW);
+    let result = both_commits_of_a_cancelled(
+        &fixture,
+        json!({ "steps": [{ "sleep": 1.0 }, { "out": "b's answer" }] }),
+    );
+    result.assert_code(75);
+    assert!(
+        result.stderr.contains("the result it staged was committed as the run ended"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    assert_eq!(fixture.item("docs", "b").0, "done");
+    let answer: Vec<Vec<u8>> = fixture.column("SELECT result FROM items WHERE key = 'b'");
+    assert_eq!(String::from_utf8_lossy(&answer[0]).trim_end(), "b's answer");
+
+    let fixture = Fixture::new(&config(), NOW);
+    let limit = "Claude AI usage limit reached|1795780800";
+    let result = both_commits_of_a_cancelled(
+        &fixture,
+        json!({ "steps": [{ "sleep": 1.0 }, { "err": limit }, { "exit": 1 }] }),
+    );
+    result.assert_code(75);
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    let (state, attempts, _) = fixture.item("docs", "b");
+    assert_eq!((state.as_str(), attempts), ("pending", 0));
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
+}
