@@ -36,7 +36,7 @@ pub struct PreviousBackoff {
     /// reset is now or were a window's boundary met again at once (0 when the previous
     /// hit said otherwise).
     pub now_hits: u32,
-    /// Whether no item of the group was done since the previous hit.
+    /// Whether no item of the group was done since the previous reset (`reset_at`) passed.
     pub nothing_done_since: bool,
 }
 

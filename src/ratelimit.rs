@@ -62,7 +62,7 @@ pub fn record_quota_hit(
 ) -> Result<RecordedHit> {
     crate::db::quota_groups::lock_group(client, source.quota_group, now)?;
     let previous = lock_backoff(client, source.quota_group, source.account, now)?;
-    let (now_hits, nothing_done_since) = crate::db::backoffs::now_hits_in_a_row(
+    let now_hits = crate::db::backoffs::now_hits_in_a_row(
         client,
         source.quota_group,
         source.account,
@@ -74,7 +74,12 @@ pub fn record_quota_hit(
         suspected_at: previous.suspected_at,
         // A reset of now seen again, with no success since, waits longer each time.
         now_hits,
-        nothing_done_since,
+        // Since the reset the group waited for: a pass's item that finished after the
+        // hit, in the window before, says nothing of the window since.
+        nothing_done_since: match previous.reset_at.filter(|reset| *reset <= now) {
+            Some(reset) => !crate::db::backoffs::done_since(client, source.group_drains, reset)?,
+            None => false,
+        },
     };
     if previous.backoff_until.is_some_and(|until| until > now) {
         // No worker of this account starts while it backs off: this one was already
@@ -102,8 +107,12 @@ pub fn record_quota_hit(
     // it replaces the guess, shorter or not.
     let parsed = crate::backoff::BackoffRule::ParsedReset;
     let in_force = previous.backoff_until.filter(|until| *until > now);
-    let is_now = decision.basis == Some(crate::backoff::WaitBasis::NowAgain)
-        || (decision.rule == parsed && decision.reset_at.is_some_and(|reset| reset <= now));
+    // A short retry of a rolling window, like a reset of now, is news only once: another
+    // pass refused at the same boundary does not double it.
+    let is_now = matches!(
+        decision.basis,
+        Some(crate::backoff::WaitBasis::NowAgain | crate::backoff::WaitBasis::RollingWindow)
+    ) || (decision.rule == parsed && decision.reset_at.is_some_and(|reset| reset <= now));
     // (A guess that has ended is replaced by nothing: the backoff it set is over.)
     let replaces_a_guess = decision.rule == parsed
         && !is_now

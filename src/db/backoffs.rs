@@ -69,13 +69,13 @@ pub fn lock_backoff(
 /// Record how many items of `group_drains` are done now on the account's (locked) row,
 /// and return how many hits in a row before this one said the reset is now — 0 when an
 /// item of the group was done since the previous hit (the number differs from the one it
-/// recorded), as the row then follows no run of such hits — and whether none was.
+/// recorded), as the row then follows no run of such hits.
 pub fn now_hits_in_a_row(
     client: &mut impl GenericClient,
     group: &str,
     account: &str,
     group_drains: &[String],
-) -> Result<(u32, bool)> {
+) -> Result<u32> {
     let row = client.query_opt(
         "UPDATE quota_backoffs b SET done_at_hit = d.n
            FROM (SELECT coalesce(sum(finished_done), 0)::bigint AS n FROM item_counts
@@ -83,11 +83,24 @@ pub fn now_hits_in_a_row(
                 (SELECT done_at_hit AS old, now_hits FROM quota_backoffs
                   WHERE quota_group = $1 AND account = $2) o
           WHERE b.quota_group = $1 AND b.account = $2
-         RETURNING CASE WHEN o.old IS NOT DISTINCT FROM d.n THEN o.now_hits ELSE 0 END,
-                   o.old IS NOT DISTINCT FROM d.n",
+         RETURNING CASE WHEN o.old IS NOT DISTINCT FROM d.n THEN o.now_hits ELSE 0 END",
         &[&group, &account, &group_drains],
     )?;
-    Ok(row.map_or((0, false), |row| (u32::try_from(row.get::<_, i32>(0)).unwrap_or(0), row.get(1))))
+    Ok(row.map_or(0, |row| u32::try_from(row.get::<_, i32>(0)).unwrap_or(0)))
+}
+
+/// Whether an item of `group_drains` was done after `since` (by its `finished_at`, on the
+/// index of finished items: only those since are read).
+pub fn done_since(
+    client: &mut impl GenericClient,
+    group_drains: &[String],
+    since: DateTime<Utc>,
+) -> Result<bool> {
+    let row = client.query_one(
+        "SELECT EXISTS (SELECT 1 FROM items WHERE state = 'done' AND finished_at > $2 AND drain = ANY($1))",
+        &[&group_drains, &since],
+    )?;
+    Ok(row.get(0))
 }
 
 /// Whether a `backoff_set` of the account was announced (notified) after `since`.

@@ -870,6 +870,17 @@ fn a_per_minute_limit_met_again_right_after_its_boundary_is_retried_in_seconds()
     fixture.enqueue("alpha", &[("a1".into(), limit(message))]);
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:01:04Z");
+    // Another pass's item (concurrency 2) finished after that hit, in the window before
+    // the boundary: it says nothing of the window since (before, it turned the short
+    // retry off).
+    fixture.enqueue("beta", &[("b1".into(), json!(1))]);
+    fixture
+        .client()
+        .execute(
+            "UPDATE items SET state = 'done', finished_at = '2026-11-27T10:00:20Z', result = 'x' WHERE key = 'b1'",
+            &[],
+        )
+        .unwrap();
     fixture.set_now("2026-11-27T10:01:05Z");
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.backoff_until("shared"), "2026-11-27T10:01:07Z");
