@@ -142,7 +142,9 @@ const QUEUE_WAIT_TIMEOUT: &str = "query_wait_timeout";
 /// `postgres\n` (69, as if to be retried). Said without the URL, which holds the password.
 fn refuse_a_wrapped_url(database: &DatabaseUrl) -> Result<()> {
     let url = database.url.as_str();
-    let problem = if url.trim() != url {
+    let problem = if url.trim().is_empty() {
+        "is empty or blank: give postgres://USER:PASSWORD@HOST:PORT/DATABASE, or leave it out"
+    } else if url.trim() != url {
         "begins or ends with a space or a line break: remove it"
     } else if url.len() >= 2
         && (url.starts_with('"') && url.ends_with('"') || url.starts_with('\'') && url.ends_with('\''))

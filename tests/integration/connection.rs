@@ -422,7 +422,7 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
         ("'postgres://u:Secret-7x@127.0.0.1/x'", "is wrapped in quotes, which are not part of it"),
         ("postgres://u:Secret-7x@127.0.0.1/x\n", "begins or ends with a space or a line break: remove it"),
         // Blanks alone: before, taken as unset, and the next source's database used.
-        (" \n", "begins or ends with a space or a line break: remove it"),
+        (" \n", "is empty or blank: give postgres://USER:PASSWORD@HOST:PORT/DATABASE, or leave it out"),
     ] {
         let result = Drainctl::new(&["migrate"])
             .env("DRAINCTL_DATABASE_URL", url)
@@ -441,6 +441,21 @@ fn a_malformed_database_url_is_78_naming_what_is_wrong_and_never_its_password() 
             ),
         );
     }
+    // `url = ""` in the file: before, "both host and hostaddr are missing" from libpq.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drainctl.toml");
+    std::fs::write(&config, "[database]\nurl = \"\"\n[[drain]]\nname = \"a\"\ncommand = [\"x\"]\n").unwrap();
+    let result = Drainctl::new(&["migrate"])
+        .env("DRAINCTL_CONFIG", config.to_str().unwrap())
+        .env_remove("DRAINCTL_DATABASE_URL")
+        .env("DATABASE_URL", "postgres://u:Secret-7x@127.0.0.1:1/x")
+        .run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("(from [database] url in ") && result.stderr.contains("is empty or blank"),
+        "{}",
+        result.stderr
+    );
 }
 
 #[test]
