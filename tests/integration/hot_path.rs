@@ -434,17 +434,7 @@ fn an_items_done_line_is_logged_when_its_commit_is_in_not_when_the_next_worker_e
 fn a_commit_that_finds_its_run_ended_says_the_claim_was_lost_not_that_the_result_is_damaged() {
     // A result over 64 KiB waits staged for its commit at the pass's end.
     let fixture = Fixture::new(&config(), NOW);
-    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "mib": 1 }] }))]);
-    let gate = fixture.path("gate");
-    let waiting = fixture.path("gate.waiting");
-    let pass = fixture
-        .drainctl(&["drain", "docs"])
-        .env("DRAINCTL_FAULT", &format!("wait_before_commit:{}", gate.display()))
-        .spawn();
-    let started = std::time::Instant::now();
-    while !waiting.exists() && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (pass, gate, waiting) = a_pass_held_before_its_last_commit(&fixture);
     // Meanwhile the run is ended, as supervise ending it as hung would.
     let ended = fixture.client().execute("UPDATE runs SET status = 'hung', finished_at = now()", &[]);
     std::fs::write(&gate, "").unwrap();
@@ -469,6 +459,31 @@ fn a_staged_result_whose_commit_fails_on_a_lasting_session_is_committed_as_the_r
     // and keeps the session. Before, the pass's end released the item, discarding the
     // staged result with no event, where the error said it stays staged.
     let fixture = Fixture::new(&config(), NOW);
+    let (pass, gate, waiting) = a_pass_held_before_its_last_commit(&fixture);
+    // The item's row held, the commit waits for it and is cancelled there.
+    let mut holder = fixture.client();
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM items WHERE key = 'a' FOR UPDATE", &[]).unwrap();
+    std::fs::write(&gate, "").unwrap();
+    cancel_the_commit_waiting_for_a_row(&fixture);
+    assert!(waiting.exists());
+    held.commit().unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("committed as the run ended"), "{}", result.stderr);
+    assert!(!result.stderr.contains("stays staged"), "{}", result.stderr);
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'staged_result_completed'"), 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'failed'"), 1);
+}
+
+/// A pass over one item `a` whose result (over 64 KiB) waits staged for its commit at
+/// the pass's end, held just before that commit until the returned gate is written; the
+/// pass, the gate and the file that says it waits.
+fn a_pass_held_before_its_last_commit(
+    fixture: &Fixture,
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "mib": 1 }] }))]);
     let gate = fixture.path("gate");
     let waiting = fixture.path("gate.waiting");
@@ -480,33 +495,25 @@ fn a_staged_result_whose_commit_fails_on_a_lasting_session_is_committed_as_the_r
     while !waiting.exists() && started.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The item's row held, the commit waits for it and is cancelled there.
-    let mut holder = fixture.client();
-    let mut held = holder.transaction().unwrap();
-    held.execute("SELECT 1 FROM items WHERE key = 'a' FOR UPDATE", &[]).unwrap();
-    std::fs::write(&gate, "").unwrap();
+    (pass, gate, waiting)
+}
+
+/// Wait until a statement of drainctl's waits for a row lock, and cancel it.
+fn cancel_the_commit_waiting_for_a_row(fixture: &Fixture) {
     let mut watcher = fixture.client();
-    wait_until("the commit to wait for the row", Duration::from_secs(20), || {
-        query_i64(
-            &mut watcher,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'",
-        ) == 1
+    let waiting =
+        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'";
+    wait_until("a commit to wait for a row", Duration::from_secs(20), || {
+        query_i64(&mut watcher, &format!("SELECT count(*) {waiting}")) == 1
     });
-    watcher
-        .execute(
-            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'",
-            &[],
-        )
-        .unwrap();
-    held.commit().unwrap();
-    let result = finished(pass.wait_with_output().unwrap());
-    result.assert_code(75);
-    assert!(result.stderr.contains("committed as the run ended"), "{}", result.stderr);
-    assert!(!result.stderr.contains("stays staged"), "{}", result.stderr);
-    assert_eq!(fixture.item("docs", "a").0, "done");
-    assert_eq!(fixture.count("SELECT count(*) FROM staged_results"), 0);
-    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'staged_result_completed'"), 1);
-    assert_eq!(fixture.count("SELECT count(*) FROM runs WHERE status = 'failed'"), 1);
+    // That statement, by its start: the next one may wait for the row again at once.
+    let started: String =
+        watcher.query_one(&format!("SELECT query_start::text {waiting}"), &[]).unwrap().get(0);
+    watcher.execute(&format!("SELECT pg_cancel_backend(pid) {waiting}"), &[]).unwrap();
+    wait_until("the cancel", Duration::from_secs(20), || {
+        let still = format!("SELECT count(*) {waiting} AND query_start::text = '{started}'");
+        query_i64(&mut watcher, &still) == 0
+    });
 }
 
 /// Run a pass over `a` (a result over 64 KiB, staged) and `next`, `a`'s row held so that
@@ -525,16 +532,8 @@ fn both_commits_of_a_cancelled(fixture: &Fixture, next: serde_json::Value) -> Fi
     let mut held = holder.transaction().unwrap();
     held.execute("SELECT 1 FROM items WHERE key = 'a' FOR NO KEY UPDATE", &[]).unwrap();
     std::fs::write(&go, "").unwrap();
-    let waiting =
-        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'";
     for _ in 0..2 {
-        wait_until("a commit to wait for a's row", Duration::from_secs(20), || {
-            query_i64(&mut watcher, &format!("SELECT count(*) {waiting}")) == 1
-        });
-        watcher.execute(&format!("SELECT pg_cancel_backend(pid) {waiting}"), &[]).unwrap();
-        wait_until("the cancel", Duration::from_secs(20), || {
-            query_i64(&mut watcher, &format!("SELECT count(*) {waiting}")) == 0
-        });
+        cancel_the_commit_waiting_for_a_row(fixture);
     }
     held.commit().unwrap();
     finished(pass.wait_with_output().unwrap())
