@@ -417,16 +417,28 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     // error says.
     // A success still held in memory (the worker that ran beside the failed commit) is
     // staged first, so that it is committed with the rest.
-    let mut error = error;
+    let mut lost = None;
     if let Some(unstaged) = pass.unstaged.as_ref().map(|succeeded| succeeded.item.key.clone()) {
         if let Err(stage_error) = pass.stage_unstaged() {
             log::debug!("run {run_id}: could not stage the result of item {unstaged}: {stage_error}");
-            error = error.noted(&format!(
-                "the result of item {unstaged}, held in memory, could not be written: it is lost, and the item \
-                 runs again, its attempt given back"
-            ));
+            lost = Some(unstaged);
         }
     }
+    // What became of that result, as the run ends: released here (the attempt given back)
+    // or left `running` for the reaper (counted, as for a crash).
+    let said_lost = |error: Error, released: bool| {
+        match (&lost, released) {
+        (None, _) => error,
+        (Some(key), true) => error.noted(&format!(
+            "the result of item {key}, held in memory, could not be written: it is lost, and the item runs again, \
+             its attempt given back"
+        )),
+        (Some(key), false) => error.noted(&format!(
+            "the result of item {key}, held in memory, could not be written: it is lost; {}",
+            staging::runs_again_once_reaped(key, run_id)
+        )),
+    }
+    };
     let (outbox, drain_name) = (pass.outbox, pass.drain.name.as_str());
     let settled = in_transaction(pass.client, |tx| {
         runs::lock_own_run(tx, run_id)?;
@@ -455,6 +467,7 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
         }
         Err(settle_error) => {
             log::debug!("run {run_id}: could not commit its staged result after an error: {settle_error}");
+            let error = said_lost(error, false);
             return match pass.client.is_closed() {
                 true => error.noted(&format!("run {run_id} stays running until supervise reaps it")),
                 false => error.noted(&format!(
@@ -480,14 +493,14 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
         // happens to the run instead of a line of its own.
         Err(release_error) if pass.client.is_closed() => {
             log::debug!("run {run_id}: could not release items after an error: {release_error}");
-            return error.noted(&format!("run {run_id} stays running until supervise reaps it"));
+            said_lost(error, false).noted(&format!("run {run_id} stays running until supervise reaps it"))
         }
         Err(release_error) => {
-            log::error!("run {run_id}: could not release items after an error: {release_error}")
+            log::error!("run {run_id}: could not release items after an error: {release_error}");
+            said_lost(error, false).noted(&format!("run {run_id} stays running until supervise reaps it"))
         }
-        Ok(()) => {}
+        Ok(()) => said_lost(error, true),
     }
-    error
 }
 
 /// Record how the pass ended, with its `run_finished` event. Returns how it ended: as
