@@ -1172,6 +1172,10 @@ impl<'a> OutputCapture<'a> {
             }
             None => {
                 if let Some((line, wait)) = waits.into_iter().last() {
+                    log::info!(
+                        "the worker waits {} for its own retry: left to it",
+                        crate::duration::format_duration(wait)
+                    );
                     self.short_wait = Some((line, wait, Instant::now()));
                 }
                 None
