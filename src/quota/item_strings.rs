@@ -61,19 +61,19 @@ impl ItemStrings {
         if found.is_empty() {
             return None;
         }
-        // A string inside a longer one found there (a path's tail in its path) is that
-        // one's part: the words before it are the item's too. Sorted by start, longest
-        // first, a span ending no later than one before it lies inside that one.
+        // A path's tail inside the path found there is that path's part: the words before
+        // it are the item's too. Sorted by start, longest first, a span ending no later
+        // than one before it lies inside that one.
         let mut found = found;
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         found.dedup();
         let mut reach = 0;
         let outermost: Vec<(usize, usize)> = found
             .into_iter()
-            .filter(|&(_, end)| {
-                let outer = end > reach;
+            .filter(|&(start, end)| {
+                let inside = end <= reach;
                 reach = reach.max(end);
-                outer
+                !(inside && start > 0 && text.as_bytes()[start - 1] == b'/')
             })
             .collect();
         let own_words = |from: usize, to: usize| has_words_of_its_own(&text[from..to]);
@@ -82,7 +82,10 @@ impl ItemStrings {
             .filter(|&(start, end)| {
                 let line_start = text[..start].rfind('\n').map_or(0, |at| at + 1);
                 let line_end = text[end..].find('\n').map_or(text.len(), |at| end + at);
-                own_words(line_start, start) && !own_words(end, line_end) && could_decide(&text[start..end])
+                own_words(line_start, start)
+                    && !is_a_clients_label(&text[line_start..start])
+                    && !own_words(end, line_end)
+                    && could_decide(&text[start..end])
             })
             .collect();
         if spans.is_empty() {
@@ -111,6 +114,18 @@ impl ItemStrings {
         let masked = self.masked(&lines.join("\n"))?;
         Some(masked.split('\n').map(str::to_string).collect())
     }
+}
+
+/// Whether the words before a payload's string on its line are only a client's label
+/// for its own message (`ERROR:`, `API Error:`, `Error:`, `Attempt 2 failed:`): a ticket
+/// quoting the client's message without its label leaves the client's line the client's.
+fn is_a_clients_label(before: &str) -> bool {
+    static LABEL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        super::patterns::compile(
+            r"(?i)^\s*(?:[*✕×!-]\s*)?(?:\[?(?:api\s+)?(?:error|warning|fatal)\]?|attempt\s+\d+\s+failed(?:\s+with\s+status\s+\d+)?)\s*[:\-]?\s*$",
+        )
+    });
+    LABEL.is_match(&strip_escapes(before))
 }
 
 /// `spans` sorted and merged where they overlap or touch.
@@ -144,28 +159,25 @@ fn could_decide(text: &str) -> bool {
 fn json_forms(text: &str) -> Vec<String> {
     let Ok(quoted) = serde_json::to_string(text) else { return Vec::new() };
     let escaped = quoted[1..quoted.len() - 1].to_string();
-    let mut ascii = String::with_capacity(escaped.len());
-    for c in escaped.chars() {
-        match c.is_ascii() {
-            true => ascii.push(c),
-            false => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    ascii.push_str(&format!("\\u{unit:04x}"));
-                }
+    // jq and Python escape DEL too, and Go `&`, `<` and `>`.
+    let unicode_escaped = |escape: &dyn Fn(char) -> bool| {
+        let mut written = String::with_capacity(escaped.len());
+        for c in escaped.chars() {
+            if !escape(c) {
+                written.push(c);
+                continue;
+            }
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                written.push_str(&format!("\\u{unit:04x}"));
             }
         }
-    }
-    [escaped, ascii].into_iter().filter(|form| form != text).collect()
-}
-
-/// Whether a line, the item's strings taken out, still has a letter or a digit outside
-/// a terminal escape (`\x1b[31m`).
-fn has_words_of_its_own(line: &str) -> bool {
-    static ESCAPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        super::patterns::compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
-    });
-    ESCAPE.replace_all(line, "").chars().any(char::is_alphanumeric)
+        written
+    };
+    let python = unicode_escaped(&|c| !c.is_ascii() || c == '\x7f');
+    let go = unicode_escaped(&|c| !c.is_ascii() || c == '\x7f' || matches!(c, '&' | '<' | '>'));
+    let jq = unicode_escaped(&|c| c == '\x7f');
+    [escaped, python, go, jq].into_iter().filter(|form| form != text).collect()
 }
 
 fn collect(value: &Value, strings: &mut BTreeSet<String>) {
@@ -189,7 +201,11 @@ fn add(text: &str, strings: &mut BTreeSet<String>) {
     }
     for line in text.lines().map(str::trim).filter(|line| long_enough(line)) {
         strings.insert(line.to_string());
-        if line.len() > MAX_PATH_CHARS {
+        // Tails only of what looks like a path: no blank before its first `/` (a URL in a
+        // sentence — `metric: generativelanguage.googleapis.com/…` — is no file's path).
+        let looks_like_a_path =
+            line.find('/').is_some_and(|slash| !line[..slash].contains(char::is_whitespace));
+        if line.len() > MAX_PATH_CHARS || !looks_like_a_path {
             continue;
         }
         let mut tail = line;
@@ -201,6 +217,20 @@ fn add(text: &str, strings: &mut BTreeSet<String>) {
             strings.insert(tail.to_string());
         }
     }
+}
+
+/// Whether a line, the item's strings taken out, still has a letter or a digit outside
+/// a terminal escape (`\x1b[31m`).
+fn has_words_of_its_own(line: &str) -> bool {
+    strip_escapes(line).chars().any(char::is_alphanumeric)
+}
+
+/// `text` without its terminal escapes.
+fn strip_escapes(text: &str) -> std::borrow::Cow<'_, str> {
+    static ESCAPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        super::patterns::compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
+    });
+    ESCAPE.replace_all(text, "")
 }
 
 #[cfg(test)]
@@ -248,6 +278,22 @@ mod tests {
                 .as_deref(),
             Some(r#"{"msg": "cannot read …"}"#)
         );
+        // jq and Python escape DEL, Go `&`.
+        let strings = ItemStrings::of(
+            "{\"path\": \"/uploads/\u{7f}Q&A Claude AI usage limit reached|1797000000\"}".as_bytes(),
+        );
+        assert_eq!(
+            strings
+                .masked(
+                    r#"{"msg":"cannot read /uploads/\u007fQ&A Claude AI usage limit reached|1797000000"}"#
+                )
+                .as_deref(),
+            Some(r#"{"msg":"cannot read …"}"#)
+        );
+        assert_eq!(
+            strings.masked(r#"{"msg":"cannot read /uploads/\u007fQ\u0026A Claude AI usage limit reached|1797000000"}"#).as_deref(),
+            Some(r#"{"msg":"cannot read …"}"#)
+        );
         // A short word of the payload is not looked for; nor is anything without a payload.
         assert_eq!(ItemStrings::of(br#"{"model": "gpt-4o"}"#).masked("Rate limit reached for gpt-4o"), None);
         assert_eq!(ItemStrings::of(b"not json\nargs").masked("error: not json"), None);
@@ -277,12 +323,39 @@ mod tests {
     }
 
     #[test]
+    fn a_ticket_quoting_a_clients_message_without_its_label_leaves_the_message_the_clients() {
+        let strings = ItemStrings::of(
+            br#"{"body": "Quota exceeded. Check your plan and billing details.\nGemini CLI says: Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro"}"#,
+        );
+        assert_eq!(strings.masked("ERROR: Quota exceeded. Check your plan and billing details."), None);
+        assert_eq!(
+            strings.masked("\x1b[31mAPI Error:\x1b[0m Quota exceeded. Check your plan and billing details."),
+            None
+        );
+        // A URL's tail in a sentence is no file's path.
+        let line = "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro";
+        assert_eq!(strings.masked(line), None);
+        // A wrapper's own words before it still make it the item's.
+        assert_eq!(
+            strings.masked("cannot read Quota exceeded. Check your plan and billing details.").as_deref(),
+            Some("cannot read …")
+        );
+    }
+
+    #[test]
     fn overlapping_strings_of_the_payload_are_each_judged() {
         let strings = ItemStrings::of(
             br#"{"path": "/srv/uploads/You have reached your usage limit, resets in 6 days", "title": "cannot read /srv/uploads/You"}"#,
         );
         let masked =
             strings.masked("cannot read /srv/uploads/You have reached your usage limit, resets in 6 days");
+        assert_eq!(masked.as_deref(), Some("cannot read …"));
+        // A second string that is the wrapper's whole line leaves the path inside it the
+        // item's.
+        let strings = ItemStrings::of(
+            br#"{"path": "/uploads/Claude AI usage limit reached|1797000000", "title": "cannot read /uploads/Claude AI usage limit reached|1797000000"}"#,
+        );
+        let masked = strings.masked("cannot read /uploads/Claude AI usage limit reached|1797000000");
         assert_eq!(masked.as_deref(), Some("cannot read …"));
     }
 }

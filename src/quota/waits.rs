@@ -113,6 +113,10 @@ pub(crate) fn long_announced_wait(
     })
 }
 
+/// How many of a stream's latest lines a notice is read with for the payload's strings: a
+/// path with this many line breaks, begun by a wrapper's line, is still the item's.
+const ITEM_LINES_KEPT: usize = 64;
+
 /// One output stream of a client, read line by line for the waits it announces
 /// ([`announced_wait`], each line with the [`crate::worker::CLIENT_WAIT_CONTEXT_LINES`]
 /// lines before it). The item's content announces none: codex's echo of its prompt (its
@@ -127,6 +131,9 @@ pub(crate) struct StreamWaits<'a> {
     echoed: Option<std::collections::HashSet<String>>,
     /// Its payload's strings, read at the first notice.
     strings: Option<super::item_strings::ItemStrings>,
+    /// The stream's latest lines, for a payload's string with line breaks that a line
+    /// further up began ([`ITEM_LINES_KEPT`]).
+    history: std::collections::VecDeque<String>,
     events_only: bool,
     layout: super::clean::CodexLayout,
     recent: Vec<String>,
@@ -151,6 +158,7 @@ impl<'a> StreamWaits<'a> {
             input,
             echoed: None,
             strings: None,
+            history: std::collections::VecDeque::new(),
             events_only,
             layout: Default::default(),
             recent: Vec::new(),
@@ -201,17 +209,22 @@ impl<'a> StreamWaits<'a> {
                 let strings = self.strings.get_or_insert_with(|| super::item_strings::ItemStrings::of(input));
                 // Read with the lines before it: a payload string with a line break that a
                 // wrapper's line began (`summarising $path`) is the item's on this line too.
-                let mut lines: Vec<&str> = self.recent.iter().map(String::as_str).collect();
+                let mut lines: Vec<&str> = self.history.iter().map(String::as_str).collect();
                 lines.push(line.trim());
                 match strings.masked_lines(&lines) {
                     None => Some(wait),
                     Some(mut masked) => {
                         let last = masked.pop().unwrap_or_default();
-                        announced_wait(&last, &masked)
+                        let before = masked.len().saturating_sub(crate::worker::CLIENT_WAIT_CONTEXT_LINES);
+                        announced_wait(&last, &masked[before..])
                     }
                 }
             });
         crate::worker::remember_recent(&mut self.recent, line);
+        if self.history.len() == ITEM_LINES_KEPT {
+            self.history.pop_front();
+        }
+        self.history.push_back(line.trim().to_string());
         wait
     }
 
@@ -515,6 +528,13 @@ mod tests {
         // The client's own notice beside the item's words still counts.
         let [_, mut stderr] = StreamWaits::of_client(input);
         assert_eq!(stderr.read("Rate limited. Retrying in 2 minutes"), Some(Duration::from_secs(120)));
+        // A path of many lines, begun by the wrapper's line several lines up.
+        let input = br#"{"path": "/up/a\nb\nc\nd\nAPI Error: 429 rate limit exceeded. Retrying after 604800000ms..."}"#;
+        let [_, mut stderr] = StreamWaits::of_client(input);
+        for line in ["::checkpoint:: summarising /up/a", "b", "c", "d"] {
+            assert_eq!(stderr.read(line), None);
+        }
+        assert_eq!(stderr.read("API Error: 429 rate limit exceeded. Retrying after 604800000ms..."), None);
         // Nor does a wrapper's last line silence a client's wait.
         let now = Utc::now();
         let input = br#"{"path": "/in/429 Too Many Requests. Retrying after the limit.txt"}"#;
