@@ -22,6 +22,9 @@ pub const DEFAULT_RESET_MARGIN: Duration = Duration::from_secs(60);
 pub const DEFAULT_SUSPECTED_BACKOFF: Duration = Duration::from_secs(5 * 60);
 /// A second hit within this long after a suspected one confirms the limit.
 pub const CONFIRM_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// A trusted wait no longer than this (or than `supervise_interval`, when longer) is a
+/// short window's, notified at most once an hour per account (docs/rate-limits.md).
+pub const ROUTINE_WAIT: Duration = Duration::from_secs(5 * 60);
 /// A parsed reset further ahead than this is not trusted.
 pub const MAX_TRUSTED_RESET_AHEAD: Duration = Duration::from_secs(8 * 86_400);
 

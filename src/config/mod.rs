@@ -203,7 +203,9 @@ impl Defaults {
             reset_margin: self.reset_margin,
             suspected_backoff: self.suspected_backoff,
             default_backoff: self.default_backoff,
-            short_wait: self.supervise_interval,
+            // A per-minute window is routine whatever the cadence: with `supervise_interval
+            // = "15s"` each minute's wait was notified (docs/rate-limits.md).
+            short_wait: self.supervise_interval.max(crate::backoff::ROUTINE_WAIT),
             zone: self.timezone,
         }
     }

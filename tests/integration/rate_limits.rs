@@ -262,6 +262,22 @@ fn a_relative_reset_a_moment_later_than_another_passes_widens_the_wait_unannounc
 }
 
 #[test]
+fn a_minutes_window_is_notified_once_an_hour_where_supervise_runs_every_15_seconds() {
+    // Before: every wait longer than supervise_interval was notified, so with supervise
+    // every 15 s a per-minute limit met under a full backlog notified every minute.
+    let config = config().replace("[defaults]\n", "[defaults]\nsupervise_interval = \"15s\"\n");
+    let fixture = Fixture::new(&config, NOW);
+    fixture.enqueue("alpha", &[("a".into(), limit("Rate limit reached. Please try again in 50s."))]);
+    for at in ["2026-11-27T10:00:00Z", "2026-11-27T10:01:00Z", "2026-11-27T10:02:00Z"] {
+        fixture.set_now(at);
+        fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    }
+    let announced: Vec<bool> = fixture
+        .column("SELECT (data->>'announced')::boolean FROM events WHERE kind = 'backoff_set' ORDER BY id");
+    assert_eq!(announced, [true, false, false]);
+}
+
+#[test]
 fn a_short_windows_limit_met_again_within_the_hour_is_notified_once_an_hour() {
     // A vendor's 20-second windows under a full backlog: each pass waits the window out by
     // itself, and a limit met every window was notified every window (180 an hour).
