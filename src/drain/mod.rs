@@ -424,21 +424,7 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
             lost = Some(unstaged);
         }
     }
-    // What became of that result, as the run ends: released here (the attempt given back)
-    // or left `running` for the reaper (counted, as for a crash).
-    let said_lost = |error: Error, released: bool| {
-        match (&lost, released) {
-        (None, _) => error,
-        (Some(key), true) => error.noted(&format!(
-            "the result of item {key}, held in memory, could not be written: it is lost, and the item runs again, \
-             its attempt given back"
-        )),
-        (Some(key), false) => error.noted(&format!(
-            "the result of item {key}, held in memory, could not be written: it is lost; {}",
-            staging::runs_again_once_reaped(key, run_id)
-        )),
-    }
-    };
+    let said_lost = |error: Error, released: bool| said_lost(error, lost.as_deref(), released, run_id);
     let (outbox, drain_name) = (pass.outbox, pass.drain.name.as_str());
     let settled = in_transaction(pass.client, |tx| {
         runs::lock_own_run(tx, run_id)?;
@@ -500,6 +486,18 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
             said_lost(error, false).noted(&format!("run {run_id} stays running until supervise reaps it"))
         }
         Ok(()) => said_lost(error, true),
+    }
+}
+
+/// `error` with what became of the result of item `lost` the pass could not write as it
+/// ended: released here (its attempt given back) or left in run `run_id`, still
+/// `running`, for the reaper (counted, as for a crash).
+fn said_lost(error: Error, lost: Option<&str>, released: bool, run_id: i64) -> Error {
+    let Some(key) = lost else { return error };
+    let what = format!("the result of item {key}, held in memory, could not be written: it is lost");
+    match released {
+        true => error.noted(&format!("{what}, and the item runs again, its attempt given back")),
+        false => error.noted(&format!("{what}; {}", staging::runs_again_once_reaped(key, run_id))),
     }
 }
 
