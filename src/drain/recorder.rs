@@ -251,6 +251,25 @@ impl WorkerRecorder<'_> {
     }
 }
 
+/// How long a commit beside the running worker waits for a lock (an operator's open
+/// transaction on the staged item): it runs on the thread that watches the worker, whose
+/// `item_timeout` and stop it would otherwise hold up for as long as the lock is held
+/// (docs/operations.md). One that cannot get its lock fails and is retried after the worker.
+const BESIDE_THE_WORKER_LOCK_WAIT: &str = "SET LOCAL lock_timeout = '1s'";
+
+/// Run `statement` in a transaction whose lock waits are bounded by
+/// [`BESIDE_THE_WORKER_LOCK_WAIT`].
+fn beside_the_worker<T>(
+    client: &mut Client,
+    statement: impl FnOnce(&mut postgres::Transaction<'_>) -> crate::error::Result<T>,
+) -> crate::error::Result<T> {
+    let mut tx = client.transaction()?;
+    tx.batch_execute(BESIDE_THE_WORKER_LOCK_WAIT)?;
+    let done = statement(&mut tx)?;
+    tx.commit()?;
+    Ok(done)
+}
+
 impl WorkerObserver for WorkerRecorder<'_> {
     fn started(&mut self, pid: u32) {
         let worker = (pid as i32, crate::worker::process::process_start_time(pid).map(|t| t as i64));
@@ -258,13 +277,10 @@ impl WorkerObserver for WorkerRecorder<'_> {
         // other and records this worker.
         if let (Some(staged), Some(request)) = (&self.staged, &self.next_claim) {
             let (item_id, now) = (staged.id, self.clock.now());
-            let outcome = items::complete_staged_and_claim_next_item(
-                self.client,
-                self.statements,
-                item_id,
-                Some(worker),
-                request,
-            );
+            let statements = &mut *self.statements;
+            let outcome = beside_the_worker(self.client, |tx| {
+                items::complete_staged_and_claim_next_item(tx, statements, item_id, Some(worker), request)
+            });
             self.next_claim = None;
             match outcome {
                 Ok((_, item, completion)) => {
@@ -303,14 +319,17 @@ impl WorkerObserver for WorkerRecorder<'_> {
         // while this worker does; what follows from it waits until the worker is done.
         if let Some(staged) = self.staged.take() {
             let now = self.clock.now();
-            match items::complete_item(
-                self.client,
-                self.statements,
-                staged.id,
-                self.run_id,
-                now,
-                items::RunWorker::Set(Some(worker)),
-            ) {
+            let (statements, run_id) = (&mut *self.statements, self.run_id);
+            match beside_the_worker(self.client, |tx| {
+                items::complete_item(
+                    tx,
+                    statements,
+                    staged.id,
+                    run_id,
+                    now,
+                    items::RunWorker::Set(Some(worker)),
+                )
+            }) {
                 Ok(completion) => {
                     self.committed = Some((staged, completion, now));
                     self.log_committed();

@@ -571,3 +571,42 @@ fn the_worker_beside_a_failed_commit_is_settled_before_the_pass_ends() {
     assert_eq!((state.as_str(), attempts), ("pending", 0));
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 1);
 }
+
+#[test]
+fn a_commit_beside_a_worker_waiting_for_a_lock_does_not_hold_up_the_workers_timeout() {
+    // An operator's open transaction holds the staged item's row. Before: the commit
+    // beside the next worker waited for it on the thread that watches that worker, whose
+    // item_timeout was not kept for as long as the lock was held.
+    let fixture = Fixture::new(&format!("{}item_timeout = \"2s\"\n", config()), NOW);
+    let go = fixture.path("go");
+    let a = json!({ "steps": [{ "wait_for_file": go }, { "mib": 1 }] });
+    fixture.enqueue("docs", &[("a".into(), a), ("b".into(), json!({ "steps": [{ "sleep": 30.0 }] }))]);
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    let mut watcher = fixture.client();
+    wait_until("a's worker", Duration::from_secs(20), || {
+        query_i64(&mut watcher, "SELECT count(*) FROM items WHERE key = 'a' AND state = 'running'") == 1
+    });
+    let mut holder = fixture.client();
+    let mut held = holder.transaction().unwrap();
+    held.execute("SELECT 1 FROM items WHERE key = 'a' FOR NO KEY UPDATE", &[]).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let mut b_worker = 0;
+    wait_until("b's worker", Duration::from_secs(20), || {
+        b_worker = query_i64(
+            &mut watcher,
+            "SELECT coalesce(max(r.worker_pid), 0)::bigint FROM runs r JOIN items i ON i.claimed_by = r.id
+              WHERE i.key = 'b' AND i.state = 'running'",
+        );
+        b_worker != 0
+    });
+    // b's 2 s timeout is kept while the row is still held.
+    wait_until("b's worker to be stopped by its timeout", Duration::from_secs(10), || {
+        !pid_alive(b_worker as i32)
+    });
+    held.commit().unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(0);
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    let (_, _, error) = fixture.item("docs", "b");
+    assert_eq!(error.as_deref(), Some("timed out after item_timeout 2s"));
+}
