@@ -360,7 +360,7 @@ fn now_again(
     now_hits: u32,
     policy: BackoffPolicy,
 ) -> BackoffDecision {
-    let wait = MIN_RESET_MARGIN.saturating_mul(1u32 << now_hits.min(20)).min(policy.suspected_backoff);
+    let wait = doubled(now_hits).min(policy.suspected_backoff);
     BackoffDecision {
         until: later(now, wait),
         rule: BackoffRule::ParsedReset,
@@ -396,8 +396,7 @@ fn rolling_window(
     }
     let next_boundary =
         later(stated.at, reset_margin_for((stated.at - now).to_std().ok()?, policy.reset_margin));
-    let wait = MIN_RESET_MARGIN.saturating_mul(1u32 << previous.now_hits.min(20));
-    let until = later(now, wait).min(next_boundary);
+    let until = later(now, doubled(previous.now_hits)).min(next_boundary);
     Some(BackoffDecision {
         until,
         rule: BackoffRule::ParsedReset,
@@ -409,6 +408,11 @@ fn rolling_window(
         basis: Some(WaitBasis::RollingWindow),
         now_hits: previous.now_hits.saturating_add(1),
     })
+}
+
+/// The short retry after `hits` such hits in a row: 2 s doubled `hits` times.
+fn doubled(hits: u32) -> Duration {
+    MIN_RESET_MARGIN.saturating_mul(1u32 << hits.min(20))
 }
 
 /// What a clock time without seconds names: any moment of that minute.

@@ -320,20 +320,18 @@ fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: 
         };
         for file in files {
             let path = shown.join(&file);
-            let is_drain_log = file.to_str().is_some_and(is_log_file_name);
             // Old by its name's start too (the clock drainctl reads, `DRAINCTL_NOW` in
             // tests): a pass started just now by that clock keeps its log, whatever the
             // file system's clock dated the file (docs/configuration.md, "Retention").
-            let named_old = file.to_str().and_then(log_file_started).is_none_or(|started| started < before);
-            let is_old = is_drain_log
-                && named_old
+            let started = file.to_str().filter(|name| is_log_file_name(name)).and_then(log_file_started);
+            let is_old = started.is_some_and(|started| started < before)
                 && folder
                     .entry_metadata(&file)
                     .ok()
                     .filter(|metadata| metadata.is_file())
                     .and_then(|metadata| metadata.modified().ok())
                     .is_some_and(|modified| DateTime::<Utc>::from(modified) < before);
-            if !is_drain_log || !is_old || keep.contains(&path) {
+            if !is_old || keep.contains(&path) {
                 continue;
             }
             if dry_run {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use postgres::GenericClient;
 use serde_json::json;
 
-use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBackoff};
+use crate::backoff::{decide_backoff, BackoffDecision, BackoffPolicy, PreviousBackoff, ResetForm};
 use crate::db::backoffs::{lock_backoff, write_backoff, BackoffRow};
 use crate::db::events::{record_event, Event, Outbox};
 use crate::error::Result;
@@ -75,10 +75,15 @@ pub fn record_quota_hit(
         // A reset of now seen again, with no success since, waits longer each time.
         now_hits,
         // Since the reset the group waited for: a pass's item that finished after the
-        // hit, in the window before, says nothing of the window since.
+        // hit, in the window before, says nothing of the window since. Only a window's
+        // boundary asks (the rolling-window retry, `backoff::decide_backoff`).
         nothing_done_since: match previous.reset_at.filter(|reset| *reset <= now) {
-            Some(reset) => !crate::db::backoffs::done_since(client, source.group_drains, reset)?,
-            None => false,
+            Some(reset)
+                if hit.stated_reset().is_some_and(|stated| stated.form == ResetForm::WindowBoundary) =>
+            {
+                !crate::db::backoffs::done_since(client, source.group_drains, reset)?
+            }
+            _ => false,
         },
     };
     if previous.backoff_until.is_some_and(|until| until > now) {

@@ -249,11 +249,10 @@ pub fn end_run(
             released: Vec::new(),
             dead_lettered: Vec::new(),
         };
-        // Which item was claimed ahead shows only while the staged result still waits.
-        let ahead = items::claimed_ahead_of_run(tx, run.id)?;
-        let (completed, discarded) = settle_staged(tx, outbox, run.id, &run.drain, status, now)?;
-        reaped.completed_from_staging.extend(completed);
-        reaped.discarded_staging.extend(discarded);
+        let settled = settle_staged(tx, outbox, run.id, &run.drain, status, now)?;
+        reaped.completed_from_staging.extend(settled.completed);
+        reaped.discarded_staging.extend(settled.discarded);
+        let ahead = settled.ahead;
         let release = Release { error: format!("run {} {status}: {note}", run.id), max_attempts, ahead };
         release_items(tx, outbox, run, &release, now, &mut reaped)?;
         // A crashed or hung run is left out of throughput: its idle time does not matter.
@@ -322,9 +321,18 @@ pub fn stop_ended_runs(
     stopped
 }
 
+/// What became of a run's staged results as it ended ([`settle_staged`]).
+pub(crate) struct SettledStaging {
+    /// The item the run claimed ahead, read before the staged results were committed
+    /// (it shows only while one still waits): to release as never started.
+    pub ahead: Option<i64>,
+    pub completed: Vec<i64>,
+    pub discarded: Vec<i64>,
+}
+
 /// Commit the staged results of run `run_id` (of `drain`) that verify, discard the
-/// others, with an event each; the items committed and those discarded. The reaper's, and
-/// a pass's own when an error ends it ([`crate::drain`]).
+/// others, with an event each. The reaper's, and a pass's own when an error ends it
+/// ([`crate::drain`]).
 pub(crate) fn settle_staged(
     tx: &mut postgres::Transaction<'_>,
     outbox: &Outbox,
@@ -332,7 +340,8 @@ pub(crate) fn settle_staged(
     drain: &str,
     status: RunStatus,
     now: DateTime<Utc>,
-) -> Result<(Vec<i64>, Vec<i64>)> {
+) -> Result<SettledStaging> {
+    let ahead = items::claimed_ahead_of_run(tx, run_id)?;
     let mut statements = crate::db::PreparedStatements::default();
     let (mut completed, mut discarded) = (Vec::new(), Vec::new());
     for item_id in items::staged_item_ids(tx, run_id)? {
@@ -368,7 +377,7 @@ pub(crate) fn settle_staged(
             }
         }
     }
-    Ok((completed, discarded))
+    Ok(SettledStaging { ahead, completed, discarded })
 }
 
 /// The `data` of a dead letter the reaper made: the fields of every dead letter's event

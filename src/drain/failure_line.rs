@@ -93,7 +93,7 @@ mod tests {
     use super::*;
 
     fn checkpoint() -> Regex {
-        compile("^::checkpoint::")
+        compile(crate::config::defaults::DEFAULT_CHECKPOINT_PATTERN)
     }
 
     #[test]

@@ -907,8 +907,6 @@ fn printed_at(printed: Option<Printed>, is_injected: bool, now: DateTime<Utc>) -
     at.map_or(now, |at| at.min(now))
 }
 
-/// Whether the worker succeeded as nothing but the next claim settles: exit 0, not
-/// stopped, and nothing in its output that reads otherwise.
 /// A worker's end as the pass read it: its report, what its output says, and the usage it
 /// reports (read once, warned of once).
 #[derive(Clone)]
@@ -926,6 +924,8 @@ impl WorkerEnd {
     }
 }
 
+/// Whether the worker succeeded as nothing but the next claim settles: exit 0, not
+/// stopped, and nothing in its output that reads otherwise.
 fn is_plain_success(report: &WorkerReport, outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Other) && report.exit == WorkerExit::Code(0) && report.stop_reason.is_none()
 }

@@ -410,13 +410,11 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
     // run stays `running` and the next pass or supervise reaps it as crashed.
     let note = format!("stopped by an error: {}", error.display_scrubbed());
     let at = pass.clock.now();
-    // A result the run staged is committed first, as the reaper would (docs/guarantees.md,
-    // "Results are committed whole or staged"): before, releasing the items discarded it
-    // with no event, where the error said it stays staged. When that commit fails too
-    // (the server's disk still full), the run is left `running` for the reaper, as the
-    // error says.
-    // A success still held in memory (the worker that ran beside the failed commit) is
-    // staged first, so that it is committed with the rest.
+    // A success still held in memory (the worker that ran beside a failed commit) is
+    // staged first; then what the run staged is committed, as the reaper would
+    // (docs/guarantees.md, "Results are committed whole or staged") — before, releasing
+    // the items discarded it with no event. When that fails too (the server's disk still
+    // full), the run is left `running` for the reaper, and the line says so.
     let mut lost = None;
     if let Some(unstaged) = pass.unstaged.as_ref().map(|succeeded| succeeded.item.key.clone()) {
         if let Err(stage_error) = pass.stage_unstaged() {
@@ -424,42 +422,42 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
             lost = Some(unstaged);
         }
     }
-    let said_lost = |error: Error, released: bool| said_lost(error, lost.as_deref(), released, run_id);
     let (outbox, drain_name) = (pass.outbox, pass.drain.name.as_str());
     let settled = in_transaction(pass.client, |tx| {
         runs::lock_own_run(tx, run_id)?;
-        if items::staged_item_ids(tx, run_id)?.is_empty() {
-            return Ok(None);
-        }
-        let ahead = items::claimed_ahead_of_run(tx, run_id)?;
-        let (completed, _) =
-            crate::reap::settle_staged(tx, outbox, run_id, drain_name, RunStatus::Failed, at)?;
-        Ok(Some((ahead, completed.len())))
+        crate::reap::settle_staged(tx, outbox, run_id, drain_name, RunStatus::Failed, at)
     });
     let (ahead, error) = match settled {
-        Ok(None) => (None, error),
-        Ok(Some((ahead, completed))) => {
+        Ok(settled) => {
+            let completed = settled.completed.len();
             pass.done = pass.done.saturating_add(u32::try_from(completed).unwrap_or(u32::MAX));
             let said = match completed {
-                0 => "the result it staged did not verify and was discarded (staged_result_discarded)"
-                    .to_string(),
-                1 => "the result it staged was committed as the run ended (staged_result_completed)"
-                    .to_string(),
-                n => format!(
-                    "the {n} results it staged were committed as the run ended (staged_result_completed)"
+                0 if settled.discarded.is_empty() => None,
+                0 => Some(
+                    "the result it staged did not verify and was discarded (staged_result_discarded)".into(),
                 ),
+                1 => Some(
+                    "the result it staged was committed as the run ended (staged_result_completed)".into(),
+                ),
+                n => Some(format!(
+                    "the {n} results it staged were committed as the run ended (staged_result_completed)"
+                )),
             };
-            (ahead, error.noted(&said))
+            match said {
+                // The item claimed ahead, as read before the staged results went in.
+                Some(said) => (settled.ahead, error.noted(&said)),
+                None => (None, error),
+            }
         }
         Err(settle_error) => {
             log::debug!("run {run_id}: could not commit its staged result after an error: {settle_error}");
-            let error = said_lost(error, false);
-            return match pass.client.is_closed() {
-                true => error.noted(&format!("run {run_id} stays running until supervise reaps it")),
-                false => error.noted(&format!(
+            let stays = match pass.client.is_closed() {
+                true => format!("run {run_id} stays running until supervise reaps it"),
+                false => format!(
                     "run {run_id} stays running until supervise reaps it (a result it staged is committed then)"
-                )),
+                ),
             };
+            return said_lost(error, lost.as_deref(), false, run_id).noted(&stays);
         }
     };
     let event = finished_event(pass, RunStatus::Failed, &note);
@@ -475,17 +473,17 @@ fn fail_run(pass: &mut Pass, error: Error) -> Error {
         Ok(())
     });
     match released {
-        // Without a session nothing can be released: the error's one line says what
-        // happens to the run instead of a line of its own.
-        Err(release_error) if pass.client.is_closed() => {
-            log::debug!("run {run_id}: could not release items after an error: {release_error}");
-            said_lost(error, false).noted(&format!("run {run_id} stays running until supervise reaps it"))
-        }
+        Ok(()) => said_lost(error, lost.as_deref(), true, run_id),
+        // Nothing could be released: the error's one line says what happens to the run
+        // instead of a line of its own (without a session, nothing else could be said).
         Err(release_error) => {
-            log::error!("run {run_id}: could not release items after an error: {release_error}");
-            said_lost(error, false).noted(&format!("run {run_id} stays running until supervise reaps it"))
+            match pass.client.is_closed() {
+                true => log::debug!("run {run_id}: could not release items after an error: {release_error}"),
+                false => log::error!("run {run_id}: could not release items after an error: {release_error}"),
+            }
+            said_lost(error, lost.as_deref(), false, run_id)
+                .noted(&format!("run {run_id} stays running until supervise reaps it"))
         }
-        Ok(()) => said_lost(error, true),
     }
 }
 

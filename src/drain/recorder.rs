@@ -255,7 +255,7 @@ impl WorkerRecorder<'_> {
 /// transaction on the staged item): it runs on the thread that watches the worker, whose
 /// `item_timeout` and stop it would otherwise hold up for as long as the lock is held
 /// (docs/operations.md). One that cannot get its lock fails and is retried after the worker.
-const BESIDE_THE_WORKER_LOCK_WAIT: &str = "SET LOCAL lock_timeout = '1s'";
+const BESIDE_THE_WORKER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Run `statement` in a transaction whose lock waits are bounded by
 /// [`BESIDE_THE_WORKER_LOCK_WAIT`].
@@ -263,11 +263,10 @@ fn beside_the_worker<T>(
     client: &mut Client,
     statement: impl FnOnce(&mut postgres::Transaction<'_>) -> crate::error::Result<T>,
 ) -> crate::error::Result<T> {
-    let mut tx = client.transaction()?;
-    tx.batch_execute(BESIDE_THE_WORKER_LOCK_WAIT)?;
-    let done = statement(&mut tx)?;
-    tx.commit()?;
-    Ok(done)
+    crate::db::in_transaction(client, |tx| {
+        crate::db::set_lock_timeout_for(tx, BESIDE_THE_WORKER_LOCK_WAIT, true)?;
+        statement(tx)
+    })
 }
 
 impl WorkerObserver for WorkerRecorder<'_> {

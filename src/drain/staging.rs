@@ -63,14 +63,8 @@ impl Pass<'_> {
             // new one (staging is an upsert), as its commit below is: a second session
             // ended within the minute does not lose it either.
             if let Err(error) = self.on_a_lasting_session(Pass::stage_unstaged) {
-                return Err(match self.client.is_closed() {
-                    true => uncommitted(error, &key, Some(bytes), self.run_id),
-                    // On a session that lasts the pass's end tries once more and says what
-                    // became of it (`fail_run`).
-                    false => {
-                        error.context(&format!("could not write the result of item {key} ({bytes} bytes)"))
-                    }
-                });
+                let session_lost = self.client.is_closed();
+                return Err(uncommitted(error, &key, Some(bytes), self.run_id, session_lost));
             }
         }
         let Some(staged) = self.staged.take() else { return Ok(()) };
@@ -86,19 +80,8 @@ impl Pass<'_> {
             items::complete_item(pass.client, &mut pass.statements, staged.id, run_id, now, run_worker)
                 .map(|completion| (completion, now))
         });
-        let (completion, now) = match committed {
-            Ok(committed) => committed,
-            Err(error) if self.client.is_closed() => {
-                return Err(uncommitted(error, &staged.key, None, run_id))
-            }
-            // On a session that lasts the pass's end commits it, or leaves it to the
-            // reaper, and says which (`fail_run`).
-            Err(error) => {
-                return Err(
-                    error.context(&format!("could not commit the staged result of item {}", staged.key))
-                )
-            }
-        };
+        let (completion, now) = committed
+            .map_err(|error| uncommitted(error, &staged.key, None, run_id, self.client.is_closed()))?;
         self.settle_commit(&staged, completion, now, false)
     }
 
@@ -191,21 +174,26 @@ pub(super) fn log_done(drain: &crate::config::DrainConfig, staged: &StagedItem) 
     log::info!("drain {}: item {} done", drain.name, staged.key);
 }
 
-/// The error of a result that could not be written or committed, saying what became of
-/// it: one held only in memory (`bytes`: it waited for the next claim to stage it) is
-/// lost and its item runs again, its attempt counted; one staged is kept, and the reaper commits it
-/// (docs/operations.md, "When the database goes away").
-fn uncommitted(error: Error, key: &str, bytes: Option<usize>, run_id: i64) -> Error {
-    match bytes {
-        Some(bytes) => error
-            .context(&format!("could not write the result of item {key} ({bytes} bytes) to the database"))
-            .noted(&format!(
-                "it was held only in memory: it is lost; {}",
-                runs_again_once_reaped(key, run_id)
-            )),
-        None => error
-            .context(&format!("could not commit the staged result of item {key}"))
-            .noted(&format!("it stays staged in the database: it is committed once {}", reaped(run_id))),
+/// The error of a result that could not be written or committed. With the session lost,
+/// it says what became of the result: one held only in memory (`bytes`: it waited for the
+/// next claim to stage it) is lost and its item runs again, its attempt counted; one
+/// staged is kept, and the reaper commits it (docs/operations.md, "When the database goes
+/// away"). On a session that lasts, the pass's end tries once more and says which
+/// (`fail_run`).
+fn uncommitted(error: Error, key: &str, bytes: Option<usize>, run_id: i64, session_lost: bool) -> Error {
+    let (what, then) = match bytes {
+        Some(bytes) => (
+            format!("could not write the result of item {key} ({bytes} bytes) to the database"),
+            format!("it was held only in memory: it is lost; {}", runs_again_once_reaped(key, run_id)),
+        ),
+        None => (
+            format!("could not commit the staged result of item {key}"),
+            format!("it stays staged in the database: it is committed once {}", reaped(run_id)),
+        ),
+    };
+    match session_lost {
+        true => error.context(&what).noted(&then),
+        false => error.context(&what),
     }
 }
 
@@ -232,13 +220,13 @@ mod tests {
     fn a_result_that_could_not_be_committed_says_whether_it_is_lost_or_kept() {
         let lost = || Error::Unavailable("database connection lost: connection closed".into());
         assert_eq!(
-            uncommitted(lost(), "a", Some(11), 4).to_string(),
+            uncommitted(lost(), "a", Some(11), 4, true).to_string(),
             "could not write the result of item a (11 bytes) to the database: database connection lost: \
              connection closed; it was held only in memory: it is lost; once supervise or the drain's \
              next pass reaps run 4, item a runs again (the attempt counts, as for a crash: on its last \
              attempt it is dead)"
         );
-        let kept = uncommitted(lost(), "b", None, 4);
+        let kept = uncommitted(lost(), "b", None, 4, true);
         assert_eq!(kept.exit_code(), lost().exit_code());
         assert_eq!(
             kept.to_string(),

@@ -42,8 +42,8 @@ impl ItemStrings {
         strings.extend(escaped);
         let finder = match strings.is_empty() {
             true => None,
-            // Built once per judged run, only when its output spelled something that
-            // affects the group; a payload too large for the automaton is read as before.
+            // Built only when an output reads as affecting the group (a limit, an error, a
+            // client's wait); a payload too large for the automaton is not looked for.
             false => AhoCorasick::builder().match_kind(MatchKind::Standard).build(&strings).ok(),
         };
         ItemStrings { finder }
@@ -56,15 +56,11 @@ impl ItemStrings {
     /// path with a line break) is the item's on every line of it.
     pub(crate) fn masked(&self, text: &str) -> Option<String> {
         let finder = self.finder.as_ref()?;
-        let found: Vec<(usize, usize)> =
+        let mut found: Vec<(usize, usize)> =
             finder.find_overlapping_iter(text).map(|found| (found.start(), found.end())).collect();
-        if found.is_empty() {
-            return None;
-        }
         // A path's tail inside the path found there is that path's part: the words before
         // it are the item's too. Sorted by start, longest first, a span ending no later
         // than one before it lies inside that one.
-        let mut found = found;
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         found.dedup();
         let mut reach = 0;
@@ -76,15 +72,15 @@ impl ItemStrings {
                 !(inside && start > 0 && text.as_bytes()[start - 1] == b'/')
             })
             .collect();
-        let own_words = |from: usize, to: usize| has_words_of_its_own(&text[from..to]);
         let spans: Vec<(usize, usize)> = outermost
             .into_iter()
             .filter(|&(start, end)| {
                 let line_start = text[..start].rfind('\n').map_or(0, |at| at + 1);
                 let line_end = text[end..].find('\n').map_or(text.len(), |at| end + at);
-                own_words(line_start, start)
-                    && !is_a_clients_label(&text[line_start..start])
-                    && !own_words(end, line_end)
+                let before = &text[line_start..start];
+                has_words_of_its_own(before)
+                    && !is_a_clients_label(before)
+                    && !has_words_of_its_own(&text[end..line_end])
                     && could_decide(&text[start..end])
             })
             .collect();

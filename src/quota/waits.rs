@@ -113,9 +113,11 @@ pub(crate) fn long_announced_wait(
     })
 }
 
-/// How many of a stream's latest lines a notice is read with for the payload's strings: a
-/// path with this many line breaks, begun by a wrapper's line, is still the item's.
-const ITEM_LINES_KEPT: usize = 64;
+/// How many of a stream's latest lines a reader keeps: a notice is read with the last
+/// [`crate::worker::CLIENT_WAIT_CONTEXT_LINES`] of them, and for the payload's strings with
+/// all of them (a path with this many line breaks, begun by a wrapper's line, is still the
+/// item's).
+const LINES_KEPT: usize = 64;
 
 /// One output stream of a client, read line by line for the waits it announces
 /// ([`announced_wait`], each line with the [`crate::worker::CLIENT_WAIT_CONTEXT_LINES`]
@@ -131,9 +133,6 @@ pub(crate) struct StreamWaits<'a> {
     echoed: Option<std::collections::HashSet<String>>,
     /// Its payload's strings, read at the first notice.
     strings: Option<super::item_strings::ItemStrings>,
-    /// The stream's latest lines, for a payload's string with line breaks that a line
-    /// further up began ([`ITEM_LINES_KEPT`]).
-    history: std::collections::VecDeque<String>,
     events_only: bool,
     layout: super::clean::CodexLayout,
     recent: Vec<String>,
@@ -158,7 +157,6 @@ impl<'a> StreamWaits<'a> {
             input,
             echoed: None,
             strings: None,
-            history: std::collections::VecDeque::new(),
             events_only,
             layout: Default::default(),
             recent: Vec::new(),
@@ -178,7 +176,7 @@ impl<'a> StreamWaits<'a> {
             return line.to_string();
         }
         // `recent` ends with `line` itself.
-        let before = &self.recent[..self.recent.len().saturating_sub(1)];
+        let before = context(&self.recent[..self.recent.len().saturating_sub(1)]);
         match before.iter().rev().find(|earlier| !CONTENT_LINE.is_match(earlier) && is_limit(earlier)) {
             Some(earlier) => format!("{earlier} {line}"),
             None => line.to_string(),
@@ -198,42 +196,46 @@ impl<'a> StreamWaits<'a> {
         if self.events_only {
             return self.read_event(text);
         }
-        let wait = announced_wait(line, &self.recent)
+        let wait = announced_wait(line, context(&self.recent))
             .filter(|_| {
                 let input = self.input;
                 let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
                 !super::echoes(line, echoed)
             })
             .and_then(|wait| {
-                let input = self.input;
-                let strings = self.strings.get_or_insert_with(|| super::item_strings::ItemStrings::of(input));
                 // Read with the lines before it: a payload string with a line break that a
                 // wrapper's line began (`summarising $path`) is the item's on this line too.
-                let mut lines: Vec<&str> = self.history.iter().map(String::as_str).collect();
-                lines.push(line.trim());
-                match strings.masked_lines(&lines) {
+                let mut lines: Vec<&str> = self.recent.iter().map(String::as_str).collect();
+                lines.push(text);
+                match item_strings(&mut self.strings, self.input).masked_lines(&lines) {
                     None => Some(wait),
                     Some(mut masked) => {
                         let last = masked.pop().unwrap_or_default();
-                        let before = masked.len().saturating_sub(crate::worker::CLIENT_WAIT_CONTEXT_LINES);
-                        announced_wait(&last, &masked[before..])
+                        announced_wait(&last, context(&masked))
                     }
                 }
             });
-        crate::worker::remember_recent(&mut self.recent, line);
-        if self.history.len() == ITEM_LINES_KEPT {
-            self.history.pop_front();
+        if self.recent.len() == LINES_KEPT {
+            self.recent.remove(0);
         }
-        self.history.push_back(line.trim().to_string());
+        self.recent.push(text.to_string());
         wait
     }
+}
 
-    /// The worker's payload's strings: a wait their words announce is the item's content
-    /// ([`super::item_strings`]).
-    fn item_strings(&mut self) -> &super::item_strings::ItemStrings {
-        let input = self.input;
-        self.strings.get_or_insert_with(|| super::item_strings::ItemStrings::of(input))
-    }
+/// The last [`crate::worker::CLIENT_WAIT_CONTEXT_LINES`] of a stream's `lines`, which a
+/// notice is read with.
+fn context(lines: &[String]) -> &[String] {
+    &lines[lines.len().saturating_sub(crate::worker::CLIENT_WAIT_CONTEXT_LINES)..]
+}
+
+/// The strings of the payload in `input`, read into `slot` the first time they are asked
+/// for: a wait their words announce is the item's content ([`super::item_strings`]).
+fn item_strings<'s>(
+    slot: &'s mut Option<super::item_strings::ItemStrings>,
+    input: &[u8],
+) -> &'s super::item_strings::ItemStrings {
+    slot.get_or_insert_with(|| super::item_strings::ItemStrings::of(input))
 }
 
 impl StreamWaits<'_> {
@@ -265,7 +267,7 @@ impl StreamWaits<'_> {
                 let echoed = self.echoed.get_or_insert_with(|| super::echoed_lines(input));
                 !super::echoes(text, echoed)
             })
-            .and_then(|wait| match self.item_strings().masked(text) {
+            .and_then(|wait| match item_strings(&mut self.strings, self.input).masked(text) {
                 Some(masked) => event_wait(&masked),
                 None => Some(wait),
             })
@@ -314,13 +316,10 @@ pub(crate) fn silent_wait_hit(
     };
     // Read without the payload's own words ([`super::item_strings`]), each stream whole: a
     // payload string with a line break may end on its last line.
-    let strings = std::cell::OnceCell::new();
-    let without_the_item = |stream: &[u8]| -> Vec<u8> {
-        let strings = strings.get_or_init(|| super::item_strings::ItemStrings::of(input));
-        strings.masked_bytes(stream).unwrap_or_else(|| stream.to_vec())
-    };
-    let (stdout, stderr) = (without_the_item(stdout), without_the_item(stderr));
-    let (stdout, stderr) = (&stdout[..], &stderr[..]);
+    let strings = super::item_strings::ItemStrings::of(input);
+    let [masked_stdout, masked_stderr] = [stdout, stderr].map(|stream| strings.masked_bytes(stream));
+    let (stdout, stderr) =
+        (masked_stdout.as_deref().unwrap_or(stdout), masked_stderr.as_deref().unwrap_or(stderr));
     let from_stdout = last_line(stdout).filter(|line| {
         super::clean::event_type(line) == Some("error")
             && serde_json::from_str::<serde_json::Value>(line)

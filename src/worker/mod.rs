@@ -76,14 +76,6 @@ pub(crate) fn client_wait_limit(time_left: Option<Duration>) -> Duration {
     time_left.map_or(MAX_CLIENT_WAIT, |left| left.min(MAX_CLIENT_WAIT))
 }
 
-/// Keep `line` among a stream's last [`CLIENT_WAIT_CONTEXT_LINES`] lines, which an
-/// announced wait is read with.
-pub(crate) fn remember_recent(recent: &mut Vec<String>, line: &str) {
-    if recent.len() == CLIENT_WAIT_CONTEXT_LINES {
-        recent.remove(0);
-    }
-    recent.push(line.trim().to_string());
-}
 /// How many lines of the same stream before a line the announced-wait reader sees with
 /// it: a retry notice counts only when it or the lines just before it name a limit.
 pub const CLIENT_WAIT_CONTEXT_LINES: usize = 3;

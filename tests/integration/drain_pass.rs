@@ -1077,11 +1077,7 @@ fn a_stop_that_reaches_a_client_waiting_for_its_retry_and_the_pass_together_reco
     let worker = fixture.script("gemini-like", &script);
     fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
     fixture.enqueue("docs", &[("g".into(), json!({}))]);
-    // The pass's log says when it has read the client's notice: signalled before, under
-    // load, the pass would not know of the wait yet.
-    let log = fixture.path("pass.log");
-    let pass = fixture.drainctl(&["-v", "drain", "docs", "--log-file", log.to_str().unwrap()]).spawn();
-    wait_for_the_client_wait_read(&log);
+    let pass = PassWithItsClientWaiting::start(&fixture);
     wait_until("the worker recorded", Duration::from_secs(20), || {
         fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
     });
@@ -1089,9 +1085,8 @@ fn a_stop_that_reaches_a_client_waiting_for_its_retry_and_the_pass_together_reco
     unsafe {
         libc::kill(-worker_pid, libc::SIGTERM);
     }
-    signal(pass.id(), libc::SIGTERM);
-    let mut result = finished(pass.wait_with_output().unwrap());
-    result.stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    signal(pass.pass.id(), libc::SIGTERM);
+    let result = pass.finished();
     assert!(started.exists());
     assert_stopped_with_the_limit_recorded(&fixture, &result);
     assert_eq!(fixture.count("SELECT count(*) FROM items WHERE result IS NOT NULL"), 0);
@@ -1118,9 +1113,7 @@ fn a_pass_stopped_after_the_server_ended_its_session_reconnects_once_and_records
         fixture.script("gemini-like", &gemini_waiting_for_its_retry("34.101299s", "34625ms", "", &started));
     fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
     fixture.enqueue("docs", &[("g".into(), json!({}))]);
-    let log = fixture.path("pass.log");
-    let pass = fixture.drainctl(&["-v", "drain", "docs", "--log-file", log.to_str().unwrap()]).spawn();
-    wait_for_the_client_wait_read(&log);
+    let pass = PassWithItsClientWaiting::start(&fixture);
     wait_until("the client to wait for its retry", Duration::from_secs(20), || {
         started.exists() && fixture.count("SELECT count(*) FROM runs WHERE worker_pid IS NOT NULL") == 1
     });
@@ -1130,9 +1123,8 @@ fn a_pass_stopped_after_the_server_ended_its_session_reconnects_once_and_records
     );
     assert_eq!(ended, 1, "the pass's session");
     std::thread::sleep(Duration::from_millis(200));
-    signal(pass.id(), libc::SIGTERM);
-    let mut result = finished(pass.wait_with_output().unwrap());
-    result.stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    signal(pass.pass.id(), libc::SIGTERM);
+    let result = pass.finished();
     assert_stopped_with_the_limit_recorded(&fixture, &result);
     assert_eq!(fixture.column::<String>("SELECT status FROM runs"), ["failed"], "{}", result.stderr);
 }
@@ -1249,14 +1241,6 @@ fn sigterm_while_codex_sleeps_out_a_429_it_named_no_wait_for_records_the_limit()
 /// A gemini-cli stand-in: it prints a per-minute limit stating `wait`, then `then` (a
 /// start of its answer, say), makes `started`, sits its retry out (`retry`), and exits 0
 /// on SIGTERM.
-/// Wait until the pass logging to `log` (with `-v`) has read its client's notice of a
-/// short wait: signalled before, under load, the pass would not know of it yet.
-fn wait_for_the_client_wait_read(log: &std::path::Path) {
-    wait_until("the pass to read the client's wait", Duration::from_secs(20), || {
-        std::fs::read_to_string(log).is_ok_and(|logged| logged.contains("for its own retry: left to it"))
-    });
-}
-
 fn gemini_waiting_for_its_retry(wait: &str, retry: &str, then: &str, started: &std::path::Path) -> String {
     format!(
         "#!/bin/sh\ntrap 'exit 0' TERM\ncat >/dev/null\n\
@@ -1268,6 +1252,31 @@ fn gemini_waiting_for_its_retry(wait: &str, retry: &str, then: &str, started: &s
          {then}touch {}\nsleep 60 &\nwait\n",
         started.display()
     )
+}
+
+/// A pass of drain `docs` logging (`-v`) to its own file, once it has read its client's
+/// notice of a short wait: signalled before, under load, the pass would not know of it yet.
+struct PassWithItsClientWaiting {
+    pass: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl PassWithItsClientWaiting {
+    fn start(fixture: &Fixture) -> PassWithItsClientWaiting {
+        let log = fixture.path("pass.log");
+        let pass = fixture.drainctl(&["-v", "drain", "docs", "--log-file", log.to_str().unwrap()]).spawn();
+        wait_until("the pass to read the client's wait", Duration::from_secs(20), || {
+            std::fs::read_to_string(&log).is_ok_and(|logged| logged.contains("for its own retry: left to it"))
+        });
+        PassWithItsClientWaiting { pass, log }
+    }
+
+    /// The pass's end, its log read as its stderr.
+    fn finished(self) -> Finished {
+        let mut result = finished(self.pass.wait_with_output().unwrap());
+        result.stderr = std::fs::read_to_string(&self.log).unwrap_or_default();
+        result
+    }
 }
 
 #[test]
@@ -1285,14 +1294,11 @@ fn sigterm_during_a_short_retry_a_client_waits_out_itself_records_the_limit_for_
         let worker = fixture.script("gemini-like", &script);
         fixture.write_config(&format!("{}quota_profile = \"gemini\"\n", script_config(&worker)));
         fixture.enqueue("docs", &[("g".into(), json!({}))]);
-        let log = fixture.path("pass.log");
-        let pass = fixture.drainctl(&["-v", "drain", "docs", "--log-file", log.to_str().unwrap()]).spawn();
-        wait_for_the_client_wait_read(&log);
+        let pass = PassWithItsClientWaiting::start(&fixture);
         assert!(started.exists());
         std::thread::sleep(after);
-        signal(pass.id(), libc::SIGTERM);
-        let mut result = finished(pass.wait_with_output().unwrap());
-        result.stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        signal(pass.pass.id(), libc::SIGTERM);
+        let result = pass.finished();
         result.assert_code(75);
         (fixture, result)
     };

@@ -520,23 +520,32 @@ fn cancel_the_commit_waiting_for_a_row(fixture: &Fixture) {
 /// its commit beside `next`'s worker and again after it both wait and are cancelled; the
 /// pass's result, once the row is let go.
 fn both_commits_of_a_cancelled(fixture: &Fixture, next: serde_json::Value) -> Finished {
+    let (pass, mut holder) = a_pass_whose_staged_row_is_held(fixture, next);
+    for _ in 0..2 {
+        cancel_the_commit_waiting_for_a_row(fixture);
+    }
+    holder.batch_execute("COMMIT").unwrap();
+    finished(pass.wait_with_output().unwrap())
+}
+
+/// A pass over `a` (a result over 64 KiB, staged) and `next`, `a`'s row held by another
+/// session (the returned one, in its transaction) from before `a`'s worker ends: every
+/// commit of `a` waits for it.
+fn a_pass_whose_staged_row_is_held(
+    fixture: &Fixture,
+    next: serde_json::Value,
+) -> (std::process::Child, postgres::Client) {
     let go = fixture.path("go");
     let a = json!({ "steps": [{ "wait_for_file": go }, { "mib": 1 }] });
     fixture.enqueue("docs", &[("a".into(), a), ("b".into(), next)]);
     let pass = fixture.drainctl(&["drain", "docs"]).spawn();
-    let mut watcher = fixture.client();
-    wait_until("a's worker", Duration::from_secs(20), || {
-        query_i64(&mut watcher, "SELECT count(*) FROM items WHERE key = 'a' AND state = 'running'") == 1
-    });
     let mut holder = fixture.client();
-    let mut held = holder.transaction().unwrap();
-    held.execute("SELECT 1 FROM items WHERE key = 'a' FOR NO KEY UPDATE", &[]).unwrap();
+    wait_until("a's worker", Duration::from_secs(20), || {
+        query_i64(&mut holder, "SELECT count(*) FROM items WHERE key = 'a' AND state = 'running'") == 1
+    });
+    holder.batch_execute("BEGIN; SELECT 1 FROM items WHERE key = 'a' FOR NO KEY UPDATE").unwrap();
     std::fs::write(&go, "").unwrap();
-    for _ in 0..2 {
-        cancel_the_commit_waiting_for_a_row(fixture);
-    }
-    held.commit().unwrap();
-    finished(pass.wait_with_output().unwrap())
+    (pass, holder)
 }
 
 #[test]
@@ -578,18 +587,9 @@ fn a_commit_beside_a_worker_waiting_for_a_lock_does_not_hold_up_the_workers_time
     // beside the next worker waited for it on the thread that watches that worker, whose
     // item_timeout was not kept for as long as the lock was held.
     let fixture = Fixture::new(&format!("{}item_timeout = \"2s\"\n", config()), NOW);
-    let go = fixture.path("go");
-    let a = json!({ "steps": [{ "wait_for_file": go }, { "mib": 1 }] });
-    fixture.enqueue("docs", &[("a".into(), a), ("b".into(), json!({ "steps": [{ "sleep": 30.0 }] }))]);
-    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    let (pass, mut holder) =
+        a_pass_whose_staged_row_is_held(&fixture, json!({ "steps": [{ "sleep": 30.0 }] }));
     let mut watcher = fixture.client();
-    wait_until("a's worker", Duration::from_secs(20), || {
-        query_i64(&mut watcher, "SELECT count(*) FROM items WHERE key = 'a' AND state = 'running'") == 1
-    });
-    let mut holder = fixture.client();
-    let mut held = holder.transaction().unwrap();
-    held.execute("SELECT 1 FROM items WHERE key = 'a' FOR NO KEY UPDATE", &[]).unwrap();
-    std::fs::write(&go, "").unwrap();
     let mut b_worker = 0;
     wait_until("b's worker", Duration::from_secs(20), || {
         b_worker = query_i64(
@@ -603,7 +603,7 @@ fn a_commit_beside_a_worker_waiting_for_a_lock_does_not_hold_up_the_workers_time
     wait_until("b's worker to be stopped by its timeout", Duration::from_secs(10), || {
         !pid_alive(b_worker as i32)
     });
-    held.commit().unwrap();
+    holder.batch_execute("COMMIT").unwrap();
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(0);
     assert_eq!(fixture.item("docs", "a").0, "done");

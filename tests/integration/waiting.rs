@@ -348,6 +348,8 @@ fn supervise_starts_a_drain_to_wait_for_a_reset_that_comes_before_its_next_pass(
     let docs = plan.iter().find(|d| d["drain"] == "docs").cloned().unwrap_or_default();
     assert_eq!(docs["action"], "start", "{plan:?}");
     assert!(docs["reason"].as_str().unwrap_or_default().contains("waits for the reset"), "{docs}");
+    // Said by how far away it is (before: "before the next pass", also when it was not).
+    assert!(docs["reason"].as_str().unwrap_or_default().contains("soon enough for a pass to wait"), "{docs}");
     // A reset after the next pass is that pass's business.
     fixture.set_now("2026-11-27T10:06:00Z");
     std::fs::write(&longer, "").unwrap();
