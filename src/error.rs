@@ -144,9 +144,16 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
     if let Some(db) = error.as_db_error() {
         let code = db.code();
         let message = format!("database error: {}", db.message());
-        // The server ended the session (`pg_terminate_backend`, a shutdown): as lost as a
-        // closed connection, and said the same way.
-        if *code == SqlState::ADMIN_SHUTDOWN {
+        // The server ended the session (`pg_terminate_backend`, a shutdown, a crash of another
+        // backend, its idle or idle-in-transaction timeout while a paused process held it):
+        // as lost as a closed connection, and said the same way.
+        if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+            || *code == SqlState::IDLE_SESSION_TIMEOUT
+            // `transaction_timeout` (PostgreSQL 17), unnamed in the driver's table.
+            || code.code() == "25P04"
+        {
             return Error::Unavailable(format!("{CONNECTION_LOST}: {message}"));
         }
         if *code == SqlState::INVALID_PASSWORD
@@ -154,7 +161,6 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
             || *code == SqlState::INVALID_CATALOG_NAME
             || *code == SqlState::TOO_MANY_CONNECTIONS
             || *code == SqlState::CANNOT_CONNECT_NOW
-            || *code == SqlState::ADMIN_SHUTDOWN
         {
             return Error::Unavailable(message);
         }

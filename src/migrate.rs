@@ -546,8 +546,9 @@ fn another_applications(what: &str) -> Error {
     ))
 }
 
-fn check_applied(applied: &[Applied]) -> Result<()> {
-    // The newest applied: the release to install is the one that ships it.
+/// The refusal of a schema a newer release migrated: the newest applied names the release
+/// to install, the one that ships it.
+fn refuse_newer(applied: &[Applied]) -> Result<()> {
     if let Some(newest) =
         applied.iter().filter(|row| row.version > latest_version()).max_by_key(|row| row.version)
     {
@@ -560,6 +561,11 @@ fn check_applied(applied: &[Applied]) -> Result<()> {
             newest.version
         )));
     }
+    Ok(())
+}
+
+fn check_applied(applied: &[Applied]) -> Result<()> {
+    refuse_newer(applied)?;
     for row in applied {
         match MIGRATIONS.iter().find(|m| m.version == row.version) {
             None => {
@@ -838,7 +844,11 @@ pub fn repair_checksum(
     with_migration_lock(client, lock_wait, |client| {
         // A database without drainctl's schema, or with another tool's schema_migrations,
         // is answered as every other command answers it (before: exit 70, a raw error).
-        if !read_applied(client)?.iter().any(|applied| applied.version == version) {
+        let applied = read_applied(client)?;
+        // A newer release's schema is that release's to repair: this build's checksum
+        // written over its own would have it refuse the database from then on.
+        refuse_newer(&applied)?;
+        if !applied.iter().any(|applied| applied.version == version) {
             return Err(not_applied_yet(version, migration.name));
         }
         let new_checksum = checksum(migration.sql);

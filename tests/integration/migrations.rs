@@ -180,6 +180,70 @@ fn a_schema_newer_than_the_binary_is_refused() {
 }
 
 #[test]
+fn a_checksum_is_not_repaired_in_a_schema_a_newer_release_migrated() {
+    let db = TestDb::new();
+    migrate(&db, &[]).run().assert_code(0);
+    db.client()
+        .batch_execute(
+            "INSERT INTO schema_migrations VALUES (99, 'future', 'x', now());
+             UPDATE schema_migrations SET checksum = 'of-the-newer-release' WHERE version = 3",
+        )
+        .unwrap();
+    // Before: this older build wrote its own checksum over the newer release's (exit 0),
+    // and the newer release refused the database from then on.
+    let repair = migrate(&db, &["--repair-checksum", "3"]).run();
+    repair.assert_code(78);
+    assert!(repair.stderr.contains("schema is at version 99"), "{}", repair.stderr);
+    let checksum: String = db
+        .client()
+        .query_one("SELECT checksum FROM schema_migrations WHERE version = 3", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(checksum, "of-the-newer-release");
+    let repairs =
+        query_i64(&mut db.client(), "SELECT count(*) FROM events WHERE kind = 'migration_checksum_repaired'");
+    assert_eq!(repairs, 0);
+}
+
+#[test]
+fn a_migrate_whose_session_the_server_ended_while_it_was_paused_exits_69() {
+    let config = "[[drain]]\nname = \"a\"\ncommand = [\"true\"]\n";
+    let fixture = Fixture::new(config, "2026-11-27T10:00:00Z");
+    let _client = at_version_1(&fixture);
+    let mut reader = fixture.client();
+    let mut dump = reader.transaction().unwrap();
+    dump.batch_execute("SELECT count(*) FROM quota_backoffs").unwrap();
+    // Every session of this migrate may idle in a transaction for 300 ms (as released, 60 s).
+    let child = fixture
+        .drainctl(&["--lock-timeout", "30s", "migrate"])
+        .env("DRAINCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS", "300")
+        .spawn();
+    let waiting =
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+    wait_until("the migrate to wait for the table lock", std::time::Duration::from_secs(20), || {
+        fixture.count(waiting) == 1
+    });
+    // A paused VM: the process stops while its statement waits; the lock comes free, the
+    // statement ends, and the session sits idle in its transaction until the server ends it.
+    let backend = fixture.count(
+        "SELECT pid::bigint FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    );
+    signal(child.id(), libc::SIGSTOP);
+    dump.rollback().unwrap();
+    let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {backend}");
+    wait_until("the server to end the paused session", std::time::Duration::from_secs(20), || {
+        fixture.count(&gone) == 0
+    });
+    signal(child.id(), libc::SIGCONT);
+    let result = finished(child.wait_with_output().unwrap());
+    // Before: exit 70, "a bug", for what pg_terminate_backend answers with 69.
+    result.assert_code(69);
+    assert!(result.stderr.contains("idle-in-transaction timeout"), "{}", result.stderr);
+    assert!(result.stderr.contains("run it again"), "{}", result.stderr);
+    fixture.drainctl(&["migrate"]).run().assert_code(0);
+}
+
+#[test]
 fn a_held_migration_lock_times_out_with_exit_75_naming_the_holder() {
     let db = TestDb::new();
     let mut holder = db.client();
