@@ -87,7 +87,9 @@ impl Pass<'_> {
         );
         let event = Event::new(EventKind::ItemDeadLettered, format!("item {}: {note}", item.key))
             .data(json!({ "attempt": used, "outcome": AttemptOutcome::NotStarted, "error": note }));
-        self.settle_unrun(item, ItemState::Dead, AttemptOutcome::NotStarted, &note, event)?;
+        if self.settle_unrun(item, ItemState::Dead, AttemptOutcome::NotStarted, &note, event)? {
+            self.dead_unrun += 1;
+        }
         Ok(ItemEnd::Settled)
     }
 

@@ -145,6 +145,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             done: carried.done,
             failed: carried.failed,
             skipped: carried.skipped,
+            dead_unrun: carried.dead_unrun,
             is_account_suspected: false,
             statements: std::mem::take(&mut carried.statements),
             unstaged: None,
@@ -235,6 +236,7 @@ struct Carried {
     done: u32,
     failed: u32,
     skipped: u32,
+    dead_unrun: u32,
     idle_seconds: f64,
     cost_picousd: i128,
     is_continuation: bool,
@@ -253,6 +255,7 @@ impl Pass<'_> {
             done: self.done,
             failed: self.failed,
             skipped: self.skipped,
+            dead_unrun: self.dead_unrun,
             idle_seconds: self.idle_seconds,
             cost_picousd: self.cost_picousd,
             is_continuation: self.is_continuation,
@@ -574,6 +577,7 @@ fn pass_json(pass: &Pass, stop: &Stop) -> serde_json::Value {
         "items_done": pass.done,
         "items_failed": pass.failed,
         "items_skipped": pass.skipped,
+        "items_dead_without_attempt": pass.dead_unrun,
     })
 }
 
@@ -582,10 +586,15 @@ fn pass_json(pass: &Pass, stop: &Stop) -> serde_json::Value {
 fn render(pass: &Pass, stop: Stop, previous_runs: Vec<serde_json::Value>) -> Report {
     let line = |run: &serde_json::Value| {
         // Items whose file was gone are named only when there were some.
-        let skipped = match run["items_skipped"].as_u64() {
+        let mut skipped = match run["items_skipped"].as_u64() {
             Some(skipped) if skipped > 0 => format!(", {skipped} skipped (file missing)"),
             _ => String::new(),
         };
+        // Items dead-lettered at their claim, likewise (before: "0 done, 0 failed
+        // attempts" for a pass that dead-lettered them).
+        if let Some(dead) = run["items_dead_without_attempt"].as_u64().filter(|dead| *dead > 0) {
+            skipped.push_str(&format!(", {dead} dead-lettered without an attempt (max_attempts used)"));
+        }
         format!(
             "{}: run {} {}: {}{skipped} — {}",
             pass.drain.name,
@@ -703,6 +712,8 @@ struct Pass<'a> {
     failed: u32,
     /// Items settled `skipped_missing` at their claim: their source file was gone.
     skipped: u32,
+    /// Items dead-lettered at their claim without an attempt: they had used `max_attempts`.
+    dead_unrun: u32,
     /// The account of the current item carries a suspected mark that a success clears.
     is_account_suspected: bool,
     /// The per-item statements, parsed and planned once per pass.

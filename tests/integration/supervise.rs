@@ -1301,6 +1301,20 @@ fn a_crashed_run_of_a_drain_no_longer_configured_is_reaped_and_its_item_released
     wait_until_gone("the worker it left", worker);
     // Nothing is left for the next pass.
     assert!(action_for(&decisions(&fixture, &[]), "gone", "reap_crashed").is_none());
+    // Back in the configuration, its own max_attempts decides (docs/operations.md): the
+    // item is dead-lettered at its claim, and the pass says so (before: "0 done, 0 failed
+    // attempts").
+    fixture.write_config(&config(gone));
+    let back = fixture.drainctl(&["drain", "gone"]).run();
+    back.assert_code(0);
+    assert!(
+        back.stdout.contains("0 done, 0 failed attempts, 1 dead-lettered without an attempt"),
+        "{}",
+        back.stdout
+    );
+    assert_eq!(fixture.item("gone", "a").0, "dead");
+    let json = fixture.drainctl(&["drain", "gone", "--json"]).run().json();
+    assert_eq!(json["items_dead_without_attempt"], 0, "{json}");
 }
 
 #[test]
