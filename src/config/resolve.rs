@@ -255,9 +255,28 @@ fn password_of(url: &str) -> Option<String> {
 
 /// The password of a URL as it is written, percent-encoding and all: what sits between
 /// the user's ':' and the last '@' (an unencoded '@' in a password is what often breaks
-/// a URL).
+/// a URL). In the key/value form, its `password=` value, unquoted: such a string that
+/// does not parse (a bad `sslmode`) may quote the password back in another setting.
 fn password_as_written(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map(|(_, rest)| rest)?;
+    let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else {
+        static PASSWORD_SETTING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            crate::quota::patterns::compile(r"(?i)(?:^|\s)password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^\s']\S*))")
+        });
+        let found = PASSWORD_SETTING.captures(url)?;
+        return match (found.get(1), found.get(2)) {
+            // A backslash escapes the character after it, as libpq reads it.
+            (Some(quoted), _) => {
+                let mut chars = quoted.as_str().chars();
+                let mut password = String::new();
+                while let Some(c) = chars.next() {
+                    password.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+                }
+                Some(password)
+            }
+            (None, Some(bare)) => Some(bare.as_str().to_string()),
+            (None, None) => None,
+        };
+    };
     let authority = rest.rsplit_once('@').map(|(authority, _)| authority)?;
     authority.split_once(':').map(|(_, password)| password.to_string())
 }
@@ -1415,6 +1434,17 @@ mod tests {
             let message = resolve(&format!("[defaults]\n{text}\n")).unwrap_err().to_string();
             assert!(message.contains(":2:") && message.contains(fragment), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn the_password_of_a_key_value_string_that_does_not_parse_is_a_secret() {
+        assert_eq!(password_of("host=h password=Kv9-bare sslmode=Kv9-bare").as_deref(), Some("Kv9-bare"));
+        assert_eq!(
+            password_of(r"host=h password = 'Kv9 it\'s \\ quoted' sslmode=bad").as_deref(),
+            Some(r"Kv9 it's \ quoted")
+        );
+        assert_eq!(password_of("host=h sslmode=bad"), None);
+        assert_eq!(password_of("host=h mypassword=x sslmode=bad"), None);
     }
 
     #[test]

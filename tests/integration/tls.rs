@@ -116,6 +116,22 @@ fn a_wrong_tls_setting_is_a_configuration_error_naming_it() {
     }
 }
 
+#[test]
+fn a_bad_setting_of_a_key_value_string_quoting_its_password_does_not_show_it() {
+    let fixture = Fixture::new(CONFIG, NOW);
+    let password = "Kv9Secret77";
+    for form in [
+        format!("host=127.0.0.1 password={password} sslmode={password}"),
+        format!("host=127.0.0.1 password='{password}' sslmode={password}"),
+    ] {
+        let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &form).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains("`sslmode`"), "{}", result.stderr);
+        // Before: the key/value form (unlike a URL) printed the value, the password.
+        assert!(!result.stderr.contains(password), "{}", result.stderr);
+    }
+}
+
 /// The fixture's database URL for the role `drainctl_cert`, which the cluster lets in by
 /// its client certificate alone (no password), verified, with `query` added.
 fn certificate_url(fixture: &Fixture, query: &str) -> String {
