@@ -70,6 +70,9 @@ impl Context {
     }
 }
 
+/// How a drain the database knows but the configuration does not is refused.
+pub const NOT_IN_THE_CONFIGURATION: &str = "is in the database but not in the configuration";
+
 impl Context {
     /// The configured drain called `name`, for a command that needs its settings. A drain
     /// the database still knows (its `[[drain]]` table removed or renamed) is refused with
@@ -82,7 +85,7 @@ impl Context {
                 None => String::new(),
             };
             return Err(crate::error::Error::Usage(format!(
-                "drain {name:?} is in the database but not in the configuration{file}: its [[drain]] \
+                "drain {name:?} {NOT_IN_THE_CONFIGURATION}{file}: its [[drain]] \
                  table was removed or renamed; add a [[drain]] table named {name:?} back to run, \
                  enqueue or retry its items (`{}` deletes every item of it, results too)",
                 crate::commands::discard::discard_all_command(name)

@@ -48,7 +48,18 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Report> {
     match cli.command {
         Command::Migrate(args) => migrate::run(config_path.as_deref(), lock_timeout, &args),
         Command::Quota(cli::QuotaCommand::Test(args)) => quota::run(config_path.as_deref(), &args),
-        Command::Drain(args) => writing.run(|ctx| drain::run(ctx, &args)),
+        Command::Drain(args) => {
+            // Test hook: a drain `supervise` started waits before it reads the configuration
+            // until this file exists, so that a test may edit the file in between.
+            #[cfg(feature = "testing")]
+            if let Ok(gate) = std::env::var("DRAINCTL_TEST_DRAIN_GATE") {
+                let started = std::time::Instant::now();
+                while !Path::new(&gate).exists() && started.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            writing.run(|ctx| drain::run(ctx, &args))
+        }
         Command::Enqueue(args) => {
             let given = enqueue::given_item(&args)?;
             writing.run(|ctx| enqueue::run(ctx, &args, given))

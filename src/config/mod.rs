@@ -48,6 +48,8 @@ pub const WITHHELD_ENV: [&str; 5] = [
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./drainctl.toml", "/etc/drainctl/drainctl.toml"];
 /// What `{token}` in `resume_args` is replaced with.
 pub const RESUME_TOKEN_PLACEHOLDER: &str = "{token}";
+/// How a drain name the configuration does not know begins to be refused.
+pub const UNKNOWN_DRAIN: &str = "unknown drain";
 
 #[derive(Debug)]
 pub struct Config {
@@ -703,7 +705,7 @@ impl Config {
             } else {
                 format!("known: {}", known.join(", "))
             };
-            Error::Usage(format!("unknown drain {name:?}; {known}"))
+            Error::Usage(format!("{UNKNOWN_DRAIN} {name:?}; {known}"))
         })
     }
 

@@ -184,10 +184,14 @@ impl EndedWithoutRun {
     /// The error the pass counts for it ([`EndedWithoutRun::describe`] its message): such
     /// a drain almost always could not reach the database (69), unless its log ends on a
     /// refusal no retry mends — a schema changed by hand, a path reached through another
-    /// user's link or below a folder another user may replace (78, as the drain exited).
+    /// user's link or below a folder another user may replace (78, as the drain exited),
+    /// or a drain the configuration no longer names (its file edited since this pass read
+    /// it: 78, where 69 said the database failed).
     pub fn error(&self) -> Error {
         let message = self.describe();
         let is_configuration = [
+            crate::context::NOT_IN_THE_CONFIGURATION,
+            crate::config::UNKNOWN_DRAIN,
             crate::error::CHANGED_BY_HAND,
             crate::ownership::REACHED_THROUGH_A_LINK,
             crate::ownership::ITS_OWNER_MAY_REPLACE,

@@ -829,6 +829,32 @@ fn a_pass_right_after_the_one_that_started_a_drain_does_not_start_it_again() {
 }
 
 #[test]
+fn a_drain_removed_from_the_file_before_its_started_pass_read_it_is_reported_as_the_configuration() {
+    let fixture = Fixture::new(&config(""), INSIDE);
+    fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
+    let gate = fixture.path("gate");
+    let first = fixture
+        .drainctl(&["supervise", "--json"])
+        .env("DRAINCTL_TEST_DRAIN_GATE", gate.to_str().unwrap())
+        .run();
+    first.assert_code(0);
+    let decisions = first.json()["decisions"].as_array().cloned().unwrap_or_default();
+    let pid = action_for(&decisions, "docs", "start").expect("a start")["pid"].as_u64().unwrap() as u32;
+    // The operator's edit lands between the pass's decision and the drain's reading.
+    let without_docs = config("").replace("name = \"docs\"", "name = \"other\"");
+    assert_ne!(without_docs, config(""));
+    fixture.write_config(&without_docs);
+    std::fs::write(&gate, "").unwrap();
+    wait_until_gone("the drain", pid);
+    // Before: exit 69, as if the database had failed.
+    let second = fixture.drainctl(&["supervise"]).run();
+    second.assert_code(78);
+    let errors: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'supervise_error'");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("is in the database but not in the configuration"), "{}", errors[0]);
+}
+
+#[test]
 fn a_drain_that_fails_to_connect_after_its_pass_stopped_waiting_is_reported_by_the_next_pass() {
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
