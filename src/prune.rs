@@ -155,6 +155,10 @@ pub fn prune(
     // does: what was removed is recorded either way — and when the step failed for want
     // of the database, which takes the event with it, the error says it.
     let steps = prune_steps(client, config, dry_run, &mut report);
+    // A signal that came after the last step had begun cut nothing short: the prune is
+    // done, not interrupted (before: said interrupted, and done again the next hour).
+    let cut_short = matches!(steps, Ok(true));
+    let steps = steps.map(|_| ());
     let removed = !dry_run && report.removed_anything();
     let recorded = if removed {
         let event = Event::new(EventKind::RetentionPruned, report.summary()).data(json!({
@@ -188,7 +192,7 @@ pub fn prune(
             steps?;
         }
     }
-    if let Some(signal) = crate::worker::signals::termination_signal() {
+    if let Some(signal) = crate::worker::signals::termination_signal().filter(|_| cut_short) {
         return Err(Error::Temporary(format!(
             "prune interrupted by {}: {}; the next prune goes on",
             crate::worker::signals::signal_name(signal),
@@ -199,49 +203,58 @@ pub fn prune(
 }
 
 /// The steps of [`prune`], in order, until one fails; `report` counts what the batches
-/// committed before it, which stays removed.
-fn prune_steps(client: &mut Client, config: &Config, dry_run: bool, report: &mut PruneReport) -> Result<()> {
+/// committed before it, which stays removed. Whether SIGTERM or SIGINT cut one short (a
+/// batch not run, or the log files not looked at).
+fn prune_steps(
+    client: &mut Client,
+    config: &Config,
+    dry_run: bool,
+    report: &mut PruneReport,
+) -> Result<bool> {
     let (runs_before, events_before) = (report.runs_before, report.events_before);
     let mut unrelated = 0;
-    in_batches(dry_run, (&mut report.runs, &mut report.attempts), |limit, dry| {
+    let mut cut_short = in_batches(dry_run, (&mut report.runs, &mut report.attempts), |limit, dry| {
         retention::prune_runs(client, runs_before, limit, dry)
     })?;
-    in_batches(dry_run, (&mut report.supervisor_passes, &mut unrelated), |limit, dry| {
+    cut_short |= in_batches(dry_run, (&mut report.supervisor_passes, &mut unrelated), |limit, dry| {
         retention::prune_supervisor_passes(client, runs_before, limit, dry)
     })?;
     if let Some(before) = report.done_items_before {
-        in_batches(dry_run, (&mut report.done_items, &mut unrelated), |limit, dry| {
+        cut_short |= in_batches(dry_run, (&mut report.done_items, &mut unrelated), |limit, dry| {
             retention::prune_done_items(client, before, limit, dry)
         })?;
     }
-    in_batches(dry_run, (&mut report.events, &mut unrelated), |limit, dry| {
+    cut_short |= in_batches(dry_run, (&mut report.events, &mut unrelated), |limit, dry| {
         retention::prune_events(client, events_before, limit, dry)
     })?;
-    if crate::worker::signals::termination_signal().is_none() {
-        let keep: Vec<PathBuf> =
-            retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
-        report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
+    if crate::worker::signals::termination_signal().is_some() {
+        return Ok(true);
     }
-    Ok(())
+    let keep: Vec<PathBuf> = retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
+    report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
+    Ok(cut_short)
 }
 
 /// Run `batch` until it deletes less than a full batch or SIGTERM/SIGINT arrived (a dry run counts everything in one
 /// go); a batch that lost a deadlock is run again (docs/guarantees.md). Adds each
 /// committed batch's rows and related rows to `counts` as it goes, so that a batch that
-/// fails leaves the count of those before it.
+/// fails leaves the count of those before it. Whether the signal kept a batch from running.
 fn in_batches(
     dry_run: bool,
     counts: (&mut u64, &mut u64),
     mut batch: impl FnMut(i64, bool) -> Result<Batch>,
-) -> Result<()> {
+) -> Result<bool> {
     let (rows, related) = counts;
     if dry_run {
         let counted = batch(i64::MAX, true)?;
         (*rows, *related) = (counted.candidates as u64, counted.related as u64);
-        return Ok(());
+        return Ok(false);
     }
-    // No batch starts once SIGTERM or SIGINT arrived.
-    while crate::worker::signals::termination_signal().is_none() {
+    loop {
+        // No batch starts once SIGTERM or SIGINT arrived.
+        if crate::worker::signals::termination_signal().is_some() {
+            return Ok(true);
+        }
         // A batch that loses a deadlock with another command (an `enqueue --replace` of
         // the done items it deletes) was rolled back whole, and is run again.
         let done = crate::db::retry_conflicts(
@@ -251,10 +264,9 @@ fn in_batches(
         *rows += done.deleted as u64;
         *related += done.related as u64;
         if done.deleted < BATCH {
-            break;
+            return Ok(false);
         }
     }
-    Ok(())
 }
 
 /// Remove (or count) the log files drainctl wrote — `log_dir/NAME/YYYYmmddTHHMMSSZ-PID.log`

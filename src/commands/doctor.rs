@@ -1207,12 +1207,17 @@ fn find_program(program: &str, path_variable: Option<&OsStr>, setting: &str) -> 
 fn check_worker_zone(checks: &mut Checks, whose: &str, env: &[(String, String)], configured: chrono_tz::Tz) {
     let Some(value) = crate::quota::env_tz(env) else { return };
     if crate::quota::tz_zone(value).is_none() {
+        let fix = match crate::quota::tz_zone(value.trim()) {
+            // The worker's C library and Node read no zone from it either: they run in UTC.
+            Some(_) => "remove the blanks around the name (the worker reads no zone from it and runs in UTC)",
+            None => "use an IANA name such as \"Europe/Berlin\"",
+        };
         checks.push(
             "worker_zone",
             Status::Warn,
             format!(
                 "{whose}: env TZ = {value:?} is not a zone name drainctl knows; the worker's clock times \
-                 (\"resets 8pm\") are read in {configured} instead: use an IANA name such as \"Europe/Berlin\""
+                 (\"resets 8pm\") are read in {configured} instead: {fix}"
             ),
         );
     }

@@ -418,9 +418,11 @@ pub(crate) fn env_tz(env: &[(String, String)]) -> Option<&str> {
 }
 
 /// The zone a `TZ` value names (`Europe/Berlin`, `:Europe/Berlin`), if drainctl knows it:
-/// a POSIX rule (`CET-1`) it does not read.
+/// a POSIX rule (`CET-1`) it does not read. Nor a name with blanks around it, which the
+/// worker's C library and Node do not read as that zone either (they run in UTC): read
+/// as the name, its clock times would be hours off (before: `America/Los_Angeles `).
 pub(crate) fn tz_zone(value: &str) -> Option<Tz> {
-    value.trim().trim_start_matches(':').parse::<Tz>().ok()
+    value.strip_prefix(':').unwrap_or(value).parse::<Tz>().ok()
 }
 
 #[cfg(test)]
@@ -631,6 +633,8 @@ mod tests {
         assert_eq!(worker_zone(&env("Europe/Warsaw"), configured), chrono_tz::Europe::Warsaw);
         assert_eq!(worker_zone(&env(":America/New_York"), configured), chrono_tz::America::New_York);
         assert_eq!(worker_zone(&env("CET-1CEST"), configured), configured);
+        assert_eq!(worker_zone(&env("America/Los_Angeles "), configured), configured);
+        assert_eq!(worker_zone(&env(" Europe/Warsaw"), chrono_tz::Asia::Tokyo), chrono_tz::Asia::Tokyo);
         assert_eq!(worker_zone(&[], chrono_tz::Asia::Tokyo), chrono_tz::Asia::Tokyo);
     }
 

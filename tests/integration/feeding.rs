@@ -1530,6 +1530,44 @@ fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
 }
 
 #[test]
+fn a_prune_stopped_by_sigterm_once_its_last_step_began_finishes_and_says_it_is_done() {
+    let (fixture, _client) = three_old_runs_and_a_new_one();
+    let logs = fixture.path("logs/docs");
+    fs::create_dir_all(&logs).unwrap();
+    let old_log = logs.join("20261001T000000Z-1.log");
+    fs::write(&old_log, "log\n").unwrap();
+    set_mtime(&old_log, days_before_now(40).into());
+    // Held at the events step, then at the log files' step (it reads the running runs).
+    let mut holder = fixture.client();
+    let mut lock = holder.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE").unwrap();
+    let prune = fixture.drainctl(&["prune"]).spawn();
+    wait_until("the old runs removed", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM runs") == 1
+    });
+    let mut runs_holder = fixture.client();
+    let mut runs_lock = runs_holder.transaction().unwrap();
+    runs_lock.batch_execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE").unwrap();
+    lock.rollback().unwrap();
+    let waiting_for_runs = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                            WHERE c.relname = 'runs' AND NOT l.granted";
+    wait_until("the log files' step to wait for the runs", Duration::from_secs(20), || {
+        fixture.count(waiting_for_runs) == 1
+    });
+    signal(prune.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    runs_lock.rollback().unwrap();
+    let result = finished(prune.wait_with_output().unwrap());
+    // Before: "prune interrupted by SIGTERM", exit 75, for a prune that went on to the end.
+    result.assert_code(0);
+    assert!(!result.stderr.contains("interrupted"), "{}", result.stderr);
+    assert!(!old_log.exists(), "the old log removed");
+    let recorded: Vec<String> =
+        fixture.column("SELECT data->>'log_files' FROM events WHERE kind = 'retention_pruned'");
+    assert_eq!(recorded, ["1"]);
+}
+
+#[test]
 fn a_prune_that_fails_midway_says_what_its_committed_batches_removed() {
     // The events step fails after the runs are removed: with the session still there (the
     // event records the removal), and with the session gone (nothing can record it).

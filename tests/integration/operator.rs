@@ -1453,6 +1453,21 @@ fn doctor_warns_of_a_worker_tz_drainctl_cannot_read() {
     let fixture = Fixture::new(&config("", "env = { TZ = \":Europe/Berlin\" }\n"), NOW);
     let result = fixture.drainctl(&["doctor"]).run();
     assert!(!result.stdout.contains("worker_zone"), "{}", result.stdout);
+    // A name with a blank after it: the worker runs in UTC, and drainctl read its clock
+    // times in Los Angeles, eight hours off, without a word (before).
+    let fixture = Fixture::new(&config("", "env = { TZ = \"America/Los_Angeles \" }\n"), NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    assert!(
+        result.stdout.contains("env TZ = \"America/Los_Angeles \" is not a zone name drainctl knows")
+            && result.stdout.contains("remove the blanks around the name"),
+        "{}",
+        result.stdout
+    );
+    let test = fixture
+        .drainctl(&["quota", "test", "--drain", "docs", "--now", "2026-12-07T22:40:00Z"])
+        .stdin("ERROR: You've hit your usage limit. Upgrade to Pro or try again at 11:44 PM.\n")
+        .run();
+    assert!(test.stdout.contains("reset: ") && !test.stdout.contains("PST"), "{}", test.stdout);
 }
 
 #[test]
