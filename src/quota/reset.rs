@@ -34,9 +34,14 @@ impl ResetMatch {
             let words = text.get(self.start..self.end)?;
             // The occurrence before the next one, not the first of a time the clocks going
             // back repeat an hour later: that later one is the reset still ahead (the first
-            // of its instants still ahead, docs/rate-limits.md).
+            // of its instants still ahead, docs/rate-limits.md) — unless the first one's
+            // minute still lasts: "resets 2:30am" read at 2:30:20 names the minute under
+            // way, as on any other night (before: the repeat, an hour's wait).
+            let minute = Duration::seconds(60);
             find_resets(words, earlier, zone).first().map(|found| found.instant).filter(|&passed| {
-                passed <= now && passed < self.instant && self.instant - passed > period / 2
+                passed <= now
+                    && passed < self.instant
+                    && (self.instant - passed > period / 2 || now - passed < minute)
             })
         });
         StatedReset { at: self.instant, form: self.form, just_passed }
@@ -629,6 +634,15 @@ mod tests {
             // minutes after the first, the second is still ahead, not "just now".
             ("2026-11-01T05:35:00Z", chrono_tz::America::New_York, "resets 1:30am", None),
             ("2026-10-25T00:35:00Z", Warsaw, "resets 2:30am (Europe/Berlin)", None),
+            // Within the first one's own minute, that minute is meant, as on any other night.
+            ("2026-10-25T00:30:20Z", Warsaw, "resets 2:30am (Europe/Berlin)", Some("2026-10-25T00:30:00Z")),
+            (
+                "2026-11-01T05:30:59Z",
+                chrono_tz::America::New_York,
+                "resets 1:30am",
+                Some("2026-11-01T05:30:00Z"),
+            ),
+            ("2026-11-01T05:31:00Z", chrono_tz::America::New_York, "resets 1:30am", None),
             ("2026-04-04T14:50:00Z", Warsaw, "resets 1:45am (Australia/Lord_Howe)", None),
             ("2026-11-01T05:35:00Z", chrono_tz::America::New_York, "resets Sun 1:30am", None),
             ("2026-11-01T05:35:00Z", chrono_tz::America::New_York, "try again at Nov 1, 1:30 AM", None),

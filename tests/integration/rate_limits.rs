@@ -985,6 +985,22 @@ echo "- a summary of $(basename "$path")"
 }
 
 #[test]
+fn a_clock_time_hit_within_its_minute_in_the_hour_the_clocks_repeat_is_that_minute() {
+    // 02:30:20 CEST on the night Paris goes back at 03:00 to 02:00 CET: "resets 2:30am"
+    // names the minute under way, as on any other night — not 02:30 CET an hour later.
+    let fixture = Fixture::new(&config(), "2026-10-25T00:30:20Z");
+    fixture.enqueue("alpha", &[("a1".into(), limit("You've hit your 5-hour limit · resets 2:30am"))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    // Before: 2026-10-25T01:31:00Z.
+    assert_eq!(fixture.backoff_until("shared"), "2026-10-25T00:31:04Z");
+    // Past that minute, the repeat is the reset still ahead (docs/rate-limits.md).
+    fixture.set_now("2026-10-25T00:35:00Z");
+    fixture.enqueue("beta", &[("b1".into(), limit("You've hit your 5-hour limit · resets 2:30am"))]);
+    fixture.drainctl(&["drain", "beta"]).run().assert_code(0);
+    assert_eq!(fixture.backoff_until("shared"), "2026-10-25T01:31:00Z");
+}
+
+#[test]
 fn a_clock_time_without_seconds_hit_within_its_minute_waits_for_the_minute_to_end() {
     // codex truncates: "try again at 1:24 AM" (00:24Z in Paris) for a reset at 00:24:28Z.
     let fixture = Fixture::new(&config(), "2026-12-03T00:23:20Z");
