@@ -857,11 +857,21 @@ fn finish_pass(
         }
     }
     if client.is_closed() {
-        // The session ended while the pass waited for its drains: the supervise lock went
-        // with it, and all the pass did is committed — its table is still printed.
+        // The session ended after the pass was recorded — in the prune, the textfile or
+        // the wait for its drains: the supervise lock went with it, and all the pass
+        // decided is committed — its table is still printed. (Before, it always said it
+        // ended in the wait, and that the drains it started "run on", started or not.)
+        let started = decisions.iter().any(|d| d.action == Action::Start && d.error.is_none());
+        let drains = match started {
+            true => {
+                "; the drains it started go on unless the database's going away stopped them too                  (`drainctl runs`)"
+            }
+            false => "",
+        };
         let error = Error::Unavailable(format!(
-            "{}: the session ended while the pass waited for the drains it started to record their runs; \
-             what it decided was committed and the drains it started run on",
+            "{}: the session ended after the pass was recorded (while it pruned old history, wrote the \
+             metrics textfile or waited for the drains it started to record their runs); what it decided \
+             was committed{drains}; the next pass does the rest",
             crate::error::CONNECTION_LOST
         ));
         failures.add(&error);
