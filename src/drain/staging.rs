@@ -207,7 +207,9 @@ pub(super) fn reaped(run_id: i64) -> String {
 /// run 12, item a runs again (the attempt counts, …)".
 pub(super) fn runs_again_once_reaped(key: &str, run_id: i64) -> String {
     format!(
-        "once {}, item {key} runs again (the attempt counts, as for a crash: on its last attempt it is dead)",
+        "once {}, item {key} runs again (the attempt counts, as for a crash: on its last attempt it is dead; \
+         it is given back instead when the run left an earlier item open too: the reaper cannot tell that this \
+         one's worker started)",
         reaped(run_id)
     )
 }
@@ -224,7 +226,8 @@ mod tests {
             "could not write the result of item a (11 bytes) to the database: database connection lost: \
              connection closed; it was held only in memory: it is lost; once supervise or the drain's \
              next pass reaps run 4, item a runs again (the attempt counts, as for a crash: on its last \
-             attempt it is dead)"
+             attempt it is dead; it is given back instead when the run left an earlier item open too: the \
+             reaper cannot tell that this one's worker started)"
         );
         let kept = uncommitted(lost(), "b", None, 4, true);
         assert_eq!(kept.exit_code(), lost().exit_code());
