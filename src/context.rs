@@ -70,6 +70,10 @@ impl Context {
     }
 }
 
+/// What a dry run on a database without drainctl's schema changed all the same: it gets
+/// the schema from its first command, a dry run too (docs/migrations.md).
+pub const BUT_THE_SCHEMA: &str = "but drainctl's schema, created in this database that had none";
+
 /// How a drain the database knows but the configuration does not is refused.
 pub const NOT_IN_THE_CONFIGURATION: &str = "is in the database but not in the configuration";
 

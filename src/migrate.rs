@@ -715,7 +715,12 @@ pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
     let (kinds, names): (Vec<&str>, Vec<String>) = wanted.into_iter().unzip();
     let taken: Vec<String> = client
         .query_one(
-            "SELECT coalesce(array_agg(w.kind || ' ' || w.name ORDER BY w.kind, w.name), '{}')
+            "SELECT coalesce(array_agg(
+                        -- A type (an enum, a domain) in the table's way is named as what it is.
+                        CASE WHEN w.kind = 'table'
+                                  AND to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NULL
+                             THEN 'type' ELSE w.kind END
+                        || ' ' || w.name ORDER BY w.kind, w.name), '{}')
                FROM unnest($1::text[], $2::text[]) AS w(kind, name)
               WHERE CASE w.kind
                       WHEN 'function' THEN EXISTS (

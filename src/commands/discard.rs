@@ -62,8 +62,12 @@ pub fn run(ctx: &mut Context, args: &DiscardArgs) -> Result<Report> {
         }
         Ok(found)
     })?;
+    let mut said = human(&drain, &found, selection, args.dry_run);
+    if args.dry_run && ctx.schema_created {
+        said = format!("dry run: nothing was changed {}\n{said}", crate::context::BUT_THE_SCHEMA);
+    }
     Ok(Report::new(
-        human(&drain, &found, selection, args.dry_run),
+        said,
         json!({
             "drain": drain,
             "dry_run": args.dry_run,

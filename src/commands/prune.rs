@@ -15,14 +15,18 @@ pub fn run(ctx: &mut Context, args: &PruneArgs) -> Result<Report> {
     crate::worker::signals::install_termination_handlers()
         .map_err(|error| Error::Internal(format!("cannot install signal handlers: {error}")))?;
     let report = prune_now(&mut ctx.client, &ctx.outbox, &ctx.config, now, args.dry_run)?;
-    render(&report, ctx.config.defaults.timezone)
+    render(&report, ctx.config.defaults.timezone, ctx.schema_created)
 }
 
-fn render(report: &PruneReport, zone: chrono_tz::Tz) -> Result<Report> {
+fn render(report: &PruneReport, zone: chrono_tz::Tz, schema_created: bool) -> Result<Report> {
     let local = |at: DateTime<Utc>| crate::output::local_minute(at, zone);
     let mut human = String::new();
-    if report.dry_run {
-        human.push_str("dry run: nothing was removed\n");
+    match (report.dry_run, schema_created) {
+        (false, _) => {}
+        (true, false) => human.push_str("dry run: nothing was removed\n"),
+        (true, true) => {
+            human.push_str(&format!("dry run: nothing was removed {}\n", crate::context::BUT_THE_SCHEMA))
+        }
     }
     human.push_str(&format!("{}\n", report.summary()));
     human.push_str(&format!("  runs and supervisor passes before {}\n", local(report.runs_before)));

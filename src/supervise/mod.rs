@@ -982,10 +982,7 @@ fn render(
         (false, _) => String::new(),
         (true, false) => "dry run: nothing was changed\n".to_string(),
         // A database with no schema gets it from its first command, a dry run too.
-        (true, true) => {
-            "dry run: nothing was changed but drainctl's schema, created in this database that had none\n"
-                .to_string()
-        }
+        (true, true) => format!("dry run: nothing was changed {}\n", crate::context::BUT_THE_SCHEMA),
     };
     human.push_str(&table(&["DRAIN", "ACTION", "REASON"], &rows));
     for scan in scans {

@@ -460,6 +460,21 @@ fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
         "{}",
         first.stdout
     );
+    // So do the other dry runs (before: "nothing was removed", "a: no dead items").
+    for (args, said) in [
+        (&["prune", "--dry-run"][..], "dry run: nothing was removed but drainctl's schema, created"),
+        (
+            &["discard", "docs", "--dead", "--dry-run"][..],
+            "dry run: nothing was changed but drainctl's schema, created",
+        ),
+    ] {
+        let fresh = Fixture::new(config, "2026-11-27T10:00:00Z");
+        let first = fresh.drainctl(args).run();
+        first.assert_code(0);
+        assert!(first.stdout.starts_with(said), "{args:?}: {}", first.stdout);
+        let again = fresh.drainctl(args).run();
+        assert!(!again.stdout.contains("drainctl's schema"), "{args:?}: {}", again.stdout);
+    }
 }
 
 #[test]
@@ -617,7 +632,8 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
         .unwrap();
     let result = migrate(&db, &[]).run();
     result.assert_code(78);
-    let says = "this database already holds table attempts, table items that drainctl did not create";
+    let says = "this database already holds type attempts, type items that drainctl did not create";
+    // (Before: named "table", which `\dt` does not list.)
     assert!(result.stderr.contains(says), "{}", result.stderr);
     assert!(tables(&db).is_empty(), "{:?}", tables(&db));
     let doctor = Drainctl::new(&["doctor"])
