@@ -207,7 +207,7 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
         {
             return Error::Config(format!(
                 "{message}: the session's statements went to another server process, as through a connection \
-                 pooler in transaction mode: {}",
+                 pooler in transaction or statement mode: {}",
                 crate::db::NEEDS_A_SESSION
             ));
         }

@@ -670,7 +670,7 @@ fn refuse_transaction_pooler(
         let pid = backend_identity(client)?.pid;
         if pid != first.pid {
             return Err(Error::Config(format!(
-                "the database connection goes through a connection pooler in transaction mode (one \
+                "the database connection goes through a connection pooler in transaction or statement mode (one \
                  connection was served by two server processes, pid {} then {pid}): {NEEDS_A_SESSION}",
                 first.pid
             )));
@@ -711,7 +711,7 @@ fn served_by_two_processes(
             if (&second.pid, &second.server_start) == (&first.pid, &first.server_start) =>
         {
             Err(Error::Config(format!(
-                "the database connection goes through a connection pooler in transaction mode \
+                "the database connection goes through a connection pooler in transaction or statement mode \
                  (two open connections were served by the same server process, pid {}): {NEEDS_A_SESSION}",
                 first.pid
             )))

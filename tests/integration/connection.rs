@@ -217,7 +217,11 @@ fn a_transaction_pooler_is_refused_with_78_and_a_session_pool_works() {
     for args in [&["status"][..], &["migrate"], &["supervise"]] {
         let result = through("txn", args);
         result.assert_code(78);
-        assert!(result.stderr.contains("connection pooler in transaction mode"), "{}", result.stderr);
+        assert!(
+            result.stderr.contains("connection pooler in transaction or statement mode"),
+            "{}",
+            result.stderr
+        );
         assert!(result.stderr.contains("pool_mode = session"), "{}", result.stderr);
         assert!(result.stderr.contains("connect directly to PostgreSQL"), "{}", result.stderr);
         assert!(!result.stderr.contains(&bouncer.password), "{}", result.stderr);
@@ -266,7 +270,11 @@ fn a_transaction_pooler_that_hands_out_its_server_connections_in_turn_is_refused
     for args in [&["status"][..], &["migrate"], &["enqueue", "a", "--key", "k", "--payload", "{}"]] {
         let result = fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", &bouncer.url("txn")).run();
         result.assert_code(78);
-        assert!(result.stderr.contains("connection pooler in transaction mode"), "{}", result.stderr);
+        assert!(
+            result.stderr.contains("connection pooler in transaction or statement mode"),
+            "{}",
+            result.stderr
+        );
         assert!(result.stderr.contains("pool_mode = session"), "{}", result.stderr);
         assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
     }
