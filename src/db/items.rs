@@ -1332,6 +1332,9 @@ pub enum Failure {
     Dead,
     /// The run no longer held the item: who did as the statement saw it.
     ClaimLost(HeldNow),
+    /// This very failure was committed already, by the same statements sent again after
+    /// the reply to their commit was lost (a failover, a restart): nothing more to record.
+    RecordedBefore,
 }
 
 /// Record a failed attempt on a held item: retry at `retry_at`, or dead-letter it when
@@ -1360,10 +1363,15 @@ pub fn fail_item(
               WHERE id = $1 AND claimed_by = $2 AND state = 'running'
           RETURNING state)
          SELECT (SELECT state FROM failed),
-                (SELECT state FROM items WHERE id = $1), (SELECT claimed_by FROM items WHERE id = $1)",
+                (SELECT state FROM items WHERE id = $1), (SELECT claimed_by FROM items WHERE id = $1),
+                EXISTS (SELECT 1 FROM attempts a
+                         WHERE a.item_id = $1 AND a.run_id = $2 AND a.finished_at = $7 AND a.error = $3)",
         &[&item_id, &run_id, &error, &stderr_tail, &max_attempts, &retry_at, &now],
     )?;
     Ok(match row.try_get::<_, Option<ItemState>>(0)? {
+        // The attempt closed at this very moment with this very error: the same failure,
+        // committed before its reply was lost — not a claim another run took.
+        None if row.try_get::<_, bool>(3)? => Failure::RecordedBefore,
         None => Failure::ClaimLost(HeldNow::read(&row, 1, 2)?),
         Some(ItemState::Dead) => Failure::Dead,
         Some(_) => Failure::Retry(retry_at),

@@ -781,7 +781,7 @@ impl Pass<'_> {
                 now,
             )?;
             items::finish_attempt(tx, item.id, self.run_id, kind, exit_code, Some(error), now)?;
-            if !matches!(failure, Failure::ClaimLost(_)) {
+            if !matches!(failure, Failure::ClaimLost(_) | Failure::RecordedBefore) {
                 if let Some((account, stated_reset)) = charged_on {
                     // A poison charge, open until a later hit of the group settles it.
                     poison::open_charge(
@@ -817,7 +817,8 @@ impl Pass<'_> {
                         held_now.describe(self.run_id)
                     ),
                 )),
-                Failure::Retry(_) => None,
+                // Its event, charge and count were committed with it.
+                Failure::Retry(_) | Failure::RecordedBefore => None,
             };
             if let Some(event) = event {
                 let event = event.drain(&self.drain.name).run(self.run_id).item(item.id).data(json!({
@@ -830,6 +831,20 @@ impl Pass<'_> {
             }
             Ok(failure)
         })?;
+        #[cfg(feature = "testing")]
+        {
+            static LOST_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            let fault =
+                std::env::var(super::FAULT_ENV).is_ok_and(|fault| fault == "lose_failure_commit_reply");
+            if fault && !LOST_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                // The server ends the session right after the commit; its reply is lost.
+                let ended = self.client.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())");
+                return Err(ended.err().map_or_else(
+                    || Error::Unavailable("database connection lost: a fault of the test".into()),
+                    Error::from,
+                ));
+            }
+        }
         if !matches!(failure, Failure::ClaimLost(_)) {
             self.failed += 1;
         }

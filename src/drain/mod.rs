@@ -71,7 +71,9 @@ use crate::quota::Classifier;
 /// `die_after_ending_run` kills the process that ended a hung or crashed run right after
 /// it recorded that, before it signals anything; `orphan_kill_fails` makes the kill of a
 /// process a worker left outside its group fail with EPERM; `slow_enqueue_commit` holds
-/// `enqueue` 1.5 s right before its commit. Compiled only
+/// `enqueue` 1.5 s right before its commit; `lose_failure_commit_reply` ends the session
+/// right after the first failed attempt's record committed, as a failover that loses the
+/// commit's reply would. Compiled only
 /// with the `testing` feature, never into a release build (docs/configuration.md).
 #[cfg(feature = "testing")]
 pub const FAULT_ENV: &str = "DRAINCTL_FAULT";

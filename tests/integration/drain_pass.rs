@@ -2280,3 +2280,31 @@ fn the_documented_summarise_wrapper_fails_an_item_whose_file_is_missing_without_
     let calls = std::fs::read_to_string(&calls).unwrap_or_default();
     assert_eq!(calls.lines().count(), 1, "claude was called only for the file that exists");
 }
+
+#[test]
+fn a_failed_attempt_whose_commit_reply_was_lost_is_recorded_once_not_as_a_lost_claim() {
+    for (max_attempts, state) in [(1, "dead"), (2, "pending")] {
+        let fixture = Fixture::new(&config(&format!("max_attempts = {max_attempts}\n")), NOW);
+        fixture.enqueue(
+            "docs",
+            &[("k1".into(), steps(json!([{ "err": "fatal: broken item" }, { "exit": 2 }])))],
+        );
+        // The record of the failure commits; the session ends before its reply arrives,
+        // and the pass sends the same statements again on a new one.
+        let result = fixture
+            .drainctl(&["drain", "docs", "--json"])
+            .env("DRAINCTL_FAULT", "lose_failure_commit_reply")
+            .run();
+        result.assert_code(0);
+        // Before: a claim_lost event ("failure not recorded") and 0 failed attempts.
+        assert_eq!(result.json()["items_failed"], 1, "{}", result.stdout);
+        assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'claim_lost'"), 0);
+        assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'database_reconnected'"), 1);
+        let (now_state, attempts, error) = fixture.item("docs", "k1");
+        assert_eq!((now_state.as_str(), attempts), (state, 1), "{error:?}");
+        let dead_letters = fixture.count("SELECT count(*) FROM events WHERE kind = 'item_dead_lettered'");
+        assert_eq!(dead_letters, i64::from(state == "dead"));
+        assert_eq!(fixture.count("SELECT items_failed::bigint FROM runs"), 1);
+        assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE outcome = 'failure'"), 1);
+    }
+}
