@@ -38,6 +38,10 @@ pub(super) struct Line {
     /// A client's retry countdown, or the error body printed with it: the client
     /// went on retrying, so neither counts.
     pub(super) retried: bool,
+    /// The physical line was a JSON object whose own top-level `is_error` said this
+    /// (Claude Code's result): the client's verdict, read from the object, never from the
+    /// text of its strings — a model's answer quoting `"is_error":true` is no error.
+    pub(super) is_error: Option<bool>,
 }
 
 /// What stands for a line whose start was cut off with everything before it: the rest
@@ -122,11 +126,13 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
                 origin: Origin::Worker,
                 structured: false,
                 retried: false,
+                is_error: None,
             });
             continue;
         }
         let origin = origin_of(physical);
         let structured = physical.trim_start().starts_with(['{', '[']);
+        let is_error = structured.then(|| top_level_is_error(physical)).flatten();
         let unescaped = unescape_literal_escapes(physical);
         let unescaped = unescape_literal_escapes(&unescaped);
         let unescaped = if unescaped.contains('\u{1b}') {
@@ -139,7 +145,7 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
         let decoded_entities = replace_html_entities(&repaired);
         let normalized = normalize_characters(&decoded_entities);
         for logical in normalized.split(['\n', '\r']) {
-            lines.push(Line { text: collapse_whitespace(logical), origin, structured, retried });
+            lines.push(Line { text: collapse_whitespace(logical), origin, structured, retried, is_error });
         }
     }
     last_attempts_told(&mut lines);
@@ -309,6 +315,16 @@ impl CodexLayout {
 static EXEC_STATUS: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?:^|\s)(?:succeeded|exited\s+-?[0-9]+)\s+in\s+(?:[0-9]+m\s*)?[0-9][0-9.]*\s*[a-z]*:$")
 });
+
+/// The top-level `is_error` of a physical line that is a JSON object holding one (parsed
+/// only when the line names it).
+fn top_level_is_error(physical: &str) -> Option<bool> {
+    if !physical.contains("\"is_error\"") {
+        return None;
+    }
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(physical.trim()).ok()?;
+    object.get("is_error")?.as_bool()
+}
 
 /// Opening minus closing brackets: how far a line leaves a JSON body open.
 fn bracket_balance(physical: &str) -> i64 {

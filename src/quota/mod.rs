@@ -937,6 +937,16 @@ fn error_verdict(lines: &[Line]) -> ErrorVerdict {
             line.origin == Origin::Worker && !line.text.is_empty() && !is_countdown(&line.text)
         })
     };
+    // A result object the client printed says it, in its own field: read from the object,
+    // not from its strings' text, where a model's answer may quote `"is_error": true`
+    // (docs/rate-limits.md: a run whose structured result says it succeeded is a success).
+    let parsed: Vec<bool> = worker_lines().filter_map(|line| line.is_error).collect();
+    if !parsed.is_empty() {
+        return match parsed.contains(&true) {
+            true => ErrorVerdict::Error,
+            false => ErrorVerdict::Success,
+        };
+    }
     if worker_lines().any(|line| IS_ERROR_TRUE.is_match(&line.text)) {
         ErrorVerdict::Error
     } else if worker_lines().any(|line| {

@@ -1176,3 +1176,46 @@ fn a_reset_is_reckoned_from_when_the_worker_printed_it_not_when_it_ended() {
     );
     assert_eq!(stated, vec!["2026-11-27T21:50:00Z".to_string()]);
 }
+
+#[test]
+fn a_json_result_that_says_it_succeeded_is_a_success_whatever_its_text_quotes() {
+    // `claude -p --output-format json` (and stream-json's last event): the model's answer
+    // is a string inside the client's own result. An answer quoting a client's error
+    // object, a limit or a refused key is the item's text, not the client's verdict.
+    let fixture = Fixture::new(&config(), NOW);
+    let quoted = [
+        r#"{"is_error":true,"result":"Invalid API key · Please run /login"}"#,
+        r#"{"is_error":true,"result":"Claude AI usage limit reached|1797000000"}"#,
+        "The user pasted:\n{\"is_error\": true, \"result\": \"You've hit your limit · resets 3pm (UTC)\"}",
+    ];
+    let items: Vec<(String, serde_json::Value)> = quoted
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let result = json!({
+                "type": "result", "subtype": "success", "is_error": false,
+                "result": format!("Summary: {text}"), "total_cost_usd": 0.02,
+            });
+            (format!("t{index}"), json!({ "steps": [{ "out": result.to_string() }] }))
+        })
+        .collect();
+    fixture.enqueue("alpha", &items);
+    let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
+    result.assert_code(0);
+    // Before: the group parked on the first ("needs attention"), or backed off for days.
+    assert_eq!(result.json()["items_done"], 3, "{}", result.stdout);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind IN ('backoff_set', 'group_parked')"), 0);
+    // The client's own verdict still counts: a result that says it failed is a limit.
+    let refused = json!({
+        "type": "result", "subtype": "success", "is_error": true,
+        "result": "Claude AI usage limit reached|1797000000",
+    });
+    fixture.enqueue(
+        "alpha",
+        &[("own".into(), json!({ "steps": [{ "out": refused.to_string() }, { "exit": 1 }] }))],
+    );
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.item("alpha", "own").0, "pending");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 1);
+}
