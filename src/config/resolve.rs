@@ -186,6 +186,9 @@ fn register_password_of(url: &str) {
         register_secret(&password);
     }
     if let Some(written) = password_as_written(url) {
+        // Decoded too: a URL that does not parse (a bad `sslmode` holding the password, a
+        // paste error) is quoted back decoded (`Tr0ub!dor`), where it was written `Tr0ub%21dor`.
+        register_secret(&crate::db::tls::percent_decode(&written));
         register_secret(&written);
     }
 }
@@ -255,27 +258,11 @@ fn password_of(url: &str) -> Option<String> {
 
 /// The password of a URL as it is written, percent-encoding and all: what sits between
 /// the user's ':' and the last '@' (an unencoded '@' in a password is what often breaks
-/// a URL). In the key/value form, its `password=` value, unquoted: such a string that
-/// does not parse (a bad `sslmode`) may quote the password back in another setting.
+/// a URL). In the key/value form, its `password=` value as libpq reads it: such a string
+/// that does not parse (a bad `sslmode`) may quote the password back in another setting.
 fn password_as_written(url: &str) -> Option<String> {
     let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else {
-        static PASSWORD_SETTING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-            crate::quota::patterns::compile(r"(?i)(?:^|\s)password\s*=\s*(?:'((?:[^'\\]|\\.)*)'|([^\s']\S*))")
-        });
-        let found = PASSWORD_SETTING.captures(url)?;
-        return match (found.get(1), found.get(2)) {
-            // A backslash escapes the character after it, as libpq reads it.
-            (Some(quoted), _) => {
-                let mut chars = quoted.as_str().chars();
-                let mut password = String::new();
-                while let Some(c) = chars.next() {
-                    password.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
-                }
-                Some(password)
-            }
-            (None, Some(bare)) => Some(bare.as_str().to_string()),
-            (None, None) => None,
-        };
+        return crate::db::tls::key_value_setting(url, "password");
     };
     let authority = rest.rsplit_once('@').map(|(authority, _)| authority)?;
     authority.split_once(':').map(|(_, password)| password.to_string())

@@ -228,7 +228,7 @@ pub fn split_tls_settings(url: &str, source: &str) -> Result<(String, TlsSetting
     let (rest, found) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         split_url(url)
     } else {
-        split_key_values(url).unwrap_or_else(|| (url.to_string(), Vec::new()))
+        split_key_values(url, is_tls_key).unwrap_or_else(|| (url.to_string(), Vec::new()))
     };
     let mut settings = TlsSettings::default();
     for (key, value) in found {
@@ -288,7 +288,7 @@ fn split_url(url: &str) -> (String, Vec<(String, String)>) {
     (rest, found)
 }
 
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -308,10 +308,18 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
+/// The value of setting `key` in a connection string of the key=value form, as libpq
+/// reads it (see [`split_key_values`]); `None` when it has none or is not of that form.
+pub(crate) fn key_value_setting(text: &str, key: &str) -> Option<String> {
+    let (_, found) = split_key_values(text, |name| name == key)?;
+    found.into_iter().next_back().map(|(_, value)| value)
+}
+
 /// The key=value form, read as libpq reads it: `key = value` pairs separated by white
 /// space, a value either bare (a backslash escapes the next character) or in single
-/// quotes (`\'` and `\\` inside). `None` when the text is not of that form.
-fn split_key_values(text: &str) -> Option<(String, Vec<(String, String)>)> {
+/// quotes (`\'` and `\\` inside). The text without the pairs whose key `take` picks,
+/// and those pairs; `None` when the text is not of that form.
+fn split_key_values(text: &str, take: impl Fn(&str) -> bool) -> Option<(String, Vec<(String, String)>)> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let at = |index: usize| chars.get(index).map(|&(_, c)| c);
     let offset = |index: usize| chars.get(index).map_or(text.len(), |&(offset, _)| offset);
@@ -371,7 +379,7 @@ fn split_key_values(text: &str) -> Option<(String, Vec<(String, String)>)> {
                 }
             }
         }
-        if is_tls_key(&key) {
+        if take(&key) {
             kept.push_str(&text[copied_to..last_end.max(copied_to)]);
             copied_to = offset(index);
             found.push((key, value));

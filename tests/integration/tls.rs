@@ -130,6 +130,16 @@ fn a_bad_setting_of_a_key_value_string_quoting_its_password_does_not_show_it() {
         // Before: the key/value form (unlike a URL) printed the value, the password.
         assert!(!result.stderr.contains(password), "{}", result.stderr);
     }
+    // A URL's password written percent-encoded, pasted into sslmode: quoted back decoded.
+    for (written, shown) in
+        [("Tr0ub%21dor3xyz", "Tr0ub!dor3xyz"), ("Tr0ub%22dor%5C3xyz", r#"Tr0ub\"dor\\3xyz"#)]
+    {
+        let url = format!("postgres://drainctl:{written}@127.0.0.1/db?sslmode={written}");
+        let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &url).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains("`sslmode`"), "{}", result.stderr);
+        assert!(!result.stderr.contains(shown) && !result.stderr.contains("Tr0ub"), "{}", result.stderr);
+    }
 }
 
 /// The fixture's database URL for the role `drainctl_cert`, which the cluster lets in by
