@@ -24,8 +24,9 @@ fn render(report: &PruneReport, zone: chrono_tz::Tz, schema_created: bool) -> Re
     match (report.dry_run, schema_created) {
         (false, _) => {}
         (true, false) => human.push_str("dry run: nothing was removed\n"),
+        // "Nothing was removed but the schema" would read as the schema removed.
         (true, true) => {
-            human.push_str(&format!("dry run: nothing was removed {}\n", crate::context::BUT_THE_SCHEMA))
+            human.push_str(&format!("dry run: nothing was changed {}\n", crate::context::BUT_THE_SCHEMA))
         }
     }
     human.push_str(&format!("{}\n", report.summary()));

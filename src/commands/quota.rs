@@ -43,7 +43,16 @@ pub fn run(config_path: Option<&Path>, args: &QuotaTestArgs) -> Result<Report> {
                 }
                 None => accounts.first(),
             };
-            account.map_or(drain_zone, |account| crate::quota::worker_zone(&account.env, drain_zone))
+            // The drain's and the account's env merged as the pass merges them: the account's
+            // TZ wins, an unusable one too (before: the drain's was read instead, hours off
+            // from the pass).
+            match account {
+                Some(account) => {
+                    let env = crate::config::merged_env(&drain.env, &account.env);
+                    crate::quota::worker_zone(&env, config.defaults.timezone)
+                }
+                None => drain_zone,
+            }
         }
         None => config.defaults.timezone,
     };

@@ -48,6 +48,15 @@ pub const WITHHELD_ENV: [&str; 5] = [
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./drainctl.toml", "/etc/drainctl/drainctl.toml"];
 /// What `{token}` in `resume_args` is replaced with.
 pub const RESUME_TOKEN_PLACEHOLDER: &str = "{token}";
+/// A worker's environment from its drain's `env` with its account's merged over it (the
+/// account wins): what a pass hands the worker, and what `quota test` reads its `TZ` from.
+pub(crate) fn merged_env(drain: &[(String, String)], account: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        drain.iter().filter(|(name, _)| !account.iter().any(|(other, _)| other == name)).cloned().collect();
+    env.extend(account.iter().cloned());
+    env
+}
+
 /// How a drain name the configuration does not know begins to be refused.
 pub const UNKNOWN_DRAIN: &str = "unknown drain";
 

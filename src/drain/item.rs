@@ -319,7 +319,7 @@ impl Pass<'_> {
     /// that the worker prints wall-clock times in the zone its limit messages are read in
     /// (docs/rate-limits.md, "Reset times").
     fn worker_env(&self, account: &AccountConfig) -> Vec<(String, String)> {
-        let mut env = merged_env(&self.drain.env, &account.env);
+        let mut env = crate::config::merged_env(&self.drain.env, &account.env);
         if !env.iter().any(|(name, _)| name == "TZ") {
             env.push(("TZ".into(), self.config.defaults.timezone.name().into()));
         }
@@ -900,14 +900,6 @@ pub(crate) fn worker_input(payload: &[u8], command: &[String]) -> Vec<u8> {
     input
 }
 
-/// The drain's environment with the account's merged over it (the account wins).
-fn merged_env(drain: &[(String, String)], account: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> =
-        drain.iter().filter(|(name, _)| !account.iter().any(|(other, _)| other == name)).cloned().collect();
-    env.extend(account.iter().cloned());
-    env
-}
-
 fn tail(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[bytes.len().saturating_sub(max)..]
 }
@@ -1109,7 +1101,7 @@ mod tests {
     #[test]
     fn account_env_wins_over_the_drain_env() {
         let pair = |name: &str, value: &str| (name.to_string(), value.to_string());
-        let merged = merged_env(
+        let merged = crate::config::merged_env(
             &[pair("CLAUDE_CONFIG_DIR", "/drain"), pair("OTHER", "kept")],
             &[pair("CLAUDE_CONFIG_DIR", "/account")],
         );

@@ -864,7 +864,7 @@ fn finish_pass(
         let started = decisions.iter().any(|d| d.action == Action::Start && d.error.is_none());
         let drains = match started {
             true => {
-                "; the drains it started go on unless the database's going away stopped them too                  (`drainctl runs`)"
+                "; the drains it started go on unless the database's going away stopped them too (`drainctl runs`)"
             }
             false => "",
         };

@@ -750,3 +750,19 @@ fn doctor_warns_of_a_drain_whose_quota_group_is_one_letter_from_an_unused_group_
     assert!(check["drain"].is_string(), "{check}");
     crate::operator::assert_documented("drainctl doctor", &doctor);
 }
+
+#[test]
+fn quota_test_reads_clock_times_in_the_zone_a_pass_gives_the_account_s_worker() {
+    // The account's TZ (a blank after the name: no zone) wins over the drain's, as in the
+    // worker's environment: a pass reads its clock times in [defaults] timezone (UTC).
+    let config = accounts_config(&["a1"], "5m", ", TZ = \"America/Los_Angeles \"")
+        .replace("OTHER = \"kept\"", "OTHER = \"kept\", TZ = \"Europe/Berlin\"");
+    let fixture = Fixture::new(&config, "2026-12-01T12:00:00Z");
+    let test = fixture
+        .drainctl(&["quota", "test", "--drain", "alpha", "--exit-code", "1", "--now", "2026-12-01T12:00:00Z"])
+        .stdin("You've hit your usage limit. Try again at 11:03 PM.\n")
+        .run();
+    test.assert_code(0);
+    // Before: read in Berlin, the drain's zone (22:03Z), eight hours off the pass's.
+    assert!(test.stdout.contains("2026-12-01T23:03:00+00:00"), "{}", test.stdout);
+}

@@ -462,7 +462,7 @@ fn a_dry_run_applies_no_migration_and_says_to_migrate_first() {
     );
     // So do the other dry runs (before: "nothing was removed", "a: no dead items").
     for (args, said) in [
-        (&["prune", "--dry-run"][..], "dry run: nothing was removed but drainctl's schema, created"),
+        (&["prune", "--dry-run"][..], "dry run: nothing was changed but drainctl's schema, created"),
         (
             &["discard", "docs", "--dead", "--dry-run"][..],
             "dry run: nothing was changed but drainctl's schema, created",
