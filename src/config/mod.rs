@@ -984,6 +984,16 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
 
+    #[test]
+    fn account_env_wins_over_the_drain_env() {
+        let pair = |name: &str, value: &str| (name.to_string(), value.to_string());
+        let merged = merged_env(
+            &[pair("CLAUDE_CONFIG_DIR", "/drain"), pair("OTHER", "kept")],
+            &[pair("CLAUDE_CONFIG_DIR", "/account")],
+        );
+        assert_eq!(merged, [pair("OTHER", "kept"), pair("CLAUDE_CONFIG_DIR", "/account")]);
+    }
+
     use crate::config::testing::{resolve, MINIMAL};
 
     #[test]

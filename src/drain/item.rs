@@ -1093,18 +1093,3 @@ enum SourceFile {
 /// How long an item whose file a scan has yet to repoint waits before a pass looks again
 /// (`Pass::wait_for_the_scan`): a supervise interval.
 const SCAN_REPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn account_env_wins_over_the_drain_env() {
-        let pair = |name: &str, value: &str| (name.to_string(), value.to_string());
-        let merged = crate::config::merged_env(
-            &[pair("CLAUDE_CONFIG_DIR", "/drain"), pair("OTHER", "kept")],
-            &[pair("CLAUDE_CONFIG_DIR", "/account")],
-        );
-        assert_eq!(merged, [pair("OTHER", "kept"), pair("CLAUDE_CONFIG_DIR", "/account")]);
-    }
-}
