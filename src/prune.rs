@@ -108,20 +108,22 @@ pub fn prune_if_due(
     now: DateTime<Utc>,
 ) -> Result<Option<PruneReport>> {
     let due_if_before = due_if_before(now);
-    if !retention::claim_task(client, TASK, due_if_before, now)? {
+    // Claimed as a prune that failed — due again an hour later —, and counted as the
+    // day's only once it is done: a prune that failed or was stopped is not the day's, and
+    // the first pass an hour later tries again (not every pass, as a lasting cause would
+    // fail them all), also when the session it would have said so on is gone (before:
+    // then the next prune was a day later) (docs/operations.md, "Retention").
+    let claimed_at = due_if_before + RETRY_FAILED_PRUNE_AFTER;
+    if !retention::claim_task(client, TASK, due_if_before, claimed_at)? {
         return Ok(None);
     }
-    let pruned = prune(client, outbox, config, now, false);
-    if pruned.is_err() {
-        // A prune that failed or was stopped is not the day's: the first pass an hour
-        // later tries again — not every pass, as a lasting cause would fail them all
-        // (docs/operations.md, "Retention").
-        let counted_at = due_if_before + RETRY_FAILED_PRUNE_AFTER;
-        if let Err(error) = retention::count_task_as_run_at(client, TASK, now, counted_at) {
-            log::warn!("could not mark the failed prune as not done; the next one is a day later: {error}");
-        }
+    let pruned = prune(client, outbox, config, now, false)?;
+    if let Err(error) = retention::count_task_as_run_at(client, TASK, claimed_at, now) {
+        log::warn!(
+            "could not count the prune as the day's; the next pass an hour later prunes again: {error}"
+        );
     }
-    pruned.map(Some)
+    Ok(Some(pruned))
 }
 
 /// Apply (or with `dry_run`, count) every retention horizon at `now`.
@@ -231,8 +233,10 @@ fn prune_steps(
         return Ok(true);
     }
     let keep: Vec<PathBuf> = retention::running_log_paths(client)?.into_iter().map(PathBuf::from).collect();
-    report.log_files = prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
-    Ok(cut_short)
+    let (log_files, logs_cut_short) =
+        prune_logs(&config.defaults.log_dir, report.logs_before, &keep, dry_run);
+    report.log_files = log_files;
+    Ok(cut_short || logs_cut_short)
 }
 
 /// Run `batch` until it deletes less than a full batch or SIGTERM/SIGINT arrived (a dry run counts everything in one
@@ -273,20 +277,21 @@ fn in_batches(
 /// — last modified before `before`, except those in `keep`. Other files are never touched.
 /// A file that cannot be removed, and a folder that cannot be read (another user's, left
 /// by an earlier deployment), is logged and left: retention must not stop in silence.
-fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: bool) -> u64 {
+/// How many, and whether SIGTERM or SIGINT stopped it between two files.
+fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: bool) -> (u64, bool) {
     use crate::pinned_folder::{PinnedFolder, Refusal};
     // Every folder is opened once and its files looked at and removed through it: another
     // user who may write a folder on the way and swaps it meanwhile (for a link, or a
     // folder of theirs) chooses nothing that is removed.
     let root = match PinnedFolder::open(log_dir) {
         Ok(root) => root,
-        Err(Refusal::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(Refusal::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => return (0, false),
         Err(refusal) => {
             let refused = refusal.into_error("log_dir", log_dir, "log_dir", |error| {
                 crate::error::Error::Config(format!("cannot open log_dir {}: {error}", log_dir.display()))
             });
             log::warn!("prune: {refused}; its log files are kept");
-            return 0;
+            return (0, false);
         }
     };
     // Another user's folder at log_dir's name (swapped in, or left there) is not drainctl's.
@@ -299,13 +304,13 @@ fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: 
         }
     }) {
         log::warn!("prune: log_dir {} {refused}; its log files are kept", log_dir.display());
-        return 0;
+        return (0, false);
     }
     let folders = match root.names() {
         Ok(folders) => folders,
         Err(error) => {
             log::warn!("prune: cannot read log_dir {}: {error}; its log files are kept", log_dir.display());
-            return 0;
+            return (0, false);
         }
     };
     let mut removed = 0;
@@ -331,6 +336,10 @@ fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: 
             }
         };
         for file in files {
+            // SIGTERM or SIGINT stops it between two files, as between two batches.
+            if !dry_run && crate::worker::signals::termination_signal().is_some() {
+                return (removed, true);
+            }
             let path = shown.join(&file);
             // Old by its name's start too (the clock drainctl reads, `DRAINCTL_NOW` in
             // tests): a pass started just now by that clock keeps its log, whatever the
@@ -356,7 +365,7 @@ fn prune_logs(log_dir: &Path, before: DateTime<Utc>, keep: &[PathBuf], dry_run: 
             }
         }
     }
-    removed
+    (removed, false)
 }
 
 /// When the pass whose log is `name` (`20261127T100000Z-4711.log`) started.

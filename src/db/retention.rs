@@ -206,8 +206,8 @@ pub fn claim_task(
     Ok(row.is_some())
 }
 
-/// Record a claim of `task` made at `claimed_at` whose run failed or was stopped as a run
-/// at `counted_at` instead, earlier, so that it is due again sooner.
+/// Record a claim of `task` made as of `claimed_at` as a run at `counted_at` instead: a
+/// prune claimed as one that failed, done.
 pub fn count_task_as_run_at(
     client: &mut impl GenericClient,
     task: &str,

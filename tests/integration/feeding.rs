@@ -1450,6 +1450,39 @@ fn prune_keeps_a_drains_latest_run_and_everything_of_the_budget_day() {
 }
 
 #[test]
+fn a_daily_prune_whose_session_ended_is_tried_again_an_hour_later() {
+    let fixture =
+        Fixture::new(&config("").replace("kill_grace", "retention = { events = \"30d\" }\nkill_grace"), NOW);
+    fixture.drainctl(&["pause", "sessions"]).run().assert_code(0);
+    fixture
+        .client()
+        .batch_execute(
+            "INSERT INTO events (at, kind, message) VALUES (now() - interval '90 days', 'old_event', 'old');
+             CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN PERFORM pg_sleep(20); RETURN OLD; END $$;
+             CREATE TRIGGER slow_events BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION slow_delete();",
+        )
+        .unwrap();
+    let pass = fixture.drainctl(&["supervise"]).spawn();
+    wait_until("the prune to remove the old event", Duration::from_secs(20), || {
+        fixture.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == 1
+    });
+    // A failover: the session, and with it any word of the prune's failure, is gone.
+    fixture.end_drainctl_sessions();
+    let failed = finished(pass.wait_with_output().unwrap());
+    failed.assert_code(69);
+    fixture.client().batch_execute("DROP TRIGGER slow_events ON events").unwrap();
+    // Before: "the next one is a day later".
+    fixture.set_now("2026-11-27T10:45:00Z");
+    assert_eq!(supervise(&fixture)["prune"], Value::Null, "tried again only an hour later");
+    fixture.set_now("2026-11-27T11:00:00Z");
+    let pass = supervise(&fixture);
+    assert_eq!(pass["prune"]["events"], 1, "{pass:#}");
+    fixture.set_now("2026-11-27T11:15:00Z");
+    assert_eq!(supervise(&fixture)["prune"], Value::Null, "pruned less than a day ago");
+}
+
+#[test]
 fn a_daily_prune_that_failed_is_tried_again_by_the_next_supervise() {
     let fixture =
         Fixture::new(&config("").replace("kill_grace", "retention = { events = \"30d\" }\nkill_grace"), NOW);
@@ -1530,7 +1563,7 @@ fn a_prune_stopped_by_sigterm_records_what_it_removed_and_exits_75() {
 }
 
 #[test]
-fn a_prune_stopped_by_sigterm_once_its_last_step_began_finishes_and_says_it_is_done() {
+fn a_prune_stopped_by_sigterm_in_its_log_files_step_stops_there_and_says_so() {
     let (fixture, _client) = three_old_runs_and_a_new_one();
     let logs = fixture.path("logs/docs");
     fs::create_dir_all(&logs).unwrap();
@@ -1558,13 +1591,21 @@ fn a_prune_stopped_by_sigterm_once_its_last_step_began_finishes_and_says_it_is_d
     std::thread::sleep(Duration::from_millis(200));
     runs_lock.rollback().unwrap();
     let result = finished(prune.wait_with_output().unwrap());
-    // Before: "prune interrupted by SIGTERM", exit 75, for a prune that went on to the end.
-    result.assert_code(0);
-    assert!(!result.stderr.contains("interrupted"), "{}", result.stderr);
-    assert!(!old_log.exists(), "the old log removed");
+    // It stops between two files, as between two batches, and says what it removed
+    // (before: it removed every file, then said it was interrupted, or said nothing).
+    result.assert_code(75);
+    assert!(
+        result.stderr.contains("prune interrupted by SIGTERM: removed 3 runs")
+            && result.stderr.contains("the next prune goes on"),
+        "{}",
+        result.stderr
+    );
+    assert!(old_log.exists(), "the log files left to the next prune");
     let recorded: Vec<String> =
-        fixture.column("SELECT data->>'log_files' FROM events WHERE kind = 'retention_pruned'");
-    assert_eq!(recorded, ["1"]);
+        fixture.column("SELECT data->>'runs' FROM events WHERE kind = 'retention_pruned'");
+    assert_eq!(recorded, ["3"]);
+    fixture.drainctl(&["prune"]).run().assert_code(0);
+    assert!(!old_log.exists(), "the next prune removed it");
 }
 
 #[test]
