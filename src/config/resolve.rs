@@ -742,10 +742,21 @@ fn compile_user_patterns(
         if pattern.trim().is_empty() {
             return Err(scope.error_for(patterns, key, "an empty pattern would match every line; remove it"));
         }
-        match regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
-            Ok(regex) => compiled.push(regex),
+        let regex = match regex::RegexBuilder::new(pattern).case_insensitive(true).build() {
+            Ok(regex) => regex,
             Err(error) => return Err(scope.error_for(patterns, key, &invalid_regex(pattern, &error))),
+        };
+        // One that matches an empty line (`.*`, `^`, `x*`), or any line at all (`.`), reads
+        // every answer as a limit (or no limit as one), as an empty one would.
+        const ANY_LINES: [&str; 3] = ["0", "Done.", "Here is the summary you asked for."];
+        if regex.is_match("") || ANY_LINES.iter().all(|line| regex.is_match(line)) {
+            return Err(scope.error_for(
+                patterns,
+                key,
+                &format!("{pattern:?} matches any line, so every answer would read as one; give the words the messages hold"),
+            ));
         }
+        compiled.push(regex);
     }
     Ok(compiled)
 }
@@ -1228,6 +1239,18 @@ mod tests {
                 "resume_token_format: is empty, so no token could match",
             ),
             ("[defaults]\nburst_max = \"0s\"\n", ":2:13:", "burst_max: must be more than 0s"),
+            // Patterns that read every answer as a limit, or no limit as one.
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nquota_patterns = [\"usage limit\", \".*\"]\n",
+                ":4:18:",
+                "quota_patterns: \".*\" matches any line",
+            ),
+            (
+                "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nveto_patterns = [\".\"]\n",
+                ":4:17:",
+                "veto_patterns: \".\" matches any line",
+            ),
+            ("[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nquota_patterns = [\"^\"]\n", ":4:18:", "matches any line"),
             (
                 "[[drain]]\nname = \"a\"\ncommand = [\"x\"]\nveto_patterns = [\"maintenance\", \"[z-a]\"]\n",
                 ":4:17:",
