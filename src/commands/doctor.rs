@@ -808,6 +808,17 @@ fn check_programs_and_folders(checks: &mut Checks, config: &Config, cron_path: O
             ),
         }
     }
+    // Accepted, as files that list it worked before, but it has no effect: a notifier that
+    // fails could not be told of its own failure (docs/configuration.md).
+    if config.defaults.notify_on.contains(&crate::model::EventKind::NotifyFailed) {
+        checks.push(
+            "notify_on",
+            Status::Warn,
+            "notify_on lists notify_failed, which is never sent to the notifier (it could not be told of its own \
+             failure): watch `drainctl events --kind notify_failed` or the metrics instead, and remove it"
+                .to_string(),
+        );
+    }
 }
 
 /// What the checks add up to: healthy unless one failed, and then the exit code of the

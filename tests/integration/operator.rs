@@ -1436,6 +1436,23 @@ fn doctor_reports_an_unknown_zone_with_exit_78() {
 }
 
 #[test]
+fn doctor_warns_of_notify_on_listing_what_is_never_sent() {
+    let fixture = Fixture::new(&config("notify_on = [\"run_hung\", \"notify_failed\"]", ""), NOW);
+    let result = fixture.drainctl(&["doctor"]).run();
+    // Before: accepted without a word, by every command and by doctor.
+    result.assert_code(0);
+    assert!(
+        result
+            .stdout
+            .contains("warn  notify_on: notify_on lists notify_failed, which is never sent to the notifier"),
+        "{}",
+        result.stdout
+    );
+    let fixture = Fixture::new(&config("notify_on = [\"run_hung\"]", ""), NOW);
+    assert!(!fixture.drainctl(&["doctor"]).run().stdout.contains("notify_on"));
+}
+
+#[test]
 fn doctor_warns_of_a_worker_tz_drainctl_cannot_read() {
     // A POSIX rule the worker's C library reads, but drainctl cannot: a clock time the
     // worker prints ("try again at 1:44 AM") would be read in Asia/Jerusalem instead.
