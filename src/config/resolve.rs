@@ -185,7 +185,7 @@ fn register_password_of(url: &str) {
     if let Some(password) = password_of(url) {
         register_secret(&password);
     }
-    if let Some(written) = password_as_written(url) {
+    for written in passwords_as_written(url) {
         // Decoded too: a URL that does not parse (a bad `sslmode` holding the password, a
         // paste error) is quoted back decoded (`Tr0ub!dor`), where it was written `Tr0ub%21dor`.
         register_secret(&crate::db::tls::percent_decode(&written));
@@ -252,20 +252,34 @@ fn password_of(url: &str) -> Option<String> {
             return Some(String::from_utf8_lossy(password).into_owned());
         }
     }
-    // A URL that does not parse may still carry a password.
-    password_as_written(url)
+    // A URL that does not parse may still carry a password: the one used, the last.
+    passwords_as_written(url).pop()
 }
 
-/// The password of a URL as it is written, percent-encoding and all: what sits between
-/// the user's ':' and the last '@' (an unencoded '@' in a password is what often breaks
-/// a URL). In the key/value form, its `password=` value as libpq reads it: such a string
-/// that does not parse (a bad `sslmode`) may quote the password back in another setting.
-fn password_as_written(url: &str) -> Option<String> {
+/// Every password a URL holds as it is written, percent-encoding and all: what sits
+/// between the user's ':' and the last '@' (an unencoded '@' in a password is what often
+/// breaks a URL), and each `password` of its query. In the key/value form, each of its
+/// `password=` values as libpq reads them (the last is the one used). A string that does
+/// not parse (a bad `sslmode`) may quote any of them back in another setting.
+fn passwords_as_written(url: &str) -> Vec<String> {
     let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else {
-        return crate::db::tls::key_value_setting(url, "password");
+        return crate::db::tls::key_value_settings(url, "password");
     };
-    let authority = rest.rsplit_once('@').map(|(authority, _)| authority)?;
-    authority.split_once(':').map(|(_, password)| password.to_string())
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = before_query.rsplit_once('@').map(|(authority, _)| authority);
+    let mut found: Vec<String> = authority
+        .and_then(|authority| authority.split_once(':'))
+        .map(|(_, password)| password.to_string())
+        .into_iter()
+        .collect();
+    found.extend(
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(key, _)| crate::db::tls::percent_decode(key) == "password")
+            .map(|(_, value)| value.to_string()),
+    );
+    found
 }
 
 fn resolve_defaults(raw: RawDefaults, source: &Source) -> Result<Defaults> {

@@ -308,11 +308,12 @@ pub(crate) fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
-/// The value of setting `key` in a connection string of the key=value form, as libpq
-/// reads it (see [`split_key_values`]); `None` when it has none or is not of that form.
-pub(crate) fn key_value_setting(text: &str, key: &str) -> Option<String> {
-    let (_, found) = split_key_values(text, |name| name == key)?;
-    found.into_iter().next_back().map(|(_, value)| value)
+/// The values of setting `key` in a connection string of the key=value form, as libpq
+/// reads them (see [`split_key_values`]), in order; none when it is not of that form.
+pub(crate) fn key_value_settings(text: &str, key: &str) -> Vec<String> {
+    split_key_values(text, |name| name == key)
+        .map(|(_, found)| found.into_iter().map(|(_, value)| value).collect())
+        .unwrap_or_default()
 }
 
 /// The key=value form, read as libpq reads it: `key = value` pairs separated by white

@@ -123,6 +123,10 @@ fn a_bad_setting_of_a_key_value_string_quoting_its_password_does_not_show_it() {
     for form in [
         format!("host=127.0.0.1 password={password} sslmode={password}"),
         format!("host=127.0.0.1 password='{password}' sslmode={password}"),
+        // A backslash escapes the next character, as libpq reads it; the last one counts.
+        r"host=127.0.0.1 password=Kv9Sec\ret77 sslmode=Kv9Secret77".to_string(),
+        format!("host=127.0.0.1 password=first password={password} sslmode={password}"),
+        format!("postgresql://postgres@127.0.0.1/db?password={password}&sslmode={password}"),
     ] {
         let result = fixture.drainctl(&["status"]).env("DRAINCTL_DATABASE_URL", &form).run();
         result.assert_code(78);
