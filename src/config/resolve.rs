@@ -1496,7 +1496,10 @@ mod tests {
         assert_eq!(password_of("postgres://u:p@ss:w/rd@127.0.0.1:5432/db").as_deref(), Some("p@ss:w/rd"));
         // Percent-encoded, it is masked both as it is and as it is written.
         assert_eq!(password_of("postgres://u:p%40ss%2Fw@h/db").as_deref(), Some("p@ss/w"));
-        assert_eq!(password_as_written("postgres://u:p%40ss%2Fw@h/db").as_deref(), Some("p%40ss%2Fw"));
+        assert_eq!(
+            passwords_as_written("postgres://u:p%40ss%2Fw@h/db?password=q%21&x=1"),
+            ["p%40ss%2Fw", "q%21"]
+        );
     }
 
     const TWO_ACCOUNTS: &str = "[[quota_group]]\nname = \"claude-chair\"\nswitch_cooldown = \"5m\"\naccounts = [\n  { name = \"chair\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude\" } },\n  { name = \"backup\", env = { CLAUDE_CONFIG_DIR = \"/home/chair/.claude-backup\" } },\n]\n\n[[drain]]\nname = \"halacha\"\ncommand = [\"claude\"]\nquota_group = \"claude-chair\"\n\n[[drain]]\nname = \"other\"\ncommand = [\"claude\"]\nquota_group = \"solo\"\n";
