@@ -478,6 +478,22 @@ pub fn missing_table_rights(client: &mut Client) -> Result<Option<String>> {
     )))
 }
 
+/// The kind of the relation the SQL expression `$name` names in the current schema, in
+/// words (`table`, `view`, `sequence`, `type` for a composite type, …): what a refusal
+/// calls an object in the way, as `\d` lists it.
+macro_rules! relation_kind {
+    ($name:literal) => {
+        concat!(
+            "(SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view' \
+             WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'c' THEN 'type' \
+             WHEN 'f' THEN 'foreign table' WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' ELSE 'relation' END \
+             FROM pg_class c WHERE c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(",
+            $name,
+            ")))"
+        )
+    };
+}
+
 /// The migrations applied, read from `schema_migrations`. A database that holds another
 /// application's tables — a `schema_migrations` of another tool (Rails, golang-migrate), or
 /// tables of drainctl's names with no `schema_migrations` — is refused before anything is
@@ -486,8 +502,12 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
     if !schema_table_exists(client)? {
         let taken: Vec<String> = client
             .query_one(
-                "SELECT coalesce(array_agg(t ORDER BY t), '{}') FROM unnest($1::text[]) AS t \
-                  WHERE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t)) IS NOT NULL",
+                concat!(
+                    "SELECT coalesce(array_agg(",
+                    relation_kind!("t"),
+                    " || ' ' || t ORDER BY t), '{}') FROM unnest($1::text[]) AS t \
+                      WHERE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t)) IS NOT NULL"
+                ),
                 &[&TABLES.as_slice()],
             )?
             .get(0);
@@ -500,7 +520,7 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
         }
         if !taken.is_empty() {
             return Err(another_applications(&format!(
-                "table(s) {} that drainctl did not create (no schema_migrations)",
+                "{} that drainctl did not create (no schema_migrations)",
                 taken.join(", ")
             )));
         }
@@ -715,11 +735,15 @@ pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
     let (kinds, names): (Vec<&str>, Vec<String>) = wanted.into_iter().unzip();
     let taken: Vec<String> = client
         .query_one(
-            "SELECT coalesce(array_agg(
-                        -- A type (an enum, a domain) in the table's way is named as what it is.
-                        CASE WHEN w.kind = 'table'
-                                  AND to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NULL
-                             THEN 'type' ELSE w.kind END
+            concat!(
+                "SELECT coalesce(array_agg(
+                        -- What is in a table's way is named as what it is: an enum or a domain
+                        -- (no relation) a type, a relation by its kind.
+                        CASE WHEN w.kind <> 'table' THEN w.kind
+                             WHEN to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NULL
+                             THEN 'type' ELSE ",
+                relation_kind!("w.name"),
+                " END
                         || ' ' || w.name ORDER BY w.kind, w.name), '{}')
                FROM unnest($1::text[], $2::text[]) AS w(kind, name)
               WHERE CASE w.kind
@@ -734,7 +758,8 @@ pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
                            WHERE t.typname = w.name
                              AND t.typnamespace = to_regnamespace(quote_ident(current_schema())))
                       ELSE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NOT NULL
-                    END",
+                    END"
+            ),
             &[&kinds, &names],
         )?
         .get(0);

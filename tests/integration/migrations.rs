@@ -558,7 +558,12 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
         // with exit 70 and left a schema_migrations table behind.
         (
             "CREATE TABLE items (id serial PRIMARY KEY, name text); CREATE TABLE runs (id serial PRIMARY KEY)",
-            "table(s) items, runs that drainctl did not create",
+            "table items, table runs that drainctl did not create",
+        ),
+        // Named as what they are, as `\d` lists them (before: "table(s) events, items, runs").
+        (
+            "CREATE SEQUENCE items; CREATE TYPE runs AS (a int); CREATE VIEW events AS SELECT 1 AS one",
+            "view events, sequence items, type runs that drainctl did not create",
         ),
         // Rails' and golang-migrate's record of migrations: before, exit 70 `column "name" does not exist`.
         ("CREATE TABLE schema_migrations (version varchar PRIMARY KEY)", "a schema_migrations table of another tool"),
