@@ -57,7 +57,7 @@ pub(super) fn apply_all(
         if !decision.after_starts_of.is_empty() {
             let higher = earlier.iter().filter(|earlier| decision.after_starts_of.contains(&earlier.drain));
             let without_run = await_started_runs(client, higher, clock.now()).ended;
-            report_ended_without_run(client, outbox, &without_run, failures, clock.now());
+            report_ended_without_run(client, outbox, config, &without_run, failures, clock.now());
             for drain in &without_run {
                 // Reported here, not again when the pass ends.
                 if let Some(started) = earlier.iter_mut().find(|earlier| earlier.pid == Some(drain.pid)) {
@@ -185,10 +185,12 @@ impl EndedWithoutRun {
     /// a drain almost always could not reach the database (69), unless its log ends on a
     /// refusal no retry mends — a schema changed by hand, a path reached through another
     /// user's link or below a folder another user may replace (78, as the drain exited),
-    /// or a drain the configuration no longer names (its file edited since this pass read
-    /// it: 78, where 69 said the database failed).
-    pub fn error(&self) -> Error {
+    /// or a drain the configuration no longer names, or a refusal of the configuration file
+    /// itself, `config_file` (edited since this pass read it: broken, moved, made writable
+    /// by others — 78, where 69 said the database failed).
+    pub fn error(&self, config_file: Option<&std::path::Path>) -> Error {
         let message = self.describe();
+        let names_the_file = config_file.is_some_and(|file| message.contains(&file.display().to_string()));
         let is_configuration = [
             crate::context::NOT_IN_THE_CONFIGURATION,
             crate::config::UNKNOWN_DRAIN,
@@ -201,7 +203,8 @@ impl EndedWithoutRun {
             log_file::ONLY_INTO_ITS_OWN_FOLDER,
         ]
         .iter()
-        .any(|phrase| message.contains(phrase));
+        .any(|phrase| message.contains(phrase))
+            || names_the_file;
         match is_configuration {
             true => Error::Config(message),
             false => Error::Unavailable(message),
@@ -424,7 +427,7 @@ pub(super) fn report_late_ended_without_run(
                 });
             }
         }
-        report_ended_without_run(client, outbox, &ended, failures, now);
+        report_ended_without_run(client, outbox, config, &ended, failures, now);
         mark_starts(client, pass_id, &marks);
     }
     Ok(())
@@ -447,12 +450,13 @@ struct RecordedStart {
 pub(super) fn report_ended_without_run(
     client: &mut Client,
     outbox: &Outbox,
+    config: &Config,
     ended: &[EndedWithoutRun],
     failures: &mut StepFailures,
     now: DateTime<Utc>,
 ) {
     for drain in ended {
-        let error = drain.error();
+        let error = drain.error(config.path.as_deref());
         failures.add(&error);
         record_failure(client, outbox, Some(&drain.drain), error.to_string(), now);
     }

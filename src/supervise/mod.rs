@@ -848,7 +848,7 @@ fn finish_pass(
     // Held until the drains started have recorded their runs: a pass right after this
     // one sees them busy instead of starting them again (docs/operations.md).
     let awaited = apply::await_started_runs(client, decisions.iter(), clock.now());
-    apply::report_ended_without_run(client, outbox, &awaited.ended, failures, clock.now());
+    apply::report_ended_without_run(client, outbox, config, &awaited.ended, failures, clock.now());
     // The pass's own table shows them failed, as its record (`passes`) does.
     for decision in decisions.iter_mut() {
         let ended = awaited.ended.iter().any(|ended| Some(ended.pid) == decision.pid);

@@ -852,6 +852,25 @@ fn a_drain_removed_from_the_file_before_its_started_pass_read_it_is_reported_as_
     let errors: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'supervise_error'");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("is in the database but not in the configuration"), "{}", errors[0]);
+    // A file broken in between (a misspelt key) is the configuration's refusal too.
+    fixture.write_config(&config(""));
+    std::fs::remove_file(&gate).unwrap();
+    let first = fixture
+        .drainctl(&["supervise", "--json"])
+        .env("DRAINCTL_TEST_DRAIN_GATE", gate.to_str().unwrap())
+        .run();
+    first.assert_code(0);
+    let decisions = first.json()["decisions"].as_array().cloned().unwrap_or_default();
+    let pid = action_for(&decisions, "docs", "start").expect("a start")["pid"].as_u64().unwrap() as u32;
+    fixture.write_config(&format!("{}max_attempt = 3\n", config("")));
+    std::fs::write(&gate, "").unwrap();
+    wait_until_gone("the drain", pid);
+    fixture.write_config(&config(""));
+    let second = fixture.drainctl(&["supervise"]).run();
+    second.assert_code(78);
+    let errors: Vec<String> =
+        fixture.column("SELECT message FROM events WHERE kind = 'supervise_error' ORDER BY id DESC LIMIT 1");
+    assert!(errors[0].contains("max_attempt"), "{}", errors[0]);
 }
 
 #[test]
