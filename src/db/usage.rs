@@ -49,7 +49,7 @@ impl std::fmt::Display for Usage {
             ("cache write", self.cache_write_tokens),
         ] {
             if let Some(value) = value {
-                parts.push(format!("{name} {value} tokens"));
+                parts.push(format!("{name} {value} {}", if value == 1 { "token" } else { "tokens" }));
             }
         }
         if let Some(turns) = self.turns {
@@ -175,7 +175,8 @@ impl UsageSums {
                     .iter()
                     .flatten()
                     .sum();
-            parts.push(format!("{} tokens ({})", group_digits(total), kinds.join(", ")));
+            let noun = if total == 1 { "token" } else { "tokens" };
+            parts.push(format!("{} {noun} ({})", group_digits(total), kinds.join(", ")));
         }
         let mut attempts = if self.attempts == 1 { "attempt".to_string() } else { "attempts".to_string() };
         // The page counts the attempts behind a cost only: say how many those are.
@@ -427,6 +428,9 @@ mod tests {
             codex.describe().as_deref(),
             Some("25,974 tokens (5,563 in, 1,211 out, 19,200 cache read) over 1 attempt")
         );
+        // One token is one (before: "1 tokens").
+        let one = UsageSums { attempts: 1, output_tokens: Some(1), ..UsageSums::default() };
+        assert_eq!(one.describe().as_deref(), Some("1 token (1 out) over 1 attempt"));
         let mut both = codex.clone();
         both.add(&UsageSums { attempts: 2, cost_usd: Some(1.5), ..UsageSums::default() });
         let mut group = UsageSums { attempts: 1, cost_usd: Some(0.3), ..UsageSums::default() };
