@@ -257,6 +257,7 @@ pub fn classify_database_error(error: &postgres::Error) -> Error {
     if error.to_string().starts_with("invalid configuration") {
         return Error::Config(format!("database settings: {}", with_causes(error)));
     }
+
     // Errors without a server response are I/O or protocol failures: the server is
     // unreachable or went away.
     Error::Unavailable(format!("database unreachable: {}", with_causes(error)))

@@ -257,6 +257,15 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
             Error::Internal(message) => message,
             other => other.to_string(),
         };
+        // A NUL in a setting the client sends at login (`%00` in the URL's database, user or
+        // `application_name`): no server could take it, whenever it is tried (78, not 69).
+        if detail.contains("string contains embedded null") {
+            return Error::Config(format!(
+                "{CANNOT_CONNECT} (URL from {}): {detail}: a setting of the database URL holds a NUL \
+                 character (%00); remove it",
+                database.source
+            ));
+        }
         let no_socket = socket_file
             .as_ref()
             .filter(|_| detail.contains("error connecting to server") && detail.contains("No such file or directory"))

@@ -276,6 +276,12 @@ fn an_unreachable_database_exits_69_without_the_password() {
         "{}",
         result.stderr
     );
+    // A NUL in a setting sent at login: no retry mends it (before: 69, "unreachable").
+    for url in [url_with_database(&db.url, "x%00y"), format!("{}?application_name=a%00b", db.url)] {
+        let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &url).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains("holds a NUL character (%00); remove it"), "{}", result.stderr);
+    }
     // A one-letter password: hidden where it stands alone, the words around it intact (not
     // `c***nnot connect to the d***t***b***se`, which would spell the password out).
     let short = db.url.replace(&format!(":{password}@"), ":a@");
