@@ -16,7 +16,8 @@ pub fn run(args: &CompletionsArgs) -> Report {
     let mut command = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "drainctl", &mut script);
-    Report::new(String::from_utf8_lossy(&script).into_owned(), serde_json::Value::Null)
+    // The script is the whole output: one cut short by a full disk is exit 75, not 0.
+    Report::the_output(String::from_utf8_lossy(&script).into_owned())
 }
 
 #[cfg(test)]

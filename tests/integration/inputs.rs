@@ -586,6 +586,11 @@ fn an_error_that_stderr_cannot_take_still_exits_with_its_code() {
     assert_eq!(help.status.code(), Some(0));
     let said = String::from_utf8_lossy(&help.stderr);
     assert!(said.contains("could not write the output to stdout: No space left on device"), "{said}");
+    // A completion script cut short is the command's whole product lost (before: exit 0).
+    let script =
+        std::process::Command::new(DRAINCTL).args(["completions", "bash"]).stdout(full()).output().unwrap();
+    assert_eq!(script.status.code(), Some(75));
+    assert!(String::from_utf8_lossy(&script.stderr).contains("what was written is incomplete"));
 }
 
 #[test]
