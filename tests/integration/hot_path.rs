@@ -501,8 +501,8 @@ fn a_pass_held_before_its_last_commit(
 /// Wait until a statement of drainctl's waits for a row lock, and cancel it.
 fn cancel_the_commit_waiting_for_a_row(fixture: &Fixture) {
     let mut watcher = fixture.client();
-    let waiting =
-        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'";
+    let waiting = "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+         AND application_name LIKE 'drainctl%'";
     wait_until("a commit to wait for a row", Duration::from_secs(20), || {
         query_i64(&mut watcher, &format!("SELECT count(*) {waiting}")) == 1
     });

@@ -219,14 +219,14 @@ fn a_migrate_whose_session_the_server_ended_while_it_was_paused_exits_69() {
         .env("DRAINCTL_IDLE_IN_TRANSACTION_TIMEOUT_MS", "300")
         .spawn();
     let waiting =
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
     wait_until("the migrate to wait for the table lock", std::time::Duration::from_secs(20), || {
         fixture.count(waiting) == 1
     });
     // A paused VM: the process stops while its statement waits; the lock comes free, the
     // statement ends, and the session sits idle in its transaction until the server ends it.
     let backend = fixture.count(
-        "SELECT pid::bigint FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        "SELECT pid::bigint FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
     );
     signal(child.id(), libc::SIGSTOP);
     dump.rollback().unwrap();

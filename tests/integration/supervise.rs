@@ -963,22 +963,7 @@ fn a_pass_whose_session_ends_while_it_waits_for_its_drains_still_shows_what_it_d
 fn a_pass_whose_session_ends_in_its_prune_says_so_and_names_no_drains_it_did_not_start() {
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.drainctl(&["migrate"]).run().assert_code(0);
-    // An old event to prune, whose removal waits: the session ends in the prune.
-    fixture
-        .client()
-        .batch_execute(
-            "INSERT INTO events (at, kind, message) VALUES (now() - interval '400 days', 'old_event', 'old');
-             CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql
-                 AS $$ BEGIN PERFORM pg_sleep(20); RETURN OLD; END $$;
-             CREATE TRIGGER slow_events BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION slow_delete();",
-        )
-        .unwrap();
-    let pass = fixture.drainctl(&["supervise"]).spawn();
-    wait_until("the prune to remove the old event", Duration::from_secs(20), || {
-        fixture.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == 1
-    });
-    fixture.end_drainctl_sessions();
-    let result = finished(pass.wait_with_output().unwrap());
+    let result = fixture.supervise_whose_session_ends_in_its_prune();
     result.assert_code(69);
     // Before: "… while the pass waited for the drains it started …; the drains it started
     // run on", for a pass that started none and ended in its prune.

@@ -520,6 +520,30 @@ impl Fixture {
     /// restart, a failover or `pg_terminate_backend` does; wait until they are gone and
     /// return how many there were.
     #[track_caller]
+    /// A `supervise` pass whose session ends in its daily prune (a failover): an event old
+    /// enough for any retention, whose removal waits, and the drainctl sessions ended then.
+    /// The pass as it ended; the wait is gone again.
+    pub fn supervise_whose_session_ends_in_its_prune(&self) -> Finished {
+        self.client()
+            .batch_execute(
+                "INSERT INTO events (at, kind, message) VALUES (now() - interval '400 days', 'old_event', 'old');
+                 CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql
+                     AS $$ BEGIN PERFORM pg_sleep(20); RETURN OLD; END $$;
+                 CREATE TRIGGER slow_events BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION slow_delete();",
+            )
+            .unwrap();
+        let pass = self.drainctl(&["supervise"]).spawn();
+        wait_until("the prune to remove the old event", Duration::from_secs(20), || {
+            self.count(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'",
+            ) == 1
+        });
+        self.end_drainctl_sessions();
+        let ended = finished(pass.wait_with_output().unwrap());
+        self.client().batch_execute("DROP TRIGGER slow_events ON events").unwrap();
+        ended
+    }
+
     pub fn end_drainctl_sessions(&self) -> usize {
         let ended: Vec<i32> = self.column(
             "SELECT pid FROM pg_stat_activity
