@@ -833,44 +833,38 @@ fn a_drain_removed_from_the_file_before_its_started_pass_read_it_is_reported_as_
     let fixture = Fixture::new(&config(""), INSIDE);
     fixture.enqueue("docs", &[("a".into(), json!({ "steps": [{ "out": "a" }] }))]);
     let gate = fixture.path("gate");
-    let first = fixture
-        .drainctl(&["supervise", "--json"])
-        .env("DRAINCTL_TEST_DRAIN_GATE", gate.to_str().unwrap())
-        .run();
-    first.assert_code(0);
-    let decisions = first.json()["decisions"].as_array().cloned().unwrap_or_default();
-    let pid = action_for(&decisions, "docs", "start").expect("a start")["pid"].as_u64().unwrap() as u32;
-    // The operator's edit lands between the pass's decision and the drain's reading.
     let without_docs = config("").replace("name = \"docs\"", "name = \"other\"");
     assert_ne!(without_docs, config(""));
-    fixture.write_config(&without_docs);
-    std::fs::write(&gate, "").unwrap();
-    wait_until_gone("the drain", pid);
-    // Before: exit 69, as if the database had failed.
-    let second = fixture.drainctl(&["supervise"]).run();
-    second.assert_code(78);
-    let errors: Vec<String> = fixture.column("SELECT message FROM events WHERE kind = 'supervise_error'");
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("is in the database but not in the configuration"), "{}", errors[0]);
-    // A file broken in between (a misspelt key) is the configuration's refusal too.
-    fixture.write_config(&config(""));
-    std::fs::remove_file(&gate).unwrap();
-    let first = fixture
-        .drainctl(&["supervise", "--json"])
-        .env("DRAINCTL_TEST_DRAIN_GATE", gate.to_str().unwrap())
-        .run();
-    first.assert_code(0);
-    let decisions = first.json()["decisions"].as_array().cloned().unwrap_or_default();
-    let pid = action_for(&decisions, "docs", "start").expect("a start")["pid"].as_u64().unwrap() as u32;
-    fixture.write_config(&format!("{}max_attempt = 3\n", config("")));
-    std::fs::write(&gate, "").unwrap();
-    wait_until_gone("the drain", pid);
-    fixture.write_config(&config(""));
-    let second = fixture.drainctl(&["supervise"]).run();
-    second.assert_code(78);
-    let errors: Vec<String> =
-        fixture.column("SELECT message FROM events WHERE kind = 'supervise_error' ORDER BY id DESC LIMIT 1");
-    assert!(errors[0].contains("max_attempt"), "{}", errors[0]);
+    for (edit, said) in [
+        // The drain taken out of the file.
+        (without_docs, "is in the database but not in the configuration"),
+        // The file broken (a misspelt key).
+        (format!("{}max_attempt = 3\n", config("")), "max_attempt"),
+    ] {
+        fixture.write_config(&config(""));
+        fixture.drainctl(&["resume", "docs"]).run().assert_code(0);
+        let _ = std::fs::remove_file(&gate);
+        let first = fixture
+            .drainctl(&["supervise", "--json"])
+            .env("DRAINCTL_TEST_DRAIN_GATE", gate.to_str().unwrap())
+            .run();
+        first.assert_code(0);
+        let decisions = first.json()["decisions"].as_array().cloned().unwrap_or_default();
+        let pid = action_for(&decisions, "docs", "start").expect("a start")["pid"].as_u64().unwrap() as u32;
+        // The operator's edit lands between the pass's decision and the drain's reading.
+        fixture.write_config(&edit);
+        std::fs::write(&gate, "").unwrap();
+        wait_until_gone("the drain", pid);
+        fixture.write_config(&config(""));
+        // (Paused, so that this pass starts no drain of its own.)
+        fixture.drainctl(&["pause", "docs"]).run().assert_code(0);
+        // Before: exit 69, as if the database had failed.
+        let second = fixture.drainctl(&["supervise"]).run();
+        second.assert_code(78);
+        let errors: Vec<String> = fixture
+            .column("SELECT message FROM events WHERE kind = 'supervise_error' ORDER BY id DESC LIMIT 1");
+        assert!(errors[0].contains(said), "{}", errors[0]);
+    }
 }
 
 #[test]
