@@ -157,8 +157,8 @@ pub fn prune(
     // does: what was removed is recorded either way — and when the step failed for want
     // of the database, which takes the event with it, the error says it.
     let steps = prune_steps(client, config, dry_run, &mut report);
-    // A signal that came after the last step had begun cut nothing short: the prune is
-    // done, not interrupted (before: said interrupted, and done again the next hour).
+    // A signal that came once the last file was looked at cut nothing short: the prune
+    // is done, not interrupted (before: said interrupted, and done again the next hour).
     let cut_short = matches!(steps, Ok(true));
     let steps = steps.map(|_| ());
     let removed = !dry_run && report.removed_anything();
