@@ -1365,12 +1365,15 @@ pub fn fail_item(
          SELECT (SELECT state FROM failed),
                 (SELECT state FROM items WHERE id = $1), (SELECT claimed_by FROM items WHERE id = $1),
                 EXISTS (SELECT 1 FROM attempts a
-                         WHERE a.item_id = $1 AND a.run_id = $2 AND a.finished_at = $7 AND a.error = $3)",
+                         WHERE a.item_id = $1 AND a.run_id = $2 AND a.finished_at IS NOT NULL AND a.error = $3
+                           AND a.attempt = (SELECT attempts FROM items WHERE id = $1))",
         &[&item_id, &run_id, &error, &stderr_tail, &max_attempts, &retry_at, &now],
     )?;
     Ok(match row.try_get::<_, Option<ItemState>>(0)? {
-        // The attempt closed at this very moment with this very error: the same failure,
-        // committed before its reply was lost — not a claim another run took.
+        // This run's attempt of the item's latest claim closed with this very error: the
+        // same failure, committed before its reply was lost — not a claim another run took
+        // (which would have counted an attempt more), nor one the reaper ended (whose error
+        // names the run ended). Not by the instant: the pass sends it again later.
         None if row.try_get::<_, bool>(3)? => Failure::RecordedBefore,
         None => Failure::ClaimLost(HeldNow::read(&row, 1, 2)?),
         Some(ItemState::Dead) => Failure::Dead,

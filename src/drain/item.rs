@@ -837,7 +837,15 @@ impl Pass<'_> {
             let fault =
                 std::env::var(super::FAULT_ENV).is_ok_and(|fault| fault == "lose_failure_commit_reply");
             if fault && !LOST_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                // The server ends the session right after the commit; its reply is lost.
+                // The server ends the session right after the commit; its reply is lost. The
+                // statements go again a second later by a test's clock file, as by a real one.
+                if let Some(path) = std::env::var(crate::clock::NOW_ENV)
+                    .ok()
+                    .and_then(|now| now.strip_prefix('@').map(std::path::PathBuf::from))
+                {
+                    let later = now + chrono::Duration::seconds(1);
+                    let _ = std::fs::write(path, crate::output::rfc3339(later));
+                }
                 let ended = self.client.batch_execute("SELECT pg_terminate_backend(pg_backend_pid())");
                 return Err(ended.err().map_or_else(
                     || Error::Unavailable("database connection lost: a fault of the test".into()),

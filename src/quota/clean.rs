@@ -110,6 +110,8 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
     let stripped = if failed { screen_text(&decoded) } else { strip_terminal_escapes(&decoded) };
     let mut lines = Vec::new();
     let mut retry_body_depth: i64 = 0;
+    // A result printed over several lines (a wrapper's `jq .`) is one object too.
+    let whole_is_error = top_level_is_error(&stripped);
     for physical in stripped.split(['\n', '\r']) {
         let retried = if retry_body_depth > 0 {
             retry_body_depth += bracket_balance(physical);
@@ -132,7 +134,7 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
         }
         let origin = origin_of(physical);
         let structured = physical.trim_start().starts_with(['{', '[']);
-        let is_error = structured.then(|| top_level_is_error(physical)).flatten();
+        let is_error = structured.then(|| top_level_is_error(physical)).flatten().or(whole_is_error);
         let unescaped = unescape_literal_escapes(physical);
         let unescaped = unescape_literal_escapes(&unescaped);
         let unescaped = if unescaped.contains('\u{1b}') {
@@ -144,6 +146,10 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
         let repaired = repair_mojibake(&repaired);
         let decoded_entities = replace_html_entities(&repaired);
         let normalized = normalize_characters(&decoded_entities);
+        let origin = match origin {
+            Origin::Conversation if is_the_models_answer(physical, &normalized) => Origin::ToolOutput,
+            origin => origin,
+        };
         for logical in normalized.split(['\n', '\r']) {
             lines.push(Line { text: collapse_whitespace(logical), origin, structured, retried, is_error });
         }
@@ -316,13 +322,14 @@ static EXEC_STATUS: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?:^|\s)(?:succeeded|exited\s+-?[0-9]+)\s+in\s+(?:[0-9]+m\s*)?[0-9][0-9.]*\s*[a-z]*:$")
 });
 
-/// The top-level `is_error` of a physical line that is a JSON object holding one (parsed
-/// only when the line names it).
-fn top_level_is_error(physical: &str) -> Option<bool> {
-    if !physical.contains("\"is_error\"") {
+/// The top-level `is_error` of a text (a physical line, or a whole stream) that is a JSON
+/// object holding one (parsed only when the text names it).
+fn top_level_is_error(text: &str) -> Option<bool> {
+    let text = text.trim();
+    if !text.starts_with('{') || !text.contains("\"is_error\"") {
         return None;
     }
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(physical.trim()).ok()?;
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
     object.get("is_error")?.as_bool()
 }
 
@@ -355,6 +362,26 @@ fn origin_of(physical: &str) -> Origin {
             Origin::Conversation
         }
         _ => Origin::Worker,
+    }
+}
+
+/// A model's answer relayed in a client's JSON event that the client never reports its own
+/// limit in: codex's `agent_message` and `reasoning` items (its limits come as `error` and
+/// `turn.failed` events), gemini's assistant `message` (its errors come as `error` events
+/// or on stderr), and a Claude Code `assistant` message of more than one line (its own
+/// limit message is one line: `Claude AI usage limit reached|…`, `API Error: … 429 …`).
+/// Such text is the item's content, as a tool's output is: an answer quoting a limit,
+/// followed by a failure (`--max-turns`, `item_timeout`), stalled the group before
+/// (docs/rate-limits.md, "How the output is read"). `text`: the line with its strings'
+/// escapes decoded, a line break for each `\n`.
+fn is_the_models_answer(physical: &str, text: &str) -> bool {
+    static MODEL_ITEM: LazyLock<Regex> =
+        LazyLock::new(|| compile(r#""item"\s*:\s*\{[^{}]*"type"\s*:\s*"(?:agent_message|reasoning)""#));
+    match event_type(physical) {
+        Some("item.started" | "item.updated" | "item.completed") => MODEL_ITEM.is_match(physical),
+        Some("message") => true,
+        Some("assistant") => text.split(['\n', '\r']).filter(|line| !line.trim().is_empty()).count() > 1,
+        _ => false,
     }
 }
 

@@ -1199,11 +1199,21 @@ fn a_json_result_that_says_it_succeeded_is_a_success_whatever_its_text_quotes() 
             (format!("t{index}"), json!({ "steps": [{ "out": result.to_string() }] }))
         })
         .collect();
+    let mut items = items;
+    // The same over several lines, as a wrapper's `jq .` prints it.
+    let pretty = json!({
+        "type": "result", "subtype": "success", "is_error": false,
+        "result": format!("Summary: {}", quoted[0]),
+    });
+    items.push((
+        "pretty".into(),
+        json!({ "steps": [{ "out": serde_json::to_string_pretty(&pretty).unwrap() }] }),
+    ));
     fixture.enqueue("alpha", &items);
     let result = fixture.drainctl(&["drain", "alpha", "--json"]).run();
     result.assert_code(0);
     // Before: the group parked on the first ("needs attention"), or backed off for days.
-    assert_eq!(result.json()["items_done"], 3, "{}", result.stdout);
+    assert_eq!(result.json()["items_done"], 4, "{}", result.stdout);
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind IN ('backoff_set', 'group_parked')"), 0);
     // The client's own verdict still counts: a result that says it failed is a limit.
@@ -1218,4 +1228,47 @@ fn a_json_result_that_says_it_succeeded_is_a_success_whatever_its_text_quotes() 
     fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
     assert_eq!(fixture.item("alpha", "own").0, "pending");
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_set'"), 1);
+}
+
+#[test]
+fn a_models_answer_quoting_a_limit_in_a_run_that_then_failed_is_the_items_content() {
+    // The model's text relayed in a client's JSON event that the client never reports its
+    // own limit in: codex's agent_message, a Claude Code assistant message of several
+    // lines. Then the run failed (--max-turns, item_timeout). Before: the group backed
+    // off for the week the quote names.
+    let fixture = Fixture::new(&config(), NOW);
+    // As the clients print them, "type" first.
+    let claude = [
+        r#"{"type":"system","subtype":"init","session_id":"s1"}"#,
+        r#"{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"The customer pasted this from their terminal:\n\nClaude AI usage limit reached|1797249600\n\nLet me look into it."}]}}"#,
+        r#"{"type":"result","subtype":"error_max_turns","is_error":true,"num_turns":3}"#,
+    ];
+    let codex = [
+        r#"{"type":"thread.started","thread_id":"t1"}"#,
+        r#"{"type":"item.completed","item":{"id":"item_1","type":"agent_message","text":"The ticket says:\nYou've hit your usage limit. Upgrade to Pro or try again in 6 days 17 hours 14 minutes.\n"}}"#,
+    ];
+    let output = |lines: &[&str]| -> String { lines.iter().map(|line| format!("{line}\n")).collect() };
+    let test = |lines: &[&str], profile: &str| {
+        fixture
+            .drainctl(&["quota", "test", "--profile", profile, "--exit-code", "1", "--now", NOW])
+            .stdin(output(lines))
+            .run()
+    };
+    for (lines, profile) in [(&claude[..], "claude"), (&codex[..], "openai")] {
+        let result = test(lines, profile);
+        result.assert_code(0);
+        assert!(result.stdout.starts_with("no quota hit"), "{profile}: {}", result.stdout);
+    }
+    // Claude Code's own limit, its one-line assistant message, is still read as one.
+    let own = [
+        r#"{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"Claude AI usage limit reached|1797249600"}]}}"#,
+    ];
+    let result = test(&own, "claude");
+    assert!(result.stdout.starts_with("quota hit"), "{}", result.stdout);
+    // Through a pass: the item's own failure, no backoff.
+    fixture
+        .enqueue("alpha", &[("t1".into(), json!({ "steps": [{ "out": output(&claude) }, { "exit": 1 }] }))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
+    assert_eq!(fixture.item("alpha", "t1").1, 1, "the attempt counts: the item's own failure");
 }
