@@ -176,6 +176,14 @@ pub fn prune(
         Ok(())
     };
     match (steps, recorded) {
+        // Everything removed, the session gone before the event could say so (before: the
+        // line said only that what had not committed was rolled back).
+        (Ok(()), Err(error)) if removed => {
+            return Err(error.noted(&format!(
+                "the prune had removed, and that stays removed: {} (no retention_pruned event could be recorded)",
+                report.summary()
+            )));
+        }
         (Err(error), recorded) if removed => {
             let event = match recorded {
                 Ok(()) => "recorded in its retention_pruned event",

@@ -57,6 +57,9 @@ pub(crate) fn merged_env(drain: &[(String, String)], account: &[(String, String)
     env
 }
 
+/// How a configuration without a database URL is refused.
+pub const NO_DATABASE_URL: &str = "no database URL";
+
 /// How a drain name the configuration does not know begins to be refused.
 pub const UNKNOWN_DRAIN: &str = "unknown drain";
 
@@ -722,7 +725,7 @@ impl Config {
     pub fn require_database_url(&self) -> Result<&DatabaseUrl> {
         self.database_url.as_ref().ok_or_else(|| {
             Error::Config(format!(
-                "no database URL: set [database] url in the configuration, or \
+                "{NO_DATABASE_URL}: set [database] url in the configuration, or \
                  ${DATABASE_URL_ENV} or ${FALLBACK_DATABASE_URL_ENV}"
             ))
         })

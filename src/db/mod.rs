@@ -259,7 +259,7 @@ pub fn connect(database: &DatabaseUrl) -> Result<Client> {
         };
         // A NUL in a setting the client sends at login (`%00` in the URL's database, user or
         // `application_name`): no server could take it, whenever it is tried (78, not 69).
-        if detail.contains("string contains embedded null") {
+        if detail.contains("string contains embedded null") || detail.contains("unexpected NUL byte") {
             return Error::Config(format!(
                 "{CANNOT_CONNECT} (URL from {}): {detail}: a setting of the database URL holds a NUL \
                  character (%00); remove it",

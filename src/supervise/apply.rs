@@ -190,10 +190,14 @@ impl EndedWithoutRun {
     /// by others — 78, where 69 said the database failed).
     pub fn error(&self, config_file: Option<&std::path::Path>) -> Error {
         let message = self.describe();
-        let names_the_file = config_file.is_some_and(|file| message.contains(&file.display().to_string()));
+        // Its refusal names the file (`PATH:12:1: …`, `… PATH is writable by every user`),
+        // not only as where the database URL came from (a database that cannot be reached).
+        let names_the_file = config_file.is_some_and(|file| message.contains(&file.display().to_string()))
+            && !message.contains(crate::error::CANNOT_CONNECT);
         let is_configuration = [
             crate::context::NOT_IN_THE_CONFIGURATION,
             crate::config::UNKNOWN_DRAIN,
+            crate::config::NO_DATABASE_URL,
             crate::error::CHANGED_BY_HAND,
             crate::ownership::REACHED_THROUGH_A_LINK,
             crate::ownership::ITS_OWNER_MAY_REPLACE,
@@ -618,4 +622,50 @@ fn create_log_file_path(
     })?;
     log_file::refuse_others_folder(&dir, &held)?;
     Ok((folder, name, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a drain whose log ends on `line` is reported with, its configuration file
+    /// being `/etc/drainctl/drainctl.toml`.
+    fn reported(line: &str) -> u8 {
+        let folder = std::env::temp_dir().join(format!("drainctl-ended-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let log = folder
+            .join(format!("{:x}.log", line.len() * 7919 + line.bytes().map(usize::from).sum::<usize>()));
+        std::fs::write(&log, format!("earlier line\n{line}\n")).unwrap();
+        let ended = EndedWithoutRun {
+            drain: "docs".into(),
+            pid: 4711,
+            log_path: Some(log.display().to_string()),
+            started_by_pass_of: None,
+        };
+        let code = ended.error(Some(std::path::Path::new("/etc/drainctl/drainctl.toml"))).exit_code();
+        let _ = std::fs::remove_file(&log);
+        code
+    }
+
+    #[test]
+    fn a_drain_that_ended_on_its_configuration_is_78_and_on_its_database_69() {
+        let file = "/etc/drainctl/drainctl.toml";
+        assert_eq!(
+            reported(&format!("drainctl: {file}:12:1: drain \"docs\": unknown field `max_attempt`")),
+            78
+        );
+        assert_eq!(reported(&format!("drainctl: configuration file {file} is writable by every user")), 78);
+        assert_eq!(
+            reported("drainctl: no database URL: set [database] url in the configuration, or $DRAINCTL_DATABASE_URL"),
+            78
+        );
+        // The file named only as where the URL came from: the database's failure.
+        assert_eq!(
+            reported(&format!(
+                "drainctl: cannot connect to the database (URL from [database] url in {file}): database \"nodb\" does not exist"
+            )),
+            69
+        );
+        assert_eq!(reported("drainctl: cannot connect to the database: too many connections for role"), 69);
+    }
 }

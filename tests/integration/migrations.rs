@@ -277,7 +277,9 @@ fn an_unreachable_database_exits_69_without_the_password() {
         result.stderr
     );
     // A NUL in a setting sent at login: no retry mends it (before: 69, "unreachable").
-    for url in [url_with_database(&db.url, "x%00y"), format!("{}?application_name=a%00b", db.url)] {
+    let in_host = db.url.replacen("@127.0.0.1", "@127.0.0.1%00", 1);
+    assert_ne!(in_host, db.url);
+    for url in [url_with_database(&db.url, "x%00y"), format!("{}?application_name=a%00b", db.url), in_host] {
         let result = Drainctl::new(&["migrate"]).env("DATABASE_URL", &url).run();
         result.assert_code(78);
         assert!(result.stderr.contains("holds a NUL character (%00); remove it"), "{}", result.stderr);
