@@ -767,7 +767,7 @@ fn compile_user_patterns(
             return Err(scope.error_for(
                 patterns,
                 key,
-                &format!("{pattern:?} matches any line, so every answer would read as one; give the words the messages hold"),
+                &format!("{pattern:?} matches any line, so every line would read as one; give the words the messages hold"),
             ));
         }
         compiled.push(regex);

@@ -949,7 +949,12 @@ fn prune_and_write_textfile(
         }
     } else if prune_stopped {
         // Stopped inside the prune: that is what was cut short.
-        interrupted.check(client, outbox, clock, "it pruned old history")?;
+        interrupted.check(
+            client,
+            outbox,
+            clock,
+            "it finished pruning old history (what it removed is in its retention_pruned event)",
+        )?;
     }
     Ok(pruned)
 }
