@@ -110,8 +110,6 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
     let stripped = if failed { screen_text(&decoded) } else { strip_terminal_escapes(&decoded) };
     let mut lines = Vec::new();
     let mut retry_body_depth: i64 = 0;
-    // A result printed over several lines (a wrapper's `jq .`) is one object too.
-    let whole_is_error = top_level_is_error(&stripped);
     for physical in stripped.split(['\n', '\r']) {
         let retried = if retry_body_depth > 0 {
             retry_body_depth += bracket_balance(physical);
@@ -132,9 +130,8 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
             });
             continue;
         }
-        let origin = origin_of(physical);
         let structured = physical.trim_start().starts_with(['{', '[']);
-        let is_error = structured.then(|| top_level_is_error(physical)).flatten().or(whole_is_error);
+        let is_error = structured.then(|| top_level_is_error(physical)).flatten();
         let unescaped = unescape_literal_escapes(physical);
         let unescaped = unescape_literal_escapes(&unescaped);
         let unescaped = if unescaped.contains('\u{1b}') {
@@ -146,12 +143,16 @@ pub(super) fn clean_lines_of_a_run(bytes: &[u8], failed: bool) -> Vec<Line> {
         let repaired = repair_mojibake(&repaired);
         let decoded_entities = replace_html_entities(&repaired);
         let normalized = normalize_characters(&decoded_entities);
-        let origin = match origin {
-            Origin::Conversation if is_the_models_answer(physical, &normalized) => Origin::ToolOutput,
-            origin => origin,
-        };
+        let origin = origin_of(physical, &normalized);
         for logical in normalized.split(['\n', '\r']) {
             lines.push(Line { text: collapse_whitespace(logical), origin, structured, retried, is_error });
+        }
+    }
+    // A result printed over several lines (a wrapper's `jq .`) is one object too: read
+    // whole only when no line of it was one.
+    if lines.iter().all(|line| line.is_error.is_none()) {
+        if let Some(is_error) = top_level_is_error(&stripped) {
+            lines.iter_mut().for_each(|line| line.is_error = Some(is_error));
         }
     }
     last_attempts_told(&mut lines);
@@ -329,8 +330,7 @@ fn top_level_is_error(text: &str) -> Option<bool> {
     if !text.starts_with('{') || !text.contains("\"is_error\"") {
         return None;
     }
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
-    object.get("is_error")?.as_bool()
+    super::empty_answer::json_answer(text)?.get("is_error")?.as_bool()
 }
 
 /// Opening minus closing brackets: how far a line leaves a JSON body open.
@@ -342,48 +342,41 @@ fn bracket_balance(physical: &str) -> i64 {
     })
 }
 
-fn origin_of(physical: &str) -> Origin {
+/// Whose words a physical line holds, by the client's JSON event it is (`text`: the line
+/// with its strings' escapes decoded, a line break for each `\n`). A model's answer
+/// relayed in an event the client never reports its own limit in is the item's content,
+/// as a tool's output is: codex's `agent_message` and `reasoning` items (its limits come
+/// as `error` and `turn.failed` events), gemini's `message` events (its prompt, the item,
+/// as the user's; the model's answer as the assistant's; its errors come as `error` events
+/// or on stderr), and a Claude Code `assistant` message of more than one line (its own
+/// limit message is one line: `Claude AI usage limit reached|…`, `API Error: … 429 …`).
+/// Before, an answer quoting a limit, followed by a failure (`--max-turns`,
+/// `item_timeout`), stalled the group (docs/rate-limits.md, "How the output is read").
+fn origin_of(physical: &str, text: &str) -> Origin {
     let Some(captures) = JSON_EVENT_TYPE.captures(physical) else {
         return Origin::Worker;
     };
     let event_type = captures[1].to_ascii_lowercase();
     match event_type.as_str() {
-        "user" | "tool_result" | "function_call_output" => Origin::ToolOutput,
+        "user" | "tool_result" | "function_call_output" | "message" => Origin::ToolOutput,
         "item.started" | "item.updated" | "item.completed" => {
-            if TOOL_ITEM.is_match(physical) {
+            if TOOL_ITEM.is_match(physical) || MODEL_ITEM.is_match(physical) {
                 Origin::ToolOutput
             } else {
                 Origin::Conversation
             }
         }
-        // gemini-cli's stream-json repeats its prompt, the item, as a user message.
-        "message" if USER_ROLE.is_match(physical) => Origin::ToolOutput,
-        "assistant" | "message" | "tool_use" | "stream_event" | "thinking" | "reasoning" => {
-            Origin::Conversation
+        "assistant" if text.split(['\n', '\r']).filter(|line| !line.trim().is_empty()).count() > 1 => {
+            Origin::ToolOutput
         }
+        "assistant" | "tool_use" | "stream_event" | "thinking" | "reasoning" => Origin::Conversation,
         _ => Origin::Worker,
     }
 }
 
-/// A model's answer relayed in a client's JSON event that the client never reports its own
-/// limit in: codex's `agent_message` and `reasoning` items (its limits come as `error` and
-/// `turn.failed` events), gemini's assistant `message` (its errors come as `error` events
-/// or on stderr), and a Claude Code `assistant` message of more than one line (its own
-/// limit message is one line: `Claude AI usage limit reached|…`, `API Error: … 429 …`).
-/// Such text is the item's content, as a tool's output is: an answer quoting a limit,
-/// followed by a failure (`--max-turns`, `item_timeout`), stalled the group before
-/// (docs/rate-limits.md, "How the output is read"). `text`: the line with its strings'
-/// escapes decoded, a line break for each `\n`.
-fn is_the_models_answer(physical: &str, text: &str) -> bool {
-    static MODEL_ITEM: LazyLock<Regex> =
-        LazyLock::new(|| compile(r#""item"\s*:\s*\{[^{}]*"type"\s*:\s*"(?:agent_message|reasoning)""#));
-    match event_type(physical) {
-        Some("item.started" | "item.updated" | "item.completed") => MODEL_ITEM.is_match(physical),
-        Some("message") => true,
-        Some("assistant") => text.split(['\n', '\r']).filter(|line| !line.trim().is_empty()).count() > 1,
-        _ => false,
-    }
-}
+/// codex's items that hold the model's own text.
+static MODEL_ITEM: LazyLock<Regex> =
+    LazyLock::new(|| compile(r#""item"\s*:\s*\{[^{}]*"type"\s*:\s*"(?:agent_message|reasoning)""#));
 
 static JSON_EVENT_TYPE: LazyLock<Regex> =
     LazyLock::new(|| compile(r#"^\s*\{\s*"type"\s*:\s*"([A-Za-z_.]+)""#));
@@ -392,9 +385,6 @@ static JSON_EVENT_TYPE: LazyLock<Regex> =
 pub(super) fn event_type(physical: &str) -> Option<&str> {
     JSON_EVENT_TYPE.captures(physical).and_then(|captures| captures.get(1)).map(|found| found.as_str())
 }
-/// gemini-cli's `message` event of the user, its prompt: `"role":"user"`.
-static USER_ROLE: LazyLock<Regex> =
-    LazyLock::new(|| super::patterns::gemini_stream_event("message", "role", "user"));
 static TOOL_ITEM: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r#""type"\s*:\s*"(?:command_execution|file_change|mcp_tool_call|web_search|tool_call|function_call_output)""#,

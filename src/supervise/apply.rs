@@ -633,8 +633,7 @@ mod tests {
     fn reported(line: &str) -> u8 {
         let folder = std::env::temp_dir().join(format!("drainctl-ended-{}", std::process::id()));
         std::fs::create_dir_all(&folder).unwrap();
-        let log = folder
-            .join(format!("{:x}.log", line.len() * 7919 + line.bytes().map(usize::from).sum::<usize>()));
+        let log = folder.join("drain.log");
         std::fs::write(&log, format!("earlier line\n{line}\n")).unwrap();
         let ended = EndedWithoutRun {
             drain: "docs".into(),
