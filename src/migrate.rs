@@ -730,16 +730,32 @@ pub fn foreign_objects(client: &mut Client) -> Result<Option<String>> {
     let (done, due): (Vec<Migration>, Vec<Migration>) =
         MIGRATIONS.iter().copied().partition(|migration| applied.contains(&migration.version));
     let ours = created_objects(&done);
-    let wanted: Vec<(&str, String)> =
+    let mut wanted: Vec<(&str, String)> =
         created_objects(&due).into_iter().filter(|object| !ours.contains(object)).collect();
+    // The indexes PostgreSQL makes for a new table's primary key and unique constraints
+    // take names it derives (`items_pkey`, `items_drain_key_key`): one of those names taken
+    // would make it name drainctl's otherwise, and `doctor` call the schema changed by hand.
+    let tables: Vec<String> =
+        wanted.iter().filter(|(kind, _)| *kind == "table").map(|(_, name)| name.clone()).collect();
+    for line in EXPECTED_SHAPE.lines() {
+        let Some((table, index)) =
+            line.strip_prefix("index ").and_then(|rest| rest.split_whitespace().next()?.split_once('.'))
+        else {
+            continue;
+        };
+        let object = ("index", index.to_string());
+        if tables.iter().any(|name| name == table) && !wanted.contains(&object) && !ours.contains(&object) {
+            wanted.push(object);
+        }
+    }
     let (kinds, names): (Vec<&str>, Vec<String>) = wanted.into_iter().unzip();
     let taken: Vec<String> = client
         .query_one(
             concat!(
                 "SELECT coalesce(array_agg(
-                        -- What is in a table's way is named as what it is: an enum or a domain
-                        -- (no relation) a type, a relation by its kind.
-                        CASE WHEN w.kind <> 'table' THEN w.kind
+                        -- What is in a table's or an index's way is named as what it is: an
+                        -- enum or a domain (no relation) a type, a relation by its kind.
+                        CASE WHEN w.kind = 'function' THEN w.kind
                              WHEN to_regclass(quote_ident(current_schema()) || '.' || quote_ident(w.name)) IS NULL
                              THEN 'type' ELSE ",
                 relation_kind!("w.name"),

@@ -637,6 +637,21 @@ fn another_applications_database_is_refused_with_exit_78_and_left_as_it_was() {
         "{}",
         doctor.stdout
     );
+    // An index and a table of the names PostgreSQL gives the indexes of a new table's key:
+    // it named drainctl's `items_pkey1`, and doctor then said the schema was changed by hand.
+    let db = TestDb::new();
+    db.client()
+        .batch_execute(
+            "CREATE TABLE audit (drain text, key text); CREATE INDEX items_drain_key_key ON audit (drain, key);
+             CREATE TABLE items_pkey (id int)",
+        )
+        .unwrap();
+    let result = migrate(&db, &[]).run();
+    result.assert_code(78);
+    let says =
+        "this database already holds index items_drain_key_key, table items_pkey that drainctl did not create";
+    assert!(result.stderr.contains(says), "{}", result.stderr);
+    assert_eq!(tables(&db), ["audit", "items_pkey"]);
     // An enum and a domain of drainctl's table names: a table's row type would take the
     // name (before: exit 70, `type "items" already exists`, and doctor said healthy).
     let db = TestDb::new();
