@@ -524,6 +524,7 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
                 taken.join(", ")
             )));
         }
+        refuse_second_installation(client)?;
         return Ok(Vec::new());
     }
     let rows = client
@@ -559,6 +560,34 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
 }
 
 /// The refusal of a database (its current schema) another application uses.
+/// Refuses to create drainctl's schema in the session's current schema when another
+/// schema of this database holds drainctl's already: a `search_path` changed on the role
+/// (or in the URL) would otherwise make a second, empty installation there, its backlog
+/// apart from the first's, sharing the database's advisory locks (docs/operations.md,
+/// "The role and its settings").
+fn refuse_second_installation(client: &mut Client) -> Result<()> {
+    let row = client.query_one(
+        "SELECT (SELECT string_agg(quote_ident(n.nspname), ', ' ORDER BY n.nspname)
+                   FROM pg_namespace n
+                  WHERE n.nspname IS DISTINCT FROM current_schema()
+                    AND (SELECT count(*) FROM pg_class c
+                          WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+                            AND c.relname IN ('schema_migrations', 'drains', 'items', 'runs')) = 4),
+                quote_ident(current_schema()), current_setting('search_path')",
+        &[],
+    )?;
+    let Some(others) = row.get::<_, Option<String>>(0) else { return Ok(()) };
+    let here: String = row.get::<_, Option<String>>(1).unwrap_or_default();
+    let search_path: String = row.get(2);
+    Err(Error::Config(format!(
+        "this database holds drainctl's schema already, in schema {others}, but this session's current schema \
+         is {here} (search_path {search_path}): drainctl would create a second, empty one there, apart from \
+         the first's backlog; set the role's search_path back (ALTER ROLE ... RESET search_path, or \
+         options=-c search_path=... in the URL), or give this installation a database of its own \
+         (CREATE DATABASE ...); nothing was changed"
+    )))
+}
+
 fn another_applications(what: &str) -> Error {
     Error::Config(format!(
         "this database already holds {what}: it belongs to another application; give drainctl a \

@@ -890,10 +890,45 @@ fn doctor_checks_the_shape_in_a_schema_whose_name_is_quoted() {
     // Before: `schema "drainctl" does not exist`, the name read unquoted.
     let fixture =
         Fixture::new("[[drain]]\nname = \"d\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-12-07T10:00:00Z");
-    fixture.db.client().batch_execute("CREATE SCHEMA \"DrainCtl\"").unwrap();
+    // The schema in `public` the fixture made moves there: one installation a database.
+    fixture
+        .db
+        .client()
+        .batch_execute("ALTER SCHEMA public RENAME TO \"DrainCtl\"; CREATE SCHEMA public")
+        .unwrap();
     let url = format!("{}?options=-c%20search_path%3D%22DrainCtl%22", fixture.db.url);
     fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &url).run().assert_code(0);
     let doctor = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &url).run();
     doctor.assert_code(0);
     assert!(doctor.stdout.contains("ok    schema: schema current"), "{}", doctor.stdout);
+}
+
+#[test]
+fn a_search_path_away_from_drainctls_schema_is_refused_rather_than_a_second_schema_made() {
+    // Before: the role's search_path set to another schema made the next command create a
+    // second, empty installation there; `status` showed an empty backlog, exit 0.
+    let fixture =
+        Fixture::new("[[drain]]\nname = \"d\"\ncommand = [\"FAKE_WORKER\"]\n", "2026-12-07T10:00:00Z");
+    fixture.enqueue("d", &[("a".to_string(), serde_json::json!({}))]);
+    fixture.db.client().batch_execute("CREATE SCHEMA app").unwrap();
+    let url = format!("{}?options=-c%20search_path%3Dapp", fixture.db.url);
+    let says = "this database holds drainctl's schema already, in schema public, but this session's current \
+                schema is app (search_path app): drainctl would create a second, empty one there";
+    for args in [&["status"][..], &["migrate"], &["enqueue", "d", "--key", "b", "--payload", "{}"]] {
+        let result = fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", &url).run();
+        result.assert_code(78);
+        assert!(result.stderr.contains(says), "{args:?}: {}", result.stderr);
+        assert!(result.stderr.contains("nothing was changed"), "{}", result.stderr);
+    }
+    let doctor = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &url).run();
+    doctor.assert_code(78);
+    assert!(doctor.stdout.contains(says), "{}", doctor.stdout);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM pg_class WHERE relnamespace = 'app'::regnamespace"),
+        0,
+        "something was created in schema app"
+    );
+    // The installation itself is as it was.
+    fixture.drainctl(&["status"]).run().assert_code(0);
+    assert_eq!(fixture.item("d", "a").0, "pending");
 }
