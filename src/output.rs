@@ -68,7 +68,10 @@ impl Report {
         }
         let mut stdout = std::io::stdout().lock();
         let text = if as_json {
-            serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "null".to_string())
+            // What a terminal would act on (C1 controls, bidirectional and invisible
+            // characters, which serde_json leaves raw) as JSON escapes: the same values to
+            // a JSON reader (docs/json.md).
+            escape_json_text(&serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "null".to_string()))
         } else if is_dated_lines() {
             date_lines(&escape_lines(&self.human), &utc_now_stamp())
         } else {
@@ -659,6 +662,17 @@ pub fn open_log_file_in(
                 "log file {shown} {}, and its owner could read and forge its lines; remove it, or give \
                  {named_by} a file of yours",
                 crate::ownership::foreign_owner(owner)
+            )));
+        }
+        // A second name: a user who may write to some folder of the file system could
+        // have linked a file of drainctl's user there (`/etc/shadow` on a host without
+        // `fs.protected_hardlinks`) for it to append to.
+        if metadata.is_file() && metadata.nlink() > 1 {
+            return Err(Error::Config(format!(
+                "log file {shown} has {} names (hard links), and drainctl appends only to a file of one name: \
+                 another could be a file a user linked there for drainctl to write into; remove it, or give \
+                 {named_by} another path",
+                metadata.nlink()
             )));
         }
     }

@@ -298,9 +298,16 @@ fn a_log_file_that_is_a_link_a_fifo_or_a_folder_is_refused_and_nothing_is_writte
     make_fifo(&fifo, 0o600);
     let folder = fixture.path("folder.log");
     std::fs::create_dir(&folder).unwrap();
-    for (path, why) in
-        [(&link, "is a symbolic link"), (&fifo, "is a fifo or socket"), (&folder, "is a directory")]
-    {
+    // A second name of a file of drainctl's user (before: appended to, as a host without
+    // fs.protected_hardlinks lets any user link root's files into /tmp).
+    let hard_link = fixture.path("hard.log");
+    std::fs::hard_link(&victim, &hard_link).unwrap();
+    for (path, why) in [
+        (&link, "is a symbolic link"),
+        (&fifo, "is a fifo or socket"),
+        (&folder, "is a directory"),
+        (&hard_link, "has 2 names (hard links), and drainctl appends only to a file of one name"),
+    ] {
         for command in ["supervise", "drain"] {
             let mut args = vec![command];
             if command == "drain" {

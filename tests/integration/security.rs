@@ -973,7 +973,11 @@ fn an_item_key_with_a_bidi_override_and_a_carriage_return_is_escaped_in_tables_a
     assert_eq!(json["key"], key.as_str());
     assert_eq!(json["stderr_tail"], "real\rFAKE\n");
     let events_json = fixture.drainctl(&["events", "--json"]).run();
-    assert!(events_json.stdout.contains("invoice\u{202e}fdp.exe\\rFAKE"), "{}", events_json.stdout);
+    // Escaped as JSON (before: the U+202E raw, serde_json escaping only C0 controls).
+    assert!(events_json.stdout.contains("invoice\\u202efdp.exe\\rFAKE"), "{}", events_json.stdout);
+    for json in [&listed, &shown_json, &events_json] {
+        assert_eq!(raw_unsafe_characters(&json.stdout), [], "{:?}", json.stdout);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
