@@ -228,11 +228,11 @@ impl ScanReport {
         if let Some(budget) = self.hash_budget.filter(|_| self.deferred_by_budget > 0) {
             lines.push_str(&format!(
                 "  the hash budget (max_hash_bytes_per_scan {}, max_hash_seconds_per_scan {}) did not reach \
-                 the end of {}; `drainctl scan {} --no-budget` hashes the rest now\n",
+                 the end of {}; `{}` hashes the rest now\n",
                 budget.max_bytes,
                 crate::duration::format_duration(std::time::Duration::from_secs_f64(budget.max_seconds)),
                 crate::output::counted(self.deferred_by_budget, "file"),
-                self.drain
+                crate::commands::items::command_for_drain("drainctl scan", &self.drain, "--no-budget")
             ));
         }
         lines.push_str(&self.deferred_lines());

@@ -164,7 +164,10 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
     // With `max_wait = "0s"` no pass waits for a reset: the first after it starts.
     let may_wait = ctx.config.drain(&name).map_or(true, |drain| !drain.max_wait.is_zero());
     let start = match (&parked_group, hold) {
-        _ if is_paused => format!("the drain is paused: `drainctl resume {name}` lets supervise start it"),
+        _ if is_paused => format!(
+            "the drain is paused: `drainctl resume {}` lets supervise start it",
+            super::items::drain_argument(&name)
+        ),
         // A parked group calls no worker, burst or not (docs/rate-limits.md, "Parked groups").
         (Some(group), _) => {
             format!("its quota group {group} is parked: no pass starts it until `drainctl resume --group {group}`")

@@ -80,7 +80,7 @@ pub fn pause(ctx: &mut Context, args: &PauseArgs) -> Result<Report> {
         .into_iter()
         .zip(pauses)
         .map(|(name, pause)| {
-            let undo = if args.all { "--all".to_string() } else { name.clone() };
+            let undo = if args.all { "--all".to_string() } else { super::items::drain_argument(&name) };
             let human = match pause.was_paused_since {
                 None => format!("{name}: paused; `drainctl resume {undo}` undoes it"),
                 Some(since) => format!(

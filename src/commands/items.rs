@@ -306,6 +306,18 @@ pub fn listing_command(drain: &str) -> String {
     }
 }
 
+/// `command` for `drain` with `options`, as told to the operator: `drainctl scan docs
+/// --no-budget`, or `drainctl scan --no-budget -- -x` for a name that starts with `-`
+/// (after `--` no option is looked for, so the options come before it).
+pub fn command_for_drain(command: &str, drain: &str, options: &str) -> String {
+    match (drain.starts_with('-'), options.is_empty()) {
+        (false, true) => format!("{command} {drain}"),
+        (false, false) => format!("{command} {drain} {options}"),
+        (true, true) => format!("{command} -- {drain}"),
+        (true, false) => format!("{command} {options} -- {drain}"),
+    }
+}
+
 /// A drain's name as the last argument of a command told to the operator: after `--` when
 /// it starts with `-`, where no option is looked for.
 pub fn drain_argument(drain: &str) -> String {

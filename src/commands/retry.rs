@@ -53,9 +53,12 @@ pub fn run(ctx: &mut Context, args: &RetryArgs) -> Result<Report> {
             "{drain}: item {key:?} is {state}, not retried; only dead or pending items are (and running ones whose run has ended){}",
             if *state == ItemState::Done {
                 format!(
-                    " (`drainctl enqueue {drain} --replace --key={} --payload PAYLOAD` runs a done item again, \
-                     PAYLOAD its JSON)",
-                    crate::output::shell_word(key)
+                    " (`{}` runs a done item again, PAYLOAD its JSON)",
+                    super::items::command_for_drain(
+                        "drainctl enqueue",
+                        &drain,
+                        &format!("--replace --key={} --payload PAYLOAD", crate::output::shell_word(key))
+                    )
                 )
             } else {
                 String::new()

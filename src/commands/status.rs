@@ -172,12 +172,12 @@ impl UnconfiguredDrain {
             1 => format!(
                 "its pass still running ends before its next item, as it reads the file again (`drainctl pause {}` \
                  stops it there too); after that, ",
-                self.drain
+                super::items::drain_argument(&self.drain)
             ),
             n => format!(
                 "its {n} passes still running end before their next items, as they read the file again \
                  (`drainctl pause {}` stops them there too); after that, ",
-                self.drain
+                super::items::drain_argument(&self.drain)
             ),
         };
         // A run of another host is that host's to end, or, that host gone, a supervise's
@@ -215,7 +215,10 @@ impl UnconfiguredDrain {
             self.drain,
             counts.join(", "),
             if self.is_paused {
-                format!(" and `drainctl resume {}` undoes the pause", self.drain)
+                format!(
+                    " and `drainctl resume {}` undoes the pause",
+                    super::items::drain_argument(&self.drain)
+                )
             } else {
                 String::new()
             },

@@ -542,7 +542,9 @@ fn start_decision(snapshot: &DrainSnapshot, slots: Slots, now: DateTime<Utc>, zo
             0 => String::new(),
             n => format!(
                 " ({n} held by a pass whose run was ended, hung, but whose drain still runs — on another host it \
-                 keeps its slot until that host stops it; `drainctl runs --drain {name}` names the run and its host)"
+                 keeps its slot until that host stops it; `drainctl runs --drain{}{name}` names the run and its host)",
+                // `--drain -x` would read `-x` as an option.
+                if name.starts_with('-') { "=" } else { " " }
             ),
         };
         // Lowered below the passes still running: say how many run.

@@ -652,3 +652,45 @@ fn a_key_or_payload_beginning_with_a_hyphen_is_a_value_not_an_option() {
     fixture.drainctl(&["retry", "docs", "--key=--replace"]).run().assert_code(0);
     assert_eq!(fixture.count("SELECT count(*) FROM items"), 3);
 }
+
+/// The commands a line tells the operator to run, as words: each `` `drainctl …` `` span.
+fn told_commands(text: &str) -> Vec<Vec<String>> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| span.starts_with("drainctl "))
+        .map(|span| span.split_whitespace().skip(1).map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn the_commands_told_for_a_drain_whose_name_starts_with_a_dash_work_when_followed() {
+    // Before: `drainctl resume -x`, `drainctl enqueue -x --replace …`, each exit 64.
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"-x\"\ncommand = [\"FAKE_WORKER\"]\n",
+        NOW,
+    );
+    let payload = json!({"steps": [{"out": "ok"}]}).to_string();
+    fixture.drainctl(&["enqueue", "--key", "k", "--payload", &payload, "--", "-x"]).run().assert_code(0);
+    fixture.drainctl(&["drain", "--", "-x"]).run().assert_code(0);
+    let retry = fixture.drainctl(&["retry", "--key", "k", "--", "-x"]).run();
+    retry.assert_code(0);
+    let paused = fixture.drainctl(&["pause", "--", "-x"]).run();
+    paused.assert_code(0);
+    let burst = fixture.drainctl(&["burst", "on", "--until", "+1h", "--", "-x"]).run();
+    burst.assert_code(0);
+    let mut told: Vec<Vec<String>> = Vec::new();
+    for text in [&retry.stdout, &paused.stdout, &burst.stdout] {
+        let commands = told_commands(text);
+        assert!(!commands.is_empty(), "no command told: {text}");
+        told.extend(commands);
+    }
+    for command in told {
+        let args: Vec<&str> =
+            command.iter().map(|word| if word == "PAYLOAD" { "{}" } else { word.as_str() }).collect();
+        let followed = fixture.drainctl(&args).run();
+        assert_ne!(followed.code, 64, "{args:?}: {}", followed.stderr);
+    }
+    assert_eq!(fixture.item("-x", "k").0, "pending", "the enqueue --replace told ran");
+}
