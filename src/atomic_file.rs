@@ -56,7 +56,7 @@ pub fn replace(path: &Path, bytes: &[u8], target: &Target) -> Result<()> {
 /// that names no file, exists and is not a regular file, or whose folder is missing is a
 /// configuration error (exit 78) naming it. Returns the file name.
 pub fn check<'a>(path: &'a Path, target: &Target) -> Result<&'a std::ffi::OsStr> {
-    let file_name = path.file_name().ok_or_else(|| {
+    let file_name = file_name_of(path).ok_or_else(|| {
         Error::Config(format!(
             "{} {} does not name a file; set {} to a file such as {}",
             target.what,
@@ -67,6 +67,18 @@ pub fn check<'a>(path: &'a Path, target: &Target) -> Result<&'a std::ffi::OsStr>
     })?;
     check_target(path, &folder_of(path), target)?;
     Ok(file_name)
+}
+
+/// The name of the file `path` names, or None when it can only name a folder: empty, or
+/// ending in `/`, `.` or `..` (`Path::file_name` reads `notes/` as `notes`, which would
+/// write a file where a folder was meant, or replace the file of that name).
+pub fn file_name_of(path: &Path) -> Option<&std::ffi::OsStr> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let last = path.as_os_str().as_bytes().rsplit(|byte| *byte == b'/').next().unwrap_or_default();
+    match last {
+        b"" | b"." | b".." => None,
+        _ => path.file_name(),
+    }
 }
 
 /// The folder a file of `path` is created in.

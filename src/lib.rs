@@ -126,6 +126,12 @@ fn log_file_of(command: &cli::Command) -> Option<&std::path::Path> {
 /// a warning.
 fn claim_drain_log(args: &mut cli::DrainArgs) {
     let Some(path) = args.log_file.take() else { return };
+    // A path that names no file is refused as given (`absolute` would read `notes/.` as
+    // `notes`).
+    if crate::atomic_file::file_name_of(&path).is_none() {
+        args.log_file = Some(path);
+        return;
+    }
     // The run records the path: relative, it would mean nothing away from this folder.
     let path = std::path::absolute(&path).unwrap_or(path);
     let pid = std::process::id();

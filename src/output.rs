@@ -721,7 +721,7 @@ pub fn redirect_stdio_to_log_file(path: &std::path::Path) -> crate::error::Resul
     use std::os::fd::AsRawFd;
 
     refuse_foreign_links(path, "log file", "--log-file")?;
-    let name = path.file_name().ok_or_else(|| {
+    let name = crate::atomic_file::file_name_of(path).ok_or_else(|| {
         Error::Config(format!("--log-file {} does not name a file; give a file path", path.display()))
     })?;
     let folder = crate::atomic_file::folder_of(path);

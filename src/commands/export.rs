@@ -447,8 +447,7 @@ struct OutputTarget {
 impl OutputTarget {
     fn check(path: &Path) -> Result<OutputTarget> {
         let shown = path.display();
-        let file_name = path
-            .file_name()
+        let file_name = crate::atomic_file::file_name_of(path)
             .ok_or_else(|| Error::Usage(format!("--output {shown} does not name a file; give a file path")))?
             .to_os_string();
         let folder = crate::atomic_file::folder_of(path);

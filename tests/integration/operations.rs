@@ -966,3 +966,32 @@ fn doctor_names_a_session_holding_drainctls_tables_instead_of_waiting_for_it() {
     // Released, it is healthy again.
     fixture.drainctl(&["doctor"]).run().assert_code(0);
 }
+
+#[test]
+fn an_output_path_ending_in_a_slash_is_refused_and_the_file_of_that_name_left_alone() {
+    // Before: `notes/` wrote (or replaced) the file `notes`, and said it wrote `notes/`.
+    let fixture = Fixture::new(&config("FAKE_WORKER", ""), NOW);
+    fixture.enqueue("docs", &[("a".into(), json!({"steps": [{"out": "ok"}]}))]);
+    fixture.drainctl(&["drain", "docs"]).run().assert_code(0);
+    let notes = fixture.path("notes");
+    std::fs::write(&notes, "precious\n").unwrap();
+    for ending in ["/", "/.", "/.."] {
+        let path = format!("{}{ending}", notes.display());
+        for (args, code) in [
+            (vec!["export", "docs", "-o", &path], 64),
+            (vec!["report", "--html", &path], 78),
+            (vec!["metrics", "--textfile", &path], 78),
+            (vec!["drain", "docs", "--log-file", &path], 78),
+            (vec!["supervise", "--log-file", &path], 78),
+        ] {
+            let result = fixture.drainctl(&args).run();
+            assert_eq!(result.code, code, "{args:?}: {}", result.stderr);
+            assert!(result.stderr.contains("does not name a file"), "{args:?}: {}", result.stderr);
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "precious\n");
+    let missing = fixture.path("passlog");
+    let result = fixture.drainctl(&["drain", "docs", "--log-file", &format!("{}/", missing.display())]).run();
+    result.assert_code(78);
+    assert!(!missing.exists(), "nothing made at {}", missing.display());
+}
