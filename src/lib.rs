@@ -183,9 +183,9 @@ fn parse_failed(error: &clap::Error, args: &[OsString]) -> u8 {
         // Said, as any summary stdout cannot take (docs/exit-codes.md); a closed pipe is not.
         let printed = error.print().and_then(|()| std::io::Write::flush(&mut std::io::stdout()));
         match printed {
-            Err(why) if why.kind() != std::io::ErrorKind::BrokenPipe => output::say_on_stderr(&format!(
-                "drainctl: warning: could not write the output to stdout: {why}"
-            )),
+            Err(why) if why.kind() != std::io::ErrorKind::BrokenPipe => {
+                output::say_on_stderr(&format!("drainctl: warn: could not write the output to stdout: {why}"))
+            }
             _ => {}
         }
         return EXIT_OK;

@@ -195,7 +195,7 @@ pub fn record_quota_hit(
     if let Some(why) = &decision.distrusted {
         let event =
             event_for(EventKind::BackoffDistrusted, format!("stated reset not trusted: {why}")).data(json!({
-                "stated_reset": decision.stated_reset,
+                "stated_reset": to_microseconds(decision.stated_reset),
                 "why": why,
                 "matched_line": hit.matched_line,
             }));
@@ -234,10 +234,10 @@ pub fn record_quota_hit(
     }
     let is_announced = is_announced && !is_short_and_repeated;
     let event = event_for(EventKind::BackoffSet, message).data(json!({
-        "backoff_until": until,
+        "backoff_until": to_microseconds(Some(until)),
         "rule": decision.rule,
-        "stated_reset": decision.stated_reset,
-        "trusted_reset": decision.reset_at,
+        "stated_reset": to_microseconds(decision.stated_reset),
+        "trusted_reset": to_microseconds(decision.reset_at),
         "matched_line": hit.matched_line,
         "needs_attention": hit.needs_attention,
         "account": source.account,
@@ -357,4 +357,11 @@ pub fn record_success(
         record_event(client, outbox, &event, now)?;
     }
     Ok(())
+}
+
+/// An instant of an event's data to the microsecond, as every instant the database keeps:
+/// a reset stated relative to the clock ("try again in 60s") carries its nanoseconds.
+fn to_microseconds(at: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    use chrono::SubsecRound as _;
+    at.map(|at| at.trunc_subsecs(6))
 }

@@ -141,7 +141,10 @@ fn gather(config_path: Option<&Path>, cron_path: Option<CronPath>) -> Vec<Check>
     };
     match client.as_mut() {
         Some(client) => check_schema(&mut checks, client, is_read_only),
-        None => checks.push("schema", Status::Skip, "schema not checked: no database connection"),
+        None => {
+            checks.push("durability", Status::Skip, "durability not checked: no database connection");
+            checks.push("schema", Status::Skip, "schema not checked: no database connection");
+        }
     }
     let defaults = config.as_ref().map(|config| &config.defaults);
     let is_schema_current = checks.0.iter().any(|check| check.name == "schema" && check.status == Status::Ok);

@@ -880,7 +880,10 @@ fn finish_pass(
         apply::mark_awaited(client, pass_id, &awaited);
         advisory_unlock(client, SUPERVISE_LOCK_KEY)?;
     }
-    log::info!("supervise pass {pass_id}: {} decisions in {duration_ms} ms", decisions.len());
+    log::info!(
+        "supervise pass {pass_id}: {} in {duration_ms} ms",
+        crate::output::counted(decisions.len(), "decision")
+    );
     steps
 }
 

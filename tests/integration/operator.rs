@@ -1500,6 +1500,12 @@ fn doctor_exits_69_when_the_database_is_unreachable_and_hides_the_password() {
     result.assert_code(69);
     assert!(result.stdout.contains("fail  database: cannot connect to the database"), "{}", result.stdout);
     assert!(result.stdout.contains("skip  schema"), "{}", result.stdout);
+    // Said, not left out (before: no durability line at all).
+    assert!(
+        result.stdout.contains("skip  durability: durability not checked: no database connection"),
+        "{}",
+        result.stdout
+    );
     assert!(!result.stdout.contains("hunter2") && !result.stderr.contains("hunter2"));
 }
 
