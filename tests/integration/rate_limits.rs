@@ -1272,3 +1272,20 @@ fn a_models_answer_quoting_a_limit_in_a_run_that_then_failed_is_the_items_conten
     assert_eq!(fixture.count("SELECT count(*) FROM quota_backoffs WHERE backoff_until IS NOT NULL"), 0);
     assert_eq!(fixture.item("alpha", "t1").1, 1, "the attempt counts: the item's own failure");
 }
+
+#[test]
+fn an_events_instants_are_to_the_microsecond_on_the_hosts_clock() {
+    // Before: a reset stated relative to the host's clock (which has nanoseconds; an
+    // injected one has microseconds at most) kept nine digits in the event.
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue("alpha", &[("a1".into(), limit("Rate limit exceeded. Please try again in 60s."))]);
+    fixture.drainctl(&["drain", "alpha"]).env_remove("DRAINCTL_NOW").run().assert_code(0);
+    let events = fixture.drainctl(&["events", "--kind", "backoff_set", "--json"]).run();
+    events.assert_code(0);
+    let data = &events.json()["events"][0]["data"];
+    for field in ["stated_reset", "trusted_reset", "backoff_until"] {
+        let at = data[field].as_str().unwrap_or_default();
+        let fraction = at.split_once('.').map_or("", |(_, rest)| rest.trim_end_matches('Z'));
+        assert!(!at.is_empty() && fraction.len() <= 6, "{field}: {data}");
+    }
+}
