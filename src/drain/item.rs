@@ -260,6 +260,17 @@ impl Pass<'_> {
         // statement that settles the worker (see `reconnect`).
         let settled_by_next_claim = || result.as_ref().is_ok_and(WorkerEnd::is_settled_by_next_claim);
         if let Err(error) = self.reconnect_if_lost(item, took, settled_by_next_claim, &while_working) {
+            // The run is not this pass's on the new server: nothing of it is reaped there.
+            if self.run_lost.is_some() {
+                return Err(match &result {
+                    Ok(WorkerEnd { report, .. }) => error.noted(&format!(
+                        "item {}'s worker ended ({} bytes of output): its outcome was not recorded and is lost",
+                        item.key,
+                        report.stdout.len().max(report.stdout_tail.len()),
+                    )),
+                    Err(_) => error,
+                });
+            }
             // Nothing of this worker's end reached the database: say what becomes of it
             // (docs/operations.md, "When the database goes away").
             let again = super::staging::runs_again_once_reaped(&item.key, self.run_id);

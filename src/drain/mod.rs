@@ -162,6 +162,7 @@ pub fn run(ctx: &mut Context, args: &DrainArgs) -> Result<Report> {
             claimed_ahead: None,
             stop_after_item: None,
             session_lost_since: None,
+            run_lost: None,
             is_continuation: carried.is_continuation,
             has_waited: carried.has_waited,
             server_errors_in_a_row: carried.server_errors_in_a_row,
@@ -410,6 +411,11 @@ fn record_run(
 /// The pass stopped on an error: give its items back and finish the run as failed;
 /// returns the error.
 fn fail_run(pass: &mut Pass, error: Error) -> Error {
+    // The run is another pass's, or none, on the server the pass reconnected to: nothing
+    // is written under it (see `reconnect`).
+    if pass.run_lost.is_some() {
+        return error;
+    }
     let run_id = pass.run_id;
     // Record what we can, then report the error. If the database itself is gone the
     // run stays `running` and the next pass or supervise reaps it as crashed.
@@ -748,6 +754,9 @@ struct Pass<'a> {
     /// new one: sessions that end again as soon as they are opened are replaced within
     /// one `RECONNECT_FOR` from here, not one each (see `reconnect`).
     session_lost_since: Option<std::time::Instant>,
+    /// The run's row was found another pass's (or missing) on a new session: why. The pass
+    /// writes nothing more (see `reconnect`).
+    run_lost: Option<String>,
     /// This pass continues one whose time budget ended before the reset (see `run`).
     is_continuation: bool,
     /// The pass waited for a reset (see `wait`).

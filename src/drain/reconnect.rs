@@ -111,6 +111,11 @@ fn take_slot_again(client: &mut Client, drain_id: i32, concurrency: u32) -> Resu
     }
 }
 
+/// What a pass says when its run's row is not its own on the new session (see
+/// [`Session::reopen`]).
+const RUN_LOST_IN_A_FAILOVER: &str =
+    "the server it had written to was replaced by one that had not received the run (a failover)";
+
 impl Session<'_> {
     /// One attempt: connect, and on success put the new session in `client`, forget the
     /// statements prepared on the old one and take a concurrency slot again. `lost_at`:
@@ -128,6 +133,26 @@ impl Session<'_> {
         // database goes away").
         if let Some(why) = crate::db::read_only_reason(&mut new_client)? {
             return Err(Error::Unavailable(format!("the new session is read-only ({why})")));
+        }
+        // A failover to a standby that had not received the run's row: its id may be
+        // another pass's there, the sequence having handed it out again. Nothing more is
+        // written under it: not the items that run holds, not its end (docs/guarantees.md,
+        // "What the database must keep").
+        let row = new_client.query_opt("SELECT drain, pid FROM runs WHERE id = $1", &[&self.run_id])?;
+        let own_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        let whose = row.map(|row| (row.get::<_, String>(0), row.get::<_, i32>(1)));
+        if whose.as_ref().is_none_or(|(drain, pid)| *drain != self.drain.name || *pid != own_pid) {
+            let what = match whose {
+                None => "is not in the database it reconnected to".to_string(),
+                Some((drain, pid)) => {
+                    format!("is another pass's in the database it reconnected to (drain {drain}, pid {pid})")
+                }
+            };
+            return Err(Error::Temporary(format!(
+                "run {} {what}: {RUN_LOST_IN_A_FAILOVER}; the pass stops and writes nothing more under it, and \
+                 its current item runs again",
+                self.run_id
+            )));
         }
         // The old session may live on (read-only, not ended): its slot is let go first, or
         // two passes replacing theirs at once could each find every slot still held.
@@ -398,6 +423,9 @@ impl<'a> Pass<'a> {
     /// and said, if it was before (a write while the worker ran: the minute still starts
     /// now, when the worker has ended). Fails when none could be opened and used.
     fn reconnect(&mut self, lost_at: Option<Instant>) -> Result<()> {
+        if let Some(why) = &self.run_lost {
+            return Err(Error::Temporary(why.clone()));
+        }
         let session = self.session()?;
         let found = Instant::now();
         let lost_at = lost_at.unwrap_or_else(|| {
@@ -440,6 +468,10 @@ impl<'a> Pass<'a> {
             });
             match reopened {
                 Ok(()) => return Ok(()),
+                Err(Error::Temporary(why)) if why.contains(RUN_LOST_IN_A_FAILOVER) => {
+                    self.run_lost = Some(why.clone());
+                    return Err(Error::Temporary(why));
+                }
                 Err(Error::Unavailable(why)) => {
                     if since.elapsed() >= reconnect_for() {
                         return Err(Error::Unavailable(format!(

@@ -1360,6 +1360,45 @@ fn a_pass_in_a_slow_first_item(fixture: &Fixture) -> (std::process::Child, std::
 }
 
 #[test]
+fn a_pass_whose_run_is_another_passs_after_a_failover_writes_nothing_more_under_it() {
+    // A failover to a standby that had not received run 1: there the sequence handed the
+    // id to another pass, which holds item b. Before, the old pass reconnected, gave b
+    // back as "never started" while b's worker ran, and ended the other pass's run.
+    let fixture = Fixture::new(&config(""), NOW);
+    let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
+    assert_eq!(fixture.end_drainctl_sessions(), 1);
+    fixture
+        .client()
+        .batch_execute(
+            "UPDATE runs SET pid = pid + 1 WHERE id = 1;
+             UPDATE items SET state = 'pending', claimed_by = NULL, claimed_at = NULL WHERE key = 'a';
+             UPDATE items SET state = 'running', claimed_by = 1, claimed_at = now() WHERE key = 'b'",
+        )
+        .unwrap();
+    let before: Vec<String> =
+        fixture.column("SELECT format('%s %s %s', status, items_done, finished_at IS NULL) FROM runs");
+    std::fs::write(&go, "").unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(
+        result.stderr.contains("run 1 is another pass's in the database it reconnected to (drain docs, pid"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.contains("a failover"), "{}", result.stderr);
+    // The other pass's run and item are as it left them.
+    assert_eq!(
+        fixture
+            .column::<String>("SELECT format('%s %s %s', status, items_done, finished_at IS NULL) FROM runs"),
+        before
+    );
+    assert_eq!(fixture.item("docs", "b").0, "running");
+    assert_eq!(fixture.item("docs", "a").0, "pending");
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'item_released'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM attempts WHERE finished_at IS NOT NULL"), 0);
+}
+
+#[test]
 fn a_pass_whose_session_the_server_ends_while_a_worker_runs_reconnects_and_keeps_the_result() {
     let fixture = Fixture::new(&config(""), NOW);
     let (pass, go) = a_pass_in_a_slow_first_item(&fixture);
