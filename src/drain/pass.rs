@@ -106,6 +106,15 @@ impl<'a> Pass<'a> {
             self.session_is_in_use();
             let is_claimed_ahead = ahead.is_some();
             let claimed = ahead.or(claimed);
+            // Stopped while the statement ran (it may wait for a row lock): the item it
+            // claimed goes back unstarted — no worker is started after a stop.
+            if let Some(signal) = crate::worker::signals::termination_signal() {
+                if let Some(item) = &claimed {
+                    let note = "claimed as the pass was stopped; its worker never started";
+                    self.release(item, AttemptOutcome::NotStarted, note, now)?;
+                }
+                return Ok(Stop::interrupted(signal));
+            }
             self.is_account_suspected = controls.is_suspected;
             // A parked group is not waited for: only an operator clears it.
             let backoff_until = controls.backoff_until.filter(|_| controls.parked_at.is_none());

@@ -1000,6 +1000,52 @@ fn a_pass_started_under_a_higher_concurrency_still_counts_after_it_is_lowered() 
 }
 
 #[test]
+fn a_pass_stopped_while_its_commit_waits_for_a_row_lock_starts_no_worker_after() {
+    // Before: the commit of `a` waited for another session's row lock, the SIGTERM came
+    // meanwhile, and once the lock was let go the pass claimed `b` and started its worker
+    // (a paid call) before stopping it.
+    let fixture = Fixture::new(&config(""), NOW);
+    let (started, go, b_started) = (fixture.path("started"), fixture.path("go"), fixture.path("b-started"));
+    fixture.enqueue(
+        "docs",
+        &[
+            (
+                "a".into(),
+                steps(json!([{ "touch": started }, { "wait_for_file": go }, { "out": "result a" }])),
+            ),
+            ("b".into(), steps(json!([{ "touch": b_started }, { "out": "result b" }]))),
+        ],
+    );
+    let pass = fixture.drainctl(&["drain", "docs"]).spawn();
+    wait_until("a's worker to start", Duration::from_secs(20), || started.exists());
+    let mut holder = fixture.client();
+    let mut lock = holder.transaction().unwrap();
+    lock.execute("SELECT 1 FROM items WHERE key = 'a' FOR UPDATE", &[]).unwrap();
+    std::fs::write(&go, "").unwrap();
+    wait_until("the pass to wait for the row lock", Duration::from_secs(20), || {
+        fixture.count(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name LIKE 'drainctl%'",
+        ) == 1
+    });
+    signal(pass.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    lock.commit().unwrap();
+    let result = finished(pass.wait_with_output().unwrap());
+    result.assert_code(75);
+    assert!(result.stderr.contains("interrupted by SIGTERM"), "{}", result.stderr);
+    assert!(!b_started.exists(), "b's worker started after the stop");
+    assert_eq!(fixture.item("docs", "a").0, "done");
+    assert_eq!(fixture.item("docs", "b"), ("pending".to_string(), 0, None));
+    assert_eq!(
+        fixture.column::<Option<String>>(
+            "SELECT outcome FROM attempts WHERE item_id = (SELECT id FROM items WHERE key = 'b')"
+        ),
+        [Some("not_started".to_string())]
+    );
+}
+
+#[test]
 fn sigterm_stops_the_worker_releases_the_item_and_finishes_the_run() {
     let fixture = Fixture::new(&config(""), NOW);
     let (pass, worker_pid) = hang_in_the_second_item(&fixture, "first", "a");
