@@ -361,6 +361,10 @@ pub struct EventsArgs {
     /// Only events of this drain
     #[arg(long, value_name = "NAME")]
     pub drain: Option<String>,
+    /// Only events of this quota group: its own (backoffs set and cleared, parks) and its
+    /// drains' (as the configuration assigns them)
+    #[arg(long, value_name = "NAME", conflicts_with = "drain")]
+    pub group: Option<String>,
     /// Only events from the last DURATION (e.g. "1d", "6h"; at most 36500d)
     #[arg(long, value_name = "DURATION", value_parser = bounded_duration)]
     pub since: Option<Duration>,

@@ -124,6 +124,7 @@ fn human(drain: &str, found: &Discarded, selection: Selection<'_>, dry_run: bool
             let states = if states.is_empty() { String::new() } else { format!(" ({})", states.join(", ")) };
             // A dry run names them (docs/operations.md), the first LISTED_LIMIT.
             let named = match dry_run {
+                true if items.is_empty() => String::new(),
                 true => {
                     let keys: Vec<String> =
                         items.iter().take(LISTED_LIMIT).map(|item| format!("{:?}", item.key)).collect();
@@ -178,7 +179,23 @@ fn discarded_event(
 
 #[cfg(test)]
 mod tests {
-    use super::discard_all_command;
+    use super::{discard_all_command, human, Discarded, Selection};
+    use crate::db::discard::SelectedItem;
+    use crate::model::ItemState;
+
+    #[test]
+    fn a_dry_run_that_would_discard_nothing_lists_no_keys() {
+        let held = SelectedItem { id: 1, key: "k".into(), state: ItemState::Running, run_id: Some(3) };
+        let found = Discarded { held: vec![held], ..Discarded::default() };
+        let said = human("a", &found, Selection::All, true);
+        // Before: "… with their attempts and results: ; 1 running item …".
+        assert!(
+            said.starts_with(
+                "a: 0 items would be discarded, with their attempts and results; 1 running item"
+            ),
+            "{said}"
+        );
+    }
 
     #[test]
     fn the_discard_command_told_runs_as_pasted_whatever_the_name() {

@@ -21,7 +21,12 @@ pub fn run(ctx: &mut Context, args: &EventsArgs) -> Result<Report> {
         None => None,
     };
     let kind = args.kind.as_deref().map(str::trim).filter(|kind| !kind.is_empty());
-    let filter = EventFilter { drain: drain.as_deref(), since, kind };
+    if let Some(group) = &args.group {
+        known_group(ctx, group)?;
+    }
+    let group_drains = args.group.as_deref().map(|group| ctx.config.group_drains(group)).unwrap_or_default();
+    let filter =
+        EventFilter { drain: drain.as_deref(), group: args.group.as_deref(), group_drains, since, kind };
     let events = list_events(&mut ctx.client, &filter, args.limit)?;
 
     let zone = ctx.config.defaults.timezone;
@@ -43,4 +48,23 @@ pub fn run(ctx: &mut Context, args: &EventsArgs) -> Result<Report> {
         table(&["AGE", "AT", "KIND", "DRAIN", "MESSAGE"], &rows)
     };
     Ok(Report::new(human, json!({ "events": events })))
+}
+
+/// A quota group of the configuration, or one events name (a group since removed from it);
+/// else a usage error listing the configured ones.
+fn known_group(ctx: &mut Context, group: &str) -> Result<()> {
+    if ctx.config.quota_groups.iter().any(|known| known.name == group) {
+        return Ok(());
+    }
+    let recorded =
+        ctx.client.query_one("SELECT EXISTS (SELECT 1 FROM events WHERE quota_group = $1)", &[&group])?;
+    if recorded.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let known: Vec<&str> = ctx.config.quota_groups.iter().map(|known| known.name.as_str()).collect();
+    let known = match known.is_empty() {
+        true => "none are configured".to_string(),
+        false => format!("known: {}", known.join(", ")),
+    };
+    Err(crate::error::Error::Usage(format!("unknown quota group {group:?}; {known}")))
 }

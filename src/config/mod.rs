@@ -499,9 +499,6 @@ fn wait_for_writer(file: &std::fs::File) -> std::io::Result<()> {
 }
 
 impl Config {
-    /// Find and load the configuration. `explicit` is `--config`. When no file is named
-    /// and none of the default paths exists, an empty configuration is returned if
-    /// `file_is_optional` (commands such as `migrate` that need only the database).
     /// The names of the drains of quota group `group`.
     pub fn group_drains(&self, group: &str) -> Vec<String> {
         self.drains
@@ -511,6 +508,9 @@ impl Config {
             .collect()
     }
 
+    /// Find and load the configuration. `explicit` is `--config`. When no file is named
+    /// and none of the default paths exists, an empty configuration is returned if
+    /// `file_is_optional` (commands such as `migrate` that need only the database).
     pub fn discover(explicit: Option<&Path>, file_is_optional: bool) -> Result<Config> {
         match Config::locate(explicit) {
             // A file that cannot be read says where its name came from, when not from the

@@ -324,6 +324,9 @@ impl EventRow {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter<'a> {
     pub drain: Option<&'a str>,
+    /// A quota group: its own events and those of `group_drains`.
+    pub group: Option<&'a str>,
+    pub group_drains: Vec<String>,
     pub since: Option<DateTime<Utc>>,
     pub kind: Option<&'a str>,
 }
@@ -341,9 +344,10 @@ pub fn list_events(
           WHERE ($1::text IS NULL OR drain = $1)
             AND ($2::timestamptz IS NULL OR at >= $2)
             AND ($3::text IS NULL OR kind = $3)
+            AND ($5::text IS NULL OR quota_group = $5 OR drain = ANY($6))
           ORDER BY at DESC, id DESC
           LIMIT $4",
-        &[&filter.drain, &filter.since, &filter.kind, &limit],
+        &[&filter.drain, &filter.since, &filter.kind, &limit, &filter.group, &filter.group_drains],
     )?;
     Ok(rows.iter().map(EventRow::read).collect())
 }

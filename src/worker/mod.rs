@@ -443,8 +443,21 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         .envs(spec.env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
+    // A session of its own, so its own process group, and no controlling terminal: a
+    // worker of a pass run by hand that reads the terminal (`sudo` asking for a password)
+    // fails at once, as it does under cron, instead of being stopped (SIGTTIN) until its
+    // timeout (docs/worker-contract.md).
+    // SAFETY: the closure runs in the forked child before exec and calls only setsid,
+    // which is async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     if let Some(held) = &held_workdir {
         command.current_dir(held.held_path());
     }

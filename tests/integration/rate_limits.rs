@@ -1289,3 +1289,32 @@ fn an_events_instants_are_to_the_microsecond_on_the_hosts_clock() {
         assert!(!at.is_empty() && fraction.len() <= 6, "{field}: {data}");
     }
 }
+
+#[test]
+fn events_of_a_group_hold_its_backoffs_its_clears_and_its_drains_events() {
+    // Before: the clear of a backoff (recorded without a drain) showed under no drain, and
+    // no filter found a group's history.
+    let fixture = Fixture::new(&config(), NOW);
+    fixture.enqueue("alpha", &[("a1".into(), limit("Rate limit exceeded. Please try again in 60s."))]);
+    fixture.drainctl(&["drain", "alpha"]).run().assert_code(0);
+    fixture.drainctl(&["resume", "--group", "shared", "--clear-backoff"]).run().assert_code(0);
+    let kinds = |args: &[&str]| -> Vec<String> {
+        let result = fixture.drainctl(args).run();
+        result.assert_code(0);
+        result.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let of_group = kinds(&["events", "--group", "shared", "--json"]);
+    for kind in ["backoff_cleared", "backoff_set", "run_started", "items_enqueued"] {
+        assert!(of_group.iter().any(|found| found == kind), "{kind}: {of_group:?}");
+    }
+    assert!(!kinds(&["events", "--drain", "alpha", "--json"]).iter().any(|found| found == "backoff_cleared"));
+    let unknown = fixture.drainctl(&["events", "--group", "nosuch"]).run();
+    unknown.assert_code(64);
+    assert!(unknown.stderr.contains("unknown quota group \"nosuch\"; known: shared"), "{}", unknown.stderr);
+    fixture.drainctl(&["events", "--group", "shared", "--drain", "alpha"]).run().assert_code(64);
+}

@@ -980,6 +980,20 @@ fn an_item_key_with_a_bidi_override_and_a_carriage_return_is_escaped_in_tables_a
     }
 }
 
+#[test]
+fn a_worker_of_a_pass_run_in_a_terminal_has_no_controlling_terminal() {
+    // Before: it shared the pass's terminal from a background group; one that read it
+    // (`sudo` asking for a password) was stopped by SIGTTIN until its timeout.
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"docs\"\ncommand = [\"sh\", \"-c\", \"cat > /dev/null; if (: < /dev/tty) 2> /dev/null; then echo terminal; else echo none; fi\"]\n",
+        NOW,
+    );
+    fixture.enqueue("docs", &[("a".into(), json!(1))]);
+    fixture.drainctl(&["drain", "docs"]).run_in_a_terminal_session().assert_code(0);
+    assert_eq!(result_of(&fixture, "a"), "none\n");
+}
+
 // ---------------------------------------------------------------------------------------
 // descriptors
 

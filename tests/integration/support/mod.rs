@@ -323,6 +323,30 @@ impl Drainctl {
         finished(output)
     }
 
+    /// Run as a command typed in a terminal: in a session whose controlling terminal (a
+    /// pseudo-terminal) is its stdin, as a shell's job is.
+    pub fn run_in_a_terminal_session(mut self) -> Finished {
+        use std::os::fd::AsRawFd as _;
+        use std::os::unix::process::CommandExt as _;
+        let (master, terminal) = pseudo_terminal();
+        let fd = terminal.as_raw_fd();
+        // SAFETY: setsid and ioctl are async-signal-safe; the descriptor stays open in the
+        // child until exec (it is its stdin too).
+        unsafe {
+            self.command.pre_exec(move || {
+                if libc::setsid() == -1 || libc::ioctl(fd, libc::TIOCSCTTY, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.command.stdin(terminal).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = self.command.spawn().expect("spawn drainctl");
+        let output = child.wait_with_output().expect("wait for drainctl");
+        drop(master);
+        finished(output)
+    }
+
     /// Run with stdout a terminal (a pseudo-terminal): what drainctl printed there is
     /// `stdout`, each line end as the terminal sends it (`\r\n`).
     pub fn run_with_terminal_stdout(mut self) -> Finished {
