@@ -1726,19 +1726,19 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_that_moves_itself_out_of_its_group_is_still_stopped_at_its_timeout() {
-        // Into its parent's group (the pass's). Before: only its own, empty, group was
-        // signalled, and the pass waited for it to exit by itself.
+    fn a_worker_cannot_move_itself_out_of_its_group() {
+        // Into its parent's group (the pass's): once, only its own, empty, group was
+        // signalled at its timeout. It leads a session of its own now, and neither a
+        // session leader nor a process of another session may join that group.
         let argv: Vec<String> =
-            ["perl", "-e", "setpgrp(0, getpgrp(getppid())) or die; sleep 30"].map(String::from).to_vec();
-        let spec = WorkerSpec {
-            item_timeout: Duration::from_millis(500),
-            kill_grace: Duration::from_millis(500),
-            ..roomy(&argv, b"")
-        };
+            ["perl", "-e", "setpgrp(0, getpgrp(getppid())) or die qq(refused\\n); sleep 30"]
+                .map(String::from)
+                .to_vec();
+        let spec = WorkerSpec { item_timeout: Duration::from_secs(20), ..roomy(&argv, b"") };
         let started = Instant::now();
         let report = run_worker(&spec, &mut Silent).expect("spawn");
-        assert_eq!(report.stop_reason, Some(StopReason::TimedOut));
+        assert_ne!(report.exit, WorkerExit::Code(0));
+        assert!(String::from_utf8_lossy(&report.stderr_tail).contains("refused"), "{report:?}");
         assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
     }
 
