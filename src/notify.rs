@@ -306,6 +306,7 @@ fn run_notifier(command: &[String], timeout: Duration, event: &Value) -> Result<
         // A descendant that left the group and holds the pipes is not waited for past the
         // timeout either: the whole call takes at most `notify_timeout`.
         output_drain: OutputDrain::WithinTimeout,
+        session_of_its_own: crate::worker::wants_a_session_of_its_own(),
     };
     let mut observer =
         NotifierObserver { signalled_before: crate::worker::signals::termination_signal().is_some() };

@@ -188,6 +188,7 @@ impl Pass<'_> {
             resume_pattern: Some(&self.drain.resume_pattern),
             announced_waits_given: Some(&input),
             output_drain: OutputDrain::AfterExit,
+            session_of_its_own: crate::worker::wants_a_session_of_its_own(),
         };
         log::info!(
             "drain {}: item {} attempt {} starting{}{}",

@@ -114,6 +114,19 @@ pub struct WorkerSpec<'a> {
     pub announced_waits_given: Option<&'a [u8]>,
     /// How long output is still awaited once the worker exited.
     pub output_drain: OutputDrain,
+    /// A session of its own, without a controlling terminal, instead of a process group
+    /// in this process's session (see [`wants_a_session_of_its_own`]).
+    pub session_of_its_own: bool,
+}
+
+/// Whether a worker (or a notifier) started by this process gets a session of its own:
+/// when this process has a controlling terminal (run by hand in one). A worker there
+/// would share the terminal from a background group: one that read it (`sudo` asking for
+/// a password) was stopped by SIGTTIN until its timeout. Without a terminal (a pass
+/// `supervise` started, cron) a worker stays in this process's session, where the reaper
+/// of a crashed pass finds one it had not recorded yet (docs/worker-contract.md).
+pub fn wants_a_session_of_its_own() -> bool {
+    std::fs::File::open("/dev/tty").is_ok()
 }
 
 /// After the worker exited and its group was killed, how long output still in flight is
@@ -444,19 +457,22 @@ pub fn run_worker(spec: &WorkerSpec, observer: &mut dyn WorkerObserver) -> Resul
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // A session of its own, so its own process group, and no controlling terminal: a
-    // worker of a pass run by hand that reads the terminal (`sudo` asking for a password)
-    // fails at once, as it does under cron, instead of being stopped (SIGTTIN) until its
-    // timeout (docs/worker-contract.md).
-    // SAFETY: the closure runs in the forked child before exec and calls only setsid,
-    // which is async-signal-safe; it allocates nothing.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    match spec.session_of_its_own {
+        // Its own process group too, and no controlling terminal (see
+        // [`wants_a_session_of_its_own`]).
+        // SAFETY: the closure runs in the forked child before exec and calls only setsid,
+        // which is async-signal-safe; it allocates nothing.
+        true => unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        },
+        false => {
+            command.process_group(0);
+        }
     }
     if let Some(held) = &held_workdir {
         command.current_dir(held.held_path());
@@ -1553,6 +1569,7 @@ mod tests {
             resume_pattern: None,
             announced_waits_given: None,
             output_drain: OutputDrain::AfterExit,
+            session_of_its_own: false,
         }
     }
 
@@ -1726,15 +1743,35 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_cannot_move_itself_out_of_its_group() {
-        // Into its parent's group (the pass's): once, only its own, empty, group was
-        // signalled at its timeout. It leads a session of its own now, and neither a
-        // session leader nor a process of another session may join that group.
+    fn a_worker_that_moves_itself_out_of_its_group_is_still_stopped_at_its_timeout() {
+        // Into its parent's group (the pass's). Before: only its own, empty, group was
+        // signalled, and the pass waited for it to exit by itself.
+        let argv: Vec<String> =
+            ["perl", "-e", "setpgrp(0, getpgrp(getppid())) or die; sleep 30"].map(String::from).to_vec();
+        let spec = WorkerSpec {
+            item_timeout: Duration::from_millis(500),
+            kill_grace: Duration::from_millis(500),
+            ..roomy(&argv, b"")
+        };
+        let started = Instant::now();
+        let report = run_worker(&spec, &mut Silent).expect("spawn");
+        assert_eq!(report.stop_reason, Some(StopReason::TimedOut));
+        assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_worker_in_a_session_of_its_own_cannot_move_itself_out_of_its_group() {
+        // Into its parent's group (the pass's): it leads a session of its own, and neither
+        // a session leader nor a process of another session may join that group.
         let argv: Vec<String> =
             ["perl", "-e", "setpgrp(0, getpgrp(getppid())) or die qq(refused\\n); sleep 30"]
                 .map(String::from)
                 .to_vec();
-        let spec = WorkerSpec { item_timeout: Duration::from_secs(20), ..roomy(&argv, b"") };
+        let spec = WorkerSpec {
+            item_timeout: Duration::from_secs(20),
+            session_of_its_own: true,
+            ..roomy(&argv, b"")
+        };
         let started = Instant::now();
         let report = run_worker(&spec, &mut Silent).expect("spawn");
         assert_ne!(report.exit, WorkerExit::Code(0));
