@@ -277,8 +277,14 @@ const SCHEMA_TABLE: &str = "CREATE TABLE schema_migrations (
 );
 ";
 
+/// Whether the current schema (the first of `search_path` that exists), where migrations
+/// create their tables, holds `schema_migrations` — not a schema later in the path: its
+/// tables would be read while the next migration made new ones here.
 fn schema_table_exists(client: &mut Client) -> Result<bool> {
-    let row = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?;
+    let row = client.query_one(
+        "SELECT coalesce(to_regclass(quote_ident(current_schema()) || '.schema_migrations') IS NOT NULL, false)",
+        &[],
+    )?;
     Ok(row.get(0))
 }
 
@@ -567,24 +573,30 @@ fn read_applied(client: &mut Client) -> Result<Vec<Applied>> {
 /// "The role and its settings").
 fn refuse_second_installation(client: &mut Client) -> Result<()> {
     let row = client.query_one(
-        "SELECT (SELECT string_agg(quote_ident(n.nspname), ', ' ORDER BY n.nspname)
+        "SELECT (SELECT array_agg(quote_ident(n.nspname) ORDER BY n.nspname)
                    FROM pg_namespace n
-                  WHERE n.nspname IS DISTINCT FROM current_schema()
+                  WHERE n.nspname <> current_schema()
                     AND (SELECT count(*) FROM pg_class c
                           WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
                             AND c.relname IN ('schema_migrations', 'drains', 'items', 'runs')) = 4),
                 quote_ident(current_schema()), current_setting('search_path')",
         &[],
     )?;
-    let Some(others) = row.get::<_, Option<String>>(0) else { return Ok(()) };
-    let here: String = row.get::<_, Option<String>>(1).unwrap_or_default();
+    // No current schema (a search_path naming none): the migration's own error says so.
+    let (Some(others), Some(here)) = (row.get::<_, Option<Vec<String>>>(0), row.get::<_, Option<String>>(1))
+    else {
+        return Ok(());
+    };
     let search_path: String = row.get(2);
+    let theirs = others.first().cloned().unwrap_or_default();
     Err(Error::Config(format!(
-        "this database holds drainctl's schema already, in schema {others}, but this session's current schema \
-         is {here} (search_path {search_path}): drainctl would create a second, empty one there, apart from \
-         the first's backlog; set the role's search_path back (ALTER ROLE ... RESET search_path, or \
-         options=-c search_path=... in the URL), or give this installation a database of its own \
-         (CREATE DATABASE ...); nothing was changed"
+        "this database holds drainctl's schema already, in schema {}, but this session's current schema \
+         (the first of its search_path, {search_path}, that exists) is {here}: drainctl would create a second, \
+         empty one there, apart from the first's backlog; put drainctl's first where the search_path is set \
+         (ALTER ROLE ... SET search_path = {theirs}, ALTER DATABASE ... SET search_path = {theirs}, or \
+         options=-c search_path={theirs} in the URL), or give this installation a database of its own \
+         (CREATE DATABASE ...); nothing was changed",
+        others.join(", ")
     )))
 }
 

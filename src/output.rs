@@ -579,12 +579,19 @@ pub fn escape_lines(text: &str) -> String {
 /// (`\u2028`), valid where it can be — inside a string — so that a payload copied from
 /// `items show` parses as it was stored.
 pub fn escape_json_text(json: &str) -> String {
-    json.chars()
-        .map(|c| match c != '\n' && is_unsafe_to_show(c) {
-            true => format!("\\u{:04x}", u32::from(c)),
-            false => c.to_string(),
-        })
-        .collect()
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c == '\n' || !is_unsafe_to_show(c) {
+            out.push(c);
+            continue;
+        }
+        // Above U+FFFF (the tags U+E0000–U+E007F), a surrogate pair, as JSON spells it.
+        let mut units = [0u16; 2];
+        for unit in c.encode_utf16(&mut units) {
+            let _ = write!(out, "\\u{unit:04x}");
+        }
+    }
+    out
 }
 
 /// An instant as humans read it in a table: `2026-11-27 12:00 IST` in `zone`.
@@ -901,6 +908,13 @@ mod tests {
         assert_eq!(shown, "{\n  \"k\": \"a\\u2028b\\u007f\\u0085\\u202e\"\n}");
         let parsed: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
         assert_eq!(parsed["k"], "a\u{2028}b\u{7f}\u{85}\u{202e}");
+        // Above U+FFFF, a surrogate pair (before: `\ue0041`, read as U+E004 and a `1`).
+        let json =
+            serde_json::to_string(&serde_json::json!({"k\u{e0041}": "x\u{1d173}y"})).unwrap_or_default();
+        let shown = escape_json_text(&json);
+        assert_eq!(shown, "{\"k\\udb40\\udc41\":\"x\\ud834\\udd73y\"}");
+        let parsed: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
+        assert_eq!(parsed["k\u{e0041}"], "x\u{1d173}y");
     }
 
     #[test]

@@ -283,7 +283,8 @@ fn park_group(
     let mut event = Event::new(
         EventKind::GroupParked,
         format!(
-            "quota group {group} parked: no drain of it calls a worker until `drainctl resume --group {group}`; needs attention: {reason}"
+            "quota group {group} parked: no drain of it calls a worker until `drainctl resume {}`; needs attention: {reason}",
+            crate::commands::items::group_option(group)
         ),
     )
     .drain(source.drain)

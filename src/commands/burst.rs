@@ -170,7 +170,10 @@ fn on(ctx: &mut Context, args: &BurstOnArgs) -> Result<Report> {
         ),
         // A parked group calls no worker, burst or not (docs/rate-limits.md, "Parked groups").
         (Some(group), _) => {
-            format!("its quota group {group} is parked: no pass starts it until `drainctl resume --group {group}`")
+            format!(
+                "its quota group {group} is parked: no pass starts it until `drainctl resume {}`",
+                super::items::group_option(group)
+            )
         }
         (None, Some((until, reason))) => {
             let what = match reason {

@@ -257,8 +257,8 @@ fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<R
         // A wait of the group that stands is named, with the way to end it.
         if let Some(wait) = group_wait(ctx, &group, now)? {
             human.push_str(&format!(
-                "; {wait}; `drainctl resume --group {group} --clear-backoff` ends that now if you know its \
-                 limit is over"
+                "; {wait}; `drainctl resume {} --clear-backoff` ends that now if you know its limit is over",
+                super::items::group_option(&group)
             ));
         }
     }

@@ -318,6 +318,15 @@ pub fn command_for_drain(command: &str, drain: &str, options: &str) -> String {
     }
 }
 
+/// `--group NAME` as told to the operator: `--group=-g` for a name that starts with `-`,
+/// which would be read as an option after a space.
+pub fn group_option(group: &str) -> String {
+    match group.starts_with('-') {
+        true => format!("--group={group}"),
+        false => format!("--group {group}"),
+    }
+}
+
 /// A drain's name as the last argument of a command told to the operator: after `--` when
 /// it starts with `-`, where no option is looked for.
 pub fn drain_argument(drain: &str) -> String {

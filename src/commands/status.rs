@@ -691,10 +691,10 @@ fn render(view: &StatusView, zone: Tz) -> Result<Report> {
     }
     for drain in parked_groups {
         human.push_str(&format!(
-            "quota group {} is parked since {} and calls no worker until `drainctl resume --group {}` (needs attention: {})\n",
+            "quota group {} is parked since {} and calls no worker until `drainctl resume {}` (needs attention: {})\n",
             drain.quota_group,
             drain.parked_at.map(|at| local_time(at, zone)).unwrap_or_default(),
-            drain.quota_group,
+            super::items::group_option(&drain.quota_group),
             drain.parked_reason.as_deref().unwrap_or_default()
         ));
     }

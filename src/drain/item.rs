@@ -603,8 +603,8 @@ impl Pass<'_> {
             return Ok(ItemEnd::Stop(Stop::normal(
                 RunStatus::RateLimited,
                 format!(
-                    "quota hit on item {}: quota group {group} is parked (needs attention: {}); `drainctl resume --group {group}` once it is fixed",
-                    item.key, hit.matched_line
+                    "quota hit on item {}: quota group {group} is parked (needs attention: {}); `drainctl resume {}` once it is fixed",
+                    item.key, hit.matched_line, crate::commands::items::group_option(&group)
                 ),
             )));
         }

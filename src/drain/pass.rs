@@ -577,9 +577,10 @@ fn parked_stop(quota_group: &str, controls: &PassControls, zone: chrono_tz::Tz) 
     Some(Stop::normal(
         RunStatus::RateLimited,
         format!(
-            "quota group {quota_group} is parked since {} (needs attention: {}); `drainctl resume --group {quota_group}` once it is fixed",
+            "quota group {quota_group} is parked since {} (needs attention: {}); `drainctl resume {}` once it is fixed",
             crate::output::local_time(parked_at, zone),
-            controls.parked_reason.as_deref().unwrap_or("no reason recorded")
+            controls.parked_reason.as_deref().unwrap_or("no reason recorded"),
+            crate::commands::items::group_option(quota_group)
         ),
     ))
 }

@@ -138,15 +138,32 @@ impl Session<'_> {
         // another pass's there, the sequence having handed it out again. Nothing more is
         // written under it: not the items that run holds, not its end (docs/guarantees.md,
         // "What the database must keep").
-        let row = new_client.query_opt("SELECT drain, pid FROM runs WHERE id = $1", &[&self.run_id])?;
-        let own_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-        let whose = row.map(|row| (row.get::<_, String>(0), row.get::<_, i32>(1)));
-        if whose.as_ref().is_none_or(|(drain, pid)| *drain != self.drain.name || *pid != own_pid) {
+        // Ours by drain, host and process (pid and start time): hosts of containers often
+        // give a pass the same small pid.
+        let pid = std::process::id();
+        let start_time = crate::worker::process::process_start_time(pid).map(|time| time as i64);
+        let row = new_client.query_opt(
+            "SELECT drain, host, pid,
+                    drain = $2 AND pid = $3 AND host_id IS NOT DISTINCT FROM $4
+                    AND process_start_time IS NOT DISTINCT FROM $5
+               FROM runs WHERE id = $1",
+            &[
+                &self.run_id,
+                &self.drain.name,
+                &i32::try_from(pid).unwrap_or(i32::MAX),
+                &crate::worker::process::host_id(),
+                &start_time,
+            ],
+        )?;
+        let whose = row.map(|row| {
+            (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i32>(2), row.get::<_, bool>(3))
+        });
+        if !whose.as_ref().is_some_and(|(_, _, _, ours)| *ours) {
             let what = match whose {
                 None => "is not in the database it reconnected to".to_string(),
-                Some((drain, pid)) => {
-                    format!("is another pass's in the database it reconnected to (drain {drain}, pid {pid})")
-                }
+                Some((drain, host, pid, _)) => format!(
+                    "is another pass's in the database it reconnected to (drain {drain}, host {host}, pid {pid})"
+                ),
             };
             return Err(Error::Temporary(format!(
                 "run {} {what}: {RUN_LOST_IN_A_FAILOVER}; the pass stops and writes nothing more under it, and \

@@ -306,10 +306,10 @@ fn facts(page: &Page, drain: &DrainPage) -> Vec<(&'static str, String)> {
         facts.push((
             "parked",
             format!(
-                "since {}: {}; <code>drainctl resume --group {}</code>",
+                "since {}: {}; <code>drainctl resume {}</code>",
                 escape(&when(at, page)),
                 escape(reason),
-                escape(&status.quota_group)
+                escape(&crate::commands::items::group_option(&status.quota_group))
             ),
         ));
     }

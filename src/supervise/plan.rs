@@ -90,11 +90,11 @@ impl Decision {
 /// Why a drain of a parked group is not started.
 fn parked_reason(parked: &crate::db::quota_groups::Parked, zone: Tz) -> String {
     format!(
-        "quota group {} is parked since {} (needs attention: {}); `drainctl resume --group {}` once it is fixed",
+        "quota group {} is parked since {} (needs attention: {}); `drainctl resume {}` once it is fixed",
         parked.quota_group,
         local(parked.parked_at, zone),
         parked.reason,
-        parked.quota_group
+        crate::commands::items::group_option(&parked.quota_group)
     )
 }
 

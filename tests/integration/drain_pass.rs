@@ -1416,7 +1416,9 @@ fn a_pass_whose_run_is_another_passs_after_a_failover_writes_nothing_more_under_
     fixture
         .client()
         .batch_execute(
-            "UPDATE runs SET pid = pid + 1 WHERE id = 1;
+            // Another host's pass, of the same drain and pid (containers give a pass the same
+            // small pid on every host).
+            "UPDATE runs SET host = 'host-b', host_id = 'other-host-id' WHERE id = 1;
              UPDATE items SET state = 'pending', claimed_by = NULL, claimed_at = NULL WHERE key = 'a';
              UPDATE items SET state = 'running', claimed_by = 1, claimed_at = now() WHERE key = 'b'",
         )
@@ -1427,7 +1429,9 @@ fn a_pass_whose_run_is_another_passs_after_a_failover_writes_nothing_more_under_
     let result = finished(pass.wait_with_output().unwrap());
     result.assert_code(75);
     assert!(
-        result.stderr.contains("run 1 is another pass's in the database it reconnected to (drain docs, pid"),
+        result.stderr.contains(
+            "run 1 is another pass's in the database it reconnected to (drain docs, host host-b, pid"
+        ),
         "{}",
         result.stderr
     );

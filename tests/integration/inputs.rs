@@ -694,3 +694,26 @@ fn the_commands_told_for_a_drain_whose_name_starts_with_a_dash_work_when_followe
     }
     assert_eq!(fixture.item("-x", "k").0, "pending", "the enqueue --replace told ran");
 }
+
+#[test]
+fn the_commands_told_for_a_quota_group_whose_name_starts_with_a_dash_work_when_followed() {
+    // Before: `drainctl resume --group -g --clear-backoff`, exit 64.
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"d\"\ncommand = [\"FAKE_WORKER\"]\nquota_group = \"-g\"\nquota_profile = \"claude\"\nmax_wait = \"0s\"\n",
+        NOW,
+    );
+    let limit = json!({"steps": [{"err": "Claude AI usage limit reached|1796760000"}, {"exit": 1}]});
+    fixture.enqueue("d", &[("k".into(), limit)]);
+    fixture.drainctl(&["drain", "d"]).run().assert_code(0);
+    let resumed = fixture.drainctl(&["resume", "--group=-g"]).run();
+    resumed.assert_code(0);
+    let told = told_commands(&resumed.stdout);
+    assert!(told.iter().any(|command| command.contains(&"--group=-g".to_string())), "{}", resumed.stdout);
+    for command in told {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let followed = fixture.drainctl(&args).run();
+        assert_eq!(followed.code, 0, "{args:?}: {}", followed.stderr);
+    }
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_cleared'"), 1);
+}

@@ -913,13 +913,25 @@ fn a_search_path_away_from_drainctls_schema_is_refused_rather_than_a_second_sche
     fixture.db.client().batch_execute("CREATE SCHEMA app").unwrap();
     let url = format!("{}?options=-c%20search_path%3Dapp", fixture.db.url);
     let says = "this database holds drainctl's schema already, in schema public, but this session's current \
-                schema is app (search_path app): drainctl would create a second, empty one there";
+                schema (the first of its search_path, app, that exists) is app: drainctl would create a second, \
+                empty one there";
     for args in [&["status"][..], &["migrate"], &["enqueue", "d", "--key", "b", "--payload", "{}"]] {
         let result = fixture.drainctl(args).env("DRAINCTL_DATABASE_URL", &url).run();
         result.assert_code(78);
         assert!(result.stderr.contains(says), "{args:?}: {}", result.stderr);
+        assert!(result.stderr.contains("SET search_path = public"), "{}", result.stderr);
         assert!(result.stderr.contains("nothing was changed"), "{}", result.stderr);
     }
+    // A schema in front of drainctl's (a `"$user"` schema made later): the next migration
+    // would make its new tables there while reading drainctl's behind it.
+    let in_front = format!("{}?options=-c%20search_path%3Dapp%2Cpublic", fixture.db.url);
+    let result = fixture.drainctl(&["migrate"]).env("DRAINCTL_DATABASE_URL", &in_front).run();
+    result.assert_code(78);
+    assert!(
+        result.stderr.contains("(the first of its search_path, app,public, that exists) is app"),
+        "{}",
+        result.stderr
+    );
     let doctor = fixture.drainctl(&["doctor"]).env("DRAINCTL_DATABASE_URL", &url).run();
     doctor.assert_code(78);
     assert!(doctor.stdout.contains(says), "{}", doctor.stdout);
