@@ -145,7 +145,7 @@ impl Session<'_> {
         let row = new_client.query_opt(
             "SELECT drain, host, pid,
                     drain = $2 AND pid = $3 AND host_id IS NOT DISTINCT FROM $4
-                    AND process_start_time IS NOT DISTINCT FROM $5
+                    AND process_start_time IS NOT DISTINCT FROM $5 AND host = $6
                FROM runs WHERE id = $1",
             &[
                 &self.run_id,
@@ -153,6 +153,7 @@ impl Session<'_> {
                 &i32::try_from(pid).unwrap_or(i32::MAX),
                 &crate::worker::process::host_id(),
                 &start_time,
+                &crate::worker::process::host_name(),
             ],
         )?;
         let whose = row.map(|row| {

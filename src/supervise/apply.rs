@@ -554,7 +554,7 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
     if let Some(path) = &config.path {
         command.arg("--config").arg(path);
     }
-    command.args(["drain", drain, "--trigger", trigger.as_str()]).stdin(Stdio::null());
+    command.args(["drain", "--trigger", trigger.as_str()]).stdin(Stdio::null());
     let (log_path, without_log) = match opened {
         Ok((log_path, log)) => {
             let log_for_stderr = log
@@ -572,6 +572,9 @@ fn start_drain(config: &Config, drain: &str, trigger: Trigger, now: DateTime<Utc
             (None, Some(full))
         }
     };
+    // The name last, after `--`: one that starts with `-` is no option (docs/configuration.md
+    // allows `-x`).
+    command.args(["--", drain]);
     // Detached twice over: re-parented away from this pass before it goes on.
     let pid = process::spawn_detached(&mut command).map_err(|error| {
         Error::Internal(format!(

@@ -717,3 +717,22 @@ fn the_commands_told_for_a_quota_group_whose_name_starts_with_a_dash_work_when_f
     }
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_cleared'"), 1);
 }
+
+#[test]
+fn supervise_starts_a_drain_whose_name_starts_with_a_dash() {
+    // Before: it ran `drainctl drain -x --trigger supervisor`, which exits 64: the drain's
+    // items never ran and every pass exited 69.
+    let fixture = Fixture::new(
+        "[defaults]\ntimezone = \"UTC\"\nlog_dir = \"TMPDIR/logs\"\n\n\
+         [[drain]]\nname = \"-x\"\ncommand = [\"FAKE_WORKER\"]\n",
+        NOW,
+    );
+    let payload = json!({"steps": [{"out": "ok"}]}).to_string();
+    fixture.drainctl(&["enqueue", "--key", "k", "--payload", &payload, "--", "-x"]).run().assert_code(0);
+    let pass = fixture.drainctl(&["supervise"]).run();
+    pass.assert_code(0);
+    wait_until("the item to be done", std::time::Duration::from_secs(20), || {
+        fixture.item("-x", "k").0 == "done"
+    });
+    assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'supervise_error'"), 0);
+}
