@@ -294,7 +294,11 @@ fn a_pass_whose_binary_is_replaced_meanwhile_starts_drains_with_the_one_installe
     finished(pass.wait_with_output().unwrap()).assert_code(0);
     wait_until("the drain to finish c", Duration::from_secs(20), || fixture.item("docs", "c").0 == "done");
     let said = std::fs::read_to_string(&ran).unwrap_or_default();
-    assert!(said.contains("drain docs"), "the new binary started the drain: {said:?}");
+    // The drain's name last, after `--` (a name may start with `-`).
+    assert!(
+        said.contains("drain --trigger supervisor") && said.trim_end().ends_with("-- docs"),
+        "the new binary started the drain: {said:?}"
+    );
 }
 
 #[test]
