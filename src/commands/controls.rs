@@ -185,14 +185,7 @@ fn accounts_text(accounts: &[String]) -> String {
 /// `drainctl resume --group NAME`: clear a parked quota group (docs/rate-limits.md,
 /// "Parked groups"), so that its drains call workers again.
 fn resume_group(ctx: &mut Context, group: &str, clear_backoff: bool) -> Result<Report> {
-    let Some(group) = ctx.config.quota_groups.iter().find(|known| known.name == group) else {
-        let known: Vec<&str> = ctx.config.quota_groups.iter().map(|known| known.name.as_str()).collect();
-        let known = match known.is_empty() {
-            true => "none are configured".to_string(),
-            false => format!("known: {}", known.join(", ")),
-        };
-        return Err(Error::Usage(format!("unknown quota group {group:?}; {known}")));
-    };
+    let group = ctx.config.quota_group(group)?;
     let configured = configured_accounts(group);
     let group = group.name.clone();
     // A backoff is every host's: judged by the server's clock when this one runs ahead.

@@ -51,20 +51,13 @@ pub fn run(ctx: &mut Context, args: &EventsArgs) -> Result<Report> {
 }
 
 /// A quota group of the configuration, or one events name (a group since removed from it);
-/// else a usage error listing the configured ones.
+/// else the configuration's usage error listing the configured ones.
 fn known_group(ctx: &mut Context, group: &str) -> Result<()> {
-    if ctx.config.quota_groups.iter().any(|known| known.name == group) {
-        return Ok(());
-    }
+    let Err(unknown) = ctx.config.quota_group(group) else { return Ok(()) };
     let recorded =
         ctx.client.query_one("SELECT EXISTS (SELECT 1 FROM events WHERE quota_group = $1)", &[&group])?;
-    if recorded.get::<_, bool>(0) {
-        return Ok(());
+    match recorded.get::<_, bool>(0) {
+        true => Ok(()),
+        false => Err(unknown),
     }
-    let known: Vec<&str> = ctx.config.quota_groups.iter().map(|known| known.name.as_str()).collect();
-    let known = match known.is_empty() {
-        true => "none are configured".to_string(),
-        false => format!("known: {}", known.join(", ")),
-    };
-    Err(crate::error::Error::Usage(format!("unknown quota group {group:?}; {known}")))
 }

@@ -701,10 +701,16 @@ impl Config {
         Config::resolve(raw, &source)
     }
 
-    /// The quota group called `name` (every drain's group is there, declared or implicit).
+    /// The quota group called `name` (every drain's group is there, declared or implicit),
+    /// or a usage error that lists the known ones.
     pub fn quota_group(&self, name: &str) -> Result<&QuotaGroupConfig> {
         self.quota_groups.iter().find(|group| group.name == name).ok_or_else(|| {
-            Error::Internal(format!("quota group {name:?} is not in the resolved configuration"))
+            let known: Vec<&str> = self.quota_groups.iter().map(|group| group.name.as_str()).collect();
+            let known = match known.is_empty() {
+                true => "none are configured".to_string(),
+                false => format!("known: {}", known.join(", ")),
+            };
+            Error::Usage(format!("unknown quota group {name:?}; {known}"))
         })
     }
 

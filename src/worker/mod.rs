@@ -125,8 +125,10 @@ pub struct WorkerSpec<'a> {
 /// a password) was stopped by SIGTTIN until its timeout. Without a terminal (a pass
 /// `supervise` started, cron) a worker stays in this process's session, where the reaper
 /// of a crashed pass finds one it had not recorded yet (docs/worker-contract.md).
+/// Asked once a process: a pass's terminal does not come or go.
 pub fn wants_a_session_of_its_own() -> bool {
-    std::fs::File::open("/dev/tty").is_ok()
+    static HAS_A_TERMINAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS_A_TERMINAL.get_or_init(|| std::fs::File::open("/dev/tty").is_ok())
 }
 
 /// After the worker exited and its group was killed, how long output still in flight is
