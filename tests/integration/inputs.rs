@@ -663,6 +663,18 @@ fn told_commands(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Run each command told (`PAYLOAD` as `{}`): the words and what came of them.
+fn follow(fixture: &Fixture, told: Vec<Vec<String>>) -> Vec<(Vec<String>, Finished)> {
+    told.into_iter()
+        .map(|command| {
+            let args: Vec<&str> =
+                command.iter().map(|word| if word == "PAYLOAD" { "{}" } else { word.as_str() }).collect();
+            let followed = fixture.drainctl(&args).run();
+            (command, followed)
+        })
+        .collect()
+}
+
 #[test]
 fn the_commands_told_for_a_drain_whose_name_starts_with_a_dash_work_when_followed() {
     // Before: `drainctl resume -x`, `drainctl enqueue -x --replace …`, each exit 64.
@@ -686,10 +698,7 @@ fn the_commands_told_for_a_drain_whose_name_starts_with_a_dash_work_when_followe
         assert!(!commands.is_empty(), "no command told: {text}");
         told.extend(commands);
     }
-    for command in told {
-        let args: Vec<&str> =
-            command.iter().map(|word| if word == "PAYLOAD" { "{}" } else { word.as_str() }).collect();
-        let followed = fixture.drainctl(&args).run();
+    for (args, followed) in follow(&fixture, told) {
         assert_ne!(followed.code, 64, "{args:?}: {}", followed.stderr);
     }
     assert_eq!(fixture.item("-x", "k").0, "pending", "the enqueue --replace told ran");
@@ -710,9 +719,7 @@ fn the_commands_told_for_a_quota_group_whose_name_starts_with_a_dash_work_when_f
     resumed.assert_code(0);
     let told = told_commands(&resumed.stdout);
     assert!(told.iter().any(|command| command.contains(&"--group=-g".to_string())), "{}", resumed.stdout);
-    for command in told {
-        let args: Vec<&str> = command.iter().map(String::as_str).collect();
-        let followed = fixture.drainctl(&args).run();
+    for (args, followed) in follow(&fixture, told) {
         assert_eq!(followed.code, 0, "{args:?}: {}", followed.stderr);
     }
     assert_eq!(fixture.count("SELECT count(*) FROM events WHERE kind = 'backoff_cleared'"), 1);
